@@ -1,0 +1,83 @@
+// Guest physical memory: one memfd holding all RAM, mapped in (up to) two regions around the
+// 32-bit PCI hole, as on a PC: [0, lowEnd) and [4 GiB, 4 GiB + highSize).
+// The memfd lets vCPU worker threads, the KVM engine and snapshots map the same pages.
+import { memfd, mmap, munmap, close, PROT_READ, PROT_WRITE, MAP_SHARED, MAP_NORESERVE } from '../sys/libc.ts';
+
+export const KiB = 1024;
+export const MiB = 1024 * KiB;
+export const GiB = 1024 * MiB;
+
+/** Start of the 32-bit MMIO hole (PCI BARs, ECAM, IOAPIC, LAPIC, HPET); RAM above it moves to 4 GiB. */
+export const PCI_HOLE_START = 3 * GiB;
+export const HIGH_RAM_START = 4 * GiB;
+export const MIN_MEMORY = 64 * MiB;
+export const MAX_MEMORY = 64 * GiB;
+
+export interface RamRegion {
+  /** Guest physical address of the first byte. */
+  readonly guestBase: number;
+  readonly size: number;
+  /** Offset of the region inside the memfd. */
+  readonly fileOffset: number;
+  readonly bytes: Uint8Array;
+  readonly view: DataView;
+  readonly hostAddress: bigint;
+}
+
+export class GuestMemory {
+  readonly fd: number;
+  readonly regions: RamRegion[] = [];
+  /** RAM below the PCI hole: the region the soft engine reads on its fast path. */
+  readonly low: Uint8Array;
+  readonly lowView: DataView;
+  readonly lowSize: number;
+  readonly highSize: number;
+
+  constructor(readonly size: number) {
+    if (!Number.isInteger(size) || size % (4 * KiB) !== 0) throw new RangeError(`memory size ${size} is not a whole number of 4 KiB pages`);
+    if (size < MIN_MEMORY || size > MAX_MEMORY) throw new RangeError(`memory size must be between ${MIN_MEMORY / MiB} MiB and ${MAX_MEMORY / GiB} GiB`);
+    this.fd = memfd('ringzero-ram', size);
+    this.lowSize = Math.min(size, PCI_HOLE_START);
+    this.highSize = size - this.lowSize;
+    this.addRegion(0, this.lowSize, 0);
+    if (this.highSize > 0) this.addRegion(HIGH_RAM_START, this.highSize, this.lowSize);
+    this.low = this.regions[0].bytes;
+    this.lowView = this.regions[0].view;
+  }
+
+  private addRegion(guestBase: number, size: number, fileOffset: number): void {
+    const { address, buffer } = mmap(size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_NORESERVE, this.fd, fileOffset);
+    this.regions.push({ guestBase, size, fileOffset, bytes: new Uint8Array(buffer), view: new DataView(buffer), hostAddress: address });
+  }
+
+  /** The region holding [gpa, gpa+len), or undefined when any byte is outside RAM. */
+  regionFor(gpa: number, len = 1): RamRegion | undefined {
+    for (const r of this.regions) if (gpa >= r.guestBase && gpa + len <= r.guestBase + r.size) return r;
+    return undefined;
+  }
+
+  isRam(gpa: number, len = 1): boolean {
+    return this.regionFor(gpa, len) !== undefined;
+  }
+
+  /** A view of guest RAM [gpa, gpa+len); throws if the range is not wholly RAM. */
+  slice(gpa: number, len: number): Uint8Array {
+    const r = this.regionFor(gpa, len);
+    if (!r) throw new RangeError(`guest range 0x${gpa.toString(16)}+0x${len.toString(16)} is not RAM`);
+    return r.bytes.subarray(gpa - r.guestBase, gpa - r.guestBase + len);
+  }
+
+  write(gpa: number, data: Uint8Array): void {
+    this.slice(gpa, data.length).set(data);
+  }
+
+  read(gpa: number, len: number): Uint8Array {
+    return Uint8Array.from(this.slice(gpa, len));
+  }
+
+  close(): void {
+    for (const r of this.regions) munmap(r.hostAddress, r.size);
+    this.regions.length = 0;
+    close(this.fd);
+  }
+}

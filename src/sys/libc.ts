@@ -1,0 +1,67 @@
+// The host C library through koffi: the few system calls ringzero needs that Node does not expose
+// (memfd_create, mmap, ftruncate, ioctl). Every failure becomes an exception naming the call and errno.
+import koffi from 'koffi';
+import os from 'node:os';
+
+const libc = koffi.load('libc.so.6');
+
+const memfdCreate = libc.func('int memfd_create(const char *name, unsigned int flags)');
+const ftruncate = libc.func('int ftruncate(int fd, int64_t length)');
+const mmapFn = libc.func('void *mmap(void *addr, size_t length, int prot, int flags, int fd, int64_t offset)');
+const munmapFn = libc.func('int munmap(void *addr, size_t length)');
+const closeFn = libc.func('int close(int fd)');
+
+export const PROT_READ = 1;
+export const PROT_WRITE = 2;
+export const PROT_EXEC = 4;
+export const MAP_SHARED = 1;
+export const MAP_PRIVATE = 2;
+export const MAP_ANONYMOUS = 0x20;
+export const MAP_NORESERVE = 0x4000;
+const MFD_CLOEXEC = 1;
+const MAP_FAILED = BigInt.asUintN(64, -1n);
+
+export class SysError extends Error {
+  constructor(readonly call: string, readonly errno: number) {
+    super(`${call} failed: ${errnoName(errno)} (errno ${errno})`);
+  }
+}
+
+export function errnoName(errno: number): string {
+  for (const [name, value] of Object.entries(os.constants.errno)) if (value === errno) return name;
+  return `E${errno}`;
+}
+
+export function lastErrno(): number {
+  return koffi.errno();
+}
+
+/** Anonymous memory file: guest RAM lives here so every thread, the KVM engine and snapshots can map it. */
+export function memfd(name: string, size: number): number {
+  const fd = memfdCreate(name, MFD_CLOEXEC) as number;
+  if (fd < 0) throw new SysError('memfd_create', lastErrno());
+  if ((ftruncate(fd, size) as number) < 0) {
+    const e = lastErrno();
+    closeFn(fd);
+    throw new SysError('ftruncate', e);
+  }
+  return fd;
+}
+
+/** A mapping of `length` bytes; returns the address and a live ArrayBuffer over it. */
+export function mmap(length: number, prot: number, flags: number, fd = -1, offset = 0): { address: bigint; buffer: ArrayBuffer } {
+  const p = mmapFn(null, length, prot, flags, fd, offset);
+  const address = typeof p === 'bigint' ? p : BigInt(koffi.address(p));
+  if (address === MAP_FAILED || address === 0n) throw new SysError('mmap', lastErrno());
+  return { address, buffer: koffi.view(p, length) as ArrayBuffer };
+}
+
+export function munmap(address: bigint, length: number): void {
+  if ((munmapFn(address, length) as number) < 0) throw new SysError('munmap', lastErrno());
+}
+
+export function close(fd: number): void {
+  closeFn(fd);
+}
+
+export { koffi, libc };
