@@ -1,0 +1,26 @@
+// What a VM is made of, after validation: the CLI, VM definitions and the API all produce one of these.
+
+export type EngineKind = 'soft' | 'kvm';
+
+export interface VmConfig {
+  engine: EngineKind;
+  /** Path of a bzImage. */
+  kernel: string;
+  /** Path of an initramfs (cpio, optionally compressed), if any. */
+  initrd?: string;
+  cmdline: string;
+  cpus: number;
+  /** Bytes of guest RAM. */
+  memory: number;
+  /** What a guest reboot does: start the VM again, or end ringzero (status 0). */
+  onReboot: 'restart' | 'exit';
+}
+
+/** The serial console's host side: bytes the guest writes come out of `write`; `onInput` feeds keystrokes in. */
+export interface ConsoleIo {
+  write(data: Uint8Array): void;
+  /** Register the receiver of host input; returns a function that unregisters it. */
+  onInput(receiver: (data: Uint8Array) => void): () => void;
+}
+
+export const MAX_CPUS = 64;
