@@ -1,0 +1,121 @@
+// What the host offers for running VMs, read from /proc and /sys only, and which engine `--engine auto` picks.
+// Hardware KVM shows vmx (Intel VT-x) or svm (AMD-V) in /proc/cpuinfo and a kvm_intel or kvm_amd module. A /dev/kvm
+// backed by kvm_pvm (a pagetable-based hypervisor for specially built, deprivileged guests) runs an unmodified
+// kernel through KVM's instruction emulator, far slower than our software engine (see the project's notes).
+
+import { accessSync, constants, existsSync, readFileSync } from 'node:fs';
+
+export type KvmDeviceState = 'absent' | 'no-access' | 'usable';
+
+export interface HostInfo {
+  cpuModel: string;
+  cpuVendor: string;
+  logicalCpus: number;
+  /** vmx or svm in the cpu flags. */
+  virtualizationFlag: 'vmx' | 'svm' | undefined;
+  /** The `hypervisor` flag: this host is itself a VM. */
+  underHypervisor: boolean;
+  kvmDevice: KvmDeviceState;
+  /** Which of kvm, kvm_intel, kvm_amd, kvm_pvm are loaded (from /sys/module). */
+  kvmModules: string[];
+}
+
+export type EngineRequest = 'auto' | 'soft' | 'kvm';
+export const ENGINE_REQUESTS: readonly EngineRequest[] = ['auto', 'soft', 'kvm'];
+
+export type EngineChoice =
+  | { ok: true; engine: 'soft' | 'kvm'; reason: string }
+  | { ok: false; error: string };
+
+const KVM_MODULES = ['kvm', 'kvm_intel', 'kvm_amd', 'kvm_pvm'];
+
+function readText(path: string): string {
+  try {
+    return readFileSync(path, 'utf8');
+  } catch {
+    return '';
+  }
+}
+
+/** Parse the first processor block of /proc/cpuinfo (x86 layout: "key\t: value"). */
+export function parseCpuinfo(text: string): Pick<HostInfo, 'cpuModel' | 'cpuVendor' | 'logicalCpus' | 'virtualizationFlag' | 'underHypervisor'> {
+  const blocks = text.split(/\n\s*\n/).filter((block) => /^processor\s*:/m.test(block));
+  const first = blocks[0] ?? '';
+  const field = (name: string): string => new RegExp(`^${name}\\s*:\\s*(.*)$`, 'm').exec(first)?.[1]?.trim() ?? '';
+  const flags = new Set(field('flags').split(/\s+/).filter((flag) => flag !== ''));
+  return {
+    cpuModel: field('model name') || 'unknown',
+    cpuVendor: field('vendor_id') || 'unknown',
+    logicalCpus: blocks.length,
+    virtualizationFlag: flags.has('vmx') ? 'vmx' : flags.has('svm') ? 'svm' : undefined,
+    underHypervisor: flags.has('hypervisor'),
+  };
+}
+
+export function detectHost(): HostInfo {
+  let kvmDevice: KvmDeviceState = 'absent';
+  if (existsSync('/dev/kvm')) {
+    try {
+      accessSync('/dev/kvm', constants.R_OK | constants.W_OK);
+      kvmDevice = 'usable';
+    } catch {
+      kvmDevice = 'no-access';
+    }
+  }
+  return {
+    ...parseCpuinfo(readText('/proc/cpuinfo')),
+    kvmDevice,
+    kvmModules: KVM_MODULES.filter((name) => existsSync(`/sys/module/${name}`)),
+  };
+}
+
+/** Why hardware KVM can't be used here, or undefined if it can. */
+export function hardwareKvmProblem(host: HostInfo): string | undefined {
+  if (host.kvmModules.includes('kvm_pvm')) {
+    return '/dev/kvm is provided by kvm_pvm (PVM, no VT-x/AMD-V): an unmodified kernel would run in KVM\'s slow '
+      + 'instruction emulator';
+  }
+  if (host.virtualizationFlag === undefined) {
+    return `the CPU has no vmx or svm flag${host.underHypervisor ? ' (this host is a VM without nested virtualization)' : ''}`;
+  }
+  if (host.kvmDevice === 'absent') return '/dev/kvm does not exist (load kvm_intel or kvm_amd)';
+  if (host.kvmDevice === 'no-access') return '/dev/kvm is not readable and writable by this user';
+  const vendorModule = host.virtualizationFlag === 'vmx' ? 'kvm_intel' : 'kvm_amd';
+  if (!host.kvmModules.includes(vendorModule)) return `${vendorModule} is not loaded`;
+  return undefined;
+}
+
+export function chooseEngine(host: HostInfo, request: EngineRequest): EngineChoice {
+  const problem = hardwareKvmProblem(host);
+  const vendorModule = host.virtualizationFlag === 'vmx' ? 'kvm_intel' : 'kvm_amd';
+  switch (request) {
+    case 'soft':
+      return { ok: true, engine: 'soft', reason: 'software engine requested' };
+    case 'kvm':
+      return problem === undefined
+        ? { ok: true, engine: 'kvm', reason: `hardware KVM (${vendorModule}, ${host.virtualizationFlag})` }
+        : { ok: false, error: `cannot use the KVM engine: ${problem}; use --engine soft` };
+    case 'auto':
+      return problem === undefined
+        ? { ok: true, engine: 'kvm', reason: `hardware KVM is usable (${vendorModule}, ${host.virtualizationFlag})` }
+        : { ok: true, engine: 'soft', reason: problem };
+  }
+}
+
+/** The lines `ringzero doctor` prints. */
+export function describeHost(host: HostInfo): string[] {
+  const auto = chooseEngine(host, 'auto');
+  const kvmDevice = {
+    absent: 'absent',
+    'no-access': 'present, but not readable and writable by this user',
+    usable: 'present, readable and writable',
+  }[host.kvmDevice];
+  return [
+    `cpu: ${host.cpuModel} (${host.cpuVendor}), ${host.logicalCpus} logical cpu${host.logicalCpus === 1 ? '' : 's'}`,
+    `running under a hypervisor: ${host.underHypervisor ? 'yes' : 'no'}`,
+    `virtualization extensions: ${host.virtualizationFlag ?? 'none (no vmx or svm in /proc/cpuinfo)'}`,
+    `/dev/kvm: ${kvmDevice}`,
+    `kvm modules loaded: ${host.kvmModules.length > 0 ? host.kvmModules.join(', ') : 'none'}`,
+    `engine auto picks: ${auto.ok ? `${auto.engine}, because ${auto.reason}` : auto.error}`,
+  ];
+}

@@ -1,0 +1,137 @@
+// ringzero's command line: `image build`, `image path`, `run`, `doctor`.
+// User mistakes end with one line on stderr ("ringzero: ...") and status 2; other failures with one line and
+// status 1 (set RINGZERO_DEBUG=1 to see the stack).
+
+import { Command, CommanderError } from 'commander';
+import { buildDefaultImage, findDefaultImage, ImageBuildError } from '../image/build.ts';
+import { MAX_CPUS, type ConsoleIo, type VmConfig } from '../vmm/config.ts';
+import { createHostConsole } from './console.ts';
+import { describeHost, detectHost, ENGINE_REQUESTS } from './host.ts';
+import { buildVmConfig, DEFAULT_CMDLINE, DEFAULT_MEMORY, type RunOptions } from './run-config.ts';
+import { UsageError } from './validate.ts';
+
+
+const EXIT_FAILURE = 1;
+const EXIT_USAGE = 2;
+
+type RunVm = (config: VmConfig, io: ConsoleIo) => Promise<number>;
+
+function say(line: string): void {
+  process.stderr.write(`ringzero: ${line}\n`);
+}
+
+function mib(bytes: number): string {
+  return `${(bytes / (1024 * 1024)).toFixed(1)} MiB`;
+}
+
+async function loadRunVm(): Promise<RunVm> {
+  // Loaded on demand so `image` and `doctor` work whatever state the VMM is in.
+  const url = new URL('../vmm/run.ts', import.meta.url).href;
+  let module: { runVm?: RunVm };
+  try {
+    module = await import(url) as { runVm?: RunVm };
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    if (code === 'ERR_MODULE_NOT_FOUND' && String((error as Error).message).includes('run.ts')) {
+      throw new Error('this build of ringzero has no VM runner yet (src/vmm/run.ts is missing)');
+    }
+    throw error;
+  }
+  if (typeof module.runVm !== 'function') throw new Error('src/vmm/run.ts exports no runVm function');
+  return module.runVm;
+}
+
+async function runCommand(options: RunOptions): Promise<number> {
+  const config = buildVmConfig(options, detectHost(), say);
+  const runVm = await loadRunVm();
+  const console = createHostConsole({
+    onQuit: () => {
+      process.stderr.write('\nringzero: quit from the console\n');
+      process.exit(0);
+    },
+  });
+  try {
+    return await runVm(config, console);
+  } finally {
+    console.close();
+  }
+}
+
+function program(): Command {
+  const cli = new Command('ringzero')
+    .description('Run x86-64 virtual machines: a software CPU engine (and KVM), virtio devices, a serial console')
+    .showSuggestionAfterError(true)
+    .configureOutput({
+      // Commander's own messages ("error: unknown option ...") in the same one-line form as ours.
+      writeErr: (text) => process.stderr.write(text.replace(/^error: /, 'ringzero: ')),
+    })
+    .exitOverride();
+
+  const image = cli.command('image').description('the default guest image (Debian bookworm cloud kernel + busybox initramfs)');
+  image.command('build')
+    .description('build the default image into the cache (downloads the Debian packages with apt); does nothing if already built')
+    .option('--force', 'rebuild even if an image built from the same packages is cached')
+    .action(async (options: { force?: boolean }) => {
+      const result = await buildDefaultImage({ force: options.force, log: say });
+      const m = result.manifest;
+      say(`${result.cached ? 'cached image' : 'built image'}: kernel ${m.kernelVersion} (${mib(m.kernelBytes)}), `
+        + `initramfs ${mib(m.initrdBytes)} with busybox ${m.busyboxVersion} and ${m.modules.length} modules`);
+      process.stdout.write(`${result.kernel}\n${result.initrd}\n`);
+    });
+  image.command('path')
+    .description('print the kernel path and the initramfs path of the built default image, one a line')
+    .action(() => {
+      const found = findDefaultImage();
+      if (found === undefined) throw new UsageError('no default image built yet: run `ringzero image build`');
+      process.stdout.write(`${found.kernel}\n${found.initrd}\n`);
+    });
+
+  cli.command('run')
+    .description('boot a VM with its serial console on this terminal')
+    .option('--engine <engine>', `CPU engine: ${ENGINE_REQUESTS.join(', ')}`, 'auto')
+    .option('--kernel <path>', 'bzImage to boot (default: the built default image)')
+    .option('--initrd <path>', 'initramfs (default: the default image\'s, when --kernel is not given)')
+    .option('--cmdline <text>', 'kernel command line', DEFAULT_CMDLINE)
+    .option('--cpus <n>', `number of vCPUs, 1 to ${MAX_CPUS}`, '1')
+    .option('--memory <size>', 'guest RAM, 64M to 64G (e.g. 256M, 4G, 512MiB; a bare number is MiB)', DEFAULT_MEMORY)
+    .option('--on-reboot <action>', 'what a guest reboot does: restart or exit', 'exit')
+    .action(async (options: RunOptions) => {
+      process.exitCode = await runCommand(options);
+    });
+
+  cli.command('doctor')
+    .description('what this host offers for running VMs, and which engine auto picks')
+    .action(() => {
+      for (const line of describeHost(detectHost())) process.stdout.write(`${line}\n`);
+      const found = findDefaultImage();
+      process.stdout.write(found === undefined
+        ? 'default image: not built (run `ringzero image build`)\n'
+        : `default image: kernel ${found.manifest.kernelVersion}, ${found.kernel}\n`);
+    });
+  return cli;
+}
+
+export async function main(argv: string[]): Promise<number> {
+  try {
+    await program().parseAsync(argv, { from: 'user' });
+    return typeof process.exitCode === 'number' ? process.exitCode : 0;
+  } catch (error) {
+    if (error instanceof CommanderError) {
+      // Commander already printed its one-line message (or the help, or the version).
+      return error.exitCode === 0 ? 0 : EXIT_USAGE;
+    }
+    if (process.env.RINGZERO_DEBUG) console.error(error);
+    if (error instanceof UsageError) {
+      say(error.message);
+      return EXIT_USAGE;
+    }
+    if (error instanceof ImageBuildError) {
+      say(`image build failed: ${error.message}`);
+      return EXIT_FAILURE;
+    }
+    say(error instanceof Error ? error.message : String(error));
+    return EXIT_FAILURE;
+  }
+}
+
+process.exit(await main(process.argv.slice(2)));
