@@ -1,0 +1,1379 @@
+// The software x86-64 CPU: architectural state, instruction fetch and prefix/ModRM decoding, the memory
+// path (segmentation, paging with a software TLB, RAM/MMIO), lazy arithmetic flags and the execution loop.
+// Instruction families live in ./ops/*.ts and register themselves in the opcode tables (./tables.ts);
+// exception and interrupt delivery, far transfers and the other system instructions live in ./system/*.ts.
+//
+// Value conventions (hot paths, so no BigInt):
+// - A 64-bit general register is two int32 halves: rlo[i], rhi[i].
+// - Operand values of size 1 and 2 are non-negative numbers; size 4 values are int32 (use `>>> 0` for unsigned);
+//   size 8 values are returned as the low int32 with the high int32 left in `this.hi`.
+// - Linear addresses in 64-bit mode are signed numbers (canonical addresses are exact doubles); in legacy modes they
+//   are unsigned 32-bit numbers. Physical addresses are non-negative numbers.
+// - A guest exception is raised with `this.fault(vector, errorCode)`, which throws the shared CPU_FAULT sentinel;
+//   handlers must do every access that can fault before they change architectural state.
+
+import type { GuestMemory } from '../../memory/guest-memory.ts';
+import type { PortBus, MmioBus, AccessSize, MmioDevice } from '../../devices/bus.ts';
+import type { VmClock } from '../../vmm/clock.ts';
+import * as C from './constants.ts';
+import { ops1, ops0f } from './tables.ts';
+
+export interface CpuEnvironment {
+  mem: GuestMemory;
+  ports: PortBus;
+  mmio: MmioBus;
+  clock: VmClock;
+  /** This vCPU's local APIC (xAPIC MMIO page and interrupt source), if the machine has one. */
+  lapic?: LocalApic;
+  /** APIC ID / vCPU index. */
+  cpuIndex?: number;
+  cpuCount?: number;
+}
+
+/** What the CPU needs from its local APIC (src/devices/irq/lapic.ts implements it). */
+export interface LocalApic extends MmioDevice {
+  hasInterrupt(): boolean;
+  acknowledge(): number;
+  readApicBaseMsr(): bigint;
+  writeApicBaseMsr(value: bigint): void;
+  hasNmi?(): boolean;
+  takeNmi?(): void;
+}
+
+/** Thrown (one shared instance) to unwind an instruction that raised a guest exception. */
+export const CPU_FAULT = { name: 'CpuFault' } as const;
+
+/** Why `run` returned. */
+export const enum RunExit {
+  Budget = 0,
+  Halted = 1,
+  Stopped = 2,
+  Shutdown = 3,
+}
+
+const TLB_BITS = 12;
+const TLB_SIZE = 1 << TLB_BITS;
+const TLB_MASK = TLB_SIZE - 1;
+
+export type OpHandler = (cpu: SoftCpu) => void;
+
+/** Lazy-flag operation kinds: which computation produced the current arithmetic flags. */
+export const enum Lazy {
+  None = 0, // flags are explicit in `flags`
+  Add = 1,
+  Adc = 2,
+  Sub = 3,
+  Sbb = 4,
+  Logic = 5,
+  Inc = 6,
+  Dec = 7,
+}
+
+const PARITY = new Uint8Array(256);
+for (let i = 0; i < 256; i++) {
+  let b = i, p = 1;
+  while (b) { p ^= b & 1; b >>= 1; }
+  PARITY[i] = p ? C.PF : 0;
+}
+
+const SIGN_BIT = [0, 0x80, 0x8000, 0, 0x80000000, 0, 0, 0, 0x80000000];
+const SIZE_MASK = [0, 0xff, 0xffff, 0, 0xffffffff];
+
+export class SoftCpu {
+  readonly env: CpuEnvironment;
+  readonly mem: GuestMemory;
+  readonly ram: Uint8Array;
+  readonly ramView: DataView;
+  readonly ramSize: number;
+
+  // ---- general registers and instruction pointer
+  readonly rlo = new Int32Array(16);
+  readonly rhi = new Int32Array(16);
+  rip = 0;
+  /** Address of the first byte (prefixes included) of the instruction being executed. */
+  ripStart = 0;
+
+  // ---- flags: `flags` holds every EFLAGS bit; its arithmetic bits are stale while `lazyOp` != None
+  flags = C.FLAGS_FIXED;
+  lazyOp: Lazy = Lazy.None;
+  lazySize = 4;
+  lazyRes = 0;
+  lazyResHi = 0;
+  lazyDst = 0;
+  lazyDstHi = 0;
+  lazySrc = 0;
+  lazySrcHi = 0;
+  /** CF before an INC/DEC (they preserve it), or the carry-in of ADC/SBB. */
+  lazyCarry = 0;
+
+  // ---- segments (index ES..GS), plus LDTR and TR
+  readonly segSel = new Int32Array(6);
+  readonly segBase = new Float64Array(6);
+  readonly segLimit = new Float64Array(6);
+  readonly segAttr = new Int32Array(6);
+  ldtrSel = 0; ldtrBase = 0; ldtrLimit = 0xffff; ldtrAttr = 0x82;
+  trSel = 0; trBase = 0; trLimit = 0xffff; trAttr = 0x8b;
+  gdtrBase = 0; gdtrLimit = 0xffff;
+  idtrBase = 0; idtrLimit = 0xffff;
+  cpl = 0;
+
+  // ---- control, debug and model-specific state
+  cr0 = C.CR0_ET | C.CR0_CD | C.CR0_NW;
+  cr2 = 0;
+  cr3 = 0;
+  cr4 = 0;
+  efer = 0;
+  readonly dr = new Float64Array(8);
+  /** MSRs without dedicated fields, by number (values as bigint: they are rarely accessed). */
+  readonly msrs = new Map<number, bigint>();
+  kernelGsBase = 0;
+  /** TSC = tscOffset + guest clock ns * tscPerNs */
+  tscOffset = 0;
+
+  // ---- SSE / x87 state (the families in ops/sse.ts and ops/x87.ts own the details)
+  readonly xmm = new Uint8Array(256);
+  readonly xmmView = new DataView(this.xmm.buffer);
+  mxcsr = 0x1f80;
+  readonly fpuState: Record<string, unknown> = {};
+
+  // ---- mode, derived from CR0/EFER/CS and recomputed by `updateMode`
+  /** 64-bit mode (EFER.LMA and CS.L). */
+  mode64 = false;
+  /** Protected mode (CR0.PE) and not virtual-8086. */
+  protectedMode = false;
+  /** Default operand size from CS: 2 or 4 (64-bit mode: 4). */
+  defOpsize = 2;
+  /** Default address size: 2, 4 or 8. */
+  defAdsize = 2;
+  /** Paging active, and which form: 0 none, 2 two-level, 3 PAE, 4 four-level. */
+  pagingLevels = 0;
+
+  // ---- decoder state for the current instruction
+  opsize = 4;
+  adsize = 8;
+  segOverride = -1;
+  /** 0, 0xF2 (REPNE) or 0xF3 (REP/REPE). */
+  rep = 0;
+  lock = false;
+  /** Whether a 0x66 prefix was present (SSE mandatory prefix). */
+  p66 = false;
+  rex = 0;
+  rexW = false;
+  /** REX.R, REX.X, REX.B as 0 or 8 for adding to register numbers. */
+  rexR = 0;
+  rexX = 0;
+  rexB = 0;
+  opcode = 0;
+  modrm = 0;
+  mod = 0;
+  /** ModRM.reg with REX.R applied. */
+  reg = 0;
+  /** ModRM.rm with REX.B applied (a register number when mod == 3). */
+  rm = 0;
+  /** Effective address offset (before the segment base) of the memory operand. */
+  eaOff = 0;
+  /** Segment of the memory operand, after overrides and the BP/SP-means-SS rule. */
+  eaSeg = C.DS;
+  /** True when the ModRM operand is RIP-relative: its displacement is relative to the *next* instruction. */
+  ripRel = false;
+  /** The high int32 of the last 64-bit value read or computed. */
+  hi = 0;
+
+  // ---- interrupt/exception state
+  /** Set by interrupt sources; checked at instruction boundaries. */
+  eventPending = false;
+  /** STI / MOV SS / POP SS block interrupts for one instruction (SDM vol. 3A §6.8.3). */
+  interruptShadow = false;
+  halted = false;
+  /** A stop was requested (pause, shutdown): run() returns at the next boundary. */
+  stopRequested = false;
+  faultVector = -1;
+  faultError = -1;
+  /** Vector of the last exception raised (for tests and diagnostics), -1 if none. */
+  lastException = -1;
+  /** Number of exceptions currently being delivered (for #DF and triple fault). */
+  deliveryDepth = 0;
+  shutdown = false;
+  onTripleFault: (() => void) | undefined;
+
+  // ---- statistics
+  instructions = 0;
+  readonly unimplementedLogged = new Set<string>();
+
+  // ---- TLB: per privilege (0 supervisor, 1 user) tags for read, write and fetch, and the physical page
+  private readonly tlbRead = [new Float64Array(TLB_SIZE).fill(NaN), new Float64Array(TLB_SIZE).fill(NaN)];
+  private readonly tlbWrite = [new Float64Array(TLB_SIZE).fill(NaN), new Float64Array(TLB_SIZE).fill(NaN)];
+  private readonly tlbFetch = [new Float64Array(TLB_SIZE).fill(NaN), new Float64Array(TLB_SIZE).fill(NaN)];
+  private readonly tlbPhys = new Float64Array(TLB_SIZE);
+  private readonly tlbGlobal = new Uint8Array(TLB_SIZE);
+  /** Linear page number and physical page base of the page instructions are fetched from. */
+  private fetchPage = NaN;
+  private fetchPhys = 0;
+
+  constructor(env: CpuEnvironment) {
+    this.env = env;
+    this.mem = env.mem;
+    this.ram = env.mem.low;
+    this.fetchBuf = this.ram;
+    this.ramView = env.mem.lowView;
+    this.ramSize = env.mem.lowSize;
+    this.reset();
+  }
+
+  /** Power-on / INIT state (SDM vol. 3A §9.1.1 table 9-1). */
+  reset(): void {
+    this.rlo.fill(0);
+    this.rhi.fill(0);
+    this.rlo[2] = 0x600; // EDX: family/model/stepping
+    this.flags = C.FLAGS_FIXED;
+    this.lazyOp = Lazy.None;
+    for (let s = 0; s < 6; s++) this.loadSegmentRaw(s, 0, 0, 0xffff, C.SEG_P | C.SEG_S | 3);
+    this.loadSegmentRaw(C.CS, 0xf000, 0xffff0000, 0xffff, C.SEG_P | C.SEG_S | C.SEG_TYPE_CODE | 3);
+    this.rip = 0xfff0;
+    this.gdtrBase = 0; this.gdtrLimit = 0xffff;
+    this.idtrBase = 0; this.idtrLimit = 0xffff;
+    this.ldtrSel = 0; this.ldtrBase = 0; this.ldtrLimit = 0xffff; this.ldtrAttr = 0x82;
+    this.trSel = 0; this.trBase = 0; this.trLimit = 0xffff; this.trAttr = 0x8b;
+    this.cr0 = C.CR0_ET | C.CR0_CD | C.CR0_NW;
+    this.cr2 = this.cr3 = this.cr4 = 0;
+    this.efer = 0;
+    this.dr.fill(0);
+    this.dr[6] = 0xffff0ff0;
+    this.dr[7] = 0x400;
+    this.xmm.fill(0);
+    this.mxcsr = 0x1f80;
+    this.cpl = 0;
+    this.halted = false;
+    this.interruptShadow = false;
+    this.shutdown = false;
+    this.deliveryDepth = 0;
+    this.updateMode();
+    this.flushTlb(true);
+  }
+
+  // =====================================================================================================
+  // Modes and segments
+
+  /** Recompute the derived mode fields after a change of CR0, CR4, EFER, EFLAGS.VM or CS. */
+  updateMode(): void {
+    const lma = (this.efer & C.EFER_LMA) !== 0;
+    this.protectedMode = (this.cr0 & C.CR0_PE) !== 0 && (this.flags & C.VM) === 0;
+    const csAttr = this.segAttr[C.CS];
+    this.mode64 = lma && (csAttr & C.SEG_L) !== 0;
+    if (this.mode64) {
+      this.defOpsize = 4;
+      this.defAdsize = 8;
+    } else if (this.protectedMode && (csAttr & C.SEG_DB) !== 0) {
+      this.defOpsize = 4;
+      this.defAdsize = 4;
+    } else {
+      this.defOpsize = 2;
+      this.defAdsize = 2;
+    }
+    let levels = 0;
+    if (this.cr0 & C.CR0_PG) levels = lma ? 4 : this.cr4 & C.CR4_PAE ? 3 : 2;
+    if (levels !== this.pagingLevels) {
+      this.pagingLevels = levels;
+      this.flushTlb(true);
+    }
+  }
+
+  /** Load a segment register's hidden part directly (no checks): used by mode setup and by ./system. */
+  loadSegmentRaw(seg: number, selector: number, base: number, limit: number, attr: number): void {
+    this.segSel[seg] = selector & 0xffff;
+    this.segBase[seg] = base;
+    this.segLimit[seg] = limit;
+    this.segAttr[seg] = attr;
+    if (seg === C.CS) {
+      // CPL is CS.RPL in protected mode (SDM vol. 3A §5.5), 3 in virtual-8086 mode and 0 in real mode.
+      this.cpl = !(this.cr0 & C.CR0_PE) ? 0 : this.flags & C.VM ? 3 : selector & 3;
+      this.updateMode();
+      this.fetchPage = NaN;
+    }
+  }
+
+  /** Real-mode / virtual-8086 segment load: base = selector * 16. */
+  loadSegmentReal(seg: number, selector: number): void {
+    selector &= 0xffff;
+    this.segSel[seg] = selector;
+    this.segBase[seg] = selector * 16;
+    if (this.flags & C.VM) {
+      this.segLimit[seg] = 0xffff;
+      this.segAttr[seg] = C.SEG_P | C.SEG_S | 3 | (3 << C.SEG_DPL_SHIFT) | (seg === C.CS ? C.SEG_TYPE_CODE : 0);
+    }
+    if (seg === C.CS) this.fetchPage = NaN;
+  }
+
+  // =====================================================================================================
+  // Exceptions
+
+  /** Raise a guest exception: record it and unwind the current instruction. */
+  fault(vector: number, errorCode = -1): never {
+    this.faultVector = vector;
+    this.faultError = errorCode;
+    this.lastException = vector;
+    throw CPU_FAULT;
+  }
+
+  ud(): never {
+    return this.fault(C.EXC_UD);
+  }
+
+  gp(code = 0): never {
+    return this.fault(C.EXC_GP, code);
+  }
+
+  /** Log an opcode the CPU does not implement (once per opcode), then raise #UD as a real CPU would. */
+  unimplemented(what: string): never {
+    if (!this.unimplementedLogged.has(what)) {
+      this.unimplementedLogged.add(what);
+      const bytes = this.peekBytes(this.ripStart, 16);
+      process.stderr.write(`ringzero: vCPU ${this.env.cpuIndex ?? 0}: unimplemented ${what} at ${hex(this.ripStart)} [${bytes}]: #UD\n`);
+    }
+    return this.ud();
+  }
+
+  peekBytes(lin: number, n: number): string {
+    const out: string[] = [];
+    for (let i = 0; i < n; i++) {
+      try {
+        const phys = this.translate(this.linear(C.CS, lin + i), 0, false);
+        out.push(phys < this.ramSize ? this.ram[phys].toString(16).padStart(2, '0') : '??');
+      } catch {
+        out.push('--');
+      }
+    }
+    return out.join(' ');
+  }
+
+  // =====================================================================================================
+  // Execution
+
+  /**
+   * Execute up to `budget` instructions. Returns why it stopped. Interrupts are taken at instruction
+   * boundaries; HLT returns `Halted` so the run loop can sleep until the next event.
+   */
+  run(budget: number): RunExit {
+    let left = budget;
+    while (left > 0) {
+      try {
+        while (left > 0) {
+          if (this.eventPending) {
+            this.checkEvents();
+            if (this.shutdown) return RunExit.Shutdown;
+          }
+          if (this.halted) return RunExit.Halted;
+          if (this.stopRequested) { this.stopRequested = false; return RunExit.Stopped; }
+          left--;
+          this.step();
+        }
+      } catch (e) {
+        if (e !== CPU_FAULT) throw e;
+        this.rip = this.ripStart;
+        this.deliverFault();
+        if (this.shutdown) return RunExit.Shutdown;
+      }
+    }
+    return RunExit.Budget;
+  }
+
+  /** Stack-operation size in 64-bit mode defaults to 8 (PUSH, POP, CALL, RET, ...; SDM vol. 1 §3.6.1). */
+  stackOpsize(): number {
+    if (this.mode64) return this.opsize === 2 ? 2 : 8;
+    return this.opsize;
+  }
+
+  /** Execute one instruction. Guest exceptions propagate as CPU_FAULT (run() delivers them). */
+  step(): void {
+    this.ripStart = this.rip;
+    this.instructions++;
+    // Prefixes (SDM vol. 2 §2.1.1). A REX prefix counts only when it immediately precedes the opcode.
+    this.opsize = this.defOpsize;
+    this.adsize = this.defAdsize;
+    this.segOverride = -1;
+    this.rep = 0;
+    this.lock = false;
+    this.p66 = false;
+    this.rex = 0;
+    let b = this.fetch8();
+    for (let n = 0; ; n++) {
+      if (n >= 14) this.gp(0); // longer than 15 bytes
+      switch (b) {
+        case 0x66: this.p66 = true; this.opsize = this.defOpsize === 2 ? 4 : 2; this.rex = 0; b = this.fetch8(); continue;
+        case 0x67: this.adsize = this.defAdsize === 8 ? 4 : this.defAdsize === 4 ? 2 : 4; this.rex = 0; b = this.fetch8(); continue;
+        case 0x26: this.segOverride = C.ES; this.rex = 0; b = this.fetch8(); continue;
+        case 0x2e: this.segOverride = C.CS; this.rex = 0; b = this.fetch8(); continue;
+        case 0x36: this.segOverride = C.SS; this.rex = 0; b = this.fetch8(); continue;
+        case 0x3e: this.segOverride = C.DS; this.rex = 0; b = this.fetch8(); continue;
+        case 0x64: this.segOverride = C.FS; this.rex = 0; b = this.fetch8(); continue;
+        case 0x65: this.segOverride = C.GS; this.rex = 0; b = this.fetch8(); continue;
+        case 0xf0: this.lock = true; this.rex = 0; b = this.fetch8(); continue;
+        case 0xf2: case 0xf3: this.rep = b; this.rex = 0; b = this.fetch8(); continue;
+      }
+      if (this.mode64 && (b & 0xf0) === 0x40) { this.rex = b; b = this.fetch8(); continue; }
+      break;
+    }
+    if (this.mode64 && this.segOverride < C.FS) this.segOverride = -1; // ES/CS/SS/DS overrides are null in 64-bit mode
+    const rex = this.rex;
+    this.rexW = (rex & 8) !== 0;
+    this.rexR = (rex & 4) << 1;
+    this.rexX = (rex & 2) << 2;
+    this.rexB = (rex & 1) << 3;
+    if (this.rexW) this.opsize = 8;
+    this.opcode = b;
+    if (b === 0x0f) {
+      b = this.fetch8();
+      this.opcode = 0x100 | b;
+      ops0f[b](this);
+    } else {
+      ops1[b](this);
+    }
+  }
+
+  // =====================================================================================================
+  // Instruction fetch
+
+  fetch8(): number {
+    const rip = this.rip;
+    const lin = this.mode64 ? rip : (this.segBase[1] + rip) >>> 0;
+    const page = Math.floor(lin / 4096);
+    if (page !== this.fetchPage) this.refillFetch(lin, page);
+    const v = this.fetchBuf[this.fetchOff + (lin & 0xfff)];
+    // IP wraps at the code segment's size outside 64-bit mode.
+    this.rip = this.mode64 ? rip + 1 : this.defAdsize === 2 ? (rip + 1) & 0xffff : (rip + 1) >>> 0;
+    return v;
+  }
+
+  fetch16(): number {
+    const lo = this.fetch8();
+    return lo | (this.fetch8() << 8);
+  }
+
+  fetch32(): number {
+    const lo = this.fetch16();
+    return lo | (this.fetch16() << 16);
+  }
+
+  /** Sign-extended 8-bit immediate. */
+  fetchS8(): number {
+    return (this.fetch8() << 24) >> 24;
+  }
+
+  /** Immediate of the current operand size (size 8 fetches a sign-extended imm32, as x86-64 does). */
+  fetchImm(size: number): number {
+    if (size === 1) return this.fetch8();
+    if (size === 2) return this.fetch16();
+    const v = this.fetch32();
+    if (size === 8) this.hi = v >> 31;
+    return v;
+  }
+
+  private refillFetch(lin: number, page: number): void {
+    const phys = this.translate(lin, 2, this.cpl === 3);
+    const base = phys - (lin & 0xfff);
+    if (base + 4096 <= this.ramSize) {
+      this.fetchBuf = this.ram;
+      this.fetchOff = base;
+    } else {
+      const r = this.mem.regionFor(base, 4096);
+      // Executing from MMIO or from outside RAM: this machine has no ROM, so treat it as a bus error.
+      if (!r) this.gp(0);
+      this.fetchBuf = r.bytes;
+      this.fetchOff = base - r.guestBase;
+    }
+    this.fetchPage = page;
+  }
+
+  private fetchBuf: Uint8Array;
+  private fetchOff = 0;
+
+  // =====================================================================================================
+  // Registers
+
+  /** Read general register `i` (0-15) of `size` bytes; size 1 honours the AH..BH encoding without REX. */
+  getReg(size: number, i: number): number {
+    switch (size) {
+      case 1:
+        if (i < 4 || this.rex || i > 7) return this.rlo[i] & 0xff;
+        return (this.rlo[i - 4] >> 8) & 0xff;
+      case 2: return this.rlo[i] & 0xffff;
+      case 4: return this.rlo[i];
+      default: this.hi = this.rhi[i]; return this.rlo[i];
+    }
+  }
+
+  /** Write general register `i`; size 4 zero-extends into the upper half (SDM vol. 1 §3.4.1.1), 1 and 2 merge. */
+  setReg(size: number, i: number, v: number, hi = 0): void {
+    switch (size) {
+      case 1:
+        if (i < 4 || this.rex || i > 7) this.rlo[i] = (this.rlo[i] & ~0xff) | (v & 0xff);
+        else this.rlo[i - 4] = (this.rlo[i - 4] & ~0xff00) | ((v & 0xff) << 8);
+        return;
+      case 2: this.rlo[i] = (this.rlo[i] & ~0xffff) | (v & 0xffff); return;
+      case 4: this.rlo[i] = v; this.rhi[i] = 0; return;
+      default: this.rlo[i] = v; this.rhi[i] = hi;
+    }
+  }
+
+  /** Register `i` as a signed number (exact when it fits in 53 bits, which covers canonical addresses). */
+  getReg64Num(i: number): number {
+    return this.rhi[i] * C.TWO32 + (this.rlo[i] >>> 0);
+  }
+
+  setReg64Num(i: number, v: number): void {
+    this.rlo[i] = v | 0;
+    this.rhi[i] = Math.floor(v / C.TWO32) | 0;
+  }
+
+  getGpr(i: number): bigint {
+    return (BigInt(this.rhi[i] >>> 0) << 32n) | BigInt(this.rlo[i] >>> 0);
+  }
+
+  setGpr(i: number, v: bigint): void {
+    this.rlo[i] = Number(v & 0xffffffffn) | 0;
+    this.rhi[i] = Number((v >> 32n) & 0xffffffffn) | 0;
+  }
+
+  getRip(): bigint {
+    return BigInt.asUintN(64, BigInt(this.rip));
+  }
+
+  setRip(v: bigint): void {
+    this.rip = Number(BigInt.asIntN(64, v));
+  }
+
+  /** The instruction pointer after a near branch to `target`, truncated to the operand size (SDM JMP/CALL). */
+  branchTarget(target: number): number {
+    if (this.mode64) return target;
+    return this.opsize === 2 ? target & 0xffff : target >>> 0;
+  }
+
+  // =====================================================================================================
+  // ModRM / SIB decoding (SDM vol. 2 §2.1.5 tables 2-1..2-3, §2.2.1)
+
+  decodeModrm(): void {
+    const m = this.fetch8();
+    this.modrm = m;
+    this.mod = m >> 6;
+    this.reg = ((m >> 3) & 7) | this.rexR;
+    const rm = m & 7;
+    this.ripRel = false;
+    if (this.mod === 3) {
+      this.rm = rm | this.rexB;
+      return;
+    }
+    this.rm = rm;
+    if (this.adsize === 2) { this.decodeEa16(rm); return; }
+    let seg = C.DS;
+    let ea: number;
+    if (rm === 4) {
+      const sib = this.fetch8();
+      const scale = sib >> 6;
+      const index = ((sib >> 3) & 7) | this.rexX;
+      const baseLow = sib & 7;
+      const base = baseLow | this.rexB;
+      if (baseLow === 5 && this.mod === 0) {
+        ea = this.fetch32();
+      } else {
+        ea = this.regAddr(base);
+        if (baseLow === 4 || baseLow === 5) seg = C.SS; // rsp/rbp (and r12/r13) as base default to SS
+        if (base === 12 || base === 13) seg = C.DS; // ...but r12/r13 are not stack registers
+      }
+      if (index !== 4) ea += this.regAddr(index) * (1 << scale);
+    } else if (rm === 5 && this.mod === 0) {
+      const disp = this.fetch32();
+      if (this.mode64) {
+        // RIP-relative: relative to the end of the instruction; immediates may still follow, so callers that
+        // fetch an immediate after decodeModrm must call fixRipRel(immBytes) — see `ea()`.
+        this.ripRel = true;
+        ea = disp;
+      } else {
+        ea = disp;
+      }
+    } else {
+      const base = rm | this.rexB;
+      ea = this.regAddr(base);
+      if (rm === 5) seg = C.SS;
+    }
+    if (this.mod === 1) ea += this.fetchS8();
+    else if (this.mod === 2) ea += this.fetch32();
+    this.eaSeg = this.segOverride >= 0 ? this.segOverride : seg;
+    if (this.ripRel) {
+      this.eaOff = ea; // displacement only; resolved against rip in resolveEa()
+    } else {
+      this.eaOff = this.wrapAddr(ea);
+    }
+  }
+
+  /** A register's value as an address component of the current address size. */
+  private regAddr(i: number): number {
+    if (this.adsize === 8) return this.rhi[i] * C.TWO32 + (this.rlo[i] >>> 0);
+    return this.rlo[i] >>> 0;
+  }
+
+  wrapAddr(ea: number): number {
+    if (this.adsize === 8) {
+      // Bring the sum back into the signed 64-bit range (two's complement wrap), exact for canonical values.
+      if (ea >= 9223372036854775808) ea -= 18446744073709551616;
+      else if (ea < -9223372036854775808) ea += 18446744073709551616;
+      return ea;
+    }
+    if (this.adsize === 4) return ea >>> 0;
+    return ea & 0xffff;
+  }
+
+  private decodeEa16(rm: number): void {
+    const r = this.rlo;
+    let ea = 0;
+    let seg = C.DS;
+    switch (rm) {
+      case 0: ea = (r[3] & 0xffff) + (r[6] & 0xffff); break; // bx+si
+      case 1: ea = (r[3] & 0xffff) + (r[7] & 0xffff); break; // bx+di
+      case 2: ea = (r[5] & 0xffff) + (r[6] & 0xffff); seg = C.SS; break; // bp+si
+      case 3: ea = (r[5] & 0xffff) + (r[7] & 0xffff); seg = C.SS; break; // bp+di
+      case 4: ea = r[6] & 0xffff; break;
+      case 5: ea = r[7] & 0xffff; break;
+      case 6:
+        if (this.mod === 0) { ea = this.fetch16(); } else { ea = r[5] & 0xffff; seg = C.SS; }
+        break;
+      case 7: ea = r[3] & 0xffff; break;
+    }
+    if (this.mod === 1) ea += this.fetchS8();
+    else if (this.mod === 2) ea += this.fetch16();
+    this.eaOff = ea & 0xffff;
+    this.eaSeg = this.segOverride >= 0 ? this.segOverride : seg;
+  }
+
+  /**
+   * Finish a RIP-relative address once the whole instruction has been fetched. Every handler that uses a
+   * memory operand calls this (via readRm/writeRm/eaLinear) after fetching its immediates.
+   */
+  resolveEa(): void {
+    if (this.ripRel) {
+      this.eaOff = this.wrapAddr(this.rip + this.eaOff);
+      this.ripRel = false;
+    }
+  }
+
+  /** Linear address of the ModRM memory operand (plus `delta` bytes). */
+  eaLinear(delta = 0): number {
+    this.resolveEa();
+    return this.linear(this.eaSeg, delta ? this.wrapAddr(this.eaOff + delta) : this.eaOff);
+  }
+
+  /** Read the ModRM r/m operand. */
+  readRm(size: number): number {
+    if (this.mod === 3) return this.getReg(size, this.rm);
+    return this.readLin(this.eaLinear(), size);
+  }
+
+  /** Write the ModRM r/m operand (for size 8 pass the high half). */
+  writeRm(size: number, v: number, hi = 0): void {
+    if (this.mod === 3) { this.setReg(size, this.rm, v, hi); return; }
+    this.writeLin(this.eaLinear(), size, v, hi);
+  }
+
+  // =====================================================================================================
+  // Segmentation: offset -> linear (SDM vol. 3A §3.4, §5.3; in 64-bit mode only FS/GS have a base)
+
+  linear(seg: number, off: number): number {
+    if (this.mode64) {
+      if (seg < C.FS) return off;
+      let lin = this.segBase[seg] + off;
+      if (lin >= 9223372036854775808) lin -= 18446744073709551616;
+      return lin;
+    }
+    return (this.segBase[seg] + off) >>> 0;
+  }
+
+  // =====================================================================================================
+  // Paging (SDM vol. 3A ch. 4) and the TLB
+
+  flushTlb(includingGlobal: boolean): void {
+    for (let u = 0; u < 2; u++) {
+      const r = this.tlbRead[u], w = this.tlbWrite[u], f = this.tlbFetch[u];
+      if (includingGlobal) {
+        r.fill(NaN); w.fill(NaN); f.fill(NaN);
+      } else {
+        for (let i = 0; i < TLB_SIZE; i++) {
+          if (!this.tlbGlobal[i]) { r[i] = NaN; w[i] = NaN; f[i] = NaN; }
+        }
+      }
+    }
+    this.fetchPage = NaN;
+  }
+
+  /** INVLPG: drop the translation of one linear page. */
+  invalidatePage(lin: number): void {
+    const vpn = Math.floor(lin / 4096);
+    const i = vpn & TLB_MASK;
+    for (let u = 0; u < 2; u++) {
+      if (this.tlbRead[u][i] === vpn) this.tlbRead[u][i] = NaN;
+      if (this.tlbWrite[u][i] === vpn) this.tlbWrite[u][i] = NaN;
+      if (this.tlbFetch[u][i] === vpn) this.tlbFetch[u][i] = NaN;
+    }
+    // Large pages: entries of other 4 KiB pages of the same large page may be cached; be conservative.
+    this.fetchPage = NaN;
+  }
+
+  /**
+   * Translate a linear address. `access`: 0 read, 1 write, 2 execute. `user`: a CPL-3 access (SDM §4.6).
+   * Returns the physical address or raises #PF (or #GP for a non-canonical address in 64-bit mode).
+   */
+  translate(lin: number, access: number, user: boolean): number {
+    if (this.pagingLevels === 0) return this.mode64 ? lin : lin >>> 0;
+    const vpn = Math.floor(lin / 4096);
+    const i = vpn & TLB_MASK;
+    const u = user ? 1 : 0;
+    const tags = access === 0 ? this.tlbRead[u] : access === 1 ? this.tlbWrite[u] : this.tlbFetch[u];
+    if (tags[i] === vpn) return this.tlbPhys[i] + (lin & 0xfff);
+    return this.walk(lin, vpn, access, user);
+  }
+
+  private walk(lin: number, vpn: number, access: number, user: boolean): number {
+    const levels = this.pagingLevels;
+    if (levels === 4 && (lin < -C.TWO47 || lin >= C.TWO47)) this.gp(0);
+    const write = access === 1;
+    const fetch = access === 2;
+    const nxe = (this.efer & C.EFER_NXE) !== 0;
+    const wp = (this.cr0 & C.CR0_WP) !== 0;
+    // Split the linear address into 32-bit halves (lin may be negative in 64-bit mode).
+    const linHi = Math.floor(lin / C.TWO32) | 0;
+    const linLo = lin >>> 0;
+    let allowWrite = true, allowUser = true, allowExec = true;
+    let table: number;
+    let entryAddr: number;
+    let lo = 0, hi = 0;
+    let pageSize = 4096;
+    let pageBase = 0;
+    const pfec = (write ? C.PFEC_W : 0) | (user ? C.PFEC_U : 0) | (fetch && nxe ? C.PFEC_I : 0);
+    const touched: number[] = this.walkTouched;
+    touched.length = 0;
+
+    if (levels === 2) {
+      // 32-bit paging (§4.3): PDE for bits 31:22, PTE for 21:12; 4 MiB pages with CR4.PSE.
+      table = this.cr3 & 0xfffff000;
+      entryAddr = table + ((linLo >>> 22) << 2);
+      lo = this.physRead32(entryAddr);
+      if (!(lo & C.PTE_P)) this.pageFault(lin, pfec);
+      allowWrite = (lo & C.PTE_RW) !== 0; allowUser = (lo & C.PTE_US) !== 0;
+      touched.push(entryAddr, lo, 0);
+      if ((lo & C.PTE_PS) && (this.cr4 & C.CR4_PSE)) {
+        pageSize = 4 * 1024 * 1024;
+        pageBase = (lo & 0xffc00000) >>> 0;
+      } else {
+        entryAddr = (lo & 0xfffff000) + (((linLo >>> 12) & 0x3ff) << 2);
+        lo = this.physRead32(entryAddr);
+        if (!(lo & C.PTE_P)) this.pageFault(lin, pfec);
+        allowWrite &&= (lo & C.PTE_RW) !== 0; allowUser &&= (lo & C.PTE_US) !== 0;
+        touched.push(entryAddr, lo, 0);
+        pageBase = (lo & 0xfffff000) >>> 0;
+      }
+    } else {
+      const physMaskHi = (1 << (C.MAXPHYADDR - 32)) - 1;
+      let idx: number;
+      if (levels === 4) {
+        table = ((this.cr3 & 0xfffff000) >>> 0) + ((Math.floor(this.cr3 / C.TWO32) & physMaskHi) * C.TWO32);
+        // PML4 (bits 47:39), PDPT (38:30)
+        idx = (linHi >>> 7) & 0x1ff;
+        entryAddr = table + idx * 8;
+        lo = this.physRead32(entryAddr); hi = this.physRead32(entryAddr + 4);
+        if (!(lo & C.PTE_P)) this.pageFault(lin, pfec);
+        if (lo & C.PTE_PS) this.pageFault(lin, pfec | C.PFEC_P | C.PFEC_RSVD);
+        allowWrite = (lo & C.PTE_RW) !== 0; allowUser = (lo & C.PTE_US) !== 0; if (nxe && hi < 0) allowExec = false;
+        touched.push(entryAddr, lo, 0);
+        table = (lo & 0xfffff000) >>> 0; table += (hi & physMaskHi) * C.TWO32;
+        idx = ((linHi & 0x7f) << 2) | (linLo >>> 30);
+      } else {
+        // PAE (§4.4): 4 PDPTEs at CR3[31:5]
+        table = (this.cr3 & 0xffffffe0) >>> 0;
+        idx = linLo >>> 30;
+      }
+      entryAddr = table + idx * 8;
+      lo = this.physRead32(entryAddr); hi = this.physRead32(entryAddr + 4);
+      if (!(lo & C.PTE_P)) this.pageFault(lin, pfec);
+      if (levels === 4) {
+        allowWrite &&= (lo & C.PTE_RW) !== 0; allowUser &&= (lo & C.PTE_US) !== 0; if (nxe && hi < 0) allowExec = false;
+        touched.push(entryAddr, lo, 0);
+      }
+      if (levels === 4 && (lo & C.PTE_PS)) {
+        pageSize = 1 << 30;
+        pageBase = (lo & 0xc0000000) >>> 0; pageBase += (hi & physMaskHi) * C.TWO32;
+      } else {
+        table = (lo & 0xfffff000) >>> 0; table += (hi & physMaskHi) * C.TWO32;
+        // PD (bits 29:21)
+        entryAddr = table + ((linLo >>> 21) & 0x1ff) * 8;
+        lo = this.physRead32(entryAddr); hi = this.physRead32(entryAddr + 4);
+        if (!(lo & C.PTE_P)) this.pageFault(lin, pfec);
+        allowWrite &&= (lo & C.PTE_RW) !== 0; allowUser &&= (lo & C.PTE_US) !== 0; if (nxe && hi < 0) allowExec = false;
+        touched.push(entryAddr, lo, 0);
+        if (lo & C.PTE_PS) {
+          pageSize = 2 * 1024 * 1024;
+          pageBase = (lo & 0xffe00000) >>> 0; pageBase += (hi & physMaskHi) * C.TWO32;
+        } else {
+          table = (lo & 0xfffff000) >>> 0; table += (hi & physMaskHi) * C.TWO32;
+          // PT (bits 20:12)
+          entryAddr = table + ((linLo >>> 12) & 0x1ff) * 8;
+          lo = this.physRead32(entryAddr); hi = this.physRead32(entryAddr + 4);
+          if (!(lo & C.PTE_P)) this.pageFault(lin, pfec);
+          allowWrite &&= (lo & C.PTE_RW) !== 0; allowUser &&= (lo & C.PTE_US) !== 0; if (nxe && hi < 0) allowExec = false;
+          touched.push(entryAddr, lo, 0);
+          pageBase = (lo & 0xfffff000) >>> 0; pageBase += (hi & physMaskHi) * C.TWO32;
+        }
+      }
+    }
+    // Permission checks (§4.6). Supervisor writes to read-only pages fault only with CR0.WP.
+    if (user && !allowUser) this.pageFault(lin, pfec | C.PFEC_P);
+    if (write && !allowWrite && (user || wp)) this.pageFault(lin, pfec | C.PFEC_P);
+    if (fetch && !allowExec) this.pageFault(lin, pfec | C.PFEC_P);
+    // Accessed bits on every level, dirty on the leaf for writes (§4.8).
+    const leafAddr = touched[touched.length - 3];
+    for (let k = 0; k < touched.length; k += 3) {
+      const addr = touched[k], val = touched[k + 1];
+      let nv = val | C.PTE_A;
+      if (write && addr === leafAddr) nv |= C.PTE_D;
+      if (nv !== val) this.physWrite32(addr, nv);
+    }
+    const leafVal = touched[touched.length - 2] | (write ? C.PTE_D : 0);
+    const global = (leafVal & C.PTE_G) !== 0 && (this.cr4 & C.CR4_PGE) !== 0;
+    // Physical base of this 4 KiB page, inside a large page when the leaf was a 2 MiB / 4 MiB / 1 GiB entry.
+    const phys = pageBase + ((linLo & (pageSize - 1)) >>> 0) - (linLo & 0xfff);
+    const i = vpn & TLB_MASK;
+    const u = user ? 1 : 0;
+    this.tlbPhys[i] = phys;
+    this.tlbGlobal[i] = global ? 1 : 0;
+    // Invalidate any other tags in this slot (they pointed at another page's phys).
+    for (let k = 0; k < 2; k++) {
+      if (this.tlbRead[k][i] !== vpn) this.tlbRead[k][i] = NaN;
+      if (this.tlbWrite[k][i] !== vpn) this.tlbWrite[k][i] = NaN;
+      if (this.tlbFetch[k][i] !== vpn) this.tlbFetch[k][i] = NaN;
+    }
+    this.tlbRead[u][i] = vpn;
+    if (allowExec) this.tlbFetch[u][i] = vpn;
+    // Cache write permission only once the dirty bit is set, so the first write of a clean page walks and sets it.
+    // Supervisor writes to read-only pages are allowed while CR0.WP is clear.
+    if ((leafVal & C.PTE_D) && (allowWrite || (!user && !wp))) this.tlbWrite[u][i] = vpn;
+    return phys + (lin & 0xfff);
+  }
+
+  private readonly walkTouched: number[] = [];
+
+  pageFault(lin: number, code: number): never {
+    this.cr2 = lin;
+    return this.fault(C.EXC_PF, code);
+  }
+
+  // =====================================================================================================
+  // Physical memory (RAM fast path; MMIO through the bus; the LAPIC page is private to this vCPU)
+
+  physRead32(pa: number): number {
+    if (pa + 4 <= this.ramSize) return this.ramView.getInt32(pa, true);
+    return this.physReadSlow(pa, 4);
+  }
+
+  physWrite32(pa: number, v: number): void {
+    if (pa + 4 <= this.ramSize) { this.ramView.setInt32(pa, v, true); return; }
+    this.physWriteSlow(pa, 4, v);
+  }
+
+  /** Read 1, 2 or 4 bytes of physical memory outside low RAM (high RAM, LAPIC, MMIO devices). */
+  physReadSlow(pa: number, size: AccessSize): number {
+    const lapic = this.env.lapic;
+    if (lapic && pa >= 0xfee00000 && pa < 0xfee01000) return lapic.mmioRead(pa - 0xfee00000, size);
+    if (pa < this.ramSize) {
+      // Straddles the end of low RAM: byte by byte.
+      let v = 0;
+      for (let k = 0; k < size; k++) v |= this.physReadSlow1(pa + k) << (8 * k);
+      return size === 4 ? v : v >>> 0;
+    }
+    const r = this.mem.regionFor(pa, size);
+    if (r) {
+      const o = pa - r.guestBase;
+      return size === 1 ? r.bytes[o] : size === 2 ? r.view.getUint16(o, true) : r.view.getInt32(o, true);
+    }
+    const v = this.env.mmio.read(pa, size);
+    return size === 4 ? v | 0 : v;
+  }
+
+  private physReadSlow1(pa: number): number {
+    if (pa < this.ramSize) return this.ram[pa];
+    return this.physReadSlow(pa, 1);
+  }
+
+  physWriteSlow(pa: number, size: AccessSize, v: number): void {
+    const lapic = this.env.lapic;
+    if (lapic && pa >= 0xfee00000 && pa < 0xfee01000) { lapic.mmioWrite(pa - 0xfee00000, size, size === 4 ? v >>> 0 : v); return; }
+    if (pa < this.ramSize) {
+      for (let k = 0; k < size; k++) {
+        const a = pa + k, b = (v >>> (8 * k)) & 0xff;
+        if (a < this.ramSize) this.ram[a] = b; else this.physWriteSlow(a, 1, b);
+      }
+      return;
+    }
+    const r = this.mem.regionFor(pa, size);
+    if (r) {
+      const o = pa - r.guestBase;
+      if (size === 1) r.bytes[o] = v; else if (size === 2) r.view.setUint16(o, v, true); else r.view.setInt32(o, v, true);
+      return;
+    }
+    this.env.mmio.write(pa, size, size === 4 ? v >>> 0 : v & SIZE_MASK[size]);
+  }
+
+  // =====================================================================================================
+  // Linear memory access with the current privilege (user = CPL 3)
+
+  /** Read `size` bytes at a linear address. Size 8 returns the low half and leaves the high half in `hi`. */
+  readLin(lin: number, size: number): number {
+    const off = lin & 0xfff;
+    if (off + size <= 4096) {
+      const pa = this.translate(lin, 0, this.cpl === 3);
+      if (pa + size <= this.ramSize) {
+        const v = this.ramView;
+        switch (size) {
+          case 1: return this.ram[pa];
+          case 2: return v.getUint16(pa, true);
+          case 4: return v.getInt32(pa, true);
+          default: this.hi = v.getInt32(pa + 4, true); return v.getInt32(pa, true);
+        }
+      }
+      if (size === 8) {
+        const lo = this.physReadSlow(pa, 4);
+        this.hi = this.physReadSlow(pa + 4, 4);
+        return lo;
+      }
+      return this.physReadSlow(pa, size as AccessSize);
+    }
+    return this.readLinSplit(lin, size);
+  }
+
+  /** An access that crosses a page boundary: translate both pages first (so a fault leaves nothing done). */
+  private readLinSplit(lin: number, size: number): number {
+    const first = 4096 - (lin & 0xfff);
+    const user = this.cpl === 3;
+    const pa1 = this.translate(lin, 0, user);
+    const pa2 = this.translate(this.addLin(lin, first), 0, user);
+    let lo = 0, hi = 0;
+    for (let k = 0; k < size; k++) {
+      const pa = k < first ? pa1 + k : pa2 + (k - first);
+      const b = pa < this.ramSize ? this.ram[pa] : this.physReadSlow(pa, 1);
+      if (k < 4) lo |= b << (8 * k); else hi |= b << (8 * (k - 4));
+    }
+    if (size === 8) this.hi = hi;
+    return size === 4 || size === 8 ? lo : lo >>> 0;
+  }
+
+  /** Write `size` bytes at a linear address (size 8: `hi` is the high half). */
+  writeLin(lin: number, size: number, v: number, hi = 0): void {
+    const off = lin & 0xfff;
+    if (off + size <= 4096) {
+      const pa = this.translate(lin, 1, this.cpl === 3);
+      if (pa + size <= this.ramSize) {
+        const dv = this.ramView;
+        switch (size) {
+          case 1: this.ram[pa] = v; return;
+          case 2: dv.setUint16(pa, v, true); return;
+          case 4: dv.setInt32(pa, v, true); return;
+          default: dv.setInt32(pa, v, true); dv.setInt32(pa + 4, hi, true); return;
+        }
+      }
+      if (size === 8) { this.physWriteSlow(pa, 4, v); this.physWriteSlow(pa + 4, 4, hi); return; }
+      this.physWriteSlow(pa, size as AccessSize, v);
+      return;
+    }
+    const first = 4096 - off;
+    const user = this.cpl === 3;
+    const pa1 = this.translate(lin, 1, user);
+    const pa2 = this.translate(this.addLin(lin, first), 1, user);
+    for (let k = 0; k < size; k++) {
+      const pa = k < first ? pa1 + k : pa2 + (k - first);
+      const b = k < 4 ? (v >>> (8 * k)) & 0xff : (hi >>> (8 * (k - 4))) & 0xff;
+      if (pa < this.ramSize) this.ram[pa] = b; else this.physWriteSlow(pa, 1, b);
+    }
+  }
+
+  /** Check that a write to [lin, lin+size) would not fault, without writing (for multi-part instructions). */
+  probeWrite(lin: number, size: number): void {
+    const user = this.cpl === 3;
+    this.translate(lin, 1, user);
+    if ((lin & 0xfff) + size > 4096) this.translate(this.addLin(lin, 4096 - (lin & 0xfff)), 1, user);
+  }
+
+  addLin(lin: number, delta: number): number {
+    const r = lin + delta;
+    return this.mode64 ? r : r >>> 0;
+  }
+
+  /** Supervisor-privilege read of a system structure (GDT, IDT, TSS): SDM §4.6 "implicit supervisor access". */
+  readSys(lin: number, size: number): number {
+    const saved = this.cpl;
+    this.cpl = 0;
+    try {
+      return this.readLin(lin, size);
+    } finally {
+      this.cpl = saved;
+    }
+  }
+
+  writeSys(lin: number, size: number, v: number, hi = 0): void {
+    const saved = this.cpl;
+    this.cpl = 0;
+    try {
+      this.writeLin(lin, size, v, hi);
+    } finally {
+      this.cpl = saved;
+    }
+  }
+
+  // =====================================================================================================
+  // Stack (SDM vol. 1 §6.2; the stack-address size comes from SS.B outside 64-bit mode)
+
+  stackSize(): number {
+    if (this.mode64) return 8;
+    return this.segAttr[C.SS] & C.SEG_DB ? 4 : 2;
+  }
+
+  getSp(): number {
+    const s = this.stackSize();
+    if (s === 8) return this.getReg64Num(4);
+    return s === 4 ? this.rlo[4] >>> 0 : this.rlo[4] & 0xffff;
+  }
+
+  setSp(v: number): void {
+    const s = this.stackSize();
+    if (s === 8) this.setReg64Num(4, v);
+    else if (s === 4) { this.rlo[4] = v; this.rhi[4] = 0; }
+    else this.rlo[4] = (this.rlo[4] & ~0xffff) | (v & 0xffff);
+  }
+
+  private spAdd(sp: number, d: number): number {
+    const s = this.stackSize();
+    const r = sp + d;
+    return s === 8 ? r : s === 4 ? r >>> 0 : r & 0xffff;
+  }
+
+  /** Push `size` bytes (size 8: `hi` is the high half). The write happens before RSP changes. */
+  push(size: number, v: number, hi = 0): void {
+    const sp = this.spAdd(this.getSp(), -size);
+    this.writeLin(this.linear(C.SS, sp), size, v, hi);
+    this.setSp(sp);
+  }
+
+  /** Pop `size` bytes (size 8 leaves the high half in `hi`). */
+  pop(size: number): number {
+    const sp = this.getSp();
+    const v = this.readLin(this.linear(C.SS, sp), size);
+    const h = this.hi;
+    this.setSp(this.spAdd(sp, size));
+    this.hi = h;
+    return v;
+  }
+
+  /** Read at stack offset `delta` from the current SP without popping. */
+  peekStack(delta: number, size: number): number {
+    return this.readLin(this.linear(C.SS, this.spAdd(this.getSp(), delta)), size);
+  }
+
+  // =====================================================================================================
+  // Lazy arithmetic flags
+
+  /** Record the inputs and result of an arithmetic operation (64-bit ones pass the high halves). */
+  setLazy(op: Lazy, size: number, dst: number, src: number, res: number, dstHi = 0, srcHi = 0, resHi = 0): void {
+    this.lazyOp = op;
+    this.lazySize = size;
+    this.lazyDst = dst;
+    this.lazySrc = src;
+    this.lazyRes = res;
+    this.lazyDstHi = dstHi;
+    this.lazySrcHi = srcHi;
+    this.lazyResHi = resHi;
+  }
+
+  /** Set the six arithmetic flags explicitly (bits of C.ARITH_FLAGS). */
+  setArith(bits: number): void {
+    this.flags = (this.flags & ~C.ARITH_FLAGS) | (bits & C.ARITH_FLAGS);
+    this.lazyOp = Lazy.None;
+  }
+
+  /** Materialize the lazy flags into `flags`. */
+  settleFlags(): void {
+    if (this.lazyOp === Lazy.None) return;
+    const f = this.computeArith();
+    this.flags = (this.flags & ~C.ARITH_FLAGS) | f;
+    this.lazyOp = Lazy.None;
+  }
+
+  getFlags(): number {
+    this.settleFlags();
+    return this.flags | C.FLAGS_FIXED;
+  }
+
+  getRflags(): bigint {
+    return BigInt(this.getFlags() >>> 0);
+  }
+
+  setRflags(v: bigint): void {
+    this.setFlagsValue(Number(v & 0xffffffffn));
+  }
+
+  /** Write EFLAGS wholesale (no privilege filtering: POPF/IRET filter before calling). */
+  setFlagsValue(v: number): void {
+    const vmChanged = ((this.flags ^ v) & C.VM) !== 0;
+    this.flags = (v | C.FLAGS_FIXED) & 0x3f7fd5;
+    this.lazyOp = Lazy.None;
+    if (v & C.IF) this.eventPending = true;
+    if (vmChanged) this.updateMode();
+  }
+
+  private computeArith(): number {
+    const size = this.lazySize;
+    const res = this.lazyRes, dst = this.lazyDst, src = this.lazySrc;
+    let f = PARITY[res & 0xff];
+    if (size === 8) {
+      const rh = this.lazyResHi, dh = this.lazyDstHi, sh = this.lazySrcHi;
+      if (res === 0 && rh === 0) f |= C.ZF;
+      if (rh < 0) f |= C.SF;
+      switch (this.lazyOp) {
+        case Lazy.Add: case Lazy.Adc: {
+          const c = this.lazyOp === Lazy.Adc && this.lazyCarry;
+          const cmp = cmpU64(rh, res, dh, dst);
+          if (c ? cmp <= 0 : cmp < 0) f |= C.CF;
+          if (((dh ^ rh) & (sh ^ rh)) < 0) f |= C.OF;
+          f |= (dst ^ src ^ res) & C.AF;
+          break;
+        }
+        case Lazy.Sub: case Lazy.Sbb: {
+          const c = this.lazyOp === Lazy.Sbb && this.lazyCarry;
+          const cmp = cmpU64(dh, dst, sh, src);
+          if (c ? cmp <= 0 : cmp < 0) f |= C.CF;
+          if (((dh ^ sh) & (dh ^ rh)) < 0) f |= C.OF;
+          f |= (dst ^ src ^ res) & C.AF;
+          break;
+        }
+        case Lazy.Logic: break;
+        case Lazy.Inc:
+          if (this.lazyCarry) f |= C.CF;
+          if (rh === (0x80000000 | 0) && res === 0) f |= C.OF;
+          if ((res & 0xf) === 0) f |= C.AF;
+          break;
+        case Lazy.Dec:
+          if (this.lazyCarry) f |= C.CF;
+          if (rh === 0x7fffffff && res === -1) f |= C.OF;
+          if ((res & 0xf) === 0xf) f |= C.AF;
+          break;
+      }
+      return f;
+    }
+    const mask = SIZE_MASK[size];
+    const sign = SIGN_BIT[size];
+    const r = (res & mask) >>> 0, d = (dst & mask) >>> 0, s = (src & mask) >>> 0;
+    if (r === 0) f |= C.ZF;
+    if (r & sign) f |= C.SF;
+    switch (this.lazyOp) {
+      case Lazy.Add: case Lazy.Adc: {
+        const c = this.lazyOp === Lazy.Adc && this.lazyCarry;
+        if (c ? r <= d : r < d) f |= C.CF;
+        if ((d ^ r) & (s ^ r) & sign) f |= C.OF;
+        f |= (d ^ s ^ r) & C.AF;
+        break;
+      }
+      case Lazy.Sub: case Lazy.Sbb: {
+        const c = this.lazyOp === Lazy.Sbb && this.lazyCarry;
+        if (c ? d <= s : d < s) f |= C.CF;
+        if ((d ^ s) & (d ^ r) & sign) f |= C.OF;
+        f |= (d ^ s ^ r) & C.AF;
+        break;
+      }
+      case Lazy.Logic: break;
+      case Lazy.Inc:
+        if (this.lazyCarry) f |= C.CF;
+        if (r === sign) f |= C.OF;
+        if ((r & 0xf) === 0) f |= C.AF;
+        break;
+      case Lazy.Dec:
+        if (this.lazyCarry) f |= C.CF;
+        if (r === ((sign - 1) >>> 0)) f |= C.OF;
+        if ((r & 0xf) === 0xf) f |= C.AF;
+        break;
+    }
+    return f;
+  }
+
+  getCF(): boolean {
+    switch (this.lazyOp) {
+      case Lazy.None: return (this.flags & C.CF) !== 0;
+      case Lazy.Logic: return false;
+      case Lazy.Inc: case Lazy.Dec: return this.lazyCarry !== 0;
+      default: return (this.computeArith() & C.CF) !== 0;
+    }
+  }
+
+  getZF(): boolean {
+    switch (this.lazyOp) {
+      case Lazy.None: return (this.flags & C.ZF) !== 0;
+      default:
+        if (this.lazySize === 8) return this.lazyRes === 0 && this.lazyResHi === 0;
+        return (this.lazyRes & SIZE_MASK[this.lazySize]) === 0;
+    }
+  }
+
+  getSF(): boolean {
+    switch (this.lazyOp) {
+      case Lazy.None: return (this.flags & C.SF) !== 0;
+      default:
+        if (this.lazySize === 8) return this.lazyResHi < 0;
+        return (this.lazyRes & SIGN_BIT[this.lazySize]) !== 0;
+    }
+  }
+
+  getOF(): boolean {
+    if (this.lazyOp === Lazy.None) return (this.flags & C.OF) !== 0;
+    if (this.lazyOp === Lazy.Logic) return false;
+    return (this.computeArith() & C.OF) !== 0;
+  }
+
+  getPF(): boolean {
+    if (this.lazyOp === Lazy.None) return (this.flags & C.PF) !== 0;
+    return PARITY[this.lazyRes & 0xff] !== 0;
+  }
+
+  getAF(): boolean {
+    if (this.lazyOp === Lazy.None) return (this.flags & C.AF) !== 0;
+    return (this.computeArith() & C.AF) !== 0;
+  }
+
+  /** Evaluate condition code `cc` (0-15) as Jcc/SETcc/CMOVcc do (SDM vol. 1 appendix B). */
+  condition(cc: number): boolean {
+    let r: boolean;
+    switch (cc >> 1) {
+      case 0: r = this.getOF(); break;
+      case 1: r = this.getCF(); break;
+      case 2: r = this.getZF(); break;
+      case 3: r = this.getCF() || this.getZF(); break;
+      case 4: r = this.getSF(); break;
+      case 5: r = this.getPF(); break;
+      case 6: r = this.getSF() !== this.getOF(); break;
+      default: r = this.getZF() || this.getSF() !== this.getOF(); break;
+    }
+    return (cc & 1) ? !r : r;
+  }
+
+  // =====================================================================================================
+  // Events: interrupts, NMI, and exception delivery (the delivery itself lives in ./system/interrupts.ts)
+
+  /** Called at an instruction boundary when an event may be pending. Returns true if one was taken. */
+  checkEvents(): boolean {
+    if (this.interruptShadow) {
+      // This boundary is inside the shadow of STI / MOV SS: no interrupt here; look again at the next one.
+      this.interruptShadow = false;
+      this.eventPending = true;
+      return false;
+    }
+    const lapic = this.env.lapic;
+    this.ripStart = this.rip;
+    if (lapic?.hasNmi?.()) {
+      lapic.takeNmi!();
+      this.halted = false;
+      this.deliverEvent(C.EXC_NMI, EventKind.Nmi, -1);
+      return true;
+    }
+    if ((this.flags & C.IF) && lapic && lapic.hasInterrupt()) {
+      const vector = lapic.acknowledge();
+      this.halted = false;
+      this.eventPending = lapic.hasInterrupt();
+      this.deliverEvent(vector, EventKind.External, -1);
+      return true;
+    }
+    this.eventPending = false;
+    return false;
+  }
+
+  /** Deliver the exception recorded by `fault()` (rip already points at the faulting instruction). */
+  private deliverFault(): void {
+    this.deliverEvent(this.faultVector, EventKind.Exception, this.faultError);
+  }
+
+  /**
+   * Deliver an event through the IDT (or IVT in real mode). Installed by ./system/interrupts.ts; until then
+   * an event is a triple fault.
+   */
+  deliverEvent(vector: number, kind: EventKind, errorCode: number): void {
+    const impl = deliverEventImpl;
+    if (!impl) { this.tripleFault(); return; }
+    this.deliveryDepth++;
+    try {
+      impl(this, vector, kind, errorCode);
+    } catch (e) {
+      if (e !== CPU_FAULT) throw e;
+      // The event's frame points at the instruction that caused it (or, for an interrupt, the next one).
+      this.rip = this.ripStart;
+      // A fault during delivery: contributory/page-fault combinations become #DF, a fault during #DF is a triple fault.
+      if (vector === C.EXC_DF || this.deliveryDepth > 2) { this.tripleFault(); return; }
+      const second = this.faultVector;
+      if (isDoubleFaultPair(vector, kind, second)) {
+        this.deliverEvent(C.EXC_DF, EventKind.Exception, 0);
+      } else {
+        this.deliverEvent(second, EventKind.Exception, this.faultError);
+      }
+    } finally {
+      this.deliveryDepth--;
+    }
+  }
+
+  tripleFault(): void {
+    if (!this.unimplementedLogged.has('triple-fault')) {
+      this.unimplementedLogged.add('triple-fault');
+      process.stderr.write(`ringzero: vCPU ${this.env.cpuIndex ?? 0}: triple fault (last exception ${this.lastException} at ${hex(this.ripStart)})\n`);
+    }
+    this.shutdown = true;
+    this.halted = true;
+    this.onTripleFault?.();
+  }
+
+  /** Wake the vCPU for an event (called by the LAPIC and by devices). */
+  notifyEvent(): void {
+    this.eventPending = true;
+  }
+}
+
+/** Kinds of events for delivery (they differ in error codes, RF/TF handling and privilege checks). */
+export const enum EventKind {
+  Exception = 0,
+  External = 1,
+  Nmi = 2,
+  /** INT n */
+  Software = 3,
+  /** INT3 / INTO: software exceptions */
+  SoftwareException = 4,
+  /** ICEBP (INT1) */
+  PrivilegedSoftware = 5,
+}
+
+export type DeliverEventFn = (cpu: SoftCpu, vector: number, kind: EventKind, errorCode: number) => void;
+let deliverEventImpl: DeliverEventFn | undefined;
+
+/** ./system/interrupts.ts installs the IDT delivery here. */
+export function installEventDelivery(fn: DeliverEventFn): void {
+  deliverEventImpl = fn;
+}
+
+const CONTRIBUTORY = new Set([C.EXC_DE, C.EXC_TS, C.EXC_NP, C.EXC_SS, C.EXC_GP]);
+
+function isDoubleFaultPair(first: number, kind: EventKind, second: number): boolean {
+  if (kind !== EventKind.Exception) return false;
+  if (CONTRIBUTORY.has(first) && CONTRIBUTORY.has(second)) return true;
+  if (first === C.EXC_PF && (CONTRIBUTORY.has(second) || second === C.EXC_PF)) return true;
+  return false;
+}
+
+/** Unsigned compare of two 64-bit values given as (hi, lo) int32 pairs: -1, 0 or 1. */
+export function cmpU64(ah: number, al: number, bh: number, bl: number): number {
+  const a1 = ah >>> 0, b1 = bh >>> 0;
+  if (a1 !== b1) return a1 < b1 ? -1 : 1;
+  const a0 = al >>> 0, b0 = bl >>> 0;
+  return a0 === b0 ? 0 : a0 < b0 ? -1 : 1;
+}
+
+export function hex(n: number): string {
+  if (n < 0) return '0x' + BigInt.asUintN(64, BigInt(n)).toString(16);
+  return '0x' + n.toString(16);
+}
