@@ -1,0 +1,69 @@
+// Test harness: a software CPU on a small machine (64 MiB RAM, empty buses) running hand-assembled code.
+import { GuestMemory, MiB } from '../../src/memory/guest-memory.ts';
+import { PortBus, MmioBus } from '../../src/devices/bus.ts';
+import { VmClock } from '../../src/vmm/clock.ts';
+import { SoftCpu, setupFlatLongMode, CPU_FAULT } from '../../src/cpu/soft/index.ts';
+
+export const CODE = 0x100000;
+export const DATA = 0x200000;
+export const STACK_TOP = 0x300000;
+export const PAGE_TABLES = 0x10000;
+
+export interface Machine {
+  cpu: SoftCpu;
+  mem: GuestMemory;
+  ports: PortBus;
+  mmio: MmioBus;
+  clock: VmClock;
+}
+
+const machines: GuestMemory[] = [];
+
+/** A fresh machine (memory is reused across calls in one test file to keep tests fast). */
+export function makeMachine(memory = 64 * MiB): Machine {
+  const mem = new GuestMemory(memory);
+  machines.push(mem);
+  const ports = new PortBus();
+  const mmio = new MmioBus();
+  const clock = new VmClock();
+  const cpu = new SoftCpu({ mem, ports, mmio, clock });
+  return { cpu, mem, ports, mmio, clock };
+}
+
+/** A machine in 64-bit mode (CPL 0 unless asked), identity-mapped, RSP at STACK_TOP. */
+export function longModeMachine(cpl: 0 | 3 = 0): Machine {
+  const m = makeMachine();
+  setupFlatLongMode(m.cpu, { pml4: PAGE_TABLES, identityMapBytes: 1 << 30, cpl });
+  m.cpu.setGpr(4, BigInt(STACK_TOP));
+  return m;
+}
+
+/**
+ * Copy `code` to CODE (or `at`) and execute until RIP reaches its end, an exception, HLT, or `maxSteps`.
+ * Exceptions are not delivered: execution stops with `cpu.lastException`/`faultError` set and RIP at the
+ * faulting instruction (use `cpu.run()` instead to test delivery through an IDT).
+ */
+export function runCode(m: Machine, code: number[] | Uint8Array, opts: { at?: number; maxSteps?: number } = {}): void {
+  const at = opts.at ?? CODE;
+  const bytes = Uint8Array.from(code);
+  m.mem.write(at, bytes);
+  m.cpu.rip = at;
+  m.cpu.lastException = -1;
+  const end = at + bytes.length;
+  const max = opts.maxSteps ?? 100000;
+  for (let i = 0; i < max && m.cpu.rip !== end; i++) {
+    try {
+      m.cpu.step();
+    } catch (e) {
+      if (e !== CPU_FAULT) throw e;
+      m.cpu.rip = m.cpu.ripStart;
+      return;
+    }
+    if (m.cpu.halted) break;
+  }
+}
+
+/** Bytes from a hex string like "48 01 d8". */
+export function hexBytes(s: string): number[] {
+  return s.trim().split(/\s+/).filter(Boolean).map((b) => parseInt(b, 16));
+}
