@@ -1,0 +1,102 @@
+// The ringzero command as a user runs it: bin/ringzero by absolute path, from another directory.
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { after, test } from 'node:test';
+import { detectHost, hardwareKvmProblem } from '../src/cli/host.ts';
+
+const RINGZERO = fileURLToPath(new URL('../bin/ringzero', import.meta.url));
+const scratch = mkdtempSync(join(tmpdir(), 'ringzero-cli-'));
+after(() => rmSync(scratch, { recursive: true, force: true }));
+
+const emptyCache = join(scratch, 'empty-cache');
+const fakeCache = join(scratch, 'fake-cache');
+
+// A stand-in bzImage (valid header only) and initramfs, and a cache holding them as a built image.
+const kernel = join(scratch, 'bzImage');
+const header = Buffer.alloc(1024);
+header.writeUInt16LE(0xaa55, 0x1fe);
+header.write('HdrS', 0x202, 'latin1');
+header.writeUInt16LE(0x020f, 0x206);
+header[0x211] = 0x01;
+writeFileSync(kernel, header);
+const notKernel = join(scratch, 'notes.txt');
+writeFileSync(notKernel, 'hello\n'.repeat(200));
+const imageDir = join(fakeCache, 'images', '0123456789abcdef');
+mkdirSync(imageDir, { recursive: true });
+writeFileSync(join(imageDir, 'bzImage'), header);
+writeFileSync(join(imageDir, 'initramfs.cpio'), '070701');
+writeFileSync(join(imageDir, 'manifest.json'), JSON.stringify({ kernelVersion: '6.1.0-test', builtAt: '2026-01-01T00:00:00Z' }));
+
+interface Result { status: number; stdout: string; stderr: string }
+
+function ringzero(args: string[], cache = emptyCache): Promise<Result> {
+  return new Promise((resolve) => {
+    const child = execFile(RINGZERO, args, {
+      cwd: tmpdir(),
+      env: { ...process.env, RINGZERO_CACHE: cache, RINGZERO_DEBUG: '' },
+      timeout: 20_000,
+    }, (error, stdout, stderr) => {
+      resolve({ status: error ? (typeof error.code === 'number' ? error.code : -1) : 0, stdout, stderr });
+    });
+    child.stdin?.end();
+  });
+}
+
+/** One line on stderr, nothing on stdout, a non-zero status, no stack trace. */
+function assertOneLineError(result: Result, pattern: RegExp, what: string): void {
+  assert.notEqual(result.status, 0, `${what}: non-zero status`);
+  assert.equal(result.stdout, '', `${what}: nothing on stdout`);
+  const lines = result.stderr.split('\n').filter((line) => line !== '');
+  assert.equal(lines.length, 1, `${what}: one line, got ${JSON.stringify(result.stderr)}`);
+  assert.match(lines[0], /^ringzero: /, what);
+  assert.match(lines[0], pattern, what);
+  assert.doesNotMatch(result.stderr, /\n\s+at /, `${what}: no stack trace`);
+}
+
+test('bad inputs to run: one clear line each, non-zero status', async () => {
+  const cases: [string[], RegExp][] = [
+    [['run', '--kernel', kernel, '--memory', '1M'], /memory size '1M' is too small/],
+    [['run', '--kernel', kernel, '--memory', '65G'], /too large/],
+    [['run', '--kernel', kernel, '--memory', 'lots'], /invalid memory size 'lots'/],
+    [['run', '--kernel', kernel, '--cpus', '0'], /invalid cpu count '0'/],
+    [['run', '--kernel', kernel, '--cpus', '65'], /invalid cpu count '65'/],
+    [['run', '--kernel', kernel, '--engine', 'turbo'], /unknown engine 'turbo'/],
+    [['run', '--kernel', kernel, '--on-reboot', 'halt'], /--on-reboot 'halt'/],
+    [['run', '--kernel', join(scratch, 'missing')], /kernel '.*missing' does not exist/],
+    [['run', '--kernel', notKernel], /is not a bzImage/],
+    [['run', '--kernel', kernel, '--initrd', join(scratch, 'missing-initrd')], /initrd '.*missing-initrd' does not exist/],
+    [['run'], /no default image built yet/],
+    [['run', '--bogus'], /unknown option '--bogus'/],
+    [['frobnicate'], /unknown command 'frobnicate'/],
+    [['image', 'path'], /no default image built yet/],
+  ];
+  const results = await Promise.all(cases.map(([args]) => ringzero(args)));
+  cases.forEach(([args, pattern], index) => assertOneLineError(results[index], pattern, args.join(' ')));
+});
+
+test('run --engine kvm is refused with the reason when hardware KVM is not usable', {
+  skip: hardwareKvmProblem(detectHost()) === undefined ? 'this host has hardware KVM' : false,
+}, async () => {
+  const result = await ringzero(['run', '--kernel', kernel, '--engine', 'kvm']);
+  assertOneLineError(result, /cannot use the KVM engine: .*--engine soft/, 'run --engine kvm');
+  if (detectHost().kvmModules.includes('kvm_pvm')) assert.match(result.stderr, /kvm_pvm/);
+});
+
+test('image path prints the kernel and the initramfs, one a line', async () => {
+  const result = await ringzero(['image', 'path'], fakeCache);
+  assert.equal(result.status, 0, result.stderr);
+  assert.equal(result.stdout, `${join(imageDir, 'bzImage')}\n${join(imageDir, 'initramfs.cpio')}\n`);
+});
+
+test('doctor describes the host and the engine choice', async () => {
+  const result = await ringzero(['doctor'], fakeCache);
+  assert.equal(result.status, 0, result.stderr);
+  assert.match(result.stdout, /^cpu: /m);
+  assert.match(result.stdout, /^\/dev\/kvm: /m);
+  assert.match(result.stdout, /^engine auto picks: (soft|kvm), because /m);
+  assert.match(result.stdout, /^default image: kernel 6\.1\.0-test, /m);
+});
