@@ -8,6 +8,24 @@ import { fileURLToPath } from 'node:url';
 import { after, test } from 'node:test';
 import { detectHost, hardwareKvmProblem } from '../src/cli/host.ts';
 
+/** The smallest image src/boot/bzimage.ts accepts: a 2-sector setup part with a plausible header, then a kernel. */
+function fakeBzImage(version = 0x020f, loadflags = 0x01, xloadflags = 0x01): Buffer {
+  const image = Buffer.alloc(4096);
+  image[0x1f1] = 1; // setup_sects
+  image.writeUInt32LE(0x10, 0x1f4); // syssize: 16 paragraphs of kernel
+  image.writeUInt16LE(0xaa55, 0x1fe);
+  image[0x201] = 0x6a; // the setup header ends at 0x26c
+  image.write('HdrS', 0x202, 'latin1');
+  image.writeUInt16LE(version, 0x206);
+  image[0x211] = loadflags;
+  image.writeUInt32LE(0x200000, 0x230); // kernel_alignment
+  image[0x234] = 1; // relocatable_kernel
+  image.writeUInt16LE(xloadflags, 0x236);
+  image.writeBigUInt64LE(0x1000000n, 0x258); // pref_address
+  image.writeUInt32LE(0x100000, 0x260); // init_size
+  return image;
+}
+
 const RINGZERO = fileURLToPath(new URL('../bin/ringzero', import.meta.url));
 const scratch = mkdtempSync(join(tmpdir(), 'ringzero-cli-'));
 after(() => rmSync(scratch, { recursive: true, force: true }));
@@ -17,11 +35,7 @@ const fakeCache = join(scratch, 'fake-cache');
 
 // A stand-in bzImage (valid header only) and initramfs, and a cache holding them as a built image.
 const kernel = join(scratch, 'bzImage');
-const header = Buffer.alloc(1024);
-header.writeUInt16LE(0xaa55, 0x1fe);
-header.write('HdrS', 0x202, 'latin1');
-header.writeUInt16LE(0x020f, 0x206);
-header[0x211] = 0x01;
+const header = fakeBzImage();
 writeFileSync(kernel, header);
 const notKernel = join(scratch, 'notes.txt');
 writeFileSync(notKernel, 'hello\n'.repeat(200));
@@ -67,7 +81,7 @@ test('bad inputs to run: one clear line each, non-zero status', async () => {
     [['run', '--kernel', kernel, '--engine', 'turbo'], /unknown engine 'turbo'/],
     [['run', '--kernel', kernel, '--on-reboot', 'halt'], /--on-reboot 'halt'/],
     [['run', '--kernel', join(scratch, 'missing')], /kernel '.*missing' does not exist/],
-    [['run', '--kernel', notKernel], /is not a bzImage/],
+    [['run', '--kernel', notKernel], /kernel '.*notes.txt': not a bzImage/],
     [['run', '--kernel', kernel, '--initrd', join(scratch, 'missing-initrd')], /initrd '.*missing-initrd' does not exist/],
     [['run'], /no default image built yet/],
     [['run', '--bogus'], /unknown option '--bogus'/],

@@ -12,14 +12,27 @@ const MiB = 1024 * 1024;
 const dir = mkdtempSync(join(tmpdir(), 'ringzero-validate-'));
 after(() => rmSync(dir, { recursive: true, force: true }));
 
-function bzImage(version: number, loadflags = 0x01): string {
-  const image = Buffer.alloc(1024);
+/** The smallest image src/boot/bzimage.ts accepts: a 2-sector setup part with a plausible header, then a kernel. */
+function fakeBzImage(version = 0x020f, loadflags = 0x01, xloadflags = 0x01): Buffer {
+  const image = Buffer.alloc(4096);
+  image[0x1f1] = 1; // setup_sects
+  image.writeUInt32LE(0x10, 0x1f4); // syssize: 16 paragraphs of kernel
   image.writeUInt16LE(0xaa55, 0x1fe);
+  image[0x201] = 0x6a; // the setup header ends at 0x26c
   image.write('HdrS', 0x202, 'latin1');
   image.writeUInt16LE(version, 0x206);
   image[0x211] = loadflags;
-  const path = join(dir, `bz-${version.toString(16)}-${loadflags}`);
-  writeFileSync(path, image);
+  image.writeUInt32LE(0x200000, 0x230); // kernel_alignment
+  image[0x234] = 1; // relocatable_kernel
+  image.writeUInt16LE(xloadflags, 0x236);
+  image.writeBigUInt64LE(0x1000000n, 0x258); // pref_address
+  image.writeUInt32LE(0x100000, 0x260); // init_size
+  return image;
+}
+
+function bzImage(version: number, loadflags = 0x01, xloadflags = 0x01): string {
+  const path = join(dir, `bz-${version.toString(16)}-${loadflags}-${xloadflags}`);
+  writeFileSync(path, fakeBzImage(version, loadflags, xloadflags));
   return path;
 }
 
@@ -47,14 +60,15 @@ test('cpu counts: 1 to MAX_CPUS', () => {
   for (const bad of ['0', String(MAX_CPUS + 1), '-1', '1.5', 'two', '']) assert.throws(() => parseCpuCount(bad), UsageError, bad);
 });
 
-test('a kernel must be a bzImage with boot protocol 2.06 or later', () => {
+test('a kernel must be a bzImage with a 64-bit entry point (boot protocol 2.12 or later)', () => {
   assert.equal(checkBzImage(bzImage(0x020f)), 0x020f);
-  assert.equal(checkBzImage(bzImage(0x0206)), 0x0206);
-  assert.throws(() => checkBzImage(bzImage(0x0205)), /boot protocol 2\.05; ringzero needs 2\.06/);
+  assert.equal(checkBzImage(bzImage(0x020c)), 0x020c);
+  assert.throws(() => checkBzImage(bzImage(0x0206)), /boot protocol 2\.06 is too old/);
   assert.throws(() => checkBzImage(bzImage(0x020f, 0)), /zImage/);
+  assert.throws(() => checkBzImage(bzImage(0x020f, 1, 0)), /XLF_KERNEL_64/);
   const text = join(dir, 'text');
   writeFileSync(text, 'not a kernel at all\n'.repeat(100));
-  assert.throws(() => checkBzImage(text), /not a bzImage/);
+  assert.throws(() => checkBzImage(text), /kernel '.*text': not a bzImage/);
   const tiny = join(dir, 'tiny');
   writeFileSync(tiny, 'x');
   assert.throws(() => checkBzImage(tiny), /not a bzImage/);

@@ -1,6 +1,7 @@
 // Checks of the user's inputs. Each failure is a UsageError with one line that says what is wrong.
 
-import { closeSync, openSync, readSync, statSync } from 'node:fs';
+import { closeSync, openSync, readFileSync, readSync, statSync } from 'node:fs';
+import { BootError, parseBzImage } from '../boot/bzimage.ts';
 import { MAX_CPUS } from '../vmm/config.ts';
 
 export class UsageError extends Error {}
@@ -35,7 +36,7 @@ export function parseCpuCount(text: string): number {
   return cpus;
 }
 
-function readHead(path: string, what: string, length: number): Buffer {
+function checkFile(path: string, what: string): number {
   let stat;
   try {
     stat = statSync(path);
@@ -44,6 +45,20 @@ function readHead(path: string, what: string, length: number): Buffer {
     throw new UsageError(code === 'ENOENT' ? `${what} '${path}' does not exist` : `cannot read ${what} '${path}' (${code})`);
   }
   if (!stat.isFile()) throw new UsageError(`${what} '${path}' is not a regular file`);
+  return stat.size;
+}
+
+function readWhole(path: string, what: string): Buffer {
+  checkFile(path, what);
+  try {
+    return readFileSync(path);
+  } catch (error) {
+    throw new UsageError(`cannot read ${what} '${path}' (${(error as NodeJS.ErrnoException).code})`);
+  }
+}
+
+function readHead(path: string, what: string, length: number): Buffer {
+  const size = checkFile(path, what);
   let fd;
   try {
     fd = openSync(path, 'r');
@@ -51,7 +66,7 @@ function readHead(path: string, what: string, length: number): Buffer {
     throw new UsageError(`cannot read ${what} '${path}' (${(error as NodeJS.ErrnoException).code})`);
   }
   try {
-    const head = Buffer.alloc(Math.min(length, stat.size));
+    const head = Buffer.alloc(Math.min(length, size));
     readSync(fd, head, 0, head.length, 0);
     return head;
   } finally {
@@ -59,31 +74,22 @@ function readHead(path: string, what: string, length: number): Buffer {
   }
 }
 
-// Offsets in the real-mode kernel header (Linux Documentation/arch/x86/boot.rst, "The Real-Mode Kernel Header").
-const BOOT_FLAG_OFFSET = 0x1fe; // 0xAA55
-const HEADER_MAGIC_OFFSET = 0x202; // "HdrS"
-const PROTOCOL_VERSION_OFFSET = 0x206;
-const LOADFLAGS_OFFSET = 0x211;
-const LOADED_HIGH = 0x01; // loadflags bit 0: protected-mode code loads at 1 MiB, i.e. a bzImage
-/** Protocol 2.06 added cmdline_size; older kernels are long gone and we don't support them. */
-export const MIN_BOOT_PROTOCOL = 0x0206;
+/** Far above any real bzImage (Debian's is 14 MiB); keeps us from reading a disk image whole by mistake. */
+const MAX_KERNEL_BYTES = 256 * MIB;
 
-/** Check that `path` is a readable bzImage with boot protocol >= 2.06; returns the protocol version. */
+/**
+ * Check that `path` is a bzImage the boot loader (src/boot/bzimage.ts) accepts: "HdrS" at 0x202, boot protocol
+ * 2.12 or later with a 64-bit entry point, consistent sizes. Returns the protocol version.
+ */
 export function checkBzImage(path: string): number {
-  const head = readHead(path, 'kernel', 0x240);
-  if (head.length < 0x240 || head.readUInt16LE(BOOT_FLAG_OFFSET) !== 0xaa55
-    || head.toString('latin1', HEADER_MAGIC_OFFSET, HEADER_MAGIC_OFFSET + 4) !== 'HdrS') {
-    throw new UsageError(`kernel '${path}' is not a bzImage (no "HdrS" boot header at 0x202)`);
+  if (checkFile(path, 'kernel') > MAX_KERNEL_BYTES) throw new UsageError(`kernel '${path}' is too large to be a bzImage`);
+  const image = readWhole(path, 'kernel');
+  try {
+    return parseBzImage(image).protocol;
+  } catch (error) {
+    if (error instanceof BootError) throw new UsageError(`kernel '${path}': ${error.message}`);
+    throw error;
   }
-  const version = head.readUInt16LE(PROTOCOL_VERSION_OFFSET);
-  const versionText = `${version >> 8}.${(version & 0xff).toString().padStart(2, '0')}`;
-  if (version < MIN_BOOT_PROTOCOL) {
-    throw new UsageError(`kernel '${path}' uses boot protocol ${versionText}; ringzero needs 2.06 or later`);
-  }
-  if ((head[LOADFLAGS_OFFSET] & LOADED_HIGH) === 0) {
-    throw new UsageError(`kernel '${path}' is a zImage (loaded low), not a bzImage`);
-  }
-  return version;
 }
 
 /** Check that `path` is a readable, non-empty file. */
