@@ -21,8 +21,8 @@ export interface AcpiPlatform {
   /** End (exclusive) of guest RAM above 4 GiB, or 4 GiB when there is none; the 64-bit PCI window starts above it. */
   highRamEnd: number;
   /**
-   * MADT PCAT_COMPAT: set when the machine has a pair of 8259 PICs the OS must mask (ACPI 6.4
-   * §5.2.12 Table 5.44). Default false: ringzero's PC has an IOAPIC and no 8259s.
+   * MADT PCAT_COMPAT: the machine also has a pair of 8259 PICs, which the OS must mask when it
+   * uses the IOAPIC (ACPI 6.4 §5.2.12, Table 5.44). Default true: ringzero's PC has them.
    */
   dual8259?: boolean;
 }
@@ -170,7 +170,7 @@ function buildMadt(p: AcpiPlatform): Uint8Array {
   const parts: number[] = [];
   const u16 = (x: number) => [x & 0xff, (x >> 8) & 0xff];
   const u32 = (x: number) => [x & 0xff, (x >>> 8) & 0xff, (x >>> 16) & 0xff, (x >>> 24) & 0xff];
-  parts.push(...u32(LAPIC_BASE), ...u32(p.dual8259 ? MADT_PCAT_COMPAT : 0));
+  parts.push(...u32(LAPIC_BASE), ...u32((p.dual8259 ?? true) ? MADT_PCAT_COMPAT : 0));
   for (let cpu = 0; cpu < p.cpus; cpu++) {
     // Processor Local APIC (§5.2.12.2): UID, APIC ID, flags bit 0 = enabled.
     parts.push(MADT_LOCAL_APIC, 8, cpu, cpu, ...u32(1));
@@ -209,7 +209,7 @@ export function buildDsdtAml(p: AcpiPlatform): Uint8Array {
   for (let slot = 0; slot < 32; slot++) {
     for (let pin = 0; pin < 4; pin++) {
       // _PRT entry (ACPI 6.4 §6.2.13): address 0xSSSSFFFF (any function), pin, source 0 = a GSI, the GSI.
-      prt.push(aml.pkg(aml.dword(slot * 0x10000 + 0xffff), aml.integer(pin), aml.integer(0), aml.integer(pciIntxGsi(slot, pin))));
+      prt.push(aml.pkg(aml.integer(slot * 0x10000 + 0xffff), aml.integer(pin), aml.integer(0), aml.integer(pciIntxGsi(slot, pin))));
     }
   }
 

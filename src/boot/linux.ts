@@ -99,7 +99,10 @@ export interface BootState {
 }
 
 export interface LoadLinuxOptions {
+  /** vCPUs: APIC IDs 0..cpus-1 in the MADT. */
   cpus: number;
+  /** Whether the machine has the 8259 pair (MADT PCAT_COMPAT); default true. */
+  dual8259?: boolean;
 }
 
 // Selectors of the 64-bit boot protocol: "__BOOT_CS(0x10) ... __BOOT_DS(0x18)" (boot.rst).
@@ -240,7 +243,7 @@ export function loadLinux(mem: GuestMemory, kernel: Uint8Array, initrd: Uint8Arr
   cmdlineArea[cmdlineBytes.length] = 0;
   if (initrd && initrdPlace) mem.write(initrdPlace.address, initrd);
 
-  const acpi = writeAcpiTables(mem, { cpus: opts.cpus, highRamEnd: HIGH_RAM_START + mem.highSize });
+  const acpi = writeAcpiTables(mem, { cpus: opts.cpus, dual8259: opts.dual8259, highRamEnd: HIGH_RAM_START + mem.highSize });
   const e820 = buildE820(mem);
 
   // --- The zero page ---
