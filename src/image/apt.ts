@@ -51,33 +51,47 @@ async function run(command: string, args: string[], options: { cwd?: string } = 
   }
 }
 
-/** The candidate version apt would install, from `apt-cache policy` (reads local lists only). */
-async function candidateVersion(name: string): Promise<string | undefined> {
-  const policy = await run('apt-cache', ['policy', name]);
-  const match = /^\s*Candidate:\s*(\S+)/m.exec(policy);
-  return match === null || match[1] === '(none)' ? undefined : match[1];
+/** Candidate version per package in `apt-cache policy` output (packages without a candidate are left out). */
+export function parsePolicyCandidates(policy: string): Map<string, string> {
+  const versions = new Map<string, string>();
+  let current: string | undefined;
+  for (const line of policy.split('\n')) {
+    const section = /^(\S+):$/.exec(line);
+    if (section !== null) current = section[1];
+    const candidate = /^\s+Candidate:\s*(\S+)/.exec(line);
+    if (candidate !== null && current !== undefined && candidate[1] !== '(none)') versions.set(current, candidate[1]);
+  }
+  return versions;
 }
 
-/** The package that the kernel meta-package's candidate depends on: linux-image-<abi>-cloud-amd64. */
-async function kernelPackageOf(metaVersion: string): Promise<string> {
-  const show = await run('apt-cache', ['show', `${KERNEL_META_PACKAGE}=${metaVersion}`]);
+/** The candidate versions apt would install, from one `apt-cache policy` call (reads local lists only). */
+async function candidateVersions(names: string[]): Promise<Map<string, string>> {
+  return parsePolicyCandidates(await run('apt-cache', ['policy', ...names]));
+}
+
+/**
+ * The real kernel package that the meta-package's candidate depends on, with its exact version:
+ * "Depends: linux-image-6.1.0-56-cloud-amd64 (= 6.1.192-2)".
+ */
+export function parseKernelDependency(show: string, metaVersion: string): PackageRef {
   const depends = /^Depends:\s*(.*)$/m.exec(show)?.[1] ?? '';
-  const kernel = depends.split(',').map((dep) => dep.trim().split(/\s/)[0])
-    .find((name) => /^linux-image-\d.*-cloud-amd64$/.test(name));
-  if (kernel === undefined) {
-    throw new ImageBuildError(`${KERNEL_META_PACKAGE} ${metaVersion} depends on no linux-image-*-cloud-amd64 package`);
+  for (const dep of depends.split(',')) {
+    const match = /^\s*(linux-image-\d\S*-cloud-amd64)\s*(?:\(\s*=\s*([^\s)]+)\s*\))?/.exec(dep);
+    if (match !== null) return { name: match[1], version: match[2] ?? metaVersion };
   }
-  return kernel;
+  throw new ImageBuildError(`${KERNEL_META_PACKAGE} ${metaVersion} depends on no linux-image-*-cloud-amd64 package`);
+}
+
+async function kernelPackageOf(metaVersion: string): Promise<PackageRef> {
+  return parseKernelDependency(await run('apt-cache', ['show', `${KERNEL_META_PACKAGE}=${metaVersion}`]), metaVersion);
 }
 
 async function resolveFromLists(): Promise<ResolvedPackages | undefined> {
-  const metaVersion = await candidateVersion(KERNEL_META_PACKAGE);
-  const busyboxVersion = await candidateVersion(BUSYBOX_PACKAGE);
+  const versions = await candidateVersions([KERNEL_META_PACKAGE, BUSYBOX_PACKAGE]);
+  const metaVersion = versions.get(KERNEL_META_PACKAGE);
+  const busyboxVersion = versions.get(BUSYBOX_PACKAGE);
   if (metaVersion === undefined || busyboxVersion === undefined) return undefined;
-  const kernelName = await kernelPackageOf(metaVersion);
-  const kernelVersion = await candidateVersion(kernelName);
-  if (kernelVersion === undefined) return undefined;
-  return { kernel: { name: kernelName, version: kernelVersion }, busybox: { name: BUSYBOX_PACKAGE, version: busyboxVersion } };
+  return { kernel: await kernelPackageOf(metaVersion), busybox: { name: BUSYBOX_PACKAGE, version: busyboxVersion } };
 }
 
 function isRoot(): boolean {
