@@ -4,7 +4,7 @@ import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { GuestMemory, MiB, GiB } from '../src/memory/guest-memory.ts';
-import { BootError, BOOT_CS, BOOT_DS, buildE820, E820_RAM, E820_RESERVED, loadLinux, type BootState } from '../src/boot/linux.ts';
+import { BootError, BOOT_CS, BOOT_DS, buildE820, decodeAccessRights, E820_RAM, E820_RESERVED, loadLinux, type BootState } from '../src/boot/linux.ts';
 import { makeBzImage } from '../src/boot/synthetic.ts';
 import { parseBzImage } from '../src/boot/bzimage.ts';
 
@@ -146,6 +146,14 @@ test('a kernel whose init_size does not fit in RAM is refused', () => {
   assert.doesNotThrow(() => boot(mem, { initSize: 40 * MiB }));
 });
 
+test('more than 3 GiB: RAM above 4 GiB in e820, initrd still below initrd_addr_max', () => {
+  const mem = memory(4 * GiB);
+  const st = boot(mem, {}, new Uint8Array(MiB));
+  assert.deepEqual(st.e820.at(-1), { addr: 4 * GiB, size: GiB, type: E820_RAM });
+  assert.equal(st.initrd!.address + MiB, 2 * GiB, 'initrd_addr_max 0x7fffffff caps it at 2 GiB');
+  assert.throws(() => loadLinux(mem, makeBzImage(), undefined, '', { cpus: 0 }), BootError);
+});
+
 test('command line: at most cmdline_size bytes', () => {
   const mem = memory(128 * MiB);
   assert.doesNotThrow(() => boot(mem, { cmdlineSize: 10 }, undefined, 'x'.repeat(10)));
@@ -198,6 +206,9 @@ test('GDT holds __BOOT_CS (64-bit code) and __BOOT_DS matching the returned segm
   // Data: present, S, read/write.
   assert.equal(ds.ar & 0x9f, 0x93);
   assert.equal(st.tr.accessRights & 0x8f, 0x8b, 'TR is a present busy 64-bit TSS');
+  assert.deepEqual(decodeAccessRights(st.cs.accessRights), { type: 0xb, s: 1, dpl: 0, present: 1, avl: 0, l: 1, db: 0, g: 1, unusable: 0 });
+  assert.deepEqual(decodeAccessRights(st.ds.accessRights), { type: 0x3, s: 1, dpl: 0, present: 1, avl: 0, l: 0, db: 1, g: 1, unusable: 0 });
+  assert.equal(decodeAccessRights(st.ldtr.accessRights).unusable, 1);
 });
 
 test('boot structures do not overlap and sit in the right kind of memory', () => {

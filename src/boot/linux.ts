@@ -34,6 +34,37 @@ export interface SegmentState {
   accessRights: number;
 }
 
+/** The bits of SegmentState.accessRights, one by one (the fields of KVM's struct kvm_segment). */
+export interface AccessRightsFields {
+  type: number;
+  /** 1 for code/data, 0 for system segments (TSS, LDT). */
+  s: number;
+  dpl: number;
+  present: number;
+  avl: number;
+  /** 64-bit code segment. */
+  l: number;
+  /** Default operand size (32-bit) / big. */
+  db: number;
+  /** Limit granularity: 4 KiB units. */
+  g: number;
+  unusable: number;
+}
+
+export function decodeAccessRights(ar: number): AccessRightsFields {
+  return {
+    type: ar & 0xf,
+    s: (ar >> 4) & 1,
+    dpl: (ar >> 5) & 3,
+    present: (ar >> 7) & 1,
+    avl: (ar >> 12) & 1,
+    l: (ar >> 13) & 1,
+    db: (ar >> 14) & 1,
+    g: (ar >> 15) & 1,
+    unusable: (ar >> 16) & 1,
+  };
+}
+
 /** One e820 entry (boot_params.e820_table, struct boot_e820_entry). */
 export interface E820Entry {
   addr: number;
@@ -195,6 +226,8 @@ export function buildE820(mem: Pick<GuestMemory, 'lowSize' | 'highSize'>): E820E
 export function loadLinux(mem: GuestMemory, kernel: Uint8Array, initrd: Uint8Array | undefined, cmdline: string, opts: LoadLinuxOptions): BootState {
   const image = parseBzImage(kernel);
   const lowEnd = mem.lowSize;
+  // APIC IDs are 8 bits and the IOAPIC takes the ID after the last vCPU (see acpi.ts).
+  if (!Number.isInteger(opts.cpus) || opts.cpus < 1 || opts.cpus > 254) throw new BootError(`cannot boot with ${opts.cpus} vCPUs (1-254)`);
 
   // --- The protected-mode kernel ---
   // A relocatable kernel may sit at any kernel_alignment-aligned address, but its 64-bit entry never
