@@ -29,3 +29,11 @@ export function def1(op: number, handler: OpHandler, last = op): void {
 export function def0f(op: number, handler: OpHandler, last = op): void {
   for (let i = op; i <= last; i++) ops0f[i] = handler;
 }
+
+/**
+ * Opcode FF's ModRM.reg extensions (/0 inc, /1 dec, /2 call near, /3 call far, /4 jmp near, /5 jmp far, /6 push).
+ * ops1[0xff] decodes the ModRM byte first, so an entry starts with `cpu.modrm`/`mod`/`rm`/`eaOff` already set.
+ */
+export const groupFF: OpHandler[] = new Array(8);
+for (let i = 0; i < 8; i++) groupFF[i] = (c: SoftCpu) => c.unimplemented(`opcode ff /${i}`);
+ops1[0xff] = (c: SoftCpu) => { c.decodeModrm(); groupFF[(c.modrm >> 3) & 7](c); };
