@@ -47,16 +47,16 @@ writeFileSync(join(imageDir, 'manifest.json'), JSON.stringify({ kernelVersion: '
 
 interface Result { status: number; stdout: string; stderr: string }
 
-function ringzero(args: string[], cache = emptyCache): Promise<Result> {
+function ringzero(args: string[], cache = emptyCache, extra: { env?: Record<string, string>; input?: string } = {}): Promise<Result> {
   return new Promise((resolve) => {
     const child = execFile(RINGZERO, args, {
       cwd: tmpdir(),
-      env: { ...process.env, RINGZERO_CACHE: cache, RINGZERO_DEBUG: '' },
+      env: { ...process.env, RINGZERO_CACHE: cache, RINGZERO_DEBUG: '', ...extra.env },
       timeout: 20_000,
     }, (error, stdout, stderr) => {
       resolve({ status: error ? (typeof error.code === 'number' ? error.code : -1) : 0, stdout, stderr });
     });
-    child.stdin?.end();
+    child.stdin?.end(extra.input ?? '');
   });
 }
 
@@ -113,4 +113,29 @@ test('doctor describes the host and the engine choice', async () => {
   assert.match(result.stdout, /^\/dev\/kvm: /m);
   assert.match(result.stdout, /^engine auto picks: (soft|kvm), because /m);
   assert.match(result.stdout, /^default image: kernel 6\.1\.0-test, /m);
+});
+
+test('run hands a VmConfig and a pipe console to runVm, and exits with its status', async () => {
+  // A stand-in runVm: prints the config it got, echoes the console input it receives, then ends with status 7.
+  const fakeRunVm = join(scratch, 'fake-run.mts');
+  writeFileSync(fakeRunVm, `
+    export async function runVm(config, io) {
+      io.write(new TextEncoder().encode(JSON.stringify(config) + '\\n'));
+      const input = [];
+      io.onInput((data) => input.push(...data));
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      io.write(new TextEncoder().encode('guest got: ' + new TextDecoder().decode(Uint8Array.from(input)) + '\\n'));
+      return 7;
+    }
+  `);
+  const result = await ringzero(['run', '--engine', 'soft', '--cpus', '2', '--memory', '512MiB', '--on-reboot', 'restart'],
+    fakeCache, { env: { RINGZERO_RUNVM_MODULE: fakeRunVm }, input: 'ls\n' });
+  assert.equal(result.status, 7, result.stderr);
+  const [configLine, echoLine] = result.stdout.split('\n');
+  assert.deepEqual(JSON.parse(configLine), {
+    engine: 'soft', kernel: join(imageDir, 'bzImage'), initrd: join(imageDir, 'initramfs.cpio'),
+    cmdline: 'console=ttyS0 panic=-1', cpus: 2, memory: 512 * 1024 * 1024, onReboot: 'restart',
+  });
+  assert.equal(echoLine, 'guest got: ls', 'piped input reaches the guest, and its end does not stop the VM');
+  assert.equal(result.stderr, '', 'no escape hint on a pipe, no engine line for an explicit engine');
 });

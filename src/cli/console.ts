@@ -102,6 +102,11 @@ export function createHostConsole(options: HostConsoleOptions): HostConsole {
   // The end of piped input is not the end of the VM: the guest keeps running until it powers off.
   const onEnd = (): void => {};
   const onError = (): void => {};
+  // A raw terminal must not outlive us: on SIGTERM/SIGHUP restore it, then end as the signal would have (128 + n).
+  const onSignal = (signal: NodeJS.Signals): void => {
+    restore();
+    process.exit(128 + (signal === 'SIGHUP' ? 1 : 15));
+  };
 
   function close(): void {
     if (closed) return;
@@ -112,12 +117,16 @@ export function createHostConsole(options: HostConsoleOptions): HostConsole {
     restore();
     input.pause();
     process.off('exit', restore);
+    process.off('SIGTERM', onSignal);
+    process.off('SIGHUP', onSignal);
   }
 
   if (interactive) {
     input.setRawMode(true);
     // Leave the terminal usable however the process ends.
     process.on('exit', restore);
+    process.on('SIGTERM', onSignal);
+    process.on('SIGHUP', onSignal);
     errors.write(`${ESCAPE_HINT}\n`);
   }
   input.on('data', onData);

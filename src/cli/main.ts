@@ -2,6 +2,7 @@
 // User mistakes end with one line on stderr ("ringzero: ...") and status 2; other failures with one line and
 // status 1 (set RINGZERO_DEBUG=1 to see the stack).
 
+import { pathToFileURL } from 'node:url';
 import { Command, CommanderError } from 'commander';
 import { buildDefaultImage, findDefaultImage, ImageBuildError } from '../image/build.ts';
 import { MAX_CPUS, type ConsoleIo, type VmConfig } from '../vmm/config.ts';
@@ -25,8 +26,10 @@ function mib(bytes: number): string {
 }
 
 async function loadRunVm(): Promise<RunVm> {
-  // Loaded on demand so `image` and `doctor` work whatever state the VMM is in.
-  const url = new URL('../vmm/run.ts', import.meta.url).href;
+  // Loaded on demand so `image` and `doctor` work whatever state the VMM is in. RINGZERO_RUNVM_MODULE (a file path)
+  // stands in another runVm: the CLI's tests use it to check what `run` hands over.
+  const override = process.env.RINGZERO_RUNVM_MODULE;
+  const url = override ? pathToFileURL(override).href : new URL('../vmm/run.ts', import.meta.url).href;
   let module: { runVm?: RunVm };
   try {
     module = await import(url) as { runVm?: RunVm };
