@@ -17,6 +17,7 @@ import type { PortBus, MmioBus, AccessSize, MmioDevice } from '../../devices/bus
 import type { VmClock } from '../../vmm/clock.ts';
 import * as C from './constants.ts';
 import { ops1, ops0f } from './tables.ts';
+import { FpuState } from './ops/fpu-state.ts';
 
 export interface CpuEnvironment {
   mem: GuestMemory;
@@ -135,6 +136,8 @@ export class SoftCpu {
   readonly xmmView = new DataView(this.xmm.buffer);
   mxcsr = 0x1f80;
   readonly fpuState: Record<string, unknown> = {};
+  /** x87/MMX registers and typed views of `xmm` (ops/fpu-state.ts). */
+  readonly fpu = new FpuState(this.xmm);
 
   // ---- mode, derived from CR0/EFER/CS and recomputed by `updateMode`
   /** 64-bit mode (EFER.LMA and CS.L). */
@@ -242,6 +245,7 @@ export class SoftCpu {
     this.dr[7] = 0x400;
     this.xmm.fill(0);
     this.mxcsr = 0x1f80;
+    this.fpu.reset();
     this.cpl = 0;
     this.halted = false;
     this.interruptShadow = false;
