@@ -1,0 +1,108 @@
+// Fast system calls: 0F 05 syscall, 0F 07 sysret, 0F 34 sysenter, 0F 35 sysexit (SDM vol. 2 for each; MSRs in
+// vol. 4 table 2-2). They load flat CS/SS without reading the GDT: the selectors come from the MSRs and the hidden
+// parts are fixed by the architecture.
+
+import type { SoftCpu } from '../cpu.ts';
+import * as C from '../constants.ts';
+import { def0f } from '../tables.ts';
+import { flatCodeAttr, flatDataAttr, isCanonical } from './descriptors.ts';
+
+export const MSR_SYSENTER_CS = 0x174;
+export const MSR_SYSENTER_ESP = 0x175;
+export const MSR_SYSENTER_EIP = 0x176;
+export const MSR_STAR = 0xc0000081;
+export const MSR_LSTAR = 0xc0000082;
+export const MSR_CSTAR = 0xc0000083;
+export const MSR_SFMASK = 0xc0000084;
+export const MSR_TSC_AUX = 0xc0000103;
+
+/** An MSR value from `cpu.msrs` (0 when never written), as a bigint. */
+export function msrValue(cpu: SoftCpu, index: number): bigint {
+  return cpu.msrs.get(index) ?? 0n;
+}
+
+/** An MSR holding an address, as a signed number (the linear-address convention of cpu.ts). */
+function msrAddress(cpu: SoftCpu, index: number): number {
+  return Number(BigInt.asIntN(64, msrValue(cpu, index)));
+}
+
+function msrHigh32(cpu: SoftCpu, index: number): number {
+  return Number((msrValue(cpu, index) >> 32n) & 0xffffffffn);
+}
+
+function msrLow32(cpu: SoftCpu, index: number): number {
+  return Number(msrValue(cpu, index) & 0xffffffffn);
+}
+
+// 0F 05: syscall. Intel raises #UD outside 64-bit mode; compatibility-mode SYSCALL (an AMD feature) is taken
+// to CSTAR so a 32-bit caller of a kernel that programs it still works.
+def0f(0x05, (cpu) => {
+  if (!(cpu.efer & C.EFER_SCE) || !(cpu.efer & C.EFER_LMA)) cpu.ud();
+  const target = msrAddress(cpu, cpu.mode64 ? MSR_LSTAR : MSR_CSTAR);
+  const flags = cpu.getFlags();
+  const rip = cpu.rip;
+  cpu.setReg64Num(1, rip); // RCX = return RIP
+  cpu.setReg(4, 11, flags & ~C.RF); // R11 = RFLAGS (RF cleared)
+  const mask = msrLow32(cpu, MSR_SFMASK);
+  cpu.setFlagsValue(flags & ~mask & ~C.RF);
+  const csSel = (msrHigh32(cpu, MSR_STAR) >>> 0) & 0xffff;
+  cpu.loadSegmentRaw(C.SS, (csSel + 8) & 0xfffc, 0, 0xffffffff, flatDataAttr(0));
+  cpu.loadSegmentRaw(C.CS, csSel & 0xfffc, 0, 0xffffffff, flatCodeAttr(0, true));
+  cpu.rip = target;
+});
+
+// 0F 07: sysret (REX.W: to 64-bit code at RCX; else to compatibility mode at ECX). RFLAGS from R11.
+def0f(0x07, (cpu) => {
+  if (!(cpu.efer & C.EFER_SCE) || !cpu.mode64) cpu.ud();
+  if (cpu.cpl !== 0) cpu.gp(0);
+  const base = (msrHigh32(cpu, MSR_STAR) >>> 16) & 0xffff;
+  const to64 = cpu.opsize === 8;
+  const rip = to64 ? cpu.getReg64Num(1) : cpu.rlo[1] >>> 0;
+  // Intel checks RCX before changing anything (the #GP is taken at CPL 0).
+  if (!isCanonical(rip)) cpu.gp(0);
+  cpu.setFlagsValue((cpu.rlo[11] & 0x3c7fd7) | C.FLAGS_FIXED);
+  cpu.loadSegmentRaw(C.SS, ((base + 8) & 0xffff) | 3, 0, 0xffffffff, flatDataAttr(3));
+  cpu.loadSegmentRaw(C.CS, ((to64 ? base + 16 : base) & 0xfffc) | 3, 0, 0xffffffff, flatCodeAttr(3, to64));
+  cpu.rip = rip;
+});
+
+// 0F 34: sysenter (to ring 0 at SYSENTER_CS:SYSENTER_EIP with SYSENTER_ESP; 64-bit code when IA-32e is active)
+def0f(0x34, (cpu) => {
+  if (!(cpu.cr0 & C.CR0_PE)) cpu.gp(0);
+  const cs = msrLow32(cpu, MSR_SYSENTER_CS) & 0xffff;
+  if ((cs & 0xfffc) === 0) cpu.gp(0);
+  const lma = (cpu.efer & C.EFER_LMA) !== 0;
+  const eip = msrAddress(cpu, MSR_SYSENTER_EIP);
+  const esp = msrAddress(cpu, MSR_SYSENTER_ESP);
+  cpu.setFlagsValue(cpu.getFlags() & ~(C.VM | C.IF | C.RF));
+  cpu.loadSegmentRaw(C.SS, (cs + 8) & 0xfffc, 0, 0xffffffff, flatDataAttr(0));
+  cpu.loadSegmentRaw(C.CS, cs & 0xfffc, 0, 0xffffffff, flatCodeAttr(0, lma));
+  if (lma) {
+    cpu.setReg64Num(4, esp);
+    cpu.rip = eip;
+  } else {
+    cpu.rlo[4] = esp; cpu.rhi[4] = 0;
+    cpu.rip = eip >>> 0;
+  }
+});
+
+// 0F 35: sysexit (REX.W: to 64-bit code, RIP = RDX, RSP = RCX; else to 32-bit code with EDX/ECX)
+def0f(0x35, (cpu) => {
+  const cs = msrLow32(cpu, MSR_SYSENTER_CS) & 0xffff;
+  if (!cpu.protectedMode || (cs & 0xfffc) === 0 || cpu.cpl !== 0) cpu.gp(0);
+  const to64 = cpu.opsize === 8;
+  if (to64) {
+    const rip = cpu.getReg64Num(2), rsp = cpu.getReg64Num(1);
+    if (!isCanonical(rip) || !isCanonical(rsp)) cpu.gp(0);
+    cpu.loadSegmentRaw(C.SS, ((cs + 40) & 0xfffc) | 3, 0, 0xffffffff, flatDataAttr(3));
+    cpu.loadSegmentRaw(C.CS, ((cs + 32) & 0xfffc) | 3, 0, 0xffffffff, flatCodeAttr(3, true));
+    cpu.setReg64Num(4, rsp);
+    cpu.rip = rip;
+  } else {
+    const rip = cpu.rlo[2] >>> 0, esp = cpu.rlo[1];
+    cpu.loadSegmentRaw(C.SS, ((cs + 24) & 0xfffc) | 3, 0, 0xffffffff, flatDataAttr(3));
+    cpu.loadSegmentRaw(C.CS, ((cs + 16) & 0xfffc) | 3, 0, 0xffffffff, flatCodeAttr(3, false));
+    cpu.rlo[4] = esp; cpu.rhi[4] = 0;
+    cpu.rip = rip;
+  }
+});
