@@ -81,11 +81,15 @@ export class AcpiPm implements PortDevice {
   }
 
   /** Claim the PM1 event, PM1 control and PM timer blocks and the reset register. */
-  register(bus: PortBus): void {
+  /**
+   * Claim the PM1 and timer ports, and the reset register unless `resetPort` is false (on a machine whose PCI
+   * host decodes 0xCF9 itself as the PIIX/ICH reset control register, which is the same register).
+   */
+  register(bus: PortBus, resetPort = true): void {
     bus.register(ACPI_PM1A_EVT_PORT, ACPI_PM1_EVT_LEN, this, 'acpi-pm1-evt');
     bus.register(ACPI_PM1A_CNT_PORT, ACPI_PM1_CNT_LEN, this, 'acpi-pm1-cnt');
     bus.register(ACPI_PM_TMR_PORT, ACPI_PM_TMR_LEN, this, 'acpi-pm-timer');
-    bus.register(ACPI_RESET_PORT, 1, this, 'acpi-reset');
+    if (resetPort) bus.register(ACPI_RESET_PORT, 1, this, 'acpi-reset');
   }
 
   /** Power-on state (a VM reset). */
