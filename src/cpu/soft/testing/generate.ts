@@ -406,6 +406,20 @@ export class CaseBuilder {
     return m;
   }
 
+  /**
+   * A random ModRM/SIB address for LEA, which computes the address without accessing memory: any registers,
+   * scale, displacement and address size, including RIP-relative and the no-base SIB forms.
+   */
+  leaOperand(): MemOperand {
+    const r = this.rng;
+    const mod = r.below(3);
+    const rm = r.below(8);
+    const sib = r.below(256);
+    const dispSize: 0 | 1 | 4 = mod === 1 ? 1 : mod === 2 || (mod === 0 && (rm === 5 || (rm === 4 && (sib & 7) === 5))) ? 4 : 0;
+    const disp = dispSize === 1 ? r.int(-128, 127) : dispSize === 4 ? r.u32() | 0 : 0;
+    return { mod, rm, sib, disp, dispSize, rip: false, rexX: r.chance(0.3), rexB: r.chance(0.3), addr32: r.chance(0.2), ea: 0, text: `[modrm ${mod}/${rm}${rm === 4 ? ` sib ${hex(sib)}` : ''} disp ${hex(disp)}]` };
+  }
+
   /** Pick a general register for an operand: returns [code, full register, high-byte]. */
   pickGpr(size: number, rex8: boolean, acc: Access, value?: bigint, legacyBytes = false): [number, number, boolean] | undefined {
     const r = this.rng;
@@ -500,7 +514,7 @@ function buildForm(c: CaseBuilder, f: Form): Unit | null {
             ea = c.constSlot(value, bytes, align > 1 ? align : r.chance(0.5) ? Math.min(bytes, 8) : 1);
             if (ea === undefined) return null;
           }
-          mem = c.memOperand(bytes, align, ea);
+          mem = f.family === 'lea' ? c.leaOperand() : c.memOperand(bytes, align, ea);
           if (!mem) return null;
           if (mem.rip && f.family === 'lea') { /* lea of a RIP-relative address: fine */ }
           rexX = mem.rexX;
