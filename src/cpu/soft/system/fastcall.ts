@@ -6,19 +6,19 @@ import type { SoftCpu } from '../cpu.ts';
 import * as C from '../constants.ts';
 import { def0f } from '../tables.ts';
 import { flatCodeAttr, flatDataAttr, isCanonical } from './descriptors.ts';
+import { MSR, storedMsr } from './msr.ts';
 
-export const MSR_SYSENTER_CS = 0x174;
-export const MSR_SYSENTER_ESP = 0x175;
-export const MSR_SYSENTER_EIP = 0x176;
-export const MSR_STAR = 0xc0000081;
-export const MSR_LSTAR = 0xc0000082;
-export const MSR_CSTAR = 0xc0000083;
-export const MSR_SFMASK = 0xc0000084;
-export const MSR_TSC_AUX = 0xc0000103;
+const MSR_SYSENTER_CS = MSR.SYSENTER_CS;
+const MSR_SYSENTER_ESP = MSR.SYSENTER_ESP;
+const MSR_SYSENTER_EIP = MSR.SYSENTER_EIP;
+const MSR_STAR = MSR.STAR;
+const MSR_LSTAR = MSR.LSTAR;
+const MSR_CSTAR = MSR.CSTAR;
+const MSR_SFMASK = MSR.SFMASK;
 
-/** An MSR value from `cpu.msrs` (0 when never written), as a bigint. */
-export function msrValue(cpu: SoftCpu, index: number): bigint {
-  return cpu.msrs.get(index) ?? 0n;
+/** An MSR value as stored by system/msr.ts (its reset value when never written), as a bigint. */
+function msrValue(cpu: SoftCpu, index: number): bigint {
+  return storedMsr(cpu, index);
 }
 
 /** An MSR holding an address, as a signed number (the linear-address convention of cpu.ts). */

@@ -1,6 +1,9 @@
 // System instructions and event delivery of the software CPU. Importing this module registers them all:
 // interrupt/exception delivery (installed into cpu.ts), segment loads, far transfers and IRET, fast system
-// calls, and the descriptor-table instructions.
+// calls, the descriptor-table instructions, and D2's control-register/MSR/CPUID/TSC instructions.
+import './control.ts';
+import './msr.ts';
+import './cpuid.ts';
 import './interrupts.ts';
 import './segments.ts';
 import './far.ts';

@@ -4,12 +4,14 @@
 
 import type { SoftCpu } from '../cpu.ts';
 import * as C from '../constants.ts';
-import { def1, def0f, ops1 } from '../tables.ts';
+import { def0f } from '../tables.ts';
+import { setArplHandler } from '../ops/alu.ts';
 import {
   desc, readDescriptor, readDescriptorHighBase, descAttr, descBase, descLimit, descDpl, descPresent, descType,
   descIsCodeData, tableLinear, isCanonical,
 } from './descriptors.ts';
-import { msrValue, MSR_TSC_AUX } from './fastcall.ts';
+import { MSR, storedMsr } from './msr.ts';
+import { loadTscIntoEdxEax } from './control.ts';
 
 const CODE = 1 << 11;
 const CONFORMING = 1 << 10;
@@ -152,14 +154,6 @@ function loadTableRegister(cpu: SoftCpu): [number, number] {
   return [limit, base];
 }
 
-/** TSC for RDTSCP. D2's control.ts owns RDTSC; until it is wired here this mirrors the same formula. */
-export let readTscForRdtscp: (cpu: SoftCpu) => bigint = (cpu) =>
-  BigInt.asUintN(64, BigInt(Math.floor(cpu.tscOffset + cpu.env.clock.now())));
-
-export function setTscReader(fn: (cpu: SoftCpu) => bigint): void {
-  readTscForRdtscp = fn;
-}
-
 function group0f01Register(cpu: SoftCpu): void {
   const op = (cpu.modrm >> 3) & 7;
   const rm = cpu.modrm & 7;
@@ -196,12 +190,9 @@ function swapgs(cpu: SoftCpu): void {
 }
 
 function rdtscp(cpu: SoftCpu): void {
-  if ((cpu.cr4 & C.CR4_TSD) && cpu.cpl !== 0 && cpu.protectedMode) cpu.gp(0);
-  if ((cpu.cr4 & C.CR4_TSD) && (cpu.flags & C.VM)) cpu.gp(0);
-  const tsc = readTscForRdtscp(cpu);
-  cpu.setReg(4, 0, Number(tsc & 0xffffffffn) | 0);
-  cpu.setReg(4, 2, Number((tsc >> 32n) & 0xffffffffn) | 0);
-  cpu.setReg(4, 1, Number(msrValue(cpu, MSR_TSC_AUX) & 0xffffffffn) | 0);
+  if ((cpu.cr4 & C.CR4_TSD) && cpu.cpl !== 0) cpu.gp(0); // CPL is 3 in virtual-8086 mode, 0 in real mode
+  loadTscIntoEdxEax(cpu);
+  cpu.setReg(4, 1, Number(storedMsr(cpu, MSR.TSC_AUX) & 0xffffffffn) | 0); // ECX = IA32_TSC_AUX
 }
 
 def0f(0x01, (cpu) => {
@@ -271,12 +262,10 @@ def0f(0x03, (cpu) => { // lsl
 });
 
 // ---------------------------------------------------------------------------------------------------------
-// 63 /r: arpl r/m16, r16 outside 64-bit mode (in 64-bit mode the same byte is MOVSXD, owned by ops/alu.ts:
-// the handler registered before this module is kept for that case).
+// 63 /r: arpl r/m16, r16 outside 64-bit mode (in 64-bit mode the same byte is MOVSXD: ops/alu.ts owns opcode 63
+// and calls this for the legacy modes).
 
-const movsxd = ops1[0x63];
-def1(0x63, (cpu) => {
-  if (cpu.mode64) { movsxd(cpu); return; }
+setArplHandler((cpu) => {
   if (!cpu.protectedMode) cpu.ud();
   cpu.decodeModrm();
   const dst = cpu.readRm(2);
