@@ -9,7 +9,7 @@ import assert from 'node:assert/strict';
 import { GuestMemory, MiB } from '../src/memory/guest-memory.ts';
 import { PortBus, MmioBus } from '../src/devices/bus.ts';
 import { VmClock } from '../src/vmm/clock.ts';
-import { SoftCpu, RunExit, CPU_FAULT } from '../src/cpu/soft/cpu.ts';
+import { SoftCpu, RunExit, CPU_FAULT, type LocalApic } from '../src/cpu/soft/cpu.ts';
 import { setupFlatLongMode } from '../src/cpu/soft/setup.ts';
 import '../src/cpu/soft/system/index.ts';
 import * as C from '../src/cpu/soft/constants.ts';
@@ -40,8 +40,8 @@ function gate64(cpu: SoftCpu, vector: number, off: number, type: number, dpl = 0
   w32(cpu, at + 12, 0);
 }
 
-function machine(cpl: 0 | 3 = 0): SoftCpu {
-  const cpu = new SoftCpu({ mem: new GuestMemory(64 * MiB), ports: new PortBus(), mmio: new MmioBus(), clock: new VmClock() });
+function machine(cpl: 0 | 3 = 0, lapic?: LocalApic): SoftCpu {
+  const cpu = new SoftCpu({ mem: new GuestMemory(64 * MiB), ports: new PortBus(), mmio: new MmioBus(), clock: new VmClock(), lapic });
   setupFlatLongMode(cpu, { pml4: 0x100000, identityMapBytes: 1 << 30, cpl }); // 0-1 GiB; 1 GiB up is not present
   descriptor(cpu, GDT + 0x08, 0, 0xfffff, 0x9b, 0xc); // kernel code 32
   descriptor(cpu, GDT + 0x10, 0, 0xfffff, 0x9b, 0xa); // kernel code 64
@@ -383,4 +383,60 @@ test('#DF through an IST stack when the #GP gate is not present; triple fault wh
   put(t, KCODE + 19, '8e d8');
   assert.equal(step(t), RunExit.Shutdown);
   assert.ok(t.shutdown);
+});
+
+test('external interrupts: taken at a boundary with IF=1, wake HLT, skip the gate DPL check, set EXT in error codes', () => {
+  const pending: number[] = [];
+  const lapic = {
+    hasInterrupt: () => pending.length > 0,
+    acknowledge: () => pending.shift()!,
+    readApicBaseMsr: () => 0xfee00900n,
+    writeApicBaseMsr: () => {},
+    mmioRead: () => 0,
+    mmioWrite: () => {},
+  } as unknown as LocalApic;
+  const cpu = machine(3, lapic);
+  loadTablesFromRing3(cpu);
+  put(cpu, USER, 'cd 80');
+  cpu.rip = USER;
+  cpu.setFlagsValue(C.FLAGS_FIXED); // IF = 0: the interrupt waits
+  pending.push(0x81);
+  cpu.notifyEvent();
+  step(cpu);
+  assert.equal(cpu.rip, H_80, 'int $0x80 ran; the masked interrupt did not');
+  step(cpu); // iretq
+  cpu.setFlagsValue(C.IF | C.FLAGS_FIXED);
+  cpu.halted = true;
+  // run(1) takes the interrupt at the boundary, then executes one instruction: the handler's iretq.
+  assert.equal(cpu.run(1), RunExit.Budget);
+  assert.equal(cpu.halted, false);
+  assert.equal(pending.length, 0);
+  assert.equal(r64(cpu, RSP0 - 40), USER + 2, 'vector 0x81 (DPL-0 gate) delivered; frame points at the next instruction');
+  assert.equal(r64(cpu, RSP0 - 32), 0x33);
+  assert.equal(cpu.rip, USER + 2);
+  assert.equal(cpu.cpl, 3);
+  assert.ok(cpu.getFlags() & C.IF);
+  pending.push(0x90); // an empty IDT entry
+  cpu.notifyEvent();
+  put(cpu, H_GP, 'f4'); // hlt
+  step(cpu);
+  assert.equal(cpu.rip, H_GP + 1);
+  assert.equal(r64(cpu, RSP0 - 48), 0x90 * 8 + 2 + 1, 'IDT error code with EXT');
+  assert.equal(r64(cpu, RSP0 - 40), USER + 2);
+});
+
+test('IRET with NT set is #GP(0) in IA-32e mode; IRETQ to a non-canonical RIP is #GP(0) and changes nothing', () => {
+  const k = machine(0);
+  loadTablesFromRing3(k);
+  k.setFlagsValue(C.NT | C.FLAGS_FIXED);
+  assert.equal(exec(k, KCODE, '48 cf'), C.EXC_GP);
+  k.setFlagsValue(C.FLAGS_FIXED);
+  const frame = KSTACK - 40;
+  [2 ** 47, 0x33, C.FLAGS_FIXED, USER_STACK, 0x2b].forEach((v, i) => w64(k, frame + 8 * i, v));
+  k.setReg64Num(4, frame);
+  assert.equal(exec(k, KCODE, '48 cf'), C.EXC_GP);
+  assert.equal(k.faultError, 0);
+  assert.equal(k.cpl, 0);
+  assert.equal(k.getReg64Num(4), frame);
+  assert.equal(k.segSel[C.CS], 0x10);
 });

@@ -11,6 +11,7 @@ import {
 } from './descriptors.ts';
 
 const CONFORMING = 1 << 10;
+const DATA_SEGMENTS = [C.ES, C.DS, C.FS, C.GS];
 const WRITABLE = 1 << 9;
 const CODE = 1 << 11;
 const DESC_L = 1 << 21;
@@ -163,7 +164,7 @@ function deliverProtected(cpu: SoftCpu, vector: number, kind: EventKind, errorCo
   cpu.rip = offset;
   if (v86) {
     // The handler runs with null data segments; the v86 ones are on its stack (§20.3.1.1).
-    for (const s of [C.ES, C.DS, C.FS, C.GS]) cpu.loadSegmentRaw(s, 0, 0, 0, C.SEG_UNUSABLE);
+    for (const s of DATA_SEGMENTS) cpu.loadSegmentRaw(s, 0, 0, 0, C.SEG_UNUSABLE);
   }
 }
 
@@ -389,18 +390,25 @@ function iretToV86(cpu: SoftCpu, eip: number, cs: number, flags: number): void {
  * Check the SS selector popped by IRET/RETF when returning to ring `rpl` (SDM IRET "RETURN-TO-OUTER-PRIVILEGE-
  * LEVEL"). A null SS is allowed only when returning to 64-bit code below ring 3. Returns the descriptor.
  */
-export function checkReturnStack(cpu: SoftCpu, ssSel: number, rpl: number, target64: boolean): { lo: number; hi: number; addr: number } {
+export function checkReturnStack(cpu: SoftCpu, ssSel: number, rpl: number, target64: boolean): ReturnStack {
+  const out = returnStack;
+  out.lo = 0; out.hi = 0; out.addr = 0;
   if ((ssSel & 0xfffc) === 0) {
     if (!target64 || rpl === 3 || (ssSel & 3) !== rpl) cpu.gp(0);
-    return { lo: 0, hi: 0, addr: 0 };
+    return out;
   }
   const err = ssSel & 0xfffc;
   if (!readDescriptor(cpu, ssSel)) cpu.gp(err);
   const hi = desc.hi;
   if ((ssSel & 3) !== rpl || descDpl(hi) !== rpl || !descIsCodeData(hi) || (hi & CODE) || !(hi & WRITABLE)) cpu.gp(err);
   if (!descPresent(hi)) cpu.fault(C.EXC_SS, err);
-  return { lo: desc.lo, hi, addr: desc.addr };
+  out.lo = desc.lo; out.hi = hi; out.addr = desc.addr;
+  return out;
 }
+
+/** The SS descriptor checked by `checkReturnStack` (one shared scratch: callers copy it out at once). */
+export interface ReturnStack { lo: number; hi: number; addr: number }
+const returnStack: ReturnStack = { lo: 0, hi: 0, addr: 0 };
 
 export function loadReturnStack(cpu: SoftCpu, ssSel: number, slo: number, shi: number, rpl: number): void {
   if ((ssSel & 0xfffc) === 0) cpu.loadSegmentRaw(C.SS, ssSel, 0, 0, C.SEG_UNUSABLE | (rpl << C.SEG_DPL_SHIFT));
@@ -438,7 +446,7 @@ export function setSpWidth(cpu: SoftCpu, width: number, value: number): void {
  * data or non-conforming code with DPL < CPL). Null selectors are left alone so a 64-bit FS/GS base survives.
  */
 export function invalidateDataSegments(cpu: SoftCpu, newCpl: number): void {
-  for (const s of [C.ES, C.DS, C.FS, C.GS]) {
+  for (const s of DATA_SEGMENTS) {
     if ((cpu.segSel[s] & 0xfffc) === 0) continue;
     const attr = cpu.segAttr[s];
     const conformingCode = (attr & C.SEG_TYPE_CODE) !== 0 && (attr & C.SEG_TYPE_CONFORMING) !== 0;
