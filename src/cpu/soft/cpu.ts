@@ -707,18 +707,30 @@ export class SoftCpu {
     this.fetchPage = NaN;
   }
 
-  /** INVLPG: drop the translation of one linear page. */
+  /**
+   * INVLPG: drop the translations of the page holding `lin`. The TLB keeps large pages as 4 KiB entries, so
+   * every entry of the surrounding 2 MiB region goes too (and everything, if a 1 GiB page was ever cached).
+   */
   invalidatePage(lin: number): void {
-    const vpn = Math.floor(lin / 4096);
-    const i = vpn & TLB_MASK;
-    for (let u = 0; u < 2; u++) {
-      if (this.tlbRead[u][i] === vpn) this.tlbRead[u][i] = NaN;
-      if (this.tlbWrite[u][i] === vpn) this.tlbWrite[u][i] = NaN;
-      if (this.tlbFetch[u][i] === vpn) this.tlbFetch[u][i] = NaN;
+    if (this.tlbHasHugePages) {
+      this.flushTlb(true);
+      this.tlbHasHugePages = false;
+      return;
     }
-    // Large pages: entries of other 4 KiB pages of the same large page may be cached; be conservative.
+    const first = Math.floor(lin / 2097152) * 512;
+    for (let vpn = first; vpn < first + 512; vpn++) {
+      const i = vpn & TLB_MASK;
+      for (let u = 0; u < 2; u++) {
+        if (this.tlbRead[u][i] === vpn) this.tlbRead[u][i] = NaN;
+        if (this.tlbWrite[u][i] === vpn) this.tlbWrite[u][i] = NaN;
+        if (this.tlbFetch[u][i] === vpn) this.tlbFetch[u][i] = NaN;
+      }
+    }
     this.fetchPage = NaN;
   }
+
+  /** A 1 GiB (or 4 MiB) page has been cached since the last full flush. */
+  private tlbHasHugePages = false;
 
   /**
    * Translate a linear address. `access`: 0 read, 1 write, 2 execute. `user`: a CPL-3 access (SDM §4.6).
@@ -840,6 +852,7 @@ export class SoftCpu {
     }
     const leafVal = touched[touched.length - 2] | (write ? C.PTE_D : 0);
     const global = (leafVal & C.PTE_G) !== 0 && (this.cr4 & C.CR4_PGE) !== 0;
+    if (pageSize > 2097152) this.tlbHasHugePages = true;
     // Physical base of this 4 KiB page, inside a large page when the leaf was a 2 MiB / 4 MiB / 1 GiB entry.
     const phys = pageBase + ((linLo & (pageSize - 1)) >>> 0) - (linLo & 0xfff);
     const i = vpn & TLB_MASK;
