@@ -92,6 +92,33 @@ test('push/pop registers: REX.B, push rsp pushes the old value, pop rsp loads th
   assert.equal(reg(m, RAX), 0xffffffffffffffffn);
 });
 
+test('64-bit push/pop/call/ret carry RSP across a 4 GiB boundary', () => {
+  const m = longModeMachine();
+  // Map 0xffe00000 (2 MiB page) to physical 0x600000 through a new PD for the 3-4 GiB slot.
+  const dv = new DataView(m.mem.slice(0, 0x100000).buffer);
+  const flags = C.PTE_P | C.PTE_RW | C.PTE_US;
+  dv.setUint32(PAGE_TABLES + 4096 + 3 * 8, 0x40000 | flags, true);
+  dv.setUint32(0x40000 + 511 * 8, 0x600000 | flags | C.PTE_PS, true);
+  m.cpu.flushTlb(true);
+  setReg(m, RSP, 0x100000000n);
+  setReg(m, RAX, 0x1122334455667788n);
+  // push rax
+  runCode(m, hexBytes('50'));
+  assert.equal(reg(m, RSP), 0xfffffff8n);
+  assert.equal(new DataView(m.mem.slice(0x7ffff8, 8).buffer).getBigUint64(0x7ffff8, true), 0x1122334455667788n);
+  // pop rbx
+  runCode(m, hexBytes('5b'));
+  assert.equal(reg(m, RBX), 0x1122334455667788n);
+  assert.equal(reg(m, RSP), 0x100000000n);
+  // call +0 pushes across the boundary; ret pops back over it
+  runCode(m, hexBytes('e8 00 00 00 00'));
+  assert.equal(reg(m, RSP), 0xfffffff8n);
+  m.cpu.writeLin(0xfffffff8, 8, CODE + 0x20, 0);
+  runCode(m, hexBytes('c3'), { maxSteps: 1 });
+  assert.equal(m.cpu.rip, CODE + 0x20);
+  assert.equal(reg(m, RSP), 0x100000000n);
+});
+
 test('pop r/m with rSP as base uses the incremented rSP', () => {
   const m = longModeMachine();
   // push 0x11; push 0x22; pop qword ptr [rsp]   ; SDM POP: the address is computed after RSP is incremented

@@ -20,6 +20,29 @@ export function branchTo(c: SoftCpu, target: number): void {
   }
 }
 
+/**
+ * 64-bit mode push of 8 bytes: RSP is the linear address (no segment base, no stack-size checks), so this skips
+ * the general stack path. The write happens before RSP changes (a fault leaves RSP alone).
+ */
+export function push64(c: SoftCpu, lo: number, hi: number): void {
+  const spLo = c.rlo[4], spHi = c.rhi[4];
+  const nLo = (spLo - 8) | 0;
+  const nHi = (spLo >>> 0) < 8 ? (spHi - 1) | 0 : spHi;
+  c.writeLin(nHi * TWO32 + (nLo >>> 0), 8, lo, hi);
+  c.rlo[4] = nLo;
+  c.rhi[4] = nHi;
+}
+
+/** 64-bit mode pop of 8 bytes: returns the low half, the high half is left in `c.hi`. */
+export function pop64(c: SoftCpu): number {
+  const spLo = c.rlo[4], spHi = c.rhi[4];
+  const v = c.readLin(spHi * TWO32 + (spLo >>> 0), 8);
+  const nLo = (spLo + 8) | 0;
+  if ((spLo >>> 0) > 0xfffffff7) c.rhi[4] = (spHi + 1) | 0;
+  c.rlo[4] = nLo;
+  return v;
+}
+
 /** A 64-bit (hi, lo) pair as a signed number (exact for canonical addresses). */
 function num64(lo: number, hi: number): number {
   return hi * TWO32 + (lo >>> 0);
@@ -57,7 +80,7 @@ def1(0xe8, (c) => {
     const ret = c.rip;
     const target = ret + d;
     if (target < -TWO47 || target >= TWO47) c.gp(0);
-    c.push(8, ret | 0, Math.floor(ret / TWO32) | 0);
+    push64(c, ret | 0, Math.floor(ret / TWO32) | 0);
     c.rip = target;
     return;
   }
@@ -71,6 +94,16 @@ def1(0xe8, (c) => {
 // ---- RET (C3) and RET imm16 (C2): pop the return address (then release imm16 bytes of parameters).
 
 function ret(c: SoftCpu, release: number): void {
+  if (c.mode64 && c.opsize !== 2 && release === 0) {
+    const spLo = c.rlo[4], spHi = c.rhi[4];
+    const lo = c.readLin(spHi * TWO32 + (spLo >>> 0), 8);
+    const target = num64(lo, c.hi);
+    if (target < -TWO47 || target >= TWO47) c.gp(0);
+    if ((spLo >>> 0) > 0xfffffff7) c.rhi[4] = (spHi + 1) | 0;
+    c.rlo[4] = (spLo + 8) | 0;
+    c.rip = target;
+    return;
+  }
   const size = c.stackOpsize();
   let target: number;
   if (size === 8) {
@@ -148,7 +181,7 @@ function indirectTarget(c: SoftCpu): number {
 export function callNearIndirect(c: SoftCpu): void {
   const target = indirectTarget(c);
   const ret = c.rip;
-  if (c.mode64) c.push(8, ret | 0, Math.floor(ret / TWO32) | 0);
+  if (c.mode64) push64(c, ret | 0, Math.floor(ret / TWO32) | 0);
   else c.push(c.opsize, c.opsize === 2 ? ret & 0xffff : ret | 0);
   c.rip = target;
 }

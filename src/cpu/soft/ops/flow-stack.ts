@@ -5,11 +5,13 @@ import type { SoftCpu } from '../cpu.ts';
 import { CPU_FAULT } from '../cpu.ts';
 import * as C from '../constants.ts';
 import { def1 } from '../tables.ts';
+import { push64, pop64 } from './flow-branch.ts';
 
 // ---- PUSH r (50-57), POP r (58-5F); REX.B selects r8-r15.
 
 def1(0x50, (c) => {
   const r = (c.opcode & 7) | c.rexB;
+  if (c.mode64 && c.opsize !== 2) { push64(c, c.rlo[r], c.rhi[r]); return; }
   const size = c.stackOpsize();
   // PUSH rSP pushes the value rSP had before the instruction (SDM PUSH): we read it before pushing.
   if (size === 8) c.push(8, c.rlo[r], c.rhi[r]);
@@ -18,6 +20,13 @@ def1(0x50, (c) => {
 
 def1(0x58, (c) => {
   const r = (c.opcode & 7) | c.rexB;
+  if (c.mode64 && c.opsize !== 2) {
+    const lo = pop64(c);
+    // POP rSP: the register receives the popped value (the increment is overwritten).
+    c.rlo[r] = lo;
+    c.rhi[r] = c.hi;
+    return;
+  }
   const size = c.stackOpsize();
   const v = c.pop(size);
   // POP rSP: the register receives the popped value (the increment is overwritten).
