@@ -1,8 +1,8 @@
 // Integer arithmetic, logic and data movement (Intel SDM vol. 2, one section per mnemonic): ADD OR ADC SBB AND
 // SUB XOR CMP in every form and group 1 (80-83), TEST, XCHG, MOV (88-8B, A0-A3, B0-BF, C6/C7), LEA, NOP/XCHG rAX
-// (90-97), CBW/CWDE/CDQE, CWD/CDQ/CQO, INC/DEC (FE, FF /0 /1), MOVSXD, MOVZX/MOVSX, CMOVcc, SETcc, BSWAP, XADD,
-// CMPXCHG, CMPXCHG8B/16B. Shifts and rotates are in ./alu-shift.ts, MUL/IMUL/DIV/IDIV/NOT/NEG in
-// ./alu-muldiv.ts, bit tests and scans in ./alu-bits.ts.
+// (90-97), CBW/CWDE/CDQE, CWD/CDQ/CQO, INC/DEC (40-4F outside 64-bit mode, FE, FF /0 /1), MOVSXD, MOVZX/MOVSX,
+// CMOVcc, SETcc, BSWAP, XADD, CMPXCHG, CMPXCHG8B/16B. Shifts and rotates are in ./alu-shift.ts,
+// MUL/IMUL/DIV/IDIV/NOT/NEG in ./alu-muldiv.ts, bit tests and scans in ./alu-bits.ts.
 //
 // Flags the SDM leaves undefined follow this project's reference host (AMD EPYC), checked natively while these
 // handlers were written; every such choice is named where it is made.
@@ -393,10 +393,26 @@ function incDec(cpu: SoftCpu, size: number, dec: boolean): void {
     r = dec ? (d - 1) | 0 : (d + 1) | 0;
   }
   if (reg) cpu.setReg(size, cpu.rm, r, rh); else cpu.writeLin(lin, size, r, rh);
-  const cf = cpu.getCF() ? 1 : 0;
-  cpu.lazyCarry = cf;
+  incDecFlags(cpu, dec, size, d, dh, r, rh);
+}
+
+function incDecFlags(cpu: SoftCpu, dec: boolean, size: number, d: number, dh: number, r: number, rh: number): void {
+  cpu.lazyCarry = cpu.getCF() ? 1 : 0;
   cpu.setLazy(dec ? Lazy.Dec : Lazy.Inc, size, d, 1, r, dh, 0, rh);
 }
+
+// 40+r INC r16/r32, 48+r DEC r16/r32: outside 64-bit mode only (there these bytes are REX prefixes, which
+// the core's prefix loop consumes before any opcode dispatch).
+def1(0x40, (cpu) => {
+  noLock(cpu);
+  const i = cpu.opcode & 7;
+  const dec = (cpu.opcode & 8) !== 0;
+  const size = cpu.opsize;
+  const d = cpu.getReg(size, i);
+  const r = dec ? (d - 1) | 0 : (d + 1) | 0;
+  cpu.setReg(size, i, r);
+  incDecFlags(cpu, dec, size, d, 0, r, 0);
+}, 0x4f);
 
 def1(0xfe, (cpu) => {
   cpu.decodeModrm();
