@@ -42,7 +42,8 @@ function expectRegs(m: Machine, want: Record<number, bigint>): void {
 }
 
 function expectFlags(m: Machine, want: number): void {
-  const names = (f: number) => [[CF, 'CF'], [PF, 'PF'], [AF, 'AF'], [ZF, 'ZF'], [SF, 'SF'], [OF, 'OF']].filter(([b]) => f & b).map(([, n]) => n).join('|') || '-';
+  const all: [number, string][] = [[CF, 'CF'], [PF, 'PF'], [AF, 'AF'], [ZF, 'ZF'], [SF, 'SF'], [OF, 'OF']];
+  const names = (f: number) => all.filter(([b]) => f & b).map(([, n]) => n).join('|') || '-';
   assert.equal(names(flags(m)), names(want));
 }
 
