@@ -219,6 +219,11 @@ export function describe(tc: TestCase, result: CaseResult): string {
   lines.push('  initial state:');
   for (let i = 0; i < 16; i += 4) lines.push('    ' + [0, 1, 2, 3].map((k) => `${GPR_NAMES[i + k].padStart(3)}=${h64(s.gpr[i + k])}`).join(' '));
   lines.push(`    rflags=${flagNames(Number(s.rflags) & SNIPPET_FLAGS)} mxcsr=0x${s.mxcsr.toString(16)}`);
+  for (const u of tc.units) {
+    if (!u.mem || u.mem.ea < SCRATCH_BASE || u.mem.ea >= SCRATCH_BASE + SCRATCH_SIZE) continue;
+    const off = u.mem.ea - SCRATCH_BASE;
+    lines.push(`    mem[0x${u.mem.ea.toString(16)}..+${u.mem.bytes}] = ${hexBytes(s.mem.subarray(off, off + u.mem.bytes))}  (${u.text})`);
+  }
   const usesXmm = tc.units.some((u) => u.family.startsWith('sse'));
   if (usesXmm) for (let x = 0; x < 16; x++) lines.push(`    xmm${x}=${xmmText(s.xmm, x)}`);
   if (tc.undefinedFlags) lines.push(`  undefined flags (not compared): ${flagNames(tc.undefinedFlags)}`);

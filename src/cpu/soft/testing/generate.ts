@@ -49,6 +49,8 @@ export interface Unit {
   form: string;
   fx: FlagEffect;
   /** A RIP-relative disp32 at `at` for an instruction ending at `end` (unit offsets), or an absolute imm32 holding the unit's end address. */
+  /** The memory operand's address and size, for reproducers. */
+  mem?: { ea: number; bytes: number };
   fixup?: { kind: 'rip'; at: number; end: number; target: number } | { kind: 'unit-end'; at: number };
 }
 
@@ -247,16 +249,24 @@ export class CaseBuilder {
   rflags: bigint;
   mxcsr: number;
 
-  constructor(readonly rng: Rng) {
+  /** Random rounding control, FTZ and DAZ in MXCSR (else round to nearest, no FTZ/DAZ; sticky flags stay random). */
+  constructor(readonly rng: Rng, readonly randomRounding = true) {
     for (let i = 0; i < 16; i++) this.gpr.push(i === 4 ? INITIAL_RSP : gprValue(rng));
     this.rflags = BigInt((rng.u32() & STATUS_FLAGS) | (rng.chance(0.25) ? DF : 0));
     // Rounding mode (bits 13-14), FTZ (15), DAZ (6) and sticky exception flags (0-5) random, exceptions masked.
-    this.mxcsr = MXCSR_MASKS | (rng.below(4) << 13) | (rng.chance(0.2) ? 0x8000 : 0) | (rng.chance(0.2) ? 0x40 : 0) | (rng.chance(0.3) ? rng.u32() & 0x3f : 0);
+    this.mxcsr = MXCSR_MASKS | this.roundingBits() | (rng.chance(0.3) ? rng.u32() & 0x3f : 0);
     rng.fill(this.mem);
     const mv = new DataView(this.mem.buffer);
     for (let off = 0; off < SCRATCH_SIZE; off += 16) if (rng.chance(0.5)) vectorValue(rng, this.mem, off);
     for (let n = 0; n < 32; n++) mv.setBigUint64(rng.below(SCRATCH_SIZE / 8) * 8, gprValue(rng), true);
     for (let x = 0; x < 16; x++) vectorValue(rng, this.xmm, x * 16);
+  }
+
+  /** MXCSR rounding control (bits 13-14), FTZ (15) and DAZ (6): SDM vol. 1 §10.2.3. */
+  roundingBits(): number {
+    const r = this.rng;
+    if (!this.randomRounding) return 0;
+    return (r.below(4) << 13) | (r.chance(0.2) ? 0x8000 : 0) | (r.chance(0.2) ? 0x40 : 0);
   }
 
   snapshot(): () => void {
@@ -628,7 +638,8 @@ function buildForm(c: CaseBuilder, f: Form): Unit | null {
   // "cbw/cwde/cdqe": the name for 16/32/64-bit operands.
   const sizedName = f.mn.includes('/') ? f.mn.split('/')[[16, 32, 64].indexOf(i.size)] : f.mn;
   const mn = (lock ? 'lock ' : '') + (f.cc ? sizedName.replace('cc', CC_NAMES[i.cc]) : sizedName);
-  return { fixup, bytes: Uint8Array.from(out), text: `${mn} ${texts.filter((t) => t).join(', ')}`.trim(), family: f.family, form: formName(f), fx: { r: reads, w: fx.w, u: fx.u } };
+  const memInfo = mem && f.family !== 'lea' ? { ea: mem.ea, bytes: rmSpec?.mbytes || gprBits(rmSpec!, i.size) / 8 } : moffs !== undefined ? { ea: moffs, bytes: i.size / 8 } : undefined;
+  return { mem: memInfo, fixup, bytes: Uint8Array.from(out), text: `${mn} ${texts.filter((t) => t).join(', ')}`.trim(), family: f.family, form: formName(f), fx: { r: reads, w: fx.w, u: fx.u } };
 }
 
 function formName(f: Form): string {
@@ -1025,7 +1036,7 @@ for (const [base, op] of [['and', 0x54], ['andn', 0x55], ['or', 0x56], ['xor', 0
 F('sse-float', 'stmxcsr', 'Md', [0x0f, 0xae], { ext: 3, dst: 'w' });
 F('sse-float', 'ldmxcsr', 'Md', [0x0f, 0xae], {
   ext: 2, dst: 'r',
-  val: (c) => BigInt(MXCSR_MASKS | (c.rng.below(4) << 13) | (c.rng.chance(0.3) ? 0x8040 : 0) | (c.rng.u32() & 0x3f)),
+  val: (c) => BigInt(MXCSR_MASKS | c.roundingBits() | (c.rng.u32() & 0x3f)),
 });
 // Comparisons.
 const cmpPredicate = (c: CaseBuilder) => c.rng.below(8);
@@ -1065,8 +1076,12 @@ F('sse-shuffle', 'movmskpd', 'Gd,Ux', [0x0f, 0x50], { pfx: P66, dst: 'w' });
 // ---------------------------------------------------------------------------------------------------------
 // Families and cases
 
-export const FAMILIES: string[] = [...new Set(FORMS.map((f) => f.family))];
-const BY_FAMILY = new Map<string, Form[]>(FAMILIES.map((fam) => [fam, FORMS.filter((f) => f.family === fam)]));
+// The SSE families run with MXCSR rounding to nearest without FTZ/DAZ; their "-rc" twins run the same forms
+// with random rounding control, flush-to-zero and denormals-are-zero.
+const ROUNDING_TWINS: Record<string, string> = { 'sse-float-rc': 'sse-float', 'sse-cmp-rc': 'sse-cmp', 'sse-cvt-rc': 'sse-cvt' };
+const BASE_FAMILIES = [...new Set(FORMS.map((f) => f.family))];
+export const FAMILIES: string[] = [...BASE_FAMILIES, ...Object.keys(ROUNDING_TWINS)];
+const BY_FAMILY = new Map<string, Form[]>(FAMILIES.map((fam) => [fam, FORMS.filter((f) => f.family === (ROUNDING_TWINS[fam] ?? fam))]));
 /** Every form, for coverage reports. */
 export const FORM_COUNT = FORMS.length;
 
@@ -1117,7 +1132,7 @@ export function generateCase(seed: number, index: number, family: string): TestC
   const forms = BY_FAMILY.get(family);
   if (!forms) throw new Error(`unknown instruction family ${family}`);
   const rng = caseRng(seed, index);
-  const c = new CaseBuilder(rng);
+  const c = new CaseBuilder(rng, !family.startsWith('sse') || family.endsWith('-rc'));
   const count = 1 + rng.below(4);
   const units: Unit[] = [];
   for (let n = 0; n < count; n++) {
