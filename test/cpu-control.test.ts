@@ -67,10 +67,11 @@ test('CPUID: vendor, signature, feature bits, APIC ID', () => {
   assert.equal(d1 & (1 << 9), 0, 'no APIC without a local APIC');
   assert.equal(d1 & (1 << 28), 0, 'no HTT with one vCPU');
   assert.ok(c1 & (1 << 31), 'hypervisor');
+  assert.ok(c1 & (1 << 13) && c1 & (1 << 23), 'CX16 and POPCNT (implemented by the integer family)');
   for (const bit of [21, 24, 26, 27, 28]) assert.equal(c1 & (1 << bit), 0, `leaf 1 ECX bit ${bit} (x2APIC/TSC-deadline/XSAVE/OSXSAVE/AVX) off`);
   assert.deepEqual(cpuid(m, 7), [0, 0, 0, 0], 'leaf 7: no structured extended features');
   const [, , c81, d81] = cpuid(m, 0x80000001);
-  for (const bit of [11, 20, 29]) assert.ok(d81 & (1 << bit), `80000001h EDX bit ${bit} (SYSCALL/NX/LM)`);
+  for (const bit of [11, 20, 27, 29]) assert.ok(d81 & (1 << bit), `80000001h EDX bit ${bit} (SYSCALL/NX/RDTSCP/LM)`);
   assert.ok(c81 & 1, 'LAHF/SAHF in 64-bit mode');
   assert.equal(cpuid(m, 0x80000000)[0] >>> 0, 0x80000008);
   assert.equal(cpuid(m, 0x80000008)[0], (48 << 8) | 40);

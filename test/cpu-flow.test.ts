@@ -601,3 +601,23 @@ test('BCD adjustments in 16-bit code, #UD in 64-bit mode; multi-byte NOPs and UD
   runCode(m, hexBytes('0f 0b'));
   assert.equal(m.cpu.lastException, C.EXC_UD);
 });
+
+test('pusha/popa in 16-bit code (and #UD in 64-bit mode)', () => {
+  const r = realModeMachine();
+  for (let i = 0; i < 8; i++) if (i !== RSP) setReg(r, i, 0x1100 + i);
+  // pusha
+  runCode(r, hexBytes('60'), { at: 0x1000 });
+  assert.equal(reg(r, RSP), BigInt(0x8000 - 16));
+  assert.equal(r.cpu.readLin(0x8000 - 2, 2), 0x1100, 'AX pushed first');
+  assert.equal(r.cpu.readLin(0x8000 - 10, 2), 0x8000, 'the original SP');
+  assert.equal(r.cpu.readLin(0x8000 - 16, 2), 0x1107, 'DI pushed last');
+  for (let i = 0; i < 8; i++) if (i !== RSP) setReg(r, i, 0);
+  r.mem.write(0x8000 - 10, Uint8Array.of(0x34, 0x12)); // the SP slot is skipped by popa
+  // popa
+  runCode(r, hexBytes('61'), { at: 0x1000 });
+  for (let i = 0; i < 8; i++) if (i !== RSP) assert.equal(reg(r, i), BigInt(0x1100 + i));
+  assert.equal(reg(r, RSP), 0x8000n);
+  const m = longModeMachine();
+  runCode(m, hexBytes('60'));
+  assert.equal(m.cpu.lastException, C.EXC_UD);
+});
