@@ -1,0 +1,123 @@
+// The libc calls the KVM boundary needs, through koffi (in the style of src/sys/libc.ts): ioctl in its two
+// argument shapes, eventfd, and the thread/signal calls used to kick a vCPU thread out of KVM_RUN.
+// Loaded separately in every thread that uses it (koffi function objects are per isolate).
+import { koffi, libc, lastErrno, errnoName } from '../sys/libc.ts';
+import { IOCTL, type IoctlName } from './abi.ts';
+
+/** ioctl(fd, request, pointer): a Node Buffer passed here reaches the kernel without a copy. */
+export const ioctlPtr = libc.func('ioctl', 'int', ['int', 'unsigned long', 'void *']) as (fd: number, req: number, arg: Buffer | null) => number;
+/** ioctl(fd, request, integer). */
+export const ioctlInt = libc.func('ioctl', 'int', ['int', 'unsigned long', 'unsigned long']) as (fd: number, req: number, arg: number | bigint) => number;
+const eventfdFn = libc.func('int eventfd(unsigned int initval, int flags)');
+const gettidFn = libc.func('int gettid(void)');
+const getpidFn = libc.func('int getpid(void)');
+const tgkillFn = libc.func('int tgkill(int tgid, int tid, int sig)');
+const sigactionFn = libc.func('int sigaction(int signum, const void *act, void *oldact)');
+const pthreadSigmaskFn = libc.func('int pthread_sigmask(int how, const void *set, void *oldset)');
+const dlsymFn = libc.func('void *dlsym(void *handle, const char *symbol)');
+const sigrtminFn = libc.func('int __libc_current_sigrtmin(void)');
+
+/** A failed KVM ioctl (or a failed call around it), naming the call and errno. */
+export class KvmError extends Error {
+  constructor(readonly call: string, readonly errno: number, detail?: string) {
+    super(`${call} failed: ${errnoName(errno)} (errno ${errno})${detail ? `: ${detail}` : ''}`);
+  }
+}
+
+/** ioctl with a pointer argument; throws KvmError naming the ioctl on failure. */
+export function kvmIoctl(fd: number, name: IoctlName, arg: Buffer | null = null): number {
+  const r = ioctlPtr(fd, IOCTL[name], arg);
+  if (r < 0) throw new KvmError(name, lastErrno());
+  return r;
+}
+
+/** ioctl with an integer argument; throws KvmError naming the ioctl on failure. */
+export function kvmIoctlInt(fd: number, name: IoctlName, arg: number | bigint = 0): number {
+  const r = ioctlInt(fd, IOCTL[name], arg);
+  if (r < 0) throw new KvmError(name, lastErrno());
+  return r;
+}
+
+const EFD_CLOEXEC = 0o2000000;
+const EFD_NONBLOCK = 0o4000;
+
+/** An eventfd for KVM_IOEVENTFD / KVM_IRQFD (non-blocking, close-on-exec). */
+export function eventfd(initial = 0): number {
+  const fd = eventfdFn(initial, EFD_CLOEXEC | EFD_NONBLOCK) as number;
+  if (fd < 0) throw new KvmError('eventfd', lastErrno());
+  return fd;
+}
+
+export function gettid(): number {
+  return gettidFn() as number;
+}
+
+export function getpid(): number {
+  return getpidFn() as number;
+}
+
+/** Send `sig` to one thread of this process. Returns false if the thread no longer exists. */
+export function tgkill(tid: number, sig: number): boolean {
+  const r = tgkillFn(getpid(), tid, sig) as number;
+  if (r < 0) {
+    const e = lastErrno();
+    if (e === 3 /* ESRCH */) return false;
+    throw new KvmError('tgkill', e);
+  }
+  return true;
+}
+
+/**
+ * The signal that kicks a vCPU thread out of KVM_RUN: a real-time signal no part of Node uses (glibc reserves
+ * the first two; V8's profiler uses SIGPROF, libuv and Node the classic ones).
+ */
+export function kickSignal(): number {
+  return (sigrtminFn() as number) + 6;
+}
+
+// glibc x86-64 struct sigaction: sa_handler (8), sa_mask (sigset_t, 128), sa_flags (int) + pad, sa_restorer (8).
+const SIGACTION_SIZE = 152;
+const SIGSET_SIZE = 128;
+const SIG_BLOCK = 0;
+
+let handlerInstalled = false;
+
+/**
+ * Give the kick signal a handler that does nothing, process-wide, so that a signal arriving during KVM_RUN makes
+ * it return EINTR instead of killing the process. The handler is libc's getpid: a real function that ignores its
+ * argument and touches nothing, so it is safe to run on any thread (no JavaScript runs in signal context).
+ * sa_flags = 0: no SA_RESTART, though KVM_RUN is never restarted anyway (it returns -EINTR, not -ERESTARTSYS).
+ */
+export function installKickHandler(): void {
+  if (handlerInstalled) return;
+  const handler = dlsymFn(null, 'getpid');
+  const address = typeof handler === 'bigint' ? handler : BigInt(koffi.address(handler));
+  if (address === 0n) throw new KvmError('dlsym(getpid)', 0);
+  const act = Buffer.alloc(SIGACTION_SIZE);
+  act.writeBigUInt64LE(address, 0);
+  if ((sigactionFn(kickSignal(), act, null) as number) < 0) throw new KvmError('sigaction', lastErrno());
+  handlerInstalled = true;
+}
+
+function sigsetWith(signals: number[]): Buffer {
+  const set = Buffer.alloc(SIGSET_SIZE);
+  for (const s of signals) set[(s - 1) >> 3] |= 1 << ((s - 1) & 7);
+  return set;
+}
+
+/** Block the kick signal on the calling thread, so that it only interrupts KVM_RUN (see KVM_SET_SIGNAL_MASK). */
+export function blockKickSignal(): void {
+  const r = pthreadSigmaskFn(SIG_BLOCK, sigsetWith([kickSignal()]), null) as number;
+  if (r !== 0) throw new KvmError('pthread_sigmask', r);
+}
+
+/** The calling thread's current signal mask as the kernel's 64-bit sigset (for KVM_SET_SIGNAL_MASK). */
+export function currentSignalMask(): Buffer {
+  const old = Buffer.alloc(SIGSET_SIZE);
+  const r = pthreadSigmaskFn(SIG_BLOCK, Buffer.alloc(SIGSET_SIZE), old) as number;
+  if (r !== 0) throw new KvmError('pthread_sigmask', r);
+  return old.subarray(0, 8);
+}
+
+/** Pass-through to the shared helpers so callers need one import. */
+export { koffi, lastErrno };
