@@ -94,6 +94,15 @@ export function mulU32(a: number, b: number): number {
  * in `out.hi2lo`/`out.hi2hi`. With `signed`, the operands are two's complement and so is the product.
  */
 export function mul64(al: number, ah: number, bl: number, bh: number, signed: boolean): number {
+  // Fast path: the double product is exact, and detectably so, whenever its magnitude is below 2^53 (rounding
+  // is monotonic and 2^53 is representable; an operand too large to be exact makes the product large too,
+  // unless the other is 0, which gives 0 either way).
+  const p = ((signed ? ah : ah >>> 0) * C.TWO32 + (al >>> 0)) * ((signed ? bh : bh >>> 0) * C.TWO32 + (bl >>> 0));
+  if (p < 9007199254740992 && p > -9007199254740992) {
+    out.hi = Math.floor(p / C.TWO32) | 0;
+    out.hi2lo = out.hi2hi = p < 0 ? -1 : 0;
+    return p | 0;
+  }
   const w0 = mulU32(al >>> 0, bl >>> 0), h0 = out.hi >>> 0;
   const l1 = mulU32(al >>> 0, bh >>> 0) >>> 0, h1 = out.hi >>> 0;
   const l2 = mulU32(ah >>> 0, bl >>> 0) >>> 0, h2 = out.hi >>> 0;

@@ -58,15 +58,13 @@ function calc(cpu: SoftCpu, op: number, size: number, d: number, dh: number, s: 
   }
 }
 
-/** Record the flags of the `calc` that produced `r`/`rh`. */
+/** The lazy-flag kind of each operation (OR AND XOR: CF=OF=0 and AF=0, as the host does). */
+const LAZY_KIND = [Lazy.Add, Lazy.Logic, Lazy.Adc, Lazy.Sbb, Lazy.Logic, Lazy.Sub, Lazy.Logic, Lazy.Sub];
+
+/** Record the flags of the `calc` that produced `r`/`rh` (the logic kinds ignore `d`/`s`). */
 function flagsOf(cpu: SoftCpu, op: number, size: number, d: number, dh: number, s: number, sh: number, r: number, rh: number): void {
-  switch (op) {
-    case ADD: cpu.setLazy(Lazy.Add, size, d, s, r, dh, sh, rh); return;
-    case ADC: cpu.lazyCarry = carryIn; cpu.setLazy(Lazy.Adc, size, d, s, r, dh, sh, rh); return;
-    case SBB: cpu.lazyCarry = carryIn; cpu.setLazy(Lazy.Sbb, size, d, s, r, dh, sh, rh); return;
-    case SUB: case CMP: cpu.setLazy(Lazy.Sub, size, d, s, r, dh, sh, rh); return;
-    default: cpu.setLazy(Lazy.Logic, size, 0, 0, r, 0, 0, rh); // OR AND XOR: CF=OF=0, AF=0 as the host does
-  }
+  cpu.lazyCarry = carryIn; // read only by the Adc/Sbb kinds, for which `calc` has just set it
+  cpu.setLazy(LAZY_KIND[op], size, d, s, r, dh, sh, rh);
 }
 
 /** `r/m op= src` (CMP only compares): the r/m side of every form. */
@@ -74,6 +72,15 @@ function aluToRm(cpu: SoftCpu, op: number, size: number, s: number, sh: number):
   if (cpu.mod === 3) {
     if (cpu.lock) cpu.ud();
     const rm = cpu.rm;
+    if (size === 4) {
+      // Fast path: 32-bit register destination (zero-extends unless CMP).
+      const R = cpu.rlo;
+      const d = R[rm];
+      const r = calc(cpu, op, 4, d, 0, s, 0);
+      if (op !== CMP) { R[rm] = r; cpu.rhi[rm] = 0; }
+      flagsOf(cpu, op, 4, d, 0, s, 0, r, 0);
+      return;
+    }
     const d = cpu.getReg(size, rm), dh = cpu.hi;
     const r = calc(cpu, op, size, d, dh, s, sh), rh = resHi;
     if (op !== CMP) cpu.setReg(size, rm, r, rh);
