@@ -3,6 +3,10 @@
 // for the _IO/_IOR/_IOW/_IOWR encoding. Nothing here touches the kernel: test/kvm-abi.test.ts checks every number
 // against the C headers.
 import type { SegmentState } from '../boot/linux.ts';
+import type { Registers, SpecialRegisters, DescriptorTable } from '../cpu/engine.ts';
+
+export type { Registers, SpecialRegisters, DescriptorTable };
+export { zeroRegisters } from '../cpu/engine.ts';
 
 // ---- ioctl number encoding (asm-generic/ioctl.h): nr in bits 0-7, type in 8-15, size in 16-29, direction in 30-31.
 const IOC_NONE = 0;
@@ -164,33 +168,11 @@ export const KVM_PIT_SPEAKER_DUMMY = 1;
 // =====================================================================================================
 // Register structs
 
-/** The general registers (struct kvm_regs), the common shape both engines use. */
-export interface Registers {
-  rax: bigint; rbx: bigint; rcx: bigint; rdx: bigint;
-  rsi: bigint; rdi: bigint; rsp: bigint; rbp: bigint;
-  r8: bigint; r9: bigint; r10: bigint; r11: bigint;
-  r12: bigint; r13: bigint; r14: bigint; r15: bigint;
-  rip: bigint; rflags: bigint;
-}
-
 /** Field order of struct kvm_regs (not the instruction encoding's numbering: see GPR_BY_NUMBER). */
 export const REGS_ORDER = [
   'rax', 'rbx', 'rcx', 'rdx', 'rsi', 'rdi', 'rsp', 'rbp',
   'r8', 'r9', 'r10', 'r11', 'r12', 'r13', 'r14', 'r15', 'rip', 'rflags',
 ] as const satisfies readonly (keyof Registers)[];
-
-/** General registers in the instruction encoding's numbering (ModRM.reg: 0 rax, 1 rcx, 2 rdx, 3 rbx, 4 rsp, 5 rbp, 6 rsi, 7 rdi). */
-export const GPR_BY_NUMBER = [
-  'rax', 'rcx', 'rdx', 'rbx', 'rsp', 'rbp', 'rsi', 'rdi',
-  'r8', 'r9', 'r10', 'r11', 'r12', 'r13', 'r14', 'r15',
-] as const satisfies readonly (keyof Registers)[];
-
-export function zeroRegisters(): Registers {
-  const r = {} as Registers;
-  for (const k of REGS_ORDER) r[k] = 0n;
-  r.rflags = 2n;
-  return r;
-}
 
 export function encodeRegs(r: Registers, buf: Buffer = Buffer.alloc(SIZE.kvm_regs)): Buffer {
   REGS_ORDER.forEach((k, i) => buf.writeBigUInt64LE(BigInt.asUintN(64, r[k]), i * 8));
@@ -201,16 +183,6 @@ export function decodeRegs(buf: Buffer): Registers {
   const r = {} as Registers;
   REGS_ORDER.forEach((k, i) => { r[k] = buf.readBigUInt64LE(i * 8); });
   return r;
-}
-
-export interface DescriptorTable { base: bigint; limit: number }
-
-/** The special registers in the common shape (segments in the VMCS access-rights layout of SegmentState). */
-export interface SpecialRegisters {
-  cs: SegmentState; ds: SegmentState; es: SegmentState; fs: SegmentState; gs: SegmentState; ss: SegmentState;
-  tr: SegmentState; ldtr: SegmentState;
-  gdt: DescriptorTable; idt: DescriptorTable;
-  cr0: bigint; cr2: bigint; cr3: bigint; cr4: bigint; efer: bigint;
 }
 
 /** The extra fields of struct kvm_sregs that only KVM has. */

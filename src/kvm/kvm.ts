@@ -24,7 +24,7 @@ export class Kvm {
   static open(path = '/dev/kvm'): Kvm {
     let fd: number;
     try {
-      fd = fs.openSync(path, fs.constants.O_RDWR | fs.constants.O_CLOEXEC);
+      fd = fs.openSync(path, fs.constants.O_RDWR) // Node opens every file close-on-exec;
     } catch (e) {
       const err = e as NodeJS.ErrnoException;
       throw new KvmError(`open(${path})`, -(err.errno ?? 0), err.code);

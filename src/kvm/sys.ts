@@ -14,8 +14,12 @@ const getpidFn = libc.func('int getpid(void)');
 const tgkillFn = libc.func('int tgkill(int tgid, int tid, int sig)');
 const sigactionFn = libc.func('int sigaction(int signum, const void *act, void *oldact)');
 const pthreadSigmaskFn = libc.func('int pthread_sigmask(int how, const void *set, void *oldset)');
+const sigtimedwaitFn = libc.func('int sigtimedwait(const void *set, void *info, const void *timeout)');
 const dlsymFn = libc.func('void *dlsym(void *handle, const char *symbol)');
 const sigrtminFn = libc.func('int __libc_current_sigrtmin(void)');
+const timerCreateFn = libc.func('int timer_create(int clockid, void *sevp, _Out_ void **timerid)');
+const timerSettimeFn = libc.func('int timer_settime(void *timerid, int flags, const void *new_value, void *old_value)');
+const timerDeleteFn = libc.func('int timer_delete(void *timerid)');
 
 /** A failed KVM ioctl (or a failed call around it), naming the call and errno. */
 export class KvmError extends Error {
@@ -111,12 +115,66 @@ export function blockKickSignal(): void {
   if (r !== 0) throw new KvmError('pthread_sigmask', r);
 }
 
+const ZERO_TIMESPEC = Buffer.alloc(16);
+
+/**
+ * Take a pending kick signal off the calling thread. Needed after KVM_RUN returns EINTR: KVM restores the blocking
+ * mask before returning to user space, so the signal is never delivered and would end every later KVM_RUN at once.
+ */
+export function eatKickSignal(): void {
+  const set = sigsetWith([kickSignal()]);
+  while ((sigtimedwaitFn(set, null, ZERO_TIMESPEC) as number) > 0) { /* drained one */ }
+}
+
 /** The calling thread's current signal mask as the kernel's 64-bit sigset (for KVM_SET_SIGNAL_MASK). */
 export function currentSignalMask(): Buffer {
   const old = Buffer.alloc(SIGSET_SIZE);
   const r = pthreadSigmaskFn(SIG_BLOCK, Buffer.alloc(SIGSET_SIZE), old) as number;
   if (r !== 0) throw new KvmError('pthread_sigmask', r);
   return old.subarray(0, 8);
+}
+
+const CLOCK_MONOTONIC = 1;
+/** sigev_notify value: deliver the signal to the thread in sigev_notify_thread_id (Linux-specific). */
+const SIGEV_THREAD_ID = 4;
+
+/**
+ * A periodic POSIX timer sending the kick signal to thread `tid` (timer_create with SIGEV_THREAD_ID). A vCPU run
+ * on the main thread uses it as a yield tick: KVM_RUN returns EINTR at least every `periodMs`, so the event loop runs.
+ */
+export class KickTimer {
+  private readonly id: unknown;
+  private closed = false;
+
+  constructor(tid: number) {
+    // glibc struct sigevent (64 bytes): sigev_value (8), sigev_signo (4), sigev_notify (4), then the union whose
+    // first member is the thread id.
+    const sev = Buffer.alloc(64);
+    sev.writeInt32LE(kickSignal(), 8);
+    sev.writeInt32LE(SIGEV_THREAD_ID, 12);
+    sev.writeInt32LE(tid, 16);
+    const out = [null];
+    if ((timerCreateFn(CLOCK_MONOTONIC, sev, out) as number) < 0) throw new KvmError('timer_create', lastErrno());
+    this.id = out[0];
+  }
+
+  /** Fire every `periodMs` from now on (0 disarms). */
+  arm(periodMs: number): void {
+    const spec = Buffer.alloc(32); // struct itimerspec: it_interval, it_value (timespec: tv_sec, tv_nsec)
+    const sec = Math.floor(periodMs / 1000);
+    const nsec = Math.round((periodMs % 1000) * 1e6);
+    for (const off of [0, 16]) {
+      spec.writeBigInt64LE(BigInt(sec), off);
+      spec.writeBigInt64LE(BigInt(nsec), off + 8);
+    }
+    if ((timerSettimeFn(this.id, 0, spec, null) as number) < 0) throw new KvmError('timer_settime', lastErrno());
+  }
+
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    timerDeleteFn(this.id);
+  }
 }
 
 /** Pass-through to the shared helpers so callers need one import. */

@@ -1,0 +1,36 @@
+// The request channel between a vCPU worker thread (which sits in KVM_RUN) and the main thread (which owns the
+// devices): one small SharedArrayBuffer per vCPU, handed back and forth with Atomics. The exit itself is read from
+// kvm_run, which both threads map; only the turn, the command and KVM_RUN's result travel through here.
+
+/** Int32 slots of the channel. */
+export const CH = {
+  /** Whose turn it is: TURN_WORKER (enter KVM_RUN) or TURN_MAIN (an exit, or the ready/quit handshake, to read). */
+  TURN: 0,
+  /** CMD_RUN or CMD_QUIT: read by the worker when it gets the turn. */
+  CMD: 1,
+  /** KVM_RUN's result: 0, -EINTR / -EAGAIN (kicked), or -errno of a failure (ERRNO holds errno too). */
+  RESULT: 2,
+  ERRNO: 3,
+  /** The worker's kernel thread id, for tgkill. */
+  TID: 4,
+  /** 1 once the worker has quit (after its last turn). */
+  DONE: 5,
+  /** Count of KVM_RUN calls (statistics). */
+  RUNS: 6,
+} as const;
+
+export const CHANNEL_INTS = 8;
+export const TURN_WORKER = 0;
+export const TURN_MAIN = 1;
+export const CMD_RUN = 0;
+export const CMD_QUIT = 1;
+
+/** How long each side spins on the turn word before sleeping (µs). 0 by default: measured on a 2-vCPU SMT host under load, spinning slowed the KVM_RUN thread more than a futex wake costs (RINGZERO_KVM_SPIN_US overrides). */
+export const SPIN_US = Number(process.env.RINGZERO_KVM_SPIN_US ?? 0);
+
+export interface WorkerData {
+  vcpuFd: number;
+  vcpuId: number;
+  mmapSize: number;
+  channel: SharedArrayBuffer;
+}

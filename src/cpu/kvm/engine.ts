@@ -1,0 +1,444 @@
+// The KVM engine: a VM on /dev/kvm with guest RAM from the machine's memfd, and one worker thread per vCPU
+// sitting in KVM_RUN. Exits come back to the main thread through a SharedArrayBuffer channel (./channel.ts) and
+// are dispatched here to the machine's PortBus / MmioBus by reading and writing kvm_run, which this thread maps too.
+//
+// Waiting for an exit: the main thread first spins for SPIN_US (a port-I/O round trip must not pay two thread
+// wake-ups), then parks on Atomics.waitAsync so the event loop keeps running while the guest computes; and while
+// exits keep coming it still yields to the event loop every YIELD_MS.
+//
+// Stopping: stop() sets kvm_run.immediate_exit and sends the kick signal to the vCPU's thread (tgkill); the
+// signal is blocked outside KVM_RUN, so whichever side of KVM_RUN the thread is on, the run ends promptly.
+import { Worker } from 'node:worker_threads';
+import { Kvm, KvmVm, KvmVcpu, KvmError } from '../../kvm/kvm.ts';
+import { EXIT, EXIT_NAMES, IO_OUT, RUN, type CpuidEntry } from '../../kvm/abi.ts';
+import { installKickHandler, kickSignal, tgkill, blockKickSignal, currentSignalMask, eatKickSignal, gettid, KickTimer } from '../../kvm/sys.ts';
+import type { AccessSize } from '../../devices/bus.ts';
+import type { Engine, EngineMachine, Registers, SpecialRegisters, Vcpu, VcpuExit } from '../engine.ts';
+import { CH, CHANNEL_INTS, CMD_QUIT, CMD_RUN, SPIN_US, TURN_MAIN, TURN_WORKER, type WorkerData } from './channel.ts';
+
+/** The longest the main thread keeps handling exits before letting the event loop run. */
+const YIELD_MS = 4;
+const SYNC_WAIT = process.env.RINGZERO_KVM_SYNC_WAIT !== '0';
+
+/** Guest-physical pages KVM needs for itself below 4 GiB (Intel real-mode TSS: 3 pages; EPT identity map: 1 page). */
+export const KVM_TSS_ADDR = 0xfffbd000;
+export const KVM_IDENTITY_MAP_ADDR = 0xfffbc000;
+
+export interface KvmEngineOptions extends EngineMachine {
+  cpus?: number;
+  /** Create the in-kernel 8259 pair, IOAPIC and LAPICs (then HLT sleeps in the kernel instead of exiting). */
+  irqchip?: boolean;
+  /** Create the in-kernel 8254 PIT (needs irqchip). */
+  pit?: boolean;
+  /**
+   * Run vCPU 0 on the main thread (see KvmVcpuHandle.startInline): exits cost no thread hand-off, at the price of
+   * the event loop running only between KVM_RUNs (at least every few milliseconds). Default: every vCPU on a worker.
+   */
+  inlineBoot?: boolean;
+  /** Track dirty pages in every RAM slot (for snapshots). */
+  dirtyLog?: boolean;
+  /** Path of the KVM device (default /dev/kvm). */
+  device?: string;
+}
+
+/** Atomics.waitAsync (V8 has it since Node 16; TypeScript's ES2022 lib does not declare it). */
+const waitAsync = (Atomics as unknown as {
+  waitAsync(a: Int32Array, index: number, value: number, timeoutMs?: number): { async: boolean; value: Promise<string> | string };
+}).waitAsync;
+
+const EINTR = 4;
+const EAGAIN = 11;
+
+let lastYield = performance.now();
+const live = new Set<KvmVcpuHandle>();
+let exitHookInstalled = false;
+let inlineTaken = false;
+
+/** On process exit, get every vCPU thread out of KVM_RUN so that Node can stop the workers. */
+function installExitHook(): void {
+  if (exitHookInstalled) return;
+  exitHookInstalled = true;
+  process.on('exit', () => { for (const v of live) v.abandon(); });
+}
+
+/** CPUID for vCPU `apicId`: KVM's supported leaves with this vCPU's APIC ID and the hypervisor bit. */
+export function vcpuCpuid(supported: readonly CpuidEntry[], apicId: number, cpus: number): CpuidEntry[] {
+  return supported.map((e) => {
+    const x = { ...e };
+    switch (x.function) {
+      case 1:
+        // EBX[31:24] initial APIC ID, EBX[23:16] logical processors per package; ECX[31] "running under a
+        // hypervisor" (SDM vol. 2A CPUID, and the convention every hypervisor follows).
+        x.ebx = ((x.ebx & 0x0000ffff) | (Math.min(cpus, 255) << 16) | ((apicId & 0xff) << 24)) >>> 0;
+        x.ecx = (x.ecx | 0x8000_0000) >>> 0;
+        if (cpus > 1) x.edx = (x.edx | (1 << 28)) >>> 0; // HTT: the logical-processor count field is valid
+        break;
+      case 0xb:
+      case 0x1f:
+        x.edx = apicId >>> 0; // extended topology: x2APIC ID of this logical processor
+        break;
+      case 0x8000001e:
+        x.eax = apicId >>> 0; // AMD extended APIC ID
+        break;
+    }
+    return x;
+  });
+}
+
+export class KvmEngine implements Engine {
+  readonly kind = 'kvm' as const;
+  readonly vcpus: KvmVcpuHandle[] = [];
+  private closed = false;
+
+  private constructor(readonly kvm: Kvm, readonly vm: KvmVm, readonly machine: EngineMachine) {}
+
+  static async create(opts: KvmEngineOptions): Promise<KvmEngine> {
+    const kvm = Kvm.open(opts.device);
+    let vm: KvmVm | undefined;
+    try {
+      vm = kvm.createVm();
+      const engine = new KvmEngine(kvm, vm, opts);
+      vm.setTssAddr(KVM_TSS_ADDR);
+      vm.setIdentityMapAddr(KVM_IDENTITY_MAP_ADDR);
+      if (opts.irqchip) vm.createIrqchip();
+      if (opts.pit) vm.createPit2(0);
+      vm.mapGuestMemory(opts.mem, opts.dirtyLog);
+      const supported = kvm.supportedCpuid();
+      const cpus = opts.cpus ?? 1;
+      installKickHandler();
+      installExitHook();
+      for (let i = 0; i < cpus; i++) {
+        const vcpu = vm.createVcpu(i);
+        vcpu.setCpuid(vcpuCpuid(supported, i, cpus));
+        engine.vcpus.push(new KvmVcpuHandle(engine, vcpu, i));
+      }
+      if (opts.inlineBoot) engine.vcpus[0].startInline();
+      await Promise.all(engine.vcpus.filter((v, i) => !(opts.inlineBoot && i === 0)).map((v) => v.start()));
+      return engine;
+    } catch (e) {
+      vm?.close();
+      kvm.close();
+      throw e;
+    }
+  }
+
+  /** Drive interrupt line `gsi` of the in-kernel irqchip. */
+  irqLine(gsi: number, level: boolean): void {
+    this.vm.irqLine(gsi, level);
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    await Promise.all(this.vcpus.map((v) => v.quit()));
+    for (const v of this.vcpus) v.vcpu.close();
+    this.vm.close();
+    this.kvm.close();
+  }
+}
+
+export class KvmVcpuHandle implements Vcpu {
+  readonly engine = 'kvm' as const;
+  private readonly sab = new SharedArrayBuffer(CHANNEL_INTS * 4);
+  private readonly ch = new Int32Array(this.sab);
+  private worker: Worker | undefined;
+  private running = false;
+  private stopRequested = false;
+  private quitting = false;
+  private tid = 0;
+  private inline: { timer: KickTimer } | undefined;
+  /** Exits handled (statistics). */
+  exits = 0;
+
+  constructor(private readonly owner: KvmEngine, readonly vcpu: KvmVcpu, readonly index: number) {
+    Atomics.store(this.ch, CH.TURN, TURN_MAIN);
+  }
+
+  /**
+   * Run this vCPU on the calling (main) thread instead of a worker: no thread hand-off per exit, so an exit costs
+   * what KVM_RUN plus the device costs. The kick signal is blocked on this thread outside KVM_RUN and a periodic
+   * timer sends it while run() is in progress, so KVM_RUN returns at least every YIELD_MS and the event loop runs.
+   * One vCPU per process can run this way (a thread can be inside one KVM_RUN at a time).
+   */
+  startInline(): void {
+    if (inlineTaken) throw new Error('only one vCPU per process can run on the main thread');
+    inlineTaken = true;
+    blockKickSignal();
+    const mask = Buffer.from(currentSignalMask());
+    const bit = kickSignal() - 1;
+    mask[bit >> 3] &= ~(1 << (bit & 7));
+    this.vcpu.setSignalMask(mask);
+    this.inline = { timer: new KickTimer(gettid()) };
+  }
+
+  /** Start the worker thread and wait until it is ready to run. */
+  async start(): Promise<void> {
+    const data: WorkerData = { vcpuFd: this.vcpu.fd, vcpuId: this.index, mmapSize: this.vcpu.mmapSize, channel: this.sab };
+    Atomics.store(this.ch, CH.TURN, TURN_MAIN);
+    Atomics.store(this.ch, CH.TID, 0);
+    const w = spawnWorker(data);
+    this.worker = w;
+    const failed = new Promise<never>((_, reject) => {
+      w.once('error', reject);
+      w.once('exit', (code) => reject(new Error(`vCPU ${this.index} worker exited (code ${code}) before it was ready`)));
+    });
+    Atomics.store(this.ch, CH.TURN, TURN_WORKER); // the worker hands the turn back once ready
+    const ready = (async () => {
+      while (Atomics.load(this.ch, CH.TURN) !== TURN_MAIN || Atomics.load(this.ch, CH.TID) === 0) {
+        const r = waitAsync(this.ch, CH.TURN, TURN_WORKER, 50);
+        if (r.async) await r.value;
+        else await new Promise((res) => setTimeout(res, 1));
+      }
+    })();
+    await Promise.race([ready, failed]);
+    w.removeAllListeners('exit');
+    w.removeAllListeners('error');
+    w.on('error', (e) => { process.emitWarning(`ringzero: vCPU ${this.index} worker failed: ${e.message}`); });
+    this.tid = Atomics.load(this.ch, CH.TID);
+    live.add(this);
+  }
+
+  private idle(what: string): void {
+    if (this.running) throw new Error(`vCPU ${this.index}: ${what} while run() is in progress`);
+  }
+
+  getRegisters(): Registers {
+    this.idle('getRegisters');
+    return this.vcpu.getRegs();
+  }
+
+  setRegisters(r: Registers): void {
+    this.idle('setRegisters');
+    this.vcpu.setRegs(r);
+  }
+
+  getSpecialRegisters(): SpecialRegisters {
+    this.idle('getSpecialRegisters');
+    return this.vcpu.getSregs().sregs;
+  }
+
+  setSpecialRegisters(s: SpecialRegisters): void {
+    this.idle('setSpecialRegisters');
+    this.vcpu.setSregs(s);
+  }
+
+  /** The KVM run structure as this thread sees it (exit details, for diagnostics). */
+  get kvmRun(): DataView {
+    return this.vcpu.runView;
+  }
+
+  async run(): Promise<VcpuExit> {
+    this.idle('run');
+    if (this.quitting || (!this.worker && !this.inline)) throw new Error(`vCPU ${this.index} is closed`);
+    this.running = true;
+    this.inline?.timer.arm(YIELD_MS);
+    try {
+      for (;;) {
+        if (this.stopRequested) {
+          this.stopRequested = false;
+          return { reason: 'stopped' };
+        }
+        const rc = this.inline ? this.runInline() : await this.runInWorker();
+        if (performance.now() - lastYield >= YIELD_MS) {
+          await new Promise<void>((resolve) => setImmediate(resolve));
+          lastYield = performance.now();
+        }
+        if (rc === -EINTR || rc === -EAGAIN) {
+          this.vcpu.run[RUN.immediate_exit] = 0;
+          continue; // kicked: a stop request is seen at the top of the loop; a stale kick is harmless
+        }
+        if (rc < 0) return { reason: 'error', message: new KvmError('KVM_RUN', -rc).message };
+        const exit = this.handleExit();
+        if (exit) return exit;
+      }
+    } finally {
+      this.inline?.timer.arm(0);
+      this.running = false;
+    }
+  }
+
+  private runInline(): number {
+    const rc = this.vcpu.runOnce();
+    if (rc < 0) eatKickSignal();
+    return rc;
+  }
+
+  /** Hand the turn to the worker for one KVM_RUN and wait for its result. */
+  private async runInWorker(): Promise<number> {
+    const ch = this.ch;
+    Atomics.store(ch, CH.CMD, CMD_RUN);
+    Atomics.store(ch, CH.TURN, TURN_WORKER);
+    Atomics.notify(ch, CH.TURN);
+    if (!this.spinForExit()) {
+      while (Atomics.load(ch, CH.TURN) !== TURN_MAIN) {
+        const r = waitAsync(ch, CH.TURN, TURN_WORKER);
+        if (r.async) await r.value;
+      }
+      lastYield = performance.now();
+    }
+    return Atomics.load(ch, CH.RESULT);
+  }
+
+  /** Wait synchronously (spin, then futex) up to the yield deadline for the worker's exit; true if it came. */
+  private spinForExit(): boolean {
+    const ch = this.ch;
+    if (SPIN_US > 0) {
+      const until = performance.now() + SPIN_US / 1000;
+      for (let i = 0; ; i++) {
+        if (Atomics.load(ch, CH.TURN) === TURN_MAIN) return true;
+        if ((i & 63) === 63 && performance.now() > until) break;
+      }
+    }
+    if (SYNC_WAIT) {
+      const left = YIELD_MS - (performance.now() - lastYield);
+      if (left > 0) Atomics.wait(ch, CH.TURN, TURN_WORKER, left);
+      return Atomics.load(ch, CH.TURN) === TURN_MAIN;
+    }
+    return false;
+  }
+
+  /** Dispatch the exit in kvm_run. Returns the exit to report, or undefined to resume the guest. */
+  private handleExit(): VcpuExit | undefined {
+    this.exits++;
+    const v = this.vcpu.runView;
+    const run = this.vcpu.run;
+    const reason = v.getUint32(RUN.exit_reason, true);
+    const { ports, mmio } = this.owner.machine;
+    switch (reason) {
+      case EXIT.IO: {
+        const size = run[RUN.io_size] as AccessSize;
+        const port = v.getUint16(RUN.io_port, true);
+        const count = v.getUint32(RUN.io_count, true);
+        let off = Number(v.getBigUint64(RUN.io_data_offset, true));
+        // Bounds: KVM keeps the data inside the mapping; a corrupt offset must not make us write elsewhere.
+        if (off + count * size > run.length || (size !== 1 && size !== 2 && size !== 4)) {
+          return { reason: 'error', message: `bad KVM_EXIT_IO: port 0x${port.toString(16)} size ${size} count ${count} offset ${off}` };
+        }
+        if (run[RUN.io_direction] === IO_OUT) {
+          for (let i = 0; i < count; i++, off += size) ports.write(port, size, readLe(v, off, size));
+        } else {
+          for (let i = 0; i < count; i++, off += size) writeLe(v, off, size, ports.read(port, size));
+        }
+        return undefined;
+      }
+      case EXIT.MMIO: {
+        const addr = Number(v.getBigUint64(RUN.mmio_phys_addr, true));
+        const len = v.getUint32(RUN.mmio_len, true);
+        const write = run[RUN.mmio_is_write] !== 0;
+        // KVM splits guest accesses into pieces of at most 8 bytes; the buses take 1, 2 or 4.
+        const pieces: [number, AccessSize][] = len === 1 || len === 2 || len === 4 ? [[0, len]]
+          : len === 8 ? [[0, 4], [4, 4]] : Array.from({ length: Math.min(len, 8) }, (_, i) => [i, 1] as [number, AccessSize]);
+        for (const [at, size] of pieces) {
+          const off = RUN.mmio_data + at;
+          if (write) mmio.write(addr + at, size, readLe(v, off, size));
+          else writeLe(v, off, size, mmio.read(addr + at, size));
+        }
+        return undefined;
+      }
+      case EXIT.HLT:
+        return { reason: 'halt' };
+      case EXIT.SHUTDOWN:
+        return { reason: 'shutdown' };
+      case EXIT.INTR:
+      case EXIT.IRQ_WINDOW_OPEN:
+        return undefined;
+      case EXIT.SYSTEM_EVENT:
+        return { reason: 'system-event', type: v.getUint32(RUN.system_event_type, true) };
+      case EXIT.FAIL_ENTRY:
+        return {
+          reason: 'error',
+          message: `KVM_EXIT_FAIL_ENTRY: hardware entry failure reason 0x${v.getBigUint64(RUN.fail_entry_reason, true).toString(16)} on host cpu ${v.getUint32(RUN.fail_entry_cpu, true)}`,
+        };
+      case EXIT.INTERNAL_ERROR: {
+        const n = Math.min(v.getUint32(RUN.internal_ndata, true), 16);
+        const data = Array.from({ length: n }, (_, i) => '0x' + v.getBigUint64(RUN.internal_data + 8 * i, true).toString(16));
+        return { reason: 'error', message: `KVM_EXIT_INTERNAL_ERROR: suberror ${v.getUint32(RUN.internal_suberror, true)}${n ? ` data ${data.join(' ')}` : ''}` };
+      }
+      default:
+        return { reason: 'error', message: `unexpected KVM exit ${EXIT_NAMES[reason] ?? reason}` };
+    }
+  }
+
+  stop(): void {
+    this.stopRequested = true;
+    this.kick();
+  }
+
+  /** Get the thread out of KVM_RUN if it is in there (or about to enter). */
+  private kick(): void {
+    // Not after the thread has quit: its id may already belong to another thread.
+    if (Atomics.load(this.ch, CH.TURN) !== TURN_WORKER || this.tid === 0 || Atomics.load(this.ch, CH.DONE)) return;
+    this.vcpu.run[RUN.immediate_exit] = 1;
+    tgkill(this.tid, kickSignal());
+  }
+
+  /** Tell the worker to quit and wait for its thread to end (kicking it out of KVM_RUN as long as needed). */
+  async quit(): Promise<void> {
+    if (this.inline) {
+      this.quitting = true;
+      this.inline.timer.close();
+      this.inline = undefined;
+      inlineTaken = false;
+      return;
+    }
+    const w = this.worker;
+    if (!w || this.quitting) return;
+    this.quitting = true;
+    this.stopRequested = true;
+    const exited = new Promise<void>((resolve) => w.once('exit', () => resolve()));
+    let done = false;
+    void exited.then(() => { done = true; });
+    while (!done) {
+      if (!this.running) {
+        // Our turn: hand the worker a quit command.
+        if (Atomics.load(this.ch, CH.TURN) === TURN_MAIN && !Atomics.load(this.ch, CH.DONE)) {
+          Atomics.store(this.ch, CH.CMD, CMD_QUIT);
+          Atomics.store(this.ch, CH.TURN, TURN_WORKER);
+          Atomics.notify(this.ch, CH.TURN);
+        }
+      }
+      this.kick();
+      await Promise.race([exited, new Promise((res) => setTimeout(res, 20))]);
+    }
+    live.delete(this);
+    this.worker = undefined;
+  }
+
+  /** Synchronous last resort at process exit: tell the worker to quit and kick it out of KVM_RUN. */
+  abandon(): void {
+    if (this.inline) return;
+    Atomics.store(this.ch, CH.CMD, CMD_QUIT);
+    this.vcpu.run[RUN.immediate_exit] = 1;
+    if (this.tid && !Atomics.load(this.ch, CH.DONE)) tgkill(this.tid, kickSignal());
+    Atomics.store(this.ch, CH.TURN, TURN_WORKER);
+    Atomics.notify(this.ch, CH.TURN);
+  }
+
+  /** KVM_RUN calls made by the worker (statistics). */
+  get kvmRuns(): number {
+    return Atomics.load(this.ch, CH.RUNS);
+  }
+}
+
+/**
+ * The worker module is TypeScript run through tsx; Node 20 does not apply the parent's `--import tsx` hooks to a
+ * worker's entry module, so a two-line bootstrap registers tsx's loader in the worker and then imports the module.
+ */
+function spawnWorker(data: WorkerData): Worker {
+  const entry = new URL(import.meta.url.endsWith('.ts') ? './worker.ts' : './worker.js', import.meta.url);
+  if (!entry.pathname.endsWith('.ts')) return new Worker(entry, { workerData: data });
+  const tsxApi = import.meta.resolve('tsx/esm/api');
+  const boot = `import(${JSON.stringify(tsxApi)}).then(({ register }) => { register(); return import(${JSON.stringify(entry.href)}); });`;
+  return new Worker(boot, { eval: true, workerData: data });
+}
+
+function readLe(v: DataView, off: number, size: AccessSize): number {
+  return size === 1 ? v.getUint8(off) : size === 2 ? v.getUint16(off, true) : v.getUint32(off, true);
+}
+
+function writeLe(v: DataView, off: number, size: AccessSize, value: number): void {
+  if (size === 1) v.setUint8(off, value & 0xff);
+  else if (size === 2) v.setUint16(off, value & 0xffff, true);
+  else v.setUint32(off, value >>> 0, true);
+}
+
