@@ -125,13 +125,32 @@ export let exc = 0;
 /** MXCSR of the current instruction. */
 let mx = 0x1f80;
 
+/**
+ * DE of the current element: reported only if the element raises neither IE nor ZE (on the host CPU an
+ * invalid operation or a division by zero hides the denormal operand). Folded in by `endLane`/`commitExc`.
+ */
+let laneDe = 0;
+
 export function beginFp(cpu: SoftCpu): void {
   exc = 0;
+  laneDe = 0;
   mx = cpu.mxcsr;
 }
 
 export function raise(flags: number): void {
   exc |= flags;
+  if (flags & (MX_IE | MX_ZE)) laneDe = 0;
+}
+
+/** End of one element of a packed operation. */
+export function endLane(): void {
+  exc |= laneDe;
+  laneDe = 0;
+}
+
+/** Forget the element's DE (conversions to integers do not report denormal operands). */
+export function dropDe(): void {
+  laneDe = 0;
 }
 
 /** The MXCSR rounding control of the current instruction: 0 nearest, 1 down, 2 up, 3 toward zero. */
@@ -145,6 +164,8 @@ export function rc(): number {
  * (as for the pre-computation exceptions; real hardware writes the result for unmasked OE/UE/PE).
  */
 export function commitExc(cpu: SoftCpu): void {
+  exc |= laneDe;
+  laneDe = 0;
   if (exc === 0) return;
   cpu.mxcsr |= exc;
   const unmasked = exc & ~(cpu.mxcsr >> 7) & 0x3f;
@@ -178,38 +199,86 @@ export function isSnan64(hi: number, lo: number): boolean {
 export function in32(b: number, f: number): number {
   if ((b & 0x7f800000) === 0 && (b & 0x7fffff) !== 0) {
     if (mx & MX_DAZ) return b < 0 ? -0 : 0;
-    exc |= MX_DE;
+    laneDe = MX_DE;
   }
   return f;
+}
+
+/** The bits of a float32 operand returned unchanged (MINSS with a NaN): DAZ still zeroes a denormal. */
+export function dazOn(): boolean {
+  return (mx & MX_DAZ) !== 0;
+}
+
+export function daz32(b: number): number {
+  return (mx & MX_DAZ) && (b & 0x7f800000) === 0 ? b & 0x80000000 : b;
 }
 
 export function in64(hi: number, lo: number, f: number): number {
   if ((hi & 0x7ff00000) === 0 && ((hi & 0xfffff) | lo) !== 0) {
     if (mx & MX_DAZ) return hi < 0 ? -0 : 0;
-    exc |= MX_DE;
+    laneDe = MX_DE;
   }
   return f;
 }
 
 /**
- * Round a real result `r` (a double, exact or already rounded once with `inexact` telling) to float32 and
- * raise OE/UE/PE; FTZ flushes a tiny result to zero when underflow is masked.
+ * Round a result `r` (a double: exact, or rounded once with `inexact` telling and `hint` the sign of
+ * exact - r) to float32 by MXCSR.RC, and raise OE/UE/PE; FTZ flushes a tiny result to zero when underflow
+ * is masked.
  */
-export function post32(r: number, inexact: boolean): number {
-  const f = Math.fround(r);
+export function post32(r: number, inexact: boolean, hint = 0): number {
+  let f = Math.fround(r);
   if (f !== r) inexact = true;
-  if ((f === Infinity || f === -Infinity) && Number.isFinite(r)) { exc |= MX_OE | MX_PE; return f; }
+  const mode = (mx >> MX_RC_SHIFT) & 3;
+  if (mode !== 0 && inexact) f = directed32(f, f !== r ? Math.sign(r - f) : hint, mode);
+  if (!Number.isFinite(r) || Number.isFinite(f) && Math.abs(f) <= 3.4028234663852886e38 && Math.abs(r) <= 3.4028235677973366e38) {
+    // not an overflow
+  } else { exc |= MX_OE | MX_PE; return f; }
   if (r !== 0 && Math.abs(r) < MIN_NORMAL32 || (r === 0 && inexact)) return tiny(f, inexact);
   if (inexact) exc |= MX_PE;
   return f;
 }
 
-/** Same for a float64 result; `finiteIn`: the operands were finite (so an infinite result is an overflow). */
-export function post64(r: number, inexact: boolean, finiteIn: boolean): number {
-  if ((r === Infinity || r === -Infinity) && finiteIn) { exc |= MX_OE | MX_PE; return r; }
+/** Same for a float64 result `r` (already rounded to nearest; `hint`: sign of exact - r when inexact). */
+export function post64(r: number, inexact: boolean, finiteIn: boolean, hint = 0): number {
+  const mode = (mx >> MX_RC_SHIFT) & 3;
+  if ((r === Infinity || r === -Infinity) && finiteIn) {
+    exc |= MX_OE | MX_PE;
+    return mode === 0 ? r : directed64(r, -Math.sign(r), mode);
+  }
+  if (mode !== 0 && inexact) r = directed64(r, hint, mode);
   if (r !== 0 && Math.abs(r) < MIN_NORMAL64 || (r === 0 && inexact)) return tiny(r, inexact);
   if (inexact) exc |= MX_PE;
   return r;
+}
+
+const dF32 = new Float32Array(1);
+const dI32 = new Int32Array(dF32.buffer);
+
+/** Move a nearest-rounded f one unit toward the exact value (direction `dir`) if RC `mode` asks for it. */
+function directed32(f: number, dir: number, mode: number): number {
+  if (!shouldStep(f, dir, mode)) return f;
+  if (f === 0) return dir > 0 ? 2 ** -149 : -(2 ** -149);
+  dF32[0] = f;
+  dI32[0] += (f > 0) === (dir > 0) ? 1 : -1;
+  return dF32[0];
+}
+
+function directed64(r: number, dir: number, mode: number): number {
+  if (!shouldStep(r, dir, mode)) return r;
+  if (r === 0) return dir > 0 ? 5e-324 : -5e-324;
+  cvF[0] = r;
+  if ((r > 0) === (dir > 0)) { if (cvI[0] === -1) { cvI[0] = 0; cvI[1] += 1; } else cvI[0] += 1; }
+  else if (cvI[0] === 0) { cvI[0] = -1; cvI[1] -= 1; } else cvI[0] -= 1;
+  return cvF[0];
+}
+
+/** dir = sign(exact - rounded): step for round down if the result is above, up if below, toward zero if away. */
+function shouldStep(f: number, dir: number, mode: number): boolean {
+  if (dir === 0) return false;
+  if (mode === 1) return dir < 0;
+  if (mode === 2) return dir > 0;
+  return f > 0 ? dir < 0 : f < 0 ? dir > 0 : false;
 }
 
 function tiny(f: number, inexact: boolean): number {
@@ -264,32 +333,34 @@ export function scale(x: number, e: number): number {
   return x * 2 ** e;
 }
 
-/** Whether the double product p = a*b (a, b finite, p finite) was rounded. */
-export function mulInexact(a: number, b: number, p: number): boolean {
-  if (a === 0 || b === 0) return false;
+/** Sign of a*b - p for the double product p = a*b (a, b, p finite): 0 when exact. */
+export function mulErrSign(a: number, b: number, p: number): number {
+  if (a === 0 || b === 0) return 0;
   const ma = mant(a), ea = mantExp, mb = mant(b), eb = mantExp;
   const pm = ma * mb;
-  if (twoProdErr(ma, mb, pm) !== 0) return true;
-  return scale(p, -(ea + eb)) !== pm;
+  const u = scale(p, -(ea + eb));
+  if (u !== pm) return Math.sign(pm - u);
+  return Math.sign(twoProdErr(ma, mb, pm));
 }
 
-/** Whether q = a/b (finite, b nonzero) was rounded. */
-export function divInexact(a: number, b: number, q: number): boolean {
-  if (a === 0) return false;
+/** Sign of a/b - q for the double quotient q = a/b (finite, b nonzero). */
+export function divErrSign(a: number, b: number, q: number): number {
+  if (a === 0) return 0;
   const ma = mant(a), ea = mantExp, mb = mant(b), eb = mantExp;
   const qm = ma / mb;
+  const u = scale(q, eb - ea);
+  if (u !== qm) return Math.sign(qm - u) * Math.sign(mb);
   const p = qm * mb;
-  if (p !== ma || twoProdErr(qm, mb, p) !== 0) return true;
-  return scale(q, eb - ea) !== qm;
+  return Math.sign((ma - p) - twoProdErr(qm, mb, p)) * Math.sign(mb);
 }
 
-/** Whether s = sqrt(a) (a > 0 finite) was rounded. */
-export function sqrtInexact(a: number): boolean {
+/** Sign of sqrt(a) - s for s = Math.sqrt(a) (a > 0 finite). */
+export function sqrtErrSign(a: number): number {
   let ma = mant(a);
   if (mantExp & 1) ma *= 2;
   const sm = Math.sqrt(ma);
   const p = sm * sm;
-  return p !== ma || twoProdErr(sm, sm, p) !== 0;
+  return Math.sign((ma - p) - twoProdErr(sm, sm, p));
 }
 
 // ---- conversions to integers (CVTSS2SI and friends)
@@ -331,11 +402,11 @@ export function toInt64(x: number, mode: number): number {
   return (v - hi * 4294967296) | 0;
 }
 
-/** int64 (hi, lo) to double, correctly rounded (one rounding: hi*2^32 is exact). */
+/** int64 (hi, lo) to double, rounded by MXCSR.RC (one rounding: hi*2^32 is exact). */
 export function i64ToF64(hi: number, lo: number): number {
   const d = hi * 4294967296 + (lo >>> 0);
-  if (Math.abs(d) >= 2 ** 53 && twoSumErr(hi * 4294967296, lo >>> 0, d) !== 0) exc |= MX_PE;
-  return d;
+  const err = Math.abs(d) >= 2 ** 53 ? twoSumErr(hi * 4294967296, lo >>> 0, d) : 0;
+  return err === 0 ? d : post64(d, true, true, Math.sign(err));
 }
 
 /** int64 (hi, lo) to float32, correctly rounded: round to odd at 53 bits first, then to 24 (no double rounding). */
@@ -345,7 +416,6 @@ export function i64ToF32(hi: number, lo: number): number {
   if (Math.abs(d) >= 2 ** 53) {
     const err = twoSumErr(a, b, d);
     if (err !== 0) {
-      exc |= MX_PE;
       cvF[0] = d;
       if ((cvI[0] & 1) === 0) {
         // Step one unit in the last place toward the exact value, landing on the odd neighbour.
@@ -355,7 +425,5 @@ export function i64ToF32(hi: number, lo: number): number {
       }
     }
   }
-  const f = Math.fround(d);
-  if (f !== d) exc |= MX_PE;
-  return f;
+  return post32(d, false);
 }

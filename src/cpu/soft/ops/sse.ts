@@ -12,9 +12,9 @@ import type { SoftCpu } from '../cpu.ts';
 import * as C from '../constants.ts';
 import { def0f } from '../tables.ts';
 import {
-  D, S, sseCheck, loadXmm, storeXmm, loadXmmSrc, readMem, writeMem, beginFp, commitExc, raise, rc,
+  D, S, sseCheck, loadXmm, storeXmm, loadXmmSrc, readMem, writeMem, beginFp, commitExc, raise, rc, endLane, dropDe, daz32, dazOn,
   MX_IE, MX_ZE, MX_PE, MXCSR_MASK, INDEF32, INDEF64_HI, isNan32, isSnan32, isNan64, isSnan64, in32, in64,
-  post32, post64, twoSumErr, mulInexact, divInexact, sqrtInexact, toInt32, toInt64, i64Hi, i64ToF32, i64ToF64,
+  post32, post64, twoSumErr, mulErrSign, divErrSign, sqrtErrSign, toInt32, toInt64, i64Hi, i64ToF32, i64ToF64,
   mmxTransition, loadMm, storeMm, mmxCheck,
 } from './sse-common.ts';
 import { saveFpuImage, restoreFpuImage } from './x87.ts';
@@ -28,6 +28,12 @@ const enum Op { Add, Sub, Mul, Div, Min, Max, Sqrt }
 
 // ---- one lane: D.lane = D.lane op S.lane (Sqrt: D.lane = sqrt(S.lane))
 
+/** An exact zero sum is +0, except -0 when rounding down unless both addends are +0 (IEEE 754 §6.3). */
+function zeroSum(x: number, y: number): number {
+  if (Object.is(x, -0) && Object.is(y, -0)) return -0;
+  return rc() === 1 && !(Object.is(x, 0) && Object.is(y, 0)) ? -0 : 0;
+}
+
 function laneF32(op: Op, i: number): void {
   const a = D.i32[i], b = S.i32[i];
   if (op === Op.Sqrt) {
@@ -35,12 +41,17 @@ function laneF32(op: Op, i: number): void {
     const y = in32(b, S.f32[i]);
     if (y < 0) { raise(MX_IE); D.i32[i] = INDEF32; return; }
     const f = Math.fround(Math.sqrt(y));
-    D.f32[i] = f * f !== y && Number.isFinite(y) ? post32(f, true) : f;
+    D.f32[i] = f * f !== y && Number.isFinite(y) ? post32(f, true, Math.sign(y - f * f)) : f;
     return;
   }
   const an = isNan32(a), bn = isNan32(b);
   if (an || bn) {
-    if (op === Op.Min || op === Op.Max) { raise(MX_IE); D.i32[i] = b; return; }
+    if (op === Op.Min || op === Op.Max) {
+      // Any NaN: the second operand, whatever it is (with DAZ a denormal one reads as zero).
+      raise(MX_IE);
+      D.i32[i] = daz32(b);
+      return;
+    }
     if (isSnan32(a) || isSnan32(b)) raise(MX_IE);
     D.i32[i] = (an ? a : b) | 0x400000;
     return;
@@ -51,8 +62,9 @@ function laneF32(op: Op, i: number): void {
     case Op.Add: r = x + y; break;
     case Op.Sub: r = x - y; break;
     case Op.Mul: r = x * y; break; // exact in double (24 + 24 significant bits)
-    case Op.Min: D.i32[i] = x < y ? a : b; return;
-    case Op.Max: D.i32[i] = x > y ? a : b; return;
+    // The chosen operand as read: with MXCSR.DAZ a denormal one comes back as a signed zero (as on hardware).
+    case Op.Min: D.f32[i] = x < y ? x : y; return;
+    case Op.Max: D.f32[i] = x > y ? x : y; return;
     default: { // Div
       if (y === 0) {
         if (x === 0) { raise(MX_IE); D.i32[i] = INDEF32; return; }
@@ -63,14 +75,15 @@ function laneF32(op: Op, i: number): void {
       r = x / y;
       if (Number.isNaN(r)) { raise(MX_IE); D.i32[i] = INDEF32; return; }
       const f = Math.fround(r);
-      D.f32[i] = Number.isFinite(x) && Number.isFinite(y) ? post32(f, f * y !== x) : f;
+      D.f32[i] = Number.isFinite(x) && Number.isFinite(y) ? post32(r, f * y !== x, Math.sign(x - f * y) * Math.sign(y)) : f;
       return;
     }
   }
   if (Number.isNaN(r)) { raise(MX_IE); D.i32[i] = INDEF32; return; }
-  // Float sums in double are exact unless the exponents are far apart; TwoSum tells.
-  const inexact = op !== Op.Mul && Number.isFinite(r) && twoSumErr(x, op === Op.Sub ? -y : y, r) !== 0;
-  D.f32[i] = post32(r, inexact);
+  if (r === 0 && op !== Op.Mul) r = zeroSum(x, op === Op.Sub ? -y : y);
+  // Float sums in double are exact unless the exponents are far apart; TwoSum tells (and which way).
+  const err = op !== Op.Mul && Number.isFinite(r) ? twoSumErr(x, op === Op.Sub ? -y : y, r) : 0;
+  D.f32[i] = post32(r, err !== 0, Math.sign(err));
 }
 
 function laneF64(op: Op, i: number): void {
@@ -83,25 +96,31 @@ function laneF64(op: Op, i: number): void {
     const y = in64(bh, bl, S.f64[i]);
     if (y < 0) { raise(MX_IE); D.i32[2 * i] = 0; D.i32[2 * i + 1] = INDEF64_HI; return; }
     const s = Math.sqrt(y);
-    D.f64[i] = y > 0 && Number.isFinite(y) && sqrtInexact(y) ? post64(s, true, true) : s;
+    const sg = y > 0 && Number.isFinite(y) ? sqrtErrSign(y) : 0;
+    D.f64[i] = sg !== 0 ? post64(s, true, true, sg) : s;
     return;
   }
   const an = isNan64(ah, al), bn = isNan64(bh, bl);
   if (an || bn) {
-    if (op === Op.Min || op === Op.Max) { raise(MX_IE); D.i32[2 * i] = bl; D.i32[2 * i + 1] = bh; return; }
+    if (op === Op.Min || op === Op.Max) {
+      raise(MX_IE);
+      const daz = (S.i32[2 * i + 1] & 0x7ff00000) === 0 && dazOn();
+      D.i32[2 * i] = daz ? 0 : bl; D.i32[2 * i + 1] = daz ? bh & 0x80000000 : bh;
+      return;
+    }
     if (isSnan64(ah, al) || isSnan64(bh, bl)) raise(MX_IE);
     if (an) { D.i32[2 * i + 1] = ah | 0x80000; } else { D.i32[2 * i] = bl; D.i32[2 * i + 1] = bh | 0x80000; }
     return;
   }
   const x = in64(ah, al, D.f64[i]), y = in64(bh, bl, S.f64[i]);
   const finite = Number.isFinite(x) && Number.isFinite(y);
-  let r: number, inexact = false;
+  let r: number, sg = 0; // sg: sign of (exact - r)
   switch (op) {
-    case Op.Add: r = x + y; inexact = finite && Number.isFinite(r) && twoSumErr(x, y, r) !== 0; break;
-    case Op.Sub: r = x - y; inexact = finite && Number.isFinite(r) && twoSumErr(x, -y, r) !== 0; break;
-    case Op.Mul: r = x * y; inexact = finite && Number.isFinite(r) && mulInexact(x, y, r); break;
-    case Op.Min: if (x < y) { D.i32[2 * i] = al; D.i32[2 * i + 1] = ah; } else { D.i32[2 * i] = bl; D.i32[2 * i + 1] = bh; } return;
-    case Op.Max: if (x > y) { D.i32[2 * i] = al; D.i32[2 * i + 1] = ah; } else { D.i32[2 * i] = bl; D.i32[2 * i + 1] = bh; } return;
+    case Op.Add: r = x + y; sg = finite && Number.isFinite(r) ? Math.sign(twoSumErr(x, y, r)) : 0; break;
+    case Op.Sub: r = x - y; sg = finite && Number.isFinite(r) ? Math.sign(twoSumErr(x, -y, r)) : 0; break;
+    case Op.Mul: r = x * y; sg = finite && Number.isFinite(r) ? mulErrSign(x, y, r) : 0; break;
+    case Op.Min: D.f64[i] = x < y ? x : y; return;
+    case Op.Max: D.f64[i] = x > y ? x : y; return;
     default:
       if (y === 0) {
         if (x === 0) { raise(MX_IE); D.i32[2 * i] = 0; D.i32[2 * i + 1] = INDEF64_HI; return; }
@@ -110,10 +129,11 @@ function laneF64(op: Op, i: number): void {
         return;
       }
       r = x / y;
-      inexact = finite && Number.isFinite(r) && divInexact(x, y, r);
+      sg = finite && Number.isFinite(r) ? divErrSign(x, y, r) : 0;
   }
   if (Number.isNaN(r)) { raise(MX_IE); D.i32[2 * i] = 0; D.i32[2 * i + 1] = INDEF64_HI; return; }
-  D.f64[i] = post64(r, inexact, finite);
+  if (r === 0 && (op === Op.Add || op === Op.Sub)) r = zeroSum(x, op === Op.Sub ? -y : y);
+  D.f64[i] = post64(r, sg !== 0, finite, sg);
 }
 
 function arith(op: Op) {
@@ -124,8 +144,8 @@ function arith(op: Op) {
     loadXmm(D.i32, cpu.reg, cpu);
     beginFp(cpu);
     switch (p) {
-      case 0: loadXmmSrc(cpu, 16, true); for (let i = 0; i < 4; i++) laneF32(op, i); break;
-      case 1: loadXmmSrc(cpu, 16, true); laneF64(op, 0); laneF64(op, 1); break;
+      case 0: loadXmmSrc(cpu, 16, true); for (let i = 0; i < 4; i++) { laneF32(op, i); endLane(); } break;
+      case 1: loadXmmSrc(cpu, 16, true); laneF64(op, 0); endLane(); laneF64(op, 1); break;
       case 3: loadXmmSrc(cpu, 4, false); laneF32(op, 0); break;
       default: loadXmmSrc(cpu, 8, false); laneF64(op, 0); break;
     }
@@ -420,8 +440,8 @@ def0f(0xc2, (cpu) => {
   loadXmm(D.i32, cpu.reg, cpu);
   beginFp(cpu);
   switch (p) {
-    case 0: loadXmmSrc(cpu, 16, true); for (let i = 0; i < 4; i++) cmpLane32(pred, i); break;
-    case 1: loadXmmSrc(cpu, 16, true); cmpLane64(pred, 0); cmpLane64(pred, 1); break;
+    case 0: loadXmmSrc(cpu, 16, true); for (let i = 0; i < 4; i++) { cmpLane32(pred, i); endLane(); } break;
+    case 1: loadXmmSrc(cpu, 16, true); cmpLane64(pred, 0); endLane(); cmpLane64(pred, 1); break;
     case 3: loadXmmSrc(cpu, 4, false); cmpLane32(pred, 0); break;
     default: loadXmmSrc(cpu, 8, false); cmpLane64(pred, 0); break;
   }
@@ -495,12 +515,12 @@ def0f(0x5a, (cpu) => {
     case 0: {
       loadXmmSrc(cpu, 8, false);
       const b0 = S.i32[0], b1 = S.i32[1], f0 = S.f32[0], f1 = S.f32[1];
-      f32ToF64(b0, f0, 0); f32ToF64(b1, f1, 1);
+      f32ToF64(b0, f0, 0); endLane(); f32ToF64(b1, f1, 1);
       break;
     }
     case 1:
       loadXmmSrc(cpu, 16, true);
-      f64ToF32(S.i32[1], S.i32[0], S.f64[0], 0); f64ToF32(S.i32[3], S.i32[2], S.f64[1], 1);
+      f64ToF32(S.i32[1], S.i32[0], S.f64[0], 0); endLane(); f64ToF32(S.i32[3], S.i32[2], S.f64[1], 1);
       D.i32[2] = 0; D.i32[3] = 0;
       break;
     case 3: loadXmmSrc(cpu, 4, false); f32ToF64(S.i32[0], S.f32[0], 0); break;
@@ -512,10 +532,16 @@ def0f(0x5a, (cpu) => {
 
 /** A float32 lane as a double for conversion to integer (NaN stays NaN). */
 function num32(b: number, f: number): number {
-  return isNan32(b) ? NaN : in32(b, f);
+  if (isNan32(b)) return NaN;
+  const x = in32(b, f);
+  dropDe();
+  return x;
 }
 function num64(hi: number, lo: number, f: number): number {
-  return isNan64(hi, lo) ? NaN : in64(hi, lo, f);
+  if (isNan64(hi, lo)) return NaN;
+  const x = in64(hi, lo, f);
+  dropDe();
+  return x;
 }
 
 // 0F 5B: CVTDQ2PS, CVTPS2DQ (66, MXCSR.RC), CVTTPS2DQ (F3, truncating).
@@ -527,7 +553,7 @@ def0f(0x5b, (cpu) => {
   loadXmmSrc(cpu, 16, true);
   beginFp(cpu);
   if (p === 0) {
-    for (let i = 0; i < 4; i++) { const v = S.i32[i]; const f = Math.fround(v); if (f !== v) raise(MX_PE); D.f32[i] = f; }
+    for (let i = 0; i < 4; i++) D.f32[i] = post32(S.i32[i], false);
   } else {
     const mode = p === 3 ? 3 : rc();
     for (let i = 0; i < 4; i++) D.i32[i] = toInt32(num32(S.i32[i], S.f32[i]), mode);
@@ -569,9 +595,7 @@ def0f(0x2a, (cpu) => {
     if (cpu.mod === 3) { mmxCheck(cpu); loadMm(S.i32, cpu.rm, cpu); mmxTransition(cpu); } else readMem(cpu, S.i32, 8, false);
     const a = S.i32[0], b = S.i32[1];
     if (p === 1) { D.f64[0] = a; D.f64[1] = b; } else {
-      const fa = Math.fround(a), fb = Math.fround(b);
-      if (fa !== a || fb !== b) raise(MX_PE);
-      D.f32[0] = fa; D.f32[1] = fb;
+      D.f32[0] = post32(a, false); D.f32[1] = post32(b, false);
     }
   } else {
     const size = cpu.rexW ? 8 : 4;
