@@ -376,6 +376,10 @@ export class KvmVcpuHandle implements Vcpu {
   async quit(): Promise<void> {
     if (this.inline) {
       this.quitting = true;
+      this.stopRequested = true;
+      // A run() in progress is between two KVM_RUNs (this thread is here): let it see the stop and return before
+      // kvm_run is unmapped under it.
+      while (this.running) await new Promise((res) => setImmediate(res));
       this.inline.timer.close();
       this.inline = undefined;
       inlineTaken = false;

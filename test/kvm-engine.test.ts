@@ -1,0 +1,179 @@
+// The KVM engine: host detection, per-vCPU CPUID, stopping a vCPU stuck in guest code (worker and main thread),
+// closing while a vCPU runs, ioeventfd, the in-kernel irqchip, the dirty log. Live parts skip without /dev/kvm.
+import test from 'node:test';
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import { detectKvm, type HostProbe } from '../src/kvm/host.ts';
+import { KvmEngine, vcpuCpuid } from '../src/cpu/kvm/engine.ts';
+import { eventfd } from '../src/kvm/sys.ts';
+import { KvmError } from '../src/kvm/kvm.ts';
+import { GuestMemory, MiB } from '../src/memory/guest-memory.ts';
+import { PortBus, MmioBus } from '../src/devices/bus.ts';
+import type { Vcpu } from '../src/cpu/engine.ts';
+
+const host = detectKvm();
+const skip = host.verdict === 'none' ? `no usable KVM: ${host.reason}` : false;
+
+function fakeProbe(files: Record<string, string>, api: number | Error): HostProbe {
+  return {
+    exists: (p) => p in files,
+    readText: (p) => files[p] ?? '',
+    apiVersion: () => { if (api instanceof Error) throw api; return api; },
+  };
+}
+
+test('detectKvm: hardware, pvm and none verdicts from /dev/kvm, /sys/module and the cpu flags', () => {
+  const intel = detectKvm(fakeProbe({ '/dev/kvm': '', '/sys/module/kvm': '', '/sys/module/kvm_intel': '', '/proc/cpuinfo': 'flags\t: fpu vmx sse2\n' }, 12));
+  assert.equal(intel.verdict, 'hardware');
+  assert.match(intel.reason, /kvm_intel with vmx/);
+  const pvm = detectKvm(fakeProbe({ '/dev/kvm': '', '/sys/module/kvm': '', '/sys/module/kvm_pvm': '', '/proc/cpuinfo': 'flags\t: fpu hypervisor\n' }, 12));
+  assert.equal(pvm.verdict, 'pvm');
+  assert.deepEqual(pvm.modules, ['kvm', 'kvm_pvm']);
+  const absent = detectKvm(fakeProbe({ '/proc/cpuinfo': 'flags\t: svm\n' }, 12));
+  assert.equal(absent.verdict, 'none');
+  assert.match(absent.reason, /load kvm_amd/);
+  const denied = detectKvm(fakeProbe({ '/dev/kvm': '', '/sys/module/kvm_amd': '' }, new KvmError('open(/dev/kvm)', 13)));
+  assert.equal(denied.verdict, 'none');
+  assert.match(denied.reason, /EACCES/);
+  assert.equal(denied.deviceOpenable, false);
+});
+
+test('detectKvm on this host agrees with /sys/module', () => {
+  if (fs.existsSync('/sys/module/kvm_pvm') && fs.existsSync('/dev/kvm')) assert.equal(host.verdict, 'pvm');
+  if (!fs.existsSync('/dev/kvm')) assert.equal(host.verdict, 'none');
+});
+
+test('vcpuCpuid: APIC ID in leaf 1 EBX[31:24] and leaf 0xB EDX, the hypervisor bit, the CPU count', () => {
+  const supported = [
+    { function: 1, index: 0, flags: 0, eax: 0x800f12, ebx: 0xff00_0800, ecx: 0x1, edx: 0x1 },
+    { function: 0xb, index: 0, flags: 1, eax: 1, ebx: 2, ecx: 0x100, edx: 0 },
+    { function: 0x8000001e, index: 0, flags: 0, eax: 0, ebx: 0, ecx: 0, edx: 0 },
+  ];
+  const c = vcpuCpuid(supported, 3, 4);
+  assert.equal(c[0].ebx >>> 24, 3);
+  assert.equal((c[0].ebx >>> 16) & 0xff, 4);
+  assert.equal(c[0].ebx & 0xffff, 0x0800, 'CLFLUSH size kept');
+  assert.equal(c[0].ecx >>> 31, 1);
+  assert.equal((c[0].edx >>> 28) & 1, 1);
+  assert.equal(c[1].edx, 3);
+  assert.equal(c[2].eax, 3);
+  assert.equal(supported[0].ebx, 0xff00_0800, 'input not modified');
+});
+
+/** Real mode at 0x1000 with CS base 0. */
+function realModeAt(v: Vcpu, rip: number): void {
+  const s = v.getSpecialRegisters();
+  s.cs = { ...s.cs, selector: 0, base: 0 };
+  v.setSpecialRegisters(s);
+  const r = v.getRegisters();
+  r.rip = BigInt(rip);
+  v.setRegisters(r);
+}
+
+for (const inlineBoot of [false, true]) {
+  const where = inlineBoot ? 'main thread' : 'worker';
+  test(`${where}: stop() ends a run stuck in a guest loop, run() resumes it, close() while running does not hang`, { skip }, async () => {
+    const mem = new GuestMemory(64 * MiB);
+    const ports = new PortBus();
+    let outs = 0;
+    ports.register(0x80, 1, { ioRead: () => 0, ioWrite: () => { outs++; } }, 'counter');
+    const engine = await KvmEngine.create({ mem, ports, mmio: new MmioBus(), inlineBoot });
+    try {
+      // l: out 0x80, al; jmp l  -- an exit per iteration, forever
+      mem.write(0x1000, Uint8Array.from([0xe6, 0x80, 0xeb, 0xfc]));
+      // jmp $  -- no exit at all: only the kick gets the thread out
+      mem.write(0x2000, Uint8Array.from([0xeb, 0xfe]));
+      const v = engine.vcpus[0];
+      realModeAt(v, 0x2000);
+      setTimeout(() => v.stop(), 50);
+      const t0 = Date.now();
+      assert.deepEqual(await v.run(), { reason: 'stopped' });
+      assert.ok(Date.now() - t0 < 3000);
+      assert.equal(v.getRegisters().rip, 0x2000n);
+      const second = v.run();
+      assert.throws(() => v.getRegisters(), /in progress/);
+      assert.rejects(v.run(), /in progress/);
+      await new Promise((r) => setTimeout(r, 20));
+      v.stop();
+      assert.deepEqual(await second, { reason: 'stopped' });
+      realModeAt(v, 0x1000);
+      setTimeout(() => v.stop(), 50);
+      assert.deepEqual(await v.run(), { reason: 'stopped' });
+      assert.ok(outs > 10, `the guest made progress (${outs} exits)`);
+      // Leave it running and close the engine underneath.
+      const pending = v.run();
+      await new Promise((r) => setTimeout(r, 20));
+      await engine.close();
+      assert.deepEqual(await pending, { reason: 'stopped' });
+    } finally {
+      await engine.close();
+      mem.close();
+    }
+  });
+}
+
+test('ioeventfd: a guest write to a port signals the eventfd in the kernel with no exit to user space', { skip }, async () => {
+  const mem = new GuestMemory(64 * MiB);
+  const ports = new PortBus();
+  const seen: number[] = [];
+  ports.register(0x80, 1, { ioRead: () => 0, ioWrite: (_p, _s, v) => { seen.push(v); } }, 'p80');
+  ports.register(0x81, 1, { ioRead: () => 0, ioWrite: (_p, _s, v) => { seen.push(0x100 | v); } }, 'p81');
+  const engine = await KvmEngine.create({ mem, ports, mmio: new MmioBus() });
+  const efd = eventfd();
+  try {
+    engine.vm.ioeventfd({ addr: 0x80, len: 1, fd: efd, pio: true });
+    // mov al, 7; out 0x80, al; out 0x80, al; out 0x81, al; hlt
+    mem.write(0x1000, Uint8Array.from([0xb0, 0x07, 0xe6, 0x80, 0xe6, 0x80, 0xe6, 0x81, 0xf4]));
+    const v = engine.vcpus[0];
+    realModeAt(v, 0x1000);
+    assert.deepEqual(await v.run(), { reason: 'halt' });
+    assert.deepEqual(seen, [0x107], 'only the port without an ioeventfd reached the bus');
+    const count = Buffer.alloc(8);
+    assert.equal(fs.readSync(efd, count), 8);
+    assert.equal(count.readBigUInt64LE(0), 2n);
+  } finally {
+    fs.closeSync(efd);
+    await engine.close();
+    mem.close();
+  }
+});
+
+test('in-kernel irqchip and PIT: KVM_IRQ_LINE, KVM_SIGNAL_MSI, LAPIC and MP state are reachable', { skip }, async () => {
+  const mem = new GuestMemory(64 * MiB);
+  const engine = await KvmEngine.create({ mem, ports: new PortBus(), mmio: new MmioBus(), irqchip: true, pit: true, cpus: 2 });
+  try {
+    engine.irqLine(4, true);
+    engine.irqLine(4, false);
+    assert.ok(engine.vm.signalMsi(0xfee0_0000n, 0x30) >= 0);
+    const lapic = engine.vcpus[1].vcpu.getLapic();
+    assert.equal(lapic.readUInt32LE(0x20) >>> 24, 1, 'LAPIC ID register of vCPU 1');
+    assert.equal(engine.vcpus[0].vcpu.getMpState(), 0, 'BSP runnable');
+    assert.equal(engine.vcpus[1].vcpu.getMpState(), 1, 'AP uninitialized (waits for INIT/SIPI)');
+  } finally {
+    await engine.close();
+    mem.close();
+  }
+});
+
+test('dirty log: pages the guest writes are reported once', { skip }, async () => {
+  const mem = new GuestMemory(64 * MiB);
+  const engine = await KvmEngine.create({ mem, ports: new PortBus(), mmio: new MmioBus(), dirtyLog: true });
+  try {
+    engine.vm.getDirtyLog(0); // clear whatever the setup wrote
+    // mov [0x5000], al; mov [0x7ff0], al; hlt
+    mem.write(0x1000, Uint8Array.from([0xa2, 0x00, 0x50, 0xa2, 0xf0, 0x7f, 0xf4]));
+    const v = engine.vcpus[0];
+    realModeAt(v, 0x1000);
+    assert.deepEqual(await v.run(), { reason: 'halt' });
+    const bits = engine.vm.getDirtyLog(0);
+    const dirty = [];
+    for (let i = 0; i < bits.length * 8; i++) if (bits[i >> 3] & (1 << (i & 7))) dirty.push(i);
+    assert.ok(dirty.includes(5) && dirty.includes(7), `pages 5 and 7 dirty: ${dirty}`);
+    assert.ok(!dirty.includes(6));
+    const again = engine.vm.getDirtyLog(0);
+    assert.ok(again.every((b) => b === 0), 'reading the log clears it');
+  } finally {
+    await engine.close();
+    mem.close();
+  }
+});
