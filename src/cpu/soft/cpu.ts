@@ -77,6 +77,12 @@ for (let i = 0; i < 256; i++) {
   PARITY[i] = p ? C.PF : 0;
 }
 
+/** PREFIX_KIND[b]: 0 not a prefix, 1 legacy prefix (66 67 26 2E 36 3E 64 65 F0 F2 F3), 2 REX (40-4F, 64-bit mode only). */
+const PREFIX_LEGACY = 1, PREFIX_REX = 2;
+const PREFIX_KIND = new Uint8Array(256);
+for (const p of [0x66, 0x67, 0x26, 0x2e, 0x36, 0x3e, 0x64, 0x65, 0xf0, 0xf2, 0xf3]) PREFIX_KIND[p] = PREFIX_LEGACY;
+for (let p = 0x40; p <= 0x4f; p++) PREFIX_KIND[p] = PREFIX_REX;
+
 const SIGN_BIT = [0, 0x80, 0x8000, 0, 0x80000000, 0, 0, 0, 0x80000000];
 const SIZE_MASK = [0, 0xff, 0xffff, 0, 0xffffffff];
 
@@ -209,9 +215,6 @@ export class SoftCpu {
   private readonly tlbFetch = [new Float64Array(TLB_SIZE).fill(NaN), new Float64Array(TLB_SIZE).fill(NaN)];
   private readonly tlbPhys = new Float64Array(TLB_SIZE);
   private readonly tlbGlobal = new Uint8Array(TLB_SIZE);
-  /** Linear page number and physical page base of the page instructions are fetched from. */
-  private fetchPage = NaN;
-  private fetchPhys = 0;
 
   constructor(env: CpuEnvironment) {
     this.env = env;
@@ -219,6 +222,7 @@ export class SoftCpu {
     this.ram = env.mem.low;
     this.fetchBuf = this.ram;
     this.ramView = env.mem.lowView;
+    this.fetchView = this.ramView;
     this.ramSize = env.mem.lowSize;
     this.reset();
   }
@@ -274,6 +278,7 @@ export class SoftCpu {
       this.defOpsize = 2;
       this.defAdsize = 2;
     }
+    this.invalidateFetch();
     let levels = 0;
     if (this.cr0 & C.CR0_PG) levels = lma ? 4 : this.cr4 & C.CR4_PAE ? 3 : 2;
     if (levels !== this.pagingLevels) {
@@ -292,7 +297,7 @@ export class SoftCpu {
       // CPL is CS.RPL in protected mode (SDM vol. 3A §5.5), 3 in virtual-8086 mode and 0 in real mode.
       this.cpl = !(this.cr0 & C.CR0_PE) ? 0 : this.flags & C.VM ? 3 : selector & 3;
       this.updateMode();
-      this.fetchPage = NaN;
+      this.invalidateFetch();
     }
   }
 
@@ -305,7 +310,7 @@ export class SoftCpu {
       this.segLimit[seg] = 0xffff;
       this.segAttr[seg] = C.SEG_P | C.SEG_S | 3 | (3 << C.SEG_DPL_SHIFT) | (seg === C.CS ? C.SEG_TYPE_CODE : 0);
     }
-    if (seg === C.CS) this.fetchPage = NaN;
+    if (seg === C.CS) this.invalidateFetch();
   }
 
   // =====================================================================================================
@@ -362,12 +367,14 @@ export class SoftCpu {
     while (left > 0) {
       try {
         while (left > 0) {
-          if (this.eventPending) {
-            this.checkEvents();
-            if (this.shutdown) return RunExit.Shutdown;
+          if (this.eventPending || this.halted || this.stopRequested) {
+            if (this.eventPending) {
+              this.checkEvents();
+              if (this.shutdown) return RunExit.Shutdown;
+            }
+            if (this.halted) return RunExit.Halted;
+            if (this.stopRequested) { this.stopRequested = false; return RunExit.Stopped; }
           }
-          if (this.halted) return RunExit.Halted;
-          if (this.stopRequested) { this.stopRequested = false; return RunExit.Stopped; }
           left--;
           this.step();
         }
@@ -391,15 +398,46 @@ export class SoftCpu {
   step(): void {
     this.ripStart = this.rip;
     this.instructions++;
-    // Prefixes (SDM vol. 2 §2.1.1). A REX prefix counts only when it immediately precedes the opcode.
     this.opsize = this.defOpsize;
     this.adsize = this.defAdsize;
     this.segOverride = -1;
     this.rep = 0;
     this.lock = false;
     this.p66 = false;
-    this.rex = 0;
     let b = this.fetch8();
+    // Most instructions have no prefix: one table load decides (REX bytes are prefixes only in 64-bit mode).
+    const kind = PREFIX_KIND[b];
+    if (kind !== 0 && (kind === PREFIX_LEGACY || this.mode64)) {
+      b = this.decodePrefixes(b);
+      const rex = this.rex;
+      this.rexW = (rex & 8) !== 0;
+      this.rexR = (rex & 4) << 1;
+      this.rexX = (rex & 2) << 2;
+      this.rexB = (rex & 1) << 3;
+      if (this.rexW) this.opsize = 8;
+    } else {
+      this.rex = 0;
+      this.rexW = false;
+      this.rexR = 0;
+      this.rexX = 0;
+      this.rexB = 0;
+    }
+    this.opcode = b;
+    if (b === 0x0f) {
+      b = this.fetch8();
+      this.opcode = 0x100 | b;
+      this.ops0f[b](this);
+    } else {
+      this.ops1[b](this);
+    }
+  }
+
+  /**
+   * Parse the prefixes starting with `b` (SDM vol. 2 §2.1.1) and return the opcode byte that follows. A REX
+   * prefix counts only when it immediately precedes the opcode; the result is left in `rex`.
+   */
+  private decodePrefixes(b: number): number {
+    this.rex = 0;
     for (let n = 0; ; n++) {
       if (n >= 14) this.gp(0); // longer than 15 bytes
       switch (b) {
@@ -418,42 +456,66 @@ export class SoftCpu {
       break;
     }
     if (this.mode64 && this.segOverride < C.FS) this.segOverride = -1; // ES/CS/SS/DS overrides are null in 64-bit mode
-    const rex = this.rex;
-    this.rexW = (rex & 8) !== 0;
-    this.rexR = (rex & 4) << 1;
-    this.rexX = (rex & 2) << 2;
-    this.rexB = (rex & 1) << 3;
-    if (this.rexW) this.opsize = 8;
-    this.opcode = b;
-    if (b === 0x0f) {
-      b = this.fetch8();
-      this.opcode = 0x100 | b;
-      ops0f[b](this);
-    } else {
-      ops1[b](this);
-    }
+    return b;
   }
+
+  /** The opcode tables, held per instance so dispatch is a field load rather than a module-binding access. */
+  private readonly ops1: OpHandler[] = ops1;
+  private readonly ops0f: OpHandler[] = ops0f;
 
   // =====================================================================================================
   // Instruction fetch
 
+  // The fetch window: the RIP values [fetchRipLo, fetchRipHi) whose bytes lie in the current code page, and
+  // `fetchDelta` mapping such a RIP to its index in `fetchBuf`. The window never reaches the IP wrap point
+  // (0xFFFF / 0xFFFFFFFF outside 64-bit mode), so the fast path can simply add to RIP; the slow path handles
+  // page changes, wrap-around and faults. An empty window (lo > hi) forces a refill.
+  private fetchRipLo = 1.5;
+  private fetchRipHi = 0.5;
+  private fetchDelta = 0.5;
+  private fetchBuf: Uint8Array;
+  private fetchView: DataView;
+
+  /** Forget the fetch window (code page, CS or paging changed). */
+  invalidateFetch(): void {
+    this.fetchRipLo = 1.5;
+    this.fetchRipHi = 0.5;
+  }
+
   fetch8(): number {
     const rip = this.rip;
-    const lin = this.mode64 ? rip : (this.segBase[1] + rip) >>> 0;
-    const page = Math.floor(lin / 4096);
-    if (page !== this.fetchPage) this.refillFetch(lin, page);
-    const v = this.fetchBuf[this.fetchOff + (lin & 0xfff)];
+    if (rip >= this.fetchRipLo && rip < this.fetchRipHi) {
+      this.rip = rip + 1;
+      return this.fetchBuf[rip + this.fetchDelta];
+    }
+    return this.fetch8Slow();
+  }
+
+  private fetch8Slow(): number {
+    const rip = this.rip;
+    this.refillFetch();
+    const v = this.fetchBuf[rip + this.fetchDelta];
     // IP wraps at the code segment's size outside 64-bit mode.
     this.rip = this.mode64 ? rip + 1 : this.defAdsize === 2 ? (rip + 1) & 0xffff : (rip + 1) >>> 0;
     return v;
   }
 
   fetch16(): number {
+    const rip = this.rip;
+    if (rip >= this.fetchRipLo && rip + 2 <= this.fetchRipHi) {
+      this.rip = rip + 2;
+      return this.fetchView.getUint16(rip + this.fetchDelta, true);
+    }
     const lo = this.fetch8();
     return lo | (this.fetch8() << 8);
   }
 
   fetch32(): number {
+    const rip = this.rip;
+    if (rip >= this.fetchRipLo && rip + 4 <= this.fetchRipHi) {
+      this.rip = rip + 4;
+      return this.fetchView.getInt32(rip + this.fetchDelta, true);
+    }
     const lo = this.fetch16();
     return lo | (this.fetch16() << 16);
   }
@@ -472,24 +534,35 @@ export class SoftCpu {
     return v;
   }
 
-  private refillFetch(lin: number, page: number): void {
+  /** Point the fetch window at the page holding the byte at the current RIP (translating it: may fault). */
+  private refillFetch(): void {
+    const rip = this.rip;
+    const lin = this.mode64 ? rip : (this.segBase[C.CS] + rip) >>> 0;
     const phys = this.translate(lin, 2, this.cpl === 3);
-    const base = phys - (lin & 0xfff);
+    const pageOff = lin & 0xfff;
+    const base = phys - pageOff;
+    let buf: Uint8Array, view: DataView, off: number;
     if (base + 4096 <= this.ramSize) {
-      this.fetchBuf = this.ram;
-      this.fetchOff = base;
+      buf = this.ram; view = this.ramView; off = base;
     } else {
       const r = this.mem.regionFor(base, 4096);
       // Executing from MMIO or from outside RAM: this machine has no ROM, so treat it as a bus error.
       if (!r) this.gp(0);
-      this.fetchBuf = r.bytes;
-      this.fetchOff = base - r.guestBase;
+      buf = r.bytes; view = r.view; off = base - r.guestBase;
     }
-    this.fetchPage = page;
+    this.fetchBuf = buf;
+    this.fetchView = view;
+    let lo = rip - pageOff, hi = lo + 4096;
+    if (!this.mode64) {
+      // Stop the window before the IP wrap point (the slow path wraps RIP).
+      const wrap = this.defAdsize === 2 ? 0xffff : 0xffffffff;
+      if (hi > wrap) hi = wrap;
+      if (lo < 0) lo = 0;
+    }
+    this.fetchRipLo = lo;
+    this.fetchRipHi = hi;
+    this.fetchDelta = off - (rip - pageOff);
   }
-
-  private fetchBuf: Uint8Array;
-  private fetchOff = 0;
 
   // =====================================================================================================
   // Registers
@@ -704,7 +777,7 @@ export class SoftCpu {
         }
       }
     }
-    this.fetchPage = NaN;
+    this.invalidateFetch();
   }
 
   /**
@@ -726,7 +799,7 @@ export class SoftCpu {
         if (this.tlbFetch[u][i] === vpn) this.tlbFetch[u][i] = NaN;
       }
     }
-    this.fetchPage = NaN;
+    this.invalidateFetch();
   }
 
   /** A 1 GiB (or 4 MiB) page has been cached since the last full flush. */
@@ -1220,6 +1293,19 @@ export class SoftCpu {
       case Lazy.None: return (this.flags & C.CF) !== 0;
       case Lazy.Logic: return false;
       case Lazy.Inc: case Lazy.Dec: return this.lazyCarry !== 0;
+      case Lazy.Add:
+        // Without carry-in, an unsigned add carried iff the truncated result is below an operand.
+        if (this.lazySize !== 8) {
+          const mask = SIZE_MASK[this.lazySize];
+          return ((this.lazyRes & mask) >>> 0) < ((this.lazyDst & mask) >>> 0);
+        }
+        return (this.computeArith() & C.CF) !== 0;
+      case Lazy.Sub:
+        if (this.lazySize !== 8) {
+          const mask = SIZE_MASK[this.lazySize];
+          return ((this.lazyDst & mask) >>> 0) < ((this.lazySrc & mask) >>> 0);
+        }
+        return (this.computeArith() & C.CF) !== 0;
       default: return (this.computeArith() & C.CF) !== 0;
     }
   }
@@ -1260,6 +1346,10 @@ export class SoftCpu {
 
   /** Evaluate condition code `cc` (0-15) as Jcc/SETcc/CMOVcc do (SDM vol. 1 appendix B). */
   condition(cc: number): boolean {
+    // Fast paths for the flag producers that dominate real code: CMP/SUB and TEST/AND/OR/XOR below 64 bits.
+    const op = this.lazyOp;
+    if (op === Lazy.Sub && this.lazySize !== 8) return this.conditionSub(cc);
+    if (op === Lazy.Logic) return this.conditionLogic(cc);
     let r: boolean;
     switch (cc >> 1) {
       case 0: r = this.getOF(); break;
@@ -1270,6 +1360,38 @@ export class SoftCpu {
       case 5: r = this.getPF(); break;
       case 6: r = this.getSF() !== this.getOF(); break;
       default: r = this.getZF() || this.getSF() !== this.getOF(); break;
+    }
+    return (cc & 1) ? !r : r;
+  }
+
+  /** `condition` after a SUB/CMP of size 1, 2 or 4: every condition is a comparison of the operands. */
+  private conditionSub(cc: number): boolean {
+    const size = this.lazySize;
+    const mask = SIZE_MASK[size];
+    const d = this.lazyDst & mask, s = this.lazySrc & mask;
+    let r: boolean;
+    switch (cc >> 1) {
+      case 0: { const sign = SIGN_BIT[size]; r = ((d ^ s) & (d ^ this.lazyRes) & sign) !== 0; break; } // O
+      case 1: r = (d >>> 0) < (s >>> 0); break; // B: unsigned below
+      case 2: r = d === s; break; // Z: equal
+      case 3: r = (d >>> 0) <= (s >>> 0); break; // BE
+      case 4: r = (this.lazyRes & SIGN_BIT[size]) !== 0; break; // S
+      case 5: r = PARITY[this.lazyRes & 0xff] !== 0; break; // P
+      case 6: { const sh = 32 - 8 * size; r = (d << sh) >> sh < (s << sh) >> sh; break; } // L: SF != OF is signed less
+      default: { const sh = 32 - 8 * size; r = (d << sh) >> sh <= (s << sh) >> sh; break; } // LE
+    }
+    return (cc & 1) ? !r : r;
+  }
+
+  /** `condition` after a logic operation: CF = OF = 0, so B/O are false and L/LE reduce to SF/ZF. */
+  private conditionLogic(cc: number): boolean {
+    let r: boolean;
+    switch (cc >> 1) {
+      case 0: case 1: r = false; break;
+      case 2: case 3: r = this.getZF(); break;
+      case 4: case 6: r = this.getSF(); break;
+      case 5: r = PARITY[this.lazyRes & 0xff] !== 0; break;
+      default: r = this.getZF() || this.getSF(); break;
     }
     return (cc & 1) ? !r : r;
   }
