@@ -1,8 +1,13 @@
-// A PC-compatible virtual machine on the software engine: guest RAM, the legacy devices a stock kernel
-// expects (COM1, RTC, PIT, i8042, the 8259 pair, IOAPIC, a LAPIC per vCPU, ACPI PM, PCI host bridge),
-// the Linux boot protocol, and the run loop that shares this thread between the vCPUs and the event loop.
+// A PC-compatible virtual machine: guest RAM, the legacy devices a stock kernel expects (COM1, RTC, PIT, i8042,
+// the 8259 pair, IOAPIC, a LAPIC per vCPU, ACPI PM, PCI host bridge), the Linux boot protocol, and the vCPUs with
+// their run loop on one of two engines:
+//   soft: SoftCpus here, with the machine's own 8259 pair, IOAPIC, LAPICs and 8254 (src/devices);
+//   kvm:  KvmCpus (kvm-machine.ts), with KVM's in-kernel irqchip and PIT; device lines end in KVM_IRQ_LINE
+//         through a KvmIrqRouter (kvm-platform.ts).
+// Everything else (RAM, buses, COM1, RTC, i8042, ACPI PM, PCI and its devices, the boot state) is the same object
+// graph on both engines, and poweroff/reset come from the same device callbacks through requestExit().
 //
-// The run loop: each runnable vCPU executes a slice of instructions in turn; between slices the VM clock's
+// The soft engine's run loop: each runnable vCPU executes a slice of instructions in turn; between slices the VM clock's
 // due timers fire (PIT, LAPIC timers, RTC) and, every few milliseconds, the loop yields to Node's event loop
 // so console input and other I/O are handled. When every vCPU is halted, the loop sleeps until the next timer
 // deadline or until a device raises an interrupt: an idle guest costs (almost) no host CPU.
@@ -28,6 +33,8 @@ import { Pit } from '../devices/pit.ts';
 import { I8042 } from '../devices/i8042.ts';
 import { DebugPort } from '../devices/debug-port.ts';
 import { PciHost } from '../devices/pci/host.ts';
+import { KvmIrqRouter, WatchedClock } from './kvm-platform.ts';
+import type { KvmCpus } from './kvm-machine.ts';
 
 /** Instructions a vCPU runs before the loop looks at timers and the other vCPUs. */
 const SLICE = 20_000;
@@ -35,6 +42,12 @@ const SLICE = 20_000;
 const YIELD_MS = 8;
 
 export type MachineExit = { kind: 'poweroff' } | { kind: 'reset' } | { kind: 'error'; message: string };
+
+/** Options that are not part of the VM's definition. */
+export interface MachineOptions {
+  /** KVM device path (default /dev/kvm); the kvm engine only. */
+  kvmDevice?: string;
+}
 
 interface Vcpu {
   cpu: SoftCpu;
@@ -44,31 +57,47 @@ interface Vcpu {
 }
 
 export class Machine {
-  readonly clock = new VmClock();
+  readonly clock: VmClock;
   readonly mem: GuestMemory;
   readonly ports = new PortBus();
   readonly mmio = new MmioBus();
-  readonly apicBus = new ApicBus();
-  readonly pic: DualPic;
-  readonly ioapic: Ioapic;
+  /** The machine's own interrupt controllers: soft engine only (KVM has them in the kernel). */
+  readonly apicBus: ApicBus | undefined;
+  readonly pic: DualPic | undefined;
+  readonly ioapic: Ioapic | undefined;
+  /** Where device interrupt lines come from, on either engine. */
   readonly router: IrqRouter;
   readonly serial: Serial16550;
+  /** Soft engine vCPUs (empty on KVM: see kvmCpus). */
   readonly vcpus: Vcpu[] = [];
   boot: BootState | undefined;
+  /** The KVM vCPUs while run() is in progress on the kvm engine. */
+  kvmCpus: KvmCpus | undefined;
 
   private exit: MachineExit | undefined;
   private wakeUp: (() => void) | undefined;
   private unsubscribeInput: (() => void) | undefined;
+  private msiSink: ((address: number, data: number) => void) | undefined;
 
-  constructor(readonly config: VmConfig, private readonly console: ConsoleIo) {
+  constructor(readonly config: VmConfig, private readonly console: ConsoleIo, private readonly options: MachineOptions = {}) {
     this.mem = new GuestMemory(config.memory);
-    this.pic = new DualPic((level) => this.apicBus.setPicOutput(level));
-    this.apicBus.setExtIntSource(this.pic);
-    this.ioapic = new Ioapic(this.apicBus);
-    this.apicBus.addEoiListener(this.ioapic);
-    this.router = new IrqRouter(this.pic, this.ioapic);
-    this.pic.register(this.ports);
-    this.ioapic.register(this.mmio);
+    if (config.engine === 'kvm') {
+      this.clock = new WatchedClock();
+      this.router = new KvmIrqRouter();
+    } else {
+      this.clock = new VmClock();
+      const apicBus = new ApicBus();
+      const pic = new DualPic((level) => apicBus.setPicOutput(level));
+      apicBus.setExtIntSource(pic);
+      const ioapic = new Ioapic(apicBus);
+      apicBus.addEoiListener(ioapic);
+      this.router = new IrqRouter(pic, ioapic);
+      pic.register(this.ports);
+      ioapic.register(this.mmio);
+      this.apicBus = apicBus;
+      this.pic = pic;
+      this.ioapic = ioapic;
+    }
 
     this.serial = new Serial16550(this.router.line(COM1_IRQ), (bytes: Uint8Array) => this.console.write(bytes));
     this.serial.register(this.ports, COM1_BASE);
@@ -78,7 +107,8 @@ export class Machine {
     });
     const reset = () => this.requestExit({ kind: 'reset' });
     new Rtc(this.clock, this.router.line(8), { memoryBytes: config.memory }).register(this.ports);
-    new Pit(this.clock, this.router.line(0)).register(this.ports);
+    // On KVM the in-kernel 8254 answers ports 0x40-0x43 and 0x61 (see kvm-machine.ts for why).
+    if (config.engine !== 'kvm') new Pit(this.clock, this.router.line(0)).register(this.ports);
     new I8042(this.router.line(1), this.router.line(12), reset).register(this.ports);
     new DebugPort((bytes) => this.console.write(bytes)).register(this.ports);
     const sci = this.router.line(ACPI_SCI_IRQ);
@@ -90,17 +120,32 @@ export class Machine {
     }).register(this.ports, false);
     new PciHost({
       mmioBus: this.mmio, portBus: this.ports, router: this.router,
-      deliverMsi: (address, data) => this.apicBus.deliverMsi(address, data), onReset: reset,
+      deliverMsi: (address, data) => this.deliverMsi(address, data), onReset: reset,
     }).register(this.ports, this.mmio);
 
-    for (let i = 0; i < config.cpus; i++) this.addVcpu(i);
+    if (config.engine !== 'kvm') for (let i = 0; i < config.cpus; i++) this.addVcpu(i, this.apicBus!);
   }
 
-  private addVcpu(index: number): void {
+  /** A message-signalled interrupt from a PCI device (address and data as the device's MSI capability holds them). */
+  deliverMsi(address: number, data: number): void {
+    if (this.apicBus) this.apicBus.deliverMsi(address, data);
+    else this.msiSink?.(address, data);
+  }
+
+  /** The KVM vCPUs set where MSIs go while the VM exists. */
+  setMsiSink(sink: ((address: number, data: number) => void) | undefined): void {
+    this.msiSink = sink;
+  }
+
+  get cpus(): number {
+    return this.config.cpus;
+  }
+
+  private addVcpu(index: number, apicBus: ApicBus): void {
     const vcpu = {} as Vcpu;
     const lapic = new Lapic({
       clock: this.clock,
-      bus: this.apicBus,
+      bus: apicBus,
       apicId: index,
       bsp: index === 0,
       hooks: {
@@ -138,13 +183,20 @@ export class Machine {
     const initrd = this.config.initrd ? fs.readFileSync(this.config.initrd) : undefined;
     const boot = loadLinux(this.mem, kernel, initrd, this.config.cmdline, { cpus: this.config.cpus });
     this.boot = boot;
-    applyBootState(this.vcpus[0].cpu, boot);
+    // On KVM the boot state is applied when run() has created the VM.
+    if (this.vcpus.length > 0) applyBootState(this.vcpus[0].cpu, boot);
   }
 
   requestExit(exit: MachineExit): void {
     if (!this.exit) this.exit = exit;
     for (const v of this.vcpus) v.cpu.stopRequested = true;
+    this.kvmCpus?.stop();
     this.kick();
+  }
+
+  /** The exit requested so far, if any. */
+  get exitRequested(): MachineExit | undefined {
+    return this.exit;
   }
 
   /** Wake the run loop if it sleeps (an interrupt became pending, input arrived, exit requested). */
@@ -158,6 +210,7 @@ export class Machine {
 
   /** Run until the guest powers off or resets (or a fatal error). */
   async run(): Promise<MachineExit> {
+    if (this.config.engine === 'kvm') return this.runOnKvm();
     const debug = process.env.RINGZERO_DEBUG ? Number(process.env.RINGZERO_DEBUG) || 1 : 0;
     let lastYield = Date.now();
     let lastReport = lastYield;
@@ -193,6 +246,26 @@ export class Machine {
       }
     }
     return this.exit!;
+  }
+
+  /** The kvm engine's run: create the VM, run every vCPU until requestExit(), close the VM (threads ended). */
+  private async runOnKvm(): Promise<MachineExit> {
+    if (!this.boot) throw new Error('loadKernel() must come before run()');
+    const { KvmCpus } = await import('./kvm-machine.ts');
+    const cpus = await KvmCpus.create({
+      mem: this.mem, ports: this.ports, mmio: this.mmio, clock: this.clock as WatchedClock,
+      router: this.router as KvmIrqRouter, cpus: this.config.cpus,
+      setMsiSink: (sink) => this.setMsiSink(sink), requestExit: (exit) => this.requestExit(exit),
+    }, this.boot, { device: this.options.kvmDevice });
+    this.kvmCpus = cpus;
+    try {
+      if (this.exit) cpus.stop();
+      await cpus.run();
+    } finally {
+      this.kvmCpus = undefined;
+      await cpus.close();
+    }
+    return this.exit ?? { kind: 'error', message: 'the KVM vCPUs stopped without a reason' };
   }
 
   /** All vCPUs are halted: sleep until the next timer deadline or a kick. */

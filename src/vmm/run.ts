@@ -1,15 +1,14 @@
 // Run one VM to completion on the engine its config names: the entry point of `ringzero run`.
 import type { VmConfig, ConsoleIo } from './config.ts';
-import { Machine } from './machine.ts';
+import { Machine, type MachineOptions } from './machine.ts';
 
 /**
  * Boot the VM and run it until the guest powers off (status 0), or resets with `onReboot: 'exit'`
  * (status 0); with `onReboot: 'restart'` a reset boots a fresh machine from the same config.
  */
-export async function runVm(cfg: VmConfig, io: ConsoleIo): Promise<number> {
-  if (cfg.engine !== 'soft') throw new Error(`the ${cfg.engine} engine is not available yet`);
+export async function runVm(cfg: VmConfig, io: ConsoleIo, options: MachineOptions = {}): Promise<number> {
   for (;;) {
-    const machine = new Machine(cfg, io);
+    const machine = new Machine(cfg, io, options);
     try {
       machine.loadKernel();
       const exit = await machine.run();

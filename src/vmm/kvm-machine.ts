@@ -1,0 +1,276 @@
+// The machine's vCPUs and run loop on KVM: the same devices, buses and boot state as the software engine (see
+// machine.ts), with the CPU, the LAPICs, the 8259 pair, the IOAPIC and the 8254 PIT inside the kernel.
+//
+// - Guest RAM: the machine's GuestMemory memfd mapping, registered as KVM memory slots (KvmEngine.create).
+// - Interrupts: KVM_CREATE_IRQCHIP; device lines reach KVM_IRQ_LINE through the machine's KvmIrqRouter, with the
+//   GSI routing of kvm-platform.ts (IRQ0 -> IOAPIC pin 2, as the MADT announces); MSIs go to KVM_SIGNAL_MSI.
+// - PIT: the in-kernel one (KVM_CREATE_PIT2 with the speaker-port stub at 0x61). Why not the machine's own 8254:
+//   Linux programs and reads the PIT during boot (timer check, TSC calibration fallback through channel 2 and port
+//   0x61) and every such access would be an exit to user space, and its IRQ0 would come from a host timer on the
+//   main thread, late by the event loop's latency; the kernel's PIT injects on time and costs no exit.
+// - HLT: handled in the kernel (a halted vCPU sleeps in KVM_RUN until an interrupt arrives).
+// - APs: created uninitialized; the in-kernel LAPIC delivers INIT/SIPI and switches their MP state, so every vCPU's
+//   worker simply enters KVM_RUN from the start and the APs' block there until the BSP starts them.
+// - Port I/O and MMIO exits: dispatched by KvmEngine to the machine's PortBus / MmioBus on the main thread.
+// - Device timers (RTC, ACPI PM timer): the VmClock's deadlines, fired from a host timer on the main thread.
+// - Poweroff / reset: AcpiPm, PciHost (0xCF9) and the i8042 call Machine.requestExit, which stops every vCPU
+//   (KvmVcpuHandle.stop kicks its thread out of KVM_RUN); the run ends when all of them have returned.
+import { KvmEngine, vcpuCpuid, type KvmVcpuHandle } from '../cpu/kvm/engine.ts';
+import type { KvmVm } from '../kvm/kvm.ts';
+import type { CpuidEntry } from '../kvm/abi.ts';
+import { KVM_PIT_SPEAKER_DUMMY, SYSTEM_EVENT } from '../kvm/abi.ts';
+import { ioctlPtr, lastErrno, KvmError } from '../kvm/sys.ts';
+import type { Registers, SpecialRegisters, Vcpu } from '../cpu/engine.ts';
+import { zeroRegisters } from '../cpu/engine.ts';
+import type { BootState } from '../boot/linux.ts';
+import type { GuestMemory } from '../memory/guest-memory.ts';
+import type { PortBus, MmioBus } from '../devices/bus.ts';
+import { kvmGsiRoutes, type GsiRoute, type KvmIrqRouter, type WatchedClock } from './kvm-platform.ts';
+
+/** What the KVM vCPUs need of the machine (machine.ts's Machine provides it). */
+export interface KvmMachineParts {
+  readonly mem: GuestMemory;
+  readonly ports: PortBus;
+  readonly mmio: MmioBus;
+  readonly clock: WatchedClock;
+  readonly router: KvmIrqRouter;
+  readonly cpus: number;
+  /** Where MSIs from PCI devices go once the VM exists. */
+  setMsiSink(sink: ((address: number, data: number) => void) | undefined): void;
+  /** Poweroff, reset or error: the run must end. */
+  requestExit(exit: { kind: 'poweroff' } | { kind: 'reset' } | { kind: 'error'; message: string }): void;
+}
+
+// ---- KVM_SET_GSI_ROUTING (kvm.h): struct kvm_irq_routing { u32 nr, flags; struct kvm_irq_routing_entry[] } with
+// 48-byte entries { u32 gsi, type, flags, pad; union u (32 bytes): irqchip { u32 irqchip, pin } }.
+/** _IOW(KVMIO, 0x6a, struct kvm_irq_routing): sizeof(struct kvm_irq_routing) = 8 (checked against kvm.h). */
+export const KVM_SET_GSI_ROUTING = 0x4008ae6a;
+const KVM_IRQ_ROUTING_IRQCHIP = 1;
+const ROUTING_HEADER = 8;
+const ROUTING_ENTRY = 48;
+
+export function encodeGsiRouting(routes: readonly GsiRoute[]): Buffer {
+  const b = Buffer.alloc(ROUTING_HEADER + routes.length * ROUTING_ENTRY);
+  b.writeUInt32LE(routes.length, 0);
+  routes.forEach((r, i) => {
+    const at = ROUTING_HEADER + i * ROUTING_ENTRY;
+    b.writeUInt32LE(r.gsi, at);
+    b.writeUInt32LE(KVM_IRQ_ROUTING_IRQCHIP, at + 4);
+    b.writeUInt32LE(r.irqchip, at + 16);
+    b.writeUInt32LE(r.pin, at + 20);
+  });
+  return b;
+}
+
+function setGsiRouting(vm: KvmVm, routes: readonly GsiRoute[]): void {
+  if (ioctlPtr(vm.fd, KVM_SET_GSI_ROUTING, encodeGsiRouting(routes)) < 0) throw new KvmError('KVM_SET_GSI_ROUTING', lastErrno());
+}
+
+// ---- MSRs a directly booted kernel expects, as firmware would leave them (Intel SDM vol. 4 for the numbers).
+const MSR_IA32_SYSENTER_CS = 0x174;
+const MSR_IA32_SYSENTER_ESP = 0x175;
+const MSR_IA32_SYSENTER_EIP = 0x176;
+const MSR_IA32_MISC_ENABLE = 0x1a0;
+/** IA32_MISC_ENABLE bit 0: fast-string operations (REP MOVS/STOS) enabled, as every BIOS sets it. */
+const MISC_ENABLE_FAST_STRING = 1n;
+const MSR_MTRR_DEF_TYPE = 0x2ff;
+/** IA32_MTRR_DEF_TYPE: E (bit 11) with default type 6 (write-back): RAM is cacheable, so Linux enables PAT. */
+const MTRR_DEF_TYPE_WB_ENABLED = (1n << 11n) | 6n;
+const MSR_STAR = 0xc000_0081;
+const MSR_LSTAR = 0xc000_0082;
+const MSR_CSTAR = 0xc000_0083;
+const MSR_SYSCALL_MASK = 0xc000_0084;
+const MSR_KERNEL_GS_BASE = 0xc000_0102;
+
+export const BOOT_MSRS: readonly { index: number; data: bigint }[] = [
+  { index: MSR_IA32_SYSENTER_CS, data: 0n },
+  { index: MSR_IA32_SYSENTER_ESP, data: 0n },
+  { index: MSR_IA32_SYSENTER_EIP, data: 0n },
+  { index: MSR_STAR, data: 0n },
+  { index: MSR_LSTAR, data: 0n },
+  { index: MSR_CSTAR, data: 0n },
+  { index: MSR_SYSCALL_MASK, data: 0n },
+  { index: MSR_KERNEL_GS_BASE, data: 0n },
+  { index: MSR_IA32_MISC_ENABLE, data: MISC_ENABLE_FAST_STRING },
+  { index: MSR_MTRR_DEF_TYPE, data: MTRR_DEF_TYPE_WB_ENABLED },
+];
+
+// ---- LAPIC register page offsets (SDM vol. 3A §11.4.1, Table 11-1) and LVT delivery modes (§11.5.1).
+const APIC_LVT_LINT0 = 0x350;
+const APIC_LVT_LINT1 = 0x360;
+const LVT_DELIVERY_EXTINT = 0x7 << 8;
+const LVT_DELIVERY_NMI = 0x4 << 8;
+
+/** Registers and special registers of the 64-bit boot protocol's entry state (boot.rst), for any engine. */
+export function bootRegisters(b: BootState, base: SpecialRegisters): { regs: Registers; sregs: SpecialRegisters } {
+  const regs = zeroRegisters();
+  regs.rip = BigInt(b.entry64);
+  regs.rsi = BigInt(b.rsi);
+  regs.rsp = BigInt(b.rsp);
+  regs.rflags = BigInt(b.rflags);
+  const sregs: SpecialRegisters = {
+    ...base,
+    cs: b.cs, ds: b.ds, es: b.ds, fs: b.ds, gs: b.ds, ss: b.ds, tr: b.tr, ldtr: b.ldtr,
+    gdt: { base: BigInt(b.gdtBase), limit: b.gdtLimit },
+    idt: { base: BigInt(b.idtBase), limit: b.idtLimit },
+    cr0: BigInt(b.cr0 >>> 0), cr2: 0n, cr3: BigInt(b.cr3), cr4: BigInt(b.cr4 >>> 0), efer: BigInt(b.efer >>> 0),
+  };
+  return { regs, sregs };
+}
+
+export function applyBootRegisters(v: Vcpu, b: BootState): void {
+  const { regs, sregs } = bootRegisters(b, v.getSpecialRegisters());
+  v.setSpecialRegisters(sregs);
+  v.setRegisters(regs);
+}
+
+/**
+ * CPU topology in CPUID for `cpus` vCPUs, one thread per core, all in one package: leaf 0xB (and 0x1F) levels
+ * SMT (1 thread) and core (`cpus` logical processors, APIC-ID shift = ceil(log2 cpus)), leaf 4's "cores per
+ * package" (SDM vol. 2A, CPUID leaves 04H and 0BH), AMD's leaf 0x80000008 ECX.NC (AMD APM vol. 3, E.4.7).
+ * The host's values would describe the host's cores, not this VM's.
+ */
+export function topologyCpuid(entries: readonly CpuidEntry[], apicId: number, cpus: number): CpuidEntry[] {
+  const shift = cpus <= 1 ? 0 : Math.ceil(Math.log2(cpus));
+  return entries.map((e) => {
+    const x = { ...e };
+    if (x.function === 0xb || x.function === 0x1f) {
+      const level = x.index;
+      x.edx = apicId >>> 0;
+      if (level === 0) { x.eax = 0; x.ebx = 1; x.ecx = (1 << 8) | level; }
+      else if (level === 1) { x.eax = shift; x.ebx = cpus; x.ecx = (2 << 8) | level; }
+      else { x.eax = 0; x.ebx = 0; x.ecx = level; }
+    } else if (x.function === 4) {
+      const cacheLevel = (x.eax >> 5) & 7;
+      // EAX[31:26]: addressable core IDs per package - 1; EAX[25:14]: logical processors sharing this cache - 1.
+      const sharing = cacheLevel >= 3 ? (1 << shift) - 1 : 0;
+      if ((x.eax & 0x1f) !== 0) x.eax = ((x.eax & 0x3fff) | (sharing << 14) | (((1 << shift) - 1) << 26)) >>> 0;
+    } else if (x.function === 0x8000_0008) {
+      x.ecx = ((x.ecx & ~0xf0ff) | ((cpus - 1) & 0xff) | (shift << 12)) >>> 0;
+    }
+    return x;
+  });
+}
+
+export interface KvmCpusOptions {
+  /** KVM device path (default /dev/kvm). */
+  device?: string;
+}
+
+/** The vCPUs of one machine on KVM and the loop that runs them until the machine's exit. */
+export class KvmCpus {
+  private stopping = false;
+  private closed = false;
+  private pump: ReturnType<typeof setTimeout> | undefined;
+  private pumpAt = Infinity;
+
+  private constructor(private readonly m: KvmMachineParts, readonly engine: KvmEngine) {}
+
+  /** Create the KVM VM over the machine's memory and buses and put the BSP at the boot state. */
+  static async create(m: KvmMachineParts, boot: BootState, opts: KvmCpusOptions = {}): Promise<KvmCpus> {
+    const engine = await KvmEngine.create({ mem: m.mem, ports: m.ports, mmio: m.mmio, cpus: m.cpus, irqchip: true, device: opts.device });
+    const cpus = new KvmCpus(m, engine);
+    try {
+      const vm = engine.vm;
+      setGsiRouting(vm, kvmGsiRoutes());
+      vm.createPit2(KVM_PIT_SPEAKER_DUMMY);
+      const supported = engine.kvm.supportedCpuid();
+      for (const v of engine.vcpus) {
+        // KvmEngine.create set the per-vCPU APIC IDs; add this VM's topology (allowed before the first KVM_RUN).
+        v.vcpu.setCpuid(topologyCpuid(vcpuCpuid(supported, v.index, m.cpus), v.index, m.cpus));
+        v.vcpu.setMsrs(BOOT_MSRS);
+      }
+      setVirtualWire(engine.vcpus[0]);
+      applyBootRegisters(engine.vcpus[0], boot);
+      m.router.attach((gsi, level) => vm.irqLine(gsi, level));
+      m.setMsiSink((address, data) => { vm.signalMsi(BigInt(address >>> 0), data); });
+      m.clock.onArm = (deadline) => { if (deadline < cpus.pumpAt) cpus.schedulePump(); };
+      cpus.schedulePump();
+      return cpus;
+    } catch (e) {
+      await cpus.close();
+      throw e;
+    }
+  }
+
+  get vcpus(): readonly KvmVcpuHandle[] {
+    return this.engine.vcpus;
+  }
+
+  /** Run every vCPU until stop() (called by the machine's requestExit) or a vCPU's fatal exit. */
+  async run(): Promise<void> {
+    await Promise.all(this.engine.vcpus.map((v) => this.runVcpu(v)));
+  }
+
+  private async runVcpu(v: KvmVcpuHandle): Promise<void> {
+    while (!this.stopping) {
+      const exit = await v.run();
+      switch (exit.reason) {
+        case 'stopped':
+          continue; // the loop condition decides: a stop for the machine's exit, or a stale one
+        case 'halt':
+          // With the in-kernel irqchip KVM sleeps on HLT itself; this exit means the irqchip is missing.
+          this.m.requestExit({ kind: 'error', message: `vCPU ${v.index}: KVM reported HLT although the in-kernel irqchip handles it` });
+          return;
+        case 'shutdown':
+          this.m.requestExit({ kind: 'reset' }); // triple fault: a PC resets
+          return;
+        case 'system-event':
+          if (exit.type === SYSTEM_EVENT.SHUTDOWN) this.m.requestExit({ kind: 'poweroff' });
+          else if (exit.type === SYSTEM_EVENT.RESET) this.m.requestExit({ kind: 'reset' });
+          else this.m.requestExit({ kind: 'error', message: `vCPU ${v.index}: KVM system event ${exit.type}` });
+          return;
+        case 'error':
+          this.m.requestExit({ kind: 'error', message: `vCPU ${v.index}: ${exit.message}` });
+          return;
+      }
+    }
+  }
+
+  /** Make every vCPU leave KVM_RUN and run() return. Safe from anywhere, any number of times. */
+  stop(): void {
+    this.stopping = true;
+    for (const v of this.engine.vcpus) v.stop();
+  }
+
+  /** Fire the device timers that are due and sleep (on a host timer) until the next deadline. */
+  private schedulePump(): void {
+    if (this.closed) return;
+    const clock = this.m.clock;
+    const deadline = clock.nextDeadline();
+    if (this.pump !== undefined) clearTimeout(this.pump);
+    this.pump = undefined;
+    this.pumpAt = deadline;
+    if (deadline === Infinity) return;
+    const ms = Math.max(0, Math.ceil((deadline - clock.now()) / 1e6));
+    this.pump = setTimeout(() => {
+      this.pump = undefined;
+      this.pumpAt = Infinity;
+      clock.runDue();
+      this.schedulePump();
+    }, ms);
+  }
+
+  /** Stop the vCPUs, end their threads and close the VM; the machine's devices stay usable. */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    this.stop();
+    this.m.clock.onArm = undefined;
+    if (this.pump !== undefined) clearTimeout(this.pump);
+    this.m.router.detach();
+    this.m.setMsiSink(undefined);
+    await this.engine.close();
+  }
+}
+
+/**
+ * The BSP's LAPIC as firmware leaves it (MP spec 1.4 §3.6.2.2, virtual wire mode): LINT0 delivers the 8259's
+ * ExtINT, LINT1 NMI, unmasked; the software engine's Lapic does the same for its BSP.
+ */
+function setVirtualWire(bsp: KvmVcpuHandle): void {
+  const page = bsp.vcpu.getLapic();
+  page.writeUInt32LE(LVT_DELIVERY_EXTINT, APIC_LVT_LINT0);
+  page.writeUInt32LE(LVT_DELIVERY_NMI, APIC_LVT_LINT1);
+  bsp.vcpu.setLapic(page);
+}
