@@ -14,7 +14,24 @@ export interface VmConfig {
   memory: number;
   /** What a guest reboot does: start the VM again, or end ringzero (status 0). */
   onReboot: 'restart' | 'exit';
+  /** virtio-blk disks, in guest order (/dev/vda, /dev/vdb, ...). Default: none. */
+  disks?: DiskConfig[];
+  /** A virtio-rng device fed by the host's getrandom. Default: false. */
+  rng?: boolean;
+  /** A virtio-console (hvc0) on the console, which also takes the console's input. Default: false. */
+  virtioConsole?: boolean;
 }
+
+export interface DiskConfig {
+  /** Raw image file. */
+  path: string;
+  readonly: boolean;
+  /** Up to 20 bytes (VIRTIO_BLK_ID_BYTES): /dev/disk/by-id/virtio-<serial>. */
+  serial?: string;
+}
+
+/** One virtio-pci function per disk, on PCI slots 1..31 next to the other virtio devices. */
+export const MAX_DISKS = 24;
 
 /** The serial console's host side: bytes the guest writes come out of `write`; `onInput` feeds keystrokes in. */
 export interface ConsoleIo {

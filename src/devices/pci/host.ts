@@ -6,6 +6,7 @@
 import type { AccessSize, MmioBus, MmioDevice, PortBus, PortDevice } from '../bus.ts';
 import type { IrqRouter } from '../irq/router.ts';
 import { PciFunction, type PciDevice } from './device.ts';
+import { pciIntxGsi as platformIntxGsi } from '../../boot/platform.ts';
 
 export const PCI_CONFIG_ADDRESS = 0xcf8;
 export const PCI_CONFIG_DATA = 0xcfc;
@@ -19,12 +20,12 @@ export const PCI_SLOTS = 32;
 export const PCI_INTX_FIRST_GSI = 16;
 
 /**
- * The GSI that slot `slot`'s interrupt pin `pin` (1 = INTA# .. 4 = INTD#) reaches: the usual
- * swizzle over the 8 IOAPIC pins 16-23. ACPI's _PRT must announce exactly this (level,
- * active high).
+ * The GSI that slot `slot`'s interrupt pin `pin` (the Interrupt Pin register: 1 = INTA# .. 4 = INTD#)
+ * reaches. The one table lives in src/boot/platform.ts (pins counted from 0 there, as in the _PRT),
+ * so what the DSDT announces and what devices assert cannot drift apart.
  */
 export function pciIntxGsi(slot: number, pin: number): number {
-  return PCI_INTX_FIRST_GSI + ((slot + pin - 1) & 7);
+  return platformIntxGsi(slot, pin - 1);
 }
 
 const ONES = [0, 0xff, 0xffff, 0, 0xffffffff];

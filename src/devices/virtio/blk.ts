@@ -1,0 +1,243 @@
+// virtio-blk (virtio 1.2 §5.2) on a raw image file: read, write, flush (fdatasync before the request
+// completes, so an acknowledged write survives the VMM being killed), get-ID (the serial the guest shows in
+// /dev/disk/by-id), discard and write-zeroes (a punched hole, or zeros written where the host file system
+// cannot punch), read-only disks.
+//
+// Synchronous I/O, on the thread that wrote the notify register. Measured on this machine (Node 20,
+// bench/virtio-io.tmp: 4 KiB requests against a page-cached image): readSync about 3 µs, writeSync about
+// 5 µs, while a fs.promises read that completes through the event loop costs about 25-40 µs plus up to one
+// run-loop yield (8 ms) before the soft engine's loop lets the completion run. The soft engine shares one
+// thread between vCPUs and devices, so the guest's request is served fastest by doing it right away; only
+// flush (fdatasync, milliseconds on a real disk) would gain from running elsewhere, and the guest waits for
+// it anyway. A KVM engine with vCPU worker threads can call the same code from an I/O thread later.
+import fs from 'node:fs';
+import { libc, lastErrno } from '../../sys/libc.ts';
+import { VirtqueueError, gather, splitBuffers, type DescriptorChain, type GuestBuffer } from './queue.ts';
+import { VirtioDevice, VIRTIO_ID_BLOCK, bit, readLe } from './device.ts';
+
+// Feature bits (§5.2.3).
+export const VIRTIO_BLK_F_SIZE_MAX = 1n, VIRTIO_BLK_F_SEG_MAX = 2n, VIRTIO_BLK_F_RO = 5n, VIRTIO_BLK_F_BLK_SIZE = 6n;
+export const VIRTIO_BLK_F_FLUSH = 9n, VIRTIO_BLK_F_DISCARD = 13n, VIRTIO_BLK_F_WRITE_ZEROES = 14n;
+// Request types and status values (§5.2.6).
+export const VIRTIO_BLK_T_IN = 0, VIRTIO_BLK_T_OUT = 1, VIRTIO_BLK_T_FLUSH = 4, VIRTIO_BLK_T_GET_ID = 8;
+export const VIRTIO_BLK_T_DISCARD = 11, VIRTIO_BLK_T_WRITE_ZEROES = 13;
+export const VIRTIO_BLK_S_OK = 0, VIRTIO_BLK_S_IOERR = 1, VIRTIO_BLK_S_UNSUPP = 2;
+/** VIRTIO_BLK_ID_BYTES: the serial is up to 20 bytes, NUL-padded (§5.2.6). */
+export const VIRTIO_BLK_ID_BYTES = 20;
+const WRITE_ZEROES_FLAG_UNMAP = 1;
+
+export const SECTOR = 512;
+const HEADER_BYTES = 16;
+const SEGMENT_BYTES = 16;
+export const BLK_QUEUE_SIZE = 256;
+/** Largest single data segment announced (size_max); Linux then never builds larger ones. */
+export const BLK_SIZE_MAX = 1 << 20;
+/** Data segments per request (seg_max): the queue size minus header and status. */
+export const BLK_SEG_MAX = BLK_QUEUE_SIZE - 2;
+export const BLK_MAX_DISCARD_SECTORS = (1 << 30) / SECTOR;
+export const BLK_MAX_DISCARD_SEGMENTS = 32;
+/** Configuration layout up to write_zeroes_may_unmap and its padding (§5.2.4). */
+const CONFIG_BYTES = 60;
+
+// fallocate(2) flags (linux/falloc.h): punch a hole, keeping the file size.
+const FALLOC_FL_KEEP_SIZE = 0x01, FALLOC_FL_PUNCH_HOLE = 0x02;
+const fallocate = libc.func('int fallocate(int fd, int mode, int64_t offset, int64_t len)');
+
+export interface BlockOptions {
+  path: string;
+  readonly?: boolean;
+  /** Up to 20 bytes (ASCII); /dev/disk/by-id/virtio-<serial>. */
+  serial?: string;
+}
+
+export class VirtioBlock extends VirtioDevice {
+  readonly deviceType = VIRTIO_ID_BLOCK;
+  readonly classCode = 0x018000; // mass storage, other
+  readonly queueMaxSizes = [BLK_QUEUE_SIZE];
+  readonly configSize = CONFIG_BYTES;
+  readonly deviceFeatures: bigint;
+  readonly readonly: boolean;
+  /** 512-byte sectors: the image size rounded down (a partial last sector is not addressable). */
+  readonly capacity: number;
+  private fd: number;
+  private readonly config = new Uint8Array(CONFIG_BYTES);
+  private readonly serial: Uint8Array;
+
+  constructor(opts: BlockOptions) {
+    super();
+    this.readonly = opts.readonly ?? false;
+    // O_NOFOLLOW is left out: the user named the file; nothing the guest sends names another.
+    this.fd = fs.openSync(opts.path, this.readonly ? 'r' : 'r+');
+    const stat = fs.fstatSync(this.fd);
+    if (!stat.isFile()) {
+      fs.closeSync(this.fd);
+      throw new Error(`disk image '${opts.path}' is not a regular file`);
+    }
+    this.capacity = Math.floor(stat.size / SECTOR);
+    this.serial = new Uint8Array(VIRTIO_BLK_ID_BYTES);
+    this.serial.set(Buffer.from(opts.serial ?? '', 'latin1').subarray(0, VIRTIO_BLK_ID_BYTES));
+    this.deviceFeatures = bit(VIRTIO_BLK_F_SIZE_MAX) | bit(VIRTIO_BLK_F_SEG_MAX) | bit(VIRTIO_BLK_F_BLK_SIZE) | bit(VIRTIO_BLK_F_FLUSH)
+      | (this.readonly ? bit(VIRTIO_BLK_F_RO) : bit(VIRTIO_BLK_F_DISCARD) | bit(VIRTIO_BLK_F_WRITE_ZEROES));
+    const c = new DataView(this.config.buffer);
+    c.setUint32(0, this.capacity % 2 ** 32, true);
+    c.setUint32(4, Math.floor(this.capacity / 2 ** 32), true);
+    c.setUint32(8, BLK_SIZE_MAX, true);
+    c.setUint32(12, BLK_SEG_MAX, true);
+    c.setUint32(20, SECTOR, true); // blk_size
+    c.setUint32(36, BLK_MAX_DISCARD_SECTORS, true);
+    c.setUint32(40, BLK_MAX_DISCARD_SEGMENTS, true);
+    c.setUint32(44, 1, true); // discard_sector_alignment: any sector
+    c.setUint32(48, BLK_MAX_DISCARD_SECTORS, true); // max_write_zeroes_sectors
+    c.setUint32(52, BLK_MAX_DISCARD_SEGMENTS, true);
+    c.setUint8(56, 1); // write_zeroes_may_unmap
+  }
+
+  readConfig(offset: number, size: number): number {
+    return readLe(this.config, offset, size);
+  }
+
+  onNotify(index: number): void {
+    this.drain(index, (chain) => this.request(chain));
+  }
+
+  close(): void {
+    if (this.fd >= 0) fs.closeSync(this.fd);
+    this.fd = -1;
+  }
+
+  /** Serve one request (§5.2.6); returns the bytes written into the chain. */
+  private request(chain: DescriptorChain): number {
+    // The header must be device-readable and the status byte device-writable: a chain without both is not
+    // a request at all, and §5.2.6.1 gives the device no way to answer it but a reset.
+    if (chain.readableBytes < HEADER_BYTES) throw new VirtqueueError('virtio-blk request without a readable 16-byte header');
+    if (chain.writableBytes < 1) throw new VirtqueueError('virtio-blk request without a writable status byte');
+    const header = new Uint8Array(HEADER_BYTES);
+    gather(chain.readable, 0, header);
+    const h = new DataView(header.buffer);
+    const type = h.getUint32(0, true);
+    const sector = h.getUint32(8, true) + h.getUint32(12, true) * 2 ** 32;
+    const [, readData] = splitBuffers(chain.readable, HEADER_BYTES);
+    const readBytes = chain.readableBytes - HEADER_BYTES;
+    const [writeData, statusBuffers] = splitBuffers(chain.writable, chain.writableBytes - 1);
+    const writeBytes = chain.writableBytes - 1;
+    const statusByte = statusBuffers[statusBuffers.length - 1];
+
+    let status: number;
+    let written = 0;
+    switch (type) {
+      case VIRTIO_BLK_T_IN:
+        if (readBytes !== 0) throw new VirtqueueError('virtio-blk read with device-readable data buffers');
+        status = this.transfer(sector, writeData, writeBytes, false);
+        if (status === VIRTIO_BLK_S_OK) written = writeBytes;
+        break;
+      case VIRTIO_BLK_T_OUT:
+        if (writeBytes !== 0) throw new VirtqueueError('virtio-blk write with device-writable data buffers');
+        status = this.readonly ? VIRTIO_BLK_S_IOERR : this.transfer(sector, readData, readBytes, true);
+        break;
+      case VIRTIO_BLK_T_FLUSH:
+        status = this.flush();
+        break;
+      case VIRTIO_BLK_T_GET_ID: {
+        const n = Math.min(VIRTIO_BLK_ID_BYTES, writeBytes);
+        let copied = 0;
+        for (const b of writeData) {
+          const take = Math.min(b.length, n - copied);
+          b.set(this.serial.subarray(copied, copied + take));
+          copied += take;
+          if (copied === n) break;
+        }
+        written = n;
+        status = VIRTIO_BLK_S_OK;
+        break;
+      }
+      case VIRTIO_BLK_T_DISCARD:
+      case VIRTIO_BLK_T_WRITE_ZEROES:
+        status = this.readonly ? VIRTIO_BLK_S_IOERR : this.zeroRanges(type, readData, readBytes);
+        break;
+      default:
+        status = VIRTIO_BLK_S_UNSUPP;
+    }
+    statusByte[statusByte.length - 1] = status;
+    return written + 1;
+  }
+
+  /** Whether [sector, sector + bytes/512) is a whole number of sectors inside the disk. */
+  private inRange(sector: number, bytes: number): boolean {
+    return bytes % SECTOR === 0 && Number.isSafeInteger(sector) && sector + bytes / SECTOR <= this.capacity;
+  }
+
+  private transfer(sector: number, buffers: GuestBuffer[], bytes: number, write: boolean): number {
+    if (!this.inRange(sector, bytes)) return VIRTIO_BLK_S_IOERR;
+    let position = sector * SECTOR;
+    try {
+      for (const b of buffers) {
+        let done = 0;
+        while (done < b.length) {
+          const n = write
+            ? fs.writeSync(this.fd, b, done, b.length - done, position + done)
+            : fs.readSync(this.fd, b, done, b.length - done, position + done);
+          if (n === 0) {
+            // The image shrank under us: what is no longer there reads as zeros; a write cannot make progress.
+            if (write) return VIRTIO_BLK_S_IOERR;
+            b.fill(0, done);
+            break;
+          }
+          done += n;
+        }
+        position += b.length;
+      }
+    } catch {
+      return VIRTIO_BLK_S_IOERR; // EIO, ENOSPC, ...: the guest sees a failed request, the VMM goes on
+    }
+    return VIRTIO_BLK_S_OK;
+  }
+
+  private flush(): number {
+    try {
+      fs.fdatasyncSync(this.fd);
+      return VIRTIO_BLK_S_OK;
+    } catch {
+      return VIRTIO_BLK_S_IOERR;
+    }
+  }
+
+  /** DISCARD and WRITE_ZEROES: segments of {sector u64, num_sectors u32, flags u32} (§5.2.6). */
+  private zeroRanges(type: number, buffers: GuestBuffer[], bytes: number): number {
+    if (bytes === 0 || bytes % SEGMENT_BYTES !== 0) return VIRTIO_BLK_S_IOERR;
+    const count = bytes / SEGMENT_BYTES;
+    if (count > BLK_MAX_DISCARD_SEGMENTS) return VIRTIO_BLK_S_IOERR;
+    const segments = new Uint8Array(bytes);
+    gather(buffers, 0, segments);
+    const v = new DataView(segments.buffer);
+    const ranges: [number, number][] = [];
+    for (let i = 0; i < count; i++) {
+      const at = i * SEGMENT_BYTES;
+      const sector = v.getUint32(at, true) + v.getUint32(at + 4, true) * 2 ** 32;
+      const sectors = v.getUint32(at + 8, true);
+      const flags = v.getUint32(at + 12, true);
+      // §5.2.6.2: unmap is meaningless for discard, and reserved flag bits must be zero: UNSUPP.
+      if (flags & ~WRITE_ZEROES_FLAG_UNMAP || (type === VIRTIO_BLK_T_DISCARD && flags !== 0)) return VIRTIO_BLK_S_UNSUPP;
+      if (sectors > BLK_MAX_DISCARD_SECTORS || !this.inRange(sector, sectors * SECTOR)) return VIRTIO_BLK_S_IOERR;
+      ranges.push([sector * SECTOR, sectors * SECTOR]);
+    }
+    try {
+      for (const [offset, length] of ranges) this.zero(offset, length);
+    } catch {
+      return VIRTIO_BLK_S_IOERR;
+    }
+    return VIRTIO_BLK_S_OK;
+  }
+
+  /** Make [offset, offset+length) read as zeros: punch a hole, or write zeros where that is unsupported. */
+  private zero(offset: number, length: number): void {
+    if (length === 0) return;
+    if (fallocate(this.fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, offset, length) === 0) return;
+    void lastErrno(); // EOPNOTSUPP on file systems without hole punching (tmpfs has it, some FUSE ones not)
+    const zeros = new Uint8Array(Math.min(length, 1 << 20));
+    for (let done = 0; done < length;) {
+      const n = fs.writeSync(this.fd, zeros, 0, Math.min(zeros.length, length - done), offset + done);
+      if (n === 0) throw new Error('short write');
+      done += n;
+    }
+  }
+}

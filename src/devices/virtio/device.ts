@@ -1,0 +1,95 @@
+// What a virtio device model (blk, rng, console, ...) provides, and what the transport offers it.
+// The transport (pci.ts) owns feature negotiation, status, queues and interrupts; a device model only
+// parses and completes the chains on its own queues.
+import type { GuestMemory } from '../../memory/guest-memory.ts';
+import type { DescriptorChain, SplitQueue } from './queue.ts';
+
+// Device types (virtio 1.2 §5): the PCI device ID is 0x1040 + type (§4.1.2).
+export const VIRTIO_ID_NET = 1, VIRTIO_ID_BLOCK = 2, VIRTIO_ID_CONSOLE = 3, VIRTIO_ID_RNG = 4;
+
+// Reserved feature bits (§6).
+export const VIRTIO_F_INDIRECT_DESC = 28n;
+export const VIRTIO_F_EVENT_IDX = 29n;
+export const VIRTIO_F_VERSION_1 = 32n;
+
+export const bit = (n: bigint): bigint => 1n << n;
+
+/** What the transport lets a device model do. */
+export interface VirtioTransport {
+  readonly mem: GuestMemory;
+  /** The live queue `index`, or undefined while it is disabled (or the device is not DRIVER_OK). */
+  queue(index: number): SplitQueue | undefined;
+  /** Features both sides agreed on (valid once FEATURES_OK is set). */
+  readonly negotiated: bigint;
+  /** The device put buffers in queue `index`'s used ring: interrupt the driver if it wants one. */
+  usedBuffers(index: number): void;
+  /** The device configuration changed (config_generation bumps, configuration interrupt). */
+  configChanged(): void;
+  /** Something the driver did is beyond repair: DEVICE_NEEDS_RESET (§2.1.2). */
+  needsReset(reason: string): void;
+  /** Run the device's onNotify(index) later, guarded like a guest notification (errors become NEEDS_RESET). */
+  processLater(index: number): void;
+}
+
+export abstract class VirtioDevice {
+  abstract readonly deviceType: number;
+  /** Device-specific feature bits offered (the transport adds VERSION_1, INDIRECT_DESC, EVENT_IDX). */
+  abstract readonly deviceFeatures: bigint;
+  /** Maximum size of each queue (powers of two). */
+  abstract readonly queueMaxSizes: readonly number[];
+  /** Bytes of device-specific configuration (§4.1.4.6). */
+  abstract readonly configSize: number;
+  /** PCI class code (24 bits). */
+  abstract readonly classCode: number;
+
+  protected transport!: VirtioTransport;
+
+  bind(transport: VirtioTransport): void {
+    this.transport = transport;
+  }
+
+  /** Little-endian read of the device configuration; `offset + size <= configSize`. */
+  abstract readConfig(offset: number, size: number): number;
+  writeConfig(_offset: number, _size: number, _value: number): void {}
+  /** The driver notified queue `index` (only called while DRIVER_OK, queue enabled). */
+  abstract onNotify(index: number): void;
+  /** DRIVER_OK: every enabled queue is live. */
+  onActivate(): void {}
+  /** The driver reset the device: forget every chain held. */
+  onReset(): void {}
+  /** Release host resources (files). */
+  close(): void {}
+
+  /**
+   * Complete every available chain on queue `index` with `handle`, which returns the bytes written into
+   * the chain's writable buffers. Notification suppression (§2.7.10) while draining; at most a few rounds
+   * of the ring per call so a driver that keeps refilling from another vCPU thread cannot starve the VMM.
+   */
+  protected drain(index: number, handle: (chain: DescriptorChain) => number): void {
+    const q = this.transport.queue(index);
+    if (!q) return;
+    let budget = 4 * q.size;
+    let done = 0;
+    for (;;) {
+      q.disableNotification();
+      let chain;
+      while (budget > 0 && (chain = q.pop()) !== undefined) {
+        q.push(chain.head, handle(chain));
+        done++;
+        budget--;
+      }
+      q.enableNotification();
+      // A chain made available between the last pop and enableNotification would otherwise sit unseen.
+      if (budget === 0 || q.pending() === 0) break;
+    }
+    if (done > 0) this.transport.usedBuffers(index);
+    if (budget === 0 && q.pending() > 0) this.transport.processLater(index);
+  }
+}
+
+// Little-endian field readers for device configuration structures.
+export function readLe(bytes: Uint8Array, offset: number, size: number): number {
+  let v = 0;
+  for (let i = size - 1; i >= 0; i--) v = v * 256 + (bytes[offset + i] ?? 0);
+  return v >>> 0;
+}

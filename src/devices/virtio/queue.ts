@@ -1,0 +1,271 @@
+// Split virtqueues (virtio 1.2 §2.7): the descriptor table, the driver's available ring and the device's
+// used ring, all in guest RAM. Every address and length here comes from the guest, so every one is checked
+// against guest RAM (never the MMIO hole), every chain is bounded by the queue size, and any malformed
+// structure becomes a VirtqueueError that the transport turns into DEVICE_NEEDS_RESET (§2.1.2) instead of
+// an exception escaping into the VMM.
+import type { GuestMemory } from '../../memory/guest-memory.ts';
+
+// Descriptor flags (§2.7.5).
+export const VIRTQ_DESC_F_NEXT = 1;
+export const VIRTQ_DESC_F_WRITE = 2;
+export const VIRTQ_DESC_F_INDIRECT = 4;
+/** avail.flags: the driver needs no interrupt (§2.7.7, without EVENT_IDX). */
+export const VIRTQ_AVAIL_F_NO_INTERRUPT = 1;
+/** used.flags: the device needs no notification (§2.7.10, without EVENT_IDX). */
+export const VIRTQ_USED_F_NO_NOTIFY = 1;
+
+/** §2.7: "The maximum Queue Size value is 32768". */
+export const MAX_QUEUE_SIZE = 32768;
+const DESC_SIZE = 16;
+/** §2.7.5.2: a chain's total length must fit in 32 bits. */
+const MAX_CHAIN_BYTES = 2 ** 32;
+
+/** A malformed virtqueue or descriptor chain: the device must enter DEVICE_NEEDS_RESET. */
+export class VirtqueueError extends Error {}
+
+/** One buffer of a chain: a view straight into guest RAM (no copy). */
+export type GuestBuffer = Uint8Array;
+
+/** A descriptor chain the device took off the available ring (§2.7.13.3). */
+export interface DescriptorChain {
+  /** Index of the head descriptor: what goes back in the used ring. */
+  head: number;
+  /** Device-readable buffers, in order (they all precede the writable ones, §2.7.4.2). */
+  readable: GuestBuffer[];
+  /** Device-writable buffers, in order. */
+  writable: GuestBuffer[];
+  readableBytes: number;
+  writableBytes: number;
+}
+
+/** Virtio ring layout checks (§2.7, table "Virtqueue Part Alignment"). */
+export const DESC_ALIGN = 16, AVAIL_ALIGN = 2, USED_ALIGN = 4;
+
+export function descTableBytes(size: number): number { return DESC_SIZE * size; }
+/** flags, idx, ring[size], used_event. */
+export function availRingBytes(size: number): number { return 6 + 2 * size; }
+/** flags, idx, ring[size] of {id u32, len u32}, avail_event. */
+export function usedRingBytes(size: number): number { return 6 + 8 * size; }
+
+export interface QueueLayout {
+  size: number;
+  desc: number;
+  avail: number;
+  used: number;
+}
+
+/**
+ * One split virtqueue, live after `activate`. Not re-entrant by design: one device model owns it and the
+ * whole VMM shares one thread (the soft engine) or serializes device work (the KVM engine's exit dispatch).
+ */
+export class SplitQueue {
+  readonly size: number;
+  private readonly descView: DataView;
+  private readonly descBase: number;
+  private readonly availView: DataView;
+  private readonly availBase: number;
+  private readonly usedView: DataView;
+  private readonly usedBase: number;
+  /** Next available-ring entry the device will consume. */
+  private lastAvail = 0;
+  /** Next used-ring entry the device will fill (mirrors used.idx). */
+  private nextUsed = 0;
+  /** used.idx when the driver was last interrupted (EVENT_IDX bookkeeping, §2.7.7.2). */
+  private signalledUsed = 0;
+  /** No interrupt sent yet since activation: the first completion always may interrupt. */
+  private signalledValid = false;
+
+  /**
+   * Validate the layout against guest RAM and alignment; throws VirtqueueError when the driver enabled a
+   * queue with an invalid size or rings outside RAM or misaligned.
+   */
+  constructor(
+    private readonly mem: GuestMemory,
+    layout: QueueLayout,
+    private readonly features: { indirect: boolean; eventIdx: boolean },
+  ) {
+    const { size, desc, avail, used } = layout;
+    // §2.7: Queue Size is a power of 2 (split layout), at most 32768; 0 means the queue is unusable.
+    if (!(size > 0 && size <= MAX_QUEUE_SIZE && (size & (size - 1)) === 0)) throw new VirtqueueError(`queue size ${size} is not a power of two in 1..32768`);
+    if (desc % DESC_ALIGN || avail % AVAIL_ALIGN || used % USED_ALIGN) throw new VirtqueueError('misaligned virtqueue rings');
+    this.size = size;
+    [this.descView, this.descBase] = ramView(mem, desc, descTableBytes(size), 'descriptor table');
+    [this.availView, this.availBase] = ramView(mem, avail, availRingBytes(size), 'available ring');
+    [this.usedView, this.usedBase] = ramView(mem, used, usedRingBytes(size), 'used ring');
+    // Both indices start at 0 when a queue is enabled (§2.7.6, §2.7.8): lastAvail, nextUsed = 0.
+  }
+
+  /** avail.idx as the driver last published it. */
+  private availIdx(): number {
+    return this.availView.getUint16(this.availBase + 2, true);
+  }
+
+  /** Chains waiting on the available ring; an impossible count (more than the queue holds) is an error. */
+  pending(): number {
+    const n = (this.availIdx() - this.lastAvail) & 0xffff;
+    if (n > this.size) throw new VirtqueueError(`available index moved ${n} entries past a queue of ${this.size}`);
+    return n;
+  }
+
+  /** Take the next chain off the available ring, or undefined when it is empty. */
+  pop(): DescriptorChain | undefined {
+    if (this.pending() === 0) return undefined;
+    const head = this.availView.getUint16(this.availBase + 4 + 2 * (this.lastAvail % this.size), true);
+    this.lastAvail = (this.lastAvail + 1) & 0xffff;
+    return this.walk(head);
+  }
+
+  /**
+   * Tell the driver (EVENT_IDX: avail_event, §2.7.10) that the device wants a notification as soon as
+   * anything beyond what it has consumed is made available. Call before the final "ring empty" check.
+   */
+  enableNotification(): void {
+    if (this.features.eventIdx) this.usedView.setUint16(this.usedBase + 4 + 8 * this.size, this.lastAvail, true);
+    else this.usedView.setUint16(this.usedBase, 0, true);
+  }
+
+  /** Ask the driver not to notify while the device drains the ring anyway (§2.7.10 suppression). */
+  disableNotification(): void {
+    if (!this.features.eventIdx) this.usedView.setUint16(this.usedBase, VIRTQ_USED_F_NO_NOTIFY, true);
+    // With EVENT_IDX, leaving avail_event behind lastAvail has the same effect.
+  }
+
+  /** Return a chain to the driver with `written` bytes written into its writable buffers (§2.7.8). */
+  push(head: number, written: number): void {
+    const slot = this.usedBase + 4 + 8 * (this.nextUsed % this.size);
+    this.usedView.setUint32(slot, head, true);
+    this.usedView.setUint32(slot + 4, written >>> 0, true);
+    // The element is in place before the index that publishes it (§2.7.8.2); on x86's TSO ordered stores
+    // from this thread are seen in order by the vCPU threads.
+    this.nextUsed = (this.nextUsed + 1) & 0xffff;
+    this.usedView.setUint16(this.usedBase + 2, this.nextUsed, true);
+  }
+
+  /**
+   * Whether the driver wants an interrupt for what was pushed since the last one (§2.7.7.2): with EVENT_IDX,
+   * when used.idx passed used_event; otherwise unless avail.flags has NO_INTERRUPT.
+   */
+  needsInterrupt(): boolean {
+    const newIdx = this.nextUsed;
+    const oldIdx = this.signalledUsed;
+    const valid = this.signalledValid;
+    this.signalledUsed = newIdx;
+    this.signalledValid = true;
+    if (!this.features.eventIdx) return (this.availView.getUint16(this.availBase, true) & VIRTQ_AVAIL_F_NO_INTERRUPT) === 0;
+    if (!valid) return true;
+    const usedEvent = this.availView.getUint16(this.availBase + 4 + 2 * this.size, true);
+    // vring_need_event: the driver asked to hear once used.idx steps past used_event.
+    return ((newIdx - usedEvent - 1) & 0xffff) < ((newIdx - oldIdx) & 0xffff);
+  }
+
+  /** Follow a chain from `head` (§2.7.5), through at most one indirect table (§2.7.5.3). */
+  private walk(head: number): DescriptorChain {
+    if (head >= this.size) throw new VirtqueueError(`head descriptor ${head} outside a queue of ${this.size}`);
+    const chain: DescriptorChain = { head, readable: [], writable: [], readableBytes: 0, writableBytes: 0 };
+    let view = this.descView;
+    let base = this.descBase;
+    let tableSize = this.size;
+    let index = head;
+    let inIndirect = false;
+    // §2.7.5.2/§2.7.5.3.1: a chain never revisits a descriptor, so it has at most `tableSize` entries;
+    // counting catches loops without remembering visited entries.
+    let budget = tableSize;
+    for (;;) {
+      if (budget-- === 0) throw new VirtqueueError(inIndirect ? 'indirect descriptor chain loops or is too long' : 'descriptor chain loops or is longer than the queue');
+      const at = base + DESC_SIZE * index;
+      const addr = view.getUint32(at, true) + view.getUint32(at + 4, true) * 2 ** 32;
+      const len = view.getUint32(at + 8, true);
+      const flags = view.getUint16(at + 12, true);
+      const next = view.getUint16(at + 14, true);
+      if (flags & VIRTQ_DESC_F_INDIRECT) {
+        if (!this.features.indirect) throw new VirtqueueError('indirect descriptor without VIRTIO_F_INDIRECT_DESC');
+        if (inIndirect) throw new VirtqueueError('indirect descriptor inside an indirect table');
+        if (flags & VIRTQ_DESC_F_NEXT) throw new VirtqueueError('indirect descriptor with NEXT');
+        if (chain.readable.length + chain.writable.length > 0) throw new VirtqueueError('indirect descriptor after other descriptors');
+        if (len === 0 || len % DESC_SIZE) throw new VirtqueueError(`indirect table length ${len} is not a non-zero multiple of 16`);
+        tableSize = len / DESC_SIZE;
+        // Linux sizes indirect tables by the chain; anything larger than the queue could hold is hostile.
+        if (tableSize > MAX_QUEUE_SIZE) throw new VirtqueueError('indirect table longer than 32768 descriptors');
+        [view, base] = ramView(this.mem, addr, len, 'indirect descriptor table');
+        inIndirect = true;
+        budget = tableSize;
+        index = 0;
+        continue;
+      }
+      const buffer = guestBuffer(this.mem, addr, len);
+      if (flags & VIRTQ_DESC_F_WRITE) {
+        chain.writable.push(buffer);
+        chain.writableBytes += len;
+      } else {
+        // §2.7.4.2: device-readable descriptors come before every device-writable one.
+        if (chain.writable.length > 0) throw new VirtqueueError('device-readable descriptor after a device-writable one');
+        chain.readable.push(buffer);
+        chain.readableBytes += len;
+      }
+      if (chain.readableBytes + chain.writableBytes > MAX_CHAIN_BYTES) throw new VirtqueueError('descriptor chain longer than 4 GiB');
+      if (!(flags & VIRTQ_DESC_F_NEXT)) return chain;
+      if (next >= tableSize) throw new VirtqueueError(`next descriptor ${next} outside a table of ${tableSize}`);
+      index = next;
+    }
+  }
+}
+
+/** A view of guest RAM for a ring (whole structure in RAM, or VirtqueueError). */
+function ramView(mem: GuestMemory, gpa: number, len: number, what: string): [DataView, number] {
+  const r = mem.regionFor(gpa, len);
+  if (!r || !Number.isSafeInteger(gpa)) throw new VirtqueueError(`${what} at 0x${gpa.toString(16)}+0x${len.toString(16)} is not in guest RAM`);
+  return [r.view, gpa - r.guestBase];
+}
+
+/** A data buffer; zero-length buffers are legal (and empty), anything else must lie wholly in RAM. */
+function guestBuffer(mem: GuestMemory, gpa: number, len: number): GuestBuffer {
+  if (len === 0) return new Uint8Array(0);
+  const r = mem.regionFor(gpa, len);
+  if (!r) throw new VirtqueueError(`buffer 0x${gpa.toString(16)}+0x${len.toString(16)} is not in guest RAM`);
+  return r.bytes.subarray(gpa - r.guestBase, gpa - r.guestBase + len);
+}
+
+// ---- helpers for devices: gather/scatter over a chain's buffers ----
+
+/** Copy up to `out.length` bytes of the readable buffers, starting `skip` bytes in; returns bytes copied. */
+export function gather(buffers: GuestBuffer[], skip: number, out: Uint8Array): number {
+  let copied = 0;
+  for (const b of buffers) {
+    if (copied === out.length) break;
+    if (skip >= b.length) { skip -= b.length; continue; }
+    const n = Math.min(b.length - skip, out.length - copied);
+    out.set(b.subarray(skip, skip + n), copied);
+    copied += n;
+    skip = 0;
+  }
+  return copied;
+}
+
+/** Copy `data` into the writable buffers starting `skip` bytes in; returns bytes written. */
+export function scatter(buffers: GuestBuffer[], skip: number, data: Uint8Array): number {
+  let written = 0;
+  for (const b of buffers) {
+    if (written === data.length) break;
+    if (skip >= b.length) { skip -= b.length; continue; }
+    const n = Math.min(b.length - skip, data.length - written);
+    b.set(data.subarray(written, written + n), skip);
+    written += n;
+    skip = 0;
+  }
+  return written;
+}
+
+/**
+ * Split a list of buffers at byte `at` into [before, after] without copying (views of the same RAM).
+ * Used to peel a request header off the front or a status byte off the end.
+ */
+export function splitBuffers(buffers: GuestBuffer[], at: number): [GuestBuffer[], GuestBuffer[]] {
+  const before: GuestBuffer[] = [];
+  const after: GuestBuffer[] = [];
+  for (const b of buffers) {
+    if (at >= b.length) { before.push(b); at -= b.length; continue; }
+    if (at > 0) { before.push(b.subarray(0, at)); after.push(b.subarray(at)); at = 0; continue; }
+    after.push(b);
+  }
+  return [before, after];
+}
