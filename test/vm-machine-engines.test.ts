@@ -112,6 +112,43 @@ for (const engine of ['soft', 'kvm'] as const) {
   });
 }
 
+/*
+ * Two vCPUs: the BSP copies a real-mode trampoline to 0x10000, sends INIT then a startup IPI with vector 0x10 to APIC
+ * ID 1 through its LAPIC's ICR (0xFEE00310 / 0xFEE00300: 0x4500 INIT level assert, 0x4610 StartUp vector 0x10; SDM
+ * vol. 3A §11.6.1 and §9.4.4), waits for the AP's flag at 0x10800, prints and powers off. The AP (CS = 0x1000, IP = 0)
+ * prints its own line on COM1 first, then sets the flag and halts with interrupts off.
+ *   BSP: lea ap_start(%rip),%rsi; mov $0x10000,%edi; mov $73,%ecx; rep movsb; mov $0xfee00000,%ebx
+ *        movl $0x01000000,0x310(%rbx); movl $0x4500,0x300(%rbx); movl $0x01000000,0x310(%rbx); movl $0x4610,0x300(%rbx)
+ *   wait: pause; cmpb $0,0x10800; je wait; (print bspmsg); (poweroff as above); halt: hlt; jmp halt
+ *   AP (.code16): mov %cs,%ax; mov %ax,%ds; mov $apmsg,%si; mov $38,%cx; (print with LSR polling, lodsb)
+ *        movb $1,0x800; 4: cli; hlt; jmp 4b
+ */
+const SMP_GUEST_HEX = '488d358f000000bf00000100b949000000f3a4bb0000e0fec7831003000000000001c7830003000000450000c78310030000'
+  + '00000001c7830003000010460000f390803c25000801000074f4488d352b000000b918000000e80d00000066ba040666b8003466eff4eb'
+  + 'fd66bafd03eca82074fb66baf803aceeffc975edc34253503a207468652041502068617320737461727465640a8cc88ed8be2300b92600'
+  + 'bafd03eca82074fbbaf803acee4975f0c606000801faf4ebfc41503a207374617274656420627920494e49542f5349504920696e207265'
+  + '616c206d6f64650a';
+
+for (const engine of ['soft', 'kvm'] as const) {
+  test(`${engine}: the BSP starts the AP with INIT/SIPI through its LAPIC; the AP runs real-mode code at vector * 4 KiB`, { skip: engine === 'kvm' ? kvmSkip : false }, async () => {
+    const payload = new Uint8Array(4096).fill(0xf4);
+    payload.set(Buffer.from(SMP_GUEST_HEX, 'hex'), ENTRY);
+    const kernel = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'rz-machine-')), 'smp.bzImage');
+    fs.writeFileSync(kernel, makeBzImage({ payload }));
+    const io = captureConsole();
+    const m = new Machine(config(engine, kernel, 2), io);
+    const watchdog = setTimeout(() => m.requestExit({ kind: 'error', message: `watchdog: no exit after 20 s; console: ${JSON.stringify(io.text())}` }), 20_000);
+    try {
+      m.loadKernel();
+      assert.deepEqual(await m.run(), { kind: 'poweroff' });
+      assert.equal(io.text(), 'AP: started by INIT/SIPI in real mode\nBSP: the AP has started\n');
+    } finally {
+      clearTimeout(watchdog);
+      m.close();
+    }
+  });
+}
+
 test('both engines print the same console output', { skip: kvmSkip }, async () => {
   const [soft, kvm] = [await boot('soft', 'poweroff'), await boot('kvm', 'poweroff')];
   assert.equal(kvm.console, soft.console);

@@ -1,9 +1,14 @@
-// What the host offers for running VMs, read from /proc and /sys only, and which engine `--engine auto` picks.
+// What the host offers for running VMs, and which engine `--engine auto` picks. KVM is judged by detectKvm()
+// (src/kvm/host.ts), which opens /dev/kvm and asks its API version besides reading /sys/module and /proc/cpuinfo.
 // Hardware KVM shows vmx (Intel VT-x) or svm (AMD-V) in /proc/cpuinfo and a kvm_intel or kvm_amd module. A /dev/kvm
 // backed by kvm_pvm (a pagetable-based hypervisor for specially built, deprivileged guests) runs an unmodified
 // kernel through KVM's instruction emulator, far slower than our software engine (see the project's notes).
+//
+// RINGZERO_ALLOW_PVM=1 lets `--engine kvm` (never `auto`) run on kvm_pvm: for testing the KVM path on PVM hosts
+// with small guest programs; Linux will not boot there.
 
-import { accessSync, constants, existsSync, readFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
+import { detectKvm, type KvmDetection } from '../kvm/host.ts';
 
 export type KvmDeviceState = 'absent' | 'no-access' | 'usable';
 
@@ -18,6 +23,16 @@ export interface HostInfo {
   kvmDevice: KvmDeviceState;
   /** Which of kvm, kvm_intel, kvm_amd, kvm_pvm are loaded (from /sys/module). */
   kvmModules: string[];
+  /** detectKvm()'s full answer (detectHost fills it; hand-made HostInfos may leave it out). */
+  kvm?: KvmDetection;
+}
+
+/** The environment variable that allows `--engine kvm` on kvm_pvm (for testing the KVM path; Linux will not boot). */
+export const ALLOW_PVM_ENV = 'RINGZERO_ALLOW_PVM';
+
+export interface EngineChoiceOptions {
+  /** Let `kvm` (never `auto`) run on kvm_pvm. Default: RINGZERO_ALLOW_PVM=1 in the environment. */
+  allowPvm?: boolean;
 }
 
 export type EngineRequest = 'auto' | 'soft' | 'kvm';
@@ -26,8 +41,6 @@ export const ENGINE_REQUESTS: readonly EngineRequest[] = ['auto', 'soft', 'kvm']
 export type EngineChoice =
   | { ok: true; engine: 'soft' | 'kvm'; reason: string }
   | { ok: false; error: string };
-
-const KVM_MODULES = ['kvm', 'kvm_intel', 'kvm_amd', 'kvm_pvm'];
 
 function readText(path: string): string {
   try {
@@ -52,21 +65,9 @@ export function parseCpuinfo(text: string): Pick<HostInfo, 'cpuModel' | 'cpuVend
   };
 }
 
-export function detectHost(): HostInfo {
-  let kvmDevice: KvmDeviceState = 'absent';
-  if (existsSync('/dev/kvm')) {
-    try {
-      accessSync('/dev/kvm', constants.R_OK | constants.W_OK);
-      kvmDevice = 'usable';
-    } catch {
-      kvmDevice = 'no-access';
-    }
-  }
-  return {
-    ...parseCpuinfo(readText('/proc/cpuinfo')),
-    kvmDevice,
-    kvmModules: KVM_MODULES.filter((name) => existsSync(`/sys/module/${name}`)),
-  };
+export function detectHost(kvm: KvmDetection = detectKvm()): HostInfo {
+  const kvmDevice: KvmDeviceState = !kvm.devicePresent ? 'absent' : kvm.deviceOpenable ? 'usable' : 'no-access';
+  return { ...parseCpuinfo(readText('/proc/cpuinfo')), kvmDevice, kvmModules: kvm.modules, kvm };
 }
 
 /** Why hardware KVM can't be used here, or undefined if it can. */
@@ -79,22 +80,33 @@ export function hardwareKvmProblem(host: HostInfo): string | undefined {
     return `the CPU has no vmx or svm flag${host.underHypervisor ? ' (this host is a VM without nested virtualization)' : ''}`;
   }
   if (host.kvmDevice === 'absent') return '/dev/kvm does not exist (load kvm_intel or kvm_amd)';
+  // detectKvm opened the device: its reason names the errno or the API version that was wrong.
+  if (host.kvm && host.kvm.verdict === 'none') return host.kvm.reason;
   if (host.kvmDevice === 'no-access') return '/dev/kvm is not readable and writable by this user';
   const vendorModule = host.virtualizationFlag === 'vmx' ? 'kvm_intel' : 'kvm_amd';
   if (!host.kvmModules.includes(vendorModule)) return `${vendorModule} is not loaded`;
   return undefined;
 }
 
-export function chooseEngine(host: HostInfo, request: EngineRequest): EngineChoice {
+/** kvm_pvm with a /dev/kvm that answered (detectKvm's 'pvm' verdict, or the modules and device of a hand-made HostInfo). */
+function isUsablePvm(host: HostInfo): boolean {
+  if (host.kvm) return host.kvm.verdict === 'pvm';
+  return host.kvmModules.includes('kvm_pvm') && host.kvmDevice === 'usable';
+}
+
+export function chooseEngine(host: HostInfo, request: EngineRequest, options: EngineChoiceOptions = {}): EngineChoice {
   const problem = hardwareKvmProblem(host);
   const vendorModule = host.virtualizationFlag === 'vmx' ? 'kvm_intel' : 'kvm_amd';
+  const allowPvm = options.allowPvm ?? process.env[ALLOW_PVM_ENV] === '1';
   switch (request) {
     case 'soft':
       return { ok: true, engine: 'soft', reason: 'software engine requested' };
     case 'kvm':
-      return problem === undefined
-        ? { ok: true, engine: 'kvm', reason: `hardware KVM (${vendorModule}, ${host.virtualizationFlag})` }
-        : { ok: false, error: `cannot use the KVM engine: ${problem}; use --engine soft` };
+      if (problem === undefined) return { ok: true, engine: 'kvm', reason: `hardware KVM (${vendorModule}, ${host.virtualizationFlag})` };
+      if (allowPvm && isUsablePvm(host)) {
+        return { ok: true, engine: 'kvm', reason: `kvm_pvm allowed by ${ALLOW_PVM_ENV}=1: for testing the KVM path on PVM hosts; Linux will not boot` };
+      }
+      return { ok: false, error: `cannot use the KVM engine: ${problem}; use --engine soft` };
     case 'auto':
       return problem === undefined
         ? { ok: true, engine: 'kvm', reason: `hardware KVM is usable (${vendorModule}, ${host.virtualizationFlag})` }
@@ -116,6 +128,7 @@ export function describeHost(host: HostInfo): string[] {
     `virtualization extensions: ${host.virtualizationFlag ?? 'none (no vmx or svm in /proc/cpuinfo)'}`,
     `/dev/kvm: ${kvmDevice}`,
     `kvm modules loaded: ${host.kvmModules.length > 0 ? host.kvmModules.join(', ') : 'none'}`,
+    ...(host.kvm ? [`kvm: ${host.kvm.verdict === 'none' ? 'not usable' : host.kvm.verdict}, ${host.kvm.reason}`] : []),
     `engine auto picks: ${auto.ok ? `${auto.engine}, because ${auto.reason}` : auto.error}`,
   ];
 }
