@@ -95,6 +95,7 @@ function putInt(f: FpuState, s: number, v: bigint): void {
   const sign = v < 0n ? 0x8000 : 0;
   let m = v < 0n ? -v : v;
   let e = 63;
+  while (m >= 1n << 64n) { m >>= 1n; e++; } // (callers pass at most 64 significant bits)
   while (!(m & 0x8000000000000000n)) { m <<= 1n; e--; }
   setRaw(f, s, sign | (16383 + e), Number(m >> 32n), Number(m & 0xffffffffn));
 }
@@ -618,21 +619,25 @@ function transcendental(cpu: SoftCpu, f: FpuState): void {
       pushValue(f, sig);
       return;
     }
-    case 0xf5: case 0xf8: { // FPREM1, FPREM: partial remainder, done in one step here (C2 = 0)
+    case 0xf5: case 0xf8: { // FPREM1, FPREM: the complete remainder in one step (C2 = 0 even when hardware would
+      // stop at a partial one for exponents 64 or more apart: a loop on C2 ends with the same final result)
       if (!Number.isFinite(x) || y === 0) { flag(f, IE); setIndefinite(f, s0); return; }
       if (!Number.isFinite(y)) { f.sw &= ~(C0 | C1 | C2 | C3); return; }
-      let rem = x % y; // exact (fmod)
-      let q = Math.trunc((x - rem) / y);
+      let rem = x % y; // exact (fmod), with the sign of x
+      // The low three quotient bits, exactly: (x mod 8y - x mod y) / y is an integer 0-7.
+      const y8 = Math.abs(y) * 8;
+      let q = Number.isFinite(y8) ? Math.round(Math.abs((x % y8) - rem) / Math.abs(y)) : 0;
       if (op === 0xf5) {
         const ay = Math.abs(y), ar = Math.abs(rem);
-        if (ar > ay / 2 || (ar === ay / 2 && Math.abs(q) % 2 === 1)) {
+        if (ar > ay / 2 || (ar === ay / 2 && (q & 1) === 1)) {
           rem = rem - Math.sign(rem) * ay;
-          q += Math.sign(x) * Math.sign(y);
+          q += 1;
         }
+        if (rem === 0) rem = x < 0 || Object.is(x, -0) ? -0 : 0;
       }
-      const ql = Math.abs(q) % 8;
+      const ql = q & 7;
       f.sw = (f.sw & ~(C0 | C1 | C2 | C3)) | (ql & 4 ? C0 : 0) | (ql & 2 ? C1 : 0) | (ql & 1 ? C3 : 0);
-      put(f, s0, rem === 0 ? (x < 0 ? -0 : 0) : rem);
+      put(f, s0, rem);
       return;
     }
     case 0xfa: // FSQRT
@@ -640,7 +645,8 @@ function transcendental(cpu: SoftCpu, f: FpuState): void {
       put(f, s0, Math.sqrt(x));
       return;
     case 0xfc: { // FRNDINT: round to an integer by RC
-      const v = toInt(f, s0, (f.cw >> 10) & 3);
+      // With an unbiased exponent of 63 or more the value is already an integer (and may not fit 64 bits).
+      const v = (slotExp(f, s0) & 0x7fff) - 16383 >= 63 ? null : toInt(f, s0, (f.cw >> 10) & 3);
       if (v !== null) {
         const neg = (slotExp(f, s0) & 0x8000) !== 0;
         putInt(f, s0, v);
