@@ -399,6 +399,11 @@ export class VirtioPciFunction extends PciFunction implements VirtioTransport {
     if (status & STATUS_DRIVER_OK && !(status & STATUS_FEATURES_OK)) status &= ~STATUS_DRIVER_OK; // out of order
     this.status = status;
     if (status & STATUS_DRIVER_OK && !(old & STATUS_DRIVER_OK)) {
+      if (status & STATUS_DEVICE_NEEDS_RESET) {
+        // A queue setup already failed: tell the driver now that it listens (§2.1.2).
+        this.configChanged();
+        return;
+      }
       try {
         this.device.onActivate();
       } catch (error) {
