@@ -33,6 +33,7 @@ import { Pit } from '../devices/pit.ts';
 import { I8042 } from '../devices/i8042.ts';
 import { DebugPort } from '../devices/debug-port.ts';
 import { PciHost } from '../devices/pci/host.ts';
+import { attachVirtioDevices, type VirtioDevices } from '../devices/virtio/index.ts';
 import { KvmIrqRouter, WatchedClock } from './kvm-platform.ts';
 import type { KvmCpus } from './kvm-machine.ts';
 
@@ -68,6 +69,9 @@ export class Machine {
   /** Where device interrupt lines come from, on either engine. */
   readonly router: IrqRouter;
   readonly serial: Serial16550;
+  readonly pci: PciHost;
+  /** virtio-pci devices from config.disks / rng / virtioConsole (src/devices/virtio). */
+  readonly virtio: VirtioDevices;
   /** Soft engine vCPUs (empty on KVM: see kvmCpus). */
   readonly vcpus: Vcpu[] = [];
   boot: BootState | undefined;
@@ -118,10 +122,12 @@ export class Machine {
       onReset: reset,
       setSci: (level) => sci.set(level),
     }).register(this.ports, false);
-    new PciHost({
+    this.pci = new PciHost({
       mmioBus: this.mmio, portBus: this.ports, router: this.router,
       deliverMsi: (address, data) => this.deliverMsi(address, data), onReset: reset,
-    }).register(this.ports, this.mmio);
+    });
+    this.pci.register(this.ports, this.mmio);
+    this.virtio = attachVirtioDevices({ mem: this.mem, kick: () => this.kick() }, this.pci, config, this.console);
 
     if (config.engine !== 'kvm') for (let i = 0; i < config.cpus; i++) this.addVcpu(i, this.apicBus!);
   }
@@ -282,6 +288,7 @@ export class Machine {
 
   close(): void {
     this.unsubscribeInput?.();
+    this.virtio.close();
     this.mem.close();
   }
 }
