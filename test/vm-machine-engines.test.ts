@@ -149,6 +149,41 @@ for (const engine of ['soft', 'kvm'] as const) {
   });
 }
 
+/*
+ * An interrupt from a machine device through each engine's interrupt controllers: the guest installs a 64-bit
+ * interrupt gate for vector 0x41 (lidt of a 4 KiB IDT at 0x30000), software-enables its LAPIC (SVR = 0x1FF), routes
+ * IOAPIC pin 4 to vector 0x41 (redirection entry 4: registers 0x18/0x19, fixed, physical, edge, unmasked), masks the
+ * 8259s (OCW1 0xFF), sets COM1's MCR.OUT2 and IER.ETBEI, then `sti; hlt`. The empty transmitter raises IRQ 4 at once:
+ * on the soft engine through the machine's IOAPIC and LAPIC, on KVM through KVM_IRQ_LINE, the GSI routing and the
+ * in-kernel IOAPIC, waking the vCPU from HLT in the kernel. The handler clears IER, reads IIR, prints, EOIs, powers off.
+ */
+const IRQ_GUEST_HEX = '488d0581000000bf1004030066890766c74702100066c74704008e48c1e8106689470648c1e810894708c7470c000000000f01'
+  + '1d9d000000bb0000e0fec783f0000000ff010000c7838000000000000000bb0000c0fec70319000000c7431000000000c70318000000c7'
+  + '431041000000b0ffe621e6a166bafc03b008ee66baf903b002eefbf4ebfd66baf90330c0ee66bafa03ec488d3544000000b93c000000e8'
+  + '1c000000bb0000e0fec783b00000000000000066ba040666b8003466eff4ebfd66bafd03eca82074fb66baf803aceeffc975edc3ff0f00'
+  + '0003000000000049525120342028434f4d31205448524529206172726976656420617320766563746f722030783431207468726f756768'
+  + '2074686520494f415049430a';
+
+for (const engine of ['soft', 'kvm'] as const) {
+  test(`${engine}: COM1's interrupt reaches the guest's IDT through the IOAPIC and LAPIC and wakes it from HLT`, { skip: engine === 'kvm' ? kvmSkip : false }, async () => {
+    const payload = new Uint8Array(4096).fill(0xf4);
+    payload.set(Buffer.from(IRQ_GUEST_HEX, 'hex'), ENTRY);
+    const kernel = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'rz-machine-')), 'irq.bzImage');
+    fs.writeFileSync(kernel, makeBzImage({ payload }));
+    const io = captureConsole();
+    const m = new Machine(config(engine, kernel, 1), io);
+    const watchdog = setTimeout(() => m.requestExit({ kind: 'error', message: `watchdog: no exit after 10 s; console: ${JSON.stringify(io.text())}` }), 10_000);
+    try {
+      m.loadKernel();
+      assert.deepEqual(await m.run(), { kind: 'poweroff' });
+      assert.equal(io.text(), 'IRQ 4 (COM1 THRE) arrived as vector 0x41 through the IOAPIC\n');
+    } finally {
+      clearTimeout(watchdog);
+      m.close();
+    }
+  });
+}
+
 test('both engines print the same console output', { skip: kvmSkip }, async () => {
   const [soft, kvm] = [await boot('soft', 'poweroff'), await boot('kvm', 'poweroff')];
   assert.equal(kvm.console, soft.console);
