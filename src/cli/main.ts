@@ -98,6 +98,10 @@ function program(): Command {
     .option('--cpus <n>', `number of vCPUs, 1 to ${MAX_CPUS}`, '1')
     .option('--memory <size>', 'guest RAM, 64M to 64G (e.g. 256M, 4G, 512MiB; a bare number is MiB)', DEFAULT_MEMORY)
     .option('--on-reboot <action>', 'what a guest reboot does: restart or exit', 'exit')
+    .option('--disk <file[,readonly][,serial=S]>', 'a raw disk image on virtio-blk (repeatable: /dev/vda, /dev/vdb, ...)',
+      (value: string, previous: string[] | undefined) => [...(previous ?? []), value])
+    .option('--rng', 'a virtio-rng device fed by the host\'s random numbers')
+    .option('--console <kind>', 'the console: serial (ttyS0) or virtio (hvc0; sets console=hvc0 unless --cmdline is given)', 'serial')
     .action(async (options: RunOptions) => {
       process.exitCode = await runCommand(options);
     });

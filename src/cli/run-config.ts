@@ -3,11 +3,13 @@
 import { findDefaultImage } from '../image/build.ts';
 import type { VmConfig } from '../vmm/config.ts';
 import { chooseEngine, ENGINE_REQUESTS, type EngineRequest, type HostInfo } from './host.ts';
-import { checkBzImage, checkInitrd, parseCpuCount, parseMemorySize, UsageError } from './validate.ts';
+import { checkBzImage, checkInitrd, CONSOLE_KINDS, parseCpuCount, parseDisks, parseMemorySize, UsageError } from './validate.ts';
 
 /** panic=-1: reboot at once on a kernel panic, which ends ringzero under the default --on-reboot exit. */
 export const DEFAULT_CMDLINE = 'console=ttyS0 panic=-1';
 export const DEFAULT_MEMORY = '256M';
+/** The default command line with `--console virtio`: the kernel console on the virtio console (hvc0). */
+export const VIRTIO_CONSOLE_CMDLINE = 'console=hvc0 panic=-1';
 
 export interface RunOptions {
   engine: string;
@@ -17,6 +19,11 @@ export interface RunOptions {
   cpus: string;
   memory: string;
   onReboot: string;
+  /** `--disk FILE[,readonly][,serial=S]`, repeatable. */
+  disk?: string[];
+  rng?: boolean;
+  /** serial (default) or virtio. */
+  console?: string;
 }
 
 /** Turn the `run` options into a VmConfig, or throw a UsageError. */
@@ -30,6 +37,19 @@ export function buildVmConfig(options: RunOptions, host: HostInfo, log: (line: s
   }
   const cpus = parseCpuCount(options.cpus);
   const memory = parseMemorySize(options.memory);
+  const consoleKind = options.console ?? 'serial';
+  if (!(CONSOLE_KINDS as readonly string[]).includes(consoleKind)) {
+    throw new UsageError(`invalid --console '${consoleKind}': use ${CONSOLE_KINDS.join(' or ')}`);
+  }
+  const disks = parseDisks(options.disk ?? []);
+  // Devices are only named when asked for, so a plain VM's config stays as it was.
+  const devices = {
+    ...(disks.length > 0 ? { disks } : {}),
+    ...(options.rng ? { rng: true } : {}),
+    ...(consoleKind === 'virtio' ? { virtioConsole: true } : {}),
+  };
+  // With --console virtio and no --cmdline, the kernel's console moves to hvc0.
+  const cmdline = consoleKind === 'virtio' && options.cmdline === DEFAULT_CMDLINE ? VIRTIO_CONSOLE_CMDLINE : options.cmdline;
 
   let kernel = options.kernel;
   let initrd = options.initrd;
@@ -47,5 +67,5 @@ export function buildVmConfig(options: RunOptions, host: HostInfo, log: (line: s
   if (!choice.ok) throw new UsageError(choice.error);
   if (options.engine === 'auto') log(`engine auto picks ${choice.engine}: ${choice.reason}`);
 
-  return { engine: choice.engine, kernel, initrd, cmdline: options.cmdline, cpus, memory, onReboot: options.onReboot };
+  return { engine: choice.engine, kernel, initrd, cmdline, cpus, memory, onReboot: options.onReboot, ...devices };
 }

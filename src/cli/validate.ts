@@ -1,8 +1,8 @@
 // Checks of the user's inputs. Each failure is a UsageError with one line that says what is wrong.
 
-import { closeSync, openSync, readFileSync, readSync, statSync } from 'node:fs';
+import { accessSync, closeSync, constants as fsConstants, openSync, readFileSync, readSync, statSync } from 'node:fs';
 import { BootError, parseBzImage } from '../boot/bzimage.ts';
-import { MAX_CPUS } from '../vmm/config.ts';
+import { MAX_CPUS, MAX_DISKS, type DiskConfig } from '../vmm/config.ts';
 
 export class UsageError extends Error {}
 
@@ -97,3 +97,54 @@ export function checkInitrd(path: string): void {
   const head = readHead(path, 'initrd', 1);
   if (head.length === 0) throw new UsageError(`initrd '${path}' is empty`);
 }
+
+/** virtio-blk serial numbers are at most 20 bytes (VIRTIO_BLK_ID_BYTES, virtio 1.2 §5.2.6). */
+const MAX_SERIAL = 20;
+
+/**
+ * One `--disk FILE[,readonly][,serial=S]`: an existing regular file, readable (and writable unless readonly),
+ * a serial of up to 20 printable ASCII characters.
+ */
+export function parseDiskSpec(text: string): DiskConfig {
+  const [path, ...flags] = text.split(',');
+  if (path === '') throw new UsageError(`invalid --disk '${text}': use FILE[,readonly][,serial=NAME]`);
+  const disk: DiskConfig = { path, readonly: false };
+  for (const flag of flags) {
+    if (flag === 'readonly' || flag === 'ro') disk.readonly = true;
+    else if (flag.startsWith('serial=')) {
+      const serial = flag.slice('serial='.length);
+      if (!/^[\x21-\x7e]{1,20}$/.test(serial)) {
+        throw new UsageError(`invalid serial '${serial}' in --disk '${text}': 1 to ${MAX_SERIAL} printable ASCII characters, no spaces or commas`);
+      }
+      disk.serial = serial;
+    } else {
+      throw new UsageError(`unknown --disk option '${flag}' in '${text}': use readonly or serial=NAME`);
+    }
+  }
+  const size = checkFile(path, 'disk image');
+  if (size < 512) throw new UsageError(`disk image '${path}' is smaller than one 512-byte sector`);
+  try {
+    accessSync(path, disk.readonly ? fsConstants.R_OK : fsConstants.R_OK | fsConstants.W_OK);
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    throw new UsageError(disk.readonly ? `cannot read disk image '${path}' (${code})` : `cannot write disk image '${path}' (${code}): add ,readonly to use it read-only`);
+  }
+  return disk;
+}
+
+/** Every `--disk`, in order; at most MAX_DISKS, each image file at most once. */
+export function parseDisks(specs: readonly string[]): DiskConfig[] {
+  if (specs.length > MAX_DISKS) throw new UsageError(`too many disks (${specs.length}): at most ${MAX_DISKS}`);
+  const disks = specs.map(parseDiskSpec);
+  const seen = new Map<string, string>();
+  for (const disk of disks) {
+    const stat = statSync(disk.path);
+    const key = `${stat.dev}:${stat.ino}`;
+    const other = seen.get(key);
+    if (other !== undefined) throw new UsageError(`disk image '${disk.path}' is given twice (also as '${other}')`);
+    seen.set(key, disk.path);
+  }
+  return disks;
+}
+
+export const CONSOLE_KINDS = ['serial', 'virtio'] as const;

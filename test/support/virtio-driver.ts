@@ -66,7 +66,7 @@ export class TestBench {
   }
 
   close(): void {
-    this.fn.device.close();
+    this.fn.close();
     this.mem.close();
   }
 

@@ -47,6 +47,6 @@ export function attachVirtioDevices(machine: VirtioMachine, pci: PciHost, config
   });
   return {
     functions,
-    close: () => { for (const d of devices) d.close(); },
+    close: () => { for (const fn of functions) fn.close(); },
   };
 }

@@ -88,6 +88,9 @@ export class VirtioPciFunction extends PciFunction implements VirtioTransport {
   /** Why the device last entered NEEDS_RESET (for tests and logs). */
   lastError: string | undefined;
   private readonly log: (line: string) => void;
+  /** Queues with a deferred processLater pending (one at a time per queue). */
+  private readonly scheduled = new Set<number>();
+  private closed = false;
 
   constructor(readonly device: VirtioDevice, mem: GuestMemory, opts: { log?: (line: string) => void } = {}) {
     super({
@@ -166,12 +169,23 @@ export class VirtioPciFunction extends PciFunction implements VirtioTransport {
   }
 
   processLater(index: number): void {
-    setImmediate(() => this.process(index));
+    if (this.scheduled.has(index) || this.closed) return;
+    this.scheduled.add(index);
+    setImmediate(() => {
+      this.scheduled.delete(index);
+      this.process(index);
+    });
+  }
+
+  /** Stop for good: nothing scheduled runs afterwards (guest RAM may be unmapped next), host files close. */
+  close(): void {
+    this.closed = true;
+    this.device.close();
   }
 
   /** Run the device on queue `index`; nothing the guest put in the rings can make this throw. */
   process(index: number): void {
-    if (!this.queue(index)) return;
+    if (this.closed || !this.queue(index)) return;
     try {
       this.device.onNotify(index);
     } catch (error) {
