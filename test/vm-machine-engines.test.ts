@@ -9,7 +9,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { makeBzImage } from '../src/boot/synthetic.ts';
-import { Machine, type MachineExit } from '../src/vmm/machine.ts';
+import { Machine, type MachineExit, type MachineOptions } from '../src/vmm/machine.ts';
 import { runVm } from '../src/vmm/run.ts';
 import type { ConsoleIo, VmConfig, EngineKind } from '../src/vmm/config.ts';
 import { detectKvm } from '../src/kvm/host.ts';
@@ -68,9 +68,9 @@ function config(engine: EngineKind, kernel: string, cpus: number): VmConfig {
 }
 
 /** Boot the guest on one engine through the Machine; a watchdog turns a hang into a failure instead of a stuck test. */
-async function boot(engine: EngineKind, action: 'poweroff' | 'reset', cpus = 1): Promise<{ exit: MachineExit; console: string; ms: number }> {
+async function boot(engine: EngineKind, action: 'poweroff' | 'reset', cpus = 1, options: MachineOptions = {}): Promise<{ exit: MachineExit; console: string; ms: number }> {
   const io = captureConsole();
-  const m = new Machine(config(engine, guestKernel(action), cpus), io);
+  const m = new Machine(config(engine, guestKernel(action), cpus), io, options);
   const t0 = performance.now();
   const watchdog = setTimeout(() => m.requestExit({ kind: 'error', message: `watchdog: no exit after 20 s; console: ${JSON.stringify(io.text())}` }), 20_000);
   try {
@@ -90,6 +90,16 @@ for (const engine of ['soft', 'kvm'] as const) {
     assert.deepEqual(r.exit, { kind: 'poweroff' }, r.console);
     assert.equal(r.console, EXPECTED_CONSOLE);
   });
+
+  if (engine === 'kvm') {
+    test('kvm: the same with the single BSP on a worker thread instead of the main thread', { skip }, async () => {
+      for (const action of ['poweroff', 'reset'] as const) {
+        const r = await boot(engine, action, 1, { kvmInlineBsp: false });
+        assert.deepEqual(r.exit, { kind: action }, r.console);
+        assert.equal(r.console, EXPECTED_CONSOLE);
+      }
+    });
+  }
 
   test(`${engine}: a write of 0x06 to 0xCF9 resets the machine`, { skip }, async () => {
     const r = await boot(engine, 'reset');

@@ -155,6 +155,14 @@ export function topologyCpuid(entries: readonly CpuidEntry[], apicId: number, cp
 export interface KvmCpusOptions {
   /** KVM device path (default /dev/kvm). */
   device?: string;
+  /**
+   * Run the BSP's KVM_RUN on the main thread (KvmEngineOptions.inlineBoot) instead of a worker: an exit then costs
+   * no thread hand-off (bench/exits: about half the worker's cost), but while the BSP is inside KVM_RUN the event
+   * loop waits for the engine's yield tick (4 ms), so device timers, console input and the APs' exits wait too.
+   * Default: on for a single vCPU (nothing else needs the main thread that fast), off with APs; RINGZERO_KVM_INLINE
+   * = 1 / 0 overrides.
+   */
+  inlineBsp?: boolean;
 }
 
 /** The vCPUs of one machine on KVM and the loop that runs them until the machine's exit. */
@@ -168,7 +176,9 @@ export class KvmCpus {
 
   /** Create the KVM VM over the machine's memory and buses and put the BSP at the boot state. */
   static async create(m: KvmMachineParts, boot: BootState, opts: KvmCpusOptions = {}): Promise<KvmCpus> {
-    const engine = await KvmEngine.create({ mem: m.mem, ports: m.ports, mmio: m.mmio, cpus: m.cpus, irqchip: true, device: opts.device });
+    const env = process.env.RINGZERO_KVM_INLINE;
+    const inlineBoot = opts.inlineBsp ?? (env === '1' ? true : env === '0' ? false : m.cpus === 1);
+    const engine = await KvmEngine.create({ mem: m.mem, ports: m.ports, mmio: m.mmio, cpus: m.cpus, irqchip: true, device: opts.device, inlineBoot });
     const cpus = new KvmCpus(m, engine);
     try {
       const vm = engine.vm;

@@ -48,6 +48,8 @@ export type MachineExit = { kind: 'poweroff' } | { kind: 'reset' } | { kind: 'er
 export interface MachineOptions {
   /** KVM device path (default /dev/kvm); the kvm engine only. */
   kvmDevice?: string;
+  /** KVM: run the BSP on the main thread (default: only with one vCPU; see KvmCpusOptions.inlineBsp). */
+  kvmInlineBsp?: boolean;
 }
 
 interface Vcpu {
@@ -262,7 +264,7 @@ export class Machine {
       mem: this.mem, ports: this.ports, mmio: this.mmio, clock: this.clock as WatchedClock,
       router: this.router as KvmIrqRouter, cpus: this.config.cpus,
       setMsiSink: (sink) => this.setMsiSink(sink), requestExit: (exit) => this.requestExit(exit),
-    }, this.boot, { device: this.options.kvmDevice });
+    }, this.boot, { device: this.options.kvmDevice, inlineBsp: this.options.kvmInlineBsp });
     this.kvmCpus = cpus;
     try {
       if (this.exit) cpus.stop();
