@@ -55,6 +55,11 @@ export const enum RunExit {
 const TLB_BITS = 12;
 const TLB_SIZE = 1 << TLB_BITS;
 const TLB_MASK = TLB_SIZE - 1;
+/** TLB tag banks: (access << 1 | user) selects one of six banks of TLB_SIZE tags. */
+const TLB_READ = 0 << 1, TLB_WRITE = 1 << 1, TLB_FETCH = 2 << 1;
+/** Offsets of the supervisor and user read/write banks in `tlbTags`. */
+const BANK_READ = TLB_READ << TLB_BITS, BANK_READ_USER = (TLB_READ | 1) << TLB_BITS;
+const BANK_WRITE = TLB_WRITE << TLB_BITS, BANK_WRITE_USER = (TLB_WRITE | 1) << TLB_BITS;
 
 export type OpHandler = (cpu: SoftCpu) => void;
 
@@ -210,9 +215,10 @@ export class SoftCpu {
   readonly unimplementedLogged = new Set<string>();
 
   // ---- TLB: per privilege (0 supervisor, 1 user) tags for read, write and fetch, and the physical page
-  private readonly tlbRead = [new Float64Array(TLB_SIZE).fill(NaN), new Float64Array(TLB_SIZE).fill(NaN)];
-  private readonly tlbWrite = [new Float64Array(TLB_SIZE).fill(NaN), new Float64Array(TLB_SIZE).fill(NaN)];
-  private readonly tlbFetch = [new Float64Array(TLB_SIZE).fill(NaN), new Float64Array(TLB_SIZE).fill(NaN)];
+  // One array of tags in six banks of TLB_SIZE entries, bank = access * 2 + user (access 0 read, 1 write,
+  // 2 fetch): a tag is the linear page number (NaN when empty); the physical page base of a slot is shared by
+  // its banks (a fill drops the other banks' tags for a different page).
+  private readonly tlbTags = new Float64Array(6 * TLB_SIZE).fill(NaN);
   private readonly tlbPhys = new Float64Array(TLB_SIZE);
   private readonly tlbGlobal = new Uint8Array(TLB_SIZE);
 
@@ -408,7 +414,13 @@ export class SoftCpu {
     // Most instructions have no prefix: one table load decides (REX bytes are prefixes only in 64-bit mode).
     const kind = PREFIX_KIND[b];
     if (kind !== 0 && (kind === PREFIX_LEGACY || this.mode64)) {
-      b = this.decodePrefixes(b);
+      if (kind === PREFIX_REX) {
+        // The common 64-bit case: a lone REX prefix right before the opcode.
+        const next = this.fetch8();
+        if (PREFIX_KIND[next] === 0) { this.rex = b; b = next; } else b = this.decodePrefixes(next, 1);
+      } else {
+        b = this.decodePrefixes(b, 0);
+      }
       const rex = this.rex;
       this.rexW = (rex & 8) !== 0;
       this.rexR = (rex & 4) << 1;
@@ -436,9 +448,9 @@ export class SoftCpu {
    * Parse the prefixes starting with `b` (SDM vol. 2 §2.1.1) and return the opcode byte that follows. A REX
    * prefix counts only when it immediately precedes the opcode; the result is left in `rex`.
    */
-  private decodePrefixes(b: number): number {
+  private decodePrefixes(b: number, seen: number): number {
     this.rex = 0;
-    for (let n = 0; ; n++) {
+    for (let n = seen; ; n++) {
       if (n >= 14) this.gp(0); // longer than 15 bytes
       switch (b) {
         case 0x66: this.p66 = true; this.opsize = this.defOpsize === 2 ? 4 : 2; this.rex = 0; b = this.fetch8(); continue;
@@ -629,6 +641,66 @@ export class SoftCpu {
   // ModRM / SIB decoding (SDM vol. 2 §2.1.5 tables 2-1..2-3, §2.2.1)
 
   decodeModrm(): void {
+    const rip = this.rip;
+    // Fast path: 32/64-bit addressing with all of ModRM, SIB and disp32 (at most 6 bytes) inside the fetch window,
+    // read straight from the code page with one RIP update.
+    if (this.adsize !== 2 && rip >= this.fetchRipLo && rip + 6 <= this.fetchRipHi) {
+      const buf = this.fetchBuf;
+      const start = rip + this.fetchDelta;
+      let p = start;
+      const m = buf[p++];
+      this.modrm = m;
+      const mod = m >> 6;
+      this.mod = mod;
+      this.reg = ((m >> 3) & 7) | this.rexR;
+      const rm = m & 7;
+      this.ripRel = false;
+      if (mod === 3) {
+        this.rm = rm | this.rexB;
+        this.rip = rip + 1;
+        return;
+      }
+      this.rm = rm;
+      const a64 = this.adsize === 8;
+      const lo = this.rlo, hi = this.rhi;
+      let seg = C.DS;
+      let ea: number;
+      if (rm === 4) {
+        const sib = buf[p++];
+        const baseLow = sib & 7;
+        const index = ((sib >> 3) & 7) | this.rexX;
+        if (baseLow === 5 && mod === 0) {
+          ea = this.fetchView.getInt32(p, true);
+          p += 4;
+        } else {
+          const base = baseLow | this.rexB;
+          ea = a64 ? hi[base] * C.TWO32 + (lo[base] >>> 0) : lo[base] >>> 0;
+          if (base === 4 || base === 5) seg = C.SS; // rsp/rbp as base default to SS (r12/r13 do not)
+        }
+        if (index !== 4) ea += (a64 ? hi[index] * C.TWO32 + (lo[index] >>> 0) : lo[index] >>> 0) * (1 << (sib >> 6));
+      } else if (rm === 5 && mod === 0) {
+        ea = this.fetchView.getInt32(p, true);
+        p += 4;
+        // RIP-relative in 64-bit mode: resolved against the end of the instruction by resolveEa().
+        if (this.mode64) this.ripRel = true;
+      } else {
+        const base = rm | this.rexB;
+        ea = a64 ? hi[base] * C.TWO32 + (lo[base] >>> 0) : lo[base] >>> 0;
+        if (rm === 5) seg = C.SS;
+      }
+      if (mod === 1) { ea += (buf[p++] << 24) >> 24; }
+      else if (mod === 2) { ea += this.fetchView.getInt32(p, true); p += 4; }
+      this.rip = rip + (p - start);
+      this.eaSeg = this.segOverride >= 0 ? this.segOverride : seg;
+      if (this.ripRel) this.eaOff = ea;
+      else if (a64) this.eaOff = ea >= 9223372036854775808 ? ea - 18446744073709551616 : ea < -9223372036854775808 ? ea + 18446744073709551616 : ea;
+      else this.eaOff = ea >>> 0;
+      return;
+    }
+    this.decodeModrmSlow();
+  }
+
+  private decodeModrmSlow(): void {
     const m = this.fetch8();
     this.modrm = m;
     this.mod = m >> 6;
@@ -767,14 +839,12 @@ export class SoftCpu {
   // Paging (SDM vol. 3A ch. 4) and the TLB
 
   flushTlb(includingGlobal: boolean): void {
-    for (let u = 0; u < 2; u++) {
-      const r = this.tlbRead[u], w = this.tlbWrite[u], f = this.tlbFetch[u];
-      if (includingGlobal) {
-        r.fill(NaN); w.fill(NaN); f.fill(NaN);
-      } else {
-        for (let i = 0; i < TLB_SIZE; i++) {
-          if (!this.tlbGlobal[i]) { r[i] = NaN; w[i] = NaN; f[i] = NaN; }
-        }
+    const tags = this.tlbTags;
+    if (includingGlobal) {
+      tags.fill(NaN);
+    } else {
+      for (let i = 0; i < TLB_SIZE; i++) {
+        if (!this.tlbGlobal[i]) for (let bank = 0; bank < 6; bank++) tags[(bank << TLB_BITS) | i] = NaN;
       }
     }
     this.invalidateFetch();
@@ -793,10 +863,8 @@ export class SoftCpu {
     const first = Math.floor(lin / 2097152) * 512;
     for (let vpn = first; vpn < first + 512; vpn++) {
       const i = vpn & TLB_MASK;
-      for (let u = 0; u < 2; u++) {
-        if (this.tlbRead[u][i] === vpn) this.tlbRead[u][i] = NaN;
-        if (this.tlbWrite[u][i] === vpn) this.tlbWrite[u][i] = NaN;
-        if (this.tlbFetch[u][i] === vpn) this.tlbFetch[u][i] = NaN;
+      for (let bank = 0; bank < 6; bank++) {
+        if (this.tlbTags[(bank << TLB_BITS) | i] === vpn) this.tlbTags[(bank << TLB_BITS) | i] = NaN;
       }
     }
     this.invalidateFetch();
@@ -811,11 +879,10 @@ export class SoftCpu {
    */
   translate(lin: number, access: number, user: boolean): number {
     if (this.pagingLevels === 0) return this.mode64 ? lin : lin >>> 0;
-    const vpn = Math.floor(lin / 4096);
+    const off = lin & 0xfff;
+    const vpn = (lin - off) / 4096; // exact: lin - off is a multiple of 4096 (also for negative lin)
     const i = vpn & TLB_MASK;
-    const u = user ? 1 : 0;
-    const tags = access === 0 ? this.tlbRead[u] : access === 1 ? this.tlbWrite[u] : this.tlbFetch[u];
-    if (tags[i] === vpn) return this.tlbPhys[i] + (lin & 0xfff);
+    if (this.tlbTags[(((access << 1) | (user ? 1 : 0)) << TLB_BITS) | i] === vpn) return this.tlbPhys[i] + off;
     return this.walk(lin, vpn, access, user);
   }
 
@@ -933,16 +1000,15 @@ export class SoftCpu {
     this.tlbPhys[i] = phys;
     this.tlbGlobal[i] = global ? 1 : 0;
     // Invalidate any other tags in this slot (they pointed at another page's phys).
-    for (let k = 0; k < 2; k++) {
-      if (this.tlbRead[k][i] !== vpn) this.tlbRead[k][i] = NaN;
-      if (this.tlbWrite[k][i] !== vpn) this.tlbWrite[k][i] = NaN;
-      if (this.tlbFetch[k][i] !== vpn) this.tlbFetch[k][i] = NaN;
+    const tags = this.tlbTags;
+    for (let bank = 0; bank < 6; bank++) {
+      if (tags[(bank << TLB_BITS) | i] !== vpn) tags[(bank << TLB_BITS) | i] = NaN;
     }
-    this.tlbRead[u][i] = vpn;
-    if (allowExec) this.tlbFetch[u][i] = vpn;
+    tags[(TLB_READ | u) << TLB_BITS | i] = vpn;
+    if (allowExec) tags[(TLB_FETCH | u) << TLB_BITS | i] = vpn;
     // Cache write permission only once the dirty bit is set, so the first write of a clean page walks and sets it.
     // Supervisor writes to read-only pages are allowed while CR0.WP is clear.
-    if ((leafVal & C.PTE_D) && (allowWrite || (!user && !wp))) this.tlbWrite[u][i] = vpn;
+    if ((leafVal & C.PTE_D) && (allowWrite || (!user && !wp))) tags[(TLB_WRITE | u) << TLB_BITS | i] = vpn;
     return phys + (lin & 0xfff);
   }
 
@@ -1014,6 +1080,27 @@ export class SoftCpu {
 
   /** Read `size` bytes at a linear address. Size 8 returns the low half and leaves the high half in `hi`. */
   readLin(lin: number, size: number): number {
+    // Fast path: a TLB hit on a RAM page, the access inside the page (the TLB is empty while paging is off).
+    const off = lin & 0xfff;
+    if (off + size <= 4096) {
+      const vpn = (lin - off) / 4096;
+      const i = vpn & TLB_MASK;
+      if (this.tlbTags[(this.cpl === 3 ? BANK_READ_USER : BANK_READ) | i] === vpn) {
+        const pa = this.tlbPhys[i] + off;
+        if (pa + size <= this.ramSize) {
+          switch (size) {
+            case 1: return this.ram[pa];
+            case 2: return this.ramView.getUint16(pa, true);
+            case 4: return this.ramView.getInt32(pa, true);
+            default: this.hi = this.ramView.getInt32(pa + 4, true); return this.ramView.getInt32(pa, true);
+          }
+        }
+      }
+    }
+    return this.readLinSlow(lin, size);
+  }
+
+  private readLinSlow(lin: number, size: number): number {
     const off = lin & 0xfff;
     if (off + size <= 4096) {
       const pa = this.translate(lin, 0, this.cpl === 3);
@@ -1054,6 +1141,26 @@ export class SoftCpu {
 
   /** Write `size` bytes at a linear address (size 8: `hi` is the high half). */
   writeLin(lin: number, size: number, v: number, hi = 0): void {
+    const off = lin & 0xfff;
+    if (off + size <= 4096) {
+      const vpn = (lin - off) / 4096;
+      const i = vpn & TLB_MASK;
+      if (this.tlbTags[(this.cpl === 3 ? BANK_WRITE_USER : BANK_WRITE) | i] === vpn) {
+        const pa = this.tlbPhys[i] + off;
+        if (pa + size <= this.ramSize) {
+          switch (size) {
+            case 1: this.ram[pa] = v; return;
+            case 2: this.ramView.setUint16(pa, v, true); return;
+            case 4: this.ramView.setInt32(pa, v, true); return;
+            default: this.ramView.setInt32(pa, v, true); this.ramView.setInt32(pa + 4, hi, true); return;
+          }
+        }
+      }
+    }
+    this.writeLinSlow(lin, size, v, hi);
+  }
+
+  private writeLinSlow(lin: number, size: number, v: number, hi: number): void {
     const off = lin & 0xfff;
     if (off + size <= 4096) {
       const pa = this.translate(lin, 1, this.cpl === 3);
