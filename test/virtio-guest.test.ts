@@ -63,26 +63,26 @@ test('the guest sees virtio-blk (/dev/vda: size, serial, dd both ways) and virti
     await con.waitFor(new RegExp(GUEST_PROMPT.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')), 60_000);
 
     let from = type('echo RZ-SIZE: $(cat /sys/block/vda/size)');
-    assert.equal(Number((await con.waitFor(/\nRZ-SIZE: (\d+)/, 60_000, from))[1]), sectors);
+    assert.equal(Number((await con.waitFor(/\nRZ-SIZE: (\d+)\r?\n/, 60_000, from))[1]), sectors);
     from = type('echo RZ-SERIAL: $(cat /sys/block/vda/serial)');
-    assert.equal((await con.waitFor(/\nRZ-SERIAL: (\S+)/, 60_000, from))[1], 'rzdisk0');
+    assert.equal((await con.waitFor(/\nRZ-SERIAL: (\S+)\r?\n/, 60_000, from))[1], 'rzdisk0');
 
     from = type('echo RZ-READ: $(dd if=/dev/vda bs=512 skip=2 count=1 2>/dev/null | head -c 12)');
-    assert.equal((await con.waitFor(/\nRZ-READ: (\S+)/, 60_000, from))[1], 'RZ-HOST-MARK');
+    assert.equal((await con.waitFor(/\nRZ-READ: (\S+)\r?\n/, 60_000, from))[1], 'RZ-HOST-MARK');
 
     from = type('echo guest-wrote-this | dd of=/dev/vda bs=512 seek=7 conv=sync,fsync 2>/dev/null; echo RZ-DD: $?');
-    assert.equal((await con.waitFor(/\nRZ-DD: (\d+)/, 60_000, from))[1], '0');
+    assert.equal((await con.waitFor(/\nRZ-DD: (\d+)\r?\n/, 60_000, from))[1], '0');
     // Right after the fsync the host file has it, before any poweroff.
     assert.equal(readFileSync(disk).subarray(7 * 512, 7 * 512 + 16).toString('latin1'), 'guest-wrote-this');
     from = type('echo RZ-BACK: $(dd if=/dev/vda bs=512 skip=7 count=1 2>/dev/null | head -c 16)');
-    assert.equal((await con.waitFor(/\nRZ-BACK: (\S+)/, 60_000, from))[1], 'guest-wrote-this');
+    assert.equal((await con.waitFor(/\nRZ-BACK: (\S+)\r?\n/, 60_000, from))[1], 'guest-wrote-this');
 
     from = type('echo RZ-RNG: $(cat /sys/class/misc/hw_random/rng_current)');
-    assert.match((await con.waitFor(/\nRZ-RNG: (\S+)/, 60_000, from))[1], /^virtio_rng/);
+    assert.match((await con.waitFor(/\nRZ-RNG: (\S+)\r?\n/, 60_000, from))[1], /^virtio_rng/);
     from = type('echo RZ-RAND: $(dd if=/dev/hwrng bs=16 count=1 2>/dev/null | md5sum)');
     assert.match((await con.waitFor(/\nRZ-RAND: ([0-9a-f]{32})/, 60_000, from))[1], /^[0-9a-f]{32}$/);
     from = type('echo RZ-IRQ: $(grep -c virtio /proc/interrupts)');
-    const irqs = Number((await con.waitFor(/\nRZ-IRQ: (\d+)/, 60_000, from))[1]);
+    const irqs = Number((await con.waitFor(/\nRZ-IRQ: (\d+)\r?\n/, 60_000, from))[1]);
     assert.ok(irqs >= 2, `virtio interrupts listed in /proc/interrupts: ${irqs}`);
 
     type('poweroff -f');
