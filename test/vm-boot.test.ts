@@ -56,13 +56,14 @@ test('boots the default guest to a shell on the soft engine and powers off', { s
     const uname = await con.waitFor(/\n(\d+\.\d+\.\d+[^\s]*cloud-amd64)\s*\r?\nUNAME-DONE/, 60_000, from);
     assert.match(uname[1], /^6\.1\./);
 
-    // The markers are spelt so the echoed command line itself cannot match them.
+    // The markers are spelt so the echoed command line itself cannot match them, and each answer must end its
+    // line: console output arrives in chunks, and a number cut in two must not match.
     from = type('echo RZ-CPUS: $(grep -c ^processor /proc/cpuinfo)');
-    const cpus = await con.waitFor(/\nRZ-CPUS: (\d+)/, 60_000, from);
+    const cpus = await con.waitFor(/\nRZ-CPUS: (\d+)\r?\n/, 60_000, from);
     assert.equal(Number(cpus[1]), 2, 'the guest brings up both vCPUs');
 
     from = type('echo RZ-DATE: $(date +%s)');
-    const date = await con.waitFor(/\nRZ-DATE: (\d+)/, 60_000, from);
+    const date = await con.waitFor(/\nRZ-DATE: (\d+)\r?\n/, 60_000, from);
     const skew = Math.abs(Number(date[1]) - Date.now() / 1000);
     if (skew > 2) {
       // Keep the evidence: what the guest's timekeeping said about its clocks.
