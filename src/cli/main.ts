@@ -7,6 +7,8 @@ import { Command, CommanderError } from 'commander';
 import { buildDefaultImage, findDefaultImage, ImageBuildError } from '../image/build.ts';
 import { MAX_CPUS, type ConsoleIo, type VmConfig } from '../vmm/config.ts';
 import { createHostConsole } from './console.ts';
+import { createSocketConsole, writeStatusFile } from './console-socket.ts';
+import { registerDaemonCommands } from './daemon-commands.ts';
 import { describeHost, detectHost, ENGINE_REQUESTS } from './host.ts';
 import { buildVmConfig, DEFAULT_CMDLINE, DEFAULT_MEMORY, type RunOptions } from './run-config.ts';
 import { UsageError } from './validate.ts';
@@ -44,9 +46,25 @@ async function loadRunVm(): Promise<RunVm> {
   return module.runVm;
 }
 
-async function runCommand(options: RunOptions): Promise<number> {
+/** `run` options for a VM started by the daemon: the console on a Unix socket, and the exit status in a file. */
+interface ManagedRunOptions {
+  consoleSocket?: string;
+  statusFile?: string;
+}
+
+async function runCommand(options: RunOptions & ManagedRunOptions): Promise<number> {
   const config = buildVmConfig(options, detectHost(), say);
   const runVm = await loadRunVm();
+  if (options.consoleSocket !== undefined) {
+    const socketConsole = await createSocketConsole(options.consoleSocket);
+    try {
+      const status = await runVm(config, socketConsole);
+      if (options.statusFile !== undefined) writeStatusFile(options.statusFile, status);
+      return status;
+    } finally {
+      socketConsole.close();
+    }
+  }
   const console = createHostConsole({
     onQuit: () => {
       process.stderr.write('\nringzero: quit from the console\n');
@@ -102,9 +120,13 @@ function program(): Command {
       (value: string, previous: string[] | undefined) => [...(previous ?? []), value])
     .option('--rng', 'a virtio-rng device fed by the host\'s random numbers')
     .option('--console <kind>', 'the console: serial (ttyS0) or virtio (hvc0; sets console=hvc0 unless --cmdline is given)', 'serial')
-    .action(async (options: RunOptions) => {
+    .option('--console-socket <path>', 'serve the console on this Unix socket (any number of clients) instead of the terminal')
+    .option('--status-file <path>', 'with --console-socket: write the exit status here as JSON when the VM ends')
+    .action(async (options: RunOptions & ManagedRunOptions) => {
       process.exitCode = await runCommand(options);
     });
+
+  registerDaemonCommands(cli);
 
   cli.command('doctor')
     .description('what this host offers for running VMs, and which engine auto picks')

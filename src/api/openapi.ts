@@ -1,0 +1,80 @@
+// The OpenAPI 3.0 document of the daemon's REST API, built from the same schema objects that validate the requests.
+
+import { errorSchema, vmDefinitionSchema, vmSchema } from '../manager/schema.ts';
+
+/** JSON Schema `$ref: 'X#'` (ajv's ids) to OpenAPI's `#/components/schemas/X`, and no `$id`. */
+function toOpenApi(schema: unknown): unknown {
+  if (Array.isArray(schema)) return schema.map(toOpenApi);
+  if (schema === null || typeof schema !== 'object') return schema;
+  const out: Record<string, unknown> = {};
+  for (const [key, value] of Object.entries(schema)) {
+    if (key === '$id') continue;
+    if (key === '$ref' && typeof value === 'string') out.$ref = `#/components/schemas/${value.replace(/#$/, '')}`;
+    // OpenAPI 3.0 has no type arrays: ['integer', 'null'] becomes nullable.
+    else if (key === 'type' && Array.isArray(value)) {
+      out.type = value.find((t) => t !== 'null');
+      if (value.includes('null')) out.nullable = true;
+    } else out[key] = toOpenApi(value);
+  }
+  return out;
+}
+
+const ref = (name: string) => ({ $ref: `#/components/schemas/${name}` });
+const json = (schema: unknown) => ({ 'application/json': { schema } });
+const errors = (...statuses: number[]) => Object.fromEntries(statuses.map((s) => [String(s), {
+  description: { 400: 'invalid input', 401: 'missing or wrong token', 404: 'no such VM', 409: 'conflicts with the VM\'s state', 500: 'failure' }[s] ?? 'error',
+  content: json(ref('Error')),
+}]));
+const nameParameter = { name: 'name', in: 'path', required: true, schema: { type: 'string', pattern: vmDefinitionSchema.properties.name.pattern } };
+
+function action(summary: string, extra: Record<string, unknown> = {}) {
+  return {
+    post: {
+      summary, parameters: [nameParameter], ...extra,
+      responses: { 200: { description: 'the VM after the action', content: json(ref('Vm')) }, ...errors(400, 401, 404, 409, 500) },
+    },
+  };
+}
+
+export function openApiDocument(version: string): Record<string, unknown> {
+  return {
+    openapi: '3.0.3',
+    info: { title: 'ringzero daemon API', version, description: 'VM lifecycle on one host. Errors are {"error":{"code","message"}} with a stable code.' },
+    components: {
+      schemas: { VmDefinition: toOpenApi(vmDefinitionSchema), Vm: toOpenApi(vmSchema), Error: toOpenApi(errorSchema) },
+      securitySchemes: { bearer: { type: 'http', scheme: 'bearer', description: 'required on TCP listeners; the Unix socket is guarded by file permissions' } },
+    },
+    security: [{}, { bearer: [] }],
+    paths: {
+      '/vms': {
+        get: { summary: 'list the VMs', responses: { 200: { description: 'every defined VM', content: json({ type: 'array', items: ref('Vm') }) }, ...errors(401) } },
+        post: {
+          summary: 'define a VM (defaults filled in from the schema)', requestBody: { required: true, content: json(ref('VmDefinition')) },
+          responses: { 201: { description: 'defined', content: json(ref('Vm')) }, ...errors(400, 401, 409) },
+        },
+      },
+      '/vms/{name}': {
+        get: { summary: 'one VM', parameters: [nameParameter], responses: { 200: { description: 'the VM', content: json(ref('Vm')) }, ...errors(401, 404) } },
+        put: {
+          summary: 'replace the definition of a VM that is shut off', parameters: [nameParameter], requestBody: { required: true, content: json(ref('VmDefinition')) },
+          responses: { 200: { description: 'updated', content: json(ref('Vm')) }, ...errors(400, 401, 404, 409) },
+        },
+        delete: { summary: 'undefine a VM that is not running', parameters: [nameParameter], responses: { 204: { description: 'undefined' }, ...errors(401, 404, 409) } },
+      },
+      '/vms/{name}/start': action('start the VM in its own VMM process'),
+      '/vms/{name}/destroy': action('stop the VM at once (its VMM process is killed)'),
+      '/vms/{name}/reboot': action('restart the VM (for now: destroy, then start)'),
+      '/vms/{name}/shutdown': action('stop the VM gracefully, destroying it after the timeout', {
+        requestBody: { required: false, content: json({ type: 'object', properties: { timeout: { type: 'number', minimum: 0, maximum: 3600, default: 60 } } }) },
+      }),
+      '/host': { get: { summary: 'the host: CPUs, memory, engines, VM counts', responses: { 200: { description: 'host facts', content: json({ type: 'object' }) }, ...errors(401) } } },
+      '/events': {
+        get: {
+          summary: 'lifecycle events as server-sent events (event: lifecycle, data: JSON)',
+          responses: { 200: { description: 'an endless text/event-stream', content: { 'text/event-stream': { schema: { type: 'string' } } } }, ...errors(401) },
+        },
+      },
+      '/openapi.json': { get: { summary: 'this document', responses: { 200: { description: 'OpenAPI 3.0', content: json({ type: 'object' }) } } } },
+    },
+  };
+}

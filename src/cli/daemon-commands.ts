@@ -1,0 +1,205 @@
+// The management verbs of the CLI (virsh's names): `daemon` runs the manager; define, undefine, start, shutdown,
+// destroy, reboot, list, info, console and edit talk to it through its REST API on the Unix socket given by
+// --socket or RINGZERO_SOCKET (default: see defaultSocketPath). The modules behind them load only when used, so
+// `ringzero run` does not pay for the HTTP framework.
+
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { spawnSync } from 'node:child_process';
+import type { Command } from 'commander';
+import type { ApiClient } from '../api/client.ts';
+import type { VmView } from '../manager/manager.ts';
+import { UsageError } from './validate.ts';
+
+interface SocketOption {
+  socket?: string;
+}
+
+async function client(options: SocketOption): Promise<ApiClient> {
+  const { ApiClient } = await import('../api/client.ts');
+  const { defaultSocketPath } = await import('../manager/store.ts');
+  return new ApiClient(options.socket ?? defaultSocketPath());
+}
+
+/** Run an API call; an API error becomes the CLI's one-line failure, naming the error code. */
+async function call<T>(work: () => Promise<T>): Promise<T> {
+  const { ApiError } = await import('../api/client.ts');
+  try {
+    return await work();
+  } catch (error) {
+    if (error instanceof ApiError) throw new Error(`${error.message} [${error.code}]`);
+    throw error;
+  }
+}
+
+function out(line: string): void {
+  process.stdout.write(`${line}\n`);
+}
+
+function readDefinitionFile(file: string): unknown {
+  let text: string;
+  try {
+    text = fs.readFileSync(file, 'utf8');
+  } catch (error) {
+    throw new UsageError(`cannot read '${file}' (${(error as NodeJS.ErrnoException).code})`);
+  }
+  try {
+    return JSON.parse(text);
+  } catch (error) {
+    throw new UsageError(`'${file}' is not valid JSON: ${(error as Error).message}`);
+  }
+}
+
+function table(rows: string[][]): string[] {
+  const widths = rows[0].map((_, column) => Math.max(...rows.map((row) => row[column].length)));
+  return rows.map((row) => row.map((cell, column) => cell.padEnd(widths[column])).join('  ').trimEnd());
+}
+
+function infoLines(vm: VmView): string[] {
+  const d = vm.definition;
+  const lines = [
+    ['Name', vm.name], ['State', vm.state], ['Engine', d.engine], ['CPUs', String(d.cpus)], ['Memory', `${d.memory} MiB`],
+    ['Kernel', d.kernel ?? '(default image)'], ['Initrd', d.initrd ?? (d.kernel ? '(none)' : '(default image)')], ['Cmdline', d.cmdline],
+    ['Console', d.console], ['Disks', d.disks.length === 0 ? '(none)' : d.disks.map((k) => `${k.path}${k.readonly ? ' (ro)' : ''}`).join(', ')],
+    ['RNG', d.rng ? 'yes' : 'no'], ['Autostart', d.autostart ? 'yes' : 'no'],
+  ];
+  if (vm.pid !== undefined) lines.push(['PID', String(vm.pid)]);
+  if (vm.startedAt) lines.push(['Started', vm.startedAt]);
+  if (vm.consoleSocket) lines.push(['Console socket', vm.consoleSocket]);
+  if (vm.lastExit) lines.push(['Last exit', `${vm.lastExit.reason} (${vm.lastExit.at})`]);
+  return lines.map(([key, value]) => `${`${key}:`.padEnd(16)}${value}`);
+}
+
+export function registerDaemonCommands(cli: Command): void {
+  const socketFlag = '--socket <path>';
+  const socketHelp = 'the daemon\'s API socket (default: $RINGZERO_SOCKET, or the default state directory\'s)';
+
+  cli.command('daemon')
+    .description('run the VM manager: state directory, one VMM process per running VM, REST API on a Unix socket')
+    .option('--state-dir <dir>', 'state directory (default: /var/lib/ringzero for root, else $XDG_STATE_HOME/ringzero)')
+    .option(socketFlag, 'API socket (default: /run/ringzero/ringzero.sock for root, else in the state directory)')
+    .option('--listen <host:port>', 'also serve the API on TCP (needs --token-file)')
+    .option('--token-file <file>', 'bearer token required on the TCP listener')
+    .option('--shutdown-timeout <seconds>', 'default time a shutdown waits before destroying the VM', '60')
+    .action(async (options) => {
+      const { runDaemon } = await import('./daemon.ts');
+      process.exitCode = await runDaemon(options);
+    });
+
+  cli.command('define').argument('<file>', 'VM definition (JSON)')
+    .description('define a VM from a JSON definition (see GET /openapi.json for the schema)')
+    .option(socketFlag, socketHelp)
+    .action(async (file: string, options: SocketOption) => {
+      const body = readDefinitionFile(file);
+      const api = await client(options);
+      const vm = await call(() => api.request<VmView>('POST', '/vms', body));
+      out(`VM '${vm.name}' defined from ${file}`);
+    });
+
+  cli.command('undefine').argument('<name>').description('remove a VM that is not running')
+    .option(socketFlag, socketHelp)
+    .action(async (name: string, options: SocketOption) => {
+      const api = await client(options);
+      await call(() => api.request('DELETE', `/vms/${encodeURIComponent(name)}`));
+      out(`VM '${name}' undefined`);
+    });
+
+  for (const [verb, description, done] of [
+    ['start', 'start a VM in its own VMM process', 'started'],
+    ['destroy', 'stop a VM at once (its VMM process is killed)', 'destroyed'],
+    ['reboot', 'restart a VM (for now: destroy, then start)', 'rebooted'],
+  ] as const) {
+    cli.command(verb).argument('<name>').description(description)
+      .option(socketFlag, socketHelp)
+      .action(async (name: string, options: SocketOption) => {
+        const api = await client(options);
+        await call(() => api.request('POST', `/vms/${encodeURIComponent(name)}/${verb}`));
+        out(`VM '${name}' ${done}`);
+      });
+  }
+
+  cli.command('shutdown').argument('<name>')
+    .description('stop a VM gracefully; destroy it if it has not stopped after the timeout')
+    .option('--timeout <seconds>', 'how long to wait before destroying it (default: the daemon\'s, 60)')
+    .option(socketFlag, socketHelp)
+    .action(async (name: string, options: SocketOption & { timeout?: string }) => {
+      const body: { timeout?: number } = {};
+      if (options.timeout !== undefined) {
+        const timeout = Number(options.timeout);
+        if (!/^\d+(\.\d+)?$/.test(options.timeout) || timeout > 3600) throw new UsageError(`invalid --timeout '${options.timeout}': seconds, 0 to 3600`);
+        body.timeout = timeout;
+      }
+      const api = await client(options);
+      const result = await call(() => api.request<VmView & { graceful: boolean }>('POST', `/vms/${encodeURIComponent(name)}/shutdown`, body));
+      out(result.graceful ? `VM '${name}' shut down` : `VM '${name}' did not stop within the timeout: destroyed`);
+    });
+
+  cli.command('list').description('list the VMs')
+    .option('--json', 'print the API\'s JSON')
+    .option(socketFlag, socketHelp)
+    .action(async (options: SocketOption & { json?: boolean }) => {
+      const api = await client(options);
+      const vms = await call(() => api.request<VmView[]>('GET', '/vms'));
+      if (options.json) {
+        out(JSON.stringify(vms, null, 2));
+        return;
+      }
+      const rows = [['NAME', 'STATE', 'CPUS', 'MEMORY', 'PID']];
+      for (const vm of vms) rows.push([vm.name, vm.state, String(vm.definition.cpus), `${vm.definition.memory}M`, vm.pid !== undefined ? String(vm.pid) : '-']);
+      for (const line of table(rows)) out(line);
+    });
+
+  cli.command('info').argument('<name>').description('a VM\'s definition and state')
+    .option('--json', 'print the API\'s JSON')
+    .option(socketFlag, socketHelp)
+    .action(async (name: string, options: SocketOption & { json?: boolean }) => {
+      const api = await client(options);
+      const vm = await call(() => api.request<VmView>('GET', `/vms/${encodeURIComponent(name)}`));
+      if (options.json) out(JSON.stringify(vm, null, 2));
+      else for (const line of infoLines(vm)) out(line);
+    });
+
+  cli.command('console').argument('<name>')
+    .description('attach to a running VM\'s serial console (Ctrl-A x detaches; several viewers may attach at once)')
+    .option(socketFlag, socketHelp)
+    .action(async (name: string, options: SocketOption) => {
+      const api = await client(options);
+      const vm = await call(() => api.request<VmView>('GET', `/vms/${encodeURIComponent(name)}`));
+      if (vm.consoleSocket === undefined) throw new Error(`VM '${name}' is ${vm.state}: no console to attach to [conflict]`);
+      const { attachConsole } = await import('./daemon-console.ts');
+      process.exitCode = await attachConsole(vm.consoleSocket, name);
+    });
+
+  cli.command('edit').argument('<name>').description('edit a shut-off VM\'s definition in $EDITOR')
+    .option(socketFlag, socketHelp)
+    .action(async (name: string, options: SocketOption) => {
+      const api = await client(options);
+      const vm = await call(() => api.request<VmView>('GET', `/vms/${encodeURIComponent(name)}`));
+      const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ringzero-edit-'));
+      const file = path.join(dir, `${name}.json`);
+      const before = `${JSON.stringify(vm.definition, null, 2)}\n`;
+      fs.writeFileSync(file, before, { mode: 0o600 });
+      try {
+        const editor = process.env.VISUAL || process.env.EDITOR || 'vi';
+        // Through the shell, as git and virsh do, so EDITOR may carry arguments ("code --wait").
+        const result = spawnSync('/bin/sh', ['-c', `${editor} "$1"`, 'editor', file], { stdio: 'inherit' });
+        if (result.status !== 0) throw new UsageError(`the editor (${editor}) failed: the definition is unchanged`);
+        const after = fs.readFileSync(file, 'utf8');
+        if (after === before) {
+          out(`VM '${name}': definition unchanged`);
+          return;
+        }
+        let body: unknown;
+        try {
+          body = JSON.parse(after);
+        } catch (error) {
+          throw new UsageError(`the edited definition is not valid JSON (${(error as Error).message}): unchanged`);
+        }
+        await call(() => api.request('PUT', `/vms/${encodeURIComponent(name)}`, body));
+        out(`VM '${name}' definition updated`);
+      } finally {
+        fs.rmSync(dir, { recursive: true, force: true });
+      }
+    });
+}

@@ -1,0 +1,119 @@
+// `ringzero daemon`: the VM manager of one host, serving the REST API on a Unix socket (and on TCP with a bearer
+// token when asked). One daemon per state directory (a lock file holds its pid and start time). Stopping the daemon
+// (SIGTERM, SIGINT) leaves the VMs running: the next daemon re-attaches to them.
+
+import fs from 'node:fs';
+import net from 'node:net';
+import path from 'node:path';
+import type { FastifyInstance } from 'fastify';
+import { createApi } from '../api/server.ts';
+import { VmManager } from '../manager/manager.ts';
+import { isSameProcess, processStartTime } from '../manager/proc.ts';
+import { defaultSocketPath, defaultStateDir, MAX_SOCKET_PATH, writeFileAtomic } from '../manager/store.ts';
+import { UsageError } from './validate.ts';
+
+export interface DaemonOptions {
+  stateDir?: string;
+  socket?: string;
+  /** HOST:PORT for a TCP listener (needs tokenFile). */
+  listen?: string;
+  tokenFile?: string;
+  /** Default shutdown timeout in seconds. */
+  shutdownTimeout?: string;
+}
+
+function say(line: string): void {
+  process.stderr.write(`ringzero daemon: ${line}\n`);
+}
+
+/** Is something accepting connections on this Unix socket? */
+function socketAnswers(socketPath: string): Promise<boolean> {
+  return new Promise((resolve) => {
+    const probe = net.connect(socketPath);
+    probe.once('connect', () => { probe.destroy(); resolve(true); });
+    probe.once('error', () => resolve(false));
+  });
+}
+
+/** Take the state directory's lock, or fail naming the daemon that holds it. */
+function lockStateDir(stateDir: string): string {
+  const lockFile = path.join(stateDir, 'daemon.pid');
+  try {
+    const held = JSON.parse(fs.readFileSync(lockFile, 'utf8')) as { pid: number; startTime: number };
+    if (held.pid !== process.pid && isSameProcess(held.pid, held.startTime)) {
+      throw new UsageError(`another daemon (pid ${held.pid}) owns the state directory ${stateDir}`);
+    }
+  } catch (error) {
+    if (error instanceof UsageError) throw error;
+    // no lock, or a torn one: ours now
+  }
+  writeFileAtomic(lockFile, `${JSON.stringify({ pid: process.pid, startTime: processStartTime(process.pid) })}\n`);
+  return lockFile;
+}
+
+function parseListen(text: string): { host: string; port: number } {
+  const match = /^(.*):(\d{1,5})$/.exec(text);
+  const port = match ? Number(match[2]) : NaN;
+  if (!match || match[1] === '' || port > 65535) throw new UsageError(`invalid --listen '${text}': use HOST:PORT, e.g. 127.0.0.1:8086`);
+  return { host: match[1].replace(/^\[(.*)\]$/, '$1'), port };
+}
+
+function readToken(file: string): string {
+  let token: string;
+  try {
+    token = fs.readFileSync(file, 'utf8').trim();
+  } catch (error) {
+    throw new UsageError(`cannot read the token file '${file}' (${(error as NodeJS.ErrnoException).code})`);
+  }
+  if (token.length < 16) throw new UsageError(`the token in '${file}' is too short: at least 16 characters`);
+  return token;
+}
+
+/** Run the daemon until SIGTERM or SIGINT. */
+export async function runDaemon(options: DaemonOptions): Promise<number> {
+  const stateDir = path.resolve(options.stateDir ?? defaultStateDir());
+  const socketPath = path.resolve(options.socket ?? defaultSocketPath(options.stateDir === undefined ? undefined : stateDir));
+  if (Buffer.byteLength(socketPath) > MAX_SOCKET_PATH) throw new UsageError(`the socket path '${socketPath}' is longer than ${MAX_SOCKET_PATH} bytes`);
+  const tcp = options.listen !== undefined ? parseListen(options.listen) : undefined;
+  if (tcp && options.tokenFile === undefined) throw new UsageError('--listen needs --token-file: the TCP API always requires a bearer token');
+  const token = options.tokenFile !== undefined ? readToken(options.tokenFile) : undefined;
+  const shutdownTimeoutS = options.shutdownTimeout !== undefined ? Number(options.shutdownTimeout) : undefined;
+  if (shutdownTimeoutS !== undefined && !(shutdownTimeoutS >= 0)) throw new UsageError(`invalid --shutdown-timeout '${options.shutdownTimeout}'`);
+
+  fs.mkdirSync(stateDir, { recursive: true, mode: 0o700 });
+  const lockFile = lockStateDir(stateDir);
+  fs.mkdirSync(path.dirname(socketPath), { recursive: true, mode: 0o700 });
+  if (fs.existsSync(socketPath)) {
+    if (await socketAnswers(socketPath)) throw new UsageError(`something already listens on ${socketPath}`);
+    if (fs.lstatSync(socketPath).isSocket()) fs.unlinkSync(socketPath);
+    else throw new UsageError(`${socketPath} exists and is not a socket`);
+  }
+
+  const manager = new VmManager(stateDir, { log: say });
+  await manager.open();
+  const apps: FastifyInstance[] = [];
+  const unixApi = await createApi(manager, { shutdownTimeoutS });
+  await unixApi.listen({ path: socketPath });
+  fs.chmodSync(socketPath, 0o600);
+  apps.push(unixApi);
+  say(`state in ${stateDir}, API on ${socketPath}`);
+  if (tcp) {
+    const tcpApi = await createApi(manager, { token, shutdownTimeoutS });
+    const address = await tcpApi.listen({ host: tcp.host, port: tcp.port });
+    apps.push(tcpApi);
+    say(`API on ${address} (bearer token required)`);
+  }
+
+  return new Promise<number>((resolve) => {
+    const stop = (signal: NodeJS.Signals): void => {
+      say(`${signal}: stopping (VMs keep running)`);
+      manager.close();
+      Promise.allSettled(apps.map((app) => app.close())).then(() => {
+        fs.rmSync(lockFile, { force: true });
+        resolve(0);
+      });
+    };
+    process.once('SIGTERM', stop);
+    process.once('SIGINT', stop);
+  });
+}

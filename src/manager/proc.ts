@@ -1,0 +1,26 @@
+// Identify a process across daemon restarts: a pid alone can be reused, so the daemon records the pid together with
+// the process's start time (field 22 of /proc/PID/stat, clock ticks since boot: proc(5)) and only treats a pid as its
+// VMM while both match.
+
+import fs from 'node:fs';
+
+/** The start time of `pid` in clock ticks since boot, or undefined if there is no such process (or it is a zombie). */
+export function processStartTime(pid: number): number | undefined {
+  let stat: string;
+  try {
+    stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+  } catch {
+    return undefined;
+  }
+  // The command name (field 2) is in parentheses and may hold spaces or parentheses: split after the last ')'.
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  // fields[0] is field 3 (state); field 22 (starttime) is fields[19].
+  if (fields[0] === 'Z' || fields[0] === 'X') return undefined;
+  const start = Number(fields[19]);
+  return Number.isFinite(start) ? start : undefined;
+}
+
+/** Whether `pid` is still the process that started at `startTime`. */
+export function isSameProcess(pid: number, startTime: number): boolean {
+  return processStartTime(pid) === startTime;
+}
