@@ -92,17 +92,18 @@ export async function runDaemon(options: DaemonOptions): Promise<number> {
   const manager = new VmManager(stateDir, { log: say });
   await manager.open();
   const apps: FastifyInstance[] = [];
-  const unixApi = await createApi(manager, { shutdownTimeoutS });
-  await unixApi.listen({ path: socketPath });
-  fs.chmodSync(socketPath, 0o600);
-  apps.push(unixApi);
-  say(`state in ${stateDir}, API on ${socketPath}`);
+  // The TCP listener first: once the Unix socket answers, the daemon is wholly ready.
   if (tcp) {
     const tcpApi = await createApi(manager, { token, shutdownTimeoutS });
     const address = await tcpApi.listen({ host: tcp.host, port: tcp.port });
     apps.push(tcpApi);
     say(`API on ${address} (bearer token required)`);
   }
+  const unixApi = await createApi(manager, { shutdownTimeoutS });
+  await unixApi.listen({ path: socketPath });
+  fs.chmodSync(socketPath, 0o600);
+  apps.push(unixApi);
+  say(`state in ${stateDir}, API on ${socketPath}`);
 
   return new Promise<number>((resolve) => {
     const stop = (signal: NodeJS.Signals): void => {

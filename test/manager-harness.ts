@@ -1,0 +1,166 @@
+// Shared by the manager and API tests: a real `ringzero daemon` process in a temp state directory, the real CLI,
+// plain HTTP over the Unix socket, and two tiny synthetic guests (bzImages whose 64-bit entry runs the code below).
+
+import { spawn, type ChildProcess } from 'node:child_process';
+import crypto from 'node:crypto';
+import fs from 'node:fs';
+import http from 'node:http';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { makeBzImage } from '../src/boot/synthetic.ts';
+
+export const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+export const bin = path.join(root, 'bin', 'ringzero');
+
+// Assembled with GNU as (Intel syntax), entry at payload offset 0x200:
+// echo guest: print "ringzero test guest: ready\n" on COM1 (polling LSR.THRE), then echo every byte received on COM1;
+//   'q' writes SLP_TYP=5|SLP_EN (0x3400) to PM1a_CNT (0x604): ACPI soft-off.
+const ECHO_GUEST = '488d354d000000b91b00000066bafd03eca82074fb66baf803aceeffc975ed66bafd03ecf390a80174f966baf803ec3c71741488c366'
+  + 'bafd03eca82074fb66baf80388d8eeebd866ba040666b8003466eff4ebfd72696e677a65726f20746573742067756573743a2072656164790a';
+// idle guest: print "ringzero test guest: idle\n", then cli; hlt forever (a halted vCPU: no host CPU).
+const IDLE_GUEST = '488d351c000000b91a00000066bafd03eca82074fb66baf803aceeffc975edfaf4ebfd72696e677a65726f20746573742067756573743a2069646c650a';
+
+export function guestKernel(dir: string, kind: 'echo' | 'idle'): string {
+  const payload = new Uint8Array(4096).fill(0xf4);
+  payload.set(Buffer.from(kind === 'echo' ? ECHO_GUEST : IDLE_GUEST, 'hex'), 0x200);
+  const file = path.join(dir, `${kind}.bzImage`);
+  fs.writeFileSync(file, makeBzImage({ payload }));
+  return file;
+}
+
+/** A short temp dir (Unix socket paths are limited to 107 bytes). */
+export function tempDir(tag: string): string {
+  return fs.mkdtempSync(path.join(os.tmpdir(), `rz-${tag}-`));
+}
+
+export async function waitFor(what: string, check: () => boolean | Promise<boolean>, timeoutMs = 20_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+}
+
+export function socketAnswers(socketPath: string): Promise<boolean> {
+  return new Promise((resolve) => {
+    const probe = net.connect(socketPath);
+    probe.once('connect', () => { probe.destroy(); resolve(true); });
+    probe.once('error', () => resolve(false));
+  });
+}
+
+export function processAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+export class Daemon {
+  stderr = '';
+  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+
+  private constructor(readonly child: ChildProcess, readonly stateDir: string, readonly socket: string) {
+    child.stderr!.setEncoding('utf8').on('data', (s: string) => { this.stderr += s; });
+    this.exited = new Promise((resolve) => child.once('exit', (code, signal) => resolve({ code, signal })));
+  }
+
+  static async start(stateDir: string, args: string[] = [], env: Record<string, string> = {}): Promise<Daemon> {
+    const socket = path.join(stateDir, 'ringzero.sock');
+    const child = spawn(process.execPath, [bin, 'daemon', '--state-dir', stateDir, ...args], {
+      env: { ...process.env, ...env }, stdio: ['ignore', 'ignore', 'pipe'],
+    });
+    const daemon = new Daemon(child, stateDir, socket);
+    let gone = false;
+    void daemon.exited.then(() => { gone = true; });
+    await waitFor(`the daemon's socket (${daemon.stderr})`, async () => gone || socketAnswers(socket));
+    if (gone) throw new Error(`the daemon ended: ${daemon.stderr}`);
+    return daemon;
+  }
+
+  async stop(signal: NodeJS.Signals = 'SIGTERM'): Promise<void> {
+    if (this.child.exitCode !== null || this.child.signalCode !== null) return;
+    this.child.kill(signal);
+    await this.exited;
+  }
+}
+
+export interface HttpResult {
+  status: number;
+  body: any;
+  headers: http.IncomingHttpHeaders;
+}
+
+/** One HTTP request over a Unix socket or to a TCP address; `rawBody` is sent as is. */
+export function api(target: { socket: string } | { port: number }, method: string, urlPath: string,
+  body?: unknown, options: { rawBody?: string; headers?: Record<string, string> } = {}): Promise<HttpResult> {
+  const payload = options.rawBody !== undefined ? Buffer.from(options.rawBody) : body === undefined ? undefined : Buffer.from(JSON.stringify(body));
+  return new Promise((resolve, reject) => {
+    const request = http.request({
+      ...('socket' in target ? { socketPath: target.socket } : { host: '127.0.0.1', port: target.port }),
+      method, path: urlPath,
+      headers: { ...(payload ? { 'content-type': 'application/json', 'content-length': payload.length } : {}), ...options.headers },
+    }, (response) => {
+      const chunks: Buffer[] = [];
+      response.on('data', (c: Buffer) => chunks.push(c));
+      response.on('end', () => {
+        const text = Buffer.concat(chunks).toString('utf8');
+        let parsed: unknown = text;
+        try { parsed = text === '' ? undefined : JSON.parse(text); } catch { /* not JSON */ }
+        resolve({ status: response.statusCode ?? 0, body: parsed, headers: response.headers });
+      });
+    });
+    request.on('error', reject);
+    request.end(payload);
+  });
+}
+
+export interface CliResult {
+  status: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+/** Run the real CLI; `input` chunks are written to its stdin with the given delays before each. */
+export function cli(args: string[], socket: string, input: Array<{ afterMs: number; data: string }> = [], timeoutMs = 30_000,
+  onStdout?: (all: string, child: ChildProcess) => void): Promise<CliResult> {
+  return new Promise((resolve) => {
+    const child = spawn(process.execPath, [bin, ...args], {
+      env: { ...process.env, RINGZERO_SOCKET: socket }, stdio: ['pipe', 'pipe', 'pipe'],
+    });
+    let stdout = '';
+    let stderr = '';
+    child.stdout!.setEncoding('utf8').on('data', (s: string) => { stdout += s; onStdout?.(stdout, child); });
+    child.stderr!.setEncoding('utf8').on('data', (s: string) => { stderr += s; });
+    child.stdin!.on('error', () => {});
+    let delay = 0;
+    for (const chunk of input) {
+      delay += chunk.afterMs;
+      setTimeout(() => child.stdin!.write(chunk.data), delay);
+    }
+    const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
+    child.on('exit', (status) => { clearTimeout(timer); resolve({ status, stdout, stderr }); });
+  });
+}
+
+/** Every file of the state directory but logs and sockets, with a hash of its content: to check "nothing changed". */
+export function snapshot(stateDir: string): Record<string, string> {
+  const out: Record<string, string> = {};
+  const walk = (dir: string): void => {
+    for (const entry of fs.readdirSync(dir, { withFileTypes: true })) {
+      const full = path.join(dir, entry.name);
+      const rel = path.relative(stateDir, full);
+      if (entry.isDirectory()) {
+        if (rel !== 'logs') walk(full);
+      } else if (entry.isFile() && rel !== 'daemon.pid') {
+        out[rel] = crypto.createHash('sha256').update(fs.readFileSync(full)).digest('hex');
+      }
+    }
+  };
+  walk(stateDir);
+  return out;
+}
