@@ -1,0 +1,96 @@
+// Drives a real guest through the real CLI: spawns `bin/ringzero run ...` with its serial console on a pipe,
+// waits for console output and types command lines. Used by the integration tests that boot Linux.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { GUEST_PROMPT, INIT_OK_LINE } from '../../src/image/build.ts';
+
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
+export const RINGZERO_BIN = path.join(root, 'bin', 'ringzero');
+/** How long a boot to the shell may take (a software CPU on a busy machine: minutes). */
+export const BOOT_TIMEOUT_MS = Number(process.env.RINGZERO_BOOT_TIMEOUT_MS ?? 600_000);
+
+export class GuestSession {
+  readonly child: ChildProcess;
+  output = '';
+  stderr = '';
+  readonly exited: Promise<number | null>;
+  private waiters: { pattern: RegExp; from: number; resolve: (m: RegExpMatchArray) => void; fail: (e: Error) => void }[] = [];
+
+  /** `args` follow `ringzero run`. RINGZERO_BOOT_TEST_ECHO=1 copies the console to stderr. */
+  constructor(args: string[]) {
+    this.child = spawn(RINGZERO_BIN, ['run', ...args], { stdio: ['pipe', 'pipe', 'pipe'] });
+    this.child.stdout!.setEncoding('utf8').on('data', (s: string) => this.feed(s));
+    this.child.stderr!.setEncoding('utf8').on('data', (s: string) => { this.stderr += s; });
+    this.exited = new Promise((resolve) => this.child.on('exit', (code) => {
+      // Nothing more will be written: fail every wait at once instead of at its timeout.
+      for (const w of this.waiters) w.fail(new Error(`ringzero exited (status ${code}) while waiting for ${w.pattern}; console:\n${this.output.slice(-3000)}\nstderr:\n${this.stderr.slice(-2000)}`));
+      this.waiters = [];
+      this.done = true;
+      resolve(code);
+    }));
+  }
+
+  private done = false;
+
+  private feed(s: string): void {
+    this.output += s;
+    if (process.env.RINGZERO_BOOT_TEST_ECHO) process.stderr.write(s);
+    this.waiters = this.waiters.filter((w) => {
+      const m = this.output.slice(w.from).match(w.pattern);
+      if (m) w.resolve(m);
+      return !m;
+    });
+  }
+
+  /** Wait for `pattern` in the output written after offset `from` (so earlier output, e.g. the boot log, cannot match). */
+  waitFor(pattern: RegExp, ms = 60_000, from = 0): Promise<RegExpMatchArray> {
+    const m = this.output.slice(from).match(pattern);
+    if (m) return Promise.resolve(m);
+    if (this.done) return Promise.reject(new Error(`ringzero has exited; ${pattern} never came; console:\n${this.output.slice(-3000)}`));
+    return new Promise((resolve, reject) => {
+      const t = setTimeout(() => reject(new Error(`timed out waiting for ${pattern}; console so far:\n${this.output.slice(-3000)}\nstderr:\n${this.stderr.slice(-1000)}`)), ms);
+      this.waiters.push({ pattern, from, resolve: (x) => { clearTimeout(t); resolve(x); }, fail: (e) => { clearTimeout(t); reject(e); } });
+    });
+  }
+
+  /** Wait for /init's line and the shell prompt. */
+  async waitForShell(): Promise<void> {
+    await this.waitFor(new RegExp(escapeRegExp(INIT_OK_LINE)), BOOT_TIMEOUT_MS);
+    await this.waitFor(new RegExp(escapeRegExp(GUEST_PROMPT)), 60_000);
+  }
+
+  /** Type a command line; returns the console offset from which its answer is awaited. */
+  type(line: string): number {
+    const from = this.output.length;
+    this.child.stdin!.write(line + '\n');
+    return from;
+  }
+
+  /**
+   * Run `command` in the guest's shell and return its output, captured as `RZ-<tag>: <output>` on one line.
+   * The marker is spelt so the echoed command line cannot match it, and the answer must end its line: console
+   * output arrives in chunks, and a number cut in two must not match.
+   */
+  async ask(tag: string, command: string, ms = 60_000): Promise<string> {
+    const from = this.type(`echo RZ-${tag}: $(${command})`);
+    const m = await this.waitFor(new RegExp(`\\nRZ-${escapeRegExp(tag)}: ([^\\r\\n]*)\\r?\\n`), ms, from);
+    return m[1];
+  }
+
+  /** Wait for the VMM to exit; 'timeout' if it does not within `ms`. */
+  waitForExit(ms = 60_000): Promise<number | null | 'timeout'> {
+    return Promise.race([this.exited, new Promise<'timeout'>((r) => setTimeout(() => r('timeout'), ms))]);
+  }
+
+  /** Kill the VMM (always call in `finally`); RINGZERO_BOOT_TEST_LOG=FILE keeps the console. */
+  close(): void {
+    if (process.env.RINGZERO_BOOT_TEST_LOG) writeFileSync(process.env.RINGZERO_BOOT_TEST_LOG, this.output);
+    this.child.kill('SIGKILL');
+  }
+}
+
+export function escapeRegExp(s: string): string {
+  return s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+}
