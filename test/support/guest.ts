@@ -94,3 +94,32 @@ export class GuestSession {
 export function escapeRegExp(s: string): string {
   return s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
 }
+
+/**
+ * The acceptance scenario of the boot tests (issues 2 and 3): boot the default guest with 2 vCPUs on `engine`,
+ * check the kernel release, the CPU count and the guest clock against the host's, then `poweroff -f` must end
+ * ringzero with status 0. Throws (an assertion error) on the first mismatch.
+ */
+export async function bootToShellScenario(engine: 'soft' | 'kvm', check: {
+  match(actual: string, re: RegExp, message?: string): void;
+  equal(actual: unknown, expected: unknown, message?: string): void;
+  fail(message: string): never;
+}): Promise<void> {
+  const guest = new GuestSession(['--engine', engine, '--cpus', '2', '--memory', '256M']);
+  try {
+    await guest.waitForShell();
+    check.match(await guest.ask('UNAME', 'uname -r'), /^6\.1\.\d+.*cloud-amd64$/);
+    check.equal(Number(await guest.ask('CPUS', 'grep -c ^processor /proc/cpuinfo')), 2, 'the guest brings up both vCPUs');
+    const date = Number(await guest.ask('DATE', 'date +%s'));
+    const skew = Math.abs(date - Date.now() / 1000);
+    if (skew > 2) {
+      // Keep the evidence: what the guest's timekeeping said about its clocks.
+      const diag = await guest.ask('DIAG', 'dmesg | grep -i -E "clock|rtc|tsc" | tr "\\n" "|"; cat /proc/uptime').catch(() => '');
+      check.fail(`guest clock within 2 s of the host's (off by ${skew.toFixed(1)} s); guest said: ${diag}`);
+    }
+    guest.type('poweroff -f');
+    check.equal(await guest.waitForExit(), 0, `ringzero exits with status 0 after poweroff (stderr: ${guest.stderr.slice(-500)})`);
+  } finally {
+    guest.close();
+  }
+}
