@@ -51,10 +51,12 @@ export function socketAnswers(socketPath: string): Promise<boolean> {
   });
 }
 
+/** Whether `pid` runs (a zombie does not: a VMM orphaned by a killed daemon may wait for a reaper that never comes). */
 export function processAlive(pid: number): boolean {
   try {
-    process.kill(pid, 0);
-    return true;
+    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const state = stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3);
+    return state !== 'Z' && state !== 'X';
   } catch {
     return false;
   }
