@@ -72,7 +72,8 @@ export class Daemon {
   }
 
   static async start(stateDir: string, args: string[] = [], env: Record<string, string> = {}): Promise<Daemon> {
-    const socket = path.join(stateDir, 'ringzero.sock');
+    const socketAt = args.indexOf('--socket');
+    const socket = socketAt >= 0 ? args[socketAt + 1] : path.join(stateDir, 'ringzero.sock');
     const child = spawn(process.execPath, [bin, 'daemon', '--state-dir', stateDir, ...args], {
       env: { ...process.env, ...env }, stdio: ['ignore', 'ignore', 'pipe'],
     });

@@ -29,7 +29,7 @@ export function writeFileAtomic(file: string, data: string): void {
     throw error;
   }
   fs.closeSync(fd);
-  crashPoint('after-tmp');
+  crashPoint('after-tmp', file);
   fs.renameSync(tmp, file);
   fsyncDir(dir);
 }
@@ -56,10 +56,10 @@ export function fsyncDir(dir: string): void {
 
 /**
  * For the crash-consistency tests only: RINGZERO_TEST_CRASH_AT=after-tmp makes the daemon kill itself with SIGKILL at
- * that point of an atomic write (the temporary file written, not yet renamed), as a power cut or `kill -9` would.
+ * that point of an atomic write of a VM definition (the temporary file written, not yet renamed), as `kill -9` would.
  */
-function crashPoint(where: string): void {
-  if (process.env.RINGZERO_TEST_CRASH_AT === where) process.kill(process.pid, 'SIGKILL');
+function crashPoint(where: string, file: string): void {
+  if (process.env.RINGZERO_TEST_CRASH_AT === where && path.basename(path.dirname(file)) === 'vms') process.kill(process.pid, 'SIGKILL');
 }
 
 /** The default state directory: /var/lib/ringzero for root, else $XDG_STATE_HOME/ringzero (~/.local/state/ringzero). */
