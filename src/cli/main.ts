@@ -1,4 +1,4 @@
-// ringzero's command line: `image build`, `image path`, `run`, `doctor`.
+// ringzero's command line: `image build`, `image path`, `run`, `doctor`, and the management verbs of daemon-commands.ts.
 // User mistakes end with one line on stderr ("ringzero: ...") and status 2; other failures with one line and
 // status 1 (set RINGZERO_DEBUG=1 to see the stack).
 
