@@ -26,6 +26,19 @@ const MAX_QUEUE = 64;
 
 interface OutputByte { byte: number; aux: boolean; timeout: boolean }
 
+/** The controller and keyboard state, for snapshots. */
+export interface I8042State {
+  queue: OutputByte[];
+  lastRead: number;
+  ctr: number;
+  outputPort: number;
+  lastWasCommand: boolean;
+  pendingCommand: number | null;
+  pendingKbdCommand: number | null;
+  scanning: boolean;
+  scancodeSet: number;
+}
+
 export class I8042 implements PortDevice {
   private queue: OutputByte[] = [];
   private lastRead = 0;
@@ -56,6 +69,30 @@ export class I8042 implements PortDevice {
     this.pendingKbdCommand = undefined;
     this.scanning = true;
     this.scancodeSet = 2;
+    this.updateIrq();
+  }
+
+  saveState(): I8042State {
+    return {
+      queue: this.queue.map((q) => ({ ...q })), lastRead: this.lastRead, ctr: this.ctr, outputPort: this.outputPort,
+      lastWasCommand: this.lastWasCommand, pendingCommand: this.pendingCommand ?? null,
+      pendingKbdCommand: this.pendingKbdCommand ?? null, scanning: this.scanning, scancodeSet: this.scancodeSet,
+    };
+  }
+
+  restoreState(s: I8042State): void {
+    this.queue = s.queue.slice(0, MAX_QUEUE).map((q) => ({ byte: q.byte & 0xff, aux: !!q.aux, timeout: !!q.timeout }));
+    this.lastRead = s.lastRead & 0xff;
+    this.ctr = s.ctr & 0xff;
+    this.outputPort = s.outputPort & 0xff;
+    this.lastWasCommand = !!s.lastWasCommand;
+    this.pendingCommand = s.pendingCommand === null ? undefined : s.pendingCommand & 0xff;
+    this.pendingKbdCommand = s.pendingKbdCommand === null ? undefined : s.pendingKbdCommand & 0xff;
+    this.scanning = !!s.scanning;
+    this.scancodeSet = s.scancodeSet >= 1 && s.scancodeSet <= 3 ? s.scancodeSet | 0 : 2;
+    this.irq1Level = this.irq12Level = false;
+    this.irq1.set(false);
+    this.irq12.set(false);
     this.updateIrq();
   }
 

@@ -96,6 +96,20 @@ class Channel {
   }
 }
 
+/** One 8254 counter, for snapshots (ticks are of the 1.193182 MHz PIT clock on VmClock time). */
+export interface PitChannelState {
+  mode: number; rw: number; bcd: boolean; reload: number; loadTick: number; counting: boolean; triggered: boolean;
+  gate: boolean; frozenTicks: number; nullCount: boolean; latchedCount: number | null; latchedStatus: number | null;
+  readMsbNext: boolean; writeMsbNext: boolean; pendingLsb: number;
+}
+
+export interface PitState {
+  channels: PitChannelState[];
+  portB: number;
+  /** Channel 0's next interrupt, in VmClock ns (absent when none is due). */
+  irqDeadlineNs?: number;
+}
+
 export class Pit implements PortDevice {
   private readonly channels = [new Channel(true), new Channel(true), new Channel(false)];
   private readonly timer: Timer;
@@ -110,6 +124,45 @@ export class Pit implements PortDevice {
     this.channels.splice(0, 3, new Channel(true), new Channel(true), new Channel(false));
     this.portB = 0;
     this.clock.disarm(this.timer);
+  }
+
+  saveState(): PitState {
+    return {
+      channels: this.channels.map((c) => ({
+        mode: c.mode, rw: c.rw, bcd: c.bcd, reload: c.reload, loadTick: c.loadTick, counting: c.counting,
+        triggered: c.triggered, gate: c.gate, frozenTicks: c.frozenTicks, nullCount: c.nullCount,
+        latchedCount: c.latchedCount ?? null, latchedStatus: c.latchedStatus ?? null, readMsbNext: c.readMsbNext,
+        writeMsbNext: c.writeMsbNext, pendingLsb: c.pendingLsb,
+      })),
+      portB: this.portB,
+      ...(this.timer.armed ? { irqDeadlineNs: this.timer.deadline } : {}),
+    };
+  }
+
+  /** Load the counters (the VmClock must already show the saved guest time) and re-arm channel 0's interrupt. */
+  restoreState(s: PitState): void {
+    if (!Array.isArray(s.channels) || s.channels.length !== 3) throw new RangeError('PIT state must have 3 channels');
+    s.channels.forEach((saved, i) => {
+      const c = this.channels[i];
+      c.mode = saved.mode >= 0 && saved.mode <= 5 ? saved.mode | 0 : 0;
+      c.rw = saved.rw >= 1 && saved.rw <= 3 ? saved.rw | 0 : 3;
+      c.bcd = !!saved.bcd;
+      c.reload = saved.reload >= 1 && saved.reload <= 65536 ? saved.reload | 0 : 65536;
+      c.loadTick = Number(saved.loadTick) || 0;
+      c.counting = !!saved.counting;
+      c.triggered = !!saved.triggered;
+      c.gate = i === 2 ? !!saved.gate : true;
+      c.frozenTicks = Number(saved.frozenTicks) || 0;
+      c.nullCount = !!saved.nullCount;
+      c.latchedCount = saved.latchedCount === null ? undefined : saved.latchedCount & 0xffff;
+      c.latchedStatus = saved.latchedStatus === null ? undefined : saved.latchedStatus & 0xff;
+      c.readMsbNext = !!saved.readMsbNext;
+      c.writeMsbNext = !!saved.writeMsbNext;
+      c.pendingLsb = saved.pendingLsb & 0xff;
+    });
+    this.portB = s.portB & 0x0f;
+    if (s.irqDeadlineNs !== undefined) this.clock.arm(this.timer, s.irqDeadlineNs);
+    else this.clock.disarm(this.timer);
   }
 
   private nowTick(): number {

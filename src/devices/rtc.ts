@@ -46,12 +46,30 @@ export interface RtcOptions {
 
 interface Fields { sec: number; min: number; hour: number; dow: number; day: number; month: number; year: number }
 
+/**
+ * The RTC for snapshots. The clock is kept as the wall time it showed at the save instant (`wallSeconds` whole
+ * seconds since the epoch plus `wallFracNs`): after a restore it continues from there with guest time, so the
+ * guest's RTC and its TSC/uptime stay consistent (the guest may resync wall time from the network, as after a suspend).
+ */
+export interface RtcState {
+  cmos: string;
+  index: number;
+  nmiDisabled: boolean;
+  wallSeconds: number;
+  wallFracNs: number;
+  irqLevel: boolean;
+  /** Next periodic interrupt (VmClock ns) while one is armed. */
+  periodicDeadlineNs?: number;
+  /** Next update-ended/alarm check (VmClock ns) while one is armed. */
+  secondDeadlineNs?: number;
+}
+
 export class Rtc implements PortDevice {
   private readonly cmos = new Uint8Array(128);
   private index = 0;
   private nmiDisabled = false;
-  private readonly baseSeconds: number;
-  private readonly baseFracNs: number;
+  private baseSeconds: number;
+  private baseFracNs: number;
   private offsetSeconds = 0;
   private irqLevel = false;
   private readonly periodicTimer: Timer;
@@ -69,6 +87,39 @@ export class Rtc implements PortDevice {
     this.cmos[REG_B] = B_24H;
     this.cmos[REG_D] = D_VRT;
     this.fillMemorySize(opts.memoryBytes, opts.lowMemoryBytes ?? Math.min(opts.memoryBytes, DEFAULT_LOW_RAM_LIMIT));
+  }
+
+  saveState(): RtcState {
+    const wall = this.now();
+    return {
+      cmos: Buffer.from(this.cmos).toString('base64'), index: this.index, nmiDisabled: this.nmiDisabled,
+      wallSeconds: wall.seconds, wallFracNs: wall.fracNs, irqLevel: this.irqLevel,
+      ...(this.periodicTimer.armed ? { periodicDeadlineNs: this.periodicDeadline } : {}),
+      ...(this.secondTimer.armed ? { secondDeadlineNs: this.secondTimer.deadline } : {}),
+    };
+  }
+
+  /** Load a saved RTC (the VmClock must already show the saved guest time). */
+  restoreState(s: RtcState): void {
+    const cmos = Buffer.from(s.cmos, 'base64');
+    if (cmos.length !== this.cmos.length) throw new RangeError(`RTC CMOS image is ${cmos.length} bytes, not ${this.cmos.length}`);
+    this.cmos.set(cmos);
+    this.index = s.index & 0x7f;
+    this.nmiDisabled = !!s.nmiDisabled;
+    // now() = baseSeconds + offsetSeconds + floor((baseFracNs + clock) / 1e9): make it show the saved wall time now.
+    this.offsetSeconds = 0;
+    this.baseSeconds = Math.floor(s.wallSeconds);
+    this.baseFracNs = Math.min(Math.max(Number(s.wallFracNs) || 0, 0), NS_PER_S - 1) - this.clock.now();
+    this.clock.disarm(this.periodicTimer);
+    this.clock.disarm(this.secondTimer);
+    if (s.periodicDeadlineNs !== undefined) {
+      this.periodicDeadline = s.periodicDeadlineNs;
+      this.clock.arm(this.periodicTimer, Math.ceil(this.periodicDeadline));
+    }
+    if (s.secondDeadlineNs !== undefined) this.clock.arm(this.secondTimer, s.secondDeadlineNs);
+    this.irqLevel = false;
+    this.irq.set(false);
+    this.updateIrq();
   }
 
   /** NMI disable bit of the last index write (port 0x70 bit 7). */

@@ -38,6 +38,16 @@ const MSR_CONNECTED = MSR_CTS | MSR_DSR | MSR_DCD;
 /** RX FIFO trigger levels selected by FCR bits 7:6. */
 const RX_TRIGGER = [1, 4, 8, 14];
 
+/** The UART's registers and pending input, for snapshots (plain data, JSON-safe). */
+export interface Serial16550State {
+  ier: number; lcr: number; mcr: number; lsrErrors: number; msrLines: number; msrDeltas: number; scr: number;
+  divisor: number; fcr: number; fifoEnabled: boolean; thrPending: boolean;
+  /** Bytes in the receive FIFO, then host input queued behind it. */
+  rxFifo: number[];
+  hostQueue: number[];
+  irqLevel: boolean;
+}
+
 export class Serial16550 implements PortDevice {
   private ier = 0;
   private lcr = 0;
@@ -77,6 +87,44 @@ export class Serial16550 implements PortDevice {
     this.fifoEnabled = false;
     this.thrPending = false;
     this.rxFifo.length = 0;
+    this.updateIrq();
+  }
+
+  // ---- snapshots ----
+
+  /** Output still buffered is handed to the sink first, so nothing the guest wrote is lost or written twice. */
+  saveState(): Serial16550State {
+    this.flush();
+    const queued: number[] = [];
+    this.hostQueue.forEach((chunk, i) => { for (const b of chunk.subarray(i === 0 ? this.hostQueueOffset : 0)) queued.push(b); });
+    return {
+      ier: this.ier, lcr: this.lcr, mcr: this.mcr, lsrErrors: this.lsrErrors, msrLines: this.msrLines,
+      msrDeltas: this.msrDeltas, scr: this.scr, divisor: this.divisor, fcr: this.fcr, fifoEnabled: this.fifoEnabled,
+      thrPending: this.thrPending, rxFifo: this.rxFifo.slice(), hostQueue: queued, irqLevel: this.irqLevel,
+    };
+  }
+
+  /** Values are masked to what the registers can hold; the IRQ line is driven to the saved level. */
+  restoreState(s: Serial16550State): void {
+    this.ier = s.ier & 0x0f;
+    this.lcr = s.lcr & 0xff;
+    this.mcr = s.mcr & 0x1f;
+    this.lsrErrors = s.lsrErrors & LSR_OE;
+    this.msrLines = s.msrLines & 0xf0;
+    this.msrDeltas = s.msrDeltas & 0x0f;
+    this.scr = s.scr & 0xff;
+    this.divisor = s.divisor & 0xffff;
+    this.fifoEnabled = !!s.fifoEnabled;
+    this.fcr = this.fifoEnabled ? s.fcr & 0xc9 : 0;
+    this.thrPending = !!s.thrPending;
+    this.rxFifo.length = 0;
+    for (const b of s.rxFifo.slice(0, FIFO_SIZE)) this.rxFifo.push(b & 0xff);
+    const queued = Uint8Array.from(s.hostQueue.slice(0, HOST_QUEUE_LIMIT), (b) => b & 0xff);
+    this.hostQueue = queued.length > 0 ? [queued] : [];
+    this.hostQueueOffset = 0;
+    this.hostQueueBytes = queued.length;
+    this.irqLevel = false;
+    this.irq.set(false);
     this.updateIrq();
   }
 

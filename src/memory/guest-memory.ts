@@ -1,7 +1,8 @@
 // Guest physical memory: one memfd holding all RAM, mapped in (up to) two regions around the
 // 32-bit PCI hole, as on a PC: [0, lowEnd) and [4 GiB, 4 GiB + highSize).
 // The memfd lets vCPU worker threads, the KVM engine and snapshots map the same pages.
-import { memfd, mmap, munmap, close, PROT_READ, PROT_WRITE, MAP_SHARED, MAP_NORESERVE } from '../sys/libc.ts';
+import fs from 'node:fs';
+import { memfd, mmap, munmap, close, PROT_READ, PROT_WRITE, MAP_SHARED, MAP_PRIVATE, MAP_NORESERVE } from '../sys/libc.ts';
 
 export const KiB = 1024;
 export const MiB = 1024 * KiB;
@@ -24,8 +25,20 @@ export interface RamRegion {
   readonly hostAddress: bigint;
 }
 
+/** Where RAM comes from: a fresh memfd (the default), or a snapshot's memory file mapped copy-on-write. */
+export interface GuestMemorySource {
+  /**
+   * A file holding the RAM image (low region then high region, as in the memfd): mapped MAP_PRIVATE, so pages are
+   * read lazily on first touch and guest writes stay in this process; the file is never modified.
+   */
+  file: string;
+}
+
 export class GuestMemory {
+  /** The memfd, or the opened snapshot memory file when `privateFile` is true (its contents are NOT the live RAM). */
   readonly fd: number;
+  /** RAM is a private copy-on-write mapping of a file: other mappers of `fd` would not see the guest's writes. */
+  readonly privateFile: boolean;
   readonly regions: RamRegion[] = [];
   /** RAM below the PCI hole: the region the soft engine reads on its fast path. */
   readonly low: Uint8Array;
@@ -33,10 +46,21 @@ export class GuestMemory {
   readonly lowSize: number;
   readonly highSize: number;
 
-  constructor(readonly size: number) {
+  constructor(readonly size: number, source?: GuestMemorySource) {
     if (!Number.isInteger(size) || size % (4 * KiB) !== 0) throw new RangeError(`memory size ${size} is not a whole number of 4 KiB pages`);
     if (size < MIN_MEMORY || size > MAX_MEMORY) throw new RangeError(`memory size must be between ${MIN_MEMORY / MiB} MiB and ${MAX_MEMORY / GiB} GiB`);
-    this.fd = memfd('ringzero-ram', size);
+    this.privateFile = source !== undefined;
+    if (source) {
+      const fd = fs.openSync(source.file, 'r');
+      const fileSize = fs.fstatSync(fd).size;
+      if (fileSize !== size) {
+        fs.closeSync(fd);
+        throw new RangeError(`memory file ${source.file} holds ${fileSize} bytes, not the ${size} bytes of guest RAM`);
+      }
+      this.fd = fd;
+    } else {
+      this.fd = memfd('ringzero-ram', size);
+    }
     this.lowSize = Math.min(size, PCI_HOLE_START);
     this.highSize = size - this.lowSize;
     this.addRegion(0, this.lowSize, 0);
@@ -46,7 +70,9 @@ export class GuestMemory {
   }
 
   private addRegion(guestBase: number, size: number, fileOffset: number): void {
-    const { address, buffer } = mmap(size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_NORESERVE, this.fd, fileOffset);
+    // A private mapping of a read-only file descriptor may still be PROT_WRITE: writes go to anonymous copies.
+    const sharing = this.privateFile ? MAP_PRIVATE : MAP_SHARED;
+    const { address, buffer } = mmap(size, PROT_READ | PROT_WRITE, sharing | MAP_NORESERVE, this.fd, fileOffset);
     this.regions.push({ guestBase, size, fileOffset, bytes: new Uint8Array(buffer), view: new DataView(buffer), hostAddress: address });
   }
 

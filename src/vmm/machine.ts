@@ -36,6 +36,8 @@ import { PciHost } from '../devices/pci/host.ts';
 import { attachVirtioDevices, type VirtioDevices } from '../devices/virtio/index.ts';
 import { KvmIrqRouter, WatchedClock } from './kvm-platform.ts';
 import type { KvmCpus } from './kvm-machine.ts';
+import { readSnapshot, writeSnapshot, ringzeroVersion, type ReadSnapshotOptions, type SnapshotBody } from './snapshot.ts';
+import { saveSoftCpu, checkVcpuState, restoreSoftCpu } from './snapshot-cpu.ts';
 
 /** Instructions a vCPU runs before the loop looks at timers and the other vCPUs. */
 const SLICE = 20_000;
@@ -50,6 +52,8 @@ export interface MachineOptions {
   kvmDevice?: string;
   /** KVM: run the BSP on the main thread (default: only with one vCPU; see KvmCpusOptions.inlineBsp). */
   kvmInlineBsp?: boolean;
+  /** Guest RAM is this file mapped copy-on-write (a snapshot's memory image; see Machine.restore). */
+  memoryFile?: string;
 }
 
 interface Vcpu {
@@ -84,9 +88,20 @@ export class Machine {
   private wakeUp: (() => void) | undefined;
   private unsubscribeInput: (() => void) | undefined;
   private msiSink: ((address: number, data: number) => void) | undefined;
+  // Devices a snapshot saves (the others above are public already).
+  private readonly rtc: Rtc;
+  private readonly pit: Pit | undefined;
+  private readonly i8042: I8042;
+  private readonly acpiPm: AcpiPm;
+  // Pause: the run loop parks between slices (so every vCPU is at an instruction boundary) while `pauseRequested`.
+  private pauseRequested = false;
+  private loopRunning = false;
+  private loopParked = false;
+  private onParked: (() => void) | undefined;
+  private resumeLoop: (() => void) | undefined;
 
   constructor(readonly config: VmConfig, private readonly console: ConsoleIo, private readonly options: MachineOptions = {}) {
-    this.mem = new GuestMemory(config.memory);
+    this.mem = new GuestMemory(config.memory, options.memoryFile ? { file: options.memoryFile } : undefined);
     if (config.engine === 'kvm') {
       this.clock = new WatchedClock();
       this.router = new KvmIrqRouter();
@@ -112,18 +127,22 @@ export class Machine {
       this.kick();
     });
     const reset = () => this.requestExit({ kind: 'reset' });
-    new Rtc(this.clock, this.router.line(8), { memoryBytes: config.memory }).register(this.ports);
+    this.rtc = new Rtc(this.clock, this.router.line(8), { memoryBytes: config.memory });
+    this.rtc.register(this.ports);
     // On KVM the in-kernel 8254 answers ports 0x40-0x43 and 0x61 (see kvm-machine.ts for why).
-    if (config.engine !== 'kvm') new Pit(this.clock, this.router.line(0)).register(this.ports);
-    new I8042(this.router.line(1), this.router.line(12), reset).register(this.ports);
+    this.pit = config.engine !== 'kvm' ? new Pit(this.clock, this.router.line(0)) : undefined;
+    this.pit?.register(this.ports);
+    this.i8042 = new I8042(this.router.line(1), this.router.line(12), reset);
+    this.i8042.register(this.ports);
     new DebugPort((bytes) => this.console.write(bytes)).register(this.ports);
     const sci = this.router.line(ACPI_SCI_IRQ);
-    new AcpiPm({
+    this.acpiPm = new AcpiPm({
       clock: this.clock,
       onPowerOff: () => this.requestExit({ kind: 'poweroff' }),
       onReset: reset,
       setSci: (level) => sci.set(level),
-    }).register(this.ports, false);
+    });
+    this.acpiPm.register(this.ports, false);
     this.pci = new PciHost({
       mmioBus: this.mmio, portBus: this.ports, router: this.router,
       deliverMsi: (address, data) => this.deliverMsi(address, data), onReset: reset,
@@ -200,6 +219,7 @@ export class Machine {
     for (const v of this.vcpus) v.cpu.stopRequested = true;
     this.kvmCpus?.stop();
     this.kick();
+    this.resumeLoop?.(); // a paused loop wakes to return the exit
   }
 
   /** The exit requested so far, if any. */
@@ -223,7 +243,14 @@ export class Machine {
     let lastYield = Date.now();
     let lastReport = lastYield;
     let lastInstructions = 0;
+    this.loopRunning = true;
+    try {
     while (!this.exit) {
+      if (this.pauseRequested) {
+        await this.park();
+        lastYield = Date.now();
+        continue;
+      }
       let anyRunnable = false;
       for (const v of this.vcpus) {
         if (v.waitForSipi) continue;
@@ -253,7 +280,143 @@ export class Machine {
         lastYield = Date.now();
       }
     }
+    } finally {
+      this.loopRunning = false;
+    }
     return this.exit!;
+  }
+
+  // ---- pause, resume, snapshot, restore (soft engine) ----
+
+  /** The run loop stops here while paused: every vCPU is between instructions and guest time stands still. */
+  private async park(): Promise<void> {
+    this.clock.pause();
+    this.loopParked = true;
+    const notify = this.onParked;
+    this.onParked = undefined;
+    notify?.();
+    await new Promise<void>((resolve) => { this.resumeLoop = resolve; });
+    this.resumeLoop = undefined;
+    this.loopParked = false;
+  }
+
+  get paused(): boolean {
+    return this.pauseRequested;
+  }
+
+  /**
+   * Stop every vCPU at an instruction boundary and the VM clock; resolves once nothing runs. Without a run loop in
+   * progress the clock just stops. The soft engine only.
+   */
+  async pause(): Promise<void> {
+    if (this.config.engine === 'kvm') throw new Error('pause is implemented on the soft engine only');
+    if (this.pauseRequested) {
+      if (this.loopRunning && !this.loopParked) await new Promise<void>((resolve) => { const prev = this.onParked; this.onParked = () => { prev?.(); resolve(); }; });
+      return;
+    }
+    this.pauseRequested = true;
+    if (this.loopRunning && !this.exit) {
+      const parked = new Promise<void>((resolve) => { this.onParked = resolve; });
+      for (const v of this.vcpus) v.cpu.stopRequested = true;
+      this.kick();
+      await parked;
+    } else {
+      this.clock.pause();
+    }
+  }
+
+  /** Continue after pause(): guest time resumes where it stopped. */
+  resume(): void {
+    if (!this.pauseRequested) return;
+    this.pauseRequested = false;
+    for (const v of this.vcpus) v.cpu.stopRequested = false;
+    this.clock.resume();
+    this.resumeLoop?.();
+  }
+
+  /**
+   * Save the VM to the snapshot directory `dir` (state.json + memory; see snapshot.ts). Pauses the VM for the
+   * duration if it is running, and resumes it afterwards.
+   */
+  async snapshot(dir: string): Promise<SnapshotBody> {
+    if (this.config.engine === 'kvm') throw new Error('snapshots are implemented on the soft engine only');
+    const wasPaused = this.pauseRequested;
+    await this.pause();
+    try {
+      this.serial.flush();
+      return writeSnapshot(dir, this.captureState(), this.mem);
+    } finally {
+      if (!wasPaused) this.resume();
+    }
+  }
+
+  /** Everything but the memory image, captured while paused. */
+  private captureState(): Omit<SnapshotBody, 'memory'> {
+    return {
+      header: {
+        ringzeroVersion: ringzeroVersion(), engine: this.config.engine, cpus: this.config.cpus,
+        memorySize: this.mem.size, createdAt: new Date().toISOString(),
+      },
+      config: this.config,
+      guestTimeNs: this.clock.now(),
+      vcpus: this.vcpus.map((v) => saveSoftCpu(v.cpu, v.lapic, v.waitForSipi)),
+      devices: {
+        serial: this.serial.saveState(),
+        rtc: this.rtc.saveState(),
+        i8042: this.i8042.saveState(),
+        acpiPm: this.acpiPm.saveState(),
+        pci: this.pci.saveState(),
+        pic: this.pic?.saveState(),
+        ioapic: this.ioapic?.saveState(),
+        pit: this.pit?.saveState(),
+      },
+    };
+  }
+
+  /**
+   * A new Machine from the snapshot directory `dir`, ready to run(): guest RAM is the snapshot's memory image mapped
+   * copy-on-write, every vCPU and device as saved, guest time continuing from the saved instant, the console `console`.
+   * Throws SnapshotError (nothing built) for a damaged snapshot or one of another format version.
+   */
+  static restore(dir: string, console: ConsoleIo, options: MachineOptions & ReadSnapshotOptions = {}): Machine {
+    const { body, memoryFile } = readSnapshot(dir, options);
+    const config: VmConfig = { ...body.config, engine: 'soft' };
+    if (body.vcpus.length !== config.cpus) throw new Error(`snapshot ${dir} has ${body.vcpus.length} vCPU states for ${config.cpus} vCPUs`);
+    body.vcpus.forEach((s, i) => checkVcpuState(s, i));
+    const machine = new Machine(config, console, { ...options, memoryFile });
+    try {
+      machine.applyState(body);
+    } catch (error) {
+      machine.close();
+      throw error;
+    }
+    return machine;
+  }
+
+  /** Load saved state into this freshly built machine (devices first, then the interrupt controllers, then vCPUs). */
+  private applyState(body: SnapshotBody): void {
+    const d = body.devices;
+    this.pci.checkState(d.pci);
+    this.clock.pause();
+    this.clock.set(body.guestTimeNs);
+    // Devices drive their interrupt lines to the saved levels (the router counts follow); the controllers' own
+    // state is loaded afterwards and overwrites whatever those edges did to them.
+    this.serial.restoreState(d.serial);
+    this.rtc.restoreState(d.rtc);
+    this.i8042.restoreState(d.i8042);
+    this.acpiPm.restoreState(d.acpiPm);
+    this.pci.restoreState(d.pci);
+    if (d.pit) this.pit?.restoreState(d.pit);
+    if (d.ioapic) this.ioapic?.restoreState(d.ioapic);
+    if (d.pic) this.pic?.restoreState(d.pic);
+    body.vcpus.forEach((s, i) => {
+      const v = this.vcpus[i];
+      const { droppedMsrs } = restoreSoftCpu(v.cpu, s);
+      if (droppedMsrs.length > 0) process.stderr.write(`ringzero: restore: vCPU ${i}: MSRs not implemented here, dropped: ${droppedMsrs.map((m) => '0x' + m.toString(16)).join(' ')}\n`);
+      v.waitForSipi = s.mpState === 'wait-for-sipi';
+      if (s.lapic) v.lapic.restoreState(s.lapic);
+    });
+    this.clock.resume();
   }
 
   /** The kvm engine's run: create the VM, run every vCPU until requestExit(), close the VM (threads ended). */

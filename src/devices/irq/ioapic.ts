@@ -25,6 +25,16 @@ const REDIR_MASKED = 1 << 16;
 /** Bits the guest may write in the low dword: all but delivery status (12) and remote IRR (14). */
 const REDIR_LOW_WRITABLE = 0x1afff;
 
+/** The IOAPIC's registers, for snapshots: redirection entries as 24 low and 24 high dwords (82093AA layout). */
+export interface IoapicState {
+  id: number;
+  select: number;
+  redirectionLow: number[];
+  redirectionHigh: number[];
+  /** Asserted input pins, one bit per pin. */
+  asserted: number;
+}
+
 export class Ioapic implements MmioDevice {
   private id = 0;
   private select = 0;
@@ -42,6 +52,21 @@ export class Ioapic implements MmioDevice {
     this.select = 0;
     this.low.fill(REDIR_MASKED);
     this.high.fill(0);
+  }
+
+  saveState(): IoapicState {
+    return { id: this.id, select: this.select, redirectionLow: Array.from(this.low), redirectionHigh: Array.from(this.high), asserted: this.asserted };
+  }
+
+  /** Load the registers as saved (remote IRR included); nothing is delivered. */
+  restoreState(s: IoapicState): void {
+    this.id = s.id & 0x0f;
+    this.select = s.select & 0xff;
+    for (let pin = 0; pin < IOAPIC_PINS; pin++) {
+      this.low[pin] = (s.redirectionLow[pin] ?? REDIR_MASKED) >>> 0;
+      this.high[pin] = (s.redirectionHigh[pin] ?? 0) & 0xff000000;
+    }
+    this.asserted = (s.asserted & ((1 << IOAPIC_PINS) - 1)) >>> 0;
   }
 
   setPin(pin: number, high: boolean): void {

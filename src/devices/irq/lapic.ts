@@ -63,6 +63,23 @@ export interface LapicOptions {
   hooks: LapicHooks;
 }
 
+/**
+ * A LAPIC for snapshots. `page` is the xAPIC register page's first KiB as KVM_GET_LAPIC's struct kvm_lapic_state
+ * holds it (each 32-bit register at its MMIO offset, 0x390 the current count at the save instant), base64; the rest
+ * is what the page cannot say: IA32_APIC_BASE, errors not yet latched into ESR, a pending NMI, and the timer's phase.
+ */
+export interface LapicState {
+  apicBase: string;
+  page: string;
+  pendingErrors: number;
+  nmiPending: boolean;
+  /** Running timer: start of the current period and its length, in VmClock ns (absent when stopped). */
+  timer?: { startNs: number; periodNs: number; deadlineNs: number };
+}
+
+/** Register offsets of the page image, in bytes. */
+export const LAPIC_PAGE_BYTES = 0x400;
+
 function highestBit(words: Uint32Array): number {
   for (let i = 7; i >= 0; i--) {
     const w = words[i];
@@ -485,6 +502,85 @@ export class Lapic implements MmioDevice {
     // Registers are 32 bits wide at 16-byte strides; narrower or misaligned writes are undefined (SDM 11.4.1): dropped.
     if (size !== 4 || (offset & 0xf) !== 0) return;
     this.writeRegister(offset, value);
+  }
+
+  // ---- snapshots ----
+
+  saveState(): LapicState {
+    const page = new Uint8Array(LAPIC_PAGE_BYTES);
+    const view = new DataView(page.buffer);
+    const put = (reg: number, v: number) => view.setUint32(reg, v >>> 0, true);
+    put(0x020, (this.id << 24) >>> 0);
+    put(0x030, APIC_VERSION);
+    put(0x080, this.tpr);
+    put(0x0a0, this.processorPriority());
+    put(0x0d0, this.ldr);
+    put(0x0e0, this.dfr);
+    put(0x0f0, this.svr);
+    for (let i = 0; i < 8; i++) {
+      put(0x100 + 16 * i, this.isr[i]);
+      put(0x180 + 16 * i, this.tmr[i]);
+      put(0x200 + 16 * i, this.irr[i]);
+    }
+    put(0x280, this.esr);
+    put(0x300, this.icrLow);
+    put(0x310, this.icrHigh);
+    for (let i = 0; i < 6; i++) put(0x320 + 16 * i, this.lvt[i]);
+    put(0x380, this.timerInitial);
+    put(0x390, this.timerCurrentCount());
+    put(0x3e0, this.timerDivideConfig);
+    return {
+      apicBase: '0x' + this.apicBase.toString(16),
+      page: Buffer.from(page).toString('base64'),
+      pendingErrors: this.pendingErrors,
+      nmiPending: this.nmiPending,
+      ...(this.timerRunning ? { timer: { startNs: this.timerStartNs, periodNs: this.timerPeriodNs, deadlineNs: this.timer.deadline } } : {}),
+    };
+  }
+
+  /**
+   * Load a saved LAPIC (the VmClock must already show the saved guest time). A page from another engine without the
+   * timer's phase gets it from the current count.
+   */
+  restoreState(s: LapicState): void {
+    const page = Buffer.from(s.page, 'base64');
+    if (page.length !== LAPIC_PAGE_BYTES) throw new RangeError(`LAPIC page image is ${page.length} bytes, not ${LAPIC_PAGE_BYTES}`);
+    const view = new DataView(page.buffer, page.byteOffset, page.length);
+    const get = (reg: number) => view.getUint32(reg, true);
+    this.apicBase = (BigInt(s.apicBase) & (MSR_BASE_MASK | MSR_GLOBAL_ENABLE)) | (this.bsp ? MSR_BSP : 0n);
+    this.id = get(0x020) >>> 24;
+    this.tpr = get(0x080) & 0xff;
+    this.ldr = (get(0x0d0) & 0xff000000) >>> 0;
+    this.dfr = (get(0x0e0) | 0x0fffffff) >>> 0;
+    this.svr = get(0x0f0) & 0x3ff;
+    for (let i = 0; i < 8; i++) {
+      this.isr[i] = get(0x100 + 16 * i);
+      this.tmr[i] = get(0x180 + 16 * i);
+      this.irr[i] = get(0x200 + 16 * i);
+    }
+    this.esr = get(0x280) & 0xff;
+    this.pendingErrors = s.pendingErrors & 0xff;
+    this.icrLow = get(0x300) & ICR_LOW_WRITABLE;
+    this.icrHigh = (get(0x310) & 0xff000000) >>> 0;
+    for (let i = 0; i < 6; i++) this.lvt[i] = get(0x320 + 16 * i) & (LVT_WRITABLE[i] | 0x1000 | 0x4000);
+    this.timerInitial = get(0x380);
+    this.timerDivideConfig = get(0x3e0) & 0xb;
+    this.nmiPending = !!s.nmiPending;
+    this.stopTimer();
+    const current = get(0x390);
+    if (s.timer) {
+      this.timerStartNs = s.timer.startNs;
+      this.timerPeriodNs = s.timer.periodNs;
+      this.timerRunning = true;
+      this.clock.arm(this.timer, s.timer.deadlineNs);
+    } else if (this.timerInitial !== 0 && current !== 0) {
+      const now = this.clock.now();
+      this.timerPeriodNs = this.timerInitial * this.timerDivisor();
+      this.timerStartNs = now - (this.timerInitial - current) * this.timerDivisor();
+      this.timerRunning = true;
+      this.clock.arm(this.timer, this.timerStartNs + this.timerPeriodNs);
+    }
+    if (this.nmiPending || this.hasInterrupt()) this.hooks.wake();
   }
 
   /** Test/debug: vectors pending in IRR and in service in ISR. */

@@ -143,6 +143,48 @@ class Pic8259 {
   }
 }
 
+/** One 8259A's registers and internal state, for snapshots. */
+export interface Pic8259State {
+  lineLevels: number; irr: number; imr: number; isr: number; priorityAdd: number; vectorBase: number;
+  readIsr: boolean; pollNext: boolean; specialMask: boolean; initStep: number; needIcw4: boolean; singleMode: boolean;
+  autoEoi: boolean; rotateOnAutoEoi: boolean; specialFullyNested: boolean; elcr: number;
+}
+
+export interface DualPicState {
+  master: Pic8259State;
+  slave: Pic8259State;
+}
+
+const PIC_STATE_KEYS = [
+  'lineLevels', 'irr', 'imr', 'isr', 'priorityAdd', 'vectorBase', 'readIsr', 'pollNext', 'specialMask', 'initStep',
+  'needIcw4', 'singleMode', 'autoEoi', 'rotateOnAutoEoi', 'specialFullyNested', 'elcr',
+] as const;
+
+function savePic(chip: Pic8259): Pic8259State {
+  const out: Record<string, unknown> = {};
+  for (const k of PIC_STATE_KEYS) out[k] = chip[k];
+  return out as unknown as Pic8259State;
+}
+
+function restorePic(chip: Pic8259, s: Pic8259State): void {
+  chip.lineLevels = s.lineLevels & 0xff;
+  chip.irr = s.irr & 0xff;
+  chip.imr = s.imr & 0xff;
+  chip.isr = s.isr & 0xff;
+  chip.priorityAdd = s.priorityAdd & 7;
+  chip.vectorBase = s.vectorBase & 0xf8;
+  chip.readIsr = !!s.readIsr;
+  chip.pollNext = !!s.pollNext;
+  chip.specialMask = !!s.specialMask;
+  chip.initStep = s.initStep >= 0 && s.initStep <= 3 ? s.initStep | 0 : 0;
+  chip.needIcw4 = !!s.needIcw4;
+  chip.singleMode = !!s.singleMode;
+  chip.autoEoi = !!s.autoEoi;
+  chip.rotateOnAutoEoi = !!s.rotateOnAutoEoi;
+  chip.specialFullyNested = !!s.specialFullyNested;
+  chip.elcr = s.elcr & chip.elcrMask;
+}
+
 export class DualPic implements PortDevice {
   private readonly master = new Pic8259(true, 0xf8); // IRQ0-2 are never level (PIIX4 ELCR)
   private readonly slave = new Pic8259(false, 0xde); // IRQ8 and IRQ13 are never level
@@ -246,6 +288,19 @@ export class DualPic implements PortDevice {
     chip.elcr = value & chip.elcrMask;
     // A line switched to level mode requests while it is high; one switched to edge keeps its IRR.
     chip.irr = (chip.irr & ~chip.elcr) | (chip.lineLevels & chip.elcr);
+  }
+
+  saveState(): DualPicState {
+    return { master: savePic(this.master), slave: savePic(this.slave) };
+  }
+
+  /** Load both chips and drive the INT output to what they now present. */
+  restoreState(s: DualPicState): void {
+    restorePic(this.master, s.master);
+    restorePic(this.slave, s.slave);
+    this.outputLevel = false;
+    this.onOutput(false);
+    this.update();
   }
 
   /** Debug/test view of one chip's registers. */

@@ -27,6 +27,17 @@ export interface PciDevice {
   configRead(offset: number, size: AccessSize): number;
   configWrite(offset: number, size: AccessSize, value: number): void;
   attach?(ctx: PciAttachContext): void;
+  /** Snapshot support: plain JSON-safe data, and its inverse (which may throw on data it cannot take). */
+  saveState?(): PciFunctionState;
+  restoreState?(state: PciFunctionState): void;
+}
+
+/** A function's configuration space and INTx level, plus whatever a subclass adds under `device`. */
+export interface PciFunctionState {
+  /** Raw configuration bytes, base64. */
+  config: string;
+  intxLevel: boolean;
+  device?: unknown;
 }
 
 // Header offsets (PCI 3.0, figure 6-1).
@@ -201,6 +212,27 @@ export class PciFunction implements PciDevice {
   attach(ctx: PciAttachContext): void {
     this.ctx = ctx;
     if (ctx.intxGsi !== undefined && this.config[PCI_INTERRUPT_PIN] !== 0) this.config[PCI_INTERRUPT_LINE] = ctx.intxGsi & 0xff;
+  }
+
+  // ---- snapshots ----
+
+  saveState(): PciFunctionState {
+    return { config: Buffer.from(this.config).toString('base64'), intxLevel: this.intxLevel };
+  }
+
+  /** Load the configuration bytes (read-only ones are kept as this function defines them), remap BARs, drive INTx. */
+  restoreState(s: PciFunctionState): void {
+    const bytes = Buffer.from(s.config, 'base64');
+    if (bytes.length !== this.configSize) throw new RangeError(`PCI configuration image is ${bytes.length} bytes, not ${this.configSize}`);
+    for (let at = 0; at < this.configSize; at++) {
+      if (at >= PCI_BAR0 && at < PCI_BAR0 + 24) this.config[at] = bytes[at];
+      else this.config[at] = (this.config[at] & ~this.writable[at]) | (bytes[at] & this.writable[at]);
+    }
+    this.fixBars();
+    this.updateMappings();
+    this.intxLevel = false;
+    this.ctx?.intx?.set(false);
+    this.setIntx(!!s.intxLevel);
   }
 
   // ---- configuration access ----

@@ -5,7 +5,7 @@
 // Byte access to 0xCF9 is the reset control register of Intel's PIIX/ICH chipsets.
 import type { AccessSize, MmioBus, MmioDevice, PortBus, PortDevice } from '../bus.ts';
 import type { IrqRouter } from '../irq/router.ts';
-import { PciFunction, type PciDevice } from './device.ts';
+import { PciFunction, type PciDevice, type PciFunctionState } from './device.ts';
 import { pciIntxGsi as platformIntxGsi } from '../../boot/platform.ts';
 
 export const PCI_CONFIG_ADDRESS = 0xcf8;
@@ -49,6 +49,13 @@ export class HostBridge extends PciFunction {
   }
 }
 
+/** The host's configuration mechanism registers and every function's state, by slot and function number. */
+export interface PciHostState {
+  address: number;
+  resetControl: number;
+  functions: { slot: number; function: number; state: PciFunctionState }[];
+}
+
 export class PciHost implements PortDevice, MmioDevice {
   /** Functions of bus 0 by slot * 8 + function. */
   private readonly functions: (PciDevice | undefined)[] = new Array(PCI_SLOTS * 8);
@@ -75,6 +82,35 @@ export class PciHost implements PortDevice, MmioDevice {
       intxGsi: gsi,
       deliverMsi: this.opts.deliverMsi ?? (() => {}),
     });
+  }
+
+  saveState(): PciHostState {
+    const functions: PciHostState['functions'] = [];
+    this.functions.forEach((dev, key) => {
+      if (!dev) return;
+      if (!dev.saveState) throw new Error(`PCI function ${key >> 3}.${key & 7} cannot be snapshotted`);
+      functions.push({ slot: key >> 3, function: key & 7, state: dev.saveState() });
+    });
+    return { address: this.address, resetControl: this.resetControl, functions };
+  }
+
+  /** Throws (before changing anything) unless the saved functions are exactly the ones plugged in here. */
+  checkState(s: PciHostState): void {
+    const here = this.functions.flatMap((dev, key) => (dev ? [key] : []));
+    const saved = s.functions.map((f) => f.slot * 8 + f.function).sort((a, b) => a - b);
+    const name = (keys: number[]) => keys.map((k) => `${k >> 3}.${k & 7}`).join(' ');
+    if (here.join() !== saved.join()) throw new Error(`the snapshot has PCI functions ${name(saved)}, this machine ${name(here)}`);
+  }
+
+  restoreState(s: PciHostState): void {
+    this.checkState(s);
+    this.address = (s.address & 0x80fffffc) >>> 0;
+    this.resetControl = s.resetControl & 0x0a;
+    for (const f of s.functions) {
+      const dev = this.functions[f.slot * 8 + f.function]!;
+      if (!dev.restoreState) throw new Error(`PCI function ${f.slot}.${f.function} cannot be restored`);
+      dev.restoreState(f.state);
+    }
   }
 
   /** Configuration read of bus 0 (other buses have nothing: all ones). */

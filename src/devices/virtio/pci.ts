@@ -133,6 +133,13 @@ export class VirtioPciFunction extends PciFunction implements VirtioTransport {
     device.bind(this);
   }
 
+  // ---- snapshots ----
+
+  /** Not yet: the queue registers, MSI-X table and in-flight requests are not captured, so refuse rather than lose them. */
+  override saveState(): never {
+    throw new Error(`virtio-${this.device.deviceType} at slot ${this.ctx?.slot ?? '?'} cannot be snapshotted yet (virtqueue state is not saved)`);
+  }
+
   // ---- VirtioTransport ----
 
   get negotiated(): bigint {
