@@ -1,0 +1,198 @@
+// virtio-net (virtio 1.2 §5.1) on a host packet backend (a TAP device, src/net/tap.ts): one receive queue
+// and one transmit queue, no control queue, no multiqueue.
+//
+// Offered features: VIRTIO_NET_F_MAC (the MAC is in the configuration) and VIRTIO_NET_F_STATUS (link state,
+// changed at run time by setLinkUp). Not offered, so the guest does them itself: checksum offload (CSUM,
+// GUEST_CSUM), segmentation offload (HOST_TSO*, GUEST_TSO*, UFO), VIRTIO_NET_F_MRG_RXBUF (without it every
+// received frame goes into one descriptor chain; Linux then posts 1518-byte "small" buffers plus the header)
+// and VIRTIO_NET_F_MTU (the MTU is Linux's default 1500).
+//
+// Every frame carries a struct virtio_net_hdr (12 bytes: flags, gso_type, hdr_len, gso_size, csum_start,
+// csum_offset, num_buffers): with VIRTIO_F_VERSION_1 num_buffers is always present (§5.1.6). The TAP backend
+// is opened with the same 12-byte header, but the device never passes the guest's header through: it
+// writes an all-zero header (no checksum or GSO work asked of the host) and fills the guest's receive header
+// itself (flags 0, gso_type NONE, num_buffers 1), as §5.1.6.4 requires without GUEST_CSUM.
+//
+// Receive: frames are read from the backend only while the guest has posted receive buffers; otherwise they
+// stay queued in the host kernel (the TAP's txqueuelen bounds them, and the kernel drops beyond it, as a
+// full NIC ring would). A frame larger than the chain offered for it is dropped and counted.
+import { VirtqueueError, gather, scatter, type DescriptorChain } from './queue.ts';
+import { VirtioDevice, VIRTIO_ID_NET, bit, readLe } from './device.ts';
+
+// Feature bits (§5.1.3).
+export const VIRTIO_NET_F_CSUM = 0n, VIRTIO_NET_F_GUEST_CSUM = 1n, VIRTIO_NET_F_MTU = 3n, VIRTIO_NET_F_MAC = 5n;
+export const VIRTIO_NET_F_MRG_RXBUF = 15n, VIRTIO_NET_F_STATUS = 16n, VIRTIO_NET_F_CTRL_VQ = 17n, VIRTIO_NET_F_MQ = 22n;
+/** Link status bit of the configuration's status field (§5.1.4). */
+export const VIRTIO_NET_S_LINK_UP = 1;
+// virtio_net_hdr flags and gso types (§5.1.6).
+export const VIRTIO_NET_HDR_F_NEEDS_CSUM = 1;
+export const VIRTIO_NET_HDR_GSO_NONE = 0;
+/** struct virtio_net_hdr with num_buffers (VERSION_1). */
+export const NET_HDR_BYTES = 12;
+export const RX_QUEUE = 0, TX_QUEUE = 1;
+export const NET_QUEUE_SIZE = 256;
+/** Ethernet header; a frame shorter than that is not a frame. */
+const ETH_HEADER_BYTES = 14;
+/**
+ * Largest frame accepted either way: without GSO, Linux never builds more than MTU + Ethernet header
+ * (+ VLAN tag); 65535 leaves room for a guest that raises its MTU, as a TAP accepts that much.
+ */
+export const NET_MAX_FRAME = 65535;
+/** Configuration: mac[6], status u16, max_virtqueue_pairs u16 (§5.1.4). */
+const CONFIG_BYTES = 10;
+
+/** Where frames go and come from: a TAP device, or a test double. Frames include the 12-byte header. */
+export interface NetBackend {
+  /** One frame into `into`; its length, or undefined when none is waiting. */
+  read(into: Uint8Array): number | undefined;
+  /** Send one frame; false when it was dropped. */
+  write(frame: Uint8Array): boolean;
+  /** Call back once when a frame may be read. */
+  whenReadable(callback: () => void): void;
+  close(): void;
+}
+
+export interface NetCounters {
+  rxFrames: number;
+  rxBytes: number;
+  /** Frames read from the host that did not fit the guest's buffer. */
+  rxDropped: number;
+  txFrames: number;
+  txBytes: number;
+  /** Frames the guest sent that were malformed or that the backend refused. */
+  txDropped: number;
+}
+
+/** Parse "52:54:00:12:34:56"; undefined unless six hex octets. */
+export function parseMac(text: string): Uint8Array | undefined {
+  const m = /^([0-9a-f]{2})(?::([0-9a-f]{2})){5}$/i.test(text) ? text.split(':') : undefined;
+  return m ? Uint8Array.from(m.map((x) => parseInt(x, 16))) : undefined;
+}
+
+export function formatMac(mac: Uint8Array): string {
+  return Array.from(mac, (b) => b.toString(16).padStart(2, '0')).join(':');
+}
+
+export class VirtioNet extends VirtioDevice {
+  readonly deviceType = VIRTIO_ID_NET;
+  readonly classCode = 0x020000; // network controller, Ethernet
+  readonly queueMaxSizes = [NET_QUEUE_SIZE, NET_QUEUE_SIZE];
+  readonly configSize = CONFIG_BYTES;
+  readonly deviceFeatures = bit(VIRTIO_NET_F_MAC) | bit(VIRTIO_NET_F_STATUS);
+  readonly counters: NetCounters = { rxFrames: 0, rxBytes: 0, rxDropped: 0, txFrames: 0, txBytes: 0, txDropped: 0 };
+  private readonly config = new Uint8Array(CONFIG_BYTES);
+  /** Receive bounce buffer: one frame as the backend gives it (header + frame). */
+  private readonly rxFrame = new Uint8Array(NET_HDR_BYTES + NET_MAX_FRAME);
+  private readonly txFrame = new Uint8Array(NET_HDR_BYTES + NET_MAX_FRAME);
+  private closed = false;
+
+  constructor(private readonly backend: NetBackend, readonly mac: Uint8Array) {
+    super();
+    if (mac.length !== 6) throw new RangeError('a MAC address has 6 bytes');
+    this.config.set(mac, 0);
+    const c = new DataView(this.config.buffer);
+    c.setUint16(6, VIRTIO_NET_S_LINK_UP, true);
+    c.setUint16(8, 1, true); // max_virtqueue_pairs (read only with MQ)
+  }
+
+  readConfig(offset: number, size: number): number {
+    return readLe(this.config, offset, size);
+  }
+
+  get linkUp(): boolean {
+    return (this.config[6] & VIRTIO_NET_S_LINK_UP) !== 0;
+  }
+
+  /** Cable in or out: the guest sees the change through a configuration interrupt (§5.1.4.2). */
+  setLinkUp(up: boolean): void {
+    if (up === this.linkUp) return;
+    this.config[6] = up ? VIRTIO_NET_S_LINK_UP : 0;
+    this.transport?.configChanged();
+    if (up) this.transport?.processLater(RX_QUEUE);
+  }
+
+  onNotify(index: number): void {
+    if (index === TX_QUEUE) this.drain(TX_QUEUE, (chain) => this.transmit(chain));
+    else if (index === RX_QUEUE) this.receive();
+  }
+
+  onActivate(): void {
+    this.receive();
+  }
+
+  close(): void {
+    this.closed = true;
+    this.backend.close();
+  }
+
+  private transmit(chain: DescriptorChain): number {
+    // §5.1.6.2: transmit buffers are device-readable only.
+    if (chain.writable.length > 0) throw new VirtqueueError('virtio-net transmit buffer is device-writable');
+    const length = chain.readableBytes;
+    if (length < NET_HDR_BYTES + ETH_HEADER_BYTES || length > NET_HDR_BYTES + NET_MAX_FRAME || !this.linkUp) {
+      this.counters.txDropped++;
+      return 0;
+    }
+    const frame = this.txFrame.subarray(0, length);
+    gather(chain.readable, 0, frame);
+    const h = new DataView(frame.buffer, frame.byteOffset, NET_HDR_BYTES);
+    // Without CSUM and the HOST_* GSO features the driver must send neither (§5.1.6.2.1): such a frame's
+    // checksum is incomplete, so it is dropped rather than sent out wrong.
+    if ((h.getUint8(0) & VIRTIO_NET_HDR_F_NEEDS_CSUM) !== 0 || h.getUint8(1) !== VIRTIO_NET_HDR_GSO_NONE) {
+      this.counters.txDropped++;
+      return 0;
+    }
+    frame.fill(0, 0, NET_HDR_BYTES);
+    if (this.backend.write(frame)) {
+      this.counters.txFrames++;
+      this.counters.txBytes += length - NET_HDR_BYTES;
+    } else {
+      this.counters.txDropped++;
+    }
+    return 0;
+  }
+
+  /** Move frames from the backend into posted receive chains while both exist. */
+  private receive(): void {
+    const q = this.transport.queue(RX_QUEUE);
+    if (!q || this.closed || !this.linkUp) return;
+    let delivered = 0;
+    // Bounded work per call, so a flood from the host cannot hold the vCPU thread.
+    let budget = q.size;
+    for (;;) {
+      if (q.pending() === 0) {
+        // Out of buffers: ask for a notification when the driver posts more, and look again in case it
+        // did so in between (§2.7.10).
+        q.enableNotification();
+        if (q.pending() === 0) break;
+      }
+      if (budget-- === 0) {
+        this.transport.processLater(RX_QUEUE);
+        break;
+      }
+      const n = this.backend.read(this.rxFrame);
+      if (n === undefined) {
+        this.backend.whenReadable(() => this.transport.processLater(RX_QUEUE));
+        break;
+      }
+      if (n < NET_HDR_BYTES + ETH_HEADER_BYTES) continue; // nothing a guest could use
+      const chain = q.pop()!;
+      if (chain.readable.length > 0) throw new VirtqueueError('virtio-net receive buffer is device-readable');
+      if (chain.writableBytes < n) {
+        // §5.1.6.3.1 has the driver post buffers big enough; one that is not loses this frame only.
+        this.counters.rxDropped++;
+        q.push(chain.head, 0);
+        delivered++;
+        continue;
+      }
+      const frame = this.rxFrame.subarray(0, n);
+      frame.fill(0, 0, NET_HDR_BYTES);
+      frame[10] = 1; // num_buffers = 1 (little-endian u16 at offset 10)
+      q.push(chain.head, scatter(chain.writable, 0, frame));
+      this.counters.rxFrames++;
+      this.counters.rxBytes += n - NET_HDR_BYTES;
+      delivered++;
+    }
+    if (delivered > 0) this.transport.usedBuffers(RX_QUEUE);
+  }
+}
