@@ -133,8 +133,10 @@ const ZERO_CHUNK = new Uint8Array(CHUNK);
 function forEachDataChunk(mem: GuestMemory, visit: (imageOffset: number, bytes: Uint8Array) => void): void {
   for (const r of mem.regions) {
     const extents = mem.privateFile ? [[r.fileOffset, r.fileOffset + r.size] as [number, number]] : dataExtents(mem.fd, r.fileOffset, r.fileOffset + r.size);
+    let next = 0; // extents may share a chunk: visit each chunk once
     for (const [start, end] of extents) {
-      for (let at = Math.floor(start / CHUNK) * CHUNK; at < end; at += CHUNK) {
+      for (let at = Math.max(next, Math.floor(start / CHUNK) * CHUNK); at < end; at += CHUNK) {
+        next = at + CHUNK;
         const len = Math.min(CHUNK, r.fileOffset + r.size - at);
         const bytes = r.bytes.subarray(at - r.fileOffset, at - r.fileOffset + len);
         if (Buffer.compare(bytes, ZERO_CHUNK.subarray(0, len)) === 0) continue;
@@ -181,8 +183,10 @@ export function memoryImageDigest(file: string): string {
     const size = fs.fstatSync(fd).size;
     const digest = chunkDigest();
     const buf = Buffer.alloc(CHUNK);
+    let next = 0;
     for (const [start, end] of dataExtents(fd, 0, size)) {
-      for (let at = Math.floor(start / CHUNK) * CHUNK; at < end; at += CHUNK) {
+      for (let at = Math.max(next, Math.floor(start / CHUNK) * CHUNK); at < end; at += CHUNK) {
+        next = at + CHUNK;
         const len = Math.min(CHUNK, size - at);
         const n = fs.readSync(fd, buf, 0, len, at);
         const bytes = buf.subarray(0, n);
