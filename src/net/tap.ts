@@ -9,7 +9,7 @@
 // file), so readiness comes from poll(2) run on koffi's worker pool, on the TAP fd and a wake-up pipe: the
 // pipe lets close() end a pending poll at once, so nothing keeps a thread or the event loop after close.
 import fs from 'node:fs';
-import { koffi, libc, lastErrno, errnoName, SysError } from '../sys/libc.ts';
+import { libc, lastErrno, errnoName, SysError } from '../sys/libc.ts';
 
 // linux/if_tun.h: _IOW('T', 202, int) and friends.
 const TUNSETIFF = 0x400454ca;
@@ -157,5 +157,3 @@ export class Tap {
     }
   }
 }
-
-void koffi;
