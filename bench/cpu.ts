@@ -2,7 +2,8 @@
 //
 //   node --import tsx bench/cpu.ts            (REPS=5 runs of each, the best is kept; ONLY=alu,mem to pick)
 //
-// Times are the process's CPU time (user + system), not wall time.
+// Times are the process's CPU time (user + system), not wall time. The decoded-block cache is on by default;
+// RINGZERO_TRANSLATE=0 runs the same loops on the plain interpreter, for comparison.
 //
 // The machine is shared and noisy: compare figures from the same run (or several runs) rather than across days.
 // The last line is one JSON object of the figures, for scripts.

@@ -122,6 +122,8 @@ function program(): Command {
     .option('--console <kind>', 'the console: serial (ttyS0) or virtio (hvc0; sets console=hvc0 unless --cmdline is given)', 'serial')
     .option('--console-socket <path>', 'serve the console on this Unix socket (any number of clients) instead of the terminal')
     .option('--status-file <path>', 'with --console-socket: write the exit status here as JSON when the VM ends')
+    .option('--no-translate', 'soft engine: interpret every instruction (no decoded-block cache), to compare')
+    .option('--stats', 'print engine statistics (instructions, MIPS, block cache) on stderr when the VM ends')
     .action(async (options: RunOptions & ManagedRunOptions) => {
       process.exitCode = await runCommand(options);
     });

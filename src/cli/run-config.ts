@@ -24,6 +24,10 @@ export interface RunOptions {
   rng?: boolean;
   /** serial (default) or virtio. */
   console?: string;
+  /** false with `--no-translate`: the soft engine interprets every instruction (no decoded-block cache). */
+  translate?: boolean;
+  /** `--stats`: engine statistics on stderr at exit. */
+  stats?: boolean;
 }
 
 /** Turn the `run` options into a VmConfig, or throw a UsageError. */
@@ -47,6 +51,8 @@ export function buildVmConfig(options: RunOptions, host: HostInfo, log: (line: s
     ...(disks.length > 0 ? { disks } : {}),
     ...(options.rng ? { rng: true } : {}),
     ...(consoleKind === 'virtio' ? { virtioConsole: true } : {}),
+    ...(options.translate === false ? { translate: false } : {}),
+    ...(options.stats ? { stats: true } : {}),
   };
   // With --console virtio and no --cmdline, the kernel's console moves to hvc0.
   const cmdline = consoleKind === 'virtio' && options.cmdline === DEFAULT_CMDLINE ? VIRTIO_CONSOLE_CMDLINE : options.cmdline;

@@ -20,6 +20,10 @@ export interface VmConfig {
   rng?: boolean;
   /** A virtio-console (hvc0) on the console, which also takes the console's input. Default: false. */
   virtioConsole?: boolean;
+  /** Soft engine: run hot code from the decoded-block cache (src/cpu/soft/code-cache.ts). Default: true. */
+  translate?: boolean;
+  /** Print engine statistics (instructions, MIPS, block cache) on stderr when the VM ends. Default: false. */
+  stats?: boolean;
 }
 
 export interface DiskConfig {

@@ -19,6 +19,7 @@ import { VmClock } from './clock.ts';
 import type { VmConfig, ConsoleIo } from './config.ts';
 import { loadLinux, type BootState, type SegmentState } from '../boot/linux.ts';
 import { SoftCpu, RunExit } from '../cpu/soft/index.ts';
+import { softEngineStats } from '../cpu/soft/code-cache.ts';
 import * as C from '../cpu/soft/constants.ts';
 import { ApicBus } from '../devices/irq/apic-bus.ts';
 import { Lapic } from '../devices/irq/lapic.ts';
@@ -195,7 +196,7 @@ export class Machine {
     });
     const cpu = new SoftCpu({
       mem: this.mem, ports: this.ports, mmio: this.mmio, clock: this.clock, lapic,
-      cpuIndex: index, cpuCount: this.config.cpus,
+      cpuIndex: index, cpuCount: this.config.cpus, blockCache: this.config.translate,
     });
     cpu.onTripleFault = () => this.requestExit({ kind: 'reset' });
     vcpu.cpu = cpu;
@@ -241,6 +242,7 @@ export class Machine {
     if (this.config.engine === 'kvm') return this.runOnKvm();
     const debug = process.env.RINGZERO_DEBUG ? Number(process.env.RINGZERO_DEBUG) || 1 : 0;
     let lastYield = Date.now();
+    const runStart = lastYield;
     let lastReport = lastYield;
     let lastInstructions = 0;
     this.loopRunning = true;
@@ -282,6 +284,7 @@ export class Machine {
     }
     } finally {
       this.loopRunning = false;
+      if (this.config.stats) process.stderr.write(softEngineStats(this.vcpus.map((v) => v.cpu), Date.now() - runStart));
     }
     return this.exit!;
   }

@@ -18,6 +18,8 @@ import type { VmClock } from '../../vmm/clock.ts';
 import * as C from './constants.ts';
 import { ops1, ops0f } from './tables.ts';
 import { FpuState } from './ops/fpu-state.ts';
+import { CodeCache, codeCacheFor, Block, BlockEntry, TERMINATOR, MAX_BLOCK, HOT_THRESHOLD, TABLE_MASK } from './code-cache.ts';
+import { compileFast } from './fast-forms.ts';
 
 export interface CpuEnvironment {
   mem: GuestMemory;
@@ -29,6 +31,11 @@ export interface CpuEnvironment {
   /** APIC ID / vCPU index. */
   cpuIndex?: number;
   cpuCount?: number;
+  /**
+   * Use the decoded-block cache (./code-cache.ts). Default: on, unless RINGZERO_TRANSLATE=0 in the environment
+   * (`ringzero run --no-translate` sets this to false).
+   */
+  blockCache?: boolean;
 }
 
 /** What the CPU needs from its local APIC (src/devices/irq/lapic.ts implements it). */
@@ -87,6 +94,9 @@ const PREFIX_LEGACY = 1, PREFIX_REX = 2;
 const PREFIX_KIND = new Uint8Array(256);
 for (const p of [0x66, 0x67, 0x26, 0x2e, 0x36, 0x3e, 0x64, 0x65, 0xf0, 0xf2, 0xf3]) PREFIX_KIND[p] = PREFIX_LEGACY;
 for (let p = 0x40; p <= 0x4f; p++) PREFIX_KIND[p] = PREFIX_REX;
+
+/** Shift folding the page number into the block table index. */
+const TABLE_BITS_SHIFT = 12;
 
 const SIGN_BIT = [0, 0x80, 0x8000, 0, 0x80000000, 0, 0, 0, 0x80000000];
 const SIZE_MASK = [0, 0xff, 0xffff, 0, 0xffffffff];
@@ -222,9 +232,20 @@ export class SoftCpu {
   private readonly tlbPhys = new Float64Array(TLB_SIZE);
   private readonly tlbGlobal = new Uint8Array(TLB_SIZE);
 
+  // ---- decoded-block cache (./code-cache.ts), shared by the vCPUs of one GuestMemory
+  readonly codeCache: CodeCache;
+  /** The cache's per-page "holds decoded code" bytes, checked by every store into low RAM. */
+  private readonly codePages: Uint8Array;
+  /** Whether run() executes through the block cache. */
+  blockCacheEnabled: boolean;
+
   constructor(env: CpuEnvironment) {
     this.env = env;
     this.mem = env.mem;
+    this.codeCache = codeCacheFor(env.mem);
+    this.codeCache.cpus.push(this);
+    this.codePages = this.codeCache.codePages;
+    this.blockCacheEnabled = env.blockCache ?? process.env.RINGZERO_TRANSLATE !== '0';
     this.ram = env.mem.low;
     this.fetchBuf = this.ram;
     this.ramView = env.mem.lowView;
@@ -263,6 +284,8 @@ export class SoftCpu {
     this.deliveryDepth = 0;
     this.updateMode();
     this.flushTlb(true);
+    // Memory may have been rewritten behind the CPU (a new image loaded before a reset): forget decoded blocks.
+    this.codeCache?.invalidateAll();
   }
 
   // =====================================================================================================
@@ -285,6 +308,7 @@ export class SoftCpu {
       this.defAdsize = 2;
     }
     this.invalidateFetch();
+    this.blockModeKey = this.blockMode();
     let levels = 0;
     if (this.cr0 & C.CR0_PG) levels = lma ? 4 : this.cr4 & C.CR4_PAE ? 3 : 2;
     if (levels !== this.pagingLevels) {
@@ -381,11 +405,16 @@ export class SoftCpu {
             if (this.halted) return RunExit.Halted;
             if (this.stopRequested) { this.stopRequested = false; return RunExit.Stopped; }
           }
-          left--;
-          this.step();
+          if (this.blockCacheEnabled) {
+            left -= this.execBlock(left);
+          } else {
+            left--;
+            this.step();
+          }
         }
       } catch (e) {
         if (e !== CPU_FAULT) throw e;
+        left--;
         this.rip = this.ripStart;
         this.deliverFault();
         if (this.shutdown) return RunExit.Shutdown;
@@ -442,6 +471,193 @@ export class SoftCpu {
     } else {
       this.ops1[b](this);
     }
+  }
+
+  // =====================================================================================================
+  // Decoded-block cache (./code-cache.ts explains the design)
+
+  /** blockMode(), recomputed by updateMode(). */
+  private blockModeKey = 0;
+  /** Instructions executed from cached blocks (statistics). */
+  blockInstructions = 0;
+
+  /** Whether the instruction just executed ends a block (TERMINATOR; FF ends one only as CALL/JMP). */
+  private endsBlock(): boolean {
+    const t = TERMINATOR[this.opcode];
+    if (t !== 2) return t !== 0;
+    const r = (this.modrm >> 3) & 7;
+    return r >= 2 && r <= 5;
+  }
+
+  /** Decoding mode of the cache key: 8 in 64-bit mode, else the default operand size (4 or 2); 0 = not cached. */
+  private blockMode(): number {
+    if (this.mode64) return 8;
+    // Outside 64-bit mode only flat-based protected-mode code is cached (IP wrap-around then falls on a page end).
+    return this.protectedMode && this.segBase[C.CS] === 0 ? this.defOpsize : 0;
+  }
+
+  /**
+   * Execute one block from the cache (recording it when its start has become hot) or, for cold code, interpret
+   * up to the next block boundary. Returns the number of instructions executed; faults propagate like step()'s.
+   */
+  execBlock(left: number): number {
+    const rip = this.rip;
+    this.ripStart = rip;
+    if (!(rip >= this.fetchRipLo && rip < this.fetchRipHi)) this.refillFetch();
+    if (this.fetchBuf !== this.ram) return this.interpretRun(left);
+    const pa = rip + this.fetchDelta;
+    const cache = this.codeCache;
+    const slot = (pa ^ (pa >>> TABLE_BITS_SHIFT)) & TABLE_MASK;
+    const b = cache.table[slot];
+    const page = pa >>> 12;
+    if (b !== undefined && b.pa === pa && b.gen === cache.pageGen[page] && b.mode === this.blockModeKey) {
+      return this.runBlock(b, left);
+    }
+    if (cache.noCache[page] === 0 && ++cache.hot[slot] > HOT_THRESHOLD && this.blockModeKey !== 0) {
+      cache.hot[slot] = 0;
+      return this.recordBlock(pa, slot, left);
+    }
+    return this.interpretRun(left);
+  }
+
+  /** Interpret instructions up to a block terminator (or an event). */
+  private interpretRun(left: number): number {
+    let n = 0;
+    do {
+      n++;
+      this.step();
+    } while (n < left && (TERMINATOR[this.opcode] === 0 || !this.endsBlock()) && !(this.eventPending || this.halted || this.stopRequested));
+    return n;
+  }
+
+  /** Replay a cached block. State is committed per instruction, so leaving early is always precise. */
+  private runBlock(b: Block, left: number): number {
+    const es = b.entries;
+    const n = b.n < left ? b.n : left;
+    let rip = this.rip;
+    let k = 0;
+    for (;;) {
+      const e = es[k];
+      this.ripStart = rip;
+      this.instructions++;
+      const fast = e.fast;
+      if (fast !== null) {
+        this.rip = rip + e.len;
+        fast(this, e);
+      } else {
+        this.opsize = e.opsize;
+        this.adsize = e.adsize;
+        this.segOverride = e.segOverride;
+        this.rep = e.rep;
+        this.lock = e.lock;
+        this.p66 = e.p66;
+        this.rex = e.rex;
+        this.rexW = e.rexW;
+        this.rexR = e.rexR;
+        this.rexX = e.rexX;
+        this.rexB = e.rexB;
+        this.opcode = e.opcode;
+        this.rip = rip + e.opLen;
+        e.handler(this);
+      }
+      k++;
+      rip += e.len;
+      // (HLT and the other instructions that stop the CPU end blocks; a stop request waits for the block's end.)
+      if (k >= n || this.rip !== rip || this.eventPending) break;
+    }
+    this.blockInstructions += k;
+    return k;
+  }
+
+  /** Execute a block for the first time while recording it; install it if nothing invalidated its page meanwhile. */
+  private recordBlock(pa: number, slot: number, left: number): number {
+    const cache = this.codeCache;
+    const page = pa >>> 12;
+    const mode = this.blockModeKey;
+    cache.codePages[page] = 1;
+    const gen = cache.pageGen[page];
+    const entries: BlockEntry[] = [];
+    const blockRip = this.rip;
+    const room = 4096 - (pa & 0xfff);
+    let n = 0;
+    for (;;) {
+      const start = this.rip;
+      const e = this.stepRecord();
+      n++;
+      const at = start - blockRip;
+      if (TERMINATOR[this.opcode] !== 0 && this.endsBlock()) {
+        // The last instruction: its prefixes and opcode must lie in the page (the handler fetches the rest); a
+        // fast form needs all of it there.
+        e.len = 0;
+        if (mode === 8 && at + 15 <= room) e.len = compileFast(this, e, pa + at, 0);
+        if (at + e.opLen <= room) entries.push(e);
+        break;
+      }
+      const len = this.rip - start;
+      if (len <= 0 || len > 15 || at + len > room) break;
+      e.len = len;
+      if (mode === 8) compileFast(this, e, pa + at, len);
+      entries.push(e);
+      if (n >= left || entries.length >= MAX_BLOCK || this.eventPending || this.halted || this.stopRequested || this.blockModeKey !== mode) break;
+    }
+    if (entries.length > 0 && cache.pageGen[page] === gen) {
+      cache.table[slot] = new Block(pa, mode, gen, entries);
+      cache.stats.blocks++;
+      cache.stats.instructionsCached += entries.length;
+    }
+    return n;
+  }
+
+  /** step(), also returning the decoder state at dispatch as a block entry. */
+  private stepRecord(): BlockEntry {
+    this.ripStart = this.rip;
+    this.instructions++;
+    this.opsize = this.defOpsize;
+    this.adsize = this.defAdsize;
+    this.segOverride = -1;
+    this.rep = 0;
+    this.lock = false;
+    this.p66 = false;
+    let b = this.fetch8();
+    const kind = PREFIX_KIND[b];
+    if (kind !== 0 && (kind === PREFIX_LEGACY || this.mode64)) {
+      b = this.decodePrefixes(b, 0);
+      const rex = this.rex;
+      this.rexW = (rex & 8) !== 0;
+      this.rexR = (rex & 4) << 1;
+      this.rexX = (rex & 2) << 2;
+      this.rexB = (rex & 1) << 3;
+      if (this.rexW) this.opsize = 8;
+    } else {
+      this.rex = 0;
+      this.rexW = false;
+      this.rexR = 0;
+      this.rexX = 0;
+      this.rexB = 0;
+    }
+    let handler: OpHandler;
+    if (b === 0x0f) {
+      b = this.fetch8();
+      this.opcode = 0x100 | b;
+      handler = this.ops0f[b];
+    } else {
+      this.opcode = b;
+      handler = this.ops1[b];
+    }
+    const e = new BlockEntry(handler);
+    e.opLen = this.rip - this.ripStart;
+    e.opsize = this.opsize; e.adsize = this.adsize; e.segOverride = this.segOverride; e.rep = this.rep;
+    e.lock = this.lock; e.p66 = this.p66; e.rex = this.rex; e.rexW = this.rexW; e.rexR = this.rexR;
+    e.rexX = this.rexX; e.rexB = this.rexB; e.opcode = this.opcode;
+    handler(this);
+    return e;
+  }
+
+  /** A store hit physical [pa, pa+len) of low RAM outside the fast path: drop cached code of those pages. */
+  noteCodeWrite(pa: number, len: number): void {
+    const pages = this.codePages;
+    const last = Math.min(pa + len, this.ramSize) - 1;
+    for (let p = Math.floor(pa / 4096); p <= Math.floor(last / 4096); p++) if (pages[p] !== 0) this.codeCache.invalidatePage(p);
   }
 
   /**
@@ -1028,7 +1244,11 @@ export class SoftCpu {
   }
 
   physWrite32(pa: number, v: number): void {
-    if (pa + 4 <= this.ramSize) { this.ramView.setInt32(pa, v, true); return; }
+    if (pa + 4 <= this.ramSize) {
+      if (this.codePages[pa >>> 12] !== 0) this.noteCodeWrite(pa, 4);
+      this.ramView.setInt32(pa, v, true);
+      return;
+    }
     this.physWriteSlow(pa, 4, v);
   }
 
@@ -1060,6 +1280,7 @@ export class SoftCpu {
     const lapic = this.env.lapic;
     if (lapic && pa >= 0xfee00000 && pa < 0xfee01000) { lapic.mmioWrite(pa - 0xfee00000, size, size === 4 ? v >>> 0 : v); return; }
     if (pa < this.ramSize) {
+      this.noteCodeWrite(pa, size);
       for (let k = 0; k < size; k++) {
         const a = pa + k, b = (v >>> (8 * k)) & 0xff;
         if (a < this.ramSize) this.ram[a] = b; else this.physWriteSlow(a, 1, b);
@@ -1148,6 +1369,7 @@ export class SoftCpu {
       if (this.tlbTags[(this.cpl === 3 ? BANK_WRITE_USER : BANK_WRITE) | i] === vpn) {
         const pa = this.tlbPhys[i] + off;
         if (pa + size <= this.ramSize) {
+          if (this.codePages[pa >>> 12] !== 0) this.noteCodeWrite(pa, size);
           switch (size) {
             case 1: this.ram[pa] = v; return;
             case 2: this.ramView.setUint16(pa, v, true); return;
@@ -1165,6 +1387,7 @@ export class SoftCpu {
     if (off + size <= 4096) {
       const pa = this.translate(lin, 1, this.cpl === 3);
       if (pa + size <= this.ramSize) {
+        if (this.codePages[pa >>> 12] !== 0) this.noteCodeWrite(pa, size);
         const dv = this.ramView;
         switch (size) {
           case 1: this.ram[pa] = v; return;
@@ -1181,6 +1404,8 @@ export class SoftCpu {
     const user = this.cpl === 3;
     const pa1 = this.translate(lin, 1, user);
     const pa2 = this.translate(this.addLin(lin, first), 1, user);
+    if (pa1 < this.ramSize) this.noteCodeWrite(pa1, first);
+    if (pa2 < this.ramSize) this.noteCodeWrite(pa2, size - first);
     for (let k = 0; k < size; k++) {
       const pa = k < first ? pa1 + k : pa2 + (k - first);
       const b = k < 4 ? (v >>> (8 * k)) & 0xff : (hi >>> (8 * (k - 4))) & 0xff;

@@ -130,6 +130,7 @@ function movsFast(c: SoftCpu, size: number, seg: number): boolean {
     const sBuf = spanBuf, sOff = spanOff;
     if (!ramSpan(c, dstPa, bytes)) return false;
     const dBuf = spanBuf, dOff = spanOff;
+    if (dBuf === c.ram) c.noteCodeWrite(dOff, bytes); // drop decoded blocks of code pages being overwritten
     if (sBuf === dBuf) {
       const dist = dOff - sOff;
       if (dist > 0 && dist < bytes) {
@@ -197,6 +198,7 @@ function stosFast(c: SoftCpu, size: number): boolean {
     const pa = c.translate(lin, 1, user);
     if (!ramSpan(c, pa, bytes)) return false;
     const buf = spanBuf, off = spanOff;
+    if (buf === c.ram) c.noteCodeWrite(off, bytes);
     if (uniform) {
       buf.fill(pattern[0], off, off + bytes);
     } else {

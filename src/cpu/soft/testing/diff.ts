@@ -8,6 +8,7 @@ import { GuestMemory, GiB } from '../../../memory/guest-memory.ts';
 import { PortBus, MmioBus } from '../../../devices/bus.ts';
 import { VmClock } from '../../../vmm/clock.ts';
 import { SoftCpu, CPU_FAULT, setupFlatLongMode } from '../index.ts';
+import { setHotThreshold } from '../code-cache.ts';
 import { runNative, jmpRel32 } from './native.ts';
 import { generateCase, link, undefinedFlagsAfter, type TestCase, type Unit } from './generate.ts';
 import {
@@ -20,6 +21,13 @@ const PAGE_TABLES = 0x10_000;
 const GUEST_MEMORY = 2 * GiB;
 /** A snippet of at most 4 units with REP counts <= 8 needs far fewer steps; more means a runaway. */
 const STEP_LIMIT = 10_000;
+/**
+ * RINGZERO_DIFF_CACHE=1: run each snippet through the decoded-block cache (../code-cache.ts) instead of step():
+ * once to record its blocks (every block is recorded the first time it runs), then again from the same state
+ * replaying them; the replay is what is compared.
+ */
+const CACHE_MODE = process.env.RINGZERO_DIFF_CACHE === '1';
+if (CACHE_MODE) setHotThreshold(0);
 
 export interface SoftRun {
   state: SnippetState;
@@ -41,8 +49,16 @@ function softMachine(): { cpu: SoftCpu; mem: GuestMemory } {
 
 /** Run `code` on the software CPU in 64-bit user mode (CPL 3) with identity paging, from state `s`. */
 export function runSoft(code: Uint8Array, s: SnippetState): SoftRun {
+  if (!CACHE_MODE) return runSoftOnce(code, s, false, true);
+  runSoftOnce(code, s, true, true);
+  return runSoftOnce(code, s, true, false);
+}
+
+function runSoftOnce(code: Uint8Array, s: SnippetState, blocks: boolean, reset: boolean): SoftRun {
   const { cpu, mem } = softMachine();
-  cpu.reset();
+  if (reset) cpu.reset(); // (a reset also forgets the cached blocks)
+  else { cpu.fpu.reset(); cpu.halted = false; }
+  cpu.blockCacheEnabled = blocks;
   setupFlatLongMode(cpu, { pml4: PAGE_TABLES, identityMapBytes: GUEST_MEMORY, cpl: 3 });
   const end = CODE_BASE + code.length;
   mem.write(CODE_BASE, code);
@@ -60,10 +76,13 @@ export function runSoft(code: Uint8Array, s: SnippetState): SoftRun {
   for (let steps = 0; ; steps++) {
     const rip = Number(cpu.getRip());
     if (rip === end) break;
+    // A block runs on into the `jmp EPILOGUE` that follows the snippet (it changes nothing else).
+    if (blocks && rip === EPILOGUE) break;
     if (rip < CODE_BASE || rip > end) { error = `RIP escaped the snippet: 0x${rip.toString(16)}`; break; }
     if (steps >= STEP_LIMIT) { error = `did not finish in ${STEP_LIMIT} steps (RIP 0x${rip.toString(16)})`; break; }
     try {
-      cpu.step();
+      if (blocks) cpu.execBlock(STEP_LIMIT - steps);
+      else cpu.step();
     } catch (e) {
       if (e !== CPU_FAULT) {
         error = `soft CPU threw ${e instanceof Error ? e.stack ?? e.message : String(e)}`;

@@ -1,0 +1,212 @@
+// Decoded-block cache of the software CPU (issue 4, first step: stop decoding every instruction every time).
+//
+// What it is:
+// - A *block* is the run of instructions from a start address up to and including the first control transfer
+//   (or other "terminator": anything that can change RIP non-sequentially, the CPU mode, the interrupt flag or
+//   the paging structures; see TERMINATOR), capped at MAX_BLOCK instructions and never crossing its 4 KiB
+//   physical page. Blocks are keyed by the physical address of their first byte plus the decoding mode
+//   (64-bit / 32-bit / 16-bit default sizes), so two linear aliases of one page share blocks and a change of page
+//   tables needs no flush (the lookup translates RIP first, as instruction fetch does).
+// - Each entry of a block holds what the prefix decoder found (operand/address size, segment override,
+//   REP/LOCK/66, REX bits, opcode), how many bytes that took, the instruction's length and its handler. A replay
+//   restores that decoder state and calls the handler, which still fetches its ModRM/immediates from the code
+//   page (through the fetch window, so the bytes are the live ones). Hot forms (register moves, ALU with
+//   register/immediate operands, push/pop, Jcc, ...) get a `fast` function that runs with operands decoded once.
+// - A block is recorded the Nth time its start address is reached (HOT_THRESHOLD), while it executes; until then
+//   the interpreter runs as before, so cold code (most of a boot) pays one table probe per block and no
+//   allocation.
+//
+// Invalidation: every physical page of low RAM has a "holds decoded code" byte (`codePages`) and a generation
+// (`pageGen`). A block remembers its page's generation; a write into a code page (the CPU's writeLin fast and
+// slow paths, physWrite*, the REP MOVS/STOS fast paths, or devices/loaders through `invalidateCodeRange`) bumps the
+// generation, which makes every block of the page stale at its next lookup, and raises `eventPending` on the
+// vCPUs so a block that wrote into its own page stops after the writing instruction (self-modifying code sees
+// its new bytes at the next instruction, as on P6 and later, SDM vol. 3A §11.6). A page that keeps being
+// rewritten (data next to code) stops being cached after THRASH_LIMIT invalidations.
+//
+// The cache is shared by the vCPUs of one GuestMemory (they run on one thread): see `codeCacheFor`.
+import type { GuestMemory } from '../../memory/guest-memory.ts';
+import type { OpHandler, SoftCpu } from './cpu.ts';
+
+/** Longest block, in instructions (bounds the event latency of a block to this many instructions). */
+export const MAX_BLOCK = 32;
+/** A block start is recorded when it has been reached this many times. */
+export let HOT_THRESHOLD = Number(process.env.RINGZERO_BLOCK_HOT ?? 2);
+/** Invalidations after which a page is no longer cached (data sharing a page with code). */
+const THRASH_LIMIT = 64;
+const TABLE_BITS = 16;
+const TABLE_SIZE = 1 << TABLE_BITS;
+export const TABLE_MASK = TABLE_SIZE - 1;
+
+export type FastHandler = (cpu: SoftCpu, e: BlockEntry) => void;
+
+/** One decoded instruction of a block. */
+export class BlockEntry {
+  handler: OpHandler;
+  /** Pre-decoded form (operands in a/b/imm...), or null to replay the handler with the decoder state below. */
+  fast: FastHandler | null = null;
+  /** Bytes of prefixes and opcode (RIP is set to start + opLen before the handler runs). */
+  opLen = 0;
+  /** Whole instruction length (0 for the block's last instruction, which may branch). */
+  len = 0;
+  opsize = 4;
+  adsize = 8;
+  segOverride = -1;
+  rep = 0;
+  lock = false;
+  p66 = false;
+  rex = 0;
+  rexW = false;
+  rexR = 0;
+  rexX = 0;
+  rexB = 0;
+  opcode = 0;
+  // ---- operands of the fast forms (meaning depends on the form)
+  a = 0;
+  b = 0;
+  imm = 0;
+  immHi = 0;
+  size = 4;
+  /** Operation selector of a form (ALU operation, INC/DEC). */
+  op = 0;
+  /** Memory operand recipe: base register (-1 none, -2 RIP-relative), index (-1 none), scale shift, disp, segment. */
+  base = -1;
+  index = -1;
+  scale = 0;
+  disp = 0;
+  seg = -1;
+  constructor(handler: OpHandler) { this.handler = handler; }
+}
+
+export class Block {
+  readonly entries: BlockEntry[];
+  readonly n: number;
+  constructor(readonly pa: number, readonly mode: number, readonly gen: number, entries: BlockEntry[]) {
+    this.entries = entries;
+    this.n = entries.length;
+  }
+}
+
+export interface CodeCacheStats {
+  /** Blocks recorded (a block recorded again after an invalidation counts again). */
+  blocks: number;
+  /** Instructions in the recorded blocks. */
+  instructionsCached: number;
+  /** Pages whose blocks were dropped because they were written. */
+  invalidations: number;
+}
+
+export class CodeCache {
+  /** Per 4 KiB page of low RAM: 1 when decoded code of that page may be cached. */
+  readonly codePages: Uint8Array;
+  readonly pageGen: Int32Array;
+  private readonly pageInvalidations: Uint16Array;
+  /** Per page: 1 when the page thrashed and is no longer cached. */
+  readonly noCache: Uint8Array;
+  readonly table: (Block | undefined)[] = new Array(TABLE_SIZE).fill(undefined);
+  readonly hot = new Uint8Array(TABLE_SIZE);
+  readonly cpus: SoftCpu[] = [];
+  readonly stats: CodeCacheStats = { blocks: 0, instructionsCached: 0, invalidations: 0 };
+
+  constructor(readonly lowSize: number) {
+    const pages = Math.ceil(lowSize / 4096);
+    this.codePages = new Uint8Array(pages);
+    this.pageGen = new Int32Array(pages);
+    this.pageInvalidations = new Uint16Array(pages);
+    this.noCache = new Uint8Array(pages);
+  }
+
+  /** A write hit page `page` (index into codePages) that holds cached code. */
+  invalidatePage(page: number): void {
+    this.codePages[page] = 0;
+    this.pageGen[page] = (this.pageGen[page] + 1) | 0;
+    this.stats.invalidations++;
+    if (++this.pageInvalidations[page] >= THRASH_LIMIT) this.noCache[page] = 1;
+    // Stop any block being executed at its next instruction boundary (checkEvents tolerates a spurious wake-up).
+    for (const c of this.cpus) c.eventPending = true;
+  }
+
+  /** Physical range [gpa, gpa+len) was written by something other than the CPU's store paths (DMA, loaders). */
+  invalidateRange(gpa: number, len: number): void {
+    if (len <= 0 || gpa >= this.lowSize) return;
+    const last = Math.min(gpa + len, this.lowSize) - 1;
+    for (let p = Math.floor(gpa / 4096); p <= Math.floor(last / 4096); p++) if (this.codePages[p]) this.invalidatePage(p);
+  }
+
+  /** Drop everything (machine reset, kernel reload). */
+  invalidateAll(): void {
+    const pages = this.codePages;
+    for (let p = 0; p < pages.length; p++) {
+      if (pages[p] !== 0) { pages[p] = 0; this.pageGen[p] = (this.pageGen[p] + 1) | 0; }
+    }
+    for (const c of this.cpus) c.eventPending = true;
+  }
+}
+
+const caches = new WeakMap<GuestMemory, CodeCache>();
+
+/** The block cache shared by the vCPUs of `mem`. */
+export function codeCacheFor(mem: GuestMemory): CodeCache {
+  let c = caches.get(mem);
+  if (!c) { c = new CodeCache(mem.lowSize); caches.set(mem, c); }
+  return c;
+}
+
+/**
+ * Tell the CPUs' block caches that [gpa, gpa+len) of guest RAM changed behind their back (device DMA into guest
+ * memory, a loader writing an image). Cheap when no code was cached there: one byte test per page.
+ */
+export function invalidateCodeRange(mem: GuestMemory, gpa: number, len: number): void {
+  caches.get(mem)?.invalidateRange(gpa, len);
+}
+
+/** `ringzero run --stats`: what the soft engine did, over `ms` of run time (lines for stderr). */
+export function softEngineStats(cpus: SoftCpu[], ms: number): string {
+  const total = cpus.reduce((n, c) => n + c.instructions, 0);
+  const fromBlocks = cpus.reduce((n, c) => n + c.blockInstructions, 0);
+  const cpu = process.cpuUsage();
+  const cpuSec = (cpu.user + cpu.system) / 1e6;
+  const s = cpus[0].codeCache.stats;
+  const on = cpus.some((c) => c.blockCacheEnabled);
+  const pct = (a: number, b: number) => (b > 0 ? ((100 * a) / b).toFixed(1) : '0.0');
+  return [
+    `ringzero: stats: ${total} instructions in ${(ms / 1000).toFixed(2)} s: ${(total / Math.max(ms, 1) / 1000).toFixed(1)} MIPS wall, ` +
+      `${(total / Math.max(cpuSec, 1e-6) / 1e6).toFixed(1)} MIPS per process CPU-second (${cpuSec.toFixed(2)} s CPU)`,
+    on
+      ? `ringzero: stats: block cache: ${s.blocks} blocks recorded (${s.instructionsCached} instructions), ` +
+        `${pct(fromBlocks, total)}% of instructions run from cached blocks, ${s.invalidations} page invalidations`
+      : 'ringzero: stats: block cache off (--no-translate)',
+    '',
+  ].join('\n');
+}
+
+/** Set the hot threshold (tests: 0 records every block the first time it runs). */
+export function setHotThreshold(n: number): void {
+  HOT_THRESHOLD = n;
+}
+
+// =====================================================================================================
+// Terminators: opcodes (as `cpu.opcode`: one-byte xx, 0F xx as 0x1xx, 0F 38 xx as 0x38xx) after which a block ends.
+
+export const TERMINATOR = new Uint8Array(0x4000);
+{
+  const one = [
+    0x70, 0x71, 0x72, 0x73, 0x74, 0x75, 0x76, 0x77, 0x78, 0x79, 0x7a, 0x7b, 0x7c, 0x7d, 0x7e, 0x7f, // Jcc rel8
+    0xe0, 0xe1, 0xe2, 0xe3, // LOOPcc, JrCXZ
+    0xe8, 0xe9, 0xea, 0xeb, 0x9a, // CALL/JMP near and far
+    0xc2, 0xc3, 0xca, 0xcb, 0xcc, 0xcd, 0xce, 0xcf, 0xf1, // RET, RETF, INT3, INT n, INTO, IRET, INT1
+    0xf4, 0xfa, 0xfb, 0x9d, 0x8e, 0x17, 0x1f, 0x07, // HLT, CLI, STI, POPF, MOV Sreg, POP SS/DS/ES
+    0x62, 0xc4, 0xc5, 0xc8, 0xc9, // BOUND/EVEX, LES/LDS/VEX (mode-dependent meaning), ENTER/LEAVE kept simple
+    0x6c, 0x6d, 0x6e, 0x6f, 0xe4, 0xe5, 0xe6, 0xe7, 0xec, 0xed, 0xee, 0xef, // port I/O (devices may stop the CPU)
+    0xa4, 0xa5, 0xa6, 0xa7, 0xaa, 0xab, 0xac, 0xad, 0xae, 0xaf, // string ops (REP re-executes itself)
+    0xd8, 0xd9, 0xda, 0xdb, 0xdc, 0xdd, 0xde, 0xdf, // x87 (FPU state, rarely hot in the kernel)
+  ];
+  for (const o of one) TERMINATOR[o] = 1;
+  TERMINATOR[0xff] = 2; // group 5: only /2-/5 (indirect CALL/JMP, near and far) end a block
+  const two = [
+    0x00, 0x01, 0x05, 0x06, 0x07, 0x08, 0x09, 0x0b, 0x20, 0x21, 0x22, 0x23, 0x30, 0x32, 0x33, 0x34, 0x35, 0x37,
+    0x80, 0x81, 0x82, 0x83, 0x84, 0x85, 0x86, 0x87, 0x88, 0x89, 0x8a, 0x8b, 0x8c, 0x8d, 0x8e, 0x8f, // Jcc rel32
+    0xa1, 0xa9, 0xaa, 0xa2, 0xae, 0xb2, 0xb4, 0xb5, 0xc7, 0xff, 0xb9,
+  ];
+  for (const o of two) TERMINATOR[0x100 | o] = 1;
+}

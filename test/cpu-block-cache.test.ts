@@ -1,0 +1,125 @@
+// The decoded-block cache of the software CPU (src/cpu/soft/code-cache.ts): cached blocks are dropped when their
+// code changes (self-modifying code in the same block and from another page, a REP MOVSB over a code page, a
+// device-style write through invalidateCodeRange), the cache is physical (a remapped linear page runs the new
+// physical code), and a change of decoding mode does not replay blocks decoded for another mode.
+// Every block is recorded the first time it runs (hot threshold 0), so the second run of anything is a replay.
+import test from 'node:test';
+import assert from 'node:assert/strict';
+import { longModeMachine, hexBytes, CODE, DATA, PAGE_TABLES, type Machine } from './support/soft-cpu.ts';
+import { setHotThreshold, invalidateCodeRange } from '../src/cpu/soft/code-cache.ts';
+import { RunExit } from '../src/cpu/soft/index.ts';
+import * as C from '../src/cpu/soft/constants.ts';
+
+setHotThreshold(0);
+
+/** Run from `at` until HLT (CPL 0); fail on an exception (no IDT: it would be a triple fault). */
+function runToHlt(m: Machine, at: number): void {
+  m.cpu.rip = at;
+  m.cpu.halted = false;
+  m.cpu.lastException = -1;
+  const r = m.cpu.run(1_000_000);
+  assert.equal(r, RunExit.Halted, `stopped with ${r}, last exception ${m.cpu.lastException}`);
+}
+
+const eax = (m: Machine) => m.cpu.rlo[0];
+
+for (const cached of [true, false]) {
+  const tag = cached ? 'with the cache' : 'without the cache';
+
+  test(`a store patching a later instruction of its own block is seen (${tag})`, () => {
+    const m = longModeMachine();
+    m.cpu.blockCacheEnabled = cached;
+    // xor eax,eax / mov ecx,5 / 1: mov [rip+2],cl (the imm8 of the add) / add eax,0 / dec ecx / jnz 1b / hlt
+    m.mem.write(CODE, Uint8Array.from(hexBytes('31 c0 b9 05 00 00 00 88 0d 02 00 00 00 83 c0 00 ff c9 75 f3 f4')));
+    runToHlt(m, CODE);
+    assert.equal(eax(m), 5 + 4 + 3 + 2 + 1);
+    runToHlt(m, CODE);
+    assert.equal(eax(m), 15, 'second run (replaying whatever was cached)');
+  });
+
+  test(`a store into another page's cached code drops its blocks (${tag})`, () => {
+    const m = longModeMachine();
+    m.cpu.blockCacheEnabled = cached;
+    // CODE: xor eax,eax / mov ecx,5 / 1: mov [rip+0xff5],cl (imm8 of F's add) / call F / dec ecx / jnz 1b / hlt
+    // F = CODE+0x1000: add eax,0 / ret
+    m.mem.write(CODE, Uint8Array.from(hexBytes('31 c0 b9 05 00 00 00 88 0d f5 0f 00 00 e8 ee 0f 00 00 ff c9 75 f1 f4')));
+    m.mem.write(CODE + 0x1000, Uint8Array.from(hexBytes('83 c0 00 c3')));
+    runToHlt(m, CODE);
+    assert.equal(eax(m), 15);
+    if (cached) assert.ok(m.cpu.codeCache.stats.invalidations >= 4, `invalidations: ${m.cpu.codeCache.stats.invalidations}`);
+  });
+
+  test(`REP MOVSB over a cached function replaces it (${tag})`, () => {
+    const m = longModeMachine();
+    m.cpu.blockCacheEnabled = cached;
+    const F = CODE + 0x2000;
+    m.mem.write(F, Uint8Array.from(hexBytes('b8 01 00 00 00 c3'))); // mov eax,1 / ret
+    m.mem.write(DATA, Uint8Array.from(hexBytes('b8 02 00 00 00 c3'))); // mov eax,2 / ret
+    // call F / call F / mov ebx,eax / mov esi,DATA / mov edi,F / mov ecx,6 / rep movsb / call F / hlt
+    m.mem.write(CODE, Uint8Array.from(hexBytes(
+      'e8 fb 1f 00 00 e8 f6 1f 00 00 89 c3 be 00 00 20 00 bf 00 20 10 00 b9 06 00 00 00 f3 a4 e8 de 1f 00 00 f4')));
+    runToHlt(m, CODE);
+    assert.equal(m.cpu.rlo[3], 1, 'the original function ran first');
+    assert.equal(eax(m), 2, 'the copied function ran after the copy');
+  });
+
+  test(`a device write reported through invalidateCodeRange is seen (${tag})`, () => {
+    const m = longModeMachine();
+    m.cpu.blockCacheEnabled = cached;
+    m.mem.write(CODE, Uint8Array.from(hexBytes('b8 07 00 00 00 f4'))); // mov eax,7 / hlt
+    runToHlt(m, CODE);
+    runToHlt(m, CODE);
+    assert.equal(eax(m), 7);
+    m.mem.write(CODE + 1, Uint8Array.of(9)); // behind the CPU's back, as DMA does
+    invalidateCodeRange(m.mem, CODE + 1, 1);
+    runToHlt(m, CODE);
+    assert.equal(eax(m), 9);
+  });
+
+  test(`a remapped code page runs the new physical code (${tag})`, () => {
+    const m = longModeMachine();
+    m.cpu.blockCacheEnabled = cached;
+    const LIN = 0x400000; // PD entry 2, identity-mapped to physical 0x400000
+    m.mem.write(0x400000, Uint8Array.from(hexBytes('b8 01 00 00 00 c3'))); // mov eax,1 / ret
+    m.mem.write(0x600000, Uint8Array.from(hexBytes('b8 02 00 00 00 c3'))); // mov eax,2 / ret
+    m.mem.write(CODE, Uint8Array.from(hexBytes('e8 fb ff 2f 00 f4'))); // call LIN / hlt
+    runToHlt(m, CODE);
+    runToHlt(m, CODE);
+    assert.equal(eax(m), 1);
+    // Point PD entry 2 at physical 0x600000 (a 2 MiB page) and flush the TLB entry, as the kernel would.
+    const pde = new DataView(m.mem.slice(PAGE_TABLES + 8192 + 2 * 8, 8).slice().buffer);
+    pde.setUint32(0, 0x600000 | C.PTE_P | C.PTE_RW | C.PTE_US | C.PTE_PS, true);
+    m.mem.write(PAGE_TABLES + 8192 + 2 * 8, new Uint8Array(pde.buffer));
+    m.cpu.invalidatePage(LIN);
+    runToHlt(m, CODE);
+    assert.equal(eax(m), 2);
+  });
+
+  test(`the same bytes decode per mode: 64-bit, then 32-bit compatibility mode (${tag})`, () => {
+    const m = longModeMachine();
+    m.cpu.blockCacheEnabled = cached;
+    // 64-bit: xor eax,eax / inc rax / hlt.  32-bit: xor eax,eax / dec eax / inc eax / hlt.
+    m.mem.write(CODE, Uint8Array.from(hexBytes('31 c0 48 ff c0 f4')));
+    runToHlt(m, CODE);
+    runToHlt(m, CODE);
+    assert.equal(eax(m), 1);
+    const code32 = C.SEG_P | C.SEG_S | C.SEG_TYPE_CODE | C.SEG_TYPE_READABLE | C.SEG_TYPE_ACCESSED | C.SEG_DB | C.SEG_G;
+    m.cpu.loadSegmentRaw(C.CS, 0x08, 0, 0xffffffff, code32);
+    assert.equal(m.cpu.mode64, false);
+    runToHlt(m, CODE);
+    runToHlt(m, CODE);
+    assert.equal(eax(m), 0);
+  });
+}
+
+test('statistics: blocks are recorded once and then replayed', () => {
+  const m = longModeMachine();
+  m.cpu.blockCacheEnabled = true;
+  // mov ecx,1000 / 1: add eax,ebx / dec ecx / jnz 1b / hlt
+  m.mem.write(CODE, Uint8Array.from(hexBytes('b9 e8 03 00 00 01 d8 ff c9 75 fa f4')));
+  const before = m.cpu.codeCache.stats.blocks;
+  runToHlt(m, CODE);
+  assert.ok(m.cpu.codeCache.stats.blocks - before <= 4, `blocks recorded: ${m.cpu.codeCache.stats.blocks - before}`);
+  assert.ok(m.cpu.blockInstructions >= 2900, `instructions replayed: ${m.cpu.blockInstructions}`);
+  assert.equal(m.cpu.instructions, 1 + 3 * 1000 + 1);
+});
