@@ -23,6 +23,18 @@ function say(line: string): void {
   process.stderr.write(`ringzero: ${line}\n`);
 }
 
+/** A balloon size: 0, or a memory size in whole MiB (a bare number is MiB), below 64 GiB. */
+function parseBalloonSize(text: string): number {
+  if (/^\s*0+\s*$/.test(text)) return 0;
+  const match = /^\s*(\d+)\s*([kmg])?(?:i?b)?\s*$/i.exec(text);
+  const shift = match ? ({ k: 10, m: 20, g: 30 } as Record<string, number>)[(match[2] ?? 'm').toLowerCase()] : 0;
+  const bytes = match ? Number(match[1]) * 2 ** shift : NaN;
+  if (!Number.isSafeInteger(bytes) || bytes % 4096 !== 0 || bytes > 64 * 2 ** 30) {
+    throw new UsageError(`invalid balloon size '${text}': a size like 64M (whole 4 KiB pages, at most 64G), or 0`);
+  }
+  return bytes;
+}
+
 function mib(bytes: number): string {
   return `${(bytes / (1024 * 1024)).toFixed(1)} MiB`;
 }
@@ -119,6 +131,11 @@ function program(): Command {
     .option('--disk <file[,readonly][,serial=S]>', 'a raw disk image on virtio-blk (repeatable: /dev/vda, /dev/vdb, ...)',
       (value: string, previous: string[] | undefined) => [...(previous ?? []), value])
     .option('--rng', 'a virtio-rng device fed by the host\'s random numbers')
+    .option('--net <tap=NAME[,mac=XX:XX:XX:XX:XX:XX]>', 'a virtio-net device on a host TAP interface (repeatable: eth0, eth1, ...)',
+      (value: string, previous: string[] | undefined) => [...(previous ?? []), value])
+    .option('--vsock <CID[,path=SOCKET]>', 'a virtio-vsock device: host connects to SOCKET with "CONNECT <port>", guest connects to CID 2 reach SOCKET_<port>')
+    .option('--balloon', 'a virtio-balloon device (target set at run time: ringzero balloon)')
+    .option('--control-socket <path>', 'take run-time commands (balloon target and statistics) as JSON lines on this Unix socket')
     .option('--console <kind>', 'the console: serial (ttyS0) or virtio (hvc0; sets console=hvc0 unless --cmdline is given)', 'serial')
     .option('--console-socket <path>', 'serve the console on this Unix socket (any number of clients) instead of the terminal')
     .option('--status-file <path>', 'with --console-socket: write the exit status here as JSON when the VM ends')
@@ -126,6 +143,18 @@ function program(): Command {
     .option('--stats', 'print engine statistics (instructions, MIPS, block cache) on stderr when the VM ends')
     .action(async (options: RunOptions & ManagedRunOptions) => {
       process.exitCode = await runCommand(options);
+    });
+
+  cli.command('balloon')
+    .description('show a running VM\'s balloon (target, actual, guest statistics), or set its target: SIZE of RAM taken from the guest')
+    .requiredOption('--control-socket <path>', 'the VM\'s --control-socket')
+    .argument('[size]', 'memory to take from the guest, e.g. 64M (0 gives it all back)')
+    .action(async (size: string | undefined, options: { controlSocket: string }) => {
+      const { controlRequest } = await import('../vmm/control.ts');
+      const request = size === undefined ? { cmd: 'balloon-stats' } : { cmd: 'balloon-set', bytes: parseBalloonSize(size) };
+      const answer = await controlRequest(options.controlSocket, request);
+      if (answer.ok !== true) throw new Error(String(answer.error));
+      process.stdout.write(`${JSON.stringify(answer)}\n`);
     });
 
   registerDaemonCommands(cli);

@@ -1,9 +1,9 @@
 // From the options of `ringzero run` to a validated VmConfig.
 
 import { findDefaultImage } from '../image/build.ts';
-import type { VmConfig } from '../vmm/config.ts';
+import { MAX_VIRTIO_DEVICES, type VmConfig } from '../vmm/config.ts';
 import { chooseEngine, ENGINE_REQUESTS, type EngineRequest, type HostInfo } from './host.ts';
-import { checkBzImage, checkInitrd, CONSOLE_KINDS, parseCpuCount, parseDisks, parseMemorySize, UsageError } from './validate.ts';
+import { checkBzImage, checkInitrd, checkSocketPath, CONSOLE_KINDS, parseCpuCount, parseDisks, parseMemorySize, parseNets, parseVsockSpec, UsageError } from './validate.ts';
 
 /** panic=-1: reboot at once on a kernel panic, which ends ringzero under the default --on-reboot exit. */
 export const DEFAULT_CMDLINE = 'console=ttyS0 panic=-1';
@@ -24,6 +24,13 @@ export interface RunOptions {
   rng?: boolean;
   /** serial (default) or virtio. */
   console?: string;
+  /** `--net tap=NAME[,mac=XX:..]`, repeatable. */
+  net?: string[];
+  /** `--vsock CID[,path=SOCKET]`. */
+  vsock?: string;
+  balloon?: boolean;
+  /** `--control-socket PATH`: run-time commands (balloon target, statistics). */
+  controlSocket?: string;
   /** false with `--no-translate`: the soft engine interprets every instruction (no decoded-block cache). */
   translate?: boolean;
   /** `--stats`: engine statistics on stderr at exit. */
@@ -46,11 +53,23 @@ export function buildVmConfig(options: RunOptions, host: HostInfo, log: (line: s
     throw new UsageError(`invalid --console '${consoleKind}': use ${CONSOLE_KINDS.join(' or ')}`);
   }
   const disks = parseDisks(options.disk ?? []);
+  const nets = parseNets(options.net ?? []);
+  const vsock = options.vsock !== undefined ? parseVsockSpec(options.vsock) : undefined;
+  if (options.controlSocket !== undefined) checkSocketPath(options.controlSocket, '--control-socket');
+  if (vsock && options.controlSocket !== undefined && vsock.path === options.controlSocket) {
+    throw new UsageError(`--vsock path and --control-socket are both '${vsock.path}'`);
+  }
+  const virtioCount = disks.length + nets.length + [options.rng, consoleKind === 'virtio', vsock, options.balloon].filter(Boolean).length;
+  if (virtioCount > MAX_VIRTIO_DEVICES) throw new UsageError(`too many virtio devices (${virtioCount}): PCI slots 1 to 31 hold at most ${MAX_VIRTIO_DEVICES}`);
   // Devices are only named when asked for, so a plain VM's config stays as it was.
   const devices = {
     ...(disks.length > 0 ? { disks } : {}),
     ...(options.rng ? { rng: true } : {}),
     ...(consoleKind === 'virtio' ? { virtioConsole: true } : {}),
+    ...(nets.length > 0 ? { nets } : {}),
+    ...(vsock ? { vsock } : {}),
+    ...(options.balloon ? { balloon: true } : {}),
+    ...(options.controlSocket !== undefined ? { controlSocket: options.controlSocket } : {}),
     ...(options.translate === false ? { translate: false } : {}),
     ...(options.stats ? { stats: true } : {}),
   };

@@ -1,8 +1,11 @@
 // Checks of the user's inputs. Each failure is a UsageError with one line that says what is wrong.
 
-import { accessSync, closeSync, constants as fsConstants, openSync, readFileSync, readSync, statSync } from 'node:fs';
+import { accessSync, closeSync, constants as fsConstants, existsSync, lstatSync, openSync, readFileSync, readSync, statSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { userInfo } from 'node:os';
+import { dirname } from 'node:path';
 import { BootError, parseBzImage } from '../boot/bzimage.ts';
-import { MAX_CPUS, MAX_DISKS, type DiskConfig } from '../vmm/config.ts';
+import { MAX_CPUS, MAX_DISKS, MAX_NICS, type DiskConfig, type NetConfig, type VsockConfig } from '../vmm/config.ts';
 
 export class UsageError extends Error {}
 
@@ -148,3 +151,116 @@ export function parseDisks(specs: readonly string[]): DiskConfig[] {
 }
 
 export const CONSOLE_KINDS = ['serial', 'virtio'] as const;
+
+/** Linux interface names (dev_valid_name): 1 to 15 bytes, none of '/', ':' or whitespace. */
+const INTERFACE_NAME = /^[A-Za-z0-9_.@+-]{1,15}$/;
+/** sun_path holds 108 bytes with the terminating NUL. */
+export const MAX_UNIX_PATH = 107;
+
+/**
+ * One `--net tap=NAME[,mac=XX:XX:XX:XX:XX:XX]`: a TAP interface name and a unicast MAC. Without mac= the MAC
+ * is derived from the TAP name (locally administered, so it never collides with a vendor's), so a VM keeps
+ * its MAC from one run to the next. Whether the TAP can be opened is checked against /sys when possible.
+ */
+export function parseNetSpec(text: string): NetConfig {
+  let tap: string | undefined;
+  let mac: string | undefined;
+  for (const part of text.split(',')) {
+    const eq = part.indexOf('=');
+    const key = eq < 0 ? part : part.slice(0, eq);
+    const value = eq < 0 ? '' : part.slice(eq + 1);
+    if (key === 'tap') tap = value;
+    else if (key === 'mac') mac = value;
+    else throw new UsageError(`unknown --net option '${part}' in '${text}': use tap=NAME[,mac=XX:XX:XX:XX:XX:XX]`);
+  }
+  if (tap === undefined) throw new UsageError(`invalid --net '${text}': use tap=NAME[,mac=XX:XX:XX:XX:XX:XX]`);
+  if (!INTERFACE_NAME.test(tap) || tap === '.' || tap === '..') {
+    throw new UsageError(`invalid TAP name '${tap}' in --net '${text}': 1 to 15 letters, digits or _.@+-`);
+  }
+  if (mac !== undefined) {
+    if (!/^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/i.test(mac)) throw new UsageError(`invalid MAC '${mac}' in --net '${text}': six hex bytes like 52:54:00:12:34:56`);
+    if (parseInt(mac.slice(0, 2), 16) & 1) throw new UsageError(`invalid MAC '${mac}' in --net '${text}': a multicast address (lowest bit of the first byte set)`);
+    if (/^(00:){5}00$/.test(mac)) throw new UsageError(`invalid MAC '${mac}' in --net '${text}': all zeros`);
+    mac = mac.toLowerCase();
+  } else {
+    const hash = createHash('sha256').update(`ringzero-net:${tap}`).digest();
+    hash[0] = 0x02; // locally administered, unicast (IEEE 802 §8.2)
+    mac = Array.from(hash.subarray(0, 6), (b) => b.toString(16).padStart(2, '0')).join(':');
+  }
+  checkTap(tap);
+  return { tap, mac };
+}
+
+/** What can be known about TAP `name` before opening it: /dev/net/tun, and whether it is a TAP we may use. */
+function checkTap(name: string): void {
+  if (!existsSync('/dev/net/tun')) throw new UsageError(`cannot use TAP '${name}': this host has no /dev/net/tun (load the tun module)`);
+  const sys = `/sys/class/net/${name}`;
+  if (!existsSync(sys)) {
+    // Attaching creates a TAP that lives as long as the VM: only with CAP_NET_ADMIN (root here).
+    if (process.getuid?.() !== 0) {
+      throw new UsageError(`TAP '${name}' does not exist: create it with 'sudo ip tuntap add dev ${name} mode tap user ${userInfo().username}'`);
+    }
+    return;
+  }
+  let flags: number;
+  try {
+    flags = Number(readFileSync(`${sys}/tun_flags`, 'utf8').trim());
+  } catch {
+    throw new UsageError(`interface '${name}' is not a TAP device`);
+  }
+  const IFF_TAP = 0x0002;
+  if (!(flags & IFF_TAP)) throw new UsageError(`interface '${name}' is a TUN device, not TAP: recreate it with 'ip tuntap add dev ${name} mode tap'`);
+  if (process.getuid?.() !== 0) {
+    const owner = Number(readFileSync(`${sys}/owner`, 'utf8').trim());
+    if (owner !== -1 && owner !== process.getuid?.()) throw new UsageError(`TAP '${name}' belongs to uid ${owner}: recreate it with 'ip tuntap add dev ${name} mode tap user ${userInfo().username}'`);
+  }
+}
+
+/** Every `--net`, in order; at most MAX_NICS, each TAP once. */
+export function parseNets(specs: readonly string[]): NetConfig[] {
+  if (specs.length > MAX_NICS) throw new UsageError(`too many --net (${specs.length}): at most ${MAX_NICS}`);
+  const nets = specs.map(parseNetSpec);
+  const taps = new Set<string>();
+  const macs = new Set<string>();
+  for (const n of nets) {
+    if (taps.has(n.tap)) throw new UsageError(`TAP '${n.tap}' is given twice`);
+    if (macs.has(n.mac)) throw new UsageError(`MAC ${n.mac} is given twice`);
+    taps.add(n.tap);
+    macs.add(n.mac);
+  }
+  return nets;
+}
+
+/**
+ * `--vsock CID[,path=PATH]`: the guest's CID (3 to 4294967294; 0-2 and 2^32-1 are reserved, virtio 1.2 §5.10.4)
+ * and the host's Unix socket (default ./ringzero-vsock-<CID>.sock); guest connects to port P reach PATH_P.
+ */
+export function parseVsockSpec(text: string): VsockConfig {
+  const [cidText, ...rest] = text.split(',');
+  if (!/^\d{1,10}$/.test(cidText)) throw new UsageError(`invalid --vsock '${text}': use CID[,path=SOCKET] with a CID from 3 to 4294967294`);
+  const cid = Number(cidText);
+  if (cid < 3 || cid > 0xfffffffe) throw new UsageError(`invalid vsock CID ${cidText}: 0, 1, 2 and 4294967295 are reserved; use 3 to 4294967294`);
+  let path = `ringzero-vsock-${cid}.sock`;
+  for (const part of rest) {
+    if (part.startsWith('path=') && part.length > 5) path = part.slice(5);
+    else throw new UsageError(`unknown --vsock option '${part}' in '${text}': use path=SOCKET`);
+  }
+  // Guest-initiated connections use PATH_<port>, up to 11 more bytes.
+  checkSocketPath(path, '--vsock path', 11);
+  return { cid, path };
+}
+
+/** A Unix socket path the VMM will create: short enough, in an existing directory, not over another file. */
+export function checkSocketPath(path: string, what: string, suffix = 0): void {
+  if (Buffer.byteLength(path) + suffix > MAX_UNIX_PATH) throw new UsageError(`${what} '${path}' is too long for a Unix socket (at most ${MAX_UNIX_PATH - suffix} bytes)`);
+  let stat;
+  try {
+    stat = lstatSync(path);
+  } catch {
+    const parent = dirname(path);
+    if (!existsSync(parent)) throw new UsageError(`${what} '${path}': directory '${parent}' does not exist`);
+    return;
+  }
+  // A socket file is left over from an earlier run and is replaced; any other file is the user's.
+  if (!stat.isSocket()) throw new UsageError(`${what} '${path}' exists and is not a socket`);
+}

@@ -20,10 +20,37 @@ export interface VmConfig {
   rng?: boolean;
   /** A virtio-console (hvc0) on the console, which also takes the console's input. Default: false. */
   virtioConsole?: boolean;
+  /** virtio-net devices on host TAP interfaces, in guest order (eth0, eth1, ...). Default: none. */
+  nets?: NetConfig[];
+  /** A virtio-vsock device (host side on Unix sockets, as Firecracker's). Default: none. */
+  vsock?: VsockConfig;
+  /** A virtio-balloon device; its target is set at run time through the control socket. Default: false. */
+  balloon?: boolean;
+  /** A Unix socket on which the VMM takes run-time commands (src/vmm/control.ts). Default: none. */
+  controlSocket?: string;
   /** Soft engine: run hot code from the decoded-block cache (src/cpu/soft/code-cache.ts). Default: true. */
   translate?: boolean;
   /** Print engine statistics (instructions, MIPS, block cache) on stderr when the VM ends. Default: false. */
   stats?: boolean;
+}
+
+export interface NetConfig {
+  /** Host TAP interface name (at most 15 bytes). */
+  tap: string;
+  /** The guest's MAC, "xx:xx:xx:xx:xx:xx" (lower case, unicast). */
+  mac: string;
+}
+
+/** One virtio-net per TAP; with MAX_DISKS disks, rng, console, vsock and balloon this still fits PCI slots 1..31. */
+export const MAX_NICS = 4;
+/** virtio-pci functions sit in PCI slots 1..31 of bus 0, one device each. */
+export const MAX_VIRTIO_DEVICES = 31;
+
+export interface VsockConfig {
+  /** The guest's context ID, 3 to 2^32-2 (virtio 1.2 §5.10.4). */
+  cid: number;
+  /** Unix socket for host-initiated connections ("CONNECT <port>\n"); guest connects to port P go to PATH_P. */
+  path: string;
 }
 
 export interface DiskConfig {

@@ -1,0 +1,116 @@
+// The VMM's control channel: a Unix socket (`ringzero run --control-socket PATH`) taking one JSON object per
+// line and answering each with one JSON line, for what changes while the VM runs:
+//   {"cmd":"balloon-set","pages":N} or {"cmd":"balloon-set","bytes":N}  the balloon's target
+//   {"cmd":"balloon-stats"}                                             target, actual, the guest's statistics
+// Answers are {"ok":true,...} or {"ok":false,"error":"..."}. The socket file is created mode 0600 (only the
+// VMM's user may steer it) and removed on close. Deliberately small: a management API proper is the daemon's
+// (src/api); this is what the VMM process itself offers it.
+import fs from 'node:fs';
+import net from 'node:net';
+import type { VirtioBalloon } from '../devices/virtio/balloon.ts';
+import { BALLOON_PAGE } from '../devices/virtio/balloon.ts';
+
+/** Longest request line accepted; a client sending more without a newline is disconnected. */
+const MAX_LINE = 4096;
+
+export interface ControlTargets {
+  balloon?: VirtioBalloon;
+}
+
+export class ControlServer {
+  private readonly server: net.Server;
+  private readonly clients = new Set<net.Socket>();
+
+  constructor(readonly path: string, private readonly targets: ControlTargets, log: (line: string) => void) {
+    try { if (fs.lstatSync(path).isSocket()) fs.unlinkSync(path); } catch { /* not there */ }
+    this.server = net.createServer((socket) => this.serve(socket));
+    this.server.on('error', (error) => log(`control socket ${path}: ${error.message}`));
+    const umask = process.umask(0o177);
+    try {
+      this.server.listen(path);
+    } finally {
+      process.umask(umask);
+    }
+    this.server.unref();
+  }
+
+  listening(): Promise<void> {
+    return this.server.listening ? Promise.resolve() : new Promise((resolve, reject) => {
+      this.server.once('listening', resolve);
+      this.server.once('error', reject);
+    });
+  }
+
+  close(): void {
+    for (const c of this.clients) c.destroy();
+    this.server.close();
+    try { if (fs.lstatSync(this.path).isSocket()) fs.unlinkSync(this.path); } catch { /* gone */ }
+  }
+
+  private serve(socket: net.Socket): void {
+    this.clients.add(socket);
+    socket.on('close', () => this.clients.delete(socket));
+    socket.on('error', () => {});
+    let buffered = '';
+    let chain = Promise.resolve();
+    socket.on('data', (chunk: Buffer) => {
+      buffered += chunk.toString('utf8');
+      let nl;
+      while ((nl = buffered.indexOf('\n')) >= 0) {
+        const line = buffered.slice(0, nl);
+        buffered = buffered.slice(nl + 1);
+        // Answers go out in request order even when one waits for the guest.
+        chain = chain.then(async () => {
+          const answer = await this.handle(line);
+          if (!socket.destroyed) socket.write(`${JSON.stringify(answer)}\n`);
+        });
+      }
+      if (buffered.length > MAX_LINE) socket.destroy();
+    });
+  }
+
+  async handle(line: string): Promise<Record<string, unknown>> {
+    let request: unknown;
+    try {
+      request = JSON.parse(line);
+    } catch {
+      return { ok: false, error: 'not JSON' };
+    }
+    if (typeof request !== 'object' || request === null) return { ok: false, error: 'not a JSON object' };
+    const r = request as Record<string, unknown>;
+    const balloon = this.targets.balloon;
+    switch (r.cmd) {
+      case 'balloon-set': {
+        if (!balloon) return { ok: false, error: 'this VM has no balloon (run with --balloon)' };
+        const pages = typeof r.pages === 'number' ? r.pages : typeof r.bytes === 'number' ? r.bytes / BALLOON_PAGE : NaN;
+        if (!Number.isInteger(pages) || pages < 0 || pages > 0xffffffff) return { ok: false, error: 'balloon-set needs "pages" (an integer) or "bytes" (a multiple of 4096)' };
+        balloon.setTarget(pages);
+        return { ok: true, ...balloon.stats() };
+      }
+      case 'balloon-stats':
+        if (!balloon) return { ok: false, error: 'this VM has no balloon (run with --balloon)' };
+        return { ok: true, ...(await balloon.refreshStats()) };
+      default:
+        return { ok: false, error: `unknown cmd ${JSON.stringify(r.cmd)}: use balloon-set or balloon-stats` };
+    }
+  }
+}
+
+/** Send one request to a VMM's control socket and return its answer (the CLI's side). */
+export function controlRequest(path: string, request: Record<string, unknown>, timeoutMs = 5000): Promise<Record<string, unknown>> {
+  return new Promise((resolve, reject) => {
+    const socket = net.createConnection(path);
+    let buffered = '';
+    const timer = setTimeout(() => { socket.destroy(); reject(new Error(`no answer from ${path} within ${timeoutMs} ms`)); }, timeoutMs);
+    socket.on('connect', () => socket.write(`${JSON.stringify(request)}\n`));
+    socket.on('data', (d) => {
+      buffered += d.toString('utf8');
+      const nl = buffered.indexOf('\n');
+      if (nl < 0) return;
+      clearTimeout(timer);
+      socket.end();
+      try { resolve(JSON.parse(buffered.slice(0, nl)) as Record<string, unknown>); } catch (e) { reject(e as Error); }
+    });
+    socket.on('error', (error) => { clearTimeout(timer); reject(new Error(`cannot reach the VM's control socket ${path}: ${(error as NodeJS.ErrnoException).code ?? error.message}`)); });
+  });
+}
