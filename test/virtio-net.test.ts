@@ -288,3 +288,42 @@ test('a real TAP device: ARP and ping both ways with the host kernel in a privat
     b.close();
   }
 });
+
+test('hostile rings: wrong-direction buffers, buffers in the MMIO hole; a reset and the device works again', async () => {
+  const backend = new FakeBackend();
+  const net = new VirtioNet(backend, MAC);
+  const b = new TestBench(net);
+  const frame = ethFrame(MAC, Uint8Array.of(2, 0, 0, 0, 0, 1), 0x0800, new Uint8Array(46));
+  const works = async () => {
+    b.bringUp({ msix: true });
+    const r = b.alloc(NET_HDR_BYTES + 1518);
+    b.addChain(RX_QUEUE, [[r, NET_HDR_BYTES + 1518, true]]);
+    backend.deliver(frame);
+    await tick();
+    assert.equal(b.used(RX_QUEUE).length, 1, 'receives after the reset');
+    assert.equal(b.status & NEEDS_RESET, 0);
+  };
+  try {
+    const attacks: [string, () => void][] = [
+      ['device-writable transmit buffer', () => { const t = b.alloc(64); b.addChain(TX_QUEUE, [[t, 64, true]]); }],
+      ['device-readable receive buffer', () => { const r = b.alloc(2000); b.addChain(RX_QUEUE, [[r, 2000, false]]); backend.deliver(frame); }],
+      ['transmit buffer in the MMIO hole', () => b.addChain(TX_QUEUE, [[0xfee0_0000, 64, false]])],
+      ['receive buffer past the end of RAM', () => { b.addChain(RX_QUEUE, [[64 * 1024 * 1024 - 8, 2000, true]]); backend.deliver(frame); }],
+    ];
+    for (const [name, attack] of attacks) {
+      b.bringUp({ msix: true });
+      b.irqs.msis = [];
+      assert.doesNotThrow(attack, name);
+      await tick();
+      assert.ok(b.status & NEEDS_RESET, `${name}: DEVICE_NEEDS_RESET (${b.fn.lastError})`);
+      assert.ok(b.irqs.msis.some((m) => m.data === 0x40), `${name}: configuration interrupt`);
+      backend.inbound = [];
+      await works();
+    }
+    // A storm of kicks with nothing posted stays cheap and harmless.
+    const start = Date.now();
+    for (let i = 0; i < 50_000; i++) { b.kick(RX_QUEUE); b.kick(TX_QUEUE); }
+    assert.ok(Date.now() - start < 2000);
+    assert.equal(b.status & NEEDS_RESET, 0);
+  } finally { b.close(); }
+});
