@@ -7,23 +7,11 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { after, test } from 'node:test';
 import { detectHost, hardwareKvmProblem } from '../src/cli/host.ts';
+import { makeBzImage } from '../src/boot/synthetic.ts';
 
-/** The smallest image src/boot/bzimage.ts accepts: a 2-sector setup part with a plausible header, then a kernel. */
+/** A well-formed bzImage header (src/boot/synthetic.ts) with the given protocol version and load flags. */
 function fakeBzImage(version = 0x020f, loadflags = 0x01, xloadflags = 0x01): Buffer {
-  const image = Buffer.alloc(4096);
-  image[0x1f1] = 1; // setup_sects
-  image.writeUInt32LE(0x10, 0x1f4); // syssize: 16 paragraphs of kernel
-  image.writeUInt16LE(0xaa55, 0x1fe);
-  image[0x201] = 0x6a; // the setup header ends at 0x26c
-  image.write('HdrS', 0x202, 'latin1');
-  image.writeUInt16LE(version, 0x206);
-  image[0x211] = loadflags;
-  image.writeUInt32LE(0x200000, 0x230); // kernel_alignment
-  image[0x234] = 1; // relocatable_kernel
-  image.writeUInt16LE(xloadflags, 0x236);
-  image.writeBigUInt64LE(0x1000000n, 0x258); // pref_address
-  image.writeUInt32LE(0x100000, 0x260); // init_size
-  return image;
+  return Buffer.from(makeBzImage({ protocol: version, loadflags, xloadflags }));
 }
 
 const RINGZERO = fileURLToPath(new URL('../bin/ringzero', import.meta.url));

@@ -12,6 +12,7 @@ import { Machine } from '../src/vmm/machine.ts';
 import type { ConsoleIo, VmConfig } from '../src/vmm/config.ts';
 import { MiB, GiB } from '../src/memory/guest-memory.ts';
 import { readSnapshot, SnapshotError, STATE_FILE, MEMORY_FILE, SNAPSHOT_VERSION } from '../src/vmm/snapshot.ts';
+import { captureConsole } from './support/capture-console.ts';
 
 /*
  * The guest (GNU as --64, ld -Ttext=0 --oformat binary), position-independent, entered at payload offset 0x200:
@@ -46,15 +47,6 @@ function counterKernel(limit: number): string {
   const file = path.join(tmpDir(), 'counter.bzImage');
   fs.writeFileSync(file, makeBzImage({ payload }));
   return file;
-}
-
-function captureConsole(): ConsoleIo & { text(): string } {
-  const chunks: Buffer[] = [];
-  return {
-    write: (data) => { chunks.push(Buffer.from(data)); },
-    onInput: () => () => {},
-    text: () => Buffer.concat(chunks).toString('latin1'),
-  };
 }
 
 function config(kernel: string, memory = 64 * MiB): VmConfig {

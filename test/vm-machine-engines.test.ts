@@ -16,6 +16,7 @@ import { detectKvm } from '../src/kvm/host.ts';
 import { KvmIrqRouter, kvmGsiRoutes, KVM_IRQCHIP_IOAPIC, KVM_IRQCHIP_PIC_MASTER } from '../src/vmm/kvm-platform.ts';
 import { encodeGsiRouting, topologyCpuid } from '../src/vmm/kvm-machine.ts';
 import { MiB } from '../src/memory/guest-memory.ts';
+import { captureConsole } from './support/capture-console.ts';
 
 const kvmHost = detectKvm();
 const kvmSkip = kvmHost.verdict === 'none' ? `no usable KVM: ${kvmHost.reason}` : false;
@@ -52,15 +53,6 @@ function guestKernel(action: 'poweroff' | 'reset'): string {
   const file = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'rz-machine-')), `guest-${action}.bzImage`);
   fs.writeFileSync(file, makeBzImage({ payload }));
   return file;
-}
-
-function captureConsole(): ConsoleIo & { text(): string } {
-  const chunks: Buffer[] = [];
-  return {
-    write: (data) => { chunks.push(Buffer.from(data)); },
-    onInput: () => () => {},
-    text: () => Buffer.concat(chunks).toString('latin1'),
-  };
 }
 
 function config(engine: EngineKind, kernel: string, cpus: number): VmConfig {
