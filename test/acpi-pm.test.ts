@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { AcpiPm, PM_TIMER_HZ, SCI_EN, SLP_EN, TMR_STS } from '../src/devices/acpi-pm.ts';
+import { AcpiPm, PM_TIMER_HZ, PWRBTN_STS, SCI_EN, SLP_EN, TMR_STS } from '../src/devices/acpi-pm.ts';
 import { PortBus } from '../src/devices/bus.ts';
 import { VmClock } from '../src/vmm/clock.ts';
 import { ACPI_PM1A_CNT_PORT as CNT, ACPI_PM1A_EVT_PORT as EVT, ACPI_PM_TMR_PORT as TMR, ACPI_RESET_PORT as RST, ACPI_S5_SLP_TYP } from '../src/boot/platform.ts';
@@ -148,4 +148,41 @@ test('any access from the guest is handled without throwing', () => {
     const r = pm.ioRead(port, size);
     assert.ok(r >= 0 && r <= 2 ** (8 * size) - 1);
   }
+});
+
+test('power button: PWRBTN_STS is set by a press, raises the SCI only with PWRBTN_EN, write 1 clears it', () => {
+  const { bus, pm, sci, events } = machine();
+  // Before the OS enabled it: the status latches, no interrupt, and the press reports that nobody listens.
+  assert.equal(pm.pressPowerButton(), false);
+  assert.equal(bus.read(EVT, 2) & PWRBTN_STS, PWRBTN_STS);
+  assert.deepEqual(sci, []);
+  // Enabling it with the status still set raises the SCI (level: it stays up until the status is cleared).
+  bus.write(EVT + 2, 2, PWRBTN_STS);
+  assert.deepEqual(sci, [true]);
+  bus.write(EVT, 2, PWRBTN_STS);
+  assert.equal(bus.read(EVT, 2) & PWRBTN_STS, 0);
+  assert.deepEqual(sci, [true, false]);
+  // Enabled: a press raises the SCI at once; a second press before the OS cleared the status is the same event.
+  assert.equal(pm.pressPowerButton(), true);
+  assert.equal(pm.pressPowerButton(), true);
+  assert.deepEqual(sci, [true, false, true]);
+  // Clearing another status bit leaves the button's SCI up; writing 0 clears nothing.
+  bus.write(EVT, 2, TMR_STS);
+  bus.write(EVT, 2, 0);
+  assert.deepEqual(sci, [true, false, true]);
+  // The high byte alone clears it (PWRBTN_STS is bit 8).
+  bus.write(EVT + 1, 1, PWRBTN_STS >> 8);
+  assert.deepEqual(sci, [true, false, true, false]);
+  // The button itself never powers off: the OS does, through PM1_CNT.
+  assert.deepEqual(events, []);
+  // Disabling the event: a press latches the status without an interrupt.
+  bus.write(EVT + 2, 2, 0);
+  assert.equal(pm.pressPowerButton(), false);
+  assert.deepEqual(sci, [true, false, true, false]);
+  // A pending press survives a snapshot.
+  const saved = pm.saveState();
+  pm.reset();
+  assert.equal(bus.read(EVT, 2) & PWRBTN_STS, 0, 'reset clears it');
+  pm.restoreState(saved);
+  assert.equal(bus.read(EVT, 2) & PWRBTN_STS, PWRBTN_STS);
 });

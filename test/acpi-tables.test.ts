@@ -85,6 +85,8 @@ test('FADT: revision 6, SCI 9, PM blocks, 32-bit PM timer, reset register, not h
   assert.ok(flags & (1 << 8), 'TMR_VAL_EXT');
   assert.ok(flags & (1 << 10), 'RESET_REG_SUP');
   assert.equal(flags & FADT_HW_REDUCED_ACPI, 0, 'HW_REDUCED_ACPI off');
+  assert.equal(flags & (1 << 4), 0, 'PWR_BUTTON clear: the power button is the fixed-feature one (PM1 PWRBTN_STS/EN)');
+  assert.equal(flags & (1 << 5), 1 << 5, 'SLP_BUTTON set: no sleep button');
   const iapc = f.getUint16(109, true);
   assert.equal(iapc & 3, 3, 'legacy devices and 8042 present');
   // RESET_REG: system I/O, 8 bits at 0xCF9, value 6.

@@ -19,12 +19,16 @@ export const bin = path.join(root, 'bin', 'ringzero');
 //   'q' writes SLP_TYP=5|SLP_EN (0x3400) to PM1a_CNT (0x604): ACPI soft-off.
 const ECHO_GUEST = '488d354d000000b91b00000066bafd03eca82074fb66baf803aceeffc975ed66bafd03ecf390a80174f966baf803ec3c71741488c366'
   + 'bafd03eca82074fb66baf80388d8eeebd866ba040666b8003466eff4ebfd72696e677a65726f20746573742067756573743a2072656164790a';
+// button guest: print "ringzero test guest: button\n", set PWRBTN_EN in PM1_EN (0x602), poll PM1_STS (0x600) with
+//   pause until PWRBTN_STS, clear it, write SLP_TYP=5|SLP_EN to PM1a_CNT: soft-off when the power button is pressed.
+const BUTTON_GUEST = '488d3543000000b91c00000066bafd03eca82074f766baf803aceeffc975ed66ba020666b8000166eff39066ba000666ed66a900017'
+  + '4f266b8000166ef66ba040666b8003466eff4ebfd72696e677a65726f20746573742067756573743a20627574746f6e0a';
 // idle guest: print "ringzero test guest: idle\n", then cli; hlt forever (a halted vCPU: no host CPU).
 const IDLE_GUEST = '488d351c000000b91a00000066bafd03eca82074fb66baf803aceeffc975edfaf4ebfd72696e677a65726f20746573742067756573743a2069646c650a';
 
-export function guestKernel(dir: string, kind: 'echo' | 'idle'): string {
+export function guestKernel(dir: string, kind: 'echo' | 'idle' | 'button'): string {
   const payload = new Uint8Array(4096).fill(0xf4);
-  payload.set(Buffer.from(kind === 'echo' ? ECHO_GUEST : IDLE_GUEST, 'hex'), 0x200);
+  payload.set(Buffer.from({ echo: ECHO_GUEST, idle: IDLE_GUEST, button: BUTTON_GUEST }[kind], 'hex'), 0x200);
   const file = path.join(dir, `${kind}.bzImage`);
   fs.writeFileSync(file, makeBzImage({ payload }));
   return file;

@@ -105,7 +105,8 @@ function ioGas(v: DataView, at: number, port: number, bitWidth: number, accessSi
 /** FADT Flags (Table 5.35). */
 const FADT_WBINVD = 1 << 0;
 const FADT_PROC_C1 = 1 << 2;
-const FADT_PWR_BUTTON = 1 << 4; // set: no fixed-feature power button
+// PWR_BUTTON (bit 4) stays clear: the power button is the fixed-feature one in PM1_STS/PM1_EN (§4.8.2.2.1.1), which
+// the VMM presses for a graceful shutdown. Linux then creates the LNXPWRBN device the ACPI button driver binds to.
 const FADT_SLP_BUTTON = 1 << 5; // set: no fixed-feature sleep button
 const FADT_FIX_RTC = 1 << 6; // set: RTC wake status is not in the fixed registers
 const FADT_TMR_VAL_EXT = 1 << 8; // the PM timer is 32 bits wide
@@ -135,7 +136,7 @@ function buildFadt(dsdt: number, facs: number): Uint8Array {
   v.setUint16(at(96), 101, true); // P_LVL2_LAT > 100: C2 not supported
   v.setUint16(at(98), 1001, true); // P_LVL3_LAT > 1000: C3 not supported
   v.setUint16(at(109), IAPC_LEGACY_DEVICES | IAPC_8042 | IAPC_VGA_NOT_PRESENT, true);
-  v.setUint32(at(112), FADT_WBINVD | FADT_PROC_C1 | FADT_PWR_BUTTON | FADT_SLP_BUTTON | FADT_FIX_RTC | FADT_TMR_VAL_EXT | FADT_RESET_REG_SUP, true);
+  v.setUint32(at(112), FADT_WBINVD | FADT_PROC_C1 | FADT_SLP_BUTTON | FADT_FIX_RTC | FADT_TMR_VAL_EXT | FADT_RESET_REG_SUP, true);
   ioGas(v, at(116), ACPI_RESET_PORT, 8, 1); // RESET_REG
   v.setUint8(at(128), ACPI_RESET_VALUE);
   v.setUint8(at(131), FADT_MINOR);

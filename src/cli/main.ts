@@ -11,7 +11,7 @@ import { createSocketConsole, writeStatusFile } from './console-socket.ts';
 import { registerDaemonCommands } from './daemon-commands.ts';
 import { describeHost, detectHost, ENGINE_REQUESTS } from './host.ts';
 import { buildVmConfig, DEFAULT_CMDLINE, DEFAULT_MEMORY, type RunOptions } from './run-config.ts';
-import { UsageError } from './validate.ts';
+import { checkSocketPath, UsageError } from './validate.ts';
 
 
 const EXIT_FAILURE = 1;
@@ -64,13 +64,37 @@ interface ManagedRunOptions {
   statusFile?: string;
 }
 
-async function runCommand(options: RunOptions & ManagedRunOptions): Promise<number> {
-  const config = buildVmConfig(options, detectHost(), say);
-  const runVm = await loadRunVm();
+/** Options of `run` that describe the machine: with --restore the snapshot describes it, so none may be given. */
+const MACHINE_OPTIONS = ['engine', 'kernel', 'initrd', 'cmdline', 'cpus', 'memory', 'onReboot', 'disk', 'rng', 'net', 'vsock', 'balloon', 'console', 'translate'];
+
+/** `run --restore DIR`: a snapshot directory, and no option that would describe another machine. */
+async function restoreRunner(dir: string, options: RunOptions, givenOnCommandLine: (option: string) => boolean): Promise<(io: ConsoleIo) => Promise<number>> {
+  const given = MACHINE_OPTIONS.filter(givenOnCommandLine);
+  if (given.length > 0) {
+    const flag = given[0].replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`);
+    throw new UsageError(`--restore takes the machine from the snapshot: --${flag === 'translate' ? 'no-translate' : flag} cannot be given with it`);
+  }
+  const { existsSync } = await import('node:fs');
+  const { join } = await import('node:path');
+  if (!existsSync(join(dir, 'state.json'))) throw new UsageError(`--restore '${dir}' is not a snapshot directory (no state.json)`);
+  if (options.controlSocket !== undefined) checkSocketPath(options.controlSocket, '--control-socket');
+  const { restoreVm } = await import('../vmm/run.ts');
+  return (io) => restoreVm(dir, io, { controlSocket: options.controlSocket });
+}
+
+async function runCommand(options: RunOptions & ManagedRunOptions & { restore?: string }, givenOnCommandLine: (option: string) => boolean): Promise<number> {
+  let run: (io: ConsoleIo) => Promise<number>;
+  if (options.restore !== undefined) {
+    run = await restoreRunner(options.restore, options, givenOnCommandLine);
+  } else {
+    const config = buildVmConfig(options, detectHost(), say);
+    const runVm = await loadRunVm();
+    run = (io) => runVm(config, io);
+  }
   if (options.consoleSocket !== undefined) {
     const socketConsole = await createSocketConsole(options.consoleSocket);
     try {
-      const status = await runVm(config, socketConsole);
+      const status = await run(socketConsole);
       if (options.statusFile !== undefined) writeStatusFile(options.statusFile, status);
       return status;
     } finally {
@@ -84,7 +108,7 @@ async function runCommand(options: RunOptions & ManagedRunOptions): Promise<numb
     },
   });
   try {
-    return await runVm(config, console);
+    return await run(console);
   } finally {
     console.close();
   }
@@ -135,14 +159,15 @@ function program(): Command {
       (value: string, previous: string[] | undefined) => [...(previous ?? []), value])
     .option('--vsock <CID[,path=SOCKET]>', 'a virtio-vsock device: host connects to SOCKET with "CONNECT <port>", guest connects to CID 2 reach SOCKET_<port>')
     .option('--balloon', 'a virtio-balloon device (target set at run time: ringzero balloon)')
-    .option('--control-socket <path>', 'take run-time commands (balloon target and statistics) as JSON lines on this Unix socket')
+    .option('--control-socket <path>', 'take run-time commands (shutdown: the ACPI power button, snapshot, balloon target and statistics) as JSON lines on this Unix socket')
+    .option('--restore <dir>', 'start the VM saved in this snapshot directory (soft engine) instead of booting a kernel')
     .option('--console <kind>', 'the console: serial (ttyS0) or virtio (hvc0; sets console=hvc0 unless --cmdline is given)', 'serial')
     .option('--console-socket <path>', 'serve the console on this Unix socket (any number of clients) instead of the terminal')
     .option('--status-file <path>', 'with --console-socket: write the exit status here as JSON when the VM ends')
     .option('--no-translate', 'soft engine: interpret every instruction (no decoded-block cache), to compare')
     .option('--stats', 'print engine statistics (instructions, MIPS, block cache) on stderr when the VM ends')
-    .action(async (options: RunOptions & ManagedRunOptions) => {
-      process.exitCode = await runCommand(options);
+    .action(async (options: RunOptions & ManagedRunOptions & { restore?: string }, command: Command) => {
+      process.exitCode = await runCommand(options, (option) => command.getOptionValueSource(option) === 'cli');
     });
 
   cli.command('balloon')

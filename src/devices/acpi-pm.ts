@@ -1,5 +1,6 @@
 // ACPI fixed hardware (ACPI 6.4 §4.8) of ringzero's PC, at the ports the FADT names:
-//   PM1a_EVT_BLK 0x600: PM1_STS (16 bits, write 1 to clear) then PM1_EN (16 bits)
+//   PM1a_EVT_BLK 0x600: PM1_STS (16 bits, write 1 to clear) then PM1_EN (16 bits); the fixed power button
+//                       (§4.8.2.2.1.1) is PWRBTN_STS/PWRBTN_EN there, pressed by the VMM (pressPowerButton)
 //   PM1a_CNT_BLK 0x604: PM1_CNT (16 bits): SCI_EN, SLP_TYP, SLP_EN (writing it with \_S5's SLP_TYP powers off)
 //   PM_TMR_BLK   0x608: the power-management timer, 32 bits at 3.579545 MHz, following the VM clock
 // and the chipset reset control register at 0xCF9 (the FADT's RESET_REG: writing 0x06 resets).
@@ -100,6 +101,18 @@ export class AcpiPm implements PortDevice {
     this.resetControl = 0;
     this.timerEpoch = this.currentEpoch();
     this.updateSci();
+  }
+
+  /**
+   * Press and release the fixed-feature power button (ACPI 6.4 §4.8.2.2.1.1, the FADT's PWR_BUTTON flag clear):
+   * PWRBTN_STS is set and, when the OS has set PWRBTN_EN, the SCI is raised until the OS clears the status bit.
+   * A press while the status is still set is the same single event (the bit is sticky). Returns whether the OS
+   * listens to the button (PWRBTN_EN set), so the caller can tell that nothing will happen.
+   */
+  pressPowerButton(): boolean {
+    this.status |= PWRBTN_STS;
+    this.updateSci();
+    return (this.enable & PWRBTN_STS) !== 0;
   }
 
   /** The PM timer's ticks since the VM started (not wrapped). */

@@ -27,6 +27,10 @@ export const BUILDER_VERSION = 1;
 export const DEFAULT_MODULES: readonly string[] = [
   'virtio_pci', 'virtio_mmio', 'virtio_blk', 'virtio_net', 'virtio_console',
   'virtio_rng', 'virtio_balloon', 'vmw_vsock_virtio_transport',
+  // The ACPI power button (ringzero's graceful shutdown) reaches user space as KEY_POWER on an input device: the
+  // button driver (CONFIG_ACPI_BUTTON=m) makes that device and evdev (CONFIG_INPUT_EVDEV=m) its /dev/input/event*
+  // node, which busybox acpid reads. evdev comes after button so it attaches to the button's input device at load.
+  'button', 'evdev',
 ];
 
 /** The prompt of the guest's shell; tests and scripts wait for it. */
@@ -46,6 +50,17 @@ for module in @MODULES@; do
   insmod /lib/modules/@KERNEL_VERSION@/$module 2>/dev/null || echo "ringzero: could not load $module"
 done
 hostname ringzero
+# The power button: busybox acpid maps KEY_POWER to the action PWRF/00000080 (its built-in tables, used when
+# /etc/acpid.conf and /etc/acpi.map are absent) and runs /etc/acpi/PWRF/00000080. This init is PID 1 and does not
+# handle poweroff's signal, so the handler powers off itself (poweroff -f syncs the disks first).
+mkdir -p /etc/acpi/PWRF /var/log /var/run
+cat > /etc/acpi/PWRF/00000080 <<'HANDLER'
+#!/bin/sh
+echo "ringzero: power button: powering off" > /dev/console
+poweroff -f
+HANDLER
+chmod 755 /etc/acpi/PWRF/00000080
+if [ -e /dev/input/event0 ]; then acpid; else echo "ringzero: no input devices: the power button is ignored"; fi
 echo "${INIT_OK_LINE}"
 export PS1='${GUEST_PROMPT}'
 # cttyhack opens the real console device (ttyS0) as the controlling terminal, so job control and Ctrl-C work.
@@ -55,9 +70,9 @@ poweroff -f
 
 /** Applets linked when the busybox binary cannot be asked for its list (e.g. on a non-x86 build host). */
 const FALLBACK_APPLETS = [
-  'bin/sh', 'bin/ash', 'bin/cat', 'bin/cp', 'bin/dd', 'bin/dmesg', 'bin/echo', 'bin/grep', 'bin/hostname', 'bin/ls',
-  'bin/mkdir', 'bin/mount', 'bin/mv', 'bin/ps', 'bin/rm', 'bin/sleep', 'bin/umount', 'bin/uname', 'bin/vi',
-  'sbin/halt', 'sbin/insmod', 'sbin/lsmod', 'sbin/modprobe', 'sbin/poweroff', 'sbin/reboot', 'sbin/rmmod',
+  'bin/sh', 'bin/ash', 'bin/cat', 'bin/chmod', 'bin/cp', 'bin/dd', 'bin/dmesg', 'bin/echo', 'bin/grep', 'bin/hostname',
+  'bin/ls', 'bin/mkdir', 'bin/mount', 'bin/mv', 'bin/ps', 'bin/rm', 'bin/sleep', 'bin/umount', 'bin/uname', 'bin/vi',
+  'sbin/acpid', 'sbin/halt', 'sbin/insmod', 'sbin/lsmod', 'sbin/modprobe', 'sbin/poweroff', 'sbin/reboot', 'sbin/rmmod',
   'usr/bin/cttyhack', 'usr/bin/free', 'usr/bin/md5sum', 'usr/bin/setsid', 'usr/bin/top', 'usr/bin/wc',
 ];
 

@@ -2,6 +2,10 @@
 // line and answering each with one JSON line, for what changes while the VM runs:
 //   {"cmd":"balloon-set","pages":N} or {"cmd":"balloon-set","bytes":N}  the balloon's target
 //   {"cmd":"balloon-stats"}                                             target, actual, the guest's statistics
+//   {"cmd":"shutdown"}                  press the ACPI power button; answers {"ok":true,"listening":B} at once, where
+//                                       B says whether the guest has enabled the button (it then powers off by itself)
+//   {"cmd":"snapshot","dir":"/ABS"}     pause, write a snapshot to the directory /ABS (replacing it), resume; answers
+//                                       when the snapshot is complete
 // Answers are {"ok":true,...} or {"ok":false,"error":"..."}. The socket file is created mode 0600 (only the
 // VMM's user may steer it) and removed on close. Deliberately small: a management API proper is the daemon's
 // (src/api); this is what the VMM process itself offers it.
@@ -13,8 +17,15 @@ import { BALLOON_PAGE } from '../devices/virtio/balloon.ts';
 /** Longest request line accepted; a client sending more without a newline is disconnected. */
 const MAX_LINE = 4096;
 
+/** What the control socket steers on the machine itself (src/vmm/machine.ts Machine). */
+export interface ControlledVm {
+  requestShutdown(): boolean;
+  snapshot(dir: string): Promise<unknown>;
+}
+
 export interface ControlTargets {
   balloon?: VirtioBalloon;
+  vm?: ControlledVm;
 }
 
 export class ControlServer {
@@ -32,6 +43,11 @@ export class ControlServer {
       process.umask(umask);
     }
     this.server.unref();
+  }
+
+  /** The machine answers shutdown and snapshot (set once the Machine that owns the devices exists). */
+  attachVm(vm: ControlledVm): void {
+    this.targets.vm = vm;
   }
 
   listening(): Promise<void> {
@@ -90,8 +106,24 @@ export class ControlServer {
       case 'balloon-stats':
         if (!balloon) return { ok: false, error: 'this VM has no balloon (run with --balloon)' };
         return { ok: true, ...(await balloon.refreshStats()) };
+      case 'shutdown':
+        if (!this.targets.vm) return { ok: false, error: 'no machine to shut down' };
+        return { ok: true, listening: this.targets.vm.requestShutdown() };
+      case 'snapshot': {
+        const vm = this.targets.vm;
+        if (!vm) return { ok: false, error: 'no machine to snapshot' };
+        if (typeof r.dir !== 'string' || !r.dir.startsWith('/') || r.dir.length > 4096 || r.dir.includes('\0')) {
+          return { ok: false, error: 'snapshot needs "dir": an absolute path' };
+        }
+        try {
+          await vm.snapshot(r.dir);
+          return { ok: true, dir: r.dir };
+        } catch (error) {
+          return { ok: false, error: `snapshot failed: ${(error as Error).message}` };
+        }
+      }
       default:
-        return { ok: false, error: `unknown cmd ${JSON.stringify(r.cmd)}: use balloon-set or balloon-stats` };
+        return { ok: false, error: `unknown cmd ${JSON.stringify(r.cmd)}: use balloon-set, balloon-stats, shutdown or snapshot` };
     }
   }
 }

@@ -150,6 +150,7 @@ export class Machine {
     });
     this.pci.register(this.ports, this.mmio);
     this.virtio = attachVirtioDevices({ mem: this.mem, kick: () => this.kick() }, this.pci, config, this.console);
+    this.virtio.control?.attachVm(this);
 
     if (config.engine !== 'kvm') for (let i = 0; i < config.cpus; i++) this.addVcpu(i, this.apicBus!);
   }
@@ -221,6 +222,18 @@ export class Machine {
     this.kvmCpus?.stop();
     this.kick();
     this.resumeLoop?.(); // a paused loop wakes to return the exit
+  }
+
+  /**
+   * Ask the guest to shut down gracefully: press the ACPI fixed-feature power button (src/devices/acpi-pm.ts). A guest
+   * that handles it (Linux's button driver, then e.g. acpid running poweroff) ends with an S5 write to PM1_CNT, which
+   * is the 'poweroff' exit. Returns whether the guest has enabled the button's event; false means it will not react
+   * (not booted far enough, or no driver), and the caller decides how long to wait before stopping the VM hard.
+   */
+  requestShutdown(): boolean {
+    const listening = this.acpiPm.pressPowerButton();
+    this.kick();
+    return listening;
   }
 
   /** The exit requested so far, if any. */
@@ -381,9 +394,12 @@ export class Machine {
    * copy-on-write, every vCPU and device as saved, guest time continuing from the saved instant, the console `console`.
    * Throws SnapshotError (nothing built) for a damaged snapshot or one of another format version.
    */
-  static restore(dir: string, console: ConsoleIo, options: MachineOptions & ReadSnapshotOptions = {}): Machine {
+  static restore(dir: string, console: ConsoleIo, options: MachineOptions & ReadSnapshotOptions & { controlSocket?: string } = {}): Machine {
     const { body, memoryFile } = readSnapshot(dir, options);
-    const config: VmConfig = { ...body.config, engine: 'soft' };
+    // The control socket belongs to the process, not the VM: the saved one was the path of the VMM that took the
+    // snapshot, so the restored VM gets the one asked for now (or none).
+    const { controlSocket: _saved, ...saved } = body.config;
+    const config: VmConfig = { ...saved, engine: 'soft', ...(options.controlSocket !== undefined ? { controlSocket: options.controlSocket } : {}) };
     if (body.vcpus.length !== config.cpus) throw new Error(`snapshot ${dir} has ${body.vcpus.length} vCPU states for ${config.cpus} vCPUs`);
     body.vcpus.forEach((s, i) => checkVcpuState(s, i));
     const machine = new Machine(config, console, { ...options, memoryFile });
