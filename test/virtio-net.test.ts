@@ -327,3 +327,23 @@ test('hostile rings: wrong-direction buffers, buffers in the MMIO hole; a reset 
     assert.equal(b.status & NEEDS_RESET, 0);
   } finally { b.close(); }
 });
+
+test('TAP: attach again at once after close (a VM restarted on guest reboot); a TAP in use is refused', { skip: tapSkip }, () => {
+  // A persistent TAP, as `ip tuntap add` makes for users; no address, deleted at the end.
+  const name = `rzr${process.pid % 100000}`;
+  run('ip', 'tuntap', 'add', 'dev', name, 'mode', 'tap');
+  try {
+    for (let i = 0; i < 10; i++) {
+      const tap = new Tap(name);
+      tap.whenReadable(() => {}); // a poll pending on the worker pool, as while a guest runs
+      tap.close();
+    }
+    const held = new Tap(name);
+    try {
+      assert.throws(() => new Tap(name), /cannot attach to TAP .* \(EBUSY\): another process has it open/);
+    } finally { held.close(); }
+    assert.throws(() => new Tap('bad/name'), /invalid TAP interface name/);
+  } finally {
+    run('ip', 'tuntap', 'del', 'dev', name, 'mode', 'tap');
+  }
+});

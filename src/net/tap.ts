@@ -38,6 +38,19 @@ export function isValidInterfaceName(name: string): boolean {
 
 export class TapError extends Error {}
 
+/** How long TUNSETIFF retries EBUSY: the TAP's previous user (this VMM before a guest reboot) may still be letting go. */
+const BUSY_RETRY_MS = 250;
+
+/** TUNSETIFF, retried while the interface is busy for a moment; false with errno set on failure. */
+function attach(fd: number, ifr: Buffer): boolean {
+  const deadline = Date.now() + BUSY_RETRY_MS;
+  for (;;) {
+    if ((ioctlPtr(fd, TUNSETIFF, ifr) as number) === 0) return true;
+    if (errnoName(lastErrno()) !== 'EBUSY' || Date.now() >= deadline) return false;
+    Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 5);
+  }
+}
+
 export class Tap {
   readonly fd: number;
   private readonly wakeRead: number;
@@ -60,7 +73,7 @@ export class Tap {
       const ifr = Buffer.alloc(IFREQ_BYTES);
       ifr.write(name, 0, IFNAMSIZ - 1, 'latin1');
       ifr.writeUInt16LE(IFF_TAP | IFF_NO_PI | IFF_VNET_HDR, IFNAMSIZ);
-      if ((ioctlPtr(fd, TUNSETIFF, ifr) as number) < 0) {
+      if (!attach(fd, ifr)) {
         const errno = lastErrno();
         const why = errnoName(errno);
         const hint = why === 'EPERM' ? ': needs CAP_NET_ADMIN, or a TAP made for this user (ip tuntap add dev NAME mode tap user USER)'
@@ -142,9 +155,12 @@ export class Tap {
     if (this.closed) return;
     this.closed = true;
     this.onReadable = undefined;
+    // The TAP fd goes at once, so the interface is free for the next user (a VM restarted after a guest
+    // reboot attaches again right away; the kernel lets go of it when the woken poll returns, see attach()).
+    try { fs.closeSync(this.fd); } catch { /* already closed */ }
     if (this.polling) {
-      // Wake the pending poll; its completion closes the fds (closing them under a running poll could let
-      // a new file take the number while the worker still watches it).
+      // Wake the pending poll; its completion closes the pipe. The pipe must outlive the poll: were its
+      // number reused by a quiet file before the poll rescans, the poll would sleep for good.
       try { fs.writeSync(this.wakeWrite, Buffer.of(1)); } catch { /* pipe full: poll wakes anyway */ }
     } else {
       this.release();
@@ -152,7 +168,7 @@ export class Tap {
   }
 
   private release(): void {
-    for (const fd of [this.fd, this.wakeRead, this.wakeWrite]) {
+    for (const fd of [this.wakeRead, this.wakeWrite]) {
       try { fs.closeSync(fd); } catch { /* already closed */ }
     }
   }
