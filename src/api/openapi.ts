@@ -1,6 +1,6 @@
 // The OpenAPI 3.0 document of the daemon's REST API, built from the same schema objects that validate the requests.
 
-import { errorSchema, vmDefinitionSchema, vmSchema } from '../manager/schema.ts';
+import { errorSchema, SNAPSHOT_NAME_PATTERN, snapshotSchema, vmDefinitionSchema, vmSchema } from '../manager/schema.ts';
 
 /** JSON Schema `$ref: 'X#'` (ajv's ids) to OpenAPI's `#/components/schemas/X`, and no `$id`. */
 function toOpenApi(schema: unknown): unknown {
@@ -25,6 +25,7 @@ const errors = (...statuses: number[]) => Object.fromEntries(statuses.map((s) =>
   description: { 400: 'invalid input', 401: 'missing or wrong token', 404: 'no such VM', 409: 'conflicts with the VM\'s state', 500: 'failure' }[s] ?? 'error',
   content: json(ref('Error')),
 }]));
+const snapParameter = { name: 'snap', in: 'path', required: true, schema: { type: 'string', pattern: SNAPSHOT_NAME_PATTERN } };
 const nameParameter = { name: 'name', in: 'path', required: true, schema: { type: 'string', pattern: vmDefinitionSchema.properties.name.pattern } };
 
 function action(summary: string, extra: Record<string, unknown> = {}) {
@@ -41,7 +42,7 @@ export function openApiDocument(version: string): Record<string, unknown> {
     openapi: '3.0.3',
     info: { title: 'ringzero daemon API', version, description: 'VM lifecycle on one host. Errors are {"error":{"code","message"}} with a stable code.' },
     components: {
-      schemas: { VmDefinition: toOpenApi(vmDefinitionSchema), Vm: toOpenApi(vmSchema), Error: toOpenApi(errorSchema) },
+      schemas: { VmDefinition: toOpenApi(vmDefinitionSchema), Vm: toOpenApi(vmSchema), Snapshot: toOpenApi(snapshotSchema), Error: toOpenApi(errorSchema) },
       securitySchemes: { bearer: { type: 'http', scheme: 'bearer', description: 'required on TCP listeners; the Unix socket is guarded by file permissions' } },
     },
     security: [{}, { bearer: [] }],
@@ -64,7 +65,28 @@ export function openApiDocument(version: string): Record<string, unknown> {
       '/vms/{name}/start': action('start the VM in its own VMM process'),
       '/vms/{name}/destroy': action('stop the VM at once (its VMM process is killed)'),
       '/vms/{name}/reboot': action('restart the VM (for now: destroy, then start)'),
-      '/vms/{name}/shutdown': action('stop the VM gracefully, destroying it after the timeout', {
+      '/vms/{name}/snapshots': {
+        get: {
+          summary: 'the VM\'s snapshots, oldest first', parameters: [nameParameter],
+          responses: { 200: { description: 'its snapshots', content: json({ type: 'array', items: ref('Snapshot') }) }, ...errors(401, 404) },
+        },
+        post: {
+          summary: 'snapshot the running VM (paused while its state and memory are written, then resumed)', parameters: [nameParameter],
+          requestBody: { required: false, content: json({ type: 'object', additionalProperties: false, properties: { name: { type: 'string', pattern: SNAPSHOT_NAME_PATTERN, description: 'default: snap-YYYYMMDD-HHMMSS-mmm' } } }) },
+          responses: { 201: { description: 'the snapshot, complete', content: json(ref('Snapshot')) }, ...errors(400, 401, 404, 409, 500) },
+        },
+      },
+      '/vms/{name}/snapshots/{snap}': {
+        get: { summary: 'one snapshot', parameters: [nameParameter, snapParameter], responses: { 200: { description: 'the snapshot', content: json(ref('Snapshot')) }, ...errors(401, 404) } },
+        delete: { summary: 'delete a snapshot', parameters: [nameParameter, snapParameter], responses: { 204: { description: 'deleted' }, ...errors(401, 404) } },
+      },
+      '/vms/{name}/snapshots/{snap}/restore': {
+        post: {
+          summary: 'start the shut-off VM from the snapshot (the guest carries on from the saved instant)', parameters: [nameParameter, snapParameter],
+          responses: { 200: { description: 'the VM, running', content: json(ref('Vm')) }, ...errors(401, 404, 409, 500) },
+        },
+      },
+      '/vms/{name}/shutdown': action('stop the VM gracefully (the ACPI power button), destroying it after the timeout', {
         requestBody: { required: false, content: json({ type: 'object', properties: { timeout: { type: 'number', minimum: 0, maximum: 3600, default: 60 } } }) },
       }),
       '/host': { get: { summary: 'the host: CPUs, memory, engines, VM counts', responses: { 200: { description: 'host facts', content: json({ type: 'object' }) }, ...errors(401) } } },

@@ -10,7 +10,9 @@ import Fastify, { type FastifyError, type FastifyInstance } from 'fastify';
 import { describeHost, detectHost } from '../cli/host.ts';
 import { findDefaultImage } from '../image/build.ts';
 import type { VmManager, LifecycleEvent } from '../manager/manager.ts';
-import { ERROR_CODES, errorSchema, ManagerError, vmDefinitionSchema, vmSchema, type ErrorCode, type VmDefinition } from '../manager/schema.ts';
+import {
+  ERROR_CODES, errorSchema, ManagerError, SNAPSHOT_NAME_PATTERN, snapshotSchema, vmDefinitionSchema, vmSchema, type ErrorCode, type VmDefinition,
+} from '../manager/schema.ts';
 import { openApiDocument } from './openapi.ts';
 
 export const API_VERSION = '0.1.0';
@@ -53,6 +55,7 @@ export async function createApi(manager: VmManager, options: ApiOptions = {}): P
   app.addSchema(vmDefinitionSchema);
   app.addSchema(vmSchema);
   app.addSchema(errorSchema);
+  app.addSchema(snapshotSchema);
 
   const events = new Set<ServerResponse>();
   app.addHook('onClose', async () => {
@@ -108,6 +111,23 @@ export async function createApi(manager: VmManager, options: ApiOptions = {}): P
     const timeoutS = request.body?.timeout ?? options.shutdownTimeoutS ?? 60;
     const { vm, graceful } = await manager.shutdown(request.params.name, timeoutS * 1000);
     return { ...vm, graceful };
+  });
+
+  // Snapshots: written by the VM's VMM while it runs (paused for the write), restored into a shut-off VM.
+  type SnapParams = { Params: { name: string; snap: string } };
+  app.get<NameParams>('/vms/:name/snapshots', async (request) => manager.listSnapshots(request.params.name));
+  app.post<NameParams & { Body: { name?: string } | undefined }>('/vms/:name/snapshots', {
+    schema: { body: { type: ['object', 'null'], additionalProperties: false, properties: { name: { type: 'string', pattern: SNAPSHOT_NAME_PATTERN } } } },
+  }, async (request, reply) => {
+    const snapshot = await manager.createSnapshot(request.params.name, request.body?.name);
+    reply.code(201);
+    return snapshot;
+  });
+  app.get<SnapParams>('/vms/:name/snapshots/:snap', async (request) => manager.getSnapshot(request.params.name, request.params.snap));
+  app.post<SnapParams>('/vms/:name/snapshots/:snap/restore', async (request) => manager.restoreSnapshot(request.params.name, request.params.snap));
+  app.delete<SnapParams>('/vms/:name/snapshots/:snap', async (request, reply) => {
+    manager.deleteSnapshot(request.params.name, request.params.snap);
+    reply.code(204).send();
   });
 
   let host: ReturnType<typeof detectHost> | undefined;

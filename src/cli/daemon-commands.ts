@@ -1,5 +1,5 @@
 // The management verbs of the CLI (virsh's names): `daemon` runs the manager; define, undefine, start, shutdown,
-// destroy, reboot, list, info, console and edit talk to it through its REST API on the Unix socket given by
+// destroy, reboot, list, info, console, edit and snapshot create|list|restore|delete talk to it through its REST API on the Unix socket given by
 // --socket or RINGZERO_SOCKET (default: see defaultSocketPath). The modules behind them load only when used, so
 // `ringzero run` does not pay for the HTTP framework.
 
@@ -10,6 +10,7 @@ import { spawnSync } from 'node:child_process';
 import type { Command } from 'commander';
 import type { ApiClient } from '../api/client.ts';
 import type { VmView } from '../manager/manager.ts';
+import { SNAPSHOT_NAME_RE, type SnapshotView } from '../manager/schema.ts';
 import { UsageError } from './validate.ts';
 
 interface SocketOption {
@@ -120,7 +121,7 @@ export function registerDaemonCommands(cli: Command): void {
   }
 
   cli.command('shutdown').argument('<name>')
-    .description('stop a VM gracefully; destroy it if it has not stopped after the timeout')
+    .description('stop a VM gracefully (presses its ACPI power button); destroy it if it has not stopped after the timeout')
     .option('--timeout <seconds>', 'how long to wait before destroying it (default: the daemon\'s, 60)')
     .option(socketFlag, socketHelp)
     .action(async (name: string, options: SocketOption & { timeout?: string }) => {
@@ -133,6 +134,55 @@ export function registerDaemonCommands(cli: Command): void {
       const api = await client(options);
       const result = await call(() => api.request<VmView & { graceful: boolean }>('POST', `/vms/${encodeURIComponent(name)}/shutdown`, body));
       out(result.graceful ? `VM '${name}' shut down` : `VM '${name}' did not stop within the timeout: destroyed`);
+    });
+
+  const snapshot = cli.command('snapshot').description('snapshots of a VM: create (of a running VM), list, restore (into a shut-off VM), delete');
+  const snapName = (snap: string): string => {
+    if (!SNAPSHOT_NAME_RE.test(snap)) throw new UsageError(`invalid snapshot name '${snap}': letters, digits, '_' and '-' (at most 63), starting with a letter or digit`);
+    return encodeURIComponent(snap);
+  };
+  snapshot.command('create').argument('<name>').argument('[snap]', 'the snapshot\'s name (default: snap-YYYYMMDD-HHMMSS-mmm)')
+    .description('snapshot a running VM: it is paused while its state and memory are written, then runs on')
+    .option(socketFlag, socketHelp)
+    .action(async (name: string, snap: string | undefined, options: SocketOption) => {
+      if (snap !== undefined) snapName(snap);
+      const body = snap === undefined ? {} : { name: snap };
+      const api = await client(options);
+      const created = await call(() => api.request<SnapshotView>('POST', `/vms/${encodeURIComponent(name)}/snapshots`, body));
+      out(`VM '${name}': snapshot '${created.name}' created`);
+    });
+  snapshot.command('list').argument('<name>').description('a VM\'s snapshots, oldest first')
+    .option('--json', 'print the API\'s JSON')
+    .option(socketFlag, socketHelp)
+    .action(async (name: string, options: SocketOption & { json?: boolean }) => {
+      const api = await client(options);
+      const snapshots = await call(() => api.request<SnapshotView[]>('GET', `/vms/${encodeURIComponent(name)}/snapshots`));
+      if (options.json) {
+        out(JSON.stringify(snapshots, null, 2));
+        return;
+      }
+      const rows = [['NAME', 'CREATED', 'MEMORY', 'ON DISK']];
+      for (const s of snapshots) {
+        rows.push([s.name, s.createdAt, s.memory !== undefined ? `${s.memory}M` : '-', s.diskBytes !== undefined ? `${(s.diskBytes / 2 ** 20).toFixed(1)}M` : '-']);
+      }
+      for (const line of table(rows)) out(line);
+    });
+  snapshot.command('restore').argument('<name>').argument('<snap>')
+    .description('start a shut-off VM from one of its snapshots')
+    .option(socketFlag, socketHelp)
+    .action(async (name: string, snap: string, options: SocketOption) => {
+      const id = snapName(snap);
+      const api = await client(options);
+      await call(() => api.request('POST', `/vms/${encodeURIComponent(name)}/snapshots/${id}/restore`));
+      out(`VM '${name}' restored from snapshot '${snap}'`);
+    });
+  snapshot.command('delete').argument('<name>').argument('<snap>').description('delete a snapshot')
+    .option(socketFlag, socketHelp)
+    .action(async (name: string, snap: string, options: SocketOption) => {
+      const id = snapName(snap);
+      const api = await client(options);
+      await call(() => api.request('DELETE', `/vms/${encodeURIComponent(name)}/snapshots/${id}`));
+      out(`VM '${name}': snapshot '${snap}' deleted`);
     });
 
   cli.command('list').description('list the VMs')

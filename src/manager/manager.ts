@@ -6,6 +6,9 @@
 // daemon exiting or being killed leaves every VMM running; a new daemon re-attaches to the VMMs whose pid and process
 // start time still match the runtime record, and learns how a VMM it lost ended from the status file the VMM writes.
 //
+// Graceful shutdown presses the VM's ACPI power button through the VMM's control socket (run/NAME.ctl); snapshots are
+// written by the VMM itself (paused, saved, resumed) into snapshots/NAME/SNAP, and a restore starts a VMM from one.
+//
 // Every change is made durable before the call returns (StateDir writes atomically), and every check that can fail
 // runs before anything is written, so an error leaves the state directory as it was.
 
@@ -14,8 +17,8 @@ import { EventEmitter } from 'node:events';
 import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { ManagerError, VM_NAME_RE, type VmDefinition, type VmState } from './schema.ts';
-import { MAX_SOCKET_PATH, removeFileDurable, StateDir } from './store.ts';
+import { ManagerError, SNAPSHOT_NAME_RE, VM_NAME_RE, type SnapshotView, type VmDefinition, type VmState } from './schema.ts';
+import { fsyncDir, MAX_SOCKET_PATH, removeFileDurable, StateDir } from './store.ts';
 import { isSameProcess, processStartTime } from './proc.ts';
 
 /** The launcher of the CLI, run by the VMM processes. */
@@ -37,6 +40,8 @@ export interface RuntimeRecord {
   startedAt?: string;
   /** Set while the daemon itself is stopping the VM: its exit is then not a crash. */
   stopRequested?: 'shutdown' | 'destroy';
+  /** The snapshot this run started from (`restore`), if any. */
+  restoredFrom?: string;
   lastExit?: LastExit;
 }
 
@@ -47,11 +52,14 @@ export interface VmView {
   pid?: number;
   startedAt?: string;
   consoleSocket?: string;
+  /** The snapshot the running VM was restored from. */
+  restoredFrom?: string;
   lastExit?: LastExit;
 }
 
 export interface LifecycleEvent {
-  type: 'defined' | 'updated' | 'undefined' | 'starting' | 'started' | 'stopped' | 'crashed' | 'shutting-down';
+  type: 'defined' | 'updated' | 'undefined' | 'starting' | 'started' | 'stopped' | 'crashed' | 'shutting-down'
+    | 'snapshot-created' | 'snapshot-deleted';
   name: string;
   state?: VmState;
   at: string;
@@ -83,6 +91,8 @@ export class VmManager extends EventEmitter {
   private readonly startTimeoutMs: number;
   private readonly pollMs: number;
   private readonly vmmCommand: { file: string; args: string[] };
+  /** VMs with a snapshot being written (one at a time per VM). */
+  private readonly snapshotting = new Set<string>();
 
   constructor(stateDir: string, options: ManagerOptions = {}) {
     super();
@@ -128,9 +138,10 @@ export class VmManager extends EventEmitter {
     }
     // Runtime files of VMs that are no longer defined (a crash between the two removals of undefine).
     for (const entry of fs.readdirSync(this.state.runDir)) {
-      const name = entry.replace(/\.(json|status|sock)$/, '');
+      const name = entry.replace(/\.(json|status|sock|ctl)$/, '');
       if (!this.definitions.has(name)) fs.rmSync(path.join(this.state.runDir, entry), { force: true });
     }
+    this.removeSnapshotLeftovers();
     this.pollTimer = setInterval(() => this.pollAdopted(), this.pollMs);
     this.pollTimer.unref();
     for (const [name, definition] of this.definitions) {
@@ -185,18 +196,25 @@ export class VmManager extends EventEmitter {
   undefine(name: string): void {
     this.definitionOf(name);
     if (ACTIVE_STATES.has(this.stateOf(name))) throw new ManagerError('conflict', `VM '${name}' is ${this.stateOf(name)}: destroy it first`);
+    const snapshots = this.snapshotNames(name);
+    if (snapshots.length > 0) {
+      throw new ManagerError('conflict', `VM '${name}' has ${snapshots.length} snapshot(s) (${snapshots.join(', ')}): delete them first`);
+    }
     // The definition file is the VM: once it is gone, the rest is leftovers that open() also cleans up.
     removeFileDurable(this.state.definitionFile(name));
     this.definitions.delete(name);
     this.runtime.delete(name);
-    for (const file of [this.state.runtimeFile(name), this.state.statusFile(name), this.state.consoleSocket(name)]) {
+    for (const file of [this.state.runtimeFile(name), this.state.statusFile(name), this.state.consoleSocket(name), this.state.controlSocket(name)]) {
       fs.rmSync(file, { force: true });
     }
     this.emitEvent({ type: 'undefined', name });
   }
 
-  /** Start the VM's VMM process; resolves when it serves its console (the guest is then booting). */
-  async start(name: string): Promise<VmView> {
+  /**
+   * Start the VM's VMM process; resolves when it serves its console (the guest is then booting). With `fromSnapshot`
+   * (a snapshot directory) the VMM starts the saved machine instead of booting its kernel.
+   */
+  async start(name: string, fromSnapshot?: string): Promise<VmView> {
     const definition = this.definitionOf(name);
     const current = this.stateOf(name);
     if (ACTIVE_STATES.has(current)) throw new ManagerError('conflict', `VM '${name}' is already ${current}`);
@@ -204,15 +222,20 @@ export class VmManager extends EventEmitter {
     this.checkSocketPath(name);
     const socketPath = this.state.consoleSocket(name);
     const statusFile = this.state.statusFile(name);
+    const controlSocket = this.state.controlSocket(name);
     fs.rmSync(socketPath, { force: true });
     fs.rmSync(statusFile, { force: true });
+    fs.rmSync(controlSocket, { force: true });
+    const args = fromSnapshot !== undefined
+      ? restoreArguments(fromSnapshot, socketPath, statusFile, controlSocket)
+      : vmmArguments(definition, socketPath, statusFile, controlSocket);
 
     const logFd = fs.openSync(this.state.logFile(name), 'a', 0o600);
     fs.writeSync(logFd, `--- ${new Date().toISOString()} start\n`);
     const logStart = fs.fstatSync(logFd).size;
     let child: ChildProcess;
     try {
-      child = spawn(this.vmmCommand.file, [...this.vmmCommand.args, ...vmmArguments(definition, socketPath, statusFile)], {
+      child = spawn(this.vmmCommand.file, [...this.vmmCommand.args, ...args], {
         detached: true, // its own session: no signal meant for the daemon (Ctrl-C, SIGHUP) reaches the VM
         stdio: ['ignore', 'ignore', logFd],
         cwd: '/',
@@ -228,7 +251,10 @@ export class VmManager extends EventEmitter {
     child.unref();
     this.children.set(name, child);
     const startTime = processStartTime(pid);
-    this.setRuntime(name, { state: 'starting', pid, startTime, startedAt: new Date().toISOString(), lastExit: this.runtime.get(name)?.lastExit });
+    this.setRuntime(name, {
+      state: 'starting', pid, startTime, startedAt: new Date().toISOString(), lastExit: this.runtime.get(name)?.lastExit,
+      ...(fromSnapshot !== undefined ? { restoredFrom: path.basename(fromSnapshot) } : {}),
+    });
     this.emitEvent({ type: 'starting', name, state: 'starting' });
     let exited = false;
     child.once('exit', (code, signal) => {
@@ -238,7 +264,8 @@ export class VmManager extends EventEmitter {
     });
 
     const deadline = Date.now() + this.startTimeoutMs;
-    while (!exited && !fs.existsSync(socketPath)) {
+    // Ready: the console is served and the control socket is there (the VMM makes it when it builds the machine).
+    while (!exited && !(fs.existsSync(socketPath) && fs.existsSync(controlSocket))) {
       if (Date.now() > deadline) {
         this.killVmm(name, 'destroy');
         throw new ManagerError('start_failed', `VM '${name}': the VMM did not serve its console within ${this.startTimeoutMs / 1000} s`);
@@ -270,9 +297,10 @@ export class VmManager extends EventEmitter {
   }
 
   /**
-   * Graceful stop with a timeout, then destroy. ringzero's PC does not have an ACPI power button yet (the FADT sets
-   * PWR_BUTTON: no fixed-feature button, and the VMM has no way to be asked to press one), so for now the daemon only
-   * waits `timeoutMs` for the guest to power off by itself, then destroys it. `graceful` says which happened.
+   * Graceful stop with a timeout, then destroy: the VMM presses the guest's ACPI power button (a guest that handles it
+   * powers off by itself, as the default image's acpid does), the daemon waits up to `timeoutMs` for the VMM to end,
+   * then destroys it. `graceful` says which happened. A VMM without a control socket (started by an older daemon)
+   * only gets the wait.
    */
   async shutdown(name: string, timeoutMs: number): Promise<{ vm: VmView; graceful: boolean }> {
     this.definitionOf(name);
@@ -282,7 +310,11 @@ export class VmManager extends EventEmitter {
     this.setRuntime(name, { ...record, state: 'shutting down', stopRequested: 'shutdown' });
     this.emitEvent({ type: 'shutting-down', name, state: 'shutting down' });
     const ended = this.waitForExit(name);
-    const timedOut = await Promise.race([ended.then(() => false), sleep(timeoutMs).then(() => true)]);
+    const timeout = sleep(timeoutMs).then(() => true);
+    const pressed = await this.control(name, { cmd: 'shutdown' }, Math.min(5000, Math.max(timeoutMs, 100))).catch((error: Error) => error);
+    if (pressed instanceof Error) this.log(`VM '${name}': could not press the power button: ${pressed.message}`);
+    else if (pressed.listening !== true) this.log(`VM '${name}': the guest has not enabled its power button: waiting for the timeout`);
+    const timedOut = await Promise.race([ended.then(() => false), timeout]);
     if (timedOut) {
       this.killVmm(name, 'shutdown');
       await ended;
@@ -294,6 +326,149 @@ export class VmManager extends EventEmitter {
   async reboot(name: string): Promise<VmView> {
     if (ACTIVE_STATES.has(this.stateOf(name))) await this.destroy(name);
     return this.start(name);
+  }
+
+  // --- snapshots -------------------------------------------------------------------------------------------------
+
+  /**
+   * Snapshot a running VM into snapshots/NAME/SNAP: its VMM pauses the guest, writes the snapshot (to a temporary
+   * sibling that is renamed into place) and resumes it. Resolves when the snapshot is complete.
+   */
+  async createSnapshot(name: string, snapshot?: string): Promise<SnapshotView> {
+    this.definitionOf(name);
+    const snap = snapshot ?? defaultSnapshotName();
+    if (!SNAPSHOT_NAME_RE.test(snap)) throw new ManagerError('invalid', `invalid snapshot name '${snap}': letters, digits, '_' and '-', at most 63, not starting with '_' or '-'`);
+    const state = this.stateOf(name);
+    if (state !== 'running') throw new ManagerError('conflict', `VM '${name}' is ${state}: only a running VM can be snapshotted`);
+    if (this.snapshotting.has(name)) throw new ManagerError('conflict', `a snapshot of VM '${name}' is being written`);
+    const dir = this.state.snapshotDir(name, snap);
+    if (fs.existsSync(dir)) throw new ManagerError('conflict', `VM '${name}' already has a snapshot '${snap}'`);
+    this.snapshotting.add(name);
+    try {
+      fs.mkdirSync(this.state.vmSnapshotsDir(name), { recursive: true, mode: 0o700 });
+      // Writing the memory image takes about a second per GiB of touched guest RAM here; allow for a slow disk.
+      const timeoutMs = 60_000 + this.definitionOf(name).memory * 100;
+      let answer: Record<string, unknown>;
+      try {
+        answer = await this.control(name, { cmd: 'snapshot', dir }, timeoutMs);
+      } catch (error) {
+        throw new ManagerError('snapshot_failed', `VM '${name}': ${(error as Error).message}`);
+      }
+      if (answer.ok !== true) throw new ManagerError('snapshot_failed', `VM '${name}': ${String(answer.error ?? 'the VMM refused the snapshot')}`);
+      if (!fs.existsSync(path.join(dir, 'state.json'))) throw new ManagerError('snapshot_failed', `VM '${name}': the VMM reported a snapshot that is not there`);
+    } catch (error) {
+      this.removeSnapshotLeftovers(); // what a VMM that died while writing left (a live writer's files stay)
+      throw error;
+    } finally {
+      this.snapshotting.delete(name);
+    }
+    this.emitEvent({ type: 'snapshot-created', name, state: this.stateOf(name), detail: snap });
+    return this.snapshotView(name, snap);
+  }
+
+  listSnapshots(name: string): SnapshotView[] {
+    this.definitionOf(name);
+    return this.snapshotNames(name).map((snap) => this.snapshotView(name, snap))
+      .sort((a, b) => a.createdAt.localeCompare(b.createdAt) || a.name.localeCompare(b.name));
+  }
+
+  getSnapshot(name: string, snap: string): SnapshotView {
+    this.definitionOf(name);
+    this.snapshotDirOf(name, snap);
+    return this.snapshotView(name, snap);
+  }
+
+  /** Start a shut-off VM from one of its snapshots (the guest carries on from the saved instant). */
+  async restoreSnapshot(name: string, snap: string): Promise<VmView> {
+    this.definitionOf(name);
+    const dir = this.snapshotDirOf(name, snap);
+    const state = this.stateOf(name);
+    if (ACTIVE_STATES.has(state)) throw new ManagerError('conflict', `VM '${name}' is ${state}: shut it off before restoring a snapshot`);
+    return this.start(name, dir);
+  }
+
+  /** Remove a snapshot (renamed aside first, so a crash never leaves half of one under its name). */
+  deleteSnapshot(name: string, snap: string): void {
+    this.definitionOf(name);
+    const dir = this.snapshotDirOf(name, snap);
+    if (this.runtime.get(name)?.restoredFrom === snap && ACTIVE_STATES.has(this.stateOf(name))) {
+      // Its memory image is mapped copy-on-write by the running VM: the VMM keeps the inode, but say what happens.
+      this.log(`deleting snapshot '${snap}' of VM '${name}', which runs restored from it`);
+    }
+    const doomed = path.join(path.dirname(dir), `.${snap}.deleting-${process.pid}-${Date.now()}`);
+    fs.renameSync(dir, doomed);
+    fsyncDirQuiet(path.dirname(dir));
+    fs.rmSync(doomed, { recursive: true, force: true });
+    this.emitEvent({ type: 'snapshot-deleted', name, state: this.stateOf(name), detail: snap });
+  }
+
+  private snapshotNames(name: string): string[] {
+    let entries: string[];
+    try {
+      entries = fs.readdirSync(this.state.vmSnapshotsDir(name));
+    } catch {
+      return [];
+    }
+    return entries.filter((entry) => SNAPSHOT_NAME_RE.test(entry) && fs.existsSync(path.join(this.state.snapshotDir(name, entry), 'state.json'))).sort();
+  }
+
+  private snapshotDirOf(name: string, snap: string): string {
+    if (!SNAPSHOT_NAME_RE.test(snap) || !this.snapshotNames(name).includes(snap)) throw new ManagerError('not_found', `VM '${name}' has no snapshot '${snap}'`);
+    return this.state.snapshotDir(name, snap);
+  }
+
+  /** What state.json's header says (without checking the whole file: restore does that). */
+  private snapshotView(name: string, snap: string): SnapshotView {
+    const dir = this.state.snapshotDir(name, snap);
+    const view: SnapshotView = { name: snap, vm: name, createdAt: fs.statSync(path.join(dir, 'state.json')).mtime.toISOString() };
+    try {
+      const header = (JSON.parse(fs.readFileSync(path.join(dir, 'state.json'), 'utf8')) as { body?: { header?: Record<string, unknown> } }).body?.header ?? {};
+      if (typeof header.createdAt === 'string') view.createdAt = header.createdAt;
+      if (typeof header.cpus === 'number') view.cpus = header.cpus;
+      if (typeof header.memorySize === 'number') view.memory = Math.round(header.memorySize / (1024 * 1024));
+      if (typeof header.engine === 'string') view.engine = header.engine;
+      if (typeof header.ringzeroVersion === 'string') view.ringzeroVersion = header.ringzeroVersion;
+    } catch {
+      // a damaged state file: restore will say so
+    }
+    let bytes = 0;
+    for (const entry of fs.readdirSync(dir)) {
+      try { bytes += fs.statSync(path.join(dir, entry)).blocks * 512; } catch { /* raced with a delete */ }
+    }
+    view.diskBytes = bytes;
+    return view;
+  }
+
+  /** Temporary snapshot directories of a VMM or daemon that died mid-write or mid-delete. */
+  private removeSnapshotLeftovers(): void {
+    for (const vmDir of fs.readdirSync(this.state.snapshotsDir)) {
+      const full = path.join(this.state.snapshotsDir, vmDir);
+      let entries: string[];
+      try { entries = fs.readdirSync(full); } catch { continue; }
+      for (const entry of entries) {
+        if (/\.(tmp|old)-\d+-\d+$/.test(entry) || /^\..*\.deleting-\d+-\d+$/.test(entry)) {
+          const pid = Number(/-(\d+)-\d+$/.exec(entry)![1]);
+          if (entry.startsWith('.') || !pidRuns(pid)) fs.rmSync(path.join(full, entry), { recursive: true, force: true });
+        }
+      }
+    }
+  }
+
+  /**
+   * One request to the VM's VMM over its control socket. The socket is briefly absent while a guest reboot makes a
+   * new machine (with --on-reboot restart), so a missing socket is tried again for a moment.
+   */
+  private async control(name: string, request: Record<string, unknown>, timeoutMs: number): Promise<Record<string, unknown>> {
+    const { controlRequest } = await import('../vmm/control.ts');
+    const retryUntil = Date.now() + 2000;
+    for (;;) {
+      try {
+        return await controlRequest(this.state.controlSocket(name), request, timeoutMs);
+      } catch (error) {
+        if (!/: (ENOENT|ECONNREFUSED)$/.test((error as Error).message) || Date.now() > retryUntil) throw error;
+        await sleep(100);
+      }
+    }
   }
 
   // --- internals -------------------------------------------------------------------------------------------------
@@ -318,6 +493,7 @@ export class VmManager extends EventEmitter {
       ...(active && record.pid !== undefined ? { pid: record.pid } : {}),
       ...(active && record.startedAt ? { startedAt: record.startedAt } : {}),
       ...(active ? { consoleSocket: this.state.consoleSocket(name) } : {}),
+      ...(active && record.restoredFrom ? { restoredFrom: record.restoredFrom } : {}),
       ...(record.lastExit ? { lastExit: record.lastExit } : {}),
     };
   }
@@ -421,6 +597,7 @@ export class VmManager extends EventEmitter {
     const lastExit: LastExit = { exitCode, signal: signal ?? null, reason, at: new Date().toISOString() };
     this.setRuntime(name, { state, lastExit });
     fs.rmSync(this.state.consoleSocket(name), { force: true });
+    fs.rmSync(this.state.controlSocket(name), { force: true });
     fs.rmSync(this.state.statusFile(name), { force: true });
     this.emitEvent({ type: state === 'crashed' ? 'crashed' : 'stopped', name, state, detail: reason });
     const waiters = this.exitWaiters.get(name) ?? [];
@@ -430,14 +607,34 @@ export class VmManager extends EventEmitter {
 }
 
 /** `ringzero run` arguments for a definition. */
-export function vmmArguments(d: VmDefinition, consoleSocket: string, statusFile: string): string[] {
+export function vmmArguments(d: VmDefinition, consoleSocket: string, statusFile: string, controlSocket: string): string[] {
   const args = ['run', '--engine', d.engine, '--cpus', String(d.cpus), '--memory', `${d.memory}M`, '--cmdline', d.cmdline,
-    '--on-reboot', d.onReboot, '--console', d.console, '--console-socket', consoleSocket, '--status-file', statusFile];
+    '--on-reboot', d.onReboot, '--console', d.console, '--console-socket', consoleSocket, '--status-file', statusFile,
+    '--control-socket', controlSocket];
   if (d.kernel !== undefined) args.push('--kernel', d.kernel);
   if (d.initrd !== undefined) args.push('--initrd', d.initrd);
   for (const disk of d.disks) args.push('--disk', `${disk.path}${disk.readonly ? ',readonly' : ''}${disk.serial ? `,serial=${disk.serial}` : ''}`);
   if (d.rng) args.push('--rng');
   return args;
+}
+
+/** `ringzero run` arguments to start a VM from a snapshot directory (the machine is the snapshot's). */
+export function restoreArguments(snapshotDir: string, consoleSocket: string, statusFile: string, controlSocket: string): string[] {
+  return ['run', '--restore', snapshotDir, '--console-socket', consoleSocket, '--status-file', statusFile, '--control-socket', controlSocket];
+}
+
+/** snap-YYYYMMDD-HHMMSS-mmm (UTC): sorts by time, and two snapshots in one second still differ. */
+function defaultSnapshotName(): string {
+  const t = new Date().toISOString(); // 2026-01-02T03:04:05.678Z
+  return `snap-${t.slice(0, 10).replaceAll('-', '')}-${t.slice(11, 19).replaceAll(':', '')}-${t.slice(20, 23)}`;
+}
+
+function pidRuns(pid: number): boolean {
+  return processStartTime(pid) !== undefined;
+}
+
+function fsyncDirQuiet(dir: string): void {
+  try { fsyncDir(dir); } catch { /* best effort: the rename is done */ }
 }
 
 function readLogTail(file: string, from: number): string {

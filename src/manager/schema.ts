@@ -7,6 +7,12 @@ import { MAX_CPUS, MAX_DISKS } from '../vmm/config.ts';
 /** A VM name: a file name in the state directory and a word on the command line, so no slash, no leading dot. */
 export const VM_NAME_PATTERN = '^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$';
 export const VM_NAME_RE = new RegExp(VM_NAME_PATTERN);
+/**
+ * A snapshot name: a directory name under the state directory, without dots, so it can never be taken for the
+ * `SNAP.tmp-*` / `SNAP.old-*` siblings the snapshot writer uses.
+ */
+export const SNAPSHOT_NAME_PATTERN = '^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$';
+export const SNAPSHOT_NAME_RE = new RegExp(SNAPSHOT_NAME_PATTERN);
 
 export const DEFAULT_VM_CMDLINE = 'console=ttyS0 panic=-1';
 
@@ -83,6 +89,7 @@ export const vmSchema = {
     pid: { type: 'integer', description: 'the VMM process, while running' },
     startedAt: { type: 'string', format: 'date-time' },
     consoleSocket: { type: 'string', description: 'Unix socket of the serial console, while running' },
+    restoredFrom: { type: 'string', description: 'the snapshot this run started from, while running' },
     lastExit: {
       type: 'object',
       properties: {
@@ -95,7 +102,34 @@ export const vmSchema = {
   },
 } as const;
 
-export const ERROR_CODES = ['invalid', 'not_found', 'conflict', 'unauthorized', 'start_failed', 'internal'] as const;
+export const snapshotSchema = {
+  $id: 'Snapshot',
+  type: 'object',
+  required: ['name', 'vm', 'createdAt'],
+  properties: {
+    name: { type: 'string', pattern: SNAPSHOT_NAME_PATTERN },
+    vm: { type: 'string' },
+    createdAt: { type: 'string', format: 'date-time' },
+    cpus: { type: 'integer' },
+    memory: { type: 'integer', description: 'guest RAM in MiB' },
+    engine: { type: 'string' },
+    ringzeroVersion: { type: 'string' },
+    diskBytes: { type: 'integer', description: 'space the snapshot takes on the host (its memory image is sparse)' },
+  },
+} as const;
+
+export interface SnapshotView {
+  name: string;
+  vm: string;
+  createdAt: string;
+  cpus?: number;
+  memory?: number;
+  engine?: string;
+  ringzeroVersion?: string;
+  diskBytes?: number;
+}
+
+export const ERROR_CODES = ['invalid', 'not_found', 'conflict', 'unauthorized', 'start_failed', 'snapshot_failed', 'internal'] as const;
 export type ErrorCode = typeof ERROR_CODES[number];
 
 export const errorSchema = {
@@ -118,6 +152,6 @@ export class ManagerError extends Error {
   }
 
   get httpStatus(): number {
-    return { invalid: 400, not_found: 404, conflict: 409, unauthorized: 401, start_failed: 500, internal: 500 }[this.code];
+    return { invalid: 400, not_found: 404, conflict: 409, unauthorized: 401, start_failed: 500, snapshot_failed: 500, internal: 500 }[this.code];
   }
 }

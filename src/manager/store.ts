@@ -5,6 +5,9 @@
 //   DIR/run/NAME.json      the VM's runtime record: state, VMM pid and start time, last exit
 //   DIR/run/NAME.sock      the VM's console socket (served by its VMM process)
 //   DIR/run/NAME.status    the VMM's exit status, written by the VMM itself when it ends normally
+//   DIR/run/NAME.ctl       the VMM's control socket (JSON lines, src/vmm/control.ts): power button, snapshot
+//   DIR/snapshots/NAME/SNAP/  a snapshot of the VM (state.json + memory, src/vmm/snapshot.ts), written by its VMM
+//                          into a sibling SNAP.tmp-* directory and renamed into place, so it is complete or absent
 //   DIR/logs/NAME.log      the VMM process's stderr
 //
 // Temporary files are named `.NAME.json.tmp-PID-N`; whatever survived a crash is removed when the daemon starts.
@@ -84,16 +87,18 @@ export class StateDir {
   readonly vmsDir: string;
   readonly runDir: string;
   readonly logsDir: string;
+  readonly snapshotsDir: string;
 
   constructor(readonly root: string) {
     this.vmsDir = path.join(root, 'vms');
     this.runDir = path.join(root, 'run');
     this.logsDir = path.join(root, 'logs');
+    this.snapshotsDir = path.join(root, 'snapshots');
   }
 
   /** Create the directories (owner only) and remove temporary files left by a crash. */
   open(): void {
-    for (const dir of [this.root, this.vmsDir, this.runDir, this.logsDir]) fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
+    for (const dir of [this.root, this.vmsDir, this.runDir, this.logsDir, this.snapshotsDir]) fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
     for (const dir of [this.root, this.vmsDir, this.runDir]) {
       for (const entry of fs.readdirSync(dir)) {
         if (entry.startsWith('.') && entry.includes('.tmp-')) fs.rmSync(path.join(dir, entry), { force: true });
@@ -115,6 +120,19 @@ export class StateDir {
 
   statusFile(name: string): string {
     return path.join(this.runDir, `${name}.status`);
+  }
+
+  controlSocket(name: string): string {
+    return path.join(this.runDir, `${name}.ctl`);
+  }
+
+  /** DIR/snapshots/NAME: the VM's snapshots, one directory each. */
+  vmSnapshotsDir(name: string): string {
+    return path.join(this.snapshotsDir, name);
+  }
+
+  snapshotDir(name: string, snapshot: string): string {
+    return path.join(this.snapshotsDir, name, snapshot);
   }
 
   logFile(name: string): string {
