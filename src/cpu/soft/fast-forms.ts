@@ -15,6 +15,8 @@ import type { SoftCpu } from './cpu.ts';
 import { Lazy } from './cpu.ts';
 import type { BlockEntry, FastHandler } from './code-cache.ts';
 import { push64, pop64 } from './ops/flow-branch.ts';
+import { shift32, shift64 } from './ops/alu-shift.ts';
+import { out } from './ops/alu-common.ts';
 import * as C from './constants.ts';
 
 const TWO32 = C.TWO32;
@@ -172,6 +174,19 @@ const incDecReg: FastHandler = (c, e) => {
     const v = dec ? (d - 1) | 0 : (d + 1) | 0;
     c.rlo[r] = v; c.rhi[r] = 0;
     c.setLazy(dec ? L_DEC : L_INC, 4, d, 1, v, 0, 0, 0);
+  }
+};
+
+// ---- group 2 shifts/rotates of a register by a constant non-zero count (C1 /n ib, D1 /n), as ./ops/alu-shift.ts
+
+const shiftRegImm: FastHandler = (c, e) => {
+  const r = e.b;
+  c.settleFlags();
+  if (e.size === 8) {
+    const v = shift64(c, e.op, c.rlo[r], c.rhi[r], e.imm);
+    c.rlo[r] = v; c.rhi[r] = out.hi;
+  } else {
+    c.rlo[r] = shift32(c, e.op, 4, c.rlo[r], e.imm); c.rhi[r] = 0;
   }
 };
 
@@ -344,6 +359,14 @@ export function compileFast(c: SoftCpu, e: BlockEntry, pa: number, len: number):
     const r = regField & 7;
     if (r > 1 || mod !== 3) return 0;
     e.b = rmReg; e.op = r; e.size = size; f = incDecReg;
+  } else if ((op === 0xc1 || op === 0xd1) && wide) {
+    p = modrm(ram, p, e);
+    if (mod !== 3) return 0;
+    let count = 1;
+    if (op === 0xc1) { count = ram[p]; p += 1; }
+    count &= size === 8 ? 63 : 31;
+    if (count === 0) return 0;
+    e.b = rmReg; e.op = regField & 7; e.size = size; e.imm = count; f = shiftRegImm;
   } else if (op === 0x63 && size === 8) {
     p = modrm(ram, p, e);
     e.a = regField;

@@ -18,7 +18,7 @@ import { MASK, SIGN, out, szp, setSomeFlags, shl64, shr64, sar64, bit64 } from '
 const ROL = 0, ROR = 1, RCL = 2, RCR = 3, SHL = 4, SHR = 5, SAL6 = 6, SAR = 7;
 
 /** Shift/rotate `v` (sizes 1, 2, 4) by `c` (1..31); sets the flags and returns the result. */
-function shift32(cpu: SoftCpu, op: number, size: number, v: number, c: number): number {
+export function shift32(cpu: SoftCpu, op: number, size: number, v: number, c: number): number {
   const bits = size * 8;
   const mask = MASK[size];
   const msb = SIGN[size];
@@ -105,7 +105,7 @@ function shiftFlags(size: number, r: number, cf: number, of: number): number {
 }
 
 /** The same for a 64-bit operand (lo, hi) and count 1..63; result hi in `out.hi`. */
-function shift64(cpu: SoftCpu, op: number, lo: number, hi: number, c: number): number {
+export function shift64(cpu: SoftCpu, op: number, lo: number, hi: number, c: number): number {
   let rl: number, rh: number, cf: number;
   switch (op) {
     case SHL: case SAL6:
