@@ -95,6 +95,21 @@ export class GuestMemory {
 
   write(gpa: number, data: Uint8Array): void {
     this.slice(gpa, data.length).set(data);
+    this.noteExternalWrite(gpa, data.length);
+  }
+
+  private readonly externalWriteListeners: ((gpa: number, len: number) => void)[] = [];
+
+  /**
+   * Something other than a vCPU writes [gpa, gpa+len): a device's DMA into a guest buffer, a loader. Whoever keeps
+   * state derived from guest RAM (the software CPU's cache of decoded code) listens here to drop it.
+   */
+  noteExternalWrite(gpa: number, len: number): void {
+    for (const listener of this.externalWriteListeners) listener(gpa, len);
+  }
+
+  onExternalWrite(listener: (gpa: number, len: number) => void): void {
+    this.externalWriteListeners.push(listener);
   }
 
   read(gpa: number, len: number): Uint8Array {

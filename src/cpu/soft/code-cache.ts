@@ -148,16 +148,14 @@ const caches = new WeakMap<GuestMemory, CodeCache>();
 /** The block cache shared by the vCPUs of `mem`. */
 export function codeCacheFor(mem: GuestMemory): CodeCache {
   let c = caches.get(mem);
-  if (!c) { c = new CodeCache(mem.lowSize); caches.set(mem, c); }
+  if (!c) {
+    const cache = new CodeCache(mem.lowSize);
+    caches.set(mem, cache);
+    // Device DMA into guest RAM must drop stale decoded code just as a CPU store does.
+    mem.onExternalWrite((gpa, len) => cache.invalidateRange(gpa, len));
+    c = cache;
+  }
   return c;
-}
-
-/**
- * Tell the CPUs' block caches that [gpa, gpa+len) of guest RAM changed behind their back (device DMA into guest
- * memory, a loader writing an image). Cheap when no code was cached there: one byte test per page.
- */
-export function invalidateCodeRange(mem: GuestMemory, gpa: number, len: number): void {
-  caches.get(mem)?.invalidateRange(gpa, len);
 }
 
 /** `ringzero run --stats`: what the soft engine did, over `ms` of run time (lines for stderr). */

@@ -194,6 +194,8 @@ export class SplitQueue {
       }
       const buffer = guestBuffer(this.mem, addr, len);
       if (flags & VIRTQ_DESC_F_WRITE) {
+        // The device will write here: state derived from this RAM (decoded guest code) must not outlive it.
+        this.mem.noteExternalWrite(addr, len);
         chain.writable.push(buffer);
         chain.writableBytes += len;
       } else {
