@@ -1,0 +1,128 @@
+// End to end (minutes on the software CPU; RINGZERO_SKIP_BOOT_TEST=1 skips it locally unless CI=true): one boot
+// of the default guest through the real CLI with `--net tap=... --vsock ... --balloon --control-socket ...`.
+// The VMM creates its TAP (this needs root: skipped otherwise), which is then moved into a network namespace
+// made for the test, so nothing is configured in the host's own namespace. Checked from both sides:
+//   net:     eth0 has the MAC, ping both ways, a 192 KiB TCP transfer guest -> host with busybox nc whose
+//            md5 matches on both ends;
+//   vsock:   the guest's transport is bound; a host CONNECT to a port nobody listens on is refused by the
+//            guest's kernel (its RST comes back well before the device's 2 s timeout). busybox has no AF_VSOCK
+//            tool, so data over vsock is tested at the device level (test/virtio-vsock.test.ts);
+//   balloon: `ringzero balloon --control-socket ... 64M` takes 64 MiB out of the guest's MemTotal, the guest's
+//            statistics come back, and 0 returns the memory.
+import { test, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFile, execFileSync, spawn } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import net from 'node:net';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { findDefaultImage } from '../src/image/build.ts';
+import { GuestSession, BOOT_TIMEOUT_MS, RINGZERO_BIN } from './support/guest.ts';
+
+const image = findDefaultImage();
+const enabled = process.env.RINGZERO_SKIP_BOOT_TEST !== '1' || process.env.CI === 'true';
+const rootReason = process.getuid?.() !== 0 ? 'needs root for a TAP device and a network namespace'
+  : !existsSync('/dev/net/tun') ? 'no /dev/net/tun' : undefined;
+
+const sh = (cmd: string, ...args: string[]) => execFileSync(cmd, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+
+function ringzero(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  return new Promise((resolve) => execFile(RINGZERO_BIN, args, (error, stdout, stderr) =>
+    resolve({ code: error ? Number((error as { code?: number }).code ?? 1) : 0, stdout, stderr })));
+}
+
+async function waitUntil(what: string, check: () => boolean | Promise<boolean>, ms: number): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+test('the guest on virtio-net (ping both ways, TCP with checksum), virtio-vsock and virtio-balloon', {
+  skip: !enabled ? 'RINGZERO_SKIP_BOOT_TEST=1' : rootReason ?? (!image ? 'no default image: run `bin/ringzero image build`' : false),
+  timeout: BOOT_TIMEOUT_MS + 300_000,
+}, async () => {
+  const dir = mkdtempSync(path.join(tmpdir(), 'ringzero-netguest-'));
+  const ns = `rz-guest-${process.pid}`;
+  const tap = `rzg${process.pid % 100000}`;
+  const mac = '52:54:00:aa:bb:01';
+  const vsockPath = path.join(dir, 'v.sock');
+  const control = path.join(dir, 'control.sock');
+  sh('ip', 'netns', 'add', ns);
+  after(() => {
+    try { sh('ip', 'netns', 'del', ns); } catch { /* gone */ }
+    rmSync(dir, { recursive: true, force: true });
+  });
+  const inNs = (...args: string[]) => ['ip', ['netns', 'exec', ns, ...args]] as const;
+
+  const guest = new GuestSession(['--engine', 'soft', '--cpus', '2', '--memory', '256M',
+    '--net', `tap=${tap},mac=${mac}`, '--vsock', `42,path=${vsockPath}`, '--balloon', '--control-socket', control]);
+  try {
+    // The VMM creates the TAP as it starts; move it into the test's namespace and give the host end an address.
+    await waitUntil(`TAP ${tap}`, () => existsSync(`/sys/class/net/${tap}`), 30_000);
+    sh('ip', 'link', 'set', tap, 'netns', ns);
+    sh('ip', '-n', ns, 'addr', 'add', '10.0.2.1/24', 'dev', tap);
+    sh('ip', '-n', ns, 'link', 'set', tap, 'up');
+
+    await guest.waitForShell();
+    assert.equal(await guest.ask('MAC', 'cat /sys/class/net/eth0/address'), mac);
+    await guest.ask('UP', 'ip addr add 10.0.2.15/24 dev eth0; ip link set eth0 up; echo done');
+    assert.equal(await guest.ask('PING', 'ping -c 2 -W 5 10.0.2.1 >/dev/null 2>&1; echo $?', 60_000), '0', 'guest pings the host');
+    const [cmd, args] = inNs('busybox', 'ping', '-c', '2', '-W', '5', '10.0.2.15');
+    execFileSync(cmd, [...args], { stdio: 'ignore' }); // throws unless the guest answered
+
+    // TCP guest -> host: busybox nc on both ends; the host's copy and the guest's md5 must agree.
+    const [ncCmd, ncArgs] = inNs('busybox', 'nc', '-l', '-p', '5555');
+    // Its stdin stays open: at EOF there busybox nc half-closes, and the guest's nc quits on that EOF
+    // before it has sent everything.
+    const listener = spawn(ncCmd, [...ncArgs], { stdio: ['pipe', 'pipe', 'ignore'] });
+    const chunks: Buffer[] = [];
+    listener.stdout!.on('data', (d: Buffer) => chunks.push(d));
+    const listenerDone = new Promise((r) => listener.on('exit', r));
+    // Listening on port 5555 (0x15B3), over IPv4 or IPv6 (/proc/net/tcp{,6}: local address, remote, state 0A).
+    await waitUntil('nc listening in the namespace', () => /:15B3 [0-9A-F]+:0000 0A/.test(sh('ip', 'netns', 'exec', ns, 'cat', '/proc/net/tcp', '/proc/net/tcp6')), 10_000);
+    const guestMd5 = await guest.ask('TCP', 'dd if=/dev/urandom of=/tmp/blob bs=1024 count=192 2>/dev/null; nc 10.0.2.1 5555 < /tmp/blob; md5sum < /tmp/blob', 180_000);
+    await listenerDone;
+    const received = Buffer.concat(chunks);
+    assert.equal(received.length, 192 * 1024, 'every byte arrived');
+    assert.equal(createHash('md5').update(received).digest('hex'), guestMd5.split(/\s/)[0], 'checksums match');
+
+    // vsock: the guest's transport is up, and its kernel refuses a connection to a port nobody listens on.
+    assert.match(await guest.ask('VSOCK', 'ls /sys/bus/virtio/drivers/vmw_vsock_virtio_transport/ | grep virtio'), /^virtio\d+/);
+    const started = Date.now();
+    const refused = await new Promise<string>((resolve) => {
+      const s = net.createConnection(vsockPath);
+      let got = '';
+      s.on('connect', () => s.write('CONNECT 1234\n'));
+      s.on('data', (d) => { got += d.toString(); });
+      s.on('close', () => resolve(got));
+      s.on('error', () => {});
+    });
+    assert.equal(refused, '', 'no OK for a port without a listener');
+    assert.ok(Date.now() - started < 1900, `the guest's RST came back (${Date.now() - started} ms), not the device's timeout`);
+
+    // Balloon: take 64 MiB, see MemTotal drop, read the guest's statistics, give it back.
+    const memTotal = async () => Number(await guest.ask('MEM', "grep MemTotal /proc/meminfo | awk '{print $2}'"));
+    const before = await memTotal();
+    const set = await ringzero('balloon', '--control-socket', control, '64M');
+    assert.equal(set.code, 0, set.stderr);
+    let inflated = before;
+    await waitUntil('MemTotal to drop by 64 MiB', async () => { inflated = await memTotal(); return before - inflated >= 65536; }, 120_000);
+    assert.equal(before - inflated, 65536, `MemTotal ${before} kB -> ${inflated} kB`);
+    const stats = await ringzero('balloon', '--control-socket', control);
+    assert.equal(stats.code, 0, stats.stderr);
+    const answer = JSON.parse(stats.stdout) as { targetPages: number; actualPages: number; guest: Record<string, number> };
+    assert.equal(answer.targetPages, 16384);
+    assert.equal(answer.actualPages, 16384);
+    assert.ok(answer.guest['total-memory'] > 0 && answer.guest['free-memory'] > 0, `guest statistics: ${stats.stdout}`);
+    assert.equal((await ringzero('balloon', '--control-socket', control, '0')).code, 0);
+    await waitUntil('MemTotal to come back', async () => (await memTotal()) === before, 120_000);
+
+    guest.type('poweroff -f');
+    assert.equal(await guest.waitForExit(), 0, `exit status 0 after poweroff (stderr: ${guest.stderr.slice(-500)})`);
+  } finally {
+    guest.close();
+  }
+});
