@@ -12,6 +12,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { findDefaultImage, GUEST_PROMPT } from '../src/image/build.ts';
+import { DEFAULT_CMDLINE } from '../src/vmm/config.ts';
 import { detectKvm } from '../src/kvm/host.ts';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
@@ -30,7 +31,8 @@ if (!image) {
   console.error('bench/boot: no default image; run `bin/ringzero image build` first');
   process.exit(2);
 }
-const CMDLINE = 'console=ttyS0 panic=-1';
+/** The same command line for both: ringzero's default (see src/vmm/config.ts). */
+const CMDLINE = DEFAULT_CMDLINE;
 const onKvm = values.engine === 'kvm';
 if (onKvm) {
   const kvm = detectKvm();

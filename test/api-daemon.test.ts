@@ -8,6 +8,7 @@ import fs from 'node:fs';
 import http from 'node:http';
 import path from 'node:path';
 import { api, cli, Daemon, guestKernel, snapshot, tempDir } from './manager-harness.ts';
+import { DEFAULT_CMDLINE } from '../src/vmm/config.ts';
 
 let dir: string;
 let daemon: Daemon;
@@ -49,7 +50,7 @@ test('define, list, info and undefine through the CLI; the schema fills in the d
   assert.equal(info.status, 0, info.stderr);
   const vm = JSON.parse(info.stdout);
   assert.deepEqual(vm.definition, {
-    name: 'web', kernel, memory: 128, engine: 'auto', cpus: 1, cmdline: 'console=ttyS0 panic=-1', disks: [], rng: false,
+    name: 'web', kernel, memory: 128, engine: 'auto', cpus: 1, cmdline: DEFAULT_CMDLINE, disks: [], rng: false,
     console: 'serial', onReboot: 'restart', autostart: false,
   });
   assert.equal(vm.state, 'shut off');

@@ -8,6 +8,7 @@ import { fileURLToPath } from 'node:url';
 import { after, test } from 'node:test';
 import { detectHost, hardwareKvmProblem } from '../src/cli/host.ts';
 import { makeBzImage } from '../src/boot/synthetic.ts';
+import { DEFAULT_CMDLINE } from '../src/vmm/config.ts';
 
 /** A well-formed bzImage header (src/boot/synthetic.ts) with the given protocol version and load flags. */
 function fakeBzImage(version = 0x020f, loadflags = 0x01, xloadflags = 0x01): Buffer {
@@ -122,7 +123,7 @@ test('run hands a VmConfig and a pipe console to runVm, and exits with its statu
   const [configLine, echoLine] = result.stdout.split('\n');
   assert.deepEqual(JSON.parse(configLine), {
     engine: 'soft', kernel: join(imageDir, 'bzImage'), initrd: join(imageDir, 'initramfs.cpio'),
-    cmdline: 'console=ttyS0 panic=-1', cpus: 2, memory: 512 * 1024 * 1024, onReboot: 'restart',
+    cmdline: DEFAULT_CMDLINE, cpus: 2, memory: 512 * 1024 * 1024, onReboot: 'restart',
   });
   assert.equal(echoLine, 'guest got: ls', 'piped input reaches the guest, and its end does not stop the VM');
   assert.equal(result.stderr, '', 'no escape hint on a pipe, no engine line for an explicit engine');

@@ -90,7 +90,7 @@ test('buildVmConfig: defaults to the built image and says why auto picked soft',
   const logged: string[] = [];
   const config = buildVmConfig(options(), SOFT_HOST, (line) => logged.push(line), () => ({ kernel, initrd }));
   assert.deepEqual(config, {
-    engine: 'soft', kernel, initrd, cmdline: 'console=ttyS0 panic=-1', cpus: 1, memory: 256 * MiB, onReboot: 'exit',
+    engine: 'soft', kernel, initrd, cmdline: DEFAULT_CMDLINE, cpus: 1, memory: 256 * MiB, onReboot: 'exit',
   });
   assert.equal(logged.length, 1);
   assert.match(logged[0], /^engine auto picks soft: .*kvm_pvm/);

@@ -1,15 +1,12 @@
 // From the options of `ringzero run` to a validated VmConfig.
 
 import { findDefaultImage } from '../image/build.ts';
-import { MAX_VIRTIO_DEVICES, type VmConfig } from '../vmm/config.ts';
+import { DEFAULT_CMDLINE, MAX_VIRTIO_DEVICES, VIRTIO_CONSOLE_CMDLINE, type VmConfig } from '../vmm/config.ts';
 import { chooseEngine, ENGINE_REQUESTS, type EngineRequest, type HostInfo } from './host.ts';
 import { checkBzImage, checkInitrd, checkSocketPath, CONSOLE_KINDS, parseCpuCount, parseDisks, parseMemorySize, parseNets, parseVsockSpec, UsageError } from './validate.ts';
 
-/** panic=-1: reboot at once on a kernel panic, which ends ringzero under the default --on-reboot exit. */
-export const DEFAULT_CMDLINE = 'console=ttyS0 panic=-1';
+export { DEFAULT_CMDLINE, VIRTIO_CONSOLE_CMDLINE };
 export const DEFAULT_MEMORY = '256M';
-/** The default command line with `--console virtio`: the kernel console on the virtio console (hvc0). */
-export const VIRTIO_CONSOLE_CMDLINE = 'console=hvc0 panic=-1';
 
 export interface RunOptions {
   engine: string;

@@ -3,6 +3,7 @@
 // what is documented is what is enforced.
 
 import { MAX_CPUS, MAX_DISKS } from '../vmm/config.ts';
+import { DEFAULT_CMDLINE as DEFAULT_VM_CMDLINE } from '../vmm/config.ts';
 
 /** A VM name: a file name in the state directory and a word on the command line, so no slash, no leading dot. */
 export const VM_NAME_PATTERN = '^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$';
@@ -14,7 +15,7 @@ export const VM_NAME_RE = new RegExp(VM_NAME_PATTERN);
 export const SNAPSHOT_NAME_PATTERN = '^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$';
 export const SNAPSHOT_NAME_RE = new RegExp(SNAPSHOT_NAME_PATTERN);
 
-export const DEFAULT_VM_CMDLINE = 'console=ttyS0 panic=-1';
+export { DEFAULT_VM_CMDLINE };
 
 /** Memory is a whole number of MiB, 64 MiB to 64 GiB (the limits of `ringzero run --memory`). */
 export const MIN_MEMORY_MIB = 64;
