@@ -2,8 +2,7 @@
 // The same objects validate request bodies (fastify's ajv), fill in defaults, and make the OpenAPI document, so
 // what is documented is what is enforced.
 
-import { MAX_CPUS, MAX_DISKS } from '../vmm/config.ts';
-import { DEFAULT_CMDLINE as DEFAULT_VM_CMDLINE } from '../vmm/config.ts';
+import { DEFAULT_CMDLINE as DEFAULT_VM_CMDLINE, MAX_CPUS, MAX_DISKS } from '../vmm/config.ts';
 
 /** A VM name: a file name in the state directory and a word on the command line, so no slash, no leading dot. */
 export const VM_NAME_PATTERN = '^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$';
