@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import http from 'node:http';
 import path from 'node:path';
-import { api, cli, Daemon, guestKernel, snapshot, tempDir } from './manager-harness.ts';
+import { api, cli, Daemon, guestKernel, snapshot, tempDir } from './support/manager-harness.ts';
 import { DEFAULT_CMDLINE } from '../src/vmm/config.ts';
 
 let dir: string;

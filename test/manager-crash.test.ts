@@ -6,7 +6,7 @@ import test, { after } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
-import { api, Daemon, tempDir } from './manager-harness.ts';
+import { api, Daemon, tempDir } from './support/manager-harness.ts';
 
 const dirs: string[] = [];
 after(() => {

@@ -6,7 +6,7 @@ import test, { after, before } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
-import { api, cli, Daemon, guestKernel, processAlive, tempDir, waitFor } from './manager-harness.ts';
+import { api, cli, Daemon, guestKernel, processAlive, tempDir, waitFor } from './support/manager-harness.ts';
 
 let dir: string;
 let stateDir: string;

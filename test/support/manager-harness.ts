@@ -9,9 +9,9 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { makeBzImage } from '../src/boot/synthetic.ts';
+import { makeBzImage } from '../../src/boot/synthetic.ts';
 
-export const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+export const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 export const bin = path.join(root, 'bin', 'ringzero');
 
 // Assembled with GNU as (Intel syntax), entry at payload offset 0x200:
