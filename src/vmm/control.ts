@@ -115,6 +115,9 @@ export class ControlServer {
         if (typeof r.dir !== 'string' || !r.dir.startsWith('/') || r.dir.length > 4096 || r.dir.includes('\0')) {
           return { ok: false, error: 'snapshot needs "dir": an absolute path' };
         }
+        // Node's recursive mkdir never returns for a missing directory under /proc (it retries ENOENT forever), and
+        // nothing belongs in /proc or /sys anyway.
+        if (/^\/+(proc|sys)(\/|$)/.test(r.dir)) return { ok: false, error: 'snapshot "dir" cannot be under /proc or /sys' };
         try {
           await vm.snapshot(r.dir);
           return { ok: true, dir: r.dir };
