@@ -322,7 +322,7 @@ export class VmManager extends EventEmitter {
     return { vm: this.view(name), graceful: !timedOut };
   }
 
-  /** Reboot: for now a hard one (destroy, then start), for the same reason as shutdown. */
+  /** Reboot: a hard one (destroy, then start); a graceful reboot would need the guest to act on a request, as shutdown's button. */
   async reboot(name: string): Promise<VmView> {
     if (ACTIVE_STATES.has(this.stateOf(name))) await this.destroy(name);
     return this.start(name);
