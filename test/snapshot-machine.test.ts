@@ -186,22 +186,18 @@ test('a damaged state file, a damaged memory image and another format version ar
   assert.throws(() => Machine.restore(path.join(tmpDir(), 'nothing'), io), /is not a snapshot: cannot read state.json/);
 });
 
-test('restore maps the memory image instead of reading it: a 2 GiB guest restores about as fast as a 256 MiB one', async () => {
-  const timeRestore = async (memory: number): Promise<number> => {
-    const { dir } = await snapshotCounterGuest(memory);
-    const samples: number[] = [];
-    for (let i = 0; i < 5; i++) {
-      const t0 = performance.now();
-      const m = Machine.restore(dir, captureConsole());
-      samples.push(performance.now() - t0);
-      m.close();
-    }
-    samples.sort((a, b) => a - b);
-    return samples[2];
-  };
-  const small = await timeRestore(256 * MiB);
-  const large = await timeRestore(2 * GiB);
-  process.stderr.write(`restore median: 256 MiB ${small.toFixed(1)} ms, 2 GiB ${large.toFixed(1)} ms (ratio ${(large / small).toFixed(2)})\n`);
-  // Reading 2 GiB would take far longer than this (and 8x the 256 MiB case); allow for noise on a shared host.
-  assert.ok(large < Math.max(4 * small, small + 40), `2 GiB restore ${large.toFixed(1)} ms vs 256 MiB ${small.toFixed(1)} ms`);
+test('restore maps the memory image instead of reading it: restoring a 2 GiB guest leaves RAM untouched', async () => {
+  // Speed is for benchmarks; what this checks is the mechanism: the restored RAM is a private (copy-on-write) mapping
+  // of the snapshot's memory file, and restoring does not bring its 2 GiB into this process (reading or copying it
+  // would make the resident set grow by about that much).
+  const { dir } = await snapshotCounterGuest(2 * GiB);
+  const rssBefore = process.memoryUsage().rss;
+  const m = Machine.restore(dir, captureConsole());
+  try {
+    const grew = process.memoryUsage().rss - rssBefore;
+    assert.equal(m.mem.privateFile, true, 'guest RAM is mapped from the snapshot file');
+    assert.ok(grew < 256 * MiB, `restore made the process ${(grew / MiB).toFixed(0)} MiB bigger`);
+  } finally {
+    m.close();
+  }
 });
