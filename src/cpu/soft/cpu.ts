@@ -450,18 +450,9 @@ export class SoftCpu {
       } else {
         b = this.decodePrefixes(b, 0);
       }
-      const rex = this.rex;
-      this.rexW = (rex & 8) !== 0;
-      this.rexR = (rex & 4) << 1;
-      this.rexX = (rex & 2) << 2;
-      this.rexB = (rex & 1) << 3;
-      if (this.rexW) this.opsize = 8;
+      this.applyRex();
     } else {
-      this.rex = 0;
-      this.rexW = false;
-      this.rexR = 0;
-      this.rexX = 0;
-      this.rexB = 0;
+      this.clearRex();
     }
     this.opcode = b;
     if (b === 0x0f) {
@@ -622,18 +613,9 @@ export class SoftCpu {
     const kind = PREFIX_KIND[b];
     if (kind !== 0 && (kind === PREFIX_LEGACY || this.mode64)) {
       b = this.decodePrefixes(b, 0);
-      const rex = this.rex;
-      this.rexW = (rex & 8) !== 0;
-      this.rexR = (rex & 4) << 1;
-      this.rexX = (rex & 2) << 2;
-      this.rexB = (rex & 1) << 3;
-      if (this.rexW) this.opsize = 8;
+      this.applyRex();
     } else {
-      this.rex = 0;
-      this.rexW = false;
-      this.rexR = 0;
-      this.rexX = 0;
-      this.rexB = 0;
+      this.clearRex();
     }
     let handler: OpHandler;
     if (b === 0x0f) {
@@ -708,6 +690,24 @@ export class SoftCpu {
   invalidateFetch(): void {
     this.fetchRipLo = 1.5;
     this.fetchRipHi = 0.5;
+  }
+
+  /** Derive REX.W/R/X/B from `rex` after prefix decoding (REX.W makes the operand size 8). */
+  applyRex(): void {
+    const rex = this.rex;
+    this.rexW = (rex & 8) !== 0;
+    this.rexR = (rex & 4) << 1;
+    this.rexX = (rex & 2) << 2;
+    this.rexB = (rex & 1) << 3;
+    if (this.rexW) this.opsize = 8;
+  }
+
+  clearRex(): void {
+    this.rex = 0;
+    this.rexW = false;
+    this.rexR = 0;
+    this.rexX = 0;
+    this.rexB = 0;
   }
 
   fetch8(): number {
