@@ -6,7 +6,7 @@ import test, { after, before } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
-import { api, cli, Daemon, guestKernel, processAlive, tempDir, waitFor } from './support/manager-harness.ts';
+import { api, cli, Daemon, guestKernel, killRecordedVmms, processAlive, tempDir, waitFor } from './support/manager-harness.ts';
 
 let dir: string;
 let stateDir: string;
@@ -23,12 +23,7 @@ before(async () => {
 });
 
 after(async () => {
-  // Leave no VMM behind, whatever failed.
-  for (const file of fs.existsSync(path.join(stateDir, 'run')) ? fs.readdirSync(path.join(stateDir, 'run')) : []) {
-    if (!file.endsWith('.json')) continue;
-    const pid = JSON.parse(fs.readFileSync(path.join(stateDir, 'run', file), 'utf8')).pid;
-    if (pid) try { process.kill(pid, 'SIGKILL'); } catch { /* gone */ }
-  }
+  killRecordedVmms(stateDir); // leave no VMM behind, whatever failed
   await daemon?.stop();
   fs.rmSync(dir, { recursive: true, force: true });
 });

@@ -171,3 +171,13 @@ export function snapshot(stateDir: string): Record<string, string> {
   walk(stateDir);
   return out;
 }
+
+/** SIGKILL every VMM process the state directory records (test clean-up, whatever state the daemon is in). */
+export function killRecordedVmms(stateDir: string): void {
+  const runDir = path.join(stateDir, 'run');
+  for (const file of fs.existsSync(runDir) ? fs.readdirSync(runDir) : []) {
+    if (!file.endsWith('.json')) continue;
+    const pid = JSON.parse(fs.readFileSync(path.join(runDir, file), 'utf8')).pid;
+    if (pid) try { process.kill(pid, 'SIGKILL'); } catch { /* gone */ }
+  }
+}
