@@ -28,6 +28,29 @@ const errors = (...statuses: number[]) => Object.fromEntries(statuses.map((s) =>
 const snapParameter = { name: 'snap', in: 'path', required: true, schema: { type: 'string', pattern: SNAPSHOT_NAME_PATTERN } };
 const nameParameter = { name: 'name', in: 'path', required: true, schema: { type: 'string', pattern: vmDefinitionSchema.properties.name.pattern } };
 
+const counter = { type: 'number', minimum: 0 };
+const vmStatsSchema = {
+  type: 'object',
+  properties: {
+    name: { type: 'string' }, state: { type: 'string' }, vcpus: { type: 'integer' }, memoryBytes: counter, pid: { type: 'integer', nullable: true },
+    sampledAt: { type: 'number', description: 'milliseconds since the epoch' },
+    process: {
+      type: 'object', nullable: true, description: 'null unless the VMM process runs',
+      properties: { cpuSeconds: counter, cpuPercent: counter, residentBytes: counter, threads: counter },
+    },
+    counters: {
+      type: 'object', nullable: true, description: 'the machine\'s own counters ({"cmd":"stats"} on its control socket)',
+      properties: {
+        engine: { type: 'string' }, vcpus: counter, haltedVcpus: counter, instructions: counter, blockInstructions: counter, guestNs: counter,
+        codeCache: { type: 'object', nullable: true, properties: { blocks: counter, instructionsCached: counter, invalidations: counter } },
+        exits: { type: 'object', properties: { pio: counter, mmio: counter } },
+        disk: { type: 'object', properties: { readBytes: counter, writeBytes: counter } },
+        net: { type: 'object', properties: { rxBytes: counter, txBytes: counter, rxFrames: counter, txFrames: counter } },
+      },
+    },
+  },
+};
+
 function action(summary: string, extra: Record<string, unknown> = {}) {
   return {
     post: {
@@ -90,6 +113,23 @@ export function openApiDocument(version: string): Record<string, unknown> {
         requestBody: { required: false, content: json({ type: 'object', properties: { timeout: { type: 'number', minimum: 0, maximum: 3600, default: 60 } } }) },
       }),
       '/host': { get: { summary: 'the host: CPUs, memory, engines, VM counts', responses: { 200: { description: 'host facts', content: json({ type: 'object' }) }, ...errors(401) } } },
+      '/vms/{name}/stats': {
+        get: {
+          summary: 'the VM\'s statistics: its VMM process (CPU seconds and percent, resident bytes; from /proc) and the machine\'s counters '
+            + '(instructions, I/O exits by kind, disk and network bytes; null if the VMM did not answer in time). Counters are cumulative.',
+          parameters: [nameParameter],
+          responses: { 200: { description: 'one sample', content: json(vmStatsSchema) }, ...errors(401, 404) },
+        },
+      },
+      '/host/stats': {
+        get: { summary: 'host CPU seconds by mode and busy percent, memory, load, VM counts', responses: { 200: { description: 'one sample', content: json({ type: 'object' }) }, ...errors(401) } },
+      },
+      '/metrics': {
+        get: {
+          summary: 'host and per-VM statistics in the Prometheus text format 0.0.4 (ringzero_host_*, ringzero_vm_*{vm=...})',
+          responses: { 200: { description: 'metrics', content: { 'text/plain; version=0.0.4': { schema: { type: 'string' } } } }, ...errors(401) },
+        },
+      },
       '/events': {
         get: {
           summary: 'lifecycle events as server-sent events (event: lifecycle, data: JSON)',

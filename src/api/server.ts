@@ -14,6 +14,7 @@ import {
   ERROR_CODES, errorSchema, ManagerError, SNAPSHOT_NAME_PATTERN, snapshotSchema, vmDefinitionSchema, vmSchema, type ErrorCode, type VmDefinition,
 } from '../manager/schema.ts';
 import { openApiDocument } from './openapi.ts';
+import { PROMETHEUS_CONTENT_TYPE, prometheusText, StatsCollector } from '../manager/stats.ts';
 
 export const API_VERSION = '0.1.0';
 
@@ -146,6 +147,15 @@ export async function createApi(manager: VmManager, options: ApiOptions = {}): P
       vms: { defined: manager.list().length, running: manager.runningCount() },
       version: API_VERSION,
     };
+  });
+  // Statistics: JSON per VM and for the host, and everything as Prometheus metrics (src/manager/stats.ts).
+  const stats = new StatsCollector(manager);
+  app.get<NameParams>('/vms/:name/stats', async (request) => stats.vm(request.params.name));
+  app.get('/host/stats', async () => stats.host());
+  app.get('/metrics', async (_request, reply) => {
+    const [host, vms] = [stats.host(), await stats.allVms()];
+    reply.header('content-type', PROMETHEUS_CONTENT_TYPE);
+    return prometheusText(host, vms);
   });
   app.get('/openapi.json', async () => openApiDocument(API_VERSION));
 

@@ -1,5 +1,5 @@
 // The management verbs of the CLI (virsh's names): `daemon` runs the manager; define, undefine, start, shutdown,
-// destroy, reboot, list, info, console, edit and snapshot create|list|restore|delete talk to it through its REST API on the Unix socket given by
+// destroy, reboot, list, info, top, console, edit and snapshot create|list|restore|delete talk to it through its REST API on the Unix socket given by
 // --socket or RINGZERO_SOCKET (default: see defaultSocketPath). The modules behind them load only when used, so
 // `ringzero run` does not pay for the HTTP framework.
 
@@ -198,6 +198,20 @@ export function registerDaemonCommands(cli: Command): void {
       const rows = [['NAME', 'STATE', 'CPUS', 'MEMORY', 'PID']];
       for (const vm of vms) rows.push([vm.name, vm.state, String(vm.definition.cpus), `${vm.definition.memory}M`, vm.pid !== undefined ? String(vm.pid) : '-']);
       for (const line of table(rows)) out(line);
+    });
+
+  cli.command('top').description('live statistics of the host and each VM: CPU %, RSS, MIPS, exits/s, disk and network bytes/s')
+    .option('--once', 'print one table (rates over one interval) and exit')
+    .option('--interval <seconds>', 'seconds between samples (default 2; 1 with --once)')
+    .option(socketFlag, socketHelp)
+    .action(async (options: SocketOption & { once?: boolean; interval?: string }) => {
+      const intervalS = options.interval === undefined ? (options.once ? 1 : 2) : Number(options.interval);
+      if (options.interval !== undefined && (!/^\d+(\.\d+)?$/.test(options.interval) || intervalS < 0.1 || intervalS > 3600)) {
+        throw new UsageError(`invalid --interval '${options.interval}': seconds, 0.1 to 3600`);
+      }
+      const api = await client(options);
+      const { runTop } = await import('./top.ts');
+      await call(() => runTop(api, { once: options.once === true, intervalS }));
     });
 
   cli.command('info').argument('<name>').description('a VM\'s definition and state')

@@ -22,6 +22,8 @@ const ONES = [0, 0xff, 0xffff, 0, 0xffffffff];
 export class PortBus {
   private readonly map: (Range<PortDevice> | undefined)[] = new Array(0x10000);
   private readonly ranges: Range<PortDevice>[] = [];
+  /** Guest port accesses (IN/OUT, string forms per element): the VM's statistics count them as I/O exits. */
+  accesses = 0;
 
   register(base: number, length: number, device: PortDevice, name: string): void {
     for (let p = base; p < base + length; p++) {
@@ -38,11 +40,13 @@ export class PortBus {
   }
 
   read(port: number, size: AccessSize): number {
+    this.accesses++;
     const r = this.map[port & 0xffff];
     return r ? r.device.ioRead(port & 0xffff, size) : ONES[size];
   }
 
   write(port: number, size: AccessSize, value: number): void {
+    this.accesses++;
     const r = this.map[port & 0xffff];
     if (r) r.device.ioWrite(port & 0xffff, size, value);
   }
@@ -52,6 +56,8 @@ export class MmioBus {
   /** Sorted by base; few devices, so a linear scan with a last-hit cache is enough. */
   private ranges: Range<MmioDevice>[] = [];
   private last: Range<MmioDevice> | undefined;
+  /** Guest accesses to device MMIO (not RAM): the VM's statistics count them as MMIO exits. */
+  accesses = 0;
 
   register(base: number, length: number, device: MmioDevice, name: string): void {
     for (const r of this.ranges) {
@@ -85,11 +91,13 @@ export class MmioBus {
   }
 
   read(addr: number, size: AccessSize): number {
+    this.accesses++;
     const r = this.find(addr);
     return r ? r.device.mmioRead(addr - r.base, size) : ONES[size];
   }
 
   write(addr: number, size: AccessSize, value: number): void {
+    this.accesses++;
     const r = this.find(addr);
     if (r) r.device.mmioWrite(addr - r.base, size, value);
   }

@@ -4,6 +4,8 @@
 //   {"cmd":"balloon-stats"}                                             target, actual, the guest's statistics
 //   {"cmd":"shutdown"}                  press the ACPI power button; answers {"ok":true,"listening":B} at once, where
 //                                       B says whether the guest has enabled the button (it then powers off by itself)
+//   {"cmd":"stats"}                     the machine's counters (src/vmm/machine.ts VmCounters): instructions,
+//                                       I/O exits by kind, disk and network bytes; cheap, answered between slices
 //   {"cmd":"snapshot","dir":"/ABS"}     pause, write a snapshot to the directory /ABS (replacing it), resume; answers
 //                                       when the snapshot is complete
 // Answers are {"ok":true,...} or {"ok":false,"error":"..."}. The socket file is created mode 0600 (only the
@@ -21,6 +23,8 @@ const MAX_LINE = 4096;
 export interface ControlledVm {
   requestShutdown(): boolean;
   snapshot(dir: string): Promise<unknown>;
+  /** The machine's counters since it started (monotonic, so a reader computes rates from two samples). */
+  stats?(): object;
 }
 
 export interface ControlTargets {
@@ -109,6 +113,11 @@ export class ControlServer {
       case 'shutdown':
         if (!this.targets.vm) return { ok: false, error: 'no machine to shut down' };
         return { ok: true, listening: this.targets.vm.requestShutdown() };
+      case 'stats': {
+        const vm = this.targets.vm;
+        if (!vm?.stats) return { ok: false, error: 'no machine to report statistics' };
+        return { ok: true, ...vm.stats() };
+      }
       case 'snapshot': {
         const vm = this.targets.vm;
         if (!vm) return { ok: false, error: 'no machine to snapshot' };
@@ -126,7 +135,7 @@ export class ControlServer {
         }
       }
       default:
-        return { ok: false, error: `unknown cmd ${JSON.stringify(r.cmd)}: use balloon-set, balloon-stats, shutdown or snapshot` };
+        return { ok: false, error: `unknown cmd ${JSON.stringify(r.cmd)}: use balloon-set, balloon-stats, shutdown, snapshot or stats` };
     }
   }
 }

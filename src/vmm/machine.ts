@@ -45,6 +45,21 @@ const SLICE = 20_000;
 /** How long the loop may keep the thread before letting Node handle I/O. */
 const YIELD_MS = 8;
 
+/** What Machine.stats() reports (all counters monotonic since the machine started; KVM: no instruction counts). */
+export interface VmCounters {
+  engine: string;
+  vcpus: number;
+  haltedVcpus: number;
+  instructions: number;
+  blockInstructions: number;
+  codeCache: { blocks: number; instructionsCached: number; invalidations: number } | null;
+  /** Device accesses by bus: port I/O and MMIO (each one a VM exit on a hardware engine). */
+  exits: { pio: number; mmio: number };
+  disk: { readBytes: number; writeBytes: number };
+  net: { rxBytes: number; txBytes: number; rxFrames: number; txFrames: number };
+  guestNs: number;
+}
+
 export type MachineExit = { kind: 'poweroff' } | { kind: 'reset' } | { kind: 'error'; message: string };
 
 /** Options that are not part of the VM's definition. */
@@ -234,6 +249,35 @@ export class Machine {
     const listening = this.acpiPm.pressPowerButton();
     this.kick();
     return listening;
+  }
+
+  /** Counters since the machine started, for the control socket's {"cmd":"stats"} (src/manager/stats.ts reads them). */
+  stats(): VmCounters {
+    const cpus = this.vcpus.map((v) => v.cpu);
+    const disk = { readBytes: 0, writeBytes: 0 };
+    for (const f of this.virtio.functions) {
+      // virtio-blk counts its bytes when it has `counters` (duck-typed: the device models own their counters).
+      const c = (f.device as { counters?: { readBytes?: unknown; writeBytes?: unknown } }).counters;
+      if (typeof c?.readBytes === 'number') disk.readBytes += c.readBytes;
+      if (typeof c?.writeBytes === 'number') disk.writeBytes += c.writeBytes;
+    }
+    const net = { rxBytes: 0, txBytes: 0, rxFrames: 0, txFrames: 0 };
+    for (const n of this.virtio.nets) {
+      net.rxBytes += n.counters.rxBytes; net.txBytes += n.counters.txBytes;
+      net.rxFrames += n.counters.rxFrames; net.txFrames += n.counters.txFrames;
+    }
+    return {
+      engine: this.config.engine,
+      vcpus: this.config.cpus,
+      haltedVcpus: this.vcpus.filter((v) => v.waitForSipi || v.cpu.halted).length,
+      instructions: cpus.reduce((n, c) => n + c.instructions, 0),
+      blockInstructions: cpus.reduce((n, c) => n + c.blockInstructions, 0),
+      codeCache: cpus.length > 0 ? { ...cpus[0].codeCache.stats } : null,
+      exits: { pio: this.ports.accesses, mmio: this.mmio.accesses },
+      disk,
+      net,
+      guestNs: this.clock.now(),
+    };
   }
 
   /** The exit requested so far, if any. */

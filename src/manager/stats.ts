@@ -1,0 +1,268 @@
+// Statistics of the host and of each VM, for GET /host/stats, GET /vms/:name/stats, GET /metrics and `ringzero top`.
+//
+// Two sources per VM, so a busy VM still reports: the kernel's view of its VMM process (CPU time and resident set from
+// /proc/PID/stat and /proc/PID/status, proc(5)), which needs nothing from the VMM, and the machine's own counters
+// (instructions, device accesses, disk and network bytes) asked over its control socket ({"cmd":"stats"}), which a
+// soft-engine VMM answers between run slices and which may be missing (counters: null) if it does not answer in time.
+// Every counter is cumulative; rates come from two samples (the CPU percentage here is since the previous sample
+// this collector took of the same process, or over the process's life for the first one).
+
+import fs from 'node:fs';
+import os from 'node:os';
+import { controlRequest } from '../vmm/control.ts';
+import type { VmManager, VmView } from './manager.ts';
+
+/** USER_HZ: the unit of the times in /proc/PID/stat and /proc/stat. Linux exports 100 on every architecture (proc(5),
+ *  "clock ticks (divide by sysconf(_SC_CLK_TCK))"; the kernel fixes USER_HZ at 100 for user space). */
+const CLOCK_TICKS = 100;
+/** How long a VMM may take to answer {"cmd":"stats"} before its counters are reported as null. */
+const COUNTERS_TIMEOUT_MS = 1500;
+
+export interface ProcessStats {
+  /** User + system CPU time of the VMM process (all its threads), seconds. */
+  cpuSeconds: number;
+  /** CPU use since the previous sample (or over the process's life), in percent of one host CPU. */
+  cpuPercent: number;
+  residentBytes: number;
+  threads: number;
+}
+
+export interface VmCountersSample {
+  engine: string;
+  vcpus: number;
+  haltedVcpus: number;
+  instructions: number;
+  blockInstructions: number;
+  codeCache: { blocks: number; instructionsCached: number; invalidations: number } | null;
+  exits: { pio: number; mmio: number };
+  disk: { readBytes: number; writeBytes: number };
+  net: { rxBytes: number; txBytes: number; rxFrames: number; txFrames: number };
+  guestNs: number;
+}
+
+export interface VmStats {
+  name: string;
+  state: string;
+  vcpus: number;
+  memoryBytes: number;
+  pid: number | null;
+  /** Milliseconds since the epoch when this sample was taken. */
+  sampledAt: number;
+  process: ProcessStats | null;
+  counters: VmCountersSample | null;
+}
+
+export interface HostStats {
+  hostname: string;
+  cpus: number;
+  /** Cumulative CPU seconds of all host CPUs by mode (/proc/stat "cpu" line). */
+  cpuSeconds: Record<string, number>;
+  /** Host CPU busy (not idle or iowait) since the previous sample (or since boot), percent of all CPUs. */
+  cpuPercent: number;
+  memory: { totalBytes: number; availableBytes: number; freeBytes: number };
+  loadAverage: number[];
+  uptimeSeconds: number;
+  vms: { defined: number; running: number };
+  sampledAt: number;
+}
+
+const CPU_MODES = ['user', 'nice', 'system', 'idle', 'iowait', 'irq', 'softirq', 'steal'];
+
+/** CPU time and resident set of a process, or undefined if it is gone. */
+export function readProcess(pid: number): { cpuSeconds: number; residentBytes: number; threads: number; startTicks: number } | undefined {
+  let stat: string;
+  let status: string;
+  try {
+    stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+    status = fs.readFileSync(`/proc/${pid}/status`, 'utf8');
+  } catch {
+    return undefined;
+  }
+  // Field 2 (comm) may hold spaces and parentheses: the fields after it start past the last ')'. fields[0] is field 3.
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  const utime = Number(fields[11]); // field 14
+  const stime = Number(fields[12]); // field 15
+  const threads = Number(fields[17]); // field 20
+  const startTicks = Number(fields[19]); // field 22
+  const rss = /^VmRSS:\s+(\d+)\s+kB/m.exec(status);
+  return {
+    cpuSeconds: (utime + stime) / CLOCK_TICKS,
+    residentBytes: rss ? Number(rss[1]) * 1024 : 0,
+    threads: Number.isFinite(threads) ? threads : 0,
+    startTicks,
+  };
+}
+
+function readHostCpu(): Record<string, number> {
+  const line = fs.readFileSync('/proc/stat', 'utf8').split('\n').find((l) => l.startsWith('cpu '));
+  const values = (line ?? '').trim().split(/\s+/).slice(1).map(Number);
+  return Object.fromEntries(CPU_MODES.map((mode, i) => [mode, (values[i] ?? 0) / CLOCK_TICKS]));
+}
+
+function readMeminfo(): { totalBytes: number; availableBytes: number; freeBytes: number } {
+  const text = fs.readFileSync('/proc/meminfo', 'utf8');
+  const kb = (key: string) => Number(new RegExp(`^${key}:\\s+(\\d+)`, 'm').exec(text)?.[1] ?? 0) * 1024;
+  return { totalBytes: kb('MemTotal'), availableBytes: kb('MemAvailable'), freeBytes: kb('MemFree') };
+}
+
+function bootTimeSeconds(): number {
+  const btime = /^btime\s+(\d+)/m.exec(fs.readFileSync('/proc/stat', 'utf8'));
+  return btime ? Number(btime[1]) : Date.now() / 1000 - os.uptime();
+}
+
+const num = (v: unknown): number => (typeof v === 'number' && Number.isFinite(v) ? v : 0);
+
+/** The machine's answer to {"cmd":"stats"}, checked field by field (a VMM of another version may lack some). */
+function parseCounters(answer: Record<string, unknown>): VmCountersSample | null {
+  if (answer.ok !== true) return null;
+  const obj = (v: unknown): Record<string, unknown> => (typeof v === 'object' && v !== null ? v as Record<string, unknown> : {});
+  const exits = obj(answer.exits);
+  const disk = obj(answer.disk);
+  const net = obj(answer.net);
+  const cache = answer.codeCache === null || answer.codeCache === undefined ? null : obj(answer.codeCache);
+  return {
+    engine: typeof answer.engine === 'string' ? answer.engine : 'unknown',
+    vcpus: num(answer.vcpus),
+    haltedVcpus: num(answer.haltedVcpus),
+    instructions: num(answer.instructions),
+    blockInstructions: num(answer.blockInstructions),
+    codeCache: cache ? { blocks: num(cache.blocks), instructionsCached: num(cache.instructionsCached), invalidations: num(cache.invalidations) } : null,
+    exits: { pio: num(exits.pio), mmio: num(exits.mmio) },
+    disk: { readBytes: num(disk.readBytes), writeBytes: num(disk.writeBytes) },
+    net: { rxBytes: num(net.rxBytes), txBytes: num(net.txBytes), rxFrames: num(net.rxFrames), txFrames: num(net.txFrames) },
+    guestNs: num(answer.guestNs),
+  };
+}
+
+const ACTIVE = new Set(['starting', 'running', 'shutting down']);
+
+export class StatsCollector {
+  /** The previous CPU sample per pid (for the CPU percentage between two requests). */
+  private readonly lastProcess = new Map<number, { cpuSeconds: number; at: number }>();
+  private lastHost: { busy: number; total: number } | undefined;
+
+  constructor(private readonly manager: VmManager) {}
+
+  /** One VM's statistics; throws the manager's not_found for an unknown name. */
+  async vm(name: string): Promise<VmStats> {
+    return this.sample(this.manager.get(name));
+  }
+
+  async allVms(): Promise<VmStats[]> {
+    return Promise.all(this.manager.list().map((view) => this.sample(view)));
+  }
+
+  host(): HostStats {
+    const cpuSeconds = readHostCpu();
+    const total = Object.values(cpuSeconds).reduce((a, b) => a + b, 0);
+    const busy = total - cpuSeconds.idle - cpuSeconds.iowait;
+    const previous = this.lastHost ?? { busy: 0, total: 0 };
+    this.lastHost = { busy, total };
+    const cpuPercent = total > previous.total ? (100 * (busy - previous.busy)) / (total - previous.total) : 0;
+    const vms = this.manager.list();
+    return {
+      hostname: os.hostname(),
+      cpus: os.cpus().length,
+      cpuSeconds,
+      cpuPercent: round(cpuPercent),
+      memory: readMeminfo(),
+      loadAverage: os.loadavg(),
+      uptimeSeconds: os.uptime(),
+      vms: { defined: vms.length, running: vms.filter((v) => ACTIVE.has(v.state)).length },
+      sampledAt: Date.now(),
+    };
+  }
+
+  private async sample(view: VmView): Promise<VmStats> {
+    const d = view.definition;
+    const base: VmStats = {
+      name: view.name, state: view.state, vcpus: d.cpus, memoryBytes: d.memory * 2 ** 20, pid: view.pid ?? null,
+      sampledAt: Date.now(), process: null, counters: null,
+    };
+    if (!ACTIVE.has(view.state) || view.pid === undefined) return base;
+    const pid = view.pid;
+    const proc = readProcess(pid);
+    if (proc) {
+      const now = Date.now();
+      const previous = this.lastProcess.get(pid)
+        ?? { cpuSeconds: 0, at: (bootTimeSeconds() + proc.startTicks / CLOCK_TICKS) * 1000 };
+      this.lastProcess.set(pid, { cpuSeconds: proc.cpuSeconds, at: now });
+      const elapsed = (now - previous.at) / 1000;
+      base.process = {
+        cpuSeconds: proc.cpuSeconds,
+        cpuPercent: elapsed > 0 ? round((100 * (proc.cpuSeconds - previous.cpuSeconds)) / elapsed) : 0,
+        residentBytes: proc.residentBytes,
+        threads: proc.threads,
+      };
+    }
+    try {
+      base.counters = parseCounters(await controlRequest(this.manager.state.controlSocket(view.name), { cmd: 'stats' }, COUNTERS_TIMEOUT_MS));
+    } catch {
+      base.counters = null; // not answering (busy, starting, an older VMM): the process figures still stand
+    }
+    return base;
+  }
+}
+
+function round(x: number): number {
+  return Math.round(Math.max(0, x) * 10) / 10;
+}
+
+// ---- Prometheus text exposition format 0.0.4 (prometheus.io/docs/instrumenting/exposition_formats) ----
+
+export const PROMETHEUS_CONTENT_TYPE = 'text/plain; version=0.0.4; charset=utf-8';
+
+/** A label value: backslash, double quote and newline escaped, as the format requires. */
+function labelValue(value: string): string {
+  return value.replace(/\\/g, '\\\\').replace(/"/g, '\\"').replace(/\n/g, '\\n');
+}
+
+class Exposition {
+  private readonly lines: string[] = [];
+
+  family(name: string, type: 'counter' | 'gauge', help: string, samples: Array<[Record<string, string>, number]>): void {
+    if (samples.length === 0) return;
+    this.lines.push(`# HELP ${name} ${help}`, `# TYPE ${name} ${type}`);
+    for (const [labels, value] of samples) {
+      const text = Object.entries(labels).map(([k, v]) => `${k}="${labelValue(v)}"`).join(',');
+      this.lines.push(`${name}${text ? `{${text}}` : ''} ${Number.isFinite(value) ? value : 'NaN'}`);
+    }
+  }
+
+  toString(): string {
+    return `${this.lines.join('\n')}\n`;
+  }
+}
+
+/** The host's and every VM's statistics as Prometheus metrics. */
+export function prometheusText(host: HostStats, vms: VmStats[]): string {
+  const out = new Exposition();
+  out.family('ringzero_host_cpu_seconds_total', 'counter', 'Host CPU time by mode, all CPUs (/proc/stat).',
+    Object.entries(host.cpuSeconds).map(([mode, s]) => [{ mode }, s]));
+  out.family('ringzero_host_cpus', 'gauge', 'Logical CPUs of the host.', [[{}, host.cpus]]);
+  out.family('ringzero_host_memory_bytes', 'gauge', 'Host memory by kind (/proc/meminfo).', [
+    [{ kind: 'total' }, host.memory.totalBytes], [{ kind: 'available' }, host.memory.availableBytes], [{ kind: 'free' }, host.memory.freeBytes]]);
+  out.family('ringzero_host_load_average', 'gauge', 'Host load average.',
+    host.loadAverage.map((v, i) => [{ period: ['1m', '5m', '15m'][i] ?? String(i) }, v]));
+  out.family('ringzero_vms', 'gauge', 'Defined and running VMs.', [[{ state: 'defined' }, host.vms.defined], [{ state: 'running' }, host.vms.running]]);
+
+  const each = (pick: (vm: VmStats) => Array<[Record<string, string>, number]>) =>
+    vms.flatMap((vm) => pick(vm).map(([labels, value]) => [{ vm: vm.name, ...labels }, value] as [Record<string, string>, number]));
+  out.family('ringzero_vm_running', 'gauge', '1 while the VM\'s VMM process runs.', each((vm) => [[{}, vm.process ? 1 : 0]]));
+  out.family('ringzero_vm_vcpus', 'gauge', 'vCPUs of the VM.', each((vm) => [[{}, vm.vcpus]]));
+  out.family('ringzero_vm_memory_bytes', 'gauge', 'Guest RAM of the VM\'s definition.', each((vm) => [[{}, vm.memoryBytes]]));
+  const running = (pick: (vm: VmStats & { process: ProcessStats }) => Array<[Record<string, string>, number]>) =>
+    each((vm) => (vm.process ? pick(vm as VmStats & { process: ProcessStats }) : []));
+  out.family('ringzero_vm_cpu_seconds_total', 'counter', 'CPU time of the VM\'s VMM process (user + system).', running((vm) => [[{}, vm.process.cpuSeconds]]));
+  out.family('ringzero_vm_resident_bytes', 'gauge', 'Resident set of the VM\'s VMM process.', running((vm) => [[{}, vm.process.residentBytes]]));
+  const counted = (pick: (c: VmCountersSample) => Array<[Record<string, string>, number]>) =>
+    each((vm) => (vm.process && vm.counters ? pick(vm.counters) : []));
+  out.family('ringzero_vm_instructions_total', 'counter', 'Guest instructions executed (soft engine).', counted((c) => [[{}, c.instructions]]));
+  out.family('ringzero_vm_io_exits_total', 'counter', 'Guest device accesses by kind (port I/O, MMIO).',
+    counted((c) => [[{ kind: 'pio' }, c.exits.pio], [{ kind: 'mmio' }, c.exits.mmio]]));
+  out.family('ringzero_vm_disk_bytes_total', 'counter', 'virtio-blk bytes by direction.',
+    counted((c) => [[{ dir: 'read' }, c.disk.readBytes], [{ dir: 'write' }, c.disk.writeBytes]]));
+  out.family('ringzero_vm_net_bytes_total', 'counter', 'virtio-net frame bytes by direction (guest view).',
+    counted((c) => [[{ dir: 'rx' }, c.net.rxBytes], [{ dir: 'tx' }, c.net.txBytes]]));
+  return out.toString();
+}
