@@ -1,0 +1,327 @@
+// bench/snapshot: snapshot size and time, and restore time, for the default guest at its shell prompt, on ringzero's
+// software engine against QEMU's binary translator (`qemu-system-x86_64 -accel tcg`) on the same kernel, initramfs,
+// command line and memory size, in the same run (issue 7).
+//
+//   node --import tsx bench/snapshot.ts [--runs 3] [--sizes 256M,2G] [--timeout 600]
+//
+// Per memory size, each VMM boots the guest once to `~ # `, then for N runs:
+//   snapshot  ringzero: the control socket's {"cmd":"snapshot"} (pause, write state.json + sparse memory, resume),
+//             timed request to answer. QEMU: QMP `stop`, `migrate "exec:cat > FILE"`, poll `query-migrate` until
+//             completed, `cont` (its savevm needs a qcow2 disk, which this guest has none of; migrate-to-file is
+//             what savevm writes, minus the disk). Size: bytes allocated on disk (du) and apparent size.
+//   restore   a fresh VMM process from the snapshot: `ringzero run --restore DIR` and `qemu … -incoming "exec:cat
+//             FILE"` (+ `cont` once the incoming migration has landed, paused as it was saved). Timed from spawn to
+//             the guest answering a newline on its serial console with its prompt (both), and for QEMU also to
+//             query-status "running". ringzero is also restored in this process (Machine.restore, no process start):
+//             the restore call alone and to the prompt.
+// Prints the medians and the ratios ringzero/QEMU, then one JSON line. The machine is noisy: only the ratios measured
+// in the same run mean anything.
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import fs from 'node:fs';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import { findDefaultImage, GUEST_PROMPT } from '../src/image/build.ts';
+import { DEFAULT_CMDLINE } from '../src/vmm/config.ts';
+import { controlRequest } from '../src/vmm/control.ts';
+import { Machine } from '../src/vmm/machine.ts';
+
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+const { values } = parseArgs({
+  options: {
+    runs: { type: 'string', default: '3' },
+    sizes: { type: 'string', default: '256M,2G' },
+    timeout: { type: 'string', default: '600' },
+  },
+});
+const runs = Number(values.runs);
+const sizes = values.sizes!.split(',');
+const timeoutMs = Number(values.timeout) * 1000;
+const image = findDefaultImage();
+if (!image) {
+  console.error('bench/snapshot: no default image; run `bin/ringzero image build` first');
+  process.exit(2);
+}
+const qemuPresent = spawnSync('qemu-system-x86_64', ['--version']).status === 0;
+if (!qemuPresent) console.error('bench/snapshot: qemu-system-x86_64 not found (apt-get install qemu-system-x86): ringzero alone');
+
+const work = fs.mkdtempSync(path.join(os.tmpdir(), 'ringzero-bench-snapshot-'));
+const children = new Set<ChildProcess>();
+const killGroup = (child: ChildProcess) => { try { process.kill(-child.pid!, 'SIGKILL'); } catch { /* gone */ } };
+process.on('exit', () => {
+  for (const c of children) killGroup(c);
+  fs.rmSync(work, { recursive: true, force: true });
+});
+
+const median = (xs: number[]) => { const s = [...xs].sort((a, b) => a - b); return s[Math.floor(s.length / 2)]; };
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** A VMM process with its serial console on stdin/stdout (own process group, so one kill ends it all). */
+class Vmm {
+  readonly child: ChildProcess;
+  out = '';
+  private waiters: Array<() => void> = [];
+  readonly exited: Promise<number | null>;
+
+  constructor(cmd: string, args: string[]) {
+    this.child = spawn(cmd, args, { stdio: ['pipe', 'pipe', 'pipe'], detached: true });
+    children.add(this.child);
+    this.child.stdout!.setEncoding('utf8').on('data', (s: string) => { this.out += s; for (const w of this.waiters.splice(0)) w(); });
+    let err = '';
+    this.child.stderr!.setEncoding('utf8').on('data', (s: string) => { err += s; });
+    this.exited = new Promise((resolve) => this.child.on('exit', (code) => {
+      children.delete(this.child);
+      if (code !== null && code !== 0) process.stderr.write(`${cmd} exited ${code}: ${err.slice(-1000)}\n`);
+      for (const w of this.waiters.splice(0)) w();
+      resolve(code);
+    }));
+    this.child.stdin!.on('error', () => {});
+  }
+
+  /** Wait until the console output from `from` on contains `text`. */
+  async waitFor(text: string, from = 0, ms = timeoutMs): Promise<void> {
+    const deadline = performance.now() + ms;
+    while (!this.out.includes(text, from)) {
+      if (this.child.exitCode !== null || this.child.signalCode !== null) throw new Error(`VMM exited before '${text}':\n${this.out.slice(-1500)}`);
+      if (performance.now() > deadline) throw new Error(`timed out waiting for '${text}':\n${this.out.slice(-1500)}`);
+      await new Promise<void>((r) => { this.waiters.push(r); setTimeout(r, 100); });
+    }
+  }
+
+  /** Press Enter every 20 ms until the shell prints its prompt again: the guest runs and answers. */
+  async pingPrompt(): Promise<void> {
+    const from = this.out.length;
+    const timer = setInterval(() => this.child.stdin!.write('\n'), 20);
+    this.child.stdin!.write('\n');
+    try { await this.waitFor(GUEST_PROMPT, from); } finally { clearInterval(timer); }
+  }
+
+  async kill(): Promise<void> {
+    killGroup(this.child);
+    await this.exited;
+  }
+}
+
+/** A minimal QMP client (docs/interop/qmp-spec: greeting, qmp_capabilities, then one JSON reply per command). */
+class Qmp {
+  private buffered = '';
+  private replies: Array<(r: Record<string, unknown>) => void> = [];
+  private constructor(private readonly socket: net.Socket) {
+    socket.setEncoding('utf8').on('data', (s: string) => {
+      this.buffered += s;
+      let nl;
+      while ((nl = this.buffered.indexOf('\n')) >= 0) {
+        const line = this.buffered.slice(0, nl).trim();
+        this.buffered = this.buffered.slice(nl + 1);
+        if (!line) continue;
+        const msg = JSON.parse(line) as Record<string, unknown>;
+        if ('QMP' in msg || 'event' in msg) continue;
+        this.replies.shift()?.(msg);
+      }
+    });
+  }
+
+  static async connect(file: string): Promise<Qmp> {
+    const deadline = performance.now() + 30_000;
+    for (;;) {
+      try {
+        const socket = await new Promise<net.Socket>((resolve, reject) => {
+          const s = net.createConnection(file);
+          s.once('connect', () => resolve(s));
+          s.once('error', reject);
+        });
+        const qmp = new Qmp(socket);
+        await qmp.execute('qmp_capabilities');
+        return qmp;
+      } catch (error) {
+        if (performance.now() > deadline) throw error;
+        await sleep(2);
+      }
+    }
+  }
+
+  execute(command: string, args?: Record<string, unknown>): Promise<Record<string, unknown>> {
+    return new Promise((resolve, reject) => {
+      this.replies.push((r) => ('error' in r ? reject(new Error(`QMP ${command}: ${JSON.stringify(r.error)}`)) : resolve(r.return as Record<string, unknown>)));
+      this.socket.write(`${JSON.stringify({ execute: command, ...(args ? { arguments: args } : {}) })}\n`);
+    });
+  }
+
+  async status(): Promise<string> {
+    return String((await this.execute('query-status')).status);
+  }
+
+  close(): void { this.socket.destroy(); }
+}
+
+function diskUsage(file: string): { bytes: number; allocated: number } {
+  const st = fs.statSync(file);
+  return { bytes: st.size, allocated: st.blocks * 512 };
+}
+
+function dirUsage(dir: string): { bytes: number; allocated: number } {
+  let bytes = 0, allocated = 0;
+  for (const name of fs.readdirSync(dir)) {
+    const u = diskUsage(path.join(dir, name));
+    bytes += u.bytes; allocated += u.allocated;
+  }
+  return { bytes, allocated };
+}
+
+interface Samples { snapshotMs: number[]; restoreMs: number[]; allocated: number; bytes: number; runningMs?: number[]; restoreCallMs?: number[]; inProcessMs?: number[] }
+
+const ringzeroBin = path.join(root, 'bin', 'ringzero');
+
+async function benchRingzero(memory: string): Promise<Samples> {
+  const socket = path.join(work, `rz-${memory}.sock`);
+  const t0 = performance.now();
+  const vm = new Vmm(ringzeroBin, ['run', '--engine', 'soft', '--memory', memory, '--cmdline', DEFAULT_CMDLINE, '--control-socket', socket]);
+  await vm.waitFor(GUEST_PROMPT);
+  console.log(`  ringzero ${memory}: at the prompt after ${((performance.now() - t0) / 1000).toFixed(1)} s`);
+  await vm.pingPrompt(); // settled: the shell answers
+  const s: Samples = { snapshotMs: [], restoreMs: [], allocated: 0, bytes: 0, restoreCallMs: [], inProcessMs: [] };
+  const dir = path.join(work, `rz-${memory}`);
+  for (let i = 0; i < runs; i++) {
+    const t = performance.now();
+    const answer = await controlRequest(socket, { cmd: 'snapshot', dir }, timeoutMs);
+    if (answer.ok !== true) throw new Error(`ringzero snapshot: ${JSON.stringify(answer)}`);
+    s.snapshotMs.push(performance.now() - t);
+  }
+  await vm.kill();
+  ({ bytes: s.bytes, allocated: s.allocated } = dirUsage(dir));
+  for (let i = 0; i < runs; i++) {
+    const t = performance.now();
+    const restored = new Vmm(ringzeroBin, ['run', '--restore', dir]);
+    await restored.pingPrompt();
+    s.restoreMs.push(performance.now() - t);
+    await restored.kill();
+    const p = await restoreInProcess(dir);
+    s.restoreCallMs!.push(p.callMs);
+    s.inProcessMs!.push(p.promptMs);
+  }
+  return s;
+}
+
+/** Restore into this process: no process start or module loading, the VMM's own cost. */
+async function restoreInProcess(dir: string): Promise<{ callMs: number; promptMs: number }> {
+  let out = '';
+  let receiver: ((data: Uint8Array) => void) | undefined;
+  const decoder = new TextDecoder();
+  const io = {
+    write: (data: Uint8Array) => { out += decoder.decode(data, { stream: true }); },
+    onInput: (r: (data: Uint8Array) => void) => { receiver = r; return () => { receiver = undefined; }; },
+  };
+  const t = performance.now();
+  const machine = Machine.restore(dir, io);
+  const callMs = performance.now() - t;
+  const running = machine.run();
+  const enter = new Uint8Array([0x0a]);
+  const deadline = performance.now() + timeoutMs;
+  let nextPing = 0;
+  while (!out.includes(GUEST_PROMPT)) {
+    if (performance.now() > deadline) throw new Error(`in-process restore: no prompt:\n${out.slice(-1500)}`);
+    if (performance.now() >= nextPing) { receiver?.(enter); nextPing = performance.now() + 20; }
+    await sleep(1);
+  }
+  const promptMs = performance.now() - t;
+  machine.requestExit({ kind: 'poweroff' });
+  await running;
+  machine.close();
+  return { callMs, promptMs };
+}
+
+const qemuArgs = (memory: string, qmpSocket: string): string[] => [
+  '-accel', 'tcg', '-M', 'q35', '-smp', '1', '-m', memory, '-display', 'none', '-serial', 'stdio', '-monitor', 'none',
+  '-no-reboot', '-kernel', image!.kernel, '-initrd', image!.initrd, '-append', DEFAULT_CMDLINE,
+  '-qmp', `unix:${qmpSocket},server=on,wait=off`,
+];
+
+async function benchQemu(memory: string): Promise<Samples> {
+  const socket = path.join(work, `qemu-${memory}.qmp`);
+  const t0 = performance.now();
+  const vm = new Vmm('qemu-system-x86_64', qemuArgs(memory, socket));
+  await vm.waitFor(GUEST_PROMPT);
+  console.log(`  qemu-tcg ${memory}: at the prompt after ${((performance.now() - t0) / 1000).toFixed(1)} s`);
+  await vm.pingPrompt();
+  const qmp = await Qmp.connect(socket);
+  const file = path.join(work, `qemu-${memory}.mig`);
+  const s: Samples = { snapshotMs: [], restoreMs: [], allocated: 0, bytes: 0, runningMs: [] };
+  for (let i = 0; i < runs; i++) {
+    fs.rmSync(file, { force: true });
+    const t = performance.now();
+    await qmp.execute('stop');
+    await qmp.execute('migrate', { uri: `exec:cat > ${file}` });
+    for (;;) {
+      const m = await qmp.execute('query-migrate');
+      if (m.status === 'completed') break;
+      if (m.status === 'failed' || m.status === 'cancelled') throw new Error(`QEMU migrate to file: ${JSON.stringify(m)}`);
+      await sleep(1);
+    }
+    await qmp.execute('cont');
+    s.snapshotMs.push(performance.now() - t);
+    await vm.pingPrompt(); // it carries on after the save, as ringzero's does
+  }
+  qmp.close();
+  await vm.kill();
+  ({ bytes: s.bytes, allocated: s.allocated } = diskUsage(file));
+  for (let i = 0; i < runs; i++) {
+    const qsock = path.join(work, `qemu-${memory}-in.qmp`);
+    const t = performance.now();
+    const restored = new Vmm('qemu-system-x86_64', [...qemuArgs(memory, qsock), '-incoming', `exec:cat ${file}`]);
+    const q = await Qmp.connect(qsock);
+    for (;;) {
+      const status = await q.status();
+      if (status === 'running') break;
+      // Saved while stopped, the incoming VM lands paused (QEMU keeps the source's run state): resume it.
+      if (status === 'paused' || status === 'postmigrate') { await q.execute('cont'); continue; }
+      if (status !== 'inmigrate' && status !== 'prelaunch') throw new Error(`QEMU -incoming: status ${status}`);
+      await sleep(1);
+    }
+    s.runningMs!.push(performance.now() - t);
+    q.close();
+    await restored.pingPrompt();
+    s.restoreMs.push(performance.now() - t);
+    await restored.kill();
+  }
+  return s;
+}
+
+const MiB = 1024 * 1024;
+const figures: Record<string, number | string> = { bench: 'snapshot', engine: 'soft', reference: 'qemu-tcg', runs };
+const ratio = (a: number, b: number) => (b > 0 ? a / b : NaN);
+for (const memory of sizes) {
+  const key = memory.toLowerCase();
+  console.log(`${memory}:`);
+  const rz = await benchRingzero(memory);
+  const rzSnap = median(rz.snapshotMs), rzRestore = median(rz.restoreMs);
+  const rzCall = median(rz.restoreCallMs!), rzInProc = median(rz.inProcessMs!);
+  console.log(`  ringzero ${memory}: snapshot ${rzSnap.toFixed(0)} ms, ${(rz.allocated / MiB).toFixed(1)} MiB on disk (${(rz.bytes / MiB).toFixed(0)} MiB apparent); ` +
+    `restore to prompt ${rzRestore.toFixed(0)} ms (new process), in process ${rzInProc.toFixed(1)} ms (Machine.restore ${rzCall.toFixed(1)} ms)`);
+  Object.assign(figures, {
+    [`ringzero_${key}_snapshot_ms`]: rzSnap, [`ringzero_${key}_snapshot_mib`]: rz.allocated / MiB, [`ringzero_${key}_snapshot_apparent_mib`]: rz.bytes / MiB,
+    [`ringzero_${key}_restore_ms`]: rzRestore, [`ringzero_${key}_restore_inprocess_ms`]: rzInProc, [`ringzero_${key}_restore_call_ms`]: rzCall,
+  });
+  if (qemuPresent) {
+    const q = await benchQemu(memory);
+    const qSnap = median(q.snapshotMs), qRestore = median(q.restoreMs), qRunning = median(q.runningMs!);
+    console.log(`  qemu-tcg ${memory}: snapshot ${qSnap.toFixed(0)} ms, ${(q.allocated / MiB).toFixed(1)} MiB on disk; restore to running ${qRunning.toFixed(0)} ms, to prompt ${qRestore.toFixed(0)} ms`);
+    console.log(`  ratio ringzero/qemu-tcg ${memory}: snapshot time ${ratio(rzSnap, qSnap).toFixed(2)}x, size ${ratio(rz.allocated, q.allocated).toFixed(2)}x, ` +
+      `restore (new process, to prompt) ${ratio(rzRestore, qRestore).toFixed(2)}x, in-process restore vs QEMU's ${ratio(rzInProc, qRestore).toFixed(3)}x`);
+    Object.assign(figures, {
+      [`qemu_tcg_${key}_snapshot_ms`]: qSnap, [`qemu_tcg_${key}_snapshot_mib`]: q.allocated / MiB,
+      [`qemu_tcg_${key}_restore_ms`]: qRestore, [`qemu_tcg_${key}_restore_running_ms`]: qRunning,
+      [`ratio_${key}_snapshot_time`]: ratio(rzSnap, qSnap), [`ratio_${key}_snapshot_size`]: ratio(rz.allocated, q.allocated),
+      [`ratio_${key}_restore`]: ratio(rzRestore, qRestore),
+    });
+  }
+}
+if (sizes.length > 1) {
+  const [a, b] = [sizes[0].toLowerCase(), sizes[sizes.length - 1].toLowerCase()];
+  const growth = ratio(figures[`ringzero_${b}_restore_inprocess_ms`] as number, figures[`ringzero_${a}_restore_inprocess_ms`] as number);
+  figures[`ringzero_restore_growth_${a}_to_${b}`] = growth;
+  console.log(`ringzero in-process restore ${b} / ${a}: ${growth.toFixed(2)}x (goal: under 20 ms and not growing with memory)`);
+}
+console.log(JSON.stringify(figures));
+process.exit(0);
