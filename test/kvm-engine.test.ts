@@ -1,4 +1,4 @@
-// The KVM engine: host detection, per-vCPU CPUID, stopping a vCPU stuck in guest code (worker and main thread),
+// The KVM engine: host detection, per-vCPU CPUID, MMIO and port exit dispatch, stopping a vCPU stuck in guest code (worker and main thread),
 // closing while a vCPU runs, ioeventfd, the in-kernel irqchip, the dirty log. Live parts skip without /dev/kvm.
 import test from 'node:test';
 import assert from 'node:assert/strict';
@@ -105,6 +105,42 @@ for (const inlineBoot of [false, true]) {
       await new Promise((r) => setTimeout(r, 20));
       await engine.close();
       assert.deepEqual(await pending, { reason: 'stopped' });
+    } finally {
+      await engine.close();
+      mem.close();
+    }
+  });
+}
+
+for (const inlineBoot of [false, true]) {
+  const where = inlineBoot ? 'main thread' : 'worker';
+  test(`${where}: MMIO and port exits reach the buses with the guest's address, size and data`, { skip }, async () => {
+    const mem = new GuestMemory(64 * MiB);
+    const ports = new PortBus();
+    const mmio = new MmioBus();
+    const MMIO_BASE = 0x0800_0000; // 128 MiB: above the 64 MiB of RAM, so every access there exits
+    const log: string[] = [];
+    mmio.register(MMIO_BASE, 0x1000, {
+      mmioRead: (off, size) => { log.push(`r${size}@${off}`); return off === 8 && size === 4 ? 0xcafef00d : 0; },
+      mmioWrite: (off, size, value) => { log.push(`w${size}@${off}=${value.toString(16)}`); },
+    }, 'probe');
+    ports.register(0x80, 4, { ioRead: () => 0, ioWrite: (port, size, value) => { log.push(`out${size}@${port.toString(16)}=${value.toString(16)}`); } }, 'port');
+    const engine = await KvmEngine.create({ mem, ports, mmio, inlineBoot });
+    try {
+      mem.write(0x1000, Uint8Array.from([
+        0xb0, 0x5a, /* mov al, 0x5a */ 0xa2, 0x00, 0x00, /* mov [0], al */
+        0xb8, 0x34, 0x12, /* mov ax, 0x1234 */ 0xa3, 0x02, 0x00, /* mov [2], ax */
+        0x66, 0xb8, 0xef, 0xbe, 0xad, 0xde, /* mov eax, 0xdeadbeef */ 0x66, 0xa3, 0x04, 0x00, /* mov [4], eax */
+        0x66, 0xa1, 0x08, 0x00, /* mov eax, [8] */ 0x66, 0xe7, 0x80, /* out 0x80, eax */
+        0xf4, /* hlt */
+      ]));
+      const v = engine.vcpus[0];
+      realModeAt(v, 0x1000);
+      const s = v.getSpecialRegisters();
+      s.ds = { ...s.ds, selector: 0, base: MMIO_BASE }; // real mode with a descriptor-cache base past RAM
+      v.setSpecialRegisters(s);
+      assert.deepEqual(await v.run(), { reason: 'halt' });
+      assert.deepEqual(log, ['w1@0=5a', 'w2@2=1234', 'w4@4=deadbeef', 'r4@8', 'out4@80=cafef00d']);
     } finally {
       await engine.close();
       mem.close();
