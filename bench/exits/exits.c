@@ -1,7 +1,8 @@
 #define _GNU_SOURCE /* memfd_create */
 /* Reference for bench/exits: the cost of one port-I/O exit round trip from C, with the same ioctl sequence and
  * the same guest as ringzero's KVM engine (real mode at 0x1000: `mov ecx, N; l: out 0x80, al; dec ecx; jnz l; hlt`).
- * Usage: exits N  -> prints "c <N> <exits> <ns total>". Built at bench time with the host's gcc. */
+ * Usage: exits N  -> prints "c <N> <exits> <ns wall> <ns cpu>" (cpu: user + system time of the loop, getrusage).
+ * Built at bench time with the host's gcc. */
 #include <fcntl.h>
 #include <linux/kvm.h>
 #include <stdio.h>
@@ -9,10 +10,17 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
 
 static void die(const char *what) { perror(what); exit(1); }
+
+static long long cpu_ns(void) {
+  struct rusage u;
+  getrusage(RUSAGE_SELF, &u);
+  return (u.ru_utime.tv_sec + u.ru_stime.tv_sec) * 1000000000LL + (u.ru_utime.tv_usec + u.ru_stime.tv_usec) * 1000LL;
+}
 
 int main(int argc, char **argv) {
   unsigned n = argc > 1 ? (unsigned)strtoul(argv[1], 0, 0) : 100000;
@@ -45,6 +53,7 @@ int main(int argc, char **argv) {
   volatile unsigned sink = 0;
   unsigned long exits = 0;
   struct timespec t0, t1;
+  long long cpu0 = cpu_ns();
   clock_gettime(CLOCK_MONOTONIC, &t0);
   for (;;) {
     if (ioctl(vcpu, KVM_RUN, 0) < 0) die("KVM_RUN");
@@ -54,8 +63,9 @@ int main(int argc, char **argv) {
     exits++;
   }
   clock_gettime(CLOCK_MONOTONIC, &t1);
+  long long cpu = cpu_ns() - cpu0;
   if (run->exit_reason != KVM_EXIT_HLT) { fprintf(stderr, "unexpected exit %u\n", run->exit_reason); return 1; }
   long long ns = (t1.tv_sec - t0.tv_sec) * 1000000000LL + (t1.tv_nsec - t0.tv_nsec);
-  printf("c %u %lu %lld\n", n, exits, ns);
+  printf("c %u %lu %lld %lld\n", n, exits, ns, cpu);
   return 0;
 }

@@ -4,6 +4,11 @@
 //   c       ./exits.c: KVM_RUN loop in C, the exit handled inline
 //   inline  the engine with the vCPU on the main thread (KvmEngineOptions.inlineBoot), dispatch to a PortBus device
 //   worker  the engine with the vCPU on a worker thread, each exit handed to the main thread and back
+// Two measures per variant: wall time per exit, and CPU time per exit (user + system of the whole process, every
+// thread; for C the loop's getrusage). Wall time includes being descheduled on this shared 2-vCPU host, which swings
+// the wall ratio from 0.8x to 1.8x between runs; CPU time is what the exit path itself costs, so the CPU ratio is
+// the stable one. Ratios are taken round by round (each engine round against the C round just before it), then
+// the median over rounds. One warm-up round of each variant runs first and is not counted.
 // Usage: node --import tsx bench/exits/exits.ts [N=20000] [rounds=5]
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -24,7 +29,9 @@ function guestCode(n: number): Uint8Array {
   return Uint8Array.from([0x66, 0xb9, n & 0xff, (n >> 8) & 0xff, (n >> 16) & 0xff, (n >>> 24) & 0xff, 0xe6, 0x80, 0x66, 0x49, 0x75, 0xfa, 0xf4]);
 }
 
-async function runEngine(inline: boolean): Promise<number> {
+interface Sample { wall: number; cpu: number } // ns per exit
+
+async function runEngine(inline: boolean): Promise<Sample> {
   const mem = new GuestMemory(64 * MiB);
   const ports = new PortBus();
   let sink = 0;
@@ -39,21 +46,23 @@ async function runEngine(inline: boolean): Promise<number> {
     const r = v.getRegisters();
     r.rip = BigInt(CODE_AT);
     v.setRegisters(r);
+    const cpu0 = process.cpuUsage();
     const t0 = process.hrtime.bigint();
     const exit = await v.run();
     const ns = Number(process.hrtime.bigint() - t0);
+    const cpu = process.cpuUsage(cpu0);
     if (exit.reason !== 'halt' || v.exits !== N + 1) throw new Error(`unexpected end: ${JSON.stringify(exit)} after ${v.exits} exits`);
-    return ns / N;
+    return { wall: ns / N, cpu: ((cpu.user + cpu.system) * 1000) / N };
   } finally {
     await engine.close();
     mem.close();
   }
 }
 
-function runC(binary: string): number {
-  const [, , exits, ns] = execFileSync(binary, [String(N)], { encoding: 'utf8' }).trim().split(' ');
+function runC(binary: string): Sample {
+  const [, , exits, ns, cpu] = execFileSync(binary, [String(N)], { encoding: 'utf8' }).trim().split(' ');
   if (Number(exits) !== N) throw new Error(`C reference: ${exits} exits`);
-  return Number(ns) / N;
+  return { wall: Number(ns) / N, cpu: Number(cpu) / N };
 }
 
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
@@ -69,24 +78,36 @@ async function main(): Promise<void> {
   const binary = join(dir, 'exits');
   try {
     execFileSync('gcc', ['-O2', '-o', binary, fileURLToPath(new URL('./exits.c', import.meta.url))]);
-    const t: Record<'c' | 'inline' | 'worker', number[]> = { c: [], inline: [], worker: [] };
-    for (let round = 0; round < ROUNDS; round++) {
-      t.c.push(runC(binary));
-      t.inline.push(await runEngine(true));
-      t.worker.push(await runEngine(false));
+    const t: Record<'c' | 'inline' | 'worker', Sample[]> = { c: [], inline: [], worker: [] };
+    for (let round = -1; round < ROUNDS; round++) {
+      const c = runC(binary);
+      const inline = await runEngine(true);
+      const worker = await runEngine(false);
+      if (round < 0) continue; // warm-up: JIT, page cache, first KVM_RUN of a fresh process
+      t.c.push(c);
+      t.inline.push(inline);
+      t.worker.push(worker);
     }
-    const c = median(t.c), inline = median(t.inline), worker = median(t.worker);
+    const med = (v: 'c' | 'inline' | 'worker', k: keyof Sample) => median(t[v].map((s) => s[k]));
+    const ratio = (v: 'inline' | 'worker', k: keyof Sample) => median(t[v].map((s, i) => s[k] / t.c[i][k]));
     const us = (ns: number) => (ns / 1000).toFixed(2).padStart(7);
+    const line = (name: string, v: 'c' | 'inline' | 'worker') =>
+      `  ${name.padEnd(17)} wall ${us(med(v, 'wall'))} µs` + (v === 'c' ? '        ' : ` ${ratio(v, 'wall').toFixed(2)}x`) +
+      `   cpu ${us(med(v, 'cpu'))} µs` + (v === 'c' ? '' : ` ${ratio(v, 'cpu').toFixed(2)}x`);
     console.log(`KVM: ${host.verdict} (${host.reason})`);
-    console.log(`port-I/O exit round trip, ${N} exits, median of ${ROUNDS} interleaved rounds:`);
-    console.log(`  C reference        ${us(c)} µs/exit`);
-    console.log(`  ringzero inline    ${us(inline)} µs/exit   ${(inline / c).toFixed(2)}x C`);
-    console.log(`  ringzero worker    ${us(worker)} µs/exit   ${(worker / c).toFixed(2)}x C`);
+    console.log(`port-I/O exit round trip, ${N} exits, median of ${ROUNDS} interleaved rounds (ratios: per round against C):`);
+    console.log(line('C reference', 'c'));
+    console.log(line('ringzero inline', 'inline'));
+    console.log(line('ringzero worker', 'worker'));
+    const all = (v: 'c' | 'inline' | 'worker', k: keyof Sample) => t[v].map((s) => Math.round(s[k]));
     console.log(JSON.stringify({
       bench: 'exits', kvm: host.verdict, n: N, rounds: ROUNDS,
-      c_ns: Math.round(c), inline_ns: Math.round(inline), worker_ns: Math.round(worker),
-      inline_ratio: +(inline / c).toFixed(3), worker_ratio: +(worker / c).toFixed(3),
-      c_all_ns: t.c.map(Math.round), inline_all_ns: t.inline.map(Math.round), worker_all_ns: t.worker.map(Math.round),
+      c_ns: Math.round(med('c', 'wall')), inline_ns: Math.round(med('inline', 'wall')), worker_ns: Math.round(med('worker', 'wall')),
+      inline_ratio: +ratio('inline', 'wall').toFixed(3), worker_ratio: +ratio('worker', 'wall').toFixed(3),
+      c_cpu_ns: Math.round(med('c', 'cpu')), inline_cpu_ns: Math.round(med('inline', 'cpu')), worker_cpu_ns: Math.round(med('worker', 'cpu')),
+      inline_cpu_ratio: +ratio('inline', 'cpu').toFixed(3), worker_cpu_ratio: +ratio('worker', 'cpu').toFixed(3),
+      c_all_ns: all('c', 'wall'), inline_all_ns: all('inline', 'wall'), worker_all_ns: all('worker', 'wall'),
+      c_all_cpu_ns: all('c', 'cpu'), inline_all_cpu_ns: all('inline', 'cpu'), worker_all_cpu_ns: all('worker', 'cpu'),
     }));
   } finally {
     rmSync(dir, { recursive: true, force: true });
