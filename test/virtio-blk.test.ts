@@ -66,7 +66,7 @@ test('configuration: capacity, size_max, seg_max, blk_size; features of a writab
   } finally { ro.close(); }
 });
 
-test('write then read back across scattered buffers; the file holds the data', () => {
+test('write then read back across scattered buffers; the file holds the data; the byte counters follow', () => {
   const path = image(64 * 1024);
   const { b, req } = blkBench(path);
   try {
@@ -84,6 +84,7 @@ test('write then read back across scattered buffers; the file holds the data', (
     assert.equal(b.mem.low[r1 + 511], 511 & 0xff);
     assert.equal(b.mem.low[r2 + 511], 1023 & 0xff);
     assert.equal(b.mem.low[r2 + 512], 0xa5);
+    assert.deepEqual((b.fn.device as VirtioBlock).counters, { readBytes: 1536, writeBytes: 1536 });
   } finally { b.close(); }
 });
 

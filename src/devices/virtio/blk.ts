@@ -61,6 +61,8 @@ export class VirtioBlock extends VirtioDevice {
   readonly readonly: boolean;
   /** 512-byte sectors: the image size rounded down (a partial last sector is not addressable). */
   readonly capacity: number;
+  /** Bytes moved by completed reads and writes (Machine.stats(), /metrics). */
+  readonly counters = { readBytes: 0, writeBytes: 0 };
   private fd: number;
   private readonly config = new Uint8Array(CONFIG_BYTES);
   private readonly serial: Uint8Array;
@@ -191,6 +193,7 @@ export class VirtioBlock extends VirtioDevice {
     } catch {
       return VIRTIO_BLK_S_IOERR; // EIO, ENOSPC, ...: the guest sees a failed request, the VMM goes on
     }
+    if (write) this.counters.writeBytes += bytes; else this.counters.readBytes += bytes;
     return VIRTIO_BLK_S_OK;
   }
 
