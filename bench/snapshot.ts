@@ -290,6 +290,15 @@ async function benchQemu(memory: string): Promise<Samples> {
 
 const MiB = 1024 * 1024;
 const figures: Record<string, number | string> = { bench: 'snapshot', engine: 'soft', reference: 'qemu-tcg', runs };
+// What a new ringzero process costs before it restores anything: Node, tsx and the CLI loading (`ringzero --help`).
+const startMs: number[] = [];
+for (let i = 0; i < runs; i++) {
+  const t = performance.now();
+  spawnSync(ringzeroBin, ['--help'], { stdio: 'ignore' });
+  startMs.push(performance.now() - t);
+}
+figures.ringzero_process_start_ms = median(startMs);
+console.log(`ringzero process start (--help): ${median(startMs).toFixed(0)} ms`);
 const ratio = (a: number, b: number) => (b > 0 ? a / b : NaN);
 for (const memory of sizes) {
   const key = memory.toLowerCase();
