@@ -7,6 +7,7 @@ import { GuestMemory, MiB, GiB } from '../src/memory/guest-memory.ts';
 import { BootError, BOOT_CS, BOOT_DS, buildE820, decodeAccessRights, E820_RAM, E820_RESERVED, loadLinux, type BootState } from '../src/boot/linux.ts';
 import { makeBzImage } from '../src/boot/synthetic.ts';
 import { parseBzImage } from '../src/boot/bzimage.ts';
+import { decompressLz4Legacy, isLz4Legacy, parseVmlinux } from '../src/boot/vmlinux.ts';
 
 const memories: GuestMemory[] = [];
 after(() => memories.forEach((m) => m.close()));
@@ -258,8 +259,43 @@ test('the real kernel (if cached) loads into 256 MiB', (t) => {
   const img = new Uint8Array(readFileSync(path));
   const h = parseBzImage(img);
   const mem = memory(256 * MiB);
-  const st = loadLinux(mem, img, new Uint8Array(8 * MiB), 'console=ttyS0', { cpus: 1 });
+  const st = loadLinux(mem, img, new Uint8Array(8 * MiB), 'console=ttyS0', { cpus: 1, decompressInVmm: false });
   assert.equal(st.entry64, h.prefAddress + 0x200);
   assert.deepEqual(mem.read(st.kernelLoadAddress, 4096), h.kernel.subarray(0, 4096));
   assert.ok(st.initrd!.address >= st.kernelAreaEnd);
+});
+
+test('the real kernel (if cached, LZ4) is decompressed by the loader: vmlinux at its physical address, entered at startup_64', (t) => {
+  const path = findRealKernel();
+  if (!path) {
+    t.skip('no bzImage under ~/.cache/ringzero/images/*/bzImage (or RINGZERO_TEST_KERNEL)');
+    return;
+  }
+  const img = new Uint8Array(readFileSync(path));
+  const h = parseBzImage(img);
+  const payload = h.kernel.subarray(new DataView(img.buffer).getUint32(0x248, true));
+  if (!isLz4Legacy(payload)) {
+    t.skip('this kernel\'s payload is not LZ4: the guest decompresses it');
+    return;
+  }
+  const vmlinux = parseVmlinux(decompressLz4Legacy(payload.subarray(0, new DataView(img.buffer).getUint32(0x24c, true))));
+  const mem = memory(256 * MiB);
+  const st = loadLinux(mem, img, new Uint8Array(8 * MiB), 'console=ttyS0', { cpus: 1 });
+  assert.equal(st.entry64, vmlinux.entry, 'vmlinux\'s ELF entry (startup_64)');
+  assert.equal(st.entry64, h.prefAddress, 'linked at the preferred load address');
+  for (const seg of vmlinux.segments) {
+    assert.deepEqual(mem.read(seg.paddr, 4096), seg.data.subarray(0, 4096), `segment at 0x${seg.paddr.toString(16)}`);
+    assert.ok(seg.paddr + seg.memsz <= st.kernelAreaEnd && st.initrd!.address >= st.kernelAreaEnd);
+  }
+});
+
+test('the LZ4 legacy decoder: literals, an overlapping match, the trailing size; damaged input is refused', () => {
+  // "abc", then a 9-byte match at offset 3 (overlapping its own output), then the literal-only last sequence "x".
+  const block = [0x35, 0x61, 0x62, 0x63, 0x03, 0x00, 0x10, 0x78];
+  const frame = (blk: number[], size: number) => Uint8Array.from([0x02, 0x21, 0x4c, 0x18, blk.length, 0, 0, 0, ...blk, size, 0, 0, 0]);
+  assert.ok(isLz4Legacy(frame(block, 13)));
+  assert.equal(new TextDecoder().decode(decompressLz4Legacy(frame(block, 13))), 'abcabcabcabcx');
+  assert.throws(() => decompressLz4Legacy(frame(block, 14)), /decoded to 13 bytes/);
+  assert.throws(() => decompressLz4Legacy(frame([0x35, 0x61, 0x62, 0x63, 0x09, 0x00], 12)), /match outside the output/);
+  assert.throws(() => parseVmlinux(new Uint8Array(64)), /not an ELF file/);
 });

@@ -13,6 +13,7 @@ import type { GuestMemory } from '../memory/guest-memory.ts';
 import { GiB, HIGH_RAM_START, MiB } from '../memory/guest-memory.ts';
 import { writeAcpiTables, type AcpiTables } from './acpi.ts';
 import { BootError, HDR, parseBzImage, type BzImage } from './bzimage.ts';
+import { decompressLz4Legacy, isLz4Legacy, parseVmlinux, KernelFormatError } from './vmlinux.ts';
 import {
   BIOS_AREA_END, BOOT_GDT_ADDR, BOOT_STACK_TOP, CMDLINE_ADDR, CMDLINE_AREA_END, EBDA_START, PCI_ECAM_BASE,
   PCI_ECAM_SIZE, PDPT_ADDR, PD_ADDR, PML4_ADDR, ZERO_PAGE_ADDR,
@@ -134,6 +135,11 @@ export interface LoadLinuxOptions {
   cpus: number;
   /** Whether the machine has the 8259 pair (MADT PCAT_COMPAT); default true. */
   dual8259?: boolean;
+  /**
+   * Decompress an LZ4 payload here and enter vmlinux directly (src/boot/vmlinux.ts), instead of letting the
+   * guest run the bzImage's decompressor. Default true; other payload formats always take the bzImage path.
+   */
+  decompressInVmm?: boolean;
 }
 
 // Selectors of the 64-bit boot protocol: "__BOOT_CS(0x10) ... __BOOT_DS(0x18)" (boot.rst).
@@ -190,6 +196,24 @@ export function bootGdt(): bigint[] {
   const code64 = gdtDescriptor(0, 0xfffff, CODE64_AR & 0xff, CODE64_AR >> 12); // 0x00af9b000000ffff
   const data = gdtDescriptor(0, 0xfffff, DATA_AR & 0xff, DATA_AR >> 12); // 0x00cf93000000ffff
   return [0n, 0n, code64, data];
+}
+
+/** vmlinux from a bzImage whose payload is LZ4 (undefined for other formats: the guest decompresses those). */
+function uncompressedKernel(image: BzImage): ReturnType<typeof parseVmlinux> | undefined {
+  if (image.setupHeader.length < 0x250 - HDR.setup_sects) return undefined;
+  const hv = new DataView(image.setupHeader.buffer, image.setupHeader.byteOffset, image.setupHeader.byteLength);
+  // payload_offset/payload_length (boot.rst, protocol 2.08+): relative to the protected-mode code.
+  const offset = hv.getUint32(0x248 - HDR.setup_sects, true);
+  const length = hv.getUint32(0x24c - HDR.setup_sects, true);
+  if (length === 0 || offset + length > image.kernel.length) return undefined;
+  const payload = image.kernel.subarray(offset, offset + length);
+  if (!isLz4Legacy(payload)) return undefined;
+  try {
+    return parseVmlinux(decompressLz4Legacy(payload));
+  } catch (e) {
+    if (e instanceof KernelFormatError) throw new BootError(`the kernel's LZ4 payload is damaged: ${e.message}`);
+    throw e;
+  }
 }
 
 function alignUp(x: number, a: number): number {
@@ -270,7 +294,20 @@ export function loadLinux(mem: GuestMemory, kernel: Uint8Array, initrd: Uint8Arr
   // for (IVT/BDA page, BIOS area), so a reboot starts from the same memory as a cold boot.
   mem.slice(0, PAGE).fill(0);
   mem.slice(EBDA_START, BIOS_AREA_END - EBDA_START).fill(0);
-  mem.write(load, image.kernel);
+  let entry64 = load + 0x200;
+  const vmlinux = opts.decompressInVmm !== false ? uncompressedKernel(image) : undefined;
+  if (vmlinux) {
+    for (const seg of vmlinux.segments) {
+      if (seg.paddr < load || seg.paddr + seg.memsz > kernelAreaEnd) {
+        throw new BootError(`vmlinux segment ${hex(seg.paddr)}+${hex(seg.memsz)} is outside the kernel's ${hex(load)}-${hex(kernelAreaEnd)}`);
+      }
+      mem.write(seg.paddr, seg.data);
+      mem.slice(seg.paddr + seg.data.length, seg.memsz - seg.data.length).fill(0);
+    }
+    entry64 = vmlinux.entry; // startup_64, a physical address: the identity map covers it
+  } else {
+    mem.write(load, image.kernel);
+  }
   const cmdlineArea = mem.slice(CMDLINE_ADDR, cmdlineBytes.length + 1);
   cmdlineArea.set(cmdlineBytes);
   cmdlineArea[cmdlineBytes.length] = 0;
@@ -314,7 +351,7 @@ export function loadLinux(mem: GuestMemory, kernel: Uint8Array, initrd: Uint8Arr
   writeIdentityPageTables(mem);
 
   return {
-    entry64: load + 0x200,
+    entry64,
     zeroPage: ZERO_PAGE_ADDR,
     rsi: ZERO_PAGE_ADDR,
     rsp: BOOT_STACK_TOP,
