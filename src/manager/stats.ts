@@ -10,6 +10,7 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import { controlRequest } from '../vmm/control.ts';
+import type { VmCounters } from '../vmm/machine.ts';
 import type { VmManager, VmView } from './manager.ts';
 
 /** USER_HZ: the unit of the times in /proc/PID/stat and /proc/stat. Linux exports 100 on every architecture (proc(5),
@@ -27,18 +28,8 @@ export interface ProcessStats {
   threads: number;
 }
 
-export interface VmCountersSample {
-  engine: string;
-  vcpus: number;
-  haltedVcpus: number;
-  instructions: number;
-  blockInstructions: number;
-  codeCache: { blocks: number; instructionsCached: number; invalidations: number } | null;
-  exits: { pio: number; mmio: number };
-  disk: { readBytes: number; writeBytes: number };
-  net: { rxBytes: number; txBytes: number; rxFrames: number; txFrames: number };
-  guestNs: number;
-}
+/** A VMM's answer to {"cmd":"stats"}: what Machine.stats() counts. */
+export type VmCountersSample = VmCounters;
 
 export interface VmStats {
   name: string;
