@@ -9,13 +9,12 @@
 import fs from 'node:fs';
 import net from 'node:net';
 import type { ConsoleIo } from '../vmm/config.ts';
+import { ConsoleInput } from './console.ts';
 
 /** Output kept for clients that attach later (enough for a screenful of boot messages). */
 export const SCROLLBACK_BYTES = 64 * 1024;
 /** A client with more than this many bytes queued unsent is dropped. */
 const MAX_CLIENT_BACKLOG = 4 * 1024 * 1024;
-/** Input that arrives before the guest's UART registers a receiver is kept, up to this many bytes. */
-const MAX_EARLY_INPUT = 64 * 1024;
 
 export interface SocketConsole extends ConsoleIo {
   /** Stop listening, disconnect the clients, remove the socket file. Safe to call more than once. */
@@ -27,23 +26,12 @@ export interface SocketConsole extends ConsoleIo {
 /** Listen on `socketPath` (a stale socket file there is replaced) and resolve once clients can connect. */
 export async function createSocketConsole(socketPath: string): Promise<SocketConsole> {
   const clients = new Set<net.Socket>();
-  const receivers = new Set<(data: Uint8Array) => void>();
+  const consoleInput = new ConsoleInput();
   let scrollback: Buffer[] = [];
   let scrollbackBytes = 0;
-  let early: Uint8Array[] = [];
-  let earlyBytes = 0;
   let closed = false;
 
-  const deliver = (data: Uint8Array): void => {
-    if (receivers.size === 0) {
-      if (earlyBytes + data.length <= MAX_EARLY_INPUT) {
-        early.push(data);
-        earlyBytes += data.length;
-      }
-      return;
-    }
-    for (const receiver of receivers) receiver(data);
-  };
+  const deliver = (data: Uint8Array): void => consoleInput.deliver(data);
 
   const server = net.createServer((socket) => {
     if (closed) {
@@ -100,18 +88,7 @@ export async function createSocketConsole(socketPath: string): Promise<SocketCon
         socket.write(chunk);
       }
     },
-    onInput(receiver) {
-      receivers.add(receiver);
-      if (early.length > 0) {
-        const queued = early;
-        early = [];
-        earlyBytes = 0;
-        for (const data of queued) receiver(data);
-      }
-      return () => {
-        receivers.delete(receiver);
-      };
-    },
+    onInput: (receiver) => consoleInput.onInput(receiver),
     close,
     get clients() {
       return clients.size;

@@ -60,28 +60,52 @@ export interface HostConsoleOptions {
 /** Input that arrives before the guest's UART registers a receiver is kept, up to this many bytes. */
 const MAX_EARLY_INPUT = 64 * 1024;
 
+/**
+ * Host input for a guest console: handed to the registered receivers, or, while none is registered yet (the VM is
+ * still being built), kept up to MAX_EARLY_INPUT bytes and handed to the first receiver that registers.
+ */
+export class ConsoleInput {
+  private readonly receivers = new Set<(data: Uint8Array) => void>();
+  private early: Uint8Array[] = [];
+  private earlyBytes = 0;
+
+  deliver(data: Uint8Array): void {
+    if (data.length === 0) return;
+    if (this.receivers.size === 0) {
+      if (this.earlyBytes + data.length <= MAX_EARLY_INPUT) {
+        this.early.push(data);
+        this.earlyBytes += data.length;
+      }
+      return;
+    }
+    for (const receiver of this.receivers) receiver(data);
+  }
+
+  /** ConsoleIo.onInput. */
+  onInput(receiver: (data: Uint8Array) => void): () => void {
+    this.receivers.add(receiver);
+    if (this.early.length > 0) {
+      const queued = this.early;
+      this.early = [];
+      this.earlyBytes = 0;
+      for (const data of queued) receiver(data);
+    }
+    return () => {
+      this.receivers.delete(receiver);
+    };
+  }
+}
+
 export function createHostConsole(options: HostConsoleOptions): HostConsole {
   const input = options.input ?? process.stdin;
   const output = options.output ?? process.stdout;
   const errors = options.errors ?? process.stderr;
   const interactive = input.isTTY === true;
   const filter = new EscapeFilter();
-  const receivers = new Set<(data: Uint8Array) => void>();
-  let early: Uint8Array[] = [];
-  let earlyBytes = 0;
+  const consoleInput = new ConsoleInput();
   let closed = false;
 
-  const deliver = (data: Uint8Array): void => {
-    if (data.length === 0) return;
-    if (receivers.size === 0) {
-      if (earlyBytes + data.length <= MAX_EARLY_INPUT) {
-        early.push(data);
-        earlyBytes += data.length;
-      }
-      return;
-    }
-    for (const receiver of receivers) receiver(data);
-  };
+  const deliver = (data: Uint8Array): void => consoleInput.deliver(data);
 
   const restore = (): void => {
     if (interactive && input.isRaw) input.setRawMode(false);
@@ -138,18 +162,7 @@ export function createHostConsole(options: HostConsoleOptions): HostConsole {
     write(data: Uint8Array): void {
       output.write(data);
     },
-    onInput(receiver) {
-      receivers.add(receiver);
-      if (early.length > 0) {
-        const queued = early;
-        early = [];
-        earlyBytes = 0;
-        for (const data of queued) receiver(data);
-      }
-      return () => {
-        receivers.delete(receiver);
-      };
-    },
+    onInput: (receiver) => consoleInput.onInput(receiver),
     close,
   };
 }
