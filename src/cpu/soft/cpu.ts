@@ -431,6 +431,22 @@ export class SoftCpu {
 
   /** Execute one instruction. Guest exceptions propagate as CPU_FAULT (run() delivers them). */
   step(): void {
+    let b = this.beginInstruction();
+    this.opcode = b;
+    if (b === 0x0f) {
+      b = this.fetch8();
+      this.opcode = 0x100 | b;
+      this.ops0f[b](this);
+    } else {
+      this.ops1[b](this);
+    }
+  }
+
+  /**
+   * Start an instruction: reset the per-instruction decoder state, consume the prefixes (SDM vol. 2 §2.1.1; a REX
+   * prefix counts only right before the opcode) and return the first opcode byte.
+   */
+  private beginInstruction(): number {
     this.ripStart = this.rip;
     this.instructions++;
     this.opsize = this.defOpsize;
@@ -454,14 +470,7 @@ export class SoftCpu {
     } else {
       this.clearRex();
     }
-    this.opcode = b;
-    if (b === 0x0f) {
-      b = this.fetch8();
-      this.opcode = 0x100 | b;
-      this.ops0f[b](this);
-    } else {
-      this.ops1[b](this);
-    }
+    return b;
   }
 
   // =====================================================================================================
@@ -601,22 +610,7 @@ export class SoftCpu {
 
   /** step(), also returning the decoder state at dispatch as a block entry. */
   private stepRecord(): BlockEntry {
-    this.ripStart = this.rip;
-    this.instructions++;
-    this.opsize = this.defOpsize;
-    this.adsize = this.defAdsize;
-    this.segOverride = -1;
-    this.rep = 0;
-    this.lock = false;
-    this.p66 = false;
-    let b = this.fetch8();
-    const kind = PREFIX_KIND[b];
-    if (kind !== 0 && (kind === PREFIX_LEGACY || this.mode64)) {
-      b = this.decodePrefixes(b, 0);
-      this.applyRex();
-    } else {
-      this.clearRex();
-    }
+    let b = this.beginInstruction();
     let handler: OpHandler;
     if (b === 0x0f) {
       b = this.fetch8();
