@@ -1,23 +1,9 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, readdirSync, readFileSync } from 'node:fs';
-import { homedir } from 'node:os';
-import { join } from 'node:path';
+import { readFileSync } from 'node:fs';
 import { BootError, HDR, parseBzImage, XLF_KERNEL_64 } from '../src/boot/bzimage.ts';
 import { makeBzImage } from '../src/boot/synthetic.ts';
-
-/** A real bzImage if one is cached (ringzero's image cache), or named by RINGZERO_TEST_KERNEL. */
-function findRealKernel(): string | undefined {
-  const fromEnv = process.env.RINGZERO_TEST_KERNEL;
-  if (fromEnv && existsSync(fromEnv)) return fromEnv;
-  const dir = join(homedir(), '.cache', 'ringzero', 'images');
-  if (!existsSync(dir)) return undefined;
-  for (const name of readdirSync(dir)) {
-    const p = join(dir, name, 'bzImage');
-    if (existsSync(p)) return p;
-  }
-  return undefined;
-}
+import { findRealKernel, REAL_KERNEL_MISSING } from './support/real-kernel.ts';
 
 function refused(image: Uint8Array, message: RegExp): void {
   assert.throws(() => parseBzImage(image), (e: unknown) => e instanceof BootError && message.test(e.message));
@@ -83,7 +69,7 @@ test('a non-relocatable kernel does not need an aligned pref_address', () => {
 test('the real kernel (if cached) parses', (t) => {
   const path = findRealKernel();
   if (!path) {
-    t.skip('no bzImage under ~/.cache/ringzero/images/*/bzImage (or RINGZERO_TEST_KERNEL)');
+    t.skip(REAL_KERNEL_MISSING);
     return;
   }
   const img = new Uint8Array(readFileSync(path));

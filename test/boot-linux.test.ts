@@ -1,13 +1,12 @@
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, readdirSync, readFileSync } from 'node:fs';
-import { homedir } from 'node:os';
-import { join } from 'node:path';
+import { readFileSync } from 'node:fs';
 import { GuestMemory, MiB, GiB } from '../src/memory/guest-memory.ts';
 import { BootError, BOOT_CS, BOOT_DS, buildE820, decodeAccessRights, E820_RAM, E820_RESERVED, loadLinux, type BootState } from '../src/boot/linux.ts';
 import { makeBzImage } from '../src/boot/synthetic.ts';
 import { parseBzImage } from '../src/boot/bzimage.ts';
 import { decompressLz4Legacy, isLz4Legacy, parseVmlinux } from '../src/boot/vmlinux.ts';
+import { findRealKernel, REAL_KERNEL_MISSING } from './support/real-kernel.ts';
 
 const memories: GuestMemory[] = [];
 after(() => memories.forEach((m) => m.close()));
@@ -241,19 +240,10 @@ test('boot structures do not overlap and sit in the right kind of memory', () =>
   }
 });
 
-function findRealKernel(): string | undefined {
-  const fromEnv = process.env.RINGZERO_TEST_KERNEL;
-  if (fromEnv && existsSync(fromEnv)) return fromEnv;
-  const dir = join(homedir(), '.cache', 'ringzero', 'images');
-  if (!existsSync(dir)) return undefined;
-  for (const name of readdirSync(dir)) if (existsSync(join(dir, name, 'bzImage'))) return join(dir, name, 'bzImage');
-  return undefined;
-}
-
 test('the real kernel (if cached) loads into 256 MiB', (t) => {
   const path = findRealKernel();
   if (!path) {
-    t.skip('no bzImage under ~/.cache/ringzero/images/*/bzImage (or RINGZERO_TEST_KERNEL)');
+    t.skip(REAL_KERNEL_MISSING);
     return;
   }
   const img = new Uint8Array(readFileSync(path));
@@ -268,7 +258,7 @@ test('the real kernel (if cached) loads into 256 MiB', (t) => {
 test('the real kernel (if cached, LZ4) is decompressed by the loader: vmlinux at its physical address, entered at startup_64', (t) => {
   const path = findRealKernel();
   if (!path) {
-    t.skip('no bzImage under ~/.cache/ringzero/images/*/bzImage (or RINGZERO_TEST_KERNEL)');
+    t.skip(REAL_KERNEL_MISSING);
     return;
   }
   const img = new Uint8Array(readFileSync(path));
