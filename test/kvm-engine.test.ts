@@ -4,7 +4,8 @@ import test from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import { detectKvm, type HostProbe } from '../src/kvm/host.ts';
-import { KvmEngine, vcpuCpuid } from '../src/cpu/kvm/engine.ts';
+import { KvmEngine, vcpuCpuid, buildVcpuCpuid } from '../src/cpu/kvm/engine.ts';
+import { KVM_FEATURE, wantedPvFeatures } from '../src/cpu/kvm/cpuid.ts';
 import { eventfd } from '../src/kvm/sys.ts';
 import { KvmError } from '../src/kvm/kvm.ts';
 import { GuestMemory, MiB } from '../src/memory/guest-memory.ts';
@@ -208,6 +209,71 @@ test('dirty log: pages the guest writes are reported once', { skip }, async () =
     assert.ok(!dirty.includes(6));
     const again = engine.vm.getDirtyLog(0);
     assert.ok(again.every((b) => b === 0), 'reading the log clears it');
+  } finally {
+    await engine.close();
+    mem.close();
+  }
+});
+
+test('buildVcpuCpuid: KVM signature leaf, PV features filtered by what KVM has and the irqchip, 0xB subleaves added', () => {
+  const supported = [
+    { function: 0, index: 0, flags: 0, eax: 0xd, ebx: 0, ecx: 0, edx: 0 },
+    { function: 1, index: 0, flags: 0, eax: 0xa10f11, ebx: 0x20800, ecx: 0x1, edx: 0x1 },
+    { function: 0xb, index: 0, flags: 1, eax: 0, ebx: 0, ecx: 0, edx: 0 },
+    { function: 0x4000_0000, index: 0, flags: 0, eax: 0x4000_0001, ebx: 0x4b4d564b, ecx: 0x564b4d56, edx: 0x4d },
+    // everything KVM can offer except PV_UNHALT (bit 7)
+    { function: 0x4000_0001, index: 0, flags: 0, eax: 0x0100_7e7b, ebx: 0, ecx: 0, edx: 0 },
+  ];
+  const find = (c: ReturnType<typeof buildVcpuCpuid>, fn: number, index = 0) => c.find((e) => e.function === fn && e.index === index)!;
+  const withChip = buildVcpuCpuid(supported, { apicId: 2, cpus: 3, irqchip: true });
+  const sig = find(withChip, 0x4000_0000);
+  assert.equal(Buffer.from(new Uint32Array([sig.ebx, sig.ecx, sig.edx]).buffer).toString('latin1'), 'KVMKVMKVM\0\0\0');
+  const f = find(withChip, 0x4000_0001).eax;
+  const has = (b: number) => ((f >>> b) & 1) === 1;
+  assert.ok(has(KVM_FEATURE.CLOCKSOURCE2) && has(KVM_FEATURE.CLOCKSOURCE) && has(KVM_FEATURE.CLOCKSOURCE_STABLE_BIT));
+  assert.ok(has(KVM_FEATURE.PV_EOI) && has(KVM_FEATURE.STEAL_TIME) && has(KVM_FEATURE.PV_SEND_IPI));
+  assert.ok(!has(KVM_FEATURE.PV_UNHALT), 'KVM lacks it: not offered');
+  assert.ok(!has(KVM_FEATURE.ASYNC_PF) && !has(KVM_FEATURE.ASYNC_PF_INT), 'async PF never offered');
+  const noChip = find(buildVcpuCpuid(supported, { apicId: 0, cpus: 1, irqchip: false }), 0x4000_0001).eax;
+  assert.equal(noChip & (1 << KVM_FEATURE.PV_EOI), 0, 'PV EOI needs the in-kernel LAPIC');
+  assert.equal(noChip & ~wantedPvFeatures(false), 0);
+  // Leaf 0xB: subleaf 1 (core level) and 2 (end) exist now, x2APIC ID in each.
+  assert.deepEqual([find(withChip, 0xb, 1).eax, find(withChip, 0xb, 1).ebx, find(withChip, 0xb, 1).ecx, find(withChip, 0xb, 1).edx], [2, 3, 0x201, 2]);
+  assert.equal((find(withChip, 0xb, 2).ecx >> 8) & 0xff, 0, 'level type 0 ends the enumeration');
+  assert.equal(find(withChip, 1).ebx >>> 24, 2);
+  assert.equal(buildVcpuCpuid([], { apicId: 0, cpus: 1, irqchip: true }).length, 0, 'no PV leaves without KVM\'s');
+});
+
+test('a guest program on KVM reads its CPUID: KVM signature, PV features, APIC ID and topology per vCPU', { skip }, async () => {
+  const mem = new GuestMemory(64 * MiB);
+  const ports = new PortBus();
+  let current: Vcpu | undefined;
+  ports.register(0xe1, 1, { ioRead: () => 0, ioWrite: () => { current?.stop(); } }, 'done');
+  const engine = await KvmEngine.create({ mem, ports, mmio: new MmioBus(), irqchip: true, cpus: 2 });
+  try {
+    // cpuid 0x40000000 -> [0x2000..0x200f]; 0x40000001 eax -> [0x2010]; 1 ebx ecx -> [0x2014], [0x2018];
+    // 0xb subleaf 1 eax ebx ecx edx -> [0x201c..0x202b]; out 0xe1, al (the host stops the vCPU); hlt
+    // (source: as --32 with .code16, ld -Ttext=0x1000 --oformat binary)
+    mem.write(0x1000, Buffer.from('66b8000000400fa266a3002066891e042066890e08206689160c2066b8010000400fa266a3102066b8010000000fa2'
+      + '66891e142066890e182066b80b00000066b9010000000fa266a31c2066891e202066890e24206689162820e6e1f4', 'hex'));
+    const supportedPv = engine.kvm.supportedCpuid().find((e) => e.function === 0x4000_0001)?.eax ?? 0;
+    for (const v of engine.vcpus) {
+      if (v.index > 0) v.vcpu.setMpState(0); // the AP runs without INIT/SIPI for this test
+      realModeAt(v, 0x1000);
+      current = v;
+      mem.write(0x2000, new Uint8Array(0x30));
+      assert.deepEqual(await v.run(), { reason: 'stopped' });
+      const d = Buffer.from(mem.read(0x2000, 0x30));
+      assert.equal(d.readUInt32LE(0), 0x4000_0001, 'max hypervisor leaf');
+      assert.equal(d.subarray(4, 16).toString('latin1'), 'KVMKVMKVM\0\0\0');
+      const pv = d.readUInt32LE(0x10);
+      assert.equal(pv, (supportedPv & wantedPvFeatures(true)) >>> 0, `PV features 0x${pv.toString(16)}`);
+      if (supportedPv & (1 << KVM_FEATURE.CLOCKSOURCE2)) assert.ok(pv & (1 << KVM_FEATURE.CLOCKSOURCE2), 'kvm-clock offered');
+      assert.equal(d.readUInt32LE(0x14) >>> 24, v.index, 'leaf 1 EBX: initial APIC ID');
+      assert.equal((d.readUInt32LE(0x14) >>> 16) & 0xff, 2, 'leaf 1 EBX: logical processors');
+      assert.equal(d.readUInt32LE(0x18) >>> 31, 1, 'hypervisor bit');
+      assert.deepEqual([d.readUInt32LE(0x1c), d.readUInt32LE(0x20), d.readUInt32LE(0x24), d.readUInt32LE(0x28)], [1, 2, 0x201, v.index], 'leaf 0xB core level');
+    }
   } finally {
     await engine.close();
     mem.close();

@@ -15,9 +15,8 @@
 // - Device timers (RTC, ACPI PM timer): the VmClock's deadlines, fired from a host timer on the main thread.
 // - Poweroff / reset: AcpiPm, PciHost (0xCF9) and the i8042 call Machine.requestExit, which stops every vCPU
 //   (KvmVcpuHandle.stop kicks its thread out of KVM_RUN); the run ends when all of them have returned.
-import { KvmEngine, vcpuCpuid, type KvmVcpuHandle } from '../cpu/kvm/engine.ts';
+import { KvmEngine, type KvmVcpuHandle } from '../cpu/kvm/engine.ts';
 import type { KvmVm } from '../kvm/kvm.ts';
-import type { CpuidEntry } from '../kvm/abi.ts';
 import { KVM_PIT_SPEAKER_DUMMY, SYSTEM_EVENT } from '../kvm/abi.ts';
 import { ioctlPtr, lastErrno, KvmError } from '../kvm/sys.ts';
 import type { Registers, SpecialRegisters, Vcpu } from '../cpu/engine.ts';
@@ -26,6 +25,8 @@ import type { BootState } from '../boot/linux.ts';
 import type { GuestMemory } from '../memory/guest-memory.ts';
 import type { PortBus, MmioBus } from '../devices/bus.ts';
 import { kvmGsiRoutes, type GsiRoute, type KvmIrqRouter, type WatchedClock } from './kvm-platform.ts';
+
+export { topologyCpuid } from '../cpu/kvm/cpuid.ts';
 
 /** What the KVM vCPUs need of the machine (machine.ts's Machine provides it). */
 export interface KvmMachineParts {
@@ -124,34 +125,6 @@ export function applyBootRegisters(v: Vcpu, b: BootState): void {
   v.setRegisters(regs);
 }
 
-/**
- * CPU topology in CPUID for `cpus` vCPUs, one thread per core, all in one package: leaf 0xB (and 0x1F) levels
- * SMT (1 thread) and core (`cpus` logical processors, APIC-ID shift = ceil(log2 cpus)), leaf 4's "cores per
- * package" (SDM vol. 2A, CPUID leaves 04H and 0BH), AMD's leaf 0x80000008 ECX.NC (AMD APM vol. 3, E.4.7).
- * The host's values would describe the host's cores, not this VM's.
- */
-export function topologyCpuid(entries: readonly CpuidEntry[], apicId: number, cpus: number): CpuidEntry[] {
-  const shift = cpus <= 1 ? 0 : Math.ceil(Math.log2(cpus));
-  return entries.map((e) => {
-    const x = { ...e };
-    if (x.function === 0xb || x.function === 0x1f) {
-      const level = x.index;
-      x.edx = apicId >>> 0;
-      if (level === 0) { x.eax = 0; x.ebx = 1; x.ecx = (1 << 8) | level; }
-      else if (level === 1) { x.eax = shift; x.ebx = cpus; x.ecx = (2 << 8) | level; }
-      else { x.eax = 0; x.ebx = 0; x.ecx = level; }
-    } else if (x.function === 4) {
-      const cacheLevel = (x.eax >> 5) & 7;
-      // EAX[31:26]: addressable core IDs per package - 1; EAX[25:14]: logical processors sharing this cache - 1.
-      const sharing = cacheLevel >= 3 ? (1 << shift) - 1 : 0;
-      if ((x.eax & 0x1f) !== 0) x.eax = ((x.eax & 0x3fff) | (sharing << 14) | (((1 << shift) - 1) << 26)) >>> 0;
-    } else if (x.function === 0x8000_0008) {
-      x.ecx = ((x.ecx & ~0xf0ff) | ((cpus - 1) & 0xff) | (shift << 12)) >>> 0;
-    }
-    return x;
-  });
-}
-
 export interface KvmCpusOptions {
   /** KVM device path (default /dev/kvm). */
   device?: string;
@@ -184,12 +157,8 @@ export class KvmCpus {
       const vm = engine.vm;
       setGsiRouting(vm, kvmGsiRoutes());
       vm.createPit2(KVM_PIT_SPEAKER_DUMMY);
-      const supported = engine.kvm.supportedCpuid();
-      for (const v of engine.vcpus) {
-        // KvmEngine.create set the per-vCPU APIC IDs; add this VM's topology (allowed before the first KVM_RUN).
-        v.vcpu.setCpuid(topologyCpuid(vcpuCpuid(supported, v.index, m.cpus), v.index, m.cpus));
-        v.vcpu.setMsrs(BOOT_MSRS);
-      }
+      // KvmEngine.create set each vCPU's CPUID (APIC ID, topology, KVM paravirtual leaves: ../cpu/kvm/cpuid.ts).
+      for (const v of engine.vcpus) v.vcpu.setMsrs(BOOT_MSRS);
       setVirtualWire(engine.vcpus[0]);
       applyBootRegisters(engine.vcpus[0], boot);
       m.router.attach((gsi, level) => vm.irqLine(gsi, level));

@@ -10,11 +10,14 @@
 // signal is blocked outside KVM_RUN, so whichever side of KVM_RUN the thread is on, the run ends promptly.
 import { Worker } from 'node:worker_threads';
 import { Kvm, KvmVm, KvmVcpu, KvmError } from '../../kvm/kvm.ts';
-import { EXIT, EXIT_NAMES, IO_OUT, RUN, type CpuidEntry } from '../../kvm/abi.ts';
+import { EXIT, EXIT_NAMES, IO_OUT, RUN } from '../../kvm/abi.ts';
 import { installKickHandler, kickSignal, tgkill, blockKickSignal, currentSignalMask, eatKickSignal, gettid, KickTimer } from '../../kvm/sys.ts';
 import type { AccessSize } from '../../devices/bus.ts';
 import type { Engine, EngineMachine, Registers, SpecialRegisters, Vcpu, VcpuExit } from '../engine.ts';
+import { buildVcpuCpuid } from './cpuid.ts';
 import { CH, CHANNEL_INTS, CMD_QUIT, CMD_RUN, SPIN_US, TURN_MAIN, TURN_WORKER, type WorkerData } from './channel.ts';
+
+export { vcpuCpuid, topologyCpuid, buildVcpuCpuid } from './cpuid.ts';
 
 /** The longest the main thread keeps handling exits before letting the event loop run. */
 const YIELD_MS = 4;
@@ -66,30 +69,6 @@ function installExitHook(): void {
   process.on('exit', () => { for (const v of live) v.abandon(); });
 }
 
-/** CPUID for vCPU `apicId`: KVM's supported leaves with this vCPU's APIC ID and the hypervisor bit. */
-export function vcpuCpuid(supported: readonly CpuidEntry[], apicId: number, cpus: number): CpuidEntry[] {
-  return supported.map((e) => {
-    const x = { ...e };
-    switch (x.function) {
-      case 1:
-        // EBX[31:24] initial APIC ID, EBX[23:16] logical processors per package; ECX[31] "running under a
-        // hypervisor" (SDM vol. 2A CPUID, and the convention every hypervisor follows).
-        x.ebx = ((x.ebx & 0x0000ffff) | (Math.min(cpus, 255) << 16) | ((apicId & 0xff) << 24)) >>> 0;
-        x.ecx = (x.ecx | 0x8000_0000) >>> 0;
-        if (cpus > 1) x.edx = (x.edx | (1 << 28)) >>> 0; // HTT: the logical-processor count field is valid
-        break;
-      case 0xb:
-      case 0x1f:
-        x.edx = apicId >>> 0; // extended topology: x2APIC ID of this logical processor
-        break;
-      case 0x8000001e:
-        x.eax = apicId >>> 0; // AMD extended APIC ID
-        break;
-    }
-    return x;
-  });
-}
-
 export class KvmEngine implements Engine {
   readonly kind = 'kvm' as const;
   readonly vcpus: KvmVcpuHandle[] = [];
@@ -114,7 +93,7 @@ export class KvmEngine implements Engine {
       installExitHook();
       for (let i = 0; i < cpus; i++) {
         const vcpu = vm.createVcpu(i);
-        vcpu.setCpuid(vcpuCpuid(supported, i, cpus));
+        vcpu.setCpuid(buildVcpuCpuid(supported, { apicId: i, cpus, irqchip: !!opts.irqchip }));
         engine.vcpus.push(new KvmVcpuHandle(engine, vcpu, i));
       }
       if (opts.inlineBoot) engine.vcpus[0].startInline();
@@ -173,7 +152,13 @@ export class KvmVcpuHandle implements Vcpu {
     const bit = kickSignal() - 1;
     mask[bit >> 3] &= ~(1 << (bit & 7));
     this.vcpu.setSignalMask(mask);
-    this.inline = { timer: new KickTimer(gettid()) };
+    this.tid = gettid();
+    this.inline = { timer: new KickTimer(this.tid) };
+  }
+
+  /** The host thread that runs this vCPU's KVM_RUN (the worker's, or the main thread's): for pinning. 0 before start. */
+  get threadId(): number {
+    return this.tid;
   }
 
   /** Start the worker thread and wait until it is ready to run. */
