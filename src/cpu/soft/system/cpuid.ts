@@ -16,6 +16,7 @@ import * as C from '../constants.ts';
 import { def0f } from '../tables.ts';
 import { TSC_HZ } from './control.ts';
 import { MSR } from './msr.ts';
+import { KVM_CPUID_BASE, kvmCpuidLeaf } from './pvclock.ts';
 
 /** The LAPIC timer's input clock (src/devices/irq/lapic.ts counts 1 tick per ns before its divider). */
 export const APIC_BUS_HZ = 1_000_000_000;
@@ -93,7 +94,9 @@ export const FEATURES: CpuidFeature[] = [
   { leaf: 0x80000001, reg: 'edx', bit: 27, name: 'rdtscp', on: true, why: 'RDTSCP (system/tables-ops.ts, with control.ts TSC and TSC_AUX)' },
   { leaf: 0x80000001, reg: 'edx', bit: 29, name: 'lm', on: true, why: 'long mode' },
   // Leaf 80000007h
-  { leaf: 0x80000007, reg: 'edx', bit: 8, name: 'invariant_tsc', on: true, why: 'the TSC follows guest time at a fixed rate' },
+  // The TSC does run at a fixed rate, but Linux (arch/x86/kernel/kvmclock.c) rates kvm-clock below the TSC when the
+  // TSC is invariant; hidden so the guest takes kvm-clock (pvclock.ts) as its clocksource.
+  { leaf: 0x80000007, reg: 'edx', bit: 8, name: 'invariant_tsc', on: false, why: 'hidden: the guest prefers kvm-clock (system/pvclock.ts)' },
 ];
 
 function featureBits(c: SoftCpu, leaf: number, reg: Reg): number {
@@ -135,6 +138,8 @@ function bitsFor(n: number): number {
 export function cpuidLeaf(c: SoftCpu, leaf: number, subleaf: number, out: Int32Array): void {
   leaf >>>= 0;
   subleaf >>>= 0;
+  // The KVM paravirtual leaves (kvm-clock) in the second hypervisor range: system/pvclock.ts.
+  if (leaf >= KVM_CPUID_BASE && leaf <= KVM_CPUID_BASE + 0xff) { kvmCpuidLeaf(leaf, out); return; }
   const apicId = c.env.cpuIndex ?? 0;
   const count = Math.max(1, c.env.cpuCount ?? 1);
   const coreBits = bitsFor(count);
