@@ -6,7 +6,8 @@
 //               are read lazily on first touch, guest writes stay private, and restore time does not grow with RAM.
 //   state.json  { format, version, crc32, body }: body holds the header (ringzero version, engine, cpus, memory
 //               size), the VM definition, the guest time, every vCPU's architectural state in an engine-neutral shape
-//               (see snapshot-cpu.ts), every device's state, and the memory image's size and digest. crc32 covers
+//               (see snapshot-cpu.ts), every device's state (virtio functions: src/devices/virtio/pci.ts saveState,
+//               reached through devices.pci), and the memory image's size and digest. crc32 covers
 //               format, version and body (zlib's CRC-32, the one of ISO 3309 / ITU-T V.42).
 // Readers refuse a snapshot of another format version or with a bad checksum before anything is built, with one
 // error naming the problem (SnapshotError). The memory digest (SHA-256 over the non-zero 64 KiB chunks, each
@@ -33,8 +34,13 @@ import type { AcpiPmState } from '../devices/acpi-pm.ts';
 import type { PciHostState } from '../devices/pci/host.ts';
 
 export const SNAPSHOT_FORMAT = 'ringzero-snapshot';
-/** Bump on any change of the body's shape: older/newer readers then refuse the snapshot instead of misreading it. */
-export const SNAPSHOT_VERSION = 1;
+/**
+ * Bump on any change of the body's shape: older/newer readers then refuse the snapshot instead of misreading it.
+ * 1: CPUs, interrupt controllers, timers, legacy devices (a VM with virtio devices was refused).
+ * 2: plus virtio-pci functions (transport registers, MSI-X table and PBA, each virtqueue's indices, the device
+ *    model's own state) inside devices.pci, and diff snapshots (memory.base, memory.pages).
+ */
+export const SNAPSHOT_VERSION = 2;
 export const STATE_FILE = 'state.json';
 export const MEMORY_FILE = 'memory';
 const CHUNK = 64 * 1024;
@@ -74,7 +80,20 @@ export interface SnapshotBody {
   guestTimeNs: number;
   vcpus: VcpuState[];
   devices: DeviceStates;
-  memory: { file: string; size: number; sha256: string };
+  memory: SnapshotMemory;
+}
+
+export interface SnapshotMemory {
+  file: string;
+  size: number;
+  sha256: string;
+  /**
+   * A diff snapshot: its memory file holds only the pages written since `base` was taken (a sparse file of the full
+   * size), `pages` says which (a page bitmap, one bit per 4 KiB page, deflated, base64; a dirty page that is zero is a
+   * hole in the file), and restore applies it over the base's memory (itself a full snapshot or another diff).
+   */
+  base?: { dir: string; crc32: string };
+  pages?: string;
 }
 
 interface StateFile {
@@ -200,6 +219,105 @@ export function memoryImageDigest(file: string): string {
   }
 }
 
+// ---- diff snapshots ----
+
+export interface DiffOptions {
+  /** One byte per 4 KiB page of the memory image: non-zero = written since the base (GuestMemory.harvestDirtyLog). */
+  pages: Uint8Array;
+  /** The base snapshot directory, as it will be recorded (absolute). */
+  baseDir: string;
+  /** The base's state-file checksum: a base replaced since is refused at restore. */
+  baseCrc32: string;
+}
+
+const PAGE = 4096;
+
+/** A page list as the state file keeps it: one bit per page (LSB first), deflated, base64. */
+export function encodePageBitmap(pages: Uint8Array): string {
+  const bits = new Uint8Array(Math.ceil(pages.length / 8));
+  for (let p = 0; p < pages.length; p++) if (pages[p]) bits[p >> 3] |= 1 << (p & 7);
+  return zlib.deflateRawSync(bits).toString('base64');
+}
+
+export function decodePageBitmap(text: string, pageCount: number): Uint8Array {
+  const bits = zlib.inflateRawSync(Buffer.from(text, 'base64'));
+  if (bits.length !== Math.ceil(pageCount / 8)) throw new SnapshotError(`diff snapshot page map covers ${bits.length * 8} pages, not ${pageCount}`);
+  const pages = new Uint8Array(pageCount);
+  for (let p = 0; p < pageCount; p++) pages[p] = (bits[p >> 3] >> (p & 7)) & 1;
+  return pages;
+}
+
+/** Runs of set pages: [firstPage, count]. */
+export function pageRuns(pages: Uint8Array, maxRun = 256): [number, number][] {
+  const runs: [number, number][] = [];
+  for (let p = 0; p < pages.length;) {
+    if (!pages[p]) { p++; continue; }
+    let q = p + 1;
+    while (q < pages.length && pages[q] && q - p < maxRun) q++;
+    runs.push([p, q - p]);
+    p = q;
+  }
+  return runs;
+}
+
+/** The image bytes [offset, offset+len) of guest RAM (image offsets: low region, then high). */
+function imageBytes(mem: GuestMemory, offset: number, len: number): Uint8Array {
+  for (const r of mem.regions) {
+    if (offset >= r.fileOffset && offset + len <= r.fileOffset + r.size) return r.bytes.subarray(offset - r.fileOffset, offset - r.fileOffset + len);
+  }
+  throw new RangeError(`image range 0x${offset.toString(16)}+0x${len.toString(16)} is not in one RAM region`);
+}
+
+/** Write the listed pages of guest RAM to `file` (sparse, full size; zero pages stay holes) and return its digest. */
+function writeDiffImage(mem: GuestMemory, file: string, pages: Uint8Array): string {
+  const fd = fs.openSync(file, 'w', 0o600);
+  try {
+    fs.ftruncateSync(fd, mem.size);
+    for (const [first, count] of pageRuns(pages, CHUNK / PAGE)) {
+      // Runs never cross a 64 KiB chunk here, so the digest matches memoryImageDigest's chunking of the file.
+      for (let p = first; p < first + count;) {
+        const chunkEnd = Math.min(first + count, (Math.floor(p / (CHUNK / PAGE)) + 1) * (CHUNK / PAGE));
+        const bytes = imageBytes(mem, p * PAGE, (chunkEnd - p) * PAGE);
+        if (Buffer.compare(bytes, ZERO_CHUNK.subarray(0, bytes.length)) !== 0) fs.writeSync(fd, bytes, 0, bytes.length, p * PAGE);
+        p = chunkEnd;
+      }
+    }
+    fs.fsyncSync(fd);
+    fs.closeSync(fd);
+    // The digest of the file as written (its data extents only: the diff's size, not RAM's).
+    return memoryImageDigest(file);
+  } catch (error) {
+    try { fs.closeSync(fd); } catch { /* closed */ }
+    throw error;
+  }
+}
+
+/** One diff of a chain, oldest first: its memory file and the pages it holds. */
+export interface DiffLayer {
+  dir: string;
+  memoryFile: string;
+  pages: Uint8Array;
+}
+
+/**
+ * Copy each diff's pages over guest RAM (a private mapping of the chain's full base): restore time grows with the
+ * diffs' size, not with guest memory. Pages that are holes in a diff file read as zeros, as they were written.
+ */
+export function applyDiffLayers(mem: GuestMemory, layers: DiffLayer[]): void {
+  for (const layer of layers) {
+    const fd = fs.openSync(layer.memoryFile, 'r');
+    try {
+      for (const [first, count] of pageRuns(layer.pages)) {
+        const into = imageBytes(mem, first * PAGE, count * PAGE);
+        const n = fs.readSync(fd, into, 0, into.length, first * PAGE);
+        if (n !== into.length) throw new SnapshotError(`diff snapshot ${layer.dir}: memory image ends inside page ${first}`);
+      }
+    } finally {
+      fs.closeSync(fd);
+    }
+  }
+}
+
 // ---- the snapshot directory ----
 
 /**
@@ -207,13 +325,19 @@ export function memoryImageDigest(file: string): string {
  * crash never leaves a state file next to another snapshot's memory (and a RAM image mapped by a running VM restored
  * from `dir` is never overwritten in place: it keeps its inode).
  */
-export function writeSnapshot(dir: string, body: Omit<SnapshotBody, 'memory'>, mem: GuestMemory): SnapshotBody {
+export function writeSnapshot(dir: string, body: Omit<SnapshotBody, 'memory'>, mem: GuestMemory, diff?: DiffOptions): SnapshotBody {
   const target = path.resolve(dir);
   const tmp = `${target}.tmp-${process.pid}-${Date.now()}`;
   fs.mkdirSync(tmp, { recursive: true });
   try {
-    const sha256 = writeMemoryImage(mem, path.join(tmp, MEMORY_FILE));
-    const full: SnapshotBody = { ...body, memory: { file: MEMORY_FILE, size: mem.size, sha256 } };
+    let memory: SnapshotMemory;
+    if (diff) {
+      const sha256 = writeDiffImage(mem, path.join(tmp, MEMORY_FILE), diff.pages);
+      memory = { file: MEMORY_FILE, size: mem.size, sha256, base: { dir: diff.baseDir, crc32: diff.baseCrc32 }, pages: encodePageBitmap(diff.pages) };
+    } else {
+      memory = { file: MEMORY_FILE, size: mem.size, sha256: writeMemoryImage(mem, path.join(tmp, MEMORY_FILE)) };
+    }
+    const full: SnapshotBody = { ...body, memory };
     const state: StateFile = { format: SNAPSHOT_FORMAT, version: SNAPSHOT_VERSION, crc32: checksum(SNAPSHOT_FORMAT, SNAPSHOT_VERSION, full), body: full };
     const stateFile = path.join(tmp, STATE_FILE);
     fs.writeFileSync(stateFile, JSON.stringify(state));
@@ -237,10 +361,16 @@ export function writeSnapshot(dir: string, body: Omit<SnapshotBody, 'memory'>, m
 export interface ReadSnapshotOptions {
   /** Also check the memory image's digest (reads the whole image: time grows with guest memory). Default false. */
   verifyMemory?: boolean;
+  /** How deep in a diff chain this read is (internal). */
+  chainDepth?: number;
 }
 
-/** Read and validate a snapshot directory; throws SnapshotError naming the first problem. Changes nothing. */
-export function readSnapshot(dir: string, opts: ReadSnapshotOptions = {}): { body: SnapshotBody; memoryFile: string } {
+/**
+ * Read and validate a snapshot directory; throws SnapshotError naming the first problem. Changes nothing. For a diff
+ * snapshot, `memoryFile` is the full snapshot at the root of its chain and `diffs` the layers to apply over it, oldest
+ * first (applyDiffLayers); `crc32` is this state file's checksum (what a diff on top of it records).
+ */
+export function readSnapshot(dir: string, opts: ReadSnapshotOptions = {}): { body: SnapshotBody; memoryFile: string; diffs: DiffLayer[]; crc32: string } {
   const stateFile = path.join(dir, STATE_FILE);
   let text: string;
   try {
@@ -278,5 +408,28 @@ export function readSnapshot(dir: string, opts: ReadSnapshotOptions = {}): { bod
   if (opts.verifyMemory && memoryImageDigest(memoryFile) !== body.memory.sha256) {
     throw new SnapshotError(`snapshot ${dir} is damaged: the memory image does not match its SHA-256`);
   }
-  return { body, memoryFile };
+  if (!body.memory.base) return { body, memoryFile, diffs: [], crc32: state.crc32 };
+  // A diff: its base (full or diff) first, recursively, each checked as this one was.
+  const depth = opts.chainDepth ?? 0;
+  if (depth >= MAX_CHAIN) throw new SnapshotError(`snapshot ${dir}: the diff chain is longer than ${MAX_CHAIN} (or loops)`);
+  const baseDir = path.resolve(dir, body.memory.base.dir);
+  let base: ReturnType<typeof readSnapshot>;
+  try {
+    base = readSnapshot(baseDir, { ...opts, chainDepth: depth + 1 });
+  } catch (error) {
+    throw new SnapshotError(`diff snapshot ${dir}: its base ${baseDir} cannot be used: ${(error as Error).message}`);
+  }
+  if (base.crc32 !== body.memory.base.crc32) throw new SnapshotError(`diff snapshot ${dir}: its base ${baseDir} was replaced since the diff was taken`);
+  if (base.body.memory.size !== body.memory.size) throw new SnapshotError(`diff snapshot ${dir}: its base has ${base.body.memory.size} bytes of memory, the diff ${body.memory.size}`);
+  if (typeof body.memory.pages !== 'string') throw new SnapshotError(`diff snapshot ${dir} is damaged: no page map`);
+  let pages: Uint8Array;
+  try {
+    pages = decodePageBitmap(body.memory.pages, size / PAGE);
+  } catch (error) {
+    throw new SnapshotError(`diff snapshot ${dir} is damaged: ${(error as Error).message}`);
+  }
+  return { body, memoryFile: base.memoryFile, diffs: [...base.diffs, { dir, memoryFile, pages }], crc32: state.crc32 };
 }
+
+/** Longest chain of diffs over one full snapshot. */
+const MAX_CHAIN = 64;

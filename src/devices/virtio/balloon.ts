@@ -124,6 +124,25 @@ export class VirtioBalloon extends VirtioDevice {
     else if (index === STATS_QUEUE) this.takeStats();
   }
 
+  /**
+   * Snapshot: num_pages (the host's target), actual (the driver's), the pages released, and whether the driver left
+   * a statistics buffer with the device (its head index: the buffer itself is in guest RAM).
+   */
+  override saveDeviceState(): { config: number[]; inflated: number; statsHead?: number; guestStats: BalloonStats['guest'] } {
+    return { config: Array.from(this.config), inflated: this.inflated, guestStats: { ...this.guestStats }, ...(this.statsHead !== undefined ? { statsHead: this.statsHead } : {}) };
+  }
+
+  override restoreDeviceState(state: unknown): void {
+    const s = state as { config?: unknown; inflated?: unknown; statsHead?: unknown; guestStats?: unknown } | undefined;
+    if (!s || !Array.isArray(s.config) || s.config.length !== CONFIG_BYTES || !s.config.every((b) => Number.isInteger(b) && b >= 0 && b <= 255)) {
+      throw new Error('virtio-balloon: bad configuration in the snapshot');
+    }
+    this.config.set(s.config as number[]);
+    this.inflated = Number.isSafeInteger(s.inflated) && (s.inflated as number) >= 0 ? s.inflated as number : 0;
+    this.statsHead = Number.isInteger(s.statsHead) && (s.statsHead as number) >= 0 && (s.statsHead as number) < BALLOON_QUEUE_SIZE ? s.statsHead as number : undefined;
+    this.guestStats = typeof s.guestStats === 'object' && s.guestStats !== null ? { ...(s.guestStats as BalloonStats['guest']) } : {};
+  }
+
   onReset(): void {
     // A new driver starts with an empty balloon (§5.5.6.1); pages punched out stay released until touched.
     this.inflated = 0;

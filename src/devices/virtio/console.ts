@@ -102,6 +102,19 @@ export class VirtioConsole extends VirtioDevice {
     return out;
   }
 
+  /** Snapshot: host input typed but not yet taken by the guest (bounded by CONSOLE_INPUT_LIMIT). */
+  override saveDeviceState(): { pendingInput: string } {
+    return { pendingInput: Buffer.concat(this.pendingInput).toString('base64') };
+  }
+
+  override restoreDeviceState(state: unknown): void {
+    const s = state as { pendingInput?: unknown } | undefined;
+    const input = typeof s?.pendingInput === 'string' ? Buffer.from(s.pendingInput, 'base64') : Buffer.alloc(0);
+    this.pendingInput = [];
+    this.pendingBytes = 0;
+    if (input.length > 0) this.receive(new Uint8Array(input));
+  }
+
   onReset(): void {
     // Input typed before the reset stays queued for the next driver; nothing else is held.
   }

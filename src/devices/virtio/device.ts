@@ -59,6 +59,16 @@ export abstract class VirtioDevice {
   onReset(): void {}
   /** Release host resources (files). */
   close(): void {}
+  /**
+   * Snapshot support: the device model's own state beyond the transport's (plain JSON data; undefined when the
+   * model keeps none). Called while the VM is paused, so no request is half done: every model completes a chain
+   * within the notification that popped it.
+   */
+  saveDeviceState(): unknown {
+    return undefined;
+  }
+  /** Inverse of saveDeviceState, on a freshly built model bound to its restored transport; may throw on bad data. */
+  restoreDeviceState(_state: unknown): void {}
 
   /**
    * Complete every available chain on queue `index` with `handle`, which returns the bytes written into

@@ -111,6 +111,24 @@ export class VirtioNet extends VirtioDevice {
     if (up) this.transport?.processLater(RX_QUEUE);
   }
 
+  /**
+   * Snapshot: the link state and the counters. The MAC is the configuration's and the TAP is reopened by name from
+   * it; frames queued in the host kernel stay with the old TAP file (a NIC loses its ring contents the same way).
+   */
+  override saveDeviceState(): { mac: string; linkUp: boolean; counters: NetCounters } {
+    return { mac: formatMac(this.mac), linkUp: this.linkUp, counters: { ...this.counters } };
+  }
+
+  override restoreDeviceState(state: unknown): void {
+    const s = state as { mac?: unknown; linkUp?: unknown; counters?: Partial<NetCounters> } | undefined;
+    if (typeof s?.mac === 'string' && s.mac !== formatMac(this.mac)) throw new Error(`virtio-net: the snapshot's MAC ${s.mac} is not this card's ${formatMac(this.mac)}`);
+    this.config[6] = s?.linkUp === false ? 0 : VIRTIO_NET_S_LINK_UP;
+    for (const k of Object.keys(this.counters) as (keyof NetCounters)[]) {
+      const v = s?.counters?.[k];
+      if (Number.isSafeInteger(v) && (v as number) >= 0) this.counters[k] = v as number;
+    }
+  }
+
   onNotify(index: number): void {
     if (index === TX_QUEUE) this.drain(TX_QUEUE, (chain) => this.transmit(chain));
     else if (index === RX_QUEUE) this.receive();

@@ -9,9 +9,9 @@
 // register (on the soft engine, the one thread that runs every vCPU and device). See blk.ts for why the
 // disk does synchronous I/O there.
 import type { AccessSize, MmioDevice } from '../bus.ts';
-import { PciFunction } from '../pci/device.ts';
+import { PciFunction, type PciFunctionState } from '../pci/device.ts';
 import type { GuestMemory } from '../../memory/guest-memory.ts';
-import { SplitQueue, VirtqueueError } from './queue.ts';
+import { SplitQueue, VirtqueueError, type SplitQueueState } from './queue.ts';
 import {
   bit, VIRTIO_F_EVENT_IDX, VIRTIO_F_INDIRECT_DESC, VIRTIO_F_VERSION_1,
   type VirtioDevice, type VirtioTransport,
@@ -64,6 +64,26 @@ interface QueueRegs {
   avail: number;
   used: number;
   live: SplitQueue | undefined;
+}
+
+/** What a snapshot holds of a virtio-pci function beyond its configuration space (VirtioPciFunction.saveState). */
+export interface VirtioPciState {
+  deviceType: number;
+  status: number;
+  deviceFeatureSelect: number;
+  driverFeatureSelect: number;
+  /** Hex: a 64-bit value does not fit a JSON number. */
+  driverFeatures: string;
+  configGeneration: number;
+  configVector: number;
+  queueSelect: number;
+  isr: number;
+  queues: { size: number; msixVector: number; enabled: boolean; desc: number; avail: number; used: number; ring?: SplitQueueState }[];
+  msixTable: number[];
+  msixPending: number[];
+  lastError?: string;
+  /** The device model's own state (VirtioDevice.saveDeviceState). */
+  model: unknown;
 }
 
 export class VirtioPciFunction extends PciFunction implements VirtioTransport {
@@ -135,9 +155,101 @@ export class VirtioPciFunction extends PciFunction implements VirtioTransport {
 
   // ---- snapshots ----
 
-  /** Not yet: the queue registers, MSI-X table and in-flight requests are not captured, so refuse rather than lose them. */
-  override saveState(): never {
-    throw new Error(`virtio-${this.device.deviceType} at slot ${this.ctx?.slot ?? '?'} cannot be snapshotted yet (virtqueue state is not saved)`);
+  /**
+   * The PCI configuration space (MSI-X control included) plus the transport: status, feature selects and the
+   * driver's features, config generation and vector, queue select, ISR, every queue's registers and, for a live
+   * queue, its device-side indices (SplitQueueState), the MSI-X table and PBA, and the device model's own state.
+   * Taken while the VM is paused, between notifications: no chain is held by a device (each model completes what
+   * it pops within the notification), so nothing is in flight beyond what the rings in guest RAM show.
+   */
+  override saveState(): PciFunctionState {
+    const device: VirtioPciState = {
+      deviceType: this.device.deviceType,
+      status: this.status,
+      deviceFeatureSelect: this.deviceFeatureSelect,
+      driverFeatureSelect: this.driverFeatureSelect,
+      driverFeatures: this.driverFeatures.toString(16),
+      configGeneration: this.configGeneration,
+      configVector: this.configVector,
+      queueSelect: this.queueSelect,
+      isr: this.isr,
+      queues: this.queues.map((q) => ({
+        size: q.size, msixVector: q.msixVector, enabled: q.enabled, desc: q.desc, avail: q.avail, used: q.used,
+        ...(q.live ? { ring: q.live.saveState() } : {}),
+      })),
+      msixTable: Array.from(this.msixTable),
+      msixPending: Array.from(this.msixPending),
+      ...(this.lastError !== undefined ? { lastError: this.lastError } : {}),
+      model: this.device.saveDeviceState(),
+    };
+    return { ...super.saveState(), device };
+  }
+
+  /**
+   * Inverse of saveState on a freshly built function of the same device type (its backend, e.g. the disk file,
+   * already opened from the VM's configuration). Every value is checked before anything changes; afterwards
+   * queues with chains waiting are processed (the saved VM may have stopped between a notification and its
+   * deferred processing).
+   */
+  override restoreState(s: PciFunctionState): void {
+    const d = s.device as VirtioPciState | undefined;
+    const where = `virtio-${this.device.deviceType} at slot ${this.ctx?.slot ?? '?'}`;
+    if (!d || typeof d !== 'object') throw new Error(`${where}: the snapshot has no virtio state for it`);
+    if (d.deviceType !== this.device.deviceType) throw new Error(`${where}: the snapshot has a virtio-${d.deviceType} device there`);
+    if (!Array.isArray(d.queues) || d.queues.length !== this.queues.length) throw new Error(`${where}: the snapshot has ${d.queues?.length} queues, the device ${this.queues.length}`);
+    if (!Array.isArray(d.msixTable) || d.msixTable.length !== this.msixTable.length || !Array.isArray(d.msixPending) || d.msixPending.length !== this.msixPending.length) {
+      throw new Error(`${where}: the snapshot's MSI-X table does not fit ${this.msixVectors} vectors`);
+    }
+    const u = (v: unknown, max: number, what: string): number => {
+      if (!Number.isInteger(v) || (v as number) < 0 || (v as number) > max) throw new Error(`${where}: bad ${what} ${String(v)} in the snapshot`);
+      return v as number;
+    };
+    const addr = (v: unknown, what: string): number => {
+      if (!Number.isSafeInteger(v) || (v as number) < 0) throw new Error(`${where}: bad ${what} ${String(v)} in the snapshot`);
+      return v as number;
+    };
+    if (typeof d.driverFeatures !== 'string' || !/^[0-9a-f]{1,16}$/.test(d.driverFeatures)) throw new Error(`${where}: bad driver features in the snapshot`);
+    const queues = d.queues.map((q, i) => ({
+      size: u(q.size, 0xffff, `queue ${i} size`), msixVector: u(q.msixVector, 0xffff, `queue ${i} vector`), enabled: q.enabled === true,
+      desc: addr(q.desc, `queue ${i} descriptor address`), avail: addr(q.avail, `queue ${i} avail address`), used: addr(q.used, `queue ${i} used address`),
+      ring: q.ring,
+    }));
+    const table = d.msixTable.map((v) => u(v, 0xffffffff, 'MSI-X table word'));
+    const pending = d.msixPending.map((v) => u(v, 1, 'MSI-X pending bit'));
+
+    super.restoreState(s);
+    this.status = u(d.status, 0xff, 'status');
+    this.deviceFeatureSelect = u(d.deviceFeatureSelect, 0xffffffff, 'device feature select');
+    this.driverFeatureSelect = u(d.driverFeatureSelect, 0xffffffff, 'driver feature select');
+    this.driverFeatures = BigInt(`0x${d.driverFeatures}`);
+    this.configGeneration = u(d.configGeneration, 0xff, 'config generation');
+    this.configVector = u(d.configVector, 0xffff, 'config vector');
+    this.queueSelect = u(d.queueSelect, 0xffff, 'queue select');
+    this.isr = u(d.isr, 3, 'ISR');
+    this.msixTable.set(table);
+    this.msixPending.set(pending);
+    this.lastError = typeof d.lastError === 'string' ? d.lastError : undefined;
+    const negotiated = this.negotiated;
+    queues.forEach((saved, i) => {
+      const q = this.queues[i];
+      q.size = saved.size; q.msixVector = saved.msixVector; q.enabled = saved.enabled;
+      q.desc = saved.desc; q.avail = saved.avail; q.used = saved.used;
+      q.live = undefined;
+      if (!saved.ring) return;
+      // The same layout the driver enabled, validated against guest RAM again.
+      q.live = new SplitQueue(this.mem, { size: q.size, desc: q.desc, avail: q.avail, used: q.used }, {
+        indirect: (negotiated & bit(VIRTIO_F_INDIRECT_DESC)) !== 0n,
+        eventIdx: (negotiated & bit(VIRTIO_F_EVENT_IDX)) !== 0n,
+      });
+      q.live.restoreState(saved.ring);
+    });
+    this.device.restoreDeviceState(d.model);
+    for (let i = 0; i < this.queues.length; i++) if (this.queue(i)) this.processLater(i);
+  }
+
+  /** Guest RAM this function writes outside descriptor buffers: the used rings of its live queues ([gpa, length]). */
+  deviceWrittenRam(): [number, number][] {
+    return this.queues.flatMap((q) => (q.live ? [q.live.usedRing] : []));
   }
 
   // ---- VirtioTransport ----

@@ -47,6 +47,14 @@ export function availRingBytes(size: number): number { return 6 + 2 * size; }
 /** flags, idx, ring[size] of {id u32, len u32}, avail_event. */
 export function usedRingBytes(size: number): number { return 6 + 8 * size; }
 
+/** What a snapshot keeps of a live queue besides its layout (SplitQueue.saveState). */
+export interface SplitQueueState {
+  lastAvail: number;
+  nextUsed: number;
+  signalledUsed: number;
+  signalledValid: boolean;
+}
+
 export interface QueueLayout {
   size: number;
   desc: number;
@@ -66,6 +74,7 @@ export class SplitQueue {
   private readonly availBase: number;
   private readonly usedView: DataView;
   private readonly usedBase: number;
+  private readonly usedGpa: number;
   /** Next available-ring entry the device will consume. */
   private lastAvail = 0;
   /** Next used-ring entry the device will fill (mirrors used.idx). */
@@ -92,6 +101,7 @@ export class SplitQueue {
     [this.descView, this.descBase] = ramView(mem, desc, descTableBytes(size), 'descriptor table');
     [this.availView, this.availBase] = ramView(mem, avail, availRingBytes(size), 'available ring');
     [this.usedView, this.usedBase] = ramView(mem, used, usedRingBytes(size), 'used ring');
+    this.usedGpa = used;
     // Both indices start at 0 when a queue is enabled (§2.7.6, §2.7.8): lastAvail, nextUsed = 0.
   }
 
@@ -156,6 +166,30 @@ export class SplitQueue {
     const usedEvent = this.availView.getUint16(this.availBase + 4 + 2 * this.size, true);
     // vring_need_event: the driver asked to hear once used.idx steps past used_event.
     return ((newIdx - usedEvent - 1) & 0xffff) < ((newIdx - oldIdx) & 0xffff);
+  }
+
+  // ---- snapshots ----
+
+  /** The device-side indices that live outside guest RAM (the rings themselves are in RAM). */
+  saveState(): SplitQueueState {
+    return { lastAvail: this.lastAvail, nextUsed: this.nextUsed, signalledUsed: this.signalledUsed, signalledValid: this.signalledValid };
+  }
+
+  /** Inverse of saveState on a queue built with the same layout; rejects values no 16-bit index can hold. */
+  restoreState(s: SplitQueueState): void {
+    const idx = (v: unknown, what: string): number => {
+      if (!Number.isInteger(v) || (v as number) < 0 || (v as number) > 0xffff) throw new RangeError(`virtqueue ${what} ${String(v)} is not a 16-bit index`);
+      return v as number;
+    };
+    this.lastAvail = idx(s.lastAvail, 'last_avail_idx');
+    this.nextUsed = idx(s.nextUsed, 'used idx');
+    this.signalledUsed = idx(s.signalledUsed, 'signalled used idx');
+    this.signalledValid = s.signalledValid === true;
+  }
+
+  /** Guest RAM the device itself writes (the used ring, avail_event included): [gpa, length]. */
+  get usedRing(): [number, number] {
+    return [this.usedGpa, usedRingBytes(this.size)];
   }
 
   /** Follow a chain from `head` (§2.7.5), through at most one indirect table (§2.7.5.3). */

@@ -164,6 +164,28 @@ export class VirtioVsock extends VirtioDevice {
     this.control = [];
   }
 
+  /**
+   * Snapshot: the connections the guest knows of (their host sockets cannot follow the VM into another process) and
+   * control packets not yet delivered. A restored device answers each saved connection with RST, so the guest's
+   * sockets fail at once instead of waiting on a peer that is gone.
+   */
+  override saveDeviceState(): { connections: { guestPort: number; hostPort: number }[]; nextHostPort: number } {
+    const connections = [...this.connections.values()].map((c) => ({ guestPort: c.guestPort, hostPort: c.hostPort }));
+    // Control packets still queued for closed-out connections are resets or answers: replayed as RSTs below.
+    for (const p of this.control) if (!connections.some((c) => c.hostPort === p.srcPort && c.guestPort === p.dstPort)) connections.push({ guestPort: p.dstPort, hostPort: p.srcPort });
+    return { connections, nextHostPort: this.nextHostPort };
+  }
+
+  override restoreDeviceState(state: unknown): void {
+    const s = state as { connections?: unknown; nextHostPort?: unknown } | undefined;
+    const port = (v: unknown) => Number.isInteger(v) && (v as number) >= 0 && (v as number) <= 0xffffffff;
+    if (port(s?.nextHostPort) && (s!.nextHostPort as number) >= FIRST_HOST_PORT) this.nextHostPort = s!.nextHostPort as number;
+    if (!Array.isArray(s?.connections)) return;
+    for (const c of s!.connections as { guestPort?: unknown; hostPort?: unknown }[]) {
+      if (port(c?.guestPort) && port(c?.hostPort)) this.sendControl({ srcPort: c.hostPort as number, dstPort: c.guestPort as number, op: OP_RST, flags: 0 });
+    }
+  }
+
   close(): void {
     if (this.closed) return;
     this.closed = true;
