@@ -64,6 +64,22 @@ export class Kvm {
     throw new KvmError('KVM_GET_SUPPORTED_CPUID', E2BIG, 'more than 4096 entries');
   }
 
+  /** KVM_GET_MSR_INDEX_LIST: the MSRs KVM saves and restores for a vCPU (the ones a snapshot must carry). */
+  msrIndexList(): number[] {
+    for (let n = 256; n <= 16384; n *= 2) {
+      const buf = Buffer.alloc(SIZE.kvm_msr_list + 4 * n);
+      buf.writeUInt32LE(n, 0);
+      const r = ioctlPtr(this.fd, IOCTL.KVM_GET_MSR_INDEX_LIST, buf);
+      if (r >= 0) {
+        const count = buf.readUInt32LE(0);
+        return Array.from({ length: count }, (_, i) => buf.readUInt32LE(4 + 4 * i));
+      }
+      const e = lastErrno();
+      if (e !== E2BIG) throw new KvmError('KVM_GET_MSR_INDEX_LIST', e);
+    }
+    throw new KvmError('KVM_GET_MSR_INDEX_LIST', E2BIG, 'more than 16384 MSRs');
+  }
+
   createVm(): KvmVm {
     return new KvmVm(this, kvmIoctlInt(this.fd, 'KVM_CREATE_VM', 0));
   }
@@ -83,6 +99,40 @@ export interface IoEventFdOptions {
   /** Only writes of this value signal the eventfd. */
   datamatch?: bigint;
   deassign?: boolean;
+}
+
+/** One entry of KVM_SET_GSI_ROUTING: a GSI wired to an irqchip pin, or a GSI that sends an MSI (irqfd targets). */
+export type GsiRoutingEntry =
+  | { gsi: number; kind: 'irqchip'; irqchip: number; pin: number }
+  | { gsi: number; kind: 'msi'; addressLo: number; addressHi: number; data: number };
+
+/** KVM_IRQ_ROUTING_IRQCHIP / KVM_IRQ_ROUTING_MSI (kvm.h). */
+const IRQ_ROUTING_IRQCHIP = 1;
+const IRQ_ROUTING_MSI = 2;
+
+/**
+ * struct kvm_irq_routing { u32 nr, flags; struct kvm_irq_routing_entry entries[] } with 48-byte entries
+ * { u32 gsi, type, flags, pad; union u (32 bytes): irqchip { u32 irqchip, pin } | msi { u32 address_lo, address_hi,
+ * data, pad } }.
+ */
+export function encodeGsiRoutingTable(routes: readonly GsiRoutingEntry[]): Buffer {
+  const b = Buffer.alloc(SIZE.kvm_irq_routing + routes.length * SIZE.kvm_irq_routing_entry);
+  b.writeUInt32LE(routes.length, 0);
+  routes.forEach((r, i) => {
+    const at = SIZE.kvm_irq_routing + i * SIZE.kvm_irq_routing_entry;
+    b.writeUInt32LE(r.gsi, at);
+    if (r.kind === 'irqchip') {
+      b.writeUInt32LE(IRQ_ROUTING_IRQCHIP, at + 4);
+      b.writeUInt32LE(r.irqchip, at + 16);
+      b.writeUInt32LE(r.pin, at + 20);
+    } else {
+      b.writeUInt32LE(IRQ_ROUTING_MSI, at + 4);
+      b.writeUInt32LE(r.addressLo >>> 0, at + 16);
+      b.writeUInt32LE(r.addressHi >>> 0, at + 20);
+      b.writeUInt32LE(r.data >>> 0, at + 24);
+    }
+  });
+  return b;
 }
 
 export class KvmVm {
@@ -192,6 +242,53 @@ export class KvmVm {
     b.writeBigUInt64LE(BigInt(addressOf(bitmap)), 8);
     kvmIoctl(this.fd, 'KVM_GET_DIRTY_LOG', b);
     return new Uint8Array(bitmap.buffer, bitmap.byteOffset, Math.ceil(pages / 8));
+  }
+
+  /** KVM_GET_IRQCHIP: chip 0/1 (8259 master/slave, struct kvm_pic_state) or 2 (IOAPIC), raw 512-byte union. */
+  getIrqchip(chip: number): Buffer {
+    const b = Buffer.alloc(SIZE.kvm_irqchip);
+    b.writeUInt32LE(chip, 0);
+    kvmIoctl(this.fd, 'KVM_GET_IRQCHIP', b);
+    return b.subarray(8);
+  }
+
+  setIrqchip(chip: number, state: Buffer): void {
+    if (state.length !== SIZE.kvm_irqchip - 8) throw new RangeError(`irqchip state is ${state.length} bytes, not ${SIZE.kvm_irqchip - 8}`);
+    const b = Buffer.alloc(SIZE.kvm_irqchip);
+    b.writeUInt32LE(chip, 0);
+    state.copy(b, 8);
+    kvmIoctl(this.fd, 'KVM_SET_IRQCHIP', b);
+  }
+
+  /** KVM_GET_PIT2: the in-kernel 8254's three channels and flags (struct kvm_pit_state2), raw. */
+  getPit2(): Buffer {
+    const b = Buffer.alloc(SIZE.kvm_pit_state2);
+    kvmIoctl(this.fd, 'KVM_GET_PIT2', b);
+    return b;
+  }
+
+  setPit2(state: Buffer): void {
+    if (state.length !== SIZE.kvm_pit_state2) throw new RangeError(`PIT state is ${state.length} bytes, not ${SIZE.kvm_pit_state2}`);
+    kvmIoctl(this.fd, 'KVM_SET_PIT2', state);
+  }
+
+  /** KVM_GET_CLOCK: kvm-clock's value (ns) for the guest now, and its flags. */
+  getClock(): { clock: bigint; flags: number } {
+    const b = Buffer.alloc(SIZE.kvm_clock_data);
+    kvmIoctl(this.fd, 'KVM_GET_CLOCK', b);
+    return { clock: b.readBigUInt64LE(0), flags: b.readUInt32LE(8) };
+  }
+
+  /** KVM_SET_CLOCK: kvm-clock continues from `clock` ns (flags 0: no realtime adjustment). */
+  setClock(clock: bigint): void {
+    const b = Buffer.alloc(SIZE.kvm_clock_data);
+    b.writeBigUInt64LE(clock, 0);
+    kvmIoctl(this.fd, 'KVM_SET_CLOCK', b);
+  }
+
+  /** KVM_SET_GSI_ROUTING: the whole routing table at once (irqchip pins and MSI messages). */
+  setGsiRouting(routes: readonly GsiRoutingEntry[]): void {
+    kvmIoctl(this.fd, 'KVM_SET_GSI_ROUTING', encodeGsiRoutingTable(routes));
   }
 
   createVcpu(id: number): KvmVcpu {
@@ -309,6 +406,39 @@ export class KvmVcpu {
     const b = Buffer.alloc(SIZE.kvm_mp_state);
     b.writeUInt32LE(state, 0);
     kvmIoctl(this.fd, 'KVM_SET_MP_STATE', b);
+  }
+
+  /** struct kvm_vcpu_events, raw (pending exception, interrupt, NMI, shadow, SIPI vector, SMM). */
+  getVcpuEvents(): Buffer {
+    const b = Buffer.alloc(SIZE.kvm_vcpu_events);
+    kvmIoctl(this.fd, 'KVM_GET_VCPU_EVENTS', b);
+    return b;
+  }
+
+  setVcpuEvents(b: Buffer): void {
+    kvmIoctl(this.fd, 'KVM_SET_VCPU_EVENTS', b);
+  }
+
+  /** struct kvm_debugregs, raw (DR0-3, DR6, DR7). */
+  getDebugRegs(): Buffer {
+    const b = Buffer.alloc(SIZE.kvm_debugregs);
+    kvmIoctl(this.fd, 'KVM_GET_DEBUGREGS', b);
+    return b;
+  }
+
+  setDebugRegs(b: Buffer): void {
+    kvmIoctl(this.fd, 'KVM_SET_DEBUGREGS', b);
+  }
+
+  /** struct kvm_xsave: the XSAVE image (legacy region = FXSAVE layout, then the header and extended components). */
+  getXsave(): Buffer {
+    const b = Buffer.alloc(SIZE.kvm_xsave);
+    kvmIoctl(this.fd, 'KVM_GET_XSAVE', b);
+    return b;
+  }
+
+  setXsave(b: Buffer): void {
+    kvmIoctl(this.fd, 'KVM_SET_XSAVE', b);
   }
 
   /** KVM_SET_SIGNAL_MASK: the signal mask in force while KVM_RUN executes guest code (8-byte kernel sigset). */

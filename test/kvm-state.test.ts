@@ -1,0 +1,219 @@
+// vCPU state across engines (src/cpu/kvm/state.ts): a long-mode guest loop runs on KVM, is paused mid-loop (the kick
+// out of KVM_RUN), its state saved as the snapshot format's VcpuState and loaded into the software engine, which
+// finishes the loop with the result an uninterrupted run gives; and the reverse (soft -> KVM). Also KVM -> KVM with
+// the in-kernel irqchip: LAPIC, MP state and the VM-wide irqchip/PIT/clock state survive. Skipped without /dev/kvm.
+import test from 'node:test';
+import assert from 'node:assert/strict';
+import { GuestMemory, MiB } from '../src/memory/guest-memory.ts';
+import { PortBus, MmioBus } from '../src/devices/bus.ts';
+import { KvmEngine, type KvmVcpuHandle } from '../src/cpu/kvm/engine.ts';
+import { createSoftEngine, SoftVcpu } from '../src/cpu/soft-adapter.ts';
+import { saveKvmVcpu, restoreKvmVcpu, saveKvmVm, restoreKvmVm, MSR } from '../src/cpu/kvm/state.ts';
+import { saveSoftCpu, restoreSoftCpu, checkVcpuState, type VcpuState } from '../src/vmm/snapshot-cpu.ts';
+import type { Vcpu, SpecialRegisters } from '../src/cpu/engine.ts';
+import { detectKvm } from '../src/kvm/host.ts';
+import { CODE64_AR, DATA_AR } from '../src/boot/linux.ts';
+
+const host = detectKvm();
+const skip = host.verdict === 'none' ? `no usable KVM: ${host.reason}` : false;
+
+const CODE = 0x1000, DATA = 0x2000, GDT = 0x500, PML4 = 0x10000;
+const PORT = 0xe0;
+// loop: add rax,rcx; rol rbx,7; xor rbx,rax; mov [0x2000],rbx; test ecx,0x3fff; jnz 1f; out 0xe0,al;
+// 1: dec rcx; jnz loop; hlt      (as --64, ld -Ttext=0x1000 --oformat binary)
+const LOOP = '4801c848c1c3074831c348891c2500200000f7c1ff3f00007502e6e048ffc975dff4';
+
+/** What the loop leaves for rcx = n: rax, rbx, the stored qword, and the bytes written to the port. */
+function expected(n: number): { rax: bigint; rbx: bigint; outs: number[] } {
+  let rax = 0n, rbx = 0n;
+  const outs: number[] = [];
+  const M = (1n << 64n) - 1n;
+  for (let i = n; i > 0; i--) {
+    rax = (rax + BigInt(i)) & M;
+    rbx = (((rbx << 7n) | (rbx >> 57n)) & M) ^ rax;
+    if ((i & 0x3fff) === 0) outs.push(Number(rax & 0xffn));
+  }
+  return { rax, rbx, outs };
+}
+
+/** Identity-mapped 1 GiB (2 MiB pages), a flat 64-bit GDT, the loop at CODE. */
+function longMode(mem: GuestMemory): SpecialRegisters {
+  const gdt = Buffer.alloc(32);
+  gdt.writeBigUInt64LE(0x00af9a000000ffffn, 16);
+  gdt.writeBigUInt64LE(0x00cf92000000ffffn, 24);
+  mem.write(GDT, gdt);
+  const pt = Buffer.alloc(3 * 4096);
+  pt.writeUInt32LE((PML4 + 0x1000) | 3, 0);
+  pt.writeUInt32LE((PML4 + 0x2000) | 3, 0x1000);
+  for (let e = 0; e < 512; e++) pt.writeUInt32LE((e * 2 ** 21) | 0x83, 0x2000 + 8 * e);
+  mem.write(PML4, pt);
+  mem.write(CODE, Buffer.from(LOOP, 'hex'));
+  const flat = (selector: number, accessRights: number) => ({ selector, base: 0, limit: 0xffffffff, accessRights });
+  return {
+    cs: flat(0x10, CODE64_AR), ds: flat(0x18, DATA_AR), es: flat(0x18, DATA_AR), fs: flat(0x18, DATA_AR),
+    gs: flat(0x18, DATA_AR), ss: flat(0x18, DATA_AR),
+    tr: { selector: 0, base: 0, limit: 0xffff, accessRights: 0x8b }, ldtr: { selector: 0, base: 0, limit: 0, accessRights: 0x10000 },
+    gdt: { base: BigInt(GDT), limit: 31 }, idt: { base: 0n, limit: 0 },
+    cr0: 0x8000_0031n, cr2: 0n, cr3: BigInt(PML4), cr4: 0x20n, efer: 0x500n,
+  };
+}
+
+function start(v: Vcpu, mem: GuestMemory, n: number): void {
+  v.setSpecialRegisters(longMode(mem));
+  const r = v.getRegisters();
+  for (const k of Object.keys(r) as (keyof typeof r)[]) r[k] = 0n;
+  r.rcx = BigInt(n);
+  r.rip = BigInt(CODE);
+  r.rsp = 0x8000n;
+  r.rflags = 2n;
+  v.setRegisters(r);
+}
+
+/** A port that records the loop's outs and stops the vCPU `stopOnFirst` names at the first one. */
+function portDevice(): { ports: PortBus; outs: number[]; stopOnFirst: { v?: Vcpu } } {
+  const ports = new PortBus();
+  const outs: number[] = [];
+  const stopOnFirst: { v?: Vcpu } = {};
+  ports.register(PORT, 1, { ioRead: () => 0, ioWrite: (_p, _s, value) => { outs.push(value); stopOnFirst.v?.stop(); stopOnFirst.v = undefined; } }, 'loop port');
+  return { ports, outs, stopOnFirst };
+}
+
+const XMM5 = 160 + 5 * 16;
+const PATTERN = Buffer.from('00112233445566778899aabbccddeeff', 'hex');
+const gpr = (s: VcpuState, i: number) => BigInt(s.gprs[i]);
+
+test('KVM -> soft: a loop paused mid-way on KVM finishes on the software engine with the same result', { skip }, async () => {
+  const N = 40000;
+  const want = expected(N);
+  const mem = new GuestMemory(64 * MiB);
+  const { ports, outs, stopOnFirst } = portDevice();
+  const kvm = await KvmEngine.create({ mem, ports, mmio: new MmioBus() });
+  let state: VcpuState;
+  try {
+    const v = kvm.vcpus[0];
+    start(v, mem, N);
+    // XMM5 through the restore path: the pattern must come out of the soft engine at the end.
+    const ctx = { kvm: kvm.kvm, irqchip: false };
+    const initial = saveKvmVcpu(v.vcpu, ctx);
+    const fx = Buffer.from(initial.fxsave, 'base64');
+    PATTERN.copy(fx, XMM5);
+    restoreKvmVcpu(v.vcpu, { ...initial, fxsave: fx.toString('base64') }, ctx);
+    // Stop by the kick (30 ms into the pure compute) or at the loop's first out, whichever comes first.
+    stopOnFirst.v = v;
+    const timer = setTimeout(() => v.stop(), 30);
+    assert.deepEqual(await v.run(), { reason: 'stopped' });
+    clearTimeout(timer);
+    state = saveKvmVcpu(v.vcpu, ctx);
+  } finally {
+    await kvm.close();
+  }
+  checkVcpuState(state, 0);
+  const rcx = gpr(state, 1);
+  assert.ok(rcx > 0n && rcx < BigInt(N), `paused mid-loop (rcx ${rcx})`);
+  assert.equal(BigInt(state.msrs['0x' + MSR.APIC_BASE.toString(16)]) & 0xfffff000n, 0xfee00000n, 'APIC base from KVM_GET_SREGS');
+  assert.ok(state.msrs['0x10'], 'TSC saved');
+
+  const soft = createSoftEngine({ mem, ports, mmio: new MmioBus() });
+  try {
+    const sv = soft.vcpus[0] as SoftVcpu;
+    restoreSoftCpu(sv.cpu, state);
+    assert.deepEqual(await sv.run(), { reason: 'halt' });
+    const r = sv.getRegisters();
+    assert.equal(r.rax, want.rax);
+    assert.equal(r.rbx, want.rbx);
+    assert.equal(r.rcx, 0n);
+    assert.equal(Buffer.from(mem.read(DATA, 8)).readBigUInt64LE(0), want.rbx);
+    assert.deepEqual(outs, want.outs);
+    const after = Buffer.from(saveSoftCpu(sv.cpu, undefined, false).fxsave, 'base64');
+    assert.deepEqual(after.subarray(XMM5, XMM5 + 16), PATTERN, 'XMM5 crossed engines');
+  } finally {
+    await soft.close();
+    mem.close();
+  }
+});
+
+test('soft -> KVM: a loop paused mid-way on the software engine finishes on KVM with the same result', { skip }, async () => {
+  const N = 40000;
+  const want = expected(N);
+  const mem = new GuestMemory(64 * MiB);
+  const { ports, outs, stopOnFirst } = portDevice();
+  const soft = createSoftEngine({ mem, ports, mmio: new MmioBus() });
+  let state: VcpuState;
+  try {
+    const sv = soft.vcpus[0] as SoftVcpu;
+    start(sv, mem, N);
+    const fx = Buffer.from(saveSoftCpu(sv.cpu, undefined, false).fxsave, 'base64');
+    PATTERN.copy(fx, XMM5);
+    restoreSoftCpu(sv.cpu, { ...saveSoftCpu(sv.cpu, undefined, false), fxsave: fx.toString('base64') });
+    stopOnFirst.v = sv;
+    assert.deepEqual(await sv.run(), { reason: 'stopped' });
+    state = saveSoftCpu(sv.cpu, undefined, false);
+  } finally {
+    await soft.close();
+  }
+  const rcx = gpr(state, 1);
+  assert.ok(rcx > 0n && rcx < BigInt(N), `paused mid-loop (rcx ${rcx})`);
+
+  const kvm = await KvmEngine.create({ mem, ports, mmio: new MmioBus() });
+  try {
+    const v = kvm.vcpus[0];
+    const ctx = { kvm: kvm.kvm, irqchip: false };
+    const report = restoreKvmVcpu(v.vcpu, state, ctx);
+    assert.deepEqual(report.notes, []);
+    const watchdog = setTimeout(() => v.stop(), 20_000);
+    assert.deepEqual(await v.run(), { reason: 'halt' });
+    clearTimeout(watchdog);
+    const r = v.getRegisters();
+    assert.equal(r.rax, want.rax);
+    assert.equal(r.rbx, want.rbx);
+    assert.equal(r.rcx, 0n);
+    assert.equal(Buffer.from(mem.read(DATA, 8)).readBigUInt64LE(0), want.rbx);
+    assert.deepEqual(outs, want.outs);
+    const after = Buffer.from(saveKvmVcpu(v.vcpu, ctx).fxsave, 'base64');
+    assert.deepEqual(after.subarray(XMM5, XMM5 + 16), PATTERN, 'XMM5 crossed engines');
+  } finally {
+    await kvm.close();
+    mem.close();
+  }
+});
+
+test('KVM -> KVM with the in-kernel irqchip: LAPIC, MP states, irqchip, PIT and kvm-clock carried over', { skip }, async () => {
+  const mem = new GuestMemory(64 * MiB);
+  const a = await KvmEngine.create({ mem, ports: new PortBus(), mmio: new MmioBus(), irqchip: true, pit: true, cpus: 2 });
+  let saved: { vcpus: VcpuState[]; vm: ReturnType<typeof saveKvmVm> };
+  let lapic1: Buffer;
+  let ioapic: Buffer;
+  try {
+    const ctx = { kvm: a.kvm, irqchip: true };
+    // Something recognisable: TPR of vCPU 1, an IOAPIC line raised, the BSP's registers.
+    const page = a.vcpus[1].vcpu.getLapic();
+    page.writeUInt32LE(0x20, 0x80);
+    a.vcpus[1].vcpu.setLapic(page);
+    a.irqLine(5, true);
+    start(a.vcpus[0], mem, 7);
+    lapic1 = a.vcpus[1].vcpu.getLapic();
+    ioapic = a.vm.getIrqchip(2);
+    saved = { vcpus: a.vcpus.map((v: KvmVcpuHandle) => saveKvmVcpu(v.vcpu, ctx)), vm: saveKvmVm(a.vm, { irqchip: true, pit: true }) };
+  } finally {
+    await a.close();
+  }
+  assert.equal(saved.vcpus[0].mpState, 'runnable');
+  assert.equal(saved.vcpus[1].mpState, 'wait-for-sipi');
+  assert.equal(Buffer.from(saved.vcpus[1].lapic!.page, 'base64').readUInt32LE(0x20) >>> 24, 1, 'LAPIC ID 1');
+
+  const b = await KvmEngine.create({ mem, ports: new PortBus(), mmio: new MmioBus(), irqchip: true, pit: true, cpus: 2 });
+  try {
+    const ctx = { kvm: b.kvm, irqchip: true };
+    restoreKvmVm(b.vm, saved.vm);
+    b.vcpus.forEach((v, i) => restoreKvmVcpu(v.vcpu, saved.vcpus[i], ctx));
+    assert.equal(b.vcpus[1].vcpu.getLapic().readUInt32LE(0x80), 0x20, 'TPR');
+    assert.deepEqual(b.vcpus[1].vcpu.getLapic().subarray(0, 0x380), lapic1.subarray(0, 0x380));
+    assert.deepEqual(b.vm.getIrqchip(2), ioapic, 'IOAPIC (with the raised line) restored');
+    assert.equal(b.vcpus[1].vcpu.getMpState(), 2, 'AP waits for SIPI (INIT_RECEIVED)');
+    assert.equal(b.vcpus[0].getRegisters().rcx, 7n);
+    assert.ok(b.vm.getClock().clock >= BigInt(saved.vm.clockNs), 'kvm-clock continues from the saved value');
+  } finally {
+    await b.close();
+    mem.close();
+  }
+});
