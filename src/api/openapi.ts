@@ -1,6 +1,6 @@
 // The OpenAPI 3.0 document of the daemon's REST API, built from the same schema objects that validate the requests.
 
-import { errorSchema, SNAPSHOT_NAME_PATTERN, snapshotSchema, vmDefinitionSchema, vmSchema } from '../manager/schema.ts';
+import { errorSchema, resourcesPatchSchema, SNAPSHOT_NAME_PATTERN, snapshotSchema, vmDefinitionSchema, vmSchema } from '../manager/schema.ts';
 
 /** JSON Schema `$ref: 'X#'` (ajv's ids) to OpenAPI's `#/components/schemas/X`, and no `$id`. */
 function toOpenApi(schema: unknown): unknown {
@@ -65,7 +65,7 @@ export function openApiDocument(version: string): Record<string, unknown> {
     openapi: '3.0.3',
     info: { title: 'ringzero daemon API', version, description: 'VM lifecycle on one host. Errors are {"error":{"code","message"}} with a stable code.' },
     components: {
-      schemas: { VmDefinition: toOpenApi(vmDefinitionSchema), Vm: toOpenApi(vmSchema), Snapshot: toOpenApi(snapshotSchema), Error: toOpenApi(errorSchema) },
+      schemas: { VmDefinition: toOpenApi(vmDefinitionSchema), Vm: toOpenApi(vmSchema), Snapshot: toOpenApi(snapshotSchema), Error: toOpenApi(errorSchema), ResourcesPatch: toOpenApi(resourcesPatchSchema) },
       securitySchemes: { bearer: { type: 'http', scheme: 'bearer', description: 'required on TCP listeners; the Unix socket is guarded by file permissions' } },
     },
     security: [{}, { bearer: [] }],
@@ -87,7 +87,29 @@ export function openApiDocument(version: string): Record<string, unknown> {
       },
       '/vms/{name}/start': action('start the VM in its own VMM process'),
       '/vms/{name}/destroy': action('stop the VM at once (its VMM process is killed)'),
-      '/vms/{name}/reboot': action('restart the VM (for now: destroy, then start)'),
+      '/vms/{name}/reboot': action('reboot the VM: in its own VMM (power button, the guest\'s poweroff becomes a reset; a guest that ignores the button is reset) when onReboot is restart, else shutdown then start', {
+        requestBody: { required: false, content: json({ type: 'object', properties: { timeout: { type: 'number', minimum: 0, maximum: 3600, default: 60, description: 'onReboot exit: the shutdown\'s timeout' } } }) },
+      }),
+      '/vms/{name}/suspend': action('pause the running VM\'s vCPUs (state paused); the VMM process, memory and console stay'),
+      '/vms/{name}/resume': action('let a paused VM run again'),
+      '/vms/{name}/resources': {
+        patch: {
+          summary: 'change CPU quota and weight, memory limit (cgroup) and CPU pinning; at once for a running VM, in the definition with config or when not running',
+          parameters: [nameParameter], requestBody: { required: true, content: json(ref('ResourcesPatch')) },
+          responses: { 200: { description: 'the VM (resources: what is in force)', content: json(ref('Vm')) }, ...errors(400, 401, 404, 409, 500) },
+        },
+      },
+      '/vms/{name}/balloon': {
+        get: { summary: 'the running VM\'s balloon: guest memory left, target and inflated bytes, the guest\'s statistics', parameters: [nameParameter], responses: { 200: { description: 'balloon', content: json({ type: 'object' }) }, ...errors(401, 404, 409) } },
+        put: {
+          summary: 'set the memory left to the guest (MiB): the balloon takes the rest (virsh setmem)', parameters: [nameParameter],
+          requestBody: { required: true, content: json({ type: 'object', required: ['memory'], properties: { memory: { type: 'integer', minimum: 16 } } }) },
+          responses: { 200: { description: 'balloon', content: json({ type: 'object' }) }, ...errors(400, 401, 404, 409) },
+        },
+      },
+      '/host/resources': {
+        get: { summary: 'whether per-VM cgroups can be made here: {ok, kind: v2|v1, root} or {ok: false, reason}', responses: { 200: { description: 'cgroup support', content: json({ type: 'object' }) }, ...errors(401) } },
+      },
       '/vms/{name}/snapshots': {
         get: {
           summary: 'the VM\'s snapshots, oldest first', parameters: [nameParameter],

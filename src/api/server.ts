@@ -11,7 +11,7 @@ import { describeHost, detectHost } from '../cli/host.ts';
 import { findDefaultImage } from '../image/build.ts';
 import type { VmManager, LifecycleEvent } from '../manager/manager.ts';
 import {
-  ERROR_CODES, errorSchema, ManagerError, SNAPSHOT_NAME_PATTERN, snapshotSchema, vmDefinitionSchema, vmSchema, type ErrorCode, type VmDefinition,
+  ERROR_CODES, errorSchema, ManagerError, resourcesPatchSchema, SNAPSHOT_NAME_PATTERN, snapshotSchema, vmDefinitionSchema, vmSchema, type ErrorCode, type VmDefinition,
 } from '../manager/schema.ts';
 import { openApiDocument } from './openapi.ts';
 import { PROMETHEUS_CONTENT_TYPE, prometheusText, StatsCollector } from '../manager/stats.ts';
@@ -57,6 +57,7 @@ export async function createApi(manager: VmManager, options: ApiOptions = {}): P
   app.addSchema(vmSchema);
   app.addSchema(errorSchema);
   app.addSchema(snapshotSchema);
+  app.addSchema(resourcesPatchSchema);
 
   const events = new Set<ServerResponse>();
   app.addHook('onClose', async () => {
@@ -105,7 +106,24 @@ export async function createApi(manager: VmManager, options: ApiOptions = {}): P
   });
   app.post<NameParams>('/vms/:name/start', async (request) => manager.start(request.params.name));
   app.post<NameParams>('/vms/:name/destroy', async (request) => manager.destroy(request.params.name));
-  app.post<NameParams>('/vms/:name/reboot', async (request) => manager.reboot(request.params.name));
+  app.post<NameParams & { Body: { timeout?: number } | undefined }>('/vms/:name/reboot', {
+    schema: { body: { type: ['object', 'null'], additionalProperties: false, properties: { timeout: { type: 'number', minimum: 0, maximum: 3600 } } } },
+  }, async (request) => manager.reboot(request.params.name, (request.body?.timeout ?? options.shutdownTimeoutS ?? 60) * 1000));
+  app.post<NameParams>('/vms/:name/suspend', async (request) => manager.suspend(request.params.name));
+  app.post<NameParams>('/vms/:name/resume', async (request) => manager.resume(request.params.name));
+  // Resource control at run time (and, with config, in the definition): src/manager/resources.ts.
+  app.patch<NameParams & { Body: { [key: string]: unknown; config?: boolean } }>('/vms/:name/resources', {
+    schema: { body: { $ref: 'ResourcesPatch#' } },
+  }, async (request) => {
+    const { config, ...changes } = request.body;
+    if (Object.keys(changes).length === 0) throw new ManagerError('invalid', 'body names no resource to change (cpuQuotaPercent, cpuWeight, memoryMax, cpuPinning)');
+    return manager.setResources(request.params.name, changes, config === true);
+  });
+  app.get('/host/resources', async () => manager.resources.available());
+  app.get<NameParams>('/vms/:name/balloon', async (request) => manager.balloon(request.params.name));
+  app.put<NameParams & { Body: { memory: number } }>('/vms/:name/balloon', {
+    schema: { body: { type: 'object', additionalProperties: false, required: ['memory'], properties: { memory: { type: 'integer', minimum: 16, description: 'MiB left to the guest' } } } },
+  }, async (request) => manager.balloon(request.params.name, request.body.memory));
   app.post<NameParams & { Body: { timeout?: number } | undefined }>('/vms/:name/shutdown', {
     schema: { body: { type: ['object', 'null'], additionalProperties: false, properties: { timeout: { type: 'number', minimum: 0, maximum: 3600 } } } },
   }, async (request) => {

@@ -1,5 +1,5 @@
 // The management verbs of the CLI (virsh's names): `daemon` runs the manager; define, undefine, start, shutdown,
-// destroy, reboot, list, info, top, console, edit and snapshot create|list|restore|delete talk to it through its REST API on the Unix socket given by
+// destroy, reboot, suspend, resume, set, setmem, list, info, top, console, edit and snapshot create|list|restore|delete talk to it through its REST API on the Unix socket given by
 // --socket or RINGZERO_SOCKET (default: see defaultSocketPath). The modules behind them load only when used, so
 // `ringzero run` does not pay for the HTTP framework.
 
@@ -10,7 +10,8 @@ import { spawnSync } from 'node:child_process';
 import type { Command } from 'commander';
 import type { ApiClient } from '../api/client.ts';
 import type { VmView } from '../manager/manager.ts';
-import { SNAPSHOT_NAME_RE, type SnapshotView } from '../manager/schema.ts';
+import { CPU_LIST_PATTERN, SNAPSHOT_NAME_RE, type SnapshotView } from '../manager/schema.ts';
+import { MAX_CPUS } from '../vmm/config.ts';
 import { UsageError } from './validate.ts';
 
 interface SocketOption {
@@ -57,6 +58,33 @@ function table(rows: string[][]): string[] {
   return rows.map((row) => row.map((cell, column) => cell.padEnd(widths[column])).join('  ').trimEnd());
 }
 
+/** GET/PUT /vms/{name}/balloon: guest memory left, the balloon's target and actual size (bytes). */
+interface BalloonView {
+  memoryBytes: number;
+  guestMemoryBytes: number;
+  targetBytes: number;
+  actualBytes: number;
+}
+
+function mib(bytes: number): string {
+  return `${Math.round(bytes / 2 ** 20)} MiB`;
+}
+
+function balloonLine(b: BalloonView): string {
+  return `guest has ${mib(b.guestMemoryBytes)} of ${mib(b.memoryBytes)} (balloon target ${mib(b.targetBytes)}, inflated ${mib(b.actualBytes)})`;
+}
+
+function resourceLine(r: NonNullable<VmView['resources']>): string {
+  const parts = [
+    `CPU quota ${r.cpuQuotaPercent !== undefined ? `${r.cpuQuotaPercent}%` : 'none'}`,
+    `weight ${r.cpuWeight ?? 100}`,
+    `memory max ${r.memoryMax !== undefined ? `${r.memoryMax} MiB` : 'none'}`,
+    `CPUs ${r.cpuPinning ?? 'any'}`,
+  ];
+  if (r.cgroup) parts.push(`cgroup ${r.cgroup}`);
+  return parts.join(', ');
+}
+
 function infoLines(vm: VmView): string[] {
   const d = vm.definition;
   const lines = [
@@ -68,6 +96,11 @@ function infoLines(vm: VmView): string[] {
   if (vm.pid !== undefined) lines.push(['PID', String(vm.pid)]);
   if (vm.startedAt) lines.push(['Started', vm.startedAt]);
   if (vm.consoleSocket) lines.push(['Console socket', vm.consoleSocket]);
+  const wanted = [d.cpuQuotaPercent !== undefined ? `quota ${d.cpuQuotaPercent}%` : '', d.cpuWeight !== undefined ? `weight ${d.cpuWeight}` : '',
+    d.memoryMax !== undefined ? `memory max ${d.memoryMax} MiB` : '', d.cpuPinning !== undefined ? `pinned to CPUs ${d.cpuPinning}` : ''].filter(Boolean);
+  if (wanted.length > 0) lines.push(['Resources', wanted.join(', ')]);
+  if (vm.resources) lines.push(['In force', resourceLine(vm.resources)]);
+  if (vm.resources?.note) lines.push(['Note', vm.resources.note]);
   if (vm.lastExit) lines.push(['Last exit', `${vm.lastExit.reason} (${vm.lastExit.at})`]);
   return lines.map(([key, value]) => `${`${key}:`.padEnd(16)}${value}`);
 }
@@ -109,7 +142,8 @@ export function registerDaemonCommands(cli: Command): void {
   for (const [verb, description, done] of [
     ['start', 'start a VM in its own VMM process', 'started'],
     ['destroy', 'stop a VM at once (its VMM process is killed)', 'destroyed'],
-    ['reboot', 'restart a VM (for now: destroy, then start)', 'rebooted'],
+    ['suspend', 'pause a running VM\'s vCPUs (its process, memory and console stay; resume continues it)', 'suspended'],
+    ['resume', 'let a suspended VM run again', 'resumed'],
   ] as const) {
     cli.command(verb).argument('<name>').description(description)
       .option(socketFlag, socketHelp)
@@ -119,6 +153,71 @@ export function registerDaemonCommands(cli: Command): void {
         out(`VM '${name}' ${done}`);
       });
   }
+
+  cli.command('reboot').argument('<name>')
+    .description('reboot a VM: in place (power button, the guest\'s poweroff becomes a reset; reset if the guest ignores the button), or shutdown then start for onReboot exit')
+    .option('--timeout <seconds>', 'onReboot exit: how long the shutdown waits before destroying (default: the daemon\'s, 60)')
+    .option(socketFlag, socketHelp)
+    .action(async (name: string, options: SocketOption & { timeout?: string }) => {
+      const body: { timeout?: number } = {};
+      if (options.timeout !== undefined) {
+        if (!/^\d+(\.\d+)?$/.test(options.timeout) || Number(options.timeout) > 3600) throw new UsageError(`invalid --timeout '${options.timeout}': seconds, 0 to 3600`);
+        body.timeout = Number(options.timeout);
+      }
+      const api = await client(options);
+      const result = await call(() => api.request<VmView & { how: string }>('POST', `/vms/${encodeURIComponent(name)}/reboot`, body));
+      out(`VM '${name}' ${{ 'in-place': 'is rebooting', reset: 'was reset (its guest ignores the power button)', restarted: 'restarted' }[result.how] ?? 'rebooted'}`);
+    });
+
+  cli.command('set').argument('<name>')
+    .description('resource control (virsh schedinfo/vcpupin/memtune): CPU quota and weight, memory limit (cgroups), CPU pinning; at once while running')
+    .option('--cpu-quota <percent>', 'CPU time the VM may use, percent of one host CPU (200: two CPUs), or none')
+    .option('--cpu-weight <n>', 'share under contention, 1 to 10000 (default 100), or none')
+    .option('--memory-max <size>', 'hard limit on the VMM process\'s memory (e.g. 512M; MiB if bare), or none')
+    .option('--pin <cpus>', 'host CPUs the VM\'s threads may run on (e.g. 0, 0-1, 1,3), or none')
+    .option('--config', 'also save the values in the definition (a VM that is not running always has them saved)')
+    .option(socketFlag, socketHelp)
+    .action(async (name: string, options: SocketOption & { cpuQuota?: string; cpuWeight?: string; memoryMax?: string; pin?: string; config?: boolean }) => {
+      const body: Record<string, unknown> = {};
+      const integer = (flag: string, text: string, min: number, max: number): number | null => {
+        if (text === 'none') return null;
+        const n = Number(text);
+        if (!/^\d+$/.test(text) || n < min || n > max) throw new UsageError(`invalid ${flag} '${text}': a whole number, ${min} to ${max}, or none`);
+        return n;
+      };
+      if (options.cpuQuota !== undefined) body.cpuQuotaPercent = integer('--cpu-quota', options.cpuQuota.replace(/%$/, ''), 1, 100 * MAX_CPUS);
+      if (options.cpuWeight !== undefined) body.cpuWeight = integer('--cpu-weight', options.cpuWeight, 1, 10000);
+      if (options.memoryMax !== undefined) {
+        if (options.memoryMax === 'none') body.memoryMax = null;
+        else {
+          const m = /^(\d+)(M|MiB|G|GiB)?$/i.exec(options.memoryMax);
+          if (!m) throw new UsageError(`invalid --memory-max '${options.memoryMax}': a size like 512M or 2G, or none`);
+          body.memoryMax = Number(m[1]) * (/^g/i.test(m[2] ?? '') ? 1024 : 1);
+        }
+      }
+      if (options.pin !== undefined) {
+        if (options.pin !== 'none' && !new RegExp(CPU_LIST_PATTERN).test(options.pin)) throw new UsageError(`invalid --pin '${options.pin}': a CPU list like 0, 0-1 or 1,3, or none`);
+        body.cpuPinning = options.pin === 'none' ? null : options.pin;
+      }
+      if (Object.keys(body).length === 0) throw new UsageError('nothing to set: give --cpu-quota, --cpu-weight, --memory-max or --pin');
+      if (options.config) body.config = true;
+      const api = await client(options);
+      const vm = await call(() => api.request<VmView>('PATCH', `/vms/${encodeURIComponent(name)}/resources`, body));
+      out(`VM '${name}': ${vm.resources ? resourceLine(vm.resources) : 'saved in the definition'}`);
+      if (vm.resources?.note) out(`VM '${name}': ${vm.resources.note}`);
+    });
+
+  cli.command('setmem').argument('<name>').argument('<size>', 'guest memory to leave the guest, e.g. 96M (MiB if bare); the balloon takes the rest')
+    .description('set a running VM\'s memory through its balloon (virsh setmem; the definition needs "balloon": true)')
+    .option(socketFlag, socketHelp)
+    .action(async (name: string, size: string, options: SocketOption) => {
+      const m = /^(\d+)(M|MiB|G|GiB)?$/i.exec(size);
+      if (!m) throw new UsageError(`invalid size '${size}': e.g. 96M or 1G`);
+      const mib = Number(m[1]) * (/^g/i.test(m[2] ?? '') ? 1024 : 1);
+      const api = await client(options);
+      const balloon = await call(() => api.request<BalloonView>('PUT', `/vms/${encodeURIComponent(name)}/balloon`, { memory: mib }));
+      out(`VM '${name}': ${balloonLine(balloon)}`);
+    });
 
   cli.command('shutdown').argument('<name>')
     .description('stop a VM gracefully (presses its ACPI power button); destroy it if it has not stopped after the timeout')
@@ -220,8 +319,15 @@ export function registerDaemonCommands(cli: Command): void {
     .action(async (name: string, options: SocketOption & { json?: boolean }) => {
       const api = await client(options);
       const vm = await call(() => api.request<VmView>('GET', `/vms/${encodeURIComponent(name)}`));
-      if (options.json) out(JSON.stringify(vm, null, 2));
-      else for (const line of infoLines(vm)) out(line);
+      // The balloon's figures come from the VM's VMM (only while it runs with a balloon).
+      const balloon = vm.definition.balloon === true && vm.pid !== undefined
+        ? await api.request<BalloonView>('GET', `/vms/${encodeURIComponent(name)}/balloon`).catch(() => undefined)
+        : undefined;
+      if (options.json) out(JSON.stringify(balloon ? { ...vm, balloon } : vm, null, 2));
+      else {
+        for (const line of infoLines(vm)) out(line);
+        if (balloon) out(`${'Balloon:'.padEnd(16)}${balloonLine(balloon)}`);
+      }
     });
 
   cli.command('console').argument('<name>')

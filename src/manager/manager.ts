@@ -17,7 +17,8 @@ import { EventEmitter } from 'node:events';
 import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { ManagerError, SNAPSHOT_NAME_RE, VM_NAME_RE, type SnapshotView, type VmDefinition, type VmState } from './schema.ts';
+import { ManagerError, SNAPSHOT_NAME_RE, VM_NAME_RE, type SnapshotView, type VmDefinition, type VmResources, type VmState } from './schema.ts';
+import { parseCpuList, ResourceController, setThreadAffinity } from './resources.ts';
 import { fsyncDir, MAX_SOCKET_PATH, removeFileDurable, StateDir } from './store.ts';
 import { isSameProcess, processStartTime } from './proc.ts';
 
@@ -43,6 +44,15 @@ export interface RuntimeRecord {
   /** The snapshot this run started from (`restore`), if any. */
   restoredFrom?: string;
   lastExit?: LastExit;
+  /** Resource control in force for this run (from the definition at start, changed by setResources). */
+  resources?: AppliedResources;
+}
+
+/** What a running VM's resource control is: the values, the cgroup that holds them, or why there is none. */
+export interface AppliedResources extends VmResources {
+  cgroup?: string;
+  /** Why a limit asked for is not in force (no writable cgroups here, say). */
+  note?: string;
 }
 
 export interface VmView {
@@ -55,11 +65,13 @@ export interface VmView {
   /** The snapshot the running VM was restored from. */
   restoredFrom?: string;
   lastExit?: LastExit;
+  /** Resource control in force while running. */
+  resources?: AppliedResources;
 }
 
 export interface LifecycleEvent {
   type: 'defined' | 'updated' | 'undefined' | 'starting' | 'started' | 'stopped' | 'crashed' | 'shutting-down'
-    | 'snapshot-created' | 'snapshot-deleted';
+    | 'snapshot-created' | 'snapshot-deleted' | 'suspended' | 'resumed' | 'rebooted' | 'resources-changed';
   name: string;
   state?: VmState;
   at: string;
@@ -76,7 +88,7 @@ export interface ManagerOptions {
   vmmCommand?: { file: string; args: string[] };
 }
 
-const ACTIVE_STATES: ReadonlySet<VmState> = new Set(['starting', 'running', 'shutting down']);
+const ACTIVE_STATES: ReadonlySet<VmState> = new Set(['starting', 'running', 'paused', 'shutting down']);
 
 export class VmManager extends EventEmitter {
   readonly state: StateDir;
@@ -93,6 +105,8 @@ export class VmManager extends EventEmitter {
   private readonly vmmCommand: { file: string; args: string[] };
   /** VMs with a snapshot being written (one at a time per VM). */
   private readonly snapshotting = new Set<string>();
+  /** Per-VM cgroups (CPU quota and weight, memory limit) and CPU pinning. */
+  readonly resources: ResourceController;
 
   constructor(stateDir: string, options: ManagerOptions = {}) {
     super();
@@ -101,6 +115,7 @@ export class VmManager extends EventEmitter {
     this.startTimeoutMs = options.startTimeoutMs ?? 30_000;
     this.pollMs = options.pollMs ?? 500;
     this.vmmCommand = options.vmmCommand ?? { file: process.execPath, args: [RINGZERO_BIN] };
+    this.resources = new ResourceController(stateDir, this.log);
   }
 
   /** Load the state directory, re-attach to the VMMs still running, settle the ones that ended, autostart. */
@@ -256,6 +271,8 @@ export class VmManager extends EventEmitter {
       ...(fromSnapshot !== undefined ? { restoredFrom: path.basename(fromSnapshot) } : {}),
     });
     this.emitEvent({ type: 'starting', name, state: 'starting' });
+    const resources = this.applyResources(name, pid, definitionResources(definition));
+    if (resources) this.setRuntime(name, { ...this.runtime.get(name)!, resources });
     let exited = false;
     child.once('exit', (code, signal) => {
       exited = true;
@@ -322,10 +339,161 @@ export class VmManager extends EventEmitter {
     return { vm: this.view(name), graceful: !timedOut };
   }
 
-  /** Reboot: a hard one (destroy, then start); a graceful reboot would need the guest to act on a request, as shutdown's button. */
-  async reboot(name: string): Promise<VmView> {
-    if (ACTIVE_STATES.has(this.stateOf(name))) await this.destroy(name);
-    return this.start(name);
+  /**
+   * Reboot (virsh reboot). A running VM whose guest reboots in place (onReboot 'restart', the default) gets a graceful
+   * reboot in its own VMM process: the VMM presses the power button and turns the guest's poweroff into a reset,
+   * which boots the guest again; a guest that does not listen to the button is reset at once (`hard`). A VM with
+   * onReboot 'exit' is shut down gracefully (`timeoutMs`, then destroyed) and started again by the daemon; a VM that
+   * is not running is started.
+   */
+  async reboot(name: string, timeoutMs = 60_000): Promise<VmView & { how: 'in-place' | 'reset' | 'restarted' }> {
+    const definition = this.definitionOf(name);
+    const state = this.stateOf(name);
+    if (state === 'paused') throw new ManagerError('conflict', `VM '${name}' is paused: resume it first`);
+    if (state === 'starting' || state === 'shutting down') throw new ManagerError('conflict', `VM '${name}' is ${state}`);
+    if (state === 'running' && definition.onReboot === 'restart') {
+      let how: 'in-place' | 'reset' = 'in-place';
+      try {
+        const answer = await this.control(name, { cmd: 'reboot' }, 5000);
+        if (answer.ok !== true) throw new Error(String(answer.error ?? 'refused'));
+        if (answer.listening !== true) {
+          // The guest would never see the button: reset it (as a reset line), it boots again all the same.
+          const reset = await this.control(name, { cmd: 'reset' }, 5000);
+          if (reset.ok !== true) throw new Error(String(reset.error ?? 'reset refused'));
+          how = 'reset';
+        }
+      } catch (error) {
+        throw new ManagerError('conflict', `VM '${name}': the VMM did not take the reboot: ${(error as Error).message}`);
+      }
+      this.emitEvent({ type: 'rebooted', name, state: 'running', detail: how });
+      return { ...this.view(name), how };
+    }
+    if (state === 'running') await this.shutdown(name, timeoutMs);
+    const vm = await this.start(name);
+    this.emitEvent({ type: 'rebooted', name, state: this.stateOf(name), detail: 'restarted' });
+    return { ...vm, how: 'restarted' };
+  }
+
+  /**
+   * Pause a running VM's vCPUs (virsh suspend): the VMM stops scheduling them (soft engine: its run loop parks and the
+   * guest's clocks stand still; KVM: the vCPUs are kicked out of KVM_RUN and wait). The VMM process, its memory,
+   * console and control socket stay; resume() continues the guest.
+   */
+  async suspend(name: string): Promise<VmView> {
+    this.definitionOf(name);
+    const state = this.stateOf(name);
+    if (state === 'paused') return this.view(name);
+    if (state !== 'running') throw new ManagerError('conflict', `VM '${name}' is ${state}: only a running VM can be suspended`);
+    const answer = await this.control(name, { cmd: 'pause' }, 10_000).catch((error: Error) => ({ ok: false, error: error.message }));
+    if (answer.ok !== true) throw new ManagerError('conflict', `VM '${name}': the VMM did not pause: ${String(answer.error)}`);
+    if (this.stateOf(name) !== 'running') return this.view(name); // ended meanwhile
+    this.setRuntime(name, { ...this.runtime.get(name)!, state: 'paused' });
+    this.emitEvent({ type: 'suspended', name, state: 'paused' });
+    return this.view(name);
+  }
+
+  async resume(name: string): Promise<VmView> {
+    this.definitionOf(name);
+    const state = this.stateOf(name);
+    if (state === 'running') return this.view(name);
+    if (state !== 'paused') throw new ManagerError('conflict', `VM '${name}' is ${state}, not paused`);
+    const answer = await this.control(name, { cmd: 'resume' }, 10_000).catch((error: Error) => ({ ok: false, error: error.message }));
+    if (answer.ok !== true) throw new ManagerError('conflict', `VM '${name}': the VMM did not resume: ${String(answer.error)}`);
+    if (this.stateOf(name) !== 'paused') return this.view(name);
+    this.setRuntime(name, { ...this.runtime.get(name)!, state: 'running' });
+    this.emitEvent({ type: 'resumed', name, state: 'running' });
+    return this.view(name);
+  }
+
+  /**
+   * Change resource control (virsh schedinfo / vcpupin / memtune). `changes` holds the knobs to change: a number or
+   * CPU list sets one, null removes the limit. A running VM gets them at once (its cgroup, its threads' affinity);
+   * with `config` (or a VM that is not running) they are also saved in the definition, for the next start.
+   */
+  setResources(name: string, changes: { [K in keyof VmResources]?: VmResources[K] | null }, config: boolean): VmView {
+    const definition = this.definitionOf(name);
+    if (changes.cpuPinning != null) parseCpuList(changes.cpuPinning);
+    const merge = <T extends VmResources>(base: T): T => {
+      const out: T = { ...base };
+      for (const key of ['cpuQuotaPercent', 'cpuWeight', 'memoryMax', 'cpuPinning'] as const) {
+        if (!(key in changes)) continue;
+        const value = changes[key];
+        if (value === null || value === undefined) delete out[key];
+        else (out as Record<string, unknown>)[key] = value;
+      }
+      return out;
+    };
+    const state = this.stateOf(name);
+    const record = this.runtime.get(name)!;
+    const live = ACTIVE_STATES.has(state) && record.pid !== undefined;
+    if (live) {
+      const { cgroup: _cgroup, note: _note, ...current }: AppliedResources = record.resources ?? definitionResources(definition);
+      const wanted = merge(current);
+      const applied = this.applyResources(name, record.pid!, wanted, true);
+      this.setRuntime(name, { ...this.runtime.get(name)!, resources: applied ?? wanted });
+    }
+    if (config || !live) {
+      const updated = merge(definition);
+      this.state.writeJson(this.state.definitionFile(name), updated);
+      this.definitions.set(name, updated);
+    }
+    this.emitEvent({ type: 'resources-changed', name, state: this.stateOf(name) });
+    return this.view(name);
+  }
+
+  /**
+   * The balloon of a running VM (virsh setmem / dommemstat): with `memoryMiB`, set its target so the guest keeps that
+   * much of its RAM. Answers the guest's memory left, the balloon's target and actual (inflated) size, in bytes.
+   */
+  async balloon(name: string, memoryMiB?: number): Promise<{ memoryBytes: number; guestMemoryBytes: number; targetBytes: number; actualBytes: number; guest: unknown }> {
+    const definition = this.definitionOf(name);
+    const state = this.stateOf(name);
+    if (state !== 'running' && state !== 'paused') throw new ManagerError('conflict', `VM '${name}' is ${state}: the balloon works while it runs`);
+    if (definition.balloon !== true) throw new ManagerError('conflict', `VM '${name}' has no balloon: set "balloon": true in its definition (then restart it)`);
+    if (memoryMiB !== undefined && (memoryMiB > definition.memory || memoryMiB < 16)) {
+      throw new ManagerError('invalid', `VM '${name}' has ${definition.memory} MiB: its memory can be set from 16 MiB to ${definition.memory} MiB, not ${memoryMiB}`);
+    }
+    const PAGE = 4096; // virtio-balloon counts 4 KiB pages (virtio 1.2 §5.5.6)
+    const request = memoryMiB === undefined ? { cmd: 'balloon-stats' } : { cmd: 'balloon-set', pages: ((definition.memory - memoryMiB) * 2 ** 20) / PAGE };
+    const answer = await this.control(name, request, 5000).catch((error: Error) => ({ ok: false, error: error.message }) as Record<string, unknown>);
+    if (answer.ok !== true) throw new ManagerError('conflict', `VM '${name}': ${String(answer.error)}`);
+    const memoryBytes = definition.memory * 2 ** 20;
+    const actualBytes = Number(answer.actualPages ?? 0) * PAGE;
+    return { memoryBytes, guestMemoryBytes: memoryBytes - actualBytes, targetBytes: Number(answer.targetPages ?? 0) * PAGE, actualBytes, guest: answer.guest ?? {} };
+  }
+
+  /**
+   * Put the VMM `pid` under the resource control `r`: cgroup knobs (only when some are asked for, or the VM has a
+   * cgroup already) and the affinity of its threads. Without usable cgroups a limit asked for is not in force: the
+   * returned `note` says so, and `strict` (a run-time change) makes that an error instead.
+   */
+  private applyResources(name: string, pid: number, r: VmResources, strict = false): AppliedResources | undefined {
+    const wantsCgroup = r.cpuQuotaPercent !== undefined || r.cpuWeight !== undefined || r.memoryMax !== undefined;
+    if (!wantsCgroup && r.cpuPinning === undefined && !this.resources.has(name)) return undefined;
+    const applied: AppliedResources = { ...r };
+    if (wantsCgroup || this.resources.has(name)) {
+      try {
+        applied.cgroup = this.resources.apply(name, pid, r);
+      } catch (error) {
+        if (strict) throw error;
+        applied.note = (error as Error).message;
+        this.log(`VM '${name}': ${applied.note}`);
+      }
+    }
+    if (r.cpuPinning !== undefined) {
+      // Every thread of the VMM: the soft engine's vCPUs all run on its main thread, the KVM engine's on workers; a
+      // thread made later (a KVM vCPU worker) inherits the affinity of the thread that creates it.
+      const cpus = parseCpuList(r.cpuPinning);
+      let tids: string[] = [];
+      try { tids = fs.readdirSync(`/proc/${pid}/task`); } catch { /* gone */ }
+      try {
+        for (const tid of tids) setThreadAffinity(Number(tid), cpus);
+      } catch (error) {
+        if (strict) throw error;
+        applied.note = (error as Error).message;
+      }
+    }
+    return applied;
   }
 
   // --- snapshots -------------------------------------------------------------------------------------------------
@@ -494,6 +662,7 @@ export class VmManager extends EventEmitter {
       ...(active && record.startedAt ? { startedAt: record.startedAt } : {}),
       ...(active ? { consoleSocket: this.state.consoleSocket(name) } : {}),
       ...(active && record.restoredFrom ? { restoredFrom: record.restoredFrom } : {}),
+      ...(active && record.resources ? { resources: record.resources } : {}),
       ...(record.lastExit ? { lastExit: record.lastExit } : {}),
     };
   }
@@ -596,6 +765,7 @@ export class VmManager extends EventEmitter {
     }
     const lastExit: LastExit = { exitCode, signal: signal ?? null, reason, at: new Date().toISOString() };
     this.setRuntime(name, { state, lastExit });
+    this.resources.remove(name);
     fs.rmSync(this.state.consoleSocket(name), { force: true });
     fs.rmSync(this.state.controlSocket(name), { force: true });
     fs.rmSync(this.state.statusFile(name), { force: true });
@@ -604,6 +774,16 @@ export class VmManager extends EventEmitter {
     this.exitWaiters.delete(name);
     for (const resolve of waiters) resolve();
   }
+}
+
+/** The resource control a definition asks for. */
+export function definitionResources(d: VmDefinition): VmResources {
+  return {
+    ...(d.cpuQuotaPercent !== undefined ? { cpuQuotaPercent: d.cpuQuotaPercent } : {}),
+    ...(d.cpuWeight !== undefined ? { cpuWeight: d.cpuWeight } : {}),
+    ...(d.memoryMax !== undefined ? { memoryMax: d.memoryMax } : {}),
+    ...(d.cpuPinning !== undefined ? { cpuPinning: d.cpuPinning } : {}),
+  };
 }
 
 /** `ringzero run` arguments for a definition. */
@@ -615,6 +795,7 @@ export function vmmArguments(d: VmDefinition, consoleSocket: string, statusFile:
   if (d.initrd !== undefined) args.push('--initrd', d.initrd);
   for (const disk of d.disks) args.push('--disk', `${disk.path}${disk.readonly ? ',readonly' : ''}${disk.serial ? `,serial=${disk.serial}` : ''}`);
   if (d.rng) args.push('--rng');
+  if (d.balloon === true) args.push('--balloon');
   return args;
 }
 

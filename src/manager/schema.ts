@@ -32,6 +32,40 @@ export const diskSchema = {
   },
 } as const;
 
+/** A Linux CPU list (cpuset(7) "List format"): "0", "0-3", "0,2-3". */
+export const CPU_LIST_PATTERN = '^[0-9]{1,4}(-[0-9]{1,4})?(,[0-9]{1,4}(-[0-9]{1,4})?){0,63}$';
+
+/**
+ * Resource control (src/manager/resources.ts): in the definition they apply at every start; PATCH
+ * /vms/{name}/resources changes them while the VM runs. CPU quota and weight and the memory limit are cgroup knobs
+ * (v2 cpu.max, cpu.weight, memory.max; the v1 equivalents on a host without the v2 controllers); the pinning is
+ * sched_setaffinity(2) of the threads that run the vCPUs.
+ */
+export const resourceProperties = {
+  cpuQuotaPercent: { type: 'integer', minimum: 1, maximum: 100 * MAX_CPUS, description: 'CPU time the VM may use, in percent of one host CPU (200: two CPUs\' worth); cgroup cpu.max' },
+  cpuWeight: { type: 'integer', minimum: 1, maximum: 10000, description: 'share of CPU time under contention, 1 to 10000 (default 100); cgroup cpu.weight' },
+  memoryMax: { type: 'integer', minimum: MIN_MEMORY_MIB, maximum: 2 * MAX_MEMORY_MIB, description: 'hard limit on the VMM process\'s memory in MiB (guest RAM it touched plus the VMM\'s own); cgroup memory.max' },
+  cpuPinning: { type: 'string', pattern: CPU_LIST_PATTERN, description: 'host CPUs the vCPU threads may run on, as a CPU list ("0", "0-1", "1,3")' },
+} as const;
+
+/** PATCH /vms/{name}/resources: each knob a value to set or null to remove the limit. */
+export const resourcesPatchSchema = {
+  $id: 'ResourcesPatch',
+  type: 'object',
+  additionalProperties: false,
+  properties: {
+    ...Object.fromEntries(Object.entries(resourceProperties).map(([key, value]) => [key, { ...value, type: [value.type, 'null'] }])),
+    config: { type: 'boolean', default: false, description: 'also save the values in the definition (as virsh --config); a VM that is not running always has them saved' },
+  },
+};
+
+export interface VmResources {
+  cpuQuotaPercent?: number;
+  cpuWeight?: number;
+  memoryMax?: number;
+  cpuPinning?: string;
+}
+
 export const vmDefinitionSchema = {
   $id: 'VmDefinition',
   type: 'object',
@@ -50,6 +84,8 @@ export const vmDefinitionSchema = {
     console: { type: 'string', enum: ['serial', 'virtio'], default: 'serial' },
     onReboot: { type: 'string', enum: ['restart', 'exit'], default: 'restart', description: 'what a reboot inside the guest does' },
     autostart: { type: 'boolean', default: false, description: 'start the VM when the daemon starts' },
+    balloon: { type: 'boolean', default: false, description: 'a virtio-balloon device, to take memory back at run time (ringzero setmem)' },
+    ...resourceProperties,
   },
 } as const;
 
@@ -73,10 +109,16 @@ export interface VmDefinition {
   console: 'serial' | 'virtio';
   onReboot: 'restart' | 'exit';
   autostart: boolean;
+  /** Absent in definitions written before it existed. */
+  balloon?: boolean;
+  cpuQuotaPercent?: number;
+  cpuWeight?: number;
+  memoryMax?: number;
+  cpuPinning?: string;
 }
 
-export type VmState = 'shut off' | 'starting' | 'running' | 'shutting down' | 'crashed';
-export const VM_STATES: readonly VmState[] = ['shut off', 'starting', 'running', 'shutting down', 'crashed'];
+export type VmState = 'shut off' | 'starting' | 'running' | 'paused' | 'shutting down' | 'crashed';
+export const VM_STATES: readonly VmState[] = ['shut off', 'starting', 'running', 'paused', 'shutting down', 'crashed'];
 
 export const vmSchema = {
   $id: 'Vm',
@@ -90,6 +132,10 @@ export const vmSchema = {
     startedAt: { type: 'string', format: 'date-time' },
     consoleSocket: { type: 'string', description: 'Unix socket of the serial console, while running' },
     restoredFrom: { type: 'string', description: 'the snapshot this run started from, while running' },
+    resources: {
+      type: 'object', description: 'resource control in force while running (cgroup and pinning): what PATCH /vms/{name}/resources set',
+      properties: { ...resourceProperties, cgroup: { type: 'string', description: 'the VM\'s cgroup directory' } },
+    },
     lastExit: {
       type: 'object',
       properties: {

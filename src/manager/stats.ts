@@ -125,7 +125,7 @@ function parseCounters(answer: Record<string, unknown>): VmCountersSample | null
   };
 }
 
-const ACTIVE = new Set(['starting', 'running', 'shutting down']);
+const ACTIVE = new Set(['starting', 'running', 'paused', 'shutting down']);
 
 export class StatsCollector {
   /** The previous CPU sample per pid (for the CPU percentage between two requests). */

@@ -8,6 +8,14 @@
 //                                       I/O exits by kind, disk and network bytes; cheap, answered between slices
 //   {"cmd":"snapshot","dir":"/ABS"}     pause, write a snapshot to the directory /ABS (replacing it), resume; answers
 //                                       when the snapshot is complete
+//   {"cmd":"pause"}                     stop every vCPU (suspend); answers once none runs: {"ok":true,"paused":true}
+//                                       (what the guest's clocks do meanwhile: Machine.pause in src/vmm/machine.ts)
+//   {"cmd":"resume"}                    let the vCPUs run again: {"ok":true,"paused":false}
+//   {"cmd":"reboot"}                    graceful reboot: press the power button and make the guest's poweroff a reset
+//                                       (which `--on-reboot restart` boots again); {"ok":true,"listening":B} as shutdown
+//   {"cmd":"reset"}                     hard reset now (as the reset line of a PC)
+//   {"cmd":"status"}                    {"ok":true,"paused":B,"engine":E,"vcpuThreads":[TID,...]}: the host threads
+//                                       that run the vCPUs, for pinning them (sched_setaffinity)
 // Answers are {"ok":true,...} or {"ok":false,"error":"..."}. The socket file is created mode 0600 (only the
 // VMM's user may steer it) and removed on close. Deliberately small: a management API proper is the daemon's
 // (src/api); this is what the VMM process itself offers it.
@@ -25,6 +33,13 @@ export interface ControlledVm {
   snapshot(dir: string): Promise<unknown>;
   /** The machine's counters since it started (monotonic, so a reader computes rates from two samples). */
   stats?(): object;
+  pause?(): Promise<void>;
+  resume?(): void;
+  readonly paused?: boolean;
+  requestReboot?(): boolean;
+  requestExit?(exit: { kind: 'reset' }): void;
+  vcpuThreadIds?(): number[];
+  readonly config?: { engine: string };
 }
 
 export interface ControlTargets {
@@ -118,6 +133,38 @@ export class ControlServer {
         if (!vm?.stats) return { ok: false, error: 'no machine to report statistics' };
         return { ok: true, ...vm.stats() };
       }
+      case 'pause': {
+        const vm = this.targets.vm;
+        if (!vm?.pause) return { ok: false, error: 'no machine to pause' };
+        try {
+          await vm.pause();
+        } catch (error) {
+          return { ok: false, error: `pause failed: ${(error as Error).message}` };
+        }
+        return { ok: true, paused: true };
+      }
+      case 'resume': {
+        const vm = this.targets.vm;
+        if (!vm?.resume) return { ok: false, error: 'no machine to resume' };
+        vm.resume();
+        return { ok: true, paused: false };
+      }
+      case 'reboot': {
+        const vm = this.targets.vm;
+        if (!vm?.requestReboot) return { ok: false, error: 'no machine to reboot' };
+        return { ok: true, listening: vm.requestReboot() };
+      }
+      case 'reset': {
+        const vm = this.targets.vm;
+        if (!vm?.requestExit) return { ok: false, error: 'no machine to reset' };
+        vm.requestExit({ kind: 'reset' });
+        return { ok: true };
+      }
+      case 'status': {
+        const vm = this.targets.vm;
+        if (!vm) return { ok: false, error: 'no machine yet' };
+        return { ok: true, paused: vm.paused === true, engine: vm.config?.engine ?? 'unknown', vcpuThreads: vm.vcpuThreadIds?.() ?? [] };
+      }
       case 'snapshot': {
         const vm = this.targets.vm;
         if (!vm) return { ok: false, error: 'no machine to snapshot' };
@@ -135,7 +182,7 @@ export class ControlServer {
         }
       }
       default:
-        return { ok: false, error: `unknown cmd ${JSON.stringify(r.cmd)}: use balloon-set, balloon-stats, shutdown, snapshot or stats` };
+        return { ok: false, error: `unknown cmd ${JSON.stringify(r.cmd)}: use balloon-set, balloon-stats, pause, reboot, reset, resume, shutdown, snapshot, stats or status` };
     }
   }
 }

@@ -144,6 +144,10 @@ export class KvmCpus {
   private closed = false;
   private pump: ReturnType<typeof setTimeout> | undefined;
   private pumpAt = Infinity;
+  /** Set while paused: the vCPUs that left KVM_RUN wait on it. */
+  private pauseGate: { promise: Promise<void>; release: () => void } | undefined;
+  private parked = 0;
+  private onParked: (() => void) | undefined;
 
   private constructor(private readonly m: KvmMachineParts, readonly engine: KvmEngine) {}
 
@@ -186,6 +190,13 @@ export class KvmCpus {
       const exit = await v.run();
       switch (exit.reason) {
         case 'stopped':
+          if (this.pauseGate && !this.stopping) {
+            // Paused (suspend): wait outside KVM_RUN until resume() or the machine's exit.
+            this.parked++;
+            this.onParked?.();
+            await this.pauseGate.promise;
+            this.parked--;
+          }
           continue; // the loop condition decides: a stop for the machine's exit, or a stale one
         case 'halt':
           // With the in-kernel irqchip KVM sleeps on HLT itself; this exit means the irqchip is missing.
@@ -210,6 +221,30 @@ export class KvmCpus {
   stop(): void {
     this.stopping = true;
     for (const v of this.engine.vcpus) v.stop();
+    this.pauseGate?.release(); // paused vCPUs wake to see the stop
+  }
+
+  /**
+   * Kick every vCPU out of KVM_RUN and keep it out until resume() (the machine's suspend). Resolves once every vCPU
+   * waits (or the run has ended). The in-kernel PIT and the guest TSC keep running: see Machine.pause.
+   */
+  async pause(): Promise<void> {
+    if (!this.pauseGate) {
+      let release!: () => void;
+      const promise = new Promise<void>((resolve) => { release = resolve; });
+      this.pauseGate = { promise, release };
+      for (const v of this.engine.vcpus) v.stop();
+    }
+    while (!this.stopping && this.parked < this.engine.vcpus.length) {
+      await new Promise<void>((resolve) => { this.onParked = resolve; setTimeout(resolve, 50); });
+    }
+    this.onParked = undefined;
+  }
+
+  resume(): void {
+    const gate = this.pauseGate;
+    this.pauseGate = undefined;
+    gate?.release();
   }
 
   /** Fire the device timers that are due and sleep (on a host timer) until the next deadline. */

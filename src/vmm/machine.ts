@@ -37,7 +37,7 @@ import { PciHost } from '../devices/pci/host.ts';
 import { attachVirtioDevices, type VirtioDevices } from '../devices/virtio/index.ts';
 import { KvmIrqRouter, WatchedClock } from './kvm-platform.ts';
 import type { KvmCpus } from './kvm-machine.ts';
-import { readSnapshot, writeSnapshot, ringzeroVersion, type ReadSnapshotOptions, type SnapshotBody } from './snapshot.ts';
+import { readSnapshot, writeSnapshot, ringzeroVersion, applyDiffLayers, type ReadSnapshotOptions, type SnapshotBody } from './snapshot.ts';
 import { saveSoftCpu, checkVcpuState, restoreSoftCpu } from './snapshot-cpu.ts';
 
 /** Instructions a vCPU runs before the loop looks at timers and the other vCPUs. */
@@ -115,6 +115,7 @@ export class Machine {
   private loopParked = false;
   private onParked: (() => void) | undefined;
   private resumeLoop: (() => void) | undefined;
+  private rebootOnPowerOff = false;
 
   constructor(readonly config: VmConfig, private readonly console: ConsoleIo, private readonly options: MachineOptions = {}) {
     this.mem = new GuestMemory(config.memory, options.memoryFile ? { file: options.memoryFile } : undefined);
@@ -232,6 +233,8 @@ export class Machine {
   }
 
   requestExit(exit: MachineExit): void {
+    // A reboot asked through the power button (requestReboot) ends in the guest's poweroff: make that a reset.
+    if (exit.kind === 'poweroff' && this.rebootOnPowerOff) exit = { kind: 'reset' };
     if (!this.exit) this.exit = exit;
     for (const v of this.vcpus) v.cpu.stopRequested = true;
     this.kvmCpus?.stop();
@@ -249,6 +252,25 @@ export class Machine {
     const listening = this.acpiPm.pressPowerButton();
     this.kick();
     return listening;
+  }
+
+  /**
+   * A graceful reboot (virsh reboot, as libvirt's "fake reboot" on QEMU does it): press the power button and turn the
+   * guest's coming poweroff into a reset, which `--on-reboot restart` boots again in this process. Returns whether
+   * the guest listens to the button (false: it will not react; the caller may reset it instead).
+   */
+  requestReboot(): boolean {
+    this.rebootOnPowerOff = true;
+    return this.requestShutdown();
+  }
+
+  /**
+   * The host thread ids that run the vCPUs, for pinning (sched_setaffinity): the soft engine runs every vCPU on the
+   * VMM's main thread (its tid is the pid); the KVM engine runs each on a worker thread (or the BSP on the main one).
+   */
+  vcpuThreadIds(): number[] {
+    if (this.config.engine !== 'kvm') return [process.pid];
+    return this.kvmCpus ? this.kvmCpus.vcpus.map((v) => v.threadId) : [];
   }
 
   /** Counters since the machine started, for the control socket's {"cmd":"stats"} (src/manager/stats.ts reads them). */
@@ -366,10 +388,25 @@ export class Machine {
 
   /**
    * Stop every vCPU at an instruction boundary and the VM clock; resolves once nothing runs. Without a run loop in
-   * progress the clock just stops. The soft engine only.
+   * progress the clock just stops.
+   *
+   * What the guest sees of the pause (suspend/resume through the control socket):
+   * - soft engine: nothing. Every guest clock (TSC, PIT, LAPIC timer, ACPI PM timer, and the RTC, which counts from
+   *   the VmClock too: src/devices/rtc.ts) derives from the VmClock, which stands still, so the guest carries on as if
+   *   no time had passed: no jump, no soft-lockup warning, but its wall clock is then behind the host's by the paused
+   *   time (as after a snapshot restore; resyncing it, e.g. by NTP, is the guest's business).
+   * - KVM engine: the vCPUs wait outside KVM_RUN, but the guest TSC (and kvm-clock, which KVM derives from it) keeps
+   *   running with the host, and the RTC follows the host too (the VmClock is not paused), so on resume every guest
+   *   clock has jumped forward by the paused time together: consistent with each other, as a QEMU guest whose RTC
+   *   follows host time (QEMU additionally freezes kvm-clock with KVM_SET_CLOCK; its TSC-based clocks still jump).
    */
   async pause(): Promise<void> {
-    if (this.config.engine === 'kvm') throw new Error('pause is implemented on the soft engine only');
+    if (this.config.engine === 'kvm') {
+      // KVM: the vCPUs are kicked out of KVM_RUN and wait (KvmCpus.pause); runOnKvm pauses them if they come later.
+      this.pauseRequested = true;
+      await this.kvmCpus?.pause();
+      return;
+    }
     if (this.pauseRequested) {
       if (this.loopRunning && !this.loopParked) await new Promise<void>((resolve) => { const prev = this.onParked; this.onParked = () => { prev?.(); resolve(); }; });
       return;
@@ -389,6 +426,10 @@ export class Machine {
   resume(): void {
     if (!this.pauseRequested) return;
     this.pauseRequested = false;
+    if (this.config.engine === 'kvm') {
+      this.kvmCpus?.resume();
+      return;
+    }
     for (const v of this.vcpus) v.cpu.stopRequested = false;
     this.clock.resume();
     this.resumeLoop?.();
@@ -411,7 +452,7 @@ export class Machine {
   }
 
   /** Everything but the memory image, captured while paused. */
-  private captureState(): Omit<SnapshotBody, 'memory'> {
+  captureState(): Omit<SnapshotBody, 'memory'> {
     return {
       header: {
         ringzeroVersion: ringzeroVersion(), engine: this.config.engine, cpus: this.config.cpus,
@@ -439,7 +480,7 @@ export class Machine {
    * Throws SnapshotError (nothing built) for a damaged snapshot or one of another format version.
    */
   static restore(dir: string, console: ConsoleIo, options: MachineOptions & ReadSnapshotOptions & { controlSocket?: string } = {}): Machine {
-    const { body, memoryFile } = readSnapshot(dir, options);
+    const { body, memoryFile, diffs } = readSnapshot(dir, options);
     // The control socket belongs to the process, not the VM: the saved one was the path of the VMM that took the
     // snapshot, so the restored VM gets the one asked for now (or none).
     const { controlSocket: _saved, ...saved } = body.config;
@@ -448,6 +489,7 @@ export class Machine {
     body.vcpus.forEach((s, i) => checkVcpuState(s, i));
     const machine = new Machine(config, console, { ...options, memoryFile });
     try {
+      applyDiffLayers(machine.mem, diffs); // a diff snapshot: its chain of pages over the full base
       machine.applyState(body);
     } catch (error) {
       machine.close();
@@ -457,7 +499,7 @@ export class Machine {
   }
 
   /** Load saved state into this freshly built machine (devices first, then the interrupt controllers, then vCPUs). */
-  private applyState(body: SnapshotBody): void {
+  applyState(body: SnapshotBody): void {
     const d = body.devices;
     this.pci.checkState(d.pci);
     this.clock.pause();
@@ -494,6 +536,7 @@ export class Machine {
     this.kvmCpus = cpus;
     try {
       if (this.exit) cpus.stop();
+      else if (this.pauseRequested) void cpus.pause();
       await cpus.run();
     } finally {
       this.kvmCpus = undefined;

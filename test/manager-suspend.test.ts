@@ -1,0 +1,158 @@
+// Suspend/resume and resource control through a real daemon and the real CLI, on a synthetic guest that polls COM1
+// (a busy vCPU: 100% of a host CPU while it runs) and echoes what it reads:
+// - `ringzero suspend` stops its vCPU (its VMM's CPU time stands still, console input is not echoed, state 'paused'
+//   in list/info/REST), `ringzero resume` continues it (the input typed meanwhile is echoed then);
+// - `ringzero set --cpu-quota/--cpu-weight/--pin` changes the VMM's cgroup and thread affinity while it runs, and a
+//   definition's cpuQuotaPercent is in force from the start (the busy guest then uses about that share of a CPU);
+//   on a host without writable cgroups the CLI says so in one line instead.
+import test, { after, before } from 'node:test';
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import net from 'node:net';
+import path from 'node:path';
+import { readProcess } from '../src/manager/stats.ts';
+import { ResourceController, threadAffinity } from '../src/manager/resources.ts';
+import { api, cli, Daemon, guestKernel, killRecordedVmms, tempDir, waitFor } from './support/manager-harness.ts';
+
+let dir: string;
+let stateDir: string;
+let daemon: Daemon;
+let kernel: string;
+
+before(async () => {
+  dir = tempDir('susp');
+  stateDir = path.join(dir, 'state');
+  kernel = guestKernel(dir, 'echo');
+  daemon = await Daemon.start(stateDir);
+});
+
+after(async () => {
+  killRecordedVmms(stateDir);
+  await daemon?.stop();
+  fs.rmSync(dir, { recursive: true, force: true });
+});
+
+const s = () => ({ socket: daemon.socket });
+
+/** CPU seconds the process uses over `ms`. */
+async function cpuOver(pid: number, ms: number): Promise<number> {
+  const before = readProcess(pid)!.cpuSeconds;
+  await new Promise((resolve) => setTimeout(resolve, ms));
+  return readProcess(pid)!.cpuSeconds - before;
+}
+
+/** A console connection that collects the guest's output. */
+async function consoleOf(socketPath: string): Promise<{ socket: net.Socket; output: () => string }> {
+  const socket = net.connect(socketPath);
+  await new Promise<void>((resolve, reject) => { socket.once('connect', resolve); socket.once('error', reject); });
+  let text = '';
+  socket.setEncoding('latin1').on('data', (d: string) => { text += d; });
+  return { socket, output: () => text };
+}
+
+test('suspend stops the vCPU and the echo; resume continues; state paused in list, info and REST', async () => {
+  assert.equal((await api(s(), 'POST', '/vms', { name: 'echo', kernel, memory: 64 })).status, 201);
+  assert.equal((await cli(['start', 'echo'], daemon.socket)).status, 0);
+  const vm = (await api(s(), 'GET', '/vms/echo')).body;
+  const con = await consoleOf(vm.consoleSocket);
+  await waitFor('the guest\'s banner', () => con.output().includes('ringzero test guest: ready'));
+  con.socket.write('a');
+  await waitFor('the echo of a', () => con.output().includes('ready\na'));
+
+  const suspended = await cli(['suspend', 'echo'], daemon.socket);
+  assert.equal(suspended.status, 0, suspended.stderr);
+  assert.match(suspended.stdout, /VM 'echo' suspended/);
+  assert.equal((await api(s(), 'GET', '/vms/echo')).body.state, 'paused');
+  assert.match((await cli(['list'], daemon.socket)).stdout, /^echo\s+paused\s/m);
+  assert.match((await cli(['info', 'echo'], daemon.socket)).stdout, /^State:\s+paused$/m);
+  // A paused busy guest costs no CPU (the run loop parks; the VMM only serves its sockets).
+  const pausedCpu = await cpuOver(vm.pid, 1500);
+  assert.ok(pausedCpu < 0.15, `a paused VM used ${pausedCpu.toFixed(2)} CPU s in 1.5 s`);
+  con.socket.write('b');
+  await new Promise((resolve) => setTimeout(resolve, 500));
+  assert.ok(!con.output().includes('ab'), 'a paused guest echoed its input');
+  // Suspending twice is fine; shutdown wants a running VM.
+  assert.equal((await api(s(), 'POST', '/vms/echo/suspend')).status, 200);
+  const shut = await api(s(), 'POST', '/vms/echo/shutdown', { timeout: 1 });
+  assert.equal(shut.status, 409);
+  assert.equal(shut.body.error.code, 'conflict');
+
+  const resumed = await cli(['resume', 'echo'], daemon.socket);
+  assert.equal(resumed.status, 0, resumed.stderr);
+  await waitFor('the echo of the input typed while paused', () => con.output().includes('ab'), 10_000);
+  assert.equal((await api(s(), 'GET', '/vms/echo')).body.state, 'running');
+  const runningCpu = await cpuOver(vm.pid, 1500);
+  assert.ok(runningCpu > 0.3, `the resumed busy guest used only ${runningCpu.toFixed(2)} CPU s in 1.5 s`);
+  // Resuming a running VM is a no-op; an unknown VM is not_found; a shut-off one is a conflict.
+  assert.equal((await api(s(), 'POST', '/vms/echo/resume')).status, 200);
+  assert.equal((await api(s(), 'POST', '/vms/nope/suspend')).body.error.code, 'not_found');
+  assert.equal((await api(s(), 'POST', '/vms', { name: 'off', kernel, memory: 64 })).status, 201);
+  const offSuspend = await cli(['suspend', 'off'], daemon.socket);
+  assert.equal(offSuspend.status, 1);
+  assert.match(offSuspend.stderr, /shut off.*\[conflict\]/);
+  con.socket.destroy();
+  assert.equal((await api(s(), 'POST', '/vms/echo/destroy')).status, 200);
+});
+
+test('resource control: cgroup quota from the definition, set at run time, pinning; or a clear line without cgroups', async (t) => {
+  const support = new ResourceController(stateDir).available();
+  assert.equal((await api(s(), 'POST', '/vms', { name: 'capped', kernel, memory: 64, cpuQuotaPercent: 20 })).status, 201);
+  // Bad input: a clear message, nothing changed.
+  for (const [args, message] of [
+    [['--cpu-quota', '0'], /invalid --cpu-quota '0'/],
+    [['--cpu-weight', 'lots'], /invalid --cpu-weight 'lots'/],
+    [['--pin', '0-'], /invalid --pin '0-'/],
+    [[], /nothing to set/],
+  ] as const) {
+    const r = await cli(['set', 'capped', ...args], daemon.socket);
+    assert.equal(r.status, 2, r.stderr);
+    assert.match(r.stderr, message);
+  }
+  const tooMany = await api(s(), 'PATCH', '/vms/capped/resources', { cpuPinning: '0-4095' });
+  assert.equal(tooMany.status, 400);
+  assert.match(tooMany.body.error.message, /names CPU 4095/);
+
+  assert.equal((await cli(['start', 'capped'], daemon.socket)).status, 0);
+  const vm = (await api(s(), 'GET', '/vms/capped')).body;
+  if (!support.ok) {
+    assert.match(vm.resources.note, /cgroups/);
+    const r = await cli(['set', 'capped', '--cpu-weight', '200'], daemon.socket);
+    assert.equal(r.status, 1);
+    assert.match(r.stderr, /need cgroups: .+\[conflict\]/);
+    t.diagnostic(`no cgroups here: ${support.reason}`);
+  } else {
+    const cgroup: string = vm.resources.cgroup;
+    assert.ok(cgroup.startsWith(support.root), cgroup);
+    assert.ok(fs.readFileSync(path.join(cgroup, 'cgroup.procs'), 'utf8').split('\n').includes(String(vm.pid)), 'the VMM is in its cgroup');
+    const quotaFile = () => (support.kind === 'v2' ? fs.readFileSync(path.join(cgroup, 'cpu.max'), 'utf8').trim()
+      : fs.readFileSync(path.join(cgroup, 'cpu.cfs_quota_us'), 'utf8').trim());
+    assert.equal(quotaFile(), support.kind === 'v2' ? '20000 100000' : '20000');
+    // The busy guest gets about its 20% (CFS bandwidth control enforces it per 100 ms period).
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    const capped = await cpuOver(vm.pid, 3000) / 3;
+    t.diagnostic(`busy guest under a 20% quota: ${(100 * capped).toFixed(1)}% of a CPU`);
+    assert.ok(capped < 0.3, `the VMM used ${(100 * capped).toFixed(1)}% of a CPU under a 20% quota`);
+
+    const set = await cli(['set', 'capped', '--cpu-quota', '50', '--cpu-weight', '200', '--pin', '0'], daemon.socket);
+    assert.equal(set.status, 0, set.stderr);
+    assert.match(set.stdout, /CPU quota 50%, weight 200, memory max none, CPUs 0/);
+    assert.equal(quotaFile(), support.kind === 'v2' ? '50000 100000' : '50000');
+    const weight = support.kind === 'v2' ? fs.readFileSync(path.join(cgroup, 'cpu.weight'), 'utf8').trim() : fs.readFileSync(path.join(cgroup, 'cpu.shares'), 'utf8').trim();
+    assert.equal(weight, support.kind === 'v2' ? '200' : '2048');
+    for (const tid of fs.readdirSync(`/proc/${vm.pid}/task`)) assert.equal(threadAffinity(vm.pid, Number(tid)), '0', `thread ${tid}`);
+    const info = await cli(['info', 'capped'], daemon.socket);
+    assert.match(info.stdout, /^Resources:\s+quota 20%$/m); // the definition is unchanged without --config
+    assert.match(info.stdout, /^In force:\s+CPU quota 50%, weight 200, memory max none, CPUs 0, cgroup /m);
+
+    // --config saves in the definition too; none removes a limit.
+    assert.equal((await cli(['set', 'capped', '--cpu-quota', 'none', '--config'], daemon.socket)).status, 0);
+    assert.equal(quotaFile(), support.kind === 'v2' ? 'max 100000' : '-1');
+    assert.equal((await api(s(), 'GET', '/vms/capped')).body.definition.cpuQuotaPercent, undefined);
+    assert.equal((await api(s(), 'POST', '/vms/capped/destroy')).status, 200);
+    await waitFor('the cgroup removed', () => !fs.existsSync(cgroup), 5000);
+  }
+  // A shut-off VM: the values go to the definition.
+  assert.equal((await cli(['set', 'capped', '--cpu-weight', '300'], daemon.socket)).status, 0);
+  assert.equal((await api(s(), 'GET', '/vms/capped')).body.definition.cpuWeight, 300);
+  assert.equal((await api(s(), 'GET', '/host/resources')).body.ok, support.ok);
+});
