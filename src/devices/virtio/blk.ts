@@ -1,7 +1,7 @@
-// virtio-blk (virtio 1.2 §5.2) on a raw image file: read, write, flush (fdatasync before the request
-// completes, so an acknowledged write survives the VMM being killed), get-ID (the serial the guest shows in
-// /dev/disk/by-id), discard and write-zeroes (a punched hole, or zeros written where the host file system
-// cannot punch), read-only disks.
+// virtio-blk (virtio 1.2 §5.2) on a block backend (src/storage: a raw image file, or a qcow2 image with its
+// backing chain, detected by magic): read, write, flush (fdatasync before the request completes, so an
+// acknowledged write survives the VMM being killed), get-ID (the serial the guest shows in /dev/disk/by-id),
+// discard and write-zeroes (the backend deallocates: a punched hole, or zero clusters in qcow2), read-only disks.
 //
 // Synchronous I/O, on the thread that wrote the notify register. Measured on this machine (Node 20, ext4,
 // page-cached 64 MiB image, a Linux boot running alongside): 4 KiB readSync 7 µs, writeSync 65 µs, a
@@ -12,8 +12,8 @@
 // once is both the lowest latency and the simplest ordering (a flush covers every write completed before
 // it). The cost: a flush stalls the other vCPUs for its 2 ms. On the KVM engine (vCPUs on worker threads)
 // the same code can move to an I/O thread behind ioeventfd.
-import fs from 'node:fs';
-import { libc, lastErrno } from '../../sys/libc.ts';
+import type { BlockBackend } from '../../storage/backend.ts';
+import { openImage } from '../../storage/qcow2.ts';
 import { VirtqueueError, gather, splitBuffers, type DescriptorChain, type GuestBuffer } from './queue.ts';
 import { VirtioDevice, VIRTIO_ID_BLOCK, bit, readLe } from './device.ts';
 
@@ -41,15 +41,13 @@ export const BLK_MAX_DISCARD_SEGMENTS = 32;
 /** Configuration layout up to write_zeroes_may_unmap and its padding (§5.2.4). */
 const CONFIG_BYTES = 60;
 
-// fallocate(2) flags (linux/falloc.h): punch a hole, keeping the file size.
-const FALLOC_FL_KEEP_SIZE = 0x01, FALLOC_FL_PUNCH_HOLE = 0x02;
-const fallocate = libc.func('int fallocate(int fd, int mode, int64_t offset, int64_t len)');
-
 export interface BlockOptions {
   path: string;
   readonly?: boolean;
   /** Up to 20 bytes (ASCII); /dev/disk/by-id/virtio-<serial>. */
   serial?: string;
+  /** The disk to serve; default: `path` opened as raw or qcow2 (by its magic). */
+  backend?: BlockBackend;
 }
 
 export class VirtioBlock extends VirtioDevice {
@@ -63,21 +61,15 @@ export class VirtioBlock extends VirtioDevice {
   readonly capacity: number;
   /** Bytes moved by completed reads and writes (Machine.stats(), /metrics). */
   readonly counters = { readBytes: 0, writeBytes: 0 };
-  private fd: number;
+  private backend: BlockBackend | undefined;
   private readonly config = new Uint8Array(CONFIG_BYTES);
   private readonly serial: Uint8Array;
 
   constructor(opts: BlockOptions) {
     super();
     this.readonly = opts.readonly ?? false;
-    // O_NOFOLLOW is left out: the user named the file; nothing the guest sends names another.
-    this.fd = fs.openSync(opts.path, this.readonly ? 'r' : 'r+');
-    const stat = fs.fstatSync(this.fd);
-    if (!stat.isFile()) {
-      fs.closeSync(this.fd);
-      throw new Error(`disk image '${opts.path}' is not a regular file`);
-    }
-    this.capacity = Math.floor(stat.size / SECTOR);
+    this.backend = opts.backend ?? openImage(opts.path, { readonly: this.readonly });
+    this.capacity = Math.floor(this.backend.size / SECTOR);
     this.serial = new Uint8Array(VIRTIO_BLK_ID_BYTES);
     this.serial.set(Buffer.from(opts.serial ?? '', 'latin1').subarray(0, VIRTIO_BLK_ID_BYTES));
     this.deviceFeatures = bit(VIRTIO_BLK_F_SIZE_MAX) | bit(VIRTIO_BLK_F_SEG_MAX) | bit(VIRTIO_BLK_F_BLK_SIZE) | bit(VIRTIO_BLK_F_FLUSH)
@@ -105,8 +97,8 @@ export class VirtioBlock extends VirtioDevice {
   }
 
   close(): void {
-    if (this.fd >= 0) fs.closeSync(this.fd);
-    this.fd = -1;
+    this.backend?.close();
+    this.backend = undefined;
   }
 
   /** Serve one request (§5.2.6); returns the bytes written into the chain. */
@@ -175,23 +167,12 @@ export class VirtioBlock extends VirtioDevice {
     let position = sector * SECTOR;
     try {
       for (const b of buffers) {
-        let done = 0;
-        while (done < b.length) {
-          const n = write
-            ? fs.writeSync(this.fd, b, done, b.length - done, position + done)
-            : fs.readSync(this.fd, b, done, b.length - done, position + done);
-          if (n === 0) {
-            // The image shrank under us: what is no longer there reads as zeros; a write cannot make progress.
-            if (write) return VIRTIO_BLK_S_IOERR;
-            b.fill(0, done);
-            break;
-          }
-          done += n;
-        }
+        if (write) this.backend!.write(position, b); else this.backend!.read(position, b);
         position += b.length;
       }
     } catch {
-      return VIRTIO_BLK_S_IOERR; // EIO, ENOSPC, ...: the guest sees a failed request, the VMM goes on
+      // EIO, ENOSPC, a corrupt qcow2 table, a closed disk...: the guest sees a failed request, the VMM goes on
+      return VIRTIO_BLK_S_IOERR;
     }
     if (write) this.counters.writeBytes += bytes; else this.counters.readBytes += bytes;
     return VIRTIO_BLK_S_OK;
@@ -199,7 +180,7 @@ export class VirtioBlock extends VirtioDevice {
 
   private flush(): number {
     try {
-      fs.fdatasyncSync(this.fd);
+      this.backend!.flush();
       return VIRTIO_BLK_S_OK;
     } catch {
       return VIRTIO_BLK_S_IOERR;
@@ -226,23 +207,13 @@ export class VirtioBlock extends VirtioDevice {
       ranges.push([sector * SECTOR, sectors * SECTOR]);
     }
     try {
-      for (const [offset, length] of ranges) this.zero(offset, length);
+      for (const [offset, length] of ranges) {
+        if (type === VIRTIO_BLK_T_DISCARD) this.backend!.discard(offset, length);
+        else this.backend!.writeZeroes(offset, length);
+      }
     } catch {
       return VIRTIO_BLK_S_IOERR;
     }
     return VIRTIO_BLK_S_OK;
-  }
-
-  /** Make [offset, offset+length) read as zeros: punch a hole, or write zeros where that is unsupported. */
-  private zero(offset: number, length: number): void {
-    if (length === 0) return;
-    if (fallocate(this.fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, offset, length) === 0) return;
-    void lastErrno(); // EOPNOTSUPP on file systems without hole punching (tmpfs has it, some FUSE ones not)
-    const zeros = new Uint8Array(Math.min(length, 1 << 20));
-    for (let done = 0; done < length;) {
-      const n = fs.writeSync(this.fd, zeros, 0, Math.min(zeros.length, length - done), offset + done);
-      if (n === 0) throw new Error('short write');
-      done += n;
-    }
   }
 }
