@@ -105,7 +105,79 @@ export class GuestMemory {
    * state derived from guest RAM (the software CPU's cache of decoded code) listens here to drop it.
    */
   noteExternalWrite(gpa: number, len: number): void {
+    if (this.dirtyLog) this.markDirty(gpa, len);
     for (const listener of this.externalWriteListeners) listener(gpa, len);
+  }
+
+  // ---- dirty-page log (diff snapshots, live migration) ----
+  //
+  // One byte per 4 KiB page of the memory image (low region then high region, as in the memfd), set when the page
+  // is written while logging is on. Writers: devices and loaders through noteExternalWrite, and the CPU's store
+  // paths through whoever registered with onDirtyLogArm (the soft CPU's code cache: it routes the first store into
+  // each page after an arm through its code-write check, see src/cpu/soft/code-cache.ts), which is told to re-arm
+  // every page whenever the log is started or harvested.
+
+  /** The current log (undefined while logging is off). Page index = image offset / 4096. */
+  dirtyLog: Uint8Array | undefined;
+  private readonly armListeners: ((log: Uint8Array | undefined) => void)[] = [];
+  /** Whether every RAM writer can report its writes (set by the engine: the soft CPU tracks low RAM only). */
+  private dirtyLogLimit: string | undefined;
+
+  get pageCount(): number {
+    return this.size / 4096;
+  }
+
+  /** Register a CPU-side store tracker: called with the log on start/harvest (re-arm every page), undefined on stop. */
+  onDirtyLogArm(listener: (log: Uint8Array | undefined) => void): void {
+    this.armListeners.push(listener);
+    if (this.dirtyLog) listener(this.dirtyLog);
+  }
+
+  /** An engine that cannot track some writes says why; startDirtyLog then refuses with that reason. */
+  limitDirtyLog(reason: string): void {
+    this.dirtyLogLimit = reason;
+  }
+
+  /** Start logging writes (every page clean). Throws when some RAM writer cannot be tracked. */
+  startDirtyLog(): void {
+    if (this.dirtyLogLimit) throw new Error(`dirty-page tracking is not available: ${this.dirtyLogLimit}`);
+    if (this.highSize > 0) throw new Error('dirty-page tracking covers RAM below the PCI hole only: this VM has memory above 4 GiB (more than 3 GiB)');
+    this.dirtyLog = new Uint8Array(this.pageCount);
+    for (const l of this.armListeners) l(this.dirtyLog);
+  }
+
+  /** The pages written since the log started or was last harvested (a copy), and a clean log from now on. */
+  harvestDirtyLog(): Uint8Array {
+    const log = this.dirtyLog;
+    if (!log) throw new Error('dirty-page logging is not on');
+    const out = Uint8Array.from(log);
+    log.fill(0);
+    for (const l of this.armListeners) l(log);
+    return out;
+  }
+
+  stopDirtyLog(): void {
+    if (!this.dirtyLog) return;
+    this.dirtyLog = undefined;
+    for (const l of this.armListeners) l(undefined);
+  }
+
+  /** Image offset of guest-physical `gpa` (RAM only), or -1. */
+  imageOffset(gpa: number): number {
+    const r = this.regionFor(gpa);
+    return r ? r.fileOffset + (gpa - r.guestBase) : -1;
+  }
+
+  /** Mark guest-physical [gpa, gpa+len) written (no-op while logging is off; non-RAM parts are ignored). */
+  markDirty(gpa: number, len: number): void {
+    const log = this.dirtyLog;
+    if (!log || len <= 0) return;
+    for (const r of this.regions) {
+      const start = Math.max(gpa, r.guestBase), end = Math.min(gpa + len, r.guestBase + r.size);
+      if (start >= end) continue;
+      const first = Math.floor((r.fileOffset + start - r.guestBase) / 4096), last = Math.floor((r.fileOffset + end - 1 - r.guestBase) / 4096);
+      log.fill(1, first, last + 1);
+    }
   }
 
   onExternalWrite(listener: (gpa: number, len: number) => void): void {

@@ -8,6 +8,8 @@
 //                                       I/O exits by kind, disk and network bytes; cheap, answered between slices
 //   {"cmd":"snapshot","dir":"/ABS"}     pause, write a snapshot to the directory /ABS (replacing it), resume; answers
 //                                       when the snapshot is complete
+//   {"cmd":"snapshot","dir":"/ABS","diff":true}   a diff snapshot: only the pages written since the last snapshot
+//                                       this VMM took (full or diff), which it names as its base (src/vmm/snapshot-diff.ts)
 //   {"cmd":"pause"}                     stop every vCPU (suspend); answers once none runs: {"ok":true,"paused":true}
 //                                       (what the guest's clocks do meanwhile: Machine.pause in src/vmm/machine.ts)
 //   {"cmd":"resume"}                    let the vCPUs run again: {"ok":true,"paused":false}
@@ -174,9 +176,14 @@ export class ControlServer {
         // Node's recursive mkdir never returns for a missing directory under /proc (it retries ENOENT forever), and
         // nothing belongs in /proc or /sys anyway.
         if (/^\/+(proc|sys)(\/|$)/.test(r.dir)) return { ok: false, error: 'snapshot "dir" cannot be under /proc or /sys' };
+        if (r.diff !== undefined && typeof r.diff !== 'boolean') return { ok: false, error: 'snapshot "diff" must be true or false' };
         try {
-          await vm.snapshot(r.dir);
-          return { ok: true, dir: r.dir };
+          // A Machine goes through snapshot-diff.ts, which also keeps the dirty-page log a later diff needs.
+          const { isSnapshotMachine, snapshotMachine } = await import('./snapshot-diff.ts');
+          if (isSnapshotMachine(vm)) await snapshotMachine(vm, r.dir, { diff: r.diff === true });
+          else if (r.diff === true) return { ok: false, error: 'this VM cannot take diff snapshots' };
+          else await vm.snapshot(r.dir);
+          return { ok: true, dir: r.dir, ...(r.diff === true ? { diff: true } : {}) };
         } catch (error) {
           return { ok: false, error: `snapshot failed: ${(error as Error).message}` };
         }

@@ -96,6 +96,12 @@ export interface CodeCacheStats {
   invalidations: number;
 }
 
+/**
+ * codePages bit: the page is armed for the dirty-page log (not necessarily code). Bit 0 (value 1) is "holds decoded
+ * code"; every check of codePages is "!== 0", so an armed page sends its next store to invalidatePage.
+ */
+export const PAGE_WRITE_LOGGED = 2;
+
 export class CodeCache {
   /** Per 4 KiB page of low RAM: 1 when decoded code of that page may be cached. */
   readonly codePages: Uint8Array;
@@ -116,8 +122,26 @@ export class CodeCache {
     this.noCache = new Uint8Array(pages);
   }
 
-  /** A write hit page `page` (index into codePages) that holds cached code. */
+  /**
+   * The dirty-page log (GuestMemory.startDirtyLog), while it is on. Every page of it is armed by setting
+   * PAGE_WRITE_LOGGED in codePages, so the first CPU store into the page takes the code-write path (whatever store
+   * path it was: writeLin, physWrite*, REP MOVS/STOS) and lands here, which marks the page and disarms it; later
+   * stores into that page run at full speed until the next harvest re-arms it. A page whose bits are cleared for
+   * any other reason (invalidateAll) is marked dirty too, so no store is ever missed.
+   */
+  private dirtyLog: Uint8Array | undefined;
+
+  armDirtyLog(log: Uint8Array | undefined): void {
+    this.dirtyLog = log;
+    const pages = this.codePages;
+    if (log) for (let p = 0; p < pages.length; p++) pages[p] |= PAGE_WRITE_LOGGED;
+    else for (let p = 0; p < pages.length; p++) pages[p] &= ~PAGE_WRITE_LOGGED;
+  }
+
+  /** A write hit page `page` (index into codePages) that holds cached code or is armed for the dirty-page log. */
   invalidatePage(page: number): void {
+    if (this.dirtyLog) this.dirtyLog[page] = 1;
+    if ((this.codePages[page] & ~PAGE_WRITE_LOGGED) === 0) { this.codePages[page] = 0; return; } // no code there
     this.codePages[page] = 0;
     this.pageGen[page] = (this.pageGen[page] + 1) | 0;
     this.stats.invalidations++;
@@ -136,8 +160,9 @@ export class CodeCache {
   /** Drop everything (machine reset, kernel reload). */
   invalidateAll(): void {
     const pages = this.codePages;
+    const log = this.dirtyLog;
     for (let p = 0; p < pages.length; p++) {
-      if (pages[p] !== 0) { pages[p] = 0; this.pageGen[p] = (this.pageGen[p] + 1) | 0; }
+      if (pages[p] !== 0) { pages[p] = 0; this.pageGen[p] = (this.pageGen[p] + 1) | 0; if (log) log[p] = 1; }
     }
     for (const c of this.cpus) c.eventPending = true;
   }
@@ -153,6 +178,9 @@ export function codeCacheFor(mem: GuestMemory): CodeCache {
     caches.set(mem, cache);
     // Device DMA into guest RAM must drop stale decoded code just as a CPU store does.
     mem.onExternalWrite((gpa, len) => cache.invalidateRange(gpa, len));
+    // The CPU's stores feed the dirty-page log through the code-write check (see armDirtyLog). Only low RAM has
+    // that check: stores above 4 GiB are not seen, which GuestMemory.startDirtyLog refuses.
+    mem.onDirtyLogArm((log) => cache.armDirtyLog(log));
     c = cache;
   }
   return c;
