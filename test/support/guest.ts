@@ -18,9 +18,16 @@ export class GuestSession {
   readonly exited: Promise<number | null>;
   private waiters: { pattern: RegExp; from: number; resolve: (m: RegExpMatchArray) => void; fail: (e: Error) => void }[] = [];
 
-  /** `args` follow `ringzero run`. RINGZERO_BOOT_TEST_ECHO=1 copies the console to stderr. */
-  constructor(args: string[]) {
-    this.child = spawn(RINGZERO_BIN, ['run', ...args], { stdio: ['pipe', 'pipe', 'pipe'] });
+  /**
+   * `args` follow `ringzero run`. RINGZERO_BOOT_TEST_ECHO=1 copies the console to stderr. `spawnAs` runs another
+   * VMM on the same console instead (the benches drive QEMU with it): `args` are then that command's, and it gets
+   * its own process group, which close() kills as a whole.
+   */
+  constructor(args: string[], private readonly spawnAs?: { command: string }) {
+    this.child = spawnAs
+      ? spawn(spawnAs.command, args, { stdio: ['pipe', 'pipe', 'pipe'], detached: true })
+      : spawn(RINGZERO_BIN, ['run', ...args], { stdio: ['pipe', 'pipe', 'pipe'] });
+    this.child.stdin!.on('error', () => { /* the VMM exited; the exit handler reports it */ });
     this.child.stdout!.setEncoding('utf8').on('data', (s: string) => this.feed(s));
     this.child.stderr!.setEncoding('utf8').on('data', (s: string) => { this.stderr += s; });
     this.exited = new Promise((resolve) => this.child.on('exit', (code) => {
@@ -87,7 +94,11 @@ export class GuestSession {
   /** Kill the VMM (always call in `finally`); RINGZERO_BOOT_TEST_LOG=FILE keeps the console. */
   close(): void {
     if (process.env.RINGZERO_BOOT_TEST_LOG) writeFileSync(process.env.RINGZERO_BOOT_TEST_LOG, this.output);
-    this.child.kill('SIGKILL');
+    if (this.spawnAs) {
+      try { process.kill(-this.child.pid!, 'SIGKILL'); } catch { /* already gone */ }
+    } else {
+      this.child.kill('SIGKILL');
+    }
   }
 }
 

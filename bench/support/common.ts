@@ -1,0 +1,93 @@
+// What the benches share: the default image, QEMU's reference command lines (TCG on the q35 machine, as bench/boot
+// has always run it), medians and ratios, and clean-up of every VMM a bench started even when it dies half-way.
+import { spawnSync } from 'node:child_process';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { findDefaultImage, type DefaultImage } from '../../src/image/build.ts';
+import { DEFAULT_CMDLINE } from '../../src/vmm/config.ts';
+
+export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
+export const RINGZERO = path.join(ROOT, 'bin', 'ringzero');
+/** The same kernel command line for ringzero and QEMU: ringzero's default (src/vmm/config.ts). */
+export const CMDLINE = DEFAULT_CMDLINE;
+export const QEMU = 'qemu-system-x86_64';
+
+export const median = (xs: readonly number[]): number => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.floor(s.length / 2)];
+};
+
+/** The built default image, or exit 2 with the command that builds it. */
+export function requireImage(bench: string): DefaultImage {
+  const image = findDefaultImage();
+  if (!image) {
+    console.error(`bench/${bench}: no default image; run \`bin/ringzero image build\` first`);
+    process.exit(2);
+  }
+  return image;
+}
+
+export function qemuPresent(): boolean {
+  return spawnSync(QEMU, ['--version']).status === 0;
+}
+
+export interface QemuVm {
+  kernel: string;
+  initrd: string;
+  cmdline: string;
+  cpus: number | string;
+  memory: string;
+}
+
+/**
+ * QEMU's binary translator on the q35 machine with the serial console on stdio, exiting instead of rebooting:
+ * the reference for ringzero's soft engine. `extra` adds devices.
+ */
+export function qemuTcgArgs(vm: QemuVm, extra: readonly string[] = []): string[] {
+  return ['-accel', 'tcg', '-M', 'q35', '-smp', String(vm.cpus), '-m', vm.memory, '-nographic', '-no-reboot',
+    '-kernel', vm.kernel, '-initrd', vm.initrd, '-append', vm.cmdline, ...extra];
+}
+
+/** Kill a process group started with `detached: true` (a VMM and whatever it spawned). */
+export function killGroup(pid: number | undefined): void {
+  if (pid === undefined) return;
+  try { process.kill(-pid, 'SIGKILL'); } catch { /* already gone */ }
+}
+
+const cleanups = new Set<() => void>();
+let hooked = false;
+/** Run `fn` when the bench ends, however it ends (normal exit, uncaught error, Ctrl-C); returns an unregister. */
+export function onCleanup(fn: () => void): () => void {
+  if (!hooked) {
+    hooked = true;
+    const runAll = () => { for (const f of [...cleanups]) { try { f(); } catch { /* best effort */ } } cleanups.clear(); };
+    process.on('exit', runAll);
+    for (const sig of ['SIGINT', 'SIGTERM'] as const) process.on(sig, () => { runAll(); process.exit(130); });
+  }
+  cleanups.add(fn);
+  return () => { cleanups.delete(fn); };
+}
+
+/** "1.23x" for a ratio, "n/a" when one side is missing. */
+export function ratioText(ours: number | undefined, theirs: number | undefined): string {
+  if (ours === undefined || theirs === undefined || !Number.isFinite(ours) || !Number.isFinite(theirs) || theirs === 0) return 'n/a';
+  return `${(ours / theirs).toFixed(2)}x`;
+}
+
+/** A positive integer option, or exit 2 naming it. */
+export function positiveInt(name: string, text: string | undefined): number {
+  const n = Number(text);
+  if (!Number.isInteger(n) || n < 1) {
+    console.error(`--${name}: expected a positive integer, got '${text}'`);
+    process.exit(2);
+  }
+  return n;
+}
+
+/** Print a table with aligned columns. */
+export function printTable(header: readonly string[], rows: readonly (readonly string[])[]): void {
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
+  const line = (cells: readonly string[]) => cells.map((c, i) => (i === 0 ? c.padEnd(widths[i]) : c.padStart(widths[i]))).join('  ');
+  console.log(line(header));
+  for (const r of rows) console.log(line(r));
+}

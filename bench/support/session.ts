@@ -1,0 +1,103 @@
+// A guest driven over its console for a bench: test/support/guest.ts's GuestSession (ringzero, or QEMU in its own
+// process group), registered for clean-up, with commands timed between console markers.
+//
+// Timing: `timed()` types one line `echo <begin marker> <guest uptime>; COMMAND; echo <end marker> $? <uptime>`.
+// The figure is host-side, from the moment the begin marker's line arrives on the console to the moment the end
+// marker's does, so boot time and typing are excluded and the same clock measures every VMM (a guest's own clock
+// could be off on an emulated CPU). The guest's /proc/uptime at both markers is kept as a cross-check (10 ms
+// resolution). The markers are spelt with "" in the typed line so the echo of the command line cannot match them.
+import { GuestSession, escapeRegExp } from '../../test/support/guest.ts';
+import { GUEST_PROMPT } from '../../src/image/build.ts';
+import { onCleanup, QEMU, RINGZERO } from './common.ts';
+
+export interface TimedResult {
+  /** Host milliseconds between the begin and end markers. */
+  hostMs: number;
+  /** Guest seconds between the markers by its /proc/uptime. */
+  guestS: number;
+  /** performance.now() when each marker's line arrived. */
+  beginAt: number;
+  endAt: number;
+  /** The command's exit status (of the last command of a pipeline). */
+  status: number;
+  /** What the command printed between the markers (CR LF as LF). */
+  output: string;
+}
+
+export class BenchGuest {
+  readonly session: GuestSession;
+  readonly started = performance.now();
+  private readonly unregister: () => void;
+
+  private constructor(readonly label: string, args: string[], qemu: boolean) {
+    this.session = qemu ? new GuestSession(args, { command: QEMU }) : new GuestSession(args);
+    this.unregister = onCleanup(() => this.session.close());
+  }
+
+  /** `ringzero run ARGS`. */
+  static ringzero(label: string, args: string[]): BenchGuest {
+    return new BenchGuest(label, args, false);
+  }
+
+  /** `qemu-system-x86_64 ARGS`, in its own process group. */
+  static qemu(label: string, args: string[]): BenchGuest {
+    return new BenchGuest(label, args, true);
+  }
+
+  get output(): string { return this.session.output; }
+
+  /** Wait for /init's line and the prompt; returns ms since spawn. */
+  async waitForShell(): Promise<number> {
+    await this.session.waitForShell();
+    return performance.now() - this.started;
+  }
+
+  /** Run `command` and return its output (GuestSession.ask: one line). */
+  ask(tag: string, command: string, ms?: number): Promise<string> {
+    return this.session.ask(tag, command, ms);
+  }
+
+  /** Run `command` between console markers (see the top of this file). */
+  async timed(tag: string, command: string, ms: number): Promise<TimedResult> {
+    const t = tag.replace(/[^A-Za-z0-9]/g, '');
+    const begin = `RZ""-B-${t}`;
+    const end = `RZ""-E-${t}`;
+    const from = this.session.type(`echo ${begin} $(cut -d' ' -f1 /proc/uptime); ${command}; echo ${end} $? $(cut -d' ' -f1 /proc/uptime)`);
+    const mb = await this.session.waitFor(new RegExp(`\\nRZ-B-${t} ([0-9.]+)\\r?\\n`), ms, from);
+    const t0 = performance.now();
+    const afterBegin = from + mb.index! + mb[0].length;
+    const me = await this.session.waitFor(new RegExp(`\\nRZ-E-${t} (\\d+) ([0-9.]+)\\r?\\n`), ms, afterBegin - 1);
+    const t1 = performance.now();
+    const hostMs = t1 - t0;
+    const endAt = afterBegin - 1 + me.index!;
+    return {
+      hostMs,
+      beginAt: t0,
+      endAt: t1,
+      guestS: Number(me[2]) - Number(mb[1]),
+      status: Number(me[1]),
+      output: this.session.output.slice(afterBegin, endAt + 1).replace(/\r\n/g, '\n'),
+    };
+  }
+
+  /** Type `poweroff -f` and wait for the VMM to exit; returns ms from typing to exit, or throws on a timeout. */
+  async poweroff(ms = 120_000): Promise<number> {
+    const t0 = performance.now();
+    this.session.type('poweroff -f');
+    // Not GuestSession.waitForExit: its timer would keep the bench alive for `ms` after the VMM has gone.
+    let timer: NodeJS.Timeout | undefined;
+    const code = await Promise.race([this.session.exited,
+      new Promise<'timeout'>((resolve) => { timer = setTimeout(() => resolve('timeout'), ms); })]);
+    clearTimeout(timer);
+    if (code === 'timeout') throw new Error(`${this.label}: still running ${ms / 1000} s after poweroff -f`);
+    return performance.now() - t0;
+  }
+
+  /** Kill the VMM (idempotent). */
+  close(): void {
+    this.session.close();
+    this.unregister();
+  }
+}
+
+export { GUEST_PROMPT, escapeRegExp };
