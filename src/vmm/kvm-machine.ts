@@ -25,6 +25,9 @@ import type { BootState } from '../boot/linux.ts';
 import type { GuestMemory } from '../memory/guest-memory.ts';
 import type { PortBus, MmioBus } from '../devices/bus.ts';
 import { kvmGsiRoutes, type GsiRoute, type KvmIrqRouter, type WatchedClock } from './kvm-platform.ts';
+import { KvmVirtioAccel } from './kvm-virtio.ts';
+import { CAP } from '../kvm/abi.ts';
+import type { VirtioPciFunction } from '../devices/virtio/pci.ts';
 
 export { topologyCpuid } from '../cpu/kvm/cpuid.ts';
 
@@ -38,6 +41,8 @@ export interface KvmMachineParts {
   readonly cpus: number;
   /** Where MSIs from PCI devices go once the VM exists. */
   setMsiSink(sink: ((address: number, data: number) => void) | undefined): void;
+  /** The virtio-pci functions: their notifications and MSIs take KVM's ioeventfd / irqfd paths (kvm-virtio.ts). */
+  readonly virtioFunctions?: readonly VirtioPciFunction[];
   /** Poweroff, reset or error: the run must end. */
   requestExit(exit: { kind: 'poweroff' } | { kind: 'reset' } | { kind: 'error'; message: string }): void;
 }
@@ -148,6 +153,8 @@ export class KvmCpus {
   private pauseGate: { promise: Promise<void>; release: () => void } | undefined;
   private parked = 0;
   private onParked: (() => void) | undefined;
+  /** ioeventfd / irqfd for the virtio functions (undefined without any, or with RINGZERO_KVM_IOEVENTFD=0). */
+  accel: KvmVirtioAccel | undefined;
 
   private constructor(private readonly m: KvmMachineParts, readonly engine: KvmEngine) {}
 
@@ -166,7 +173,16 @@ export class KvmCpus {
       setVirtualWire(engine.vcpus[0]);
       applyBootRegisters(engine.vcpus[0], boot);
       m.router.attach((gsi, level) => vm.irqLine(gsi, level));
-      m.setMsiSink((address, data) => { vm.signalMsi(BigInt(address >>> 0), data); });
+      const functions = m.virtioFunctions ?? [];
+      const kvm = engine.kvm;
+      if (functions.length > 0 && process.env.RINGZERO_KVM_IOEVENTFD !== '0') {
+        cpus.accel = new KvmVirtioAccel(vm, functions, kvmGsiRoutes().map((r) => ({ ...r, kind: 'irqchip' as const })), {
+          ioeventfd: kvm.checkExtension(CAP.IOEVENTFD) > 0,
+          irqfd: kvm.checkExtension(CAP.IRQFD) > 0 && kvm.checkExtension(CAP.IRQ_ROUTING) > 0,
+        });
+      }
+      const accel = cpus.accel;
+      m.setMsiSink(accel ? (address, data) => accel.deliverMsi(address, data) : (address, data) => { vm.signalMsi(BigInt(address >>> 0), data); });
       m.clock.onArm = (deadline) => { if (deadline < cpus.pumpAt) cpus.schedulePump(); };
       cpus.schedulePump();
       return cpus;
@@ -233,6 +249,7 @@ export class KvmCpus {
       let release!: () => void;
       const promise = new Promise<void>((resolve) => { release = resolve; });
       this.pauseGate = { promise, release };
+      this.accel?.hold(); // notifications wait too: no device touches guest RAM while paused
       for (const v of this.engine.vcpus) v.stop();
     }
     while (!this.stopping && this.parked < this.engine.vcpus.length) {
@@ -244,6 +261,7 @@ export class KvmCpus {
   resume(): void {
     const gate = this.pauseGate;
     this.pauseGate = undefined;
+    this.accel?.release();
     gate?.release();
   }
 
@@ -274,6 +292,7 @@ export class KvmCpus {
     if (this.pump !== undefined) clearTimeout(this.pump);
     this.m.router.detach();
     this.m.setMsiSink(undefined);
+    await this.accel?.close();
     await this.engine.close();
   }
 }

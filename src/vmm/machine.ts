@@ -530,7 +530,7 @@ export class Machine {
     const { KvmCpus } = await import('./kvm-machine.ts');
     const cpus = await KvmCpus.create({
       mem: this.mem, ports: this.ports, mmio: this.mmio, clock: this.clock as WatchedClock,
-      router: this.router as KvmIrqRouter, cpus: this.config.cpus,
+      router: this.router as KvmIrqRouter, cpus: this.config.cpus, virtioFunctions: this.virtio.functions,
       setMsiSink: (sink) => this.setMsiSink(sink), requestExit: (exit) => this.requestExit(exit),
     }, this.boot, { device: this.options.kvmDevice, inlineBsp: this.options.kvmInlineBsp });
     this.kvmCpus = cpus;

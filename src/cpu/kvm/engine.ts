@@ -8,7 +8,8 @@
 //
 // Stopping: stop() sets kvm_run.immediate_exit and sends the kick signal to the vCPU's thread (tgkill); the
 // signal is blocked outside KVM_RUN, so whichever side of KVM_RUN the thread is on, the run ends promptly.
-import { Worker } from 'node:worker_threads';
+import type { Worker } from 'node:worker_threads';
+import { spawnModuleWorker, siblingModule } from '../../kvm/spawn.ts';
 import { Kvm, KvmVm, KvmVcpu, KvmError } from '../../kvm/kvm.ts';
 import { EXIT, EXIT_NAMES, IO_OUT, RUN } from '../../kvm/abi.ts';
 import { installKickHandler, kickSignal, tgkill, blockKickSignal, currentSignalMask, eatKickSignal, gettid, KickTimer } from '../../kvm/sys.ts';
@@ -423,16 +424,8 @@ export class KvmVcpuHandle implements Vcpu {
   }
 }
 
-/**
- * The worker module is TypeScript run through tsx; Node 20 does not apply the parent's `--import tsx` hooks to a
- * worker's entry module, so a two-line bootstrap registers tsx's loader in the worker and then imports the module.
- */
 function spawnWorker(data: WorkerData): Worker {
-  const entry = new URL(import.meta.url.endsWith('.ts') ? './worker.ts' : './worker.js', import.meta.url);
-  if (!entry.pathname.endsWith('.ts')) return new Worker(entry, { workerData: data });
-  const tsxApi = import.meta.resolve('tsx/esm/api');
-  const boot = `import(${JSON.stringify(tsxApi)}).then(({ register }) => { register(); return import(${JSON.stringify(entry.href)}); });`;
-  return new Worker(boot, { eval: true, workerData: data });
+  return spawnModuleWorker(siblingModule(import.meta.url, 'worker'), data);
 }
 
 function readLe(v: DataView, off: number, size: AccessSize): number {

@@ -55,6 +55,16 @@ const MSIX_ENTRY_SIZE = 16;
 const MSIX_CONTROL_ENABLE = 0x8000, MSIX_CONTROL_FUNCTION_MASK = 0x4000;
 const MSIX_VECTOR_MASKED = 1;
 
+/**
+ * A hardware engine's fast path for queue notifications (the KVM engine registers an ioeventfd on each queue's
+ * notify register, so the guest's write signals an eventfd in the kernel instead of exiting to the VMM, and calls
+ * process(queue) when it fires). Told where the notify registers are whenever the register BAR moves.
+ */
+export interface VirtioNotifyAccel {
+  /** Queue q's notify register is now at `base + NOTIFY_OFFSET + q * NOTIFY_OFF_MULTIPLIER` (undefined: not decoded). */
+  notifyAreaMoved(base: number | undefined): void;
+}
+
 interface QueueRegs {
   size: number;
   maxSize: number;
@@ -111,6 +121,9 @@ export class VirtioPciFunction extends PciFunction implements VirtioTransport {
   /** Queues with a deferred processLater pending (one at a time per queue). */
   private readonly scheduled = new Set<number>();
   private closed = false;
+  /** Where the register BAR decodes now (undefined: nowhere), and who else listens to its notify registers. */
+  private regsBase: number | undefined;
+  private notifyAccel: VirtioNotifyAccel | undefined;
 
   constructor(readonly device: VirtioDevice, mem: GuestMemory, opts: { log?: (line: string) => void } = {}) {
     super({
@@ -129,7 +142,10 @@ export class VirtioPciFunction extends PciFunction implements VirtioTransport {
     this.msixPending = new Uint8Array(this.msixVectors);
 
     this.regsBar = { mmioRead: (o, s) => this.regsRead(o, s), mmioWrite: (o, s, v) => this.regsWrite(o, s, v) };
-    this.addBar(REGS_BAR, { kind: 'memory32', size: REGS_BAR_SIZE, device: this.regsBar });
+    this.addBar(REGS_BAR, {
+      kind: 'memory32', size: REGS_BAR_SIZE, device: this.regsBar,
+      onMapped: (base) => { this.regsBase = base; this.notifyAccel?.notifyAreaMoved(base); },
+    });
     this.addBar(MSIX_BAR, { kind: 'memory32', size: MSIX_BAR_SIZE, device: { mmioRead: (o, s) => this.msixRead(o, s), mmioWrite: (o, s, v) => this.msixWrite(o, s, v) } });
 
     // MSI-X capability: Message Control (table size - 1), Table offset/BIR, PBA offset/BIR.
@@ -294,6 +310,16 @@ export class VirtioPciFunction extends PciFunction implements VirtioTransport {
       this.scheduled.delete(index);
       this.process(index);
     });
+  }
+
+  /** Install (or remove) a notification fast path; it hears the current notify area at once. */
+  setNotifyAccel(accel: VirtioNotifyAccel | undefined): void {
+    this.notifyAccel = accel;
+    accel?.notifyAreaMoved(this.regsBase);
+  }
+
+  get queueCount(): number {
+    return this.queues.length;
   }
 
   /** Stop for good: nothing scheduled runs afterwards (guest RAM may be unmapped next), host files close. */
