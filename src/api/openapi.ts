@@ -1,6 +1,7 @@
 // The OpenAPI 3.0 document of the daemon's REST API, built from the same schema objects that validate the requests.
 
 import { errorSchema, resourcesPatchSchema, SNAPSHOT_NAME_PATTERN, snapshotSchema, vmDefinitionSchema, vmSchema } from '../manager/schema.ts';
+import { storagePaths, storageSchemas } from './storage-openapi.ts';
 
 /** JSON Schema `$ref: 'X#'` (ajv's ids) to OpenAPI's `#/components/schemas/X`, and no `$id`. */
 function toOpenApi(schema: unknown): unknown {
@@ -65,7 +66,7 @@ export function openApiDocument(version: string): Record<string, unknown> {
     openapi: '3.0.3',
     info: { title: 'ringzero daemon API', version, description: 'VM lifecycle on one host. Errors are {"error":{"code","message"}} with a stable code.' },
     components: {
-      schemas: { VmDefinition: toOpenApi(vmDefinitionSchema), Vm: toOpenApi(vmSchema), Snapshot: toOpenApi(snapshotSchema), Error: toOpenApi(errorSchema), ResourcesPatch: toOpenApi(resourcesPatchSchema) },
+      schemas: { VmDefinition: toOpenApi(vmDefinitionSchema), Vm: toOpenApi(vmSchema), Snapshot: toOpenApi(snapshotSchema), Error: toOpenApi(errorSchema), ResourcesPatch: toOpenApi(resourcesPatchSchema), ...storageSchemas() },
       securitySchemes: { bearer: { type: 'http', scheme: 'bearer', description: 'required on TCP listeners; the Unix socket is guarded by file permissions' } },
     },
     security: [{}, { bearer: [] }],
@@ -158,6 +159,7 @@ export function openApiDocument(version: string): Record<string, unknown> {
           responses: { 200: { description: 'an endless text/event-stream', content: { 'text/event-stream': { schema: { type: 'string' } } } }, ...errors(401) },
         },
       },
+      ...storagePaths(), // /volumes, /templates (src/api/storage-openapi.ts)
       '/openapi.json': { get: { summary: 'this document', responses: { 200: { description: 'OpenAPI 3.0', content: json({ type: 'object' }) } } } },
     },
   };

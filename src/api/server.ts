@@ -14,6 +14,7 @@ import {
   ERROR_CODES, errorSchema, ManagerError, resourcesPatchSchema, SNAPSHOT_NAME_PATTERN, snapshotSchema, vmDefinitionSchema, vmSchema, type ErrorCode, type VmDefinition,
 } from '../manager/schema.ts';
 import { openApiDocument } from './openapi.ts';
+import { registerStorageRoutes } from './storage-routes.ts';
 import { PROMETHEUS_CONTENT_TYPE, prometheusText, StatsCollector } from '../manager/stats.ts';
 
 export const API_VERSION = '0.1.0';
@@ -175,6 +176,7 @@ export async function createApi(manager: VmManager, options: ApiOptions = {}): P
     reply.header('content-type', PROMETHEUS_CONTENT_TYPE);
     return prometheusText(host, vms);
   });
+  registerStorageRoutes(app, manager); // /volumes, /templates
   app.get('/openapi.json', async () => openApiDocument(API_VERSION));
 
   app.get('/events', (request, reply) => {

@@ -9,6 +9,7 @@ import { MAX_CPUS, type ConsoleIo, type VmConfig } from '../vmm/config.ts';
 import { createHostConsole } from './console.ts';
 import { createSocketConsole, writeStatusFile } from './console-socket.ts';
 import { registerDaemonCommands } from './daemon-commands.ts';
+import { registerStorageCommands } from './storage-commands.ts';
 import { describeHost, detectHost, ENGINE_REQUESTS } from './host.ts';
 import { buildVmConfig, DEFAULT_CMDLINE, DEFAULT_MEMORY, type RunOptions } from './run-config.ts';
 import { checkSocketPath, UsageError } from './validate.ts';
@@ -183,6 +184,7 @@ function program(): Command {
     });
 
   registerDaemonCommands(cli);
+  registerStorageCommands(cli);
 
   cli.command('doctor')
     .description('what this host offers for running VMs, and which engine auto picks')

@@ -21,6 +21,8 @@ import { ManagerError, SNAPSHOT_NAME_RE, VM_NAME_RE, type SnapshotView, type VmD
 import { parseCpuList, ResourceController, setThreadAffinity } from './resources.ts';
 import { fsyncDir, MAX_SOCKET_PATH, removeFileDurable, StateDir } from './store.ts';
 import { isSameProcess, processStartTime } from './proc.ts';
+import { VolumePool } from './volumes.ts';
+import { TemplateStore } from './templates.ts';
 
 /** The launcher of the CLI, run by the VMM processes. */
 export const RINGZERO_BIN = fileURLToPath(new URL('../../bin/ringzero', import.meta.url));
@@ -107,6 +109,9 @@ export class VmManager extends EventEmitter {
   private readonly snapshotting = new Set<string>();
   /** Per-VM cgroups (CPU quota and weight, memory limit) and CPU pinning. */
   readonly resources: ResourceController;
+  /** The storage pool (DIR/volumes) and templates (DIR/templates): src/manager/volumes.ts, templates.ts. */
+  readonly volumes: VolumePool;
+  readonly templates: TemplateStore;
 
   constructor(stateDir: string, options: ManagerOptions = {}) {
     super();
@@ -116,11 +121,15 @@ export class VmManager extends EventEmitter {
     this.pollMs = options.pollMs ?? 500;
     this.vmmCommand = options.vmmCommand ?? { file: process.execPath, args: [RINGZERO_BIN] };
     this.resources = new ResourceController(stateDir, this.log);
+    this.volumes = new VolumePool(stateDir, this);
+    this.templates = new TemplateStore(stateDir, this, this.volumes, this.log);
   }
 
   /** Load the state directory, re-attach to the VMMs still running, settle the ones that ended, autostart. */
   async open(): Promise<void> {
     this.state.open();
+    this.volumes.open();
+    this.templates.open(); // rolls back a clone a crash interrupted (before the definitions are read)
     for (const name of this.state.definedNames()) {
       let definition: VmDefinition | undefined;
       try {

@@ -175,7 +175,9 @@ export interface SnapshotView {
   diskBytes?: number;
 }
 
-export const ERROR_CODES = ['invalid', 'not_found', 'conflict', 'unauthorized', 'start_failed', 'snapshot_failed', 'internal'] as const;
+export const ERROR_CODES = ['invalid', 'not_found', 'conflict', 'unauthorized', 'start_failed', 'snapshot_failed', 'internal',
+  // Storage (src/manager/volumes.ts): an image that is damaged, not qcow2 where qcow2 is needed, or uses a feature ringzero lacks.
+  'corrupt', 'not_qcow2', 'unsupported'] as const;
 export type ErrorCode = typeof ERROR_CODES[number];
 
 export const errorSchema = {
@@ -198,6 +200,9 @@ export class ManagerError extends Error {
   }
 
   get httpStatus(): number {
-    return { invalid: 400, not_found: 404, conflict: 409, unauthorized: 401, start_failed: 500, snapshot_failed: 500, internal: 500 }[this.code];
+    return {
+      invalid: 400, not_found: 404, conflict: 409, unauthorized: 401, start_failed: 500, snapshot_failed: 500, internal: 500,
+      corrupt: 422, not_qcow2: 422, unsupported: 422,
+    }[this.code];
   }
 }

@@ -97,13 +97,19 @@ export function readFully(fd: number, buffer: Uint8Array, position: number): voi
 
 const ZEROS = new Uint8Array(1 << 20);
 
-/** A raw image: the file is the disk. Its size is the file's size rounded down to 512-byte sectors. */
+/**
+ * A raw image: the file is the disk. Its size is the file's size rounded down to 512-byte sectors.
+ *
+ * When the format was probed (not stated), the guest may not write a qcow2 magic into the first sector: the next
+ * probe would take the disk for a qcow2 image whose header (and backing file name) the guest chose, and open a
+ * host file of the guest's choosing. QEMU refuses the same writes on probed raw images (block/raw-format.c).
+ */
 export class RawBackend implements BlockBackend {
   readonly format = 'raw' as const;
   readonly size: number;
   private fd: number;
 
-  constructor(readonly path: string, readonly readonly: boolean) {
+  constructor(readonly path: string, readonly readonly: boolean, private readonly probed = false) {
     try {
       // O_NOFOLLOW is left out: the user named the file; nothing the guest sends names another.
       this.fd = fs.openSync(path, readonly ? 'r' : 'r+');
@@ -134,6 +140,9 @@ export class RawBackend implements BlockBackend {
   write(offset: number, data: Uint8Array): void {
     if (this.readonly) throw new StorageError('readonly', 'the disk is read-only');
     this.check(offset, data.length);
+    if (this.probed && offset === 0 && data.length >= 4 && Buffer.from(data.buffer, data.byteOffset, 4).readUInt32BE(0) === QCOW2_MAGIC) {
+      throw new StorageError('readonly', 'refused: a qcow2 magic written to sector 0 of a raw disk whose format was probed');
+    }
     writeFully(this.fd, data, offset);
   }
 

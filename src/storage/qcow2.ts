@@ -122,7 +122,7 @@ function openChain(file: string, format: ImageFormat | undefined, readonly: bool
   if (seen.has(real)) throw new StorageError('backing', `backing chain loops back to '${file}'`);
   seen.add(real);
   const kind = format ?? detectFormat(file);
-  if (kind === 'raw') return new RawBackend(file, readonly);
+  if (kind === 'raw') return new RawBackend(file, readonly, format === undefined);
   return new Qcow2Image(file, readonly, (backingPath, backingFormat) => openChain(backingPath, backingFormat, true, depth + 1, seen));
 }
 
@@ -168,9 +168,8 @@ export class Qcow2Image implements BlockBackend {
       const fileSize = fs.fstatSync(this.fd).size;
       const head = Buffer.alloc(V3_HEADER_LENGTH);
       readFully(this.fd, head, 0);
-      if (fileSize < V2_HEADER_LENGTH || head.readUInt32BE(H_MAGIC) !== QCOW2_MAGIC) {
-        throw new StorageError('not_qcow2', `'${path}' is not a qcow2 image (no QFI\\xfb magic)`);
-      }
+      if (head.readUInt32BE(H_MAGIC) !== QCOW2_MAGIC) throw new StorageError('not_qcow2', `'${path}' is not a qcow2 image (no QFI\\xfb magic)`);
+      if (fileSize < V2_HEADER_LENGTH) throw corrupt(path, `the file ends inside the header (${fileSize} bytes)`);
       const version = head.readUInt32BE(H_VERSION);
       if (version !== 2 && version !== 3) throw new StorageError('unsupported', `qcow2 image '${path}' has version ${version}: only 2 and 3 are known`);
       this.version = version;
@@ -746,4 +745,54 @@ class NullBackend implements BlockBackend {
   discard(): void {}
   writeZeroes(): void {}
   close(): void {}
+}
+
+/**
+ * Copy the disk `src` (any format, its backing chain read through) into a new standalone image `dst` of `format`
+ * (which must not exist): zero runs are left unallocated (holes in a raw file, no cluster in qcow2). Synced.
+ */
+export function copyImage(src: string, dst: string, format: ImageFormat, srcFormat?: ImageFormat): void {
+  const from = openImage(src, { readonly: true, format: srcFormat });
+  const chunk = 1 << 20, grain = 65536;
+  const zero = Buffer.alloc(grain);
+  try {
+    if (format === 'qcow2') createQcow2(dst, { size: from.size });
+    else fs.closeSync(fs.openSync(dst, 'wx', 0o644));
+  } catch (error) {
+    from.close();
+    throw error;
+  }
+  try {
+    let to: BlockBackend | undefined;
+    try {
+      to = format === 'qcow2' ? openImage(dst, { format: 'qcow2' }) : new RawBackend(dst, false);
+      const rawFd = format === 'raw' ? fs.openSync(dst, 'r+') : -1;
+      try {
+        if (rawFd >= 0) fs.ftruncateSync(rawFd, from.size);
+        const buffer = Buffer.alloc(chunk);
+        for (let at = 0; at < from.size; at += chunk) {
+          const n = Math.min(chunk, from.size - at);
+          const piece = buffer.subarray(0, n);
+          from.read(at, piece);
+          for (let g = 0; g < n; g += grain) {
+            const part = piece.subarray(g, Math.min(g + grain, n));
+            if (part.equals(zero.subarray(0, part.length))) continue;
+            if (rawFd >= 0) writeFully(rawFd, part, at + g);
+            else to.write(at + g, part);
+          }
+        }
+        if (rawFd >= 0) fs.fsyncSync(rawFd);
+      } finally {
+        if (rawFd >= 0) fs.closeSync(rawFd);
+      }
+      to.flush();
+    } finally {
+      to?.close();
+    }
+  } catch (error) {
+    fs.rmSync(dst, { force: true });
+    throw error;
+  } finally {
+    from.close();
+  }
 }
