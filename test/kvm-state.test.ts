@@ -3,6 +3,12 @@
 // finishes the loop with the result an uninterrupted run gives; and the reverse (soft -> KVM). Also KVM -> KVM with
 // the in-kernel irqchip: LAPIC, MP state and the VM-wide irqchip/PIT/clock state survive. Skipped without /dev/kvm.
 import test from 'node:test';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { makeBzImage } from '../src/boot/synthetic.ts';
+import { Machine } from '../src/vmm/machine.ts';
+import { captureConsole } from './support/capture-console.ts';
 import assert from 'node:assert/strict';
 import { GuestMemory, MiB } from '../src/memory/guest-memory.ts';
 import { PortBus, MmioBus } from '../src/devices/bus.ts';
@@ -215,5 +221,64 @@ test('KVM -> KVM with the in-kernel irqchip: LAPIC, MP states, irqchip, PIT and 
   } finally {
     await b.close();
     mem.close();
+  }
+});
+
+test('KvmCpus.saveState / restoreState (the snapshot hook): a paused Machine\'s state loads into another one, which runs the guest to its poweroff', { skip }, async () => {
+  // The synthetic guest of test/vm-machine-engines.test.ts: hello on COM1, RTC check, ACPI poweroff.
+  const GUEST_HEX = '488d3576000000b91e000000e857000000b000e670e47188c380e30f80fb0977173c597713488d356f000000b917000000e8'
+    + '32000000eb11488d3573000000b915000000e81f000000803d2c00000000750c66ba040666b8003466efeb0766baf90cb006eef4ebfd66'
+    + 'bafd03eca82074fb66baf803aceeffc975edc30072696e677a65726f2067756573743a2068656c6c6f206f6e20434f4d310a72746320'
+    + '7365636f6e64733a2076616c6964204243440a727463207365636f6e64733a20494e56414c49440a';
+  const payload = new Uint8Array(4096).fill(0xf4);
+  payload.set(Buffer.from(GUEST_HEX, 'hex'), 0x200);
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'rz-kvm-state-'));
+  const kernel = path.join(dir, 'guest.bzImage');
+  fs.writeFileSync(kernel, makeBzImage({ payload }));
+  const config = { engine: 'kvm' as const, kernel, cmdline: 'console=ttyS0', cpus: 2, memory: 64 * MiB, onReboot: 'exit' as const };
+  async function startPaused(m: Machine): Promise<{ running: Promise<unknown> }> {
+    m.loadKernel();
+    await m.pause();
+    const running = m.run();
+    for (let i = 0; i < 500 && !m.kvmCpus; i++) await new Promise((r) => setTimeout(r, 10));
+    assert.ok(m.kvmCpus);
+    return { running };
+  }
+  const a = new Machine(config, captureConsole());
+  let saved: Awaited<ReturnType<NonNullable<Machine['kvmCpus']>['saveState']>>;
+  try {
+    const { running } = await startPaused(a);
+    saved = await a.kvmCpus!.saveState();
+    a.requestExit({ kind: 'poweroff' });
+    a.resume();
+    await running;
+  } finally {
+    a.close();
+  }
+  assert.equal(saved.vcpus.length, 2);
+  saved.vcpus.forEach((s, i) => checkVcpuState(s, i));
+  assert.equal(saved.vcpus[0].mpState, 'runnable');
+  assert.equal(saved.vcpus[1].mpState, 'wait-for-sipi');
+  assert.equal(BigInt(saved.vcpus[0].efer) & 0x500n, 0x500n, 'long mode (LME|LMA) at the 64-bit entry');
+  assert.equal(Buffer.from(saved.vcpus[0].lapic!.page, 'base64').readUInt32LE(0x350), 0x700, 'virtual wire: LINT0 ExtINT');
+  assert.ok(saved.kvm.irqchip && saved.kvm.pit);
+
+  const io = captureConsole();
+  const b = new Machine(config, io);
+  try {
+    const { running } = await startPaused(b);
+    // Scramble the BSP first, so that only the restore can make the guest work.
+    const r = b.kvmCpus!.vcpus[0].getRegisters();
+    r.rip = 0n;
+    b.kvmCpus!.vcpus[0].setRegisters(r);
+    const reports = b.kvmCpus!.restoreState(saved.vcpus, saved.kvm);
+    assert.deepEqual(reports.map((x) => x.notes), [[], []]);
+    assert.equal(b.kvmCpus!.vcpus[0].getRegisters().rip, BigInt(saved.vcpus[0].rip));
+    b.resume();
+    assert.deepEqual(await running, { kind: 'poweroff' });
+    assert.equal(io.text(), 'ringzero guest: hello on COM1\nrtc seconds: valid BCD\n');
+  } finally {
+    b.close();
+    fs.rmSync(dir, { recursive: true, force: true });
   }
 });

@@ -28,6 +28,10 @@ import { kvmGsiRoutes, type GsiRoute, type KvmIrqRouter, type WatchedClock } fro
 import { KvmVirtioAccel } from './kvm-virtio.ts';
 import { CAP } from '../kvm/abi.ts';
 import type { VirtioPciFunction } from '../devices/virtio/pci.ts';
+import type { VcpuState } from './snapshot-cpu.ts';
+import {
+  saveKvmVcpu, restoreKvmVcpu, saveKvmVm, restoreKvmVm, KvmStateError, type KvmVmState, type KvmRestoreReport,
+} from '../cpu/kvm/state.ts';
 
 export { topologyCpuid } from '../cpu/kvm/cpuid.ts';
 
@@ -263,6 +267,40 @@ export class KvmCpus {
     this.pauseGate = undefined;
     this.accel?.release();
     gate?.release();
+  }
+
+  /**
+   * Snapshot hook (issue 7): every vCPU's state in the snapshot format (src/vmm/snapshot-cpu.ts VcpuState, loadable
+   * on either engine) and the in-kernel PIC/IOAPIC/PIT/kvm-clock state (KVM to KVM only). Pauses the vCPUs if they
+   * are not paused; if KVM has an event in flight that VcpuState cannot hold, lets the guest run a moment and tries
+   * again. Leaves the machine paused.
+   */
+  async saveState(): Promise<{ vcpus: VcpuState[]; kvm: KvmVmState }> {
+    const ctx = { kvm: this.engine.kvm, irqchip: true };
+    for (let attempt = 0; ; attempt++) {
+      await this.pause();
+      try {
+        return {
+          vcpus: this.engine.vcpus.map((v) => saveKvmVcpu(v.vcpu, ctx)),
+          kvm: saveKvmVm(this.engine.vm, { irqchip: true, pit: true }),
+        };
+      } catch (e) {
+        if (!(e instanceof KvmStateError) || attempt >= 20) throw e;
+        this.resume();
+        await new Promise((r) => setTimeout(r, 1));
+      }
+    }
+  }
+
+  /**
+   * Load saved state (checked with checkVcpuState) before run(), over the boot state create() set: the VM-wide part
+   * when it came from KVM, then each vCPU. Returns what could not be carried over, per vCPU.
+   */
+  restoreState(vcpus: readonly VcpuState[], kvm?: KvmVmState): KvmRestoreReport[] {
+    if (vcpus.length !== this.engine.vcpus.length) throw new Error(`${vcpus.length} vCPU states for ${this.engine.vcpus.length} vCPUs`);
+    if (kvm) restoreKvmVm(this.engine.vm, kvm);
+    const ctx = { kvm: this.engine.kvm, irqchip: true };
+    return this.engine.vcpus.map((v, i) => restoreKvmVcpu(v.vcpu, vcpus[i], ctx));
   }
 
   /** Fire the device timers that are due and sleep (on a host timer) until the next deadline. */
