@@ -279,3 +279,30 @@ test('a guest program on KVM reads its CPUID: KVM signature, PV features, APIC I
     mem.close();
   }
 });
+
+test('posted ports (worker): OUTs to them complete in the worker, reach the bus in order before the next exit, and on the timer', { skip }, async () => {
+  const mem = new GuestMemory(64 * MiB);
+  const ports = new PortBus();
+  const log: string[] = [];
+  ports.register(0x80, 1, { ioRead: () => 0, ioWrite: (_p, _s, v) => { log.push(`80=${v}`); } }, 'post');
+  ports.register(0xe1, 1, { ioRead: () => 0, ioWrite: (_p, _s, v) => { log.push(`e1=${v}`); } }, 'mark');
+  const engine = await KvmEngine.create({ mem, ports, mmio: new MmioBus(), postedPorts: [0x80] });
+  try {
+    // mov cx,100; l: mov al,cl; out 0x80,al; loop l; mov al,0x55; out 0xe1,al; mov al,0x77; out 0x80,al; jmp $
+    mem.write(0x1000, Uint8Array.from([0xb9, 0x64, 0x00, 0x88, 0xc8, 0xe6, 0x80, 0xe2, 0xfa, 0xb0, 0x55, 0xe6, 0xe1, 0xb0, 0x77, 0xe6, 0x80, 0xeb, 0xfe]));
+    const v = engine.vcpus[0];
+    realModeAt(v, 0x1000);
+    const running = v.run();
+    // The last write is followed by no exit at all (jmp $): the drain timer must deliver it.
+    for (let i = 0; i < 300 && log.at(-1) !== '80=119'; i++) await new Promise((r) => setTimeout(r, 10));
+    v.stop();
+    assert.deepEqual(await running, { reason: 'stopped' });
+    const expected = [...Array.from({ length: 100 }, (_, i) => `80=${100 - i}`), 'e1=85', '80=119'];
+    assert.deepEqual(log, expected);
+    assert.equal(v.postedExits, 101, 'every OUT to 0x80 completed in the worker');
+    assert.equal(v.exits, 1, 'only the OUT to 0xe1 came to the main thread');
+  } finally {
+    await engine.close();
+    mem.close();
+  }
+});

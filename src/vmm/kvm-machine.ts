@@ -26,6 +26,7 @@ import type { GuestMemory } from '../memory/guest-memory.ts';
 import type { PortBus, MmioBus } from '../devices/bus.ts';
 import { kvmGsiRoutes, type GsiRoute, type KvmIrqRouter, type WatchedClock } from './kvm-platform.ts';
 import { KvmVirtioAccel } from './kvm-virtio.ts';
+import { POST_PORT, DEBUG_CONSOLE_PORT } from '../devices/debug-port.ts';
 import { CAP } from '../kvm/abi.ts';
 import type { VirtioPciFunction } from '../devices/virtio/pci.ts';
 import type { VcpuState } from './snapshot-cpu.ts';
@@ -139,7 +140,8 @@ export interface KvmCpusOptions {
   device?: string;
   /**
    * Run the BSP's KVM_RUN on the main thread (KvmEngineOptions.inlineBoot) instead of a worker: an exit then costs
-   * no thread hand-off (bench/exits: about half the worker's cost), but while the BSP is inside KVM_RUN the event
+   * no thread hand-off (bench/exits, CPU time per port-I/O exit: about a third of the worker's, 1.15x C against
+   * 3.1-3.2x C through a worker; a posted port, below, brings a worker to about 1.3x), but while the BSP is inside KVM_RUN the event
    * loop waits for the engine's yield tick (4 ms), so device timers, console input and the APs' exits wait too.
    * Default: on for a single vCPU (nothing else needs the main thread that fast), off with APs; RINGZERO_KVM_INLINE
    * = 1 / 0 overrides.
@@ -166,7 +168,12 @@ export class KvmCpus {
   static async create(m: KvmMachineParts, boot: BootState, opts: KvmCpusOptions = {}): Promise<KvmCpus> {
     const env = process.env.RINGZERO_KVM_INLINE;
     const inlineBoot = opts.inlineBsp ?? (env === '1' ? true : env === '0' ? false : m.cpus === 1);
-    const engine = await KvmEngine.create({ mem: m.mem, ports: m.ports, mmio: m.mmio, cpus: m.cpus, irqchip: true, device: opts.device, inlineBoot });
+    // The POST port and the debug console are write-only sinks: a worker completes their OUTs itself (posted writes,
+    // ../cpu/kvm/channel.ts), so a guest's io_delay or debugcon output costs no thread hand-off per byte.
+    const engine = await KvmEngine.create({
+      mem: m.mem, ports: m.ports, mmio: m.mmio, cpus: m.cpus, irqchip: true, device: opts.device, inlineBoot,
+      postedPorts: [POST_PORT, DEBUG_CONSOLE_PORT],
+    });
     const cpus = new KvmCpus(m, engine);
     try {
       const vm = engine.vm;

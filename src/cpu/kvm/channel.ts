@@ -28,9 +28,35 @@ export const CMD_QUIT = 1;
 /** How long each side spins on the turn word before sleeping (µs). 0 by default: measured on a 2-vCPU SMT host under load, spinning slowed the KVM_RUN thread more than a futex wake costs (RINGZERO_KVM_SPIN_US overrides). */
 export const SPIN_US = Number(process.env.RINGZERO_KVM_SPIN_US ?? 0);
 
+/**
+ * Posted port writes: OUTs to ports marked in `bitmap` (one bit per port) are completed by the worker itself, which
+ * appends them to `ring` and re-enters KVM_RUN at once, with no hand-off to the main thread; the main thread delivers
+ * them to the PortBus in order before the next exit it handles (and on a timer). Only for write-only sinks whose
+ * writes need no answer and no immediate effect (the POST port, the debug console). Ring words: HEAD (next entry
+ * the worker writes), TAIL (next entry the main thread reads), then POSTED_RING_ENTRIES entries of two words each:
+ * port | size << 16, value.
+ */
+export const POSTED_RING_ENTRIES = 4096;
+export const POSTED_HEAD = 0;
+export const POSTED_TAIL = 1;
+export const POSTED_DATA = 2;
+
+export interface PostedBuffers {
+  bitmap: SharedArrayBuffer;
+  ring: SharedArrayBuffer;
+}
+
+export function postedBuffers(ports: readonly number[]): PostedBuffers {
+  const bitmap = new SharedArrayBuffer(65536 / 8);
+  const bits = new Uint8Array(bitmap);
+  for (const p of ports) bits[(p & 0xffff) >> 3] |= 1 << (p & 7);
+  return { bitmap, ring: new SharedArrayBuffer((POSTED_DATA + 2 * POSTED_RING_ENTRIES) * 4) };
+}
+
 export interface WorkerData {
   vcpuFd: number;
   vcpuId: number;
   mmapSize: number;
   channel: SharedArrayBuffer;
+  posted?: PostedBuffers;
 }

@@ -16,7 +16,10 @@ import { installKickHandler, kickSignal, tgkill, blockKickSignal, currentSignalM
 import type { AccessSize } from '../../devices/bus.ts';
 import type { Engine, EngineMachine, Registers, SpecialRegisters, Vcpu, VcpuExit } from '../engine.ts';
 import { buildVcpuCpuid } from './cpuid.ts';
-import { CH, CHANNEL_INTS, CMD_QUIT, CMD_RUN, SPIN_US, TURN_MAIN, TURN_WORKER, type WorkerData } from './channel.ts';
+import {
+  CH, CHANNEL_INTS, CMD_QUIT, CMD_RUN, SPIN_US, TURN_MAIN, TURN_WORKER, POSTED_DATA, POSTED_HEAD, POSTED_RING_ENTRIES,
+  POSTED_TAIL, postedBuffers, type PostedBuffers, type WorkerData,
+} from './channel.ts';
 
 export { vcpuCpuid, topologyCpuid, buildVcpuCpuid } from './cpuid.ts';
 
@@ -43,6 +46,11 @@ export interface KvmEngineOptions extends EngineMachine {
   dirtyLog?: boolean;
   /** Path of the KVM device (default /dev/kvm). */
   device?: string;
+  /**
+   * Ports whose OUTs a vCPU worker completes itself and posts to the main thread (channel.ts, posted port writes):
+   * write-only sinks such as the POST port and the debug console. No effect on a vCPU run on the main thread.
+   */
+  postedPorts?: readonly number[];
 }
 
 /** Atomics.waitAsync (V8 has it since Node 16; TypeScript's ES2022 lib does not declare it). */
@@ -95,7 +103,7 @@ export class KvmEngine implements Engine {
       for (let i = 0; i < cpus; i++) {
         const vcpu = vm.createVcpu(i);
         vcpu.setCpuid(buildVcpuCpuid(supported, { apicId: i, cpus, irqchip: !!opts.irqchip }));
-        engine.vcpus.push(new KvmVcpuHandle(engine, vcpu, i));
+        engine.vcpus.push(new KvmVcpuHandle(engine, vcpu, i, opts.postedPorts?.length ? postedBuffers(opts.postedPorts) : undefined));
       }
       if (opts.inlineBoot) engine.vcpus[0].startInline();
       await Promise.all(engine.vcpus.filter((v, i) => !(opts.inlineBoot && i === 0)).map((v) => v.start()));
@@ -132,11 +140,32 @@ export class KvmVcpuHandle implements Vcpu {
   private quitting = false;
   private tid = 0;
   private inline: { timer: KickTimer } | undefined;
-  /** Exits handled (statistics). */
+  private readonly ring: Int32Array | undefined;
+  /** Exits handled on this thread (statistics). */
   exits = 0;
+  /** Posted port writes the worker completed and this thread delivered (statistics). */
+  postedExits = 0;
 
-  constructor(private readonly owner: KvmEngine, readonly vcpu: KvmVcpu, readonly index: number) {
+  constructor(private readonly owner: KvmEngine, readonly vcpu: KvmVcpu, readonly index: number, private readonly posted?: PostedBuffers) {
     Atomics.store(this.ch, CH.TURN, TURN_MAIN);
+    this.ring = posted ? new Int32Array(posted.ring) : undefined;
+  }
+
+  /** Deliver the posted port writes the worker queued, in order, to the PortBus. */
+  private drainPosted(): void {
+    const ring = this.ring;
+    if (!ring) return;
+    let tail = Atomics.load(ring, POSTED_TAIL);
+    const head = Atomics.load(ring, POSTED_HEAD);
+    if (tail === head) return;
+    const ports = this.owner.machine.ports;
+    for (; tail !== head; tail++) {
+      const at = POSTED_DATA + 2 * (tail % POSTED_RING_ENTRIES);
+      const w = ring[at];
+      ports.write(w & 0xffff, (w >>> 16) as AccessSize, ring[at + 1] >>> 0);
+      this.postedExits++;
+    }
+    Atomics.store(ring, POSTED_TAIL, tail);
   }
 
   /**
@@ -164,7 +193,7 @@ export class KvmVcpuHandle implements Vcpu {
 
   /** Start the worker thread and wait until it is ready to run. */
   async start(): Promise<void> {
-    const data: WorkerData = { vcpuFd: this.vcpu.fd, vcpuId: this.index, mmapSize: this.vcpu.mmapSize, channel: this.sab };
+    const data: WorkerData = { vcpuFd: this.vcpu.fd, vcpuId: this.index, mmapSize: this.vcpu.mmapSize, channel: this.sab, posted: this.posted };
     Atomics.store(this.ch, CH.TURN, TURN_MAIN);
     Atomics.store(this.ch, CH.TID, 0);
     const w = spawnWorker(data);
@@ -223,6 +252,8 @@ export class KvmVcpuHandle implements Vcpu {
     if (this.quitting || (!this.worker && !this.inline)) throw new Error(`vCPU ${this.index} is closed`);
     this.running = true;
     this.inline?.timer.arm(YIELD_MS);
+    // Posted writes reach their device within a few milliseconds even while the guest makes no other exit.
+    const drainTimer = this.ring && !this.inline ? setInterval(() => this.drainPosted(), YIELD_MS) : undefined;
     try {
       for (;;) {
         if (this.stopRequested) {
@@ -238,6 +269,7 @@ export class KvmVcpuHandle implements Vcpu {
           if (rc === -EINTR || rc === -EAGAIN) await yieldToEventLoop();
         } else {
           rc = await this.runInWorker();
+          this.drainPosted(); // before the exit: the device sees the guest's writes in order
           if (performance.now() - lastYield >= YIELD_MS) await yieldToEventLoop();
         }
         if (rc === -EINTR || rc === -EAGAIN) {
@@ -249,6 +281,8 @@ export class KvmVcpuHandle implements Vcpu {
         if (exit) return exit;
       }
     } finally {
+      if (drainTimer) clearInterval(drainTimer);
+      this.drainPosted();
       this.inline?.timer.arm(0);
       this.running = false;
     }
