@@ -11,6 +11,8 @@ import {
   zeroRegisters, type SpecialRegisters,
 } from '../src/kvm/abi.ts';
 import { CODE64_AR, DATA_AR } from '../src/boot/linux.ts';
+import { KVM_FEATURE, KVM_CPUID_SIGNATURE, KVM_CPUID_FEATURES } from '../src/cpu/kvm/cpuid.ts';
+import { MSR } from '../src/cpu/kvm/state.ts';
 
 function haveGcc(): boolean {
   try {
@@ -102,4 +104,38 @@ test('kvm_cpuid2 round-trips; the entry count comes first', () => {
   assert.equal(b.readUInt32LE(0), 2);
   assert.equal(b.length, 8 + 2 * 40);
   assert.deepEqual(decodeCpuid2(b), entries);
+});
+
+test('KVM paravirtual CPUID feature bits and kvm-clock MSR numbers match asm/kvm_para.h', { skip: !haveGcc() && 'no gcc or /usr/include/linux/kvm.h' }, () => {
+  const dir = mkdtempSync(join(tmpdir(), 'rz-kvm-para-'));
+  try {
+    const msrs: [string, number][] = [
+      ['MSR_KVM_WALL_CLOCK', MSR.KVM_WALL_CLOCK], ['MSR_KVM_SYSTEM_TIME', MSR.KVM_SYSTEM_TIME],
+      ['MSR_KVM_WALL_CLOCK_NEW', MSR.KVM_WALL_CLOCK_NEW], ['MSR_KVM_SYSTEM_TIME_NEW', MSR.KVM_SYSTEM_TIME_NEW],
+      ['MSR_KVM_ASYNC_PF_EN', MSR.KVM_ASYNC_PF_EN], ['MSR_KVM_STEAL_TIME', MSR.KVM_STEAL_TIME],
+      ['MSR_KVM_PV_EOI_EN', MSR.KVM_PV_EOI_EN], ['MSR_KVM_POLL_CONTROL', MSR.KVM_POLL_CONTROL],
+    ];
+    const lines = [
+      '#include <stdio.h>', '#include <linux/kvm_para.h>', 'int main(void) {',
+      ...Object.keys(KVM_FEATURE).map((k) => `printf("KVM_FEATURE_${k} %d\\n", KVM_FEATURE_${k});`),
+      ...msrs.map(([k]) => `printf("${k} %u\\n", (unsigned)${k});`),
+      'printf("KVM_CPUID_SIGNATURE %u\\n", (unsigned)KVM_CPUID_SIGNATURE);', 'printf("KVM_CPUID_FEATURES %u\\n", (unsigned)KVM_CPUID_FEATURES);',
+      'return 0; }',
+    ];
+    writeFileSync(join(dir, 'para.c'), lines.join('\n'));
+    execFileSync('gcc', ['-o', join(dir, 'para'), join(dir, 'para.c')]);
+    const want: Record<string, number> = {
+      ...Object.fromEntries(Object.entries(KVM_FEATURE).map(([k, v]) => [`KVM_FEATURE_${k}`, v])),
+      ...Object.fromEntries(msrs),
+      KVM_CPUID_SIGNATURE, KVM_CPUID_FEATURES,
+    };
+    const out = execFileSync(join(dir, 'para'), { encoding: 'utf8' }).trim().split('\n');
+    assert.equal(out.length, Object.keys(want).length);
+    for (const line of out) {
+      const [name, value] = line.split(' ');
+      assert.equal(want[name], Number(value), name);
+    }
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 });

@@ -268,3 +268,20 @@ test('Machine on KVM wires its virtio functions to ioeventfd/irqfd (KvmCpus.acce
     fs.rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test('process.exit() with a watcher running does not hang (its thread is woken out of poll)', { skip }, async () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'rz-watcher-exit-'));
+  const script = path.join(dir, 'exit.mts');
+  const src = new URL('../src/kvm/', import.meta.url).href;
+  fs.writeFileSync(script, `import { EventfdWatcher } from '${src}eventfd-watcher.ts';\nimport { eventfd } from '${src}sys.ts';\n`
+    + 'const w = new EventfdWatcher(); w.add(eventfd(), () => {}); w.start();\nsetTimeout(() => process.exit(7), 300);\n');
+  try {
+    const { spawnSync } = await import('node:child_process');
+    const t0 = Date.now();
+    const r = spawnSync(process.execPath, ['--import', 'tsx', script], { timeout: 20_000, encoding: 'utf8' });
+    assert.equal(r.status, 7, `exit status (signal ${r.signal}): ${r.stderr}`);
+    assert.ok(Date.now() - t0 < 15_000);
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});

@@ -42,6 +42,19 @@ const waitAsync = (Atomics as unknown as {
   waitAsync(a: Int32Array, index: number, value: number, timeoutMs?: number): { async: boolean; value: Promise<string> | string };
 }).waitAsync;
 
+const live = new Set<EventfdWatcher>();
+let exitHookInstalled = false;
+
+/**
+ * A thread blocked in poll() is out of reach of Worker.terminate() and process.exit(), which would then wait for it
+ * forever: on exit, every live watcher's thread is told to quit and woken through its control eventfd.
+ */
+function installExitHook(): void {
+  if (exitHookInstalled) return;
+  exitHookInstalled = true;
+  process.on('exit', () => { for (const w of live) w.abandon(); });
+}
+
 export class EventfdWatcher {
   private readonly sab = new SharedArrayBuffer(WORDS * 4);
   private readonly words = new Int32Array(this.sab);
@@ -80,7 +93,15 @@ export class EventfdWatcher {
     // Referenced: while a VM is watched the process lives (Atomics.waitAsync alone would not keep the loop alive);
     // close() ends the thread.
     this.worker = w;
+    live.add(this);
+    installExitHook();
     this.loop = this.run();
+  }
+
+  /** Synchronous last resort at process exit: make the thread leave poll() and end. */
+  abandon(): void {
+    Atomics.store(this.words, W.QUIT, 1);
+    try { this.poke(); } catch { /* closing anyway */ }
   }
 
   /** Stop calling back (readiness is remembered) until release(): while a VM is paused for a snapshot. */
@@ -137,6 +158,7 @@ export class EventfdWatcher {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    live.delete(this);
     const w = this.worker;
     Atomics.store(this.words, W.QUIT, 1);
     Atomics.notify(this.words, W.SEQ); // the main-thread loop
