@@ -14,7 +14,10 @@ import { GuestMemory, MiB } from '../src/memory/guest-memory.ts';
 import { PortBus, MmioBus } from '../src/devices/bus.ts';
 import { KvmEngine, type KvmVcpuHandle } from '../src/cpu/kvm/engine.ts';
 import { createSoftEngine, SoftVcpu } from '../src/cpu/soft-adapter.ts';
-import { saveKvmVcpu, restoreKvmVcpu, saveKvmVm, restoreKvmVm, MSR } from '../src/cpu/kvm/state.ts';
+import { saveKvmVcpu, restoreKvmVcpu, saveKvmVm, restoreKvmVm, MSR, kvmIrqchipToSoft, softIrqchipToKvm } from '../src/cpu/kvm/state.ts';
+import { DualPic } from '../src/devices/irq/pic.ts';
+import { Ioapic } from '../src/devices/irq/ioapic.ts';
+import { ApicBus } from '../src/devices/irq/apic-bus.ts';
 import { saveSoftCpu, restoreSoftCpu, checkVcpuState, type VcpuState } from '../src/vmm/snapshot-cpu.ts';
 import type { Vcpu, SpecialRegisters } from '../src/cpu/engine.ts';
 import { detectKvm } from '../src/kvm/host.ts';
@@ -280,5 +283,47 @@ test('KvmCpus.saveState / restoreState (the snapshot hook): a paused Machine\'s 
   } finally {
     b.close();
     fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('in-kernel 8259 pair and IOAPIC -> the software engine\'s DualPic/Ioapic -> KVM again: the same registers', { skip }, async () => {
+  const mem = new GuestMemory(64 * MiB);
+  const a = await KvmEngine.create({ mem, ports: new PortBus(), mmio: new MmioBus(), irqchip: true });
+  const b = await KvmEngine.create({ mem, ports: new PortBus(), mmio: new MmioBus(), irqchip: true });
+  try {
+    // IOAPIC pin 5: vector 0x35, level-triggered, masked, destination APIC 1; PIC: vector bases, a mask, ELCR.
+    const io = a.vm.getIrqchip(2);
+    io.writeUInt32LE(0x35 | (1 << 15) | (1 << 16), 24 + 8 * 5);
+    io.writeUInt32LE(1 << 24, 24 + 8 * 5 + 4);
+    io.writeUInt32LE(0x10, 8); // IOREGSEL
+    a.vm.setIrqchip(2, io);
+    const master = a.vm.getIrqchip(0);
+    master[2] = 0xfa; master[5] = 0x20; master[14] = 0x08; // imr, irq_base, elcr
+    a.vm.setIrqchip(0, master);
+    const slave = a.vm.getIrqchip(1);
+    slave[5] = 0x28; slave[14] = 0x0c;
+    a.vm.setIrqchip(1, slave);
+    a.irqLine(5, true);
+    a.irqLine(9, true);
+    const saved = saveKvmVm(a.vm, { irqchip: true, pit: false });
+
+    const soft = kvmIrqchipToSoft(saved.irqchip!);
+    assert.equal(soft.pic.master.vectorBase, 0x20);
+    assert.equal(soft.pic.master.imr, 0xfa);
+    assert.equal(soft.pic.slave.elcr, 0x0c);
+    assert.equal(soft.ioapic.redirectionLow[5], 0x35 | (1 << 15) | (1 << 16));
+    assert.ok(soft.ioapic.asserted & (1 << 5), 'pin 5 asserted');
+    // Through the real software devices and back.
+    const apicBus = new ApicBus();
+    const pic = new DualPic(() => {});
+    const ioapic = new Ioapic(apicBus);
+    pic.restoreState(soft.pic);
+    ioapic.restoreState(soft.ioapic);
+    restoreKvmVm(b.vm, { irqchip: softIrqchipToKvm(pic.saveState(), ioapic.saveState()), clockNs: saved.clockNs });
+    for (const chip of [0, 1, 2]) assert.deepEqual(b.vm.getIrqchip(chip), a.vm.getIrqchip(chip), `chip ${chip}`);
+  } finally {
+    await a.close();
+    await b.close();
+    mem.close();
   }
 });

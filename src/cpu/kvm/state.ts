@@ -14,11 +14,15 @@
 //   vCPU's (initial) values.
 // - MSRs one engine has and the other lacks (the kvm-clock MSRs on the soft engine, for instance): dropped and listed.
 // - The LAPIC timer's phase: KVM_SET_LAPIC restarts a running timer from its initial count.
+// The in-kernel 8259 pair and IOAPIC convert to and from the software engine's DualPic/Ioapic states (bottom of this
+// file); the in-kernel PIT does not yet (its counters are timed by host ktime, the soft PIT's by the VmClock).
 import type { Kvm, KvmVcpu, KvmVm } from '../../kvm/kvm.ts';
 import { CAP, MP_STATE, SIZE } from '../../kvm/abi.ts';
 import { GPR_BY_NUMBER, type Registers, type SpecialRegisters } from '../engine.ts';
 import type { SegmentState } from '../../boot/linux.ts';
 import { hex64, type MpState, type SegmentImage, type VcpuState } from '../../vmm/snapshot-cpu.ts';
+import type { DualPicState, Pic8259State } from '../../devices/irq/pic.ts';
+import type { IoapicState } from '../../devices/irq/ioapic.ts';
 
 export class KvmStateError extends Error {}
 
@@ -360,4 +364,74 @@ export function restoreKvmVm(vm: KvmVm, s: KvmVmState): void {
   }
   if (s.pit) vm.setPit2(Buffer.from(s.pit, 'base64'));
   vm.setClock(BigInt(s.clockNs));
+}
+
+// ---- The in-kernel 8259 pair and IOAPIC <-> the software engine's device states ----
+// struct kvm_pic_state (asm/kvm.h): 16 bytes, in this order. The fields map one to one onto Pic8259State, except
+// single mode (KVM's 8259 always cascades) and elcr_mask (which ELCR bits exist: fixed by the chipset, see below).
+const KVM_PIC_FIELDS = [
+  'lineLevels', 'irr', 'imr', 'isr', 'priorityAdd', 'vectorBase', 'readIsr', 'pollNext', 'specialMask', 'initStep',
+  'autoEoi', 'rotateOnAutoEoi', 'specialFullyNested', 'needIcw4', 'elcr',
+] as const;
+/** ELCR bits the PIIX has (KVM's defaults): IRQ 0-2 and 8, 13 are always edge-triggered. */
+const ELCR_MASK = [0xf8, 0xde];
+
+export function kvmPicToSoft(b: Buffer): Pic8259State {
+  const s = {} as Record<(typeof KVM_PIC_FIELDS)[number], number | boolean>;
+  KVM_PIC_FIELDS.forEach((k, i) => {
+    const v = b[i];
+    s[k] = k === 'readIsr' || k === 'pollNext' || k === 'specialMask' || k === 'autoEoi' || k === 'rotateOnAutoEoi'
+      || k === 'specialFullyNested' || k === 'needIcw4' ? v !== 0 : v;
+  });
+  return { ...(s as unknown as Pic8259State), singleMode: false };
+}
+
+export function softPicToKvm(s: Pic8259State, chip: 0 | 1): Buffer {
+  const b = Buffer.alloc(SIZE.kvm_irqchip - 8);
+  KVM_PIC_FIELDS.forEach((k, i) => { b[i] = Number(s[k]) & 0xff; });
+  b[KVM_PIC_FIELDS.length] = ELCR_MASK[chip];
+  return b;
+}
+
+// struct kvm_ioapic_state: base_address u64, ioregsel u32, id u32, irr u32, pad u32, redirtbl[24] u64.
+const IOAPIC_PINS = 24;
+const IOAPIC_REDIRTBL = 24;
+const IOAPIC_DEFAULT_BASE = 0xfec0_0000n;
+
+export function kvmIoapicToSoft(b: Buffer): IoapicState {
+  const low: number[] = [];
+  const high: number[] = [];
+  for (let pin = 0; pin < IOAPIC_PINS; pin++) {
+    low.push(b.readUInt32LE(IOAPIC_REDIRTBL + 8 * pin));
+    high.push(b.readUInt32LE(IOAPIC_REDIRTBL + 8 * pin + 4));
+  }
+  return { id: b.readUInt32LE(12) & 0x0f, select: b.readUInt32LE(8) & 0xff, redirectionLow: low, redirectionHigh: high, asserted: b.readUInt32LE(16) };
+}
+
+export function softIoapicToKvm(s: IoapicState): Buffer {
+  const b = Buffer.alloc(SIZE.kvm_irqchip - 8);
+  b.writeBigUInt64LE(IOAPIC_DEFAULT_BASE, 0);
+  b.writeUInt32LE(s.select >>> 0, 8);
+  b.writeUInt32LE(s.id >>> 0, 12);
+  b.writeUInt32LE(s.asserted >>> 0, 16);
+  for (let pin = 0; pin < IOAPIC_PINS; pin++) {
+    b.writeUInt32LE((s.redirectionLow[pin] ?? 0x1_0000) >>> 0, IOAPIC_REDIRTBL + 8 * pin);
+    b.writeUInt32LE((s.redirectionHigh[pin] ?? 0) >>> 0, IOAPIC_REDIRTBL + 8 * pin + 4);
+  }
+  return b;
+}
+
+/** The saved in-kernel irqchip as the software engine's DualPic and Ioapic states. */
+export function kvmIrqchipToSoft(s: NonNullable<KvmVmState['irqchip']>): { pic: DualPicState; ioapic: IoapicState } {
+  const b = (x: string) => Buffer.from(x, 'base64');
+  return { pic: { master: kvmPicToSoft(b(s.picMaster)), slave: kvmPicToSoft(b(s.picSlave)) }, ioapic: kvmIoapicToSoft(b(s.ioapic)) };
+}
+
+/** The software engine's DualPic and Ioapic states as KvmVmState.irqchip (for restoreKvmVm). */
+export function softIrqchipToKvm(pic: DualPicState, ioapic: IoapicState): NonNullable<KvmVmState['irqchip']> {
+  return {
+    picMaster: softPicToKvm(pic.master, 0).toString('base64'),
+    picSlave: softPicToKvm(pic.slave, 1).toString('base64'),
+    ioapic: softIoapicToKvm(ioapic).toString('base64'),
+  };
 }
