@@ -246,7 +246,8 @@ test('Machine on KVM wires its virtio functions to ioeventfd/irqfd (KvmCpus.acce
   const kernel = path.join(dir, 'guest.bzImage');
   fs.writeFileSync(kernel, makeBzImage({ payload }));
   const io = captureConsole();
-  const m = new Machine({ engine: 'kvm', kernel, cmdline: 'console=ttyS0', cpus: 1, memory: 64 * MiB, onReboot: 'exit', rng: true }, io);
+  // The BSP on a worker: with it on the main thread notifications exit instead (checked below).
+  const m = new Machine({ engine: 'kvm', kernel, cmdline: 'console=ttyS0', cpus: 1, memory: 64 * MiB, onReboot: 'exit', rng: true }, io, { kvmInlineBsp: false });
   try {
     m.loadKernel();
     await m.pause(); // the run starts paused: the wiring can be looked at before the guest powers off
@@ -282,6 +283,32 @@ test('process.exit() with a watcher running does not hang (its thread is woken o
     assert.equal(r.status, 7, `exit status (signal ${r.signal}): ${r.stderr}`);
     assert.ok(Date.now() - t0 < 15_000);
   } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('Machine on KVM with the BSP on the main thread: notifications exit (no ioeventfd), MSIs still take irqfds', { skip }, async () => {
+  const GUEST = Buffer.alloc(4096, 0xf4); // hlt forever: the run ends by requestExit
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'rz-kvm-virtio-'));
+  const kernel = path.join(dir, 'guest.bzImage');
+  fs.writeFileSync(kernel, makeBzImage({ payload: GUEST }));
+  const m = new Machine({ engine: 'kvm', kernel, cmdline: 'console=ttyS0', cpus: 1, memory: 64 * MiB, onReboot: 'exit', rng: true }, captureConsole(), { kvmInlineBsp: true });
+  try {
+    m.loadKernel();
+    const running = m.run();
+    for (let i = 0; i < 500 && !m.kvmCpus; i++) await new Promise((r) => setTimeout(r, 10));
+    const accel = m.kvmCpus?.accel;
+    assert.ok(accel);
+    const slot = [...Array(32).keys()].find((s) => m.pci.configRead(0, s, 0, 0, 2) === 0x1af4)!;
+    m.pci.configWrite(0, slot, 0, 0x10, 4, 0xc000_0000);
+    m.pci.configWrite(0, slot, 0, 0x04, 2, 0x6);
+    assert.equal(accel.stats.ioeventfds, 0);
+    m.deliverMsi(0xfee0_0000, 0x41);
+    assert.equal(accel.stats.irqfdMsis, 1);
+    m.requestExit({ kind: 'poweroff' });
+    assert.deepEqual(await running, { kind: 'poweroff' });
+  } finally {
+    m.close();
     fs.rmSync(dir, { recursive: true, force: true });
   }
 });
