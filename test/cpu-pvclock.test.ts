@@ -159,7 +159,7 @@ test('a hostile address (outside RAM, or straddling its end) is accepted and tou
   assert.deepEqual([...m.mem.read(64 * 1024 * 1024 - 8, 8)], new Array(8).fill(0), 'the last bytes of RAM untouched');
 });
 
-test('snapshots carry the kvm-clock MSRs', () => {
+test('snapshots carry the kvm-clock MSRs, and a restore republishes the time page', () => {
   const m = longModeMachine();
   const gpa = DATA + 0x1000;
   wrmsr(m, MSR_KVM_SYSTEM_TIME_NEW, BigInt(gpa) | 1n);
@@ -168,8 +168,18 @@ test('snapshots carry the kvm-clock MSRs', () => {
   assert.equal(state.msrs['0x4b564d01'], '0x' + (BigInt(gpa) | 1n).toString(16));
   assert.equal(state.msrs['0x4b564d00'], '0x' + BigInt(gpa + 0x100).toString(16));
   const n = longModeMachine();
+  n.clock.pause();
+  n.clock.set(9_000_000_000); // the restored VM's clock shows the saved guest time before the vCPUs load
+  n.mem.write(gpa, new Uint8Array(32).fill(0x55)); // a stale page, as a KVM snapshot would leave it
   const { droppedMsrs } = restoreSoftCpu(n.cpu, state);
   assert.deepEqual(droppedMsrs, []);
   assert.equal(rdmsr(n, MSR_KVM_SYSTEM_TIME_NEW), BigInt(gpa) | 1n);
   assert.equal(rdmsr(n, MSR_KVM_WALL_CLOCK_NEW), BigInt(gpa + 0x100));
+  // The restore republished the time page for this CPU's TSC.
+  const p = readPvti(n, gpa);
+  assert.equal(p.version % 2, 0);
+  assert.equal(p.systemTime, 9_000_000_000n);
+  assert.deepEqual([p.mul, p.shift, p.flags], [2 ** 31, 0, PVCLOCK_TSC_STABLE_BIT]);
+  n.clock.set(9_500_000_000);
+  assert.equal(pvclockRead(p, rdtsc(n)), 9_500_000_000n);
 });

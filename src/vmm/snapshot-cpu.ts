@@ -14,6 +14,7 @@ import { saveFpuImage, restoreFpuImage } from '../cpu/soft/ops/x87.ts';
 import { MXCSR_MASK } from '../cpu/soft/ops/sse-common.ts';
 import { readTsc, writeTsc } from '../cpu/soft/system/control.ts';
 import { MSR, isMsrImplemented } from '../cpu/soft/system/msr.ts';
+import { refreshPvclock } from '../cpu/soft/system/pvclock.ts';
 import type { Lapic, LapicState } from '../devices/irq/lapic.ts';
 
 export interface SegmentImage {
@@ -168,6 +169,8 @@ export function restoreSoftCpu(cpu: SoftCpu, s: VcpuState): { droppedMsrs: numbe
     else if (isMsrImplemented(index)) cpu.msrs.set(index, v);
     else dropped.push(index);
   }
+  // kvm-clock: the guest's time page must match this CPU's TSC (it may come from a KVM snapshot).
+  refreshPvclock(cpu);
 
   const image = Buffer.from(s.fxsave, 'base64');
   const view = new DataView(image.buffer, image.byteOffset, 512);

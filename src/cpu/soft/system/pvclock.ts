@@ -140,3 +140,13 @@ registerMsr(MSR_KVM_WALL_CLOCK_NEW, {
     publishWallClock(c, Number(value & ~3n));
   },
 });
+
+/**
+ * Publish this vCPU's time page again, if the guest enabled one: after a snapshot restore (src/vmm/snapshot-cpu.ts),
+ * once guest RAM, the VM clock and the TSC are back. From a software-engine snapshot the values come out the same;
+ * from a KVM one the page held KVM's TSC scale and timestamp, which this CPU's TSC does not follow.
+ */
+export function refreshPvclock(c: SoftCpu): void {
+  const msr = c.msrs.get(MSR_KVM_SYSTEM_TIME_NEW) ?? 0n;
+  if (msr & 1n) publishTimeInfo(c, Number(msr & ~3n));
+}
