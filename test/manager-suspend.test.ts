@@ -156,3 +156,19 @@ test('resource control: cgroup quota from the definition, set at run time, pinni
   assert.equal((await api(s(), 'GET', '/vms/capped')).body.definition.cpuWeight, 300);
   assert.equal((await api(s(), 'GET', '/host/resources')).body.ok, support.ok);
 });
+
+test('statistics name each device and count halts (JSON and /metrics)', async () => {
+  const idleKernel = guestKernel(dir, 'idle');
+  const disk = path.join(dir, 'disk.img');
+  fs.writeFileSync(disk, Buffer.alloc(1 << 20));
+  assert.equal((await api(s(), 'POST', '/vms', { name: 'halted', kernel: idleKernel, memory: 64, disks: [{ path: disk }] })).status, 201);
+  assert.equal((await api(s(), 'POST', '/vms/halted/start')).status, 200);
+  // The idle guest halts with interrupts off: the run loop sleeps (and counts a halt) at least once a second.
+  await waitFor('a halt counted', async () => ((await api(s(), 'GET', '/vms/halted/stats')).body.counters?.halts ?? 0) > 0, 10_000);
+  const stats = (await api(s(), 'GET', '/vms/halted/stats')).body;
+  assert.deepEqual(stats.counters.devices, [{ name: 'vda', kind: 'disk', readBytes: 0, writeBytes: 0 }]);
+  const metrics = (await api(s(), 'GET', '/metrics')).body as string;
+  assert.match(metrics, /^ringzero_vm_device_bytes_total\{vm="halted",device="vda",dir="read"\} 0$/m);
+  assert.match(metrics, /^ringzero_vm_halts_total\{vm="halted"\} [1-9]\d*$/m);
+  assert.equal((await api(s(), 'POST', '/vms/halted/destroy')).status, 200);
+});

@@ -47,6 +47,11 @@ const vmStatsSchema = {
         exits: { type: 'object', properties: { pio: counter, mmio: counter } },
         disk: { type: 'object', properties: { readBytes: counter, writeBytes: counter } },
         net: { type: 'object', properties: { rxBytes: counter, txBytes: counter, rxFrames: counter, txFrames: counter } },
+        devices: {
+          type: 'array', description: 'bytes per device: disks vda.. (read/write), NICs eth0.. (rx as read, tx as write)',
+          items: { type: 'object', properties: { name: { type: 'string' }, kind: { type: 'string', enum: ['disk', 'net'] }, readBytes: counter, writeBytes: counter } },
+        },
+        halts: { ...counter, description: 'times every vCPU was halted and the VM slept (soft engine: HLT exits)' },
       },
     },
   },

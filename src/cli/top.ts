@@ -46,7 +46,7 @@ export function renderTop(before: Sample, after: Sample): string[] {
     `VMs: ${h.vms.defined} defined, ${h.vms.running} running`,
     '',
   ];
-  const rows = [['NAME', 'STATE', 'VCPUS', 'CPU%', 'RSS', 'MIPS', 'EXITS/S', 'DISK R/S', 'DISK W/S', 'NET RX/S', 'NET TX/S']];
+  const rows = [['NAME', 'STATE', 'VCPUS', 'CPU%', 'RSS', 'MIPS', 'EXITS/S', 'DISK R/S', 'DISK W/S', 'NET RX/S', 'NET TX/S', 'HALTS/S']];
   for (const vm of [...after.vms.values()].sort((a, b) => a.name.localeCompare(b.name))) {
     const old = before.vms.get(vm.name);
     const same = old !== undefined && old.pid === vm.pid;
@@ -66,6 +66,7 @@ export function renderTop(before: Sample, after: Sample): string[] {
       rate((s) => s.counters?.disk.writeBytes, bytes),
       rate((s) => s.counters?.net.rxBytes, bytes),
       rate((s) => s.counters?.net.txBytes, bytes),
+      rate((s) => s.counters?.halts, (x) => x.toFixed(0)),
     ]);
   }
   return [...lines, ...table(rows)];

@@ -121,6 +121,10 @@ function parseCounters(answer: Record<string, unknown>): VmCountersSample | null
     exits: { pio: num(exits.pio), mmio: num(exits.mmio) },
     disk: { readBytes: num(disk.readBytes), writeBytes: num(disk.writeBytes) },
     net: { rxBytes: num(net.rxBytes), txBytes: num(net.txBytes), rxFrames: num(net.rxFrames), txFrames: num(net.txFrames) },
+    devices: (Array.isArray(answer.devices) ? answer.devices : []).map(obj)
+      .filter((d) => typeof d.name === 'string' && /^(vd[a-z]|eth\d{1,2})$/.test(d.name) && (d.kind === 'disk' || d.kind === 'net'))
+      .map((d) => ({ name: d.name as string, kind: d.kind as 'disk' | 'net', readBytes: num(d.readBytes), writeBytes: num(d.writeBytes) })),
+    halts: num(answer.halts),
     guestNs: num(answer.guestNs),
   };
 }
@@ -253,6 +257,10 @@ export function prometheusText(host: HostStats, vms: VmStats[]): string {
     counted((c) => [[{ kind: 'pio' }, c.exits.pio], [{ kind: 'mmio' }, c.exits.mmio]]));
   out.family('ringzero_vm_disk_bytes_total', 'counter', 'virtio-blk bytes by direction.',
     counted((c) => [[{ dir: 'read' }, c.disk.readBytes], [{ dir: 'write' }, c.disk.writeBytes]]));
+  out.family('ringzero_vm_halts_total', 'counter', 'Times every vCPU was halted and the VM slept until its next timer or interrupt (soft engine; HLT exits).',
+    counted((c) => [[{}, c.halts]]));
+  out.family('ringzero_vm_device_bytes_total', 'counter', 'Bytes per device: disks (vda, ...) read/write, NICs (eth0, ...) rx as read, tx as write.',
+    counted((c) => c.devices.flatMap((d) => [[{ device: d.name, dir: 'read' }, d.readBytes], [{ device: d.name, dir: 'write' }, d.writeBytes]] as Array<[Record<string, string>, number]>)));
   out.family('ringzero_vm_net_bytes_total', 'counter', 'virtio-net frame bytes by direction (guest view).',
     counted((c) => [[{ dir: 'rx' }, c.net.rxBytes], [{ dir: 'tx' }, c.net.txBytes]]));
   return out.toString();

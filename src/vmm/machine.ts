@@ -57,6 +57,13 @@ export interface VmCounters {
   exits: { pio: number; mmio: number };
   disk: { readBytes: number; writeBytes: number };
   net: { rxBytes: number; txBytes: number; rxFrames: number; txFrames: number };
+  /** The same bytes per device: disks vda, vdb, ... in --disk order, NICs eth0, eth1, ... in --net order. */
+  devices: Array<{ name: string; kind: 'disk' | 'net'; readBytes: number; writeBytes: number }>;
+  /**
+   * Soft engine: how often every vCPU was halted and the run loop slept until the next timer or interrupt (what a
+   * hardware engine counts as HLT exits; KVM with the in-kernel irqchip keeps HLT inside the kernel: 0 there).
+   */
+  halts: number;
   guestNs: number;
 }
 
@@ -116,6 +123,8 @@ export class Machine {
   private onParked: (() => void) | undefined;
   private resumeLoop: (() => void) | undefined;
   private rebootOnPowerOff = false;
+  /** Times the soft run loop slept with every vCPU halted (stats). */
+  private halts = 0;
 
   constructor(readonly config: VmConfig, private readonly console: ConsoleIo, private readonly options: MachineOptions = {}) {
     this.mem = new GuestMemory(config.memory, options.memoryFile ? { file: options.memoryFile } : undefined);
@@ -277,17 +286,23 @@ export class Machine {
   stats(): VmCounters {
     const cpus = this.vcpus.map((v) => v.cpu);
     const disk = { readBytes: 0, writeBytes: 0 };
+    const devices: VmCounters['devices'] = [];
     for (const f of this.virtio.functions) {
       // virtio-blk counts its bytes when it has `counters` (duck-typed: the device models own their counters).
       const c = (f.device as { counters?: { readBytes?: unknown; writeBytes?: unknown } }).counters;
-      if (typeof c?.readBytes === 'number') disk.readBytes += c.readBytes;
-      if (typeof c?.writeBytes === 'number') disk.writeBytes += c.writeBytes;
+      if (typeof c?.readBytes === 'number' && typeof c.writeBytes === 'number') {
+        disk.readBytes += c.readBytes;
+        disk.writeBytes += c.writeBytes;
+        devices.push({ name: `vd${String.fromCharCode(97 + devices.filter((d) => d.kind === 'disk').length)}`, kind: 'disk', readBytes: c.readBytes, writeBytes: c.writeBytes });
+      }
     }
     const net = { rxBytes: 0, txBytes: 0, rxFrames: 0, txFrames: 0 };
-    for (const n of this.virtio.nets) {
+    this.virtio.nets.forEach((n, i) => {
       net.rxBytes += n.counters.rxBytes; net.txBytes += n.counters.txBytes;
       net.rxFrames += n.counters.rxFrames; net.txFrames += n.counters.txFrames;
-    }
+      // A NIC "reads" what the guest receives and "writes" what it sends.
+      devices.push({ name: `eth${i}`, kind: 'net', readBytes: n.counters.rxBytes, writeBytes: n.counters.txBytes });
+    });
     return {
       engine: this.config.engine,
       vcpus: this.config.cpus,
@@ -298,6 +313,8 @@ export class Machine {
       exits: { pio: this.ports.accesses, mmio: this.mmio.accesses },
       disk,
       net,
+      devices,
+      halts: this.halts,
       guestNs: this.clock.now(),
     };
   }
@@ -548,6 +565,7 @@ export class Machine {
   /** All vCPUs are halted: sleep until the next timer deadline or a kick. */
   private async sleepUntilEvent(): Promise<void> {
     if (this.vcpus.some((v) => !v.waitForSipi && v.cpu.eventPending)) return;
+    this.halts++;
     const deadline = this.clock.nextDeadline();
     const waitMs = deadline === Infinity ? 1000 : Math.max(0, (deadline - this.clock.now()) / 1e6);
     await new Promise<void>((resolve) => {
