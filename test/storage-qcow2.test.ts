@@ -318,6 +318,11 @@ test('a writer killed at a random instant leaves an image qemu-img check finds a
       assert.ok(ok, `block at ${at} holds its last completed write (${value}), got ${block[0]}`);
     }
     assert.equal(fs.readFileSync(base)[0], 0x99);
+    // The next writer gives the leaked reservation back: clean again, same content.
+    openImage(f).close();
+    const again = qemuCheck(f);
+    assert.equal(again.status, 0, `reclaimed on the next open: ${again.out.slice(0, 500)}`);
+    assert.ok(readAll(f).equals(disk));
   }
 });
 
@@ -348,4 +353,24 @@ test('virtio-blk serves a qcow2 overlay (detected by magic): guest reads see the
   assert.ok(back.subarray(4096, 8192).every((x) => x === 0x62));
   assert.ok(back.subarray(0, 4096).every((x) => x === 0x61));
   assert.ok(fs.readFileSync(base).every((x) => x === 0x61), 'the base is untouched');
+});
+
+test('a raw disk whose format was probed refuses a qcow2 magic in sector 0 (the guest cannot make it a qcow2 image)', () => {
+  const raw = file('raw');
+  fs.writeFileSync(raw, Buffer.alloc(2 ** 20));
+  const header = Buffer.alloc(512);
+  header.writeUInt32BE(0x514649fb, 0);
+  const probed = openImage(raw);
+  try {
+    assertStorageError(() => probed.write(0, header), 'readonly', /qcow2 magic/);
+    probed.write(512, header); // elsewhere it is just data
+  } finally {
+    probed.close();
+  }
+  assert.equal(detectFormat(raw), 'raw');
+  // Opened as raw on purpose (the format stated), the same write is the guest's business.
+  const stated = openImage(raw, { format: 'raw' });
+  stated.write(0, header);
+  stated.close();
+  assert.equal(detectFormat(raw), 'qcow2');
 });

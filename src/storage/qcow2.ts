@@ -61,6 +61,8 @@ const MAX_CHAIN_DEPTH = 16;
  * twice the last, up to the maximum, so a short session leaks little when killed and a long one syncs seldom.
  */
 const RESERVE_FIRST = 2, RESERVE_MAX = 64;
+/** Writable opens scan at most this many L2 tables to give back what a killed writer had reserved (reclaimTail). */
+const MAX_RECLAIM_SCAN = 512;
 /** L2 tables kept in memory. */
 const L2_CACHE_TABLES = 64;
 
@@ -276,6 +278,7 @@ export class Qcow2Image implements BlockBackend {
         if (!openBacking) throw new StorageError('backing', `qcow2 image '${path}' has a backing file and no way to open it was given`);
         this.backing = openBacking(this.backingPath, this.backingFormat);
       }
+      if (!readonly) this.reclaimTail();
       // Autoclear bits we do not know (bitmaps) must be cleared by a writer that does not maintain what they describe.
       if (!readonly && version === 3 && (h.readUInt32BE(H_AUTOCLEAR) !== 0 || h.readUInt32BE(H_AUTOCLEAR + 4) !== 0)) {
         h.fill(0, H_AUTOCLEAR, H_AUTOCLEAR + 8);
@@ -467,6 +470,43 @@ export class Qcow2Image implements BlockBackend {
     const [from, to] = this.setRef(block, index, 0);
     writeFully(this.fd, block.subarray(from, to), this.refcountTable[tableIndex] + from);
     punchHole(this.fd, host, this.clusterSize);
+  }
+
+  /**
+   * Give back the clusters a killed writer had reserved and not used: they sit at the end of the file, past every
+   * cluster anything refers to, with refcount 1. Only done when the tables are small enough to scan quickly (at most
+   * MAX_RECLAIM_SCAN L2 tables); otherwise they stay leaked, which is harmless.
+   */
+  private reclaimTail(): void {
+    const l2Offsets = this.l1.filter((offset) => offset !== 0);
+    if (l2Offsets.length > MAX_RECLAIM_SCAN) return;
+    const cs = this.clusterSize;
+    let last = 0; // the highest cluster index anything refers to
+    const see = (offset: number, clusters = 1) => { last = Math.max(last, offset / cs + clusters - 1); };
+    see(this.refcountTableOffset, Math.ceil((this.refcountTable.length * 8) / cs));
+    see(this.l1Offset, Math.max(1, Math.ceil((this.l1.length * 8) / cs)));
+    for (const offset of this.refcountTable) if (offset !== 0) see(offset);
+    const table = Buffer.alloc(cs);
+    for (const offset of l2Offsets) {
+      see(offset);
+      readFully(this.fd, table, offset);
+      for (let at = 0; at < cs; at += 8) {
+        const hi = table.readUInt32BE(at);
+        if (hi & HI_COMPRESSED) return; // another layout of the offset: leave the image as it is
+        const host = (hi & HI_OFFSET_MASK) * 2 ** 32 + (table.readUInt32BE(at + 4) & LO_OFFSET_MASK);
+        if (host !== 0) see(host);
+      }
+    }
+    const end = this.nextFree;
+    if (end <= last + 1) return;
+    const leaked: number[] = [];
+    for (let c = last + 1; c < end; c++) if (this.refcount(c) !== 0) leaked.push(c);
+    this.reserved = leaked;
+    this.releaseReserved(); // refcounts to 0, synced, then the file cut back
+    if (this.nextFree > last + 1 && this.reserved.length === 0) {
+      fs.ftruncateSync(this.fd, (last + 1) * cs);
+      this.nextFree = last + 1;
+    }
   }
 
   // --- writing ---------------------------------------------------------------------------------------------------
