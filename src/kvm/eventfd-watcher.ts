@@ -28,6 +28,8 @@ export const W = {
   DONE: 4,
   /** errno of a failed poll() (the worker then stops). */
   ERROR: 5,
+  /** 1 once the thread has started and is about to poll. */
+  STARTED: 6,
   FDS: 8,
   READY: 8 + MAX_FDS,
 } as const;
@@ -36,6 +38,8 @@ const WORDS = W.READY + MAX_FDS / 32;
 export interface WatcherData {
   sab: SharedArrayBuffer;
   controlFd: number;
+  /** Words the thread also notifies when eventfds are ready (see EventfdWatcher.alsoWake). */
+  wake: { sab: SharedArrayBuffer; index: number }[];
 }
 
 const waitAsync = (Atomics as unknown as {
@@ -66,6 +70,7 @@ export class EventfdWatcher {
   private held = false;
   private readonly heldReady = new Set<number>();
   private loop: Promise<void> | undefined;
+  private readonly wake: { sab: SharedArrayBuffer; index: number }[] = [];
   /** Callbacks run (statistics). */
   dispatched = 0;
 
@@ -84,10 +89,22 @@ export class EventfdWatcher {
     return this.callbacks.length;
   }
 
-  /** Start the thread (callbacks added before or after). */
-  start(): void {
+  /**
+   * Before start(): when eventfds are ready, also Atomics.notify word `index` of `sab`. The KVM engine's main thread
+   * may be in a synchronous Atomics.wait for a vCPU worker's next exit (up to its yield tick); waking it there lets it
+   * reach the event loop, and these callbacks, at once.
+   */
+  alsoWake(sab: SharedArrayBuffer, index: number): void {
+    this.wake.push({ sab, index });
+  }
+
+  /**
+   * Start the thread (callbacks added before or after); resolves once it polls. Until then nothing is lost (a
+   * signalled eventfd stays readable) but nothing is seen either, and starting a worker under tsx takes a while.
+   */
+  async start(): Promise<void> {
     if (this.worker || this.closed) return;
-    const data: WatcherData = { sab: this.sab, controlFd: this.controlFd };
+    const data: WatcherData = { sab: this.sab, controlFd: this.controlFd, wake: this.wake };
     const w = spawnModuleWorker(siblingModule(import.meta.url, 'eventfd-worker'), data);
     w.on('error', (e) => { process.emitWarning(`ringzero: eventfd watcher failed: ${e.message}`); });
     // Referenced: while a VM is watched the process lives (Atomics.waitAsync alone would not keep the loop alive);
@@ -96,6 +113,12 @@ export class EventfdWatcher {
     live.add(this);
     installExitHook();
     this.loop = this.run();
+    const exited = new Promise<void>((resolve) => w.once('exit', () => resolve()));
+    while (!Atomics.load(this.words, W.STARTED) && !this.closed) {
+      const r = waitAsync(this.words, W.STARTED, 0, 50);
+      await Promise.race([r.async ? r.value : Promise.resolve(), exited]);
+      if (Atomics.load(this.words, W.DONE)) break;
+    }
   }
 
   /** Synchronous last resort at process exit: make the thread leave poll() and end. */

@@ -10,6 +10,7 @@ const readFn = libc.func('long read(int fd, void *buf, unsigned long count)') as
 
 const data = workerData as WatcherData;
 const sab = new Int32Array(data.sab);
+const wake = data.wake.map((w) => ({ words: new Int32Array(w.sab), index: w.index }));
 const POLLIN = 1;
 const EINTR = 4;
 const pollfds = Buffer.alloc(8 * (MAX_FDS + 1)); // struct pollfd { int fd; short events; short revents; }
@@ -28,6 +29,8 @@ function loadList(): void {
   }
 }
 
+Atomics.store(sab, W.STARTED, 1);
+Atomics.notify(sab, W.STARTED);
 for (;;) {
   if (Atomics.load(sab, W.QUIT)) break;
   if (Atomics.load(sab, W.GENERATION) !== generation) loadList();
@@ -55,6 +58,7 @@ for (;;) {
   if (any) {
     Atomics.add(sab, W.SEQ, 1);
     Atomics.notify(sab, W.SEQ);
+    for (const w of wake) Atomics.notify(w.words, w.index); // e.g. the main thread waiting for a vCPU's exit
   }
 }
 Atomics.store(sab, W.DONE, 1);

@@ -26,6 +26,7 @@ import type { GuestMemory } from '../memory/guest-memory.ts';
 import type { PortBus, MmioBus } from '../devices/bus.ts';
 import { kvmGsiRoutes, type GsiRoute, type KvmIrqRouter, type WatchedClock } from './kvm-platform.ts';
 import { KvmVirtioAccel } from './kvm-virtio.ts';
+import { CH } from '../cpu/kvm/channel.ts';
 import { POST_PORT, DEBUG_CONSOLE_PORT } from '../devices/debug-port.ts';
 import { CAP } from '../kvm/abi.ts';
 import type { VirtioPciFunction } from '../devices/virtio/pci.ts';
@@ -193,8 +194,9 @@ export class KvmCpus {
           // tick when the guest then halts. Workers gain: no hand-off, and the vCPU runs on while the queue is served.
           ioeventfd: !inlineBoot && kvm.checkExtension(CAP.IOEVENTFD) > 0,
           irqfd: kvm.checkExtension(CAP.IRQFD) > 0 && kvm.checkExtension(CAP.IRQ_ROUTING) > 0,
-        });
+        }, engine.vcpus.map((v) => ({ sab: v.channel, index: CH.TURN })));
       }
+      await cpus.accel?.ready;
       const accel = cpus.accel;
       m.setMsiSink(accel ? (address, data) => accel.deliverMsi(address, data) : (address, data) => { vm.signalMsi(BigInt(address >>> 0), data); });
       m.clock.onArm = (deadline) => { if (deadline < cpus.pumpAt) cpus.schedulePump(); };

@@ -45,6 +45,8 @@ export class KvmVirtioAccel {
   private readonly routeList: GsiRoutingEntry[] = [];
   private readonly one = Buffer.from([1, 0, 0, 0, 0, 0, 0, 0]);
   private closed = false;
+  /** Resolves once notifications are being watched (the watcher's thread polls). */
+  ready: Promise<void> = Promise.resolve();
 
   /**
    * `baseRoutes`: the VM's irqchip routes, which every KVM_SET_GSI_ROUTING must repeat. `ioeventfd` / `irqfd`: use
@@ -55,6 +57,8 @@ export class KvmVirtioAccel {
     functions: readonly VirtioPciFunction[],
     private readonly baseRoutes: readonly GsiRoutingEntry[],
     private readonly use: { ioeventfd: boolean; irqfd: boolean },
+    /** Words to notify as well when a notification arrives (the vCPU channels' turn words: see EventfdWatcher.alsoWake). */
+    wake: readonly { sab: SharedArrayBuffer; index: number }[] = [],
   ) {
     if (use.ioeventfd && functions.length > 0) {
       try {
@@ -71,7 +75,8 @@ export class KvmVirtioAccel {
           }
           fn.setNotifyAccel({ notifyAreaMoved: (base) => this.moveNotify(mine, base) });
         }
-        this.watcher.start();
+        for (const w of wake) this.watcher.alsoWake(w.sab, w.index);
+        this.ready = this.watcher.start();
       } catch (e) {
         void this.close();
         throw e;

@@ -186,6 +186,11 @@ export class KvmVcpuHandle implements Vcpu {
     this.inline = { timer: new KickTimer(this.tid) };
   }
 
+  /** The channel with the worker (its CH.TURN word is what the main thread waits on for this vCPU's next exit). */
+  get channel(): SharedArrayBuffer {
+    return this.sab;
+  }
+
   /** The host thread that runs this vCPU's KVM_RUN (the worker's, or the main thread's): for pinning. 0 before start. */
   get threadId(): number {
     return this.tid;
