@@ -172,3 +172,26 @@ test('statistics name each device and count halts (JSON and /metrics)', async ()
   assert.match(metrics, /^ringzero_vm_halts_total\{vm="halted"\} [1-9]\d*$/m);
   assert.equal((await api(s(), 'POST', '/vms/halted/destroy')).status, 200);
 });
+
+test('setmem: the balloon target through the daemon; info shows the balloon; clear errors', async () => {
+  const idleKernel = guestKernel(dir, 'idle');
+  assert.equal((await api(s(), 'POST', '/vms', { name: 'bal', kernel: idleKernel, memory: 128, balloon: true })).status, 201);
+  assert.equal((await api(s(), 'POST', '/vms', { name: 'nobal', kernel: idleKernel, memory: 64 })).status, 201);
+  const offSet = await cli(['setmem', 'bal', '96M'], daemon.socket);
+  assert.equal(offSet.status, 1);
+  assert.match(offSet.stderr, /shut off: the balloon works while it runs \[conflict\]/);
+  assert.equal((await api(s(), 'POST', '/vms/bal/start')).status, 200);
+  assert.equal((await api(s(), 'POST', '/vms/nobal/start')).status, 200);
+  const set = await cli(['setmem', 'bal', '96M'], daemon.socket);
+  assert.equal(set.status, 0, set.stderr);
+  // The synthetic guest has no balloon driver: the target is set, nothing is inflated.
+  assert.match(set.stdout, /VM 'bal': guest has 128 MiB of 128 MiB \(balloon target 32 MiB, inflated 0 MiB\)/);
+  assert.match((await cli(['info', 'bal'], daemon.socket)).stdout, /^Balloon:\s+guest has 128 MiB of 128 MiB \(balloon target 32 MiB/m);
+  const tooBig = await api(s(), 'PUT', '/vms/bal/balloon', { memory: 256 });
+  assert.equal(tooBig.status, 400);
+  assert.match(tooBig.body.error.message, /from 16 MiB to 128 MiB, not 256/);
+  const none = await cli(['setmem', 'nobal', '32M'], daemon.socket);
+  assert.equal(none.status, 1);
+  assert.match(none.stderr, /has no balloon: set "balloon": true/);
+  for (const name of ['bal', 'nobal']) assert.equal((await api(s(), 'POST', `/vms/${name}/destroy`)).status, 200);
+});
