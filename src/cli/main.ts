@@ -83,9 +83,28 @@ async function restoreRunner(dir: string, options: RunOptions, givenOnCommandLin
   return (io) => restoreVm(dir, io, { controlSocket: options.controlSocket });
 }
 
-async function runCommand(options: RunOptions & ManagedRunOptions & { restore?: string }, givenOnCommandLine: (option: string) => boolean): Promise<number> {
+/** `run --incoming tcp:HOST:PORT`: the machine comes from the migration source, so none of its options may be given. */
+async function incomingRunner(uri: string, options: RunOptions & { restore?: string }, givenOnCommandLine: (option: string) => boolean): Promise<(io: ConsoleIo) => Promise<number>> {
+  const given = MACHINE_OPTIONS.filter(givenOnCommandLine);
+  if (given.length > 0 || options.restore !== undefined) {
+    const flag = options.restore !== undefined ? 'restore' : given[0].replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`);
+    throw new UsageError(`--incoming takes the machine from the migration source: --${flag === 'translate' ? 'no-translate' : flag} cannot be given with it`);
+  }
+  const { parseIncoming, runIncoming } = await import('../migration/destination.ts');
+  try {
+    parseIncoming(uri);
+  } catch (error) {
+    throw new UsageError((error as Error).message);
+  }
+  if (options.controlSocket !== undefined) checkSocketPath(options.controlSocket, '--control-socket');
+  return (io) => runIncoming(uri, io, { controlSocket: options.controlSocket });
+}
+
+async function runCommand(options: RunOptions & ManagedRunOptions & { restore?: string; incoming?: string }, givenOnCommandLine: (option: string) => boolean): Promise<number> {
   let run: (io: ConsoleIo) => Promise<number>;
-  if (options.restore !== undefined) {
+  if (options.incoming !== undefined) {
+    run = await incomingRunner(options.incoming, options, givenOnCommandLine);
+  } else if (options.restore !== undefined) {
     run = await restoreRunner(options.restore, options, givenOnCommandLine);
   } else {
     const config = buildVmConfig(options, detectHost(), say);
@@ -162,12 +181,13 @@ function program(): Command {
     .option('--balloon', 'a virtio-balloon device (target set at run time: ringzero balloon)')
     .option('--control-socket <path>', 'take run-time commands (shutdown: the ACPI power button, snapshot, balloon target and statistics) as JSON lines on this Unix socket')
     .option('--restore <dir>', 'start the VM saved in this snapshot directory (soft engine) instead of booting a kernel')
+    .option('--incoming <tcp:HOST:PORT>', 'wait for a live migration on this address (port 0: any free port, printed) and run the VM it brings')
     .option('--console <kind>', 'the console: serial (ttyS0) or virtio (hvc0; sets console=hvc0 unless --cmdline is given)', 'serial')
     .option('--console-socket <path>', 'serve the console on this Unix socket (any number of clients) instead of the terminal')
     .option('--status-file <path>', 'with --console-socket: write the exit status here as JSON when the VM ends')
     .option('--no-translate', 'soft engine: interpret every instruction (no decoded-block cache), to compare')
     .option('--stats', 'print engine statistics (instructions, MIPS, block cache) on stderr when the VM ends')
-    .action(async (options: RunOptions & ManagedRunOptions & { restore?: string }, command: Command) => {
+    .action(async (options: RunOptions & ManagedRunOptions & { restore?: string; incoming?: string }, command: Command) => {
       process.exitCode = await runCommand(options, (option) => command.getOptionValueSource(option) === 'cli');
     });
 
@@ -181,6 +201,41 @@ function program(): Command {
       const answer = await controlRequest(options.controlSocket, request);
       if (answer.ok !== true) throw new Error(String(answer.error));
       process.stdout.write(`${JSON.stringify(answer)}\n`);
+    });
+
+  cli.command('migrate')
+    .description('live-migrate a running VM (its VMM\'s control socket) to a VMM started with `run --incoming tcp:HOST:PORT`')
+    .requiredOption('--control-socket <path>', 'the VM\'s --control-socket')
+    .requiredOption('--to <host:port>', 'the destination\'s --incoming address')
+    .option('--downtime-ms <ms>', 'longest pause of the guest to aim for', '300')
+    .option('--max-iterations <n>', 'pre-copy rounds before giving up (the VM then runs on here)', '30')
+    .option('--bandwidth <bytes-per-second>', 'cap on the transfer rate')
+    .option('--progress', 'print the progress (JSON lines) on stderr while migrating')
+    .option('--verify', 'check a SHA-256 of all guest RAM at the destination before it resumes (longer downtime)')
+    .action(async (options: { controlSocket: string; to: string; downtimeMs: string; maxIterations: string; bandwidth?: string; progress?: boolean; verify?: boolean }) => {
+      const int = (text: string, flag: string, max: number) => {
+        const n = Number(text);
+        if (!/^\d+$/.test(text) || n < 1 || n > max) throw new UsageError(`${flag} '${text}' must be an integer from 1 to ${max}`);
+        return n;
+      };
+      const request = {
+        cmd: 'migrate', to: options.to,
+        downtimeMs: int(options.downtimeMs, '--downtime-ms', 600_000),
+        maxIterations: int(options.maxIterations, '--max-iterations', 10_000),
+        ...(options.bandwidth !== undefined ? { bandwidth: int(options.bandwidth, '--bandwidth', 2 ** 40) } : {}),
+        ...(options.verify ? { verify: true } : {}),
+      };
+      const { controlRequest } = await import('../vmm/control.ts');
+      const timer = options.progress ? setInterval(() => {
+        controlRequest(options.controlSocket, { cmd: 'migrate-status' }).then((p) => process.stderr.write(`${JSON.stringify(p)}\n`), () => {});
+      }, 500) : undefined;
+      try {
+        const answer = await controlRequest(options.controlSocket, request, 24 * 3600_000);
+        if (answer.ok !== true) throw new Error(String(answer.error));
+        process.stdout.write(`${JSON.stringify(answer)}\n`);
+      } finally {
+        clearInterval(timer);
+      }
     });
 
   registerDaemonCommands(cli);

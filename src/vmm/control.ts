@@ -8,6 +8,8 @@
 //                                       I/O exits by kind, disk and network bytes; cheap, answered between slices
 //   {"cmd":"snapshot","dir":"/ABS"}     pause, write a snapshot to the directory /ABS (replacing it), resume; answers
 //                                       when the snapshot is complete
+//   {"cmd":"migrate","to":"HOST:PORT",...}  live migration to a VMM run with --incoming (see migrateCommand below);
+//   {"cmd":"migrate-status"}            its progress
 //   {"cmd":"snapshot","dir":"/ABS","diff":true}   a diff snapshot: only the pages written since the last snapshot
 //                                       this VMM took (full or diff), which it names as its base (src/vmm/snapshot-diff.ts)
 //   {"cmd":"pause"}                     stop every vCPU (suspend); answers once none runs: {"ok":true,"paused":true}
@@ -106,6 +108,10 @@ export class ControlServer {
     });
   }
 
+  private migrate(r: Record<string, unknown>): Promise<Record<string, unknown>> {
+    return migrateCommand(this.targets.vm, r);
+  }
+
   async handle(line: string): Promise<Record<string, unknown>> {
     let request: unknown;
     try {
@@ -188,9 +194,59 @@ export class ControlServer {
           return { ok: false, error: `snapshot failed: ${(error as Error).message}` };
         }
       }
+      case 'migrate':
+        return this.migrate(r);
+      case 'migrate-status': {
+        const vm = this.targets.vm;
+        const { isSnapshotMachine } = await import('./snapshot-diff.ts');
+        if (!isSnapshotMachine(vm)) return { ok: false, error: 'no machine to migrate' };
+        const { migrationProgress } = await import('../migration/source.ts');
+        const p = migrationProgress(vm);
+        return p ? { ok: true, ...p } : { ok: true, phase: 'none' };
+      }
       default:
-        return { ok: false, error: `unknown cmd ${JSON.stringify(r.cmd)}: use balloon-set, balloon-stats, pause, reboot, reset, resume, shutdown, snapshot, stats or status` };
+        return { ok: false, error: `unknown cmd ${JSON.stringify(r.cmd)}: use balloon-set, balloon-stats, migrate, migrate-status, pause, reboot, reset, resume, shutdown, snapshot, stats or status` };
     }
+  }
+}
+
+/**
+ * {"cmd":"migrate","to":"HOST:PORT"[,"downtimeMs":N][,"maxIterations":N][,"bandwidth":BYTES_PER_S][,"verify":true]}: live-migrate the
+ * VM to a VMM started with `--incoming tcp:HOST:PORT` (src/migration). Answers when it is over: on success with the
+ * final progress (this VMM then ends: the VM runs at the destination), on failure with the reason (the VM runs on
+ * here). {"cmd":"migrate-status"} reports the progress meanwhile (phase, iteration, bytes sent, dirty rate, expected
+ * downtime).
+ */
+async function migrateCommand(vm: ControlledVm | undefined, r: Record<string, unknown>): Promise<Record<string, unknown>> {
+  const { isSnapshotMachine } = await import('./snapshot-diff.ts');
+  if (!isSnapshotMachine(vm)) return { ok: false, error: 'no machine to migrate' };
+  const { parseHostPort } = await import('../migration/protocol.ts');
+  let to: { host: string; port: number };
+  try {
+    if (typeof r.to !== 'string') throw new Error('migrate needs "to": "HOST:PORT"');
+    to = parseHostPort(r.to, '"to"');
+  } catch (error) {
+    return { ok: false, error: (error as Error).message };
+  }
+  const positive = (v: unknown, max: number) => v === undefined || (Number.isInteger(v) && (v as number) >= 1 && (v as number) <= max);
+  if (!positive(r.downtimeMs, 600_000)) return { ok: false, error: '"downtimeMs" must be an integer from 1 to 600000' };
+  if (!positive(r.maxIterations, 10_000)) return { ok: false, error: '"maxIterations" must be an integer from 1 to 10000' };
+  if (!positive(r.bandwidth, 2 ** 40)) return { ok: false, error: '"bandwidth" must be a positive integer (bytes per second)' };
+  if (r.verify !== undefined && typeof r.verify !== 'boolean') return { ok: false, error: '"verify" must be true or false' };
+  const { migrateMachine } = await import('../migration/source.ts');
+  try {
+    const result = await migrateMachine(vm, {
+      ...to, downtimeMs: r.downtimeMs as number | undefined, maxIterations: r.maxIterations as number | undefined, bandwidth: r.bandwidth as number | undefined,
+      verifyMemory: r.verify === true,
+    });
+    // The VM runs at the destination now: this VMM ends (after this answer is written).
+    setImmediate(() => {
+      process.stderr.write(`ringzero: migrated to ${r.to} (downtime ${result.downtimeMs} ms): this VMM ends\n`);
+      vm.requestExit({ kind: 'poweroff' });
+    });
+    return { ok: true, ...result };
+  } catch (error) {
+    return { ok: false, error: (error as Error).message };
   }
 }
 

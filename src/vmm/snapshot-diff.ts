@@ -39,6 +39,13 @@ export function markDeviceWrittenPages(machine: Machine, pages: Uint8Array): voi
   }
 }
 
+/** Something else consumed the dirty-page log (a live migration): the next snapshot must be a full one. */
+export function forgetDiffBase(machine: Machine, reason: string): void {
+  if (!lastSnapshot.has(machine)) return;
+  lastSnapshot.delete(machine);
+  noTracking.set(machine, `${reason}: take a full snapshot first`);
+}
+
 /**
  * Snapshot `machine` into `dir` (replacing it): a full snapshot, or with `diff` only the pages written since the last
  * snapshot this process took of it. Pauses the VM for the duration (resumed afterwards unless it was paused).

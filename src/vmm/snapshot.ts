@@ -96,7 +96,7 @@ export interface SnapshotMemory {
   pages?: string;
 }
 
-interface StateFile {
+export interface StateFile {
   format: string;
   version: number;
   crc32: string;
@@ -318,6 +318,32 @@ export function applyDiffLayers(mem: GuestMemory, layers: DiffLayer[]): void {
   }
 }
 
+// ---- the state, sealed (also what live migration sends: src/migration) ----
+
+/** The state as a state file holds it: format, version and a CRC over both and the body. */
+export function sealState(body: SnapshotBody): StateFile {
+  return { format: SNAPSHOT_FORMAT, version: SNAPSHOT_VERSION, crc32: checksum(SNAPSHOT_FORMAT, SNAPSHOT_VERSION, body), body };
+}
+
+/**
+ * Check a parsed state (format, version, CRC) and return its body; throws SnapshotError naming `what` (e.g.
+ * "snapshot /dir") and, for a damaged one, `container` (the file or stream it came in).
+ */
+export function openState(parsed: unknown, what: string, container: string): SnapshotBody {
+  const state = parsed as StateFile;
+  if (typeof state !== 'object' || state === null || state.format !== SNAPSHOT_FORMAT) {
+    throw new SnapshotError(`${what.replace(/^snapshot /, '')} is not a ringzero snapshot (format ${JSON.stringify(state?.format)})`);
+  }
+  const crcOk = typeof state.crc32 === 'string' && checksum(state.format, state.version, state.body) === state.crc32;
+  if (state.version !== SNAPSHOT_VERSION) {
+    if (!crcOk) throw new SnapshotError(`${what} is damaged: checksum mismatch in ${container}`);
+    const by = state.body?.header?.ringzeroVersion;
+    throw new SnapshotError(`${what} has format version ${state.version}${by ? ` (ringzero ${by})` : ''}; this ringzero ${ringzeroVersion()} reads version ${SNAPSHOT_VERSION} only`);
+  }
+  if (!crcOk) throw new SnapshotError(`${what} is damaged: checksum mismatch in ${container}`);
+  return state.body;
+}
+
 // ---- the snapshot directory ----
 
 /**
@@ -338,7 +364,7 @@ export function writeSnapshot(dir: string, body: Omit<SnapshotBody, 'memory'>, m
       memory = { file: MEMORY_FILE, size: mem.size, sha256: writeMemoryImage(mem, path.join(tmp, MEMORY_FILE)) };
     }
     const full: SnapshotBody = { ...body, memory };
-    const state: StateFile = { format: SNAPSHOT_FORMAT, version: SNAPSHOT_VERSION, crc32: checksum(SNAPSHOT_FORMAT, SNAPSHOT_VERSION, full), body: full };
+    const state = sealState(full);
     const stateFile = path.join(tmp, STATE_FILE);
     fs.writeFileSync(stateFile, JSON.stringify(state));
     const fd = fs.openSync(stateFile, 'r');
@@ -384,16 +410,7 @@ export function readSnapshot(dir: string, opts: ReadSnapshotOptions = {}): { bod
   } catch {
     throw new SnapshotError(`snapshot ${dir} is damaged: ${STATE_FILE} is not valid JSON`);
   }
-  if (typeof state !== 'object' || state === null || state.format !== SNAPSHOT_FORMAT) {
-    throw new SnapshotError(`${dir} is not a ringzero snapshot (format ${JSON.stringify(state?.format)})`);
-  }
-  const crcOk = typeof state.crc32 === 'string' && checksum(state.format, state.version, state.body) === state.crc32;
-  if (state.version !== SNAPSHOT_VERSION) {
-    if (!crcOk) throw new SnapshotError(`snapshot ${dir} is damaged: checksum mismatch in ${STATE_FILE}`);
-    const by = state.body?.header?.ringzeroVersion;
-    throw new SnapshotError(`snapshot ${dir} has format version ${state.version}${by ? ` (ringzero ${by})` : ''}; this ringzero ${ringzeroVersion()} reads version ${SNAPSHOT_VERSION} only`);
-  }
-  if (!crcOk) throw new SnapshotError(`snapshot ${dir} is damaged: checksum mismatch in ${STATE_FILE}`);
+  openState(state, `snapshot ${dir}`, STATE_FILE);
   const body = state.body;
   const memoryFile = path.join(dir, path.basename(body.memory.file));
   let size: number;

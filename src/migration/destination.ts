@@ -1,0 +1,189 @@
+// Live migration, the receiving side (`ringzero run --incoming tcp:HOST:PORT`): listen, take one source's stream
+// (protocol.ts), build the machine it describes, fill its RAM, restore its state and run it.
+// Until the state has arrived and restored cleanly nothing runs here: a stream that breaks off, or that carries a
+// damaged or foreign state, ends this process with an error and leaves the source as the VM of record.
+import net from 'node:net';
+import { Machine, type MachineOptions } from '../vmm/machine.ts';
+import type { ConsoleIo, VmConfig } from '../vmm/config.ts';
+import { openState, SNAPSHOT_VERSION } from '../vmm/snapshot.ts';
+import { checkVcpuState } from '../vmm/snapshot-cpu.ts';
+import { ramDigest } from './source.ts';
+import { FrameReader, MIGRATION_FORMAT, MIGRATION_VERSION, PAGE, T_JSON, T_PAGES, T_ZERO, jsonFrame, parseHostPort, type Frame } from './protocol.ts';
+
+export interface IncomingOptions {
+  host: string;
+  port: number;
+  /** The control socket of this VMM (the source's is its own). */
+  controlSocket?: string;
+  /** Told the address actually listened on (port 0 picks a free one). */
+  onListening?(address: { host: string; port: number }): void;
+  /** Give up when the stream stalls this long once it has started (ms). */
+  idleTimeoutMs?: number;
+}
+
+/** `tcp:HOST:PORT`, the form QEMU's -incoming takes. */
+export function parseIncoming(text: string): { host: string; port: number } {
+  if (!text.startsWith('tcp:')) throw new Error(`--incoming '${text}' is not tcp:HOST:PORT`);
+  const rest = text.slice(4);
+  // Port 0 (any free port) is allowed here: the address is printed once listening.
+  const m = /^(.*):0$/.exec(rest);
+  if (m) return { ...parseHostPort(`${m[1]}:1`, '--incoming'), port: 0 };
+  return parseHostPort(rest, '--incoming');
+}
+
+/**
+ * Wait for one incoming migration and return the restored machine, ready to run() (the source waits for this side's
+ * "resumed", sent here just before returning). Throws, with nothing left behind, when the stream fails.
+ */
+export async function receiveMigration(opts: IncomingOptions, console: ConsoleIo, machineOptions: MachineOptions = {}): Promise<Machine> {
+  const server = net.createServer();
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(opts.port, opts.host, () => { server.off('error', reject); resolve(); });
+  });
+  const address = server.address() as net.AddressInfo;
+  opts.onListening?.({ host: address.address, port: address.port });
+  const socket = await new Promise<net.Socket>((resolve) => server.once('connection', resolve));
+  // One source per destination: later connections are refused.
+  server.close();
+  server.on('connection', (s: net.Socket) => s.destroy());
+  socket.setNoDelay(true);
+  let machine: Machine | undefined;
+  try {
+    machine = await receive(socket, opts, console, machineOptions);
+    return machine;
+  } catch (error) {
+    if (!socket.destroyed) socket.end(jsonFrame({ kind: 'error', message: (error as Error).message }));
+    socket.destroy();
+    throw error;
+  }
+}
+
+function receive(socket: net.Socket, opts: IncomingOptions, console: ConsoleIo, machineOptions: MachineOptions): Promise<Machine> {
+  return new Promise<Machine>((resolve, reject) => {
+    const reader = new FrameReader();
+    let machine: Machine | undefined;
+    let done = false;
+    let timer: NodeJS.Timeout | undefined;
+    const idle = opts.idleTimeoutMs ?? 60_000;
+    const arm = () => {
+      clearTimeout(timer);
+      timer = setTimeout(() => finish(new Error(`the migration stream stalled for ${idle} ms`)), idle);
+    };
+    const finish = (result: Error | Machine) => {
+      if (done) return;
+      done = true;
+      clearTimeout(timer);
+      socket.off('data', onData);
+      if (result instanceof Error) {
+        machine?.close();
+        reject(result);
+      } else {
+        resolve(result);
+      }
+    };
+    const handle = (f: Frame) => {
+      if (f.type === T_JSON) {
+        const m = f.message;
+        if (m.kind === 'hello') {
+          if (machine) throw new Error('a second hello');
+          machine = build(m, opts, console, machineOptions);
+          socket.write(jsonFrame({ kind: 'ready' }));
+        } else if (m.kind === 'state') {
+          if (!machine) throw new Error('the state came before hello');
+          if (m.ramSha256 !== undefined && m.ramSha256 !== ramDigest(machine)) throw new Error('guest RAM differs from the source\'s after the transfer (SHA-256 mismatch)');
+          restore(machine, m.state);
+          socket.end(jsonFrame({ kind: 'resumed' }));
+          finish(machine);
+        } else {
+          throw new Error(`unexpected message '${String(m.kind)}'`);
+        }
+        return;
+      }
+      if (!machine) throw new Error('pages came before hello');
+      const into = imagePages(machine, f.first, f.count);
+      if (f.type === T_PAGES) into.set(f.data);
+      else if (f.type === T_ZERO) into.fill(0);
+    };
+    const onData = (chunk: Buffer) => {
+      arm();
+      try {
+        for (const f of reader.push(chunk)) {
+          handle(f);
+          if (done) return;
+        }
+      } catch (error) {
+        finish(error as Error);
+      }
+    };
+    socket.on('data', onData);
+    socket.on('error', (error) => finish(new Error(`the migration stream failed: ${error.message}`)));
+    socket.on('close', () => finish(new Error('the source closed the connection before the VM state arrived')));
+    arm();
+  });
+}
+
+/** The destination machine for a source's hello: same definition, this process's control socket, fresh RAM. */
+function build(m: Record<string, unknown>, opts: IncomingOptions, console: ConsoleIo, machineOptions: MachineOptions): Machine {
+  if (m.format !== MIGRATION_FORMAT) throw new Error(`not a ringzero migration stream (format ${JSON.stringify(m.format)})`);
+  if (m.version !== MIGRATION_VERSION || m.snapshotVersion !== SNAPSHOT_VERSION) {
+    throw new Error(`the source speaks migration version ${String(m.version)} with state version ${String(m.snapshotVersion)} (ringzero ${String(m.ringzeroVersion)}); this side speaks ${MIGRATION_VERSION} with ${SNAPSHOT_VERSION}`);
+  }
+  const config = m.config as VmConfig;
+  if (typeof config !== 'object' || config === null || !Number.isSafeInteger(config.memory) || config.memory !== m.memorySize) throw new Error('the source sent no usable VM definition');
+  if (!Number.isInteger(config.cpus) || config.cpus < 1 || config.cpus > 255) throw new Error(`the source's VM has ${String(config.cpus)} vCPUs`);
+  const { controlSocket: _theirs, ...rest } = config;
+  const mine: VmConfig = { ...rest, engine: 'soft', ...(opts.controlSocket !== undefined ? { controlSocket: opts.controlSocket } : {}) };
+  return new Machine(mine, console, machineOptions);
+}
+
+function imagePages(machine: Machine, first: number, count: number): Uint8Array {
+  const offset = first * PAGE, len = count * PAGE;
+  for (const r of machine.mem.regions) {
+    if (offset >= r.fileOffset && offset + len <= r.fileOffset + r.size) return r.bytes.subarray(offset - r.fileOffset, offset - r.fileOffset + len);
+  }
+  throw new Error(`pages ${first}+${count} are outside guest RAM`);
+}
+
+function restore(machine: Machine, state: unknown): void {
+  const body = openState(state, 'the migrated VM state', 'the migration stream');
+  if (body.vcpus.length !== machine.config.cpus) throw new Error(`the state has ${body.vcpus.length} vCPUs for ${machine.config.cpus}`);
+  if (body.header.memorySize !== machine.mem.size) throw new Error(`the state is for ${body.header.memorySize} bytes of RAM, not ${machine.mem.size}`);
+  body.vcpus.forEach((s, i) => checkVcpuState(s, i));
+  machine.applyState(body);
+}
+
+/**
+ * `ringzero run --incoming tcp:HOST:PORT`: receive the VM, then run it as `ringzero run` does (a guest reset with
+ * onReboot 'restart' boots a fresh machine from the same definition). Exit status 0 after the guest powers off or
+ * after it migrated away again; 1 when the migration in fails.
+ */
+export async function runIncoming(uri: string, io: ConsoleIo, options: { controlSocket?: string } = {}): Promise<number> {
+  const { host, port } = parseIncoming(uri);
+  let machine: Machine;
+  try {
+    machine = await receiveMigration({
+      host, port, controlSocket: options.controlSocket,
+      onListening: (a) => process.stderr.write(`ringzero: waiting for an incoming migration on ${a.host.includes(':') ? `[${a.host}]` : a.host}:${a.port}\n`),
+    }, io);
+  } catch (error) {
+    process.stderr.write(`ringzero: incoming migration failed: ${(error as Error).message}\n`);
+    return 1;
+  }
+  process.stderr.write('ringzero: migration received: the VM runs here\n');
+  let exit;
+  try {
+    exit = await machine.run();
+  } finally {
+    machine.close();
+  }
+  if (exit.kind === 'poweroff') return 0;
+  if (exit.kind === 'error') {
+    process.stderr.write(`ringzero: ${exit.message}\n`);
+    return 1;
+  }
+  if (machine.config.onReboot === 'exit') return 0;
+  process.stderr.write('ringzero: guest reset: restarting\n');
+  const { runVm } = await import('../vmm/run.ts');
+  return runVm(machine.config, io);
+}

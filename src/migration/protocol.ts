@@ -1,0 +1,141 @@
+// The live-migration stream between two VMM processes over TCP (one connection, source -> destination, with the
+// destination's answers coming back on the same socket).
+//
+// Frames: a 9-byte header { type u8, a u32 LE, b u32 LE } and a payload whose length the header fixes:
+//   JSON  (1): a = payload bytes; one JSON message (below)
+//   PAGES (2): a = first page, b = page count; payload = count * 4096 bytes of the memory image (low RAM, then high)
+//   ZERO  (3): a = first page, b = page count; no payload: those pages are now zero
+// JSON messages, source to destination:
+//   {kind:"hello", format, version, snapshotVersion, config, memorySize}   before any page
+//   {kind:"state", state}                   the snapshot format's state file ({format, version, crc32, body}, body
+//                                           without `memory`), sent while the VM is paused, after the last pages
+// destination to source:
+//   {kind:"ready"}                          after hello: the destination machine is built, pages may come
+//   {kind:"resumed"}                        after state: the destination VM is restored and runs; the source may go
+//   {kind:"error", message}                 at any point: the destination gives up (the source keeps running)
+// The state crosses with the snapshot format's CRC (src/vmm/snapshot.ts), so one definition of "complete and intact"
+// covers snapshots and migration; TCP's own checksum covers the pages.
+import type net from 'node:net';
+
+export const MIGRATION_FORMAT = 'ringzero-migration';
+/** Bump on any change of the frames or messages. */
+export const MIGRATION_VERSION = 1;
+export const PAGE = 4096;
+export const T_JSON = 1, T_PAGES = 2, T_ZERO = 3;
+const HEADER = 9;
+/** Largest JSON message accepted (the state of a VM is well under this). */
+const MAX_JSON = 64 * 1024 * 1024;
+/** Largest PAGES frame accepted. */
+export const MAX_FRAME_PAGES = 256;
+
+export type Frame =
+  | { type: typeof T_JSON; message: Record<string, unknown> }
+  | { type: typeof T_PAGES; first: number; count: number; data: Buffer }
+  | { type: typeof T_ZERO; first: number; count: number };
+
+export function jsonFrame(message: Record<string, unknown>): Buffer {
+  const body = Buffer.from(JSON.stringify(message));
+  const h = Buffer.alloc(HEADER);
+  h.writeUInt8(T_JSON, 0);
+  h.writeUInt32LE(body.length, 1);
+  return Buffer.concat([h, body]);
+}
+
+/** A PAGES frame (copying `data`: guest RAM may change after this returns) or, with no data, a ZERO frame. */
+export function pagesFrame(first: number, count: number, data?: Uint8Array): Buffer {
+  const out = Buffer.allocUnsafe(HEADER + (data ? data.length : 0));
+  out.writeUInt8(data ? T_PAGES : T_ZERO, 0);
+  out.writeUInt32LE(first, 1);
+  out.writeUInt32LE(count, 5);
+  if (data) out.set(data, HEADER);
+  return out;
+}
+
+export class ProtocolError extends Error {}
+
+/** Incremental frame parser over a socket's chunks (no quadratic concatenation). */
+export class FrameReader {
+  private chunks: Buffer[] = [];
+  private length = 0;
+  private header: { type: number; a: number; b: number } | undefined;
+
+  push(chunk: Buffer): Frame[] {
+    this.chunks.push(chunk);
+    this.length += chunk.length;
+    const out: Frame[] = [];
+    for (;;) {
+      if (!this.header) {
+        if (this.length < HEADER) break;
+        const h = this.take(HEADER);
+        this.header = { type: h.readUInt8(0), a: h.readUInt32LE(1), b: h.readUInt32LE(5) };
+        if (this.header.type === T_JSON && this.header.a > MAX_JSON) throw new ProtocolError(`JSON message of ${this.header.a} bytes`);
+        if (this.header.type === T_PAGES && (this.header.b === 0 || this.header.b > MAX_FRAME_PAGES)) throw new ProtocolError(`PAGES frame of ${this.header.b} pages`);
+        if (this.header.type !== T_JSON && this.header.type !== T_PAGES && this.header.type !== T_ZERO) throw new ProtocolError(`unknown frame type ${this.header.type}`);
+      }
+      const h = this.header;
+      const need = h.type === T_JSON ? h.a : h.type === T_PAGES ? h.b * PAGE : 0;
+      if (this.length < need) break;
+      this.header = undefined;
+      if (h.type === T_JSON) {
+        let message: unknown;
+        try {
+          message = JSON.parse(this.take(need).toString('utf8'));
+        } catch {
+          throw new ProtocolError('a JSON message is not valid JSON');
+        }
+        if (typeof message !== 'object' || message === null) throw new ProtocolError('a JSON message is not an object');
+        out.push({ type: T_JSON, message: message as Record<string, unknown> });
+      } else if (h.type === T_PAGES) {
+        out.push({ type: T_PAGES, first: h.a, count: h.b, data: this.take(need) });
+      } else {
+        out.push({ type: T_ZERO, first: h.a, count: h.b });
+      }
+    }
+    return out;
+  }
+
+  private take(n: number): Buffer {
+    if (n === 0) return Buffer.alloc(0);
+    const first = this.chunks[0];
+    let out: Buffer;
+    if (first.length >= n) {
+      out = first.subarray(0, n);
+      if (first.length === n) this.chunks.shift();
+      else this.chunks[0] = first.subarray(n);
+    } else {
+      out = Buffer.allocUnsafe(n);
+      let filled = 0;
+      while (filled < n) {
+        const c = this.chunks[0];
+        const k = Math.min(c.length, n - filled);
+        c.copy(out, filled, 0, k);
+        filled += k;
+        if (k === c.length) this.chunks.shift();
+        else this.chunks[0] = c.subarray(k);
+      }
+    }
+    this.length -= n;
+    return out;
+  }
+}
+
+/** Parse "HOST:PORT" (a bracketed IPv6 host allowed); throws a one-line message on anything else. */
+export function parseHostPort(text: string, what: string): { host: string; port: number } {
+  const m = /^(?:\[([0-9a-fA-F:.]+)\]|([A-Za-z0-9.-]+)):(\d{1,5})$/.exec(text);
+  const port = m ? Number(m[3]) : NaN;
+  if (!m || !(port >= 1 && port <= 65535)) throw new Error(`${what} '${text}' is not HOST:PORT (a port from 1 to 65535)`);
+  return { host: m[1] ?? m[2], port };
+}
+
+/** Write `buf` and resolve once the socket takes more (backpressure); rejects if the socket is gone. */
+export function writeFrame(socket: net.Socket, buf: Buffer): Promise<void> {
+  if (socket.destroyed) return Promise.reject(new Error('the connection is closed'));
+  if (socket.write(buf)) return Promise.resolve();
+  return new Promise((resolve, reject) => {
+    const done = (error?: Error) => { socket.off('drain', onDrain); socket.off('close', onClose); if (error) reject(error); else resolve(); };
+    const onDrain = () => done();
+    const onClose = () => done(new Error('the connection closed'));
+    socket.on('drain', onDrain);
+    socket.on('close', onClose);
+  });
+}

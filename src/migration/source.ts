@@ -1,0 +1,350 @@
+// Live migration, the sending side: pre-copy over TCP from a running soft-engine Machine.
+//
+//   1. hello: the VM's definition and memory size; the destination builds the same machine and answers ready.
+//   2. Iteration 0 sends every non-zero page of RAM while the guest keeps running (the destination's RAM starts
+//      zeroed, so zero pages need not travel); the dirty-page log (GuestMemory) records what the guest and the
+//      devices write meanwhile.
+//   3. Each further iteration takes the pages written since the previous one and sends them, still running. The
+//      measured bandwidth and the dirty set give the expected downtime; once it fits the limit (downtimeMs), or
+//      the dirty set is small enough to send at once, the source stops the VM:
+//   4. stop-and-copy: pause, send the last dirty pages (and the virtqueues' used rings), then the VM state in the
+//      snapshot format (CPUs, interrupt controllers, timers, every device, virtio included) with its CRC. The
+//      destination restores and resumes the guest and says so ("resumed"); the source then ends its VM.
+// Any failure before "resumed" (the link drops, the destination refuses or dies, no convergence within
+// maxIterations) stops the transfer and resumes the source VM where it was: it never stops being the VM of record.
+// (The one window: the destination resumed but its "resumed" was lost with the link. The source then runs on too;
+// QEMU has the same window without its return path, and post-copy/fencing is what closes it.)
+//
+// QEMU's pre-copy (migration/ram.c: bitmap sync per iteration, expected downtime = dirty bytes / bandwidth, the
+// 300 ms default downtime limit) is the model; nothing is taken from its code.
+import net from 'node:net';
+import crypto from 'node:crypto';
+import type { Machine } from '../vmm/machine.ts';
+import { sealState, ringzeroVersion, SNAPSHOT_VERSION, type SnapshotBody } from '../vmm/snapshot.ts';
+import { markDeviceWrittenPages, forgetDiffBase } from '../vmm/snapshot-diff.ts';
+import {
+  FrameReader, MIGRATION_FORMAT, MIGRATION_VERSION, PAGE, MAX_FRAME_PAGES, T_JSON,
+  jsonFrame, pagesFrame, writeFrame, type Frame,
+} from './protocol.ts';
+
+export interface MigrateOptions {
+  host: string;
+  port: number;
+  /** Longest pause of the guest aimed for (QEMU's default: 300 ms). */
+  downtimeMs?: number;
+  /** Pre-copy iterations after the first full pass before giving up (the source keeps running). */
+  maxIterations?: number;
+  /** Cap on the send rate, bytes per second (undefined: as fast as the link goes). */
+  bandwidth?: number;
+  /** How long to wait for the destination to connect/answer (ms). */
+  timeoutMs?: number;
+  /**
+   * Send a SHA-256 of all RAM with the state, which the destination checks before it resumes (a test of the
+   * dirty-page tracking end to end; it reads all RAM on both sides while the guest is paused, so downtime grows).
+   */
+  verifyMemory?: boolean;
+}
+
+export type MigrationPhase = 'setup' | 'precopy' | 'stop-and-copy' | 'completed' | 'failed';
+
+export interface MigrationProgress {
+  phase: MigrationPhase;
+  to: string;
+  /** Pre-copy pass: 0 is the full pass, then one per dirty-set round. */
+  iteration: number;
+  bytesSent: number;
+  pagesSent: number;
+  zeroPagesSent: number;
+  /** Pages dirty when last measured (what the next round, or the stop-and-copy, must send). */
+  dirtyPages: number;
+  /** Bytes the guest dirtied per second during the last round. */
+  dirtyRate: number;
+  /** Bytes per second the last round achieved. */
+  bandwidth: number;
+  /** Downtime expected if the VM were stopped now (dirty bytes / bandwidth + fixed cost). */
+  expectedDowntimeMs: number;
+  downtimeLimitMs: number;
+  /** Measured: from pausing the VM to the destination's "resumed". */
+  downtimeMs?: number;
+  totalMs: number;
+  error?: string;
+}
+
+export const DEFAULT_DOWNTIME_MS = 300;
+export const DEFAULT_MAX_ITERATIONS = 30;
+/** Fixed part of the stop-and-copy besides the pages: the state (~100 KiB of JSON) and the destination's restore. */
+const STATE_COST_MS = 10;
+/** Below this many dirty pages, stop at once (sending them takes about as long as measuring another round). */
+const SMALL_DIRTY_SET = 64;
+
+const progress = new WeakMap<Machine, MigrationProgress>();
+
+/** The current or last migration of `machine`, for the control socket's migrate-status. */
+export function migrationProgress(machine: Machine): MigrationProgress | undefined {
+  const p = progress.get(machine);
+  return p ? { ...p } : undefined;
+}
+
+export class MigrationError extends Error {}
+
+/**
+ * Migrate `machine` (running or paused, soft engine) to the destination at host:port. Resolves with the final progress
+ * once the destination runs the VM (the caller then ends the source VM); rejects with MigrationError when the
+ * migration fails, the source VM running again as before.
+ */
+export async function migrateMachine(machine: Machine, opts: MigrateOptions, onProgress?: (p: MigrationProgress) => void): Promise<MigrationProgress> {
+  if (machine.config.engine === 'kvm') throw new MigrationError('live migration is implemented on the soft engine only');
+  const current = progress.get(machine);
+  if (current && (current.phase === 'setup' || current.phase === 'precopy' || current.phase === 'stop-and-copy')) throw new MigrationError('a migration of this VM is already in progress');
+  const downtimeLimitMs = opts.downtimeMs ?? DEFAULT_DOWNTIME_MS;
+  const maxIterations = opts.maxIterations ?? DEFAULT_MAX_ITERATIONS;
+  const started = Date.now();
+  const p: MigrationProgress = {
+    phase: 'setup', to: `${opts.host}:${opts.port}`, iteration: 0, bytesSent: 0, pagesSent: 0, zeroPagesSent: 0,
+    dirtyPages: 0, dirtyRate: 0, bandwidth: 0, expectedDowntimeMs: 0, downtimeLimitMs, totalMs: 0,
+  };
+  progress.set(machine, p);
+  const report = () => { p.totalMs = Date.now() - started; onProgress?.({ ...p }); };
+
+  const mem = machine.mem;
+  const wasPaused = machine.paused;
+  let pausedHere = false;
+  let logStartedHere = false;
+  const socket = net.createConnection({ host: opts.host, port: opts.port });
+  socket.setNoDelay(true);
+  const link = new Link(socket, opts.timeoutMs ?? 30_000);
+  try {
+    await link.connected();
+    // 1. hello
+    const { controlSocket: _own, ...config } = machine.config;
+    await link.send(jsonFrame({ kind: 'hello', format: MIGRATION_FORMAT, version: MIGRATION_VERSION, snapshotVersion: SNAPSHOT_VERSION, ringzeroVersion: ringzeroVersion(), config, memorySize: mem.size }));
+    await link.expect('ready');
+
+    // 2. the full pass, with the log on from its start
+    if (mem.dirtyLog) mem.harvestDirtyLog();
+    else { mem.startDirtyLog(); logStartedHere = true; }
+    // A diff snapshot taken later would miss what this migration harvests: its base is forgotten.
+    forgetDiffBase(machine, 'a live migration used the dirty-page log since the last snapshot');
+    p.phase = 'precopy';
+    const all = new Uint8Array(mem.pageCount).fill(1);
+    let round = await sendPages(link, machine, all, p, opts.bandwidth, true);
+    p.bandwidth = round.bytes / Math.max(round.ms, 1) * 1000;
+    report();
+
+    // 3. dirty rounds until the rest fits the downtime
+    let roundStart = Date.now();
+    for (;;) {
+      const dirty = mem.harvestDirtyLog();
+      const count = countPages(dirty);
+      const elapsed = Math.max(Date.now() - roundStart, 1);
+      p.dirtyPages = count;
+      p.dirtyRate = count * PAGE / elapsed * 1000;
+      p.expectedDowntimeMs = count * PAGE / Math.max(p.bandwidth, 1) * 1000 + STATE_COST_MS;
+      report();
+      if (p.expectedDowntimeMs <= downtimeLimitMs || count <= SMALL_DIRTY_SET) {
+        // Back into the log: the stop-and-copy sends them with whatever comes until the pause.
+        const log = mem.dirtyLog!;
+        for (let i = 0; i < dirty.length; i++) if (dirty[i]) log[i] = 1;
+        break;
+      }
+      if (p.iteration >= maxIterations) {
+        throw new MigrationError(`no convergence after ${maxIterations} iterations: the guest dirties ${(p.dirtyRate / 2 ** 20).toFixed(1)} MiB/s, the link moves ${(p.bandwidth / 2 ** 20).toFixed(1)} MiB/s, the rest would take ${p.expectedDowntimeMs.toFixed(0)} ms (limit ${downtimeLimitMs} ms)`);
+      }
+      p.iteration++;
+      roundStart = Date.now();
+      round = await sendPages(link, machine, dirty, p, opts.bandwidth, false);
+      if (round.bytes > 256 * 1024) p.bandwidth = round.bytes / Math.max(round.ms, 1) * 1000;
+    }
+
+    // 4. stop-and-copy
+    p.phase = 'stop-and-copy';
+    const pauseAt = Date.now();
+    if (!wasPaused) { await machine.pause(); pausedHere = true; }
+    machine.serial.flush();
+    const last = mem.harvestDirtyLog();
+    markDeviceWrittenPages(machine, last);
+    p.dirtyPages = countPages(last);
+    await sendPages(link, machine, last, p, undefined, false);
+    const body: SnapshotBody = { ...machine.captureState(), memory: { file: '', size: mem.size, sha256: '' } };
+    await link.send(jsonFrame({ kind: 'state', state: sealState(body), ...(opts.verifyMemory ? { ramSha256: ramDigest(machine) } : {}) }));
+    await link.expect('resumed');
+    p.downtimeMs = Date.now() - pauseAt;
+    p.phase = 'completed';
+    p.dirtyPages = 0;
+    report();
+    if (logStartedHere) mem.stopDirtyLog();
+    link.close();
+    return { ...p };
+  } catch (error) {
+    p.phase = 'failed';
+    p.error = error instanceof Error ? error.message : String(error);
+    report();
+    link.close();
+    if (logStartedHere) mem.stopDirtyLog();
+    if (pausedHere) machine.resume();
+    throw error instanceof MigrationError ? error : new MigrationError(`migration to ${p.to} failed: ${p.error}`);
+  }
+}
+
+/** SHA-256 over guest RAM in image order (both sides compute it the same way). */
+export function ramDigest(machine: Machine): string {
+  const h = crypto.createHash('sha256');
+  for (const r of machine.mem.regions) h.update(r.bytes);
+  return h.digest('hex');
+}
+
+function countPages(pages: Uint8Array): number {
+  let n = 0;
+  for (let i = 0; i < pages.length; i++) n += pages[i];
+  return n;
+}
+
+/** The image bytes of pages [first, first+count) (one RAM region). */
+function pageBytes(machine: Machine, first: number, count: number): Uint8Array {
+  const offset = first * PAGE, len = count * PAGE;
+  for (const r of machine.mem.regions) {
+    if (offset >= r.fileOffset && offset + len <= r.fileOffset + r.size) return r.bytes.subarray(offset - r.fileOffset, offset - r.fileOffset + len);
+  }
+  throw new RangeError(`pages ${first}+${count} are not in one RAM region`);
+}
+
+const ZERO_PAGE = new Uint8Array(PAGE);
+
+/**
+ * Send the pages set in `pages` (runs of up to MAX_FRAME_PAGES, never across a RAM region), zero pages as ZERO frames
+ * or, on the first pass (the destination's RAM is still all zeros), not at all. Yields to the event loop between
+ * batches so the guest keeps running while it is not paused.
+ */
+async function sendPages(link: Link, machine: Machine, pages: Uint8Array, p: MigrationProgress, bandwidth: number | undefined, firstPass: boolean): Promise<{ bytes: number; ms: number }> {
+  const start = Date.now();
+  let bytes = 0;
+  let batchStart = Date.now();
+  let batchBytes = 0;
+  const regionEnds = machine.mem.regions.map((r) => (r.fileOffset + r.size) / PAGE);
+  for (let page = 0; page < pages.length;) {
+    if (!pages[page]) { page++; continue; }
+    const regionEnd = regionEnds.find((e) => e > page)!;
+    // A run of set pages, split where zero and non-zero pages alternate.
+    let end = page;
+    while (end < regionEnd && end - page < MAX_FRAME_PAGES && pages[end]) end++;
+    const data = pageBytes(machine, page, end - page);
+    for (let at = 0; at < end - page;) {
+      const zero = isZero(data, at);
+      let k = at + 1;
+      while (k < end - page && isZero(data, k) === zero) k++;
+      if (zero) {
+        if (!firstPass) { await link.send(pagesFrame(page + at, k - at)); p.zeroPagesSent += k - at; bytes += 9; batchBytes += 9; }
+      } else {
+        const frame = pagesFrame(page + at, k - at, data.subarray(at * PAGE, k * PAGE));
+        await link.send(frame);
+        p.pagesSent += k - at;
+        bytes += frame.length;
+        batchBytes += frame.length;
+      }
+      at = k;
+    }
+    page = end;
+    // Throttle: never more than `bandwidth` bytes per second since the round started (the guest runs meanwhile).
+    const ahead = bandwidth ? bytes / bandwidth * 1000 - (Date.now() - start) : 0;
+    if (ahead > 2 || batchBytes >= 1 << 20 || Date.now() - batchStart >= 8) {
+      p.bytesSent += batchBytes;
+      if (ahead > 2) await new Promise((r) => setTimeout(r, ahead));
+      else if (!machine.paused) await new Promise<void>((r) => setImmediate(r));
+      link.check();
+      batchBytes = 0;
+      batchStart = Date.now();
+    }
+  }
+  p.bytesSent += batchBytes;
+  return { bytes, ms: Date.now() - start };
+}
+
+function isZero(data: Uint8Array, page: number): boolean {
+  return Buffer.compare(data.subarray(page * PAGE, (page + 1) * PAGE), ZERO_PAGE) === 0;
+}
+
+/** The source's end of the connection: ordered sends, and the destination's answers (or its failure). */
+class Link {
+  private readonly reader = new FrameReader();
+  private readonly answers: Record<string, unknown>[] = [];
+  private waiter: ((m: Record<string, unknown> | Error) => void) | undefined;
+  private failure: Error | undefined;
+  private readonly opened: Promise<void>;
+
+  constructor(private readonly socket: net.Socket, private readonly timeoutMs: number) {
+    this.opened = new Promise((resolve, reject) => {
+      socket.once('connect', () => resolve());
+      socket.once('error', reject);
+    });
+    this.opened.catch(() => {});
+    socket.on('data', (chunk: Buffer) => {
+      let frames: Frame[];
+      try {
+        frames = this.reader.push(chunk);
+      } catch (error) {
+        this.fail(error as Error);
+        return;
+      }
+      for (const f of frames) {
+        if (f.type !== T_JSON) { this.fail(new Error('the destination sent pages')); return; }
+        if (f.message.kind === 'error') { this.fail(new Error(`the destination refused: ${String(f.message.message)}`)); return; }
+        this.answers.push(f.message);
+      }
+      this.deliver();
+    });
+    socket.on('error', (error) => this.fail(error));
+    socket.on('close', () => this.fail(new Error('the destination closed the connection')));
+  }
+
+  async connected(): Promise<void> {
+    let timer: NodeJS.Timeout | undefined;
+    try {
+      await Promise.race([this.opened, new Promise((_, reject) => { timer = setTimeout(() => reject(new Error(`cannot connect within ${this.timeoutMs} ms`)), this.timeoutMs); })]);
+    } catch (error) {
+      const code = (error as NodeJS.ErrnoException).code;
+      throw new MigrationError(`cannot reach the destination: ${code ?? (error as Error).message}`);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  private fail(error: Error): void {
+    if (!this.failure) this.failure = error;
+    this.deliver();
+  }
+
+  private deliver(): void {
+    const w = this.waiter;
+    if (!w) return;
+    if (this.answers.length > 0) { this.waiter = undefined; w(this.answers.shift()!); }
+    else if (this.failure) { this.waiter = undefined; w(this.failure); }
+  }
+
+  /** Throw if the link has failed (or the destination gave up). */
+  check(): void {
+    if (this.failure) throw this.failure;
+  }
+
+  async send(frame: Buffer): Promise<void> {
+    this.check();
+    await writeFrame(this.socket, frame);
+  }
+
+  /** Wait for the destination's next message, which must be `kind`. */
+  async expect(kind: string): Promise<Record<string, unknown>> {
+    let timer: NodeJS.Timeout | undefined;
+    const m = await new Promise<Record<string, unknown> | Error>((resolve) => {
+      this.waiter = resolve;
+      timer = setTimeout(() => { this.waiter = undefined; resolve(new Error(`no '${kind}' from the destination within ${this.timeoutMs} ms`)); }, this.timeoutMs);
+      this.deliver();
+    });
+    clearTimeout(timer);
+    if (m instanceof Error) throw m;
+    if (m.kind !== kind) throw new Error(`the destination answered '${String(m.kind)}' instead of '${kind}'`);
+    return m;
+  }
+
+  close(): void {
+    this.socket.destroy();
+  }
+}
