@@ -14,7 +14,10 @@ import { GuestMemory, MiB } from '../src/memory/guest-memory.ts';
 import { PortBus, MmioBus } from '../src/devices/bus.ts';
 import { KvmEngine, type KvmVcpuHandle } from '../src/cpu/kvm/engine.ts';
 import { createSoftEngine, SoftVcpu } from '../src/cpu/soft-adapter.ts';
-import { saveKvmVcpu, restoreKvmVcpu, saveKvmVm, restoreKvmVm, MSR, kvmIrqchipToSoft, softIrqchipToKvm } from '../src/cpu/kvm/state.ts';
+import { saveKvmVcpu, restoreKvmVcpu, saveKvmVm, restoreKvmVm, MSR, kvmIrqchipToSoft, softIrqchipToKvm, kvmPitToSoft, softPitToKvm } from '../src/cpu/kvm/state.ts';
+import { Pit, nsToTicks } from '../src/devices/pit.ts';
+import { VmClock } from '../src/vmm/clock.ts';
+import type { IrqLine } from '../src/devices/irq/router.ts';
 import { DualPic } from '../src/devices/irq/pic.ts';
 import { Ioapic } from '../src/devices/irq/ioapic.ts';
 import { ApicBus } from '../src/devices/irq/apic-bus.ts';
@@ -324,6 +327,50 @@ test('in-kernel 8259 pair and IOAPIC -> the software engine\'s DualPic/Ioapic ->
   } finally {
     await a.close();
     await b.close();
+    mem.close();
+  }
+});
+
+test('in-kernel 8254 -> the software engine\'s Pit (counting on in VmClock time) -> KVM again', { skip }, async () => {
+  const mem = new GuestMemory(64 * MiB);
+  const a = await KvmEngine.create({ mem, ports: new PortBus(), mmio: new MmioBus(), irqchip: true, pit: true });
+  try {
+    // Channel 0: mode 2 (rate generator), LSB+MSB, count 11932 (100 Hz), loaded 25 ms ago.
+    const st = a.vm.getPit2();
+    const loadedAt = process.hrtime.bigint() - 25_000_000n;
+    st.writeUInt32LE(11932, 0);
+    st[12] = 3; st[13] = 2; st[14] = 0; st[15] = 1;
+    st.writeBigInt64LE(loadedAt, 16);
+    a.vm.setPit2(st);
+    const guestNow = 5_000_000_000;
+    const soft = kvmPitToSoft(a.vm.getPit2(), guestNow);
+    const c0 = soft.channels[0];
+    assert.deepEqual([c0.mode, c0.rw, c0.reload, c0.counting], [2, 3, 11932, true]);
+    const agoTicks = nsToTicks(guestNow) - c0.loadTick;
+    assert.ok(Math.abs(agoTicks - nsToTicks(25_000_000)) < nsToTicks(20_000_000), `loaded ${agoTicks} ticks ago`);
+    assert.ok(soft.irqDeadlineNs! > guestNow && soft.irqDeadlineNs! <= guestNow + 10_000_000, 'next IRQ0 within one period');
+
+    // A real soft PIT at that guest time reads a count consistent with the phase.
+    const clock = new VmClock();
+    clock.pause();
+    clock.set(guestNow);
+    let pulses = 0;
+    const pit = new Pit(clock, { set: () => {}, pulse: () => { pulses++; } } as unknown as IrqLine);
+    pit.restoreState(soft);
+    pit.ioWrite(0x43, 1, 0x00); // latch channel 0
+    const count = pit.ioRead(0x40, 1) | (pit.ioRead(0x40, 1) << 8);
+    assert.equal(count, 11932 - (agoTicks % 11932));
+    assert.equal(pulses, 0);
+
+    // And back: the same programming, the same load instant (within the conversion's rounding and the time it took).
+    const back = softPitToKvm(pit.saveState(), clock.now());
+    a.vm.setPit2(back);
+    const again = a.vm.getPit2();
+    assert.deepEqual([again.readUInt32LE(0), again[12], again[13]], [11932, 3, 2]);
+    const drift = Number(again.readBigInt64LE(16) - loadedAt);
+    assert.ok(Math.abs(drift) < 50_000_000, `load time moved by ${drift} ns`);
+  } finally {
+    await a.close();
     mem.close();
   }
 });

@@ -15,7 +15,7 @@
 // - MSRs one engine has and the other lacks (the kvm-clock MSRs on the soft engine, for instance): dropped and listed.
 // - The LAPIC timer's phase: KVM_SET_LAPIC restarts a running timer from its initial count.
 // The in-kernel 8259 pair and IOAPIC convert to and from the software engine's DualPic/Ioapic states (bottom of this
-// file); the in-kernel PIT does not yet (its counters are timed by host ktime, the soft PIT's by the VmClock).
+// file), and so does the in-kernel 8254 (its load times are host CLOCK_MONOTONIC, the soft PIT's VmClock ticks).
 import type { Kvm, KvmVcpu, KvmVm } from '../../kvm/kvm.ts';
 import { CAP, MP_STATE, SIZE } from '../../kvm/abi.ts';
 import { GPR_BY_NUMBER, type Registers, type SpecialRegisters } from '../engine.ts';
@@ -23,6 +23,7 @@ import type { SegmentState } from '../../boot/linux.ts';
 import { hex64, type MpState, type SegmentImage, type VcpuState } from '../../vmm/snapshot-cpu.ts';
 import type { DualPicState, Pic8259State } from '../../devices/irq/pic.ts';
 import type { IoapicState } from '../../devices/irq/ioapic.ts';
+import { nsToTicks, ticksToNs, type PitState, type PitChannelState } from '../../devices/pit.ts';
 
 export class KvmStateError extends Error {}
 
@@ -434,4 +435,94 @@ export function softIrqchipToKvm(pic: DualPicState, ioapic: IoapicState): NonNul
     picSlave: softPicToKvm(pic.slave, 1).toString('base64'),
     ioapic: softIoapicToKvm(ioapic).toString('base64'),
   };
+}
+
+// ---- The in-kernel 8254 <-> the software engine's Pit state ----
+// struct kvm_pit_channel_state (asm/kvm.h), 24 bytes: count u32 (1..65536), latched_count u16, count_latched u8,
+// status_latched u8, status u8, read_state u8, write_state u8, write_latch u8, rw_mode u8, mode u8, bcd u8, gate u8,
+// count_load_time s64 (host CLOCK_MONOTONIC ns, the clock process.hrtime reads). Then flags u32 (bit 1: speaker data).
+// The soft PIT counts ticks of VmClock time: a load time converts through "how long ago", measured on each side's
+// clock at the conversion instant (`guestNowNs`: the machine's VmClock then).
+const PIT_CHANNEL = 24;
+const PIT_FLAGS = 72;
+const PIT_SPEAKER_DATA_ON = 2;
+/** KVM's read/write states (i8254.c RW_STATE_*): WORD1 = the MSB of a two-byte access comes next. */
+const RW_STATE_WORD1 = 4;
+const RW_STATE_WORD0 = 3;
+
+function hostMonotonicNs(): bigint {
+  return process.hrtime.bigint();
+}
+
+/** Next channel-0 interrupt tick after `nowTick`, as the soft Pit schedules it (src/devices/pit.ts nextIrqTick). */
+function nextIrqTick(c: PitChannelState, nowTick: number): number | undefined {
+  if (!c.counting) return undefined;
+  if (c.mode === 0 || c.mode === 4) {
+    const t = c.loadTick + c.reload;
+    return t > nowTick ? t : undefined;
+  }
+  if (c.mode === 2 || c.mode === 3) return c.loadTick + Math.max(Math.floor((nowTick - c.loadTick) / c.reload) + 1, 1) * c.reload;
+  return undefined;
+}
+
+export function kvmPitToSoft(b: Buffer, guestNowNs: number): PitState {
+  const hostNow = hostMonotonicNs();
+  const nowTick = nsToTicks(guestNowNs);
+  const channels: PitChannelState[] = [0, 1, 2].map((i) => {
+    const o = i * PIT_CHANNEL;
+    const count = b.readUInt32LE(o);
+    const loadTime = b.readBigInt64LE(o + 16);
+    const mode = b[o + 13] & 7;
+    const ago = loadTime > 0n && hostNow > loadTime ? Number(hostNow - loadTime) : 0;
+    return {
+      mode: mode > 5 ? mode & 3 : mode, // modes 6 and 7 are 2 and 3 (82C54 data sheet, control word)
+      rw: b[o + 12] >= 1 && b[o + 12] <= 3 ? b[o + 12] : 3,
+      bcd: b[o + 14] !== 0,
+      reload: count >= 1 && count <= 65536 ? count : 65536,
+      loadTick: nowTick - nsToTicks(ago),
+      counting: loadTime !== 0n,
+      triggered: true,
+      gate: i === 2 ? b[o + 15] !== 0 : true,
+      frozenTicks: 0,
+      nullCount: false,
+      latchedCount: b[o + 6] !== 0 ? b.readUInt16LE(o + 4) : null,
+      latchedStatus: b[o + 7] !== 0 ? b[o + 8] : null,
+      readMsbNext: b[o + 9] === RW_STATE_WORD1,
+      writeMsbNext: b[o + 10] === RW_STATE_WORD1,
+      pendingLsb: b[o + 11],
+    };
+  });
+  const portB = (channels[2].gate ? 1 : 0) | (b.readUInt32LE(PIT_FLAGS) & PIT_SPEAKER_DATA_ON);
+  const irq = nextIrqTick(channels[0], nowTick);
+  return { channels, portB, ...(irq !== undefined ? { irqDeadlineNs: ticksToNs(irq) } : {}) };
+}
+
+export function softPitToKvm(s: PitState, guestNowNs: number): Buffer {
+  const b = Buffer.alloc(SIZE.kvm_pit_state2);
+  const hostNow = hostMonotonicNs();
+  const nowTick = nsToTicks(guestNowNs);
+  s.channels.forEach((c, i) => {
+    const o = i * PIT_CHANNEL;
+    b.writeUInt32LE(c.reload, o);
+    if (c.latchedCount !== null) {
+      b.writeUInt16LE(c.latchedCount & 0xffff, o + 4);
+      b[o + 6] = c.rw; // count_latched holds the access mode the latched count is read with
+    }
+    if (c.latchedStatus !== null) { b[o + 7] = 1; b[o + 8] = c.latchedStatus & 0xff; }
+    const rwState = (msbNext: boolean) => (c.rw === 3 ? (msbNext ? RW_STATE_WORD1 : RW_STATE_WORD0) : c.rw);
+    b[o + 9] = rwState(c.readMsbNext);
+    b[o + 10] = rwState(c.writeMsbNext);
+    b[o + 11] = c.pendingLsb & 0xff;
+    b[o + 12] = c.rw;
+    b[o + 13] = c.mode;
+    b[o + 14] = c.bcd ? 1 : 0;
+    b[o + 15] = (i === 2 ? c.gate : true) ? 1 : 0;
+    if (c.counting) {
+      // As the soft Pit counts: a low gate freezes modes 0, 2, 3 and 4 at frozenTicks.
+      const elapsed = !c.gate && c.mode !== 1 && c.mode !== 5 ? c.frozenTicks : nowTick - c.loadTick;
+      b.writeBigInt64LE(hostNow - BigInt(ticksToNs(Math.max(0, elapsed))), o + 16);
+    }
+  });
+  b.writeUInt32LE(s.portB & PIT_SPEAKER_DATA_ON, PIT_FLAGS);
+  return b;
 }
