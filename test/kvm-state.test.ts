@@ -277,7 +277,10 @@ test('KvmCpus.saveState / restoreState (the snapshot hook): a paused Machine\'s 
     const r = b.kvmCpus!.vcpus[0].getRegisters();
     r.rip = 0n;
     b.kvmCpus!.vcpus[0].setRegisters(r);
-    const reports = b.kvmCpus!.restoreState(saved.vcpus, saved.kvm);
+    // The in-kernel devices from their software-engine form (what a soft snapshot holds), not KVM's raw structs.
+    assert.equal(saved.devices.ioapic.redirectionLow.length, 24);
+    assert.equal(saved.devices.pit.channels.length, 3);
+    const reports = b.kvmCpus!.restoreState(saved.vcpus, { devices: saved.devices });
     assert.deepEqual(reports.map((x) => x.notes), [[], []]);
     assert.equal(b.kvmCpus!.vcpus[0].getRegisters().rip, BigInt(saved.vcpus[0].rip));
     b.resume();

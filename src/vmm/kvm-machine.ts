@@ -32,8 +32,22 @@ import { CAP } from '../kvm/abi.ts';
 import type { VirtioPciFunction } from '../devices/virtio/pci.ts';
 import type { VcpuState } from './snapshot-cpu.ts';
 import {
-  saveKvmVcpu, restoreKvmVcpu, saveKvmVm, restoreKvmVm, KvmStateError, type KvmVmState, type KvmRestoreReport,
+  saveKvmVcpu, restoreKvmVcpu, saveKvmVm, restoreKvmVm, KvmStateError, kvmIrqchipToSoft, softIrqchipToKvm, kvmPitToSoft,
+  softPitToKvm, type KvmVmState, type KvmRestoreReport,
 } from '../cpu/kvm/state.ts';
+import type { DualPicState } from '../devices/irq/pic.ts';
+import type { IoapicState } from '../devices/irq/ioapic.ts';
+import type { PitState } from '../devices/pit.ts';
+
+/**
+ * What KvmCpus.saveState returns: the vCPUs in the snapshot format, the in-kernel devices raw (for a KVM restore) and
+ * converted to the software engine's device states (SnapshotBody.devices.pic / ioapic / pit).
+ */
+export interface KvmSavedState {
+  vcpus: VcpuState[];
+  kvm: KvmVmState;
+  devices: { pic: DualPicState; ioapic: IoapicState; pit: PitState };
+}
 
 export { topologyCpuid } from '../cpu/kvm/cpuid.ts';
 
@@ -287,15 +301,15 @@ export class KvmCpus {
    * are not paused; if KVM has an event in flight that VcpuState cannot hold, lets the guest run a moment and tries
    * again. Leaves the machine paused.
    */
-  async saveState(): Promise<{ vcpus: VcpuState[]; kvm: KvmVmState }> {
+  async saveState(): Promise<KvmSavedState> {
     const ctx = { kvm: this.engine.kvm, irqchip: true };
     for (let attempt = 0; ; attempt++) {
       await this.pause();
       try {
-        return {
-          vcpus: this.engine.vcpus.map((v) => saveKvmVcpu(v.vcpu, ctx)),
-          kvm: saveKvmVm(this.engine.vm, { irqchip: true, pit: true }),
-        };
+        const vcpus = this.engine.vcpus.map((v) => saveKvmVcpu(v.vcpu, ctx));
+        const kvm = saveKvmVm(this.engine.vm, { irqchip: true, pit: true });
+        const { pic, ioapic } = kvmIrqchipToSoft(kvm.irqchip!);
+        return { vcpus, kvm, devices: { pic, ioapic, pit: kvmPitToSoft(Buffer.from(kvm.pit!, 'base64'), this.m.clock.now()) } };
       } catch (e) {
         if (!(e instanceof KvmStateError) || attempt >= 20) throw e;
         this.resume();
@@ -305,12 +319,22 @@ export class KvmCpus {
   }
 
   /**
-   * Load saved state (checked with checkVcpuState) before run(), over the boot state create() set: the VM-wide part
-   * when it came from KVM, then each vCPU. Returns what could not be carried over, per vCPU.
+   * Load saved state (checked with checkVcpuState) before run(), over the boot state create() set: the in-kernel
+   * devices from `from.kvm` when the state came from KVM, else from the software engine's device states (converted;
+   * kvm-clock then continues from the machine's VmClock), then each vCPU. Returns what could not be carried over.
    */
-  restoreState(vcpus: readonly VcpuState[], kvm?: KvmVmState): KvmRestoreReport[] {
+  restoreState(vcpus: readonly VcpuState[], from: { kvm?: KvmVmState; devices?: Partial<KvmSavedState['devices']> } = {}): KvmRestoreReport[] {
     if (vcpus.length !== this.engine.vcpus.length) throw new Error(`${vcpus.length} vCPU states for ${this.engine.vcpus.length} vCPUs`);
-    if (kvm) restoreKvmVm(this.engine.vm, kvm);
+    if (from.kvm) {
+      restoreKvmVm(this.engine.vm, from.kvm);
+    } else if (from.devices) {
+      const d = from.devices;
+      restoreKvmVm(this.engine.vm, {
+        ...(d.pic && d.ioapic ? { irqchip: softIrqchipToKvm(d.pic, d.ioapic) } : {}),
+        ...(d.pit ? { pit: softPitToKvm(d.pit, this.m.clock.now()).toString('base64') } : {}),
+        clockNs: String(Math.max(0, Math.round(this.m.clock.now()))),
+      });
+    }
     const ctx = { kvm: this.engine.kvm, irqchip: true };
     return this.engine.vcpus.map((v, i) => restoreKvmVcpu(v.vcpu, vcpus[i], ctx));
   }
