@@ -38,7 +38,7 @@ export function registerStorageRoutes(app: FastifyInstance, manager: VmManager):
     reply.code(204).send();
   });
   app.post<NameParams & { Body: CloneRequest }>('/templates/:name/clone', { schema: { body: { $ref: 'CloneRequest#' } } }, async (request, reply) => {
-    const clones = manager.templates.clone(request.params.name, request.body);
+    const clones = await manager.templates.clone(request.params.name, request.body);
     reply.code(201);
     return clones;
   });

@@ -11,7 +11,7 @@
 // (atomically) before its definition is written, and the journal is removed at the end. A daemon that starts and
 // finds a journal removes the volumes of the journal's VMs that were not defined: every clone is then whole or absent.
 
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
@@ -246,7 +246,16 @@ export class TemplateStore {
   }
 
   /** Define `count` clones of template `name` (see the top of this file). */
-  clone(name: string, request: CloneRequest): CloneResult[] {
+  /** One clone at a time: each plans its names from what exists when it starts. */
+  private cloning: Promise<unknown> = Promise.resolve();
+
+  clone(name: string, request: CloneRequest): Promise<CloneResult[]> {
+    const run = this.cloning.then(() => this.cloneNow(name, request));
+    this.cloning = run.catch(() => undefined);
+    return run;
+  }
+
+  private async cloneNow(name: string, request: CloneRequest): Promise<CloneResult[]> {
     const template = this.record(name);
     const count = request.count;
     if (!Number.isInteger(count) || count < 1 || count > MAX_CLONES) throw new ManagerError('invalid', `count must be 1 to ${MAX_CLONES}`);
@@ -278,7 +287,26 @@ export class TemplateStore {
     const record: CloneJournal = { template: name, vms: plans.map((p) => ({ name: p.name, volumes: [...p.disks, ...(p.seed ? [p.seed] : [])] })) };
     writeFileAtomic(journal, `${JSON.stringify(record)}\n`);
     const results: CloneResult[] = [];
+    /** Volumes this clone put in place (only these are rolled back: a name may have been taken meanwhile). */
+    const created: string[] = [];
+    const place = (tmp: string, volume: string): void => {
+      // The seeds were built while other requests ran: a volume of that name may have appeared since the plan.
+      if (this.volumes.exists(volume)) throw new ManagerError('conflict', `volume '${volume}' appeared while cloning`);
+      fs.renameSync(tmp, this.volumes.pathOf(volume));
+      created.push(volume);
+    };
+    const seedTmps = new Map<string, string>();
     try {
+      // The seeds first, a few mkfs.ext4 at a time (most of a linked clone's cost), into temporary files.
+      const queue = plans.filter((plan) => plan.seed !== undefined);
+      const worker = async () => {
+        for (let plan = queue.shift(); plan; plan = queue.shift()) {
+          const tmp = tempSibling(this.volumes.pathOf(plan.seed!));
+          seedTmps.set(plan.name, tmp);
+          await buildSeed(tmp, plan.name, plan.hostname, plan.mac, request.sshKeys, request.userData);
+        }
+      };
+      await Promise.all(Array.from({ length: Math.min(4, queue.length) }, worker));
       for (const [index, plan] of plans.entries()) {
         const disks: DiskDefinition[] = [];
         for (const [k, disk] of template.disks.entries()) {
@@ -289,7 +317,7 @@ export class TemplateStore {
             if (request.full) copyFileDurable(source, tmp);
             // Linked: the backing file name is relative (from the pool to the template), so the state directory may move.
             else createQcow2(tmp, { size: disk.virtualSize, backingFile: path.relative(this.volumes.dir, source), backingFormat: disk.format });
-            fs.renameSync(tmp, target);
+            place(tmp, plan.disks[k]);
           } catch (error) {
             fs.rmSync(tmp, { force: true });
             throw storageToManagerError(error, `clone '${plan.name}'`);
@@ -298,14 +326,8 @@ export class TemplateStore {
         }
         if (plan.seed) {
           const target = this.volumes.pathOf(plan.seed);
-          const tmp = tempSibling(target);
-          try {
-            buildSeed(tmp, plan.name, plan.hostname, plan.mac, request.sshKeys, request.userData);
-            fs.renameSync(tmp, target);
-          } catch (error) {
-            fs.rmSync(tmp, { force: true });
-            throw error;
-          }
+          place(seedTmps.get(plan.name)!, plan.seed);
+          seedTmps.delete(plan.name);
           disks.push({ path: target, readonly: true, serial: SEED_SERIAL });
         }
         fsyncDir(this.volumes.dir);
@@ -315,9 +337,12 @@ export class TemplateStore {
         results.push({ name: plan.name, hostname: plan.hostname, mac: plan.mac, disks: plan.disks, ...(plan.seed ? { seed: plan.seed } : {}) });
       }
     } catch (error) {
+      for (const tmp of seedTmps.values()) fs.rmSync(tmp, { force: true });
       // The clones not defined yet are rolled back now, as a restart would.
-      for (const plan of plans.slice(results.length)) {
-        for (const volume of [...plan.disks, ...(plan.seed ? [plan.seed] : [])]) fs.rmSync(this.volumes.pathOf(volume), { force: true });
+      const defined = new Set(results.map((r) => r.name));
+      for (const plan of plans) {
+        if (defined.has(plan.name)) continue;
+        for (const volume of [...plan.disks, ...(plan.seed ? [plan.seed] : [])]) if (created.includes(volume)) fs.rmSync(this.volumes.pathOf(volume), { force: true });
       }
       removeFileDurable(journal);
       throw error;
@@ -375,7 +400,7 @@ function haveMkfsExt4(): boolean {
  * id and hostname), user-data and network-config (version 1: eth0 with the clone's MAC, DHCP). ext4 built by
  * mkfs.ext4 -d (no mount needed); Debian's cloud kernel has ext4 built in.
  */
-export function buildSeed(file: string, vmName: string, hostname: string, mac: string, sshKeys: string[], userData?: string): void {
+export async function buildSeed(file: string, vmName: string, hostname: string, mac: string, sshKeys: string[], userData?: string): Promise<void> {
   const dir = fs.mkdtempSync(path.join(path.dirname(file), `.seed-${vmName}.tmp-${process.pid}-`));
   try {
     fs.writeFileSync(path.join(dir, 'meta-data'), `instance-id: iid-${vmName}-${crypto.randomBytes(4).toString('hex')}\nlocal-hostname: ${hostname}\n`
@@ -386,8 +411,15 @@ export function buildSeed(file: string, vmName: string, hostname: string, mac: s
     const fd = fs.openSync(file, 'wx', 0o644);
     fs.ftruncateSync(fd, SEED_BYTES);
     fs.closeSync(fd);
-    const result = spawnSync('mkfs.ext4', ['-q', '-F', '-L', SEED_SERIAL, '-O', '^has_journal', '-b', '1024', '-N', '16', '-m', '0', '-E', 'root_owner=0:0', '-d', dir, file], { encoding: 'utf8' });
-    if (result.status !== 0) throw new ManagerError('internal', `mkfs.ext4 failed building the seed of '${vmName}': ${(result.stderr || result.error?.message || '').trim()}`);
+    const failure = await new Promise<string | undefined>((resolve) => {
+      const child = spawn('mkfs.ext4', ['-q', '-F', '-L', SEED_SERIAL, '-O', '^has_journal', '-b', '1024', '-N', '16', '-m', '0', '-E', 'root_owner=0:0', '-d', dir, file],
+        { stdio: ['ignore', 'ignore', 'pipe'] });
+      let stderr = '';
+      child.stderr!.setEncoding('utf8').on('data', (text: string) => { stderr += text; });
+      child.once('error', (error) => resolve(error.message));
+      child.once('close', (code) => resolve(code === 0 ? undefined : stderr.trim() || `status ${code}`));
+    });
+    if (failure !== undefined) throw new ManagerError('internal', `mkfs.ext4 failed building the seed of '${vmName}': ${failure}`);
     const sync = fs.openSync(file, 'r');
     fs.fsyncSync(sync);
     fs.closeSync(sync);
