@@ -380,3 +380,34 @@ test('a notification right after an exit is served at once: the watcher wakes th
   console.log(`# exit -> notify -> queue served, median of 5: ${median(withWake).toFixed(0)} µs waking the main thread, ${median(without).toFixed(0)} µs without`);
   assert.ok(median(withWake) < 3000, `median ${median(withWake)} µs`);
 });
+
+test('a notify address KVM refuses (EEXIST) leaves that queue on the exit path instead of failing the guest\'s BAR write', { skip }, async () => {
+  const mem = new GuestMemory(64 * MiB);
+  const ports = new PortBus();
+  const mmio = new MmioBus();
+  const pci = new PciHost({ mmioBus: mmio, portBus: ports });
+  const fn = new VirtioPciFunction(new VirtioRng(), mem, { log: () => {} });
+  pci.addDevice(fn, 3);
+  const engine = await KvmEngine.create({ mem, ports, mmio, irqchip: true });
+  const squatter = eventfd();
+  const accel = new KvmVirtioAccel(engine.vm, [fn], [], { ioeventfd: true, irqfd: false });
+  const stderr = process.stderr.write;
+  const lines: string[] = [];
+  process.stderr.write = ((l: string) => { lines.push(String(l)); return true; }) as typeof process.stderr.write;
+  try {
+    await accel.ready;
+    engine.vm.ioeventfd({ addr: BAR0 + NOTIFY_OFFSET, len: 2, fd: squatter, pio: false });
+    pci.configWrite(0, 3, 0, 0x10, 4, BAR0);
+    pci.configWrite(0, 3, 0, 0x04, 2, 0x6); // no throw here, although KVM refuses the ioeventfd
+    assert.deepEqual([accel.stats.ioeventfds, accel.stats.ioeventfdRefusals], [0, 1]);
+    assert.match(lines.join(''), /KVM_IOEVENTFD at 0xc0003000 refused.*EEXIST/);
+    assert.ok(mmio.read(BAR0 + 0x12, 2) === 1, 'the BAR still decodes in user space (num_queues)');
+  } finally {
+    process.stderr.write = stderr;
+    await accel.close();
+    await engine.close();
+    fs.closeSync(squatter);
+    fn.close();
+    mem.close();
+  }
+});

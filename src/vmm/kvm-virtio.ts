@@ -27,6 +27,8 @@ const NOTIFY_WIDTH = 2;
 
 export interface KvmVirtioStats {
   ioeventfds: number;
+  /** Assignments KVM refused (the queue's notifications then exit). */
+  ioeventfdRefusals: number;
   /** Queue runs started by an ioeventfd. */
   notifications: number;
   msiRoutes: number;
@@ -38,7 +40,7 @@ export interface KvmVirtioStats {
 interface QueueFd { fn: VirtioPciFunction; queue: number; fd: number; addr: number | undefined }
 
 export class KvmVirtioAccel {
-  readonly stats: KvmVirtioStats = { ioeventfds: 0, notifications: 0, msiRoutes: 0, irqfdMsis: 0, signalMsis: 0 };
+  readonly stats: KvmVirtioStats = { ioeventfds: 0, ioeventfdRefusals: 0, notifications: 0, msiRoutes: 0, irqfdMsis: 0, signalMsis: 0 };
   private readonly watcher = new EventfdWatcher();
   private readonly queueFds: QueueFd[] = [];
   private readonly msiRoutes = new Map<number, Map<number, { gsi: number; fd: number }>>();
@@ -84,20 +86,31 @@ export class KvmVirtioAccel {
     }
   }
 
-  /** Deassign the queues' ioeventfds at their old addresses and assign them at the new ones. */
+  /**
+   * Deassign the queues' ioeventfds at their old addresses and assign them at the new ones. The guest chooses the
+   * address (it places the BAR), so a refusal from KVM must not reach the guest's config write: the queue is then
+   * left without an ioeventfd and its notifications exit to the BAR, which works as before, only slower.
+   */
   private moveNotify(queues: QueueFd[], base: number | undefined): void {
     if (this.closed) return;
     for (const q of queues) {
       if (q.addr !== undefined) {
-        this.vm.ioeventfd({ addr: q.addr, len: NOTIFY_WIDTH, fd: q.fd, pio: false, deassign: true });
+        try {
+          this.vm.ioeventfd({ addr: q.addr, len: NOTIFY_WIDTH, fd: q.fd, pio: false, deassign: true });
+        } catch { /* already gone */ }
         q.addr = undefined;
         this.stats.ioeventfds--;
       }
       if (base !== undefined) {
         const addr = base + NOTIFY_OFFSET + q.queue * NOTIFY_OFF_MULTIPLIER;
-        this.vm.ioeventfd({ addr, len: NOTIFY_WIDTH, fd: q.fd, pio: false });
-        q.addr = addr;
-        this.stats.ioeventfds++;
+        try {
+          this.vm.ioeventfd({ addr, len: NOTIFY_WIDTH, fd: q.fd, pio: false });
+          q.addr = addr;
+          this.stats.ioeventfds++;
+        } catch (e) {
+          this.stats.ioeventfdRefusals++;
+          if (this.stats.ioeventfdRefusals === 1) process.stderr.write(`ringzero: KVM_IOEVENTFD at 0x${addr.toString(16)} refused (${(e as Error).message}): that queue's notifications exit instead\n`);
+        }
       }
     }
   }
