@@ -58,7 +58,7 @@ export class KvmVirtioAccel {
     private readonly vm: KvmVm,
     functions: readonly VirtioPciFunction[],
     private readonly baseRoutes: readonly GsiRoutingEntry[],
-    private readonly use: { ioeventfd: boolean; irqfd: boolean },
+    private use: { ioeventfd: boolean; irqfd: boolean },
     /** Words to notify as well when a notification arrives (the vCPU channels' turn words: see EventfdWatcher.alsoWake). */
     wake: readonly { sab: SharedArrayBuffer; index: number }[] = [],
   ) {
@@ -119,7 +119,16 @@ export class KvmVirtioAccel {
   deliverMsi(address: number, data: number): void {
     if (this.closed) return;
     if (this.use.irqfd) {
-      const route = this.msiRoutes.get(address)?.get(data) ?? this.newRoute(address, data);
+      let route = this.msiRoutes.get(address)?.get(data);
+      if (!route) {
+        try {
+          route = this.newRoute(address, data);
+        } catch (e) {
+          // The message is the guest's choice: if KVM refuses a route for it, stop making routes, keep delivering.
+          this.use = { ...this.use, irqfd: false };
+          process.stderr.write(`ringzero: MSI route for 0x${(address >>> 0).toString(16)}/0x${data.toString(16)} refused (${(e as Error).message}): MSIs go through KVM_SIGNAL_MSI\n`);
+        }
+      }
       if (route) {
         this.stats.irqfdMsis++;
         this.signal(route.fd);
@@ -133,16 +142,16 @@ export class KvmVirtioAccel {
   private newRoute(address: number, data: number): { gsi: number; fd: number } | undefined {
     if (this.stats.msiRoutes >= MAX_MSI_ROUTES) return undefined;
     const gsi = FIRST_MSI_GSI + this.stats.msiRoutes;
-    this.routeList.push({ gsi, kind: 'msi', addressLo: address >>> 0, addressHi: 0, data });
-    this.vm.setGsiRouting([...this.baseRoutes, ...this.routeList]);
+    const entry: GsiRoutingEntry = { gsi, kind: 'msi', addressLo: address >>> 0, addressHi: 0, data };
+    this.vm.setGsiRouting([...this.baseRoutes, ...this.routeList, entry]);
     const fd = eventfd();
     try {
       this.vm.irqfd(fd, gsi);
     } catch (e) {
       fs.closeSync(fd);
-      this.routeList.pop();
       throw e;
     }
+    this.routeList.push(entry);
     const route = { gsi, fd };
     let byData = this.msiRoutes.get(address);
     if (!byData) this.msiRoutes.set(address, byData = new Map());
