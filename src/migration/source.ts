@@ -20,7 +20,7 @@
 import net from 'node:net';
 import crypto from 'node:crypto';
 import type { Machine } from '../vmm/machine.ts';
-import { sealState, ringzeroVersion, SNAPSHOT_VERSION, type SnapshotBody } from '../vmm/snapshot.ts';
+import { sealState, ringzeroVersion, dataExtents, SNAPSHOT_VERSION, type SnapshotBody } from '../vmm/snapshot.ts';
 import { markDeviceWrittenPages, forgetDiffBase } from '../vmm/snapshot-diff.ts';
 import {
   FrameReader, MIGRATION_FORMAT, MIGRATION_VERSION, PAGE, MAX_FRAME_PAGES, T_JSON,
@@ -126,7 +126,12 @@ export async function migrateMachine(machine: Machine, opts: MigrateOptions, onP
     // A diff snapshot taken later would miss what this migration harvests: its base is forgotten.
     forgetDiffBase(machine, 'a live migration used the dirty-page log since the last snapshot');
     p.phase = 'precopy';
-    const all = new Uint8Array(mem.pageCount).fill(1);
+    // Only pages that ever held data: a memfd's holes (never written) are skipped without being read.
+    const all = new Uint8Array(mem.pageCount);
+    for (const r of mem.regions) {
+      const extents = mem.privateFile ? [[r.fileOffset, r.fileOffset + r.size] as [number, number]] : dataExtents(mem.fd, r.fileOffset, r.fileOffset + r.size);
+      for (const [start, end] of extents) all.fill(1, Math.floor(start / PAGE), Math.ceil(end / PAGE));
+    }
     let round = await sendPages(link, machine, all, p, opts.bandwidth, true);
     p.bandwidth = round.bytes / Math.max(round.ms, 1) * 1000;
     report();

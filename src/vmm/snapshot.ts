@@ -124,7 +124,7 @@ const SEEK_DATA = 3, SEEK_HOLE = 4;
 const ENXIO = 6;
 
 /** The [start, end) extents of `fd` holding data within [from, to) (SEEK_DATA/SEEK_HOLE; everything if unsupported). */
-function dataExtents(fd: number, from: number, to: number): [number, number][] {
+export function dataExtents(fd: number, from: number, to: number): [number, number][] {
   const out: [number, number][] = [];
   let pos = from;
   while (pos < to) {
