@@ -119,6 +119,7 @@ export async function migrateMachine(machine: Machine, opts: MigrateOptions, onP
     const { controlSocket: _own, ...config } = machine.config;
     await link.send(jsonFrame({ kind: 'hello', format: MIGRATION_FORMAT, version: MIGRATION_VERSION, snapshotVersion: SNAPSHOT_VERSION, ringzeroVersion: ringzeroVersion(), config, memorySize: mem.size }));
     await link.expect('ready');
+    alive(machine);
 
     // 2. the full pass, with the log on from its start
     if (mem.dirtyLog) mem.harvestDirtyLog();
@@ -165,6 +166,7 @@ export async function migrateMachine(machine: Machine, opts: MigrateOptions, onP
     p.phase = 'stop-and-copy';
     const pauseAt = Date.now();
     if (!wasPaused) { await machine.pause(); pausedHere = true; }
+    alive(machine);
     machine.serial.flush();
     const last = mem.harvestDirtyLog();
     markDeviceWrittenPages(machine, last);
@@ -238,10 +240,11 @@ async function sendPages(link: Link, machine: Machine, pages: Uint8Array, p: Mig
       let k = at + 1;
       while (k < end - page && isZero(data, k) === zero) k++;
       if (zero) {
-        if (!firstPass) { await link.send(pagesFrame(page + at, k - at)); p.zeroPagesSent += k - at; bytes += 9; batchBytes += 9; }
+        if (!firstPass) { await link.send(pagesFrame(page + at, k - at)); alive(machine); p.zeroPagesSent += k - at; bytes += 9; batchBytes += 9; }
       } else {
         const frame = pagesFrame(page + at, k - at, data.subarray(at * PAGE, k * PAGE));
         await link.send(frame);
+        alive(machine);
         p.pagesSent += k - at;
         bytes += frame.length;
         batchBytes += frame.length;
@@ -255,6 +258,7 @@ async function sendPages(link: Link, machine: Machine, pages: Uint8Array, p: Mig
       p.bytesSent += batchBytes;
       if (ahead > 2) await new Promise((r) => setTimeout(r, ahead));
       else if (!machine.paused) await new Promise<void>((r) => setImmediate(r));
+      alive(machine);
       link.check();
       batchBytes = 0;
       batchStart = Date.now();
@@ -262,6 +266,14 @@ async function sendPages(link: Link, machine: Machine, pages: Uint8Array, p: Mig
   }
   p.bytesSent += batchBytes;
   return { bytes, ms: Date.now() - start };
+}
+
+/**
+ * The VM must still exist after every wait: a guest that powers off mid-migration has its RAM unmapped soon after,
+ * and views taken before the wait would then point at nothing.
+ */
+function alive(machine: Machine): void {
+  if (machine.exitRequested) throw new MigrationError(`the VM stopped during the migration (${machine.exitRequested.kind})`);
 }
 
 function isZero(data: Uint8Array, page: number): boolean {
