@@ -278,13 +278,14 @@ export class Qcow2Image implements BlockBackend {
         if (!openBacking) throw new StorageError('backing', `qcow2 image '${path}' has a backing file and no way to open it was given`);
         this.backing = openBacking(this.backingPath, this.backingFormat);
       }
-      if (!readonly) this.reclaimTail();
       // Autoclear bits we do not know (bitmaps) must be cleared by a writer that does not maintain what they describe.
       if (!readonly && version === 3 && (h.readUInt32BE(H_AUTOCLEAR) !== 0 || h.readUInt32BE(H_AUTOCLEAR + 4) !== 0)) {
         h.fill(0, H_AUTOCLEAR, H_AUTOCLEAR + 8);
         writeFully(this.fd, h.subarray(H_AUTOCLEAR, H_AUTOCLEAR + 8), H_AUTOCLEAR);
         fs.fdatasyncSync(this.fd);
       }
+      // After the autoclear bits are cleared: what they described (bitmaps) is no longer referenced.
+      if (!readonly) this.reclaimTail();
     } catch (error) {
       this.backing?.close();
       fs.closeSync(this.fd);
