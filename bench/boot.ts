@@ -14,6 +14,7 @@ import { parseArgs } from 'node:util';
 import { findDefaultImage, GUEST_PROMPT } from '../src/image/build.ts';
 import { DEFAULT_CMDLINE } from '../src/vmm/config.ts';
 import { detectKvm } from '../src/kvm/host.ts';
+import { median, qemuTcgArgs } from './support/common.ts';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const { values } = parseArgs({
@@ -46,8 +47,7 @@ const reference = onKvm ? 'qemu-kvm-microvm' : 'qemu-tcg';
 const referenceArgs = (cpus: string, memory: string): string[] => onKvm
   ? ['-accel', 'kvm', '-cpu', 'host', '-M', 'microvm', '-smp', cpus, '-m', memory, '-nographic', '-no-reboot',
     '-kernel', image!.kernel, '-initrd', image!.initrd, '-append', CMDLINE]
-  : ['-accel', 'tcg', '-M', 'q35', '-smp', cpus, '-m', memory, '-nographic', '-no-reboot',
-    '-kernel', image!.kernel, '-initrd', image!.initrd, '-append', CMDLINE];
+  : qemuTcgArgs({ kernel: image!.kernel, initrd: image!.initrd, cmdline: CMDLINE, cpus, memory });
 const COMMAND = 'uname -r';
 
 interface Sample { total: number; toPrompt: number }
@@ -83,8 +83,6 @@ function bootOnce(cmd: string, args: string[]): Promise<Sample> {
     });
   });
 }
-
-const median = (xs: number[]) => { const s = [...xs].sort((a, b) => a - b); return s[Math.floor(s.length / 2)]; };
 
 const qemu = spawnSync('qemu-system-x86_64', ['--version']).status === 0;
 if (!qemu) console.error('bench/boot: qemu-system-x86_64 not found (apt-get install qemu-system-x86): ringzero alone');

@@ -1,0 +1,223 @@
+// bench/io (issue 5): paravirtual I/O throughput, ringzero's soft engine against QEMU's binary translator
+// (`qemu-system-x86_64 -accel tcg`, q35) with the same devices, kernel, initramfs and command line, in one run:
+//   write    dd if=/dev/zero of=/dev/vda bs=1M count=N conv=fsync    (sequential, flushed: MB/s)
+//   read     dd if=/dev/vda of=/dev/null bs=1M count=N iflag=direct  (sequential, past the guest's cache: MB/s)
+//   randread 4 KiB random reads with O_DIRECT at queue depth 1        (IOPS; bench/support/randread.c, built with
+//            gcc -static and appended to the initramfs as a second cpio archive, cached)
+//   tcp      host -> guest over virtio-net on a TAP: a sender in a network namespace holding the TAP's host end
+//            (bench/support/tcp-send.ts) to busybox `nc -l` in the guest piped to `wc -c` (MB/s)
+// The disk is a raw file (/dev/vda: ringzero --disk FILE; QEMU -drive if=none,format=raw + virtio-blk-pci, its
+// default cache=writeback, so a guest flush is an fdatasync on both). The NIC: ringzero --net tap=...; QEMU
+// -netdev tap + virtio-net-pci with the offloads ringzero's device does not offer switched off (checksum, TSO/UFO,
+// mergeable receive buffers), so both guests see the same device features; QEMU with its default offloads is
+// measured too (column "qemu offl.") for information. Disk figures are timed host-side between console markers
+// (bench/support/session.ts), TCP from the sender's connection to the guest's report of the byte count. Prints
+// medians and ratios ringzero/QEMU (higher is better for ringzero here), then one JSON line.
+//
+//   node --import tsx bench/io.ts [--runs 3] [--mb 64] [--reads 3000] [--net-mb 16] [--only write,read,randread,tcp,ringzero,qemu]
+//
+// --only takes test names and/or VMM names (ringzero, qemu: QEMU includes its default-offload run); an empty list
+// means all.
+// TCP needs root (TAP and netns); without it the TCP figures are skipped and the reason printed.
+import { spawn, type ChildProcess } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { parseArgs } from 'node:util';
+import { CMDLINE, median, onCleanup, positiveInt, printTable, qemuPresent, qemuTcgArgs, requireImage, ROOT } from './support/common.ts';
+import { initrdWithPrograms } from './support/initramfs.ts';
+import { deleteTap, NetNamespace, tapUnavailable } from './support/netns.ts';
+import { BenchGuest } from './support/session.ts';
+
+const { values } = parseArgs({
+  options: {
+    runs: { type: 'string', default: '3' },
+    mb: { type: 'string', default: '64' },
+    reads: { type: 'string', default: '3000' },
+    'net-mb': { type: 'string', default: '16' },
+    only: { type: 'string', default: '' },
+    memory: { type: 'string', default: '256M' },
+    timeout: { type: 'string', default: '900' },
+  },
+});
+const runs = positiveInt('runs', values.runs);
+const mb = positiveInt('mb', values.mb);
+const reads = positiveInt('reads', values.reads);
+const netMb = positiveInt('net-mb', values['net-mb']);
+const timeoutMs = positiveInt('timeout', values.timeout) * 1000;
+const TESTS = ['write', 'read', 'randread', 'tcp'] as const;
+type TestKey = typeof TESTS[number];
+const VMM_KEYS = ['ringzero', 'qemu'];
+const onlyAll = values.only!.split(',').map((s) => s.trim()).filter(Boolean);
+for (const o of onlyAll) {
+  if (!(TESTS as readonly string[]).includes(o) && !VMM_KEYS.includes(o)) {
+    console.error(`--only: unknown '${o}': use ${[...TESTS, ...VMM_KEYS].join(', ')}`);
+    process.exit(2);
+  }
+}
+const only = onlyAll.filter((o) => (TESTS as readonly string[]).includes(o));
+const onlyVmms = onlyAll.filter((o) => VMM_KEYS.includes(o));
+const image = requireImage('io');
+let tests = TESTS.filter((t) => only.length === 0 || only.includes(t));
+const noTap = tapUnavailable();
+if (noTap && tests.includes('tcp')) {
+  console.error(`bench/io: TCP skipped: ${noTap}`);
+  tests = tests.filter((t) => t !== 'tcp');
+}
+const diskTests = tests.filter((t) => t !== 'tcp');
+const qemu = qemuPresent();
+if (!qemu) console.error('bench/io: qemu-system-x86_64 not found (apt-get install qemu-system-x86): ringzero alone');
+
+const initrd = tests.includes('randread') ? initrdWithPrograms(image.initrd, ['randread']) : image.initrd;
+const work = fs.mkdtempSync(path.join(os.tmpdir(), 'ringzero-bench-io-'));
+onCleanup(() => fs.rmSync(work, { recursive: true, force: true }));
+const disk = path.join(work, 'disk.raw');
+// Twice what the sequential tests write, so the random reads also touch blocks never written (sparse on the host).
+fs.writeFileSync(disk, '');
+fs.truncateSync(disk, Math.max(2 * mb, 64) * 1024 * 1024);
+
+const GUEST_IP = '10.0.2.15';
+const HOST_IP = '10.0.2.1';
+const PORT = 5555;
+const MAC = '52:54:00:12:34:56';
+const ns = noTap ? undefined : new NetNamespace(`rz-bench-io-${process.pid}`, HOST_IP);
+let tapSerial = 0;
+const newTap = () => `rzb${process.pid % 100000}t${tapSerial++}`;
+
+/** QEMU's virtio-net with the features ringzero's device offers (no offloads, no mergeable rx buffers). */
+const QEMU_NET_MATCHED = 'csum=off,guest_csum=off,gso=off,host_tso4=off,host_tso6=off,host_ecn=off,host_ufo=off,'
+  + 'guest_tso4=off,guest_tso6=off,guest_ecn=off,guest_ufo=off,mrg_rxbuf=off';
+
+interface Vmm {
+  key: string;
+  label: string;
+  disk: boolean;
+  start(tap: string | undefined): BenchGuest;
+}
+const VMMS: Vmm[] = [
+  {
+    key: 'ringzero', label: 'ringzero soft', disk: true,
+    start: (tap) => BenchGuest.ringzero('ringzero soft', ['--engine', 'soft', '--memory', values.memory!, '--cmdline', CMDLINE,
+      '--initrd', initrd, '--disk', disk, ...(tap ? ['--net', `tap=${tap},mac=${MAC}`] : [])]),
+  },
+  ...(qemu ? [{
+    key: 'qemu', label: 'qemu -accel tcg', disk: true,
+    start: (tap: string | undefined) => BenchGuest.qemu('qemu -accel tcg', qemuTcgArgs({ kernel: image.kernel, initrd, cmdline: CMDLINE, cpus: 1, memory: values.memory! }, [
+      '-drive', `if=none,id=d0,file=${disk},format=raw`, '-device', 'virtio-blk-pci,drive=d0',
+      ...(tap ? ['-netdev', `tap,id=n0,ifname=${tap},script=no,downscript=no,vhost=off`, '-device', `virtio-net-pci,netdev=n0,mac=${MAC},${QEMU_NET_MATCHED}`] : []),
+    ])),
+  }, {
+    key: 'qemu_offload', label: 'qemu offl.', disk: false,
+    start: (tap: string | undefined) => BenchGuest.qemu('qemu -accel tcg (default offloads)', qemuTcgArgs({ kernel: image.kernel, initrd, cmdline: CMDLINE, cpus: 1, memory: values.memory! }, [
+      '-netdev', `tap,id=n0,ifname=${tap},script=no,downscript=no,vhost=off`, '-device', `virtio-net-pci,netdev=n0,mac=${MAC}`,
+    ])),
+  }] : []),
+];
+
+/** results[vmm][test] = MB/s or IOPS per run */
+const results: Record<string, Partial<Record<TestKey, number[]>>> = {};
+const add = (vmm: string, t: TestKey, x: number) => { ((results[vmm] ??= {})[t] ??= []).push(x); };
+const MiB = 1024 * 1024;
+
+async function tcp(guest: BenchGuest, vmm: Vmm): Promise<number> {
+  await guest.ask('NETUP', `ip addr add ${GUEST_IP}/24 dev eth0 && ip link set eth0 up && echo up`, 30_000);
+  const bytes = netMb * MiB;
+  const [cmd, args] = ns!.exec([process.execPath, '--import', 'tsx', path.join(ROOT, 'bench', 'support', 'tcp-send.ts'), GUEST_IP, String(PORT), String(bytes)]);
+  // The guest's nc takes its stdin from /dev/null: busybox nc half-closes at that EOF and exits once the network
+  // side ends too (a console stdin would keep it waiting).
+  const receiving = guest.timed(`tcp${vmm.key}`, `nc -l -p ${PORT} < /dev/null | wc -c`, timeoutMs);
+  let connectedAt = 0;
+  let senderErr = '';
+  const sender: ChildProcess = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'], cwd: ROOT });
+  const senderGone = onCleanup(() => sender.kill('SIGKILL'));
+  sender.stdout!.setEncoding('utf8').on('data', (s: string) => { if (!connectedAt && s.includes('connected')) connectedAt = performance.now(); });
+  sender.stderr!.setEncoding('utf8').on('data', (s: string) => { senderErr += s; });
+  const senderExit = new Promise<number | null>((r) => sender.on('exit', r));
+  try {
+    const r = await Promise.race([receiving, senderExit.then((code) => {
+      if (code !== 0) throw new Error(`tcp-send exited ${code}: ${senderErr}`);
+      return receiving;
+    })]);
+    const got = Number(r.output.trim().split(/\s+/).pop());
+    if (got !== bytes) throw new Error(`${vmm.label}: the guest received ${got} bytes of ${bytes}: ${r.output}`);
+    if (!connectedAt) throw new Error('tcp-send never reported its connection');
+    return bytes / MiB / ((r.endAt - connectedAt) / 1000);
+  } finally {
+    sender.kill('SIGKILL');
+    senderGone();
+  }
+}
+
+async function session(vmm: Vmm, run: number): Promise<void> {
+  const wantNet = tests.includes('tcp');
+  if (!vmm.disk && !wantNet) return;
+  const tap = wantNet ? newTap() : undefined;
+  const guest = vmm.start(tap);
+  const parts: string[] = [];
+  try {
+    if (tap) await ns!.adopt(tap);
+    await guest.waitForShell();
+    if (vmm.disk && diskTests.length > 0) {
+      const size = Number(await guest.ask('VDA', 'cat /sys/block/vda/size'));
+      if (!(size * 512 >= 2 * mb * MiB)) throw new Error(`${vmm.label}: /dev/vda has ${size} sectors`);
+      if (tests.includes('write')) {
+        const r = await guest.timed('write', `dd if=/dev/zero of=/dev/vda bs=1M count=${mb} conv=fsync`, timeoutMs);
+        if (r.status !== 0 || !r.output.includes(`${mb}+0 records out`)) throw new Error(`${vmm.label}: write: ${r.output}`);
+        add(vmm.key, 'write', mb / (r.hostMs / 1000));
+        parts.push(`write ${(mb / (r.hostMs / 1000)).toFixed(1)} MB/s`);
+      }
+      if (tests.includes('read')) {
+        const r = await guest.timed('read', `dd if=/dev/vda of=/dev/null bs=1M count=${mb} iflag=direct`, timeoutMs);
+        if (r.status !== 0 || !r.output.includes(`${mb}+0 records in`)) throw new Error(`${vmm.label}: read: ${r.output}`);
+        add(vmm.key, 'read', mb / (r.hostMs / 1000));
+        parts.push(`read ${(mb / (r.hostMs / 1000)).toFixed(1)} MB/s`);
+      }
+      if (tests.includes('randread')) {
+        const r = await guest.timed('randread', `randread /dev/vda ${reads} ${run * 7919}`, timeoutMs);
+        const m = r.output.match(/randread: (\d+) reads in ([0-9.]+) s, (\d+) iops/);
+        if (r.status !== 0 || !m) throw new Error(`${vmm.label}: randread: ${r.output}`);
+        const iops = reads / (r.hostMs / 1000);
+        add(vmm.key, 'randread', iops);
+        parts.push(`randread ${iops.toFixed(0)} IOPS (guest clock ${m[3]})`);
+      }
+    }
+    if (wantNet) {
+      const mbs = await tcp(guest, vmm);
+      add(vmm.key, 'tcp', mbs);
+      parts.push(`tcp ${mbs.toFixed(1)} MB/s`);
+    }
+    await guest.poweroff();
+    console.log(`run ${run}: ${vmm.label}: ${parts.join(', ')}`);
+  } finally {
+    guest.close();
+    if (tap) deleteTap(tap);
+  }
+}
+
+console.log(`bench/io: ${runs} run(s) of [${tests.join(', ')}]; disk ${mb} MiB sequential, ${reads} random 4 KiB reads, TCP ${netMb} MiB`);
+for (let i = 1; i <= runs; i++) {
+  for (const v of VMMS) {
+    if (onlyVmms.length === 0 || onlyVmms.includes(v.key === 'qemu_offload' ? 'qemu' : v.key)) await session(v, i);
+  }
+}
+ns?.close();
+
+const UNITS: Record<TestKey, string> = { write: 'MB/s', read: 'MB/s', randread: 'IOPS', tcp: 'MB/s' };
+const figures: Record<string, number | string> = { bench: 'io', engine: 'soft', runs, mb, reads, net_mb: netMb };
+const rows: string[][] = [];
+for (const t of tests) {
+  const med = (vmm: string) => (results[vmm]?.[t] ? median(results[vmm]![t]!) : undefined);
+  const ours = med('ringzero');
+  const theirs = med('qemu');
+  const offl = med('qemu_offload');
+  const unit = UNITS[t] === 'IOPS' ? 'iops' : 'mbs';
+  if (ours !== undefined) figures[`ringzero_${t}_${unit}`] = Number(ours.toFixed(2));
+  if (theirs !== undefined) figures[`qemu_tcg_${t}_${unit}`] = Number(theirs.toFixed(2));
+  if (offl !== undefined) figures[`qemu_tcg_offload_${t}_${unit}`] = Number(offl.toFixed(2));
+  if (ours !== undefined && theirs !== undefined) figures[`${t}_ratio`] = Number((ours / theirs).toFixed(3));
+  const f = (x: number | undefined) => (x === undefined ? '-' : x.toFixed(UNITS[t] === 'IOPS' ? 0 : 1));
+  rows.push([`${t} (${UNITS[t]})`, f(ours), f(theirs), ours !== undefined && theirs !== undefined ? `${(ours / theirs).toFixed(2)}x` : 'n/a', f(offl)]);
+}
+console.log('\nmedians and ratios ringzero/QEMU TCG (goal, issue 5: >= 1.0x on each):');
+printTable(['test', 'ringzero soft', 'qemu -accel tcg', 'ratio', 'qemu offl.'], rows);
+console.log(JSON.stringify(figures));
