@@ -175,3 +175,12 @@ test('leftovers of a crash in the pool are removed when the daemon starts', asyn
   assert.ok(!fs.readdirSync(volumesDir).some((f) => f.startsWith('.')), fs.readdirSync(volumesDir).join(' '));
   assert.equal((await call('GET', '/volumes/keep.qcow2')).status, 200, 'volumes survive the restart');
 });
+
+test('the OpenAPI document describes /volumes and /templates with the schemas that validate them', async () => {
+  const doc = (await call('GET', '/openapi.json')).body;
+  for (const p of ['/volumes', '/volumes/{name}', '/templates', '/templates/{name}', '/templates/{name}/clone']) assert.ok(doc.paths[p], p);
+  assert.deepEqual(doc.components.schemas.VolumeCreate.properties.format.enum, ['raw', 'qcow2']);
+  assert.equal(doc.components.schemas.CloneRequest.properties.count.maximum, 100);
+  assert.ok(doc.paths['/volumes'].post.responses['422'], 'bad images answer 422');
+  assert.ok(doc.components.schemas.Error.properties.error.properties.code.enum.includes('not_qcow2'));
+});
