@@ -144,12 +144,19 @@ test('resource control: cgroup quota from the definition, set at run time, pinni
     assert.match(info.stdout, /^Resources:\s+quota 20%$/m); // the definition is unchanged without --config
     assert.match(info.stdout, /^In force:\s+CPU quota 50%, weight 200, memory max none, CPUs 0, cgroup /m);
 
+    // A memory limit: memory.max (v2) or memory.limit_in_bytes in the v1 memory hierarchy, which the VMM then joins.
+    const memSet = await cli(['set', 'capped', '--memory-max', '1G'], daemon.socket);
+    assert.equal(memSet.status, 0, memSet.stderr);
+    const memDir = support.kind === 'v2' ? cgroup : cgroup.replace(/\/cpu(,cpuacct)?\//, '/memory/');
+    assert.equal(fs.readFileSync(path.join(memDir, support.kind === 'v2' ? 'memory.max' : 'memory.limit_in_bytes'), 'utf8').trim(), String(2 ** 30));
+    assert.ok(fs.readFileSync(path.join(memDir, 'cgroup.procs'), 'utf8').split('\n').includes(String(vm.pid)));
+
     // --config saves in the definition too; none removes a limit.
     assert.equal((await cli(['set', 'capped', '--cpu-quota', 'none', '--config'], daemon.socket)).status, 0);
     assert.equal(quotaFile(), support.kind === 'v2' ? 'max 100000' : '-1');
     assert.equal((await api(s(), 'GET', '/vms/capped')).body.definition.cpuQuotaPercent, undefined);
     assert.equal((await api(s(), 'POST', '/vms/capped/destroy')).status, 200);
-    await waitFor('the cgroup removed', () => !fs.existsSync(cgroup), 5000);
+    await waitFor('the cgroups removed', () => !fs.existsSync(cgroup) && !fs.existsSync(memDir), 5000);
   }
   // A shut-off VM: the values go to the definition.
   assert.equal((await cli(['set', 'capped', '--cpu-weight', '300'], daemon.socket)).status, 0);

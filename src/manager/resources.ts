@@ -164,6 +164,10 @@ export class ResourceController {
     const h = this.usable();
     if (typeof h === 'string') throw new ManagerError('conflict', `CPU and memory limits need cgroups: ${h}`);
     const dirs = this.dirs(vm, h);
+    // v1: the memory hierarchy is a separate tree; the VMM joins it only for a memory limit (asked now or before), so
+    // a CPU limit alone leaves its memory accounted where it was.
+    if (h.kind === 'v1' && dirs.memory && r.memoryMax === undefined && !fs.existsSync(dirs.memory)) dirs.memory = undefined;
+    if (r.memoryMax !== undefined && !dirs.memory) throw new ManagerError('conflict', `a memory limit needs the memory cgroup controller, which this host's ${h.kind} hierarchy lacks`);
     fs.mkdirSync(dirs.cpu, { recursive: true });
     if (dirs.memory) fs.mkdirSync(dirs.memory, { recursive: true });
     const write = (dir: string, file: string, value: string): void => {
@@ -185,7 +189,6 @@ export class ResourceController {
       write(dirs.cpu, 'cpu.shares', String(Math.max(2, Math.round(((r.cpuWeight ?? 100) * 1024) / 100))));
       if (dirs.memory) write(dirs.memory, 'memory.limit_in_bytes', r.memoryMax !== undefined ? String(r.memoryMax * 2 ** 20) : '-1');
     }
-    if (r.memoryMax !== undefined && !dirs.memory) throw new ManagerError('conflict', `a memory limit needs the memory cgroup controller, which this host's ${h.kind} hierarchy lacks`);
     write(dirs.cpu, 'cgroup.procs', String(pid));
     if (dirs.memory && dirs.memory !== dirs.cpu) write(dirs.memory, 'cgroup.procs', String(pid));
     return dirs.cpu;
