@@ -1,0 +1,94 @@
+// The migration verbs as a user runs them: `ringzero run --incoming tcp:HOST:PORT` and `ringzero migrate
+// --control-socket PATH --to HOST:PORT`, between two VMM processes running the counter guest (no Linux boot), and
+// their usage errors.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { counterKernel, tmpDir, counterLines } from './support/counter-guest.ts';
+
+const RINGZERO = fileURLToPath(new URL('../bin/ringzero', import.meta.url));
+
+function ringzero(args: string[], timeout = 120_000): Promise<{ status: number; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    execFile(RINGZERO, args, { timeout }, (error, stdout, stderr) => {
+      resolve({ status: error ? (typeof error.code === 'number' ? error.code : -1) : 0, stdout, stderr });
+    }).stdin?.end();
+  });
+}
+
+class Vmm {
+  readonly child: ChildProcess;
+  out = '';
+  err = '';
+  readonly exited: Promise<number | null>;
+  constructor(args: string[]) {
+    this.child = spawn(RINGZERO, ['run', ...args], { stdio: ['pipe', 'pipe', 'pipe'] });
+    this.child.stdout!.setEncoding('latin1').on('data', (s: string) => { this.out += s; });
+    this.child.stderr!.setEncoding('utf8').on('data', (s: string) => { this.err += s; });
+    this.exited = new Promise((resolve) => this.child.on('exit', (code) => resolve(code)));
+  }
+  async until(cond: () => boolean, what: string, ms = 120_000): Promise<void> {
+    const end = Date.now() + ms;
+    while (!cond()) {
+      if (this.child.exitCode !== null) throw new Error(`VMM exited (${this.child.exitCode}) waiting for ${what}: ${this.err}`);
+      if (Date.now() > end) throw new Error(`timed out waiting for ${what}: ${this.err}`);
+      await new Promise((r) => setTimeout(r, 20));
+    }
+  }
+}
+
+test('run --incoming and migrate: the counter guest moves to another process and counts on', { timeout: 300_000 }, async () => {
+  const dir = tmpDir();
+  const ctl = path.join(dir, 'src.ctl');
+  const source = new Vmm(['--engine', 'soft', '--memory', '64M', '--kernel', counterKernel(0xffff), '--control-socket', ctl]);
+  const dest = new Vmm(['--incoming', 'tcp:127.0.0.1:0', '--control-socket', path.join(dir, 'dst.ctl')]);
+  try {
+    let port = 0;
+    await dest.until(() => { const m = /incoming migration on 127\.0\.0\.1:(\d+)/.exec(dest.err); if (m) port = Number(m[1]); return port > 0; }, 'the destination to listen');
+    await source.until(() => counterLines(source.out).length >= 5 && fs.existsSync(ctl), 'five ticks');
+    const r = await ringzero(['migrate', '--control-socket', ctl, '--to', `127.0.0.1:${port}`, '--downtime-ms', '50', '--verify']);
+    assert.equal(r.status, 0, r.stderr);
+    const result = JSON.parse(r.stdout) as Record<string, unknown>;
+    assert.equal(result.phase, 'completed');
+    assert.equal(typeof result.downtimeMs, 'number');
+    assert.equal(await source.exited, 0, `the source VMM ends: ${source.err}`);
+    assert.match(source.err, /migrated to 127\.0\.0\.1:\d+ \(downtime \d+ ms\): this VMM ends/);
+    const before = counterLines(source.out);
+    await dest.until(() => counterLines(dest.out).length >= 3, 'the destination to count');
+    assert.equal(counterLines(dest.out)[0], before[before.length - 1] + 1, 'the counter continues');
+    assert.match(dest.err, /migration received: the VM runs here/);
+    // The destination's own control socket steers the VM now.
+    const status = await ringzero(['balloon', '--control-socket', path.join(dir, 'dst.ctl')]);
+    assert.match(status.stderr, /no balloon/);
+  } finally {
+    source.child.kill('SIGKILL');
+    dest.child.kill('SIGKILL');
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('usage errors: --incoming with machine options or a bad address, migrate without a VM or with a bad --to', async () => {
+  const dir = tmpDir();
+  try {
+    let r = await ringzero(['run', '--incoming', 'tcp:127.0.0.1:4000', '--memory', '1G']);
+    assert.equal(r.status, 2);
+    assert.match(r.stderr, /^ringzero: --incoming takes the machine from the migration source: --memory cannot be given with it\n$/);
+    r = await ringzero(['run', '--incoming', 'unix:/tmp/x']);
+    assert.equal(r.status, 2);
+    assert.match(r.stderr, /^ringzero: --incoming 'unix:\/tmp\/x' is not tcp:HOST:PORT\n$/);
+    r = await ringzero(['run', '--incoming', 'tcp:127.0.0.1:4000', '--restore', dir]);
+    assert.equal(r.status, 2);
+    assert.match(r.stderr, /--restore cannot be given with it/);
+    r = await ringzero(['migrate', '--control-socket', path.join(dir, 'none.ctl'), '--to', '127.0.0.1:4000']);
+    assert.notEqual(r.status, 0);
+    assert.match(r.stderr, /^ringzero: cannot reach the VM's control socket .*none\.ctl: ENOENT\n$/);
+    r = await ringzero(['migrate', '--control-socket', path.join(dir, 'none.ctl'), '--to', '127.0.0.1:4000', '--downtime-ms', '0']);
+    assert.equal(r.status, 2);
+    assert.match(r.stderr, /--downtime-ms '0' must be an integer from 1 to 600000/);
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
