@@ -1,0 +1,302 @@
+// bench/migrate: live migration on loopback, total time and downtime, for the default guest idle at its shell and for
+// the same guest dirtying memory at a set rate, on ringzero's software engine against QEMU's binary translator
+// (`qemu-system-x86_64 -accel tcg`) with the same kernel, initramfs, command line and memory size, in the same run
+// (issue 7).
+//
+//   node --import tsx bench/migrate.ts [--runs 3] [--memory 256M] [--downtime-ms 300] [--dirty-mib-s 8] [--timeout 600]
+//                                      [--only ringzero|qemu]
+//
+// Each VMM boots the guest once; every run then migrates the VM from the process it is in to a fresh process started
+// to receive it (ringzero: `run --incoming tcp:127.0.0.1:0`, the control socket's {"cmd":"migrate"}; QEMU: `-incoming
+// tcp:127.0.0.1:PORT`, QMP `migrate` and `query-migrate`), so the VM hops from process to process:
+//   idle    the guest at its prompt;
+//   loaded  the guest rewriting a 32 MiB tmpfs file with random bytes at --dirty-mib-s (dd of 256 KiB blocks from a
+//           random source file, paced with usleep), started once before the loaded runs.
+// Both use the same downtime limit (--downtime-ms; QEMU's default is 300 ms) and no bandwidth cap (QEMU's
+// max-bandwidth is raised from its 128 MiB/s default: this is loopback). Downtime: ringzero measures from pausing the
+// VM to the destination's "resumed"; QEMU reports `downtime` in query-migrate. After each run the guest must answer
+// at its prompt in the destination. Prints the medians and ratios, then one JSON line. The machine is noisy: only the
+// ratios of one run mean anything.
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import fs from 'node:fs';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import { findDefaultImage, GUEST_PROMPT } from '../src/image/build.ts';
+import { DEFAULT_CMDLINE } from '../src/vmm/config.ts';
+import { controlRequest } from '../src/vmm/control.ts';
+
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+const { values } = parseArgs({
+  options: {
+    runs: { type: 'string', default: '3' },
+    memory: { type: 'string', default: '256M' },
+    'downtime-ms': { type: 'string', default: '300' },
+    'dirty-mib-s': { type: 'string', default: '8' },
+    timeout: { type: 'string', default: '600' },
+    only: { type: 'string' },
+  },
+});
+const runs = Number(values.runs);
+const memory = values.memory!;
+const downtimeMs = Number(values['downtime-ms']);
+const dirtyMiBs = Number(values['dirty-mib-s']);
+const timeoutMs = Number(values.timeout) * 1000;
+const image = findDefaultImage();
+if (!image) {
+  console.error('bench/migrate: no default image; run `bin/ringzero image build` first');
+  process.exit(2);
+}
+const qemuPresent = values.only !== 'ringzero' && spawnSync('qemu-system-x86_64', ['--version']).status === 0;
+if (!qemuPresent) console.error('bench/migrate: QEMU left out (not found, or --only ringzero): ringzero alone');
+
+const work = fs.mkdtempSync(path.join(os.tmpdir(), 'ringzero-bench-migrate-'));
+const children = new Set<ChildProcess>();
+const killGroup = (child: ChildProcess) => { try { process.kill(-child.pid!, 'SIGKILL'); } catch { /* gone */ } };
+process.on('exit', () => {
+  for (const c of children) killGroup(c);
+  fs.rmSync(work, { recursive: true, force: true });
+});
+
+const median = (xs: number[]) => { const s = [...xs].sort((a, b) => a - b); return s[Math.floor(s.length / 2)]; };
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** A VMM process with its serial console on stdin/stdout (own process group, so one kill ends it all). */
+class Vmm {
+  readonly child: ChildProcess;
+  out = '';
+  err = '';
+  private waiters: Array<() => void> = [];
+  readonly exited: Promise<number | null>;
+
+  constructor(cmd: string, args: string[]) {
+    this.child = spawn(cmd, args, { stdio: ['pipe', 'pipe', 'pipe'], detached: true });
+    children.add(this.child);
+    this.child.stdout!.setEncoding('utf8').on('data', (s: string) => { this.out += s; for (const w of this.waiters.splice(0)) w(); });
+    this.child.stderr!.setEncoding('utf8').on('data', (s: string) => { this.err += s; for (const w of this.waiters.splice(0)) w(); });
+    this.exited = new Promise((resolve) => this.child.on('exit', (code) => {
+      children.delete(this.child);
+      for (const w of this.waiters.splice(0)) w();
+      resolve(code);
+    }));
+    this.child.stdin!.on('error', () => {});
+  }
+
+  async waitFor(test: () => boolean, what: string, ms = timeoutMs): Promise<void> {
+    const deadline = performance.now() + ms;
+    while (!test()) {
+      if (this.child.exitCode !== null || this.child.signalCode !== null) throw new Error(`VMM exited before ${what}:\n${this.out.slice(-1500)}\n${this.err.slice(-1500)}`);
+      if (performance.now() > deadline) throw new Error(`timed out waiting for ${what}:\n${this.out.slice(-1500)}\n${this.err.slice(-1500)}`);
+      await new Promise<void>((r) => { this.waiters.push(r); setTimeout(r, 100); });
+    }
+  }
+
+  waitForOutput(text: string, from = 0): Promise<void> {
+    return this.waitFor(() => this.out.includes(text, from), `'${text}'`);
+  }
+
+  type(line: string): void {
+    this.child.stdin!.write(`${line}\n`);
+  }
+
+  /** Press Enter every 20 ms until the shell prints its prompt again: the guest runs and answers. */
+  async pingPrompt(): Promise<void> {
+    const from = this.out.length;
+    const timer = setInterval(() => this.child.stdin!.write('\n'), 20);
+    this.child.stdin!.write('\n');
+    try { await this.waitForOutput(GUEST_PROMPT, from); } finally { clearInterval(timer); }
+  }
+
+  async kill(): Promise<void> {
+    killGroup(this.child);
+    await this.exited;
+  }
+}
+
+/** A minimal QMP client (docs/interop/qmp-spec: greeting, qmp_capabilities, then one JSON reply per command). */
+class Qmp {
+  private buffered = '';
+  private replies: Array<(r: Record<string, unknown>) => void> = [];
+  private constructor(private readonly socket: net.Socket) {
+    socket.setEncoding('utf8').on('data', (s: string) => {
+      this.buffered += s;
+      let nl;
+      while ((nl = this.buffered.indexOf('\n')) >= 0) {
+        const line = this.buffered.slice(0, nl).trim();
+        this.buffered = this.buffered.slice(nl + 1);
+        if (!line) continue;
+        const msg = JSON.parse(line) as Record<string, unknown>;
+        if ('QMP' in msg || 'event' in msg) continue;
+        this.replies.shift()?.(msg);
+      }
+    });
+  }
+
+  static async connect(file: string): Promise<Qmp> {
+    const deadline = performance.now() + 30_000;
+    for (;;) {
+      try {
+        const socket = await new Promise<net.Socket>((resolve, reject) => {
+          const s = net.createConnection(file);
+          s.once('connect', () => resolve(s));
+          s.once('error', reject);
+        });
+        const qmp = new Qmp(socket);
+        await qmp.execute('qmp_capabilities');
+        return qmp;
+      } catch (error) {
+        if (performance.now() > deadline) throw error;
+        await sleep(5);
+      }
+    }
+  }
+
+  execute(command: string, args?: Record<string, unknown>): Promise<Record<string, unknown>> {
+    return new Promise((resolve, reject) => {
+      this.replies.push((r) => ('error' in r ? reject(new Error(`QMP ${command}: ${JSON.stringify(r.error)}`)) : resolve(r.return as Record<string, unknown>)));
+      this.socket.write(`${JSON.stringify({ execute: command, ...(args ? { arguments: args } : {}) })}\n`);
+    });
+  }
+
+  close(): void { this.socket.destroy(); }
+}
+
+interface Run { totalMs: number; downtimeMs: number; iterations?: number; mib?: number; dirtyMiBs?: number }
+interface Results { idle: Run[]; loaded: Run[] }
+
+/** The guest's memory dirtier: rewrite a 32 MiB tmpfs file at `rate` MiB/s with random bytes (256 KiB per dd). */
+function startDirtier(vm: Vmm, rate: number): void {
+  const perSecond = rate * 4; // 256 KiB blocks
+  const pause = Math.max(1, Math.round(1e6 / perSecond));
+  vm.type('dd if=/dev/urandom of=/tmp/rnd bs=256k count=1 2>/dev/null');
+  vm.type(`(i=0; while :; do dd if=/tmp/rnd of=/tmp/dirty bs=256k count=1 seek=$((i % 128)) conv=notrunc 2>/dev/null; i=$((i+1)); usleep ${pause}; done) &`);
+}
+
+const ringzeroBin = path.join(root, 'bin', 'ringzero');
+
+async function benchRingzero(): Promise<Results> {
+  const results: Results = { idle: [], loaded: [] };
+  let socket = path.join(work, 'rz-0.sock');
+  const t0 = performance.now();
+  let vm = new Vmm(ringzeroBin, ['run', '--engine', 'soft', '--memory', memory, '--cmdline', DEFAULT_CMDLINE, '--control-socket', socket]);
+  await vm.waitForOutput(GUEST_PROMPT);
+  console.log(`  ringzero: at the prompt after ${((performance.now() - t0) / 1000).toFixed(1)} s`);
+  await vm.pingPrompt();
+  let hop = 0;
+  for (const kind of ['idle', 'loaded'] as const) {
+    if (kind === 'loaded') { startDirtier(vm, dirtyMiBs); await sleep(3000); }
+    for (let i = 0; i < runs; i++) {
+      hop++;
+      const nextSocket = path.join(work, `rz-${hop}.sock`);
+      const dest = new Vmm(ringzeroBin, ['run', '--incoming', 'tcp:127.0.0.1:0', '--control-socket', nextSocket]);
+      let port = 0;
+      await dest.waitFor(() => { const m = /incoming migration on 127\.0\.0\.1:(\d+)/.exec(dest.err); if (m) port = Number(m[1]); return port > 0; }, 'the destination to listen');
+      const answer = await controlRequest(socket, { cmd: 'migrate', to: `127.0.0.1:${port}`, downtimeMs, maxIterations: 100 }, timeoutMs);
+      if (answer.ok !== true) throw new Error(`ringzero migrate: ${JSON.stringify(answer)}`);
+      results[kind].push({ totalMs: Number(answer.totalMs), downtimeMs: Number(answer.downtimeMs), iterations: Number(answer.iteration), mib: Number(answer.bytesSent) / 2 ** 20, dirtyMiBs: Number(answer.dirtyRate) / 2 ** 20 });
+      await vm.exited;
+      vm = dest;
+      socket = nextSocket;
+      await vm.pingPrompt();
+      console.log(`  ringzero ${kind} #${i + 1}: total ${Number(answer.totalMs).toFixed(0)} ms, downtime ${answer.downtimeMs} ms, ${answer.iteration} iterations, ${(Number(answer.bytesSent) / 2 ** 20).toFixed(1)} MiB sent`);
+    }
+  }
+  await vm.kill();
+  return results;
+}
+
+const qemuArgs = (qmpSocket: string): string[] => [
+  '-accel', 'tcg', '-M', 'q35', '-smp', '1', '-m', memory, '-display', 'none', '-serial', 'stdio', '-monitor', 'none',
+  '-no-reboot', '-kernel', image!.kernel, '-initrd', image!.initrd, '-append', DEFAULT_CMDLINE,
+  '-qmp', `unix:${qmpSocket},server=on,wait=off`,
+];
+
+function freePort(): Promise<number> {
+  return new Promise((resolve) => {
+    const s = net.createServer();
+    s.listen(0, '127.0.0.1', () => { const p = (s.address() as net.AddressInfo).port; s.close(() => resolve(p)); });
+  });
+}
+
+async function benchQemu(): Promise<Results> {
+  const results: Results = { idle: [], loaded: [] };
+  let socket = path.join(work, 'qemu-0.qmp');
+  const t0 = performance.now();
+  let vm = new Vmm('qemu-system-x86_64', qemuArgs(socket));
+  await vm.waitForOutput(GUEST_PROMPT);
+  console.log(`  qemu-tcg: at the prompt after ${((performance.now() - t0) / 1000).toFixed(1)} s`);
+  await vm.pingPrompt();
+  let qmp = await Qmp.connect(socket);
+  let hop = 0;
+  for (const kind of ['idle', 'loaded'] as const) {
+    if (kind === 'loaded') { startDirtier(vm, dirtyMiBs); await sleep(3000); }
+    for (let i = 0; i < runs; i++) {
+      hop++;
+      const nextSocket = path.join(work, `qemu-${hop}.qmp`);
+      const port = await freePort();
+      const dest = new Vmm('qemu-system-x86_64', [...qemuArgs(nextSocket), '-incoming', `tcp:127.0.0.1:${port}`]);
+      const destQmp = await Qmp.connect(nextSocket);
+      await qmp.execute('migrate-set-parameters', { 'downtime-limit': downtimeMs, 'max-bandwidth': 10 * 2 ** 30 });
+      await qmp.execute('migrate', { uri: `tcp:127.0.0.1:${port}` });
+      let info: Record<string, unknown>;
+      for (;;) {
+        info = await qmp.execute('query-migrate');
+        if (info.status === 'completed') break;
+        if (info.status === 'failed' || info.status === 'cancelled') throw new Error(`QEMU migrate: ${JSON.stringify(info)}`);
+        await sleep(5);
+      }
+      const ram = info.ram as Record<string, number> | undefined;
+      results[kind].push({ totalMs: Number(info['total-time']), downtimeMs: Number(info.downtime), iterations: ram?.['dirty-sync-count'], mib: (ram?.transferred ?? 0) / 2 ** 20, dirtyMiBs: (ram?.['dirty-pages-rate'] ?? 0) * 4096 / 2 ** 20 });
+      console.log(`  qemu-tcg ${kind} #${i + 1}: total ${info['total-time']} ms, downtime ${info.downtime} ms, ${ram?.['dirty-sync-count']} syncs, ${((ram?.transferred ?? 0) / 2 ** 20).toFixed(1)} MiB sent`);
+      qmp.close();
+      await vm.kill();
+      vm = dest;
+      qmp = destQmp;
+      socket = nextSocket;
+      for (;;) {
+        const status = String((await qmp.execute('query-status')).status);
+        if (status === 'running') break;
+        if (status === 'paused' || status === 'postmigrate') await qmp.execute('cont');
+        await sleep(2);
+      }
+      await vm.pingPrompt();
+    }
+  }
+  qmp.close();
+  await vm.kill();
+  return results;
+}
+
+const figures: Record<string, number | string> = { bench: 'migrate', engine: 'soft', reference: 'qemu-tcg', memory, runs, downtime_limit_ms: downtimeMs, dirty_mib_s: dirtyMiBs };
+const ratio = (a: number, b: number) => (b > 0 ? a / b : NaN);
+console.log(`migrate ${memory}, downtime limit ${downtimeMs} ms, loaded = ${dirtyMiBs} MiB/s dirtied:`);
+const withRingzero = values.only !== 'qemu';
+const rz = withRingzero ? await benchRingzero() : { idle: [{ totalMs: NaN, downtimeMs: NaN }], loaded: [{ totalMs: NaN, downtimeMs: NaN }] };
+for (const kind of ['idle', 'loaded'] as const) {
+  figures[`ringzero_${kind}_total_ms`] = median(rz[kind].map((r) => r.totalMs));
+  figures[`ringzero_${kind}_downtime_ms`] = median(rz[kind].map((r) => r.downtimeMs));
+  figures[`ringzero_${kind}_mib`] = median(rz[kind].map((r) => r.mib ?? 0));
+  figures[`ringzero_${kind}_dirty_mib_s`] = median(rz[kind].map((r) => r.dirtyMiBs ?? 0));
+}
+if (qemuPresent) {
+  const q = await benchQemu();
+  for (const kind of ['idle', 'loaded'] as const) {
+    figures[`qemu_tcg_${kind}_total_ms`] = median(q[kind].map((r) => r.totalMs));
+    figures[`qemu_tcg_${kind}_downtime_ms`] = median(q[kind].map((r) => r.downtimeMs));
+    figures[`qemu_tcg_${kind}_mib`] = median(q[kind].map((r) => r.mib ?? 0));
+    figures[`qemu_tcg_${kind}_dirty_mib_s`] = median(q[kind].map((r) => r.dirtyMiBs ?? 0));
+    figures[`ratio_${kind}_total`] = ratio(figures[`ringzero_${kind}_total_ms`] as number, figures[`qemu_tcg_${kind}_total_ms`] as number);
+    figures[`ratio_${kind}_downtime`] = ratio(figures[`ringzero_${kind}_downtime_ms`] as number, figures[`qemu_tcg_${kind}_downtime_ms`] as number);
+  }
+}
+for (const kind of ['idle', 'loaded'] as const) {
+  const line = `${kind}: ringzero total ${(figures[`ringzero_${kind}_total_ms`] as number).toFixed(0)} ms, downtime ${(figures[`ringzero_${kind}_downtime_ms`] as number).toFixed(0)} ms`;
+  console.log(qemuPresent
+    ? `${line}; qemu-tcg total ${(figures[`qemu_tcg_${kind}_total_ms`] as number).toFixed(0)} ms, downtime ${(figures[`qemu_tcg_${kind}_downtime_ms`] as number).toFixed(0)} ms; ratio total ${(figures[`ratio_${kind}_total`] as number).toFixed(2)}x, downtime ${(figures[`ratio_${kind}_downtime`] as number).toFixed(2)}x`
+    : line);
+}
+console.log('goal: downtime at most 50 ms idle, under 300 ms loaded');
+console.log(JSON.stringify(figures));
+process.exit(0);
