@@ -154,14 +154,21 @@ export class EventfdWatcher {
     this.callbacks[i]?.();
   }
 
+  /** The thread has reported ready eventfds this thread has not yet called back for (cheap: one atomic load). */
+  hasPending(): boolean {
+    return Atomics.load(this.words, W.SEQ) !== this.seen;
+  }
+
+  private seen = 0;
+
   private async run(): Promise<void> {
     const words = this.words;
-    let seen = Atomics.load(words, W.SEQ);
+    this.seen = Atomics.load(words, W.SEQ);
     while (!this.closed) {
-      const r = waitAsync(words, W.SEQ, seen);
+      const r = waitAsync(words, W.SEQ, this.seen);
       if (r.async) await r.value;
       if (this.closed) break;
-      seen = Atomics.load(words, W.SEQ);
+      this.seen = Atomics.load(words, W.SEQ);
       const err = Atomics.load(words, W.ERROR);
       if (err) throw new KvmError('poll (eventfd watcher)', err);
       for (let w = 0; w < MAX_FDS / 32; w++) {

@@ -212,6 +212,7 @@ export class KvmCpus {
       }
       await cpus.accel?.ready;
       const accel = cpus.accel;
+      if (accel) engine.pendingMainWork = () => accel.hasPending();
       m.setMsiSink(accel ? (address, data) => accel.deliverMsi(address, data) : (address, data) => { vm.signalMsi(BigInt(address >>> 0), data); });
       m.clock.onArm = (deadline) => { if (deadline < cpus.pumpAt) cpus.schedulePump(); };
       cpus.schedulePump();

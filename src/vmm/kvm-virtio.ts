@@ -169,6 +169,11 @@ export class KvmVirtioAccel {
     }
   }
 
+  /** Notifications are waiting for the main thread's event loop (KvmEngine.pendingMainWork). */
+  hasPending(): boolean {
+    return this.queueFds.length > 0 && this.watcher.hasPending();
+  }
+
   /** While the VM is paused (snapshot): notifications wait, their queues run on release(). */
   hold(): void {
     this.watcher.hold();

@@ -26,6 +26,8 @@ export { vcpuCpuid, topologyCpuid, buildVcpuCpuid } from './cpuid.ts';
 /** The longest the main thread keeps handling exits before letting the event loop run. */
 const YIELD_MS = 4;
 const SYNC_WAIT = process.env.RINGZERO_KVM_SYNC_WAIT !== '0';
+/** With pendingMainWork set, the synchronous wait for an exit looks at it this often (ms). */
+const PENDING_SLICE_MS = 0.5;
 
 /** Guest-physical pages KVM needs for itself below 4 GiB (Intel real-mode TSS: 3 pages; EPT identity map: 1 page). */
 export const KVM_TSS_ADDR = 0xfffbd000;
@@ -81,6 +83,11 @@ function installExitHook(): void {
 export class KvmEngine implements Engine {
   readonly kind = 'kvm' as const;
   readonly vcpus: KvmVcpuHandle[] = [];
+  /**
+   * Whether the main thread has work waiting in the event loop (the virtio notifications of kvm-virtio.ts): the
+   * synchronous wait for a worker's exit then gives way to the event loop instead of sleeping up to its yield tick.
+   */
+  pendingMainWork: (() => boolean) | undefined;
   private closed = false;
 
   private constructor(readonly kvm: Kvm, readonly vm: KvmVm, readonly machine: EngineMachine) {}
@@ -326,9 +333,21 @@ export class KvmVcpuHandle implements Vcpu {
       }
     }
     if (SYNC_WAIT) {
-      const left = YIELD_MS - (performance.now() - lastYield);
-      if (left > 0) Atomics.wait(ch, CH.TURN, TURN_WORKER, left);
-      return Atomics.load(ch, CH.TURN) === TURN_MAIN;
+      const pending = this.owner.pendingMainWork;
+      if (!pending) {
+        const left = YIELD_MS - (performance.now() - lastYield);
+        if (left > 0) Atomics.wait(ch, CH.TURN, TURN_WORKER, left);
+        return Atomics.load(ch, CH.TURN) === TURN_MAIN;
+      }
+      // Work for the event loop may arrive meanwhile (an ioeventfd): wait in short slices and look in between, since
+      // a wake-up sent to this wait just before it began would be lost.
+      for (;;) {
+        if (pending()) return false;
+        const left = YIELD_MS - (performance.now() - lastYield);
+        if (left <= 0) return false;
+        Atomics.wait(ch, CH.TURN, TURN_WORKER, Math.min(left, PENDING_SLICE_MS));
+        if (Atomics.load(ch, CH.TURN) === TURN_MAIN) return true;
+      }
     }
     return false;
   }
