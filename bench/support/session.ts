@@ -5,7 +5,9 @@
 // The figure is host-side, from the moment the begin marker's line arrives on the console to the moment the end
 // marker's does, so boot time and typing are excluded and the same clock measures every VMM (a guest's own clock
 // could be off on an emulated CPU). The guest's /proc/uptime at both markers is kept as a cross-check (10 ms
-// resolution). The markers are spelt with "" in the typed line so the echo of the command line cannot match them.
+// resolution), and so is the CPU time the VMM process used between the markers (/proc/PID/stat utime + stime, all
+// its threads), which a busy host disturbs far less than wall time. The markers are spelt with "" in the typed line so the echo of the command line cannot match them.
+import fs from 'node:fs';
 import { GuestSession, escapeRegExp } from '../../test/support/guest.ts';
 import { GUEST_PROMPT } from '../../src/image/build.ts';
 import { onCleanup, QEMU, RINGZERO } from './common.ts';
@@ -15,6 +17,8 @@ export interface TimedResult {
   hostMs: number;
   /** Guest seconds between the markers by its /proc/uptime. */
   guestS: number;
+  /** CPU seconds (user + system, every thread) the VMM process used between the markers. */
+  cpuS: number;
   /** performance.now() when each marker's line arrived. */
   beginAt: number;
   endAt: number;
@@ -23,6 +27,9 @@ export interface TimedResult {
   /** What the command printed between the markers (CR LF as LF). */
   output: string;
 }
+
+/** sysconf(_SC_CLK_TCK): 100 on every Linux x86-64 build (USER_HZ). */
+const CLOCK_TICKS = 100;
 
 export class BenchGuest {
   readonly session: GuestSession;
@@ -65,9 +72,11 @@ export class BenchGuest {
     const from = this.session.type(`echo ${begin} $(cut -d' ' -f1 /proc/uptime); ${command}; echo ${end} $? $(cut -d' ' -f1 /proc/uptime)`);
     const mb = await this.session.waitFor(new RegExp(`\\nRZ-B-${t} ([0-9.]+)\\r?\\n`), ms, from);
     const t0 = performance.now();
+    const cpu0 = this.cpuSeconds();
     const afterBegin = from + mb.index! + mb[0].length;
     const me = await this.session.waitFor(new RegExp(`\\nRZ-E-${t} (\\d+) ([0-9.]+)\\r?\\n`), ms, afterBegin - 1);
     const t1 = performance.now();
+    const cpuS = this.cpuSeconds() - cpu0;
     const hostMs = t1 - t0;
     const endAt = afterBegin - 1 + me.index!;
     return {
@@ -75,9 +84,21 @@ export class BenchGuest {
       beginAt: t0,
       endAt: t1,
       guestS: Number(me[2]) - Number(mb[1]),
+      cpuS,
       status: Number(me[1]),
       output: this.session.output.slice(afterBegin, endAt + 1).replace(/\r\n/g, '\n'),
     };
+  }
+
+  /** CPU seconds the VMM process has used so far (proc(5): fields 14 and 15 of /proc/PID/stat, in clock ticks). */
+  cpuSeconds(): number {
+    try {
+      const stat = fs.readFileSync(`/proc/${this.session.child.pid}/stat`, 'utf8');
+      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      return (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS;
+    } catch {
+      return NaN;
+    }
   }
 
   /** Type `poweroff -f` and wait for the VMM to exit; returns ms from typing to exit, or throws on a timeout. */
