@@ -2,15 +2,18 @@
 // code changes (self-modifying code in the same block and from another page, a REP MOVSB over a code page, a
 // device's DMA write reported through GuestMemory.noteExternalWrite), the cache is physical (a remapped linear page runs the new
 // physical code), and a change of decoding mode does not replay blocks decoded for another mode.
-// Every block is recorded the first time it runs (hot threshold 0), so the second run of anything is a replay.
+// Every block is recorded the first time it runs (hot threshold 0), so the second run of anything is a replay, and
+// each test runs three ways: interpreter only, closure replay, and 64-bit blocks translated to JavaScript at their
+// first replay (jit threshold 0).
 import test from 'node:test';
 import assert from 'node:assert/strict';
-import { longModeMachine, hexBytes, CODE, DATA, PAGE_TABLES, type Machine } from './support/soft-cpu.ts';
-import { setHotThreshold } from '../src/cpu/soft/code-cache.ts';
+import { longModeMachine as cacheMachine, hexBytes, CODE, DATA, PAGE_TABLES, type Machine } from './support/soft-cpu.ts';
+import { setHotThreshold, setJitThreshold } from '../src/cpu/soft/code-cache.ts';
 import { RunExit } from '../src/cpu/soft/index.ts';
 import * as C from '../src/cpu/soft/constants.ts';
 
 setHotThreshold(0);
+setJitThreshold(0);
 
 /** Run from `at` until HLT (CPL 0); fail on an exception (no IDT: it would be a triple fault). */
 function runToHlt(m: Machine, at: number): void {
@@ -23,8 +26,9 @@ function runToHlt(m: Machine, at: number): void {
 
 const eax = (m: Machine) => m.cpu.rlo[0];
 
-for (const cached of [true, false]) {
-  const tag = cached ? 'with the cache' : 'without the cache';
+for (const [cached, jit] of [[true, false], [false, false], [true, true]]) {
+  const tag = !cached ? 'without the cache' : jit ? 'with generated code' : 'with the cache';
+  const longModeMachine = () => { const m = cacheMachine(); m.cpu.jitEnabled = jit; return m; };
 
   test(`a store patching a later instruction of its own block is seen (${tag})`, () => {
     const m = longModeMachine();
@@ -114,7 +118,7 @@ for (const cached of [true, false]) {
 }
 
 test('statistics: blocks are recorded once and then replayed', () => {
-  const m = longModeMachine();
+  const m = cacheMachine();
   m.cpu.blockCacheEnabled = true;
   // mov ecx,1000 / 1: add eax,ebx / dec ecx / jnz 1b / hlt
   m.mem.write(CODE, Uint8Array.from(hexBytes('b9 e8 03 00 00 01 d8 ff c9 75 fa f4')));

@@ -27,6 +27,7 @@
 // The cache is shared by the vCPUs of one GuestMemory (they run on one thread): see `codeCacheFor`.
 import type { GuestMemory } from '../../memory/guest-memory.ts';
 import type { OpHandler, SoftCpu } from './cpu.ts';
+import type { JitFn } from './jit/translate.ts';
 
 /** Longest block, in instructions (bounds the event latency of a block to this many instructions). */
 export const MAX_BLOCK = 32;
@@ -37,6 +38,23 @@ const THRASH_LIMIT = 64;
 const TABLE_BITS = 16;
 const TABLE_SIZE = 1 << TABLE_BITS;
 export const TABLE_MASK = TABLE_SIZE - 1;
+/**
+ * A cached 64-bit block is translated to JavaScript (./jit/translate.ts) when it has been replayed this often
+ * (RINGZERO_JIT_HOT). A generated function costs V8 a few milliseconds (bytecode, baseline code, then an optimizing
+ * compile on a helper thread) before it runs faster than closure replay, so only blocks that run tens of thousands
+ * of times repay it: measured on the first 150M instructions of the Linux boot, a threshold of 1000 cost 60% more
+ * CPU than closure replay, 20000 about the same, while guest loops run 2-8x faster (bench/cpu.ts).
+ */
+export let JIT_THRESHOLD = Number(process.env.RINGZERO_JIT_HOT ?? 20000);
+/**
+ * Most instructions SoftCpu.execBlock runs through chained blocks (and self-looping translated blocks) before it
+ * returns to the run loop, where halts and stop requests are looked at. Interrupts do not wait for it: every block
+ * boundary of a chain, every loop iteration of a translated block and every translated instruction that may raise
+ * an event (memory access, replayed handler) checks eventPending. So an event raised while a chain runs is taken
+ * after at most the instruction that raised it, and the run loop regains control at least every CHAIN_LIMIT
+ * (+ one block, MAX_BLOCK) instructions.
+ */
+export const CHAIN_LIMIT = 1024;
 
 export type FastHandler = (cpu: SoftCpu, e: BlockEntry) => void;
 
@@ -45,6 +63,8 @@ export class BlockEntry {
   handler: OpHandler;
   /** Pre-decoded form (operands in a/b/imm...), or null to replay the handler with the decoder state below. */
   fast: FastHandler | null = null;
+  /** Which fast form `fast` is (fast-forms.ts Form; 0 = none), for the JavaScript translator. */
+  form = 0;
   /** Bytes of prefixes and opcode (RIP is set to start + opLen before the handler runs). */
   opLen = 0;
   /** Whole instruction length (0 for the block's last instruction, which may branch). */
@@ -67,8 +87,11 @@ export class BlockEntry {
   imm = 0;
   immHi = 0;
   size = 4;
-  /** Operation selector of a form (ALU operation, INC/DEC). */
+  /** Operation selector of a form (ALU operation, INC/DEC, condition code). */
   op = 0;
+  /** Byte-register operands of the 8-bit forms: the bit position (0, or 8 for AH..BH) of `a` and of `b`. */
+  ash = 0;
+  bsh = 0;
   /** Memory operand recipe: base register (-1 none, -2 RIP-relative), index (-1 none), scale shift, disp, segment. */
   base = -1;
   index = -1;
@@ -81,6 +104,13 @@ export class BlockEntry {
 export class Block {
   readonly entries: BlockEntry[];
   readonly n: number;
+  /** The generated JavaScript of this block, once it is hot (null until then, or if it cannot be translated). */
+  fn: JitFn | null = null;
+  /** Replays so far (counts toward JIT_THRESHOLD; -1 once translation was tried). */
+  runs = 0;
+  /** The last two blocks that followed this one (chaining; each is re-validated by pa + gen + mode when used). */
+  next: Block | null = null;
+  next2: Block | null = null;
   constructor(readonly pa: number, readonly mode: number, readonly gen: number, entries: BlockEntry[]) {
     this.entries = entries;
     this.n = entries.length;
@@ -94,6 +124,10 @@ export interface CodeCacheStats {
   instructionsCached: number;
   /** Pages whose blocks were dropped because they were written. */
   invalidations: number;
+  /** Blocks translated to JavaScript functions (./jit/translate.ts). */
+  compiled: number;
+  /** Blocks entered straight from the previous one (chained) rather than through the lookup table. */
+  chainHits: number;
 }
 
 /**
@@ -110,9 +144,15 @@ export class CodeCache {
   /** Per page: 1 when the page thrashed and is no longer cached. */
   readonly noCache: Uint8Array;
   readonly table: (Block | undefined)[] = new Array(TABLE_SIZE).fill(undefined);
+  /**
+   * Translated blocks by `pa * 16 + mode`: the table is direct-mapped, so a hot block can be evicted by another one
+   * with the same slot; translation is the expensive part, so an evicted translated block is found here again
+   * (and re-validated by its page generation) rather than recorded and compiled anew.
+   */
+  readonly translated = new Map<number, Block>();
   readonly hot = new Uint8Array(TABLE_SIZE);
   readonly cpus: SoftCpu[] = [];
-  readonly stats: CodeCacheStats = { blocks: 0, instructionsCached: 0, invalidations: 0 };
+  readonly stats: CodeCacheStats = { blocks: 0, instructionsCached: 0, invalidations: 0, compiled: 0, chainHits: 0 };
 
   constructor(readonly lowSize: number) {
     const pages = Math.ceil(lowSize / 4096);
@@ -164,6 +204,7 @@ export class CodeCache {
     for (let p = 0; p < pages.length; p++) {
       if (pages[p] !== 0) { pages[p] = 0; this.pageGen[p] = (this.pageGen[p] + 1) | 0; if (log) log[p] = 1; }
     }
+    this.translated.clear();
     for (const c of this.cpus) c.eventPending = true;
   }
 }
@@ -190,6 +231,7 @@ export function codeCacheFor(mem: GuestMemory): CodeCache {
 export function softEngineStats(cpus: SoftCpu[], ms: number): string {
   const total = cpus.reduce((n, c) => n + c.instructions, 0);
   const fromBlocks = cpus.reduce((n, c) => n + c.blockInstructions, 0);
+  const jitted = cpus.reduce((n, c) => n + c.jitInstructions, 0);
   const cpu = process.cpuUsage();
   const cpuSec = (cpu.user + cpu.system) / 1e6;
   const s = cpus[0].codeCache.stats;
@@ -202,6 +244,10 @@ export function softEngineStats(cpus: SoftCpu[], ms: number): string {
       ? `ringzero: stats: block cache: ${s.blocks} blocks recorded (${s.instructionsCached} instructions), ` +
         `${pct(fromBlocks, total)}% of instructions run from cached blocks, ${s.invalidations} page invalidations`
       : 'ringzero: stats: block cache off (--no-translate)',
+    ...(!on ? [] : cpus.some((c) => c.jitEnabled)
+      ? [`ringzero: stats: JIT: ${s.compiled} blocks compiled to JavaScript, ${pct(jitted, total)}% of instructions run in them; ` +
+          `${s.chainHits} chained block entries`]
+      : [`ringzero: stats: JIT off (RINGZERO_JIT=0: closure replay); ${s.chainHits} chained block entries`]),
     '',
   ].join('\n');
 }
@@ -209,6 +255,11 @@ export function softEngineStats(cpus: SoftCpu[], ms: number): string {
 /** Set the hot threshold (tests: 0 records every block the first time it runs). */
 export function setHotThreshold(n: number): void {
   HOT_THRESHOLD = n;
+}
+
+/** Set the translation threshold (tests: 0 translates every 64-bit block at its first replay). */
+export function setJitThreshold(n: number): void {
+  JIT_THRESHOLD = n;
 }
 
 // =====================================================================================================

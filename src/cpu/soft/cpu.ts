@@ -18,8 +18,9 @@ import type { VmClock } from '../../vmm/clock.ts';
 import * as C from './constants.ts';
 import { ops1, ops0f } from './tables.ts';
 import { FpuState } from './ops/fpu-state.ts';
-import { CodeCache, codeCacheFor, Block, BlockEntry, TERMINATOR, MAX_BLOCK, HOT_THRESHOLD, TABLE_MASK } from './code-cache.ts';
+import { CodeCache, codeCacheFor, Block, BlockEntry, TERMINATOR, MAX_BLOCK, HOT_THRESHOLD, TABLE_MASK, JIT_THRESHOLD, CHAIN_LIMIT } from './code-cache.ts';
 import { compileFast } from './fast-forms.ts';
+import { translateBlock } from './jit/translate.ts';
 
 export interface CpuEnvironment {
   mem: GuestMemory;
@@ -228,16 +229,22 @@ export class SoftCpu {
   // One array of tags in six banks of TLB_SIZE entries, bank = access * 2 + user (access 0 read, 1 write,
   // 2 fetch): a tag is the linear page number (NaN when empty); the physical page base of a slot is shared by
   // its banks (a fill drops the other banks' tags for a different page).
-  private readonly tlbTags = new Float64Array(6 * TLB_SIZE).fill(NaN);
-  private readonly tlbPhys = new Float64Array(TLB_SIZE);
+  // (Public for the generated code of ./jit/translate.ts, which probes the TLB inline.)
+  readonly tlbTags = new Float64Array(6 * TLB_SIZE).fill(NaN);
+  readonly tlbPhys = new Float64Array(TLB_SIZE);
   private readonly tlbGlobal = new Uint8Array(TLB_SIZE);
 
   // ---- decoded-block cache (./code-cache.ts), shared by the vCPUs of one GuestMemory
   readonly codeCache: CodeCache;
   /** The cache's per-page "holds decoded code" bytes, checked by every store into low RAM. */
-  private readonly codePages: Uint8Array;
+  readonly codePages: Uint8Array;
   /** Whether run() executes through the block cache. */
   blockCacheEnabled: boolean;
+  /**
+   * Whether hot cached blocks are translated to JavaScript (./jit/translate.ts) rather than replayed through
+   * closures. Default: on, unless RINGZERO_JIT=0 (closure replay only, to compare).
+   */
+  jitEnabled: boolean;
 
   constructor(env: CpuEnvironment) {
     this.env = env;
@@ -246,6 +253,7 @@ export class SoftCpu {
     this.codeCache.cpus.push(this);
     this.codePages = this.codeCache.codePages;
     this.blockCacheEnabled = env.blockCache ?? process.env.RINGZERO_TRANSLATE !== '0';
+    this.jitEnabled = process.env.RINGZERO_JIT !== '0';
     this.ram = env.mem.low;
     this.fetchBuf = this.ram;
     this.ramView = env.mem.lowView;
@@ -510,14 +518,75 @@ export class SoftCpu {
     const slot = (pa ^ (pa >>> TABLE_BITS_SHIFT)) & TABLE_MASK;
     const b = cache.table[slot];
     const page = pa >>> 12;
-    if (b !== undefined && b.pa === pa && b.gen === cache.pageGen[page] && b.mode === this.blockModeKey) {
-      return this.runBlock(b, left);
+    if (b !== undefined) {
+      if (b.pa === pa && b.gen === cache.pageGen[page] && b.mode === this.blockModeKey) return this.runChain(b, left);
+      // Another block holds the slot: this one may have been translated and evicted.
+      const key = pa * 16 + this.blockModeKey;
+      const t = cache.translated.get(key);
+      if (t !== undefined) {
+        if (t.gen === cache.pageGen[page]) {
+          cache.table[slot] = t;
+          return this.runChain(t, left);
+        }
+        cache.translated.delete(key);
+      }
     }
     if (cache.noCache[page] === 0 && ++cache.hot[slot] > HOT_THRESHOLD && this.blockModeKey !== 0) {
       cache.hot[slot] = 0;
       return this.recordBlock(pa, slot, left);
     }
     return this.interpretRun(left);
+  }
+
+  /** Instructions executed in translated (JavaScript) blocks (statistics). */
+  jitInstructions = 0;
+
+  /**
+   * Run block `b`, then the blocks that follow it while RIP stays in the fetch window's page: each successor is
+   * found through the block's `next`/`next2` memo (else the table) and re-validated by physical address, page
+   * generation and mode, so a chain never runs stale or other-mode code. Stops at events, halts, stop requests,
+   * the budget and CHAIN_LIMIT instructions (code-cache.ts explains the latency bound).
+   */
+  private runChain(b: Block, left: number): number {
+    const cache = this.codeCache;
+    let n = 0;
+    for (;;) {
+      const room = left - n;
+      let fn = b.fn;
+      if (fn === null && b.runs >= 0 && this.jitEnabled && b.mode === 8 && ++b.runs > JIT_THRESHOLD) {
+        b.runs = -1;
+        fn = b.fn = translateBlock(b);
+        if (fn !== null) {
+          cache.stats.compiled++;
+          cache.translated.set(b.pa * 16 + b.mode, b);
+        }
+      }
+      if (fn !== null && b.n <= room) {
+        const k = fn(this, room);
+        this.jitInstructions += k;
+        n += k;
+      } else {
+        n += this.runBlock(b, room);
+      }
+      if (n >= left || n >= CHAIN_LIMIT || this.eventPending || this.halted || this.stopRequested) return n;
+      const rip = this.rip;
+      if (!(rip >= this.fetchRipLo && rip < this.fetchRipHi) || this.fetchBuf !== this.ram) return n;
+      const pa = rip + this.fetchDelta;
+      let nb = b.next;
+      if (nb === null || nb.pa !== pa) {
+        nb = b.next2;
+        if (nb === null || nb.pa !== pa) {
+          nb = cache.table[(pa ^ (pa >>> TABLE_BITS_SHIFT)) & TABLE_MASK] ?? null;
+          if (nb === null || nb.pa !== pa) return n;
+          b.next2 = b.next;
+          b.next = nb;
+        }
+      }
+      if (nb.gen !== cache.pageGen[pa >>> 12] || nb.mode !== this.blockModeKey) return n;
+      cache.stats.chainHits++;
+      this.ripStart = rip;
+      b = nb;
+    }
   }
 
   /** Interpret instructions up to a block terminator (or an event). */

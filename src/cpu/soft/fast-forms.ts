@@ -229,6 +229,63 @@ const movzxMem: FastHandler = (c, e) => { const v = c.readLin(ea(c, e), e.size);
 const movsxdReg: FastHandler = (c, e) => { const v = c.rlo[e.b]; c.rlo[e.a] = v; c.rhi[e.a] = v >> 31; };
 const movsxdMem: FastHandler = (c, e) => { const v = c.readLin(ea(c, e), 4); c.rlo[e.a] = v; c.rhi[e.a] = v >> 31; };
 
+// ---- 8-bit ALU/MOV (byte registers are (register, bit position 0 or 8): AH..BH are bits 8-15 of RAX..RBX)
+
+const rd8 = (c: SoftCpu, r: number, sh: number): number => (c.rlo[r] >> sh) & 0xff;
+const wr8 = (c: SoftCpu, r: number, sh: number, v: number): void => { c.rlo[r] = (c.rlo[r] & ~(0xff << sh)) | ((v & 0xff) << sh); };
+
+function calc8(op: number, d: number, s: number): number {
+  switch (op) {
+    case ADD: return (d + s) & 0xff;
+    case SUB: case CMP: return (d - s) & 0xff;
+    case OR: return d | s;
+    case XOR: return d ^ s;
+    default: return d & s;
+  }
+}
+
+/** 8-bit ALU into a byte register (e.b, e.bsh) with source s. */
+function alu8Reg(c: SoftCpu, e: BlockEntry, s: number): void {
+  const op = e.op;
+  const d = rd8(c, e.b, e.bsh);
+  const r = calc8(op, d, s);
+  if (op < CMP) wr8(c, e.b, e.bsh, r);
+  c.setLazy(op === TEST ? L_LOGIC : KIND[op], 1, d, s, r, 0, 0, 0);
+}
+
+function alu8Mem(c: SoftCpu, e: BlockEntry, lin: number, s: number): void {
+  const op = e.op;
+  const d = c.readLin(lin, 1);
+  const r = calc8(op, d, s);
+  if (op < CMP) c.writeLin(lin, 1, r);
+  c.setLazy(op === TEST ? L_LOGIC : KIND[op], 1, d, s, r, 0, 0, 0);
+}
+
+const alu8RR: FastHandler = (c, e) => alu8Reg(c, e, rd8(c, e.a, e.ash));
+const alu8RM: FastHandler = (c, e) => alu8Reg(c, e, c.readLin(ea(c, e), 1));
+const alu8MR: FastHandler = (c, e) => alu8Mem(c, e, ea(c, e), rd8(c, e.a, e.ash));
+const alu8RI: FastHandler = (c, e) => alu8Reg(c, e, e.imm);
+const alu8MI: FastHandler = (c, e) => alu8Mem(c, e, ea(c, e), e.imm);
+const mov8RR: FastHandler = (c, e) => wr8(c, e.b, e.bsh, rd8(c, e.a, e.ash));
+const mov8RM: FastHandler = (c, e) => wr8(c, e.b, e.bsh, c.readLin(ea(c, e), 1));
+const mov8MR: FastHandler = (c, e) => c.writeLin(ea(c, e), 1, rd8(c, e.a, e.ash));
+const mov8RI: FastHandler = (c, e) => wr8(c, e.b, e.bsh, e.imm);
+const mov8MI: FastHandler = (c, e) => c.writeLin(ea(c, e), 1, e.imm);
+
+// ---- CMOVcc (the source is read whatever the condition; a 32-bit destination is zero-extended either way),
+// SETcc r8, NOP
+
+const cmovRR: FastHandler = (c, e) => {
+  const lo = c.rlo[e.a], hi = c.rhi[e.a];
+  if (c.condition(e.op)) { c.rlo[e.b] = lo; c.rhi[e.b] = e.size === 8 ? hi : 0; } else if (e.size === 4) c.rhi[e.b] = 0;
+};
+const cmovRM: FastHandler = (c, e) => {
+  const lo = c.readLin(ea(c, e), e.size), hi = e.size === 8 ? c.hi : 0;
+  if (c.condition(e.op)) { c.rlo[e.b] = lo; c.rhi[e.b] = hi; } else if (e.size === 4) c.rhi[e.b] = 0;
+};
+const setcc: FastHandler = (c, e) => wr8(c, e.b, e.bsh, c.condition(e.op) ? 1 : 0);
+const nop: FastHandler = () => {};
+
 // =====================================================================================================
 // Compilation
 
@@ -261,6 +318,14 @@ function modrm(ram: Uint8Array, p: number, e: BlockEntry): number {
   e.size = scaleShift; // for LEA (overwritten by the ALU/MOV forms)
   e.seg = e.segOverride >= C.FS ? e.segOverride : -1;
   return p;
+}
+
+/** Register number `r` of an 8-bit operand as (register, bit position): AH..BH without a REX prefix. */
+let byteShift = 0;
+function byteReg(r: number, rex: number): number {
+  if (r < 4 || rex !== 0 || r > 7) { byteShift = 0; return r; }
+  byteShift = 8;
+  return r - 4;
 }
 
 function rd32(ram: Uint8Array, p: number): number {
@@ -371,10 +436,104 @@ export function compileFast(c: SoftCpu, e: BlockEntry, pa: number, len: number):
     p = modrm(ram, p, e);
     e.a = regField;
     if (mod === 3) { e.b = rmReg; f = movsxdReg; } else f = movsxdMem;
+  } else if (op < 0x40 && (op & 7) <= 4 && (op & 7) !== 1 && (op & 7) !== 3 && (op >> 3) !== 2 && (op >> 3) !== 3) {
+    // 8-bit ALU: Eb,Gb (00 08 20 28 30 38), Gb,Eb (02 0A ...), AL,Ib (04 0C ...)
+    const aop = op >> 3, form = op & 7;
+    e.op = aop;
+    if (form === 4) {
+      e.b = 0; e.bsh = 0; e.imm = ram[p]; p += 1; f = alu8RI;
+    } else {
+      p = modrm(ram, p, e);
+      const g = byteReg(regField, e.rex), gsh = byteShift;
+      if (form === 0) {
+        e.a = g; e.ash = gsh;
+        if (mod === 3) { e.b = byteReg(rmReg, e.rex); e.bsh = byteShift; f = alu8RR; } else f = alu8MR;
+      } else {
+        e.b = g; e.bsh = gsh;
+        if (mod === 3) { e.a = byteReg(rmReg, e.rex); e.ash = byteShift; f = alu8RR; } else f = alu8RM;
+      }
+    }
+  } else if (op === 0x80 || (op === 0xf6 && (ram[p] & 0x38) === 0)) {
+    p = modrm(ram, p, e);
+    const aop = op === 0xf6 ? TEST : regField & 7;
+    if (aop === 2 || aop === 3) return 0; // ADC/SBB
+    e.op = aop; e.imm = ram[p]; p += 1;
+    if (mod === 3) { e.b = byteReg(rmReg, e.rex); e.bsh = byteShift; f = alu8RI; } else f = alu8MI;
+  } else if (op === 0x84) {
+    p = modrm(ram, p, e);
+    e.op = TEST; e.a = byteReg(regField, e.rex); e.ash = byteShift;
+    if (mod === 3) { e.b = byteReg(rmReg, e.rex); e.bsh = byteShift; f = alu8RR; } else f = alu8MR;
+  } else if (op === 0xa8) {
+    e.op = TEST; e.b = 0; e.bsh = 0; e.imm = ram[p]; p += 1; f = alu8RI;
+  } else if (op === 0xa9 && wide) {
+    const imm = rd32(ram, p); p += 4;
+    e.op = TEST; e.b = 0; e.imm = imm; e.immHi = size === 8 ? imm >> 31 : 0; e.size = size; f = aluRegImm;
+  } else if (op < 0x40 && (op & 7) === 5 && wide && (op >> 3) !== 2 && (op >> 3) !== 3) {
+    // ALU rAX, imm32 (05 0D 25 2D 35 3D)
+    const imm = rd32(ram, p); p += 4;
+    e.op = op >> 3; e.b = 0; e.imm = imm; e.immHi = size === 8 ? imm >> 31 : 0; e.size = size; f = aluRegImm;
+  } else if (op === 0xf7 && wide && (ram[p] & 0x38) === 0) {
+    p = modrm(ram, p, e);
+    const imm = rd32(ram, p); p += 4;
+    e.op = TEST; e.imm = imm; e.immHi = size === 8 ? imm >> 31 : 0; e.size = size;
+    if (mod === 3) { e.b = rmReg; f = aluRegImm; } else f = aluMemImm;
+  } else if (op === 0x88 || op === 0x8a) {
+    p = modrm(ram, p, e);
+    const g = byteReg(regField, e.rex), gsh = byteShift;
+    if (op === 0x88) {
+      e.a = g; e.ash = gsh;
+      if (mod === 3) { e.b = byteReg(rmReg, e.rex); e.bsh = byteShift; f = mov8RR; } else f = mov8MR;
+    } else {
+      e.b = g; e.bsh = gsh;
+      if (mod === 3) { e.a = byteReg(rmReg, e.rex); e.ash = byteShift; f = mov8RR; } else f = mov8RM;
+    }
+  } else if (op === 0xc6 && (ram[p] & 0x38) === 0) {
+    p = modrm(ram, p, e);
+    e.imm = ram[p]; p += 1;
+    if (mod === 3) { e.b = byteReg(rmReg, e.rex); e.bsh = byteShift; f = mov8RI; } else f = mov8MI;
+  } else if (op >= 0xb0 && op <= 0xb7) {
+    e.b = byteReg((op & 7) | e.rexB, e.rex); e.bsh = byteShift; e.imm = ram[p]; p += 1; f = mov8RI;
+  } else if (op >= 0x140 && op <= 0x14f && wide) {
+    p = modrm(ram, p, e);
+    e.op = op & 15; e.b = regField; e.size = size;
+    if (mod === 3) { e.a = rmReg; f = cmovRR; } else f = cmovRM;
+  } else if (op >= 0x190 && op <= 0x19f) {
+    p = modrm(ram, p, e);
+    if (mod !== 3) return 0;
+    e.op = op & 15; e.b = byteReg(rmReg, e.rex); e.bsh = byteShift; f = setcc;
+  } else if ((op === 0x90 && e.rexB === 0) || op === 0x11f || op === 0x118 || op === 0x10d) {
+    if (op !== 0x90) p = modrm(ram, p, e);
+    f = nop;
   }
   if (f === null) return 0;
   const decoded = p - pa;
   if (len !== 0 && decoded !== len) return 0; // the decoder and this table disagree: keep the generic replay
   e.fast = f;
+  e.form = FORM_OF.get(f) ?? Form.None;
   return decoded;
 }
+
+/**
+ * Which fast form an entry has (`entry.form`), for the JavaScript translator (./jit/translate.ts), which emits the
+ * same semantics inline. Form.None: no fast form (the handler is replayed).
+ */
+export const enum Form {
+  None = 0,
+  MovRR64, MovRR32, MovStore64, MovStore32, MovLoad64, MovLoad32, MovImmReg, MovImmMem64, MovImmMem32,
+  Lea, AluRR, AluMR, AluRM, AluRI, AluMI, IncDec, ShiftImm, Jcc, Jmp, Call, Ret, Push, Pop,
+  MovzxReg8, MovzxReg16, MovzxMem, MovsxdReg, MovsxdMem,
+  Alu8RR, Alu8RM, Alu8MR, Alu8RI, Alu8MI, Mov8RR, Mov8RM, Mov8MR, Mov8RI, Mov8MI, CmovRR, CmovRM, Setcc, Nop,
+}
+
+const FORM_OF = new Map<FastHandler, Form>([
+  [movStoreReg64, Form.MovRR64], [movStoreReg32, Form.MovRR32], [movStoreMem64, Form.MovStore64],
+  [movStoreMem32, Form.MovStore32], [movLoadMem64, Form.MovLoad64], [movLoadMem32, Form.MovLoad32],
+  [movImmReg, Form.MovImmReg], [movImmMem64, Form.MovImmMem64], [movImmMem32, Form.MovImmMem32], [lea, Form.Lea],
+  [aluRegReg, Form.AluRR], [aluMemReg, Form.AluMR], [aluRegMem, Form.AluRM], [aluRegImm, Form.AluRI],
+  [aluMemImm, Form.AluMI], [incDecReg, Form.IncDec], [shiftRegImm, Form.ShiftImm], [jcc, Form.Jcc], [jmp, Form.Jmp],
+  [call, Form.Call], [ret, Form.Ret], [pushReg, Form.Push], [popReg, Form.Pop], [movzxReg8, Form.MovzxReg8],
+  [movzxReg16, Form.MovzxReg16], [movzxMem, Form.MovzxMem], [movsxdReg, Form.MovsxdReg], [movsxdMem, Form.MovsxdMem],
+  [alu8RR, Form.Alu8RR], [alu8RM, Form.Alu8RM], [alu8MR, Form.Alu8MR], [alu8RI, Form.Alu8RI], [alu8MI, Form.Alu8MI],
+  [mov8RR, Form.Mov8RR], [mov8RM, Form.Mov8RM], [mov8MR, Form.Mov8MR], [mov8RI, Form.Mov8RI], [mov8MI, Form.Mov8MI],
+  [cmovRR, Form.CmovRR], [cmovRM, Form.CmovRM], [setcc, Form.Setcc], [nop, Form.Nop],
+]);

@@ -8,7 +8,7 @@ import { GuestMemory, GiB } from '../../../memory/guest-memory.ts';
 import { PortBus, MmioBus } from '../../../devices/bus.ts';
 import { VmClock } from '../../../vmm/clock.ts';
 import { SoftCpu, CPU_FAULT, setupFlatLongMode } from '../index.ts';
-import { setHotThreshold } from '../code-cache.ts';
+import { setHotThreshold, setJitThreshold } from '../code-cache.ts';
 import { runNative, jmpRel32 } from './native.ts';
 import { generateCase, link, undefinedFlagsAfter, type TestCase, type Unit } from './generate.ts';
 import {
@@ -26,8 +26,14 @@ const STEP_LIMIT = 10_000;
  * once to record its blocks (every block is recorded the first time it runs), then again from the same state
  * replaying them; the replay is what is compared.
  */
-const CACHE_MODE = process.env.RINGZERO_DIFF_CACHE === '1';
+/**
+ * RINGZERO_DIFF_JIT=1: the same, with every 64-bit block translated to JavaScript (../jit/translate.ts) at its
+ * first replay, so the generated code is what is compared. (RINGZERO_DIFF_CACHE=1 alone compares closure replay.)
+ */
+const JIT_MODE = process.env.RINGZERO_DIFF_JIT === '1';
+const CACHE_MODE = process.env.RINGZERO_DIFF_CACHE === '1' || JIT_MODE;
 if (CACHE_MODE) setHotThreshold(0);
+if (JIT_MODE) setJitThreshold(0);
 
 export interface SoftRun {
   state: SnippetState;
@@ -47,6 +53,11 @@ function softMachine(): { cpu: SoftCpu; mem: GuestMemory } {
   return machine;
 }
 
+/** What the soft CPU of the suite executed through generated code so far (JIT mode check). */
+export function softJitCounts(): { compiled: number; jitInstructions: number } {
+  return { compiled: machine?.cpu.codeCache.stats.compiled ?? 0, jitInstructions: machine?.cpu.jitInstructions ?? 0 };
+}
+
 /** Run `code` on the software CPU in 64-bit user mode (CPL 3) with identity paging, from state `s`. */
 export function runSoft(code: Uint8Array, s: SnippetState): SoftRun {
   if (!CACHE_MODE) return runSoftOnce(code, s, false, true);
@@ -59,10 +70,15 @@ function runSoftOnce(code: Uint8Array, s: SnippetState, blocks: boolean, reset: 
   if (reset) cpu.reset(); // (a reset also forgets the cached blocks)
   else { cpu.fpu.reset(); cpu.halted = false; }
   cpu.blockCacheEnabled = blocks;
+  cpu.jitEnabled = JIT_MODE;
   setupFlatLongMode(cpu, { pml4: PAGE_TABLES, identityMapBytes: GUEST_MEMORY, cpl: 3 });
   const end = CODE_BASE + code.length;
-  mem.write(CODE_BASE, code);
-  mem.write(end, jmpRel32(end, EPILOGUE));
+  // The replay run keeps the code as the recording run left it: rewriting it would count as a code write and drop
+  // the blocks the replay is meant to exercise.
+  if (reset) {
+    mem.write(CODE_BASE, code);
+    mem.write(end, jmpRel32(end, EPILOGUE));
+  }
   mem.write(SCRATCH_BASE, s.mem.subarray(0, SCRATCH_SIZE));
   for (let i = 0; i < 16; i++) cpu.setGpr(i, BigInt.asUintN(64, s.gpr[i]));
   // The same RFLAGS the native trampoline's POPFQ produces in user mode: the snippet flags plus bit 1 and IF.
@@ -81,7 +97,8 @@ function runSoftOnce(code: Uint8Array, s: SnippetState, blocks: boolean, reset: 
     if (rip < CODE_BASE || rip > end) { error = `RIP escaped the snippet: 0x${rip.toString(16)}`; break; }
     if (steps >= STEP_LIMIT) { error = `did not finish in ${STEP_LIMIT} steps (RIP 0x${rip.toString(16)})`; break; }
     try {
-      if (blocks) cpu.execBlock(STEP_LIMIT - steps);
+      // (No interrupt source here: a stale eventPending, e.g. from loading IF, would end every block after one instruction.)
+      if (blocks) { cpu.eventPending = false; cpu.execBlock(STEP_LIMIT - steps); }
       else cpu.step();
     } catch (e) {
       if (e !== CPU_FAULT) {

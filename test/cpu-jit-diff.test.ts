@@ -1,0 +1,45 @@
+// The differential suite (src/cpu/soft/testing, as test/cpu-diff.test.ts runs it) through the JavaScript
+// translator: every snippet runs once to record its blocks, then again from the same state with each 64-bit block
+// translated at its first replay (RINGZERO_DIFF_JIT=1), and that run must leave what the host CPU leaves —
+// registers, defined flags, memory — for every family the interpreter is known to pass.
+//
+//   RINGZERO_DIFF_CASES (default 4000) cases, seeds as in cpu-diff (a fixed one plus a time-based one, printed).
+import test from 'node:test';
+import assert from 'node:assert/strict';
+
+process.env.RINGZERO_DIFF_JIT = '1';
+const { FAMILIES } = await import('../src/cpu/soft/testing/generate.ts');
+const { runFamily } = await import('../src/cpu/soft/testing/diff.ts');
+const { KNOWN_PASSING_FAMILIES } = await import('../src/cpu/soft/testing/passing.ts');
+
+const FIXED_SEED = 0x5eed_2024;
+const env = process.env;
+const totalCases = Number(env.RINGZERO_DIFF_CASES ?? 4000);
+const seeds = env.RINGZERO_DIFF_SEED !== undefined ? [Number(env.RINGZERO_DIFF_SEED) >>> 0] : [FIXED_SEED, (Date.now() % 0x7fff_ffff) >>> 0];
+const families = FAMILIES.filter((f) => KNOWN_PASSING_FAMILIES.includes(f));
+console.log(`cpu-jit-diff: seeds ${seeds.join(', ')} (rerun one with RINGZERO_DIFF_SEED=<seed>), ${totalCases} cases over ${families.length} families`);
+const perFamily = Math.max(1, Math.floor(totalCases / families.length / seeds.length));
+
+for (const family of families) {
+  test(`family ${family} through generated code`, () => {
+    const lines: string[] = [];
+    let passed = 0, cases = 0;
+    for (const seed of seeds) {
+      const r = runFamily(family, seed, perFamily, { start: FAMILIES.indexOf(family), stride: FAMILIES.length, maxReproducers: 2, maxShrunk: 6 });
+      passed += r.passed;
+      cases += r.cases;
+      for (const [forms, n] of r.failingForms) lines.push(`  seed ${seed}: ${n}x ${forms}`);
+      lines.push(...r.reproducers);
+    }
+    if (passed !== cases) console.log(`family ${family}: ${passed}/${cases} passed\n${lines.join('\n')}`);
+    assert.equal(passed, cases, `${family}: ${cases - passed} of ${cases} cases differ from the host CPU`);
+  });
+}
+
+test('the cases above ran in generated code', async () => {
+  const { softJitCounts } = await import('../src/cpu/soft/testing/diff.ts');
+  const c = softJitCounts();
+  console.log(`cpu-jit-diff: ${c.compiled} blocks compiled, ${c.jitInstructions} instructions run in them`);
+  assert.ok(c.compiled > families.length, `blocks compiled: ${c.compiled}`);
+  assert.ok(c.jitInstructions > totalCases, `instructions in generated code: ${c.jitInstructions}`);
+});
