@@ -12,6 +12,9 @@
 //   {"cmd":"migrate-status"}            its progress
 //   {"cmd":"snapshot","dir":"/ABS","diff":true}   a diff snapshot: only the pages written since the last snapshot
 //                                       this VMM took (full or diff), which it names as its base (src/vmm/snapshot-diff.ts)
+//   {"cmd":"disk-snapshot","disks":[{"index":N,"overlay":"/ABS"}]}   switch disk N (--disk order) to a qcow2 overlay
+//                                       of its image, all listed disks at one instant, pausing for it unless paused
+//                                       (src/vmm/disk-switch.ts); answers {"ok":true,"pausedMs":T,"disks":[PATH,...]}
 //   {"cmd":"pause"}                     stop every vCPU (suspend); answers once none runs: {"ok":true,"paused":true}
 //                                       (what the guest's clocks do meanwhile: Machine.pause in src/vmm/machine.ts)
 //   {"cmd":"resume"}                    let the vCPUs run again: {"ok":true,"paused":false}
@@ -194,6 +197,19 @@ export class ControlServer {
           return { ok: false, error: `snapshot failed: ${(error as Error).message}` };
         }
       }
+      case 'disk-snapshot': {
+        // External disk snapshot: switch disks to qcow2 overlays of their images at one instant (src/vmm/disk-switch.ts).
+        const { isSwitchableMachine, parseDiskSwitches, switchDisks } = await import('./disk-switch.ts');
+        const vm = this.targets.vm;
+        if (!isSwitchableMachine(vm)) return { ok: false, error: 'no machine whose disks can be switched' };
+        const switches = parseDiskSwitches(r.disks, vm.config.disks?.length ?? 0);
+        if (typeof switches === 'string') return { ok: false, error: switches };
+        try {
+          return { ok: true, ...(await switchDisks(vm, switches)), disks: (vm.config.disks ?? []).map((d) => d.path) };
+        } catch (error) {
+          return { ok: false, error: `disk-snapshot failed: ${(error as Error).message}` };
+        }
+      }
       case 'migrate':
         return this.migrate(r);
       case 'migrate-status': {
@@ -205,7 +221,7 @@ export class ControlServer {
         return p ? { ok: true, ...p } : { ok: true, phase: 'none' };
       }
       default:
-        return { ok: false, error: `unknown cmd ${JSON.stringify(r.cmd)}: use balloon-set, balloon-stats, migrate, migrate-status, pause, reboot, reset, resume, shutdown, snapshot, stats or status` };
+        return { ok: false, error: `unknown cmd ${JSON.stringify(r.cmd)}: use balloon-set, balloon-stats, disk-snapshot, migrate, migrate-status, pause, reboot, reset, resume, shutdown, snapshot, stats or status` };
     }
   }
 }

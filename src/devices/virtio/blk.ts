@@ -101,6 +101,21 @@ export class VirtioBlock extends VirtioDevice {
     this.backend = undefined;
   }
 
+  /**
+   * Serve `backend` from the next request on (an external disk snapshot switches the disk to a fresh qcow2 overlay
+   * of the image it had: src/vmm/control.ts disk-snapshot). The caller pauses the VM first: requests are served
+   * synchronously, so none is half done then. Same size and writability, so nothing the guest negotiated changes.
+   * Returns the previous backend, not closed (the caller closes it once every switch of the batch succeeded).
+   */
+  replaceBackend(backend: BlockBackend): BlockBackend {
+    if (!this.backend) throw new Error('the disk is closed');
+    if (Math.floor(backend.size / SECTOR) !== this.capacity) throw new Error(`the new image has ${backend.size} bytes, the disk ${this.capacity * SECTOR}`);
+    if (backend.readonly !== this.readonly) throw new Error(`the new image is ${backend.readonly ? 'read-only' : 'writable'}, the disk is not`);
+    const previous = this.backend;
+    this.backend = backend;
+    return previous;
+  }
+
   /** Serve one request (§5.2.6); returns the bytes written into the chain. */
   private request(chain: DescriptorChain): number {
     // The header must be device-readable and the status byte device-writable: a chain without both is not
