@@ -84,7 +84,8 @@ export const vmDefinitionSchema = {
     console: { type: 'string', enum: ['serial', 'virtio'], default: 'serial' },
     onReboot: { type: 'string', enum: ['restart', 'exit'], default: 'restart', description: 'what a reboot inside the guest does' },
     autostart: { type: 'boolean', default: false, description: 'start the VM when the daemon starts' },
-    balloon: { type: 'boolean', default: false, description: 'a virtio-balloon device, to take memory back at run time (ringzero setmem)' },
+    // No default: a definition without it reads as it did before the field existed.
+    balloon: { type: 'boolean', description: 'a virtio-balloon device, to take memory back at run time (ringzero setmem); default false' },
     ...resourceProperties,
   },
 } as const;
