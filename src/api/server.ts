@@ -15,6 +15,7 @@ import {
 } from '../manager/schema.ts';
 import { openApiDocument } from './openapi.ts';
 import { registerStorageRoutes } from './storage-routes.ts';
+import { registerBackupRoutes } from './backup-routes.ts';
 import { PROMETHEUS_CONTENT_TYPE, prometheusText, StatsCollector } from '../manager/stats.ts';
 
 export const API_VERSION = '0.1.0';
@@ -177,6 +178,7 @@ export async function createApi(manager: VmManager, options: ApiOptions = {}): P
     return prometheusText(host, vms);
   });
   registerStorageRoutes(app, manager); // /volumes, /templates
+  registerBackupRoutes(app, manager); // disk snapshots, backups
   app.get('/openapi.json', async () => openApiDocument(API_VERSION));
 
   app.get('/events', (request, reply) => {

@@ -242,8 +242,13 @@ export function registerDaemonCommands(cli: Command): void {
   };
   snapshot.command('create').argument('<name>').argument('[snap]', 'the snapshot\'s name (default: snap-YYYYMMDD-HHMMSS-mmm)')
     .description('snapshot a running VM: it is paused while its state and memory are written, then runs on')
+    .option('--name <snap>', 'the snapshot\'s name (as the second argument)')
+    .option('--disk-only', 'an external qcow2 snapshot of the disks only (running or shut-off VM; src/cli/backup-commands.ts)')
     .option(socketFlag, socketHelp)
-    .action(async (name: string, snap: string | undefined, options: SocketOption) => {
+    .action(async (name: string, snapArgument: string | undefined, options: SocketOption & { name?: string; diskOnly?: boolean }) => {
+      if (snapArgument !== undefined && options.name !== undefined) throw new UsageError('give the snapshot\'s name once (argument or --name)');
+      const snap = snapArgument ?? options.name;
+      if (options.diskOnly) return (await import('./backup-commands.ts')).createDiskSnapshot(name, snap, options);
       if (snap !== undefined) snapName(snap);
       const body = snap === undefined ? {} : { name: snap };
       const api = await client(options);
@@ -252,8 +257,10 @@ export function registerDaemonCommands(cli: Command): void {
     });
   snapshot.command('list').argument('<name>').description('a VM\'s snapshots, oldest first')
     .option('--json', 'print the API\'s JSON')
+    .option('--disk-only', 'the external disk snapshots instead')
     .option(socketFlag, socketHelp)
-    .action(async (name: string, options: SocketOption & { json?: boolean }) => {
+    .action(async (name: string, options: SocketOption & { json?: boolean; diskOnly?: boolean }) => {
+      if (options.diskOnly) return (await import('./backup-commands.ts')).listDiskSnapshots(name, options);
       const api = await client(options);
       const snapshots = await call(() => api.request<SnapshotView[]>('GET', `/vms/${encodeURIComponent(name)}/snapshots`));
       if (options.json) {
@@ -276,8 +283,10 @@ export function registerDaemonCommands(cli: Command): void {
       out(`VM '${name}' restored from snapshot '${snap}'`);
     });
   snapshot.command('delete').argument('<name>').argument('<snap>').description('delete a snapshot')
+    .option('--disk-only', 'an external disk snapshot (refused while it has dependants)')
     .option(socketFlag, socketHelp)
-    .action(async (name: string, snap: string, options: SocketOption) => {
+    .action(async (name: string, snap: string, options: SocketOption & { diskOnly?: boolean }) => {
+      if (options.diskOnly) return (await import('./backup-commands.ts')).deleteDiskSnapshot(name, snap, options);
       const id = snapName(snap);
       const api = await client(options);
       await call(() => api.request('DELETE', `/vms/${encodeURIComponent(name)}/snapshots/${id}`));

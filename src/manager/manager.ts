@@ -23,6 +23,8 @@ import { fsyncDir, MAX_SOCKET_PATH, removeFileDurable, StateDir } from './store.
 import { isSameProcess, processStartTime } from './proc.ts';
 import { VolumePool } from './volumes.ts';
 import { TemplateStore } from './templates.ts';
+import { DiskSnapshots } from './disk-snapshots.ts';
+import { BackupStore } from './backups.ts';
 
 /** The launcher of the CLI, run by the VMM processes. */
 export const RINGZERO_BIN = fileURLToPath(new URL('../../bin/ringzero', import.meta.url));
@@ -112,6 +114,9 @@ export class VmManager extends EventEmitter {
   /** The storage pool (DIR/volumes) and templates (DIR/templates): src/manager/volumes.ts, templates.ts. */
   readonly volumes: VolumePool;
   readonly templates: TemplateStore;
+  /** External qcow2 disk snapshots and consistent backups (src/manager/disk-snapshots.ts, backups.ts). */
+  readonly diskSnapshots: DiskSnapshots;
+  readonly backups: BackupStore;
 
   constructor(stateDir: string, options: ManagerOptions = {}) {
     super();
@@ -123,6 +128,8 @@ export class VmManager extends EventEmitter {
     this.resources = new ResourceController(stateDir, this.log);
     this.volumes = new VolumePool(stateDir, this);
     this.templates = new TemplateStore(stateDir, this, this.volumes, this.log);
+    this.diskSnapshots = new DiskSnapshots(stateDir, this, this.volumes);
+    this.backups = new BackupStore(stateDir, this, this.volumes, this.log);
   }
 
   /** Load the state directory, re-attach to the VMMs still running, settle the ones that ended, autostart. */
@@ -130,6 +137,8 @@ export class VmManager extends EventEmitter {
     this.state.open();
     this.volumes.open();
     this.templates.open(); // rolls back a clone a crash interrupted (before the definitions are read)
+    this.diskSnapshots.open();
+    this.backups.open();
     for (const name of this.state.definedNames()) {
       let definition: VmDefinition | undefined;
       try {
@@ -543,6 +552,19 @@ export class VmManager extends EventEmitter {
     return this.snapshotView(name, snap);
   }
 
+  /**
+   * Point a VM's disks at other image files, whatever its state: an external disk snapshot or a backup switched the
+   * running VMM to qcow2 overlays of its images (src/manager/disk-snapshots.ts), and the next start must use them.
+   */
+  setDiskPaths(name: string, paths: string[]): VmView {
+    const definition = this.definitionOf(name);
+    if (paths.length !== definition.disks.length) throw new ManagerError('internal', `VM '${name}' has ${definition.disks.length} disks, not ${paths.length}`);
+    const updated: VmDefinition = { ...definition, disks: definition.disks.map((disk, i) => ({ ...disk, path: paths[i] })) };
+    this.state.writeJson(this.state.definitionFile(name), updated);
+    this.definitions.set(name, updated);
+    return this.view(name);
+  }
+
   listSnapshots(name: string): SnapshotView[] {
     this.definitionOf(name);
     return this.snapshotNames(name).map((snap) => this.snapshotView(name, snap))
@@ -635,7 +657,7 @@ export class VmManager extends EventEmitter {
    * One request to the VM's VMM over its control socket. The socket is briefly absent while a guest reboot makes a
    * new machine (with --on-reboot restart), so a missing socket is tried again for a moment.
    */
-  private async control(name: string, request: Record<string, unknown>, timeoutMs: number): Promise<Record<string, unknown>> {
+  async control(name: string, request: Record<string, unknown>, timeoutMs: number): Promise<Record<string, unknown>> {
     const { controlRequest } = await import('../vmm/control.ts');
     const retryUntil = Date.now() + 2000;
     for (;;) {

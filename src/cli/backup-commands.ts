@@ -1,0 +1,153 @@
+// The CLI verbs of disk snapshots and backups, through the daemon's API (src/api/backup-routes.ts):
+//   ringzero snapshot create NAME [SNAP | --name SNAP] --disk-only   external qcow2 snapshot of the disks
+//   ringzero snapshot list NAME --disk-only | snapshot delete NAME SNAP --disk-only | snapshot revert NAME SNAP
+//   ringzero backup NAME [--to DIR]      consistent backup of a running VM (prints how long the guest was paused)
+//   ringzero backup list [--vm NAME]     the backups
+//   ringzero restore BACKUP [--as NEW]   start the VM (or a new one, a clone) from the backup's instant
+// (`backup create NAME` also works, for a VM named "list".)
+
+import path from 'node:path';
+import type { Command } from 'commander';
+import type { ApiClient } from '../api/client.ts';
+import type { DiskSnapshotView } from '../manager/disk-snapshots.ts';
+import type { BackupView } from '../manager/backups.ts';
+import type { VmView } from '../manager/manager.ts';
+import { SNAPSHOT_NAME_RE, VM_NAME_RE } from '../manager/schema.ts';
+import { UsageError } from './validate.ts';
+
+interface SocketOption {
+  socket?: string;
+}
+
+const socketFlag = '--socket <path>';
+const socketHelp = 'the daemon\'s API socket (default: $RINGZERO_SOCKET, or the default state directory\'s)';
+
+async function client(options: SocketOption): Promise<ApiClient> {
+  const { ApiClient } = await import('../api/client.ts');
+  const { defaultSocketPath } = await import('../manager/store.ts');
+  return new ApiClient(options.socket ?? defaultSocketPath());
+}
+
+async function call<T>(work: () => Promise<T>): Promise<T> {
+  const { ApiError } = await import('../api/client.ts');
+  try {
+    return await work();
+  } catch (error) {
+    if (error instanceof ApiError) throw new Error(`${error.message} [${error.code}]`);
+    throw error;
+  }
+}
+
+function out(line: string): void {
+  process.stdout.write(`${line}\n`);
+}
+
+function table(rows: string[][]): string[] {
+  const widths = rows[0].map((_, column) => Math.max(...rows.map((row) => row[column].length)));
+  return rows.map((row) => row.map((cell, column) => cell.padEnd(widths[column])).join('  ').trimEnd());
+}
+
+function vmName(name: string): string {
+  if (!VM_NAME_RE.test(name)) throw new UsageError(`invalid VM name '${name}': letters, digits, '.', '_' and '-' (at most 63), starting with a letter or digit`);
+  return encodeURIComponent(name);
+}
+
+function snapName(snap: string, what = 'snapshot name'): string {
+  if (!SNAPSHOT_NAME_RE.test(snap)) throw new UsageError(`invalid ${what} '${snap}': letters, digits, '_' and '-' (at most 63), starting with a letter or digit`);
+  return encodeURIComponent(snap);
+}
+
+const mib = (bytes: number) => `${(bytes / 2 ** 20).toFixed(1)}M`;
+
+/** `snapshot create NAME [SNAP] --disk-only` (called from daemon-commands.ts). */
+export async function createDiskSnapshot(name: string, snap: string | undefined, options: SocketOption): Promise<void> {
+  const vm = vmName(name);
+  if (snap !== undefined) snapName(snap);
+  const api = await client(options);
+  const created = await call(() => api.request<DiskSnapshotView>('POST', `/vms/${vm}/disk-snapshots`, snap === undefined ? {} : { name: snap }));
+  out(`VM '${name}': disk snapshot '${created.name}' created${created.pausedMs !== undefined ? ` (guest paused ${created.pausedMs.toFixed(1)} ms)` : ''}`);
+  for (const d of created.disks) out(`  vd${String.fromCharCode(97 + d.index)}: ${path.basename(d.image)} frozen, writes go to ${path.basename(d.overlay)}`);
+}
+
+/** `snapshot list NAME --disk-only`. */
+export async function listDiskSnapshots(name: string, options: SocketOption & { json?: boolean }): Promise<void> {
+  const vm = vmName(name);
+  const api = await client(options);
+  const snapshots = await call(() => api.request<DiskSnapshotView[]>('GET', `/vms/${vm}/disk-snapshots`));
+  if (options.json) {
+    out(JSON.stringify(snapshots, null, 2));
+    return;
+  }
+  const rows = [['NAME', 'CREATED', 'LIVE', 'DISKS']];
+  for (const s of snapshots) rows.push([s.name, s.createdAt, s.live ? `yes (${s.pausedMs ?? '?'} ms)` : 'no', s.disks.map((d) => path.basename(d.image)).join(',')]);
+  for (const line of table(rows)) out(line);
+}
+
+/** `snapshot delete NAME SNAP --disk-only`. */
+export async function deleteDiskSnapshot(name: string, snap: string, options: SocketOption): Promise<void> {
+  const vm = vmName(name);
+  const id = snapName(snap);
+  const api = await client(options);
+  await call(() => api.request('DELETE', `/vms/${vm}/disk-snapshots/${id}`));
+  out(`VM '${name}': disk snapshot '${snap}' deleted`);
+}
+
+export function registerBackupCommands(cli: Command): void {
+  const snapshot = cli.commands.find((c) => c.name() === 'snapshot');
+  snapshot?.command('revert').argument('<name>').argument('<snap>')
+    .description('make a shut-off VM\'s disks fresh overlays of a disk snapshot\'s frozen images (the current disk state is discarded)')
+    .option(socketFlag, socketHelp)
+    .action(async (name: string, snap: string, options: SocketOption) => {
+      const vm = vmName(name);
+      const id = snapName(snap);
+      const api = await client(options);
+      const reverted = await call(() => api.request<DiskSnapshotView>('POST', `/vms/${vm}/disk-snapshots/${id}/revert`));
+      out(`VM '${name}': disks reverted to disk snapshot '${snap}' (${(reverted.reverts ?? []).slice(-reverted.disks.length).map((f) => path.basename(f)).join(', ')})`);
+    });
+
+  cli.command('backup').argument('<name>', 'the running VM to back up; or `list`; or `create NAME`').argument('[vm]')
+    .description('consistent backup of a running VM: memory, devices and disks at one instant (the guest pauses only for that instant); `backup list` lists backups')
+    .option('--to <dir>', 'put the backup in DIR/ID (default: the state directory\'s backups/)')
+    .option('--vm <name>', 'with list: only this VM\'s backups')
+    .option('--json', 'print the API\'s JSON')
+    .option(socketFlag, socketHelp)
+    .action(async (first: string, second: string | undefined, options: SocketOption & { to?: string; vm?: string; json?: boolean }) => {
+      const api = await client(options);
+      if (first === 'list' && second === undefined) {
+        const backups = await call(() => api.request<BackupView[]>('GET', options.vm !== undefined ? `/vms/${vmName(options.vm)}/backups` : '/backups'));
+        if (options.json) {
+          out(JSON.stringify(backups, null, 2));
+          return;
+        }
+        const rows = [['ID', 'VM', 'CREATED', 'PAUSED', 'SIZE', 'PATH']];
+        for (const b of backups) rows.push([b.id, b.vm, b.createdAt, `${b.pausedMs.toFixed(1)} ms`, mib(b.bytes), b.path]);
+        for (const line of table(rows)) out(line);
+        return;
+      }
+      const name = first === 'create' && second !== undefined ? second : first;
+      if (second !== undefined && first !== 'create') throw new UsageError(`backup takes one VM name (got '${first}' and '${second}')`);
+      const vm = vmName(name);
+      if (options.to !== undefined && !path.isAbsolute(path.resolve(options.to))) throw new UsageError(`--to '${options.to}' is not a directory path`);
+      const body = options.to !== undefined ? { to: path.resolve(options.to) } : {};
+      const backup = await call(() => api.request<BackupView>('POST', `/vms/${vm}/backups`, body));
+      if (options.json) {
+        out(JSON.stringify(backup, null, 2));
+        return;
+      }
+      out(`VM '${name}': backup '${backup.id}' in ${backup.path}`);
+      out(`  guest paused ${backup.pausedMs.toFixed(1)} ms (memory, devices and disks at that instant); ${mib(backup.bytes)} on disk`);
+      for (const d of backup.disks) out(`  vd${String.fromCharCode(97 + d.index)}: ${d.file} (${d.format}, ${mib(d.virtualSize)}, sha256 ${d.sha256.slice(0, 16)}...)`);
+    });
+
+  cli.command('restore').argument('<backup>', 'a backup id (ringzero backup list)')
+    .description('start the backed-up VM from the backup\'s instant (it must be shut off), or with --as a new VM: a clone with its own copies of the disks')
+    .option('--as <name>', 'restore as a new VM of this name')
+    .option(socketFlag, socketHelp)
+    .action(async (id: string, options: SocketOption & { as?: string }) => {
+      const backup = snapName(id, 'backup id');
+      if (options.as !== undefined) vmName(options.as);
+      const api = await client(options);
+      const vm = await call(() => api.request<VmView>('POST', `/backups/${backup}/restore`, options.as !== undefined ? { as: options.as } : {}));
+      out(`VM '${vm.name}' restored from backup '${id}' (running, pid ${vm.pid ?? '?'})`);
+    });
+}
