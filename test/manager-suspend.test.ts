@@ -202,3 +202,35 @@ test('setmem: the balloon target through the daemon; info shows the balloon; cle
   assert.match(none.stderr, /has no balloon: set "balloon": true/);
   for (const name of ['bal', 'nobal']) assert.equal((await api(s(), 'POST', `/vms/${name}/destroy`)).status, 200);
 });
+
+test('reboot: a guest that ignores the button is reset in place; onReboot exit is shutdown then start', async () => {
+  const idleKernel = guestKernel(dir, 'idle');
+  const buttonKernel = guestKernel(dir, 'button');
+  assert.equal((await api(s(), 'POST', '/vms', { name: 'deaf', kernel: idleKernel, memory: 64 })).status, 201);
+  assert.equal((await api(s(), 'POST', '/vms', { name: 'exiter', kernel: buttonKernel, memory: 64, onReboot: 'exit' })).status, 201);
+  for (const name of ['deaf', 'exiter']) assert.equal((await api(s(), 'POST', `/vms/${name}/start`)).status, 200);
+  const deaf = (await api(s(), 'GET', '/vms/deaf')).body;
+  const con = await consoleOf(deaf.consoleSocket);
+  await waitFor('the idle guest\'s banner', () => con.output().includes('test guest: idle'));
+  const reset = await cli(['reboot', 'deaf'], daemon.socket);
+  assert.equal(reset.status, 0, reset.stderr);
+  assert.match(reset.stdout, /VM 'deaf' was reset \(its guest ignores the power button\)/);
+  await waitFor('the banner of the second boot', () => con.output().split('test guest: idle').length === 3, 10_000);
+  assert.equal((await api(s(), 'GET', '/vms/deaf')).body.pid, deaf.pid, 'reset in the same VMM process');
+  con.socket.destroy();
+
+  const before = (await api(s(), 'GET', '/vms/exiter')).body.pid;
+  const restarted = await cli(['reboot', 'exiter', '--timeout', '20'], daemon.socket);
+  assert.equal(restarted.status, 0, restarted.stderr);
+  assert.match(restarted.stdout, /VM 'exiter' restarted/);
+  const after = (await api(s(), 'GET', '/vms/exiter')).body;
+  assert.equal(after.state, 'running');
+  assert.notEqual(after.pid, before, 'a new VMM process');
+  assert.equal(after.lastExit.reason, 'guest powered off', 'the first run ended gracefully through the button');
+  // Paused VMs are not rebooted.
+  assert.equal((await api(s(), 'POST', '/vms/deaf/suspend')).status, 200);
+  const paused = await api(s(), 'POST', '/vms/deaf/reboot');
+  assert.equal(paused.status, 409);
+  assert.match(paused.body.error.message, /paused: resume it first/);
+  for (const name of ['deaf', 'exiter']) assert.equal((await api(s(), 'POST', `/vms/${name}/destroy`)).status, 200);
+});
