@@ -1,0 +1,95 @@
+// Live migration of a real guest between two VMM processes (`ringzero run --control-socket` and `ringzero run
+// --incoming tcp:...`): the guest prints a counter on its console every 10 ms and keeps a disk; killing the first
+// destination mid-transfer leaves the source running; the second migration (checked with a SHA-256 of all RAM) moves
+// the guest, the counter continues on the destination with no number missing, the source VMM exits, and the guest
+// still reads and writes its disk there.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { findDefaultImage } from '../src/image/build.ts';
+import { GuestSession, BOOT_TIMEOUT_MS } from './support/guest.ts';
+import { controlRequest } from '../src/vmm/control.ts';
+
+const enabled = process.env.RINGZERO_SKIP_BOOT_TEST !== '1' || process.env.CI === 'true';
+
+/** A `ringzero run --incoming tcp:127.0.0.1:0` and the port it listens on. */
+async function destination(): Promise<{ vmm: GuestSession; port: number }> {
+  const vmm = new GuestSession(['--incoming', 'tcp:127.0.0.1:0']);
+  const end = Date.now() + 30_000;
+  for (;;) {
+    const m = /waiting for an incoming migration on 127\.0\.0\.1:(\d+)/.exec(vmm.stderr);
+    if (m) return { vmm, port: Number(m[1]) };
+    if (Date.now() > end || vmm.child.exitCode !== null) throw new Error(`the destination did not listen: ${vmm.stderr}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+/** Counter values printed as "C<n>" lines, with the host time each arrived. */
+function counters(session: GuestSession, from = 0): number[] {
+  return [...session.output.slice(from).matchAll(/\bC(\d+)\r?\n/g)].map((m) => Number(m[1]));
+}
+
+test('a real guest migrates live between two VMM processes; a destination killed mid-transfer leaves the source running', {
+  skip: !enabled ? 'RINGZERO_SKIP_BOOT_TEST=1' : !findDefaultImage() ? 'no default image: run `bin/ringzero image build`' : false,
+  timeout: BOOT_TIMEOUT_MS + 600_000,
+}, async () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'rz-migrate-'));
+  const disk = path.join(dir, 'disk.img');
+  fs.writeFileSync(disk, Buffer.alloc(4 * 1024 * 1024));
+  const ctl = path.join(dir, 'src.ctl');
+  const source = new GuestSession(['--engine', 'soft', '--memory', '256M', '--disk', disk, '--control-socket', ctl]);
+  const sessions: GuestSession[] = [source];
+  try {
+    await source.waitForShell();
+    assert.equal(await source.ask('W1', 'echo before-migration | dd of=/dev/vda bs=512 seek=3 conv=sync,fsync 2>/dev/null; echo $?'), '0');
+    source.type('i=0; while [ $i -lt 1000000 ]; do i=$((i+1)); echo C$i; usleep 10000; done &');
+    await source.waitFor(/\bC20\r?\n/, 120_000);
+
+    // 1. A destination killed during the full pass (the transfer capped at 4 MiB/s so it lasts).
+    const doomed = await destination();
+    sessions.push(doomed.vmm);
+    const failed = controlRequest(ctl, { cmd: 'migrate', to: `127.0.0.1:${doomed.port}`, bandwidth: 4 * 1024 * 1024 }, 300_000);
+    const end = Date.now() + 60_000;
+    for (;;) {
+      const st = await controlRequest(ctl, { cmd: 'migrate-status' }, 60_000);
+      if (st.phase === 'precopy' && Number(st.bytesSent) > 1024 * 1024) break;
+      if (Date.now() > end) throw new Error(`the migration did not start: ${JSON.stringify(st)}`);
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    doomed.vmm.child.kill('SIGKILL');
+    const answer = await failed;
+    assert.equal(answer.ok, false);
+    assert.match(String(answer.error), /failed: .*(closed the connection|ECONNRESET|EPIPE)/);
+    const mark = source.output.length;
+    await source.waitFor(/\bC\d+\r?\n[^]*\bC\d+\r?\n[^]*\bC\d+\r?\n/, 60_000, mark);
+    assert.equal((await controlRequest(ctl, { cmd: 'status' }, 60_000)).paused, false, 'the source runs on');
+
+    // 2. The real migration, RAM checked end to end.
+    const dest = await destination();
+    sessions.push(dest.vmm);
+    const result = await controlRequest(ctl, { cmd: 'migrate', to: `127.0.0.1:${dest.port}`, downtimeMs: 50, verify: true }, 300_000);
+    assert.equal(result.ok, true, JSON.stringify(result));
+    assert.equal(result.phase, 'completed');
+    assert.equal(await source.waitForExit(60_000), 0, `the source VMM ends after the switch-over: ${source.stderr}`);
+    const onSource = counters(source);
+    const last = onSource[onSource.length - 1];
+    await dest.vmm.waitFor(new RegExp(`\\bC${last + 20}\\r?\\n`), 120_000);
+    const onDest = counters(dest.vmm);
+    assert.equal(onDest[0], last + 1, `the counter continues: ...C${last} on the source, then C${onDest[0]} on the destination`);
+    for (let k = 1; k < onDest.length; k++) assert.equal(onDest[k], onDest[k - 1] + 1, 'no number missing');
+    process.stderr.write(`# migration: ${JSON.stringify(result)}\n`);
+
+    // The guest goes on using its disk at the destination.
+    dest.vmm.type('kill %1');
+    assert.equal(await dest.vmm.ask('BACK', 'dd if=/dev/vda bs=512 skip=3 count=1 2>/dev/null | head -c 16'), 'before-migration');
+    assert.equal(await dest.vmm.ask('W2', 'echo after-migration | dd of=/dev/vda bs=512 seek=5 conv=sync,fsync 2>/dev/null; echo $?'), '0');
+    assert.equal(fs.readFileSync(disk).subarray(5 * 512, 5 * 512 + 15).toString('latin1'), 'after-migration');
+    dest.vmm.type('poweroff -f');
+    assert.equal(await dest.vmm.waitForExit(60_000), 0, dest.vmm.stderr);
+  } finally {
+    for (const s of sessions) s.close();
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
