@@ -1,9 +1,12 @@
 // Micro benchmarks of the software CPU: small 64-bit guest loops run in-process, each reporting guest MIPS.
 //
-//   node --import tsx bench/cpu.ts            (REPS=5 runs of each, the best is kept; ONLY=alu,mem to pick)
+//   node --import tsx bench/cpu.ts            (REPS=5 runs of each, the best is kept; ONLY=alu,mem to pick;
+//                                              ENGINES=interp,closures,jit to pick)
 //
-// Times are the process's CPU time (user + system), not wall time. The decoded-block cache is on by default;
-// RINGZERO_TRANSLATE=0 runs the same loops on the plain interpreter, for comparison.
+// Times are the process's CPU time (user + system), not wall time. Each loop runs on three engines in the same run:
+// the plain interpreter (what RINGZERO_TRANSLATE=0 / --no-translate gives), the decoded-block cache replaying
+// closures (RINGZERO_JIT=0) and the default, hot blocks translated to JavaScript (src/cpu/soft/jit); the ratios
+// are against the interpreter.
 //
 // The machine is shared and noisy: compare figures from the same run (or several runs) rather than across days.
 // The last line is one JSON object of the figures, for scripts.
@@ -65,10 +68,13 @@ const BENCHES: Bench[] = [
   },
 ];
 
-const mem = new GuestMemory(64 * MiB);
+type Engine = 'interp' | 'closures' | 'jit';
 
-function runOnce(b: Bench): { instructions: number; ms: number } {
-  const cpu = new SoftCpu({ mem, ports: new PortBus(), mmio: new MmioBus(), clock: new VmClock() });
+function runOnce(b: Bench, engine: Engine): { instructions: number; ms: number } {
+  // A fresh memory per run: the block cache belongs to the memory, so no run inherits another's blocks.
+  const mem = new GuestMemory(64 * MiB);
+  const cpu = new SoftCpu({ mem, ports: new PortBus(), mmio: new MmioBus(), clock: new VmClock(), blockCache: engine !== 'interp' });
+  cpu.jitEnabled = engine === 'jit';
   setupFlatLongMode(cpu, { pml4: 0x10000, identityMapBytes: 1 << 30, cpl: 0 });
   cpu.setGpr(4, BigInt(STACK_TOP));
   b.setup?.(mem);
@@ -85,23 +91,29 @@ function runOnce(b: Bench): { instructions: number; ms: number } {
 
 const reps = Number(process.env.REPS ?? 5);
 const only = process.env.ONLY?.split(',');
+const engines = (process.env.ENGINES?.split(',') ?? ['interp', 'closures', 'jit']) as Engine[];
 const figures: Record<string, number> = {};
 for (const b of BENCHES) {
   if (only && !only.includes(b.name)) continue;
-  let best = Infinity, instructions = 0;
-  for (let r = 0; r < reps; r++) {
-    const res = runOnce(b);
-    instructions = res.instructions;
-    best = Math.min(best, res.ms);
+  console.log(`${b.name}: ${b.what}`);
+  let base = 0;
+  for (const engine of engines) {
+    let best = Infinity, instructions = 0;
+    for (let r = 0; r < reps; r++) {
+      const res = runOnce(b, engine);
+      instructions = res.instructions;
+      best = Math.min(best, res.ms);
+    }
+    const mips = instructions / best / 1000;
+    if (engine === engines[0]) base = mips;
+    figures[`${b.name}_${engine}`] = Number(mips.toFixed(2));
+    let line = `  ${engine.padEnd(9)} ${mips.toFixed(2).padStart(7)} MIPS  ${best.toFixed(0).padStart(6)} ms  ${(mips / base).toFixed(2)}x ${engines[0]}`;
+    if (b.bytes) {
+      const mbs = b.bytes / best / 1000;
+      figures[`${b.name}_${engine}_MBs`] = Number(mbs.toFixed(1));
+      line += `  (${mbs.toFixed(0)} MB/s)`;
+    }
+    console.log(line);
   }
-  const mips = instructions / best / 1000;
-  figures[b.name] = Number(mips.toFixed(2));
-  let line = `${b.name.padEnd(9)} ${mips.toFixed(2).padStart(7)} MIPS  ${best.toFixed(0).padStart(6)} ms  ${b.what}`;
-  if (b.bytes) {
-    const mbs = b.bytes / best / 1000;
-    figures[`${b.name}MBs`] = Number(mbs.toFixed(1));
-    line += `  (${mbs.toFixed(0)} MB/s)`;
-  }
-  console.log(line);
 }
 console.log(JSON.stringify(figures));

@@ -552,7 +552,8 @@ export class SoftCpu {
     let n = 0;
     for (;;) {
       const room = left - n;
-      let fn = b.fn;
+      // (A block translated while another vCPU, or this one earlier, had translation on runs as closures when it is off.)
+      let fn = this.jitEnabled ? b.fn : null;
       if (fn === null && b.runs >= 0 && this.jitEnabled && b.mode === 8 && ++b.runs > JIT_THRESHOLD) {
         b.runs = -1;
         fn = b.fn = translateBlock(b);
