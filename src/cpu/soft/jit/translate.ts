@@ -27,7 +27,8 @@ import { CPU_FAULT } from '../cpu.ts';
 import type { Block, BlockEntry } from '../code-cache.ts';
 import { Form } from '../fast-forms.ts';
 import { shift32, shift64 } from '../ops/alu-shift.ts';
-import { out } from '../ops/alu-common.ts';
+import { out, szp } from '../ops/alu-common.ts';
+import * as C from '../constants.ts';
 
 /** A translated block: runs it (looping while it branches to itself) and returns the instructions executed. */
 export type JitFn = (c: SoftCpu, left: number) => number;
@@ -298,6 +299,29 @@ function alu8Code(op: number, d: string, s: string): string {
 }
 
 /**
+ * 32-bit shift/rotate of register r by constant n (1..31). SHL/SHR/SAR write all six arithmetic flags (so the
+ * pending record is dead and not stored); ROL/ROR write CF and OF only, over the materialized flags.
+ */
+function shift32Code(em: Emitter, op: number, r: number, n: number): string {
+  const A = C.ARITH_FLAGS, CF = C.CF, OF = C.OF, AF = C.AF;
+  let s = `t=R[${r}];`;
+  switch (op) {
+    case 0: case 1: // ROL, ROR
+      s = em.flush() + 'c.settleFlags();' + s;
+      s += op === 0
+        ? `v=(t<<${n})|(t>>>${32 - n});p=v&1;q=((v>>>31)^p)&1;`
+        : `v=(t>>>${n})|(t<<${32 - n});p=(v>>>31)&1;q=((v>>>31)^(v>>>30))&1;`;
+      s += `R[${r}]=v;X[${r}]=0;c.flags=(c.flags&${~(CF | OF)})|p|(q?${OF}:0);`;
+      return s;
+    case 4: case 6: s += `v=t<<${n};p=(t>>>${32 - n})&1;q=((v>>>31)^p)&1;`; break; // SHL/SAL
+    case 5: s += `v=(t>>>${n})|0;p=(t>>>${n - 1})&1;q=((v>>>31)^(v>>>30))&1;`; break; // SHR
+    default: s += `v=t>>${n};p=(t>>${n - 1})&1;q=0;`; // SAR
+  }
+  em.pend = Pend.None;
+  return s + `R[${r}]=v;X[${r}]=0;c.flags=(c.flags&${~A})|SZP(4,v,0)|p|${AF}|(q?${OF}:0);c.lazyOp=0;lop=0;`;
+}
+
+/**
  * Replay entry `e` through its handler with the decoder state of the recording (as SoftCpu.runBlock does). One
  * shared function rather than inline code: its call of the handler is megamorphic, so V8 does not inline every
  * replayed handler into every generated block (which made optimizing one block cost tens of milliseconds).
@@ -423,6 +447,11 @@ export function translateBlock(block: Block): JitFn | null {
         break;
       }
       case Form.ShiftImm: {
+        if (e.size === 4 && e.op !== 2 && e.op !== 3) {
+          // 32-bit SHL/SHR/SAR/ROL/ROR by a constant 1..31, flags as ../ops/alu-shift.ts shift32 sets them.
+          em.line(shift32Code(em, e.op, e.b, e.imm));
+          break;
+        }
         em.line(em.flush());
         em.line('c.settleFlags();');
         const r = e.b;
@@ -553,9 +582,10 @@ throw err;
 }
 };`;
   try {
-    const factory = new Function('E', 'FAULT', 'shift32', 'shift64', 'OUT', 'RP', src) as
-      (E: BlockEntry[], fault: unknown, s32: typeof shift32, s64: typeof shift64, o: typeof out, rp: typeof replay) => JitFn;
-    return factory(es, CPU_FAULT, shift32, shift64, out, replay);
+    const factory = new Function('E', 'FAULT', 'shift32', 'shift64', 'OUT', 'RP', 'SZP', src) as
+      (E: BlockEntry[], fault: unknown, s32: typeof shift32, s64: typeof shift64, o: typeof out, rp: typeof replay,
+        z: typeof szp) => JitFn;
+    return factory(es, CPU_FAULT, shift32, shift64, out, replay, szp);
   } catch (err) {
     // A translator bug must not take the guest down: keep replaying the block (and say so once).
     if (!reported) {
