@@ -184,14 +184,16 @@ if (programRuns.length) {
     for (const d of DEVICES) {
       const bps = median(mine.map((r) => r[d.key].bytesPerS));
       const traps = median(mine.map((r) => r[d.key].pioPerKiB + r[d.key].mmioPerKiB));
+      const perCpu = median(mine.map((r) => r[d.key].bytesPerCpuS));
       figures[`program_${e}_${d.key}_bytes_per_s`] = Math.round(bps);
+      figures[`program_${e}_${d.key}_bytes_per_cpu_s`] = Math.round(perCpu);
       figures[`program_${e}_${d.key}_traps_per_kib`] = Number(traps.toFixed(3));
-      prow.push([`${e}: ${d.label}`, (bps / 1024).toFixed(0), traps.toFixed(2)]);
+      prow.push([`${e}: ${d.label}`, (bps / 1024).toFixed(0), (perCpu / 1024).toFixed(0), traps.toFixed(2)]);
     }
     const over = median(mine.map((r) => r.virtio.bytesPerS)) / median(mine.map((r) => r.uart.bytesPerS));
     figures[`program_${e}_virtio_over_uart`] = Number(over.toFixed(1));
   }
-  printTable(['engine: device', 'KiB/s', 'traps/KiB'], prow);
+  printTable(['engine: device', 'KiB/s', 'KiB/CPU-s', 'traps/KiB'], prow);
   if (kvm.verdict !== 'none') figures.kvm = kvm.verdict;
 }
 if (background.length) console.log(`background while idle (sleep 1): ${figures.ringzero_background_pio_per_s} pio/s, ${figures.ringzero_background_mmio_per_s} mmio/s`);

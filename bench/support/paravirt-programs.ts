@@ -37,7 +37,8 @@ const CHUNK = 4096;
 const TRANSMIT_QUEUE = 1;
 const VIRTIO_F_VERSION_1 = 1n << 32n;
 
-export interface PathResult { bytesPerS: number; pioPerKiB: number; mmioPerKiB: number; bytes: number }
+/** bytesPerCpuS: per second of this process's CPU time (user + system: on KVM the guest's time in the kernel too). */
+export interface PathResult { bytesPerS: number; bytesPerCpuS: number; pioPerKiB: number; mmioPerKiB: number; bytes: number }
 export interface ProgramResults { engine: 'soft' | 'kvm'; uart: PathResult; virtio: PathResult }
 
 /** Flat 64-bit mode: GDT (null, null, code64 0x10, data 0x18) and the low 4 GiB identity-mapped with 2 MiB pages. */
@@ -74,8 +75,8 @@ function text(bytes: number): Uint8Array {
   return out;
 }
 
-/** Run one program on a fresh engine over the bench's memory and buses; returns the seconds it ran. */
-async function runOn(kind: 'soft' | 'kvm', bench: TestBench, program: string, regs: Partial<Record<string, number>>): Promise<number> {
+/** Run one program on a fresh engine over the bench's memory and buses; returns the wall and CPU seconds it ran. */
+async function runOn(kind: 'soft' | 'kvm', bench: TestBench, program: string, regs: Partial<Record<string, number>>): Promise<{ s: number; cpuS: number }> {
   let engine: Engine | undefined;
   try {
     engine = kind === 'kvm'
@@ -92,10 +93,12 @@ async function runOn(kind: 'soft' | 'kvm', bench: TestBench, program: string, re
     r.rflags = 2n;
     vcpu.setRegisters(r);
     const t0 = performance.now();
+    const c0 = process.cpuUsage();
     const exit = await vcpu.run();
+    const c = process.cpuUsage(c0);
     const s = (performance.now() - t0) / 1000;
     if (exit.reason !== 'halt') throw new Error(`${kind} engine: the program ended with ${JSON.stringify(exit)}, not hlt`);
-    return s;
+    return { s, cpuS: (c.user + c.system) / 1e6 };
   } finally {
     await engine?.close();
   }
@@ -117,10 +120,10 @@ export async function runPrograms(kind: 'soft' | 'kvm', bytes: number): Promise<
     const measure = async (program: string, regs: Partial<Record<string, number>>): Promise<PathResult> => {
       received = 0;
       const pio0 = bench.ports.accesses, mmio0 = bench.mmio.accesses;
-      const s = await runOn(kind, bench, program, regs);
+      const { s, cpuS } = await runOn(kind, bench, program, regs);
       serial.flush();
       if (received !== bytes) throw new Error(`${kind} engine: ${received} of ${bytes} bytes reached the host`);
-      return { bytes, bytesPerS: bytes / s, pioPerKiB: (bench.ports.accesses - pio0) / (bytes / 1024), mmioPerKiB: (bench.mmio.accesses - mmio0) / (bytes / 1024) };
+      return { bytes, bytesPerS: bytes / s, bytesPerCpuS: bytes / cpuS, pioPerKiB: (bench.ports.accesses - pio0) / (bytes / 1024), mmioPerKiB: (bench.mmio.accesses - mmio0) / (bytes / 1024) };
     };
     const uart = await measure(UART_PROGRAM, { rsi: BUFFER, rcx: bytes });
     const virtio = await measure(VIRTQUEUE_PROGRAM, {
