@@ -124,6 +124,7 @@ export async function migrateMachine(machine: Machine, opts: MigrateOptions, onP
     // 2. the full pass, with the log on from its start
     if (mem.dirtyLog) mem.harvestDirtyLog();
     else { mem.startDirtyLog(); logStartedHere = true; }
+    const logSince = Date.now();
     // A diff snapshot taken later would miss what this migration harvests: its base is forgotten.
     forgetDiffBase(machine, 'a live migration used the dirty-page log since the last snapshot');
     p.phase = 'precopy';
@@ -137,17 +138,25 @@ export async function migrateMachine(machine: Machine, opts: MigrateOptions, onP
     p.bandwidth = round.bytes / Math.max(round.ms, 1) * 1000;
     report();
 
-    // 3. dirty rounds until the rest fits the downtime
-    let roundStart = Date.now();
+    // 3. dirty rounds until the rest fits the downtime. The pages harvested were written since the previous harvest
+    // (the log's start for the first): that span gives the dirty rate.
+    let lastHarvest = logSince;
+    let previousCount = Infinity;
     for (;;) {
       const dirty = mem.harvestDirtyLog();
+      const now = Date.now();
       const count = countPages(dirty);
-      const elapsed = Math.max(Date.now() - roundStart, 1);
       p.dirtyPages = count;
-      p.dirtyRate = count * PAGE / elapsed * 1000;
+      p.dirtyRate = count * PAGE / Math.max(now - lastHarvest, 1) * 1000;
+      lastHarvest = now;
       p.expectedDowntimeMs = count * PAGE / Math.max(p.bandwidth, 1) * 1000 + STATE_COST_MS;
       report();
-      if (p.expectedDowntimeMs <= downtimeLimitMs || count <= SMALL_DIRTY_SET) {
+      // Stop when the rest is tiny, or fits the limit and another round would not shrink it by half (QEMU stops as
+      // soon as it fits; going on while the set still halves buys a shorter pause for a round or two more).
+      const fits = p.expectedDowntimeMs <= downtimeLimitMs;
+      const shrinking = count < previousCount / 2 && p.iteration < maxIterations;
+      previousCount = count;
+      if (count <= SMALL_DIRTY_SET || (fits && !shrinking)) {
         // Back into the log: the stop-and-copy sends them with whatever comes until the pause.
         const log = mem.dirtyLog!;
         for (let i = 0; i < dirty.length; i++) if (dirty[i]) log[i] = 1;
@@ -157,7 +166,6 @@ export async function migrateMachine(machine: Machine, opts: MigrateOptions, onP
         throw new MigrationError(`no convergence after ${maxIterations} iterations: the guest dirties ${(p.dirtyRate / 2 ** 20).toFixed(1)} MiB/s, the link moves ${(p.bandwidth / 2 ** 20).toFixed(1)} MiB/s, the rest would take ${p.expectedDowntimeMs.toFixed(0)} ms (limit ${downtimeLimitMs} ms)`);
       }
       p.iteration++;
-      roundStart = Date.now();
       round = await sendPages(link, machine, dirty, p, opts.bandwidth, false);
       if (round.bytes > 256 * 1024) p.bandwidth = round.bytes / Math.max(round.ms, 1) * 1000;
     }
