@@ -159,6 +159,10 @@ test('a volume a running VM uses, directly or as its disk\'s backing file, canno
     }
     // The base is both backing another volume and under a running VM.
     assert.equal((await call('DELETE', '/volumes/root.raw')).body.error.code, 'conflict');
+    // And a new overlay of a disk a running VM uses is refused (its base would change under it).
+    const overlayOfBusy = await call('POST', '/volumes', { name: 'busy-ov.qcow2', backing: 'plain.qcow2' });
+    assert.equal(overlayOfBusy.status, 409);
+    assert.match(overlayOfBusy.body.error.message, /in use by running VM\(s\) user/);
   } finally {
     await call('POST', '/vms/user/destroy');
   }

@@ -176,6 +176,9 @@ export class VolumePool {
       if (request.backing !== undefined) {
         if (format !== 'qcow2') throw new ManagerError('invalid', 'only a qcow2 volume can have a backing volume');
         if (!this.exists(request.backing)) throw new ManagerError('not_found', `no volume named '${request.backing}' (the backing volume)`);
+        // An overlay reads its backing file as it was: one that a running VM writes would change under it.
+        const writers = this.runningUsers(this.pathOf(request.backing));
+        if (writers.length > 0) throw new ManagerError('conflict', `volume '${request.backing}' is in use by running VM(s) ${writers.join(', ')}: an overlay needs a backing volume that does not change`);
         let backing: ImageInfo;
         try {
           backing = imageInfo(this.pathOf(request.backing), formatOfName(request.backing));
