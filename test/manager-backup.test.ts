@@ -147,6 +147,48 @@ test('the VMM\'s disk-snapshot switch: all disks or none, overlays of the right 
   }
 });
 
+test('backup --to DIR of a small synthetic guest, listed through its reference; restore into the same VM once it is shut off', async () => {
+  const kernel = guestKernel(dir, 'echo');
+  const disk = path.join(volumesDir, 'echo.qcow2');
+  createQcow2(disk, { size: 2 ** 20 });
+  assert.equal((await call('POST', '/vms', { name: 'echo', kernel, memory: 64, disks: [{ path: disk }] })).status, 201);
+  assert.equal((await cli(['start', 'echo'], daemon.socket)).status, 0);
+  const con = await consoleOf((await call('GET', '/vms/echo')).body.consoleSocket);
+  await waitFor('the banner', () => con.output().includes('ringzero test guest: ready'));
+  con.socket.write('a');
+  await waitFor('the echo of a', () => con.output().includes('ready\na'));
+  const elsewhere = path.join(dir, 'elsewhere');
+  let r = await cli(['backup', 'echo', '--to', elsewhere], daemon.socket, [], 120_000);
+  assert.equal(r.status, 0, r.stderr);
+  const id = /backup '(bk-[0-9a-f-]+)'/.exec(r.stdout)![1];
+  assert.match(r.stdout, new RegExp(`in ${elsewhere}/${id}\n {2}guest paused [0-9.]+ ms`));
+  const manifest = JSON.parse(fs.readFileSync(path.join(elsewhere, id, 'manifest.json'), 'utf8'));
+  assert.equal(manifest.format, 'ringzero-backup');
+  assert.deepEqual(manifest.disks.map((d: { file: string }) => d.file), ['disk0.qcow2']);
+  assert.ok(manifest.state.some((f: { file: string }) => f.file === 'state/state.json'));
+  r = await cli(['backup', 'list', '--vm', 'echo', '--json'], daemon.socket);
+  assert.deepEqual(JSON.parse(r.stdout).map((b: { id: string; path: string }) => [b.id, b.path]), [[id, path.join(elsewhere, id)]]);
+  // Running: restoring into it is refused; as itself under --as too.
+  assert.equal((await call('POST', `/backups/${id}/restore`, {})).body.error.code, 'conflict');
+  assert.equal((await call('POST', `/backups/${id}/restore`, { as: 'echo' })).body.error.code, 'conflict');
+  con.socket.write('b');
+  await waitFor('the echo of b', () => con.output().includes('ready\nab'));
+  con.socket.destroy();
+  assert.equal((await call('POST', '/vms/echo/destroy')).status, 200);
+  r = await cli(['restore', id], daemon.socket, [], 120_000);
+  assert.equal(r.status, 0, r.stderr);
+  const vm = (await call('GET', '/vms/echo')).body;
+  assert.equal(vm.state, 'running');
+  assert.equal(vm.restoredFrom, id);
+  assert.equal(path.basename(vm.definition.disks[0].path), `echo-vda-from-${id}.qcow2`);
+  // The guest carries on from the backup's instant: it echoes again (the 'b' typed after the backup is not in its past).
+  const con2 = await consoleOf(vm.consoleSocket);
+  con2.socket.write('c');
+  await waitFor('the echo of c', () => con2.output().endsWith('c'));
+  con2.socket.destroy();
+  assert.equal((await call('POST', '/vms/echo/destroy')).status, 200);
+});
+
 /** A console connection: run a command, wait for a token it prints (written split so the echo of the command never matches). */
 async function consoleOf(socketPath: string) {
   const socket = net.connect(socketPath);
@@ -242,7 +284,7 @@ test('a running guest on a qcow2 pool disk: disk snapshot live, backup live (pau
   assert.match(r.stdout, new RegExp(`VM 'copy' restored from backup '${id}' \\(running`));
   const copy = (await call('GET', '/vms/copy')).body;
   assert.equal(copy.state, 'running');
-  assert.equal(path.basename(copy.definition.disks[0].path), `copy-vda-${id}.qcow2`);
+  assert.equal(path.basename(copy.definition.disks[0].path), `copy-vda-from-${id}.qcow2`);
   assert.notEqual(copy.definition.disks[0].path, overlay2);
   const con2 = await consoleOf(copy.consoleSocket);
   const seen = await con2.run('cat /mnt/m1 /mnt/m0; ls /mnt/m2 2>/dev/null || echo "NO""M2"', 'ALIVE');

@@ -12,7 +12,7 @@
 // every file named there with its SHA-256. Backups live in DIR/backups/ID, or under --to DIR (then DIR/backups/ID.ref
 // names that directory, so list finds it).
 //
-// Restore checks every checksum first, copies the disks into the pool (NAME-vdX-ID.qcow2), writes a VM snapshot whose
+// Restore checks every checksum first, copies the disks into the pool (NAME-vdX-from-ID.qcow2), writes a VM snapshot whose
 // state names those copies into snapshots/NAME/ID, and starts the VM from it: the guest carries on from the saved
 // instant. Into the original VM (shut off; the old disk files are left in the pool) or as a new VM (`as`: its own
 // copies of the disks; definitions have no NICs, so there is no MAC to change).
@@ -328,7 +328,8 @@ export class BackupStore {
       // The disks: own copies in the pool.
       const copies: string[] = [];
       for (const disk of backup.disks) {
-        const name = overlayName(target, disk.index, id).replace(/\.qcow2$/, `.${disk.format}`);
+        // Not NAME-vdX-ID.qcow2: that is the overlay the backup itself switched the VM to.
+        const name = overlayName(target, disk.index, `from-${id}`).replace(/\.qcow2$/, `.${disk.format}`);
         if (this.pool.exists(name)) throw new ManagerError('conflict', `volume '${name}' already exists`);
         const file = this.pool.pathOf(name);
         const tmp = tempSibling(file);
