@@ -116,6 +116,11 @@ test('disk snapshots of a shut-off VM: overlay chain, revert, delete refused wit
     assert.ok(doc.paths[p], `OpenAPI has ${p}`);
   }
   assert.ok(doc.components.schemas.Backup && doc.components.schemas.DiskSnapshot);
+  // Undefining the VM drops its disk snapshot records; the images stay as volumes.
+  const top = await disk();
+  assert.equal((await call('DELETE', '/vms/cold')).status, 204);
+  assert.ok(!fs.existsSync(path.join(stateDir, 'disk-snapshots', 'cold')));
+  assert.ok(fs.existsSync(path.join(volumesDir, top)) && fs.existsSync(path.join(volumesDir, 'cold.qcow2')));
 });
 
 test('the VMM\'s disk-snapshot switch: all disks or none, overlays of the right images only, the config names the overlay', async () => {

@@ -231,6 +231,11 @@ export class DiskSnapshots {
     }
   }
 
+  /** The VM is undefined: drop its records (the images stay in the pool as volumes, to be deleted as such). */
+  forget(vm: string): void {
+    fs.rmSync(this.vmDir(vm), { recursive: true, force: true });
+  }
+
   /** Ask the running VMM to switch disks; returns the pause it measured. */
   async switchRunning(vm: string, switches: Array<{ index: number; overlay: string }>): Promise<number | undefined> {
     let answer: Record<string, unknown>;

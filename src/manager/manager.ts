@@ -235,6 +235,7 @@ export class VmManager extends EventEmitter {
     }
     // The definition file is the VM: once it is gone, the rest is leftovers that open() also cleans up.
     removeFileDurable(this.state.definitionFile(name));
+    this.diskSnapshots.forget(name); // its disk snapshot records (the images stay in the pool as volumes)
     this.definitions.delete(name);
     this.runtime.delete(name);
     for (const file of [this.state.runtimeFile(name), this.state.statusFile(name), this.state.consoleSocket(name), this.state.controlSocket(name)]) {
