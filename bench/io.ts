@@ -156,7 +156,8 @@ async function session(vmm: Vmm, run: number): Promise<void> {
   const parts: string[] = [];
   try {
     if (tap) await ns!.adopt(tap);
-    await guest.waitForShell();
+    const promptMs = await guest.waitForShell();
+    console.error(`  ${vmm.label}: at the prompt after ${(promptMs / 1000).toFixed(1)} s`);
     if (vmm.disk && diskTests.length > 0) {
       const size = Number(await guest.ask('VDA', 'cat /sys/block/vda/size'));
       if (!(size * 512 >= 2 * mb * MiB)) throw new Error(`${vmm.label}: /dev/vda has ${size} sectors`);
@@ -165,12 +166,14 @@ async function session(vmm: Vmm, run: number): Promise<void> {
         if (r.status !== 0 || !r.output.includes(`${mb}+0 records out`)) throw new Error(`${vmm.label}: write: ${r.output}`);
         add(vmm.key, 'write', mb / (r.hostMs / 1000));
         parts.push(`write ${(mb / (r.hostMs / 1000)).toFixed(1)} MB/s`);
+        console.error(`  ${vmm.label}: ${parts.at(-1)}`);
       }
       if (tests.includes('read')) {
         const r = await guest.timed('read', `dd if=/dev/vda of=/dev/null bs=1M count=${mb} iflag=direct`, timeoutMs);
         if (r.status !== 0 || !r.output.includes(`${mb}+0 records in`)) throw new Error(`${vmm.label}: read: ${r.output}`);
         add(vmm.key, 'read', mb / (r.hostMs / 1000));
         parts.push(`read ${(mb / (r.hostMs / 1000)).toFixed(1)} MB/s`);
+        console.error(`  ${vmm.label}: ${parts.at(-1)}`);
       }
       if (tests.includes('randread')) {
         const r = await guest.timed('randread', `randread /dev/vda ${reads} ${run * 7919}`, timeoutMs);
@@ -179,6 +182,7 @@ async function session(vmm: Vmm, run: number): Promise<void> {
         const iops = reads / (r.hostMs / 1000);
         add(vmm.key, 'randread', iops);
         parts.push(`randread ${iops.toFixed(0)} IOPS (guest clock ${m[3]})`);
+        console.error(`  ${vmm.label}: ${parts.at(-1)}`);
       }
     }
     if (wantNet) {

@@ -89,7 +89,8 @@ async function measure(vmm: 'ringzero' | 'qemu', run: number): Promise<void> {
       ['-chardev', `file,id=hvc,path=${hvcFile}`, '-device', 'virtio-serial-pci', '-device', 'virtconsole,chardev=hvc']));
   const parts: string[] = [];
   try {
-    await guest.waitForShell();
+    const promptMs = await guest.waitForShell();
+    console.error(`  ${guest.label}: at the prompt after ${(promptMs / 1000).toFixed(1)} s`);
     const ok = await guest.ask('PREP', `yes '${LINE}' | head -c ${BYTES} > /tmp/pv.txt; wc -c < /tmp/pv.txt; ls /dev/hvc0`, 120_000);
     if (!ok.startsWith(String(BYTES)) || !ok.includes('/dev/hvc0')) throw new Error(`${vmm}: preparing the text: ${ok}`);
     if (vmm === 'ringzero') {
@@ -114,6 +115,7 @@ async function measure(vmm: 'ringzero' | 'qemu', run: number): Promise<void> {
         s.mmio = (after.mmio - before.mmio) / kib;
       }
       ((samples[vmm] ??= { uart: [], virtio: [] })[d.key]).push(s);
+      console.error(`  ${guest.label}: ${d.key} ${(s.bps / 1024).toFixed(0)} KiB/s`);
       parts.push(`${d.key} ${(s.bps / 1024).toFixed(0)} KiB/s${s.pio !== undefined ? ` (${s.pio.toFixed(1)} pio + ${s.mmio!.toFixed(2)} mmio traps/KiB)` : ''}`);
     }
     await guest.poweroff();
