@@ -5,7 +5,7 @@
 # a directory (mkfs.ext4 -d, no mount needed). Installs what is missing (as root), or says what to
 # install. `--update` refreshes the package lists first (CI builds from what the mirror has now). `--test` (implied
 # when CI=true) adds what the integration tests build on the host: gcc and a static libc (libc6-dev) for the guest's
-# vsock test client (test/virtio-root-guest.test.ts).
+# vsock test client (test/virtio-root-guest.test.ts), and qemu-utils for the qcow2 interop tests.
 set -euo pipefail
 
 update=no
@@ -28,6 +28,9 @@ command -v mkfs.ext4 >/dev/null 2>&1 || [ -x /sbin/mkfs.ext4 ] || [ -x /usr/sbin
 if [ "$tests" = yes ]; then
   command -v gcc >/dev/null 2>&1 || missing+=(gcc)
   [ -e /usr/lib/x86_64-linux-gnu/libc.a ] || [ -e /usr/lib/libc.a ] || missing+=(libc6-dev)
+  # qemu-img/qemu-io check that qcow2 images ringzero writes are valid and that it reads theirs
+  # (test/storage-qcow2.test.ts); debugfs (e2fsprogs) reads the guests' ext4 disks back.
+  command -v qemu-img >/dev/null 2>&1 || missing+=(qemu-utils)
 fi
 
 if [ "$(id -u)" -ne 0 ]; then
