@@ -89,10 +89,18 @@ test('run --engine kvm is refused with the reason when hardware KVM is not usabl
   if (detectHost().kvmModules.includes('kvm_pvm')) assert.match(result.stderr, /kvm_pvm/);
 });
 
-test('image path prints the kernel and the initramfs, one a line', async () => {
+test('image path prints the kernel, the initramfs and the root disk when built, one a line', async () => {
   const result = await ringzero(['image', 'path'], fakeCache);
   assert.equal(result.status, 0, result.stderr);
   assert.equal(result.stdout, `${join(imageDir, 'bzImage')}\n${join(imageDir, 'initramfs.cpio')}\n`);
+  // With the ext4 root disk built, its path is the third line.
+  writeFileSync(join(imageDir, 'rootfs.ext4'), '');
+  try {
+    const withRoot = await ringzero(['image', 'path'], fakeCache);
+    assert.equal(withRoot.stdout, `${join(imageDir, 'bzImage')}\n${join(imageDir, 'initramfs.cpio')}\n${join(imageDir, 'rootfs.ext4')}\n`);
+  } finally {
+    rmSync(join(imageDir, 'rootfs.ext4'));
+  }
 });
 
 test('doctor describes the host and the engine choice', async () => {

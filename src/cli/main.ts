@@ -157,11 +157,11 @@ function program(): Command {
       process.stdout.write(`${result.kernel}\n${result.initrd}\n`);
     });
   image.command('path')
-    .description('print the kernel path and the initramfs path of the built default image, one a line')
+    .description('print the kernel, initramfs and (when built) ext4 root disk paths of the default image, one a line')
     .action(() => {
       const found = findDefaultImage();
       if (found === undefined) throw new UsageError('no default image built yet: run `ringzero image build`');
-      process.stdout.write(`${found.kernel}\n${found.initrd}\n`);
+      process.stdout.write(`${found.kernel}\n${found.initrd}\n${found.rootfs !== undefined ? `${found.rootfs}\n` : ''}`);
     });
 
   cli.command('run')
