@@ -200,7 +200,7 @@ async function benchRingzero(): Promise<Results> {
       vm = dest;
       socket = nextSocket;
       await vm.pingPrompt();
-      console.log(`  ringzero ${kind} #${i + 1}: total ${Number(answer.totalMs).toFixed(0)} ms, downtime ${answer.downtimeMs} ms, ${answer.iteration} iterations, ${(Number(answer.bytesSent) / 2 ** 20).toFixed(1)} MiB sent`);
+      console.log(`  ringzero ${kind} #${i + 1}: total ${Number(answer.totalMs).toFixed(0)} ms, downtime ${answer.downtimeMs} ms ${JSON.stringify(answer.downtimeParts)}, ${answer.iteration} iterations, ${(Number(answer.bytesSent) / 2 ** 20).toFixed(1)} MiB sent`);
     }
   }
   await vm.kill();

@@ -66,6 +66,8 @@ export interface MigrationProgress {
   downtimeLimitMs: number;
   /** Measured: from pausing the VM to the destination's "resumed". */
   downtimeMs?: number;
+  /** Where the downtime went: stopping the vCPUs, the last pages, capturing and sealing the state, the destination. */
+  downtimeParts?: { pauseMs: number; pagesMs: number; stateMs: number; destinationMs: number; stateBytes: number };
   totalMs: number;
   error?: string;
 }
@@ -175,15 +177,21 @@ export async function migrateMachine(machine: Machine, opts: MigrateOptions, onP
     const pauseAt = Date.now();
     if (!wasPaused) { await machine.pause(); pausedHere = true; }
     alive(machine);
+    const pausedAt = Date.now();
     machine.serial.flush();
     const last = mem.harvestDirtyLog();
     markDeviceWrittenPages(machine, last);
     p.dirtyPages = countPages(last);
     await sendPages(link, machine, last, p, undefined, false);
+    const pagesAt = Date.now();
     const body: SnapshotBody = { ...machine.captureState(), memory: { file: '', size: mem.size, sha256: '' } };
-    await link.send(jsonFrame({ kind: 'state', state: sealState(body), ...(opts.verifyMemory ? { ramSha256: ramDigest(machine) } : {}) }));
+    const stateFrame = jsonFrame({ kind: 'state', state: sealState(body), ...(opts.verifyMemory ? { ramSha256: ramDigest(machine) } : {}) });
+    const stateAt = Date.now();
+    await link.send(stateFrame);
     await link.expect('resumed');
-    p.downtimeMs = Date.now() - pauseAt;
+    const end = Date.now();
+    p.downtimeMs = end - pauseAt;
+    p.downtimeParts = { pauseMs: pausedAt - pauseAt, pagesMs: pagesAt - pausedAt, stateMs: stateAt - pagesAt, destinationMs: end - stateAt, stateBytes: stateFrame.length };
     p.phase = 'completed';
     p.dirtyPages = 0;
     report();
