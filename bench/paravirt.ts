@@ -91,7 +91,7 @@ async function measure(vmm: 'ringzero' | 'qemu', run: number): Promise<void> {
   try {
     const promptMs = await guest.waitForShell();
     console.error(`  ${guest.label}: at the prompt after ${(promptMs / 1000).toFixed(1)} s`);
-    const ok = await guest.ask('PREP', `yes '${LINE}' | head -c ${BYTES} > /tmp/pv.txt; wc -c < /tmp/pv.txt; ls /dev/hvc0`, 120_000);
+    const ok = await guest.ask('PREP', `yes '${LINE}' | head -c ${BYTES} > /tmp/pv.txt; wc -c < /tmp/pv.txt; ls /dev/hvc0`, timeoutMs);
     if (!ok.startsWith(String(BYTES)) || !ok.includes('/dev/hvc0')) throw new Error(`${vmm}: preparing the text: ${ok}`);
     if (vmm === 'ringzero') {
       const c0 = await counters(socket);
