@@ -89,6 +89,9 @@ function receive(socket: net.Socket, opts: IncomingOptions, console: ConsoleIo, 
           if (machine) throw new Error('a second hello');
           machine = build(m, opts, console, machineOptions);
           socket.write(jsonFrame({ kind: 'ready' }));
+        } else if (m.kind === 'sync') {
+          // Everything before it has been applied: the source may stop its VM without a backlog in the pipe.
+          socket.write(jsonFrame({ kind: 'synced' }));
         } else if (m.kind === 'state') {
           if (!machine) throw new Error('the state came before hello');
           if (m.ramSha256 !== undefined && m.ramSha256 !== ramDigest(machine)) throw new Error('guest RAM differs from the source\'s after the transfer (SHA-256 mismatch)');

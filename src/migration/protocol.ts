@@ -7,10 +7,12 @@
 //   ZERO  (3): a = first page, b = page count; no payload: those pages are now zero
 // JSON messages, source to destination:
 //   {kind:"hello", format, version, snapshotVersion, config, memorySize}   before any page
+//   {kind:"sync"}                           before the stop-and-copy: answer when everything before it is applied
 //   {kind:"state", state}                   the snapshot format's state file ({format, version, crc32, body}, body
 //                                           without `memory`), sent while the VM is paused, after the last pages
 // destination to source:
 //   {kind:"ready"}                          after hello: the destination machine is built, pages may come
+//   {kind:"synced"}                         the answer to sync
 //   {kind:"resumed"}                        after state: the destination VM is restored and runs; the source may go
 //   {kind:"error", message}                 at any point: the destination gives up (the source keeps running)
 // The state crosses with the snapshot format's CRC (src/vmm/snapshot.ts), so one definition of "complete and intact"

@@ -172,6 +172,12 @@ export async function migrateMachine(machine: Machine, opts: MigrateOptions, onP
       if (round.bytes > 256 * 1024) p.bandwidth = round.bytes / Math.max(round.ms, 1) * 1000;
     }
 
+    // Drain the pipe first: pages still queued in the socket buffers (up to megabytes on loopback) would otherwise be
+    // waited for with the guest stopped. The destination answers "synced" once it has taken everything before it.
+    await link.send(jsonFrame({ kind: 'sync' }));
+    await link.expect('synced');
+    alive(machine);
+
     // 4. stop-and-copy
     p.phase = 'stop-and-copy';
     const pauseAt = Date.now();
