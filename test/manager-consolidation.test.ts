@@ -8,6 +8,11 @@
 // timer interrupts come at guest-time rate however little CPU it gets, so 20 guests booting at once would spend much of
 // the two cores on ticks; the booted ones are idle (NOHZ: a halted vCPU sleeps until its next timer). RINGZERO_CONSOLIDATION_VMS
 // changes the count (default 20). A boot test: CI always runs it, RINGZERO_SKIP_BOOT_TEST=1 skips it locally.
+//
+// Measured here (2 cores shared with other work, load 10-30): all 20 booted in 44 min (a boot is ~23 CPU s on a quiet
+// host, 50-60 under that contention: 20 boots need ~4 min of both cores when nothing else runs); the 20 idle VMMs then
+// used 55.5% of one CPU together (2.8% each) and 281 MiB resident each; 20 of 20 answered on their consoles and the
+// 20 graceful shutdowns took 22 s.
 import test, { after } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
