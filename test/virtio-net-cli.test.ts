@@ -141,7 +141,8 @@ test('control socket: JSON lines in order, errors as answers, never a crash', as
     assert.equal(stats.targetPages, 100);
     for (const [request, message] of [
       [{ cmd: 'balloon-set', pages: -1 }, /needs "pages"/], [{ cmd: 'balloon-set', bytes: 4097 }, /needs "pages"/],
-      [{ cmd: 'balloon-set', pages: 2 ** 40 }, /needs "pages"/], [{ cmd: 'reboot' }, /unknown cmd/], [{}, /unknown cmd/],
+      [{ cmd: 'balloon-set', pages: 2 ** 40 }, /needs "pages"/], [{ cmd: 'frobnicate' }, /unknown cmd/], [{}, /unknown cmd/],
+      [{ cmd: 'reboot' }, /no machine to reboot/],
     ] as const) {
       const a = await controlRequest(path, request);
       assert.equal(a.ok, false);
