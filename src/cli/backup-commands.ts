@@ -8,44 +8,13 @@
 
 import path from 'node:path';
 import type { Command } from 'commander';
-import type { ApiClient } from '../api/client.ts';
 import type { DiskSnapshotView } from '../manager/disk-snapshots.ts';
 import type { BackupView } from '../manager/backups.ts';
 import type { VmView } from '../manager/manager.ts';
 import { SNAPSHOT_NAME_RE, VM_NAME_RE } from '../manager/schema.ts';
 import { UsageError } from './validate.ts';
+import { type SocketOption, socketFlag, socketHelp, client, call, out, table } from './api-call.ts';
 
-interface SocketOption {
-  socket?: string;
-}
-
-const socketFlag = '--socket <path>';
-const socketHelp = 'the daemon\'s API socket (default: $RINGZERO_SOCKET, or the default state directory\'s)';
-
-async function client(options: SocketOption): Promise<ApiClient> {
-  const { ApiClient } = await import('../api/client.ts');
-  const { defaultSocketPath } = await import('../manager/store.ts');
-  return new ApiClient(options.socket ?? defaultSocketPath());
-}
-
-async function call<T>(work: () => Promise<T>): Promise<T> {
-  const { ApiError } = await import('../api/client.ts');
-  try {
-    return await work();
-  } catch (error) {
-    if (error instanceof ApiError) throw new Error(`${error.message} [${error.code}]`);
-    throw error;
-  }
-}
-
-function out(line: string): void {
-  process.stdout.write(`${line}\n`);
-}
-
-function table(rows: string[][]): string[] {
-  const widths = rows[0].map((_, column) => Math.max(...rows.map((row) => row[column].length)));
-  return rows.map((row) => row.map((cell, column) => cell.padEnd(widths[column])).join('  ').trimEnd());
-}
 
 function vmName(name: string): string {
   if (!VM_NAME_RE.test(name)) throw new UsageError(`invalid VM name '${name}': letters, digits, '.', '_' and '-' (at most 63), starting with a letter or digit`);

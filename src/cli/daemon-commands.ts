@@ -8,36 +8,11 @@ import os from 'node:os';
 import path from 'node:path';
 import { spawnSync } from 'node:child_process';
 import type { Command } from 'commander';
-import type { ApiClient } from '../api/client.ts';
 import type { VmView } from '../manager/manager.ts';
 import { CPU_LIST_PATTERN, SNAPSHOT_NAME_RE, type SnapshotView } from '../manager/schema.ts';
 import { MAX_CPUS } from '../vmm/config.ts';
 import { UsageError } from './validate.ts';
-
-interface SocketOption {
-  socket?: string;
-}
-
-async function client(options: SocketOption): Promise<ApiClient> {
-  const { ApiClient } = await import('../api/client.ts');
-  const { defaultSocketPath } = await import('../manager/store.ts');
-  return new ApiClient(options.socket ?? defaultSocketPath());
-}
-
-/** Run an API call; an API error becomes the CLI's one-line failure, naming the error code. */
-async function call<T>(work: () => Promise<T>): Promise<T> {
-  const { ApiError } = await import('../api/client.ts');
-  try {
-    return await work();
-  } catch (error) {
-    if (error instanceof ApiError) throw new Error(`${error.message} [${error.code}]`);
-    throw error;
-  }
-}
-
-function out(line: string): void {
-  process.stdout.write(`${line}\n`);
-}
+import { type SocketOption, socketFlag, socketHelp, client, call, out, table } from './api-call.ts';
 
 function readDefinitionFile(file: string): unknown {
   let text: string;
@@ -51,11 +26,6 @@ function readDefinitionFile(file: string): unknown {
   } catch (error) {
     throw new UsageError(`'${file}' is not valid JSON: ${(error as Error).message}`);
   }
-}
-
-function table(rows: string[][]): string[] {
-  const widths = rows[0].map((_, column) => Math.max(...rows.map((row) => row[column].length)));
-  return rows.map((row) => row.map((cell, column) => cell.padEnd(widths[column])).join('  ').trimEnd());
 }
 
 /** GET/PUT /vms/{name}/balloon: guest memory left, the balloon's target and actual size (bytes). */
@@ -106,8 +76,6 @@ function infoLines(vm: VmView): string[] {
 }
 
 export function registerDaemonCommands(cli: Command): void {
-  const socketFlag = '--socket <path>';
-  const socketHelp = 'the daemon\'s API socket (default: $RINGZERO_SOCKET, or the default state directory\'s)';
 
   cli.command('daemon')
     .description('run the VM manager: state directory, one VMM process per running VM, REST API on a Unix socket')

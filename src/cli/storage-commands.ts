@@ -3,40 +3,10 @@
 
 import fs from 'node:fs';
 import type { Command } from 'commander';
-import type { ApiClient } from '../api/client.ts';
 import type { VolumeView } from '../manager/volumes.ts';
 import type { CloneResult, TemplateView } from '../manager/templates.ts';
 import { UsageError } from './validate.ts';
-
-interface SocketOption {
-  socket?: string;
-}
-
-async function client(options: SocketOption): Promise<ApiClient> {
-  const { ApiClient } = await import('../api/client.ts');
-  const { defaultSocketPath } = await import('../manager/store.ts');
-  return new ApiClient(options.socket ?? defaultSocketPath());
-}
-
-/** An API error becomes the CLI's one-line failure, naming the error code. */
-async function call<T>(work: () => Promise<T>): Promise<T> {
-  const { ApiError } = await import('../api/client.ts');
-  try {
-    return await work();
-  } catch (error) {
-    if (error instanceof ApiError) throw new Error(`${error.message} [${error.code}]`);
-    throw error;
-  }
-}
-
-function out(line: string): void {
-  process.stdout.write(`${line}\n`);
-}
-
-function table(rows: string[][]): string[] {
-  const widths = rows[0].map((_, column) => Math.max(...rows.map((row) => row[column].length)));
-  return rows.map((row) => row.map((cell, column) => cell.padEnd(widths[column])).join('  ').trimEnd());
-}
+import { type SocketOption, socketFlag, socketHelp, client, call, out, table } from './api-call.ts';
 
 /** A size like 10G, 512M, 1T, 4096 (bytes), 1.5G: a whole number of 512-byte sectors. */
 export function parseVolumeSize(text: string): number {
@@ -60,8 +30,6 @@ function human(bytes: number): string {
   return `${unit === 0 ? value : value.toFixed(1)} ${units[unit]}`;
 }
 
-const socketFlag = '--socket <path>';
-const socketHelp = 'the daemon\'s API socket (default: $RINGZERO_SOCKET, or the default state directory\'s)';
 const id = encodeURIComponent;
 
 export function registerStorageCommands(cli: Command): void {

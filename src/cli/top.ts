@@ -5,6 +5,7 @@
 import type { ApiClient } from '../api/client.ts';
 import type { HostStats, VmStats } from '../manager/stats.ts';
 import type { VmView } from '../manager/manager.ts';
+import { table } from './api-call.ts';
 
 interface Sample {
   at: number;
@@ -24,11 +25,6 @@ function bytes(n: number): string {
   let i = 0;
   while (n >= 1024 && i < units.length - 1) { n /= 1024; i++; }
   return `${i === 0 ? n.toFixed(0) : n.toFixed(1)}${units[i]}`;
-}
-
-function table(rows: string[][]): string[] {
-  const widths = rows[0].map((_, column) => Math.max(...rows.map((row) => row[column].length)));
-  return rows.map((row) => row.map((cell, column) => cell.padEnd(widths[column])).join('  ').trimEnd());
 }
 
 /** The table for the interval between two samples. */
