@@ -17,7 +17,7 @@
 // VM to the destination's "resumed"; QEMU reports `downtime` in query-migrate. After each run the guest must answer
 // at its prompt in the destination. Prints the medians and ratios, then one JSON line. The machine is noisy: only the
 // ratios of one run mean anything.
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
@@ -27,7 +27,9 @@ import { parseArgs } from 'node:util';
 import { findDefaultImage, GUEST_PROMPT } from '../src/image/build.ts';
 import { DEFAULT_CMDLINE } from '../src/vmm/config.ts';
 import { controlRequest } from '../src/vmm/control.ts';
+import { median } from './support/common.ts';
 import { Qmp } from './support/qmp.ts';
+import { killAllVmms, VmmProcess } from './support/vmm-process.ts';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const { values } = parseArgs({
@@ -54,73 +56,19 @@ const qemuPresent = values.only !== 'ringzero' && spawnSync('qemu-system-x86_64'
 if (!qemuPresent) console.error('bench/migrate: QEMU left out (not found, or --only ringzero): ringzero alone');
 
 const work = fs.mkdtempSync(path.join(os.tmpdir(), 'ringzero-bench-migrate-'));
-const children = new Set<ChildProcess>();
-const killGroup = (child: ChildProcess) => { try { process.kill(-child.pid!, 'SIGKILL'); } catch { /* gone */ } };
 process.on('exit', () => {
-  for (const c of children) killGroup(c);
+  killAllVmms();
   fs.rmSync(work, { recursive: true, force: true });
 });
 
-const median = (xs: number[]) => { const s = [...xs].sort((a, b) => a - b); return s[Math.floor(s.length / 2)]; };
+const vmm = (cmd: string, args: string[]) => new VmmProcess(cmd, args, timeoutMs);
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-/** A VMM process with its serial console on stdin/stdout (own process group, so one kill ends it all). */
-class Vmm {
-  readonly child: ChildProcess;
-  out = '';
-  err = '';
-  private waiters: Array<() => void> = [];
-  readonly exited: Promise<number | null>;
-
-  constructor(cmd: string, args: string[]) {
-    this.child = spawn(cmd, args, { stdio: ['pipe', 'pipe', 'pipe'], detached: true });
-    children.add(this.child);
-    this.child.stdout!.setEncoding('utf8').on('data', (s: string) => { this.out += s; for (const w of this.waiters.splice(0)) w(); });
-    this.child.stderr!.setEncoding('utf8').on('data', (s: string) => { this.err += s; for (const w of this.waiters.splice(0)) w(); });
-    this.exited = new Promise((resolve) => this.child.on('exit', (code) => {
-      children.delete(this.child);
-      for (const w of this.waiters.splice(0)) w();
-      resolve(code);
-    }));
-    this.child.stdin!.on('error', () => {});
-  }
-
-  async waitFor(test: () => boolean, what: string, ms = timeoutMs): Promise<void> {
-    const deadline = performance.now() + ms;
-    while (!test()) {
-      if (this.child.exitCode !== null || this.child.signalCode !== null) throw new Error(`VMM exited before ${what}:\n${this.out.slice(-1500)}\n${this.err.slice(-1500)}`);
-      if (performance.now() > deadline) throw new Error(`timed out waiting for ${what}:\n${this.out.slice(-1500)}\n${this.err.slice(-1500)}`);
-      await new Promise<void>((r) => { this.waiters.push(r); setTimeout(r, 100); });
-    }
-  }
-
-  waitForOutput(text: string, from = 0): Promise<void> {
-    return this.waitFor(() => this.out.includes(text, from), `'${text}'`);
-  }
-
-  type(line: string): void {
-    this.child.stdin!.write(`${line}\n`);
-  }
-
-  /** Press Enter every 20 ms until the shell prints its prompt again: the guest runs and answers. */
-  async pingPrompt(): Promise<void> {
-    const from = this.out.length;
-    const timer = setInterval(() => this.child.stdin!.write('\n'), 20);
-    this.child.stdin!.write('\n');
-    try { await this.waitForOutput(GUEST_PROMPT, from); } finally { clearInterval(timer); }
-  }
-
-  async kill(): Promise<void> {
-    killGroup(this.child);
-    await this.exited;
-  }
-}
 
 interface Run { totalMs: number; downtimeMs: number; iterations?: number; mib?: number; dirtyMiBs?: number }
 interface Results { idle: Run[]; loaded: Run[] }
 
 /** The guest's memory dirtier: rewrite a 32 MiB tmpfs file at `rate` MiB/s with random bytes (256 KiB per dd). */
-function startDirtier(vm: Vmm, rate: number): void {
+function startDirtier(vm: VmmProcess, rate: number): void {
   const perSecond = rate * 4; // 256 KiB blocks
   const pause = Math.max(1, Math.round(1e6 / perSecond));
   vm.type('dd if=/dev/urandom of=/tmp/rnd bs=256k count=1 2>/dev/null');
@@ -133,7 +81,7 @@ async function benchRingzero(): Promise<Results> {
   const results: Results = { idle: [], loaded: [] };
   let socket = path.join(work, 'rz-0.sock');
   const t0 = performance.now();
-  let vm = new Vmm(ringzeroBin, ['run', '--engine', 'soft', '--memory', memory, '--cmdline', DEFAULT_CMDLINE, '--control-socket', socket]);
+  let vm = vmm(ringzeroBin, ['run', '--engine', 'soft', '--memory', memory, '--cmdline', DEFAULT_CMDLINE, '--control-socket', socket]);
   await vm.waitForOutput(GUEST_PROMPT);
   console.log(`  ringzero: at the prompt after ${((performance.now() - t0) / 1000).toFixed(1)} s`);
   await vm.pingPrompt();
@@ -143,7 +91,7 @@ async function benchRingzero(): Promise<Results> {
     for (let i = 0; i < runs; i++) {
       hop++;
       const nextSocket = path.join(work, `rz-${hop}.sock`);
-      const dest = new Vmm(ringzeroBin, ['run', '--incoming', 'tcp:127.0.0.1:0', '--control-socket', nextSocket]);
+      const dest = vmm(ringzeroBin, ['run', '--incoming', 'tcp:127.0.0.1:0', '--control-socket', nextSocket]);
       let port = 0;
       await dest.waitFor(() => { const m = /incoming migration on 127\.0\.0\.1:(\d+)/.exec(dest.err); if (m) port = Number(m[1]); return port > 0; }, 'the destination to listen');
       const answer = await controlRequest(socket, { cmd: 'migrate', to: `127.0.0.1:${port}`, downtimeMs, maxIterations: 100 }, timeoutMs);
@@ -177,7 +125,7 @@ async function benchQemu(): Promise<Results> {
   const results: Results = { idle: [], loaded: [] };
   let socket = path.join(work, 'qemu-0.qmp');
   const t0 = performance.now();
-  let vm = new Vmm('qemu-system-x86_64', qemuArgs(socket));
+  let vm = vmm('qemu-system-x86_64', qemuArgs(socket));
   await vm.waitForOutput(GUEST_PROMPT);
   console.log(`  qemu-tcg: at the prompt after ${((performance.now() - t0) / 1000).toFixed(1)} s`);
   await vm.pingPrompt();
@@ -189,7 +137,7 @@ async function benchQemu(): Promise<Results> {
       hop++;
       const nextSocket = path.join(work, `qemu-${hop}.qmp`);
       const port = await freePort();
-      const dest = new Vmm('qemu-system-x86_64', [...qemuArgs(nextSocket), '-incoming', `tcp:127.0.0.1:${port}`]);
+      const dest = vmm('qemu-system-x86_64', [...qemuArgs(nextSocket), '-incoming', `tcp:127.0.0.1:${port}`]);
       const destQmp = await Qmp.connect(nextSocket);
       await qmp.execute('migrate-set-parameters', { 'downtime-limit': downtimeMs, 'max-bandwidth': 10 * 2 ** 30 });
       await qmp.execute('migrate', { uri: `tcp:127.0.0.1:${port}` });

@@ -16,7 +16,7 @@
 //             the restore call alone and to the prompt.
 // Prints the medians and the ratios ringzero/QEMU, then one JSON line. The machine is noisy: only the ratios measured
 // in the same run mean anything.
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -26,7 +26,9 @@ import { findDefaultImage, GUEST_PROMPT } from '../src/image/build.ts';
 import { DEFAULT_CMDLINE } from '../src/vmm/config.ts';
 import { controlRequest } from '../src/vmm/control.ts';
 import { Machine } from '../src/vmm/machine.ts';
+import { median } from './support/common.ts';
 import { Qmp } from './support/qmp.ts';
+import { killAllVmms, VmmProcess } from './support/vmm-process.ts';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const { values } = parseArgs({
@@ -48,61 +50,13 @@ const qemuPresent = spawnSync('qemu-system-x86_64', ['--version']).status === 0;
 if (!qemuPresent) console.error('bench/snapshot: qemu-system-x86_64 not found (apt-get install qemu-system-x86): ringzero alone');
 
 const work = fs.mkdtempSync(path.join(os.tmpdir(), 'ringzero-bench-snapshot-'));
-const children = new Set<ChildProcess>();
-const killGroup = (child: ChildProcess) => { try { process.kill(-child.pid!, 'SIGKILL'); } catch { /* gone */ } };
 process.on('exit', () => {
-  for (const c of children) killGroup(c);
+  killAllVmms();
   fs.rmSync(work, { recursive: true, force: true });
 });
 
-const median = (xs: number[]) => { const s = [...xs].sort((a, b) => a - b); return s[Math.floor(s.length / 2)]; };
+const vmm = (cmd: string, args: string[]) => new VmmProcess(cmd, args, timeoutMs);
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-/** A VMM process with its serial console on stdin/stdout (own process group, so one kill ends it all). */
-class Vmm {
-  readonly child: ChildProcess;
-  out = '';
-  private waiters: Array<() => void> = [];
-  readonly exited: Promise<number | null>;
-
-  constructor(cmd: string, args: string[]) {
-    this.child = spawn(cmd, args, { stdio: ['pipe', 'pipe', 'pipe'], detached: true });
-    children.add(this.child);
-    this.child.stdout!.setEncoding('utf8').on('data', (s: string) => { this.out += s; for (const w of this.waiters.splice(0)) w(); });
-    let err = '';
-    this.child.stderr!.setEncoding('utf8').on('data', (s: string) => { err += s; });
-    this.exited = new Promise((resolve) => this.child.on('exit', (code) => {
-      children.delete(this.child);
-      if (code !== null && code !== 0) process.stderr.write(`${cmd} exited ${code}: ${err.slice(-1000)}\n`);
-      for (const w of this.waiters.splice(0)) w();
-      resolve(code);
-    }));
-    this.child.stdin!.on('error', () => {});
-  }
-
-  /** Wait until the console output from `from` on contains `text`. */
-  async waitFor(text: string, from = 0, ms = timeoutMs): Promise<void> {
-    const deadline = performance.now() + ms;
-    while (!this.out.includes(text, from)) {
-      if (this.child.exitCode !== null || this.child.signalCode !== null) throw new Error(`VMM exited before '${text}':\n${this.out.slice(-1500)}`);
-      if (performance.now() > deadline) throw new Error(`timed out waiting for '${text}':\n${this.out.slice(-1500)}`);
-      await new Promise<void>((r) => { this.waiters.push(r); setTimeout(r, 100); });
-    }
-  }
-
-  /** Press Enter every 20 ms until the shell prints its prompt again: the guest runs and answers. */
-  async pingPrompt(): Promise<void> {
-    const from = this.out.length;
-    const timer = setInterval(() => this.child.stdin!.write('\n'), 20);
-    this.child.stdin!.write('\n');
-    try { await this.waitFor(GUEST_PROMPT, from); } finally { clearInterval(timer); }
-  }
-
-  async kill(): Promise<void> {
-    killGroup(this.child);
-    await this.exited;
-  }
-}
 
 function diskUsage(file: string): { bytes: number; allocated: number } {
   const st = fs.statSync(file);
@@ -125,8 +79,8 @@ const ringzeroBin = path.join(root, 'bin', 'ringzero');
 async function benchRingzero(memory: string): Promise<Samples> {
   const socket = path.join(work, `rz-${memory}.sock`);
   const t0 = performance.now();
-  const vm = new Vmm(ringzeroBin, ['run', '--engine', 'soft', '--memory', memory, '--cmdline', DEFAULT_CMDLINE, '--control-socket', socket]);
-  await vm.waitFor(GUEST_PROMPT);
+  const vm = vmm(ringzeroBin, ['run', '--engine', 'soft', '--memory', memory, '--cmdline', DEFAULT_CMDLINE, '--control-socket', socket]);
+  await vm.waitForOutput(GUEST_PROMPT);
   console.log(`  ringzero ${memory}: at the prompt after ${((performance.now() - t0) / 1000).toFixed(1)} s`);
   await vm.pingPrompt(); // settled: the shell answers
   const s: Samples = { snapshotMs: [], restoreMs: [], allocated: 0, bytes: 0, restoreCallMs: [], inProcessMs: [] };
@@ -141,7 +95,7 @@ async function benchRingzero(memory: string): Promise<Samples> {
   ({ bytes: s.bytes, allocated: s.allocated } = dirUsage(dir));
   for (let i = 0; i < runs; i++) {
     const t = performance.now();
-    const restored = new Vmm(ringzeroBin, ['run', '--restore', dir]);
+    const restored = vmm(ringzeroBin, ['run', '--restore', dir]);
     await restored.pingPrompt();
     s.restoreMs.push(performance.now() - t);
     await restored.kill();
@@ -189,8 +143,8 @@ const qemuArgs = (memory: string, qmpSocket: string): string[] => [
 async function benchQemu(memory: string): Promise<Samples> {
   const socket = path.join(work, `qemu-${memory}.qmp`);
   const t0 = performance.now();
-  const vm = new Vmm('qemu-system-x86_64', qemuArgs(memory, socket));
-  await vm.waitFor(GUEST_PROMPT);
+  const vm = vmm('qemu-system-x86_64', qemuArgs(memory, socket));
+  await vm.waitForOutput(GUEST_PROMPT);
   console.log(`  qemu-tcg ${memory}: at the prompt after ${((performance.now() - t0) / 1000).toFixed(1)} s`);
   await vm.pingPrompt();
   const qmp = await Qmp.connect(socket);
@@ -217,7 +171,7 @@ async function benchQemu(memory: string): Promise<Samples> {
   for (let i = 0; i < runs; i++) {
     const qsock = path.join(work, `qemu-${memory}-in.qmp`);
     const t = performance.now();
-    const restored = new Vmm('qemu-system-x86_64', [...qemuArgs(memory, qsock), '-incoming', `exec:cat ${file}`]);
+    const restored = vmm('qemu-system-x86_64', [...qemuArgs(memory, qsock), '-incoming', `exec:cat ${file}`]);
     const q = await Qmp.connect(qsock);
     for (;;) {
       const status = await q.status();
