@@ -19,6 +19,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { findDefaultImage } from '../src/image/build.ts';
 import { GuestSession, BOOT_TIMEOUT_MS, RINGZERO_BIN } from './support/guest.ts';
+import { waitFor } from './support/manager-harness.ts';
 
 const image = findDefaultImage();
 const enabled = process.env.RINGZERO_SKIP_BOOT_TEST !== '1' || process.env.CI === 'true';
@@ -30,14 +31,6 @@ const sh = (cmd: string, ...args: string[]) => execFileSync(cmd, args, { encodin
 function ringzero(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
   return new Promise((resolve) => execFile(RINGZERO_BIN, args, (error, stdout, stderr) =>
     resolve({ code: error ? Number((error as { code?: number }).code ?? 1) : 0, stdout, stderr })));
-}
-
-async function waitUntil(what: string, check: () => boolean | Promise<boolean>, ms: number): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
 }
 
 test('the guest on virtio-net (ping both ways, TCP with checksum), virtio-vsock and virtio-balloon', {
@@ -61,7 +54,7 @@ test('the guest on virtio-net (ping both ways, TCP with checksum), virtio-vsock 
     '--net', `tap=${tap},mac=${mac}`, '--vsock', `42,path=${vsockPath}`, '--balloon', '--control-socket', control]);
   try {
     // The VMM creates the TAP as it starts; move it into the test's namespace and give the host end an address.
-    await waitUntil(`TAP ${tap}`, () => existsSync(`/sys/class/net/${tap}`), 30_000);
+    await waitFor(`TAP ${tap}`, () => existsSync(`/sys/class/net/${tap}`), 30_000);
     sh('ip', 'link', 'set', tap, 'netns', ns);
     sh('ip', '-n', ns, 'addr', 'add', '10.0.2.1/24', 'dev', tap);
     sh('ip', '-n', ns, 'link', 'set', tap, 'up');
@@ -82,7 +75,7 @@ test('the guest on virtio-net (ping both ways, TCP with checksum), virtio-vsock 
     listener.stdout!.on('data', (d: Buffer) => chunks.push(d));
     const listenerDone = new Promise((r) => listener.on('exit', r));
     // Listening on port 5555 (0x15B3), over IPv4 or IPv6 (/proc/net/tcp{,6}: local address, remote, state 0A).
-    await waitUntil('nc listening in the namespace', () => /:15B3 [0-9A-F]+:0000 0A/.test(sh('ip', 'netns', 'exec', ns, 'cat', '/proc/net/tcp', '/proc/net/tcp6')), 10_000);
+    await waitFor('nc listening in the namespace', () => /:15B3 [0-9A-F]+:0000 0A/.test(sh('ip', 'netns', 'exec', ns, 'cat', '/proc/net/tcp', '/proc/net/tcp6')), 10_000);
     const guestMd5 = await guest.ask('TCP', 'dd if=/dev/urandom of=/tmp/blob bs=1024 count=192 2>/dev/null; nc 10.0.2.1 5555 < /tmp/blob; md5sum < /tmp/blob', 180_000);
     await listenerDone;
     const received = Buffer.concat(chunks);
@@ -109,7 +102,7 @@ test('the guest on virtio-net (ping both ways, TCP with checksum), virtio-vsock 
     const set = await ringzero('balloon', '--control-socket', control, '64M');
     assert.equal(set.code, 0, set.stderr);
     let inflated = before;
-    await waitUntil('MemTotal to drop by 64 MiB', async () => { inflated = await memTotal(); return before - inflated >= 65536; }, 120_000);
+    await waitFor('MemTotal to drop by 64 MiB', async () => { inflated = await memTotal(); return before - inflated >= 65536; }, 120_000);
     assert.equal(before - inflated, 65536, `MemTotal ${before} kB -> ${inflated} kB`);
     const stats = await ringzero('balloon', '--control-socket', control);
     assert.equal(stats.code, 0, stats.stderr);
@@ -118,7 +111,7 @@ test('the guest on virtio-net (ping both ways, TCP with checksum), virtio-vsock 
     assert.equal(answer.actualPages, 16384);
     assert.ok(answer.guest['total-memory'] > 0 && answer.guest['free-memory'] > 0, `guest statistics: ${stats.stdout}`);
     assert.equal((await ringzero('balloon', '--control-socket', control, '0')).code, 0);
-    await waitUntil('MemTotal to come back', async () => (await memTotal()) === before, 120_000);
+    await waitFor('MemTotal to come back', async () => (await memTotal()) === before, 120_000);
 
     guest.type('poweroff -f');
     assert.equal(await guest.waitForExit(), 0, `exit status 0 after poweroff (stderr: ${guest.stderr.slice(-500)})`);

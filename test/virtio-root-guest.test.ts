@@ -23,6 +23,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { buildRootfsImage, cacheDir, findDefaultImage } from '../src/image/build.ts';
 import { GuestSession, BOOT_TIMEOUT_MS, RINGZERO_BIN } from './support/guest.ts';
+import { waitFor } from './support/manager-harness.ts';
 
 const image = findDefaultImage();
 const enabled = process.env.RINGZERO_SKIP_BOOT_TEST !== '1' || process.env.CI === 'true';
@@ -94,14 +95,6 @@ function ringzero(...args: string[]): Promise<{ code: number; stdout: string; st
     resolve({ code: error ? Number((error as { code?: number }).code ?? 1) : 0, stdout, stderr })));
 }
 
-async function waitUntil(what: string, check: () => boolean | Promise<boolean>, ms: number): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 200));
-  }
-}
-
 const sh = (cmd: string, ...args: string[]) => execFileSync(cmd, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
 
 test('one boot with an ext4 root disk, a data disk with a serial, net, console, rng, balloon, vsock and kvm-clock', {
@@ -156,7 +149,7 @@ test('one boot with an ext4 root disk, a data disk with a serial, net, console, 
     ...(netReason ? [] : ['--net', `tap=${tap},mac=${mac}`])]);
   try {
     if (!netReason) {
-      await waitUntil(`TAP ${tap}`, () => existsSync(`/sys/class/net/${tap}`), 60_000);
+      await waitFor(`TAP ${tap}`, () => existsSync(`/sys/class/net/${tap}`), 60_000);
       sh('ip', 'link', 'set', tap, 'netns', ns);
       sh('ip', '-n', ns, 'addr', 'add', '10.0.3.1/24', 'dev', tap);
       sh('ip', '-n', ns, 'link', 'set', tap, 'up');
@@ -203,7 +196,7 @@ test('one boot with an ext4 root disk, a data disk with a serial, net, console, 
     const set = await ringzero('balloon', '--control-socket', control, '32M');
     assert.equal(set.code, 0, set.stderr);
     let inflated = before;
-    await waitUntil('MemTotal to drop by 32 MiB', async () => { inflated = await memTotal(); return before - inflated >= 32768; }, 180_000);
+    await waitFor('MemTotal to drop by 32 MiB', async () => { inflated = await memTotal(); return before - inflated >= 32768; }, 180_000);
     assert.equal(before - inflated, 32768, `MemTotal ${before} kB -> ${inflated} kB`);
 
     // kvm-clock.
