@@ -67,7 +67,7 @@ test('each bad --disk, --console is one clear UsageError line', () => {
     [{ disk: [join(dir, 'missing.img')] }, /^disk image '.*missing\.img' does not exist$/],
     [{ disk: [join(dir, 'adir')] }, /is not a regular file$/],
     [{ disk: [tiny] }, /smaller than one 512-byte sector$/],
-    [{ disk: [`${diskA},fast`] }, /^unknown --disk option 'fast' in '.*': use readonly or serial=NAME$/],
+    [{ disk: [`${diskA},fast`] }, /^unknown --disk option 'fast' in '.*': use readonly, serial=NAME or format=raw\|qcow2$/],
     [{ disk: [`${diskA},serial=`] }, /^invalid serial '' in --disk/],
     [{ disk: [`${diskA},serial=this-serial-is-way-too-long`] }, /1 to 20 printable ASCII characters/],
     [{ disk: [`${diskA},serial=a b`] }, /invalid serial 'a b'/],
@@ -104,5 +104,5 @@ test('bin/ringzero: --disk repeats in order, --rng and --console virtio reach ru
   assert.equal(config.cmdline, VIRTIO_CONSOLE_CMDLINE);
   const bad = await ringzero(['run', '--engine', 'soft', '--kernel', kernel, '--disk', `${diskA},bogus`], { RINGZERO_RUNVM_MODULE: fakeRunVm });
   assert.equal(bad.status, 2);
-  assert.equal(bad.stderr, `ringzero: unknown --disk option 'bogus' in '${diskA},bogus': use readonly or serial=NAME\n`);
+  assert.equal(bad.stderr, `ringzero: unknown --disk option 'bogus' in '${diskA},bogus': use readonly, serial=NAME or format=raw|qcow2\n`);
 });

@@ -60,7 +60,9 @@ function infoLines(vm: VmView): string[] {
   const lines = [
     ['Name', vm.name], ['State', vm.state], ['Engine', d.engine], ['CPUs', String(d.cpus)], ['Memory', `${d.memory} MiB`],
     ['Kernel', d.kernel ?? '(default image)'], ['Initrd', d.initrd ?? (d.kernel ? '(none)' : '(default image)')], ['Cmdline', d.cmdline],
-    ['Console', d.console], ['Disks', d.disks.length === 0 ? '(none)' : d.disks.map((k) => `${k.path}${k.readonly ? ' (ro)' : ''}`).join(', ')],
+    ['Console', d.console],
+    ['Disks', d.disks.length === 0 ? '(none)' : d.disks.map((k) => `${k.path}${k.format ? ` ${k.format}` : ''}${k.readonly ? ' (ro)' : ''}`).join(', ')],
+    ['NICs', (d.nics ?? []).length === 0 ? '(none)' : d.nics!.map((n, i) => `eth${i} ${n.mac ?? '(MAC from the TAP name)'} on TAP ${n.tap}`).join(', ')],
     ['RNG', d.rng ? 'yes' : 'no'], ['Autostart', d.autostart ? 'yes' : 'no'],
   ];
   if (vm.pid !== undefined) lines.push(['PID', String(vm.pid)]);
@@ -83,6 +85,7 @@ export function registerDaemonCommands(cli: Command): void {
     .option(socketFlag, 'API socket (default: /run/ringzero/ringzero.sock for root, else in the state directory)')
     .option('--listen <host:port>', 'also serve the API on TCP (needs --token-file)')
     .option('--token-file <file>', 'bearer token required on the TCP listener')
+    .option('--migration-listen <host:port>', 'accept live migrations of VMs from other daemons on this TCP address (a trusted network: the stream is not encrypted)')
     .option('--shutdown-timeout <seconds>', 'default time a shutdown waits before destroying the VM', '60')
     .action(async (options) => {
       const { runDaemon } = await import('./daemon.ts');

@@ -105,12 +105,13 @@ export function checkInitrd(path: string): void {
 const MAX_SERIAL = 20;
 
 /**
- * One `--disk FILE[,readonly][,serial=S]`: an existing regular file, readable (and writable unless readonly),
- * a serial of up to 20 printable ASCII characters.
+ * One `--disk FILE[,readonly][,serial=S][,format=raw|qcow2]`: an existing regular file, readable (and writable
+ * unless readonly), a serial of up to 20 printable ASCII characters, and the image format when it is not to be
+ * probed (format=qcow2 must find qcow2's magic; format=raw opens anything as raw, sector 0 included).
  */
 export function parseDiskSpec(text: string): DiskConfig {
   const [path, ...flags] = text.split(',');
-  if (path === '') throw new UsageError(`invalid --disk '${text}': use FILE[,readonly][,serial=NAME]`);
+  if (path === '') throw new UsageError(`invalid --disk '${text}': use FILE[,readonly][,serial=NAME][,format=raw|qcow2]`);
   const disk: DiskConfig = { path, readonly: false };
   for (const flag of flags) {
     if (flag === 'readonly' || flag === 'ro') disk.readonly = true;
@@ -120,12 +121,18 @@ export function parseDiskSpec(text: string): DiskConfig {
         throw new UsageError(`invalid serial '${serial}' in --disk '${text}': 1 to ${MAX_SERIAL} printable ASCII characters, no spaces or commas`);
       }
       disk.serial = serial;
+    } else if (flag.startsWith('format=')) {
+      const format = flag.slice('format='.length);
+      if (format !== 'raw' && format !== 'qcow2') throw new UsageError(`invalid format '${format}' in --disk '${text}': raw or qcow2`);
+      if (disk.format !== undefined && disk.format !== format) throw new UsageError(`--disk '${text}' gives two formats`);
+      disk.format = format;
     } else {
-      throw new UsageError(`unknown --disk option '${flag}' in '${text}': use readonly or serial=NAME`);
+      throw new UsageError(`unknown --disk option '${flag}' in '${text}': use readonly, serial=NAME or format=raw|qcow2`);
     }
   }
   const size = checkFile(path, 'disk image');
   if (size < 512) throw new UsageError(`disk image '${path}' is smaller than one 512-byte sector`);
+  if (disk.format === 'qcow2' && !hasQcow2Magic(path)) throw new UsageError(`disk image '${path}' is not a qcow2 image (no qcow2 header): use format=raw, or leave format= out to probe`);
   try {
     accessSync(path, disk.readonly ? fsConstants.R_OK : fsConstants.R_OK | fsConstants.W_OK);
   } catch (error) {
@@ -133,6 +140,12 @@ export function parseDiskSpec(text: string): DiskConfig {
     throw new UsageError(disk.readonly ? `cannot read disk image '${path}' (${code})` : `cannot write disk image '${path}' (${code}): add ,readonly to use it read-only`);
   }
   return disk;
+}
+
+/** Whether the file starts with qcow2's magic "QFI\xfb" (qcow2 spec, header offset 0). */
+function hasQcow2Magic(file: string): boolean {
+  const head = readHead(file, 'disk image', 4);
+  return head.length === 4 && head.readUInt32BE(0) === 0x514649fb;
 }
 
 /** Every `--disk`, in order; at most MAX_DISKS, each image file at most once. */

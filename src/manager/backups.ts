@@ -300,6 +300,10 @@ export class BackupStore {
       existing = undefined;
     }
     if (as !== undefined && existing) throw new ManagerError('conflict', `VM '${as}' is already defined: restore as a new name, or without --as into the original VM`);
+    if (as !== undefined && (backup.definition.nics ?? []).length > 0) {
+      // The saved guest has read its MACs and TAPs; a second VM with them would take the original's network identity.
+      throw new ManagerError('unsupported', `backup '${id}' is of a VM with network cards: the saved guest keeps their MACs, so it can only be restored into VM '${backup.vm}'`);
+    }
     if (existing && isActive(existing.state)) throw new ManagerError('conflict', `VM '${target}' is ${existing.state}: shut it off before restoring a backup into it`);
     if (existing && existing.definition.disks.length !== backup.disks.length) throw new ManagerError('conflict', `VM '${target}' has ${existing.definition.disks.length} disks, the backup ${backup.disks.length}`);
     const snapDir = this.state.snapshotDir(target, id);

@@ -25,6 +25,9 @@ import { VolumePool } from './volumes.ts';
 import { TemplateStore } from './templates.ts';
 import { DiskSnapshots } from './disk-snapshots.ts';
 import { BackupStore } from './backups.ts';
+import { completeNics, macsOf, netArguments } from './nics.ts';
+import { checkDiskFormats, diskArgument } from './disk-format.ts';
+import { detectFormat } from '../storage/backend.ts';
 
 /** The launcher of the CLI, run by the VMM processes. */
 export const RINGZERO_BIN = fileURLToPath(new URL('../../bin/ringzero', import.meta.url));
@@ -204,9 +207,10 @@ export class VmManager extends EventEmitter {
     return [...this.runtime.values()].filter((r) => ACTIVE_STATES.has(r.state)).length;
   }
 
-  define(definition: VmDefinition): VmView {
-    if (this.definitions.has(definition.name)) throw new ManagerError('conflict', `VM '${definition.name}' is already defined`);
-    this.checkSocketPath(definition.name);
+  define(input: VmDefinition): VmView {
+    if (this.definitions.has(input.name)) throw new ManagerError('conflict', `VM '${input.name}' is already defined`);
+    this.checkSocketPath(input.name);
+    const definition = completeNics(input, macsOf(this.definitions.values())); // default MACs stored (src/manager/nics.ts)
     this.state.writeJson(this.state.definitionFile(definition.name), definition);
     this.definitions.set(definition.name, definition);
     this.runtime.set(definition.name, { state: 'shut off' });
@@ -214,12 +218,13 @@ export class VmManager extends EventEmitter {
     return this.view(definition.name);
   }
 
-  update(name: string, definition: VmDefinition): VmView {
+  update(name: string, input: VmDefinition): VmView {
     this.definitionOf(name);
-    if (definition.name !== name) {
-      throw new ManagerError('invalid', `the definition's name '${definition.name}' differs from '${name}' (renaming is not supported)`);
+    if (input.name !== name) {
+      throw new ManagerError('invalid', `the definition's name '${input.name}' differs from '${name}' (renaming is not supported)`);
     }
     if (ACTIVE_STATES.has(this.stateOf(name))) throw new ManagerError('conflict', `VM '${name}' is ${this.stateOf(name)}: edit it when it is shut off`);
+    const definition = completeNics(input, macsOf(this.definitions.values(), name));
     this.state.writeJson(this.state.definitionFile(name), definition);
     this.definitions.set(name, definition);
     this.emitEvent({ type: 'updated', name, state: this.stateOf(name) });
@@ -253,6 +258,8 @@ export class VmManager extends EventEmitter {
     const current = this.stateOf(name);
     if (ACTIVE_STATES.has(current)) throw new ManagerError('conflict', `VM '${name}' is already ${current}`);
     this.checkDisksFree(name, definition);
+    this.checkTapsFree(name, definition);
+    if (fromSnapshot === undefined) checkDiskFormats(definition); // a disk defined as qcow2 must be one
     this.checkSocketPath(name);
     const socketPath = this.state.consoleSocket(name);
     const statusFile = this.state.statusFile(name);
@@ -560,7 +567,11 @@ export class VmManager extends EventEmitter {
   setDiskPaths(name: string, paths: string[]): VmView {
     const definition = this.definitionOf(name);
     if (paths.length !== definition.disks.length) throw new ManagerError('internal', `VM '${name}' has ${definition.disks.length} disks, not ${paths.length}`);
-    const updated: VmDefinition = { ...definition, disks: definition.disks.map((disk, i) => ({ ...disk, path: paths[i] })) };
+    // A stated format follows the new image (which the daemon itself just made: an overlay, a copy), not the old one.
+    const updated: VmDefinition = {
+      ...definition,
+      disks: definition.disks.map((disk, i) => ({ ...disk, path: paths[i], ...(disk.format !== undefined && paths[i] !== disk.path ? { format: detectFormat(paths[i]) } : {}) })),
+    };
     this.state.writeJson(this.state.definitionFile(name), updated);
     this.definitions.set(name, updated);
     return this.view(name);
@@ -737,6 +748,18 @@ export class VmManager extends EventEmitter {
     }
   }
 
+  /** A TAP carries one VM's card at a time: the VMM would fail to attach (EBUSY); say which VM has it. */
+  private checkTapsFree(name: string, definition: VmDefinition): void {
+    for (const nic of definition.nics ?? []) {
+      for (const [other, record] of this.runtime) {
+        if (other === name || !ACTIVE_STATES.has(record.state)) continue;
+        if ((this.definitions.get(other)?.nics ?? []).some((theirs) => theirs.tap === nic.tap)) {
+          throw new ManagerError('conflict', `TAP '${nic.tap}' is in use by running VM '${other}'`);
+        }
+      }
+    }
+  }
+
   private killVmm(name: string, why: 'shutdown' | 'destroy'): void {
     const record = this.runtime.get(name);
     if (!record || record.pid === undefined) return;
@@ -825,7 +848,8 @@ export function vmmArguments(d: VmDefinition, consoleSocket: string, statusFile:
     '--control-socket', controlSocket];
   if (d.kernel !== undefined) args.push('--kernel', d.kernel);
   if (d.initrd !== undefined) args.push('--initrd', d.initrd);
-  for (const disk of d.disks) args.push('--disk', `${disk.path}${disk.readonly ? ',readonly' : ''}${disk.serial ? `,serial=${disk.serial}` : ''}`);
+  for (const disk of d.disks) args.push('--disk', diskArgument(disk));
+  args.push(...netArguments(d));
   if (d.rng) args.push('--rng');
   if (d.balloon === true) args.push('--balloon');
   return args;

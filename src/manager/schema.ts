@@ -2,7 +2,7 @@
 // The same objects validate request bodies (fastify's ajv), fill in defaults, and make the OpenAPI document, so
 // what is documented is what is enforced.
 
-import { DEFAULT_CMDLINE as DEFAULT_VM_CMDLINE, MAX_CPUS, MAX_DISKS } from '../vmm/config.ts';
+import { DEFAULT_CMDLINE as DEFAULT_VM_CMDLINE, MAX_CPUS, MAX_DISKS, MAX_NICS } from '../vmm/config.ts';
 
 /** A VM name: a file name in the state directory and a word on the command line, so no slash, no leading dot. */
 export const VM_NAME_PATTERN = '^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$';
@@ -29,6 +29,23 @@ export const diskSchema = {
     path: { type: 'string', pattern: '^/[^,]*$', description: 'absolute path of a raw disk image (no commas)' },
     readonly: { type: 'boolean', default: false },
     serial: { type: 'string', pattern: '^[\\x21-\\x2b\\x2d-\\x7e]{1,20}$', description: 'virtio-blk serial: 1 to 20 printable ASCII characters, no spaces or commas' },
+    // No default: a disk without it is probed by its magic, as before the field existed.
+    format: { type: 'string', enum: ['raw', 'qcow2'], description: 'the image format, opened without probing; default: probed by the qcow2 magic (a raw disk whose name ends in .raw or .img and whose first sector holds a qcow2 magic is then refused)' },
+  },
+} as const;
+
+/** Linux interface names (dev_valid_name in net/core/dev.c): 1 to 15 bytes, no '/', ':' or whitespace, not '.' or '..'. */
+export const TAP_NAME_PATTERN = '^(?!\\.{1,2}$)[A-Za-z0-9_.@+-]{1,15}$';
+/** Six hex bytes; multicast and all-zero addresses are refused by the manager (src/manager/nics.ts). */
+export const MAC_PATTERN = '^[0-9A-Fa-f]{2}(:[0-9A-Fa-f]{2}){5}$';
+
+export const nicSchema = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['tap'],
+  properties: {
+    tap: { type: 'string', pattern: TAP_NAME_PATTERN, description: 'host TAP interface (1 to 15 letters, digits or _.@+-); created by the VMM when it does not exist and the daemon runs as root' },
+    mac: { type: 'string', pattern: MAC_PATTERN, description: 'the guest\'s MAC (unicast, not all zeros); default: derived from the VM name and the NIC\'s position (52:54:00:xx:xx:xx) and stored in the definition' },
   },
 } as const;
 
@@ -80,6 +97,8 @@ export const vmDefinitionSchema = {
     initrd: { type: 'string', minLength: 1, pattern: '^/', description: 'absolute path of an initramfs; default: the default image\'s when kernel is not given' },
     cmdline: { type: 'string', maxLength: 2047, default: DEFAULT_VM_CMDLINE },
     disks: { type: 'array', maxItems: MAX_DISKS, items: diskSchema, default: [] },
+    // No default: a definition without it reads as it did before the field existed (no NIC).
+    nics: { type: 'array', maxItems: MAX_NICS, items: nicSchema, description: 'virtio-net cards on TAP devices (eth0, eth1, ... in order)' },
     rng: { type: 'boolean', default: false },
     console: { type: 'string', enum: ['serial', 'virtio'], default: 'serial' },
     onReboot: { type: 'string', enum: ['restart', 'exit'], default: 'restart', description: 'what a reboot inside the guest does' },
@@ -94,6 +113,14 @@ export interface DiskDefinition {
   path: string;
   readonly: boolean;
   serial?: string;
+  /** Absent: probed. */
+  format?: 'raw' | 'qcow2';
+}
+
+export interface NicDefinition {
+  tap: string;
+  /** Always present in a stored definition (define fills in the default). */
+  mac?: string;
 }
 
 /** A VM definition after validation (every default filled in). */
@@ -106,6 +133,8 @@ export interface VmDefinition {
   initrd?: string;
   cmdline: string;
   disks: DiskDefinition[];
+  /** Absent in definitions written before it existed. */
+  nics?: NicDefinition[];
   rng: boolean;
   console: 'serial' | 'virtio';
   onReboot: 'restart' | 'exit';

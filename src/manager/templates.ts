@@ -17,7 +17,8 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { detectFormat, type ImageFormat } from '../storage/backend.ts';
 import { copyImage, createQcow2, imageInfo } from '../storage/qcow2.ts';
-import { ManagerError, type DiskDefinition, type VmDefinition } from './schema.ts';
+import { ManagerError, type DiskDefinition, type NicDefinition, type VmDefinition } from './schema.ts';
+import { cloneTapName, randomMac } from './nics.ts';
 import { fsyncDir, removeFileDurable, writeFileAtomic } from './store.ts';
 import { storageToManagerError, tempSibling, VolumePool, type VmLookup } from './volumes.ts';
 
@@ -270,17 +271,25 @@ export class TemplateStore {
     }
 
     // Plan every name first (the next free PREFIX-i), so a conflict fails before anything is written.
-    const plans: Array<{ name: string; hostname: string; mac: string; disks: string[]; seed?: string }> = [];
-    const macs = new Set<string>();
+    const plans: Array<{ name: string; hostname: string; mac: string; nics: NicDefinition[]; disks: string[]; seed?: string }> = [];
+    // Every clone's MACs differ from each other and from every defined VM's (the template's own VM's included).
+    const macs = new Set<string>(this.vms.list().flatMap((vm) => (vm.definition.nics ?? []).map((nic) => nic.mac ?? '')));
+    const freshMac = (): string => {
+      let mac: string;
+      do mac = randomMac(); while (macs.has(mac));
+      macs.add(mac);
+      return mac;
+    };
     for (let i = 1; plans.length < count; i++) {
       const vmName = `${prefix}-${i}`;
       const diskNames = template.disks.map((disk, k) => `${vmName}-disk${k}.${request.full ? disk.format : 'qcow2'}`);
       const seedName = request.seed ? `${vmName}-seed.img` : undefined;
       if (taken.has(vmName) || [...diskNames, ...(seedName ? [seedName] : [])].some((v) => this.volumes.exists(v))) continue;
-      let mac: string;
-      do mac = randomMac(); while (macs.has(mac));
-      macs.add(mac);
-      plans.push({ name: vmName, hostname: hostnameOf(vmName), mac, disks: diskNames, ...(seedName ? { seed: seedName } : {}) });
+      // The template's cards, each on the clone's own TAP with its own MAC; the first card's MAC is the identity the
+      // seed and the command line carry (a template without cards still gets one there, for a card added later).
+      const nics = (template.definition.nics ?? []).map((nic, k) => ({ ...nic, tap: cloneTapName(vmName, k), mac: freshMac() }));
+      const mac = nics[0]?.mac ?? freshMac();
+      plans.push({ name: vmName, hostname: hostnameOf(vmName), mac, nics, disks: diskNames, ...(seedName ? { seed: seedName } : {}) });
     }
 
     const journal = path.join(this.dir, `.clone-${process.pid}-${journalCounter++}.json`);
@@ -333,7 +342,7 @@ export class TemplateStore {
         fsyncDir(this.volumes.dir);
         if (index === 1) crashPoint('clone-mid');
         const cmdline = `${template.definition.cmdline.trim()} ringzero.hostname=${plan.hostname} ringzero.mac=${plan.mac}`.trim();
-        this.vms.define({ ...template.definition, name: plan.name, disks, cmdline, autostart: false });
+        this.vms.define({ ...template.definition, name: plan.name, disks, cmdline, autostart: false, ...(template.definition.nics !== undefined ? { nics: plan.nics } : {}) });
         results.push({ name: plan.name, hostname: plan.hostname, mac: plan.mac, disks: plan.disks, ...(plan.seed ? { seed: plan.seed } : {}) });
       }
     } catch (error) {
@@ -379,10 +388,6 @@ function copyFileDurable(source: string, target: string): void {
   }
 }
 
-/** A locally administered unicast MAC in QEMU's 52:54:00 range (the one virt-clone and libvirt use). */
-function randomMac(): string {
-  return ['52', '54', '00', ...[...crypto.randomBytes(3)].map((b) => b.toString(16).padStart(2, '0'))].join(':');
-}
 
 /** A VM name as a hostname (RFC 1123 label: letters, digits, '-', at most 63, no '-' at either end). */
 export function hostnameOf(vmName: string): string {

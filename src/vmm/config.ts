@@ -59,6 +59,8 @@ export interface DiskConfig {
   readonly: boolean;
   /** Up to 20 bytes (VIRTIO_BLK_ID_BYTES): /dev/disk/by-id/virtio-<serial>. */
   serial?: string;
+  /** The image format, opened without probing; absent: probed by the qcow2 magic. */
+  format?: 'raw' | 'qcow2';
 }
 
 /** One virtio-pci function per disk, on PCI slots 1..31 next to the other virtio devices. */

@@ -23,7 +23,7 @@ export interface DiskSwitch {
 /** What disk-switch needs of the machine (src/vmm/machine.ts Machine has it). */
 export interface SwitchableMachine {
   readonly virtio: { functions: Array<{ device: unknown }> };
-  readonly config: { disks?: Array<{ path: string; readonly?: boolean }> };
+  readonly config: { disks?: Array<{ path: string; readonly?: boolean; format?: 'raw' | 'qcow2' }> };
   readonly paused?: boolean;
   pause?(): Promise<void>;
   resume?(): void;
@@ -92,6 +92,7 @@ export async function switchDisks(vm: SwitchableMachine, switches: DiskSwitch[])
       previous.flush();
       previous.close();
       disks[o.index].path = switches.find((s) => s.index === o.index)!.overlay;
+      if (disks[o.index].format !== undefined) disks[o.index].format = 'qcow2'; // a stated format follows the image
     }
   } finally {
     if (!wasPaused) vm.resume?.();

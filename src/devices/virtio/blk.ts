@@ -46,7 +46,9 @@ export interface BlockOptions {
   readonly?: boolean;
   /** Up to 20 bytes (ASCII); /dev/disk/by-id/virtio-<serial>. */
   serial?: string;
-  /** The disk to serve; default: `path` opened as raw or qcow2 (by its magic). */
+  /** The image format (no probing); default: probed by its magic. */
+  format?: 'raw' | 'qcow2';
+  /** The disk to serve; default: `path` opened as `format`, or as raw or qcow2 by its magic. */
   backend?: BlockBackend;
 }
 
@@ -68,7 +70,7 @@ export class VirtioBlock extends VirtioDevice {
   constructor(opts: BlockOptions) {
     super();
     this.readonly = opts.readonly ?? false;
-    this.backend = opts.backend ?? openImage(opts.path, { readonly: this.readonly });
+    this.backend = opts.backend ?? openImage(opts.path, { readonly: this.readonly, format: opts.format });
     this.capacity = Math.floor(this.backend.size / SECTOR);
     this.serial = new Uint8Array(VIRTIO_BLK_ID_BYTES);
     this.serial.set(Buffer.from(opts.serial ?? '', 'latin1').subarray(0, VIRTIO_BLK_ID_BYTES));
