@@ -3,6 +3,7 @@
 import { errorSchema, resourcesPatchSchema, SNAPSHOT_NAME_PATTERN, snapshotSchema, vmDefinitionSchema, vmSchema } from '../manager/schema.ts';
 import { storagePaths, storageSchemas } from './storage-openapi.ts';
 import { backupPaths, backupSchemas } from './backup-openapi.ts';
+import { migrationPaths, migrationSchemas } from './migration-routes.ts';
 
 /** JSON Schema `$ref: 'X#'` (ajv's ids) to OpenAPI's `#/components/schemas/X`, and no `$id`. */
 function toOpenApi(schema: unknown): unknown {
@@ -72,7 +73,7 @@ export function openApiDocument(version: string): Record<string, unknown> {
     openapi: '3.0.3',
     info: { title: 'ringzero daemon API', version, description: 'VM lifecycle on one host. Errors are {"error":{"code","message"}} with a stable code.' },
     components: {
-      schemas: { VmDefinition: toOpenApi(vmDefinitionSchema), Vm: toOpenApi(vmSchema), Snapshot: toOpenApi(snapshotSchema), Error: toOpenApi(errorSchema), ResourcesPatch: toOpenApi(resourcesPatchSchema), ...storageSchemas(), ...backupSchemas() },
+      schemas: { VmDefinition: toOpenApi(vmDefinitionSchema), Vm: toOpenApi(vmSchema), Snapshot: toOpenApi(snapshotSchema), Error: toOpenApi(errorSchema), ResourcesPatch: toOpenApi(resourcesPatchSchema), ...storageSchemas(), ...backupSchemas(), ...migrationSchemas() },
       securitySchemes: { bearer: { type: 'http', scheme: 'bearer', description: 'required on TCP listeners; the Unix socket is guarded by file permissions' } },
     },
     security: [{}, { bearer: [] }],
@@ -167,6 +168,7 @@ export function openApiDocument(version: string): Record<string, unknown> {
       },
       ...storagePaths(), // /volumes, /templates (src/api/storage-openapi.ts)
       ...backupPaths(), // disk snapshots, backups (src/api/backup-openapi.ts)
+      ...migrationPaths(), // live migration (src/api/migration-routes.ts)
       '/openapi.json': { get: { summary: 'this document', responses: { 200: { description: 'OpenAPI 3.0', content: json({ type: 'object' }) } } } },
     },
   };

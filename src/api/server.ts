@@ -16,6 +16,7 @@ import {
 import { openApiDocument } from './openapi.ts';
 import { registerStorageRoutes } from './storage-routes.ts';
 import { registerBackupRoutes } from './backup-routes.ts';
+import { registerMigrationRoutes } from './migration-routes.ts';
 import { PROMETHEUS_CONTENT_TYPE, prometheusText, StatsCollector } from '../manager/stats.ts';
 
 export const API_VERSION = '0.1.0';
@@ -179,6 +180,7 @@ export async function createApi(manager: VmManager, options: ApiOptions = {}): P
   });
   registerStorageRoutes(app, manager); // /volumes, /templates
   registerBackupRoutes(app, manager); // disk snapshots, backups
+  registerMigrationRoutes(app, manager); // live migration between daemons
   app.get('/openapi.json', async () => openApiDocument(API_VERSION));
 
   app.get('/events', (request, reply) => {

@@ -20,6 +20,8 @@ export interface DaemonOptions {
   tokenFile?: string;
   /** Default shutdown timeout in seconds. */
   shutdownTimeout?: string;
+  /** HOST:PORT on which to accept live migrations from other daemons (src/manager/migration.ts). */
+  migrationListen?: string;
 }
 
 function say(line: string): void {
@@ -51,10 +53,10 @@ function lockStateDir(stateDir: string): string {
   return lockFile;
 }
 
-function parseListen(text: string): { host: string; port: number } {
+function parseListen(text: string, flag = '--listen'): { host: string; port: number } {
   const match = /^(.*):(\d{1,5})$/.exec(text);
   const port = match ? Number(match[2]) : NaN;
-  if (!match || match[1] === '' || port > 65535) throw new UsageError(`invalid --listen '${text}': use HOST:PORT, e.g. 127.0.0.1:8086`);
+  if (!match || match[1] === '' || port > 65535) throw new UsageError(`invalid ${flag} '${text}': use HOST:PORT, e.g. 127.0.0.1:8086`);
   return { host: match[1].replace(/^\[(.*)\]$/, '$1'), port };
 }
 
@@ -77,6 +79,7 @@ export async function runDaemon(options: DaemonOptions): Promise<number> {
   const tcp = options.listen !== undefined ? parseListen(options.listen) : undefined;
   if (tcp && options.tokenFile === undefined) throw new UsageError('--listen needs --token-file: the TCP API always requires a bearer token');
   const token = options.tokenFile !== undefined ? readToken(options.tokenFile) : undefined;
+  const migrationAt = options.migrationListen !== undefined ? parseListen(options.migrationListen, '--migration-listen') : undefined;
   const shutdownTimeoutS = options.shutdownTimeout !== undefined ? Number(options.shutdownTimeout) : undefined;
   if (shutdownTimeoutS !== undefined && !(shutdownTimeoutS >= 0)) throw new UsageError(`invalid --shutdown-timeout '${options.shutdownTimeout}'`);
 
@@ -91,6 +94,10 @@ export async function runDaemon(options: DaemonOptions): Promise<number> {
 
   const manager = new VmManager(stateDir, { log: say });
   await manager.open();
+  if (migrationAt) {
+    const at = await manager.migrations.listen(migrationAt.host, migrationAt.port);
+    say(`accepting live migrations on ${at.host.includes(':') ? `[${at.host}]` : at.host}:${at.port}`);
+  }
   const apps: FastifyInstance[] = [];
   // The TCP listener first: once the Unix socket answers, the daemon is wholly ready.
   if (tcp) {

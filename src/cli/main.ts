@@ -205,15 +205,26 @@ function program(): Command {
     });
 
   cli.command('migrate')
-    .description('live-migrate a running VM (its VMM\'s control socket) to a VMM started with `run --incoming tcp:HOST:PORT`')
-    .requiredOption('--control-socket <path>', 'the VM\'s --control-socket')
-    .requiredOption('--to <host:port>', 'the destination\'s --incoming address')
+    .description('live-migrate a daemon\'s VM NAME to another daemon (its --migration-listen address), or a VMM (--control-socket) to a VMM started with `run --incoming tcp:HOST:PORT`')
+    .argument('[name]', 'the daemon\'s VM (src/cli/migrate-commands.ts)')
+    .option('--control-socket <path>', 'without NAME: the VM\'s --control-socket')
+    .option('--socket <path>', 'with NAME: the daemon\'s API socket (default: $RINGZERO_SOCKET, or the default state directory\'s)')
+    .option('--link-timeout-ms <ms>', 'with NAME: give up (the VM runs on here) when the destination daemon is silent this long', '10000')
+    .option('--json', 'with NAME: print the finished migration as JSON')
+    .requiredOption('--to <host:port>', 'the destination daemon\'s --migration-listen address, or the destination VMM\'s --incoming address')
     .option('--downtime-ms <ms>', 'longest pause of the guest to aim for', '300')
     .option('--max-iterations <n>', 'pre-copy rounds before giving up (the VM then runs on here)', '30')
     .option('--bandwidth <bytes-per-second>', 'cap on the transfer rate')
     .option('--progress', 'print the progress (JSON lines) on stderr while migrating')
     .option('--verify', 'check a SHA-256 of all guest RAM at the destination before it resumes (longer downtime)')
-    .action(async (options: { controlSocket: string; to: string; downtimeMs: string; maxIterations: string; bandwidth?: string; progress?: boolean; verify?: boolean }) => {
+    .action(async (name: string | undefined, options: { controlSocket?: string; socket?: string; linkTimeoutMs: string; json?: boolean; to: string; downtimeMs: string; maxIterations: string; bandwidth?: string; progress?: boolean; verify?: boolean }) => {
+      if ((name === undefined) === (options.controlSocket === undefined)) throw new UsageError('migrate takes a VM NAME (through the daemon) or --control-socket (a VMM), one of the two');
+      if (name !== undefined) {
+        const { migrateThroughDaemon } = await import('./migrate-commands.ts');
+        await migrateThroughDaemon(name, options);
+        return;
+      }
+      const controlSocket = options.controlSocket!;
       const int = (text: string, flag: string, max: number) => {
         const n = Number(text);
         if (!/^\d+$/.test(text) || n < 1 || n > max) throw new UsageError(`${flag} '${text}' must be an integer from 1 to ${max}`);
@@ -228,10 +239,10 @@ function program(): Command {
       };
       const { controlRequest } = await import('../vmm/control.ts');
       const timer = options.progress ? setInterval(() => {
-        controlRequest(options.controlSocket, { cmd: 'migrate-status' }).then((p) => process.stderr.write(`${JSON.stringify(p)}\n`), () => {});
+        controlRequest(controlSocket, { cmd: 'migrate-status' }).then((p) => process.stderr.write(`${JSON.stringify(p)}\n`), () => {});
       }, 500) : undefined;
       try {
-        const answer = await controlRequest(options.controlSocket, request, 24 * 3600_000);
+        const answer = await controlRequest(controlSocket, request, 24 * 3600_000);
         if (answer.ok !== true) throw new Error(String(answer.error));
         process.stdout.write(`${JSON.stringify(answer)}\n`);
       } finally {

@@ -28,6 +28,7 @@ import { BackupStore } from './backups.ts';
 import { completeNics, macsOf, netArguments } from './nics.ts';
 import { checkDiskFormats, diskArgument } from './disk-format.ts';
 import { detectFormat } from '../storage/backend.ts';
+import { Migrations } from './migration.ts';
 
 /** The launcher of the CLI, run by the VMM processes. */
 export const RINGZERO_BIN = fileURLToPath(new URL('../../bin/ringzero', import.meta.url));
@@ -120,6 +121,8 @@ export class VmManager extends EventEmitter {
   /** External qcow2 disk snapshots and consistent backups (src/manager/disk-snapshots.ts, backups.ts). */
   readonly diskSnapshots: DiskSnapshots;
   readonly backups: BackupStore;
+  /** Live migration between daemons, both ways (src/manager/migration.ts). */
+  readonly migrations: Migrations;
 
   constructor(stateDir: string, options: ManagerOptions = {}) {
     super();
@@ -133,6 +136,7 @@ export class VmManager extends EventEmitter {
     this.templates = new TemplateStore(stateDir, this, this.volumes, this.log);
     this.diskSnapshots = new DiskSnapshots(stateDir, this, this.volumes);
     this.backups = new BackupStore(stateDir, this, this.volumes, this.log);
+    this.migrations = new Migrations(stateDir, this, this.log);
   }
 
   /** Load the state directory, re-attach to the VMMs still running, settle the ones that ended, autostart. */
@@ -180,6 +184,7 @@ export class VmManager extends EventEmitter {
     this.removeSnapshotLeftovers();
     this.pollTimer = setInterval(() => this.pollAdopted(), this.pollMs);
     this.pollTimer.unref();
+    await this.migrations.open(); // settles migrations a daemon crash interrupted (before autostart can start one)
     for (const [name, definition] of this.definitions) {
       if (definition.autostart && !ACTIVE_STATES.has(this.stateOf(name))) {
         this.start(name).catch((error) => this.log(`autostart of '${name}' failed: ${(error as Error).message}`));
@@ -190,6 +195,7 @@ export class VmManager extends EventEmitter {
   /** Stop supervising (the VMMs keep running; a new daemon re-attaches). */
   close(): void {
     if (this.pollTimer) clearInterval(this.pollTimer);
+    this.migrations.close();
     for (const child of this.children.values()) child.removeAllListeners('exit');
     this.children.clear();
   }
@@ -251,9 +257,11 @@ export class VmManager extends EventEmitter {
 
   /**
    * Start the VM's VMM process; resolves when it serves its console (the guest is then booting). With `fromSnapshot`
-   * (a snapshot directory) the VMM starts the saved machine instead of booting its kernel.
+   * (a snapshot directory) the VMM starts the saved machine instead of booting its kernel. With `incoming`
+   * (tcp:HOST:PORT) the VMM waits for a live migration instead (src/manager/migration.ts): start resolves once it serves
+   * its console, and the VM stays 'starting' until markRunning() says the migrated guest runs.
    */
-  async start(name: string, fromSnapshot?: string): Promise<VmView> {
+  async start(name: string, fromSnapshot?: string, incoming?: string): Promise<VmView> {
     const definition = this.definitionOf(name);
     const current = this.stateOf(name);
     if (ACTIVE_STATES.has(current)) throw new ManagerError('conflict', `VM '${name}' is already ${current}`);
@@ -267,7 +275,9 @@ export class VmManager extends EventEmitter {
     fs.rmSync(socketPath, { force: true });
     fs.rmSync(statusFile, { force: true });
     fs.rmSync(controlSocket, { force: true });
-    const args = fromSnapshot !== undefined
+    const args = incoming !== undefined
+      ? ['run', '--incoming', incoming, '--console-socket', socketPath, '--status-file', statusFile, '--control-socket', controlSocket]
+      : fromSnapshot !== undefined
       ? restoreArguments(fromSnapshot, socketPath, statusFile, controlSocket)
       : vmmArguments(definition, socketPath, statusFile, controlSocket);
 
@@ -308,7 +318,8 @@ export class VmManager extends EventEmitter {
 
     const deadline = Date.now() + this.startTimeoutMs;
     // Ready: the console is served and the control socket is there (the VMM makes it when it builds the machine).
-    while (!exited && !(fs.existsSync(socketPath) && fs.existsSync(controlSocket))) {
+    // (An incoming VMM makes its control socket only when the migration stream names the machine.)
+    while (!exited && !(fs.existsSync(socketPath) && (incoming !== undefined || fs.existsSync(controlSocket)))) {
       if (Date.now() > deadline) {
         this.killVmm(name, 'destroy');
         throw new ManagerError('start_failed', `VM '${name}': the VMM did not serve its console within ${this.startTimeoutMs / 1000} s`);
@@ -324,8 +335,19 @@ export class VmManager extends EventEmitter {
       const said = readLogTail(this.state.logFile(name), logStart);
       throw new ManagerError('start_failed', `VM '${name}' did not start${said ? `: ${said}` : ''}`);
     }
+    if (incoming !== undefined) return this.view(name);
     this.setRuntime(name, { ...this.runtime.get(name)!, state: 'running' });
     this.emitEvent({ type: 'started', name, state: 'running' });
+    return this.view(name);
+  }
+
+  /** An incoming migration's VMM runs the guest now (src/manager/migration.ts): 'starting' becomes 'running'. */
+  markRunning(name: string, detail?: string): VmView {
+    const record = this.runtime.get(name);
+    if (record?.state === 'starting') {
+      this.setRuntime(name, { ...record, state: 'running' });
+      this.emitEvent({ type: 'started', name, state: 'running', ...(detail !== undefined ? { detail } : {}) });
+    }
     return this.view(name);
   }
 

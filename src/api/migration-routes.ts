@@ -1,0 +1,64 @@
+// The REST routes of live migration between daemons (src/manager/migration.ts), and their OpenAPI entries:
+//   POST /vms/{name}/migrate   {to, downtimeMs?, maxIterations?, bandwidth?, verify?, linkTimeoutMs?}: starts the
+//                              migration and answers 202 with it at once (it runs on in the daemon)
+//   GET  /vms/{name}/migration the VM's latest migration, either way (also once the source has forgotten the VM):
+//                              phase, iteration, bytes sent, dirty rate, expected and measured downtime, error
+//   GET  /migrations           the migrations this daemon has seen (the last 50), both ways
+
+import type { FastifyInstance } from 'fastify';
+import type { VmManager } from '../manager/manager.ts';
+import { VM_NAME_PATTERN } from '../manager/schema.ts';
+import { migrateRequestSchema, migrationSchema, type MigrateRequest } from '../manager/migration.ts';
+
+export function registerMigrationRoutes(app: FastifyInstance, manager: VmManager): void {
+  app.addSchema(migrateRequestSchema);
+  type NameParams = { Params: { name: string } };
+  app.post<NameParams & { Body: MigrateRequest }>('/vms/:name/migrate', { schema: { body: { $ref: 'MigrateRequest#' } } }, async (request, reply) => {
+    const started = manager.migrations.start(request.params.name, request.body);
+    reply.code(202);
+    return started;
+  });
+  app.get<NameParams>('/vms/:name/migration', async (request) => manager.migrations.latest(request.params.name));
+  app.get('/migrations', async () => manager.migrations.list());
+}
+
+const ref = (name: string) => ({ $ref: `#/components/schemas/${name}` });
+const json = (schema: unknown) => ({ 'application/json': { schema } });
+const errors = (...statuses: number[]) => Object.fromEntries(statuses.map((s) => [String(s), {
+  description: { 400: 'invalid input (code invalid)', 401: 'missing or wrong token', 404: 'no such VM, or it has no migration (not_found)', 409: 'the VM is not running, or already migrating (conflict)' }[s] ?? 'error',
+  content: json(ref('Error')),
+}]));
+const strip = (schema: Record<string, unknown>): Record<string, unknown> => {
+  const { $id: _id, ...rest } = schema;
+  return rest;
+};
+const vmName = { name: 'name', in: 'path', required: true, schema: { type: 'string', pattern: VM_NAME_PATTERN } };
+
+export function migrationSchemas(): Record<string, unknown> {
+  return { MigrateRequest: strip(migrateRequestSchema), Migration: strip(migrationSchema) };
+}
+
+export function migrationPaths(): Record<string, unknown> {
+  return {
+    '/vms/{name}/migrate': {
+      post: {
+        summary: 'live-migrate a running VM to another daemon (its `--migration-listen` address): pre-copy while the guest runs, then a '
+          + 'stop-and-copy once the rest fits downtimeMs. Answers at once; follow GET /vms/{name}/migration. On success the VM runs there and '
+          + 'its definition here is removed; on any failure it runs on here. Disks must be on storage both hosts share (same path), and '
+          + 'the destination needs a TAP of the same name for each NIC',
+        parameters: [vmName], requestBody: { required: true, content: json(ref('MigrateRequest')) },
+        responses: { 202: { description: 'the migration, started', content: json(ref('Migration')) }, ...errors(400, 401, 404, 409) },
+      },
+    },
+    '/vms/{name}/migration': {
+      get: {
+        summary: 'the VM\'s latest migration (outgoing or incoming) and its progress: phase, iteration, bytes sent, dirty rate, expected downtime; '
+          + 'once over, the measured downtime or the error',
+        parameters: [vmName], responses: { 200: { description: 'the migration', content: json(ref('Migration')) }, ...errors(401, 404) },
+      },
+    },
+    '/migrations': {
+      get: { summary: 'the last 50 migrations of this daemon, both ways', responses: { 200: { description: 'the migrations', content: json({ type: 'array', items: ref('Migration') }) }, ...errors(401) } },
+    },
+  };
+}

@@ -1,0 +1,790 @@
+// Live migration between two daemons (`ringzero migrate NAME --to HOST:PORT`, POST /vms/{name}/migrate): the VMM
+// stream itself is src/migration's (pre-copy, stop-and-copy, the state in the snapshot format); this module is what
+// the two daemons do around it.
+//
+// The destination daemon listens for migrations (`ringzero daemon --migration-listen HOST:PORT`). The source daemon
+// connects there and the two speak over that one TCP connection, the "link", in frames of
+// { type u8, length u32 LE, payload }:
+//   HELLO  (1, JSON)  source: {format, version, definition, disks: [{path, size}], linkTimeoutMs, source}
+//   ACCEPT (2, JSON)  destination: {ok: true} once its VMM waits for the stream, or {ok: false, code, message}
+//   DATA   (3)        the VMM-to-VMM migration stream, either way, byte for byte
+//   PING   (4)        both ways every linkTimeoutMs/4: a peer silent for linkTimeoutMs is gone (a cut link shows no
+//                     error for minutes: TCP keeps retransmitting; the silence is what tells)
+//   END    (5)        that side's VMM closed its end of the stream
+//   ABORT  (6, JSON)  {message}: that side gives up
+// The destination defines the VM from the definition the source sends and starts its VMM with `run --incoming
+// tcp:127.0.0.1:0` (its own loopback: only the daemon reaches it); each daemon relays between its VMM and the link.
+// Disks are not copied: they must be on storage both hosts see at the same path (the destination checks that each
+// exists with the size the source reports), as for libvirt's migration without --copy-storage. NICs keep their TAP
+// name and MAC: the destination host needs a TAP of that name on the same network (checked before accepting).
+//
+// Who owns the VM when: the destination's VMM answers "resumed" on the stream once it runs the guest; the destination
+// daemon reads that answer as it relays it, and from then on its VM is running, whatever happens to the link or the
+// source. Before that, any failure (the link cut or silent, either daemon or VMM killed, the destination refusing,
+// no convergence) ends the migration: the source VMM resumes its guest (src/migration/source.ts), the destination
+// destroys its VMM and forgets the definition. The source daemon removes its own definition once its VMM has ended
+// after the switch-over (kept, shut off, if the VM has snapshots). The one window is src/migration's: "resumed" lost
+// with the link after the destination resumed leaves the guest running on both sides (no fencing yet).
+//
+// A daemon killed mid-migration leaves a marker (DIR/migrations/{in,out}-NAME.json); the next daemon settles it from
+// the VMM's log: an incoming VM whose VMM says "migration received" is kept, any other is destroyed and undefined; an
+// outgoing VM whose VMM ended saying "migrated to" is undefined.
+
+import crypto from 'node:crypto';
+import fs from 'node:fs';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { FrameReader, T_JSON, parseHostPort } from '../migration/protocol.ts';
+import { ManagerError, VM_NAME_RE, type VmDefinition } from './schema.ts';
+import { removeFileDurable, writeFileAtomic } from './store.ts';
+import type { VmManager } from './manager.ts';
+
+export const LINK_FORMAT = 'ringzero-daemon-migration';
+/** Bump on any change of the link's frames or messages. */
+export const LINK_VERSION = 1;
+const F_HELLO = 1, F_ACCEPT = 2, F_DATA = 3, F_PING = 4, F_END = 5, F_ABORT = 6;
+const HEADER = 5;
+/** Largest link frame accepted (a definition is tiny; DATA frames carry one socket read, at most 64 KiB). */
+const MAX_LINK_FRAME = 16 * 1024 * 1024;
+export const DEFAULT_LINK_TIMEOUT_MS = 10_000;
+/** How long the destination may take to start its VMM and have it listen (a loaded host takes seconds to load tsx). */
+const ACCEPT_TIMEOUT_MS = 120_000;
+/** What the VMM prints once the guest runs on the destination, and on the source after the switch-over. */
+const RECEIVED_LINE = 'migration received: the VM runs here';
+const MIGRATED_LINE = /ringzero: migrated to \S+ \(downtime/;
+/** Records kept for GET /migrations. */
+const KEEP = 50;
+
+export type MigrationPhase = 'connecting' | 'setup' | 'precopy' | 'stop-and-copy' | 'completed' | 'failed';
+
+export interface MigrateRequest {
+  to: string;
+  downtimeMs?: number;
+  maxIterations?: number;
+  bandwidth?: number;
+  verify?: boolean;
+  linkTimeoutMs?: number;
+}
+
+/** One migration as GET /vms/{name}/migration and GET /migrations show it. */
+export interface MigrationView {
+  id: string;
+  vm: string;
+  direction: 'outgoing' | 'incoming';
+  /** outgoing: the destination daemon's HOST:PORT; incoming: the source's address. */
+  peer: string;
+  phase: MigrationPhase;
+  startedAt: string;
+  endedAt?: string;
+  totalMs: number;
+  downtimeLimitMs?: number;
+  /** From the source VMM (src/migration/source.ts): pre-copy pass, bytes, pages, dirty set and rate, bandwidth. */
+  iteration?: number;
+  bytesSent?: number;
+  pagesSent?: number;
+  zeroPagesSent?: number;
+  dirtyPages?: number;
+  dirtyRate?: number;
+  bandwidth?: number;
+  expectedDowntimeMs?: number;
+  /** Measured: from the pause of the source to the destination's "resumed". */
+  downtimeMs?: number;
+  downtimeParts?: Record<string, number>;
+  /** incoming: stream bytes relayed to the VMM. */
+  bytesReceived?: number;
+  /** outgoing, after the switch-over: what became of the source's definition. */
+  sourceDefinition?: 'removed' | 'kept';
+  error?: string;
+}
+
+export const migrateRequestSchema = {
+  $id: 'MigrateRequest',
+  type: 'object',
+  additionalProperties: false,
+  required: ['to'],
+  properties: {
+    to: { type: 'string', pattern: '^(\\[[0-9A-Fa-f:.]+\\]|[A-Za-z0-9.-]+):[0-9]{1,5}$', description: 'the destination daemon\'s migration listener, HOST:PORT (`ringzero daemon --migration-listen`)' },
+    downtimeMs: { type: 'integer', minimum: 1, maximum: 600_000, default: 300, description: 'longest pause of the guest aimed for (ms); the pre-copy goes on until the rest fits' },
+    maxIterations: { type: 'integer', minimum: 1, maximum: 10_000, default: 30, description: 'pre-copy rounds after the full pass before giving up (the VM runs on here)' },
+    bandwidth: { type: 'integer', minimum: 1, maximum: 2 ** 40, description: 'cap on the transfer rate, bytes per second' },
+    verify: { type: 'boolean', default: false, description: 'the destination checks a SHA-256 of all guest RAM before it resumes (longer downtime)' },
+    linkTimeoutMs: { type: 'integer', minimum: 500, maximum: 600_000, default: DEFAULT_LINK_TIMEOUT_MS, description: 'the migration fails (the VM runs on here) when the destination daemon is silent this long' },
+  },
+} as const;
+
+export const migrationSchema = {
+  $id: 'Migration',
+  type: 'object',
+  required: ['id', 'vm', 'direction', 'peer', 'phase', 'startedAt', 'totalMs'],
+  properties: {
+    id: { type: 'string' },
+    vm: { type: 'string' },
+    direction: { type: 'string', enum: ['outgoing', 'incoming'] },
+    peer: { type: 'string', description: 'outgoing: the destination daemon; incoming: the source\'s address' },
+    phase: { type: 'string', enum: ['connecting', 'setup', 'precopy', 'stop-and-copy', 'completed', 'failed'] },
+    startedAt: { type: 'string', format: 'date-time' },
+    endedAt: { type: 'string', format: 'date-time' },
+    totalMs: { type: 'number' },
+    downtimeLimitMs: { type: 'integer' },
+    iteration: { type: 'integer', description: 'pre-copy pass: 0 is the full pass, then one per dirty-set round' },
+    bytesSent: { type: 'integer' },
+    pagesSent: { type: 'integer' },
+    zeroPagesSent: { type: 'integer' },
+    dirtyPages: { type: 'integer', description: 'pages dirty when last measured' },
+    dirtyRate: { type: 'number', description: 'bytes per second the guest dirtied during the last round' },
+    bandwidth: { type: 'number', description: 'bytes per second the last round achieved' },
+    expectedDowntimeMs: { type: 'number' },
+    downtimeMs: { type: 'number', description: 'measured: from the pause of the source to the destination\'s "resumed"' },
+    downtimeParts: { type: 'object', additionalProperties: { type: 'number' } },
+    bytesReceived: { type: 'integer' },
+    sourceDefinition: { type: 'string', enum: ['removed', 'kept'] },
+    error: { type: 'string' },
+  },
+} as const;
+
+const ACTIVE = new Set(['starting', 'running', 'paused', 'shutting down']);
+
+interface Marker {
+  direction: 'outgoing' | 'incoming';
+  vm: string;
+  peer: string;
+  /** Size of the VM's log when the migration began: only what the VMM wrote after counts. */
+  logOffset: number;
+  at: string;
+}
+
+export class Migrations {
+  private readonly dir: string;
+  private readonly views = new Map<string, MigrationView>();
+  private readonly started = new Map<string, number>();
+  /** VMs with a migration in progress (either way). */
+  private readonly busy = new Set<string>();
+  private server: net.Server | undefined;
+  private readonly links = new Set<net.Socket>();
+
+  constructor(stateRoot: string, private readonly manager: VmManager, private readonly log: (line: string) => void) {
+    this.dir = path.join(stateRoot, 'migrations');
+  }
+
+  /** Settle what a daemon killed mid-migration left (called by VmManager.open before autostart). */
+  async open(): Promise<void> {
+    fs.mkdirSync(this.dir, { recursive: true, mode: 0o700 });
+    for (const entry of fs.readdirSync(this.dir)) {
+      const file = path.join(this.dir, entry);
+      if (!/^(in|out)-.*\.json$/.test(entry)) {
+        if (entry.includes('.tmp-')) fs.rmSync(file, { force: true });
+        continue;
+      }
+      let marker: Marker | undefined;
+      try { marker = JSON.parse(fs.readFileSync(file, 'utf8')) as Marker; } catch { /* torn: dropped below */ }
+      try {
+        if (marker && VM_NAME_RE.test(marker.vm)) await this.settle(marker);
+      } catch (error) {
+        this.log(`settling the interrupted migration of '${marker?.vm}': ${(error as Error).message}`);
+      }
+      removeFileDurable(file);
+    }
+  }
+
+  close(): void {
+    this.server?.close();
+    for (const socket of this.links) socket.destroy();
+  }
+
+  private async settle(marker: Marker): Promise<void> {
+    const vm = this.manager.list().find((v) => v.name === marker.vm);
+    if (!vm) return;
+    const said = this.logSince(marker.vm, marker.logOffset);
+    if (marker.direction === 'incoming') {
+      if (ACTIVE.has(vm.state) && said.includes(RECEIVED_LINE)) {
+        this.manager.markRunning(marker.vm, `migrated in from ${marker.peer}`);
+        this.log(`VM '${marker.vm}': its incoming migration completed while no daemon watched: kept`);
+        return;
+      }
+      if (ACTIVE.has(vm.state)) await this.manager.destroy(marker.vm);
+      this.manager.undefine(marker.vm);
+      this.log(`VM '${marker.vm}': an incoming migration a daemon crash interrupted: destroyed and undefined`);
+    } else if (!ACTIVE.has(vm.state) && MIGRATED_LINE.test(said)) {
+      this.retireSource(marker.vm);
+      this.log(`VM '${marker.vm}': migrated to ${marker.peer} while no daemon watched: its definition is ${this.manager.list().some((v) => v.name === marker.vm) ? 'kept' : 'removed'}`);
+    }
+  }
+
+  // --- views -----------------------------------------------------------------------------------------------------
+
+  list(): MigrationView[] {
+    return [...this.views.values()].map((v) => this.snapshot(v));
+  }
+
+  /** The latest migration of VM `name` (either way), also after the source has forgotten the VM. */
+  latest(name: string): MigrationView {
+    const all = [...this.views.values()].filter((v) => v.vm === name);
+    if (all.length === 0) throw new ManagerError('not_found', `VM '${name}' has no migration`);
+    return this.snapshot(all[all.length - 1]);
+  }
+
+  private snapshot(v: MigrationView): MigrationView {
+    const start = this.started.get(v.id);
+    return { ...v, totalMs: v.endedAt === undefined && start !== undefined ? Date.now() - start : v.totalMs };
+  }
+
+  private record(view: MigrationView): MigrationView {
+    this.views.set(view.id, view);
+    this.started.set(view.id, Date.now());
+    while (this.views.size > KEEP) {
+      const oldest = this.views.keys().next().value as string;
+      this.views.delete(oldest);
+      this.started.delete(oldest);
+    }
+    return view;
+  }
+
+  private end(view: MigrationView, phase: 'completed' | 'failed', error?: string): void {
+    view.phase = phase;
+    view.endedAt = new Date().toISOString();
+    view.totalMs = Date.now() - (this.started.get(view.id) ?? Date.now());
+    if (error !== undefined) view.error = error;
+  }
+
+  // --- the source side -------------------------------------------------------------------------------------------
+
+  /** Start migrating VM `name`; resolves at once with the migration (follow it with latest()). */
+  start(name: string, request: MigrateRequest): MigrationView {
+    const vm = this.manager.get(name);
+    if (vm.state !== 'running' && vm.state !== 'paused') throw new ManagerError('conflict', `VM '${name}' is ${vm.state}: only a running or paused VM can be migrated`);
+    if (this.busy.has(name)) throw new ManagerError('conflict', `VM '${name}' is already migrating`);
+    let target: { host: string; port: number };
+    try {
+      target = parseHostPort(request.to, '"to"');
+    } catch (error) {
+      throw new ManagerError('invalid', (error as Error).message);
+    }
+    const view = this.record({
+      id: migrationId(), vm: name, direction: 'outgoing', peer: request.to, phase: 'connecting', startedAt: new Date().toISOString(), totalMs: 0,
+      downtimeLimitMs: request.downtimeMs ?? 300,
+    });
+    this.busy.add(name);
+    const marker = this.writeMarker({ direction: 'outgoing', vm: name, peer: request.to, logOffset: this.logSize(name), at: view.startedAt });
+    void this.runOutgoing(view, vm.definition, target, request)
+      .catch((error: Error) => { if (view.endedAt === undefined) this.end(view, 'failed', error.message); })
+      .finally(() => {
+        this.busy.delete(name);
+        removeFileDurable(marker);
+        this.log(`VM '${name}': migration to ${request.to} ${view.phase}${view.error ? `: ${view.error}` : view.downtimeMs !== undefined ? ` (downtime ${view.downtimeMs} ms, ${view.totalMs} ms in all)` : ''}`);
+      });
+    return this.snapshot(view);
+  }
+
+  private async runOutgoing(view: MigrationView, definition: VmDefinition, target: { host: string; port: number }, request: MigrateRequest): Promise<void> {
+    const name = view.vm;
+    const linkTimeoutMs = request.linkTimeoutMs ?? DEFAULT_LINK_TIMEOUT_MS;
+    const link = new Link(net.createConnection({ host: target.host, port: target.port }), linkTimeoutMs);
+    this.links.add(link.socket);
+    let relay: net.Server | undefined;
+    let local: net.Socket | undefined;
+    let statusTimer: NodeJS.Timeout | undefined;
+    try {
+      await link.connected(10_000, `the destination daemon at ${request.to}`);
+      link.heartbeat();
+      view.phase = 'setup';
+      const disks = definition.disks.map((d) => ({ path: d.path, size: fileSize(d.path) }));
+      const accepted = new Promise<Record<string, unknown>>((resolve, reject) => {
+        link.onFrame = (type, payload) => {
+          if (type === F_ACCEPT) resolve(parseJson(payload));
+          else if (type === F_ABORT) reject(new Error(`the destination gave up: ${String(parseJson(payload).message)}`));
+        };
+        link.onFail = reject;
+      });
+      link.sendJson(F_HELLO, { format: LINK_FORMAT, version: LINK_VERSION, definition, disks, linkTimeoutMs, source: os.hostname() });
+      const answer = await withTimeout(accepted, ACCEPT_TIMEOUT_MS, `the destination daemon did not take the VM within ${ACCEPT_TIMEOUT_MS / 1000} s`);
+      if (answer.ok !== true) throw new Error(`the destination refused the VM: ${String(answer.message)}${answer.code ? ` [${String(answer.code)}]` : ''}`);
+
+      // The relay: the source VMM migrates to this daemon's loopback port; its stream goes over the link.
+      relay = net.createServer();
+      await new Promise<void>((resolve, reject) => { relay!.once('error', reject); relay!.listen(0, '127.0.0.1', () => resolve()); });
+      const relayPort = (relay.address() as net.AddressInfo).port;
+      let linkError: Error | undefined;
+      relay.once('connection', (socket) => {
+        relay!.close();
+        relay!.on('connection', (s: net.Socket) => s.destroy());
+        local = socket;
+        socket.setNoDelay(true);
+        if (linkError) { socket.destroy(); return; }
+        socket.on('data', (chunk: Buffer) => {
+          if (!link.sendData(chunk)) {
+            socket.pause();
+            link.socket.once('drain', () => socket.resume());
+          }
+        });
+        socket.on('end', () => link.send(F_END));
+        socket.on('error', () => { /* the VMM's side: it reports the failure in its answer */ });
+      });
+      link.onFrame = (type, payload) => {
+        if (type === F_DATA) local?.write(payload);
+        else if (type === F_END) local?.end();
+        else if (type === F_ABORT) {
+          linkError ??= new Error(`the destination gave up: ${String(parseJson(payload).message)}`);
+          local?.destroy();
+        }
+      };
+      link.onFail = (error) => {
+        linkError ??= error;
+        local?.destroy();
+      };
+      const poll = () => {
+        this.manager.control(name, { cmd: 'migrate-status' }, 2000).then((p) => {
+          if (p.ok === true && view.endedAt === undefined && typeof p.phase === 'string' && p.phase !== 'none') copyProgress(view, p);
+        }, () => { /* the next poll, or the answer, says more */ });
+      };
+      statusTimer = setInterval(poll, 200);
+      const result = await this.manager.control(name, {
+        cmd: 'migrate', to: `127.0.0.1:${relayPort}`, downtimeMs: request.downtimeMs ?? 300, maxIterations: request.maxIterations ?? 30,
+        ...(request.bandwidth !== undefined ? { bandwidth: request.bandwidth } : {}), ...(request.verify ? { verify: true } : {}),
+      }, 24 * 3600_000).catch((error: Error) => ({ ok: false, error: `the VMM: ${error.message}` }) as Record<string, unknown>);
+      clearInterval(statusTimer);
+      if (result.ok !== true) {
+        const why = String(result.error ?? 'the VMM refused');
+        throw new Error(linkError ? `${linkError.message} (the VMM: ${why})` : why);
+      }
+      copyProgress(view, result);
+      link.close();
+    } catch (error) {
+      const message = (error as Error).message;
+      this.end(view, 'failed', message);
+      link.abort(message);
+      local?.destroy();
+      throw error;
+    } finally {
+      clearInterval(statusTimer);
+      relay?.close();
+      this.links.delete(link.socket);
+    }
+    // The source VMM ends by itself after the switch-over; then its definition goes (the VM lives on there).
+    try {
+      await this.waitInactive(name, 30_000);
+      view.sourceDefinition = this.retireSource(name) ? 'removed' : 'kept';
+    } catch (error) {
+      this.log(`VM '${name}' migrated; retiring it here: ${(error as Error).message}`);
+    }
+    this.end(view, 'completed');
+  }
+
+  /** Forget the source's definition after the switch-over; false when it has to stay (snapshots refer to it). */
+  private retireSource(name: string): boolean {
+    try {
+      this.manager.undefine(name);
+      return true;
+    } catch (error) {
+      this.log(`VM '${name}' runs on at its destination; its definition here stays, shut off: ${(error as Error).message}`);
+      return false;
+    }
+  }
+
+  private async waitInactive(name: string, timeoutMs: number): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    while (ACTIVE.has(this.manager.get(name).state)) {
+      if (Date.now() > deadline) {
+        this.log(`VM '${name}': its VMM did not end after the switch-over: destroying it`);
+        await this.manager.destroy(name);
+        return;
+      }
+      await sleep(25);
+    }
+  }
+
+  // --- the destination side --------------------------------------------------------------------------------------
+
+  /** Listen for incoming migrations (`ringzero daemon --migration-listen HOST:PORT`). */
+  async listen(host: string, port: number): Promise<{ host: string; port: number }> {
+    const server = net.createServer((socket) => this.accept(socket));
+    await new Promise<void>((resolve, reject) => { server.once('error', reject); server.listen(port, host, () => { server.off('error', reject); resolve(); }); });
+    this.server = server;
+    const address = server.address() as net.AddressInfo;
+    return { host: address.address, port: address.port };
+  }
+
+  private accept(socket: net.Socket): void {
+    const peer = `${socket.remoteAddress}:${socket.remotePort}`;
+    const link = new Link(socket, DEFAULT_LINK_TIMEOUT_MS);
+    this.links.add(socket);
+    socket.once('close', () => this.links.delete(socket));
+    link.heartbeat();
+    // The source has a while to say who it is.
+    const helloTimer = setTimeout(() => link.abort('no hello within 10 s'), 10_000);
+    link.onFail = () => clearTimeout(helloTimer);
+    link.onFrame = (type, payload) => {
+      if (type !== F_HELLO) return;
+      clearTimeout(helloTimer);
+      link.onFrame = undefined;
+      this.incoming(link, parseJson(payload), peer).catch((error: Error) => this.log(`incoming migration from ${peer}: ${error.message}`));
+    };
+  }
+
+  /** Check the source's offer; only what cannot work here is refused (the VMM stream checks the machine itself). */
+  private checkOffer(hello: Record<string, unknown>): { definition: VmDefinition; linkTimeoutMs: number } {
+    if (hello.format !== LINK_FORMAT) throw new ManagerError('invalid', `not a ringzero daemon migration (format ${JSON.stringify(hello.format)})`);
+    if (hello.version !== LINK_VERSION) throw new ManagerError('unsupported', `the source daemon speaks migration link version ${String(hello.version)}, this one ${LINK_VERSION}`);
+    const d = hello.definition as VmDefinition | undefined;
+    if (typeof d !== 'object' || d === null || typeof d.name !== 'string' || !VM_NAME_RE.test(d.name)) throw new ManagerError('invalid', 'the source sent no usable VM definition');
+    if (!Array.isArray(d.disks) || (d.nics !== undefined && !Array.isArray(d.nics))) throw new ManagerError('invalid', `the definition of '${d.name}' is malformed`);
+    if (this.manager.list().some((v) => v.name === d.name)) throw new ManagerError('conflict', `a VM named '${d.name}' is already defined here`);
+    if (this.busy.has(d.name)) throw new ManagerError('conflict', `VM '${d.name}' is already migrating here`);
+    const sizes = new Map<string, unknown>((Array.isArray(hello.disks) ? hello.disks as Array<{ path: unknown; size: unknown }> : []).map((x) => [String(x.path), x.size]));
+    for (const disk of d.disks) {
+      if (typeof disk?.path !== 'string' || !path.isAbsolute(disk.path)) throw new ManagerError('invalid', `the definition of '${d.name}' has a disk without an absolute path`);
+      const here = fileSize(disk.path);
+      if (here === undefined) throw new ManagerError('conflict', `disk '${disk.path}' is not on this host: live migration needs the disks on storage both hosts share, at the same path`);
+      if (sizes.get(disk.path) !== here) throw new ManagerError('conflict', `disk '${disk.path}' has ${here} bytes here and ${String(sizes.get(disk.path))} at the source: not the same image`);
+    }
+    for (const nic of d.nics ?? []) {
+      if (typeof nic?.tap !== 'string' || !/^[A-Za-z0-9_.@+-]{1,15}$/.test(nic.tap) || nic.tap === '.' || nic.tap === '..') throw new ManagerError('invalid', `the definition of '${d.name}' has a NIC with an invalid TAP name`);
+      // A TAP made by the VMM on the spot would be connected to nothing: the guest would lose its network.
+      if (!fs.existsSync(`/sys/class/net/${nic.tap}`)) throw new ManagerError('conflict', `TAP '${nic.tap}' does not exist on this host: create it on the VM's network before migrating`);
+    }
+    for (const file of [d.kernel, d.initrd]) {
+      if (file !== undefined && (typeof file !== 'string' || !fs.existsSync(file))) throw new ManagerError('conflict', `'${String(file)}' (the VM's kernel or initrd, for its next boot) is not on this host`);
+    }
+    const t = hello.linkTimeoutMs;
+    const linkTimeoutMs = Number.isInteger(t) && (t as number) >= 500 && (t as number) <= 600_000 ? t as number : DEFAULT_LINK_TIMEOUT_MS;
+    return { definition: d, linkTimeoutMs };
+  }
+
+  private async incoming(link: Link, hello: Record<string, unknown>, peer: string): Promise<void> {
+    let offer: { definition: VmDefinition; linkTimeoutMs: number };
+    try {
+      offer = this.checkOffer(hello);
+    } catch (error) {
+      const e = error as ManagerError;
+      link.sendJson(F_ACCEPT, { ok: false, code: e.code ?? 'internal', message: e.message });
+      link.close();
+      throw error;
+    }
+    const name = offer.definition.name;
+    link.timeoutMs = offer.linkTimeoutMs;
+    const view = this.record({ id: migrationId(), vm: name, direction: 'incoming', peer, phase: 'setup', startedAt: new Date().toISOString(), totalMs: 0, bytesReceived: 0 });
+    this.busy.add(name);
+    let failure: Error | undefined;
+    let committed = false;
+    let vmm: net.Socket | undefined;
+    let defined = false;
+    const fail = (error: Error) => {
+      if (committed) return;
+      failure ??= error;
+      vmm?.destroy();
+    };
+    link.onFail = fail;
+    link.onFrame = (type, payload) => {
+      if (type === F_ABORT) fail(new Error(`the source gave up: ${String(parseJson(payload).message)}`));
+      else if (type === F_END) vmm?.end();
+      else if (type === F_DATA && vmm) {
+        view.bytesReceived! += payload.length;
+        if (view.phase === 'setup') view.phase = 'precopy';
+        if (!vmm.write(payload)) {
+          // The VMM is behind: stop reading the link (the source's pings wait in the same pipe, so silence is not counted).
+          link.hold(true);
+          vmm.once('drain', () => link.hold(false));
+        }
+      }
+    };
+    const marker = this.writeMarker({ direction: 'incoming', vm: name, peer, logOffset: 0, at: view.startedAt });
+    try {
+      this.manager.define({ ...offer.definition, autostart: offer.definition.autostart === true });
+      defined = true;
+      const logOffset = this.logSize(name);
+      writeFileAtomic(marker, `${JSON.stringify({ direction: 'incoming', vm: name, peer, logOffset, at: view.startedAt } satisfies Marker)}\n`);
+      await this.manager.start(name, undefined, 'tcp:127.0.0.1:0');
+      if (failure) throw failure;
+      const port = await this.vmmPort(name, logOffset, () => failure);
+      vmm = await connectLocal(port);
+      if (failure) throw failure;
+      vmm.setNoDelay(true);
+      // The VMM's answers go back over the link; its "resumed" hands the VM over to this side.
+      const answers = new FrameReader();
+      const done = new Promise<void>((resolve, reject) => {
+        vmm!.on('data', (chunk: Buffer) => {
+          link.sendData(chunk);
+          try {
+            for (const f of answers.push(chunk)) {
+              if (f.type === T_JSON && f.message.kind === 'resumed' && !committed) {
+                committed = true;
+                this.manager.markRunning(name, `migrated in from ${peer}`);
+                resolve();
+              } else if (f.type === T_JSON && f.message.kind === 'error') {
+                fail(new Error(`the VMM refused the stream: ${String(f.message.message)}`));
+              }
+            }
+          } catch (error) {
+            fail(error as Error);
+          }
+        });
+        vmm!.on('end', () => link.send(F_END));
+        vmm!.on('error', () => { /* 'close' follows */ });
+        vmm!.on('close', () => {
+          if (committed) resolve();
+          else reject(failure ?? new Error('the VMM closed the migration stream before the VM ran here'));
+        });
+      });
+      link.sendJson(F_ACCEPT, { ok: true });
+      await done;
+      this.end(view, 'completed');
+      link.close();
+      this.log(`VM '${name}': migrated in from ${peer}: it runs here`);
+    } catch (error) {
+      const message = (failure ?? error as Error).message;
+      this.end(view, 'failed', message);
+      link.abort(message);
+      vmm?.destroy();
+      if (defined) {
+        try {
+          if (ACTIVE.has(this.manager.get(name).state)) await this.manager.destroy(name);
+          this.manager.undefine(name);
+        } catch (cleanup) {
+          this.log(`VM '${name}': cleaning up the failed incoming migration: ${(cleanup as Error).message}`);
+        }
+      }
+      throw new Error(message);
+    } finally {
+      this.busy.delete(name);
+      removeFileDurable(marker);
+    }
+  }
+
+  /** The port the incoming VMM listens on, from its log (`ringzero: waiting for an incoming migration on H:P`). */
+  private async vmmPort(name: string, logOffset: number, failed: () => Error | undefined): Promise<number> {
+    const deadline = Date.now() + ACCEPT_TIMEOUT_MS;
+    for (;;) {
+      const m = /waiting for an incoming migration on 127\.0\.0\.1:(\d+)/.exec(this.logSince(name, logOffset));
+      if (m) return Number(m[1]);
+      const error = failed();
+      if (error) throw error;
+      if (!ACTIVE.has(this.manager.get(name).state)) throw new Error(`the VMM ended before it listened: ${this.logSince(name, logOffset).trim().split('\n').slice(-2).join(' / ')}`);
+      if (Date.now() > deadline) throw new Error('the VMM did not listen for the migration stream');
+      await sleep(20);
+    }
+  }
+
+  // --- files -----------------------------------------------------------------------------------------------------
+
+  private writeMarker(marker: Marker): string {
+    const file = path.join(this.dir, `${marker.direction === 'incoming' ? 'in' : 'out'}-${marker.vm}.json`);
+    writeFileAtomic(file, `${JSON.stringify(marker)}\n`);
+    return file;
+  }
+
+  private logFile(name: string): string {
+    return this.manager.state.logFile(name);
+  }
+
+  private logSize(name: string): number {
+    try { return fs.statSync(this.logFile(name)).size; } catch { return 0; }
+  }
+
+  private logSince(name: string, offset: number): string {
+    try { return fs.readFileSync(this.logFile(name)).subarray(offset).toString('utf8'); } catch { return ''; }
+  }
+}
+
+/** One end of the daemon-to-daemon connection: framing, heartbeat, and one failure reported once. */
+class Link {
+  onFrame: ((type: number, payload: Buffer) => void) | undefined;
+  onFail: ((error: Error) => void) | undefined;
+  private chunks: Buffer[] = [];
+  private length = 0;
+  private lastHeard = Date.now();
+  private held = false;
+  private timer: NodeJS.Timeout | undefined;
+  private failed = false;
+  private closing = false;
+  private readonly opened: Promise<void>;
+
+  constructor(readonly socket: net.Socket, public timeoutMs: number) {
+    socket.setNoDelay(true);
+    this.opened = new Promise((resolve, reject) => {
+      if (!socket.connecting) resolve();
+      socket.once('connect', () => resolve());
+      socket.once('error', reject);
+    });
+    this.opened.catch(() => {});
+    socket.on('data', (chunk: Buffer) => {
+      this.lastHeard = Date.now();
+      try {
+        this.push(chunk);
+      } catch (error) {
+        this.abort((error as Error).message);
+        this.fail(error as Error);
+      }
+    });
+    socket.on('error', (error: NodeJS.ErrnoException) => this.fail(new Error(`the migration link failed: ${error.code ?? error.message}`)));
+    socket.on('close', () => this.fail(new Error('the peer daemon closed the migration link')));
+  }
+
+  async connected(timeoutMs: number, what: string): Promise<void> {
+    try {
+      await withTimeout(this.opened, timeoutMs, `cannot connect within ${timeoutMs} ms`);
+    } catch (error) {
+      this.socket.destroy();
+      throw new Error(`cannot reach ${what}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`);
+    }
+  }
+
+  /** Ping the peer, and fail when it has been silent for timeoutMs (unless this side stopped reading). */
+  heartbeat(): void {
+    const every = () => Math.max(100, Math.min(1000, this.timeoutMs / 4));
+    const tick = () => {
+      if (this.failed || this.closing) return;
+      this.send(F_PING);
+      if (this.held) this.lastHeard = Date.now();
+      else if (Date.now() - this.lastHeard > this.timeoutMs) {
+        this.fail(new Error(`the peer daemon has been silent for ${this.timeoutMs} ms (link cut, or the daemon stopped)`));
+        return;
+      }
+      this.timer = setTimeout(tick, every());
+    };
+    this.timer = setTimeout(tick, every());
+  }
+
+  hold(on: boolean): void {
+    this.held = on;
+    if (on) this.socket.pause();
+    else { this.lastHeard = Date.now(); this.socket.resume(); }
+  }
+
+  send(type: number, payload?: Buffer): boolean {
+    if (this.failed || this.socket.destroyed || this.socket.writableEnded) return true;
+    const h = Buffer.allocUnsafe(HEADER);
+    h.writeUInt8(type, 0);
+    h.writeUInt32LE(payload ? payload.length : 0, 1);
+    if (!payload || payload.length === 0) return this.socket.write(h);
+    this.socket.cork();
+    this.socket.write(h);
+    const ok = this.socket.write(payload);
+    this.socket.uncork();
+    return ok;
+  }
+
+  sendData(chunk: Buffer): boolean {
+    return this.send(F_DATA, chunk);
+  }
+
+  sendJson(type: number, message: Record<string, unknown>): void {
+    this.send(type, Buffer.from(JSON.stringify(message)));
+  }
+
+  /** Done: end the connection once what is queued has gone out. */
+  close(): void {
+    this.closing = true;
+    clearTimeout(this.timer);
+    if (!this.socket.destroyed) this.socket.end();
+    setTimeout(() => this.socket.destroy(), 5000).unref();
+  }
+
+  /** Give up: tell the peer why (if the link still carries anything) and drop the connection. */
+  abort(message: string): void {
+    if (!this.failed && !this.closing && !this.socket.destroyed) {
+      this.sendJson(F_ABORT, { message });
+      this.socket.end();
+    }
+    this.closing = true;
+    clearTimeout(this.timer);
+    setTimeout(() => this.socket.destroy(), 1000).unref();
+  }
+
+  private fail(error: Error): void {
+    if (this.failed) return;
+    this.failed = true;
+    clearTimeout(this.timer);
+    this.socket.destroy();
+    if (!this.closing) this.onFail?.(error);
+  }
+
+  private push(chunk: Buffer): void {
+    this.chunks.push(chunk);
+    this.length += chunk.length;
+    while (this.length >= HEADER) {
+      const head = this.peek(HEADER);
+      const type = head.readUInt8(0);
+      const size = head.readUInt32LE(1);
+      if (type < F_HELLO || type > F_ABORT) throw new Error(`the peer daemon sent an unknown link frame (type ${type})`);
+      if (size > MAX_LINK_FRAME) throw new Error(`the peer daemon sent a link frame of ${size} bytes`);
+      if (this.length < HEADER + size) return;
+      this.take(HEADER);
+      const payload = this.take(size);
+      if (type !== F_PING) this.onFrame?.(type, payload);
+    }
+  }
+
+  private peek(n: number): Buffer {
+    if (this.chunks[0].length >= n) return this.chunks[0].subarray(0, n);
+    this.chunks = [Buffer.concat(this.chunks)];
+    return this.chunks[0].subarray(0, n);
+  }
+
+  private take(n: number): Buffer {
+    if (n === 0) return Buffer.alloc(0);
+    let out: Buffer;
+    if (this.chunks[0].length >= n) {
+      out = this.chunks[0].subarray(0, n);
+      if (this.chunks[0].length === n) this.chunks.shift();
+      else this.chunks[0] = this.chunks[0].subarray(n);
+    } else {
+      out = Buffer.allocUnsafe(n);
+      let filled = 0;
+      while (filled < n) {
+        const c = this.chunks[0];
+        const k = Math.min(c.length, n - filled);
+        c.copy(out, filled, 0, k);
+        filled += k;
+        if (k === c.length) this.chunks.shift();
+        else this.chunks[0] = c.subarray(k);
+      }
+    }
+    this.length -= n;
+    return out;
+  }
+}
+
+const PROGRESS_FIELDS = ['iteration', 'bytesSent', 'pagesSent', 'zeroPagesSent', 'dirtyPages', 'dirtyRate', 'bandwidth', 'expectedDowntimeMs', 'downtimeLimitMs', 'downtimeMs'] as const;
+
+/** The VMM's progress (src/migration/source.ts MigrationProgress) into the daemon's view. */
+function copyProgress(view: MigrationView, p: Record<string, unknown>): void {
+  for (const key of PROGRESS_FIELDS) if (typeof p[key] === 'number') (view as unknown as Record<string, number>)[key] = p[key] as number;
+  if (p.downtimeParts && typeof p.downtimeParts === 'object') view.downtimeParts = p.downtimeParts as Record<string, number>;
+  if (p.phase === 'setup' || p.phase === 'precopy' || p.phase === 'stop-and-copy') view.phase = p.phase;
+}
+
+function connectLocal(port: number): Promise<net.Socket> {
+  return new Promise((resolve, reject) => {
+    const socket = net.createConnection({ host: '127.0.0.1', port });
+    socket.once('connect', () => { socket.off('error', reject); resolve(socket); });
+    socket.once('error', (error) => reject(new Error(`cannot reach the incoming VMM: ${(error as NodeJS.ErrnoException).code ?? error.message}`)));
+  });
+}
+
+function parseJson(payload: Buffer): Record<string, unknown> {
+  try {
+    const value = JSON.parse(payload.toString('utf8')) as unknown;
+    return typeof value === 'object' && value !== null ? value as Record<string, unknown> : {};
+  } catch {
+    return {};
+  }
+}
+
+function fileSize(file: string): number | undefined {
+  try { return fs.statSync(file).size; } catch { return undefined; }
+}
+
+function migrationId(): string {
+  const t = new Date().toISOString();
+  return `mig-${t.slice(0, 10).replaceAll('-', '')}-${t.slice(11, 19).replaceAll(':', '')}-${crypto.randomBytes(3).toString('hex')}`;
+}
+
+function withTimeout<T>(promise: Promise<T>, ms: number, message: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  return Promise.race([promise, new Promise<T>((_, reject) => { timer = setTimeout(() => reject(new Error(message)), ms); })])
+    .finally(() => clearTimeout(timer));
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
