@@ -127,6 +127,28 @@ export class VirtioNet extends VirtioDevice {
       const v = s?.counters?.[k];
       if (Number.isSafeInteger(v) && (v as number) >= 0) this.counters[k] = v as number;
     }
+    this.announce();
+  }
+
+  /**
+   * After a restore (a snapshot started again, or a live migration received) the guest's MAC may now be behind another
+   * switch port or on another host, and the bridges on the way keep sending its frames to the old port until they see
+   * one from it: a guest that only receives would never be found. So the card says where it is, as QEMU does after a
+   * migration: a broadcast RARP request (RFC 903; ethertype 0x8035, ARP layout of RFC 826 with opcode 3) from the
+   * guest's MAC, three times in the first 150 ms in case one is lost. The guest is not involved.
+   */
+  private announce(): void {
+    if (!this.linkUp) return;
+    const frame = new Uint8Array(NET_HDR_BYTES + 60); // zero virtio_net_hdr, then the minimum Ethernet frame (padded)
+    const f = frame.subarray(NET_HDR_BYTES);
+    f.fill(0xff, 0, 6); // destination: broadcast
+    f.set(this.mac, 6);
+    f.set([0x80, 0x35, 0x00, 0x01, 0x08, 0x00, 6, 4, 0x00, 0x03], 12); // RARP: Ethernet, IPv4, hlen 6, plen 4, op 3
+    f.set(this.mac, 22); // sender hardware address (protocol address 0.0.0.0)
+    f.set(this.mac, 32); // target hardware address (protocol address 0.0.0.0)
+    const send = () => { if (!this.closed) this.backend.write(frame); };
+    send();
+    for (const ms of [50, 150]) setTimeout(send, ms).unref();
   }
 
   onNotify(index: number): void {
