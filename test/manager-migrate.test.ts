@@ -237,10 +237,10 @@ class NsDaemon {
 
 // The peer: serves random bytes to the first client, 4 KiB every 20 ms while less than 64 KiB wait unsent (so the
 // downtime does not pile up a backlog), until "stop" on stdin; then it ends the connection and prints the byte count
-// and md5 of all it sent. It prints {sent} every 200 ms meanwhile.
+// and md5 of all it sent. It prints {sent} every 200 ms meanwhile. "hold" on stdin pauses the sending, "go" resumes it.
 const PEER = `
 const net = require('net'), crypto = require('crypto');
-const md5 = crypto.createHash('md5'); let sent = 0, stop = false;
+const md5 = crypto.createHash('md5'); let sent = 0, stop = false, hold = false;
 const say = (o) => process.stdout.write(JSON.stringify(o) + '\\n');
 const server = net.createServer((s) => {
   server.close();
@@ -248,14 +248,14 @@ const server = net.createServer((s) => {
   s.on('error', (e) => say({ error: e.message }));
   const tick = () => {
     if (stop) { s.end(); s.on('close', () => { say({ done: true, bytes: sent, md5: md5.digest('hex') }); process.exit(0); }); return; }
-    if (s.writableLength < 65536) { const c = crypto.randomBytes(4096); md5.update(c); sent += c.length; s.write(c); }
+    if (!hold && s.writableLength < 65536) { const c = crypto.randomBytes(4096); md5.update(c); sent += c.length; s.write(c); }
     setTimeout(tick, 20);
   };
   tick();
   setInterval(() => say({ sent }), 200).unref();
 });
 server.listen(5555, '10.0.2.1', () => say({ listening: true }));
-process.stdin.on('data', (d) => { if (String(d).includes('stop')) stop = true; });
+process.stdin.on('data', (d) => { const t = String(d); if (t.includes('stop')) stop = true; if (t.includes('hold')) hold = true; if (t.includes('go')) hold = false; });
 `;
 
 test('two hosts (network namespaces, a daemon each): the booted guest migrates live; its counter and a TCP stream carry on', {
@@ -386,20 +386,52 @@ test('two hosts (network namespaces, a daemon each): the booted guest migrates l
     // code start empty): a second for that.
     assert.ok(gap <= done.downtimeMs + steady[steady.length - 1] + 1000, `the counter's gap (${gap} ms) is the downtime (${done.downtimeMs} ms) plus console delays`);
 
-    // The TCP stream carries on at B; then it ends and both md5s agree.
+    // The TCP stream carries on at B.
     await waitFor('the stream to go on after the switch-over', () => peerSent() > sentBefore + 512 * 1024, 120_000);
+
+    // Snapshot and restore at B (the VMM pauses, saves and resumes the guest; then it is destroyed and a new VMM
+    // restores the snapshot): the guest carries on from the saved instant. Its TCP state goes back to that instant too,
+    // so the peer holds its data around it (and everything it sent is acknowledged first): the stream then carries on.
+    peer.stdin!.write('hold\n');
+    const sendQ = () => Number(sh('ip', 'netns', 'exec', nsA, 'ss', '-Htn', 'state', 'established', '( sport = :5555 )').trim().split(/\s+/)[1] ?? 'NaN');
+    await waitFor('the peer\'s data to be acknowledged', () => sendQ() === 0, 60_000);
+    const beforeSnap = counter(onB!);
+    const v0 = beforeSnap[beforeSnap.length - 1].n;
+    const t0 = Date.now();
+    const snap = await api(B, 'POST', '/vms/web/snapshots', { name: 'cont' });
+    assert.equal(snap.status, 201, JSON.stringify(snap.body));
+    const snapMs = Date.now() - t0;
+    assert.equal((await api(B, 'POST', '/vms/web/destroy')).status, 200);
+    const beforeDestroy = counter(onB!);
+    const vEnd = beforeDestroy[beforeDestroy.length - 1];
+    const t1 = Date.now();
+    const restored = await api(B, 'POST', '/vms/web/snapshots/cont/restore');
+    assert.equal(restored.status, 200, JSON.stringify(restored.body));
+    const restoreMs = Date.now() - t1;
+    const onR = new Console(restored.body.consoleSocket);
+    consoles.push(onR);
+    await waitFor('the counter after the restore', () => counter(onR).length >= 30, 120_000);
+    const c = counter(onR);
+    assert.ok(c[0].n > v0 && c[0].n <= vEnd.n + 1, `the counter carries on from the snapshot: C${v0} before it, C${vEnd.n} at the destroy, C${c[0].n} first after the restore`);
+    for (let k = 1; k < c.length; k++) assert.equal(c[k].n, c[k - 1].n + 1, 'no value missing after the restore');
+    const sentAtRestore = peerSent();
+    peer.stdin!.write('go\n');
+    await waitFor('the stream to go on after the restore', () => peerSent() > sentAtRestore + 256 * 1024, 120_000);
+    process.stderr.write(`# snapshot/restore: snapshot ${snapMs} ms, restore ${restoreMs} ms (API round trips); C${v0} -> C${c[0].n} (C${vEnd.n} printed before the destroy), the stream carried on\n`);
+
+    // The stream ends; both md5s agree (across the migration and the restore).
     peer.stdin!.write('stop\n');
     await waitFor('the peer to finish', () => peerOut.includes('"done"'), 60_000);
     const result = JSON.parse(peerOut.split('\n').find((l) => l.includes('"done"'))!);
     let sum: RegExpExecArray | null = null;
-    await waitFor('the guest\'s md5', () => (sum = /\b([0-9a-f]{32}) {2}-/.exec(onB!.text)) !== null, 120_000);
+    await waitFor('the guest\'s md5', () => (sum = /\b([0-9a-f]{32}) {2}-/.exec(onR.text)) !== null, 120_000);
     assert.equal(sum![1], result.md5, `the ${result.bytes} bytes arrived intact`);
     process.stderr.write(`# stream: ${result.bytes} bytes, md5 ${result.md5} on both ends\n`);
 
     // A's daemon killed after the switch-over: the guest runs on at B.
     await daemonA.stop();
-    const n1 = counter(onB!).length;
-    await waitFor('the counter to go on at B', () => counter(onB!).length >= n1 + 20, 60_000);
+    const n1 = counter(onR).length;
+    await waitFor('the counter to go on at B', () => counter(onR).length >= n1 + 20, 60_000);
     assert.equal((await api(B, 'GET', '/vms/web')).body.state, 'running');
     assert.equal((await api(B, 'POST', '/vms/web/destroy')).status, 200);
   } finally {
