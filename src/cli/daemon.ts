@@ -8,6 +8,7 @@ import path from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import { createApi } from '../api/server.ts';
 import { VmManager } from '../manager/manager.ts';
+import { Subreaper } from '../manager/subreaper.ts';
 import { isSameProcess, processStartTime } from '../manager/proc.ts';
 import { defaultSocketPath, defaultStateDir, MAX_SOCKET_PATH, writeFileAtomic } from '../manager/store.ts';
 import { UsageError } from './validate.ts';
@@ -92,6 +93,8 @@ export async function runDaemon(options: DaemonOptions): Promise<number> {
     else throw new UsageError(`${socketPath} exists and is not a socket`);
   }
 
+  // Before any VMM starts: what a VMM leaves behind when it dies comes to the daemon, which reaps it.
+  const reaper = new Subreaper(say);
   const manager = new VmManager(stateDir, { log: say });
   await manager.open();
   if (migrationAt) {
@@ -116,6 +119,7 @@ export async function runDaemon(options: DaemonOptions): Promise<number> {
     const stop = (signal: NodeJS.Signals): void => {
       say(`${signal}: stopping (VMs keep running)`);
       manager.close();
+      reaper.close();
       Promise.allSettled(apps.map((app) => app.close())).then(() => {
         fs.rmSync(lockFile, { force: true });
         resolve(0);

@@ -28,6 +28,7 @@ import { BackupStore } from './backups.ts';
 import { completeNics, macsOf, netArguments } from './nics.ts';
 import { checkDiskFormats, diskArgument } from './disk-format.ts';
 import { detectFormat } from '../storage/backend.ts';
+import { testOrphanCommand } from './subreaper.ts';
 import { Migrations } from './migration.ts';
 
 /** The launcher of the CLI, run by the VMM processes. */
@@ -130,7 +131,7 @@ export class VmManager extends EventEmitter {
     this.log = options.log ?? (() => {});
     this.startTimeoutMs = options.startTimeoutMs ?? 30_000;
     this.pollMs = options.pollMs ?? 500;
-    this.vmmCommand = options.vmmCommand ?? { file: process.execPath, args: [RINGZERO_BIN] };
+    this.vmmCommand = options.vmmCommand ?? testOrphanCommand(RINGZERO_BIN) ?? { file: process.execPath, args: [RINGZERO_BIN] };
     this.resources = new ResourceController(stateDir, this.log);
     this.volumes = new VolumePool(stateDir, this);
     this.templates = new TemplateStore(stateDir, this, this.volumes, this.log);
