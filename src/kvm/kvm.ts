@@ -14,6 +14,8 @@ import { KvmError, kvmIoctl, kvmIoctlInt, ioctlInt, ioctlPtr, lastErrno, koffi }
 export { KvmError };
 
 const E2BIG = 7;
+/** struct kvm_userspace_memory_region.flags bit 0 (kvm.h): log writes to this slot for KVM_GET_DIRTY_LOG. */
+export const KVM_MEM_LOG_DIRTY_PAGES = 1;
 const EINTR = 4;
 const EAGAIN = 11;
 
@@ -136,7 +138,7 @@ export function encodeGsiRoutingTable(routes: readonly GsiRoutingEntry[]): Buffe
 }
 
 export class KvmVm {
-  private readonly slots: { slot: number; guestBase: number; size: number }[] = [];
+  private readonly slots: { slot: number; guestBase: number; size: number; hostAddress: bigint; flags: number }[] = [];
 
   constructor(readonly kvm: Kvm, readonly fd: number) {}
 
@@ -158,12 +160,32 @@ export class KvmVm {
   mapGuestMemory(mem: GuestMemory, dirtyLog = false): void {
     for (const r of mem.regions) {
       const slot = this.slots.length;
-      this.setUserMemoryRegion(slot, r.guestBase, r.size, r.hostAddress, dirtyLog ? 1 : 0);
-      this.slots.push({ slot, guestBase: r.guestBase, size: r.size });
+      const flags = dirtyLog ? KVM_MEM_LOG_DIRTY_PAGES : 0;
+      this.setUserMemoryRegion(slot, r.guestBase, r.size, r.hostAddress, flags);
+      this.slots.push({ slot, guestBase: r.guestBase, size: r.size, hostAddress: r.hostAddress, flags });
     }
   }
 
-  get memorySlots(): readonly { slot: number; guestBase: number; size: number }[] {
+  /**
+   * Turn dirty-page logging of every RAM slot on or off while the VM exists (vCPUs may be running): the slots are
+   * registered again with KVM_MEM_LOG_DIRTY_PAGES set or cleared, which api.rst allows for an existing slot (only
+   * its flags change). Turning it on starts a clean bitmap; KVM_GET_DIRTY_LOG then reads and clears it.
+   */
+  setDirtyLogging(on: boolean): void {
+    for (const s of this.slots) {
+      const flags = on ? s.flags | KVM_MEM_LOG_DIRTY_PAGES : s.flags & ~KVM_MEM_LOG_DIRTY_PAGES;
+      if (flags === s.flags) continue;
+      this.setUserMemoryRegion(s.slot, s.guestBase, s.size, s.hostAddress, flags);
+      s.flags = flags;
+    }
+  }
+
+  /** Whether the slots log dirty pages now. */
+  get dirtyLogging(): boolean {
+    return this.slots.length > 0 && this.slots.every((s) => (s.flags & KVM_MEM_LOG_DIRTY_PAGES) !== 0);
+  }
+
+  get memorySlots(): readonly { slot: number; guestBase: number; size: number; hostAddress: bigint; flags: number }[] {
     return this.slots;
   }
 

@@ -19,6 +19,8 @@ export interface IncomingOptions {
   onListening?(address: { host: string; port: number }): void;
   /** Give up when the stream stalls this long once it has started (ms). */
   idleTimeoutMs?: number;
+  /** The engine to run the VM on here (default: the one the source's VM definition names; the state fits either). */
+  engine?: VmConfig['engine'];
 }
 
 /** `tcp:HOST:PORT`, the form QEMU's -incoming takes. */
@@ -136,7 +138,8 @@ function build(m: Record<string, unknown>, opts: IncomingOptions, console: Conso
   if (typeof config !== 'object' || config === null || !Number.isSafeInteger(config.memory) || config.memory !== m.memorySize) throw new Error('the source sent no usable VM definition');
   if (!Number.isInteger(config.cpus) || config.cpus < 1 || config.cpus > 255) throw new Error(`the source's VM has ${String(config.cpus)} vCPUs`);
   const { controlSocket: _theirs, ...rest } = config;
-  const mine: VmConfig = { ...rest, engine: 'soft', ...(opts.controlSocket !== undefined ? { controlSocket: opts.controlSocket } : {}) };
+  const engine = opts.engine ?? (rest.engine === 'kvm' ? 'kvm' : 'soft');
+  const mine: VmConfig = { ...rest, engine, ...(opts.controlSocket !== undefined ? { controlSocket: opts.controlSocket } : {}) };
   return new Machine(mine, console, machineOptions);
 }
 

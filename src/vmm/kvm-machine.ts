@@ -24,7 +24,7 @@ import { zeroRegisters } from '../cpu/engine.ts';
 import type { BootState } from '../boot/linux.ts';
 import type { GuestMemory } from '../memory/guest-memory.ts';
 import type { PortBus, MmioBus } from '../devices/bus.ts';
-import { kvmGsiRoutes, type GsiRoute, type KvmIrqRouter, type WatchedClock } from './kvm-platform.ts';
+import { kvmGsiRoutes, KvmGuestMemory, type GsiRoute, type KvmIrqRouter, type WatchedClock } from './kvm-platform.ts';
 import { KvmVirtioAccel } from './kvm-virtio.ts';
 import { CH } from '../cpu/kvm/channel.ts';
 import { POST_PORT, DEBUG_CONSOLE_PORT } from '../devices/debug-port.ts';
@@ -176,11 +176,17 @@ export class KvmCpus {
   private onParked: (() => void) | undefined;
   /** ioeventfd / irqfd for the virtio functions (undefined without any, or with RINGZERO_KVM_IOEVENTFD=0). */
   accel: KvmVirtioAccel | undefined;
+  /** The machine's KvmGuestMemory takes its dirty pages from this VM (detached at close). */
+  private dirtyAttached = false;
 
   private constructor(private readonly m: KvmMachineParts, readonly engine: KvmEngine) {}
 
-  /** Create the KVM VM over the machine's memory and buses and put the BSP at the boot state. */
-  static async create(m: KvmMachineParts, boot: BootState, opts: KvmCpusOptions = {}): Promise<KvmCpus> {
+  /**
+   * Create the KVM VM over the machine's memory and buses and put the BSP at the boot state (`boot` undefined: a
+   * restore follows, restoreState loads every vCPU). kvm-clock starts at the machine's VmClock, so the two read the
+   * same guest time from the start (and a snapshot's guestTimeNs is kvm-clock's time too, on either engine).
+   */
+  static async create(m: KvmMachineParts, boot: BootState | undefined, opts: KvmCpusOptions = {}): Promise<KvmCpus> {
     const env = process.env.RINGZERO_KVM_INLINE;
     const inlineBoot = opts.inlineBsp ?? (env === '1' ? true : env === '0' ? false : m.cpus === 1);
     // The POST port and the debug console are write-only sinks: a worker completes their OUTs itself (posted writes,
@@ -197,7 +203,13 @@ export class KvmCpus {
       // KvmEngine.create set each vCPU's CPUID (APIC ID, topology, KVM paravirtual leaves: ../cpu/kvm/cpuid.ts).
       for (const v of engine.vcpus) v.vcpu.setMsrs(BOOT_MSRS);
       setVirtualWire(engine.vcpus[0]);
-      applyBootRegisters(engine.vcpus[0], boot);
+      if (boot) applyBootRegisters(engine.vcpus[0], boot);
+      vm.setClock(BigInt(Math.max(0, Math.round(m.clock.now()))));
+      if (m.mem instanceof KvmGuestMemory) {
+        const mem = m.mem;
+        mem.attachDirtySource({ setLogging: (on) => vm.setDirtyLogging(on), collect: (log) => collectDirtyPages(vm, mem, log) });
+        cpus.dirtyAttached = true;
+      }
       m.router.attach((gsi, level) => vm.irqLine(gsi, level));
       const functions = m.virtioFunctions ?? [];
       const kvm = engine.kvm;
@@ -324,16 +336,22 @@ export class KvmCpus {
    * devices from `from.kvm` when the state came from KVM, else from the software engine's device states (converted;
    * kvm-clock then continues from the machine's VmClock), then each vCPU. Returns what could not be carried over.
    */
-  restoreState(vcpus: readonly VcpuState[], from: { kvm?: KvmVmState; devices?: Partial<KvmSavedState['devices']> } = {}): KvmRestoreReport[] {
+  restoreState(vcpus: readonly VcpuState[], from: { kvm?: KvmVmState; devices?: Partial<KvmSavedState['devices']>; guestTimeNs?: number } = {}): KvmRestoreReport[] {
     if (vcpus.length !== this.engine.vcpus.length) throw new Error(`${vcpus.length} vCPU states for ${this.engine.vcpus.length} vCPUs`);
+    // kvm-clock continues from the machine's VmClock (set to the saved guest time by the caller), keeping whatever
+    // distance it had from the VmClock when saved (none unless the snapshot's KVM VM drifted from it): so guest time
+    // continues from the saved instant whichever engine saved it.
+    const now = this.m.clock.now();
+    const drift = from.kvm && from.guestTimeNs !== undefined ? Number(BigInt(from.kvm.clockNs)) - from.guestTimeNs : 0;
+    const clockNs = String(Math.max(0, Math.round(now + (Number.isFinite(drift) ? drift : 0))));
     if (from.kvm) {
-      restoreKvmVm(this.engine.vm, from.kvm);
+      restoreKvmVm(this.engine.vm, { ...from.kvm, clockNs });
     } else if (from.devices) {
       const d = from.devices;
       restoreKvmVm(this.engine.vm, {
         ...(d.pic && d.ioapic ? { irqchip: softIrqchipToKvm(d.pic, d.ioapic) } : {}),
-        ...(d.pit ? { pit: softPitToKvm(d.pit, this.m.clock.now()).toString('base64') } : {}),
-        clockNs: String(Math.max(0, Math.round(this.m.clock.now()))),
+        ...(d.pit ? { pit: softPitToKvm(d.pit, now).toString('base64') } : {}),
+        clockNs,
       });
     }
     const ctx = { kvm: this.engine.kvm, irqchip: true };
@@ -367,9 +385,39 @@ export class KvmCpus {
     if (this.pump !== undefined) clearTimeout(this.pump);
     this.m.router.detach();
     this.m.setMsiSink(undefined);
+    if (this.dirtyAttached) {
+      this.dirtyAttached = false;
+      // The last pages the vCPUs wrote go into the machine's log before the VM (and its bitmaps) goes away.
+      try {
+        (this.m.mem as KvmGuestMemory).attachDirtySource(undefined);
+      } catch { /* the log is then incomplete; a diff after this is the caller's risk only if the VM runs again */ }
+    }
     await this.accel?.close();
     await this.engine.close();
   }
+}
+
+/**
+ * OR the pages KVM logged in each RAM slot (KVM_GET_DIRTY_LOG: one bit per page, LSB first, read and cleared at once)
+ * into `log`, indexed by page of the memory image: slot i is RAM region i (KvmVm.mapGuestMemory registers them in
+ * order), which starts at page fileOffset / 4096 of the image.
+ */
+function collectDirtyPages(vm: KvmVm, mem: GuestMemory, log: Uint8Array): void {
+  vm.memorySlots.forEach((slot, i) => {
+    const region = mem.regions[i];
+    if (!region || region.guestBase !== slot.guestBase) throw new Error(`KVM memory slot ${slot.slot} is not RAM region ${i}`);
+    const bitmap = vm.getDirtyLog(slot.slot);
+    const first = region.fileOffset / 4096;
+    const pages = region.size / 4096;
+    for (let byte = 0; byte < bitmap.length; byte++) {
+      const bits = bitmap[byte];
+      if (bits === 0) continue;
+      for (let bit = 0; bit < 8; bit++) {
+        const page = byte * 8 + bit;
+        if (bits & (1 << bit) && page < pages) log[first + page] = 1;
+      }
+    }
+  });
 }
 
 /**

@@ -4,8 +4,11 @@
 //   - WatchedClock: a VmClock that reports when a device arms a timer, so the KVM run loop (whose vCPUs run on
 //     other threads) can sleep on a host timer until the next deadline instead of polling.
 //   - KVM_GSI_ROUTES: the GSI routing table that wires ISA IRQ 0 to IOAPIC pin 2, as the MADT says.
+//   - KvmGuestMemory: GuestMemory whose dirty-page log (diff snapshots, live migration) also takes the pages KVM
+//     logged for the vCPUs' writes (KVM_MEM_LOG_DIRTY_PAGES + KVM_GET_DIRTY_LOG), once a KVM VM is attached.
 import { IrqRouter } from '../devices/irq/router.ts';
 import { VmClock, type Timer } from './clock.ts';
+import { GuestMemory } from '../memory/guest-memory.ts';
 import { IOAPIC_GSI_COUNT, PIT_GSI } from '../boot/platform.ts';
 
 /** Where the lines end: KVM_IRQ_LINE of the VM. */
@@ -83,4 +86,56 @@ export function kvmGsiRoutes(): GsiRoute[] {
     routes.push({ gsi, irqchip: KVM_IRQCHIP_IOAPIC, pin: gsi === 0 ? PIT_GSI : gsi });
   }
   return routes;
+}
+
+/** What the KVM VM does for the machine's dirty-page log (KvmCpus provides it while the VM exists). */
+export interface KvmDirtySource {
+  /** Turn KVM's logging of the RAM slots on or off. */
+  setLogging(on: boolean): void;
+  /** OR the pages KVM logged since the last call into `log` (one byte per 4 KiB page of the memory image). */
+  collect(log: Uint8Array): void;
+}
+
+/**
+ * Guest RAM of a KVM machine. The vCPUs' stores bypass everything in this process, so the dirty-page log has one more
+ * writer than on the soft engine: KVM's per-slot bitmap. With a source attached, starting the log turns KVM's logging
+ * on, stopping it turns it off, and each harvest first takes KVM's bitmap (which KVM clears as it hands it over), so
+ * a harvest misses no write the guest made before it: a later one lands in KVM's next bitmap. Devices and loaders
+ * still report through noteExternalWrite, as on the soft engine. Without a KVM VM (before run(), after it ends) the
+ * log is the soft one alone: nothing else writes guest RAM then.
+ */
+export class KvmGuestMemory extends GuestMemory {
+  private source: KvmDirtySource | undefined;
+
+  /** Attach the VM's logging (turned on at once if the log is on); undefined detaches, collecting what is left. */
+  attachDirtySource(source: KvmDirtySource | undefined): void {
+    const old = this.source;
+    if (old && this.dirtyLog) {
+      old.collect(this.dirtyLog);
+      old.setLogging(false);
+    }
+    this.source = source;
+    if (source && this.dirtyLog) source.setLogging(true);
+  }
+
+  override startDirtyLog(): void {
+    super.startDirtyLog();
+    try {
+      this.source?.setLogging(true);
+    } catch (error) {
+      super.stopDirtyLog();
+      throw new Error(`dirty-page tracking is not available: KVM refused to log the RAM slots (${(error as Error).message})`);
+    }
+  }
+
+  override harvestDirtyLog(): Uint8Array {
+    if (this.dirtyLog) this.source?.collect(this.dirtyLog);
+    return super.harvestDirtyLog();
+  }
+
+  override stopDirtyLog(): void {
+    const on = this.dirtyLog !== undefined;
+    super.stopDirtyLog();
+    if (on) this.source?.setLogging(false);
+  }
 }

@@ -35,8 +35,8 @@ import { I8042 } from '../devices/i8042.ts';
 import { DebugPort } from '../devices/debug-port.ts';
 import { PciHost } from '../devices/pci/host.ts';
 import { attachVirtioDevices, type VirtioDevices } from '../devices/virtio/index.ts';
-import { KvmIrqRouter, WatchedClock } from './kvm-platform.ts';
-import type { KvmCpus } from './kvm-machine.ts';
+import { KvmIrqRouter, WatchedClock, KvmGuestMemory } from './kvm-platform.ts';
+import type { KvmCpus, KvmSavedState } from './kvm-machine.ts';
 import { readSnapshot, writeSnapshot, ringzeroVersion, applyDiffLayers, type ReadSnapshotOptions, type SnapshotBody } from './snapshot.ts';
 import { saveSoftCpu, checkVcpuState, restoreSoftCpu } from './snapshot-cpu.ts';
 
@@ -123,11 +123,15 @@ export class Machine {
   private onParked: (() => void) | undefined;
   private resumeLoop: (() => void) | undefined;
   private rebootOnPowerOff = false;
+  /** KVM: the snapshot state restore() loaded into the devices, for run() to load into the KVM VM it creates. */
+  private pendingKvmRestore: SnapshotBody | undefined;
   /** Times the soft run loop slept with every vCPU halted (stats). */
   private halts = 0;
 
   constructor(readonly config: VmConfig, private readonly console: ConsoleIo, private readonly options: MachineOptions = {}) {
-    this.mem = new GuestMemory(config.memory, options.memoryFile ? { file: options.memoryFile } : undefined);
+    const source = options.memoryFile ? { file: options.memoryFile } : undefined;
+    // KVM: the dirty-page log also takes KVM's bitmap of the vCPUs' writes (kvm-platform.ts).
+    this.mem = config.engine === 'kvm' ? new KvmGuestMemory(config.memory, source) : new GuestMemory(config.memory, source);
     if (config.engine === 'kvm') {
       this.clock = new WatchedClock();
       this.router = new KvmIrqRouter();
@@ -385,7 +389,7 @@ export class Machine {
     return this.exit!;
   }
 
-  // ---- pause, resume, snapshot, restore (soft engine) ----
+  // ---- pause, resume, snapshot, restore (both engines) ----
 
   /** The run loop stops here while paused: every vCPU is between instructions and guest time stands still. */
   private async park(): Promise<void> {
@@ -457,19 +461,36 @@ export class Machine {
    * duration if it is running, and resumes it afterwards.
    */
   async snapshot(dir: string): Promise<SnapshotBody> {
-    if (this.config.engine === 'kvm') throw new Error('snapshots are implemented on the soft engine only');
     const wasPaused = this.pauseRequested;
     await this.pause();
     try {
       this.serial.flush();
-      return writeSnapshot(dir, this.captureState(), this.mem);
+      return writeSnapshot(dir, await this.saveState(), this.mem);
     } finally {
       if (!wasPaused) this.resume();
     }
   }
 
-  /** Everything but the memory image, captured while paused. */
-  captureState(): Omit<SnapshotBody, 'memory'> {
+  /**
+   * Everything but the memory image, on either engine, from a paused machine (pause() first). On KVM the vCPUs and
+   * the in-kernel devices are read from the kernel (KvmCpus.saveState, which may let the guest run a moment if KVM
+   * has an event in flight, and leaves it paused); the KVM VM must exist (run() in progress).
+   */
+  async saveState(): Promise<Omit<SnapshotBody, 'memory'>> {
+    if (this.config.engine !== 'kvm') return this.captureState();
+    const cpus = this.kvmCpus;
+    if (!cpus) throw new Error(this.pendingKvmRestore ? 'the restored VM has not started running yet' : 'the VM is not running (no KVM VM exists before run())');
+    return this.captureState(await cpus.saveState());
+  }
+
+  /**
+   * Everything but the memory image, captured while paused: soft engine from its own objects; KVM from `kvm`
+   * (KvmCpus.saveState's result: saveState() above gets it). Both engines write one shape: vCPUs in the engine-neutral
+   * VcpuState, the 8259 pair, IOAPIC and PIT as the soft engine's device states (KVM's in-kernel ones converted), and
+   * on KVM also the kernel's own structs (devices.kvm), which a KVM restore prefers.
+   */
+  captureState(kvm?: KvmSavedState): Omit<SnapshotBody, 'memory'> {
+    if (this.config.engine === 'kvm' && !kvm) throw new Error('captureState on KVM needs the vCPU state: use saveState()');
     return {
       header: {
         ringzeroVersion: ringzeroVersion(), engine: this.config.engine, cpus: this.config.cpus,
@@ -477,16 +498,17 @@ export class Machine {
       },
       config: this.config,
       guestTimeNs: this.clock.now(),
-      vcpus: this.vcpus.map((v) => saveSoftCpu(v.cpu, v.lapic, v.waitForSipi)),
+      vcpus: kvm ? kvm.vcpus : this.vcpus.map((v) => saveSoftCpu(v.cpu, v.lapic, v.waitForSipi)),
       devices: {
         serial: this.serial.saveState(),
         rtc: this.rtc.saveState(),
         i8042: this.i8042.saveState(),
         acpiPm: this.acpiPm.saveState(),
         pci: this.pci.saveState(),
-        pic: this.pic?.saveState(),
-        ioapic: this.ioapic?.saveState(),
-        pit: this.pit?.saveState(),
+        pic: kvm ? kvm.devices.pic : this.pic?.saveState(),
+        ioapic: kvm ? kvm.devices.ioapic : this.ioapic?.saveState(),
+        pit: kvm ? kvm.devices.pit : this.pit?.saveState(),
+        ...(kvm ? { kvm: kvm.kvm } : {}),
       },
     };
   }
@@ -494,14 +516,18 @@ export class Machine {
   /**
    * A new Machine from the snapshot directory `dir`, ready to run(): guest RAM is the snapshot's memory image mapped
    * copy-on-write, every vCPU and device as saved, guest time continuing from the saved instant, the console `console`.
+   * The engine is the one the VM's definition names (the one it was saved on) unless `engine` asks for the other: the
+   * format is the same for both. On KVM the VM itself is created by run(), which loads the vCPUs and in-kernel
+   * devices into it before the first KVM_RUN.
    * Throws SnapshotError (nothing built) for a damaged snapshot or one of another format version.
    */
-  static restore(dir: string, console: ConsoleIo, options: MachineOptions & ReadSnapshotOptions & { controlSocket?: string } = {}): Machine {
+  static restore(dir: string, console: ConsoleIo, options: MachineOptions & ReadSnapshotOptions & { controlSocket?: string; engine?: VmConfig['engine'] } = {}): Machine {
     const { body, memoryFile, diffs } = readSnapshot(dir, options);
     // The control socket belongs to the process, not the VM: the saved one was the path of the VMM that took the
     // snapshot, so the restored VM gets the one asked for now (or none).
     const { controlSocket: _saved, ...saved } = body.config;
-    const config: VmConfig = { ...saved, engine: 'soft', ...(options.controlSocket !== undefined ? { controlSocket: options.controlSocket } : {}) };
+    const engine = options.engine ?? (saved.engine === 'kvm' ? 'kvm' : 'soft');
+    const config: VmConfig = { ...saved, engine, ...(options.controlSocket !== undefined ? { controlSocket: options.controlSocket } : {}) };
     if (body.vcpus.length !== config.cpus) throw new Error(`snapshot ${dir} has ${body.vcpus.length} vCPU states for ${config.cpus} vCPUs`);
     body.vcpus.forEach((s, i) => checkVcpuState(s, i));
     const machine = new Machine(config, console, { ...options, memoryFile });
@@ -515,12 +541,25 @@ export class Machine {
     return machine;
   }
 
-  /** Load saved state into this freshly built machine (devices first, then the interrupt controllers, then vCPUs). */
+  /**
+   * Load saved state into this freshly built machine (devices first, then the interrupt controllers, then vCPUs). On
+   * KVM the vCPUs and in-kernel devices wait for run() to create the VM, and so does guest time: the VmClock stays at
+   * the saved instant until they are loaded (kvm-clock and the TSC then continue from it together).
+   */
   applyState(body: SnapshotBody): void {
     const d = body.devices;
     this.pci.checkState(d.pci);
     this.clock.pause();
     this.clock.set(body.guestTimeNs);
+    if (this.config.engine === 'kvm') {
+      this.serial.restoreState(d.serial);
+      this.rtc.restoreState(d.rtc);
+      this.i8042.restoreState(d.i8042);
+      this.acpiPm.restoreState(d.acpiPm);
+      this.pci.restoreState(d.pci);
+      this.pendingKvmRestore = body;
+      return;
+    }
     // Devices drive their interrupt lines to the saved levels (the router counts follow); the controllers' own
     // state is loaded afterwards and overwrites whatever those edges did to them.
     this.serial.restoreState(d.serial);
@@ -543,13 +582,32 @@ export class Machine {
 
   /** The kvm engine's run: create the VM, run every vCPU until requestExit(), close the VM (threads ended). */
   private async runOnKvm(): Promise<MachineExit> {
-    if (!this.boot) throw new Error('loadKernel() must come before run()');
+    const restoring = this.pendingKvmRestore;
+    if (!this.boot && !restoring) throw new Error('loadKernel() must come before run()');
     const { KvmCpus } = await import('./kvm-machine.ts');
     const cpus = await KvmCpus.create({
       mem: this.mem, ports: this.ports, mmio: this.mmio, clock: this.clock as WatchedClock,
       router: this.router as KvmIrqRouter, cpus: this.config.cpus, virtioFunctions: this.virtio.functions,
       setMsiSink: (sink) => this.setMsiSink(sink), requestExit: (exit) => this.requestExit(exit),
-    }, this.boot, { device: this.options.kvmDevice, inlineBsp: this.options.kvmInlineBsp });
+    }, restoring ? undefined : this.boot, { device: this.options.kvmDevice, inlineBsp: this.options.kvmInlineBsp });
+    if (restoring) {
+      this.pendingKvmRestore = undefined;
+      try {
+        const d = restoring.devices;
+        const reports = cpus.restoreState(restoring.vcpus, {
+          kvm: d.kvm, guestTimeNs: restoring.guestTimeNs,
+          devices: { ...(d.pic ? { pic: d.pic } : {}), ...(d.ioapic ? { ioapic: d.ioapic } : {}), ...(d.pit ? { pit: d.pit } : {}) },
+        });
+        reports.forEach((r, i) => {
+          if (r.droppedMsrs.length > 0) process.stderr.write(`ringzero: restore: vCPU ${i}: MSRs KVM does not have here, dropped: ${r.droppedMsrs.map((m) => '0x' + m.toString(16)).join(' ')}\n`);
+          for (const note of r.notes) process.stderr.write(`ringzero: restore: vCPU ${i}: ${note}\n`);
+        });
+      } catch (error) {
+        await cpus.close();
+        throw error;
+      }
+      this.clock.resume();
+    }
     this.kvmCpus = cpus;
     try {
       if (this.exit) cpus.stop();

@@ -1,8 +1,9 @@
-// Full and diff snapshots of a running soft-engine Machine, with the dirty-page log between them.
+// Full and diff snapshots of a running Machine (either engine), with the dirty-page log between them.
 //
 // After each snapshot this VMM process takes of a machine, it logs which guest pages are written from then on
-// (GuestMemory's dirty-page log: device DMA through noteExternalWrite, the soft CPU's stores through its code-cache
-// write check; see src/cpu/soft/code-cache.ts). A diff snapshot then writes only those pages and names the snapshot
+// (GuestMemory's dirty-page log: device DMA through noteExternalWrite; the soft CPU's stores through its code-cache
+// write check, see src/cpu/soft/code-cache.ts; on KVM the vCPUs' stores through KVM's dirty log, see
+// kvm-platform.ts KvmGuestMemory). A diff snapshot then writes only those pages and names the snapshot
 // it applies to (its base: the previous snapshot, full or diff, with that state file's CRC); restore maps the full
 // snapshot at the root of the chain and copies each diff's pages over it (snapshot.ts applyDiffLayers).
 // Firecracker's Diff snapshots (from KVM's dirty log) are the model; nothing is taken from its code.
@@ -51,7 +52,6 @@ export function forgetDiffBase(machine: Machine, reason: string): void {
  * snapshot this process took of it. Pauses the VM for the duration (resumed afterwards unless it was paused).
  */
 export async function snapshotMachine(machine: Machine, dir: string, opts: { diff?: boolean } = {}): Promise<SnapshotBody> {
-  if (machine.config.engine === 'kvm') throw new Error('snapshots are implemented on the soft engine only');
   const base = lastSnapshot.get(machine);
   if (opts.diff && !base) {
     const why = noTracking.get(machine);
@@ -63,7 +63,7 @@ export async function snapshotMachine(machine: Machine, dir: string, opts: { dif
   await machine.pause();
   try {
     machine.serial.flush();
-    const state = machine.captureState();
+    const state = await machine.saveState();
     let body: SnapshotBody;
     if (opts.diff && base) {
       const pages = machine.mem.harvestDirtyLog();

@@ -1,4 +1,4 @@
-// VM snapshots: the format, and saving/restoring a paused soft-engine Machine.
+// VM snapshots: the format, and saving/restoring a paused Machine (either engine: one format for both).
 //
 // A snapshot is a directory of two files:
 //   memory      the guest RAM image (low region, then the region above 4 GiB, as laid out in the memfd), sparse:
@@ -7,7 +7,9 @@
 //   state.json  { format, version, crc32, body }: body holds the header (ringzero version, engine, cpus, memory
 //               size), the VM definition, the guest time, every vCPU's architectural state in an engine-neutral shape
 //               (see snapshot-cpu.ts), every device's state (virtio functions: src/devices/virtio/pci.ts saveState,
-//               reached through devices.pci), and the memory image's size and digest. crc32 covers
+//               reached through devices.pci; the 8259 pair, IOAPIC and PIT in the soft engine's shape on both engines,
+//               KVM's in-kernel ones converted, plus KVM's raw structs in devices.kvm for a KVM-to-KVM restore), and
+//               the memory image's size and digest. crc32 covers
 //               format, version and body (zlib's CRC-32, the one of ISO 3309 / ITU-T V.42).
 // Readers refuse a snapshot of another format version or with a bad checksum before anything is built, with one
 // error naming the problem (SnapshotError). The memory digest (SHA-256 over the non-zero 64 KiB chunks, each
@@ -32,6 +34,7 @@ import type { RtcState } from '../devices/rtc.ts';
 import type { I8042State } from '../devices/i8042.ts';
 import type { AcpiPmState } from '../devices/acpi-pm.ts';
 import type { PciHostState } from '../devices/pci/host.ts';
+import type { KvmVmState } from '../cpu/kvm/state.ts';
 
 export const SNAPSHOT_FORMAT = 'ringzero-snapshot';
 /**
@@ -39,8 +42,10 @@ export const SNAPSHOT_FORMAT = 'ringzero-snapshot';
  * 1: CPUs, interrupt controllers, timers, legacy devices (a VM with virtio devices was refused).
  * 2: plus virtio-pci functions (transport registers, MSI-X table and PBA, each virtqueue's indices, the device
  *    model's own state) inside devices.pci, and diff snapshots (memory.base, memory.pages).
+ * 3: snapshots of the KVM engine: devices.kvm (the in-kernel irqchip, PIT and kvm-clock as KVM's structs) next to
+ *    their conversions in devices.pic / ioapic / pit; header.engine 'kvm'.
  */
-export const SNAPSHOT_VERSION = 2;
+export const SNAPSHOT_VERSION = 3;
 export const STATE_FILE = 'state.json';
 export const MEMORY_FILE = 'memory';
 const CHUNK = 64 * 1024;
@@ -67,10 +72,12 @@ export interface DeviceStates {
   i8042: I8042State;
   acpiPm: AcpiPmState;
   pci: PciHostState;
-  /** The machine's own 8259 pair, IOAPIC and 8254 (soft engine; KVM's in-kernel ones would go here too). */
+  /** The 8259 pair, IOAPIC and 8254: the soft engine's own, or KVM's in-kernel ones converted (either engine loads them). */
   pic?: DualPicState;
   ioapic?: IoapicState;
   pit?: PitState;
+  /** Saved on KVM: the in-kernel devices and kvm-clock as the kernel's structs (a KVM restore loads these instead). */
+  kvm?: KvmVmState;
 }
 
 export interface SnapshotBody {
