@@ -2,7 +2,7 @@
 // objects that validate the requests (src/manager/disk-snapshots.ts, backups.ts, src/api/backup-routes.ts).
 
 import { SNAPSHOT_NAME_PATTERN, VM_NAME_PATTERN } from '../manager/schema.ts';
-import { diskSnapshotCreateSchema, diskSnapshotSchema } from '../manager/disk-snapshots.ts';
+import { blockCommitResultSchema, blockCommitSchema, diskSnapshotCreateSchema, diskSnapshotSchema } from '../manager/disk-snapshots.ts';
 import { backupCreateSchema, backupRestoreSchema, backupSchema } from '../manager/backups.ts';
 import { backupToSchema } from './backup-routes.ts';
 
@@ -29,6 +29,7 @@ const backupId = { name: 'id', in: 'path', required: true, schema: { type: 'stri
 export function backupSchemas(): Record<string, unknown> {
   return {
     DiskSnapshot: strip(diskSnapshotSchema), DiskSnapshotCreate: strip(diskSnapshotCreateSchema),
+    BlockCommit: strip(blockCommitSchema), BlockCommitResult: strip(blockCommitResultSchema),
     Backup: strip(backupSchema), BackupCreate: strip(backupCreateSchema), BackupTo: strip(backupToSchema), BackupRestore: strip(backupRestoreSchema),
   };
 }
@@ -47,7 +48,7 @@ export function backupPaths(): Record<string, unknown> {
     '/vms/{name}/disk-snapshots/{snap}': {
       get: { summary: 'one disk snapshot', parameters: [vmName, snapName], responses: { 200: { description: 'the snapshot', content: json(ref('DiskSnapshot')) }, ...errors(401, 404) } },
       delete: {
-        summary: 'delete a disk snapshot that has no dependants (its frozen image in no VM disk\'s backing chain; there is no commit), with the overlays made for it that nothing uses',
+        summary: 'delete a disk snapshot that has no dependants (its frozen image in no VM disk\'s backing chain: commit the disk first), with the overlays made for it that nothing uses',
         parameters: [vmName, snapName], responses: { 204: { description: 'deleted' }, ...errors(401, 404, 409) },
       },
     },
@@ -55,6 +56,15 @@ export function backupPaths(): Record<string, unknown> {
       post: {
         summary: 'shut-off VM: its disks become fresh overlays of the snapshot\'s frozen images (the current disk state is discarded)',
         parameters: [vmName, snapName], responses: { 200: { description: 'the snapshot, with the new overlay under reverts', content: json(ref('DiskSnapshot')) }, ...errors(401, 404, 409, 422) },
+      },
+    },
+    '/vms/{name}/disks/{disk}/commit': {
+      post: {
+        summary: 'block commit (virsh blockcommit --active --pivot): what the disk\'s qcow2 overlay holds is written into its backing image, which becomes the disk; '
+          + 'the chain is one image shorter. The backing image must be a pool volume nothing else reads; snapshots that froze it are dropped. A running VM is paused for the copy (pausedMs)',
+        parameters: [vmName, { name: 'disk', in: 'path', required: true, schema: { type: 'string', pattern: '^(vd[a-z]|[0-9]{1,2})$' } }],
+        requestBody: { required: false, content: json(ref('BlockCommit')) },
+        responses: { 200: { description: 'what was committed', content: json(ref('BlockCommitResult')) }, ...errors(400, 401, 404, 409, 422, 500) },
       },
     },
     '/vms/{name}/backups': {

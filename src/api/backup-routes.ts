@@ -6,12 +6,13 @@
 //   /backups                                  GET every backup, POST {vm, to?}
 //   /backups/{id}                             GET
 //   /backups/{id}/restore                     POST ({as?}): start the VM (or a new one) from the backup
+//   /vms/{name}/disks/{disk}/commit           POST ({delete?}): block commit of the disk's overlay into its backing image
 // (/vms/{name}/snapshots are the VM snapshots: memory and device state, src/manager/manager.ts.)
 
 import type { FastifyInstance } from 'fastify';
 import type { VmManager } from '../manager/manager.ts';
 import { SNAPSHOT_NAME_PATTERN } from '../manager/schema.ts';
-import { diskSnapshotCreateSchema, diskSnapshotSchema } from '../manager/disk-snapshots.ts';
+import { blockCommitResultSchema, blockCommitSchema, diskSnapshotCreateSchema, diskSnapshotSchema } from '../manager/disk-snapshots.ts';
 import { backupCreateSchema, backupRestoreSchema, backupSchema } from '../manager/backups.ts';
 
 export const backupToSchema = {
@@ -28,6 +29,8 @@ export function registerBackupRoutes(app: FastifyInstance, manager: VmManager): 
   app.addSchema(backupRestoreSchema);
   app.addSchema(backupSchema);
   app.addSchema(backupToSchema);
+  app.addSchema(blockCommitSchema);
+  app.addSchema(blockCommitResultSchema);
   type NameParams = { Params: { name: string } };
   type SnapParams = { Params: { name: string; snap: string } };
   type IdParams = { Params: { id: string } };
@@ -46,6 +49,10 @@ export function registerBackupRoutes(app: FastifyInstance, manager: VmManager): 
     reply.code(204).send();
   });
   app.post<SnapParams>('/vms/:name/disk-snapshots/:snap/revert', { schema: { params: snapParams } }, async (request) => manager.diskSnapshots.revert(request.params.name, request.params.snap));
+
+  app.post<{ Params: { name: string; disk: string }; Body: { delete?: boolean } | null }>('/vms/:name/disks/:disk/commit', {
+    schema: { params: { type: 'object', properties: { name: { type: 'string' }, disk: { type: 'string', pattern: '^(vd[a-z]|[0-9]{1,2})$' } } }, body: { $ref: 'BlockCommit#' } },
+  }, async (request) => manager.diskSnapshots.commit(request.params.name, request.params.disk, request.body?.delete === true));
 
   app.get<NameParams>('/vms/:name/backups', async (request) => {
     manager.get(request.params.name);

@@ -4,11 +4,12 @@
 //   ringzero backup NAME [--to DIR]      consistent backup of a running VM (prints how long the guest was paused)
 //   ringzero backup list [--vm NAME]     the backups
 //   ringzero restore BACKUP [--as NEW]   start the VM (or a new one, a clone) from the backup's instant
+//   ringzero blockcommit NAME DISK [--delete]   write a disk's overlay into its backing image (virsh blockcommit)
 // (`backup create NAME` also works, for a VM named "list".)
 
 import path from 'node:path';
 import type { Command } from 'commander';
-import type { DiskSnapshotView } from '../manager/disk-snapshots.ts';
+import type { BlockCommitResult, DiskSnapshotView } from '../manager/disk-snapshots.ts';
 import type { BackupView } from '../manager/backups.ts';
 import type { VmView } from '../manager/manager.ts';
 import { SNAPSHOT_NAME_RE, VM_NAME_RE } from '../manager/schema.ts';
@@ -62,6 +63,20 @@ export async function deleteDiskSnapshot(name: string, snap: string, options: So
 }
 
 export function registerBackupCommands(cli: Command): void {
+  cli.command('blockcommit').argument('<name>').argument('<disk>', 'vda, vdb, ... (or 0, 1, ...)')
+    .description('write what a disk\'s qcow2 overlay holds into its backing image, which becomes the disk again (virsh blockcommit --active --pivot): the chain gets one image shorter; a running VM is paused for the copy')
+    .option('--delete', 'delete the overlay file afterwards when nothing else needs it')
+    .option(socketFlag, socketHelp)
+    .action(async (name: string, disk: string, options: SocketOption & { delete?: boolean }) => {
+      const vm = vmName(name);
+      if (!/^(vd[a-z]|\d{1,2})$/.test(disk)) throw new UsageError(`invalid disk '${disk}': vda, vdb, ... or its number`);
+      const api = await client(options);
+      const r = await call(() => api.request<BlockCommitResult>('POST', `/vms/${vm}/disks/${disk}/commit`, options.delete ? { delete: true } : {}));
+      out(`VM '${name}': ${r.disk} committed ${path.basename(r.committed)} into ${path.basename(r.into)} (${mib(r.dataBytes)} written, ${mib(r.zeroBytes)} zeroed)`
+        + `${r.pausedMs !== undefined ? `, guest paused ${r.pausedMs.toFixed(1)} ms` : ''}; the disk is now ${path.basename(r.into)}${r.removed ? `, ${path.basename(r.committed)} deleted` : ''}`);
+      if (r.droppedSnapshots.length > 0) out(`VM '${name}': disk snapshot(s) ${r.droppedSnapshots.join(', ')} dropped (they froze ${path.basename(r.into)})`);
+    });
+
   const snapshot = cli.commands.find((c) => c.name() === 'snapshot');
   snapshot?.command('revert').argument('<name>').argument('<snap>')
     .description('make a shut-off VM\'s disks fresh overlays of a disk snapshot\'s frozen images (the current disk state is discarded)')

@@ -9,16 +9,22 @@
 //
 // Revert (shut-off VM): a fresh overlay on the snapshot's frozen images becomes the disk; the current state is
 // discarded (as virsh snapshot-revert), its overlay file removed when nothing else needs it.
-// Delete: there is no block commit. A snapshot whose frozen image is still in the backing chain of a VM's disk has
-// dependants and is refused (code conflict); one on a branch abandoned by a revert is removed, with the overlay
-// files ringzero made for it that nothing uses any more.
+// Delete: a snapshot whose frozen image is still in the backing chain of a VM's disk has dependants and is refused
+// (code conflict); one on a branch abandoned by a revert is removed, with the overlay files ringzero made for it that
+// nothing uses any more.
+// Commit (virsh blockcommit --active --pivot, one level): what a disk's overlay holds is written into its backing
+// image, which becomes the disk again, so the chain is one image shorter (backups add one image each; chains are
+// capped at 16). The backing image must be a pool volume that nothing else reads (no other overlay, no other VM's
+// chain); the snapshots that froze it are no longer what they froze, so their records are dropped. Offline, the
+// daemon writes it (src/storage/qcow2.ts commitOverlay); on a running VM its VMM does, paused (control socket
+// disk-commit, src/vmm/disk-switch.ts), and switches the disk to the backing image at the same instant.
 //
 // Known gap: the VMM switches before the daemon records the new disk paths; a daemon killed in between leaves the
 // definition naming the frozen image (the running VMM is right; the next start would write under the overlay).
 
 import fs from 'node:fs';
 import path from 'node:path';
-import { createQcow2, imageInfo } from '../storage/qcow2.ts';
+import { commitOverlay, createQcow2, imageInfo } from '../storage/qcow2.ts';
 import { ManagerError, SNAPSHOT_NAME_PATTERN, SNAPSHOT_NAME_RE, type VmDefinition } from './schema.ts';
 import { chainOf, storageToManagerError, tempSibling, VOLUME_NAME_RE, type VolumePool } from './volumes.ts';
 import { fsyncDir, removeFileDurable, StateDir } from './store.ts';
@@ -276,12 +282,93 @@ export class DiskSnapshots {
     const inChains = this.definedChains();
     for (const d of record.disks) {
       if (inChains.has(realOr(d.image))) {
-        throw new ManagerError('conflict', `disk snapshot '${snap}' of VM '${vm}' has dependants: its image '${path.basename(d.image)}' is in the backing chain of a VM's disk (commit is not supported; revert to an earlier snapshot first to abandon it)`);
+        throw new ManagerError('conflict', `disk snapshot '${snap}' of VM '${vm}' has dependants: its image '${path.basename(d.image)}' is in the backing chain of a VM's disk (commit the disk into it first: ringzero blockcommit; or revert to an earlier snapshot to abandon it)`);
       }
     }
     removeFileDurable(this.recordFile(vm, snap));
     const madeForIt = [...record.disks.map((d) => d.overlay), ...(record.reverts ?? [])];
     this.collect(vm, [...madeForIt, ...record.disks.map((d) => d.image)], madeForIt);
+  }
+
+  /**
+   * Block commit of disk `disk` (an index, or vda, vdb, ...) of VM `vm`: see the header. With `remove`, the overlay
+   * file is deleted afterwards when nothing else needs it (virsh blockcommit --delete); else it stays in the pool (it
+   * is still a valid overlay of the image it was committed into).
+   */
+  async commit(vm: string, disk: string | number, remove = false): Promise<BlockCommitResult> {
+    const view = this.manager.get(vm);
+    const index = diskIndex(disk);
+    if (index === undefined) throw new ManagerError('invalid', `invalid disk '${disk}': vda, vdb, ... or a number from 0`);
+    const current = view.definition.disks[index];
+    if (!current) throw new ManagerError('not_found', `VM '${vm}' has no disk ${diskName(index)}`);
+    if (current.readonly) throw new ManagerError('invalid', `disk ${diskName(index)} of VM '${vm}' is read-only: it has no writes to commit`);
+    const live = isActive(view.state);
+    if (live && view.state !== 'running' && view.state !== 'paused') throw new ManagerError('conflict', `VM '${vm}' is ${view.state}: wait until it runs or is shut off`);
+    let info;
+    try {
+      info = imageInfo(current.path);
+    } catch (error) {
+      throw storageToManagerError(error, `disk ${diskName(index)} of VM '${vm}'`);
+    }
+    if (info.format !== 'qcow2' || info.backingPath === undefined) {
+      throw new ManagerError('invalid', `disk ${diskName(index)} of VM '${vm}' ('${path.basename(current.path)}') has no backing file: there is nothing to commit it into`);
+    }
+    const overlay = realOr(current.path);
+    const base = realOr(info.backingPath);
+    if (path.dirname(base) !== realOr(this.pool.dir)) {
+      throw new ManagerError('conflict', `the backing file of disk ${diskName(index)} ('${base}') is not a volume of the pool (a template's disk, or a file of your own): commit writes only into pool volumes`);
+    }
+    const others = this.pool.overlaysOf(base).filter((name) => realOr(this.pool.pathOf(name)) !== overlay);
+    if (others.length > 0) throw new ManagerError('conflict', `'${path.basename(base)}' is also the backing file of volume(s) ${others.join(', ')}: committing into it would change what they read`);
+    for (const other of this.manager.list()) {
+      const chains = other.definition.disks.filter((d, i) => other.name !== vm || i !== index).flatMap((d) => chainOf(d.path));
+      if (chains.includes(base)) throw new ManagerError('conflict', `'${path.basename(base)}' is in the backing chain of a disk of VM '${other.name}'`);
+    }
+    if (this.busy.has(vm)) throw new ManagerError('conflict', `a disk snapshot, backup or commit of VM '${vm}' is in progress`);
+    this.busy.add(vm);
+    try {
+      let result: { dataBytes: number; zeroBytes: number; pausedMs?: number };
+      if (live) {
+        let answer: Record<string, unknown>;
+        try {
+          // The copy runs with the guest paused: allow a slow disk (1 s per 10 MiB the overlay holds, at least 60 s).
+          answer = await this.manager.control(vm, { cmd: 'disk-commit', index }, Math.max(60_000, info.actualSize / 10_000));
+        } catch (error) {
+          throw new ManagerError('snapshot_failed', `VM '${vm}': ${(error as Error).message}`);
+        }
+        if (answer.ok !== true) throw new ManagerError('snapshot_failed', `VM '${vm}': ${String(answer.error ?? 'the VMM refused the commit')}`);
+        result = { dataBytes: Number(answer.dataBytes ?? 0), zeroBytes: Number(answer.zeroBytes ?? 0), ...(typeof answer.pausedMs === 'number' ? { pausedMs: round(answer.pausedMs) } : {}) };
+      } else {
+        try {
+          result = commitOverlay(current.path);
+        } catch (error) {
+          throw storageToManagerError(error, `committing disk ${diskName(index)} of VM '${vm}'`);
+        }
+      }
+      const paths = view.definition.disks.map((d) => d.path);
+      paths[index] = base;
+      this.manager.setDiskPaths(vm, paths);
+      // The snapshots that froze the image written into are no longer what they froze.
+      const dropped: string[] = [];
+      for (const record of this.list(vm)) {
+        if (record.disks.some((d) => realOr(d.image) === base)) {
+          removeFileDurable(this.recordFile(vm, record.name));
+          dropped.push(record.name);
+        }
+      }
+      let removed = false;
+      if (remove && !this.definedChains().has(overlay) && this.pool.overlaysOf(overlay).length === 0
+        && !this.manager.list().some((v) => this.list(v.name).some((r) => r.disks.some((d) => realOr(d.image) === overlay)))) {
+        removeFileDurable(overlay);
+        removed = true;
+      }
+      return {
+        vm, disk: diskName(index), index, live, committed: overlay, into: base, dataBytes: result.dataBytes, zeroBytes: result.zeroBytes,
+        ...(result.pausedMs !== undefined ? { pausedMs: result.pausedMs } : {}), removed, droppedSnapshots: dropped,
+      };
+    } finally {
+      this.busy.delete(vm);
+    }
   }
 
   /** Every file in the backing chain of some defined VM's disk. */
@@ -318,6 +405,58 @@ export class DiskSnapshots {
     }
     fsyncDir(this.pool.dir);
   }
+}
+
+export interface BlockCommitResult {
+  vm: string;
+  /** vda, vdb, ... */
+  disk: string;
+  index: number;
+  /** Whether the VM was running (its VMM committed, paused, and switched the disk). */
+  live: boolean;
+  /** The overlay whose content was committed, and the image it went into (the disk from now on). */
+  committed: string;
+  into: string;
+  dataBytes: number;
+  zeroBytes: number;
+  pausedMs?: number;
+  /** Whether the overlay file was deleted (remove asked for, and nothing else needs it). */
+  removed: boolean;
+  /** Disk snapshots dropped: they froze the image that was written into. */
+  droppedSnapshots: string[];
+}
+
+export const blockCommitSchema = {
+  $id: 'BlockCommit',
+  type: ['object', 'null'],
+  additionalProperties: false,
+  properties: { delete: { type: 'boolean', default: false, description: 'delete the overlay file afterwards when nothing else needs it (virsh blockcommit --delete)' } },
+} as const;
+
+export const blockCommitResultSchema = {
+  $id: 'BlockCommitResult',
+  type: 'object',
+  required: ['vm', 'disk', 'index', 'live', 'committed', 'into', 'dataBytes', 'zeroBytes', 'removed', 'droppedSnapshots'],
+  properties: {
+    vm: { type: 'string' }, disk: { type: 'string' }, index: { type: 'integer' }, live: { type: 'boolean' },
+    committed: { type: 'string', description: 'the overlay whose content was written into its backing image' },
+    into: { type: 'string', description: 'the backing image: the disk from now on' },
+    dataBytes: { type: 'integer' }, zeroBytes: { type: 'integer' },
+    pausedMs: { type: 'number', description: 'how long the guest was paused (running VM)' },
+    removed: { type: 'boolean' }, droppedSnapshots: { type: 'array', items: { type: 'string' } },
+  },
+} as const;
+
+/** "vda".."vdx" or "0".."23" to a disk index. */
+export function diskIndex(disk: string | number): number | undefined {
+  if (typeof disk === 'number') return Number.isInteger(disk) && disk >= 0 && disk < 26 ? disk : undefined;
+  const named = /^vd([a-z])$/.exec(disk);
+  if (named) return named[1].charCodeAt(0) - 97;
+  return /^\d{1,2}$/.test(disk) ? Number(disk) : undefined;
+}
+
+export function diskName(index: number): string {
+  return `vd${String.fromCharCode(97 + index)}`;
 }
 
 function realOr(file: string): string {

@@ -364,6 +364,31 @@ export class Qcow2Image implements BlockBackend {
     }
   }
 
+  /**
+   * The guest ranges this image holds itself (not read through to its backing file), in order, adjacent clusters of
+   * one kind merged: `zero` for zero clusters (qcow2 v3 L2 bit 0), data otherwise. Clipped to the disk's size.
+   */
+  allocatedRuns(): Array<{ offset: number; length: number; zero: boolean }> {
+    const runs: Array<{ offset: number; length: number; zero: boolean }> = [];
+    const perTable = 2 ** this.l2Bits;
+    for (let l1Index = 0; l1Index < this.l1.length; l1Index++) {
+      if (this.l1[l1Index] === 0) continue;
+      for (let i = 0; i < perTable; i++) {
+        const vc = l1Index * perTable + i;
+        const offset = vc * this.clusterSize;
+        if (offset >= this.size) break;
+        const where = this.lookup(vc);
+        if (where.kind === 'unallocated') continue;
+        const zero = where.kind === 'zero';
+        const length = Math.min(this.clusterSize, this.size - offset);
+        const last = runs[runs.length - 1];
+        if (last && last.zero === zero && last.offset + last.length === offset) last.length += length;
+        else runs.push({ offset, length, zero });
+      }
+    }
+    return runs;
+  }
+
   // --- refcounts and allocation ----------------------------------------------------------------------------------
 
   private refblock(tableIndex: number): Buffer | undefined {
@@ -743,6 +768,73 @@ export function createQcow2(file: string, options: CreateQcow2Options): void {
     throw error;
   }
   fs.closeSync(fd);
+}
+
+export interface CommitResult {
+  /** The backing image written (absolute, as resolved from the overlay's header). */
+  backingPath: string;
+  backingFormat: ImageFormat;
+  /** Guest bytes copied from the overlay's data clusters, and bytes zeroed for its zero clusters. */
+  dataBytes: number;
+  zeroBytes: number;
+}
+
+/**
+ * Block commit (QEMU's `qemu-img commit`, libvirt's blockcommit of the top image): write everything the qcow2 overlay
+ * `overlay` holds into its backing image, which is opened writable (its format from the overlay's header, else
+ * probed: a probed raw backing file refuses a qcow2 magic in its first sector, as any probed raw disk does). The
+ * overlay itself is not changed, and it stays valid over the backing file at every instant (each range written below
+ * is one the overlay holds, so what the overlay reads never changes): a commit cut short can be run again. The
+ * backing image is synced before this returns. The caller makes sure nothing else reads the backing file.
+ */
+export function commitOverlay(overlay: string): CommitResult {
+  let base: BlockBackend | undefined;
+  let baseFormat: ImageFormat | undefined;
+  let basePath: string | undefined;
+  const top = new Qcow2Image(overlay, true, (backingPath, backingFormat) => {
+    basePath = backingPath;
+    // Writable; its own backing chain (if any) read-only, as openImage opens chains.
+    base = openChain(backingPath, backingFormat, false, 1, new Set([realOrSelf(overlay)]));
+    baseFormat = base.format;
+    return base;
+  });
+  try {
+    if (base === undefined || basePath === undefined || baseFormat === undefined) {
+      throw new StorageError('range', `'${overlay}' has no backing file: there is nothing to commit it into`);
+    }
+    if (base.size < top.size) {
+      throw new StorageError('unsupported', `'${overlay}' (${top.size} bytes) is larger than its backing file (${base.size} bytes): growing the backing file is not supported`);
+    }
+    const chunk = Buffer.alloc(1 << 20);
+    let dataBytes = 0, zeroBytes = 0;
+    for (const run of top.allocatedRuns()) {
+      if (run.zero) {
+        base.writeZeroes(run.offset, run.length);
+        zeroBytes += run.length;
+        continue;
+      }
+      for (let done = 0; done < run.length;) {
+        const n = Math.min(chunk.length, run.length - done);
+        const piece = chunk.subarray(0, n);
+        top.read(run.offset + done, piece);
+        base.write(run.offset + done, piece);
+        done += n;
+      }
+      dataBytes += run.length;
+    }
+    base.flush();
+    return { backingPath: basePath, backingFormat: baseFormat, dataBytes, zeroBytes };
+  } finally {
+    top.close(); // closes the backing image too (a qcow2 one gives back its reserved clusters)
+  }
+}
+
+function realOrSelf(file: string): string {
+  try {
+    return fs.realpathSync(file);
+  } catch {
+    return file;
+  }
 }
 
 /** What an image file is: its format, virtual size, backing file (qcow2), and the space it takes on the host. */

@@ -210,6 +210,18 @@ export class ControlServer {
           return { ok: false, error: `disk-snapshot failed: ${(error as Error).message}` };
         }
       }
+      case 'disk-commit': {
+        // Block commit of one disk into its backing image, paused, then the disk switched to it (src/vmm/disk-switch.ts).
+        const { commitDisk, isSwitchableMachine } = await import('./disk-switch.ts');
+        const vm = this.targets.vm;
+        if (!isSwitchableMachine(vm)) return { ok: false, error: 'no machine whose disks can be switched' };
+        if (!Number.isInteger(r.index) || (r.index as number) < 0 || (r.index as number) >= (vm.config.disks?.length ?? 0)) return { ok: false, error: 'disk-commit needs "index": a disk number' };
+        try {
+          return { ok: true, ...(await commitDisk(vm, r.index as number)) };
+        } catch (error) {
+          return { ok: false, error: `disk-commit failed: ${(error as Error).message}` };
+        }
+      }
       case 'migrate':
         return this.migrate(r);
       case 'migrate-status': {

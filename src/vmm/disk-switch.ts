@@ -10,7 +10,7 @@
 
 import fs from 'node:fs';
 import type { BlockBackend } from '../storage/backend.ts';
-import { openImage, Qcow2Image } from '../storage/qcow2.ts';
+import { commitOverlay, imageInfo, openImage, Qcow2Image } from '../storage/qcow2.ts';
 import { VirtioBlock } from '../devices/virtio/blk.ts';
 
 export interface DiskSwitch {
@@ -98,6 +98,49 @@ export async function switchDisks(vm: SwitchableMachine, switches: DiskSwitch[])
     if (!wasPaused) vm.resume?.();
   }
   return wasPaused ? {} : { pausedMs: performance.now() - started };
+}
+
+/**
+ * Block commit of disk `index` (control socket disk-commit; src/manager/disk-snapshots.ts commit): with the VM
+ * paused, what the disk's qcow2 overlay holds is written into its backing image (commitOverlay), the backing image,
+ * opened writable, becomes the disk, and the overlay is closed; the guest is resumed. A failure before the switch
+ * leaves the disk on the overlay, which is still whole (the commit only wrote ranges it holds itself).
+ */
+export async function commitDisk(vm: SwitchableMachine, index: number): Promise<{ pausedMs?: number; dataBytes: number; zeroBytes: number; image: string }> {
+  const blocks = vm.virtio.functions.map((f) => f.device).filter((d): d is VirtioBlock => d instanceof VirtioBlock);
+  const disks = vm.config.disks ?? [];
+  if (blocks.length !== disks.length) throw new Error('the machine\'s disks and its virtio-blk devices differ');
+  const disk = disks[index];
+  if (!disk) throw new Error(`there is no disk ${index}`);
+  if (disk.readonly) throw new Error(`disk ${index} is read-only: it has nothing to commit`);
+  const info = imageInfo(disk.path);
+  if (info.backingPath === undefined) throw new Error(`disk ${index} ('${disk.path}') has no backing file`);
+  if (info.virtualSize !== blocks[index].capacity * 512) throw new Error(`disk ${index}: the overlay's size differs from the disk's`);
+  const wasPaused = vm.paused === true;
+  const started = performance.now();
+  if (!wasPaused) {
+    if (!vm.pause) throw new Error('this machine cannot be paused');
+    await vm.pause();
+  }
+  try {
+    // The overlay's writes are in its file (pwrite, no cache of our own), so another handle reads them all.
+    const result = commitOverlay(disk.path);
+    // Opened as the overlay's header names it (probed when it does not say), as the overlay opened it.
+    const backend = openImage(result.backingPath, { format: info.backingFormat });
+    let previous: BlockBackend;
+    try {
+      previous = blocks[index].replaceBackend(backend);
+    } catch (error) {
+      backend.close();
+      throw error;
+    }
+    previous.close();
+    disk.path = result.backingPath;
+    if (disk.format !== undefined) disk.format = result.backingFormat;
+    return { ...(wasPaused ? {} : { pausedMs: performance.now() - started }), dataBytes: result.dataBytes, zeroBytes: result.zeroBytes, image: result.backingPath };
+  } finally {
+    if (!wasPaused) vm.resume?.();
+  }
 }
 
 function realOr(file: string): string {

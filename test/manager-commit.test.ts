@@ -1,0 +1,179 @@
+// Block commit (`ringzero blockcommit NAME DISK`, POST /vms/{name}/disks/{disk}/commit) through a real daemon and the
+// real CLI, with synthetic guests (their disks are written by the test while the VM is shut off):
+// - offline: a chain data <- s1 overlay <- s2 overlay (two disk snapshots) is committed twice, down to data.qcow2
+//   alone; after each step the disk reads what it read before (every byte compared), `qemu-img check` finds no error,
+//   the snapshots that froze the written image are dropped, and --delete removes the committed overlay;
+// - refusals: a disk without a backing file, a backing file that another volume or VM also reads, a template's
+//   disk, an unknown disk, a bad disk name;
+// - online: a running VM's VMM commits paused and switches the disk to the backing image (its open files show it);
+//   the data and `qemu-img check` are checked once it is shut off.
+import test, { after, before } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import crypto from 'node:crypto';
+import fs from 'node:fs';
+import path from 'node:path';
+import { openImage } from '../src/storage/qcow2.ts';
+import { api, cli, Daemon, guestKernel, killRecordedVmms, tempDir } from './support/manager-harness.ts';
+
+const haveQemuImg = spawnSync('qemu-img', ['--version'], { stdio: 'ignore' }).status === 0;
+const SIZE = 4 * 2 ** 20;
+
+let dir: string;
+let stateDir: string;
+let daemon: Daemon;
+let idleKernel: string;
+
+before(async () => {
+  dir = tempDir('commit');
+  stateDir = path.join(dir, 'state');
+  idleKernel = guestKernel(dir, 'idle');
+  daemon = await Daemon.start(stateDir);
+});
+
+after(async () => {
+  killRecordedVmms(stateDir);
+  await daemon?.stop();
+  fs.rmSync(dir, { recursive: true, force: true });
+});
+
+const call = (method: string, url: string, body?: unknown) => api({ socket: daemon.socket }, method, url, body);
+const vol = (name: string) => path.join(stateDir, 'volumes', name);
+
+/** The whole disk as the guest would read it (through the backing chain). */
+function readDisk(file: string): Buffer {
+  const image = openImage(file, { readonly: true });
+  try {
+    const out = Buffer.alloc(image.size);
+    image.read(0, out);
+    return out;
+  } finally {
+    image.close();
+  }
+}
+
+/** Write `pattern` bytes at `offset` (a shut-off VM's disk). */
+function writeDisk(file: string, offset: number, length: number, pattern: number): void {
+  const image = openImage(file);
+  try {
+    image.write(offset, Buffer.alloc(length, pattern));
+  } finally {
+    image.close();
+  }
+}
+
+function zeroDisk(file: string, offset: number, length: number): void {
+  const image = openImage(file);
+  try {
+    image.writeZeroes(offset, length);
+  } finally {
+    image.close();
+  }
+}
+
+function qemuCheck(file: string): void {
+  if (!haveQemuImg) return;
+  const r = spawnSync('qemu-img', ['check', file], { encoding: 'utf8' });
+  assert.equal(r.status, 0, `qemu-img check ${file}: ${r.stdout}${r.stderr}`);
+  assert.match(r.stdout, /No errors were found on the image/);
+}
+
+const sha = (b: Buffer) => crypto.createHash('sha256').update(b).digest('hex');
+
+test('offline: a two-overlay chain committed twice, data and qemu-img check after each, snapshots dropped, --delete', async () => {
+  assert.equal((await call('POST', '/volumes', { name: 'data.qcow2', size: SIZE })).status, 201);
+  writeDisk(vol('data.qcow2'), 0, SIZE, 0xa1);
+  assert.equal((await call('POST', '/vms', { name: 'c', kernel: idleKernel, memory: 64, disks: [{ path: vol('data.qcow2') }] })).status, 201);
+  assert.equal((await cli(['snapshot', 'create', 'c', 's1', '--disk-only'], daemon.socket)).status, 0);
+  const s1 = (await call('GET', '/vms/c')).body.definition.disks[0].path;
+  writeDisk(s1, 100_000, 300_000, 0xb2); // not cluster-aligned: partial clusters copied whole
+  zeroDisk(s1, 2 * 2 ** 20, 3 * 65536); // zero clusters over data
+  assert.equal((await cli(['snapshot', 'create', 'c', 's2', '--disk-only'], daemon.socket)).status, 0);
+  const s2 = (await call('GET', '/vms/c')).body.definition.disks[0].path;
+  writeDisk(s2, 200_000, 70_000, 0xc3);
+  writeDisk(s2, SIZE - 512, 512, 0xc4);
+  const expected = readDisk(s2);
+  const baseBefore = sha(readDisk(vol('data.qcow2')));
+
+  const refused = await cli(['snapshot', 'delete', 'c', 's1', '--disk-only'], daemon.socket);
+  assert.match(refused.stderr, /has dependants.*ringzero blockcommit/);
+
+  // s2's overlay into s1's: the chain is data <- s1.
+  const first = await cli(['blockcommit', 'c', 'vda', '--delete'], daemon.socket);
+  assert.equal(first.status, 0, first.stderr);
+  assert.match(first.stdout, new RegExp(`^VM 'c': vda committed ${path.basename(s2)} into ${path.basename(s1)} \\(0\\.\\d+M written, 0\\.0M zeroed\\); the disk is now ${path.basename(s1)}, ${path.basename(s2)} deleted\\n`));
+  assert.match(first.stdout, /disk snapshot\(s\) s2 dropped/);
+  assert.equal((await call('GET', '/vms/c')).body.definition.disks[0].path, s1);
+  assert.ok(!fs.existsSync(s2), '--delete removed the committed overlay');
+  assert.equal(sha(readDisk(s1)), sha(expected), 'the disk reads what it read before');
+  assert.equal(sha(readDisk(vol('data.qcow2'))), baseBefore, 'the image below was not touched');
+  qemuCheck(s1);
+  assert.deepEqual((await call('GET', '/vms/c/disk-snapshots')).body.map((s: { name: string }) => s.name), ['s1']);
+
+  // s1's overlay into data.qcow2 (through the API): the disk is the original volume again.
+  const second = await call('POST', '/vms/c/disks/0/commit', { delete: true });
+  assert.equal(second.status, 200, JSON.stringify(second.body));
+  assert.equal(second.body.into, vol('data.qcow2'));
+  assert.equal(second.body.live, false);
+  assert.ok(second.body.zeroBytes >= 3 * 65536, 'the zero clusters were committed as zeros');
+  assert.deepEqual(second.body.droppedSnapshots, ['s1']);
+  assert.equal(second.body.removed, true);
+  assert.equal((await call('GET', '/vms/c')).body.definition.disks[0].path, vol('data.qcow2'));
+  assert.equal(sha(readDisk(vol('data.qcow2'))), sha(expected));
+  assert.deepEqual([...readDisk(vol('data.qcow2')).subarray(2 * 2 ** 20, 2 * 2 ** 20 + 8)], [0, 0, 0, 0, 0, 0, 0, 0]);
+  qemuCheck(vol('data.qcow2'));
+  assert.deepEqual((await call('GET', '/vms/c/disk-snapshots')).body, []);
+  assert.deepEqual(fs.readdirSync(path.join(stateDir, 'volumes')).filter((f) => !f.startsWith('.')), ['data.qcow2']);
+});
+
+test('refusals: no backing file, a backing file others read, a template\'s disk, an unknown or malformed disk', async () => {
+  const noBacking = await call('POST', '/vms/c/disks/vda/commit');
+  assert.equal(noBacking.status, 400);
+  assert.match(noBacking.body.error.message, /has no backing file/);
+  assert.equal((await call('POST', '/vms/c/disks/vdc/commit')).body.error.code, 'not_found');
+  const malformed = await cli(['blockcommit', 'c', 'sda'], daemon.socket);
+  assert.equal(malformed.status, 2);
+  assert.match(malformed.stderr, /invalid disk 'sda'/);
+
+  // Another volume is an overlay of data.qcow2 too: committing into it would change what that volume reads.
+  assert.equal((await call('POST', '/volumes', { name: 'other.qcow2', backing: 'data.qcow2' })).status, 201);
+  assert.equal((await cli(['snapshot', 'create', 'c', 's3', '--disk-only'], daemon.socket)).status, 0);
+  const before = (await call('GET', '/vms/c')).body.definition;
+  const shared = await cli(['blockcommit', 'c', 'vda'], daemon.socket);
+  assert.equal(shared.status, 1);
+  assert.match(shared.stderr, /is also the backing file of volume\(s\) other\.qcow2.*\[conflict\]/);
+  assert.deepEqual((await call('GET', '/vms/c')).body.definition, before, 'nothing changed');
+  assert.equal((await call('DELETE', '/volumes/other.qcow2')).status, 204);
+
+  // A linked clone's disk is an overlay of a template's disk, which many clones read.
+  assert.equal((await call('POST', '/templates', { name: 't', from: 'c' })).status, 201);
+  assert.equal((await call('POST', '/templates/t/clone', { count: 1, namePrefix: 'k', seed: false })).status, 201);
+  const template = await call('POST', '/vms/k-1/disks/vda/commit');
+  assert.equal(template.status, 409);
+  assert.match(template.body.error.message, /not a volume of the pool/);
+});
+
+test('online: the running VM\'s VMM commits paused and switches its disk to the backing image', async () => {
+  // c's disk is s3's overlay over data.qcow2; write into the overlay while shut off, then start.
+  const overlay = (await call('GET', '/vms/c')).body.definition.disks[0].path;
+  writeDisk(overlay, 65536, 3 * 65536 + 100, 0xd5);
+  const expected = sha(readDisk(overlay));
+  assert.equal((await cli(['start', 'c'], daemon.socket)).status, 0);
+  const pid = (await call('GET', '/vms/c')).body.pid;
+  const openFiles = () => fs.readdirSync(`/proc/${pid}/fd`).map((fd) => { try { return fs.readlinkSync(`/proc/${pid}/fd/${fd}`); } catch { return ''; } });
+  assert.ok(openFiles().includes(overlay), 'the VMM has the overlay open');
+
+  const r = await cli(['blockcommit', 'c', 'vda'], daemon.socket);
+  assert.equal(r.status, 0, r.stderr);
+  assert.match(r.stdout, new RegExp(`vda committed ${path.basename(overlay)} into data\\.qcow2 \\(0\\.3M written, 0\\.0M zeroed\\), guest paused [\\d.]+ ms; the disk is now data\\.qcow2\\n`));
+  assert.match(r.stdout, /disk snapshot\(s\) s3 dropped/);
+  const vm = (await call('GET', '/vms/c')).body;
+  assert.equal(vm.state, 'running');
+  assert.equal(vm.pid, pid, 'the same VMM');
+  assert.equal(vm.definition.disks[0].path, vol('data.qcow2'));
+  assert.ok(!openFiles().includes(overlay), 'the VMM closed the overlay');
+  assert.ok(openFiles().includes(vol('data.qcow2')), 'and writes to the backing image now');
+  assert.equal((await cli(['destroy', 'c'], daemon.socket)).status, 0);
+  assert.equal(sha(readDisk(vol('data.qcow2'))), expected);
+  qemuCheck(vol('data.qcow2'));
+});
