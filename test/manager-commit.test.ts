@@ -177,3 +177,43 @@ test('online: the running VM\'s VMM commits paused and switches its disk to the 
   assert.equal(sha(readDisk(vol('data.qcow2'))), expected);
   qemuCheck(vol('data.qcow2'));
 });
+
+test('backups lengthen the chain by one image each; blockcommit on the running VM shortens it back', async () => {
+  assert.equal((await call('POST', '/volumes', { name: 'b.qcow2', size: 2 ** 20 })).status, 201);
+  writeDisk(vol('b.qcow2'), 0, 2 ** 20, 0x61);
+  assert.equal((await call('POST', '/vms', { name: 'bk', kernel: idleKernel, memory: 64, disks: [{ path: vol('b.qcow2') }] })).status, 201);
+  const chain = async () => {
+    const disk = (await call('GET', '/vms/bk')).body.definition.disks[0].path as string;
+    const names = [path.basename(disk)];
+    for (let info = (await call('GET', `/volumes/${path.basename(disk)}`)).body; info.backingPath; info = (await call('GET', `/volumes/${path.basename(info.backingPath)}`)).body) {
+      names.push(path.basename(info.backingPath));
+    }
+    return names;
+  };
+  // Two backups, with writes between them (made while the VM is shut off: the synthetic guest writes nothing).
+  for (const pattern of [0x62, 0x63]) {
+    assert.equal((await cli(['start', 'bk'], daemon.socket)).status, 0);
+    const r = await cli(['backup', 'bk', '--to', path.join(dir, 'backups')], daemon.socket, [], 120_000);
+    assert.equal(r.status, 0, r.stderr);
+    assert.equal((await cli(['destroy', 'bk'], daemon.socket)).status, 0);
+    writeDisk((await call('GET', '/vms/bk')).body.definition.disks[0].path, pattern === 0x62 ? 0 : 500_000, 100_000, pattern);
+  }
+  assert.equal((await chain()).length, 3, `two backups: three images (${(await chain()).join(' <- ')})`);
+  const expected = sha(readDisk((await call('GET', '/vms/bk')).body.definition.disks[0].path));
+
+  assert.equal((await cli(['start', 'bk'], daemon.socket)).status, 0);
+  for (const left of [2, 1]) {
+    const r = await cli(['blockcommit', 'bk', 'vda', '--delete'], daemon.socket);
+    assert.equal(r.status, 0, r.stderr);
+    assert.match(r.stdout, /guest paused/);
+    assert.equal((await chain()).length, left);
+  }
+  assert.deepEqual(await chain(), ['b.qcow2']);
+  assert.equal((await call('GET', '/vms/bk')).body.state, 'running');
+  assert.equal((await cli(['destroy', 'bk'], daemon.socket)).status, 0);
+  assert.equal(sha(readDisk(vol('b.qcow2'))), expected);
+  qemuCheck(vol('b.qcow2'));
+  // The backups are self-contained: they are still listed whole.
+  const listed = await cli(['backup', 'list', '--vm', 'bk', '--json'], daemon.socket);
+  assert.equal(JSON.parse(listed.stdout).length, 2);
+});

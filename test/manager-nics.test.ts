@@ -90,6 +90,18 @@ test('nics: bad cards are refused with a code and nothing is written; the defaul
   const edited = await call('PUT', '/vms/n1', { name: 'n1', kernel: idleKernel, memory: 96, nics: [{ tap: tapA, mac: mac0 }, { tap: tapB, mac: '52:54:00:ab:cd:ef' }] });
   assert.equal(edited.status, 200, JSON.stringify(edited.body));
 
+  // `ringzero edit` shows the stored MACs and keeps them.
+  const previousEditor = process.env.EDITOR;
+  process.env.EDITOR = `sed -i 's/"memory": 96,/"memory": 128,/'`;
+  try {
+    const r = await cli(['edit', 'n1'], daemon.socket);
+    assert.equal(r.status, 0, r.stderr);
+  } finally {
+    if (previousEditor === undefined) delete process.env.EDITOR; else process.env.EDITOR = previousEditor;
+  }
+  const afterEdit = (await call('GET', '/vms/n1')).body.definition;
+  assert.equal(afterEdit.memory, 128);
+  assert.deepEqual(afterEdit.nics, stored.nics);
   const info = await cli(['info', 'n1'], daemon.socket);
   assert.equal(info.status, 0, info.stderr);
   assert.match(info.stdout, new RegExp(`NICs:\\s+eth0 ${mac0} on TAP ${tapA}, eth1 52:54:00:ab:cd:ef on TAP ${tapB}\\n`));

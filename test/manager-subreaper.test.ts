@@ -3,7 +3,8 @@
 //   that first started a `sleep` in the background): the orphan is re-parented to the daemon, not to init, and when
 //   it ends the daemon reaps it (no zombie left), while Node's own children are left to Node;
 // - a daemon killed with SIGKILL while a VM runs and started again: the VM ran on, `list` shows it running with the
-//   same VMM, and `shutdown` through the new daemon stops it gracefully (the guest powers off on the ACPI button).
+//   same VMM, and `shutdown` through the new daemon stops it gracefully (the guest powers off on the ACPI button);
+//   a guest that ignores the button is destroyed when `shutdown --timeout` is up.
 import test, { after, before } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
@@ -99,4 +100,11 @@ test('a daemon killed while a VM runs and started again: the VM ran on, list sho
   const info = await cli(['info', 'button'], daemon.socket);
   assert.match(info.stdout, /State:\s+shut off/);
   assert.match(info.stdout, /Last exit:\s+guest powered off/);
+
+  // A guest that ignores the button: shutdown --timeout destroys it when the time is up.
+  assert.equal((await cli(['start', 'orphaner'], daemon.socket)).status, 0);
+  const deaf = await cli(['shutdown', 'orphaner', '--timeout', '1'], daemon.socket);
+  assert.equal(deaf.status, 0, deaf.stderr);
+  assert.equal(deaf.stdout, 'VM \'orphaner\' did not stop within the timeout: destroyed\n');
+  assert.match((await cli(['info', 'orphaner'], daemon.socket)).stdout, /Last exit:\s+shutdown timed out: destroyed/);
 });
