@@ -106,7 +106,7 @@ function pauseAt(m: Machine, io: ReturnType<typeof console>, chars: number): Pro
 
 /** Run to the end with a watchdog (kvm_pvm is slow, but not this slow). */
 async function finish(m: Machine, running?: Promise<MachineExit>): Promise<MachineExit> {
-  const watchdog = setTimeout(() => m.requestExit({ kind: 'error', message: 'watchdog: the guest did not finish' }), 120_000);
+  const watchdog = setTimeout(() => m.requestExit({ kind: 'error', message: 'watchdog: the guest did not finish' }), 90_000);
   try {
     return await (running ?? m.run());
   } finally {
@@ -316,6 +316,41 @@ for (const destEngine of ['kvm', 'soft'] as const) {
       await running;
       m.close();
       dest?.close();
+    }
+  });
+}
+
+for (const from of ['kvm', 'soft'] as const) {
+  test(`interrupts across the switch: the counter guest (timer IRQ0 through the 8254 and 8259: KVM's in-kernel ones or the soft engine's) snapshotted on ${from} counts on without a gap, on KVM and on the soft engine`, { skip }, async () => {
+    const { counterKernel, counterLines, until } = await import('./support/counter-guest.ts');
+    const cfg: VmConfig = { engine: from, kernel: counterKernel(0x30), cmdline: 'console=ttyS0', cpus: 1, memory: 64 * MiB, onReboot: 'exit' };
+    const io = console();
+    const m = new Machine(cfg, io);
+    m.loadKernel();
+    const running = m.run();
+    const dir = path.join(tmpDir(), 'counter');
+    let before: number[];
+    try {
+      await until(() => counterLines(io.text()).length >= 8, 20_000, `the counter to reach 8 on ${from}`);
+      await m.pause();
+      before = counterLines(io.text());
+      await m.snapshot(dir);
+    } finally {
+      m.requestExit({ kind: 'error', message: 'stopped after the snapshot' });
+      await running;
+      m.close();
+    }
+    assert.deepEqual(before, before.map((_, i) => i + 1), `${from} counted from 1`);
+    for (const engine of ['kvm', 'soft'] as const) {
+      const io2 = console();
+      const r = Machine.restore(dir, io2, { engine });
+      try {
+        const exit = await finish(r);
+        assert.deepEqual(exit, { kind: 'poweroff' }, `${from} -> ${engine}: ${JSON.stringify(exit)} after ${JSON.stringify(io2.text())}`);
+        assert.deepEqual([...before, ...counterLines(io2.text())], Array.from({ length: 0x30 }, (_, i) => i + 1), `${from} -> ${engine}: no gap, no repeat`);
+      } finally {
+        r.close();
+      }
     }
   });
 }

@@ -338,20 +338,33 @@ test('in-kernel 8254 -> the software engine\'s Pit (counting on in VmClock time)
   const mem = new GuestMemory(64 * MiB);
   const a = await KvmEngine.create({ mem, ports: new PortBus(), mmio: new MmioBus(), irqchip: true, pit: true });
   try {
-    // Channel 0: mode 2 (rate generator), LSB+MSB, count 11932 (100 Hz), loaded 25 ms ago.
+    // Channel 2: mode 2 (rate generator), LSB+MSB, count 11932 (100 Hz), gate high, loaded by KVM_SET_PIT2 (which
+    // reloads every channel: its count_load_time becomes the set instant) 25 ms ago: the phase converts. Channel 0:
+    // the same programming, but KVM runs it on an hrtimer and never exposes its phase (its count_load_time is 0 once
+    // the guest has programmed it): it converts as counting, a fresh period from the conversion instant.
     const st = a.vm.getPit2();
-    const loadedAt = process.hrtime.bigint() - 25_000_000n;
-    st.writeUInt32LE(11932, 0);
-    st[12] = 3; st[13] = 2; st[14] = 0; st[15] = 1;
-    st.writeBigInt64LE(loadedAt, 16);
+    for (const o of [0, 48]) {
+      st.writeUInt32LE(11932, o);
+      st[o + 12] = 3; st[o + 13] = 2; st[o + 14] = 0; st[o + 15] = 1;
+    }
+    const loadedAt = process.hrtime.bigint();
     a.vm.setPit2(st);
+    await new Promise((r) => setTimeout(r, 25));
     const guestNow = 5_000_000_000;
-    const soft = kvmPitToSoft(a.vm.getPit2(), guestNow);
-    const c0 = soft.channels[0];
+    const raw = a.vm.getPit2();
+    raw.writeBigInt64LE(0n, 16); // as after the guest's own programming of channel 0
+    const soft = kvmPitToSoft(raw, guestNow);
+    const [c0, , c2] = soft.channels;
     assert.deepEqual([c0.mode, c0.rw, c0.reload, c0.counting], [2, 3, 11932, true]);
-    const agoTicks = nsToTicks(guestNow) - c0.loadTick;
-    assert.ok(Math.abs(agoTicks - nsToTicks(25_000_000)) < nsToTicks(20_000_000), `loaded ${agoTicks} ticks ago`);
-    assert.ok(soft.irqDeadlineNs! > guestNow && soft.irqDeadlineNs! <= guestNow + 10_000_000, 'next IRQ0 within one period');
+    assert.equal(c0.loadTick, nsToTicks(guestNow), 'channel 0: a fresh period');
+    assert.deepEqual([c2.mode, c2.rw, c2.reload, c2.counting, c2.gate], [2, 3, 11932, true, true]);
+    const agoTicks = nsToTicks(guestNow) - c2.loadTick;
+    assert.ok(agoTicks >= nsToTicks(24_000_000) && agoTicks < nsToTicks(60_000_000), `channel 2 loaded ${agoTicks} ticks ago`);
+    assert.ok(soft.irqDeadlineNs! > guestNow && soft.irqDeadlineNs! <= guestNow + 10_000_200, 'next IRQ0 within one period (11932 ticks)');
+    // An unprogrammed channel 0 (mode 0xff after KVM's reset) does not count.
+    const reset = Buffer.from(raw);
+    reset[13] = 0xff;
+    assert.equal(kvmPitToSoft(reset, guestNow).channels[0].counting, false);
 
     // A real soft PIT at that guest time reads a count consistent with the phase.
     const clock = new VmClock();
@@ -360,18 +373,20 @@ test('in-kernel 8254 -> the software engine\'s Pit (counting on in VmClock time)
     let pulses = 0;
     const pit = new Pit(clock, { set: () => {}, pulse: () => { pulses++; } } as unknown as IrqLine);
     pit.restoreState(soft);
-    pit.ioWrite(0x43, 1, 0x00); // latch channel 0
-    const count = pit.ioRead(0x40, 1) | (pit.ioRead(0x40, 1) << 8);
+    pit.ioWrite(0x43, 1, 0x80); // latch channel 2
+    const count = pit.ioRead(0x42, 1) | (pit.ioRead(0x42, 1) << 8);
     assert.equal(count, 11932 - (agoTicks % 11932));
     assert.equal(pulses, 0);
 
-    // And back: the same programming, the same load instant (within the conversion's rounding and the time it took).
+    // And back: the same programming, channel 2's load instant where KVM had it (within the conversion's rounding and
+    // the time it took), and KVM takes it.
     const back = softPitToKvm(pit.saveState(), clock.now());
+    const drift = Number(back.readBigInt64LE(48 + 16) - loadedAt);
+    assert.ok(Math.abs(drift) < 20_000_000, `load time moved by ${drift} ns`);
     a.vm.setPit2(back);
     const again = a.vm.getPit2();
     assert.deepEqual([again.readUInt32LE(0), again[12], again[13]], [11932, 3, 2]);
-    const drift = Number(again.readBigInt64LE(16) - loadedAt);
-    assert.ok(Math.abs(drift) < 50_000_000, `load time moved by ${drift} ns`);
+    assert.deepEqual([again.readUInt32LE(48), again[48 + 12], again[48 + 13]], [11932, 3, 2]);
   } finally {
     await a.close();
     mem.close();

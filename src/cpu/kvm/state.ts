@@ -472,15 +472,20 @@ export function kvmPitToSoft(b: Buffer, guestNowNs: number): PitState {
     const o = i * PIT_CHANNEL;
     const count = b.readUInt32LE(o);
     const loadTime = b.readBigInt64LE(o + 16);
-    const mode = b[o + 13] & 7;
-    const ago = loadTime > 0n && hostNow > loadTime ? Number(hostNow - loadTime) : 0;
+    const rawMode = b[o + 13];
+    const mode = rawMode & 7;
+    // Channel 0 runs on an hrtimer in KVM (i8254.c pit_load_count): its count_load_time is never set, so whether it
+    // counts comes from its mode (0xff until the guest programs it; KVM folds modes 6/7 into 2/3) and its phase is not
+    // exposed: the converted channel starts a fresh period at the save instant (at most one period of drift).
+    const counting = i === 0 ? rawMode <= 5 : loadTime !== 0n;
+    const ago = i !== 0 && loadTime > 0n && hostNow > loadTime ? Number(hostNow - loadTime) : 0;
     return {
       mode: mode > 5 ? mode & 3 : mode, // modes 6 and 7 are 2 and 3 (82C54 data sheet, control word)
       rw: b[o + 12] >= 1 && b[o + 12] <= 3 ? b[o + 12] : 3,
       bcd: b[o + 14] !== 0,
       reload: count >= 1 && count <= 65536 ? count : 65536,
       loadTick: nowTick - nsToTicks(ago),
-      counting: loadTime !== 0n,
+      counting,
       triggered: true,
       gate: i === 2 ? b[o + 15] !== 0 : true,
       frozenTicks: 0,
