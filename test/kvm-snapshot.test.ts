@@ -354,3 +354,36 @@ for (const from of ['kvm', 'soft'] as const) {
     }
   });
 }
+
+test('two vCPUs on KVM (the AP waiting for its startup IPI): the snapshot restores on KVM and on the soft engine, which finish the run', { skip }, async () => {
+  const n = 60_000;
+  const want = expected(n);
+  const io = console();
+  const m = new Machine({ ...config('kvm', n), cpus: 2 }, io);
+  m.loadKernel();
+  const paused = pauseAt(m, io, 3);
+  const running = m.run();
+  const dir = path.join(tmpDir(), 'smp');
+  let before: string;
+  try {
+    await paused;
+    before = io.text();
+    await m.snapshot(dir);
+  } finally {
+    m.requestExit({ kind: 'error', message: 'stopped after the snapshot' });
+    await running;
+    m.close();
+  }
+  const body = readSnapshot(dir).body;
+  assert.deepEqual(body.vcpus.map((v) => v.mpState), ['runnable', 'wait-for-sipi']);
+  for (const engine of ['kvm', 'soft'] as const) {
+    const io2 = console();
+    const r = Machine.restore(dir, io2, { engine });
+    try {
+      assert.deepEqual(await finish(r), { kind: 'poweroff' });
+      assertResult(r, before, io2.text(), want, `2 vCPUs, KVM -> ${engine}`);
+    } finally {
+      r.close();
+    }
+  }
+});
