@@ -305,6 +305,9 @@ export class Migrations {
       await new Promise<void>((resolve, reject) => { relay!.once('error', reject); relay!.listen(0, '127.0.0.1', () => resolve()); });
       const relayPort = (relay.address() as net.AddressInfo).port;
       let linkError: Error | undefined;
+      // Whether the VMM ended the stream before the link failed: then its own reason is the cause (no convergence,
+      // say), and what the destination said after is only the consequence.
+      let vmmEndedFirst = false;
       relay.once('connection', (socket) => {
         relay!.close();
         relay!.on('connection', (s: net.Socket) => s.destroy());
@@ -318,6 +321,7 @@ export class Migrations {
           }
         });
         socket.on('end', () => link.send(F_END));
+        socket.on('close', () => { if (!linkError) vmmEndedFirst = true; });
         socket.on('error', () => { /* the VMM's side: it reports the failure in its answer */ });
       });
       link.onFrame = (type, payload) => {
@@ -344,8 +348,11 @@ export class Migrations {
       }, 24 * 3600_000).catch((error: Error) => ({ ok: false, error: `the VMM: ${error.message}` }) as Record<string, unknown>);
       clearInterval(statusTimer);
       if (result.ok !== true) {
+        // The VMM's last progress (the round it stopped at) is still there to read.
+        const last = await this.manager.control(name, { cmd: 'migrate-status' }, 2000).catch(() => undefined);
+        if (last?.ok === true && typeof last.phase === 'string' && last.phase !== 'none') copyProgress(view, last);
         const why = String(result.error ?? 'the VMM refused');
-        throw new Error(linkError ? `${linkError.message} (the VMM: ${why})` : why);
+        throw new Error(linkError && !vmmEndedFirst ? `${linkError.message} (the VMM: ${why})` : why);
       }
       copyProgress(view, result);
       link.close();
