@@ -116,6 +116,8 @@ export async function commitDisk(vm: SwitchableMachine, index: number): Promise<
   const info = imageInfo(disk.path);
   if (info.backingPath === undefined) throw new Error(`disk ${index} ('${disk.path}') has no backing file`);
   if (info.virtualSize !== blocks[index].capacity * 512) throw new Error(`disk ${index}: the overlay's size differs from the disk's`);
+  // The backing image becomes the disk: it must be as large (checked before anything is written into it).
+  if (imageInfo(info.backingPath, info.backingFormat).virtualSize !== info.virtualSize) throw new Error(`disk ${index}: the backing image's size differs from the overlay's`);
   const wasPaused = vm.paused === true;
   const started = performance.now();
   if (!wasPaused) {
