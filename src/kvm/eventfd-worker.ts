@@ -4,13 +4,18 @@
 import { workerData } from 'node:worker_threads';
 import { libc, lastErrno } from '../sys/libc.ts';
 import { W, MAX_FDS, type WatcherData } from './eventfd-watcher.ts';
+import { futexWord, futexWake } from './sys.ts';
+
+function futexWakeAll(word: Buffer): void {
+  futexWake(word, 2);
+}
 
 const pollFn = libc.func('int poll(void *fds, unsigned long nfds, int timeout)') as (fds: Buffer, n: number, timeout: number) => number;
 const readFn = libc.func('long read(int fd, void *buf, unsigned long count)') as (fd: number, buf: Buffer, n: number) => number;
 
 const data = workerData as WatcherData;
 const sab = new Int32Array(data.sab);
-const wake = data.wake.map((w) => ({ words: new Int32Array(w.sab), index: w.index }));
+const wake = data.wake.map((w) => ({ words: new Int32Array(w.sab), index: w.index, futex: futexWord(w.sab, w.index) }));
 const POLLIN = 1;
 const EINTR = 4;
 const pollfds = Buffer.alloc(8 * (MAX_FDS + 1)); // struct pollfd { int fd; short events; short revents; }
@@ -58,7 +63,10 @@ for (;;) {
   if (any) {
     Atomics.add(sab, W.SEQ, 1);
     Atomics.notify(sab, W.SEQ);
-    for (const w of wake) Atomics.notify(w.words, w.index); // e.g. the main thread waiting for a vCPU's exit
+    // E.g. the main thread waiting for a vCPU's exit: in V8's Atomics.wait, or in a raw futex wait on the same word
+    // (src/cpu/kvm/channel.ts RAW_FUTEX), where the vCPU's worker may sleep too: wake every raw sleeper, the worker
+    // just sleeps again.
+    for (const w of wake) { Atomics.notify(w.words, w.index); futexWakeAll(w.futex); }
   }
 }
 Atomics.store(sab, W.DONE, 1);

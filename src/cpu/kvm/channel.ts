@@ -17,9 +17,18 @@ export const CH = {
   DONE: 5,
   /** Count of KVM_RUN calls (statistics). */
   RUNS: 6,
+  /**
+   * 1 while the main thread / the worker sleeps in a raw futex wait on TURN (../../kvm/sys.ts futexWait): whoever
+   * hands the turn over then calls futexWake. Set before the sleeper re-checks TURN and read after the waker has
+   * stored TURN (all sequentially consistent Atomics), so a wake is never lost and never paid for when nobody sleeps.
+   */
+  MAIN_SLEEPS: 7,
+  WORKER_SLEEPS: 8,
 } as const;
 
-export const CHANNEL_INTS = 8;
+export const CHANNEL_INTS = 10;
+/** Hand-offs through raw futexes (default) or V8's Atomics.wait/notify alone (RINGZERO_KVM_RAW_FUTEX=0). */
+export const RAW_FUTEX = process.env.RINGZERO_KVM_RAW_FUTEX !== '0';
 export const TURN_WORKER = 0;
 export const TURN_MAIN = 1;
 export const CMD_RUN = 0;

@@ -12,13 +12,13 @@ import type { Worker } from 'node:worker_threads';
 import { spawnModuleWorker, siblingModule } from '../../kvm/spawn.ts';
 import { Kvm, KvmVm, KvmVcpu, KvmError } from '../../kvm/kvm.ts';
 import { EXIT, EXIT_NAMES, IO_OUT, RUN } from '../../kvm/abi.ts';
-import { installKickHandler, kickSignal, tgkill, blockKickSignal, currentSignalMask, eatKickSignal, gettid, KickTimer } from '../../kvm/sys.ts';
+import { installKickHandler, kickSignal, tgkill, blockKickSignal, currentSignalMask, eatKickSignal, gettid, KickTimer, futexWord, futexWait, futexWake } from '../../kvm/sys.ts';
 import type { AccessSize } from '../../devices/bus.ts';
 import type { Engine, EngineMachine, Registers, SpecialRegisters, Vcpu, VcpuExit } from '../engine.ts';
 import { buildVcpuCpuid } from './cpuid.ts';
 import {
   CH, CHANNEL_INTS, CMD_QUIT, CMD_RUN, SPIN_US, TURN_MAIN, TURN_WORKER, POSTED_DATA, POSTED_HEAD, POSTED_RING_ENTRIES,
-  POSTED_TAIL, postedBuffers, type PostedBuffers, type WorkerData,
+  POSTED_TAIL, RAW_FUTEX, postedBuffers, type PostedBuffers, type WorkerData,
 } from './channel.ts';
 
 export { vcpuCpuid, topologyCpuid, buildVcpuCpuid } from './cpuid.ts';
@@ -141,6 +141,9 @@ export class KvmVcpuHandle implements Vcpu {
   readonly engine = 'kvm' as const;
   private readonly sab = new SharedArrayBuffer(CHANNEL_INTS * 4);
   private readonly ch = new Int32Array(this.sab);
+  /** The TURN word for raw futex waits and wakes (channel.ts RAW_FUTEX), and a timespec for the timed waits. */
+  private readonly turnWord = futexWord(this.sab, CH.TURN);
+  private readonly timespec = Buffer.alloc(16);
   private worker: Worker | undefined;
   private running = false;
   private stopRequested = false;
@@ -280,7 +283,8 @@ export class KvmVcpuHandle implements Vcpu {
           // clock read per exit on this path.
           if (rc === -EINTR || rc === -EAGAIN) await yieldToEventLoop();
         } else {
-          rc = await this.runInWorker();
+          // The exit usually comes back within the synchronous wait: no promise per exit then.
+          rc = this.startInWorker() ? Atomics.load(this.ch, CH.RESULT) : await this.waitForWorker();
           this.drainPosted(); // before the exit: the device sees the guest's writes in order
           if (performance.now() - lastYield >= YIELD_MS) await yieldToEventLoop();
         }
@@ -306,19 +310,27 @@ export class KvmVcpuHandle implements Vcpu {
     return rc;
   }
 
-  /** Hand the turn to the worker for one KVM_RUN and wait for its result. */
-  private async runInWorker(): Promise<number> {
+  /**
+   * Hand the turn to the worker for one KVM_RUN and wait synchronously (spin, then sleep) up to the yield deadline;
+   * true if the exit came (CH.RESULT holds KVM_RUN's result), false if the wait must go on asynchronously.
+   */
+  private startInWorker(): boolean {
     const ch = this.ch;
     Atomics.store(ch, CH.CMD, CMD_RUN);
     Atomics.store(ch, CH.TURN, TURN_WORKER);
-    Atomics.notify(ch, CH.TURN);
-    if (!this.spinForExit()) {
-      while (Atomics.load(ch, CH.TURN) !== TURN_MAIN) {
-        const r = waitAsync(ch, CH.TURN, TURN_WORKER);
-        if (r.async) await r.value;
-      }
-      lastYield = performance.now();
+    if (!RAW_FUTEX) Atomics.notify(ch, CH.TURN);
+    else if (Atomics.load(ch, CH.WORKER_SLEEPS)) futexWake(this.turnWord);
+    return this.spinForExit();
+  }
+
+  /** The rest of the wait for the worker's exit, with the event loop running; KVM_RUN's result. */
+  private async waitForWorker(): Promise<number> {
+    const ch = this.ch;
+    while (Atomics.load(ch, CH.TURN) !== TURN_MAIN) {
+      const r = waitAsync(ch, CH.TURN, TURN_WORKER);
+      if (r.async) await r.value;
     }
+    lastYield = performance.now();
     return Atomics.load(ch, CH.RESULT);
   }
 
@@ -336,7 +348,7 @@ export class KvmVcpuHandle implements Vcpu {
       const pending = this.owner.pendingMainWork;
       if (!pending) {
         const left = YIELD_MS - (performance.now() - lastYield);
-        if (left > 0) Atomics.wait(ch, CH.TURN, TURN_WORKER, left);
+        if (left > 0) this.sleepForExit(left);
         return Atomics.load(ch, CH.TURN) === TURN_MAIN;
       }
       // Work for the event loop may arrive meanwhile (an ioeventfd): wait in short slices and look in between, since
@@ -345,11 +357,23 @@ export class KvmVcpuHandle implements Vcpu {
         if (pending()) return false;
         const left = YIELD_MS - (performance.now() - lastYield);
         if (left <= 0) return false;
-        Atomics.wait(ch, CH.TURN, TURN_WORKER, Math.min(left, PENDING_SLICE_MS));
+        this.sleepForExit(Math.min(left, PENDING_SLICE_MS));
         if (Atomics.load(ch, CH.TURN) === TURN_MAIN) return true;
       }
     }
     return false;
+  }
+
+  /** Sleep up to `ms` while the worker has the turn (it wakes this thread when it hands the turn back). */
+  private sleepForExit(ms: number): void {
+    const ch = this.ch;
+    if (!RAW_FUTEX) {
+      Atomics.wait(ch, CH.TURN, TURN_WORKER, ms);
+      return;
+    }
+    Atomics.store(ch, CH.MAIN_SLEEPS, 1);
+    if (Atomics.load(ch, CH.TURN) === TURN_WORKER) futexWait(this.turnWord, TURN_WORKER, ms, this.timespec);
+    Atomics.store(ch, CH.MAIN_SLEEPS, 0);
   }
 
   /** Dispatch the exit in kvm_run. Returns the exit to report, or undefined to resume the guest. */
@@ -457,6 +481,7 @@ export class KvmVcpuHandle implements Vcpu {
           Atomics.store(this.ch, CH.CMD, CMD_QUIT);
           Atomics.store(this.ch, CH.TURN, TURN_WORKER);
           Atomics.notify(this.ch, CH.TURN);
+          futexWake(this.turnWord);
         }
       }
       this.kick();
@@ -474,6 +499,7 @@ export class KvmVcpuHandle implements Vcpu {
     if (this.tid && !Atomics.load(this.ch, CH.DONE)) tgkill(this.tid, kickSignal());
     Atomics.store(this.ch, CH.TURN, TURN_WORKER);
     Atomics.notify(this.ch, CH.TURN);
+    futexWake(this.turnWord);
   }
 
   /** KVM_RUN calls made by the worker (statistics). */

@@ -3,8 +3,8 @@
 // between two KVM_RUNs stays pending and ends the next one at once: no window in which a stop request is lost.
 import { workerData, parentPort } from 'node:worker_threads';
 import { KvmVcpu } from '../../kvm/kvm.ts';
-import { blockKickSignal, currentSignalMask, eatKickSignal, gettid, kickSignal, installKickHandler } from '../../kvm/sys.ts';
-import { CH, CMD_QUIT, SPIN_US, TURN_MAIN, TURN_WORKER, POSTED_DATA, POSTED_HEAD, POSTED_RING_ENTRIES, POSTED_TAIL, type WorkerData } from './channel.ts';
+import { blockKickSignal, currentSignalMask, eatKickSignal, gettid, kickSignal, installKickHandler, futexWord, futexWait, futexWake } from '../../kvm/sys.ts';
+import { CH, CMD_QUIT, SPIN_US, TURN_MAIN, TURN_WORKER, POSTED_DATA, POSTED_HEAD, POSTED_RING_ENTRIES, POSTED_TAIL, RAW_FUTEX, type WorkerData } from './channel.ts';
 import { EXIT, IO_OUT, RUN } from '../../kvm/abi.ts';
 
 const data = workerData as WorkerData;
@@ -50,12 +50,26 @@ function waitForTurn(): void {
     if (Atomics.load(ch, CH.TURN) === TURN_WORKER) return;
     if ((i & 63) === 63 && performance.now() > until) break;
   }
-  while (Atomics.load(ch, CH.TURN) !== TURN_WORKER) Atomics.wait(ch, CH.TURN, TURN_MAIN);
+  if (!RAW_FUTEX) {
+    while (Atomics.load(ch, CH.TURN) !== TURN_WORKER) Atomics.wait(ch, CH.TURN, TURN_MAIN);
+    return;
+  }
+  // Every waker of this thread (the main thread's run, quit and abandon) uses a raw futex wake (see channel.ts).
+  while (Atomics.load(ch, CH.TURN) !== TURN_WORKER) {
+    Atomics.store(ch, CH.WORKER_SLEEPS, 1);
+    if (Atomics.load(ch, CH.TURN) !== TURN_WORKER) futexWait(turnWord, TURN_MAIN);
+    Atomics.store(ch, CH.WORKER_SLEEPS, 0);
+  }
 }
+
+const turnWord = futexWord(data.channel, CH.TURN);
 
 function giveTurn(): void {
   Atomics.store(ch, CH.TURN, TURN_MAIN);
-  Atomics.notify(ch, CH.TURN);
+  // The main thread sleeps in a raw futex wait while it handles nothing else (KvmVcpuHandle.spinForExit), or in V8's
+  // Atomics.waitAsync while the event loop runs: wake whichever it is.
+  if (RAW_FUTEX && Atomics.load(ch, CH.MAIN_SLEEPS)) futexWake(turnWord);
+  else Atomics.notify(ch, CH.TURN);
 }
 
 Atomics.store(ch, CH.TID, gettid());
