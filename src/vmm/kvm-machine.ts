@@ -155,7 +155,7 @@ export interface KvmCpusOptions {
   device?: string;
   /**
    * Run the BSP's KVM_RUN on the main thread (KvmEngineOptions.inlineBoot) instead of a worker: an exit then costs
-   * no thread hand-off (bench/exits, CPU time per port-I/O exit: about a third of the worker's, 1.15x C against
+   * no thread hand-off (bench/exits, CPU time per port-I/O exit: about half the worker's, 1.15x C against
    * 2.4-3.0x C through a worker; a posted port, below, brings a worker to about 1.2x), but while the BSP is inside KVM_RUN the event
    * loop waits for the engine's yield tick (4 ms), so device timers, console input and the APs' exits wait too.
    * Default: on for a single vCPU (nothing else needs the main thread that fast), off with APs; RINGZERO_KVM_INLINE
