@@ -7,6 +7,8 @@
 //   disk, an unknown disk, a bad disk name;
 // - online: a running VM's VMM commits paused and switches the disk to the backing image (its open files show it);
 //   the data and `qemu-img check` are checked once it is shut off; backups' overlays are committed away live;
+// - the VMM's two passes (in one process, a virtio-blk device over a real overlay): what the guest writes, zeroes or
+//   discards while the first pass copies is copied again, paused, in the second; failures leave the overlay in place;
 // - a real guest (RINGZERO_SKIP_BOOT_TEST=1 skips it locally): it writes before and after a live disk snapshot, the
 //   disk is committed live, and the guest reads both back from the disk and writes on, into the base image.
 import test, { after, before } from 'node:test';
@@ -17,7 +19,9 @@ import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import { findDefaultImage, GUEST_PROMPT } from '../src/image/build.ts';
-import { openImage } from '../src/storage/qcow2.ts';
+import { createQcow2, openImage } from '../src/storage/qcow2.ts';
+import { VirtioBlock } from '../src/devices/virtio/blk.ts';
+import { commitDisk } from '../src/vmm/disk-switch.ts';
 import { api, cli, Daemon, guestKernel, killRecordedVmms, tempDir, waitFor } from './support/manager-harness.ts';
 
 const haveQemuImg = spawnSync('qemu-img', ['--version'], { stdio: 'ignore' }).status === 0;
@@ -224,6 +228,61 @@ test('backups lengthen the chain by one image each; blockcommit on the running V
   assert.equal(JSON.parse(listed.stdout).length, 2);
 });
 
+test('the VMM\'s commit: writes during the first pass are copied again while paused; the disk then is the backing image', async () => {
+  const work = path.join(dir, 'passes');
+  fs.mkdirSync(work);
+  const base = path.join(work, 'base.qcow2'), top = path.join(work, 'top.qcow2');
+  createQcow2(base, { size: 8 * 2 ** 20 });
+  writeDisk(base, 0, 8 * 2 ** 20, 0x10);
+  createQcow2(top, { size: 8 * 2 ** 20, backingFile: 'base.qcow2', backingFormat: 'qcow2' });
+  writeDisk(top, 0, 4 * 2 ** 20, 0x20); // four 1 MiB chunks to copy in the first pass
+  const blk = new VirtioBlock({ path: top });
+  let paused = false;
+  const machine = {
+    virtio: { functions: [{ device: blk }] }, config: { disks: [{ path: top } as { path: string; format?: 'raw' | 'qcow2' }] },
+    get paused() { return paused; },
+    pause: async () => { paused = true; },
+    resume: () => { paused = false; },
+  };
+  // What the guest does while the first pass runs (after the first chunk): rewrite copied data, write where the
+  // overlay held nothing, zero part of a chunk not copied yet; the expected disk gets the same.
+  const expected = readDisk(top);
+  let chunks = 0;
+  const result = await commitDisk(machine, 0, {
+    betweenChunks: (guest) => {
+      assert.equal(paused, false, 'the first pass runs with the guest running');
+      if (chunks++ !== 0) return;
+      for (const [offset, length, value] of [[1000, 5000, 0x31], [6 * 2 ** 20 + 7, 70_000, 0x32]] as const) {
+        guest.write(offset, Buffer.alloc(length, value));
+        expected.fill(value, offset, offset + length);
+      }
+      guest.writeZeroes(3 * 2 ** 20, 65536);
+      expected.fill(0, 3 * 2 ** 20, 3 * 2 ** 20 + 65536);
+    },
+  });
+  assert.equal(chunks, 4);
+  assert.equal(paused, false, 'resumed');
+  assert.equal(result.dataBytes, 4 * 2 ** 20);
+  // Pass 2 copied the granules the guest touched: 1 at 0, 2 at 6 MiB (70 000 bytes across a 64 KiB boundary), 1 at 3 MiB.
+  assert.equal(result.pausedBytes, 4 * 65536);
+  assert.ok(typeof result.pausedMs === 'number');
+  assert.equal(machine.config.disks[0].path, base, 'the disk is the backing image now');
+  // The guest goes on writing through the device's new backend: the backing image.
+  blk.close();
+  assert.equal(sha(readDisk(base)), sha(expected));
+  qemuCheck(base);
+
+  // A read-only disk and a disk that is not there are refused.
+  const small = path.join(work, 'small.qcow2'), ov = path.join(work, 'ov.qcow2');
+  createQcow2(small, { size: 2 ** 20 });
+  createQcow2(ov, { size: 2 ** 20, backingFile: 'small.qcow2', backingFormat: 'qcow2' });
+  const blk2 = new VirtioBlock({ path: ov });
+  const other = { virtio: { functions: [{ device: blk2 }] }, config: { disks: [{ path: ov, readonly: true }] }, paused: true };
+  await assert.rejects(commitDisk(other, 0), /read-only/);
+  await assert.rejects(commitDisk(other, 1), /no disk 1/);
+  blk2.close();
+});
+
 /** A console connection: run a command, wait for a token it prints (split so the echo of the command never matches). */
 async function consoleOf(socketPath: string) {
   const socket = net.connect(socketPath);
@@ -247,7 +306,7 @@ const md5Of = (buffer: Buffer) => crypto.createHash('md5').update(buffer).digest
 test('a real guest: writes before and after a live disk snapshot, live blockcommit, the guest reads both back and writes on into the base', {
   skip: process.env.RINGZERO_SKIP_BOOT_TEST === '1' && process.env.CI !== 'true' ? 'RINGZERO_SKIP_BOOT_TEST=1' : !image ? 'no default image: run `bin/ringzero image build`' : false,
   timeout: BOOT_TIMEOUT_MS + 600_000,
-}, async () => {
+}, async (t) => {
   assert.equal((await call('POST', '/volumes', { name: 'g.qcow2', size: 32 * 2 ** 20 })).status, 201);
   assert.equal((await call('POST', '/vms', { name: 'g', engine: 'soft', memory: 128, disks: [{ path: vol('g.qcow2') }] })).status, 201);
   assert.equal((await cli(['start', 'g'], daemon.socket, [], 60_000)).status, 0);
@@ -266,6 +325,7 @@ test('a real guest: writes before and after a live disk snapshot, live blockcomm
     const commit = await cli(['blockcommit', 'g', 'vda', '--delete'], daemon.socket, [], 120_000);
     assert.equal(commit.status, 0, commit.stderr);
     assert.match(commit.stdout, /into g\.qcow2 \(1\.0M written.*guest paused/);
+    t.diagnostic(commit.stdout.trim());
     assert.ok(!fs.existsSync(overlay));
     // The guest reads both from the disk (not its page cache), then writes 1 MiB at 4 MiB: into g.qcow2 now.
     const back = await con.run('echo 3 > /proc/sys/vm/drop_caches; dd if=/dev/vda bs=64k count=16 2>/dev/null | md5sum; dd if=/dev/vda bs=64k skip=32 count=16 2>/dev/null | md5sum', 'RB');

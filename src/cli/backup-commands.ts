@@ -73,7 +73,7 @@ export function registerBackupCommands(cli: Command): void {
       const api = await client(options);
       const r = await call(() => api.request<BlockCommitResult>('POST', `/vms/${vm}/disks/${disk}/commit`, options.delete ? { delete: true } : {}));
       out(`VM '${name}': ${r.disk} committed ${path.basename(r.committed)} into ${path.basename(r.into)} (${mib(r.dataBytes)} written, ${mib(r.zeroBytes)} zeroed)`
-        + `${r.pausedMs !== undefined ? `, guest paused ${r.pausedMs.toFixed(1)} ms` : ''}; the disk is now ${path.basename(r.into)}${r.removed ? `, ${path.basename(r.committed)} deleted` : ''}`);
+        + `${r.pausedMs !== undefined ? `, guest paused ${r.pausedMs.toFixed(1)} ms${r.pausedBytes ? ` for the last ${mib(r.pausedBytes)}` : ''}` : ''}; the disk is now ${path.basename(r.into)}${r.removed ? `, ${path.basename(r.committed)} deleted` : ''}`);
       if (r.droppedSnapshots.length > 0) out(`VM '${name}': disk snapshot(s) ${r.droppedSnapshots.join(', ')} dropped (they froze ${path.basename(r.into)})`);
     });
 

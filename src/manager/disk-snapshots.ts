@@ -16,8 +16,9 @@
 // image, which becomes the disk again, so the chain is one image shorter (backups add one image each; chains are
 // capped at 16). The backing image must be a pool volume that nothing else reads (no other overlay, no other VM's
 // chain); the snapshots that froze it are no longer what they froze, so their records are dropped. Offline, the
-// daemon writes it (src/storage/qcow2.ts commitOverlay); on a running VM its VMM does, paused (control socket
-// disk-commit, src/vmm/disk-switch.ts), and switches the disk to the backing image at the same instant.
+// daemon writes it (src/storage/qcow2.ts commitOverlay); on a running VM its VMM does (control socket disk-commit,
+// src/vmm/disk-switch.ts): a first pass while the guest runs, then, paused, what the guest wrote meanwhile, and the
+// disk switched to the backing image at the same instant.
 //
 // Known gap: the VMM switches before the daemon records the new disk paths; a daemon killed in between leaves the
 // definition naming the frozen image (the running VMM is right; the next start would write under the overlay).
@@ -327,7 +328,7 @@ export class DiskSnapshots {
     if (this.busy.has(vm)) throw new ManagerError('conflict', `a disk snapshot, backup or commit of VM '${vm}' is in progress`);
     this.busy.add(vm);
     try {
-      let result: { dataBytes: number; zeroBytes: number; pausedMs?: number };
+      let result: { dataBytes: number; zeroBytes: number; pausedMs?: number; pausedBytes?: number };
       if (live) {
         let answer: Record<string, unknown>;
         try {
@@ -337,7 +338,11 @@ export class DiskSnapshots {
           throw new ManagerError('snapshot_failed', `VM '${vm}': ${(error as Error).message}`);
         }
         if (answer.ok !== true) throw new ManagerError('snapshot_failed', `VM '${vm}': ${String(answer.error ?? 'the VMM refused the commit')}`);
-        result = { dataBytes: Number(answer.dataBytes ?? 0), zeroBytes: Number(answer.zeroBytes ?? 0), ...(typeof answer.pausedMs === 'number' ? { pausedMs: round(answer.pausedMs) } : {}) };
+        result = {
+          dataBytes: Number(answer.dataBytes ?? 0), zeroBytes: Number(answer.zeroBytes ?? 0),
+          ...(typeof answer.pausedMs === 'number' ? { pausedMs: round(answer.pausedMs) } : {}),
+          ...(typeof answer.pausedBytes === 'number' ? { pausedBytes: answer.pausedBytes } : {}),
+        };
       } else {
         try {
           result = commitOverlay(current.path);
@@ -364,7 +369,8 @@ export class DiskSnapshots {
       }
       return {
         vm, disk: diskName(index), index, live, committed: overlay, into: base, dataBytes: result.dataBytes, zeroBytes: result.zeroBytes,
-        ...(result.pausedMs !== undefined ? { pausedMs: result.pausedMs } : {}), removed, droppedSnapshots: dropped,
+        ...(result.pausedMs !== undefined ? { pausedMs: result.pausedMs } : {}), ...(result.pausedBytes !== undefined ? { pausedBytes: result.pausedBytes } : {}),
+        removed, droppedSnapshots: dropped,
       };
     } finally {
       this.busy.delete(vm);
@@ -420,6 +426,8 @@ export interface BlockCommitResult {
   dataBytes: number;
   zeroBytes: number;
   pausedMs?: number;
+  /** Bytes copied with the guest paused: what it wrote while the rest was copied (running VM). */
+  pausedBytes?: number;
   /** Whether the overlay file was deleted (remove asked for, and nothing else needs it). */
   removed: boolean;
   /** Disk snapshots dropped: they froze the image that was written into. */
@@ -443,6 +451,7 @@ export const blockCommitResultSchema = {
     into: { type: 'string', description: 'the backing image: the disk from now on' },
     dataBytes: { type: 'integer' }, zeroBytes: { type: 'integer' },
     pausedMs: { type: 'number', description: 'how long the guest was paused (running VM)' },
+    pausedBytes: { type: 'integer', description: 'bytes copied while paused: what the guest wrote during the copy (running VM)' },
     removed: { type: 'boolean' }, droppedSnapshots: { type: 'array', items: { type: 'string' } },
   },
 } as const;

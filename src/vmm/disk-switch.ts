@@ -10,7 +10,7 @@
 
 import fs from 'node:fs';
 import type { BlockBackend } from '../storage/backend.ts';
-import { commitOverlay, imageInfo, openImage, Qcow2Image } from '../storage/qcow2.ts';
+import { imageInfo, openImage, Qcow2Image } from '../storage/qcow2.ts';
 import { VirtioBlock } from '../devices/virtio/blk.ts';
 
 export interface DiskSwitch {
@@ -101,12 +101,20 @@ export async function switchDisks(vm: SwitchableMachine, switches: DiskSwitch[])
 }
 
 /**
- * Block commit of disk `index` (control socket disk-commit; src/manager/disk-snapshots.ts commit): with the VM
- * paused, what the disk's qcow2 overlay holds is written into its backing image (commitOverlay), the backing image,
- * opened writable, becomes the disk, and the overlay is closed; the guest is resumed. A failure before the switch
- * leaves the disk on the overlay, which is still whole (the commit only wrote ranges it holds itself).
+ * Block commit of disk `index` (control socket disk-commit; src/manager/disk-snapshots.ts commit), in two passes as
+ * QEMU's active commit does, so the guest is held only for what it wrote meanwhile:
+ *  1. the guest runs: the disk's backend is wrapped so every range the guest writes, zeroes or discards is noted,
+ *     and what the qcow2 overlay holds is copied into its backing image (opened writable), a chunk at a time, the
+ *     event loop (and with it the guest) running between chunks. Writing into the backing image is safe while the
+ *     overlay is in use: each range written is one the overlay holds itself, so what the guest reads never changes;
+ *  2. paused: the noted ranges are copied again from the overlay, the backing image is flushed and becomes the disk
+ *     (the same writable handle), the overlay is closed, the guest resumed.
+ * A failure before the switch puts the overlay back as it was: the disk reads the same, the commit can be run again.
+ * `betweenChunks` is for tests (it gets the backend the guest writes through during the first pass).
  */
-export async function commitDisk(vm: SwitchableMachine, index: number): Promise<{ pausedMs?: number; dataBytes: number; zeroBytes: number; image: string }> {
+export async function commitDisk(vm: SwitchableMachine, index: number, options: { chunkBytes?: number; betweenChunks?: (guestBackend: BlockBackend) => void | Promise<void> } = {}): Promise<{
+  pausedMs?: number; dataBytes: number; zeroBytes: number; pausedBytes: number; image: string;
+}> {
   const blocks = vm.virtio.functions.map((f) => f.device).filter((d): d is VirtioBlock => d instanceof VirtioBlock);
   const disks = vm.config.disks ?? [];
   if (blocks.length !== disks.length) throw new Error('the machine\'s disks and its virtio-blk devices differ');
@@ -114,34 +122,102 @@ export async function commitDisk(vm: SwitchableMachine, index: number): Promise<
   if (!disk) throw new Error(`there is no disk ${index}`);
   if (disk.readonly) throw new Error(`disk ${index} is read-only: it has nothing to commit`);
   const info = imageInfo(disk.path);
-  if (info.backingPath === undefined) throw new Error(`disk ${index} ('${disk.path}') has no backing file`);
+  const backingPath = info.backingPath;
+  if (backingPath === undefined) throw new Error(`disk ${index} ('${disk.path}') has no backing file`);
   if (info.virtualSize !== blocks[index].capacity * 512) throw new Error(`disk ${index}: the overlay's size differs from the disk's`);
   // The backing image becomes the disk: it must be as large (checked before anything is written into it).
-  if (imageInfo(info.backingPath, info.backingFormat).virtualSize !== info.virtualSize) throw new Error(`disk ${index}: the backing image's size differs from the overlay's`);
-  const wasPaused = vm.paused === true;
-  const started = performance.now();
-  if (!wasPaused) {
-    if (!vm.pause) throw new Error('this machine cannot be paused');
-    await vm.pause();
-  }
+  if (imageInfo(backingPath, info.backingFormat).virtualSize !== info.virtualSize) throw new Error(`disk ${index}: the backing image's size differs from the overlay's`);
+  const chunkBytes = options.chunkBytes ?? 1 << 20;
+
+  // Opened as the overlay's header names it (probed when it does not say), as the overlay opened it.
+  const base = openImage(backingPath, { format: info.backingFormat });
+  const tracker = new WriteTracker(info.virtualSize, TRACK_GRAIN);
+  let overlay: BlockBackend;
   try {
-    // The overlay's writes are in its file (pwrite, no cache of our own), so another handle reads them all.
-    const result = commitOverlay(disk.path);
-    // Opened as the overlay's header names it (probed when it does not say), as the overlay opened it.
-    const backend = openImage(result.backingPath, { format: info.backingFormat });
-    let previous: BlockBackend;
-    try {
-      previous = blocks[index].replaceBackend(backend);
-    } catch (error) {
-      backend.close();
-      throw error;
+    overlay = blocks[index].replaceBackend(tracker);
+  } catch (error) {
+    base.close();
+    throw error;
+  }
+  tracker.inner = overlay;
+  let pausedHere = false;
+  let started = 0;
+  let switched = false;
+  try {
+    if (!(overlay instanceof Qcow2Image)) throw new Error(`disk ${index} is not a qcow2 overlay`);
+    let dataBytes = 0, zeroBytes = 0, pausedBytes = 0;
+    const buffer = Buffer.alloc(chunkBytes);
+    // Pass 1, the guest running. The overlay's own handle has its current mapping (allocatedRuns).
+    for (const run of overlay.allocatedRuns()) {
+      if (run.zero) {
+        base.writeZeroes(run.offset, run.length);
+        zeroBytes += run.length;
+        continue;
+      }
+      for (let done = 0; done < run.length;) {
+        const n = Math.min(chunkBytes, run.length - done);
+        overlay.read(run.offset + done, buffer.subarray(0, n));
+        base.write(run.offset + done, buffer.subarray(0, n));
+        done += n;
+        dataBytes += n;
+        await options.betweenChunks?.(tracker);
+        await new Promise((resolve) => setImmediate(resolve)); // the guest runs on
+      }
     }
-    previous.close();
-    disk.path = result.backingPath;
-    if (disk.format !== undefined) disk.format = result.backingFormat;
-    return { ...(wasPaused ? {} : { pausedMs: performance.now() - started }), dataBytes: result.dataBytes, zeroBytes: result.zeroBytes, image: result.backingPath };
+    // Pass 2, paused: what the guest wrote meanwhile.
+    pausedHere = vm.paused !== true;
+    started = performance.now();
+    if (pausedHere) {
+      if (!vm.pause) throw new Error('this machine cannot be paused');
+      await vm.pause();
+    }
+    for (const grain of [...tracker.dirty].sort((a, b) => a - b)) {
+      const offset = grain * TRACK_GRAIN;
+      const piece = buffer.subarray(0, Math.min(TRACK_GRAIN, info.virtualSize - offset));
+      overlay.read(offset, piece);
+      if (piece.every((b) => b === 0)) base.writeZeroes(offset, piece.length);
+      else base.write(offset, piece);
+      pausedBytes += piece.length;
+    }
+    base.flush();
+    blocks[index].replaceBackend(base); // gives back the tracker
+    switched = true;
+    overlay.close(); // and its read-only handle of the backing image
+    disk.path = backingPath;
+    if (disk.format !== undefined) disk.format = base.format;
+    return { ...(pausedHere ? { pausedMs: performance.now() - started } : {}), dataBytes, zeroBytes, pausedBytes, image: backingPath };
+  } catch (error) {
+    if (!switched) {
+      blocks[index].replaceBackend(overlay);
+      base.close();
+    }
+    throw error;
   } finally {
-    if (!wasPaused) vm.resume?.();
+    if (pausedHere) vm.resume?.();
+  }
+}
+
+/** The granule of pass 2 (64 KiB, qcow2's default cluster size). */
+const TRACK_GRAIN = 65536;
+
+/** A disk's backend as the guest sees it, noting (by granule) every range written, zeroed or discarded. */
+class WriteTracker implements BlockBackend {
+  inner!: BlockBackend;
+  readonly dirty = new Set<number>();
+  readonly readonly = false;
+
+  constructor(readonly size: number, private readonly grain: number) {}
+
+  get format() { return this.inner.format; }
+  read(offset: number, buffer: Uint8Array): void { this.inner.read(offset, buffer); }
+  write(offset: number, data: Uint8Array): void { this.inner.write(offset, data); this.note(offset, data.length); }
+  flush(): void { this.inner.flush(); }
+  discard(offset: number, length: number): void { this.inner.discard(offset, length); this.note(offset, length); }
+  writeZeroes(offset: number, length: number): void { this.inner.writeZeroes(offset, length); this.note(offset, length); }
+  close(): void { this.inner.close(); }
+
+  private note(offset: number, length: number): void {
+    for (let g = Math.floor(offset / this.grain); g * this.grain < offset + length; g++) this.dirty.add(g);
   }
 }
 
