@@ -1,7 +1,8 @@
 // Live migration between two daemons (src/manager/migration.ts), through the real daemon, API and CLI.
 //
 // 1. Without a Linux boot: two daemons on loopback, the counter guest (test/support/counter-guest.ts: a tick printed
-//    on COM1 at 100 Hz). Refusals (no listener, a name taken at the destination), faults during the pre-copy (the
+//    on COM1 at 100 Hz). Refusals (no listener, the wrong migration token, a name taken at the destination), faults
+//    during the pre-copy (the
 //    destination's VMM killed, the destination daemon frozen so the link goes silent, the destination daemon killed):
 //    each leaves the VM running at the source, counting on, and nothing behind at the destination (also after its
 //    restart). Then `ringzero migrate NAME --to ... --progress`: the source forgets the VM, the destination runs it, the
@@ -69,8 +70,14 @@ function listenPort(daemon: Daemon): number {
 test('daemon to daemon: refusals and faults leave the VM running at the source; a migration moves it with no tick lost', { timeout: 600_000 }, async () => {
   const dir = tempDir('mig');
   const a = path.join(dir, 'a'), b = path.join(dir, 'b');
-  let source = await Daemon.start(a);
-  let dest = await Daemon.start(b, ['--migration-listen', '127.0.0.1:0']);
+  const token = path.join(dir, 'token'), wrong = path.join(dir, 'wrong');
+  fs.writeFileSync(token, 'the-shared-migration-secret\n');
+  fs.writeFileSync(wrong, 'not-the-migration-secret\n');
+  const noToken = await cli(['daemon', '--state-dir', path.join(dir, 'c'), '--migration-listen', '127.0.0.1:0'], '/nonexistent');
+  assert.equal(noToken.status, 2);
+  assert.match(noToken.stderr, /--migration-listen needs --migration-token-file/);
+  let source = await Daemon.start(a, ['--migration-token-file', wrong]);
+  let dest = await Daemon.start(b, ['--migration-listen', '127.0.0.1:0', '--migration-token-file', token]);
   const consoles: Console[] = [];
   try {
     const port = listenPort(dest);
@@ -114,6 +121,16 @@ test('daemon to daemon: refusals and faults leave the VM running at the source; 
     assert.match(m.error, /cannot reach the destination daemon .*ECONNREFUSED/);
     await countsOn('no listener');
 
+    // The wrong token: refused by the destination before anything is started there.
+    const unauthorized = await cli(['migrate', 'ctr', '--to', to], source.socket);
+    assert.equal(unauthorized.status, 1);
+    assert.match(unauthorized.stderr, /the destination refused the VM: the source daemon does not hold this daemon's migration token .*\[unauthorized\]/);
+    await countsOn('wrong token');
+    // The source daemon restarted with the right one (its VM runs on meanwhile; the new daemon re-attaches).
+    await source.stop();
+    source = await Daemon.start(a, ['--migration-token-file', token]);
+    assert.equal((await api({ socket: source.socket }, 'GET', '/vms/ctr')).body.state, 'running');
+
     // The name is taken at the destination: refused there, with its reason.
     assert.equal((await api({ socket: dest.socket }, 'POST', '/vms', { name: 'ctr', engine: 'soft', memory: 64, kernel })).status, 201);
     const refused = await cli(['migrate', 'ctr', '--to', to], source.socket);
@@ -154,7 +171,7 @@ test('daemon to daemon: refusals and faults leave the VM running at the source; 
     m = await migrationOver(source, 'ctr');
     assert.equal(m.phase, 'failed');
     assert.match(m.error, /closed the migration link|ECONNRESET|destination closed/);
-    dest = await Daemon.start(b, ['--migration-listen', to]);
+    dest = await Daemon.start(b, ['--migration-listen', to, '--migration-token-file', token]);
     await waitFor('the orphaned incoming VMM to be gone', () => !processAlive(orphan), 30_000);
     await countsOn('destination daemon killed');
 
@@ -292,8 +309,10 @@ test('two hosts (network namespaces, a daemon each): the booted guest migrates l
     sh('ip', '-n', nsA, 'addr', 'add', '10.0.2.1/24', 'dev', 'rzbr');
     const to = '10.9.0.2:7440';
 
-    daemonA = new NsDaemon(nsA, path.join(dir, 'a'));
-    daemonB = new NsDaemon(nsB, path.join(dir, 'b'), ['--migration-listen', to]);
+    const token = path.join(dir, 'token');
+    fs.writeFileSync(token, 'the-shared-migration-secret\n');
+    daemonA = new NsDaemon(nsA, path.join(dir, 'a'), ['--migration-token-file', token]);
+    daemonB = new NsDaemon(nsB, path.join(dir, 'b'), ['--migration-listen', to, '--migration-token-file', token]);
     await daemonA.ready();
     await daemonB.ready();
     assert.match(daemonB.stderr, /accepting live migrations on 10\.9\.0\.2:7440/);

@@ -85,7 +85,8 @@ export function registerDaemonCommands(cli: Command): void {
     .option(socketFlag, 'API socket (default: /run/ringzero/ringzero.sock for root, else in the state directory)')
     .option('--listen <host:port>', 'also serve the API on TCP (needs --token-file)')
     .option('--token-file <file>', 'bearer token required on the TCP listener')
-    .option('--migration-listen <host:port>', 'accept live migrations of VMs from other daemons on this TCP address (a trusted network: the stream is not encrypted)')
+    .option('--migration-listen <host:port>', 'accept live migrations of VMs from other daemons on this TCP address (needs --migration-token-file; the stream is not encrypted)')
+    .option('--migration-token-file <file>', 'the secret shared by the daemons that migrate VMs between them (at least 16 characters)')
     .option('--shutdown-timeout <seconds>', 'default time a shutdown waits before destroying the VM', '60')
     .action(async (options) => {
       const { runDaemon } = await import('./daemon.ts');

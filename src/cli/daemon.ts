@@ -23,6 +23,8 @@ export interface DaemonOptions {
   shutdownTimeout?: string;
   /** HOST:PORT on which to accept live migrations from other daemons (src/manager/migration.ts). */
   migrationListen?: string;
+  /** The secret the daemons of a cluster share for migrations (needed to send or accept one). */
+  migrationTokenFile?: string;
 }
 
 function say(line: string): void {
@@ -81,6 +83,8 @@ export async function runDaemon(options: DaemonOptions): Promise<number> {
   if (tcp && options.tokenFile === undefined) throw new UsageError('--listen needs --token-file: the TCP API always requires a bearer token');
   const token = options.tokenFile !== undefined ? readToken(options.tokenFile) : undefined;
   const migrationAt = options.migrationListen !== undefined ? parseListen(options.migrationListen, '--migration-listen') : undefined;
+  if (migrationAt && options.migrationTokenFile === undefined) throw new UsageError('--migration-listen needs --migration-token-file: a migrating daemon must prove it holds the same secret');
+  const migrationToken = options.migrationTokenFile !== undefined ? readToken(options.migrationTokenFile) : undefined;
   const shutdownTimeoutS = options.shutdownTimeout !== undefined ? Number(options.shutdownTimeout) : undefined;
   if (shutdownTimeoutS !== undefined && !(shutdownTimeoutS >= 0)) throw new UsageError(`invalid --shutdown-timeout '${options.shutdownTimeout}'`);
 
@@ -97,6 +101,7 @@ export async function runDaemon(options: DaemonOptions): Promise<number> {
   const reaper = new Subreaper(say);
   const manager = new VmManager(stateDir, { log: say });
   await manager.open();
+  manager.migrations.setToken(migrationToken);
   if (migrationAt) {
     const at = await manager.migrations.listen(migrationAt.host, migrationAt.port);
     say(`accepting live migrations on ${at.host.includes(':') ? `[${at.host}]` : at.host}:${at.port}`);

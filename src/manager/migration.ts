@@ -2,10 +2,13 @@
 // stream itself is src/migration's (pre-copy, stop-and-copy, the state in the snapshot format); this module is what
 // the two daemons do around it.
 //
-// The destination daemon listens for migrations (`ringzero daemon --migration-listen HOST:PORT`). The source daemon
-// connects there and the two speak over that one TCP connection, the "link", in frames of
-// { type u8, length u32 LE, payload }:
-//   HELLO  (1, JSON)  source: {format, version, definition, disks: [{path, size}], linkTimeoutMs, source}
+// The destination daemon listens for migrations (`ringzero daemon --migration-listen HOST:PORT
+// --migration-token-file F`). The source daemon connects there and the two speak over that one TCP connection, the
+// "link", in frames of { type u8, length u32 LE, payload }:
+//   CHALLENGE (7, JSON) destination, first: {nonce} (32 random bytes, hex)
+//   HELLO  (1, JSON)  source: {format, version, auth, definition, disks: [{path, size}], linkTimeoutMs, source}, where
+//                     auth = HMAC-SHA256(the shared migration token, nonce): proof that the source knows the token
+//                     (which never crosses the link), since a VM offered here is started here with its disk paths
 //   ACCEPT (2, JSON)  destination: {ok: true} once its VMM waits for the stream, or {ok: false, code, message}
 //   DATA   (3)        the VMM-to-VMM migration stream, either way, byte for byte
 //   PING   (4)        both ways every linkTimeoutMs/4: a peer silent for linkTimeoutMs is gone (a cut link shows no
@@ -43,7 +46,7 @@ import type { VmManager } from './manager.ts';
 export const LINK_FORMAT = 'ringzero-daemon-migration';
 /** Bump on any change of the link's frames or messages. */
 export const LINK_VERSION = 1;
-const F_HELLO = 1, F_ACCEPT = 2, F_DATA = 3, F_PING = 4, F_END = 5, F_ABORT = 6;
+const F_HELLO = 1, F_ACCEPT = 2, F_DATA = 3, F_PING = 4, F_END = 5, F_ABORT = 6, F_CHALLENGE = 7;
 const HEADER = 5;
 /** Largest link frame accepted (a definition is tiny; DATA frames carry one socket read, at most 64 KiB). */
 const MAX_LINK_FRAME = 16 * 1024 * 1024;
@@ -162,6 +165,8 @@ export class Migrations {
   private readonly busy = new Set<string>();
   private server: net.Server | undefined;
   private readonly links = new Set<net.Socket>();
+  /** The secret both daemons share (`--migration-token-file`): proves the source to the destination. */
+  private token: string | undefined;
 
   constructor(stateRoot: string, private readonly manager: VmManager, private readonly log: (line: string) => void) {
     this.dir = path.join(stateRoot, 'migrations');
@@ -185,6 +190,10 @@ export class Migrations {
       }
       removeFileDurable(file);
     }
+  }
+
+  setToken(token: string | undefined): void {
+    this.token = token;
   }
 
   close(): void {
@@ -254,6 +263,7 @@ export class Migrations {
     const vm = this.manager.get(name);
     if (vm.state !== 'running' && vm.state !== 'paused') throw new ManagerError('conflict', `VM '${name}' is ${vm.state}: only a running or paused VM can be migrated`);
     if (this.busy.has(name)) throw new ManagerError('conflict', `VM '${name}' is already migrating`);
+    if (this.token === undefined) throw new ManagerError('conflict', 'this daemon has no migration token: start it with --migration-token-file (the same secret as the destination\'s)');
     let target: { host: string; port: number };
     try {
       target = parseHostPort(request.to, '"to"');
@@ -289,14 +299,19 @@ export class Migrations {
       link.heartbeat();
       view.phase = 'setup';
       const disks = definition.disks.map((d) => ({ path: d.path, size: fileSize(d.path) }));
+      let challenged: (nonce: string) => void = () => {};
+      const challenge = new Promise<string>((resolve) => { challenged = resolve; });
       const accepted = new Promise<Record<string, unknown>>((resolve, reject) => {
         link.onFrame = (type, payload) => {
-          if (type === F_ACCEPT) resolve(parseJson(payload));
+          if (type === F_CHALLENGE) challenged(String(parseJson(payload).nonce ?? ''));
+          else if (type === F_ACCEPT) resolve(parseJson(payload));
           else if (type === F_ABORT) reject(new Error(`the destination gave up: ${String(parseJson(payload).message)}`));
         };
         link.onFail = reject;
       });
-      link.sendJson(F_HELLO, { format: LINK_FORMAT, version: LINK_VERSION, definition, disks, linkTimeoutMs, source: os.hostname() });
+      accepted.catch(() => {});
+      const nonce = await withTimeout(Promise.race([challenge, accepted.then(() => '')]), 10_000, `${request.to} sent no challenge: not a ringzero daemon's migration listener?`);
+      link.sendJson(F_HELLO, { format: LINK_FORMAT, version: LINK_VERSION, auth: proof(this.token!, nonce), definition, disks, linkTimeoutMs, source: os.hostname() });
       const answer = await withTimeout(accepted, ACCEPT_TIMEOUT_MS, `the destination daemon did not take the VM within ${ACCEPT_TIMEOUT_MS / 1000} s`);
       if (answer.ok !== true) throw new Error(`the destination refused the VM: ${String(answer.message)}${answer.code ? ` [${String(answer.code)}]` : ''}`);
 
@@ -417,6 +432,8 @@ export class Migrations {
     this.links.add(socket);
     socket.once('close', () => this.links.delete(socket));
     link.heartbeat();
+    const nonce = crypto.randomBytes(32).toString('hex');
+    link.sendJson(F_CHALLENGE, { nonce });
     // The source has a while to say who it is.
     const helloTimer = setTimeout(() => link.abort('no hello within 10 s'), 10_000);
     link.onFail = () => clearTimeout(helloTimer);
@@ -424,14 +441,19 @@ export class Migrations {
       if (type !== F_HELLO) return;
       clearTimeout(helloTimer);
       link.onFrame = undefined;
-      this.incoming(link, parseJson(payload), peer).catch((error: Error) => this.log(`incoming migration from ${peer}: ${error.message}`));
+      this.incoming(link, parseJson(payload), peer, nonce).catch((error: Error) => this.log(`incoming migration from ${peer}: ${error.message}`));
     };
   }
 
   /** Check the source's offer; only what cannot work here is refused (the VMM stream checks the machine itself). */
-  private checkOffer(hello: Record<string, unknown>): { definition: VmDefinition; linkTimeoutMs: number } {
+  private checkOffer(hello: Record<string, unknown>, nonce: string): { definition: VmDefinition; linkTimeoutMs: number } {
     if (hello.format !== LINK_FORMAT) throw new ManagerError('invalid', `not a ringzero daemon migration (format ${JSON.stringify(hello.format)})`);
     if (hello.version !== LINK_VERSION) throw new ManagerError('unsupported', `the source daemon speaks migration link version ${String(hello.version)}, this one ${LINK_VERSION}`);
+    const expected = Buffer.from(proof(this.token ?? crypto.randomBytes(32).toString('hex'), nonce), 'hex');
+    const given = typeof hello.auth === 'string' && /^[0-9a-f]{64}$/.test(hello.auth) ? Buffer.from(hello.auth, 'hex') : Buffer.alloc(32);
+    if (this.token === undefined || !crypto.timingSafeEqual(expected, given)) {
+      throw new ManagerError('unauthorized', 'the source daemon does not hold this daemon\'s migration token (--migration-token-file)');
+    }
     const d = hello.definition as VmDefinition | undefined;
     if (typeof d !== 'object' || d === null || typeof d.name !== 'string' || !VM_NAME_RE.test(d.name)) throw new ManagerError('invalid', 'the source sent no usable VM definition');
     if (!Array.isArray(d.disks) || (d.nics !== undefined && !Array.isArray(d.nics))) throw new ManagerError('invalid', `the definition of '${d.name}' is malformed`);
@@ -457,10 +479,10 @@ export class Migrations {
     return { definition: d, linkTimeoutMs };
   }
 
-  private async incoming(link: Link, hello: Record<string, unknown>, peer: string): Promise<void> {
+  private async incoming(link: Link, hello: Record<string, unknown>, peer: string, nonce: string): Promise<void> {
     let offer: { definition: VmDefinition; linkTimeoutMs: number };
     try {
-      offer = this.checkOffer(hello);
+      offer = this.checkOffer(hello, nonce);
     } catch (error) {
       const e = error as ManagerError;
       link.sendJson(F_ACCEPT, { ok: false, code: e.code ?? 'internal', message: e.message });
@@ -712,7 +734,7 @@ class Link {
       const head = this.peek(HEADER);
       const type = head.readUInt8(0);
       const size = head.readUInt32LE(1);
-      if (type < F_HELLO || type > F_ABORT) throw new Error(`the peer daemon sent an unknown link frame (type ${type})`);
+      if (type < F_HELLO || type > F_CHALLENGE) throw new Error(`the peer daemon sent an unknown link frame (type ${type})`);
       if (size > MAX_LINK_FRAME) throw new Error(`the peer daemon sent a link frame of ${size} bytes`);
       if (this.length < HEADER + size) return;
       this.take(HEADER);
@@ -766,6 +788,11 @@ function connectLocal(port: number): Promise<net.Socket> {
     socket.once('connect', () => { socket.off('error', reject); resolve(socket); });
     socket.once('error', (error) => reject(new Error(`cannot reach the incoming VMM: ${(error as NodeJS.ErrnoException).code ?? error.message}`)));
   });
+}
+
+/** The source's answer to the destination's challenge: HMAC-SHA256 keyed with the shared token. */
+function proof(token: string, nonce: string): string {
+  return crypto.createHmac('sha256', token).update(`${LINK_FORMAT}:${nonce}`).digest('hex');
 }
 
 function parseJson(payload: Buffer): Record<string, unknown> {
