@@ -427,3 +427,46 @@ test('a 2 GiB KVM guest restores on KVM from the mapped memory file: RAM is not 
     }
   }
 });
+
+test('KVM across VMM processes (src/vmm/snapshot-run.ts): SIGUSR2 snapshots and ends the first, a fresh process restores and finishes exactly', { skip }, async () => {
+  const { spawn } = await import('node:child_process');
+  const n = 160_000;
+  const want = expected(n);
+  const root = path.resolve(path.dirname(new URL(import.meta.url).pathname), '..');
+  const work = tmpDir();
+  const cfgFile = path.join(work, 'vm.json');
+  fs.writeFileSync(cfgFile, JSON.stringify(config('kvm', n)));
+  const dir = path.join(work, 'snap');
+  function vmm(args: string[]): { out: () => string; done: Promise<number>; kill: () => void; child: ReturnType<typeof spawn> } {
+    const child = spawn(process.execPath, ['--import', 'tsx', path.join(root, 'src/vmm/snapshot-run.ts'), ...args], { stdio: ['pipe', 'pipe', 'pipe'], cwd: root });
+    let out = '';
+    let err = '';
+    child.stdout!.on('data', (c: Buffer) => { out += c.toString('latin1'); });
+    child.stderr!.on('data', (c: Buffer) => { err += c.toString(); });
+    const done = new Promise<number>((resolve) => child.on('exit', (code) => resolve(code ?? -1)));
+    const watchdog = setTimeout(() => child.kill('SIGKILL'), 90_000);
+    void done.then(() => clearTimeout(watchdog));
+    return { out: () => out, done: done.then((c) => { if (c !== 0) process.stderr.write(err); return c; }), kill: () => child.kill('SIGKILL'), child };
+  }
+  const first = vmm(['boot', cfgFile, dir]);
+  try {
+    const end = Date.now() + 60_000;
+    while (first.out().length < 3) {
+      assert.ok(Date.now() < end, 'the first VMM printed nothing');
+      await new Promise((r) => setTimeout(r, 5));
+    }
+    first.child.kill('SIGUSR2');
+    assert.equal(await first.done, 0);
+  } finally {
+    first.kill();
+  }
+  const before = first.out();
+  assert.ok(before.length >= 3 && before.length < want.text.length - 17, `snapshotted mid-run (${JSON.stringify(before)})`);
+  const second = vmm(['restore', dir]);
+  try {
+    assert.equal(await second.done, 0);
+  } finally {
+    second.kill();
+  }
+  assert.equal(before + second.out(), want.text, 'the second process continues exactly where the first stopped');
+});

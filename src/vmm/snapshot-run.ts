@@ -1,5 +1,5 @@
-// A VMM process that can snapshot and restore, with its serial console on stdin/stdout (until `ringzero run` has
-// snapshot verbs of its own):
+// A VMM process that can snapshot and restore (either engine: the engine the config or the snapshot names), with its
+// serial console on stdin/stdout (until `ringzero run` has snapshot verbs of its own):
 //   node --import tsx src/vmm/snapshot-run.ts boot <config.json> <snapshot-dir>
 //       run the VM (a VmConfig as JSON); on SIGUSR2 pause it, write the snapshot to <snapshot-dir> and exit 0
 //   node --import tsx src/vmm/snapshot-run.ts restore <snapshot-dir> [<next-snapshot-dir>]
@@ -34,7 +34,9 @@ export async function runWithSnapshotSignal(machine: Machine, snapshotDir: strin
   let snapshotError: unknown;
   const onSignal = () => {
     if (!snapshotDir) return;
-    machine.snapshot(snapshotDir).then(
+    // Paused first and ended while still paused: a snapshot that resumed the guest would let it run (and print) a
+    // little past the saved instant before the exit, and the restored VM would repeat that output.
+    machine.pause().then(() => machine.snapshot(snapshotDir)).then(
       () => machine.requestExit({ kind: 'poweroff' }),
       (error) => { snapshotError = error; machine.requestExit({ kind: 'error', message: `snapshot failed: ${(error as Error).message}` }); },
     );
