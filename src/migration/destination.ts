@@ -164,12 +164,12 @@ function restore(machine: Machine, state: unknown): void {
  * onReboot 'restart' boots a fresh machine from the same definition). Exit status 0 after the guest powers off or
  * after it migrated away again; 1 when the migration in fails.
  */
-export async function runIncoming(uri: string, io: ConsoleIo, options: { controlSocket?: string } = {}): Promise<number> {
+export async function runIncoming(uri: string, io: ConsoleIo, options: { controlSocket?: string; engine?: VmConfig['engine'] } = {}): Promise<number> {
   const { host, port } = parseIncoming(uri);
   let machine: Machine;
   try {
     machine = await receiveMigration({
-      host, port, controlSocket: options.controlSocket,
+      host, port, controlSocket: options.controlSocket, engine: options.engine,
       onListening: (a) => process.stderr.write(`ringzero: waiting for an incoming migration on ${a.host.includes(':') ? `[${a.host}]` : a.host}:${a.port}\n`),
     }, io);
   } catch (error) {
