@@ -6,6 +6,7 @@ import { pathToFileURL } from 'node:url';
 import { Command, CommanderError } from 'commander';
 import { buildDefaultImage, findDefaultImage, ImageBuildError } from '../image/build.ts';
 import { MAX_CPUS, type ConsoleIo, type VmConfig } from '../vmm/config.ts';
+import type { GuestProfile, KernelSymbol } from '../vmm/guest-profile.ts';
 import { createHostConsole } from './console.ts';
 import { createSocketConsole, writeStatusFile } from './console-socket.ts';
 import { registerDaemonCommands } from './daemon-commands.ts';
@@ -19,7 +20,7 @@ import { checkSocketPath, UsageError } from './validate.ts';
 const EXIT_FAILURE = 1;
 const EXIT_USAGE = 2;
 
-type RunVm = (config: VmConfig, io: ConsoleIo) => Promise<number>;
+type RunVm = (config: VmConfig, io: ConsoleIo, options?: { profile?: GuestProfile }) => Promise<number>;
 
 function say(line: string): void {
   process.stderr.write(`ringzero: ${line}\n`);
@@ -101,16 +102,59 @@ async function incomingRunner(uri: string, options: RunOptions & { restore?: str
   return (io) => runIncoming(uri, io, { controlSocket: options.controlSocket });
 }
 
-async function runCommand(options: RunOptions & ManagedRunOptions & { restore?: string; incoming?: string }, givenOnCommandLine: (option: string) => boolean): Promise<number> {
+/** `run --profile-guest FILE [--kallsyms FILE]`. */
+interface ProfileOptions {
+  profileGuest?: string;
+  kallsyms?: string;
+}
+
+/** The guest profile asked for, with its symbols read up front (a bad path fails before the VM starts). */
+async function guestProfileFor(options: ProfileOptions, engine: string): Promise<{ profile: GuestProfile; symbols: KernelSymbol[]; file: string } | undefined> {
+  if (options.profileGuest === undefined) {
+    if (options.kallsyms !== undefined) throw new UsageError('--kallsyms names the symbols of --profile-guest: give both');
+    return undefined;
+  }
+  if (engine !== 'soft') throw new UsageError('--profile-guest samples the soft engine\'s run loop: use --engine soft');
+  const { GuestProfile, parseKallsyms } = await import('../vmm/guest-profile.ts');
+  const { SLICE } = await import('../vmm/machine.ts');
+  let symbols: KernelSymbol[] = [];
+  if (options.kallsyms !== undefined) {
+    const { readFileSync } = await import('node:fs');
+    let text: string;
+    try {
+      text = readFileSync(options.kallsyms, 'utf8');
+    } catch (error) {
+      throw new UsageError(`--kallsyms '${options.kallsyms}': ${(error as Error).message}`);
+    }
+    symbols = parseKallsyms(text);
+    if (symbols.length === 0) throw new UsageError(`--kallsyms '${options.kallsyms}' holds no text symbols (lines like "ffffffff81000000 T _text")`);
+  }
+  return { profile: new GuestProfile(SLICE), symbols, file: options.profileGuest };
+}
+
+async function runCommand(options: RunOptions & ManagedRunOptions & ProfileOptions & { restore?: string; incoming?: string }, givenOnCommandLine: (option: string) => boolean): Promise<number> {
   let run: (io: ConsoleIo) => Promise<number>;
   if (options.incoming !== undefined) {
+    if (options.profileGuest !== undefined) throw new UsageError('--profile-guest is for a VM booted or restored here, not with --incoming');
     run = await incomingRunner(options.incoming, options, givenOnCommandLine);
   } else if (options.restore !== undefined) {
+    if (options.profileGuest !== undefined) throw new UsageError('--profile-guest is for a VM booted here, not with --restore');
     run = await restoreRunner(options.restore, options, givenOnCommandLine);
   } else {
     const config = buildVmConfig(options, detectHost(), say);
+    const profiling = await guestProfileFor(options, config.engine);
     const runVm = await loadRunVm();
-    run = (io) => runVm(config, io);
+    const machineOptions = profiling ? { profile: profiling.profile } : {};
+    run = profiling
+      ? async (io) => {
+        try {
+          return await runVm(config, io, machineOptions);
+        } finally {
+          const { formatProfile } = await import('../vmm/guest-profile.ts');
+          process.stderr.write(formatProfile(profiling.profile.write(profiling.file, profiling.symbols)));
+        }
+      }
+      : (io) => runVm(config, io);
   }
   if (options.consoleSocket !== undefined) {
     const socketConsole = await createSocketConsole(options.consoleSocket);
@@ -188,7 +232,9 @@ function program(): Command {
     .option('--status-file <path>', 'with --console-socket: write the exit status here as JSON when the VM ends')
     .option('--no-translate', 'soft engine: interpret every instruction (no decoded-block cache), to compare')
     .option('--stats', 'print engine statistics (instructions, MIPS, block cache) on stderr when the VM ends')
-    .action(async (options: RunOptions & ManagedRunOptions & { restore?: string; incoming?: string }, command: Command) => {
+    .option('--profile-guest <file>', 'soft engine: sample where the guest runs (one RIP per 20000 instructions) and write the profile to FILE as JSON when the VM ends')
+    .option('--kallsyms <file>', 'with --profile-guest: the guest\'s /proc/kallsyms, to name kernel functions (boot with nokaslr)')
+    .action(async (options: RunOptions & ManagedRunOptions & ProfileOptions & { restore?: string; incoming?: string }, command: Command) => {
       process.exitCode = await runCommand(options, (option) => command.getOptionValueSource(option) === 'cli');
     });
 

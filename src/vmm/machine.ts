@@ -37,11 +37,13 @@ import { PciHost } from '../devices/pci/host.ts';
 import { attachVirtioDevices, type VirtioDevices } from '../devices/virtio/index.ts';
 import { KvmIrqRouter, WatchedClock, KvmGuestMemory } from './kvm-platform.ts';
 import type { KvmCpus, KvmSavedState } from './kvm-machine.ts';
+import type { GuestProfile } from './guest-profile.ts';
 import { readSnapshot, writeSnapshot, ringzeroVersion, applyDiffLayers, type ReadSnapshotOptions, type SnapshotBody } from './snapshot.ts';
 import { saveSoftCpu, checkVcpuState, restoreSoftCpu } from './snapshot-cpu.ts';
 
-/** Instructions a vCPU runs before the loop looks at timers and the other vCPUs. */
-const SLICE = 20_000;
+/** Instructions a vCPU runs before the loop looks at timers and the other vCPUs (also the guest profile's
+ * sampling period). */
+export const SLICE = 20_000;
 /** How long the loop may keep the thread before letting Node handle I/O. */
 const YIELD_MS = 8;
 
@@ -77,6 +79,8 @@ export interface MachineOptions {
   kvmInlineBsp?: boolean;
   /** Guest RAM is this file mapped copy-on-write (a snapshot's memory image; see Machine.restore). */
   memoryFile?: string;
+  /** Soft engine: sample RIP at the end of every full run-loop slice (./guest-profile.ts). */
+  profile?: GuestProfile;
 }
 
 interface Vcpu {
@@ -341,6 +345,7 @@ export class Machine {
   async run(): Promise<MachineExit> {
     if (this.config.engine === 'kvm') return this.runOnKvm();
     const debug = process.env.RINGZERO_DEBUG ? Number(process.env.RINGZERO_DEBUG) || 1 : 0;
+    const profile = this.options.profile;
     let lastYield = Date.now();
     const runStart = lastYield;
     let lastReport = lastYield;
@@ -358,6 +363,7 @@ export class Machine {
         if (v.waitForSipi) continue;
         const cpu = v.cpu;
         const r = cpu.run(SLICE);
+        if (r === RunExit.Budget && profile !== undefined) profile.record(cpu.rip);
         if (r === RunExit.Shutdown) {
           this.requestExit({ kind: 'reset' });
           break;
