@@ -351,17 +351,17 @@ test('two hosts (network namespaces, a daemon each): the booted guest migrates l
     const counter = (c: Console) => c.lines.map((l) => ({ n: /^C(\d+)$/.exec(l.line), at: l.at })).filter((x) => x.n).map((x) => ({ n: Number(x.n![1]), at: x.at }));
     await waitFor('the counter', () => counter(onA).length >= 30, 60_000);
 
-    // A guest that dirties memory about as fast as the link (capped at 4 MiB/s) moves it: it copies 4 MiB of random
-    // bytes in its RAM over and over. After 3 dirty rounds the migration gives up, cleanly; the guest runs on at A, B
-    // keeps nothing.
+    // A guest that dirties memory about as fast as the link (capped at 2 MiB/s) moves it: it copies 4 MiB of random
+    // bytes in its RAM over and over. After 2 dirty rounds the migration gives up, cleanly; the guest runs on at A, B
+    // keeps nothing. (On a loaded host the guest dirties slower, the cap does not change: hence the low cap.)
     onA.write('dd if=/dev/urandom of=/tmp/src bs=64k count=64 2>/dev/null; while [ ! -e /tmp/enough ]; do cp /tmp/src /tmp/dirt; echo DIRT; done &\n');
     await waitFor('the guest to dirty its memory', () => onA.lines.some((l) => l.line === 'DIRT'), 300_000);
-    let r = await api(A, 'POST', '/vms/web/migrate', { to, downtimeMs: 1, maxIterations: 3, bandwidth: 4 << 20 });
+    let r = await api(A, 'POST', '/vms/web/migrate', { to, downtimeMs: 1, maxIterations: 2, bandwidth: 2 << 20 });
     assert.equal(r.status, 202, JSON.stringify(r.body));
-    let m = await migrationOver(daemonA, 'web', 120_000);
+    let m = await migrationOver(daemonA, 'web', 300_000);
     assert.equal(m.phase, 'failed');
-    assert.match(m.error, /^no convergence after 3 iterations: the guest dirties [\d.]+ MiB\/s/);
-    assert.equal(m.iteration, 3);
+    assert.match(m.error, /^no convergence after 2 iterations: the guest dirties [\d.]+ MiB\/s/);
+    assert.equal(m.iteration, 2);
     onA.write('touch /tmp/enough; sleep 1; rm -f /tmp/dirt /tmp/src\n');
     const nc = counter(onA).length;
     await waitFor('the counter to go on at A', () => counter(onA).length >= nc + 10, 60_000);
