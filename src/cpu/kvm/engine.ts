@@ -146,6 +146,13 @@ export class KvmVcpuHandle implements Vcpu {
   private readonly timespec = Buffer.alloc(16);
   private worker: Worker | undefined;
   private running = false;
+  /**
+   * An exit was handled and KVM_RUN not entered since: KVM finishes that instruction (an IN's data into RAX, RIP past
+   * an OUT or MMIO access, the next round of a string I/O) only at the next KVM_RUN (api.rst, KVM_RUN: "the
+   * corresponding operations are complete (and guest state is consistent) only after userspace has re-entered the
+   * kernel"). A vCPU that stops here enters once more with immediate_exit set first (completeExit).
+   */
+  private exitPending = false;
   private stopRequested = false;
   private quitting = false;
   private tid = 0;
@@ -272,6 +279,10 @@ export class KvmVcpuHandle implements Vcpu {
     try {
       for (;;) {
         if (this.stopRequested) {
+          if (this.exitPending) {
+            const exit = await this.completeExit();
+            if (exit) return exit;
+          }
           this.stopRequested = false;
           return { reason: 'stopped' };
         }
@@ -292,9 +303,11 @@ export class KvmVcpuHandle implements Vcpu {
           this.vcpu.run[RUN.immediate_exit] = 0;
           continue; // kicked: a stop request is seen at the top of the loop; a stale kick is harmless
         }
+        this.exitPending = false;
         if (rc < 0) return { reason: 'error', message: new KvmError('KVM_RUN', -rc).message };
         const exit = this.handleExit();
         if (exit) return exit;
+        this.exitPending = true;
       }
     } finally {
       if (drainTimer) clearInterval(drainTimer);
@@ -302,6 +315,26 @@ export class KvmVcpuHandle implements Vcpu {
       this.inline?.timer.arm(0);
       this.running = false;
     }
+  }
+
+  /**
+   * Let KVM finish the instruction whose exit was just handled, running no further guest instruction: KVM_RUN with
+   * immediate_exit set completes the pending operation and returns EINTR (api.rst, kvm_run.immediate_exit), so the
+   * vCPU's registers can be saved (a snapshot) or it can wait (a pause) in a consistent state. A string I/O may need
+   * more rounds through the device first (KVM_RUN then returns the next exit). Returns an exit to report, if any.
+   */
+  private async completeExit(): Promise<VcpuExit | undefined> {
+    for (let round = 0; this.exitPending && round < 65536; round++) {
+      this.vcpu.run[RUN.immediate_exit] = 1;
+      const rc = this.inline ? this.runInline() : (this.startInWorker() ? Atomics.load(this.ch, CH.RESULT) : await this.waitForWorker());
+      this.vcpu.run[RUN.immediate_exit] = 0;
+      if (rc === -EINTR || rc === -EAGAIN) { this.exitPending = false; break; }
+      if (rc < 0) { this.exitPending = false; return { reason: 'error', message: new KvmError('KVM_RUN', -rc).message }; }
+      const exit = this.handleExit();
+      if (exit) { this.exitPending = false; return exit; }
+    }
+    this.drainPosted();
+    return undefined;
   }
 
   private runInline(): number {
