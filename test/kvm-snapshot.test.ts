@@ -546,3 +546,42 @@ test('a vCPU paused right after a port read (KVM_EXIT_IO in) is saved with the r
     }
   }
 });
+
+test('a KVM machine with a virtio device: the restored KVM VM wires the restored BAR to its ioeventfd, and the run finishes exactly', { skip }, async () => {
+  const n = 60_000;
+  const want = expected(n);
+  const io = console();
+  const m = new Machine({ ...config('kvm', n), rng: true }, io, { kvmInlineBsp: false });
+  m.loadKernel();
+  // Place the rng's register BAR and enable it, as a guest's PCI code would (the loop guest itself does not).
+  const slot = [...Array(32).keys()].find((s) => m.pci.configRead(0, s, 0, 0, 2) === 0x1af4)!;
+  m.pci.configWrite(0, slot, 0, 0x10, 4, 0xc000_0000);
+  m.pci.configWrite(0, slot, 0, 0x04, 2, 0x6);
+  const paused = pauseAt(m, io, 3);
+  const running = m.run();
+  const dir = path.join(tmpDir(), 'virtio');
+  let before: string;
+  try {
+    await paused;
+    before = io.text();
+    await m.snapshot(dir);
+  } finally {
+    m.requestExit({ kind: 'error', message: 'stopped after the snapshot' });
+    await running;
+    m.close();
+  }
+  const io2 = console();
+  const r = Machine.restore(dir, io2, { kvmInlineBsp: false });
+  try {
+    assert.equal((r.pci.configRead(0, slot, 0, 0x10, 4) & ~0xf) >>> 0, 0xc000_0000, 'the BAR restored');
+    await r.pause();
+    const run = r.run();
+    for (let i = 0; i < 500 && !r.kvmCpus; i++) await new Promise((res) => setTimeout(res, 10));
+    assert.equal(r.kvmCpus?.accel?.stats.ioeventfds, 1, 'the rng queue\'s notify register has its ioeventfd in the new KVM VM');
+    r.resume();
+    assert.deepEqual(await finish(r, run), { kind: 'poweroff' });
+    assertResult(r, before, io2.text(), want, 'with virtio-rng');
+  } finally {
+    r.close();
+  }
+});
