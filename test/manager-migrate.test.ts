@@ -139,6 +139,19 @@ test('daemon to daemon: refusals and faults leave the VM running at the source; 
     assert.equal((await api({ socket: dest.socket }, 'DELETE', '/vms/ctr')).status, 204);
     await countsOn('name taken');
 
+    // Cancelled during the pre-copy (migrate-abort, DELETE /vms/NAME/migration): the guest runs on here, B forgets it.
+    assert.equal((await api({ socket: source.socket }, 'DELETE', '/vms/ctr/migration')).status, 409, 'nothing to cancel');
+    r = await api({ socket: source.socket }, 'POST', '/vms/ctr/migrate', { to, bandwidth: 8192 });
+    assert.equal(r.status, 202);
+    await migrationAt(source, 'ctr', 8192);
+    const abort = await cli(['migrate-abort', 'ctr'], source.socket);
+    assert.equal(abort.status, 0, abort.stderr);
+    assert.match(abort.stdout, /VM 'ctr': migration to 127\.0\.0\.1:\d+ failed \(cancelled/);
+    m = await migrationOver(source, 'ctr');
+    assert.match(m.error, /^cancelled/);
+    await waitFor('B to forget the cancelled VM', async () => (await api({ socket: dest.socket }, 'GET', '/vms')).body.length === 0, 30_000);
+    await countsOn('cancelled');
+
     // The destination's VMM killed during the pre-copy (capped at 8 KiB/s so that the 57 KB of this guest take seconds).
     r = await api({ socket: source.socket }, 'POST', '/vms/ctr/migrate', { to, bandwidth: 8192 });
     assert.equal(r.status, 202);

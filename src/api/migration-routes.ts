@@ -3,6 +3,7 @@
 //                              migration and answers 202 with it at once (it runs on in the daemon)
 //   GET  /vms/{name}/migration the VM's latest migration, either way (also once the source has forgotten the VM):
 //                              phase, iteration, bytes sent, dirty rate, expected and measured downtime, error
+//   DELETE /vms/{name}/migration  cancel the VM's outgoing migration (before the switch-over): it runs on here
 //   GET  /migrations           the migrations this daemon has seen (the last 50), both ways
 
 import type { FastifyInstance } from 'fastify';
@@ -19,6 +20,7 @@ export function registerMigrationRoutes(app: FastifyInstance, manager: VmManager
     return started;
   });
   app.get<NameParams>('/vms/:name/migration', async (request) => manager.migrations.latest(request.params.name));
+  app.delete<NameParams>('/vms/:name/migration', async (request) => manager.migrations.cancel(request.params.name));
   app.get('/migrations', async () => manager.migrations.list());
 }
 
@@ -55,6 +57,11 @@ export function migrationPaths(): Record<string, unknown> {
         summary: 'the VM\'s latest migration (outgoing or incoming) and its progress: phase, iteration, bytes sent, dirty rate, expected downtime; '
           + 'once over, the measured downtime or the error',
         parameters: [vmName], responses: { 200: { description: 'the migration', content: json(ref('Migration')) }, ...errors(401, 404) },
+      },
+      delete: {
+        summary: 'cancel the VM\'s outgoing migration (virsh domjobabort): the destination forgets the VM, the guest runs on here; refused (409) '
+          + 'once the switch-over has begun. Answers when the migration has ended',
+        parameters: [vmName], responses: { 200: { description: 'the migration, failed with "cancelled"', content: json(ref('Migration')) }, ...errors(401, 409) },
       },
     },
     '/migrations': {

@@ -12,6 +12,7 @@ import { createSocketConsole, writeStatusFile } from './console-socket.ts';
 import { registerDaemonCommands } from './daemon-commands.ts';
 import { registerStorageCommands } from './storage-commands.ts';
 import { registerBackupCommands } from './backup-commands.ts';
+import { registerMigrateCommands } from './migrate-commands.ts';
 import { describeHost, detectHost, ENGINE_REQUESTS } from './host.ts';
 import { buildVmConfig, DEFAULT_CMDLINE, DEFAULT_MEMORY, type RunOptions } from './run-config.ts';
 import { checkSocketPath, UsageError } from './validate.ts';
@@ -299,6 +300,7 @@ function program(): Command {
   registerDaemonCommands(cli);
   registerStorageCommands(cli);
   registerBackupCommands(cli); // after registerDaemonCommands: adds `snapshot revert`
+  registerMigrateCommands(cli); // migrate-abort (src/cli/migrate-commands.ts)
 
   cli.command('doctor')
     .description('what this host offers for running VMs, and which engine auto picks')

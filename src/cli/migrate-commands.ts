@@ -2,8 +2,10 @@
 // `--migration-listen` address), through the API (src/api/migration-routes.ts). The command starts the migration,
 // follows it (GET /vms/NAME/migration; `--progress` prints each change on stderr) and ends when it is over: status 0
 // once the VM runs at the destination, 1 when it failed (the VM then runs on here).
+// Ctrl-C while it waits cancels the migration (as `ringzero migrate-abort NAME`, DELETE /vms/NAME/migration).
 // (`ringzero migrate --control-socket S --to H:P` is the VMM-to-VMM form, src/cli/main.ts.)
 
+import type { Command } from 'commander';
 import type { MigrationView } from '../manager/migration.ts';
 import { VM_NAME_RE } from '../manager/schema.ts';
 import { UsageError } from './validate.ts';
@@ -40,6 +42,19 @@ export function progressLine(m: MigrationView): string {
   return parts.join(', ');
 }
 
+/** `ringzero migrate-abort NAME` (virsh domjobabort): cancel the VM's outgoing migration. */
+export function registerMigrateCommands(cli: Command): void {
+  cli.command('migrate-abort').argument('<name>', 'the daemon\'s VM')
+    .description('cancel a VM\'s live migration before its switch-over: the destination forgets it, the guest runs on here')
+    .option('--socket <path>', 'the daemon\'s API socket (default: $RINGZERO_SOCKET, or the default state directory\'s)')
+    .action(async (name: string, options: SocketOption) => {
+      if (!VM_NAME_RE.test(name)) throw new UsageError(`invalid VM name '${name}'`);
+      const api = await client(options);
+      const m = await call(() => api.request<MigrationView>('DELETE', `/vms/${encodeURIComponent(name)}/migration`));
+      out(`VM '${name}': migration to ${m.peer} ${m.phase}${m.error ? ` (${m.error})` : ''}`);
+    });
+}
+
 export async function migrateThroughDaemon(name: string, options: DaemonMigrateOptions): Promise<void> {
   if (!VM_NAME_RE.test(name)) throw new UsageError(`invalid VM name '${name}'`);
   if (!/^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):\d{1,5}$/.test(options.to) || !(Number(options.to.slice(options.to.lastIndexOf(':') + 1)) >= 1 && Number(options.to.slice(options.to.lastIndexOf(':') + 1)) <= 65535)) {
@@ -58,6 +73,15 @@ export async function migrateThroughDaemon(name: string, options: DaemonMigrateO
   const started = await call(() => api.request<MigrationView>('POST', `/vms/${vm}/migrate`, body));
   let last = '';
   let m = started;
+  // Ctrl-C: cancel it (the guest runs on here), then report as usual.
+  let interrupted = false;
+  const onSigint = () => {
+    if (interrupted) process.exit(130);
+    interrupted = true;
+    process.stderr.write('cancelling the migration (Ctrl-C again to leave it running)\n');
+    api.request('DELETE', `/vms/${vm}/migration`).catch((error: Error) => process.stderr.write(`cannot cancel: ${error.message}\n`));
+  };
+  process.on('SIGINT', onSigint);
   for (;;) {
     if (options.progress) {
       const line = progressLine(m).replace(/, [\d.]+ s$/, '');
@@ -71,6 +95,7 @@ export async function migrateThroughDaemon(name: string, options: DaemonMigrateO
     if (next.id !== started.id) throw new Error(`VM '${name}': another migration (${next.id}) began meanwhile`);
     m = next;
   }
+  process.off('SIGINT', onSigint);
   if (options.json) out(JSON.stringify(m, null, 2));
   if (m.phase === 'failed') throw new Error(`VM '${name}': migration to ${options.to} failed, the VM runs on here: ${m.error ?? 'no reason given'}`);
   if (!options.json) {

@@ -165,6 +165,8 @@ export class Migrations {
   private readonly busy = new Set<string>();
   private server: net.Server | undefined;
   private readonly links = new Set<net.Socket>();
+  /** How to give up each outgoing migration in progress (DELETE /vms/{name}/migration). */
+  private readonly cancels = new Map<string, (message: string) => void>();
   /** The secret both daemons share (`--migration-token-file`): proves the source to the destination. */
   private token: string | undefined;
 
@@ -286,16 +288,34 @@ export class Migrations {
     return this.snapshot(view);
   }
 
+  /**
+   * Give up VM `name`'s outgoing migration (virsh domjobabort): the destination is told and forgets the VM, the source
+   * VMM resumes the guest. Refused once the switch-over has begun (the guest may already run there). Resolves with the
+   * migration once it has ended.
+   */
+  async cancel(name: string): Promise<MigrationView> {
+    const cancel = this.cancels.get(name);
+    const current = [...this.views.values()].filter((v) => v.vm === name && v.direction === 'outgoing').pop();
+    if (!cancel || !current) throw new ManagerError('conflict', `VM '${name}' has no outgoing migration in progress`);
+    if (current.phase === 'stop-and-copy') throw new ManagerError('conflict', `VM '${name}': the switch-over has begun; it cannot be cancelled any more`);
+    cancel('cancelled');
+    const deadline = Date.now() + 30_000;
+    while (current.endedAt === undefined && Date.now() < deadline) await sleep(20);
+    return this.snapshot(current);
+  }
+
   private async runOutgoing(view: MigrationView, definition: VmDefinition, target: { host: string; port: number }, request: MigrateRequest): Promise<void> {
     const name = view.vm;
     const linkTimeoutMs = request.linkTimeoutMs ?? DEFAULT_LINK_TIMEOUT_MS;
     const link = new Link(net.createConnection({ host: target.host, port: target.port }), linkTimeoutMs);
     this.links.add(link.socket);
+    this.cancels.set(name, (message) => link.cancel(message));
     let relay: net.Server | undefined;
     let local: net.Socket | undefined;
     let statusTimer: NodeJS.Timeout | undefined;
     try {
       await link.connected(10_000, `the destination daemon at ${request.to}`);
+      if (link.gone) throw link.gone;
       link.heartbeat();
       view.phase = 'setup';
       const disks = definition.disks.map((d) => ({ path: d.path, size: fileSize(d.path) }));
@@ -351,6 +371,7 @@ export class Migrations {
         linkError ??= error;
         local?.destroy();
       };
+      if (link.gone) linkError ??= link.gone; // failed or cancelled while the handlers were being set
       const poll = () => {
         this.manager.control(name, { cmd: 'migrate-status' }, 2000).then((p) => {
           if (p.ok === true && view.endedAt === undefined && typeof p.phase === 'string' && p.phase !== 'none') copyProgress(view, p);
@@ -381,6 +402,7 @@ export class Migrations {
       clearInterval(statusTimer);
       relay?.close();
       this.links.delete(link.socket);
+      this.cancels.delete(name);
     }
     // The source VMM ends by itself after the switch-over; then its definition goes (the VM lives on there).
     try {
@@ -624,6 +646,7 @@ class Link {
   private held = false;
   private timer: NodeJS.Timeout | undefined;
   private failed = false;
+  private failure: Error | undefined;
   private closing = false;
   private readonly opened: Promise<void>;
 
@@ -708,6 +731,26 @@ class Link {
     setTimeout(() => this.socket.destroy(), 5000).unref();
   }
 
+  /** The failure this link ended with, if any. */
+  get gone(): Error | undefined {
+    return this.failure;
+  }
+
+  /** This side gives up (a user's cancel): tell the peer, then fail as if the link had (onFail says why). */
+  cancel(message: string): void {
+    if (this.failed || this.closing) return;
+    if (!this.socket.connecting && !this.socket.destroyed) {
+      this.sendJson(F_ABORT, { message });
+      this.socket.end();
+    }
+    const error = new Error(message);
+    this.failure = error;
+    this.failed = true;
+    clearTimeout(this.timer);
+    setTimeout(() => this.socket.destroy(), 1000).unref();
+    this.onFail?.(error);
+  }
+
   /** Give up: tell the peer why (if the link still carries anything) and drop the connection. */
   abort(message: string): void {
     if (!this.failed && !this.closing && !this.socket.destroyed) {
@@ -722,6 +765,7 @@ class Link {
   private fail(error: Error): void {
     if (this.failed) return;
     this.failed = true;
+    this.failure = error;
     clearTimeout(this.timer);
     this.socket.destroy();
     if (!this.closing) this.onFail?.(error);
