@@ -5,8 +5,8 @@
 //
 // Times are the process's CPU time (user + system), not wall time. Each loop runs on three engines in the same run:
 // the plain interpreter (what RINGZERO_TRANSLATE=0 / --no-translate gives), the decoded-block cache replaying
-// closures (RINGZERO_JIT=0) and the default, hot blocks translated to JavaScript (src/cpu/soft/jit); the ratios
-// are against the interpreter.
+// closures (RINGZERO_JIT=0), the default, hot blocks translated to JavaScript (src/cpu/soft/jit), and hot blocks
+// translated to WebAssembly (RINGZERO_JIT=wasm, src/cpu/soft/wasm); the ratios are against the interpreter.
 //
 // The machine is shared and noisy: compare figures from the same run (or several runs) rather than across days.
 // The last line is one JSON object of the figures, for scripts.
@@ -68,13 +68,15 @@ const BENCHES: Bench[] = [
   },
 ];
 
-type Engine = 'interp' | 'closures' | 'jit';
+type Engine = 'interp' | 'closures' | 'jit' | 'wasm';
 
 function runOnce(b: Bench, engine: Engine): { instructions: number; ms: number } {
   // A fresh memory per run: the block cache belongs to the memory, so no run inherits another's blocks.
-  const mem = new GuestMemory(64 * MiB);
-  const cpu = new SoftCpu({ mem, ports: new PortBus(), mmio: new MmioBus(), clock: new VmClock(), blockCache: engine !== 'interp' });
-  cpu.jitEnabled = engine === 'jit';
+  const wasm = engine === 'wasm';
+  const mem = new GuestMemory(64 * MiB, undefined, { wasm });
+  const cpu = new SoftCpu({ mem, ports: new PortBus(), mmio: new MmioBus(), clock: new VmClock(), blockCache: engine !== 'interp', wasm });
+  cpu.jitEnabled = engine === 'jit' || wasm;
+  if (wasm && cpu.wasm === null) throw new Error('the wasm engine could not be set up');
   setupFlatLongMode(cpu, { pml4: 0x10000, identityMapBytes: 1 << 30, cpl: 0 });
   cpu.setGpr(4, BigInt(STACK_TOP));
   b.setup?.(mem);
@@ -91,7 +93,7 @@ function runOnce(b: Bench, engine: Engine): { instructions: number; ms: number }
 
 const reps = Number(process.env.REPS ?? 5);
 const only = process.env.ONLY?.split(',');
-const engines = (process.env.ENGINES?.split(',') ?? ['interp', 'closures', 'jit']) as Engine[];
+const engines = (process.env.ENGINES?.split(',') ?? ['interp', 'closures', 'jit', 'wasm']) as Engine[];
 const figures: Record<string, number> = {};
 for (const b of BENCHES) {
   if (only && !only.includes(b.name)) continue;

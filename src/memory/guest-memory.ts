@@ -2,7 +2,7 @@
 // 32-bit PCI hole, as on a PC: [0, lowEnd) and [4 GiB, 4 GiB + highSize).
 // The memfd lets vCPU worker threads, the KVM engine and snapshots map the same pages.
 import fs from 'node:fs';
-import { memfd, mmap, munmap, close, PROT_READ, PROT_WRITE, MAP_SHARED, MAP_PRIVATE, MAP_NORESERVE } from '../sys/libc.ts';
+import { memfd, mmap, mmapFixed, munmap, close, koffi, PROT_READ, PROT_WRITE, MAP_SHARED, MAP_PRIVATE, MAP_ANONYMOUS, MAP_NORESERVE } from '../sys/libc.ts';
 
 export const KiB = 1024;
 export const MiB = 1024 * KiB;
@@ -13,6 +13,11 @@ export const PCI_HOLE_START = 3 * GiB;
 export const HIGH_RAM_START = 4 * GiB;
 export const MIN_MEMORY = 64 * MiB;
 export const MAX_MEMORY = 64 * GiB;
+/**
+ * Where low RAM sits inside `GuestMemory.wasmMemory` (the software CPU's WebAssembly translator,
+ * src/cpu/soft/wasm): the bytes below hold the CPUs' state areas and the code-page bytes.
+ */
+export const WASM_RAM_OFFSET = 16 * MiB;
 
 export interface RamRegion {
   /** Guest physical address of the first byte. */
@@ -34,6 +39,14 @@ export interface GuestMemorySource {
   file: string;
 }
 
+export interface GuestMemoryOptions {
+  /**
+   * Map low RAM inside a WebAssembly.Memory (at WASM_RAM_OFFSET) so translated code reaches it with plain loads
+   * and stores. Default: on when RINGZERO_JIT=wasm. Falls back silently when it cannot be done.
+   */
+  wasm?: boolean;
+}
+
 export class GuestMemory {
   /** The memfd, or the opened snapshot memory file when `privateFile` is true (its contents are NOT the live RAM). */
   readonly fd: number;
@@ -45,8 +58,10 @@ export class GuestMemory {
   readonly lowView: DataView;
   readonly lowSize: number;
   readonly highSize: number;
+  /** The WebAssembly memory whose bytes [WASM_RAM_OFFSET, +lowSize) are low RAM (see GuestMemoryOptions.wasm). */
+  wasmMemory: WebAssembly.Memory | undefined;
 
-  constructor(readonly size: number, source?: GuestMemorySource) {
+  constructor(readonly size: number, source?: GuestMemorySource, options: GuestMemoryOptions = {}) {
     if (!Number.isInteger(size) || size % (4 * KiB) !== 0) throw new RangeError(`memory size ${size} is not a whole number of 4 KiB pages`);
     if (size < MIN_MEMORY || size > MAX_MEMORY) throw new RangeError(`memory size must be between ${MIN_MEMORY / MiB} MiB and ${MAX_MEMORY / GiB} GiB`);
     this.privateFile = source !== undefined;
@@ -63,7 +78,8 @@ export class GuestMemory {
     }
     this.lowSize = Math.min(size, PCI_HOLE_START);
     this.highSize = size - this.lowSize;
-    this.addRegion(0, this.lowSize, 0);
+    if ((options.wasm ?? process.env.RINGZERO_JIT === 'wasm') && !this.addWasmRegion()) this.wasmMemory = undefined;
+    if (this.regions.length === 0) this.addRegion(0, this.lowSize, 0);
     if (this.highSize > 0) this.addRegion(HIGH_RAM_START, this.highSize, this.lowSize);
     this.low = this.regions[0].bytes;
     this.lowView = this.regions[0].view;
@@ -74,6 +90,32 @@ export class GuestMemory {
     const sharing = this.privateFile ? MAP_PRIVATE : MAP_SHARED;
     const { address, buffer } = mmap(size, PROT_READ | PROT_WRITE, sharing | MAP_NORESERVE, this.fd, fileOffset);
     this.regions.push({ guestBase, size, fileOffset, bytes: new Uint8Array(buffer), view: new DataView(buffer), hostAddress: address });
+  }
+
+  /**
+   * Low RAM laid over a fixed-size WebAssembly.Memory: the memfd is mapped (MAP_FIXED) over the memory's own pages
+   * at WASM_RAM_OFFSET, so wasm loads and stores, this process's typed arrays and every other mapping of the memfd
+   * (vCPU workers, KVM, snapshots) see the same bytes. wasm32 addresses stop at 4 GiB, which low RAM (at most
+   * 3 GiB) plus the offset respects. Returns false (nothing mapped) when it cannot be done.
+   */
+  private addWasmRegion(): boolean {
+    try {
+      const pages = Math.ceil((WASM_RAM_OFFSET + this.lowSize) / 65536);
+      const wm = new WebAssembly.Memory({ initial: pages, maximum: pages });
+      const base = BigInt(koffi.address(wm.buffer as never));
+      const address = base + BigInt(WASM_RAM_OFFSET);
+      const sharing = this.privateFile ? MAP_PRIVATE : MAP_SHARED;
+      mmapFixed(address, this.lowSize, PROT_READ | PROT_WRITE, sharing | MAP_NORESERVE, this.fd, 0);
+      this.wasmMemory = wm;
+      const buffer = wm.buffer;
+      this.regions.push({
+        guestBase: 0, size: this.lowSize, fileOffset: 0, hostAddress: address,
+        bytes: new Uint8Array(buffer, WASM_RAM_OFFSET, this.lowSize), view: new DataView(buffer, WASM_RAM_OFFSET, this.lowSize),
+      });
+      return true;
+    } catch {
+      return false;
+    }
   }
 
   /** The region holding [gpa, gpa+len), or undefined when any byte is outside RAM. */
@@ -189,7 +231,11 @@ export class GuestMemory {
   }
 
   close(): void {
-    for (const r of this.regions) munmap(r.hostAddress, r.size);
+    for (const r of this.regions) {
+      // The WebAssembly memory's pages belong to V8: put anonymous pages back rather than leave a hole.
+      if (this.wasmMemory && r.guestBase === 0) mmapFixed(r.hostAddress, r.size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE);
+      else munmap(r.hostAddress, r.size);
+    }
     this.regions.length = 0;
     close(this.fd);
   }

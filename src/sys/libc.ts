@@ -18,6 +18,8 @@ export const MAP_SHARED = 1;
 export const MAP_PRIVATE = 2;
 export const MAP_ANONYMOUS = 0x20;
 export const MAP_NORESERVE = 0x4000;
+/** Place the mapping exactly at the given address, replacing what was there (mmap(2)). */
+export const MAP_FIXED = 0x10;
 const MFD_CLOEXEC = 1;
 const MAP_FAILED = BigInt.asUintN(64, -1n);
 
@@ -54,6 +56,16 @@ export function mmap(length: number, prot: number, flags: number, fd = -1, offse
   const address = typeof p === 'bigint' ? p : BigInt(koffi.address(p));
   if (address === MAP_FAILED || address === 0n) throw new SysError('mmap', lastErrno());
   return { address, buffer: koffi.view(p, length) as ArrayBuffer };
+}
+
+/**
+ * A mapping at exactly `address` (MAP_FIXED is added): replaces the pages there, e.g. guest RAM laid over part of a
+ * WebAssembly memory's reservation (src/memory/guest-memory.ts).
+ */
+export function mmapFixed(address: bigint, length: number, prot: number, flags: number, fd = -1, offset = 0): void {
+  const p = mmapFn(address, length, prot, flags | MAP_FIXED, fd, offset);
+  const got = typeof p === 'bigint' ? p : BigInt(koffi.address(p));
+  if (got !== address) throw new SysError('mmap(MAP_FIXED)', lastErrno());
 }
 
 export function munmap(address: bigint, length: number): void {

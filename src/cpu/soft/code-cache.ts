@@ -28,6 +28,8 @@
 import type { GuestMemory } from '../../memory/guest-memory.ts';
 import type { OpHandler, SoftCpu } from './cpu.ts';
 import type { JitFn } from './jit/translate.ts';
+import type { WasmCode } from './wasm/translate.ts';
+import { CODE_PAGES } from './wasm/layout.ts';
 
 /** Longest block, in instructions (bounds the event latency of a block to this many instructions). */
 export const MAX_BLOCK = 32;
@@ -106,6 +108,8 @@ export class Block {
   readonly n: number;
   /** The generated JavaScript of this block, once it is hot (null until then, or if it cannot be translated). */
   fn: JitFn | null = null;
+  /** The block translated to WebAssembly (./wasm/translate.ts, RINGZERO_JIT=wasm), once it is hot. */
+  wasm: WasmCode | null = null;
   /** Replays so far (counts toward JIT_THRESHOLD; -1 once translation was tried). */
   runs = 0;
   /** The last two blocks that followed this one (chaining; each is re-validated by pa + gen + mode when used). */
@@ -154,9 +158,10 @@ export class CodeCache {
   readonly cpus: SoftCpu[] = [];
   readonly stats: CodeCacheStats = { blocks: 0, instructionsCached: 0, invalidations: 0, compiled: 0, chainHits: 0 };
 
-  constructor(readonly lowSize: number) {
+  /** `codePagesIn`: where the code-page bytes live (the wasm memory, so translated stores can check them). */
+  constructor(readonly lowSize: number, codePagesIn?: ArrayBuffer) {
     const pages = Math.ceil(lowSize / 4096);
-    this.codePages = new Uint8Array(pages);
+    this.codePages = codePagesIn ? new Uint8Array(codePagesIn, CODE_PAGES, pages).fill(0) : new Uint8Array(pages);
     this.pageGen = new Int32Array(pages);
     this.pageInvalidations = new Uint16Array(pages);
     this.noCache = new Uint8Array(pages);
@@ -215,7 +220,7 @@ const caches = new WeakMap<GuestMemory, CodeCache>();
 export function codeCacheFor(mem: GuestMemory): CodeCache {
   let c = caches.get(mem);
   if (!c) {
-    const cache = new CodeCache(mem.lowSize);
+    const cache = new CodeCache(mem.lowSize, mem.wasmMemory?.buffer);
     caches.set(mem, cache);
     // Device DMA into guest RAM must drop stale decoded code just as a CPU store does.
     mem.onExternalWrite((gpa, len) => cache.invalidateRange(gpa, len));

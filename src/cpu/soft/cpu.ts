@@ -21,6 +21,7 @@ import { FpuState } from './ops/fpu-state.ts';
 import { CodeCache, codeCacheFor, Block, BlockEntry, TERMINATOR, MAX_BLOCK, HOT_THRESHOLD, TABLE_MASK, JIT_THRESHOLD, CHAIN_LIMIT } from './code-cache.ts';
 import { compileFast } from './fast-forms.ts';
 import { translateBlock } from './jit/translate.ts';
+import { wasmStateFor, type WasmEngine } from './wasm/translate.ts';
 
 export interface CpuEnvironment {
   mem: GuestMemory;
@@ -37,6 +38,8 @@ export interface CpuEnvironment {
    * (`ringzero run --no-translate` sets this to false).
    */
   blockCache?: boolean;
+  /** Use the WebAssembly translator (needs a wasm-backed GuestMemory). Default: RINGZERO_JIT=wasm. */
+  wasm?: boolean;
 }
 
 /** What the CPU needs from its local APIC (src/devices/irq/lapic.ts implements it). */
@@ -245,6 +248,13 @@ export class SoftCpu {
    * closures. Default: on, unless RINGZERO_JIT=0 (closure replay only, to compare).
    */
   jitEnabled: boolean;
+  /**
+   * The WebAssembly translator (./wasm/translate.ts) when RINGZERO_JIT=wasm and the memory is wasm-backed: it then
+   * replaces the JavaScript translator, and rlo/rhi, the TLB and segBase are views into its memory.
+   */
+  readonly wasm: WasmEngine | null = null;
+  /** Byte offset of this vCPU's state area in the wasm memory (./wasm/layout.ts). */
+  readonly wasmState: number = 0;
 
   constructor(env: CpuEnvironment) {
     this.env = env;
@@ -254,6 +264,11 @@ export class SoftCpu {
     this.codePages = this.codeCache.codePages;
     this.blockCacheEnabled = env.blockCache ?? process.env.RINGZERO_TRANSLATE !== '0';
     this.jitEnabled = process.env.RINGZERO_JIT !== '0';
+    const w = (env.wasm ?? process.env.RINGZERO_JIT === 'wasm') ? wasmStateFor(env.mem) : null;
+    if (w !== null) {
+      this.wasm = w.engine; this.wasmState = w.st;
+      this.rlo = w.rlo; this.rhi = w.rhi; this.tlbTags = w.tags; this.tlbPhys = w.phys; this.segBase = w.segBase;
+    }
     this.ram = env.mem.low;
     this.fetchBuf = this.ram;
     this.ramView = env.mem.lowView;
@@ -552,6 +567,8 @@ export class SoftCpu {
     let n = 0;
     for (;;) {
       const room = left - n;
+      if (this.wasm !== null && this.jitEnabled) n += this.wasm.exec(this, b, room);
+      else {
       // (A block translated while another vCPU, or this one earlier, had translation on runs as closures when it is off.)
       let fn = this.jitEnabled ? b.fn : null;
       if (fn === null && b.runs >= 0 && this.jitEnabled && b.mode === 8 && ++b.runs > JIT_THRESHOLD) {
@@ -568,6 +585,7 @@ export class SoftCpu {
         n += k;
       } else {
         n += this.runBlock(b, room);
+      }
       }
       if (n >= left || n >= CHAIN_LIMIT || this.eventPending || this.halted || this.stopRequested) return n;
       const rip = this.rip;
@@ -601,7 +619,7 @@ export class SoftCpu {
   }
 
   /** Replay a cached block. State is committed per instruction, so leaving early is always precise. */
-  private runBlock(b: Block, left: number): number {
+  runBlock(b: Block, left: number): number {
     const es = b.entries;
     const n = b.n < left ? b.n : left;
     let rip = this.rip;

@@ -1,0 +1,221 @@
+// A minimal WebAssembly binary emitter (no dependency): LEB128, the sections a translated module needs (types,
+// imports, functions, exports, code) and a function-body builder with labelled blocks. Encodings from the
+// WebAssembly Core Specification 2.0, §5 (binary format): §5.2.2 integers (LEB128), §5.4 instructions, §5.5 modules.
+
+/** Value types (§5.3.1). */
+export const I32 = 0x7f, I64 = 0x7e, F64 = 0x7c;
+/** Block type "no result" (§5.4.1). */
+const EMPTY = 0x40;
+
+/** Opcodes used by the translator (§5.4). */
+export const Op = {
+  unreachable: 0x00, block: 0x02, loop: 0x03, if: 0x04, else: 0x05, end: 0x0b, br: 0x0c, brIf: 0x0d,
+  return: 0x0f, call: 0x10, drop: 0x1a, select: 0x1b,
+  localGet: 0x20, localSet: 0x21, localTee: 0x22,
+  i32Load: 0x28, i64Load: 0x29, f64Load: 0x2b, i32Load8u: 0x2d, i32Load16u: 0x2f, i64Load8u: 0x31, i64Load16u: 0x33,
+  i64Load32s: 0x34, i64Load32u: 0x35,
+  i32Store: 0x36, i64Store: 0x37, f64Store: 0x39, i32Store8: 0x3a, i32Store16: 0x3b, i64Store8: 0x3c, i64Store16: 0x3d,
+  i64Store32: 0x3e,
+  i32Const: 0x41, i64Const: 0x42, f64Const: 0x44,
+  i32Eqz: 0x45, i32Eq: 0x46, i32Ne: 0x47, i32LtS: 0x48, i32LtU: 0x49, i32GtS: 0x4a, i32GtU: 0x4b, i32LeS: 0x4c,
+  i32LeU: 0x4d, i32GeS: 0x4e, i32GeU: 0x4f,
+  i64Eqz: 0x50, i64Eq: 0x51, i64Ne: 0x52, i64LtS: 0x53, i64LtU: 0x54, i64GtS: 0x55, i64GtU: 0x56, i64LeS: 0x57,
+  i64LeU: 0x58, i64GeS: 0x59, i64GeU: 0x5a,
+  f64Eq: 0x61, f64Ne: 0x62, f64Lt: 0x63, f64Ge: 0x66,
+  i32Popcnt: 0x69, i32Add: 0x6a, i32Sub: 0x6b, i32And: 0x71, i32Or: 0x72, i32Xor: 0x73, i32Shl: 0x74, i32ShrS: 0x75,
+  i32ShrU: 0x76,
+  i64Add: 0x7c, i64Sub: 0x7d, i64And: 0x83, i64Or: 0x84, i64Xor: 0x85, i64Shl: 0x86, i64ShrS: 0x87, i64ShrU: 0x88,
+  f64Add: 0xa0,
+  i32WrapI64: 0xa7, i64ExtendI32s: 0xac, i64ExtendI32u: 0xad, f64ConvertI64s: 0xb9,
+  i32Extend8s: 0xc0,
+} as const;
+
+/** Unsigned LEB128 (§5.2.2) of a non-negative integer below 2^53. */
+export function uleb(out: number[], v: number): void {
+  do {
+    let b = v % 128;
+    v = Math.floor(v / 128);
+    if (v !== 0) b |= 0x80;
+    out.push(b);
+  } while (v !== 0);
+}
+
+/** Signed LEB128 of an int32. */
+export function sleb32(out: number[], v: number): void {
+  v |= 0;
+  for (;;) {
+    const b = v & 0x7f;
+    v >>= 7;
+    if ((v === 0 && (b & 0x40) === 0) || (v === -1 && (b & 0x40) !== 0)) { out.push(b); return; }
+    out.push(b | 0x80);
+  }
+}
+
+/** Signed LEB128 of a 64-bit integer given as a bigint (compile time only). */
+export function sleb64(out: number[], v: bigint): void {
+  v = BigInt.asIntN(64, v);
+  for (;;) {
+    const b = Number(v & 0x7fn);
+    v >>= 7n;
+    if ((v === 0n && (b & 0x40) === 0) || (v === -1n && (b & 0x40) !== 0)) { out.push(b); return; }
+    out.push(b | 0x80);
+  }
+}
+
+function name(out: number[], s: string): void {
+  const bytes = Buffer.from(s, 'utf8');
+  uleb(out, bytes.length);
+  for (const b of bytes) out.push(b);
+}
+
+/** A function body: locals declared up front, code appended with the helpers below. */
+export class Body {
+  readonly code: number[] = [];
+  private readonly localTypes: number[] = [];
+  /** Open blocks/loops/ifs, innermost last: a label is an index into this stack. */
+  private readonly labels: number[] = [];
+  private nextLabel = 0;
+
+  constructor(readonly paramCount: number) {}
+
+  local(type: number): number {
+    this.localTypes.push(type);
+    return this.paramCount + this.localTypes.length - 1;
+  }
+
+  op(...bytes: number[]): this { for (const b of bytes) this.code.push(b); return this; }
+  i32(v: number): this { this.code.push(Op.i32Const); sleb32(this.code, v); return this; }
+  i64(v: bigint): this { this.code.push(Op.i64Const); sleb64(this.code, v); return this; }
+  f64(v: number): this {
+    this.code.push(Op.f64Const);
+    const b = Buffer.alloc(8);
+    b.writeDoubleLE(v);
+    for (const x of b) this.code.push(x);
+    return this;
+  }
+  get(l: number): this { this.code.push(Op.localGet); uleb(this.code, l); return this; }
+  set(l: number): this { this.code.push(Op.localSet); uleb(this.code, l); return this; }
+  tee(l: number): this { this.code.push(Op.localTee); uleb(this.code, l); return this; }
+  call(f: number): this { this.code.push(Op.call); uleb(this.code, f); return this; }
+  /** A load/store with alignment hint log2 `align` and a constant offset (§5.4.6 memarg). */
+  mem(opcode: number, align: number, offset: number): this {
+    this.code.push(opcode);
+    uleb(this.code, align);
+    uleb(this.code, offset);
+    return this;
+  }
+
+  /** Open a block (kind: Op.block, Op.loop or Op.if) with no result; returns its label. */
+  open(kind: number): number {
+    this.code.push(kind, EMPTY);
+    const id = this.nextLabel++;
+    this.labels.push(id);
+    return id;
+  }
+  else(): this { this.code.push(Op.else); return this; }
+  close(): this {
+    this.labels.pop();
+    this.code.push(Op.end);
+    return this;
+  }
+  private depth(label: number): number {
+    const i = this.labels.lastIndexOf(label);
+    if (i < 0) throw new Error('branch to a label that is not open');
+    return this.labels.length - 1 - i;
+  }
+  br(label: number): this { this.code.push(Op.br); uleb(this.code, this.depth(label)); return this; }
+  brIf(label: number): this { this.code.push(Op.brIf); uleb(this.code, this.depth(label)); return this; }
+
+  /** The encoded body (§5.5.13): locals grouped by runs of one type, the code, `end`. */
+  encode(): number[] {
+    if (this.labels.length !== 0) throw new Error('unclosed block');
+    const out: number[] = [];
+    const groups: [number, number][] = [];
+    for (const t of this.localTypes) {
+      const g = groups[groups.length - 1];
+      if (g && g[1] === t) g[0]++; else groups.push([1, t]);
+    }
+    uleb(out, groups.length);
+    for (const [n, t] of groups) { uleb(out, n); out.push(t); }
+    for (const b of this.code) out.push(b);
+    out.push(Op.end);
+    return out;
+  }
+}
+
+export interface FuncType { params: number[]; results: number[] }
+
+/** A module: imported memory and functions, defined functions (exported by name). */
+export class ModuleBuilder {
+  private readonly types: FuncType[] = [];
+  private readonly imports: { module: string; field: string; kind: 'func' | 'memory'; type?: number }[] = [];
+  private readonly funcs: { type: number; body: Body; exportName?: string }[] = [];
+  private importedFuncs = 0;
+
+  type(params: number[], results: number[]): number {
+    const key = JSON.stringify([params, results]);
+    const i = this.types.findIndex((t) => JSON.stringify([t.params, t.results]) === key);
+    if (i >= 0) return i;
+    this.types.push({ params, results });
+    return this.types.length - 1;
+  }
+
+  importMemory(module: string, field: string): void {
+    this.imports.push({ module, field, kind: 'memory' });
+  }
+
+  /** Import a function; returns its function index (imports come first in the index space, §2.5.1). */
+  importFunc(module: string, field: string, type: number): number {
+    if (this.funcs.length !== 0) throw new Error('imports must be declared before functions');
+    this.imports.push({ module, field, kind: 'func', type });
+    return this.importedFuncs++;
+  }
+
+  func(type: number, body: Body, exportName?: string): number {
+    this.funcs.push({ type, body, exportName });
+    return this.importedFuncs + this.funcs.length - 1;
+  }
+
+  encode(): Uint8Array<ArrayBuffer> {
+    const out: number[] = [0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00];
+    const section = (id: number, content: number[]) => { out.push(id); uleb(out, content.length); for (const b of content) out.push(b); };
+    // 1: types
+    const ty: number[] = [];
+    uleb(ty, this.types.length);
+    for (const t of this.types) {
+      ty.push(0x60);
+      uleb(ty, t.params.length); ty.push(...t.params);
+      uleb(ty, t.results.length); ty.push(...t.results);
+    }
+    section(1, ty);
+    // 2: imports (memory: limits flag 0, minimum 0 pages: any imported memory fits)
+    const im: number[] = [];
+    uleb(im, this.imports.length);
+    for (const i of this.imports) {
+      name(im, i.module); name(im, i.field);
+      if (i.kind === 'func') { im.push(0x00); uleb(im, i.type!); } else im.push(0x02, 0x00, 0x00);
+    }
+    section(2, im);
+    // 3: function declarations
+    const fn: number[] = [];
+    uleb(fn, this.funcs.length);
+    for (const f of this.funcs) uleb(fn, f.type);
+    section(3, fn);
+    // 7: exports
+    const ex: number[] = [];
+    const exported = this.funcs.map((f, i) => [f, i] as const).filter(([f]) => f.exportName !== undefined);
+    uleb(ex, exported.length);
+    for (const [f, i] of exported) { name(ex, f.exportName!); ex.push(0x00); uleb(ex, this.importedFuncs + i); }
+    section(7, ex);
+    // 10: code
+    const co: number[] = [];
+    uleb(co, this.funcs.length);
+    for (const f of this.funcs) {
+      const body = f.body.encode();
+      uleb(co, body.length);
+      for (const b of body) co.push(b);
+    }
+    section(10, co);
+    return Uint8Array.from(out);
+  }
+}

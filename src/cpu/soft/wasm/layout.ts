@@ -1,0 +1,36 @@
+// Layout of the WebAssembly memory shared by the software CPU's wasm translator and the JavaScript CPU
+// (GuestMemory.wasmMemory). Low RAM is at WASM_RAM_OFFSET (src/memory/guest-memory.ts); below it:
+//   [CODE_PAGES, +lowSize/4096)  the block cache's per-page "holds decoded code / armed" bytes (CodeCache.codePages)
+//   [STATE_BASE + k*STATE_STRIDE) vCPU k's state area, whose fields SoftCpu sees as typed-array views:
+//     S_RLO  rlo[16] (Int32Array)      S_RHI  rhi[16]
+//     S_LOP..S_LCY  the lazy-flag record while translated code runs (copied from/to SoftCpu's fields around a call)
+//     S_HI   the high half of a 64-bit value read by the slow-path helper
+//     S_RIP  RIP at the exit of translated code (f64)
+//     S_SEG  segBase[6] (Float64Array)
+//     S_PHYS tlbPhys[4096], S_TAGS tlbTags[6*4096] (Float64Array)
+import { WASM_RAM_OFFSET } from '../../../memory/guest-memory.ts';
+
+export const CODE_PAGES = 64 * 1024;
+export const STATE_BASE = 1024 * 1024;
+export const STATE_STRIDE = 256 * 1024;
+/** vCPUs that can have a state area below low RAM. */
+export const MAX_WASM_CPUS = (WASM_RAM_OFFSET - STATE_BASE) / STATE_STRIDE;
+
+export const S_RLO = 0;
+export const S_RHI = 64;
+export const S_LOP = 128;
+export const S_LSZ = 132;
+/** ld, ls, lr: each a 64-bit (lo, hi) pair, as setLazy's (dst, dstHi), (src, srcHi), (res, resHi). */
+export const S_LD = 136;
+export const S_LS = 144;
+export const S_LR = 152;
+export const S_LCY = 160;
+export const S_HI = 164;
+export const S_RIP = 176;
+export const S_SEG = 192;
+export const S_PHYS = 1024;
+export const S_TAGS = S_PHYS + 4096 * 8;
+/** Byte distance from a read tag bank to the write bank of the same privilege (cpu.ts: BANK_WRITE - BANK_READ). */
+export const TAGS_WRITE_DELTA = (2 << 12) * 8;
+/** Byte distance from the supervisor banks to the user banks. */
+export const TAGS_USER_DELTA = (1 << 12) * 8;
