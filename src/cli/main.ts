@@ -46,11 +46,11 @@ function mib(bytes: number): string {
 async function loadRunVm(): Promise<RunVm> {
   // Loaded on demand so `image` and `doctor` work whatever state the VMM is in. RINGZERO_RUNVM_MODULE (a file path)
   // stands in another runVm: the CLI's tests use it to check what `run` hands over.
+  // The default is a static specifier so that the bundle (scripts/build.mjs) includes the VMM.
   const override = process.env.RINGZERO_RUNVM_MODULE;
-  const url = override ? pathToFileURL(override).href : new URL('../vmm/run.ts', import.meta.url).href;
   let module: { runVm?: RunVm };
   try {
-    module = await import(url) as { runVm?: RunVm };
+    module = override ? await import(pathToFileURL(override).href) as { runVm?: RunVm } : await import('../vmm/run.ts');
   } catch (error) {
     const code = (error as NodeJS.ErrnoException).code;
     if (code === 'ERR_MODULE_NOT_FOUND' && String((error as Error).message).includes('run.ts')) {
