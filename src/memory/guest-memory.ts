@@ -180,10 +180,16 @@ export class GuestMemory {
     this.dirtyLogLimit = reason;
   }
 
+  /**
+   * Whether the CPU's stores above 4 GiB reach the log: not the soft CPU's (its code-cache check covers low RAM), but
+   * KVM's dirty log covers every memory slot (src/vmm/kvm-platform.ts KvmGuestMemory sets this).
+   */
+  protected readonly highRamTracked: boolean = false;
+
   /** Start logging writes (every page clean). Throws when some RAM writer cannot be tracked. */
   startDirtyLog(): void {
     if (this.dirtyLogLimit) throw new Error(`dirty-page tracking is not available: ${this.dirtyLogLimit}`);
-    if (this.highSize > 0) throw new Error('dirty-page tracking covers RAM below the PCI hole only: this VM has memory above 4 GiB (more than 3 GiB)');
+    if (this.highSize > 0 && !this.highRamTracked) throw new Error('dirty-page tracking covers RAM below the PCI hole only: this VM has memory above 4 GiB (more than 3 GiB)');
     this.dirtyLog = new Uint8Array(this.pageCount);
     for (const l of this.armListeners) l(this.dirtyLog);
   }

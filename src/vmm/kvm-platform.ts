@@ -106,6 +106,8 @@ export interface KvmDirtySource {
  */
 export class KvmGuestMemory extends GuestMemory {
   private source: KvmDirtySource | undefined;
+  /** KVM logs every slot, the one above 4 GiB included. */
+  protected override readonly highRamTracked = true;
 
   /** Attach the VM's logging (turned on at once if the log is on); undefined detaches, collecting what is left. */
   attachDirtySource(source: KvmDirtySource | undefined): void {
