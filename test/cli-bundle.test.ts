@@ -1,7 +1,7 @@
 // The CLI bundle (scripts/build.mjs, npm's `prepare`) and bin/ringzero's choice between it and tsx: the bundle runs
 // while it is fresh, never once a file under src/ is newer (or added), nor with RINGZERO_NO_BUNDLE=1; the build refuses
 // sources it cannot bundle faithfully; a bundled `--help` and a bundled tiny-kernel run (soft engine, and the KVM
-// engine's worker-thread entry where /dev/kvm is usable) work.
+// engine's worker-thread entry where /dev/kvm is usable) work, and so does the bundled eventfd watcher thread.
 // Everything happens in a temporary copy of the tree (bin, scripts, src, package.json; node_modules linked), so the
 // real sources' times and the real dist/ are left alone.
 import test from 'node:test';
@@ -12,8 +12,11 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
+import { Worker } from 'node:worker_threads';
 import { makeBzImage } from '../src/boot/synthetic.ts';
 import { detectKvm } from '../src/kvm/host.ts';
+import { MAX_FDS, W } from '../src/kvm/eventfd-watcher.ts';
+import { eventfd } from '../src/kvm/sys.ts';
 
 const exec = promisify(execFile);
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
@@ -150,4 +153,39 @@ test('a bundled run on the KVM engine (its vCPU worker is dist/esm/worker.js)', 
   assert.equal(r.code, 0, r.stderr);
   assert.ok(r.stderr.includes(MARK), 'the bundle was not used');
   assert.equal(r.stdout, GUEST_OUTPUT);
+});
+
+test('the bundled eventfd watcher thread (dist/esm/eventfd-worker.js) marks a signalled eventfd ready', async () => {
+  await buildMarked();
+  const sab = new SharedArrayBuffer((W.READY + MAX_FDS / 32) * 4);
+  const words = new Int32Array(sab);
+  const control = eventfd();
+  const watched = eventfd();
+  const one = Buffer.from([1, 0, 0, 0, 0, 0, 0, 0]);
+  words[W.FDS] = watched;
+  words[W.COUNT] = 1;
+  words[W.GENERATION] = 1;
+  const worker = new Worker(new URL(`file://${path.join(tree, 'dist', 'esm', 'eventfd-worker.js')}`), { workerData: { sab, controlFd: control, wake: [] } });
+  const failed = new Promise<never>((_, reject) => worker.on('error', reject));
+  const until = async (what: string, ok: () => boolean) => {
+    const deadline = Date.now() + 20_000;
+    while (!ok()) {
+      if (Date.now() > deadline) throw new Error(`the watcher thread: no ${what}`);
+      await Promise.race([new Promise((r) => setTimeout(r, 10)), failed]);
+    }
+  };
+  try {
+    await until('start', () => Atomics.load(words, W.STARTED) === 1);
+    fs.writeSync(watched, one);
+    await until('ready mark', () => (Atomics.load(words, W.READY) & 1) === 1);
+    assert.ok(Atomics.load(words, W.SEQ) >= 1);
+  } finally {
+    // The thread blocks in poll(2), where terminate() cannot reach it: ask it to quit through the control eventfd.
+    Atomics.store(words, W.QUIT, 1);
+    fs.writeSync(control, one);
+    await until('exit', () => Atomics.load(words, W.DONE) === 1);
+    await worker.terminate();
+    fs.closeSync(control);
+    fs.closeSync(watched);
+  }
 });
