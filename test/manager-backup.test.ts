@@ -17,7 +17,7 @@ import { findDefaultImage, GUEST_PROMPT } from '../src/image/build.ts';
 import { copyImage, createQcow2 } from '../src/storage/qcow2.ts';
 import { VirtioBlock } from '../src/devices/virtio/blk.ts';
 import { parseDiskSwitches, switchDisks } from '../src/vmm/disk-switch.ts';
-import { api, cli, Daemon, guestKernel, killRecordedVmms, tempDir, waitFor } from './support/manager-harness.ts';
+import { api, cli, Daemon, guestConsole, guestKernel, killRecordedVmms, tempDir, waitFor } from './support/manager-harness.ts';
 
 const dir = tempDir('backup');
 const stateDir = path.join(dir, 'state');
@@ -158,7 +158,7 @@ test('backup --to DIR of a small synthetic guest, listed through its reference; 
   createQcow2(disk, { size: 2 ** 20 });
   assert.equal((await call('POST', '/vms', { name: 'echo', kernel, memory: 64, disks: [{ path: disk }] })).status, 201);
   assert.equal((await cli(['start', 'echo'], daemon.socket)).status, 0);
-  const con = await consoleOf((await call('GET', '/vms/echo')).body.consoleSocket);
+  const con = await guestConsole((await call('GET', '/vms/echo')).body.consoleSocket, STEP_TIMEOUT_MS);
   await waitFor('the banner', () => con.output().includes('ringzero test guest: ready'));
   con.socket.write('a');
   await waitFor('the echo of a', () => con.output().includes('ready\na'));
@@ -187,31 +187,13 @@ test('backup --to DIR of a small synthetic guest, listed through its reference; 
   assert.equal(vm.restoredFrom, id);
   assert.equal(path.basename(vm.definition.disks[0].path), `echo-vda-from-${id}.qcow2`);
   // The guest carries on from the backup's instant: it echoes again (the 'b' typed after the backup is not in its past).
-  const con2 = await consoleOf(vm.consoleSocket);
+  const con2 = await guestConsole(vm.consoleSocket, STEP_TIMEOUT_MS);
   con2.socket.write('c');
   await waitFor('the echo of c', () => con2.output().endsWith('c'));
   con2.socket.destroy();
   assert.equal((await call('POST', '/vms/echo/destroy')).status, 200);
 });
 
-/** A console connection: run a command, wait for a token it prints (written split so the echo of the command never matches). */
-async function consoleOf(socketPath: string) {
-  const socket = net.connect(socketPath);
-  await new Promise<void>((resolve, reject) => { socket.once('connect', resolve); socket.once('error', reject); });
-  let text = '';
-  socket.setEncoding('latin1').on('data', (d: string) => { text += d; });
-  return {
-    socket,
-    output: () => text.replace(/\r/g, ''),
-    async run(command: string, token: string, timeoutMs = STEP_TIMEOUT_MS): Promise<string> {
-      const from = text.length;
-      const [a, b] = [token.slice(0, 2), token.slice(2)];
-      socket.write(`${command}; echo "${a}""${b}"\n`);
-      await waitFor(`'${token}' after ${command} (${text.slice(-500)})`, () => text.slice(from).includes(`${token}\r\n`) || text.slice(from).includes(`${token}\n`), timeoutMs);
-      return text.slice(from).replace(/\r/g, '');
-    },
-  };
-}
 
 test('a running guest on a qcow2 pool disk: disk snapshot live, backup live (pause measured), restore as a new VM from the saved instant', {
   skip: process.env.RINGZERO_SKIP_BOOT_TEST === '1' && process.env.CI !== 'true' ? 'RINGZERO_SKIP_BOOT_TEST=1' : !image ? 'no default image: run `bin/ringzero image build`' : false,
@@ -228,7 +210,7 @@ test('a running guest on a qcow2 pool disk: disk snapshot live, backup live (pau
   assert.equal((await call('POST', '/vms', { name: 'src', engine: 'soft', memory: 128, disks: [{ path: base }] })).status, 201);
   assert.equal((await cli(['start', 'src'], daemon.socket, [], 60_000)).status, 0);
   const vm = (await call('GET', '/vms/src')).body;
-  const con = await consoleOf(vm.consoleSocket);
+  const con = await guestConsole(vm.consoleSocket, STEP_TIMEOUT_MS);
   let passed = false;
   after(() => {
     // What the VMMs said, when something went wrong.
@@ -293,7 +275,7 @@ test('a running guest on a qcow2 pool disk: disk snapshot live, backup live (pau
   assert.equal(copy.state, 'running');
   assert.equal(path.basename(copy.definition.disks[0].path), `copy-vda-from-${id}.qcow2`);
   assert.notEqual(copy.definition.disks[0].path, overlay2);
-  const con2 = await consoleOf(copy.consoleSocket);
+  const con2 = await guestConsole(copy.consoleSocket, STEP_TIMEOUT_MS);
   const seen = await con2.run('cat /mnt/m1 /mnt/m0; ls /mnt/m2 2>/dev/null || echo "NO""M2"', 'ALIVE');
   assert.match(seen, /\nfirst-marker\nafter-snapshot\nNOM2\n/, seen);
   // What the restored guest writes goes to its own disk only.

@@ -22,7 +22,7 @@ import { findDefaultImage, GUEST_PROMPT } from '../src/image/build.ts';
 import { createQcow2, openImage } from '../src/storage/qcow2.ts';
 import { VirtioBlock } from '../src/devices/virtio/blk.ts';
 import { commitDisk } from '../src/vmm/disk-switch.ts';
-import { api, cli, Daemon, guestKernel, killRecordedVmms, tempDir, waitFor } from './support/manager-harness.ts';
+import { api, cli, Daemon, guestConsole, guestKernel, killRecordedVmms, tempDir, waitFor } from './support/manager-harness.ts';
 
 const haveQemuImg = spawnSync('qemu-img', ['--version'], { stdio: 'ignore' }).status === 0;
 const SIZE = 4 * 2 ** 20;
@@ -283,23 +283,6 @@ test('the VMM\'s commit: writes during the first pass are copied again while pau
   blk2.close();
 });
 
-/** A console connection: run a command, wait for a token it prints (split so the echo of the command never matches). */
-async function consoleOf(socketPath: string) {
-  const socket = net.connect(socketPath);
-  await new Promise<void>((resolve, reject) => { socket.once('connect', resolve); socket.once('error', reject); });
-  let text = '';
-  socket.setEncoding('latin1').on('data', (d: string) => { text += d; });
-  return {
-    socket,
-    output: () => text.replace(/\r/g, ''),
-    async run(command: string, token: string, timeoutMs = 180_000): Promise<string> {
-      const from = text.length;
-      socket.write(`${command}; echo "${token.slice(0, 2)}""${token.slice(2)}"\n`);
-      await waitFor(`'${token}' after ${command} (${text.slice(-500)})`, () => text.slice(from).replace(/\r/g, '').includes(`\n${token}\n`), timeoutMs);
-      return text.slice(from).replace(/\r/g, '');
-    },
-  };
-}
 
 const md5Of = (buffer: Buffer) => crypto.createHash('md5').update(buffer).digest('hex');
 
@@ -310,7 +293,7 @@ test('a real guest: writes before and after a live disk snapshot, live blockcomm
   assert.equal((await call('POST', '/volumes', { name: 'g.qcow2', size: 32 * 2 ** 20 })).status, 201);
   assert.equal((await call('POST', '/vms', { name: 'g', engine: 'soft', memory: 128, disks: [{ path: vol('g.qcow2') }] })).status, 201);
   assert.equal((await cli(['start', 'g'], daemon.socket, [], 60_000)).status, 0);
-  const con = await consoleOf((await call('GET', '/vms/g')).body.consoleSocket);
+  const con = await guestConsole((await call('GET', '/vms/g')).body.consoleSocket);
   const md5 = (out: string) => /^([0-9a-f]{32})\b/m.exec(out)?.[1];
   try {
     await waitFor('the guest shell', () => con.output().includes(GUEST_PROMPT), BOOT_TIMEOUT_MS);

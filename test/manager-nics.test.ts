@@ -16,7 +16,7 @@ import path from 'node:path';
 import { findDefaultImage, GUEST_PROMPT } from '../src/image/build.ts';
 import { createQcow2 } from '../src/storage/qcow2.ts';
 import { defaultMac } from '../src/manager/nics.ts';
-import { api, cli, Daemon, guestKernel, killRecordedVmms, snapshot, tempDir, waitFor } from './support/manager-harness.ts';
+import { api, cli, Daemon, guestConsole, guestKernel, killRecordedVmms, snapshot, tempDir, waitFor } from './support/manager-harness.ts';
 
 const image = findDefaultImage();
 const BOOT_TIMEOUT_MS = Number(process.env.RINGZERO_BOOT_TIMEOUT_MS ?? 600_000);
@@ -155,26 +155,6 @@ test('a running VM gets --net tap=..,mac=..; its TAP is refused to a second VM; 
   for (const name of ['c-1', 'c-2']) assert.equal((await cli(['destroy', name], daemon.socket)).status, 0);
 });
 
-/** A console connection: run a command, wait for a token it prints (split so the echo of the command never matches). */
-async function consoleOf(socketPath: string) {
-  const socket = net.connect(socketPath);
-  await new Promise<void>((resolve, reject) => { socket.once('connect', resolve); socket.once('error', reject); });
-  let text = '';
-  socket.setEncoding('latin1').on('data', (d: string) => { text += d; });
-  return {
-    socket,
-    output: () => text.replace(/\r/g, ''),
-    /** The lines the command printed before the token. */
-    async run(command: string, token: string, timeoutMs = 120_000): Promise<string> {
-      const from = text.length;
-      socket.write(`${command}; echo "${token.slice(0, 2)}""${token.slice(2)}"\n`);
-      await waitFor(`'${token}' after ${command} (${text.slice(-500)})`, () => /\r?\n/.test(text.slice(from)) && text.slice(from).replace(/\r/g, '').includes(`\n${token}\n`), timeoutMs);
-      const out = text.slice(from).replace(/\r/g, '');
-      const lines = out.slice(out.indexOf('\n') + 1, out.indexOf(`\n${token}\n`) + 1).split('\n').filter((l) => l !== '');
-      return lines.join('\n');
-    },
-  };
-}
 
 test('a real guest: eth0 has the definition\'s MAC; format raw vs probed; a qcow2 magic in sector 0', {
   skip: process.env.RINGZERO_SKIP_BOOT_TEST === '1' && process.env.CI !== 'true' ? 'RINGZERO_SKIP_BOOT_TEST=1'
@@ -199,17 +179,17 @@ test('a real guest: eth0 has the definition\'s MAC; format raw vs probed; a qcow
   const started = await cli(['start', 'g'], daemon.socket, [], 60_000);
   assert.equal(started.status, 0, started.stderr);
   const vm = (await call('GET', '/vms/g')).body;
-  const con = await consoleOf(vm.consoleSocket);
+  const con = await guestConsole(vm.consoleSocket, 120_000);
   try {
     await waitFor('the guest shell', () => con.output().includes(GUEST_PROMPT), BOOT_TIMEOUT_MS);
-    assert.equal(await con.run('cat /sys/class/net/eth0/address', 'MACDONE'), mac);
-    assert.equal(await con.run('cat /sys/block/vda/size /sys/block/vdb/size', 'SIZEDONE'), `${fileSectors}\n${32 * 2048}`);
+    assert.equal(await con.lines('cat /sys/class/net/eth0/address', 'MACDONE'), mac);
+    assert.equal(await con.lines('cat /sys/block/vda/size /sys/block/vdb/size', 'SIZEDONE'), `${fileSectors}\n${32 * 2048}`);
     // The magic through the page cache: the write-back of sector 0's page fails on the probed disk.
     const write = (dev: string) => `printf 'QFI\\373' > /tmp/m; dd if=/tmp/m of=/dev/${dev} conv=notrunc,fsync 2>/dev/null; echo rc=$?`;
     // (Kernel messages about the failed write may come between the lines: only the rc= line counts.)
     const rc = (text: string) => /^rc=(\d+)$/m.exec(text)?.[1];
-    assert.notEqual(rc(await con.run(write('vdc'), 'WROTEC')), '0', 'refused on the probed raw disk');
-    assert.equal(rc(await con.run(write('vdd'), 'WROTED')), '0', 'written on the raw disk with format raw');
+    assert.notEqual(rc(await con.lines(write('vdc'), 'WROTEC')), '0', 'refused on the probed raw disk');
+    assert.equal(rc(await con.lines(write('vdd'), 'WROTED')), '0', 'written on the raw disk with format raw');
   } finally {
     con.socket.destroy();
     await call('POST', '/vms/g/destroy');

@@ -12,7 +12,7 @@ import net from 'node:net';
 import path from 'node:path';
 import { readProcess } from '../src/manager/stats.ts';
 import { ResourceController, threadAffinity } from '../src/manager/resources.ts';
-import { api, cli, Daemon, guestKernel, killRecordedVmms, tempDir, waitFor } from './support/manager-harness.ts';
+import { api, cli, Daemon, guestConsole, guestKernel, killRecordedVmms, tempDir, waitFor } from './support/manager-harness.ts';
 
 let dir: string;
 let stateDir: string;
@@ -49,20 +49,12 @@ async function instructionsOver(name: string, ms: number): Promise<number> {
   return (await count()) - before;
 }
 
-/** A console connection that collects the guest's output. */
-async function consoleOf(socketPath: string): Promise<{ socket: net.Socket; output: () => string }> {
-  const socket = net.connect(socketPath);
-  await new Promise<void>((resolve, reject) => { socket.once('connect', resolve); socket.once('error', reject); });
-  let text = '';
-  socket.setEncoding('latin1').on('data', (d: string) => { text += d; });
-  return { socket, output: () => text };
-}
 
 test('suspend stops the vCPU and the echo; resume continues; state paused in list, info and REST', async () => {
   assert.equal((await api(s(), 'POST', '/vms', { name: 'echo', kernel, memory: 64 })).status, 201);
   assert.equal((await cli(['start', 'echo'], daemon.socket)).status, 0);
   const vm = (await api(s(), 'GET', '/vms/echo')).body;
-  const con = await consoleOf(vm.consoleSocket);
+  const con = await guestConsole(vm.consoleSocket);
   await waitFor('the guest\'s banner', () => con.output().includes('ringzero test guest: ready'));
   con.socket.write('a');
   await waitFor('the echo of a', () => con.output().includes('ready\na'));
@@ -220,7 +212,7 @@ test('reboot: a guest that ignores the button is reset in place; onReboot exit i
   assert.equal((await api(s(), 'POST', '/vms', { name: 'exiter', kernel: buttonKernel, memory: 64, onReboot: 'exit' })).status, 201);
   for (const name of ['deaf', 'exiter']) assert.equal((await api(s(), 'POST', `/vms/${name}/start`)).status, 200);
   const deaf = (await api(s(), 'GET', '/vms/deaf')).body;
-  const con = await consoleOf(deaf.consoleSocket);
+  const con = await guestConsole(deaf.consoleSocket);
   await waitFor('the idle guest\'s banner', () => con.output().includes('test guest: idle'));
   const reset = await cli(['reboot', 'deaf'], daemon.socket);
   assert.equal(reset.status, 0, reset.stderr);

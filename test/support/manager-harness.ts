@@ -181,3 +181,40 @@ export function killRecordedVmms(stateDir: string): void {
     if (pid) try { process.kill(pid, 'SIGKILL'); } catch { /* gone */ }
   }
 }
+
+/** A guest console reached through a VM's console socket (the daemon's, or a VMM's --console-socket). */
+export interface GuestConsole {
+  socket: net.Socket;
+  /** Everything received so far, carriage returns dropped. */
+  output(): string;
+  /**
+   * Type `command` followed by an echo of `token` (written split in two quoted halves, so the echo of the command
+   * line never matches) and wait for the token on a line of its own; returns what arrived since the command was
+   * typed, carriage returns dropped.
+   */
+  run(command: string, token: string, timeoutMs?: number): Promise<string>;
+  /** As run, returning only the lines the command printed (between the command line and the token). */
+  lines(command: string, token: string, timeoutMs?: number): Promise<string>;
+}
+
+export async function guestConsole(socketPath: string, defaultTimeoutMs = 180_000): Promise<GuestConsole> {
+  const socket = net.connect(socketPath);
+  await new Promise<void>((resolve, reject) => { socket.once('connect', resolve); socket.once('error', reject); });
+  let text = '';
+  socket.setEncoding('latin1').on('data', (d: string) => { text += d; });
+  const run = async (command: string, token: string, timeoutMs = defaultTimeoutMs): Promise<string> => {
+    const from = text.length;
+    socket.write(`${command}; echo "${token.slice(0, 2)}""${token.slice(2)}"\n`);
+    await waitFor(`'${token}' after ${command} (${text.slice(-500)})`, () => text.slice(from).replace(/\r/g, '').includes(`\n${token}\n`), timeoutMs);
+    return text.slice(from).replace(/\r/g, '');
+  };
+  return {
+    socket,
+    output: () => text.replace(/\r/g, ''),
+    run,
+    async lines(command: string, token: string, timeoutMs?: number): Promise<string> {
+      const out = await run(command, token, timeoutMs);
+      return out.slice(out.indexOf('\n') + 1, out.indexOf(`\n${token}\n`) + 1).split('\n').filter((l) => l !== '').join('\n');
+    },
+  };
+}
