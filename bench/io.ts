@@ -5,14 +5,19 @@
 //   randread 4 KiB random reads with O_DIRECT at queue depth 1        (IOPS; bench/support/randread.c, built with
 //            gcc -static and appended to the initramfs as a second cpio archive, cached)
 //   tcp      host -> guest over virtio-net on a TAP: a sender in a network namespace holding the TAP's host end
-//            (bench/support/tcp-send.ts) to busybox `nc -l` in the guest piped to `wc -c` (MB/s)
+//            (bench/support/tcp-send.ts) to bench/support/tcpsink.c in the guest, which reads the connection into a
+//            256 KiB buffer and counts the bytes (MB/s). (Busybox `nc -l | wc -c` counted with one getc() per byte:
+//            70% of the soft engine's guest time in this test went to wc, which made it a CPU test.)
 // The disk is a raw file (/dev/vda: ringzero --disk FILE; QEMU -drive if=none,format=raw + virtio-blk-pci, its
 // default cache=writeback, so a guest flush is an fdatasync on both). The NIC: ringzero --net tap=...; QEMU
 // -netdev tap + virtio-net-pci with the offloads ringzero's device does not offer switched off (checksum, TSO/UFO,
 // mergeable receive buffers), so both guests see the same device features; QEMU with its default offloads is
 // measured too (column "qemu offl.") for information. Disk figures are timed host-side between console markers
 // (bench/support/session.ts), TCP from the sender's connection to the guest's report of the byte count. Prints
-// medians and ratios ringzero/QEMU (higher is better for ringzero here), then one JSON line.
+// medians and ratios ringzero/QEMU (higher is better for ringzero here); the same work per CPU-second of each VMM
+// process (stable when the host is shared: wall-clock rates swing with other work); ringzero's guest instructions,
+// MMIO/port-I/O traps and halts per MiB or per read (its control socket's counters around each test); then one
+// JSON line.
 //
 //   node --import tsx bench/io.ts [--runs 3] [--mb 64] [--reads 3000] [--net-mb 16] [--only write,read,randread,tcp,ringzero,qemu]
 //
@@ -27,7 +32,8 @@ import { parseArgs } from 'node:util';
 import { CMDLINE, median, onCleanup, positiveInt, printTable, qemuPresent, qemuTcgArgs, requireImage, ROOT } from './support/common.ts';
 import { initrdWithPrograms } from './support/initramfs.ts';
 import { deleteTap, NetNamespace, tapUnavailable } from './support/netns.ts';
-import { BenchGuest } from './support/session.ts';
+import { BenchGuest, type TimedResult } from './support/session.ts';
+import { controlRequest } from '../src/vmm/control.ts';
 
 const { values } = parseArgs({
   options: {
@@ -68,7 +74,8 @@ const diskTests = tests.filter((t) => t !== 'tcp');
 const qemu = qemuPresent();
 if (!qemu) console.error('bench/io: qemu-system-x86_64 not found (apt-get install qemu-system-x86): ringzero alone');
 
-const initrd = tests.includes('randread') ? initrdWithPrograms(image.initrd, ['randread']) : image.initrd;
+const programs = [...(tests.includes('randread') ? ['randread'] : []), ...(tests.includes('tcp') ? ['tcpsink'] : [])];
+const initrd = programs.length > 0 ? initrdWithPrograms(image.initrd, programs) : image.initrd;
 const work = fs.mkdtempSync(path.join(os.tmpdir(), 'ringzero-bench-io-'));
 onCleanup(() => fs.rmSync(work, { recursive: true, force: true }));
 const disk = path.join(work, 'disk.raw');
@@ -92,13 +99,16 @@ interface Vmm {
   key: string;
   label: string;
   disk: boolean;
+  /** ringzero's control socket, read for the machine's counters around each test. */
+  control?: string;
   start(tap: string | undefined): BenchGuest;
 }
+const controlSocket = path.join(work, 'rz.sock');
 const VMMS: Vmm[] = [
   {
-    key: 'ringzero', label: 'ringzero soft', disk: true,
+    key: 'ringzero', label: 'ringzero soft', disk: true, control: controlSocket,
     start: (tap) => BenchGuest.ringzero('ringzero soft', ['--engine', 'soft', '--memory', values.memory!, '--cmdline', CMDLINE,
-      '--initrd', initrd, '--disk', disk, ...(tap ? ['--net', `tap=${tap},mac=${MAC}`] : [])]),
+      '--initrd', initrd, '--disk', disk, '--control-socket', controlSocket, ...(tap ? ['--net', `tap=${tap},mac=${MAC}`] : [])]),
   },
   ...(qemu ? [{
     key: 'qemu', label: 'qemu -accel tcg', disk: true,
@@ -114,18 +124,48 @@ const VMMS: Vmm[] = [
   }] : []),
 ];
 
-/** results[vmm][test] = MB/s or IOPS per run */
+/** results[vmm][test] = MB/s or IOPS per run; perCpu[vmm][test] = the same per CPU-second of the VMM process */
 const results: Record<string, Partial<Record<TestKey, number[]>>> = {};
+const perCpu: Record<string, Partial<Record<TestKey, number[]>>> = {};
 const add = (vmm: string, t: TestKey, x: number) => { ((results[vmm] ??= {})[t] ??= []).push(x); };
 const MiB = 1024 * 1024;
 
-async function tcp(guest: BenchGuest, vmm: Vmm): Promise<number> {
+/**
+ * What ringzero's machine did during one test (its control socket's stats, before and after): guest instructions,
+ * device traps (MMIO + port I/O: on the soft engine the virtqueue notifies are the MMIO ones), halts (the run loop
+ * slept with the vCPU idle), per unit of work (a MiB, or a random read).
+ */
+interface Work { instructions: number; mmio: number; pio: number; halts: number; units: number }
+const workDone: Record<string, Partial<Record<TestKey, Work[]>>> = {};
+type Stats = { instructions: number; exits: { mmio: number; pio: number }; halts: number };
+async function stats(vmm: Vmm): Promise<Stats | undefined> {
+  if (!vmm.control) return undefined;
+  try {
+    const r = await controlRequest(vmm.control, { cmd: 'stats' }, 30_000);
+    return r.ok ? (r as unknown as Stats) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+/** Record a test's rate, its rate per CPU-second, and (ringzero) the machine's counters per unit. */
+function record(vmm: Vmm, t: TestKey, rate: number, units: number, r: TimedResult, before: Stats | undefined, after: Stats | undefined): void {
+  add(vmm.key, t, rate);
+  // units per CPU-second of the VMM process (every thread): robust against other work on a shared host
+  if (r.cpuS > 0) ((perCpu[vmm.key] ??= {})[t] ??= []).push(units / r.cpuS);
+  if (before && after) {
+    ((workDone[vmm.key] ??= {})[t] ??= []).push({
+      instructions: after.instructions - before.instructions, mmio: after.exits.mmio - before.exits.mmio,
+      pio: after.exits.pio - before.exits.pio, halts: after.halts - before.halts, units,
+    });
+  }
+}
+
+async function tcp(guest: BenchGuest, vmm: Vmm): Promise<{ mbs: number; r: TimedResult }> {
   await guest.ask('NETUP', `ip addr add ${GUEST_IP}/24 dev eth0 && ip link set eth0 up && echo up`, 30_000);
   const bytes = netMb * MiB;
   const [cmd, args] = ns!.exec([process.execPath, '--import', 'tsx', path.join(ROOT, 'bench', 'support', 'tcp-send.ts'), GUEST_IP, String(PORT), String(bytes)]);
-  // The guest's nc takes its stdin from /dev/null: busybox nc half-closes at that EOF and exits once the network
-  // side ends too (a console stdin would keep it waiting).
-  const receiving = guest.timed(`tcp${vmm.key}`, `nc -l -p ${PORT} < /dev/null | wc -c`, timeoutMs);
+  // tcpsink (bench/support/tcpsink.c) reads the connection to its end and prints the byte count.
+  const receiving = guest.timed(`tcp${vmm.key}`, `tcpsink ${PORT}`, timeoutMs);
   let connectedAt = 0;
   let senderErr = '';
   const sender: ChildProcess = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'], cwd: ROOT });
@@ -138,10 +178,10 @@ async function tcp(guest: BenchGuest, vmm: Vmm): Promise<number> {
       if (code !== 0) throw new Error(`tcp-send exited ${code}: ${senderErr}`);
       return receiving;
     })]);
-    const got = Number(r.output.trim().split(/\s+/).pop());
+    const got = Number(/tcpsink: (\d+) bytes/.exec(r.output)?.[1]);
     if (got !== bytes) throw new Error(`${vmm.label}: the guest received ${got} bytes of ${bytes}: ${r.output}`);
     if (!connectedAt) throw new Error('tcp-send never reported its connection');
-    return bytes / MiB / ((r.endAt - connectedAt) / 1000);
+    return { mbs: bytes / MiB / ((r.endAt - connectedAt) / 1000), r };
   } finally {
     sender.kill('SIGKILL');
     senderGone();
@@ -162,32 +202,36 @@ async function session(vmm: Vmm, run: number): Promise<void> {
       const size = Number(await guest.ask('VDA', 'cat /sys/block/vda/size'));
       if (!(size * 512 >= 2 * mb * MiB)) throw new Error(`${vmm.label}: /dev/vda has ${size} sectors`);
       if (tests.includes('write')) {
+        const s0 = await stats(vmm);
         const r = await guest.timed('write', `dd if=/dev/zero of=/dev/vda bs=1M count=${mb} conv=fsync`, timeoutMs);
         if (r.status !== 0 || !r.output.includes(`${mb}+0 records out`)) throw new Error(`${vmm.label}: write: ${r.output}`);
-        add(vmm.key, 'write', mb / (r.hostMs / 1000));
+        record(vmm, 'write', mb / (r.hostMs / 1000), mb, r, s0, await stats(vmm));
         parts.push(`write ${(mb / (r.hostMs / 1000)).toFixed(1)} MB/s`);
         console.error(`  ${vmm.label}: ${parts.at(-1)}`);
       }
       if (tests.includes('read')) {
+        const s0 = await stats(vmm);
         const r = await guest.timed('read', `dd if=/dev/vda of=/dev/null bs=1M count=${mb} iflag=direct`, timeoutMs);
         if (r.status !== 0 || !r.output.includes(`${mb}+0 records in`)) throw new Error(`${vmm.label}: read: ${r.output}`);
-        add(vmm.key, 'read', mb / (r.hostMs / 1000));
+        record(vmm, 'read', mb / (r.hostMs / 1000), mb, r, s0, await stats(vmm));
         parts.push(`read ${(mb / (r.hostMs / 1000)).toFixed(1)} MB/s`);
         console.error(`  ${vmm.label}: ${parts.at(-1)}`);
       }
       if (tests.includes('randread')) {
+        const s0 = await stats(vmm);
         const r = await guest.timed('randread', `randread /dev/vda ${reads} ${run * 7919}`, timeoutMs);
         const m = r.output.match(/randread: (\d+) reads in ([0-9.]+) s, (\d+) iops/);
         if (r.status !== 0 || !m) throw new Error(`${vmm.label}: randread: ${r.output}`);
         const iops = reads / (r.hostMs / 1000);
-        add(vmm.key, 'randread', iops);
+        record(vmm, 'randread', iops, reads, r, s0, await stats(vmm));
         parts.push(`randread ${iops.toFixed(0)} IOPS (guest clock ${m[3]})`);
         console.error(`  ${vmm.label}: ${parts.at(-1)}`);
       }
     }
     if (wantNet) {
-      const mbs = await tcp(guest, vmm);
-      add(vmm.key, 'tcp', mbs);
+      const s0 = await stats(vmm);
+      const { mbs, r } = await tcp(guest, vmm);
+      record(vmm, 'tcp', mbs, netMb, r, s0, await stats(vmm));
       parts.push(`tcp ${mbs.toFixed(1)} MB/s`);
     }
     await guest.poweroff();
@@ -224,4 +268,40 @@ for (const t of tests) {
 }
 console.log('\nmedians and ratios ringzero/QEMU TCG (goal, issue 5: >= 1.0x on each):');
 printTable(['test', 'ringzero soft', 'qemu -accel tcg', 'ratio', 'qemu offl.'], rows);
+
+// The same work per CPU-second of each VMM process (user + system, all threads, between the console markers): on a
+// host shared with other work, wall-clock rates swing with the load while this stays put.
+const cpuRows: string[][] = [];
+for (const t of tests) {
+  const med = (vmm: string) => (perCpu[vmm]?.[t] ? median(perCpu[vmm]![t]!) : undefined);
+  const ours = med('ringzero');
+  const theirs = med('qemu');
+  const unit = UNITS[t] === 'IOPS' ? 'reads' : 'MiB';
+  if (ours !== undefined) figures[`ringzero_${t}_per_cpu_s`] = Number(ours.toFixed(2));
+  if (theirs !== undefined) figures[`qemu_tcg_${t}_per_cpu_s`] = Number(theirs.toFixed(2));
+  if (ours !== undefined && theirs !== undefined) figures[`${t}_cpu_ratio`] = Number((ours / theirs).toFixed(3));
+  const f = (x: number | undefined) => (x === undefined ? '-' : x.toFixed(UNITS[t] === 'IOPS' ? 0 : 2));
+  cpuRows.push([`${t} (${unit} per CPU-s)`, f(ours), f(theirs), ours !== undefined && theirs !== undefined ? `${(ours / theirs).toFixed(2)}x` : 'n/a']);
+}
+console.log('\nper CPU-second of the VMM process (medians; stable on a busy host):');
+printTable(['test', 'ringzero soft', 'qemu -accel tcg', 'ratio'], cpuRows);
+
+// Where ringzero's time goes: guest instructions and device traps per unit of work, and the guest CPU rate.
+const workRows: string[][] = [];
+for (const t of tests) {
+  const ws = workDone.ringzero?.[t];
+  if (!ws || ws.length === 0) continue;
+  const m = (f: (w: Work) => number) => median(ws.map(f));
+  const unit = UNITS[t] === 'IOPS' ? 'read' : 'MiB';
+  const instr = m((w) => w.instructions / w.units);
+  const cpuRate = perCpu.ringzero?.[t] ? median(perCpu.ringzero[t]!) : undefined;
+  figures[`ringzero_${t}_instructions_per_${unit.toLowerCase()}`] = Math.round(instr);
+  figures[`ringzero_${t}_traps_per_${unit.toLowerCase()}`] = Number(m((w) => (w.mmio + w.pio) / w.units).toFixed(2));
+  workRows.push([`${t} (per ${unit})`, (instr / 1e3).toFixed(1), m((w) => w.mmio / w.units).toFixed(2), m((w) => w.pio / w.units).toFixed(2),
+    m((w) => w.halts / w.units).toFixed(2), cpuRate !== undefined ? (instr * cpuRate / 1e6).toFixed(1) : '-']);
+}
+if (workRows.length > 0) {
+  console.log('\nringzero: guest work per unit (control socket stats; medians):');
+  printTable(['test', 'k instructions', 'MMIO traps', 'port I/O', 'halts', 'guest MIPS per CPU-s'], workRows);
+}
 console.log(JSON.stringify(figures));
