@@ -141,18 +141,27 @@ const PRODUCERS: [string, number[]][] = [
   // INC/DEC keep CF: a CMP in front sets it (static in-block carry).
   ['cmp rax,rdx; inc rax', [0x48, 0x39, rr(2, 0), 0x48, 0xff, 0xc0]], ['cmp rax,rdx; dec rax', [0x48, 0x39, rr(2, 0), 0x48, 0xff, 0xc8]],
   ['cmp eax,edx; inc eax', [0x39, rr(2, 0), 0xff, 0xc0]], ['cmp eax,edx; dec eax', [0x39, rr(2, 0), 0xff, 0xc8]],
+  // Shifts by a constant write explicit flags (SHL/SHR/SAR inline, ROL/ROR replayed).
+  ['shl rax,3', [0x48, 0xc1, 0xe0, 0x03]], ['shl rax,1', [0x48, 0xd1, 0xe0]], ['shr rax,1', [0x48, 0xd1, 0xe8]],
+  ['shr rax,17', [0x48, 0xc1, 0xe8, 0x11]], ['sar rax,63', [0x48, 0xc1, 0xf8, 0x3f]], ['sar rax,1', [0x48, 0xd1, 0xf8]],
+  ['shl eax,31', [0xc1, 0xe0, 0x1f]], ['shl eax,1', [0xd1, 0xe0]], ['shr eax,5', [0xc1, 0xe8, 0x05]], ['shr eax,1', [0xd1, 0xe8]],
+  ['sar eax,1', [0xd1, 0xf8]], ['sar eax,9', [0xc1, 0xf8, 0x09]], ['rol rax,5', [0x48, 0xc1, 0xc0, 0x05]],
+  ['shl rax,1; inc rax', [0x48, 0xd1, 0xe0, 0x48, 0xff, 0xc0]], ['shr eax,1; dec eax', [0xd1, 0xe8, 0xff, 0xc8]],
 ];
 const MOV_OPERANDS = [0x4c, 0x89, 0xc0, 0x4c, 0x89, 0xca]; // mov rax,r8 / mov rdx,r9
 // rol rN,1 / add rN,rbx (N = 12..15): every result of the run changes the final value
 const ACC = (r: number) => [0x49, 0xd1, 0xc0 | (r & 7), 0x49, 0x01, rr(3, r)];
 
-test('every condition after every flag producer (in-block and across blocks) matches the interpreter', () => {
+test('every condition after every flag producer (ALU, INC/DEC, shifts; in-block and across blocks) matches the interpreter', () => {
   const code: number[] = [];
   // mov ecx,16 / mov rsi,0x200000 / top: mov r8,[rsi] / mov r9,[rsi+8] / add rsi,16
   code.push(0xb9, 16, 0, 0, 0, 0x48, 0xc7, 0xc6, 0x00, 0x00, 0x20, 0x00);
   const top = code.length;
   code.push(0x4c, 0x8b, 0x06, 0x4c, 0x8b, 0x4e, 0x08, 0x48, 0x83, 0xc6, 0x10);
   for (const [, p] of PRODUCERS) {
+    // all six arithmetic flags (AF too) through PUSHFQ (replayed: the record moves to the CPU):
+    // producer; pushfq; pop rbx; and ebx,0x8d5; accumulate into r10
+    code.push(...MOV_OPERANDS, ...p, 0x9c, 0x5b, 0x81, 0xe3, 0xd5, 0x08, 0x00, 0x00, ...ACC(2));
     for (let cc = 0; cc < 16; cc++) {
       // static: producer; setcc bl; movzx ebx,bl; accumulate into r12 (rol r12,1 / add r12,rbx)
       code.push(...MOV_OPERANDS, ...p, 0x0f, 0x90 + cc, 0xc3, 0x0f, 0xb6, 0xdb, ...ACC(4));

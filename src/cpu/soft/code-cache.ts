@@ -29,7 +29,7 @@ import type { GuestMemory } from '../../memory/guest-memory.ts';
 import type { OpHandler, SoftCpu } from './cpu.ts';
 import type { JitFn } from './jit/translate.ts';
 import type { WasmCode } from './wasm/translate.ts';
-import { CODE_PAGES } from './wasm/layout.ts';
+import { CODE_PAGES, PAGE_GEN } from './wasm/layout.ts';
 
 /** Longest block, in instructions (bounds the event latency of a block to this many instructions). */
 export const MAX_BLOCK = 32;
@@ -158,11 +158,11 @@ export class CodeCache {
   readonly cpus: SoftCpu[] = [];
   readonly stats: CodeCacheStats = { blocks: 0, instructionsCached: 0, invalidations: 0, compiled: 0, chainHits: 0 };
 
-  /** `codePagesIn`: where the code-page bytes live (the wasm memory, so translated stores can check them). */
+  /** `codePagesIn`: where the code-page bytes and generations live (the wasm memory, for translated code). */
   constructor(readonly lowSize: number, codePagesIn?: ArrayBuffer) {
     const pages = Math.ceil(lowSize / 4096);
     this.codePages = codePagesIn ? new Uint8Array(codePagesIn, CODE_PAGES, pages).fill(0) : new Uint8Array(pages);
-    this.pageGen = new Int32Array(pages);
+    this.pageGen = codePagesIn ? new Int32Array(codePagesIn, PAGE_GEN, pages).fill(0) : new Int32Array(pages);
     this.pageInvalidations = new Uint16Array(pages);
     this.noCache = new Uint8Array(pages);
   }
@@ -249,6 +249,7 @@ export function softEngineStats(cpus: SoftCpu[], ms: number): string {
       ? `ringzero: stats: block cache: ${s.blocks} blocks recorded (${s.instructionsCached} instructions), ` +
         `${pct(fromBlocks, total)}% of instructions run from cached blocks, ${s.invalidations} page invalidations`
       : 'ringzero: stats: block cache off (--no-translate)',
+    ...(on && cpus[0].wasm && cpus[0].jitEnabled ? [`ringzero: stats: wasm: ${cpus[0].wasm.statsLine()}`] : []),
     ...(!on ? [] : cpus.some((c) => c.jitEnabled)
       ? [`ringzero: stats: JIT: ${s.compiled} blocks compiled to JavaScript, ${pct(jitted, total)}% of instructions run in them; ` +
           `${s.chainHits} chained block entries`]

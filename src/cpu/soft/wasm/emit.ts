@@ -51,6 +51,17 @@ export function sleb32(out: number[], v: number): void {
   }
 }
 
+/** Signed LEB128 of an exact integer number (|v| < 2^53), without BigInt. */
+export function slebNum(out: number[], v: number): void {
+  if ((v | 0) === v) { sleb32(out, v); return; }
+  for (;;) {
+    const b = ((v % 128) + 128) % 128; // low 7 bits (two's complement)
+    v = (v - b) / 128;
+    if ((v === 0 && (b & 0x40) === 0) || (v === -1 && (b & 0x40) !== 0)) { out.push(b); return; }
+    out.push(b | 0x80);
+  }
+}
+
 /** Signed LEB128 of a 64-bit integer given as a bigint (compile time only). */
 export function sleb64(out: number[], v: bigint): void {
   v = BigInt.asIntN(64, v);
@@ -68,9 +79,13 @@ function name(out: number[], s: string): void {
   for (const b of bytes) out.push(b);
 }
 
-/** A function body: locals declared up front, code appended with the helpers below. */
+/**
+ * A function body: locals declared up front, code appended with the helpers below into a growable byte buffer
+ * (translation speed matters: blocks are translated while the guest runs).
+ */
 export class Body {
-  readonly code: number[] = [];
+  private buf = new Uint8Array(1024);
+  private len = 0;
   private readonly localTypes: number[] = [];
   /** Open blocks/loops/ifs, innermost last: a label is an index into this stack. */
   private readonly labels: number[] = [];
@@ -83,39 +98,71 @@ export class Body {
     return this.paramCount + this.localTypes.length - 1;
   }
 
-  op(...bytes: number[]): this { for (const b of bytes) this.code.push(b); return this; }
-  i32(v: number): this { this.code.push(Op.i32Const); sleb32(this.code, v); return this; }
-  i64(v: bigint): this { this.code.push(Op.i64Const); sleb64(this.code, v); return this; }
-  f64(v: number): this {
-    this.code.push(Op.f64Const);
-    const b = Buffer.alloc(8);
-    b.writeDoubleLE(v);
-    for (const x of b) this.code.push(x);
+  private byte(b: number): void {
+    if (this.len === this.buf.length) {
+      const n = new Uint8Array(this.buf.length * 2);
+      n.set(this.buf);
+      this.buf = n;
+    }
+    this.buf[this.len++] = b;
+  }
+  private uleb(v: number): void {
+    do {
+      let b = v & 0x7f;
+      v >>>= 7;
+      if (v !== 0) b |= 0x80;
+      this.byte(b);
+    } while (v !== 0);
+  }
+  private sleb(v: number): void {
+    if ((v | 0) !== v) { const tmp: number[] = []; slebNum(tmp, v); for (const b of tmp) this.byte(b); return; }
+    for (;;) {
+      const b = v & 0x7f;
+      v >>= 7;
+      if ((v === 0 && (b & 0x40) === 0) || (v === -1 && (b & 0x40) !== 0)) { this.byte(b); return; }
+      this.byte(b | 0x80);
+    }
+  }
+
+  /** One opcode byte, or two (a 0xFC-prefixed opcode, call_indirect's type, ...). */
+  op(a: number, b = -1): this { this.byte(a); if (b >= 0) this.byte(b); return this; }
+  i32(v: number): this { this.byte(Op.i32Const); this.sleb(v | 0); return this; }
+  /** i64.const: a number (an exact integer, |v| < 2^53) or a bigint. */
+  i64(v: bigint | number): this {
+    this.byte(Op.i64Const);
+    if (typeof v === 'number') this.sleb(v);
+    else { const tmp: number[] = []; sleb64(tmp, v); for (const b of tmp) this.byte(b); }
     return this;
   }
-  get(l: number): this { this.code.push(Op.localGet); uleb(this.code, l); return this; }
-  set(l: number): this { this.code.push(Op.localSet); uleb(this.code, l); return this; }
-  tee(l: number): this { this.code.push(Op.localTee); uleb(this.code, l); return this; }
-  call(f: number): this { this.code.push(Op.call); uleb(this.code, f); return this; }
+  f64(v: number): this {
+    this.byte(Op.f64Const);
+    F64_SCRATCH[0] = v;
+    for (let i = 0; i < 8; i++) this.byte(F64_BYTES[i]);
+    return this;
+  }
+  get(l: number): this { this.byte(Op.localGet); this.uleb(l); return this; }
+  set(l: number): this { this.byte(Op.localSet); this.uleb(l); return this; }
+  tee(l: number): this { this.byte(Op.localTee); this.uleb(l); return this; }
+  call(f: number): this { this.byte(Op.call); this.uleb(f); return this; }
   /** A load/store with alignment hint log2 `align` and a constant offset (§5.4.6 memarg). */
   mem(opcode: number, align: number, offset: number): this {
-    this.code.push(opcode);
-    uleb(this.code, align);
-    uleb(this.code, offset);
+    this.byte(opcode);
+    this.uleb(align);
+    this.uleb(offset);
     return this;
   }
 
   /** Open a block (kind: Op.block, Op.loop or Op.if) with no result; returns its label. */
   open(kind: number): number {
-    this.code.push(kind, EMPTY);
+    this.byte(kind); this.byte(EMPTY);
     const id = this.nextLabel++;
     this.labels.push(id);
     return id;
   }
-  else(): this { this.code.push(Op.else); return this; }
+  else(): this { this.byte(Op.else); return this; }
   close(): this {
     this.labels.pop();
-    this.code.push(Op.end);
+    this.byte(Op.end);
     return this;
   }
   private depth(label: number): number {
@@ -123,32 +170,37 @@ export class Body {
     if (i < 0) throw new Error('branch to a label that is not open');
     return this.labels.length - 1 - i;
   }
-  br(label: number): this { this.code.push(Op.br); uleb(this.code, this.depth(label)); return this; }
-  brIf(label: number): this { this.code.push(Op.brIf); uleb(this.code, this.depth(label)); return this; }
+  br(label: number): this { this.byte(Op.br); this.uleb(this.depth(label)); return this; }
+  brIf(label: number): this { this.byte(Op.brIf); this.uleb(this.depth(label)); return this; }
 
   /** The encoded body (§5.5.13): locals grouped by runs of one type, the code, `end`. */
-  encode(): number[] {
+  encode(): Uint8Array {
     if (this.labels.length !== 0) throw new Error('unclosed block');
-    const out: number[] = [];
+    const head: number[] = [];
     const groups: [number, number][] = [];
     for (const t of this.localTypes) {
       const g = groups[groups.length - 1];
       if (g && g[1] === t) g[0]++; else groups.push([1, t]);
     }
-    uleb(out, groups.length);
-    for (const [n, t] of groups) { uleb(out, n); out.push(t); }
-    for (const b of this.code) out.push(b);
-    out.push(Op.end);
+    uleb(head, groups.length);
+    for (const [n, t] of groups) { uleb(head, n); head.push(t); }
+    const out = new Uint8Array(head.length + this.len + 1);
+    out.set(head);
+    out.set(this.buf.subarray(0, this.len), head.length);
+    out[out.length - 1] = Op.end;
     return out;
   }
 }
+
+const F64_SCRATCH = new Float64Array(1);
+const F64_BYTES = new Uint8Array(F64_SCRATCH.buffer);
 
 export interface FuncType { params: number[]; results: number[] }
 
 /** A module: imported memory and functions, defined functions (exported by name). */
 export class ModuleBuilder {
   private readonly types: FuncType[] = [];
-  private readonly imports: { module: string; field: string; kind: 'func' | 'memory'; type?: number }[] = [];
+  private readonly imports: { module: string; field: string; kind: 'func' | 'memory' | 'table'; type?: number }[] = [];
   private readonly funcs: { type: number; body: Body; exportName?: string }[] = [];
   private importedFuncs = 0;
 
@@ -162,6 +214,11 @@ export class ModuleBuilder {
 
   importMemory(module: string, field: string): void {
     this.imports.push({ module, field, kind: 'memory' });
+  }
+
+  /** Import a table of funcref (limits: at least 0 elements). */
+  importTable(module: string, field: string): void {
+    this.imports.push({ module, field, kind: 'table' });
   }
 
   /** Import a function; returns its function index (imports come first in the index space, §2.5.1). */
@@ -193,7 +250,9 @@ export class ModuleBuilder {
     uleb(im, this.imports.length);
     for (const i of this.imports) {
       name(im, i.module); name(im, i.field);
-      if (i.kind === 'func') { im.push(0x00); uleb(im, i.type!); } else im.push(0x02, 0x00, 0x00);
+      if (i.kind === 'func') { im.push(0x00); uleb(im, i.type!); }
+      else if (i.kind === 'table') im.push(0x01, 0x70, 0x00, 0x00); // funcref, min 0
+      else im.push(0x02, 0x00, 0x00);
     }
     section(2, im);
     // 3: function declarations
@@ -207,15 +266,24 @@ export class ModuleBuilder {
     uleb(ex, exported.length);
     for (const [f, i] of exported) { name(ex, f.exportName!); ex.push(0x00); uleb(ex, this.importedFuncs + i); }
     section(7, ex);
-    // 10: code
+    // 10: code (bodies copied once into the result)
+    const bodies = this.funcs.map((f) => f.body.encode());
     const co: number[] = [];
     uleb(co, this.funcs.length);
-    for (const f of this.funcs) {
-      const body = f.body.encode();
-      uleb(co, body.length);
-      for (const b of body) co.push(b);
+    let size = co.length;
+    const sizes = bodies.map((b) => { const h: number[] = []; uleb(h, b.length); size += h.length + b.length; return h; });
+    out.push(10);
+    uleb(out, size);
+    for (const b of co) out.push(b);
+    let total = out.length;
+    for (let i = 0; i < bodies.length; i++) total += sizes[i].length + bodies[i].length;
+    const result = new Uint8Array(total);
+    result.set(out);
+    let p = out.length;
+    for (let i = 0; i < bodies.length; i++) {
+      result.set(sizes[i], p); p += sizes[i].length;
+      result.set(bodies[i], p); p += bodies[i].length;
     }
-    section(10, co);
-    return Uint8Array.from(out);
+    return result;
   }
 }

@@ -1,17 +1,23 @@
 // Layout of the WebAssembly memory shared by the software CPU's wasm translator and the JavaScript CPU
 // (GuestMemory.wasmMemory). Low RAM is at WASM_RAM_OFFSET (src/memory/guest-memory.ts); below it:
 //   [CODE_PAGES, +lowSize/4096)  the block cache's per-page "holds decoded code / armed" bytes (CodeCache.codePages)
+//   [PAGE_GEN, +lowSize/1024)    the block cache's page generations (CodeCache.pageGen, Int32Array)
+//   [DISPATCH, +1 MiB)           translated blocks by physical address for chaining inside wasm: 65536 direct-mapped
+//                                entries of (pa, page generation, function-table index, instruction count) as i32
 //   [STATE_BASE + k*STATE_STRIDE) vCPU k's state area, whose fields SoftCpu sees as typed-array views:
 //     S_RLO  rlo[16] (Int32Array)      S_RHI  rhi[16]
 //     S_LOP..S_LCY  the lazy-flag record while translated code runs (copied from/to SoftCpu's fields around a call)
 //     S_HI   the high half of a 64-bit value read by the slow-path helper
-//     S_RIP  RIP at the exit of translated code (f64)
+//     S_RIP  RIP at the exit of translated code (f64); S_CHAIN, S_NBASE, S_R0, S_BLK: the dispatcher's position
 //     S_SEG  segBase[6] (Float64Array)
 //     S_PHYS tlbPhys[4096], S_TAGS tlbTags[6*4096] (Float64Array)
 import { WASM_RAM_OFFSET } from '../../../memory/guest-memory.ts';
 
 export const CODE_PAGES = 64 * 1024;
-export const STATE_BASE = 1024 * 1024;
+export const PAGE_GEN = 1024 * 1024;
+export const DISPATCH = 4 * 1024 * 1024;
+export const DISPATCH_BITS = 16;
+export const STATE_BASE = 5 * 1024 * 1024;
 export const STATE_STRIDE = 256 * 1024;
 /** vCPUs that can have a state area below low RAM. */
 export const MAX_WASM_CPUS = (WASM_RAM_OFFSET - STATE_BASE) / STATE_STRIDE;
@@ -26,7 +32,15 @@ export const S_LS = 144;
 export const S_LR = 152;
 export const S_LCY = 160;
 export const S_HI = 164;
+/** Set to 1 by the dispatcher before each block, to 0 by a helper after which chaining must stop (an event). */
+export const S_CHAIN = 168;
+/** Instructions the dispatcher ran before the current block, and the current block's start RIP (f64) and index. */
+export const S_NBASE = 172;
 export const S_RIP = 176;
+export const S_R0 = 184;
+export const S_BLK = 240;
+/** Blocks the dispatcher entered straight from the previous one (added to the cache's chainHits after a call). */
+export const S_CHAINS = 244;
 export const S_SEG = 192;
 export const S_PHYS = 1024;
 export const S_TAGS = S_PHYS + 4096 * 8;

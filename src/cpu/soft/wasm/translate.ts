@@ -32,7 +32,7 @@
 import type { SoftCpu } from '../cpu.ts';
 import { CPU_FAULT } from '../cpu.ts';
 import type { Block, BlockEntry } from '../code-cache.ts';
-import { JIT_THRESHOLD } from '../code-cache.ts';
+import { JIT_THRESHOLD, CHAIN_LIMIT } from '../code-cache.ts';
 import { Form } from '../fast-forms.ts';
 import type { GuestMemory } from '../../../memory/guest-memory.ts';
 import { WASM_RAM_OFFSET } from '../../../memory/guest-memory.ts';
@@ -43,23 +43,28 @@ import * as L from './layout.ts';
 export interface WasmCode {
   fn: (st: number, r0: number, left: number, user: number) => number;
   offs: number[];
+  /** Index in the engine's function table (the dispatcher calls it from there). */
+  idx: number;
 }
 
 /** Most instructions one call of a self-looping block executes. */
 const LOOP_LIMIT = 1024;
 /** Replays of a cached block before it is translated (RINGZERO_WASM_HOT; never above RINGZERO_JIT_HOT). */
 const WASM_HOT = Number(process.env.RINGZERO_WASM_HOT ?? 100);
+/** Blocks per translated module (RINGZERO_WASM_BATCH), and the replays a queued block may wait meanwhile. */
+const WASM_BATCH = Number(process.env.RINGZERO_WASM_BATCH ?? 32);
+const WASM_BATCH_WAIT = Number(process.env.RINGZERO_WASM_BATCH_WAIT ?? 400);
 
 // Lazy-flag kinds (../cpu.ts Lazy) and ALU operations (as in ../fast-forms.ts).
 const L_ADD = 1, L_SUB = 3, L_LOGIC = 5, L_INC = 6, L_DEC = 7;
+/** Record kind of translated code only: the arithmetic flags are explicit EFLAGS bits in S_LD (after a shift). */
+const EXPLICIT = -2;
 const ADD = 0, OR = 1, AND = 4, SUB = 5, XOR = 6, CMP = 7, TEST = 8;
 const KIND = [L_ADD, L_LOGIC, 0, 0, L_LOGIC, L_SUB, L_LOGIC, L_SUB, L_LOGIC];
 void AND;
 
 const TWO47 = 140737488355328;
-/** 0xFC-prefixed saturating truncations (Core spec §5.4.5). */
-const I64_TRUNC_SAT_F64_S = [0xfc, 6];
-const I64_TRUNC_SAT_F64_U = [0xfc, 7];
+// (0xFC 6 / 0xFC 7: i64.trunc_sat_f64_s / _u, the saturating truncations of Core spec §5.4.5.)
 
 // Function indices of the imports (declared in this order).
 const F_RD = 0, F_WR = 1, F_RP = 2, F_CC = 3, F_GP = 4;
@@ -99,7 +104,7 @@ class Translator {
   r64(r: number): void {
     const b = this.b;
     b.get(this.st).mem(Op.i64Load32u, 2, L.S_RLO + 4 * r);
-    b.get(this.st).mem(Op.i64Load32u, 2, L.S_RHI + 4 * r).i64(32n).op(Op.i64Shl).op(Op.i64Or);
+    b.get(this.st).mem(Op.i64Load32u, 2, L.S_RHI + 4 * r).i64(32).op(Op.i64Shl).op(Op.i64Or);
   }
   /** Push the low 32 bits of register r (i32). */
   r32(r: number): void { this.b.get(this.st).mem(Op.i32Load, 2, L.S_RLO + 4 * r); }
@@ -107,7 +112,7 @@ class Translator {
   set64(r: number, l: number): void {
     const b = this.b;
     b.get(this.st).get(l).op(Op.i32WrapI64).mem(Op.i32Store, 2, L.S_RLO + 4 * r);
-    b.get(this.st).get(l).i64(32n).op(Op.i64ShrU).op(Op.i32WrapI64).mem(Op.i32Store, 2, L.S_RHI + 4 * r);
+    b.get(this.st).get(l).i64(32).op(Op.i64ShrU).op(Op.i32WrapI64).mem(Op.i32Store, 2, L.S_RHI + 4 * r);
   }
   /** Store the i32 produced by `emit` into the low half of r and zero the high half. */
   set32(r: number, emit: () => void): void {
@@ -145,20 +150,20 @@ class Translator {
     const b = this.b;
     let terms = 0;
     if (e.base >= 0) { this.r64(e.base); terms++; }
-    else if (e.base === -2) { b.get(this.r0i).i64(BigInt(next)).op(Op.i64Add); terms++; }
+    else if (e.base === -2) { b.get(this.r0i).i64(next).op(Op.i64Add); terms++; }
     if (e.index >= 0) {
       this.r64(e.index);
-      if (e.scale > 1) b.i64(BigInt(Math.log2(e.scale))).op(Op.i64Shl);
+      if (e.scale > 1) b.i64(Math.log2(e.scale)).op(Op.i64Shl);
       if (terms) b.op(Op.i64Add);
       terms++;
     }
     if (e.disp !== 0 || terms === 0) {
-      b.i64(BigInt(e.disp));
+      b.i64(e.disp);
       if (terms) b.op(Op.i64Add);
     }
     if (e.seg >= 0) {
       // FS/GS base (signed canonical number, ../system/msr.ts) + offset, modulo 2^64.
-      b.get(this.st).mem(Op.f64Load, 3, L.S_SEG + 8 * e.seg).op(...I64_TRUNC_SAT_F64_S).op(Op.i64Add);
+      b.get(this.st).mem(Op.f64Load, 3, L.S_SEG + 8 * e.seg).op(0xfc, 6).op(Op.i64Add);
     }
     b.set(this.a);
   }
@@ -170,13 +175,13 @@ class Translator {
   probe(size: number, write: boolean, slowLabel: number): void {
     const b = this.b;
     b.get(this.a).op(Op.i32WrapI64).i32(0xfff).op(Op.i32And).tee(this.off).i32(4096 - size).op(Op.i32GtU).brIf(slowLabel);
-    b.get(this.a).i64(12n).op(Op.i64ShrS).tee(this.vpn).op(Op.i32WrapI64).i32(0xfff).op(Op.i32And).i32(3).op(Op.i32Shl).set(this.ti);
+    b.get(this.a).i64(12).op(Op.i64ShrS).tee(this.vpn).op(Op.i32WrapI64).i32(0xfff).op(Op.i32And).i32(3).op(Op.i32Shl).set(this.ti);
     b.get(write ? this.wtag : this.rtag).get(this.ti).op(Op.i32Add).mem(Op.f64Load, 3, 0);
     b.get(this.vpn).op(Op.f64ConvertI64s).op(Op.f64Ne).brIf(slowLabel);
-    b.get(this.st).get(this.ti).op(Op.i32Add).mem(Op.f64Load, 3, L.S_PHYS).op(...I64_TRUNC_SAT_F64_U);
+    b.get(this.st).get(this.ti).op(Op.i32Add).mem(Op.f64Load, 3, L.S_PHYS).op(0xfc, 7);
     b.get(this.off).op(Op.i64ExtendI32u).op(Op.i64Add).tee(this.p);
-    b.i64(BigInt(this.ramSize - size)).op(Op.i64GtU).brIf(slowLabel);
-    if (write) b.get(this.p).i64(12n).op(Op.i64ShrU).op(Op.i32WrapI64).mem(Op.i32Load8u, 0, L.CODE_PAGES).brIf(slowLabel);
+    b.i64(this.ramSize - size).op(Op.i64GtU).brIf(slowLabel);
+    if (write) b.get(this.p).i64(12).op(Op.i64ShrU).op(Op.i32WrapI64).mem(Op.i32Load8u, 0, L.CODE_PAGES).brIf(slowLabel);
   }
 
   /** Load `size` bytes at `a` into local `v` (zero-extended). */
@@ -194,7 +199,7 @@ class Translator {
     b.close();
     b.get(this.a).op(Op.f64ConvertI64s).i32(size); this.pos(); b.call(F_RD);
     if (size === 4 || size === 8) b.op(Op.i64ExtendI32u); else b.op(Op.i64ExtendI32u);
-    if (size === 8) b.get(this.st).mem(Op.i64Load32u, 2, L.S_HI).i64(32n).op(Op.i64Shl).op(Op.i64Or);
+    if (size === 8) b.get(this.st).mem(Op.i64Load32u, 2, L.S_HI).i64(32).op(Op.i64Shl).op(Op.i64Or);
     b.set(this.v).i32(1).set(this.slow);
     b.close();
   }
@@ -213,7 +218,7 @@ class Translator {
     b.br(done);
     b.close();
     b.get(this.a).op(Op.f64ConvertI64s).i32(size);
-    b.get(this.w).op(Op.i32WrapI64).get(this.w).i64(32n).op(Op.i64ShrU).op(Op.i32WrapI64);
+    b.get(this.w).op(Op.i32WrapI64).get(this.w).i64(32).op(Op.i64ShrU).op(Op.i32WrapI64);
     this.pos(); b.call(F_WR);
     b.i32(1).set(this.slow);
     b.close();
@@ -281,10 +286,25 @@ class Translator {
 
   private condStatic(c: number): boolean {
     const b = this.b, k = this.kind, w = this.size === 8;
+    if (k === EXPLICIT) {
+      // The arithmetic flags as EFLAGS bits in ld (SDM vol. 1 §3.4.3.1: CF 0, PF 2, ZF 6, SF 7, OF 11).
+      const bit = (n: number) => { b.get(this.ld).op(Op.i32WrapI64); if (n) b.i32(n).op(Op.i32ShrU); b.i32(1).op(Op.i32And); };
+      switch (c) {
+        case 0: bit(11); break;
+        case 1: bit(0); break;
+        case 2: bit(6); break;
+        case 3: b.get(this.ld).op(Op.i32WrapI64).i32(0x41).op(Op.i32And).i32(0).op(Op.i32Ne); break;
+        case 4: bit(7); break;
+        case 5: bit(2); break;
+        case 6: bit(7); bit(11); b.op(Op.i32Xor); break;
+        default: bit(6); bit(7); bit(11); b.op(Op.i32Xor).op(Op.i32Or);
+      }
+      return true;
+    }
     const lt = w ? Op.i64LtS : Op.i32LtS, ltu = w ? Op.i64LtU : Op.i32LtU, leu = w ? Op.i64LeU : Op.i32LeU;
     const les = w ? Op.i64LeS : Op.i32LeS, eqz = w ? Op.i64Eqz : Op.i32Eqz, xor = w ? Op.i64Xor : Op.i32Xor;
     const and = w ? Op.i64And : Op.i32And, eq = w ? Op.i64Eq : Op.i32Eq;
-    const zero = () => (w ? b.i64(0n) : b.i32(0));
+    const zero = () => (w ? b.i64(0) : b.i32(0));
     const Z = () => { this.fv(this.lr, false); b.op(eqz); };
     const S = () => { this.fv(this.lr, true); zero(); b.op(lt); };
     const P = () => { b.get(this.lr).op(Op.i32WrapI64).i32(255).op(Op.i32And).op(Op.i32Popcnt).i32(1).op(Op.i32And).op(Op.i32Eqz); };
@@ -354,16 +374,18 @@ class Translator {
   }
 }
 
-const imm64 = (lo: number, hi: number) => (BigInt(hi | 0) << 32n) | BigInt(lo >>> 0);
+/** A 64-bit immediate (lo, hi) as an exact number when it is one, else a bigint. */
+const imm64 = (lo: number, hi: number): number | bigint =>
+  (hi === 0 || (hi === -1 && lo < 0)) ? (hi === 0 ? lo >>> 0 : lo) : (BigInt(hi | 0) << 32n) | BigInt(lo >>> 0);
 
-/** Build the module of one block; null if it has nothing worth translating. */
-function buildBlock(block: Block, ramSize: number): { bytes: Uint8Array<ArrayBuffer>; offs: number[] } | null {
+/** Translate one block into a function body; null if it has nothing worth translating. */
+function translateBody(block: Block, ramSize: number): { body: Body; offs: number[] } | null {
   const es = block.entries;
   const N = es.length;
   const offs: number[] = [];
   let off = 0;
   for (let i = 0; i < N; i++) { offs.push(off); off += es[i].len; }
-  if (!es.some((e) => e.form !== Form.None && e.form !== Form.ShiftImm)) return null;
+  if (!es.some((e) => e.form !== Form.None && (e.form !== Form.ShiftImm || e.op >= 4))) return null;
   const T = new Translator(block, offs, ramSize);
   const b = T.b;
   const last = es[N - 1];
@@ -372,7 +394,7 @@ function buildBlock(block: Block, ramSize: number): { bytes: Uint8Array<ArrayBuf
   // Prologue: TLB bank addresses for this privilege, r0 as an integer.
   b.get(T.st).i32(L.S_TAGS).op(Op.i32Add).get(T.user).i32(L.TAGS_USER_DELTA).op(0x6c /* i32.mul */).op(Op.i32Add).tee(T.rtag);
   b.i32(L.TAGS_WRITE_DELTA).op(Op.i32Add).set(T.wtag);
-  b.get(T.r0).op(...I64_TRUNC_SAT_F64_S).set(T.r0i);
+  b.get(T.r0).op(0xfc, 6).set(T.r0i);
   T.out = b.open(Op.block);
   if (T.selfLoop) T.top = b.open(Op.loop);
   for (let i = 0; i < N; i++) {
@@ -383,6 +405,15 @@ function buildBlock(block: Block, ramSize: number): { bytes: Uint8Array<ArrayBuf
     const f = e.form;
     T.ix = i;
     let mem = false;
+    let replayed = false;
+    // Replay through the helper (closure or handler, as SoftCpu.runBlock); it stores RIP and says whether to leave.
+    const replay = () => {
+      replayed = true;
+      T.pos(); b.call(F_RP);
+      b.open(Op.if); b.i32(i + 1).set(T.xc).br(T.out); b.close();
+      T.known = false;
+      if (isLast) b.op(Op.unreachable); // (the helper always says leave after the last instruction)
+    };
     const memOp = () => { if (!mem) { mem = true; b.i32(0).set(T.slow); } T.ea(e, next); };
     switch (f) {
       case Form.MovRR64:
@@ -399,14 +430,14 @@ function buildBlock(block: Block, ramSize: number): { bytes: Uint8Array<ArrayBuf
         b.get(T.st).i32(e.immHi).mem(Op.i32Store, 2, L.S_RHI + 4 * e.a);
         break;
       case Form.MovImmMem64: memOp(); b.i64(imm64(e.imm, e.immHi)).set(T.w); T.store(8); break;
-      case Form.MovImmMem32: memOp(); b.i64(BigInt(e.imm >>> 0)).set(T.w); T.store(4); break;
+      case Form.MovImmMem32: memOp(); b.i64(e.imm >>> 0).set(T.w); T.store(4); break;
       case Form.Lea: {
         // base + (index << e.size) + disp modulo 2^64; e.immHi is the operand size (4: zero-extended).
         let terms = 0;
         if (e.base >= 0) { T.r64(e.base); terms++; }
-        else if (e.base === -2) { b.get(T.r0i).i64(BigInt(next)).op(Op.i64Add); terms++; }
-        if (e.index >= 0) { T.r64(e.index); if (e.size) b.i64(BigInt(e.size)).op(Op.i64Shl); if (terms) b.op(Op.i64Add); terms++; }
-        if (e.disp !== 0 || terms === 0) { b.i64(BigInt(e.disp)); if (terms) b.op(Op.i64Add); }
+        else if (e.base === -2) { b.get(T.r0i).i64(next).op(Op.i64Add); terms++; }
+        if (e.index >= 0) { T.r64(e.index); if (e.size) b.i64(e.size).op(Op.i64Shl); if (terms) b.op(Op.i64Add); terms++; }
+        if (e.disp !== 0 || terms === 0) { b.i64(e.disp); if (terms) b.op(Op.i64Add); }
         b.set(T.t);
         if (e.immHi === 8) T.set64(e.a, T.t); else T.set32(e.a, () => b.get(T.t).op(Op.i32WrapI64));
         break;
@@ -416,7 +447,7 @@ function buildBlock(block: Block, ramSize: number): { bytes: Uint8Array<ArrayBuf
         if (f === Form.AluRM) { memOp(); T.load(size); }
         T.regVal(rd, size); b.set(T.ld);
         if (f === Form.AluRR) T.regVal(e.a, size);
-        else if (f === Form.AluRI) b.i64(size === 8 ? imm64(e.imm, e.immHi) : BigInt(e.imm >>> 0));
+        else if (f === Form.AluRI) b.i64(size === 8 ? imm64(e.imm, e.immHi) : e.imm >>> 0);
         else b.get(T.v);
         b.set(T.ls);
         T.alu(op, size);
@@ -428,7 +459,7 @@ function buildBlock(block: Block, ramSize: number): { bytes: Uint8Array<ArrayBuf
         // The store may fault after the load: the flag record is committed only after it.
         const op = e.op, size = e.size;
         memOp(); T.load(size);
-        if (f === Form.AluMR) T.regVal(e.a, size); else b.i64(size === 8 ? imm64(e.imm, e.immHi) : BigInt(e.imm >>> 0));
+        if (f === Form.AluMR) T.regVal(e.a, size); else b.i64(size === 8 ? imm64(e.imm, e.immHi) : e.imm >>> 0);
         b.set(T.t);
         // w = v op t (as alu(), into w)
         b.get(T.v).get(T.t);
@@ -444,21 +475,57 @@ function buildBlock(block: Block, ramSize: number): { bytes: Uint8Array<ArrayBuf
         const r = e.b, dec = e.op === 1, size = e.size;
         T.cond(2); b.set(T.lcy); // CF is preserved: the record keeps the old CF (../ops/alu.ts)
         T.regVal(r, size); b.set(T.ld);
-        b.i64(1n).set(T.ls);
-        b.get(T.ld).i64(1n).op(dec ? Op.i64Sub : Op.i64Add);
+        b.i64(1).set(T.ls);
+        b.get(T.ld).i64(1).op(dec ? Op.i64Sub : Op.i64Add);
         if (size === 4) b.i64(0xffffffffn).op(Op.i64And);
         b.set(T.lr);
         T.writeLr(r, size);
         T.produced(dec ? L_DEC : L_INC, size);
         break;
       }
+      case Form.ShiftImm: {
+        if (e.op < 4) { replay(); break; } // ROL/ROR/RCL/RCR: replayed
+        // SHL/SAL/SHR/SAR by a constant (as ../ops/alu-shift.ts shift32/shift64): all six arithmetic flags are
+        // written explicitly (AF set, OF from the result's top bits): the record becomes EXPLICIT with those bits.
+        const r = e.b, n = e.imm, w = e.size === 8, bits = w ? 64 : 32;
+        const sar = e.op === 7, shl = e.op === 4 || e.op === 6;
+        if (w) {
+          T.r64(r); b.set(T.t);
+          b.get(T.t).i64(n).op(shl ? Op.i64Shl : sar ? Op.i64ShrS : Op.i64ShrU).set(T.v);
+          b.get(T.t).i64(shl ? bits - n : n - 1).op(Op.i64ShrU).op(Op.i32WrapI64).i32(1).op(Op.i32And).set(T.c32); // CF
+          b.get(T.c32);
+          if (shl) b.get(T.v).i64(63).op(Op.i64ShrU).op(Op.i32WrapI64).get(T.c32).op(Op.i32Xor).i32(11).op(Op.i32Shl).op(Op.i32Or);
+          else if (!sar) b.get(T.v).i64(63).op(Op.i64ShrU).get(T.v).i64(62).op(Op.i64ShrU).op(Op.i64Xor).op(Op.i32WrapI64).i32(1).op(Op.i32And).i32(11).op(Op.i32Shl).op(Op.i32Or);
+          b.get(T.v).op(Op.i64Eqz).i32(6).op(Op.i32Shl).op(Op.i32Or);
+          b.get(T.v).i64(63).op(Op.i64ShrU).op(Op.i32WrapI64).i32(7).op(Op.i32Shl).op(Op.i32Or);
+          b.get(T.v).op(Op.i32WrapI64);
+        } else {
+          T.r32(r); b.op(Op.i64ExtendI32u).set(T.t);
+          b.get(T.t).op(Op.i32WrapI64).i32(n).op(shl ? Op.i32Shl : sar ? Op.i32ShrS : Op.i32ShrU).op(Op.i64ExtendI32u).set(T.v);
+          b.get(T.t).i64(shl ? bits - n : n - 1).op(Op.i64ShrU).op(Op.i32WrapI64).i32(1).op(Op.i32And).set(T.c32); // CF
+          b.get(T.c32);
+          if (shl) b.get(T.v).i64(31).op(Op.i64ShrU).op(Op.i32WrapI64).i32(1).op(Op.i32And).get(T.c32).op(Op.i32Xor).i32(11).op(Op.i32Shl).op(Op.i32Or);
+          else if (!sar) b.get(T.v).i64(31).op(Op.i64ShrU).get(T.v).i64(30).op(Op.i64ShrU).op(Op.i64Xor).op(Op.i32WrapI64).i32(1).op(Op.i32And).i32(11).op(Op.i32Shl).op(Op.i32Or);
+          b.get(T.v).op(Op.i32WrapI64).op(Op.i32Eqz).i32(6).op(Op.i32Shl).op(Op.i32Or);
+          b.get(T.v).i64(24).op(Op.i64ShrU).op(Op.i32WrapI64).i32(0x80).op(Op.i32And).op(Op.i32Or);
+          b.get(T.v).op(Op.i32WrapI64);
+        }
+        // PF: even parity of the low byte; AF set
+        b.i32(255).op(Op.i32And).op(Op.i32Popcnt).i32(1).op(Op.i32And).op(Op.i32Eqz).i32(2).op(Op.i32Shl).op(Op.i32Or);
+        b.i32(16).op(Op.i32Or).op(Op.i64ExtendI32u).set(T.ld);
+        if (w) T.set64(r, T.v); else T.set32(r, () => b.get(T.v).op(Op.i32WrapI64));
+        T.known = true; T.kind = EXPLICIT; T.size = e.size;
+        b.get(T.st).i32(EXPLICIT).mem(Op.i32Store, 2, L.S_LOP);
+        b.get(T.st).get(T.ld).mem(Op.i64Store, 3, L.S_LD);
+        break;
+      }
       case Form.Push: case Form.Call: {
         if (f === Form.Call) {
           b.get(T.r0).f64(next + e.disp).op(Op.f64Add); T.checkCanonicalF64();
-          b.get(T.r0i).i64(BigInt(next)).op(Op.i64Add).set(T.w);
+          b.get(T.r0i).i64(next).op(Op.i64Add).set(T.w);
         } else { T.r64(e.a); b.set(T.w); }
         mem = true; b.i32(0).set(T.slow);
-        T.r64(4); b.i64(8n).op(Op.i64Sub).set(T.a);
+        T.r64(4); b.i64(8).op(Op.i64Sub).set(T.a);
         T.store(8);
         T.set64(4, T.a);
         if (f === Form.Call) T.exitConst(i + 1, next + e.disp);
@@ -470,10 +537,10 @@ function buildBlock(block: Block, ramSize: number): { bytes: Uint8Array<ArrayBuf
         T.load(8);
         if (f === Form.Ret) {
           // canonical: bits 63..47 all equal
-          b.get(T.v).i64(BigInt(TWO47)).op(Op.i64Add).i64(48n).op(Op.i64ShrU).op(Op.i64Eqz).op(Op.i32Eqz);
+          b.get(T.v).i64(TWO47).op(Op.i64Add).i64(48).op(Op.i64ShrU).op(Op.i64Eqz).op(Op.i32Eqz);
           b.open(Op.if); T.pos(); b.call(F_GP).op(Op.unreachable); b.close();
         }
-        b.get(T.a).i64(8n).op(Op.i64Add).set(T.t);
+        b.get(T.a).i64(8).op(Op.i64Add).set(T.t);
         T.set64(4, T.t);
         if (f === Form.Ret) {
           b.get(T.st).get(T.v).op(Op.f64ConvertI64s).mem(Op.f64Store, 3, L.S_RIP);
@@ -490,7 +557,7 @@ function buildBlock(block: Block, ramSize: number): { bytes: Uint8Array<ArrayBuf
         const op = e.op;
         if (f === Form.Alu8RM) { memOp(); T.load(1); b.get(T.v).set(T.ls); }
         else if (f === Form.Alu8RR) { T.r8(e.a, e.ash); b.op(Op.i64ExtendI32u).set(T.ls); }
-        else b.i64(BigInt(e.imm & 0xff)).set(T.ls);
+        else b.i64(e.imm & 0xff).set(T.ls);
         T.r8(e.b, e.bsh); b.op(Op.i64ExtendI32u).set(T.ld);
         T.alu(op, 1);
         if (op < CMP) T.set8(e.b, e.bsh, () => b.get(T.lr).op(Op.i32WrapI64));
@@ -500,7 +567,7 @@ function buildBlock(block: Block, ramSize: number): { bytes: Uint8Array<ArrayBuf
       case Form.Alu8MR: case Form.Alu8MI: {
         const op = e.op;
         memOp(); T.load(1);
-        if (f === Form.Alu8MR) { T.r8(e.a, e.ash); b.op(Op.i64ExtendI32u); } else b.i64(BigInt(e.imm & 0xff));
+        if (f === Form.Alu8MR) { T.r8(e.a, e.ash); b.op(Op.i64ExtendI32u); } else b.i64(e.imm & 0xff);
         b.set(T.t);
         b.get(T.v).get(T.t);
         b.op(op === ADD ? Op.i64Add : op === SUB || op === CMP ? Op.i64Sub : op === OR ? Op.i64Or : op === XOR ? Op.i64Xor : Op.i64And);
@@ -514,7 +581,7 @@ function buildBlock(block: Block, ramSize: number): { bytes: Uint8Array<ArrayBuf
       case Form.Mov8RI: T.set8(e.b, e.bsh, () => b.i32(e.imm)); break;
       case Form.Mov8RM: memOp(); T.load(1); T.set8(e.b, e.bsh, () => b.get(T.v).op(Op.i32WrapI64)); break;
       case Form.Mov8MR: memOp(); T.r8(e.a, e.ash); b.op(Op.i64ExtendI32u).set(T.w); T.store(1); break;
-      case Form.Mov8MI: memOp(); b.i64(BigInt(e.imm & 0xff)).set(T.w); T.store(1); break;
+      case Form.Mov8MI: memOp(); b.i64(e.imm & 0xff).set(T.w); T.store(1); break;
       case Form.CmovRR: case Form.CmovRM: {
         const size = e.size;
         if (f === Form.CmovRM) { memOp(); T.load(size); } else { T.regVal(e.a, size); b.set(T.v); }
@@ -542,22 +609,21 @@ function buildBlock(block: Block, ramSize: number): { bytes: Uint8Array<ArrayBuf
         if (f === Form.Jcc) { b.close(); T.exitConst(i + 1, next); }
         break;
       }
-      default: {
-        // Replay through the helper (closure or handler, as SoftCpu.runBlock); it stores RIP and says whether to leave.
-        T.pos(); b.call(F_RP);
-        b.open(Op.if); b.i32(i + 1).set(T.xc).br(T.out); b.close();
-        T.known = false;
-        if (isLast) b.op(Op.unreachable); // (the helper always says leave after the last instruction)
-      }
+      default: replay();
     }
     if (mem && !isLast) T.exitIfSlow(i + 1, next);
-    if (isLast && f !== Form.Jcc && f !== Form.Jmp && f !== Form.Call && f !== Form.Ret && f !== Form.None && f !== Form.ShiftImm) {
+    if (isLast && !replayed && f !== Form.Jcc && f !== Form.Jmp && f !== Form.Call && f !== Form.Ret) {
       T.exitConst(i + 1, next);
     }
   }
   if (T.selfLoop) b.close();
   b.close();
   b.get(T.n).get(T.xc).op(Op.i32Add);
+  return { body: b, offs };
+}
+
+/** One module holding the given block functions, exported as f0, f1, ... */
+function buildModule(bodies: Body[]): Uint8Array<ArrayBuffer> {
   const m = new ModuleBuilder();
   m.importMemory('e', 'm');
   m.importFunc('e', 'rd', m.type([F64, I32, I32], [I32]));
@@ -565,8 +631,84 @@ function buildBlock(block: Block, ramSize: number): { bytes: Uint8Array<ArrayBuf
   m.importFunc('e', 'rp', m.type([I32], [I32]));
   m.importFunc('e', 'cc', m.type([I32], [I32]));
   m.importFunc('e', 'gp', m.type([I32], []));
-  m.func(m.type([I32, F64, I32, I32], [I32]), b, 'f');
-  return { bytes: m.encode(), offs };
+  const t = m.type([I32, F64, I32, I32], [I32]);
+  bodies.forEach((b, i) => m.func(t, b, 'f' + i));
+  return m.encode();
+}
+
+/** The module of one block (tests and measurements). */
+export function buildBlock(block: Block, ramSize: number): { bytes: Uint8Array<ArrayBuffer>; offs: number[] } | null {
+  const t = translateBody(block, ramSize);
+  return t === null ? null : { bytes: buildModule([t.body]), offs: t.offs };
+}
+
+/**
+ * The dispatcher: runs the block at function-table index `idx`, then, while the block left without an event
+ * (S_CHAIN still 1), the budget allows and the next RIP's page is in the fetch TLB (this privilege) and holds a
+ * translated block of the current page generation that fits the budget, runs that one too, without returning to
+ * JavaScript. (run, like SoftCpu.runChain, stops after CHAIN_LIMIT instructions.)
+ * (st, r0, left, user, idx) -> instructions executed; S_RIP holds the final RIP.
+ */
+function buildDispatcher(ramSize: number): Uint8Array<ArrayBuffer> {
+  const m = new ModuleBuilder();
+  m.importMemory('e', 'm');
+  m.importTable('e', 't');
+  const blockType = m.type([I32, F64, I32, I32], [I32]);
+  const b = new Body(5);
+  const st = 0, r0 = 1, left = 2, user = 3, idx = 4;
+  const n = b.local(I32), limit = b.local(I32), ti = b.local(I32), pa = b.local(I32), e = b.local(I32);
+  const ripi = b.local(I64), vpn = b.local(I64), p = b.local(I64);
+  b.get(left).i32(CHAIN_LIMIT).get(left).i32(CHAIN_LIMIT).op(Op.i32LtS).op(Op.select).set(limit);
+  const out = b.open(Op.block);
+  const top = b.open(Op.loop);
+  b.get(st).i32(1).mem(Op.i32Store, 2, L.S_CHAIN);
+  b.get(st).get(n).mem(Op.i32Store, 2, L.S_NBASE);
+  b.get(st).get(r0).mem(Op.f64Store, 3, L.S_R0);
+  b.get(st).get(idx).mem(Op.i32Store, 2, L.S_BLK);
+  b.get(st).get(r0).get(left).get(n).op(Op.i32Sub).get(user).get(idx);
+  b.op(0x11, blockType).op(0x00); // call_indirect type, table 0
+  b.get(n).op(Op.i32Add).tee(n);
+  b.get(limit).op(Op.i32GeS).brIf(out);
+  b.get(st).mem(Op.i32Load, 2, L.S_CHAIN).op(Op.i32Eqz).brIf(out);
+  // next RIP -> physical address through the fetch TLB bank of this privilege
+  b.get(st).mem(Op.f64Load, 3, L.S_RIP).tee(r0).op(0xfc, 6).tee(ripi);
+  b.i64(12).op(Op.i64ShrS).tee(vpn).op(Op.i32WrapI64).i32(0xfff).op(Op.i32And).i32(3).op(Op.i32Shl).set(ti);
+  b.get(st).get(ti).op(Op.i32Add).get(user).i32(L.TAGS_USER_DELTA).op(0x6c).op(Op.i32Add).mem(Op.f64Load, 3, L.S_TAGS + 2 * L.TAGS_WRITE_DELTA);
+  b.get(vpn).op(Op.f64ConvertI64s).op(Op.f64Ne).brIf(out);
+  b.get(st).get(ti).op(Op.i32Add).mem(Op.f64Load, 3, L.S_PHYS).op(0xfc, 7);
+  b.get(ripi).i64(0xfffn).op(Op.i64And).op(Op.i64Add).tee(p).i64(ramSize).op(Op.i64GeU).brIf(out);
+  b.get(p).op(Op.i32WrapI64).set(pa);
+  // the entry of that address
+  b.get(pa).get(pa).i32(12).op(Op.i32ShrU).op(Op.i32Xor).i32((1 << L.DISPATCH_BITS) - 1).op(Op.i32And).i32(4).op(Op.i32Shl).set(e);
+  b.get(e).mem(Op.i32Load, 2, L.DISPATCH).get(pa).op(Op.i32Ne).brIf(out);
+  b.get(e).mem(Op.i32Load, 2, L.DISPATCH + 4);
+  b.get(pa).i32(12).op(Op.i32ShrU).i32(2).op(Op.i32Shl).mem(Op.i32Load, 2, L.PAGE_GEN).op(Op.i32Ne).brIf(out);
+  b.get(e).mem(Op.i32Load, 2, L.DISPATCH + 12).get(left).get(n).op(Op.i32Sub).op(Op.i32GtS).brIf(out);
+  b.get(e).mem(Op.i32Load, 2, L.DISPATCH + 8).tee(idx).op(Op.i32Eqz).brIf(out);
+  b.get(st).get(st).mem(Op.i32Load, 2, L.S_CHAINS).i32(1).op(Op.i32Add).mem(Op.i32Store, 2, L.S_CHAINS);
+  b.br(top);
+  b.close();
+  b.close();
+  b.get(n);
+  m.func(m.type([I32, F64, I32, I32, I32], [I32]), b, 'run');
+  return m.encode();
+}
+
+/** The helper trampolines: each imported JavaScript helper re-exported as a wasm function of the same type. */
+function buildTrampolines(): Uint8Array<ArrayBuffer> {
+  const m = new ModuleBuilder();
+  const sigs: [string, number[], number[]][] = [
+    ['rd', [F64, I32, I32], [I32]], ['wr', [F64, I32, I32, I32, I32], []], ['rp', [I32], [I32]], ['cc', [I32], [I32]], ['gp', [I32], []],
+  ];
+  const types = sigs.map(([, p, r]) => m.type(p, r));
+  sigs.forEach(([name], i) => m.importFunc('e', name, types[i]));
+  sigs.forEach(([name, params], i) => {
+    const b = new Body(params.length);
+    for (let k = 0; k < params.length; k++) b.get(k);
+    b.call(i);
+    m.func(types[i], b, name);
+  });
+  return m.encode();
 }
 
 /** Replay entry `e` at `rip` through its closure or handler (as SoftCpu.runBlock). */
@@ -584,27 +726,35 @@ function replayEntry(c: SoftCpu, e: BlockEntry, rip: number): void {
 }
 
 export interface WasmStats {
-  /** Blocks translated to wasm. */
+  /** Blocks translated to wasm, and the modules holding them. */
   compiled: number;
+  modules: number;
   /** Bytes of wasm generated and milliseconds spent building + compiling modules. */
   bytes: number;
   compileMs: number;
+  /** Of compileMs, the part spent generating the bytes (the rest is V8's compile and instantiation). */
+  buildMs: number;
   /** Calls into translated code. */
   calls: number;
+  /** Calls from translated code into the helpers, by kind. */
+  replays: number;
+  conds: number;
+  slow: number;
 }
 
 /** The wasm translator of one GuestMemory (shared by its vCPUs, which run on one thread). */
 export class WasmEngine {
   readonly i32: Int32Array;
   readonly f64: Float64Array;
-  private readonly imports: WebAssembly.Imports;
-  readonly stats: WasmStats = { compiled: 0, bytes: 0, compileMs: 0, calls: 0 };
+  private imports: WebAssembly.Imports;
+  readonly stats: WasmStats = { compiled: 0, modules: 0, bytes: 0, compileMs: 0, buildMs: 0, calls: 0, replays: 0, conds: 0, slow: 0 };
   private nextState = 0;
+  /** Translated functions by index (index 0 unused: an empty dispatch entry), and their blocks. */
+  private readonly table: WebAssembly.Table;
+  private readonly blocks: (Block | null)[] = [null];
+  private readonly dispatch: (st: number, r0: number, left: number, user: number, idx: number) => number;
   // The call in progress (helpers run inside it).
   private cur: SoftCpu | null = null;
-  private curBlock: Block | null = null;
-  private curOffs: number[] = [];
-  private curR0 = 0;
   private curI0 = 0;
   private curPos = 0;
   private curSt = 0;
@@ -617,22 +767,26 @@ export class WasmEngine {
         m: memory,
         rd: (lin: number, size: number, pos: number): number => {
           this.curPos = pos;
+          this.stats.slow++;
           const c = this.cur!;
           const v = c.readLin(lin, size);
           if (size === 8) this.i32[(this.curSt + L.S_HI) >> 2] = c.hi;
+          if (c.eventPending || c.stopRequested) this.i32[(this.curSt + L.S_CHAIN) >> 2] = 0;
           return v;
         },
         wr: (lin: number, size: number, lo: number, hi: number, pos: number): void => {
           this.curPos = pos;
-          this.cur!.writeLin(lin, size, lo, hi);
+          this.stats.slow++;
+          const c = this.cur!;
+          c.writeLin(lin, size, lo, hi);
+          if (c.eventPending || c.stopRequested) this.i32[(this.curSt + L.S_CHAIN) >> 2] = 0;
         },
         rp: (pos: number): number => this.replay(pos),
         cc: (cc: number): number => {
+          this.stats.conds++;
           const c = this.cur!;
-          this.syncToCpu(c);
-          const r = c.condition(cc) ? 1 : 0;
-          this.syncFromCpu(c);
-          return r;
+          this.takeFlags(c);
+          return c.condition(cc) ? 1 : 0;
         },
         gp: (pos: number): void => {
           this.curPos = pos;
@@ -640,6 +794,22 @@ export class WasmEngine {
         },
       },
     };
+    // Block modules import the helpers as wasm functions (thin trampolines of one module that imports the JavaScript
+    // ones): a wasm-to-wasm import needs no per-module wrapper code, which made instantiating a block module with
+    // JavaScript imports cost about a millisecond.
+    const helpers = new WebAssembly.Instance(new WebAssembly.Module(buildTrampolines()), this.imports);
+    this.imports = { e: { m: memory, ...helpers.exports } };
+    this.table = new WebAssembly.Table({ element: 'anyfunc', initial: 1024 });
+    const d = new WebAssembly.Instance(new WebAssembly.Module(buildDispatcher(ramSize)), { e: { m: memory, t: this.table } });
+    this.dispatch = d.exports.run as WasmEngine['dispatch'];
+  }
+
+  /** For `ringzero run --stats`. */
+  statsLine(): string {
+    const s = this.stats;
+    return `${s.compiled} blocks translated in ${s.modules} modules (${(s.bytes / 1024).toFixed(0)} KiB of code, ${s.compileMs.toFixed(0)} ms to build (${s.buildMs.toFixed(0)}) and compile), ` +
+      `${s.calls} calls, ${s.replays + s.conds + s.slow} helper calls (${s.replays} replays, ${s.conds} conditions, ${s.slow} slow accesses)` +
+      (PROFILE ? '; replayed opcodes: ' + [...replayed].sort((a, b) => b[1] - a[1]).slice(0, 16).map(([o, n]) => `${o.toString(16)}:${n}`).join(' ') : '');
   }
 
   /** A state area for a new vCPU (byte offset), or -1 when there is no room. */
@@ -650,17 +820,38 @@ export class WasmEngine {
 
   private replay(pos: number): number {
     this.curPos = pos;
-    const c = this.cur!, b = this.curBlock!;
-    const n = pos >> 5, ix = pos & 31;
+    this.stats.replays++;
+    const c = this.cur!, st = this.curSt;
+    const b = this.blocks[this.i32[(st + L.S_BLK) >> 2]]!;
+    const n = this.i32[(st + L.S_NBASE) >> 2] + (pos >> 5), ix = pos & 31;
     const e = b.entries[ix];
-    const rip = this.curR0 + this.curOffs[ix];
-    this.syncToCpu(c);
+    if (PROFILE) replayed.set(e.opcode, (replayed.get(e.opcode) ?? 0) + 1);
+    const rip = this.f64[(st + L.S_R0) >> 3] + b.wasm!.offs[ix];
+    this.takeFlags(c);
     c.ripStart = rip;
     c.instructions = this.curI0 + n + ix + 1;
     replayEntry(c, e, rip);
-    this.syncFromCpu(c);
-    this.f64[(this.curSt + L.S_RIP) >> 3] = c.rip;
-    return ix === b.n - 1 || e.len === 0 || c.rip !== rip + e.len || c.eventPending || c.stopRequested ? 1 : 0;
+    this.f64[(st + L.S_RIP) >> 3] = c.rip;
+    if (ix === b.n - 1 || e.len === 0 || c.rip !== rip + e.len || c.eventPending || c.stopRequested) {
+      this.i32[(st + L.S_CHAIN) >> 2] = 0;
+      return 1;
+    }
+    return 0;
+  }
+
+  /**
+   * Where the flag record is during a call: S_LOP = -1 (NO_RECORD) means "in the CPU's fields" (set before the call
+   * and after a helper took it); a translated producer overwrites it with its kind, the record being in the state
+   * area from then on. So a call costs one store and one load when the block produces no flags, and the record
+   * moves back to the CPU only when translated code produced one.
+   */
+  private takeFlags(c: SoftCpu): void {
+    const I = this.i32, lop = (c.wasmState + L.S_LOP) >> 2;
+    const k = I[lop];
+    if (k === NO_RECORD) return;
+    if (k === EXPLICIT) c.setArith(I[(c.wasmState + L.S_LD) >> 2]);
+    else this.syncToCpu(c);
+    I[lop] = NO_RECORD;
   }
 
   /** State area's flag record -> the CPU's lazy fields. */
@@ -674,83 +865,107 @@ export class WasmEngine {
     c.lazyCarry = I[s + (L.S_LCY >> 2)];
   }
 
-  /** The CPU's lazy fields -> the state area. */
-  private syncFromCpu(c: SoftCpu): void {
-    const I = this.i32, s = c.wasmState >> 2;
-    I[s + (L.S_LOP >> 2)] = c.lazyOp;
-    I[s + (L.S_LSZ >> 2)] = c.lazySize;
-    I[s + (L.S_LD >> 2)] = c.lazyDst; I[s + (L.S_LD >> 2) + 1] = c.lazyDstHi;
-    I[s + (L.S_LS >> 2)] = c.lazySrc; I[s + (L.S_LS >> 2) + 1] = c.lazySrcHi;
-    I[s + (L.S_LR >> 2)] = c.lazyRes; I[s + (L.S_LR >> 2) + 1] = c.lazyResHi;
-    I[s + (L.S_LCY >> 2)] = c.lazyCarry;
-  }
+  /** Hot blocks waiting to be translated together (one module per batch: a module costs ~0.3 ms of its own). */
+  private pending: Block[] = [];
 
-  /** Translate a block (null when it cannot or need not be). */
-  compile(block: Block): WasmCode | null {
+  /** Translate the pending blocks into one module and install them (table, dispatch entries, Block.wasm). */
+  flush(c: SoftCpu): void {
+    const blocks = this.pending;
+    this.pending = [];
     const t0 = performance.now();
-    try {
-      const built = buildBlock(block, this.ramSize);
-      if (built === null) return null;
-      const inst = new WebAssembly.Instance(new WebAssembly.Module(built.bytes), this.imports);
-      this.stats.compiled++;
-      this.stats.bytes += built.bytes.length;
-      return { fn: inst.exports.f as WasmCode['fn'], offs: built.offs };
-    } catch (err) {
-      if (!reported) {
-        reported = true;
-        process.stderr.write(`ringzero: wasm JIT: could not translate a block at ${block.pa.toString(16)}: ${(err as Error).message}\n`);
+    const bodies: Body[] = [], done: { block: Block; offs: number[] }[] = [];
+    for (const block of blocks) {
+      block.runs = -1;
+      try {
+        const t = translateBody(block, this.ramSize);
+        if (t !== null) { bodies.push(t.body); done.push({ block, offs: t.offs }); }
+      } catch (err) {
+        this.report(block, err);
       }
-      return null;
+    }
+    if (bodies.length === 0) return;
+    try {
+      const bytes = buildModule(bodies);
+      this.stats.buildMs += performance.now() - t0;
+      const inst = new WebAssembly.Instance(new WebAssembly.Module(bytes), this.imports);
+      this.stats.modules++;
+      this.stats.bytes += bytes.length;
+      done.forEach(({ block, offs }, i) => {
+        const fn = inst.exports['f' + i] as WasmCode['fn'];
+        const idx = this.blocks.length;
+        if (idx >= this.table.length) this.table.grow(this.table.length);
+        this.table.set(idx, fn as unknown as WebAssembly.ExportValue);
+        this.blocks.push(block);
+        // The dispatch entry of its address (direct-mapped: the newest translation of a slot wins).
+        const pa = block.pa;
+        const e = (L.DISPATCH >> 2) + (((pa ^ (pa >>> 12)) & ((1 << L.DISPATCH_BITS) - 1)) << 2);
+        this.i32[e] = pa; this.i32[e + 1] = block.gen; this.i32[e + 2] = idx; this.i32[e + 3] = block.n;
+        block.wasm = { fn, offs, idx };
+        this.stats.compiled++;
+        c.codeCache.stats.compiled++;
+        c.codeCache.translated.set(block.pa * 16 + block.mode, block);
+      });
+    } catch (err) {
+      this.report(blocks[0], err);
     } finally {
       this.stats.compileMs += performance.now() - t0;
     }
   }
 
-  /**
-   * Run block `b` (at most `room` instructions) in translated code, translating it once it is hot; otherwise
-   * replay it. Returns the instructions executed; faults propagate as from SoftCpu.runBlock.
-   */
-  exec(c: SoftCpu, b: Block, room: number): number {
-    let w = b.wasm;
-    if (w === null) {
-      if (b.runs >= 0 && b.mode === 8 && ++b.runs > Math.min(WASM_HOT, JIT_THRESHOLD)) {
-        b.runs = -1;
-        w = this.compile(b);
-        if (w !== null) {
-          b.wasm = w;
-          c.codeCache.stats.compiled++;
-          c.codeCache.translated.set(b.pa * 16 + b.mode, b);
-        }
-      }
-      if (w === null) return c.runBlock(b, room);
-    }
-    if (b.n > room) return c.runBlock(b, room);
-    return this.run(c, b, w, room);
+  private report(block: Block, err: unknown): void {
+    if (reported) return;
+    reported = true;
+    process.stderr.write(`ringzero: wasm JIT: could not translate a block at ${block.pa.toString(16)}: ${(err as Error).message}\n`);
   }
 
-  private run(c: SoftCpu, b: Block, w: WasmCode, room: number): number {
-    const st = c.wasmState;
-    this.syncFromCpu(c);
+  /**
+   * Run block `b` (at most `room` instructions) in translated code, queueing it for translation once it is hot;
+   * otherwise replay it. Returns the instructions executed; faults propagate as from SoftCpu.runBlock.
+   */
+  exec(c: SoftCpu, b: Block, room: number): number {
+    const w = b.wasm;
+    if (w === null) {
+      if (b.runs >= 0 && b.mode === 8) {
+        const hot = Math.min(WASM_HOT, JIT_THRESHOLD);
+        const r = ++b.runs;
+        if (r === hot + 1) this.pending.push(b);
+        // A batch is translated when it is full, or when one of its blocks keeps running meanwhile.
+        if (r > hot && (this.pending.length >= (hot === 0 ? 1 : WASM_BATCH) || r > hot + WASM_BATCH_WAIT)) this.flush(c);
+        if (b.wasm !== null && b.n <= room) return this.run(c, b.wasm, room);
+      }
+      return c.runBlock(b, room);
+    }
+    if (b.n > room) return c.runBlock(b, room);
+    return this.run(c, w, room);
+  }
+
+  private run(c: SoftCpu, w: WasmCode, room: number): number {
+    const st = c.wasmState, I = this.i32;
+    I[(st + L.S_LOP) >> 2] = NO_RECORD;
     const r0 = c.rip, I0 = c.instructions;
-    this.cur = c; this.curBlock = b; this.curOffs = w.offs; this.curR0 = r0; this.curI0 = I0; this.curPos = 0; this.curSt = st;
+    this.cur = c; this.curI0 = I0; this.curPos = 0; this.curSt = st;
     this.stats.calls++;
     let k: number;
     try {
-      k = w.fn(st, r0, room, c.cpl === 3 ? 1 : 0);
+      k = this.dispatch(st, r0, room, c.cpl === 3 ? 1 : 0, w.idx);
     } catch (err) {
       if (err === CPU_FAULT) {
-        const n = this.curPos >> 5, ix = this.curPos & 31;
+        // The faulting block is the dispatcher's current one; nbase instructions ran before it.
+        const b = this.blocks[I[(st + L.S_BLK) >> 2]]!;
+        const n = I[(st + L.S_NBASE) >> 2] + (this.curPos >> 5), ix = this.curPos & 31;
         c.instructions = I0 + n + ix + 1;
-        c.ripStart = r0 + w.offs[ix];
+        c.ripStart = this.f64[(st + L.S_R0) >> 3] + b.wasm!.offs[ix];
         c.blockInstructions += n + ix;
         c.jitInstructions += n + ix;
       }
-      this.syncToCpu(c);
+      this.takeFlags(c);
       this.cur = null;
       throw err;
     }
-    this.syncToCpu(c);
+    this.takeFlags(c);
     this.cur = null;
+    const chains = I[(st + L.S_CHAINS) >> 2];
+    if (chains !== 0) { c.codeCache.stats.chainHits += chains; I[(st + L.S_CHAINS) >> 2] = 0; }
     c.rip = this.f64[(st + L.S_RIP) >> 3];
     c.instructions = I0 + k;
     c.blockInstructions += k;
@@ -760,6 +975,10 @@ export class WasmEngine {
 }
 
 let reported = false;
+/** RINGZERO_WASM_PROFILE=1: count replayed instructions by opcode (shown by --stats). */
+const PROFILE = process.env.RINGZERO_WASM_PROFILE === '1';
+const replayed = new Map<number, number>();
+const NO_RECORD = -1;
 
 const engines = new WeakMap<GuestMemory, WasmEngine>();
 
