@@ -1,14 +1,15 @@
 // Live migration, the receiving side (`ringzero run --incoming tcp:HOST:PORT`): listen, take one source's stream
 // (protocol.ts), build the machine it describes, fill its RAM, restore its state and run it.
-// Until the state has arrived and restored cleanly nothing runs here: a stream that breaks off, or that carries a
-// damaged or foreign state, ends this process with an error and leaves the source as the VM of record.
+// Nothing runs here until the state has arrived and restored cleanly ("loaded" to the source) and the source has
+// then said "go": a stream that breaks off before "go", or that carries a damaged or foreign state, ends this
+// process with an error and leaves the source as the VM of record (protocol.ts: the two-phase switch-over).
 import net from 'node:net';
 import { Machine, type MachineOptions } from '../vmm/machine.ts';
 import type { ConsoleIo, VmConfig } from '../vmm/config.ts';
 import { openState, SNAPSHOT_VERSION } from '../vmm/snapshot.ts';
 import { checkVcpuState } from '../vmm/snapshot-cpu.ts';
 import { ramDigest } from './source.ts';
-import { FrameReader, MIGRATION_FORMAT, MIGRATION_VERSION, PAGE, T_JSON, T_PAGES, T_ZERO, jsonFrame, parseHostPort, type Frame } from './protocol.ts';
+import { FrameReader, MIGRATION_FORMAT, MIGRATION_VERSION, PAGE, T_JSON, T_PAGES, T_ZERO, faultPoint, jsonFrame, parseHostPort, type FaultPoint, type Frame } from './protocol.ts';
 
 export interface IncomingOptions {
   host: string;
@@ -21,6 +22,8 @@ export interface IncomingOptions {
   idleTimeoutMs?: number;
   /** The engine to run the VM on here (default: the one the source's VM definition names; the state fits either). */
   engine?: VmConfig['engine'];
+  /** Test-only: drop the link at this point (protocol.ts FaultPoint; default RINGZERO_TEST_MIGRATION_FAULT). */
+  fault?: FaultPoint;
 }
 
 /** `tcp:HOST:PORT`, the form QEMU's -incoming takes. */
@@ -34,8 +37,9 @@ export function parseIncoming(text: string): { host: string; port: number } {
 }
 
 /**
- * Wait for one incoming migration and return the restored machine, ready to run() (the source waits for this side's
- * "resumed", sent here just before returning). Throws, with nothing left behind, when the stream fails.
+ * Wait for one incoming migration and return the restored machine, ready to run(): returned only after the source's
+ * "go" (this side's "resumed" is sent just before returning). Throws, with nothing left behind, when the stream fails
+ * before "go".
  */
 export async function receiveMigration(opts: IncomingOptions, console: ConsoleIo, machineOptions: MachineOptions = {}): Promise<Machine> {
   const server = net.createServer();
@@ -65,6 +69,8 @@ function receive(socket: net.Socket, opts: IncomingOptions, console: ConsoleIo, 
   return new Promise<Machine>((resolve, reject) => {
     const reader = new FrameReader();
     let machine: Machine | undefined;
+    let loaded = false;
+    const fault = faultPoint(opts.fault);
     let done = false;
     let timer: NodeJS.Timeout | undefined;
     const idle = opts.idleTimeoutMs ?? 60_000;
@@ -97,8 +103,15 @@ function receive(socket: net.Socket, opts: IncomingOptions, console: ConsoleIo, 
         } else if (m.kind === 'state') {
           if (!machine) throw new Error('the state came before hello');
           if (m.ramSha256 !== undefined && m.ramSha256 !== ramDigest(machine)) throw new Error('guest RAM differs from the source\'s after the transfer (SHA-256 mismatch)');
+          if (loaded) throw new Error('a second state');
           restore(machine, m.state);
-          socket.end(jsonFrame({ kind: 'resumed' }));
+          // Ready to run, not running: the source decides (its "go"), so a lost link never leaves two copies running.
+          loaded = true;
+          socket.write(jsonFrame({ kind: 'loaded' }));
+        } else if (m.kind === 'go') {
+          if (!machine || !loaded) throw new Error('"go" came before the state was loaded');
+          if (fault === 'destination:after-go') socket.destroy();
+          else socket.end(jsonFrame({ kind: 'resumed' }));
           finish(machine);
         } else {
           throw new Error(`unexpected message '${String(m.kind)}'`);
@@ -123,7 +136,9 @@ function receive(socket: net.Socket, opts: IncomingOptions, console: ConsoleIo, 
     };
     socket.on('data', onData);
     socket.on('error', (error) => finish(new Error(`the migration stream failed: ${error.message}`)));
-    socket.on('close', () => finish(new Error('the source closed the connection before the VM state arrived')));
+    socket.on('close', () => finish(new Error(loaded
+      ? 'the source closed the connection after the state was loaded but before "go": the VM is discarded here (the source resumes it)'
+      : 'the source closed the connection before the VM state arrived')));
     arm();
   });
 }

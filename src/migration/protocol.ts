@@ -10,18 +10,25 @@
 //   {kind:"sync"}                           before the stop-and-copy: answer when everything before it is applied
 //   {kind:"state", state}                   the snapshot format's state file ({format, version, crc32, body}, body
 //                                           without `memory`), sent while the VM is paused, after the last pages
+//   {kind:"go"}                             after "loaded": run the VM there; from this message on the source never
+//                                           resumes the VM by itself (version 2)
 // destination to source:
 //   {kind:"ready"}                          after hello: the destination machine is built, pages may come
 //   {kind:"synced"}                         the answer to sync
-//   {kind:"resumed"}                        after state: the destination VM is restored and runs; the source may go
-//   {kind:"error", message}                 at any point: the destination gives up (the source keeps running)
+//   {kind:"loaded"}                         after state: restored and ready to run, but not running (version 2)
+//   {kind:"resumed"}                        after go: the destination VM runs; the source may end
+//   {kind:"error", message}                 at any point before go: the destination gives up (the source resumes)
+// The switch-over is two-phase so the guest never runs on both sides: a link lost before "loaded" reaches the source
+// leaves the source as the VM of record (it resumes; the destination, never told "go", discards its copy); once the
+// source has sent "go" it cannot know whether the message arrived, so a link lost then leaves the source paused in
+// 'switch-over-unknown' until someone who can ask the destination resolves it (source.ts resolveSwitchover).
 // The state crosses with the snapshot format's CRC (src/vmm/snapshot.ts), so one definition of "complete and intact"
 // covers snapshots and migration; TCP's own checksum covers the pages.
 import type net from 'node:net';
 
 export const MIGRATION_FORMAT = 'ringzero-migration';
-/** Bump on any change of the frames or messages. */
-export const MIGRATION_VERSION = 1;
+/** Bump on any change of the frames or messages (2: the two-phase switch-over, "loaded" and "go"). */
+export const MIGRATION_VERSION = 2;
 export const PAGE = 4096;
 export const T_JSON = 1, T_PAGES = 2, T_ZERO = 3;
 const HEADER = 9;
@@ -54,6 +61,21 @@ export function pagesFrame(first: number, count: number, data?: Uint8Array): Buf
 }
 
 export class ProtocolError extends Error {}
+
+/**
+ * Test-only fault injection: where to drop the link (tests set it per call, or for a whole VMM process through
+ * RINGZERO_TEST_MIGRATION_FAULT). 'source:after-state': the source cuts the link right after sending the state;
+ * 'source:before-go': after the destination's "loaded", instead of sending "go"; 'destination:after-go': the
+ * destination takes "go" and runs the VM but cuts the link instead of answering "resumed".
+ */
+export type FaultPoint = 'source:after-state' | 'source:before-go' | 'destination:after-go';
+const FAULTS: readonly string[] = ['source:after-state', 'source:before-go', 'destination:after-go'];
+
+export function faultPoint(given: FaultPoint | undefined): FaultPoint | undefined {
+  if (given !== undefined) return given;
+  const env = process.env.RINGZERO_TEST_MIGRATION_FAULT;
+  return env !== undefined && FAULTS.includes(env) ? env as FaultPoint : undefined;
+}
 
 /** Incremental frame parser over a socket's chunks (no quadratic concatenation). */
 export class FrameReader {

@@ -10,11 +10,16 @@
 //      the dirty set is small enough to send at once, the source stops the VM:
 //   4. stop-and-copy: pause, send the last dirty pages (and the virtqueues' used rings), then the VM state in the
 //      snapshot format (CPUs, interrupt controllers, timers, every device, virtio included) with its CRC. The
-//      destination restores and resumes the guest and says so ("resumed"); the source then ends its VM.
-// Any failure before "resumed" (the link drops, the destination refuses or dies, no convergence within
-// maxIterations) stops the transfer and resumes the source VM where it was: it never stops being the VM of record.
-// (The one window: the destination resumed but its "resumed" was lost with the link. The source then runs on too;
-// QEMU has the same window without its return path, and post-copy/fencing is what closes it.)
+//      destination restores it and says "loaded" (ready to run, not running).
+//   5. switch-over, two-phase: the source sends "go"; the destination runs the guest and says "resumed"; the source
+//      then ends its VM.
+// Any failure before "loaded" (the link drops, the destination refuses or dies, no convergence within
+// maxIterations) stops the transfer and resumes the source VM where it was: it never stops being the VM of record
+// (the destination, never told "go", discards its copy). Once "go" is sent the source never resumes by itself: a link
+// lost before "resumed" arrives leaves it paused in 'switch-over-unknown' (the guest may run at the destination, or
+// not), and only resolveSwitchover (the control socket's migrate-resolve), called by whoever can ask the destination,
+// resumes it or ends it. Without this a lost "resumed" would leave the guest running on both sides, two diverging
+// copies on one shared disk; QEMU's return path plus libvirt's confirm step is the same idea.
 //
 // QEMU's pre-copy (migration/ram.c: bitmap sync per iteration, expected downtime = dirty bytes / bandwidth, the
 // 300 ms default downtime limit) is the model; nothing is taken from its code.
@@ -25,7 +30,7 @@ import { sealState, ringzeroVersion, dataExtents, SNAPSHOT_VERSION, type Snapsho
 import { markDeviceWrittenPages, forgetDiffBase } from '../vmm/snapshot-diff.ts';
 import {
   FrameReader, MIGRATION_FORMAT, MIGRATION_VERSION, PAGE, MAX_FRAME_PAGES, T_JSON,
-  jsonFrame, pagesFrame, writeFrame, type Frame,
+  faultPoint, jsonFrame, pagesFrame, writeFrame, type FaultPoint, type Frame,
 } from './protocol.ts';
 
 export interface MigrateOptions {
@@ -44,9 +49,15 @@ export interface MigrateOptions {
    * dirty-page tracking end to end; it reads all RAM on both sides while the guest is paused, so downtime grows).
    */
   verifyMemory?: boolean;
+  /** Test-only: drop the link at this point (protocol.ts FaultPoint; default RINGZERO_TEST_MIGRATION_FAULT). */
+  fault?: FaultPoint;
 }
 
-export type MigrationPhase = 'setup' | 'precopy' | 'stop-and-copy' | 'completed' | 'failed';
+/**
+ * 'switch-over': "go" sent, waiting for "resumed". 'switch-over-unknown': the link failed after "go"; the VM stays
+ * paused here until resolveSwitchover. 'completed': the destination runs the VM (or the operator said so).
+ */
+export type MigrationPhase = 'setup' | 'precopy' | 'stop-and-copy' | 'switch-over' | 'switch-over-unknown' | 'completed' | 'failed';
 
 export interface MigrationProgress {
   phase: MigrationPhase;
@@ -71,6 +82,8 @@ export interface MigrationProgress {
   downtimeParts?: { pauseMs: number; pagesMs: number; stateMs: number; destinationMs: number; stateBytes: number };
   totalMs: number;
   error?: string;
+  /** How a 'switch-over-unknown' was settled: the VM resumed here, or ended here (it runs at the destination). */
+  resolution?: 'resumed-here' | 'ended-here';
 }
 
 export const DEFAULT_DOWNTIME_MS = 300;
@@ -81,6 +94,8 @@ const STATE_COST_MS = 10;
 const SMALL_DIRTY_SET = 64;
 
 const progress = new WeakMap<Machine, MigrationProgress>();
+/** Machines paused in 'switch-over-unknown': whether this migration paused them (resolving may resume them). */
+const unresolved = new WeakMap<Machine, { pausedHere: boolean }>();
 
 /** The current or last migration of `machine`, for the control socket's migrate-status. */
 export function migrationProgress(machine: Machine): MigrationProgress | undefined {
@@ -90,6 +105,36 @@ export function migrationProgress(machine: Machine): MigrationProgress | undefin
 
 export class MigrationError extends Error {}
 
+/** The switch-over's outcome is unknown: the VM is paused here and must not run until resolveSwitchover. */
+export class SwitchoverUnknownError extends MigrationError {}
+
+/**
+ * Settle a 'switch-over-unknown' migration of `machine`: resume true runs the VM here again (only right when the
+ * destination is known not to run it), false marks it migrated (the caller then ends this VMM). Throws when there
+ * is nothing to settle.
+ */
+export function resolveSwitchover(machine: Machine, resume: boolean): MigrationProgress {
+  const p = progress.get(machine);
+  const pending = unresolved.get(machine);
+  if (!p || !pending || p.phase !== 'switch-over-unknown') throw new MigrationError(`no migration of this VM awaits resolution (phase ${p?.phase ?? 'none'})`);
+  unresolved.delete(machine);
+  if (resume) {
+    p.phase = 'failed';
+    p.resolution = 'resumed-here';
+    p.error = `${p.error ?? 'switch-over unknown'}; resolved: the VM resumed here`;
+    if (pending.pausedHere) machine.resume();
+  } else {
+    p.phase = 'completed';
+    p.resolution = 'ended-here';
+  }
+  return { ...p };
+}
+
+/** Whether `machine` is paused in 'switch-over-unknown' (a plain resume must be refused then). */
+export function switchoverUnknown(machine: Machine): boolean {
+  return progress.get(machine)?.phase === 'switch-over-unknown';
+}
+
 /**
  * Migrate `machine` (running or paused, either engine) to the destination at host:port. Resolves with the final progress
  * once the destination runs the VM (the caller then ends the source VM); rejects with MigrationError when the
@@ -97,7 +142,9 @@ export class MigrationError extends Error {}
  */
 export async function migrateMachine(machine: Machine, opts: MigrateOptions, onProgress?: (p: MigrationProgress) => void): Promise<MigrationProgress> {
   const current = progress.get(machine);
-  if (current && (current.phase === 'setup' || current.phase === 'precopy' || current.phase === 'stop-and-copy')) throw new MigrationError('a migration of this VM is already in progress');
+  if (current && (current.phase === 'setup' || current.phase === 'precopy' || current.phase === 'stop-and-copy' || current.phase === 'switch-over')) throw new MigrationError('a migration of this VM is already in progress');
+  if (current?.phase === 'switch-over-unknown') throw new MigrationError('the last migration of this VM ended in an unknown switch-over: resolve it first (migrate-resolve)');
+  const fault = faultPoint(opts.fault);
   const downtimeLimitMs = opts.downtimeMs ?? DEFAULT_DOWNTIME_MS;
   const maxIterations = opts.maxIterations ?? DEFAULT_MAX_ITERATIONS;
   const started = Date.now();
@@ -198,7 +245,26 @@ export async function migrateMachine(machine: Machine, opts: MigrateOptions, onP
     const stateFrame = jsonFrame({ kind: 'state', state: sealState(body), ...(opts.verifyMemory ? { ramSha256: ramDigest(machine) } : {}) });
     const stateAt = Date.now();
     await link.send(stateFrame);
-    await link.expect('resumed');
+    if (fault === 'source:after-state') link.cut('test fault: link cut after the state was sent');
+    await link.expect('loaded');
+
+    // 5. The point of no return: once "go" may have left, this side never resumes the VM by itself.
+    p.phase = 'switch-over';
+    report();
+    try {
+      if (fault === 'source:before-go') link.cut('test fault: link cut before "go" was sent');
+      await link.send(jsonFrame({ kind: 'go' }));
+      await link.expect('resumed');
+    } catch (error) {
+      p.phase = 'switch-over-unknown';
+      p.error = `switch-over to ${p.to} unknown: the destination had loaded the VM when the link failed (${(error as Error).message}); `
+        + 'the VM stays paused here and must not run until it is known whether it runs at the destination (migrate-resolve)';
+      unresolved.set(machine, { pausedHere });
+      report();
+      link.close();
+      if (logStartedHere) mem.stopDirtyLog();
+      throw new SwitchoverUnknownError(p.error);
+    }
     const end = Date.now();
     p.downtimeMs = end - pauseAt;
     p.downtimeParts = { pauseMs: pausedAt - pauseAt, pagesMs: pagesAt - capturedAt, stateMs: (capturedAt - pausedAt) + (stateAt - pagesAt), destinationMs: end - stateAt, stateBytes: stateFrame.length };
@@ -209,6 +275,7 @@ export async function migrateMachine(machine: Machine, opts: MigrateOptions, onP
     link.close();
     return { ...p };
   } catch (error) {
+    if (error instanceof SwitchoverUnknownError) throw error;
     p.phase = 'failed';
     p.error = error instanceof Error ? error.message : String(error);
     report();
@@ -388,6 +455,12 @@ class Link {
   }
 
   close(): void {
+    this.socket.destroy();
+  }
+
+  /** Test-only fault: drop the connection now, as a cut link would. */
+  cut(why: string): void {
+    this.fail(new Error(why));
     this.socket.destroy();
   }
 }
