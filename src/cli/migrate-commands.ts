@@ -88,7 +88,7 @@ export async function migrateThroughDaemon(name: string, options: DaemonMigrateO
       if (line !== last) process.stderr.write(`${progressLine(m)}\n`);
       last = line;
     }
-    if (m.phase === 'completed' || m.phase === 'failed') break;
+    if (m.phase === 'completed' || m.phase === 'failed' || (m.phase === 'switch-over-unknown' && m.endedAt !== undefined)) break;
     await new Promise((resolve) => setTimeout(resolve, 250));
     const next = await call(() => api.request<MigrationView>('GET', `/vms/${vm}/migration`));
     // The VM's latest migration is this one unless another began meanwhile (then this one is over).
@@ -97,6 +97,8 @@ export async function migrateThroughDaemon(name: string, options: DaemonMigrateO
   }
   process.off('SIGINT', onSigint);
   if (options.json) out(JSON.stringify(m, null, 2));
+  // Paused here, maybe running there: src/manager/migration.ts settleSwitchover could not find out.
+  if (m.phase === 'switch-over-unknown') throw new Error(`VM '${name}': migration to ${options.to}: ${m.error ?? 'switch-over unknown'}`);
   if (m.phase === 'failed') throw new Error(`VM '${name}': migration to ${options.to} failed, the VM runs on here: ${m.error ?? 'no reason given'}`);
   if (!options.json) {
     out(`VM '${name}' migrated to ${options.to}: downtime ${m.downtimeMs ?? '?'} ms, ${(m.totalMs / 1000).toFixed(1)} s in all, ${mib(m.bytesSent)} sent in ${(m.iteration ?? 0) + 1} pass(es)`

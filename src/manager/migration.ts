@@ -15,6 +15,8 @@
 //                     error for minutes: TCP keeps retransmitting; the silence is what tells)
 //   END    (5)        that side's VMM closed its end of the stream
 //   ABORT  (6, JSON)  {message}: that side gives up
+//   QUERY  (8, JSON)  source, instead of HELLO, on a fresh link: {format, version, auth, vm}: does VM `vm` run here?
+//   ANSWER (9, JSON)  destination: {ok: true, state: 'running' | 'absent' | 'pending'} or {ok: false, message}
 // The destination defines the VM from the definition the source sends and starts its VMM with `run --incoming
 // tcp:127.0.0.1:0` (its own loopback: only the daemon reaches it); each daemon relays between its VMM and the link.
 // Disks are not copied: they must be on storage both hosts see at the same path (the destination checks that each
@@ -26,8 +28,12 @@
 // source. Before that, any failure (the link cut or silent, either daemon or VMM killed, the destination refusing,
 // no convergence) ends the migration: the source VMM resumes its guest (src/migration/source.ts), the destination
 // destroys its VMM and forgets the definition. The source daemon removes its own definition once its VMM has ended
-// after the switch-over (kept, shut off, if the VM has snapshots). The one window is src/migration's: "resumed" lost
-// with the link after the destination resumed leaves the guest running on both sides (no fencing yet).
+// after the switch-over (kept, shut off, if the VM has snapshots). The switch-over is two-phase (src/migration:
+// "loaded", then "go"): a link lost after the source VMM sent "go" leaves it paused in 'switch-over-unknown'; the
+// source daemon then asks the destination daemon over a fresh link (QUERY) whether the VM is there, and ends the
+// source VMM (it is) or resumes it (it is not); unreachable, it leaves the VM paused, phase 'switch-over-unknown'.
+// The destination daemon, when the link fails, only ends its VMM's stream (no kill): the VMM itself then either got
+// "go" (it runs, says "resumed", and the VM is kept) or did not (it discards the VM), so the answer is never a guess.
 //
 // A daemon killed mid-migration leaves a marker (DIR/migrations/{in,out}-NAME.json); the next daemon settles it from
 // the VMM's log: an incoming VM whose VMM says "migration received" is kept, any other is destroyed and undefined; an
@@ -45,8 +51,8 @@ import type { VmManager } from './manager.ts';
 
 export const LINK_FORMAT = 'ringzero-daemon-migration';
 /** Bump on any change of the link's frames or messages. */
-export const LINK_VERSION = 1;
-const F_HELLO = 1, F_ACCEPT = 2, F_DATA = 3, F_PING = 4, F_END = 5, F_ABORT = 6, F_CHALLENGE = 7;
+export const LINK_VERSION = 2;
+const F_HELLO = 1, F_ACCEPT = 2, F_DATA = 3, F_PING = 4, F_END = 5, F_ABORT = 6, F_CHALLENGE = 7, F_QUERY = 8, F_ANSWER = 9;
 const HEADER = 5;
 /** Largest link frame accepted (a definition is tiny; DATA frames carry one socket read, at most 64 KiB). */
 const MAX_LINK_FRAME = 16 * 1024 * 1024;
@@ -59,7 +65,7 @@ const MIGRATED_LINE = /ringzero: migrated to \S+ \(downtime/;
 /** Records kept for GET /migrations. */
 const KEEP = 50;
 
-export type MigrationPhase = 'connecting' | 'setup' | 'precopy' | 'stop-and-copy' | 'completed' | 'failed';
+export type MigrationPhase = 'connecting' | 'setup' | 'precopy' | 'stop-and-copy' | 'switch-over-unknown' | 'completed' | 'failed';
 
 export interface MigrateRequest {
   to: string;
@@ -125,7 +131,7 @@ export const migrationSchema = {
     vm: { type: 'string' },
     direction: { type: 'string', enum: ['outgoing', 'incoming'] },
     peer: { type: 'string', description: 'outgoing: the destination daemon; incoming: the source\'s address' },
-    phase: { type: 'string', enum: ['connecting', 'setup', 'precopy', 'stop-and-copy', 'completed', 'failed'] },
+    phase: { type: 'string', enum: ['connecting', 'setup', 'precopy', 'stop-and-copy', 'switch-over-unknown', 'completed', 'failed'], description: 'switch-over-unknown: the link failed after the source VMM told the destination to run the VM and the destination daemon could not be asked whether it does; the VM stays paused here' },
     startedAt: { type: 'string', format: 'date-time' },
     endedAt: { type: 'string', format: 'date-time' },
     totalMs: { type: 'number' },
@@ -251,7 +257,7 @@ export class Migrations {
     return view;
   }
 
-  private end(view: MigrationView, phase: 'completed' | 'failed', error?: string): void {
+  private end(view: MigrationView, phase: 'completed' | 'failed' | 'switch-over-unknown', error?: string): void {
     view.phase = phase;
     view.endedAt = new Date().toISOString();
     view.totalMs = Date.now() - (this.started.get(view.id) ?? Date.now());
@@ -297,7 +303,7 @@ export class Migrations {
     const cancel = this.cancels.get(name);
     const current = [...this.views.values()].filter((v) => v.vm === name && v.direction === 'outgoing').pop();
     if (!cancel || !current) throw new ManagerError('conflict', `VM '${name}' has no outgoing migration in progress`);
-    if (current.phase === 'stop-and-copy') throw new ManagerError('conflict', `VM '${name}': the switch-over has begun; it cannot be cancelled any more`);
+    if (current.phase === 'stop-and-copy' || current.phase === 'switch-over-unknown') throw new ManagerError('conflict', `VM '${name}': the switch-over has begun; it cannot be cancelled any more`);
     cancel('cancelled');
     const deadline = Date.now() + 30_000;
     while (current.endedAt === undefined && Date.now() < deadline) await sleep(20);
@@ -383,15 +389,21 @@ export class Migrations {
         ...(request.bandwidth !== undefined ? { bandwidth: request.bandwidth } : {}), ...(request.verify ? { verify: true } : {}),
       }, 24 * 3600_000).catch((error: Error) => ({ ok: false, error: `the VMM: ${error.message}` }) as Record<string, unknown>);
       clearInterval(statusTimer);
-      if (result.ok !== true) {
+      if (result.ok !== true && result.phase === 'switch-over-unknown') {
+        link.abort(String(result.error));
+        local?.destroy();
+        if (!await this.settleSwitchover(view, target, request, String(result.error))) return;
+      } else if (result.ok !== true) {
         // The VMM's last progress (the round it stopped at) is still there to read.
         const last = await this.manager.control(name, { cmd: 'migrate-status' }, 2000).catch(() => undefined);
         if (last?.ok === true && typeof last.phase === 'string' && last.phase !== 'none') copyProgress(view, last);
         const why = String(result.error ?? 'the VMM refused');
         throw new Error(linkError && !vmmEndedFirst ? `${linkError.message} (the VMM: ${why})` : why);
       }
-      copyProgress(view, result);
-      link.close();
+      else {
+        copyProgress(view, result);
+        link.close();
+      }
     } catch (error) {
       const message = (error as Error).message;
       this.end(view, 'failed', message);
@@ -437,6 +449,92 @@ export class Migrations {
     }
   }
 
+  /**
+   * The source VMM is paused in 'switch-over-unknown': ask the destination daemon whether the VM is there, and end the
+   * source VMM (true: the caller retires the source) or resume it (false). Unreachable until the deadline: the VM stays
+   * paused, the view says 'switch-over-unknown' (false).
+   */
+  private async settleSwitchover(view: MigrationView, target: { host: string; port: number }, request: MigrateRequest, why: string): Promise<boolean> {
+    const name = view.vm;
+    view.phase = 'switch-over-unknown';
+    view.error = why;
+    const linkTimeoutMs = request.linkTimeoutMs ?? DEFAULT_LINK_TIMEOUT_MS;
+    // The destination notices a silent link after linkTimeoutMs; until then its VMM may still be waiting for "go".
+    const deadline = Date.now() + 3 * linkTimeoutMs + 30_000;
+    let last = '';
+    for (;;) {
+      let state: string | undefined;
+      try {
+        state = await this.query(target, name, linkTimeoutMs);
+      } catch (error) {
+        last = (error as Error).message;
+      }
+      if (state === 'running' || state === 'absent') {
+        const resume = state === 'absent';
+        const answer = await this.manager.control(name, { cmd: 'migrate-resolve', resume }, 5000).catch((error: Error) => ({ ok: false, error: error.message }) as Record<string, unknown>);
+        if (answer.ok !== true) throw new Error(`${why}; the destination says the VM is ${state === 'running' ? 'there' : 'not there'}, but resolving here failed: ${String(answer.error)}`);
+        this.log(`VM '${name}': unknown switch-over settled by asking ${request.to}: ${resume ? 'not there, resumed here' : 'it runs there, ended here'}`);
+        if (resume) {
+          this.end(view, 'failed', `${why}; the destination daemon says the VM is not there: resumed here`);
+          return false;
+        }
+        view.error = undefined;
+        return true;
+      }
+      if (Date.now() > deadline) {
+        this.end(view, 'switch-over-unknown', `${why}; the destination daemon ${request.to} could not say whether it runs the VM (${last || 'still settling'}): `
+          + 'the VM stays paused here; resume it only once it is known not to run there (the VMM\'s control socket: migrate-resolve)');
+        return false;
+      }
+      await sleep(Math.min(1000, linkTimeoutMs / 4));
+    }
+  }
+
+  /** Ask the destination daemon (fresh link, authenticated as HELLO is) whether VM `name` is there. */
+  private async query(target: { host: string; port: number }, name: string, timeoutMs: number): Promise<string> {
+    const link = new Link(net.createConnection({ host: target.host, port: target.port }), timeoutMs);
+    this.links.add(link.socket);
+    try {
+      await link.connected(Math.min(timeoutMs, 10_000), 'the destination daemon');
+      const answer = new Promise<Record<string, unknown>>((resolve, reject) => {
+        link.onFrame = (type, payload) => {
+          if (type === F_CHALLENGE) {
+            const nonce = String(parseJson(payload).nonce ?? '');
+            link.sendJson(F_QUERY, { format: LINK_FORMAT, version: LINK_VERSION, auth: proof(this.token!, nonce), vm: name });
+          } else if (type === F_ANSWER) resolve(parseJson(payload));
+          else if (type === F_ABORT || type === F_ACCEPT) reject(new Error(`the destination daemon refused: ${String(parseJson(payload).message)}`));
+        };
+        link.onFail = reject;
+      });
+      const a = await withTimeout(answer, timeoutMs, `no answer within ${timeoutMs} ms`);
+      if (a.ok !== true) throw new Error(`the destination daemon refused: ${String(a.message)}`);
+      return String(a.state);
+    } finally {
+      link.close();
+      this.links.delete(link.socket);
+    }
+  }
+
+  /** The answer to a QUERY: whether VM `name` came here (kept: it ran here, even if stopped since). */
+  private answerQuery(link: Link, query: Record<string, unknown>, nonce: string): void {
+    let answer: Record<string, unknown>;
+    try {
+      if (query.format !== LINK_FORMAT) throw new Error(`not a ringzero daemon migration (format ${JSON.stringify(query.format)})`);
+      if (query.version !== LINK_VERSION) throw new Error(`the source daemon speaks migration link version ${String(query.version)}, this one ${LINK_VERSION}`);
+      const expected = Buffer.from(proof(this.token ?? crypto.randomBytes(32).toString('hex'), nonce), 'hex');
+      const given = typeof query.auth === 'string' && /^[0-9a-f]{64}$/.test(query.auth) ? Buffer.from(query.auth, 'hex') : Buffer.alloc(32);
+      if (this.token === undefined || !crypto.timingSafeEqual(expected, given)) throw new Error('the source daemon does not hold this daemon\'s migration token');
+      const name = String(query.vm);
+      if (!VM_NAME_RE.test(name)) throw new Error('no VM name');
+      const state = this.busy.has(name) ? 'pending' : this.manager.list().some((v) => v.name === name) ? 'running' : 'absent';
+      answer = { ok: true, state };
+    } catch (error) {
+      answer = { ok: false, message: (error as Error).message };
+    }
+    link.sendJson(F_ANSWER, answer);
+    link.close();
+  }
+
   // --- the destination side --------------------------------------------------------------------------------------
 
   /** Listen for incoming migrations (`ringzero daemon --migration-listen HOST:PORT`). */
@@ -460,6 +558,12 @@ export class Migrations {
     const helloTimer = setTimeout(() => link.abort('no hello within 10 s'), 10_000);
     link.onFail = () => clearTimeout(helloTimer);
     link.onFrame = (type, payload) => {
+      if (type === F_QUERY) {
+        clearTimeout(helloTimer);
+        link.onFrame = undefined;
+        this.answerQuery(link, parseJson(payload), nonce);
+        return;
+      }
       if (type !== F_HELLO) return;
       clearTimeout(helloTimer);
       link.onFrame = undefined;
@@ -522,7 +626,11 @@ export class Migrations {
     const fail = (error: Error) => {
       if (committed) return;
       failure ??= error;
-      vmm?.destroy();
+      // End the stream rather than cut it: what was relayed reaches the VMM first, so a "go" already on its way
+      // still counts (the VMM runs the guest and answers "resumed"); without one the VMM discards the VM at the end.
+      const stream = vmm;
+      stream?.end();
+      if (stream) setTimeout(() => stream.destroy(), 10_000).unref();
     };
     link.onFail = fail;
     link.onFrame = (type, payload) => {
@@ -572,8 +680,16 @@ export class Migrations {
         vmm!.on('end', () => link.send(F_END));
         vmm!.on('error', () => { /* 'close' follows */ });
         vmm!.on('close', () => {
-          if (committed) resolve();
-          else reject(failure ?? new Error('the VMM closed the migration stream before the VM ran here'));
+          if (committed) { resolve(); return; }
+          // A VMM that took "go" runs the guest even if its "resumed" never came through: its log says so.
+          void this.receivedSince(name, logOffset).then((received) => {
+            if (received && !committed) {
+              committed = true;
+              this.manager.markRunning(name, `migrated in from ${peer}`);
+            }
+            if (committed) resolve();
+            else reject(failure ?? new Error('the VMM closed the migration stream before the VM ran here'));
+          });
         });
       });
       link.sendJson(F_ACCEPT, { ok: true });
@@ -598,6 +714,18 @@ export class Migrations {
     } finally {
       this.busy.delete(name);
       removeFileDurable(marker);
+    }
+  }
+
+  /** Whether the incoming VMM says it runs the guest (waits a moment for the line while the VMM lives). */
+  private async receivedSince(name: string, logOffset: number): Promise<boolean> {
+    const deadline = Date.now() + 3000;
+    for (;;) {
+      if (this.logSince(name, logOffset).includes(RECEIVED_LINE)) return true;
+      let active = false;
+      try { active = ACTIVE.has(this.manager.get(name).state); } catch { /* undefined meanwhile */ }
+      if (!active || Date.now() > deadline) return false;
+      await sleep(25);
     }
   }
 
@@ -778,7 +906,7 @@ class Link {
       const head = this.peek(HEADER);
       const type = head.readUInt8(0);
       const size = head.readUInt32LE(1);
-      if (type < F_HELLO || type > F_CHALLENGE) throw new Error(`the peer daemon sent an unknown link frame (type ${type})`);
+      if (type < F_HELLO || type > F_ANSWER) throw new Error(`the peer daemon sent an unknown link frame (type ${type})`);
       if (size > MAX_LINK_FRAME) throw new Error(`the peer daemon sent a link frame of ${size} bytes`);
       if (this.length < HEADER + size) return;
       this.take(HEADER);

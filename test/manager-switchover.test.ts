@@ -1,0 +1,103 @@
+// The daemons around an unknown switch-over (src/manager/migration.ts settleSwitchover): two daemons on loopback, the
+// counter guest, and the link made to fail after the source VMM has been told "loaded" (the test-only fault points of
+// src/migration/protocol.ts, set through RINGZERO_TEST_MIGRATION_FAULT in one daemon's environment, which its VMMs
+// inherit). The source daemon then asks the destination daemon over a fresh connection and settles it: the VM never
+// runs on both sides, and the counter goes on with no value lost or repeated.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import path from 'node:path';
+import { Daemon, api, tempDir, waitFor, killRecordedVmms, guestConsole, type GuestConsole } from './support/manager-harness.ts';
+import { counterKernel, counterLines } from './support/counter-guest.ts';
+
+async function migrationOver(daemon: Daemon, name: string): Promise<any> {
+  let m: any;
+  await waitFor(`the migration of '${name}' to end`, async () => {
+    m = (await api({ socket: daemon.socket }, 'GET', `/vms/${name}/migration`)).body;
+    return m.endedAt !== undefined;
+  }, 120_000);
+  return m;
+}
+
+function listenPort(daemon: Daemon): number {
+  const m = /accepting live migrations on [^\s]+:(\d+)/.exec(daemon.stderr);
+  if (!m) throw new Error(`no migration listener: ${daemon.stderr}`);
+  return Number(m[1]);
+}
+
+function consecutive(lines: number[], what: string): void {
+  for (let i = 1; i < lines.length; i++) assert.equal(lines[i], lines[i - 1] + 1, `${what}: ${lines.slice(Math.max(0, i - 2), i + 2)}`);
+}
+
+async function pair(tag: string, sourceEnv: Record<string, string>, destEnv: Record<string, string>) {
+  const dir = tempDir(tag);
+  const a = path.join(dir, 'a'), b = path.join(dir, 'b'), token = path.join(dir, 'token');
+  fs.writeFileSync(token, 'the-shared-migration-secret\n');
+  const source = await Daemon.start(a, ['--migration-token-file', token], sourceEnv);
+  const dest = await Daemon.start(b, ['--migration-listen', '127.0.0.1:0', '--migration-token-file', token], destEnv);
+  const consoles: GuestConsole[] = [];
+  const cleanup = async () => {
+    for (const c of consoles) c.socket.destroy();
+    await source.stop('SIGKILL');
+    await dest.stop('SIGKILL');
+    killRecordedVmms(a);
+    killRecordedVmms(b);
+    fs.rmSync(dir, { recursive: true, force: true });
+  };
+  try {
+    const defined = await api({ socket: source.socket }, 'POST', '/vms', { name: 'ctr', engine: 'soft', memory: 64, kernel: counterKernel(0xffff), cmdline: 'console=ttyS0', onReboot: 'exit' });
+    assert.equal(defined.status, 201, JSON.stringify(defined.body));
+    const started = await api({ socket: source.socket }, 'POST', '/vms/ctr/start');
+    assert.equal(started.status, 200, JSON.stringify(started.body));
+    const onA = await guestConsole(started.body.consoleSocket);
+    consoles.push(onA);
+    const ticks = () => counterLines(onA.output());
+    await waitFor('ticks at the source', () => ticks().length >= 5, 60_000);
+    return { source, dest, ticks, consoles, to: `127.0.0.1:${listenPort(dest)}`, cleanup };
+  } catch (error) {
+    await cleanup();
+    throw error;
+  }
+}
+
+test('the link lost after "loaded", before "go" left the source: the destination daemon says the VM is not there, the source resumes it', { timeout: 300_000 }, async () => {
+  const p = await pair('swo-a', { RINGZERO_TEST_MIGRATION_FAULT: 'source:before-go' }, {});
+  try {
+    const r = await api({ socket: p.source.socket }, 'POST', '/vms/ctr/migrate', { to: p.to, downtimeMs: 50 });
+    assert.equal(r.status, 202, JSON.stringify(r.body));
+    const m = await migrationOver(p.source, 'ctr');
+    assert.equal(m.phase, 'failed', JSON.stringify(m));
+    assert.match(m.error, /switch-over to 127\.0\.0\.1:\d+ unknown: the destination had loaded the VM .*the destination daemon says the VM is not there: resumed here/);
+    const n = p.ticks().length;
+    await waitFor('the counter to go on at the source', () => p.ticks().length >= n + 5, 30_000);
+    consecutive(p.ticks(), 'the source\'s counter');
+    assert.equal((await api({ socket: p.source.socket }, 'GET', '/vms/ctr')).body.state, 'running');
+    await waitFor('nothing left at the destination', async () => (await api({ socket: p.dest.socket }, 'GET', '/vms')).body.length === 0, 30_000);
+    assert.equal((await api({ socket: p.dest.socket }, 'GET', '/vms/ctr/migration')).body.phase, 'failed');
+  } finally {
+    await p.cleanup();
+  }
+});
+
+test('the link lost after "go" arrived: the destination runs the VM, the source daemon learns it and ends its paused copy', { timeout: 300_000 }, async () => {
+  const p = await pair('swo-b', {}, { RINGZERO_TEST_MIGRATION_FAULT: 'destination:after-go' });
+  try {
+    const r = await api({ socket: p.source.socket }, 'POST', '/vms/ctr/migrate', { to: p.to, downtimeMs: 50 });
+    assert.equal(r.status, 202, JSON.stringify(r.body));
+    const m = await migrationOver(p.source, 'ctr');
+    assert.equal(m.phase, 'completed', JSON.stringify(m));
+    assert.equal(m.sourceDefinition, 'removed');
+    assert.equal((await api({ socket: p.source.socket }, 'GET', '/vms/ctr')).status, 404, 'the source forgot the VM');
+    const before = p.ticks();
+    const there = (await api({ socket: p.dest.socket }, 'GET', '/vms/ctr')).body;
+    assert.equal(there.state, 'running');
+    const onB = await guestConsole(there.consoleSocket);
+    p.consoles.push(onB);
+    await waitFor('ticks at the destination', () => counterLines(onB.output()).length >= 5, 60_000);
+    const after = counterLines(onB.output());
+    assert.equal(after[0], before[before.length - 1] + 1, `the counter goes on: ...${before.slice(-2)} at the source, ${after.slice(0, 2)} at the destination`);
+    consecutive(after, 'the destination\'s counter');
+  } finally {
+    await p.cleanup();
+  }
+});
