@@ -68,6 +68,9 @@ const TWO47 = 140737488355328;
 
 // Function indices of the imports (declared in this order).
 const F_RD = 0, F_WR = 1, F_RP = 2, F_CC = 3, F_GP = 4;
+/** The memory library's loads and stores (ld1, ld2, ld4, ld8, then st1..st8), imported after the helpers. */
+const F_LD = 5, F_ST = 9;
+const LOG2 = [0, 0, 1, 0, 2, 0, 0, 0, 3];
 
 /** Translation of one block into one function body. */
 class Translator {
@@ -168,60 +171,18 @@ class Translator {
     b.set(this.a);
   }
 
-  /**
-   * The inline TLB probe for an access of `size` bytes at `a`: leaves the guest-physical address in `p` or
-   * branches to `slowLabel` (miss, outside low RAM, crossing a page; stores also on a code/armed page).
-   */
-  probe(size: number, write: boolean, slowLabel: number): void {
-    const b = this.b;
-    b.get(this.a).op(Op.i32WrapI64).i32(0xfff).op(Op.i32And).tee(this.off).i32(4096 - size).op(Op.i32GtU).brIf(slowLabel);
-    b.get(this.a).i64(12).op(Op.i64ShrS).tee(this.vpn).op(Op.i32WrapI64).i32(0xfff).op(Op.i32And).i32(3).op(Op.i32Shl).set(this.ti);
-    b.get(write ? this.wtag : this.rtag).get(this.ti).op(Op.i32Add).mem(Op.f64Load, 3, 0);
-    b.get(this.vpn).op(Op.f64ConvertI64s).op(Op.f64Ne).brIf(slowLabel);
-    b.get(this.st).get(this.ti).op(Op.i32Add).mem(Op.f64Load, 3, L.S_PHYS).op(0xfc, 7);
-    b.get(this.off).op(Op.i64ExtendI32u).op(Op.i64Add).tee(this.p);
-    b.i64(this.ramSize - size).op(Op.i64GtU).brIf(slowLabel);
-    if (write) b.get(this.p).i64(12).op(Op.i64ShrU).op(Op.i32WrapI64).mem(Op.i32Load8u, 0, L.CODE_PAGES).brIf(slowLabel);
-  }
-
-  /** Load `size` bytes at `a` into local `v` (zero-extended). */
+  /** Load `size` bytes at `a` into local `v` (zero-extended), through the shared probe of the memory library. */
   load(size: number): void {
     const b = this.b;
-    const done = b.open(Op.block);
-    const slow = b.open(Op.block);
-    this.probe(size, false, slow);
-    b.get(this.p).op(Op.i32WrapI64);
-    if (size === 1) b.mem(Op.i64Load8u, 0, WASM_RAM_OFFSET);
-    else if (size === 2) b.mem(Op.i64Load16u, 0, WASM_RAM_OFFSET);
-    else if (size === 4) b.mem(Op.i64Load32u, 0, WASM_RAM_OFFSET);
-    else b.mem(Op.i64Load, 0, WASM_RAM_OFFSET);
-    b.set(this.v).br(done);
-    b.close();
-    b.get(this.a).op(Op.f64ConvertI64s).i32(size); this.pos(); b.call(F_RD);
-    if (size === 4 || size === 8) b.op(Op.i64ExtendI32u); else b.op(Op.i64ExtendI32u);
-    if (size === 8) b.get(this.st).mem(Op.i64Load32u, 2, L.S_HI).i64(32).op(Op.i64Shl).op(Op.i64Or);
-    b.set(this.v).i32(1).set(this.slow);
-    b.close();
+    b.get(this.st).get(this.rtag).get(this.a); this.pos();
+    b.call(F_LD + LOG2[size]).set(this.v);
   }
 
   /** Store the low `size` bytes of local `w` at `a`. */
   store(size: number): void {
     const b = this.b;
-    const done = b.open(Op.block);
-    const slow = b.open(Op.block);
-    this.probe(size, true, slow);
-    b.get(this.p).op(Op.i32WrapI64).get(this.w);
-    if (size === 1) b.mem(Op.i64Store8, 0, WASM_RAM_OFFSET);
-    else if (size === 2) b.mem(Op.i64Store16, 0, WASM_RAM_OFFSET);
-    else if (size === 4) b.mem(Op.i64Store32, 0, WASM_RAM_OFFSET);
-    else b.mem(Op.i64Store, 0, WASM_RAM_OFFSET);
-    b.br(done);
-    b.close();
-    b.get(this.a).op(Op.f64ConvertI64s).i32(size);
-    b.get(this.w).op(Op.i32WrapI64).get(this.w).i64(32).op(Op.i64ShrU).op(Op.i32WrapI64);
-    this.pos(); b.call(F_WR);
-    b.i32(1).set(this.slow);
-    b.close();
+    b.get(this.st).get(this.wtag).get(this.a).get(this.w); this.pos();
+    b.call(F_ST + LOG2[size]);
   }
 
   // ---- exits
@@ -235,10 +196,13 @@ class Translator {
     b.i32(count).set(this.xc).br(this.out);
   }
 
-  /** After an instruction that took a slow path: leave right after it (unless it is the last, which exits anyway). */
+  /**
+   * After a memory instruction: leave right after it when its slow path raised an event (the helper then cleared
+   * S_CHAIN: a store into a code page, an MMIO side effect), so the event is seen at the next boundary.
+   */
   exitIfSlow(count: number, ripOff: number): void {
     const b = this.b;
-    b.get(this.slow).open(Op.if);
+    b.get(this.st).mem(Op.i32Load, 2, L.S_CHAIN).op(Op.i32Eqz).open(Op.if);
     this.exitConst(count, ripOff);
     b.close();
   }
@@ -414,7 +378,7 @@ function translateBody(block: Block, ramSize: number): { body: Body; offs: numbe
       T.known = false;
       if (isLast) b.op(Op.unreachable); // (the helper always says leave after the last instruction)
     };
-    const memOp = () => { if (!mem) { mem = true; b.i32(0).set(T.slow); } T.ea(e, next); };
+    const memOp = () => { mem = true; T.ea(e, next); };
     switch (f) {
       case Form.MovRR64:
         b.get(T.st); T.r32(e.a); b.mem(Op.i32Store, 2, L.S_RLO + 4 * e.b);
@@ -524,7 +488,7 @@ function translateBody(block: Block, ramSize: number): { body: Body; offs: numbe
           b.get(T.r0).f64(next + e.disp).op(Op.f64Add); T.checkCanonicalF64();
           b.get(T.r0i).i64(next).op(Op.i64Add).set(T.w);
         } else { T.r64(e.a); b.set(T.w); }
-        mem = true; b.i32(0).set(T.slow);
+        mem = true;
         T.r64(4); b.i64(8).op(Op.i64Sub).set(T.a);
         T.store(8);
         T.set64(4, T.a);
@@ -532,7 +496,7 @@ function translateBody(block: Block, ramSize: number): { body: Body; offs: numbe
         break;
       }
       case Form.Pop: case Form.Ret: {
-        mem = true; b.i32(0).set(T.slow);
+        mem = true;
         T.r64(4); b.set(T.a);
         T.load(8);
         if (f === Form.Ret) {
@@ -631,6 +595,10 @@ function buildModule(bodies: Body[]): Uint8Array<ArrayBuffer> {
   m.importFunc('e', 'rp', m.type([I32], [I32]));
   m.importFunc('e', 'cc', m.type([I32], [I32]));
   m.importFunc('e', 'gp', m.type([I32], []));
+  const ldT = m.type([I32, I32, I64, I32], [I64]);
+  const stT = m.type([I32, I32, I64, I64, I32], []);
+  for (const n of [1, 2, 4, 8]) m.importFunc('e', 'ld' + n, ldT);
+  for (const n of [1, 2, 4, 8]) m.importFunc('e', 'st' + n, stT);
   const t = m.type([I32, F64, I32, I32], [I32]);
   bodies.forEach((b, i) => m.func(t, b, 'f' + i));
   return m.encode();
@@ -691,6 +659,56 @@ function buildDispatcher(ramSize: number): Uint8Array<ArrayBuffer> {
   b.close();
   b.get(n);
   m.func(m.type([I32, F64, I32, I32, I32], [I32]), b, 'run');
+  return m.encode();
+}
+
+/**
+ * The memory library: ld1/2/4/8 (st, tag bank address, lin, pos) -> i64 zero-extended and st1/2/4/8 (st, tag bank,
+ * lin, value, pos). The inline TLB probe (tag compare, RAM bounds, for stores the code-page byte) with a direct
+ * access to guest RAM on a hit, else the rd/wr helper (SoftCpu.readLin/writeLin, which may throw the fault). Shared
+ * by every block: translated code stays small and these few hot functions get V8's optimizing tier.
+ */
+function buildMemlib(ramSize: number): Uint8Array<ArrayBuffer> {
+  const m = new ModuleBuilder();
+  m.importMemory('e', 'm');
+  m.importFunc('e', 'rd', m.type([F64, I32, I32], [I32]));
+  m.importFunc('e', 'wr', m.type([F64, I32, I32, I32, I32], []));
+  const ldT = m.type([I32, I32, I64, I32], [I64]);
+  const stT = m.type([I32, I32, I64, I64, I32], []);
+  for (const write of [false, true]) {
+    for (const size of [1, 2, 4, 8]) {
+      const b = new Body(write ? 5 : 4);
+      const st = 0, tag = 1, a = 2, w = 3, pos = write ? 4 : 3;
+      const off = b.local(I32), ti = b.local(I32), vpn = b.local(I64), p = b.local(I64);
+      const slow = b.open(Op.block);
+      b.get(a).op(Op.i32WrapI64).i32(0xfff).op(Op.i32And).tee(off).i32(4096 - size).op(Op.i32GtU).brIf(slow);
+      b.get(a).i64(12).op(Op.i64ShrS).tee(vpn).op(Op.i32WrapI64).i32(0xfff).op(Op.i32And).i32(3).op(Op.i32Shl).set(ti);
+      b.get(tag).get(ti).op(Op.i32Add).mem(Op.f64Load, 3, 0);
+      b.get(vpn).op(Op.f64ConvertI64s).op(Op.f64Ne).brIf(slow);
+      b.get(st).get(ti).op(Op.i32Add).mem(Op.f64Load, 3, L.S_PHYS).op(0xfc, 7);
+      b.get(off).op(Op.i64ExtendI32u).op(Op.i64Add).tee(p);
+      b.i64(ramSize - size).op(Op.i64GtU).brIf(slow);
+      if (write) {
+        b.get(p).i64(12).op(Op.i64ShrU).op(Op.i32WrapI64).mem(Op.i32Load8u, 0, L.CODE_PAGES).brIf(slow);
+        b.get(p).op(Op.i32WrapI64).get(w);
+        b.mem(size === 1 ? Op.i64Store8 : size === 2 ? Op.i64Store16 : size === 4 ? Op.i64Store32 : Op.i64Store, 0, WASM_RAM_OFFSET);
+        b.op(Op.return);
+      } else {
+        b.get(p).op(Op.i32WrapI64);
+        b.mem(size === 1 ? Op.i64Load8u : size === 2 ? Op.i64Load16u : size === 4 ? Op.i64Load32u : Op.i64Load, 0, WASM_RAM_OFFSET);
+        b.op(Op.return);
+      }
+      b.close();
+      b.get(a).op(Op.f64ConvertI64s).i32(size);
+      if (write) {
+        b.get(w).op(Op.i32WrapI64).get(w).i64(32).op(Op.i64ShrU).op(Op.i32WrapI64).get(pos).call(1);
+      } else {
+        b.get(pos).call(0).op(Op.i64ExtendI32u);
+        if (size === 8) b.get(st).mem(Op.i64Load32u, 2, L.S_HI).i64(32).op(Op.i64Shl).op(Op.i64Or);
+      }
+      m.func(write ? stT : ldT, b, (write ? 'st' : 'ld') + size);
+    }
+  }
   return m.encode();
 }
 
@@ -798,7 +816,8 @@ export class WasmEngine {
     // ones): a wasm-to-wasm import needs no per-module wrapper code, which made instantiating a block module with
     // JavaScript imports cost about a millisecond.
     const helpers = new WebAssembly.Instance(new WebAssembly.Module(buildTrampolines()), this.imports);
-    this.imports = { e: { m: memory, ...helpers.exports } };
+    const memlib = new WebAssembly.Instance(new WebAssembly.Module(buildMemlib(ramSize)), { e: { m: memory, ...helpers.exports } });
+    this.imports = { e: { m: memory, ...helpers.exports, ...memlib.exports } };
     this.table = new WebAssembly.Table({ element: 'anyfunc', initial: 1024 });
     const d = new WebAssembly.Instance(new WebAssembly.Module(buildDispatcher(ramSize)), { e: { m: memory, t: this.table } });
     this.dispatch = d.exports.run as WasmEngine['dispatch'];
