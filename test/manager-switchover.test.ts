@@ -6,8 +6,10 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
+import net from 'node:net';
 import path from 'node:path';
-import { Daemon, api, tempDir, waitFor, killRecordedVmms, guestConsole, type GuestConsole } from './support/manager-harness.ts';
+import { controlRequest } from '../src/vmm/control.ts';
+import { Daemon, api, cli, tempDir, waitFor, killRecordedVmms, guestConsole, type GuestConsole } from './support/manager-harness.ts';
 import { counterKernel, counterLines } from './support/counter-guest.ts';
 
 async function migrationOver(daemon: Daemon, name: string): Promise<any> {
@@ -53,7 +55,7 @@ async function pair(tag: string, sourceEnv: Record<string, string>, destEnv: Rec
     consoles.push(onA);
     const ticks = () => counterLines(onA.output());
     await waitFor('ticks at the source', () => ticks().length >= 5, 60_000);
-    return { source, dest, ticks, consoles, to: `127.0.0.1:${listenPort(dest)}`, cleanup };
+    return { source, dest, ticks, consoles, to: `127.0.0.1:${listenPort(dest)}`, sourceDir: a, cleanup };
   } catch (error) {
     await cleanup();
     throw error;
@@ -98,6 +100,55 @@ test('the link lost after "go" arrived: the destination runs the VM, the source 
     assert.equal(after[0], before[before.length - 1] + 1, `the counter goes on: ...${before.slice(-2)} at the source, ${after.slice(0, 2)} at the destination`);
     consecutive(after, 'the destination\'s counter');
   } finally {
+    await p.cleanup();
+  }
+});
+
+test('the destination daemon unreachable after "go" may have left: the VM stays paused at the source, switch-over-unknown, until migrate-resolve', { timeout: 300_000 }, async () => {
+  const p = await pair('swo-c', { RINGZERO_TEST_MIGRATION_FAULT: 'source:before-go' }, {});
+  // Between the daemons: the migration link passes, every later connection (the source's question) is dropped.
+  const [host, port] = p.to.split(':');
+  let first = true;
+  const proxy = net.createServer((s) => {
+    s.on('error', () => {});
+    if (!first) { s.destroy(); return; }
+    first = false;
+    const up = net.connect(Number(port), host);
+    up.on('error', () => s.destroy());
+    s.pipe(up).pipe(s);
+  });
+  await new Promise<void>((resolve) => proxy.listen(0, '127.0.0.1', resolve));
+  try {
+    const to = `127.0.0.1:${(proxy.address() as net.AddressInfo).port}`;
+    // Through the CLI, which ends with the outcome once the source daemon has given up asking.
+    const run = await cli(['migrate', 'ctr', '--to', to, '--downtime-ms', '50', '--link-timeout-ms', '1000'], p.source.socket, [], 120_000);
+    assert.equal(run.status, 1, run.stderr);
+    assert.match(run.stderr, /VM 'ctr': migration to 127\.0\.0\.1:\d+: switch-over to .* unknown: .*the VM stays paused here/);
+    const m = await migrationOver(p.source, 'ctr');
+    assert.equal(m.phase, 'switch-over-unknown', JSON.stringify(m));
+    assert.match(m.error, /could not say whether it runs the VM .*the VM stays paused here; resume it only once it is known not to run there/);
+    // Paused: no tick for a while, and a plain resume is refused.
+    const frozen = p.ticks().length;
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    assert.equal(p.ticks().length, frozen, 'the source does not run');
+    const ctl = (fs.readdirSync(p.sourceDir, { recursive: true }) as string[]).find((f) => f.endsWith('ctr.ctl'));
+    assert.ok(ctl, 'the VMM\'s control socket');
+    const control = (request: Record<string, unknown>) => controlRequest(path.join(p.sourceDir, ctl), request);
+    const status = await control({ cmd: 'migrate-status' });
+    assert.equal(status.phase, 'switch-over-unknown');
+    const refused = await control({ cmd: 'resume' });
+    assert.equal(refused.ok, false);
+    assert.match(String(refused.error), /unknown switch-over .*use migrate-resolve/);
+    assert.match(String((await control({ cmd: 'migrate-resolve' })).error), /needs "resume"/);
+    // Nothing runs at the destination (the operator checks): resolve by resuming here; the counter goes on.
+    await waitFor('nothing left at the destination', async () => (await api({ socket: p.dest.socket }, 'GET', '/vms')).body.length === 0, 30_000);
+    const resolved = await control({ cmd: 'migrate-resolve', resume: true });
+    assert.equal(resolved.ok, true, JSON.stringify(resolved));
+    assert.equal(resolved.resolution, 'resumed-here');
+    await waitFor('the counter to go on at the source', () => p.ticks().length >= frozen + 5, 30_000);
+    consecutive(p.ticks(), 'the source\'s counter across the pause');
+  } finally {
+    proxy.close();
     await p.cleanup();
   }
 });

@@ -459,8 +459,9 @@ export class Migrations {
     view.phase = 'switch-over-unknown';
     view.error = why;
     const linkTimeoutMs = request.linkTimeoutMs ?? DEFAULT_LINK_TIMEOUT_MS;
-    // The destination notices a silent link after linkTimeoutMs; until then its VMM may still be waiting for "go".
-    const deadline = Date.now() + 3 * linkTimeoutMs + 30_000;
+    // The destination notices a silent link after linkTimeoutMs; until then its VMM may still be waiting for "go", and
+    // ending it takes a moment more (at most 10 s: incoming()'s fail).
+    const deadline = Date.now() + 3 * linkTimeoutMs + 15_000;
     let last = '';
     for (;;) {
       let state: string | undefined;
