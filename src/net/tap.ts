@@ -2,8 +2,8 @@
 // TUNSETIFF with IFF_TAP | IFF_NO_PI | IFF_VNET_HDR names the interface and makes every read and write one
 // Ethernet frame preceded by a struct virtio_net_hdr, whose size TUNSETVNETHDRSZ sets to the virtio 1.x
 // header (12 bytes, num_buffers included, virtio 1.2 §5.1.6). TUNSETOFFLOAD(0) turns off every offload so the
-// host never hands over a frame with a partial checksum or a GSO super-frame (the virtio-net device offers
-// neither to the guest).
+// host never hands over a frame with a partial checksum or a GSO super-frame, until the virtio-net device has a
+// guest that negotiated them (setOffload: GUEST_CSUM, GUEST_TSO4/6).
 //
 // The fd is non-blocking. Node cannot watch a character device in its event loop (libuv treats it as a
 // file), so readiness comes from poll(2) run on koffi's worker pool, on the TAP fd and a wake-up pipe: the
@@ -15,6 +15,8 @@ import { libc, lastErrno, errnoName, SysError } from '../sys/libc.ts';
 const TUNSETIFF = 0x400454ca;
 const TUNSETOFFLOAD = 0x400454d0;
 const TUNSETVNETHDRSZ = 0x400454d8;
+/** TUNSETOFFLOAD flags (linux/if_tun.h): partial checksums, TCP segmentation offload over IPv4 and IPv6. */
+export const TUN_F_CSUM = 0x01, TUN_F_TSO4 = 0x02, TUN_F_TSO6 = 0x04;
 export const IFF_TAP = 0x0002, IFF_NO_PI = 0x1000, IFF_VNET_HDR = 0x4000;
 /** IFNAMSIZ (linux/if.h) including the terminating NUL. */
 export const IFNAMSIZ = 16;
@@ -127,6 +129,16 @@ export class Tap {
     } catch {
       return false; // EIO (interface down), EINVAL (malformed), EAGAIN: the frame is lost, as on a wire
     }
+  }
+
+  /**
+   * Which offloaded frames the kernel may hand over (TUN_F_* flags; TSO needs TUN_F_CSUM): with them the host's
+   * stack sends this interface frames with partial checksums and TCP segments up to 64 KiB, described by the
+   * virtio_net_hdr in front of each. Throws when the kernel refuses.
+   */
+  setOffload(flags: number): void {
+    if (this.closed) return;
+    if ((ioctlInt(this.fd, TUNSETOFFLOAD, flags >>> 0) as number) < 0) throw new SysError('ioctl(TUNSETOFFLOAD)', lastErrno());
   }
 
   /** Call `callback` once (on the event loop) when a frame can be read; replaces an earlier callback. */

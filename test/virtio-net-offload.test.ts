@@ -1,0 +1,162 @@
+// virtio-net's receive checksum offload (GUEST_CSUM): offered only with a backend that can be told what to hand
+// over, the backend told exactly what the driver negotiated (and nothing after a reset), the host's checksum flags
+// and offsets passed to a guest that negotiated it and zeroed for one that did not, GSO frames (never asked for)
+// dropped instead of delivered wrong, a backend that refuses handled. As root with /dev/net/tun, the TAP's
+// TUNSETOFFLOAD itself.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { existsSync } from 'node:fs';
+import { TestBench } from './support/virtio-driver.ts';
+import {
+  VirtioNet, NET_HDR_BYTES, RX_QUEUE, VIRTIO_NET_F_MAC, VIRTIO_NET_F_STATUS, VIRTIO_NET_F_GUEST_CSUM,
+  VIRTIO_NET_F_GUEST_TSO4, VIRTIO_NET_F_GUEST_TSO6, VIRTIO_NET_F_CSUM, VIRTIO_NET_F_MRG_RXBUF,
+  OFFLOAD_CSUM, OFFLOAD_TSO4, OFFLOAD_TSO6, parseMac, type NetBackend,
+} from '../src/devices/virtio/net.ts';
+import { VIRTIO_F_VERSION_1 } from '../src/devices/virtio/device.ts';
+import { Tap, TUN_F_CSUM, TUN_F_TSO4, TUN_F_TSO6 } from '../src/net/tap.ts';
+
+const MAC = parseMac('52:54:00:12:34:56')!;
+const NEEDS_RESET = 0x40;
+const bit = (n: bigint) => 1n << n;
+const BASE = bit(VIRTIO_F_VERSION_1) | bit(VIRTIO_NET_F_MAC) | bit(VIRTIO_NET_F_STATUS);
+
+/** A backend that can be told what to hand over, and records it. */
+class OffloadBackend implements NetBackend {
+  inbound: Uint8Array[] = [];
+  offloads: number[] = [];
+  refuse = false;
+  waiting: (() => void) | undefined;
+  read(into: Uint8Array): number | undefined {
+    const f = this.inbound.shift();
+    if (!f) return undefined;
+    into.set(f.subarray(0, Math.min(f.length, into.length)));
+    return Math.min(f.length, into.length);
+  }
+  write(): boolean { return true; }
+  whenReadable(cb: () => void): void { this.waiting = cb; }
+  close(): void {}
+  setOffload(flags: number): void {
+    if (this.refuse && flags !== 0) throw new Error('EINVAL');
+    this.offloads.push(flags);
+  }
+  /** The host hands over a frame with this header (flags, gso_type, hdr_len, gso_size, csum_start, csum_offset). */
+  deliver(frameBytes: number, hdr: { flags?: number; gsoType?: number; hdrLen?: number; gsoSize?: number; csumStart?: number; csumOffset?: number } = {}): Uint8Array {
+    const f = new Uint8Array(NET_HDR_BYTES + frameBytes);
+    const v = new DataView(f.buffer);
+    f[0] = hdr.flags ?? 0; f[1] = hdr.gsoType ?? 0;
+    v.setUint16(2, hdr.hdrLen ?? 0, true); v.setUint16(4, hdr.gsoSize ?? 0, true);
+    v.setUint16(6, hdr.csumStart ?? 0, true); v.setUint16(8, hdr.csumOffset ?? 0, true);
+    f[10] = 0x77; f[11] = 0x77; // junk num_buffers: the device sets it
+    for (let i = 0; i < frameBytes; i++) f[NET_HDR_BYTES + i] = (i * 7) & 0xff;
+    this.inbound.push(f);
+    const cb = this.waiting;
+    this.waiting = undefined;
+    cb?.();
+    return f;
+  }
+}
+
+const tick = () => new Promise<void>((r) => setImmediate(r));
+/** A receive chain of the header and 17 pages (as Linux's "big packets" mode posts them, §5.1.6.3.1). */
+function postBig(b: TestBench): number {
+  const at = b.alloc(NET_HDR_BYTES + 17 * 4096, 4096);
+  b.addChain(RX_QUEUE, [[at, NET_HDR_BYTES, true], [at + NET_HDR_BYTES, 17 * 4096, true]]);
+  return at;
+}
+
+test('offloads are offered only with a backend that can be told about them', () => {
+  const plain: NetBackend = { read: () => undefined, write: () => true, whenReadable: () => {}, close: () => {} };
+  const b1 = new TestBench(new VirtioNet(plain, MAC));
+  const b2 = new TestBench(new VirtioNet(new OffloadBackend(), MAC));
+  try {
+    assert.equal(b1.deviceFeatures() & bit(VIRTIO_NET_F_GUEST_CSUM), 0n);
+    const f2 = b2.deviceFeatures();
+    assert.notEqual(f2 & bit(VIRTIO_NET_F_GUEST_CSUM), 0n);
+    // Segmentation offloads, the transmit checksum and mergeable buffers stay off either way (net.ts says why).
+    for (const x of [VIRTIO_NET_F_GUEST_TSO4, VIRTIO_NET_F_GUEST_TSO6, VIRTIO_NET_F_CSUM, VIRTIO_NET_F_MRG_RXBUF]) assert.equal(f2 & bit(x), 0n);
+  } finally { b1.close(); b2.close(); }
+});
+
+test('GUEST_CSUM: the backend is told, checksum flags and offsets reach the guest; GSO frames are dropped', async () => {
+  const backend = new OffloadBackend();
+  const b = new TestBench(new VirtioNet(backend, MAC));
+  try {
+    b.bringUp({ msix: true, features: BASE | bit(VIRTIO_NET_F_GUEST_CSUM) });
+    assert.deepEqual(backend.offloads, [0, OFFLOAD_CSUM], 'none at the driver\'s reset, then the checksum at DRIVER_OK');
+    const small = () => { const at = b.alloc(NET_HDR_BYTES + 1518); b.addChain(RX_QUEUE, [[at, NET_HDR_BYTES + 1518, true]]); return at; };
+    const at = small();
+    const frame = backend.deliver(1514, { flags: 1 | 0x80, csumStart: 34, csumOffset: 16 });
+    await tick();
+    assert.deepEqual(b.used(RX_QUEUE).map((u) => u.len), [NET_HDR_BYTES + 1514]);
+    assert.deepEqual(Array.from(b.mem.read(at, NET_HDR_BYTES)), [1, 0, 0, 0, 0, 0, 34, 0, 16, 0, 1, 0],
+      'NEEDS_CSUM kept (undefined flag bits cleared), checksum offsets, num_buffers 1');
+    assert.deepEqual(b.mem.read(at + NET_HDR_BYTES, 1514), frame.subarray(NET_HDR_BYTES));
+    // DATA_VALID passes too (the host verified the checksum).
+    const at2 = small();
+    backend.deliver(1514, { flags: 2 });
+    await tick();
+    assert.equal(b.used(RX_QUEUE).length, 1);
+    assert.equal(b.mem.read(at2, 1)[0], 2);
+    // A GSO frame, even one that fits, was never asked for: dropped, the buffer returned empty.
+    postBig(b);
+    backend.deliver(9000, { flags: 1, gsoType: 1, gsoSize: 1448 });
+    await tick();
+    assert.deepEqual(b.used(RX_QUEUE).map((u) => u.len), [0]);
+    const net = b.fn.device as VirtioNet;
+    assert.equal(net.counters.rxDropped, 1);
+    assert.equal(b.status & NEEDS_RESET, 0);
+    // A reset takes the offload back before the next driver comes.
+    b.status = 0;
+    assert.deepEqual(backend.offloads.at(-1), 0);
+  } finally { b.close(); }
+});
+
+test('without GUEST_CSUM the backend hands over plain frames only, headers are zeroed, GSO leftovers are dropped', async () => {
+  const backend = new OffloadBackend();
+  const b = new TestBench(new VirtioNet(backend, MAC));
+  try {
+    b.bringUp({ msix: true, features: BASE });
+    assert.deepEqual(backend.offloads, [0, 0]);
+    const small = () => { const at = b.alloc(NET_HDR_BYTES + 1518); b.addChain(RX_QUEUE, [[at, NET_HDR_BYTES + 1518, true]]); return at; };
+    const r1 = small();
+    backend.deliver(1514, { flags: 2 }); // DATA_VALID is meaningless to this guest: zeroed
+    await tick();
+    assert.deepEqual(b.used(RX_QUEUE).map((u) => u.len), [NET_HDR_BYTES + 1514]);
+    assert.deepEqual(Array.from(b.mem.read(r1, NET_HDR_BYTES)), [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0]);
+    small();
+    backend.deliver(1514, { gsoType: 1, gsoSize: 1448 }); // a TCP segment left in the TAP from an earlier driver
+    await tick();
+    assert.deepEqual(b.used(RX_QUEUE).map((u) => u.len), [0]);
+    assert.equal((b.fn.device as VirtioNet).counters.rxDropped, 1);
+  } finally { b.close(); }
+});
+
+test('a backend that refuses the offloads: plain frames, and the device keeps working', async () => {
+  const backend = new OffloadBackend();
+  backend.refuse = true;
+  const b = new TestBench(new VirtioNet(backend, MAC));
+  try {
+    b.bringUp({ msix: true, features: BASE | bit(VIRTIO_NET_F_GUEST_CSUM) });
+    assert.deepEqual(backend.offloads, [0, 0], 'fell back to none');
+    assert.equal(b.status & NEEDS_RESET, 0);
+    const at = postBig(b);
+    backend.deliver(1514);
+    await tick();
+    assert.deepEqual(b.used(RX_QUEUE).map((u) => u.len), [NET_HDR_BYTES + 1514]);
+    assert.equal(b.mem.read(at + 10, 1)[0], 1, 'num_buffers');
+  } finally { b.close(); }
+});
+
+const tapSkip = process.getuid?.() !== 0 ? 'needs root' : !existsSync('/dev/net/tun') ? 'no /dev/net/tun' : undefined;
+
+test('TAP: TUNSETOFFLOAD takes checksum + TSO and none; TSO without the checksum is refused by the kernel', { skip: tapSkip }, () => {
+  const tap = new Tap(`rzoff${process.pid % 100000}`);
+  try {
+    tap.setOffload(TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6);
+    tap.setOffload(0);
+    assert.throws(() => tap.setOffload(TUN_F_TSO4), /TUNSETOFFLOAD/);
+    assert.equal(TUN_F_CSUM, OFFLOAD_CSUM);
+    assert.equal(TUN_F_TSO4, OFFLOAD_TSO4);
+    assert.equal(TUN_F_TSO6, OFFLOAD_TSO6);
+  } finally { tap.close(); }
+});
