@@ -35,7 +35,7 @@ async function pair(tag: string, sourceEnv: Record<string, string>, destEnv: Rec
   const dir = tempDir(tag);
   const a = path.join(dir, 'a'), b = path.join(dir, 'b'), token = path.join(dir, 'token');
   fs.writeFileSync(token, 'the-shared-migration-secret\n');
-  const source = await Daemon.start(a, ['--migration-token-file', token], sourceEnv);
+  let source = await Daemon.start(a, ['--migration-token-file', token], sourceEnv);
   const dest = await Daemon.start(b, ['--migration-listen', '127.0.0.1:0', '--migration-token-file', token], destEnv);
   const consoles: GuestConsole[] = [];
   const cleanup = async () => {
@@ -55,7 +55,14 @@ async function pair(tag: string, sourceEnv: Record<string, string>, destEnv: Rec
     consoles.push(onA);
     const ticks = () => counterLines(onA.output());
     await waitFor('ticks at the source', () => ticks().length >= 5, 60_000);
-    return { source, dest, ticks, consoles, to: `127.0.0.1:${listenPort(dest)}`, sourceDir: a, cleanup };
+    return {
+      get source() { return source; }, dest, ticks, consoles, to: `127.0.0.1:${listenPort(dest)}`, sourceDir: a, cleanup,
+      /** The source daemon killed (its VMMs live on) and started again. */
+      async restartSource() {
+        await source.stop('SIGKILL');
+        source = await Daemon.start(a, ['--migration-token-file', token], sourceEnv);
+      },
+    };
   } catch (error) {
     await cleanup();
     throw error;
@@ -104,14 +111,15 @@ test('the link lost after "go" arrived: the destination runs the VM, the source 
   }
 });
 
-test('the destination daemon unreachable after "go" may have left: the VM stays paused at the source, switch-over-unknown, until migrate-resolve', { timeout: 300_000 }, async () => {
+test('the destination daemon unreachable after "go" may have left: the VM stays paused at the source, switch-over-unknown; the restarted daemon asks again and resumes it', { timeout: 300_000 }, async () => {
   const p = await pair('swo-c', { RINGZERO_TEST_MIGRATION_FAULT: 'source:before-go' }, {});
   // Between the daemons: the migration link passes, every later connection (the source's question) is dropped.
   const [host, port] = p.to.split(':');
   let first = true;
+  let passAll = false;
   const proxy = net.createServer((s) => {
     s.on('error', () => {});
-    if (!first) { s.destroy(); return; }
+    if (!first && !passAll) { s.destroy(); return; }
     first = false;
     const up = net.connect(Number(port), host);
     up.on('error', () => s.destroy());
@@ -140,11 +148,20 @@ test('the destination daemon unreachable after "go" may have left: the VM stays 
     assert.equal(refused.ok, false);
     assert.match(String(refused.error), /unknown switch-over .*use migrate-resolve/);
     assert.match(String((await control({ cmd: 'migrate-resolve' })).error), /needs "resume"/);
-    // Nothing runs at the destination (the operator checks): resolve by resuming here; the counter goes on.
     await waitFor('nothing left at the destination', async () => (await api({ socket: p.dest.socket }, 'GET', '/vms')).body.length === 0, 30_000);
-    const resolved = await control({ cmd: 'migrate-resolve', resume: true });
-    assert.equal(resolved.ok, true, JSON.stringify(resolved));
-    assert.equal(resolved.resolution, 'resumed-here');
+    assert.equal(p.ticks().length, frozen, 'still paused');
+    // The destination reachable again and the source daemon restarted: it finds the unresolved migration (its marker),
+    // asks, learns the VM is not there and resumes it here (migrate-resolve); the counter goes on.
+    passAll = true;
+    await p.restartSource();
+    await waitFor('the restarted daemon to settle it', async () => {
+      const v = (await api({ socket: p.source.socket }, 'GET', '/vms/ctr/migration')).body;
+      return v.endedAt !== undefined;
+    }, 60_000);
+    const settled = (await api({ socket: p.source.socket }, 'GET', '/vms/ctr/migration')).body;
+    assert.equal(settled.phase, 'failed', JSON.stringify(settled));
+    assert.match(settled.error, /the destination daemon says the VM is not there: resumed here/);
+    assert.equal((await control({ cmd: 'migrate-status' })).resolution, 'resumed-here');
     await waitFor('the counter to go on at the source', () => p.ticks().length >= frozen + 5, 30_000);
     consecutive(p.ticks(), 'the source\'s counter across the pause');
   } finally {

@@ -31,7 +31,8 @@
 // after the switch-over (kept, shut off, if the VM has snapshots). The switch-over is two-phase (src/migration:
 // "loaded", then "go"): a link lost after the source VMM sent "go" leaves it paused in 'switch-over-unknown'; the
 // source daemon then asks the destination daemon over a fresh link (QUERY) whether the VM is there, and ends the
-// source VMM (it is) or resumes it (it is not); unreachable, it leaves the VM paused, phase 'switch-over-unknown'.
+// source VMM (it is) or resumes it (it is not); unreachable, it leaves the VM paused, phase 'switch-over-unknown', and
+// keeps its marker, so that a restarted daemon asks again (settle).
 // The destination daemon, when the link fails, only ends its VMM's stream (no kill): the VMM itself then either got
 // "go" (it runs, says "resumed", and the VM is kept) or did not (it discards the VM), so the answer is never a guess.
 //
@@ -225,7 +226,38 @@ export class Migrations {
     } else if (!ACTIVE.has(vm.state) && MIGRATED_LINE.test(said)) {
       this.retireSource(marker.vm);
       this.log(`VM '${marker.vm}': migrated to ${marker.peer} while no daemon watched: its definition is ${this.manager.list().some((v) => v.name === marker.vm) ? 'kept' : 'removed'}`);
+    } else if (ACTIVE.has(vm.state)) {
+      // Its VMM may be paused in an unknown switch-over: ask the destination again, once this daemon holds the token.
+      const status = await this.manager.control(marker.vm, { cmd: 'migrate-status' }, 2000).catch(() => undefined);
+      if (status?.phase === 'switch-over-unknown') this.settleLater(marker, String(status.error ?? 'switch-over unknown'));
     }
+  }
+
+  /** settleSwitchover for an outgoing migration an earlier daemon left unresolved (in the background). */
+  private settleLater(marker: Marker, why: string): void {
+    const name = marker.vm;
+    const view = this.record({ id: migrationId(), vm: name, direction: 'outgoing', peer: marker.peer, phase: 'switch-over-unknown', startedAt: new Date().toISOString(), totalMs: 0 });
+    this.busy.add(name);
+    let file: string | undefined;
+    const run = async () => {
+      // open() removes the marker it settled and the token is set after open(): wait for both.
+      for (let i = 0; i < 200 && this.token === undefined; i++) await sleep(50);
+      file = this.writeMarker(marker);
+      if (this.token === undefined) throw new Error(`${why}; this daemon has no migration token to ask the destination with: the VM stays paused`);
+      if (await this.settleSwitchover(view, parseHostPort(marker.peer, 'the destination'), { to: marker.peer }, why)) {
+        await this.waitInactive(name, 30_000);
+        view.sourceDefinition = this.retireSource(name) ? 'removed' : 'kept';
+        this.end(view, 'completed');
+      }
+    };
+    this.log(`VM '${name}': paused in an unknown switch-over to ${marker.peer}: asking the destination daemon`);
+    void run()
+      .catch((error: Error) => { if (view.endedAt === undefined) this.end(view, 'switch-over-unknown', error.message); })
+      .finally(() => {
+        this.busy.delete(name);
+        if (file && view.phase !== 'switch-over-unknown') removeFileDurable(file);
+        this.log(`VM '${name}': migration to ${marker.peer} ${view.phase}${view.error ? `: ${view.error}` : ''}`);
+      });
   }
 
   // --- views -----------------------------------------------------------------------------------------------------
@@ -288,7 +320,8 @@ export class Migrations {
       .catch((error: Error) => { if (view.endedAt === undefined) this.end(view, 'failed', error.message); })
       .finally(() => {
         this.busy.delete(name);
-        removeFileDurable(marker);
+        // Unresolved, the marker stays: the next daemon asks the destination again (settle).
+        if (view.phase !== 'switch-over-unknown') removeFileDurable(marker);
         this.log(`VM '${name}': migration to ${request.to} ${view.phase}${view.error ? `: ${view.error}` : view.downtimeMs !== undefined ? ` (downtime ${view.downtimeMs} ms, ${view.totalMs} ms in all)` : ''}`);
       });
     return this.snapshot(view);
