@@ -7,7 +7,9 @@ import { Machine } from '../src/vmm/machine.ts';
 import { MiB } from '../src/memory/guest-memory.ts';
 import { migrateMachine, migrationProgress, resolveSwitchover, SwitchoverUnknownError, MigrationError } from '../src/migration/source.ts';
 import { receiveMigration } from '../src/migration/destination.ts';
-import type { FaultPoint } from '../src/migration/protocol.ts';
+import net from 'node:net';
+import { FrameReader, jsonFrame, MIGRATION_VERSION, T_JSON, type FaultPoint } from '../src/migration/protocol.ts';
+import { SNAPSHOT_VERSION } from '../src/vmm/snapshot.ts';
 import { captureConsole } from './support/capture-console.ts';
 import { counterKernel, config, until, counterLines } from './support/counter-guest.ts';
 
@@ -119,4 +121,20 @@ test('link cut after "go" arrived: the destination runs the guest, the source st
     await running;
     await stop(src, dest);
   }
+});
+
+test('a peer of migration version 1 (no two-phase switch-over) is refused with a clear error', async () => {
+  const dst = destination();
+  const socket = net.connect(await dst.port, '127.0.0.1');
+  const reader = new FrameReader();
+  const answers: Array<Record<string, unknown>> = [];
+  socket.on('data', (c: Buffer) => { for (const f of reader.push(c)) if (f.type === T_JSON) answers.push(f.message); });
+  socket.on('error', () => {});
+  const closed = new Promise((resolve) => socket.on('close', resolve));
+  socket.write(jsonFrame({ kind: 'hello', format: 'ringzero-migration', version: 1, snapshotVersion: SNAPSHOT_VERSION, ringzeroVersion: 'old', config: {}, memorySize: 0 }));
+  await assert.rejects(dst.machine, new RegExp(`the source speaks migration version 1 .*this side speaks ${MIGRATION_VERSION}`));
+  await closed;
+  assert.equal(answers[0]?.kind, 'error');
+  assert.match(String(answers[0]?.message), /migration version 1/);
+  assert.equal(MIGRATION_VERSION, 2);
 });
