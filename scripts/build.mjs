@@ -17,7 +17,7 @@
 //
 // The stamp is the build's start time, written as main.js's mtime: a source saved while the build runs is newer.
 // Output is written chunks first, then entries, each through a rename, so a process starting meanwhile sees a
-// complete old or new bundle. Chunks that the new build does not name are removed.
+// complete old or new bundle. Chunks that the new build does not name are removed a day after they were written.
 //
 //   node scripts/build.mjs [--quiet]
 import fs from 'node:fs';
@@ -131,8 +131,14 @@ for (const f of [...outputs].sort((a, b) => order(a) - order(b))) {
     write(f.path, f.contents);
   }
 }
+// Old chunks stay a day: a process started from the previous bundle (a daemon, a VMM) may still import one lazily.
+const DAY_MS = 24 * 3600 * 1000;
 for (const name of fs.readdirSync(outdir)) {
-  if (!written.has(name) && (name.startsWith('chunk-') || name.endsWith('.tmp'))) fs.rmSync(path.join(outdir, name), { force: true });
+  if (written.has(name) || !(name.startsWith('chunk-') || name.endsWith('.tmp'))) continue;
+  const file = path.join(outdir, name);
+  // A .tmp is another build's file in flight (left over if that build died: removed after ten minutes).
+  const age = started - fs.statSync(file, { throwIfNoEntry: false })?.mtimeMs;
+  if (age > (name.endsWith('.tmp') ? 600_000 : DAY_MS)) fs.rmSync(file, { force: true });
 }
 
 const js = outputs.filter((f) => f.path.endsWith('.js'));
