@@ -6,24 +6,27 @@
 // translated after a few hundred replays.
 //
 // How: guest low RAM, the vCPU's registers (rlo/rhi), its software TLB (tlbTags/tlbPhys), segment bases and the
-// block cache's code-page bytes live in one WebAssembly.Memory (./layout.ts; GuestMemory maps the RAM memfd into
-// it), so translated code reads and writes them with plain loads and stores. A cached 64-bit block of the block
-// cache (../code-cache.ts) becomes one wasm function (st, r0, left, user) -> instructions executed:
-// - the fast forms of ../fast-forms.ts (MOV, LEA, ALU incl. 8-bit, INC/DEC, MOVZX/MOVSXD, CMOVcc, SETcc, NOP,
-//   PUSH/POP, Jcc/JMP/CALL/RET) are emitted inline with their operands as constants;
-// - a memory operand probes the TLB inline (tag compare, RAM bounds, and for stores the code-page byte); a miss,
-//   MMIO, a page-crossing access or a store into a page holding code calls the imported helper `rd`/`wr`, which
-//   runs SoftCpu.readLin/writeLin (and may throw the CPU fault through the wasm frames); the block then ends after
-//   that instruction, so an event it raised (self-modifying code, MMIO side effects) is seen at the next boundary;
+// block cache's code-page bytes and page generations live in one WebAssembly.Memory (./layout.ts; GuestMemory maps
+// the RAM memfd into it), so translated code reads and writes them with plain loads and stores. A cached 64-bit
+// block of the block cache (../code-cache.ts) becomes one wasm function (st, r0, left, user) -> instructions run;
+// hot blocks are queued and translated WASM_BATCH per module (a module has a fixed cost of its own):
+// - the fast forms of ../fast-forms.ts (MOV, LEA, ALU incl. 8-bit, INC/DEC, SHL/SHR/SAR by a constant,
+//   MOVZX/MOVSXD, CMOVcc, SETcc, NOP, PUSH/POP, Jcc/JMP/CALL/RET) are emitted with their operands as constants;
+// - a memory operand calls the shared memory library (buildMemlib: TLB probe, RAM bounds, for stores the code-page
+//   byte, then the access; a miss, MMIO, a page-crossing access or a store into a page holding code calls the
+//   helper `rd`/`wr`, which runs SoftCpu.readLin/writeLin and may throw the CPU fault through the wasm frames);
+//   when that raised an event (self-modifying code, MMIO side effects) the block ends after the instruction;
 // - the lazy-flag record is written to the state area after every producer and also kept in locals, so a
 //   following Jcc/SETcc/CMOVcc/INC/DEC of the same block evaluates its condition inline; a condition on flags
 //   from before the block asks the helper `cc` (SoftCpu.condition);
-// - every other instruction (shifts, anything without a fast form) is replayed through the helper `rp`, which
+// - every other instruction (rotates, anything without a fast form) is replayed through the helper `rp`, which
 //   runs its closure/handler exactly as SoftCpu.runBlock does, and the block ends if that changed RIP's course or
 //   raised an event;
-// - a block whose final direct branch targets its own start loops inside the function (at most LOOP_LIMIT
-//   instructions per call and never past the caller's budget; nothing else can raise an event meanwhile, since
-//   the only JavaScript that runs during a call is the helpers, after which the block exits when needed).
+// - a block whose final direct branch targets its own start loops inside the function; and a dispatcher
+//   (buildDispatcher) follows RIP from block to block through the fetch TLB and a table of translated blocks in
+//   the wasm memory, so chains of translated blocks never return to JavaScript (at most CHAIN_LIMIT instructions
+//   per call and never past the caller's budget; nothing else can raise an event meanwhile, since the only
+//   JavaScript that runs during a call is the helpers, which stop the chain when they raised one).
 //
 // Exactness, as the interpreter and ../jit/translate.ts: `cpu.instructions` counts every instruction executed,
 // the faulting one included; a fault leaves `ripStart` at the faulting instruction and every earlier instruction
@@ -78,9 +81,9 @@ class Translator {
   // params
   readonly st = 0; readonly r0 = 1; readonly left = 2; readonly user = 3;
   // locals
-  readonly n: number; readonly xc: number; readonly rtag: number; readonly wtag: number; readonly slow: number;
-  readonly off: number; readonly ti: number; readonly r0i: number; readonly a: number; readonly v: number;
-  readonly w: number; readonly t: number; readonly p: number; readonly vpn: number; readonly ld: number;
+  readonly n: number; readonly xc: number; readonly rtag: number; readonly wtag: number;
+  readonly r0i: number; readonly a: number; readonly v: number;
+  readonly w: number; readonly t: number; readonly ld: number;
   readonly ls: number; readonly lr: number; readonly lcy: number; readonly tf: number; readonly c32: number;
   /** What produced the flag locals (null: unknown here, the state area holds the record). */
   kind = 0;
@@ -94,10 +97,10 @@ class Translator {
   constructor(readonly block: Block, readonly offs: number[], readonly ramSize: number) {
     const b = this.b = new Body(4);
     this.n = b.local(I32); this.xc = b.local(I32); this.rtag = b.local(I32); this.wtag = b.local(I32);
-    this.slow = b.local(I32); this.off = b.local(I32); this.ti = b.local(I32); this.lcy = b.local(I32);
+    this.lcy = b.local(I32);
     this.c32 = b.local(I32);
     this.r0i = b.local(I64); this.a = b.local(I64); this.v = b.local(I64); this.w = b.local(I64); this.t = b.local(I64);
-    this.p = b.local(I64); this.vpn = b.local(I64); this.ld = b.local(I64); this.ls = b.local(I64); this.lr = b.local(I64);
+    this.ld = b.local(I64); this.ls = b.local(I64); this.lr = b.local(I64);
     this.tf = b.local(F64);
   }
 
