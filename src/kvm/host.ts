@@ -2,7 +2,9 @@
 // pagetable-based hypervisor without VT-x/AMD-V: unmodified guests run through KVM's instruction emulator, so only
 // small programs are practical), or none. Unlike a look at /proc alone, this opens /dev/kvm and asks its API version.
 import fs from 'node:fs';
-import { Kvm } from './kvm.ts';
+import { createRequire } from 'node:module';
+import os from 'node:os';
+import { IOCTL, KVM_API_VERSION } from './abi.ts';
 
 export type KvmVerdict = 'hardware' | 'pvm' | 'none';
 
@@ -37,15 +39,40 @@ const realProbe: HostProbe = {
       return '';
     }
   },
-  apiVersion: (p) => {
-    const kvm = Kvm.open(p);
-    try {
-      return kvm.apiVersion();
-    } finally {
-      kvm.close();
-    }
-  },
+  apiVersion: (p) => apiVersionOf(p),
 };
+
+// koffi is loaded on the first probe, not with this module: every CLI command imports this module (src/cli/host.ts,
+// for `run`'s engine choice and `doctor`), and koffi with the KVM wrappers of ./kvm.ts cost about 20 ms of CPU per
+// process start that --help, `list` and the other daemon calls never use (bench/startup.ts). Hence a bare ioctl here
+// rather than Kvm.open, which needs them (the messages name the call and errno as KvmError's do).
+const requireCommonJs = createRequire(import.meta.url);
+let ioctlInt: ((fd: number, request: number, arg: number) => number) | undefined;
+
+/** Open `path` read-write, ask KVM_GET_API_VERSION (it must be 12: the only stable KVM ABI), close it. */
+function apiVersionOf(path: string): number {
+  let fd: number;
+  try {
+    fd = fs.openSync(path, fs.constants.O_RDWR);
+  } catch (e) {
+    const err = e as NodeJS.ErrnoException;
+    throw new Error(`open(${path}) failed: ${err.code} (errno ${-(err.errno ?? 0)})`);
+  }
+  try {
+    const koffi = requireCommonJs('koffi') as typeof import('koffi');
+    ioctlInt ??= koffi.load('libc.so.6').func('ioctl', 'int', ['int', 'unsigned long', 'unsigned long']) as (fd: number, request: number, arg: number) => number;
+    const version = ioctlInt(fd, IOCTL.KVM_GET_API_VERSION, 0);
+    if (version < 0) {
+      const errno = koffi.errno();
+      const name = Object.entries(os.constants.errno).find(([, value]) => value === errno)?.[0] ?? `E${errno}`;
+      throw new Error(`KVM_GET_API_VERSION failed: ${name} (errno ${errno})`);
+    }
+    if (version !== KVM_API_VERSION) throw new Error(`KVM_GET_API_VERSION: API version ${version}, expected ${KVM_API_VERSION}`);
+    return version;
+  } finally {
+    fs.closeSync(fd);
+  }
+}
 
 const MODULES = ['kvm', 'kvm_intel', 'kvm_amd', 'kvm_pvm'];
 
