@@ -147,12 +147,18 @@ const PRODUCERS: [string, number[]][] = [
   ['shl eax,31', [0xc1, 0xe0, 0x1f]], ['shl eax,1', [0xd1, 0xe0]], ['shr eax,5', [0xc1, 0xe8, 0x05]], ['shr eax,1', [0xd1, 0xe8]],
   ['sar eax,1', [0xd1, 0xf8]], ['sar eax,9', [0xc1, 0xf8, 0x09]], ['rol rax,5', [0x48, 0xc1, 0xc0, 0x05]],
   ['shl rax,1; inc rax', [0x48, 0xd1, 0xe0, 0x48, 0xff, 0xc0]], ['shr eax,1; dec eax', [0xd1, 0xe8, 0xff, 0xc8]],
+  // Rotates after an in-block producer (inline: the other flags materialized from the record).
+  ['add rax,rdx; ror rax,7', [0x48, 0x01, rr(2, 0), 0x48, 0xc1, 0xc8, 0x07]], ['xor eax,edx; rol eax,3', [0x31, rr(2, 0), 0xc1, 0xc0, 0x03]],
+  ['sub al,dl; ror rax,1', [0x28, rr(2, 0), 0x48, 0xd1, 0xc8]], ['and eax,edx; ror eax,1', [0x21, rr(2, 0), 0xd1, 0xc8]],
+  ['add al,dl; rol eax,1', [0x00, rr(2, 0), 0xd1, 0xc0]], ['shl rax,1; rol rax,2', [0x48, 0xd1, 0xe0, 0x48, 0xc1, 0xc0, 0x02]],
+  ['cmp rax,rdx; inc rax; rol rax,63', [0x48, 0x39, rr(2, 0), 0x48, 0xff, 0xc0, 0x48, 0xc1, 0xc0, 0x3f]],
+  ['cmp eax,edx; dec eax; ror eax,31', [0x39, rr(2, 0), 0xff, 0xc8, 0xc1, 0xc8, 0x1f]],
 ];
 const MOV_OPERANDS = [0x4c, 0x89, 0xc0, 0x4c, 0x89, 0xca]; // mov rax,r8 / mov rdx,r9
 // rol rN,1 / add rN,rbx (N = 12..15): every result of the run changes the final value
 const ACC = (r: number) => [0x49, 0xd1, 0xc0 | (r & 7), 0x49, 0x01, rr(3, r)];
 
-test('every condition after every flag producer (ALU, INC/DEC, shifts; in-block and across blocks) matches the interpreter', () => {
+test('every condition after every flag producer (ALU, INC/DEC, shifts, rotates; in-block and across blocks) matches the interpreter', () => {
   const code: number[] = [];
   // mov ecx,16 / mov rsi,0x200000 / top: mov r8,[rsi] / mov r9,[rsi+8] / add rsi,16
   code.push(0xb9, 16, 0, 0, 0, 0x48, 0xc7, 0xc6, 0x00, 0x00, 0x20, 0x00);

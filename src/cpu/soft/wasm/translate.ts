@@ -85,6 +85,7 @@ class Translator {
   readonly r0i: number; readonly a: number; readonly v: number;
   readonly w: number; readonly t: number; readonly ld: number;
   readonly ls: number; readonly lr: number; readonly lcy: number; readonly tf: number; readonly c32: number;
+  readonly fl: number;
   /** What produced the flag locals (null: unknown here, the state area holds the record). */
   kind = 0;
   size = 0;
@@ -97,7 +98,7 @@ class Translator {
   constructor(readonly block: Block, readonly offs: number[], readonly ramSize: number) {
     const b = this.b = new Body(4);
     this.n = b.local(I32); this.xc = b.local(I32); this.rtag = b.local(I32); this.wtag = b.local(I32);
-    this.lcy = b.local(I32);
+    this.lcy = b.local(I32); this.fl = b.local(I32);
     this.c32 = b.local(I32);
     this.r0i = b.local(I64); this.a = b.local(I64); this.v = b.local(I64); this.w = b.local(I64); this.t = b.local(I64);
     this.ld = b.local(I64); this.ls = b.local(I64); this.lr = b.local(I64);
@@ -251,7 +252,7 @@ class Translator {
     if (cc & 1) b.op(Op.i32Eqz);
   }
 
-  private condStatic(c: number): boolean {
+  condStatic(c: number): boolean {
     const b = this.b, k = this.kind, w = this.size === 8;
     if (k === EXPLICIT) {
       // The arithmetic flags as EFLAGS bits in ld (SDM vol. 1 §3.4.3.1: CF 0, PF 2, ZF 6, SF 7, OF 11).
@@ -307,6 +308,26 @@ class Translator {
       default:
         if (k === L_SUB) { this.fv(this.ld, true); this.fv(this.ls, true); b.op(les); } else { Z(); S(); O(); b.op(Op.i32Xor).op(Op.i32Or); }
     }
+    return true;
+  }
+
+  /**
+   * The six arithmetic flags of the known record as EFLAGS bits into local `fl` (as SoftCpu.computeArith: AF from
+   * bit 4 of d^s^r, INC/DEC from the result's low nibble, 0 after logic). False (nothing emitted) when not possible.
+   */
+  materialize(): boolean {
+    const b = this.b, k = this.kind;
+    if (k === EXPLICIT) { b.get(this.ld).op(Op.i32WrapI64).set(this.fl); return true; }
+    if ((k === L_INC || k === L_DEC) && this.size === 1) return false;
+    if (k !== L_ADD && k !== L_SUB && k !== L_LOGIC && k !== L_INC && k !== L_DEC) return false;
+    const flag = (cc: number, shift: number) => { this.condStatic(cc); if (shift) b.i32(shift).op(Op.i32Shl); };
+    flag(1, 0); flag(5, 2); b.op(Op.i32Or); flag(2, 6); b.op(Op.i32Or); flag(4, 7); b.op(Op.i32Or); flag(0, 11); b.op(Op.i32Or);
+    if (k === L_ADD || k === L_SUB) {
+      b.get(this.ld).get(this.ls).op(Op.i64Xor).get(this.lr).op(Op.i64Xor).op(Op.i32WrapI64).i32(0x10).op(Op.i32And).op(Op.i32Or);
+    } else if (k === L_INC || k === L_DEC) {
+      b.get(this.lr).op(Op.i32WrapI64).i32(0xf).op(Op.i32And).i32(k === L_INC ? 0 : 0xf).op(Op.i32Eq).i32(4).op(Op.i32Shl).op(Op.i32Or);
+    }
+    b.set(this.fl);
     return true;
   }
 
@@ -451,7 +472,38 @@ function translateBody(block: Block, ramSize: number): { body: Body; offs: numbe
         break;
       }
       case Form.ShiftImm: {
-        if (e.op < 4) { replay(); break; } // ROL/ROR/RCL/RCR: replayed
+        if (e.op === 0 || e.op === 1) {
+          // ROL/ROR write CF and OF over the other flags: inline when the flags before are known here.
+          if (!T.known || !T.materialize()) { replay(); break; }
+          const r = e.b, n = e.imm, w = e.size === 8;
+          if (w) {
+            T.r64(r); b.i64(n).op(e.op === 0 ? 0x89 /* i64.rotl */ : 0x8a /* i64.rotr */).set(T.v);
+            if (e.op === 0) {
+              b.get(T.v).op(Op.i32WrapI64).i32(1).op(Op.i32And).tee(T.c32); // CF
+              b.get(T.v).i64(63).op(Op.i64ShrU).op(Op.i32WrapI64).get(T.c32).op(Op.i32Xor);
+            } else {
+              b.get(T.v).i64(63).op(Op.i64ShrU).op(Op.i32WrapI64); // CF
+              b.get(T.v).i64(63).op(Op.i64ShrU).get(T.v).i64(62).op(Op.i64ShrU).op(Op.i64Xor).op(Op.i32WrapI64).i32(1).op(Op.i32And);
+            }
+          } else {
+            T.r32(r); b.i32(n).op(e.op === 0 ? 0x77 /* i32.rotl */ : 0x78 /* i32.rotr */).op(Op.i64ExtendI32u).set(T.v);
+            if (e.op === 0) {
+              b.get(T.v).op(Op.i32WrapI64).i32(1).op(Op.i32And).tee(T.c32);
+              b.get(T.v).op(Op.i32WrapI64).i32(31).op(Op.i32ShrU).get(T.c32).op(Op.i32Xor);
+            } else {
+              b.get(T.v).op(Op.i32WrapI64).i32(31).op(Op.i32ShrU);
+              b.get(T.v).op(Op.i32WrapI64).i32(31).op(Op.i32ShrU).get(T.v).op(Op.i32WrapI64).i32(30).op(Op.i32ShrU).op(Op.i32Xor).i32(1).op(Op.i32And);
+            }
+          }
+          // stack: CF, OF -> flags = (old & ~(CF|OF)) | CF | OF << 11
+          b.i32(11).op(Op.i32Shl).op(Op.i32Or).get(T.fl).i32(~0x801).op(Op.i32And).op(Op.i32Or).op(Op.i64ExtendI32u).set(T.ld);
+          if (w) T.set64(r, T.v); else T.set32(r, () => b.get(T.v).op(Op.i32WrapI64));
+          T.known = true; T.kind = EXPLICIT; T.size = e.size;
+          b.get(T.st).i32(EXPLICIT).mem(Op.i32Store, 2, L.S_LOP);
+          b.get(T.st).get(T.ld).mem(Op.i64Store, 3, L.S_LD);
+          break;
+        }
+        if (e.op < 4) { replay(); break; } // RCL/RCR: replayed
         // SHL/SAL/SHR/SAR by a constant (as ../ops/alu-shift.ts shift32/shift64): all six arithmetic flags are
         // written explicitly (AF set, OF from the result's top bits): the record becomes EXPLICIT with those bits.
         const r = e.b, n = e.imm, w = e.size === 8, bits = w ? 64 : 32;
