@@ -206,7 +206,7 @@ test('MOV CR3 flushes non-global translations; toggling CR4.PGE flushes global o
   // A 4 KiB page table for 0x400000-0x5fffff; page 0x400000 maps to physical 0x400000.
   const flags = C.PTE_P | C.PTE_RW | C.PTE_US;
   const ptAt = 0x30000;
-  const dv = new DataView(m.mem.slice(0, 0x100000).buffer);
+  const dv = m.mem.lowView;
   for (let i = 0; i < 512; i++) dv.setUint32(ptAt + i * 8, (0x400000 + i * 4096) | flags, true);
   dv.setUint32(PAGE_TABLES + 8192 + 2 * 8, ptAt | flags, true);
   m.cpu.flushTlb(true);
@@ -246,7 +246,7 @@ test('CR0.PG with EFER.LME activates IA-32e mode (LMA); the #GP cases', () => {
   const m = makeMachine();
   for (const s of [C.CS, C.DS, C.ES, C.SS]) m.cpu.loadSegmentReal(s, 0);
   // Identity map of the first 2 MiB: PML4 0x10000 -> PDPT 0x11000 -> PD 0x12000 (one 2 MiB page).
-  const dv = new DataView(m.mem.slice(0, 0x100000).buffer);
+  const dv = m.mem.lowView;
   dv.setUint32(0x10000, 0x11000 | 3, true);
   dv.setUint32(0x11000, 0x12000 | 3, true);
   dv.setUint32(0x12000, 0 | 0x83, true);

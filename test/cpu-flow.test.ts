@@ -34,13 +34,13 @@ function split2M(m: Machine, base: number, ptAt: number): number {
   for (let i = 0; i < 512; i++) dv.setUint32(i * 8, (base + i * 4096) | flags, true);
   const pdeAt = PAGE_TABLES + 8192 + (base >>> 21) * 8;
   m.mem.slice(pdeAt, 8).set([0, 0, 0, 0, 0, 0, 0, 0]);
-  new DataView(m.mem.slice(pdeAt, 8).buffer).setUint32(pdeAt, ptAt | flags, true);
+  m.mem.lowView.setUint32(pdeAt, ptAt | flags, true);
   m.cpu.flushTlb(true);
   return ptAt;
 }
 
 function setPresent(m: Machine, ptAt: number, index: number, present: boolean): void {
-  const dv = new DataView(m.mem.slice(ptAt, 4096).buffer);
+  const dv = m.mem.lowView;
   const off = ptAt + index * 8;
   const v = dv.getUint32(off, true);
   dv.setUint32(off, present ? v | C.PTE_P : v & ~C.PTE_P, true);
@@ -95,7 +95,7 @@ test('push/pop registers: REX.B, push rsp pushes the old value, pop rsp loads th
 test('64-bit push/pop/call/ret carry RSP across a 4 GiB boundary', () => {
   const m = longModeMachine();
   // Map 0xffe00000 (2 MiB page) to physical 0x600000 through a new PD for the 3-4 GiB slot.
-  const dv = new DataView(m.mem.slice(0, 0x100000).buffer);
+  const dv = m.mem.lowView;
   const flags = C.PTE_P | C.PTE_RW | C.PTE_US;
   dv.setUint32(PAGE_TABLES + 4096 + 3 * 8, 0x40000 | flags, true);
   dv.setUint32(0x40000 + 511 * 8, 0x600000 | flags | C.PTE_PS, true);
@@ -105,7 +105,7 @@ test('64-bit push/pop/call/ret carry RSP across a 4 GiB boundary', () => {
   // push rax
   runCode(m, hexBytes('50'));
   assert.equal(reg(m, RSP), 0xfffffff8n);
-  assert.equal(new DataView(m.mem.slice(0x7ffff8, 8).buffer).getBigUint64(0x7ffff8, true), 0x1122334455667788n);
+  assert.equal(m.mem.lowView.getBigUint64(0x7ffff8, true), 0x1122334455667788n);
   // pop rbx
   runCode(m, hexBytes('5b'));
   assert.equal(reg(m, RBX), 0x1122334455667788n);
@@ -242,7 +242,7 @@ test('rep stos: unaligned qwords across pages, byte fill, DF=1, and the 16-bit D
   assert.equal(got[0], 0xee);
   assert.equal(got[8001], 0xee);
   for (let k = 0; k < 1000; k++) {
-    const v = new DataView(got.buffer, 1 + 8 * k, 8).getBigUint64(0, true);
+    const v = new DataView(got.buffer, got.byteOffset + 1 + 8 * k, 8).getBigUint64(0, true);
     if (v !== 0x1122334455667788n) assert.fail(`qword ${k} = ${v.toString(16)}`);
   }
   // rep stosb with a count that is not a page multiple
@@ -439,7 +439,7 @@ test('at CPL 3 with IOPL 0, port access follows the TSS I/O permission bitmap', 
   const bytes = m.mem.slice(tss, 0x68 + 0x2000 + 1);
   bytes.fill(0xff);
   bytes.fill(0, 0, 0x68);
-  new DataView(bytes.buffer).setUint16(tss + 0x66, 0x68, true);
+  new DataView(bytes.buffer, bytes.byteOffset).setUint16(0x66, 0x68, true);
   bytes[0x68 + (0x70 >> 3)] = 0x00;
   m.cpu.trBase = tss;
   m.cpu.trLimit = 0x68 + 0x2000;
