@@ -44,6 +44,15 @@ import { saveSoftCpu, checkVcpuState, restoreSoftCpu } from './snapshot-cpu.ts';
 /** Instructions a vCPU runs before the loop looks at timers and the other vCPUs (also the guest profile's
  * sampling period). */
 export const SLICE = 20_000;
+/**
+ * Whether the soft engine translates hot code to WebAssembly: the default since it measured 0.8x the CPU time of
+ * the JavaScript translator on the Linux boot (issue 4). RINGZERO_JIT=js keeps the JavaScript translator,
+ * RINGZERO_JIT=0 closure replay only (both to compare).
+ */
+function wasmTranslationByDefault(): boolean {
+  const jit = process.env.RINGZERO_JIT;
+  return jit === undefined || jit === '' || jit === 'wasm';
+}
 /** How long the loop may keep the thread before letting Node handle I/O. */
 const YIELD_MS = 8;
 
@@ -108,6 +117,11 @@ export class Machine {
   /** Soft engine vCPUs (empty on KVM: see kvmCpus). */
   readonly vcpus: Vcpu[] = [];
   boot: BootState | undefined;
+  /**
+   * Soft engine: hot blocks are translated to WebAssembly (src/cpu/soft/wasm), with low RAM mapped inside the wasm
+   * memory; falls back to the JavaScript paths when the memory cannot be placed there (see wasmTranslationByDefault).
+   */
+  private readonly wasmTranslation: boolean;
   /** The KVM vCPUs while run() is in progress on the kvm engine. */
   kvmCpus: KvmCpus | undefined;
 
@@ -135,7 +149,9 @@ export class Machine {
   constructor(readonly config: VmConfig, private readonly console: ConsoleIo, private readonly options: MachineOptions = {}) {
     const source = options.memoryFile ? { file: options.memoryFile } : undefined;
     // KVM: the dirty-page log also takes KVM's bitmap of the vCPUs' writes (kvm-platform.ts).
-    this.mem = config.engine === 'kvm' ? new KvmGuestMemory(config.memory, source) : new GuestMemory(config.memory, source);
+    this.wasmTranslation = config.engine !== 'kvm' && config.translate !== false && wasmTranslationByDefault();
+    this.mem = config.engine === 'kvm' ? new KvmGuestMemory(config.memory, source, { wasm: false })
+      : new GuestMemory(config.memory, source, { wasm: this.wasmTranslation });
     if (config.engine === 'kvm') {
       this.clock = new WatchedClock();
       this.router = new KvmIrqRouter();
@@ -230,7 +246,7 @@ export class Machine {
     });
     const cpu = new SoftCpu({
       mem: this.mem, ports: this.ports, mmio: this.mmio, clock: this.clock, lapic,
-      cpuIndex: index, cpuCount: this.config.cpus, blockCache: this.config.translate,
+      cpuIndex: index, cpuCount: this.config.cpus, blockCache: this.config.translate, wasm: this.wasmTranslation,
     });
     cpu.onTripleFault = () => this.requestExit({ kind: 'reset' });
     vcpu.cpu = cpu;

@@ -251,7 +251,7 @@ export function softEngineStats(cpus: SoftCpu[], ms: number): string {
       : 'ringzero: stats: block cache off (--no-translate)',
     ...(on && cpus[0].wasm && cpus[0].jitEnabled ? [`ringzero: stats: wasm: ${cpus[0].wasm.statsLine()}`] : []),
     ...(!on ? [] : cpus.some((c) => c.jitEnabled)
-      ? [`ringzero: stats: JIT: ${s.compiled} blocks compiled to JavaScript, ${pct(jitted, total)}% of instructions run in them; ` +
+      ? [`ringzero: stats: JIT: ${s.compiled} blocks compiled to ${cpus[0].wasm ? 'WebAssembly' : 'JavaScript'}, ${pct(jitted, total)}% of instructions run in them; ` +
           `${s.chainHits} chained block entries`]
       : [`ringzero: stats: JIT off (RINGZERO_JIT=0: closure replay); ${s.chainHits} chained block entries`]),
     '',
