@@ -45,7 +45,7 @@ import fs from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
-import { FrameReader, T_JSON, parseHostPort } from '../migration/protocol.ts';
+import { ByteQueue, FrameReader, T_JSON, parseHostPort } from '../migration/protocol.ts';
 import { ManagerError, VM_NAME_RE, type VmDefinition } from './schema.ts';
 import { removeFileDurable, writeFileAtomic } from './store.ts';
 import type { VmManager } from './manager.ts';
@@ -802,8 +802,7 @@ export class Migrations {
 class Link {
   onFrame: ((type: number, payload: Buffer) => void) | undefined;
   onFail: ((error: Error) => void) | undefined;
-  private chunks: Buffer[] = [];
-  private length = 0;
+  private readonly bytes = new ByteQueue();
   private lastHeard = Date.now();
   private held = false;
   private timer: NodeJS.Timeout | undefined;
@@ -934,48 +933,18 @@ class Link {
   }
 
   private push(chunk: Buffer): void {
-    this.chunks.push(chunk);
-    this.length += chunk.length;
-    while (this.length >= HEADER) {
-      const head = this.peek(HEADER);
+    this.bytes.push(chunk);
+    while (this.bytes.length >= HEADER) {
+      const head = this.bytes.peek(HEADER);
       const type = head.readUInt8(0);
       const size = head.readUInt32LE(1);
       if (type < F_HELLO || type > F_ANSWER) throw new Error(`the peer daemon sent an unknown link frame (type ${type})`);
       if (size > MAX_LINK_FRAME) throw new Error(`the peer daemon sent a link frame of ${size} bytes`);
-      if (this.length < HEADER + size) return;
-      this.take(HEADER);
-      const payload = this.take(size);
+      if (this.bytes.length < HEADER + size) return;
+      this.bytes.take(HEADER);
+      const payload = this.bytes.take(size);
       if (type !== F_PING) this.onFrame?.(type, payload);
     }
-  }
-
-  private peek(n: number): Buffer {
-    if (this.chunks[0].length >= n) return this.chunks[0].subarray(0, n);
-    this.chunks = [Buffer.concat(this.chunks)];
-    return this.chunks[0].subarray(0, n);
-  }
-
-  private take(n: number): Buffer {
-    if (n === 0) return Buffer.alloc(0);
-    let out: Buffer;
-    if (this.chunks[0].length >= n) {
-      out = this.chunks[0].subarray(0, n);
-      if (this.chunks[0].length === n) this.chunks.shift();
-      else this.chunks[0] = this.chunks[0].subarray(n);
-    } else {
-      out = Buffer.allocUnsafe(n);
-      let filled = 0;
-      while (filled < n) {
-        const c = this.chunks[0];
-        const k = Math.min(c.length, n - filled);
-        c.copy(out, filled, 0, k);
-        filled += k;
-        if (k === c.length) this.chunks.shift();
-        else this.chunks[0] = c.subarray(k);
-      }
-    }
-    this.length -= n;
-    return out;
   }
 }
 

@@ -77,48 +77,27 @@ export function faultPoint(given: FaultPoint | undefined): FaultPoint | undefine
   return env !== undefined && FAULTS.includes(env) ? env as FaultPoint : undefined;
 }
 
-/** Incremental frame parser over a socket's chunks (no quadratic concatenation). */
-export class FrameReader {
+/**
+ * The bytes a socket has delivered and nobody has consumed yet, kept as the chunks they came in (no quadratic
+ * concatenation): the frame readers of the VMM stream (FrameReader) and of the daemons' link (src/manager) use it.
+ */
+export class ByteQueue {
   private chunks: Buffer[] = [];
-  private length = 0;
-  private header: { type: number; a: number; b: number } | undefined;
+  length = 0;
 
-  push(chunk: Buffer): Frame[] {
+  push(chunk: Buffer): void {
     this.chunks.push(chunk);
     this.length += chunk.length;
-    const out: Frame[] = [];
-    for (;;) {
-      if (!this.header) {
-        if (this.length < HEADER) break;
-        const h = this.take(HEADER);
-        this.header = { type: h.readUInt8(0), a: h.readUInt32LE(1), b: h.readUInt32LE(5) };
-        if (this.header.type === T_JSON && this.header.a > MAX_JSON) throw new ProtocolError(`JSON message of ${this.header.a} bytes`);
-        if (this.header.type === T_PAGES && (this.header.b === 0 || this.header.b > MAX_FRAME_PAGES)) throw new ProtocolError(`PAGES frame of ${this.header.b} pages`);
-        if (this.header.type !== T_JSON && this.header.type !== T_PAGES && this.header.type !== T_ZERO) throw new ProtocolError(`unknown frame type ${this.header.type}`);
-      }
-      const h = this.header;
-      const need = h.type === T_JSON ? h.a : h.type === T_PAGES ? h.b * PAGE : 0;
-      if (this.length < need) break;
-      this.header = undefined;
-      if (h.type === T_JSON) {
-        let message: unknown;
-        try {
-          message = JSON.parse(this.take(need).toString('utf8'));
-        } catch {
-          throw new ProtocolError('a JSON message is not valid JSON');
-        }
-        if (typeof message !== 'object' || message === null) throw new ProtocolError('a JSON message is not an object');
-        out.push({ type: T_JSON, message: message as Record<string, unknown> });
-      } else if (h.type === T_PAGES) {
-        out.push({ type: T_PAGES, first: h.a, count: h.b, data: this.take(need) });
-      } else {
-        out.push({ type: T_ZERO, first: h.a, count: h.b });
-      }
-    }
-    return out;
   }
 
-  private take(n: number): Buffer {
+  /** The first `n` bytes (n <= length), left in the queue. */
+  peek(n: number): Buffer {
+    if (this.chunks[0].length < n) this.chunks = [Buffer.concat(this.chunks)];
+    return this.chunks[0].subarray(0, n);
+  }
+
+  /** Remove and return the first `n` bytes (n <= length). */
+  take(n: number): Buffer {
     if (n === 0) return Buffer.alloc(0);
     const first = this.chunks[0];
     let out: Buffer;
@@ -139,6 +118,46 @@ export class FrameReader {
       }
     }
     this.length -= n;
+    return out;
+  }
+}
+
+/** Incremental frame parser over a socket's chunks. */
+export class FrameReader {
+  private readonly bytes = new ByteQueue();
+  private header: { type: number; a: number; b: number } | undefined;
+
+  push(chunk: Buffer): Frame[] {
+    this.bytes.push(chunk);
+    const out: Frame[] = [];
+    for (;;) {
+      if (!this.header) {
+        if (this.bytes.length < HEADER) break;
+        const h = this.bytes.take(HEADER);
+        this.header = { type: h.readUInt8(0), a: h.readUInt32LE(1), b: h.readUInt32LE(5) };
+        if (this.header.type === T_JSON && this.header.a > MAX_JSON) throw new ProtocolError(`JSON message of ${this.header.a} bytes`);
+        if (this.header.type === T_PAGES && (this.header.b === 0 || this.header.b > MAX_FRAME_PAGES)) throw new ProtocolError(`PAGES frame of ${this.header.b} pages`);
+        if (this.header.type !== T_JSON && this.header.type !== T_PAGES && this.header.type !== T_ZERO) throw new ProtocolError(`unknown frame type ${this.header.type}`);
+      }
+      const h = this.header;
+      const need = h.type === T_JSON ? h.a : h.type === T_PAGES ? h.b * PAGE : 0;
+      if (this.bytes.length < need) break;
+      this.header = undefined;
+      if (h.type === T_JSON) {
+        let message: unknown;
+        try {
+          message = JSON.parse(this.bytes.take(need).toString('utf8'));
+        } catch {
+          throw new ProtocolError('a JSON message is not valid JSON');
+        }
+        if (typeof message !== 'object' || message === null) throw new ProtocolError('a JSON message is not an object');
+        out.push({ type: T_JSON, message: message as Record<string, unknown> });
+      } else if (h.type === T_PAGES) {
+        out.push({ type: T_PAGES, first: h.a, count: h.b, data: this.bytes.take(need) });
+      } else {
+        out.push({ type: T_ZERO, first: h.a, count: h.b });
+      }
+    }
     return out;
   }
 }
