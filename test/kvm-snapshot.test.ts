@@ -141,6 +141,30 @@ async function snapshotMidRun(engine: EngineKind, n: number, chars: number, opts
   return { dir, before, m, running, io };
 }
 
+/**
+ * Run `m` (kernel loaded) until `paused` settles (it pauses the machine), snapshot it into a fresh directory
+ * `name`, then end it; returns the directory and the console text up to the pause.
+ */
+async function snapshotThenStop(m: Machine, io: ReturnType<typeof console>, paused: () => Promise<void>, name: string): Promise<{ dir: string; before: string }> {
+  const running = m.run();
+  const dir = path.join(tmpDir(), name);
+  try {
+    await paused();
+    const before = io.text();
+    await m.snapshot(dir);
+    return { dir, before };
+  } finally {
+    await stopMachine(m, running);
+  }
+}
+
+/** End a machine whose snapshot was taken, and close it. */
+async function stopMachine(m: Machine, running: Promise<MachineExit>): Promise<void> {
+  m.requestExit({ kind: 'error', message: 'stopped after the snapshot' });
+  await running;
+  m.close();
+}
+
 const N = 160_000;
 
 test('KVM -> KVM: a snapshot taken mid-run restores into a fresh Machine, which finishes exactly as an uninterrupted run; the original finishes too', { skip }, async () => {
@@ -200,9 +224,7 @@ test('KVM -> KVM: a snapshot taken mid-run restores into a fresh Machine, which 
 test('KVM -> soft and soft -> KVM through the snapshot directory: the other engine finishes the run exactly', { skip }, async () => {
   const want = expected(N);
   const k = await snapshotMidRun('kvm', N, 3);
-  k.m.requestExit({ kind: 'error', message: 'stopped after the snapshot' });
-  await k.running;
-  k.m.close();
+  await stopMachine(k.m, k.running);
   const io = console();
   const soft = Machine.restore(k.dir, io, { engine: 'soft' });
   try {
@@ -214,9 +236,7 @@ test('KVM -> soft and soft -> KVM through the snapshot directory: the other engi
   }
 
   const s = await snapshotMidRun('soft', N, 3);
-  s.m.requestExit({ kind: 'error', message: 'stopped after the snapshot' });
-  await s.running;
-  s.m.close();
+  await stopMachine(s.m, s.running);
   assert.equal(readSnapshot(s.dir).body.devices.kvm, undefined);
   const io2 = console();
   const kvm = Machine.restore(s.dir, io2, { engine: 'kvm' });
@@ -327,20 +347,11 @@ for (const from of ['kvm', 'soft'] as const) {
     const io = console();
     const m = new Machine(cfg, io);
     m.loadKernel();
-    const running = m.run();
-    const dir = path.join(tmpDir(), 'counter');
     // The console text, not its parsed lines, is what continues: a pause may fall between the digits of a line.
-    let before: string;
-    try {
+    const { dir, before } = await snapshotThenStop(m, io, async () => {
       await until(() => counterLines(io.text()).length >= 8, 20_000, `the counter to reach 8 on ${from}`);
       await m.pause();
-      before = io.text();
-      await m.snapshot(dir);
-    } finally {
-      m.requestExit({ kind: 'error', message: 'stopped after the snapshot' });
-      await running;
-      m.close();
-    }
+    }, 'counter');
     assert.deepEqual(counterLines(before), counterLines(before).map((_, i) => i + 1), `${from} counted from 1`);
     for (const engine of ['kvm', 'soft'] as const) {
       const io2 = console();
@@ -363,18 +374,7 @@ test('two vCPUs on KVM (the AP waiting for its startup IPI): the snapshot restor
   const m = new Machine({ ...config('kvm', n), cpus: 2 }, io);
   m.loadKernel();
   const paused = pauseAt(m, io, 3);
-  const running = m.run();
-  const dir = path.join(tmpDir(), 'smp');
-  let before: string;
-  try {
-    await paused;
-    before = io.text();
-    await m.snapshot(dir);
-  } finally {
-    m.requestExit({ kind: 'error', message: 'stopped after the snapshot' });
-    await running;
-    m.close();
-  }
+  const { dir, before } = await snapshotThenStop(m, io, () => paused, 'smp');
   const body = readSnapshot(dir).body;
   assert.deepEqual(body.vcpus.map((v) => v.mpState), ['runnable', 'wait-for-sipi']);
   for (const engine of ['kvm', 'soft'] as const) {
@@ -396,18 +396,7 @@ test('a 2 GiB KVM guest restores on KVM from the mapped memory file: RAM is not 
   const m = new Machine({ ...config('kvm', n), memory: 2048 * MiB }, io);
   m.loadKernel();
   const paused = pauseAt(m, io, 2);
-  const running = m.run();
-  const dir = path.join(tmpDir(), 'big');
-  let before: string;
-  try {
-    await paused;
-    before = io.text();
-    await m.snapshot(dir);
-  } finally {
-    m.requestExit({ kind: 'error', message: 'stopped after the snapshot' });
-    await running;
-    m.close();
-  }
+  const { dir, before } = await snapshotThenStop(m, io, () => paused, 'big');
   for (let round = 0; round < 2; round++) {
     const rss = process.memoryUsage().rss;
     const io2 = console();
@@ -520,19 +509,7 @@ test('a vCPU paused right after a port read (KVM_EXIT_IO in) is saved with the r
     const reached = new Promise<void>((resolve) => {
       inDevice(m, 0, (k) => { if (k === 999) { paused = m.pause(); resolve(); } });
     });
-    const running = m.run();
-    const dir = path.join(tmpDir(), 'in-snap');
-    let before: string;
-    try {
-      await reached;
-      await paused;
-      before = io.text();
-      await m.snapshot(dir);
-    } finally {
-      m.requestExit({ kind: 'error', message: 'stopped after the snapshot' });
-      await running;
-      m.close();
-    }
+    const { dir, before } = await snapshotThenStop(m, io, async () => { await reached; await paused; }, 'in-snap');
     for (const engine of ['kvm', 'soft'] as const) {
       const io2 = console();
       const r = Machine.restore(dir, io2, { engine, kvmInlineBsp: inlineBsp });
@@ -559,18 +536,7 @@ test('a KVM machine with a virtio device: the restored KVM VM wires the restored
   m.pci.configWrite(0, slot, 0, 0x10, 4, 0xc000_0000);
   m.pci.configWrite(0, slot, 0, 0x04, 2, 0x6);
   const paused = pauseAt(m, io, 3);
-  const running = m.run();
-  const dir = path.join(tmpDir(), 'virtio');
-  let before: string;
-  try {
-    await paused;
-    before = io.text();
-    await m.snapshot(dir);
-  } finally {
-    m.requestExit({ kind: 'error', message: 'stopped after the snapshot' });
-    await running;
-    m.close();
-  }
+  const { dir, before } = await snapshotThenStop(m, io, () => paused, 'virtio');
   const io2 = console();
   const r = Machine.restore(dir, io2, { kvmInlineBsp: false });
   try {
