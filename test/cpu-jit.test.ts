@@ -6,9 +6,9 @@
 // Machine code from GNU as (`as --64`, Intel syntax in the comments).
 import test from 'node:test';
 import assert from 'node:assert/strict';
-import { longModeMachine, hexBytes, CODE, PAGE_TABLES, type Machine } from './support/soft-cpu.ts';
+import { longModeMachine, hexBytes, runBlocksToHalt, CODE, PAGE_TABLES, type Machine } from './support/soft-cpu.ts';
 import { setHotThreshold, setJitThreshold, CHAIN_LIMIT, MAX_BLOCK } from '../src/cpu/soft/code-cache.ts';
-import { RunExit, CPU_FAULT, type LocalApic } from '../src/cpu/soft/index.ts';
+import { RunExit, type LocalApic } from '../src/cpu/soft/index.ts';
 import { SoftCpu } from '../src/cpu/soft/cpu.ts';
 import { setupFlatLongMode } from '../src/cpu/soft/setup.ts';
 import { GuestMemory, MiB } from '../src/memory/guest-memory.ts';
@@ -32,22 +32,7 @@ function machine(mode: Mode): Machine {
 /** Run from CODE until HLT or a fault (not delivered: there is no IDT); returns the fault vector or -1. */
 function runToEnd(m: Machine, code: string): number {
   m.mem.write(CODE, Uint8Array.from(hexBytes(code)));
-  const cpu = m.cpu;
-  cpu.rip = CODE;
-  cpu.halted = false;
-  cpu.lastException = -1;
-  for (let guard = 0; guard < 1_000_000 && !cpu.halted; guard++) {
-    try {
-      cpu.eventPending = false; // (no interrupt source: nothing to deliver)
-      if (cpu.blockCacheEnabled) cpu.execBlock(1_000_000);
-      else cpu.step();
-    } catch (e) {
-      if (e !== CPU_FAULT) throw e;
-      cpu.rip = cpu.ripStart;
-      return cpu.faultVector;
-    }
-  }
-  return -1;
+  return runBlocksToHalt(m, 1_000_000);
 }
 
 /** Everything a comparison looks at. */

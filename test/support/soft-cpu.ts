@@ -67,3 +67,27 @@ export function runCode(m: Machine, code: number[] | Uint8Array, opts: { at?: nu
 export function hexBytes(s: string): number[] {
   return s.trim().split(/\s+/).filter(Boolean).map((b) => parseInt(b, 16));
 }
+
+/**
+ * Run from CODE through the run loop's block path (execBlock: cached, translated or interpreted blocks, as the CPU
+ * is set up) until HLT, a fault or `maxBlocks` calls; the fault is not delivered (there is no IDT): returns its
+ * vector with RIP at the faulting instruction, or -1. The code must already be in memory.
+ */
+export function runBlocksToHalt(m: Machine, maxBlocks: number): number {
+  const cpu = m.cpu;
+  cpu.rip = CODE;
+  cpu.halted = false;
+  cpu.lastException = -1;
+  for (let guard = 0; guard < maxBlocks && !cpu.halted; guard++) {
+    try {
+      cpu.eventPending = false; // (no interrupt source: nothing to deliver)
+      if (cpu.blockCacheEnabled) cpu.execBlock(1_000_000);
+      else cpu.step();
+    } catch (e) {
+      if (e !== CPU_FAULT) throw e;
+      cpu.rip = cpu.ripStart;
+      return cpu.faultVector;
+    }
+  }
+  return -1;
+}
