@@ -110,13 +110,10 @@ interface ProfileOptions {
 }
 
 /** The guest profile asked for, with its symbols read up front (a bad path fails before the VM starts). */
-async function guestProfileFor(options: ProfileOptions, engine: string): Promise<{ profile: GuestProfile; symbols: KernelSymbol[]; file: string } | undefined> {
-  if (options.profileGuest === undefined) {
-    if (options.kallsyms !== undefined) throw new UsageError('--kallsyms names the symbols of --profile-guest: give both');
-    return undefined;
-  }
+async function guestProfileFor(options: ProfileOptions, engine: string): Promise<{ profile: GuestProfile; report(): void } | undefined> {
+  if (options.profileGuest === undefined) return undefined;
   if (engine !== 'soft') throw new UsageError('--profile-guest samples the soft engine\'s run loop: use --engine soft');
-  const { GuestProfile, parseKallsyms } = await import('../vmm/guest-profile.ts');
+  const { GuestProfile, parseKallsyms, formatProfile } = await import('../vmm/guest-profile.ts');
   const { SLICE } = await import('../vmm/machine.ts');
   let symbols: KernelSymbol[] = [];
   if (options.kallsyms !== undefined) {
@@ -130,13 +127,16 @@ async function guestProfileFor(options: ProfileOptions, engine: string): Promise
     symbols = parseKallsyms(text);
     if (symbols.length === 0) throw new UsageError(`--kallsyms '${options.kallsyms}' holds no text symbols (lines like "ffffffff81000000 T _text")`);
   }
-  return { profile: new GuestProfile(SLICE), symbols, file: options.profileGuest };
+  const profile = new GuestProfile(SLICE);
+  const file = options.profileGuest;
+  return { profile, report: () => process.stderr.write(formatProfile(profile.write(file, symbols))) };
 }
 
 async function runCommand(options: RunOptions & ManagedRunOptions & ProfileOptions & { restore?: string; incoming?: string }, givenOnCommandLine: (option: string) => boolean): Promise<number> {
+  if (options.kallsyms !== undefined && options.profileGuest === undefined) throw new UsageError('--kallsyms names the symbols of --profile-guest: give both');
   let run: (io: ConsoleIo) => Promise<number>;
   if (options.incoming !== undefined) {
-    if (options.profileGuest !== undefined) throw new UsageError('--profile-guest is for a VM booted or restored here, not with --incoming');
+    if (options.profileGuest !== undefined) throw new UsageError('--profile-guest is for a VM booted here, not with --incoming');
     run = await incomingRunner(options.incoming, options, givenOnCommandLine);
   } else if (options.restore !== undefined) {
     if (options.profileGuest !== undefined) throw new UsageError('--profile-guest is for a VM booted here, not with --restore');
@@ -145,17 +145,14 @@ async function runCommand(options: RunOptions & ManagedRunOptions & ProfileOptio
     const config = buildVmConfig(options, detectHost(), say);
     const profiling = await guestProfileFor(options, config.engine);
     const runVm = await loadRunVm();
-    const machineOptions = profiling ? { profile: profiling.profile } : {};
-    run = profiling
-      ? async (io) => {
-        try {
-          return await runVm(config, io, machineOptions);
-        } finally {
-          const { formatProfile } = await import('../vmm/guest-profile.ts');
-          process.stderr.write(formatProfile(profiling.profile.write(profiling.file, profiling.symbols)));
-        }
+    run = async (io) => {
+      if (profiling === undefined) return runVm(config, io);
+      try {
+        return await runVm(config, io, { profile: profiling.profile });
+      } finally {
+        profiling.report();
       }
-      : (io) => runVm(config, io);
+    };
   }
   if (options.consoleSocket !== undefined) {
     const socketConsole = await createSocketConsole(options.consoleSocket);
