@@ -160,6 +160,134 @@ test('bad input: each a clear error with a stable code, and nothing changed in t
   assert.equal((await api({ socket }, 'DELETE', '/vms/keep')).status, 204);
 });
 
+test('YAML: define FILE.yaml through the CLI gives the same definition as JSON; edit reopens the YAML as written, comments included', async () => {
+  const yamlFile = path.join(dir, 'front.yaml');
+  const text = `# the front end (a comment that edit must keep)\nname: front\nkernel: ${kernel}\nmemory: 128   # MiB\ncpus: 2\n`
+    + 'cmdline: "console=ttyS0 quiet"\nautostart: false\ndisks:\n  - path: /srv/front.img\n    serial: "no"\n';
+  fs.writeFileSync(yamlFile, text);
+  const defined = await cli(['define', yamlFile], socket);
+  assert.equal(defined.status, 0, defined.stderr);
+  assert.match(defined.stdout, /VM 'front' defined/);
+  // The same definition written as JSON, under another name: the two stored definitions are equal but for the name.
+  const jsonFile = path.join(dir, 'back.json');
+  fs.writeFileSync(jsonFile, JSON.stringify({ name: 'back', kernel, memory: 128, cpus: 2, cmdline: 'console=ttyS0 quiet', autostart: false, disks: [{ path: '/srv/front.img', serial: 'no' }] }));
+  assert.equal((await cli(['define', jsonFile], socket)).status, 0);
+  const stored = (name: string) => JSON.parse(fs.readFileSync(path.join(daemon.stateDir, 'vms', `${name}.json`), 'utf8'));
+  assert.deepEqual({ ...stored('front'), name: 'x' }, { ...stored('back'), name: 'x' });
+  // YAML 1.2: the serial "no" is the string it was quoted as, and the defaults are filled in as for JSON.
+  assert.equal(stored('front').disks[0].serial, 'no');
+  assert.equal(stored('front').console, 'serial');
+
+  // GET /vms/{name}/definition: the YAML as written; ?format=json renders it; a JSON-defined VM comes as JSON.
+  const asWritten = await api({ socket }, 'GET', '/vms/front/definition');
+  assert.equal(asWritten.status, 200);
+  assert.match(String(asWritten.headers['content-type']), /^application\/yaml/);
+  assert.equal(asWritten.body, text);
+  const asJson = await api({ socket }, 'GET', '/vms/front/definition?format=json');
+  assert.deepEqual(asJson.body, stored('front'));
+  assert.match(String((await api({ socket }, 'GET', '/vms/back/definition')).headers['content-type']), /^application\/json/);
+
+  const previous = process.env.EDITOR;
+  try {
+    // edit opens NAME.yaml holding the text as written; the change is saved and the comments stay.
+    process.env.EDITOR = 'f() { case "$1" in *.yaml) sed -i "s/^memory: 128/memory: 192/" "$1";; *) exit 3;; esac; }; f';
+    const edited = await cli(['edit', 'front'], socket);
+    assert.equal(edited.status, 0, edited.stderr);
+    assert.equal(stored('front').memory, 192);
+    assert.equal((await api({ socket }, 'GET', '/vms/front/definition')).body, text.replace('memory: 128', 'memory: 192'));
+    // A YAML syntax error in the edit is a usage error naming the line and column; nothing is sent.
+    process.env.EDITOR = 'sed -i "s/^cpus: 2/cpus: [2/"';
+    const broken = await cli(['edit', 'front'], socket);
+    assert.equal(broken.status, 2, broken.stderr);
+    assert.match(broken.stderr, /the edited definition is not valid YAML: line \d+, column \d+: .*: unchanged/);
+    assert.equal(stored('front').cpus, 2);
+    // A schema error in YAML is the API's message for JSON.
+    process.env.EDITOR = 'sed -i "s/^cpus: 2/cpus: 0/"';
+    const refused = await cli(['edit', 'front'], socket);
+    assert.equal(refused.status, 1);
+    assert.match(refused.stderr, /body\/cpus must be >= 1 \[invalid\]/);
+    // --format json converts: the VM's definition is JSON from then on.
+    process.env.EDITOR = 'f() { case "$1" in *.json) sed -i "s/192/256/" "$1";; *) exit 3;; esac; }; f';
+    const converted = await cli(['edit', 'front', '--format', 'json'], socket);
+    assert.equal(converted.status, 0, converted.stderr);
+    assert.equal(stored('front').memory, 256);
+    assert.match(String((await api({ socket }, 'GET', '/vms/front/definition')).headers['content-type']), /^application\/json/);
+  } finally {
+    if (previous === undefined) delete process.env.EDITOR; else process.env.EDITOR = previous;
+  }
+
+  // A definition changed another way (PUT as JSON here) is rendered, not the stale text.
+  const yamlPut = await api({ socket }, 'PUT', '/vms/back', undefined, { rawBody: `name: back\nkernel: ${kernel}\n# two\ncpus: 2\n`, headers: { 'content-type': 'application/yaml' } });
+  assert.equal(yamlPut.status, 200, JSON.stringify(yamlPut.body));
+  assert.match((await api({ socket }, 'GET', '/vms/back/definition')).body, /# two/);
+  assert.equal((await api({ socket }, 'PUT', '/vms/back', { name: 'back', kernel, cpus: 3 })).status, 200);
+  const rendered = await api({ socket }, 'GET', '/vms/back/definition?format=yaml');
+  assert.doesNotMatch(rendered.body, /# two/);
+  assert.match(rendered.body, /^cpus: 3$/m);
+
+  // The YAML syntax error of define: status 2, the line and column, before any request.
+  const bad = path.join(dir, 'bad.yml');
+  fs.writeFileSync(bad, 'name: x\ncpus: [1\n');
+  const refused = await cli(['define', bad], socket);
+  assert.equal(refused.status, 2);
+  assert.match(refused.stderr, /'.*bad\.yml' is not valid YAML: line \d+, column \d+: /);
+  // A JSON syntax error names them too.
+  fs.writeFileSync(bad.replace('.yml', '.json'), '{\n  "name": "x",\n  "cpus": 1,\n}');
+  const badJson = await cli(['define', bad.replace('.yml', '.json')], socket);
+  assert.equal(badJson.status, 2);
+  assert.match(badJson.stderr, /is not valid JSON: line 4, column 1: /);
+  for (const name of ['front', 'back']) assert.equal((await api({ socket }, 'DELETE', `/vms/${name}`)).status, 204);
+  assert.deepEqual(fs.readdirSync(path.join(daemon.stateDir, 'definition-sources')), [], 'undefine forgets the YAML text');
+});
+
+test('YAML over HTTP: POST /vms with application/yaml is validated by the same schema with the same errors; a syntax error names line and column; nothing changes on disk', async () => {
+  const yaml = (text: string, path_ = '/vms', method = 'POST') => api({ socket }, method, path_, undefined, { rawBody: text, headers: { 'content-type': 'application/yaml' } });
+  const created = await yaml(`name: y1\nkernel: ${kernel}\ncpus: 2\n`);
+  assert.equal(created.status, 201, JSON.stringify(created.body));
+  assert.equal(created.body.definition.cpus, 2);
+  assert.equal(created.body.definition.memory, 256);
+  // text/yaml and application/x-yaml are read as YAML too.
+  const other = await api({ socket }, 'POST', '/vms', undefined, { rawBody: `name: y2\nkernel: ${kernel}\n`, headers: { 'content-type': 'text/yaml; charset=utf-8' } });
+  assert.equal(other.status, 201, JSON.stringify(other.body));
+  const before = snapshot(daemon.stateDir);
+  const cases: Array<{ what: string; text: string; status: number; code: string; message: RegExp; line?: number; column?: number }> = [
+    // The same messages as the JSON cases of the bad-input test.
+    { what: 'no cpus', text: 'name: x\ncpus: 0\n', status: 400, code: 'invalid', message: /^body\/cpus must be >= 1$/ },
+    { what: 'cpus as a string', text: 'name: x\ncpus: "2"\n', status: 400, code: 'invalid', message: /^body\/cpus must be integer$/ },
+    { what: 'an unknown field', text: 'name: x\nvcpus: 2\n', status: 400, code: 'invalid', message: /unknown field 'vcpus'/ },
+    { what: 'a relative disk path', text: 'name: x\ndisks:\n  - path: disk.img\n', status: 400, code: 'invalid', message: /body\/disks\/0\/path/ },
+    { what: 'a duplicate name', text: `name: y1\nkernel: ${kernel}\n`, status: 409, code: 'conflict', message: /already defined/ },
+    // YAML 1.1's boolean words are strings in YAML 1.2: a clear type error, not a silent false.
+    { what: 'rng: no', text: 'name: x\nrng: no\n', status: 400, code: 'invalid', message: /^body\/rng must be boolean$/ },
+    { what: 'a list, not a mapping', text: '- name: x\n', status: 400, code: 'invalid', message: /^body must be object$/ },
+    // Syntax errors: where they are.
+    { what: 'an unclosed flow sequence', text: 'name: x\ncpus: [1\n', status: 400, code: 'invalid', message: /^YAML syntax error at line 3, column 1: / , line: 3, column: 1 },
+    { what: 'a bad indent', text: 'name: x\n  cpus: 1\n', status: 400, code: 'invalid', message: /^YAML syntax error at line 1, column 7: /, line: 1, column: 7 },
+    { what: 'a duplicate key', text: 'name: x\ncpus: 1\ncpus: 2\n', status: 400, code: 'invalid', message: /^YAML syntax error at line 3, column 1: Map keys must be unique/, line: 3, column: 1 },
+    { what: 'two documents', text: 'name: x\n---\nname: y\n', status: 400, code: 'invalid', message: /multiple documents/, line: 2, column: 1 },
+    { what: 'an unknown tag', text: 'name: !vm x\n', status: 400, code: 'invalid', message: /^YAML syntax error at line 1, column 7: Unresolved tag: !vm/, line: 1, column: 7 },
+    { what: 'an empty body', text: '', status: 400, code: 'invalid', message: /empty/ },
+    // "Billion laughs": aliases past the cap are refused, not expanded.
+    {
+      what: 'alias expansion', status: 400, code: 'invalid', message: /alias/i,
+      text: `a: &a [x, x, x, x, x, x, x, x, x, x]\nb: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a, *a]\nc: &c [*b, *b, *b, *b, *b, *b, *b, *b, *b, *b]\nname: x\n`,
+    },
+  ];
+  for (const c of cases) {
+    const r = await yaml(c.text);
+    assert.equal(r.status, c.status, `${c.what}: ${JSON.stringify(r.body)}`);
+    assert.equal(r.body?.error?.code, c.code, `${c.what}: ${JSON.stringify(r.body)}`);
+    assert.match(r.body.error.message, c.message, c.what);
+    if (c.line !== undefined) assert.deepEqual([r.body.error.line, r.body.error.column], [c.line, c.column], `${c.what}: ${JSON.stringify(r.body)}`);
+  }
+  // PUT takes YAML too, with the same checks.
+  const put = await yaml('name: y1\ncpus: 65\n', '/vms/y1', 'PUT');
+  assert.equal(put.status, 400);
+  assert.equal(put.body.error.message, 'body/cpus must be <= 64');
+  assert.deepEqual(snapshot(daemon.stateDir), before, 'no error may change the state directory');
+  for (const name of ['y1', 'y2']) assert.equal((await api({ socket }, 'DELETE', `/vms/${name}`)).status, 204);
+});
+
 test('without a daemon the CLI says so in one line', async () => {
   const r = await cli(['list'], path.join(dir, 'no-daemon.sock'));
   assert.equal(r.status, 1);
@@ -178,6 +306,8 @@ test('GET /openapi.json is an OpenAPI 3 document built from the validation schem
   assert.equal(definition.properties.cpus.maximum, 64);
   assert.equal(definition.additionalProperties, false);
   assert.equal(r.body.paths['/vms'].post.requestBody.content['application/json'].schema.$ref, '#/components/schemas/VmDefinition');
+  assert.equal(r.body.paths['/vms'].post.requestBody.content['application/yaml'].schema.$ref, '#/components/schemas/VmDefinition');
+  assert.ok(r.body.paths['/vms/{name}/definition'].get);
   assert.equal(r.body.components.schemas.Vm.properties.definition.$ref, '#/components/schemas/VmDefinition');
   assert.ok(r.body.components.schemas.Error.properties.error.properties.code.enum.includes('not_found'));
 });

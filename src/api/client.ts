@@ -12,27 +12,48 @@ export class ApiClient {
   constructor(readonly socketPath: string) {}
 
   /** One request; resolves with the parsed JSON body (undefined for 204), rejects with an ApiError on an error status. */
-  request<T = unknown>(method: string, path: string, body?: unknown): Promise<T> {
-    const payload = body === undefined ? undefined : Buffer.from(JSON.stringify(body));
-    return new Promise<T>((resolve, reject) => {
+  async request<T = unknown>(method: string, path: string, body?: unknown): Promise<T> {
+    const payload = body === undefined ? undefined : { contentType: 'application/json', text: JSON.stringify(body) };
+    const { text } = await this.send(method, path, payload);
+    try {
+      return (text === '' ? undefined : JSON.parse(text)) as T;
+    } catch {
+      return undefined as T;
+    }
+  }
+
+  /**
+   * One request with a body of a given media type (a YAML definition), answered as text (GET /vms/{name}/definition);
+   * rejects with an ApiError on an error status.
+   */
+  requestText(method: string, path: string, payload?: { contentType: string; text: string }, accept?: string): Promise<{ contentType: string; text: string }> {
+    return this.send(method, path, payload, accept);
+  }
+
+  private send(method: string, path: string, payload?: { contentType: string; text: string }, accept?: string): Promise<{ contentType: string; text: string }> {
+    const data = payload === undefined ? undefined : Buffer.from(payload.text);
+    return new Promise((resolve, reject) => {
       const request = http.request({
         socketPath: this.socketPath, method, path,
-        headers: payload ? { 'content-type': 'application/json', 'content-length': payload.length } : {},
+        headers: {
+          ...(payload && data ? { 'content-type': payload.contentType, 'content-length': data.length } : {}),
+          ...(accept !== undefined ? { accept } : {}),
+        },
       }, (response) => {
         const chunks: Buffer[] = [];
         response.on('data', (chunk: Buffer) => chunks.push(chunk));
         response.on('end', () => {
           const text = Buffer.concat(chunks).toString('utf8');
-          let parsed: unknown;
-          try {
-            parsed = text === '' ? undefined : JSON.parse(text);
-          } catch {
-            parsed = undefined;
-          }
           const status = response.statusCode ?? 0;
           if (status >= 200 && status < 300) {
-            resolve(parsed as T);
+            resolve({ contentType: String(response.headers['content-type'] ?? ''), text });
             return;
+          }
+          let parsed: unknown;
+          try {
+            parsed = JSON.parse(text);
+          } catch {
+            parsed = undefined;
           }
           const error = (parsed as { error?: { code?: string; message?: string } } | undefined)?.error;
           reject(new ApiError(status, error?.code ?? 'internal', error?.message ?? `HTTP ${status}: ${text.slice(0, 200)}`));
@@ -44,7 +65,7 @@ export class ApiClient {
           : `cannot reach the daemon on ${this.socketPath}: ${error.message}`;
         reject(new ApiError(0, 'unreachable', why));
       });
-      request.end(payload);
+      request.end(data);
     });
   }
 }

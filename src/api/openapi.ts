@@ -24,6 +24,8 @@ function toOpenApi(schema: unknown): unknown {
 
 const ref = (name: string) => ({ $ref: `#/components/schemas/${name}` });
 const json = (schema: unknown) => ({ 'application/json': { schema } });
+/** A definition body: JSON, or the same object in YAML (src/api/definition-routes.ts). */
+const jsonOrYaml = (schema: unknown) => ({ 'application/json': { schema }, 'application/yaml': { schema } });
 const errors = (...statuses: number[]) => Object.fromEntries(statuses.map((s) => [String(s), {
   description: { 400: 'invalid input', 401: 'missing or wrong token', 404: 'no such VM', 409: 'conflicts with the VM\'s state', 500: 'failure' }[s] ?? 'error',
   content: json(ref('Error')),
@@ -81,17 +83,24 @@ export function openApiDocument(version: string): Record<string, unknown> {
       '/vms': {
         get: { summary: 'list the VMs', responses: { 200: { description: 'every defined VM', content: json({ type: 'array', items: ref('Vm') }) }, ...errors(401) } },
         post: {
-          summary: 'define a VM (defaults filled in from the schema)', requestBody: { required: true, content: json(ref('VmDefinition')) },
+          summary: 'define a VM (defaults filled in from the schema); JSON or YAML (a YAML syntax error is 400 with its line and column)', requestBody: { required: true, content: jsonOrYaml(ref('VmDefinition')) },
           responses: { 201: { description: 'defined', content: json(ref('Vm')) }, ...errors(400, 401, 409) },
         },
       },
       '/vms/{name}': {
         get: { summary: 'one VM', parameters: [nameParameter], responses: { 200: { description: 'the VM', content: json(ref('Vm')) }, ...errors(401, 404) } },
         put: {
-          summary: 'replace the definition of a VM that is shut off', parameters: [nameParameter], requestBody: { required: true, content: json(ref('VmDefinition')) },
+          summary: 'replace the definition of a VM that is shut off (JSON or YAML)', parameters: [nameParameter], requestBody: { required: true, content: jsonOrYaml(ref('VmDefinition')) },
           responses: { 200: { description: 'updated', content: json(ref('Vm')) }, ...errors(400, 401, 404, 409) },
         },
         delete: { summary: 'undefine a VM that is not running', parameters: [nameParameter], responses: { 204: { description: 'undefined' }, ...errors(401, 404, 409) } },
+      },
+      '/vms/{name}/definition': {
+        get: {
+          summary: 'the definition as text, in the format it was last written in (YAML: the text as written while it still describes the definition), or the one asked for by ?format= or Accept',
+          parameters: [nameParameter, { name: 'format', in: 'query', required: false, schema: { type: 'string', enum: ['json', 'yaml'] } }],
+          responses: { 200: { description: 'the definition', content: { 'application/json': { schema: ref('VmDefinition') }, 'application/yaml': { schema: { type: 'string' } } } }, ...errors(401, 404) },
+        },
       },
       '/vms/{name}/start': action('start the VM in its own VMM process'),
       '/vms/{name}/destroy': action('stop the VM at once (its VMM process is killed)'),

@@ -17,6 +17,7 @@ import { openApiDocument } from './openapi.ts';
 import { registerStorageRoutes } from './storage-routes.ts';
 import { registerBackupRoutes } from './backup-routes.ts';
 import { registerMigrationRoutes } from './migration-routes.ts';
+import { DefinitionSyntaxError, registerDefinitionRoutes, syntaxErrorBody } from './definition-routes.ts';
 import { PROMETHEUS_CONTENT_TYPE, prometheusText, StatsCollector } from '../manager/stats.ts';
 
 export const API_VERSION = '0.1.0';
@@ -80,6 +81,7 @@ export async function createApi(manager: VmManager, options: ApiOptions = {}): P
 
   app.setErrorHandler((error: FastifyError | ManagerError, _request, reply) => {
     if (error instanceof ManagerError) return reply.code(error.httpStatus).send(errorBody(error.code, error.message));
+    if (error instanceof DefinitionSyntaxError) return reply.code(400).send(syntaxErrorBody(error)); // a YAML body's line and column
     const fastifyError = error as FastifyError;
     if (fastifyError.validation) return reply.code(400).send(errorBody('invalid', fastifyError.message));
     const status = fastifyError.statusCode ?? 500;
@@ -93,6 +95,7 @@ export async function createApi(manager: VmManager, options: ApiOptions = {}): P
     reply.code(404).send(errorBody('not_found', `no such resource: ${request.method} ${request.url}`));
   });
 
+  registerDefinitionRoutes(app, manager); // YAML bodies for POST /vms and PUT /vms/:name, GET /vms/:name/definition
   const definitionBody = { body: { $ref: 'VmDefinition#' } };
   type NameParams = { Params: { name: string } };
 

@@ -14,19 +14,36 @@ import { MAX_CPUS } from '../vmm/config.ts';
 import { UsageError } from './validate.ts';
 import { type SocketOption, socketFlag, socketHelp, client, call, out, table } from './api-call.ts';
 
-function readDefinitionFile(file: string): unknown {
+/**
+ * A definition file's text and format (JSON or YAML: src/manager/definition-text.ts), its syntax checked here so a
+ * typo is a usage error naming the line and column before any request. `-` reads standard input.
+ */
+async function readDefinitionFile(file: string): Promise<{ format: 'json' | 'yaml'; text: string }> {
   let text: string;
   try {
-    text = fs.readFileSync(file, 'utf8');
+    text = fs.readFileSync(file === '-' ? 0 : file, 'utf8');
   } catch (error) {
     throw new UsageError(`cannot read '${file}' (${(error as NodeJS.ErrnoException).code})`);
   }
+  const { formatOfFile } = await import('../manager/definition-text.ts');
+  const format = formatOfFile(file, text);
+  await checkSyntax(text, format, `'${file}' is not valid`, '');
+  return { format, text };
+}
+
+/** Parse `text` as `format`; a syntax error is a usage error: "<prefix> YAML: line L, column C: reason<suffix>". */
+async function checkSyntax(text: string, format: 'json' | 'yaml', prefix: string, suffix: string): Promise<void> {
+  const { DefinitionSyntaxError, parseDefinitionText } = await import('../manager/definition-text.ts');
   try {
-    return JSON.parse(text);
+    parseDefinitionText(text, format);
   } catch (error) {
-    throw new UsageError(`'${file}' is not valid JSON: ${(error as Error).message}`);
+    if (!(error instanceof DefinitionSyntaxError)) throw error;
+    const where = error.line !== undefined ? `line ${error.line}, column ${error.column}: ` : '';
+    throw new UsageError(`${prefix} ${format === 'yaml' ? 'YAML' : 'JSON'}: ${where}${error.reason}${suffix}`);
   }
 }
+
+const MEDIA_TYPE = { json: 'application/json', yaml: 'application/yaml' } as const;
 
 /** GET/PUT /vms/{name}/balloon: guest memory left, the balloon's target and actual size (bytes). */
 interface BalloonView {
@@ -55,10 +72,15 @@ function resourceLine(r: NonNullable<VmView['resources']>): string {
   return parts.join(', ');
 }
 
+/** The state, and a migration in progress or left unsettled (src/manager/migration.ts vmAnnotation). */
+function stateText(vm: VmView): string {
+  return vm.migration ? `${vm.state} (migration ${vm.migration.direction === 'outgoing' ? 'to' : 'from'} ${vm.migration.peer}: ${vm.migration.phase})` : vm.state;
+}
+
 function infoLines(vm: VmView): string[] {
   const d = vm.definition;
   const lines = [
-    ['Name', vm.name], ['State', vm.state], ['Engine', d.engine], ['CPUs', String(d.cpus)], ['Memory', `${d.memory} MiB`],
+    ['Name', vm.name], ['State', stateText(vm)], ['Engine', d.engine], ['CPUs', String(d.cpus)], ['Memory', `${d.memory} MiB`],
     ['Kernel', d.kernel ?? '(default image)'], ['Initrd', d.initrd ?? (d.kernel ? '(none)' : '(default image)')], ['Cmdline', d.cmdline],
     ['Console', d.console],
     ['Disks', d.disks.length === 0 ? '(none)' : d.disks.map((k) => `${k.path}${k.format ? ` ${k.format}` : ''}${k.readonly ? ' (ro)' : ''}`).join(', ')],
@@ -93,14 +115,16 @@ export function registerDaemonCommands(cli: Command): void {
       process.exitCode = await runDaemon(options);
     });
 
-  cli.command('define').argument('<file>', 'VM definition (JSON)')
-    .description('define a VM from a JSON definition (see GET /openapi.json for the schema)')
+  cli.command('define').argument('<file>', 'VM definition, JSON or YAML (by its extension .json, .yaml or .yml, else by its content; - reads stdin)')
+    .description('define a VM from a JSON or YAML definition (see GET /openapi.json for the schema)')
     .option(socketFlag, socketHelp)
     .action(async (file: string, options: SocketOption) => {
-      const body = readDefinitionFile(file);
+      const { format, text } = await readDefinitionFile(file);
       const api = await client(options);
-      const vm = await call(() => api.request<VmView>('POST', '/vms', body));
-      out(`VM '${vm.name}' defined from ${file}`);
+      // The text as written: a YAML definition is kept by the daemon so `edit` reopens it, comments included.
+      const answer = await call(() => api.requestText('POST', '/vms', { contentType: MEDIA_TYPE[format], text }));
+      const vm = JSON.parse(answer.text) as VmView;
+      out(`VM '${vm.name}' defined from ${file === '-' ? 'standard input' : file}`);
     });
 
   cli.command('undefine').argument('<name>').description('remove a VM that is not running')
@@ -276,7 +300,7 @@ export function registerDaemonCommands(cli: Command): void {
         return;
       }
       const rows = [['NAME', 'STATE', 'CPUS', 'MEMORY', 'PID']];
-      for (const vm of vms) rows.push([vm.name, vm.state, String(vm.definition.cpus), `${vm.definition.memory}M`, vm.pid !== undefined ? String(vm.pid) : '-']);
+      for (const vm of vms) rows.push([vm.name, stateText(vm), String(vm.definition.cpus), `${vm.definition.memory}M`, vm.pid !== undefined ? String(vm.pid) : '-']);
       for (const line of table(rows)) out(line);
     });
 
@@ -322,14 +346,21 @@ export function registerDaemonCommands(cli: Command): void {
       process.exitCode = await attachConsole(vm.consoleSocket, name);
     });
 
-  cli.command('edit').argument('<name>').description('edit a shut-off VM\'s definition in $EDITOR')
+  cli.command('edit').argument('<name>')
+    .description('edit a shut-off VM\'s definition in $EDITOR, in the format it was written in (a YAML definition: the text as written, comments included, unless it was changed another way since)')
+    .option('--format <format>', 'edit it as json or yaml instead (saving it then keeps that format)')
     .option(socketFlag, socketHelp)
-    .action(async (name: string, options: SocketOption) => {
+    .action(async (name: string, options: SocketOption & { format?: string }) => {
+      if (options.format !== undefined && options.format !== 'json' && options.format !== 'yaml') {
+        throw new UsageError(`invalid --format '${options.format}': json or yaml`);
+      }
       const api = await client(options);
-      const vm = await call(() => api.request<VmView>('GET', `/vms/${encodeURIComponent(name)}`));
+      const query = options.format !== undefined ? `?format=${options.format}` : '';
+      const current = await call(() => api.requestText('GET', `/vms/${encodeURIComponent(name)}/definition${query}`));
+      const format = /yaml/i.test(current.contentType) ? 'yaml' : 'json';
       const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ringzero-edit-'));
-      const file = path.join(dir, `${name}.json`);
-      const before = `${JSON.stringify(vm.definition, null, 2)}\n`;
+      const file = path.join(dir, `${name}.${format}`);
+      const before = current.text;
       fs.writeFileSync(file, before, { mode: 0o600 });
       try {
         const editor = process.env.VISUAL || process.env.EDITOR || 'vi';
@@ -337,17 +368,12 @@ export function registerDaemonCommands(cli: Command): void {
         const result = spawnSync('/bin/sh', ['-c', `${editor} "$1"`, 'editor', file], { stdio: 'inherit' });
         if (result.status !== 0) throw new UsageError(`the editor (${editor}) failed: the definition is unchanged`);
         const after = fs.readFileSync(file, 'utf8');
-        if (after === before) {
+        if (after === before && options.format === undefined) {
           out(`VM '${name}': definition unchanged`);
           return;
         }
-        let body: unknown;
-        try {
-          body = JSON.parse(after);
-        } catch (error) {
-          throw new UsageError(`the edited definition is not valid JSON (${(error as Error).message}): unchanged`);
-        }
-        await call(() => api.request('PUT', `/vms/${encodeURIComponent(name)}`, body));
+        await checkSyntax(after, format, 'the edited definition is not valid', ': unchanged');
+        await call(() => api.requestText('PUT', `/vms/${encodeURIComponent(name)}`, { contentType: MEDIA_TYPE[format], text: after }));
         out(`VM '${name}' definition updated`);
       } finally {
         fs.rmSync(dir, { recursive: true, force: true });

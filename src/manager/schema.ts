@@ -218,7 +218,11 @@ export const errorSchema = {
     error: {
       type: 'object',
       required: ['code', 'message'],
-      properties: { code: { type: 'string', enum: ERROR_CODES }, message: { type: 'string' } },
+      properties: {
+        code: { type: 'string', enum: ERROR_CODES }, message: { type: 'string' },
+        line: { type: 'integer', description: 'a definition\'s syntax error: its line (1-based)' },
+        column: { type: 'integer', description: 'a definition\'s syntax error: its column (1-based)' },
+      },
     },
   },
 } as const;
