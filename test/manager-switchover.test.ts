@@ -111,7 +111,7 @@ test('the link lost after "go" arrived: the destination runs the VM, the source 
   }
 });
 
-test('the destination daemon unreachable after "go" may have left: the VM stays paused at the source, switch-over-unknown; the restarted daemon asks again and resumes it', { timeout: 300_000 }, async () => {
+test('the destination daemon unreachable after "go" may have left: the VM stays paused at the source (shown paused, switch-over-unknown); migrate-resolve refuses to guess; the restarted daemon asks again and resumes it, and so does migrate-resolve', { timeout: 300_000 }, async () => {
   const p = await pair('swo-c', { RINGZERO_TEST_MIGRATION_FAULT: 'source:before-go' }, {});
   // Between the daemons: the migration link passes, every later connection (the source's question) is dropped.
   const [host, port] = p.to.split(':');
@@ -134,11 +134,35 @@ test('the destination daemon unreachable after "go" may have left: the VM stays 
     assert.match(run.stderr, /VM 'ctr': migration to 127\.0\.0\.1:\d+: switch-over to .* unknown: .*the VM stays paused here/);
     const m = await migrationOver(p.source, 'ctr');
     assert.equal(m.phase, 'switch-over-unknown', JSON.stringify(m));
-    assert.match(m.error, /could not say whether it runs the VM .*the VM stays paused here; resume it only once it is known not to run there/);
+    assert.match(m.error, /could not say whether it runs the VM .*the VM stays paused here; settle it with `ringzero migrate-resolve`/);
     // Paused: no tick for a while, and a plain resume is refused.
     const frozen = p.ticks().length;
     await new Promise((resolve) => setTimeout(resolve, 500));
     assert.equal(p.ticks().length, frozen, 'the source does not run');
+    // The daemon says so: paused, with the migration's phase (not 'running').
+    const shown = (await api({ socket: p.source.socket }, 'GET', '/vms/ctr')).body;
+    assert.equal(shown.state, 'paused', JSON.stringify(shown));
+    assert.deepEqual({ phase: shown.migration?.phase, direction: shown.migration?.direction, peer: shown.migration?.peer }, { phase: 'switch-over-unknown', direction: 'outgoing', peer: to });
+    const resumeVerb = await api({ socket: p.source.socket }, 'POST', '/vms/ctr/resume');
+    assert.equal(resumeVerb.status, 409, JSON.stringify(resumeVerb.body));
+    assert.match(resumeVerb.body.error.message, /unknown switch-over .*migrate-resolve/);
+    // migrate-resolve while the destination cannot be asked: refused, the VM stays paused, unless forced one way.
+    const resolve = (body?: Record<string, unknown>) => api({ socket: p.source.socket }, 'POST', '/vms/ctr/migration/resolve', body ?? {});
+    const asked = await resolve();
+    assert.equal(asked.status, 409, JSON.stringify(asked.body));
+    assert.match(asked.body.error.message, /cannot be asked .*the VM stays paused here/);
+    const notForced = await resolve({ action: 'resume' });
+    assert.equal(notForced.status, 409, JSON.stringify(notForced.body));
+    assert.match(notForced.body.error.message, /cannot be asked .*--force resumes it here anyway/);
+    assert.equal((await resolve({ force: true })).status, 400, 'force without a direction');
+    const usage = await cli(['migrate-resolve', 'ctr', '--resume', '--abandon'], p.source.socket);
+    assert.equal(usage.status, 2, usage.stderr);
+    const info = await cli(['migrate-info', 'ctr'], p.source.socket);
+    assert.equal(info.status, 0, info.stderr);
+    assert.match(info.stdout, /Phase:\s+switch-over-unknown/);
+    const listed = await cli(['list'], p.source.socket);
+    assert.match(listed.stdout, /ctr\s+paused \(migration to 127\.0\.0\.1:\d+: switch-over-unknown\)/);
+    assert.equal(p.ticks().length, frozen, 'still paused after the refusals');
     const ctl = (fs.readdirSync(p.sourceDir, { recursive: true }) as string[]).find((f) => f.endsWith('ctr.ctl'));
     assert.ok(ctl, 'the VMM\'s control socket');
     const control = (request: Record<string, unknown>) => controlRequest(path.join(p.sourceDir, ctl), request);
@@ -150,6 +174,12 @@ test('the destination daemon unreachable after "go" may have left: the VM stays 
     assert.match(String((await control({ cmd: 'migrate-resolve' })).error), /needs "resume"/);
     await waitFor('nothing left at the destination', async () => (await api({ socket: p.dest.socket }, 'GET', '/vms')).body.length === 0, 30_000);
     assert.equal(p.ticks().length, frozen, 'still paused');
+    // Reachable again: abandoning the VM here is refused, since the destination says it is not there.
+    passAll = true;
+    const abandon = await resolve({ action: 'abandon', force: true });
+    assert.equal(abandon.status, 409, JSON.stringify(abandon.body));
+    assert.match(abandon.body.error.message, /says the VM is not there: ending it here would lose it/);
+    assert.equal((await api({ socket: p.source.socket }, 'GET', '/vms/ctr')).body.state, 'paused');
     // The destination reachable again and the source daemon restarted: it finds the unresolved migration (its marker),
     // asks, learns the VM is not there and resumes it here (migrate-resolve); the counter goes on.
     passAll = true;
@@ -164,6 +194,31 @@ test('the destination daemon unreachable after "go" may have left: the VM stays 
     assert.equal((await control({ cmd: 'migrate-status' })).resolution, 'resumed-here');
     await waitFor('the counter to go on at the source', () => p.ticks().length >= frozen + 5, 30_000);
     consecutive(p.ticks(), 'the source\'s counter across the pause');
+    const again = (await api({ socket: p.source.socket }, 'GET', '/vms/ctr')).body;
+    assert.equal(again.state, 'running', JSON.stringify(again));
+    assert.equal(again.migration, undefined);
+
+    // Once more, settled this time by the verb: the same fault, the destination unreachable until the source daemon
+    // gives up asking; then reachable, `ringzero migrate-resolve ctr` asks it and resumes the VM here.
+    first = true;
+    passAll = false;
+    const second = await api({ socket: p.source.socket }, 'POST', '/vms/ctr/migrate', { to, downtimeMs: 50, linkTimeoutMs: 1000 });
+    assert.equal(second.status, 202, JSON.stringify(second.body));
+    const m2 = await migrationOver(p.source, 'ctr');
+    assert.equal(m2.phase, 'switch-over-unknown', JSON.stringify(m2));
+    assert.equal((await api({ socket: p.source.socket }, 'GET', '/vms/ctr')).body.state, 'paused');
+    await waitFor('nothing left at the destination', async () => (await api({ socket: p.dest.socket }, 'GET', '/vms')).body.length === 0, 30_000);
+    const paused = p.ticks().length;
+    passAll = true;
+    const settledByVerb = await cli(['migrate-resolve', 'ctr'], p.source.socket, [], 60_000);
+    assert.equal(settledByVerb.status, 0, settledByVerb.stderr);
+    assert.match(settledByVerb.stdout, /VM 'ctr' resumed here: .*the destination daemon says the VM is not there: resumed here/);
+    const after = (await api({ socket: p.source.socket }, 'GET', '/vms/ctr')).body;
+    assert.equal(after.state, 'running', JSON.stringify(after));
+    assert.equal(after.migration, undefined);
+    assert.equal((await api({ socket: p.source.socket }, 'GET', '/vms/ctr/migration')).body.phase, 'failed');
+    await waitFor('the counter to go on after the verb', () => p.ticks().length >= paused + 5, 30_000);
+    consecutive(p.ticks(), 'the source\'s counter across both pauses');
   } finally {
     proxy.close();
     await p.cleanup();

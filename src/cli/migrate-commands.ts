@@ -3,6 +3,8 @@
 // follows it (GET /vms/NAME/migration; `--progress` prints each change on stderr) and ends when it is over: status 0
 // once the VM runs at the destination, 1 when it failed (the VM then runs on here).
 // Ctrl-C while it waits cancels the migration (as `ringzero migrate-abort NAME`, DELETE /vms/NAME/migration).
+// `ringzero migrate-info NAME` (virsh domjobinfo) prints the VM's latest migration; `ringzero migrate-resolve NAME
+// [--resume|--abandon] [--force]` settles one left in 'switch-over-unknown' (POST /vms/NAME/migration/resolve).
 // (`ringzero migrate --control-socket S --to H:P` is the VMM-to-VMM form, src/cli/main.ts.)
 
 import type { Command } from 'commander';
@@ -42,8 +44,68 @@ export function progressLine(m: MigrationView): string {
   return parts.join(', ');
 }
 
-/** `ringzero migrate-abort NAME` (virsh domjobabort): cancel the VM's outgoing migration. */
+interface ResolveOptions extends SocketOption {
+  resume?: boolean;
+  abandon?: boolean;
+  force?: boolean;
+  json?: boolean;
+}
+
+/** The request body of `migrate-resolve`'s flags. */
+export function resolveBody(options: ResolveOptions): { action: 'ask' | 'resume' | 'abandon'; force?: boolean } {
+  if (options.resume && options.abandon) throw new UsageError('--resume and --abandon exclude each other');
+  if (options.force && !options.resume && !options.abandon) throw new UsageError('--force needs --resume or --abandon: it says which way to settle when the destination cannot be asked');
+  const action = options.resume ? 'resume' : options.abandon ? 'abandon' : 'ask';
+  return { action, ...(options.force ? { force: true } : {}) };
+}
+
+/** `migrate-info`'s lines: the migration's phase and progress, one field a line. */
+export function migrationLines(m: MigrationView): string[] {
+  const rows: Array<[string, string | undefined]> = [
+    ['Migration', m.id], ['Direction', m.direction], ['Peer', m.peer], ['Phase', m.phase], ['Started', m.startedAt], ['Ended', m.endedAt],
+    ['Time', `${(m.totalMs / 1000).toFixed(1)} s`], ['Iteration', m.iteration?.toString()], ['Sent', m.bytesSent !== undefined ? mib(m.bytesSent) : undefined],
+    ['Received', m.bytesReceived !== undefined ? mib(m.bytesReceived) : undefined], ['Dirty pages', m.dirtyPages?.toString()],
+    ['Dirty rate', m.dirtyRate !== undefined ? `${mib(m.dirtyRate)}/s` : undefined], ['Expected downtime', m.expectedDowntimeMs !== undefined ? `${m.expectedDowntimeMs.toFixed(0)} ms` : undefined],
+    ['Downtime limit', m.downtimeLimitMs !== undefined ? `${m.downtimeLimitMs} ms` : undefined], ['Downtime', m.downtimeMs !== undefined ? `${m.downtimeMs} ms` : undefined],
+    ['Source definition', m.sourceDefinition], ['Error', m.error],
+  ];
+  return rows.filter((r): r is [string, string] => r[1] !== undefined).map(([k, v]) => `${`${k}:`.padEnd(19)}${v}`);
+}
+
+/**
+ * `ringzero migrate-abort NAME` (virsh domjobabort): cancel the VM's outgoing migration; `migrate-info NAME` (virsh
+ * domjobinfo); `migrate-resolve NAME` (a switch-over left unknown).
+ */
 export function registerMigrateCommands(cli: Command): void {
+  cli.command('migrate-info').argument('<name>', 'the daemon\'s VM')
+    .description('a VM\'s latest live migration, either way: phase, progress, downtime, error (virsh domjobinfo)')
+    .option('--socket <path>', 'the daemon\'s API socket (default: $RINGZERO_SOCKET, or the default state directory\'s)')
+    .option('--json', 'print it as JSON')
+    .action(async (name: string, options: SocketOption & { json?: boolean }) => {
+      if (!VM_NAME_RE.test(name)) throw new UsageError(`invalid VM name '${name}'`);
+      const api = await client(options);
+      const m = await call(() => api.request<MigrationView>('GET', `/vms/${encodeURIComponent(name)}/migration`));
+      if (options.json) out(JSON.stringify(m, null, 2));
+      else for (const line of migrationLines(m)) out(line);
+    });
+  cli.command('migrate-resolve').argument('<name>', 'the daemon\'s VM')
+    .description('settle a migration left in switch-over-unknown (paused here, maybe running at the destination): ask the destination daemon '
+      + 'again, then resume the VM here (it is not there) or end it here (it runs there)')
+    .option('--resume', 'the VM should run here: done only if the destination says it does not have it (or, with --force, cannot be asked)')
+    .option('--abandon', 'the VM runs at the destination: end it here, only if the destination says so (or, with --force, cannot be asked)')
+    .option('--force', 'with --resume or --abandon: act when the destination daemon cannot be reached (never against its answer)')
+    .option('--socket <path>', 'the daemon\'s API socket (default: $RINGZERO_SOCKET, or the default state directory\'s)')
+    .option('--json', 'print the settled migration as JSON')
+    .action(async (name: string, options: ResolveOptions) => {
+      if (!VM_NAME_RE.test(name)) throw new UsageError(`invalid VM name '${name}'`);
+      const body = resolveBody(options);
+      const api = await client(options);
+      const m = await call(() => api.request<MigrationView>('POST', `/vms/${encodeURIComponent(name)}/migration/resolve`, body));
+      if (options.json) out(JSON.stringify(m, null, 2));
+      else if (m.phase === 'completed') out(`VM '${name}' runs at ${m.peer}: ended here${m.sourceDefinition === 'kept' ? ' (its definition stays, shut off: it has snapshots)' : ', definition removed'}`);
+      else out(`VM '${name}' resumed here: ${m.error ?? ''}`);
+    });
+
   cli.command('migrate-abort').argument('<name>', 'the daemon\'s VM')
     .description('cancel a VM\'s live migration before its switch-over: the destination forgets it, the guest runs on here')
     .option('--socket <path>', 'the daemon\'s API socket (default: $RINGZERO_SOCKET, or the default state directory\'s)')

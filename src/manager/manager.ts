@@ -76,6 +76,8 @@ export interface VmView {
   lastExit?: LastExit;
   /** Resource control in force while running. */
   resources?: AppliedResources;
+  /** A live migration in progress or unsettled (src/manager/migration.ts vmAnnotation): its phase and peer. */
+  migration?: { id: string; direction: 'outgoing' | 'incoming'; phase: string; peer: string };
 }
 
 export interface LifecycleEvent {
@@ -340,6 +342,17 @@ export class VmManager extends EventEmitter {
     this.setRuntime(name, { ...this.runtime.get(name)!, state: 'running' });
     this.emitEvent({ type: 'started', name, state: 'running' });
     return this.view(name);
+  }
+
+  /**
+   * An outgoing migration's VMM is paused in an unknown switch-over, or was resumed by its resolution
+   * (src/manager/migration.ts): the runtime state follows what the VMM does ('running' <-> 'paused').
+   */
+  markMigrationPaused(name: string, paused: boolean, detail: string): void {
+    const record = this.runtime.get(name);
+    if (!record || record.state !== (paused ? 'running' : 'paused')) return;
+    this.setRuntime(name, { ...record, state: paused ? 'paused' : 'running' });
+    this.emitEvent({ type: paused ? 'suspended' : 'resumed', name, state: paused ? 'paused' : 'running', detail });
   }
 
   /** An incoming migration's VMM runs the guest now (src/manager/migration.ts): 'starting' becomes 'running'. */
@@ -730,6 +743,7 @@ export class VmManager extends EventEmitter {
       ...(active && record.restoredFrom ? { restoredFrom: record.restoredFrom } : {}),
       ...(active && record.resources ? { resources: record.resources } : {}),
       ...(record.lastExit ? { lastExit: record.lastExit } : {}),
+      ...(active ? this.migrations.vmAnnotation(name) : {}),
     };
   }
 

@@ -32,7 +32,10 @@
 // "loaded", then "go"): a link lost after the source VMM sent "go" leaves it paused in 'switch-over-unknown'; the
 // source daemon then asks the destination daemon over a fresh link (QUERY) whether the VM is there, and ends the
 // source VMM (it is) or resumes it (it is not); unreachable, it leaves the VM paused, phase 'switch-over-unknown', and
-// keeps its marker, so that a restarted daemon asks again (settle).
+// keeps its marker, so that a restarted daemon asks again (settle). Meanwhile the daemon shows the VM 'paused' with
+// its migration's phase, and resolve() (POST /vms/{name}/migration/resolve, `ringzero migrate-resolve`) asks again
+// on an operator's request, resuming or ending it as the destination answers; it acts without an answer only when
+// forced one way, and never against one.
 // The destination daemon, when the link fails, only ends its VMM's stream (no kill): the VMM itself then either got
 // "go" (it runs, says "resumed", and the VM is kept) or did not (it discards the VM), so the answer is never a guess.
 //
@@ -76,6 +79,28 @@ export interface MigrateRequest {
   verify?: boolean;
   linkTimeoutMs?: number;
 }
+
+/**
+ * POST /vms/{name}/migration/resolve (`ringzero migrate-resolve NAME`): settle a migration left in
+ * 'switch-over-unknown'. The destination daemon is always asked first. 'ask' (the default) does what its answer says;
+ * 'resume' runs the VM here only if the destination says it is not there, 'abandon' ends it here only if the
+ * destination says it runs there. `force` acts on 'resume'/'abandon' when the destination cannot be reached; an answer
+ * that contradicts the action is refused even then (resuming a VM the destination runs would run it twice).
+ */
+export interface ResolveRequest {
+  action?: 'ask' | 'resume' | 'abandon';
+  force?: boolean;
+}
+
+export const resolveRequestSchema = {
+  $id: 'MigrationResolveRequest',
+  type: 'object',
+  additionalProperties: false,
+  properties: {
+    action: { type: 'string', enum: ['ask', 'resume', 'abandon'], default: 'ask', description: 'ask: follow the destination daemon\'s answer; resume: run the VM here (only if the destination does not have it); abandon: end it here (only if the destination runs it)' },
+    force: { type: 'boolean', default: false, description: 'with resume or abandon: act even when the destination daemon cannot be reached (never against its answer)' },
+  },
+} as const;
 
 /** One migration as GET /vms/{name}/migration and GET /migrations show it. */
 export interface MigrationView {
@@ -238,6 +263,7 @@ export class Migrations {
     const name = marker.vm;
     const view = this.record({ id: migrationId(), vm: name, direction: 'outgoing', peer: marker.peer, phase: 'switch-over-unknown', startedAt: new Date().toISOString(), totalMs: 0 });
     this.busy.add(name);
+    this.manager.markMigrationPaused(name, true, `migration to ${marker.peer}: switch-over unknown`);
     let file: string | undefined;
     const run = async () => {
       // open() removes the marker it settled and the token is set after open(): wait for both.
@@ -341,6 +367,84 @@ export class Migrations {
     const deadline = Date.now() + 30_000;
     while (current.endedAt === undefined && Date.now() < deadline) await sleep(20);
     return this.snapshot(current);
+  }
+
+  /** What GET /vms shows of VM `name`'s migration: one in progress, or one left in 'switch-over-unknown'. */
+  vmAnnotation(name: string): { migration?: { id: string; direction: 'outgoing' | 'incoming'; phase: string; peer: string } } {
+    const all = [...this.views.values()].filter((v) => v.vm === name);
+    const v = all[all.length - 1];
+    if (!v || (v.endedAt !== undefined && v.phase !== 'switch-over-unknown')) return {};
+    return { migration: { id: v.id, direction: v.direction, phase: v.phase, peer: v.peer } };
+  }
+
+  /**
+   * Settle VM `name`'s migration left in 'switch-over-unknown' (paused here, maybe running at the destination), as
+   * virsh domjobabort/domjobinfo users expect to from the daemon: ask the destination daemon again, then resume the
+   * VM here (it is not there) or end it here (it runs there). See ResolveRequest for `action` and `force`.
+   * Resolves with the migration once settled; a ManagerError 'conflict' leaves the VM paused as it was.
+   */
+  async resolve(name: string, request: ResolveRequest = {}): Promise<MigrationView> {
+    const action = request.action ?? 'ask';
+    if (!['ask', 'resume', 'abandon'].includes(action)) throw new ManagerError('invalid', `action '${String(action)}' is not ask, resume or abandon`);
+    if (request.force && action === 'ask') throw new ManagerError('invalid', 'force needs action resume or abandon: it says which way to settle when the destination cannot be asked');
+    const vm = this.manager.get(name);
+    if (this.busy.has(name)) throw new ManagerError('conflict', `VM '${name}' is migrating, or its daemon is still asking the destination: wait for GET /vms/${name}/migration to end`);
+    if (!ACTIVE.has(vm.state)) throw new ManagerError('conflict', `VM '${name}' is ${vm.state}: no migration of it awaits resolution`);
+    const status = await this.manager.control(name, { cmd: 'migrate-status' }, 5000).catch((error: Error) => ({ ok: false, error: error.message }) as Record<string, unknown>);
+    if (status.ok !== true) throw new ManagerError('conflict', `VM '${name}': its VMM did not answer: ${String(status.error)}`);
+    if (status.phase !== 'switch-over-unknown') throw new ManagerError('conflict', `VM '${name}' has no migration in an unknown switch-over (its VMM's migration phase: ${String(status.phase)})`);
+    const previous = [...this.views.values()].filter((v) => v.vm === name && v.direction === 'outgoing').pop();
+    const marker = this.readMarker('outgoing', name);
+    const peer = previous?.peer ?? marker?.peer;
+    if (peer === undefined) throw new ManagerError('conflict', `VM '${name}': this daemon does not know where it was migrating to (no record, no marker): resolve it through the VMM's control socket (migrate-resolve)`);
+    if (this.token === undefined) throw new ManagerError('conflict', 'this daemon has no migration token to ask the destination with: start it with --migration-token-file');
+    this.busy.add(name);
+    const view = previous?.phase === 'switch-over-unknown' ? previous
+      : this.record({ id: migrationId(), vm: name, direction: 'outgoing', peer, phase: 'switch-over-unknown', startedAt: new Date().toISOString(), totalMs: 0 });
+    const why = view.error ?? String(status.error ?? 'switch-over unknown');
+    try {
+      this.manager.markMigrationPaused(name, true, `migration to ${peer}: switch-over unknown`);
+      let state: string | undefined;
+      let unreachable = '';
+      try {
+        state = await this.query(parseHostPort(peer, 'the destination'), name, 5000);
+      } catch (error) {
+        unreachable = (error as Error).message;
+      }
+      const there = state === 'running', absent = state === 'absent';
+      let resume: boolean;
+      if (state === 'pending') throw new ManagerError('conflict', `VM '${name}': the destination daemon ${peer} is still settling its side of the migration: try again in a moment`);
+      if (state !== undefined && !there && !absent) throw new ManagerError('conflict', `VM '${name}': the destination daemon ${peer} answered '${state}'`);
+      if (action === 'ask') {
+        if (state === undefined) throw new ManagerError('conflict', `VM '${name}': the destination daemon ${peer} cannot be asked (${unreachable}): the VM stays paused here. Once you know, migrate-resolve --resume --force (it does not run there) or --abandon --force (it does)`);
+        resume = absent;
+      } else if (action === 'resume') {
+        if (there) throw new ManagerError('conflict', `VM '${name}': the destination daemon ${peer} says the VM runs there: resuming it here would run it twice (settle with --abandon)`);
+        if (state === undefined && !request.force) throw new ManagerError('conflict', `VM '${name}': the destination daemon ${peer} cannot be asked (${unreachable}): the VM stays paused here; --force resumes it here anyway, right only if it does not run there`);
+        resume = true;
+      } else {
+        if (absent) throw new ManagerError('conflict', `VM '${name}': the destination daemon ${peer} says the VM is not there: ending it here would lose it (settle with --resume)`);
+        if (state === undefined && !request.force) throw new ManagerError('conflict', `VM '${name}': the destination daemon ${peer} cannot be asked (${unreachable}): the VM stays paused here; --force ends it here anyway, right only if it runs there`);
+        resume = false;
+      }
+      const how = state === undefined ? `forced (the destination daemon could not be asked: ${unreachable})` : `the destination daemon says the VM ${there ? 'runs there' : 'is not there'}`;
+      const answer = await this.manager.control(name, { cmd: 'migrate-resolve', resume }, 5000).catch((error: Error) => ({ ok: false, error: error.message }) as Record<string, unknown>);
+      if (answer.ok !== true) throw new ManagerError('conflict', `VM '${name}': ${how}, but its VMM did not settle: ${String(answer.error)}`);
+      this.log(`VM '${name}': unknown switch-over to ${peer} resolved (${action}): ${how}: ${resume ? 'resumed here' : 'ended here'}`);
+      if (resume) {
+        this.manager.markMigrationPaused(name, false, `migration to ${peer} resolved: resumed here`);
+        this.end(view, 'failed', `${why}; resolved: ${how}: resumed here`);
+      } else {
+        view.error = undefined;
+        await this.waitInactive(name, 30_000);
+        view.sourceDefinition = this.retireSource(name) ? 'removed' : 'kept';
+        this.end(view, 'completed');
+      }
+      if (marker) removeFileDurable(this.markerFile('outgoing', name));
+      return this.snapshot(view);
+    } finally {
+      this.busy.delete(name);
+    }
   }
 
   private async runOutgoing(view: MigrationView, definition: VmDefinition, target: { host: string; port: number }, request: MigrateRequest): Promise<void> {
@@ -491,6 +595,8 @@ export class Migrations {
     const name = view.vm;
     view.phase = 'switch-over-unknown';
     view.error = why;
+    // The VMM is paused from here on until settled: the daemon says so, not 'running'.
+    this.manager.markMigrationPaused(name, true, `migration to ${request.to}: switch-over unknown`);
     const linkTimeoutMs = request.linkTimeoutMs ?? DEFAULT_LINK_TIMEOUT_MS;
     // The destination notices a silent link after linkTimeoutMs; until then its VMM may still be waiting for "go", and
     // ending it takes a moment more (at most 10 s: incoming()'s fail).
@@ -509,6 +615,7 @@ export class Migrations {
         if (answer.ok !== true) throw new Error(`${why}; the destination says the VM is ${state === 'running' ? 'there' : 'not there'}, but resolving here failed: ${String(answer.error)}`);
         this.log(`VM '${name}': unknown switch-over settled by asking ${request.to}: ${resume ? 'not there, resumed here' : 'it runs there, ended here'}`);
         if (resume) {
+          this.manager.markMigrationPaused(name, false, `migration to ${request.to}: resumed here`);
           this.end(view, 'failed', `${why}; the destination daemon says the VM is not there: resumed here`);
           return false;
         }
@@ -517,7 +624,7 @@ export class Migrations {
       }
       if (Date.now() > deadline) {
         this.end(view, 'switch-over-unknown', `${why}; the destination daemon ${request.to} could not say whether it runs the VM (${last || 'still settling'}): `
-          + 'the VM stays paused here; resume it only once it is known not to run there (the VMM\'s control socket: migrate-resolve)');
+          + 'the VM stays paused here; settle it with `ringzero migrate-resolve` (POST /vms/' + name + '/migration/resolve) once the destination answers, or with --force once it is known whether it runs there');
         return false;
       }
       await sleep(Math.min(1000, linkTimeoutMs / 4));
@@ -779,10 +886,23 @@ export class Migrations {
 
   // --- files -----------------------------------------------------------------------------------------------------
 
+  private markerFile(direction: 'outgoing' | 'incoming', vm: string): string {
+    return path.join(this.dir, `${direction === 'incoming' ? 'in' : 'out'}-${vm}.json`);
+  }
+
   private writeMarker(marker: Marker): string {
-    const file = path.join(this.dir, `${marker.direction === 'incoming' ? 'in' : 'out'}-${marker.vm}.json`);
+    const file = this.markerFile(marker.direction, marker.vm);
     writeFileAtomic(file, `${JSON.stringify(marker)}\n`);
     return file;
+  }
+
+  private readMarker(direction: 'outgoing' | 'incoming', vm: string): Marker | undefined {
+    try {
+      const m = JSON.parse(fs.readFileSync(this.markerFile(direction, vm), 'utf8')) as Marker;
+      return m.vm === vm && typeof m.peer === 'string' ? m : undefined;
+    } catch {
+      return undefined;
+    }
   }
 
   private logFile(name: string): string {
