@@ -185,7 +185,6 @@ export class BackupStore {
   async create(vm: string, to?: string): Promise<BackupView> {
     const view = this.manager.get(vm);
     if (view.state !== 'running') throw new ManagerError('conflict', `VM '${vm}' is ${view.state}: only a running VM can be backed up (a shut-off VM's disks can be copied as they are)`);
-    if (view.definition.engine === 'kvm') throw new ManagerError('invalid', `VM '${vm}' runs on the KVM engine: VM snapshots (and so backups) are implemented on the soft engine only`);
     if (to !== undefined && (!path.isAbsolute(to) || to.includes('\0'))) throw new ManagerError('invalid', `--to '${to}' is not an absolute directory`);
     const disks = writableDisks(view.definition, this.pool);
     const busy = this.manager.diskSnapshots.busy;
