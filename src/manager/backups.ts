@@ -18,8 +18,9 @@
 // copies of the disks; definitions have no NICs, so there is no MAC to change).
 //
 // Known limits: the VM runs on the overlay afterwards (no block commit): every backup adds one image to its disks'
-// backing chains (at most 16 deep); copies and checksums run on the daemon's thread (it stalls for large disks);
-// soft engine only (VM snapshots are).
+// backing chains (at most 16 deep); copies and checksums run on the daemon's thread (it stalls for large disks).
+// Either engine: a KVM VM's VMM pauses, snapshots (the format both engines share) and switches its disks as the soft
+// engine's does, and a restore runs on the engine the snapshot names (test/manager-kvm-backup.test.ts).
 
 import crypto from 'node:crypto';
 import fs from 'node:fs';
