@@ -5,6 +5,9 @@
 //   the snapshots that froze the written image are dropped, and --delete removes the committed overlay;
 // - refusals: a disk without a backing file, a backing file that another volume or VM also reads, a template's
 //   disk, an unknown disk, a bad disk name;
+// - --base (virsh blockcommit --base): a three-overlay chain committed into an intermediate image offline, then live
+//   into the bottom one; an image outside the chain, the disk itself, an image between that another volume reads are
+//   refused; the same commit as `qemu-img commit -b` (compared with qemu-img compare);
 // - online: a running VM's VMM commits paused and switches the disk to the backing image (its open files show it);
 //   the data and `qemu-img check` are checked once it is shut off; backups' overlays are committed away live;
 // - the VMM's two passes (in one process, a virtio-blk device over a real overlay): what the guest writes, zeroes or
@@ -19,7 +22,7 @@ import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import { findDefaultImage, GUEST_PROMPT } from '../src/image/build.ts';
-import { createQcow2, openImage } from '../src/storage/qcow2.ts';
+import { commitOverlay, createQcow2, openImage } from '../src/storage/qcow2.ts';
 import { VirtioBlock } from '../src/devices/virtio/blk.ts';
 import { commitDisk } from '../src/vmm/disk-switch.ts';
 import { api, cli, Daemon, guestConsole, guestKernel, killRecordedVmms, tempDir, waitFor } from './support/manager-harness.ts';
@@ -226,6 +229,128 @@ test('backups lengthen the chain by one image each; blockcommit on the running V
   // The backups are self-contained: they are still listed whole.
   const listed = await cli(['backup', 'list', '--vm', 'bk', '--json'], daemon.socket);
   assert.equal(JSON.parse(listed.stdout).length, 2);
+});
+
+test('--base: a three-overlay chain committed into an intermediate image, then live into the bottom; refusals; qemu-img check clean', async () => {
+  assert.equal((await call('POST', '/volumes', { name: 'm.qcow2', size: SIZE })).status, 201);
+  writeDisk(vol('m.qcow2'), 0, SIZE, 0x41);
+  assert.equal((await call('POST', '/vms', { name: 'm', kernel: idleKernel, memory: 64, disks: [{ path: vol('m.qcow2') }] })).status, 201);
+  const diskOf = async () => (await call('GET', '/vms/m')).body.definition.disks[0].path as string;
+  // m.qcow2 <- o1 <- o2 <- o3, each overlay written over the one below (overlapping ranges, zeros over data).
+  const overlays: string[] = [];
+  for (const [snap, offset, length, value] of [['s1', 0, 500_000, 0x51], ['s2', 300_000, 400_000, 0x52], ['s3', 650_000, 100_000, 0x53]] as const) {
+    assert.equal((await cli(['snapshot', 'create', 'm', snap, '--disk-only'], daemon.socket)).status, 0);
+    overlays.push(await diskOf());
+    writeDisk(overlays[overlays.length - 1], offset, length, value);
+  }
+  const [o1, o2, o3] = overlays;
+  zeroDisk(o2, 0, 65536); // a zero cluster in the middle image over o1's data
+  writeDisk(o3, 30_000, 10, 0x54); // and data of the top image over that zero cluster
+  const expected = readDisk(o3);
+  const bottom = sha(readDisk(vol('m.qcow2')));
+  const chainNames = [o3, o2, o1, vol('m.qcow2')].map((f) => path.basename(f)).join(' -> ');
+
+  // Refusals, nothing changed: an image outside the chain, the disk itself, a relative path, and an image between
+  // that another volume reads through.
+  assert.equal((await call('POST', '/volumes', { name: 'x.qcow2', size: SIZE })).status, 201);
+  const outside = await cli(['blockcommit', 'm', 'vda', '--base', 'x.qcow2'], daemon.socket);
+  assert.equal(outside.status, 1);
+  assert.equal(outside.stderr.trim(), `ringzero: 'x.qcow2' is not in the backing chain of disk vda of VM 'm' (chain: ${chainNames}) [invalid]`);
+  const itself = await call('POST', '/vms/m/disks/vda/commit', { base: o3 });
+  assert.equal(itself.status, 400);
+  assert.match(itself.body.error.message, /is disk vda itself: nothing is above it/);
+  const relative = await cli(['blockcommit', 'm', 'vda', '--base', 'volumes/m.qcow2'], daemon.socket);
+  assert.equal(relative.status, 2);
+  assert.match(relative.stderr, /invalid --base 'volumes\/m\.qcow2': a pool volume's name or an absolute path/);
+  assert.equal((await call('POST', '/volumes', { name: 'side.qcow2', backing: path.basename(o1) })).status, 201);
+  const sideReader = await cli(['blockcommit', 'm', 'vda', '--base', 'm.qcow2'], daemon.socket);
+  assert.equal(sideReader.status, 1);
+  assert.match(sideReader.stderr, new RegExp(`'${path.basename(o1)}' is also the backing file of volume\\(s\\) side\\.qcow2: committing into 'm\\.qcow2' below it would change what they read \\[conflict\\]`));
+  assert.equal((await call('DELETE', '/volumes/side.qcow2')).status, 204);
+  assert.equal((await call('DELETE', '/volumes/x.qcow2')).status, 204);
+  assert.equal(await diskOf(), o3, 'nothing changed');
+  assert.equal(sha(readDisk(o3)), sha(expected));
+
+  // Offline, o3 and o2 into o1 (named as a volume): the disk is o1, it reads what o3 read, m.qcow2 is untouched.
+  const r = await cli(['blockcommit', 'm', 'vda', '--base', path.basename(o1), '--delete'], daemon.socket);
+  assert.equal(r.status, 0, r.stderr);
+  assert.match(r.stdout, new RegExp(`^VM 'm': vda committed ${path.basename(o3)}, ${path.basename(o2)} into ${path.basename(o1)} \\([\\d.]+M written, 0\\.1M zeroed\\); the disk is now ${path.basename(o1)}, ${path.basename(o3)}, ${path.basename(o2)} deleted\\n`));
+  // s2 froze o1 (written into) and s3 froze o2 (between): both dropped; s1 froze m.qcow2, below: kept.
+  assert.match(r.stdout, /disk snapshot\(s\) s2, s3 dropped/);
+  assert.deepEqual((await call('GET', '/vms/m/disk-snapshots')).body.map((x: { name: string }) => x.name), ['s1']);
+  assert.equal(await diskOf(), o1);
+  assert.ok(!fs.existsSync(o2) && !fs.existsSync(o3));
+  assert.equal(sha(readDisk(o1)), sha(expected), 'the disk reads what it read before');
+  assert.equal(sha(readDisk(vol('m.qcow2'))), bottom, 'the image below the base was not touched');
+  qemuCheck(o1);
+  if (haveQemuImg) {
+    const info = JSON.parse(spawnSync('qemu-img', ['info', '--output=json', o1], { encoding: 'utf8' }).stdout);
+    assert.equal(path.basename(info['backing-filename']), 'm.qcow2', 'o1 still has m.qcow2 under it');
+  }
+
+  // Live: one more overlay (o4 over o1), then the running VM's disk committed through o4 and o1 into m.qcow2 (named
+  // by its path). The VMM does it, paused for what the guest wrote during the copy, and switches to m.qcow2.
+  assert.equal((await cli(['snapshot', 'create', 'm', 's4', '--disk-only'], daemon.socket)).status, 0);
+  const o4 = await diskOf();
+  writeDisk(o4, 20_000, 70_000, 0x55); // over what o1 holds: o4 must land last
+  writeDisk(o4, SIZE - 70_000, 70_000, 0x56);
+  const expectedLive = sha(readDisk(o4));
+  assert.equal((await cli(['start', 'm'], daemon.socket)).status, 0);
+  const pid = (await call('GET', '/vms/m')).body.pid;
+  const live = await call('POST', '/vms/m/disks/vda/commit', { base: vol('m.qcow2') });
+  assert.equal(live.status, 200, JSON.stringify(live.body));
+  assert.equal(live.body.live, true);
+  assert.equal(live.body.into, vol('m.qcow2'));
+  assert.deepEqual(live.body.intermediates, [o1]);
+  assert.equal(typeof live.body.pausedMs, 'number');
+  assert.deepEqual(live.body.removedFiles, []);
+  assert.deepEqual(live.body.droppedSnapshots.sort(), ['s1', 's4']);
+  const vm = (await call('GET', '/vms/m')).body;
+  assert.equal(vm.pid, pid, 'the same VMM');
+  assert.equal(vm.definition.disks[0].path, vol('m.qcow2'));
+  const openFiles = fs.readdirSync(`/proc/${pid}/fd`).map((fd) => { try { return fs.readlinkSync(`/proc/${pid}/fd/${fd}`); } catch { return ''; } });
+  assert.ok(openFiles.includes(vol('m.qcow2')) && !openFiles.includes(o4) && !openFiles.includes(o1), 'the VMM writes to m.qcow2 alone now');
+  assert.equal((await cli(['destroy', 'm'], daemon.socket)).status, 0);
+  assert.equal(sha(readDisk(vol('m.qcow2'))), expectedLive);
+  qemuCheck(vol('m.qcow2'));
+  assert.equal((await call('DELETE', '/vms/m')).status, 204);
+});
+
+test('commitOverlay with a base writes what `qemu-img commit -b` writes', { skip: haveQemuImg ? false : 'no qemu-img' }, () => {
+  const work = path.join(dir, 'qemu-base');
+  fs.mkdirSync(work);
+  const build = (where: string) => {
+    fs.mkdirSync(where);
+    const f = (n: string) => path.join(where, n);
+    createQcow2(f('a.qcow2'), { size: SIZE });
+    writeDisk(f('a.qcow2'), 0, SIZE, 0x11);
+    createQcow2(f('b.qcow2'), { size: SIZE, backingFile: 'a.qcow2', backingFormat: 'qcow2' });
+    writeDisk(f('b.qcow2'), 100_000, 900_000, 0x22);
+    zeroDisk(f('b.qcow2'), 2 ** 20, 2 * 65536);
+    createQcow2(f('c.qcow2'), { size: SIZE, backingFile: 'b.qcow2', backingFormat: 'qcow2' });
+    writeDisk(f('c.qcow2'), 2 ** 20 + 5000, 10_000, 0x33);
+    createQcow2(f('d.qcow2'), { size: SIZE, backingFile: 'c.qcow2', backingFormat: 'qcow2' });
+    writeDisk(f('d.qcow2'), 500_000, 1_000, 0x44);
+    writeDisk(f('d.qcow2'), 2 ** 20 + 8000, 1_000, 0x45); // over c's data, and b's zeros below
+    return f;
+  };
+  const ours = build(path.join(work, 'ours')), theirs = build(path.join(work, 'theirs'));
+  const expected = sha(readDisk(ours('d.qcow2')));
+  const result = commitOverlay(ours('d.qcow2'), ours('b.qcow2'));
+  assert.deepEqual(result.intermediates, [ours('c.qcow2')]);
+  assert.equal(result.backingPath, ours('b.qcow2'));
+  const q = spawnSync('qemu-img', ['commit', '-q', '-d', '-b', theirs('b.qcow2'), theirs('d.qcow2')], { encoding: 'utf8' });
+  assert.equal(q.status, 0, q.stderr);
+  assert.equal(sha(readDisk(ours('b.qcow2'))), expected, 'b reads what d read');
+  assert.equal(sha(readDisk(ours('b.qcow2'))), sha(readDisk(theirs('b.qcow2'))), 'as qemu-img made it');
+  assert.equal(sha(readDisk(ours('a.qcow2'))), sha(readDisk(theirs('a.qcow2'))), 'a untouched, as by qemu-img');
+  qemuCheck(ours('b.qcow2'));
+  const compare = spawnSync('qemu-img', ['compare', ours('b.qcow2'), theirs('b.qcow2')], { encoding: 'utf8' });
+  assert.equal(compare.status, 0, compare.stdout + compare.stderr);
+  // A base that is not in the chain is refused before anything is written.
+  const before = sha(readDisk(ours('a.qcow2')));
+  assert.throws(() => commitOverlay(ours('d.qcow2'), theirs('a.qcow2')), /is not in the backing chain/);
+  assert.equal(sha(readDisk(ours('a.qcow2'))), before);
 });
 
 test('the VMM\'s commit: writes during the first pass are copied again while paused; the disk then is the backing image', async () => {

@@ -60,8 +60,9 @@ export function backupPaths(): Record<string, unknown> {
     },
     '/vms/{name}/disks/{disk}/commit': {
       post: {
-        summary: 'block commit (virsh blockcommit --active --pivot): what the disk\'s qcow2 overlay holds is written into its backing image, which becomes the disk; '
-          + 'the chain is one image shorter. The backing image must be a pool volume nothing else reads; snapshots that froze it are dropped. A running VM is paused for the copy (pausedMs)',
+        summary: 'block commit (virsh blockcommit --active --pivot [--base]): what the disk\'s qcow2 overlay holds is written into its backing image (or into base, '
+          + 'an image deeper in its chain, with the images between), which becomes the disk; the chain gets shorter. The image written must be a pool volume nothing else reads; '
+          + 'snapshots that froze it (or an image between) are dropped. A running VM is paused for the copy (pausedMs)',
         parameters: [vmName, { name: 'disk', in: 'path', required: true, schema: { type: 'string', pattern: '^(vd[a-z]|[0-9]{1,2})$' } }],
         requestBody: { required: false, content: json(ref('BlockCommit')) },
         responses: { 200: { description: 'what was committed', content: json(ref('BlockCommitResult')) }, ...errors(400, 401, 404, 409, 422, 500) },

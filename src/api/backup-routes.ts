@@ -50,9 +50,9 @@ export function registerBackupRoutes(app: FastifyInstance, manager: VmManager): 
   });
   app.post<SnapParams>('/vms/:name/disk-snapshots/:snap/revert', { schema: { params: snapParams } }, async (request) => manager.diskSnapshots.revert(request.params.name, request.params.snap));
 
-  app.post<{ Params: { name: string; disk: string }; Body: { delete?: boolean } | null }>('/vms/:name/disks/:disk/commit', {
+  app.post<{ Params: { name: string; disk: string }; Body: { delete?: boolean; base?: string } | null }>('/vms/:name/disks/:disk/commit', {
     schema: { params: { type: 'object', properties: { name: { type: 'string' }, disk: { type: 'string', pattern: '^(vd[a-z]|[0-9]{1,2})$' } } }, body: { $ref: 'BlockCommit#' } },
-  }, async (request) => manager.diskSnapshots.commit(request.params.name, request.params.disk, request.body?.delete === true));
+  }, async (request) => manager.diskSnapshots.commit(request.params.name, request.params.disk, request.body?.delete === true, request.body?.base));
 
   app.get<NameParams>('/vms/:name/backups', async (request) => {
     manager.get(request.params.name);

@@ -64,17 +64,27 @@ export async function deleteDiskSnapshot(name: string, snap: string, options: So
 
 export function registerBackupCommands(cli: Command): void {
   cli.command('blockcommit').argument('<name>').argument('<disk>', 'vda, vdb, ... (or 0, 1, ...)')
-    .description('write what a disk\'s qcow2 overlay holds into its backing image, which becomes the disk again (virsh blockcommit --active --pivot): the chain gets one image shorter; a running VM is paused for the copy')
-    .option('--delete', 'delete the overlay file afterwards when nothing else needs it')
+    .description('write what a disk\'s qcow2 overlay holds into its backing image (or, with --base, into an image deeper in its chain, the images between included), which becomes the disk (virsh blockcommit --active --pivot): the chain gets shorter; a running VM is paused only for what it wrote during the copy')
+    .option('--base <image>', 'the image of the disk\'s backing chain to commit into: a pool volume\'s name or an absolute path (default: the overlay\'s backing file)')
+    .option('--delete', 'delete the committed files afterwards (the overlay, and the images between) when nothing else needs them')
     .option(socketFlag, socketHelp)
-    .action(async (name: string, disk: string, options: SocketOption & { delete?: boolean }) => {
+    .action(async (name: string, disk: string, options: SocketOption & { delete?: boolean; base?: string }) => {
       const vm = vmName(name);
       if (!/^(vd[a-z]|\d{1,2})$/.test(disk)) throw new UsageError(`invalid disk '${disk}': vda, vdb, ... or its number`);
+      if (options.base !== undefined && (options.base === '' || (options.base.includes('/') && !path.isAbsolute(options.base)))) {
+        throw new UsageError(`invalid --base '${options.base}': a pool volume's name or an absolute path`);
+      }
       const api = await client(options);
-      const r = await call(() => api.request<BlockCommitResult>('POST', `/vms/${vm}/disks/${disk}/commit`, options.delete ? { delete: true } : {}));
-      out(`VM '${name}': ${r.disk} committed ${path.basename(r.committed)} into ${path.basename(r.into)} (${mib(r.dataBytes)} written, ${mib(r.zeroBytes)} zeroed)`
-        + `${r.pausedMs !== undefined ? `, guest paused ${r.pausedMs.toFixed(1)} ms${r.pausedBytes ? ` for the last ${mib(r.pausedBytes)}` : ''}` : ''}; the disk is now ${path.basename(r.into)}${r.removed ? `, ${path.basename(r.committed)} deleted` : ''}`);
-      if (r.droppedSnapshots.length > 0) out(`VM '${name}': disk snapshot(s) ${r.droppedSnapshots.join(', ')} dropped (they froze ${path.basename(r.into)})`);
+      const body = { ...(options.delete ? { delete: true } : {}), ...(options.base !== undefined ? { base: options.base } : {}) };
+      const r = await call(() => api.request<BlockCommitResult>('POST', `/vms/${vm}/disks/${disk}/commit`, body));
+      const what = [r.committed, ...r.intermediates].map((f) => path.basename(f)).join(', ');
+      const deleted = r.removedFiles.map((f) => path.basename(f)).join(', ');
+      out(`VM '${name}': ${r.disk} committed ${what} into ${path.basename(r.into)} (${mib(r.dataBytes)} written, ${mib(r.zeroBytes)} zeroed)`
+        + `${r.pausedMs !== undefined ? `, guest paused ${r.pausedMs.toFixed(1)} ms${r.pausedBytes ? ` for the last ${mib(r.pausedBytes)}` : ''}` : ''}; the disk is now ${path.basename(r.into)}${deleted ? `, ${deleted} deleted` : ''}`);
+      if (r.droppedSnapshots.length > 0) {
+        const frozen = [...r.intermediates, r.into].map((f) => path.basename(f)).join(' or ');
+        out(`VM '${name}': disk snapshot(s) ${r.droppedSnapshots.join(', ')} dropped (they froze ${frozen})`);
+      }
     });
 
   const snapshot = cli.commands.find((c) => c.name() === 'snapshot');

@@ -12,10 +12,12 @@
 // Delete: a snapshot whose frozen image is still in the backing chain of a VM's disk has dependants and is refused
 // (code conflict); one on a branch abandoned by a revert is removed, with the overlay files ringzero made for it that
 // nothing uses any more.
-// Commit (virsh blockcommit --active --pivot, one level): what a disk's overlay holds is written into its backing
+// Commit (virsh blockcommit --active --pivot [--base]): what a disk's overlay holds is written into its backing
 // image, which becomes the disk again, so the chain is one image shorter (backups add one image each; chains are
-// capped at 16). The backing image must be a pool volume that nothing else reads (no other overlay, no other VM's
-// chain); the snapshots that froze it are no longer what they froze, so their records are dropped. Offline, the
+// capped at 16); with a base deeper in the chain, the images between are committed too (bottom-up, so upper content
+// wins) and the chain loses all of them at once. The image written must be a pool volume that nothing else reads (no
+// other overlay, no other VM's chain), and so must the images between (what they read through it changes); the
+// snapshots that froze any of them are no longer what they froze, so their records are dropped. Offline, the
 // daemon writes it (src/storage/qcow2.ts commitOverlay); on a running VM its VMM does (control socket disk-commit,
 // src/vmm/disk-switch.ts): a first pass while the guest runs, then, paused, what the guest wrote meanwhile, and the
 // disk switched to the backing image at the same instant.
@@ -292,11 +294,13 @@ export class DiskSnapshots {
   }
 
   /**
-   * Block commit of disk `disk` (an index, or vda, vdb, ...) of VM `vm`: see the header. With `remove`, the overlay
-   * file is deleted afterwards when nothing else needs it (virsh blockcommit --delete); else it stays in the pool (it
-   * is still a valid overlay of the image it was committed into).
+   * Block commit of disk `disk` (an index, or vda, vdb, ...) of VM `vm`: see the header. `base` (a pool volume's name
+   * or a path; virsh blockcommit --base) is the image of the disk's backing chain to commit into, the images between
+   * committed too; default: the overlay's backing file. With `remove`, the committed files are deleted afterwards
+   * when nothing else needs them (virsh blockcommit --delete); else they stay in the pool (the top one is still a valid
+   * overlay of the image it was committed into; the ones between are not: their base now holds upper content).
    */
-  async commit(vm: string, disk: string | number, remove = false): Promise<BlockCommitResult> {
+  async commit(vm: string, disk: string | number, remove = false, base?: string): Promise<BlockCommitResult> {
     const view = this.manager.get(vm);
     const index = diskIndex(disk);
     if (index === undefined) throw new ManagerError('invalid', `invalid disk '${disk}': vda, vdb, ... or a number from 0`);
@@ -315,15 +319,33 @@ export class DiskSnapshots {
       throw new ManagerError('invalid', `disk ${diskName(index)} of VM '${vm}' ('${path.basename(current.path)}') has no backing file: there is nothing to commit it into`);
     }
     const overlay = realOr(current.path);
-    const base = realOr(info.backingPath);
-    if (path.dirname(base) !== realOr(this.pool.dir)) {
-      throw new ManagerError('conflict', `the backing file of disk ${diskName(index)} ('${base}') is not a volume of the pool (a template's disk, or a file of your own): commit writes only into pool volumes`);
+    // The chain, top down: [overlay, its backing, ...]; the image committed into is chain[depth].
+    const chain = chainOf(current.path);
+    let depth = 1;
+    if (base !== undefined) {
+      if (base.includes('/') && !path.isAbsolute(base)) throw new ManagerError('invalid', `invalid base '${base}': a pool volume's name or an absolute path`);
+      const wanted = realOr(base.includes('/') ? base : this.pool.pathOf(base));
+      depth = chain.indexOf(wanted);
+      const shown = chain.map((f) => path.basename(f)).join(' -> ');
+      if (depth === 0) throw new ManagerError('invalid', `'${base}' is disk ${diskName(index)} itself: nothing is above it to commit (chain: ${shown})`);
+      if (depth < 0) throw new ManagerError('invalid', `'${base}' is not in the backing chain of disk ${diskName(index)} of VM '${vm}' (chain: ${shown})`);
     }
-    const others = this.pool.overlaysOf(base).filter((name) => realOr(this.pool.pathOf(name)) !== overlay);
-    if (others.length > 0) throw new ManagerError('conflict', `'${path.basename(base)}' is also the backing file of volume(s) ${others.join(', ')}: committing into it would change what they read`);
+    const into = chain[depth];
+    const between = chain.slice(1, depth);
+    if (path.dirname(into) !== realOr(this.pool.dir)) {
+      throw new ManagerError('conflict', `the image to commit into ('${into}') is not a volume of the pool (a template's disk, or a file of your own): commit writes only into pool volumes`);
+    }
+    // Nothing else may read the image written, nor the images between (what they read through it changes).
+    for (let i = 1; i <= depth; i++) {
+      const others = this.pool.overlaysOf(chain[i]).filter((name) => realOr(this.pool.pathOf(name)) !== chain[i - 1]);
+      if (others.length > 0) {
+        throw new ManagerError('conflict', `'${path.basename(chain[i])}' is also the backing file of volume(s) ${others.join(', ')}: committing into ${i === depth ? 'it' : `'${path.basename(into)}' below it`} would change what they read`);
+      }
+    }
     for (const other of this.manager.list()) {
       const chains = other.definition.disks.filter((d, i) => other.name !== vm || i !== index).flatMap((d) => chainOf(d.path));
-      if (chains.includes(base)) throw new ManagerError('conflict', `'${path.basename(base)}' is in the backing chain of a disk of VM '${other.name}'`);
+      const shared = chain.slice(1, depth + 1).find((f) => chains.includes(f));
+      if (shared !== undefined) throw new ManagerError('conflict', `'${path.basename(shared)}' is in the backing chain of a disk of VM '${other.name}'`);
     }
     if (this.busy.has(vm)) throw new ManagerError('conflict', `a disk snapshot, backup or commit of VM '${vm}' is in progress`);
     this.busy.add(vm);
@@ -333,7 +355,8 @@ export class DiskSnapshots {
         let answer: Record<string, unknown>;
         try {
           // The copy runs with the guest paused: allow a slow disk (1 s per 10 MiB the overlay holds, at least 60 s).
-          answer = await this.manager.control(vm, { cmd: 'disk-commit', index }, Math.max(60_000, info.actualSize / 10_000));
+          const bytes = [overlay, ...between].reduce((sum, f) => sum + imageInfo(f).actualSize, 0);
+          answer = await this.manager.control(vm, { cmd: 'disk-commit', index, ...(depth > 1 ? { base: into } : {}) }, Math.max(60_000, bytes / 10_000));
         } catch (error) {
           throw new ManagerError('snapshot_failed', `VM '${vm}': ${(error as Error).message}`);
         }
@@ -345,32 +368,38 @@ export class DiskSnapshots {
         };
       } else {
         try {
-          result = commitOverlay(current.path);
+          result = commitOverlay(current.path, depth > 1 ? into : undefined);
         } catch (error) {
           throw storageToManagerError(error, `committing disk ${diskName(index)} of VM '${vm}'`);
         }
       }
       const paths = view.definition.disks.map((d) => d.path);
-      paths[index] = base;
+      paths[index] = into;
       this.manager.setDiskPaths(vm, paths);
-      // The snapshots that froze the image written into are no longer what they froze.
+      // The snapshots that froze the image written into, or an image between (it reads through it), are no longer
+      // what they froze.
+      const stale = new Set(chain.slice(1, depth + 1));
       const dropped: string[] = [];
       for (const record of this.list(vm)) {
-        if (record.disks.some((d) => realOr(d.image) === base)) {
+        if (record.disks.some((d) => stale.has(realOr(d.image)))) {
           removeFileDurable(this.recordFile(vm, record.name));
           dropped.push(record.name);
         }
       }
-      let removed = false;
-      if (remove && !this.definedChains().has(overlay) && this.pool.overlaysOf(overlay).length === 0
-        && !this.manager.list().some((v) => this.list(v.name).some((r) => r.disks.some((d) => realOr(d.image) === overlay)))) {
-        removeFileDurable(overlay);
-        removed = true;
+      // --delete: the overlay, then each image between, when nothing else needs it.
+      const removedFiles: string[] = [];
+      if (remove) {
+        for (const file of [overlay, ...between]) {
+          if (this.definedChains().has(file) || this.pool.overlaysOf(file).length > 0
+            || this.manager.list().some((v) => this.list(v.name).some((r) => r.disks.some((d) => realOr(d.image) === file)))) break;
+          removeFileDurable(file);
+          removedFiles.push(file);
+        }
       }
       return {
-        vm, disk: diskName(index), index, live, committed: overlay, into: base, dataBytes: result.dataBytes, zeroBytes: result.zeroBytes,
+        vm, disk: diskName(index), index, live, committed: overlay, into, intermediates: between, dataBytes: result.dataBytes, zeroBytes: result.zeroBytes,
         ...(result.pausedMs !== undefined ? { pausedMs: result.pausedMs } : {}), ...(result.pausedBytes !== undefined ? { pausedBytes: result.pausedBytes } : {}),
-        removed, droppedSnapshots: dropped,
+        removed: removedFiles.includes(overlay), removedFiles, droppedSnapshots: dropped,
       };
     } finally {
       this.busy.delete(vm);
@@ -423,6 +452,8 @@ export interface BlockCommitResult {
   /** The overlay whose content was committed, and the image it went into (the disk from now on). */
   committed: string;
   into: string;
+  /** The images between the overlay and the one written into (--base), top down: their content was committed too. */
+  intermediates: string[];
   dataBytes: number;
   zeroBytes: number;
   pausedMs?: number;
@@ -430,6 +461,8 @@ export interface BlockCommitResult {
   pausedBytes?: number;
   /** Whether the overlay file was deleted (remove asked for, and nothing else needs it). */
   removed: boolean;
+  /** Every file deleted: the overlay, then the images between that nothing else needed. */
+  removedFiles: string[];
   /** Disk snapshots dropped: they froze the image that was written into. */
   droppedSnapshots: string[];
 }
@@ -438,21 +471,25 @@ export const blockCommitSchema = {
   $id: 'BlockCommit',
   type: ['object', 'null'],
   additionalProperties: false,
-  properties: { delete: { type: 'boolean', default: false, description: 'delete the overlay file afterwards when nothing else needs it (virsh blockcommit --delete)' } },
+  properties: {
+    delete: { type: 'boolean', default: false, description: 'delete the committed files afterwards (the overlay, and with base the images between) when nothing else needs them (virsh blockcommit --delete)' },
+    base: { type: 'string', minLength: 1, maxLength: 4096, description: 'the image of the disk\'s backing chain to commit into (virsh blockcommit --base), a pool volume\'s name or a path; the images between are committed too. Default: the overlay\'s backing file' },
+  },
 } as const;
 
 export const blockCommitResultSchema = {
   $id: 'BlockCommitResult',
   type: 'object',
-  required: ['vm', 'disk', 'index', 'live', 'committed', 'into', 'dataBytes', 'zeroBytes', 'removed', 'droppedSnapshots'],
+  required: ['vm', 'disk', 'index', 'live', 'committed', 'into', 'intermediates', 'dataBytes', 'zeroBytes', 'removed', 'removedFiles', 'droppedSnapshots'],
   properties: {
     vm: { type: 'string' }, disk: { type: 'string' }, index: { type: 'integer' }, live: { type: 'boolean' },
     committed: { type: 'string', description: 'the overlay whose content was written into its backing image' },
-    into: { type: 'string', description: 'the backing image: the disk from now on' },
+    into: { type: 'string', description: 'the image written into: the disk from now on' },
+    intermediates: { type: 'array', items: { type: 'string' }, description: 'the images between (base), top down, committed too' },
     dataBytes: { type: 'integer' }, zeroBytes: { type: 'integer' },
     pausedMs: { type: 'number', description: 'how long the guest was paused (running VM)' },
     pausedBytes: { type: 'integer', description: 'bytes copied while paused: what the guest wrote during the copy (running VM)' },
-    removed: { type: 'boolean' }, droppedSnapshots: { type: 'array', items: { type: 'string' } },
+    removed: { type: 'boolean' }, removedFiles: { type: 'array', items: { type: 'string' } }, droppedSnapshots: { type: 'array', items: { type: 'string' } },
   },
 } as const;
 

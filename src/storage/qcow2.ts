@@ -771,61 +771,87 @@ export function createQcow2(file: string, options: CreateQcow2Options): void {
 }
 
 export interface CommitResult {
-  /** The backing image written (absolute, as resolved from the overlay's header). */
+  /** The backing image written (absolute, as resolved from the header above it). */
   backingPath: string;
   backingFormat: ImageFormat;
-  /** Guest bytes copied from the overlay's data clusters, and bytes zeroed for its zero clusters. */
+  /** The images between the overlay and the image written, top down (their content was committed too). */
+  intermediates: string[];
+  /** Guest bytes copied from the data clusters of the committed images, and bytes zeroed for their zero clusters. */
   dataBytes: number;
   zeroBytes: number;
 }
 
 /**
- * Block commit (QEMU's `qemu-img commit`, libvirt's blockcommit of the top image): write everything the qcow2 overlay
- * `overlay` holds into its backing image, which is opened writable (its format from the overlay's header, else
- * probed: a probed raw backing file refuses a qcow2 magic in its first sector, as any probed raw disk does). The
- * overlay itself is not changed, and it stays valid over the backing file at every instant (each range written below
- * is one the overlay holds, so what the overlay reads never changes): a commit cut short can be run again. The
- * backing image is synced before this returns. The caller makes sure nothing else reads the backing file.
+ * Block commit (QEMU's `qemu-img commit [-b BASE]`, libvirt's blockcommit [--base]): write everything the qcow2
+ * overlay `overlay` holds, and with `base` everything the images between them hold too, into the image below (its
+ * immediate backing file, or `base`, which must be in the overlay's backing chain). That image is opened writable (its
+ * format from the header above it, else probed: a probed raw image refuses a qcow2 magic in its first sector, as any
+ * probed raw disk does); the images above it are read-only and not changed. The images are committed bottom-up, each
+ * one's own clusters (data, or zeros for its zero clusters), so an upper image's content lands over a lower one's and
+ * `base` then reads what the overlay read. Every range written is one some image above holds, so what the overlay
+ * reads never changes: a commit cut short can be run again. The intermediate images' own view does change (`base`
+ * below them now holds upper content): callers drop them from use. `base` is synced before this returns. The caller
+ * makes sure nothing else reads the images concerned.
  */
-export function commitOverlay(overlay: string): CommitResult {
-  let base: BlockBackend | undefined;
-  let baseFormat: ImageFormat | undefined;
-  let basePath: string | undefined;
-  const top = new Qcow2Image(overlay, true, (backingPath, backingFormat) => {
-    basePath = backingPath;
-    // Writable; its own backing chain (if any) read-only, as openImage opens chains.
-    base = openChain(backingPath, backingFormat, false, 1, new Set([realOrSelf(overlay)]));
-    baseFormat = base.format;
-    return base;
-  });
-  try {
-    if (base === undefined || basePath === undefined || baseFormat === undefined) {
-      throw new StorageError('range', `'${overlay}' has no backing file: there is nothing to commit it into`);
+export function commitOverlay(overlay: string, base?: string): CommitResult {
+  const target = base === undefined ? undefined : realOrSelf(base);
+  const found: { base?: BlockBackend; basePath?: string; intermediates: Qcow2Image[] } = { intermediates: [] };
+  const seen = new Set([realOrSelf(overlay)]);
+  const openBelow = (file: string, format: ImageFormat | undefined, depth: number): BlockBackend => {
+    if (target === undefined || realOrSelf(file) === target) {
+      // The image written: writable; its own backing chain (if any) read-only, as openImage opens chains.
+      found.base = openChain(file, format, false, depth, seen);
+      found.basePath = file;
+      return found.base;
     }
-    if (base.size < top.size) {
-      throw new StorageError('unsupported', `'${overlay}' (${top.size} bytes) is larger than its backing file (${base.size} bytes): growing the backing file is not supported`);
+    // Above the image written: read-only, and committed too.
+    if (depth > MAX_CHAIN_DEPTH) throw new StorageError('backing', `backing chain deeper than ${MAX_CHAIN_DEPTH} at '${file}'`);
+    const real = realOrSelf(file);
+    if (seen.has(real)) throw new StorageError('backing', `backing chain loops back to '${file}'`);
+    seen.add(real);
+    if ((format ?? detectFormat(file)) === 'raw') return new RawBackend(file, true, format === undefined); // the chain ends here
+    const image = new Qcow2Image(file, true, (backingPath, backingFormat) => openBelow(backingPath, backingFormat, depth + 1));
+    found.intermediates.push(image); // after its own backing: bottom-up
+    return image;
+  };
+  const top = new Qcow2Image(overlay, true, (backingPath, backingFormat) => openBelow(backingPath, backingFormat, 1));
+  try {
+    const into = found.base;
+    if (into === undefined || found.basePath === undefined) {
+      throw new StorageError('range', base === undefined
+        ? `'${overlay}' has no backing file: there is nothing to commit it into`
+        : `'${base}' is not in the backing chain of '${overlay}'`);
+    }
+    if (into.size < top.size) {
+      throw new StorageError('unsupported', `'${overlay}' (${top.size} bytes) is larger than its backing file (${into.size} bytes): growing the backing file is not supported`);
     }
     const chunk = Buffer.alloc(1 << 20);
     let dataBytes = 0, zeroBytes = 0;
-    for (const run of top.allocatedRuns()) {
-      if (run.zero) {
-        base.writeZeroes(run.offset, run.length);
-        zeroBytes += run.length;
-        continue;
+    for (const image of [...found.intermediates, top]) {
+      for (const run of image.allocatedRuns()) {
+        const length = Math.min(run.length, into.size - run.offset);
+        if (length <= 0) continue;
+        if (run.zero) {
+          into.writeZeroes(run.offset, length);
+          zeroBytes += length;
+          continue;
+        }
+        for (let done = 0; done < length;) {
+          const n = Math.min(chunk.length, length - done);
+          const piece = chunk.subarray(0, n);
+          image.read(run.offset + done, piece);
+          into.write(run.offset + done, piece);
+          done += n;
+        }
+        dataBytes += length;
       }
-      for (let done = 0; done < run.length;) {
-        const n = Math.min(chunk.length, run.length - done);
-        const piece = chunk.subarray(0, n);
-        top.read(run.offset + done, piece);
-        base.write(run.offset + done, piece);
-        done += n;
-      }
-      dataBytes += run.length;
     }
-    base.flush();
-    return { backingPath: basePath, backingFormat: baseFormat, dataBytes, zeroBytes };
+    into.flush();
+    return {
+      backingPath: found.basePath, backingFormat: into.format, intermediates: found.intermediates.map((i) => i.path).reverse(), dataBytes, zeroBytes,
+    };
   } finally {
-    top.close(); // closes the backing image too (a qcow2 one gives back its reserved clusters)
+    top.close(); // closes the chain below too (a qcow2 image written gives back its reserved clusters)
   }
 }
 

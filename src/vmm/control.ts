@@ -223,7 +223,8 @@ export class ControlServer {
         if (!isSwitchableMachine(vm)) return { ok: false, error: 'no machine whose disks can be switched' };
         if (!Number.isInteger(r.index) || (r.index as number) < 0 || (r.index as number) >= (vm.config.disks?.length ?? 0)) return { ok: false, error: 'disk-commit needs "index": a disk number' };
         try {
-          return { ok: true, ...(await commitDisk(vm, r.index as number)) };
+          // "base": commit into that image of the chain (blockcommit --base), not the overlay's backing file.
+          return { ok: true, ...(await commitDisk(vm, r.index as number, typeof r.base === 'string' ? { base: r.base } : {})) };
         } catch (error) {
           return { ok: false, error: `disk-commit failed: ${(error as Error).message}` };
         }

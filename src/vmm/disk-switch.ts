@@ -9,7 +9,7 @@
 // of this VMM (state.json) names the image the guest now writes.
 
 import fs from 'node:fs';
-import type { BlockBackend } from '../storage/backend.ts';
+import type { BlockBackend, ImageFormat } from '../storage/backend.ts';
 import { imageInfo, openImage, Qcow2Image } from '../storage/qcow2.ts';
 import { VirtioBlock } from '../devices/virtio/blk.ts';
 
@@ -112,8 +112,12 @@ export async function switchDisks(vm: SwitchableMachine, switches: DiskSwitch[])
  * A failure before the switch puts the overlay back as it was: the disk reads the same, the commit can be run again.
  * `betweenChunks` is for tests (it gets the backend the guest writes through during the first pass).
  */
-export async function commitDisk(vm: SwitchableMachine, index: number, options: { chunkBytes?: number; betweenChunks?: (guestBackend: BlockBackend) => void | Promise<void> } = {}): Promise<{
-  pausedMs?: number; dataBytes: number; zeroBytes: number; pausedBytes: number; image: string;
+export async function commitDisk(vm: SwitchableMachine, index: number, options: {
+  chunkBytes?: number; betweenChunks?: (guestBackend: BlockBackend) => void | Promise<void>;
+  /** Commit into this image of the backing chain (virsh blockcommit --base), the images between included; default: the overlay's backing file. */
+  base?: string;
+} = {}): Promise<{
+  pausedMs?: number; dataBytes: number; zeroBytes: number; pausedBytes: number; image: string; intermediates: string[];
 }> {
   const blocks = vm.virtio.functions.map((f) => f.device).filter((d): d is VirtioBlock => d instanceof VirtioBlock);
   const disks = vm.config.disks ?? [];
@@ -122,20 +126,42 @@ export async function commitDisk(vm: SwitchableMachine, index: number, options: 
   if (!disk) throw new Error(`there is no disk ${index}`);
   if (disk.readonly) throw new Error(`disk ${index} is read-only: it has nothing to commit`);
   const info = imageInfo(disk.path);
-  const backingPath = info.backingPath;
-  if (backingPath === undefined) throw new Error(`disk ${index} ('${disk.path}') has no backing file`);
+  if (info.backingPath === undefined) throw new Error(`disk ${index} ('${disk.path}') has no backing file`);
   if (info.virtualSize !== blocks[index].capacity * 512) throw new Error(`disk ${index}: the overlay's size differs from the disk's`);
+  // The chain below the overlay down to the image written into: [backing, ..., base], each with its format as the
+  // header above it names it (probed when it does not say), as the overlay's chain opened them.
+  const below: Array<{ path: string; format: ImageFormat | undefined }> = [];
+  const wanted = options.base === undefined ? undefined : realPath(options.base);
+  for (let above = info; ;) {
+    if (above.backingPath === undefined || below.length > 16) {
+      throw new Error(`'${options.base}' is not in the backing chain of disk ${index} ('${disk.path}')`);
+    }
+    below.push({ path: above.backingPath, format: above.backingFormat });
+    if (wanted === undefined || realPath(above.backingPath) === wanted) break;
+    above = imageInfo(above.backingPath, above.backingFormat);
+  }
+  const { path: backingPath, format: backingFormat } = below[below.length - 1];
   // The backing image becomes the disk: it must be as large (checked before anything is written into it).
-  if (imageInfo(backingPath, info.backingFormat).virtualSize !== info.virtualSize) throw new Error(`disk ${index}: the backing image's size differs from the overlay's`);
+  if (imageInfo(backingPath, backingFormat).virtualSize !== info.virtualSize) throw new Error(`disk ${index}: the backing image's size differs from the overlay's`);
   const chunkBytes = options.chunkBytes ?? 1 << 20;
 
-  // Opened as the overlay's header names it (probed when it does not say), as the overlay opened it.
-  const base = openImage(backingPath, { format: info.backingFormat });
+  const base = openImage(backingPath, { format: backingFormat });
+  // The images between, read-only: nothing writes them (the guest writes the overlay); their own clusters are
+  // committed first, bottom-up, so the overlay's land over them.
+  const intermediates: BlockBackend[] = [];
+  try {
+    for (const image of below.slice(0, -1).reverse()) intermediates.push(openImage(image.path, { format: image.format, readonly: true }));
+  } catch (error) {
+    for (const image of intermediates) image.close();
+    base.close();
+    throw error;
+  }
   const tracker = new WriteTracker(info.virtualSize, TRACK_GRAIN);
   let overlay: BlockBackend;
   try {
     overlay = blocks[index].replaceBackend(tracker);
   } catch (error) {
+    for (const image of intermediates) image.close();
     base.close();
     throw error;
   }
@@ -147,21 +173,25 @@ export async function commitDisk(vm: SwitchableMachine, index: number, options: 
     if (!(overlay instanceof Qcow2Image)) throw new Error(`disk ${index} is not a qcow2 overlay`);
     let dataBytes = 0, zeroBytes = 0, pausedBytes = 0;
     const buffer = Buffer.alloc(chunkBytes);
-    // Pass 1, the guest running. The overlay's own handle has its current mapping (allocatedRuns).
-    for (const run of overlay.allocatedRuns()) {
-      if (run.zero) {
-        base.writeZeroes(run.offset, run.length);
-        zeroBytes += run.length;
-        continue;
-      }
-      for (let done = 0; done < run.length;) {
-        const n = Math.min(chunkBytes, run.length - done);
-        overlay.read(run.offset + done, buffer.subarray(0, n));
-        base.write(run.offset + done, buffer.subarray(0, n));
-        done += n;
-        dataBytes += n;
-        await options.betweenChunks?.(tracker);
-        await new Promise((resolve) => setImmediate(resolve)); // the guest runs on
+    // Pass 1, the guest running: the images between, bottom-up, then the overlay (its own handle has its current
+    // mapping: allocatedRuns).
+    for (const image of [...intermediates, overlay]) {
+      if (!(image instanceof Qcow2Image)) throw new Error(`disk ${index}: an image above the one committed into is not qcow2`);
+      for (const run of image.allocatedRuns()) {
+        if (run.zero) {
+          base.writeZeroes(run.offset, run.length);
+          zeroBytes += run.length;
+          continue;
+        }
+        for (let done = 0; done < run.length;) {
+          const n = Math.min(chunkBytes, run.length - done);
+          image.read(run.offset + done, buffer.subarray(0, n));
+          base.write(run.offset + done, buffer.subarray(0, n));
+          done += n;
+          dataBytes += n;
+          await options.betweenChunks?.(tracker);
+          await new Promise((resolve) => setImmediate(resolve)); // the guest runs on
+        }
       }
     }
     // Pass 2, paused: what the guest wrote meanwhile.
@@ -185,7 +215,10 @@ export async function commitDisk(vm: SwitchableMachine, index: number, options: 
     overlay.close(); // and its read-only handle of the backing image
     disk.path = backingPath;
     if (disk.format !== undefined) disk.format = base.format;
-    return { ...(pausedHere ? { pausedMs: performance.now() - started } : {}), dataBytes, zeroBytes, pausedBytes, image: backingPath };
+    return {
+      ...(pausedHere ? { pausedMs: performance.now() - started } : {}), dataBytes, zeroBytes, pausedBytes, image: backingPath,
+      intermediates: below.slice(0, -1).map((b) => b.path),
+    };
   } catch (error) {
     if (!switched) {
       blocks[index].replaceBackend(overlay);
@@ -193,7 +226,16 @@ export async function commitDisk(vm: SwitchableMachine, index: number, options: 
     }
     throw error;
   } finally {
+    for (const image of intermediates) image.close();
     if (pausedHere) vm.resume?.();
+  }
+}
+
+function realPath(file: string): string {
+  try {
+    return fs.realpathSync(file);
+  } catch {
+    return file;
   }
 }
 
