@@ -1,45 +1,64 @@
 // virtio-net (virtio 1.2 §5.1) on a host packet backend (a TAP device, src/net/tap.ts): one receive queue
 // and one transmit queue, no control queue, no multiqueue.
 //
-// Offered features: VIRTIO_NET_F_MAC (the MAC is in the configuration) and VIRTIO_NET_F_STATUS (link state,
-// changed at run time by setLinkUp); with a backend that can hand over offloaded frames (a TAP: setOffload), the
-// receive checksum offload GUEST_CSUM: the host's kernel marks a frame's checksum as verified (DATA_VALID) or
-// leaves it partial (NEEDS_CSUM, csum_start/csum_offset), so the guest does not checksum every byte it receives.
-// Measured with bench/io's TCP test on the soft engine (4 MiB host -> guest, in-process counters): 19.9 M guest
-// instructions and 4.4 s of VMM CPU without it, 13.3 M and 2.0 s with it (csum_partial and __skb_checksum were
-// about 7% of the guest's samples, and fewer instructions per frame let the host's TCP send faster).
-// Not offered, so the guest does them itself: transmit checksum and segmentation offload (CSUM, HOST_TSO*, UFO),
-// receive segmentation offload (GUEST_TSO4/6), VIRTIO_NET_F_MRG_RXBUF (without it every received frame goes into
-// one descriptor chain: Linux posts 1518-byte "small" buffers plus the header) and VIRTIO_NET_F_MTU (the MTU is
-// Linux's default 1500). GUEST_TSO4/6 were tried and measured slower without MRG_RXBUF: Linux then posts "big"
-// chains of 17 pages per frame (§5.1.6.3.1), and at the soft engine's rates the host's TSO autosizing made
-// segments of ~2.9 KB on average, so refilling those chains (try_fill_recv, virtqueue_add_split: ~20% of the
-// guest's samples) cost more than the segments saved: 16.9 M instructions and 3.1 s CPU for the same 4 MiB.
+// Offered features: VIRTIO_NET_F_MAC (the MAC is in the configuration), VIRTIO_NET_F_STATUS (link state, changed
+// at run time by setLinkUp) and VIRTIO_NET_F_MRG_RXBUF; with a backend that takes and hands over offloaded frames
+// (a TAP with IFF_VNET_HDR: setOffload), also:
+//   - GUEST_CSUM: the host's kernel marks a received frame's checksum as verified (DATA_VALID) or leaves it
+//     partial (NEEDS_CSUM, csum_start/csum_offset), so the guest does not checksum every byte it receives;
+//   - GUEST_TSO4/6 (each needs GUEST_CSUM, §5.1.3.1): the TAP hands over TCP segments of up to 64 KiB
+//     (TUNSETOFFLOAD TUN_F_TSO4/6) and the guest receives them whole, gso_type/gso_size/hdr_len telling it how
+//     they were cut (its GRO does the same for frames it gets one by one);
+//   - CSUM: the guest leaves a transmitted frame's TCP/UDP checksum to the host (NEEDS_CSUM, csum_start/offset);
+//   - HOST_TSO4/6 (each needs CSUM): the guest sends TCP segments of up to 64 KiB with gso_type/gso_size and the
+//     host's kernel cuts them (or delivers them whole to a local socket).
+// Not offered: ECN with GSO (GUEST_ECN/HOST_ECN), UFO/USO (Linux 6.1's driver sends no UFO and knows no USO),
+// VIRTIO_NET_F_MTU (the MTU is Linux's default 1500), the control queue and multiqueue.
+// RINGZERO_NET_FEATURES (a comma-separated subset of mrg_rxbuf, guest_csum, guest_tso, csum, host_tso, or
+// "none") narrows the offer; bench/io uses it to measure the device with and without them.
 //
 // Every frame carries a struct virtio_net_hdr (12 bytes: flags, gso_type, hdr_len, gso_size, csum_start,
-// csum_offset, num_buffers): with VIRTIO_F_VERSION_1 num_buffers is always present (§5.1.6). The TAP backend
-// is opened with the same 12-byte header, but the device never passes the guest's header through: it
-// writes an all-zero header (no checksum or GSO work asked of the host). Receive headers come from the host's
-// kernel: their checksum flags and offsets are passed on (num_buffers set to 1) when the guest negotiated
-// GUEST_CSUM; without it the device writes flags 0 itself, as §5.1.6.4 requires. A GSO frame (never asked of the
-// TAP, so never expected) is dropped.
+// csum_offset, num_buffers): with VIRTIO_F_VERSION_1 num_buffers is always present (§5.1.6). The TAP is opened
+// with the same 12-byte header (TUNSETVNETHDRSZ), so a header crosses between guest and host in the same layout,
+// but never unchecked: the device passes only the fields the negotiated features give meaning to.
+//   Transmit (§5.1.6.2): NEEDS_CSUM only with CSUM and with csum_start + csum_offset + 2 inside the frame; a GSO
+//   type only the negotiated HOST_TSO4/6, with NEEDS_CSUM and a non-zero gso_size (Linux's driver always sends
+//   them so); every other flag (DATA_VALID from a guest would tell the host to skip its own checksum check),
+//   hdr_len/gso_size without GSO, csum fields without NEEDS_CSUM and num_buffers are zeroed. Anything else is
+//   dropped and counted, not sent out wrong. The host's kernel checks the header again (virtio_net_hdr_to_skb).
+//   Receive (§5.1.6.4): the TAP's checksum flags and offsets reach the guest only with GUEST_CSUM (otherwise the
+//   header is all zero, as the spec requires), GSO frames only of a type the guest negotiated (the TAP is asked
+//   for no other; one that comes anyway is dropped without using a buffer).
 //
-// Receive: frames are read from the backend only while the guest has posted receive buffers; otherwise they
-// stay queued in the host kernel (the TAP's txqueuelen bounds them, and the kernel drops beyond it, as a
-// full NIC ring would). A frame larger than the chain offered for it is dropped and counted.
-import { VirtqueueError, gather, scatter, type DescriptorChain } from './queue.ts';
+// Receive buffers: without MRG_RXBUF every frame goes into one descriptor chain (Linux posts 1518-byte buffers,
+// or with GUEST_TSO and no MRG_RXBUF "big" chains of 17 pages); a frame larger than the chain is dropped and the
+// chain returned empty. With MRG_RXBUF (§5.1.6.3, §5.1.6.4.2) a frame is spread over as many chains as it takes,
+// each filled completely but the last, num_buffers in the first chain's header says how many, and all of them
+// are published in the used ring at once (the driver expects to find them together). If the guest has not posted
+// enough buffers yet, the chains taken are put back on the ring unused, the frame waits in the device (one
+// frame) and the device asks to be notified when more buffers come; a frame that needs more chains than the
+// ring holds is dropped. A chain shorter than the header (or empty) breaks §5.1.6.3.1's rule that every
+// buffer hold at least the header: the frame is dropped and every chain taken for it returned with length 0,
+// which a driver discards. Measured before MRG_RXBUF (bench/io's TCP test, soft engine, 4 MiB host -> guest):
+// GUEST_TSO4/6 without it was slower than plain frames (refilling the 17-page chains cost more than the
+// segments saved), which is why GUEST_TSO came with mergeable buffers only.
+//
+// Frames are read from the backend only while the guest has posted receive buffers; otherwise they stay queued
+// in the host kernel (the TAP's txqueuelen bounds them, and the kernel drops beyond it, as a full NIC ring would).
+import { VirtqueueError, gather, scatter, type DescriptorChain, type SplitQueue } from './queue.ts';
 import { VirtioDevice, VIRTIO_ID_NET, bit, readLe } from './device.ts';
 
 // Feature bits (§5.1.3).
 export const VIRTIO_NET_F_CSUM = 0n, VIRTIO_NET_F_GUEST_CSUM = 1n, VIRTIO_NET_F_MTU = 3n, VIRTIO_NET_F_MAC = 5n;
-export const VIRTIO_NET_F_GUEST_TSO4 = 7n, VIRTIO_NET_F_GUEST_TSO6 = 8n;
+export const VIRTIO_NET_F_GUEST_TSO4 = 7n, VIRTIO_NET_F_GUEST_TSO6 = 8n, VIRTIO_NET_F_GUEST_ECN = 9n, VIRTIO_NET_F_GUEST_UFO = 10n;
+export const VIRTIO_NET_F_HOST_TSO4 = 11n, VIRTIO_NET_F_HOST_TSO6 = 12n, VIRTIO_NET_F_HOST_ECN = 13n, VIRTIO_NET_F_HOST_UFO = 14n;
 export const VIRTIO_NET_F_MRG_RXBUF = 15n, VIRTIO_NET_F_STATUS = 16n, VIRTIO_NET_F_CTRL_VQ = 17n, VIRTIO_NET_F_MQ = 22n;
 /** Link status bit of the configuration's status field (§5.1.4). */
 export const VIRTIO_NET_S_LINK_UP = 1;
 // virtio_net_hdr flags and gso types (§5.1.6).
 export const VIRTIO_NET_HDR_F_NEEDS_CSUM = 1, VIRTIO_NET_HDR_F_DATA_VALID = 2;
-export const VIRTIO_NET_HDR_GSO_NONE = 0, VIRTIO_NET_HDR_GSO_TCPV4 = 1, VIRTIO_NET_HDR_GSO_TCPV6 = 4;
-/** gso_type's ECN bit (§5.1.6): the segments carry CWR; only with VIRTIO_NET_F_GUEST_ECN, not offered. */
+export const VIRTIO_NET_HDR_GSO_NONE = 0, VIRTIO_NET_HDR_GSO_TCPV4 = 1, VIRTIO_NET_HDR_GSO_UDP = 3, VIRTIO_NET_HDR_GSO_TCPV6 = 4;
+/** gso_type's ECN bit (§5.1.6): the segments carry CWR; only with GUEST_ECN/HOST_ECN, not offered. */
 export const VIRTIO_NET_HDR_GSO_ECN = 0x80;
 /** What a backend may be asked to hand over (the TAP's TUN_F_* flags, linux/if_tun.h). */
 export const OFFLOAD_CSUM = 0x01, OFFLOAD_TSO4 = 0x02, OFFLOAD_TSO6 = 0x04;
@@ -50,17 +69,35 @@ export const NET_QUEUE_SIZE = 256;
 /** Ethernet header; a frame shorter than that is not a frame. */
 const ETH_HEADER_BYTES = 14;
 /**
- * Largest frame accepted either way: without GSO, Linux never builds more than MTU + Ethernet header
+ * Largest plain frame accepted either way: without GSO, Linux never builds more than MTU + Ethernet header
  * (+ VLAN tag); 65535 leaves room for a guest that raises its MTU, as a TAP accepts that much.
  */
 export const NET_MAX_FRAME = 65535;
 /**
- * Largest frame read from the backend: a 64 KiB GSO segment is an IP datagram of up to 65535 bytes behind its
- * Ethernet header (and a VLAN tag).
+ * Largest GSO frame either way, and the largest read from the backend: a 64 KiB segment is an IP datagram of up
+ * to 65535 bytes behind its Ethernet header (and a VLAN tag).
  */
 export const NET_MAX_RX_FRAME = 65535 + ETH_HEADER_BYTES + 4;
 /** Configuration: mac[6], status u16, max_virtqueue_pairs u16 (§5.1.4). */
 const CONFIG_BYTES = 10;
+
+/** The features RINGZERO_NET_FEATURES can name (each offered only where the backend allows it). */
+export const NET_FEATURE_NAMES = ['mrg_rxbuf', 'guest_csum', 'guest_tso', 'csum', 'host_tso'] as const;
+export type NetFeatureName = (typeof NET_FEATURE_NAMES)[number];
+
+/** Parse RINGZERO_NET_FEATURES: unset or empty is every feature, "none" none; an unknown name throws. */
+export function parseNetFeatures(text: string | undefined): Set<NetFeatureName> {
+  if (text === undefined || text.trim() === '') return new Set(NET_FEATURE_NAMES);
+  if (text.trim() === 'none') return new Set();
+  const out = new Set<NetFeatureName>();
+  for (const word of text.split(',').map((w) => w.trim()).filter((w) => w !== '')) {
+    if (!(NET_FEATURE_NAMES as readonly string[]).includes(word)) {
+      throw new Error(`RINGZERO_NET_FEATURES: unknown feature '${word}' (known: ${NET_FEATURE_NAMES.join(', ')}, or none)`);
+    }
+    out.add(word as NetFeatureName);
+  }
+  return out;
+}
 
 /** Where frames go and come from: a TAP device, or a test double. Frames include the 12-byte header. */
 export interface NetBackend {
@@ -109,14 +146,33 @@ export class VirtioNet extends VirtioDevice {
   private readonly config = new Uint8Array(CONFIG_BYTES);
   /** Receive bounce buffer: one frame as the backend gives it (header + frame). */
   private readonly rxFrame = new Uint8Array(NET_HDR_BYTES + NET_MAX_RX_FRAME);
-  private readonly txFrame = new Uint8Array(NET_HDR_BYTES + NET_MAX_FRAME);
+  /** Length of the frame in rxFrame still waiting for receive buffers (mergeable buffers ran out), if any. */
+  private rxHeld: number | undefined;
+  private readonly txFrame = new Uint8Array(NET_HDR_BYTES + NET_MAX_RX_FRAME);
+  private readonly numBuffers = new Uint8Array(2);
   private closed = false;
 
-  constructor(private readonly backend: NetBackend, readonly mac: Uint8Array) {
+  /**
+   * `features` narrows what is offered (default: RINGZERO_NET_FEATURES, else all); the offloads also need a backend
+   * that can be told what to hand over and takes offloaded frames (setOffload: a TAP).
+   */
+  constructor(private readonly backend: NetBackend, readonly mac: Uint8Array, features: Set<NetFeatureName> = parseNetFeatures(process.env.RINGZERO_NET_FEATURES)) {
     super();
     if (mac.length !== 6) throw new RangeError('a MAC address has 6 bytes');
-    // GUEST_CSUM needs a backend that can be told what to hand over.
-    this.deviceFeatures = bit(VIRTIO_NET_F_MAC) | bit(VIRTIO_NET_F_STATUS) | (backend.setOffload ? bit(VIRTIO_NET_F_GUEST_CSUM) : 0n);
+    let f = bit(VIRTIO_NET_F_MAC) | bit(VIRTIO_NET_F_STATUS);
+    if (features.has('mrg_rxbuf')) f |= bit(VIRTIO_NET_F_MRG_RXBUF);
+    if (backend.setOffload) {
+      // §5.1.3.1: GUEST_TSO4/6 need GUEST_CSUM, HOST_TSO4/6 need CSUM; never offer one without the other.
+      if (features.has('guest_csum')) {
+        f |= bit(VIRTIO_NET_F_GUEST_CSUM);
+        if (features.has('guest_tso')) f |= bit(VIRTIO_NET_F_GUEST_TSO4) | bit(VIRTIO_NET_F_GUEST_TSO6);
+      }
+      if (features.has('csum')) {
+        f |= bit(VIRTIO_NET_F_CSUM);
+        if (features.has('host_tso')) f |= bit(VIRTIO_NET_F_HOST_TSO4) | bit(VIRTIO_NET_F_HOST_TSO6);
+      }
+    }
+    this.deviceFeatures = f;
     this.config.set(mac, 0);
     const c = new DataView(this.config.buffer);
     c.setUint16(6, VIRTIO_NET_S_LINK_UP, true);
@@ -191,17 +247,32 @@ export class VirtioNet extends VirtioDevice {
   }
 
   onReset(): void {
+    this.rxHeld = undefined; // a frame waiting for the old driver's buffers is lost, as on a NIC reset
     this.setBackendOffload(0);
+  }
+
+  /** Whether the driver negotiated `feature` (and, for dependent features, what it depends on, §5.1.3.1). */
+  private has(feature: bigint): boolean {
+    const n = this.transport?.negotiated ?? 0n;
+    if ((n & bit(feature)) === 0n) return false;
+    if (feature === VIRTIO_NET_F_GUEST_TSO4 || feature === VIRTIO_NET_F_GUEST_TSO6) return (n & bit(VIRTIO_NET_F_GUEST_CSUM)) !== 0n;
+    if (feature === VIRTIO_NET_F_HOST_TSO4 || feature === VIRTIO_NET_F_HOST_TSO6) return (n & bit(VIRTIO_NET_F_CSUM)) !== 0n;
+    return true;
   }
 
   /** Receive offloads the driver negotiated, as backend flags. */
   private get offloads(): number {
-    return ((this.transport?.negotiated ?? 0n) & bit(VIRTIO_NET_F_GUEST_CSUM)) !== 0n ? OFFLOAD_CSUM : 0;
+    if (!this.has(VIRTIO_NET_F_GUEST_CSUM)) return 0;
+    return OFFLOAD_CSUM | (this.has(VIRTIO_NET_F_GUEST_TSO4) ? OFFLOAD_TSO4 : 0) | (this.has(VIRTIO_NET_F_GUEST_TSO6) ? OFFLOAD_TSO6 : 0);
   }
 
   private applyOffloads(): void {
-    // Refused (an old kernel): the guest gets plain frames, which every driver takes whatever it negotiated.
-    if (!this.setBackendOffload(this.offloads)) this.setBackendOffload(0);
+    // Refused (an old kernel): fall back to the checksum alone, then to plain frames, which every driver takes
+    // whatever it negotiated (fixReceiveHeader drops what the backend was not asked for).
+    const wanted = this.offloads;
+    if (this.setBackendOffload(wanted)) return;
+    if (wanted !== OFFLOAD_CSUM && wanted !== 0 && this.setBackendOffload(OFFLOAD_CSUM)) return;
+    this.setBackendOffload(0);
   }
 
   private setBackendOffload(flags: number): boolean {
@@ -215,19 +286,25 @@ export class VirtioNet extends VirtioDevice {
   }
 
   /**
-   * Make the receive header the guest may see (in place, in rxFrame); false when the frame needs offload work the
-   * guest did not negotiate (it is dropped).
+   * Make the receive header the guest may see (in place, in rxFrame; num_buffers 1); false when the frame needs
+   * offload work the guest did not negotiate (it is dropped). Idempotent: a frame held for buffers passes again.
    */
   private fixReceiveHeader(): boolean {
     const h = this.rxFrame;
-    const offloads = this.offloads;
-    // GSO was never asked of the backend (GUEST_TSO*/UFO are not offered): such a frame cannot be handed over.
-    if (h[1] !== VIRTIO_NET_HDR_GSO_NONE) return false;
-    if (offloads === 0) {
-      // Without GUEST_CSUM the host's flags never reach the guest (§5.1.6.4); the TAP sets none then anyway.
+    const gso = h[1];
+    if (gso !== VIRTIO_NET_HDR_GSO_NONE) {
+      // §5.1.6.4.2: only the GSO types the driver negotiated (the ECN bit needs GUEST_ECN, not offered).
+      const ok = (gso === VIRTIO_NET_HDR_GSO_TCPV4 && this.has(VIRTIO_NET_F_GUEST_TSO4))
+        || (gso === VIRTIO_NET_HDR_GSO_TCPV6 && this.has(VIRTIO_NET_F_GUEST_TSO6));
+      if (!ok) return false;
+    }
+    if (!this.has(VIRTIO_NET_F_GUEST_CSUM)) {
+      // Without GUEST_CSUM the host's flags never reach the guest (§5.1.6.4.2); the TAP sets none then anyway.
       h.fill(0, 0, NET_HDR_BYTES);
     } else {
       h[0] &= VIRTIO_NET_HDR_F_NEEDS_CSUM | VIRTIO_NET_HDR_F_DATA_VALID;
+      if (gso === VIRTIO_NET_HDR_GSO_NONE) h.fill(0, 2, 6); // hdr_len, gso_size mean nothing without GSO
+      if ((h[0] & VIRTIO_NET_HDR_F_NEEDS_CSUM) === 0) h.fill(0, 6, 10); // nor csum_start/offset without NEEDS_CSUM
     }
     h[10] = 1; // num_buffers = 1 (little-endian u16 at offset 10)
     h[11] = 0;
@@ -236,6 +313,7 @@ export class VirtioNet extends VirtioDevice {
 
   close(): void {
     this.closed = true;
+    this.rxHeld = undefined;
     this.backend.close();
   }
 
@@ -243,20 +321,16 @@ export class VirtioNet extends VirtioDevice {
     // §5.1.6.2: transmit buffers are device-readable only.
     if (chain.writable.length > 0) throw new VirtqueueError('virtio-net transmit buffer is device-writable');
     const length = chain.readableBytes;
-    if (length < NET_HDR_BYTES + ETH_HEADER_BYTES || length > NET_HDR_BYTES + NET_MAX_FRAME || !this.linkUp) {
+    if (length < NET_HDR_BYTES + ETH_HEADER_BYTES || length > NET_HDR_BYTES + NET_MAX_RX_FRAME || !this.linkUp) {
       this.counters.txDropped++;
       return 0;
     }
     const frame = this.txFrame.subarray(0, length);
     gather(chain.readable, 0, frame);
-    const h = new DataView(frame.buffer, frame.byteOffset, NET_HDR_BYTES);
-    // Without CSUM and the HOST_* GSO features the driver must send neither (§5.1.6.2.1): such a frame's
-    // checksum is incomplete, so it is dropped rather than sent out wrong.
-    if ((h.getUint8(0) & VIRTIO_NET_HDR_F_NEEDS_CSUM) !== 0 || h.getUint8(1) !== VIRTIO_NET_HDR_GSO_NONE) {
+    if (!this.fixTransmitHeader(frame)) {
       this.counters.txDropped++;
       return 0;
     }
-    frame.fill(0, 0, NET_HDR_BYTES);
     if (this.backend.write(frame)) {
       this.counters.txFrames++;
       this.counters.txBytes += length - NET_HDR_BYTES;
@@ -266,10 +340,45 @@ export class VirtioNet extends VirtioDevice {
     return 0;
   }
 
+  /**
+   * Check the guest's header against what it negotiated (§5.1.6.2.1) and rewrite it, in place, to what the backend
+   * may see; false when the frame is not to be sent (it asks for work that was not negotiated or its offsets lie).
+   */
+  private fixTransmitHeader(frame: Uint8Array): boolean {
+    const frameBytes = frame.length - NET_HDR_BYTES;
+    const h = new DataView(frame.buffer, frame.byteOffset, NET_HDR_BYTES);
+    const needsCsum = (frame[0] & VIRTIO_NET_HDR_F_NEEDS_CSUM) !== 0;
+    const gso = frame[1];
+    if (needsCsum) {
+      // Without CSUM the driver must not ask (§5.1.6.2.1): such a frame's checksum is incomplete, so it is dropped
+      // rather than sent out wrong. The 16-bit checksum must lie inside the frame.
+      if (!this.has(VIRTIO_NET_F_CSUM)) return false;
+      if (h.getUint16(6, true) + h.getUint16(8, true) + 2 > frameBytes) return false;
+    }
+    if (gso !== VIRTIO_NET_HDR_GSO_NONE) {
+      const ok = (gso === VIRTIO_NET_HDR_GSO_TCPV4 && this.has(VIRTIO_NET_F_HOST_TSO4))
+        || (gso === VIRTIO_NET_HDR_GSO_TCPV6 && this.has(VIRTIO_NET_F_HOST_TSO6));
+      // A TCP segment's checksum is always left partial (Linux's driver sends GSO only with NEEDS_CSUM), and each
+      // piece has a size.
+      if (!ok || !needsCsum || h.getUint16(4, true) === 0) return false;
+    } else if (frameBytes > NET_MAX_FRAME) {
+      return false;
+    }
+    // DATA_VALID (a driver MUST NOT set it) and unknown flags never reach the host: a host that believed
+    // DATA_VALID would skip checking the guest's checksum.
+    frame[0] = needsCsum ? VIRTIO_NET_HDR_F_NEEDS_CSUM : 0;
+    if (gso === VIRTIO_NET_HDR_GSO_NONE) frame.fill(0, 2, 6);
+    if (!needsCsum) frame.fill(0, 6, 10);
+    frame[10] = 0; // num_buffers: unused on transmit (§5.1.6.2)
+    frame[11] = 0;
+    return true;
+  }
+
   /** Move frames from the backend into posted receive chains while both exist. */
   private receive(): void {
     const q = this.transport.queue(RX_QUEUE);
     if (!q || this.closed || !this.linkUp) return;
+    const mergeable = this.has(VIRTIO_NET_F_MRG_RXBUF);
     let delivered = 0;
     // Bounded work per call, so a flood from the host cannot hold the vCPU thread.
     let budget = q.size;
@@ -284,33 +393,93 @@ export class VirtioNet extends VirtioDevice {
         this.transport.processLater(RX_QUEUE);
         break;
       }
-      const n = this.backend.read(this.rxFrame);
+      let n = this.rxHeld;
+      this.rxHeld = undefined;
+      if (n === undefined) n = this.backend.read(this.rxFrame);
       if (n === undefined) {
         this.backend.whenReadable(() => this.transport.processLater(RX_QUEUE));
         break;
       }
       if (n < NET_HDR_BYTES + ETH_HEADER_BYTES) continue; // nothing a guest could use
+      if (!this.fixReceiveHeader()) {
+        this.counters.rxDropped++; // no buffer used for it
+        continue;
+      }
+      if (mergeable) {
+        const outcome = this.receiveMerged(q, n);
+        if (outcome === 'wait') {
+          // Not enough buffers posted for this frame: keep it, and hear from the driver when it posts more.
+          this.rxHeld = n;
+          if (q.enableNotificationForMore()) break;
+          continue;
+        }
+        if (outcome !== 'dropped') delivered++;
+        continue;
+      }
       const chain = q.pop()!;
       if (chain.readable.length > 0) throw new VirtqueueError('virtio-net receive buffer is device-readable');
+      delivered++;
       if (chain.writableBytes < n) {
         // §5.1.6.3.1 has the driver post buffers big enough; one that is not loses this frame only.
         this.counters.rxDropped++;
         q.push(chain.head, 0);
-        delivered++;
         continue;
       }
-      if (!this.fixReceiveHeader()) {
-        this.counters.rxDropped++;
-        q.push(chain.head, 0);
-        delivered++;
-        continue;
-      }
-      const frame = this.rxFrame.subarray(0, n);
-      q.push(chain.head, scatter(chain.writable, 0, frame));
+      q.push(chain.head, scatter(chain.writable, 0, this.rxFrame.subarray(0, n)));
       this.counters.rxFrames++;
       this.counters.rxBytes += n - NET_HDR_BYTES;
-      delivered++;
     }
     if (delivered > 0) this.transport.usedBuffers(RX_QUEUE);
+  }
+
+  /**
+   * Spread the `n` bytes in rxFrame (header included) over as many receive chains as they take (§5.1.6.4.2):
+   * 'delivered'; 'wait' when the ring ran out first (the chains taken are back on the ring, unused); 'dropped'
+   * when the frame can never fit the ring (nothing used); 'refused' when a chain was too short for the header
+   * (the frame is dropped, the chains taken for it are used with length 0).
+   */
+  private receiveMerged(q: SplitQueue, n: number): 'delivered' | 'wait' | 'dropped' | 'refused' {
+    const heads: number[] = [];
+    const lengths: number[] = [];
+    let first: DescriptorChain | undefined;
+    let offset = 0;
+    while (offset < n) {
+      if (heads.length === q.size) {
+        // Every buffer the ring can hold is not enough: waiting would stall receive for good.
+        q.unpop(heads.length);
+        this.counters.rxDropped++;
+        return 'dropped';
+      }
+      if (q.pending() === 0) {
+        q.unpop(heads.length);
+        return 'wait';
+      }
+      const chain = q.pop()!;
+      if (chain.readable.length > 0) throw new VirtqueueError('virtio-net receive buffer is device-readable');
+      heads.push(chain.head);
+      if (chain.writableBytes < NET_HDR_BYTES) {
+        // §5.1.6.3.1: with MRG_RXBUF every buffer holds at least the header. This frame is lost; the chains
+        // taken for it go back used and empty, which a driver discards as a short packet.
+        for (const head of heads) q.push(head, 0, false);
+        q.publishUsed();
+        this.counters.rxDropped++;
+        return 'refused';
+      }
+      const take = Math.min(chain.writableBytes, n - offset);
+      scatter(chain.writable, 0, this.rxFrame.subarray(offset, offset + take));
+      lengths.push(take);
+      first ??= chain;
+      offset += take;
+    }
+    // num_buffers (le16 at offset 10 of the header, in the first chain: at least 12 bytes long, checked above).
+    this.numBuffers[0] = heads.length & 0xff;
+    this.numBuffers[1] = heads.length >> 8;
+    scatter(first!.writable, 10, this.numBuffers);
+    // §5.1.6.4.2: the driver must see every buffer of the frame used together.
+    for (let i = 0; i < heads.length; i++) q.push(heads[i], lengths[i], false);
+    q.publishUsed();
+    this.counters.rxFrames++;
+    this.counters.rxBytes += n - NET_HDR_BYTES;
+    return 'delivered';
   }
 }

@@ -140,15 +140,45 @@ export class SplitQueue {
     // With EVENT_IDX, leaving avail_event behind lastAvail has the same effect.
   }
 
-  /** Return a chain to the driver with `written` bytes written into its writable buffers (§2.7.8). */
-  push(head: number, written: number): void {
+  /**
+   * Return a chain to the driver with `written` bytes written into its writable buffers (§2.7.8). With
+   * `publish` false the element is written but used.idx is not moved: several elements that the driver must see
+   * together (virtio-net's mergeable receive buffers, §5.1.6.4.2) are published at once by publishUsed().
+   */
+  push(head: number, written: number, publish = true): void {
     const slot = this.usedBase + 4 + 8 * (this.nextUsed % this.size);
     this.usedView.setUint32(slot, head, true);
     this.usedView.setUint32(slot + 4, written >>> 0, true);
     // The element is in place before the index that publishes it (§2.7.8.2); on x86's TSO ordered stores
     // from this thread are seen in order by the vCPU threads.
     this.nextUsed = (this.nextUsed + 1) & 0xffff;
+    if (publish) this.publishUsed();
+  }
+
+  /** Make every element pushed so far visible to the driver (used.idx). */
+  publishUsed(): void {
     this.usedView.setUint16(this.usedBase + 2, this.nextUsed, true);
+  }
+
+  /**
+   * Put the last `count` chains taken by pop() back on the available ring, unused (the device found they were
+   * not enough for what it had to deliver); the next pop() walks them again.
+   */
+  unpop(count: number): void {
+    if (!Number.isInteger(count) || count < 0 || count > this.size) throw new RangeError(`cannot put back ${count} chains`);
+    this.lastAvail = (this.lastAvail - count) & 0xffff;
+  }
+
+  /**
+   * Ask for a notification when the driver makes chains available beyond those available now (with EVENT_IDX
+   * avail_event = avail.idx, §2.7.10), for a device that left chains on the ring because they were not enough.
+   * False when the driver added some meanwhile (look again rather than wait).
+   */
+  enableNotificationForMore(): boolean {
+    const idx = this.availIdx();
+    if (this.features.eventIdx) this.usedView.setUint16(this.usedBase + 4 + 8 * this.size, idx, true);
+    else this.usedView.setUint16(this.usedBase, 0, true);
+    return this.availIdx() === idx;
   }
 
   /**
