@@ -69,13 +69,13 @@ export function hexBytes(s: string): number[] {
 }
 
 /**
- * Run from CODE through the run loop's block path (execBlock: cached, translated or interpreted blocks, as the CPU
+ * Run from CODE (or `start`) through the run loop's block path (execBlock: cached, translated or interpreted blocks, as the CPU
  * is set up) until HLT, a fault or `maxBlocks` calls; the fault is not delivered (there is no IDT): returns its
  * vector with RIP at the faulting instruction, or -1. The code must already be in memory.
  */
-export function runBlocksToHalt(m: Machine, maxBlocks: number): number {
+export function runBlocksToHalt(m: Machine, maxBlocks: number, start = CODE): number {
   const cpu = m.cpu;
-  cpu.rip = CODE;
+  cpu.rip = start;
   cpu.halted = false;
   cpu.lastException = -1;
   for (let guard = 0; guard < maxBlocks && !cpu.halted; guard++) {

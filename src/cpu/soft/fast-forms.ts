@@ -15,8 +15,9 @@ import type { SoftCpu } from './cpu.ts';
 import { Lazy } from './cpu.ts';
 import type { BlockEntry, FastHandler } from './code-cache.ts';
 import { push64, pop64 } from './ops/flow-branch.ts';
-import { shift32, shift64 } from './ops/alu-shift.ts';
-import { out } from './ops/alu-common.ts';
+import { shift32, shift64, doubleShift } from './ops/alu-shift.ts';
+import { out, setSomeFlags } from './ops/alu-common.ts';
+import { mul, imul1, div, idiv, imulTrunc } from './ops/alu-muldiv.ts';
 import * as C from './constants.ts';
 
 const TWO32 = C.TWO32;
@@ -286,6 +287,282 @@ const cmovRM: FastHandler = (c, e) => {
 const setcc: FastHandler = (c, e) => wr8(c, e.b, e.bsh, c.condition(e.op) ? 1 : 0);
 const nop: FastHandler = () => {};
 
+
+// =====================================================================================================
+// Second generation of forms (session 11): the instructions the translators still replayed most on the Linux boot
+// (RINGZERO_WASM_PROFILE=1: group 3, IMUL, ADC/SBB, INC/DEC of memory, MOVSX, shifts by CL, indirect CALL/JMP,
+// CMPXCHG, PUSHF, BT*, SETcc to memory, CDQE/CQO, BSWAP, SHLD/SHRD, XADD, PUSH imm). Each mirrors its handler in
+// ./ops: same reads and writes in the same order (every fault before any state change), same flag record.
+
+const L_ADC = 2 as Lazy, L_SBB = 4 as Lazy;
+
+/** ModRM r/m operand of a form: register `e.b` when `e.base` is -3, else the memory recipe. */
+const REG_OPERAND = -3;
+
+// ---- NOT / NEG (F7 /2 /3), sizes 4 and 8; e.op 0 NOT, 1 NEG. NOT changes no flag; NEG records 0 - v.
+
+function notNeg(c: SoftCpu, neg: boolean, size: number, v: number, vh: number): number {
+  if (!neg) { hiOut = ~vh; return ~v; }
+  if (size === 8) { hiOut = (-vh - (v !== 0 ? 1 : 0)) | 0; return -v | 0; }
+  hiOut = 0;
+  return -v | 0;
+}
+
+const notNegR: FastHandler = (c, e) => {
+  const r = e.b, size = e.size, neg = e.op === 1;
+  const v = c.rlo[r], vh = size === 8 ? c.rhi[r] : 0;
+  const res = notNeg(c, neg, size, v, vh), rh = hiOut;
+  c.rlo[r] = res; c.rhi[r] = size === 8 ? rh : 0;
+  if (neg) c.setLazy(L_SUB, size, 0, v, res, 0, vh, size === 8 ? rh : 0);
+};
+const notNegM: FastHandler = (c, e) => {
+  const size = e.size, neg = e.op === 1;
+  const lin = ea(c, e);
+  const v = c.readLin(lin, size), vh = size === 8 ? c.hi : 0;
+  const res = notNeg(c, neg, size, v, vh), rh = size === 8 ? hiOut : 0;
+  c.writeLin(lin, size, res, rh);
+  if (neg) c.setLazy(L_SUB, size, 0, v, res, 0, vh, rh);
+};
+
+// ---- MUL / IMUL / DIV / IDIV rAX (F7 /4-/7), sizes 4 and 8: ./ops/alu-muldiv.ts's own functions.
+
+function mulDiv(c: SoftCpu, op: number, size: number, v: number, vh: number): void {
+  switch (op) {
+    case 4: mul(c, size, v, vh); return;
+    case 5: imul1(c, size, v, vh); return;
+    case 6: div(c, size, v, vh); return;
+    default: idiv(c, size, v, vh);
+  }
+}
+const mulDivR: FastHandler = (c, e) => mulDiv(c, e.op, e.size, c.rlo[e.b], c.rhi[e.b]);
+const mulDivM: FastHandler = (c, e) => { const v = c.readLin(ea(c, e), e.size); mulDiv(c, e.op, e.size, v, c.hi); };
+
+// ---- IMUL Gv,Ev (0F AF) and IMUL Gv,Ev,imm (69, 6B): destination e.b, source register e.a or memory, imm in
+// e.imm/e.immHi (the 2-operand forms multiply by the destination).
+
+const imulRR: FastHandler = (c, e) => {
+  const s = e.a, d = e.b;
+  imulTrunc(c, e.size, d, c.rlo[d], c.rhi[d], c.rlo[s], c.rhi[s]);
+};
+const imulRM: FastHandler = (c, e) => {
+  const v = c.readLin(ea(c, e), e.size), vh = c.hi;
+  const d = e.b;
+  imulTrunc(c, e.size, d, c.rlo[d], c.rhi[d], v, vh);
+};
+const imulRRI: FastHandler = (c, e) => imulTrunc(c, e.size, e.b, c.rlo[e.a], c.rhi[e.a], e.imm, e.immHi);
+const imulRMI: FastHandler = (c, e) => {
+  const v = c.readLin(ea(c, e), e.size);
+  imulTrunc(c, e.size, e.b, v, c.hi, e.imm, e.immHi);
+};
+
+// ---- ADC / SBB (11 13 19 1B, 81/83 /2 /3), sizes 4 and 8; e.op 2 ADC, 3 SBB. The carry-in is CF before the
+// instruction; the record is Adc/Sbb with lazyCarry = carry-in, as ./ops/alu.ts leaves it.
+
+let carryIn = 0;
+function adcCalc(c: SoftCpu, sbb: boolean, size: number, d: number, dh: number, s: number, sh: number): number {
+  const cin = carryIn = c.getCF() ? 1 : 0;
+  if (size !== 8) { hiOut = 0; return sbb ? (d - s - cin) | 0 : (d + s + cin) | 0; }
+  if (sbb) { const l = (d >>> 0) - (s >>> 0) - cin; hiOut = (dh - sh - (l < 0 ? 1 : 0)) | 0; return l | 0; }
+  const l = (d >>> 0) + (s >>> 0) + cin;
+  hiOut = (dh + sh + (l > 0xffffffff ? 1 : 0)) | 0;
+  return l | 0;
+}
+function adcFlags(c: SoftCpu, sbb: boolean, size: number, d: number, dh: number, s: number, sh: number, r: number, rh: number): void {
+  c.lazyCarry = carryIn;
+  c.setLazy(sbb ? L_SBB : L_ADC, size, d, s, r, dh, sh, rh);
+}
+function adcReg(c: SoftCpu, e: BlockEntry, s: number, sh: number): void {
+  const rd = e.b, size = e.size, sbb = e.op === 3;
+  const d = c.rlo[rd], dh = size === 8 ? c.rhi[rd] : 0;
+  const r = adcCalc(c, sbb, size, d, dh, s, sh), rh = hiOut;
+  c.rlo[rd] = r; c.rhi[rd] = rh;
+  adcFlags(c, sbb, size, d, dh, s, sh, r, rh);
+}
+function adcMem(c: SoftCpu, e: BlockEntry, lin: number, s: number, sh: number): void {
+  const size = e.size, sbb = e.op === 3;
+  const d = c.readLin(lin, size), dh = size === 8 ? c.hi : 0;
+  const r = adcCalc(c, sbb, size, d, dh, s, sh), rh = hiOut;
+  c.writeLin(lin, size, r, rh);
+  adcFlags(c, sbb, size, d, dh, s, sh, r, rh);
+}
+const adcRR: FastHandler = (c, e) => adcReg(c, e, c.rlo[e.a], e.size === 8 ? c.rhi[e.a] : 0);
+const adcRM: FastHandler = (c, e) => { const v = c.readLin(ea(c, e), e.size); adcReg(c, e, v, e.size === 8 ? c.hi : 0); };
+const adcRI: FastHandler = (c, e) => adcReg(c, e, e.imm, e.immHi);
+const adcMR: FastHandler = (c, e) => adcMem(c, e, ea(c, e), c.rlo[e.a], e.size === 8 ? c.rhi[e.a] : 0);
+const adcMI: FastHandler = (c, e) => adcMem(c, e, ea(c, e), e.imm, e.immHi);
+
+// ---- INC/DEC of memory (FF /0 /1), sizes 4 and 8; e.op 0 INC, 1 DEC (CF kept: lazyCarry = CF before)
+
+const incDecM: FastHandler = (c, e) => {
+  const size = e.size, dec = e.op === 1;
+  const lin = ea(c, e);
+  const d = c.readLin(lin, size), dh = size === 8 ? c.hi : 0;
+  let v: number, vh = 0;
+  if (size === 8) {
+    if (dec) { v = (d - 1) | 0; vh = (dh - (d === 0 ? 1 : 0)) | 0; }
+    else { v = (d + 1) | 0; vh = (dh + (v === 0 ? 1 : 0)) | 0; }
+  } else v = dec ? (d - 1) | 0 : (d + 1) | 0;
+  c.writeLin(lin, size, v, vh);
+  c.lazyCarry = c.getCF() ? 1 : 0;
+  c.setLazy(dec ? L_DEC : L_INC, size, d, 1, v, dh, 0, vh);
+};
+
+// ---- MOVSX (0F BE/BF): destination e.a of size e.op (4 or 8); source byte register (e.b, bit position e.imm),
+// word register e.b, or memory of e.size (1 or 2) bytes.
+
+function movsxTo(c: SoftCpu, e: BlockEntry, v: number): void {
+  c.rlo[e.a] = v; c.rhi[e.a] = e.op === 8 ? v >> 31 : 0;
+}
+const movsxR8: FastHandler = (c, e) => movsxTo(c, e, (c.rlo[e.b] << (24 - e.imm)) >> 24);
+const movsxR16: FastHandler = (c, e) => movsxTo(c, e, (c.rlo[e.b] << 16) >> 16);
+const movsxM: FastHandler = (c, e) => {
+  const v = c.readLin(ea(c, e), e.size);
+  movsxTo(c, e, e.size === 1 ? (v << 24) >> 24 : (v << 16) >> 16);
+};
+
+// ---- group 2 shifts/rotates of a register by CL (D3 /n), sizes 4 and 8: a masked count of 0 changes nothing but
+// the upper half of a 32-bit register (as ./ops/alu-shift.ts group2)
+
+const shiftRegCl: FastHandler = (c, e) => {
+  const r = e.b, size = e.size;
+  const n = c.rlo[1] & (size === 8 ? 63 : 31);
+  if (n === 0) { if (size === 4) c.rhi[r] = 0; return; }
+  c.settleFlags();
+  if (size === 8) { const v = shift64(c, e.op, c.rlo[r], c.rhi[r], n); c.rlo[r] = v; c.rhi[r] = out.hi; }
+  else { c.rlo[r] = shift32(c, e.op, 4, c.rlo[r], n); c.rhi[r] = 0; }
+};
+
+// ---- SHLD/SHRD r, r, imm8 (0F A4 / 0F AC, register destination): e.b destination, e.a source, e.imm the masked
+// non-zero count, e.op 0 SHLD, 1 SHRD
+
+const shiftDoubleRI: FastHandler = (c, e) => {
+  const d = e.b, s = e.a, size = e.size;
+  c.settleFlags();
+  const r = doubleShift(c, e.op === 1, size, c.rlo[d], c.rhi[d], c.rlo[s], c.rhi[s], e.imm);
+  c.rlo[d] = r; c.rhi[d] = size === 8 ? out.hi : 0;
+};
+
+// ---- CALL/JMP near indirect (FF /2, FF /4): target from register e.b or memory (8 bytes in 64-bit mode), #GP(0)
+// when it is not canonical, then (CALL) the push of the return address, then RIP
+
+function indirect(c: SoftCpu, e: BlockEntry): number {
+  let lo: number, hi: number;
+  if (e.base === REG_OPERAND) { lo = c.rlo[e.b]; hi = c.rhi[e.b]; } else { lo = c.readLin(ea(c, e), 8); hi = c.hi; }
+  const t = hi * TWO32 + (lo >>> 0);
+  if (t < -TWO47 || t >= TWO47) c.gp(0);
+  return t;
+}
+const callInd: FastHandler = (c, e) => {
+  const target = indirect(c, e);
+  const r = c.rip;
+  push64(c, r | 0, Math.floor(r / TWO32) | 0);
+  c.rip = target;
+};
+const jmpInd: FastHandler = (c, e) => { c.rip = indirect(c, e); };
+
+// ---- CMPXCHG r/m, r (0F B1), memory destination, sizes 4 and 8: flags of CMP rAX, DEST; equal: DEST = e.a,
+// otherwise rAX = DEST and DEST is written back with its own value (both after the read, before the flags)
+
+const cmpxchgM: FastHandler = (c, e) => {
+  const size = e.size;
+  const acc = c.rlo[0], acch = size === 8 ? c.rhi[0] : 0;
+  const lin = ea(c, e);
+  const d = c.readLin(lin, size), dh = size === 8 ? c.hi : 0;
+  const r = size === 8 ? calc64(CMP, acc, acch, d, dh) : (acc - d) | 0, rh = size === 8 ? hiOut : 0;
+  if (size === 8 ? r === 0 && rh === 0 : r === 0) {
+    c.writeLin(lin, size, c.rlo[e.a], size === 8 ? c.rhi[e.a] : 0);
+  } else {
+    c.writeLin(lin, size, d, dh);
+    c.rlo[0] = d; c.rhi[0] = dh;
+  }
+  c.setLazy(L_SUB, size, acc, d, r, acch, dh, rh);
+};
+
+// ---- XADD r/m, r (0F C1), memory destination: DEST = DEST + SRC written first, then SRC = old DEST, flags of ADD
+
+const xaddM: FastHandler = (c, e) => {
+  const size = e.size, s = e.a;
+  const sl = c.rlo[s], sh = size === 8 ? c.rhi[s] : 0;
+  const lin = ea(c, e);
+  const d = c.readLin(lin, size), dh = size === 8 ? c.hi : 0;
+  const r = size === 8 ? calc64(ADD, d, dh, sl, sh) : (d + sl) | 0, rh = size === 8 ? hiOut : 0;
+  c.writeLin(lin, size, r, rh);
+  c.rlo[s] = d; c.rhi[s] = dh;
+  c.setLazy(L_ADD, size, d, sl, r, dh, sh, rh);
+};
+
+// ---- PUSHF (9C, 64-bit operand): RFLAGS with VM and RF cleared (VM is 0 in 64-bit mode); PUSH imm (68, 6A)
+
+const pushf: FastHandler = (c) => push64(c, c.getFlags() & ~(C.VM | C.RF), 0);
+const pushImm: FastHandler = (c, e) => push64(c, e.imm, e.immHi);
+
+// ---- SETcc m8 (0F 90-9F, memory): e.op the condition
+
+const setccM: FastHandler = (c, e) => c.writeLin(ea(c, e), 1, c.condition(e.op) ? 1 : 0);
+
+// ---- BT/BTS/BTR/BTC (0F BA /4-/7 imm8; 0F A3/AB/B3/BB with a register offset), sizes 4 and 8: e.op 0 BT, 1 BTS,
+// 2 BTR, 3 BTC; bit offset e.imm (immediate, masked) or register e.a (memory forms: the signed offset also selects
+// the operand, SDM BT "bit base, bit offset"). Only CF changes.
+
+function bitChange(c: SoftCpu, kind: number, lo: number, hi: number, bit: number): number {
+  let cf: number;
+  if (bit < 32) {
+    const m = 1 << bit;
+    cf = (lo >>> bit) & 1;
+    if (kind === 1) lo |= m; else if (kind === 2) lo &= ~m; else if (kind === 3) lo ^= m;
+  } else {
+    const m = 1 << (bit - 32);
+    cf = (hi >>> (bit - 32)) & 1;
+    if (kind === 1) hi |= m; else if (kind === 2) hi &= ~m; else if (kind === 3) hi ^= m;
+  }
+  hiOut = hi;
+  carryIn = cf;
+  return lo;
+}
+function btReg(c: SoftCpu, e: BlockEntry, bit: number): void {
+  const r = e.b, size = e.size, kind = e.op;
+  const lo = bitChange(c, kind, c.rlo[r], size === 8 ? c.rhi[r] : 0, bit), cf = carryIn;
+  if (kind !== 0) { c.rlo[r] = lo; c.rhi[r] = size === 8 ? hiOut : 0; }
+  setSomeFlags(c, C.CF, cf);
+}
+function btMem(c: SoftCpu, e: BlockEntry, lin: number, bit: number): void {
+  const size = e.size, kind = e.op;
+  const v = c.readLin(lin, size);
+  const lo = bitChange(c, kind, v, size === 8 ? c.hi : 0, bit), cf = carryIn;
+  if (kind !== 0) c.writeLin(lin, size, lo, hiOut);
+  setSomeFlags(c, C.CF, cf);
+}
+const btRI: FastHandler = (c, e) => btReg(c, e, e.imm);
+const btMI: FastHandler = (c, e) => btMem(c, e, ea(c, e), e.imm);
+const btRR: FastHandler = (c, e) => btReg(c, e, c.rlo[e.a] & (e.size * 8 - 1));
+const btMR: FastHandler = (c, e) => {
+  const size = e.size, off = c.rlo[e.a];
+  // Byte displacement of the addressed operand: floor(offset / width) operands (the offset is signed).
+  const delta = size === 8 ? Math.floor((c.rhi[e.a] * TWO32 + (off >>> 0)) / 64) * 8 : (off >> 5) * 4;
+  let a = ea(c, e) + delta;
+  if (a >= TWO63) a -= TWO64; else if (a < -TWO63) a += TWO64;
+  btMem(c, e, a, off & (size * 8 - 1));
+};
+
+// ---- CBW family (98: CDQE with REX.W, CWDE) and CWD family (99: CQO, CDQ); e.op 0 for 98, 1 for 99
+
+const cdq: FastHandler = (c, e) => {
+  const R = c.rlo;
+  if (e.op === 0) {
+    if (e.size === 8) { c.rhi[0] = R[0] >> 31; } else { R[0] = (R[0] << 16) >> 16; c.rhi[0] = 0; }
+  } else if (e.size === 8) { const s = c.rhi[0] >> 31; R[2] = s; c.rhi[2] = s; }
+  else { R[2] = R[0] >> 31; c.rhi[2] = 0; }
+};
+
+// ---- BSWAP r (0F C8+r), sizes 4 and 8
+
+const bswap32 = (v: number): number => ((v << 24) | ((v & 0xff00) << 8) | ((v >>> 8) & 0xff00) | (v >>> 24)) | 0;
+const bswap: FastHandler = (c, e) => {
+  const r = e.b;
+  if (e.size === 8) { const lo = c.rlo[r]; c.rlo[r] = bswap32(c.rhi[r]); c.rhi[r] = bswap32(lo); }
+  else { c.rlo[r] = bswap32(c.rlo[r]); c.rhi[r] = 0; }
+};
+
 // =====================================================================================================
 // Compilation
 
@@ -338,9 +615,10 @@ function rd32(ram: Uint8Array, p: number): number {
  * decoded (0 when it has none). The caller has checked that the instruction lies in one page of low RAM.
  */
 export function compileFast(c: SoftCpu, e: BlockEntry, pa: number, len: number): number {
-  if (e.lock || e.rep !== 0 || e.adsize !== 8) return 0;
-  const ram = c.ram;
   const op = e.opcode;
+  // (F3 90 is PAUSE: a NOP here, as in ./ops/alu.ts.)
+  if (e.lock || (e.rep !== 0 && !(op === 0x90 && e.rep === 0xf3)) || e.adsize !== 8) return 0;
+  const ram = c.ram;
   let p = pa + e.opLen;
   const size = e.opsize;
   const wide = size === 8 || size === 4;
@@ -363,11 +641,11 @@ export function compileFast(c: SoftCpu, e: BlockEntry, pa: number, len: number):
   } else if ((op === 0x81 || op === 0x83) && wide) {
     p = modrm(ram, p, e);
     const aop = (regField & 7);
-    if (aop === 2 || aop === 3) return 0; // ADC/SBB
     let imm: number;
     if (op === 0x83) { imm = (ram[p] << 24) >> 24; p += 1; } else { imm = rd32(ram, p); p += 4; }
     e.imm = imm; e.immHi = size === 8 ? imm >> 31 : 0; e.op = aop; e.size = size;
-    if (mod === 3) { e.b = rmReg; f = aluRegImm; } else f = aluMemImm;
+    if (aop === 2 || aop === 3) { if (mod === 3) { e.b = rmReg; f = adcRI; } else f = adcMI; } // ADC/SBB
+    else if (mod === 3) { e.b = rmReg; f = aluRegImm; } else f = aluMemImm;
   } else if (op === 0x89 && wide) {
     p = modrm(ram, p, e);
     e.a = regField;
@@ -422,8 +700,18 @@ export function compileFast(c: SoftCpu, e: BlockEntry, pa: number, len: number):
   } else if (op === 0xff && wide) {
     p = modrm(ram, p, e);
     const r = regField & 7;
-    if (r > 1 || mod !== 3) return 0;
-    e.b = rmReg; e.op = r; e.size = size; f = incDecReg;
+    if (r <= 1) {
+      e.op = r; e.size = size;
+      if (mod === 3) { e.b = rmReg; f = incDecReg; } else f = incDecM;
+    } else if (r === 2 || r === 4) {
+      // CALL/JMP near indirect: 64-bit target whatever the operand size (as ./ops/flow-branch.ts in 64-bit mode)
+      if (mod === 3) { e.b = rmReg; e.base = REG_OPERAND; }
+      f = r === 2 ? callInd : jmpInd;
+    } else return 0;
+  } else if (op === 0xd3 && wide) {
+    p = modrm(ram, p, e);
+    if (mod !== 3) return 0;
+    e.b = rmReg; e.op = regField & 7; e.size = size; f = shiftRegCl;
   } else if ((op === 0xc1 || op === 0xd1) && wide) {
     p = modrm(ram, p, e);
     if (mod !== 3) return 0;
@@ -472,6 +760,13 @@ export function compileFast(c: SoftCpu, e: BlockEntry, pa: number, len: number):
     // ALU rAX, imm32 (05 0D 25 2D 35 3D)
     const imm = rd32(ram, p); p += 4;
     e.op = op >> 3; e.b = 0; e.imm = imm; e.immHi = size === 8 ? imm >> 31 : 0; e.size = size; f = aluRegImm;
+  } else if (op === 0xf7 && wide && (ram[p] & 0x38) >= 0x10) {
+    // NOT NEG MUL IMUL DIV IDIV
+    p = modrm(ram, p, e);
+    const r = regField & 7;
+    e.size = size;
+    if (r <= 3) { e.op = r - 2; if (mod === 3) { e.b = rmReg; f = notNegR; } else f = notNegM; }
+    else { e.op = r; if (mod === 3) { e.b = rmReg; f = mulDivR; } else f = mulDivM; }
   } else if (op === 0xf7 && wide && (ram[p] & 0x38) === 0) {
     p = modrm(ram, p, e);
     const imm = rd32(ram, p); p += 4;
@@ -499,8 +794,65 @@ export function compileFast(c: SoftCpu, e: BlockEntry, pa: number, len: number):
     if (mod === 3) { e.a = rmReg; f = cmovRR; } else f = cmovRM;
   } else if (op >= 0x190 && op <= 0x19f) {
     p = modrm(ram, p, e);
+    e.op = op & 15;
+    if (mod !== 3) f = setccM;
+    else { e.b = byteReg(rmReg, e.rex); e.bsh = byteShift; f = setcc; }
+  } else if ((op === 0x11 || op === 0x19 || op === 0x13 || op === 0x1b) && wide) {
+    // ADC/SBB Ev,Gv (11 19) and Gv,Ev (13 1B)
+    p = modrm(ram, p, e);
+    e.op = op >> 3; e.size = size;
+    if (op & 2) { e.b = regField; if (mod === 3) { e.a = rmReg; f = adcRR; } else f = adcRM; }
+    else { e.a = regField; if (mod === 3) { e.b = rmReg; f = adcRR; } else f = adcMR; }
+  } else if (op === 0x1af && wide) {
+    p = modrm(ram, p, e);
+    e.b = regField; e.size = size;
+    if (mod === 3) { e.a = rmReg; f = imulRR; } else f = imulRM;
+  } else if ((op === 0x69 || op === 0x6b) && wide) {
+    p = modrm(ram, p, e);
+    let imm: number;
+    if (op === 0x6b) { imm = (ram[p] << 24) >> 24; p += 1; } else { imm = rd32(ram, p); p += 4; }
+    e.b = regField; e.size = size; e.imm = imm; e.immHi = imm >> 31;
+    if (mod === 3) { e.a = rmReg; f = imulRRI; } else f = imulRMI;
+  } else if ((op === 0x1be || op === 0x1bf) && wide) {
+    p = modrm(ram, p, e);
+    e.a = regField; e.op = size;
+    if (mod === 3) {
+      if (op === 0x1bf) { e.b = rmReg; f = movsxR16; }
+      else { e.b = byteReg(rmReg, e.rex); e.imm = byteShift; f = movsxR8; }
+    } else { e.size = op === 0x1bf ? 2 : 1; f = movsxM; }
+  } else if ((op === 0x1a4 || op === 0x1ac) && wide) {
+    p = modrm(ram, p, e);
     if (mod !== 3) return 0;
-    e.op = op & 15; e.b = byteReg(rmReg, e.rex); e.bsh = byteShift; f = setcc;
+    const count = ram[p] & (size === 8 ? 63 : 31); p += 1;
+    if (count === 0) return 0;
+    e.b = rmReg; e.a = regField; e.imm = count; e.op = op === 0x1ac ? 1 : 0; e.size = size; f = shiftDoubleRI;
+  } else if (op === 0x1b1 && wide) {
+    p = modrm(ram, p, e);
+    if (mod === 3) return 0;
+    e.a = regField; e.size = size; f = cmpxchgM;
+  } else if (op === 0x1c1 && wide) {
+    p = modrm(ram, p, e);
+    if (mod === 3) return 0;
+    e.a = regField; e.size = size; f = xaddM;
+  } else if (op === 0x9c && size !== 2) {
+    f = pushf;
+  } else if ((op === 0x68 || op === 0x6a) && size !== 2) {
+    let imm: number;
+    if (op === 0x6a) { imm = (ram[p] << 24) >> 24; p += 1; } else { imm = rd32(ram, p); p += 4; }
+    e.imm = imm; e.immHi = imm >> 31; f = pushImm;
+  } else if (op === 0x1ba && wide && (ram[p] & 0x20) !== 0) {
+    // BT/BTS/BTR/BTC Ev, imm8 (/4-/7)
+    p = modrm(ram, p, e);
+    e.op = (regField & 7) - 4; e.size = size; e.imm = ram[p] & (size * 8 - 1); p += 1;
+    if (mod === 3) { e.b = rmReg; f = btRI; } else f = btMI;
+  } else if ((op === 0x1a3 || op === 0x1ab || op === 0x1b3 || op === 0x1bb) && wide) {
+    p = modrm(ram, p, e);
+    e.op = (op >> 3) & 3; e.a = regField; e.size = size;
+    if (mod === 3) { e.b = rmReg; f = btRR; } else f = btMR;
+  } else if ((op === 0x98 || op === 0x99) && wide) {
+    e.op = op & 1; e.size = size; f = cdq;
+  } else if (op >= 0x1c8 && op <= 0x1cf && wide) {
+    e.b = (op & 7) | e.rexB; e.size = size; f = bswap;
   } else if ((op === 0x90 && e.rexB === 0) || op === 0x11f || op === 0x118 || op === 0x10d) {
     if (op !== 0x90) p = modrm(ram, p, e);
     f = nop;
@@ -523,6 +875,51 @@ export const enum Form {
   Lea, AluRR, AluMR, AluRM, AluRI, AluMI, IncDec, ShiftImm, Jcc, Jmp, Call, Ret, Push, Pop,
   MovzxReg8, MovzxReg16, MovzxMem, MovsxdReg, MovsxdMem,
   Alu8RR, Alu8RM, Alu8MR, Alu8RI, Alu8MI, Mov8RR, Mov8RM, Mov8MR, Mov8RI, Mov8MI, CmovRR, CmovRM, Setcc, Nop,
+  // ---- session 11 (append only: the translators switch on these numbers). Sizes are 4 or 8 (e.size) unless
+  // said; "M" forms have the memory recipe (base/index/scale/disp/seg) and "R" forms the r/m register in e.b.
+  /** NOT/NEG (F7 /2 /3): e.op 0 NOT (no flags), 1 NEG (record Sub 0 - v). */
+  NotNegR, NotNegM,
+  /** MUL/IMUL/DIV/IDIV rAX by r/m (F7 /4-/7): e.op 4..7; flags as ./ops/alu-muldiv.ts; DIV/IDIV may raise #DE. */
+  MulDivR, MulDivM,
+  /** IMUL e.b = e.b * r/m (0F AF): source register e.a or memory. */
+  ImulRR, ImulRM,
+  /** IMUL e.b = r/m * imm (69, 6B): source register e.a or memory, imm e.imm/e.immHi. */
+  ImulRRI, ImulRMI,
+  /**
+   * ADC/SBB (e.op 2/3; record Adc/Sbb with lazyCarry = CF before): RR e.b op= e.a; RM e.b op= memory; RI e.b op= imm;
+   * MR memory op= e.a; MI memory op= imm.
+   */
+  AdcRR, AdcRM, AdcRI, AdcMR, AdcMI,
+  /** INC/DEC of memory (FF /0 /1): e.op 0 INC, 1 DEC. */
+  IncDecM,
+  /**
+   * MOVSX (0F BE/BF): destination e.a of e.op (4 or 8) bytes; R8 source byte register e.b bits e.imm..e.imm+7 (e.imm 0
+   * or 8); R16 source e.b; M source memory of e.size (1 or 2) bytes.
+   */
+  MovsxR8, MovsxR16, MovsxM,
+  /** Shift/rotate register e.b by CL (D3 /e.op); masked count 0: only a 32-bit register's upper half is cleared. */
+  ShiftCl,
+  /** SHLD (e.op 0) / SHRD (e.op 1) e.b, e.a, e.imm (0F A4/AC, register destination, masked count 1..). */
+  ShiftDoubleRI,
+  /** CALL/JMP near indirect (FF /2, /4): target register e.b when e.base === -3, else memory (8 bytes). */
+  CallInd, JmpInd,
+  /** CMPXCHG memory, e.a (0F B1). */
+  CmpxchgM,
+  /** XADD memory, e.a (0F C1). */
+  XaddM,
+  /** PUSHF (9C) with a 64-bit operand; PUSH imm (68, 6A) of e.imm/e.immHi. */
+  Pushf, PushImm,
+  /** SETcc memory (0F 90-9F): condition e.op. */
+  SetccM,
+  /**
+   * BT/BTS/BTR/BTC (e.op 0..3; only CF changes): RI register e.b, bit e.imm; MI memory, bit e.imm; RR register e.b,
+   * bit e.a mod width; MR memory displaced by the signed offset in e.a (0F A3/AB/B3/BB).
+   */
+  BtRI, BtMI, BtRR, BtMR,
+  /** e.op 0: CWDE/CDQE (98), 1: CDQ/CQO (99). */
+  Cdq,
+  /** BSWAP e.b (0F C8+r). */
+  Bswap,
 }
 
 const FORM_OF = new Map<FastHandler, Form>([
@@ -536,4 +933,11 @@ const FORM_OF = new Map<FastHandler, Form>([
   [alu8RR, Form.Alu8RR], [alu8RM, Form.Alu8RM], [alu8MR, Form.Alu8MR], [alu8RI, Form.Alu8RI], [alu8MI, Form.Alu8MI],
   [mov8RR, Form.Mov8RR], [mov8RM, Form.Mov8RM], [mov8MR, Form.Mov8MR], [mov8RI, Form.Mov8RI], [mov8MI, Form.Mov8MI],
   [cmovRR, Form.CmovRR], [cmovRM, Form.CmovRM], [setcc, Form.Setcc], [nop, Form.Nop],
+  [notNegR, Form.NotNegR], [notNegM, Form.NotNegM], [mulDivR, Form.MulDivR], [mulDivM, Form.MulDivM],
+  [imulRR, Form.ImulRR], [imulRM, Form.ImulRM], [imulRRI, Form.ImulRRI], [imulRMI, Form.ImulRMI],
+  [adcRR, Form.AdcRR], [adcRM, Form.AdcRM], [adcRI, Form.AdcRI], [adcMR, Form.AdcMR], [adcMI, Form.AdcMI],
+  [incDecM, Form.IncDecM], [movsxR8, Form.MovsxR8], [movsxR16, Form.MovsxR16], [movsxM, Form.MovsxM],
+  [shiftRegCl, Form.ShiftCl], [shiftDoubleRI, Form.ShiftDoubleRI], [callInd, Form.CallInd], [jmpInd, Form.JmpInd],
+  [cmpxchgM, Form.CmpxchgM], [xaddM, Form.XaddM], [pushf, Form.Pushf], [pushImm, Form.PushImm], [setccM, Form.SetccM],
+  [btRI, Form.BtRI], [btMI, Form.BtMI], [btRR, Form.BtRR], [btMR, Form.BtMR], [cdq, Form.Cdq], [bswap, Form.Bswap],
 ]);

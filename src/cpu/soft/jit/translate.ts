@@ -359,7 +359,8 @@ export function translateBlock(block: Block): JitFn | null {
     const f = e.form;
     em.line(`// ${i}: +${o} opcode ${e.opcode.toString(16)} form ${f}`);
     // A memory operand, a branch's canonical check or a handler may fault: say which instruction this is.
-    const mayFault = f === Form.None || f === Form.MovStore64 || f === Form.MovStore32 || f === Form.MovLoad64 ||
+    // (Forms after Nop have no inline code here: they are replayed like Form.None.)
+    const mayFault = f === Form.None || f > Form.Nop || f === Form.MovStore64 || f === Form.MovStore32 || f === Form.MovLoad64 ||
       f === Form.MovLoad32 || f === Form.MovImmMem64 || f === Form.MovImmMem32 || f === Form.AluMR || f === Form.AluRM ||
       f === Form.AluMI || f === Form.Jcc || f === Form.Jmp || f === Form.Call || f === Form.Ret || f === Form.Push ||
       f === Form.Pop || f === Form.MovzxMem || f === Form.MovsxdMem || f === Form.Alu8RM || f === Form.Alu8MR ||

@@ -64,7 +64,8 @@ function notNeg(cpu: SoftCpu, size: number, neg: boolean): void {
   if (neg) cpu.setLazy(Lazy.Sub, size, 0, v, r, 0, vh, rh);
 }
 
-function mul(cpu: SoftCpu, size: number, v: number, vh: number): void {
+/** MUL: rDX:rAX = rAX * v (unsigned), size 1/2/4/8 (shared with ../fast-forms.ts). */
+export function mul(cpu: SoftCpu, size: number, v: number, vh: number): void {
   const R = cpu.rlo;
   switch (size) {
     case 1: {
@@ -97,7 +98,8 @@ function mul(cpu: SoftCpu, size: number, v: number, vh: number): void {
   }
 }
 
-function imul1(cpu: SoftCpu, size: number, v: number, vh: number): void {
+/** One-operand IMUL: rDX:rAX = rAX * v (signed). */
+export function imul1(cpu: SoftCpu, size: number, v: number, vh: number): void {
   const R = cpu.rlo;
   switch (size) {
     case 1: {
@@ -133,7 +135,8 @@ function imul1(cpu: SoftCpu, size: number, v: number, vh: number): void {
   }
 }
 
-function div(cpu: SoftCpu, size: number, v: number, vh: number): void {
+/** DIV by v: #DE (before any change) on a zero divisor or a quotient that does not fit. */
+export function div(cpu: SoftCpu, size: number, v: number, vh: number): void {
   const R = cpu.rlo;
   switch (size) {
     case 1: {
@@ -172,7 +175,8 @@ function div(cpu: SoftCpu, size: number, v: number, vh: number): void {
   setDivFlags(cpu);
 }
 
-function idiv(cpu: SoftCpu, size: number, v: number, vh: number): void {
+/** IDIV by v, as DIV for signed operands. */
+export function idiv(cpu: SoftCpu, size: number, v: number, vh: number): void {
   const R = cpu.rlo;
   switch (size) {
     case 1: {
@@ -241,8 +245,8 @@ function idiv(cpu: SoftCpu, size: number, v: number, vh: number): void {
 // ---- IMUL Gv, Ev (0F AF); IMUL Gv, Ev, Iz (69); IMUL Gv, Ev, Ib (6B): the product truncated to the operand
 // size; CF = OF = the signed product did not fit.
 
-function imulTrunc(cpu: SoftCpu, size: number, a: number, ah: number, b: number, bh: number): void {
-  const reg = cpu.reg;
+/** reg = a * b truncated to `size` (2, 4 or 8), CF = OF = overflow (shared with ../fast-forms.ts). */
+export function imulTrunc(cpu: SoftCpu, size: number, reg: number, a: number, ah: number, b: number, bh: number): void {
   switch (size) {
     case 2: {
       const p = ((a << 16) >> 16) * ((b << 16) >> 16);
@@ -272,7 +276,7 @@ def0f(0xaf, (cpu) => {
   const size = cpu.opsize;
   const b = cpu.readRm(size), bh = cpu.hi;
   const a = cpu.getReg(size, cpu.reg), ah = cpu.hi;
-  imulTrunc(cpu, size, a, ah, b, bh);
+  imulTrunc(cpu, size, cpu.reg, a, ah, b, bh);
 });
 
 def1(0x69, (cpu) => {
@@ -281,7 +285,7 @@ def1(0x69, (cpu) => {
   const size = cpu.opsize;
   const imm = cpu.fetchImm(size), immh = cpu.hi;
   const a = cpu.readRm(size);
-  imulTrunc(cpu, size, a, cpu.hi, imm, immh);
+  imulTrunc(cpu, size, cpu.reg, a, cpu.hi, imm, immh);
 });
 
 def1(0x6b, (cpu) => {
@@ -290,5 +294,5 @@ def1(0x6b, (cpu) => {
   const size = cpu.opsize;
   const imm = cpu.fetchS8();
   const a = cpu.readRm(size);
-  imulTrunc(cpu, size, a, cpu.hi, imm, imm >> 31);
+  imulTrunc(cpu, size, cpu.reg, a, cpu.hi, imm, imm >> 31);
 });

@@ -220,7 +220,7 @@ def1(0xd2, (cpu) => {
  * SRC:SRC:DEST (SHRD) as one 48-bit quantity and returns CF = 0 for counts above 16, OF = 0 for SHLD above 16 and
  * OF = CF for SHLD by exactly 16. Below 16 it is the documented 32-bit-style double shift.
  */
-function doubleShift(cpu: SoftCpu, right: boolean, size: number, d: number, dh: number, s: number, sh: number, c: number): number {
+export function doubleShift(cpu: SoftCpu, right: boolean, size: number, d: number, dh: number, s: number, sh: number, c: number): number {
   let r: number, rh = 0, cf: number, of: number;
   if (size === 8) {
     if (right) {
