@@ -11,9 +11,9 @@ import {
   VirtioNet, NET_HDR_BYTES, RX_QUEUE, VIRTIO_NET_F_MAC, VIRTIO_NET_F_STATUS, VIRTIO_NET_F_GUEST_CSUM,
   VIRTIO_NET_F_GUEST_TSO4, VIRTIO_NET_F_GUEST_TSO6, VIRTIO_NET_F_CSUM, VIRTIO_NET_F_MRG_RXBUF,
   VIRTIO_NET_F_HOST_TSO4, VIRTIO_NET_F_HOST_TSO6, VIRTIO_NET_F_GUEST_ECN, VIRTIO_NET_F_HOST_ECN, VIRTIO_NET_F_GUEST_UFO,
-  VIRTIO_NET_F_HOST_UFO, OFFLOAD_CSUM, OFFLOAD_TSO4, OFFLOAD_TSO6, parseMac, type NetBackend,
+  VIRTIO_NET_F_HOST_UFO, TX_QUEUE, parseNetFeatures, OFFLOAD_CSUM, OFFLOAD_TSO4, OFFLOAD_TSO6, parseMac, type NetBackend,
 } from '../src/devices/virtio/net.ts';
-import { VIRTIO_F_VERSION_1 } from '../src/devices/virtio/device.ts';
+import { VIRTIO_F_VERSION_1, VIRTIO_F_EVENT_IDX } from '../src/devices/virtio/device.ts';
 import { Tap, TUN_F_CSUM, TUN_F_TSO4, TUN_F_TSO6 } from '../src/net/tap.ts';
 
 const MAC = parseMac('52:54:00:12:34:56')!;
@@ -33,7 +33,8 @@ class OffloadBackend implements NetBackend {
     into.set(f.subarray(0, Math.min(f.length, into.length)));
     return Math.min(f.length, into.length);
   }
-  write(): boolean { return true; }
+  sent: Uint8Array[] = [];
+  write(frame: Uint8Array): boolean { this.sent.push(Uint8Array.from(frame)); return true; }
   whenReadable(cb: () => void): void { this.waiting = cb; }
   close(): void {}
   setOffload(flags: number): void {
@@ -156,6 +157,138 @@ test('a backend that refuses the offloads: plain frames, and the device keeps wo
     assert.deepEqual(b.used(RX_QUEUE).map((u) => u.len), [NET_HDR_BYTES + 1514]);
     assert.equal(b.mem.read(at + 10, 1)[0], 1, 'num_buffers');
   } finally { b.close(); }
+});
+
+/** A transmit header (flags, gso_type, hdr_len, gso_size, csum_start, csum_offset, num_buffers) and frame. */
+function txFrame(frameBytes: number, hdr: { flags?: number; gsoType?: number; hdrLen?: number; gsoSize?: number; csumStart?: number; csumOffset?: number; numBuffers?: number } = {}): Uint8Array {
+  const f = new Uint8Array(NET_HDR_BYTES + frameBytes);
+  const v = new DataView(f.buffer);
+  f[0] = hdr.flags ?? 0; f[1] = hdr.gsoType ?? 0;
+  v.setUint16(2, hdr.hdrLen ?? 0, true); v.setUint16(4, hdr.gsoSize ?? 0, true);
+  v.setUint16(6, hdr.csumStart ?? 0, true); v.setUint16(8, hdr.csumOffset ?? 0, true);
+  v.setUint16(10, hdr.numBuffers ?? 0, true);
+  for (let i = 0; i < frameBytes; i++) f[NET_HDR_BYTES + i] = (i * 5 + 1) & 0xff;
+  return f;
+}
+
+const ALL_TX = BASE | bit(VIRTIO_NET_F_CSUM) | bit(VIRTIO_NET_F_HOST_TSO4) | bit(VIRTIO_NET_F_HOST_TSO6);
+
+test('CSUM and HOST_TSO4/6: the guest\'s checksum and segmentation requests reach the backend, checked and cleaned', () => {
+  const backend = new OffloadBackend();
+  const net = new VirtioNet(backend, MAC);
+  const b = new TestBench(net);
+  try {
+    b.bringUp({ msix: true, features: ALL_TX });
+    const send = (f: Uint8Array) => {
+      const at = b.alloc(f.length);
+      b.mem.write(at, f);
+      b.addChain(TX_QUEUE, [[at, f.length, false]]);
+    };
+    // A partial TCP checksum (§5.1.6.2 point 3: csum_start 34, csum_offset 16); DATA_VALID and an unknown flag from
+    // the guest are cleared, hdr_len/gso_size without GSO and num_buffers zeroed.
+    send(txFrame(1514, { flags: 1 | 2 | 0x40, hdrLen: 54, gsoSize: 9, csumStart: 34, csumOffset: 16, numBuffers: 3 }));
+    // A 64 KiB-class TCPv4 segment and a TCPv6 one, passed whole with their GSO fields.
+    send(txFrame(30000, { flags: 1, gsoType: 1, hdrLen: 66, gsoSize: 1448, csumStart: 34, csumOffset: 16 }));
+    send(txFrame(65535 + 14, { flags: 1, gsoType: 4, hdrLen: 86, gsoSize: 1428, csumStart: 54, csumOffset: 16 }));
+    // A plain frame: header all zero to the host.
+    send(txFrame(60, { flags: 2, csumStart: 7, csumOffset: 7 }));
+    assert.equal(backend.sent.length, 4);
+    const hdr = (i: number) => Array.from(backend.sent[i].subarray(0, NET_HDR_BYTES));
+    assert.deepEqual(hdr(0), [1, 0, 0, 0, 0, 0, 34, 0, 16, 0, 0, 0]);
+    assert.deepEqual(hdr(1), [1, 1, 66, 0, 0xa8, 0x05, 34, 0, 16, 0, 0, 0]);
+    assert.deepEqual(hdr(2), [1, 4, 86, 0, 0x94, 0x05, 54, 0, 16, 0, 0, 0]);
+    assert.deepEqual(hdr(3), [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
+    assert.deepEqual(backend.sent[1].subarray(NET_HDR_BYTES), txFrame(30000).subarray(NET_HDR_BYTES), 'the frame itself untouched');
+    assert.equal(backend.sent[2].length, NET_HDR_BYTES + 65535 + 14);
+    assert.equal(net.counters.txFrames, 4);
+    assert.equal(net.counters.txDropped, 0);
+    // What the negotiated features do not cover, or offsets that lie, is dropped (and counted), never sent.
+    const bad: [string, Uint8Array][] = [
+      ['checksum beyond the frame', txFrame(100, { flags: 1, csumStart: 90, csumOffset: 9 })],
+      ['GSO without NEEDS_CSUM', txFrame(3000, { gsoType: 1, gsoSize: 1448 })],
+      ['GSO with gso_size 0', txFrame(3000, { flags: 1, gsoType: 1, csumStart: 34, csumOffset: 16 })],
+      ['UDP fragmentation (UFO, not offered)', txFrame(3000, { flags: 1, gsoType: 3, gsoSize: 1472, csumStart: 34, csumOffset: 6 })],
+      ['TCP with ECN (HOST_ECN, not offered)', txFrame(3000, { flags: 1, gsoType: 0x81, gsoSize: 1448, csumStart: 34, csumOffset: 16 })],
+      ['an unknown GSO type', txFrame(3000, { flags: 1, gsoType: 5, gsoSize: 1448, csumStart: 34, csumOffset: 16 })],
+      ['a plain frame past 65535 bytes', txFrame(65536)],
+    ];
+    for (const [, f] of bad) send(f);
+    assert.equal(backend.sent.length, 4, bad.map(([n]) => n).join(', '));
+    assert.equal(net.counters.txDropped, bad.length);
+    assert.equal(b.used(TX_QUEUE).length, 4 + bad.length, 'every chain returned');
+    assert.equal(b.status & NEEDS_RESET, 0);
+  } finally { b.close(); }
+});
+
+test('transmit offloads follow what was negotiated: TSO6 without TSO4, TSO without CSUM, nothing at all', () => {
+  for (const [features, gsoType, expectSent] of [
+    [BASE | bit(VIRTIO_NET_F_CSUM) | bit(VIRTIO_NET_F_HOST_TSO6), 1, false],
+    [BASE | bit(VIRTIO_NET_F_CSUM) | bit(VIRTIO_NET_F_HOST_TSO6), 4, true],
+    // A driver breaking §5.1.3.1 (TSO accepted without CSUM): no segmentation, and no checksum either.
+    [BASE | bit(VIRTIO_NET_F_HOST_TSO4), 1, false],
+    [BASE, 4, false],
+  ] as const) {
+    const backend = new OffloadBackend();
+    const b = new TestBench(new VirtioNet(backend, MAC));
+    try {
+      b.bringUp({ msix: true, features });
+      const f = txFrame(5000, { flags: 1, gsoType, gsoSize: 1448, csumStart: 34, csumOffset: 16 });
+      const at = b.alloc(f.length);
+      b.mem.write(at, f);
+      b.addChain(TX_QUEUE, [[at, f.length, false]]);
+      assert.equal(backend.sent.length, expectSent ? 1 : 0, `features ${features.toString(16)}, gso_type ${gsoType}`);
+    } finally { b.close(); }
+  }
+});
+
+test('GUEST_TSO4/6 with MRG_RXBUF: the TAP is asked for TCP segments, which reach the guest whole over mergeable buffers', async () => {
+  const backend = new OffloadBackend();
+  const net = new VirtioNet(backend, MAC);
+  const b = new TestBench(net);
+  try {
+    const features = BASE | bit(VIRTIO_F_EVENT_IDX) | bit(VIRTIO_NET_F_MRG_RXBUF) | bit(VIRTIO_NET_F_GUEST_CSUM) | bit(VIRTIO_NET_F_GUEST_TSO4);
+    b.bringUp({ msix: true, features });
+    assert.deepEqual(backend.offloads.at(-1), OFFLOAD_CSUM | OFFLOAD_TSO4, 'checksum and TSO4, not TSO6');
+    const bufs: number[] = [];
+    for (let i = 0; i < 40; i++) { const at = b.alloc(4096); bufs.push(at); b.addChain(RX_QUEUE, [[at, 4096, true]]); }
+    const sent = backend.deliver(60000, { flags: 1, gsoType: 1, hdrLen: 66, gsoSize: 1448, csumStart: 34, csumOffset: 16 });
+    await tick();
+    const used = b.used(RX_QUEUE);
+    const need = Math.ceil((NET_HDR_BYTES + 60000) / 4096);
+    assert.equal(used.length, need);
+    assert.ok(used.slice(0, -1).every((u) => u.len === 4096));
+    assert.deepEqual(Array.from(b.mem.read(bufs[0], NET_HDR_BYTES)), [1, 1, 66, 0, 0xa8, 0x05, 34, 0, 16, 0, need, 0],
+      'NEEDS_CSUM, GSO TCPv4, hdr_len, gso_size, checksum offsets, num_buffers');
+    const joined = new Uint8Array(used.reduce((n, u) => n + u.len, 0));
+    let o = 0;
+    for (const u of used) { joined.set(b.mem.read(bufs[u.id], u.len), o); o += u.len; }
+    assert.deepEqual(joined.subarray(NET_HDR_BYTES), sent.subarray(NET_HDR_BYTES));
+    // TCPv6 (not negotiated) and ECN segments (GUEST_ECN not offered) are dropped without using a buffer.
+    backend.deliver(3000, { flags: 1, gsoType: 4, gsoSize: 1428, csumStart: 54, csumOffset: 16 });
+    backend.deliver(3000, { flags: 1, gsoType: 0x81, gsoSize: 1448, csumStart: 34, csumOffset: 16 });
+    await tick();
+    assert.deepEqual(b.used(RX_QUEUE), []);
+    assert.equal(net.counters.rxDropped, 2);
+    assert.equal(b.status & NEEDS_RESET, 0);
+  } finally { b.close(); }
+});
+
+test('RINGZERO_NET_FEATURES narrows the offer; an unknown name is refused with the known ones', () => {
+  const offered = (text: string | undefined) => {
+    const b = new TestBench(new VirtioNet(new OffloadBackend(), MAC, parseNetFeatures(text)));
+    try { return b.deviceFeatures(); } finally { b.close(); }
+  };
+  const none = offered('none');
+  for (const x of [VIRTIO_NET_F_MRG_RXBUF, VIRTIO_NET_F_GUEST_CSUM, VIRTIO_NET_F_CSUM]) assert.equal(none & bit(x), 0n);
+  assert.notEqual(none & bit(VIRTIO_NET_F_MAC), 0n);
+  const csumOnly = offered('guest_csum');
+  assert.notEqual(csumOnly & bit(VIRTIO_NET_F_GUEST_CSUM), 0n);
+  for (const x of [VIRTIO_NET_F_MRG_RXBUF, VIRTIO_NET_F_GUEST_TSO4, VIRTIO_NET_F_CSUM]) assert.equal(csumOnly & bit(x), 0n);
+  // A dependent feature alone is not offered without what it needs (§5.1.3.1).
+  const tsoAlone = offered('guest_tso,host_tso');
+  for (const x of [VIRTIO_NET_F_GUEST_TSO4, VIRTIO_NET_F_HOST_TSO4]) assert.equal(tsoAlone & bit(x), 0n);
+  assert.equal(offered(undefined), offered('mrg_rxbuf,guest_csum,guest_tso,csum,host_tso'));
+  assert.throws(() => parseNetFeatures('mrg_rxbuf,tso'), /unknown feature 'tso' \(known: mrg_rxbuf, guest_csum, guest_tso, csum, host_tso, or none\)/);
 });
 
 const tapSkip = process.getuid?.() !== 0 ? 'needs root' : !existsSync('/dev/net/tun') ? 'no /dev/net/tun' : undefined;
