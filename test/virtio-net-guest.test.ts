@@ -3,7 +3,9 @@
 // The VMM creates its TAP (this needs root: skipped otherwise), which is then moved into a network namespace
 // made for the test, so nothing is configured in the host's own namespace. Checked from both sides:
 //   net:     eth0 has the MAC, ping both ways, a 192 KiB TCP transfer guest -> host with busybox nc whose
-//            md5 matches on both ends;
+//            md5 matches on both ends; the negotiated features (checksum offload and TSO both ways, mergeable
+//            receive buffers) and 1 MiB each way with them (busybox httpd out, nc in), md5 on both ends, frames
+//            larger than Ethernet's in the device's counters (segmentation offloaded);
 //   vsock:   the guest's transport is bound; a host CONNECT to a port nobody listens on is refused by the
 //            guest's kernel (its RST comes back well before the device's 2 s timeout). busybox has no AF_VSOCK
 //            tool, so data over vsock is tested at the device level (test/virtio-vsock.test.ts);
@@ -13,13 +15,14 @@ import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile, execFileSync, spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { findDefaultImage } from '../src/image/build.ts';
 import { GuestSession, BOOT_TIMEOUT_MS, RINGZERO_BIN } from './support/guest.ts';
 import { waitFor } from './support/manager-harness.ts';
+import { controlRequest } from '../src/vmm/control.ts';
 
 const image = findDefaultImage();
 const enabled = process.env.RINGZERO_SKIP_BOOT_TEST !== '1' || process.env.CI === 'true';
@@ -49,6 +52,7 @@ test('the guest on virtio-net (ping both ways, TCP with checksum), virtio-vsock 
     rmSync(dir, { recursive: true, force: true });
   });
   const inNs = (...args: string[]) => ['ip', ['netns', 'exec', ns, ...args]] as const;
+  const inNsArgs = (...args: string[]): [string, string[]] => ['ip', ['netns', 'exec', ns, ...args]];
 
   const guest = new GuestSession(['--engine', 'soft', '--cpus', '2', '--memory', '256M',
     '--net', `tap=${tap},mac=${mac}`, '--vsock', `42,path=${vsockPath}`, '--balloon', '--control-socket', control]);
@@ -81,6 +85,55 @@ test('the guest on virtio-net (ping both ways, TCP with checksum), virtio-vsock 
     const received = Buffer.concat(chunks);
     assert.equal(received.length, 192 * 1024, 'every byte arrived');
     assert.equal(createHash('md5').update(received).digest('hex'), guestMd5.split(/\s/)[0], 'checksums match');
+
+    // The features Linux 6.1's virtio_net negotiated (the virtio device's features file: one character per bit,
+    // bit 0 first): the checksum offloads both ways, TSO both ways, mergeable receive buffers; nothing unoffered.
+    const bits = await guest.ask('FEATURES', 'cat /sys/class/net/eth0/device/features');
+    assert.match(bits, /^[01]{64}$/, `features file: ${bits}`);
+    const on = (n: number) => bits[n] === '1';
+    for (const [n, name] of [[0, 'CSUM'], [1, 'GUEST_CSUM'], [5, 'MAC'], [7, 'GUEST_TSO4'], [8, 'GUEST_TSO6'], [11, 'HOST_TSO4'],
+      [12, 'HOST_TSO6'], [15, 'MRG_RXBUF'], [16, 'STATUS'], [32, 'VERSION_1']] as const) assert.ok(on(n), `${name} (bit ${n}) negotiated: ${bits}`);
+    for (const [n, name] of [[9, 'GUEST_ECN'], [10, 'GUEST_UFO'], [13, 'HOST_ECN'], [14, 'HOST_UFO'], [17, 'CTRL_VQ']] as const) assert.ok(!on(n), `${name} (bit ${n}) not negotiated`);
+
+    // Bulk TCP both ways with those offloads on, md5 on both ends, and the device's counters showing frames larger
+    // than any Ethernet frame (so segmentation was offloaded): 1 MiB guest -> host served by busybox httpd (sendfile:
+    // large writes, sent as TSO segments with partial checksums that the host's kernel completes; busybox nc writes
+    // too little at a time for the guest's TCP to build large segments), and 1 MiB host -> guest (TCP segments of up
+    // to 64 KiB from the TAP into mergeable buffers).
+    const counters = async () => {
+      const r = await controlRequest(control, { cmd: 'stats' }, 10_000) as { net?: { rxBytes: number; txBytes: number; rxFrames: number; txFrames: number } };
+      return r.net!;
+    };
+    const c0 = await counters();
+    const outMd5 = await guest.ask('HTTPD', 'mkdir -p /www; dd if=/dev/urandom of=/www/big bs=1024 count=1024 2>/dev/null; httpd -p 8080 -h /www; md5sum < /www/big', 120_000);
+    const fetchScript = `const http=require('http'),c=require('crypto');const h=c.createHash('md5');let n=0;`
+      + `http.get('http://10.0.2.15:8080/big',(r)=>{r.on('data',(d)=>{n+=d.length;h.update(d);});r.on('end',()=>{console.log(n+' '+h.digest('hex'));});})`
+      + `.on('error',(e)=>{console.error(e.message);process.exit(1);});`;
+    const fetched = await new Promise<string>((resolve, reject) => execFile('ip', ['netns', 'exec', ns, process.execPath, '-e', fetchScript],
+      { timeout: 300_000 }, (error, stdout, stderr) => (error ? reject(new Error(`${error.message}: ${stderr}`)) : resolve(stdout.trim()))));
+    assert.equal(fetched, `${1024 * 1024} ${outMd5.split(/\s/)[0]}`, 'guest -> host: every byte, checksums match');
+    await guest.ask('HTTPDOFF', 'killall httpd; echo off');
+    const c1 = await counters();
+    assert.ok((c1.txBytes - c0.txBytes) / (c1.txFrames - c0.txFrames) > 1600,
+      `guest -> host went out in TSO segments (frames larger than 1514 bytes on average): ${c1.txBytes - c0.txBytes} bytes in ${c1.txFrames - c0.txFrames} frames`);
+
+    const payload = createHash('sha512').update('ringzero').digest();
+    const blob = Buffer.concat(Array.from({ length: 1024 * 1024 / payload.length }, (_, i) => createHash('sha512').update(payload).update(String(i)).digest()));
+    const blobFile = path.join(dir, 'blob');
+    writeFileSync(blobFile, blob);
+    const inMd5 = guest.ask('TCPIN', 'nc -l -p 5557 | md5sum', 300_000);
+    // The sender, in the namespace, connects as soon as the guest listens (retrying until then) and sends the file.
+    const sendScript = `const net=require('net'),fs=require('fs');const data=fs.readFileSync(${JSON.stringify(blobFile)});const end=Date.now()+120000;`
+      + `(function go(){const s=net.connect(5557,'10.0.2.15');s.on('error',()=>{s.destroy();if(Date.now()<end)setTimeout(go,200);else process.exit(1);});`
+      + `s.on('connect',()=>s.end(data,()=>process.exit(0)));})();`;
+    const sender = spawn(...inNsArgs(process.execPath, '-e', sendScript), { stdio: 'ignore' });
+    const senderDone = new Promise<number | null>((r) => sender.on('exit', r));
+    assert.equal((await inMd5).split(/\s/)[0], createHash('md5').update(blob).digest('hex'), 'host -> guest: checksums match');
+    assert.equal(await senderDone, 0, 'the host sent the file');
+    const c2 = await counters();
+    assert.ok(c2.rxBytes - c1.rxBytes >= 1024 * 1024, 'host -> guest: every byte through the device');
+    assert.ok((c2.rxBytes - c1.rxBytes) / (c2.rxFrames - c1.rxFrames) > 1600,
+      `host -> guest came in TSO segments: ${c2.rxBytes - c1.rxBytes} bytes in ${c2.rxFrames - c1.rxFrames} frames`);
 
     // vsock: the guest's transport is up, and its kernel refuses a connection to a port nobody listens on.
     assert.match(await guest.ask('VSOCK', 'ls /sys/bus/virtio/drivers/vmw_vsock_virtio_transport/ | grep virtio'), /^virtio\d+/);
