@@ -3,7 +3,10 @@
 // Ethernet frame preceded by a struct virtio_net_hdr, whose size TUNSETVNETHDRSZ sets to the virtio 1.x
 // header (12 bytes, num_buffers included, virtio 1.2 §5.1.6). TUNSETOFFLOAD(0) turns off every offload so the
 // host never hands over a frame with a partial checksum or a GSO super-frame, until the virtio-net device has a
-// guest that negotiated them (setOffload: GUEST_CSUM, GUEST_TSO4/6).
+// guest that negotiated them (setOffload: GUEST_CSUM, GUEST_TSO4/6). The other way needs no setting: a frame written
+// with NEEDS_CSUM or a GSO type in its header is taken as one packet whose checksum or segmentation the host's
+// kernel finishes where the frame leaves the host, or never when it is delivered locally (tun_get_user ->
+// virtio_net_hdr_to_skb, which checks the header again); the device passes only what the guest negotiated.
 //
 // The fd is non-blocking. Node cannot watch a character device in its event loop (libuv treats it as a
 // file), so readiness comes from poll(2) run on koffi's worker pool, on the TAP fd and a wake-up pipe: the
