@@ -69,7 +69,8 @@ test('CPUID: vendor, signature, feature bits, APIC ID', () => {
   assert.ok(c1 & (1 << 31), 'hypervisor');
   assert.ok(c1 & (1 << 13) && c1 & (1 << 23), 'CX16 and POPCNT (implemented by the integer family)');
   for (const bit of [21, 24, 26, 27, 28]) assert.equal(c1 & (1 << bit), 0, `leaf 1 ECX bit ${bit} (x2APIC/TSC-deadline/XSAVE/OSXSAVE/AVX) off`);
-  assert.deepEqual(cpuid(m, 7), [0, 0, 0, 0], 'leaf 7: no structured extended features');
+  assert.deepEqual(cpuid(m, 7), [0, 0, 0, 1 << 14], 'leaf 7: only SERIALIZE (EDX bit 14), one subleaf');
+  assert.deepEqual(cpuid(m, 7, 1), [0, 0, 0, 0], 'leaf 7 subleaf 1: nothing');
   const [, , c81, d81] = cpuid(m, 0x80000001);
   for (const bit of [11, 20, 27, 29]) assert.ok(d81 & (1 << bit), `80000001h EDX bit ${bit} (SYSCALL/NX/RDTSCP/LM)`);
   assert.ok(c81 & 1, 'LAHF/SAHF in 64-bit mode');

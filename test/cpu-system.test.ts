@@ -351,6 +351,13 @@ test('descriptor-table instructions: sgdt/sidt, str/sldt, lar/lsl/verr/verw, sms
   k.msrs.set(0xc0000103, 7n);
   assert.equal(exec(k, KCODE, '0f 01 f9'), -1); // rdtscp
   assert.equal(k.rlo[1], 7);
+  // serialize (0F 01 E8) is offered and does nothing else, at any CPL; F3 0F 01 E8 (XRESLDTRK) is not
+  const rsp = k.getReg64Num(4), flags = k.getFlags();
+  assert.equal(exec(k, KCODE, '0f 01 e8'), -1);
+  assert.equal(k.rip, KCODE + 3);
+  assert.equal(k.getReg64Num(4), rsp);
+  assert.equal(k.getFlags(), flags);
+  assert.equal(exec(k, KCODE, 'f3 0f 01 e8'), C.EXC_UD);
   // monitor, xgetbv and clac are not offered: #UD
   assert.equal(exec(k, KCODE, '0f 01 c8'), C.EXC_UD);
   assert.equal(exec(k, KCODE, '0f 01 d0'), C.EXC_UD);
@@ -360,6 +367,7 @@ test('descriptor-table instructions: sgdt/sidt, str/sldt, lar/lsl/verr/verw, sms
   assert.equal(exec(u, USER, '0f 01 14 25 00 7e 00 00'), C.EXC_GP, 'lgdt at CPL 3');
   assert.equal(exec(u, USER, '0f 01 3c 25 00 7e 00 00'), C.EXC_GP, 'invlpg at CPL 3');
   assert.equal(exec(u, USER, '0f 01 04 25 00 7e 00 00'), -1, 'sgdt at CPL 3 without UMIP');
+  assert.equal(exec(u, USER, '0f 01 e8'), -1, 'serialize at CPL 3');
 });
 
 test('#DF through an IST stack when the #GP gate is not present; triple fault when #DF cannot be delivered', () => {

@@ -86,6 +86,11 @@ export const FEATURES: CpuidFeature[] = [
   { leaf: 1, reg: 'ecx', bit: 26, name: 'xsave', on: false, why: 'no XSAVE' },
   { leaf: 1, reg: 'ecx', bit: 28, name: 'avx', on: false, why: 'no AVX' },
   { leaf: 1, reg: 'ecx', bit: 31, name: 'hypervisor', on: true, why: 'we are a virtual CPU' },
+  // Leaf 7 (subleaf 0) EDX
+  {
+    leaf: 7, reg: 'edx', bit: 14, name: 'serialize', on: true,
+    why: 'SERIALIZE (system/tables-ops.ts): Linux sync_core() then needs no IRET to itself (~100k of them per boot)',
+  },
   // Leaf 80000001h
   { leaf: 0x80000001, reg: 'ecx', bit: 0, name: 'lahf_lm', on: true, why: 'LAHF/SAHF in 64-bit mode (ops/flow-stack.ts)' },
   { leaf: 0x80000001, reg: 'edx', bit: 11, name: 'syscall', on: true, why: 'SYSCALL/SYSRET (system/)' },
@@ -185,6 +190,10 @@ export function cpuidLeaf(c: SoftCpu, leaf: number, subleaf: number, out: Int32A
       }
       break;
     }
+    case 7:
+      // Structured extended features (SDM CPUID leaf 07H): subleaf 0 only (EAX = highest subleaf = 0).
+      if (subleaf === 0) d = featureBits(c, 7, 'edx');
+      break;
     case 0xb:
       // Extended topology (SDM CPUID leaf 0Bh): one thread per core, `count` cores in one package.
       d = apicId;
@@ -234,7 +243,7 @@ export function cpuidLeaf(c: SoftCpu, leaf: number, subleaf: number, out: Int32A
       a = (48 << 8) | C.MAXPHYADDR;
       break;
     default:
-      break; // reserved or featureless leaves (5, 6, 7, 0xA, 0xD, ...) are all zero
+      break; // reserved or featureless leaves (5, 6, 0xA, 0xD, ...) are all zero
   }
   out[0] = a; out[1] = b; out[2] = cx; out[3] = d;
 }

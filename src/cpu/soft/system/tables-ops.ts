@@ -1,5 +1,5 @@
 // Descriptor-table and other system instructions: 0F 00 group (sldt, str, lldt, ltr, verr, verw), 0F 01 group
-// (sgdt, sidt, lgdt, lidt, smsw, lmsw, invlpg, swapgs, rdtscp; monitor/mwait, clac/stac, xgetbv are not offered
+// (sgdt, sidt, lgdt, lidt, smsw, lmsw, invlpg, serialize, swapgs, rdtscp; monitor/mwait, clac/stac, xgetbv are not offered
 // and raise #UD), 0F 02 lar, 0F 03 lsl and 63 arpl (legacy modes). SDM vol. 2 for each instruction.
 
 import type { SoftCpu } from '../cpu.ts';
@@ -164,6 +164,11 @@ function group0f01Register(cpu: SoftCpu): void {
       else cpu.setReg(cpu.opsize, cpu.rm, cpu.cr0, 0);
       return;
     case 6: lmsw(cpu, cpu.getReg(2, cpu.rm)); return;
+    case 5:
+      // 0F 01 E8 SERIALIZE (CPUID.07H.0:EDX[14]): every instruction of this CPU has completed, and stores into code
+      // are seen by the next instruction, before it starts: nothing to do (F2/F3 prefixes: #UD, as XRESLDTRK/...).
+      if (rm === 0 && cpu.rep === 0 && !cpu.lock) return;
+      break;
     case 7:
       if (rm === 0) { swapgs(cpu); return; }
       if (rm === 1) { rdtscp(cpu); return; }
