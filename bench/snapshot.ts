@@ -14,6 +14,13 @@
 //             the guest answering a newline on its serial console with its prompt (both), and for QEMU also to
 //             query-status "running". ringzero is also restored in this process (Machine.restore, no process start):
 //             the restore call alone and to the prompt.
+// ringzero runs from its esbuild bundle (dist/esm/main.js, rebuilt from the working tree at the start: what
+// bin/ringzero runs when the bundle is fresh), not through tsx (`--tsx` to measure that path). A new-process restore is
+// split into its parts with the VMM's RINGZERO_RESTORE_TIMING line (src/vmm/run.ts): process start to Machine.restore
+// (Node itself, then loading the CLI and the engine), Machine.restore, and the guest answering at its prompt after it
+// (a fresh V8 and a cold CPU: the soft engine's decoded-block cache and translations start empty). CPU times (the
+// process's, all threads, from /proc/PID/stat at the prompt; ringzero's main thread from its schedstat) are printed
+// with the wall times: a loaded host stretches wall time, CPU time much less.
 // Prints the medians and the ratios ringzero/QEMU, then one JSON line. The machine is noisy: only the ratios measured
 // in the same run mean anything.
 import { spawnSync } from 'node:child_process';
@@ -36,6 +43,7 @@ const { values } = parseArgs({
     runs: { type: 'string', default: '3' },
     sizes: { type: 'string', default: '256M,2G' },
     timeout: { type: 'string', default: '600' },
+    tsx: { type: 'boolean', default: false },
   },
 });
 const runs = Number(values.runs);
@@ -72,18 +80,53 @@ function dirUsage(dir: string): { bytes: number; allocated: number } {
   return { bytes, allocated };
 }
 
-interface Samples { snapshotMs: number[]; restoreMs: number[]; allocated: number; bytes: number; runningMs?: number[]; restoreCallMs?: number[]; inProcessMs?: number[] }
+interface Samples {
+  snapshotMs: number[]; restoreMs: number[]; allocated: number; bytes: number; runningMs?: number[]; restoreCallMs?: number[]; inProcessMs?: number[];
+  /** CPU time of the restored process at the prompt (all threads). */
+  restoreCpuMs: number[];
+  parts?: RestoreParts[];
+}
 
-const ringzeroBin = path.join(root, 'bin', 'ringzero');
+// The bundle, rebuilt now (a stale one would make bin/ringzero fall back to tsx, which costs ~0.3-1 s of start-up).
+let ringzeroCmd = path.join(root, 'bin', 'ringzero');
+let ringzeroPre: string[] = [];
+let ringzeroFrom = 'bin/ringzero through tsx (--tsx)';
+if (!values.tsx) {
+  const built = spawnSync(process.execPath, [path.join(root, 'scripts', 'build.mjs'), '--quiet'], { stdio: 'inherit' });
+  const bundle = path.join(root, 'dist', 'esm', 'main.js');
+  if (built.status === 0 && fs.existsSync(bundle)) {
+    ringzeroCmd = process.execPath;
+    ringzeroPre = [bundle];
+    ringzeroFrom = 'the esbuild bundle dist/esm/main.js, built now from the working tree';
+  } else {
+    ringzeroFrom = 'bin/ringzero (no bundle could be built)';
+  }
+}
+console.log(`ringzero runs from ${ringzeroFrom}`);
+const rzVmm = (args: string[], env?: Record<string, string>) => new VmmProcess(ringzeroCmd, [...ringzeroPre, ...args], timeoutMs, env);
+
+const CLK_TCK = Number(spawnSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).stdout) || 100;
+/** CPU time of process `pid` so far, all its threads (ms; /proc/PID/stat utime + stime). */
+function processCpuMs(pid: number): number {
+  const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return ((Number(fields[11]) + Number(fields[12])) * 1000) / CLK_TCK;
+}
+/** CPU time of process `pid`'s main thread so far (ms; its schedstat, in ns). */
+function mainThreadCpuMs(pid: number): number {
+  return Number(fs.readFileSync(`/proc/${pid}/task/${pid}/schedstat`, 'utf8').split(' ')[0]) / 1e6;
+}
+
+interface RestoreParts { startMs: number; restoreMs: number; guestMs: number; startCpuMs: number; restoreCpuMs: number; guestCpuMs: number; cpuMs: number }
 
 async function benchRingzero(memory: string): Promise<Samples> {
   const socket = path.join(work, `rz-${memory}.sock`);
   const t0 = performance.now();
-  const vm = vmm(ringzeroBin, ['run', '--engine', 'soft', '--memory', memory, '--cmdline', DEFAULT_CMDLINE, '--control-socket', socket]);
+  const vm = rzVmm(['run', '--engine', 'soft', '--memory', memory, '--cmdline', DEFAULT_CMDLINE, '--control-socket', socket]);
   await vm.waitForOutput(GUEST_PROMPT);
   console.log(`  ringzero ${memory}: at the prompt after ${((performance.now() - t0) / 1000).toFixed(1)} s`);
   await vm.pingPrompt(); // settled: the shell answers
-  const s: Samples = { snapshotMs: [], restoreMs: [], allocated: 0, bytes: 0, restoreCallMs: [], inProcessMs: [] };
+  const s: Samples = { snapshotMs: [], restoreMs: [], allocated: 0, bytes: 0, restoreCallMs: [], inProcessMs: [], restoreCpuMs: [], parts: [] };
   const dir = path.join(work, `rz-${memory}`);
   for (let i = 0; i < runs; i++) {
     const t = performance.now();
@@ -94,11 +137,25 @@ async function benchRingzero(memory: string): Promise<Samples> {
   await vm.kill();
   ({ bytes: s.bytes, allocated: s.allocated } = dirUsage(dir));
   for (let i = 0; i < runs; i++) {
+    const spawnedAt = performance.timeOrigin + performance.now();
     const t = performance.now();
-    const restored = vmm(ringzeroBin, ['run', '--restore', dir]);
+    const restored = rzVmm(['run', '--restore', dir], { RINGZERO_RESTORE_TIMING: '1' });
     await restored.pingPrompt();
-    s.restoreMs.push(performance.now() - t);
+    const wall = performance.now() - t;
+    const pid = restored.child.pid!;
+    const cpuMs = processCpuMs(pid), mainCpu = mainThreadCpuMs(pid);
+    s.restoreMs.push(wall);
+    s.restoreCpuMs.push(cpuMs);
     await restored.kill();
+    const m = /ringzero: restore timing (\{.*\})/.exec(restored.err);
+    if (m) {
+      const r = JSON.parse(m[1]) as { timeOrigin: number; startMs: number; restoreMs: number; startCpuMs: number; restoreCpuMs: number };
+      const startMs = r.timeOrigin - spawnedAt + r.startMs;
+      s.parts!.push({
+        startMs, restoreMs: r.restoreMs, guestMs: wall - startMs - r.restoreMs,
+        startCpuMs: r.startCpuMs, restoreCpuMs: r.restoreCpuMs, guestCpuMs: mainCpu - r.startCpuMs - r.restoreCpuMs, cpuMs,
+      });
+    }
     const p = await restoreInProcess(dir);
     s.restoreCallMs!.push(p.callMs);
     s.inProcessMs!.push(p.promptMs);
@@ -149,7 +206,7 @@ async function benchQemu(memory: string): Promise<Samples> {
   await vm.pingPrompt();
   const qmp = await Qmp.connect(socket);
   const file = path.join(work, `qemu-${memory}.mig`);
-  const s: Samples = { snapshotMs: [], restoreMs: [], allocated: 0, bytes: 0, runningMs: [] };
+  const s: Samples = { snapshotMs: [], restoreMs: [], allocated: 0, bytes: 0, runningMs: [], restoreCpuMs: [] };
   for (let i = 0; i < runs; i++) {
     fs.rmSync(file, { force: true });
     const t = performance.now();
@@ -185,6 +242,7 @@ async function benchQemu(memory: string): Promise<Samples> {
     q.close();
     await restored.pingPrompt();
     s.restoreMs.push(performance.now() - t);
+    s.restoreCpuMs.push(processCpuMs(restored.child.pid!));
     await restored.kill();
   }
   return s;
@@ -192,15 +250,21 @@ async function benchQemu(memory: string): Promise<Samples> {
 
 const MiB = 1024 * 1024;
 const figures: Record<string, number | string> = { bench: 'snapshot', engine: 'soft', reference: 'qemu-tcg', runs };
-// What a new ringzero process costs before it restores anything: Node, tsx and the CLI loading (`ringzero --help`).
-const startMs: number[] = [];
+figures.ringzero_from = values.tsx ? 'tsx' : ringzeroPre.length > 0 ? 'bundle' : 'bin';
+// What a new ringzero process costs before it restores anything: Node and the CLI loading (`ringzero --help`), and
+// Node alone (`node -e 0`), both as the wall time to exit.
+const startMs: number[] = [], nodeMs: number[] = [];
 for (let i = 0; i < runs; i++) {
-  const t = performance.now();
-  spawnSync(ringzeroBin, ['--help'], { stdio: 'ignore' });
+  let t = performance.now();
+  spawnSync(ringzeroCmd, [...ringzeroPre, '--help'], { stdio: 'ignore' });
   startMs.push(performance.now() - t);
+  t = performance.now();
+  spawnSync(process.execPath, ['-e', '0'], { stdio: 'ignore' });
+  nodeMs.push(performance.now() - t);
 }
 figures.ringzero_process_start_ms = median(startMs);
-console.log(`ringzero process start (--help): ${median(startMs).toFixed(0)} ms`);
+figures.node_process_start_ms = median(nodeMs);
+console.log(`ringzero process start (--help): ${median(startMs).toFixed(0)} ms (node -e 0: ${median(nodeMs).toFixed(0)} ms)`);
 const ratio = (a: number, b: number) => (b > 0 ? a / b : NaN);
 for (const memory of sizes) {
   const key = memory.toLowerCase();
@@ -210,14 +274,29 @@ for (const memory of sizes) {
   const rzCall = median(rz.restoreCallMs!), rzInProc = median(rz.inProcessMs!);
   console.log(`  ringzero ${memory}: snapshot ${rzSnap.toFixed(0)} ms, ${(rz.allocated / MiB).toFixed(1)} MiB on disk (${(rz.bytes / MiB).toFixed(0)} MiB apparent); ` +
     `restore to prompt ${rzRestore.toFixed(0)} ms (new process), in process ${rzInProc.toFixed(1)} ms (Machine.restore ${rzCall.toFixed(1)} ms)`);
+  const part = (k: keyof RestoreParts) => median(rz.parts!.map((p) => p[k]));
+  if (rz.parts!.length > 0) {
+    console.log(`  ringzero ${memory} new-process restore, wall (main-thread CPU): process start to Machine.restore ${part('startMs').toFixed(0)} ms (${part('startCpuMs').toFixed(0)}), `
+      + `Machine.restore ${part('restoreMs').toFixed(1)} ms (${part('restoreCpuMs').toFixed(1)}), guest to its prompt ${part('guestMs').toFixed(0)} ms (${part('guestCpuMs').toFixed(0)}); `
+      + `process CPU at the prompt ${median(rz.restoreCpuMs).toFixed(0)} ms`);
+    Object.assign(figures, {
+      [`ringzero_${key}_restore_start_ms`]: part('startMs'), [`ringzero_${key}_restore_start_cpu_ms`]: part('startCpuMs'),
+      [`ringzero_${key}_restore_newprocess_call_ms`]: part('restoreMs'), [`ringzero_${key}_restore_newprocess_call_cpu_ms`]: part('restoreCpuMs'),
+      [`ringzero_${key}_restore_guest_ms`]: part('guestMs'), [`ringzero_${key}_restore_guest_cpu_ms`]: part('guestCpuMs'),
+    });
+  }
   Object.assign(figures, {
+    [`ringzero_${key}_restore_cpu_ms`]: median(rz.restoreCpuMs),
     [`ringzero_${key}_snapshot_ms`]: rzSnap, [`ringzero_${key}_snapshot_mib`]: rz.allocated / MiB, [`ringzero_${key}_snapshot_apparent_mib`]: rz.bytes / MiB,
     [`ringzero_${key}_restore_ms`]: rzRestore, [`ringzero_${key}_restore_inprocess_ms`]: rzInProc, [`ringzero_${key}_restore_call_ms`]: rzCall,
   });
   if (qemuPresent) {
     const q = await benchQemu(memory);
     const qSnap = median(q.snapshotMs), qRestore = median(q.restoreMs), qRunning = median(q.runningMs!);
-    console.log(`  qemu-tcg ${memory}: snapshot ${qSnap.toFixed(0)} ms, ${(q.allocated / MiB).toFixed(1)} MiB on disk; restore to running ${qRunning.toFixed(0)} ms, to prompt ${qRestore.toFixed(0)} ms`);
+    const qCpu = median(q.restoreCpuMs), rzCpu = median(rz.restoreCpuMs);
+    console.log(`  qemu-tcg ${memory}: snapshot ${qSnap.toFixed(0)} ms, ${(q.allocated / MiB).toFixed(1)} MiB on disk; restore to running ${qRunning.toFixed(0)} ms, to prompt ${qRestore.toFixed(0)} ms (process CPU ${qCpu.toFixed(0)} ms)`);
+    console.log(`  ratio ringzero/qemu-tcg ${memory}: new-process restore CPU time to the prompt ${ratio(rzCpu, qCpu).toFixed(2)}x`);
+    Object.assign(figures, { [`qemu_tcg_${key}_restore_cpu_ms`]: qCpu, [`ratio_${key}_restore_cpu`]: ratio(rzCpu, qCpu) });
     console.log(`  ratio ringzero/qemu-tcg ${memory}: snapshot time ${ratio(rzSnap, qSnap).toFixed(2)}x, size ${ratio(rz.allocated, q.allocated).toFixed(2)}x, ` +
       `restore (new process, to prompt) ${ratio(rzRestore, qRestore).toFixed(2)}x, in-process restore vs QEMU's ${ratio(rzInProc, qRestore).toFixed(3)}x`);
     Object.assign(figures, {

@@ -21,9 +21,9 @@ export class VmmProcess {
   private waiters: Array<() => void> = [];
   readonly exited: Promise<number | null>;
 
-  /** `timeoutMs` bounds each wait. A VMM that exits with a failure status has its stderr's tail printed. */
-  constructor(cmd: string, args: string[], private readonly timeoutMs: number) {
-    this.child = spawn(cmd, args, { stdio: ['pipe', 'pipe', 'pipe'], detached: true });
+  /** `timeoutMs` bounds each wait; `env` is added to this process's. A VMM that exits with a failure status has its stderr's tail printed. */
+  constructor(cmd: string, args: string[], private readonly timeoutMs: number, env?: Record<string, string>) {
+    this.child = spawn(cmd, args, { stdio: ['pipe', 'pipe', 'pipe'], detached: true, ...(env ? { env: { ...process.env, ...env } } : {}) });
     running.add(this.child);
     this.child.stdout!.setEncoding('utf8').on('data', (s: string) => { this.out += s; this.wake(); });
     this.child.stderr!.setEncoding('utf8').on('data', (s: string) => { this.err += s; this.wake(); });

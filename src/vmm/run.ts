@@ -1,5 +1,6 @@
 // Run one VM to completion on the engine its config names: the entry point of `ringzero run` (and of
 // `ringzero run --restore DIR`, which starts from a snapshot instead of the kernel).
+import { readFileSync } from 'node:fs';
 import type { VmConfig, ConsoleIo } from './config.ts';
 import { Machine, type MachineOptions } from './machine.ts';
 
@@ -16,8 +17,35 @@ export async function runVm(cfg: VmConfig, io: ConsoleIo, options: MachineOption
  * boots a fresh machine from the saved configuration. Throws SnapshotError for a damaged or foreign snapshot.
  */
 export async function restoreVm(dir: string, io: ConsoleIo, options: MachineOptions & { controlSocket?: string } = {}): Promise<number> {
+  const timing = process.env.RINGZERO_RESTORE_TIMING === '1' ? restoreTiming() : undefined;
   const machine = Machine.restore(dir, io, options);
+  timing?.();
   return runMachines(machine.config, io, options, machine);
+}
+
+/**
+ * RINGZERO_RESTORE_TIMING=1 (bench/snapshot): where a new-process restore's time goes, as one line on stderr once
+ * Machine.restore has returned: when it began (ms since this process's time origin), how long it took, and the
+ * main thread's CPU time at both points (Linux /proc/thread-self/schedstat; the whole process's elsewhere). CPU time
+ * is what a loaded host disturbs least.
+ */
+function restoreTiming(): () => void {
+  const mainCpuMs = (): number => {
+    try {
+      return Number(readFileSync('/proc/thread-self/schedstat', 'utf8').split(' ')[0]) / 1e6;
+    } catch {
+      const u = process.cpuUsage();
+      return (u.user + u.system) / 1000;
+    }
+  };
+  const startMs = performance.now(), startCpuMs = mainCpuMs();
+  return () => {
+    const endMs = performance.now(), endCpuMs = mainCpuMs();
+    const r = (x: number) => Math.round(x * 100) / 100;
+    process.stderr.write(`ringzero: restore timing ${JSON.stringify({
+      timeOrigin: performance.timeOrigin, startMs: r(startMs), restoreMs: r(endMs - startMs), startCpuMs: r(startCpuMs), restoreCpuMs: r(endCpuMs - startCpuMs),
+    })}\n`);
+  };
 }
 
 async function runMachines(cfg: VmConfig, io: ConsoleIo, options: MachineOptions, restored: Machine | undefined): Promise<number> {
