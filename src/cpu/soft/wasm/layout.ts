@@ -41,6 +41,9 @@ export const S_R0 = 184;
 export const S_BLK = 240;
 /** Blocks the dispatcher entered straight from the previous one (added to the cache's chainHits after a call). */
 export const S_CHAINS = 244;
+/** Of those, blocks whose dispatch entry the previous block named (translate.ts exitStatic), and that entry. */
+export const S_DIRECT = 248;
+export const S_NEXT = 252;
 export const S_SEG = 192;
 export const S_PHYS = 1024;
 export const S_TAGS = S_PHYS + 4096 * 8;

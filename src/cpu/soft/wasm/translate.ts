@@ -74,6 +74,8 @@ const F_RD = 0, F_WR = 1, F_RP = 2, F_CC = 3, F_GP = 4;
 /** The memory library's loads and stores (ld1, ld2, ld4, ld8, then st1..st8), imported after the helpers. */
 const F_LD = 5, F_ST = 9;
 const LOG2 = [0, 0, 1, 0, 2, 0, 0, 0, 3];
+/** Static exits chain straight into the next translated block of the same page (RINGZERO_WASM_DIRECT=0: off). */
+const DIRECT_CHAIN = process.env.RINGZERO_WASM_DIRECT !== '0';
 
 /** Translation of one block into one function body. */
 class Translator {
@@ -198,6 +200,29 @@ class Translator {
     if (ripOff !== 0) b.f64(ripOff).op(Op.f64Add);
     b.mem(Op.f64Store, 3, L.S_RIP);
     b.i32(count).set(this.xc).br(this.out);
+  }
+
+  /**
+   * Leave with `count` instructions of this pass done towards the static target r0 + `ripOff` (a direct branch, the
+   * fall-through), telling the dispatcher where the target's translated block is when it lies in this block's
+   * physical page: its physical address is then this block's + ripOff under the same translation (RIP's page did
+   * not change, and nothing that changes the mapping or the mode is a fast form), and its page generation must be
+   * this block's (current while this block runs: an invalidation stops the chain through S_CHAIN). Its dispatch
+   * entry is at a constant address, so the block checks (pa, generation) with one 64-bit compare and leaves the
+   * entry's address in S_NEXT: the dispatcher then skips the fetch-TLB probe and the table lookup.
+   * (A tail call into the successor, measured first, made the boot slower: see the commit message.)
+   */
+  exitStatic(count: number, ripOff: number): void {
+    const b = this.b, pa = this.block.pa, tpa = pa + ripOff;
+    if (DIRECT_CHAIN && ripOff !== 0 && (tpa >>> 12) === (pa >>> 12) && tpa >= 0) {
+      const e = L.DISPATCH + (((tpa ^ (tpa >>> 12)) & ((1 << L.DISPATCH_BITS) - 1)) << 4);
+      // (pa, gen) of the entry as one i64: pa in the low half, the generation in the high half
+      b.i32(0).mem(Op.i64Load, 3, e).i64((BigInt(this.block.gen >>> 0) << 32n) | BigInt(tpa >>> 0)).op(Op.i64Eq);
+      b.open(Op.if);
+      b.get(this.st).i32(e).mem(Op.i32Store, 2, L.S_NEXT);
+      b.close();
+    }
+    this.exitConst(count, ripOff);
   }
 
   /**
@@ -547,7 +572,7 @@ function translateBody(block: Block, ramSize: number): { body: Body; offs: numbe
         T.r64(4); b.i64(8).op(Op.i64Sub).set(T.a);
         T.store(8);
         T.set64(4, T.a);
-        if (f === Form.Call) T.exitConst(i + 1, next + e.disp);
+        if (f === Form.Call) T.exitStatic(i + 1, next + e.disp);
         break;
       }
       case Form.Pop: case Form.Ret: {
@@ -624,15 +649,15 @@ function translateBody(block: Block, ramSize: number): { body: Body; offs: numbe
           b.get(T.n).i32(N).op(Op.i32Add).tee(T.n).i32(N).op(Op.i32Add).tee(T.c32).get(T.left).op(Op.i32LeS);
           b.get(T.c32).i32(LOOP_LIMIT).op(Op.i32LeS).op(Op.i32And).brIf(T.top);
           T.exitConst(0, 0);
-        } else T.exitConst(i + 1, target);
-        if (f === Form.Jcc) { b.close(); T.exitConst(i + 1, next); }
+        } else T.exitStatic(i + 1, target);
+        if (f === Form.Jcc) { b.close(); T.exitStatic(i + 1, next); }
         break;
       }
       default: replay();
     }
     if (mem && !isLast) T.exitIfSlow(i + 1, next);
     if (isLast && !replayed && f !== Form.Jcc && f !== Form.Jmp && f !== Form.Call && f !== Form.Ret) {
-      T.exitConst(i + 1, next);
+      T.exitStatic(i + 1, next);
     }
   }
   if (T.selfLoop) b.close();
@@ -690,9 +715,21 @@ function buildDispatcher(ramSize: number): Uint8Array<ArrayBuffer> {
   b.get(st).get(idx).mem(Op.i32Store, 2, L.S_BLK);
   b.get(st).get(r0).get(left).get(n).op(Op.i32Sub).get(user).get(idx);
   b.op(0x11, blockType).op(0x00); // call_indirect type, table 0
-  b.get(n).op(Op.i32Add).tee(n);
-  b.get(limit).op(Op.i32GeS).brIf(out);
+  b.get(n).op(Op.i32Add).set(n);
+  // (S_NEXT is taken and cleared before anything can leave: a stale one would name the wrong block)
+  b.get(st).mem(Op.i32Load, 2, L.S_NEXT).set(e);
+  b.get(st).i32(0).mem(Op.i32Store, 2, L.S_NEXT);
+  b.get(n).get(limit).op(Op.i32GeS).brIf(out);
   b.get(st).mem(Op.i32Load, 2, L.S_CHAIN).op(Op.i32Eqz).brIf(out);
+  // the block named its successor's dispatch entry (exitStatic): no TLB probe, no lookup
+  const probe = b.open(Op.block);
+  b.get(e).op(Op.i32Eqz).brIf(probe);
+  b.get(st).mem(Op.f64Load, 3, L.S_RIP).set(r0);
+  b.get(e).mem(Op.i32Load, 2, 12).get(left).get(n).op(Op.i32Sub).op(Op.i32GtS).brIf(out);
+  b.get(e).mem(Op.i32Load, 2, 8).tee(idx).op(Op.i32Eqz).brIf(out);
+  b.get(st).get(st).mem(Op.i32Load, 2, L.S_DIRECT).i32(1).op(Op.i32Add).mem(Op.i32Store, 2, L.S_DIRECT);
+  b.br(top);
+  b.close();
   // next RIP -> physical address through the fetch TLB bank of this privilege
   b.get(st).mem(Op.f64Load, 3, L.S_RIP).tee(r0).op(0xfc, 6).tee(ripi);
   b.i64(12).op(Op.i64ShrS).tee(vpn).op(Op.i32WrapI64).i32(0xfff).op(Op.i32And).i32(3).op(Op.i32Shl).set(ti);
@@ -813,6 +850,8 @@ export interface WasmStats {
   replays: number;
   conds: number;
   slow: number;
+  /** Chained block entries made by a block's own exit (tail call) rather than by the dispatcher. */
+  direct: number;
 }
 
 /** The wasm translator of one GuestMemory (shared by its vCPUs, which run on one thread). */
@@ -820,7 +859,7 @@ export class WasmEngine {
   readonly i32: Int32Array;
   readonly f64: Float64Array;
   private imports: WebAssembly.Imports;
-  readonly stats: WasmStats = { compiled: 0, modules: 0, bytes: 0, compileMs: 0, buildMs: 0, calls: 0, replays: 0, conds: 0, slow: 0 };
+  readonly stats: WasmStats = { compiled: 0, modules: 0, bytes: 0, compileMs: 0, buildMs: 0, calls: 0, replays: 0, conds: 0, slow: 0, direct: 0 };
   private nextState = 0;
   /** Translated functions by index (index 0 unused: an empty dispatch entry), and their blocks. */
   private readonly table: WebAssembly.Table;
@@ -872,17 +911,17 @@ export class WasmEngine {
     // JavaScript imports cost about a millisecond.
     const helpers = new WebAssembly.Instance(new WebAssembly.Module(buildTrampolines()), this.imports);
     const memlib = new WebAssembly.Instance(new WebAssembly.Module(buildMemlib(ramSize)), { e: { m: memory, ...helpers.exports } });
-    this.imports = { e: { m: memory, ...helpers.exports, ...memlib.exports } };
     this.table = new WebAssembly.Table({ element: 'anyfunc', initial: 1024 });
     const d = new WebAssembly.Instance(new WebAssembly.Module(buildDispatcher(ramSize)), { e: { m: memory, t: this.table } });
     this.dispatch = d.exports.run as WasmEngine['dispatch'];
+    this.imports = { e: { m: memory, ...helpers.exports, ...memlib.exports } };
   }
 
   /** For `ringzero run --stats`. */
   statsLine(): string {
     const s = this.stats;
     return `${s.compiled} blocks translated in ${s.modules} modules (${(s.bytes / 1024).toFixed(0)} KiB of code, ${s.compileMs.toFixed(0)} ms to build (${s.buildMs.toFixed(0)}) and compile), ` +
-      `${s.calls} calls, ${s.replays + s.conds + s.slow} helper calls (${s.replays} replays, ${s.conds} conditions, ${s.slow} slow accesses)` +
+      `${s.calls} calls, ${s.direct} direct block-to-block entries, ${s.replays + s.conds + s.slow} helper calls (${s.replays} replays, ${s.conds} conditions, ${s.slow} slow accesses)` +
       (PROFILE ? '; replayed opcodes: ' + [...replayed].sort((a, b) => b[1] - a[1]).slice(0, 16).map(([o, n]) => `${o.toString(16)}:${n}`).join(' ') : '');
   }
 
@@ -904,8 +943,12 @@ export class WasmEngine {
     this.takeFlags(c);
     c.ripStart = rip;
     c.instructions = this.curI0 + n + ix + 1;
+    const cpl = c.cpl;
     replayEntry(c, e, rip);
     this.f64[(st + L.S_RIP) >> 3] = c.rip;
+    // (a privilege or mode change (SYSCALL, SYSRET, IRET) also stops the chain: the dispatcher's `user` and its
+    // 64-bit-only dispatch table hold for the privilege and mode it was called with)
+    if (c.cpl !== cpl || !c.mode64) this.i32[(st + L.S_CHAIN) >> 2] = 0;
     if (ix === b.n - 1 || e.len === 0 || c.rip !== rip + e.len || c.eventPending || c.stopRequested) {
       this.i32[(st + L.S_CHAIN) >> 2] = 0;
       return 1;
@@ -1038,8 +1081,11 @@ export class WasmEngine {
     }
     this.takeFlags(c);
     this.cur = null;
-    const chains = I[(st + L.S_CHAINS) >> 2];
-    if (chains !== 0) { c.codeCache.stats.chainHits += chains; I[(st + L.S_CHAINS) >> 2] = 0; }
+    const chains = I[(st + L.S_CHAINS) >> 2], direct = I[(st + L.S_DIRECT) >> 2];
+    if (chains !== 0 || direct !== 0) {
+      c.codeCache.stats.chainHits += chains + direct; this.stats.direct += direct;
+      I[(st + L.S_CHAINS) >> 2] = 0; I[(st + L.S_DIRECT) >> 2] = 0;
+    }
     c.rip = this.f64[(st + L.S_RIP) >> 3];
     c.instructions = I0 + k;
     c.blockInstructions += k;
