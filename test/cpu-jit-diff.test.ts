@@ -3,7 +3,7 @@
 // translated at its first replay (RINGZERO_DIFF_JIT=1), and that run must leave what the host CPU leaves —
 // registers, defined flags, memory — for every family the interpreter is known to pass.
 //
-//   RINGZERO_DIFF_CASES (default 4000) cases, seeds as in cpu-diff (a fixed one plus a time-based one, printed).
+//   RINGZERO_DIFF_CASES (default 1500; the JavaScript translator is no longer the default engine: cpu-wasm-diff runs the wasm one) cases, seeds as in cpu-diff (a fixed one plus a time-based one, printed).
 import test from 'node:test';
 import assert from 'node:assert/strict';
 
@@ -14,7 +14,7 @@ const { KNOWN_PASSING_FAMILIES } = await import('../src/cpu/soft/testing/passing
 
 const FIXED_SEED = 0x5eed_2024;
 const env = process.env;
-const totalCases = Number(env.RINGZERO_DIFF_CASES ?? 4000);
+const totalCases = Number(env.RINGZERO_DIFF_CASES ?? 1500);
 const seeds = env.RINGZERO_DIFF_SEED !== undefined ? [Number(env.RINGZERO_DIFF_SEED) >>> 0] : [FIXED_SEED, (Date.now() % 0x7fff_ffff) >>> 0];
 const families = FAMILIES.filter((f) => KNOWN_PASSING_FAMILIES.includes(f));
 console.log(`cpu-jit-diff: seeds ${seeds.join(', ')} (rerun one with RINGZERO_DIFF_SEED=<seed>), ${totalCases} cases over ${families.length} families`);

@@ -31,9 +31,14 @@ const STEP_LIMIT = 10_000;
  * first replay, so the generated code is what is compared. (RINGZERO_DIFF_CACHE=1 alone compares closure replay.)
  */
 const JIT_MODE = process.env.RINGZERO_DIFF_JIT === '1';
-const CACHE_MODE = process.env.RINGZERO_DIFF_CACHE === '1' || JIT_MODE;
+/**
+ * RINGZERO_DIFF_WASM=1: the same through the WebAssembly translator (../wasm/translate.ts, the default engine's): the
+ * suite's memory is a wasm-backed GuestMemory and every 64-bit block is translated at its first replay.
+ */
+const WASM_MODE = process.env.RINGZERO_DIFF_WASM === '1';
+const CACHE_MODE = process.env.RINGZERO_DIFF_CACHE === '1' || JIT_MODE || WASM_MODE;
 if (CACHE_MODE) setHotThreshold(0);
-if (JIT_MODE) setJitThreshold(0);
+if (JIT_MODE || WASM_MODE) setJitThreshold(0);
 
 export interface SoftRun {
   state: SnippetState;
@@ -47,15 +52,18 @@ let machine: { cpu: SoftCpu; mem: GuestMemory } | undefined;
 
 function softMachine(): { cpu: SoftCpu; mem: GuestMemory } {
   if (machine) return machine;
-  const mem = new GuestMemory(GUEST_MEMORY);
-  const cpu = new SoftCpu({ mem, ports: new PortBus(), mmio: new MmioBus(), clock: new VmClock() });
+  // (The memory and the CPU say explicitly whether they use wasm: RINGZERO_JIT in the environment does not decide.)
+  const mem = new GuestMemory(GUEST_MEMORY, undefined, { wasm: WASM_MODE });
+  const cpu = new SoftCpu({ mem, ports: new PortBus(), mmio: new MmioBus(), clock: new VmClock(), wasm: WASM_MODE });
+  if (WASM_MODE && cpu.wasm === null) throw new Error('RINGZERO_DIFF_WASM=1: the suite\'s memory could not be placed in a WebAssembly.Memory');
   machine = { cpu, mem };
   return machine;
 }
 
-/** What the soft CPU of the suite executed through generated code so far (JIT mode check). */
-export function softJitCounts(): { compiled: number; jitInstructions: number } {
-  return { compiled: machine?.cpu.codeCache.stats.compiled ?? 0, jitInstructions: machine?.cpu.jitInstructions ?? 0 };
+/** What the soft CPU of the suite executed through generated code so far (JIT/wasm mode check). */
+export function softJitCounts(): { compiled: number; jitInstructions: number; wasm: boolean } {
+  const c = machine?.cpu;
+  return { compiled: c?.codeCache.stats.compiled ?? 0, jitInstructions: c?.jitInstructions ?? 0, wasm: (c?.wasm ?? null) !== null };
 }
 
 /** Run `code` on the software CPU in 64-bit user mode (CPL 3) with identity paging, from state `s`. */
@@ -70,7 +78,7 @@ function runSoftOnce(code: Uint8Array, s: SnippetState, blocks: boolean, reset: 
   if (reset) cpu.reset(); // (a reset also forgets the cached blocks)
   else { cpu.fpu.reset(); cpu.halted = false; }
   cpu.blockCacheEnabled = blocks;
-  cpu.jitEnabled = JIT_MODE;
+  cpu.jitEnabled = JIT_MODE || WASM_MODE;
   setupFlatLongMode(cpu, { pml4: PAGE_TABLES, identityMapBytes: GUEST_MEMORY, cpl: 3 });
   const end = CODE_BASE + code.length;
   // The replay run keeps the code as the recording run left it: rewriting it would count as a code write and drop
