@@ -364,3 +364,27 @@ test('every second-generation fast form leaves what the interpreter leaves, faul
   assert.ok(faults > CASES.length * 3, `faulting cases: ${faults}`);
   console.log(`cpu-fast-forms: ${compared} runs compared over ${CASES.length} instructions, ${faults} reference runs faulted`);
 });
+
+test('a block\'s last instruction ending exactly at its page end gets its form; one crossing the page end does not', () => {
+  const m = machine(false);
+  const c = m.cpu;
+  c.jitEnabled = false;
+  // cmp eax, ebx (39 d8); je +0x10 (0f 84 10 00 00 00): the JE ends at the page end, or 2 bytes into the next page.
+  const page = 0x180000;
+  for (const [start, form] of [[page - 8, Form.Jcc], [page - 6, Form.None]] as [number, Form][]) {
+    const jccAt = start + 2;
+    m.mem.write(start, Uint8Array.of(0x39, 0xd8, 0x0f, 0x84, 0x10, 0x00, 0x00, 0x00));
+    const next = jccAt + 6;
+    m.mem.write(next, Uint8Array.of(0xf4)); // not taken: hlt
+    m.mem.write(next + 0x10, Uint8Array.of(0xf4)); // taken: hlt
+    for (const [eax, ebx, end] of [[1, 1, next + 0x10], [1, 2, next], [5, 5, next + 0x10], [7, 5, next]]) {
+      c.setGpr(0, BigInt(eax)); c.setGpr(3, BigInt(ebx));
+      assert.equal(runBlocksToHalt(m, 10, start), -1);
+      assert.equal(c.rip, end + 1, `${start.toString(16)}: eax=${eax} ebx=${ebx}`);
+    }
+    const cache = c.codeCache;
+    const b = cache.table[(start ^ (start >>> 12)) & TABLE_MASK];
+    assert.ok(b && b.pa === start && b.n === 2);
+    assert.equal(b.entries[1].form, form, `JE at ${jccAt.toString(16)}`);
+  }
+});

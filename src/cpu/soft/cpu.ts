@@ -675,10 +675,16 @@ export class SoftCpu {
       const at = start - blockRip;
       if (TERMINATOR[this.opcode] !== 0 && this.endsBlock()) {
         // The last instruction: its prefixes and opcode must lie in the page (the handler fetches the rest); a
-        // fast form needs all of it there.
+        // fast form needs all of it there (compileFast reads only the bytes of the length it returns).
         e.len = 0;
-        if (mode === 8 && at + 15 <= room) e.len = compileFast(this, e, pa + at, 0);
-        if (at + e.opLen <= room) entries.push(e);
+        if (at + e.opLen <= room) {
+          if (mode === 8) {
+            const n = compileFast(this, e, pa + at, 0);
+            if (n !== 0 && at + n <= room) e.len = n;
+            else { e.fast = null; e.form = 0; }
+          }
+          entries.push(e);
+        }
         break;
       }
       const len = this.rip - start;
