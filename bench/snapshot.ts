@@ -312,6 +312,11 @@ if (sizes.length > 1) {
   const growth = ratio(figures[`ringzero_${b}_restore_inprocess_ms`] as number, figures[`ringzero_${a}_restore_inprocess_ms`] as number);
   figures[`ringzero_restore_growth_${a}_to_${b}`] = growth;
   console.log(`ringzero in-process restore ${b} / ${a}: ${growth.toFixed(2)}x (goal: under 20 ms and not growing with memory)`);
+  const call = (k: string) => figures[`ringzero_${k}_restore_newprocess_call_cpu_ms`] as number | undefined;
+  if (call(a) !== undefined && call(b) !== undefined) {
+    figures[`ringzero_restore_call_cpu_growth_${a}_to_${b}`] = ratio(call(b)!, call(a)!);
+    console.log(`ringzero Machine.restore in a new process, main-thread CPU: ${call(a)!.toFixed(1)} ms (${a}), ${call(b)!.toFixed(1)} ms (${b}): ${ratio(call(b)!, call(a)!).toFixed(2)}x`);
+  }
 }
 console.log(JSON.stringify(figures));
 process.exit(0);

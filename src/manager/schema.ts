@@ -162,6 +162,10 @@ export const vmSchema = {
     startedAt: { type: 'string', format: 'date-time' },
     consoleSocket: { type: 'string', description: 'Unix socket of the serial console, while running' },
     restoredFrom: { type: 'string', description: 'the snapshot this run started from, while running' },
+    migration: {
+      type: 'object', description: 'a live migration of the VM in progress, or one left in switch-over-unknown (the VM paused here: POST /vms/{name}/migration/resolve)',
+      properties: { id: { type: 'string' }, direction: { type: 'string', enum: ['outgoing', 'incoming'] }, phase: { type: 'string' }, peer: { type: 'string' } },
+    },
     resources: {
       type: 'object', description: 'resource control in force while running (cgroup and pinning): what PATCH /vms/{name}/resources set',
       properties: { ...resourceProperties, cgroup: { type: 'string', description: 'the VM\'s cgroup directory' } },
