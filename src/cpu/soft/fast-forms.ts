@@ -563,6 +563,40 @@ const bswap: FastHandler = (c, e) => {
   else { c.rlo[r] = bswap32(c.rlo[r]); c.rhi[r] = 0; }
 };
 
+// ---- 16-bit ALU and MOV (66h prefix): a register destination keeps bits 16-63; the result recorded for the flags
+// is the unmasked int32 sum/difference of the zero-extended operands, as ./ops/alu.ts records it
+
+function alu16(c: SoftCpu, op: number, d: number, s: number): number {
+  switch (op) {
+    case ADD: return (d + s) | 0;
+    case SUB: case CMP: return (d - s) | 0;
+    case OR: return d | s;
+    case XOR: return d ^ s;
+    default: return d & s; // AND, TEST
+  }
+}
+function alu16Reg(c: SoftCpu, e: BlockEntry, s: number): void {
+  const op = e.op, rd = e.b;
+  const d = c.rlo[rd] & 0xffff;
+  const r = alu16(c, op, d, s);
+  if (op < CMP) c.rlo[rd] = (c.rlo[rd] & ~0xffff) | (r & 0xffff);
+  c.setLazy(op === TEST ? L_LOGIC : KIND[op], 2, d, s, r, 0, 0, 0);
+}
+function alu16Mem(c: SoftCpu, e: BlockEntry, lin: number, s: number): void {
+  const op = e.op;
+  const d = c.readLin(lin, 2);
+  const r = alu16(c, op, d, s);
+  if (op < CMP) c.writeLin(lin, 2, r);
+  c.setLazy(op === TEST ? L_LOGIC : KIND[op], 2, d, s, r, 0, 0, 0);
+}
+const alu16RR: FastHandler = (c, e) => alu16Reg(c, e, c.rlo[e.a] & 0xffff);
+const alu16RI: FastHandler = (c, e) => alu16Reg(c, e, e.imm);
+const alu16RM: FastHandler = (c, e) => alu16Reg(c, e, c.readLin(ea(c, e), 2));
+const alu16MR: FastHandler = (c, e) => alu16Mem(c, e, ea(c, e), c.rlo[e.a] & 0xffff);
+const alu16MI: FastHandler = (c, e) => alu16Mem(c, e, ea(c, e), e.imm);
+const movStore16: FastHandler = (c, e) => c.writeLin(ea(c, e), 2, c.rlo[e.a] & 0xffff);
+const movLoad16: FastHandler = (c, e) => { const v = c.readLin(ea(c, e), 2); c.rlo[e.a] = (c.rlo[e.a] & ~0xffff) | v; };
+
 // =====================================================================================================
 // Compilation
 
@@ -853,6 +887,31 @@ export function compileFast(c: SoftCpu, e: BlockEntry, pa: number, len: number):
     e.op = op & 1; e.size = size; f = cdq;
   } else if (op >= 0x1c8 && op <= 0x1cf && wide) {
     e.b = (op & 7) | e.rexB; e.size = size; f = bswap;
+  } else if (size === 2 && op < 0x40 && ((op & 7) === 1 || (op & 7) === 3 || (op & 7) === 5) && (op >> 3) !== 2 && (op >> 3) !== 3) {
+    // 16-bit ALU Ev,Gv (01 09 21 29 31 39), Gv,Ev (03 ...), AX,imm16 (05 ...)
+    const form = op & 7;
+    e.op = op >> 3;
+    if (form === 5) { e.b = 0; e.imm = ram[p] | (ram[p + 1] << 8); p += 2; f = alu16RI; }
+    else {
+      p = modrm(ram, p, e);
+      if (form === 1) { e.a = regField; if (mod === 3) { e.b = rmReg; f = alu16RR; } else f = alu16MR; }
+      else { e.b = regField; if (mod === 3) { e.a = rmReg; f = alu16RR; } else f = alu16RM; }
+    }
+  } else if (size === 2 && op === 0x85) {
+    p = modrm(ram, p, e);
+    e.op = TEST; e.a = regField;
+    if (mod === 3) { e.b = rmReg; f = alu16RR; } else f = alu16MR;
+  } else if (size === 2 && (op === 0x81 || op === 0x83 || op === 0xa9 || (op === 0xf7 && (ram[p] & 0x38) === 0))) {
+    let aop = TEST;
+    if (op !== 0xa9) { p = modrm(ram, p, e); if (op !== 0xf7) aop = regField & 7; }
+    if (aop === 2 || aop === 3) return 0; // ADC/SBB
+    if (op === 0x83) { e.imm = ((ram[p] << 24) >> 24) & 0xffff; p += 1; } else { e.imm = ram[p] | (ram[p + 1] << 8); p += 2; }
+    e.op = aop;
+    if (op === 0xa9) { e.b = 0; f = alu16RI; } else if (mod === 3) { e.b = rmReg; f = alu16RI; } else f = alu16MI;
+  } else if (size === 2 && (op === 0x89 || op === 0x8b)) {
+    p = modrm(ram, p, e);
+    if (mod === 3) return 0;
+    e.a = regField; f = op === 0x89 ? movStore16 : movLoad16;
   } else if ((op === 0x90 && e.rexB === 0) || op === 0x11f || op === 0x118 || op === 0x10d) {
     if (op !== 0x90) p = modrm(ram, p, e);
     f = nop;
@@ -920,6 +979,13 @@ export const enum Form {
   Cdq,
   /** BSWAP e.b (0F C8+r). */
   Bswap,
+  /**
+   * 16-bit ALU (66h; e.op ADD OR AND SUB XOR CMP, or 8 = TEST): RR e.b op= e.a; RI e.b op= e.imm (zero-extended 16-bit);
+   * RM e.b op= memory; MR memory op= e.a; MI memory op= e.imm. A register destination keeps its bits 16-63.
+   */
+  Alu16RR, Alu16RI, Alu16RM, Alu16MR, Alu16MI,
+  /** MOV memory16, e.a (89) / MOV e.a, memory16 (8B; bits 16-63 of e.a kept). */
+  MovStore16, MovLoad16,
 }
 
 const FORM_OF = new Map<FastHandler, Form>([
@@ -940,4 +1006,6 @@ const FORM_OF = new Map<FastHandler, Form>([
   [shiftRegCl, Form.ShiftCl], [shiftDoubleRI, Form.ShiftDoubleRI], [callInd, Form.CallInd], [jmpInd, Form.JmpInd],
   [cmpxchgM, Form.CmpxchgM], [xaddM, Form.XaddM], [pushf, Form.Pushf], [pushImm, Form.PushImm], [setccM, Form.SetccM],
   [btRI, Form.BtRI], [btMI, Form.BtMI], [btRR, Form.BtRR], [btMR, Form.BtMR], [cdq, Form.Cdq], [bswap, Form.Bswap],
+  [alu16RR, Form.Alu16RR], [alu16RI, Form.Alu16RI], [alu16RM, Form.Alu16RM], [alu16MR, Form.Alu16MR],
+  [alu16MI, Form.Alu16MI], [movStore16, Form.MovStore16], [movLoad16, Form.MovLoad16],
 ]);
