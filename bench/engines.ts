@@ -13,7 +13,7 @@
 // Each session boots once and runs the workloads in order; runs alternate between the VMMs. Prints medians and
 // each ratio against TCG, then one JSON line.
 //
-//   node --import tsx bench/engines.ts [--runs 3] [--only md5,ash,qemu,...] [--cpus 1] [--memory 256M] [--timeout 1800]
+//   node --import tsx bench/engines.ts [--runs 3] [--only md5,ash,qemu,...] [--cpus 1] [--memory 256M] [--timeout 1800] [--help]
 //
 // --only takes workload names (boot, md5, ash, syscall) and/or VMM names (translate, interp, qemu); each list left
 // empty means all of it. The machine is noisy: only the ratios measured in the same run mean anything.
@@ -29,8 +29,26 @@ const { values } = parseArgs({
     cpus: { type: 'string', default: '1' },
     memory: { type: 'string', default: '256M' },
     timeout: { type: 'string', default: '1800' },
+    help: { type: 'boolean', short: 'h', default: false },
   },
 });
+if (values.help) {
+  console.log(`usage: node --import tsx bench/engines.ts [--runs N] [--only LIST] [--cpus N] [--memory SIZE] [--timeout SECONDS]
+
+Boots the default image on ringzero's soft engine with translation ('translate'), without it ('interp',
+--no-translate) and on QEMU TCG ('qemu'), and times in each session: boot + uname + poweroff ('boot'),
+dd 64 MiB | md5sum ('md5'), an ash loop of 200k iterations ('ash'), 200k one-byte dd reads/writes ('syscall').
+Prints medians, CPU seconds and each ratio against TCG, then one JSON line.
+
+  --runs N        sessions per VMM, alternating (default 3)
+  --only LIST     comma-separated workloads (boot, md5, ash, syscall) and/or VMMs (translate, interp, qemu);
+                  an empty list of either kind means all of it. The interpreter is the slow one: --only
+                  translate,qemu skips it
+  --cpus N        vCPUs (default 1)
+  --memory SIZE   guest memory (default 256M)
+  --timeout S     per-workload timeout in seconds (default 1800)`);
+  process.exit(0);
+}
 const runs = positiveInt('runs', values.runs);
 const cpus = positiveInt('cpus', values.cpus);
 const timeoutMs = positiveInt('timeout', values.timeout) * 1000;
