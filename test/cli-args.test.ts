@@ -1,21 +1,19 @@
 // The ringzero command as a user runs it: bin/ringzero by absolute path, from another directory.
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { after, test } from 'node:test';
 import { detectHost, hardwareKvmProblem } from '../src/cli/host.ts';
 import { makeBzImage } from '../src/boot/synthetic.ts';
 import { DEFAULT_CMDLINE } from '../src/vmm/config.ts';
+import { ringzero as runCli, type RingzeroResult } from './support/ringzero-cli.ts';
 
 /** A well-formed bzImage header (src/boot/synthetic.ts) with the given protocol version and load flags. */
 function fakeBzImage(version = 0x020f, loadflags = 0x01, xloadflags = 0x01): Buffer {
   return Buffer.from(makeBzImage({ protocol: version, loadflags, xloadflags }));
 }
 
-const RINGZERO = fileURLToPath(new URL('../bin/ringzero', import.meta.url));
 const scratch = mkdtempSync(join(tmpdir(), 'ringzero-cli-'));
 after(() => rmSync(scratch, { recursive: true, force: true }));
 
@@ -34,19 +32,11 @@ writeFileSync(join(imageDir, 'bzImage'), header);
 writeFileSync(join(imageDir, 'initramfs.cpio'), '070701');
 writeFileSync(join(imageDir, 'manifest.json'), JSON.stringify({ kernelVersion: '6.1.0-test', builtAt: '2026-01-01T00:00:00Z' }));
 
-interface Result { status: number; stdout: string; stderr: string }
+type Result = RingzeroResult;
 
+/** The CLI with the given image cache, from a neutral directory (test/support/ringzero-cli.ts). */
 function ringzero(args: string[], cache = emptyCache, extra: { env?: Record<string, string>; input?: string } = {}): Promise<Result> {
-  return new Promise((resolve) => {
-    const child = execFile(RINGZERO, args, {
-      cwd: tmpdir(),
-      env: { ...process.env, RINGZERO_CACHE: cache, RINGZERO_DEBUG: '', ...extra.env },
-      timeout: 20_000,
-    }, (error, stdout, stderr) => {
-      resolve({ status: error ? (typeof error.code === 'number' ? error.code : -1) : 0, stdout, stderr });
-    });
-    child.stdin?.end(extra.input ?? '');
-  });
+  return runCli(args, { cwd: tmpdir(), env: { RINGZERO_CACHE: cache, RINGZERO_DEBUG: '', ...extra.env }, input: extra.input, timeoutMs: 20_000 });
 }
 
 /** One line on stderr, nothing on stdout, a non-zero status, no stack trace. */

@@ -17,6 +17,7 @@ import { makeBzImage } from '../src/boot/synthetic.ts';
 import { detectKvm } from '../src/kvm/host.ts';
 import { MAX_FDS, W } from '../src/kvm/eventfd-watcher.ts';
 import { eventfd } from '../src/kvm/sys.ts';
+import { ringzero as runCli, type RingzeroResult } from './support/ringzero-cli.ts';
 
 const exec = promisify(execFile);
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
@@ -56,14 +57,9 @@ async function buildMarked(): Promise<void> {
   fs.utimesSync(mainJs, stamp, stamp);
 }
 
-async function ringzero(args: string[], env: Record<string, string> = {}): Promise<{ code: number; stdout: string; stderr: string }> {
-  try {
-    const r = await exec(process.execPath, [bin, ...args], { env: { ...process.env, RINGZERO_NO_BUNDLE: '', ...env }, timeout: 60_000 });
-    return { code: 0, stdout: r.stdout, stderr: r.stderr };
-  } catch (error) {
-    const e = error as { code: number; stdout: string; stderr: string };
-    return { code: e.code, stdout: e.stdout, stderr: e.stderr };
-  }
+/** The copy's CLI, its bundle allowed unless env says otherwise (test/support/ringzero-cli.ts). */
+function ringzero(args: string[], env: Record<string, string> = {}): Promise<RingzeroResult> {
+  return runCli(args, { bin, env: { RINGZERO_NO_BUNDLE: '', ...env } });
 }
 
 function kernelFile(): string {
@@ -78,11 +74,11 @@ test('a fresh bundle runs --help; RINGZERO_NO_BUNDLE=1 runs the sources through 
   await buildMarked();
   for (const name of ['main.js', 'worker.js', 'eventfd-worker.js']) assert.ok(fs.existsSync(path.join(tree, 'dist', 'esm', name)), name);
   const bundled = await ringzero(['--help']);
-  assert.equal(bundled.code, 0, bundled.stderr);
+  assert.equal(bundled.status, 0, bundled.stderr);
   assert.match(bundled.stdout, /^Usage: ringzero /);
   assert.ok(bundled.stderr.includes(MARK), 'the fresh bundle was not used');
   const forced = await ringzero(['--help'], { RINGZERO_NO_BUNDLE: '1' });
-  assert.equal(forced.code, 0, forced.stderr);
+  assert.equal(forced.status, 0, forced.stderr);
   assert.equal(forced.stdout, bundled.stdout);
   assert.ok(!forced.stderr.includes(MARK), 'RINGZERO_NO_BUNDLE=1 still ran the bundle');
 });
@@ -96,7 +92,7 @@ test('a source newer than the bundle, or a new source file, makes bin/ringzero r
   assert.ok(now.getTime() > fs.statSync(mainJs).mtimeMs);
   fs.utimesSync(edited, now, now);
   const stale = await ringzero(['--help']);
-  assert.equal(stale.code, 0, stale.stderr);
+  assert.equal(stale.status, 0, stale.stderr);
   assert.match(stale.stdout, /^Usage: ringzero /);
   assert.ok(!stale.stderr.includes(MARK), 'a stale bundle ran after a source edit');
 
@@ -138,7 +134,7 @@ test('the build refuses a worker it would not bundle and a path that moves with 
 test('a bundled run of a tiny kernel on the soft engine: its console output, status 0', async () => {
   await buildMarked();
   const r = await ringzero(['run', '--engine', 'soft', '--kernel', kernelFile(), '--memory', '64M']);
-  assert.equal(r.code, 0, r.stderr);
+  assert.equal(r.status, 0, r.stderr);
   assert.ok(r.stderr.includes(MARK), 'the bundle was not used');
   assert.equal(r.stdout, GUEST_OUTPUT);
 });
@@ -150,7 +146,7 @@ test('a bundled run on the KVM engine (its vCPU worker is dist/esm/worker.js)', 
   await buildMarked();
   const r = await ringzero(['run', '--engine', 'kvm', '--kernel', kernelFile(), '--memory', '64M', '--cpus', '2'],
     kvm.verdict === 'pvm' ? { RINGZERO_ALLOW_PVM: '1' } : {});
-  assert.equal(r.code, 0, r.stderr);
+  assert.equal(r.status, 0, r.stderr);
   assert.ok(r.stderr.includes(MARK), 'the bundle was not used');
   assert.equal(r.stdout, GUEST_OUTPUT);
 });
