@@ -1,7 +1,8 @@
 // The REST API and the definition verbs against a real `ringzero daemon` process in a temp state directory:
 // define/list/info/edit/undefine through the real CLI and through HTTP, defaults from the schema, each kind of bad
-// input with its status and stable code and the state directory unchanged, the OpenAPI document, /host, the SSE event
-// stream, and the TCP listener's bearer token.
+// input with its status and stable code and the state directory unchanged, definitions in YAML (CLI define/edit of
+// a .yaml file, POST /vms with application/yaml: the same schema errors, syntax errors with line and column), the
+// OpenAPI document, /host, the SSE event stream, and the TCP listener's bearer token.
 import test, { after, before } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
