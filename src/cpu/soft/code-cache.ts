@@ -249,6 +249,8 @@ export function softEngineStats(cpus: SoftCpu[], ms: number): string {
       ? `ringzero: stats: block cache: ${s.blocks} blocks recorded (${s.instructionsCached} instructions), ` +
         `${pct(fromBlocks, total)}% of instructions run from cached blocks, ${s.invalidations} page invalidations`
       : 'ringzero: stats: block cache off (--no-translate)',
+    `ringzero: stats: TLB: ${cpus.reduce((n, c) => n + c.tlbWalks, 0)} page walks, ` +
+      `${cpus.reduce((n, c) => n + c.tlbL2Hits, 0)} first-level misses refilled from the second level`,
     ...(on && cpus[0].wasm && cpus[0].jitEnabled ? [`ringzero: stats: wasm: ${cpus[0].wasm.statsLine()}`] : []),
     ...(!on ? [] : cpus.some((c) => c.jitEnabled)
       ? [`ringzero: stats: JIT: ${s.compiled} blocks compiled to ${cpus[0].wasm ? 'WebAssembly' : 'JavaScript'}, ${pct(jitted, total)}% of instructions run in them; ` +

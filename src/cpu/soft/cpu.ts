@@ -66,6 +66,18 @@ export const enum RunExit {
 const TLB_BITS = 12;
 const TLB_SIZE = 1 << TLB_BITS;
 const TLB_MASK = TLB_SIZE - 1;
+/**
+ * Second-level TLB (JavaScript only: translated code probes the first level): 16384 entries indexed by a hash of the
+ * page number, refilling the first level without a page walk. The first level is direct-mapped on the low 12 bits
+ * of the page number, so pages 16 MiB apart evict each other: the kernel's text and its rodata/data and modules did,
+ * which made ~90% of the Linux boot's 440k page walks.
+ */
+const L2_BITS = 14;
+const L2_MASK = (1 << L2_BITS) - 1;
+function l2Index(vpn: number): number {
+  const x = vpn | 0; // (ToInt32 of an exact integer: its low 32 bits)
+  return (x ^ (x >>> L2_BITS) ^ (x >>> (2 * L2_BITS))) & L2_MASK;
+}
 /** TLB tag banks: (access << 1 | user) selects one of six banks of TLB_SIZE tags. */
 const TLB_READ = 0 << 1, TLB_WRITE = 1 << 1, TLB_FETCH = 2 << 1;
 /** Offsets of the supervisor and user read/write banks in `tlbTags`. */
@@ -236,6 +248,19 @@ export class SoftCpu {
   readonly tlbTags = new Float64Array(6 * TLB_SIZE).fill(NaN);
   readonly tlbPhys = new Float64Array(TLB_SIZE);
   private readonly tlbGlobal = new Uint8Array(TLB_SIZE);
+  // The second level: page number (NaN: empty), physical page, the banks (bit (access << 1 | user)) the walk allowed,
+  // whether the page is global, and the flush generation it was filled in (tlbGenAll for global pages, else tlbGen):
+  // a flush bumps the generations instead of clearing the arrays.
+  private readonly l2Tag = new Float64Array(1 << L2_BITS).fill(NaN);
+  private readonly l2Phys = new Float64Array(1 << L2_BITS);
+  private readonly l2Banks = new Uint8Array(1 << L2_BITS);
+  private readonly l2Global = new Uint8Array(1 << L2_BITS);
+  private readonly l2Gen = new Int32Array(1 << L2_BITS);
+  private tlbGen = 1;
+  private tlbGenAll = 1;
+  /** Page walks and second-level refills so far (statistics). */
+  tlbWalks = 0;
+  tlbL2Hits = 0;
 
   // ---- decoded-block cache (./code-cache.ts), shared by the vCPUs of one GuestMemory
   readonly codeCache: CodeCache;
@@ -1144,6 +1169,8 @@ export class SoftCpu {
 
   flushTlb(includingGlobal: boolean): void {
     const tags = this.tlbTags;
+    this.tlbGen = (this.tlbGen + 1) | 0;
+    if (includingGlobal) this.tlbGenAll = (this.tlbGenAll + 1) | 0;
     if (includingGlobal) {
       tags.fill(NaN);
     } else {
@@ -1170,6 +1197,8 @@ export class SoftCpu {
       for (let bank = 0; bank < 6; bank++) {
         if (this.tlbTags[(bank << TLB_BITS) | i] === vpn) this.tlbTags[(bank << TLB_BITS) | i] = NaN;
       }
+      const j = l2Index(vpn);
+      if (this.l2Tag[j] === vpn) this.l2Tag[j] = NaN;
     }
     this.invalidateFetch();
   }
@@ -1186,8 +1215,31 @@ export class SoftCpu {
     const off = lin & 0xfff;
     const vpn = (lin - off) / 4096; // exact: lin - off is a multiple of 4096 (also for negative lin)
     const i = vpn & TLB_MASK;
-    if (this.tlbTags[(((access << 1) | (user ? 1 : 0)) << TLB_BITS) | i] === vpn) return this.tlbPhys[i] + off;
+    const bank = (access << 1) | (user ? 1 : 0);
+    if (this.tlbTags[(bank << TLB_BITS) | i] === vpn) return this.tlbPhys[i] + off;
+    const j = l2Index(vpn);
+    if (this.l2Tag[j] === vpn && ((this.l2Banks[j] >> bank) & 1) !== 0 &&
+        this.l2Gen[j] === (this.l2Global[j] !== 0 ? this.tlbGenAll : this.tlbGen)) {
+      this.tlbL2Hits++;
+      return this.fillTlb(vpn, i, this.l2Phys[j], this.l2Banks[j], this.l2Global[j]) + off;
+    }
     return this.walk(lin, vpn, access, user);
+  }
+
+  /**
+   * Put page `vpn` (first-level slot `i`) with physical page `phys` into the banks of `banks` (bit per bank), dropping
+   * the slot's tags of other pages (they share its physical page field). Returns `phys`.
+   */
+  private fillTlb(vpn: number, i: number, phys: number, banks: number, global: number): number {
+    const tags = this.tlbTags;
+    this.tlbPhys[i] = phys;
+    this.tlbGlobal[i] = global;
+    for (let bank = 0; bank < 6; bank++) {
+      const t = (bank << TLB_BITS) | i;
+      if ((banks >> bank) & 1) tags[t] = vpn;
+      else if (tags[t] !== vpn) tags[t] = NaN;
+    }
+    return phys;
   }
 
   private walk(lin: number, vpn: number, access: number, user: boolean): number {
@@ -1301,18 +1353,19 @@ export class SoftCpu {
     const phys = pageBase + ((linLo & (pageSize - 1)) >>> 0) - (linLo & 0xfff);
     const i = vpn & TLB_MASK;
     const u = user ? 1 : 0;
-    this.tlbPhys[i] = phys;
-    this.tlbGlobal[i] = global ? 1 : 0;
-    // Invalidate any other tags in this slot (they pointed at another page's phys).
-    const tags = this.tlbTags;
-    for (let bank = 0; bank < 6; bank++) {
-      if (tags[(bank << TLB_BITS) | i] !== vpn) tags[(bank << TLB_BITS) | i] = NaN;
-    }
-    tags[(TLB_READ | u) << TLB_BITS | i] = vpn;
-    if (allowExec) tags[(TLB_FETCH | u) << TLB_BITS | i] = vpn;
+    let banks = 1 << (TLB_READ | u);
+    if (allowExec) banks |= 1 << (TLB_FETCH | u);
     // Cache write permission only once the dirty bit is set, so the first write of a clean page walks and sets it.
     // Supervisor writes to read-only pages are allowed while CR0.WP is clear.
-    if ((leafVal & C.PTE_D) && (allowWrite || (!user && !wp))) tags[(TLB_WRITE | u) << TLB_BITS | i] = vpn;
+    if ((leafVal & C.PTE_D) && (allowWrite || (!user && !wp))) banks |= 1 << (TLB_WRITE | u);
+    const g = global ? 1 : 0;
+    this.fillTlb(vpn, i, phys, banks, g);
+    // The second level keeps the banks of both privileges while the entry stays the same translation.
+    const j = l2Index(vpn);
+    const gen = g !== 0 ? this.tlbGenAll : this.tlbGen;
+    if (this.l2Tag[j] === vpn && this.l2Phys[j] === phys && this.l2Global[j] === g && this.l2Gen[j] === gen) banks |= this.l2Banks[j];
+    this.l2Tag[j] = vpn; this.l2Phys[j] = phys; this.l2Banks[j] = banks; this.l2Global[j] = g; this.l2Gen[j] = gen;
+    this.tlbWalks++;
     return phys + (lin & 0xfff);
   }
 

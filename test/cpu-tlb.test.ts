@@ -1,0 +1,123 @@
+// The software CPU's two-level TLB (src/cpu/soft/cpu.ts): the first level is direct-mapped on the low 12 bits of the
+// page number (translated code probes it inline), the second level refills it without a page walk. Pages 16 MiB
+// apart share a first-level slot; the second level must make their alternation walk-free, and must never outlive
+// what the architecture lets a TLB keep (SDM vol. 3A §4.10): INVLPG, CR3 loads (non-global pages), full flushes,
+// permissions it did not see (a write to a clean page walks and sets D; a user access to a supervisor page faults).
+import test from 'node:test';
+import assert from 'node:assert/strict';
+import { longModeMachine, PAGE_TABLES, type Machine } from './support/soft-cpu.ts';
+import { CPU_FAULT } from '../src/cpu/soft/index.ts';
+import * as C from '../src/cpu/soft/constants.ts';
+
+/** setupFlatLongMode's page directory (identity, 2 MiB pages) and a 4 KiB page table we put under two of its entries. */
+const PD = PAGE_TABLES + 8192;
+const PT_A = 0x30000, PT_B = 0x31000;
+/** Two 2 MiB windows mapped with 4 KiB pages, 16 MiB apart: same first-level TLB slots page for page. */
+const WIN_A = 0x1000000, WIN_B = 0x2000000;
+
+function setup(): Machine {
+  const m = longModeMachine();
+  const pd = (va: number, v: number) => m.cpu.ramView.setUint32(PD + (va / 0x200000) * 8, v, true);
+  m.mem.write(PT_A, new Uint8Array(4096));
+  m.mem.write(PT_B, new Uint8Array(4096));
+  pd(WIN_A, PT_A | C.PTE_P | C.PTE_RW | C.PTE_US);
+  pd(WIN_B, PT_B | C.PTE_P | C.PTE_RW | C.PTE_US);
+  m.cpu.cr4 |= C.CR4_PGE;
+  m.cpu.flushTlb(true);
+  return m;
+}
+
+/** Map 4 KiB page `va` (in WIN_A or WIN_B) to `pa` with PTE flags. */
+function map(m: Machine, va: number, pa: number, flags: number): void {
+  const pt = va >= WIN_B ? PT_B : PT_A;
+  const base = va >= WIN_B ? WIN_B : WIN_A;
+  m.cpu.ramView.setUint32(pt + ((va - base) / 4096) * 8, pa | flags, true);
+}
+const pte = (m: Machine, va: number) => m.cpu.ramView.getUint32((va >= WIN_B ? PT_B : PT_A) + ((va - (va >= WIN_B ? WIN_B : WIN_A)) / 4096) * 8, true);
+
+function fault(fn: () => void): number {
+  try { fn(); } catch (e) { if (e !== CPU_FAULT) throw e; return -1; }
+  return 0;
+}
+
+test('pages 16 MiB apart alternate without page walks once both are known', () => {
+  const m = setup();
+  const c = m.cpu;
+  const P = C.PTE_P | C.PTE_RW | C.PTE_A | C.PTE_D;
+  for (let k = 0; k < 8; k++) {
+    map(m, WIN_A + k * 4096, 0x100000 + k * 4096, P);
+    map(m, WIN_B + k * 4096, 0x200000 + k * 4096, P);
+    c.ramView.setUint32(0x100000 + k * 4096, 0xa0 + k, true);
+    c.ramView.setUint32(0x200000 + k * 4096, 0xb0 + k, true);
+  }
+  for (let k = 0; k < 8; k++) { c.readLin(WIN_A + k * 4096, 4); c.readLin(WIN_B + k * 4096, 4); }
+  const walks = c.tlbWalks, hits = c.tlbL2Hits;
+  for (let round = 0; round < 10; round++) {
+    for (let k = 0; k < 8; k++) {
+      assert.equal(c.readLin(WIN_A + k * 4096 + 4 * round, 4), round === 0 ? 0xa0 + k : 0);
+      assert.equal(c.readLin(WIN_B + k * 4096, 4), 0xb0 + k);
+    }
+  }
+  assert.equal(c.tlbWalks, walks, 'no walk');
+  assert.ok(c.tlbL2Hits - hits >= 150, `second-level refills: ${c.tlbL2Hits - hits}`);
+});
+
+test('INVLPG and CR3 loads drop second-level entries; global pages survive a CR3 load only', () => {
+  const m = setup();
+  const c = m.cpu;
+  const P = C.PTE_P | C.PTE_RW | C.PTE_A | C.PTE_D;
+  c.ramView.setUint32(0x100000, 0x11, true);
+  c.ramView.setUint32(0x101000, 0x22, true);
+  c.ramView.setUint32(0x102000, 0x33, true);
+  map(m, WIN_A, 0x100000, P);
+  map(m, WIN_B, 0x102000, P); // evicts WIN_A from the first level on every use
+  assert.equal(c.readLin(WIN_A, 4), 0x11);
+  assert.equal(c.readLin(WIN_B, 4), 0x33);
+  // Remap WIN_A without telling the CPU: a TLB may keep the old translation...
+  map(m, WIN_A, 0x101000, P);
+  assert.equal(c.readLin(WIN_A, 4), 0x11, 'stale until invalidated (from the second level)');
+  // ...until INVLPG.
+  c.invalidatePage(WIN_A);
+  assert.equal(c.readLin(WIN_A, 4), 0x22, 'INVLPG drops it from both levels');
+  assert.equal(c.readLin(WIN_B, 4), 0x33);
+  // A CR3 load (non-global flush) drops non-global pages; a global one stays until a full flush.
+  map(m, WIN_A, 0x100000, P | C.PTE_G);
+  c.invalidatePage(WIN_A);
+  assert.equal(c.readLin(WIN_A, 4), 0x11);
+  assert.equal(c.readLin(WIN_B, 4), 0x33); // WIN_A now lives in the second level only
+  map(m, WIN_A, 0x101000, P | C.PTE_G);
+  map(m, WIN_B, 0x101000, P);
+  c.flushTlb(false);
+  assert.equal(c.readLin(WIN_B, 4), 0x22, 'non-global page re-walked after the CR3 load');
+  assert.equal(c.readLin(WIN_A, 4), 0x11, 'global page kept across the CR3 load');
+  c.flushTlb(true);
+  assert.equal(c.readLin(WIN_A, 4), 0x22, 'global page re-walked after a full flush');
+});
+
+test('the second level grants only what a walk allowed: D set by the first write, user access to supervisor pages fault', () => {
+  const m = setup();
+  const c = m.cpu;
+  map(m, WIN_A, 0x100000, C.PTE_P | C.PTE_RW | C.PTE_US); // clean, not accessed, user page
+  map(m, WIN_B, 0x102000, C.PTE_P | C.PTE_RW); // supervisor page
+  c.readLin(WIN_A, 4);
+  assert.equal(pte(m, WIN_A) & (C.PTE_A | C.PTE_D), C.PTE_A, 'a read sets A only');
+  c.readLin(WIN_B, 4); // evicts WIN_A from the first level
+  c.writeLin(WIN_A, 4, 0x5555);
+  assert.equal(pte(m, WIN_A) & C.PTE_D, C.PTE_D, 'the first write walks and sets D');
+  assert.equal(c.ramView.getUint32(0x100000, true), 0x5555);
+  // Supervisor translation of WIN_B is known to both levels; a CPL-3 access must still fault (#PF, P|U).
+  c.readLin(WIN_A, 4);
+  c.cpl = 3;
+  assert.equal(fault(() => c.readLin(WIN_B, 4)), -1, 'user read of a supervisor page faults');
+  assert.equal(c.faultVector, C.EXC_PF);
+  assert.equal(c.faultError & (C.PFEC_P | C.PFEC_U), C.PFEC_P | C.PFEC_U);
+  assert.equal(c.readLin(WIN_A, 4), 0x5555, 'user read of the user page');
+  c.cpl = 0;
+  // A read-only page stays read-only for supervisor writes with CR0.WP.
+  map(m, WIN_A + 4096, 0x101000, C.PTE_P | C.PTE_A | C.PTE_D);
+  map(m, WIN_B + 4096, 0x103000, C.PTE_P | C.PTE_RW | C.PTE_A | C.PTE_D);
+  c.readLin(WIN_A + 4096, 4);
+  c.readLin(WIN_B + 4096, 4);
+  assert.equal(fault(() => c.writeLin(WIN_A + 4096, 4, 1)), -1, 'write to a read-only page faults');
+  assert.equal(c.faultError & (C.PFEC_P | C.PFEC_W), C.PFEC_P | C.PFEC_W);
+});
