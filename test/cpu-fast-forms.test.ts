@@ -1,6 +1,6 @@
 // The pre-decoded fast forms of src/cpu/soft/fast-forms.ts (second generation: group 3, IMUL, ADC/SBB, INC/DEC of
 // memory, MOVSX, shifts by CL, SHLD/SHRD, indirect CALL/JMP, CMPXCHG, XADD, PUSHF, PUSH imm, SETcc to memory, BT*,
-// CDQE/CQO, BSWAP, PAUSE, 16-bit ALU/MOV) against the interpreter's handlers, differentially: each instruction is recorded once,
+// CDQE/CQO, BSWAP, PAUSE, 16-bit ALU/MOV, LEAVE, CLI/STI) against the interpreter's handlers, differentially: each instruction is recorded once,
 // checked to have the expected form, then run from many random states (edge values, random flags or a lazy flag
 // record, memory operands in RAM, across a page end, in a read-only page, a missing page, at a non-canonical
 // address; branch targets that are fine, missing or non-canonical) through
@@ -153,6 +153,9 @@ const CASES: [string, string, Form, Record<number, number>?][] = [
   ['66 44 89 a6 ff 0f 00 00', 'mov WORD PTR [rsi+0xfff],r12w', Form.MovStore16],
   ['66 8b 4e 32', 'mov cx,WORD PTR [rsi+0x32]', Form.MovLoad16],
   ['66 44 8b 6e 34', 'mov r13w,WORD PTR [rsi+0x34]', Form.MovLoad16],
+  ['c9', 'leave', Form.Leave],
+  ['fa', 'cli', Form.Cli],
+  ['fb', 'sti', Form.Sti],
   ['ff d0', 'call rax', Form.CallInd],
   ['41 ff d3', 'call r11', Form.CallInd],
   ['ff 96 a8 00 00 00', 'call QWORD PTR [rsi+0xa8]', Form.CallInd],
@@ -237,6 +240,7 @@ function randomState(pins: Record<number, number> = {}, branch = false): State {
   gpr[4] = BigInt(STACK_TOP - 8 * (rnd() % 4));
   gpr[6] = base();
   if (branch) { gpr[0] = target(); gpr[2] = target(); gpr[11] = target(); }
+  if (rnd() % 2) gpr[5] = base(); // (RBP: LEAVE's operand)
   for (const [r, bound] of Object.entries(pins)) gpr[Number(r)] = BigInt((rnd() % (2 * bound)) - bound);
   const data = new Uint8Array(AREA_SIZE);
   for (let i = 0; i < data.length; i++) data[i] = rnd() & 0xff;
@@ -259,7 +263,7 @@ function randomState(pins: Record<number, number> = {}, branch = false): State {
     const d = rnd(), s = rnd();
     lazy = [kinds[rnd() % kinds.length], size, w(d), w(s), w(d - s), rnd() | 0, rnd() | 0, rnd() | 0, rnd() % 2];
   }
-  return { gpr, flags: (rnd() & C.ARITH_FLAGS) | (rnd() % 4 === 0 ? C.DF : 0), lazy, data, ro };
+  return { gpr, flags: (rnd() & C.ARITH_FLAGS) | (rnd() % 4 === 0 ? C.DF : 0) | (rnd() % 2 ? C.IF : 0), lazy, data, ro };
 }
 
 function load(m: Machine, s: State): void {
@@ -276,13 +280,15 @@ function load(m: Machine, s: State): void {
   m.mem.write(STACK_TOP - 64, new Uint8Array(64));
   c.cr2 = 0;
   c.faultError = -1;
+  c.interruptShadow = false;
 }
 
 function snapshot(m: Machine, fault: number, i0: number) {
   const c = m.cpu;
   return {
     regs: Array.from({ length: 16 }, (_, i) => c.getGpr(i).toString(16)),
-    flags: (c.getFlags() & (C.ARITH_FLAGS | C.DF)).toString(16),
+    flags: (c.getFlags() & (C.ARITH_FLAGS | C.DF | C.IF)).toString(16),
+    shadow: c.interruptShadow,
     rip: c.rip.toString(16),
     fault,
     cr2: fault === C.EXC_PF ? c.cr2.toString(16) : '',

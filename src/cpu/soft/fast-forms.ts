@@ -597,6 +597,31 @@ const alu16MI: FastHandler = (c, e) => alu16Mem(c, e, ea(c, e), e.imm);
 const movStore16: FastHandler = (c, e) => c.writeLin(ea(c, e), 2, c.rlo[e.a] & 0xffff);
 const movLoad16: FastHandler = (c, e) => { const v = c.readLin(ea(c, e), 2); c.rlo[e.a] = (c.rlo[e.a] & ~0xffff) | v; };
 
+// ---- LEAVE (C9, 64-bit operand): RBP is read at [RBP] (the fault comes first), RSP = RBP + 8
+
+const leave: FastHandler = (c) => {
+  const lo = c.rlo[5], hi = c.rhi[5];
+  const v = c.readLin(hi * TWO32 + (lo >>> 0), 8), vh = c.hi;
+  c.rlo[4] = (lo + 8) | 0; c.rhi[4] = (lo >>> 0) > 0xfffffff7 ? (hi + 1) | 0 : hi;
+  c.rlo[5] = v; c.rhi[5] = vh;
+};
+
+// ---- CLI / STI (FA, FB) in 64-bit mode: #GP(0) when CPL > IOPL; STI that sets IF blocks interrupts for one more
+// instruction and asks for an event check (as ./system/control.ts)
+
+const cli: FastHandler = (c) => {
+  if (c.cpl > ((c.flags >> 12) & 3)) c.gp(0);
+  c.flags &= ~C.IF;
+};
+const sti: FastHandler = (c) => {
+  if (c.cpl > ((c.flags >> 12) & 3)) c.gp(0);
+  if (!(c.flags & C.IF)) {
+    c.flags |= C.IF;
+    c.interruptShadow = true;
+    c.eventPending = true;
+  }
+};
+
 // =====================================================================================================
 // Compilation
 
@@ -912,6 +937,10 @@ export function compileFast(c: SoftCpu, e: BlockEntry, pa: number, len: number):
     p = modrm(ram, p, e);
     if (mod === 3) return 0;
     e.a = regField; f = op === 0x89 ? movStore16 : movLoad16;
+  } else if (op === 0xc9 && size !== 2) {
+    f = leave;
+  } else if (op === 0xfa || op === 0xfb) {
+    f = op === 0xfa ? cli : sti;
   } else if ((op === 0x90 && e.rexB === 0) || op === 0x11f || op === 0x118 || op === 0x10d) {
     if (op !== 0x90) p = modrm(ram, p, e);
     f = nop;
@@ -986,6 +1015,10 @@ export const enum Form {
   Alu16RR, Alu16RI, Alu16RM, Alu16MR, Alu16MI,
   /** MOV memory16, e.a (89) / MOV e.a, memory16 (8B; bits 16-63 of e.a kept). */
   MovStore16, MovLoad16,
+  /** LEAVE (C9, 64-bit): RBP = [RBP], RSP = old RBP + 8. */
+  Leave,
+  /** CLI / STI (#GP(0) if CPL > IOPL; STI setting IF also sets interruptShadow and eventPending). */
+  Cli, Sti,
 }
 
 const FORM_OF = new Map<FastHandler, Form>([
@@ -1008,4 +1041,5 @@ const FORM_OF = new Map<FastHandler, Form>([
   [btRI, Form.BtRI], [btMI, Form.BtMI], [btRR, Form.BtRR], [btMR, Form.BtMR], [cdq, Form.Cdq], [bswap, Form.Bswap],
   [alu16RR, Form.Alu16RR], [alu16RI, Form.Alu16RI], [alu16RM, Form.Alu16RM], [alu16MR, Form.Alu16MR],
   [alu16MI, Form.Alu16MI], [movStore16, Form.MovStore16], [movLoad16, Form.MovLoad16],
+  [leave, Form.Leave], [cli, Form.Cli], [sti, Form.Sti],
 ]);
