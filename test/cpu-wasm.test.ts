@@ -278,3 +278,74 @@ test('a chained exit whose store raised an event does not leave its successor fo
   assert.ok(m.cpu.codeCache.stats.invalidations >= 19, `invalidations: ${m.cpu.codeCache.stats.invalidations}`);
   assert.ok(m.cpu.wasm!.stats.direct > 0);
 });
+
+/** Run `m` from CODE to HLT in slices of `slice` instructions, turning the event loop between slices (as machine.ts). */
+async function runYielding(m: Machine, slice: number): Promise<void> {
+  for (let guard = 0; guard < 100_000 && !m.cpu.halted; guard++) {
+    m.cpu.run(slice);
+    await new Promise((resolve) => setImmediate(resolve));
+  }
+}
+
+/** Run `m` without turning the event loop until it has `n` modules compiling in the background. */
+function runUntilCompiling(m: Machine, n: number): void {
+  const w = m.cpu.wasm!.stats;
+  for (let guard = 0; guard < 100_000 && w.asyncModules < n && !m.cpu.halted; guard++) m.cpu.run(30);
+  assert.equal(w.asyncModules, n);
+}
+
+/** Turn the event loop (the CPU stopped) until the modules in flight are installed or found stale. */
+async function settle(m: Machine, blocks: number): Promise<void> {
+  const w = m.cpu.wasm!.stats;
+  const t0 = Date.now();
+  while (w.compiled + w.stale < blocks && Date.now() - t0 < 20_000) await new Promise((resolve) => setTimeout(resolve, 1));
+}
+
+test('modules compile in the background; a block whose page is written while its module compiles is not installed', async () => {
+  // A threshold above 0: the asynchronous path (thresholds of 0 compile at once).
+  setJitThreshold(1);
+  try {
+    // mov ecx,6000 / xor eax,eax / 1: add eax,1 (imm8 at +9) / dec ecx / jnz 1b / hlt
+    const code = Uint8Array.from(hexBytes('b9 70 17 00 00 31 c0 83 c0 01 ff c9 75 f9 f4'));
+    const plain = machine('wasm');
+    plain.mem.write(CODE, code);
+    plain.cpu.rip = CODE;
+    runUntilCompiling(plain, 1);
+    const ps = plain.cpu.wasm!.stats;
+    assert.ok(ps.compiled === 0, 'nothing installed before the event loop turns');
+    await settle(plain, 1);
+    await runYielding(plain, 500);
+    assert.equal(plain.cpu.getGpr(0), 6000n);
+    assert.ok(ps.compiled >= 1 && ps.syncFallbacks === 0, `installed: ${ps.compiled}, finished synchronously: ${ps.syncFallbacks}`);
+    assert.ok(plain.cpu.jitInstructions > 10000, `instructions run in wasm: ${plain.cpu.jitInstructions}`);
+
+    // Same loop, patched (add eax,2) while its module compiles.
+    const m = machine('wasm');
+    m.mem.write(CODE, code);
+    m.cpu.rip = CODE;
+    const w = m.cpu.wasm!.stats;
+    runUntilCompiling(m, 1);
+    // adds still to run: ECX, less one when the slice stopped between this pass's ADD and its DEC
+    const adds = Number(m.cpu.getGpr(1)) - (m.cpu.rip === CODE + 7 ? 0 : 1);
+    const eax = Number(m.cpu.getGpr(0));
+    m.mem.write(CODE + 9, Uint8Array.of(2));
+    await settle(m, 1);
+    assert.ok(w.stale >= 1 && w.compiled === 0, `blocks found stale when their module was ready: ${w.stale}, installed: ${w.compiled}`);
+    runUntilCompiling(m, 2); // the block of the new bytes
+    await settle(m, 2);
+    await runYielding(m, 500);
+    assert.equal(m.cpu.getGpr(0), BigInt(eax + 2 * adds), 'the new bytes ran from the patch on');
+    assert.ok(m.cpu.jitInstructions > 1000 && w.compiled >= 1, 'the re-recorded block was translated');
+
+    // The event loop never turns (a synchronous caller): the module is compiled synchronously after ASYNC_WAIT replays.
+    const s = machine('wasm');
+    s.mem.write(CODE, Uint8Array.from(hexBytes('b9 00 00 10 00 31 c0 83 c0 01 ff c9 75 f9 f4'))); // 1M iterations
+    s.cpu.rip = CODE;
+    while (!s.cpu.halted) s.cpu.run(100_000);
+    assert.equal(s.cpu.getGpr(0), 0x100000n);
+    assert.equal(s.cpu.wasm!.stats.syncFallbacks, 1);
+    assert.ok(s.cpu.jitInstructions > 2_000_000);
+  } finally {
+    setJitThreshold(0);
+  }
+});

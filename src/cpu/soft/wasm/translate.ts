@@ -34,7 +34,7 @@
 // caller copies back). Helpers learn the faulting instruction from their `pos` argument (loop count << 5 | index).
 import type { SoftCpu } from '../cpu.ts';
 import { CPU_FAULT } from '../cpu.ts';
-import type { Block, BlockEntry } from '../code-cache.ts';
+import type { Block, BlockEntry, CodeCache } from '../code-cache.ts';
 import { JIT_THRESHOLD, CHAIN_LIMIT } from '../code-cache.ts';
 import { Form } from '../fast-forms.ts';
 import type { GuestMemory } from '../../../memory/guest-memory.ts';
@@ -57,6 +57,21 @@ const WASM_HOT = Number(process.env.RINGZERO_WASM_HOT ?? 100);
 /** Blocks per translated module (RINGZERO_WASM_BATCH), and the replays a queued block may wait meanwhile. */
 const WASM_BATCH = Number(process.env.RINGZERO_WASM_BATCH ?? 32);
 const WASM_BATCH_WAIT = Number(process.env.RINGZERO_WASM_BATCH_WAIT ?? 400);
+/** Modules are compiled in the background (RINGZERO_WASM_ASYNC=0: on the main thread); see WasmEngine.flush. */
+const ASYNC = process.env.RINGZERO_WASM_ASYNC !== '0';
+/** Replays of a batch's blocks after which its module is compiled synchronously (the event loop is not turning). */
+const ASYNC_WAIT = Number(process.env.RINGZERO_WASM_ASYNC_WAIT ?? 10000);
+/** Block.runs of a block whose module is being compiled. */
+const IN_FLIGHT = -2;
+
+/** A module being compiled: its bytes, its blocks, the cache whose generations decide whether they are installed. */
+interface Batch {
+  bytes: Uint8Array<ArrayBuffer>;
+  done: { block: Block; offs: number[] }[];
+  cache: CodeCache;
+  installed: boolean;
+  waits: number;
+}
 
 // Lazy-flag kinds (../cpu.ts Lazy) and ALU operations (as in ../fast-forms.ts).
 const L_ADD = 1, L_SUB = 3, L_LOGIC = 5, L_INC = 6, L_DEC = 7;
@@ -850,8 +865,12 @@ export interface WasmStats {
   replays: number;
   conds: number;
   slow: number;
-  /** Chained block entries made by a block's own exit (tail call) rather than by the dispatcher. */
+  /** Chained block entries whose dispatch entry the previous block named (exitStatic). */
   direct: number;
+  /** Modules compiled in the background, of those compiled synchronously after ASYNC_WAIT, blocks not installed because their page was written meanwhile. */
+  asyncModules: number;
+  syncFallbacks: number;
+  stale: number;
 }
 
 /** The wasm translator of one GuestMemory (shared by its vCPUs, which run on one thread). */
@@ -859,7 +878,7 @@ export class WasmEngine {
   readonly i32: Int32Array;
   readonly f64: Float64Array;
   private imports: WebAssembly.Imports;
-  readonly stats: WasmStats = { compiled: 0, modules: 0, bytes: 0, compileMs: 0, buildMs: 0, calls: 0, replays: 0, conds: 0, slow: 0, direct: 0 };
+  readonly stats: WasmStats = { compiled: 0, modules: 0, bytes: 0, compileMs: 0, buildMs: 0, calls: 0, replays: 0, conds: 0, slow: 0, direct: 0, asyncModules: 0, syncFallbacks: 0, stale: 0 };
   private nextState = 0;
   /** Translated functions by index (index 0 unused: an empty dispatch entry), and their blocks. */
   private readonly table: WebAssembly.Table;
@@ -920,7 +939,8 @@ export class WasmEngine {
   /** For `ringzero run --stats`. */
   statsLine(): string {
     const s = this.stats;
-    return `${s.compiled} blocks translated in ${s.modules} modules (${(s.bytes / 1024).toFixed(0)} KiB of code, ${s.compileMs.toFixed(0)} ms to build (${s.buildMs.toFixed(0)}) and compile), ` +
+    return `${s.compiled} blocks translated in ${s.modules} modules (${(s.bytes / 1024).toFixed(0)} KiB of code, ${s.compileMs.toFixed(0)} ms on the main thread to build (${s.buildMs.toFixed(0)}) and compile; ` +
+      `${s.asyncModules} compiled in the background, ${s.syncFallbacks} of them finished synchronously, ${s.stale} blocks stale when ready), ` +
       `${s.calls} calls, ${s.direct} direct block-to-block entries, ${s.replays + s.conds + s.slow} helper calls (${s.replays} replays, ${s.conds} conditions, ${s.slow} slow accesses)` +
       (PROFILE ? '; replayed opcodes: ' + [...replayed].sort((a, b) => b[1] - a[1]).slice(0, 16).map(([o, n]) => `${o.toString(16)}:${n}`).join(' ') : '');
   }
@@ -985,7 +1005,15 @@ export class WasmEngine {
   /** Hot blocks waiting to be translated together (one module per batch: a module costs ~0.3 ms of its own). */
   private pending: Block[] = [];
 
-  /** Translate the pending blocks into one module and install them (table, dispatch entries, Block.wasm). */
+  /**
+   * Translate the pending blocks into one module and install them (table, dispatch entries, Block.wasm). The module
+   * is compiled by WebAssembly.compile, on V8's background threads, and installed when that resolves (the run loop
+   * yields to the event loop every few milliseconds, machine.ts); meanwhile its blocks (runs = IN_FLIGHT) keep being
+   * replayed. A block whose page was written meanwhile is not installed (its generation is stale). When the event
+   * loop does not turn (a caller running the CPU synchronously: tests, bench/cpu) and one of the batch's blocks has
+   * been replayed ASYNC_WAIT times, the module is compiled synchronously instead. Synchronous from the start with
+   * RINGZERO_WASM_ASYNC=0 or a translation threshold of 0 (tests that want translated code at the first replay).
+   */
   flush(c: SoftCpu): void {
     const blocks = this.pending;
     this.pending = [];
@@ -993,6 +1021,8 @@ export class WasmEngine {
     const bodies: Body[] = [], done: { block: Block; offs: number[] }[] = [];
     for (const block of blocks) {
       block.runs = -1;
+      // (a block whose page was written while it waited in the queue is dead: skip it)
+      if (block.gen !== c.codeCache.pageGen[block.pa >>> 12]) continue;
       try {
         const t = translateBody(block, this.ramSize);
         if (t !== null) { bodies.push(t.body); done.push({ block, offs: t.offs }); }
@@ -1001,32 +1031,69 @@ export class WasmEngine {
       }
     }
     if (bodies.length === 0) return;
+    let bytes: Uint8Array<ArrayBuffer>;
     try {
-      const bytes = buildModule(bodies);
-      this.stats.buildMs += performance.now() - t0;
-      const inst = new WebAssembly.Instance(new WebAssembly.Module(bytes), this.imports);
-      this.stats.modules++;
-      this.stats.bytes += bytes.length;
-      done.forEach(({ block, offs }, i) => {
-        const fn = inst.exports['f' + i] as WasmCode['fn'];
-        const idx = this.blocks.length;
-        if (idx >= this.table.length) this.table.grow(this.table.length);
-        this.table.set(idx, fn as unknown as WebAssembly.ExportValue);
-        this.blocks.push(block);
-        // The dispatch entry of its address (direct-mapped: the newest translation of a slot wins).
-        const pa = block.pa;
-        const e = (L.DISPATCH >> 2) + (((pa ^ (pa >>> 12)) & ((1 << L.DISPATCH_BITS) - 1)) << 2);
-        this.i32[e] = pa; this.i32[e + 1] = block.gen; this.i32[e + 2] = idx; this.i32[e + 3] = block.n;
-        block.wasm = { fn, offs, idx };
-        this.stats.compiled++;
-        c.codeCache.stats.compiled++;
-        c.codeCache.translated.set(block.pa * 16 + block.mode, block);
-      });
+      bytes = buildModule(bodies);
     } catch (err) {
       this.report(blocks[0], err);
+      return;
+    }
+    const t1 = performance.now();
+    this.stats.buildMs += t1 - t0;
+    this.stats.compileMs += t1 - t0;
+    this.stats.bytes += bytes.length;
+    const batch: Batch = { bytes, done, cache: c.codeCache, installed: false, waits: 0 };
+    if (!ASYNC || Math.min(WASM_HOT, JIT_THRESHOLD) === 0) { this.compileNow(batch); return; }
+    for (const d of done) { d.block.runs = IN_FLIGHT; this.inflight.set(d.block, batch); }
+    this.stats.asyncModules++;
+    WebAssembly.compile(bytes).then((mod) => { if (!batch.installed) this.install(batch, mod); },
+      (err) => { if (!batch.installed) { this.release(batch); this.report(done[0].block, err); } });
+  }
+
+  /** Blocks of modules being compiled in the background, and the batch of each. */
+  private readonly inflight = new Map<Block, Batch>();
+
+  private compileNow(batch: Batch): void {
+    const t0 = performance.now();
+    try {
+      this.install(batch, new WebAssembly.Module(batch.bytes));
+    } catch (err) {
+      this.release(batch);
+      this.report(batch.done[0].block, err);
     } finally {
       this.stats.compileMs += performance.now() - t0;
     }
+  }
+
+  /** Give up on a batch: its blocks are replayed for good. */
+  private release(batch: Batch): void {
+    batch.installed = true;
+    for (const { block } of batch.done) { block.runs = -1; this.inflight.delete(block); }
+  }
+
+  private install(batch: Batch, mod: WebAssembly.Module): void {
+    const t0 = performance.now();
+    this.release(batch);
+    const inst = new WebAssembly.Instance(mod, this.imports);
+    this.stats.modules++;
+    const cache = batch.cache;
+    batch.done.forEach(({ block, offs }, i) => {
+      if (block.gen !== cache.pageGen[block.pa >>> 12]) { this.stats.stale++; return; }
+      const fn = inst.exports['f' + i] as WasmCode['fn'];
+      const idx = this.blocks.length;
+      if (idx >= this.table.length) this.table.grow(this.table.length);
+      this.table.set(idx, fn as unknown as WebAssembly.ExportValue);
+      this.blocks.push(block);
+      // The dispatch entry of its address (direct-mapped: the newest translation of a slot wins).
+      const pa = block.pa;
+      const e = (L.DISPATCH >> 2) + (((pa ^ (pa >>> 12)) & ((1 << L.DISPATCH_BITS) - 1)) << 2);
+      this.i32[e] = pa; this.i32[e + 1] = block.gen; this.i32[e + 2] = idx; this.i32[e + 3] = block.n;
+      block.wasm = { fn, offs, idx };
+      this.stats.compiled++;
+      cache.stats.compiled++;
+      cache.translated.set(block.pa * 16 + block.mode, block);
+    });
+    this.stats.compileMs += performance.now() - t0;
   }
 
   private report(block: Block, err: unknown): void {
@@ -1049,6 +1116,13 @@ export class WasmEngine {
         // A batch is translated when it is full, or when one of its blocks keeps running meanwhile.
         if (r > hot && (this.pending.length >= (hot === 0 ? 1 : WASM_BATCH) || r > hot + WASM_BATCH_WAIT)) this.flush(c);
         if (b.wasm !== null && b.n <= room) return this.run(c, b.wasm, room);
+      } else if (b.runs === IN_FLIGHT) {
+        const batch = this.inflight.get(b);
+        if (batch !== undefined && ++batch.waits > ASYNC_WAIT) {
+          this.stats.syncFallbacks++;
+          this.compileNow(batch);
+          if (b.wasm !== null && b.n <= room) return this.run(c, b.wasm, room);
+        }
       }
       return c.runBlock(b, room);
     }
