@@ -1,6 +1,6 @@
 // The pre-decoded fast forms of src/cpu/soft/fast-forms.ts (second generation: group 3, IMUL, ADC/SBB, INC/DEC of
 // memory, MOVSX, shifts by CL, SHLD/SHRD, indirect CALL/JMP, CMPXCHG, XADD, PUSHF, PUSH imm, SETcc to memory, BT*,
-// CDQE/CQO, BSWAP, PAUSE, 16-bit ALU/MOV, LEAVE, CLI/STI) against the interpreter's handlers, differentially: each instruction is recorded once,
+// CDQE/CQO, BSWAP, PAUSE, 16-bit ALU/MOV, LEAVE, CLI/STI, SWAPGS) against the interpreter's handlers, differentially: each instruction is recorded once,
 // checked to have the expected form, then run from many random states (edge values, random flags or a lazy flag
 // record, memory operands in RAM, across a page end, in a read-only page, a missing page, at a non-canonical
 // address; branch targets that are fine, missing or non-canonical) through
@@ -156,6 +156,7 @@ const CASES: [string, string, Form, Record<number, number>?][] = [
   ['c9', 'leave', Form.Leave],
   ['fa', 'cli', Form.Cli],
   ['fb', 'sti', Form.Sti],
+  ['0f 01 f8', 'swapgs', Form.Swapgs],
   ['ff d0', 'call rax', Form.CallInd],
   ['41 ff d3', 'call r11', Form.CallInd],
   ['ff 96 a8 00 00 00', 'call QWORD PTR [rsi+0xa8]', Form.CallInd],
@@ -281,6 +282,8 @@ function load(m: Machine, s: State): void {
   c.cr2 = 0;
   c.faultError = -1;
   c.interruptShadow = false;
+  c.segBase[C.GS] = 0x100;
+  c.kernelGsBase = 0x7fff_1234_5000;
 }
 
 function snapshot(m: Machine, fault: number, i0: number) {
@@ -289,6 +292,7 @@ function snapshot(m: Machine, fault: number, i0: number) {
     regs: Array.from({ length: 16 }, (_, i) => c.getGpr(i).toString(16)),
     flags: (c.getFlags() & (C.ARITH_FLAGS | C.DF | C.IF)).toString(16),
     shadow: c.interruptShadow,
+    gs: `${c.segBase[C.GS].toString(16)}/${c.kernelGsBase.toString(16)}`,
     rip: c.rip.toString(16),
     fault,
     cr2: fault === C.EXC_PF ? c.cr2.toString(16) : '',

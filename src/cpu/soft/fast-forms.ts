@@ -622,6 +622,15 @@ const sti: FastHandler = (c) => {
   }
 };
 
+// ---- SWAPGS (0F 01 F8): 64-bit mode, #GP(0) above CPL 0; exchanges the GS base with IA32_KERNEL_GS_BASE
+
+const swapgs: FastHandler = (c) => {
+  if (c.cpl !== 0) c.gp(0);
+  const base = c.segBase[C.GS];
+  c.segBase[C.GS] = c.kernelGsBase;
+  c.kernelGsBase = base;
+};
+
 // =====================================================================================================
 // Compilation
 
@@ -937,6 +946,8 @@ export function compileFast(c: SoftCpu, e: BlockEntry, pa: number, len: number):
     p = modrm(ram, p, e);
     if (mod === 3) return 0;
     e.a = regField; f = op === 0x89 ? movStore16 : movLoad16;
+  } else if (op === 0x101 && ram[p] === 0xf8) {
+    p += 1; f = swapgs;
   } else if (op === 0xc9 && size !== 2) {
     f = leave;
   } else if (op === 0xfa || op === 0xfb) {
@@ -1019,6 +1030,8 @@ export const enum Form {
   Leave,
   /** CLI / STI (#GP(0) if CPL > IOPL; STI setting IF also sets interruptShadow and eventPending). */
   Cli, Sti,
+  /** SWAPGS (0F 01 F8; #GP(0) unless CPL 0): GS base <-> kernelGsBase. */
+  Swapgs,
 }
 
 const FORM_OF = new Map<FastHandler, Form>([
@@ -1041,5 +1054,5 @@ const FORM_OF = new Map<FastHandler, Form>([
   [btRI, Form.BtRI], [btMI, Form.BtMI], [btRR, Form.BtRR], [btMR, Form.BtMR], [cdq, Form.Cdq], [bswap, Form.Bswap],
   [alu16RR, Form.Alu16RR], [alu16RI, Form.Alu16RI], [alu16RM, Form.Alu16RM], [alu16MR, Form.Alu16MR],
   [alu16MI, Form.Alu16MI], [movStore16, Form.MovStore16], [movLoad16, Form.MovLoad16],
-  [leave, Form.Leave], [cli, Form.Cli], [sti, Form.Sti],
+  [leave, Form.Leave], [cli, Form.Cli], [sti, Form.Sti], [swapgs, Form.Swapgs],
 ]);
