@@ -155,6 +155,9 @@ test('the destination daemon unreachable after "go" may have left: the VM stays 
     assert.equal(notForced.status, 409, JSON.stringify(notForced.body));
     assert.match(notForced.body.error.message, /cannot be asked .*--force resumes it here anyway/);
     assert.equal((await resolve({ force: true })).status, 400, 'force without a direction');
+    const abort = await api({ socket: p.source.socket }, 'DELETE', '/vms/ctr/migration');
+    assert.equal(abort.status, 409, JSON.stringify(abort.body));
+    assert.match(abort.body.error.message, /unknown switch-over .*migrate-resolve/);
     const usage = await cli(['migrate-resolve', 'ctr', '--resume', '--abandon'], p.source.socket);
     assert.equal(usage.status, 2, usage.stderr);
     const info = await cli(['migrate-info', 'ctr'], p.source.socket);

@@ -361,6 +361,9 @@ export class Migrations {
   async cancel(name: string): Promise<MigrationView> {
     const cancel = this.cancels.get(name);
     const current = [...this.views.values()].filter((v) => v.vm === name && v.direction === 'outgoing').pop();
+    if (current?.phase === 'switch-over-unknown' && !cancel) {
+      throw new ManagerError('conflict', `VM '${name}': its migration to ${current.peer} ended in an unknown switch-over (paused here, it may run there): settle it with \`ringzero migrate-resolve\` (POST /vms/${name}/migration/resolve)`);
+    }
     if (!cancel || !current) throw new ManagerError('conflict', `VM '${name}' has no outgoing migration in progress`);
     if (current.phase === 'stop-and-copy' || current.phase === 'switch-over-unknown') throw new ManagerError('conflict', `VM '${name}': the switch-over has begun; it cannot be cancelled any more`);
     cancel('cancelled');
@@ -432,7 +435,7 @@ export class Migrations {
       if (answer.ok !== true) throw new ManagerError('conflict', `VM '${name}': ${how}, but its VMM did not settle: ${String(answer.error)}`);
       this.log(`VM '${name}': unknown switch-over to ${peer} resolved (${action}): ${how}: ${resume ? 'resumed here' : 'ended here'}`);
       if (resume) {
-        this.manager.markMigrationPaused(name, false, `migration to ${peer} resolved: resumed here`);
+        await this.markResumed(name, `migration to ${peer} resolved: resumed here`);
         this.end(view, 'failed', `${why}; resolved: ${how}: resumed here`);
       } else {
         view.error = undefined;
@@ -563,6 +566,15 @@ export class Migrations {
     this.end(view, 'completed');
   }
 
+  /**
+   * The VMM took "resume" after an unknown switch-over: the daemon shows the VM running again, unless its VMM is still
+   * paused (a VM suspended before it was migrated stays suspended: the migration resumes only what it paused).
+   */
+  private async markResumed(name: string, detail: string): Promise<void> {
+    const status = await this.manager.control(name, { cmd: 'status' }, 5000).catch(() => undefined);
+    if (status?.ok === true && status.paused === false) this.manager.markMigrationPaused(name, false, detail);
+  }
+
   /** Forget the source's definition after the switch-over; false when it has to stay (snapshots refer to it). */
   private retireSource(name: string): boolean {
     try {
@@ -615,7 +627,7 @@ export class Migrations {
         if (answer.ok !== true) throw new Error(`${why}; the destination says the VM is ${state === 'running' ? 'there' : 'not there'}, but resolving here failed: ${String(answer.error)}`);
         this.log(`VM '${name}': unknown switch-over settled by asking ${request.to}: ${resume ? 'not there, resumed here' : 'it runs there, ended here'}`);
         if (resume) {
-          this.manager.markMigrationPaused(name, false, `migration to ${request.to}: resumed here`);
+          await this.markResumed(name, `migration to ${request.to}: resumed here`);
           this.end(view, 'failed', `${why}; the destination daemon says the VM is not there: resumed here`);
           return false;
         }
