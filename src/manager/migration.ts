@@ -414,22 +414,8 @@ export class Migrations {
       } catch (error) {
         unreachable = (error as Error).message;
       }
-      const there = state === 'running', absent = state === 'absent';
-      let resume: boolean;
-      if (state === 'pending') throw new ManagerError('conflict', `VM '${name}': the destination daemon ${peer} is still settling its side of the migration: try again in a moment`);
-      if (state !== undefined && !there && !absent) throw new ManagerError('conflict', `VM '${name}': the destination daemon ${peer} answered '${state}'`);
-      if (action === 'ask') {
-        if (state === undefined) throw new ManagerError('conflict', `VM '${name}': the destination daemon ${peer} cannot be asked (${unreachable}): the VM stays paused here. Once you know, migrate-resolve --resume --force (it does not run there) or --abandon --force (it does)`);
-        resume = absent;
-      } else if (action === 'resume') {
-        if (there) throw new ManagerError('conflict', `VM '${name}': the destination daemon ${peer} says the VM runs there: resuming it here would run it twice (settle with --abandon)`);
-        if (state === undefined && !request.force) throw new ManagerError('conflict', `VM '${name}': the destination daemon ${peer} cannot be asked (${unreachable}): the VM stays paused here; --force resumes it here anyway, right only if it does not run there`);
-        resume = true;
-      } else {
-        if (absent) throw new ManagerError('conflict', `VM '${name}': the destination daemon ${peer} says the VM is not there: ending it here would lose it (settle with --resume)`);
-        if (state === undefined && !request.force) throw new ManagerError('conflict', `VM '${name}': the destination daemon ${peer} cannot be asked (${unreachable}): the VM stays paused here; --force ends it here anyway, right only if it runs there`);
-        resume = false;
-      }
+      const there = state === 'running';
+      const resume = resolution(name, peer, action, request.force === true, state, unreachable);
       const how = state === undefined ? `forced (the destination daemon could not be asked: ${unreachable})` : `the destination daemon says the VM ${there ? 'runs there' : 'is not there'}`;
       const answer = await this.manager.control(name, { cmd: 'migrate-resolve', resume }, 5000).catch((error: Error) => ({ ok: false, error: error.message }) as Record<string, unknown>);
       if (answer.ok !== true) throw new ManagerError('conflict', `VM '${name}': ${how}, but its VMM did not settle: ${String(answer.error)}`);
@@ -928,6 +914,30 @@ export class Migrations {
   private logSince(name: string, offset: number): string {
     try { return fs.readFileSync(this.logFile(name)).subarray(offset).toString('utf8'); } catch { return ''; }
   }
+}
+
+/**
+ * How an unknown switch-over of VM `name` is settled (Migrations.resolve): true resumes it here, false ends it here;
+ * a refusal throws ManagerError 'conflict' (the VM stays paused). `state` is the destination daemon's answer, undefined
+ * when it could not be asked (`unreachable` says why). Never against the answer; without one only when forced one way.
+ */
+export function resolution(name: string, peer: string, action: 'ask' | 'resume' | 'abandon', force: boolean, state: string | undefined, unreachable = ''): boolean {
+  const there = state === 'running', absent = state === 'absent';
+  if (state === 'pending') throw new ManagerError('conflict', `VM '${name}': the destination daemon ${peer} is still settling its side of the migration: try again in a moment`);
+  if (state !== undefined && !there && !absent) throw new ManagerError('conflict', `VM '${name}': the destination daemon ${peer} answered '${state}'`);
+  const cannot = `VM '${name}': the destination daemon ${peer} cannot be asked (${unreachable}): the VM stays paused here`;
+  if (action === 'ask') {
+    if (state === undefined) throw new ManagerError('conflict', `${cannot}. Once you know, migrate-resolve --resume --force (it does not run there) or --abandon --force (it does)`);
+    return absent;
+  }
+  if (action === 'resume') {
+    if (there) throw new ManagerError('conflict', `VM '${name}': the destination daemon ${peer} says the VM runs there: resuming it here would run it twice (settle with --abandon)`);
+    if (state === undefined && !force) throw new ManagerError('conflict', `${cannot}; --force resumes it here anyway, right only if it does not run there`);
+    return true;
+  }
+  if (absent) throw new ManagerError('conflict', `VM '${name}': the destination daemon ${peer} says the VM is not there: ending it here would lose it (settle with --resume)`);
+  if (state === undefined && !force) throw new ManagerError('conflict', `${cannot}; --force ends it here anyway, right only if it runs there`);
+  return false;
 }
 
 /** One end of the daemon-to-daemon connection: framing, heartbeat, and one failure reported once. */
