@@ -107,6 +107,8 @@ const CASES: [string, string, Form, Record<number, number>?][] = [
   ['48 0f c1 56 68', 'xadd QWORD PTR [rsi+0x68],rdx', Form.XaddM],
   ['44 0f c1 46 70', 'xadd DWORD PTR [rsi+0x70],r8d', Form.XaddM],
   ['9c', 'pushf', Form.Pushf],
+  ['ff 76 40', 'push QWORD PTR [rsi+0x40]', Form.PushM],
+  ['ff 74 24 08', 'push QWORD PTR [rsp+0x8]', Form.PushM],
   ['68 78 56 34 12', 'push 0x12345678', Form.PushImm],
   ['6a fb', 'push 0xfffffffffffffffb', Form.PushImm],
   ['0f 94 46 78', 'sete BYTE PTR [rsi+0x78]', Form.SetccM],

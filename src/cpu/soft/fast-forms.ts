@@ -631,6 +631,10 @@ const swapgs: FastHandler = (c) => {
   c.kernelGsBase = base;
 };
 
+// ---- PUSH r/m64 (FF /6, memory): the operand is read (at the address from the old RSP) before the push
+
+const pushM: FastHandler = (c, e) => { const v = c.readLin(ea(c, e), 8); push64(c, v, c.hi); };
+
 // =====================================================================================================
 // Compilation
 
@@ -771,6 +775,9 @@ export function compileFast(c: SoftCpu, e: BlockEntry, pa: number, len: number):
     if (r <= 1) {
       e.op = r; e.size = size;
       if (mod === 3) { e.b = rmReg; f = incDecReg; } else f = incDecM;
+    } else if (r === 6) {
+      if (mod === 3) return 0;
+      f = pushM; // PUSH r/m: 64-bit whatever REX.W says (the stack operand size of 64-bit mode)
     } else if (r === 2 || r === 4) {
       // CALL/JMP near indirect: 64-bit target whatever the operand size (as ./ops/flow-branch.ts in 64-bit mode)
       if (mod === 3) { e.b = rmReg; e.base = REG_OPERAND; }
@@ -1032,6 +1039,8 @@ export const enum Form {
   Cli, Sti,
   /** SWAPGS (0F 01 F8; #GP(0) unless CPL 0): GS base <-> kernelGsBase. */
   Swapgs,
+  /** PUSH memory64 (FF /6): read, then push. */
+  PushM,
 }
 
 const FORM_OF = new Map<FastHandler, Form>([
@@ -1054,5 +1063,5 @@ const FORM_OF = new Map<FastHandler, Form>([
   [btRI, Form.BtRI], [btMI, Form.BtMI], [btRR, Form.BtRR], [btMR, Form.BtMR], [cdq, Form.Cdq], [bswap, Form.Bswap],
   [alu16RR, Form.Alu16RR], [alu16RI, Form.Alu16RI], [alu16RM, Form.Alu16RM], [alu16MR, Form.Alu16MR],
   [alu16MI, Form.Alu16MI], [movStore16, Form.MovStore16], [movLoad16, Form.MovLoad16],
-  [leave, Form.Leave], [cli, Form.Cli], [sti, Form.Sti], [swapgs, Form.Swapgs],
+  [leave, Form.Leave], [cli, Form.Cli], [sti, Form.Sti], [swapgs, Form.Swapgs], [pushM, Form.PushM],
 ]);
