@@ -40,7 +40,9 @@ import { Form } from '../fast-forms.ts';
 import type { GuestMemory } from '../../../memory/guest-memory.ts';
 import { WASM_RAM_OFFSET } from '../../../memory/guest-memory.ts';
 import { Body, ModuleBuilder, Op, I32, I64, F64 } from './emit.ts';
-import * as L from './layout.ts';
+import * as layout from './layout.ts';
+/** The layout constants as a plain object (under tsx a namespace import reads each one through a getter call). */
+const L = { ...layout };
 
 /** A translated block: the wasm function and the byte offset of each instruction in the block. */
 export interface WasmCode {
@@ -966,14 +968,16 @@ export class WasmEngine {
     const cpl = c.cpl;
     replayEntry(c, e, rip);
     this.f64[(st + L.S_RIP) >> 3] = c.rip;
-    // (a privilege or mode change (SYSCALL, SYSRET, IRET) also stops the chain: the dispatcher's `user` and its
-    // 64-bit-only dispatch table hold for the privilege and mode it was called with)
-    if (c.cpl !== cpl || !c.mode64) this.i32[(st + L.S_CHAIN) >> 2] = 0;
-    if (ix === b.n - 1 || e.len === 0 || c.rip !== rip + e.len || c.eventPending || c.stopRequested) {
+    // The chain stops (back to JavaScript) after an event, a halt or stop, or a privilege or mode change (SYSCALL,
+    // SYSRET, IRET: the dispatcher's `user` and its 64-bit-only dispatch table hold for the privilege and mode it
+    // was called with). Otherwise a replayed instruction that ends the block or changes RIP's course (an indirect
+    // jump or call, RET imm, a REP string instruction, ...) only ends this block: the dispatcher goes on from the
+    // RIP it left, through the fetch TLB (which a CR3 or paging change flushed) as after any other block.
+    if (c.eventPending || c.stopRequested || c.halted || c.cpl !== cpl || !c.mode64) {
       this.i32[(st + L.S_CHAIN) >> 2] = 0;
       return 1;
     }
-    return 0;
+    return ix === b.n - 1 || e.len === 0 || c.rip !== rip + e.len ? 1 : 0;
   }
 
   /**
