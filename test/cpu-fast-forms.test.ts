@@ -231,7 +231,7 @@ interface State {
   flags: number;
   lazy: number[] | null;
   data: Uint8Array;
-  /** The page before RO_PAGE and RO_PAGE's first page. */
+  /** The page before RO_PAGE and RO_PAGE's first two pages (operands based in its first page reach the second). */
   ro: Uint8Array;
 }
 
@@ -247,7 +247,7 @@ function randomState(pins: Record<number, number> = {}, branch = false): State {
   for (const [r, bound] of Object.entries(pins)) gpr[Number(r)] = BigInt((rnd() % (2 * bound)) - bound);
   const data = new Uint8Array(AREA_SIZE);
   for (let i = 0; i < data.length; i++) data[i] = rnd() & 0xff;
-  const ro = new Uint8Array(0x2000);
+  const ro = new Uint8Array(0x3000);
   for (let i = 0; i < ro.length; i++) ro[i] = rnd() & 0xff;
   // Branch targets in memory for [rsi+0xa8] / [rsi+0xb0] (not random bytes: a branch into random code runs away).
   for (const [buf, at] of [[data, AREA], [ro, RO_PAGE - 0x1000]] as [Uint8Array, number][]) {
@@ -301,7 +301,7 @@ function snapshot(m: Machine, fault: number, i0: number) {
     errorCode: fault >= 0 ? c.faultError : -2,
     instructions: c.instructions - i0,
     data: Buffer.from(m.mem.read(AREA, AREA_SIZE)),
-    ro: Buffer.from(m.mem.read(RO_PAGE - 0x1000, 0x2000)),
+    ro: Buffer.from(m.mem.read(RO_PAGE - 0x1000, 0x3000)),
     stack: Buffer.from(m.mem.read(STACK_TOP - 64, 64)),
   };
 }
@@ -347,7 +347,7 @@ function benign(asm: string): State {
   const v = new DataView(data.buffer);
   v.setBigUint64(DATA - AREA + 0xa8, BigInt(HALT_AT), true);
   v.setBigUint64(DATA - AREA + 0xb0, BigInt(HALT_AT), true);
-  return { gpr, flags: 0, lazy: null, data, ro: new Uint8Array(0x2000) };
+  return { gpr, flags: 0, lazy: null, data, ro: new Uint8Array(0x3000) };
 }
 
 function firstEntryForm(m: Machine, at: number): number {
