@@ -360,3 +360,23 @@ test('a replayed REP MOVSB ends its block but not the chain; results match the i
   // the dispatcher goes on after the replayed string instruction: far fewer calls into wasm than loop passes
   assert.ok(w.calls < 100, `calls into wasm: ${w.calls}`);
 });
+
+test('translations of rewritten pages are freed: the function table does not grow with dead code', () => {
+  // mov ecx,3 / xor eax,eax / 1: add eax,1 / dec ecx / jnz 1b / hlt, in 40 pages, each rewritten (the same bytes:
+  // a new generation) and run again 40 times: 1600 translations, nearly all dead by the time the table is full.
+  const code = Uint8Array.from(hexBytes('b9 03 00 00 00 31 c0 83 c0 01 ff c9 75 f9 f4'));
+  const m = machine('wasm');
+  const w = m.cpu.wasm!;
+  for (let pass = 0; pass < 40; pass++) {
+    for (let page = 0; page < 40; page++) {
+      const at = CODE + page * 4096;
+      m.mem.write(at, code);
+      assert.equal(runBlocksToHalt(m, 1000, at), -1);
+      assert.equal(m.cpu.getGpr(0), 3n);
+    }
+  }
+  assert.ok(w.stats.compiled >= 1600, `translations: ${w.stats.compiled}`);
+  assert.ok(w.stats.freed >= 900, `freed: ${w.stats.freed}`);
+  const use = w.tableUse();
+  assert.equal(use.size, 1024, `function table: ${JSON.stringify(use)}`);
+});

@@ -873,6 +873,8 @@ export interface WasmStats {
   asyncModules: number;
   syncFallbacks: number;
   stale: number;
+  /** Dead translations whose function-table index was reclaimed. */
+  freed: number;
 }
 
 /** The wasm translator of one GuestMemory (shared by its vCPUs, which run on one thread). */
@@ -880,7 +882,7 @@ export class WasmEngine {
   readonly i32: Int32Array;
   readonly f64: Float64Array;
   private imports: WebAssembly.Imports;
-  readonly stats: WasmStats = { compiled: 0, modules: 0, bytes: 0, compileMs: 0, buildMs: 0, calls: 0, replays: 0, conds: 0, slow: 0, direct: 0, asyncModules: 0, syncFallbacks: 0, stale: 0 };
+  readonly stats: WasmStats = { compiled: 0, modules: 0, bytes: 0, compileMs: 0, buildMs: 0, calls: 0, replays: 0, conds: 0, slow: 0, direct: 0, asyncModules: 0, syncFallbacks: 0, stale: 0, freed: 0 };
   private nextState = 0;
   /** Translated functions by index (index 0 unused: an empty dispatch entry), and their blocks. */
   private readonly table: WebAssembly.Table;
@@ -942,7 +944,7 @@ export class WasmEngine {
   statsLine(): string {
     const s = this.stats;
     return `${s.compiled} blocks translated in ${s.modules} modules (${(s.bytes / 1024).toFixed(0)} KiB of code, ${s.compileMs.toFixed(0)} ms on the main thread to build (${s.buildMs.toFixed(0)}) and compile; ` +
-      `${s.asyncModules} compiled in the background, ${s.syncFallbacks} of them finished synchronously, ${s.stale} blocks stale when ready), ` +
+      `${s.asyncModules} compiled in the background, ${s.syncFallbacks} of them finished synchronously, ${s.stale} blocks stale when ready, ${s.freed} dead ones freed), ` +
       `${s.calls} calls, ${s.direct} direct block-to-block entries, ${s.replays + s.conds + s.slow} helper calls (${s.replays} replays, ${s.conds} conditions, ${s.slow} slow accesses)` +
       (PROFILE ? '; replayed opcodes: ' + [...replayed].sort((a, b) => b[1] - a[1]).slice(0, 16).map(([o, n]) => `${o.toString(16)}:${n}`).join(' ') : '');
   }
@@ -1075,6 +1077,46 @@ export class WasmEngine {
     for (const { block } of batch.done) { block.runs = -1; this.inflight.delete(block); }
   }
 
+  /** Function-table indices of dead translations, for reuse. */
+  private free: number[] = [];
+
+  /**
+   * A function-table index for a new translation: a free one; else a new one while the table has room; else the
+   * indices of translations whose page was written since (dead: every lookup compares the page generation first,
+   * so nothing can enter them again) are reclaimed: their table entries, dispatch entries and Block.wasm are
+   * dropped, so their modules can be collected; the table grows only when everything in it is alive.
+   */
+  private allocIndex(cache: CodeCache): number {
+    let idx = this.free.pop();
+    if (idx !== undefined) return idx;
+    if (this.blocks.length < this.table.length) { this.blocks.push(null); return this.blocks.length - 1; }
+    const gen = cache.pageGen, I = this.i32;
+    for (let i = 1; i < this.blocks.length; i++) {
+      const b = this.blocks[i];
+      if (b === null || b.gen === gen[b.pa >>> 12]) continue;
+      this.blocks[i] = null;
+      this.table.set(i, null);
+      const e = (L.DISPATCH >> 2) + (((b.pa ^ (b.pa >>> 12)) & ((1 << L.DISPATCH_BITS) - 1)) << 2);
+      if (I[e + 2] === i) { I[e] = 0; I[e + 1] = 0; I[e + 2] = 0; I[e + 3] = 0; }
+      b.wasm = null;
+      const key = b.pa * 16 + b.mode;
+      if (cache.translated.get(key) === b) cache.translated.delete(key);
+      this.free.push(i);
+      this.stats.freed++;
+    }
+    // (keep a quarter of the table free at least: a sweep per allocation when nearly everything is alive would cost)
+    if (this.free.length < this.table.length >> 2) this.table.grow(this.table.length);
+    idx = this.free.pop();
+    if (idx !== undefined) return idx;
+    this.blocks.push(null);
+    return this.blocks.length - 1;
+  }
+
+  /** Live translations (function-table entries in use) and the table's size (tests, statistics). */
+  tableUse(): { live: number; size: number } {
+    return { live: this.blocks.length - 1 - this.free.length, size: this.table.length };
+  }
+
   private install(batch: Batch, mod: WebAssembly.Module): void {
     const t0 = performance.now();
     this.release(batch);
@@ -1084,10 +1126,9 @@ export class WasmEngine {
     batch.done.forEach(({ block, offs }, i) => {
       if (block.gen !== cache.pageGen[block.pa >>> 12]) { this.stats.stale++; return; }
       const fn = inst.exports['f' + i] as WasmCode['fn'];
-      const idx = this.blocks.length;
-      if (idx >= this.table.length) this.table.grow(this.table.length);
+      const idx = this.allocIndex(cache);
       this.table.set(idx, fn as unknown as WebAssembly.ExportValue);
-      this.blocks.push(block);
+      this.blocks[idx] = block;
       // The dispatch entry of its address (direct-mapped: the newest translation of a slot wins).
       const pa = block.pa;
       const e = (L.DISPATCH >> 2) + (((pa ^ (pa >>> 12)) & ((1 << L.DISPATCH_BITS) - 1)) << 2);
