@@ -14,7 +14,7 @@
 //   discards while the first pass copies is copied again, paused, in the second; failures leave the overlay in place;
 // - a real guest (RINGZERO_SKIP_BOOT_TEST=1 skips it locally): it writes before and after a live disk snapshot, the
 //   disk is committed live, and the guest reads both back from the disk and writes on, into the base image.
-import test, { after, before } from 'node:test';
+import test from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import crypto from 'node:crypto';
@@ -25,32 +25,18 @@ import { findDefaultImage, GUEST_PROMPT } from '../src/image/build.ts';
 import { commitOverlay, createQcow2, openImage } from '../src/storage/qcow2.ts';
 import { VirtioBlock } from '../src/devices/virtio/blk.ts';
 import { commitDisk } from '../src/vmm/disk-switch.ts';
-import { api, cli, Daemon, guestConsole, guestKernel, killRecordedVmms, tempDir, waitFor } from './support/manager-harness.ts';
+import { cli, daemonFixture, guestConsole, guestKernel, waitFor } from './support/manager-harness.ts';
 
 const haveQemuImg = spawnSync('qemu-img', ['--version'], { stdio: 'ignore' }).status === 0;
 const SIZE = 4 * 2 ** 20;
 const image = findDefaultImage();
 const BOOT_TIMEOUT_MS = Number(process.env.RINGZERO_BOOT_TIMEOUT_MS ?? 600_000);
 
-let dir: string;
-let stateDir: string;
-let daemon: Daemon;
-let idleKernel: string;
+const fx = daemonFixture('commit');
+const { dir, stateDir } = fx;
+const idleKernel = guestKernel(dir, 'idle');
 
-before(async () => {
-  dir = tempDir('commit');
-  stateDir = path.join(dir, 'state');
-  idleKernel = guestKernel(dir, 'idle');
-  daemon = await Daemon.start(stateDir);
-});
-
-after(async () => {
-  killRecordedVmms(stateDir);
-  await daemon?.stop();
-  fs.rmSync(dir, { recursive: true, force: true });
-});
-
-const call = (method: string, url: string, body?: unknown) => api({ socket: daemon.socket }, method, url, body);
+const call = fx.call;
 const vol = (name: string) => path.join(stateDir, 'volumes', name);
 
 /** The whole disk as the guest would read it (through the backing chain). */
@@ -97,22 +83,22 @@ test('offline: a two-overlay chain committed twice, data and qemu-img check afte
   assert.equal((await call('POST', '/volumes', { name: 'data.qcow2', size: SIZE })).status, 201);
   writeDisk(vol('data.qcow2'), 0, SIZE, 0xa1);
   assert.equal((await call('POST', '/vms', { name: 'c', kernel: idleKernel, memory: 64, disks: [{ path: vol('data.qcow2') }] })).status, 201);
-  assert.equal((await cli(['snapshot', 'create', 'c', 's1', '--disk-only'], daemon.socket)).status, 0);
+  assert.equal((await cli(['snapshot', 'create', 'c', 's1', '--disk-only'], fx.daemon.socket)).status, 0);
   const s1 = (await call('GET', '/vms/c')).body.definition.disks[0].path;
   writeDisk(s1, 100_000, 300_000, 0xb2); // not cluster-aligned: partial clusters copied whole
   zeroDisk(s1, 2 * 2 ** 20, 3 * 65536); // zero clusters over data
-  assert.equal((await cli(['snapshot', 'create', 'c', 's2', '--disk-only'], daemon.socket)).status, 0);
+  assert.equal((await cli(['snapshot', 'create', 'c', 's2', '--disk-only'], fx.daemon.socket)).status, 0);
   const s2 = (await call('GET', '/vms/c')).body.definition.disks[0].path;
   writeDisk(s2, 200_000, 70_000, 0xc3);
   writeDisk(s2, SIZE - 512, 512, 0xc4);
   const expected = readDisk(s2);
   const baseBefore = sha(readDisk(vol('data.qcow2')));
 
-  const refused = await cli(['snapshot', 'delete', 'c', 's1', '--disk-only'], daemon.socket);
+  const refused = await cli(['snapshot', 'delete', 'c', 's1', '--disk-only'], fx.daemon.socket);
   assert.match(refused.stderr, /has dependants.*ringzero blockcommit/);
 
   // s2's overlay into s1's: the chain is data <- s1.
-  const first = await cli(['blockcommit', 'c', 'vda', '--delete'], daemon.socket);
+  const first = await cli(['blockcommit', 'c', 'vda', '--delete'], fx.daemon.socket);
   assert.equal(first.status, 0, first.stderr);
   assert.match(first.stdout, new RegExp(`^VM 'c': vda committed ${path.basename(s2)} into ${path.basename(s1)} \\(0\\.\\d+M written, 0\\.0M zeroed\\); the disk is now ${path.basename(s1)}, ${path.basename(s2)} deleted\\n`));
   assert.match(first.stdout, /disk snapshot\(s\) s2 dropped/);
@@ -144,15 +130,15 @@ test('refusals: no backing file, a backing file others read, a template\'s disk,
   assert.equal(noBacking.status, 400);
   assert.match(noBacking.body.error.message, /has no backing file/);
   assert.equal((await call('POST', '/vms/c/disks/vdc/commit')).body.error.code, 'not_found');
-  const malformed = await cli(['blockcommit', 'c', 'sda'], daemon.socket);
+  const malformed = await cli(['blockcommit', 'c', 'sda'], fx.daemon.socket);
   assert.equal(malformed.status, 2);
   assert.match(malformed.stderr, /invalid disk 'sda'/);
 
   // Another volume is an overlay of data.qcow2 too: committing into it would change what that volume reads.
   assert.equal((await call('POST', '/volumes', { name: 'other.qcow2', backing: 'data.qcow2' })).status, 201);
-  assert.equal((await cli(['snapshot', 'create', 'c', 's3', '--disk-only'], daemon.socket)).status, 0);
+  assert.equal((await cli(['snapshot', 'create', 'c', 's3', '--disk-only'], fx.daemon.socket)).status, 0);
   const before = (await call('GET', '/vms/c')).body.definition;
-  const shared = await cli(['blockcommit', 'c', 'vda'], daemon.socket);
+  const shared = await cli(['blockcommit', 'c', 'vda'], fx.daemon.socket);
   assert.equal(shared.status, 1);
   assert.match(shared.stderr, /is also the backing file of volume\(s\) other\.qcow2.*\[conflict\]/);
   assert.deepEqual((await call('GET', '/vms/c')).body.definition, before, 'nothing changed');
@@ -171,12 +157,12 @@ test('online: the running VM\'s VMM commits paused and switches its disk to the 
   const overlay = (await call('GET', '/vms/c')).body.definition.disks[0].path;
   writeDisk(overlay, 65536, 3 * 65536 + 100, 0xd5);
   const expected = sha(readDisk(overlay));
-  assert.equal((await cli(['start', 'c'], daemon.socket)).status, 0);
+  assert.equal((await cli(['start', 'c'], fx.daemon.socket)).status, 0);
   const pid = (await call('GET', '/vms/c')).body.pid;
   const openFiles = () => fs.readdirSync(`/proc/${pid}/fd`).map((fd) => { try { return fs.readlinkSync(`/proc/${pid}/fd/${fd}`); } catch { return ''; } });
   assert.ok(openFiles().includes(overlay), 'the VMM has the overlay open');
 
-  const r = await cli(['blockcommit', 'c', 'vda'], daemon.socket);
+  const r = await cli(['blockcommit', 'c', 'vda'], fx.daemon.socket);
   assert.equal(r.status, 0, r.stderr);
   assert.match(r.stdout, new RegExp(`vda committed ${path.basename(overlay)} into data\\.qcow2 \\(0\\.3M written, 0\\.0M zeroed\\), guest paused [\\d.]+ ms; the disk is now data\\.qcow2\\n`));
   assert.match(r.stdout, /disk snapshot\(s\) s3 dropped/);
@@ -186,7 +172,7 @@ test('online: the running VM\'s VMM commits paused and switches its disk to the 
   assert.equal(vm.definition.disks[0].path, vol('data.qcow2'));
   assert.ok(!openFiles().includes(overlay), 'the VMM closed the overlay');
   assert.ok(openFiles().includes(vol('data.qcow2')), 'and writes to the backing image now');
-  assert.equal((await cli(['destroy', 'c'], daemon.socket)).status, 0);
+  assert.equal((await cli(['destroy', 'c'], fx.daemon.socket)).status, 0);
   assert.equal(sha(readDisk(vol('data.qcow2'))), expected);
   qemuCheck(vol('data.qcow2'));
 });
@@ -205,29 +191,29 @@ test('backups lengthen the chain by one image each; blockcommit on the running V
   };
   // Two backups, with writes between them (made while the VM is shut off: the synthetic guest writes nothing).
   for (const pattern of [0x62, 0x63]) {
-    assert.equal((await cli(['start', 'bk'], daemon.socket)).status, 0);
-    const r = await cli(['backup', 'bk', '--to', path.join(dir, 'backups')], daemon.socket, [], 120_000);
+    assert.equal((await cli(['start', 'bk'], fx.daemon.socket)).status, 0);
+    const r = await cli(['backup', 'bk', '--to', path.join(dir, 'backups')], fx.daemon.socket, [], 120_000);
     assert.equal(r.status, 0, r.stderr);
-    assert.equal((await cli(['destroy', 'bk'], daemon.socket)).status, 0);
+    assert.equal((await cli(['destroy', 'bk'], fx.daemon.socket)).status, 0);
     writeDisk((await call('GET', '/vms/bk')).body.definition.disks[0].path, pattern === 0x62 ? 0 : 500_000, 100_000, pattern);
   }
   assert.equal((await chain()).length, 3, `two backups: three images (${(await chain()).join(' <- ')})`);
   const expected = sha(readDisk((await call('GET', '/vms/bk')).body.definition.disks[0].path));
 
-  assert.equal((await cli(['start', 'bk'], daemon.socket)).status, 0);
+  assert.equal((await cli(['start', 'bk'], fx.daemon.socket)).status, 0);
   for (const left of [2, 1]) {
-    const r = await cli(['blockcommit', 'bk', 'vda', '--delete'], daemon.socket);
+    const r = await cli(['blockcommit', 'bk', 'vda', '--delete'], fx.daemon.socket);
     assert.equal(r.status, 0, r.stderr);
     assert.match(r.stdout, /guest paused/);
     assert.equal((await chain()).length, left);
   }
   assert.deepEqual(await chain(), ['b.qcow2']);
   assert.equal((await call('GET', '/vms/bk')).body.state, 'running');
-  assert.equal((await cli(['destroy', 'bk'], daemon.socket)).status, 0);
+  assert.equal((await cli(['destroy', 'bk'], fx.daemon.socket)).status, 0);
   assert.equal(sha(readDisk(vol('b.qcow2'))), expected);
   qemuCheck(vol('b.qcow2'));
   // The backups are self-contained: they are still listed whole.
-  const listed = await cli(['backup', 'list', '--vm', 'bk', '--json'], daemon.socket);
+  const listed = await cli(['backup', 'list', '--vm', 'bk', '--json'], fx.daemon.socket);
   assert.equal(JSON.parse(listed.stdout).length, 2);
 });
 
@@ -239,7 +225,7 @@ test('--base: a three-overlay chain committed into an intermediate image, then l
   // m.qcow2 <- o1 <- o2 <- o3, each overlay written over the one below (overlapping ranges, zeros over data).
   const overlays: string[] = [];
   for (const [snap, offset, length, value] of [['s1', 0, 500_000, 0x51], ['s2', 300_000, 400_000, 0x52], ['s3', 650_000, 100_000, 0x53]] as const) {
-    assert.equal((await cli(['snapshot', 'create', 'm', snap, '--disk-only'], daemon.socket)).status, 0);
+    assert.equal((await cli(['snapshot', 'create', 'm', snap, '--disk-only'], fx.daemon.socket)).status, 0);
     overlays.push(await diskOf());
     writeDisk(overlays[overlays.length - 1], offset, length, value);
   }
@@ -253,17 +239,17 @@ test('--base: a three-overlay chain committed into an intermediate image, then l
   // Refusals, nothing changed: an image outside the chain, the disk itself, a relative path, and an image between
   // that another volume reads through.
   assert.equal((await call('POST', '/volumes', { name: 'x.qcow2', size: SIZE })).status, 201);
-  const outside = await cli(['blockcommit', 'm', 'vda', '--base', 'x.qcow2'], daemon.socket);
+  const outside = await cli(['blockcommit', 'm', 'vda', '--base', 'x.qcow2'], fx.daemon.socket);
   assert.equal(outside.status, 1);
   assert.equal(outside.stderr.trim(), `ringzero: 'x.qcow2' is not in the backing chain of disk vda of VM 'm' (chain: ${chainNames}) [invalid]`);
   const itself = await call('POST', '/vms/m/disks/vda/commit', { base: o3 });
   assert.equal(itself.status, 400);
   assert.match(itself.body.error.message, /is disk vda itself: nothing is above it/);
-  const relative = await cli(['blockcommit', 'm', 'vda', '--base', 'volumes/m.qcow2'], daemon.socket);
+  const relative = await cli(['blockcommit', 'm', 'vda', '--base', 'volumes/m.qcow2'], fx.daemon.socket);
   assert.equal(relative.status, 2);
   assert.match(relative.stderr, /invalid --base 'volumes\/m\.qcow2': a pool volume's name or an absolute path/);
   assert.equal((await call('POST', '/volumes', { name: 'side.qcow2', backing: path.basename(o1) })).status, 201);
-  const sideReader = await cli(['blockcommit', 'm', 'vda', '--base', 'm.qcow2'], daemon.socket);
+  const sideReader = await cli(['blockcommit', 'm', 'vda', '--base', 'm.qcow2'], fx.daemon.socket);
   assert.equal(sideReader.status, 1);
   assert.match(sideReader.stderr, new RegExp(`'${path.basename(o1)}' is also the backing file of volume\\(s\\) side\\.qcow2: committing into 'm\\.qcow2' below it would change what they read \\[conflict\\]`));
   assert.equal((await call('DELETE', '/volumes/side.qcow2')).status, 204);
@@ -272,7 +258,7 @@ test('--base: a three-overlay chain committed into an intermediate image, then l
   assert.equal(sha(readDisk(o3)), sha(expected));
 
   // Offline, o3 and o2 into o1 (named as a volume): the disk is o1, it reads what o3 read, m.qcow2 is untouched.
-  const r = await cli(['blockcommit', 'm', 'vda', '--base', path.basename(o1), '--delete'], daemon.socket);
+  const r = await cli(['blockcommit', 'm', 'vda', '--base', path.basename(o1), '--delete'], fx.daemon.socket);
   assert.equal(r.status, 0, r.stderr);
   assert.match(r.stdout, new RegExp(`^VM 'm': vda committed ${path.basename(o3)}, ${path.basename(o2)} into ${path.basename(o1)} \\([\\d.]+M written, 0\\.1M zeroed\\); the disk is now ${path.basename(o1)}, ${path.basename(o3)}, ${path.basename(o2)} deleted\\n`));
   // s2 froze o1 (written into) and s3 froze o2 (between): both dropped; s1 froze m.qcow2, below: kept.
@@ -290,12 +276,12 @@ test('--base: a three-overlay chain committed into an intermediate image, then l
 
   // Live: one more overlay (o4 over o1), then the running VM's disk committed through o4 and o1 into m.qcow2 (named
   // by its path). The VMM does it, paused for what the guest wrote during the copy, and switches to m.qcow2.
-  assert.equal((await cli(['snapshot', 'create', 'm', 's4', '--disk-only'], daemon.socket)).status, 0);
+  assert.equal((await cli(['snapshot', 'create', 'm', 's4', '--disk-only'], fx.daemon.socket)).status, 0);
   const o4 = await diskOf();
   writeDisk(o4, 20_000, 70_000, 0x55); // over what o1 holds: o4 must land last
   writeDisk(o4, SIZE - 70_000, 70_000, 0x56);
   const expectedLive = sha(readDisk(o4));
-  assert.equal((await cli(['start', 'm'], daemon.socket)).status, 0);
+  assert.equal((await cli(['start', 'm'], fx.daemon.socket)).status, 0);
   const pid = (await call('GET', '/vms/m')).body.pid;
   const live = await call('POST', '/vms/m/disks/vda/commit', { base: vol('m.qcow2') });
   assert.equal(live.status, 200, JSON.stringify(live.body));
@@ -310,7 +296,7 @@ test('--base: a three-overlay chain committed into an intermediate image, then l
   assert.equal(vm.definition.disks[0].path, vol('m.qcow2'));
   const openFiles = fs.readdirSync(`/proc/${pid}/fd`).map((fd) => { try { return fs.readlinkSync(`/proc/${pid}/fd/${fd}`); } catch { return ''; } });
   assert.ok(openFiles.includes(vol('m.qcow2')) && !openFiles.includes(o4) && !openFiles.includes(o1), 'the VMM writes to m.qcow2 alone now');
-  assert.equal((await cli(['destroy', 'm'], daemon.socket)).status, 0);
+  assert.equal((await cli(['destroy', 'm'], fx.daemon.socket)).status, 0);
   assert.equal(sha(readDisk(vol('m.qcow2'))), expectedLive);
   qemuCheck(vol('m.qcow2'));
   assert.equal((await call('DELETE', '/vms/m')).status, 204);
@@ -417,20 +403,20 @@ test('a real guest: writes before and after a live disk snapshot, live blockcomm
 }, async (t) => {
   assert.equal((await call('POST', '/volumes', { name: 'g.qcow2', size: 32 * 2 ** 20 })).status, 201);
   assert.equal((await call('POST', '/vms', { name: 'g', engine: 'soft', memory: 128, disks: [{ path: vol('g.qcow2') }] })).status, 201);
-  assert.equal((await cli(['start', 'g'], daemon.socket, [], 60_000)).status, 0);
+  assert.equal((await cli(['start', 'g'], fx.daemon.socket, [], 60_000)).status, 0);
   const con = await guestConsole((await call('GET', '/vms/g')).body.consoleSocket);
   const md5 = (out: string) => /^([0-9a-f]{32})\b/m.exec(out)?.[1];
   try {
     await waitFor('the guest shell', () => con.output().includes(GUEST_PROMPT), BOOT_TIMEOUT_MS);
     // 1 MiB at 0 (into g.qcow2), then a live disk snapshot, then 1 MiB at 2 MiB (into the overlay).
     const a = md5(await con.run('dd if=/dev/urandom of=/tmp/a bs=64k count=16 2>/dev/null; dd if=/tmp/a of=/dev/vda bs=64k conv=fsync 2>/dev/null; md5sum /tmp/a', 'WA'));
-    const snap = await cli(['snapshot', 'create', 'g', 's1', '--disk-only'], daemon.socket, [], 120_000);
+    const snap = await cli(['snapshot', 'create', 'g', 's1', '--disk-only'], fx.daemon.socket, [], 120_000);
     assert.equal(snap.status, 0, snap.stderr);
     const b = md5(await con.run('dd if=/dev/urandom of=/tmp/b bs=64k count=16 2>/dev/null; dd if=/tmp/b of=/dev/vda bs=64k seek=32 conv=fsync 2>/dev/null; md5sum /tmp/b', 'WB'));
     const overlay = (await call('GET', '/vms/g')).body.definition.disks[0].path;
     assert.notEqual(overlay, vol('g.qcow2'));
 
-    const commit = await cli(['blockcommit', 'g', 'vda', '--delete'], daemon.socket, [], 120_000);
+    const commit = await cli(['blockcommit', 'g', 'vda', '--delete'], fx.daemon.socket, [], 120_000);
     assert.equal(commit.status, 0, commit.stderr);
     assert.match(commit.stdout, /into g\.qcow2 \(1\.0M written.*guest paused/);
     t.diagnostic(commit.stdout.trim());

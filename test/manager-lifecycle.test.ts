@@ -2,33 +2,18 @@
 // through `ringzero console` (two viewers at once, detach, scrollback), guest poweroff, destroy (the process really
 // gone), a VMM crash that affects no other VM, a daemon killed and restarted re-attaching to a running VM, a failed
 // start, a disk used by two VMs, shutdown's timeout.
-import test, { after, before } from 'node:test';
+import test from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
-import { api, cli, Daemon, guestKernel, killRecordedVmms, processAlive, tempDir, waitFor } from './support/manager-harness.ts';
+import { api, cli, Daemon, daemonFixture, guestKernel, processAlive, waitFor } from './support/manager-harness.ts';
 
-let dir: string;
-let stateDir: string;
-let daemon: Daemon;
-let echoKernel: string;
-let idleKernel: string;
+const fx = daemonFixture('life');
+const { dir, stateDir } = fx;
+const echoKernel = guestKernel(dir, 'echo');
+const idleKernel = guestKernel(dir, 'idle');
 
-before(async () => {
-  dir = tempDir('life');
-  stateDir = path.join(dir, 'state');
-  echoKernel = guestKernel(dir, 'echo');
-  idleKernel = guestKernel(dir, 'idle');
-  daemon = await Daemon.start(stateDir);
-});
-
-after(async () => {
-  killRecordedVmms(stateDir); // leave no VMM behind, whatever failed
-  await daemon?.stop();
-  fs.rmSync(dir, { recursive: true, force: true });
-});
-
-const socket = () => daemon.socket;
+const socket = () => fx.daemon.socket;
 const vm = async (name: string) => (await api({ socket: socket() }, 'GET', `/vms/${name}`)).body;
 
 test('start a guest, see its console through two viewers at once, type to it, detach, power it off from inside', async () => {
@@ -106,10 +91,10 @@ test('a daemon killed with SIGKILL and started again re-attaches to the VM still
   const startedKeep = await api({ socket: socket() }, 'POST', '/vms/keep/start');
   assert.equal(startedKeep.status, 200, JSON.stringify(startedKeep.body));
   const before = await vm('keep');
-  await daemon.stop('SIGKILL');
+  await fx.daemon.stop('SIGKILL');
   assert.ok(processAlive(before.pid), `the VM outlives its daemon: ${JSON.stringify(before)} ${fs.readFileSync(path.join(stateDir, 'logs', 'keep.log'), 'utf8')}`);
 
-  daemon = await Daemon.start(stateDir);
+  fx.daemon = await Daemon.start(stateDir);
   const after = await vm('keep');
   assert.equal(after.state, 'running');
   assert.equal(after.pid, before.pid);
@@ -127,10 +112,10 @@ test('a VM that ended while no daemon ran is settled when the daemon starts', as
   assert.equal((await api({ socket: socket() }, 'POST', '/vms', { name: 'lost', kernel: idleKernel, memory: 64 })).status, 201);
   assert.equal((await api({ socket: socket() }, 'POST', '/vms/lost/start')).status, 200);
   const pid = (await vm('lost')).pid;
-  await daemon.stop('SIGTERM');
+  await fx.daemon.stop('SIGTERM');
   process.kill(pid, 'SIGKILL');
   await waitFor('the VMM gone', () => !processAlive(pid));
-  daemon = await Daemon.start(stateDir);
+  fx.daemon = await Daemon.start(stateDir);
   const settled = await vm('lost');
   assert.equal(settled.state, 'crashed');
   assert.equal(settled.lastExit.reason, 'VMM ended without a status');

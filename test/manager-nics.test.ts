@@ -7,7 +7,7 @@
 // - A real guest (RINGZERO_SKIP_BOOT_TEST=1 skips it locally; needs root for the TAP): eth0 has the definition's
 //   MAC; a qcow2 file defined with format raw is seen raw (its file size), the same file probed is seen as qcow2 (its
 //   virtual size); a qcow2 magic written to sector 0 is refused on a probed raw disk and lands on one with format raw.
-import test, { after, before } from 'node:test';
+import test from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
@@ -16,7 +16,7 @@ import path from 'node:path';
 import { findDefaultImage, GUEST_PROMPT } from '../src/image/build.ts';
 import { createQcow2 } from '../src/storage/qcow2.ts';
 import { defaultMac } from '../src/manager/nics.ts';
-import { api, cli, Daemon, guestConsole, guestKernel, killRecordedVmms, snapshot, tempDir, waitFor } from './support/manager-harness.ts';
+import { cli, daemonFixture, guestConsole, guestKernel, snapshot, waitFor } from './support/manager-harness.ts';
 
 const image = findDefaultImage();
 const BOOT_TIMEOUT_MS = Number(process.env.RINGZERO_BOOT_TIMEOUT_MS ?? 600_000);
@@ -24,29 +24,14 @@ const isRoot = process.getuid?.() === 0 && fs.existsSync('/dev/net/tun');
 const haveMkfs = spawnSync('mkfs.ext4', ['-V'], { stdio: 'ignore' }).status === 0;
 const haveDebugfs = spawnSync('debugfs', ['-V'], { stdio: 'ignore' }).status === 0;
 
-let dir: string;
-let stateDir: string;
-let daemon: Daemon;
-let idleKernel: string;
 /** TAP names used here: unique to this run, removed at the end whatever happened. */
 const tapA = `rzn${process.pid % 100000}a`;
 const tapB = `rzn${process.pid % 100000}b`;
+const fx = daemonFixture('nics', { cleanup: () => { for (const tap of [tapA, tapB]) spawnSync('ip', ['link', 'del', tap], { stdio: 'ignore' }); } });
+const { dir, stateDir } = fx;
+const idleKernel = guestKernel(dir, 'idle');
 
-before(async () => {
-  dir = tempDir('nics');
-  stateDir = path.join(dir, 'state');
-  idleKernel = guestKernel(dir, 'idle');
-  daemon = await Daemon.start(stateDir);
-});
-
-after(async () => {
-  killRecordedVmms(stateDir);
-  await daemon?.stop();
-  for (const tap of [tapA, tapB]) spawnSync('ip', ['link', 'del', tap], { stdio: 'ignore' });
-  fs.rmSync(dir, { recursive: true, force: true });
-});
-
-const call = (method: string, url: string, body?: unknown) => api({ socket: daemon.socket }, method, url, body);
+const call = fx.call;
 
 test('nics: bad cards are refused with a code and nothing is written; the default MAC is derived and stored', async () => {
   const before = snapshot(stateDir);
@@ -94,7 +79,7 @@ test('nics: bad cards are refused with a code and nothing is written; the defaul
   const previousEditor = process.env.EDITOR;
   process.env.EDITOR = `sed -i 's/"memory": 96,/"memory": 128,/'`;
   try {
-    const r = await cli(['edit', 'n1'], daemon.socket);
+    const r = await cli(['edit', 'n1'], fx.daemon.socket);
     assert.equal(r.status, 0, r.stderr);
   } finally {
     if (previousEditor === undefined) delete process.env.EDITOR; else process.env.EDITOR = previousEditor;
@@ -102,14 +87,14 @@ test('nics: bad cards are refused with a code and nothing is written; the defaul
   const afterEdit = (await call('GET', '/vms/n1')).body.definition;
   assert.equal(afterEdit.memory, 128);
   assert.deepEqual(afterEdit.nics, stored.nics);
-  const info = await cli(['info', 'n1'], daemon.socket);
+  const info = await cli(['info', 'n1'], fx.daemon.socket);
   assert.equal(info.status, 0, info.stderr);
   assert.match(info.stdout, new RegExp(`NICs:\\s+eth0 ${mac0} on TAP ${tapA}, eth1 52:54:00:ab:cd:ef on TAP ${tapB}\\n`));
 });
 
 test('a running VM gets --net tap=..,mac=..; its TAP is refused to a second VM; clones get their own TAP and MAC', { skip: !isRoot ? 'needs root and /dev/net/tun (the VMM creates the TAP)' : false }, async () => {
   const n1 = (await call('GET', '/vms/n1')).body;
-  const started = await cli(['start', 'n1'], daemon.socket);
+  const started = await cli(['start', 'n1'], fx.daemon.socket);
   assert.equal(started.status, 0, started.stderr);
   const pid = (await call('GET', '/vms/n1')).body.pid;
   const args = fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
@@ -118,12 +103,12 @@ test('a running VM gets --net tap=..,mac=..; its TAP is refused to a second VM; 
   await waitFor(`TAP ${tapA}`, () => fs.existsSync(`/sys/class/net/${tapA}`), 10_000);
 
   assert.equal((await call('POST', '/vms', { name: 'n3', kernel: idleKernel, memory: 64, nics: [{ tap: tapA }] })).status, 201, 'a TAP may be named by two definitions');
-  const busy = await cli(['start', 'n3'], daemon.socket);
+  const busy = await cli(['start', 'n3'], fx.daemon.socket);
   assert.equal(busy.status, 1);
   assert.match(busy.stderr, new RegExp(`TAP '${tapA}' is in use by running VM 'n1'.*\\[conflict\\]`));
   assert.equal((await call('GET', '/vms/n3')).body.state, 'shut off');
 
-  assert.equal((await cli(['destroy', 'n1'], daemon.socket)).status, 0);
+  assert.equal((await cli(['destroy', 'n1'], fx.daemon.socket)).status, 0);
   // The VMM made the TAP; it goes with the VMM.
   await waitFor(`TAP ${tapA} gone`, () => !fs.existsSync(`/sys/class/net/${tapA}`), 10_000);
   assert.equal((await call('DELETE', '/vms/n3')).status, 204);
@@ -149,10 +134,10 @@ test('a running VM gets --net tap=..,mac=..; its TAP is refused to a second VM; 
   }
   // Two clones run at once (different TAPs).
   for (const name of ['c-1', 'c-2']) {
-    const r = await cli(['start', name], daemon.socket);
+    const r = await cli(['start', name], fx.daemon.socket);
     assert.equal(r.status, 0, r.stderr);
   }
-  for (const name of ['c-1', 'c-2']) assert.equal((await cli(['destroy', name], daemon.socket)).status, 0);
+  for (const name of ['c-1', 'c-2']) assert.equal((await cli(['destroy', name], fx.daemon.socket)).status, 0);
 });
 
 
@@ -176,7 +161,7 @@ test('a real guest: eth0 has the definition\'s MAC; format raw vs probed; a qcow
   });
   assert.equal(r.status, 201, JSON.stringify(r.body));
   const mac = r.body.definition.nics[0].mac;
-  const started = await cli(['start', 'g'], daemon.socket, [], 60_000);
+  const started = await cli(['start', 'g'], fx.daemon.socket, [], 60_000);
   assert.equal(started.status, 0, started.stderr);
   const vm = (await call('GET', '/vms/g')).body;
   const con = await guestConsole(vm.consoleSocket, 120_000);

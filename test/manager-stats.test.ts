@@ -1,22 +1,17 @@
 // Statistics through a real daemon with two running synthetic guests (one busy polling COM1, one halted) and one shut
 // off: GET /vms/:name/stats, GET /host/stats, GET /metrics in the Prometheus text format, and `ringzero top --once`.
-import test, { after, before } from 'node:test';
+import test, { before } from 'node:test';
 import assert from 'node:assert/strict';
-import fs from 'node:fs';
-import path from 'node:path';
-import { api, cli, Daemon, guestKernel, killRecordedVmms, tempDir } from './support/manager-harness.ts';
+import { api, cli, daemonFixture, guestKernel } from './support/manager-harness.ts';
 
-let dir: string;
-let stateDir: string;
-let daemon: Daemon;
+const fx = daemonFixture('stats');
+const { dir } = fx;
 
 before(async () => {
-  dir = tempDir('stats');
-  stateDir = path.join(dir, 'state');
+  await fx.ready;
   const echoKernel = guestKernel(dir, 'echo');
   const idleKernel = guestKernel(dir, 'idle');
-  daemon = await Daemon.start(stateDir);
-  const s = { socket: daemon.socket };
+  const s = { socket: fx.daemon.socket };
   for (const [name, kernel] of [['busy', echoKernel], ['idle', idleKernel], ['off', idleKernel]]) {
     assert.equal((await api(s, 'POST', '/vms', { name, kernel, memory: 64 })).status, 201);
   }
@@ -26,13 +21,7 @@ before(async () => {
   }
 });
 
-after(async () => {
-  killRecordedVmms(stateDir);
-  await daemon?.stop();
-  fs.rmSync(dir, { recursive: true, force: true });
-});
-
-const get = (urlPath: string) => api({ socket: daemon.socket }, 'GET', urlPath);
+const get = (urlPath: string) => api({ socket: fx.daemon.socket }, 'GET', urlPath);
 
 /** Parse the Prometheus text format 0.0.4 strictly: every sample belongs to a family declared by # TYPE before it. */
 function parsePrometheus(text: string): Map<string, { type: string; samples: Array<{ labels: Record<string, string>; value: number }> }> {
@@ -132,7 +121,7 @@ test('GET /metrics: valid Prometheus text listing the host and both running VMs'
 });
 
 test('ringzero top --once: the host line and one row per VM', async () => {
-  const r = await cli(['top', '--once', '--interval', '0.5'], daemon.socket);
+  const r = await cli(['top', '--once', '--interval', '0.5'], fx.daemon.socket);
   assert.equal(r.status, 0, r.stderr);
   const lines = r.stdout.trimEnd().split('\n');
   assert.match(lines[1], /^Host: \d+ CPUs, [\d.]+% busy/);
@@ -149,7 +138,7 @@ test('ringzero top --once: the host line and one row per VM', async () => {
   assert.equal(rows[2][1], 'shut off');
   assert.equal(rows[2][3], '-');
 
-  const bad = await cli(['top', '--once', '--interval', 'x'], daemon.socket);
+  const bad = await cli(['top', '--once', '--interval', 'x'], fx.daemon.socket);
   assert.notEqual(bad.status, 0);
   assert.match(bad.stderr, /invalid --interval/);
 });

@@ -2,47 +2,37 @@
 // overlays of another volume), list, info, delete; bad input and bad files each give a stable code and change
 // nothing; a volume a running VM uses (directly or as a backing file) and a volume another one is an overlay of
 // cannot be deleted; leftovers of a crash are removed when the daemon starts.
-import test, { after, before } from 'node:test';
+import test from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
-import { api, cli, Daemon, guestKernel, killRecordedVmms, snapshot, tempDir } from './support/manager-harness.ts';
+import { api, cli, Daemon, daemonFixture, guestKernel, snapshot } from './support/manager-harness.ts';
 
-const dir = tempDir('vol');
-const stateDir = path.join(dir, 'state');
+const fx = daemonFixture('vol');
+const { dir, stateDir } = fx;
 const volumesDir = path.join(stateDir, 'volumes');
-let daemon: Daemon;
 const haveQemuImg = spawnSync('qemu-img', ['--version']).status === 0;
 
-before(async () => {
-  daemon = await Daemon.start(stateDir);
-});
-after(async () => {
-  killRecordedVmms(stateDir);
-  await daemon.stop();
-  fs.rmSync(dir, { recursive: true, force: true });
-});
-
-const call = (method: string, url: string, body?: unknown) => api({ socket: daemon.socket }, method, url, body);
+const call = fx.call;
 
 test('vol create / list / info / delete through the CLI; images qemu-img accepts', async () => {
-  let r = await cli(['vol', 'create', 'base.raw', '--format', 'raw', '--size', '16M'], daemon.socket);
+  let r = await cli(['vol', 'create', 'base.raw', '--format', 'raw', '--size', '16M'], fx.daemon.socket);
   assert.equal(r.status, 0, r.stderr);
   assert.match(r.stdout, /volume 'base.raw' created: raw, 16.0 MiB/);
-  r = await cli(['vol', 'create', 'data.qcow2', '--size', '2G'], daemon.socket);
+  r = await cli(['vol', 'create', 'data.qcow2', '--size', '2G'], fx.daemon.socket);
   assert.equal(r.status, 0, r.stderr);
-  r = await cli(['vol', 'create', 'over.qcow2', '--backing', 'base.raw'], daemon.socket);
+  r = await cli(['vol', 'create', 'over.qcow2', '--backing', 'base.raw'], fx.daemon.socket);
   assert.equal(r.status, 0, r.stderr);
   assert.match(r.stdout, /backing base.raw/);
 
-  r = await cli(['vol', 'list'], daemon.socket);
+  r = await cli(['vol', 'list'], fx.daemon.socket);
   assert.equal(r.status, 0, r.stderr);
   const lines = r.stdout.trim().split('\n');
   assert.match(lines[0], /^NAME\s+FORMAT\s+SIZE/);
   assert.deepEqual(lines.slice(1).map((l) => l.split(/\s+/)[0]), ['base.raw', 'data.qcow2', 'over.qcow2']);
 
-  const info = JSON.parse((await cli(['vol', 'info', 'over.qcow2', '--json'], daemon.socket)).stdout);
+  const info = JSON.parse((await cli(['vol', 'info', 'over.qcow2', '--json'], fx.daemon.socket)).stdout);
   assert.equal(info.format, 'qcow2');
   assert.equal(info.virtualSize, 16 * 2 ** 20, 'size from the backing volume');
   assert.equal(info.backingFile, 'base.raw', 'relative, so the state directory can move');
@@ -66,11 +56,11 @@ test('vol create / list / info / delete through the CLI; images qemu-img accepts
   }
 
   // The base cannot go while the overlay depends on it; the overlay can, then the base.
-  r = await cli(['vol', 'delete', 'base.raw'], daemon.socket);
+  r = await cli(['vol', 'delete', 'base.raw'], fx.daemon.socket);
   assert.equal(r.status, 1);
   assert.match(r.stderr, /backing file of volume\(s\) over.qcow2.*\[conflict\]/);
-  assert.equal((await cli(['vol', 'delete', 'over.qcow2'], daemon.socket)).status, 0);
-  assert.equal((await cli(['vol', 'delete', 'base.raw'], daemon.socket)).status, 0);
+  assert.equal((await cli(['vol', 'delete', 'over.qcow2'], fx.daemon.socket)).status, 0);
+  assert.equal((await cli(['vol', 'delete', 'base.raw'], fx.daemon.socket)).status, 0);
   assert.equal((await call('GET', '/volumes/base.raw')).status, 404);
   assert.ok(!fs.existsSync(path.join(volumesDir, 'base.raw')));
 });
@@ -99,12 +89,12 @@ test('bad requests: a stable code each, and nothing changes on disk', async () =
     assert.equal(r.body.error.code, code, JSON.stringify(body));
     assert.match(r.body.error.message, message);
   }
-  const malformed = await api({ socket: daemon.socket }, 'POST', '/volumes', undefined, { rawBody: '{"name":', headers: { 'content-type': 'application/json' } });
+  const malformed = await api({ socket: fx.daemon.socket }, 'POST', '/volumes', undefined, { rawBody: '{"name":', headers: { 'content-type': 'application/json' } });
   assert.equal(malformed.status, 400);
   assert.equal(malformed.body.error.code, 'invalid');
   assert.equal((await call('GET', '/volumes/nope.qcow2')).body.error.code, 'not_found');
   assert.equal((await call('DELETE', '/volumes/nope.qcow2')).body.error.code, 'not_found');
-  const r = await cli(['vol', 'create', 'y.qcow2', '--size', '12Q'], daemon.socket);
+  const r = await cli(['vol', 'create', 'y.qcow2', '--size', '12Q'], fx.daemon.socket);
   assert.equal(r.status, 2);
   assert.match(r.stderr, /invalid size '12Q'/);
   assert.deepEqual(snapshot(stateDir), before, 'nothing changed');
@@ -132,7 +122,7 @@ test('files that are corrupt or not qcow2: clear codes on info and as a backing 
     assert.match(info.body.error.message, message);
     const overlay = await call('POST', '/volumes', { name: `over-${name.replace(/\W/g, '')}.qcow2`, backing: name });
     assert.equal(overlay.body.error?.code, code, JSON.stringify(overlay.body));
-    const r = await cli(['vol', 'info', name], daemon.socket);
+    const r = await cli(['vol', 'info', name], fx.daemon.socket);
     assert.equal(r.status, 1);
     assert.match(r.stderr, new RegExp(`\\[${code}\\]`));
   }
@@ -174,8 +164,8 @@ test('a volume a running VM uses, directly or as its disk\'s backing file, canno
 
 test('leftovers of a crash in the pool are removed when the daemon starts', async () => {
   fs.writeFileSync(path.join(volumesDir, '.half.qcow2.tmp-999999-0'), 'partial');
-  await daemon.stop('SIGKILL');
-  daemon = await Daemon.start(stateDir);
+  await fx.daemon.stop('SIGKILL');
+  fx.daemon = await Daemon.start(stateDir);
   assert.ok(!fs.readdirSync(volumesDir).some((f) => f.startsWith('.')), fs.readdirSync(volumesDir).join(' '));
   assert.equal((await call('GET', '/volumes/keep.qcow2')).status, 200, 'volumes survive the restart');
 });

@@ -9,6 +9,7 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { after, before } from 'node:test';
 import { makeBzImage } from '../../src/boot/synthetic.ts';
 
 export const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
@@ -216,5 +217,60 @@ export async function guestConsole(socketPath: string, defaultTimeoutMs = 180_00
       const out = await run(command, token, timeoutMs);
       return out.slice(out.indexOf('\n') + 1, out.indexOf(`\n${token}\n`) + 1).split('\n').filter((l) => l !== '').join('\n');
     },
+  };
+}
+
+export interface DaemonFixture {
+  /** A fresh temp directory (exists as soon as the fixture is made); removed after the file's tests. */
+  readonly dir: string;
+  /** DIR/state: the daemon's state directory. */
+  readonly stateDir: string;
+  /** The daemon, from the file's first `before` on; a test that restarts it sets the new one here (stopped after). */
+  daemon: Daemon;
+  /** Resolves with the daemon once started: a file's own root-level `before` awaits it (Node runs those concurrently). */
+  readonly ready: Promise<Daemon>;
+  /** One HTTP request to the daemon's Unix socket. */
+  call(method: string, url: string, body?: unknown): Promise<HttpResult>;
+}
+
+/**
+ * The set-up most manager test files share, registered at the file's top level: a temp directory, a real daemon on
+ * DIR/state started before the file's tests and, after them, every VMM the state directory records killed, the daemon
+ * stopped, `cleanup` run and the directory removed. Root-level `before` hooks run concurrently (Node 20): one that
+ * needs the daemon awaits `ready`.
+ */
+export function daemonFixture(tag: string, options: { args?: string[]; cleanup?: () => void } = {}): DaemonFixture {
+  const dir = tempDir(tag);
+  const stateDir = path.join(dir, 'state');
+  let daemon: Daemon | undefined;
+  let started!: (d: Daemon) => void;
+  let failed!: (error: unknown) => void;
+  const ready = new Promise<Daemon>((resolve, reject) => { started = resolve; failed = reject; });
+  ready.catch(() => {}); // reported by the hook below
+  before(async () => {
+    try {
+      daemon = await Daemon.start(stateDir, options.args ?? []);
+      started(daemon);
+    } catch (error) {
+      failed(error);
+      throw error;
+    }
+  });
+  after(async () => {
+    killRecordedVmms(stateDir); // leave no VMM behind, whatever failed
+    await daemon?.stop();
+    options.cleanup?.();
+    fs.rmSync(dir, { recursive: true, force: true });
+  });
+  return {
+    dir, stateDir, ready,
+    get daemon(): Daemon {
+      if (!daemon) throw new Error('the fixture\'s daemon is not started yet (use it in a test or a later before)');
+      return daemon;
+    },
+    set daemon(next: Daemon) {
+      daemon = next;
+    },
+    call: (method, url, body) => api({ socket: daemon!.socket }, method, url, body),
   };
 }
