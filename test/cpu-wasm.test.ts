@@ -380,3 +380,37 @@ test('translations of rewritten pages are freed: the function table does not gro
   const use = w.tableUse();
   assert.equal(use.size, 1024, `function table: ${JSON.stringify(use)}`);
 });
+
+test('MOVSX, NOT/NEG and indirect CALL/JMP (register and memory) translated inline match the interpreter', () => {
+  // mov ecx,40 / mov rsi,0x200000 / lea rax,[rip+f] / mov [rsi+0x100],rax / lea rax,[rip+g] / mov [rsi+0x108],rax
+  // 1: mov rbx,[rsi+rcx*8] / mov rax,rbx / movsx edx,bl / movsx ebp,ah / movsx r8,bx / movsx r9,word [rsi+rcx*2+3]
+  // movsx r10d,byte [rsi+rcx+5] / movsx r11,byte [rsi+rcx+9] / not rax / not r8d / neg rbx / setc dl / seto dh
+  // neg r9d / sets bl / setz bh / adc r12,rbx / add r12,rdx / add r13,r8 / add r14,r9 / add r15,r10 / xor r15,r11
+  // lea rdi,[rip+h] / call rdi / call [rsi+0x100] / jmp [rsi+0x108] / g: lea rdi,[rip+2f] / jmp rdi
+  // 2: dec ecx / jnz 1b / hlt / f: add r13,3 / ret / h: neg r14 / ret
+  const code = hexBytes(`b9 28 00 00 00 48 c7 c6 00 00 20 00 48 8d 05 85 00 00 00 48 89 86 00 01 00 00 48 8d 05 69 00 00 00
+    48 89 86 08 01 00 00 48 8b 1c ce 48 89 d8 0f be d3 0f be ec 4c 0f bf c3 4c 0f bf 4c 4e 03 44 0f be 54 0e 05 4c 0f be
+    5c 0e 09 48 f7 d0 41 f7 d0 48 f7 db 0f 92 c2 0f 90 c6 41 f7 d9 0f 98 c3 0f 94 c7 49 11 dc 49 01 d4 4d 01 c5 4d 01 ce
+    4d 01 d7 4d 31 df 48 8d 3d 21 00 00 00 ff d7 ff 96 00 01 00 00 ff a6 08 01 00 00 48 8d 3d 02 00 00 00 ff e7 ff c9 75
+    91 f4 49 83 c5 03 c3 49 f7 de c3`);
+  const m = agree(code, fill, 1000);
+  assert.ok(m.cpu.wasm!.stats.replays < 200, `replayed: ${m.cpu.wasm!.stats.replays}`);
+});
+
+test('an indirect CALL to a non-canonical target raises #GP(0) before its push, with exact state', () => {
+  // add rbx,1 / call rdi / hlt; the valid target is CODE+6 (the HLT), then RDI = 2^47 (not canonical)
+  const code = hexBytes('48 83 c3 01 ff d7 f4');
+  const results = (['interpreter', 'wasm'] as Mode[]).map((mode) => {
+    const m = machine(mode);
+    m.cpu.setGpr(7, BigInt(CODE + 6));
+    runToEnd(m, code);
+    runToEnd(m, code, false); // translated by now
+    m.cpu.setGpr(7, 0x0000_8000_0000_0000n);
+    const vector = runToEnd(m, code, false);
+    assert.equal(vector, C.EXC_GP);
+    return { m, s: snapshot(m) };
+  });
+  assert.deepEqual(results[1].s, results[0].s, 'translated code = interpreter');
+  assert.equal(results[1].s.rip, (CODE + 4).toString(16));
+  assert.ok(results[1].m.cpu.jitInstructions > 0);
+});

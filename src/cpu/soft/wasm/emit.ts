@@ -27,7 +27,7 @@ export const Op = {
   i64Add: 0x7c, i64Sub: 0x7d, i64And: 0x83, i64Or: 0x84, i64Xor: 0x85, i64Shl: 0x86, i64ShrS: 0x87, i64ShrU: 0x88,
   f64Add: 0xa0,
   i32WrapI64: 0xa7, i64ExtendI32s: 0xac, i64ExtendI32u: 0xad, f64ConvertI64s: 0xb9,
-  i32Extend8s: 0xc0,
+  i32Extend8s: 0xc0, i32Extend16s: 0xc1,
 } as const;
 
 /** Unsigned LEB128 (§5.2.2) of a non-negative integer below 2^53. */

@@ -658,6 +658,44 @@ function translateBody(block: Block, ramSize: number): { body: Body; offs: numbe
       }
       case Form.Setcc: T.cond(e.op); b.set(T.c32); T.set8(e.b, e.bsh, () => b.get(T.c32)); break;
       case Form.Nop: break;
+      case Form.MovsxR8: case Form.MovsxR16: case Form.MovsxM: {
+        // MOVSX (0F BE/BF) into e.a of e.op bytes (4: zero-extended to 64 bits), as ../fast-forms.ts movsxTo
+        if (f === Form.MovsxM) { memOp(); T.load(e.size); b.get(T.v).op(Op.i32WrapI64); }
+        else { T.r32(e.b); if (f === Form.MovsxR8 && e.imm) b.i32(e.imm).op(Op.i32ShrU); }
+        b.op(f === Form.MovsxR16 || (f === Form.MovsxM && e.size === 2) ? Op.i32Extend16s : Op.i32Extend8s).set(T.c32);
+        if (e.op === 8) { b.get(T.c32).op(Op.i64ExtendI32s).set(T.t); T.set64(e.a, T.t); }
+        else T.set32(e.a, () => b.get(T.c32));
+        break;
+      }
+      case Form.NotNegR: {
+        // NOT (no flags) / NEG (record Sub 0 - v), F7 /2 /3
+        const r = e.b, size = e.size;
+        T.regVal(r, size); b.set(T.ls);
+        if (e.op === 0) b.get(T.ls).i64(-1).op(Op.i64Xor);
+        else b.i64(0).get(T.ls).op(Op.i64Sub);
+        if (size === 4) b.i64(0xffffffffn).op(Op.i64And);
+        b.set(T.lr);
+        T.writeLr(r, size);
+        if (e.op === 1) { b.i64(0).set(T.ld); T.produced(L_SUB, size); }
+        break;
+      }
+      case Form.CallInd: case Form.JmpInd: {
+        // Indirect near CALL/JMP (FF /2 /4, always a block's last): the target (register, or 8 bytes of memory),
+        // #GP(0) unless canonical, then for CALL the push of the return address; RIP leaves through S_RIP.
+        if (e.base === -3) { T.r64(e.b); b.set(T.v); } else { memOp(); T.load(8); }
+        b.get(T.v).i64(TWO47).op(Op.i64Add).i64(48).op(Op.i64ShrU).op(Op.i64Eqz).op(Op.i32Eqz);
+        b.open(Op.if); T.pos(); b.call(F_GP).op(Op.unreachable); b.close();
+        if (f === Form.CallInd) {
+          mem = true;
+          b.get(T.r0i).i64(next).op(Op.i64Add).set(T.w);
+          T.r64(4); b.i64(8).op(Op.i64Sub).set(T.a);
+          T.store(8);
+          T.set64(4, T.a);
+        }
+        b.get(T.st).get(T.v).op(Op.f64ConvertI64s).mem(Op.f64Store, 3, L.S_RIP);
+        b.i32(i + 1).set(T.xc).br(T.out);
+        break;
+      }
       case Form.Jcc: case Form.Jmp: {
         const target = next + e.disp;
         if (f === Form.Jcc) { T.cond(e.a); b.open(Op.if); }
@@ -673,7 +711,7 @@ function translateBody(block: Block, ramSize: number): { body: Body; offs: numbe
       default: replay();
     }
     if (mem && !isLast) T.exitIfSlow(i + 1, next);
-    if (isLast && !replayed && f !== Form.Jcc && f !== Form.Jmp && f !== Form.Call && f !== Form.Ret) {
+    if (isLast && !replayed && f !== Form.Jcc && f !== Form.Jmp && f !== Form.Call && f !== Form.Ret && f !== Form.CallInd && f !== Form.JmpInd) {
       T.exitStatic(i + 1, next);
     }
   }
