@@ -86,9 +86,15 @@ export class GuestSession {
     return m[1];
   }
 
-  /** Wait for the VMM to exit; 'timeout' if it does not within `ms`. */
+  /**
+   * Wait for the VMM to exit; 'timeout' if it does not within `ms`. The timer is cleared once the VMM has exited: left
+   * pending, it kept the test file's process alive for the rest of `ms` after its last test (node --test waits for the
+   * event loop to drain), up to a minute of a concurrency slot per boot test file.
+   */
   waitForExit(ms = 60_000): Promise<number | null | 'timeout'> {
-    return Promise.race([this.exited, new Promise<'timeout'>((r) => setTimeout(() => r('timeout'), ms))]);
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<'timeout'>((r) => { timer = setTimeout(() => r('timeout'), ms); });
+    return Promise.race([this.exited, timeout]).finally(() => clearTimeout(timer));
   }
 
   /** Kill the VMM (always call in `finally`); RINGZERO_BOOT_TEST_LOG=FILE keeps the console. */
