@@ -5,11 +5,11 @@
 // snapshot of a disk stated raw leaves the definition stating qcow2 for the overlay that replaced it.
 import test, { after, before } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { createQcow2 } from '../src/storage/qcow2.ts';
-import { api, bin, cli, Daemon, guestKernel, killRecordedVmms, snapshot, tempDir } from './support/manager-harness.ts';
+import { ringzero } from './support/ringzero-cli.ts';
+import { api, cli, Daemon, guestKernel, killRecordedVmms, snapshot, tempDir } from './support/manager-harness.ts';
 
 let dir: string;
 let stateDir: string;
@@ -37,9 +37,10 @@ after(async () => {
 
 const call = (method: string, url: string, body?: unknown) => api({ socket: daemon.socket }, method, url, body);
 
-function run(...args: string[]): Promise<{ code: number; stderr: string }> {
-  return new Promise((resolve) => execFile(process.execPath, [bin, 'run', ...args], { timeout: 60_000 }, (error, _stdout, stderr) =>
-    resolve({ code: error ? Number((error as { code?: number }).code ?? 1) : 0, stderr })));
+/** `ringzero run ARGS` (test/support/ringzero-cli.ts). */
+async function run(...args: string[]): Promise<{ code: number; stderr: string }> {
+  const r = await ringzero(['run', ...args]);
+  return { code: r.status, stderr: r.stderr };
 }
 
 test('ringzero run --disk ...,format=: an unknown format and format=qcow2 on a raw file end with status 2 and one line', async () => {

@@ -4,19 +4,18 @@
 // bad input gets stable codes; a daemon SIGKILLed in the middle of a clone leaves every clone whole or absent; and
 // one linked clone boots the real guest, which reads the template's files through the overlay, writes its own, and
 // finds its identity on its command line and seed disk (RINGZERO_SKIP_BOOT_TEST=1 skips that boot locally).
-import test, { after, before } from 'node:test';
+import test, { before } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { findDefaultImage, GUEST_PROMPT } from '../src/image/build.ts';
-import { api, cli, Daemon, killRecordedVmms, snapshot, tempDir, waitFor } from './support/manager-harness.ts';
+import { cli, Daemon, daemonFixture, snapshot, waitFor } from './support/manager-harness.ts';
 
-const dir = tempDir('tpl');
-const stateDir = path.join(dir, 'state');
+const fx = daemonFixture('tpl');
+const { dir, stateDir } = fx;
 const volumesDir = path.join(stateDir, 'volumes');
-let daemon: Daemon;
 const haveQemuImg = spawnSync('qemu-img', ['--version']).status === 0;
 const haveDebugfs = spawnSync('debugfs', ['-V']).status === 0;
 const image = findDefaultImage();
@@ -24,7 +23,7 @@ const BOOT_TIMEOUT_MS = Number(process.env.RINGZERO_BOOT_TIMEOUT_MS ?? 600_000);
 const goldDisk = path.join(dir, 'gold.ext4');
 
 const sha = (file: string) => crypto.createHash('sha256').update(fs.readFileSync(file)).digest('hex');
-const call = (method: string, url: string, body?: unknown) => api({ socket: daemon.socket }, method, url, body);
+const call = fx.call;
 
 before(async () => {
   // The golden VM's data disk: a real ext4 file system with a file in it (mkfs.ext4 -d, no mount).
@@ -36,17 +35,11 @@ before(async () => {
   fs.truncateSync(goldDisk, 32 * 2 ** 20);
   const mkfs = spawnSync('mkfs.ext4', ['-q', '-F', '-d', content, goldDisk], { encoding: 'utf8' });
   assert.equal(mkfs.status, 0, mkfs.stderr);
-  daemon = await Daemon.start(stateDir);
+  await fx.ready;
   assert.equal((await call('POST', '/vms', { name: 'gold', engine: 'soft', memory: 192, disks: [{ path: goldDisk }] })).status, 201);
 });
-after(async () => {
-  killRecordedVmms(stateDir);
-  await daemon.stop();
-  fs.rmSync(dir, { recursive: true, force: true });
-});
-
 test('template create from a shut-off VM; linked and full clones with their own identity', async () => {
-  let r = await cli(['template', 'create', 'base', '--from', 'gold'], daemon.socket);
+  let r = await cli(['template', 'create', 'base', '--from', 'gold'], fx.daemon.socket);
   assert.equal(r.status, 0, r.stderr);
   assert.match(r.stdout, /template 'base' created from VM 'gold' \(1 disk\)/);
   const template = (await call('GET', '/templates/base')).body;
@@ -57,7 +50,7 @@ test('template create from a shut-off VM; linked and full clones with their own 
   assert.equal(fs.statSync(templateDisk).mode & 0o777, 0o444, 'read-only');
   const templateSha = sha(templateDisk);
 
-  r = await cli(['clone', '--from', 'base', '--count', '3', '--name-prefix', 'web'], daemon.socket);
+  r = await cli(['clone', '--from', 'base', '--count', '3', '--name-prefix', 'web'], fx.daemon.socket);
   assert.equal(r.status, 0, r.stderr);
   const macs = [...r.stdout.matchAll(/VM '(web-\d)' defined \(linked clone\): hostname (\S+), MAC (\S+)/g)];
   assert.deepEqual(macs.map((m) => [m[1], m[2]]), [['web-1', 'web-1'], ['web-2', 'web-2'], ['web-3', 'web-3']]);
@@ -113,7 +106,7 @@ test('template create from a shut-off VM; linked and full clones with their own 
   }
 
   // The template cannot go while linked clones depend on it.
-  r = await cli(['template', 'delete', 'base'], daemon.socket);
+  r = await cli(['template', 'delete', 'base'], fx.daemon.socket);
   assert.equal(r.status, 1);
   assert.match(r.stderr, /backs linked clone volume\(s\) web-1-disk0.qcow2, web-2-disk0.qcow2, web-3-disk0.qcow2.*\[conflict\]/);
   assert.equal((await call('DELETE', '/templates/second')).status, 204);
@@ -141,7 +134,7 @@ test('bad input: stable codes, nothing changed', async () => {
     assert.equal(r.body.error.code, code);
     assert.match(r.body.error.message, message);
   }
-  const r = await cli(['clone', '--from', 'base', '--count', 'many'], daemon.socket);
+  const r = await cli(['clone', '--from', 'base', '--count', 'many'], fx.daemon.socket);
   assert.equal(r.status, 2);
   assert.match(r.stderr, /invalid --count 'many'/);
   assert.deepEqual(snapshot(stateDir), before);
@@ -149,16 +142,16 @@ test('bad input: stable codes, nothing changed', async () => {
 
 test('daemon SIGKILLed in the middle of a clone: after a restart every clone is whole or absent, and cloning works again', async () => {
   const vmsBefore = (await call('GET', '/vms')).body.map((v: { name: string }) => v.name);
-  await daemon.stop();
-  daemon = await Daemon.start(stateDir, [], { RINGZERO_TEST_CRASH_AT: 'clone-mid' });
+  await fx.daemon.stop();
+  fx.daemon = await Daemon.start(stateDir, [], { RINGZERO_TEST_CRASH_AT: 'clone-mid' });
   await assert.rejects(call('POST', '/templates/base/clone', { count: 4, namePrefix: 'crash' }), 'the daemon dies mid-clone');
-  assert.equal((await daemon.exited).signal, 'SIGKILL');
+  assert.equal((await fx.daemon.exited).signal, 'SIGKILL');
   // The crash came after the second clone's volumes were made and before its definition.
   assert.ok(fs.existsSync(path.join(volumesDir, 'crash-2-disk0.qcow2')));
   assert.ok(!fs.existsSync(path.join(stateDir, 'vms', 'crash-2.json')));
   assert.ok(fs.readdirSync(path.join(stateDir, 'templates')).some((f) => f.startsWith('.clone-')), 'the journal is there');
 
-  daemon = await Daemon.start(stateDir);
+  fx.daemon = await Daemon.start(stateDir);
   const vms = (await call('GET', '/vms')).body.map((v: { name: string }) => v.name);
   assert.deepEqual(vms.filter((n: string) => !vmsBefore.includes(n)), ['crash-1'], 'the clone defined before the crash stays');
   for (const vm of (await call('GET', '/vms')).body as Array<{ definition: { disks: Array<{ path: string }> } }>) {
@@ -180,7 +173,7 @@ test('a linked clone boots: the guest reads the template\'s files through the ov
   const mac = /ringzero\.mac=(\S+)/.exec(vm.definition.cmdline)![1];
   const templateDisk = (await call('GET', '/templates/base')).body.disks[0].path;
   const templateSha = sha(templateDisk);
-  assert.equal((await cli(['start', 'web-2'], daemon.socket)).status, 0);
+  assert.equal((await cli(['start', 'web-2'], fx.daemon.socket)).status, 0);
   const steps = [
     'mkdir -p /mnt /seed',
     'mount -t ext4 /dev/vda /mnt',
@@ -193,7 +186,7 @@ test('a linked clone boots: the guest reads the template\'s files through the ov
   ];
   let step = -1;
   let seen = 0;
-  const viewer = await cli(['console', 'web-2'], daemon.socket, [], BOOT_TIMEOUT_MS, (all, child) => {
+  const viewer = await cli(['console', 'web-2'], fx.daemon.socket, [], BOOT_TIMEOUT_MS, (all, child) => {
     const prompts = all.split(GUEST_PROMPT).length - 1;
     if (prompts > seen && step + 1 < steps.length) {
       seen = prompts;
