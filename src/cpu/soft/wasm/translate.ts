@@ -76,7 +76,7 @@ interface Batch {
 }
 
 // Lazy-flag kinds (../cpu.ts Lazy) and ALU operations (as in ../fast-forms.ts).
-const L_ADD = 1, L_SUB = 3, L_LOGIC = 5, L_INC = 6, L_DEC = 7;
+const L_ADD = 1, L_ADC = 2, L_SUB = 3, L_SBB = 4, L_LOGIC = 5, L_INC = 6, L_DEC = 7;
 /** Record kind of translated code only: the arithmetic flags are explicit EFLAGS bits in S_LD (after a shift). */
 const EXPLICIT = -2;
 const ADD = 0, OR = 1, AND = 4, SUB = 5, XOR = 6, CMP = 7, TEST = 8;
@@ -271,7 +271,7 @@ class Translator {
     b.get(this.st).get(this.ld).mem(Op.i64Store, 3, L.S_LD);
     b.get(this.st).get(this.ls).mem(Op.i64Store, 3, L.S_LS);
     b.get(this.st).get(this.lr).mem(Op.i64Store, 3, L.S_LR);
-    if (kind === L_INC || kind === L_DEC) b.get(this.st).get(this.lcy).mem(Op.i32Store, 2, L.S_LCY);
+    if (kind === L_INC || kind === L_DEC || kind === L_ADC || kind === L_SBB) b.get(this.st).get(this.lcy).mem(Op.i32Store, 2, L.S_LCY);
   }
 
   /** Push flag local `l` at the producer's size: i64 for size 8, else i32 (signed: sign-extended for size 1). */
@@ -658,6 +658,26 @@ function translateBody(block: Block, ramSize: number): { body: Body; offs: numbe
       }
       case Form.Setcc: T.cond(e.op); b.set(T.c32); T.set8(e.b, e.bsh, () => b.get(T.c32)); break;
       case Form.Nop: break;
+      case Form.AdcRR: case Form.AdcRM: case Form.AdcRI: case Form.AdcMR: case Form.AdcMI: {
+        // ADC/SBB (e.op 2/3): the carry-in is CF before (inline when known here, else the helper); the record is
+        // Adc/Sbb with lazyCarry = carry-in (../fast-forms.ts adcFlags). A memory destination is stored before the
+        // record is committed (the store may fault after the load).
+        const sbb = e.op === 3, size = e.size, toMem = f === Form.AdcMR || f === Form.AdcMI;
+        T.cond(2); b.set(T.lcy);
+        if (toMem) { memOp(); T.load(size); b.get(T.v).set(T.ld); }
+        else { T.regVal(e.b, size); b.set(T.ld); }
+        if (f === Form.AdcRM) { memOp(); T.load(size); b.get(T.v); }
+        else if (f === Form.AdcRR || f === Form.AdcMR) T.regVal(e.a, size);
+        else b.i64(size === 8 ? imm64(e.imm, e.immHi) : e.imm >>> 0);
+        b.set(T.ls);
+        const op = sbb ? Op.i64Sub : Op.i64Add;
+        b.get(T.ld).get(T.ls).op(op).get(T.lcy).op(Op.i64ExtendI32u).op(op);
+        if (size === 4) b.i64(0xffffffffn).op(Op.i64And);
+        b.set(T.lr);
+        if (toMem) { b.get(T.lr).set(T.w); T.store(size); } else T.writeLr(e.b, size);
+        T.produced(sbb ? L_SBB : L_ADC, size);
+        break;
+      }
       case Form.MovsxR8: case Form.MovsxR16: case Form.MovsxM: {
         // MOVSX (0F BE/BF) into e.a of e.op bytes (4: zero-extended to 64 bits), as ../fast-forms.ts movsxTo
         if (f === Form.MovsxM) { memOp(); T.load(e.size); b.get(T.v).op(Op.i32WrapI64); }
