@@ -45,7 +45,8 @@ test('a real guest migrates live between two VMM processes; a destination killed
     await source.waitForShell();
     assert.equal(await source.ask('W1', 'echo before-migration | dd of=/dev/vda bs=512 seek=3 conv=sync,fsync 2>/dev/null; echo $?'), '0');
     source.type('i=0; while [ $i -lt 1000000 ]; do i=$((i+1)); echo C$i; usleep 10000; done &');
-    await source.waitFor(/\bC20\r?\n/, 120_000);
+    // A few values prove the counter runs (on a loaded host it may print one a second: the wait is long, the count short).
+    await source.waitFor(/\bC5\r?\n/, 300_000);
 
     // 1. A destination killed during the full pass (the transfer capped at 4 MiB/s so it lasts).
     const doomed = await destination();
@@ -61,9 +62,11 @@ test('a real guest migrates live between two VMM processes; a destination killed
     doomed.vmm.child.kill('SIGKILL');
     const answer = await failed;
     assert.equal(answer.ok, false);
-    assert.match(String(answer.error), /failed: .*(closed the connection|ECONNRESET|EPIPE)/);
+    // However the source learns it: the socket's close, a reset, or a write waiting for the link to drain when it
+    // closed (src/migration/protocol.ts writeFrame: 'the connection closed', seen on a loaded host).
+    assert.match(String(answer.error), /failed: .*(closed the connection|connection closed|ECONNRESET|EPIPE)/);
     const mark = source.output.length;
-    await source.waitFor(/\bC\d+\r?\n[^]*\bC\d+\r?\n[^]*\bC\d+\r?\n/, 60_000, mark);
+    await source.waitFor(/\bC\d+\r?\n[^]*\bC\d+\r?\n[^]*\bC\d+\r?\n/, 300_000, mark);
     assert.equal((await controlRequest(ctl, { cmd: 'status' }, 60_000)).paused, false, 'the source runs on');
 
     // 2. The real migration, RAM checked end to end.
@@ -75,7 +78,7 @@ test('a real guest migrates live between two VMM processes; a destination killed
     assert.equal(await source.waitForExit(60_000), 0, `the source VMM ends after the switch-over: ${source.stderr}`);
     const onSource = counters(source);
     const last = onSource[onSource.length - 1];
-    await dest.vmm.waitFor(new RegExp(`\\bC${last + 20}\\r?\\n`), 120_000);
+    await dest.vmm.waitFor(new RegExp(`\\bC${last + 10}\\r?\\n`), 300_000);
     const onDest = counters(dest.vmm);
     assert.equal(onDest[0], last + 1, `the counter continues: ...C${last} on the source, then C${onDest[0]} on the destination`);
     for (let k = 1; k < onDest.length; k++) assert.equal(onDest[k], onDest[k - 1] + 1, 'no number missing');
