@@ -430,3 +430,13 @@ test('ADC/SBB with memory operands (load, store, immediate) translated inline ma
   const m = agree(code, fill, 500);
   assert.ok(m.cpu.wasm!.stats.replays < 10, `replayed: ${m.cpu.wasm!.stats.replays}`);
 });
+
+test('INC/DEC and PUSH of memory translated inline match the interpreter', () => {
+  // mov ecx,50 / mov rsi,0x200000 / 1: mov rax,[rsi+rcx*8] / cmp rax,rcx / inc qword [rsi+0x400] / setc dl
+  // dec dword [rsi+rcx*4+0x200] / setz dh / inc dword [rsi+0x408] / adc r12,rdx / push qword [rsi+rcx*8+8]
+  // push qword [rsp] / pop rbx / pop rdi / add r13,rbx / xor r13,rdi / dec ecx / jnz 1b / hlt
+  const code = hexBytes(`b9 32 00 00 00 48 c7 c6 00 00 20 00 48 8b 04 ce 48 39 c8 48 ff 86 00 04 00 00 0f 92 c2 ff 8c 8e
+    00 02 00 00 0f 94 c6 ff 86 08 04 00 00 49 11 d4 ff 74 ce 08 ff 34 24 5b 5f 49 01 dd 49 31 fd ff c9 75 c9 f4`);
+  const m = agree(code, fill, 500);
+  assert.ok(m.cpu.wasm!.stats.replays < 10, `replayed: ${m.cpu.wasm!.stats.replays}`);
+});

@@ -678,6 +678,28 @@ function translateBody(block: Block, ramSize: number): { body: Body; offs: numbe
         T.produced(sbb ? L_SBB : L_ADC, size);
         break;
       }
+      case Form.IncDecM: {
+        // INC/DEC of memory (FF /0 /1): CF kept (the record's lazyCarry = CF before); the store may fault after the load
+        const dec = e.op === 1, size = e.size;
+        T.cond(2); b.set(T.lcy);
+        memOp(); T.load(size);
+        b.get(T.v).set(T.ld).i64(1).set(T.ls);
+        b.get(T.v).i64(1).op(dec ? Op.i64Sub : Op.i64Add);
+        if (size === 4) b.i64(0xffffffffn).op(Op.i64And);
+        b.tee(T.lr).set(T.w);
+        T.store(size);
+        T.produced(dec ? L_DEC : L_INC, size);
+        break;
+      }
+      case Form.PushM: {
+        // PUSH memory64 (FF /6): the read (at the address before RSP moves), then the push
+        memOp(); T.load(8);
+        b.get(T.v).set(T.w);
+        T.r64(4); b.i64(8).op(Op.i64Sub).set(T.a);
+        T.store(8);
+        T.set64(4, T.a);
+        break;
+      }
       case Form.MovsxR8: case Form.MovsxR16: case Form.MovsxM: {
         // MOVSX (0F BE/BF) into e.a of e.op bytes (4: zero-extended to 64 bits), as ../fast-forms.ts movsxTo
         if (f === Form.MovsxM) { memOp(); T.load(e.size); b.get(T.v).op(Op.i32WrapI64); }
