@@ -323,12 +323,16 @@ class Translator {
     if (k === L_LOGIC) {
       O = () => b.i32(0);
       B = () => b.i32(0);
-    } else if (k === L_SUB) {
+    } else if (k === L_SUB || k === L_SBB) {
       O = () => { this.fv(this.ld, true); this.fv(this.ls, true); b.op(xor); this.fv(this.ld, true); this.fv(this.lr, true); b.op(xor).op(and); zero(); b.op(lt); };
-      B = () => { this.fv(this.ld, false); this.fv(this.ls, false); b.op(ltu); };
-    } else if (k === L_ADD) {
+      // SBB (as SoftCpu.computeArith): borrow iff d < s, or d <= s with a carry-in
+      B = k === L_SUB ? () => { this.fv(this.ld, false); this.fv(this.ls, false); b.op(ltu); }
+        : () => { this.fv(this.ld, false); this.fv(this.ls, false); b.op(leu); this.fv(this.ld, false); this.fv(this.ls, false); b.op(ltu); b.get(this.lcy).op(Op.select); };
+    } else if (k === L_ADD || k === L_ADC) {
       O = () => { this.fv(this.ld, true); this.fv(this.lr, true); b.op(xor); this.fv(this.ls, true); this.fv(this.lr, true); b.op(xor).op(and); zero(); b.op(lt); };
-      B = () => { this.fv(this.lr, false); this.fv(this.ld, false); b.op(ltu); };
+      // ADC: carry iff r < d, or r <= d with a carry-in
+      B = k === L_ADD ? () => { this.fv(this.lr, false); this.fv(this.ld, false); b.op(ltu); }
+        : () => { this.fv(this.lr, false); this.fv(this.ld, false); b.op(leu); this.fv(this.lr, false); this.fv(this.ld, false); b.op(ltu); b.get(this.lcy).op(Op.select); };
     } else if (k === L_INC || k === L_DEC) {
       if (this.size === 1) return false;
       const lim = k === L_INC ? (w ? -(2n ** 63n) : -2147483648) : (w ? 2n ** 63n - 1n : 2147483647);
@@ -361,10 +365,10 @@ class Translator {
     const b = this.b, k = this.kind;
     if (k === EXPLICIT) { b.get(this.ld).op(Op.i32WrapI64).set(this.fl); return true; }
     if ((k === L_INC || k === L_DEC) && this.size === 1) return false;
-    if (k !== L_ADD && k !== L_SUB && k !== L_LOGIC && k !== L_INC && k !== L_DEC) return false;
+    if (k !== L_ADD && k !== L_SUB && k !== L_ADC && k !== L_SBB && k !== L_LOGIC && k !== L_INC && k !== L_DEC) return false;
     const flag = (cc: number, shift: number) => { this.condStatic(cc); if (shift) b.i32(shift).op(Op.i32Shl); };
     flag(1, 0); flag(5, 2); b.op(Op.i32Or); flag(2, 6); b.op(Op.i32Or); flag(4, 7); b.op(Op.i32Or); flag(0, 11); b.op(Op.i32Or);
-    if (k === L_ADD || k === L_SUB) {
+    if (k === L_ADD || k === L_SUB || k === L_ADC || k === L_SBB) {
       b.get(this.ld).get(this.ls).op(Op.i64Xor).get(this.lr).op(Op.i64Xor).op(Op.i32WrapI64).i32(0x10).op(Op.i32And).op(Op.i32Or);
     } else if (k === L_INC || k === L_DEC) {
       b.get(this.lr).op(Op.i32WrapI64).i32(0xf).op(Op.i32And).i32(k === L_INC ? 0 : 0xf).op(Op.i32Eq).i32(4).op(Op.i32Shl).op(Op.i32Or);
