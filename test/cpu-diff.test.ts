@@ -12,15 +12,15 @@ import test from 'node:test';
 import assert from 'node:assert/strict';
 import { FAMILIES, generateCase } from '../src/cpu/soft/testing/generate.ts';
 import { runFamily, compare, checkCase, describe as describeCase } from '../src/cpu/soft/testing/diff.ts';
+import { diffSeeds, casesPerFamily, assertFamilyPasses } from './support/diff-families.ts';
 import { runNative } from '../src/cpu/soft/testing/native.ts';
 import { KNOWN_PASSING_FAMILIES } from '../src/cpu/soft/testing/passing.ts';
 import { cloneState, AF, CF, SCRATCH_BASE } from '../src/cpu/soft/testing/layout.ts';
 
-const FIXED_SEED = 0x5eed_2024;
 const env = process.env;
 const totalCases = Number(env.RINGZERO_DIFF_CASES ?? 10_000);
 const full = env.RINGZERO_DIFF_FULL === '1';
-const seeds = env.RINGZERO_DIFF_SEED !== undefined ? [Number(env.RINGZERO_DIFF_SEED) >>> 0] : [FIXED_SEED, (Date.now() % 0x7fff_ffff) >>> 0];
+const seeds = diffSeeds();
 const families = env.RINGZERO_DIFF_FAMILIES ? env.RINGZERO_DIFF_FAMILIES.split(',').map((f) => f.trim()) : FAMILIES;
 for (const f of families) if (!FAMILIES.includes(f)) throw new Error(`unknown family ${f}; known: ${FAMILIES.join(' ')}`);
 
@@ -57,24 +57,14 @@ if (env.RINGZERO_DIFF_ONLY) {
   });
 } else {
   console.log(`cpu-diff: seeds ${seeds.join(', ')} (rerun one with RINGZERO_DIFF_SEED=<seed>), ${totalCases} cases over ${families.length} families`);
-  const perFamily = Math.max(1, Math.floor(totalCases / families.length / seeds.length));
+  const perFamily = casesPerFamily(totalCases, families.length, seeds.length);
   const summary: string[] = [];
   for (const family of families) {
     const enforced = full || KNOWN_PASSING_FAMILIES.includes(family);
     const todo = enforced ? undefined : 'soft CPU family not yet known to pass (RINGZERO_DIFF_FULL=1 enforces it)';
     test(`family ${family}`, { todo }, () => {
-      const lines: string[] = [];
-      let passed = 0, cases = 0;
-      for (const seed of seeds) {
-        const r = runFamily(family, seed, perFamily, { start: FAMILIES.indexOf(family), stride: FAMILIES.length, maxReproducers: 2, maxShrunk: 6 });
-        passed += r.passed;
-        cases += r.cases;
-        for (const [forms, n] of r.failingForms) lines.push(`  seed ${seed}: ${n}x ${forms}`);
-        lines.push(...r.reproducers);
-      }
+      const { passed, cases } = assertFamilyPasses(runFamily, family, seeds, perFamily);
       summary.push(`${family}: ${passed}/${cases}`);
-      if (passed !== cases) console.log(`family ${family}: ${passed}/${cases} passed\n${lines.join('\n')}`);
-      assert.equal(passed, cases, `${family}: ${cases - passed} of ${cases} cases differ from the host CPU`);
     });
   }
   test('summary', () => {

@@ -12,28 +12,16 @@ const { FAMILIES } = await import('../src/cpu/soft/testing/generate.ts');
 const { runFamily } = await import('../src/cpu/soft/testing/diff.ts');
 const { KNOWN_PASSING_FAMILIES } = await import('../src/cpu/soft/testing/passing.ts');
 
-const FIXED_SEED = 0x5eed_2024;
-const env = process.env;
-const totalCases = Number(env.RINGZERO_DIFF_CASES ?? 1500);
-const seeds = env.RINGZERO_DIFF_SEED !== undefined ? [Number(env.RINGZERO_DIFF_SEED) >>> 0] : [FIXED_SEED, (Date.now() % 0x7fff_ffff) >>> 0];
+const { diffSeeds, casesPerFamily, assertFamilyPasses } = await import('./support/diff-families.ts');
+
+const totalCases = Number(process.env.RINGZERO_DIFF_CASES ?? 1500);
+const seeds = diffSeeds();
 const families = FAMILIES.filter((f) => KNOWN_PASSING_FAMILIES.includes(f));
 console.log(`cpu-jit-diff: seeds ${seeds.join(', ')} (rerun one with RINGZERO_DIFF_SEED=<seed>), ${totalCases} cases over ${families.length} families`);
-const perFamily = Math.max(1, Math.floor(totalCases / families.length / seeds.length));
+const perFamily = casesPerFamily(totalCases, families.length, seeds.length);
 
 for (const family of families) {
-  test(`family ${family} through generated code`, () => {
-    const lines: string[] = [];
-    let passed = 0, cases = 0;
-    for (const seed of seeds) {
-      const r = runFamily(family, seed, perFamily, { start: FAMILIES.indexOf(family), stride: FAMILIES.length, maxReproducers: 2, maxShrunk: 6 });
-      passed += r.passed;
-      cases += r.cases;
-      for (const [forms, n] of r.failingForms) lines.push(`  seed ${seed}: ${n}x ${forms}`);
-      lines.push(...r.reproducers);
-    }
-    if (passed !== cases) console.log(`family ${family}: ${passed}/${cases} passed\n${lines.join('\n')}`);
-    assert.equal(passed, cases, `${family}: ${cases - passed} of ${cases} cases differ from the host CPU`);
-  });
+  test(`family ${family} through generated code`, () => { assertFamilyPasses(runFamily, family, seeds, perFamily); });
 }
 
 test('the cases above ran in generated code', async () => {
