@@ -84,12 +84,14 @@ const KIND = [L_ADD, L_LOGIC, 0, 0, L_LOGIC, L_SUB, L_LOGIC, L_SUB, L_LOGIC];
 void AND;
 
 const TWO47 = 140737488355328;
+/** CF PF AF ZF SF OF (SDM vol. 1 §3.4.3.1). */
+const ARITH = 0x8d5;
 // (0xFC 6 / 0xFC 7: i64.trunc_sat_f64_s / _u, the saturating truncations of Core spec §5.4.5.)
 
 // Function indices of the imports (declared in this order).
-const F_RD = 0, F_WR = 1, F_RP = 2, F_CC = 3, F_GP = 4;
+const F_RD = 0, F_WR = 1, F_RP = 2, F_CC = 3, F_GP = 4, F_FL = 5;
 /** The memory library's loads and stores (ld1, ld2, ld4, ld8, then st1..st8), imported after the helpers. */
-const F_LD = 5, F_ST = 9;
+const F_LD = 6, F_ST = 10;
 const LOG2 = [0, 0, 1, 0, 2, 0, 0, 0, 3];
 /** Static exits chain straight into the next translated block of the same page (RINGZERO_WASM_DIRECT=0: off). */
 const DIRECT_CHAIN = process.env.RINGZERO_WASM_DIRECT !== '0';
@@ -375,6 +377,21 @@ class Translator {
     }
     b.set(this.fl);
     return true;
+  }
+
+  /** The arithmetic flags before this instruction into local `fl`: inline when known here, else the helper `fl`. */
+  oldFlags(): void {
+    if (this.known && this.materialize()) return;
+    this.b.call(F_FL).set(this.fl);
+  }
+
+  /** Commit EXPLICIT flags: the i32 on the stack holds the six arithmetic flags as EFLAGS bits. */
+  explicit(size: number): void {
+    const b = this.b;
+    b.op(Op.i64ExtendI32u).set(this.ld);
+    this.known = true; this.kind = EXPLICIT; this.size = size;
+    b.get(this.st).i32(EXPLICIT).mem(Op.i32Store, 2, L.S_LOP);
+    b.get(this.st).get(this.ld).mem(Op.i64Store, 3, L.S_LD);
   }
 
   // ---- ALU
@@ -695,6 +712,38 @@ function translateBody(block: Block, ramSize: number): { body: Body; offs: numbe
         T.produced(dec ? L_DEC : L_INC, size);
         break;
       }
+      case Form.ImulRR: case Form.ImulRM: case Form.ImulRRI: case Form.ImulRMI: {
+        // IMUL (0F AF, 69, 6B) as ../ops/alu-muldiv.ts imulTrunc: the truncated product into e.b; CF = OF = the
+        // signed product does not fit; SF ZF AF PF as before (the JS form keeps them): EXPLICIT record.
+        // Operands sign-extended into ld (multiplicand) and ls (multiplier), product in lr.
+        const size = e.size, w = size === 8;
+        const sx = () => { if (!w) b.op(Op.i32WrapI64).op(Op.i64ExtendI32s); };
+        const reg = (r: number) => { if (w) T.r64(r); else { T.r32(r); b.op(Op.i64ExtendI32s); } };
+        if (f === Form.ImulRM || f === Form.ImulRMI) { memOp(); T.load(size); }
+        T.oldFlags(); // (before ld/ls, which may hold the record it reads)
+        if (f === Form.ImulRR) { reg(e.b); b.set(T.ld); reg(e.a); b.set(T.ls); }
+        else if (f === Form.ImulRM) { reg(e.b); b.set(T.ld); b.get(T.v); sx(); b.set(T.ls); }
+        else if (f === Form.ImulRRI) { reg(e.a); b.set(T.ld); b.i64(imm64(e.imm, e.immHi)).set(T.ls); }
+        else { b.get(T.v); sx(); b.set(T.ld); b.i64(imm64(e.imm, e.immHi)).set(T.ls); }
+        b.get(T.ld).get(T.ls).op(0x7e /* i64.mul */).set(T.lr);
+        if (!w) {
+          b.get(T.lr).get(T.lr).op(Op.i32WrapI64).op(Op.i64ExtendI32s).op(Op.i64Ne).set(T.c32);
+        } else {
+          // overflow iff a != 0 and p / a != b (a = -1: iff b = -2^63, whose division would trap)
+          b.i32(0).set(T.c32);
+          b.get(T.ld).op(Op.i64Eqz).op(Op.i32Eqz).open(Op.if);
+          b.get(T.ld).i64(-1).op(Op.i64Eq).open(Op.if);
+          b.get(T.ls).i64(-(2n ** 63n)).op(Op.i64Eq).set(T.c32);
+          b.else();
+          b.get(T.lr).get(T.ld).op(0x7f /* i64.div_s */).get(T.ls).op(Op.i64Ne).set(T.c32);
+          b.close();
+          b.close();
+        }
+        if (w) T.set64(e.b, T.lr); else T.set32(e.b, () => b.get(T.lr).op(Op.i32WrapI64));
+        b.get(T.fl).i32(~0x801).op(Op.i32And).get(T.c32).i32(0x801).op(0x6c /* i32.mul */).op(Op.i32Or);
+        T.explicit(size);
+        break;
+      }
       case Form.PushM: {
         // PUSH memory64 (FF /6): the read (at the address before RSP moves), then the push
         memOp(); T.load(8);
@@ -776,6 +825,7 @@ function buildModule(bodies: Body[]): Uint8Array<ArrayBuffer> {
   m.importFunc('e', 'rp', m.type([I32], [I32]));
   m.importFunc('e', 'cc', m.type([I32], [I32]));
   m.importFunc('e', 'gp', m.type([I32], []));
+  m.importFunc('e', 'fl', m.type([], [I32]));
   const ldT = m.type([I32, I32, I64, I32], [I64]);
   const stT = m.type([I32, I32, I64, I64, I32], []);
   for (const n of [1, 2, 4, 8]) m.importFunc('e', 'ld' + n, ldT);
@@ -910,6 +960,7 @@ function buildTrampolines(): Uint8Array<ArrayBuffer> {
   const m = new ModuleBuilder();
   const sigs: [string, number[], number[]][] = [
     ['rd', [F64, I32, I32], [I32]], ['wr', [F64, I32, I32, I32, I32], []], ['rp', [I32], [I32]], ['cc', [I32], [I32]], ['gp', [I32], []],
+    ['fl', [], [I32]],
   ];
   const types = sigs.map(([, p, r]) => m.type(p, r));
   sigs.forEach(([name], i) => m.importFunc('e', name, types[i]));
@@ -1006,6 +1057,14 @@ export class WasmEngine {
           const c = this.cur!;
           this.takeFlags(c);
           return c.condition(cc) ? 1 : 0;
+        },
+        fl: (): number => {
+          // the arithmetic flags before an instruction that keeps some of them (IMUL), when the block does not know them
+          this.stats.conds++;
+          const c = this.cur!;
+          this.takeFlags(c);
+          c.settleFlags();
+          return c.flags & ARITH;
         },
         gp: (pos: number): void => {
           this.curPos = pos;
