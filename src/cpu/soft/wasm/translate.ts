@@ -394,6 +394,48 @@ class Translator {
     b.get(this.st).get(this.ld).mem(Op.i64Store, 3, L.S_LD);
   }
 
+  /**
+   * SHL/SAL/SHR/SAR (op 4-7) of register r by n (1..bits-1; n < 0: the count, non-zero, is the i64 in local ls), as
+   * ../ops/alu-shift.ts shift32/shift64: all six arithmetic flags are written explicitly (AF set, OF from the
+   * result's top bits): the record becomes EXPLICIT with those bits.
+   */
+  shiftBits(r: number, op: number, size: number, n: number): void {
+    const b = this.b, T = this, w = size === 8, bits = w ? 64 : 32;
+    const sar = op === 7, shl = op === 4 || op === 6;
+    // the count: the constant n, or (n < 0) the i64 in local ls
+    const N64 = () => { if (n >= 0) b.i64(n); else b.get(T.ls); };
+    const N32 = () => { if (n >= 0) b.i32(n); else b.get(T.ls).op(Op.i32WrapI64); };
+    const CFSH = () => { if (n >= 0) b.i64(shl ? bits - n : n - 1); else if (shl) b.i64(bits).get(T.ls).op(Op.i64Sub); else b.get(T.ls).i64(1).op(Op.i64Sub); };
+    if (w) {
+      T.r64(r); b.set(T.t);
+      b.get(T.t); N64(); b.op(shl ? Op.i64Shl : sar ? Op.i64ShrS : Op.i64ShrU).set(T.v);
+      b.get(T.t); CFSH(); b.op(Op.i64ShrU).op(Op.i32WrapI64).i32(1).op(Op.i32And).set(T.c32); // CF
+      b.get(T.c32);
+      if (shl) b.get(T.v).i64(63).op(Op.i64ShrU).op(Op.i32WrapI64).get(T.c32).op(Op.i32Xor).i32(11).op(Op.i32Shl).op(Op.i32Or);
+      else if (!sar) b.get(T.v).i64(63).op(Op.i64ShrU).get(T.v).i64(62).op(Op.i64ShrU).op(Op.i64Xor).op(Op.i32WrapI64).i32(1).op(Op.i32And).i32(11).op(Op.i32Shl).op(Op.i32Or);
+      b.get(T.v).op(Op.i64Eqz).i32(6).op(Op.i32Shl).op(Op.i32Or);
+      b.get(T.v).i64(63).op(Op.i64ShrU).op(Op.i32WrapI64).i32(7).op(Op.i32Shl).op(Op.i32Or);
+      b.get(T.v).op(Op.i32WrapI64);
+    } else {
+      T.r32(r); b.op(Op.i64ExtendI32u).set(T.t);
+      b.get(T.t).op(Op.i32WrapI64); N32(); b.op(shl ? Op.i32Shl : sar ? Op.i32ShrS : Op.i32ShrU).op(Op.i64ExtendI32u).set(T.v);
+      b.get(T.t); CFSH(); b.op(Op.i64ShrU).op(Op.i32WrapI64).i32(1).op(Op.i32And).set(T.c32); // CF
+      b.get(T.c32);
+      if (shl) b.get(T.v).i64(31).op(Op.i64ShrU).op(Op.i32WrapI64).i32(1).op(Op.i32And).get(T.c32).op(Op.i32Xor).i32(11).op(Op.i32Shl).op(Op.i32Or);
+      else if (!sar) b.get(T.v).i64(31).op(Op.i64ShrU).get(T.v).i64(30).op(Op.i64ShrU).op(Op.i64Xor).op(Op.i32WrapI64).i32(1).op(Op.i32And).i32(11).op(Op.i32Shl).op(Op.i32Or);
+      b.get(T.v).op(Op.i32WrapI64).op(Op.i32Eqz).i32(6).op(Op.i32Shl).op(Op.i32Or);
+      b.get(T.v).i64(24).op(Op.i64ShrU).op(Op.i32WrapI64).i32(0x80).op(Op.i32And).op(Op.i32Or);
+      b.get(T.v).op(Op.i32WrapI64);
+    }
+    // PF: even parity of the low byte; AF set
+    b.i32(255).op(Op.i32And).op(Op.i32Popcnt).i32(1).op(Op.i32And).op(Op.i32Eqz).i32(2).op(Op.i32Shl).op(Op.i32Or);
+    b.i32(16).op(Op.i32Or).op(Op.i64ExtendI32u).set(T.ld);
+    if (w) T.set64(r, T.v); else T.set32(r, () => b.get(T.v).op(Op.i32WrapI64));
+    T.known = true; T.kind = EXPLICIT; T.size = size;
+    b.get(T.st).i32(EXPLICIT).mem(Op.i32Store, 2, L.S_LOP);
+    b.get(T.st).get(T.ld).mem(Op.i64Store, 3, L.S_LD);
+  }
+
   // ---- ALU
 
   /** lr = ld op ls at `size` (4: the locals hold zero-extended 32-bit values; 1: bytes). */
@@ -567,38 +609,29 @@ function translateBody(block: Block, ramSize: number): { body: Body; offs: numbe
           break;
         }
         if (e.op < 4) { replay(); break; } // RCL/RCR: replayed
-        // SHL/SAL/SHR/SAR by a constant (as ../ops/alu-shift.ts shift32/shift64): all six arithmetic flags are
-        // written explicitly (AF set, OF from the result's top bits): the record becomes EXPLICIT with those bits.
-        const r = e.b, n = e.imm, w = e.size === 8, bits = w ? 64 : 32;
-        const sar = e.op === 7, shl = e.op === 4 || e.op === 6;
-        if (w) {
-          T.r64(r); b.set(T.t);
-          b.get(T.t).i64(n).op(shl ? Op.i64Shl : sar ? Op.i64ShrS : Op.i64ShrU).set(T.v);
-          b.get(T.t).i64(shl ? bits - n : n - 1).op(Op.i64ShrU).op(Op.i32WrapI64).i32(1).op(Op.i32And).set(T.c32); // CF
-          b.get(T.c32);
-          if (shl) b.get(T.v).i64(63).op(Op.i64ShrU).op(Op.i32WrapI64).get(T.c32).op(Op.i32Xor).i32(11).op(Op.i32Shl).op(Op.i32Or);
-          else if (!sar) b.get(T.v).i64(63).op(Op.i64ShrU).get(T.v).i64(62).op(Op.i64ShrU).op(Op.i64Xor).op(Op.i32WrapI64).i32(1).op(Op.i32And).i32(11).op(Op.i32Shl).op(Op.i32Or);
-          b.get(T.v).op(Op.i64Eqz).i32(6).op(Op.i32Shl).op(Op.i32Or);
-          b.get(T.v).i64(63).op(Op.i64ShrU).op(Op.i32WrapI64).i32(7).op(Op.i32Shl).op(Op.i32Or);
-          b.get(T.v).op(Op.i32WrapI64);
-        } else {
-          T.r32(r); b.op(Op.i64ExtendI32u).set(T.t);
-          b.get(T.t).op(Op.i32WrapI64).i32(n).op(shl ? Op.i32Shl : sar ? Op.i32ShrS : Op.i32ShrU).op(Op.i64ExtendI32u).set(T.v);
-          b.get(T.t).i64(shl ? bits - n : n - 1).op(Op.i64ShrU).op(Op.i32WrapI64).i32(1).op(Op.i32And).set(T.c32); // CF
-          b.get(T.c32);
-          if (shl) b.get(T.v).i64(31).op(Op.i64ShrU).op(Op.i32WrapI64).i32(1).op(Op.i32And).get(T.c32).op(Op.i32Xor).i32(11).op(Op.i32Shl).op(Op.i32Or);
-          else if (!sar) b.get(T.v).i64(31).op(Op.i64ShrU).get(T.v).i64(30).op(Op.i64ShrU).op(Op.i64Xor).op(Op.i32WrapI64).i32(1).op(Op.i32And).i32(11).op(Op.i32Shl).op(Op.i32Or);
-          b.get(T.v).op(Op.i32WrapI64).op(Op.i32Eqz).i32(6).op(Op.i32Shl).op(Op.i32Or);
-          b.get(T.v).i64(24).op(Op.i64ShrU).op(Op.i32WrapI64).i32(0x80).op(Op.i32And).op(Op.i32Or);
-          b.get(T.v).op(Op.i32WrapI64);
+        // SHL/SAL/SHR/SAR by a constant
+        T.shiftBits(e.b, e.op, e.size, e.imm);
+        break;
+      }
+      case Form.ShiftCl: {
+        // SHL/SAL/SHR/SAR register by CL (D3 /4-/7; rotates replayed), as ../fast-forms.ts shiftRegCl: a masked count
+        // of 0 changes no flag and only clears a 32-bit register's upper half. The flags before are materialized
+        // first when known here, so both paths leave an EXPLICIT record in ld; otherwise the state area keeps the
+        // record on the count-0 path and the block stops knowing the flags.
+        if (e.op < 4) { replay(); break; }
+        const had = T.known && T.materialize();
+        T.r32(1); b.i32(e.size === 8 ? 63 : 31).op(Op.i32And).op(Op.i64ExtendI32u).tee(T.ls).op(Op.i64Eqz);
+        b.open(Op.if);
+        if (e.size === 4) { b.get(T.st).i32(0).mem(Op.i32Store, 2, L.S_RHI + 4 * e.b); }
+        if (had) {
+          b.get(T.fl).op(Op.i64ExtendI32u).set(T.ld);
+          b.get(T.st).i32(EXPLICIT).mem(Op.i32Store, 2, L.S_LOP);
+          b.get(T.st).get(T.ld).mem(Op.i64Store, 3, L.S_LD);
         }
-        // PF: even parity of the low byte; AF set
-        b.i32(255).op(Op.i32And).op(Op.i32Popcnt).i32(1).op(Op.i32And).op(Op.i32Eqz).i32(2).op(Op.i32Shl).op(Op.i32Or);
-        b.i32(16).op(Op.i32Or).op(Op.i64ExtendI32u).set(T.ld);
-        if (w) T.set64(r, T.v); else T.set32(r, () => b.get(T.v).op(Op.i32WrapI64));
-        T.known = true; T.kind = EXPLICIT; T.size = e.size;
-        b.get(T.st).i32(EXPLICIT).mem(Op.i32Store, 2, L.S_LOP);
-        b.get(T.st).get(T.ld).mem(Op.i64Store, 3, L.S_LD);
+        b.else();
+        T.shiftBits(e.b, e.op, e.size, -1);
+        b.close();
+        if (had) { T.known = true; T.kind = EXPLICIT; T.size = e.size; } else T.known = false;
         break;
       }
       case Form.Push: case Form.Call: {
