@@ -474,3 +474,17 @@ test('SHL/SHR/SAR by CL (counts masking to 0 included; flags known in the block 
   const m = agree(code, (mm) => { fill(mm); mm.cpu.setGpr(10, 0xdeadbeef12345678n); mm.cpu.setGpr(15, 0x8765432180000001n); }, 1000);
   assert.ok(m.cpu.wasm!.stats.replays < 10, `replayed: ${m.cpu.wasm!.stats.replays}`);
 });
+
+test('CWDE/CDQE/CDQ/CQO, BSWAP, PUSH imm, SETcc to memory and LEAVE translated inline match the interpreter', () => {
+  // mov ecx,50 / mov rsi,0x200000 / 1: mov rax,[rsi+rcx*8] / cdqe / mov rbx,rax / mov rax,[rsi+rcx*8+8] / cwde
+  // add rbx,rax / mov rax,[rsi+rcx*8+16] / cqo / add rbx,rdx / cdq / add rbx,rdx / bswap rbx / mov r8,[rsi+rcx*4]
+  // bswap r8d / push rbp / mov rbp,rsp / push 0x12345678 / push -5 / cmp rbx,r8 / setb [rsi+rcx+0x800]
+  // setg [rsi+rcx+0x900] / pop r9 / pop r10 / add r9,r10 / xor [rsi+rcx*8+0x400],r9 / leave
+  // add [rsi+rcx*8+0x600],rbx / add [rsi+rcx*8+0x700],r8 / dec ecx / jnz 1b / hlt
+  const code = hexBytes(`b9 32 00 00 00 48 c7 c6 00 00 20 00 48 8b 04 ce 48 98 48 89 c3 48 8b 44 ce 08 98 48 01 c3 48 8b
+    44 ce 10 48 99 48 01 d3 99 48 01 d3 48 0f cb 4c 8b 04 8e 41 0f c8 55 48 89 e5 68 78 56 34 12 6a fb 4c 39 c3 0f 92 84
+    0e 00 08 00 00 0f 9f 84 0e 00 09 00 00 41 59 41 5a 4d 01 d1 4c 31 8c ce 00 04 00 00 c9 48 01 9c ce 00 06 00 00 4c 01
+    84 ce 00 07 00 00 ff c9 75 94 f4`);
+  const m = agree(code, (mm) => { fill(mm); mm.cpu.setGpr(5, 0x1122334455667788n); }, 1000);
+  assert.ok(m.cpu.wasm!.stats.replays < 10, `replayed: ${m.cpu.wasm!.stats.replays}`);
+});

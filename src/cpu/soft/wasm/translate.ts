@@ -634,6 +634,53 @@ function translateBody(block: Block, ramSize: number): { body: Body; offs: numbe
         if (had) { T.known = true; T.kind = EXPLICIT; T.size = e.size; } else T.known = false;
         break;
       }
+      case Form.Cdq: {
+        // 98 CWDE/CDQE, 99 CDQ/CQO, as ../fast-forms.ts cdq
+        if (e.op === 0) {
+          if (e.size === 8) { b.get(T.st); T.r32(0); b.i32(31).op(Op.i32ShrS).mem(Op.i32Store, 2, L.S_RHI); }
+          else T.set32(0, () => { T.r32(0); b.op(Op.i32Extend16s); });
+        } else if (e.size === 8) {
+          b.get(T.st).mem(Op.i32Load, 2, L.S_RHI).i32(31).op(Op.i32ShrS).set(T.c32);
+          b.get(T.st).get(T.c32).mem(Op.i32Store, 2, L.S_RLO + 8);
+          b.get(T.st).get(T.c32).mem(Op.i32Store, 2, L.S_RHI + 8);
+        } else T.set32(2, () => { T.r32(0); b.i32(31).op(Op.i32ShrS); });
+        break;
+      }
+      case Form.Bswap: {
+        // 0F C8+r: bswap32(v) = rotl(v & 0x00ff00ff, 24) | rotl(v & 0xff00ff00, 8); 64-bit: the halves swap too
+        const r = e.b;
+        const bs = () => { b.tee(T.c32).i32(0x00ff00ff).op(Op.i32And).i32(24).op(0x77).get(T.c32).i32(0xff00ff00 | 0).op(Op.i32And).i32(8).op(0x77).op(Op.i32Or); };
+        if (e.size === 8) {
+          b.get(T.st).mem(Op.i32Load, 2, L.S_RLO + 4 * r).set(T.fl);
+          b.get(T.st); b.get(T.st).mem(Op.i32Load, 2, L.S_RHI + 4 * r); bs(); b.mem(Op.i32Store, 2, L.S_RLO + 4 * r);
+          b.get(T.st); b.get(T.fl); bs(); b.mem(Op.i32Store, 2, L.S_RHI + 4 * r);
+        } else T.set32(r, () => { T.r32(r); bs(); });
+        break;
+      }
+      case Form.PushImm: {
+        // 68 / 6A: the sign-extended immediate, pushed as PUSH reg
+        mem = true;
+        b.i64(imm64(e.imm, e.immHi)).set(T.w);
+        T.r64(4); b.i64(8).op(Op.i64Sub).set(T.a);
+        T.store(8);
+        T.set64(4, T.a);
+        break;
+      }
+      case Form.SetccM: {
+        // 0F 90-9F to memory: the condition, then the byte store
+        memOp(); T.cond(e.op); b.op(Op.i64ExtendI32u).set(T.w); T.store(1);
+        break;
+      }
+      case Form.Leave: {
+        // C9: RBP = [RBP] (the read faults first), RSP = old RBP + 8
+        mem = true;
+        T.r64(5); b.set(T.a);
+        T.load(8);
+        b.get(T.a).i64(8).op(Op.i64Add).set(T.t);
+        T.set64(4, T.t);
+        T.set64(5, T.v);
+        break;
+      }
       case Form.Push: case Form.Call: {
         if (f === Form.Call) {
           b.get(T.r0).f64(next + e.disp).op(Op.f64Add); T.checkCanonicalF64();
