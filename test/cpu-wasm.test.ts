@@ -488,3 +488,15 @@ test('CWDE/CDQE/CDQ/CQO, BSWAP, PUSH imm, SETcc to memory and LEAVE translated i
   const m = agree(code, (mm) => { fill(mm); mm.cpu.setGpr(5, 0x1122334455667788n); }, 1000);
   assert.ok(m.cpu.wasm!.stats.replays < 10, `replayed: ${m.cpu.wasm!.stats.replays}`);
 });
+
+test('BT/BTS/BTR/BTC (register and memory; immediate and register offsets, negative ones too) translated inline match the interpreter', () => {
+  // mov ecx,60 / mov rsi,0x200000 / 1: mov rax,[rsi+rcx*8] / lea rdx,[rcx*8-200] / cmp rax,rcx / bt rax,35 / setc bl
+  // sets bh (kept from the CMP) / bts rax,rcx / btr eax,ecx / setc r8b / setz r9b / add r10,r8 / add r11,r9
+  // btc qword [rsi+rcx*8+0x400],17 / adc r12,rbx / bts dword [rsi+0x800],edx / btr qword [rsi+0x900],rdx / setc r8b
+  // add r10,r8 / btc dword [rsi+0xa00],ecx / add r13,rax / dec ecx / jnz 1b / hlt
+  const code = hexBytes(`b9 3c 00 00 00 48 c7 c6 00 00 20 00 48 8b 04 ce 48 8d 14 cd 38 ff ff ff 48 39 c8 48 0f ba e0 23
+    0f 92 c3 0f 98 c7 48 0f ab c8 0f b3 c8 41 0f 92 c0 41 0f 94 c1 4d 01 c2 4d 01 cb 48 0f ba bc ce 00 04 00 00 11 49 11
+    dc 0f ab 96 00 08 00 00 48 0f b3 96 00 09 00 00 41 0f 92 c0 4d 01 c2 0f bb 8e 00 0a 00 00 49 01 c5 ff c9 75 a0 f4`);
+  const m = agree(code, fill, 1000);
+  assert.ok(m.cpu.wasm!.stats.replays < 10, `replayed: ${m.cpu.wasm!.stats.replays}`);
+});

@@ -634,6 +634,40 @@ function translateBody(block: Block, ramSize: number): { body: Body; offs: numbe
         if (had) { T.known = true; T.kind = EXPLICIT; T.size = e.size; } else T.known = false;
         break;
       }
+      case Form.BtRI: case Form.BtRR: case Form.BtMI: case Form.BtMR: {
+        // BT/BTS/BTR/BTC (e.op 0-3) as ../fast-forms.ts btReg/btMem: CF = the bit, the other flags kept (EXPLICIT);
+        // the memory forms read, then write back (BTS/BTR/BTC) before the flags change. BtMR's signed bit offset
+        // also moves the address by floor(offset / width) operands.
+        const size = e.size, kind = e.op, toMem = f === Form.BtMI || f === Form.BtMR;
+        const mask = size * 8 - 1;
+        if (toMem) {
+          memOp();
+          if (f === Form.BtMR) {
+            b.get(T.a);
+            if (size === 8) { T.r64(e.a); b.i64(6).op(Op.i64ShrS).i64(3).op(Op.i64Shl); }
+            else { T.r32(e.a); b.i32(5).op(Op.i32ShrS).op(Op.i64ExtendI32s).i64(2).op(Op.i64Shl); }
+            b.op(Op.i64Add).set(T.a);
+          }
+          T.load(size);
+        } else { T.regVal(e.b, size); b.set(T.v); }
+        // bit number into t
+        if (f === Form.BtRI || f === Form.BtMI) b.i64(e.imm & mask);
+        else { T.r32(e.a); b.i32(mask).op(Op.i32And).op(Op.i64ExtendI32u); }
+        b.set(T.t);
+        T.oldFlags();
+        b.get(T.v).get(T.t).op(Op.i64ShrU).op(Op.i32WrapI64).i32(1).op(Op.i32And).set(T.c32);
+        if (kind !== 0) {
+          b.get(T.v).i64(1).get(T.t).op(Op.i64Shl);
+          if (kind === 2) b.i64(-1).op(Op.i64Xor);
+          b.op(kind === 1 ? Op.i64Or : kind === 2 ? Op.i64And : Op.i64Xor).set(T.w);
+          if (toMem) T.store(size);
+          else if (size === 8) T.set64(e.b, T.w);
+          else T.set32(e.b, () => b.get(T.w).op(Op.i32WrapI64));
+        }
+        b.get(T.fl).i32(~1).op(Op.i32And).get(T.c32).op(Op.i32Or);
+        T.explicit(size);
+        break;
+      }
       case Form.Cdq: {
         // 98 CWDE/CDQE, 99 CDQ/CQO, as ../fast-forms.ts cdq
         if (e.op === 0) {
