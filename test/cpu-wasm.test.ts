@@ -500,3 +500,17 @@ test('BT/BTS/BTR/BTC (register and memory; immediate and register offsets, negat
   const m = agree(code, fill, 1000);
   assert.ok(m.cpu.wasm!.stats.replays < 10, `replayed: ${m.cpu.wasm!.stats.replays}`);
 });
+
+test('16-bit ALU and MOV (66h; register, memory, immediate) translated inline match the interpreter', () => {
+  // mov ecx,60 / mov rsi,0x200000 / movabs rbx,0x1122334455667788 / 1: mov ax,[rsi+rcx*2] / add bx,ax / setc dl
+  // seto dh / sub [rsi+rcx*2+0x400],bx / setb r8b / setl r9b / and ax,0x7ff0 / cmp ax,cx / setbe r10b
+  // test word [rsi+rcx*2+0x200],0x8001 (no fast form: replayed) / sets r11b / xor bx,[rsi+rcx*2+0x100]
+  // or [rsi+0x800],cx / mov [rsi+rcx*2+0x600],bx / add r12,rdx / add r13,r8 / add r14,r9 / add r15,r10 / add rbp,r11
+  // dec ecx / jnz 1b / hlt
+  const code = hexBytes(`b9 3c 00 00 00 48 c7 c6 00 00 20 00 48 bb 88 77 66 55 44 33 22 11 66 8b 04 4e 66 01 c3 0f 92 c2
+    0f 90 c6 66 29 9c 4e 00 04 00 00 41 0f 92 c0 41 0f 9c c1 66 25 f0 7f 66 39 c8 41 0f 96 c2 66 f7 84 4e 00 02 00 00 01
+    80 41 0f 98 c3 66 33 9c 4e 00 01 00 00 66 09 8e 00 08 00 00 66 89 9c 4e 00 06 00 00 49 01 d4 4d 01 c5 4d 01 ce 4d 01
+    d7 4c 01 dd ff c9 75 a0 f4`);
+  const m = agree(code, fill, 1000);
+  assert.ok(m.cpu.wasm!.stats.replays <= 70, `replayed: ${m.cpu.wasm!.stats.replays}`);
+});

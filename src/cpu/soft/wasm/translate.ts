@@ -668,6 +668,40 @@ function translateBody(block: Block, ramSize: number): { body: Body; offs: numbe
         T.explicit(size);
         break;
       }
+      case Form.Alu16RR: case Form.Alu16RI: case Form.Alu16RM: case Form.Alu16MR: case Form.Alu16MI: {
+        // 16-bit ALU (66h) as ../fast-forms.ts alu16Reg/alu16Mem: the record holds the zero-extended operands and
+        // the unmasked int32 result (its high half 0), as the JS form leaves it; a register destination keeps bits
+        // 16-63. Conditions on a 16-bit record are not inlined: the block stops knowing the flags after it.
+        const op = e.op, toMem = f === Form.Alu16MR || f === Form.Alu16MI;
+        const r16 = (r: number) => { T.r32(r); b.i32(0xffff).op(Op.i32And).op(Op.i64ExtendI32u); };
+        if (toMem || f === Form.Alu16RM) { memOp(); T.load(2); }
+        if (toMem) b.get(T.v); else r16(e.b);
+        b.set(T.ld);
+        if (f === Form.Alu16RR || f === Form.Alu16MR) r16(e.a);
+        else if (f === Form.Alu16RM) b.get(T.v);
+        else b.i64(e.imm & 0xffff);
+        b.set(T.ls);
+        T.alu(op, 4);
+        if (op < CMP) {
+          if (toMem) { b.get(T.lr).set(T.w); T.store(2); }
+          else {
+            b.get(T.st);
+            T.r32(e.b); b.i32(~0xffff).op(Op.i32And);
+            b.get(T.lr).op(Op.i32WrapI64).i32(0xffff).op(Op.i32And).op(Op.i32Or);
+            b.mem(Op.i32Store, 2, L.S_RLO + 4 * e.b);
+          }
+        }
+        T.produced(KIND[op], 2);
+        T.known = false;
+        break;
+      }
+      case Form.MovStore16: memOp(); T.r32(e.a); b.op(Op.i64ExtendI32u).set(T.w); T.store(2); break;
+      case Form.MovLoad16: {
+        memOp(); T.load(2);
+        b.get(T.st); T.r32(e.a); b.i32(~0xffff).op(Op.i32And).get(T.v).op(Op.i32WrapI64).op(Op.i32Or);
+        b.mem(Op.i32Store, 2, L.S_RLO + 4 * e.a);
+        break;
+      }
       case Form.Cdq: {
         // 98 CWDE/CDQE, 99 CDQ/CQO, as ../fast-forms.ts cdq
         if (e.op === 0) {
