@@ -514,3 +514,17 @@ test('16-bit ALU and MOV (66h; register, memory, immediate) translated inline ma
   const m = agree(code, fill, 1000);
   assert.ok(m.cpu.wasm!.stats.replays <= 70, `replayed: ${m.cpu.wasm!.stats.replays}`);
 });
+
+test('CMPXCHG (equal and not, 32/64-bit) and XADD to memory translated inline match the interpreter', () => {
+  // mov ecx,60 / mov rsi,0x200000 / movabs rbx,0x1122334455667788 / mov r8d,0x9abcdef0 / 1: mov rax,[rsi+rcx*8]
+  // cmpxchg [rsi+rcx*8],rbx (equal) / setz dl / cmpxchg [rsi+rcx*8+8],rbx / setz dh / setb r12b / add r11,rdx
+  // cmpxchg [rsi+rcx*4+0x400],ecx / setz dl / mov eax,[rsi+rcx*4+0x500] / cmpxchg [rsi+rcx*4+0x500],r8d (equal)
+  // setz dh / add r11,rdx / add r13,rax / mov r9,rcx / xadd [rsi+rcx*8+0x600],r9 / setc dl / seto dh
+  // xadd [rsi+0x700],r8d / sets r12b / add r11,rdx / add r14,r9 / add r15,r12 / dec ecx / jnz 1b / hlt
+  const code = hexBytes(`b9 3c 00 00 00 48 c7 c6 00 00 20 00 48 bb 88 77 66 55 44 33 22 11 41 b8 f0 de bc 9a 48 8b 04 ce
+    48 0f b1 1c ce 0f 94 c2 48 0f b1 5c ce 08 0f 94 c6 41 0f 92 c4 49 01 d3 0f b1 8c 8e 00 04 00 00 0f 94 c2 8b 84 8e 00
+    05 00 00 44 0f b1 84 8e 00 05 00 00 0f 94 c6 49 01 d3 49 01 c5 49 89 c9 4c 0f c1 8c ce 00 06 00 00 0f 92 c2 0f 90 c6
+    44 0f c1 86 00 07 00 00 41 0f 98 c4 49 01 d3 4d 01 ce 4d 01 e7 ff c9 75 95 f4`);
+  const m = agree(code, fill, 1000);
+  assert.ok(m.cpu.wasm!.stats.replays < 10, `replayed: ${m.cpu.wasm!.stats.replays}`);
+});

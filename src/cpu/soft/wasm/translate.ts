@@ -702,6 +702,35 @@ function translateBody(block: Block, ramSize: number): { body: Body; offs: numbe
         b.mem(Op.i32Store, 2, L.S_RLO + 4 * e.a);
         break;
       }
+      case Form.CmpxchgM: {
+        // CMPXCHG memory, e.a (0F B1, no LOCK) as ../fast-forms.ts cmpxchgM: flags of CMP rAX, DEST; equal: DEST = e.a,
+        // else DEST is written back with its own value and rAX = DEST (after the store, which may fault)
+        const size = e.size;
+        memOp(); T.load(size);
+        T.regVal(0, size); b.set(T.ld);
+        b.get(T.v).set(T.ls);
+        T.alu(SUB, size);
+        T.regVal(e.a, size); b.get(T.v); b.get(T.lr).op(Op.i64Eqz).op(Op.select).set(T.w);
+        T.store(size);
+        b.get(T.lr).op(Op.i64Eqz).op(Op.i32Eqz).open(Op.if);
+        if (size === 8) T.set64(0, T.v); else T.set32(0, () => b.get(T.v).op(Op.i32WrapI64));
+        b.close();
+        T.produced(L_SUB, size);
+        break;
+      }
+      case Form.XaddM: {
+        // XADD memory, e.a (0F C1, no LOCK) as xaddM: DEST = DEST + SRC stored first, then SRC = old DEST; flags of ADD
+        const size = e.size;
+        memOp(); T.load(size);
+        b.get(T.v).set(T.ld);
+        T.regVal(e.a, size); b.set(T.ls);
+        T.alu(ADD, size);
+        b.get(T.lr).set(T.w);
+        T.store(size);
+        if (size === 8) T.set64(e.a, T.v); else T.set32(e.a, () => b.get(T.v).op(Op.i32WrapI64));
+        T.produced(L_ADD, size);
+        break;
+      }
       case Form.Cdq: {
         // 98 CWDE/CDQE, 99 CDQ/CQO, as ../fast-forms.ts cdq
         if (e.op === 0) {
