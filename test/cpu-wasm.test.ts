@@ -528,3 +528,14 @@ test('CMPXCHG (equal and not, 32/64-bit) and XADD to memory translated inline ma
   const m = agree(code, fill, 1000);
   assert.ok(m.cpu.wasm!.stats.replays < 10, `replayed: ${m.cpu.wasm!.stats.replays}`);
 });
+
+test('PUSHF, and ROL/ROR by a constant with the flags from before the block, translated inline match the interpreter', () => {
+  // mov ecx,50 / mov rsi,0x200000 / movabs rax,0x8123456789abcdef / mov ebx,0x80000001
+  // 1: rol rax,7 (flags before: the previous pass's DEC, unknown in the block) / pushf / pop rdx / add r11,rdx
+  // ror ebx,3 / setc dl / seto dh / add r11,rdx / cmp rax,rbx / pushf / pop r8 / xor r12,r8 / xor rax,[rsi+rcx*8]
+  // dec ecx / jnz 1b / hlt
+  const code = hexBytes(`b9 32 00 00 00 48 c7 c6 00 00 20 00 48 b8 ef cd ab 89 67 45 23 81 bb 01 00 00 80 48 c1 c0 07 9c
+    5a 49 01 d3 c1 cb 03 0f 92 c2 0f 90 c6 49 01 d3 48 39 d8 9c 41 58 4d 31 c4 48 33 04 ce ff c9 75 da f4`);
+  const m = agree(code, fill, 500);
+  assert.ok(m.cpu.wasm!.stats.replays < 10, `replayed: ${m.cpu.wasm!.stats.replays}`);
+});

@@ -86,6 +86,8 @@ void AND;
 const TWO47 = 140737488355328;
 /** CF PF AF ZF SF OF (SDM vol. 1 §3.4.3.1). */
 const ARITH = 0x8d5;
+/** RF (bit 16) and VM (bit 17) of RFLAGS (SDM vol. 1 §3.4.3). */
+const RF = 1 << 16, VM = 1 << 17;
 // (0xFC 6 / 0xFC 7: i64.trunc_sat_f64_s / _u, the saturating truncations of Core spec §5.4.5.)
 
 // Function indices of the imports (declared in this order).
@@ -382,7 +384,7 @@ class Translator {
   /** The arithmetic flags before this instruction into local `fl`: inline when known here, else the helper `fl`. */
   oldFlags(): void {
     if (this.known && this.materialize()) return;
-    this.b.call(F_FL).set(this.fl);
+    this.b.i32(0).call(F_FL).set(this.fl);
   }
 
   /** Commit EXPLICIT flags: the i32 on the stack holds the six arithmetic flags as EFLAGS bits. */
@@ -578,8 +580,8 @@ function translateBody(block: Block, ramSize: number): { body: Body; offs: numbe
       }
       case Form.ShiftImm: {
         if (e.op === 0 || e.op === 1) {
-          // ROL/ROR write CF and OF over the other flags: inline when the flags before are known here.
-          if (!T.known || !T.materialize()) { replay(); break; }
+          // ROL/ROR write CF and OF over the other flags (those before: inline when known here, else the helper)
+          T.oldFlags();
           const r = e.b, n = e.imm, w = e.size === 8;
           if (w) {
             T.r64(r); b.i64(n).op(e.op === 0 ? 0x89 /* i64.rotl */ : 0x8a /* i64.rotr */).set(T.v);
@@ -752,6 +754,16 @@ function translateBody(block: Block, ramSize: number): { body: Body; offs: numbe
           b.get(T.st); b.get(T.st).mem(Op.i32Load, 2, L.S_RHI + 4 * r); bs(); b.mem(Op.i32Store, 2, L.S_RLO + 4 * r);
           b.get(T.st); b.get(T.fl); bs(); b.mem(Op.i32Store, 2, L.S_RHI + 4 * r);
         } else T.set32(r, () => { T.r32(r); bs(); });
+        break;
+      }
+      case Form.Pushf: {
+        // 9C (64-bit operand): RFLAGS from the helper (it holds IF, IOPL, ...: not in the state area), then the push;
+        // the flag locals still hold the record the helper took, so the block keeps knowing the flags
+        mem = true;
+        b.i32(1).call(F_FL).op(Op.i64ExtendI32u).set(T.w);
+        T.r64(4); b.i64(8).op(Op.i64Sub).set(T.a);
+        T.store(8);
+        T.set64(4, T.a);
         break;
       }
       case Form.PushImm: {
@@ -1002,7 +1014,7 @@ function buildModule(bodies: Body[]): Uint8Array<ArrayBuffer> {
   m.importFunc('e', 'rp', m.type([I32], [I32]));
   m.importFunc('e', 'cc', m.type([I32], [I32]));
   m.importFunc('e', 'gp', m.type([I32], []));
-  m.importFunc('e', 'fl', m.type([], [I32]));
+  m.importFunc('e', 'fl', m.type([I32], [I32]));
   const ldT = m.type([I32, I32, I64, I32], [I64]);
   const stT = m.type([I32, I32, I64, I64, I32], []);
   for (const n of [1, 2, 4, 8]) m.importFunc('e', 'ld' + n, ldT);
@@ -1137,7 +1149,7 @@ function buildTrampolines(): Uint8Array<ArrayBuffer> {
   const m = new ModuleBuilder();
   const sigs: [string, number[], number[]][] = [
     ['rd', [F64, I32, I32], [I32]], ['wr', [F64, I32, I32, I32, I32], []], ['rp', [I32], [I32]], ['cc', [I32], [I32]], ['gp', [I32], []],
-    ['fl', [], [I32]],
+    ['fl', [I32], [I32]],
   ];
   const types = sigs.map(([, p, r]) => m.type(p, r));
   sigs.forEach(([name], i) => m.importFunc('e', name, types[i]));
@@ -1235,13 +1247,13 @@ export class WasmEngine {
           this.takeFlags(c);
           return c.condition(cc) ? 1 : 0;
         },
-        fl: (): number => {
-          // the arithmetic flags before an instruction that keeps some of them (IMUL), when the block does not know them
+        fl: (all: number): number => {
+          // all = 0: the arithmetic flags before an instruction that keeps some of them (IMUL, BT, ROL), when the
+          // block does not know them; 1: RFLAGS as PUSHF pushes it (VM and RF cleared, ../fast-forms.ts pushf)
           this.stats.conds++;
           const c = this.cur!;
           this.takeFlags(c);
-          c.settleFlags();
-          return c.flags & ARITH;
+          return all ? c.getFlags() & ~(VM | RF) : (c.settleFlags(), c.flags & ARITH);
         },
         gp: (pos: number): void => {
           this.curPos = pos;
