@@ -11,7 +11,9 @@
 // block of the block cache (../code-cache.ts) becomes one wasm function (st, r0, left, user) -> instructions run;
 // hot blocks are queued and translated WASM_BATCH per module (a module has a fixed cost of its own):
 // - the fast forms of ../fast-forms.ts (MOV, LEA, ALU incl. 8-bit, INC/DEC, SHL/SHR/SAR by a constant,
-//   MOVZX/MOVSXD, CMOVcc, SETcc, NOP, PUSH/POP, Jcc/JMP/CALL/RET) are emitted with their operands as constants;
+//   MOVZX/MOVSXD, CMOVcc, SETcc, NOP, PUSH/POP, Jcc/JMP/CALL/RET, and of the session-11 forms MOVSX, NOT/NEG reg,
+//   ADC/SBB, INC/DEC/PUSH memory, indirect CALL/JMP, IMUL, shifts by CL, BT*, CMPXCHG/XADD memory, 16-bit ALU/MOV,
+//   CWDE/CDQ..., BSWAP, PUSH imm, PUSHF, SETcc memory, LEAVE) are emitted with their operands as constants;
 // - a memory operand calls the shared memory library (buildMemlib: TLB probe, RAM bounds, for stores the code-page
 //   byte, then the access; a miss, MMIO, a page-crossing access or a store into a page holding code calls the
 //   helper `rd`/`wr`, which runs SoftCpu.readLin/writeLin and may throw the CPU fault through the wasm frames);
