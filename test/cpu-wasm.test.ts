@@ -539,3 +539,32 @@ test('PUSHF, and ROL/ROR by a constant with the flags from before the block, tra
   const m = agree(code, fill, 500);
   assert.ok(m.cpu.wasm!.stats.replays < 10, `replayed: ${m.cpu.wasm!.stats.replays}`);
 });
+
+test('CLI/STI translated through their helper: IF, the interrupt shadow and #GP(0) above IOPL match the interpreter', () => {
+  // add rbx,1 / sti / add rbx,2 / cli / add rbx,4 / hlt, then add rbx,1 / cli / hlt, at CPL 3 (HLT there raises
+  // #GP(0), which ends each run); each runs 4 times at IOPL 3 (the last ones translated), then once at IOPL 0
+  const codes = [hexBytes('48 83 c3 01 fb 48 83 c3 02 fa 48 83 c3 04 f4'), hexBytes('48 83 c3 01 fa f4')];
+  const results = (['interpreter', 'wasm'] as Mode[]).map((mode) => {
+    const m = machine(mode);
+    setupFlatLongMode(m.cpu, { pml4: PAGE_TABLES, identityMapBytes: 1 << 30, cpl: 3 });
+    const seen: string[] = [];
+    for (const code of codes) {
+      for (let k = 0; k < 4; k++) {
+        m.cpu.setFlagsValue(C.FLAGS_FIXED | 0x3000);
+        m.cpu.rip = CODE;
+        const v = runToEnd(m, code, k === 0);
+        seen.push(`${v} ${m.cpu.rip.toString(16)} if=${m.cpu.getFlags() & C.IF} ${m.cpu.getGpr(3)} shadow=${m.cpu.interruptShadow}`);
+      }
+      m.cpu.setFlagsValue(C.FLAGS_FIXED | C.IF);
+      m.cpu.rip = CODE;
+      seen.push(`${runToEnd(m, code, false)} ${m.cpu.rip.toString(16)} if=${m.cpu.getFlags() & C.IF} ${m.cpu.getGpr(3)} shadow=${m.cpu.interruptShadow}`);
+    }
+    return { m, seen, s: snapshot(m) };
+  });
+  assert.deepEqual(results[1].seen, results[0].seen, 'translated code = interpreter');
+  assert.deepEqual(results[1].s, results[0].s, 'translated code = interpreter');
+  assert.ok(results[1].seen[4].startsWith(`${C.EXC_GP} ${(CODE + 4).toString(16)} if=512 29 `), results[1].seen[4]);
+  assert.ok(results[1].seen[9].startsWith(`${C.EXC_GP} ${(CODE + 4).toString(16)} if=512 `), results[1].seen[9]);
+  assert.equal(results[1].m.cpu.wasm!.stats.replays, 0, 'CLI/STI are not replayed');
+  assert.ok(results[1].m.cpu.jitInstructions > 0);
+});

@@ -90,12 +90,14 @@ const TWO47 = 140737488355328;
 const ARITH = 0x8d5;
 /** RF (bit 16) and VM (bit 17) of RFLAGS (SDM vol. 1 §3.4.3). */
 const RF = 1 << 16, VM = 1 << 17;
+/** IF (bit 9). */
+const IF = 1 << 9;
 // (0xFC 6 / 0xFC 7: i64.trunc_sat_f64_s / _u, the saturating truncations of Core spec §5.4.5.)
 
 // Function indices of the imports (declared in this order).
-const F_RD = 0, F_WR = 1, F_RP = 2, F_CC = 3, F_GP = 4, F_FL = 5;
+const F_RD = 0, F_WR = 1, F_RP = 2, F_CC = 3, F_GP = 4, F_FL = 5, F_SY = 6;
 /** The memory library's loads and stores (ld1, ld2, ld4, ld8, then st1..st8), imported after the helpers. */
-const F_LD = 6, F_ST = 10;
+const F_LD = 7, F_ST = 11;
 const LOG2 = [0, 0, 1, 0, 2, 0, 0, 0, 3];
 /** Static exits chain straight into the next translated block of the same page (RINGZERO_WASM_DIRECT=0: off). */
 const DIRECT_CHAIN = process.env.RINGZERO_WASM_DIRECT !== '0';
@@ -768,6 +770,13 @@ function translateBody(block: Block, ramSize: number): { body: Body; offs: numbe
         T.set64(4, T.a);
         break;
       }
+      case Form.Cli: case Form.Sti: {
+        // through the helper `sy` (IF, IOPL and CPL are not in the state area); STI that set IF: leave after it
+        b.i32(f === Form.Cli ? 0 : 1); T.pos(); b.call(F_SY);
+        if (f === Form.Cli) b.op(Op.drop);
+        else { b.open(Op.if); T.exitConst(i + 1, next); b.close(); }
+        break;
+      }
       case Form.PushImm: {
         // 68 / 6A: the sign-extended immediate, pushed as PUSH reg
         mem = true;
@@ -1017,6 +1026,7 @@ function buildModule(bodies: Body[]): Uint8Array<ArrayBuffer> {
   m.importFunc('e', 'cc', m.type([I32], [I32]));
   m.importFunc('e', 'gp', m.type([I32], []));
   m.importFunc('e', 'fl', m.type([I32], [I32]));
+  m.importFunc('e', 'sy', m.type([I32, I32], [I32]));
   const ldT = m.type([I32, I32, I64, I32], [I64]);
   const stT = m.type([I32, I32, I64, I64, I32], []);
   for (const n of [1, 2, 4, 8]) m.importFunc('e', 'ld' + n, ldT);
@@ -1151,7 +1161,7 @@ function buildTrampolines(): Uint8Array<ArrayBuffer> {
   const m = new ModuleBuilder();
   const sigs: [string, number[], number[]][] = [
     ['rd', [F64, I32, I32], [I32]], ['wr', [F64, I32, I32, I32, I32], []], ['rp', [I32], [I32]], ['cc', [I32], [I32]], ['gp', [I32], []],
-    ['fl', [I32], [I32]],
+    ['fl', [I32], [I32]], ['sy', [I32, I32], [I32]],
   ];
   const types = sigs.map(([, p, r]) => m.type(p, r));
   sigs.forEach(([name], i) => m.importFunc('e', name, types[i]));
@@ -1256,6 +1266,22 @@ export class WasmEngine {
           const c = this.cur!;
           this.takeFlags(c);
           return all ? c.getFlags() & ~(VM | RF) : (c.settleFlags(), c.flags & ARITH);
+        },
+        sy: (kind: number, pos: number): number => {
+          // CLI (kind 0) / STI (1) as ../fast-forms.ts cli/sti: #GP(0) when CPL > IOPL; STI that sets IF blocks
+          // interrupts for one more instruction and asks for an event check: the chain stops, the block leaves
+          // (returns 1). IF and IOPL live in SoftCpu.flags whatever the lazy record holds.
+          this.curPos = pos;
+          this.stats.conds++;
+          const c = this.cur!;
+          if (c.cpl > ((c.flags >> 12) & 3)) c.gp(0);
+          if (kind === 0) { c.flags &= ~IF; return 0; }
+          if (c.flags & IF) return 0;
+          c.flags |= IF;
+          c.interruptShadow = true;
+          c.eventPending = true;
+          this.i32[(this.curSt + L.S_CHAIN) >> 2] = 0;
+          return 1;
         },
         gp: (pos: number): void => {
           this.curPos = pos;
