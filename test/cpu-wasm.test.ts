@@ -568,3 +568,16 @@ test('CLI/STI translated through their helper: IF, the interrupt shadow and #GP(
   assert.equal(results[1].m.cpu.wasm!.stats.replays, 0, 'CLI/STI are not replayed');
   assert.ok(results[1].m.cpu.jitInstructions > 0);
 });
+
+test('SHLD/SHRD by a constant (32/64-bit, the source the destination too) translated inline match the interpreter', () => {
+  // mov ecx,50 / mov rsi,0x200000 / 1: mov rax,[rsi+rcx*8] / mov rbx,[rsi+rcx*8+0x200] / mov rdx,rax
+  // shld rax,rbx,13 / setc r8b / seto r9b / shrd edx,ebx,31 / sets r10b / setp r12b / shld ebx,edx,1 / setc r13b
+  // seto r14b / shrd rbx,rbx,63 / setz r15b / shld edi,edi,7 / add r11,r8 / add r11,r9 / add r11,r10 / add r11,r12
+  // add r11,r13 / add r11,r14 / add r11,r15 / xor rbp,rax / xor rbp,rdx / xor rbp,rbx / dec ecx / jnz 1b / hlt
+  const code = hexBytes(`b9 32 00 00 00 48 c7 c6 00 00 20 00 48 8b 04 ce 48 8b 9c ce 00 02 00 00 48 89 c2 48 0f a4 d8 0d
+    41 0f 92 c0 41 0f 90 c1 0f ac da 1f 41 0f 98 c2 41 0f 9a c4 0f a4 d3 01 41 0f 92 c5 41 0f 90 c6 48 0f ac db 3f 41 0f
+    94 c7 0f a4 ff 07 4d 01 c3 4d 01 cb 4d 01 d3 4d 01 e3 4d 01 eb 4d 01 f3 4d 01 fb 48 31 c5 48 31 d5 48 31 dd ff c9 75
+    9d f4`);
+  const m = agree(code, (mm) => { fill(mm); mm.cpu.setGpr(7, 0x123456789abcdef0n); }, 1000);
+  assert.ok(m.cpu.wasm!.stats.replays < 10, `replayed: ${m.cpu.wasm!.stats.replays}`);
+});

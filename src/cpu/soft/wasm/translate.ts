@@ -403,9 +403,11 @@ class Translator {
   /**
    * SHL/SAL/SHR/SAR (op 4-7) of register r by n (1..bits-1; n < 0: the count, non-zero, is the i64 in local ls), as
    * ../ops/alu-shift.ts shift32/shift64: all six arithmetic flags are written explicitly (AF set, OF from the
-   * result's top bits): the record becomes EXPLICIT with those bits.
+   * result's top bits): the record becomes EXPLICIT with those bits. With a source register `src` (constant n): SHLD
+   * (op 4) / SHRD (op 5), the vacated bits filled from src; the flags follow the same formulas on the result
+   * (../ops/alu-shift.ts doubleShift for sizes 4 and 8).
    */
-  shiftBits(r: number, op: number, size: number, n: number): void {
+  shiftBits(r: number, op: number, size: number, n: number, src = -1): void {
     const b = this.b, T = this, w = size === 8, bits = w ? 64 : 32;
     const sar = op === 7, shl = op === 4 || op === 6;
     // the count: the constant n, or (n < 0) the i64 in local ls
@@ -415,6 +417,7 @@ class Translator {
     if (w) {
       T.r64(r); b.set(T.t);
       b.get(T.t); N64(); b.op(shl ? Op.i64Shl : sar ? Op.i64ShrS : Op.i64ShrU).set(T.v);
+      if (src >= 0) { b.get(T.v); T.r64(src); b.i64(bits - n).op(shl ? Op.i64ShrU : Op.i64Shl).op(Op.i64Or).set(T.v); }
       b.get(T.t); CFSH(); b.op(Op.i64ShrU).op(Op.i32WrapI64).i32(1).op(Op.i32And).set(T.c32); // CF
       b.get(T.c32);
       if (shl) b.get(T.v).i64(63).op(Op.i64ShrU).op(Op.i32WrapI64).get(T.c32).op(Op.i32Xor).i32(11).op(Op.i32Shl).op(Op.i32Or);
@@ -425,6 +428,7 @@ class Translator {
     } else {
       T.r32(r); b.op(Op.i64ExtendI32u).set(T.t);
       b.get(T.t).op(Op.i32WrapI64); N32(); b.op(shl ? Op.i32Shl : sar ? Op.i32ShrS : Op.i32ShrU).op(Op.i64ExtendI32u).set(T.v);
+      if (src >= 0) { b.get(T.v); T.r32(src); b.i32(bits - n).op(shl ? Op.i32ShrU : Op.i32Shl).op(Op.i64ExtendI32u).op(Op.i64Or).set(T.v); }
       b.get(T.t); CFSH(); b.op(Op.i64ShrU).op(Op.i32WrapI64).i32(1).op(Op.i32And).set(T.c32); // CF
       b.get(T.c32);
       if (shl) b.get(T.v).i64(31).op(Op.i64ShrU).op(Op.i32WrapI64).i32(1).op(Op.i32And).get(T.c32).op(Op.i32Xor).i32(11).op(Op.i32Shl).op(Op.i32Or);
@@ -737,6 +741,10 @@ function translateBody(block: Block, ramSize: number): { body: Body; offs: numbe
         T.produced(L_ADD, size);
         break;
       }
+      case Form.ShiftDoubleRI:
+        // SHLD/SHRD e.b, e.a, imm (0F A4/AC; masked count 1..bits-1): e.op 0 SHLD, 1 SHRD
+        T.shiftBits(e.b, e.op === 0 ? 4 : 5, e.size, e.imm, e.a);
+        break;
       case Form.Cdq: {
         // 98 CWDE/CDQE, 99 CDQ/CQO, as ../fast-forms.ts cdq
         if (e.op === 0) {
