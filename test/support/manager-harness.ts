@@ -203,9 +203,11 @@ export async function guestConsole(socketPath: string, defaultTimeoutMs = 180_00
   await new Promise<void>((resolve, reject) => { socket.once('connect', resolve); socket.once('error', reject); });
   let text = '';
   socket.setEncoding('latin1').on('data', (d: string) => { text += d; });
+  /** The token as typed: split in two quoted halves, so only the echoed command line holds this text. */
+  const split = (token: string): string => `"${token.slice(0, 2)}""${token.slice(2)}"`;
   const run = async (command: string, token: string, timeoutMs = defaultTimeoutMs): Promise<string> => {
     const from = text.length;
-    socket.write(`${command}; echo "${token.slice(0, 2)}""${token.slice(2)}"\n`);
+    socket.write(`${command}; echo ${split(token)}\n`);
     await waitFor(`'${token}' after ${command} (${text.slice(-500)})`, () => text.slice(from).replace(/\r/g, '').includes(`\n${token}\n`), timeoutMs);
     return text.slice(from).replace(/\r/g, '');
   };
@@ -215,7 +217,11 @@ export async function guestConsole(socketPath: string, defaultTimeoutMs = 180_00
     run,
     async lines(command: string, token: string, timeoutMs?: number): Promise<string> {
       const out = await run(command, token, timeoutMs);
-      return out.slice(out.indexOf('\n') + 1, out.indexOf(`\n${token}\n`) + 1).split('\n').filter((l) => l !== '').join('\n');
+      // After the echoed command line, found by its split token (its end): what arrives before it is not always one
+      // line (a CI run saw a line break ahead of the prompt, which made the echo look like the command's output).
+      const echoed = out.indexOf(split(token));
+      const start = echoed < 0 ? out.indexOf('\n') + 1 : out.indexOf('\n', echoed) + 1;
+      return out.slice(start, out.indexOf(`\n${token}\n`) + 1).split('\n').filter((l) => l !== '').join('\n');
     },
   };
 }
