@@ -30,12 +30,18 @@ export class GuestSession {
     this.child.stdin!.on('error', () => { /* the VMM exited; the exit handler reports it */ });
     this.child.stdout!.setEncoding('utf8').on('data', (s: string) => this.feed(s));
     this.child.stderr!.setEncoding('utf8').on('data', (s: string) => { this.stderr += s; });
-    this.exited = new Promise((resolve) => this.child.on('exit', (code) => {
-      // Nothing more will be written: fail every wait at once instead of at its timeout.
-      for (const w of this.waiters) w.fail(new Error(`ringzero exited (status ${code}) while waiting for ${w.pattern}; console:\n${this.output.slice(-3000)}\nstderr:\n${this.stderr.slice(-2000)}`));
-      this.waiters = [];
-      this.done = true;
-      resolve(code);
+    // 'exit' can come before the last console bytes are read from the pipe (a CI run lost the source's last counter
+    // line of a migration that way), so the session ends when stdout has ended too (at most 2 s later: a process
+    // the VMM started could hold the pipe open).
+    const stdoutEnded = new Promise<void>((resolve) => { this.child.stdout!.once('end', resolve).once('close', resolve); });
+    this.exited = new Promise((resolve) => this.child.once('exit', (code) => {
+      void Promise.race([stdoutEnded, new Promise<void>((r) => setTimeout(r, 2000))]).then(() => {
+        // Nothing more will be written: fail every wait at once instead of at its timeout.
+        for (const w of this.waiters) w.fail(new Error(`ringzero exited (status ${code}) while waiting for ${w.pattern}; console:\n${this.output.slice(-3000)}\nstderr:\n${this.stderr.slice(-2000)}`));
+        this.waiters = [];
+        this.done = true;
+        resolve(code);
+      });
     }));
   }
 
