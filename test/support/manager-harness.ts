@@ -151,7 +151,12 @@ export function cli(args: string[], socket: string, input: Array<{ afterMs: numb
       setTimeout(() => child.stdin!.write(chunk.data), delay);
     }
     const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
-    child.on('exit', (status) => { clearTimeout(timer); resolve({ status, stdout, stderr }); });
+    // The result once stdout has ended as well ('exit' can come before the last bytes are read; at most 2 s later).
+    const ended = new Promise<void>((r) => { child.stdout!.once('end', r).once('close', r); });
+    child.once('exit', (status) => {
+      clearTimeout(timer);
+      void Promise.race([ended, new Promise<void>((r) => setTimeout(r, 2000))]).then(() => resolve({ status, stdout, stderr }));
+    });
   });
 }
 
