@@ -25,6 +25,7 @@
 // The state crosses with the snapshot format's CRC (src/vmm/snapshot.ts), so one definition of "complete and intact"
 // covers snapshots and migration; TCP's own checksum covers the pages.
 import type net from 'node:net';
+import { ByteQueue } from '../sys/byte-queue.ts';
 
 export const MIGRATION_FORMAT = 'ringzero-migration';
 /** Bump on any change of the frames or messages (2: the two-phase switch-over, "loaded" and "go"). */
@@ -75,51 +76,6 @@ export function faultPoint(given: FaultPoint | undefined): FaultPoint | undefine
   if (given !== undefined) return given;
   const env = process.env.RINGZERO_TEST_MIGRATION_FAULT;
   return env !== undefined && FAULTS.includes(env) ? env as FaultPoint : undefined;
-}
-
-/**
- * The bytes a socket has delivered and nobody has consumed yet, kept as the chunks they came in (no quadratic
- * concatenation): the frame readers of the VMM stream (FrameReader) and of the daemons' link (src/manager) use it.
- */
-export class ByteQueue {
-  private chunks: Buffer[] = [];
-  length = 0;
-
-  push(chunk: Buffer): void {
-    this.chunks.push(chunk);
-    this.length += chunk.length;
-  }
-
-  /** The first `n` bytes (n <= length), left in the queue. */
-  peek(n: number): Buffer {
-    if (this.chunks[0].length < n) this.chunks = [Buffer.concat(this.chunks)];
-    return this.chunks[0].subarray(0, n);
-  }
-
-  /** Remove and return the first `n` bytes (n <= length). */
-  take(n: number): Buffer {
-    if (n === 0) return Buffer.alloc(0);
-    const first = this.chunks[0];
-    let out: Buffer;
-    if (first.length >= n) {
-      out = first.subarray(0, n);
-      if (first.length === n) this.chunks.shift();
-      else this.chunks[0] = first.subarray(n);
-    } else {
-      out = Buffer.allocUnsafe(n);
-      let filled = 0;
-      while (filled < n) {
-        const c = this.chunks[0];
-        const k = Math.min(c.length, n - filled);
-        c.copy(out, filled, 0, k);
-        filled += k;
-        if (k === c.length) this.chunks.shift();
-        else this.chunks[0] = c.subarray(k);
-      }
-    }
-    this.length -= n;
-    return out;
-  }
 }
 
 /** Incremental frame parser over a socket's chunks. */

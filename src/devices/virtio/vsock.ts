@@ -19,6 +19,7 @@ import fs from 'node:fs';
 import net from 'node:net';
 import { VirtqueueError, gather, scatter, type DescriptorChain } from './queue.ts';
 import { VirtioDevice, readLe } from './device.ts';
+import { ByteQueue } from '../../sys/byte-queue.ts';
 
 export const VIRTIO_ID_VSOCK = 19;
 export const VSOCK_RX_QUEUE = 0, VSOCK_TX_QUEUE = 1, VSOCK_EVENT_QUEUE = 2;
@@ -70,8 +71,8 @@ type State = 'host-connecting' | 'guest-connecting' | 'established' | 'closing';
 class Connection {
   state: State;
   /** Host bytes waiting for the guest. */
-  pending: Buffer[] = [];
-  pendingBytes = 0;
+  /** Host socket bytes not yet sent to the guest. */
+  pending = new ByteQueue();
   peerBufAlloc = 0;
   peerFwdCnt = 0;
   /** Bytes sent to the guest. */
@@ -217,7 +218,7 @@ export class VirtioVsock extends VirtioDevice {
       const c = new Connection(port, this.allocateHostPort(), socket, 'host-connecting');
       this.connections.set(c.key, c);
       const rest = line.subarray(nl + 1);
-      if (rest.length > 0) { c.pending.push(Buffer.from(rest)); c.pendingBytes = rest.length; }
+      if (rest.length > 0) c.pending.push(Buffer.from(rest));
       this.watch(c);
       c.timer = setTimeout(() => { if (c.state === 'host-connecting') this.reset(c); }, CONNECT_TIMEOUT_MS);
       c.timer.unref();
@@ -240,8 +241,7 @@ export class VirtioVsock extends VirtioDevice {
     c.socket.on('data', (chunk: Buffer) => {
       if (c.guestStoppedReceiving || this.connections.get(c.key) !== c) return;
       c.pending.push(chunk);
-      c.pendingBytes += chunk.length;
-      if (c.pendingBytes >= HOST_READ_AHEAD) c.socket.pause();
+      if (c.pending.length >= HOST_READ_AHEAD) c.socket.pause();
       this.transport?.processLater(VSOCK_RX_QUEUE);
     });
     c.socket.on('end', () => {
@@ -321,8 +321,7 @@ export class VirtioVsock extends VirtioDevice {
       case OP_SHUTDOWN:
         if (flags & SHUTDOWN_RCV) {
           c.guestStoppedReceiving = true;
-          c.pending = [];
-          c.pendingBytes = 0;
+          c.pending = new ByteQueue();
           c.socket.resume(); // read and discard, so the host writer is not stuck
         }
         if (flags & SHUTDOWN_SEND) c.socket.end();
@@ -427,7 +426,7 @@ export class VirtioVsock extends VirtioDevice {
     for (let i = 0; i < all.length; i++) {
       const c = all[(this.dataCursor + i) % all.length];
       if (c.state !== 'established' && c.state !== 'closing') continue;
-      if (c.pendingBytes > 0 && !c.guestStoppedReceiving) {
+      if (c.pending.length > 0 && !c.guestStoppedReceiving) {
         if (c.credit > 0) {
           this.dataCursor = (this.dataCursor + i + 1) % all.length;
           return { srcPort: c.hostPort, dstPort: c.guestPort, op: OP_RW, flags: 0, conn: c };
@@ -438,7 +437,7 @@ export class VirtioVsock extends VirtioDevice {
         }
         continue;
       }
-      if (c.hostEof && !c.hostEofSent && c.pendingBytes === 0) {
+      if (c.hostEof && !c.hostEofSent && c.pending.length === 0) {
         c.hostEofSent = true;
         const flags = c.state === 'closing' ? SHUTDOWN_SEND | SHUTDOWN_RCV : SHUTDOWN_SEND;
         return { srcPort: c.hostPort, dstPort: c.guestPort, op: OP_SHUTDOWN, flags, conn: c };
@@ -452,10 +451,10 @@ export class VirtioVsock extends VirtioDevice {
     const c = p.conn;
     let payload: Buffer | undefined;
     if (p.op === OP_RW && c) {
-      const room = Math.min(chain.writableBytes - VSOCK_HDR_BYTES, VSOCK_MAX_PAYLOAD, c.credit, c.pendingBytes);
-      payload = this.takePending(c, room);
+      const room = Math.min(chain.writableBytes - VSOCK_HDR_BYTES, VSOCK_MAX_PAYLOAD, c.credit, c.pending.length);
+      payload = c.pending.take(Math.max(0, room));
       c.txCnt = (c.txCnt + payload.length) >>> 0;
-      if (c.pendingBytes < HOST_READ_AHEAD / 2 && c.socket.isPaused() && c.state === 'established') c.socket.resume();
+      if (c.pending.length < HOST_READ_AHEAD / 2 && c.socket.isPaused() && c.state === 'established') c.socket.resume();
     }
     const raw = new Uint8Array(VSOCK_HDR_BYTES);
     const h = new DataView(raw.buffer);
@@ -473,20 +472,5 @@ export class VirtioVsock extends VirtioDevice {
     let written = scatter(chain.writable, 0, raw);
     if (payload) written += scatter(chain.writable, VSOCK_HDR_BYTES, payload);
     return written;
-  }
-
-  private takePending(c: Connection, max: number): Buffer {
-    const out = Buffer.alloc(Math.max(0, Math.min(max, c.pendingBytes)));
-    let filled = 0;
-    while (filled < out.length) {
-      const head = c.pending[0];
-      const n = Math.min(head.length, out.length - filled);
-      head.copy(out, filled, 0, n);
-      filled += n;
-      if (n === head.length) c.pending.shift();
-      else c.pending[0] = head.subarray(n);
-    }
-    c.pendingBytes -= filled;
-    return out;
   }
 }
