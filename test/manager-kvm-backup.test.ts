@@ -37,11 +37,15 @@ after(async () => {
 
 const call = (method: string, url: string, body?: unknown) => api({ socket: daemon.socket }, method, url, body);
 
-async function attach(name: string): Promise<() => number[]> {
+/**
+ * The counter values a VM's console shows. A restored VM's first line is left out: the saved instant can fall between
+ * the OUTs of one line, so the restored guest prints only its tail ("eb" of "01eb" reads as 0xeb).
+ */
+async function attach(name: string, restored = false): Promise<() => number[]> {
   const vm = (await call('GET', `/vms/${name}`)).body;
   const c = await guestConsole(vm.consoleSocket);
   consoles.push(c);
-  return () => counterLines(c.output());
+  return () => counterLines(c.output()).slice(restored ? 1 : 0);
 }
 
 function consecutive(lines: number[], what: string): void {
@@ -71,7 +75,7 @@ test('a KVM VM: snapshot, restore, backup and a clone from the backup carry its 
   assert.equal((await call('POST', '/vms/kctr/destroy')).status, 200);
   const restored = await call('POST', '/vms/kctr/snapshots/s1/restore');
   assert.equal(restored.status, 200, JSON.stringify(restored.body));
-  const again = await attach('kctr');
+  const again = await attach('kctr', true);
   await waitFor('ticks after the restore', () => again().length >= 5, 60_000);
   consecutive(again(), 'after the restore');
   assert.ok(again()[0] <= ticks()[ticks().length - 1], `the restore goes back to the snapshot's instant: ${again()[0]} after ${ticks().slice(-1)}`);
@@ -88,13 +92,14 @@ test('a KVM VM: snapshot, restore, backup and a clone from the backup carry its 
   const clone = await call('POST', `/backups/${backup.body.id}/restore`, { as: 'kclone' });
   assert.equal(clone.status, 200, JSON.stringify(clone.body));
   assert.equal(clone.body.definition.engine, 'kvm');
-  const cloned = await attach('kclone');
+  const cloned = await attach('kclone', true);
   await waitFor('ticks of the clone', () => cloned().length >= 5, 60_000);
   consecutive(cloned(), 'the clone');
   for (const name of ['kctr', 'kclone']) {
     const status = await controlRequest(path.join(stateDir, 'run', `${name}.ctl`), { cmd: 'status' });
     assert.equal(status.engine, 'kvm', `${name}'s VMM runs the KVM engine: ${JSON.stringify(status)}`);
   }
-  // The backup's instant is between the request and its answer: the clone's first value comes after one seen then.
-  assert.ok(cloned()[0] > low && cloned()[0] <= high + 1, `the clone starts from the backup's instant: ${cloned()[0]} (seen ${low} before the backup, ${high} after)`);
+  // The backup's instant is between the request and its answer: the clone's first whole line comes after one seen
+  // then, and at most two after the last whole line seen at the answer (the instant may split the line after it).
+  assert.ok(cloned()[0] > low && cloned()[0] <= high + 2, `the clone starts from the backup's instant: ${cloned()[0]} (seen ${low} before the backup, ${high} after)`);
 });

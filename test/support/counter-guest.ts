@@ -55,7 +55,11 @@ export async function until(cond: () => boolean, ms: number, what: string): Prom
   }
 }
 
+/**
+ * The counter values in complete lines: text after the last newline is a line still being printed (read mid-way,
+ * "02" of "0234" would parse as 2), so it is left out.
+ */
 export function counterLines(text: string): number[] {
-  return text.split('\n').filter((l) => l.length > 0).map((l) => parseInt(l, 16));
+  return text.split('\n').slice(0, -1).filter((l) => l.length > 0).map((l) => parseInt(l, 16));
 }
 
