@@ -21,7 +21,7 @@ import { FpuState } from './ops/fpu-state.ts';
 import { CodeCache, codeCacheFor, Block, BlockEntry, TERMINATOR, MAX_BLOCK, HOT_THRESHOLD, TABLE_MASK, JIT_THRESHOLD, CHAIN_LIMIT } from './code-cache.ts';
 import { compileFast } from './fast-forms.ts';
 import { translateBlock } from './jit/translate.ts';
-import { wasmStateFor, type WasmEngine } from './wasm/translate.ts';
+import { wasmStateFor, type WasmEngine } from './wasm/runtime.ts';
 
 export interface CpuEnvironment {
   mem: GuestMemory;

@@ -1,0 +1,597 @@
+// The WebAssembly translator's runtime (issue 4): the dispatcher that chains translated blocks inside wasm, the
+// shared memory library and helper trampolines, and WasmEngine, which queues hot blocks, builds their modules with
+// ./translate.ts, compiles and installs them, runs them for SoftCpu (exec) and serves the helpers translated code
+// calls (rd/wr slow accesses, rp replays, cc/fl conditions, sy CLI/STI, gp). ./translate.ts explains the design.
+import type { SoftCpu } from '../cpu.ts';
+import { CPU_FAULT } from '../cpu.ts';
+import type { Block, BlockEntry, CodeCache } from '../code-cache.ts';
+import { JIT_THRESHOLD, CHAIN_LIMIT } from '../code-cache.ts';
+import type { GuestMemory } from '../../../memory/guest-memory.ts';
+import { WASM_RAM_OFFSET } from '../../../memory/guest-memory.ts';
+import { Body, ModuleBuilder, Op, I32, I64, F64 } from './emit.ts';
+import * as layout from './layout.ts';
+import { translateBody, buildModule, type WasmCode, EXPLICIT, ARITH, RF, VM, IF } from './translate.ts';
+/** The layout constants as a plain object (under tsx a namespace import reads each one through a getter call). */
+const L = { ...layout };
+
+/** Replays of a cached block before it is translated (RINGZERO_WASM_HOT; never above RINGZERO_JIT_HOT). */
+const WASM_HOT = Number(process.env.RINGZERO_WASM_HOT ?? 100);
+/** Blocks per translated module (RINGZERO_WASM_BATCH), and the replays a queued block may wait meanwhile. */
+const WASM_BATCH = Number(process.env.RINGZERO_WASM_BATCH ?? 32);
+const WASM_BATCH_WAIT = Number(process.env.RINGZERO_WASM_BATCH_WAIT ?? 400);
+/** Modules are compiled in the background (RINGZERO_WASM_ASYNC=0: on the main thread); see WasmEngine.flush. */
+const ASYNC = process.env.RINGZERO_WASM_ASYNC !== '0';
+/** Replays of a batch's blocks after which its module is compiled synchronously (the event loop is not turning). */
+const ASYNC_WAIT = Number(process.env.RINGZERO_WASM_ASYNC_WAIT ?? 10000);
+/** Block.runs of a block whose module is being compiled. */
+const IN_FLIGHT = -2;
+
+/** A module being compiled: its bytes, its blocks, the cache whose generations decide whether they are installed. */
+interface Batch {
+  bytes: Uint8Array<ArrayBuffer>;
+  done: { block: Block; offs: number[] }[];
+  cache: CodeCache;
+  installed: boolean;
+  waits: number;
+}
+
+/**
+ * The dispatcher: runs the block at function-table index `idx`, then, while the block left without an event
+ * (S_CHAIN still 1), the budget allows and the next RIP's page is in the fetch TLB (this privilege) and holds a
+ * translated block of the current page generation that fits the budget, runs that one too, without returning to
+ * JavaScript. (run, like SoftCpu.runChain, stops after CHAIN_LIMIT instructions.)
+ * (st, r0, left, user, idx) -> instructions executed; S_RIP holds the final RIP.
+ */
+function buildDispatcher(ramSize: number): Uint8Array<ArrayBuffer> {
+  const m = new ModuleBuilder();
+  m.importMemory('e', 'm');
+  m.importTable('e', 't');
+  const blockType = m.type([I32, F64, I32, I32], [I32]);
+  const b = new Body(5);
+  const st = 0, r0 = 1, left = 2, user = 3, idx = 4;
+  const n = b.local(I32), limit = b.local(I32), ti = b.local(I32), pa = b.local(I32), e = b.local(I32);
+  const ripi = b.local(I64), vpn = b.local(I64), p = b.local(I64);
+  b.get(left).i32(CHAIN_LIMIT).get(left).i32(CHAIN_LIMIT).op(Op.i32LtS).op(Op.select).set(limit);
+  const out = b.open(Op.block);
+  const top = b.open(Op.loop);
+  b.get(st).i32(1).mem(Op.i32Store, 2, L.S_CHAIN);
+  b.get(st).get(n).mem(Op.i32Store, 2, L.S_NBASE);
+  b.get(st).get(r0).mem(Op.f64Store, 3, L.S_R0);
+  b.get(st).get(idx).mem(Op.i32Store, 2, L.S_BLK);
+  b.get(st).get(r0).get(left).get(n).op(Op.i32Sub).get(user).get(idx);
+  b.op(0x11, blockType).op(0x00); // call_indirect type, table 0
+  b.get(n).op(Op.i32Add).set(n);
+  // (S_NEXT is taken and cleared before anything can leave: a stale one would name the wrong block)
+  b.get(st).mem(Op.i32Load, 2, L.S_NEXT).set(e);
+  b.get(st).i32(0).mem(Op.i32Store, 2, L.S_NEXT);
+  b.get(n).get(limit).op(Op.i32GeS).brIf(out);
+  b.get(st).mem(Op.i32Load, 2, L.S_CHAIN).op(Op.i32Eqz).brIf(out);
+  // the block named its successor's dispatch entry (exitStatic): no TLB probe, no lookup
+  const probe = b.open(Op.block);
+  b.get(e).op(Op.i32Eqz).brIf(probe);
+  b.get(st).mem(Op.f64Load, 3, L.S_RIP).set(r0);
+  b.get(e).mem(Op.i32Load, 2, 12).get(left).get(n).op(Op.i32Sub).op(Op.i32GtS).brIf(out);
+  b.get(e).mem(Op.i32Load, 2, 8).tee(idx).op(Op.i32Eqz).brIf(out);
+  b.get(st).get(st).mem(Op.i32Load, 2, L.S_DIRECT).i32(1).op(Op.i32Add).mem(Op.i32Store, 2, L.S_DIRECT);
+  b.br(top);
+  b.close();
+  // next RIP -> physical address through the fetch TLB bank of this privilege
+  b.get(st).mem(Op.f64Load, 3, L.S_RIP).tee(r0).op(0xfc, 6).tee(ripi);
+  b.i64(12).op(Op.i64ShrS).tee(vpn).op(Op.i32WrapI64).i32(0xfff).op(Op.i32And).i32(3).op(Op.i32Shl).set(ti);
+  b.get(st).get(ti).op(Op.i32Add).get(user).i32(L.TAGS_USER_DELTA).op(0x6c).op(Op.i32Add).mem(Op.f64Load, 3, L.S_TAGS + 2 * L.TAGS_WRITE_DELTA);
+  b.get(vpn).op(Op.f64ConvertI64s).op(Op.f64Ne).brIf(out);
+  b.get(st).get(ti).op(Op.i32Add).mem(Op.f64Load, 3, L.S_PHYS).op(0xfc, 7);
+  b.get(ripi).i64(0xfffn).op(Op.i64And).op(Op.i64Add).tee(p).i64(ramSize).op(Op.i64GeU).brIf(out);
+  b.get(p).op(Op.i32WrapI64).set(pa);
+  // the entry of that address
+  b.get(pa).get(pa).i32(12).op(Op.i32ShrU).op(Op.i32Xor).i32((1 << L.DISPATCH_BITS) - 1).op(Op.i32And).i32(4).op(Op.i32Shl).set(e);
+  b.get(e).mem(Op.i32Load, 2, L.DISPATCH).get(pa).op(Op.i32Ne).brIf(out);
+  b.get(e).mem(Op.i32Load, 2, L.DISPATCH + 4);
+  b.get(pa).i32(12).op(Op.i32ShrU).i32(2).op(Op.i32Shl).mem(Op.i32Load, 2, L.PAGE_GEN).op(Op.i32Ne).brIf(out);
+  b.get(e).mem(Op.i32Load, 2, L.DISPATCH + 12).get(left).get(n).op(Op.i32Sub).op(Op.i32GtS).brIf(out);
+  b.get(e).mem(Op.i32Load, 2, L.DISPATCH + 8).tee(idx).op(Op.i32Eqz).brIf(out);
+  b.get(st).get(st).mem(Op.i32Load, 2, L.S_CHAINS).i32(1).op(Op.i32Add).mem(Op.i32Store, 2, L.S_CHAINS);
+  b.br(top);
+  b.close();
+  b.close();
+  b.get(n);
+  m.func(m.type([I32, F64, I32, I32, I32], [I32]), b, 'run');
+  return m.encode();
+}
+
+/**
+ * The memory library: ld1/2/4/8 (st, tag bank address, lin, pos) -> i64 zero-extended and st1/2/4/8 (st, tag bank,
+ * lin, value, pos). The inline TLB probe (tag compare, RAM bounds, for stores the code-page byte) with a direct
+ * access to guest RAM on a hit, else the rd/wr helper (SoftCpu.readLin/writeLin, which may throw the fault). Shared
+ * by every block: translated code stays small and these few hot functions get V8's optimizing tier.
+ */
+function buildMemlib(ramSize: number): Uint8Array<ArrayBuffer> {
+  const m = new ModuleBuilder();
+  m.importMemory('e', 'm');
+  m.importFunc('e', 'rd', m.type([F64, I32, I32], [I32]));
+  m.importFunc('e', 'wr', m.type([F64, I32, I32, I32, I32], []));
+  const ldT = m.type([I32, I32, I64, I32], [I64]);
+  const stT = m.type([I32, I32, I64, I64, I32], []);
+  for (const write of [false, true]) {
+    for (const size of [1, 2, 4, 8]) {
+      const b = new Body(write ? 5 : 4);
+      const st = 0, tag = 1, a = 2, w = 3, pos = write ? 4 : 3;
+      const off = b.local(I32), ti = b.local(I32), vpn = b.local(I64), p = b.local(I64);
+      const slow = b.open(Op.block);
+      b.get(a).op(Op.i32WrapI64).i32(0xfff).op(Op.i32And).tee(off).i32(4096 - size).op(Op.i32GtU).brIf(slow);
+      b.get(a).i64(12).op(Op.i64ShrS).tee(vpn).op(Op.i32WrapI64).i32(0xfff).op(Op.i32And).i32(3).op(Op.i32Shl).set(ti);
+      b.get(tag).get(ti).op(Op.i32Add).mem(Op.f64Load, 3, 0);
+      b.get(vpn).op(Op.f64ConvertI64s).op(Op.f64Ne).brIf(slow);
+      b.get(st).get(ti).op(Op.i32Add).mem(Op.f64Load, 3, L.S_PHYS).op(0xfc, 7);
+      b.get(off).op(Op.i64ExtendI32u).op(Op.i64Add).tee(p);
+      b.i64(ramSize - size).op(Op.i64GtU).brIf(slow);
+      if (write) {
+        b.get(p).i64(12).op(Op.i64ShrU).op(Op.i32WrapI64).mem(Op.i32Load8u, 0, L.CODE_PAGES).brIf(slow);
+        b.get(p).op(Op.i32WrapI64).get(w);
+        b.mem(size === 1 ? Op.i64Store8 : size === 2 ? Op.i64Store16 : size === 4 ? Op.i64Store32 : Op.i64Store, 0, WASM_RAM_OFFSET);
+        b.op(Op.return);
+      } else {
+        b.get(p).op(Op.i32WrapI64);
+        b.mem(size === 1 ? Op.i64Load8u : size === 2 ? Op.i64Load16u : size === 4 ? Op.i64Load32u : Op.i64Load, 0, WASM_RAM_OFFSET);
+        b.op(Op.return);
+      }
+      b.close();
+      b.get(a).op(Op.f64ConvertI64s).i32(size);
+      if (write) {
+        b.get(w).op(Op.i32WrapI64).get(w).i64(32).op(Op.i64ShrU).op(Op.i32WrapI64).get(pos).call(1);
+      } else {
+        b.get(pos).call(0).op(Op.i64ExtendI32u);
+        if (size === 8) b.get(st).mem(Op.i64Load32u, 2, L.S_HI).i64(32).op(Op.i64Shl).op(Op.i64Or);
+      }
+      m.func(write ? stT : ldT, b, (write ? 'st' : 'ld') + size);
+    }
+  }
+  return m.encode();
+}
+
+/** The helper trampolines: each imported JavaScript helper re-exported as a wasm function of the same type. */
+function buildTrampolines(): Uint8Array<ArrayBuffer> {
+  const m = new ModuleBuilder();
+  const sigs: [string, number[], number[]][] = [
+    ['rd', [F64, I32, I32], [I32]], ['wr', [F64, I32, I32, I32, I32], []], ['rp', [I32], [I32]], ['cc', [I32], [I32]], ['gp', [I32], []],
+    ['fl', [I32], [I32]], ['sy', [I32, I32], [I32]],
+  ];
+  const types = sigs.map(([, p, r]) => m.type(p, r));
+  sigs.forEach(([name], i) => m.importFunc('e', name, types[i]));
+  sigs.forEach(([name, params], i) => {
+    const b = new Body(params.length);
+    for (let k = 0; k < params.length; k++) b.get(k);
+    b.call(i);
+    m.func(types[i], b, name);
+  });
+  return m.encode();
+}
+
+/** Replay entry `e` at `rip` through its closure or handler (as SoftCpu.runBlock). */
+function replayEntry(c: SoftCpu, e: BlockEntry, rip: number): void {
+  const fast = e.fast;
+  if (fast !== null) {
+    c.rip = rip + e.len;
+    fast(c, e);
+    return;
+  }
+  c.opsize = e.opsize; c.adsize = e.adsize; c.segOverride = e.segOverride; c.rep = e.rep; c.lock = e.lock;
+  c.p66 = e.p66; c.rex = e.rex; c.rexW = e.rexW; c.rexR = e.rexR; c.rexX = e.rexX; c.rexB = e.rexB; c.opcode = e.opcode;
+  c.rip = rip + e.opLen;
+  e.handler(c);
+}
+
+export interface WasmStats {
+  /** Blocks translated to wasm, and the modules holding them. */
+  compiled: number;
+  modules: number;
+  /** Bytes of wasm generated and milliseconds spent building + compiling modules. */
+  bytes: number;
+  compileMs: number;
+  /** Of compileMs, the part spent generating the bytes (the rest is V8's compile and instantiation). */
+  buildMs: number;
+  /** Calls into translated code. */
+  calls: number;
+  /** Calls from translated code into the helpers, by kind. */
+  replays: number;
+  conds: number;
+  slow: number;
+  /** Chained block entries whose dispatch entry the previous block named (exitStatic). */
+  direct: number;
+  /** Modules compiled in the background, of those compiled synchronously after ASYNC_WAIT, blocks not installed because their page was written meanwhile. */
+  asyncModules: number;
+  syncFallbacks: number;
+  stale: number;
+  /** Dead translations whose function-table index was reclaimed. */
+  freed: number;
+}
+
+/** The wasm translator of one GuestMemory (shared by its vCPUs, which run on one thread). */
+export class WasmEngine {
+  readonly i32: Int32Array;
+  readonly f64: Float64Array;
+  private imports: WebAssembly.Imports;
+  readonly stats: WasmStats = { compiled: 0, modules: 0, bytes: 0, compileMs: 0, buildMs: 0, calls: 0, replays: 0, conds: 0, slow: 0, direct: 0, asyncModules: 0, syncFallbacks: 0, stale: 0, freed: 0 };
+  private nextState = 0;
+  /** Translated functions by index (index 0 unused: an empty dispatch entry), and their blocks. */
+  private readonly table: WebAssembly.Table;
+  private readonly blocks: (Block | null)[] = [null];
+  private readonly dispatch: (st: number, r0: number, left: number, user: number, idx: number) => number;
+  // The call in progress (helpers run inside it).
+  private cur: SoftCpu | null = null;
+  private curI0 = 0;
+  private curPos = 0;
+  private curSt = 0;
+
+  constructor(readonly memory: WebAssembly.Memory, readonly ramSize: number) {
+    this.i32 = new Int32Array(memory.buffer, 0, L.STATE_BASE / 4 + (L.MAX_WASM_CPUS * L.STATE_STRIDE) / 4);
+    this.f64 = new Float64Array(memory.buffer, 0, this.i32.length / 2);
+    this.imports = {
+      e: {
+        m: memory,
+        rd: (lin: number, size: number, pos: number): number => {
+          this.curPos = pos;
+          this.stats.slow++;
+          const c = this.cur!;
+          const v = c.readLin(lin, size);
+          if (size === 8) this.i32[(this.curSt + L.S_HI) >> 2] = c.hi;
+          if (c.eventPending || c.stopRequested) this.i32[(this.curSt + L.S_CHAIN) >> 2] = 0;
+          return v;
+        },
+        wr: (lin: number, size: number, lo: number, hi: number, pos: number): void => {
+          this.curPos = pos;
+          this.stats.slow++;
+          const c = this.cur!;
+          c.writeLin(lin, size, lo, hi);
+          if (c.eventPending || c.stopRequested) this.i32[(this.curSt + L.S_CHAIN) >> 2] = 0;
+        },
+        rp: (pos: number): number => this.replay(pos),
+        cc: (cc: number): number => {
+          this.stats.conds++;
+          const c = this.cur!;
+          this.takeFlags(c);
+          return c.condition(cc) ? 1 : 0;
+        },
+        fl: (all: number): number => {
+          // all = 0: the arithmetic flags before an instruction that keeps some of them (IMUL, BT, ROL), when the
+          // block does not know them; 1: RFLAGS as PUSHF pushes it (VM and RF cleared, ../fast-forms.ts pushf)
+          this.stats.conds++;
+          const c = this.cur!;
+          this.takeFlags(c);
+          return all ? c.getFlags() & ~(VM | RF) : (c.settleFlags(), c.flags & ARITH);
+        },
+        sy: (kind: number, pos: number): number => {
+          // CLI (kind 0) / STI (1) as ../fast-forms.ts cli/sti: #GP(0) when CPL > IOPL; STI that sets IF blocks
+          // interrupts for one more instruction and asks for an event check: the chain stops, the block leaves
+          // (returns 1). IF and IOPL live in SoftCpu.flags whatever the lazy record holds.
+          this.curPos = pos;
+          this.stats.conds++;
+          const c = this.cur!;
+          if (c.cpl > ((c.flags >> 12) & 3)) c.gp(0);
+          if (kind === 0) { c.flags &= ~IF; return 0; }
+          if (c.flags & IF) return 0;
+          c.flags |= IF;
+          c.interruptShadow = true;
+          c.eventPending = true;
+          this.i32[(this.curSt + L.S_CHAIN) >> 2] = 0;
+          return 1;
+        },
+        gp: (pos: number): void => {
+          this.curPos = pos;
+          this.cur!.gp(0);
+        },
+      },
+    };
+    // Block modules import the helpers as wasm functions (thin trampolines of one module that imports the JavaScript
+    // ones): a wasm-to-wasm import needs no per-module wrapper code, which made instantiating a block module with
+    // JavaScript imports cost about a millisecond.
+    const helpers = new WebAssembly.Instance(new WebAssembly.Module(buildTrampolines()), this.imports);
+    const memlib = new WebAssembly.Instance(new WebAssembly.Module(buildMemlib(ramSize)), { e: { m: memory, ...helpers.exports } });
+    this.table = new WebAssembly.Table({ element: 'anyfunc', initial: 1024 });
+    const d = new WebAssembly.Instance(new WebAssembly.Module(buildDispatcher(ramSize)), { e: { m: memory, t: this.table } });
+    this.dispatch = d.exports.run as WasmEngine['dispatch'];
+    this.imports = { e: { m: memory, ...helpers.exports, ...memlib.exports } };
+  }
+
+  /** For `ringzero run --stats`. */
+  statsLine(): string {
+    const s = this.stats;
+    return `${s.compiled} blocks translated in ${s.modules} modules (${(s.bytes / 1024).toFixed(0)} KiB of code, ${s.compileMs.toFixed(0)} ms on the main thread to build (${s.buildMs.toFixed(0)}) and compile; ` +
+      `${s.asyncModules} compiled in the background, ${s.syncFallbacks} of them finished synchronously, ${s.stale} blocks stale when ready, ${s.freed} dead ones freed), ` +
+      `${s.calls} calls, ${s.direct} direct block-to-block entries, ${s.replays + s.conds + s.slow} helper calls (${s.replays} replays, ${s.conds} conditions, ${s.slow} slow accesses)` +
+      (PROFILE ? '; replayed opcodes: ' + [...replayed].sort((a, b) => b[1] - a[1]).slice(0, 16).map(([o, n]) => `${o.toString(16)}:${n}`).join(' ') : '');
+  }
+
+  /** A state area for a new vCPU (byte offset), or -1 when there is no room. */
+  allocState(): number {
+    if (this.nextState >= L.MAX_WASM_CPUS) return -1;
+    return L.STATE_BASE + L.STATE_STRIDE * this.nextState++;
+  }
+
+  private replay(pos: number): number {
+    this.curPos = pos;
+    this.stats.replays++;
+    const c = this.cur!, st = this.curSt;
+    const b = this.blocks[this.i32[(st + L.S_BLK) >> 2]]!;
+    const n = this.i32[(st + L.S_NBASE) >> 2] + (pos >> 5), ix = pos & 31;
+    const e = b.entries[ix];
+    if (PROFILE) replayed.set(e.opcode, (replayed.get(e.opcode) ?? 0) + 1);
+    const rip = this.f64[(st + L.S_R0) >> 3] + b.wasm!.offs[ix];
+    this.takeFlags(c);
+    c.ripStart = rip;
+    c.instructions = this.curI0 + n + ix + 1;
+    const cpl = c.cpl;
+    replayEntry(c, e, rip);
+    this.f64[(st + L.S_RIP) >> 3] = c.rip;
+    // The chain stops (back to JavaScript) after an event, a halt or stop, or a privilege or mode change (SYSCALL,
+    // SYSRET, IRET: the dispatcher's `user` and its 64-bit-only dispatch table hold for the privilege and mode it
+    // was called with). Otherwise a replayed instruction that ends the block or changes RIP's course (an indirect
+    // jump or call, RET imm, a REP string instruction, ...) only ends this block: the dispatcher goes on from the
+    // RIP it left, through the fetch TLB (which a CR3 or paging change flushed) as after any other block.
+    if (c.eventPending || c.stopRequested || c.halted || c.cpl !== cpl || !c.mode64) {
+      this.i32[(st + L.S_CHAIN) >> 2] = 0;
+      return 1;
+    }
+    return ix === b.n - 1 || e.len === 0 || c.rip !== rip + e.len ? 1 : 0;
+  }
+
+  /**
+   * Where the flag record is during a call: S_LOP = -1 (NO_RECORD) means "in the CPU's fields" (set before the call
+   * and after a helper took it); a translated producer overwrites it with its kind, the record being in the state
+   * area from then on. So a call costs one store and one load when the block produces no flags, and the record
+   * moves back to the CPU only when translated code produced one.
+   */
+  private takeFlags(c: SoftCpu): void {
+    const I = this.i32, lop = (c.wasmState + L.S_LOP) >> 2;
+    const k = I[lop];
+    if (k === NO_RECORD) return;
+    if (k === EXPLICIT) c.setArith(I[(c.wasmState + L.S_LD) >> 2]);
+    else this.syncToCpu(c);
+    I[lop] = NO_RECORD;
+  }
+
+  /** State area's flag record -> the CPU's lazy fields. */
+  private syncToCpu(c: SoftCpu): void {
+    const I = this.i32, s = c.wasmState >> 2;
+    c.lazyOp = I[s + (L.S_LOP >> 2)];
+    c.lazySize = I[s + (L.S_LSZ >> 2)];
+    c.lazyDst = I[s + (L.S_LD >> 2)]; c.lazyDstHi = I[s + (L.S_LD >> 2) + 1];
+    c.lazySrc = I[s + (L.S_LS >> 2)]; c.lazySrcHi = I[s + (L.S_LS >> 2) + 1];
+    c.lazyRes = I[s + (L.S_LR >> 2)]; c.lazyResHi = I[s + (L.S_LR >> 2) + 1];
+    c.lazyCarry = I[s + (L.S_LCY >> 2)];
+  }
+
+  /** Hot blocks waiting to be translated together (one module per batch: a module costs ~0.3 ms of its own). */
+  private pending: Block[] = [];
+
+  /**
+   * Translate the pending blocks into one module and install them (table, dispatch entries, Block.wasm). The module
+   * is compiled by WebAssembly.compile, on V8's background threads, and installed when that resolves (the run loop
+   * yields to the event loop every few milliseconds, machine.ts); meanwhile its blocks (runs = IN_FLIGHT) keep being
+   * replayed. A block whose page was written meanwhile is not installed (its generation is stale). When the event
+   * loop does not turn (a caller running the CPU synchronously: tests, bench/cpu) and one of the batch's blocks has
+   * been replayed ASYNC_WAIT times, the module is compiled synchronously instead. Synchronous from the start with
+   * RINGZERO_WASM_ASYNC=0 or a translation threshold of 0 (tests that want translated code at the first replay).
+   */
+  flush(c: SoftCpu): void {
+    const blocks = this.pending;
+    this.pending = [];
+    const t0 = performance.now();
+    const bodies: Body[] = [], done: { block: Block; offs: number[] }[] = [];
+    for (const block of blocks) {
+      block.runs = -1;
+      // (a block whose page was written while it waited in the queue is dead: skip it)
+      if (block.gen !== c.codeCache.pageGen[block.pa >>> 12]) continue;
+      try {
+        const t = translateBody(block, this.ramSize);
+        if (t !== null) { bodies.push(t.body); done.push({ block, offs: t.offs }); }
+      } catch (err) {
+        this.report(block, err);
+      }
+    }
+    if (bodies.length === 0) return;
+    let bytes: Uint8Array<ArrayBuffer>;
+    try {
+      bytes = buildModule(bodies);
+    } catch (err) {
+      this.report(blocks[0], err);
+      return;
+    }
+    const t1 = performance.now();
+    this.stats.buildMs += t1 - t0;
+    this.stats.compileMs += t1 - t0;
+    this.stats.bytes += bytes.length;
+    const batch: Batch = { bytes, done, cache: c.codeCache, installed: false, waits: 0 };
+    if (!ASYNC || Math.min(WASM_HOT, JIT_THRESHOLD) === 0) { this.compileNow(batch); return; }
+    for (const d of done) { d.block.runs = IN_FLIGHT; this.inflight.set(d.block, batch); }
+    this.stats.asyncModules++;
+    WebAssembly.compile(bytes).then((mod) => { if (!batch.installed) this.install(batch, mod); },
+      (err) => { if (!batch.installed) { this.release(batch); this.report(done[0].block, err); } });
+  }
+
+  /** Blocks of modules being compiled in the background, and the batch of each. */
+  private readonly inflight = new Map<Block, Batch>();
+
+  private compileNow(batch: Batch): void {
+    const t0 = performance.now();
+    try {
+      this.install(batch, new WebAssembly.Module(batch.bytes));
+    } catch (err) {
+      this.release(batch);
+      this.report(batch.done[0].block, err);
+    } finally {
+      this.stats.compileMs += performance.now() - t0;
+    }
+  }
+
+  /** Give up on a batch: its blocks are replayed for good. */
+  private release(batch: Batch): void {
+    batch.installed = true;
+    for (const { block } of batch.done) { block.runs = -1; this.inflight.delete(block); }
+  }
+
+  /** Function-table indices of dead translations, for reuse. */
+  private free: number[] = [];
+
+  /**
+   * A function-table index for a new translation: a free one; else a new one while the table has room; else the
+   * indices of translations whose page was written since (dead: every lookup compares the page generation first,
+   * so nothing can enter them again) are reclaimed: their table entries, dispatch entries and Block.wasm are
+   * dropped, so their modules can be collected; the table grows only when everything in it is alive.
+   */
+  private allocIndex(cache: CodeCache): number {
+    let idx = this.free.pop();
+    if (idx !== undefined) return idx;
+    if (this.blocks.length < this.table.length) { this.blocks.push(null); return this.blocks.length - 1; }
+    const gen = cache.pageGen, I = this.i32;
+    for (let i = 1; i < this.blocks.length; i++) {
+      const b = this.blocks[i];
+      if (b === null || b.gen === gen[b.pa >>> 12]) continue;
+      this.blocks[i] = null;
+      this.table.set(i, null);
+      const e = (L.DISPATCH >> 2) + (((b.pa ^ (b.pa >>> 12)) & ((1 << L.DISPATCH_BITS) - 1)) << 2);
+      if (I[e + 2] === i) { I[e] = 0; I[e + 1] = 0; I[e + 2] = 0; I[e + 3] = 0; }
+      b.wasm = null;
+      const key = b.pa * 16 + b.mode;
+      if (cache.translated.get(key) === b) cache.translated.delete(key);
+      this.free.push(i);
+      this.stats.freed++;
+    }
+    // (keep a quarter of the table free at least: a sweep per allocation when nearly everything is alive would cost)
+    if (this.free.length < this.table.length >> 2) this.table.grow(this.table.length);
+    idx = this.free.pop();
+    if (idx !== undefined) return idx;
+    this.blocks.push(null);
+    return this.blocks.length - 1;
+  }
+
+  /** Live translations (function-table entries in use) and the table's size (tests, statistics). */
+  tableUse(): { live: number; size: number } {
+    return { live: this.blocks.length - 1 - this.free.length, size: this.table.length };
+  }
+
+  private install(batch: Batch, mod: WebAssembly.Module): void {
+    const t0 = performance.now();
+    this.release(batch);
+    const inst = new WebAssembly.Instance(mod, this.imports);
+    this.stats.modules++;
+    const cache = batch.cache;
+    batch.done.forEach(({ block, offs }, i) => {
+      if (block.gen !== cache.pageGen[block.pa >>> 12]) { this.stats.stale++; return; }
+      const fn = inst.exports['f' + i] as WasmCode['fn'];
+      const idx = this.allocIndex(cache);
+      this.table.set(idx, fn as unknown as WebAssembly.ExportValue);
+      this.blocks[idx] = block;
+      // The dispatch entry of its address (direct-mapped: the newest translation of a slot wins).
+      const pa = block.pa;
+      const e = (L.DISPATCH >> 2) + (((pa ^ (pa >>> 12)) & ((1 << L.DISPATCH_BITS) - 1)) << 2);
+      this.i32[e] = pa; this.i32[e + 1] = block.gen; this.i32[e + 2] = idx; this.i32[e + 3] = block.n;
+      block.wasm = { fn, offs, idx };
+      this.stats.compiled++;
+      cache.stats.compiled++;
+      cache.translated.set(block.pa * 16 + block.mode, block);
+    });
+    this.stats.compileMs += performance.now() - t0;
+  }
+
+  private report(block: Block, err: unknown): void {
+    if (reported) return;
+    reported = true;
+    process.stderr.write(`ringzero: wasm JIT: could not translate a block at ${block.pa.toString(16)}: ${(err as Error).message}\n`);
+  }
+
+  /**
+   * Run block `b` (at most `room` instructions) in translated code, queueing it for translation once it is hot;
+   * otherwise replay it. Returns the instructions executed; faults propagate as from SoftCpu.runBlock.
+   */
+  exec(c: SoftCpu, b: Block, room: number): number {
+    const w = b.wasm;
+    if (w === null) {
+      if (b.runs >= 0 && b.mode === 8) {
+        const hot = Math.min(WASM_HOT, JIT_THRESHOLD);
+        const r = ++b.runs;
+        if (r === hot + 1) this.pending.push(b);
+        // A batch is translated when it is full, or when one of its blocks keeps running meanwhile.
+        if (r > hot && (this.pending.length >= (hot === 0 ? 1 : WASM_BATCH) || r > hot + WASM_BATCH_WAIT)) this.flush(c);
+        if (b.wasm !== null && b.n <= room) return this.run(c, b.wasm, room);
+      } else if (b.runs === IN_FLIGHT) {
+        const batch = this.inflight.get(b);
+        if (batch !== undefined && ++batch.waits > ASYNC_WAIT) {
+          this.stats.syncFallbacks++;
+          this.compileNow(batch);
+          if (b.wasm !== null && b.n <= room) return this.run(c, b.wasm, room);
+        }
+      }
+      return c.runBlock(b, room);
+    }
+    if (b.n > room) return c.runBlock(b, room);
+    return this.run(c, w, room);
+  }
+
+  private run(c: SoftCpu, w: WasmCode, room: number): number {
+    const st = c.wasmState, I = this.i32;
+    I[(st + L.S_LOP) >> 2] = NO_RECORD;
+    const r0 = c.rip, I0 = c.instructions;
+    this.cur = c; this.curI0 = I0; this.curPos = 0; this.curSt = st;
+    this.stats.calls++;
+    let k: number;
+    try {
+      k = this.dispatch(st, r0, room, c.cpl === 3 ? 1 : 0, w.idx);
+    } catch (err) {
+      if (err === CPU_FAULT) {
+        // The faulting block is the dispatcher's current one; nbase instructions ran before it.
+        const b = this.blocks[I[(st + L.S_BLK) >> 2]]!;
+        const n = I[(st + L.S_NBASE) >> 2] + (this.curPos >> 5), ix = this.curPos & 31;
+        c.instructions = I0 + n + ix + 1;
+        c.ripStart = this.f64[(st + L.S_R0) >> 3] + b.wasm!.offs[ix];
+        c.blockInstructions += n + ix;
+        c.jitInstructions += n + ix;
+      }
+      this.takeFlags(c);
+      this.cur = null;
+      throw err;
+    }
+    this.takeFlags(c);
+    this.cur = null;
+    const chains = I[(st + L.S_CHAINS) >> 2], direct = I[(st + L.S_DIRECT) >> 2];
+    if (chains !== 0 || direct !== 0) {
+      c.codeCache.stats.chainHits += chains + direct; this.stats.direct += direct;
+      I[(st + L.S_CHAINS) >> 2] = 0; I[(st + L.S_DIRECT) >> 2] = 0;
+    }
+    c.rip = this.f64[(st + L.S_RIP) >> 3];
+    c.instructions = I0 + k;
+    c.blockInstructions += k;
+    c.jitInstructions += k;
+    return k;
+  }
+}
+
+let reported = false;
+/** RINGZERO_WASM_PROFILE=1: count replayed instructions by opcode (shown by --stats). */
+const PROFILE = process.env.RINGZERO_WASM_PROFILE === '1';
+const replayed = new Map<number, number>();
+const NO_RECORD = -1;
+
+const engines = new WeakMap<GuestMemory, WasmEngine>();
+
+/**
+ * Attach the wasm translator to a new vCPU of `mem`: its state area, whose views the CPU adopts for rlo/rhi, the
+ * TLB and the segment bases. Null when `mem` has no wasm memory or there is no room for another state area.
+ */
+export function wasmStateFor(mem: GuestMemory): { engine: WasmEngine; st: number; rlo: Int32Array<ArrayBuffer>; rhi: Int32Array<ArrayBuffer>; tags: Float64Array<ArrayBuffer>; phys: Float64Array<ArrayBuffer>; segBase: Float64Array<ArrayBuffer> } | null {
+  const wm = mem.wasmMemory;
+  if (!wm) return null;
+  let engine = engines.get(mem);
+  if (!engine) { engine = new WasmEngine(wm, mem.lowSize); engines.set(mem, engine); }
+  const st = engine.allocState();
+  if (st < 0) return null;
+  const buf = wm.buffer as ArrayBuffer;
+  return {
+    engine, st,
+    rlo: new Int32Array(buf, st + L.S_RLO, 16),
+    rhi: new Int32Array(buf, st + L.S_RHI, 16),
+    tags: new Float64Array(buf, st + L.S_TAGS, 6 * 4096).fill(NaN),
+    phys: new Float64Array(buf, st + L.S_PHYS, 4096),
+    segBase: new Float64Array(buf, st + L.S_SEG, 6),
+  };
+}
