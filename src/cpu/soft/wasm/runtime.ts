@@ -10,7 +10,7 @@ import type { GuestMemory } from '../../../memory/guest-memory.ts';
 import { WASM_RAM_OFFSET } from '../../../memory/guest-memory.ts';
 import { Body, ModuleBuilder, Op, I32, I64, F64 } from './emit.ts';
 import * as layout from './layout.ts';
-import { translateBody, buildModule, type WasmCode, EXPLICIT, ARITH, RF, VM, IF } from './translate.ts';
+import { translateBody, buildModule, buildFlaglib, type WasmCode, EXPLICIT, SYNCED, ARITH, RF, VM, IF } from './translate.ts';
 /** The layout constants as a plain object (under tsx a namespace import reads each one through a getter call). */
 const L = { ...layout };
 
@@ -290,7 +290,9 @@ export class WasmEngine {
     this.table = new WebAssembly.Table({ element: 'anyfunc', initial: 1024 });
     const d = new WebAssembly.Instance(new WebAssembly.Module(buildDispatcher(ramSize)), { e: { m: memory, t: this.table } });
     this.dispatch = d.exports.run as WasmEngine['dispatch'];
-    this.imports = { e: { m: memory, ...helpers.exports, ...memlib.exports } };
+    // (the flag library: the arithmetic flags of the state area's record, for conditions on flags from before a block)
+    const flaglib = new WebAssembly.Instance(new WebAssembly.Module(buildFlaglib()), { e: { m: memory, fl: helpers.exports.fl } });
+    this.imports = { e: { m: memory, ...helpers.exports, ...memlib.exports, ...flaglib.exports } };
   }
 
   /** For `ringzero run --stats`. */
@@ -322,6 +324,7 @@ export class WasmEngine {
     c.instructions = this.curI0 + n + ix + 1;
     const cpl = c.cpl;
     replayEntry(c, e, rip);
+    this.giveFlags(c);
     this.f64[(st + L.S_RIP) >> 3] = c.rip;
     // The chain stops (back to JavaScript) after an event, a halt or stop, or a privilege or mode change (SYSCALL,
     // SYSRET, IRET: the dispatcher's `user` and its 64-bit-only dispatch table hold for the privilege and mode it
@@ -336,18 +339,31 @@ export class WasmEngine {
   }
 
   /**
-   * Where the flag record is during a call: S_LOP = -1 (NO_RECORD) means "in the CPU's fields" (set before the call
-   * and after a helper took it); a translated producer overwrites it with its kind, the record being in the state
-   * area from then on. So a call costs one store and one load when the block produces no flags, and the record
-   * moves back to the CPU only when translated code produced one.
+   * Where the flag record is during a call: the state area always holds it, so translated code evaluates any
+   * condition (the flag library, translate.ts buildFlaglib). S_LOP >= SYNCED: the CPU's lazy fields hold the same
+   * record (copied in by giveFlags at the call's start and after a replay); a translated producer stores its plain
+   * kind, and the record moves back to the CPU only then (takeFlags: before a helper that reads the CPU's flags, and
+   * at the call's end). (NO_RECORD, -1: only in the CPU's fields; the flag library then asks the helper `fl`.)
    */
   private takeFlags(c: SoftCpu): void {
     const I = this.i32, lop = (c.wasmState + L.S_LOP) >> 2;
     const k = I[lop];
-    if (k === NO_RECORD) return;
-    if (k === EXPLICIT) c.setArith(I[(c.wasmState + L.S_LD) >> 2]);
-    else this.syncToCpu(c);
-    I[lop] = NO_RECORD;
+    if (k >= SYNCED || k === NO_RECORD) return;
+    if (k === EXPLICIT) { c.setArith(I[(c.wasmState + L.S_LD) >> 2]); I[lop] = SYNCED; return; }
+    this.syncToCpu(c);
+    I[lop] = k + SYNCED;
+  }
+
+  /** The CPU's lazy-flag record -> the state area, marked as synced (S_LOP = kind + SYNCED; kind 0: the flags). */
+  private giveFlags(c: SoftCpu): void {
+    const I = this.i32, s = c.wasmState >> 2, op = c.lazyOp;
+    if (op === 0) { I[s + (L.S_LOP >> 2)] = SYNCED; I[s + (L.S_LD >> 2)] = c.flags; return; }
+    I[s + (L.S_LOP >> 2)] = op + SYNCED;
+    I[s + (L.S_LSZ >> 2)] = c.lazySize;
+    I[s + (L.S_LD >> 2)] = c.lazyDst; I[s + (L.S_LD >> 2) + 1] = c.lazyDstHi;
+    I[s + (L.S_LS >> 2)] = c.lazySrc; I[s + (L.S_LS >> 2) + 1] = c.lazySrcHi;
+    I[s + (L.S_LR >> 2)] = c.lazyRes; I[s + (L.S_LR >> 2) + 1] = c.lazyResHi;
+    I[s + (L.S_LCY >> 2)] = c.lazyCarry;
   }
 
   /** State area's flag record -> the CPU's lazy fields. */
@@ -530,7 +546,7 @@ export class WasmEngine {
 
   private run(c: SoftCpu, w: WasmCode, room: number): number {
     const st = c.wasmState, I = this.i32;
-    I[(st + L.S_LOP) >> 2] = NO_RECORD;
+    this.giveFlags(c);
     const r0 = c.rip, I0 = c.instructions;
     this.cur = c; this.curI0 = I0; this.curPos = 0; this.curSt = st;
     this.stats.calls++;

@@ -19,8 +19,9 @@
 //   helper `rd`/`wr`, which runs SoftCpu.readLin/writeLin and may throw the CPU fault through the wasm frames);
 //   when that raised an event (self-modifying code, MMIO side effects) the block ends after the instruction;
 // - the lazy-flag record is written to the state area after every producer and also kept in locals, so a
-//   following Jcc/SETcc/CMOVcc/INC/DEC of the same block evaluates its condition inline; a condition on flags
-//   from before the block asks the helper `cc` (SoftCpu.condition);
+//   following Jcc/SETcc/CMOVcc/INC/DEC of the same block evaluates its condition inline; for flags from before
+//   the block (the runtime copies the CPU's record into the state area at each call) the block asks the flag
+//   library (buildFlaglib: one shared wasm function) for their bits once, then evaluates conditions inline;
 // - every other instruction (rotates, anything without a fast form) is replayed through the helper `rp`, which
 //   runs its closure/handler exactly as SoftCpu.runBlock does, and the block ends if that changed RIP's course or
 //   raised an event;
@@ -38,6 +39,7 @@ import type { Block, BlockEntry } from '../code-cache.ts';
 import { Form } from '../fast-forms.ts';
 import { Body, ModuleBuilder, Op, I32, I64, F64 } from './emit.ts';
 import * as layout from './layout.ts';
+import { emitSse } from './sse.ts';
 /** The layout constants as a plain object (under tsx a namespace import reads each one through a getter call). */
 const L = { ...layout };
 
@@ -70,8 +72,18 @@ export const IF = 1 << 9;
 
 // Function indices of the imports (declared in this order).
 const F_RD = 0, F_WR = 1, F_RP = 2, F_CC = 3, F_GP = 4, F_FL = 5, F_SY = 6;
+void F_CC; // (the helper `cc` stays imported for the index order; conditions use the flag library)
 /** The memory library's loads and stores (ld1, ld2, ld4, ld8, then st1..st8), imported after the helpers. */
 const F_LD = 7, F_ST = 11;
+/** The flag library's `fa` (buildFlaglib), imported after the memory library. */
+const F_FA = 15;
+/**
+ * S_LOP of a record that is also in the CPU's lazy fields (the runtime copies SoftCpu's record into the state area
+ * with this added at the start of a call, and after a helper that may have changed it): the kind is S_LOP - SYNCED
+ * (0: SoftCpu.flags' arithmetic bits in S_LD). Translated producers store their plain kind (below SYNCED), which
+ * tells the runtime that the record must go back to the CPU.
+ */
+export const SYNCED = 16;
 const LOG2 = [0, 0, 1, 0, 2, 0, 0, 0, 3];
 /** Static exits chain straight into the next translated block of the same page (RINGZERO_WASM_DIRECT=0: off). */
 const DIRECT_CHAIN = process.env.RINGZERO_WASM_DIRECT !== '0';
@@ -270,10 +282,21 @@ class Translator {
   cond(cc: number): void {
     const b = this.b;
     if (!this.known || !this.condStatic(cc >> 1)) {
-      b.i32(cc).call(F_CC);
-      return;
+      // flags from before the block (or a record kind not inlined: 16-bit, INC/DEC of a byte): their bits from the
+      // flag library, then every later condition of the block is inline
+      this.loadFlags();
+      this.condStatic(cc >> 1);
     }
     if (cc & 1) b.op(Op.i32Eqz);
+  }
+
+  /**
+   * The arithmetic flags of the state area's record (whoever produced it) as EXPLICIT bits into local `ld`, through
+   * the flag library's `fa`; the block knows its flags from here (the state area keeps the record it had: same flags).
+   */
+  loadFlags(): void {
+    this.b.get(this.st).call(F_FA).op(Op.i64ExtendI32u).set(this.ld);
+    this.known = true; this.kind = EXPLICIT;
   }
 
   condStatic(c: number): boolean {
@@ -362,7 +385,8 @@ class Translator {
   /** The arithmetic flags before this instruction into local `fl`: inline when known here, else the helper `fl`. */
   oldFlags(): void {
     if (this.known && this.materialize()) return;
-    this.b.i32(0).call(F_FL).set(this.fl);
+    this.loadFlags();
+    this.materialize();
   }
 
   /** Commit EXPLICIT flags: the i32 on the stack holds the six arithmetic flags as EFLAGS bits. */
@@ -985,7 +1009,11 @@ export function translateBody(block: Block, ramSize: number): { body: Body; offs
         if (f === Form.Jcc) { b.close(); T.exitStatic(i + 1, next); }
         break;
       }
-      default: replay();
+      default: {
+        // SSE forms (./sse.ts): 0 = no wasm code there, 2 = emitted with a memory-library access
+        const k = emitSse(T, e, i, next);
+        if (k === 0) replay(); else if (k === 2) mem = true;
+      }
     }
     if (mem && !isLast) T.exitIfSlow(i + 1, next);
     if (isLast && !replayed && f !== Form.Jcc && f !== Form.Jmp && f !== Form.Call && f !== Form.Ret && f !== Form.CallInd && f !== Form.JmpInd) {
@@ -1013,6 +1041,7 @@ export function buildModule(bodies: Body[]): Uint8Array<ArrayBuffer> {
   const stT = m.type([I32, I32, I64, I64, I32], []);
   for (const n of [1, 2, 4, 8]) m.importFunc('e', 'ld' + n, ldT);
   for (const n of [1, 2, 4, 8]) m.importFunc('e', 'st' + n, stT);
+  m.importFunc('e', 'fa', m.type([I32], [I32]));
   const t = m.type([I32, F64, I32, I32], [I32]);
   bodies.forEach((b, i) => m.func(t, b, 'f' + i));
   return m.encode();
@@ -1022,4 +1051,77 @@ export function buildModule(bodies: Body[]): Uint8Array<ArrayBuffer> {
 export function buildBlock(block: Block, ramSize: number): { bytes: Uint8Array<ArrayBuffer>; offs: number[] } | null {
   const t = translateBody(block, ramSize);
   return t === null ? null : { bytes: buildModule([t.body]), offs: t.offs };
+}
+
+/**
+ * The flag library: `fa(st) -> i32`, the six arithmetic flags (EFLAGS bits, SDM vol. 1 §3.4.3.1) of the lazy-flag
+ * record in the state area, as SoftCpu.computeArith computes them, whoever produced the record: a translated
+ * producer (plain kind, or EXPLICIT bits in S_LD) or the CPU (kind + SYNCED; kind 0 = SoftCpu.flags in S_LD). A
+ * block asks it once for flags produced before the block, then evaluates every condition inline from the bits
+ * (Translator.loadFlags). The operands are shifted to the top of an i64 (by 64 - 8 * size), so one formula serves
+ * every size: ZF/SF/CF/OF compare the shifted values (the bits above the size, which the JavaScript forms may leave
+ * in an int32, fall off), PF and AF read the unshifted low bits. A record of no known kind (S_LOP = -1: the record
+ * is only in the CPU's fields) asks the helper `fl` (imported), as before.
+ */
+export function buildFlaglib(): Uint8Array<ArrayBuffer> {
+  const m = new ModuleBuilder();
+  m.importMemory('e', 'm');
+  m.importFunc('e', 'fl', m.type([I32], [I32]));
+  const b = new Body(1);
+  const st = 0;
+  const k = b.local(I32), f = b.local(I32), cy = b.local(I32), lr = b.local(I32);
+  const sh = b.local(I64), d = b.local(I64), s = b.local(I64), r = b.local(I64);
+  b.get(st).mem(Op.i32Load, 2, L.S_LOP).tee(k).i32(SYNCED).op(Op.i32GeS).open(Op.if);
+  b.get(k).i32(SYNCED).op(Op.i32Sub).set(k);
+  b.close();
+  // explicit bits: EXPLICIT (translated shifts, IMUL, BT, ...) or the CPU's settled flags
+  b.get(k).op(Op.i32Eqz).get(k).i32(EXPLICIT).op(Op.i32Eq).op(Op.i32Or).open(Op.if);
+  b.get(st).mem(Op.i32Load, 2, L.S_LD).i32(ARITH).op(Op.i32And).op(Op.return);
+  b.close();
+  b.get(k).i32(1).op(Op.i32Sub).i32(L_DEC).op(Op.i32GeU).open(Op.if);
+  b.i32(0).call(0).op(Op.return);
+  b.close();
+  b.i64(64).get(st).mem(Op.i64Load32u, 2, L.S_LSZ).i64(3).op(Op.i64Shl).op(Op.i64Sub).set(sh);
+  b.get(st).mem(Op.i64Load, 3, L.S_LD).get(sh).op(Op.i64Shl).set(d);
+  b.get(st).mem(Op.i64Load, 3, L.S_LS).get(sh).op(Op.i64Shl).set(s);
+  b.get(st).mem(Op.i64Load, 3, L.S_LR).get(sh).op(Op.i64Shl).set(r);
+  b.get(st).mem(Op.i32Load, 2, L.S_LR).set(lr);
+  // PF (even parity of the low byte), ZF, SF
+  b.get(lr).i32(255).op(Op.i32And).op(Op.i32Popcnt).i32(1).op(Op.i32And).op(Op.i32Eqz).i32(2).op(Op.i32Shl);
+  b.get(r).op(Op.i64Eqz).i32(6).op(Op.i32Shl).op(Op.i32Or);
+  b.get(r).i64(63).op(Op.i64ShrU).op(Op.i32WrapI64).i32(7).op(Op.i32Shl).op(Op.i32Or).set(f);
+  b.get(k).i32(L_LOGIC).op(Op.i32Eq).open(Op.if);
+  b.get(f).op(Op.return);
+  b.close();
+  b.get(st).mem(Op.i32Load, 2, L.S_LCY).i32(0).op(Op.i32Ne).set(cy);
+  b.get(k).i32(L_INC).op(Op.i32GeU).open(Op.if);
+  // INC/DEC: CF kept (lazyCarry); OF: the result is the most negative (INC) / most positive (DEC) value; AF: the
+  // low nibble wrapped
+  b.get(f).get(cy).op(Op.i32Or).set(f);
+  b.get(k).i32(L_INC).op(Op.i32Eq).open(Op.if);
+  b.get(f).get(r).i64(-(2n ** 63n)).op(Op.i64Eq).i32(11).op(Op.i32Shl).op(Op.i32Or);
+  b.get(lr).i32(15).op(Op.i32And).op(Op.i32Eqz).i32(4).op(Op.i32Shl).op(Op.i32Or).op(Op.return);
+  b.close();
+  b.get(f).get(r).i64(1).get(sh).op(Op.i64Shl).op(Op.i64Add).i64(-(2n ** 63n)).op(Op.i64Eq).i32(11).op(Op.i32Shl).op(Op.i32Or);
+  b.get(lr).i32(15).op(Op.i32And).i32(15).op(Op.i32Eq).i32(4).op(Op.i32Shl).op(Op.i32Or).op(Op.return);
+  b.close();
+  // AF: bit 4 of d ^ s ^ r
+  b.get(f).get(st).mem(Op.i32Load, 2, L.S_LD).get(st).mem(Op.i32Load, 2, L.S_LS).op(Op.i32Xor).get(lr).op(Op.i32Xor);
+  b.i32(0x10).op(Op.i32And).op(Op.i32Or).set(f);
+  b.get(k).i32(L_ADC).op(Op.i32LeU).open(Op.if);
+  // ADD/ADC: carry iff r < d, or r <= d with a carry-in; OF iff both operands' signs differ from the result's
+  b.get(f);
+  b.get(r).get(d).op(Op.i64LeU).get(r).get(d).op(Op.i64LtU).get(cy).get(k).i32(L_ADC).op(Op.i32Eq).op(Op.i32And).op(Op.select);
+  b.op(Op.i32Or);
+  b.get(d).get(r).op(Op.i64Xor).get(s).get(r).op(Op.i64Xor).op(Op.i64And).i64(63).op(Op.i64ShrU).op(Op.i32WrapI64).i32(11).op(Op.i32Shl);
+  b.op(Op.i32Or).op(Op.return);
+  b.close();
+  // SUB/SBB: borrow iff d < s, or d <= s with a carry-in; OF iff the operands' signs differ and the result's is s's
+  b.get(f);
+  b.get(d).get(s).op(Op.i64LeU).get(d).get(s).op(Op.i64LtU).get(cy).get(k).i32(L_SBB).op(Op.i32Eq).op(Op.i32And).op(Op.select);
+  b.op(Op.i32Or);
+  b.get(d).get(s).op(Op.i64Xor).get(d).get(r).op(Op.i64Xor).op(Op.i64And).i64(63).op(Op.i64ShrU).op(Op.i32WrapI64).i32(11).op(Op.i32Shl);
+  b.op(Op.i32Or);
+  m.func(m.type([I32], [I32]), b, 'fa');
+  return m.encode();
 }
