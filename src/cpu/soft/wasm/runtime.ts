@@ -210,13 +210,16 @@ export interface WasmStats {
 export class WasmEngine {
   readonly i32: Int32Array;
   readonly f64: Float64Array;
-  private imports: WebAssembly.Imports;
+  /** What block modules import: the helper trampolines, the memory and flag libraries (built by modules()). */
+  private imports!: WebAssembly.Imports;
+  /** The JavaScript helpers the trampolines call. */
+  private readonly helpers: WebAssembly.Imports;
   readonly stats: WasmStats = { compiled: 0, modules: 0, bytes: 0, compileMs: 0, buildMs: 0, calls: 0, replays: 0, conds: 0, slow: 0, direct: 0, asyncModules: 0, syncFallbacks: 0, stale: 0, freed: 0 };
   private nextState = 0;
   /** Translated functions by index (index 0 unused: an empty dispatch entry), and their blocks. */
-  private readonly table: WebAssembly.Table;
+  private table!: WebAssembly.Table;
   private readonly blocks: (Block | null)[] = [null];
-  private readonly dispatch: (st: number, r0: number, left: number, user: number, idx: number) => number;
+  private dispatch!: (st: number, r0: number, left: number, user: number, idx: number) => number;
   // The call in progress (helpers run inside it).
   private cur: SoftCpu | null = null;
   private curI0 = 0;
@@ -226,7 +229,7 @@ export class WasmEngine {
   constructor(readonly memory: WebAssembly.Memory, readonly ramSize: number) {
     this.i32 = new Int32Array(memory.buffer, 0, L.STATE_BASE / 4 + (L.MAX_WASM_CPUS * L.STATE_STRIDE) / 4);
     this.f64 = new Float64Array(memory.buffer, 0, this.i32.length / 2);
-    this.imports = {
+    this.helpers = {
       e: {
         m: memory,
         rd: (lin: number, size: number, pos: number): number => {
@@ -282,10 +285,20 @@ export class WasmEngine {
         },
       },
     };
+  }
+
+  /**
+   * Build the modules every translation uses, once, before the first is installed: not in the constructor, so that
+   * a machine (a restored one above all: src/vmm/machine.ts Machine.restore) does not pay their ~5 ms of building
+   * and compiling before its guest runs a single instruction; its first hot block does, a moment later.
+   */
+  private modules(): void {
+    if (this.table !== undefined) return;
+    const { memory, ramSize } = this;
     // Block modules import the helpers as wasm functions (thin trampolines of one module that imports the JavaScript
     // ones): a wasm-to-wasm import needs no per-module wrapper code, which made instantiating a block module with
     // JavaScript imports cost about a millisecond.
-    const helpers = new WebAssembly.Instance(new WebAssembly.Module(buildTrampolines()), this.imports);
+    const helpers = new WebAssembly.Instance(new WebAssembly.Module(buildTrampolines()), this.helpers);
     const memlib = new WebAssembly.Instance(new WebAssembly.Module(buildMemlib(ramSize)), { e: { m: memory, ...helpers.exports } });
     this.table = new WebAssembly.Table({ element: 'anyfunc', initial: 1024 });
     const d = new WebAssembly.Instance(new WebAssembly.Module(buildDispatcher(ramSize)), { e: { m: memory, t: this.table } });
@@ -483,11 +496,13 @@ export class WasmEngine {
 
   /** Live translations (function-table entries in use) and the table's size (tests, statistics). */
   tableUse(): { live: number; size: number } {
+    this.modules();
     return { live: this.blocks.length - 1 - this.free.length, size: this.table.length };
   }
 
   private install(batch: Batch, mod: WebAssembly.Module): void {
     const t0 = performance.now();
+    this.modules();
     this.release(batch);
     const inst = new WebAssembly.Instance(mod, this.imports);
     this.stats.modules++;
