@@ -661,3 +661,69 @@ test('conditions on flags produced before the block (by the interpreter or a rep
   }, 2000);
   assert.equal(m.cpu.wasm!.stats.conds, 0, 'no condition asks the helper');
 });
+
+test('MUL/IMUL/DIV/IDIV of rAX (F7 /4-/7; register and memory, 32/64-bit) translated inline match the interpreter', () => {
+  // mov ecx,60 / mov rsi,0x200000 / xor r12d,r12d
+  // 1: mov rax,[rsi+rcx*8] / mov rbx,[rsi+rcx*8+8] / cmp rax,rbx / mul rbx / pushfq / pop rdi / and edi,0x8d5
+  // add r12,rdi / add r12,rax / xor r12,rdx / mov rax,[rsi+rcx*8] / imul qword [rsi+rcx*8+16] / pushfq / pop rdi
+  // and edi,0x8d5 / add r12,rdi / add r12,rax / xor r12,rdx / mov eax,[rsi+rcx*4] / mul dword [rsi+rcx*4+4] / setc bl
+  // add r12,rax / xor r12,rdx / add r12,rbx / mov eax,[rsi+rcx*4+8] / imul ebx / seto bl / add r12,rax / xor r12,rdx
+  // add r12,rbx / mov rax,[rsi+rcx*8+16] / imul rax / setc bl / add r12,rax / xor r12,rdx / add r12,rbx
+  // mov rax,[rsi+rcx*8] / xor edx,edx / mov rbx,[rsi+rcx*8+8] / or rbx,1 / div rbx / pushfq / pop rdi / and edi,0x8d5
+  // add r12,rdi / add r12,rax / xor r12,rdx / mov rax,[rsi+rcx*8+16] / cqo / mov rbx,[rsi+rcx*8+24] / or rbx,1
+  // idiv rbx / setz bl / add r12,rax / xor r12,rdx / add r12,rbx / mov eax,[rsi+rcx*4] / mov edx,ecx
+  // mov ebx,[rsi+rcx*4+12] / or ebx,0x80000000 / div ebx / add r12,rax / xor r12,rdx / mov eax,[rsi+rcx*4+16] / cdq
+  // idiv dword [rsi+rcx*4+20] / add r12,rax / xor r12,rdx
+  // (a 128-bit dividend: replayed) mov rax,[rsi+rcx*8] / mov edx,1 / mov rbx,[rsi+rcx*8+8] / bts rbx,63 / div rbx
+  // pushfq / pop rdi / add r12,rdi / add r12,rax / xor r12,rdx / mov rax,[rsi+rcx*8] / mov rdx,rax / sar rdx,63
+  // not rdx / mov rbx,[rsi+rcx*8+8] / bts rbx,63 / btr rbx,62 / idiv rbx / add r12,rax / xor r12,rdx / dec ecx / jnz 1b / hlt
+  const code = hexBytes(`b9 3c 00 00 00 48 c7 c6 00 00 20 00 45 31 e4 48 8b 04 ce 48 8b 5c ce 08 48 39 d8 48 f7 e3 9c 5f 81 e7
+    d5 08 00 00 49 01 fc 49 01 c4 49 31 d4 48 8b 04 ce 48 f7 6c ce 10 9c 5f 81 e7 d5 08 00 00 49 01 fc
+    49 01 c4 49 31 d4 8b 04 8e f7 64 8e 04 0f 92 c3 49 01 c4 49 31 d4 49 01 dc 8b 44 8e 08 f7 eb 0f 90 c3
+    49 01 c4 49 31 d4 49 01 dc 48 8b 44 ce 10 48 f7 e8 0f 92 c3 49 01 c4 49 31 d4 49 01 dc 48 8b 04 ce
+    31 d2 48 8b 5c ce 08 48 83 cb 01 48 f7 f3 9c 5f 81 e7 d5 08 00 00 49 01 fc 49 01 c4 49 31 d4 48 8b
+    44 ce 10 48 99 48 8b 5c ce 18 48 83 cb 01 48 f7 fb 0f 94 c3 49 01 c4 49 31 d4 49 01 dc 8b 04 8e 89
+    ca 8b 5c 8e 0c 81 cb 00 00 00 80 f7 f3 49 01 c4 49 31 d4 8b 44 8e 10 99 f7 7c 8e 14 49 01 c4 49 31 d4
+    48 8b 04 ce ba 01 00 00 00 48 8b 5c ce 08 48 0f ba eb 3f 48 f7 f3 9c 5f 49 01 fc 49 01 c4 49 31 d4
+    48 8b 04 ce 48 89 c2 48 c1 fa 3f 48 f7 d2 48 8b 5c ce 08 48 0f ba eb 3f 48 0f ba f3 3e 48 f7 fb 49 01 c4 49 31 d4
+    ff c9 0f 85 d6 fe ff ff f4`);
+  const m = agree(code, (mm) => {
+    fill(mm);
+    // overflow edges for the products: -1, -2^63, 2^63 - 1, 1, 2^32 - 1, 2^31 among the 64-bit operands (above the
+    // 32-bit divisors, which must not be 0)
+    const edges = [0xffffffffffffffffn, 0x8000000000000000n, 0x7fffffffffffffffn, 1n, 0xffffffffn, 0x80000000n];
+    const d = new DataView(new ArrayBuffer(8));
+    edges.forEach((v, i) => { d.setBigUint64(0, v, true); mm.mem.write(DATA + 8 * (41 + 3 * i), new Uint8Array(d.buffer)); });
+  }, 3000);
+  assert.equal(m.cpu.getGpr(1), 0n, 'the loop ran to its end');
+  assert.ok(m.cpu.wasm!.stats.replays < 140, `replayed: ${m.cpu.wasm!.stats.replays}`);
+});
+
+test('DIV/IDIV raising #DE in a translated block (zero divisor, quotient overflow, -2^63 / -1) leave exact state', () => {
+  // add r8,1 / <division> / add r9,1 / hlt: run twice with good operands (translated), then with bad ones: #DE at
+  // the division, the first ADD committed, nothing of the division written
+  const cases: [string, string, (c: SoftCpu) => void][] = [
+    ['div rcx', '48 f7 f1', (c) => { c.setGpr(1, 0n); }],
+    ['idiv ecx', 'f7 f9', (c) => { c.setGpr(2, 0xffffffffn); c.setGpr(0, 0x80000000n); c.setGpr(1, 0xffffffffn); }],
+    ['div ecx', 'f7 f1', (c) => { c.setGpr(2, 5n); c.setGpr(1, 5n); }],
+    ['idiv rcx', '48 f7 f9', (c) => { c.setGpr(2, 0xffffffffffffffffn); c.setGpr(0, 0x8000000000000000n); c.setGpr(1, 0xffffffffffffffffn); }],
+    ['idiv rcx (128-bit dividend)', '48 f7 f9', (c) => { c.setGpr(2, 0n); c.setGpr(0, 0x8000000000000000n); c.setGpr(1, 1n); }],
+    ['div qword [rsi]', '48 f7 36', (c) => { c.setGpr(6, BigInt(DATA + 64)); }],
+  ];
+  for (const [what, insn, bad] of cases) {
+    const code = hexBytes(`49 83 c0 01 ${insn} 49 83 c1 01 f4`);
+    const results = (['interpreter', 'wasm'] as Mode[]).map((mode) => {
+      const m = machine(mode);
+      const good = () => { m.cpu.setGpr(0, 100n); m.cpu.setGpr(2, 0n); m.cpu.setGpr(1, 7n); m.cpu.setGpr(6, BigInt(DATA)); };
+      m.mem.write(DATA, Uint8Array.of(7));
+      good(); runToEnd(m, code);
+      good(); runToEnd(m, code, false);
+      good(); bad(m.cpu);
+      assert.equal(runToEnd(m, code, false), C.EXC_DE, `${what}: #DE`);
+      return { m, s: snapshot(m) };
+    });
+    assert.deepEqual(results[1].s, results[0].s, `${what}: translated code = interpreter`);
+    assert.equal(results[1].s.rip, (CODE + 4).toString(16));
+    assert.ok(results[1].m.cpu.jitInstructions > 0);
+  }
+});

@@ -99,6 +99,7 @@ class Translator {
   readonly w: number; readonly t: number; readonly ld: number;
   readonly ls: number; readonly lr: number; readonly lcy: number; readonly tf: number; readonly c32: number;
   readonly fl: number;
+  readonly x1: number; readonly x2: number;
   /** What produced the flag locals (null: unknown here, the state area holds the record). */
   kind = 0;
   size = 0;
@@ -116,6 +117,7 @@ class Translator {
     this.r0i = b.local(I64); this.a = b.local(I64); this.v = b.local(I64); this.w = b.local(I64); this.t = b.local(I64);
     this.ld = b.local(I64); this.ls = b.local(I64); this.lr = b.local(I64);
     this.tf = b.local(F64);
+    this.x1 = b.local(I64); this.x2 = b.local(I64);
   }
 
   // ---- registers (rlo/rhi in the state area)
@@ -948,6 +950,87 @@ export function translateBody(block: Block, ramSize: number): { body: Body; offs
         if (w) T.set64(e.b, T.lr); else T.set32(e.b, () => b.get(T.lr).op(Op.i32WrapI64));
         b.get(T.fl).i32(~0x801).op(Op.i32And).get(T.c32).i32(0x801).op(0x6c /* i32.mul */).op(Op.i32Or);
         T.explicit(size);
+        break;
+      }
+      case Form.MulDivR: case Form.MulDivM: {
+        // MUL/IMUL/DIV/IDIV rAX by r/m (F7 /4-/7, sizes 4 and 8) as ../ops/alu-muldiv.ts: MUL/IMUL write rDX:rAX,
+        // CF = OF = the high half is not the extension of the low one, SF ZF AF PF kept; DIV/IDIV write the quotient
+        // to rAX and the remainder to rDX, clear SF ZF PF, set AF, keep CF OF (EXPLICIT record). A zero divisor, a
+        // quotient that does not fit (#DE) and a 64-bit dividend wider than 64 bits are replayed through the helper
+        // instead (the handler raises #DE exactly; the block leaves if the helper says so).
+        const size = e.size, w = size === 8, op = e.op, M = 0xffffffffn;
+        const signed = op === 5 || op === 7;
+        if (f === Form.MulDivM) { memOp(); T.load(size); } else { T.regVal(e.b, size); b.set(T.v); }
+        T.oldFlags(); // (before ld/ls, which may hold the record it reads)
+        // ld = rAX, ls = the operand (size 4: zero- or sign-extended)
+        if (w) { T.r64(0); b.set(T.ld); b.get(T.v).set(T.ls); }
+        else {
+          T.r32(0); b.op(signed ? Op.i64ExtendI32s : Op.i64ExtendI32u).set(T.ld);
+          b.get(T.v).op(Op.i32WrapI64).op(signed ? Op.i64ExtendI32s : Op.i64ExtendI32u).set(T.ls);
+        }
+        const wr = (r: number, l: number) => { if (w) T.set64(r, l); else T.set32(r, () => b.get(l).op(Op.i32WrapI64)); };
+        if (op === 4 || op === 5) {
+          b.get(T.ld).get(T.ls).op(0x7e /* i64.mul */).set(T.lr); // the product (size 4), its low half (size 8)
+          if (!w) {
+            b.get(T.lr).i64(32).op(Op.i64ShrU).set(T.t); // EDX
+            if (signed) b.get(T.lr).get(T.lr).op(Op.i32WrapI64).op(Op.i64ExtendI32s).op(Op.i64Ne);
+            else b.get(T.t).op(Op.i64Eqz).op(Op.i32Eqz);
+          } else {
+            // the high 64 bits of the 128-bit product from 32-bit pieces (no 64x64->128 multiply in wasm)
+            const lo32 = (l: number) => { b.get(l).i64(M).op(Op.i64And); };
+            const hi32 = (l: number) => { b.get(l).i64(32).op(Op.i64ShrU); };
+            lo32(T.ld); hi32(T.ls); b.op(0x7e).set(T.x1);
+            hi32(T.ld); lo32(T.ls); b.op(0x7e).set(T.x2);
+            lo32(T.ld); lo32(T.ls); b.op(0x7e).i64(32).op(Op.i64ShrU);
+            b.get(T.x1).i64(M).op(Op.i64And).op(Op.i64Add).get(T.x2).i64(M).op(Op.i64And).op(Op.i64Add).set(T.w); // mid
+            hi32(T.ld); hi32(T.ls); b.op(0x7e);
+            b.get(T.x1).i64(32).op(Op.i64ShrU).op(Op.i64Add).get(T.x2).i64(32).op(Op.i64ShrU).op(Op.i64Add);
+            b.get(T.w).i64(32).op(Op.i64ShrU).op(Op.i64Add);
+            if (signed) {
+              // signed high half: minus the other operand for each negative one
+              b.get(T.ls).i64(0).get(T.ld).i64(0).op(Op.i64LtS).op(Op.select).op(Op.i64Sub);
+              b.get(T.ld).i64(0).get(T.ls).i64(0).op(Op.i64LtS).op(Op.select).op(Op.i64Sub);
+            }
+            b.set(T.t);
+            if (signed) b.get(T.t).get(T.lr).i64(63).op(Op.i64ShrS).op(Op.i64Ne);
+            else b.get(T.t).op(Op.i64Eqz).op(Op.i32Eqz);
+          }
+          b.set(T.c32);
+          wr(0, T.lr); wr(2, T.t);
+          b.get(T.fl).i32(~0x801).op(Op.i32And).get(T.c32).i32(0x801).op(0x6c /* i32.mul */).op(Op.i32Or);
+          T.explicit(size);
+          break;
+        }
+        // DIV / IDIV: n = the dividend into t (size 8: rAX, when rDX is its extension), the divisor in ls
+        const done = b.open(Op.block), hard = b.open(Op.block);
+        b.get(T.ls).op(Op.i64Eqz).brIf(hard);
+        if (w) {
+          T.r64(2); b.set(T.x1);
+          if (signed) b.get(T.x1).get(T.ld).i64(63).op(Op.i64ShrS).op(Op.i64Ne).brIf(hard);
+          else b.get(T.x1).op(Op.i64Eqz).op(Op.i32Eqz).brIf(hard);
+          b.get(T.ld).set(T.t);
+        } else {
+          b.get(T.st).mem(Op.i64Load32u, 2, L.S_RLO + 8).i64(32).op(Op.i64Shl);
+          b.get(T.st).mem(Op.i64Load32u, 2, L.S_RLO).op(Op.i64Or).set(T.t);
+          // DIV: the quotient fits iff EDX < the divisor
+          if (!signed) b.get(T.t).i64(32).op(Op.i64ShrU).get(T.ls).op(Op.i64GeU).brIf(hard);
+        }
+        if (signed) {
+          // -2^63 / -1 traps in wasm (and its quotient never fits)
+          b.get(T.t).i64(-(2n ** 63n)).op(Op.i64Eq).get(T.ls).i64(-1).op(Op.i64Eq).op(Op.i32And).brIf(hard);
+        }
+        b.get(T.t).get(T.ls).op(signed ? 0x7f /* i64.div_s */ : 0x80 /* i64.div_u */).set(T.lr);
+        b.get(T.t).get(T.ls).op(signed ? 0x81 /* i64.rem_s */ : 0x82 /* i64.rem_u */).set(T.x2);
+        if (!w && signed) b.get(T.lr).get(T.lr).op(Op.i32WrapI64).op(Op.i64ExtendI32s).op(Op.i64Ne).brIf(hard);
+        wr(0, T.lr); wr(2, T.x2);
+        b.get(T.fl).i32(~0xd4).op(Op.i32And).i32(0x10).op(Op.i32Or);
+        T.explicit(size);
+        b.br(done);
+        b.close();
+        T.pos(); b.call(F_RP);
+        b.open(Op.if); b.i32(i + 1).set(T.xc).br(T.out); b.close();
+        b.close();
+        T.known = false; // (either path left the state area's record right: EXPLICIT, or the CPU's after the replay)
         break;
       }
       case Form.PushM: {
