@@ -19,6 +19,9 @@ import { shift32, shift64, doubleShift } from './ops/alu-shift.ts';
 import { out, setSomeFlags } from './ops/alu-common.ts';
 import { mul, imul1, div, idiv, imulTrunc } from './ops/alu-muldiv.ts';
 import * as C from './constants.ts';
+import { ops0f } from './tables.ts';
+import { INT_FN, type IntFn } from './ops/sse-int.ts';
+import { D, S } from './ops/sse-common.ts';
 
 const TWO32 = C.TWO32;
 const TWO47 = C.TWO47;
@@ -636,6 +639,188 @@ const swapgs: FastHandler = (c) => {
 const pushM: FastHandler = (c, e) => { const v = c.readLin(ea(c, e), 8); push64(c, v, c.hi); };
 
 // =====================================================================================================
+// Third generation (session 12): the SSE/SSE2 instructions of glibc's string functions (strlen, strchr, memchr,
+// memset, memcpy: RINGZERO_WASM_PROFILE=1 on an ash loop), for ./wasm/sse.ts to run inline. Each does what its
+// handler in ./ops/sse.ts or ./ops/sse-int.ts does, in the same order: the SSE availability check (#UD for CR0.EM
+// or no CR4.OSFXSR, then #NM for CR0.TS; LOCK and the prefixes that make another instruction get no form), then
+// the memory operand (16-byte aligned ones: #GP(0) when misaligned; a 16-byte store probes both pages before it
+// writes), then the registers. XMM registers are `c.fpu.xi32` (4 int32 each), the operations run on the handlers'
+// scratch operands D (destination) and S (source) with the handlers' own functions (INT_FN).
+
+/** sseCheck of ./ops/sse-common.ts but LOCK (no form has it); passing it means SSE is usable now (FpuState.sseOk). */
+function sseCheck(c: SoftCpu): void {
+  if ((c.cr0 & C.CR0_EM) || !(c.cr4 & C.CR4_OSFXSR)) c.ud();
+  if (c.cr0 & C.CR0_TS) c.fault(C.EXC_NM);
+  c.fpu.sseOk[0] = 1;
+}
+
+/** 16 bytes of memory at the entry's operand into S (readMem of ./ops/sse-common.ts: two 8-byte reads). */
+function read16(c: SoftCpu, e: BlockEntry, aligned: boolean): void {
+  const lin = ea(c, e);
+  if (aligned && (lin & 15)) c.gp(0);
+  const a = c.readLin(lin, 8), b = c.hi;
+  const x = c.readLin(c.addLin(lin, 8), 8), d = c.hi;
+  const s = S.i32;
+  s[0] = a; s[1] = b; s[2] = x; s[3] = d;
+}
+
+const toS = (c: SoftCpu, r: number): void => { const x = c.fpu.xi32, o = r << 2, s = S.i32; s[0] = x[o]; s[1] = x[o + 1]; s[2] = x[o + 2]; s[3] = x[o + 3]; };
+const toD = (c: SoftCpu, r: number): void => { const x = c.fpu.xi32, o = r << 2, d = D.i32; d[0] = x[o]; d[1] = x[o + 1]; d[2] = x[o + 2]; d[3] = x[o + 3]; };
+const put = (c: SoftCpu, r: number, v: Int32Array): void => { const x = c.fpu.xi32, o = r << 2; x[o] = v[0]; x[o + 1] = v[1]; x[o + 2] = v[2]; x[o + 3] = v[3]; };
+
+/** MOVAPS/MOVUPS/MOVDQA/MOVDQU register to register: XMM e.b = XMM e.a. */
+const sseMovRR: FastHandler = (c, e) => { sseCheck(c); toS(c, e.a); put(c, e.b, S.i32); };
+/** The loads of those (0F 28, 10, 6F): XMM e.a = m128, e.op 1: aligned. */
+const sseLoad: FastHandler = (c, e) => { sseCheck(c); read16(c, e, e.op === 1); put(c, e.a, S.i32); };
+/** The stores (0F 29, 11, 7F, 2B, E7): m128 = XMM e.a, e.op 1: aligned; both pages checked before the first write. */
+const sseStore: FastHandler = (c, e) => {
+  sseCheck(c);
+  toS(c, e.a);
+  const lin = ea(c, e);
+  if (e.op === 1 && (lin & 15)) c.gp(0);
+  c.probeWrite(lin, 16);
+  const s = S.i32;
+  c.writeLin(lin, 8, s[0], s[1]);
+  c.writeLin(c.addLin(lin, 8), 8, s[2], s[3]);
+};
+
+/** The D = D op S function of each 0F xx opcode with a form (the handler's), and PSHUFD's immediate. */
+const SSE_FN: IntFn[] = new Array(256);
+let sseImm = 0;
+/** PSHUFD (66 0F 70): D's dwords from S's, picked by the immediate (the handler is not an intOp one). */
+const pshufd: IntFn = () => {
+  const d = D.i32, s = S.i32, k = sseImm;
+  d[0] = s[k & 3]; d[1] = s[(k >> 2) & 3]; d[2] = s[(k >> 4) & 3]; d[3] = s[(k >> 6) & 3];
+};
+SSE_FN[0x70] = pshufd;
+
+/** 66 0F op / 0F 54-57 with a register source: XMM e.b = XMM e.b op XMM e.a (e.op: the opcode's low byte). */
+const sseOpRR: FastHandler = (c, e) => { sseCheck(c); toD(c, e.b); toS(c, e.a); sseImm = e.imm; SSE_FN[e.op](16); put(c, e.b, D.i32); };
+/** The same with an aligned m128 source. */
+const sseOpRM: FastHandler = (c, e) => { sseCheck(c); toD(c, e.b); read16(c, e, true); sseImm = e.imm; SSE_FN[e.op](16); put(c, e.b, D.i32); };
+
+/** PMOVMSKB r32, xmm (66 0F D7): register e.b = the sign bits of XMM e.a's bytes. */
+const ssePmovmskb: FastHandler = (c, e) => {
+  sseCheck(c);
+  const x = c.fpu.xi32, o = e.a << 2;
+  let m = 0;
+  for (let k = 0; k < 4; k++) {
+    const v = x[o + k];
+    m |= (((v >>> 7) & 1) | ((v >>> 14) & 2) | ((v >>> 21) & 4) | ((v >>> 28) & 8)) << (4 * k);
+  }
+  c.rlo[e.b] = m; c.rhi[e.b] = 0;
+};
+
+/** MOVD/MOVQ xmm, r (66 0F 6E): XMM e.b = register e.a of e.size bytes, zero-extended. */
+const sseMovdXR: FastHandler = (c, e) => {
+  sseCheck(c);
+  const x = c.fpu.xi32, o = e.b << 2;
+  x[o] = c.rlo[e.a]; x[o + 1] = e.size === 8 ? c.rhi[e.a] : 0; x[o + 2] = 0; x[o + 3] = 0;
+};
+/** MOVD/MOVQ xmm, m (66 0F 6E; F3 0F 7E m64): XMM e.b = e.size bytes of memory, zero-extended. */
+const sseMovdXM: FastHandler = (c, e) => {
+  sseCheck(c);
+  const lo = c.readLin(ea(c, e), e.size), hi = e.size === 8 ? c.hi : 0;
+  const x = c.fpu.xi32, o = e.b << 2;
+  x[o] = lo; x[o + 1] = hi; x[o + 2] = 0; x[o + 3] = 0;
+};
+/** MOVD/MOVQ r, xmm (66 0F 7E): register e.b = the low e.size bytes of XMM e.a (size 4 zero-extends). */
+const sseMovdRX: FastHandler = (c, e) => {
+  sseCheck(c);
+  const x = c.fpu.xi32, o = e.a << 2;
+  c.rlo[e.b] = x[o]; c.rhi[e.b] = e.size === 8 ? x[o + 1] : 0;
+};
+/** MOVD/MOVQ m, xmm (66 0F 7E; 66 0F D6): e.size bytes of memory = the low bytes of XMM e.a. */
+const sseMovdMX: FastHandler = (c, e) => {
+  sseCheck(c);
+  const x = c.fpu.xi32, o = e.a << 2;
+  c.writeLin(ea(c, e), e.size, x[o], x[o + 1]);
+};
+/** MOVQ xmm, xmm (F3 0F 7E, 66 0F D6): XMM e.b = the low 8 bytes of XMM e.a, the upper half zeroed. */
+const sseMovqXX: FastHandler = (c, e) => {
+  sseCheck(c);
+  const x = c.fpu.xi32, s = e.a << 2, d = e.b << 2;
+  const lo = x[s], hi = x[s + 1];
+  x[d] = lo; x[d + 1] = hi; x[d + 2] = 0; x[d + 3] = 0;
+};
+
+/** 0F opcodes (low byte) compileSse looks at: 1 a move, 2 an intOp operation (66 only), 3 ANDPS..XORPS. */
+const SSE_OPS = new Uint8Array(256);
+for (const op of [0x10, 0x11, 0x28, 0x29, 0x2b, 0x6e, 0x6f, 0x70, 0x7e, 0x7f, 0xd6, 0xd7, 0xe7]) SSE_OPS[op] = 1;
+for (const op of [0x54, 0x55, 0x56, 0x57]) SSE_OPS[op] = 3;
+/** ANDPS, ANDNPS, ORPS, XORPS (and the PD forms) are PAND, PANDN, POR, PXOR on 16 bytes (./ops/sse.ts logic). */
+const LOGIC_AS_INT = [0xdb, 0xdf, 0xeb, 0xef];
+
+/** compileFast for the SSE forms (their mandatory prefixes are 66/F3, which compileFast rejects). */
+function compileSse(c: SoftCpu, e: BlockEntry, pa: number, len: number, op: number): number {
+  if (e.lock || e.adsize !== 8) return 0;
+  const ram = c.ram, rep = e.rep, p66 = e.p66;
+  let p = modrm(ram, pa + e.opLen, e);
+  const reg = regField, rm = rmReg, m3 = mod === 3;
+  let f: FastHandler | null = null;
+  let form = Form.None;
+  const move = (load: boolean, aligned: boolean) => {
+    if (m3) { if (load) { e.b = reg; e.a = rm; } else { e.b = rm; e.a = reg; } f = sseMovRR; form = Form.SseMovRR; }
+    else { e.a = reg; e.op = aligned ? 1 : 0; f = load ? sseLoad : sseStore; form = load ? Form.SseLoad : Form.SseStore; }
+  };
+  const intop = (k: number) => {
+    const fn = SSE_FN[k] ?? INT_FN.get(ops0f[k]);
+    if (fn === undefined) return;
+    SSE_FN[k] = fn;
+    e.op = k; e.b = reg;
+    if (m3) { e.a = rm; f = sseOpRR; form = Form.SseOpRR; } else { f = sseOpRM; form = Form.SseOpRM; }
+  };
+  switch (SSE_OPS[op] === 0 ? -1 : op) {
+    case 0x28: case 0x10: if (rep === 0) move(true, op === 0x28); break;
+    case 0x29: case 0x11: if (rep === 0) move(false, op === 0x29); break;
+    case 0x6f: case 0x7f:
+      if (rep === 0xf3 || (p66 && rep === 0)) move(op === 0x6f, rep === 0);
+      break;
+    case 0x2b: case 0xe7:
+      if (rep === 0 && !m3 && (op === 0x2b || p66)) move(false, true);
+      break;
+    case 0x54: case 0x55: case 0x56: case 0x57:
+      if (rep === 0) intop(LOGIC_AS_INT[op - 0x54]);
+      break;
+    case 0x70:
+      if (p66 && rep === 0) { e.imm = ram[p]; p += 1; intop(0x70); }
+      break;
+    case 0xd7:
+      if (p66 && rep === 0 && m3) { e.b = reg; e.a = rm; f = ssePmovmskb; form = Form.SsePmovmskb; }
+      break;
+    case 0x6e:
+      if (p66 && rep === 0) {
+        e.b = reg; e.size = e.rexW ? 8 : 4;
+        if (m3) { e.a = rm; f = sseMovdXR; form = Form.SseMovdXR; } else { f = sseMovdXM; form = Form.SseMovdXM; }
+      }
+      break;
+    case 0x7e:
+      if (rep === 0xf3) {
+        e.b = reg;
+        if (m3) { e.a = rm; f = sseMovqXX; form = Form.SseMovqXX; } else { e.size = 8; f = sseMovdXM; form = Form.SseMovdXM; }
+      } else if (p66 && rep === 0) {
+        e.a = reg; e.size = e.rexW ? 8 : 4;
+        if (m3) { e.b = rm; f = sseMovdRX; form = Form.SseMovdRX; } else { f = sseMovdMX; form = Form.SseMovdMX; }
+      }
+      break;
+    case 0xd6:
+      if (p66 && rep === 0) {
+        e.a = reg;
+        if (m3) { e.b = rm; f = sseMovqXX; form = Form.SseMovqXX; } else { e.size = 8; f = sseMovdMX; form = Form.SseMovdMX; }
+      }
+      break;
+    default:
+      if (p66 && rep === 0) intop(op);
+  }
+  if (f === null) return 0;
+  const decoded = p - pa;
+  if (len !== 0 && decoded !== len) return 0;
+  e.fast = f;
+  e.form = form;
+  return decoded;
+}
+
+// =====================================================================================================
 // Compilation
 
 /** Result of `modrm`: the offset just past ModRM/SIB/displacement, or -1 if the form is not supported. */
@@ -688,6 +873,7 @@ function rd32(ram: Uint8Array, p: number): number {
  */
 export function compileFast(c: SoftCpu, e: BlockEntry, pa: number, len: number): number {
   const op = e.opcode;
+  if (op >= 0x100 && (SSE_OPS[op & 0xff] !== 0 || INT_FN.has(e.handler))) return compileSse(c, e, pa, len, op & 0xff);
   // (F3 90 is PAUSE: a NOP here, as in ./ops/alu.ts.)
   if (e.lock || (e.rep !== 0 && !(op === 0x90 && e.rep === 0xf3)) || e.adsize !== 8) return 0;
   const ram = c.ram;
@@ -1041,6 +1227,23 @@ export const enum Form {
   Swapgs,
   /** PUSH memory64 (FF /6): read, then push. */
   PushM,
+  // ---- session 12: SSE/SSE2 (XMM registers are in the wasm state area, ./wasm/layout.ts S_XMM; ./wasm/sse.ts)
+  /** XMM e.b = XMM e.a (MOVAPS/MOVUPS/MOVDQA/MOVDQU register forms). */
+  SseMovRR,
+  /** XMM e.a = m128 (0F 28, 10, 6F); e.op 1: #GP(0) unless 16-byte aligned. */
+  SseLoad,
+  /** m128 = XMM e.a (0F 29, 11, 7F, 2B, E7); e.op 1: aligned. */
+  SseStore,
+  /** XMM e.b = XMM e.b op XMM e.a / aligned m128; e.op the opcode (66 0F xx intOp, 0F 54-57 as 66 0F DB/DF/EB/EF), e.imm PSHUFD's. */
+  SseOpRR, SseOpRM,
+  /** PMOVMSKB r32 e.b, XMM e.a. */
+  SsePmovmskb,
+  /** MOVD/MOVQ XMM e.b = register e.a / memory of e.size bytes, zero-extended. */
+  SseMovdXR, SseMovdXM,
+  /** MOVD/MOVQ register e.b / memory of e.size bytes = low part of XMM e.a. */
+  SseMovdRX, SseMovdMX,
+  /** MOVQ XMM e.b = low 8 bytes of XMM e.a, upper half zeroed. */
+  SseMovqXX,
 }
 
 const FORM_OF = new Map<FastHandler, Form>([

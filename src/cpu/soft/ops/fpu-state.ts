@@ -1,11 +1,15 @@
 // x87 / MMX register state of the software CPU, plus typed views of the XMM file for the SSE families.
 // SoftCpu holds one instance as `cpu.fpu`. This module imports nothing from cpu.ts (cpu.ts imports it).
+// With the WebAssembly translator the XMM file and `sseOk` are views into the vCPU's state area (../wasm/layout.ts
+// S_XMM, S_SSE), so translated code reads and writes them directly.
 //
 // The eight x87 data registers are kept in their architectural 80-bit extended format (SDM vol. 1 §8.2,
 // §4.2.2): sign+exponent in bytes 8-9, the 64-bit significand (explicit integer bit) in bytes 0-7. That makes
 // FLD/FSTP m80, FXCH, FXSAVE/FXRSTOR and the MMX aliasing (MMn is the significand of physical register Rn,
 // SDM vol. 1 §9.5) exact. Arithmetic converts to a JavaScript double and back: ringzero's x87 computes with a
 // 53-bit significand (64-bit double), not the 64-bit significand of real hardware.
+
+import { CR0_EM, CR0_TS, CR4_OSFXSR } from '../constants.ts';
 
 /** Bytes per register slot in `regs`. */
 export const F80 = 10;
@@ -36,10 +40,25 @@ export class FpuState {
   readonly xf32: Float32Array;
   readonly xf64: Float64Array;
 
-  constructor(xmm: Uint8Array) {
+  /**
+   * [0] is 1 while SSE instructions may execute: CR0.EM and CR0.TS clear and CR4.OSFXSR set (the conditions of
+   * ../ops/sse-common.ts sseCheck but LOCK). SoftCpu.updateMode recomputes it (every write of CR0/CR4 but CLTS goes
+   * through it; CLTS only clears TS, so the word can only be too strict, never too lenient), and a JavaScript SSE
+   * form sets it after its own check passed. Translated SSE code runs inline only while it is 1, else it leaves the
+   * instruction to the JavaScript form (which raises the #UD/#NM).
+   */
+  readonly sseOk: Int32Array;
+
+  constructor(xmm: Uint8Array, sseOk: Int32Array = new Int32Array(1)) {
+    this.sseOk = sseOk;
     this.xi32 = new Int32Array(xmm.buffer, xmm.byteOffset, xmm.byteLength >> 2);
     this.xf32 = new Float32Array(xmm.buffer, xmm.byteOffset, xmm.byteLength >> 2);
     this.xf64 = new Float64Array(xmm.buffer, xmm.byteOffset, xmm.byteLength >> 3);
+  }
+
+  /** Recompute `sseOk` from CR0 and CR4 (SDM vol. 3A §2.5, §13.1: EM and !OSFXSR give #UD, TS gives #NM). */
+  setSseUsable(cr0: number, cr4: number): void {
+    this.sseOk[0] = (cr0 & (CR0_EM | CR0_TS)) === 0 && (cr4 & CR4_OSFXSR) !== 0 ? 1 : 0;
   }
 
   /** Power-up state (SDM vol. 3A §9.1.1 table 9-1): FCW 0040H, FSW 0, FTW 5555H (all registers +0.0). */

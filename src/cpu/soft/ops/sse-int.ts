@@ -1,22 +1,27 @@
 // MMX and SSE2 integer instructions (0F 60-7F, C3-C5, D1-FE): without a prefix they work on the 64-bit MMX
 // registers (the significands of the x87 registers), with 66 on the XMM registers (SDM vol. 2; vol. 1 ch. 9
 // and §11.4). F2/F3 select the few other forms (MOVDQU, PSHUFHW/LW, MOVQ, MOVQ2DQ/MOVDQ2Q, LDDQU).
-import type { SoftCpu } from '../cpu.ts';
+import type { SoftCpu, OpHandler } from '../cpu.ts';
 import * as C from '../constants.ts';
 import { def0f } from '../tables.ts';
 import {
   D, S, T, sseCheck, mmxCheck, loadXmm, storeXmm, loadXmmSrc, loadMm, storeMm, mmxTransition, readMem, writeMem,
 } from './sse-common.ts';
 
-type IntFn = (n: number) => void;
+export type IntFn = (n: number) => void;
 
 /**
  * An integer SIMD instruction "op reg, r/m": 66 = XMM with an aligned m128, none = MMX with m64.
  * `imm`: fetch an imm8 (passed in `lastImm`) after the ModRM bytes and before the memory access.
  */
 let lastImm = 0;
-function intOp(fn: IntFn, opts: { xmmOnly?: boolean; imm?: boolean } = {}) {
-  return (cpu: SoftCpu): void => {
+/**
+ * The operation of each handler made by intOp (D = D op S over n bytes), for the pre-decoded SSE forms of
+ * ../fast-forms.ts, which run the same function on the same scratch operands.
+ */
+export const INT_FN = new Map<OpHandler, IntFn>();
+function intOp(fn: IntFn, opts: { xmmOnly?: boolean; imm?: boolean } = {}): OpHandler {
+  const h = (cpu: SoftCpu): void => {
     cpu.decodeModrm();
     if (opts.imm) lastImm = cpu.fetch8();
     if (cpu.rep) cpu.ud();
@@ -36,6 +41,8 @@ function intOp(fn: IntFn, opts: { xmmOnly?: boolean; imm?: boolean } = {}) {
     fn(8);
     storeMm(D.i32[0], D.i32[1], cpu.reg, cpu);
   };
+  INT_FN.set(h, fn);
+  return h;
 }
 
 function copyT(n: number): void {

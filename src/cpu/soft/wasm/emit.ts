@@ -4,6 +4,8 @@
 
 /** Value types (§5.3.1). */
 export const I32 = 0x7f, I64 = 0x7e, F64 = 0x7c;
+/** The 128-bit vector type of the SIMD proposal (merged in Core 2.0, §5.3.1; Node 20's V8 has it). */
+export const V128 = 0x7b;
 /** Block type "no result" (§5.4.1). */
 const EMPTY = 0x40;
 
@@ -28,6 +30,21 @@ export const Op = {
   f64Add: 0xa0,
   i32WrapI64: 0xa7, i64ExtendI32s: 0xac, i64ExtendI32u: 0xad, f64ConvertI64s: 0xb9,
   i32Extend8s: 0xc0, i32Extend16s: 0xc1,
+} as const;
+
+/**
+ * SIMD opcodes (Core 2.0 §5.4.8): each is the prefix byte 0xFD followed by this number as an unsigned LEB128
+ * (Body.simd / Body.simdMem / Body.shuffle emit them).
+ */
+export const Simd = {
+  v128Load: 0x00, v128Store: 0x0b, i8x16Shuffle: 0x0d,
+  i8x16Eq: 0x23, i8x16GtS: 0x27, i16x8Eq: 0x2d, i16x8GtS: 0x31, i32x4Eq: 0x37, i32x4GtS: 0x3b,
+  v128Not: 0x4d, v128And: 0x4e, v128AndNot: 0x4f, v128Or: 0x50, v128Xor: 0x51,
+  i8x16Bitmask: 0x64, i8x16Add: 0x6e, i8x16AddSatS: 0x6f, i8x16AddSatU: 0x70, i8x16Sub: 0x71, i8x16SubSatS: 0x72,
+  i8x16SubSatU: 0x73, i8x16MinU: 0x77, i8x16MaxU: 0x79, i8x16AvgrU: 0x7b,
+  i16x8AddSatS: 0x8f, i16x8AddSatU: 0x90, i16x8SubSatS: 0x92, i16x8SubSatU: 0x93, i16x8MinS: 0x96, i16x8MaxS: 0x98,
+  i16x8AvgrU: 0x9b, i16x8Add: 0x8e, i16x8Sub: 0x91, i16x8Mul: 0x95,
+  i32x4Add: 0xae, i32x4Sub: 0xb1, i64x2Add: 0xce, i64x2Sub: 0xd1,
 } as const;
 
 /** Unsigned LEB128 (§5.2.2) of a non-negative integer below 2^53. */
@@ -140,7 +157,17 @@ export class Body {
     for (let i = 0; i < 8; i++) this.byte(F64_BYTES[i]);
     return this;
   }
-  get(l: number): this { this.byte(Op.localGet); this.uleb(l); return this; }
+  /** A SIMD instruction without immediates (0xFD prefix, LEB128 opcode). */
+  simd(op: number): this { this.byte(0xfd); this.uleb(op); return this; }
+  /** A SIMD load/store with its memarg. */
+  simdMem(op: number, align: number, offset: number): this { this.simd(op); this.uleb(align); this.uleb(offset); return this; }
+  /** i8x16.shuffle with its 16 lane indices (0-15 the first operand's bytes, 16-31 the second's). */
+  shuffle(lanes: readonly number[]): this {
+    this.simd(Simd.i8x16Shuffle);
+    for (let i = 0; i < 16; i++) this.byte(lanes[i]);
+    return this;
+  }
+    get(l: number): this { this.byte(Op.localGet); this.uleb(l); return this; }
   set(l: number): this { this.byte(Op.localSet); this.uleb(l); return this; }
   tee(l: number): this { this.byte(Op.localTee); this.uleb(l); return this; }
   call(f: number): this { this.byte(Op.call); this.uleb(f); return this; }

@@ -10,6 +10,9 @@
 //     S_HI   the high half of a 64-bit value read by the slow-path helper
 //     S_RIP  RIP at the exit of translated code (f64); S_CHAIN, S_NBASE, S_R0, S_BLK: the dispatcher's position
 //     S_SEG  segBase[6] (Float64Array)
+//     S_XMM  the XMM registers, 16 bytes each, little endian (SoftCpu.xmm is a view of them)
+//     S_SSE  1 while SSE instructions may run (CR0.EM and CR0.TS clear, CR4.OSFXSR set): ./sse.ts's inline code
+//            checks it and leaves the instruction to the JavaScript form when it is 0 (FpuState.sseOk)
 //     S_PHYS tlbPhys[4096], S_TAGS tlbTags[6*4096] (Float64Array)
 import { WASM_RAM_OFFSET } from '../../../memory/guest-memory.ts';
 
@@ -45,9 +48,17 @@ export const S_CHAINS = 244;
 export const S_DIRECT = 248;
 export const S_NEXT = 252;
 export const S_SEG = 192;
+/** XMM0-15 (256 bytes) and the "SSE usable" word (i32): see FpuState.sseOk (../ops/fpu-state.ts). */
+export const S_XMM = 256;
+export const S_SSE = 512;
 export const S_PHYS = 1024;
 export const S_TAGS = S_PHYS + 4096 * 8;
 /** Byte distance from a read tag bank to the write bank of the same privilege (cpu.ts: BANK_WRITE - BANK_READ). */
 export const TAGS_WRITE_DELTA = (2 << 12) * 8;
 /** Byte distance from the supervisor banks to the user banks. */
 export const TAGS_USER_DELTA = (1 << 12) * 8;
+
+/** The views of a state area that the SSE state lives in (SoftCpu.xmm and FpuState.sseOk). */
+export function sseViews(buffer: ArrayBuffer, st: number): { xmm: Uint8Array<ArrayBuffer>; sseOk: Int32Array<ArrayBuffer> } {
+  return { xmm: new Uint8Array(buffer, st + S_XMM, 256), sseOk: new Int32Array(buffer, st + S_SSE, 1) };
+}
