@@ -84,6 +84,12 @@ const F_FA = 15;
  * tells the runtime that the record must go back to the CPU.
  */
 export const SYNCED = 16;
+/**
+ * SoftCpu.flags (whole EFLAGS; translated code reads DF from it) in the state area, stored by the runtime with the
+ * lazy-flag record (giveFlags). A free word of the state area below S_PHYS (./layout.ts), kept here so the
+ * layout's owner can move it there.
+ */
+export const S_EFL = 1016;
 const LOG2 = [0, 0, 1, 0, 2, 0, 0, 0, 3];
 /** Static exits chain straight into the next translated block of the same page (RINGZERO_WASM_DIRECT=0: off). */
 const DIRECT_CHAIN = process.env.RINGZERO_WASM_DIRECT !== '0';
@@ -444,6 +450,54 @@ class Translator {
     T.known = true; T.kind = EXPLICIT; T.size = size;
     b.get(T.st).i32(EXPLICIT).mem(Op.i32Store, 2, L.S_LOP);
     b.get(T.st).get(T.ld).mem(Op.i64Store, 3, L.S_LD);
+  }
+
+  // ---- string instructions
+
+  /**
+   * MOVS (A4/A5) and STOS (AA/AB) with a 64-bit address size, with or without REP (a block's last instruction: the
+   * block cache ends blocks at string instructions), as ../ops/flow-string.ts does them element by element: MOVS
+   * reads [rSI] (DS, or an FS/GS override's base) then writes [rDI], STOS writes rAX's low bytes to [rDI]; then rSI/rDI
+   * move by the element size (backwards when EFLAGS.DF, which the runtime keeps in S_EFL) and, under REP, rCX counts
+   * down, all stored after each element, so a fault leaves them exact for the elements done. The interpreter runs a
+   * repeated instruction with at most SLOW_CHUNK (1024) elements (and 256 KiB) as one execution, whatever path it
+   * takes, so counts up to 1024 run here to the end as one instruction; larger ones are replayed through the
+   * helper (the JavaScript fast paths, which re-execute the instruction per chunk). False: not such an instruction.
+   */
+  stringOp(e: BlockEntry, i: number): boolean {
+    const op = e.opcode;
+    if ((op !== 0xa4 && op !== 0xa5 && op !== 0xaa && op !== 0xab) || e.adsize !== 8) return false;
+    const b = this.b, T = this, size = op & 1 ? e.opsize : 1, movs = op <= 0xa5;
+    // step: -size when DF (bit 10), else size
+    b.i64(-size).i64(size).get(T.st).mem(Op.i32Load, 2, S_EFL).i32(1 << 10).op(Op.i32And).op(Op.select).set(T.t);
+    let done = -1, loop = -1;
+    if (e.rep !== 0) {
+      T.r64(1); b.tee(T.x1).i64(1024).op(Op.i64GtU).open(Op.if);
+      T.pos(); b.call(F_RP).op(Op.drop);
+      b.i32(i + 1).set(T.xc).br(T.out);
+      b.close();
+      done = b.open(Op.block); loop = b.open(Op.loop);
+      b.get(T.x1).op(Op.i64Eqz).brIf(done);
+    }
+    if (movs) {
+      T.r64(6);
+      if (e.segOverride === 4 || e.segOverride === 5) b.get(T.st).mem(Op.f64Load, 3, L.S_SEG + 8 * e.segOverride).op(0xfc, 6).op(Op.i64Add);
+      b.set(T.a);
+      T.load(size);
+      b.get(T.v).set(T.w);
+    } else { T.r64(0); b.set(T.w); }
+    T.r64(7); b.set(T.a);
+    T.store(size);
+    b.get(T.a).get(T.t).op(Op.i64Add).set(T.a); T.set64(7, T.a);
+    if (movs) { T.r64(6); b.get(T.t).op(Op.i64Add).set(T.a); T.set64(6, T.a); }
+    if (e.rep !== 0) {
+      b.get(T.x1).i64(1).op(Op.i64Sub).set(T.x1); T.set64(1, T.x1);
+      b.br(loop);
+      b.close(); b.close();
+    }
+    // (a block's last instruction without a fast form has e.len 0: a string instruction is its prefixes and opcode)
+    T.exitStatic(i + 1, T.offs[i] + e.opLen);
+    return true;
   }
 
   // ---- ALU
@@ -1095,7 +1149,10 @@ export function translateBody(block: Block, ramSize: number): { body: Body; offs
       default: {
         // SSE forms (./sse.ts): 0 = no wasm code there, 2 = emitted with a memory-library access
         const k = emitSse(T, e, i, next);
-        if (k === 0) replay(); else if (k === 2) mem = true;
+        if (k === 0) {
+          // MOVS/STOS (REP too): they end their block and leave through their own exit (e.len is 0 there)
+          if (T.stringOp(e, i)) { mem = true; replayed = true; } else replay();
+        } else if (k === 2) mem = true;
       }
     }
     if (mem && !isLast) T.exitIfSlow(i + 1, next);
