@@ -64,6 +64,11 @@ const MAX_LINK_FRAME = 16 * 1024 * 1024;
 export const DEFAULT_LINK_TIMEOUT_MS = 10_000;
 /** How long the destination may take to start its VMM and have it listen (a loaded host takes seconds to load tsx). */
 const ACCEPT_TIMEOUT_MS = 120_000;
+/**
+ * After an unknown switch-over, how much longer than 3 link timeouts the source asks a destination daemon that says
+ * it is still settling ('pending'): its VMM's stream is destroyed at most 10 s after its link failed (incoming()).
+ */
+const SETTLE_GRACE_MS = 15_000;
 /** What the VMM prints once the guest runs on the destination, and on the source after the switch-over. */
 const RECEIVED_LINE = 'migration received: the VM runs here';
 const MIGRATED_LINE = /ringzero: migrated to \S+ \(downtime/;
@@ -597,9 +602,14 @@ export class Migrations {
     // The VMM is paused from here on until settled: the daemon says so, not 'running'.
     this.manager.markMigrationPaused(name, true, `migration to ${request.to}: switch-over unknown`);
     const linkTimeoutMs = request.linkTimeoutMs ?? DEFAULT_LINK_TIMEOUT_MS;
-    // The destination notices a silent link after linkTimeoutMs; until then its VMM may still be waiting for "go", and
-    // ending it takes a moment more (at most 10 s: incoming()'s fail).
-    const deadline = Date.now() + 3 * linkTimeoutMs + 15_000;
+    // How long to keep asking. A destination daemon that does not answer at all for 3 link timeouts is taken as gone,
+    // as a link silent that long is: the VM stays paused here, settled later by migrate-resolve or the next daemon
+    // (giving up never guesses, it only leaves the settling to them). One that answers 'pending' is still settling its
+    // side: its link notices the silence after linkTimeoutMs, and ending its VMM takes up to 10 s more (incoming()'s
+    // fail), so it is asked SETTLE_GRACE_MS longer. (The grace used to apply to an unreachable destination too: a
+    // test that cuts it off waited 3 link timeouts + 15 s for nothing.)
+    const started = Date.now();
+    let deadline = started + 3 * linkTimeoutMs;
     let last = '';
     for (;;) {
       let state: string | undefined;
@@ -608,6 +618,7 @@ export class Migrations {
       } catch (error) {
         last = (error as Error).message;
       }
+      if (state === 'pending') deadline = Math.max(deadline, started + 3 * linkTimeoutMs + SETTLE_GRACE_MS);
       if (state === 'running' || state === 'absent') {
         const resume = state === 'absent';
         const answer = await this.manager.control(name, { cmd: 'migrate-resolve', resume }, 5000).catch((error: Error) => ({ ok: false, error: error.message }) as Record<string, unknown>);
