@@ -1,4 +1,4 @@
-// The SSE/SSE2 fast forms (src/cpu/soft/fast-forms.ts Form.SseMovRR .. SseMovqXX) and their WebAssembly code
+// The SSE/SSE2 fast forms (src/cpu/soft/fast-forms.ts Form.SseMovRR .. SseMovqXX, and BSF/BSR) and their WebAssembly code
 // (src/cpu/soft/wasm/sse.ts), differentially against the interpreter's handlers (src/cpu/soft/ops/sse*.ts):
 // each instruction is recorded once, checked to have the expected form, then run from random states (XMM registers
 // included; memory operands aligned, misaligned, across a page end, in a read-only page, a missing page, at a
@@ -109,6 +109,14 @@ const CASES: [string, string, Form][] = [
   ['66 0f 6f 0d 00 01 00 00', 'movdqa xmm1,XMMWORD PTR [rip+0x100]', Form.SseLoad],
   ['64 f3 0f 6f 56 10', 'movdqu xmm2,XMMWORD PTR fs:[rsi+0x10]', Form.SseLoad],
   ['66 0f f6 ca', 'psadbw xmm1,xmm2', Form.SseOpRR],
+  // BSF/BSR (F3: TZCNT/LZCNT, run as BSF/BSR: CPUID offers no BMI1/ABM), register and memory, zero sources too
+  ['0f bc c3', 'bsf eax,ebx', Form.BitScanR],
+  ['48 0f bd c8', 'bsr rcx,rax', Form.BitScanR],
+  ['4c 0f bc 4e 20', 'bsf r9,QWORD PTR [rsi+0x20]', Form.BitScanM],
+  ['0f bd 46 24', 'bsr eax,DWORD PTR [rsi+0x24]', Form.BitScanM],
+  ['f3 48 0f bc d3', 'tzcnt rdx,rbx', Form.BitScanR],
+  ['f3 44 0f bd d0', 'lzcnt r10d,eax', Form.BitScanR],
+  ['48 0f bc c0', 'bsf rax,rax', Form.BitScanR],
 ];
 
 type Path = 'interpreter' | 'closures' | 'wasm';
@@ -173,6 +181,11 @@ function randomState(): State {
   for (let i = 0; i < data.length; i++) data[i] = byte(k);
   const ro = new Uint8Array(0x3000);
   for (let i = 0; i < ro.length; i++) ro[i] = rnd() & 0xff;
+  // (zero and one-bit sources for BSF/BSR: rax, rbx, and the quadword at [rsi+0x20])
+  if (rnd() % 3 === 0) gpr[0] = rnd() % 2 ? 0n : 1n << BigInt(rnd() % 64);
+  if (rnd() % 3 === 0) gpr[3] = rnd() % 2 ? 0n : 1n << BigInt(rnd() % 64);
+  const at = Number(gpr[6]) - AREA + 0x20;
+  if (rnd() % 3 === 0 && at >= 0 && at + 8 <= AREA_SIZE) data.fill(0, at, at + 8);
   return { gpr, xmm, flags: rnd() & C.ARITH_FLAGS, data, ro };
 }
 

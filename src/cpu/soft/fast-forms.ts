@@ -16,7 +16,7 @@ import { Lazy } from './cpu.ts';
 import type { BlockEntry, FastHandler } from './code-cache.ts';
 import { push64, pop64 } from './ops/flow-branch.ts';
 import { shift32, shift64, doubleShift } from './ops/alu-shift.ts';
-import { out, setSomeFlags } from './ops/alu-common.ts';
+import { out, setSomeFlags, PARITY } from './ops/alu-common.ts';
 import { mul, imul1, div, idiv, imulTrunc } from './ops/alu-muldiv.ts';
 import * as C from './constants.ts';
 import { ops0f } from './tables.ts';
@@ -820,6 +820,33 @@ function compileSse(c: SoftCpu, e: BlockEntry, pa: number, len: number, op: numb
   return decoded;
 }
 
+// ---- BSF / BSR (0F BC / 0F BD; F3 0F BC/BD, TZCNT/LZCNT, run as BSF/BSR on this CPU, as ./ops/alu-bits.ts
+// bitScan), sizes 4 and 8: a zero source sets ZF and PF, clears the other arithmetic flags and leaves the destination
+// alone; else the destination (e.b) is the index of the lowest (e.op 0) / highest (1) set bit and PF its parity.
+
+function bitScanTo(c: SoftCpu, e: BlockEntry, lo: number, hi: number): void {
+  if (lo === 0 && hi === 0) { c.setArith(C.ZF | C.PF); return; }
+  const idx = e.op === 0 ? (lo !== 0 ? 31 - Math.clz32(lo & -lo) : 63 - Math.clz32(hi & -hi))
+    : (hi !== 0 ? 63 - Math.clz32(hi) : 31 - Math.clz32(lo));
+  c.rlo[e.b] = idx; c.rhi[e.b] = 0;
+  c.setArith(PARITY[idx]);
+}
+const bitScanR: FastHandler = (c, e) => bitScanTo(c, e, c.rlo[e.a], e.size === 8 ? c.rhi[e.a] : 0);
+const bitScanM: FastHandler = (c, e) => { const lo = c.readLin(ea(c, e), e.size); bitScanTo(c, e, lo, e.size === 8 ? c.hi : 0); };
+
+function compileBitScan(c: SoftCpu, e: BlockEntry, pa: number, len: number, op: number): number {
+  const size = e.opsize;
+  if (e.lock || e.adsize !== 8 || (size !== 4 && size !== 8)) return 0;
+  const p = modrm(c.ram, pa + e.opLen, e);
+  e.b = regField; e.op = op & 1; e.size = size;
+  let f: FastHandler;
+  if (mod === 3) { e.a = rmReg; f = bitScanR; e.form = Form.BitScanR; } else { f = bitScanM; e.form = Form.BitScanM; }
+  const decoded = p - pa;
+  if (len !== 0 && decoded !== len) { e.form = Form.None; return 0; }
+  e.fast = f;
+  return decoded;
+}
+
 // =====================================================================================================
 // Compilation
 
@@ -874,6 +901,7 @@ function rd32(ram: Uint8Array, p: number): number {
 export function compileFast(c: SoftCpu, e: BlockEntry, pa: number, len: number): number {
   const op = e.opcode;
   if (op >= 0x100 && (SSE_OPS[op & 0xff] !== 0 || INT_FN.has(e.handler))) return compileSse(c, e, pa, len, op & 0xff);
+  if ((op === 0x1bc || op === 0x1bd) && (e.rep === 0 || e.rep === 0xf3)) return compileBitScan(c, e, pa, len, op);
   // (F3 90 is PAUSE: a NOP here, as in ./ops/alu.ts.)
   if (e.lock || (e.rep !== 0 && !(op === 0x90 && e.rep === 0xf3)) || e.adsize !== 8) return 0;
   const ram = c.ram;
@@ -1244,6 +1272,8 @@ export const enum Form {
   SseMovdRX, SseMovdMX,
   /** MOVQ XMM e.b = low 8 bytes of XMM e.a, upper half zeroed. */
   SseMovqXX,
+  /** BSF (e.op 0) / BSR (e.op 1), also F3 (TZCNT/LZCNT run as BSF/BSR): e.b = scan of register e.a / memory, size e.size. */
+  BitScanR, BitScanM,
 }
 
 const FORM_OF = new Map<FastHandler, Form>([

@@ -46,6 +46,8 @@ export interface SseHost {
   store(size: number): void;
   set32(r: number, emit: () => void): void;
   set64(r: number, l: number): void;
+  /** Commit EXPLICIT flags (the i32 on the stack: the six arithmetic flags as EFLAGS bits). */
+  explicit(size: number): void;
 }
 
 /** Function index of the replay helper `rp` (the third import of ./translate.ts buildModule: rd, wr, rp, ...). */
@@ -89,6 +91,32 @@ const BINARY: Record<number, number> = {
   0xda: Simd.i8x16MinU, 0xde: Simd.i8x16MaxU, 0xea: Simd.i16x8MinS, 0xee: Simd.i16x8MaxS,
   0xe0: Simd.i8x16AvgrU, 0xe3: Simd.i16x8AvgrU, 0xd5: Simd.i16x8Mul,
 };
+
+/**
+ * BSF/BSR (Form.BitScanR/M), as ../fast-forms.ts bitScanTo: a zero source gives ZF|PF and leaves the destination
+ * alone; else the destination = i64.ctz (BSF) or 63 - i64.clz (BSR) of the zero-extended source, PF its parity.
+ * The flags are EXPLICIT (all six written). Returns as emitSse.
+ */
+function bitScan(T: SseHost, e: BlockEntry, next: number): number {
+  const b = T.b, s = locals(b), size = e.size;
+  if (e.form === Form.BitScanM) { T.ea(e, next); T.load(size); }
+  else if (size === 8) {
+    b.get(T.st).mem(Op.i64Load32u, 2, L.S_RLO + 4 * e.a).get(T.st).mem(Op.i64Load32u, 2, L.S_RHI + 4 * e.a);
+    b.i64(32).op(Op.i64Shl).op(Op.i64Or).set(T.v);
+  } else b.get(T.st).mem(Op.i64Load32u, 2, L.S_RLO + 4 * e.a).set(T.v);
+  b.get(T.v).op(Op.i64Eqz).open(Op.if);
+  b.i32(0x44 /* ZF | PF */).set(s.ti);
+  b.else();
+  if (e.op === 0) b.get(T.v).op(0x7a /* i64.ctz */);
+  else b.i64(63).get(T.v).op(0x79 /* i64.clz */).op(Op.i64Sub);
+  b.op(Op.i32WrapI64).set(s.off);
+  T.set32(e.b, () => { b.get(s.off); });
+  b.get(s.off).op(Op.i32Popcnt).i32(1).op(Op.i32And).op(Op.i32Eqz).i32(2).op(Op.i32Shl).set(s.ti);
+  b.close();
+  b.get(s.ti);
+  T.explicit(size);
+  return e.form === Form.BitScanM ? 2 : 1;
+}
 
 /** Whether SseOpRR/SseOpRM with operation `op` has wasm code here. */
 function hasOp(op: number): boolean {
@@ -141,6 +169,7 @@ function probe16(T: SseHost, s: Scratch, slow: number, aligned: boolean, write: 
  */
 export function emitSse(T: SseHost, e: BlockEntry, i: number, next: number): number {
   const f = e.form;
+  if (f === Form.BitScanR || f === Form.BitScanM) return bitScan(T, e, next);
   if (f < Form.SseMovRR || f > Form.SseMovqXX) return 0;
   if ((f === Form.SseOpRR || f === Form.SseOpRM) && !hasOp(e.op)) return 0;
   const b = T.b, st = T.st;
