@@ -10,7 +10,7 @@ import type { GuestMemory } from '../../../memory/guest-memory.ts';
 import { WASM_RAM_OFFSET } from '../../../memory/guest-memory.ts';
 import { Body, ModuleBuilder, Op, I32, I64, F64 } from './emit.ts';
 import * as layout from './layout.ts';
-import { translateBody, buildModule, buildFlaglib, type WasmCode, EXPLICIT, SYNCED, S_EFL, ARITH, RF, VM, IF } from './translate.ts';
+import { translateBody, buildModule, buildFlaglib, type WasmCode, EXPLICIT, SYNCED, ARITH, RF, VM, IF } from './translate.ts';
 /** The layout constants as a plain object (under tsx a namespace import reads each one through a getter call). */
 const L = { ...layout };
 
@@ -41,6 +41,12 @@ interface Batch {
  * translated block of the current page generation that fits the budget, runs that one too, without returning to
  * JavaScript. (run, like SoftCpu.runChain, stops after CHAIN_LIMIT instructions.)
  * (st, r0, left, user, idx) -> instructions executed; S_RIP holds the final RIP.
+ *
+ * Per block entry it stores only what a helper or a fault needs to name the current instruction (S_NBASE, S_R0,
+ * S_BLK: WasmEngine.replay and run's fault path); S_CHAIN is set once per call (a helper clears it only to end the
+ * call, and the dispatcher then leaves right after that block), and the chain counters (S_CHAINS, S_DIRECT) are
+ * kept in locals and added to the state area when the call returns (a call left by a fault loses its counts:
+ * statistics only).
  */
 function buildDispatcher(ramSize: number): Uint8Array<ArrayBuffer> {
   const m = new ModuleBuilder();
@@ -50,11 +56,12 @@ function buildDispatcher(ramSize: number): Uint8Array<ArrayBuffer> {
   const b = new Body(5);
   const st = 0, r0 = 1, left = 2, user = 3, idx = 4;
   const n = b.local(I32), limit = b.local(I32), ti = b.local(I32), pa = b.local(I32), e = b.local(I32);
+  const chains = b.local(I32), direct = b.local(I32);
   const ripi = b.local(I64), vpn = b.local(I64), p = b.local(I64);
   b.get(left).i32(CHAIN_LIMIT).get(left).i32(CHAIN_LIMIT).op(Op.i32LtS).op(Op.select).set(limit);
+  b.get(st).i32(1).mem(Op.i32Store, 2, L.S_CHAIN);
   const out = b.open(Op.block);
   const top = b.open(Op.loop);
-  b.get(st).i32(1).mem(Op.i32Store, 2, L.S_CHAIN);
   b.get(st).get(n).mem(Op.i32Store, 2, L.S_NBASE);
   b.get(st).get(r0).mem(Op.f64Store, 3, L.S_R0);
   b.get(st).get(idx).mem(Op.i32Store, 2, L.S_BLK);
@@ -72,7 +79,7 @@ function buildDispatcher(ramSize: number): Uint8Array<ArrayBuffer> {
   b.get(st).mem(Op.f64Load, 3, L.S_RIP).set(r0);
   b.get(e).mem(Op.i32Load, 2, 12).get(left).get(n).op(Op.i32Sub).op(Op.i32GtS).brIf(out);
   b.get(e).mem(Op.i32Load, 2, 8).tee(idx).op(Op.i32Eqz).brIf(out);
-  b.get(st).get(st).mem(Op.i32Load, 2, L.S_DIRECT).i32(1).op(Op.i32Add).mem(Op.i32Store, 2, L.S_DIRECT);
+  b.get(direct).i32(1).op(Op.i32Add).set(direct);
   b.br(top);
   b.close();
   // next RIP -> physical address through the fetch TLB bank of this privilege
@@ -90,10 +97,12 @@ function buildDispatcher(ramSize: number): Uint8Array<ArrayBuffer> {
   b.get(pa).i32(12).op(Op.i32ShrU).i32(2).op(Op.i32Shl).mem(Op.i32Load, 2, L.PAGE_GEN).op(Op.i32Ne).brIf(out);
   b.get(e).mem(Op.i32Load, 2, L.DISPATCH + 12).get(left).get(n).op(Op.i32Sub).op(Op.i32GtS).brIf(out);
   b.get(e).mem(Op.i32Load, 2, L.DISPATCH + 8).tee(idx).op(Op.i32Eqz).brIf(out);
-  b.get(st).get(st).mem(Op.i32Load, 2, L.S_CHAINS).i32(1).op(Op.i32Add).mem(Op.i32Store, 2, L.S_CHAINS);
+  b.get(chains).i32(1).op(Op.i32Add).set(chains);
   b.br(top);
   b.close();
   b.close();
+  b.get(st).get(st).mem(Op.i32Load, 2, L.S_CHAINS).get(chains).op(Op.i32Add).mem(Op.i32Store, 2, L.S_CHAINS);
+  b.get(st).get(st).mem(Op.i32Load, 2, L.S_DIRECT).get(direct).op(Op.i32Add).mem(Op.i32Store, 2, L.S_DIRECT);
   b.get(n);
   m.func(m.type([I32, F64, I32, I32, I32], [I32]), b, 'run');
   return m.encode();
@@ -190,8 +199,9 @@ export interface WasmStats {
   compileMs: number;
   /** Of compileMs, the part spent generating the bytes (the rest is V8's compile and instantiation). */
   buildMs: number;
-  /** Calls into translated code. */
+  /** Calls into translated code, and of those the ones SoftCpu.execBlock made straight from the dispatch table. */
   calls: number;
+  tableCalls: number;
   /** Calls from translated code into the helpers, by kind. */
   replays: number;
   conds: number;
@@ -214,7 +224,7 @@ export class WasmEngine {
   private imports!: WebAssembly.Imports;
   /** The JavaScript helpers the trampolines call. */
   private readonly helpers: WebAssembly.Imports;
-  readonly stats: WasmStats = { compiled: 0, modules: 0, bytes: 0, compileMs: 0, buildMs: 0, calls: 0, replays: 0, conds: 0, slow: 0, direct: 0, asyncModules: 0, syncFallbacks: 0, stale: 0, freed: 0 };
+  readonly stats: WasmStats = { compiled: 0, modules: 0, bytes: 0, compileMs: 0, buildMs: 0, calls: 0, tableCalls: 0, replays: 0, conds: 0, slow: 0, direct: 0, asyncModules: 0, syncFallbacks: 0, stale: 0, freed: 0 };
   private nextState = 0;
   /** Translated functions by index (index 0 unused: an empty dispatch entry), and their blocks. */
   private table!: WebAssembly.Table;
@@ -313,7 +323,7 @@ export class WasmEngine {
     const s = this.stats;
     return `${s.compiled} blocks translated in ${s.modules} modules (${(s.bytes / 1024).toFixed(0)} KiB of code, ${s.compileMs.toFixed(0)} ms on the main thread to build (${s.buildMs.toFixed(0)}) and compile; ` +
       `${s.asyncModules} compiled in the background, ${s.syncFallbacks} of them finished synchronously, ${s.stale} blocks stale when ready, ${s.freed} dead ones freed), ` +
-      `${s.calls} calls, ${s.direct} direct block-to-block entries, ${s.replays + s.conds + s.slow} helper calls (${s.replays} replays, ${s.conds} conditions, ${s.slow} slow accesses)` +
+      `${s.calls} calls (${s.tableCalls} from the dispatch table), ${s.direct} direct block-to-block entries, ${s.replays + s.conds + s.slow} helper calls (${s.replays} replays, ${s.conds} conditions, ${s.slow} slow accesses)` +
       (PROFILE ? '; replayed opcodes: ' + [...replayed].sort((a, b) => b[1] - a[1]).slice(0, 16).map(([o, n]) => `${o.toString(16)}:${n}`).join(' ') : '');
   }
 
@@ -370,7 +380,6 @@ export class WasmEngine {
   /** The CPU's lazy-flag record -> the state area, marked as synced (S_LOP = kind + SYNCED; kind 0: the flags). */
   private giveFlags(c: SoftCpu): void {
     const I = this.i32, s = c.wasmState >> 2, op = c.lazyOp;
-    I[s + (S_EFL >> 2)] = c.flags;
     if (op === 0) { I[s + (L.S_LOP >> 2)] = SYNCED; I[s + (L.S_LD >> 2)] = c.flags; return; }
     I[s + (L.S_LOP >> 2)] = op + SYNCED;
     I[s + (L.S_LSZ >> 2)] = c.lazySize;
@@ -545,22 +554,32 @@ export class WasmEngine {
         if (r === hot + 1) this.pending.push(b);
         // A batch is translated when it is full, or when one of its blocks keeps running meanwhile.
         if (r > hot && (this.pending.length >= (hot === 0 ? 1 : WASM_BATCH) || r > hot + WASM_BATCH_WAIT)) this.flush(c);
-        if (b.wasm !== null && b.n <= room) return this.run(c, b.wasm, room);
+        if (b.wasm !== null && b.n <= room) return this.run(c, b.wasm.idx, room);
       } else if (b.runs === IN_FLIGHT) {
         const batch = this.inflight.get(b);
         if (batch !== undefined && ++batch.waits > ASYNC_WAIT) {
           this.stats.syncFallbacks++;
           this.compileNow(batch);
-          if (b.wasm !== null && b.n <= room) return this.run(c, b.wasm, room);
+          if (b.wasm !== null && b.n <= room) return this.run(c, b.wasm.idx, room);
         }
       }
       return c.runBlock(b, room);
     }
     if (b.n > room) return c.runBlock(b, room);
-    return this.run(c, w, room);
+    return this.run(c, w.idx, room);
   }
 
-  private run(c: SoftCpu, w: WasmCode, room: number): number {
+  /**
+   * Run the translated block at function-table index `idx` (the current RIP's block: SoftCpu.execBlock found it in
+   * the dispatch table, of the current page generation and at most `room` instructions long) and the blocks the
+   * dispatcher chains after it. Returns the instructions executed; faults propagate as from exec.
+   */
+  enter(c: SoftCpu, idx: number, room: number): number {
+    this.stats.tableCalls++;
+    return this.run(c, idx, room);
+  }
+
+  private run(c: SoftCpu, idx: number, room: number): number {
     const st = c.wasmState, I = this.i32;
     this.giveFlags(c);
     const r0 = c.rip, I0 = c.instructions;
@@ -568,7 +587,7 @@ export class WasmEngine {
     this.stats.calls++;
     let k: number;
     try {
-      k = this.dispatch(st, r0, room, c.cpl === 3 ? 1 : 0, w.idx);
+      k = this.dispatch(st, r0, room, c.cpl === 3 ? 1 : 0, idx);
     } catch (err) {
       if (err === CPU_FAULT) {
         // The faulting block is the dispatcher's current one; nbase instructions ran before it.

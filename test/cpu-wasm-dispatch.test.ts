@@ -1,0 +1,121 @@
+// The wasm translator's dispatch path (src/cpu/soft/wasm/runtime.ts buildDispatcher, WasmEngine.enter/run, and
+// SoftCpu.execBlock's entry straight from the dispatch table): a translated block is entered only while its page
+// generation is current, a fault in a block chained after others leaves exact state, and an event raised in a
+// chained block is seen at the next instruction boundary. Each program runs on the interpreter and in wasm.
+import test from 'node:test';
+import assert from 'node:assert/strict';
+import { hexBytes, runBlocksToHalt, CODE, DATA, STACK_TOP, PAGE_TABLES, type Machine } from './support/soft-cpu.ts';
+import { setHotThreshold, setJitThreshold } from '../src/cpu/soft/code-cache.ts';
+import { SoftCpu } from '../src/cpu/soft/cpu.ts';
+import { setupFlatLongMode } from '../src/cpu/soft/setup.ts';
+import { GuestMemory, MiB } from '../src/memory/guest-memory.ts';
+import { PortBus, MmioBus } from '../src/devices/bus.ts';
+import { VmClock } from '../src/vmm/clock.ts';
+import * as C from '../src/cpu/soft/constants.ts';
+
+setHotThreshold(0);
+setJitThreshold(0);
+
+type Mode = 'interpreter' | 'wasm';
+const memories: GuestMemory[] = [];
+test.after(() => { for (const m of memories) m.close(); });
+
+function machine(mode: Mode): Machine {
+  const wasm = mode === 'wasm';
+  const mem = new GuestMemory(64 * MiB, undefined, { wasm });
+  memories.push(mem);
+  const ports = new PortBus(), mmio = new MmioBus(), clock = new VmClock();
+  const cpu = new SoftCpu({ mem, ports, mmio, clock, blockCache: wasm, wasm });
+  if (wasm) assert.ok(cpu.wasm, 'the CPU has the wasm translator');
+  cpu.jitEnabled = wasm;
+  setupFlatLongMode(cpu, { pml4: PAGE_TABLES, identityMapBytes: 1 << 30, cpl: 0 });
+  cpu.setGpr(4, BigInt(STACK_TOP));
+  return { cpu, mem, ports, mmio, clock };
+}
+
+function state(m: Machine) {
+  const c = m.cpu;
+  return {
+    regs: Array.from({ length: 16 }, (_, i) => c.getGpr(i).toString(16)),
+    flags: (c.getFlags() & (C.CF | C.PF | C.AF | C.ZF | C.SF | C.OF)).toString(16),
+    rip: c.rip.toString(16),
+    ripStart: c.ripStart.toString(16),
+    instructions: c.instructions,
+    cr2: c.cr2,
+    fault: c.lastException,
+    data: Buffer.from(m.mem.read(DATA, 64)).toString('hex'),
+  };
+}
+
+test('a translated block whose page another block rewrote is not entered again (dispatch table and chains)', () => {
+  // Block A stores into block B's immediate (same page) once, half-way: from then on B's new bytes must run, whether
+  // B is reached from the chain or from SoftCpu.execBlock's dispatch-table probe (both compare the page generation).
+  // (500 passes: more than one dispatcher call, CHAIN_LIMIT instructions at most, so execBlock enters A or B again.)
+  //   mov ecx,500 / xor eax,eax / lea rdi,[rip+B+2] / A: dec ecx / jz 9f / cmp ecx,100 / jne B / mov byte [rdi],3
+  //   jmp B / B: add eax,1 / jmp A / 9: hlt
+  const code = hexBytes('b9 f4 01 00 00 31 c0 48 8d 3d 10 00 00 00 ff c9 74 0f 83 f9 64 75 05 c6 07 03 eb 00 83 c0 01 eb ed f4');
+  const results = (['interpreter', 'wasm'] as Mode[]).map((mode) => {
+    const m = machine(mode);
+    m.mem.write(CODE, Uint8Array.from(code));
+    assert.equal(runBlocksToHalt(m, 100_000), -1);
+    return { m, s: state(m) };
+  });
+  assert.deepEqual(results[1].s, results[0].s, 'translated code = interpreter');
+  assert.equal(results[1].m.cpu.getGpr(0), 399n + 100n * 3n, 'the patched immediate runs from the pass after the store');
+  const w = results[1].m.cpu.wasm!;
+  assert.ok(w.stats.tableCalls >= 2, `calls from the dispatch table: ${w.stats.tableCalls}`);
+  assert.ok(results[1].m.cpu.codeCache.stats.invalidations >= 1);
+});
+
+test('a page fault in a block chained after others leaves exact state (RIP, instruction count, earlier stores)', () => {
+  // Four blocks chained through static exits, 300 passes; on the last pass the third block's load faults.
+  //   mov ecx,300 / 1: add eax,1 / jmp 2f / 2: add ebx,eax / jmp 3f / 3: cmp ecx,1 / jne 4f / mov rsi,r8
+  //   4: mov rdx,[rsi] / add edx,ecx / mov [rsi+8],rdx / jmp 5f / 5: dec ecx / jnz 1b / hlt
+  const code = hexBytes('b9 2c 01 00 00 83 c0 01 eb 00 01 c3 eb 00 83 f9 01 75 03 4c 89 c6 48 8b 16 01 ca 48 89 56 08 eb 00 ff c9 75 e0 f4');
+  const results = (['interpreter', 'wasm'] as Mode[]).map((mode) => {
+    const m = machine(mode);
+    m.cpu.setGpr(6, BigInt(DATA));
+    m.cpu.setGpr(8, 0x7fff_0000_0000n); // not mapped (the identity map covers 1 GiB)
+    m.mem.write(CODE, Uint8Array.from(code));
+    const vector = runBlocksToHalt(m, 100_000);
+    assert.equal(vector, C.EXC_PF);
+    return { m, s: state(m) };
+  });
+  assert.deepEqual(results[1].s, results[0].s, 'translated code = interpreter');
+  assert.equal(results[1].s.rip, (CODE + 0x16).toString(16), 'RIP at the faulting load');
+  const c = results[1].m.cpu;
+  assert.ok(c.jitInstructions > 1000, `instructions run in wasm: ${c.jitInstructions}`);
+  assert.ok(c.wasm!.stats.direct > 500, `chained entries: ${c.wasm!.stats.direct}`);
+});
+
+test('an event raised by a store in a chained block is seen at the next instruction boundary', () => {
+  // Each pass stores to an MMIO page whose device raises an event (as an interrupt controller would); the store is
+  // in the third block of a chain. The event check must come right after the store, before the next instruction,
+  // in translated code as in the interpreter.
+  //   mov ecx,200 / 1: add eax,1 / jmp 2f / 2: add ebx,eax / jmp 3f / 3: mov [rdx],ecx / add edi,1 / jmp 4f
+  //   4: dec ecx / jnz 1b / hlt
+  const code = hexBytes('b9 c8 00 00 00 83 c0 01 eb 00 01 c3 eb 00 89 0a 83 c7 01 eb 00 ff c9 75 ec f4');
+  const MMIO = 0x3000_0000;
+  const results = (['interpreter', 'wasm'] as Mode[]).map((mode) => {
+    const m = machine(mode);
+    const cpu = m.cpu;
+    let stores = 0;
+    m.mmio.register(MMIO, 4096, { mmioRead: () => 0, mmioWrite: () => { stores++; cpu.notifyEvent(); } }, 'irq');
+    cpu.setGpr(2, BigInt(MMIO));
+    m.mem.write(CODE, Uint8Array.from(code));
+    const seen: number[] = [];
+    const check = cpu.checkEvents.bind(cpu);
+    cpu.checkEvents = () => { if (stores > 0) seen.push(cpu.rip - CODE); return check(); };
+    cpu.rip = CODE;
+    for (let guard = 0; guard < 10_000 && !cpu.halted; guard++) cpu.run(100_000);
+    assert.ok(cpu.halted);
+    assert.equal(stores, 200);
+    return { m, seen, s: state(m) };
+  });
+  assert.deepEqual(results[1].s, results[0].s, 'translated code = interpreter');
+  assert.deepEqual(results[1].seen, results[0].seen, 'event checks at the same boundaries');
+  assert.deepEqual(results[1].seen, new Array(200).fill(0x10), 'each right after the store');
+  const c = results[1].m.cpu;
+  assert.ok(c.jitInstructions > 500, `instructions run in wasm: ${c.jitInstructions}`);
+  assert.ok(c.wasm!.stats.direct > 200, `chained entries: ${c.wasm!.stats.direct}`);
+});
