@@ -2,7 +2,7 @@
 // 32-bit PCI hole, as on a PC: [0, lowEnd) and [4 GiB, 4 GiB + highSize).
 // The memfd lets vCPU worker threads, the KVM engine and snapshots map the same pages.
 import fs from 'node:fs';
-import { memfd, mmap, mmapFixed, munmap, close, koffi, PROT_READ, PROT_WRITE, MAP_SHARED, MAP_PRIVATE, MAP_ANONYMOUS, MAP_NORESERVE } from '../sys/libc.ts';
+import { memfd, mmap, mmapFixed, munmap, close, koffi, libc, PROT_READ, PROT_WRITE, MAP_SHARED, MAP_PRIVATE, MAP_ANONYMOUS, MAP_NORESERVE } from '../sys/libc.ts';
 
 export const KiB = 1024;
 export const MiB = 1024 * KiB;
@@ -97,12 +97,19 @@ export class GuestMemory {
    * at WASM_RAM_OFFSET, so wasm loads and stores, this process's typed arrays and every other mapping of the memfd
    * (vCPU workers, KVM, snapshots) see the same bytes. wasm32 addresses stop at 4 GiB, which low RAM (at most
    * 3 GiB) plus the offset respects. Returns false (nothing mapped) when it cannot be done.
+   *
+   * The memory is a shared one (its buffer a SharedArrayBuffer; the translator's modules import it as shared,
+   * src/cpu/soft/wasm/emit.ts): V8 counts a plain ArrayBuffer's bytes as external memory, and creating one of more
+   * than 64 MiB makes it collect garbage for "external memory pressure" at once (a full, memory-reducing GC: ~9 ms
+   * of CPU for 2 GiB in a fresh process, more with a larger heap, and for 256 MiB a scavenge plus an incremental
+   * marking finished ~100 ms later), which made a restore's cost grow with the guest's memory. A shared memory is
+   * not counted. Nothing else changes: no atomics are used, the memory never grows.
    */
   private addWasmRegion(): boolean {
     try {
       const pages = Math.ceil((WASM_RAM_OFFSET + this.lowSize) / 65536);
-      const wm = new WebAssembly.Memory({ initial: pages, maximum: pages });
-      const base = BigInt(koffi.address(wm.buffer as never));
+      const wm = new WebAssembly.Memory({ initial: pages, maximum: pages, shared: true });
+      const base = backingAddress(wm.buffer);
       const address = base + BigInt(WASM_RAM_OFFSET);
       const sharing = this.privateFile ? MAP_PRIVATE : MAP_SHARED;
       mmapFixed(address, this.lowSize, PROT_READ | PROT_WRITE, sharing | MAP_NORESERVE, this.fd, 0);
@@ -245,4 +252,16 @@ export class GuestMemory {
     this.regions.length = 0;
     close(this.fd);
   }
+}
+
+let memmoveFn: ((dest: Uint8Array, src: Uint8Array, n: number) => unknown) | undefined;
+
+/**
+ * The address of `buffer`'s first byte. koffi.address takes no SharedArrayBuffer, but koffi hands a typed array
+ * over one to C as a pointer to its bytes (no copy), and memmove(p, p, 0) returns p (it moves nothing).
+ */
+function backingAddress(buffer: ArrayBuffer | SharedArrayBuffer): bigint {
+  memmoveFn ??= libc.func('void *memmove(void *dest, const void *src, size_t n)') as (dest: Uint8Array, src: Uint8Array, n: number) => unknown;
+  const first = new Uint8Array(buffer, 0, 1);
+  return BigInt(koffi.address(memmoveFn(first, first, 0) as never));
 }

@@ -272,14 +272,16 @@ export class ModuleBuilder {
       uleb(ty, t.results.length); ty.push(...t.results);
     }
     section(1, ty);
-    // 2: imports (memory: limits flag 0, minimum 0 pages: any imported memory fits)
+    // 2: imports (memory: limits flag 3, shared with a maximum (threads proposal), at least 0 and at most 65536
+    // pages: any GuestMemory's fits; it is shared so that V8 does not count it as external memory, see
+    // src/memory/guest-memory.ts addWasmRegion)
     const im: number[] = [];
     uleb(im, this.imports.length);
     for (const i of this.imports) {
       name(im, i.module); name(im, i.field);
       if (i.kind === 'func') { im.push(0x00); uleb(im, i.type!); }
       else if (i.kind === 'table') im.push(0x01, 0x70, 0x00, 0x00); // funcref, min 0
-      else im.push(0x02, 0x00, 0x00);
+      else im.push(0x02, 0x03, 0x00, 0x80, 0x80, 0x04);
     }
     section(2, im);
     // 3: function declarations
