@@ -3,6 +3,7 @@
 import { readFileSync } from 'node:fs';
 import type { VmConfig, ConsoleIo } from './config.ts';
 import { Machine, type MachineOptions } from './machine.ts';
+import { libc } from '../sys/libc.ts';
 
 /**
  * Boot the VM and run it until the guest powers off (status 0), or resets with `onReboot: 'exit'`
@@ -26,18 +27,11 @@ export async function restoreVm(dir: string, io: ConsoleIo, options: MachineOpti
 /**
  * RINGZERO_RESTORE_TIMING=1 (bench/snapshot): where a new-process restore's time goes, as one line on stderr once
  * Machine.restore has returned: when it began (ms since this process's time origin), how long it took, and the
- * main thread's CPU time at both points (Linux /proc/thread-self/schedstat; the whole process's elsewhere). CPU time
+ * main thread's CPU time at both points (clock_gettime's thread CPU clock; the whole process's elsewhere). CPU time
  * is what a loaded host disturbs least.
  */
 function restoreTiming(): () => void {
-  const mainCpuMs = (): number => {
-    try {
-      return Number(readFileSync('/proc/thread-self/schedstat', 'utf8').split(' ')[0]) / 1e6;
-    } catch {
-      const u = process.cpuUsage();
-      return (u.user + u.system) / 1000;
-    }
-  };
+  const mainCpuMs = threadCpuClock();
   const startMs = performance.now(), startCpuMs = mainCpuMs();
   return () => {
     const endMs = performance.now(), endCpuMs = mainCpuMs();
@@ -46,6 +40,26 @@ function restoreTiming(): () => void {
       timeOrigin: performance.timeOrigin, startMs: r(startMs), restoreMs: r(endMs - startMs), startCpuMs: r(startCpuMs), restoreCpuMs: r(endCpuMs - startCpuMs),
     })}\n`);
   };
+}
+
+/**
+ * The calling thread's CPU time in ms: clock_gettime(CLOCK_THREAD_CPUTIME_ID) through koffi (exact), else the
+ * thread's schedstat (whose run time the kernel brings up to date only at scheduler ticks: 4 ms steps at HZ=250).
+ */
+function threadCpuClock(): () => number {
+  const schedstat = (): number => Number(readFileSync('/proc/thread-self/schedstat', 'utf8').split(' ')[0]) / 1e6;
+  try {
+    const clockGettime = libc.func('int clock_gettime(int clockid, _Out_ uint8_t *tp)') as (clock: number, tp: Uint8Array) => number;
+    const ts = new Uint8Array(16), view = new DataView(ts.buffer);
+    const CLOCK_THREAD_CPUTIME_ID = 3; // <linux/time.h>
+    if (clockGettime(CLOCK_THREAD_CPUTIME_ID, ts) !== 0) return schedstat;
+    return () => {
+      clockGettime(CLOCK_THREAD_CPUTIME_ID, ts);
+      return Number(view.getBigInt64(0, true)) * 1e3 + Number(view.getBigInt64(8, true)) / 1e6;
+    };
+  } catch {
+    return schedstat;
+  }
 }
 
 async function runMachines(cfg: VmConfig, io: ConsoleIo, options: MachineOptions, restored: Machine | undefined): Promise<number> {
