@@ -1,7 +1,8 @@
 // The wasm translator's dispatch path (src/cpu/soft/wasm/runtime.ts buildDispatcher, WasmEngine.enter/run, and
 // SoftCpu.execBlock's entry straight from the dispatch table): a translated block is entered only while its page
 // generation is current, a fault in a block chained after others leaves exact state, and an event raised in a
-// chained block is seen at the next instruction boundary. Each program runs on the interpreter and in wasm.
+// chained block is seen at the next instruction boundary; blocks that go on past a conditional jump (side exits,
+// SoftCpu.fellThrough) leave exactly where the interpreter goes. Each program runs on the interpreter and in wasm.
 import test from 'node:test';
 import assert from 'node:assert/strict';
 import { hexBytes, runBlocksToHalt, CODE, DATA, STACK_TOP, PAGE_TABLES, type Machine } from './support/soft-cpu.ts';
@@ -12,6 +13,7 @@ import { GuestMemory, MiB } from '../src/memory/guest-memory.ts';
 import { PortBus, MmioBus } from '../src/devices/bus.ts';
 import { VmClock } from '../src/vmm/clock.ts';
 import * as C from '../src/cpu/soft/constants.ts';
+import { Form } from '../src/cpu/soft/fast-forms.ts';
 
 setHotThreshold(0);
 setJitThreshold(0);
@@ -118,4 +120,50 @@ test('an event raised by a store in a chained block is seen at the next instruct
   const c = results[1].m.cpu;
   assert.ok(c.jitInstructions > 500, `instructions run in wasm: ${c.jitInstructions}`);
   assert.ok(c.wasm!.stats.direct > 200, `chained entries: ${c.wasm!.stats.direct}`);
+});
+
+/** Blocks of the cache with a conditional jump before their last instruction (side exits). */
+function sideExitBlocks(m: Machine): number {
+  let n = 0;
+  for (const b of m.cpu.codeCache.table) if (b !== undefined && b.entries.slice(0, -1).some((e) => e.form === Form.Jcc)) n++;
+  return n;
+}
+
+// A loop whose top block was recorded falling through two conditional jumps (JE on odd/even passes, JB in the second
+// half): each is a side exit taken on some passes, with instructions after them (an ALU op, a store) in the same
+// block. At the pass after ECX = 600, RSI becomes R8, and the store after the two not-taken jumps uses it.
+//   mov ecx,999 / xor eax,eax / xor ebx,ebx / jmp 1f / 1: test ecx,1 / jz 2f / add eax,ecx / cmp ecx,500 / jb 3f
+//   add ebx,3 / mov [rsi],eax / 2: sub ebx,1 / 3: cmp ecx,600 / jne 4f / mov rsi,r8 / 4: dec ecx / jnz 1b / hlt
+const SIDE_EXITS = hexBytes(`b9 e7 03 00 00 31 c0 31 db eb 00 f7 c1 01 00 00 00 74 0f 01 c8 81 f9 f4 01 00 00 72 08 83 c3 03
+  89 06 83 eb 01 81 f9 58 02 00 00 75 03 4c 89 c6 ff c9 75 d7 f4`);
+
+test('a block that goes on past conditional jumps leaves through them when they are taken, exactly', () => {
+  const results = (['interpreter', 'wasm'] as Mode[]).map((mode) => {
+    const m = machine(mode);
+    m.cpu.setGpr(6, BigInt(DATA));
+    m.cpu.setGpr(8, BigInt(DATA + 64));
+    m.mem.write(CODE, Uint8Array.from(SIDE_EXITS));
+    assert.equal(runBlocksToHalt(m, 100_000), -1);
+    return { m, s: state(m) };
+  });
+  assert.deepEqual(results[1].s, results[0].s, 'translated code = interpreter');
+  const m = results[1].m;
+  assert.ok(sideExitBlocks(m) >= 1, 'the top block of the loop has side exits');
+  assert.ok(m.cpu.jitInstructions > 5000, `instructions run in wasm: ${m.cpu.jitInstructions}`);
+});
+
+test('a page fault after a side exit that was not taken leaves exact state', () => {
+  const results = (['interpreter', 'wasm'] as Mode[]).map((mode) => {
+    const m = machine(mode);
+    m.cpu.setGpr(6, BigInt(DATA));
+    m.cpu.setGpr(8, 0x7fff_0000_0000n);
+    m.mem.write(CODE, Uint8Array.from(SIDE_EXITS));
+    assert.equal(runBlocksToHalt(m, 100_000), C.EXC_PF);
+    return { m, s: state(m) };
+  });
+  assert.deepEqual(results[1].s, results[0].s, 'translated code = interpreter');
+  assert.equal(results[1].s.rip, (CODE + 0x20).toString(16), 'RIP at the store');
+  assert.equal(results[1].m.cpu.getGpr(1), 599n);
+  assert.ok(sideExitBlocks(results[1].m) >= 1);
+  assert.ok(results[1].m.cpu.jitInstructions > 2000);
 });

@@ -4,8 +4,10 @@
 // - A *block* is the run of instructions from a start address up to and including the first control transfer
 //   (or other "terminator": anything that can change RIP non-sequentially, the CPU mode, the interrupt flag or
 //   the paging structures; see TERMINATOR), capped at MAX_BLOCK instructions and never crossing its 4 KiB
-//   physical page. Blocks are keyed by the physical address of their first byte plus the decoding mode
-//   (64-bit / 32-bit / 16-bit default sizes), so two linear aliases of one page share blocks and a change of page
+//   physical page. With the wasm translator a conditional jump that fell through when the block was recorded does
+//   not end it (SoftCpu.fellThrough): it is a side exit, taken or not at each run (runBlock and translated code
+//   leave the block when it is taken). Blocks are keyed by the physical address of their first byte plus the
+//   decoding mode (64-bit / 32-bit / 16-bit default sizes), so two linear aliases of one page share blocks and a change of page
 //   tables needs no flush (the lookup translates RIP first, as instruction fetch does).
 // - Each entry of a block holds what the prefix decoder found (operand/address size, segment override,
 //   REP/LOCK/66, REX bits, opcode), how many bytes that took, the instruction's length and its handler. A replay

@@ -117,6 +117,9 @@ for (let p = 0x40; p <= 0x4f; p++) PREFIX_KIND[p] = PREFIX_REX;
 const WASM_DISPATCH_I32 = DISPATCH >> 2;
 const WASM_DISPATCH_MASK = (1 << DISPATCH_BITS) - 1;
 
+/** Blocks go on past a conditional jump that fell through when they are recorded (SoftCpu.fellThrough). */
+const SIDE_EXITS = process.env.RINGZERO_WASM_SIDE_EXITS !== '0';
+
 /** Shift folding the page number into the block table index. */
 const TABLE_BITS_SHIFT = 12;
 
@@ -716,7 +719,7 @@ export class SoftCpu {
       const e = this.stepRecord();
       n++;
       const at = start - blockRip;
-      if (TERMINATOR[this.opcode] !== 0 && this.endsBlock()) {
+      if (TERMINATOR[this.opcode] !== 0 && this.endsBlock() && !this.fellThrough(e, mode, start, at, room)) {
         // The last instruction: its prefixes and opcode must lie in the page (the handler fetches the rest); a
         // fast form needs all of it there (compileFast reads only the bytes of the length it returns).
         e.len = 0;
@@ -743,6 +746,20 @@ export class SoftCpu {
       cache.stats.instructionsCached += entries.length;
     }
     return n;
+  }
+
+  /**
+   * Whether the instruction just recorded is a conditional jump (Jcc rel8/rel32, no 66h prefix) that fell through
+   * (RIP is right after it) and lies in the page: with the wasm translator the block then goes on past it, the
+   * jump becoming a side exit (translated code and runBlock leave the block when it is taken; an instruction that
+   * ends a block is otherwise its last). Fewer, longer blocks: fewer dispatcher entries, and the flags of a compare
+   * stay known to the instructions after its Jcc. (RINGZERO_WASM_SIDE_EXITS=0: off.)
+   */
+  private fellThrough(e: BlockEntry, mode: number, start: number, at: number, room: number): boolean {
+    if (!SIDE_EXITS || mode !== 8 || this.wasm === null || e.p66) return false;
+    const op = this.opcode;
+    const len = op >= 0x70 && op <= 0x7f ? e.opLen + 1 : op >= 0x180 && op <= 0x18f ? e.opLen + 4 : 0;
+    return len !== 0 && this.rip === start + len && at + len <= room;
   }
 
   /** step(), also returning the decoder state at dispatch as a block entry. */

@@ -1143,7 +1143,8 @@ export function translateBody(block: Block, ramSize: number): { body: Body; offs
           b.get(T.c32).i32(LOOP_LIMIT).op(Op.i32LeS).op(Op.i32And).brIf(T.top);
           T.exitConst(0, 0);
         } else T.exitStatic(i + 1, target);
-        if (f === Form.Jcc) { b.close(); T.exitStatic(i + 1, next); }
+        // (a Jcc before the block's end, recorded falling through (SoftCpu.fellThrough), is a side exit: not taken, go on)
+        if (f === Form.Jcc) { b.close(); if (isLast) T.exitStatic(i + 1, next); }
         break;
       }
       default: {
