@@ -777,3 +777,33 @@ test('a page fault in the middle of REP STOS / REP MOVS in translated code leave
     assert.ok(c.jitInstructions > 0 && c.wasm!.stats.replays <= 1, `replays: ${c.wasm!.stats.replays}`);
   }
 });
+
+test('registers cached in locals: a self-loop with replays and stores, and a #PF in its middle, leave the interpreter\'s state', () => {
+  // mov ecx,40 / 1: add rax,rbx / inc rdx / mov [rsi],rax / add rsi,8 / rcl r9,1 (replayed) / xchg rax,r11 (replayed)
+  // add r10,rdx / dec ecx / jnz 1b / hlt: the loop keeps rax, rdx, rsi, r10, rcx in locals across iterations (the
+  // replays write r9, rax, r11 in the state area: rax must be reloaded at the back edge; rax and rdx are dirty at the
+  // store); then the same loop with the 2 MiB page at 0x600000 unmapped and rsi 20 stores below it: #PF at the 21st
+  // store with every register exact
+  const code = hexBytes('b9 28 00 00 00 48 01 d8 48 ff c2 48 89 06 48 83 c6 08 49 d1 d1 49 93 49 01 d2 ff c9 75 e7 f4');
+  const init = (m: Machine) => {
+    m.cpu.setGpr(0, 0x0123456789abcdefn); m.cpu.setGpr(3, 0xfedcba9876543210n); m.cpu.setGpr(2, 5n);
+    m.cpu.setGpr(9, 0x8000000000000001n); m.cpu.setGpr(10, 7n); m.cpu.setGpr(11, 9n); m.cpu.setGpr(6, BigInt(DATA));
+  };
+  agree(code, init, 100);
+  const results = (['interpreter', 'wasm'] as Mode[]).map((mode) => {
+    const m = machine(mode);
+    init(m);
+    assert.equal(runToEnd(m, code), -1);
+    init(m);
+    assert.equal(runToEnd(m, code, false), -1); // translated by now
+    m.mem.write(PAGE_TABLES + 8192 + 3 * 8, new Uint8Array(8));
+    m.cpu.flushTlb(true);
+    init(m);
+    m.cpu.setGpr(6, 0x600000n - 160n);
+    assert.equal(runToEnd(m, code, false), C.EXC_PF);
+    return { m, s: snapshot(m) };
+  });
+  assert.deepEqual(results[1].s, results[0].s, 'translated code = interpreter');
+  assert.equal(results[1].m.cpu.getGpr(1), 20n, 'the 21st store faulted');
+  assert.ok(results[1].m.cpu.jitInstructions > 100);
+});

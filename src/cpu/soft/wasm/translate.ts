@@ -13,7 +13,10 @@
 // - the fast forms of ../fast-forms.ts (MOV, LEA, ALU incl. 8-bit, INC/DEC, SHL/SHR/SAR by a constant,
 //   MOVZX/MOVSXD, CMOVcc, SETcc, NOP, PUSH/POP, Jcc/JMP/CALL/RET, and of the session-11 forms MOVSX, NOT/NEG reg,
 //   ADC/SBB, INC/DEC/PUSH memory, indirect CALL/JMP, IMUL, shifts by CL, BT*, CMPXCHG/XADD memory, 16-bit ALU/MOV,
-//   CWDE/CDQ..., BSWAP, PUSH imm, PUSHF, SETcc memory, LEAVE) are emitted with their operands as constants;
+//   CWDE/CDQ..., BSWAP, PUSH imm, PUSHF, SETcc memory, LEAVE; session 12: MUL/IMUL/DIV/IDIV rAX, MOVS/STOS with
+//   and without REP) are emitted with their operands as constants;
+// - guest registers are cached in locals within a block (Translator.rc/rs: loaded on first use, written back before
+//   the memory library, a helper or an exit; a self-looping block keeps them across iterations);
 // - a memory operand calls the shared memory library (buildMemlib: TLB probe, RAM bounds, for stores the code-page
 //   byte, then the access; a miss, MMIO, a page-crossing access or a store into a page holding code calls the
 //   helper `rd`/`wr`, which runs SoftCpu.readLin/writeLin and may throw the CPU fault through the wasm frames);
@@ -94,9 +97,16 @@ const LOG2 = [0, 0, 1, 0, 2, 0, 0, 0, 3];
 /** Static exits chain straight into the next translated block of the same page (RINGZERO_WASM_DIRECT=0: off). */
 const DIRECT_CHAIN = process.env.RINGZERO_WASM_DIRECT !== '0';
 
+/** A function body that knows how many blocks/loops/ifs are open (Translator's register cache looks at it). */
+class TBody extends Body {
+  nest = 0;
+  override open(kind: number): number { this.nest++; return super.open(kind); }
+  override close(): this { this.nest--; return super.close(); }
+}
+
 /** Translation of one block into one function body. */
 class Translator {
-  readonly b: Body;
+  readonly b: TBody;
   // params
   readonly st = 0; readonly r0 = 1; readonly left = 2; readonly user = 3;
   // locals
@@ -105,7 +115,20 @@ class Translator {
   readonly w: number; readonly t: number; readonly ld: number;
   readonly ls: number; readonly lr: number; readonly lcy: number; readonly tf: number; readonly c32: number;
   readonly fl: number;
-  readonly x1: number; readonly x2: number;
+  readonly x1: number; readonly x2: number; readonly t32: number; readonly t64: number;
+  /**
+   * The register cache: guest register r's 64-bit value in local rc[r] (-1: none yet) with status rs[r]: 0 not
+   * cached, 1 the same as the state area, 2 newer than the state area (dirty). Only straight-line code (at depth
+   * `base`, outside every if/loop the translator opens inside an instruction) loads into the cache or makes a
+   * register dirty; code inside a branch or loop reads the cache or the state area and writes both (its status then
+   * stays right on every path). Dirty registers are written back (flush) before anything that may fault or look
+   * at the state area (memory library, helpers) and at every exit; a replay or the SSE hook forgets the cache.
+   */
+  readonly rc: number[] = new Array(16).fill(-1);
+  readonly rs: number[] = new Array(16).fill(0);
+  base = 1;
+  /** Set while ./sse.ts emits (it reads registers from the state area itself): the cache is neither filled nor dirtied. */
+  noCache = false;
   /** What produced the flag locals (null: unknown here, the state area holds the record). */
   kind = 0;
   size = 0;
@@ -116,37 +139,100 @@ class Translator {
   ix = 0;
 
   constructor(readonly block: Block, readonly offs: number[], readonly ramSize: number) {
-    const b = this.b = new Body(4);
+    const b = this.b = new TBody(4);
     this.n = b.local(I32); this.xc = b.local(I32); this.rtag = b.local(I32); this.wtag = b.local(I32);
     this.lcy = b.local(I32); this.fl = b.local(I32);
     this.c32 = b.local(I32);
     this.r0i = b.local(I64); this.a = b.local(I64); this.v = b.local(I64); this.w = b.local(I64); this.t = b.local(I64);
     this.ld = b.local(I64); this.ls = b.local(I64); this.lr = b.local(I64);
     this.tf = b.local(F64);
-    this.x1 = b.local(I64); this.x2 = b.local(I64);
+    this.x1 = b.local(I64); this.x2 = b.local(I64); this.t32 = b.local(I32); this.t64 = b.local(I64);
   }
+
+  /** Inside a branch or loop of the current instruction (or the SSE hook): no cache state changes. */
+  nested(): boolean { return this.noCache || this.b.nest > this.base; }
+
+  /** The cache local of register r. */
+  rl(r: number): number {
+    if (this.rc[r] < 0) this.rc[r] = this.b.local(I64);
+    return this.rc[r];
+  }
+
+  /** Write the dirty registers back to the state area (at straight-line level they become clean). */
+  flush(): void {
+    const b = this.b, keep = this.nested();
+    for (let r = 0; r < 16; r++) {
+      if (this.rs[r] !== 2) continue;
+      const l = this.rc[r];
+      b.get(this.st).get(l).op(Op.i32WrapI64).mem(Op.i32Store, 2, L.S_RLO + 4 * r);
+      b.get(this.st).get(l).i64(32).op(Op.i64ShrU).op(Op.i32WrapI64).mem(Op.i32Store, 2, L.S_RHI + 4 * r);
+      if (!keep) this.rs[r] = 1;
+    }
+  }
+
+  /** Forget the cache (after a replay, which may have changed any register in the state area). */
+  forget(): void { this.rs.fill(0); }
+
+  /** Registers kept in locals across a self-loop (null: none; the loop's top starts with an empty cache). */
+  loopPre: number[] | null = null;
+  loopDirty: number[] = [];
+  /** The registers dirty at the self-loop's back edge (recorded by the first emission). */
+  readonly backDirty: boolean[] = new Array(16).fill(false);
+
+  /**
+   * At a self-loop's back edge: make the registers match what the loop's top assumes. Without loopPre, everything
+   * is written back (the top starts empty). With it, each kept register must be in its local (reloaded if a replay
+   * forgot it) and written back unless the top takes it as dirty; any other dirty register is written back.
+   */
+  backEdge(): void {
+    const b = this.b;
+    for (let r = 0; r < 16; r++) this.backDirty[r] = this.rs[r] === 2;
+    const pre = this.loopPre;
+    if (pre === null) { this.flush(); return; }
+    for (let r = 0; r < 16; r++) {
+      const kept = pre.includes(r);
+      if (kept && this.rs[r] === 0) {
+        b.get(this.st).mem(Op.i64Load32u, 2, L.S_RLO + 4 * r);
+        b.get(this.st).mem(Op.i64Load32u, 2, L.S_RHI + 4 * r).i64(32).op(Op.i64Shl).op(Op.i64Or).set(this.rl(r));
+      } else if (this.rs[r] === 2 && !(kept && this.loopDirty.includes(r))) {
+        const l = this.rc[r];
+        b.get(this.st).get(l).op(Op.i32WrapI64).mem(Op.i32Store, 2, L.S_RLO + 4 * r);
+        b.get(this.st).get(l).i64(32).op(Op.i64ShrU).op(Op.i32WrapI64).mem(Op.i32Store, 2, L.S_RHI + 4 * r);
+      }
+    }
+  }
+
+  /** Leave the block (after `xc` was set): dirty registers written back first. */
+  leave(): void { this.flush(); this.b.br(this.out); }
 
   // ---- registers (rlo/rhi in the state area)
 
   /** Push the 64-bit value of register r (i64). */
   r64(r: number): void {
     const b = this.b;
+    if (this.rs[r] !== 0) { b.get(this.rc[r]); return; }
     b.get(this.st).mem(Op.i64Load32u, 2, L.S_RLO + 4 * r);
     b.get(this.st).mem(Op.i64Load32u, 2, L.S_RHI + 4 * r).i64(32).op(Op.i64Shl).op(Op.i64Or);
+    if (!this.nested()) { b.tee(this.rl(r)); this.rs[r] = 1; }
   }
   /** Push the low 32 bits of register r (i32). */
-  r32(r: number): void { this.b.get(this.st).mem(Op.i32Load, 2, L.S_RLO + 4 * r); }
+  r32(r: number): void {
+    if (this.rs[r] !== 0) { this.b.get(this.rc[r]).op(Op.i32WrapI64); return; }
+    this.b.get(this.st).mem(Op.i32Load, 2, L.S_RLO + 4 * r);
+  }
   /** Store i64 local `l` into register r. */
   set64(r: number, l: number): void {
     const b = this.b;
+    if (!this.nested()) { b.get(l).set(this.rl(r)); this.rs[r] = 2; return; }
     b.get(this.st).get(l).op(Op.i32WrapI64).mem(Op.i32Store, 2, L.S_RLO + 4 * r);
     b.get(this.st).get(l).i64(32).op(Op.i64ShrU).op(Op.i32WrapI64).mem(Op.i32Store, 2, L.S_RHI + 4 * r);
+    if (this.rs[r] !== 0) b.get(l).set(this.rc[r]);
   }
   /** Store the i32 produced by `emit` into the low half of r and zero the high half. */
   set32(r: number, emit: () => void): void {
     const b = this.b;
-    b.get(this.st); emit(); b.mem(Op.i32Store, 2, L.S_RLO + 4 * r);
-    b.get(this.st).i32(0).mem(Op.i32Store, 2, L.S_RHI + 4 * r);
+    emit(); b.op(Op.i64ExtendI32u).set(this.t64);
+    this.set64(r, this.t64);
   }
   /** Push byte register (r, bit position sh) zero-extended (i32). */
   r8(r: number, sh: number): void {
@@ -156,12 +242,15 @@ class Translator {
   }
   /** Write the low byte of the i32 produced by `emit` into byte register (r, sh). */
   set8(r: number, sh: number, emit: () => void): void {
+    this.setLow(r, 0xff << sh, () => { emit(); this.b.i32(255).op(Op.i32And); if (sh) this.b.i32(sh).op(Op.i32Shl); });
+  }
+  /** Replace the bits `mask` of register r's low half by the i32 produced by `emit` (already in place, masked). */
+  setLow(r: number, mask: number, emit: () => void): void {
     const b = this.b;
-    b.get(this.st);
-    this.r32(r); b.i32(~(0xff << sh)).op(Op.i32And);
-    emit(); b.i32(255).op(Op.i32And);
-    if (sh) b.i32(sh).op(Op.i32Shl);
-    b.op(Op.i32Or).mem(Op.i32Store, 2, L.S_RLO + 4 * r);
+    emit(); b.set(this.t32); // (emit may read r itself, or use c32)
+    this.r64(r); b.i64(BigInt.asIntN(64, ~BigInt(mask >>> 0))).op(Op.i64And);
+    b.get(this.t32).op(Op.i64ExtendI32u).op(Op.i64Or).set(this.t64);
+    this.set64(r, this.t64);
   }
 
   /** Push the `pos` argument of a helper for the current instruction. */
@@ -199,6 +288,7 @@ class Translator {
   /** Load `size` bytes at `a` into local `v` (zero-extended), through the shared probe of the memory library. */
   load(size: number): void {
     const b = this.b;
+    this.flush();
     b.get(this.st).get(this.rtag).get(this.a); this.pos();
     b.call(F_LD + LOG2[size]).set(this.v);
   }
@@ -206,6 +296,7 @@ class Translator {
   /** Store the low `size` bytes of local `w` at `a`. */
   store(size: number): void {
     const b = this.b;
+    this.flush();
     b.get(this.st).get(this.wtag).get(this.a).get(this.w); this.pos();
     b.call(F_ST + LOG2[size]);
   }
@@ -218,7 +309,7 @@ class Translator {
     b.get(this.st).get(this.r0);
     if (ripOff !== 0) b.f64(ripOff).op(Op.f64Add);
     b.mem(Op.f64Store, 3, L.S_RIP);
-    b.i32(count).set(this.xc).br(this.out);
+    b.i32(count).set(this.xc); this.leave();
   }
 
   /**
@@ -259,7 +350,7 @@ class Translator {
   checkCanonicalF64(): void {
     const b = this.b;
     b.tee(this.tf).f64(-TWO47).op(Op.f64Lt).get(this.tf).f64(TWO47).op(Op.f64Ge).op(Op.i32Or);
-    b.open(Op.if); this.pos(); b.call(F_GP).op(Op.unreachable); b.close();
+    b.open(Op.if); this.flush(); this.pos(); b.call(F_GP).op(Op.unreachable); b.close();
   }
 
   // ---- lazy flags
@@ -473,8 +564,8 @@ class Translator {
     let done = -1, loop = -1;
     if (e.rep !== 0) {
       T.r64(1); b.tee(T.x1).i64(1024).op(Op.i64GtU).open(Op.if);
-      T.pos(); b.call(F_RP).op(Op.drop);
-      b.i32(i + 1).set(T.xc).br(T.out);
+      T.flush(); T.pos(); b.call(F_RP).op(Op.drop);
+      b.i32(i + 1).set(T.xc).br(T.out); // (flushed before the replay, which may change any register)
       b.close();
       done = b.open(Op.block); loop = b.open(Op.loop);
       b.get(T.x1).op(Op.i64Eqz).brIf(done);
@@ -521,6 +612,7 @@ class Translator {
   /** Push register r's value at size (4: zero-extended) as i64. */
   regVal(r: number, size: number): void {
     if (size === 8) this.r64(r);
+    else if (this.rs[r] !== 0) this.b.get(this.rc[r]).i64(0xffffffffn).op(Op.i64And);
     else this.b.get(this.st).mem(Op.i64Load32u, 2, L.S_RLO + 4 * r);
   }
 
@@ -543,6 +635,20 @@ export function translateBody(block: Block, ramSize: number): { body: Body; offs
   let off = 0;
   for (let i = 0; i < N; i++) { offs.push(off); off += es[i].len; }
   if (!es.some((e) => e.form !== Form.None && (e.form !== Form.ShiftImm || e.op >= 4))) return null;
+  const first = emitBlock(block, offs, ramSize, null);
+  if (!first.selfLoop) return { body: first.b, offs };
+  // A block that loops on itself is emitted again with the registers its first version cached loaded before the
+  // loop, so they stay in locals across iterations: at the loop's top they are cached, and dirty when the first
+  // version's back edge had them dirty (stores then happen at memory accesses and exits, not per iteration).
+  const pre: number[] = [], dirty: number[] = [];
+  for (let r = 0; r < 16; r++) if (first.rc[r] >= 0) { pre.push(r); if (first.backDirty[r]) dirty.push(r); }
+  return { body: emitBlock(block, offs, ramSize, { pre, dirty }).b, offs };
+}
+
+/** One emission of a block's function body; `loop`: the registers to keep in locals across a self-loop. */
+function emitBlock(block: Block, offs: number[], ramSize: number, loop: { pre: number[]; dirty: number[] } | null): Translator {
+  const es = block.entries;
+  const N = es.length;
   const T = new Translator(block, offs, ramSize);
   const b = T.b;
   const last = es[N - 1];
@@ -553,7 +659,15 @@ export function translateBody(block: Block, ramSize: number): { body: Body; offs
   b.i32(L.TAGS_WRITE_DELTA).op(Op.i32Add).set(T.wtag);
   b.get(T.r0).op(0xfc, 6).set(T.r0i);
   T.out = b.open(Op.block);
+  if (T.selfLoop && loop !== null) {
+    T.base = b.nest;
+    for (const r of loop.pre) { T.r64(r); b.op(Op.drop); }
+    T.loopPre = loop.pre;
+    T.loopDirty = loop.dirty;
+  }
   if (T.selfLoop) T.top = b.open(Op.loop);
+  T.base = b.nest;
+  if (T.loopPre !== null) for (const r of T.loopPre) T.rs[r] = T.loopDirty.includes(r) ? 2 : 1;
   for (let i = 0; i < N; i++) {
     const e = es[i];
     const o = offs[i];
@@ -566,26 +680,22 @@ export function translateBody(block: Block, ramSize: number): { body: Body; offs
     // Replay through the helper (closure or handler, as SoftCpu.runBlock); it stores RIP and says whether to leave.
     const replay = () => {
       replayed = true;
+      T.flush();
       T.pos(); b.call(F_RP);
+      T.forget();
       b.open(Op.if); b.i32(i + 1).set(T.xc).br(T.out); b.close();
       T.known = false;
       if (isLast) b.op(Op.unreachable); // (the helper always says leave after the last instruction)
     };
     const memOp = () => { mem = true; T.ea(e, next); };
     switch (f) {
-      case Form.MovRR64:
-        b.get(T.st); T.r32(e.a); b.mem(Op.i32Store, 2, L.S_RLO + 4 * e.b);
-        b.get(T.st).get(T.st).mem(Op.i32Load, 2, L.S_RHI + 4 * e.a).mem(Op.i32Store, 2, L.S_RHI + 4 * e.b);
-        break;
+      case Form.MovRR64: T.r64(e.a); b.set(T.t64); T.set64(e.b, T.t64); break;
       case Form.MovRR32: T.set32(e.b, () => T.r32(e.a)); break;
       case Form.MovStore64: memOp(); T.r64(e.a); b.set(T.w); T.store(8); break;
       case Form.MovStore32: memOp(); T.regVal(e.a, 4); b.set(T.w); T.store(4); break;
       case Form.MovLoad64: memOp(); T.load(8); T.set64(e.a, T.v); break;
       case Form.MovLoad32: memOp(); T.load(4); T.set32(e.a, () => b.get(T.v).op(Op.i32WrapI64)); break;
-      case Form.MovImmReg:
-        b.get(T.st).i32(e.imm).mem(Op.i32Store, 2, L.S_RLO + 4 * e.a);
-        b.get(T.st).i32(e.immHi).mem(Op.i32Store, 2, L.S_RHI + 4 * e.a);
-        break;
+      case Form.MovImmReg: b.i64(imm64(e.imm, e.immHi)).set(T.t64); T.set64(e.a, T.t64); break;
       case Form.MovImmMem64: memOp(); b.i64(imm64(e.imm, e.immHi)).set(T.w); T.store(8); break;
       case Form.MovImmMem32: memOp(); b.i64(e.imm >>> 0).set(T.w); T.store(4); break;
       case Form.Lea: {
@@ -686,7 +796,7 @@ export function translateBody(block: Block, ramSize: number): { body: Body; offs
         const had = T.known && T.materialize();
         T.r32(1); b.i32(e.size === 8 ? 63 : 31).op(Op.i32And).op(Op.i64ExtendI32u).tee(T.ls).op(Op.i64Eqz);
         b.open(Op.if);
-        if (e.size === 4) { b.get(T.st).i32(0).mem(Op.i32Store, 2, L.S_RHI + 4 * e.b); }
+        if (e.size === 4) T.set32(e.b, () => T.r32(e.b));
         if (had) {
           b.get(T.fl).op(Op.i64ExtendI32u).set(T.ld);
           b.get(T.st).i32(EXPLICIT).mem(Op.i32Store, 2, L.S_LOP);
@@ -748,12 +858,7 @@ export function translateBody(block: Block, ramSize: number): { body: Body; offs
         T.alu(op, 4);
         if (op < CMP) {
           if (toMem) { b.get(T.lr).set(T.w); T.store(2); }
-          else {
-            b.get(T.st);
-            T.r32(e.b); b.i32(~0xffff).op(Op.i32And);
-            b.get(T.lr).op(Op.i32WrapI64).i32(0xffff).op(Op.i32And).op(Op.i32Or);
-            b.mem(Op.i32Store, 2, L.S_RLO + 4 * e.b);
-          }
+          else T.setLow(e.b, 0xffff, () => b.get(T.lr).op(Op.i32WrapI64).i32(0xffff).op(Op.i32And));
         }
         T.produced(KIND[op], 2);
         T.known = false;
@@ -762,8 +867,7 @@ export function translateBody(block: Block, ramSize: number): { body: Body; offs
       case Form.MovStore16: memOp(); T.r32(e.a); b.op(Op.i64ExtendI32u).set(T.w); T.store(2); break;
       case Form.MovLoad16: {
         memOp(); T.load(2);
-        b.get(T.st); T.r32(e.a); b.i32(~0xffff).op(Op.i32And).get(T.v).op(Op.i32WrapI64).op(Op.i32Or);
-        b.mem(Op.i32Store, 2, L.S_RLO + 4 * e.a);
+        T.setLow(e.a, 0xffff, () => b.get(T.v).op(Op.i32WrapI64));
         break;
       }
       case Form.CmpxchgM: {
@@ -802,12 +906,10 @@ export function translateBody(block: Block, ramSize: number): { body: Body; offs
       case Form.Cdq: {
         // 98 CWDE/CDQE, 99 CDQ/CQO, as ../fast-forms.ts cdq
         if (e.op === 0) {
-          if (e.size === 8) { b.get(T.st); T.r32(0); b.i32(31).op(Op.i32ShrS).mem(Op.i32Store, 2, L.S_RHI); }
+          if (e.size === 8) { T.r32(0); b.op(Op.i64ExtendI32s).set(T.x2); T.set64(0, T.x2); }
           else T.set32(0, () => { T.r32(0); b.op(Op.i32Extend16s); });
         } else if (e.size === 8) {
-          b.get(T.st).mem(Op.i32Load, 2, L.S_RHI).i32(31).op(Op.i32ShrS).set(T.c32);
-          b.get(T.st).get(T.c32).mem(Op.i32Store, 2, L.S_RLO + 8);
-          b.get(T.st).get(T.c32).mem(Op.i32Store, 2, L.S_RHI + 8);
+          T.r64(0); b.i64(63).op(Op.i64ShrS).set(T.x2); T.set64(2, T.x2);
         } else T.set32(2, () => { T.r32(0); b.i32(31).op(Op.i32ShrS); });
         break;
       }
@@ -816,9 +918,10 @@ export function translateBody(block: Block, ramSize: number): { body: Body; offs
         const r = e.b;
         const bs = () => { b.tee(T.c32).i32(0x00ff00ff).op(Op.i32And).i32(24).op(0x77).get(T.c32).i32(0xff00ff00 | 0).op(Op.i32And).i32(8).op(0x77).op(Op.i32Or); };
         if (e.size === 8) {
-          b.get(T.st).mem(Op.i32Load, 2, L.S_RLO + 4 * r).set(T.fl);
-          b.get(T.st); b.get(T.st).mem(Op.i32Load, 2, L.S_RHI + 4 * r); bs(); b.mem(Op.i32Store, 2, L.S_RLO + 4 * r);
-          b.get(T.st); b.get(T.fl); bs(); b.mem(Op.i32Store, 2, L.S_RHI + 4 * r);
+          T.r64(r); b.set(T.x2);
+          b.get(T.x2).op(Op.i32WrapI64); bs(); b.op(Op.i64ExtendI32u).i64(32).op(Op.i64Shl);
+          b.get(T.x2).i64(32).op(Op.i64ShrU).op(Op.i32WrapI64); bs(); b.op(Op.i64ExtendI32u).op(Op.i64Or).set(T.x2);
+          T.set64(r, T.x2);
         } else T.set32(r, () => { T.r32(r); bs(); });
         break;
       }
@@ -834,7 +937,7 @@ export function translateBody(block: Block, ramSize: number): { body: Body; offs
       }
       case Form.Cli: case Form.Sti: {
         // through the helper `sy` (IF, IOPL and CPL are not in the state area); STI that set IF: leave after it
-        b.i32(f === Form.Cli ? 0 : 1); T.pos(); b.call(F_SY);
+        T.flush(); b.i32(f === Form.Cli ? 0 : 1); T.pos(); b.call(F_SY);
         if (f === Form.Cli) b.op(Op.drop);
         else { b.open(Op.if); T.exitConst(i + 1, next); b.close(); }
         break;
@@ -882,13 +985,13 @@ export function translateBody(block: Block, ramSize: number): { body: Body; offs
         if (f === Form.Ret) {
           // canonical: bits 63..47 all equal
           b.get(T.v).i64(TWO47).op(Op.i64Add).i64(48).op(Op.i64ShrU).op(Op.i64Eqz).op(Op.i32Eqz);
-          b.open(Op.if); T.pos(); b.call(F_GP).op(Op.unreachable); b.close();
+          b.open(Op.if); T.flush(); T.pos(); b.call(F_GP).op(Op.unreachable); b.close();
         }
         b.get(T.a).i64(8).op(Op.i64Add).set(T.t);
         T.set64(4, T.t);
         if (f === Form.Ret) {
           b.get(T.st).get(T.v).op(Op.f64ConvertI64s).mem(Op.f64Store, 3, L.S_RIP);
-          b.i32(i + 1).set(T.xc).br(T.out);
+          b.i32(i + 1).set(T.xc); T.leave();
         } else T.set64(e.a, T.v);
         break;
       }
@@ -1064,8 +1167,8 @@ export function translateBody(block: Block, ramSize: number): { body: Body; offs
           else b.get(T.x1).op(Op.i64Eqz).op(Op.i32Eqz).brIf(hard);
           b.get(T.ld).set(T.t);
         } else {
-          b.get(T.st).mem(Op.i64Load32u, 2, L.S_RLO + 8).i64(32).op(Op.i64Shl);
-          b.get(T.st).mem(Op.i64Load32u, 2, L.S_RLO).op(Op.i64Or).set(T.t);
+          T.regVal(2, 4); b.i64(32).op(Op.i64Shl);
+          T.regVal(0, 4); b.op(Op.i64Or).set(T.t);
           // DIV: the quotient fits iff EDX < the divisor
           if (!signed) b.get(T.t).i64(32).op(Op.i64ShrU).get(T.ls).op(Op.i64GeU).brIf(hard);
         }
@@ -1081,10 +1184,12 @@ export function translateBody(block: Block, ramSize: number): { body: Body; offs
         T.explicit(size);
         b.br(done);
         b.close();
-        T.pos(); b.call(F_RP);
+        T.flush(); T.pos(); b.call(F_RP);
         b.open(Op.if); b.i32(i + 1).set(T.xc).br(T.out); b.close();
         b.close();
         T.known = false; // (either path left the state area's record right: EXPLICIT, or the CPU's after the replay)
+        // (both paths left rAX and rDX in the state area: written through inside the branch, or by the replay)
+        T.rs[0] = 0; T.rs[2] = 0;
         break;
       }
       case Form.PushM: {
@@ -1122,7 +1227,7 @@ export function translateBody(block: Block, ramSize: number): { body: Body; offs
         // #GP(0) unless canonical, then for CALL the push of the return address; RIP leaves through S_RIP.
         if (e.base === -3) { T.r64(e.b); b.set(T.v); } else { memOp(); T.load(8); }
         b.get(T.v).i64(TWO47).op(Op.i64Add).i64(48).op(Op.i64ShrU).op(Op.i64Eqz).op(Op.i32Eqz);
-        b.open(Op.if); T.pos(); b.call(F_GP).op(Op.unreachable); b.close();
+        b.open(Op.if); T.flush(); T.pos(); b.call(F_GP).op(Op.unreachable); b.close();
         if (f === Form.CallInd) {
           mem = true;
           b.get(T.r0i).i64(next).op(Op.i64Add).set(T.w);
@@ -1131,7 +1236,7 @@ export function translateBody(block: Block, ramSize: number): { body: Body; offs
           T.set64(4, T.a);
         }
         b.get(T.st).get(T.v).op(Op.f64ConvertI64s).mem(Op.f64Store, 3, L.S_RIP);
-        b.i32(i + 1).set(T.xc).br(T.out);
+        b.i32(i + 1).set(T.xc); T.leave();
         break;
       }
       case Form.Jcc: case Form.Jmp: {
@@ -1140,7 +1245,9 @@ export function translateBody(block: Block, ramSize: number): { body: Body; offs
         if (target !== 0) { b.get(T.r0).f64(target).op(Op.f64Add); T.checkCanonicalF64(); }
         if (T.selfLoop && isLast) {
           b.get(T.n).i32(N).op(Op.i32Add).tee(T.n).i32(N).op(Op.i32Add).tee(T.c32).get(T.left).op(Op.i32LeS);
-          b.get(T.c32).i32(LOOP_LIMIT).op(Op.i32LeS).op(Op.i32And).brIf(T.top);
+          b.get(T.c32).i32(LOOP_LIMIT).op(Op.i32LeS).op(Op.i32And);
+          T.backEdge();
+          b.brIf(T.top);
           T.exitConst(0, 0);
         } else T.exitStatic(i + 1, target);
         // (a Jcc before the block's end, recorded falling through (SoftCpu.fellThrough), is a side exit: not taken, go on)
@@ -1149,7 +1256,10 @@ export function translateBody(block: Block, ramSize: number): { body: Body; offs
       }
       default: {
         // SSE forms (./sse.ts): 0 = no wasm code there, 2 = emitted with a memory-library access
+        // (./sse.ts reads registers from the state area and may replay: the cache is written back and forgotten)
+        T.flush(); T.noCache = true;
         const k = emitSse(T, e, i, next);
+        T.noCache = false; T.forget();
         if (k === 0) {
           // MOVS/STOS (REP too): they end their block and leave through their own exit (e.len is 0 there)
           if (T.stringOp(e, i)) { mem = true; replayed = true; } else replay();
@@ -1164,7 +1274,7 @@ export function translateBody(block: Block, ramSize: number): { body: Body; offs
   if (T.selfLoop) b.close();
   b.close();
   b.get(T.n).get(T.xc).op(Op.i32Add);
-  return { body: b, offs };
+  return T;
 }
 
 /** One module holding the given block functions, exported as f0, f1, ... */
