@@ -10,7 +10,7 @@ import type { GuestMemory } from '../../../memory/guest-memory.ts';
 import { WASM_RAM_OFFSET } from '../../../memory/guest-memory.ts';
 import { Body, ModuleBuilder, Op, I32, I64, F64 } from './emit.ts';
 import * as layout from './layout.ts';
-import { translateBody, buildModule, buildFlaglib, type WasmCode, EXPLICIT, SYNCED, ARITH, RF, VM, IF } from './translate.ts';
+import { translateBody, buildModule, buildFlaglib, type WasmCode, EXPLICIT, SYNCED, S_EFL, ARITH, RF, VM, IF } from './translate.ts';
 /** The layout constants as a plain object (under tsx a namespace import reads each one through a getter call). */
 const L = { ...layout };
 
@@ -380,6 +380,7 @@ export class WasmEngine {
   /** The CPU's lazy-flag record -> the state area, marked as synced (S_LOP = kind + SYNCED; kind 0: the flags). */
   private giveFlags(c: SoftCpu): void {
     const I = this.i32, s = c.wasmState >> 2, op = c.lazyOp;
+    I[s + (S_EFL >> 2)] = c.flags;
     if (op === 0) { I[s + (L.S_LOP >> 2)] = SYNCED; I[s + (L.S_LD >> 2)] = c.flags; return; }
     I[s + (L.S_LOP >> 2)] = op + SYNCED;
     I[s + (L.S_LSZ >> 2)] = c.lazySize;
