@@ -258,10 +258,17 @@ let memmoveFn: ((dest: Uint8Array, src: Uint8Array, n: number) => unknown) | und
 
 /**
  * The address of `buffer`'s first byte. koffi.address takes no SharedArrayBuffer, but koffi hands a typed array
- * over one to C as a pointer to its bytes (no copy), and memmove(p, p, 0) returns p (it moves nothing).
+ * over one to C as a pointer to its bytes (no copy), and memmove(p, p, 0) returns p (it moves nothing). Checked
+ * before anything is mapped there: a byte written through the buffer must be read at that address (a copy would
+ * make RAM land on some other memory; the caller then goes without the wasm memory).
  */
 function backingAddress(buffer: ArrayBuffer | SharedArrayBuffer): bigint {
   memmoveFn ??= libc.func('void *memmove(void *dest, const void *src, size_t n)') as (dest: Uint8Array, src: Uint8Array, n: number) => unknown;
   const first = new Uint8Array(buffer, 0, 1);
-  return BigInt(koffi.address(memmoveFn(first, first, 0) as never));
+  const pointer = memmoveFn(first, first, 0);
+  first[0] = 0x5a;
+  const seen = new Uint8Array(koffi.view(pointer as never, 1) as ArrayBuffer)[0];
+  first[0] = 0;
+  if (seen !== 0x5a) throw new Error('cannot locate the WebAssembly memory');
+  return BigInt(koffi.address(pointer as never));
 }
