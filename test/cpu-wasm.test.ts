@@ -17,6 +17,7 @@ import { VmClock } from '../src/vmm/clock.ts';
 import { mmap, munmap, PROT_READ, PROT_WRITE, MAP_SHARED } from '../src/sys/libc.ts';
 import * as C from '../src/cpu/soft/constants.ts';
 import { buildFlaglib, SYNCED, EXPLICIT } from '../src/cpu/soft/wasm/translate.ts';
+import { Form } from '../src/cpu/soft/fast-forms.ts';
 import * as L from '../src/cpu/soft/wasm/layout.ts';
 
 setHotThreshold(0);
@@ -806,4 +807,33 @@ test('registers cached in locals: a self-loop with replays and stores, and a #PF
   assert.deepEqual(results[1].s, results[0].s, 'translated code = interpreter');
   assert.equal(results[1].m.cpu.getGpr(1), 20n, 'the 21st store faulted');
   assert.ok(results[1].m.cpu.jitInstructions > 100);
+});
+
+test('XCHG (87; register, same register, memory) and LOCK CMPXCHG/XADD to memory: fast forms and wasm match the interpreter', () => {
+  // mov ecx,40 / mov rsi,0x200000 / 1: mov rbx,[rsi+rcx*8] / mov rdx,[rsi+rcx*8+8] / xchg rbx,rdx / xchg rdx,r9
+  // xchg edx,r10d / xchg r11,r11 / xchg r12d,r12d / xchg [rsi+0x400],rbx / xchg [rsi+rcx*4+0x500],edx
+  // mov rax,[rsi+0x408] / lock cmpxchg [rsi+0x410],rbx / mov rax,[rsi+0x418] / lock cmpxchg [rsi+0x418],rdx (equal)
+  // lock cmpxchg [rsi+rcx*4+0x600],r8d / lock xadd [rsi+0x420],rbx / add r13,rax / add r14,rdx / xor r15,rbx
+  // add r12,r8 / dec ecx / jnz 1b / hlt
+  const code = hexBytes(`b9 28 00 00 00 48 c7 c6 00 00 20 00 48 8b 1c ce 48 8b 54 ce 08 48 87 d3 4c 87 ca 44 87 d2 4d 87 db
+    45 87 e4 48 87 9e 00 04 00 00 87 94 8e 00 05 00 00 48 8b 86 08 04 00 00 f0 48 0f b1 9e 10 04 00 00 48 8b 86 18 04
+    00 00 f0 48 0f b1 96 18 04 00 00 f0 44 0f b1 84 8e 00 06 00 00 f0 48 0f c1 9e 20 04 00 00 49 01 c5 49 01 d6 49 31
+    df 4d 01 c4 ff c9 75 97 f4`);
+  const prep = (m: Machine) => { fill(m); m.cpu.setGpr(12, 0xffffffff00000005n); m.cpu.setGpr(11, 0x1234_5678_9abc_def0n); };
+  const m = agree(code, prep, 500);
+  assert.ok(m.cpu.wasm!.stats.replays < 10, `replayed: ${m.cpu.wasm!.stats.replays}`);
+  // the JavaScript fast forms (block cache without translation) give the same
+  const mem = new GuestMemory(64 * MiB, undefined, { wasm: false });
+  memories.push(mem);
+  const cpu = new SoftCpu({ mem, ports: new PortBus(), mmio: new MmioBus(), clock: new VmClock(), blockCache: true, wasm: false });
+  setupFlatLongMode(cpu, { pml4: PAGE_TABLES, identityMapBytes: 1 << 30, cpl: 0 });
+  cpu.setGpr(4, BigInt(STACK_TOP));
+  const j: Machine = { cpu, mem, ports: new PortBus(), mmio: new MmioBus(), clock: new VmClock() };
+  prep(j);
+  runToEnd(j, code);
+  const ref = machine('interpreter');
+  prep(ref);
+  runToEnd(ref, code);
+  assert.deepEqual(snapshot(j), snapshot(ref), 'fast forms = interpreter');
+  assert.ok(cpu.codeCache.table.some((b) => b !== null && b !== undefined && b.entries.some((e) => e.form === Form.XchgM)), 'XCHG memory has its fast form');
 });

@@ -494,6 +494,22 @@ const xaddM: FastHandler = (c, e) => {
   c.setLazy(L_ADD, size, d, sl, r, dh, sh, rh);
 };
 
+// ---- XCHG r/m, r (87), sizes 4 and 8 (session 12, for the wasm translator), as ./ops/alu.ts: registers e.a and e.b
+// swap (a 32-bit swap zero-extends both); with memory: the read, the write of e.a, then e.a = the old value (a
+// memory XCHG is implicitly locked: nothing to do with the vCPUs on one thread)
+
+const xchgRR: FastHandler = (c, e) => {
+  const a = c.rlo[e.a], ah = c.rhi[e.a], wide = e.size === 8;
+  c.rlo[e.a] = c.rlo[e.b]; c.rhi[e.a] = wide ? c.rhi[e.b] : 0;
+  c.rlo[e.b] = a; c.rhi[e.b] = wide ? ah : 0;
+};
+const xchgM: FastHandler = (c, e) => {
+  const size = e.size, lin = ea(c, e);
+  const v = c.readLin(lin, size), vh = size === 8 ? c.hi : 0;
+  c.writeLin(lin, size, c.rlo[e.a], size === 8 ? c.rhi[e.a] : 0);
+  c.rlo[e.a] = v; c.rhi[e.a] = vh;
+};
+
 // ---- PUSHF (9C, 64-bit operand): RFLAGS with VM and RF cleared (VM is 0 in 64-bit mode); PUSH imm (68, 6A)
 
 const pushf: FastHandler = (c) => push64(c, c.getFlags() & ~(C.VM | C.RF), 0);
@@ -903,7 +919,9 @@ export function compileFast(c: SoftCpu, e: BlockEntry, pa: number, len: number):
   if (op >= 0x100 && (SSE_OPS[op & 0xff] !== 0 || INT_FN.has(e.handler))) return compileSse(c, e, pa, len, op & 0xff);
   if ((op === 0x1bc || op === 0x1bd) && (e.rep === 0 || e.rep === 0xf3)) return compileBitScan(c, e, pa, len, op);
   // (F3 90 is PAUSE: a NOP here, as in ./ops/alu.ts.)
-  if (e.lock || (e.rep !== 0 && !(op === 0x90 && e.rep === 0xf3)) || e.adsize !== 8) return 0;
+  // (LOCK CMPXCHG/XADD to memory are the plain forms: the vCPUs run on one thread; with a register operand the
+  // decode below gives no form and the handler raises #UD)
+  if ((e.lock && op !== 0x1b1 && op !== 0x1c1) || (e.rep !== 0 && !(op === 0x90 && e.rep === 0xf3)) || e.adsize !== 8) return 0;
   const ram = c.ram;
   let p = pa + e.opLen;
   const size = e.opsize;
@@ -1123,6 +1141,10 @@ export function compileFast(c: SoftCpu, e: BlockEntry, pa: number, len: number):
     p = modrm(ram, p, e);
     if (mod === 3) return 0;
     e.a = regField; e.size = size; f = xaddM;
+  } else if (op === 0x87 && wide) {
+    p = modrm(ram, p, e);
+    e.a = regField; e.size = size;
+    if (mod === 3) { e.b = rmReg; f = xchgRR; } else f = xchgM;
   } else if (op === 0x9c && size !== 2) {
     f = pushf;
   } else if ((op === 0x68 || op === 0x6a) && size !== 2) {
@@ -1274,6 +1296,8 @@ export const enum Form {
   SseMovqXX,
   /** BSF (e.op 0) / BSR (e.op 1), also F3 (TZCNT/LZCNT run as BSF/BSR): e.b = scan of register e.a / memory, size e.size. */
   BitScanR, BitScanM,
+  /** XCHG (87) of register e.a with register e.b / memory, size e.size (4 or 8). */
+  XchgRR, XchgM,
 }
 
 const FORM_OF = new Map<FastHandler, Form>([
@@ -1297,4 +1321,5 @@ const FORM_OF = new Map<FastHandler, Form>([
   [alu16RR, Form.Alu16RR], [alu16RI, Form.Alu16RI], [alu16RM, Form.Alu16RM], [alu16MR, Form.Alu16MR],
   [alu16MI, Form.Alu16MI], [movStore16, Form.MovStore16], [movLoad16, Form.MovLoad16],
   [leave, Form.Leave], [cli, Form.Cli], [sti, Form.Sti], [swapgs, Form.Swapgs], [pushM, Form.PushM],
+  [xchgRR, Form.XchgRR], [xchgM, Form.XchgM],
 ]);

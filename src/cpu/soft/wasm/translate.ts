@@ -886,6 +886,23 @@ function emitBlock(block: Block, offs: number[], ramSize: number, loop: { pre: n
         T.produced(L_SUB, size);
         break;
       }
+      case Form.XchgRR: {
+        // XCHG e.a, e.b (87, register): swap (32-bit: both zero-extended)
+        const size = e.size;
+        T.regVal(e.a, size); b.set(T.x1);
+        T.regVal(e.b, size); b.set(T.x2);
+        T.set64(e.a, T.x2); T.set64(e.b, T.x1);
+        break;
+      }
+      case Form.XchgM: {
+        // XCHG memory, e.a (87): the read, the write of e.a, then e.a = the old value (as ../fast-forms.ts xchgM)
+        const size = e.size;
+        memOp(); T.load(size);
+        T.regVal(e.a, size); b.set(T.w);
+        T.store(size);
+        T.set64(e.a, T.v);
+        break;
+      }
       case Form.XaddM: {
         // XADD memory, e.a (0F C1, no LOCK) as xaddM: DEST = DEST + SRC stored first, then SRC = old DEST; flags of ADD
         const size = e.size;
