@@ -14,9 +14,9 @@
 //   restores that decoder state and calls the handler, which still fetches its ModRM/immediates from the code
 //   page (through the fetch window, so the bytes are the live ones). Hot forms (register moves, ALU with
 //   register/immediate operands, push/pop, Jcc, ...) get a `fast` function that runs with operands decoded once.
-// - A block is recorded the Nth time its start address is reached (HOT_THRESHOLD), while it executes; until then
-//   the interpreter runs as before, so cold code (most of a boot) pays one table probe per block and no
-//   allocation.
+// - A block is recorded the Nth time its start address is reached (HOT_THRESHOLD; WASM_HOT_THRESHOLD with the wasm
+//   translator), while it executes; until then the interpreter runs as before, so cold code (most of a boot) pays
+//   one table probe per block and no allocation.
 //
 // Invalidation: every physical page of low RAM has a "holds decoded code" byte (`codePages`) and a generation
 // (`pageGen`). A block remembers its page's generation; a write into a code page (the CPU's writeLin fast and
@@ -37,6 +37,13 @@ import { CODE_PAGES, PAGE_GEN } from './wasm/layout.ts';
 export const MAX_BLOCK = 32;
 /** A block start is recorded when it has been reached this many times. */
 export let HOT_THRESHOLD = Number(process.env.RINGZERO_BLOCK_HOT ?? 2);
+/**
+ * The same with the wasm translator (RINGZERO_BLOCK_HOT sets both). Later than without it: a recorded block costs
+ * its BlockEntry objects (~1.4 KiB a block, kept while it is cached: young-generation GC copies them), and code reached
+ * only a few times runs about as fast interpreted. Measured on the Linux boot (interleaved, loaded host): 2 -> 5 took
+ * 22.7 -> 24.7 MIPS per process CPU-second (means of 4 boots each).
+ */
+export let WASM_HOT_THRESHOLD = Number(process.env.RINGZERO_BLOCK_HOT ?? 5);
 /** Invalidations after which a page is no longer cached (data sharing a page with code). */
 const THRASH_LIMIT = 64;
 const TABLE_BITS = 16;
@@ -265,6 +272,7 @@ export function softEngineStats(cpus: SoftCpu[], ms: number): string {
 /** Set the hot threshold (tests: 0 records every block the first time it runs). */
 export function setHotThreshold(n: number): void {
   HOT_THRESHOLD = n;
+  WASM_HOT_THRESHOLD = n;
 }
 
 /** Set the translation threshold (tests: 0 translates every 64-bit block at its first replay). */

@@ -18,7 +18,7 @@ import type { VmClock } from '../../vmm/clock.ts';
 import * as C from './constants.ts';
 import { ops1, ops0f } from './tables.ts';
 import { FpuState } from './ops/fpu-state.ts';
-import { CodeCache, codeCacheFor, Block, BlockEntry, TERMINATOR, MAX_BLOCK, HOT_THRESHOLD, TABLE_MASK, JIT_THRESHOLD, CHAIN_LIMIT } from './code-cache.ts';
+import { CodeCache, codeCacheFor, Block, BlockEntry, TERMINATOR, MAX_BLOCK, HOT_THRESHOLD, WASM_HOT_THRESHOLD, TABLE_MASK, JIT_THRESHOLD, CHAIN_LIMIT } from './code-cache.ts';
 import { compileFast } from './fast-forms.ts';
 import { translateBlock } from './jit/translate.ts';
 import { wasmStateFor, type WasmEngine } from './wasm/runtime.ts';
@@ -592,7 +592,7 @@ export class SoftCpu {
         cache.translated.delete(key);
       }
     }
-    if (cache.noCache[page] === 0 && ++cache.hot[slot] > HOT_THRESHOLD && this.blockModeKey !== 0) {
+    if (cache.noCache[page] === 0 && ++cache.hot[slot] > (w !== null ? WASM_HOT_THRESHOLD : HOT_THRESHOLD) && this.blockModeKey !== 0) {
       cache.hot[slot] = 0;
       return this.recordBlock(pa, slot, left);
     }
