@@ -760,9 +760,30 @@ const sseMovqXX: FastHandler = (c, e) => {
   x[d] = lo; x[d + 1] = hi; x[d + 2] = 0; x[d + 3] = 0;
 };
 
+/** MOVLPS/MOVLPD, MOVHPS/MOVHPD m64 loads (0F 12/16): the low (e.op 0) or high (1) half of XMM e.a from memory. */
+const sseHalfLoad: FastHandler = (c, e) => {
+  sseCheck(c);
+  const lo = c.readLin(ea(c, e), 8), hi = c.hi;
+  const x = c.fpu.xi32, o = (e.a << 2) + 2 * e.op;
+  x[o] = lo; x[o + 1] = hi;
+};
+/** Their stores (0F 13/17): memory = the low (e.op 0) or high (1) half of XMM e.a. */
+const sseHalfStore: FastHandler = (c, e) => {
+  sseCheck(c);
+  const x = c.fpu.xi32, o = (e.a << 2) + 2 * e.op;
+  c.writeLin(ea(c, e), 8, x[o], x[o + 1]);
+};
+/** MOVHLPS (e.op 0: low half of XMM e.b = high half of XMM e.a) / MOVLHPS (1: high half of e.b = low half of e.a). */
+const sseHalfMove: FastHandler = (c, e) => {
+  sseCheck(c);
+  const x = c.fpu.xi32, s = (e.a << 2) + (e.op === 0 ? 2 : 0), d = (e.b << 2) + (e.op === 0 ? 0 : 2);
+  const lo = x[s], hi = x[s + 1];
+  x[d] = lo; x[d + 1] = hi;
+};
+
 /** 0F opcodes (low byte) compileSse looks at: 1 a move, 2 an intOp operation (66 only), 3 ANDPS..XORPS. */
 const SSE_OPS = new Uint8Array(256);
-for (const op of [0x10, 0x11, 0x28, 0x29, 0x2b, 0x6e, 0x6f, 0x70, 0x7e, 0x7f, 0xd6, 0xd7, 0xe7]) SSE_OPS[op] = 1;
+for (const op of [0x10, 0x11, 0x12, 0x13, 0x16, 0x17, 0x28, 0x29, 0x2b, 0x6e, 0x6f, 0x70, 0x7e, 0x7f, 0xd6, 0xd7, 0xe7]) SSE_OPS[op] = 1;
 for (const op of [0x54, 0x55, 0x56, 0x57]) SSE_OPS[op] = 3;
 /** ANDPS, ANDNPS, ORPS, XORPS (and the PD forms) are PAND, PANDN, POR, PXOR on 16 bytes (./ops/sse.ts logic). */
 const LOGIC_AS_INT = [0xdb, 0xdf, 0xeb, 0xef];
@@ -794,6 +815,15 @@ function compileSse(c: SoftCpu, e: BlockEntry, pa: number, len: number, op: numb
       break;
     case 0x2b: case 0xe7:
       if (rep === 0 && !m3 && (op === 0x2b || p66)) move(false, true);
+      break;
+    case 0x12: case 0x16:
+      // (F3/F2: MOVSLDUP, MOVDDUP, MOVSHDUP: no form; 66 with a register operand: #UD in the handler)
+      if (rep !== 0) break;
+      if (!m3) { e.a = reg; e.op = op === 0x16 ? 1 : 0; f = sseHalfLoad; form = Form.SseHalfLoad; }
+      else if (!p66) { e.b = reg; e.a = rm; e.op = op === 0x16 ? 1 : 0; f = sseHalfMove; form = Form.SseHalfMove; }
+      break;
+    case 0x13: case 0x17:
+      if (rep === 0 && !m3) { e.a = reg; e.op = op === 0x17 ? 1 : 0; f = sseHalfStore; form = Form.SseHalfStore; }
       break;
     case 0x54: case 0x55: case 0x56: case 0x57:
       if (rep === 0) intop(LOGIC_AS_INT[op - 0x54]);
@@ -1298,6 +1328,8 @@ export const enum Form {
   BitScanR, BitScanM,
   /** XCHG (87) of register e.a with register e.b / memory, size e.size (4 or 8). */
   XchgRR, XchgM,
+  /** MOVLPx/MOVHPx m64 load / store: the low (e.op 0) or high (1) half of XMM e.a; MOVHLPS (e.op 0) / MOVLHPS (1) e.b, e.a. */
+  SseHalfLoad, SseHalfStore, SseHalfMove,
 }
 
 const FORM_OF = new Map<FastHandler, Form>([

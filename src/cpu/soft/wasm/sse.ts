@@ -17,7 +17,7 @@
 //   in the first-level TLB bank of this privilege (read or write), in low RAM, and (stores) not a page holding
 //   translated code; then one v128.load/store on guest RAM. A misaligned MOVAPS (#GP), a page-crossing access, a
 //   TLB miss, MMIO or a store into a code page (self-modifying code) is replayed;
-// - 4- and 8-byte memory operands (MOVD/MOVQ) go through the memory library like the integer forms.
+// - 4- and 8-byte memory operands (MOVD/MOVQ, MOVLPx/MOVHPx) go through the memory library like the integer forms.
 // The flag record is not touched by any of these, so the block keeps knowing its flags across them (the replay
 // helper moves the record to SoftCpu's fields, which stay equal to the block's locals).
 import type { BlockEntry } from '../code-cache.ts';
@@ -170,7 +170,7 @@ function probe16(T: SseHost, s: Scratch, slow: number, aligned: boolean, write: 
 export function emitSse(T: SseHost, e: BlockEntry, i: number, next: number): number {
   const f = e.form;
   if (f === Form.BitScanR || f === Form.BitScanM) return bitScan(T, e, next);
-  if (f < Form.SseMovRR || f > Form.SseMovqXX) return 0;
+  if ((f < Form.SseMovRR || f > Form.SseMovqXX) && (f < Form.SseHalfLoad || f > Form.SseHalfMove)) return 0;
   if ((f === Form.SseOpRR || f === Form.SseOpRM) && !hasOp(e.op)) return 0;
   const b = T.b, st = T.st;
   let lib = 0;
@@ -230,6 +230,20 @@ export function emitSse(T: SseHost, e: BlockEntry, i: number, next: number): num
       T.ea(e, next);
       b.get(st).mem(Op.i64Load, 3, xmm(e.a)).set(T.w);
       T.store(e.size);
+      break;
+    case Form.SseHalfLoad:
+      lib = 2;
+      T.ea(e, next); T.load(8);
+      b.get(st).get(T.v).mem(Op.i64Store, 3, xmm(e.a) + 8 * e.op);
+      break;
+    case Form.SseHalfStore:
+      lib = 2;
+      T.ea(e, next);
+      b.get(st).mem(Op.i64Load, 3, xmm(e.a) + 8 * e.op).set(T.w);
+      T.store(8);
+      break;
+    case Form.SseHalfMove:
+      b.get(st).get(st).mem(Op.i64Load, 3, xmm(e.a) + (e.op === 0 ? 8 : 0)).mem(Op.i64Store, 3, xmm(e.b) + (e.op === 0 ? 0 : 8));
       break;
     case Form.SseMovqXX:
       b.get(st).get(st).mem(Op.i64Load, 3, xmm(e.a)).mem(Op.i64Store, 3, xmm(e.b));
