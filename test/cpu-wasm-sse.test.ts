@@ -460,3 +460,38 @@ test('CR0.TS raises #NM and CR4.OSFXSR clear raises #UD in translated SSE code, 
   // the HLT ending the block is replayed every run; PXOR once (its JavaScript form sets the word again)
   assert.equal(m.cpu.wasm!.stats.replays - r0, 3 + 1, 'one replay, then inline again');
 });
+
+test('the XMM registers live in the wasm state area: a snapshot of one CPU restored into another is what its translated code sees', async () => {
+  const { saveSoftCpu, restoreSoftCpu } = await import('../src/vmm/snapshot-cpu.ts');
+  // paddb xmm1,xmm2 / pshufd xmm3,xmm1,0x1b / movdqa [rsi],xmm3 / movdqu [rsi+16],xmm1 / hlt
+  const code = hexBytes('66 0f fc ca 66 0f 70 d9 1b 66 0f 7f 1e f3 0f 7f 4e 10 f4');
+  const a = machine(true), b = machine(true);
+  for (const m of [a, b]) { m.cpu.jitEnabled = true; m.mem.write(CODE, Uint8Array.from(code)); }
+  const x = new Uint8Array(256);
+  for (let i = 0; i < 256; i++) x[i] = (i * 29 + 5) & 0xff;
+  a.cpu.xmm.set(x);
+  a.cpu.setGpr(6, BigInt(DATA));
+  for (let r = 0; r < 3; r++) { a.cpu.xmm.set(x.subarray(16, 32), 16); assert.equal(runBlocksToHalt(a, 100), -1); }
+  assert.ok(a.cpu.codeCache.table[(CODE ^ (CODE >>> 12)) & TABLE_MASK]?.wasm, 'the block is translated');
+  // the state area holds what translated code wrote: the same bytes through cpu.xmm and FpuState's views
+  const xmm1 = Buffer.from(a.cpu.xmm.subarray(16, 32));
+  assert.deepEqual(Buffer.from(new Uint8Array(a.cpu.fpu.xi32.buffer, a.cpu.fpu.xi32.byteOffset + 16, 16)), xmm1);
+  const s = saveSoftCpu(a.cpu, undefined, false);
+  // b: translated first with other XMM values, then restored from a's snapshot and run again
+  b.cpu.setGpr(6, BigInt(DATA));
+  for (let r = 0; r < 3; r++) assert.equal(runBlocksToHalt(b, 100), -1);
+  restoreSoftCpu(b.cpu, s);
+  assert.deepEqual(Buffer.from(b.cpu.xmm), Buffer.from(a.cpu.xmm), 'restored XMM registers');
+  assert.equal(b.cpu.fpu.sseOk[0], 1, 'SSE usable after the restore');
+  // (a restore resets the CPU, which drops every translation: the block is recorded and translated again)
+  let replays = 0;
+  for (let r = 0; r < 3; r++) {
+    const r0 = b.cpu.wasm!.stats.replays;
+    for (const m of [a, b]) assert.equal(runBlocksToHalt(m, 100), -1);
+    replays = b.cpu.wasm!.stats.replays - r0;
+  }
+  assert.ok(b.cpu.codeCache.table[(CODE ^ (CODE >>> 12)) & TABLE_MASK]?.wasm, 'translated again');
+  assert.equal(replays, 1, 'inline (the HLT replayed)');
+  assert.deepEqual(Buffer.from(b.mem.read(DATA, 32)), Buffer.from(a.mem.read(DATA, 32)));
+  assert.deepEqual(Buffer.from(b.cpu.xmm), Buffer.from(a.cpu.xmm));
+});
