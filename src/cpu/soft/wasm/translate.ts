@@ -16,7 +16,8 @@
 //   CWDE/CDQ..., BSWAP, PUSH imm, PUSHF, SETcc memory, LEAVE; session 12: MUL/IMUL/DIV/IDIV rAX, MOVS/STOS with
 //   and without REP) are emitted with their operands as constants;
 // - guest registers are cached in locals within a block (Translator.rc/rs: loaded on first use, written back before
-//   the memory library, a helper or an exit; a self-looping block keeps them across iterations);
+//   the memory library, a helper or an exit; a self-looping block keeps them across iterations and probes the TLB
+//   inline, calling the memory library (and writing registers back) only on a miss);
 // - a memory operand calls the shared memory library (buildMemlib: TLB probe, RAM bounds, for stores the code-page
 //   byte, then the access; a miss, MMIO, a page-crossing access or a store into a page holding code calls the
 //   helper `rd`/`wr`, which runs SoftCpu.readLin/writeLin and may throw the CPU fault through the wasm frames);
