@@ -85,9 +85,28 @@ export class GuestMemory {
     this.lowView = this.regions[0].view;
   }
 
+  /** Regions mapped over pages V8 owns (a WebAssembly.Memory's, kept here): close() gives them anonymous pages back. */
+  private readonly v8Pages = new Map<RamRegion, WebAssembly.Memory>();
+
   private addRegion(guestBase: number, size: number, fileOffset: number): void {
     // A private mapping of a read-only file descriptor may still be PROT_WRITE: writes go to anonymous copies.
     const sharing = this.privateFile ? MAP_PRIVATE : MAP_SHARED;
+    // Laid over a shared WebAssembly.Memory when one fits (at most 4 GiB), as the wasm region is: an ArrayBuffer over a
+    // plain mapping (koffi.view) is counted as external memory, and V8 collects garbage at once for a large one (see
+    // addWasmRegion): the KVM engine's restores and the soft engine's without the translator paid that too.
+    const carrier = sharedCarrier(size);
+    if (carrier) {
+      try {
+        mmapFixed(carrier.address, size, PROT_READ | PROT_WRITE, sharing | MAP_NORESERVE, this.fd, fileOffset);
+        const buffer = carrier.memory.buffer;
+        const region = { guestBase, size, fileOffset, bytes: new Uint8Array(buffer, 0, size), view: new DataView(buffer, 0, size), hostAddress: carrier.address };
+        this.regions.push(region);
+        this.v8Pages.set(region, carrier.memory);
+        return;
+      } catch {
+        // a plain mapping, below
+      }
+    }
     const { address, buffer } = mmap(size, PROT_READ | PROT_WRITE, sharing | MAP_NORESERVE, this.fd, fileOffset);
     this.regions.push({ guestBase, size, fileOffset, bytes: new Uint8Array(buffer), view: new DataView(buffer), hostAddress: address });
   }
@@ -115,10 +134,12 @@ export class GuestMemory {
       mmapFixed(address, this.lowSize, PROT_READ | PROT_WRITE, sharing | MAP_NORESERVE, this.fd, 0);
       this.wasmMemory = wm;
       const buffer = wm.buffer;
-      this.regions.push({
+      const region = {
         guestBase: 0, size: this.lowSize, fileOffset: 0, hostAddress: address,
         bytes: new Uint8Array(buffer, WASM_RAM_OFFSET, this.lowSize), view: new DataView(buffer, WASM_RAM_OFFSET, this.lowSize),
-      });
+      };
+      this.regions.push(region);
+      this.v8Pages.set(region, wm);
       return true;
     } catch {
       return false;
@@ -245,12 +266,28 @@ export class GuestMemory {
 
   close(): void {
     for (const r of this.regions) {
-      // The WebAssembly memory's pages belong to V8: put anonymous pages back rather than leave a hole.
-      if (this.wasmMemory && r.guestBase === 0) mmapFixed(r.hostAddress, r.size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE);
+      // A WebAssembly memory's pages belong to V8: put anonymous pages back rather than leave a hole.
+      if (this.v8Pages.has(r)) mmapFixed(r.hostAddress, r.size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE);
       else munmap(r.hostAddress, r.size);
     }
     this.regions.length = 0;
+    this.v8Pages.clear();
     close(this.fd);
+  }
+}
+
+/**
+ * A shared WebAssembly.Memory of at least `size` bytes to lay a RAM region over, and its address; undefined when
+ * there is none (more than 4 GiB, the wasm32 limit, or V8 refuses).
+ */
+function sharedCarrier(size: number): { memory: WebAssembly.Memory; address: bigint } | undefined {
+  const pages = Math.ceil(size / 65536);
+  if (pages > 65536) return undefined;
+  try {
+    const memory = new WebAssembly.Memory({ initial: pages, maximum: pages, shared: true });
+    return { memory, address: backingAddress(memory.buffer) };
+  } catch {
+    return undefined;
   }
 }
 
