@@ -14,6 +14,7 @@ import { PortBus, MmioBus } from '../src/devices/bus.ts';
 import { VmClock } from '../src/vmm/clock.ts';
 import * as C from '../src/cpu/soft/constants.ts';
 import { Form } from '../src/cpu/soft/fast-forms.ts';
+import { DISPATCH_BITS } from '../src/cpu/soft/wasm/layout.ts';
 
 setHotThreshold(0);
 setJitThreshold(0);
@@ -166,4 +167,36 @@ test('a page fault after a side exit that was not taken leaves exact state', () 
   assert.equal(results[1].m.cpu.getGpr(1), 599n);
   assert.ok(sideExitBlocks(results[1].m) >= 1);
   assert.ok(results[1].m.cpu.jitInstructions > 2000);
+});
+
+test('two hot blocks whose slots collided in 2^16-entry tables are translated and both chain inside wasm', () => {
+  // L (CODE+5) and B (0x1031134) had the same slot when the table had 2^16 entries ((pa ^ pa >>> 12) & 0xffff =
+  // 0x105): the newer translation took it, and every entry of the other block left the dispatcher for JavaScript and
+  // came back (one call into wasm per pass). Each jumps to the other's page, so neither names its successor's entry
+  // (exitStatic: same page only): the dispatcher looks B and L up in the table on every pass. SoftCpu's block table
+  // (code-cache.ts) had the same 2^16-slot hash: there the two evicted each other before either was translated, so
+  // both were recorded again at every pass and never translated (no instruction ran in wasm).
+  //   CODE: mov ecx,3000 / L: add eax,1 / dec ecx / jz 9f / jmp B / 9: hlt      B: add ebx,eax / jmp L
+  const L_PA = CODE + 5, B_PA = 0x1031134;
+  const slot = (pa: number, bits: number) => (pa ^ (pa >>> 12)) & ((1 << bits) - 1);
+  assert.equal(slot(L_PA, 16), slot(B_PA, 16), 'the two blocks collided in the old table');
+  assert.notEqual(slot(L_PA, DISPATCH_BITS), slot(B_PA, DISPATCH_BITS), 'the two blocks have their own slots');
+  const rel32 = (from: number, to: number) => Array.from(new Uint8Array(Int32Array.of(to - from).buffer));
+  const code = [...hexBytes('b9 b8 0b 00 00 83 c0 01 ff c9 74 05 e9'), ...rel32(CODE + 17, B_PA), 0xf4];
+  const codeB = [...hexBytes('01 c3 e9'), ...rel32(B_PA + 7, L_PA)];
+  const results = (['interpreter', 'wasm'] as Mode[]).map((mode) => {
+    const m = machine(mode);
+    m.mem.write(CODE, Uint8Array.from(code));
+    m.mem.write(B_PA, Uint8Array.from(codeB));
+    assert.equal(runBlocksToHalt(m, 100_000), -1);
+    return { m, s: state(m) };
+  });
+  assert.deepEqual(results[1].s, results[0].s, 'translated code = interpreter');
+  assert.equal(results[1].m.cpu.getGpr(0), 3000n);
+  assert.equal(results[1].m.cpu.getGpr(3), 2999n * 3000n / 2n);
+  // 3000 passes of 5 instructions: about 15 dispatcher calls of CHAIN_LIMIT (1024) instructions when both blocks
+  // are in the table, about 3000 when one of them is not
+  const w = results[1].m.cpu.wasm!;
+  assert.ok(results[1].m.cpu.jitInstructions > 14_000, `instructions run in wasm: ${results[1].m.cpu.jitInstructions}`);
+  assert.ok(w.stats.calls < 200, `calls into wasm: ${w.stats.calls}`);
 });

@@ -46,7 +46,13 @@ export let HOT_THRESHOLD = Number(process.env.RINGZERO_BLOCK_HOT ?? 2);
 export let WASM_HOT_THRESHOLD = Number(process.env.RINGZERO_BLOCK_HOT ?? 5);
 /** Invalidations after which a page is no longer cached (data sharing a page with code). */
 const THRASH_LIMIT = 64;
-const TABLE_BITS = 16;
+/**
+ * Slots of the direct-mapped block table (SoftCpu.execBlock: slot (pa ^ pa >>> 12) mod 2^TABLE_BITS). Two hot blocks
+ * of one slot that are not translated yet evict each other, are recorded again at every visit and so never reach
+ * the translation threshold: with 2^16 slots and the ~50k blocks a boot records, that happened to hot code (a test
+ * in cpu-wasm-dispatch has such a pair). 2^18: a 2 MiB array.
+ */
+const TABLE_BITS = 18;
 const TABLE_SIZE = 1 << TABLE_BITS;
 export const TABLE_MASK = TABLE_SIZE - 1;
 /**

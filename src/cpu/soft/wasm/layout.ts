@@ -2,8 +2,11 @@
 // (GuestMemory.wasmMemory). Low RAM is at WASM_RAM_OFFSET (src/memory/guest-memory.ts); below it:
 //   [CODE_PAGES, +lowSize/4096)  the block cache's per-page "holds decoded code / armed" bytes (CodeCache.codePages)
 //   [PAGE_GEN, +lowSize/1024)    the block cache's page generations (CodeCache.pageGen, Int32Array)
-//   [DISPATCH, +1 MiB)           translated blocks by physical address for chaining inside wasm: 65536 direct-mapped
-//                                entries of (pa, page generation, function-table index, instruction count) as i32
+//   [DISPATCH, +4 MiB)           translated blocks by physical address for chaining inside wasm: 2^18 direct-mapped
+//                                entries of (pa, page generation, function-table index, instruction count) as i32,
+//                                slot (pa ^ pa >>> 12) mod 2^18. (With 2^16 slots and the ~11k blocks a boot plus md5
+//                                translates, hot kernel blocks lost their slot to a newer translation: 2.4M of 5.8M
+//                                calls into wasm came back through JavaScript for it; 0.7M with 2^18.)
 //   [STATE_BASE + k*STATE_STRIDE) vCPU k's state area, whose fields SoftCpu sees as typed-array views:
 //     S_RLO  rlo[16] (Int32Array)      S_RHI  rhi[16]
 //     S_LOP..S_LCY  the lazy-flag record while translated code runs (copied from/to SoftCpu's fields around a call)
@@ -19,10 +22,10 @@ import { WASM_RAM_OFFSET } from '../../../memory/guest-memory.ts';
 export const CODE_PAGES = 64 * 1024;
 export const PAGE_GEN = 1024 * 1024;
 export const DISPATCH = 4 * 1024 * 1024;
-export const DISPATCH_BITS = 16;
-export const STATE_BASE = 5 * 1024 * 1024;
+export const DISPATCH_BITS = 18;
+export const STATE_BASE = 8 * 1024 * 1024;
 export const STATE_STRIDE = 256 * 1024;
-/** vCPUs that can have a state area below low RAM. */
+/** vCPUs that can have a state area below low RAM (32; more run without the translator). */
 export const MAX_WASM_CPUS = (WASM_RAM_OFFSET - STATE_BASE) / STATE_STRIDE;
 
 export const S_RLO = 0;
