@@ -5,13 +5,10 @@
 // SoftCpu.fellThrough) leave exactly where the interpreter goes. Each program runs on the interpreter and in wasm.
 import test from 'node:test';
 import assert from 'node:assert/strict';
-import { hexBytes, runBlocksToHalt, CODE, DATA, STACK_TOP, PAGE_TABLES, type Machine } from './support/soft-cpu.ts';
+import { hexBytes, runBlocksToHalt, CODE, DATA, interpreterOrWasmMachine, type Machine } from './support/soft-cpu.ts';
 import { setHotThreshold, setJitThreshold } from '../src/cpu/soft/code-cache.ts';
 import { SoftCpu } from '../src/cpu/soft/cpu.ts';
-import { setupFlatLongMode } from '../src/cpu/soft/setup.ts';
-import { GuestMemory, MiB } from '../src/memory/guest-memory.ts';
-import { PortBus, MmioBus } from '../src/devices/bus.ts';
-import { VmClock } from '../src/vmm/clock.ts';
+import { GuestMemory } from '../src/memory/guest-memory.ts';
 import * as C from '../src/cpu/soft/constants.ts';
 import { Form } from '../src/cpu/soft/fast-forms.ts';
 import { DISPATCH_BITS } from '../src/cpu/soft/wasm/layout.ts';
@@ -23,18 +20,7 @@ type Mode = 'interpreter' | 'wasm';
 const memories: GuestMemory[] = [];
 test.after(() => { for (const m of memories) m.close(); });
 
-function machine(mode: Mode): Machine {
-  const wasm = mode === 'wasm';
-  const mem = new GuestMemory(64 * MiB, undefined, { wasm });
-  memories.push(mem);
-  const ports = new PortBus(), mmio = new MmioBus(), clock = new VmClock();
-  const cpu = new SoftCpu({ mem, ports, mmio, clock, blockCache: wasm, wasm });
-  if (wasm) assert.ok(cpu.wasm, 'the CPU has the wasm translator');
-  cpu.jitEnabled = wasm;
-  setupFlatLongMode(cpu, { pml4: PAGE_TABLES, identityMapBytes: 1 << 30, cpl: 0 });
-  cpu.setGpr(4, BigInt(STACK_TOP));
-  return { cpu, mem, ports, mmio, clock };
-}
+const machine = (mode: Mode): Machine => interpreterOrWasmMachine(mode, memories);
 
 function state(m: Machine) {
   const c = m.cpu;

@@ -11,14 +11,10 @@
 // Machine code from GNU as (`as --64`, Intel syntax as printed by objdump).
 import test from 'node:test';
 import assert from 'node:assert/strict';
-import { hexBytes, runBlocksToHalt, CODE, DATA, STACK_TOP, PAGE_TABLES, type Machine } from './support/soft-cpu.ts';
+import { hexBytes, runBlocksToHalt, CODE, DATA, STACK_TOP, RO_PAGE, MISSING_PAGE, translatorMachine, protectFaultPages, firstEntryForm, type Machine } from './support/soft-cpu.ts';
 import { setHotThreshold, setJitThreshold, TABLE_MASK } from '../src/cpu/soft/code-cache.ts';
 import { Form } from '../src/cpu/soft/fast-forms.ts';
-import { SoftCpu } from '../src/cpu/soft/index.ts';
-import { setupFlatLongMode } from '../src/cpu/soft/setup.ts';
 import { GuestMemory, MiB } from '../src/memory/guest-memory.ts';
-import { PortBus, MmioBus } from '../src/devices/bus.ts';
-import { VmClock } from '../src/vmm/clock.ts';
 import * as C from '../src/cpu/soft/constants.ts';
 
 setHotThreshold(0);
@@ -26,7 +22,6 @@ setJitThreshold(0);
 
 const codeAt = (index: number) => CODE + index * 0x1000;
 /** A read-only 2 MiB page (writes fault with CR0.WP) and a missing one. */
-const RO_PAGE = 0x400000, MISSING_PAGE = 0x600000;
 
 /** [bytes, assembly, expected form]. */
 const CASES: [string, string, Form][] = [
@@ -135,21 +130,9 @@ const memories: GuestMemory[] = [];
 test.after(() => { for (const m of memories) m.close(); });
 
 function machine(wasm: boolean): Machine {
-  const mem = new GuestMemory(64 * MiB, undefined, { wasm });
-  memories.push(mem);
-  const ports = new PortBus(), mmio = new MmioBus(), clock = new VmClock();
-  const cpu = new SoftCpu({ mem, ports, mmio, clock, blockCache: true, wasm });
-  if (wasm) assert.ok(cpu.wasm, 'the CPU has the wasm translator');
-  setupFlatLongMode(cpu, { pml4: PAGE_TABLES, identityMapBytes: 1 << 30, cpl: 0 });
-  // 2 MiB PDEs (setup.ts's layout: PD at PAGE_TABLES + 8 KiB): RO_PAGE read-only, MISSING_PAGE not present.
-  const pd = PAGE_TABLES + 8192;
-  const pde = (addr: number) => pd + (addr / (2 * MiB)) * 8;
-  const ro = mem.read(pde(RO_PAGE), 8);
-  ro[0] &= ~C.PTE_RW;
-  mem.write(pde(RO_PAGE), ro);
-  mem.write(pde(MISSING_PAGE), new Uint8Array(8));
-  cpu.flushTlb(true);
-  return { cpu, mem, ports, mmio, clock };
+  const m = translatorMachine(wasm, memories);
+  protectFaultPages(m);
+  return m;
 }
 
 // ---- random states (xorshift32, fixed seed: failures are reproducible)
@@ -258,13 +241,6 @@ function benign(): State {
   const s = randomState();
   s.gpr[6] = BigInt(DATA);
   return s;
-}
-
-function firstEntryForm(m: Machine, at: number): number {
-  const cache = m.cpu.codeCache;
-  const b = cache.table[(at ^ (at >>> 12)) & TABLE_MASK];
-  assert.ok(b && b.pa === at && b.gen === cache.pageGen[at >>> 12], 'the block is cached');
-  return b.entries[0].form;
 }
 
 const PER_CASE = Number(process.env.RINGZERO_SSE_CASES ?? 40);

@@ -7,7 +7,7 @@
 // Machine code from GNU as (`as --64`, Intel syntax in the comments) or encoded below.
 import test from 'node:test';
 import assert from 'node:assert/strict';
-import { hexBytes, runBlocksToHalt, CODE, DATA, STACK_TOP, PAGE_TABLES, type Machine } from './support/soft-cpu.ts';
+import { hexBytes, runBlocksToHalt, CODE, DATA, STACK_TOP, PAGE_TABLES, interpreterOrWasmMachine, type Machine } from './support/soft-cpu.ts';
 import { setHotThreshold, setJitThreshold, CHAIN_LIMIT } from '../src/cpu/soft/code-cache.ts';
 import { SoftCpu } from '../src/cpu/soft/cpu.ts';
 import { setupFlatLongMode } from '../src/cpu/soft/setup.ts';
@@ -27,21 +27,7 @@ type Mode = 'interpreter' | 'wasm';
 const memories: GuestMemory[] = [];
 test.after(() => { for (const m of memories) m.close(); });
 
-function machine(mode: Mode): Machine {
-  const wasm = mode === 'wasm';
-  const mem = new GuestMemory(64 * MiB, undefined, { wasm });
-  memories.push(mem);
-  const ports = new PortBus(), mmio = new MmioBus(), clock = new VmClock();
-  const cpu = new SoftCpu({ mem, ports, mmio, clock, blockCache: wasm, wasm });
-  if (wasm) {
-    assert.ok(mem.wasmMemory, 'low RAM is inside a WebAssembly.Memory');
-    assert.ok(cpu.wasm, 'the CPU has the wasm translator');
-  }
-  cpu.jitEnabled = wasm;
-  setupFlatLongMode(cpu, { pml4: PAGE_TABLES, identityMapBytes: 1 << 30, cpl: 0 });
-  cpu.setGpr(4, BigInt(STACK_TOP));
-  return { cpu, mem, ports, mmio, clock };
-}
+const machine = (mode: Mode): Machine => interpreterOrWasmMachine(mode, memories);
 
 /** Run from CODE until HLT or a fault (not delivered: there is no IDT); returns the fault vector or -1. */
 function runToEnd(m: Machine, code: number[] | Uint8Array, write = true): number {

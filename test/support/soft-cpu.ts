@@ -1,8 +1,11 @@
 // Test harness: a software CPU on a small machine (64 MiB RAM, empty buses) running hand-assembled code.
+import assert from 'node:assert/strict';
 import { GuestMemory, MiB } from '../../src/memory/guest-memory.ts';
 import { PortBus, MmioBus } from '../../src/devices/bus.ts';
 import { VmClock } from '../../src/vmm/clock.ts';
 import { SoftCpu, setupFlatLongMode, CPU_FAULT } from '../../src/cpu/soft/index.ts';
+import * as C from '../../src/cpu/soft/constants.ts';
+import { TABLE_MASK } from '../../src/cpu/soft/code-cache.ts';
 
 export const CODE = 0x100000;
 export const DATA = 0x200000;
@@ -36,6 +39,55 @@ export function longModeMachine(cpl: 0 | 3 = 0): Machine {
   setupFlatLongMode(m.cpu, { pml4: PAGE_TABLES, identityMapBytes: 1 << 30, cpl });
   m.cpu.setGpr(4, BigInt(STACK_TOP));
   return m;
+}
+
+/** The 2 MiB pages the memory-operand tests fault on (see protectFaultPages): read-only, and not present. */
+export const RO_PAGE = 0x400000;
+export const MISSING_PAGE = 0x600000;
+
+/**
+ * A 64-bit machine at CPL 0 (1 GiB identity-mapped) for the translator tests, its memory pushed on `memories` (the
+ * file closes them after its tests). With `wasm` it runs through the decoded-block cache on the wasm translator,
+ * which must be there; without, through the block cache's closures, or the plain interpreter when `interpreter`.
+ */
+export function translatorMachine(wasm: boolean, memories: GuestMemory[], opts: { interpreter?: boolean } = {}): Machine {
+  const mem = new GuestMemory(64 * MiB, undefined, { wasm });
+  memories.push(mem);
+  const ports = new PortBus(), mmio = new MmioBus(), clock = new VmClock();
+  const cpu = new SoftCpu({ mem, ports, mmio, clock, blockCache: wasm || !opts.interpreter, wasm });
+  if (wasm) {
+    assert.ok(mem.wasmMemory, 'low RAM is inside a WebAssembly.Memory');
+    assert.ok(cpu.wasm, 'the CPU has the wasm translator');
+  }
+  setupFlatLongMode(cpu, { pml4: PAGE_TABLES, identityMapBytes: 1 << 30, cpl: 0 });
+  return { cpu, mem, ports, mmio, clock };
+}
+
+/** A translatorMachine comparing the plain interpreter with the wasm translator: translation on with wasm, RSP at STACK_TOP. */
+export function interpreterOrWasmMachine(mode: 'interpreter' | 'wasm', memories: GuestMemory[]): Machine {
+  const wasm = mode === 'wasm';
+  const m = translatorMachine(wasm, memories, { interpreter: true });
+  m.cpu.jitEnabled = wasm;
+  m.cpu.setGpr(4, BigInt(STACK_TOP));
+  return m;
+}
+
+/** The form of the first instruction of the cached block at physical address `at` (the block must be cached and current). */
+export function firstEntryForm(m: Machine, at: number): number {
+  const cache = m.cpu.codeCache;
+  const b = cache.table[(at ^ (at >>> 12)) & TABLE_MASK];
+  assert.ok(b && b.pa === at && b.gen === cache.pageGen[at >>> 12], 'the block is cached');
+  return b.entries[0].form;
+}
+
+/** Make the 2 MiB page at RO_PAGE read-only and the one at MISSING_PAGE not present (PD at PAGE_TABLES + 8 KiB, setup.ts). */
+export function protectFaultPages(m: Machine): void {
+  const pde = (addr: number) => PAGE_TABLES + 8192 + (addr / (2 * MiB)) * 8;
+  const ro = m.mem.read(pde(RO_PAGE), 8);
+  ro[0] &= ~C.PTE_RW;
+  m.mem.write(pde(RO_PAGE), ro);
+  m.mem.write(pde(MISSING_PAGE), new Uint8Array(8));
+  m.cpu.flushTlb(true);
 }
 
 /**
