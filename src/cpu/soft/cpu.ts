@@ -22,8 +22,7 @@ import { CodeCache, codeCacheFor, Block, BlockEntry, TERMINATOR, MAX_BLOCK, HOT_
 import { compileFast } from './fast-forms.ts';
 import { translateBlock } from './jit/translate.ts';
 import { wasmStateFor, type WasmEngine } from './wasm/runtime.ts';
-import { DISPATCH, DISPATCH_BITS } from './wasm/layout.ts';
-import { sseViews } from './wasm/layout.ts';
+import { dispatchEntry, sseViews } from './wasm/layout.ts';
 
 export interface CpuEnvironment {
   mem: GuestMemory;
@@ -112,10 +111,6 @@ const PREFIX_LEGACY = 1, PREFIX_REX = 2;
 const PREFIX_KIND = new Uint8Array(256);
 for (const p of [0x66, 0x67, 0x26, 0x2e, 0x36, 0x3e, 0x64, 0x65, 0xf0, 0xf2, 0xf3]) PREFIX_KIND[p] = PREFIX_LEGACY;
 for (let p = 0x40; p <= 0x4f; p++) PREFIX_KIND[p] = PREFIX_REX;
-
-/** The wasm translator's table of translated blocks (./wasm/layout.ts DISPATCH) as an index into its Int32Array view. */
-const WASM_DISPATCH_I32 = DISPATCH >> 2;
-const WASM_DISPATCH_MASK = (1 << DISPATCH_BITS) - 1;
 
 /** Blocks go on past a conditional jump that fell through when they are recorded (SoftCpu.fellThrough). */
 const SIDE_EXITS = process.env.RINGZERO_WASM_SIDE_EXITS !== '0';
@@ -582,7 +577,7 @@ export class SoftCpu {
       // A translated 64-bit block of this address and page generation that fits the budget: straight into the wasm
       // dispatcher, through its own table of translated blocks (16 bytes per entry: no Block object to load, no
       // runChain/exec layers; the chain after it is followed inside wasm).
-      const I = w.i32, e = WASM_DISPATCH_I32 + (((pa ^ page) & WASM_DISPATCH_MASK) << 2), idx = I[e + 2];
+      const I = w.i32, e = dispatchEntry(pa) >> 2, idx = I[e + 2];
       if (I[e] === pa && I[e + 1] === cache.pageGen[page] && idx !== 0 && I[e + 3] <= left) return w.enter(this, idx, left);
     }
     const slot = (pa ^ (pa >>> TABLE_BITS_SHIFT)) & TABLE_MASK;

@@ -16,6 +16,7 @@
 //     S_XMM  the XMM registers, 16 bytes each, little endian (SoftCpu.xmm is a view of them)
 //     S_SSE  1 while SSE instructions may run (CR0.EM and CR0.TS clear, CR4.OSFXSR set): ./sse.ts's inline code
 //            checks it and leaves the instruction to the JavaScript form when it is 0 (FpuState.sseOk)
+//     S_EFL  SoftCpu.flags during a call (translated MOVS/STOS read DF there)
 //     S_PHYS tlbPhys[4096], S_TAGS tlbTags[6*4096] (Float64Array)
 import { WASM_RAM_OFFSET } from '../../../memory/guest-memory.ts';
 
@@ -24,6 +25,15 @@ export const PAGE_GEN = 1024 * 1024;
 export const DISPATCH = 4 * 1024 * 1024;
 export const DISPATCH_BITS = 18;
 export const STATE_BASE = 8 * 1024 * 1024;
+
+/**
+ * Byte address of the DISPATCH entry of physical address `pa`: slot (pa ^ pa >>> 12) mod 2^DISPATCH_BITS, 16 bytes
+ * each. The JavaScript side (SoftCpu.execBlock, WasmEngine's install/free, translate.ts exitStatic) uses this; the
+ * dispatcher (runtime.ts buildDispatcher) emits the same hash in wasm.
+ */
+export function dispatchEntry(pa: number): number {
+  return DISPATCH + (((pa ^ (pa >>> 12)) & ((1 << DISPATCH_BITS) - 1)) << 4);
+}
 export const STATE_STRIDE = 256 * 1024;
 /** vCPUs that can have a state area below low RAM (32; more run without the translator). */
 export const MAX_WASM_CPUS = (WASM_RAM_OFFSET - STATE_BASE) / STATE_STRIDE;
@@ -54,6 +64,8 @@ export const S_SEG = 192;
 /** XMM0-15 (256 bytes) and the "SSE usable" word (i32): see FpuState.sseOk (../ops/fpu-state.ts). */
 export const S_XMM = 256;
 export const S_SSE = 512;
+/** SoftCpu.flags (whole EFLAGS; translated MOVS/STOS read DF from it), stored with the lazy-flag record (runtime.ts giveFlags). */
+export const S_EFL = 1016;
 export const S_PHYS = 1024;
 export const S_TAGS = S_PHYS + 4096 * 8;
 /** Byte distance from a read tag bank to the write bank of the same privilege (cpu.ts: BANK_WRITE - BANK_READ). */

@@ -10,7 +10,7 @@ import type { GuestMemory } from '../../../memory/guest-memory.ts';
 import { WASM_RAM_OFFSET } from '../../../memory/guest-memory.ts';
 import { Body, ModuleBuilder, Op, I32, I64, F64 } from './emit.ts';
 import * as layout from './layout.ts';
-import { translateBody, buildModule, buildFlaglib, type WasmCode, EXPLICIT, SYNCED, S_EFL, ARITH, RF, VM, IF } from './translate.ts';
+import { translateBody, buildModule, buildFlaglib, type WasmCode, EXPLICIT, SYNCED, ARITH, RF, VM, IF } from './translate.ts';
 /** The layout constants as a plain object (under tsx a namespace import reads each one through a getter call). */
 const L = { ...layout };
 
@@ -380,7 +380,7 @@ export class WasmEngine {
   /** The CPU's lazy-flag record -> the state area, marked as synced (S_LOP = kind + SYNCED; kind 0: the flags). */
   private giveFlags(c: SoftCpu): void {
     const I = this.i32, s = c.wasmState >> 2, op = c.lazyOp;
-    I[s + (S_EFL >> 2)] = c.flags;
+    I[s + (L.S_EFL >> 2)] = c.flags;
     if (op === 0) { I[s + (L.S_LOP >> 2)] = SYNCED; I[s + (L.S_LD >> 2)] = c.flags; return; }
     I[s + (L.S_LOP >> 2)] = op + SYNCED;
     I[s + (L.S_LSZ >> 2)] = c.lazySize;
@@ -489,7 +489,7 @@ export class WasmEngine {
       if (b === null || b.gen === gen[b.pa >>> 12]) continue;
       this.blocks[i] = null;
       this.table.set(i, null);
-      const e = (L.DISPATCH >> 2) + (((b.pa ^ (b.pa >>> 12)) & ((1 << L.DISPATCH_BITS) - 1)) << 2);
+      const e = L.dispatchEntry(b.pa) >> 2;
       if (I[e + 2] === i) { I[e] = 0; I[e + 1] = 0; I[e + 2] = 0; I[e + 3] = 0; }
       b.wasm = null;
       const key = b.pa * 16 + b.mode;
@@ -526,7 +526,7 @@ export class WasmEngine {
       this.blocks[idx] = block;
       // The dispatch entry of its address (direct-mapped: the newest translation of a slot wins).
       const pa = block.pa;
-      const e = (L.DISPATCH >> 2) + (((pa ^ (pa >>> 12)) & ((1 << L.DISPATCH_BITS) - 1)) << 2);
+      const e = L.dispatchEntry(pa) >> 2;
       this.i32[e] = pa; this.i32[e + 1] = block.gen; this.i32[e + 2] = idx; this.i32[e + 3] = block.n;
       block.wasm = { fn, offs, idx };
       this.stats.compiled++;

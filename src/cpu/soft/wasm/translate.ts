@@ -89,12 +89,6 @@ const F_FA = 15;
  * tells the runtime that the record must go back to the CPU.
  */
 export const SYNCED = 16;
-/**
- * SoftCpu.flags (whole EFLAGS; translated code reads DF from it) in the state area, stored by the runtime with the
- * lazy-flag record (giveFlags). A free word of the state area below S_PHYS (./layout.ts), kept here so the
- * layout's owner can move it there.
- */
-export const S_EFL = 1016;
 const LOG2 = [0, 0, 1, 0, 2, 0, 0, 0, 3];
 /** Static exits chain straight into the next translated block of the same page (RINGZERO_WASM_DIRECT=0: off). */
 const DIRECT_CHAIN = process.env.RINGZERO_WASM_DIRECT !== '0';
@@ -376,7 +370,7 @@ class Translator {
   exitStatic(count: number, ripOff: number): void {
     const b = this.b, pa = this.block.pa, tpa = pa + ripOff;
     if (DIRECT_CHAIN && ripOff !== 0 && (tpa >>> 12) === (pa >>> 12) && tpa >= 0) {
-      const e = L.DISPATCH + (((tpa ^ (tpa >>> 12)) & ((1 << L.DISPATCH_BITS) - 1)) << 4);
+      const e = L.dispatchEntry(tpa);
       // (pa, gen) of the entry as one i64: pa in the low half, the generation in the high half
       b.i32(0).mem(Op.i64Load, 3, e).i64((BigInt(this.block.gen >>> 0) << 32n) | BigInt(tpa >>> 0)).op(Op.i64Eq);
       b.open(Op.if);
@@ -611,7 +605,7 @@ class Translator {
     if ((op !== 0xa4 && op !== 0xa5 && op !== 0xaa && op !== 0xab) || e.adsize !== 8) return false;
     const b = this.b, T = this, size = op & 1 ? e.opsize : 1, movs = op <= 0xa5;
     // step: -size when DF (bit 10), else size
-    b.i64(-size).i64(size).get(T.st).mem(Op.i32Load, 2, S_EFL).i32(1 << 10).op(Op.i32And).op(Op.select).set(T.t);
+    b.i64(-size).i64(size).get(T.st).mem(Op.i32Load, 2, L.S_EFL).i32(1 << 10).op(Op.i32And).op(Op.select).set(T.t);
     let done = -1, loop = -1;
     if (e.rep !== 0) {
       T.r64(1); b.tee(T.x1).i64(1024).op(Op.i64GtU).open(Op.if);
