@@ -126,10 +126,10 @@ export class GuestMemory {
    */
   private addWasmRegion(): boolean {
     try {
-      const pages = Math.ceil((WASM_RAM_OFFSET + this.lowSize) / 65536);
-      const wm = new WebAssembly.Memory({ initial: pages, maximum: pages, shared: true });
-      const base = backingAddress(wm.buffer);
-      const address = base + BigInt(WASM_RAM_OFFSET);
+      const carrier = sharedCarrier(WASM_RAM_OFFSET + this.lowSize);
+      if (!carrier) return false;
+      const wm = carrier.memory;
+      const address = carrier.address + BigInt(WASM_RAM_OFFSET);
       const sharing = this.privateFile ? MAP_PRIVATE : MAP_SHARED;
       mmapFixed(address, this.lowSize, PROT_READ | PROT_WRITE, sharing | MAP_NORESERVE, this.fd, 0);
       this.wasmMemory = wm;
