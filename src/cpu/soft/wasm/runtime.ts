@@ -10,6 +10,7 @@ import type { GuestMemory } from '../../../memory/guest-memory.ts';
 import { WASM_RAM_OFFSET } from '../../../memory/guest-memory.ts';
 import { Body, ModuleBuilder, Op, I32, I64, F64 } from './emit.ts';
 import * as layout from './layout.ts';
+import { emitTlbProbe } from './tlb-probe.ts';
 import { translateBody, buildModule, buildFlaglib, type WasmCode, EXPLICIT, SYNCED, ARITH, RF, VM, IF } from './translate.ts';
 /** The layout constants as a plain object (under tsx a namespace import reads each one through a getter call). */
 const L = { ...layout };
@@ -127,15 +128,8 @@ function buildMemlib(ramSize: number): Uint8Array<ArrayBuffer> {
       const st = 0, tag = 1, a = 2, w = 3, pos = write ? 4 : 3;
       const off = b.local(I32), ti = b.local(I32), vpn = b.local(I64), p = b.local(I64);
       const slow = b.open(Op.block);
-      b.get(a).op(Op.i32WrapI64).i32(0xfff).op(Op.i32And).tee(off).i32(4096 - size).op(Op.i32GtU).brIf(slow);
-      b.get(a).i64(12).op(Op.i64ShrS).tee(vpn).op(Op.i32WrapI64).i32(0xfff).op(Op.i32And).i32(3).op(Op.i32Shl).set(ti);
-      b.get(tag).get(ti).op(Op.i32Add).mem(Op.f64Load, 3, 0);
-      b.get(vpn).op(Op.f64ConvertI64s).op(Op.f64Ne).brIf(slow);
-      b.get(st).get(ti).op(Op.i32Add).mem(Op.f64Load, 3, L.S_PHYS).op(0xfc, 7);
-      b.get(off).op(Op.i64ExtendI32u).op(Op.i64Add).tee(p);
-      b.i64(ramSize - size).op(Op.i64GtU).brIf(slow);
+      emitTlbProbe(b, st, tag, a, { off, ti, vpn, pa: p }, size, ramSize, write, slow);
       if (write) {
-        b.get(p).i64(12).op(Op.i64ShrU).op(Op.i32WrapI64).mem(Op.i32Load8u, 0, L.CODE_PAGES).brIf(slow);
         b.get(p).op(Op.i32WrapI64).get(w);
         b.mem(size === 1 ? Op.i64Store8 : size === 2 ? Op.i64Store16 : size === 4 ? Op.i64Store32 : Op.i64Store, 0, WASM_RAM_OFFSET);
         b.op(Op.return);

@@ -25,6 +25,7 @@ import { Form } from '../fast-forms.ts';
 import { Op, Simd, I32, I64, type Body } from './emit.ts';
 import { WASM_RAM_OFFSET } from '../../../memory/guest-memory.ts';
 import * as layout from './layout.ts';
+import { emitTlbProbe } from './tlb-probe.ts';
 /** The layout constants as a plain object (under tsx a namespace import reads each one through a getter call). */
 const L = { ...layout };
 
@@ -146,19 +147,11 @@ function operate(T: SseHost, op: number, dst: number, imm: number, src: () => vo
 /**
  * The inline probe of a 16-byte access at the i64 in T.a: branches to `slow` unless it is aligned (when `aligned`),
  * inside one page, a first-level TLB hit in the bank at `tag` (T.rtag or T.wtag), in low RAM and (`write`) not in a
- * page holding code; leaves the RAM offset in local p (i32). As the memory library's probe (./runtime.ts buildMemlib).
+ * page holding code (./tlb-probe.ts); leaves the RAM offset in local p (i32).
  */
 function probe16(T: SseHost, s: Scratch, slow: number, aligned: boolean, write: boolean): void {
   const b = T.b;
-  b.get(T.a).op(Op.i32WrapI64);
-  if (aligned) b.tee(s.off).i32(15).op(Op.i32And).brIf(slow).get(s.off);
-  b.i32(0xfff).op(Op.i32And).tee(s.off).i32(4096 - 16).op(Op.i32GtU).brIf(slow);
-  b.get(T.a).i64(12).op(Op.i64ShrS).tee(s.vpn).op(Op.i32WrapI64).i32(0xfff).op(Op.i32And).i32(3).op(Op.i32Shl).set(s.ti);
-  b.get(write ? T.wtag : T.rtag).get(s.ti).op(Op.i32Add).mem(Op.f64Load, 3, 0);
-  b.get(s.vpn).op(Op.f64ConvertI64s).op(Op.f64Ne).brIf(slow);
-  b.get(T.st).get(s.ti).op(Op.i32Add).mem(Op.f64Load, 3, L.S_PHYS).op(0xfc, 7 /* i64.trunc_sat_f64_u */);
-  b.get(s.off).op(Op.i64ExtendI32u).op(Op.i64Add).tee(s.p64).i64(T.ramSize - 16).op(Op.i64GtU).brIf(slow);
-  if (write) b.get(s.p64).i64(12).op(Op.i64ShrU).op(Op.i32WrapI64).mem(Op.i32Load8u, 0, L.CODE_PAGES).brIf(slow);
+  emitTlbProbe(b, T.st, write ? T.wtag : T.rtag, T.a, { off: s.off, ti: s.ti, vpn: s.vpn, pa: s.p64 }, 16, T.ramSize, write, slow, aligned ? 16 : 0);
   b.get(s.p64).op(Op.i32WrapI64).set(s.p);
 }
 

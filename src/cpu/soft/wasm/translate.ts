@@ -43,6 +43,7 @@ import type { Block, BlockEntry } from '../code-cache.ts';
 import { Form } from '../fast-forms.ts';
 import { Body, ModuleBuilder, Op, I32, I64, F64 } from './emit.ts';
 import * as layout from './layout.ts';
+import { emitTlbProbe } from './tlb-probe.ts';
 import { emitSse } from './sse.ts';
 import { WASM_RAM_OFFSET } from '../../../memory/guest-memory.ts';
 /** The layout constants as a plain object (under tsx a namespace import reads each one through a getter call). */
@@ -302,13 +303,7 @@ class Translator {
     const b = this.b;
     const hit = b.open(Op.block);
     const slow = b.open(Op.block);
-    b.get(this.a).op(Op.i32WrapI64).i32(0xfff).op(Op.i32And).tee(this.pOff).i32(4096 - size).op(Op.i32GtU).brIf(slow);
-    b.get(this.a).i64(12).op(Op.i64ShrS).tee(this.pVpn).op(Op.i32WrapI64).i32(0xfff).op(Op.i32And).i32(3).op(Op.i32Shl).set(this.pTi);
-    b.get(tag).get(this.pTi).op(Op.i32Add).mem(Op.f64Load, 3, 0);
-    b.get(this.pVpn).op(Op.f64ConvertI64s).op(Op.f64Ne).brIf(slow);
-    b.get(this.st).get(this.pTi).op(Op.i32Add).mem(Op.f64Load, 3, L.S_PHYS).op(0xfc, 7);
-    b.get(this.pOff).op(Op.i64ExtendI32u).op(Op.i64Add).tee(this.pPa).i64(this.ramSize - size).op(Op.i64GtU).brIf(slow);
-    if (write) b.get(this.pPa).i64(12).op(Op.i64ShrU).op(Op.i32WrapI64).mem(Op.i32Load8u, 0, L.CODE_PAGES).brIf(slow);
+    emitTlbProbe(b, this.st, tag, this.a, { off: this.pOff, ti: this.pTi, vpn: this.pVpn, pa: this.pPa }, size, this.ramSize, write, slow);
     access();
     b.br(hit);
     b.close();
