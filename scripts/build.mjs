@@ -69,6 +69,13 @@ for (const file of sources) {
   }
 }
 
+// Packages bundled into dist/esm/ rather than resolved from node_modules at run time (see the build options).
+const BUNDLED_PACKAGES = ['commander'];
+const pkg = JSON.parse(fs.readFileSync(path.join(root, 'package.json'), 'utf8'));
+const externalPackages = Object.keys({ ...pkg.dependencies, ...pkg.devDependencies, ...pkg.optionalDependencies })
+  .filter((name) => !BUNDLED_PACKAGES.includes(name))
+  .flatMap((name) => [name, `${name}/*`]);
+
 const result = await esbuild.build({
   entryPoints: entries,
   absWorkingDir: root,
@@ -77,7 +84,11 @@ const result = await esbuild.build({
   format: 'esm',
   platform: 'node',
   target: 'node20',
-  packages: 'external',
+  // npm packages stay external, but commander: every command loads it, and one bundled ESM chunk starts ~10 ms of
+  // CPU faster than Node's CommonJS loader resolving, reading and wrapping its files. Its require() calls of Node's
+  // modules go through the createRequire banner.
+  external: externalPackages,
+  banner: { js: "import { createRequire as __rzCreateRequire } from 'node:module'; const require = __rzCreateRequire(import.meta.url);" },
   outdir,
   entryNames: '[name]',
   chunkNames: 'chunk-[hash]',

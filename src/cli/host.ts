@@ -35,8 +35,8 @@ export interface EngineChoiceOptions {
   allowPvm?: boolean;
 }
 
-export type EngineRequest = 'auto' | 'soft' | 'kvm';
-export const ENGINE_REQUESTS: readonly EngineRequest[] = ['auto', 'soft', 'kvm'];
+import type { EngineRequest } from './validate.ts';
+export { ENGINE_REQUESTS, type EngineRequest } from './validate.ts';
 
 export type EngineChoice =
   | { ok: true; engine: 'soft' | 'kvm'; reason: string }

@@ -1,21 +1,21 @@
 // ringzero's command line: `image build`, `image path`, `run`, `doctor`, and the management verbs of daemon-commands.ts.
 // User mistakes end with one line on stderr ("ringzero: ...") and status 2; other failures with one line and
 // status 1 (set RINGZERO_DEBUG=1 to see the stack).
+//
+// Every command starts a process, so this module imports statically only what defining the commands needs (their
+// options and help): each action imports its own modules when it runs (the image builder, the host and KVM probe,
+// the VMM, the consoles), so `ringzero list` does not load the VMM and `run --restore` not the image builder.
 
 import { pathToFileURL } from 'node:url';
 import { Command, CommanderError } from 'commander';
-import { buildDefaultImage, findDefaultImage, ImageBuildError } from '../image/build.ts';
-import { MAX_CPUS, type ConsoleIo, type VmConfig } from '../vmm/config.ts';
+import { DEFAULT_CMDLINE, MAX_CPUS, type ConsoleIo, type VmConfig } from '../vmm/config.ts';
 import type { GuestProfile, KernelSymbol } from '../vmm/guest-profile.ts';
-import { createHostConsole } from './console.ts';
-import { createSocketConsole, writeStatusFile } from './console-socket.ts';
 import { registerDaemonCommands } from './daemon-commands.ts';
 import { registerStorageCommands } from './storage-commands.ts';
 import { registerBackupCommands } from './backup-commands.ts';
 import { registerMigrateCommands } from './migrate-commands.ts';
-import { describeHost, detectHost, ENGINE_REQUESTS } from './host.ts';
-import { buildVmConfig, DEFAULT_CMDLINE, DEFAULT_MEMORY, type RunOptions } from './run-config.ts';
-import { checkSocketPath, UsageError } from './validate.ts';
+import type { RunOptions } from './run-config.ts';
+import { checkSocketPath, DEFAULT_MEMORY, ENGINE_REQUESTS, UsageError } from './validate.ts';
 
 
 const EXIT_FAILURE = 1;
@@ -142,6 +142,7 @@ async function runCommand(options: RunOptions & ManagedRunOptions & ProfileOptio
     if (options.profileGuest !== undefined) throw new UsageError('--profile-guest is for a VM booted here, not with --restore');
     run = await restoreRunner(options.restore, options, givenOnCommandLine);
   } else {
+    const [{ buildVmConfig }, { detectHost }] = await Promise.all([import('./run-config.ts'), import('./host.ts')]);
     const config = buildVmConfig(options, detectHost(), say);
     const profiling = await guestProfileFor(options, config.engine);
     const runVm = await loadRunVm();
@@ -155,6 +156,7 @@ async function runCommand(options: RunOptions & ManagedRunOptions & ProfileOptio
     };
   }
   if (options.consoleSocket !== undefined) {
+    const { createSocketConsole, writeStatusFile } = await import('./console-socket.ts');
     const socketConsole = await createSocketConsole(options.consoleSocket);
     try {
       const status = await run(socketConsole);
@@ -164,6 +166,7 @@ async function runCommand(options: RunOptions & ManagedRunOptions & ProfileOptio
       socketConsole.close();
     }
   }
+  const { createHostConsole } = await import('./console.ts');
   const console = createHostConsole({
     onQuit: () => {
       process.stderr.write('\nringzero: quit from the console\n');
@@ -192,6 +195,7 @@ function program(): Command {
     .description('build the default image into the cache (downloads the Debian packages with apt); does nothing if already built')
     .option('--force', 'rebuild even if an image built from the same packages is cached')
     .action(async (options: { force?: boolean }) => {
+      const { buildDefaultImage } = await import('../image/build.ts');
       const result = await buildDefaultImage({ force: options.force, log: say });
       const m = result.manifest;
       say(`${result.cached ? 'cached image' : 'built image'}: kernel ${m.kernelVersion} (${mib(m.kernelBytes)}), `
@@ -200,7 +204,8 @@ function program(): Command {
     });
   image.command('path')
     .description('print the kernel, initramfs and (when built) ext4 root disk paths of the default image, one a line')
-    .action(() => {
+    .action(async () => {
+      const { findDefaultImage } = await import('../image/build.ts');
       const found = findDefaultImage();
       if (found === undefined) throw new UsageError('no default image built yet: run `ringzero image build`');
       process.stdout.write(`${found.kernel}\n${found.initrd}\n${found.rootfs !== undefined ? `${found.rootfs}\n` : ''}`);
@@ -301,7 +306,8 @@ function program(): Command {
 
   cli.command('doctor')
     .description('what this host offers for running VMs, and which engine auto picks')
-    .action(() => {
+    .action(async () => {
+      const [{ describeHost, detectHost }, { findDefaultImage }] = await Promise.all([import('./host.ts'), import('../image/build.ts')]);
       for (const line of describeHost(detectHost())) process.stdout.write(`${line}\n`);
       const found = findDefaultImage();
       process.stdout.write(found === undefined
@@ -325,6 +331,8 @@ export async function main(argv: string[]): Promise<number> {
       say(error.message);
       return EXIT_USAGE;
     }
+    // Only `image build` and `run`'s default image can fail so: the image builder is loaded already then.
+    const { ImageBuildError } = await import('../image/build.ts');
     if (error instanceof ImageBuildError) {
       say(`image build failed: ${error.message}`);
       return EXIT_FAILURE;

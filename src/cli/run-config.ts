@@ -2,11 +2,11 @@
 
 import { findDefaultImage } from '../image/build.ts';
 import { DEFAULT_CMDLINE, MAX_VIRTIO_DEVICES, VIRTIO_CONSOLE_CMDLINE, type VmConfig } from '../vmm/config.ts';
-import { chooseEngine, ENGINE_REQUESTS, type EngineRequest, type HostInfo } from './host.ts';
-import { checkBzImage, checkInitrd, checkSocketPath, CONSOLE_KINDS, parseCpuCount, parseDisks, parseMemorySize, parseNets, parseVsockSpec, UsageError } from './validate.ts';
+import { chooseEngine, type HostInfo } from './host.ts';
+import { checkBzImage, checkInitrd, checkSocketPath, CONSOLE_KINDS, ENGINE_REQUESTS, parseCpuCount, parseDisks, parseMemorySize, parseNets, parseVsockSpec, UsageError, type EngineRequest } from './validate.ts';
 
 export { DEFAULT_CMDLINE, VIRTIO_CONSOLE_CMDLINE };
-export const DEFAULT_MEMORY = '256M';
+export { DEFAULT_MEMORY } from './validate.ts';
 
 export interface RunOptions {
   engine: string;

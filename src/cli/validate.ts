@@ -9,6 +9,12 @@ import { MAX_CPUS, MAX_DISKS, MAX_NICS, type DiskConfig, type NetConfig, type Vs
 
 export class UsageError extends Error {}
 
+// `run`'s engine choices and default memory size live here, not in host.ts and run-config.ts: main.ts needs them for
+// the help text, and importing those (with the image builder and the KVM probe) would cost every command.
+export type EngineRequest = 'auto' | 'soft' | 'kvm';
+export const ENGINE_REQUESTS: readonly EngineRequest[] = ['auto', 'soft', 'kvm'];
+export const DEFAULT_MEMORY = '256M';
+
 export const MIB = 1024 * 1024;
 export const MIN_MEMORY = 64 * MIB;
 export const MAX_MEMORY = 64 * 1024 * MIB;
