@@ -3,36 +3,36 @@
 // input with its status and stable code and the state directory unchanged, definitions in YAML (CLI define/edit of
 // a .yaml file, POST /vms with application/yaml: the same schema errors, syntax errors with line and column), the
 // OpenAPI document, /host, the SSE event stream, and the TCP listener's bearer token.
-import test, { after, before } from 'node:test';
+import test, { before } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import http from 'node:http';
 import path from 'node:path';
-import { api, cli, Daemon, guestKernel, snapshot, tempDir } from './support/manager-harness.ts';
+import { api, cli, Daemon, daemonFixture, guestKernel, snapshot } from './support/manager-harness.ts';
 import { DEFAULT_CMDLINE } from '../src/vmm/config.ts';
 
-let dir: string;
+const token = 'test-token-0123456789abcdef';
+// The daemon also listens on TCP, with the bearer token from a file in the fixture's directory.
+const fixture = daemonFixture('api', {
+  args: (fixtureDir) => {
+    const tokenFile = path.join(fixtureDir, 'token');
+    fs.writeFileSync(tokenFile, `${token}\n`);
+    return ['--listen', '127.0.0.1:0', '--token-file', tokenFile];
+  },
+});
+const dir = fixture.dir;
 let daemon: Daemon;
 let socket: string;
 let kernel: string;
 let tcpPort: number;
-const token = 'test-token-0123456789abcdef';
 
 before(async () => {
-  dir = tempDir('api');
   kernel = guestKernel(dir, 'idle');
-  const tokenFile = path.join(dir, 'token');
-  fs.writeFileSync(tokenFile, `${token}\n`);
-  daemon = await Daemon.start(path.join(dir, 'state'), ['--listen', '127.0.0.1:0', '--token-file', tokenFile]);
+  daemon = await fixture.ready;
   socket = daemon.socket;
   const match = /API on http:\/\/127\.0\.0\.1:(\d+)/.exec(daemon.stderr);
   assert.ok(match, daemon.stderr);
   tcpPort = Number(match[1]);
-});
-
-after(async () => {
-  await daemon?.stop();
-  fs.rmSync(dir, { recursive: true, force: true });
 });
 
 test('define, list, info and undefine through the CLI; the schema fills in the defaults', async () => {

@@ -3,21 +3,14 @@
 // their usage errors.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { counterKernel, tmpDir, counterLines } from './support/counter-guest.ts';
+import { RINGZERO_BIN, ringzero as runCli, type RingzeroResult } from './support/ringzero-cli.ts';
 
-const RINGZERO = fileURLToPath(new URL('../bin/ringzero', import.meta.url));
-
-function ringzero(args: string[], timeout = 120_000): Promise<{ status: number; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    execFile(RINGZERO, args, { timeout }, (error, stdout, stderr) => {
-      resolve({ status: error ? (typeof error.code === 'number' ? error.code : -1) : 0, stdout, stderr });
-    }).stdin?.end();
-  });
-}
+/** The CLI, with the two minutes a migration may take. */
+const ringzero = (args: string[]): Promise<RingzeroResult> => runCli(args, { timeoutMs: 120_000 });
 
 class Vmm {
   readonly child: ChildProcess;
@@ -25,7 +18,7 @@ class Vmm {
   err = '';
   readonly exited: Promise<number | null>;
   constructor(args: string[]) {
-    this.child = spawn(RINGZERO, ['run', ...args], { stdio: ['pipe', 'pipe', 'pipe'] });
+    this.child = spawn(RINGZERO_BIN, ['run', ...args], { stdio: ['pipe', 'pipe', 'pipe'] });
     this.child.stdout!.setEncoding('latin1').on('data', (s: string) => { this.out += s; });
     this.child.stderr!.setEncoding('utf8').on('data', (s: string) => { this.err += s; });
     this.exited = new Promise((resolve) => this.child.on('exit', (code) => resolve(code)));

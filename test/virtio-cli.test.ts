@@ -1,15 +1,14 @@
 // `ringzero run --disk FILE[,readonly][,serial=S] --rng --console virtio`: parsing, checks, and the VmConfig.
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
 import { chmodSync, mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { after, test } from 'node:test';
 import type { HostInfo } from '../src/cli/host.ts';
 import { buildVmConfig, DEFAULT_CMDLINE, VIRTIO_CONSOLE_CMDLINE, type RunOptions } from '../src/cli/run-config.ts';
 import { parseDiskSpec, UsageError } from '../src/cli/validate.ts';
 import { MAX_DISKS } from '../src/vmm/config.ts';
+import { ringzero } from './support/ringzero-cli.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'ringzero-vcli-'));
 after(() => rmSync(dir, { recursive: true, force: true }));
@@ -82,27 +81,21 @@ test('each bad --disk, --console is one clear UsageError line', () => {
   if (process.getuid?.() !== 0) assert.throws(() => parseDiskSpec(roFile), /cannot write disk image .* add ,readonly/);
 });
 
-const RINGZERO = fileURLToPath(new URL('../bin/ringzero', import.meta.url));
-function ringzero(args: string[], env: Record<string, string> = {}): Promise<{ status: number; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    const child = execFile(RINGZERO, args, { cwd: tmpdir(), env: { ...process.env, RINGZERO_DEBUG: '', ...env }, timeout: 20_000 },
-      (error, stdout, stderr) => resolve({ status: error ? (typeof error.code === 'number' ? error.code : -1) : 0, stdout, stderr }));
-    child.stdin?.end('');
-  });
-}
+/** The real CLI from a neutral directory, its stderr without RINGZERO_DEBUG's stacks. */
+const cliOptions = (env: Record<string, string>) => ({ cwd: tmpdir(), env: { RINGZERO_DEBUG: '', ...env }, timeoutMs: 20_000 });
 
 test('bin/ringzero: --disk repeats in order, --rng and --console virtio reach runVm; bad input is status 2', async () => {
   const fakeRunVm = join(dir, 'fake-run.mts');
   writeFileSync(fakeRunVm, 'export async function runVm(config) { process.stdout.write(JSON.stringify(config) + "\\n"); return 0; }\n');
   const ok = await ringzero(['run', '--engine', 'soft', '--kernel', kernel, '--disk', diskA, '--disk', `${diskB},readonly`, '--rng', '--console', 'virtio'],
-    { RINGZERO_RUNVM_MODULE: fakeRunVm });
+    cliOptions({ RINGZERO_RUNVM_MODULE: fakeRunVm }));
   assert.equal(ok.status, 0, ok.stderr);
   const config = JSON.parse(ok.stdout);
   assert.deepEqual(config.disks, [{ path: diskA, readonly: false }, { path: diskB, readonly: true }]);
   assert.equal(config.rng, true);
   assert.equal(config.virtioConsole, true);
   assert.equal(config.cmdline, VIRTIO_CONSOLE_CMDLINE);
-  const bad = await ringzero(['run', '--engine', 'soft', '--kernel', kernel, '--disk', `${diskA},bogus`], { RINGZERO_RUNVM_MODULE: fakeRunVm });
+  const bad = await ringzero(['run', '--engine', 'soft', '--kernel', kernel, '--disk', `${diskA},bogus`], cliOptions({ RINGZERO_RUNVM_MODULE: fakeRunVm }));
   assert.equal(bad.status, 2);
   assert.equal(bad.stderr, `ringzero: unknown --disk option 'bogus' in '${diskA},bogus': use readonly, serial=NAME or format=raw|qcow2\n`);
 });

@@ -3,7 +3,6 @@
 // control socket steering the balloon (`ringzero balloon`).
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync, existsSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -17,7 +16,7 @@ import { PciHost } from '../src/devices/pci/host.ts';
 import { ControlServer, controlRequest } from '../src/vmm/control.ts';
 import { VirtioBalloon } from '../src/devices/virtio/balloon.ts';
 import { TestBench } from './support/virtio-driver.ts';
-import { RINGZERO_BIN } from './support/guest.ts';
+import { ringzero } from './support/ringzero-cli.ts';
 import type { VmConfig } from '../src/vmm/config.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'ringzero-netcli-'));
@@ -38,11 +37,6 @@ const SOFT_HOST: HostInfo = {
 };
 const build = (change: Partial<RunOptions>) => buildVmConfig({ engine: 'soft', kernel, cmdline: DEFAULT_CMDLINE, cpus: '1', memory: '256M', onReboot: 'exit', ...change }, SOFT_HOST, () => {});
 const isRoot = process.getuid?.() === 0;
-
-function ringzero(...args: string[]): Promise<{ code: number; stderr: string }> {
-  return new Promise((resolve) => execFile(RINGZERO_BIN, args, (error, _stdout, stderr) =>
-    resolve({ code: error ? Number((error as { code?: number }).code ?? 1) : 0, stderr })));
-}
 
 test('--net: TAP name, MAC given or derived from the name (stable, unicast, locally administered)', { skip: !isRoot && 'a TAP that does not exist yet is only accepted for root' }, () => {
   assert.deepEqual(parseNetSpec('tap=rzx0,mac=52:54:00:AB:CD:EF'), { tap: 'rzx0', mac: '52:54:00:ab:cd:ef' });
@@ -90,13 +84,13 @@ test('bad --net, --vsock and --control-socket values are usage errors', () => {
 
 test('through the real CLI: one line on stderr and status 2', async () => {
   for (const args of [['--net', 'tap=bad/name'], ['--vsock', '1'], ['--control-socket', kernel]]) {
-    const r = await ringzero('run', '--kernel', kernel, ...args);
-    assert.equal(r.code, 2, `${args.join(' ')}: ${r.stderr}`);
+    const r = await ringzero(['run', '--kernel', kernel, ...args]);
+    assert.equal(r.status, 2, `${args.join(' ')}: ${r.stderr}`);
     assert.equal(r.stderr.trim().split('\n').length, 1, r.stderr);
     assert.match(r.stderr, /^ringzero: /);
   }
-  const r = await ringzero('balloon', '--control-socket', join(dir, 'none.sock'), '12x');
-  assert.equal(r.code, 2);
+  const r = await ringzero(['balloon', '--control-socket', join(dir, 'none.sock'), '12x']);
+  assert.equal(r.status, 2);
   assert.match(r.stderr, /invalid balloon size '12x'/);
 });
 

@@ -20,7 +20,8 @@ import net from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { findDefaultImage } from '../src/image/build.ts';
-import { GuestSession, BOOT_TIMEOUT_MS, RINGZERO_BIN } from './support/guest.ts';
+import { GuestSession, BOOT_TIMEOUT_MS } from './support/guest.ts';
+import { ringzero } from './support/ringzero-cli.ts';
 import { waitFor } from './support/manager-harness.ts';
 import { controlRequest } from '../src/vmm/control.ts';
 
@@ -31,10 +32,6 @@ const rootReason = process.getuid?.() !== 0 ? 'needs root for a TAP device and a
 
 const sh = (cmd: string, ...args: string[]) => execFileSync(cmd, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
 
-function ringzero(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  return new Promise((resolve) => execFile(RINGZERO_BIN, args, (error, stdout, stderr) =>
-    resolve({ code: error ? Number((error as { code?: number }).code ?? 1) : 0, stdout, stderr })));
-}
 
 test('the guest on virtio-net (ping both ways, TCP with checksum), virtio-vsock and virtio-balloon', {
   skip: !enabled ? 'RINGZERO_SKIP_BOOT_TEST=1' : rootReason ?? (!image ? 'no default image: run `bin/ringzero image build`' : false),
@@ -152,18 +149,18 @@ test('the guest on virtio-net (ping both ways, TCP with checksum), virtio-vsock 
     // Balloon: take 64 MiB, see MemTotal drop, read the guest's statistics, give it back.
     const memTotal = async () => Number(await guest.ask('MEM', "grep MemTotal /proc/meminfo | awk '{print $2}'"));
     const before = await memTotal();
-    const set = await ringzero('balloon', '--control-socket', control, '64M');
-    assert.equal(set.code, 0, set.stderr);
+    const set = await ringzero(['balloon', '--control-socket', control, '64M']);
+    assert.equal(set.status, 0, set.stderr);
     let inflated = before;
     await waitFor('MemTotal to drop by 64 MiB', async () => { inflated = await memTotal(); return before - inflated >= 65536; }, 120_000);
     assert.equal(before - inflated, 65536, `MemTotal ${before} kB -> ${inflated} kB`);
-    const stats = await ringzero('balloon', '--control-socket', control);
-    assert.equal(stats.code, 0, stats.stderr);
+    const stats = await ringzero(['balloon', '--control-socket', control]);
+    assert.equal(stats.status, 0, stats.stderr);
     const answer = JSON.parse(stats.stdout) as { targetPages: number; actualPages: number; guest: Record<string, number> };
     assert.equal(answer.targetPages, 16384);
     assert.equal(answer.actualPages, 16384);
     assert.ok(answer.guest['total-memory'] > 0 && answer.guest['free-memory'] > 0, `guest statistics: ${stats.stdout}`);
-    assert.equal((await ringzero('balloon', '--control-socket', control, '0')).code, 0);
+    assert.equal((await ringzero(['balloon', '--control-socket', control, '0'])).status, 0);
     await waitFor('MemTotal to come back', async () => (await memTotal()) === before, 120_000);
 
     guest.type('poweroff -f');

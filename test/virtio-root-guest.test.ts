@@ -22,7 +22,8 @@ import net from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { buildRootfsImage, cacheDir, findDefaultImage } from '../src/image/build.ts';
-import { GuestSession, BOOT_TIMEOUT_MS, RINGZERO_BIN } from './support/guest.ts';
+import { GuestSession, BOOT_TIMEOUT_MS } from './support/guest.ts';
+import { ringzero } from './support/ringzero-cli.ts';
 import { waitFor } from './support/manager-harness.ts';
 
 const image = findDefaultImage();
@@ -90,10 +91,6 @@ function vsockClient(): Buffer {
   return readFileSync(binary);
 }
 
-function ringzero(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  return new Promise((resolve) => execFile(RINGZERO_BIN, args, (error, stdout, stderr) =>
-    resolve({ code: error ? Number((error as { code?: number }).code ?? 1) : 0, stdout, stderr })));
-}
 
 const sh = (cmd: string, ...args: string[]) => execFileSync(cmd, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
 
@@ -193,8 +190,8 @@ test('one boot with an ext4 root disk, a data disk with a serial, net, console, 
     // Balloon: a target through the control socket shows in the guest's MemTotal.
     const memTotal = async () => Number(await guest.ask('MEM', "grep MemTotal /proc/meminfo | awk '{print $2}'"));
     const before = await memTotal();
-    const set = await ringzero('balloon', '--control-socket', control, '32M');
-    assert.equal(set.code, 0, set.stderr);
+    const set = await ringzero(['balloon', '--control-socket', control, '32M']);
+    assert.equal(set.status, 0, set.stderr);
     let inflated = before;
     await waitFor('MemTotal to drop by 32 MiB', async () => { inflated = await memTotal(); return before - inflated >= 32768; }, 180_000);
     assert.equal(before - inflated, 32768, `MemTotal ${before} kB -> ${inflated} kB`);

@@ -3,17 +3,14 @@
 // its ACPI poweroff and ringzero exits 0 with the guest's console output on stdout. `auto` never picks kvm_pvm.
 import test from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { makeBzImage } from '../src/boot/synthetic.ts';
 import { chooseEngine, type HostInfo } from '../src/cli/host.ts';
 import { detectKvm, type KvmDetection } from '../src/kvm/host.ts';
+import { ringzero as runCli } from './support/ringzero-cli.ts';
 
-const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
-const bin = path.join(root, 'bin', 'ringzero');
 const kvm = detectKvm();
 
 // The guest of test/vm-machine-engines.test.ts (source there): hello on COM1, RTC seconds check, ACPI poweroff.
@@ -30,17 +27,8 @@ function kernelFile(): string {
   return file;
 }
 
-function ringzero(args: string[], env: Record<string, string> = {}): Promise<{ status: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    const child = spawn(bin, args, { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.setEncoding('utf8').on('data', (s: string) => { stdout += s; });
-    child.stderr.setEncoding('utf8').on('data', (s: string) => { stderr += s; });
-    const timer = setTimeout(() => child.kill('SIGKILL'), 30_000);
-    child.on('exit', (status) => { clearTimeout(timer); resolve({ status, stdout, stderr }); });
-  });
-}
+/** The real CLI, killed after 30 s (a KVM guest that never powers off). */
+const ringzero = (args: string[], env: Record<string, string> = {}) => runCli(args, { env, timeoutMs: 30_000 });
 
 test('run --engine kvm runs the guest to its poweroff (kvm_pvm: with RINGZERO_ALLOW_PVM=1), status 0', {
   skip: kvm.verdict === 'none' ? `no usable KVM: ${kvm.reason}` : false,

@@ -248,9 +248,10 @@ export interface DaemonFixture {
  * The set-up most manager test files share, registered at the file's top level: a temp directory, a real daemon on
  * DIR/state started before the file's tests and, after them, every VMM the state directory records killed, the daemon
  * stopped, `cleanup` run and the directory removed. Root-level `before` hooks run concurrently (Node 20): one that
- * needs the daemon awaits `ready`.
+ * needs the daemon awaits `ready`. `args` may be a function of the fixture's directory (daemon files kept there),
+ * called when the daemon starts.
  */
-export function daemonFixture(tag: string, options: { args?: string[]; cleanup?: () => void } = {}): DaemonFixture {
+export function daemonFixture(tag: string, options: { args?: string[] | ((dir: string) => string[]); cleanup?: () => void } = {}): DaemonFixture {
   const dir = tempDir(tag);
   const stateDir = path.join(dir, 'state');
   let daemon: Daemon | undefined;
@@ -260,7 +261,7 @@ export function daemonFixture(tag: string, options: { args?: string[]; cleanup?:
   ready.catch(() => {}); // reported by the hook below
   before(async () => {
     try {
-      daemon = await Daemon.start(stateDir, options.args ?? []);
+      daemon = await Daemon.start(stateDir, typeof options.args === 'function' ? options.args(dir) : options.args ?? []);
       started(daemon);
     } catch (error) {
       failed(error);
