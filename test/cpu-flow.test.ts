@@ -314,6 +314,41 @@ test('rep movs: across pages, forward overlap replicates, std copies backwards',
   assert.deepEqual([...m.mem.read(DATA, 7)], [1, 2, 1, 2, 3, 4, 5]);
 });
 
+test('rep movsq/stosq with elements straddling pages: each such element alone the slow way, the rest in one fast step', () => {
+  // Linux's copy_user_generic_string aligns only the destination: a source 8-byte misaligned has an element across
+  // every source page boundary. Such an element must not send the rest of the step down the element-by-element path.
+  const m = longModeMachine();
+  const src = DATA + 3, dst = DATA + 0x20000 + 5;
+  const data = new Uint8Array(64 * 1024);
+  for (let i = 0; i < data.length; i++) data[i] = (i * 31 + 7) & 0xff;
+  m.mem.write(src, data);
+  setReg(m, RSI, src);
+  setReg(m, RDI, dst);
+  setReg(m, RCX, data.length / 8);
+  const before = m.cpu.instructions;
+  runCode(m, hexBytes('f3 48 a5'));
+  assert.equal(m.cpu.lastException, -1);
+  assert.deepEqual(m.mem.read(dst, data.length), data);
+  assert.equal(reg(m, RCX), 0n);
+  assert.equal(reg(m, RSI), BigInt(src + data.length));
+  assert.equal(reg(m, RDI), BigInt(dst + data.length));
+  // 64 KiB in one step (FAST_CHUNK is 256 KiB); the old path took a step per 1024 slow elements after each straddle
+  assert.equal(m.cpu.instructions - before, 1, 'one execution of the instruction');
+  // rep stosq from a misaligned destination over 12 pages
+  m.mem.slice(DATA + 0x40000, 0xd000).fill(0);
+  setReg(m, RAX, 0x1122334455667788n);
+  setReg(m, RDI, DATA + 0x40000 + 6);
+  setReg(m, RCX, 6000);
+  const before2 = m.cpu.instructions;
+  runCode(m, hexBytes('f3 48 ab'));
+  assert.equal(m.cpu.lastException, -1);
+  const out = m.mem.read(DATA + 0x40000, 6 + 48000 + 2);
+  assert.deepEqual([...out.subarray(0, 6)], [0, 0, 0, 0, 0, 0]);
+  for (let k = 0; k < 6000; k++) assert.deepEqual([...out.subarray(6 + 8 * k, 14 + 8 * k)], [0x88, 0x77, 0x66, 0x55, 0x44, 0x33, 0x22, 0x11], `element ${k}`);
+  assert.deepEqual([...out.subarray(48006)], [0, 0]);
+  assert.equal(m.cpu.instructions - before2, 1);
+});
+
 test('rep movsb faulting in the middle leaves restartable state and resumes', () => {
   const m = longModeMachine();
   const pt = split2M(m, 0x400000, 0x30000);

@@ -11,7 +11,10 @@
 // the instruction's start) while rCX is not zero, so interrupts are recognized during long copies.
 //
 // Fast paths: REP STOS and REP MOVS with DF = 0 fill/copy whole runs of RAM inside a page with
-// TypedArray.fill/copyWithin/set (the kernel clears and copies pages this way).
+// TypedArray.fill/copyWithin/set (the kernel clears and copies pages this way). An element the fast path cannot take
+// (it straddles a page boundary or an address-size wrap, or is not in RAM) is done alone the generic way and the
+// fast path resumes after it: a `rep movsq` whose source is not 8-byte aligned (Linux's copy_user_generic_string
+// aligns only the destination, so every network receive copies so) meets such an element at every source page.
 import type { SoftCpu } from '../cpu.ts';
 import { Lazy } from '../cpu.ts';
 import * as C from '../constants.ts';
@@ -23,6 +26,8 @@ const TWO32 = C.TWO32;
 const SLOW_CHUNK = 1024;
 /** Bytes one step handles on the fast paths before re-executing the instruction. */
 const FAST_CHUNK = 256 * 1024;
+/** What the fast paths may still copy or fill in the current step (shared by a step's fast runs). */
+let fastBudget = 0;
 
 // ---- address-size register helpers
 
@@ -113,13 +118,12 @@ function movsOne(c: SoftCpu, size: number, seg: number, step: number): void {
 /** REP MOVS with DF = 0 over RAM. Returns false when the generic path must do (part of) the work. */
 function movsFast(c: SoftCpu, size: number, seg: number): boolean {
   const user = c.cpl === 3;
-  let budget = FAST_CHUNK;
-  while (budget > 0) {
+  while (fastBudget > 0) {
     const count = getCount(c);
     if (count === 0) return true;
     const si = getPtr(c, 6), di = getPtr(c, 7);
     const srcLin = c.linear(seg, si), dstLin = c.linear(C.ES, di);
-    let bytes = Math.min(count * size, 4096 - (srcLin & 0xfff), 4096 - (dstLin & 0xfff), budget,
+    let bytes = Math.min(count * size, 4096 - (srcLin & 0xfff), 4096 - (dstLin & 0xfff), fastBudget,
       bytesBeforeWrap(c, si), bytesBeforeWrap(c, di));
     const n = Math.floor(bytes / size);
     if (n === 0) return false; // an element straddles a page or a wrap: generic path
@@ -147,7 +151,7 @@ function movsFast(c: SoftCpu, size: number, seg: number): boolean {
     advancePtr(c, 6, bytes);
     advancePtr(c, 7, bytes);
     subCount(c, n);
-    budget -= bytes;
+    fastBudget -= bytes;
   }
   return true;
 }
@@ -157,7 +161,17 @@ function movs(c: SoftCpu): void {
   const seg = srcSeg(c);
   const step = c.flags & C.DF ? -size : size;
   if (c.rep === 0) { movsOne(c, size, seg, step); return; }
-  if (step > 0 && movsFast(c, size, seg)) { again(c); return; }
+  if (step > 0) {
+    // Fast runs; each element they cannot take goes the generic way alone (at most SLOW_CHUNK of them per step).
+    // movsFast is false only with elements left, and its budget bounds the bytes.
+    fastBudget = FAST_CHUNK;
+    for (let slow = 0; slow < SLOW_CHUNK && !movsFast(c, size, seg); slow++) {
+      movsOne(c, size, seg, step);
+      subCount(c, 1);
+    }
+    again(c);
+    return;
+  }
   const n = Math.min(getCount(c), SLOW_CHUNK);
   for (let k = 0; k < n; k++) {
     movsOne(c, size, seg, step);
@@ -185,13 +199,12 @@ function stosFast(c: SoftCpu, size: number): boolean {
   for (let k = 0; k < size; k++) pattern[k] = k < 4 ? (lo >>> (8 * k)) & 0xff : (hi >>> (8 * (k - 4))) & 0xff;
   let uniform = true;
   for (let k = 1; k < size; k++) if (pattern[k] !== pattern[0]) uniform = false;
-  let budget = FAST_CHUNK;
-  while (budget > 0) {
+  while (fastBudget > 0) {
     const count = getCount(c);
     if (count === 0) return true;
     const di = getPtr(c, 7);
     const lin = c.linear(C.ES, di);
-    let bytes = Math.min(count * size, 4096 - (lin & 0xfff), budget, bytesBeforeWrap(c, di));
+    let bytes = Math.min(count * size, 4096 - (lin & 0xfff), fastBudget, bytesBeforeWrap(c, di));
     const n = Math.floor(bytes / size);
     if (n === 0) return false;
     bytes = n * size;
@@ -208,7 +221,7 @@ function stosFast(c: SoftCpu, size: number): boolean {
     }
     advancePtr(c, 7, bytes);
     subCount(c, n);
-    budget -= bytes;
+    fastBudget -= bytes;
   }
   return true;
 }
@@ -217,7 +230,16 @@ function stos(c: SoftCpu): void {
   const size = elementSize(c);
   const step = c.flags & C.DF ? -size : size;
   if (c.rep === 0) { stosOne(c, size, step); return; }
-  if (step > 0 && stosFast(c, size)) { again(c); return; }
+  if (step > 0) {
+    // As movs: fast runs, each element they cannot take done alone the generic way.
+    fastBudget = FAST_CHUNK;
+    for (let slow = 0; slow < SLOW_CHUNK && !stosFast(c, size); slow++) {
+      stosOne(c, size, step);
+      subCount(c, 1);
+    }
+    again(c);
+    return;
+  }
   const n = Math.min(getCount(c), SLOW_CHUNK);
   for (let k = 0; k < n; k++) {
     stosOne(c, size, step);
