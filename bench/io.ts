@@ -133,16 +133,28 @@ interface Vmm {
   start(tap: string | undefined): BenchGuest;
 }
 const controlSocket = path.join(work, 'rz.sock');
+/**
+ * RINGZERO_BENCH_RZ_ARGS: a JSON array of extra `ringzero run` arguments for profiling, e.g.
+ * '["--profile-guest","/tmp/gp.json","--kallsyms","/tmp/kallsyms.txt","--cmdline","... nokaslr"]' (a later option
+ * wins over the bench's own).
+ */
+const extraRzArgs: string[] = (() => {
+  const text = process.env.RINGZERO_BENCH_RZ_ARGS;
+  if (!text) return [];
+  const v: unknown = JSON.parse(text);
+  if (!Array.isArray(v) || !v.every((x) => typeof x === 'string')) throw new Error('RINGZERO_BENCH_RZ_ARGS: a JSON array of strings');
+  return v as string[];
+})();
 const VMMS: Vmm[] = [
   {
     key: 'ringzero', group: 'ringzero', label: 'ringzero soft', disk: true, control: controlSocket,
     start: (tap) => BenchGuest.ringzero('ringzero soft', ['--engine', 'soft', '--memory', values.memory!, '--cmdline', CMDLINE,
-      '--initrd', initrd, '--disk', disk, '--control-socket', controlSocket, ...(tap ? ['--net', `tap=${tap},mac=${MAC}`] : [])]),
+      '--initrd', initrd, '--disk', disk, '--control-socket', controlSocket, ...(tap ? ['--net', `tap=${tap},mac=${MAC}`] : []), ...extraRzArgs]),
   },
   {
     key: 'ringzero_base', group: 'ringzero', label: 'ringzero csum only', disk: false, base: true, control: controlSocket,
     start: (tap) => withNetFeatures(RINGZERO_NET_BASE, () => BenchGuest.ringzero('ringzero soft (csum only)', ['--engine', 'soft', '--memory', values.memory!,
-      '--cmdline', CMDLINE, '--initrd', initrd, '--control-socket', controlSocket, '--net', `tap=${tap},mac=${MAC}`])),
+      '--cmdline', CMDLINE, '--initrd', initrd, '--control-socket', controlSocket, '--net', `tap=${tap},mac=${MAC}`, ...extraRzArgs])),
   },
   ...(qemu ? [{
     key: 'qemu', group: 'qemu' as const, label: 'qemu -accel tcg', disk: true,
@@ -181,9 +193,19 @@ async function stats(vmm: Vmm): Promise<Stats | undefined> {
     return undefined;
   }
 }
+/**
+ * RINGZERO_BENCH_WINDOWS=FILE: each test's interval on the host's monotonic clock (microseconds, as V8's CPU
+ * profiles time their samples), one JSON line per test, so a VMM run with NODE_OPTIONS='--cpu-prof ...' can be
+ * profiled over the tests alone (the boot left out).
+ */
+const windowsFile = process.env.RINGZERO_BENCH_WINDOWS;
+const monoOffsetUs = Number(process.hrtime.bigint() / 1000n) - performance.now() * 1000;
 /** Record a test's rate, its rate per CPU-second, and (ringzero) the machine's counters per unit. */
 function record(vmm: Vmm, t: TestKey, rate: number, units: number, r: TimedResult, before: Stats | undefined, after: Stats | undefined): void {
   add(vmm.key, t, rate);
+  if (windowsFile) {
+    fs.appendFileSync(windowsFile, JSON.stringify({ vmm: vmm.key, test: t, from: Math.round(r.beginAt * 1000 + monoOffsetUs), to: Math.round(r.endAt * 1000 + monoOffsetUs) }) + '\n');
+  }
   // units per CPU-second of the VMM process (every thread): robust against other work on a shared host
   if (r.cpuS > 0) ((perCpu[vmm.key] ??= {})[t] ??= []).push(units / r.cpuS);
   if (before && after) {

@@ -76,6 +76,12 @@ export interface VmCounters {
    */
   halts: number;
   guestNs: number;
+  /**
+   * Soft engine: the instruction engine's own counters (bench/io reads them around each test to show where the
+   * guest's instructions ran): instructions from cached blocks and from translated code, TLB walks, the code
+   * cache's and the wasm translator's counters (src/cpu/soft/code-cache.ts, wasm/runtime.ts WasmStats).
+   */
+  soft?: { jitInstructions: number; tlbWalks: number; tlbL2Hits: number; codeCache: Record<string, number>; wasm?: Record<string, number> };
 }
 
 export type MachineExit = { kind: 'poweroff' } | { kind: 'reset' } | { kind: 'error'; message: string };
@@ -340,6 +346,15 @@ export class Machine {
       devices,
       halts: this.halts,
       guestNs: this.clock.now(),
+      ...(cpus.length > 0 ? {
+        soft: {
+          jitInstructions: cpus.reduce((n, c) => n + c.jitInstructions, 0),
+          tlbWalks: cpus.reduce((n, c) => n + c.tlbWalks, 0),
+          tlbL2Hits: cpus.reduce((n, c) => n + c.tlbL2Hits, 0),
+          codeCache: { ...cpus[0].codeCache.stats },
+          ...(cpus[0].wasm ? { wasm: { ...cpus[0].wasm.stats } } : {}),
+        },
+      } : {}),
     };
   }
 
