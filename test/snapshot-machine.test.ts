@@ -72,12 +72,20 @@ test('snapshot mid-run, restore into a fresh Machine: the counter continues with
   try {
     assert.ok(Math.abs(m.clock.now() - guestNs) < 50e6, `guest time resumes at the saved ${guestNs} ns, not ${m.clock.now()}`);
     const watchdog = setTimeout(() => m.requestExit({ kind: 'error', message: 'watchdog' }), 20_000);
+    const cpuBefore = process.cpuUsage(), wallBefore = performance.now();
     const exit = await m.run();
+    const used = process.cpuUsage(cpuBefore);
+    const wallMs = performance.now() - wallBefore;
     clearTimeout(watchdog);
     assert.deepEqual(exit, { kind: 'poweroff' }, io.text());
     const after = counterLines(io.text());
     assert.equal(after[0], saved[saved.length - 1] + 1, 'first value after restore follows the last one before');
     assert.deepEqual([...saved, ...after], Array.from({ length: 0x40 }, (_, i) => i + 1));
+    // A restored vCPU that halts between its ticks sleeps, as a booted one does (issue 6: idle guests cost next to
+    // nothing): the run loop slept at most ticks, and the process used a fraction of the wall time, not all of it.
+    const cpuMs = (used.user + used.system) / 1000;
+    assert.ok(m.stats().halts >= after.length / 2, `the run loop slept ${m.stats().halts} times for ${after.length} ticks`);
+    assert.ok(cpuMs < wallMs / 2, `the restored guest used ${cpuMs.toFixed(0)} ms of CPU in ${wallMs.toFixed(0)} ms`);
   } finally {
     m.close();
   }
