@@ -59,6 +59,15 @@ export interface WasmCode {
 
 /** Most instructions one call of a self-looping block executes. */
 const LOOP_LIMIT = 1024;
+/**
+ * REP MOVS/STOS with more elements than this are replayed (the JavaScript fast paths copy or fill a page run with
+ * one TypedArray call) instead of looping here one element at a time through the memory library (two calls per
+ * MOVS element): Linux copies socket buffers and pages to and from user memory with `rep movsq` of hundreds of
+ * elements (copy_user_generic_string), which cost more in the loop than the helper's round trip. bench/io, soft
+ * engine, MiB per CPU-second, 1024 vs 32 alternately (two pairs, busy host): tcp 20.1/24.0 -> 31.6/31.6, tcpout
+ * 26.0/24.0 -> 39.3/30.0, sequential write 15.5/13.1 -> 15.4/16.3.
+ */
+const STRING_INLINE_MAX = 32;
 // Lazy-flag kinds (../cpu.ts Lazy) and ALU operations (as in ../fast-forms.ts).
 const L_ADD = 1, L_ADC = 2, L_SUB = 3, L_SBB = 4, L_LOGIC = 5, L_INC = 6, L_DEC = 7;
 /** Record kind of translated code only: the arithmetic flags are explicit EFLAGS bits in S_LD (after a shift). */
@@ -592,8 +601,9 @@ class Translator {
    * move by the element size (backwards when EFLAGS.DF, which the runtime keeps in S_EFL) and, under REP, rCX counts
    * down, all stored after each element, so a fault leaves them exact for the elements done. The interpreter runs a
    * repeated instruction with at most SLOW_CHUNK (1024) elements (and 256 KiB) as one execution, whatever path it
-   * takes, so counts up to 1024 run here to the end as one instruction; larger ones are replayed through the
-   * helper (the JavaScript fast paths, which re-execute the instruction per chunk). False: not such an instruction.
+   * takes, so counts up to STRING_INLINE_MAX run here to the end as one instruction; larger ones are replayed through
+   * the helper (the JavaScript fast paths: TypedArray copies a page run at a time, re-executing the instruction per
+   * chunk). False: not such an instruction.
    */
   stringOp(e: BlockEntry, i: number): boolean {
     const op = e.opcode;
@@ -603,7 +613,7 @@ class Translator {
     b.i64(-size).i64(size).get(T.st).mem(Op.i32Load, 2, L.S_EFL).i32(1 << 10).op(Op.i32And).op(Op.select).set(T.t);
     let done = -1, loop = -1;
     if (e.rep !== 0) {
-      T.r64(1); b.tee(T.x1).i64(1024).op(Op.i64GtU).open(Op.if);
+      T.r64(1); b.tee(T.x1).i64(STRING_INLINE_MAX).op(Op.i64GtU).open(Op.if);
       T.flush(); T.pos(); b.call(F_RP).op(Op.drop);
       b.i32(i + 1).set(T.xc).br(T.out); // (flushed before the replay, which may change any register)
       b.close();
