@@ -55,6 +55,12 @@ function wasmTranslationByDefault(): boolean {
 }
 /** How long the loop may keep the thread before letting Node handle I/O. */
 const YIELD_MS = 8;
+/**
+ * The same while the soft engine's WebAssembly translator has modules compiling in the background (WasmEngine.compiling):
+ * V8 completes WebAssembly.compile through tasks on this thread's event loop, so each turn brings them closer; a turn
+ * with nothing to do costs ~2 us.
+ */
+const COMPILE_YIELD_MS = 1;
 
 /** What Machine.stats() reports (all counters monotonic since the machine started; KVM: no instruction counts). */
 export interface VmCounters {
@@ -414,7 +420,7 @@ export class Machine {
       if (!anyRunnable) {
         await this.sleepUntilEvent();
         lastYield = Date.now();
-      } else if (now - lastYield >= YIELD_MS) {
+      } else if (now - lastYield >= YIELD_MS || (now - lastYield >= COMPILE_YIELD_MS && (this.vcpus[0]?.cpu.wasm?.compiling ?? 0) > 0)) {
         await new Promise<void>((resolve) => setImmediate(resolve));
         lastYield = Date.now();
       }

@@ -34,6 +34,8 @@ interface Batch {
   cache: CodeCache;
   installed: boolean;
   waits: number;
+  /** Compiled by WebAssembly.compile (counted in WasmEngine.compiling until installed or given up). */
+  async: boolean;
 }
 
 /**
@@ -435,16 +437,26 @@ export class WasmEngine {
     this.stats.buildMs += t1 - t0;
     this.stats.compileMs += t1 - t0;
     this.stats.bytes += bytes.length;
-    const batch: Batch = { bytes, done, cache: c.codeCache, installed: false, waits: 0 };
+    const batch: Batch = { bytes, done, cache: c.codeCache, installed: false, waits: 0, async: false };
     if (!ASYNC || Math.min(WASM_HOT, JIT_THRESHOLD) === 0) { this.compileNow(batch); return; }
     for (const d of done) { d.block.runs = IN_FLIGHT; this.inflight.set(d.block, batch); }
     this.stats.asyncModules++;
+    batch.async = true;
+    this.compiling++;
     WebAssembly.compile(bytes).then((mod) => { if (!batch.installed) this.install(batch, mod); },
       (err) => { if (!batch.installed) { this.release(batch); this.report(done[0].block, err); } });
   }
 
   /** Blocks of modules being compiled in the background, and the batch of each. */
   private readonly inflight = new Map<Block, Batch>();
+  /**
+   * Modules being compiled in the background (not installed nor given up yet). While there are any, the machine's run
+   * loop turns the event loop more often (src/vmm/machine.ts): V8 finishes WebAssembly.compile in steps that run as
+   * tasks on the main thread's event loop (two or three of them), so with the loop turning every 8 ms a module took
+   * 20-30 ms to come back on the Linux boot (median; its compile is ~0.5 ms of CPU), and its blocks were replayed
+   * 1.2M times meanwhile.
+   */
+  compiling = 0;
 
   private compileNow(batch: Batch): void {
     const t0 = performance.now();
@@ -460,6 +472,7 @@ export class WasmEngine {
 
   /** Give up on a batch: its blocks are replayed for good. */
   private release(batch: Batch): void {
+    if (batch.async && !batch.installed) this.compiling--;
     batch.installed = true;
     for (const { block } of batch.done) { block.runs = -1; this.inflight.delete(block); }
   }
