@@ -577,7 +577,8 @@ export class SoftCpu {
       // A translated 64-bit block of this address and page generation that fits the budget: straight into the wasm
       // dispatcher, through its own table of translated blocks (16 bytes per entry: no Block object to load, no
       // runChain/exec layers; the chain after it is followed inside wasm).
-      const I = w.i32, e = dispatchEntry(pa) >> 2, idx = I[e + 2];
+      // (two ways per set: layout.ts dispatchEntry)
+      const I = w.i32, s = dispatchEntry(pa) >> 2, e = I[s] === pa ? s : s + 4, idx = I[e + 2];
       if (I[e] === pa && I[e + 1] === cache.pageGen[page] && idx !== 0 && I[e + 3] <= left) return w.enter(this, idx, left);
     }
     const slot = (pa ^ (pa >>> TABLE_BITS_SHIFT)) & TABLE_MASK;

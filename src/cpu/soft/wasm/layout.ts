@@ -2,11 +2,12 @@
 // (GuestMemory.wasmMemory). Low RAM is at WASM_RAM_OFFSET (src/memory/guest-memory.ts); below it:
 //   [CODE_PAGES, +lowSize/4096)  the block cache's per-page "holds decoded code / armed" bytes (CodeCache.codePages)
 //   [PAGE_GEN, +lowSize/1024)    the block cache's page generations (CodeCache.pageGen, Int32Array)
-//   [DISPATCH, +4 MiB)           translated blocks by physical address for chaining inside wasm: 2^18 direct-mapped
-//                                entries of (pa, page generation, function-table index, instruction count) as i32,
-//                                slot (pa ^ pa >>> 12) mod 2^18. (With 2^16 slots and the ~11k blocks a boot plus md5
-//                                translates, hot kernel blocks lost their slot to a newer translation: 2.4M of 5.8M
-//                                calls into wasm came back through JavaScript for it; 0.7M with 2^18.)
+//   [DISPATCH, +4 MiB)           translated blocks by physical address for chaining inside wasm: 2^17 sets of two
+//                                entries (ways) of (pa, page generation, function-table index, instruction count) as
+//                                i32, set (pa ^ pa >>> 12) mod 2^17. (Direct-mapped, with 2^16 slots and the ~11k
+//                                blocks a boot plus md5 translates, hot kernel blocks lost their slot to a newer
+//                                translation: 2.4M of 5.8M calls into wasm came back through JavaScript for it; 0.7M
+//                                with 2^18 slots, pairs of hot blocks sharing one; two ways keep such pairs.)
 //   [STATE_BASE + k*STATE_STRIDE) vCPU k's state area, whose fields SoftCpu sees as typed-array views:
 //     S_RLO  rlo[16] (Int32Array)      S_RHI  rhi[16]
 //     S_LOP..S_LCY  the lazy-flag record while translated code runs (copied from/to SoftCpu's fields around a call)
@@ -23,16 +24,19 @@ import { WASM_RAM_OFFSET } from '../../../memory/guest-memory.ts';
 export const CODE_PAGES = 64 * 1024;
 export const PAGE_GEN = 1024 * 1024;
 export const DISPATCH = 4 * 1024 * 1024;
-export const DISPATCH_BITS = 18;
+/** log2 of the number of sets of the dispatch table (two 16-byte entries each: way 0, then way 1). */
+export const DISPATCH_BITS = 17;
 export const STATE_BASE = 8 * 1024 * 1024;
 
 /**
- * Byte address of the DISPATCH entry of physical address `pa`: slot (pa ^ pa >>> 12) mod 2^DISPATCH_BITS, 16 bytes
- * each. The JavaScript side (SoftCpu.execBlock, WasmEngine's install/free, translate.ts exitStatic) uses this; the
- * dispatcher (runtime.ts buildDispatcher) emits the same hash in wasm.
+ * Byte address of the DISPATCH set of physical address `pa`: set (pa ^ pa >>> 12) mod 2^DISPATCH_BITS, 32 bytes
+ * each; its way 0 entry is there, way 1 16 bytes on. A block's entry may be in either way (WasmEngine.install moves
+ * way 0's entry to way 1 to make room), so every lookup compares the pa of both. The JavaScript side
+ * (SoftCpu.execBlock, WasmEngine's install and free, translate.ts exitStatic) uses this; the dispatcher (runtime.ts
+ * buildDispatcher) emits the same hash in wasm.
  */
 export function dispatchEntry(pa: number): number {
-  return DISPATCH + (((pa ^ (pa >>> 12)) & ((1 << DISPATCH_BITS) - 1)) << 4);
+  return DISPATCH + (((pa ^ (pa >>> 12)) & ((1 << DISPATCH_BITS) - 1)) << 5);
 }
 export const STATE_STRIDE = 256 * 1024;
 /** vCPUs that can have a state area below low RAM (32; more run without the translator). */

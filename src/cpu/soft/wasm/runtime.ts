@@ -93,9 +93,11 @@ function buildDispatcher(ramSize: number): Uint8Array<ArrayBuffer> {
   b.get(st).get(ti).op(Op.i32Add).mem(Op.f64Load, 3, L.S_PHYS).op(0xfc, 7);
   b.get(ripi).i64(0xfffn).op(Op.i64And).op(Op.i64Add).tee(p).i64(ramSize).op(Op.i64GeU).brIf(out);
   b.get(p).op(Op.i32WrapI64).set(pa);
-  // the entry of that address
-  b.get(pa).get(pa).i32(12).op(Op.i32ShrU).op(Op.i32Xor).i32((1 << L.DISPATCH_BITS) - 1).op(Op.i32And).i32(4).op(Op.i32Shl).set(e);
-  b.get(e).mem(Op.i32Load, 2, L.DISPATCH).get(pa).op(Op.i32Ne).brIf(out);
+  // the entry of that address: way 0 of its set (layout.ts dispatchEntry), else way 1
+  b.get(pa).get(pa).i32(12).op(Op.i32ShrU).op(Op.i32Xor).i32((1 << L.DISPATCH_BITS) - 1).op(Op.i32And).i32(5).op(Op.i32Shl).set(e);
+  b.get(e).mem(Op.i32Load, 2, L.DISPATCH).get(pa).op(Op.i32Ne).open(Op.if);
+  b.get(e).i32(16).op(Op.i32Add).tee(e).mem(Op.i32Load, 2, L.DISPATCH).get(pa).op(Op.i32Ne).brIf(out);
+  b.close();
   b.get(e).mem(Op.i32Load, 2, L.DISPATCH + 4);
   b.get(pa).i32(12).op(Op.i32ShrU).i32(2).op(Op.i32Shl).mem(Op.i32Load, 2, L.PAGE_GEN).op(Op.i32Ne).brIf(out);
   b.get(e).mem(Op.i32Load, 2, L.DISPATCH + 12).get(left).get(n).op(Op.i32Sub).op(Op.i32GtS).brIf(out);
@@ -496,8 +498,8 @@ export class WasmEngine {
       if (b === null || b.gen === gen[b.pa >>> 12]) continue;
       this.blocks[i] = null;
       this.table.set(i, null);
-      const e = L.dispatchEntry(b.pa) >> 2;
-      if (I[e + 2] === i) { I[e] = 0; I[e + 1] = 0; I[e + 2] = 0; I[e + 3] = 0; }
+      const s = L.dispatchEntry(b.pa) >> 2;
+      for (let e = s; e <= s + 4; e += 4) if (I[e + 2] === i) { I[e] = 0; I[e + 1] = 0; I[e + 2] = 0; I[e + 3] = 0; }
       b.wasm = null;
       const key = b.pa * 16 + b.mode;
       if (cache.translated.get(key) === b) cache.translated.delete(key);
@@ -531,16 +533,29 @@ export class WasmEngine {
       const idx = this.allocIndex(cache);
       this.table.set(idx, fn as unknown as WebAssembly.ExportValue);
       this.blocks[idx] = block;
-      // The dispatch entry of its address (direct-mapped: the newest translation of a slot wins).
-      const pa = block.pa;
-      const e = L.dispatchEntry(pa) >> 2;
-      this.i32[e] = pa; this.i32[e + 1] = block.gen; this.i32[e + 2] = idx; this.i32[e + 3] = block.n;
+      this.setEntry(block, idx, cache);
       block.wasm = { fn, offs, idx };
       this.stats.compiled++;
       cache.stats.compiled++;
       cache.translated.set(block.pa * 16 + block.mode, block);
     });
     this.stats.compileMs += performance.now() - t0;
+  }
+
+  /**
+   * The dispatch entry of `block`'s address (2-way set, layout.ts dispatchEntry): the way that holds the same
+   * address, else a free or dead one (stale page generation), else way 0 after its entry moves to way 1 (whose
+   * entry is dropped: the older of the two, or the one whose address was installed again last).
+   */
+  private setEntry(block: Block, idx: number, cache: CodeCache): void {
+    const I = this.i32, pa = block.pa, s = L.dispatchEntry(pa) >> 2, gen = cache.pageGen;
+    let e = s;
+    if (I[s] !== pa) {
+      const dead = (w: number) => I[w + 2] === 0 || I[w + 1] !== gen[I[w] >>> 12];
+      if (I[s + 4] === pa || (!dead(s) && dead(s + 4))) e = s + 4;
+      else if (!dead(s)) { I[s + 4] = I[s]; I[s + 5] = I[s + 1]; I[s + 6] = I[s + 2]; I[s + 7] = I[s + 3]; }
+    }
+    I[e] = pa; I[e + 1] = block.gen; I[e + 2] = idx; I[e + 3] = block.n;
   }
 
   private report(block: Block, err: unknown): void {

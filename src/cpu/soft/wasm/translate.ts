@@ -374,12 +374,13 @@ class Translator {
   exitStatic(count: number, ripOff: number): void {
     const b = this.b, pa = this.block.pa, tpa = pa + ripOff;
     if (DIRECT_CHAIN && ripOff !== 0 && (tpa >>> 12) === (pa >>> 12) && tpa >= 0) {
-      const e = L.dispatchEntry(tpa);
-      // (pa, gen) of the entry as one i64: pa in the low half, the generation in the high half
-      b.i32(0).mem(Op.i64Load, 3, e).i64((BigInt(this.block.gen >>> 0) << 32n) | BigInt(tpa >>> 0)).op(Op.i64Eq);
-      b.open(Op.if);
-      b.get(this.st).i32(e).mem(Op.i32Store, 2, L.S_NEXT);
-      b.close();
+      const e = L.dispatchEntry(tpa), key = (BigInt(this.block.gen >>> 0) << 32n) | BigInt(tpa >>> 0);
+      // (pa, gen) of the entry as one i64: pa in the low half, the generation in the high half; in either way of the
+      // set (S_NEXT = 0 when in neither: the dispatcher looks the target up)
+      b.get(this.st).i32(e).i32(e + 16).i32(0);
+      b.i32(0).mem(Op.i64Load, 3, e + 16).i64(key).op(Op.i64Eq).op(Op.select);
+      b.i32(0).mem(Op.i64Load, 3, e).i64(key).op(Op.i64Eq).op(Op.select);
+      b.mem(Op.i32Store, 2, L.S_NEXT);
     }
     this.exitConst(count, ripOff);
   }
