@@ -217,3 +217,134 @@ test('two hot blocks that share a set of the 2-way dispatch table are both found
   assert.deepEqual([I[s], I[s + 4]].sort(), [L_PA, B_PA].sort(), 'both ways hold one of the two');
 
 });
+
+// ---- regions (translate.ts Region): blocks of one page translated in one batch that branch to each other are one
+// wasm function; a static exit to another of its blocks is a branch inside it. The tests below let blocks get hot
+// and queue together (translation threshold 20: a batch holds every block of the loop), then compare with the
+// interpreter.
+
+/** Run `fn` with the translation threshold at `hot` (blocks are batched as in a real run), then back to 0. */
+function withThreshold<T>(hot: number, fn: () => T): T {
+  setJitThreshold(hot);
+  try { return fn(); } finally { setJitThreshold(0); }
+}
+
+/** Regions the engine built and the branches between their blocks. */
+function regionStats(m: Machine): { regions: number; intra: number } {
+  const s = m.cpu.wasm!.stats;
+  return { regions: s.regions, intra: s.intra };
+}
+
+// Three blocks of one page in a loop (1 -> 2 -> 3 -> 1), 20000 passes; on the last pass (ECX = 1) RSI becomes R8
+// (CMOVE in the second block) and the load of the third block, entered from the second inside the region, faults
+// when R8 is an unmapped page (the fault test).
+//   mov ecx,20000 / 1: add eax,1 / jmp 2f / 2: add ebx,eax / cmp ecx,1 / cmove rsi,r8 / jmp 3f
+//   3: mov rdx,[rsi] / add edx,ecx / mov [rsi+8],rdx / dec ecx / jnz 1b / hlt
+const REGION_LOOP = hexBytes('b9 20 4e 00 00 83 c0 01 eb 00 01 c3 83 f9 01 49 0f 44 f0 eb 00 48 8b 16 01 ca 48 89 56 08 ff c9 75 e3 f4');
+
+test('a region of three blocks runs its loop inside one function, exactly', () => {
+  const results = (['interpreter', 'wasm'] as Mode[]).map((mode) => withThreshold(20, () => {
+    const m = machine(mode);
+    m.cpu.setGpr(6, BigInt(DATA));
+    m.cpu.setGpr(8, BigInt(DATA + 32));
+    m.mem.write(CODE, Uint8Array.from(REGION_LOOP));
+    assert.equal(runBlocksToHalt(m, 1_000_000), -1);
+    return { m, s: state(m) };
+  }));
+  assert.deepEqual(results[1].s, results[0].s, 'translated code = interpreter');
+  const m = results[1].m, r = regionStats(m);
+  assert.ok(r.regions >= 1, `regions: ${r.regions}`);
+  // most passes are two branches inside the region (1 -> 2 -> 3) and one back to its first block
+  assert.ok(r.intra > 20_000, `entries between the region's blocks: ${r.intra}`);
+  assert.ok(m.cpu.jitInstructions > 100_000, `instructions run in wasm: ${m.cpu.jitInstructions}`);
+});
+
+test('a page fault in the third block of a region leaves exact state (RIP, instruction count, earlier stores)', () => {
+  const results = (['interpreter', 'wasm'] as Mode[]).map((mode) => withThreshold(20, () => {
+    const m = machine(mode);
+    m.cpu.setGpr(6, BigInt(DATA));
+    m.cpu.setGpr(8, 0x7fff_0000_0000n);
+    m.mem.write(CODE, Uint8Array.from(REGION_LOOP));
+    assert.equal(runBlocksToHalt(m, 1_000_000), C.EXC_PF);
+    return { m, s: state(m) };
+  }));
+  assert.deepEqual(results[1].s, results[0].s, 'translated code = interpreter');
+  assert.equal(results[1].s.rip, (CODE + 0x15).toString(16), 'RIP at the faulting load');
+  assert.ok(regionStats(results[1].m).intra > 20_000);
+});
+
+test('a region stops exactly at the budget (run(n) with small n) and at CHAIN_LIMIT', () => {
+  // The same loop under cpu.run with budgets of 1 to 61 instructions: after every run the instruction count and
+  // RIP are the interpreter's (a region that ran a block past its budget, or counted one wrongly, fails this).
+  const results = (['interpreter', 'wasm'] as Mode[]).map((mode) => withThreshold(20, () => {
+    const m = machine(mode);
+    const cpu = m.cpu;
+    cpu.setGpr(6, BigInt(DATA));
+    cpu.setGpr(8, BigInt(DATA + 32));
+    m.mem.write(CODE, Uint8Array.from(REGION_LOOP));
+    cpu.rip = CODE;
+    const trace: string[] = [];
+    for (let i = 0; i < 100_000 && !cpu.halted; i++) {
+      cpu.run(1 + (i * 7) % 61);
+      trace.push(`${cpu.instructions}:${cpu.rip.toString(16)}`);
+    }
+    // and long runs (the chain stops at CHAIN_LIMIT instructions per call, inside regions too)
+    return { m, trace, s: state(m) };
+  }));
+  assert.ok(results[0].m.cpu.halted);
+  assert.deepEqual(results[1].trace, results[0].trace, 'same instruction counts and RIPs after every run');
+  assert.deepEqual(results[1].s, results[0].s, 'translated code = interpreter');
+  assert.ok(regionStats(results[1].m).intra > 10_000, `entries between the region's blocks: ${regionStats(results[1].m).intra}`);
+});
+
+test('a region whose page one of its blocks rewrites runs the new code from the next instruction on', () => {
+  // As the first test of this file, with 20000 passes and the store at ECX = 100: A and B are one region (A's
+  // JNE/JMP to B, B's JMP back to A); the store into B's immediate must stop the region (its page's generation
+  // changes: S_CHAIN), and B's new bytes run from the next pass.
+  //   mov ecx,20000 / xor eax,eax / lea rdi,[rip+B+2] / A: dec ecx / jz 9f / cmp ecx,100 / jne B / mov byte [rdi],3
+  //   jmp B / B: add eax,1 / jmp A / 9: hlt
+  const code = hexBytes('b9 20 4e 00 00 31 c0 48 8d 3d 10 00 00 00 ff c9 74 0f 83 f9 64 75 05 c6 07 03 eb 00 83 c0 01 eb ed f4');
+  const results = (['interpreter', 'wasm'] as Mode[]).map((mode) => withThreshold(20, () => {
+    const m = machine(mode);
+    m.mem.write(CODE, Uint8Array.from(code));
+    assert.equal(runBlocksToHalt(m, 1_000_000), -1);
+    return { m, s: state(m) };
+  }));
+  assert.deepEqual(results[1].s, results[0].s, 'translated code = interpreter');
+  assert.equal(results[1].m.cpu.getGpr(0), 19899n + 100n * 3n, 'the patched immediate runs from the pass after the store');
+  const r = regionStats(results[1].m);
+  assert.ok(r.regions >= 1 && r.intra > 10_000, `regions ${r.regions}, entries between their blocks ${r.intra}`);
+  assert.ok(results[1].m.cpu.codeCache.stats.invalidations >= 1);
+});
+
+test('an event raised by a store in a region block is seen at the next instruction boundary', () => {
+  // The MMIO test above inside one region: the store is the last of the third block's 32 instructions (MAX_BLOCK),
+  // which falls through into the fourth: that static exit must not branch on inside the region (S_CHAIN).
+  //   mov ecx,20000 / 1: add eax,1 / jmp 2f / 2: add ebx,eax / jmp 3f / 3: 31 x add edi,1 / mov [rdx],ecx
+  //   4: dec ecx / jnz 1b / hlt
+  const code = [...hexBytes('b9 20 4e 00 00 83 c0 01 eb 00 01 c3 eb 00'), ...new Array(31).fill(hexBytes('83 c7 01')).flat(),
+    ...hexBytes('89 0a ff c9 75 94 f4')];
+  const MMIO = 0x3000_0000;
+  const results = (['interpreter', 'wasm'] as Mode[]).map((mode) => withThreshold(20, () => {
+    const m = machine(mode);
+    const cpu = m.cpu;
+    let stores = 0;
+    m.mmio.register(MMIO, 4096, { mmioRead: () => 0, mmioWrite: () => { stores++; if (stores % 3 === 0) cpu.notifyEvent(); } }, 'irq');
+    cpu.setGpr(2, BigInt(MMIO));
+    m.mem.write(CODE, Uint8Array.from(code));
+    const seen: number[] = [];
+    const check = cpu.checkEvents.bind(cpu);
+    cpu.checkEvents = () => { if (stores > 0) seen.push(cpu.rip - CODE); return check(); };
+    cpu.rip = CODE;
+    for (let guard = 0; guard < 100_000 && !cpu.halted; guard++) cpu.run(100_000);
+    assert.ok(cpu.halted);
+    assert.equal(stores, 20000);
+    return { m, seen, s: state(m) };
+  }));
+  assert.deepEqual(results[1].s, results[0].s, 'translated code = interpreter');
+  assert.deepEqual(results[1].seen, results[0].seen, 'event checks at the same boundaries');
+  assert.equal(results[1].seen.length, Math.floor(20000 / 3));
+  assert.ok(results[1].seen.every((at) => at === 0x6d), 'each right after the store');
+  const r = regionStats(results[1].m);
+  assert.ok(r.regions >= 1 && r.intra > 10_000, `regions ${r.regions}, entries between their blocks ${r.intra}`);
+});

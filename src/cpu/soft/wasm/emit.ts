@@ -199,6 +199,13 @@ export class Body {
   }
   br(label: number): this { this.byte(Op.br); this.uleb(this.depth(label)); return this; }
   brIf(label: number): this { this.byte(Op.brIf); this.uleb(this.depth(label)); return this; }
+  /** br_table (Core spec §5.4.1, opcode 0x0E): to labels[i] for the i32 on the stack, `def` when out of range. */
+  brTable(labels: readonly number[], def: number): this {
+    this.byte(0x0e); this.uleb(labels.length);
+    for (const l of labels) this.uleb(this.depth(l));
+    this.uleb(this.depth(def));
+    return this;
+  }
 
   /** The encoded body (§5.5.13): locals grouped by runs of one type, the code, `end`. */
   encode(): Uint8Array {

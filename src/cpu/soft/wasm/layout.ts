@@ -15,6 +15,7 @@
 //     S_RIP  RIP at the exit of translated code (f64); S_CHAIN, S_NBASE, S_R0, S_BLK: the dispatcher's position
 //     S_SEG  segBase[6] (Float64Array)
 //     S_XMM  the XMM registers, 16 bytes each, little endian (SoftCpu.xmm is a view of them)
+//     S_INTRA region-internal block entries (statistics)
 //     S_SSE  1 while SSE instructions may run (CR0.EM and CR0.TS clear, CR4.OSFXSR set): ./sse.ts's inline code
 //            checks it and leaves the instruction to the JavaScript form when it is 0 (FpuState.sseOk)
 //     S_EFL  SoftCpu.flags during a call (translated MOVS/STOS read DF there)
@@ -68,6 +69,8 @@ export const S_SEG = 192;
 /** XMM0-15 (256 bytes) and the "SSE usable" word (i32): see FpuState.sseOk (../ops/fpu-state.ts). */
 export const S_XMM = 256;
 export const S_SSE = 512;
+/** Branches from a block of a region to another of the same function (translate.ts Region; statistics, like S_CHAINS). */
+export const S_INTRA = 520;
 /** SoftCpu.flags (whole EFLAGS; translated MOVS/STOS read DF from it), stored with the lazy-flag record (runtime.ts giveFlags). */
 export const S_EFL = 1016;
 export const S_PHYS = 1024;

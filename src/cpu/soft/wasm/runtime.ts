@@ -11,7 +11,7 @@ import { WASM_RAM_OFFSET } from '../../../memory/guest-memory.ts';
 import { Body, ModuleBuilder, Op, I32, I64, F64 } from './emit.ts';
 import * as layout from './layout.ts';
 import { emitTlbProbe } from './tlb-probe.ts';
-import { translateBody, buildModule, buildFlaglib, type WasmCode, EXPLICIT, SYNCED, ARITH, RF, VM, IF } from './translate.ts';
+import { translateBody, translateRegion, groupRegions, buildModule, buildFlaglib, type WasmCode, EXPLICIT, SYNCED, ARITH, RF, VM, IF, K_SHIFT } from './translate.ts';
 /** The layout constants as a plain object (under tsx a namespace import reads each one through a getter call). */
 const L = { ...layout };
 
@@ -30,7 +30,8 @@ const IN_FLIGHT = -2;
 /** A module being compiled: its bytes, its blocks, the cache whose generations decide whether they are installed. */
 interface Batch {
   bytes: Uint8Array<ArrayBuffer>;
-  done: { block: Block; offs: number[] }[];
+  /** Per function of the module: its blocks (one, or a region's) and their instruction offsets. */
+  done: { blocks: Block[]; offs: number[][] }[];
   cache: CodeCache;
   installed: boolean;
   waits: number;
@@ -43,7 +44,9 @@ interface Batch {
  * (S_CHAIN still 1), the budget allows and the next RIP's page is in the fetch TLB (this privilege) and holds a
  * translated block of the current page generation that fits the budget, runs that one too, without returning to
  * JavaScript. (run, like SoftCpu.runChain, stops after CHAIN_LIMIT instructions.)
- * (st, r0, left, user, idx) -> instructions executed; S_RIP holds the final RIP.
+ * (st, r0, left, user, idx) -> instructions executed; S_RIP holds the final RIP. `idx` and the dispatch entries hold
+ * dispatch words (translate.ts WasmCode.idx): the function-table index | the block's number in its region << K_SHIFT,
+ * which the function is called with as its `k`.
  *
  * Per block entry it stores only what a helper or a fault needs to name the current instruction (S_NBASE, S_R0,
  * S_BLK: WasmEngine.replay and run's fault path); S_CHAIN is set once per call (a helper clears it only to end the
@@ -55,7 +58,7 @@ function buildDispatcher(ramSize: number): Uint8Array<ArrayBuffer> {
   const m = new ModuleBuilder();
   m.importMemory('e', 'm');
   m.importTable('e', 't');
-  const blockType = m.type([I32, F64, I32, I32], [I32]);
+  const blockType = m.type([I32, F64, I32, I32, I32], [I32]);
   const b = new Body(5);
   const st = 0, r0 = 1, left = 2, user = 3, idx = 4;
   const n = b.local(I32), limit = b.local(I32), ti = b.local(I32), pa = b.local(I32), e = b.local(I32);
@@ -68,7 +71,9 @@ function buildDispatcher(ramSize: number): Uint8Array<ArrayBuffer> {
   b.get(st).get(n).mem(Op.i32Store, 2, L.S_NBASE);
   b.get(st).get(r0).mem(Op.f64Store, 3, L.S_R0);
   b.get(st).get(idx).mem(Op.i32Store, 2, L.S_BLK);
-  b.get(st).get(r0).get(left).get(n).op(Op.i32Sub).get(user).get(idx);
+  // (idx is a dispatch word: function-table index | region member << K_SHIFT, translate.ts WasmCode.idx)
+  b.get(st).get(r0).get(left).get(n).op(Op.i32Sub).get(user).get(idx).i32(K_SHIFT).op(Op.i32ShrU);
+  b.get(idx).i32((1 << K_SHIFT) - 1).op(Op.i32And);
   b.op(0x11, blockType).op(0x00); // call_indirect type, table 0
   b.get(n).op(Op.i32Add).set(n);
   // (S_NEXT is taken and cleared before anything can leave: a stale one would name the wrong block)
@@ -212,6 +217,10 @@ export interface WasmStats {
   stale: number;
   /** Dead translations whose function-table index was reclaimed. */
   freed: number;
+  /** Regions (functions of several blocks, translate.ts Region), their blocks, and branches between their blocks. */
+  regions: number;
+  regionBlocks: number;
+  intra: number;
 }
 
 /** The wasm translator of one GuestMemory (shared by its vCPUs, which run on one thread). */
@@ -222,11 +231,11 @@ export class WasmEngine {
   private imports!: WebAssembly.Imports;
   /** The JavaScript helpers the trampolines call. */
   private readonly helpers: WebAssembly.Imports;
-  readonly stats: WasmStats = { compiled: 0, modules: 0, bytes: 0, compileMs: 0, buildMs: 0, calls: 0, tableCalls: 0, replays: 0, conds: 0, slow: 0, direct: 0, asyncModules: 0, syncFallbacks: 0, stale: 0, freed: 0 };
+  readonly stats: WasmStats = { compiled: 0, modules: 0, bytes: 0, compileMs: 0, buildMs: 0, calls: 0, tableCalls: 0, replays: 0, conds: 0, slow: 0, direct: 0, asyncModules: 0, syncFallbacks: 0, stale: 0, freed: 0, regions: 0, regionBlocks: 0, intra: 0 };
   private nextState = 0;
-  /** Translated functions by index (index 0 unused: an empty dispatch entry), and their blocks. */
+  /** Translated functions by index (index 0 unused: an empty dispatch entry), and their blocks (a region's by member number). */
   private table!: WebAssembly.Table;
-  private readonly blocks: (Block | null)[] = [null];
+  private readonly blocks: (Block[] | null)[] = [null];
   private dispatch!: (st: number, r0: number, left: number, user: number, idx: number) => number;
   // The call in progress (helpers run inside it).
   private cur: SoftCpu | null = null;
@@ -321,7 +330,7 @@ export class WasmEngine {
     const s = this.stats;
     return `${s.compiled} blocks translated in ${s.modules} modules (${(s.bytes / 1024).toFixed(0)} KiB of code, ${s.compileMs.toFixed(0)} ms on the main thread to build (${s.buildMs.toFixed(0)}) and compile; ` +
       `${s.asyncModules} compiled in the background, ${s.syncFallbacks} of them finished synchronously, ${s.stale} blocks stale when ready, ${s.freed} dead ones freed), ` +
-      `${s.calls} calls (${s.tableCalls} from the dispatch table), ${s.direct} direct block-to-block entries, ${s.replays + s.conds + s.slow} helper calls (${s.replays} replays, ${s.conds} conditions, ${s.slow} slow accesses)` +
+      `${s.calls} calls (${s.tableCalls} from the dispatch table), ${s.direct} direct block-to-block entries, ${s.regions} regions of ${s.regionBlocks} blocks with ${s.intra} entries between their blocks, ${s.replays + s.conds + s.slow} helper calls (${s.replays} replays, ${s.conds} conditions, ${s.slow} slow accesses)` +
       (PROFILE ? '; replayed opcodes: ' + [...replayed].sort((a, b) => b[1] - a[1]).slice(0, 16).map(([o, n]) => `${o.toString(16)}:${n}`).join(' ') : '');
   }
 
@@ -331,15 +340,30 @@ export class WasmEngine {
     return L.STATE_BASE + L.STATE_STRIDE * this.nextState++;
   }
 
+  /** RIP of the start of the block current() returned last. */
+  private curR0 = 0;
+
+  /**
+   * The block of the current call that helper position `pos` (translate.ts Translator.pos: member << 16 | n << 5 |
+   * index) is in, with its start RIP into curR0: the dispatcher stored the entered dispatch word (S_BLK) and RIP
+   * (S_R0); a region's member lies pa - entered pa further in the same page.
+   */
+  private current(st: number, pos: number): Block {
+    const w = this.i32[(st + L.S_BLK) >> 2], list = this.blocks[w & ((1 << K_SHIFT) - 1)]!;
+    const b = list[pos >>> 16];
+    this.curR0 = this.f64[(st + L.S_R0) >> 3] + (b.pa - list[w >>> K_SHIFT].pa);
+    return b;
+  }
+
   private replay(pos: number): number {
     this.curPos = pos;
     this.stats.replays++;
     const c = this.cur!, st = this.curSt;
-    const b = this.blocks[this.i32[(st + L.S_BLK) >> 2]]!;
-    const n = this.i32[(st + L.S_NBASE) >> 2] + (pos >> 5), ix = pos & 31;
+    const b = this.current(st, pos);
+    const n = this.i32[(st + L.S_NBASE) >> 2] + ((pos >> 5) & 0x7ff), ix = pos & 31;
     const e = b.entries[ix];
     if (PROFILE) replayed.set(e.opcode, (replayed.get(e.opcode) ?? 0) + 1);
-    const rip = this.f64[(st + L.S_R0) >> 3] + b.wasm!.offs[ix];
+    const rip = this.curR0 + b.wasm!.offs[ix];
     this.takeFlags(c);
     c.ripStart = rip;
     c.instructions = this.curI0 + n + ix + 1;
@@ -415,16 +439,33 @@ export class WasmEngine {
     const blocks = this.pending;
     this.pending = [];
     const t0 = performance.now();
-    const bodies: Body[] = [], done: { block: Block; offs: number[] }[] = [];
+    const bodies: Body[] = [], done: { blocks: Block[]; offs: number[][] }[] = [];
+    const live: Block[] = [];
     for (const block of blocks) {
       block.runs = -1;
       // (a block whose page was written while it waited in the queue is dead: skip it)
-      if (block.gen !== c.codeCache.pageGen[block.pa >>> 12]) continue;
-      try {
-        const t = translateBody(block, this.ramSize);
-        if (t !== null) { bodies.push(t.body); done.push({ block, offs: t.offs }); }
-      } catch (err) {
-        this.report(block, err);
+      if (block.gen === c.codeCache.pageGen[block.pa >>> 12]) live.push(block);
+    }
+    for (const group of groupRegions(live)) {
+      if (group.length > 1) {
+        try {
+          const t = translateRegion(group, this.ramSize);
+          if (t !== null) {
+            bodies.push(t.body); done.push({ blocks: group, offs: t.offs });
+            this.stats.regions++; this.stats.regionBlocks += group.length;
+            continue;
+          }
+        } catch (err) {
+          this.report(group[0], err);
+        }
+      }
+      for (const block of group) {
+        try {
+          const t = translateBody(block, this.ramSize);
+          if (t !== null) { bodies.push(t.body); done.push({ blocks: [block], offs: [t.offs] }); }
+        } catch (err) {
+          this.report(block, err);
+        }
       }
     }
     if (bodies.length === 0) return;
@@ -441,12 +482,12 @@ export class WasmEngine {
     this.stats.bytes += bytes.length;
     const batch: Batch = { bytes, done, cache: c.codeCache, installed: false, waits: 0, async: false };
     if (!ASYNC || Math.min(WASM_HOT, JIT_THRESHOLD) === 0) { this.compileNow(batch); return; }
-    for (const d of done) { d.block.runs = IN_FLIGHT; this.inflight.set(d.block, batch); }
+    for (const d of done) for (const block of d.blocks) { block.runs = IN_FLIGHT; this.inflight.set(block, batch); }
     this.stats.asyncModules++;
     batch.async = true;
     this.compiling++;
     WebAssembly.compile(bytes).then((mod) => { if (!batch.installed) this.install(batch, mod); },
-      (err) => { if (!batch.installed) { this.release(batch); this.report(done[0].block, err); } });
+      (err) => { if (!batch.installed) { this.release(batch); this.report(done[0].blocks[0], err); } });
   }
 
   /** Blocks of modules being compiled in the background, and the batch of each. */
@@ -466,7 +507,7 @@ export class WasmEngine {
       this.install(batch, new WebAssembly.Module(batch.bytes));
     } catch (err) {
       this.release(batch);
-      this.report(batch.done[0].block, err);
+      this.report(batch.done[0].blocks[0], err);
     } finally {
       this.stats.compileMs += performance.now() - t0;
     }
@@ -476,7 +517,7 @@ export class WasmEngine {
   private release(batch: Batch): void {
     if (batch.async && !batch.installed) this.compiling--;
     batch.installed = true;
-    for (const { block } of batch.done) { block.runs = -1; this.inflight.delete(block); }
+    for (const { blocks } of batch.done) for (const block of blocks) { block.runs = -1; this.inflight.delete(block); }
   }
 
   /** Function-table indices of dead translations, for reuse. */
@@ -494,15 +535,18 @@ export class WasmEngine {
     if (this.blocks.length < this.table.length) { this.blocks.push(null); return this.blocks.length - 1; }
     const gen = cache.pageGen, I = this.i32;
     for (let i = 1; i < this.blocks.length; i++) {
-      const b = this.blocks[i];
-      if (b === null || b.gen === gen[b.pa >>> 12]) continue;
+      const list = this.blocks[i];
+      // (a region's blocks share their page and generation: all dead or none)
+      if (list === null || list[0].gen === gen[list[0].pa >>> 12]) continue;
       this.blocks[i] = null;
       this.table.set(i, null);
-      const s = L.dispatchEntry(b.pa) >> 2;
-      for (let e = s; e <= s + 4; e += 4) if (I[e + 2] === i) { I[e] = 0; I[e + 1] = 0; I[e + 2] = 0; I[e + 3] = 0; }
-      b.wasm = null;
-      const key = b.pa * 16 + b.mode;
-      if (cache.translated.get(key) === b) cache.translated.delete(key);
+      list.forEach((b, k) => {
+        const s = L.dispatchEntry(b.pa) >> 2, w = i | (k << K_SHIFT);
+        for (let e = s; e <= s + 4; e += 4) if (I[e + 2] === w) { I[e] = 0; I[e + 1] = 0; I[e + 2] = 0; I[e + 3] = 0; }
+        b.wasm = null;
+        const key = b.pa * 16 + b.mode;
+        if (cache.translated.get(key) === b) cache.translated.delete(key);
+      });
       this.free.push(i);
       this.stats.freed++;
     }
@@ -527,17 +571,22 @@ export class WasmEngine {
     const inst = new WebAssembly.Instance(mod, this.imports);
     this.stats.modules++;
     const cache = batch.cache;
-    batch.done.forEach(({ block, offs }, i) => {
-      if (block.gen !== cache.pageGen[block.pa >>> 12]) { this.stats.stale++; return; }
+    batch.done.forEach(({ blocks, offs }, i) => {
+      const b0 = blocks[0];
+      if (b0.gen !== cache.pageGen[b0.pa >>> 12]) { this.stats.stale += blocks.length; return; }
       const fn = inst.exports['f' + i] as WasmCode['fn'];
       const idx = this.allocIndex(cache);
+      if (idx >= 1 << K_SHIFT) { this.blocks[idx] = null; this.free.push(idx); return; }
       this.table.set(idx, fn as unknown as WebAssembly.ExportValue);
-      this.blocks[idx] = block;
-      this.setEntry(block, idx, cache);
-      block.wasm = { fn, offs, idx };
-      this.stats.compiled++;
-      cache.stats.compiled++;
-      cache.translated.set(block.pa * 16 + block.mode, block);
+      this.blocks[idx] = blocks;
+      blocks.forEach((block, k) => {
+        const w = idx | (k << K_SHIFT);
+        this.setEntry(block, w, cache);
+        block.wasm = { fn, offs: offs[k], idx: w };
+        this.stats.compiled++;
+        cache.stats.compiled++;
+        cache.translated.set(block.pa * 16 + block.mode, block);
+      });
     });
     this.stats.compileMs += performance.now() - t0;
   }
@@ -614,10 +663,10 @@ export class WasmEngine {
     } catch (err) {
       if (err === CPU_FAULT) {
         // The faulting block is the dispatcher's current one; nbase instructions ran before it.
-        const b = this.blocks[I[(st + L.S_BLK) >> 2]]!;
-        const n = I[(st + L.S_NBASE) >> 2] + (this.curPos >> 5), ix = this.curPos & 31;
+        const b = this.current(st, this.curPos);
+        const n = I[(st + L.S_NBASE) >> 2] + ((this.curPos >> 5) & 0x7ff), ix = this.curPos & 31;
         c.instructions = I0 + n + ix + 1;
-        c.ripStart = this.f64[(st + L.S_R0) >> 3] + b.wasm!.offs[ix];
+        c.ripStart = this.curR0 + b.wasm!.offs[ix];
         c.blockInstructions += n + ix;
         c.jitInstructions += n + ix;
       }
@@ -627,10 +676,10 @@ export class WasmEngine {
     }
     this.takeFlags(c);
     this.cur = null;
-    const chains = I[(st + L.S_CHAINS) >> 2], direct = I[(st + L.S_DIRECT) >> 2];
-    if (chains !== 0 || direct !== 0) {
-      c.codeCache.stats.chainHits += chains + direct; this.stats.direct += direct;
-      I[(st + L.S_CHAINS) >> 2] = 0; I[(st + L.S_DIRECT) >> 2] = 0;
+    const chains = I[(st + L.S_CHAINS) >> 2], direct = I[(st + L.S_DIRECT) >> 2], intra = I[(st + L.S_INTRA) >> 2];
+    if (chains !== 0 || direct !== 0 || intra !== 0) {
+      c.codeCache.stats.chainHits += chains + direct + intra; this.stats.direct += direct; this.stats.intra += intra;
+      I[(st + L.S_CHAINS) >> 2] = 0; I[(st + L.S_DIRECT) >> 2] = 0; I[(st + L.S_INTRA) >> 2] = 0;
     }
     c.rip = this.f64[(st + L.S_RIP) >> 3];
     c.instructions = I0 + k;

@@ -8,7 +8,7 @@
 // How: guest low RAM, the vCPU's registers (rlo/rhi), its software TLB (tlbTags/tlbPhys), segment bases and the
 // block cache's code-page bytes and page generations live in one WebAssembly.Memory (./layout.ts; GuestMemory maps
 // the RAM memfd into it), so translated code reads and writes them with plain loads and stores. A cached 64-bit
-// block of the block cache (../code-cache.ts) becomes one wasm function (st, r0, left, user) -> instructions run;
+// block of the block cache (../code-cache.ts) becomes one wasm function (st, r0, left, user, k) -> instructions run;
 // hot blocks are queued and translated WASM_BATCH per module (a module has a fixed cost of its own):
 // - the fast forms of ../fast-forms.ts (MOV, LEA, ALU incl. 8-bit, INC/DEC, SHL/SHR/SAR by a constant,
 //   MOVZX/MOVSXD, CMOVcc, SETcc, NOP, PUSH/POP, Jcc/JMP/CALL/RET, and of the session-11 forms MOVSX, NOT/NEG reg,
@@ -29,6 +29,9 @@
 // - every other instruction (rotates, anything without a fast form) is replayed through the helper `rp`, which
 //   runs its closure/handler exactly as SoftCpu.runBlock does, and the block ends if that changed RIP's course or
 //   raised an event;
+// - blocks of one page translated in one batch that branch to each other form a region: one function with a
+//   br_table on the entered block, where a static exit to another of them is a branch, not a return to the
+//   dispatcher (Region, translateRegion; RINGZERO_WASM_REGIONS=0: off);
 // - a block whose final direct branch targets its own start loops inside the function; and a dispatcher
 //   (./runtime.ts buildDispatcher) follows RIP from block to block through the fetch TLB and a table of translated blocks in
 //   the wasm memory, so chains of translated blocks never return to JavaScript (at most CHAIN_LIMIT instructions
@@ -40,6 +43,7 @@
 // committed (registers are stored as each instruction executes; the flag record is in the state area, which the
 // caller copies back). Helpers learn the faulting instruction from their `pos` argument (loop count << 5 | index).
 import type { Block, BlockEntry } from '../code-cache.ts';
+import { CHAIN_LIMIT } from '../code-cache.ts';
 import { Form } from '../fast-forms.ts';
 import { Body, ModuleBuilder, Op, I32, I64, F64 } from './emit.ts';
 import * as layout from './layout.ts';
@@ -51,10 +55,48 @@ const L = { ...layout };
 
 /** A translated block: the wasm function and the byte offset of each instruction in the block. */
 export interface WasmCode {
-  fn: (st: number, r0: number, left: number, user: number) => number;
+  fn: (st: number, r0: number, left: number, user: number, k: number) => number;
   offs: number[];
-  /** Index in the engine's function table (the dispatcher calls it from there). */
+  /**
+   * Its dispatch word (the DISPATCH entry's third i32, S_BLK): the function-table index of the function holding
+   * the block (the dispatcher calls it from there), | the block's number in that function's region << K_SHIFT
+   * (0 for a block translated alone), which the function is called with as `k`.
+   */
   idx: number;
+}
+
+/** Bits of a dispatch word below the region member number (function-table indices stay below 2^K_SHIFT). */
+export const K_SHIFT = 20;
+/** Blocks of one region at most (one wasm function). */
+const REGION_MAX = 16;
+/** Blocks of one page translated in one batch that branch to each other share a function (RINGZERO_WASM_REGIONS=0: off). */
+export const REGIONS = process.env.RINGZERO_WASM_REGIONS !== '0';
+
+/**
+ * A region being emitted: blocks of one physical page and page generation, in one wasm function
+ * (st, r0, left, user, k). The function starts with a br_table on k (the block it is entered at, from the dispatch
+ * word) into the code of member k; a static exit (exitStatic) to another member's address branches there directly
+ * (forward: to the end of the label block that precedes its code; backward: k = target, back to the br_table)
+ * instead of returning to the dispatcher, when the dispatcher would have entered it: the chain is still on (S_CHAIN:
+ * a helper that raised an event, e.g. a store into this page, cleared it), the instructions of this call stay below
+ * the dispatcher's limit (min(left, CHAIN_LIMIT - S_NBASE)) and the target fits the budget. r0 (param) and r0i then
+ * move to the target's start (same page, same linear mapping: the dispatcher's direct entry assumes the same).
+ * Helpers learn the member from pos (k << 16 | instructions of this call before the pass << 5 | index); the runtime
+ * finds it in its list of the function's blocks (WasmEngine.blocks) and its RIP from S_R0 (the entry block's) and
+ * the pa difference.
+ */
+interface Region {
+  members: Block[];
+  /** Member number of each member's physical address. */
+  at: Map<number, number>;
+  /** The label whose end starts member j's code (label j innermost), and the loop around the br_table. */
+  labels: number[];
+  disp: number;
+  /** The member being emitted. */
+  cur: number;
+  /** Locals: the dispatcher's instruction limit for this call, and the count of internal branches (statistics). */
+  climit: number;
+  intra: number;
 }
 
 /** Most instructions one call of a self-looping block executes. */
@@ -117,11 +159,13 @@ class TBody extends Body {
   override close(): this { this.nest--; return super.close(); }
 }
 
-/** Translation of one block into one function body. */
+/** Translation of one block (or a region's blocks, one after the other) into one function body. */
 class Translator {
   readonly b: TBody;
   // params
-  readonly st = 0; readonly r0 = 1; readonly left = 2; readonly user = 3;
+  readonly st = 0; readonly r0 = 1; readonly left = 2; readonly user = 3; readonly k = 4;
+  /** Set while emitting the members of a region. */
+  region: Region | null = null;
   // locals
   readonly n: number; readonly xc: number; readonly rtag: number; readonly wtag: number;
   readonly r0i: number; readonly a: number; readonly v: number;
@@ -153,8 +197,8 @@ class Translator {
   top = -1;
   ix = 0;
 
-  constructor(readonly block: Block, readonly offs: number[], readonly ramSize: number) {
-    const b = this.b = new TBody(4);
+  constructor(public block: Block, public offs: number[], readonly ramSize: number) {
+    const b = this.b = new TBody(5);
     this.n = b.local(I32); this.xc = b.local(I32); this.rtag = b.local(I32); this.wtag = b.local(I32);
     this.lcy = b.local(I32); this.fl = b.local(I32);
     this.c32 = b.local(I32);
@@ -269,10 +313,11 @@ class Translator {
     this.set64(r, this.t64);
   }
 
-  /** Push the `pos` argument of a helper for the current instruction. */
+  /** Push the `pos` argument of a helper for the current instruction (k << 16 | n << 5 | index). */
   pos(): void {
     const b = this.b;
-    if (this.selfLoop) b.get(this.n).i32(5).op(Op.i32Shl).i32(this.ix).op(Op.i32Or);
+    if (this.region !== null) b.get(this.n).i32(5).op(Op.i32Shl).i32((this.region.cur << 16) | this.ix).op(Op.i32Or);
+    else if (this.selfLoop) b.get(this.n).i32(5).op(Op.i32Shl).i32(this.ix).op(Op.i32Or);
     else b.i32(this.ix);
   }
 
@@ -373,6 +418,27 @@ class Translator {
    */
   exitStatic(count: number, ripOff: number): void {
     const b = this.b, pa = this.block.pa, tpa = pa + ripOff;
+    const R = this.region, j = R === null ? undefined : R.at.get(tpa);
+    if (R !== null && j !== undefined && (tpa >>> 12) === (pa >>> 12)) {
+      // to another block of this region (or this one's start): a branch when the dispatcher would enter it
+      this.flush();
+      b.get(this.n).i32(count).op(Op.i32Add).set(this.c32);
+      b.get(this.st).mem(Op.i32Load, 2, L.S_CHAIN);
+      b.get(this.c32).get(R.climit).op(Op.i32LtS).op(Op.i32And);
+      b.get(this.c32).i32(R.members[j].n).op(Op.i32Add).get(this.left).op(Op.i32LeS).op(Op.i32And);
+      b.open(Op.if);
+      b.get(this.c32).set(this.n);
+      if (ripOff !== 0) {
+        b.get(this.r0).f64(ripOff).op(Op.f64Add).set(this.r0);
+        b.get(this.r0i).i64(ripOff).op(Op.i64Add).set(this.r0i);
+      }
+      b.get(R.intra).i32(1).op(Op.i32Add).set(R.intra);
+      if (j > R.cur) b.br(R.labels[j]);
+      else { b.i32(j).set(this.k); b.br(R.disp); }
+      b.close();
+      this.exitConst(count, ripOff);
+      return;
+    }
     if (DIRECT_CHAIN && ripOff !== 0 && (tpa >>> 12) === (pa >>> 12) && tpa >= 0) {
       const e = L.dispatchEntry(tpa), key = (BigInt(this.block.gen >>> 0) << 32n) | BigInt(tpa >>> 0);
       // (pa, gen) of the entry as one i64: pa in the low half, the generation in the high half; in either way of the
@@ -680,12 +746,8 @@ const imm64 = (lo: number, hi: number): number | bigint =>
 
 /** Translate one block into a function body; null if it has nothing worth translating. */
 export function translateBody(block: Block, ramSize: number): { body: Body; offs: number[] } | null {
-  const es = block.entries;
-  const N = es.length;
-  const offs: number[] = [];
-  let off = 0;
-  for (let i = 0; i < N; i++) { offs.push(off); off += es[i].len; }
-  if (!es.some((e) => e.form !== Form.None && (e.form !== Form.ShiftImm || e.op >= 4))) return null;
+  const offs = blockOffsets(block);
+  if (offs === null) return null;
   const first = emitBlock(block, offs, ramSize, null);
   if (!first.selfLoop) return { body: first.b, offs };
   // A block that loops on itself is emitted again with the registers its first version cached loaded before the
@@ -696,20 +758,138 @@ export function translateBody(block: Block, ramSize: number): { body: Body; offs
   return { body: emitBlock(block, offs, ramSize, { pre, dirty }).b, offs };
 }
 
-/** One emission of a block's function body; `loop`: the registers to keep in locals across a self-loop. */
-function emitBlock(block: Block, offs: number[], ramSize: number, loop: { pre: number[]; dirty: number[] } | null): Translator {
-  const es = block.entries;
-  const N = es.length;
-  const T = new Translator(block, offs, ramSize);
+/** Prologue of a block or region function: the TLB bank addresses for this privilege, r0 as an integer. */
+function prologue(T: Translator): void {
   const b = T.b;
-  const last = es[N - 1];
-  const lastNext = offs[N - 1] + last.len;
-  T.selfLoop = (last.form === Form.Jcc || last.form === Form.Jmp) && last.len > 0 && lastNext + last.disp === 0;
-  // Prologue: TLB bank addresses for this privilege, r0 as an integer.
   b.get(T.st).i32(L.S_TAGS).op(Op.i32Add).get(T.user).i32(L.TAGS_USER_DELTA).op(0x6c /* i32.mul */).op(Op.i32Add).tee(T.rtag);
   b.i32(L.TAGS_WRITE_DELTA).op(Op.i32Add).set(T.wtag);
   b.get(T.r0).op(0xfc, 6).set(T.r0i);
+}
+
+/** One emission of a block's function body; `loop`: the registers to keep in locals across a self-loop. */
+function emitBlock(block: Block, offs: number[], ramSize: number, loop: { pre: number[]; dirty: number[] } | null): Translator {
+  const T = new Translator(block, offs, ramSize);
+  const b = T.b;
+  prologue(T);
   T.out = b.open(Op.block);
+  emitCode(T, block, offs, loop);
+  b.close();
+  b.get(T.n).get(T.xc).op(Op.i32Add);
+  return T;
+}
+
+/** The self-loop register sets of a block (its first emission's cache), or null when it does not loop on itself. */
+function loopRegs(block: Block, offs: number[], ramSize: number): { pre: number[]; dirty: number[] } | null {
+  const es = block.entries, last = es[es.length - 1];
+  if (!((last.form === Form.Jcc || last.form === Form.Jmp) && last.len > 0 && offs[es.length - 1] + last.len + last.disp === 0)) return null;
+  const first = emitBlock(block, offs, ramSize, null);
+  const pre: number[] = [], dirty: number[] = [];
+  for (let r = 0; r < 16; r++) if (first.rc[r] >= 0) { pre.push(r); if (first.backDirty[r]) dirty.push(r); }
+  return { pre, dirty };
+}
+
+/** Byte offset of each instruction of a block; null when the block has nothing worth translating. */
+function blockOffsets(block: Block): number[] | null {
+  const es = block.entries;
+  if (!es.some((e) => e.form !== Form.None && (e.form !== Form.ShiftImm || e.op >= 4))) return null;
+  const offs: number[] = [];
+  let off = 0;
+  for (let i = 0; i < es.length; i++) { offs.push(off); off += es[i].len; }
+  return offs;
+}
+
+/**
+ * Group blocks of one batch into regions (see Region): blocks of one page and generation, joined when one has a
+ * static branch or fall-through to another's address; groups of one block, and the blocks with nothing worth
+ * translating, stay alone. At most REGION_MAX blocks per region.
+ */
+export function groupRegions(blocks: Block[]): Block[][] {
+  if (!REGIONS) return blocks.map((b) => [b]);
+  const parent = new Map<Block, Block>();
+  const find = (x: Block): Block => { let r = x; while (parent.get(r) !== r) r = parent.get(r)!; parent.set(x, r); return r; };
+  const byPa = new Map<number, Block>();
+  for (const b of blocks) {
+    parent.set(b, b);
+    if (!byPa.has(b.pa)) byPa.set(b.pa, b);
+  }
+  for (const b of blocks) {
+    const offs = blockOffsets(b);
+    if (offs === null || byPa.get(b.pa) !== b) continue;
+    const es = b.entries;
+    for (let i = 0; i < es.length; i++) {
+      const e = es[i], next = offs[i] + e.len;
+      const targets: number[] = [];
+      if ((e.form === Form.Jcc || e.form === Form.Jmp || e.form === Form.Call) && e.len > 0) targets.push(next + e.disp);
+      if (i === es.length - 1 && e.len > 0 && e.form !== Form.Jmp) targets.push(next);
+      for (const t of targets) {
+        const tpa = b.pa + t;
+        const o = byPa.get(tpa);
+        if (o === undefined || o === b || (tpa >>> 12) !== (b.pa >>> 12) || o.gen !== b.gen || blockOffsets(o) === null) continue;
+        const ra = find(b), rb = find(o);
+        if (ra !== rb) parent.set(ra, rb);
+      }
+    }
+  }
+  const groups = new Map<Block, Block[]>();
+  for (const b of blocks) {
+    const r = find(b);
+    let g = groups.get(r);
+    if (g === undefined) groups.set(r, g = []);
+    g.push(b);
+  }
+  const out: Block[][] = [];
+  for (const g of groups.values()) for (let i = 0; i < g.length; i += REGION_MAX) out.push(g.slice(i, i + REGION_MAX));
+  return out;
+}
+
+/**
+ * Translate a region's blocks (groupRegions; at least two) into one function body (see Region); null if none of
+ * them is worth translating (then each is translated alone, or not).
+ */
+export function translateRegion(members: Block[], ramSize: number): { body: Body; offs: number[][] } | null {
+  const offsList: number[][] = [];
+  for (const m of members) { const o = blockOffsets(m); if (o === null) return null; offsList.push(o); }
+  const loops = members.map((m, j) => loopRegs(m, offsList[j], ramSize));
+  const T = new Translator(members[0], offsList[0], ramSize);
+  const b = T.b;
+  prologue(T);
+  const R: Region = { members, at: new Map(), labels: [], disp: -1, cur: 0, climit: b.local(I32), intra: b.local(I32) };
+  members.forEach((m, j) => R.at.set(m.pa, j));
+  // the dispatcher's limit: it goes on while its count (S_NBASE before this call) is below min(its left, CHAIN_LIMIT)
+  b.i32(CHAIN_LIMIT).get(T.st).mem(Op.i32Load, 2, L.S_NBASE).op(Op.i32Sub).set(R.climit);
+  b.get(T.left).get(R.climit).get(T.left).get(R.climit).op(Op.i32LtS).op(Op.select).set(R.climit);
+  T.out = b.open(Op.block);
+  R.disp = b.open(Op.loop);
+  for (let j = members.length - 1; j >= 0; j--) R.labels[j] = b.open(Op.block);
+  b.get(T.k).brTable(R.labels, R.labels[0]);
+  T.region = R;
+  for (let j = 0; j < members.length; j++) {
+    b.close();
+    R.cur = j;
+    emitCode(T, members[j], offsList[j], loops[j]);
+    b.op(Op.unreachable);
+  }
+  b.close();
+  b.close();
+  b.get(T.st).get(T.st).mem(Op.i32Load, 2, L.S_INTRA).get(R.intra).op(Op.i32Add).mem(Op.i32Store, 2, L.S_INTRA);
+  b.get(T.n).get(T.xc).op(Op.i32Add);
+  return { body: b, offs: offsList };
+}
+
+/**
+ * The code of one block into T's body (alone: inside its function's exit block; in a region: after its label):
+ * every path leaves (T.out) or branches to another member.
+ */
+function emitCode(T: Translator, block: Block, offs: number[], loop: { pre: number[]; dirty: number[] } | null): void {
+  const es = block.entries;
+  const N = es.length;
+  const b = T.b;
+  T.block = block; T.offs = offs;
+  T.rs.fill(0); T.known = false; T.kind = 0; T.size = 0; T.ix = 0;
+  T.loopPre = null; T.loopDirty = []; T.backDirty.fill(false);
+  const last = es[N - 1];
+  const lastNext = offs[N - 1] + last.len;
+  T.selfLoop = (last.form === Form.Jcc || last.form === Form.Jmp) && last.len > 0 && lastNext + last.disp === 0;
   if (T.selfLoop && loop !== null) {
     T.base = b.nest;
     for (const r of loop.pre) { T.r64(r); b.op(Op.drop); }
@@ -1340,9 +1520,6 @@ function emitBlock(block: Block, offs: number[], ramSize: number, loop: { pre: n
     }
   }
   if (T.selfLoop) b.close();
-  b.close();
-  b.get(T.n).get(T.xc).op(Op.i32Add);
-  return T;
 }
 
 /** One module holding the given block functions, exported as f0, f1, ... */
@@ -1361,7 +1538,7 @@ export function buildModule(bodies: Body[]): Uint8Array<ArrayBuffer> {
   for (const n of [1, 2, 4, 8]) m.importFunc('e', 'ld' + n, ldT);
   for (const n of [1, 2, 4, 8]) m.importFunc('e', 'st' + n, stT);
   m.importFunc('e', 'fa', m.type([I32], [I32]));
-  const t = m.type([I32, F64, I32, I32], [I32]);
+  const t = m.type([I32, F64, I32, I32, I32], [I32]);
   bodies.forEach((b, i) => m.func(t, b, 'f' + i));
   return m.encode();
 }
