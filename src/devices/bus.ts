@@ -15,7 +15,14 @@ export interface MmioDevice {
   mmioWrite(offset: number, size: AccessSize, value: number): void;
 }
 
-interface Range<T> { base: number; length: number; device: T; name: string }
+interface Range<T> { base: number; length: number; device: T; name: string; accesses: number }
+
+/** Accesses per device name (several ranges of one name add up), for the VM's statistics. */
+function countsByName<T>(ranges: readonly Range<T>[]): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const r of ranges) out[r.name] = (out[r.name] ?? 0) + r.accesses;
+  return out;
+}
 
 const ONES = [0, 0xff, 0xffff, 0, 0xffffffff];
 
@@ -30,7 +37,7 @@ export class PortBus {
       const existing = this.map[p];
       if (existing) throw new Error(`port 0x${p.toString(16)} of ${name} already belongs to ${existing.name}`);
     }
-    const r = { base, length, device, name };
+    const r = { base, length, device, name, accesses: 0 };
     this.ranges.push(r);
     for (let p = base; p < base + length; p++) this.map[p] = r;
   }
@@ -42,13 +49,22 @@ export class PortBus {
   read(port: number, size: AccessSize): number {
     this.accesses++;
     const r = this.map[port & 0xffff];
-    return r ? r.device.ioRead(port & 0xffff, size) : ONES[size];
+    if (!r) return ONES[size];
+    r.accesses++;
+    return r.device.ioRead(port & 0xffff, size);
   }
 
   write(port: number, size: AccessSize, value: number): void {
     this.accesses++;
     const r = this.map[port & 0xffff];
-    if (r) r.device.ioWrite(port & 0xffff, size, value);
+    if (!r) return;
+    r.accesses++;
+    r.device.ioWrite(port & 0xffff, size, value);
+  }
+
+  /** Accesses so far by the name each range was registered with (unclaimed ports not included). */
+  accessesByDevice(): Record<string, number> {
+    return countsByName(this.ranges);
   }
 }
 
@@ -63,7 +79,7 @@ export class MmioBus {
     for (const r of this.ranges) {
       if (base < r.base + r.length && r.base < base + length) throw new Error(`MMIO range of ${name} overlaps ${r.name}`);
     }
-    this.ranges.push({ base, length, device, name });
+    this.ranges.push({ base, length, device, name, accesses: 0 });
     this.ranges.sort((a, b) => a.base - b.base);
   }
 
@@ -93,12 +109,21 @@ export class MmioBus {
   read(addr: number, size: AccessSize): number {
     this.accesses++;
     const r = this.find(addr);
-    return r ? r.device.mmioRead(addr - r.base, size) : ONES[size];
+    if (!r) return ONES[size];
+    r.accesses++;
+    return r.device.mmioRead(addr - r.base, size);
   }
 
   write(addr: number, size: AccessSize, value: number): void {
     this.accesses++;
     const r = this.find(addr);
-    if (r) r.device.mmioWrite(addr - r.base, size, value);
+    if (!r) return;
+    r.accesses++;
+    r.device.mmioWrite(addr - r.base, size, value);
+  }
+
+  /** Accesses so far by the name each range was registered with (a range unregistered takes its count along). */
+  accessesByDevice(): Record<string, number> {
+    return countsByName(this.ranges);
   }
 }

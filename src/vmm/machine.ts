@@ -70,8 +70,11 @@ export interface VmCounters {
   instructions: number;
   blockInstructions: number;
   codeCache: { blocks: number; instructionsCached: number; invalidations: number } | null;
-  /** Device accesses by bus: port I/O and MMIO (each one a VM exit on a hardware engine). */
-  exits: { pio: number; mmio: number };
+  /**
+   * Device accesses by bus: port I/O and MMIO (each one a VM exit on a hardware engine); byDevice splits them by the
+   * name each device registered its range with (e.g. serial@0x3f8, pci-config, pit, pci-ecam).
+   */
+  exits: { pio: number; mmio: number; byDevice?: { pio: Record<string, number>; mmio: Record<string, number> } };
   disk: { readBytes: number; writeBytes: number };
   net: { rxBytes: number; txBytes: number; rxFrames: number; txFrames: number };
   /** The same bytes per device: disks vda, vdb, ... in --disk order, NICs eth0, eth1, ... in --net order. */
@@ -346,7 +349,7 @@ export class Machine {
       instructions: cpus.reduce((n, c) => n + c.instructions, 0),
       blockInstructions: cpus.reduce((n, c) => n + c.blockInstructions, 0),
       codeCache: cpus.length > 0 ? { ...cpus[0].codeCache.stats } : null,
-      exits: { pio: this.ports.accesses, mmio: this.mmio.accesses },
+      exits: { pio: this.ports.accesses, mmio: this.mmio.accesses, byDevice: { pio: this.ports.accessesByDevice(), mmio: this.mmio.accessesByDevice() } },
       disk,
       net,
       devices,
