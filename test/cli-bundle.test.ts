@@ -48,14 +48,28 @@ async function build(): Promise<{ code: number; stderr: string }> {
   }
 }
 
-/** Build, then make the bundle's main.js announce itself on stderr, keeping its stamp (mtime) as the build left it. */
+const mainCjs = path.join(tree, 'dist', 'cjs', 'main.cjs');
+const CJS_MARK = `${MARK} as CommonJS`;
+const ESM_MARK = `${MARK} as ES modules`;
+
+/**
+ * Build, then make the bundle announce itself on stderr: main.js (keeping its stamp, the mtime the build left) and
+ * main.cjs (what bin/ringzero runs with the code cache; after its 'use strict' line, which must stay first).
+ */
 async function buildMarked(): Promise<void> {
   const r = await build();
   assert.equal(r.code, 0, r.stderr);
   const stamp = fs.statSync(mainJs).mtime;
-  fs.writeFileSync(mainJs, `process.stderr.write(${JSON.stringify(`${MARK}\n`)});\n${fs.readFileSync(mainJs, 'utf8')}`);
+  fs.writeFileSync(mainJs, `process.stderr.write(${JSON.stringify(`${ESM_MARK}\n`)});\n${fs.readFileSync(mainJs, 'utf8')}`);
   fs.utimesSync(mainJs, stamp, stamp);
+  const cjs = fs.readFileSync(mainCjs, 'utf8');
+  const firstLine = cjs.indexOf('\n') + 1;
+  assert.equal(cjs.slice(0, firstLine), "'use strict';\n");
+  fs.writeFileSync(mainCjs, `${cjs.slice(0, firstLine)}process.stderr.write(${JSON.stringify(`${CJS_MARK}\n`)});\n${cjs.slice(firstLine)}`);
 }
+
+/** The code caches beside main.cjs (bin/ringzero names them main.cjs.<inode>-<size>-<mtime>.<run|daemon|cli>.cache). */
+const codeCaches = (): string[] => fs.readdirSync(path.dirname(mainCjs)).filter((n) => n.endsWith('.cache'));
 
 /** The copy's CLI, its bundle allowed unless env says otherwise (test/support/ringzero-cli.ts). */
 function ringzero(args: string[], env: Record<string, string> = {}): Promise<RingzeroResult> {
@@ -129,6 +143,39 @@ test('the build refuses a worker it would not bundle and a path that moves with 
   } finally {
     fs.rmSync(extra, { force: true });
   }
+});
+
+test('the CommonJS bundle and its code cache: written by a run, taken by the next, refused when damaged, dropped by a rebuild', async () => {
+  await buildMarked();
+  assert.deepEqual(codeCaches(), [], 'a build leaves no code cache');
+  const run = (env: Record<string, string> = {}) => ringzero(['run', '--engine', 'soft', '--kernel', kernelFile(), '--memory', '64M'], { RINGZERO_CODE_CACHE_MS: '0', ...env });
+  const first = await run();
+  assert.equal(first.status, 0, first.stderr);
+  assert.equal(first.stdout, GUEST_OUTPUT);
+  assert.ok(first.stderr.includes(CJS_MARK) && !first.stderr.includes(ESM_MARK), first.stderr);
+  const [cache] = codeCaches();
+  assert.ok(cache, 'the run wrote no code cache');
+  assert.match(cache, /\.run\.cache$/, 'a VMM\'s cache is its own');
+  const cacheFile = path.join(path.dirname(mainCjs), cache);
+  const written = fs.readFileSync(cacheFile);
+  // Taken: the next run works from it and does not write another.
+  const second = await run();
+  assert.equal(second.status, 0, second.stderr);
+  assert.equal(second.stdout, GUEST_OUTPUT);
+  assert.deepEqual(codeCaches(), [cache]);
+  assert.ok(fs.readFileSync(cacheFile).equals(written), 'an accepted cache was rewritten');
+  // Damaged: V8 refuses it, the run compiles as without one, and writes a good one again.
+  fs.writeFileSync(cacheFile, Buffer.alloc(written.length, 0x5a));
+  const damaged = await run();
+  assert.equal(damaged.status, 0, damaged.stderr);
+  assert.equal(damaged.stdout, GUEST_OUTPUT);
+  assert.ok(fs.readFileSync(cacheFile).equals(written) || fs.readFileSync(cacheFile)[0] !== 0x5a, 'the damaged cache was not replaced');
+  // RINGZERO_CODE_CACHE=0: the ES module bundle.
+  const modules = await ringzero(['--help'], { RINGZERO_CODE_CACHE: '0' });
+  assert.ok(modules.stderr.includes(ESM_MARK) && !modules.stderr.includes(CJS_MARK), modules.stderr);
+  // A rebuild removes the caches of the old main.cjs.
+  await buildMarked();
+  assert.deepEqual(codeCaches(), []);
 });
 
 test('a bundled run of a tiny kernel on the soft engine: its console output, status 0', async () => {

@@ -6,6 +6,8 @@
 // options and help): each action imports its own modules when it runs (the image builder, the host and KVM probe,
 // the VMM, the consoles), so `ringzero list` does not load the VMM and `run --restore` not the image builder.
 
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { Command, CommanderError } from 'commander';
 import { DEFAULT_CMDLINE, MAX_CPUS, type ConsoleIo, type VmConfig } from '../vmm/config.ts';
@@ -78,8 +80,6 @@ async function restoreRunner(dir: string, options: RunOptions, givenOnCommandLin
     const flag = given[0].replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`);
     throw new UsageError(`--restore takes the machine from the snapshot: --${flag === 'translate' ? 'no-translate' : flag} cannot be given with it`);
   }
-  const { existsSync } = await import('node:fs');
-  const { join } = await import('node:path');
   if (!existsSync(join(dir, 'state.json'))) throw new UsageError(`--restore '${dir}' is not a snapshot directory (no state.json)`);
   if (options.controlSocket !== undefined) checkSocketPath(options.controlSocket, '--control-socket');
   const { restoreVm } = await import('../vmm/run.ts');
@@ -117,7 +117,6 @@ async function guestProfileFor(options: ProfileOptions, engine: string): Promise
   const { SLICE } = await import('../vmm/machine.ts');
   let symbols: KernelSymbol[] = [];
   if (options.kallsyms !== undefined) {
-    const { readFileSync } = await import('node:fs');
     let text: string;
     try {
       text = readFileSync(options.kallsyms, 'utf8');
@@ -342,4 +341,4 @@ export async function main(argv: string[]): Promise<number> {
   }
 }
 
-process.exit(await main(process.argv.slice(2)));
+main(process.argv.slice(2)).then((status) => process.exit(status));
