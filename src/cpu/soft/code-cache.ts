@@ -177,10 +177,11 @@ export class CodeCache {
   /** `codePagesIn`: where the code-page bytes and generations live (the wasm memory, for translated code). */
   constructor(readonly lowSize: number, codePagesIn?: ArrayBuffer) {
     const pages = Math.ceil(lowSize / 4096);
-    // Cleared only where not already zero: the wasm memory is normally fresh, and writing 2.5 MiB of it (2 GiB of
-    // RAM) would fault every page of it in on each machine built, a restore's included.
-    this.codePages = codePagesIn ? clearBytes(new Uint8Array(codePagesIn, CODE_PAGES, pages)) : new Uint8Array(pages);
-    if (codePagesIn) clearBytes(new Uint8Array(codePagesIn, PAGE_GEN, pages * 4));
+    // Not cleared: the wasm memory is a fresh one (one per GuestMemory), and touching its 2.5 MiB of page bytes and
+    // generations at 2 GiB of RAM faulted every page of them in on each machine built, a restore's included (~1 ms).
+    // Nor would stale values do harm: a marked page only sends the next store through invalidatePage (and the first
+    // vCPU reset's invalidateAll clears every mark), and a generation is only compared with the ones blocks record.
+    this.codePages = codePagesIn ? new Uint8Array(codePagesIn, CODE_PAGES, pages) : new Uint8Array(pages);
     this.pageGen = codePagesIn ? new Int32Array(codePagesIn, PAGE_GEN, pages) : new Int32Array(pages);
     this.pageInvalidations = new Uint16Array(pages);
     this.noCache = new Uint8Array(pages);
@@ -250,12 +251,6 @@ function allZero(bytes: Uint8Array, from: number, to: number): boolean {
     if (Buffer.compare(bytes.subarray(at, end), ZEROS.subarray(0, end - at)) !== 0) return false;
   }
   return true;
-}
-
-/** `bytes`, zeroed: written only when some byte is not zero already (reading a fresh page does not allocate it). */
-function clearBytes(bytes: Uint8Array): Uint8Array {
-  if (!allZero(bytes, 0, bytes.length)) bytes.fill(0);
-  return bytes;
 }
 
 const caches = new WeakMap<GuestMemory, CodeCache>();
