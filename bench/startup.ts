@@ -1,6 +1,8 @@
-// bench/startup: what a ringzero process costs before it does its work, with the esbuild bundle (dist/esm, built by
-// scripts/build.mjs) against the sources through tsx (RINGZERO_NO_BUNDLE=1), alternating run by run, and QEMU's
-// process start to its QMP greeting as the reference in the same run.
+// bench/startup: what a ringzero process costs before it does its work, with the bundle (built by scripts/build.mjs) as
+// bin/ringzero runs it (dist/cjs/main.cjs through vm.Script with its V8 code caches, written by a warm-up run of each
+// kind first, as the first VMM or command to run long enough would), against the ES module bundle without a code cache
+// (RINGZERO_CODE_CACHE=0: dist/esm) and the sources through tsx (RINGZERO_NO_BUNDLE=1), alternating run by run, and
+// QEMU's process start to its QMP greeting as the reference in the same run.
 //
 //   node --import tsx bench/startup.ts [--runs 7]
 //
@@ -12,7 +14,7 @@
 //            first byte after the restore (then the process is ended; CPU: the process to that point).
 //   list     `ringzero list` against a running daemon (an empty one), to exit.
 //   qemu     `qemu-system-x86_64 -M none -S -qmp stdio`: to the QMP greeting (then quit).
-// Rebuilds the bundle first. Prints medians and the ratio bundle/tsx, then one JSON line.
+// Rebuilds the bundle first. Prints medians and the ratios bundle/esm and bundle/tsx, then one JSON line.
 import { execFileSync, spawn } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
@@ -115,14 +117,23 @@ async function main(): Promise<void> {
   children.add(daemon.pid!);
   for (let i = 0; i < 200 && !fs.existsSync(apiSocket); i++) await sleep(50);
 
-  const modes = { bundle: { ...process.env, RINGZERO_NO_BUNDLE: '' }, tsx: { ...process.env, RINGZERO_NO_BUNDLE: '1' } };
+  const modes = {
+    bundle: { ...process.env, RINGZERO_NO_BUNDLE: '', RINGZERO_CODE_CACHE: '' },
+    esm: { ...process.env, RINGZERO_NO_BUNDLE: '', RINGZERO_CODE_CACHE: '0' },
+    tsx: { ...process.env, RINGZERO_NO_BUNDLE: '1' },
+  };
   type Mode = keyof typeof modes;
+  // The code caches of `run` and of the other commands (the daemon above wrote its own): a VMM and a command that
+  // write theirs at exit (RINGZERO_CODE_CACHE_MS=0), as a VMM or command living 1.5 s would.
+  const warm = { ...modes.bundle, RINGZERO_CODE_CACHE_MS: '0' };
+  await measure(process.execPath, [bin, 'run', '--engine', 'soft', '--kernel', hello, '--memory', '64M'], warm);
+  await measure(process.execPath, [bin, '--help'], warm);
   const figures: Record<string, number[]> = {};
   const add = (key: string, v: number | undefined) => { if (v !== undefined) (figures[key] ??= []).push(v); };
   const qemu = (() => { try { execFileSync('qemu-system-x86_64', ['--version']); return true; } catch { return false; } })();
 
   for (let r = 0; r < runs; r++) {
-    for (const mode of (r % 2 === 0 ? ['bundle', 'tsx'] : ['tsx', 'bundle']) as Mode[]) {
+    for (const mode of (r % 3 === 0 ? ['bundle', 'esm', 'tsx'] : r % 3 === 1 ? ['esm', 'tsx', 'bundle'] : ['tsx', 'bundle', 'esm']) as Mode[]) {
       const env = modes[mode];
       let s = await measure(process.execPath, [bin, '--help'], env);
       add(`${mode}_help_ms`, s.exitMs); add(`${mode}_help_cpu_ms`, s.cpuMs);
@@ -143,8 +154,9 @@ async function main(): Promise<void> {
   const med: Record<string, number> = {};
   for (const [k, v] of Object.entries(figures)) med[k] = median(v);
   const row = (label: string, key: string) => {
-    const b = med[`bundle_${key}`], t = med[`tsx_${key}`];
-    console.log(`  ${label.padEnd(34)} bundle ${b.toFixed(0).padStart(5)} ms   tsx ${t.toFixed(0).padStart(5)} ms   ratio ${(b / t).toFixed(2)}x`);
+    const b = med[`bundle_${key}`], e = med[`esm_${key}`], t = med[`tsx_${key}`];
+    console.log(`  ${label.padEnd(34)} bundle ${b.toFixed(0).padStart(5)} ms   esm ${e.toFixed(0).padStart(5)} ms   tsx ${t.toFixed(0).padStart(5)} ms   `
+      + `bundle/esm ${(b / e).toFixed(2)}x   bundle/tsx ${(b / t).toFixed(2)}x`);
   };
   console.log(`medians of ${runs} (wall from spawn; cpu = user+sys of the process):`);
   row('--help, to exit', 'help_ms');
