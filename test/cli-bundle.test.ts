@@ -68,7 +68,7 @@ async function buildMarked(): Promise<void> {
   fs.writeFileSync(mainCjs, `${cjs.slice(0, firstLine)}process.stderr.write(${JSON.stringify(`${CJS_MARK}\n`)});\n${cjs.slice(firstLine)}`);
 }
 
-/** The code caches beside main.cjs (bin/ringzero names them main.cjs.<inode>-<size>-<mtime>.<run|daemon|cli>.cache). */
+/** The code caches beside main.cjs (bin/ringzero names them main.cjs.<inode>-<size>-<mtime>.<restore|run|daemon|cli>.cache). */
 const codeCaches = (): string[] => fs.readdirSync(path.dirname(mainCjs)).filter((n) => n.endsWith('.cache'));
 
 /** The copy's CLI, its bundle allowed unless env says otherwise (test/support/ringzero-cli.ts). */
@@ -170,6 +170,10 @@ test('the CommonJS bundle and its code cache: written by a run, taken by the nex
   assert.equal(damaged.status, 0, damaged.stderr);
   assert.equal(damaged.stdout, GUEST_OUTPUT);
   assert.ok(fs.readFileSync(cacheFile).equals(written) || fs.readFileSync(cacheFile)[0] !== 0x5a, 'the damaged cache was not replaced');
+  // A restoring VMM starts from the booted VMMs' cache and writes its own (here: a usage error's exit).
+  const restore = await ringzero(['run', '--incoming', 'unix:/nowhere'], { RINGZERO_CODE_CACHE_MS: '0' });
+  assert.equal(restore.status, 2, restore.stderr);
+  assert.deepEqual(codeCaches().map((n) => n.replace(/^.*\.(\w+)\.cache$/, '$1')).sort(), ['restore', 'run']);
   // RINGZERO_CODE_CACHE=0: the ES module bundle.
   const modules = await ringzero(['--help'], { RINGZERO_CODE_CACHE: '0' });
   assert.ok(modules.stderr.includes(ESM_MARK) && !modules.stderr.includes(CJS_MARK), modules.stderr);
