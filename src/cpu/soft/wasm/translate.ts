@@ -67,9 +67,19 @@ export interface WasmCode {
 
 /** Bits of a dispatch word below the region member number (function-table indices stay below 2^K_SHIFT). */
 export const K_SHIFT = 20;
-/** Blocks of one region at most (one wasm function). */
+/**
+ * Blocks of one region at most (one wasm function). The cap rarely applies (boot + md5: ~2300 regions either way);
+ * 64 and 4 measured within noise of 16 (main-thread CPU 11.3 / 11.9 vs 11.7 s, 4 rounds).
+ */
 const REGION_MAX = 16;
-/** Blocks of one page translated in one batch that branch to each other share a function (RINGZERO_WASM_REGIONS=0: off). */
+/**
+ * Blocks of one page translated in one batch that branch to each other share a function (RINGZERO_WASM_REGIONS=0:
+ * off). Boot + md5 of 16 MiB, main-thread CPU of the VMM process, 5 interleaved rounds on a loaded host: 12.55 s
+ * without, 11.20 s with (lower in every round); ~43M of the ~77M block entries become branches inside a region.
+ * Tried and not kept: registers cached in locals across a region's forward branches (each block's br_table entry
+ * loading those its forward branches keep; all kept clean): 12.02 s, slower than without it in 3 of 5 rounds
+ * (branch wip-region-regs of worktree h-dispatch).
+ */
 export const REGIONS = process.env.RINGZERO_WASM_REGIONS !== '0';
 
 /**
