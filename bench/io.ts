@@ -182,9 +182,34 @@ const MiB = 1024 * 1024;
  * device traps (MMIO + port I/O: on the soft engine the virtqueue notifies are the MMIO ones), halts (the run loop
  * slept with the vCPU idle), per unit of work (a MiB, or a random read).
  */
-interface Work { instructions: number; mmio: number; pio: number; consolePio: number; halts: number; units: number; rxFrames: number; rxBytes: number; txFrames: number; txBytes: number }
+interface Work {
+  instructions: number; mmio: number; pio: number; consolePio: number; halts: number; units: number; rxFrames: number; rxBytes: number; txFrames: number; txBytes: number;
+  /** The soft engine's counters (Machine.stats().soft), when it reports them. */
+  engine?: EngineWork;
+}
+/**
+ * Where the soft engine ran the test's instructions: outside translated code (interpreted, replayed from decoded
+ * blocks, still warming up), entries into wasm from JavaScript, replayed instructions (no wasm form), blocks
+ * translated during the test (new code paths: warm-up), second-level TLB refills.
+ */
+interface EngineWork { notTranslated: number; wasmCalls: number; replays: number; translated: number; tlbRefills: number }
 const workDone: Record<string, Partial<Record<TestKey, Work[]>>> = {};
-type Stats = { instructions: number; exits: { mmio: number; pio: number; byDevice?: { pio: Record<string, number> } }; halts: number; net?: { rxBytes: number; txBytes: number; rxFrames: number; txFrames: number } };
+type Stats = {
+  instructions: number; exits: { mmio: number; pio: number; byDevice?: { pio: Record<string, number> } }; halts: number;
+  net?: { rxBytes: number; txBytes: number; rxFrames: number; txFrames: number };
+  soft?: { jitInstructions: number; tlbL2Hits: number; codeCache: { compiled?: number }; wasm?: { calls: number; replays: number } };
+};
+function engineWork(before: Stats, after: Stats): EngineWork | undefined {
+  const a = before.soft, b = after.soft;
+  if (!a || !b) return undefined;
+  return {
+    notTranslated: (after.instructions - before.instructions) - (b.jitInstructions - a.jitInstructions),
+    wasmCalls: (b.wasm?.calls ?? 0) - (a.wasm?.calls ?? 0),
+    replays: (b.wasm?.replays ?? 0) - (a.wasm?.replays ?? 0),
+    translated: (b.codeCache.compiled ?? 0) - (a.codeCache.compiled ?? 0),
+    tlbRefills: b.tlbL2Hits - a.tlbL2Hits,
+  };
+}
 /**
  * Port I/O to the serial console: the shell echoing the typed command line and the command's output (about six
  * accesses per character: THR, LSR, IIR, IER), the same few hundred whatever the test moves, so not the device's.
@@ -218,6 +243,7 @@ function record(vmm: Vmm, t: TestKey, rate: number, units: number, r: TimedResul
     ((workDone[vmm.key] ??= {})[t] ??= []).push({
       instructions: after.instructions - before.instructions, mmio: after.exits.mmio - before.exits.mmio,
       pio: after.exits.pio - before.exits.pio, consolePio: consolePio(after) - consolePio(before), halts: after.halts - before.halts, units,
+      engine: engineWork(before, after),
       rxFrames: (after.net?.rxFrames ?? 0) - (before.net?.rxFrames ?? 0), rxBytes: (after.net?.rxBytes ?? 0) - (before.net?.rxBytes ?? 0),
       txFrames: (after.net?.txFrames ?? 0) - (before.net?.txFrames ?? 0), txBytes: (after.net?.txBytes ?? 0) - (before.net?.txBytes ?? 0),
     });
@@ -417,5 +443,21 @@ for (const key of ['ringzero', 'ringzero_base']) {
 if (workRows.length > 0) {
   console.log('\nringzero: guest work per unit (control socket stats; medians):');
   printTable(['test', 'k instructions', 'MMIO traps', 'port I/O', 'console port I/O', 'halts', 'guest MIPS per CPU-s', 'bytes per data frame'], workRows);
+}
+// The soft engine's side of the same work: what kept instructions out of translated code.
+const engineRows: string[][] = [];
+for (const key of ['ringzero', 'ringzero_base']) {
+  for (const t of tests) {
+    const ws = (workDone[key]?.[t] ?? []).filter((w) => w.engine !== undefined);
+    if (ws.length === 0) continue;
+    const m = (f: (e: EngineWork) => number) => median(ws.map((w) => f(w.engine!) / w.units));
+    const unit = UNITS[t] === 'IOPS' ? 'read' : 'MiB';
+    engineRows.push([`${t} (per ${unit})${key === 'ringzero_base' ? ', csum only' : ''}`, (m((e) => e.notTranslated) / 1e3).toFixed(1),
+      m((e) => e.wasmCalls).toFixed(1), m((e) => e.replays).toFixed(1), m((e) => e.translated).toFixed(1), m((e) => e.tlbRefills).toFixed(1)]);
+  }
+}
+if (engineRows.length > 0) {
+  console.log('\nringzero soft engine per unit (medians; blocks translated during the test are new code paths warming up):');
+  printTable(['test', 'k instructions not in wasm', 'calls into wasm', 'replays', 'blocks translated', 'TLB refills'], engineRows);
 }
 console.log(JSON.stringify(figures));
