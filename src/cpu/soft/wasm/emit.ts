@@ -91,6 +91,12 @@ export function sleb64(out: number[], v: bigint): void {
 }
 
 function name(out: number[], s: string): void {
+  // (names are ASCII here: import/export names like 'e', 'ld4', 'f17'; Buffer.from cost ~4 us a call, ~50 per module)
+  if (/^[\x00-\x7f]*$/.test(s)) {
+    uleb(out, s.length);
+    for (let i = 0; i < s.length; i++) out.push(s.charCodeAt(i));
+    return;
+  }
   const bytes = Buffer.from(s, 'utf8');
   uleb(out, bytes.length);
   for (const b of bytes) out.push(b);
@@ -101,7 +107,7 @@ function name(out: number[], s: string): void {
  * (translation speed matters: blocks are translated while the guest runs).
  */
 export class Body {
-  private buf = new Uint8Array(1024);
+  private buf = arenaSlice(BODY_START);
   private len = 0;
   private readonly localTypes: number[] = [];
   /** Open blocks/loops/ifs, innermost last: a label is an index into this stack. */
@@ -117,7 +123,7 @@ export class Body {
 
   private byte(b: number): void {
     if (this.len === this.buf.length) {
-      const n = new Uint8Array(this.buf.length * 2);
+      const n = arenaSlice(this.buf.length * 2);
       n.set(this.buf);
       this.buf = n;
     }
@@ -148,7 +154,12 @@ export class Body {
   i64(v: bigint | number): this {
     this.byte(Op.i64Const);
     if (typeof v === 'number') this.sleb(v);
-    else { const tmp: number[] = []; sleb64(tmp, v); for (const b of tmp) this.byte(b); }
+    else {
+      // (the translator's masks and constants mostly fit a safe integer: the number path, no BigInt arithmetic per byte)
+      v = BigInt.asIntN(64, v);
+      if (v >= -MAX_SAFE && v <= MAX_SAFE) this.sleb(Number(v));
+      else { const tmp: number[] = []; sleb64(tmp, v); for (const b of tmp) this.byte(b); }
+    }
     return this;
   }
   f64(v: number): this {
@@ -209,27 +220,72 @@ export class Body {
 
   /** The encoded body (§5.5.13): locals grouped by runs of one type, the code, `end`. */
   encode(): Uint8Array {
-    if (this.labels.length !== 0) throw new Error('unclosed block');
-    const head: number[] = [];
-    const groups: [number, number][] = [];
-    for (const t of this.localTypes) {
-      const g = groups[groups.length - 1];
-      if (g && g[1] === t) g[0]++; else groups.push([1, t]);
-    }
-    uleb(head, groups.length);
-    for (const [n, t] of groups) { uleb(head, n); head.push(t); }
+    const head = this.head();
     const out = new Uint8Array(head.length + this.len + 1);
-    out.set(head);
-    out.set(this.buf.subarray(0, this.len), head.length);
-    out[out.length - 1] = Op.end;
+    this.writeTo(out, 0, head);
     return out;
   }
+
+  /** The local declarations (§5.5.13: vector of (count, type) for runs of one type). */
+  head(): number[] {
+    if (this.labels.length !== 0) throw new Error('unclosed block');
+    const head: number[] = [0];
+    const types = this.localTypes;
+    let groups = 0;
+    for (let i = 0; i < types.length;) {
+      let j = i + 1;
+      while (j < types.length && types[j] === types[i]) j++;
+      uleb(head, j - i); head.push(types[i]);
+      groups++;
+      i = j;
+    }
+    if (groups < 0x80) head[0] = groups;
+    else { const g: number[] = []; uleb(g, groups); head.splice(0, 1, ...g); }
+    return head;
+  }
+
+  /** Encoded size given head(): the head, the code, `end`. */
+  size(head: number[]): number { return head.length + this.len + 1; }
+
+  /** Write head, code and `end` into `out` at `at`; returns the offset after them. */
+  writeTo(out: Uint8Array, at: number, head: number[]): number {
+    for (let i = 0; i < head.length; i++) out[at++] = head[i];
+    out.set(this.buf.subarray(0, this.len), at);
+    at += this.len;
+    out[at++] = Op.end;
+    return at;
+  }
+}
+
+/**
+ * Bodies take their first buffer (and any larger one they grow into) as a slice of a shared arena rather than a
+ * `new Uint8Array` each: a typed array over 64 bytes gets its own off-heap backing store, whose allocation (and
+ * external-memory accounting) cost more than the emission of a small block. A slice keeps its arena alive; an arena
+ * is dropped from here once full.
+ */
+const BODY_START = 512;
+const MAX_SAFE = BigInt(Number.MAX_SAFE_INTEGER);
+const ARENA_SIZE = 256 * 1024;
+let arena = new Uint8Array(ARENA_SIZE);
+let arenaUsed = 0;
+function arenaSlice(n: number): Uint8Array {
+  if (n > ARENA_SIZE >> 2) return new Uint8Array(n);
+  if (arenaUsed + n > ARENA_SIZE) { arena = new Uint8Array(ARENA_SIZE); arenaUsed = 0; }
+  const s = arena.subarray(arenaUsed, arenaUsed + n);
+  arenaUsed += n;
+  return s;
 }
 
 const F64_SCRATCH = new Float64Array(1);
 const F64_BYTES = new Uint8Array(F64_SCRATCH.buffer);
 
 export interface FuncType { params: number[]; results: number[] }
+
+function sameTypes(a: number[], b: number[]): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
 
 /** A module: imported memory and functions, defined functions (exported by name). */
 export class ModuleBuilder {
@@ -239,11 +295,10 @@ export class ModuleBuilder {
   private importedFuncs = 0;
 
   type(params: number[], results: number[]): number {
-    const key = JSON.stringify([params, results]);
-    const i = this.types.findIndex((t) => JSON.stringify([t.params, t.results]) === key);
-    if (i >= 0) return i;
-    this.types.push({ params, results });
-    return this.types.length - 1;
+    const types = this.types;
+    for (let i = 0; i < types.length; i++) if (sameTypes(types[i].params, params) && sameTypes(types[i].results, results)) return i;
+    types.push({ params, results });
+    return types.length - 1;
   }
 
   importMemory(module: string, field: string): void {
@@ -302,24 +357,24 @@ export class ModuleBuilder {
     uleb(ex, exported.length);
     for (const [f, i] of exported) { name(ex, f.exportName!); ex.push(0x00); uleb(ex, this.importedFuncs + i); }
     section(7, ex);
-    // 10: code (bodies copied once into the result)
-    const bodies = this.funcs.map((f) => f.body.encode());
+    // 10: code (each body written once, straight into the result)
+    const heads = this.funcs.map((f) => f.body.head());
     const co: number[] = [];
     uleb(co, this.funcs.length);
     let size = co.length;
-    const sizes = bodies.map((b) => { const h: number[] = []; uleb(h, b.length); size += h.length + b.length; return h; });
+    const sizes = this.funcs.map((f, i) => { const n = f.body.size(heads[i]); const h: number[] = []; uleb(h, n); size += h.length + n; return h; });
     out.push(10);
     uleb(out, size);
     for (const b of co) out.push(b);
-    let total = out.length;
-    for (let i = 0; i < bodies.length; i++) total += sizes[i].length + bodies[i].length;
-    const result = new Uint8Array(total);
+    const result = new Uint8Array(out.length + size - co.length);
     result.set(out);
     let p = out.length;
-    for (let i = 0; i < bodies.length; i++) {
-      result.set(sizes[i], p); p += sizes[i].length;
-      result.set(bodies[i], p); p += bodies[i].length;
+    for (let i = 0; i < this.funcs.length; i++) {
+      const h = sizes[i];
+      for (let k = 0; k < h.length; k++) result[p++] = h[k];
+      p = this.funcs[i].body.writeTo(result, p, heads[i]);
     }
+    if (p !== result.length) throw new Error('code section size mismatch');
     return result;
   }
 }
