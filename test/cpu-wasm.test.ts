@@ -7,7 +7,7 @@
 // Machine code from GNU as (`as --64`, Intel syntax in the comments) or encoded below.
 import test from 'node:test';
 import assert from 'node:assert/strict';
-import { hexBytes, runBlocksToHalt, CODE, DATA, STACK_TOP, PAGE_TABLES, interpreterOrWasmMachine, type Machine } from './support/soft-cpu.ts';
+import { hexBytes, runBlocksToHalt, CODE, DATA, STACK_TOP, PAGE_TABLES, interpreterOrWasmMachine, RO_PAGE, protectFaultPages, type Machine } from './support/soft-cpu.ts';
 import { setHotThreshold, setJitThreshold, CHAIN_LIMIT } from '../src/cpu/soft/code-cache.ts';
 import { SoftCpu } from '../src/cpu/soft/cpu.ts';
 import { setupFlatLongMode } from '../src/cpu/soft/setup.ts';
@@ -822,4 +822,140 @@ test('XCHG (87; register, same register, memory) and LOCK CMPXCHG/XADD to memory
   runToEnd(ref, code);
   assert.deepEqual(snapshot(j), snapshot(ref), 'fast forms = interpreter');
   assert.ok(cpu.codeCache.table.some((b) => b !== null && b !== undefined && b.entries.some((e) => e.form === Form.XchgM)), 'XCHG memory has its fast form');
+});
+
+// ---- session 13 (h-forms): LOCK read-modify-write forms, CMPXCHG m8, FS/GS-prefixed operands, RDTSC/RDTSCP
+
+/** Pause the guest clock at a fixed time, so RDTSC reads the same TSC on both machines. */
+const fixedClock = (m: Machine, ns = 123_456_789_012) => { m.clock.pause(); m.clock.set(ns); };
+
+test('LOCK ALU/INC/DEC/NEG/NOT/BTS/BTR/ADC/XADD/CMPXCHG to memory, CMPXCHG m8 and RDTSC/RDTSCP with FS/GS: wasm forms match the interpreter', () => {
+  // mov ecx,40 / mov rsi,0x200000 / movabs rbx,0x1122334455667788 / 1: mov r10,rcx / lock add dword gs:[rcx*4],5
+  // lock sub qword gs:[0x100],3 / lock or byte gs:[rcx+0x200],0x11 / lock and word gs:[rcx*2+0x300],0xfff7
+  // lock xor fs:[rcx*8],rcx / lock inc qword gs:[0x108] / lock dec dword [rsi+rcx*4+0xc00] / lock neg dword gs:[0x110]
+  // lock not qword gs:[0x118] / lock bts gs:[0x120],rcx / lock btr dword gs:[0x128],7 / lock adc dword gs:[0x130],1
+  // lock xadd gs:[0x138],r9 / pushfq / pop r8 / add r13,r8 / mov al,gs:[rcx+0x400]
+  // lock cmpxchg gs:[rcx+0x400],bl (equal) / setz dl / lock cmpxchg gs:[rcx+0x401],bh / seto dh / add r11,rdx
+  // add r12,rax / cmpxchg gs:[rcx+0x480],sil / setb dl / add r11,rdx / mov eax,gs:[rcx*4+0x500]
+  // lock cmpxchg gs:[rcx*4+0x500],ebx (equal) / lock cmpxchg gs:[0x140],rbx / pushfq / pop r8 / add r13,r8
+  // rdtsc / add r14,rax / add r15,rdx / rdtscp / add r14,rcx / mov rcx,r10 / add rbx,rax / dec ecx / jnz 1b / hlt
+  const code = hexBytes(`b9 28 00 00 00 48 c7 c6 00 00 20 00 48 bb 88 77 66 55 44 33 22 11 49 89 ca 65 f0 83 04 8d 00 00
+    00 00 05 65 f0 48 83 2c 25 00 01 00 00 03 65 f0 80 89 00 02 00 00 11 65 66 f0 83 24 4d 00 03 00 00 f7 64 f0 48 31 0c
+    cd 00 00 00 00 65 f0 48 ff 04 25 08 01 00 00 f0 ff 8c 8e 00 0c 00 00 65 f0 f7 1c 25 10 01 00 00 65 f0 48 f7 14 25 18
+    01 00 00 65 f0 48 0f ab 0c 25 20 01 00 00 65 f0 0f ba 34 25 28 01 00 00 07 65 f0 83 14 25 30 01 00 00 01 65 f0 4c 0f
+    c1 0c 25 38 01 00 00 9c 41 58 4d 01 c5 65 8a 81 00 04 00 00 65 f0 0f b0 99 00 04 00 00 0f 94 c2 65 f0 0f b0 b9 01 04
+    00 00 0f 90 c6 49 01 d3 49 01 c4 65 40 0f b0 b1 80 04 00 00 0f 92 c2 49 01 d3 65 8b 04 8d 00 05 00 00 65 f0 0f b1 1c
+    8d 00 05 00 00 65 f0 48 0f b1 1c 25 40 01 00 00 9c 41 58 4d 01 c5 0f 31 49 01 c6 49 01 d7 0f 01 f9 49 01 ce 4c 89 d1
+    48 01 c3 ff c9 0f 85 01 ff ff ff f4`);
+  const prep = (m: Machine) => {
+    fill(m); fixedClock(m);
+    m.cpu.segBase[C.GS] = DATA + 0x800; m.cpu.segBase[C.FS] = DATA + 0x40;
+    m.cpu.msrs.set(0xc0000103, 0x1234n); // IA32_TSC_AUX
+    // equal on the first pass for the byte CMPXCHG at gs:[rcx+0x400] (AL is loaded from it) and a high-bit pattern
+    m.cpu.setGpr(6, BigInt(DATA)); m.cpu.setGpr(12, 0xffffffff00000005n);
+  };
+  const m = agree(code, prep, 1000);
+  assert.equal(m.cpu.wasm!.stats.replays, 0, 'nothing replayed');
+  // the forms were given (LOCK kept them), and the JavaScript fast forms (block cache, no translation) agree too
+  const forms = new Set<number>();
+  for (const b of m.cpu.codeCache.table) if (b) for (const e of b.entries) if (e.lock) forms.add(e.form);
+  for (const f of [Form.AluMI, Form.AluMR, Form.Alu8MI, Form.Alu16MI, Form.IncDecM, Form.NotNegM, Form.BtMR, Form.BtMI, Form.AdcMI, Form.XaddM, Form.Cmpxchg8M, Form.CmpxchgM]) {
+    assert.ok(forms.has(f), `LOCK form ${f} given`);
+  }
+  const mem = new GuestMemory(64 * MiB, undefined, { wasm: false });
+  memories.push(mem);
+  const clock = new VmClock();
+  const cpu = new SoftCpu({ mem, ports: new PortBus(), mmio: new MmioBus(), clock, blockCache: true, wasm: false });
+  setupFlatLongMode(cpu, { pml4: PAGE_TABLES, identityMapBytes: 1 << 30, cpl: 0 });
+  cpu.setGpr(4, BigInt(STACK_TOP));
+  const j: Machine = { cpu, mem, ports: new PortBus(), mmio: new MmioBus(), clock };
+  prep(j);
+  runToEnd(j, code);
+  const ref = machine('interpreter');
+  prep(ref);
+  runToEnd(ref, code);
+  assert.deepEqual(snapshot(j), snapshot(ref), 'fast forms = interpreter');
+  assert.ok(cpu.codeCache.table.some((b) => b !== null && b !== undefined && b.entries.some((e) => e.form === Form.Rdtscp)), 'RDTSCP has its fast form');
+});
+
+test('LOCK ADD m8 with GS and LOCK CMPXCHG m8 with FS faulting (#PF not present / read-only) in translated code leave exact state', () => {
+  // xor ecx,ecx / mov rsi,0x200000 / mov ebx,0x5a / 1: inc ecx / mov [rsi+rcx*8],rcx / add r8,rcx
+  // lock add byte gs:[rcx*8],1 / movzx eax,byte fs:[rcx*8+1] / lock cmpxchg fs:[rcx*8+1],bl / add r9,rax / jmp 1b
+  // (the 16th pass reaches the read-only page at RO_PAGE through GS (LOCK ADD: read, then the write faults) or FS
+  // (CMPXCHG writes even when not equal))
+  const code = hexBytes(`31 c9 48 c7 c6 00 00 20 00 bb 5a 00 00 00 ff c1 48 89 0c ce 49 01 c8 65 f0 80 04 cd 00 00 00 00 01
+    64 0f b6 04 cd 01 00 00 00 64 f0 0f b0 1c cd 01 00 00 00 49 01 c1 eb d5`);
+  for (const [gs, fs, vector] of [[RO_PAGE - 0x80, DATA + 0x800, C.EXC_PF], [DATA + 0x800, RO_PAGE - 0x80, C.EXC_PF]]) {
+    const m = agree(code, (mm) => { fill(mm); protectFaultPages(mm); mm.cpu.segBase[C.GS] = gs; mm.cpu.segBase[C.FS] = fs; }, 20);
+    assert.equal(m.cpu.lastException, vector);
+    assert.equal(m.cpu.getGpr(1), 16n);
+  }
+});
+
+test('RDTSC/RDTSCP translated through the helper: the TSC, TSC_AUX and #GP(0) with CR4.TSD at CPL 3 match the interpreter', () => {
+  // add rbx,1 / rdtsc / add rbx,2 / rdtscp / add rbx,4 / hlt at CPL 3 (HLT there raises #GP(0), which ends each run);
+  // 4 runs with CR4.TSD clear (the last ones translated), then one with it set: #GP(0) at RDTSC
+  const code = hexBytes('48 83 c3 01 0f 31 48 83 c3 02 0f 01 f9 48 83 c3 04 f4');
+  const results = (['interpreter', 'wasm'] as Mode[]).map((mode) => {
+    const m = machine(mode);
+    setupFlatLongMode(m.cpu, { pml4: PAGE_TABLES, identityMapBytes: 1 << 30, cpl: 3 });
+    m.cpu.msrs.set(0xc0000103, 0xfedcba98n);
+    const seen: string[] = [];
+    for (let k = 0; k < 5; k++) {
+      fixedClock(m, 1_000_000 * (k + 1));
+      m.cpu.setGpr(0, -1n); m.cpu.setGpr(1, -1n); m.cpu.setGpr(2, -1n);
+      if (k === 4) m.cpu.cr4 |= C.CR4_TSD;
+      m.cpu.rip = CODE;
+      const v = runToEnd(m, code, k === 0);
+      seen.push(`${v} ${m.cpu.rip.toString(16)} ${[0, 1, 2, 3].map((r) => m.cpu.getGpr(r).toString(16)).join(' ')} ${m.cpu.instructions}`);
+    }
+    return { m, seen, s: snapshot(m) };
+  });
+  assert.deepEqual(results[1].seen, results[0].seen, 'translated code = interpreter');
+  assert.deepEqual(results[1].s, results[0].s, 'translated code = interpreter');
+  // 2 GHz: 1 ms of guest time is 2,000,000 ticks; ECX = TSC_AUX; the #GP leaves RIP at RDTSC
+  assert.ok(results[1].seen[0].includes(` ${(2_000_000).toString(16)} fedcba98 0 `), results[1].seen[0]);
+  assert.ok(results[1].seen[4].startsWith(`${C.EXC_GP} ${(CODE + 4).toString(16)} ffffffffffffffff ffffffffffffffff ffffffffffffffff`), results[1].seen[4]);
+  assert.equal(results[1].m.cpu.wasm!.stats.replays, 0, 'RDTSC/RDTSCP are not replayed');
+  assert.ok(results[1].m.cpu.jitInstructions > 0);
+});
+
+test('NOT of a register or memory between a flag producer and its condition leaves the producer\'s flags (wasm)', () => {
+  // mov ecx,50 / mov eax,5 / mov edx,5 / mov rsi,0x200000 / 1: cmp eax,edx / not r9 / setz bl / add r10,rbx
+  // neg r11 / not r12d / setb bl / add r10,rbx / cmp ecx,eax / not qword [rsi+8] / setb bl / add r10,rbx
+  // sub r13,rcx / not dword [rsi+rcx*4+0x100] / seto bl / add r10,rbx / neg dword [rsi+rcx*4+0x200] / sets bl
+  // add r10,rbx / dec ecx / jnz 1b / hlt
+  const code = hexBytes(`b9 32 00 00 00 b8 05 00 00 00 ba 05 00 00 00 48 c7 c6 00 00 20 00 39 d0 49 f7 d1 0f 94 c3 49 01
+    da 49 f7 db 41 f7 d4 0f 92 c3 49 01 da 39 c1 48 f7 56 08 0f 92 c3 49 01 da 49 29 cd f7 94 8e 00 01 00 00 0f 90 c3 49
+    01 da f7 9c 8e 00 02 00 00 0f 98 c3 49 01 da ff c9 75 bc f4`);
+  const m = agree(code, (mm) => { fill(mm); mm.cpu.setGpr(13, 0x8000000000000020n); }, 1000);
+  assert.equal(m.cpu.wasm!.stats.replays, 0, 'nothing replayed');
+});
+
+test('MOV r/m,Sreg, SWAPGS and LOCK CMPXCHG16B (equal and not; misaligned: #GP(0)) translated inline match the interpreter', () => {
+  // mov ecx,30 / mov rsi,0x200000 / 1: mov eax,fs / mov r9w,gs / mov [rsi+rcx*2+0x100],ss / mov ebx,cs
+  // add r10,rax / add r10,r9 / add r10,rbx / swapgs / mov r11,gs:[0x10] / swapgs / add r12,gs:[0x18] / add r12,r11
+  // mov r8,rcx / shl r8,4 / mov rax,gs:[r8+0x400] / mov rdx,gs:[r8+0x408] / test cl,1 / jz 2f / inc rdx
+  // 2: lea rbx,[rcx+0x11] / lock cmpxchg16b gs:[r8+0x400] / pushfq / pop r9 / add r10,r9 / add r13,rax
+  // add r14,rdx / dec ecx / jnz 1b / hlt
+  const code = hexBytes(`b9 1e 00 00 00 48 c7 c6 00 00 20 00 8c e0 66 41 8c e9 8c 94 4e 00 01 00 00 8c cb 49 01 c2 4d 01
+    ca 49 01 da 0f 01 f8 65 4c 8b 1c 25 10 00 00 00 0f 01 f8 65 4c 03 24 25 18 00 00 00 4d 01 dc 49 89 c8 49 c1 e0 04 65
+    49 8b 80 00 04 00 00 65 49 8b 90 08 04 00 00 f6 c1 01 74 03 48 ff c2 48 8d 59 11 65 f0 49 0f c7 88 00 04 00 00 9c 41
+    59 4d 01 ca 49 01 c5 49 01 d6 ff c9 75 90 f4`);
+  const prep = (m: Machine) => {
+    fill(m);
+    m.cpu.segBase[C.GS] = DATA + 0x800; m.cpu.kernelGsBase = DATA + 0x40;
+    m.cpu.segSel[C.FS] = 0x2b; m.cpu.segSel[C.GS] = 0x1234;
+    m.cpu.setGpr(9, 0x1111_2222_3333_4444n);
+  };
+  const m = agree(code, prep, 500);
+  assert.equal(m.cpu.wasm!.stats.replays, 0, 'nothing replayed');
+  // CMPXCHG16B at a misaligned address (the 14th pass: [rsi+8+0x100]) raises #GP(0) in translated code
+  // mov ecx,20 / mov rsi,0x200000 / 1: mov eax,ecx / cmp eax,7 / sbb edi,edi / and edi,8 / mov rax,[rsi+rcx*8]
+  // cmpxchg16b [rsi+rdi+0x100] / add r13,rax / add r14,rdx / dec ecx / jnz 1b / hlt
+  const bad = hexBytes(`b9 14 00 00 00 48 c7 c6 00 00 20 00 89 c8 83 f8 07 19 ff 83 e7 08 48 8b 04 ce 48 0f c7 8c 3e 00 01
+    00 00 49 01 c5 49 01 d6 ff c9 75 df f4`);
+  const w = agree(bad, fill, 20);
+  assert.equal(w.cpu.lastException, C.EXC_GP);
+  assert.equal(w.cpu.getGpr(1), 6n);
 });

@@ -22,6 +22,8 @@ import * as C from './constants.ts';
 import { ops0f } from './tables.ts';
 import { INT_FN, type IntFn } from './ops/sse-int.ts';
 import { D, S } from './ops/sse-common.ts';
+import { loadTscIntoEdxEax } from './system/control.ts';
+import { MSR, storedMsr } from './system/msr.ts';
 
 const TWO32 = C.TWO32;
 const TWO47 = C.TWO47;
@@ -894,6 +896,97 @@ function compileBitScan(c: SoftCpu, e: BlockEntry, pa: number, len: number, op: 
 }
 
 // =====================================================================================================
+// Session 13 (issue 4/5, the kernel's I/O paths): RDTSC/RDTSCP (every kvm-clock read), CMPXCHG m8 (vmstat's
+// this_cpu_cmpxchg with GS), and LOCK on the read-modify-write memory forms (compileFast's lockable()).
+
+// ---- RDTSC (0F 31) / RDTSCP (0F 01 F9) as ./system/control.ts and ./system/tables-ops.ts: #GP(0) when CR4.TSD
+// and CPL > 0; EDX:EAX = TSC (upper halves zeroed); RDTSCP also ECX = IA32_TSC_AUX[31:0].
+
+/** RDTSC (aux false) / RDTSCP (aux true); also the wasm translator's helper for both (./wasm/runtime.ts `sy`). */
+export function execRdtsc(c: SoftCpu, aux: boolean): void {
+  if ((c.cr4 & C.CR4_TSD) && c.cpl !== 0) c.gp(0);
+  loadTscIntoEdxEax(c);
+  if (aux) { c.rlo[1] = Number(storedMsr(c, MSR.TSC_AUX) & 0xffffffffn) | 0; c.rhi[1] = 0; }
+}
+const rdtsc: FastHandler = (c) => execRdtsc(c, false);
+const rdtscp: FastHandler = (c) => execRdtsc(c, true);
+
+/**
+ * The wasm translator's helper `sy` (./wasm/runtime.ts) for kinds >= 2: 2 RDTSC, 3 RDTSCP, 4 SWAPGS (their closures;
+ * 0 returned), 8 + n: the selector of segment register n (MOV r/m, Sreg), which is JavaScript state.
+ */
+export function execSy(c: SoftCpu, kind: number): number {
+  if (kind >= 8) return c.segSel[kind - 8];
+  if (kind !== 4) { execRdtsc(c, kind === 3); return 0; }
+  // SWAPGS as the closure swapgs (64-bit mode: the translator's code is 64-bit only)
+  if (c.cpl !== 0) c.gp(0);
+  const base = c.segBase[C.GS];
+  c.segBase[C.GS] = c.kernelGsBase;
+  c.kernelGsBase = base;
+  return 0;
+}
+
+// ---- MOV r/m, Sreg (8C) as ./system/segments.ts: register e.b gets the selector (16-bit operand: its low 16 bits
+// only; 32/64-bit: zero-extended), memory gets 2 bytes. e.op the segment register (0-5).
+
+const movSregR: FastHandler = (c, e) => {
+  const sel = c.segSel[e.op];
+  if (e.size === 2) c.rlo[e.b] = (c.rlo[e.b] & ~0xffff) | sel;
+  else { c.rlo[e.b] = sel; c.rhi[e.b] = 0; }
+};
+const movSregM: FastHandler = (c, e) => c.writeLin(ea(c, e), 2, c.segSel[e.op]);
+
+// ---- CMPXCHG16B m128 (REX.W 0F C7 /1) as ./ops/alu.ts: #GP(0) unless 16-byte aligned; both halves read, then
+// RDX:RAX compared; equal: m128 = RCX:RBX, else m128 written back with its own value and RDX:RAX = m128; only ZF
+// changes. (An aligned 16-byte block lies in one page: once the first write succeeded the second cannot fault.)
+
+const cmpxchg16bM: FastHandler = (c, e) => {
+  const lin = ea(c, e);
+  if (lin & 15) c.gp(0);
+  const R = c.rlo, H = c.rhi;
+  const lo = c.readLin(lin, 8), loh = c.hi;
+  const hi = c.readLin(c.addLin(lin, 8), 8), hih = c.hi;
+  const equal = lo === R[0] && loh === H[0] && hi === R[2] && hih === H[2];
+  if (equal) {
+    c.writeLin(lin, 8, R[3], H[3]);
+    c.writeLin(c.addLin(lin, 8), 8, R[1], H[1]);
+  } else {
+    c.writeLin(lin, 8, lo, loh);
+    c.writeLin(c.addLin(lin, 8), 8, hi, hih);
+    R[0] = lo; H[0] = loh; R[2] = hi; H[2] = hih;
+  }
+  c.settleFlags();
+  c.flags = equal ? c.flags | C.ZF : c.flags & ~C.ZF;
+};
+
+// ---- CMPXCHG m8, r8 (0F B0, memory) as ./ops/alu.ts: flags of CMP AL, DEST; equal: DEST = r8 e.a (bits e.ash),
+// else DEST written back with its own value, then AL = DEST
+
+const cmpxchg8M: FastHandler = (c, e) => {
+  const acc = c.rlo[0] & 0xff;
+  const lin = ea(c, e);
+  const d = c.readLin(lin, 1);
+  const r = (acc - d) & 0xff;
+  if (r === 0) c.writeLin(lin, 1, rd8(c, e.a, e.ash));
+  else { c.writeLin(lin, 1, d); wr8(c, 0, 0, d); }
+  c.setLazy(L_SUB, 1, acc, d, r, 0, 0, 0);
+};
+
+/**
+ * Whether form `f` (as decoded into `e`) may carry LOCK: the read-modify-write memory forms the SDM lists under LOCK
+ * (ADD ADC AND BTC BTR BTS CMPXCHG DEC INC NEG NOT OR SBB SUB XOR XADD XCHG). LOCK with CMP/TEST/BT, a register
+ * destination or any other instruction is #UD: those keep the handler, which raises it. The vCPUs run on one
+ * thread, so a locked form is the plain one.
+ */
+function lockable(f: FastHandler, e: BlockEntry): boolean {
+  if (f === aluMemReg || f === aluMemImm || f === alu8MR || f === alu8MI || f === alu16MR || f === alu16MI) return e.op < CMP;
+  if (f === btMI || f === btMR) return e.op !== 0;
+  if (f === notNegM) return e.op <= 1;
+  return f === adcMR || f === adcMI || f === incDecM || f === xaddM || f === cmpxchgM || f === cmpxchg8M || f === xchgM ||
+    f === cmpxchg16bM;
+}
+
+// =====================================================================================================
 // Compilation
 
 /** Result of `modrm`: the offset just past ModRM/SIB/displacement, or -1 if the form is not supported. */
@@ -951,7 +1044,8 @@ export function compileFast(c: SoftCpu, e: BlockEntry, pa: number, len: number):
   // (F3 90 is PAUSE: a NOP here, as in ./ops/alu.ts.)
   // (LOCK CMPXCHG/XADD to memory are the plain forms: the vCPUs run on one thread; with a register operand the
   // decode below gives no form and the handler raises #UD)
-  if ((e.lock && op !== 0x1b1 && op !== 0x1c1) || (e.rep !== 0 && !(op === 0x90 && e.rep === 0xf3)) || e.adsize !== 8) return 0;
+  // (LOCK: decoded as any form, then kept only on the read-modify-write memory forms: lockable below)
+  if ((e.rep !== 0 && !(op === 0x90 && e.rep === 0xf3)) || e.adsize !== 8) return 0;
   const ram = c.ram;
   let p = pa + e.opLen;
   const size = e.opsize;
@@ -1228,8 +1322,24 @@ export function compileFast(c: SoftCpu, e: BlockEntry, pa: number, len: number):
   } else if ((op === 0x90 && e.rexB === 0) || op === 0x11f || op === 0x118 || op === 0x10d) {
     if (op !== 0x90) p = modrm(ram, p, e);
     f = nop;
+  } else if (op === 0x1b0) {
+    p = modrm(ram, p, e);
+    if (mod === 3) return 0;
+    e.a = byteReg(regField, e.rex); e.ash = byteShift; f = cmpxchg8M;
+  } else if (op === 0x131) {
+    f = rdtsc;
+  } else if (op === 0x101 && ram[p] === 0xf9) {
+    p += 1; f = rdtscp;
+  } else if (op === 0x8c && ((ram[p] >> 3) & 7) <= C.GS) {
+    p = modrm(ram, p, e);
+    e.op = (regField & 7); e.size = size;
+    if (mod === 3) { e.b = rmReg; f = movSregR; } else f = movSregM;
+  } else if (op === 0x1c7 && e.rexW && (ram[p] & 0x38) === 0x08 && (ram[p] >> 6) !== 3) {
+    p = modrm(ram, p, e);
+    f = cmpxchg16bM;
   }
   if (f === null) return 0;
+  if (e.lock && !lockable(f, e)) return 0;
   const decoded = p - pa;
   if (len !== 0 && decoded !== len) return 0; // the decoder and this table disagree: keep the generic replay
   e.fast = f;
@@ -1330,6 +1440,15 @@ export const enum Form {
   XchgRR, XchgM,
   /** MOVLPx/MOVHPx m64 load / store: the low (e.op 0) or high (1) half of XMM e.a; MOVHLPS (e.op 0) / MOVLHPS (1) e.b, e.a. */
   SseHalfLoad, SseHalfStore, SseHalfMove,
+  // ---- session 13
+  /** RDTSC (0F 31) / RDTSCP (0F 01 F9): #GP(0) if CR4.TSD and CPL > 0; EDX:EAX = TSC, RDTSCP also ECX = TSC_AUX. */
+  Rdtsc, Rdtscp,
+  /** CMPXCHG memory8, byte register (e.a, bits e.ash) (0F B0). */
+  Cmpxchg8M,
+  /** MOV register e.b (16-bit operand e.size 2: low half only; else zero-extended) / memory16, segment register e.op (8C). */
+  MovSregR, MovSregM,
+  /** CMPXCHG16B memory (REX.W 0F C7 /1): #GP(0) unless 16-byte aligned; only ZF changes. */
+  Cmpxchg16bM,
 }
 
 const FORM_OF = new Map<FastHandler, Form>([
@@ -1354,4 +1473,6 @@ const FORM_OF = new Map<FastHandler, Form>([
   [alu16MI, Form.Alu16MI], [movStore16, Form.MovStore16], [movLoad16, Form.MovLoad16],
   [leave, Form.Leave], [cli, Form.Cli], [sti, Form.Sti], [swapgs, Form.Swapgs], [pushM, Form.PushM],
   [xchgRR, Form.XchgRR], [xchgM, Form.XchgM],
+  [rdtsc, Form.Rdtsc], [rdtscp, Form.Rdtscp], [cmpxchg8M, Form.Cmpxchg8M], [movSregR, Form.MovSregR],
+  [movSregM, Form.MovSregM], [cmpxchg16bM, Form.Cmpxchg16bM],
 ]);

@@ -11,6 +11,7 @@ import { WASM_RAM_OFFSET } from '../../../memory/guest-memory.ts';
 import { Body, ModuleBuilder, Op, I32, I64, F64 } from './emit.ts';
 import * as layout from './layout.ts';
 import { emitTlbProbe } from './tlb-probe.ts';
+import { execSy } from '../fast-forms.ts';
 import { translateBody, translateRegion, groupRegions, buildModule, buildFlaglib, type WasmCode, EXPLICIT, SYNCED, ARITH, RF, VM, IF, K_SHIFT } from './translate.ts';
 /** The layout constants as a plain object (under tsx a namespace import reads each one through a getter call). */
 const L = { ...layout };
@@ -287,6 +288,8 @@ export class WasmEngine {
           this.curPos = pos;
           this.stats.conds++;
           const c = this.cur!;
+          // kinds >= 2 (RDTSC, RDTSCP, SWAPGS, a segment selector): ../fast-forms.ts execSy (h-forms)
+          if (kind >= 2) return execSy(c, kind);
           if (c.cpl > ((c.flags >> 12) & 3)) c.gp(0);
           if (kind === 0) { c.flags &= ~IF; return 0; }
           if (c.flags & IF) return 0;

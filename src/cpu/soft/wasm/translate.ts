@@ -1127,6 +1127,71 @@ function emitCode(T: Translator, block: Block, offs: number[], loop: { pre: numb
         T.produced(L_SUB, size);
         break;
       }
+      case Form.Cmpxchg8M: {
+        // CMPXCHG m8, r8 (0F B0; LOCK too) as ../fast-forms.ts cmpxchg8M: flags of CMP AL, DEST; equal: DEST = the
+        // byte register, else DEST written back with its own value, then AL = DEST
+        memOp(); T.load(1);
+        T.r8(0, 0); b.op(Op.i64ExtendI32u).set(T.ld);
+        b.get(T.v).set(T.ls);
+        T.alu(SUB, 1);
+        T.r8(e.a, e.ash); b.op(Op.i64ExtendI32u); b.get(T.v); b.get(T.lr).op(Op.i64Eqz).op(Op.select).set(T.w);
+        T.store(1);
+        b.get(T.lr).op(Op.i64Eqz).op(Op.i32Eqz).open(Op.if);
+        T.set8(0, 0, () => b.get(T.v).op(Op.i32WrapI64));
+        b.close();
+        T.produced(L_SUB, 1);
+        break;
+      }
+      case Form.Rdtsc: case Form.Rdtscp: {
+        // RDTSC / RDTSCP through the helper `sy` (kinds 2/3: the TSC is host time, CR4/CPL/TSC_AUX are JavaScript
+        // state), which writes RAX, RDX (and RCX) in the state area; no flag changes. Registers are written back
+        // first (it may raise #GP), and the cache forgets the ones it wrote.
+        T.flush(); b.i32(f === Form.Rdtsc ? 2 : 3); T.pos(); b.call(F_SY).op(Op.drop);
+        T.rs[0] = 0; T.rs[2] = 0;
+        if (f === Form.Rdtscp) T.rs[1] = 0;
+        break;
+      }
+      case Form.Swapgs: {
+        // SWAPGS through the helper `sy` (kind 4: the kernel GS base and CPL are JavaScript state; the GS base it
+        // swaps is the state area's, which memory operands read at each access)
+        T.flush(); b.i32(4); T.pos(); b.call(F_SY).op(Op.drop);
+        break;
+      }
+      case Form.MovSregR: case Form.MovSregM: {
+        // MOV r/m, Sreg (8C): the selector from the helper `sy` (kind 8 + register; it cannot fault)
+        const sel = () => { b.i32(8 + e.op); T.pos(); b.call(F_SY); };
+        if (f === Form.MovSregM) { memOp(); sel(); b.op(Op.i64ExtendI32u).set(T.w); T.store(2); }
+        else if (e.size === 2) T.setLow(e.b, 0xffff, sel);
+        else T.set32(e.b, sel);
+        break;
+      }
+      case Form.Cmpxchg16bM: {
+        // CMPXCHG16B m128 (LOCK too) as ../fast-forms.ts cmpxchg16bM: #GP(0) unless 16-byte aligned, both halves read,
+        // compared with RDX:RAX; equal: RCX:RBX stored, else the halves stored back and loaded into RDX:RAX; then
+        // ZF = equal over the flags from before (EXPLICIT record)
+        T.oldFlags();
+        memOp();
+        b.get(T.a).op(Op.i32WrapI64).i32(15).op(Op.i32And);
+        b.open(Op.if); T.flush(); T.pos(); b.call(F_GP).op(Op.unreachable); b.close();
+        T.load(8); b.get(T.v).set(T.x1);
+        b.get(T.a).i64(8).op(Op.i64Add).set(T.a);
+        T.load(8); b.get(T.v).set(T.x2);
+        b.get(T.x1); T.r64(0); b.op(Op.i64Eq);
+        b.get(T.x2); T.r64(2); b.op(Op.i64Eq);
+        b.op(Op.i32And).set(T.c32);
+        b.get(T.a).i64(8).op(Op.i64Sub).set(T.a);
+        T.r64(3); b.get(T.x1).get(T.c32).op(Op.select).set(T.w);
+        T.store(8);
+        b.get(T.a).i64(8).op(Op.i64Add).set(T.a);
+        T.r64(1); b.get(T.x2).get(T.c32).op(Op.select).set(T.w);
+        T.store(8);
+        b.get(T.c32).op(Op.i32Eqz).open(Op.if);
+        T.set64(0, T.x1); T.set64(2, T.x2);
+        b.close();
+        b.get(T.fl).i32(~0x40).op(Op.i32And).get(T.c32).i32(6).op(Op.i32Shl).op(Op.i32Or);
+        T.explicit(8);
+        break;
+      }
       case Form.XchgRR: {
         // XCHG e.a, e.b (87, register): swap (32-bit: both zero-extended)
         const size = e.size;
@@ -1470,14 +1535,34 @@ function emitCode(T: Translator, block: Block, offs: number[], loop: { pre: numb
       }
       case Form.NotNegR: {
         // NOT (no flags) / NEG (record Sub 0 - v), F7 /2 /3
+        // (NOT computes in `w`: the flag locals may hold the record of an earlier producer of this block)
         const r = e.b, size = e.size;
+        if (e.op === 0) {
+          T.regVal(r, size); b.i64(-1).op(Op.i64Xor);
+          if (size === 4) b.i64(0xffffffffn).op(Op.i64And);
+          b.set(T.w);
+          if (size === 8) T.set64(r, T.w); else T.set32(r, () => b.get(T.w).op(Op.i32WrapI64));
+          break;
+        }
         T.regVal(r, size); b.set(T.ls);
-        if (e.op === 0) b.get(T.ls).i64(-1).op(Op.i64Xor);
-        else b.i64(0).get(T.ls).op(Op.i64Sub);
+        b.i64(0).get(T.ls).op(Op.i64Sub);
         if (size === 4) b.i64(0xffffffffn).op(Op.i64And);
         b.set(T.lr);
         T.writeLr(r, size);
-        if (e.op === 1) { b.i64(0).set(T.ld); T.produced(L_SUB, size); }
+        b.i64(0).set(T.ld); T.produced(L_SUB, size);
+        break;
+      }
+      case Form.NotNegM: {
+        // NOT/NEG of memory (F7 /2 /3; LOCK too) as ../fast-forms.ts notNegM: the read, the write, then (NEG) the
+        // record Sub 0 - v (NOT changes no flag: it computes in `w`, leaving the flag locals alone)
+        const size = e.size;
+        memOp(); T.load(size);
+        if (e.op === 0) b.get(T.v).i64(-1).op(Op.i64Xor);
+        else b.i64(0).get(T.v).op(Op.i64Sub);
+        if (size === 4) b.i64(0xffffffffn).op(Op.i64And);
+        b.set(T.w);
+        T.store(size);
+        if (e.op === 1) { b.i64(0).set(T.ld); b.get(T.v).set(T.ls); b.get(T.w).set(T.lr); T.produced(L_SUB, size); }
         break;
       }
       case Form.CallInd: case Form.JmpInd: {
