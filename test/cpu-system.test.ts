@@ -233,6 +233,38 @@ test('SYSCALL/SYSRET round trip with SFMASK and SWAPGS; SYSRET to a non-canonica
   assert.equal(exec(u, USER, '0f 01 f8'), C.EXC_GP);
 });
 
+test('SYSCALL/SYSRET follow STAR, LSTAR and SFMASK as they change (the decoded values are cached per vCPU)', () => {
+  const cpu = machine(3);
+  loadTablesFromRing3(cpu);
+  cpu.msrs.set(0xc0000081, (0x23n << 48n) | (0x10n << 32n)); // STAR
+  cpu.msrs.set(0xc0000082, BigInt(H_SYSCALL)); // LSTAR
+  cpu.msrs.set(0xc0000084, BigInt(C.IF)); // SFMASK
+  cpu.setFlagsValue(C.IF | C.DF);
+  put(cpu, USER, '0f 05 0f 05 0f 05'); // syscall x3
+  put(cpu, H_SYSCALL, '48 0f 07'); // sysretq
+  put(cpu, H_SYSCALL + 0x100, '48 0f 07'); // sysretq
+  cpu.rip = USER;
+  step(cpu);
+  assert.equal(cpu.rip, H_SYSCALL);
+  assert.equal(cpu.getFlags(), C.DF | C.FLAGS_FIXED);
+  step(cpu);
+  assert.equal(cpu.segSel[C.CS], 0x33);
+  // WRMSR (or a restore) writes cpu.msrs: the next SYSCALL and SYSRET use the new values
+  cpu.msrs.set(0xc0000082, BigInt(H_SYSCALL + 0x100));
+  cpu.msrs.set(0xc0000084, BigInt(C.DF));
+  cpu.msrs.set(0xc0000081, (0x43n << 48n) | (0x10n << 32n));
+  step(cpu);
+  assert.equal(cpu.rip, H_SYSCALL + 0x100);
+  assert.equal(cpu.getFlags(), C.IF | C.FLAGS_FIXED);
+  step(cpu);
+  assert.equal(cpu.segSel[C.CS], 0x53, 'SYSRET CS from the new STAR');
+  assert.equal(cpu.rip, USER + 4);
+  // an MSR back at its reset value (no entry in cpu.msrs): SFMASK 0 masks nothing (SYSRET restored IF and DF)
+  cpu.msrs.delete(0xc0000084);
+  step(cpu);
+  assert.equal(cpu.getFlags(), C.IF | C.DF | C.FLAGS_FIXED);
+});
+
 test('segment loads in 64-bit mode: null rules for SS, privilege and presence checks, accessed bit', () => {
   const u = machine(3);
   loadTablesFromRing3(u);

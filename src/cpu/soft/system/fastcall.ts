@@ -26,26 +26,53 @@ function msrAddress(cpu: SoftCpu, index: number): number {
   return Number(BigInt.asIntN(64, msrValue(cpu, index)));
 }
 
-function msrHigh32(cpu: SoftCpu, index: number): number {
-  return Number((msrValue(cpu, index) >> 32n) & 0xffffffffn);
-}
-
 function msrLow32(cpu: SoftCpu, index: number): number {
   return Number(msrValue(cpu, index) & 0xffffffffn);
+}
+
+/**
+ * The SYSCALL MSRs (STAR, LSTAR, CSTAR, SFMASK) as numbers, decoded once per value. SYSCALL/SYSRET run twice per
+ * Linux system call, and decoding the stored bigints each time (asIntN, shifts, Number) was ~5% of the VMM's time
+ * on a loop of one-byte reads and writes. The record remembers the bigints it was decoded from and is checked
+ * against cpu.msrs at each use (a WRMSR, a snapshot restore or a test may change the map any time): four Map
+ * lookups and compares of small bigints instead of the conversions.
+ */
+interface SyscallMsrs {
+  msrs: Map<number, bigint>;
+  star: bigint | undefined; lstar: bigint | undefined; cstar: bigint | undefined; sfmask: bigint | undefined;
+  /** STAR[47:32] (SYSCALL CS; SS = +8) and STAR[63:48] (SYSRET base) */
+  callCs: number; retBase: number;
+  lstarNum: number; cstarNum: number; mask: number;
+}
+const syscallCache = new WeakMap<SoftCpu, SyscallMsrs>();
+
+function syscallMsrs(cpu: SoftCpu): SyscallMsrs {
+  const m = cpu.msrs;
+  const r = syscallCache.get(cpu);
+  if (r !== undefined && r.msrs === m && m.get(MSR_STAR) === r.star && m.get(MSR_LSTAR) === r.lstar
+    && m.get(MSR_CSTAR) === r.cstar && m.get(MSR_SFMASK) === r.sfmask) return r;
+  const starHi = Number((msrValue(cpu, MSR_STAR) >> 32n) & 0xffffffffn);
+  const n: SyscallMsrs = {
+    msrs: m, star: m.get(MSR_STAR), lstar: m.get(MSR_LSTAR), cstar: m.get(MSR_CSTAR), sfmask: m.get(MSR_SFMASK),
+    callCs: starHi & 0xffff, retBase: (starHi >>> 16) & 0xffff,
+    lstarNum: msrAddress(cpu, MSR_LSTAR), cstarNum: msrAddress(cpu, MSR_CSTAR), mask: msrLow32(cpu, MSR_SFMASK),
+  };
+  syscallCache.set(cpu, n);
+  return n;
 }
 
 // 0F 05: syscall. Intel raises #UD outside 64-bit mode; compatibility-mode SYSCALL (an AMD feature) is taken
 // to CSTAR so a 32-bit caller of a kernel that programs it still works.
 def0f(0x05, (cpu) => {
   if (!(cpu.efer & C.EFER_SCE) || !(cpu.efer & C.EFER_LMA)) cpu.ud();
-  const target = msrAddress(cpu, cpu.mode64 ? MSR_LSTAR : MSR_CSTAR);
+  const m = syscallMsrs(cpu);
+  const target = cpu.mode64 ? m.lstarNum : m.cstarNum;
   const flags = cpu.getFlags();
   const rip = cpu.rip;
   cpu.setReg64Num(1, rip); // RCX = return RIP
   cpu.setReg(4, 11, flags & ~C.RF); // R11 = RFLAGS (RF cleared)
-  const mask = msrLow32(cpu, MSR_SFMASK);
-  cpu.setFlagsValue(flags & ~mask & ~C.RF);
-  const csSel = (msrHigh32(cpu, MSR_STAR) >>> 0) & 0xffff;
+  cpu.setFlagsValue(flags & ~m.mask & ~C.RF);
+  const csSel = m.callCs;
   cpu.loadSegmentRaw(C.SS, (csSel + 8) & 0xfffc, 0, 0xffffffff, flatDataAttr(0));
   cpu.loadSegmentRaw(C.CS, csSel & 0xfffc, 0, 0xffffffff, flatCodeAttr(0, true));
   cpu.rip = target;
@@ -55,7 +82,7 @@ def0f(0x05, (cpu) => {
 def0f(0x07, (cpu) => {
   if (!(cpu.efer & C.EFER_SCE) || !cpu.mode64) cpu.ud();
   if (cpu.cpl !== 0) cpu.gp(0);
-  const base = (msrHigh32(cpu, MSR_STAR) >>> 16) & 0xffff;
+  const base = syscallMsrs(cpu).retBase;
   const to64 = cpu.opsize === 8;
   const rip = to64 ? cpu.getReg64Num(1) : cpu.rlo[1] >>> 0;
   // Intel checks RCX before changing anything (the #GP is taken at CPL 0).
