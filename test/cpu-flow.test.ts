@@ -560,11 +560,33 @@ test('cli/sti/hlt privilege, the STI interrupt shadow', () => {
   k.cpu.eventPending = false;
   runCode(k, hexBytes('fb'));
   assert.equal(k.cpu.flags & C.IF, C.IF);
-  assert.equal(k.cpu.interruptShadow, true);
-  assert.equal(k.cpu.eventPending, true);
+  // No local APIC, so no interrupt can be pending: no shadow and no event check (ops/interrupt-flag.ts).
+  assert.equal(k.cpu.interruptShadow, false);
+  assert.equal(k.cpu.eventPending, false);
   runCode(k, hexBytes('f4'));
   assert.equal(k.cpu.halted, true);
   assert.equal(k.cpu.rip, CODE + 1);
+  // With an interrupt pending at the APIC, STI opens the shadow and asks for an event check; with none (an APIC
+  // that has nothing to give) it only sets IF. STI with IF already set changes nothing.
+  for (const pending of [true, false]) {
+    const p = longModeMachine(0);
+    let asked = 0;
+    (p.cpu.env as { lapic?: unknown }).lapic = {
+      hasInterrupt: () => { asked++; return pending; }, acknowledge: () => 0x30, readApicBaseMsr: () => 0xfee00900n,
+      writeApicBaseMsr: () => {}, mmioRead: () => 0, mmioWrite: () => {},
+    };
+    runCode(p, hexBytes('fa'));
+    p.cpu.eventPending = false;
+    runCode(p, hexBytes('fb'));
+    assert.equal(p.cpu.flags & C.IF, C.IF);
+    assert.equal(p.cpu.interruptShadow, pending, `pending ${pending}: shadow`);
+    assert.equal(p.cpu.eventPending, pending, `pending ${pending}: event check`);
+    assert.equal(asked, 1);
+    p.cpu.interruptShadow = false; p.cpu.eventPending = false;
+    runCode(p, hexBytes('fb'));
+    assert.equal(p.cpu.interruptShadow, false, 'STI with IF set');
+    assert.equal(p.cpu.eventPending, false, 'STI with IF set');
+  }
 });
 
 test('enter/leave, lahf/sahf, xlat, flag instructions', () => {

@@ -24,6 +24,7 @@ import { INT_FN, type IntFn } from './ops/sse-int.ts';
 import { D, S } from './ops/sse-common.ts';
 import { loadTscIntoEdxEax } from './system/control.ts';
 import { MSR, storedMsr } from './system/msr.ts';
+import { stiSetsIf } from './ops/interrupt-flag.ts';
 
 const TWO32 = C.TWO32;
 const TWO47 = C.TWO47;
@@ -636,11 +637,7 @@ const cli: FastHandler = (c) => {
 };
 const sti: FastHandler = (c) => {
   if (c.cpl > ((c.flags >> 12) & 3)) c.gp(0);
-  if (!(c.flags & C.IF)) {
-    c.flags |= C.IF;
-    c.interruptShadow = true;
-    c.eventPending = true;
-  }
+  stiSetsIf(c);
 };
 
 // ---- SWAPGS (0F 01 F8): 64-bit mode, #GP(0) above CPL 0; exchanges the GS base with IA32_KERNEL_GS_BASE

@@ -5,6 +5,7 @@
 import type { SoftCpu } from '../cpu.ts';
 import * as C from '../constants.ts';
 import { def1, def0f } from '../tables.ts';
+import { stiSetsIf } from '../ops/interrupt-flag.ts';
 
 // =====================================================================================================
 // Time-stamp counter
@@ -111,12 +112,7 @@ def1(0xfa, (c) => {
 
 def1(0xfb, (c) => {
   checkIfChange(c);
-  if (!(c.flags & C.IF)) {
-    c.flags |= C.IF;
-    // Interrupts stay blocked until the end of the next instruction (SDM STI; vol. 3A §6.8.3).
-    c.interruptShadow = true;
-    c.eventPending = true;
-  }
+  stiSetsIf(c); // (the shadow and the event check only when an interrupt is pending: ../ops/interrupt-flag.ts)
 });
 
 def1(0xf4, (c) => {

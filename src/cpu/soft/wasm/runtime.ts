@@ -12,6 +12,7 @@ import { Body, ModuleBuilder, Op, I32, I64, F64 } from './emit.ts';
 import * as layout from './layout.ts';
 import { emitTlbProbe } from './tlb-probe.ts';
 import { execSy } from '../fast-forms.ts';
+import { stiSetsIf } from '../ops/interrupt-flag.ts';
 import { translateBody, translateRegion, groupRegions, buildModule, buildFlaglib, type WasmCode, EXPLICIT, SYNCED, ARITH, RF, VM, IF, K_SHIFT } from './translate.ts';
 /** The layout constants as a plain object (under tsx a namespace import reads each one through a getter call). */
 const L = { ...layout };
@@ -292,10 +293,7 @@ export class WasmEngine {
           if (kind >= 2) return execSy(c, kind);
           if (c.cpl > ((c.flags >> 12) & 3)) c.gp(0);
           if (kind === 0) { c.flags &= ~IF; return 0; }
-          if (c.flags & IF) return 0;
-          c.flags |= IF;
-          c.interruptShadow = true;
-          c.eventPending = true;
+          if (!stiSetsIf(c)) return 0; // (no interrupt pending: no shadow, no event check, ../ops/interrupt-flag.ts)
           this.i32[(this.curSt + L.S_CHAIN) >> 2] = 0;
           return 1;
         },
