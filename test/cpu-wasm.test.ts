@@ -959,3 +959,21 @@ test('MOV r/m,Sreg, SWAPGS and LOCK CMPXCHG16B (equal and not; misaligned: #GP(0
   assert.equal(w.cpu.lastException, C.EXC_GP);
   assert.equal(w.cpu.getGpr(1), 6n);
 });
+
+test('SHL/SAL/SHR/SAR of byte registers by 1..7 (C0, D0; AH..BH, SIL, BPL, R8B; rotates and other counts kept) translated inline match the interpreter', () => {
+  // mov ecx,60 / mov rsi,0x200000 / 1: mov rax,[rsi+rcx*8] / mov rbx,[rsi+rcx*8+0x200] / mov r8,[rsi+rcx*8+0x400]
+  // mov rdx,rax / mov rdi,rbx / shr al,6 / pushfq / pop r9 / add r10,r9 / shr ah,1 / seto r11b / add r12,r11
+  // shl bl,3 / setc r11b / add r12,r11 / sar bh,7 / sets r11b / add r12,r11 / sar r8b,1 / pushfq / pop r9 / add r10,r9
+  // shl sil,1 / setp r11b / add r12,r11 / sal bpl,5 (40 c0 f5 05) / seto r11b / add r12,r11 / shl r8b,1 / seto r11b
+  // add r12,r11 / rol dl,3 / shr dil,7 / setz r11b / add r12,r11 / shr dl,9 / shl al,0 / pushfq / pop r9 / add r10,r9
+  // add r13,rax / add r13,rbx / add r13,r8 / add r13,rdx / add r13,rdi / mov rsi,0x200000 / dec ecx / jnz 1b / hlt
+  const code = hexBytes(`b9 3c 00 00 00 48 c7 c6 00 00 20 00 48 8b 04 ce 48 8b 9c ce 00 02 00 00 4c 8b 84 ce 00 04 00 00 48 89 c2 48 89
+    df c0 e8 06 9c 41 59 4d 01 ca d0 ec 41 0f 90 c3 4d 01 dc c0 e3 03 41 0f 92 c3 4d 01 dc c0 ff 07 41 0f 98 c3 4d
+    01 dc 41 d0 f8 9c 41 59 4d 01 ca 40 d0 e6 41 0f 9a c3 4d 01 dc 40 c0 f5 05 41 0f 90 c3 4d 01 dc 41 d0 e0 41 0f
+    90 c3 4d 01 dc c0 c2 03 40 c0 ef 07 41 0f 94 c3 4d 01 dc c0 ea 09 c0 e0 00 9c 41 59 4d 01 ca 49 01 c5 49 01 dd
+    4d 01 c5 49 01 d5 49 01 fd 48 c7 c6 00 00 20 00 ff c9 0f 85 60 ff ff ff f4`);
+  const m = agree(code, (mm) => { fill(mm); mm.cpu.setGpr(5, 0x5an); }, 2000);
+  // (rol dl,3, shr dl,9 and shl al,0 are replayed: 3 per pass at most)
+  assert.ok(m.cpu.wasm!.stats.replays <= 3 * 60, `replayed: ${m.cpu.wasm!.stats.replays}`);
+  assert.ok(m.cpu.codeCache.table.some((b) => b !== null && b !== undefined && b.entries.some((e) => e.form === Form.Shift8Imm)), 'byte shifts have their form');
+});

@@ -933,6 +933,14 @@ const movSregR: FastHandler = (c, e) => {
 };
 const movSregM: FastHandler = (c, e) => c.writeLin(ea(c, e), 2, c.segSel[e.op]);
 
+// ---- group 2 of a byte register by a constant 1..7 (C0 /n ib, D0 /n) as ./ops/alu-shift.ts group2: register
+// (e.b, bits e.bsh), operation e.op, count e.imm (larger counts keep the handler)
+
+const shift8RegImm: FastHandler = (c, e) => {
+  c.settleFlags();
+  wr8(c, e.b, e.bsh, shift32(c, e.op, 1, rd8(c, e.b, e.bsh), e.imm));
+};
+
 // ---- CMPXCHG16B m128 (REX.W 0F C7 /1) as ./ops/alu.ts: #GP(0) unless 16-byte aligned; both halves read, then
 // RDX:RAX compared; equal: m128 = RCX:RBX, else m128 written back with its own value and RDX:RAX = m128; only ZF
 // changes. (An aligned 16-byte block lies in one page: once the first write succeeded the second cannot fault.)
@@ -1331,6 +1339,13 @@ export function compileFast(c: SoftCpu, e: BlockEntry, pa: number, len: number):
     p = modrm(ram, p, e);
     e.op = (regField & 7); e.size = size;
     if (mod === 3) { e.b = rmReg; f = movSregR; } else f = movSregM;
+  } else if ((op === 0xc0 || op === 0xd0) && (ram[p] >> 6) === 3) {
+    p = modrm(ram, p, e);
+    let count = 1;
+    if (op === 0xc0) { count = ram[p]; p += 1; }
+    count &= 31;
+    if (count === 0 || count > 7) return 0;
+    e.b = byteReg(rmReg, e.rex); e.bsh = byteShift; e.op = regField & 7; e.imm = count; f = shift8RegImm;
   } else if (op === 0x1c7 && e.rexW && (ram[p] & 0x38) === 0x08 && (ram[p] >> 6) !== 3) {
     p = modrm(ram, p, e);
     f = cmpxchg16bM;
@@ -1446,6 +1461,8 @@ export const enum Form {
   MovSregR, MovSregM,
   /** CMPXCHG16B memory (REX.W 0F C7 /1): #GP(0) unless 16-byte aligned; only ZF changes. */
   Cmpxchg16bM,
+  /** Group 2 (e.op ROL..SAR) of byte register (e.b, bits e.bsh) by a constant e.imm of 1..7 (C0 /n ib, D0 /n). */
+  Shift8Imm,
 }
 
 const FORM_OF = new Map<FastHandler, Form>([
@@ -1471,5 +1488,5 @@ const FORM_OF = new Map<FastHandler, Form>([
   [leave, Form.Leave], [cli, Form.Cli], [sti, Form.Sti], [swapgs, Form.Swapgs], [pushM, Form.PushM],
   [xchgRR, Form.XchgRR], [xchgM, Form.XchgM],
   [rdtsc, Form.Rdtsc], [rdtscp, Form.Rdtscp], [cmpxchg8M, Form.Cmpxchg8M], [movSregR, Form.MovSregR],
-  [movSregM, Form.MovSregM], [cmpxchg16bM, Form.Cmpxchg16bM],
+  [movSregM, Form.MovSregM], [cmpxchg16bM, Form.Cmpxchg16bM], [shift8RegImm, Form.Shift8Imm],
 ]);

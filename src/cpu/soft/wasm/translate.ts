@@ -1192,6 +1192,27 @@ function emitCode(T: Translator, block: Block, offs: number[], loop: { pre: numb
         T.explicit(8);
         break;
       }
+      case Form.Shift8Imm: {
+        // SHL/SAL/SHR/SAR of a byte register by 1..7 (C0/D0; rotates replayed) as ../ops/alu-shift.ts shift32 at
+        // size 1: all six flags explicit (AF set; OF: SHL top bit ^ CF, SHR bits 7 ^ 6 of the result, SAR 0)
+        if (e.op < 4) { replay(); break; }
+        const n = e.imm, shl = e.op === 4 || e.op === 6, sar = e.op === 7;
+        T.r8(e.b, e.bsh);
+        if (sar) b.i32(24).op(Op.i32Shl).i32(24).op(Op.i32ShrS);
+        b.op(Op.i64ExtendI32s).set(T.t);
+        b.get(T.t).i64(n).op(shl ? Op.i64Shl : sar ? Op.i64ShrS : Op.i64ShrU).i64(255).op(Op.i64And).set(T.v);
+        b.get(T.t).i64(shl ? 8 - n : n - 1).op(Op.i64ShrU).op(Op.i32WrapI64).i32(1).op(Op.i32And).set(T.c32); // CF
+        b.get(T.c32);
+        if (shl) b.get(T.v).i64(7).op(Op.i64ShrU).op(Op.i32WrapI64).get(T.c32).op(Op.i32Xor).i32(11).op(Op.i32Shl).op(Op.i32Or);
+        else if (!sar) b.get(T.v).i64(7).op(Op.i64ShrU).get(T.v).i64(6).op(Op.i64ShrU).op(Op.i64Xor).op(Op.i32WrapI64).i32(1).op(Op.i32And).i32(11).op(Op.i32Shl).op(Op.i32Or);
+        b.get(T.v).op(Op.i64Eqz).i32(6).op(Op.i32Shl).op(Op.i32Or); // ZF
+        b.get(T.v).op(Op.i32WrapI64).i32(0x80).op(Op.i32And).op(Op.i32Or); // SF
+        b.get(T.v).op(Op.i32WrapI64).op(Op.i32Popcnt).i32(1).op(Op.i32And).op(Op.i32Eqz).i32(2).op(Op.i32Shl).op(Op.i32Or); // PF
+        b.i32(16).op(Op.i32Or); // AF
+        T.explicit(1);
+        T.set8(e.b, e.bsh, () => b.get(T.v).op(Op.i32WrapI64));
+        break;
+      }
       case Form.XchgRR: {
         // XCHG e.a, e.b (87, register): swap (32-bit: both zero-extended)
         const size = e.size;
