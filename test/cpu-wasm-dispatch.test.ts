@@ -348,3 +348,96 @@ test('an event raised by a store in a region block is seen at the next instructi
   const r = regionStats(results[1].m);
   assert.ok(r.regions >= 1 && r.intra > 10_000, `regions ${r.regions}, entries between their blocks ${r.intra}`);
 });
+
+// ---- the return-address stack (translate.ts Translator.rasPush/rasPop): a RET names its predicted successor's
+// dispatch entry only when the popped address is the one its CALL pushed, within one dispatcher call and mapping.
+
+/** Dispatcher entries that went through the full path (fetch-TLB probe and table lookup) in machine `m`. */
+function fullLookups(m: Machine): number {
+  const w = m.cpu.wasm!;
+  return m.cpu.codeCache.stats.chainHits - w.stats.direct - w.stats.intra;
+}
+
+test('CALL/RET pairs chain through the return-address stack; a RET whose return address was rewritten goes there', () => {
+  // f adds 5 to its return address on the stack for the last 100 passes: the RET then lands on `add eax,5`, not on
+  // the block its CALL predicted.
+  //   mov ecx,300 / xor eax,eax / L: call f / add eax,1 / jmp M / add eax,5 / M: dec ecx / jnz L / hlt
+  //   f: cmp ecx,100 / ja 1f / add qword [rsp],5 / 1: ret
+  const code = hexBytes('b9 2c 01 00 00 31 c0 e8 0d 00 00 00 83 c0 01 eb 03 83 c0 05 ff c9 75 ef f4 83 f9 64 77 05 48 83 04 24 05 c3');
+  const results = (['interpreter', 'wasm'] as Mode[]).map((mode) => {
+    const m = machine(mode);
+    m.mem.write(CODE, Uint8Array.from(code));
+    assert.equal(runBlocksToHalt(m, 100_000), -1);
+    return { m, s: state(m) };
+  });
+  assert.deepEqual(results[1].s, results[0].s, 'translated code = interpreter');
+  assert.equal(results[1].m.cpu.getGpr(0), 200n + 100n * 5n);
+  const m = results[1].m;
+  assert.ok(m.cpu.jitInstructions > 1000, `instructions run in wasm: ${m.cpu.jitInstructions}`);
+  // (every RET of the first 200 passes is predicted: ~300 RETs would otherwise go through the full lookup)
+  assert.ok(fullLookups(m) < 150, `full dispatcher lookups: ${fullLookups(m)}`);
+});
+
+/**
+ * The remapping tests run at CODE2 (the 2 MiB page 8, away from the page tables and the stack); ALT (page 4) holds
+ * the same code with `add eax,2` after the CALL.
+ */
+const CODE2 = 0x1000000, ALT = 0x800000;
+function remapCode(m: Machine, code: number[]): void {
+  m.mem.write(CODE2, Uint8Array.from(code));
+  const alt = code.slice();
+  alt[0xe] = 2;
+  m.mem.write(ALT, Uint8Array.from(alt));
+}
+
+test('a RET after a CR3 load that maps its return address elsewhere returns to the new mapping (every pass)', () => {
+  // A second set of page tables maps CODE2's 2 MiB page to ALT; f switches between the two at every
+  // call, between the CALL (which predicted the physical block after it) and its RET: pass 1 returns into ALT's copy
+  // (add eax,2), pass 2 into CODE2's, ...
+  //   mov ecx,300 / xor eax,eax / L: call f / add eax,1 / dec ecx / jnz L / hlt / f: mov cr3,rbx / xchg rbx,rbp / ret
+  const code = hexBytes('b9 2c 01 00 00 31 c0 e8 08 00 00 00 83 c0 01 ff c9 75 f4 f4 0f 22 db 48 87 eb c3');
+  const results = (['interpreter', 'wasm'] as Mode[]).map((mode) => {
+    const m = machine(mode);
+    const PT2 = 0x20000;
+    for (let k = 0; k < 3; k++) m.mem.write(PT2 + k * 4096, m.mem.read(0x10000 + k * 4096, 4096));
+    const link = (at: number, to: number) => {
+      const old = m.mem.read(at, 8), dv = new DataView(new ArrayBuffer(8));
+      dv.setUint32(0, (to & ~0xfff) | ((old[0] | (old[1] << 8)) & 0xfff), true);
+      m.mem.write(at, new Uint8Array(dv.buffer));
+    };
+    link(PT2, PT2 + 4096); link(PT2 + 4096, PT2 + 8192); link(PT2 + 8192 + 8 * 8, ALT);
+    m.cpu.setGpr(3, BigInt(PT2));
+    m.cpu.setGpr(5, BigInt(m.cpu.cr3));
+    remapCode(m, code);
+    assert.equal(runBlocksToHalt(m, 100_000, CODE2), -1);
+    return { m, s: state(m) };
+  });
+  assert.deepEqual(results[1].s, results[0].s, 'translated code = interpreter');
+  assert.equal(results[1].m.cpu.getGpr(0), 150n * 2n + 150n * 1n, 'each RET runs the code its new mapping holds');
+  assert.ok(results[1].m.cpu.jitInstructions > 1000, `instructions run in wasm: ${results[1].m.cpu.jitInstructions}`);
+});
+
+test('a RET after its return address page was remapped and INVLPG returns to the new mapping (every pass)', () => {
+  // f, in the next 2 MiB page (its own translation stays: the RET is entered through the fetch TLB as usual), swaps
+  // the page-directory entry of CODE2's page between CODE2 and ALT and invalidates it at every call: the RET's
+  // prediction, made by the CALL under the old mapping, must be dropped (SoftCpu.invalidateFetch).
+  //   mov ecx,300 / xor eax,eax / L: call f / add eax,1 / dec ecx / jnz L / hlt
+  //   f (CODE2 + 2 MiB): mov [rsi],rdx / xchg rdx,rbp / invlpg [rdi] / ret
+  const code = hexBytes('b9 2c 01 00 00 31 c0 e8 f4 ff 1f 00 83 c0 01 ff c9 75 f4 f4');
+  const f = hexBytes('48 89 16 48 87 ea 0f 01 3f c3');
+  const results = (['interpreter', 'wasm'] as Mode[]).map((mode) => {
+    const m = machine(mode);
+    const PDE = 0x10000 + 8192 + 8 * 8, old = m.mem.read(PDE, 8), low = (old[0] | (old[1] << 8)) & 0xfff;
+    m.cpu.setGpr(6, BigInt(PDE));
+    m.cpu.setGpr(2, BigInt(ALT | low));
+    m.cpu.setGpr(5, BigInt(CODE2 | low));
+    m.cpu.setGpr(7, BigInt(CODE2));
+    remapCode(m, code);
+    m.mem.write(CODE2 + 0x200000, Uint8Array.from(f));
+    assert.equal(runBlocksToHalt(m, 100_000, CODE2), -1);
+    return { m, s: state(m) };
+  });
+  assert.deepEqual(results[1].s, results[0].s, 'translated code = interpreter');
+  assert.equal(results[1].m.cpu.getGpr(0), 150n * 2n + 150n * 1n, 'each RET runs the code its new mapping holds');
+  assert.ok(results[1].m.cpu.jitInstructions > 1000, `instructions run in wasm: ${results[1].m.cpu.jitInstructions}`);
+});

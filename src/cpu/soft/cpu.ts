@@ -22,7 +22,7 @@ import { CodeCache, codeCacheFor, Block, BlockEntry, TERMINATOR, MAX_BLOCK, HOT_
 import { compileFast } from './fast-forms.ts';
 import { translateBlock } from './jit/translate.ts';
 import { wasmStateFor, type WasmEngine } from './wasm/runtime.ts';
-import { dispatchEntry, sseViews } from './wasm/layout.ts';
+import { dispatchEntry, sseViews, S_RASP } from './wasm/layout.ts';
 
 export interface CpuEnvironment {
   mem: GuestMemory;
@@ -842,6 +842,8 @@ export class SoftCpu {
   invalidateFetch(): void {
     this.fetchRipLo = 1.5;
     this.fetchRipHi = 0.5;
+    // (and the wasm translator's return-address predictions, made under the old mapping: ./wasm/layout.ts S_RASP)
+    if (this.wasm !== null) this.wasm.i32[(this.wasmState + S_RASP) >> 2] = 0;
   }
 
   /** Derive REX.W/R/X/B from `rex` after prefix decoding (REX.W makes the operand size 8). */

@@ -16,6 +16,7 @@
 //     S_SEG  segBase[6] (Float64Array)
 //     S_XMM  the XMM registers, 16 bytes each, little endian (SoftCpu.xmm is a view of them)
 //     S_INTRA region-internal block entries (statistics)
+//     S_RASP, S_RAS the return-address stack (translate.ts Translator.rasPush/rasPop)
 //     S_SSE  1 while SSE instructions may run (CR0.EM and CR0.TS clear, CR4.OSFXSR set): ./sse.ts's inline code
 //            checks it and leaves the instruction to the JavaScript form when it is 0 (FpuState.sseOk)
 //     S_EFL  SoftCpu.flags during a call (translated MOVS/STOS read DF there)
@@ -71,6 +72,16 @@ export const S_XMM = 256;
 export const S_SSE = 512;
 /** Branches from a block of a region to another of the same function (translate.ts Region; statistics, like S_CHAINS). */
 export const S_INTRA = 520;
+/**
+ * The return-address stack (translate.ts Translator.rasPush/rasPop): S_RASP counts pushes (the dispatcher zeroes it
+ * at each call; SoftCpu.invalidateFetch, i.e. every TLB flush and INVLPG, too), S_RAS holds RAS_N entries of
+ * RAS_STRIDE bytes, entry (count mod RAS_N): the return address (i64, linear), the (pa, page generation) key of its
+ * block (i64, as a DISPATCH entry's first two words) and the byte address of its DISPATCH set (i32).
+ */
+export const S_RASP = 524;
+export const S_RAS = 528;
+export const RAS_N = 16;
+export const RAS_STRIDE = 24;
 /** SoftCpu.flags (whole EFLAGS; translated MOVS/STOS read DF from it), stored with the lazy-flag record (runtime.ts giveFlags). */
 export const S_EFL = 1016;
 export const S_PHYS = 1024;

@@ -68,6 +68,8 @@ function buildDispatcher(ramSize: number): Uint8Array<ArrayBuffer> {
   const ripi = b.local(I64), vpn = b.local(I64), p = b.local(I64);
   b.get(left).i32(CHAIN_LIMIT).get(left).i32(CHAIN_LIMIT).op(Op.i32LtS).op(Op.select).set(limit);
   b.get(st).i32(1).mem(Op.i32Store, 2, L.S_CHAIN);
+  // (return-address predictions hold for one call: its privilege and mode, translate.ts Translator.rasPush)
+  b.get(st).i32(0).mem(Op.i32Store, 2, L.S_RASP);
   const out = b.open(Op.block);
   const top = b.open(Op.loop);
   b.get(st).get(n).mem(Op.i32Store, 2, L.S_NBASE);

@@ -32,6 +32,10 @@
 // - blocks of one page translated in one batch that branch to each other form a region: one function with a
 //   br_table on the entered block, where a static exit to another of them is a branch, not a return to the
 //   dispatcher (Region, translateRegion; RINGZERO_WASM_REGIONS=0: off);
+// - a CALL pushes its return address and that address's block (same page only) on a small return-address stack in
+//   the state area; a RET that pops the same address names that block's dispatch entry to the dispatcher (S_NEXT), as
+//   a static exit does, instead of the fetch-TLB probe and table lookup (Translator.rasPush/rasPop; the stack lives
+//   for one dispatcher call and is emptied by every TLB flush and INVLPG; RINGZERO_WASM_RAS=0: off);
 // - a block whose final direct branch targets its own start loops inside the function; and a dispatcher
 //   (./runtime.ts buildDispatcher) follows RIP from block to block through the fetch TLB and a table of translated blocks in
 //   the wasm memory, so chains of translated blocks never return to JavaScript (at most CHAIN_LIMIT instructions
@@ -154,6 +158,8 @@ export const SYNCED = 16;
 const LOG2 = [0, 0, 1, 0, 2, 0, 0, 0, 3];
 /** Static exits chain straight into the next translated block of the same page (RINGZERO_WASM_DIRECT=0: off). */
 const DIRECT_CHAIN = process.env.RINGZERO_WASM_DIRECT !== '0';
+/** CALL/RET keep a return-address stack that names a RET's successor to the dispatcher (RINGZERO_WASM_RAS=0: off). */
+const RAS = process.env.RINGZERO_WASM_RAS !== '0';
 /**
  * In a self-looping block, memory accesses probe the TLB inline and call the memory library only on a miss
  * (RINGZERO_WASM_INLINE_MEM=0: off). Only there: inlined everywhere, the code of the Linux boot grew from 8.8 to 15.3
@@ -459,6 +465,53 @@ class Translator {
       b.mem(Op.i32Store, 2, L.S_NEXT);
     }
     this.exitConst(count, ripOff);
+  }
+
+  /**
+   * A CALL (after its push, which may fault) records its return address r0 + `next` on the return-address stack
+   * (layout.ts S_RAS) with where that address's block is: in this block's page (nothing else is known statically) it
+   * is this block's pa + next under the mapping this block runs with, of this block's page generation; its DISPATCH
+   * set is a constant. A return address in another page gets a non-canonical address (no RET can match it) to keep
+   * the stack in step. The stack is a prediction only: rasPop checks it against the popped address, and it lives
+   * for one dispatcher call (cpl and mode fixed), emptied on every TLB flush or INVLPG (SoftCpu.invalidateFetch), so
+   * the linear-to-physical mapping the CALL's block ran with is still the one the fetch TLB holds.
+   */
+  rasPush(next: number): void {
+    if (!RAS) return;
+    const b = this.b, pa = this.block.pa, tpa = pa + next, same = (tpa >>> 12) === (pa >>> 12);
+    b.get(this.st).mem(Op.i32Load, 2, L.S_RASP).tee(this.t32).i32(L.RAS_N - 1).op(Op.i32And).i32(L.RAS_STRIDE).op(0x6c /* i32.mul */);
+    b.get(this.st).op(Op.i32Add).set(this.c32);
+    if (same) b.get(this.c32).get(this.r0i).i64(next).op(Op.i64Add).mem(Op.i64Store, 3, L.S_RAS);
+    else b.get(this.c32).i64(1n << 62n).mem(Op.i64Store, 3, L.S_RAS);
+    if (same) {
+      const key = (BigInt(this.block.gen >>> 0) << 32n) | BigInt(tpa >>> 0);
+      b.get(this.c32).i64(key).mem(Op.i64Store, 3, L.S_RAS + 8);
+      b.get(this.c32).i32(L.dispatchEntry(tpa)).mem(Op.i32Store, 2, L.S_RAS + 16);
+    }
+    b.get(this.st).get(this.t32).i32(1).op(Op.i32Add).mem(Op.i32Store, 2, L.S_RASP);
+  }
+
+  /**
+   * A RET whose target (local `v`, canonical, already in S_RIP) is the return address on top of the stack (popped
+   * either way) names that block's dispatch entry in S_NEXT when the entry holds its (pa, generation), as exitStatic
+   * does: the dispatcher then enters it without the fetch-TLB probe, the lookup and the generation check.
+   */
+  rasPop(): void {
+    if (!RAS) return;
+    const b = this.b;
+    b.get(this.st).mem(Op.i32Load, 2, L.S_RASP).tee(this.t32).i32(0).op(Op.i32GtS).open(Op.if);
+    b.get(this.st).get(this.t32).i32(1).op(Op.i32Sub).tee(this.t32).mem(Op.i32Store, 2, L.S_RASP);
+    b.get(this.t32).i32(L.RAS_N - 1).op(Op.i32And).i32(L.RAS_STRIDE).op(0x6c /* i32.mul */).get(this.st).op(Op.i32Add).tee(this.c32);
+    b.mem(Op.i64Load, 3, L.S_RAS).get(this.v).op(Op.i64Eq).open(Op.if);
+    b.get(this.c32).mem(Op.i32Load, 2, L.S_RAS + 16).set(this.t32);
+    b.get(this.c32).mem(Op.i64Load, 3, L.S_RAS + 8).set(this.t);
+    b.get(this.st);
+    b.get(this.t32).get(this.t32).i32(16).op(Op.i32Add).i32(0);
+    b.get(this.t32).mem(Op.i64Load, 3, 16).get(this.t).op(Op.i64Eq).op(Op.select);
+    b.get(this.t32).mem(Op.i64Load, 3, 0).get(this.t).op(Op.i64Eq).op(Op.select);
+    b.mem(Op.i32Store, 2, L.S_NEXT);
+    b.close();
+    b.close();
   }
 
   /**
@@ -1319,7 +1372,7 @@ function emitCode(T: Translator, block: Block, offs: number[], loop: { pre: numb
         T.r64(4); b.i64(8).op(Op.i64Sub).set(T.a);
         T.store(8);
         T.set64(4, T.a);
-        if (f === Form.Call) T.exitStatic(i + 1, next + e.disp);
+        if (f === Form.Call) { T.rasPush(next); T.exitStatic(i + 1, next + e.disp); }
         break;
       }
       case Form.Pop: case Form.Ret: {
@@ -1335,6 +1388,7 @@ function emitCode(T: Translator, block: Block, offs: number[], loop: { pre: numb
         T.set64(4, T.t);
         if (f === Form.Ret) {
           b.get(T.st).get(T.v).op(Op.f64ConvertI64s).mem(Op.f64Store, 3, L.S_RIP);
+          T.rasPop();
           b.i32(i + 1).set(T.xc); T.leave();
         } else T.set64(e.a, T.v);
         break;
@@ -1598,6 +1652,7 @@ function emitCode(T: Translator, block: Block, offs: number[], loop: { pre: numb
           T.r64(4); b.i64(8).op(Op.i64Sub).set(T.a);
           T.store(8);
           T.set64(4, T.a);
+          T.rasPush(next);
         }
         b.get(T.st).get(T.v).op(Op.f64ConvertI64s).mem(Op.f64Store, 3, L.S_RIP);
         b.i32(i + 1).set(T.xc); T.leave();
