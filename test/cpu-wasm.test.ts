@@ -977,3 +977,12 @@ test('SHL/SAL/SHR/SAR of byte registers by 1..7 (C0, D0; AH..BH, SIL, BPL, R8B; 
   assert.ok(m.cpu.wasm!.stats.replays <= 3 * 60, `replayed: ${m.cpu.wasm!.stats.replays}`);
   assert.ok(m.cpu.codeCache.table.some((b) => b !== null && b !== undefined && b.entries.some((e) => e.form === Form.Shift8Imm)), 'byte shifts have their form');
 });
+
+test('CLD/STD (through the helper) before MOVS/STOS of the same block, and LFENCE/MFENCE/SFENCE (NOP forms), match the interpreter', () => {
+  // mov ecx,20 / mov rsi,0x200000 / mov rdi,0x200800 / 1: std / lfence / mov rax,rcx / stosq / mfence / cld / stosd
+  // sfence / movsb / std / movsq / pushfq / pop r9 / add r10,r9 / cld / dec ecx / jnz 1b / hlt
+  const code = hexBytes('b9 14 00 00 00 48 c7 c6 00 00 20 00 48 c7 c7 00 08 20 00 fd 0f ae e8 48 89 c8 48 ab 0f ae f0 fc ab 0f ae f8 a4 fd 48 a5 9c 41 59 4d 01 ca fc ff c9 75 e0 f4 ');
+  const m = agree(code, fill, 200);
+  assert.equal(m.cpu.wasm!.stats.replays, 0, 'nothing replayed');
+  assert.equal(m.cpu.getFlags() & C.DF, 0);
+});

@@ -909,11 +909,13 @@ const rdtsc: FastHandler = (c) => execRdtsc(c, false);
 const rdtscp: FastHandler = (c) => execRdtsc(c, true);
 
 /**
- * The wasm translator's helper `sy` (./wasm/runtime.ts) for kinds >= 2: 2 RDTSC, 3 RDTSCP, 4 SWAPGS (their closures;
- * 0 returned), 8 + n: the selector of segment register n (MOV r/m, Sreg), which is JavaScript state.
+ * The wasm translator's helper `sy` (./wasm/runtime.ts) for kinds >= 2: 2 RDTSC, 3 RDTSCP, 4 SWAPGS, 5 CLD, 6 STD (as
+ * their closures; 0 returned), 8 + n: the selector of segment register n (MOV r/m, Sreg), which is JavaScript state.
  */
 export function execSy(c: SoftCpu, kind: number): number {
   if (kind >= 8) return c.segSel[kind - 8];
+  if (kind === 5) { c.flags &= ~C.DF; return 0; } // CLD
+  if (kind === 6) { c.flags |= C.DF; return 0; } // STD
   if (kind !== 4) { execRdtsc(c, kind === 3); return 0; }
   // SWAPGS as the closure swapgs (64-bit mode: the translator's code is 64-bit only)
   if (c.cpl !== 0) c.gp(0);
@@ -932,6 +934,11 @@ const movSregR: FastHandler = (c, e) => {
   else { c.rlo[e.b] = sel; c.rhi[e.b] = 0; }
 };
 const movSregM: FastHandler = (c, e) => c.writeLin(ea(c, e), 2, c.segSel[e.op]);
+
+// ---- CLD / STD (FC, FD) as ./ops/flow-misc.ts
+
+const cld: FastHandler = (c) => { c.flags &= ~C.DF; };
+const std: FastHandler = (c) => { c.flags |= C.DF; };
 
 // ---- group 2 of a byte register by a constant 1..7 (C0 /n ib, D0 /n) as ./ops/alu-shift.ts group2: register
 // (e.b, bits e.bsh), operation e.op, count e.imm (larger counts keep the handler)
@@ -1339,6 +1346,12 @@ export function compileFast(c: SoftCpu, e: BlockEntry, pa: number, len: number):
     p = modrm(ram, p, e);
     e.op = (regField & 7); e.size = size;
     if (mod === 3) { e.b = rmReg; f = movSregR; } else f = movSregM;
+  } else if (op === 0xfc || op === 0xfd) {
+    f = op === 0xfc ? cld : std;
+  } else if (op === 0x1ae && (ram[p] >> 6) === 3 && ((ram[p] >> 3) & 7) >= 5) {
+    // LFENCE / MFENCE / SFENCE (0F AE E8-FF): nothing to do on this in-order CPU (./ops/sse.ts)
+    p = modrm(ram, p, e);
+    f = nop;
   } else if ((op === 0xc0 || op === 0xd0) && (ram[p] >> 6) === 3) {
     p = modrm(ram, p, e);
     let count = 1;
@@ -1463,6 +1476,8 @@ export const enum Form {
   Cmpxchg16bM,
   /** Group 2 (e.op ROL..SAR) of byte register (e.b, bits e.bsh) by a constant e.imm of 1..7 (C0 /n ib, D0 /n). */
   Shift8Imm,
+  /** CLD (FC) / STD (FD): EFLAGS.DF, which is JavaScript state (SoftCpu.flags; S_EFL holds a copy during a wasm call). */
+  Cld, Std,
 }
 
 const FORM_OF = new Map<FastHandler, Form>([
@@ -1489,4 +1504,5 @@ const FORM_OF = new Map<FastHandler, Form>([
   [xchgRR, Form.XchgRR], [xchgM, Form.XchgM],
   [rdtsc, Form.Rdtsc], [rdtscp, Form.Rdtscp], [cmpxchg8M, Form.Cmpxchg8M], [movSregR, Form.MovSregR],
   [movSregM, Form.MovSregM], [cmpxchg16bM, Form.Cmpxchg16bM], [shift8RegImm, Form.Shift8Imm],
+  [cld, Form.Cld], [std, Form.Std],
 ]);

@@ -292,7 +292,11 @@ export class WasmEngine {
           this.stats.conds++;
           const c = this.cur!;
           // kinds >= 2 (RDTSC, RDTSCP, SWAPGS, a segment selector): ../fast-forms.ts execSy (h-forms)
-          if (kind >= 2) return execSy(c, kind);
+          if (kind >= 2) {
+            const r = execSy(c, kind);
+            if (kind === 5 || kind === 6) this.i32[(this.curSt + L.S_EFL) >> 2] = c.flags; // CLD/STD: DF for MOVS/STOS
+            return r;
+          }
           if (c.cpl > ((c.flags >> 12) & 3)) c.gp(0);
           if (kind === 0) { c.flags &= ~IF; return 0; }
           if (!stiSetsIf(c)) return 0; // (no interrupt pending: no shadow, no event check, ../ops/interrupt-flag.ts)

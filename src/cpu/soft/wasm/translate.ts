@@ -1210,6 +1210,12 @@ function emitCode(T: Translator, block: Block, offs: number[], loop: { pre: numb
         T.flush(); b.i32(4); T.pos(); b.call(F_SY).op(Op.drop);
         break;
       }
+      case Form.Cld: case Form.Std: {
+        // CLD/STD through the helper `sy` (kinds 5/6): it changes SoftCpu.flags' DF and the state area's copy
+        // (S_EFL), which the translated MOVS/STOS that follow read; it cannot fault
+        b.i32(f === Form.Cld ? 5 : 6); T.pos(); b.call(F_SY).op(Op.drop);
+        break;
+      }
       case Form.MovSregR: case Form.MovSregM: {
         // MOV r/m, Sreg (8C): the selector from the helper `sy` (kind 8 + register; it cannot fault)
         const sel = () => { b.i32(8 + e.op); T.pos(); b.call(F_SY); };
