@@ -6,8 +6,9 @@
 // opcode histogram of the Debian kernel's boot (MOV 89/8B, LEA, ADD/SUB/CMP/AND/OR/XOR/TEST in their register and
 // memory forms, group 1 with imm8/imm32, Jcc/JMP/CALL/RET, PUSH/POP, MOVZX, MOVSXD, MOV r,imm covered ~85% of the
 // instructions executed). Their semantics mirror the interpreter's handlers in ./ops (same lazy-flag records, same
-// order of memory accesses, faults raised before any state changes); anything unusual (LOCK, REP, 67h, 16/8-bit
-// operands, legacy segment overrides) keeps the generic replay.
+// order of memory accesses, faults raised before any state changes); anything unusual (REP, 67h, 16/8-bit
+// operands, legacy segment overrides) keeps the generic replay. LOCK is kept only on the read-modify-write memory
+// forms (lockable(); the vCPUs run on one thread, so a locked form is the plain one).
 //
 // When a fast form runs, `cpu.rip` already holds the address of the next instruction (RIP-relative operands and
 // relative branches are computed from it) and `cpu.ripStart` that of this one.
