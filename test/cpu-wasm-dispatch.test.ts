@@ -441,3 +441,55 @@ test('a RET after its return address page was remapped and INVLPG returns to the
   assert.equal(results[1].m.cpu.getGpr(0), 150n * 2n + 150n * 1n, 'each RET runs the code its new mapping holds');
   assert.ok(results[1].m.cpu.jitInstructions > 1000, `instructions run in wasm: ${results[1].m.cpu.jitInstructions}`);
 });
+
+// ---- static exits to another page: the dispatcher finds the target through the fetch TLB (this mapping) and the
+// dispatch table (this page generation), never from what an earlier entry found.
+
+test('a CALL into another page whose mapping changed (page-directory entry rewritten, INVLPG) enters the new code', () => {
+  // g (CODE2 + 4 MiB) is called every pass; every fourth pass f (CODE2 + 2 MiB) then swaps the page-directory entry of
+  // g's 2 MiB page between g's and ALT (add eax,2 there) and invalidates it (between two swaps the dispatcher finds g
+  // through the fetch TLB): every call of g must run what its page maps now.
+  //   mov ecx,300 / xor eax,eax / L: call g / call f / dec ecx / jnz L / hlt
+  //   f: test cl,3 / jnz 1f / mov [rsi],rdx / xchg rdx,rbp / invlpg [rdi] / 1: ret; g: add eax,1 / ret
+  const code = hexBytes('b9 2c 01 00 00 31 c0 e8 f4 ff 3f 00 e8 ef ff 1f 00 ff c9 75 f2 f4');
+  const f = hexBytes('f6 c1 03 75 09 48 89 16 48 87 ea 0f 01 3f c3');
+  const g = hexBytes('83 c0 01 c3'), galt = hexBytes('83 c0 02 c3');
+  const G = CODE2 + 0x400000;
+  const results = (['interpreter', 'wasm'] as Mode[]).map((mode) => {
+    const m = machine(mode);
+    const PDE = 0x10000 + 8192 + 10 * 8, old = m.mem.read(PDE, 8), low = (old[0] | (old[1] << 8)) & 0xfff;
+    m.cpu.setGpr(6, BigInt(PDE));
+    m.cpu.setGpr(2, BigInt(ALT | low));
+    m.cpu.setGpr(5, BigInt(G | low));
+    m.cpu.setGpr(7, BigInt(G));
+    m.mem.write(CODE2, Uint8Array.from(code));
+    m.mem.write(CODE2 + 0x200000, Uint8Array.from(f));
+    m.mem.write(G, Uint8Array.from(g));
+    m.mem.write(ALT, Uint8Array.from(galt));
+    assert.equal(runBlocksToHalt(m, 100_000, CODE2), -1);
+    return { m, s: state(m) };
+  });
+  assert.deepEqual(results[1].s, results[0].s, 'translated code = interpreter');
+  // (passes 300..297 run g, 296..293 ALT's copy, ...: 151 passes of one, 149 of two)
+  assert.equal(results[1].m.cpu.getGpr(0), 451n, 'each call runs the code g\'s page maps then');
+  assert.ok(results[1].m.cpu.jitInstructions > 1000, `instructions run in wasm: ${results[1].m.cpu.jitInstructions}`);
+});
+
+test('a CALL into another page runs the new code once that page was rewritten', () => {
+  // On the pass with ECX = 100 the loop rewrites g's immediate (another page): the dispatcher must not enter g's old
+  // translation (its page generation changed).
+  //   mov ecx,300 / xor eax,eax / L: cmp ecx,100 / jne 1f / mov byte [rdi],3 / 1: call g / dec ecx / jnz L / hlt
+  //   g (CODE + 0x1000): add eax,1 / ret
+  const code = hexBytes('b9 2c 01 00 00 31 c0 83 f9 64 75 03 c6 07 03 e8 ec 0f 00 00 ff c9 75 ef f4');
+  const results = (['interpreter', 'wasm'] as Mode[]).map((mode) => {
+    const m = machine(mode);
+    m.cpu.setGpr(7, BigInt(CODE + 0x1002));
+    m.mem.write(CODE, Uint8Array.from(code));
+    m.mem.write(CODE + 0x1000, Uint8Array.from(hexBytes('83 c0 01 c3')));
+    assert.equal(runBlocksToHalt(m, 100_000), -1);
+    return { m, s: state(m) };
+  });
+  assert.deepEqual(results[1].s, results[0].s, 'translated code = interpreter');
+  assert.equal(results[1].m.cpu.getGpr(0), 200n + 100n * 3n);
+  assert.ok(results[1].m.cpu.jitInstructions > 1000, `instructions run in wasm: ${results[1].m.cpu.jitInstructions}`);
+});
