@@ -352,6 +352,23 @@ test('an event raised by a store in a region block is seen at the next instructi
 // ---- the return-address stack (translate.ts Translator.rasPush/rasPop): a RET names its predicted successor's
 // dispatch entry only when the popped address is the one its CALL pushed, within one dispatcher call and mapping.
 
+/**
+ * Run the program `setup` writes (from `start`, to its HLT) on the interpreter and in wasm, check they agree and that
+ * wasm ran most of it; returns the wasm machine.
+ */
+function agreeOnCalls(setup: (m: Machine) => void, start = CODE): Machine {
+  const results = (['interpreter', 'wasm'] as Mode[]).map((mode) => {
+    const m = machine(mode);
+    setup(m);
+    assert.equal(runBlocksToHalt(m, 100_000, start), -1);
+    return { m, s: state(m) };
+  });
+  assert.deepEqual(results[1].s, results[0].s, 'translated code = interpreter');
+  const w = results[1].m;
+  assert.ok(w.cpu.jitInstructions > 1000, `instructions run in wasm: ${w.cpu.jitInstructions}`);
+  return w;
+}
+
 /** Dispatcher entries that went through the full path (fetch-TLB probe and table lookup) in machine `m`. */
 function fullLookups(m: Machine): number {
   const w = m.cpu.wasm!;
@@ -364,18 +381,12 @@ test('CALL/RET pairs chain through the return-address stack; a RET whose return 
   //   mov ecx,300 / xor eax,eax / L: call f / add eax,1 / jmp M / add eax,5 / M: dec ecx / jnz L / hlt
   //   f: cmp ecx,100 / ja 1f / add qword [rsp],5 / 1: ret
   const code = hexBytes('b9 2c 01 00 00 31 c0 e8 0d 00 00 00 83 c0 01 eb 03 83 c0 05 ff c9 75 ef f4 83 f9 64 77 05 48 83 04 24 05 c3');
-  const results = (['interpreter', 'wasm'] as Mode[]).map((mode) => {
-    const m = machine(mode);
+  const w = agreeOnCalls((m) => {
     m.mem.write(CODE, Uint8Array.from(code));
-    assert.equal(runBlocksToHalt(m, 100_000), -1);
-    return { m, s: state(m) };
   });
-  assert.deepEqual(results[1].s, results[0].s, 'translated code = interpreter');
-  assert.equal(results[1].m.cpu.getGpr(0), 200n + 100n * 5n);
-  const m = results[1].m;
-  assert.ok(m.cpu.jitInstructions > 1000, `instructions run in wasm: ${m.cpu.jitInstructions}`);
+  assert.equal(w.cpu.getGpr(0), 200n + 100n * 5n);
   // (every RET of the first 200 passes is predicted: ~300 RETs would otherwise go through the full lookup)
-  assert.ok(fullLookups(m) < 150, `full dispatcher lookups: ${fullLookups(m)}`);
+  assert.ok(fullLookups(w) < 150, `full dispatcher lookups: ${fullLookups(w)}`);
 });
 
 /**
@@ -396,8 +407,7 @@ test('a RET after a CR3 load that maps its return address elsewhere returns to t
   // (add eax,2), pass 2 into CODE2's, ...
   //   mov ecx,300 / xor eax,eax / L: call f / add eax,1 / dec ecx / jnz L / hlt / f: mov cr3,rbx / xchg rbx,rbp / ret
   const code = hexBytes('b9 2c 01 00 00 31 c0 e8 08 00 00 00 83 c0 01 ff c9 75 f4 f4 0f 22 db 48 87 eb c3');
-  const results = (['interpreter', 'wasm'] as Mode[]).map((mode) => {
-    const m = machine(mode);
+  const w = agreeOnCalls((m) => {
     const PT2 = 0x20000;
     for (let k = 0; k < 3; k++) m.mem.write(PT2 + k * 4096, m.mem.read(0x10000 + k * 4096, 4096));
     const link = (at: number, to: number) => {
@@ -409,12 +419,8 @@ test('a RET after a CR3 load that maps its return address elsewhere returns to t
     m.cpu.setGpr(3, BigInt(PT2));
     m.cpu.setGpr(5, BigInt(m.cpu.cr3));
     remapCode(m, code);
-    assert.equal(runBlocksToHalt(m, 100_000, CODE2), -1);
-    return { m, s: state(m) };
-  });
-  assert.deepEqual(results[1].s, results[0].s, 'translated code = interpreter');
-  assert.equal(results[1].m.cpu.getGpr(0), 150n * 2n + 150n * 1n, 'each RET runs the code its new mapping holds');
-  assert.ok(results[1].m.cpu.jitInstructions > 1000, `instructions run in wasm: ${results[1].m.cpu.jitInstructions}`);
+  }, CODE2);
+  assert.equal(w.cpu.getGpr(0), 150n * 2n + 150n * 1n, 'each RET runs the code its new mapping holds');
 });
 
 test('a RET after its return address page was remapped and INVLPG returns to the new mapping (every pass)', () => {
@@ -425,8 +431,7 @@ test('a RET after its return address page was remapped and INVLPG returns to the
   //   f (CODE2 + 2 MiB): mov [rsi],rdx / xchg rdx,rbp / invlpg [rdi] / ret
   const code = hexBytes('b9 2c 01 00 00 31 c0 e8 f4 ff 1f 00 83 c0 01 ff c9 75 f4 f4');
   const f = hexBytes('48 89 16 48 87 ea 0f 01 3f c3');
-  const results = (['interpreter', 'wasm'] as Mode[]).map((mode) => {
-    const m = machine(mode);
+  const w = agreeOnCalls((m) => {
     const PDE = 0x10000 + 8192 + 8 * 8, old = m.mem.read(PDE, 8), low = (old[0] | (old[1] << 8)) & 0xfff;
     m.cpu.setGpr(6, BigInt(PDE));
     m.cpu.setGpr(2, BigInt(ALT | low));
@@ -434,12 +439,8 @@ test('a RET after its return address page was remapped and INVLPG returns to the
     m.cpu.setGpr(7, BigInt(CODE2));
     remapCode(m, code);
     m.mem.write(CODE2 + 0x200000, Uint8Array.from(f));
-    assert.equal(runBlocksToHalt(m, 100_000, CODE2), -1);
-    return { m, s: state(m) };
-  });
-  assert.deepEqual(results[1].s, results[0].s, 'translated code = interpreter');
-  assert.equal(results[1].m.cpu.getGpr(0), 150n * 2n + 150n * 1n, 'each RET runs the code its new mapping holds');
-  assert.ok(results[1].m.cpu.jitInstructions > 1000, `instructions run in wasm: ${results[1].m.cpu.jitInstructions}`);
+  }, CODE2);
+  assert.equal(w.cpu.getGpr(0), 150n * 2n + 150n * 1n, 'each RET runs the code its new mapping holds');
 });
 
 // ---- static exits to another page: the dispatcher finds the target through the fetch TLB (this mapping) and the
@@ -455,8 +456,7 @@ test('a CALL into another page whose mapping changed (page-directory entry rewri
   const f = hexBytes('f6 c1 03 75 09 48 89 16 48 87 ea 0f 01 3f c3');
   const g = hexBytes('83 c0 01 c3'), galt = hexBytes('83 c0 02 c3');
   const G = CODE2 + 0x400000;
-  const results = (['interpreter', 'wasm'] as Mode[]).map((mode) => {
-    const m = machine(mode);
+  const w = agreeOnCalls((m) => {
     const PDE = 0x10000 + 8192 + 10 * 8, old = m.mem.read(PDE, 8), low = (old[0] | (old[1] << 8)) & 0xfff;
     m.cpu.setGpr(6, BigInt(PDE));
     m.cpu.setGpr(2, BigInt(ALT | low));
@@ -466,13 +466,9 @@ test('a CALL into another page whose mapping changed (page-directory entry rewri
     m.mem.write(CODE2 + 0x200000, Uint8Array.from(f));
     m.mem.write(G, Uint8Array.from(g));
     m.mem.write(ALT, Uint8Array.from(galt));
-    assert.equal(runBlocksToHalt(m, 100_000, CODE2), -1);
-    return { m, s: state(m) };
-  });
-  assert.deepEqual(results[1].s, results[0].s, 'translated code = interpreter');
+  }, CODE2);
   // (passes 300..297 run g, 296..293 ALT's copy, ...: 151 passes of one, 149 of two)
-  assert.equal(results[1].m.cpu.getGpr(0), 451n, 'each call runs the code g\'s page maps then');
-  assert.ok(results[1].m.cpu.jitInstructions > 1000, `instructions run in wasm: ${results[1].m.cpu.jitInstructions}`);
+  assert.equal(w.cpu.getGpr(0), 451n, 'each call runs the code g\'s page maps then');
 });
 
 test('a CALL into another page runs the new code once that page was rewritten', () => {
@@ -481,15 +477,10 @@ test('a CALL into another page runs the new code once that page was rewritten', 
   //   mov ecx,300 / xor eax,eax / L: cmp ecx,100 / jne 1f / mov byte [rdi],3 / 1: call g / dec ecx / jnz L / hlt
   //   g (CODE + 0x1000): add eax,1 / ret
   const code = hexBytes('b9 2c 01 00 00 31 c0 83 f9 64 75 03 c6 07 03 e8 ec 0f 00 00 ff c9 75 ef f4');
-  const results = (['interpreter', 'wasm'] as Mode[]).map((mode) => {
-    const m = machine(mode);
+  const w = agreeOnCalls((m) => {
     m.cpu.setGpr(7, BigInt(CODE + 0x1002));
     m.mem.write(CODE, Uint8Array.from(code));
     m.mem.write(CODE + 0x1000, Uint8Array.from(hexBytes('83 c0 01 c3')));
-    assert.equal(runBlocksToHalt(m, 100_000), -1);
-    return { m, s: state(m) };
   });
-  assert.deepEqual(results[1].s, results[0].s, 'translated code = interpreter');
-  assert.equal(results[1].m.cpu.getGpr(0), 200n + 100n * 3n);
-  assert.ok(results[1].m.cpu.jitInstructions > 1000, `instructions run in wasm: ${results[1].m.cpu.jitInstructions}`);
+  assert.equal(w.cpu.getGpr(0), 200n + 100n * 3n);
 });

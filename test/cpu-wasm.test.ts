@@ -64,6 +64,27 @@ function agree(code: number[] | Uint8Array, prepare: (m: Machine) => void = () =
   return results[1].m;
 }
 
+/**
+ * Run `code` with the block cache's JavaScript fast forms and no translator (after `prepare`), check that it agrees
+ * with the interpreter; returns that CPU (its code cache shows which forms the blocks got).
+ */
+function fastFormsAgree(code: number[] | Uint8Array, prepare: (m: Machine) => void): SoftCpu {
+  const mem = new GuestMemory(64 * MiB, undefined, { wasm: false });
+  memories.push(mem);
+  const clock = new VmClock();
+  const cpu = new SoftCpu({ mem, ports: new PortBus(), mmio: new MmioBus(), clock, blockCache: true, wasm: false });
+  setupFlatLongMode(cpu, { pml4: PAGE_TABLES, identityMapBytes: 1 << 30, cpl: 0 });
+  cpu.setGpr(4, BigInt(STACK_TOP));
+  const j: Machine = { cpu, mem, ports: new PortBus(), mmio: new MmioBus(), clock };
+  prepare(j);
+  runToEnd(j, code);
+  const ref = machine('interpreter');
+  prepare(ref);
+  runToEnd(ref, code);
+  assert.deepEqual(snapshot(j), snapshot(ref), 'fast forms = interpreter');
+  return cpu;
+}
+
 const fill = (m: Machine) => {
   const d = new Uint8Array(4096);
   let x = 0x12345678;
@@ -809,18 +830,7 @@ test('XCHG (87; register, same register, memory) and LOCK CMPXCHG/XADD to memory
   const m = agree(code, prep, 500);
   assert.ok(m.cpu.wasm!.stats.replays < 10, `replayed: ${m.cpu.wasm!.stats.replays}`);
   // the JavaScript fast forms (block cache without translation) give the same
-  const mem = new GuestMemory(64 * MiB, undefined, { wasm: false });
-  memories.push(mem);
-  const cpu = new SoftCpu({ mem, ports: new PortBus(), mmio: new MmioBus(), clock: new VmClock(), blockCache: true, wasm: false });
-  setupFlatLongMode(cpu, { pml4: PAGE_TABLES, identityMapBytes: 1 << 30, cpl: 0 });
-  cpu.setGpr(4, BigInt(STACK_TOP));
-  const j: Machine = { cpu, mem, ports: new PortBus(), mmio: new MmioBus(), clock: new VmClock() };
-  prep(j);
-  runToEnd(j, code);
-  const ref = machine('interpreter');
-  prep(ref);
-  runToEnd(ref, code);
-  assert.deepEqual(snapshot(j), snapshot(ref), 'fast forms = interpreter');
+  const cpu = fastFormsAgree(code, prep);
   assert.ok(cpu.codeCache.table.some((b) => b !== null && b !== undefined && b.entries.some((e) => e.form === Form.XchgM)), 'XCHG memory has its fast form');
 });
 
@@ -862,19 +872,7 @@ test('LOCK ALU/INC/DEC/NEG/NOT/BTS/BTR/ADC/XADD/CMPXCHG to memory, CMPXCHG m8 an
   for (const f of [Form.AluMI, Form.AluMR, Form.Alu8MI, Form.Alu16MI, Form.IncDecM, Form.NotNegM, Form.BtMR, Form.BtMI, Form.AdcMI, Form.XaddM, Form.Cmpxchg8M, Form.CmpxchgM]) {
     assert.ok(forms.has(f), `LOCK form ${f} given`);
   }
-  const mem = new GuestMemory(64 * MiB, undefined, { wasm: false });
-  memories.push(mem);
-  const clock = new VmClock();
-  const cpu = new SoftCpu({ mem, ports: new PortBus(), mmio: new MmioBus(), clock, blockCache: true, wasm: false });
-  setupFlatLongMode(cpu, { pml4: PAGE_TABLES, identityMapBytes: 1 << 30, cpl: 0 });
-  cpu.setGpr(4, BigInt(STACK_TOP));
-  const j: Machine = { cpu, mem, ports: new PortBus(), mmio: new MmioBus(), clock };
-  prep(j);
-  runToEnd(j, code);
-  const ref = machine('interpreter');
-  prep(ref);
-  runToEnd(ref, code);
-  assert.deepEqual(snapshot(j), snapshot(ref), 'fast forms = interpreter');
+  const cpu = fastFormsAgree(code, prep);
   assert.ok(cpu.codeCache.table.some((b) => b !== null && b !== undefined && b.entries.some((e) => e.form === Form.Rdtscp)), 'RDTSCP has its fast form');
 });
 
