@@ -77,6 +77,27 @@ test('a page fault in a block chained after others leaves exact state (RIP, inst
   assert.ok(c.wasm!.stats.direct > 500, `chained entries: ${c.wasm!.stats.direct}`);
 });
 
+/**
+ * Run `code` from CODE to its HLT on `m`, with RDX pointing at an MMIO page whose device raises an event (as an
+ * interrupt controller would) at every `every`th store, in at most `maxRuns` calls of cpu.run. Returns the stores
+ * and where the CPU checked for events after the first store (offsets from CODE).
+ */
+function runWithMmioEvents(m: Machine, code: number[], every: number, maxRuns: number): { stores: number; seen: number[] } {
+  const MMIO = 0x3000_0000;
+  const cpu = m.cpu;
+  let stores = 0;
+  m.mmio.register(MMIO, 4096, { mmioRead: () => 0, mmioWrite: () => { stores++; if (stores % every === 0) cpu.notifyEvent(); } }, 'irq');
+  cpu.setGpr(2, BigInt(MMIO));
+  m.mem.write(CODE, Uint8Array.from(code));
+  const seen: number[] = [];
+  const check = cpu.checkEvents.bind(cpu);
+  cpu.checkEvents = () => { if (stores > 0) seen.push(cpu.rip - CODE); return check(); };
+  cpu.rip = CODE;
+  for (let guard = 0; guard < maxRuns && !cpu.halted; guard++) cpu.run(100_000);
+  assert.ok(cpu.halted);
+  return { stores, seen };
+}
+
 test('an event raised by a store in a chained block is seen at the next instruction boundary', () => {
   // Each pass stores to an MMIO page whose device raises an event (as an interrupt controller would); the store is
   // in the third block of a chain. The event check must come right after the store, before the next instruction,
@@ -84,20 +105,9 @@ test('an event raised by a store in a chained block is seen at the next instruct
   //   mov ecx,200 / 1: add eax,1 / jmp 2f / 2: add ebx,eax / jmp 3f / 3: mov [rdx],ecx / add edi,1 / jmp 4f
   //   4: dec ecx / jnz 1b / hlt
   const code = hexBytes('b9 c8 00 00 00 83 c0 01 eb 00 01 c3 eb 00 89 0a 83 c7 01 eb 00 ff c9 75 ec f4');
-  const MMIO = 0x3000_0000;
   const results = (['interpreter', 'wasm'] as Mode[]).map((mode) => {
     const m = machine(mode);
-    const cpu = m.cpu;
-    let stores = 0;
-    m.mmio.register(MMIO, 4096, { mmioRead: () => 0, mmioWrite: () => { stores++; cpu.notifyEvent(); } }, 'irq');
-    cpu.setGpr(2, BigInt(MMIO));
-    m.mem.write(CODE, Uint8Array.from(code));
-    const seen: number[] = [];
-    const check = cpu.checkEvents.bind(cpu);
-    cpu.checkEvents = () => { if (stores > 0) seen.push(cpu.rip - CODE); return check(); };
-    cpu.rip = CODE;
-    for (let guard = 0; guard < 10_000 && !cpu.halted; guard++) cpu.run(100_000);
-    assert.ok(cpu.halted);
+    const { stores, seen } = runWithMmioEvents(m, code, 1, 10_000);
     assert.equal(stores, 200);
     return { m, seen, s: state(m) };
   });
@@ -324,20 +334,9 @@ test('an event raised by a store in a region block is seen at the next instructi
   //   4: dec ecx / jnz 1b / hlt
   const code = [...hexBytes('b9 20 4e 00 00 83 c0 01 eb 00 01 c3 eb 00'), ...new Array(31).fill(hexBytes('83 c7 01')).flat(),
     ...hexBytes('89 0a ff c9 75 94 f4')];
-  const MMIO = 0x3000_0000;
   const results = (['interpreter', 'wasm'] as Mode[]).map((mode) => withThreshold(20, () => {
     const m = machine(mode);
-    const cpu = m.cpu;
-    let stores = 0;
-    m.mmio.register(MMIO, 4096, { mmioRead: () => 0, mmioWrite: () => { stores++; if (stores % 3 === 0) cpu.notifyEvent(); } }, 'irq');
-    cpu.setGpr(2, BigInt(MMIO));
-    m.mem.write(CODE, Uint8Array.from(code));
-    const seen: number[] = [];
-    const check = cpu.checkEvents.bind(cpu);
-    cpu.checkEvents = () => { if (stores > 0) seen.push(cpu.rip - CODE); return check(); };
-    cpu.rip = CODE;
-    for (let guard = 0; guard < 100_000 && !cpu.halted; guard++) cpu.run(100_000);
-    assert.ok(cpu.halted);
+    const { stores, seen } = runWithMmioEvents(m, code, 3, 100_000);
     assert.equal(stores, 20000);
     return { m, seen, s: state(m) };
   }));
