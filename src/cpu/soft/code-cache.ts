@@ -245,13 +245,9 @@ export class CodeCache {
 const SWEEP_CHUNK = 4096;
 const ZEROS = new Uint8Array(SWEEP_CHUNK);
 
-/** Whether bytes [from, to) of `bytes` are all zero (a memcmp per SWEEP_CHUNK, not a JavaScript loop). */
+/** Whether bytes [from, to) of `bytes`, at most SWEEP_CHUNK of them, are all zero (a memcmp, not a JavaScript loop). */
 function allZero(bytes: Uint8Array, from: number, to: number): boolean {
-  for (let at = from; at < to; at += SWEEP_CHUNK) {
-    const end = Math.min(at + SWEEP_CHUNK, to);
-    if (Buffer.compare(bytes.subarray(at, end), ZEROS.subarray(0, end - at)) !== 0) return false;
-  }
-  return true;
+  return Buffer.compare(bytes.subarray(from, to), ZEROS.subarray(0, to - from)) === 0;
 }
 
 const caches = new WeakMap<GuestMemory, CodeCache>();
