@@ -197,7 +197,8 @@ const workDone: Record<string, Partial<Record<TestKey, Work[]>>> = {};
 type Stats = {
   instructions: number; exits: { mmio: number; pio: number; byDevice?: { pio: Record<string, number> } }; halts: number;
   net?: { rxBytes: number; txBytes: number; rxFrames: number; txFrames: number };
-  soft?: { jitInstructions: number; tlbL2Hits: number; codeCache: { compiled?: number }; wasm?: { calls: number; replays: number } };
+  codeCache?: { compiled?: number } | null;
+  soft?: { jitInstructions: number; tlbL2Hits: number; wasm?: { calls: number; replays: number } };
 };
 function engineWork(before: Stats, after: Stats): EngineWork | undefined {
   const a = before.soft, b = after.soft;
@@ -206,7 +207,7 @@ function engineWork(before: Stats, after: Stats): EngineWork | undefined {
     notTranslated: (after.instructions - before.instructions) - (b.jitInstructions - a.jitInstructions),
     wasmCalls: (b.wasm?.calls ?? 0) - (a.wasm?.calls ?? 0),
     replays: (b.wasm?.replays ?? 0) - (a.wasm?.replays ?? 0),
-    translated: (b.codeCache.compiled ?? 0) - (a.codeCache.compiled ?? 0),
+    translated: (after.codeCache?.compiled ?? 0) - (before.codeCache?.compiled ?? 0),
     tlbRefills: b.tlbL2Hits - a.tlbL2Hits,
   };
 }
