@@ -23,8 +23,8 @@ import * as C from './constants.ts';
 import { ops0f } from './tables.ts';
 import { INT_FN, type IntFn } from './ops/sse-int.ts';
 import { D, S } from './ops/sse-common.ts';
-import { loadTscIntoEdxEax } from './system/control.ts';
-import { MSR, storedMsr } from './system/msr.ts';
+import { rdtsc as execRdtsc } from './system/control.ts';
+import { rdtscp as execRdtscp, swapgs as execSwapgs } from './system/gs-tsc.ts';
 import { stiSetsIf } from './ops/interrupt-flag.ts';
 
 const TWO32 = C.TWO32;
@@ -641,14 +641,10 @@ const sti: FastHandler = (c) => {
   stiSetsIf(c);
 };
 
-// ---- SWAPGS (0F 01 F8): 64-bit mode, #GP(0) above CPL 0; exchanges the GS base with IA32_KERNEL_GS_BASE
+// ---- SWAPGS (0F 01 F8): the interpreter's ./system/gs-tsc.ts swapgs (64-bit mode, #GP(0) above CPL 0;
+// exchanges the GS base with IA32_KERNEL_GS_BASE)
 
-const swapgs: FastHandler = (c) => {
-  if (c.cpl !== 0) c.gp(0);
-  const base = c.segBase[C.GS];
-  c.segBase[C.GS] = c.kernelGsBase;
-  c.kernelGsBase = base;
-};
+const swapgs: FastHandler = (c) => execSwapgs(c);
 
 // ---- PUSH r/m64 (FF /6, memory): the operand is read (at the address from the old RSP) before the push
 
@@ -897,17 +893,11 @@ function compileBitScan(c: SoftCpu, e: BlockEntry, pa: number, len: number, op: 
 // Session 13 (issue 4/5, the kernel's I/O paths): RDTSC/RDTSCP (every kvm-clock read), CMPXCHG m8 (vmstat's
 // this_cpu_cmpxchg with GS), and LOCK on the read-modify-write memory forms (compileFast's lockable()).
 
-// ---- RDTSC (0F 31) / RDTSCP (0F 01 F9) as ./system/control.ts and ./system/tables-ops.ts: #GP(0) when CR4.TSD
-// and CPL > 0; EDX:EAX = TSC (upper halves zeroed); RDTSCP also ECX = IA32_TSC_AUX[31:0].
+// ---- RDTSC (0F 31) / RDTSCP (0F 01 F9): the interpreter's ./system/control.ts rdtsc and ./system/gs-tsc.ts rdtscp
+// (#GP(0) when CR4.TSD and CPL > 0; EDX:EAX = TSC; RDTSCP also ECX = IA32_TSC_AUX[31:0]).
 
-/** RDTSC (aux false) / RDTSCP (aux true); also the wasm translator's helper for both (./wasm/runtime.ts `sy`). */
-export function execRdtsc(c: SoftCpu, aux: boolean): void {
-  if ((c.cr4 & C.CR4_TSD) && c.cpl !== 0) c.gp(0);
-  loadTscIntoEdxEax(c);
-  if (aux) { c.rlo[1] = Number(storedMsr(c, MSR.TSC_AUX) & 0xffffffffn) | 0; c.rhi[1] = 0; }
-}
-const rdtsc: FastHandler = (c) => execRdtsc(c, false);
-const rdtscp: FastHandler = (c) => execRdtsc(c, true);
+const rdtsc: FastHandler = (c) => execRdtsc(c);
+const rdtscp: FastHandler = (c) => execRdtscp(c);
 
 /**
  * The wasm translator's helper `sy` (./wasm/runtime.ts) for kinds >= 2: 2 RDTSC, 3 RDTSCP, 4 SWAPGS, 5 CLD, 6 STD (as
@@ -917,12 +907,9 @@ export function execSy(c: SoftCpu, kind: number): number {
   if (kind >= 8) return c.segSel[kind - 8];
   if (kind === 5) { c.flags &= ~C.DF; return 0; } // CLD
   if (kind === 6) { c.flags |= C.DF; return 0; } // STD
-  if (kind !== 4) { execRdtsc(c, kind === 3); return 0; }
-  // SWAPGS as the closure swapgs (64-bit mode: the translator's code is 64-bit only)
-  if (c.cpl !== 0) c.gp(0);
-  const base = c.segBase[C.GS];
-  c.segBase[C.GS] = c.kernelGsBase;
-  c.kernelGsBase = base;
+  if (kind === 2) execRdtsc(c);
+  else if (kind === 3) execRdtscp(c);
+  else execSwapgs(c);
   return 0;
 }
 

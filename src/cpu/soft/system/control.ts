@@ -33,11 +33,12 @@ export function loadTscIntoEdxEax(c: SoftCpu): void {
   c.setReg(4, 2, Math.floor(t / C.TWO32) | 0);
 }
 
-// RDTSC (0F 31): CR4.TSD restricts it to CPL 0 (SDM RDTSC).
-def0f(0x31, (c) => {
+/** RDTSC (0F 31): CR4.TSD restricts it to CPL 0 (SDM RDTSC). Also the block cache's form and the wasm helper's. */
+export function rdtsc(c: SoftCpu): void {
   if ((c.cr4 & C.CR4_TSD) && c.cpl !== 0) c.gp(0);
   loadTscIntoEdxEax(c);
-});
+}
+def0f(0x31, rdtsc);
 
 // =====================================================================================================
 // Privilege helpers

@@ -10,8 +10,7 @@ import {
   desc, readDescriptor, readDescriptorHighBase, descAttr, descBase, descLimit, descDpl, descPresent, descType,
   descIsCodeData, tableLinear, isCanonical,
 } from './descriptors.ts';
-import { MSR, storedMsr } from './msr.ts';
-import { loadTscIntoEdxEax } from './control.ts';
+import { swapgs, rdtscp } from './gs-tsc.ts';
 
 const CODE = 1 << 11;
 const CONFORMING = 1 << 10;
@@ -184,20 +183,6 @@ function lmsw(cpu: SoftCpu, v: number): void {
   // Loads PE, MP, EM, TS; can set PE but never clear it (SDM LMSW).
   cpu.cr0 = (cpu.cr0 & ~0xe) | (v & 0xf) | (cpu.cr0 & C.CR0_PE);
   cpu.updateMode();
-}
-
-function swapgs(cpu: SoftCpu): void {
-  if (!cpu.mode64) cpu.ud();
-  if (cpu.cpl !== 0) cpu.gp(0);
-  const base = cpu.segBase[C.GS];
-  cpu.segBase[C.GS] = cpu.kernelGsBase;
-  cpu.kernelGsBase = base;
-}
-
-function rdtscp(cpu: SoftCpu): void {
-  if ((cpu.cr4 & C.CR4_TSD) && cpu.cpl !== 0) cpu.gp(0); // CPL is 3 in virtual-8086 mode, 0 in real mode
-  loadTscIntoEdxEax(cpu);
-  cpu.setReg(4, 1, Number(storedMsr(cpu, MSR.TSC_AUX) & 0xffffffffn) | 0); // ECX = IA32_TSC_AUX
 }
 
 def0f(0x01, (cpu) => {
