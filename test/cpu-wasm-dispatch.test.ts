@@ -165,6 +165,29 @@ test('a page fault after a side exit that was not taken leaves exact state', () 
   assert.ok(results[1].m.cpu.jitInstructions > 2000);
 });
 
+/**
+ * L (CODE+5) and B (at `bPa`, in another page) alternate 3000 times, each jumping to the other's page, so neither
+ * names its successor's entry (exitStatic: same page only) and the dispatcher looks the other up on every pass.
+ * Runs it on the interpreter and in wasm, checks they agree and that it stayed in wasm: 3000 passes of 5
+ * instructions are about 15 dispatcher calls of CHAIN_LIMIT (1024) instructions when both blocks are in the table,
+ * about 3000 when one of them is not. Returns the wasm machine.
+ *   CODE: mov ecx,3000 / L: add eax,1 / dec ecx / jz 9f / jmp B / 9: hlt      B: add ebx,eax / jmp L
+ */
+function alternateBetweenPages(bPa: number): Machine {
+  const L_PA = CODE + 5;
+  const rel32 = (from: number, to: number) => Array.from(new Uint8Array(Int32Array.of(to - from).buffer));
+  const code = [...hexBytes('b9 b8 0b 00 00 83 c0 01 ff c9 74 05 e9'), ...rel32(CODE + 17, bPa), 0xf4];
+  const codeB = [...hexBytes('01 c3 e9'), ...rel32(bPa + 7, L_PA)];
+  const m = agreeToHalt((m) => {
+    m.mem.write(CODE, Uint8Array.from(code));
+    m.mem.write(bPa, Uint8Array.from(codeB));
+  });
+  assert.equal(m.cpu.getGpr(3), 2999n * 3000n / 2n);
+  assert.ok(m.cpu.jitInstructions > 14_000, `instructions run in wasm: ${m.cpu.jitInstructions}`);
+  assert.ok(m.cpu.wasm!.stats.calls < 200, `calls into wasm: ${m.cpu.wasm!.stats.calls}`);
+  return m;
+}
+
 test('two hot blocks whose slots collided in 2^16-entry tables are translated and both chain inside wasm', () => {
   // L (CODE+5) and B (0x1031134) had the same slot when the table had 2^16 entries ((pa ^ pa >>> 12) & 0xffff =
   // 0x105): the newer translation took it, and every entry of the other block left the dispatcher for JavaScript and
@@ -172,28 +195,11 @@ test('two hot blocks whose slots collided in 2^16-entry tables are translated an
   // (exitStatic: same page only): the dispatcher looks B and L up in the table on every pass. SoftCpu's block table
   // (code-cache.ts) had the same 2^16-slot hash: there the two evicted each other before either was translated, so
   // both were recorded again at every pass and never translated (no instruction ran in wasm).
-  //   CODE: mov ecx,3000 / L: add eax,1 / dec ecx / jz 9f / jmp B / 9: hlt      B: add ebx,eax / jmp L
   const L_PA = CODE + 5, B_PA = 0x1031134;
   const slot = (pa: number, bits: number) => (pa ^ (pa >>> 12)) & ((1 << bits) - 1);
   assert.equal(slot(L_PA, 16), slot(B_PA, 16), 'the two blocks collided in the old table');
-  const rel32 = (from: number, to: number) => Array.from(new Uint8Array(Int32Array.of(to - from).buffer));
-  const code = [...hexBytes('b9 b8 0b 00 00 83 c0 01 ff c9 74 05 e9'), ...rel32(CODE + 17, B_PA), 0xf4];
-  const codeB = [...hexBytes('01 c3 e9'), ...rel32(B_PA + 7, L_PA)];
-  const results = (['interpreter', 'wasm'] as Mode[]).map((mode) => {
-    const m = machine(mode);
-    m.mem.write(CODE, Uint8Array.from(code));
-    m.mem.write(B_PA, Uint8Array.from(codeB));
-    assert.equal(runBlocksToHalt(m, 100_000), -1);
-    return { m, s: state(m) };
-  });
-  assert.deepEqual(results[1].s, results[0].s, 'translated code = interpreter');
-  assert.equal(results[1].m.cpu.getGpr(0), 3000n);
-  assert.equal(results[1].m.cpu.getGpr(3), 2999n * 3000n / 2n);
-  // 3000 passes of 5 instructions: about 15 dispatcher calls of CHAIN_LIMIT (1024) instructions when both blocks
-  // are in the table, about 3000 when one of them is not
-  const w = results[1].m.cpu.wasm!;
-  assert.ok(results[1].m.cpu.jitInstructions > 14_000, `instructions run in wasm: ${results[1].m.cpu.jitInstructions}`);
-  assert.ok(w.stats.calls < 200, `calls into wasm: ${w.stats.calls}`);
+  const m = alternateBetweenPages(B_PA);
+  assert.equal(m.cpu.getGpr(0), 3000n);
 });
 
 test('two hot blocks that share a set of the 2-way dispatch table are both found there', () => {
@@ -202,30 +208,13 @@ test('two hot blocks that share a set of the 2-way dispatch table are both found
   // from being translated at all). L and B alternate: each jumps to the other's page, so the dispatcher looks the
   // other up in the set on every pass (a lookup of way 0 only, or an install that drops the other's entry, sends one
   // of them back through JavaScript at every pass: ~3000 calls into wasm instead of ~15).
-  //   CODE: mov ecx,3000 / L: add eax,1 / dec ecx / jz 9f / jmp B / 9: hlt      B: add ebx,eax / jmp L
   const L_PA = CODE + 5, B_PA = 0x1021124;
   const set = (pa: number) => dispatchEntry(pa);
   const slot18 = (pa: number) => (pa ^ (pa >>> 12)) & 0x3ffff;
   assert.equal(set(L_PA), set(B_PA), 'one dispatch set');
   assert.notEqual(slot18(L_PA), slot18(B_PA), 'two block-table slots');
-  const rel32 = (from: number, to: number) => Array.from(new Uint8Array(Int32Array.of(to - from).buffer));
-  const code = [...hexBytes('b9 b8 0b 00 00 83 c0 01 ff c9 74 05 e9'), ...rel32(CODE + 17, B_PA), 0xf4];
-  const codeB = [...hexBytes('01 c3 e9'), ...rel32(B_PA + 7, L_PA)];
-  const results = (['interpreter', 'wasm'] as Mode[]).map((mode) => {
-    const m = machine(mode);
-    m.mem.write(CODE, Uint8Array.from(code));
-    m.mem.write(B_PA, Uint8Array.from(codeB));
-    assert.equal(runBlocksToHalt(m, 100_000), -1);
-    return { m, s: state(m) };
-  });
-  assert.deepEqual(results[1].s, results[0].s, 'translated code = interpreter');
-  assert.equal(results[1].m.cpu.getGpr(3), 2999n * 3000n / 2n);
-  const w = results[1].m.cpu.wasm!;
-  assert.ok(results[1].m.cpu.jitInstructions > 14_000, `instructions run in wasm: ${results[1].m.cpu.jitInstructions}`);
-  assert.ok(w.stats.calls < 200, `calls into wasm: ${w.stats.calls}`);
-  const I = w.i32, s = dispatchEntry(L_PA) >> 2;
+  const I = alternateBetweenPages(B_PA).cpu.wasm!.i32, s = dispatchEntry(L_PA) >> 2;
   assert.deepEqual([I[s], I[s + 4]].sort(), [L_PA, B_PA].sort(), 'both ways hold one of the two');
-
 });
 
 // ---- regions (translate.ts Region): blocks of one page translated in one batch that branch to each other are one
@@ -355,7 +344,7 @@ test('an event raised by a store in a region block is seen at the next instructi
  * Run the program `setup` writes (from `start`, to its HLT) on the interpreter and in wasm, check they agree and that
  * wasm ran most of it; returns the wasm machine.
  */
-function agreeOnCalls(setup: (m: Machine) => void, start = CODE): Machine {
+function agreeToHalt(setup: (m: Machine) => void, start = CODE): Machine {
   const results = (['interpreter', 'wasm'] as Mode[]).map((mode) => {
     const m = machine(mode);
     setup(m);
@@ -380,7 +369,7 @@ test('CALL/RET pairs chain through the return-address stack; a RET whose return 
   //   mov ecx,300 / xor eax,eax / L: call f / add eax,1 / jmp M / add eax,5 / M: dec ecx / jnz L / hlt
   //   f: cmp ecx,100 / ja 1f / add qword [rsp],5 / 1: ret
   const code = hexBytes('b9 2c 01 00 00 31 c0 e8 0d 00 00 00 83 c0 01 eb 03 83 c0 05 ff c9 75 ef f4 83 f9 64 77 05 48 83 04 24 05 c3');
-  const w = agreeOnCalls((m) => {
+  const w = agreeToHalt((m) => {
     m.mem.write(CODE, Uint8Array.from(code));
   });
   assert.equal(w.cpu.getGpr(0), 200n + 100n * 5n);
@@ -406,7 +395,7 @@ test('a RET after a CR3 load that maps its return address elsewhere returns to t
   // (add eax,2), pass 2 into CODE2's, ...
   //   mov ecx,300 / xor eax,eax / L: call f / add eax,1 / dec ecx / jnz L / hlt / f: mov cr3,rbx / xchg rbx,rbp / ret
   const code = hexBytes('b9 2c 01 00 00 31 c0 e8 08 00 00 00 83 c0 01 ff c9 75 f4 f4 0f 22 db 48 87 eb c3');
-  const w = agreeOnCalls((m) => {
+  const w = agreeToHalt((m) => {
     const PT2 = 0x20000;
     for (let k = 0; k < 3; k++) m.mem.write(PT2 + k * 4096, m.mem.read(0x10000 + k * 4096, 4096));
     const link = (at: number, to: number) => {
@@ -430,7 +419,7 @@ test('a RET after its return address page was remapped and INVLPG returns to the
   //   f (CODE2 + 2 MiB): mov [rsi],rdx / xchg rdx,rbp / invlpg [rdi] / ret
   const code = hexBytes('b9 2c 01 00 00 31 c0 e8 f4 ff 1f 00 83 c0 01 ff c9 75 f4 f4');
   const f = hexBytes('48 89 16 48 87 ea 0f 01 3f c3');
-  const w = agreeOnCalls((m) => {
+  const w = agreeToHalt((m) => {
     const PDE = 0x10000 + 8192 + 8 * 8, old = m.mem.read(PDE, 8), low = (old[0] | (old[1] << 8)) & 0xfff;
     m.cpu.setGpr(6, BigInt(PDE));
     m.cpu.setGpr(2, BigInt(ALT | low));
@@ -455,7 +444,7 @@ test('a CALL into another page whose mapping changed (page-directory entry rewri
   const f = hexBytes('f6 c1 03 75 09 48 89 16 48 87 ea 0f 01 3f c3');
   const g = hexBytes('83 c0 01 c3'), galt = hexBytes('83 c0 02 c3');
   const G = CODE2 + 0x400000;
-  const w = agreeOnCalls((m) => {
+  const w = agreeToHalt((m) => {
     const PDE = 0x10000 + 8192 + 10 * 8, old = m.mem.read(PDE, 8), low = (old[0] | (old[1] << 8)) & 0xfff;
     m.cpu.setGpr(6, BigInt(PDE));
     m.cpu.setGpr(2, BigInt(ALT | low));
@@ -476,7 +465,7 @@ test('a CALL into another page runs the new code once that page was rewritten', 
   //   mov ecx,300 / xor eax,eax / L: cmp ecx,100 / jne 1f / mov byte [rdi],3 / 1: call g / dec ecx / jnz L / hlt
   //   g (CODE + 0x1000): add eax,1 / ret
   const code = hexBytes('b9 2c 01 00 00 31 c0 83 f9 64 75 03 c6 07 03 e8 ec 0f 00 00 ff c9 75 ef f4');
-  const w = agreeOnCalls((m) => {
+  const w = agreeToHalt((m) => {
     m.cpu.setGpr(7, BigInt(CODE + 0x1002));
     m.mem.write(CODE, Uint8Array.from(code));
     m.mem.write(CODE + 0x1000, Uint8Array.from(hexBytes('83 c0 01 c3')));
