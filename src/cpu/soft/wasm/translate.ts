@@ -425,6 +425,14 @@ class Translator {
   }
 
   /**
+   * The first two words of a DISPATCH entry for the block at `tpa` in this block's page (so of this block's page
+   * generation), as one i64: pa in the low half, the generation in the high half.
+   */
+  entryKey(tpa: number): bigint {
+    return (BigInt(this.block.gen >>> 0) << 32n) | BigInt(tpa >>> 0);
+  }
+
+  /**
    * Leave with `count` instructions of this pass done towards the static target r0 + `ripOff` (a direct branch, the
    * fall-through), telling the dispatcher where the target's translated block is when it lies in this block's
    * physical page: its physical address is then this block's + ripOff under the same translation (RIP's page did
@@ -458,9 +466,8 @@ class Translator {
       return;
     }
     if (DIRECT_CHAIN && ripOff !== 0 && (tpa >>> 12) === (pa >>> 12) && tpa >= 0) {
-      const e = L.dispatchEntry(tpa), key = (BigInt(this.block.gen >>> 0) << 32n) | BigInt(tpa >>> 0);
-      // (pa, gen) of the entry as one i64: pa in the low half, the generation in the high half; in either way of the
-      // set (S_NEXT = 0 when in neither: the dispatcher looks the target up)
+      const e = L.dispatchEntry(tpa), key = this.entryKey(tpa);
+      // (in either way of the set; S_NEXT = 0 when in neither: the dispatcher looks the target up)
       b.get(this.st).i32(e).i32(e + 16).i32(0);
       b.i32(0).mem(Op.i64Load, 3, e + 16).i64(key).op(Op.i64Eq).op(Op.select);
       b.i32(0).mem(Op.i64Load, 3, e).i64(key).op(Op.i64Eq).op(Op.select);
@@ -486,8 +493,7 @@ class Translator {
     if (same) b.get(this.c32).get(this.r0i).i64(next).op(Op.i64Add).mem(Op.i64Store, 3, L.S_RAS);
     else b.get(this.c32).i64(1n << 62n).mem(Op.i64Store, 3, L.S_RAS);
     if (same) {
-      const key = (BigInt(this.block.gen >>> 0) << 32n) | BigInt(tpa >>> 0);
-      b.get(this.c32).i64(key).mem(Op.i64Store, 3, L.S_RAS + 8);
+      b.get(this.c32).i64(this.entryKey(tpa)).mem(Op.i64Store, 3, L.S_RAS + 8);
       b.get(this.c32).i32(L.dispatchEntry(tpa)).mem(Op.i32Store, 2, L.S_RAS + 16);
     }
     b.get(this.st).get(this.t32).i32(1).op(Op.i32Add).mem(Op.i32Store, 2, L.S_RASP);
