@@ -15,9 +15,10 @@ export const MIN_MEMORY = 64 * MiB;
 export const MAX_MEMORY = 64 * GiB;
 /**
  * Where low RAM sits inside `GuestMemory.wasmMemory` (the software CPU's WebAssembly translator,
- * src/cpu/soft/wasm): the bytes below hold the CPUs' state areas and the code-page bytes.
+ * src/cpu/soft/wasm): the bytes below hold the CPUs' state areas and the code-page bytes (its layout.ts: 8 MiB of
+ * tables, then 32 vCPU state areas of 512 KiB).
  */
-export const WASM_RAM_OFFSET = 16 * MiB;
+export const WASM_RAM_OFFSET = 24 * MiB;
 
 export interface RamRegion {
   /** Guest physical address of the first byte. */

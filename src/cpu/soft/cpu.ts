@@ -79,11 +79,18 @@ function l2Index(vpn: number): number {
   const x = vpn | 0; // (ToInt32 of an exact integer: its low 32 bits)
   return (x ^ (x >>> L2_BITS) ^ (x >>> (2 * L2_BITS))) & L2_MASK;
 }
-/** TLB tag banks: (access << 1 | user) selects one of six banks of TLB_SIZE tags. */
+/** TLB banks: (access << 1 | user) selects one of six banks of TLB_SIZE entries. */
 const TLB_READ = 0 << 1, TLB_WRITE = 1 << 1, TLB_FETCH = 2 << 1;
-/** Offsets of the supervisor and user read/write banks in `tlbTags`. */
-const BANK_READ = TLB_READ << TLB_BITS, BANK_READ_USER = (TLB_READ | 1) << TLB_BITS;
-const BANK_WRITE = TLB_WRITE << TLB_BITS, BANK_WRITE_USER = (TLB_WRITE | 1) << TLB_BITS;
+/**
+ * An entry is two f64 of `SoftCpu.tlb`, (tag, physical page): entry e = bank << TLB_BITS | slot is at index e << 1.
+ * ENTRY_SHIFT turns (bank, slot) into that index; BANK_* are the indexes of the supervisor and user read/write banks.
+ */
+const ENTRY_SHIFT = 1;
+const BANK_SHIFT = TLB_BITS + ENTRY_SHIFT;
+const BANK_READ = TLB_READ << BANK_SHIFT, BANK_READ_USER = (TLB_READ | 1) << BANK_SHIFT;
+const BANK_WRITE = TLB_WRITE << BANK_SHIFT, BANK_WRITE_USER = (TLB_WRITE | 1) << BANK_SHIFT;
+/** l2Banks masks of the supervisor and user banks (bit access << 1 | user). */
+const BANKS_SUPERVISOR = 0b010101, BANKS_USER = 0b101010;
 
 export type OpHandler = (cpu: SoftCpu) => void;
 
@@ -244,21 +251,22 @@ export class SoftCpu {
   instructions = 0;
   readonly unimplementedLogged = new Set<string>();
 
-  // ---- TLB: per privilege (0 supervisor, 1 user) tags for read, write and fetch, and the physical page
-  // One array of tags in six banks of TLB_SIZE entries, bank = access * 2 + user (access 0 read, 1 write,
-  // 2 fetch): a tag is the linear page number (NaN when empty); the physical page base of a slot is shared by
-  // its banks (a fill drops the other banks' tags for a different page).
-  // (Public for the generated code of ./jit/translate.ts, which probes the TLB inline.)
-  readonly tlbTags = new Float64Array(6 * TLB_SIZE).fill(NaN);
-  readonly tlbPhys = new Float64Array(TLB_SIZE);
-  private readonly tlbGlobal = new Uint8Array(TLB_SIZE);
+  // ---- TLB, first level: six banks of TLB_SIZE direct-mapped entries, bank = access * 2 + user (access 0 read,
+  // 1 write, 2 fetch; user 0 supervisor, 1 user), each entry its own (tag, physical page base) pair of f64: the tag
+  // is the linear page number (NaN when empty). Every bank keeps its own physical page, so a kernel page and a user
+  // page (or a code page and a data page) on the same slot no longer evict each other (they did while the banks of a
+  // slot shared one physical page), and a probe reads the tag and the page from the same cache line.
+  // (Public for the generated code of ./wasm/translate.ts, which probes the TLB inline: ./wasm/layout.ts S_TLB.)
+  readonly tlb = new Float64Array((6 * TLB_SIZE) << ENTRY_SHIFT).fill(NaN);
+  /** Per entry (bank << TLB_BITS | slot): the page is global (survives a CR3 load). */
+  private readonly tlbGlobal = new Uint8Array(6 * TLB_SIZE);
   /**
-   * The first-level slots filled since the last full flush, each listed once (tlbListed), so that a flush of the
-   * non-global entries (every CR3 load) visits those rather than all TLB_SIZE slots times six banks: that loop was ~2%
-   * of the Linux boot's main thread. A slot still holds NaN tags in every bank unless it is listed.
+   * The first-level entries filled since the last full flush, each listed once (tlbListed), so that a flush of the
+   * non-global entries (every CR3 load) visits those rather than all 6 * TLB_SIZE entries: that loop was ~2% of the
+   * Linux boot's main thread. An entry still holds a NaN tag unless it is listed.
    */
-  private readonly tlbList = new Int32Array(TLB_SIZE);
-  private readonly tlbListed = new Uint8Array(TLB_SIZE);
+  private readonly tlbList = new Int32Array(6 * TLB_SIZE);
+  private readonly tlbListed = new Uint8Array(6 * TLB_SIZE);
   private tlbListN = 0;
   // The second level: page number (NaN: empty), physical page, the banks (bit (access << 1 | user)) the walk allowed,
   // whether the page is global, and the flush generation it was filled in (tlbGenAll for global pages, else tlbGen):
@@ -304,7 +312,7 @@ export class SoftCpu {
     const w = (env.wasm ?? process.env.RINGZERO_JIT === 'wasm') ? wasmStateFor(env.mem) : null;
     if (w !== null) {
       this.wasm = w.engine; this.wasmState = w.st;
-      this.rlo = w.rlo; this.rhi = w.rhi; this.tlbTags = w.tags; this.tlbPhys = w.phys; this.segBase = w.segBase;
+      this.rlo = w.rlo; this.rhi = w.rhi; this.tlb = w.tlb; this.segBase = w.segBase;
       // (the XMM file and the SSE-usable word live in the state area too, for ./wasm/sse.ts)
       const v = sseViews(env.mem.wasmMemory!.buffer as ArrayBuffer, w.st);
       this.xmm = v.xmm; this.xmmView = new DataView(v.xmm.buffer, v.xmm.byteOffset, 256); this.fpu = new FpuState(v.xmm, v.sseOk);
@@ -1209,22 +1217,22 @@ export class SoftCpu {
   // Paging (SDM vol. 3A ch. 4) and the TLB
 
   flushTlb(includingGlobal: boolean): void {
-    const tags = this.tlbTags;
+    const tlb = this.tlb;
     this.tlbGen = (this.tlbGen + 1) | 0;
     if (includingGlobal) this.tlbGenAll = (this.tlbGenAll + 1) | 0;
     if (includingGlobal) {
-      tags.fill(NaN);
+      tlb.fill(NaN); // (the physical pages too: harmless, they are read only after a tag matched)
       this.tlbListed.fill(0);
       this.tlbListN = 0;
     } else {
-      // (the listed slots only: every other slot is empty; global entries stay, and stay listed)
+      // (the listed entries only: every other entry is empty; global entries stay, and stay listed)
       const list = this.tlbList, listed = this.tlbListed, global = this.tlbGlobal;
       let m = 0;
       for (let k = 0, n = this.tlbListN; k < n; k++) {
-        const i = list[k];
-        if (global[i]) { list[m++] = i; continue; }
-        for (let bank = 0; bank < 6; bank++) tags[(bank << TLB_BITS) | i] = NaN;
-        listed[i] = 0;
+        const e = list[k];
+        if (global[e]) { list[m++] = e; continue; }
+        tlb[e << ENTRY_SHIFT] = NaN;
+        listed[e] = 0;
       }
       this.tlbListN = m;
     }
@@ -1243,9 +1251,9 @@ export class SoftCpu {
     }
     const first = Math.floor(lin / 2097152) * 512;
     for (let vpn = first; vpn < first + 512; vpn++) {
-      const i = vpn & TLB_MASK;
+      const t = (vpn & TLB_MASK) << ENTRY_SHIFT;
       for (let bank = 0; bank < 6; bank++) {
-        if (this.tlbTags[(bank << TLB_BITS) | i] === vpn) this.tlbTags[(bank << TLB_BITS) | i] = NaN;
+        if (this.tlb[(bank << BANK_SHIFT) | t] === vpn) this.tlb[(bank << BANK_SHIFT) | t] = NaN;
       }
       const j = l2Index(vpn);
       if (this.l2Tag[j] === vpn) this.l2Tag[j] = NaN;
@@ -1266,29 +1274,31 @@ export class SoftCpu {
     const vpn = (lin - off) / 4096; // exact: lin - off is a multiple of 4096 (also for negative lin)
     const i = vpn & TLB_MASK;
     const bank = (access << 1) | (user ? 1 : 0);
-    if (this.tlbTags[(bank << TLB_BITS) | i] === vpn) return this.tlbPhys[i] + off;
+    const t = (bank << BANK_SHIFT) | (i << ENTRY_SHIFT);
+    if (this.tlb[t] === vpn) return this.tlb[t + 1] + off;
     const j = l2Index(vpn);
     if (this.l2Tag[j] === vpn && ((this.l2Banks[j] >> bank) & 1) !== 0 &&
         this.l2Gen[j] === (this.l2Global[j] !== 0 ? this.tlbGenAll : this.tlbGen)) {
       this.tlbL2Hits++;
-      return this.fillTlb(vpn, i, this.l2Phys[j], this.l2Banks[j], this.l2Global[j]) + off;
+      // (this privilege's banks only: the other privilege's entries on this slot may be other pages it still uses)
+      return this.fillTlb(vpn, i, this.l2Phys[j], this.l2Banks[j] & (user ? BANKS_USER : BANKS_SUPERVISOR), this.l2Global[j]) + off;
     }
     return this.walk(lin, vpn, access, user);
   }
 
   /**
-   * Put page `vpn` (first-level slot `i`) with physical page `phys` into the banks of `banks` (bit per bank), dropping
-   * the slot's tags of other pages (they share its physical page field). Returns `phys`.
+   * Put page `vpn` (first-level slot `i`) with physical page `phys` into the banks of `banks` (bit per bank); the
+   * other banks' entries of this slot stay as they are. Returns `phys`.
    */
   private fillTlb(vpn: number, i: number, phys: number, banks: number, global: number): number {
-    const tags = this.tlbTags;
-    this.tlbPhys[i] = phys;
-    this.tlbGlobal[i] = global;
-    if (this.tlbListed[i] === 0) { this.tlbListed[i] = 1; this.tlbList[this.tlbListN++] = i; }
+    const tlb = this.tlb, listed = this.tlbListed;
     for (let bank = 0; bank < 6; bank++) {
-      const t = (bank << TLB_BITS) | i;
-      if ((banks >> bank) & 1) tags[t] = vpn;
-      else if (tags[t] !== vpn) tags[t] = NaN;
+      if (((banks >> bank) & 1) === 0) continue;
+      const e = (bank << TLB_BITS) | i;
+      tlb[e << ENTRY_SHIFT] = vpn;
+      tlb[(e << ENTRY_SHIFT) + 1] = phys;
+      this.tlbGlobal[e] = global;
+      if (listed[e] === 0) { listed[e] = 1; this.tlbList[this.tlbListN++] = e; }
     }
     return phys;
   }
@@ -1498,8 +1508,9 @@ export class SoftCpu {
     if (off + size <= 4096) {
       const vpn = (lin - off) / 4096;
       const i = vpn & TLB_MASK;
-      if (this.tlbTags[(this.cpl === 3 ? BANK_READ_USER : BANK_READ) | i] === vpn) {
-        const pa = this.tlbPhys[i] + off;
+      const t = (this.cpl === 3 ? BANK_READ_USER : BANK_READ) | (i << ENTRY_SHIFT);
+      if (this.tlb[t] === vpn) {
+        const pa = this.tlb[t + 1] + off;
         if (pa + size <= this.ramSize) {
           switch (size) {
             case 1: return this.ram[pa];
@@ -1558,8 +1569,9 @@ export class SoftCpu {
     if (off + size <= 4096) {
       const vpn = (lin - off) / 4096;
       const i = vpn & TLB_MASK;
-      if (this.tlbTags[(this.cpl === 3 ? BANK_WRITE_USER : BANK_WRITE) | i] === vpn) {
-        const pa = this.tlbPhys[i] + off;
+      const t = (this.cpl === 3 ? BANK_WRITE_USER : BANK_WRITE) | (i << ENTRY_SHIFT);
+      if (this.tlb[t] === vpn) {
+        const pa = this.tlb[t + 1] + off;
         if (pa + size <= this.ramSize) {
           if (this.codePages[pa >>> 12] !== 0) this.noteCodeWrite(pa, size);
           switch (size) {

@@ -20,7 +20,8 @@
 //     S_SSE  1 while SSE instructions may run (CR0.EM and CR0.TS clear, CR4.OSFXSR set): ./sse.ts's inline code
 //            checks it and leaves the instruction to the JavaScript form when it is 0 (FpuState.sseOk)
 //     S_EFL  SoftCpu.flags during a call (translated MOVS/STOS read DF there)
-//     S_PHYS tlbPhys[4096], S_TAGS tlbTags[6*4096] (Float64Array)
+//     S_TLB  SoftCpu.tlb: six banks of 4096 (tag, physical page) f64 pairs (16-byte entries, a probe reads one
+//            cache line), bank (access << 1 | user); TLB_BANK bytes apart (cpu.ts TLB_READ/WRITE/FETCH)
 import { WASM_RAM_OFFSET } from '../../../memory/guest-memory.ts';
 
 export const CODE_PAGES = 64 * 1024;
@@ -40,7 +41,12 @@ export const STATE_BASE = 8 * 1024 * 1024;
 export function dispatchEntry(pa: number): number {
   return DISPATCH + (((pa ^ (pa >>> 12)) & ((1 << DISPATCH_BITS) - 1)) << 5);
 }
-export const STATE_STRIDE = 256 * 1024;
+/**
+ * Bytes per vCPU state area: S_TLB + 6 * TLB_BANK = 394240 bytes, rounded up to a power of two. With WASM_RAM_OFFSET
+ * (24 MiB) that leaves room for 32 state areas, as when the areas were 256 KiB (16 MiB offset): the banks got their
+ * own physical pages (32 KiB each) and no longer fit in 256 KiB.
+ */
+export const STATE_STRIDE = 512 * 1024;
 /** vCPUs that can have a state area below low RAM (32; more run without the translator). */
 export const MAX_WASM_CPUS = (WASM_RAM_OFFSET - STATE_BASE) / STATE_STRIDE;
 
@@ -84,12 +90,20 @@ export const RAS_N = 16;
 export const RAS_STRIDE = 24;
 /** SoftCpu.flags (whole EFLAGS; translated MOVS/STOS read DF from it), stored with the lazy-flag record (runtime.ts giveFlags). */
 export const S_EFL = 1016;
-export const S_PHYS = 1024;
-export const S_TAGS = S_PHYS + 4096 * 8;
-/** Byte distance from a read tag bank to the write bank of the same privilege (cpu.ts: BANK_WRITE - BANK_READ). */
-export const TAGS_WRITE_DELTA = (2 << 12) * 8;
+/** The first-level TLB (cpu.ts SoftCpu.tlb): entry (bank, slot) at S_TLB + bank * TLB_BANK + slot * TLB_ENTRY. */
+export const S_TLB = 1024;
+/** log2 of the bytes of one entry: its tag (f64), then its physical page base (f64) at +8. */
+export const TLB_ENTRY_SHIFT = 4;
+/** Bytes of one bank (4096 entries). */
+export const TLB_BANK = 4096 << TLB_ENTRY_SHIFT;
+/** Byte distance from a read bank to the write bank of the same privilege (cpu.ts: BANK_WRITE - BANK_READ). */
+export const TLB_WRITE_DELTA = 2 * TLB_BANK;
+/** Byte distance from a read bank to the fetch bank of the same privilege. */
+export const TLB_FETCH_DELTA = 4 * TLB_BANK;
 /** Byte distance from the supervisor banks to the user banks. */
-export const TAGS_USER_DELTA = (1 << 12) * 8;
+export const TLB_USER_DELTA = TLB_BANK;
+/** End of the state area's fields. */
+export const S_END = S_TLB + 6 * TLB_BANK;
 
 /** The views of a state area that the SSE state lives in (SoftCpu.xmm and FpuState.sseOk). */
 export function sseViews(buffer: ArrayBuffer, st: number): { xmm: Uint8Array<ArrayBuffer>; sseOk: Int32Array<ArrayBuffer> } {

@@ -96,10 +96,11 @@ function buildDispatcher(ramSize: number): Uint8Array<ArrayBuffer> {
   b.close();
   // next RIP -> physical address through the fetch TLB bank of this privilege
   b.get(st).mem(Op.f64Load, 3, L.S_RIP).tee(r0).op(0xfc, 6).tee(ripi);
-  b.i64(12).op(Op.i64ShrS).tee(vpn).op(Op.i32WrapI64).i32(0xfff).op(Op.i32And).i32(3).op(Op.i32Shl).set(ti);
-  b.get(st).get(ti).op(Op.i32Add).get(user).i32(L.TAGS_USER_DELTA).op(0x6c).op(Op.i32Add).mem(Op.f64Load, 3, L.S_TAGS + 2 * L.TAGS_WRITE_DELTA);
+  // (ti: the entry's address less S_TLB + TLB_FETCH_DELTA, which the loads' offsets add)
+  b.i64(12).op(Op.i64ShrS).tee(vpn).op(Op.i32WrapI64).i32(0xfff).op(Op.i32And).i32(L.TLB_ENTRY_SHIFT).op(Op.i32Shl);
+  b.get(st).op(Op.i32Add).get(user).i32(L.TLB_USER_DELTA).op(0x6c).op(Op.i32Add).tee(ti).mem(Op.f64Load, 3, L.S_TLB + L.TLB_FETCH_DELTA);
   b.get(vpn).op(Op.f64ConvertI64s).op(Op.f64Ne).brIf(out);
-  b.get(st).get(ti).op(Op.i32Add).mem(Op.f64Load, 3, L.S_PHYS).op(0xfc, 7);
+  b.get(ti).mem(Op.f64Load, 3, L.S_TLB + L.TLB_FETCH_DELTA + 8).op(0xfc, 7);
   b.get(ripi).i64(0xfffn).op(Op.i64And).op(Op.i64Add).tee(p).i64(ramSize).op(Op.i64GeU).brIf(out);
   b.get(p).op(Op.i32WrapI64).set(pa);
   // the entry of that address: way 0 of its set (layout.ts dispatchEntry), else way 1
@@ -141,7 +142,7 @@ function buildMemlib(ramSize: number): Uint8Array<ArrayBuffer> {
       const st = 0, tag = 1, a = 2, w = 3, pos = write ? 4 : 3;
       const off = b.local(I32), ti = b.local(I32), vpn = b.local(I64), p = b.local(I64);
       const slow = b.open(Op.block);
-      emitTlbProbe(b, st, tag, a, { off, ti, vpn, pa: p }, size, ramSize, write, slow);
+      emitTlbProbe(b, tag, a, { off, ti, vpn, pa: p }, size, ramSize, write, slow);
       if (write) {
         b.get(p).op(Op.i32WrapI64).get(w);
         b.mem(size === 1 ? Op.i64Store8 : size === 2 ? Op.i64Store16 : size === 4 ? Op.i64Store32 : Op.i64Store, 0, WASM_RAM_OFFSET);
@@ -708,7 +709,7 @@ const engines = new WeakMap<GuestMemory, WasmEngine>();
  * Attach the wasm translator to a new vCPU of `mem`: its state area, whose views the CPU adopts for rlo/rhi, the
  * TLB and the segment bases. Null when `mem` has no wasm memory or there is no room for another state area.
  */
-export function wasmStateFor(mem: GuestMemory): { engine: WasmEngine; st: number; rlo: Int32Array<ArrayBuffer>; rhi: Int32Array<ArrayBuffer>; tags: Float64Array<ArrayBuffer>; phys: Float64Array<ArrayBuffer>; segBase: Float64Array<ArrayBuffer> } | null {
+export function wasmStateFor(mem: GuestMemory): { engine: WasmEngine; st: number; rlo: Int32Array<ArrayBuffer>; rhi: Int32Array<ArrayBuffer>; tlb: Float64Array<ArrayBuffer>; segBase: Float64Array<ArrayBuffer> } | null {
   const wm = mem.wasmMemory;
   if (!wm) return null;
   let engine = engines.get(mem);
@@ -720,8 +721,7 @@ export function wasmStateFor(mem: GuestMemory): { engine: WasmEngine; st: number
     engine, st,
     rlo: new Int32Array(buf, st + L.S_RLO, 16),
     rhi: new Int32Array(buf, st + L.S_RHI, 16),
-    tags: new Float64Array(buf, st + L.S_TAGS, 6 * 4096).fill(NaN),
-    phys: new Float64Array(buf, st + L.S_PHYS, 4096),
+    tlb: new Float64Array(buf, st + L.S_TLB, (6 * L.TLB_BANK) / 8).fill(NaN),
     segBase: new Float64Array(buf, st + L.S_SEG, 6),
   };
 }

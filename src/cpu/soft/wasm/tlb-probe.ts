@@ -6,7 +6,7 @@ import * as layout from './layout.ts';
 /** The layout constants as a plain object (under tsx a namespace import reads each one through a getter call). */
 const L = { ...layout };
 
-/** Locals the probe uses: page offset (i32), TLB index (i32, as a byte offset), page number (i64), RAM offset (i64). */
+/** Locals the probe uses: page offset (i32), TLB entry (i32, its address), page number (i64), RAM offset (i64). */
 export interface ProbeLocals { off: number; ti: number; vpn: number; pa: number }
 
 /**
@@ -15,15 +15,16 @@ export interface ProbeLocals { off: number; ti: number; vpn: number; pa: number 
  * local `tag` (this privilege, read or write bank), falls in low RAM (`ramSize`) and, for a `write`, is not in a page
  * holding decoded code (CodeCache.codePages: the slow path notes the write). On a hit local `pa` holds the RAM offset.
  */
-export function emitTlbProbe(b: Body, st: number, tag: number, a: number, l: ProbeLocals, size: number, ramSize: number,
+export function emitTlbProbe(b: Body, tag: number, a: number, l: ProbeLocals, size: number, ramSize: number,
   write: boolean, slow: number, align = 0): void {
   b.get(a).op(Op.i32WrapI64);
   if (align !== 0) b.tee(l.off).i32(align - 1).op(Op.i32And).brIf(slow).get(l.off);
   b.i32(0xfff).op(Op.i32And).tee(l.off).i32(4096 - size).op(Op.i32GtU).brIf(slow);
-  b.get(a).i64(12).op(Op.i64ShrS).tee(l.vpn).op(Op.i32WrapI64).i32(0xfff).op(Op.i32And).i32(3).op(Op.i32Shl).set(l.ti);
-  b.get(tag).get(l.ti).op(Op.i32Add).mem(Op.f64Load, 3, 0);
+  // (ti: the entry's address, tag then physical page: both in one 16-byte entry, layout.ts S_TLB)
+  b.get(a).i64(12).op(Op.i64ShrS).tee(l.vpn).op(Op.i32WrapI64).i32(0xfff).op(Op.i32And).i32(L.TLB_ENTRY_SHIFT).op(Op.i32Shl);
+  b.get(tag).op(Op.i32Add).tee(l.ti).mem(Op.f64Load, 3, 0);
   b.get(l.vpn).op(Op.f64ConvertI64s).op(Op.f64Ne).brIf(slow);
-  b.get(st).get(l.ti).op(Op.i32Add).mem(Op.f64Load, 3, L.S_PHYS).op(0xfc, 7 /* i64.trunc_sat_f64_u */);
+  b.get(l.ti).mem(Op.f64Load, 3, 8).op(0xfc, 7 /* i64.trunc_sat_f64_u */);
   b.get(l.off).op(Op.i64ExtendI32u).op(Op.i64Add).tee(l.pa).i64(ramSize - size).op(Op.i64GtU).brIf(slow);
   if (write) b.get(l.pa).i64(12).op(Op.i64ShrU).op(Op.i32WrapI64).mem(Op.i32Load8u, 0, L.CODE_PAGES).brIf(slow);
 }

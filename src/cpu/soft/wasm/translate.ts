@@ -5,7 +5,7 @@
 // WebAssembly is compiled by V8's baseline compiler (Liftoff) straight to machine code, cheaply, so blocks can be
 // translated after a few hundred replays.
 //
-// How: guest low RAM, the vCPU's registers (rlo/rhi), its software TLB (tlbTags/tlbPhys), segment bases and the
+// How: guest low RAM, the vCPU's registers (rlo/rhi), its software TLB (SoftCpu.tlb), segment bases and the
 // block cache's code-page bytes and page generations live in one WebAssembly.Memory (./layout.ts; GuestMemory maps
 // the RAM memfd into it), so translated code reads and writes them with plain loads and stores. A cached 64-bit
 // block of the block cache (../code-cache.ts) becomes one wasm function (st, r0, left, user, k) -> instructions run;
@@ -375,7 +375,7 @@ class Translator {
     const b = this.b;
     const hit = b.open(Op.block);
     const slow = b.open(Op.block);
-    emitTlbProbe(b, this.st, tag, this.a, { off: this.pOff, ti: this.pTi, vpn: this.pVpn, pa: this.pPa }, size, this.ramSize, write, slow);
+    emitTlbProbe(b, tag, this.a, { off: this.pOff, ti: this.pTi, vpn: this.pVpn, pa: this.pPa }, size, this.ramSize, write, slow);
     access();
     b.br(hit);
     b.close();
@@ -832,8 +832,8 @@ export function translateBody(block: Block, ramSize: number): { body: Body; offs
 /** Prologue of a block or region function: the TLB bank addresses for this privilege, r0 as an integer. */
 function prologue(T: Translator): void {
   const b = T.b;
-  b.get(T.st).i32(L.S_TAGS).op(Op.i32Add).get(T.user).i32(L.TAGS_USER_DELTA).op(0x6c /* i32.mul */).op(Op.i32Add).tee(T.rtag);
-  b.i32(L.TAGS_WRITE_DELTA).op(Op.i32Add).set(T.wtag);
+  b.get(T.st).i32(L.S_TLB).op(Op.i32Add).get(T.user).i32(L.TLB_USER_DELTA).op(0x6c /* i32.mul */).op(Op.i32Add).tee(T.rtag);
+  b.i32(L.TLB_WRITE_DELTA).op(Op.i32Add).set(T.wtag);
   b.get(T.r0).op(0xfc, 6).set(T.r0i);
 }
 
