@@ -75,6 +75,20 @@ test('usage errors: --incoming with machine options or a bad address, migrate wi
     r = await ringzero(['run', '--incoming', 'tcp:127.0.0.1:4000', '--restore', dir]);
     assert.equal(r.status, 2);
     assert.match(r.stderr, /--restore cannot be given with it/);
+    // copy-storage's targets: only with --incoming, absolute, never an existing file.
+    r = await ringzero(['run', '--disk-target', path.join(dir, 'a.raw'), '--kernel', '/nonexistent']);
+    assert.equal(r.status, 2);
+    assert.match(r.stderr, /--disk-target is where an incoming migration copies a disk: it needs --incoming/);
+    r = await ringzero(['run', '--incoming', 'tcp:127.0.0.1:4000', '--disk-target', 'rel.raw']);
+    assert.equal(r.status, 2);
+    assert.match(r.stderr, /--disk-target 'rel\.raw' is not an absolute file path/);
+    fs.writeFileSync(path.join(dir, 'taken.raw'), '');
+    r = await ringzero(['run', '--incoming', 'tcp:127.0.0.1:4000', '--disk-target', path.join(dir, 'taken.raw')]);
+    assert.equal(r.status, 2);
+    assert.match(r.stderr, /taken\.raw' already exists: the copy is made there, never over a file/);
+    r = await ringzero(['migrate', '--control-socket', path.join(dir, 'none.ctl'), '--to', '127.0.0.1:4000', '--disk-target', 'vda=x']);
+    assert.equal(r.status, 2);
+    assert.match(r.stderr, /--disk-target is for a daemon's VM \(NAME\)/);
     r = await ringzero(['migrate', '--control-socket', path.join(dir, 'none.ctl'), '--to', '127.0.0.1:4000']);
     assert.notEqual(r.status, 0);
     assert.match(r.stderr, /^ringzero: cannot reach the VM's control socket .*none\.ctl: ENOENT\n$/);

@@ -4,9 +4,17 @@
 import test from 'node:test';
 import assert from 'node:assert/strict';
 import net from 'node:net';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import crypto from 'node:crypto';
 import { Machine } from '../src/vmm/machine.ts';
 import { MiB } from '../src/memory/guest-memory.ts';
-import { migrateMachine, migrationProgress, type MigrationProgress } from '../src/migration/source.ts';
+import { migrateMachine, migrationProgress, MigrationError, type MigrationProgress } from '../src/migration/source.ts';
+import { blockDevices, DirtyTracker } from '../src/migration/storage.ts';
+import { createQcow2, imageInfo, openImage } from '../src/storage/qcow2.ts';
+import { detectFormat } from '../src/storage/backend.ts';
+import type { DiskConfig } from '../src/vmm/config.ts';
 import { receiveMigration, parseIncoming } from '../src/migration/destination.ts';
 import { FrameReader, jsonFrame, T_JSON } from '../src/migration/protocol.ts';
 import { captureConsole } from './support/capture-console.ts';
@@ -158,4 +166,192 @@ test('--incoming addresses', () => {
   assert.deepEqual(parseIncoming('tcp:[::1]:5'), { host: '::1', port: 5 });
   assert.throws(() => parseIncoming('unix:/x'), /is not tcp:HOST:PORT/);
   assert.throws(() => parseIncoming('tcp:host:99999'), /is not HOST:PORT/);
+});
+
+// --- copy-storage (storage.ts): the disks go with the VM ------------------------------------------------------------
+
+/** Three disks for the counter guest: raw with data and holes, a qcow2 overlay over a raw base (flattened on the way), a read-only raw one. */
+function makeDisks(dir: string): DiskConfig[] {
+  const rnd = (n: number, seed: number) => { const b = Buffer.alloc(n); let x = seed; for (let i = 0; i < n; i++) { x = (Math.imul(x, 1103515245) + 12345) >>> 0; b[i] = x >>> 24; } return b; };
+  const raw = path.join(dir, 'data.raw');
+  fs.writeFileSync(raw, Buffer.alloc(0));
+  fs.truncateSync(raw, 4 * MiB);
+  const fd = fs.openSync(raw, 'r+');
+  fs.writeSync(fd, rnd(1 * MiB, 1), 0, 1 * MiB, 0);
+  fs.writeSync(fd, rnd(300 * 1024, 2), 0, 300 * 1024, 3 * MiB); // a hole between
+  fs.closeSync(fd);
+  const base = path.join(dir, 'base.raw');
+  fs.writeFileSync(base, Buffer.concat([rnd(2 * MiB, 3), Buffer.alloc(2 * MiB)]));
+  const overlay = path.join(dir, 'top.qcow2');
+  createQcow2(overlay, { backingFile: base, backingFormat: 'raw' });
+  const top = openImage(overlay);
+  top.write(1536 * 1024, rnd(1 * MiB, 4)); // half over the base's data, half over its zeros
+  top.close();
+  const ro = path.join(dir, 'seed.raw');
+  fs.writeFileSync(ro, rnd(192 * 1024, 5));
+  return [{ path: raw, readonly: false }, { path: overlay, format: 'qcow2', readonly: false }, { path: ro, readonly: true }];
+}
+
+function diskBytes(device: { image: { size: number; read(o: number, b: Uint8Array): void } }): Buffer {
+  const b = Buffer.alloc(device.image.size);
+  device.image.read(0, b);
+  return b;
+}
+
+const sha = (b: Uint8Array) => crypto.createHash('sha256').update(b).digest('hex');
+
+test('copy-storage: the disks are copied while the guest writes them; the destination\'s copies equal the source\'s disks at the switch-over', async () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'rz-migdisk-'));
+  const io = captureConsole();
+  const src = new Machine({ ...config(counterKernel(0xffff), 64 * MiB), disks: makeDisks(dir) }, io);
+  src.loadKernel();
+  const running = src.run();
+  const targets = ['a.raw', 'b.qcow2', 'c.raw'].map((n) => path.join(dir, 'dst', n));
+  fs.mkdirSync(path.join(dir, 'dst'));
+  const dio = captureConsole();
+  let gotPort!: (p: number) => void;
+  const port = new Promise<number>((r) => { gotPort = r; });
+  const incoming = receiveMigration({ host: '127.0.0.1', port: 0, diskTargets: targets, onListening: (a) => gotPort(a.port) }, dio);
+  incoming.catch(() => {});
+  let dest: Machine | undefined;
+  // The guest's writes, as virtio-blk requests reach the backend: through the device's current backend (the one the
+  // migration wraps), every 2 ms while the VM runs, and after each disk frame of the first pass (so some land on grains
+  // already sent, some on grains not yet read): data, zeroes and discards, on both writable disks.
+  const devices = blockDevices(src);
+  let seed = 7, writes = 0;
+  // The timer's writes stay in a hot megabyte of each disk (a guest rewriting the same blocks; spread over the whole
+  // disk they would dirty faster than loopback moves them); the first pass's spread over the whole disk.
+  const guestWrites = (hot = false) => {
+    if (src.paused) return;
+    for (let k = 0; k < 4; k++) {
+      seed = (Math.imul(seed, 1103515245) + 12345) >>> 0;
+      const d = devices[seed & 1];
+      const sector = (seed >>> 8) % ((hot ? MiB : d.image.size) / 512 - 16);
+      if ((seed >>> 4 & 7) === 0) d.image.writeZeroes(sector * 512, 4096);
+      else if ((seed >>> 4 & 7) === 1) d.image.discard(sector * 512, 8192);
+      else d.image.write(sector * 512, Buffer.alloc(512 * (1 + (seed >>> 5 & 7)), seed & 0xff));
+      writes++;
+    }
+  };
+  const timer = setInterval(() => guestWrites(true), 2);
+  try {
+    await until(() => counterLines(io.text()).length >= 3, 20_000, 'three ticks');
+    const result = await migrateMachine(src, { host: '127.0.0.1', port: await port, downtimeMs: 300, copyStorage: true, onDiskFrame: () => guestWrites() });
+    clearInterval(timer);
+    dest = await incoming;
+    assert.equal(result.phase, 'completed');
+    assert.ok(writes > 20, `the guest wrote during the copy (${writes} writes)`);
+    assert.ok(result.diskTotal! >= 1 * MiB + 300 * 1024 && result.diskTransferred === result.diskTotal, JSON.stringify(result));
+    assert.ok(result.diskBytesSent! > 2 * MiB && result.bytesSent > result.diskBytesSent!, 'disk data counted in what was sent');
+    assert.ok(devices.every((d) => !(d.image instanceof DirtyTracker)), 'the source\'s disks are unwrapped');
+    // Byte for byte, the guest's view of each disk: the source's at the pause, the destination's copy.
+    const theirs = blockDevices(dest);
+    for (let i = 0; i < 3; i++) assert.ok(diskBytes(devices[i]).equals(diskBytes(theirs[i])), `disk ${i} arrived intact`);
+    // The copies are standalone images of the source's format, at the targets; the definition there names them.
+    assert.deepEqual(dest.config.disks!.map((d) => d.path), targets);
+    assert.equal(detectFormat(targets[0]), 'raw');
+    assert.equal(imageInfo(targets[1]).format, 'qcow2');
+    assert.equal(imageInfo(targets[1]).backingPath, undefined, 'the chain is flattened');
+    assert.ok(fs.statSync(targets[0]).blocks * 512 < 3 * MiB, 'holes stay holes');
+    assert.equal(theirs[2].readonly, true);
+    // The destination runs on its copies: the counter goes on, and a write there reaches the copy, not the source.
+    const before = counterLines(io.text());
+    src.requestExit({ kind: 'poweroff' });
+    await running;
+    const dRun = dest.run();
+    await until(() => counterLines(dio.text()).length >= 2, 20_000, 'the destination to count');
+    assert.equal(counterLines(dio.text())[0], before[before.length - 1] + 1);
+    const srcHash = sha(fs.readFileSync(path.join(dir, 'data.raw')));
+    theirs[0].image.write(0, Buffer.alloc(512, 0xee));
+    theirs[0].image.flush();
+    assert.equal(fs.readFileSync(targets[0]).subarray(0, 512).every((b) => b === 0xee), true);
+    assert.equal(sha(fs.readFileSync(path.join(dir, 'data.raw'))), srcHash);
+    dest.requestExit({ kind: 'poweroff' });
+    await dRun;
+  } finally {
+    clearInterval(timer);
+    src.requestExit({ kind: 'poweroff' });
+    await running;
+    src.close();
+    dest?.close();
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('copy-storage: a link cut during the disk copy, and one after the state, leave the source disks untouched and remove the destination\'s copies', async () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'rz-migdisk-'));
+  const io = captureConsole();
+  const disks = makeDisks(dir);
+  const src = new Machine({ ...config(counterKernel(0xffff), 64 * MiB), disks }, io);
+  src.loadKernel();
+  const running = src.run();
+  const files = () => disks.map((d) => sha(fs.readFileSync(d.path)));
+  try {
+    await until(() => counterLines(io.text()).length >= 3, 20_000, 'three ticks');
+    const before = files();
+    const guestView = blockDevices(src).map(diskBytes);
+    for (const cut of ['during the disk copy', 'after the state'] as const) {
+      fs.mkdirSync(path.join(dir, 'dst'), { recursive: true });
+      const targets = ['a.raw', 'b.qcow2', 'c.raw'].map((n) => path.join(dir, 'dst', n));
+      let gotPort!: (p: number) => void;
+      const port = new Promise<number>((r) => { gotPort = r; });
+      const incoming = receiveMigration({ host: '127.0.0.1', port: 0, diskTargets: targets, onListening: (a) => gotPort(a.port) }, captureConsole());
+      incoming.catch(() => {});
+      // A proxy between the two, as the link: cutting it destroys both of its connections.
+      const sockets: net.Socket[] = [];
+      const proxy = net.createServer((s) => {
+        const up = net.connect(port0, '127.0.0.1');
+        sockets.push(s, up);
+        s.pipe(up); up.pipe(s);
+        s.on('error', () => {}); up.on('error', () => {});
+      });
+      const port0 = await port;
+      await new Promise<void>((r) => proxy.listen(0, '127.0.0.1', r));
+      let frames = 0;
+      const onDiskFrame = cut === 'during the disk copy' ? () => {
+        if (++frames === 3) {
+          assert.ok(targets.every((t) => fs.existsSync(t)), 'the copies exist at the destination while they are filled');
+          for (const s of sockets) s.destroy();
+        }
+      } : undefined;
+      const error = await migrateMachine(src, {
+        host: '127.0.0.1', port: (proxy.address() as net.AddressInfo).port, downtimeMs: 50, copyStorage: true, onDiskFrame,
+        ...(cut === 'after the state' ? { fault: 'source:after-state' as const } : {}),
+      }).then(() => undefined, (e: Error) => e);
+      proxy.close();
+      assert.ok(error instanceof MigrationError, `${cut}: the migration fails (${String(error)})`);
+      await assert.rejects(incoming);
+      assert.equal(src.paused, false, `${cut}: the source runs`);
+      assert.ok(blockDevices(src).every((d) => !(d.image instanceof DirtyTracker)), `${cut}: the source's disks are unwrapped`);
+      assert.deepEqual(files(), before, `${cut}: the source's disk files are untouched`);
+      assert.ok(blockDevices(src).map(diskBytes).every((b, i) => b.equals(guestView[i])), `${cut}: the guest reads the same`);
+      assert.deepEqual(fs.readdirSync(path.join(dir, 'dst')), [], `${cut}: the destination's copies are removed`);
+      const n = counterLines(io.text()).length;
+      await until(() => counterLines(io.text()).length >= n + 2, 20_000, `the source to count on (${cut})`);
+    }
+
+    // Refusals, before anything is created: a target that exists; a destination given no targets; targets for a
+    // source that does not copy.
+    fs.writeFileSync(path.join(dir, 'dst', 'a.raw'), 'mine');
+    const refused = async (opts: { diskTargets?: string[] }, copyStorage: boolean, why: RegExp) => {
+      let gotPort!: (p: number) => void;
+      const port = new Promise<number>((r) => { gotPort = r; });
+      const incoming = receiveMigration({ host: '127.0.0.1', port: 0, ...opts, onListening: (a) => gotPort(a.port) }, captureConsole());
+      incoming.catch(() => {});
+      await assert.rejects(migrateMachine(src, { host: '127.0.0.1', port: await port, copyStorage }), why);
+      await assert.rejects(incoming, why);
+    };
+    const targets = ['a.raw', 'b.qcow2', 'c.raw'].map((n) => path.join(dir, 'dst', n));
+    await refused({ diskTargets: targets }, true, /disk target '.*a\.raw' already exists/);
+    assert.equal(fs.readFileSync(targets[0], 'utf8'), 'mine', 'a file in the way is left alone');
+    assert.deepEqual(fs.readdirSync(path.join(dir, 'dst')), ['a.raw']);
+    await refused({}, true, /copies its disks \(copy-storage\), but this destination was given no disk targets/);
+    await refused({ diskTargets: targets.slice(1) }, false, /given disk targets \(copy-storage\), but the source does not copy its disks/);
+    assert.equal(src.paused, false);
+  } finally {
+    src.requestExit({ kind: 'poweroff' });
+    await running;
+    src.close();
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
 });

@@ -123,7 +123,7 @@ test('link cut after "go" arrived: the destination runs the guest, the source st
   }
 });
 
-test('a peer of migration version 1 (no two-phase switch-over) is refused with a clear error', async () => {
+for (const [old, lacks] of [[1, 'no two-phase switch-over'], [2, 'no copy-storage']] as const) test(`a peer of migration version ${old} (${lacks}) is refused with a clear error`, async () => {
   const dst = destination();
   const socket = net.connect(await dst.port, '127.0.0.1');
   const reader = new FrameReader();
@@ -131,10 +131,10 @@ test('a peer of migration version 1 (no two-phase switch-over) is refused with a
   socket.on('data', (c: Buffer) => { for (const f of reader.push(c)) if (f.type === T_JSON) answers.push(f.message); });
   socket.on('error', () => {});
   const closed = new Promise((resolve) => socket.on('close', resolve));
-  socket.write(jsonFrame({ kind: 'hello', format: 'ringzero-migration', version: 1, snapshotVersion: SNAPSHOT_VERSION, ringzeroVersion: 'old', config: {}, memorySize: 0 }));
-  await assert.rejects(dst.machine, new RegExp(`the source speaks migration version 1 .*this side speaks ${MIGRATION_VERSION}`));
+  socket.write(jsonFrame({ kind: 'hello', format: 'ringzero-migration', version: old, snapshotVersion: SNAPSHOT_VERSION, ringzeroVersion: 'old', config: {}, memorySize: 0 }));
+  await assert.rejects(dst.machine, new RegExp(`the source speaks migration version ${old} .*this side speaks ${MIGRATION_VERSION}`));
   await closed;
   assert.equal(answers[0]?.kind, 'error');
-  assert.match(String(answers[0]?.message), /migration version 1/);
-  assert.equal(MIGRATION_VERSION, 2);
+  assert.match(String(answers[0]?.message), new RegExp(`migration version ${old}`));
+  assert.equal(MIGRATION_VERSION, 3);
 });

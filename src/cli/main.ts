@@ -87,7 +87,7 @@ async function restoreRunner(dir: string, options: RunOptions, givenOnCommandLin
 }
 
 /** `run --incoming tcp:HOST:PORT`: the machine comes from the migration source, so none of its options may be given. */
-async function incomingRunner(uri: string, options: RunOptions & { restore?: string }, givenOnCommandLine: (option: string) => boolean): Promise<(io: ConsoleIo) => Promise<number>> {
+async function incomingRunner(uri: string, options: RunOptions & { restore?: string; diskTarget?: string[] }, givenOnCommandLine: (option: string) => boolean): Promise<(io: ConsoleIo) => Promise<number>> {
   const given = MACHINE_OPTIONS.filter(givenOnCommandLine);
   if (given.length > 0 || options.restore !== undefined) {
     const flag = options.restore !== undefined ? 'restore' : given[0].replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`);
@@ -100,7 +100,13 @@ async function incomingRunner(uri: string, options: RunOptions & { restore?: str
     throw new UsageError((error as Error).message);
   }
   if (options.controlSocket !== undefined) checkSocketPath(options.controlSocket, '--control-socket');
-  return (io) => runIncoming(uri, io, { controlSocket: options.controlSocket });
+  const diskTargets = options.diskTarget;
+  for (const target of diskTargets ?? []) {
+    if (!target.startsWith('/') || target.includes('\0') || target.endsWith('/')) throw new UsageError(`--disk-target '${target}' is not an absolute file path`);
+    if (existsSync(target)) throw new UsageError(`--disk-target '${target}' already exists: the copy is made there, never over a file`);
+  }
+  if (diskTargets && new Set(diskTargets).size !== diskTargets.length) throw new UsageError('--disk-target names one file twice');
+  return (io) => runIncoming(uri, io, { controlSocket: options.controlSocket, ...(diskTargets ? { diskTargets } : {}) });
 }
 
 /** `run --profile-guest FILE [--kallsyms FILE]`. */
@@ -131,7 +137,8 @@ async function guestProfileFor(options: ProfileOptions, engine: string): Promise
   return { profile, report: () => process.stderr.write(formatProfile(profile.write(file, symbols))) };
 }
 
-async function runCommand(options: RunOptions & ManagedRunOptions & ProfileOptions & { restore?: string; incoming?: string }, givenOnCommandLine: (option: string) => boolean): Promise<number> {
+async function runCommand(options: RunOptions & ManagedRunOptions & ProfileOptions & { restore?: string; incoming?: string; diskTarget?: string[] }, givenOnCommandLine: (option: string) => boolean): Promise<number> {
+  if (options.diskTarget !== undefined && options.incoming === undefined) throw new UsageError('--disk-target is where an incoming migration copies a disk: it needs --incoming');
   if (options.kallsyms !== undefined && options.profileGuest === undefined) throw new UsageError('--kallsyms names the symbols of --profile-guest: give both');
   let run: (io: ConsoleIo) => Promise<number>;
   if (options.incoming !== undefined) {
@@ -229,6 +236,8 @@ function program(): Command {
     .option('--control-socket <path>', 'take run-time commands (shutdown: the ACPI power button, snapshot, balloon target and statistics) as JSON lines on this Unix socket')
     .option('--restore <dir>', 'start the VM saved in this snapshot directory (soft engine) instead of booting a kernel')
     .option('--incoming <tcp:HOST:PORT>', 'wait for a live migration on this address (port 0: any free port, printed) and run the VM it brings')
+    .option('--disk-target <path>', 'with --incoming, when the source copies its disks (migrate --copy-storage-all): create the copy of the next disk (vda, vdb, ... in order) at PATH, which must not exist (repeatable)',
+      (value: string, previous: string[] | undefined) => [...(previous ?? []), value])
     .option('--console <kind>', 'the console: serial (ttyS0) or virtio (hvc0; sets console=hvc0 unless --cmdline is given)', 'serial')
     .option('--console-socket <path>', 'serve the console on this Unix socket (any number of clients) instead of the terminal')
     .option('--status-file <path>', 'with --console-socket: write the exit status here as JSON when the VM ends')
@@ -236,7 +245,7 @@ function program(): Command {
     .option('--stats', 'print engine statistics (instructions, MIPS, block cache) on stderr when the VM ends')
     .option('--profile-guest <file>', 'soft engine: sample where the guest runs (one RIP per 20000 instructions) and write the profile to FILE as JSON when the VM ends')
     .option('--kallsyms <file>', 'with --profile-guest: the guest\'s /proc/kallsyms, to name kernel functions (boot with nokaslr)')
-    .action(async (options: RunOptions & ManagedRunOptions & ProfileOptions & { restore?: string; incoming?: string }, command: Command) => {
+    .action(async (options: RunOptions & ManagedRunOptions & ProfileOptions & { restore?: string; incoming?: string; diskTarget?: string[] }, command: Command) => {
       process.exitCode = await runCommand(options, (option) => command.getOptionValueSource(option) === 'cli');
     });
 
@@ -265,7 +274,10 @@ function program(): Command {
     .option('--bandwidth <bytes-per-second>', 'cap on the transfer rate')
     .option('--progress', 'print the progress on stderr while migrating (JSON lines with --control-socket)')
     .option('--verify', 'check a SHA-256 of all guest RAM at the destination before it resumes (longer downtime)')
-    .action(async (name: string | undefined, options: { controlSocket?: string; socket?: string; linkTimeoutMs: string; json?: boolean; to: string; downtimeMs: string; maxIterations: string; bandwidth?: string; progress?: boolean; verify?: boolean }) => {
+    .option('--copy-storage-all', 'copy the VM\'s disks to the destination while it runs (no shared storage needed; the destination daemon puts them in its pool)')
+    .option('--disk-target <vdX=PATH|VOLUME>', 'with NAME and --copy-storage-all: where the destination puts the copy of disk vdX (an absolute path there, or a volume name in its pool; repeatable)',
+      (value: string, previous: string[] | undefined) => [...(previous ?? []), value])
+    .action(async (name: string | undefined, options: { controlSocket?: string; socket?: string; linkTimeoutMs: string; json?: boolean; to: string; downtimeMs: string; maxIterations: string; bandwidth?: string; progress?: boolean; verify?: boolean; copyStorageAll?: boolean; diskTarget?: string[] }) => {
       if ((name === undefined) === (options.controlSocket === undefined)) throw new UsageError('migrate takes a VM NAME (through the daemon) or --control-socket (a VMM), one of the two');
       if (name !== undefined) {
         const { migrateThroughDaemon } = await import('./migrate-commands.ts');
@@ -284,7 +296,9 @@ function program(): Command {
         maxIterations: int(options.maxIterations, '--max-iterations', 10_000),
         ...(options.bandwidth !== undefined ? { bandwidth: int(options.bandwidth, '--bandwidth', 2 ** 40) } : {}),
         ...(options.verify ? { verify: true } : {}),
+        ...(options.copyStorageAll ? { copyStorage: true } : {}),
       };
+      if (options.diskTarget !== undefined) throw new UsageError('--disk-target is for a daemon\'s VM (NAME): between VMMs the destination names its copies (run --incoming --disk-target)');
       const { controlRequest } = await import('../vmm/control.ts');
       const timer = options.progress ? setInterval(() => {
         controlRequest(controlSocket, { cmd: 'migrate-status' }).then((p) => process.stderr.write(`${JSON.stringify(p)}\n`), () => {});

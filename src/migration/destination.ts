@@ -9,7 +9,8 @@ import type { ConsoleIo, VmConfig } from '../vmm/config.ts';
 import { openState, SNAPSHOT_VERSION } from '../vmm/snapshot.ts';
 import { checkVcpuState } from '../vmm/snapshot-cpu.ts';
 import { ramDigest } from './source.ts';
-import { FrameReader, MIGRATION_FORMAT, MIGRATION_VERSION, PAGE, T_JSON, T_PAGES, T_ZERO, faultPoint, jsonFrame, parseHostPort, type FaultPoint, type Frame } from './protocol.ts';
+import { FrameReader, MIGRATION_FORMAT, MIGRATION_VERSION, PAGE, T_DISK, T_DISK_ZERO, T_JSON, T_PAGES, T_ZERO, faultPoint, jsonFrame, parseHostPort, type FaultPoint, type Frame } from './protocol.ts';
+import { DestinationDisks, blockDevices, parseOffers } from './storage.ts';
 
 export interface IncomingOptions {
   host: string;
@@ -24,6 +25,11 @@ export interface IncomingOptions {
   engine?: VmConfig['engine'];
   /** Test-only: drop the link at this point (protocol.ts FaultPoint; default RINGZERO_TEST_MIGRATION_FAULT). */
   fault?: FaultPoint;
+  /**
+   * copy-storage: where this side creates its copy of each disk, in disk order (files that must not exist; removed
+   * again if the migration fails before the switch-over). Without it the disks must be shared, at the source's paths.
+   */
+  diskTargets?: string[];
 }
 
 /** `tcp:HOST:PORT`, the form QEMU's -incoming takes. */
@@ -69,6 +75,7 @@ function receive(socket: net.Socket, opts: IncomingOptions, console: ConsoleIo, 
   return new Promise<Machine>((resolve, reject) => {
     const reader = new FrameReader();
     let machine: Machine | undefined;
+    let copies: DestinationDisks | undefined;
     let loaded = false;
     const fault = faultPoint(opts.fault);
     let done = false;
@@ -85,6 +92,7 @@ function receive(socket: net.Socket, opts: IncomingOptions, console: ConsoleIo, 
       socket.off('data', onData);
       if (result instanceof Error) {
         machine?.close();
+        copies?.remove();
         reject(result);
       } else {
         resolve(result);
@@ -95,15 +103,19 @@ function receive(socket: net.Socket, opts: IncomingOptions, console: ConsoleIo, 
         const m = f.message;
         if (m.kind === 'hello') {
           if (machine) throw new Error('a second hello');
-          machine = build(m, opts, console, machineOptions);
+          ({ machine, copies } = build(m, opts, console, machineOptions));
           socket.write(jsonFrame({ kind: 'ready' }));
         } else if (m.kind === 'sync') {
-          // Everything before it has been applied: the source may stop its VM without a backlog in the pipe.
+          // Everything before it has been applied: the source may stop its VM without a backlog in the pipe. The disk
+          // copies are flushed now, so that the one before "loaded" has only the last blocks to write.
+          copies?.flush();
           socket.write(jsonFrame({ kind: 'synced' }));
         } else if (m.kind === 'state') {
           if (!machine) throw new Error('the state came before hello');
           if (m.ramSha256 !== undefined && m.ramSha256 !== ramDigest(machine)) throw new Error('guest RAM differs from the source\'s after the transfer (SHA-256 mismatch)');
           if (loaded) throw new Error('a second state');
+          // Every disk block has arrived (the source sends them before the state): durable before "loaded".
+          copies?.finish(blockDevices(machine));
           restore(machine, m.state);
           // Ready to run, not running: the source decides (its "go"), so a lost link never leaves two copies running.
           loaded = true;
@@ -119,6 +131,13 @@ function receive(socket: net.Socket, opts: IncomingOptions, console: ConsoleIo, 
         return;
       }
       if (!machine) throw new Error('pages came before hello');
+      if (f.type === T_DISK || f.type === T_DISK_ZERO) {
+        if (!copies) throw new Error('disk data from a source that did not offer to copy its disks');
+        if (loaded) throw new Error('disk data after the state');
+        if (f.type === T_DISK) copies.write(f.disk, f.offset, f.data);
+        else copies.zero(f.disk, f.offset, f.length);
+        return;
+      }
       const into = imagePages(machine, f.first, f.count);
       if (f.type === T_PAGES) into.set(f.data);
       else if (f.type === T_ZERO) into.fill(0);
@@ -143,8 +162,11 @@ function receive(socket: net.Socket, opts: IncomingOptions, console: ConsoleIo, 
   });
 }
 
-/** The destination machine for a source's hello: same definition, this process's control socket, fresh RAM. */
-function build(m: Record<string, unknown>, opts: IncomingOptions, console: ConsoleIo, machineOptions: MachineOptions): Machine {
+/**
+ * The destination machine for a source's hello: same definition, this process's control socket, fresh RAM; with
+ * copy-storage, its disks are new copies at the targets given here (created empty, filled by DISK frames).
+ */
+function build(m: Record<string, unknown>, opts: IncomingOptions, console: ConsoleIo, machineOptions: MachineOptions): { machine: Machine; copies?: DestinationDisks } {
   if (m.format !== MIGRATION_FORMAT) throw new Error(`not a ringzero migration stream (format ${JSON.stringify(m.format)})`);
   if (m.version !== MIGRATION_VERSION || m.snapshotVersion !== SNAPSHOT_VERSION) {
     throw new Error(`the source speaks migration version ${String(m.version)} with state version ${String(m.snapshotVersion)} (ringzero ${String(m.ringzeroVersion)}); this side speaks ${MIGRATION_VERSION} with ${SNAPSHOT_VERSION}`);
@@ -155,7 +177,28 @@ function build(m: Record<string, unknown>, opts: IncomingOptions, console: Conso
   const { controlSocket: _theirs, ...rest } = config;
   const engine = opts.engine ?? (rest.engine === 'kvm' ? 'kvm' : 'soft');
   const mine: VmConfig = { ...rest, engine, ...(opts.controlSocket !== undefined ? { controlSocket: opts.controlSocket } : {}) };
-  return new Machine(mine, console, machineOptions);
+  const disks = Array.isArray(config.disks) ? config.disks : [];
+  if (m.disks === undefined) {
+    if (opts.diskTargets !== undefined) throw new Error('this destination was given disk targets (copy-storage), but the source does not copy its disks');
+    return { machine: new Machine(mine, console, machineOptions) };
+  }
+  const offers = parseOffers(m.disks, disks.length, opts.diskTargets);
+  const copies = new DestinationDisks(offers, opts.diskTargets!);
+  copies.create();
+  try {
+    mine.disks = disks.map((d, i) => ({ ...d, path: opts.diskTargets![i] }));
+    const machine = new Machine(mine, console, machineOptions);
+    try {
+      copies.attach(blockDevices(machine));
+    } catch (error) {
+      machine.close();
+      throw error;
+    }
+    return { machine, copies };
+  } catch (error) {
+    copies.remove();
+    throw error;
+  }
 }
 
 function imagePages(machine: Machine, first: number, count: number): Uint8Array {
@@ -179,12 +222,12 @@ function restore(machine: Machine, state: unknown): void {
  * onReboot 'restart' boots a fresh machine from the same definition). Exit status 0 after the guest powers off or
  * after it migrated away again; 1 when the migration in fails.
  */
-export async function runIncoming(uri: string, io: ConsoleIo, options: { controlSocket?: string; engine?: VmConfig['engine'] } = {}): Promise<number> {
+export async function runIncoming(uri: string, io: ConsoleIo, options: { controlSocket?: string; engine?: VmConfig['engine']; diskTargets?: string[] } = {}): Promise<number> {
   const { host, port } = parseIncoming(uri);
   let machine: Machine;
   try {
     machine = await receiveMigration({
-      host, port, controlSocket: options.controlSocket, engine: options.engine,
+      host, port, controlSocket: options.controlSocket, engine: options.engine, diskTargets: options.diskTargets,
       onListening: (a) => process.stderr.write(`ringzero: waiting for an incoming migration on ${a.host.includes(':') ? `[${a.host}]` : a.host}:${a.port}\n`),
     }, io);
   } catch (error) {

@@ -5,9 +5,15 @@
 //   JSON  (1): a = payload bytes; one JSON message (below)
 //   PAGES (2): a = first page, b = page count; payload = count * 4096 bytes of the memory image (low RAM, then high)
 //   ZERO  (3): a = first page, b = page count; no payload: those pages are now zero
+//   DISK  (4): a = disk index, b = payload bytes; payload = offset u64 LE, then the disk's bytes from there (a whole
+//              number of 512-byte sectors, at most MAX_DISK_DATA) (version 3: copy-storage)
+//   DISK_ZERO (5): a = disk index, b = 16; payload = offset u64 LE, length u64 LE: that range now reads as zeros
 // JSON messages, source to destination:
-//   {kind:"hello", format, version, snapshotVersion, config, memorySize}   before any page
+//   {kind:"hello", format, version, snapshotVersion, config, memorySize[, disks]}   before any page; `disks` (version
+//                                           3, copy-storage): [{index, size, format, readonly}] for every disk: the
+//                                           destination creates its own copy of each and fills it from DISK frames
 //   {kind:"sync"}                           before the stop-and-copy: answer when everything before it is applied
+//                                           (and the disk copies flushed)
 //   {kind:"state", state}                   the snapshot format's state file ({format, version, crc32, body}, body
 //                                           without `memory`), sent while the VM is paused, after the last pages
 //   {kind:"go"}                             after "loaded": run the VM there; from this message on the source never
@@ -15,7 +21,8 @@
 // destination to source:
 //   {kind:"ready"}                          after hello: the destination machine is built, pages may come
 //   {kind:"synced"}                         the answer to sync
-//   {kind:"loaded"}                         after state: restored and ready to run, but not running (version 2)
+//   {kind:"loaded"}                         after state: restored and ready to run, but not running (version 2);
+//                                           with copy-storage, only once every disk copy is durable (fdatasync)
 //   {kind:"resumed"}                        after go: the destination VM runs; the source may end
 //   {kind:"error", message}                 at any point before go: the destination gives up (the source resumes)
 // The switch-over is two-phase so the guest never runs on both sides: a link lost before "loaded" reaches the source
@@ -28,10 +35,16 @@ import type net from 'node:net';
 import { ByteQueue } from '../sys/byte-queue.ts';
 
 export const MIGRATION_FORMAT = 'ringzero-migration';
-/** Bump on any change of the frames or messages (2: the two-phase switch-over, "loaded" and "go"). */
-export const MIGRATION_VERSION = 2;
+/**
+ * Bump on any change of the frames or messages (2: the two-phase switch-over, "loaded" and "go"; 3: copy-storage,
+ * DISK and DISK_ZERO frames and hello's `disks`). A peer of another version is refused at hello, with both versions
+ * named.
+ */
+export const MIGRATION_VERSION = 3;
 export const PAGE = 4096;
-export const T_JSON = 1, T_PAGES = 2, T_ZERO = 3;
+export const T_JSON = 1, T_PAGES = 2, T_ZERO = 3, T_DISK = 4, T_DISK_ZERO = 5;
+/** Largest run of disk bytes in one DISK frame. */
+export const MAX_DISK_DATA = 1 << 20;
 const HEADER = 9;
 /** Largest JSON message accepted (the state of a VM is well under this). */
 const MAX_JSON = 64 * 1024 * 1024;
@@ -41,7 +54,31 @@ export const MAX_FRAME_PAGES = 256;
 export type Frame =
   | { type: typeof T_JSON; message: Record<string, unknown> }
   | { type: typeof T_PAGES; first: number; count: number; data: Buffer }
-  | { type: typeof T_ZERO; first: number; count: number };
+  | { type: typeof T_ZERO; first: number; count: number }
+  | { type: typeof T_DISK; disk: number; offset: number; data: Buffer }
+  | { type: typeof T_DISK_ZERO; disk: number; offset: number; length: number };
+
+/** A DISK frame: `data` (copied) at byte `offset` of disk `disk`. */
+export function diskFrame(disk: number, offset: number, data: Uint8Array): Buffer {
+  const out = Buffer.allocUnsafe(HEADER + 8 + data.length);
+  out.writeUInt8(T_DISK, 0);
+  out.writeUInt32LE(disk, 1);
+  out.writeUInt32LE(8 + data.length, 5);
+  out.writeBigUInt64LE(BigInt(offset), HEADER);
+  out.set(data, HEADER + 8);
+  return out;
+}
+
+/** A DISK_ZERO frame: [offset, offset+length) of disk `disk` reads as zeros. */
+export function diskZeroFrame(disk: number, offset: number, length: number): Buffer {
+  const out = Buffer.allocUnsafe(HEADER + 16);
+  out.writeUInt8(T_DISK_ZERO, 0);
+  out.writeUInt32LE(disk, 1);
+  out.writeUInt32LE(16, 5);
+  out.writeBigUInt64LE(BigInt(offset), HEADER);
+  out.writeBigUInt64LE(BigInt(length), HEADER + 8);
+  return out;
+}
 
 export function jsonFrame(message: Record<string, unknown>): Buffer {
   const body = Buffer.from(JSON.stringify(message));
@@ -93,10 +130,12 @@ export class FrameReader {
         this.header = { type: h.readUInt8(0), a: h.readUInt32LE(1), b: h.readUInt32LE(5) };
         if (this.header.type === T_JSON && this.header.a > MAX_JSON) throw new ProtocolError(`JSON message of ${this.header.a} bytes`);
         if (this.header.type === T_PAGES && (this.header.b === 0 || this.header.b > MAX_FRAME_PAGES)) throw new ProtocolError(`PAGES frame of ${this.header.b} pages`);
-        if (this.header.type !== T_JSON && this.header.type !== T_PAGES && this.header.type !== T_ZERO) throw new ProtocolError(`unknown frame type ${this.header.type}`);
+        if (this.header.type === T_DISK && (this.header.b <= 8 || this.header.b > 8 + MAX_DISK_DATA)) throw new ProtocolError(`DISK frame of ${this.header.b} bytes`);
+        if (this.header.type === T_DISK_ZERO && this.header.b !== 16) throw new ProtocolError(`DISK_ZERO frame of ${this.header.b} bytes`);
+        if (this.header.type < T_JSON || this.header.type > T_DISK_ZERO) throw new ProtocolError(`unknown frame type ${this.header.type}`);
       }
       const h = this.header;
-      const need = h.type === T_JSON ? h.a : h.type === T_PAGES ? h.b * PAGE : 0;
+      const need = h.type === T_JSON ? h.a : h.type === T_PAGES ? h.b * PAGE : h.type === T_DISK || h.type === T_DISK_ZERO ? h.b : 0;
       if (this.bytes.length < need) break;
       this.header = undefined;
       if (h.type === T_JSON) {
@@ -110,6 +149,16 @@ export class FrameReader {
         out.push({ type: T_JSON, message: message as Record<string, unknown> });
       } else if (h.type === T_PAGES) {
         out.push({ type: T_PAGES, first: h.a, count: h.b, data: this.bytes.take(need) });
+      } else if (h.type === T_DISK || h.type === T_DISK_ZERO) {
+        const body = this.bytes.take(need);
+        const offset = body.readBigUInt64LE(0);
+        if (offset > BigInt(Number.MAX_SAFE_INTEGER)) throw new ProtocolError(`a disk offset of ${offset}`);
+        if (h.type === T_DISK) out.push({ type: T_DISK, disk: h.a, offset: Number(offset), data: body.subarray(8) });
+        else {
+          const length = body.readBigUInt64LE(8);
+          if (length > BigInt(Number.MAX_SAFE_INTEGER)) throw new ProtocolError(`a disk range of ${length} bytes`);
+          out.push({ type: T_DISK_ZERO, disk: h.a, offset: Number(offset), length: Number(length) });
+        }
       } else {
         out.push({ type: T_ZERO, first: h.a, count: h.b });
       }

@@ -28,6 +28,7 @@ import crypto from 'node:crypto';
 import type { Machine } from '../vmm/machine.ts';
 import { sealState, ringzeroVersion, dataExtents, SNAPSHOT_VERSION, type SnapshotBody } from '../vmm/snapshot.ts';
 import { markDeviceWrittenPages, forgetDiffBase } from '../vmm/snapshot-diff.ts';
+import { SourceDisks, type DiskSender } from './storage.ts';
 import {
   FrameReader, MIGRATION_FORMAT, MIGRATION_VERSION, PAGE, MAX_FRAME_PAGES, T_JSON,
   faultPoint, jsonFrame, pagesFrame, writeFrame, type FaultPoint, type Frame,
@@ -51,6 +52,13 @@ export interface MigrateOptions {
   verifyMemory?: boolean;
   /** Test-only: drop the link at this point (protocol.ts FaultPoint; default RINGZERO_TEST_MIGRATION_FAULT). */
   fault?: FaultPoint;
+  /**
+   * Copy every disk to the destination (libvirt's --copy-storage-all): storage.ts. Without it the disks must be on
+   * storage both sides share.
+   */
+  copyStorage?: boolean;
+  /** Test-only: called after each disk frame of the first disk pass (a test writes to the disk meanwhile). */
+  onDiskFrame?: () => void | Promise<void>;
 }
 
 /**
@@ -75,6 +83,16 @@ export interface MigrationProgress {
   bandwidth: number;
   /** Downtime expected if the VM were stopped now (dirty bytes / bandwidth + fixed cost). */
   expectedDowntimeMs: number;
+  /**
+   * copy-storage only: bytes of disk the first pass goes through (the disks' data ranges) and has gone through, wire
+   * bytes of disk data sent (also counted in bytesSent), bytes of disk dirty when last measured, and the rate the
+   * guest dirtied its disks in the last round (bytes per second).
+   */
+  diskTotal?: number;
+  diskTransferred?: number;
+  diskBytesSent?: number;
+  diskDirtyBytes?: number;
+  diskDirtyRate?: number;
   downtimeLimitMs: number;
   /** Measured: from pausing the VM to the destination's "resumed". */
   downtimeMs?: number;
@@ -162,13 +180,32 @@ export async function migrateMachine(machine: Machine, opts: MigrateOptions, onP
   const socket = net.createConnection({ host: opts.host, port: opts.port });
   socket.setNoDelay(true);
   const link = new Link(socket, opts.timeoutMs ?? 30_000);
+  let disks: SourceDisks | undefined;
   try {
+    if (opts.copyStorage) disks = new SourceDisks(machine);
     await link.connected();
     // 1. hello
     const { controlSocket: _own, ...config } = machine.config;
-    await link.send(jsonFrame({ kind: 'hello', format: MIGRATION_FORMAT, version: MIGRATION_VERSION, snapshotVersion: SNAPSHOT_VERSION, ringzeroVersion: ringzeroVersion(), config, memorySize: mem.size }));
+    await link.send(jsonFrame({
+      kind: 'hello', format: MIGRATION_FORMAT, version: MIGRATION_VERSION, snapshotVersion: SNAPSHOT_VERSION, ringzeroVersion: ringzeroVersion(), config, memorySize: mem.size,
+      ...(disks ? { disks: disks.offers() } : {}),
+    }));
     await link.expect('ready');
     alive(machine);
+
+    // 1b. copy-storage: every disk, the guest's writes noted from before the first read (storage.ts).
+    let lastDiskHarvest = Date.now();
+    if (disks) {
+      Object.assign(p, { diskTotal: 0, diskTransferred: 0, diskBytesSent: 0, diskDirtyBytes: 0, diskDirtyRate: 0 });
+      disks.track();
+      lastDiskHarvest = Date.now();
+      p.phase = 'precopy';
+      report();
+      const sender = pacedSender(link, machine, p, opts.bandwidth, report, opts.onDiskFrame);
+      await disks.copyAll(sender, p as Required<MigrationProgress>);
+      p.bandwidth = sender.bytes() / Math.max(sender.ms(), 1) * 1000;
+      report();
+    }
 
     // 2. the full pass, with the log on from its start
     if (mem.dirtyLog) mem.harvestDirtyLog();
@@ -190,7 +227,7 @@ export async function migrateMachine(machine: Machine, opts: MigrateOptions, onP
     // 3. dirty rounds until the rest fits the downtime. The pages harvested were written since the previous harvest
     // (the log's start for the first): that span gives the dirty rate.
     let lastHarvest = logSince;
-    let previousCount = Infinity;
+    let previousBytes = Infinity;
     for (;;) {
       const dirty = mem.harvestDirtyLog();
       const now = Date.now();
@@ -198,24 +235,40 @@ export async function migrateMachine(machine: Machine, opts: MigrateOptions, onP
       p.dirtyPages = count;
       p.dirtyRate = count * PAGE / Math.max(now - lastHarvest, 1) * 1000;
       lastHarvest = now;
-      p.expectedDowntimeMs = count * PAGE / Math.max(p.bandwidth, 1) * 1000 + STATE_COST_MS;
+      // The disks' dirty grains count with the pages: both go in the stop-and-copy.
+      const diskBytes = disks ? disks.dirtyBytes() : 0;
+      const diskDirty = disks?.harvest();
+      if (disks) {
+        p.diskDirtyBytes = diskBytes;
+        p.diskDirtyRate = diskBytes / Math.max(now - lastDiskHarvest, 1) * 1000;
+        lastDiskHarvest = now;
+      }
+      const dirtyBytes = count * PAGE + diskBytes;
+      p.expectedDowntimeMs = dirtyBytes / Math.max(p.bandwidth, 1) * 1000 + STATE_COST_MS;
       report();
       // Stop when the rest is tiny, or fits the limit and another round would not shrink it by half (QEMU stops as
       // soon as it fits; going on while the set still halves buys a shorter pause for a round or two more).
       const fits = p.expectedDowntimeMs <= downtimeLimitMs;
-      const shrinking = count < previousCount / 2 && p.iteration < maxIterations;
-      previousCount = count;
-      if (count <= SMALL_DIRTY_SET || (fits && !shrinking)) {
+      const shrinking = dirtyBytes < previousBytes / 2 && p.iteration < maxIterations;
+      previousBytes = dirtyBytes;
+      if (dirtyBytes <= SMALL_DIRTY_SET * PAGE || (fits && !shrinking)) {
         // Back into the log: the stop-and-copy sends them with whatever comes until the pause.
         const log = mem.dirtyLog!;
         for (let i = 0; i < dirty.length; i++) if (dirty[i]) log[i] = 1;
+        if (disks && diskDirty) disks.remark(diskDirty);
         break;
       }
       if (p.iteration >= maxIterations) {
-        throw new MigrationError(`no convergence after ${maxIterations} iterations: the guest dirties ${(p.dirtyRate / 2 ** 20).toFixed(1)} MiB/s, the link moves ${(p.bandwidth / 2 ** 20).toFixed(1)} MiB/s, the rest would take ${p.expectedDowntimeMs.toFixed(0)} ms (limit ${downtimeLimitMs} ms)`);
+        const disk = disks ? `, its disks ${(p.diskDirtyRate! / 2 ** 20).toFixed(1)} MiB/s` : '';
+        throw new MigrationError(`no convergence after ${maxIterations} iterations: the guest dirties ${(p.dirtyRate / 2 ** 20).toFixed(1)} MiB/s${disk}, the link moves ${(p.bandwidth / 2 ** 20).toFixed(1)} MiB/s, the rest would take ${p.expectedDowntimeMs.toFixed(0)} ms (limit ${downtimeLimitMs} ms)`);
       }
       p.iteration++;
       round = await sendPages(link, machine, dirty, p, opts.bandwidth, false);
+      if (disks && diskDirty) {
+        const sender = pacedSender(link, machine, p, opts.bandwidth, report);
+        await disks.copyDirty(sender, p as Required<MigrationProgress>, diskDirty);
+        round = { bytes: round.bytes + sender.bytes(), ms: round.ms + sender.ms() };
+      }
       if (round.bytes > 256 * 1024) p.bandwidth = round.bytes / Math.max(round.ms, 1) * 1000;
     }
 
@@ -239,7 +292,12 @@ export async function migrateMachine(machine: Machine, opts: MigrateOptions, onP
     const last = mem.harvestDirtyLog();
     markDeviceWrittenPages(machine, last);
     p.dirtyPages = countPages(last);
+    // The disks' last dirty grains, harvested paused: from here on no guest write may reach them (checked before "go").
+    if (disks) p.diskDirtyBytes = disks.dirtyBytes();
+    const lastDisk = disks?.harvest();
+    const diskWrites = disks?.writes() ?? 0;
     await sendPages(link, machine, last, p, undefined, false);
+    if (disks && lastDisk) await disks.copyDirty(pacedSender(link, machine, p, undefined, report), p as Required<MigrationProgress>, lastDisk);
     const pagesAt = Date.now();
     const body: SnapshotBody = { ...captured, memory: { file: '', size: mem.size, sha256: '' } };
     const stateFrame = jsonFrame({ kind: 'state', state: sealState(body), ...(opts.verifyMemory ? { ramSha256: ramDigest(machine) } : {}) });
@@ -247,6 +305,7 @@ export async function migrateMachine(machine: Machine, opts: MigrateOptions, onP
     await link.send(stateFrame);
     if (fault === 'source:after-state') link.cut('test fault: link cut after the state was sent');
     await link.expect('loaded');
+    if (disks && disks.writes() !== diskWrites) throw new MigrationError('a disk was written after its last dirty blocks were harvested (the VM was paused): the destination\'s copy would miss it');
 
     // 5. The point of no return: once "go" may have left, this side never resumes the VM by itself.
     p.phase = 'switch-over';
@@ -263,6 +322,7 @@ export async function migrateMachine(machine: Machine, opts: MigrateOptions, onP
       report();
       link.close();
       if (logStartedHere) mem.stopDirtyLog();
+      disks?.untrack();
       throw new SwitchoverUnknownError(p.error);
     }
     const end = Date.now();
@@ -270,8 +330,10 @@ export async function migrateMachine(machine: Machine, opts: MigrateOptions, onP
     p.downtimeParts = { pauseMs: pausedAt - pauseAt, pagesMs: pagesAt - capturedAt, stateMs: (capturedAt - pausedAt) + (stateAt - pagesAt), destinationMs: end - stateAt, stateBytes: stateFrame.length };
     p.phase = 'completed';
     p.dirtyPages = 0;
+    if (disks) p.diskDirtyBytes = 0;
     report();
     if (logStartedHere) mem.stopDirtyLog();
+    disks?.untrack();
     link.close();
     return { ...p };
   } catch (error) {
@@ -281,6 +343,8 @@ export async function migrateMachine(machine: Machine, opts: MigrateOptions, onP
     report();
     link.close();
     if (logStartedHere) mem.stopDirtyLog();
+    // The guest goes on writing its own disks, untracked: the destination's partial copies are its side's to remove.
+    disks?.untrack();
     if (pausedHere) machine.resume();
     throw error instanceof MigrationError ? error : new MigrationError(`migration to ${p.to} failed: ${p.error}`);
   }
@@ -359,6 +423,37 @@ async function sendPages(link: Link, machine: Machine, pages: Uint8Array, p: Mig
   }
   p.bytesSent += batchBytes;
   return { bytes, ms: Date.now() - start };
+}
+
+/**
+ * A DiskSender (storage.ts) over the link: each frame counted in bytesSent, the rate capped at `bandwidth` since the
+ * sender was made, and the event loop (the guest) given a turn every megabyte or 8 ms while the VM runs.
+ */
+function pacedSender(link: Link, machine: Machine, p: MigrationProgress, bandwidth: number | undefined, report: () => void, onFrame?: () => void | Promise<void>): DiskSender & { bytes(): number; ms(): number } {
+  const start = Date.now();
+  let bytes = 0, batchBytes = 0, batchStart = start;
+  return {
+    send: (frame) => link.send(frame),
+    async paced(n: number) {
+      bytes += n;
+      batchBytes += n;
+      p.bytesSent += n;
+      alive(machine);
+      await onFrame?.();
+      const ahead = bandwidth ? bytes / bandwidth * 1000 - (Date.now() - start) : 0;
+      if (ahead > 2 || batchBytes >= 1 << 20 || Date.now() - batchStart >= 8) {
+        if (ahead > 2) await new Promise((r) => setTimeout(r, ahead));
+        else if (!machine.paused) await new Promise<void>((r) => setImmediate(r));
+        alive(machine);
+        link.check();
+        batchBytes = 0;
+        batchStart = Date.now();
+        report();
+      }
+    },
+    bytes: () => bytes,
+    ms: () => Date.now() - start,
+  };
 }
 
 /**

@@ -104,6 +104,15 @@ export class VirtioBlock extends VirtioDevice {
   }
 
   /**
+   * The backend requests go through now (a live migration copying the disk wraps it to note the guest's writes:
+   * src/migration/storage.ts; the destination writes the copy through it).
+   */
+  get image(): BlockBackend {
+    if (!this.backend) throw new Error('the disk is closed');
+    return this.backend;
+  }
+
+  /**
    * Serve `backend` from the next request on (an external disk snapshot switches the disk to a fresh qcow2 overlay
    * of the image it had: src/vmm/control.ts disk-snapshot). The caller pauses the VM first: requests are served
    * synchronously, so none is half done then. Same size and writability, so nothing the guest negotiated changes.
