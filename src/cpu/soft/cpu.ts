@@ -128,6 +128,15 @@ const TABLE_BITS_SHIFT = 12;
 const SIGN_BIT = [0, 0x80, 0x8000, 0, 0x80000000, 0, 0, 0, 0x80000000];
 const SIZE_MASK = [0, 0xff, 0xffff, 0, 0xffffffff];
 
+/**
+ * Number fields of SoftCpu that come to hold 64-bit addresses or unsigned 32-bit values. V8 stores a number field as
+ * a small integer (int32) until a value outside that range (or a double computed by unoptimized code) is stored in
+ * it, and then turns the field into a double: that replaces the map of every SoftCpu and deoptimizes each optimized
+ * function that checked it, ~80 of them at once. Linux writes several of these (CR2, CR3, TR, KERNEL_GS_BASE) after
+ * the hot code is optimized, so the constructor makes them doubles from the start (their values unchanged).
+ */
+const DOUBLE_FIELDS = ['cr2', 'cr3', 'kernelGsBase', 'tscOffset', 'gdtrBase', 'idtrBase', 'ldtrBase', 'trBase', 'ldtrLimit', 'trLimit'] as const;
+
 export class SoftCpu {
   readonly env: CpuEnvironment;
   readonly mem: GuestMemory;
@@ -322,6 +331,7 @@ export class SoftCpu {
     this.ramView = env.mem.lowView;
     this.fetchView = this.ramView;
     this.ramSize = env.mem.lowSize;
+    for (const f of DOUBLE_FIELDS) { const v = this[f]; this[f] = 0.5; this[f] = v; }
     this.reset();
   }
 
@@ -747,7 +757,7 @@ export class SoftCpu {
       }
       const len = this.rip - start;
       if (len <= 0 || len > 15 || at + len > room) break;
-      e.len = len;
+      e.len = len | 0;
       if (mode === 8) compileFast(this, e, pa + at, len);
       entries.push(e);
       if (n >= left || entries.length >= MAX_BLOCK || this.eventPending || this.halted || this.stopRequested || this.blockModeKey !== mode) break;
@@ -787,7 +797,7 @@ export class SoftCpu {
       handler = this.ops1[b];
     }
     const e = new BlockEntry(handler);
-    e.opLen = this.rip - this.ripStart;
+    e.opLen = (this.rip - this.ripStart) | 0; // (an int32: a double would replace BlockEntry's map, see DOUBLE_FIELDS)
     e.opsize = this.opsize; e.adsize = this.adsize; e.segOverride = this.segOverride; e.rep = this.rep;
     e.lock = this.lock; e.p66 = this.p66; e.rex = this.rex; e.rexW = this.rexW; e.rexR = this.rexR;
     e.rexX = this.rexX; e.rexB = this.rexB; e.opcode = this.opcode;

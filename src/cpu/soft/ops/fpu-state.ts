@@ -54,6 +54,10 @@ export class FpuState {
     this.xi32 = new Int32Array(xmm.buffer, xmm.byteOffset, xmm.byteLength >> 2);
     this.xf32 = new Float32Array(xmm.buffer, xmm.byteOffset, xmm.byteLength >> 2);
     this.xf64 = new Float64Array(xmm.buffer, xmm.byteOffset, xmm.byteLength >> 3);
+    // FIP/FDP hold 32-bit and 64-bit addresses: doubles from the start, not small integers that a later unsigned or
+    // 64-bit value would turn into doubles by replacing this object's map (deoptimizing the code that checked it).
+    this.fip = this.fdp = 0.5;
+    this.fip = this.fdp = 0;
   }
 
   /** Recompute `sseOk` from CR0 and CR4 (SDM vol. 3A §2.5, §13.1: EM and !OSFXSR give #UD, TS gives #NM). */

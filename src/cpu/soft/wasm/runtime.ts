@@ -348,8 +348,8 @@ export class WasmEngine {
     return L.STATE_BASE + L.STATE_STRIDE * this.nextState++;
   }
 
-  /** RIP of the start of the block current() returned last. */
-  private curR0 = 0;
+  /** RIP of the start of the block current() returned last (a double from the start: see SoftCpu's constructor). */
+  private curR0 = 0.5;
 
   /**
    * The block of the current call that helper position `pos` (translate.ts Translator.pos: member << 16 | n << 5 |
