@@ -13,7 +13,8 @@ import type { GuestMemory } from '../memory/guest-memory.ts';
 import { GiB, HIGH_RAM_START, MiB } from '../memory/guest-memory.ts';
 import { writeAcpiTables, type AcpiTables } from './acpi.ts';
 import { BootError, HDR, parseBzImage, type BzImage } from './bzimage.ts';
-import { decompressLz4Legacy, isLz4Legacy, parseVmlinux, KernelFormatError } from './vmlinux.ts';
+import { isLz4Legacy, parseVmlinux, KernelFormatError } from './vmlinux.ts';
+import { decodeVmlinuxCached, vmlinuxCacheDir } from './vmlinux-cache.ts';
 import {
   BIOS_AREA_END, BOOT_GDT_ADDR, BOOT_STACK_TOP, CMDLINE_ADDR, CMDLINE_AREA_END, EBDA_START, PCI_ECAM_BASE,
   PCI_ECAM_SIZE, PDPT_ADDR, PD_ADDR, PML4_ADDR, ZERO_PAGE_ADDR,
@@ -140,6 +141,11 @@ export interface LoadLinuxOptions {
    * guest run the bzImage's decompressor. Default true; other payload formats always take the bzImage path.
    */
   decompressInVmm?: boolean;
+  /**
+   * Where decompressed kernels are cached (src/boot/vmlinux-cache.ts): a directory, or false for none.
+   * Default ${RINGZERO_CACHE:-~/.cache/ringzero}/vmlinux.
+   */
+  kernelCache?: string | false;
 }
 
 // Selectors of the 64-bit boot protocol: "__BOOT_CS(0x10) ... __BOOT_DS(0x18)" (boot.rst).
@@ -199,7 +205,7 @@ export function bootGdt(): bigint[] {
 }
 
 /** vmlinux from a bzImage whose payload is LZ4 (undefined for other formats: the guest decompresses those). */
-function uncompressedKernel(image: BzImage): ReturnType<typeof parseVmlinux> | undefined {
+function uncompressedKernel(image: BzImage, cache: string | false | undefined): ReturnType<typeof parseVmlinux> | undefined {
   if (image.setupHeader.length < 0x250 - HDR.setup_sects) return undefined;
   const hv = new DataView(image.setupHeader.buffer, image.setupHeader.byteOffset, image.setupHeader.byteLength);
   // payload_offset/payload_length (boot.rst, protocol 2.08+): relative to the protected-mode code.
@@ -209,7 +215,7 @@ function uncompressedKernel(image: BzImage): ReturnType<typeof parseVmlinux> | u
   const payload = image.kernel.subarray(offset, offset + length);
   if (!isLz4Legacy(payload)) return undefined;
   try {
-    return parseVmlinux(decompressLz4Legacy(payload));
+    return decodeVmlinuxCached(payload, cache === false ? undefined : cache ?? vmlinuxCacheDir()).vmlinux;
   } catch (e) {
     if (e instanceof KernelFormatError) throw new BootError(`the kernel's LZ4 payload is damaged: ${e.message}`);
     throw e;
@@ -295,7 +301,7 @@ export function loadLinux(mem: GuestMemory, kernel: Uint8Array, initrd: Uint8Arr
   mem.slice(0, PAGE).fill(0);
   mem.slice(EBDA_START, BIOS_AREA_END - EBDA_START).fill(0);
   let entry64 = load + 0x200;
-  const vmlinux = opts.decompressInVmm !== false ? uncompressedKernel(image) : undefined;
+  const vmlinux = opts.decompressInVmm !== false ? uncompressedKernel(image, opts.kernelCache) : undefined;
   if (vmlinux) {
     for (const seg of vmlinux.segments) {
       if (seg.paddr < load || seg.paddr + seg.memsz > kernelAreaEnd) {

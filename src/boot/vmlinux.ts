@@ -42,12 +42,16 @@ export function decompressLz4Legacy(payload: Uint8Array): Uint8Array {
 
 /** One LZ4 block from src[s, e) into dst at `o` (not past `limit`); returns the new output position. */
 function decodeBlock(src: Uint8Array, s: number, e: number, dst: Uint8Array, o: number, limit: number): number {
+  // Most sequences are short (in Debian's 6.1 cloud kernel 1.8M of 2M literal runs and 1.3M of 2M matches are
+  // under 8 bytes), so short copies are plain loops: set/copyWithin cost a call (and set a subarray) each. Over
+  // half of the output (26 of 53 MB) is overlapping matches at offset 1, runs of one byte: those are fills.
   while (s < e) {
     const token = src[s++];
     let lit = token >>> 4;
     if (lit === 15) { let b: number; do { b = src[s++]; lit += b; } while (b === 255 && s < e); }
     if (s + lit > e || o + lit > limit) throw new KernelFormatError('LZ4 literals run past the block');
-    dst.set(src.subarray(s, s + lit), o);
+    if (lit < SHORT_COPY) for (let k = 0; k < lit; k++) dst[o + k] = src[s + k];
+    else dst.set(src.subarray(s, s + lit), o);
     s += lit;
     o += lit;
     if (s >= e) break; // the last sequence has literals only
@@ -56,13 +60,25 @@ function decodeBlock(src: Uint8Array, s: number, e: number, dst: Uint8Array, o: 
     let len = (token & 15) + 4;
     if ((token & 15) === 15) { let b: number; do { b = src[s++]; len += b; } while (b === 255 && s < e); }
     if (offset === 0 || offset > o || o + len > limit) throw new KernelFormatError('LZ4 match outside the output');
-    // Matches may overlap their own output (offset < len): copy forward byte by byte then, in chunks otherwise.
-    if (offset >= len) dst.copyWithin(o, o - offset, o - offset + len);
-    else for (let k = 0; k < len; k++) dst[o + k] = dst[o + k - offset];
+    if (len < SHORT_COPY) {
+      // Byte by byte forward, which is also right when the match overlaps its own output (offset < len).
+      for (let k = 0; k < len; k++) dst[o + k] = dst[o + k - offset];
+    } else if (offset >= len) {
+      dst.copyWithin(o, o - offset, o - offset + len);
+    } else if (offset === 1) {
+      dst.fill(dst[o - 1], o, o + len);
+    } else {
+      // An overlapping match repeats the last `offset` bytes: copy them a period at a time (each copy's source
+      // lies wholly before its destination, which copyWithin's memmove semantics need).
+      for (let k = 0; k < len; k += offset) dst.copyWithin(o + k, o + k - offset, o + k - offset + Math.min(offset, len - k));
+    }
     o += len;
   }
   return o;
 }
+
+/** Copies shorter than this are loops (see decodeBlock). */
+const SHORT_COPY = 16;
 
 export interface ElfSegment {
   paddr: number;

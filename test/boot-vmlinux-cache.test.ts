@@ -1,0 +1,221 @@
+// The decompressed-kernel cache (src/boot/vmlinux-cache.ts) and the LZ4 decoder's copy paths (src/boot/vmlinux.ts),
+// on synthetic payloads: an LZ4 legacy frame holding a small ELF64 vmlinux. The real kernel goes through both in the
+// boot tests (and test/boot-linux's loadLinux test).
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import * as fs from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { decodeVmlinuxCached, MAX_ENTRIES, vmlinuxCacheDir } from '../src/boot/vmlinux-cache.ts';
+import { decompressLz4Legacy, KernelFormatError } from '../src/boot/vmlinux.ts';
+
+interface Seq { lit: Uint8Array; offset?: number; len?: number }
+
+/** LZ4 length field: the nibble, then 255s and a remainder (lz4 doc/lz4_Block_format.md). */
+function lenBytes(n: number): number[] {
+  const out: number[] = [];
+  for (; n >= 255; n -= 255) out.push(255);
+  out.push(n);
+  return out;
+}
+
+function encodeBlock(seqs: Seq[]): number[] {
+  const out: number[] = [];
+  for (const s of seqs) {
+    const litN = Math.min(s.lit.length, 15);
+    const m = s.len === undefined ? 0 : Math.min(s.len - 4, 15);
+    out.push((litN << 4) | m);
+    if (litN === 15) out.push(...lenBytes(s.lit.length - 15));
+    out.push(...s.lit);
+    if (s.len === undefined) break;
+    out.push(s.offset! & 0xff, s.offset! >> 8);
+    if (m === 15) out.push(...lenBytes(s.len - 19));
+  }
+  return out;
+}
+
+/** The reference: LZ4 sequences applied one byte at a time. */
+function reference(seqs: Seq[]): Uint8Array {
+  const out: number[] = [];
+  for (const s of seqs) {
+    out.push(...s.lit);
+    if (s.len !== undefined) for (let k = 0; k < s.len; k++) out.push(out[out.length - s.offset!]);
+  }
+  return Uint8Array.from(out);
+}
+
+function frame(blocks: number[][], total: number): Uint8Array {
+  const out: number[] = [0x02, 0x21, 0x4c, 0x18];
+  for (const b of blocks) out.push(b.length & 0xff, (b.length >> 8) & 0xff, (b.length >> 16) & 0xff, b.length >>> 24, ...b);
+  out.push(total & 0xff, (total >> 8) & 0xff, (total >> 16) & 0xff, total >>> 24);
+  return Uint8Array.from(out);
+}
+
+/** A 32-bit xorshift, so the test's data is the same every run. */
+function rng(seed: number): () => number {
+  let x = seed >>> 0 || 1;
+  return () => { x ^= x << 13; x >>>= 0; x ^= x >>> 17; x ^= x << 5; x >>>= 0; return x; };
+}
+
+test('the LZ4 decoder: short and long literals, non-overlapping matches, overlapping ones at offset 1 and longer periods', () => {
+  const r = rng(7);
+  const bytes = (n: number) => Uint8Array.from({ length: n }, () => r() & 0xff);
+  const seqs: Seq[] = [{ lit: bytes(40), offset: 40, len: 4 }];
+  let produced = 44;
+  for (let k = 0; k < 400; k++) {
+    const litLen = [0, 1, 5, 15, 16, 17, 300][r() % 7];
+    produced += litLen;
+    // Offsets 1..8 overlap any match longer than them; large ones do not.
+    const offset = [1, 2, 3, 7, 8, 16, 33, produced][r() % 8];
+    const len = [4, 5, 15, 16, 18, 19, 20, 64, 273, 1000][r() % 10];
+    seqs.push({ lit: bytes(litLen), offset: Math.min(offset, produced, 65535), len });
+    produced += len;
+  }
+  seqs.push({ lit: bytes(9) });
+  const expect = reference(seqs);
+  assert.deepEqual(decompressLz4Legacy(frame([encodeBlock(seqs)], expect.length)), expect);
+});
+
+/** An ELF64 x86-64 vmlinux with two PT_LOAD segments (the second with a BSS tail), and its LZ4 payload. */
+function kernel(seed: number): { payload: Uint8Array; elf: Uint8Array } {
+  const elf = new Uint8Array(0x3000);
+  const v = new DataView(elf.buffer);
+  v.setUint32(0, 0x7f454c46, false);
+  elf[4] = 2; elf[5] = 1; v.setUint16(18, 62, true);
+  v.setBigUint64(24, 0x1000000n, true); // entry
+  v.setBigUint64(32, 64n, true); // phoff
+  v.setUint16(54, 56, true); v.setUint16(56, 2, true);
+  const ph = (at: number, offset: number, paddr: number, filesz: number, memsz: number) => {
+    v.setUint32(at, 1, true);
+    v.setBigUint64(at + 8, BigInt(offset), true);
+    v.setBigUint64(at + 24, BigInt(paddr), true);
+    v.setBigUint64(at + 32, BigInt(filesz), true);
+    v.setBigUint64(at + 40, BigInt(memsz), true);
+  };
+  ph(64, 0x1000, 0x1000000, 0x1000, 0x1000);
+  ph(120, 0x2000, 0x1200000, 0x800, 0x4000);
+  const r = rng(seed);
+  for (let k = 0x1000; k < elf.length; k++) elf[k] = r() & 0xff;
+  return { payload: frame([encodeBlock([{ lit: elf }])], elf.length), elf };
+}
+
+function tempDir(t: { after: (fn: () => void) => void }): string {
+  const dir = fs.mkdtempSync(join(tmpdir(), 'rz-vmlinux-cache-'));
+  t.after(() => fs.rmSync(dir, { recursive: true, force: true }));
+  return dir;
+}
+
+function assertKernel(got: ReturnType<typeof decodeVmlinuxCached>, elf: Uint8Array): void {
+  assert.equal(got.vmlinux.entry, 0x1000000);
+  assert.deepEqual(got.vmlinux.segments.map((s) => [s.paddr, s.data.length, s.memsz]), [[0x1000000, 0x1000, 0x1000], [0x1200000, 0x800, 0x4000]]);
+  assert.deepEqual(got.vmlinux.segments[0].data, elf.subarray(0x1000, 0x2000));
+  assert.deepEqual(got.vmlinux.segments[1].data, elf.subarray(0x2000, 0x2800));
+}
+
+test('the kernel cache: a miss decodes and stores, the next load reads it back', (t) => {
+  const dir = join(tempDir(t), 'vmlinux'); // not yet created: the cache makes it
+  const { payload, elf } = kernel(1);
+  const first = decodeVmlinuxCached(payload, dir);
+  assert.equal(first.source, 'miss');
+  assertKernel(first, elf);
+  const files = fs.readdirSync(dir);
+  assert.equal(files.length, 1, 'one entry and no temporary left');
+  assert.match(files[0], /^[0-9a-f]{32}\.vmlinux$/);
+  assert.equal(fs.statSync(join(dir, files[0])).size, 128 + 2 * 24 + 0x1800, 'header, segment table, the file bytes (not the BSS)');
+  const second = decodeVmlinuxCached(payload, dir);
+  assert.equal(second.source, 'hit');
+  assertKernel(second, elf);
+  // Another kernel is another entry.
+  const other = kernel(2);
+  assert.equal(decodeVmlinuxCached(other.payload, dir).source, 'miss');
+  assertKernel(decodeVmlinuxCached(other.payload, dir), other.elf);
+  assertKernel(decodeVmlinuxCached(payload, dir), elf);
+  assert.equal(fs.readdirSync(dir).length, 2);
+});
+
+test('the kernel cache: a damaged, truncated or foreign entry is decoded again and replaced', (t) => {
+  const dir = tempDir(t);
+  const { payload, elf } = kernel(3);
+  decodeVmlinuxCached(payload, dir);
+  const file = join(dir, fs.readdirSync(dir)[0]);
+  const good = fs.readFileSync(file);
+
+  const flipped = Buffer.from(good);
+  flipped[good.length - 100] ^= 1; // one bit of the data
+  fs.writeFileSync(file, flipped);
+  const again = decodeVmlinuxCached(payload, dir);
+  assert.equal(again.source, 'miss', 'the data no longer matches its digest');
+  assertKernel(again, elf);
+  assert.deepEqual(fs.readFileSync(file), good, 'rewritten');
+  assert.equal(decodeVmlinuxCached(payload, dir).source, 'hit');
+
+  fs.writeFileSync(file, good.subarray(0, good.length - 1));
+  assert.equal(decodeVmlinuxCached(payload, dir).source, 'miss', 'truncated');
+  fs.writeFileSync(file, good.subarray(0, 50));
+  assert.equal(decodeVmlinuxCached(payload, dir).source, 'miss', 'shorter than a header');
+
+  // The entry of another kernel under this kernel's name (as a hash-prefix collision would leave).
+  const other = kernel(4);
+  decodeVmlinuxCached(other.payload, dir);
+  const otherFile = fs.readdirSync(dir).map((n) => join(dir, n)).find((p) => p !== file)!;
+  fs.copyFileSync(otherFile, file);
+  const foreign = decodeVmlinuxCached(payload, dir);
+  assert.equal(foreign.source, 'miss');
+  assertKernel(foreign, elf);
+
+  const badHeader = Buffer.from(good);
+  badHeader.writeUInt32LE(0xffff, 24); // segment count
+  fs.writeFileSync(file, badHeader);
+  assertKernel(decodeVmlinuxCached(payload, dir), elf);
+});
+
+test('the kernel cache: an unwritable or unusable directory only means no cache', (t) => {
+  const base = tempDir(t);
+  const notADir = join(base, 'file');
+  fs.writeFileSync(notADir, 'x');
+  const { payload, elf } = kernel(5);
+  for (let k = 0; k < 2; k++) {
+    const got = decodeVmlinuxCached(payload, join(notADir, 'vmlinux'));
+    assert.equal(got.source, 'miss');
+    assertKernel(got, elf);
+  }
+  assert.equal(decodeVmlinuxCached(payload, undefined).source, 'off');
+  assertKernel(decodeVmlinuxCached(payload, undefined), elf);
+  // A damaged payload is still refused as the decoder refuses it, cache or not.
+  const damaged = payload.slice(0, payload.length - 4);
+  assert.throws(() => decodeVmlinuxCached(damaged, join(base, 'c')), KernelFormatError);
+  assert.deepEqual(fs.existsSync(join(base, 'c')) ? fs.readdirSync(join(base, 'c')) : [], [], 'nothing stored for it');
+});
+
+test('the kernel cache keeps the most recently used entries and removes stale temporaries', (t) => {
+  const dir = tempDir(t);
+  const kernels = Array.from({ length: MAX_ENTRIES + 1 }, (_, k) => kernel(10 + k));
+  const names: string[] = [];
+  kernels.forEach((kern, k) => {
+    const before = new Set(fs.readdirSync(dir));
+    decodeVmlinuxCached(kern.payload, dir);
+    const added = fs.readdirSync(dir).filter((n) => !before.has(n));
+    if (added.length === 1) names.push(added[0]);
+    // Distinct, ordered mtimes without sleeping; entry 0 is then used again, so entry 1 is the least recent.
+    const when = new Date(Date.now() - (100 - k) * 1000);
+    fs.utimesSync(join(dir, names[k]), when, when);
+  });
+  assert.equal(names.length, MAX_ENTRIES + 1);
+  // The last write pruned down to MAX_ENTRIES: the oldest (entry 0) went.
+  assert.deepEqual(new Set(fs.readdirSync(dir)), new Set(names.slice(1)));
+  // A hit refreshes an entry's age: touch entry 1, add another kernel, entry 2 is now the one to go.
+  assert.equal(decodeVmlinuxCached(kernels[1].payload, dir).source, 'hit');
+  const stale = join(dir, `${names[3]}.tmp-1-deadbeef`);
+  fs.writeFileSync(stale, 'partial');
+  const old = new Date(Date.now() - 2 * 3600_000);
+  fs.utimesSync(stale, old, old);
+  decodeVmlinuxCached(kernel(99).payload, dir);
+  const left = new Set(fs.readdirSync(dir));
+  assert.equal(left.size, MAX_ENTRIES);
+  assert.ok(left.has(names[1]) && !left.has(names[2]) && !left.has(stale.slice(dir.length + 1)));
+});
+
+test('the kernel cache lives under the image cache root', () => {
+  assert.equal(vmlinuxCacheDir({ RINGZERO_CACHE: '/x/rz' }), '/x/rz/vmlinux');
+  assert.equal(vmlinuxCacheDir({ XDG_CACHE_HOME: '/x/c' }), '/x/c/ringzero/vmlinux');
+});
