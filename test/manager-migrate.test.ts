@@ -12,6 +12,7 @@ import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
+import crypto from 'node:crypto';
 import net from 'node:net';
 import path from 'node:path';
 import { Daemon, api, cli, tempDir, waitFor, killRecordedVmms, processAlive, root } from './support/manager-harness.ts';
@@ -188,6 +189,93 @@ test('daemon to daemon: refusals and faults leave the VM running at the source; 
     dest = await Daemon.start(b, ['--migration-listen', to, '--migration-token-file', token]);
     await waitFor('the orphaned incoming VMM to be gone', () => !processAlive(orphan), 30_000);
     await countsOn('destination daemon killed');
+
+    // copy-storage (--copy-storage-all): VM 'dsk' has disks only in A's pool (a raw volume with data and a hole, an
+    // empty qcow2 one), and they go with it into B's pool (and, for vdb, a path given with --disk-target).
+    const rawVol = await api({ socket: source.socket }, 'POST', '/volumes', { name: 'dsk.raw', format: 'raw', size: 4 << 20 });
+    assert.equal(rawVol.status, 201, JSON.stringify(rawVol.body));
+    const qVol = await api({ socket: source.socket }, 'POST', '/volumes', { name: 'dsk-b.qcow2', format: 'qcow2', size: 2 << 20 });
+    assert.equal(qVol.status, 201, JSON.stringify(qVol.body));
+    const data = crypto.randomBytes(1 << 20);
+    const fdRaw = fs.openSync(rawVol.body.path, 'r+');
+    fs.writeSync(fdRaw, data, 0, data.length, 0);
+    fs.writeSync(fdRaw, data, 0, 64 * 1024, 3 << 20);
+    fs.closeSync(fdRaw);
+    const shaOf = (file: string) => crypto.createHash('sha256').update(fs.readFileSync(file)).digest('hex');
+    const sourceDisks = [shaOf(rawVol.body.path), shaOf(qVol.body.path)];
+    const dskDefined = await api({ socket: source.socket }, 'POST', '/vms', {
+      name: 'dsk', engine: 'soft', memory: 64, kernel, cmdline: 'console=ttyS0', onReboot: 'exit', disks: [{ path: rawVol.body.path }, { path: qVol.body.path, format: 'qcow2' }],
+    });
+    assert.equal(dskDefined.status, 201, JSON.stringify(dskDefined.body));
+    const dskStarted = await api({ socket: source.socket }, 'POST', '/vms/dsk/start');
+    assert.equal(dskStarted.status, 200, JSON.stringify(dskStarted.body));
+    const onDsk = new Console(dskStarted.body.consoleSocket);
+    consoles.push(onDsk);
+    const dskTicks = () => counterLines(onDsk.lines.map((l) => l.line).join('\n') + '\n');
+    await waitFor('ticks of dsk', () => dskTicks().length >= 3, 60_000);
+    // Checked before anything starts.
+    r = await api({ socket: source.socket }, 'POST', '/vms/dsk/migrate', { to, diskTargets: { vda: 'x.raw' } });
+    assert.equal(r.status, 400);
+    assert.match(r.body.error.message, /need copyStorage/);
+    r = await api({ socket: source.socket }, 'POST', '/vms/dsk/migrate', { to, copyStorage: true, diskTargets: { vdc: 'x.raw' } });
+    assert.equal(r.status, 400);
+    assert.match(r.body.error.message, /names 'vdc', which VM 'dsk' does not have \(its disks: vda, vdb\)/);
+    r = await api({ socket: source.socket }, 'POST', '/vms/dsk/migrate', { to, copyStorage: true, diskTargets: { vda: 'rel/x.raw' } });
+    assert.equal(r.status, 400);
+    const badTarget = await cli(['migrate', 'dsk', '--to', to, '--disk-target', 'vda=x.raw'], source.socket);
+    assert.equal(badTarget.status, 2);
+    assert.match(badTarget.stderr, /--disk-target names where a disk is copied: it needs --copy-storage-all/);
+    // A file in the way at B (its pool already has a volume of that name): refused there, left alone.
+    const inTheWay = await api({ socket: dest.socket }, 'POST', '/volumes', { name: 'dsk.raw', format: 'raw', size: 512 });
+    assert.equal(inTheWay.status, 201);
+    const blocked = await cli(['migrate', 'dsk', '--to', to, '--copy-storage-all'], source.socket);
+    assert.equal(blocked.status, 1);
+    assert.match(blocked.stderr, /disk vda's copy \(the pool volume 'dsk\.raw', named after the source's image\) already exists here .*a migration never writes over a file .*\[conflict\]/);
+    assert.equal(fs.statSync(inTheWay.body.path).size, 512);
+    assert.equal((await api({ socket: dest.socket }, 'DELETE', '/volumes/dsk.raw')).status, 204);
+    // The destination's VMM killed during the disk copy (capped at 64 KiB/s: the 1.1 MiB of data take seconds): the VM
+    // runs on at A on its own disks, and B removes its partial copies.
+    r = await api({ socket: source.socket }, 'POST', '/vms/dsk/migrate', { to, copyStorage: true, bandwidth: 65536 });
+    assert.equal(r.status, 202, JSON.stringify(r.body));
+    await waitFor('the disk copy to be under way', async () => {
+      const m = (await api({ socket: source.socket }, 'GET', '/vms/dsk/migration')).body;
+      if (m.endedAt) throw new Error(`the migration ended early: ${JSON.stringify(m)}`);
+      return m.diskTransferred > 128 * 1024;
+    }, 60_000);
+    const copying = (await api({ socket: dest.socket }, 'GET', '/vms/dsk')).body;
+    assert.deepEqual(copying.definition.disks.map((d: { path: string }) => d.path), [path.join(b, 'volumes', 'dsk.raw'), path.join(b, 'volumes', 'dsk-b.qcow2')]);
+    assert.ok(fs.existsSync(path.join(b, 'volumes', 'dsk.raw')), 'the copy is being made at B');
+    process.kill(copying.pid, 'SIGKILL');
+    m = await migrationOver(source, 'dsk');
+    assert.equal(m.phase, 'failed');
+    const n1 = dskTicks().length;
+    await waitFor('dsk to count on at A', () => dskTicks().length >= n1 + 3, 30_000);
+    await waitFor('B to forget dsk and its copies', async () => (await api({ socket: dest.socket }, 'GET', '/vms')).body.length === 0
+      && !fs.existsSync(path.join(b, 'volumes', 'dsk.raw')) && !fs.existsSync(path.join(b, 'volumes', 'dsk-b.qcow2')), 30_000);
+    assert.deepEqual([shaOf(rawVol.body.path), shaOf(qVol.body.path)], sourceDisks, 'A\'s disks are untouched');
+    // The migration: vda into B's pool, vdb where --disk-target says.
+    const vdbThere = path.join(dir, 'b-vdb.qcow2');
+    const moved = await cli(['migrate', 'dsk', '--to', to, '--copy-storage-all', '--disk-target', `vdb=${vdbThere}`, '--downtime-ms', '100', '--bandwidth', '262144', '--progress', '--json'], source.socket, [], 120_000);
+    assert.equal(moved.status, 0, moved.stderr);
+    assert.match(moved.stderr, /precopy, iteration 0, [\d.]+ MiB sent, disks [\d.]+ MiB of 1\.1 MiB/);
+    const dskDone = JSON.parse(moved.stdout);
+    assert.equal(dskDone.phase, 'completed');
+    assert.ok(dskDone.diskBytesSent > 1 << 20 && dskDone.diskTransferred === dskDone.diskTotal, moved.stdout);
+    const dskThere = (await api({ socket: dest.socket }, 'GET', '/vms/dsk')).body;
+    assert.equal(dskThere.state, 'running');
+    assert.deepEqual(dskThere.definition.disks.map((d: { path: string; format?: string }) => [d.path, d.format]), [[path.join(b, 'volumes', 'dsk.raw'), undefined], [vdbThere, 'qcow2']]);
+    assert.deepEqual([shaOf(path.join(b, 'volumes', 'dsk.raw')), shaOf(rawVol.body.path)], [sourceDisks[0], sourceDisks[0]], 'vda arrived byte for byte; A keeps its own');
+    assert.equal(fs.statSync(vdbThere).size > 0 && fs.readFileSync(vdbThere).subarray(0, 4).toString('latin1'), 'QFI\xfb');
+    assert.equal((await api({ socket: source.socket }, 'GET', '/vms/dsk')).status, 404, 'A forgot dsk');
+    const info = await cli(['migrate-info', 'dsk'], dest.socket);
+    assert.match(info.stdout, /Disk copies: +.*dsk\.raw, .*b-vdb\.qcow2/);
+    const onDskB = new Console(dskThere.consoleSocket);
+    consoles.push(onDskB);
+    const last1 = dskTicks()[dskTicks().length - 1];
+    await waitFor('dsk to count at B', () => counterLines(onDskB.lines.map((l) => l.line).join('\n') + '\n').length >= 3, 60_000);
+    assert.equal(counterLines(onDskB.lines.map((l) => l.line).join('\n') + '\n')[0], last1 + 1);
+    assert.equal((await api({ socket: dest.socket }, 'POST', '/vms/dsk/destroy')).status, 200);
+    process.stderr.write(`# copy-storage migration: ${(dskDone.diskBytesSent / 2 ** 20).toFixed(1)} MiB of disk, ${(dskDone.bytesSent / 2 ** 20).toFixed(1)} MiB in all, downtime ${dskDone.downtimeMs} ms, total ${dskDone.totalMs} ms\n`);
 
     // The migration, through the CLI with its progress.
     const before = ticks().length;

@@ -1,5 +1,6 @@
 // The REST routes of live migration between daemons (src/manager/migration.ts), and their OpenAPI entries:
-//   POST /vms/{name}/migrate   {to, downtimeMs?, maxIterations?, bandwidth?, verify?, linkTimeoutMs?}: starts the
+//   POST /vms/{name}/migrate   {to, downtimeMs?, maxIterations?, bandwidth?, verify?, linkTimeoutMs?, copyStorage?,
+//                              diskTargets?}: starts the
 //                              migration and answers 202 with it at once (it runs on in the daemon)
 //   GET  /vms/{name}/migration the VM's latest migration, either way (also once the source has forgotten the VM):
 //                              phase, iteration, bytes sent, dirty rate, expected and measured downtime, error
@@ -51,7 +52,8 @@ export function migrationPaths(): Record<string, unknown> {
       post: {
         summary: 'live-migrate a running VM to another daemon (its `--migration-listen` address): pre-copy while the guest runs, then a '
           + 'stop-and-copy once the rest fits downtimeMs. Answers at once; follow GET /vms/{name}/migration. On success the VM runs there and '
-          + 'its definition here is removed; on any failure it runs on here. Disks must be on storage both hosts share (same path), and '
+          + 'its definition here is removed; on any failure it runs on here. Disks must be on storage both hosts share (same path), or, with '
+          + 'copyStorage, are copied while the guest runs into new files at the destination (its pool, or diskTargets); '
           + 'the destination needs a TAP of the same name for each NIC',
         parameters: [vmName], requestBody: { required: true, content: json(ref('MigrateRequest')) },
         responses: { 202: { description: 'the migration, started', content: json(ref('Migration')) }, ...errors(400, 401, 404, 409) },

@@ -22,6 +22,22 @@ export interface DaemonMigrateOptions extends SocketOption {
   progress?: boolean;
   verify?: boolean;
   json?: boolean;
+  copyStorageAll?: boolean;
+  diskTarget?: string[];
+}
+
+/** `--disk-target vdX=TARGET` (repeatable) as the request's diskTargets. */
+export function diskTargetsOf(values: string[] | undefined, copyStorage: boolean | undefined): Record<string, string> | undefined {
+  if (values === undefined) return undefined;
+  if (!copyStorage) throw new UsageError('--disk-target names where a disk is copied: it needs --copy-storage-all');
+  const out: Record<string, string> = {};
+  for (const value of values) {
+    const m = /^(vd[a-z])=(.+)$/.exec(value);
+    if (!m) throw new UsageError(`--disk-target '${value}' is not vdX=PATH or vdX=VOLUME (e.g. vda=/srv/vm/web.qcow2)`);
+    if (out[m[1]] !== undefined) throw new UsageError(`--disk-target names ${m[1]} twice`);
+    out[m[1]] = m[2];
+  }
+  return out;
 }
 
 function int(text: string, flag: string, min: number, max: number): number {
@@ -37,6 +53,9 @@ export function progressLine(m: MigrationView): string {
   const parts = [`${m.phase}`];
   if (m.iteration !== undefined && (m.phase === 'precopy' || m.phase === 'stop-and-copy')) parts.push(`iteration ${m.iteration}`);
   if (m.bytesSent !== undefined) parts.push(`${mib(m.bytesSent)} sent`);
+  if (m.diskTotal !== undefined && m.phase === 'precopy') {
+    parts.push(`disks ${mib(m.diskTransferred)} of ${mib(m.diskTotal)}${m.diskDirtyBytes ? `, ${mib(m.diskDirtyBytes)} dirty (${mib(m.diskDirtyRate)}/s)` : ''}`);
+  }
   if (m.dirtyPages !== undefined && m.phase === 'precopy') parts.push(`${m.dirtyPages} pages dirty (${mib(m.dirtyRate)}/s)`);
   if (m.bandwidth) parts.push(`${mib(m.bandwidth)}/s`);
   if (m.expectedDowntimeMs !== undefined && m.phase === 'precopy') parts.push(`expected downtime ${m.expectedDowntimeMs.toFixed(0)} ms (limit ${m.downtimeLimitMs} ms)`);
@@ -65,7 +84,10 @@ export function migrationLines(m: MigrationView): string[] {
     ['Migration', m.id], ['Direction', m.direction], ['Peer', m.peer], ['Phase', m.phase], ['Started', m.startedAt], ['Ended', m.endedAt],
     ['Time', `${(m.totalMs / 1000).toFixed(1)} s`], ['Iteration', m.iteration?.toString()], ['Sent', m.bytesSent !== undefined ? mib(m.bytesSent) : undefined],
     ['Received', m.bytesReceived !== undefined ? mib(m.bytesReceived) : undefined], ['Dirty pages', m.dirtyPages?.toString()],
-    ['Dirty rate', m.dirtyRate !== undefined ? `${mib(m.dirtyRate)}/s` : undefined], ['Expected downtime', m.expectedDowntimeMs !== undefined ? `${m.expectedDowntimeMs.toFixed(0)} ms` : undefined],
+    ['Dirty rate', m.dirtyRate !== undefined ? `${mib(m.dirtyRate)}/s` : undefined],
+    ['Disks copied', m.diskTotal !== undefined ? `${mib(m.diskTransferred)} of ${mib(m.diskTotal)} (${mib(m.diskBytesSent)} sent)` : undefined],
+    ['Disk dirty', m.diskDirtyBytes !== undefined ? `${mib(m.diskDirtyBytes)} (${mib(m.diskDirtyRate)}/s)` : undefined],
+    ['Disk copies', m.diskTargets?.join(', ')], ['Expected downtime', m.expectedDowntimeMs !== undefined ? `${m.expectedDowntimeMs.toFixed(0)} ms` : undefined],
     ['Downtime limit', m.downtimeLimitMs !== undefined ? `${m.downtimeLimitMs} ms` : undefined], ['Downtime', m.downtimeMs !== undefined ? `${m.downtimeMs} ms` : undefined],
     ['Source definition', m.sourceDefinition], ['Error', m.error],
   ];
@@ -129,7 +151,10 @@ export async function migrateThroughDaemon(name: string, options: DaemonMigrateO
     ...(options.bandwidth !== undefined ? { bandwidth: int(options.bandwidth, '--bandwidth', 1, 2 ** 40) } : {}),
     ...(options.linkTimeoutMs !== undefined ? { linkTimeoutMs: int(options.linkTimeoutMs, '--link-timeout-ms', 500, 600_000) } : {}),
     ...(options.verify ? { verify: true } : {}),
+    ...(options.copyStorageAll ? { copyStorage: true } : {}),
   };
+  const targets = diskTargetsOf(options.diskTarget, options.copyStorageAll);
+  if (targets) Object.assign(body, { diskTargets: targets });
   const api = await client(options);
   const vm = encodeURIComponent(name);
   const started = await call(() => api.request<MigrationView>('POST', `/vms/${vm}/migrate`, body));

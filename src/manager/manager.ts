@@ -262,15 +262,16 @@ export class VmManager extends EventEmitter {
    * Start the VM's VMM process; resolves when it serves its console (the guest is then booting). With `fromSnapshot`
    * (a snapshot directory) the VMM starts the saved machine instead of booting its kernel. With `incoming`
    * (tcp:HOST:PORT) the VMM waits for a live migration instead (src/manager/migration.ts): start resolves once it serves
-   * its console, and the VM stays 'starting' until markRunning() says the migrated guest runs.
+   * its console, and the VM stays 'starting' until markRunning() says the migrated guest runs; `diskTargets` (a
+   * copy-storage migration) are the files its VMM creates and fills: the definition's disks, not there yet.
    */
-  async start(name: string, fromSnapshot?: string, incoming?: string): Promise<VmView> {
+  async start(name: string, fromSnapshot?: string, incoming?: string, diskTargets?: string[]): Promise<VmView> {
     const definition = this.definitionOf(name);
     const current = this.stateOf(name);
     if (ACTIVE_STATES.has(current)) throw new ManagerError('conflict', `VM '${name}' is already ${current}`);
     this.checkDisksFree(name, definition);
     this.checkTapsFree(name, definition);
-    if (fromSnapshot === undefined) checkDiskFormats(definition); // a disk defined as qcow2 must be one
+    if (fromSnapshot === undefined && diskTargets === undefined) checkDiskFormats(definition); // a disk defined as qcow2 must be one
     this.checkSocketPath(name);
     const socketPath = this.state.consoleSocket(name);
     const statusFile = this.state.statusFile(name);
@@ -279,7 +280,7 @@ export class VmManager extends EventEmitter {
     fs.rmSync(statusFile, { force: true });
     fs.rmSync(controlSocket, { force: true });
     const args = incoming !== undefined
-      ? ['run', '--incoming', incoming, '--console-socket', socketPath, '--status-file', statusFile, '--control-socket', controlSocket]
+      ? ['run', '--incoming', incoming, '--console-socket', socketPath, '--status-file', statusFile, '--control-socket', controlSocket, ...(diskTargets ?? []).flatMap((t) => ['--disk-target', t])]
       : fromSnapshot !== undefined
       ? restoreArguments(fromSnapshot, socketPath, statusFile, controlSocket)
       : vmmArguments(definition, socketPath, statusFile, controlSocket);

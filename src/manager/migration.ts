@@ -6,7 +6,8 @@
 // --migration-token-file F`). The source daemon connects there and the two speak over that one TCP connection, the
 // "link", in frames of { type u8, length u32 LE, payload }:
 //   CHALLENGE (7, JSON) destination, first: {nonce} (32 random bytes, hex)
-//   HELLO  (1, JSON)  source: {format, version, auth, definition, disks: [{path, size}], linkTimeoutMs, source}, where
+//   HELLO  (1, JSON)  source: {format, version, auth, definition, disks: [{path, size}], linkTimeoutMs, source[,
+//                     copyStorage: true, diskTargets: [TARGET | null per disk]]}, where
 //                     auth = HMAC-SHA256(the shared migration token, nonce): proof that the source knows the token
 //                     (which never crosses the link), since a VM offered here is started here with its disk paths
 //   ACCEPT (2, JSON)  destination: {ok: true} once its VMM waits for the stream, or {ok: false, code, message}
@@ -19,8 +20,14 @@
 //   ANSWER (9, JSON)  destination: {ok: true, state: 'running' | 'absent' | 'pending'} or {ok: false, message}
 // The destination defines the VM from the definition the source sends and starts its VMM with `run --incoming
 // tcp:127.0.0.1:0` (its own loopback: only the daemon reaches it); each daemon relays between its VMM and the link.
-// Disks are not copied: they must be on storage both hosts see at the same path (the destination checks that each
-// exists with the size the source reports), as for libvirt's migration without --copy-storage. NICs keep their TAP
+// Without copyStorage, disks are not copied: they must be on storage both hosts see at the same path (the destination
+// checks that each exists with the size the source reports), as for libvirt's migration without --copy-storage. With
+// it (libvirt's --copy-storage-all), the source VMM streams every disk along with the memory (src/migration/storage.ts)
+// and the destination's VMM writes each into a new file: a TARGET the source names (an absolute path at the
+// destination, or a volume name in its pool), by default a volume of the source image's file name in the
+// destination's pool; none may exist. The destination defines the VM on those copies, and removes them if the
+// migration fails (its marker names them, for a daemon killed meanwhile). The source's disks stay where they were
+// (the user's files); only its definition goes after the switch-over. NICs keep their TAP
 // name and MAC: the destination host needs a TAP of that name on the same network (checked before accepting).
 //
 // Who owns the VM when: the destination's VMM answers "resumed" on the stream once it runs the guest; the destination
@@ -51,12 +58,13 @@ import path from 'node:path';
 import { FrameReader, T_JSON, parseHostPort } from '../migration/protocol.ts';
 import { ByteQueue } from '../sys/byte-queue.ts';
 import { ManagerError, VM_NAME_RE, type VmDefinition } from './schema.ts';
+import { VOLUME_NAME_RE } from './volumes.ts';
 import { removeFileDurable, writeFileAtomic } from './store.ts';
 import type { VmManager } from './manager.ts';
 
 export const LINK_FORMAT = 'ringzero-daemon-migration';
 /** Bump on any change of the link's frames or messages. */
-export const LINK_VERSION = 2;
+export const LINK_VERSION = 3;
 const F_HELLO = 1, F_ACCEPT = 2, F_DATA = 3, F_PING = 4, F_END = 5, F_ABORT = 6, F_CHALLENGE = 7, F_QUERY = 8, F_ANSWER = 9;
 const HEADER = 5;
 /** Largest link frame accepted (a definition is tiny; DATA frames carry one socket read, at most 64 KiB). */
@@ -84,6 +92,10 @@ export interface MigrateRequest {
   bandwidth?: number;
   verify?: boolean;
   linkTimeoutMs?: number;
+  /** Copy the disks to the destination (libvirt's --copy-storage-all). */
+  copyStorage?: boolean;
+  /** With copyStorage: where the destination puts disk vdX's copy: an absolute path there, or a volume name in its pool. */
+  diskTargets?: Record<string, string>;
 }
 
 /**
@@ -129,6 +141,14 @@ export interface MigrationView {
   dirtyRate?: number;
   bandwidth?: number;
   expectedDowntimeMs?: number;
+  /** copy-storage (src/migration/source.ts): disk bytes the first pass goes through and has gone through, disk bytes sent, dirty, and the disks' dirty rate. */
+  diskTotal?: number;
+  diskTransferred?: number;
+  diskBytesSent?: number;
+  diskDirtyBytes?: number;
+  diskDirtyRate?: number;
+  /** incoming, copy-storage: where the copies are made. */
+  diskTargets?: string[];
   /** Measured: from the pause of the source to the destination's "resumed". */
   downtimeMs?: number;
   downtimeParts?: Record<string, number>;
@@ -151,6 +171,11 @@ export const migrateRequestSchema = {
     bandwidth: { type: 'integer', minimum: 1, maximum: 2 ** 40, description: 'cap on the transfer rate, bytes per second' },
     verify: { type: 'boolean', default: false, description: 'the destination checks a SHA-256 of all guest RAM before it resumes (longer downtime)' },
     linkTimeoutMs: { type: 'integer', minimum: 500, maximum: 600_000, default: DEFAULT_LINK_TIMEOUT_MS, description: 'the migration fails (the VM runs on here) when the destination daemon is silent this long' },
+    copyStorage: { type: 'boolean', default: false, description: 'copy the VM\'s disks to the destination while it runs (virsh migrate --copy-storage-all): no shared storage needed. The copies go into the destination daemon\'s pool under the source images\' file names, unless diskTargets says otherwise' },
+    diskTargets: {
+      type: 'object', additionalProperties: false, patternProperties: { '^vd[a-z]$': { type: 'string', minLength: 1, maxLength: 4096 } },
+      description: 'with copyStorage: where the destination puts each disk\'s copy, {"vda": "/abs/path/at/destination" | "volume-name"}; the file must not exist there',
+    },
   },
 } as const;
 
@@ -176,6 +201,12 @@ export const migrationSchema = {
     dirtyRate: { type: 'number', description: 'bytes per second the guest dirtied during the last round' },
     bandwidth: { type: 'number', description: 'bytes per second the last round achieved' },
     expectedDowntimeMs: { type: 'number' },
+    diskTotal: { type: 'integer', description: 'copy-storage: bytes of disk the first pass goes through (the disks\' data ranges)' },
+    diskTransferred: { type: 'integer', description: 'copy-storage: of diskTotal, gone through so far' },
+    diskBytesSent: { type: 'integer', description: 'copy-storage: bytes of disk data sent (also in bytesSent)' },
+    diskDirtyBytes: { type: 'integer', description: 'copy-storage: bytes of disk written by the guest since last sent' },
+    diskDirtyRate: { type: 'number', description: 'copy-storage: bytes per second the guest dirtied its disks during the last round' },
+    diskTargets: { type: 'array', items: { type: 'string' }, description: 'incoming, copy-storage: the copies made here' },
     downtimeMs: { type: 'number', description: 'measured: from the pause of the source to the destination\'s "resumed"' },
     downtimeParts: { type: 'object', additionalProperties: { type: 'number' } },
     bytesReceived: { type: 'integer' },
@@ -193,6 +224,8 @@ interface Marker {
   /** Size of the VM's log when the migration began: only what the VMM wrote after counts. */
   logOffset: number;
   at: string;
+  /** incoming, copy-storage: the disk copies made for it (removed when the migration is undone). */
+  copies?: string[];
 }
 
 export class Migrations {
@@ -205,6 +238,8 @@ export class Migrations {
   private readonly links = new Set<net.Socket>();
   /** How to give up each outgoing migration in progress (DELETE /vms/{name}/migration). */
   private readonly cancels = new Map<string, (message: string) => void>();
+  /** copy-storage targets of incoming migrations in progress (two at once may not pick one file). */
+  private readonly reserved = new Set<string>();
   /** The secret both daemons share (`--migration-token-file`): proves the source to the destination. */
   private token: string | undefined;
 
@@ -253,7 +288,8 @@ export class Migrations {
       }
       if (ACTIVE.has(vm.state)) await this.manager.destroy(marker.vm);
       this.manager.undefine(marker.vm);
-      this.log(`VM '${marker.vm}': an incoming migration a daemon crash interrupted: destroyed and undefined`);
+      for (const copy of marker.copies ?? []) fs.rmSync(copy, { force: true });
+      this.log(`VM '${marker.vm}': an incoming migration a daemon crash interrupted: destroyed and undefined${marker.copies?.length ? `, its disk copies removed` : ''}`);
     } else if (!ACTIVE.has(vm.state) && MIGRATED_LINE.test(said)) {
       this.retireSource(marker.vm);
       this.log(`VM '${marker.vm}': migrated to ${marker.peer} while no daemon watched: its definition is ${this.manager.list().some((v) => v.name === marker.vm) ? 'kept' : 'removed'}`);
@@ -342,6 +378,7 @@ export class Migrations {
     } catch (error) {
       throw new ManagerError('invalid', (error as Error).message);
     }
+    checkDiskTargets(request, vm.definition);
     const view = this.record({
       id: migrationId(), vm: name, direction: 'outgoing', peer: request.to, phase: 'connecting', startedAt: new Date().toISOString(), totalMs: 0,
       downtimeLimitMs: request.downtimeMs ?? 300,
@@ -457,6 +494,9 @@ export class Migrations {
       link.heartbeat();
       view.phase = 'setup';
       const disks = definition.disks.map((d) => ({ path: d.path, size: fileSize(d.path) }));
+      const copy = request.copyStorage === true
+        ? { copyStorage: true, diskTargets: definition.disks.map((_, i) => request.diskTargets?.[diskName(i)] ?? null) }
+        : {};
       let challenged: (nonce: string) => void = () => {};
       const challenge = new Promise<string>((resolve) => { challenged = resolve; });
       const accepted = new Promise<Record<string, unknown>>((resolve, reject) => {
@@ -469,7 +509,7 @@ export class Migrations {
       });
       accepted.catch(() => {});
       const nonce = await withTimeout(Promise.race([challenge, accepted.then(() => '')]), 10_000, `${request.to} sent no challenge: not a ringzero daemon's migration listener?`);
-      link.sendJson(F_HELLO, { format: LINK_FORMAT, version: LINK_VERSION, auth: proof(this.token!, nonce), definition, disks, linkTimeoutMs, source: os.hostname() });
+      link.sendJson(F_HELLO, { format: LINK_FORMAT, version: LINK_VERSION, auth: proof(this.token!, nonce), definition, disks, linkTimeoutMs, source: os.hostname(), ...copy });
       const answer = await withTimeout(accepted, ACCEPT_TIMEOUT_MS, `the destination daemon did not take the VM within ${ACCEPT_TIMEOUT_MS / 1000} s`);
       if (answer.ok !== true) throw new Error(`the destination refused the VM: ${String(answer.message)}${answer.code ? ` [${String(answer.code)}]` : ''}`);
 
@@ -519,6 +559,7 @@ export class Migrations {
       const result = await this.manager.control(name, {
         cmd: 'migrate', to: `127.0.0.1:${relayPort}`, downtimeMs: request.downtimeMs ?? 300, maxIterations: request.maxIterations ?? 30,
         ...(request.bandwidth !== undefined ? { bandwidth: request.bandwidth } : {}), ...(request.verify ? { verify: true } : {}),
+        ...(request.copyStorage ? { copyStorage: true } : {}),
       }, 24 * 3600_000).catch((error: Error) => ({ ok: false, error: `the VMM: ${error.message}` }) as Record<string, unknown>);
       clearInterval(statusTimer);
       if (result.ok !== true && result.phase === 'switch-over-unknown') {
@@ -723,7 +764,7 @@ export class Migrations {
   }
 
   /** Check the source's offer; only what cannot work here is refused (the VMM stream checks the machine itself). */
-  private checkOffer(hello: Record<string, unknown>, nonce: string): { definition: VmDefinition; linkTimeoutMs: number } {
+  private checkOffer(hello: Record<string, unknown>, nonce: string): { definition: VmDefinition; linkTimeoutMs: number; copies?: string[] } {
     if (hello.format !== LINK_FORMAT) throw new ManagerError('invalid', `not a ringzero daemon migration (format ${JSON.stringify(hello.format)})`);
     if (hello.version !== LINK_VERSION) throw new ManagerError('unsupported', `the source daemon speaks migration link version ${String(hello.version)}, this one ${LINK_VERSION}`);
     const expected = Buffer.from(proof(this.token ?? crypto.randomBytes(32).toString('hex'), nonce), 'hex');
@@ -739,10 +780,12 @@ export class Migrations {
     const sizes = new Map<string, unknown>((Array.isArray(hello.disks) ? hello.disks as Array<{ path: unknown; size: unknown }> : []).map((x) => [String(x.path), x.size]));
     for (const disk of d.disks) {
       if (typeof disk?.path !== 'string' || !path.isAbsolute(disk.path)) throw new ManagerError('invalid', `the definition of '${d.name}' has a disk without an absolute path`);
+      if (hello.copyStorage === true) continue;
       const here = fileSize(disk.path);
-      if (here === undefined) throw new ManagerError('conflict', `disk '${disk.path}' is not on this host: live migration needs the disks on storage both hosts share, at the same path`);
+      if (here === undefined) throw new ManagerError('conflict', `disk '${disk.path}' is not on this host: live migration needs the disks on storage both hosts share, at the same path, or --copy-storage-all (copyStorage) to copy them`);
       if (sizes.get(disk.path) !== here) throw new ManagerError('conflict', `disk '${disk.path}' has ${here} bytes here and ${String(sizes.get(disk.path))} at the source: not the same image`);
     }
+    const copies = hello.copyStorage === true ? this.copyTargets(d, hello.diskTargets) : undefined;
     for (const nic of d.nics ?? []) {
       if (typeof nic?.tap !== 'string' || !/^[A-Za-z0-9_.@+-]{1,15}$/.test(nic.tap) || nic.tap === '.' || nic.tap === '..') throw new ManagerError('invalid', `the definition of '${d.name}' has a NIC with an invalid TAP name`);
       // A TAP made by the VMM on the spot would be connected to nothing: the guest would lose its network.
@@ -753,11 +796,44 @@ export class Migrations {
     }
     const t = hello.linkTimeoutMs;
     const linkTimeoutMs = Number.isInteger(t) && (t as number) >= 500 && (t as number) <= 600_000 ? t as number : DEFAULT_LINK_TIMEOUT_MS;
-    return { definition: d, linkTimeoutMs };
+    return { definition: copies ? { ...d, disks: d.disks.map((disk, i) => ({ ...disk, path: copies[i] })) } : d, linkTimeoutMs, ...(copies ? { copies } : {}) };
+  }
+
+  /**
+   * copy-storage: where each disk's copy goes here. A target the source names is an absolute path or a volume name of
+   * this daemon's pool; by default the source image's file name in the pool. None may exist (a migration never writes
+   * over a file), none twice, each in an existing directory.
+   */
+  private copyTargets(d: VmDefinition, given: unknown): string[] {
+    const targets = Array.isArray(given) ? given : [];
+    if (targets.length !== d.disks.length) throw new ManagerError('invalid', `the source names ${targets.length} disk target(s) for ${d.disks.length} disk(s)`);
+    const out = d.disks.map((disk, i) => {
+      const named = targets[i];
+      const what = named === null ? `disk ${diskName(i)}'s copy (the pool volume '${path.basename(disk.path)}', named after the source's image)` : `disk ${diskName(i)}'s target '${String(named)}'`;
+      let file: string;
+      if (named === null) {
+        const base = path.basename(disk.path);
+        if (!VOLUME_NAME_RE.test(base)) throw new ManagerError('invalid', `disk ${diskName(i)} ('${disk.path}') has no usable volume name for its copy here: name a target (--disk-target ${diskName(i)}=NAME)`);
+        file = this.manager.volumes.pathOf(base);
+      } else if (typeof named !== 'string') {
+        throw new ManagerError('invalid', `disk ${diskName(i)}'s target is not a string`);
+      } else if (named.startsWith('/')) {
+        if (named.includes('\0') || named.endsWith('/') || path.normalize(named) !== named) throw new ManagerError('invalid', `${what} is not a plain absolute file path`);
+        file = named;
+      } else {
+        if (!VOLUME_NAME_RE.test(named)) throw new ManagerError('invalid', `${what} is neither an absolute path nor a volume name`);
+        file = this.manager.volumes.pathOf(named);
+      }
+      if (fs.existsSync(file) || this.reserved.has(file)) throw new ManagerError('conflict', `${what} already exists here ('${file}'): a migration never writes over a file (name another with --disk-target ${diskName(i)}=...)`);
+      if (!fs.existsSync(path.dirname(file))) throw new ManagerError('conflict', `${what}: directory '${path.dirname(file)}' does not exist here`);
+      return file;
+    });
+    if (new Set(out).size !== out.length) throw new ManagerError('invalid', `two disks would be copied to one file here (${out.join(', ')}): name targets with --disk-target`);
+    return out;
   }
 
   private async incoming(link: Link, hello: Record<string, unknown>, peer: string, nonce: string): Promise<void> {
-    let offer: { definition: VmDefinition; linkTimeoutMs: number };
+    let offer: { definition: VmDefinition; linkTimeoutMs: number; copies?: string[] };
     try {
       offer = this.checkOffer(hello, nonce);
     } catch (error) {
@@ -768,8 +844,13 @@ export class Migrations {
     }
     const name = offer.definition.name;
     link.timeoutMs = offer.linkTimeoutMs;
-    const view = this.record({ id: migrationId(), vm: name, direction: 'incoming', peer, phase: 'setup', startedAt: new Date().toISOString(), totalMs: 0, bytesReceived: 0 });
+    const view = this.record({
+      id: migrationId(), vm: name, direction: 'incoming', peer, phase: 'setup', startedAt: new Date().toISOString(), totalMs: 0, bytesReceived: 0,
+      ...(offer.copies ? { diskTargets: offer.copies } : {}),
+    });
     this.busy.add(name);
+    const copies = offer.copies ?? [];
+    for (const file of copies) this.reserved.add(file);
     let failure: Error | undefined;
     let committed = false;
     let vmm: net.Socket | undefined;
@@ -797,13 +878,14 @@ export class Migrations {
         }
       }
     };
-    const marker = this.writeMarker({ direction: 'incoming', vm: name, peer, logOffset: 0, at: view.startedAt });
+    const copied = copies.length > 0 ? { copies } : {};
+    const marker = this.writeMarker({ direction: 'incoming', vm: name, peer, logOffset: 0, at: view.startedAt, ...copied });
     try {
       this.manager.define({ ...offer.definition, autostart: offer.definition.autostart === true });
       defined = true;
       const logOffset = this.logSize(name);
-      writeFileAtomic(marker, `${JSON.stringify({ direction: 'incoming', vm: name, peer, logOffset, at: view.startedAt } satisfies Marker)}\n`);
-      await this.manager.start(name, undefined, 'tcp:127.0.0.1:0');
+      writeFileAtomic(marker, `${JSON.stringify({ direction: 'incoming', vm: name, peer, logOffset, at: view.startedAt, ...copied } satisfies Marker)}\n`);
+      await this.manager.start(name, undefined, 'tcp:127.0.0.1:0', offer.copies);
       if (failure) throw failure;
       const port = await this.vmmPort(name, logOffset, () => failure);
       vmm = await connectLocal(port);
@@ -861,8 +943,11 @@ export class Migrations {
           this.log(`VM '${name}': cleaning up the failed incoming migration: ${(cleanup as Error).message}`);
         }
       }
+      // The VMM removes its partial copies itself; one killed leaves them: they are this migration's, not the user's.
+      for (const file of copies) fs.rmSync(file, { force: true });
       throw new Error(message);
     } finally {
+      for (const file of copies) this.reserved.delete(file);
       this.busy.delete(name);
       removeFileDurable(marker);
     }
@@ -1102,13 +1187,36 @@ class Link {
   }
 }
 
-const PROGRESS_FIELDS = ['iteration', 'bytesSent', 'pagesSent', 'zeroPagesSent', 'dirtyPages', 'dirtyRate', 'bandwidth', 'expectedDowntimeMs', 'downtimeLimitMs', 'downtimeMs'] as const;
+const PROGRESS_FIELDS = ['iteration', 'bytesSent', 'pagesSent', 'zeroPagesSent', 'dirtyPages', 'dirtyRate', 'bandwidth', 'expectedDowntimeMs', 'downtimeLimitMs', 'downtimeMs',
+  'diskTotal', 'diskTransferred', 'diskBytesSent', 'diskDirtyBytes', 'diskDirtyRate'] as const;
 
 /** The VMM's progress (src/migration/source.ts MigrationProgress) into the daemon's view. */
 function copyProgress(view: MigrationView, p: Record<string, unknown>): void {
   for (const key of PROGRESS_FIELDS) if (typeof p[key] === 'number') (view as unknown as Record<string, number>)[key] = p[key] as number;
   if (p.downtimeParts && typeof p.downtimeParts === 'object') view.downtimeParts = p.downtimeParts as Record<string, number>;
   if (p.phase === 'setup' || p.phase === 'precopy' || p.phase === 'stop-and-copy') view.phase = p.phase;
+}
+
+/** The guest's name of disk `index`: vda, vdb, ... (MAX_DISKS is well under 26). */
+export function diskName(index: number): string {
+  return `vd${String.fromCharCode(97 + index)}`;
+}
+
+/** Check a request's copy-storage fields against the VM's disks (before anything starts). */
+export function checkDiskTargets(request: MigrateRequest, definition: VmDefinition): void {
+  if (request.copyStorage !== undefined && typeof request.copyStorage !== 'boolean') throw new ManagerError('invalid', '"copyStorage" must be true or false');
+  if (request.diskTargets === undefined) return;
+  if (request.copyStorage !== true) throw new ManagerError('invalid', 'diskTargets (--disk-target) name where disks are copied: they need copyStorage (--copy-storage-all)');
+  if (typeof request.diskTargets !== 'object' || request.diskTargets === null || Array.isArray(request.diskTargets)) throw new ManagerError('invalid', 'diskTargets must be an object {"vda": TARGET, ...}');
+  const names = definition.disks.map((_, i) => diskName(i));
+  const seen = new Set<string>();
+  for (const [disk, target] of Object.entries(request.diskTargets)) {
+    if (!names.includes(disk)) throw new ManagerError('invalid', `diskTargets names '${disk}', which VM '${definition.name}' does not have (its disks: ${names.join(', ') || 'none'})`);
+    if (typeof target !== 'string' || target.length === 0 || target.length > 4096 || target.includes('\0')) throw new ManagerError('invalid', `the target of ${disk} must be an absolute path or a volume name`);
+    if (!target.startsWith('/') && !VOLUME_NAME_RE.test(target)) throw new ManagerError('invalid', `the target of ${disk}, '${target}', is neither an absolute path nor a volume name (letters, digits, '.', '_', '-')`);
+    if (seen.has(target)) throw new ManagerError('invalid', `two disks are given one target '${target}'`);
+    seen.add(target);
+  }
 }
 
 function connectLocal(port: number): Promise<net.Socket> {
