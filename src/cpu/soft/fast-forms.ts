@@ -449,6 +449,27 @@ const shiftDoubleRI: FastHandler = (c, e) => {
   c.rlo[d] = r; c.rhi[d] = size === 8 ? out.hi : 0;
 };
 
+// ---- SHLD/SHRD r, r, CL (0F A5 / 0F AD, register destination, sizes 4 and 8): as shiftDoubleRI with the count from
+// CL; a masked count of 0 changes nothing but the upper half of a 32-bit destination (./ops/alu-shift.ts shiftDouble)
+
+const shiftDoubleRCl: FastHandler = (c, e) => {
+  const d = e.b, s = e.a, size = e.size;
+  const n = c.rlo[1] & (size === 8 ? 63 : 31);
+  if (n === 0) { if (size === 4) c.rhi[d] = 0; return; }
+  c.settleFlags();
+  const r = doubleShift(c, e.op === 1, size, c.rlo[d], c.rhi[d], c.rlo[s], c.rhi[s], n);
+  c.rlo[d] = r; c.rhi[d] = size === 8 ? out.hi : 0;
+};
+
+// ---- ROL/ROR/SHL/SAL/SHR/SAR of a 16-bit register by a constant 1..15 (66 C1 /n ib, 66 D1 /n; not RCL/RCR): bits
+// 16-63 kept
+
+const shift16RegImm: FastHandler = (c, e) => {
+  const r = e.b;
+  c.settleFlags();
+  c.rlo[r] = (c.rlo[r] & ~0xffff) | shift32(c, e.op, 2, c.rlo[r] & 0xffff, e.imm);
+};
+
 // ---- CALL/JMP near indirect (FF /2, FF /4): target from register e.b or memory (8 bytes in 64-bit mode), #GP(0)
 // when it is not canonical, then (CALL) the push of the return address, then RIP
 
@@ -1257,6 +1278,19 @@ export function compileFast(c: SoftCpu, e: BlockEntry, pa: number, len: number):
     const count = ram[p] & (size === 8 ? 63 : 31); p += 1;
     if (count === 0) return 0;
     e.b = rmReg; e.a = regField; e.imm = count; e.op = op === 0x1ac ? 1 : 0; e.size = size; f = shiftDoubleRI;
+  } else if ((op === 0x1a5 || op === 0x1ad) && wide) {
+    p = modrm(ram, p, e);
+    if (mod !== 3) return 0;
+    e.b = rmReg; e.a = regField; e.op = op === 0x1ad ? 1 : 0; e.size = size; f = shiftDoubleRCl;
+  } else if ((op === 0xc1 || op === 0xd1) && size === 2 && (ram[p] >> 6) === 3 && ((ram[p] >> 4) & 3) !== 1) {
+    // (Linux's block layer: IOPRIO_PRIO_CLASS, `shr ax,13`, several times per request; its network stack: ntohs/htons,
+    // `rol r16,8`, several times per packet) RCL/RCR keep the handler.
+    p = modrm(ram, p, e);
+    let count = 1;
+    if (op === 0xc1) { count = ram[p]; p += 1; }
+    count &= 31;
+    if (count === 0 || count > 15) return 0;
+    e.b = rmReg; e.op = regField & 7; e.imm = count; e.size = 2; f = shift16RegImm;
   } else if (op === 0x1b1 && wide) {
     p = modrm(ram, p, e);
     if (mod === 3) return 0;
@@ -1466,6 +1500,11 @@ export const enum Form {
   Shift8Imm,
   /** CLD (FC) / STD (FD): EFLAGS.DF, which is JavaScript state (SoftCpu.flags; S_EFL holds a copy during a wasm call). */
   Cld, Std,
+  // ---- session 14
+  /** SHLD (e.op 0) / SHRD (e.op 1) e.b, e.a, CL (0F A5/AD, register destination, e.size 4 or 8; masked count 0: see above). */
+  ShiftDoubleCl,
+  /** ROL/ROR/SHL/SAL/SHR/SAR (e.op 0, 1, 4..7) of 16-bit register e.b by a constant e.imm of 1..15 (66 C1 /n ib, 66 D1 /n). */
+  Shift16Imm,
 }
 
 const FORM_OF = new Map<FastHandler, Form>([
@@ -1492,5 +1531,6 @@ const FORM_OF = new Map<FastHandler, Form>([
   [xchgRR, Form.XchgRR], [xchgM, Form.XchgM],
   [rdtsc, Form.Rdtsc], [rdtscp, Form.Rdtscp], [cmpxchg8M, Form.Cmpxchg8M], [movSregR, Form.MovSregR],
   [movSregM, Form.MovSregM], [cmpxchg16bM, Form.Cmpxchg16bM], [shift8RegImm, Form.Shift8Imm],
+  [shiftDoubleRCl, Form.ShiftDoubleCl], [shift16RegImm, Form.Shift16Imm],
   [cld, Form.Cld], [std, Form.Std],
 ]);

@@ -701,7 +701,7 @@ class Translator {
     if (w) {
       T.r64(r); b.set(T.t);
       b.get(T.t); N64(); b.op(shl ? Op.i64Shl : sar ? Op.i64ShrS : Op.i64ShrU).set(T.v);
-      if (src >= 0) { b.get(T.v); T.r64(src); b.i64(bits - n).op(shl ? Op.i64ShrU : Op.i64Shl).op(Op.i64Or).set(T.v); }
+      if (src >= 0) { b.get(T.v); T.r64(src); if (n >= 0) b.i64(bits - n); else b.i64(bits).get(T.ls).op(Op.i64Sub); b.op(shl ? Op.i64ShrU : Op.i64Shl).op(Op.i64Or).set(T.v); }
       b.get(T.t); CFSH(); b.op(Op.i64ShrU).op(Op.i32WrapI64).i32(1).op(Op.i32And).set(T.c32); // CF
       b.get(T.c32);
       if (shl) b.get(T.v).i64(63).op(Op.i64ShrU).op(Op.i32WrapI64).get(T.c32).op(Op.i32Xor).i32(11).op(Op.i32Shl).op(Op.i32Or);
@@ -712,7 +712,7 @@ class Translator {
     } else {
       T.r32(r); b.op(Op.i64ExtendI32u).set(T.t);
       b.get(T.t).op(Op.i32WrapI64); N32(); b.op(shl ? Op.i32Shl : sar ? Op.i32ShrS : Op.i32ShrU).op(Op.i64ExtendI32u).set(T.v);
-      if (src >= 0) { b.get(T.v); T.r32(src); b.i32(bits - n).op(shl ? Op.i32ShrU : Op.i32Shl).op(Op.i64ExtendI32u).op(Op.i64Or).set(T.v); }
+      if (src >= 0) { b.get(T.v); T.r32(src); if (n >= 0) b.i32(bits - n); else b.i32(bits).get(T.ls).op(Op.i32WrapI64).op(Op.i32Sub); b.op(shl ? Op.i32ShrU : Op.i32Shl).op(Op.i64ExtendI32u).op(Op.i64Or).set(T.v); }
       b.get(T.t); CFSH(); b.op(Op.i64ShrU).op(Op.i32WrapI64).i32(1).op(Op.i32And).set(T.c32); // CF
       b.get(T.c32);
       if (shl) b.get(T.v).i64(31).op(Op.i64ShrU).op(Op.i32WrapI64).i32(1).op(Op.i32And).get(T.c32).op(Op.i32Xor).i32(11).op(Op.i32Shl).op(Op.i32Or);
@@ -1278,6 +1278,65 @@ function emitCode(T: Translator, block: Block, offs: number[], loop: { pre: numb
         b.i32(16).op(Op.i32Or); // AF
         T.explicit(1);
         T.set8(e.b, e.bsh, () => b.get(T.v).op(Op.i32WrapI64));
+        break;
+      }
+      case Form.Shift16Imm: {
+        // ROL/ROR/SHL/SAL/SHR/SAR of a 16-bit register by 1..15 (66 C1/D1 /0 /1 /4-/7) as ../ops/alu-shift.ts shift32
+        // at size 2; bits 16-63 kept. ROL/ROR (ntohs/htons: `rol r16,8`) write CF and OF over the flags before (as
+        // ShiftImm's rotates): ROL CF = bit 0 of the result, OF = bit 15 ^ CF; ROR CF = bit 15, OF = bits 15 ^ 14.
+        const n = e.imm;
+        if (e.op < 2) {
+          T.oldFlags();
+          T.r32(e.b); b.i32(0xffff).op(Op.i32And).set(T.c32);
+          b.get(T.c32).i32(e.op === 0 ? n : 16 - n).op(Op.i32Shl).get(T.c32).i32(e.op === 0 ? 16 - n : n).op(Op.i32ShrU).op(Op.i32Or);
+          b.i32(0xffff).op(Op.i32And).op(Op.i64ExtendI32u).set(T.v);
+          if (e.op === 0) {
+            b.get(T.v).op(Op.i32WrapI64).i32(1).op(Op.i32And).tee(T.c32); // CF
+            b.get(T.v).op(Op.i32WrapI64).i32(15).op(Op.i32ShrU).get(T.c32).op(Op.i32Xor);
+          } else {
+            b.get(T.v).op(Op.i32WrapI64).i32(15).op(Op.i32ShrU); // CF
+            b.get(T.v).op(Op.i32WrapI64).i32(15).op(Op.i32ShrU).get(T.v).op(Op.i32WrapI64).i32(14).op(Op.i32ShrU).op(Op.i32Xor).i32(1).op(Op.i32And);
+          }
+          // stack: CF, OF -> flags = (old & ~(CF|OF)) | CF | OF << 11
+          b.i32(11).op(Op.i32Shl).op(Op.i32Or).get(T.fl).i32(~0x801).op(Op.i32And).op(Op.i32Or);
+          T.explicit(2);
+          T.setLow(e.b, 0xffff, () => b.get(T.v).op(Op.i32WrapI64));
+          break;
+        }
+        // SHL/SAL/SHR/SAR: all six flags explicit (AF set; OF: SHL top bit ^ CF, SHR bits 15 ^ 14 of the result, SAR 0)
+        const shl = e.op === 4 || e.op === 6, sar = e.op === 7;
+        T.r32(e.b); b.i32(0xffff).op(Op.i32And);
+        if (sar) b.i32(16).op(Op.i32Shl).i32(16).op(Op.i32ShrS);
+        b.op(Op.i64ExtendI32s).set(T.t);
+        b.get(T.t).i64(n).op(shl ? Op.i64Shl : sar ? Op.i64ShrS : Op.i64ShrU).i64(0xffff).op(Op.i64And).set(T.v);
+        b.get(T.t).i64(shl ? 16 - n : n - 1).op(Op.i64ShrU).op(Op.i32WrapI64).i32(1).op(Op.i32And).set(T.c32); // CF
+        b.get(T.c32);
+        if (shl) b.get(T.v).i64(15).op(Op.i64ShrU).op(Op.i32WrapI64).get(T.c32).op(Op.i32Xor).i32(11).op(Op.i32Shl).op(Op.i32Or);
+        else if (!sar) b.get(T.v).i64(15).op(Op.i64ShrU).get(T.v).i64(14).op(Op.i64ShrU).op(Op.i64Xor).op(Op.i32WrapI64).i32(1).op(Op.i32And).i32(11).op(Op.i32Shl).op(Op.i32Or);
+        b.get(T.v).op(Op.i64Eqz).i32(6).op(Op.i32Shl).op(Op.i32Or); // ZF
+        b.get(T.v).op(Op.i32WrapI64).i32(8).op(Op.i32ShrU).i32(0x80).op(Op.i32And).op(Op.i32Or); // SF
+        b.get(T.v).op(Op.i32WrapI64).i32(255).op(Op.i32And).op(Op.i32Popcnt).i32(1).op(Op.i32And).op(Op.i32Eqz).i32(2).op(Op.i32Shl).op(Op.i32Or); // PF
+        b.i32(16).op(Op.i32Or); // AF
+        T.explicit(2);
+        T.setLow(e.b, 0xffff, () => b.get(T.v).op(Op.i32WrapI64));
+        break;
+      }
+      case Form.ShiftDoubleCl: {
+        // SHLD/SHRD e.b, e.a, CL (0F A5/AD, register destination), as ShiftCl: a masked count of 0 changes no flag and
+        // only clears a 32-bit destination's upper half; else as ShiftDoubleRI with the count in ls
+        const had = T.known && T.materialize();
+        T.r32(1); b.i32(e.size === 8 ? 63 : 31).op(Op.i32And).op(Op.i64ExtendI32u).tee(T.ls).op(Op.i64Eqz);
+        b.open(Op.if);
+        if (e.size === 4) T.set32(e.b, () => T.r32(e.b));
+        if (had) {
+          b.get(T.fl).op(Op.i64ExtendI32u).set(T.ld);
+          b.get(T.st).i32(EXPLICIT).mem(Op.i32Store, 2, L.S_LOP);
+          b.get(T.st).get(T.ld).mem(Op.i64Store, 3, L.S_LD);
+        }
+        b.else();
+        T.shiftBits(e.b, e.op === 0 ? 4 : 5, e.size, -1, e.a);
+        b.close();
+        if (had) { T.known = true; T.kind = EXPLICIT; T.size = e.size; } else T.known = false;
         break;
       }
       case Form.XchgRR: {
