@@ -39,6 +39,10 @@ interface Batch {
   waits: number;
   /** Compiled by WebAssembly.compile (counted in WasmEngine.compiling until installed or given up). */
   async: boolean;
+  /** When it was flushed (ms, and the flushing vCPU's instruction count): RINGZERO_TIER_STATS. */
+  t0: number;
+  i0: number;
+  cpu: SoftCpu;
 }
 
 /**
@@ -339,6 +343,8 @@ export class WasmEngine {
     return `${s.compiled} blocks translated in ${s.modules} modules (${(s.bytes / 1024).toFixed(0)} KiB of code, ${s.compileMs.toFixed(0)} ms on the main thread to build (${s.buildMs.toFixed(0)}) and compile; ` +
       `${s.asyncModules} compiled in the background, ${s.syncFallbacks} of them finished synchronously, ${s.stale} blocks stale when ready, ${s.freed} dead ones freed), ` +
       `${s.calls} calls (${s.tableCalls} from the dispatch table), ${s.direct} direct block-to-block entries, ${s.regions} regions of ${s.regionBlocks} blocks with ${s.intra} entries between their blocks, ${s.replays + s.conds + s.slow} helper calls (${s.replays} replays, ${s.conds} conditions, ${s.slow} slow accesses)` +
+      (TIER_STATS ? '; JS tier runs/instructions: ' + ['warming', 'queued', 'in flight', 'never', 'too long'].map((n, i) => `${n} ${this.tierRuns[i]}/${this.tierInstr[i]}`).join(', ') +
+        `; async install latency ${(this.latency.ms / Math.max(1, this.latency.n)).toFixed(1)} ms, ${(this.latency.instr / Math.max(1, this.latency.n) / 1e3).toFixed(0)}k instructions (mean of ${this.latency.n})` : '') +
       (PROFILE ? '; replayed opcodes: ' + [...replayed].sort((a, b) => b[1] - a[1]).slice(0, 16).map(([o, n]) => `${o.toString(16)}:${n}`).join(' ') : '');
   }
 
@@ -488,7 +494,7 @@ export class WasmEngine {
     this.stats.buildMs += t1 - t0;
     this.stats.compileMs += t1 - t0;
     this.stats.bytes += bytes.length;
-    const batch: Batch = { bytes, done, cache: c.codeCache, installed: false, waits: 0, async: false };
+    const batch: Batch = { bytes, done, cache: c.codeCache, installed: false, waits: 0, async: false, t0: t1, i0: c.instructions, cpu: c };
     if (!ASYNC || Math.min(WASM_HOT, JIT_THRESHOLD) === 0) { this.compileNow(batch); return; }
     for (const d of done) for (const block of d.blocks) { block.runs = IN_FLIGHT; this.inflight.set(block, batch); }
     this.stats.asyncModules++;
@@ -574,6 +580,7 @@ export class WasmEngine {
 
   private install(batch: Batch, mod: WebAssembly.Module): void {
     const t0 = performance.now();
+    if (TIER_STATS && batch.async) { this.latency.n++; this.latency.ms += t0 - batch.t0; this.latency.instr += batch.cpu.instructions - batch.i0; }
     this.modules();
     this.release(batch);
     const inst = new WebAssembly.Instance(mod, this.imports);
@@ -643,10 +650,28 @@ export class WasmEngine {
           if (b.wasm !== null && b.n <= room) return this.run(c, b.wasm.idx, room);
         }
       }
-      return c.runBlock(b, room);
+      return TIER_STATS ? this.tierCount(c, b, room) : c.runBlock(b, room);
     }
-    if (b.n > room) return c.runBlock(b, room);
+    if (b.n > room) return TIER_STATS ? this.tierCount(c, b, room) : c.runBlock(b, room);
     return this.run(c, w.idx, room);
+  }
+
+  /**
+   * RINGZERO_TIER_STATS=1: runs and instructions of blocks replayed in JavaScript, by why they were not in wasm:
+   * 0 warming (runs <= WASM_HOT), 1 queued for a batch, 2 in flight (module compiling), 3 never (not 64-bit, not
+   * translatable, or stale when ready), 4 translated but longer than the budget left.
+   */
+  readonly tierRuns = new Float64Array(5);
+  readonly tierInstr = new Float64Array(5);
+  /** Async modules installed, and the sum of their ms and of guest instructions from flush to install. */
+  latency = { n: 0, ms: 0, instr: 0 };
+  private tierCount(c: SoftCpu, b: Block, room: number): number {
+    const hot = Math.min(WASM_HOT, JIT_THRESHOLD);
+    const s = b.wasm !== null ? 4 : b.runs === IN_FLIGHT ? 2 : b.runs < 0 || b.mode !== 8 ? 3 : b.runs <= hot ? 0 : 1;
+    const k = c.runBlock(b, room);
+    this.tierRuns[s]++;
+    this.tierInstr[s] += k;
+    return k;
   }
 
   /**
@@ -700,6 +725,8 @@ export class WasmEngine {
 let reported = false;
 /** RINGZERO_WASM_PROFILE=1: count replayed instructions by opcode (shown by --stats). */
 const PROFILE = process.env.RINGZERO_WASM_PROFILE === '1';
+/** RINGZERO_TIER_STATS=1: WasmEngine.tierCount's counters (shown by --stats). */
+const TIER_STATS = process.env.RINGZERO_TIER_STATS === '1';
 const replayed = new Map<number, number>();
 const NO_RECORD = -1;
 
