@@ -4,12 +4,16 @@
 // (issue 7).
 //
 //   node --import tsx bench/migrate.ts [--runs 3] [--memory 256M] [--downtime-ms 300] [--dirty-mib-s 8] [--timeout 600]
-//                                      [--only ringzero|qemu]
+//                                      [--only ringzero|qemu] [--disk-mib 0] [--kinds idle,disk,loaded]
 //
 // Each VMM boots the guest once; every run then migrates the VM from the process it is in to a fresh process started
 // to receive it (ringzero: `run --incoming tcp:127.0.0.1:0`, the control socket's {"cmd":"migrate"}; QEMU: `-incoming
 // tcp:127.0.0.1:PORT`, QMP `migrate` and `query-migrate`), so the VM hops from process to process:
 //   idle    the guest at its prompt;
+//   disk    (with --disk-mib N) the guest idle, its virtio-blk disk of N MiB of random bytes copied along
+//           (copy-storage: ringzero `migrate` {"copyStorage":true} into the destination's `--disk-target`; QEMU's
+//           block migration, the `block` capability of `migrate -b`, into the destination's own -drive file of the
+//           same size). Between the other hops the disk is shared (the same file, the path of the last copy).
 //   loaded  the guest rewriting a 32 MiB tmpfs file with random bytes at --dirty-mib-s (dd of 256 KiB blocks from a
 //           random source file, paced with usleep), started once before the loaded runs.
 // Both use the same downtime limit (--downtime-ms; QEMU's default is 300 ms) and no bandwidth cap (QEMU's
@@ -40,8 +44,12 @@ const { values } = parseArgs({
     'dirty-mib-s': { type: 'string', default: '8' },
     timeout: { type: 'string', default: '600' },
     only: { type: 'string' },
+    'disk-mib': { type: 'string', default: '0' },
+    kinds: { type: 'string', default: 'idle,disk,loaded' },
   },
 });
+const diskMiB = Number(values['disk-mib']);
+const KINDS = (['idle', 'disk', 'loaded'] as const).filter((k) => values.kinds!.split(',').includes(k) && (k !== 'disk' || diskMiB > 0));
 const runs = Number(values.runs);
 const memory = values.memory!;
 const downtimeMs = Number(values['downtime-ms']);
@@ -65,7 +73,16 @@ const vmm = (cmd: string, args: string[]) => new VmmProcess(cmd, args, timeoutMs
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 interface Run { totalMs: number; downtimeMs: number; iterations?: number; mib?: number; dirtyMiBs?: number }
-interface Results { idle: Run[]; loaded: Run[] }
+type Kind = 'idle' | 'disk' | 'loaded';
+type Results = Record<Kind, Run[]>;
+
+/** The guest's disk (--disk-mib): random bytes, so every block travels. Each copy-storage hop gets a new file. */
+function makeDisk(file: string, mib: number): void {
+  const fd = fs.openSync(file, 'w');
+  const chunk = Buffer.alloc(1 << 20);
+  for (let i = 0; i < mib; i++) { for (let k = 0; k < chunk.length; k += 4) chunk.writeUInt32LE((Math.random() * 2 ** 32) >>> 0, k); fs.writeSync(fd, chunk); }
+  fs.closeSync(fd);
+}
 
 /** The guest's memory dirtier: rewrite a 32 MiB tmpfs file at `rate` MiB/s with random bytes (256 KiB per dd). */
 function startDirtier(vm: VmmProcess, rate: number): void {
@@ -78,23 +95,26 @@ function startDirtier(vm: VmmProcess, rate: number): void {
 const ringzeroBin = path.join(root, 'bin', 'ringzero');
 
 async function benchRingzero(): Promise<Results> {
-  const results: Results = { idle: [], loaded: [] };
+  const results: Results = { idle: [], disk: [], loaded: [] };
   let socket = path.join(work, 'rz-0.sock');
   const t0 = performance.now();
-  let vm = vmm(ringzeroBin, ['run', '--engine', 'soft', '--memory', memory, '--cmdline', DEFAULT_CMDLINE, '--control-socket', socket]);
+  const disk = diskMiB > 0 ? path.join(work, 'rz-disk-0.raw') : undefined;
+  if (disk) makeDisk(disk, diskMiB);
+  let vm = vmm(ringzeroBin, ['run', '--engine', 'soft', '--memory', memory, '--cmdline', DEFAULT_CMDLINE, '--control-socket', socket, ...(disk ? ['--disk', `${disk},format=raw`] : [])]);
   await vm.waitForOutput(GUEST_PROMPT);
   console.log(`  ringzero: at the prompt after ${((performance.now() - t0) / 1000).toFixed(1)} s`);
   await vm.pingPrompt();
   let hop = 0;
-  for (const kind of ['idle', 'loaded'] as const) {
+  for (const kind of KINDS) {
     if (kind === 'loaded') { startDirtier(vm, dirtyMiBs); await sleep(3000); }
     for (let i = 0; i < runs; i++) {
       hop++;
       const nextSocket = path.join(work, `rz-${hop}.sock`);
-      const dest = vmm(ringzeroBin, ['run', '--incoming', 'tcp:127.0.0.1:0', '--control-socket', nextSocket]);
+      const target = kind === 'disk' ? path.join(work, `rz-disk-${hop}.raw`) : undefined;
+      const dest = vmm(ringzeroBin, ['run', '--incoming', 'tcp:127.0.0.1:0', '--control-socket', nextSocket, ...(target ? ['--disk-target', target] : [])]);
       let port = 0;
       await dest.waitFor(() => { const m = /incoming migration on 127\.0\.0\.1:(\d+)/.exec(dest.err); if (m) port = Number(m[1]); return port > 0; }, 'the destination to listen');
-      const answer = await controlRequest(socket, { cmd: 'migrate', to: `127.0.0.1:${port}`, downtimeMs, maxIterations: 100 }, timeoutMs);
+      const answer = await controlRequest(socket, { cmd: 'migrate', to: `127.0.0.1:${port}`, downtimeMs, maxIterations: 100, ...(target ? { copyStorage: true } : {}) }, timeoutMs);
       if (answer.ok !== true) throw new Error(`ringzero migrate: ${JSON.stringify(answer)}`);
       results[kind].push({ totalMs: Number(answer.totalMs), downtimeMs: Number(answer.downtimeMs), iterations: Number(answer.iteration), mib: Number(answer.bytesSent) / 2 ** 20, dirtyMiBs: Number(answer.dirtyRate) / 2 ** 20 });
       await vm.exited;
@@ -122,24 +142,32 @@ function freePort(): Promise<number> {
 }
 
 async function benchQemu(): Promise<Results> {
-  const results: Results = { idle: [], loaded: [] };
+  const results: Results = { idle: [], disk: [], loaded: [] };
   let socket = path.join(work, 'qemu-0.qmp');
   const t0 = performance.now();
-  let vm = vmm('qemu-system-x86_64', qemuArgs(socket));
+  let disk = diskMiB > 0 ? path.join(work, 'qemu-disk-0.raw') : undefined;
+  if (disk) makeDisk(disk, diskMiB);
+  const drive = (file: string | undefined) => (file ? ['-drive', `file=${file},format=raw,if=virtio`] : []);
+  let vm = vmm('qemu-system-x86_64', [...qemuArgs(socket), ...drive(disk)]);
   await vm.waitForOutput(GUEST_PROMPT);
   console.log(`  qemu-tcg: at the prompt after ${((performance.now() - t0) / 1000).toFixed(1)} s`);
   await vm.pingPrompt();
   let qmp = await Qmp.connect(socket);
   let hop = 0;
-  for (const kind of ['idle', 'loaded'] as const) {
+  for (const kind of KINDS) {
     if (kind === 'loaded') { startDirtier(vm, dirtyMiBs); await sleep(3000); }
     for (let i = 0; i < runs; i++) {
       hop++;
       const nextSocket = path.join(work, `qemu-${hop}.qmp`);
       const port = await freePort();
-      const dest = vmm('qemu-system-x86_64', [...qemuArgs(nextSocket), '-incoming', `tcp:127.0.0.1:${port}`]);
+      // Block migration writes into the destination's own drive, which must exist with the disk's size.
+      const target = kind === 'disk' ? path.join(work, `qemu-disk-${hop}.raw`) : disk;
+      if (kind === 'disk') { fs.writeFileSync(target!, ''); fs.truncateSync(target!, diskMiB << 20); }
+      const dest = vmm('qemu-system-x86_64', [...qemuArgs(nextSocket), ...drive(target), '-incoming', `tcp:127.0.0.1:${port}`]);
       const destQmp = await Qmp.connect(nextSocket);
       await qmp.execute('migrate-set-parameters', { 'downtime-limit': downtimeMs, 'max-bandwidth': 10 * 2 ** 30 });
+      await qmp.execute('migrate-set-capabilities', { capabilities: [{ capability: 'block', state: kind === 'disk' }] });
+      disk = target;
       await qmp.execute('migrate', { uri: `tcp:127.0.0.1:${port}` });
       let info: Record<string, unknown>;
       for (;;) {
@@ -149,8 +177,9 @@ async function benchQemu(): Promise<Results> {
         await sleep(5);
       }
       const ram = info.ram as Record<string, number> | undefined;
-      results[kind].push({ totalMs: Number(info['total-time']), downtimeMs: Number(info.downtime), iterations: ram?.['dirty-sync-count'], mib: (ram?.transferred ?? 0) / 2 ** 20, dirtyMiBs: (ram?.['dirty-pages-rate'] ?? 0) * 4096 / 2 ** 20 });
-      console.log(`  qemu-tcg ${kind} #${i + 1}: total ${info['total-time']} ms, downtime ${info.downtime} ms, ${ram?.['dirty-sync-count']} syncs, ${((ram?.transferred ?? 0) / 2 ** 20).toFixed(1)} MiB sent`);
+      const blk = (info['disk'] as Record<string, number> | undefined)?.transferred ?? 0;
+      results[kind].push({ totalMs: Number(info['total-time']), downtimeMs: Number(info.downtime), iterations: ram?.['dirty-sync-count'], mib: ((ram?.transferred ?? 0) + blk) / 2 ** 20, dirtyMiBs: (ram?.['dirty-pages-rate'] ?? 0) * 4096 / 2 ** 20 });
+      console.log(`  qemu-tcg ${kind} #${i + 1}: total ${info['total-time']} ms, downtime ${info.downtime} ms, ${ram?.['dirty-sync-count']} syncs, ${((ram?.transferred ?? 0) / 2 ** 20).toFixed(1)} MiB of RAM${blk ? ` and ${(blk / 2 ** 20).toFixed(1)} MiB of disk` : ''} sent`);
       qmp.close();
       await vm.kill();
       vm = dest;
@@ -170,12 +199,13 @@ async function benchQemu(): Promise<Results> {
   return results;
 }
 
-const figures: Record<string, number | string> = { bench: 'migrate', engine: 'soft', reference: 'qemu-tcg', memory, runs, downtime_limit_ms: downtimeMs, dirty_mib_s: dirtyMiBs };
+const figures: Record<string, number | string> = { bench: 'migrate', engine: 'soft', reference: 'qemu-tcg', memory, runs, downtime_limit_ms: downtimeMs, dirty_mib_s: dirtyMiBs, disk_mib: diskMiB };
 const ratio = (a: number, b: number) => (b > 0 ? a / b : NaN);
 console.log(`migrate ${memory}, downtime limit ${downtimeMs} ms, loaded = ${dirtyMiBs} MiB/s dirtied:`);
 const withRingzero = values.only !== 'qemu';
-const rz = withRingzero ? await benchRingzero() : { idle: [{ totalMs: NaN, downtimeMs: NaN }], loaded: [{ totalMs: NaN, downtimeMs: NaN }] };
-for (const kind of ['idle', 'loaded'] as const) {
+const none: Run[] = [{ totalMs: NaN, downtimeMs: NaN }];
+const rz = withRingzero ? await benchRingzero() : { idle: none, disk: none, loaded: none };
+for (const kind of KINDS) {
   figures[`ringzero_${kind}_total_ms`] = median(rz[kind].map((r) => r.totalMs));
   figures[`ringzero_${kind}_downtime_ms`] = median(rz[kind].map((r) => r.downtimeMs));
   figures[`ringzero_${kind}_mib`] = median(rz[kind].map((r) => r.mib ?? 0));
@@ -183,7 +213,7 @@ for (const kind of ['idle', 'loaded'] as const) {
 }
 if (qemuPresent) {
   const q = await benchQemu();
-  for (const kind of ['idle', 'loaded'] as const) {
+  for (const kind of KINDS) {
     figures[`qemu_tcg_${kind}_total_ms`] = median(q[kind].map((r) => r.totalMs));
     figures[`qemu_tcg_${kind}_downtime_ms`] = median(q[kind].map((r) => r.downtimeMs));
     figures[`qemu_tcg_${kind}_mib`] = median(q[kind].map((r) => r.mib ?? 0));
@@ -192,7 +222,7 @@ if (qemuPresent) {
     figures[`ratio_${kind}_downtime`] = ratio(figures[`ringzero_${kind}_downtime_ms`] as number, figures[`qemu_tcg_${kind}_downtime_ms`] as number);
   }
 }
-for (const kind of ['idle', 'loaded'] as const) {
+for (const kind of KINDS) {
   const line = `${kind}: ringzero total ${(figures[`ringzero_${kind}_total_ms`] as number).toFixed(0)} ms, downtime ${(figures[`ringzero_${kind}_downtime_ms`] as number).toFixed(0)} ms`;
   console.log(qemuPresent
     ? `${line}; qemu-tcg total ${(figures[`qemu_tcg_${kind}_total_ms`] as number).toFixed(0)} ms, downtime ${(figures[`qemu_tcg_${kind}_downtime_ms`] as number).toFixed(0)} ms; ratio total ${(figures[`ratio_${kind}_total`] as number).toFixed(2)}x, downtime ${(figures[`ratio_${kind}_downtime`] as number).toFixed(2)}x`

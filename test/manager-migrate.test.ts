@@ -424,7 +424,14 @@ test('two hosts (network namespaces, a daemon each): the booted guest migrates l
     const A = { socket: daemonA.socket }, B = { socket: daemonB.socket };
 
     const mac = '52:54:00:4d:49:47';
-    const defined = await api(A, 'POST', '/vms', { name: 'web', engine: 'soft', memory: 256, nics: [{ tap: 'rzt0', mac }] });
+    // A data disk only in A's pool: every migration below copies it (copyStorage), into B's pool.
+    const vol = await api(A, 'POST', '/volumes', { name: 'web-data.raw', format: 'raw', size: 8 << 20 });
+    assert.equal(vol.status, 201, JSON.stringify(vol.body));
+    const volData = crypto.randomBytes(6 << 20);
+    fs.writeFileSync(vol.body.path, Buffer.concat([volData, Buffer.alloc(2 << 20)]));
+    const volMd5 = crypto.createHash('md5').update(fs.readFileSync(vol.body.path)).digest('hex');
+    const copyAtB = path.join(dir, 'b', 'volumes', 'web-data.raw');
+    const defined = await api(A, 'POST', '/vms', { name: 'web', engine: 'soft', memory: 256, nics: [{ tap: 'rzt0', mac }], disks: [{ path: vol.body.path, format: 'raw' }] });
     assert.equal(defined.status, 201, JSON.stringify(defined.body));
     const started = await api(A, 'POST', '/vms/web/start');
     assert.equal(started.status, 200, JSON.stringify(started.body));
@@ -445,6 +452,8 @@ test('two hosts (network namespaces, a daemon each): the booted guest migrates l
       return m![1];
     };
     assert.equal(await ask(onA, 'cat /sys/class/net/eth0/address'), mac);
+    // The guest reads its disk as the host wrote it, and keeps a copy in RAM: the mirror its writes below also go to.
+    assert.equal(await ask(onA, 'cat /dev/vda >/tmp/mirror; md5sum </tmp/mirror | cut -c1-32', 120_000), volMd5);
     assert.equal(await ask(onA, 'ip addr add 10.0.2.15/24 dev eth0; ip link set eth0 up; ping -c 1 -W 20 10.0.2.1 >/dev/null 2>&1; echo $?', 120_000), '0', 'the guest reaches the peer');
     // The no-convergence case's data (below), made while the guest has nothing else to do: once the counter runs (a
     // usleep process every 10 ms) the guest's CPU is saturated, and this took 20-60 s there.
@@ -473,7 +482,7 @@ test('two hosts (network namespaces, a daemon each): the booted guest migrates l
     // 2 MiB/s with a cp loop: ~35 s.) The migration starts with the loop: only its dirty rounds, after that full pass,
     // need the guest dirtying, and the loop's first round takes 4-7 s (the test used to wait for it first).
     onA.write('while [ ! -e /tmp/enough ]; do dd if=/tmp/src of=/tmp/dirt bs=1M conv=notrunc 2>/dev/null; echo DIRT; done &\n');
-    let r = await api(A, 'POST', '/vms/web/migrate', { to, downtimeMs: 1, maxIterations: 2, bandwidth: 4 << 20 });
+    let r = await api(A, 'POST', '/vms/web/migrate', { to, downtimeMs: 1, maxIterations: 2, bandwidth: 4 << 20, copyStorage: true });
     assert.equal(r.status, 202, JSON.stringify(r.body));
     let m = await migrationOver(daemonA, 'web', 300_000);
     await waitFor('the guest to dirty its memory', () => onA.lines.some((l) => l.line === 'DIRT'), 300_000);
@@ -485,11 +494,11 @@ test('two hosts (network namespaces, a daemon each): the booted guest migrates l
     const nc = counter(onA).length;
     await waitFor('the counter to go on at A', () => counter(onA).length >= nc + 5, COUNTER_WAIT_MS);
     assert.equal((await api(A, 'GET', '/vms/web')).body.state, 'running');
-    await waitFor('B to forget the VM', async () => (await api(B, 'GET', '/vms')).body.length === 0, 60_000);
+    await waitFor('B to forget the VM and its disk copy', async () => (await api(B, 'GET', '/vms')).body.length === 0 && !fs.existsSync(copyAtB), 60_000);
     process.stderr.write(`# no convergence: ${m.error} (${(m.bytesSent / 2 ** 20).toFixed(1)} MiB sent in ${m.totalMs} ms)\n`);
 
     // The migration link cut during the pre-copy: the guest stays on A, B keeps nothing.
-    r = await api(A, 'POST', '/vms/web/migrate', { to, bandwidth: 2 << 20, linkTimeoutMs: 3000 });
+    r = await api(A, 'POST', '/vms/web/migrate', { to, bandwidth: 2 << 20, linkTimeoutMs: 3000, copyStorage: true });
     assert.equal(r.status, 202, JSON.stringify(r.body));
     await migrationAt(daemonA, 'web', 1 << 20);
     sh('ip', '-n', nsA, 'link', 'set', 'rzma', 'down');
@@ -500,8 +509,16 @@ test('two hosts (network namespaces, a daemon each): the booted guest migrates l
     const n0 = counter(onA).length;
     await waitFor('the counter to go on at A', () => counter(onA).length >= n0 + 5, COUNTER_WAIT_MS);
     assert.equal((await api(A, 'GET', '/vms/web')).body.state, 'running');
-    await waitFor('B to forget the VM', async () => (await api(B, 'GET', '/vms')).body.length === 0, 60_000);
+    await waitFor('B to forget the VM and its disk copy', async () => (await api(B, 'GET', '/vms')).body.length === 0 && !fs.existsSync(copyAtB), 60_000);
+    assert.equal(crypto.createHash('md5').update(fs.readFileSync(vol.body.path)).digest('hex'), volMd5, 'A\'s disk is untouched');
     phase('link cut');
+
+    // The guest writes its disk during the migration: a random 4 KiB block at a time, to the disk (fsync) and to its
+    // mirror in RAM; after the switch-over, with the loop stopped and the page cache dropped, the disk B reads must
+    // equal the mirror (a write lost in the copy would show).
+    onA.write('(k=0; while [ ! -e /tmp/dstop ]; do k=$(( (k*7+13) % 1536 )); dd if=/dev/urandom of=/tmp/blk bs=4k count=1 2>/dev/null; '
+      + 'dd if=/tmp/blk of=/dev/vda bs=4k seek=$k conv=notrunc,fsync 2>/dev/null; dd if=/tmp/blk of=/tmp/mirror bs=4k seek=$k conv=notrunc 2>/dev/null; echo W$k; done; echo WDONE) &\n');
+    await waitFor('the guest to write its disk', () => onA.lines.some((l) => /^W\d+$/.test(l.line)), COUNTER_WAIT_MS);
 
     // The migration. B's console is attached as soon as B has the VM, so its lines carry their real arrival times.
     const sentBefore = peerSent();
@@ -513,7 +530,7 @@ test('two hosts (network namespaces, a daemon each): the booted guest migrates l
         if (v.status === 200 && v.body.consoleSocket && fs.existsSync(v.body.consoleSocket) && !onB) { onB = new Console(v.body.consoleSocket); consoles.push(onB); }
       }, () => {});
     }, 20);
-    const run = await cli(['migrate', 'web', '--to', to, '--downtime-ms', '100', '--progress', '--json'], daemonA.socket, [], 300_000);
+    const run = await cli(['migrate', 'web', '--to', to, '--downtime-ms', '100', '--copy-storage-all', '--progress', '--json'], daemonA.socket, [], 300_000);
     clearInterval(attach);
     assert.equal(run.status, 0, `${run.stdout}\n${run.stderr}`);
     const done = JSON.parse(run.stdout);
@@ -523,6 +540,7 @@ test('two hosts (network namespaces, a daemon each): the booted guest migrates l
     const there = (await api(B, 'GET', '/vms/web')).body;
     assert.equal(there.state, 'running');
     assert.deepEqual(there.definition.nics, [{ tap: 'rzt0', mac }]);
+    assert.equal(there.definition.disks[0].path, copyAtB, 'B runs the VM on its own copy of the disk');
     assert.ok(onB, 'B\'s console attached during the migration');
     phase('migrated');
     // 15 values: the continuity check below, and the first ten intervals on B printed with the gap.
@@ -548,6 +566,18 @@ test('two hosts (network namespaces, a daemon each): the booted guest migrates l
     // passed the run before only because A's console was burstier.)
     const coldPace = Math.max(...firstOnB);
     assert.ok(gap <= done.downtimeMs + 2 * steady[steady.length - 1] + 2 * coldPace + 2000, `the counter's gap (${gap} ms) is the downtime (${done.downtimeMs} ms) plus console delays`);
+
+    // The disk at B: what the guest wrote at A before the switch-over (and at B after it) is there.
+    const writesOnA = onA.lines.filter((l) => /^W\d+$/.test(l.line)).length;
+    onB!.write('touch /tmp/dstop\n');
+    await waitFor('the guest\'s disk writer to stop', () => onB!.lines.some((l) => l.line === 'WDONE'), COUNTER_WAIT_MS);
+    const sums = await ask(onB!, 'sync; echo 3 >/proc/sys/vm/drop_caches; md5sum </dev/vda | cut -c1-32; md5sum </tmp/mirror | cut -c1-32', 120_000);
+    const [diskSum, mirrorSum] = sums.split(/\s+/);
+    assert.equal(diskSum, mirrorSum, 'the disk at B holds every write the guest made (its mirror in RAM agrees)');
+    assert.notEqual(diskSum, volMd5, 'the guest did write it');
+    assert.equal(crypto.createHash('md5').update(fs.readFileSync(copyAtB)).digest('hex'), diskSum, 'B\'s copy is the file the guest reads');
+    process.stderr.write(`# copy-storage: ${(done.diskBytesSent / 2 ** 20).toFixed(1)} MiB of disk sent, ${writesOnA} block writes at A during or before the copy; disk md5 = mirror md5 at B\n`);
+    phase('the disk checked at B');
 
     // The TCP stream carries on at B.
     await waitFor('the stream to go on after the switch-over', () => peerSent() > sentBefore + 512 * 1024, 120_000);
