@@ -76,6 +76,11 @@ interface Run { totalMs: number; downtimeMs: number; iterations?: number; mib?: 
 type Kind = 'idle' | 'disk' | 'loaded';
 type Results = Record<Kind, Run[]>;
 
+/** Whether two files hold the same bytes (the guest is idle and nothing writes its disk: a copy must equal its source). */
+function sameFile(a: string, b: string): boolean {
+  return fs.readFileSync(a).equals(fs.readFileSync(b));
+}
+
 /** The guest's disk (--disk-mib): random bytes, so every block travels. Each copy-storage hop gets a new file. */
 function makeDisk(file: string, mib: number): void {
   const fd = fs.openSync(file, 'w');
@@ -100,6 +105,7 @@ async function benchRingzero(): Promise<Results> {
   const t0 = performance.now();
   const disk = diskMiB > 0 ? path.join(work, 'rz-disk-0.raw') : undefined;
   if (disk) makeDisk(disk, diskMiB);
+  let rzDisk = disk;
   let vm = vmm(ringzeroBin, ['run', '--engine', 'soft', '--memory', memory, '--cmdline', DEFAULT_CMDLINE, '--control-socket', socket, ...(disk ? ['--disk', `${disk},format=raw`] : [])]);
   await vm.waitForOutput(GUEST_PROMPT);
   console.log(`  ringzero: at the prompt after ${((performance.now() - t0) / 1000).toFixed(1)} s`);
@@ -117,6 +123,8 @@ async function benchRingzero(): Promise<Results> {
       const answer = await controlRequest(socket, { cmd: 'migrate', to: `127.0.0.1:${port}`, downtimeMs, maxIterations: 100, ...(target ? { copyStorage: true } : {}) }, timeoutMs);
       if (answer.ok !== true) throw new Error(`ringzero migrate: ${JSON.stringify(answer)}`);
       results[kind].push({ totalMs: Number(answer.totalMs), downtimeMs: Number(answer.downtimeMs), iterations: Number(answer.iteration), mib: Number(answer.bytesSent) / 2 ** 20, dirtyMiBs: Number(answer.dirtyRate) / 2 ** 20 });
+      if (target && !sameFile(rzDisk!, target)) throw new Error(`ringzero copy-storage: ${target} differs from ${rzDisk}`);
+      if (target) rzDisk = target;
       await vm.exited;
       vm = dest;
       socket = nextSocket;
@@ -167,17 +175,22 @@ async function benchQemu(): Promise<Results> {
       const destQmp = await Qmp.connect(nextSocket);
       await qmp.execute('migrate-set-parameters', { 'downtime-limit': downtimeMs, 'max-bandwidth': 10 * 2 ** 30 });
       await qmp.execute('migrate-set-capabilities', { capabilities: [{ capability: 'block', state: kind === 'disk' }] });
+      const previousDisk = disk;
       disk = target;
       await qmp.execute('migrate', { uri: `tcp:127.0.0.1:${port}` });
       let info: Record<string, unknown>;
+      // QEMU shows its block migration's figures only while it runs: the last ones seen are kept.
+      let diskSeen: Record<string, number> | undefined;
       for (;;) {
         info = await qmp.execute('query-migrate');
+        if (info.disk) diskSeen = info.disk as Record<string, number>;
         if (info.status === 'completed') break;
         if (info.status === 'failed' || info.status === 'cancelled') throw new Error(`QEMU migrate: ${JSON.stringify(info)}`);
         await sleep(5);
       }
       const ram = info.ram as Record<string, number> | undefined;
-      const blk = (info['disk'] as Record<string, number> | undefined)?.transferred ?? 0;
+      const blk = (info.disk as Record<string, number> | undefined)?.transferred ?? diskSeen?.total ?? 0;
+      if (kind === 'disk' && sameFile(previousDisk!, target!) !== true) throw new Error(`QEMU's block migration: ${target} differs from ${previousDisk}`);
       results[kind].push({ totalMs: Number(info['total-time']), downtimeMs: Number(info.downtime), iterations: ram?.['dirty-sync-count'], mib: ((ram?.transferred ?? 0) + blk) / 2 ** 20, dirtyMiBs: (ram?.['dirty-pages-rate'] ?? 0) * 4096 / 2 ** 20 });
       console.log(`  qemu-tcg ${kind} #${i + 1}: total ${info['total-time']} ms, downtime ${info.downtime} ms, ${ram?.['dirty-sync-count']} syncs, ${((ram?.transferred ?? 0) / 2 ** 20).toFixed(1)} MiB of RAM${blk ? ` and ${(blk / 2 ** 20).toFixed(1)} MiB of disk` : ''} sent`);
       qmp.close();

@@ -278,7 +278,11 @@ export class Migrations {
 
   private async settle(marker: Marker): Promise<void> {
     const vm = this.manager.list().find((v) => v.name === marker.vm);
-    if (!vm) return;
+    if (!vm) {
+      // Undefined before the daemon died (or never defined): its copies, if any were made, belong to nothing.
+      if (marker.direction === 'incoming') for (const copy of marker.copies ?? []) fs.rmSync(copy, { force: true });
+      return;
+    }
     const said = this.logSince(marker.vm, marker.logOffset);
     if (marker.direction === 'incoming') {
       if (ACTIVE.has(vm.state) && said.includes(RECEIVED_LINE)) {
