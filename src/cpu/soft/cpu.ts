@@ -270,12 +270,16 @@ export class SoftCpu {
   readonly unimplementedLogged = new Set<string>();
 
   // ---- TLB, first level: six banks of TLB_SIZE direct-mapped entries, bank = access * 2 + user (access 0 read,
-  // 1 write, 2 fetch; user 0 supervisor, 1 user), each entry its own (tag, physical page base) pair of f64: the tag
-  // is the linear page number (NaN when empty). Every bank keeps its own physical page, so a kernel page and a user
+  // 1 write, 2 fetch; user 0 supervisor, 1 user), each entry 16 bytes: its tag, the linear page number (f64, NaN
+  // when empty), then its physical page number (u32: physical addresses have MAXPHYADDR = 40 bits, so page numbers
+  // 28; translated code loads it with one i64.load32_u, where the physical address as an f64 took a saturating
+  // conversion) and 4 unused bytes. Every bank keeps its own physical page, so a kernel page and a user
   // page (or a code page and a data page) on the same slot no longer evict each other (they did while the banks of a
   // slot shared one physical page), and a probe reads the tag and the page from the same cache line.
   // (Public for the generated code of ./wasm/translate.ts, which probes the TLB inline: ./wasm/layout.ts S_TLB.)
   readonly tlb = new Float64Array((6 * TLB_SIZE) << ENTRY_SHIFT).fill(NaN);
+  /** `tlb` as u32 words: the physical page number of the entry whose tag is tlb[t] is tlbPfn[2 * t + 2]. */
+  readonly tlbPfn = new Uint32Array(this.tlb.buffer);
   /** Per entry (bank << TLB_BITS | slot): the page is global (survives a CR3 load). */
   private readonly tlbGlobal = new Uint8Array(6 * TLB_SIZE);
   /**
@@ -330,7 +334,7 @@ export class SoftCpu {
     const w = (env.wasm ?? process.env.RINGZERO_JIT === 'wasm') ? wasmStateFor(env.mem) : null;
     if (w !== null) {
       this.wasm = w.engine; this.wasmState = w.st;
-      this.rlo = w.rlo; this.rhi = w.rhi; this.tlb = w.tlb; this.segBase = w.segBase;
+      this.rlo = w.rlo; this.rhi = w.rhi; this.tlb = w.tlb; this.tlbPfn = new Uint32Array(w.tlb.buffer, w.tlb.byteOffset, w.tlb.length * 2); this.segBase = w.segBase;
       // (the XMM file and the SSE-usable word live in the state area too, for ./wasm/sse.ts)
       const v = sseViews(env.mem.wasmMemory!.buffer as ArrayBuffer, w.st);
       this.xmm = v.xmm; this.xmmView = new DataView(v.xmm.buffer, v.xmm.byteOffset, 256); this.fpu = new FpuState(v.xmm, v.sseOk);
@@ -1294,7 +1298,7 @@ export class SoftCpu {
     const i = vpn & TLB_MASK;
     const bank = (access << 1) | (user ? 1 : 0);
     const t = (bank << BANK_SHIFT) | (i << ENTRY_SHIFT);
-    if (this.tlb[t] === vpn) return this.tlb[t + 1] + off;
+    if (this.tlb[t] === vpn) return this.tlbPfn[2 * t + 2] * 4096 + off;
     const j = l2Index(vpn);
     if (this.l2Tag[j] === vpn && ((this.l2Banks[j] >> bank) & 1) !== 0 &&
         this.l2Gen[j] === (this.l2Global[j] !== 0 ? this.tlbGenAll : this.tlbGen)) {
@@ -1314,7 +1318,7 @@ export class SoftCpu {
       if (((banks >> bank) & 1) === 0) continue;
       const e = (bank << TLB_BITS) | i;
       tlb[e << ENTRY_SHIFT] = vpn;
-      tlb[(e << ENTRY_SHIFT) + 1] = phys;
+      this.tlbPfn[(e << (ENTRY_SHIFT + 1)) + 2] = phys / 4096; // (phys: a page base below 2^MAXPHYADDR)
       this.tlbGlobal[e] = global;
       if (listed[e] === 0) { listed[e] = 1; this.tlbList[this.tlbListN++] = e; }
     }
@@ -1528,7 +1532,7 @@ export class SoftCpu {
       const i = vpn & TLB_MASK;
       const t = (this.cpl === 3 ? BANK_READ_USER : BANK_READ) | (i << ENTRY_SHIFT);
       if (this.tlb[t] === vpn) {
-        const pa = this.tlb[t + 1] + off;
+        const pa = this.tlbPfn[2 * t + 2] * 4096 + off;
         if (pa + size <= this.ramSize) {
           switch (size) {
             case 1: return this.ram[pa];
@@ -1589,7 +1593,7 @@ export class SoftCpu {
       const i = vpn & TLB_MASK;
       const t = (this.cpl === 3 ? BANK_WRITE_USER : BANK_WRITE) | (i << ENTRY_SHIFT);
       if (this.tlb[t] === vpn) {
-        const pa = this.tlb[t + 1] + off;
+        const pa = this.tlbPfn[2 * t + 2] * 4096 + off;
         if (pa + size <= this.ramSize) {
           if (this.codePages[pa >>> 12] !== 0) this.noteCodeWrite(pa, size);
           switch (size) {

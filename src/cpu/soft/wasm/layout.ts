@@ -20,7 +20,7 @@
 //     S_SSE  1 while SSE instructions may run (CR0.EM and CR0.TS clear, CR4.OSFXSR set): ./sse.ts's inline code
 //            checks it and leaves the instruction to the JavaScript form when it is 0 (FpuState.sseOk)
 //     S_EFL  SoftCpu.flags during a call (translated MOVS/STOS read DF there)
-//     S_TLB  SoftCpu.tlb: six banks of 4096 (tag, physical page) f64 pairs (16-byte entries, a probe reads one
+//     S_TLB  SoftCpu.tlb: six banks of 4096 16-byte entries (tag f64, physical page number u32; a probe reads one
 //            cache line), bank (access << 1 | user); TLB_BANK bytes apart (cpu.ts TLB_READ/WRITE/FETCH)
 import { WASM_RAM_OFFSET } from '../../../memory/guest-memory.ts';
 
@@ -92,7 +92,7 @@ export const RAS_STRIDE = 24;
 export const S_EFL = 1016;
 /** The first-level TLB (cpu.ts SoftCpu.tlb): entry (bank, slot) at S_TLB + bank * TLB_BANK + slot * TLB_ENTRY. */
 export const S_TLB = 1024;
-/** log2 of the bytes of one entry: its tag (f64), then its physical page base (f64) at +8. */
+/** log2 of the bytes of one entry: its tag (f64), then its physical page number (u32) at +8, 4 bytes unused. */
 export const TLB_ENTRY_SHIFT = 4;
 /** Bytes of one bank (4096 entries). */
 export const TLB_BANK = 4096 << TLB_ENTRY_SHIFT;

@@ -104,7 +104,7 @@ function buildDispatcher(ramSize: number): Uint8Array<ArrayBuffer> {
   b.i64(12).op(Op.i64ShrS).tee(vpn).op(Op.i32WrapI64).i32(0xfff).op(Op.i32And).i32(L.TLB_ENTRY_SHIFT).op(Op.i32Shl);
   b.get(st).op(Op.i32Add).get(user).i32(L.TLB_USER_DELTA).op(0x6c).op(Op.i32Add).tee(ti).mem(Op.f64Load, 3, L.S_TLB + L.TLB_FETCH_DELTA);
   b.get(vpn).op(Op.f64ConvertI64s).op(Op.f64Ne).brIf(out);
-  b.get(ti).mem(Op.f64Load, 3, L.S_TLB + L.TLB_FETCH_DELTA + 8).op(0xfc, 7);
+  b.get(ti).mem(Op.i64Load32u, 2, L.S_TLB + L.TLB_FETCH_DELTA + 8).i64(12).op(Op.i64Shl);
   b.get(ripi).i64(0xfffn).op(Op.i64And).op(Op.i64Add).tee(p).i64(ramSize).op(Op.i64GeU).brIf(out);
   b.get(p).op(Op.i32WrapI64).set(pa);
   // the entry of that address: way 0 of its set (layout.ts dispatchEntry), else way 1

@@ -20,11 +20,11 @@ export function emitTlbProbe(b: Body, tag: number, a: number, l: ProbeLocals, si
   b.get(a).op(Op.i32WrapI64);
   if (align !== 0) b.tee(l.off).i32(align - 1).op(Op.i32And).brIf(slow).get(l.off);
   b.i32(0xfff).op(Op.i32And).tee(l.off).i32(4096 - size).op(Op.i32GtU).brIf(slow);
-  // (ti: the entry's address, tag then physical page: both in one 16-byte entry, layout.ts S_TLB)
+  // (ti: the entry's address, tag then physical page number: both in one 16-byte entry, layout.ts S_TLB)
   b.get(a).i64(12).op(Op.i64ShrS).tee(l.vpn).op(Op.i32WrapI64).i32(0xfff).op(Op.i32And).i32(L.TLB_ENTRY_SHIFT).op(Op.i32Shl);
   b.get(tag).op(Op.i32Add).tee(l.ti).mem(Op.f64Load, 3, 0);
   b.get(l.vpn).op(Op.f64ConvertI64s).op(Op.f64Ne).brIf(slow);
-  b.get(l.ti).mem(Op.f64Load, 3, 8).op(0xfc, 7 /* i64.trunc_sat_f64_u */);
+  b.get(l.ti).mem(Op.i64Load32u, 2, 8).i64(12).op(Op.i64Shl);
   b.get(l.off).op(Op.i64ExtendI32u).op(Op.i64Add).tee(l.pa).i64(ramSize - size).op(Op.i64GtU).brIf(slow);
   if (write) b.get(l.pa).i64(12).op(Op.i64ShrU).op(Op.i32WrapI64).mem(Op.i32Load8u, 0, L.CODE_PAGES).brIf(slow);
 }
