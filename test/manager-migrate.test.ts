@@ -253,6 +253,26 @@ test('daemon to daemon: refusals and faults leave the VM running at the source; 
     await waitFor('B to forget dsk and its copies', async () => (await api({ socket: dest.socket }, 'GET', '/vms')).body.length === 0
       && !fs.existsSync(path.join(b, 'volumes', 'dsk.raw')) && !fs.existsSync(path.join(b, 'volumes', 'dsk-b.qcow2')), 30_000);
     assert.deepEqual([shaOf(rawVol.body.path), shaOf(qVol.body.path)], sourceDisks, 'A\'s disks are untouched');
+    // B's daemon and its VMM killed together during the disk copy (a host crash): nobody there removes the copies
+    // then, but the next daemon does, from its marker.
+    r = await api({ socket: source.socket }, 'POST', '/vms/dsk/migrate', { to, copyStorage: true, bandwidth: 65536 });
+    assert.equal(r.status, 202, JSON.stringify(r.body));
+    await waitFor('the disk copy to be under way again', async () => {
+      const m = (await api({ socket: source.socket }, 'GET', '/vms/dsk/migration')).body;
+      if (m.endedAt) throw new Error(`the migration ended early: ${JSON.stringify(m)}`);
+      return m.diskTransferred > 128 * 1024;
+    }, 60_000);
+    const crashedVmm = (await api({ socket: dest.socket }, 'GET', '/vms/dsk')).body.pid as number;
+    await dest.stop('SIGKILL');
+    process.kill(crashedVmm, 'SIGKILL');
+    m = await migrationOver(source, 'dsk');
+    assert.equal(m.phase, 'failed');
+    assert.ok(fs.existsSync(path.join(b, 'volumes', 'dsk.raw')), 'the crash left the partial copy');
+    dest = await Daemon.start(b, ['--migration-listen', to, '--migration-token-file', token]);
+    await waitFor('the restarted B to forget dsk and remove its copies', async () => (await api({ socket: dest.socket }, 'GET', '/vms')).body.length === 0
+      && !fs.existsSync(path.join(b, 'volumes', 'dsk.raw')) && !fs.existsSync(path.join(b, 'volumes', 'dsk-b.qcow2')), 30_000);
+    const n2 = dskTicks().length;
+    await waitFor('dsk to count on at A after the crash at B', () => dskTicks().length >= n2 + 3, 30_000);
     // The migration: vda into B's pool, vdb where --disk-target says.
     const vdbThere = path.join(dir, 'b-vdb.qcow2');
     const moved = await cli(['migrate', 'dsk', '--to', to, '--copy-storage-all', '--disk-target', `vdb=${vdbThere}`, '--downtime-ms', '100', '--bandwidth', '262144', '--progress', '--json'], source.socket, [], 120_000);

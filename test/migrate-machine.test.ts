@@ -11,7 +11,9 @@ import crypto from 'node:crypto';
 import { Machine } from '../src/vmm/machine.ts';
 import { MiB } from '../src/memory/guest-memory.ts';
 import { migrateMachine, migrationProgress, MigrationError, type MigrationProgress } from '../src/migration/source.ts';
-import { blockDevices, DirtyTracker } from '../src/migration/storage.ts';
+import { blockDevices, DirtyTracker, SourceDisks } from '../src/migration/storage.ts';
+import { diskFrame, diskZeroFrame, MIGRATION_VERSION, MAX_DISK_DATA, T_DISK, T_DISK_ZERO } from '../src/migration/protocol.ts';
+import { SNAPSHOT_VERSION } from '../src/vmm/snapshot.ts';
 import { createQcow2, imageInfo, openImage } from '../src/storage/qcow2.ts';
 import { detectFormat } from '../src/storage/backend.ts';
 import type { DiskConfig } from '../src/vmm/config.ts';
@@ -348,10 +350,56 @@ test('copy-storage: a link cut during the disk copy, and one after the state, le
     await refused({}, true, /copies its disks \(copy-storage\), but this destination was given no disk targets/);
     await refused({ diskTargets: targets.slice(1) }, false, /given disk targets \(copy-storage\), but the source does not copy its disks/);
     assert.equal(src.paused, false);
+
+    // A source that sends disk data outside a disk (or for a disk it did not offer): refused, the copies removed.
+    fs.rmSync(targets[0]);
+    const { controlSocket: _c, ...cfg } = src.config;
+    for (const [what, frame, why] of [
+      ['past the end', diskFrame(0, 4 * MiB - 512, Buffer.alloc(1024, 1)), /disk data for disk 0 at \[4193792, \+1024\) outside its 4194304 bytes/],
+      ['a disk not offered', diskFrame(7, 0, Buffer.alloc(512, 1)), /disk data for disk 7, which is not being copied/],
+      ['an unaligned range', diskZeroFrame(1, 100, 512), /disk data for disk 1 at \[100, \+512\) outside/],
+    ] as const) {
+      let gotPort!: (p: number) => void;
+      const port = new Promise<number>((r) => { gotPort = r; });
+      const incoming = receiveMigration({ host: '127.0.0.1', port: 0, diskTargets: targets, onListening: (a) => gotPort(a.port) }, captureConsole());
+      incoming.catch(() => {});
+      const socket = net.connect(await port, '127.0.0.1');
+      socket.on('error', () => {});
+      const reader = new FrameReader();
+      const answers: Array<Record<string, unknown>> = [];
+      socket.on('data', (c: Buffer) => { for (const f of reader.push(c)) if (f.type === T_JSON) answers.push(f.message); });
+      socket.write(jsonFrame({ kind: 'hello', format: 'ringzero-migration', version: MIGRATION_VERSION, snapshotVersion: SNAPSHOT_VERSION, config: cfg, memorySize: src.mem.size, disks: new SourceDisks(src).offers() }));
+      await until(() => answers.length > 0, 20_000, 'ready');
+      assert.equal(answers[0].kind, 'ready', JSON.stringify(answers[0]));
+      assert.ok(targets.every((t) => fs.existsSync(t)), `${what}: the copies are made`);
+      socket.write(frame);
+      await assert.rejects(incoming, why);
+      await until(() => answers.length > 1, 20_000, 'the error');
+      assert.equal(answers[1].kind, 'error');
+      socket.destroy();
+      assert.deepEqual(fs.readdirSync(path.join(dir, 'dst')), [], `${what}: the copies are removed`);
+    }
   } finally {
     src.requestExit({ kind: 'poweroff' });
     await running;
     src.close();
     fs.rmSync(dir, { recursive: true, force: true });
   }
+});
+
+test('DISK and DISK_ZERO frames: round trip, and malformed ones refused by the reader', () => {
+  const r = new FrameReader();
+  const frames = r.push(Buffer.concat([diskFrame(2, 2 ** 40, Buffer.alloc(1024, 9)), diskZeroFrame(1, 512, 2 ** 33)]));
+  assert.equal(frames.length, 2);
+  const [d, z] = frames as Array<Record<string, unknown>>;
+  assert.deepEqual([d.type, d.disk, d.offset, (d.data as Buffer).length, (d.data as Buffer)[1023]], [T_DISK, 2, 2 ** 40, 1024, 9]);
+  assert.deepEqual([z.type, z.disk, z.offset, z.length], [T_DISK_ZERO, 1, 512, 2 ** 33]);
+  const header = (type: number, a: number, b: number) => { const h = Buffer.alloc(9); h.writeUInt8(type, 0); h.writeUInt32LE(a, 1); h.writeUInt32LE(b, 5); return h; };
+  assert.throws(() => new FrameReader().push(header(T_DISK, 0, 8)), /DISK frame of 8 bytes/);
+  assert.throws(() => new FrameReader().push(header(T_DISK, 0, 8 + MAX_DISK_DATA + 512)), /DISK frame of/);
+  assert.throws(() => new FrameReader().push(header(T_DISK_ZERO, 0, 24)), /DISK_ZERO frame of 24 bytes/);
+  assert.throws(() => new FrameReader().push(header(6, 0, 0)), /unknown frame type 6/);
+  const huge = Buffer.alloc(16);
+  huge.writeBigUInt64LE(2n ** 60n, 0);
+  assert.throws(() => new FrameReader().push(Buffer.concat([header(T_DISK_ZERO, 0, 16), huge])), /a disk offset of/);
 });
