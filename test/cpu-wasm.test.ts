@@ -1020,6 +1020,19 @@ test('a Jcc straddling the end of its page (displacement in the next page): not 
   assert.ok(m.cpu.wasm!.stats.replays <= 60, `replayed: ${m.cpu.wasm!.stats.replays}`);
 });
 
+test('ADC/SBB rAX, imm32 (15, 1D; 32- and 64-bit) translated inline and as closures match the interpreter', () => {
+  // mov ecx,60 / mov rsi,0x200000 / 1: mov rax,[rsi+rcx*8] / mov rbx,[rsi+rcx*8+0x200] / add eax,ebx
+  // adc eax,0xffff / pushfq / pop rdx / add r10,rdx / add r13,rax / mov rax,[rsi+rcx*8+0x400] / cmp rax,rbx
+  // sbb rax,-5 / setc dl / add r12,rdx / add r13,rax / mov rax,[rsi+rcx*8+0x600] / add rax,rbx
+  // adc rax,0x7fffffff / sbb eax,0x12345 / pushfq / pop rdx / add r10,rdx / add r14,rax / dec ecx / jnz 1b / hlt
+  const code = hexBytes(`b9 3c 00 00 00 48 c7 c6 00 00 20 00 48 8b 04 ce 48 8b 9c ce 00 02 00 00 01 d8 15 ff ff 00 00 9c 5a 49 01 d2 49 01
+    c5 48 8b 84 ce 00 04 00 00 48 39 d8 48 83 d8 fb 0f 92 c2 49 01 d4 49 01 c5 48 8b 84 ce 00 06 00 00 48 01 d8 48 15
+    ff ff ff 7f 1d 45 23 01 00 9c 5a 49 01 d2 49 01 c6 ff c9 75 ab f4`);
+  fastFormsAgree(code, fill, true);
+  const m = agree(code, fill, 1000);
+  assert.equal(m.cpu.wasm!.stats.replays, 0, 'nothing replayed');
+});
+
 test('CLD/STD (through the helper) before MOVS/STOS of the same block, and LFENCE/MFENCE/SFENCE (NOP forms), match the interpreter', () => {
   // mov ecx,20 / mov rsi,0x200000 / mov rdi,0x200800 / 1: std / lfence / mov rax,rcx / stosq / mfence / cld / stosd
   // sfence / movsb / std / movsq / pushfq / pop r9 / add r10,r9 / cld / dec ecx / jnz 1b / hlt

@@ -1212,6 +1212,11 @@ export function compileFast(c: SoftCpu, e: BlockEntry, pa: number, len: number):
     // ALU rAX, imm32 (05 0D 25 2D 35 3D)
     const imm = rd32(ram, p); p += 4;
     e.op = op >> 3; e.b = 0; e.imm = imm; e.immHi = size === 8 ? imm >> 31 : 0; e.size = size; f = aluRegImm;
+  } else if ((op === 0x15 || op === 0x1d) && wide) {
+    // ADC/SBB rAX, imm32 (15, 1D): Linux's csum_tcpudp_nofold ends with `adc eax,0xffff` (tcp_v4_send_check, every
+    // segment sent)
+    const imm = rd32(ram, p); p += 4;
+    e.op = op === 0x15 ? 2 : 3; e.b = 0; e.imm = imm; e.immHi = size === 8 ? imm >> 31 : 0; e.size = size; f = adcRI;
   } else if (op === 0xf7 && wide && (ram[p] & 0x38) >= 0x10) {
     // NOT NEG MUL IMUL DIV IDIV
     p = modrm(ram, p, e);
