@@ -1033,6 +1033,23 @@ test('ADC/SBB rAX, imm32 (15, 1D; 32- and 64-bit) translated inline and as closu
   assert.equal(m.cpu.wasm!.stats.replays, 0, 'nothing replayed');
 });
 
+test('an instruction straddling a page end is interpreted alone: the instructions after it, in the next page, run translated', () => {
+  // CODE: mov ecx,300 / jmp L; L (+0xff8): add rbx,rcx / mov rax,imm64 (at +0xffb, 10 bytes: ends at +0x1005)
+  // then 20 x add r8,rax / dec ecx / jnz L / hlt
+  const code = new Uint8Array(0x1005 + 60 + 2 + 6 + 1).fill(0x90);
+  code.set(hexBytes('b9 2c 01 00 00 e9 ee 0f 00 00'), 0);
+  code.set(hexBytes('48 01 cb 48 b8 88 77 66 55 44 33 22 11'), 0xff8);
+  for (let i = 0; i < 20; i++) code.set(hexBytes('49 01 c0'), 0x1005 + 3 * i);
+  code.set(hexBytes('ff c9 0f 85 af ff ff ff f4'), 0x1005 + 60);
+  // (a block is recorded at its 4th visit, as in a VMM: a slot's earlier visits interpret)
+  setHotThreshold(3);
+  let m: Machine;
+  try { m = agree(code, () => {}, 1); } finally { setHotThreshold(0); }
+  assert.equal(m.cpu.getGpr(8), 300n * 20n * 0x1122334455667788n & 0xffff_ffff_ffff_ffffn);
+  // (24 instructions a pass: without the stop at the page the straddling MOV and the 22 after it were interpreted)
+  assert.ok(m.cpu.jitInstructions > 300 * 18, `instructions run in wasm: ${m.cpu.jitInstructions} of ${m.cpu.instructions}`);
+});
+
 test('CLD/STD (through the helper) before MOVS/STOS of the same block, and LFENCE/MFENCE/SFENCE (NOP forms), match the interpreter', () => {
   // mov ecx,20 / mov rsi,0x200000 / mov rdi,0x200800 / 1: std / lfence / mov rax,rcx / stosq / mfence / cld / stosd
   // sfence / movsb / std / movsq / pushfq / pop r9 / add r10,r9 / cld / dec ecx / jnz 1b / hlt
