@@ -297,8 +297,15 @@ export class DestinationDisks {
       for (const o of this.offers) {
         const file = this.targets[o.index];
         if (fs.existsSync(file)) throw new Error(`disk target '${file}' already exists: a migration never writes over a file`);
-        if (o.format === 'qcow2') createQcow2(file, { size: o.size });
-        else {
+        if (o.format === 'qcow2') {
+          try {
+            createQcow2(file, { size: o.size });
+          } catch (error) {
+            // Made (exclusively) and then failed, ENOSPC say: ours to remove; EEXIST: someone else's file, left alone.
+            if ((error as NodeJS.ErrnoException).code !== 'EEXIST') fs.rmSync(file, { force: true });
+            throw error;
+          }
+        } else {
           const fd = fs.openSync(file, 'wx', 0o600);
           this.created.push(file);
           try { fs.ftruncateSync(fd, o.size); } finally { fs.closeSync(fd); }
