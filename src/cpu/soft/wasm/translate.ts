@@ -298,7 +298,8 @@ class Translator {
     b.get(this.t).op(Op.i32WrapI64).i32(0xfff).op(Op.i32And).i32(L.TLB_ENTRY_SHIFT).op(Op.i32Shl);
     b.get(this.st).op(Op.i32Add).get(this.user).i32(L.TLB_USER_DELTA).op(0x6c /* i32.mul */).op(Op.i32Add).set(this.c32);
     b.get(this.c32).mem(Op.f64Load, 3, L.S_TLB + L.TLB_FETCH_DELTA).get(this.t).op(Op.f64ConvertI64s).op(Op.f64Eq);
-    b.get(this.c32).mem(Op.f64Load, 3, L.S_TLB + L.TLB_FETCH_DELTA + 8).op(0xfc, 7 /* i64.trunc_sat_f64_u */);
+    // (its physical page number, a u32 at +8 since ca8ad2c, as the dispatcher and the memory library read it)
+    b.get(this.c32).mem(Op.i64Load32u, 2, L.S_TLB + L.TLB_FETCH_DELTA + 8).i64(12).op(Op.i64Shl);
     b.i64(this.ramSize - 4096).op(Op.i64LeU).op(Op.i32And);
     b.open(Op.if);
     this.exitStatic(i + 1, fallOff);
