@@ -265,6 +265,42 @@ test('SYSCALL/SYSRET follow STAR, LSTAR and SFMASK as they change (the decoded v
   assert.equal(cpu.getFlags(), C.IF | C.DF | C.FLAGS_FIXED);
 });
 
+test('SYSRET that sets IF asks for an event check only when the local APIC has an interrupt (or one was asked)', () => {
+  // (ops/interrupt-flag.ts settleRestoredIf: the check would find nothing; the translated chain goes on past SYSRET)
+  const pending: number[] = [];
+  const lapic = {
+    hasInterrupt: () => pending.length > 0,
+    acknowledge: () => pending.shift()!,
+    readApicBaseMsr: () => 0xfee00900n,
+    writeApicBaseMsr: () => {},
+    mmioRead: () => 0,
+    mmioWrite: () => {},
+  } as unknown as LocalApic;
+  const cpu = machine(0, lapic);
+  cpu.msrs.set(0xc0000081, (0x23n << 48n) | (0x10n << 32n)); // STAR
+  put(cpu, KCODE, '48 0f 07 48 0f 07 48 0f 07'); // sysretq x3
+  const sysret = (at: number, r11: number) => {
+    cpu.loadSegmentRaw(C.CS, 0x10, 0, 0xffffffff, C.SEG_P | C.SEG_S | C.SEG_TYPE_CODE | C.SEG_TYPE_READABLE | C.SEG_L | C.SEG_G);
+    cpu.setFlagsValue(C.FLAGS_FIXED);
+    cpu.eventPending = false;
+    cpu.setReg64Num(1, USER);
+    cpu.setReg64Num(11, r11);
+    cpu.rip = at;
+    step(cpu);
+    assert.equal(cpu.rip, USER);
+    assert.equal(cpu.cpl, 3);
+  };
+  sysret(KCODE, C.IF | C.FLAGS_FIXED);
+  assert.ok(cpu.getFlags() & C.IF);
+  assert.equal(cpu.eventPending, false, 'IF set, nothing to deliver: no check');
+  pending.push(0x81);
+  sysret(KCODE + 3, C.IF | C.FLAGS_FIXED);
+  assert.equal(cpu.eventPending, true, 'IF set with an interrupt waiting: checked at the next boundary');
+  pending.length = 0;
+  sysret(KCODE + 6, C.FLAGS_FIXED);
+  assert.equal(cpu.eventPending, false, 'IF clear');
+});
+
 test('segment loads in 64-bit mode: null rules for SS, privilege and presence checks, accessed bit', () => {
   const u = machine(3);
   loadTablesFromRing3(u);

@@ -472,3 +472,41 @@ test('a CALL into another page runs the new code once that page was rewritten', 
   });
   assert.equal(w.cpu.getGpr(0), 200n + 100n * 3n);
 });
+
+// ---- privilege changes inside a chain (runtime.ts WasmEngine.replay, layout.ts S_USER): a replayed SYSCALL or
+// SYSRET in 64-bit mode ends its block but not the dispatcher's call, which goes on in the new privilege's
+// fetch-TLB bank; a lone SYSRETQ block is translated (translate.ts blockOffsets).
+
+test('a SYSCALL/SYSRET loop between user code and a kernel page stays in wasm, exactly', () => {
+  // STAR: SYSCALL CS 0x10, SYSRET CS 0x33 / SS 0x2b; LSTAR = K (another page); SFMASK clears IF. The program starts
+  // at CPL 0 with SYSRETQ into USER (RCX), IF set from R11; 3000 system calls, the kernel side adding EAX to EBX.
+  //   CODE: sysretq
+  //   USER: add eax,1 / dec r12 / syscall / jmp USER
+  //   K: add ebx,eax / test r12,r12 / jz 1f / sysretq / 1: hlt
+  const K = CODE + 0x1000, USER = CODE + 0x2000;
+  const results = (['interpreter', 'wasm'] as Mode[]).map((mode) => {
+    const m = machine(mode), cpu = m.cpu;
+    cpu.msrs.set(0xc0000081, (0x23n << 48n) | (0x10n << 32n)); // STAR
+    cpu.msrs.set(0xc0000082, BigInt(K)); // LSTAR
+    cpu.msrs.set(0xc0000084, BigInt(C.IF)); // SFMASK
+    m.mem.write(CODE, Uint8Array.from(hexBytes('48 0f 07')));
+    m.mem.write(USER, Uint8Array.from(hexBytes('83 c0 01 49 ff cc 0f 05 eb f6')));
+    m.mem.write(K, Uint8Array.from(hexBytes('01 c3 4d 85 e4 74 03 48 0f 07 f4')));
+    cpu.setGpr(1, BigInt(USER));
+    cpu.setGpr(11, BigInt(C.IF | C.FLAGS_FIXED));
+    cpu.setGpr(12, 3000n);
+    cpu.rip = CODE;
+    // through the run loop (its event checks): IF comes back at every SYSRET, with no interrupt controller to ask
+    for (let guard = 0; guard < 10_000 && !cpu.halted; guard++) cpu.run(100_000);
+    assert.ok(cpu.halted);
+    return { m, s: { ...state(m), cpl: cpu.cpl, cs: cpu.segSel[C.CS] } };
+  });
+  assert.deepEqual(results[1].s, results[0].s, 'translated code = interpreter');
+  const c = results[1].m.cpu;
+  assert.equal(c.getGpr(3), 3000n * 3001n / 2n);
+  assert.equal(c.cpl, 0);
+  // 3000 passes of 8 instructions: ~24 calls of CHAIN_LIMIT instructions when the chain goes on across the
+  // privilege changes, about two per pass when a SYSCALL or SYSRET ends it
+  assert.ok(c.jitInstructions > 20_000, `instructions run in wasm: ${c.jitInstructions}`);
+  assert.ok(c.wasm!.stats.calls < 300, `calls into wasm: ${c.wasm!.stats.calls}`);
+});

@@ -26,3 +26,19 @@ export function stiSetsIf(c: SoftCpu): boolean {
   c.eventPending = true;
   return true;
 }
+
+/**
+ * After an instruction that loaded RFLAGS wholesale (SoftCpu.setFlagsValue asks for an event check whenever the
+ * new value has IF set) and that opens no interrupt shadow: SYSRET (SDM vol. 2B SYSRET: RFLAGS from R11; unlike STI,
+ * no shadow is described). `wasPending`: eventPending before the instruction. When nothing asked for a check
+ * before it and the local APIC has neither an interrupt nor an NMI to give, the check would find nothing (as in
+ * stiSetsIf): the request is dropped, so the chain of translated blocks goes on into the user code SYSRET returns
+ * to (Linux returns from most system calls with SYSRETQ; each return ended the chain). An interrupt raised later
+ * arrives through notifyEvent like any other.
+ */
+export function settleRestoredIf(c: SoftCpu, wasPending: boolean): void {
+  if (wasPending || !c.eventPending || c.interruptShadow) return;
+  const lapic = c.env.lapic;
+  if (lapic !== undefined && (lapic.hasInterrupt() || lapic.hasNmi?.() === true)) return;
+  c.eventPending = false;
+}

@@ -7,6 +7,7 @@ import * as C from '../constants.ts';
 import { def0f } from '../tables.ts';
 import { flatCodeAttr, flatDataAttr, isCanonical } from './descriptors.ts';
 import { MSR, storedMsr } from './msr.ts';
+import { settleRestoredIf } from '../ops/interrupt-flag.ts';
 
 const MSR_SYSENTER_CS = MSR.SYSENTER_CS;
 const MSR_SYSENTER_ESP = MSR.SYSENTER_ESP;
@@ -87,10 +88,13 @@ def0f(0x07, (cpu) => {
   const rip = to64 ? cpu.getReg64Num(1) : cpu.rlo[1] >>> 0;
   // Intel checks RCX before changing anything (the #GP is taken at CPL 0).
   if (!isCanonical(rip)) cpu.gp(0);
+  const wasPending = cpu.eventPending;
   cpu.setFlagsValue((cpu.rlo[11] & 0x3c7fd7) | C.FLAGS_FIXED);
   cpu.loadSegmentRaw(C.SS, ((base + 8) & 0xffff) | 3, 0, 0xffffffff, flatDataAttr(3));
   cpu.loadSegmentRaw(C.CS, ((to64 ? base + 16 : base) & 0xfffc) | 3, 0, 0xffffffff, flatCodeAttr(3, to64));
   cpu.rip = rip;
+  // (no event check when IF comes back with nothing to deliver: the translated chain goes on into user code)
+  settleRestoredIf(cpu, wasPending);
 });
 
 // 0F 34: sysenter (to ring 0 at SYSENTER_CS:SYSENTER_EIP with SYSENTER_ESP; 64-bit code when IA-32e is active)

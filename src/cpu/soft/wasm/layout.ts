@@ -105,6 +105,21 @@ export const TLB_USER_DELTA = TLB_BANK;
 /** End of the state area's fields. */
 export const S_END = S_TLB + 6 * TLB_BANK;
 
+/**
+ * The privilege the dispatcher looks blocks up for (1: CPL 3, else 0): it stores its `user` argument here at each
+ * call, and the replay helper changes it after an instruction that changed CPL in 64-bit mode (SYSCALL, SYSRET), so
+ * the chain goes on in the new privilege's fetch-TLB bank (runtime.ts buildDispatcher, WasmEngine.replay). After the
+ * TLB banks, with the statistics below.
+ */
+export const S_USER = S_END;
+/**
+ * RINGZERO_WASM_EXIT_STATS=1 only (translate.ts EXIT_STATS): the kind of exit the last block left by (translate.ts
+ * X_*), stored by the block, and the dispatcher's counts per (kind, outcome) as i32 (runtime.ts buildDispatcher):
+ * at S_XSTATS + (kind * 8 + outcome) * 4 (256 bytes).
+ */
+export const S_XKIND = S_USER + 4;
+export const S_XSTATS = S_USER + 16;
+
 /** The views of a state area that the SSE state lives in (SoftCpu.xmm and FpuState.sseOk). */
 export function sseViews(buffer: ArrayBuffer, st: number): { xmm: Uint8Array<ArrayBuffer>; sseOk: Int32Array<ArrayBuffer> } {
   return { xmm: new Uint8Array(buffer, st + S_XMM, 256), sseOk: new Int32Array(buffer, st + S_SSE, 1) };

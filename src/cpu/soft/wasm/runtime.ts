@@ -13,7 +13,7 @@ import * as layout from './layout.ts';
 import { emitTlbProbe } from './tlb-probe.ts';
 import { execSy } from '../fast-forms.ts';
 import { stiSetsIf } from '../ops/interrupt-flag.ts';
-import { translateBody, translateRegion, groupRegions, buildModule, buildFlaglib, type WasmCode, EXPLICIT, SYNCED, ARITH, RF, VM, IF, K_SHIFT } from './translate.ts';
+import { translateBody, translateRegion, groupRegions, buildModule, buildFlaglib, type WasmCode, EXIT_STATS, X_NAMES, EXPLICIT, SYNCED, ARITH, RF, VM, IF, K_SHIFT } from './translate.ts';
 /** The layout constants as a plain object (under tsx a namespace import reads each one through a getter call). */
 const L = { ...layout };
 
@@ -70,11 +70,23 @@ function buildDispatcher(ramSize: number): Uint8Array<ArrayBuffer> {
   const n = b.local(I32), limit = b.local(I32), ti = b.local(I32), pa = b.local(I32), e = b.local(I32);
   const chains = b.local(I32), direct = b.local(I32);
   const ripi = b.local(I64), vpn = b.local(I64), p = b.local(I64);
+  // RINGZERO_WASM_EXIT_STATS=1: per exit kind of the block that just ran (S_XKIND, translate.ts X_*), count how the
+  // next was entered (0 named directly, 1 looked up) or why the call ended (2 limit or chain off, 3 fetch-TLB miss
+  // or not RAM, 4 no current entry or over budget): labels `lim`, `fTlb`, `fEnt` count and leave; else all are `out`.
+  const xs = EXIT_STATS ? b.local(I32) : -1;
+  const bump = (o: number) => {
+    if (EXIT_STATS) b.get(xs).get(xs).mem(Op.i32Load, 2, L.S_XSTATS + 4 * o).i32(1).op(Op.i32Add).mem(Op.i32Store, 2, L.S_XSTATS + 4 * o);
+  };
   b.get(left).i32(CHAIN_LIMIT).get(left).i32(CHAIN_LIMIT).op(Op.i32LtS).op(Op.select).set(limit);
   b.get(st).i32(1).mem(Op.i32Store, 2, L.S_CHAIN);
   // (return-address predictions hold for one call: its privilege and mode, translate.ts Translator.rasPush)
   b.get(st).i32(0).mem(Op.i32Store, 2, L.S_RASP);
+  // (the privilege of the lookups: a replayed SYSCALL or SYSRET changes it during the call, WasmEngine.replay)
+  b.get(st).get(user).mem(Op.i32Store, 2, L.S_USER);
   const out = b.open(Op.block);
+  const fEnt = EXIT_STATS ? b.open(Op.block) : out;
+  const fTlb = EXIT_STATS ? b.open(Op.block) : out;
+  const lim = EXIT_STATS ? b.open(Op.block) : out;
   const top = b.open(Op.loop);
   b.get(st).get(n).mem(Op.i32Store, 2, L.S_NBASE);
   b.get(st).get(r0).mem(Op.f64Store, 3, L.S_R0);
@@ -84,41 +96,50 @@ function buildDispatcher(ramSize: number): Uint8Array<ArrayBuffer> {
   b.get(idx).i32((1 << K_SHIFT) - 1).op(Op.i32And);
   b.op(0x11, blockType).op(0x00); // call_indirect type, table 0
   b.get(n).op(Op.i32Add).set(n);
+  if (EXIT_STATS) b.get(st).get(st).mem(Op.i32Load, 2, L.S_XKIND).i32(5).op(Op.i32Shl).op(Op.i32Add).set(xs);
   // (S_NEXT is taken and cleared before anything can leave: a stale one would name the wrong block)
   b.get(st).mem(Op.i32Load, 2, L.S_NEXT).set(e);
   b.get(st).i32(0).mem(Op.i32Store, 2, L.S_NEXT);
-  b.get(n).get(limit).op(Op.i32GeS).brIf(out);
-  b.get(st).mem(Op.i32Load, 2, L.S_CHAIN).op(Op.i32Eqz).brIf(out);
+  b.get(n).get(limit).op(Op.i32GeS).brIf(lim);
+  b.get(st).mem(Op.i32Load, 2, L.S_CHAIN).op(Op.i32Eqz).brIf(lim);
   // the block named its successor's dispatch entry (exitStatic): no TLB probe, no lookup
   const probe = b.open(Op.block);
   b.get(e).op(Op.i32Eqz).brIf(probe);
   b.get(st).mem(Op.f64Load, 3, L.S_RIP).set(r0);
-  b.get(e).mem(Op.i32Load, 2, 12).get(left).get(n).op(Op.i32Sub).op(Op.i32GtS).brIf(out);
-  b.get(e).mem(Op.i32Load, 2, 8).tee(idx).op(Op.i32Eqz).brIf(out);
+  b.get(e).mem(Op.i32Load, 2, 12).get(left).get(n).op(Op.i32Sub).op(Op.i32GtS).brIf(fEnt);
+  b.get(e).mem(Op.i32Load, 2, 8).tee(idx).op(Op.i32Eqz).brIf(fEnt);
   b.get(direct).i32(1).op(Op.i32Add).set(direct);
+  bump(0);
   b.br(top);
   b.close();
-  // next RIP -> physical address through the fetch TLB bank of this privilege
+  // next RIP -> physical address through the fetch TLB bank of this privilege (which the last block may have changed)
+  b.get(st).mem(Op.i32Load, 2, L.S_USER).set(user);
   b.get(st).mem(Op.f64Load, 3, L.S_RIP).tee(r0).op(0xfc, 6).tee(ripi);
   // (ti: the entry's address less S_TLB + TLB_FETCH_DELTA, which the loads' offsets add)
   b.i64(12).op(Op.i64ShrS).tee(vpn).op(Op.i32WrapI64).i32(0xfff).op(Op.i32And).i32(L.TLB_ENTRY_SHIFT).op(Op.i32Shl);
   b.get(st).op(Op.i32Add).get(user).i32(L.TLB_USER_DELTA).op(0x6c).op(Op.i32Add).tee(ti).mem(Op.f64Load, 3, L.S_TLB + L.TLB_FETCH_DELTA);
-  b.get(vpn).op(Op.f64ConvertI64s).op(Op.f64Ne).brIf(out);
+  b.get(vpn).op(Op.f64ConvertI64s).op(Op.f64Ne).brIf(fTlb);
   b.get(ti).mem(Op.i64Load32u, 2, L.S_TLB + L.TLB_FETCH_DELTA + 8).i64(12).op(Op.i64Shl);
-  b.get(ripi).i64(0xfffn).op(Op.i64And).op(Op.i64Add).tee(p).i64(ramSize).op(Op.i64GeU).brIf(out);
+  b.get(ripi).i64(0xfffn).op(Op.i64And).op(Op.i64Add).tee(p).i64(ramSize).op(Op.i64GeU).brIf(fTlb);
   b.get(p).op(Op.i32WrapI64).set(pa);
   // the entry of that address: way 0 of its set (layout.ts dispatchEntry), else way 1
   b.get(pa).get(pa).i32(12).op(Op.i32ShrU).op(Op.i32Xor).i32((1 << L.DISPATCH_BITS) - 1).op(Op.i32And).i32(5).op(Op.i32Shl).set(e);
   b.get(e).mem(Op.i32Load, 2, L.DISPATCH).get(pa).op(Op.i32Ne).open(Op.if);
-  b.get(e).i32(16).op(Op.i32Add).tee(e).mem(Op.i32Load, 2, L.DISPATCH).get(pa).op(Op.i32Ne).brIf(out);
+  b.get(e).i32(16).op(Op.i32Add).tee(e).mem(Op.i32Load, 2, L.DISPATCH).get(pa).op(Op.i32Ne).brIf(fEnt);
   b.close();
   b.get(e).mem(Op.i32Load, 2, L.DISPATCH + 4);
-  b.get(pa).i32(12).op(Op.i32ShrU).i32(2).op(Op.i32Shl).mem(Op.i32Load, 2, L.PAGE_GEN).op(Op.i32Ne).brIf(out);
-  b.get(e).mem(Op.i32Load, 2, L.DISPATCH + 12).get(left).get(n).op(Op.i32Sub).op(Op.i32GtS).brIf(out);
-  b.get(e).mem(Op.i32Load, 2, L.DISPATCH + 8).tee(idx).op(Op.i32Eqz).brIf(out);
+  b.get(pa).i32(12).op(Op.i32ShrU).i32(2).op(Op.i32Shl).mem(Op.i32Load, 2, L.PAGE_GEN).op(Op.i32Ne).brIf(fEnt);
+  b.get(e).mem(Op.i32Load, 2, L.DISPATCH + 12).get(left).get(n).op(Op.i32Sub).op(Op.i32GtS).brIf(fEnt);
+  b.get(e).mem(Op.i32Load, 2, L.DISPATCH + 8).tee(idx).op(Op.i32Eqz).brIf(fEnt);
   b.get(chains).i32(1).op(Op.i32Add).set(chains);
+  bump(1);
   b.br(top);
   b.close();
+  if (EXIT_STATS) {
+    b.close(); bump(2); b.br(out);
+    b.close(); bump(3); b.br(out);
+    b.close(); bump(4);
+  }
   b.close();
   b.get(st).get(st).mem(Op.i32Load, 2, L.S_CHAINS).get(chains).op(Op.i32Add).mem(Op.i32Store, 2, L.S_CHAINS);
   b.get(st).get(st).mem(Op.i32Load, 2, L.S_DIRECT).get(direct).op(Op.i32Add).mem(Op.i32Store, 2, L.S_DIRECT);
@@ -345,7 +366,23 @@ export class WasmEngine {
       `${s.calls} calls (${s.tableCalls} from the dispatch table), ${s.direct} direct block-to-block entries, ${s.regions} regions of ${s.regionBlocks} blocks with ${s.intra} entries between their blocks, ${s.replays + s.conds + s.slow} helper calls (${s.replays} replays, ${s.conds} conditions, ${s.slow} slow accesses)` +
       (TIER_STATS ? '; JS tier runs/instructions: ' + ['warming', 'queued', 'in flight', 'never', 'too long'].map((n, i) => `${n} ${this.tierRuns[i]}/${this.tierInstr[i]}`).join(', ') +
         `; async install latency ${(this.latency.ms / Math.max(1, this.latency.n)).toFixed(1)} ms, ${(this.latency.instr / Math.max(1, this.latency.n) / 1e3).toFixed(0)}k instructions (mean of ${this.latency.n})` : '') +
+      (EXIT_STATS ? '; exits by kind (entered direct/looked up, left at limit/TLB miss/no entry): ' + this.exitStats() : '') +
       (PROFILE ? '; replayed opcodes: ' + [...replayed].sort((a, b) => b[1] - a[1]).slice(0, 16).map(([o, n]) => `${o.toString(16)}:${n}`).join(' ') : '');
+  }
+
+  /** RINGZERO_WASM_EXIT_STATS=1: the dispatcher's counts per exit kind, summed over the vCPUs' state areas. */
+  private exitStats(): string {
+    const parts: string[] = [];
+    X_NAMES.forEach((name, k) => {
+      const c = [0, 0, 0, 0, 0];
+      for (let i = 0; i < this.nextState; i++) {
+        const s = (L.STATE_BASE + L.STATE_STRIDE * i + L.S_XSTATS) >> 2;
+        for (let o = 0; o < 5; o++) c[o] += this.i32[s + k * 8 + o];
+      }
+      parts.push(`${name} ${c.join('/')}`);
+    });
+    const top = [...exitSites].sort((a, b) => b[1] - a[1]).slice(0, 25).map(([k, v]) => { const [r, x, p] = k.split(':'); return `${BigInt.asUintN(64, BigInt(r)).toString(16)}/${X_NAMES[+x]}/cpl${p}:${v}`; });
+    return parts.join(', ') + '; returns to JavaScript by RIP: ' + top.join(' ');
   }
 
   /** A state area for a new vCPU (byte offset), or -1 when there is no room. */
@@ -385,13 +422,22 @@ export class WasmEngine {
     replayEntry(c, e, rip);
     this.giveFlags(c);
     this.f64[(st + L.S_RIP) >> 3] = c.rip;
-    // The chain stops (back to JavaScript) after an event, a halt or stop, or a privilege or mode change (SYSCALL,
-    // SYSRET, IRET: the dispatcher's `user` and its 64-bit-only dispatch table hold for the privilege and mode it
-    // was called with). Otherwise a replayed instruction that ends the block or changes RIP's course (an indirect
-    // jump or call, RET imm, a REP string instruction, ...) only ends this block: the dispatcher goes on from the
-    // RIP it left, through the fetch TLB (which a CR3 or paging change flushed) as after any other block.
-    if (c.eventPending || c.stopRequested || c.halted || c.cpl !== cpl || !c.mode64) {
+    // The chain stops (back to JavaScript) after an event, a halt or stop, or a mode change (the dispatcher's table
+    // holds 64-bit blocks only). A privilege change in 64-bit mode (SYSCALL, SYSRET; IRET too, though the IF it
+    // restores usually asks for an event check) ends the block (its TLB bank addresses are the old privilege's)
+    // and the chain goes on in the new privilege: S_USER tells the dispatcher which fetch-TLB bank to look the
+    // next RIP up in and which the next block's accesses use; the return-address predictions, made in the old
+    // one, are dropped (RINGZERO_WASM_PRIV_CHAIN=0: the chain stops there, as before). Otherwise a replayed
+    // instruction that ends the block or changes RIP's course (an indirect jump or call, RET imm, a REP string
+    // instruction, ...) only ends this block: the dispatcher goes on from the RIP it left, through the fetch TLB
+    // (which a CR3 or paging change flushed) as after any other block.
+    if (c.eventPending || c.stopRequested || c.halted || !c.mode64 || (c.cpl !== cpl && !PRIV_CHAIN)) {
       this.i32[(st + L.S_CHAIN) >> 2] = 0;
+      return 1;
+    }
+    if (c.cpl !== cpl) {
+      this.i32[(st + L.S_USER) >> 2] = c.cpl === 3 ? 1 : 0;
+      this.i32[(st + L.S_RASP) >> 2] = 0;
       return 1;
     }
     return ix === b.n - 1 || e.len === 0 || c.rip !== rip + e.len ? 1 : 0;
@@ -715,6 +761,7 @@ export class WasmEngine {
       I[(st + L.S_CHAINS) >> 2] = 0; I[(st + L.S_DIRECT) >> 2] = 0; I[(st + L.S_INTRA) >> 2] = 0;
     }
     c.rip = this.f64[(st + L.S_RIP) >> 3];
+    if (EXIT_STATS) { const key = c.rip + ':' + I[(st + L.S_XKIND) >> 2] + ':' + c.cpl; exitSites.set(key, (exitSites.get(key) ?? 0) + 1); }
     c.instructions = I0 + k;
     c.blockInstructions += k;
     c.jitInstructions += k;
@@ -727,7 +774,11 @@ let reported = false;
 const PROFILE = process.env.RINGZERO_WASM_PROFILE === '1';
 /** RINGZERO_TIER_STATS=1: WasmEngine.tierCount's counters (shown by --stats). */
 const TIER_STATS = process.env.RINGZERO_TIER_STATS === '1';
+/** A replayed privilege change in 64-bit mode (SYSCALL, SYSRET) does not end the chain (WasmEngine.replay). */
+const PRIV_CHAIN = process.env.RINGZERO_WASM_PRIV_CHAIN !== '0';
 const replayed = new Map<number, number>();
+/** RINGZERO_WASM_EXIT_STATS=1: returns to JavaScript by (RIP, exit kind, CPL). */
+const exitSites = new Map<string, number>();
 const NO_RECORD = -1;
 
 const engines = new WeakMap<GuestMemory, WasmEngine>();

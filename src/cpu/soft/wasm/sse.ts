@@ -42,6 +42,8 @@ export interface SseHost {
   out: number;
   readonly ramSize: number;
   pos(): void;
+  /** Note the kind of the exit that follows (translate.ts X_*: statistics). */
+  xk(kind: number): void;
   ea(e: BlockEntry, next: number): void;
   load(size: number): void;
   store(size: number): void;
@@ -247,7 +249,7 @@ export function emitSse(T: SseHost, e: BlockEntry, i: number, next: number): num
   b.close();
   // The slow path: the JavaScript form through the replay helper (which leaves the block when it must).
   T.pos(); b.call(F_RP);
-  b.open(Op.if); b.i32(i + 1).set(T.xc).br(T.out); b.close();
+  b.open(Op.if); T.xk(5 /* translate.ts X_HELPER */); b.i32(i + 1).set(T.xc).br(T.out); b.close();
   b.close();
   return lib === 2 ? 2 : 1;
 }

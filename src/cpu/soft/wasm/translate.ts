@@ -169,6 +169,19 @@ const RAS = process.env.RINGZERO_WASM_RAS !== '0';
  * bench/cpu's memory loop ran 1.6-2x faster.
  */
 const INLINE_MEM = process.env.RINGZERO_WASM_INLINE_MEM !== '0';
+/**
+ * RINGZERO_WASM_EXIT_STATS=1: every exit stores its kind (X_*) in the state area (layout.ts S_XKIND) and the
+ * dispatcher counts, per kind, how the next block was entered or why the call ended (--stats prints them).
+ * Statistics for tuning only: off, the generated code is unchanged.
+ */
+export const EXIT_STATS = process.env.RINGZERO_WASM_EXIT_STATS === '1';
+/**
+ * Exit kinds: a static exit into this page (direct entry named) / into another page / to a region member the
+ * region could not branch to (chain off, limit), an indirect JMP/CALL, a RET, a leave after a helper (replay, slow
+ * access event, STI), a self-loop's exit, anything else.
+ */
+export const X_SAME = 0, X_CROSS = 1, X_REGION = 2, X_IND = 3, X_RET = 4, X_HELPER = 5, X_LOOP = 6, X_OTHER = 7;
+export const X_NAMES = ['same-page', 'cross-page', 'region-miss', 'indirect', 'ret', 'helper', 'self-loop', 'other'];
 
 /** A function body that knows how many blocks/loops/ifs are open (Translator's register cache looks at it). */
 class TBody extends Body {
@@ -310,6 +323,11 @@ class Translator {
   /** Leave the block (after `xc` was set): dirty registers written back first. */
   leave(): void { this.flush(); this.b.br(this.out); }
 
+  /** RINGZERO_WASM_EXIT_STATS=1: note the kind of the exit that follows (X_*). */
+  xk(kind: number): void {
+    if (EXIT_STATS) this.b.get(this.st).i32(kind).mem(Op.i32Store, 2, L.S_XKIND);
+  }
+
   // ---- registers (rlo/rhi in the state area)
 
   /** Push the 64-bit value of register r (i64). */
@@ -443,8 +461,9 @@ class Translator {
   // ---- exits
 
   /** Leave with `count` instructions of this pass done and RIP = r0 + `ripOff`. */
-  exitConst(count: number, ripOff: number): void {
+  exitConst(count: number, ripOff: number, kind = X_OTHER): void {
     const b = this.b;
+    this.xk(kind);
     b.get(this.st).get(this.r0);
     if (ripOff !== 0) b.f64(ripOff).op(Op.f64Add);
     b.mem(Op.f64Store, 3, L.S_RIP);
@@ -489,7 +508,7 @@ class Translator {
       if (j > R.cur) b.br(R.labels[j]);
       else { b.i32(j).set(this.k); b.br(R.disp); }
       b.close();
-      this.exitConst(count, ripOff);
+      this.exitConst(count, ripOff, X_REGION);
       return;
     }
     if (DIRECT_CHAIN && ripOff !== 0 && (tpa >>> 12) === (pa >>> 12) && tpa >= 0) {
@@ -500,7 +519,7 @@ class Translator {
       b.i32(0).mem(Op.i64Load, 3, e).i64(key).op(Op.i64Eq).op(Op.select);
       b.mem(Op.i32Store, 2, L.S_NEXT);
     }
-    this.exitConst(count, ripOff);
+    this.exitConst(count, ripOff, (tpa >>> 12) === (pa >>> 12) && tpa >= 0 ? X_SAME : X_CROSS);
   }
 
   /**
@@ -556,7 +575,7 @@ class Translator {
   exitIfSlow(count: number, ripOff: number): void {
     const b = this.b;
     b.get(this.st).mem(Op.i32Load, 2, L.S_CHAIN).op(Op.i32Eqz).open(Op.if);
-    this.exitConst(count, ripOff);
+    this.exitConst(count, ripOff, X_HELPER);
     b.close();
   }
 
@@ -780,7 +799,7 @@ class Translator {
     if (e.rep !== 0) {
       T.r64(1); b.tee(T.x1).i64(STRING_INLINE_MAX).op(Op.i64GtU).open(Op.if);
       T.flush(); T.pos(); b.call(F_RP).op(Op.drop);
-      b.i32(i + 1).set(T.xc).br(T.out); // (flushed before the replay, which may change any register)
+      T.xk(X_HELPER); b.i32(i + 1).set(T.xc).br(T.out); // (flushed before the replay, which may change any register)
       b.close();
       done = b.open(Op.block); loop = b.open(Op.loop);
       b.get(T.x1).op(Op.i64Eqz).brIf(done);
@@ -889,7 +908,9 @@ function loopRegs(block: Block, offs: number[], ramSize: number): { pre: number[
 /** Byte offset of each instruction of a block; null when the block has nothing worth translating. */
 function blockOffsets(block: Block): number[] | null {
   const es = block.entries;
-  if (!es.some((e) => e.form !== Form.None && (e.form !== Form.ShiftImm || e.op >= 4))) return null;
+  // (SYSCALL 0F 05 and SYSRET 0F 07 are replayed, but in wasm the chain goes on across them: a lone SYSRETQ block,
+  // which ends every system call of Linux's fast return path, keeps the return to user code inside wasm)
+  if (!es.some((e) => (e.form !== Form.None && (e.form !== Form.ShiftImm || e.op >= 4)) || e.opcode === 0x105 || e.opcode === 0x107)) return null;
   const offs: number[] = [];
   let off = 0;
   for (let i = 0; i < es.length; i++) { offs.push(off); off += es[i].len; }
@@ -1012,7 +1033,7 @@ function emitCode(T: Translator, block: Block, offs: number[], loop: { pre: numb
       T.flush();
       T.pos(); b.call(F_RP);
       T.forget();
-      b.open(Op.if); b.i32(i + 1).set(T.xc).br(T.out); b.close();
+      b.open(Op.if); T.xk(X_HELPER); b.i32(i + 1).set(T.xc).br(T.out); b.close();
       T.known = false;
       if (isLast) b.op(Op.unreachable); // (the helper always says leave after the last instruction)
     };
@@ -1442,7 +1463,7 @@ function emitCode(T: Translator, block: Block, offs: number[], loop: { pre: numb
         // through the helper `sy` (IF, IOPL and CPL are not in the state area); STI that set IF: leave after it
         T.flush(); b.i32(f === Form.Cli ? 0 : 1); T.pos(); b.call(F_SY);
         if (f === Form.Cli) b.op(Op.drop);
-        else { b.open(Op.if); T.exitConst(i + 1, next); b.close(); }
+        else { b.open(Op.if); T.exitConst(i + 1, next, X_HELPER); b.close(); }
         break;
       }
       case Form.PushImm: {
@@ -1495,7 +1516,7 @@ function emitCode(T: Translator, block: Block, offs: number[], loop: { pre: numb
         if (f === Form.Ret) {
           b.get(T.st).get(T.v).op(Op.f64ConvertI64s).mem(Op.f64Store, 3, L.S_RIP);
           T.rasPop();
-          b.i32(i + 1).set(T.xc); T.leave();
+          T.xk(X_RET); b.i32(i + 1).set(T.xc); T.leave();
         } else T.set64(e.a, T.v);
         break;
       }
@@ -1689,7 +1710,7 @@ function emitCode(T: Translator, block: Block, offs: number[], loop: { pre: numb
         b.br(done);
         b.close();
         T.flush(); T.pos(); b.call(F_RP);
-        b.open(Op.if); b.i32(i + 1).set(T.xc).br(T.out); b.close();
+        b.open(Op.if); T.xk(X_HELPER); b.i32(i + 1).set(T.xc).br(T.out); b.close();
         b.close();
         T.known = false; // (either path left the state area's record right: EXPLICIT, or the CPU's after the replay)
         // (both paths left rAX and rDX in the state area: written through inside the branch, or by the replay)
@@ -1761,7 +1782,7 @@ function emitCode(T: Translator, block: Block, offs: number[], loop: { pre: numb
           T.rasPush(next);
         }
         b.get(T.st).get(T.v).op(Op.f64ConvertI64s).mem(Op.f64Store, 3, L.S_RIP);
-        b.i32(i + 1).set(T.xc); T.leave();
+        T.xk(X_IND); b.i32(i + 1).set(T.xc); T.leave();
         break;
       }
       case Form.Jcc: case Form.Jmp: {
@@ -1773,7 +1794,7 @@ function emitCode(T: Translator, block: Block, offs: number[], loop: { pre: numb
           b.get(T.c32).i32(LOOP_LIMIT).op(Op.i32LeS).op(Op.i32And);
           T.backEdge();
           b.brIf(T.top);
-          T.exitConst(0, 0);
+          T.exitConst(0, 0, X_LOOP);
         } else T.exitStatic(i + 1, target);
         // (a Jcc before the block's end, recorded falling through (SoftCpu.fellThrough), is a side exit: not taken, go on)
         if (f === Form.Jcc) { b.close(); if (isLast) T.exitStatic(i + 1, next); }
