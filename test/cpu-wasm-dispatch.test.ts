@@ -344,11 +344,11 @@ test('an event raised by a store in a region block is seen at the next instructi
  * Run the program `setup` writes (from `start`, to its HLT) on the interpreter and in wasm, check they agree and that
  * wasm ran most of it; returns the wasm machine.
  */
-function agreeToHalt(setup: (m: Machine) => void, start = CODE): Machine {
+function agreeToHalt(setup: (m: Machine) => void, start = CODE, steps = 100_000): Machine {
   const results = (['interpreter', 'wasm'] as Mode[]).map((mode) => {
     const m = machine(mode);
     setup(m);
-    assert.equal(runBlocksToHalt(m, 100_000, start), -1);
+    assert.equal(runBlocksToHalt(m, steps, start), -1);
     return { m, s: state(m) };
   });
   assert.deepEqual(results[1].s, results[0].s, 'translated code = interpreter');
@@ -509,4 +509,73 @@ test('a SYSCALL/SYSRET loop between user code and a kernel page stays in wasm, e
   // privilege changes, about two per pass when a SYSCALL or SYSRET ends it
   assert.ok(c.jitInstructions > 20_000, `instructions run in wasm: ${c.jitInstructions}`);
   assert.ok(c.wasm!.stats.calls < 300, `calls into wasm: ${c.wasm!.stats.calls}`);
+});
+
+// ---- regions spanning pages (translate.ts Translator.crossBranch): a static exit into another page branches to the
+// region's block queued at the target's linear address, after checking that block's page generation and that the
+// fetch TLB maps the target to its physical page; else it leaves through the dispatcher. Threshold 20 (withThreshold)
+// so that the blocks of each loop are translated in one batch.
+
+/** Whether the translated blocks at physical addresses `a` and `b` are in one function (one region). */
+function oneFunction(m: Machine, a: number, b: number): boolean {
+  const t = m.cpu.codeCache.translated, wa = t.get(a * 16 + 8)?.wasm, wb = t.get(b * 16 + 8)?.wasm;
+  return wa != null && wb != null && ((wa.idx ^ wb.idx) & ((1 << 20) - 1)) === 0;
+}
+
+test('a region spanning two pages branches between them inside one function, exactly', () => {
+  // L (CODE + 7) jumps to B in the next page, B loops back to L, 20000 passes.
+  //   mov ecx,20000 / xor eax,eax / L: add eax,1 / jmp B      B (CODE + 0x1007): add ebx,eax / dec ecx / jnz L / hlt
+  const B = CODE + 0x1007;
+  const w = withThreshold(20, () => agreeToHalt((m) => {
+    m.mem.write(CODE, Uint8Array.from(hexBytes('b9 20 4e 00 00 31 c0 83 c0 01 e9 f8 0f 00 00')));
+    m.mem.write(B, Uint8Array.from(hexBytes('01 c3 ff c9 0f 85 f6 ef ff ff f4')));
+  }, CODE, 1_000_000));
+  assert.equal(w.cpu.getGpr(3), 20000n * 20001n / 2n);
+  assert.ok(oneFunction(w, CODE + 7, B), 'L and B are one region');
+  // (every pass is two branches between the pages once the region is installed)
+  assert.ok(regionStats(w).intra > 20_000, `entries between the region's blocks: ${regionStats(w).intra}`);
+});
+
+test('a branch of a region into another page whose mapping changed (PDE rewritten, INVLPG) runs the new code', () => {
+  // The test of the same name for static exits above, 20000 passes: the CALL to g and g (or ALT's copy) are one
+  // region, and each fourth pass f swaps g's 2 MiB page between g and ALT's copy (add eax,2): the region's branch
+  // must check the fetch TLB, and leave through the dispatcher (to the other translation) when it no longer maps
+  // its target's page.
+  //   mov ecx,20000 / xor eax,eax / L: call g / call f / dec ecx / jnz L / hlt
+  //   f: test cl,3 / jnz 1f / mov [rsi],rdx / xchg rdx,rbp / invlpg [rdi] / 1: ret; g: add eax,1 / ret
+  const code = hexBytes('b9 20 4e 00 00 31 c0 e8 f4 ff 3f 00 e8 ef ff 1f 00 ff c9 75 f2 f4');
+  const f = hexBytes('f6 c1 03 75 09 48 89 16 48 87 ea 0f 01 3f c3');
+  const g = hexBytes('83 c0 01 c3'), galt = hexBytes('83 c0 02 c3');
+  const G = CODE2 + 0x400000;
+  const w = withThreshold(20, () => agreeToHalt((m) => {
+    const PDE = 0x10000 + 8192 + 10 * 8, old = m.mem.read(PDE, 8), low = (old[0] | (old[1] << 8)) & 0xfff;
+    m.cpu.setGpr(6, BigInt(PDE));
+    m.cpu.setGpr(2, BigInt(ALT | low));
+    m.cpu.setGpr(5, BigInt(G | low));
+    m.cpu.setGpr(7, BigInt(G));
+    m.mem.write(CODE2, Uint8Array.from(code));
+    m.mem.write(CODE2 + 0x200000, Uint8Array.from(f));
+    m.mem.write(G, Uint8Array.from(g));
+    m.mem.write(ALT, Uint8Array.from(galt));
+  }, CODE2, 1_000_000));
+  // (pass 20000 runs g; then blocks of four passes alternate ALT, g, ... down to the three passes 3..1 (g):
+  // 10000 passes of each)
+  assert.equal(w.cpu.getGpr(0), 10000n + 2n * 10000n, 'each call runs the code g\'s page maps then');
+  // (g and ALT's copy were both queued at g's linear address: the region holds one of them)
+  assert.ok(oneFunction(w, CODE2 + 7, G) || oneFunction(w, CODE2 + 7, ALT), 'the CALL to g and g (or its copy) are one region');
+});
+
+test('a branch of a region into another page runs the new code once that page was rewritten', () => {
+  // On the pass with ECX = 100 the loop rewrites g's immediate (the next page; the CALL and g are one region): the
+  // region's branch must see g's page generation change.
+  //   mov ecx,20000 / xor eax,eax / L: cmp ecx,100 / jne 1f / mov byte [rdi],3 / 1: call g / dec ecx / jnz L / hlt
+  //   g (CODE + 0x1000): add eax,1 / ret
+  const code = hexBytes('b9 20 4e 00 00 31 c0 83 f9 64 75 03 c6 07 03 e8 ec 0f 00 00 ff c9 75 ef f4');
+  const w = withThreshold(20, () => agreeToHalt((m) => {
+    m.cpu.setGpr(7, BigInt(CODE + 0x1002));
+    m.mem.write(CODE, Uint8Array.from(code));
+    m.mem.write(CODE + 0x1000, Uint8Array.from(hexBytes('83 c0 01 c3')));
+  }, CODE, 1_000_000));
+  assert.equal(w.cpu.getGpr(0), 19900n + 100n * 3n);
+  assert.ok(regionStats(w).intra > 10_000, `entries between the region's blocks: ${regionStats(w).intra}`);
 });

@@ -485,6 +485,8 @@ export class WasmEngine {
 
   /** Hot blocks waiting to be translated together (one module per batch: a module costs ~0.3 ms of its own). */
   private pending: Block[] = [];
+  /** The linear address (RIP) each pending block was queued at (regions join blocks of other pages by it). */
+  private lins = new Map<Block, number>();
 
   /**
    * Translate the pending blocks into one module and install them (table, dispatch entries, Block.wasm). The module
@@ -496,8 +498,9 @@ export class WasmEngine {
    * RINGZERO_WASM_ASYNC=0 or a translation threshold of 0 (tests that want translated code at the first replay).
    */
   flush(c: SoftCpu): void {
-    const blocks = this.pending;
+    const blocks = this.pending, lins = this.lins;
     this.pending = [];
+    this.lins = new Map();
     const t0 = performance.now();
     const bodies: Body[] = [], done: { blocks: Block[]; offs: number[][] }[] = [];
     const live: Block[] = [];
@@ -506,10 +509,10 @@ export class WasmEngine {
       // (a block whose page was written while it waited in the queue is dead: skip it)
       if (block.gen === c.codeCache.pageGen[block.pa >>> 12]) live.push(block);
     }
-    for (const group of groupRegions(live)) {
+    for (const group of groupRegions(live, lins)) {
       if (group.length > 1) {
         try {
-          const t = translateRegion(group, this.ramSize);
+          const t = translateRegion(group, this.ramSize, lins);
           if (t !== null) {
             bodies.push(t.body); done.push({ blocks: group, offs: t.offs });
             this.stats.regions++; this.stats.regionBlocks += group.length;
@@ -596,8 +599,8 @@ export class WasmEngine {
     const gen = cache.pageGen, I = this.i32;
     for (let i = 1; i < this.blocks.length; i++) {
       const list = this.blocks[i];
-      // (a region's blocks share their page and generation: all dead or none)
-      if (list === null || list[0].gen === gen[list[0].pa >>> 12]) continue;
+      // (a region's blocks of one page share its generation; a region spanning pages is dead when all its pages are)
+      if (list === null || list.some((b) => b.gen === gen[b.pa >>> 12])) continue;
       this.blocks[i] = null;
       this.table.set(i, null);
       list.forEach((b, k) => {
@@ -633,14 +636,18 @@ export class WasmEngine {
     this.stats.modules++;
     const cache = batch.cache;
     batch.done.forEach(({ blocks, offs }, i) => {
-      const b0 = blocks[0];
-      if (b0.gen !== cache.pageGen[b0.pa >>> 12]) { this.stats.stale += blocks.length; return; }
+      // (a region spanning pages is installed for its members whose page was not written meanwhile: its branches
+      // into another page check that page's generation)
+      const live = blocks.filter((b) => b.gen === cache.pageGen[b.pa >>> 12]).length;
+      this.stats.stale += blocks.length - live;
+      if (live === 0) return;
       const fn = inst.exports['f' + i] as WasmCode['fn'];
       const idx = this.allocIndex(cache);
       if (idx >= 1 << K_SHIFT) { this.blocks[idx] = null; this.free.push(idx); return; }
       this.table.set(idx, fn as unknown as WebAssembly.ExportValue);
       this.blocks[idx] = blocks;
       blocks.forEach((block, k) => {
+        if (block.gen !== cache.pageGen[block.pa >>> 12]) return;
         const w = idx | (k << K_SHIFT);
         this.setEntry(block, w, cache);
         block.wasm = { fn, offs: offs[k], idx: w };
@@ -684,7 +691,7 @@ export class WasmEngine {
       if (b.runs >= 0 && b.mode === 8) {
         const hot = Math.min(WASM_HOT, JIT_THRESHOLD);
         const r = ++b.runs;
-        if (r === hot + 1) this.pending.push(b);
+        if (r === hot + 1) { this.pending.push(b); this.lins.set(b, c.rip); }
         // A batch is translated when it is full, or when one of its blocks keeps running meanwhile.
         if (r > hot && (this.pending.length >= (hot === 0 ? 1 : WASM_BATCH) || r > hot + WASM_BATCH_WAIT)) this.flush(c);
         if (b.wasm !== null && b.n <= room) return this.run(c, b.wasm.idx, room);

@@ -87,6 +87,11 @@ const REGION_MAX = 16;
  * (branch wip-region-regs of worktree h-dispatch).
  */
 export const REGIONS = process.env.RINGZERO_WASM_REGIONS !== '0';
+/**
+ * Regions also join blocks of other pages of the batch that a static exit reaches by linear address (the address
+ * each block was queued at): Region, Translator.crossBranch (RINGZERO_WASM_CROSS_PAGE=0: off).
+ */
+const CROSS_PAGE = process.env.RINGZERO_WASM_CROSS_PAGE !== '0';
 
 /**
  * A region being emitted: blocks of one physical page and page generation, in one wasm function
@@ -105,6 +110,13 @@ interface Region {
   members: Block[];
   /** Member number of each member's physical address. */
   at: Map<number, number>;
+  /**
+   * The linear address each member was queued at (RIP then: WasmEngine.exec), and the member number of each such
+   * address: a static exit to another page branches to the member queued at its linear address (see exitStatic).
+   * Empty without them (tests building regions directly).
+   */
+  lins: number[];
+  atLin: Map<number, number>;
   /** The label whose end starts member j's code (label j innermost), and the loop around the br_table. */
   labels: number[];
   disp: number;
@@ -491,6 +503,10 @@ class Translator {
   exitStatic(count: number, ripOff: number): void {
     const b = this.b, pa = this.block.pa, tpa = pa + ripOff;
     const R = this.region, j = R === null ? undefined : R.at.get(tpa);
+    if (R !== null && CROSS_PAGE && (tpa >>> 12) !== (pa >>> 12) && R.lins.length > 0) {
+      const jl = R.atLin.get(R.lins[R.cur] + ripOff);
+      if (jl !== undefined && jl !== R.cur && (R.members[jl].pa >>> 12) !== (pa >>> 12)) { this.crossBranch(count, ripOff, jl); return; }
+    }
     if (R !== null && j !== undefined && (tpa >>> 12) === (pa >>> 12)) {
       // to another block of this region (or this one's start): a branch when the dispatcher would enter it
       this.flush();
@@ -520,6 +536,44 @@ class Translator {
       b.mem(Op.i32Store, 2, L.S_NEXT);
     }
     this.exitConst(count, ripOff, (tpa >>> 12) === (pa >>> 12) && tpa >= 0 ? X_SAME : X_CROSS);
+  }
+
+  /**
+   * A static exit to member j of the region in another physical page (a CALL, JMP, Jcc or fall-through into the
+   * page): a branch when the dispatcher would have entered j and would have found it there. Besides the checks of a
+   * same-page branch (chain on, instruction limit, budget), j's page generation must still be the one it was
+   * translated with (the current block's being current tells nothing about another page), and the fetch-TLB bank of
+   * this privilege must map the target's linear address (r0 + ripOff: the block may run under another mapping than
+   * the one it was queued under) to j's physical page, as the dispatcher's lookup requires (first-level tag, then
+   * the physical page; ./tlb-probe.ts's probe, on the fetch bank). Then r0 moves to the target, and S_R0 and the
+   * member bits of S_BLK follow it (WasmEngine.current finds a helper's RIP from the entered block's RIP plus a pa
+   * difference, which holds within one page only). Else it leaves through the dispatcher as before.
+   */
+  crossBranch(count: number, ripOff: number, j: number): void {
+    const b = this.b, R = this.region!, m = R.members[j];
+    this.flush();
+    b.get(this.n).i32(count).op(Op.i32Add).set(this.c32);
+    b.get(this.st).mem(Op.i32Load, 2, L.S_CHAIN);
+    b.get(this.c32).get(R.climit).op(Op.i32LtS).op(Op.i32And);
+    b.get(this.c32).i32(m.n).op(Op.i32Add).get(this.left).op(Op.i32LeS).op(Op.i32And);
+    b.i32(0).mem(Op.i32Load, 2, L.PAGE_GEN + 4 * (m.pa >>> 12)).i32(m.gen).op(Op.i32Eq).op(Op.i32And);
+    b.get(this.r0i).i64(ripOff).op(Op.i64Add).i64(12).op(Op.i64ShrS).tee(this.t64);
+    // (t32: the fetch-bank entry's address less TLB_FETCH_DELTA: its tag, then its physical page number at +8, layout.ts S_TLB)
+    b.op(Op.i32WrapI64).i32(0xfff).op(Op.i32And).i32(L.TLB_ENTRY_SHIFT).op(Op.i32Shl).get(this.rtag).op(Op.i32Add).tee(this.t32);
+    b.mem(Op.f64Load, 3, L.TLB_FETCH_DELTA).get(this.t64).op(Op.f64ConvertI64s).op(Op.f64Eq).op(Op.i32And);
+    b.get(this.t32).mem(Op.i32Load, 2, L.TLB_FETCH_DELTA + 8).i32(m.pa >>> 12).op(Op.i32Eq).op(Op.i32And);
+    b.open(Op.if);
+    b.get(this.c32).set(this.n);
+    b.get(this.r0).f64(ripOff).op(Op.f64Add).set(this.r0);
+    b.get(this.r0i).i64(ripOff).op(Op.i64Add).set(this.r0i);
+    b.get(this.st).get(this.r0).mem(Op.f64Store, 3, L.S_R0);
+    b.get(this.st).get(this.st).mem(Op.i32Load, 2, L.S_BLK).i32((1 << K_SHIFT) - 1).op(Op.i32And).i32(j << K_SHIFT).op(Op.i32Or);
+    b.mem(Op.i32Store, 2, L.S_BLK);
+    b.get(R.intra).i32(1).op(Op.i32Add).set(R.intra);
+    if (j > R.cur) b.br(R.labels[j]);
+    else { b.i32(j).set(this.k); b.br(R.disp); }
+    b.close();
+    this.exitConst(count, ripOff, X_REGION);
   }
 
   /**
@@ -922,14 +976,16 @@ function blockOffsets(block: Block): number[] | null {
  * static branch or fall-through to another's address; groups of one block, and the blocks with nothing worth
  * translating, stay alone. At most REGION_MAX blocks per region.
  */
-export function groupRegions(blocks: Block[]): Block[][] {
+export function groupRegions(blocks: Block[], lins?: Map<Block, number>): Block[][] {
   if (!REGIONS) return blocks.map((b) => [b]);
   const parent = new Map<Block, Block>();
   const find = (x: Block): Block => { let r = x; while (parent.get(r) !== r) r = parent.get(r)!; parent.set(x, r); return r; };
-  const byPa = new Map<number, Block>();
+  const byPa = new Map<number, Block>(), byLin = new Map<number, Block>();
   for (const b of blocks) {
     parent.set(b, b);
     if (!byPa.has(b.pa)) byPa.set(b.pa, b);
+    const l = CROSS_PAGE ? lins?.get(b) : undefined;
+    if (l !== undefined && !byLin.has(l)) byLin.set(l, b);
   }
   for (const b of blocks) {
     const offs = blockOffsets(b);
@@ -941,7 +997,15 @@ export function groupRegions(blocks: Block[]): Block[][] {
       if ((e.form === Form.Jcc || e.form === Form.Jmp || e.form === Form.Call) && e.len > 0) targets.push(next + e.disp);
       if (i === es.length - 1 && e.len > 0 && e.form !== Form.Jmp) targets.push(next);
       for (const t of targets) {
-        const tpa = b.pa + t;
+        const tpa = b.pa + t, bl = CROSS_PAGE ? lins?.get(b) : undefined;
+        if ((tpa >>> 12) !== (b.pa >>> 12) && bl !== undefined) {
+          // (into another page: the block queued at the target's linear address, Translator.crossBranch)
+          const o = byLin.get(bl + t);
+          if (o === undefined || o === b || byPa.get(o.pa) !== o || (o.pa >>> 12) === (b.pa >>> 12) || blockOffsets(o) === null) continue;
+          const ra = find(b), rb = find(o);
+          if (ra !== rb) parent.set(ra, rb);
+          continue;
+        }
         const o = byPa.get(tpa);
         if (o === undefined || o === b || (tpa >>> 12) !== (b.pa >>> 12) || o.gen !== b.gen || blockOffsets(o) === null) continue;
         const ra = find(b), rb = find(o);
@@ -965,15 +1029,18 @@ export function groupRegions(blocks: Block[]): Block[][] {
  * Translate a region's blocks (groupRegions; at least two) into one function body (see Region); null if none of
  * them is worth translating (then each is translated alone, or not).
  */
-export function translateRegion(members: Block[], ramSize: number): { body: Body; offs: number[][] } | null {
+export function translateRegion(members: Block[], ramSize: number, lins?: Map<Block, number>): { body: Body; offs: number[][] } | null {
   const offsList: number[][] = [];
   for (const m of members) { const o = blockOffsets(m); if (o === null) return null; offsList.push(o); }
   const loops = members.map((m, j) => loopRegs(m, offsList[j], ramSize));
   const T = new Translator(members[0], offsList[0], ramSize);
   const b = T.b;
   prologue(T);
-  const R: Region = { members, at: new Map(), labels: [], disp: -1, cur: 0, climit: b.local(I32), intra: b.local(I32) };
+  const R: Region = { members, at: new Map(), lins: [], atLin: new Map(), labels: [], disp: -1, cur: 0, climit: b.local(I32), intra: b.local(I32) };
   members.forEach((m, j) => R.at.set(m.pa, j));
+  if (lins !== undefined && members.every((m) => lins.has(m))) {
+    members.forEach((m, j) => { const l = lins.get(m)!; R.lins.push(l); if (!R.atLin.has(l)) R.atLin.set(l, j); });
+  }
   // the dispatcher's limit: it goes on while its count (S_NBASE before this call) is below min(its left, CHAIN_LIMIT)
   b.i32(CHAIN_LIMIT).get(T.st).mem(Op.i32Load, 2, L.S_NBASE).op(Op.i32Sub).set(R.climit);
   b.get(T.left).get(R.climit).get(T.left).get(R.climit).op(Op.i32LtS).op(Op.select).set(R.climit);
