@@ -8,7 +8,7 @@
 import test from 'node:test';
 import assert from 'node:assert/strict';
 import { longModeMachine as cacheMachine, hexBytes, CODE, DATA, PAGE_TABLES, type Machine } from './support/soft-cpu.ts';
-import { setHotThreshold, setJitThreshold } from '../src/cpu/soft/code-cache.ts';
+import { setHotThreshold, setJitThreshold, BlockEntry } from '../src/cpu/soft/code-cache.ts';
 import { RunExit } from '../src/cpu/soft/index.ts';
 import * as C from '../src/cpu/soft/constants.ts';
 
@@ -127,4 +127,30 @@ test('statistics: blocks are recorded once and then replayed', () => {
   assert.ok(m.cpu.codeCache.stats.blocks - before <= 4, `blocks recorded: ${m.cpu.codeCache.stats.blocks - before}`);
   assert.ok(m.cpu.blockInstructions >= 2900, `instructions replayed: ${m.cpu.blockInstructions}`);
   assert.equal(m.cpu.instructions, 1 + 3 * 1000 + 1);
+});
+
+test('BlockEntry keeps every legal value of its packed fields, independently, and refuses one it cannot hold', () => {
+  // The small fields share three integers (code-cache.ts BlockEntry.pk/dec1/dec2): each must read back what was
+  // written, whatever its neighbours hold, over the whole range the decoder and the fast forms give them.
+  const ranges: Record<string, number[]> = {
+    len: [0, 1, 7, 15], opLen: [0, 1, 4, 15], size: [0, 1, 2, 3, 4, 8], ash: [0, 8], bsh: [0, 8], scale: [1, 2, 4, 8],
+    seg: [-1, 0, 3, 4, 5], form: [0, 1, 116, 511], opsize: [1, 2, 4, 8], adsize: [2, 4, 8], segOverride: [-1, 0, 5],
+    rep: [0, 0xf2, 0xf3], opcode: [0, 0x0f, 0xff, 0x1af, 0x38f0, 0x3fff], rex: [0, 0x40, 0x4f, 0x48],
+    rexR: [0, 8], rexX: [0, 8], rexB: [0, 8],
+  };
+  const flags = ['lock', 'p66', 'rexW'];
+  const names = Object.keys(ranges);
+  const e = new BlockEntry(() => {}) as unknown as Record<string, number | boolean>;
+  // defaults (what a fresh entry held as plain fields)
+  assert.deepEqual([e.len, e.opLen, e.size, e.ash, e.bsh, e.seg, e.form, e.opsize, e.adsize, e.segOverride, e.rep, e.rex, e.opcode, e.lock, e.p66, e.rexW],
+    [0, 0, 4, 0, 0, -1, 0, 4, 8, -1, 0, 0, 0, false, false, false]);
+  for (let round = 0; round < 200; round++) {
+    const want: Record<string, number | boolean> = {};
+    for (const n of names) { const r = ranges[n]; want[n] = r[(round * 7 + n.length * 3 + round * n.charCodeAt(0)) % r.length]; e[n] = want[n]; }
+    for (const f of flags) { want[f] = ((round >> flags.indexOf(f)) & 1) === 1; e[f] = want[f]; }
+    for (const n of [...names, ...flags]) assert.equal(e[n], want[n], `${n} in round ${round}`);
+  }
+  assert.throws(() => { e.len = 16; }, /len cannot hold 16/);
+  assert.throws(() => { e.seg = 7; }, /seg cannot hold 7/);
+  assert.throws(() => { e.form = 512; }, /form cannot hold 512/);
 });
