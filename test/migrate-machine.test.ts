@@ -11,7 +11,7 @@ import crypto from 'node:crypto';
 import { Machine } from '../src/vmm/machine.ts';
 import { MiB } from '../src/memory/guest-memory.ts';
 import { migrateMachine, migrationProgress, MigrationError, type MigrationProgress } from '../src/migration/source.ts';
-import { blockDevices, DirtyTracker, SourceDisks } from '../src/migration/storage.ts';
+import { blockDevices, DirtyTracker, SourceDisks, diskCopyInProgress } from '../src/migration/storage.ts';
 import { diskFrame, diskZeroFrame, MIGRATION_VERSION, MAX_DISK_DATA, T_DISK, T_DISK_ZERO } from '../src/migration/protocol.ts';
 import { SNAPSHOT_VERSION } from '../src/vmm/snapshot.ts';
 import { createQcow2, imageInfo, openImage } from '../src/storage/qcow2.ts';
@@ -238,8 +238,10 @@ test('copy-storage: the disks are copied while the guest writes them; the destin
   const timer = setInterval(() => guestWrites(true), 2);
   try {
     await until(() => counterLines(io.text()).length >= 3, 20_000, 'three ticks');
-    const result = await migrateMachine(src, { host: '127.0.0.1', port: await port, downtimeMs: 300, copyStorage: true, onDiskFrame: () => guestWrites() });
+    let copying = 0;
+    const result = await migrateMachine(src, { host: '127.0.0.1', port: await port, downtimeMs: 300, copyStorage: true, onDiskFrame: () => { copying += diskCopyInProgress(src) ? 1 : 0; guestWrites(); } });
     clearInterval(timer);
+    assert.ok(copying > 0 && !diskCopyInProgress(src), 'a disk copy is in progress during the first pass (disk-snapshot and disk-commit wait), not after');
     dest = await incoming;
     assert.equal(result.phase, 'completed');
     assert.ok(writes > 20, `the guest wrote during the copy (${writes} writes)`);
@@ -350,6 +352,16 @@ test('copy-storage: a link cut during the disk copy, and one after the state, le
     await refused({}, true, /copies its disks \(copy-storage\), but this destination was given no disk targets/);
     await refused({ diskTargets: targets.slice(1) }, false, /given disk targets \(copy-storage\), but the source does not copy its disks/);
     assert.equal(src.paused, false);
+
+    // A disk in the middle of another operation (a block commit wraps its backend the same way): refused at once.
+    const dev = blockDevices(src)[0];
+    const own = dev.image;
+    dev.replaceBackend({
+      format: own.format, size: own.size, readonly: own.readonly, read: (o, b) => own.read(o, b), write: (o, d) => own.write(o, d), flush: () => own.flush(),
+      discard: (o, n) => own.discard(o, n), writeZeroes: (o, n) => own.writeZeroes(o, n), close: () => own.close(),
+    });
+    await assert.rejects(migrateMachine(src, { host: '127.0.0.1', port: 1, copyStorage: true }), /disk 0 is in the middle of another disk operation \(a block commit\): copy-storage must wait for it/);
+    dev.replaceBackend(own);
 
     // A source that sends disk data outside a disk (or for a disk it did not offer): refused, the copies removed.
     fs.rmSync(targets[0]);

@@ -49,6 +49,11 @@ export function blockDevices(machine: { virtio: { functions: Array<{ device: unk
   return machine.virtio.functions.map((f) => f.device).filter((d): d is VirtioBlock => d instanceof VirtioBlock);
 }
 
+/** Whether a live migration is copying `machine`'s disks now (disk-snapshot and disk-commit must wait: control.ts). */
+export function diskCopyInProgress(machine: { virtio: { functions: Array<{ device: unknown }> } }): boolean {
+  return blockDevices(machine).some((d) => d.image instanceof DirtyTracker);
+}
+
 /** A disk's backend as the guest sees it, noting every grain written, zeroed or discarded since the last harvest. */
 export class DirtyTracker implements BlockBackend {
   readonly dirty: Uint8Array;
@@ -143,6 +148,10 @@ export class SourceDisks {
   constructor(machine: { virtio: { functions: Array<{ device: unknown }> }; config: { disks?: unknown[] } }) {
     this.devices = blockDevices(machine);
     if (this.devices.length !== (machine.config.disks?.length ?? 0)) throw new Error('the machine\'s disks and its virtio-blk devices differ');
+    // A disk wrapped by something else (a block commit noting the guest's writes: src/vmm/disk-switch.ts) would be
+    // switched under the copy when that ends, and the copy's tracking lost with it.
+    const busy = this.devices.findIndex((d) => !(d.image instanceof RawBackend || d.image instanceof Qcow2Image));
+    if (busy >= 0) throw new Error(`disk ${busy} is in the middle of another disk operation (a block commit): copy-storage must wait for it`);
   }
 
   offers(): DiskOffer[] {

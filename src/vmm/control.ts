@@ -208,6 +208,7 @@ export class ControlServer {
         const { isSwitchableMachine, parseDiskSwitches, switchDisks } = await import('./disk-switch.ts');
         const vm = this.targets.vm;
         if (!isSwitchableMachine(vm)) return { ok: false, error: 'no machine whose disks can be switched' };
+        if ((await import('../migration/storage.ts')).diskCopyInProgress(vm)) return { ok: false, error: 'disk-snapshot refused: a live migration is copying this VM\'s disks (copy-storage); try again when it has ended' };
         const switches = parseDiskSwitches(r.disks, vm.config.disks?.length ?? 0);
         if (typeof switches === 'string') return { ok: false, error: switches };
         try {
@@ -221,6 +222,7 @@ export class ControlServer {
         const { commitDisk, isSwitchableMachine } = await import('./disk-switch.ts');
         const vm = this.targets.vm;
         if (!isSwitchableMachine(vm)) return { ok: false, error: 'no machine whose disks can be switched' };
+        if ((await import('../migration/storage.ts')).diskCopyInProgress(vm)) return { ok: false, error: 'disk-commit refused: a live migration is copying this VM\'s disks (copy-storage); try again when it has ended' };
         if (!Number.isInteger(r.index) || (r.index as number) < 0 || (r.index as number) >= (vm.config.disks?.length ?? 0)) return { ok: false, error: 'disk-commit needs "index": a disk number' };
         try {
           // "base": commit into that image of the chain (blockcommit --base), not the overlay's backing file.
