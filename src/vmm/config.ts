@@ -81,18 +81,27 @@ export const MAX_CPUS = 64;
  * run in generic C bignum code and took about two thirds of the boot on the software CPU (a boot to the shell
  * went from ~110 s to ~40 s here). Give --cmdline to run them.
  *
- * The other two are for idle guests (issue 6: a fleet of idle VMs must cost next to nothing). Traced in an idle
- * guest (tracefs timer and sched_wakeup events), two of its ~7 wakeups a second came from periodic work a VM does not
- * need, and every wakeup costs a few ms of host CPU on the software engine (thousands of cold kernel instructions):
+ * The others are for idle guests (issue 6: a fleet of idle VMs must cost next to nothing). Traced in an idle
+ * guest (tracefs timer, hrtimer, workqueue and sched_wakeup events), some of its wakeups came from periodic work a VM
+ * does not need, and every wakeup costs about a millisecond of host CPU on the software engine (thousands of
+ * kernel instructions through caches that went cold while the VMM slept):
  * - `tsc=nowatchdog`: the clocksource watchdog checked the TSC against kvm-clock every 0.5 s (the TSC is
  *   registered as a clocksource that must be verified because ringzero does not show it invariant, so that kvm-clock
  *   stays the clocksource); the guest's clock is kvm-clock, which needs no watchdog.
  * - `sysctl.vm.compaction_proactiveness=0` (sysctl on the command line: Linux 5.8+): kcompactd woke every 0.5 s
  *   to score memory fragmentation for proactive compaction (huge pages for a 128 MiB guest are not worth it; on-demand
  *   compaction stays).
+ * - `nowatchdog`: the soft-lockup detector's hrtimer (watchdog_timer_fn) fired every 4 s and woke the per-CPU
+ *   stopper thread; the hard-lockup detector needs a PMU the VM does not have. In a VM the detector mostly reports
+ *   the VMM being descheduled by its host, not a guest kernel stuck.
+ * - `psi=0`: pressure-stall accounting recomputed its averages every 2 s (psi_avgs_work, a workqueue timer that is not
+ *   deferrable, so it woke an idle CPU by itself); nothing in a small guest reads /proc/pressure.
+ * What is left in the default guest is one wakeup every 2 s (the memory cgroup's statistics flush and, until the
+ * guest's RNG is seeded, the %p hashing key's retry, on the same timer tick) and the ticks around it.
  * Measured on the software engine, one idle 128 MiB guest at its shell (loaded 2-core host): 1.8-2.2% of a host CPU
- * before, ~0.9% after (kcompactd alone was ~0.85 points of it).
+ * with none of these, ~0.9% with the first two; the last two cut the guest's timer interrupts from 2.3-2.6 to
+ * 1.8-1.9 a second and the instructions it runs idle from ~20k to ~12.5k a second.
  */
-export const DEFAULT_CMDLINE = 'console=ttyS0 panic=-1 cryptomgr.notests tsc=nowatchdog sysctl.vm.compaction_proactiveness=0';
+export const DEFAULT_CMDLINE = 'console=ttyS0 panic=-1 cryptomgr.notests tsc=nowatchdog sysctl.vm.compaction_proactiveness=0 nowatchdog psi=0';
 /** The default with the console on virtio-console (hvc0). */
-export const VIRTIO_CONSOLE_CMDLINE = 'console=hvc0 panic=-1 cryptomgr.notests tsc=nowatchdog sysctl.vm.compaction_proactiveness=0';
+export const VIRTIO_CONSOLE_CMDLINE = 'console=hvc0 panic=-1 cryptomgr.notests tsc=nowatchdog sysctl.vm.compaction_proactiveness=0 nowatchdog psi=0';
