@@ -222,6 +222,7 @@ test('boot structures do not overlap and sit in the right kind of memory', () =>
     ['cmdline', st.cmdlineAddress, 14],
     ['kernel', st.kernelLoadAddress, st.kernelAreaEnd - st.kernelLoadAddress],
     ['initrd', st.initrd!.address, st.initrd!.size],
+    ['setup_data', Number(new DataView(mem.read(st.zeroPage + 0x250, 8).buffer).getBigUint64(0, true)), 16 + 32],
   ];
   for (const [name, at, len] of regions) {
     const e = st.e820.find((x) => at >= x.addr && at + len <= x.addr + x.size);
@@ -238,6 +239,29 @@ test('boot structures do not overlap and sit in the right kind of memory', () =>
     const e = st.e820.find((x) => t.address >= x.addr && t.address + t.length <= x.addr + x.size);
     assert.equal(e?.type, E820_RESERVED, `${sig} is in reserved memory`);
   }
+});
+
+test('setup_data carries a fresh SETUP_RNG_SEED; rngSeed gives its bytes or turns it off', () => {
+  const mem = memory(64 * MiB);
+  const setupData = () => Number(new DataView(mem.read(0x7000 + 0x250, 8).buffer).getBigUint64(0, true));
+  const entry = () => {
+    const at = setupData();
+    const v = new DataView(mem.read(at, 16).buffer);
+    return { next: v.getBigUint64(0, true), type: v.getUint32(8, true), len: v.getUint32(12, true), data: mem.read(at + 16, v.getUint32(12, true)) };
+  };
+  boot(mem);
+  const first = entry();
+  assert.ok(setupData() > 0 && setupData() < 0x100000, 'in the first MiB, which Linux reserves early');
+  assert.deepEqual([first.next, first.type, first.len], [0n, 9, 32], 'one SETUP_RNG_SEED entry of 256 bits');
+  assert.ok(first.data.some((b) => b !== 0));
+  boot(mem);
+  assert.notDeepEqual(entry().data, first.data, 'a new seed on every load (a reboot too)');
+  const seed = Uint8Array.from({ length: 40 }, (_, i) => i + 1);
+  loadLinux(mem, makeBzImage({ payload: PAYLOAD }), undefined, '', { cpus: 1, rngSeed: seed });
+  assert.deepEqual(entry().data, seed);
+  loadLinux(mem, makeBzImage({ payload: PAYLOAD }), undefined, '', { cpus: 1, rngSeed: false });
+  assert.equal(setupData(), 0, 'no setup_data');
+  assert.throws(() => loadLinux(mem, makeBzImage({ payload: PAYLOAD }), undefined, '', { cpus: 1, rngSeed: new Uint8Array(5000) }), /does not fit/);
 });
 
 test('the real kernel (if cached) loads into 256 MiB', (t) => {

@@ -9,6 +9,7 @@
 //   0x08000-0x08ff0 initial stack    0x09000  PML4   0x0a000 PDPT   0x0b000-0x0efff four PDs
 //   0x20000  command line            0xe0000  RSDP, then the other ACPI tables
 //   pref_address (16 MiB for Debian's kernel) the kernel; the initrd at the top of low RAM.
+import { randomBytes } from 'node:crypto';
 import type { GuestMemory } from '../memory/guest-memory.ts';
 import { GiB, HIGH_RAM_START, MiB } from '../memory/guest-memory.ts';
 import { writeAcpiTables, type AcpiTables } from './acpi.ts';
@@ -17,7 +18,7 @@ import { isLz4Legacy, parseVmlinux, KernelFormatError } from './vmlinux.ts';
 import { decodeVmlinuxCached, vmlinuxCacheDir } from './vmlinux-cache.ts';
 import {
   BIOS_AREA_END, BOOT_GDT_ADDR, BOOT_STACK_TOP, CMDLINE_ADDR, CMDLINE_AREA_END, EBDA_START, PCI_ECAM_BASE,
-  PCI_ECAM_SIZE, PDPT_ADDR, PD_ADDR, PML4_ADDR, ZERO_PAGE_ADDR,
+  PCI_ECAM_SIZE, PDPT_ADDR, PD_ADDR, PML4_ADDR, SETUP_DATA_ADDR, ZERO_PAGE_ADDR,
 } from './platform.ts';
 
 export { BootError };
@@ -146,6 +147,14 @@ export interface LoadLinuxOptions {
    * Default ${RINGZERO_CACHE:-~/.cache/ringzero}/vmlinux.
    */
   kernelCache?: string | false;
+  /**
+   * Bytes for the guest's random number generator, handed over as a SETUP_RNG_SEED setup_data entry (Linux 6.0+;
+   * older kernels skip unknown types), or false for none. Default: 32 fresh random bytes. A kernel that trusts its
+   * boot loader (RANDOM_TRUST_BOOTLOADER, Debian's default) credits them, so its RNG is ready at boot: getrandom()
+   * does not block and the periodic retries waiting for it stop (the %p hashing key's, every 2 s of an idle guest).
+   * This is what QEMU's x86 loader does.
+   */
+  rngSeed?: Uint8Array | false;
 }
 
 // Selectors of the 64-bit boot protocol: "__BOOT_CS(0x10) ... __BOOT_DS(0x18)" (boot.rst).
@@ -188,6 +197,13 @@ const BP_E820_TABLE = 0x2d0;
 const BP_E820_MAX = 128;
 /** boot.rst, type_of_loader: 0xFF means "undefined" loader, the right value for one without an assigned ID. */
 const LOADER_TYPE_UNDEFINED = 0xff;
+/** hdr.setup_data (protocol 2.09+): physical address of the first struct setup_data, 0 for none. */
+const HDR_SETUP_DATA = 0x250;
+/** setup_data type of a random seed (bootparam.h SETUP_RNG_SEED). */
+const SETUP_RNG_SEED = 9;
+const SETUP_DATA_HEADER = 16;
+/** 256 bits: what the kernel needs credited for its RNG to count as initialized (drivers/char/random.c). */
+const RNG_SEED_BYTES = 32;
 
 /** A GDT descriptor (Intel SDM Vol. 3A §3.4.5) from base, 20-bit limit, access byte and flags nibble. */
 function gdtDescriptor(base: number, limit20: number, access: number, flags: number): bigint {
@@ -337,6 +353,21 @@ export function loadLinux(mem: GuestMemory, kernel: Uint8Array, initrd: Uint8Arr
   zv.setUint32(BP_EXT_RAMDISK_IMAGE, 0, true);
   zv.setUint32(BP_EXT_RAMDISK_SIZE, 0, true);
   zv.setBigUint64(BP_ACPI_RSDP_ADDR, BigInt(acpi.rsdp), true);
+  const seed = opts.rngSeed === undefined ? randomBytes(RNG_SEED_BYTES) : opts.rngSeed;
+  if (seed && seed.length > 0) {
+    if (seed.length > PAGE - SETUP_DATA_HEADER) throw new BootError(`an RNG seed of ${seed.length} bytes does not fit in a page`);
+    // struct setup_data { u64 next; u32 type; u32 len; u8 data[]; } (arch/x86/include/uapi/asm/bootparam.h).
+    const sd = new Uint8Array(SETUP_DATA_HEADER + seed.length);
+    const sv = new DataView(sd.buffer);
+    sv.setBigUint64(0, 0n, true);
+    sv.setUint32(8, SETUP_RNG_SEED, true);
+    sv.setUint32(12, seed.length, true);
+    sd.set(seed, SETUP_DATA_HEADER);
+    mem.write(SETUP_DATA_ADDR, sd);
+    zv.setBigUint64(HDR_SETUP_DATA, BigInt(SETUP_DATA_ADDR), true);
+  } else {
+    zv.setBigUint64(HDR_SETUP_DATA, 0n, true);
+  }
   if (e820.length > BP_E820_MAX) throw new BootError('too many e820 entries');
   zp[BP_E820_ENTRIES] = e820.length;
   e820.forEach((e, i) => {

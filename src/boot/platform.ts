@@ -53,6 +53,12 @@ export const ACPI_S5_SLP_TYP = 5;
 
 // ---- Boot structures in low memory (Linux 64-bit boot protocol, see linux.ts) ----
 export const BOOT_GDT_ADDR = 0x500;
+/**
+ * The setup_data list (boot.rst, "Details of Header Fields": setup_data): one SETUP_RNG_SEED entry. Linux reserves
+ * all of the first MiB early (arch/x86/realmode/init.c, reserve_real_mode), so nothing overwrites it before
+ * parse_setup_data reads it (and zeroes the seed).
+ */
+export const SETUP_DATA_ADDR = 0x6000;
 export const ZERO_PAGE_ADDR = 0x7000;
 /** Initial stack: grows down from just below the page tables, above the zero page. */
 export const BOOT_STACK_TOP = 0x8ff0;
