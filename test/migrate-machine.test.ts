@@ -239,7 +239,11 @@ test('copy-storage: the disks are copied while the guest writes them; the destin
   try {
     await until(() => counterLines(io.text()).length >= 3, 20_000, 'three ticks');
     let copying = 0;
-    const result = await migrateMachine(src, { host: '127.0.0.1', port: await port, downtimeMs: 300, copyStorage: true, onDiskFrame: () => { copying += diskCopyInProgress(src) ? 1 : 0; guestWrites(); } });
+    const seen: MigrationProgress[] = [];
+    const result = await migrateMachine(src, { host: '127.0.0.1', port: await port, downtimeMs: 300, copyStorage: true, onDiskFrame: () => { copying += diskCopyInProgress(src) ? 1 : 0; guestWrites(); } }, (p) => seen.push(p));
+    // The progress shows the first pass advancing and the guest's disk writes meanwhile.
+    const firstPass = seen.filter((p) => p.phase === 'precopy' && p.diskTransferred! < p.diskTotal!);
+    assert.ok(firstPass.length > 0 && firstPass.some((p) => p.diskDirtyBytes! > 0 && p.diskDirtyRate! > 0), JSON.stringify(seen.slice(0, 4)));
     clearInterval(timer);
     assert.ok(copying > 0 && !diskCopyInProgress(src), 'a disk copy is in progress during the first pass (disk-snapshot and disk-commit wait), not after');
     dest = await incoming;

@@ -204,6 +204,7 @@ export class SourceDisks {
     const plans = this.devices.map((d) => dataRanges(this.backend(d)));
     p.diskTotal = plans.reduce((n, ranges) => n + ranges.reduce((m, [a, b]) => m + (b - a), 0), 0);
     p.diskTransferred = 0;
+    const started = Date.now();
     for (const [index, ranges] of plans.entries()) {
       const size = this.devices[index].image.size;
       for (const [start, end] of ranges) {
@@ -212,6 +213,9 @@ export class SourceDisks {
           const n = Math.min(MAX_DISK_DATA, size - at, Math.ceil((end - at) / DISK_GRAIN) * DISK_GRAIN);
           await this.sendRun(sender, p, index, at, n, false);
           p.diskTransferred += Math.min(end, at + n) - Math.max(start, at);
+          // What the guest has written since the pass began (sent again in the rounds after it), for the progress.
+          p.diskDirtyBytes = this.dirtyBytes();
+          p.diskDirtyRate = p.diskDirtyBytes / Math.max(Date.now() - started, 1) * 1000;
           at += n;
         }
       }
