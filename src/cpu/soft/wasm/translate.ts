@@ -15,7 +15,9 @@
 //   ADC/SBB, INC/DEC/PUSH memory, indirect CALL/JMP, IMUL, shifts by CL, BT*, CMPXCHG/XADD memory, 16-bit ALU/MOV,
 //   CWDE/CDQ..., BSWAP, PUSH imm, PUSHF, SETcc memory, LEAVE; session 12: MUL/IMUL/DIV/IDIV rAX, MOVS/STOS with
 //   and without REP; session 13: CMPXCHG m8, CMPXCHG16B, byte shifts by 1..7, NOT/NEG memory, and LOCK on the
-//   read-modify-write memory forms) are emitted with their operands as constants; RDTSC/RDTSCP, SWAPGS, CLD/STD and
+//   read-modify-write memory forms; session 14: 16-bit ROL/ROR/shifts by a constant, SHLD/SHRD by CL, ADC/SBB rAX,imm)
+//   are emitted with their operands as constants; a Jcc straddling its page's end, not taken, leaves inline
+//   (Translator.straddlingJcc); RDTSC/RDTSCP, SWAPGS, CLD/STD and
 //   MOV r/m,Sreg call the small helper `sy` (their state is JavaScript's) instead of a replay;
 // - guest registers are cached in locals within a block (Translator.rc/rs: loaded on first use, written back before
 //   the memory library, a helper or an exit; a self-looping block keeps them across iterations and probes the TLB
