@@ -68,6 +68,18 @@ const TLB_BITS = 12;
 const TLB_SIZE = 1 << TLB_BITS;
 const TLB_MASK = TLB_SIZE - 1;
 /**
+ * The first-level slot of page number `vpn`: its low 12 bits XOR the next 12 (of its low 32 bits; translated code
+ * computes the same from the i64 page number, ./wasm/tlb-probe.ts). With the low 12 bits alone, pages 16 MiB apart
+ * shared a slot, and Linux's hot pages often are: the direct map keeps physical memory's layout, so two kernel pages
+ * at the same offset of different 16 MiB of RAM (in a shell loop, 0xffff888005600000-ish and 0xffff88800f600000-ish,
+ * probably a task's data and the per-CPU area at the top of RAM) displaced each other ~6 times per iteration.
+ * Within one 16 MiB window the slots stay distinct.
+ */
+export function tlbSlot(vpn: number): number {
+  const x = vpn | 0; // (ToInt32 of an exact integer: its low 32 bits)
+  return (x ^ (x >>> TLB_BITS)) & TLB_MASK;
+}
+/**
  * Second-level TLB (JavaScript only: translated code probes the first level): 16384 entries indexed by a hash of the
  * page number, refilling the first level without a page walk. The first level is direct-mapped on the low 12 bits
  * of the page number, so pages 16 MiB apart evict each other: the kernel's text and its rodata/data and modules did,
@@ -1283,7 +1295,7 @@ export class SoftCpu {
     }
     const first = Math.floor(lin / 2097152) * 512;
     for (let vpn = first; vpn < first + 512; vpn++) {
-      const t = (vpn & TLB_MASK) << ENTRY_SHIFT;
+      const t = tlbSlot(vpn) << ENTRY_SHIFT;
       for (let bank = 0; bank < 6; bank++) {
         if (this.tlb[(bank << BANK_SHIFT) | t] === vpn) this.tlb[(bank << BANK_SHIFT) | t] = NaN;
       }
@@ -1304,7 +1316,7 @@ export class SoftCpu {
     if (this.pagingLevels === 0) return this.mode64 ? lin : lin >>> 0;
     const off = lin & 0xfff;
     const vpn = (lin - off) / 4096; // exact: lin - off is a multiple of 4096 (also for negative lin)
-    const i = vpn & TLB_MASK;
+    const i = tlbSlot(vpn);
     const bank = (access << 1) | (user ? 1 : 0);
     const t = (bank << BANK_SHIFT) | (i << ENTRY_SHIFT);
     if (this.tlb[t] === vpn) return this.tlbPfn[2 * t + 2] * 4096 + off;
@@ -1443,7 +1455,7 @@ export class SoftCpu {
     if (pageSize > 2097152) this.tlbHasHugePages = true;
     // Physical base of this 4 KiB page, inside a large page when the leaf was a 2 MiB / 4 MiB / 1 GiB entry.
     const phys = pageBase + ((linLo & (pageSize - 1)) >>> 0) - (linLo & 0xfff);
-    const i = vpn & TLB_MASK;
+    const i = tlbSlot(vpn);
     const u = user ? 1 : 0;
     let banks = 1 << (TLB_READ | u);
     if (allowExec) banks |= 1 << (TLB_FETCH | u);
@@ -1538,7 +1550,7 @@ export class SoftCpu {
     const off = lin & 0xfff;
     if (off + size <= 4096) {
       const vpn = (lin - off) / 4096;
-      const i = vpn & TLB_MASK;
+      const i = tlbSlot(vpn);
       const t = (this.cpl === 3 ? BANK_READ_USER : BANK_READ) | (i << ENTRY_SHIFT);
       if (this.tlb[t] === vpn) {
         const pa = this.tlbPfn[2 * t + 2] * 4096 + off;
@@ -1599,7 +1611,7 @@ export class SoftCpu {
     const off = lin & 0xfff;
     if (off + size <= 4096) {
       const vpn = (lin - off) / 4096;
-      const i = vpn & TLB_MASK;
+      const i = tlbSlot(vpn);
       const t = (this.cpl === 3 ? BANK_WRITE_USER : BANK_WRITE) | (i << ENTRY_SHIFT);
       if (this.tlb[t] === vpn) {
         const pa = this.tlbPfn[2 * t + 2] * 4096 + off;

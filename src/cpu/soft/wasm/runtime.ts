@@ -10,7 +10,7 @@ import type { GuestMemory } from '../../../memory/guest-memory.ts';
 import { WASM_RAM_OFFSET } from '../../../memory/guest-memory.ts';
 import { Body, ModuleBuilder, Op, I32, I64, F64 } from './emit.ts';
 import * as layout from './layout.ts';
-import { emitTlbProbe } from './tlb-probe.ts';
+import { emitTlbProbe, emitTlbSlot } from './tlb-probe.ts';
 import { execSy } from '../fast-forms.ts';
 import { stiSetsIf } from '../ops/interrupt-flag.ts';
 import { translateBody, translateRegion, groupRegions, buildModule, buildFlaglib, type WasmCode, EXIT_STATS, X_NAMES, EXPLICIT, SYNCED, ARITH, RF, VM, IF, K_SHIFT } from './translate.ts';
@@ -116,7 +116,8 @@ function buildDispatcher(ramSize: number): Uint8Array<ArrayBuffer> {
   b.get(st).mem(Op.i32Load, 2, L.S_USER).set(user);
   b.get(st).mem(Op.f64Load, 3, L.S_RIP).tee(r0).op(0xfc, 6).tee(ripi);
   // (ti: the entry's address less S_TLB + TLB_FETCH_DELTA, which the loads' offsets add)
-  b.i64(12).op(Op.i64ShrS).tee(vpn).op(Op.i32WrapI64).i32(0xfff).op(Op.i32And).i32(L.TLB_ENTRY_SHIFT).op(Op.i32Shl);
+  b.i64(12).op(Op.i64ShrS).tee(vpn).op(Op.i32WrapI64);
+  emitTlbSlot(b, ti);
   b.get(st).op(Op.i32Add).get(user).i32(L.TLB_USER_DELTA).op(0x6c).op(Op.i32Add).tee(ti).mem(Op.f64Load, 3, L.S_TLB + L.TLB_FETCH_DELTA);
   b.get(vpn).op(Op.f64ConvertI64s).op(Op.f64Ne).brIf(fTlb);
   b.get(ti).mem(Op.i64Load32u, 2, L.S_TLB + L.TLB_FETCH_DELTA + 8).i64(12).op(Op.i64Shl);

@@ -55,7 +55,7 @@ import { CHAIN_LIMIT } from '../code-cache.ts';
 import { Form } from '../fast-forms.ts';
 import { Body, ModuleBuilder, Op, I32, I64, F64 } from './emit.ts';
 import * as layout from './layout.ts';
-import { emitTlbProbe } from './tlb-probe.ts';
+import { emitTlbProbe, emitTlbSlot } from './tlb-probe.ts';
 import { emitSse } from './sse.ts';
 import { WASM_RAM_OFFSET } from '../../../memory/guest-memory.ts';
 /** The layout constants as a plain object (under tsx a namespace import reads each one through a getter call). */
@@ -322,7 +322,8 @@ class Translator {
     b.op(Op.i32Eqz).open(Op.if);
     // the fetch TLB entry of the page of the instruction after it (its tag is the page number, as the dispatcher's probe)
     b.get(this.r0i).i64(fallOff).op(Op.i64Add).i64(12).op(Op.i64ShrS).set(this.t);
-    b.get(this.t).op(Op.i32WrapI64).i32(0xfff).op(Op.i32And).i32(L.TLB_ENTRY_SHIFT).op(Op.i32Shl);
+    b.get(this.t).op(Op.i32WrapI64);
+    emitTlbSlot(b, this.c32);
     b.get(this.st).op(Op.i32Add).get(this.user).i32(L.TLB_USER_DELTA).op(0x6c /* i32.mul */).op(Op.i32Add).set(this.c32);
     b.get(this.c32).mem(Op.f64Load, 3, L.S_TLB + L.TLB_FETCH_DELTA).get(this.t).op(Op.f64ConvertI64s).op(Op.f64Eq);
     // (its physical page number, a u32 at +8 since ca8ad2c, as the dispatcher and the memory library read it)
@@ -561,7 +562,9 @@ class Translator {
     b.i32(0).mem(Op.i32Load, 2, L.PAGE_GEN + 4 * (m.pa >>> 12)).i32(m.gen).op(Op.i32Eq).op(Op.i32And);
     b.get(this.r0i).i64(ripOff).op(Op.i64Add).i64(12).op(Op.i64ShrS).tee(this.t64);
     // (t32: the fetch-bank entry's address less TLB_FETCH_DELTA: its tag, then its physical page number at +8, layout.ts S_TLB)
-    b.op(Op.i32WrapI64).i32(0xfff).op(Op.i32And).i32(L.TLB_ENTRY_SHIFT).op(Op.i32Shl).get(this.rtag).op(Op.i32Add).tee(this.t32);
+    b.op(Op.i32WrapI64);
+    emitTlbSlot(b, this.t32);
+    b.get(this.rtag).op(Op.i32Add).tee(this.t32);
     b.mem(Op.f64Load, 3, L.TLB_FETCH_DELTA).get(this.t64).op(Op.f64ConvertI64s).op(Op.f64Eq).op(Op.i32And);
     b.get(this.t32).mem(Op.i32Load, 2, L.TLB_FETCH_DELTA + 8).i32(m.pa >>> 12).op(Op.i32Eq).op(Op.i32And);
     b.open(Op.if);
