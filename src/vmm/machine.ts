@@ -61,6 +61,8 @@ const YIELD_MS = 8;
  * with nothing to do costs ~2 us.
  */
 const COMPILE_YIELD_MS = 1;
+/** The longest setTimeout delay Node honours (a 32-bit signed millisecond count). */
+const MAX_TIMEOUT_MS = 2 ** 31 - 1;
 
 /** What Machine.stats() reports (all counters monotonic since the machine started; KVM: no instruction counts). */
 export interface VmCounters {
@@ -164,6 +166,8 @@ export class Machine {
   private pendingKvmRestore: SnapshotBody | undefined;
   /** Times the soft run loop slept with every vCPU halted (stats). */
   private halts = 0;
+  /** The deadline sleepUntilEvent sleeps until (Infinity when not sleeping, or sleeping with nothing armed). */
+  private sleepDeadline = Infinity;
 
   constructor(readonly config: VmConfig, private readonly console: ConsoleIo, private readonly options: MachineOptions = {}) {
     const source = options.memoryFile ? { file: options.memoryFile } : undefined;
@@ -175,7 +179,11 @@ export class Machine {
       this.clock = new WatchedClock();
       this.router = new KvmIrqRouter();
     } else {
-      this.clock = new VmClock();
+      // A timer armed while the run loop sleeps (by a device answering host I/O, say) may be due before the
+      // deadline the loop sleeps until: wake it to re-plan (sleepUntilEvent has no periodic wakeup to catch it).
+      const clock = new WatchedClock();
+      clock.onArm = (deadlineNs) => { if (deadlineNs < this.sleepDeadline) this.kick(); };
+      this.clock = clock;
       const apicBus = new ApicBus();
       const pic = new DualPic((level) => apicBus.setPicOutput(level));
       apicBus.setExtIntSource(pic);
@@ -669,16 +677,25 @@ export class Machine {
     return this.exit ?? { kind: 'error', message: 'the KVM vCPUs stopped without a reason' };
   }
 
-  /** All vCPUs are halted: sleep until the next timer deadline or a kick. */
+  /**
+   * All vCPUs are halted: sleep until the next timer deadline or a kick (an interrupt, console input, a virtio
+   * notification, an exit, pause or shutdown request, or a timer armed from outside the loop: see the constructor).
+   * Nothing else wakes an idle VM: the loop used to wake every second with nothing armed, which was most of the host
+   * CPU of an idle guest once the guest itself stopped waking (src/vmm/config.ts).
+   */
   private async sleepUntilEvent(): Promise<void> {
     if (this.vcpus.some((v) => !v.waitForSipi && v.cpu.eventPending)) return;
     this.halts++;
     const deadline = this.clock.nextDeadline();
-    const waitMs = deadline === Infinity ? 1000 : Math.max(0, (deadline - this.clock.now()) / 1e6);
+    // With nothing armed the timeout is the longest Node takes (~24.8 days): it keeps the event loop alive while the
+    // loop awaits a kick, which a process with no other handle (an in-process test) would otherwise exit on.
+    const waitMs = deadline === Infinity ? MAX_TIMEOUT_MS : Math.min(MAX_TIMEOUT_MS, Math.max(0, (deadline - this.clock.now()) / 1e6));
+    this.sleepDeadline = deadline;
     await new Promise<void>((resolve) => {
-      const t = setTimeout(() => { this.wakeUp = undefined; resolve(); }, Math.min(waitMs, 1000));
+      const t = setTimeout(() => { this.wakeUp = undefined; resolve(); }, waitMs);
       this.wakeUp = () => { clearTimeout(t); resolve(); };
     });
+    this.sleepDeadline = Infinity;
     this.clock.runDue();
   }
 
