@@ -17,7 +17,7 @@
 //   and without REP; session 13: CMPXCHG m8, CMPXCHG16B, byte shifts by 1..7, NOT/NEG memory, and LOCK on the
 //   read-modify-write memory forms; session 14: 16-bit ROL/ROR/shifts by a constant, SHLD/SHRD by CL, ADC/SBB rAX,imm)
 //   are emitted with their operands as constants; a Jcc straddling its page's end, not taken, leaves inline
-//   (Translator.straddlingJcc); RDTSC/RDTSCP, SWAPGS, CLD/STD and
+//   (Translator.straddlingBranch); RDTSC/RDTSCP, SWAPGS, CLD/STD and
 //   MOV r/m,Sreg call the small helper `sy` (their state is JavaScript's) instead of a replay;
 // - guest registers are cached in locals within a block (Translator.rc/rs: loaded on first use, written back before
 //   the memory library, a helper or an exit; a self-looping block keeps them across iterations and probes the TLB
@@ -308,31 +308,65 @@ class Translator {
   }
 
   /**
-   * A Jcc that straddles the end of the page (the block's last instruction: SoftCpu.recordBlock gives it no form, since
-   * its displacement lies in the next page, which this block's page generation does not cover). Not taken, the
-   * displacement does not matter: when the next page is in this privilege's fetch TLB bank and in RAM (so fetching
-   * the instruction's bytes could not fault nor touch a device), leave for the instruction after it (`fallOff`, in
-   * the next page) here. Otherwise (taken, or that page not known) the caller replays it: the handler fetches the
-   * displacement. Linux has one in psi_group_change (`ja rel32`, about 10 per 4 KiB random read, 60% not taken) and
-   * one in tcp_v4_rcv.
+   * A Jcc or JMP (rel8, rel32) that straddles the end of the page (the block's last instruction: SoftCpu.recordBlock
+   * gives it no form, since its displacement lies partly in the next page, which this block's page generation does not
+   * cover). When the next page is in this privilege's fetch TLB bank and in RAM (so fetching the instruction's bytes
+   * could not fault nor reach a device), it runs here: not taken, on to the instruction after it (`fallOff`, in the
+   * next page); taken, the displacement is read from RAM as the fetch would read it (its bytes in this page, which the
+   * block's page generation covers, and in the next page through that TLB entry), the target checked for canonical
+   * form (#GP(0)) and left to the dispatcher. Otherwise the caller replays it. Linux has a `ja rel32` at a page end in
+   * psi_group_change (about 10 per 4 KiB random read, 40% taken), a `jbe` in tcp_v4_rcv, `jmp rel8` in
+   * pick_next_task_fair and `jmp rel32` in internal_get_user_pages_fast.
    */
-  straddlingJcc(cc: number, fallOff: number, i: number): void {
-    const b = this.b;
-    this.cond(cc);
-    b.op(Op.i32Eqz).open(Op.if);
-    // the fetch TLB entry of the page of the instruction after it (its tag is the page number, as the dispatcher's probe)
-    b.get(this.r0i).i64(fallOff).op(Op.i64Add).i64(12).op(Op.i64ShrS).set(this.t);
-    b.get(this.t).op(Op.i32WrapI64);
-    emitTlbSlot(b, this.c32);
-    b.get(this.st).op(Op.i32Add).get(this.user).i32(L.TLB_USER_DELTA).op(0x6c /* i32.mul */).op(Op.i32Add).set(this.c32);
-    b.get(this.c32).mem(Op.f64Load, 3, L.S_TLB + L.TLB_FETCH_DELTA).get(this.t).op(Op.f64ConvertI64s).op(Op.f64Eq);
-    // (its physical page number, a u32 at +8 since ca8ad2c, as the dispatcher and the memory library read it)
-    b.get(this.c32).mem(Op.i64Load32u, 2, L.S_TLB + L.TLB_FETCH_DELTA + 8).i64(12).op(Op.i64Shl);
-    b.i64(this.ramSize - 4096).op(Op.i64LeU).op(Op.i32And);
-    b.open(Op.if);
-    this.exitStatic(i + 1, fallOff);
-    b.close();
-    b.close();
+  straddlingBranch(e: BlockEntry, o: number, i: number): void {
+    const b = this.b, jcc = e.opcode !== 0xeb && e.opcode !== 0xe9;
+    const immLen = e.opcode === 0xeb || (e.opcode >= 0x70 && e.opcode <= 0x7f) ? 1 : 4;
+    const fallOff = o + e.opLen + immLen;
+    // the fetch TLB entry of the next page (its tag is the page number, as the dispatcher's probe): c32 = in it and
+    // in RAM; w = its physical page base
+    const check = () => {
+      b.get(this.r0i).i64(fallOff).op(Op.i64Add).i64(12).op(Op.i64ShrS).set(this.t);
+      b.get(this.t).op(Op.i32WrapI64);
+      emitTlbSlot(b, this.c32);
+      b.get(this.st).op(Op.i32Add).get(this.user).i32(L.TLB_USER_DELTA).op(0x6c /* i32.mul */).op(Op.i32Add).tee(this.c32);
+      // (its physical page number, a u32 at +8, as the dispatcher and the memory library read it)
+      b.mem(Op.i64Load32u, 2, L.S_TLB + L.TLB_FETCH_DELTA + 8).i64(12).op(Op.i64Shl).set(this.w);
+      b.get(this.c32).mem(Op.f64Load, 3, L.S_TLB + L.TLB_FETCH_DELTA).get(this.t).op(Op.f64ConvertI64s).op(Op.f64Eq);
+      b.get(this.w).i64(this.ramSize - 4096).op(Op.i64LeU).op(Op.i32And).set(this.c32);
+    };
+    const taken = () => {
+      b.get(this.c32).open(Op.if);
+      // the displacement, byte by byte (little-endian), then sign-extended
+      const start = (this.block.pa & 0xfff) + o + e.opLen;
+      for (let k = 0; k < immLen; k++) {
+        const at = start + k;
+        if (at < 4096) b.i32(this.block.pa - (this.block.pa & 0xfff) + at);
+        else b.get(this.w).i64(at - 4096).op(Op.i64Add).op(Op.i32WrapI64);
+        b.mem(Op.i32Load8u, 0, WASM_RAM_OFFSET);
+        if (k > 0) b.i32(8 * k).op(Op.i32Shl).op(Op.i32Or);
+      }
+      if (immLen === 1) b.i32(24).op(Op.i32Shl).i32(24).op(Op.i32ShrS);
+      b.op(0xb7 /* f64.convert_i32_s */).get(this.r0).op(Op.f64Add).f64(fallOff).op(Op.f64Add);
+      this.checkCanonicalF64();
+      b.get(this.st).get(this.tf).mem(Op.f64Store, 3, L.S_RIP);
+      b.i32(i + 1).set(this.xc); this.leave();
+      b.close();
+    };
+    if (jcc) {
+      this.cond(e.opcode & 15);
+      b.op(Op.i32Eqz).open(Op.if);
+      check();
+      b.get(this.c32).open(Op.if);
+      this.exitStatic(i + 1, fallOff);
+      b.close();
+      b.else();
+      check();
+      taken();
+      b.close();
+    } else {
+      check();
+      taken();
+    }
   }
 
   /** Leave the block (after `xc` was set): dirty registers written back first. */
@@ -1110,9 +1144,9 @@ function emitCode(T: Translator, block: Block, offs: number[], loop: { pre: numb
       if (isLast) b.op(Op.unreachable); // (the helper always says leave after the last instruction)
     };
     const memOp = () => { mem = true; T.ea(e, next); };
-    if (f === Form.None && isLast && e.len === 0 && !e.p66 && e.rep === 0 &&
-      ((e.opcode >= 0x70 && e.opcode <= 0x7f) || (e.opcode >= 0x180 && e.opcode <= 0x18f))) {
-      T.straddlingJcc(e.opcode & 15, o + e.opLen + (e.opcode < 0x100 ? 1 : 4), i);
+    if (f === Form.None && isLast && e.len === 0 && !e.p66 && e.rep === 0 && (e.opcode === 0xeb || e.opcode === 0xe9 ||
+      (e.opcode >= 0x70 && e.opcode <= 0x7f) || (e.opcode >= 0x180 && e.opcode <= 0x18f))) {
+      T.straddlingBranch(e, o, i);
       replay();
       continue;
     }
