@@ -338,6 +338,29 @@ test('copy-storage: a link cut during the disk copy, and one after the state, le
       await until(() => counterLines(io.text()).length >= n + 2, 20_000, `the source to count on (${cut})`);
     }
 
+    // A guest writing its disk faster than the link moves it (every grain of a 1 MiB region rewritten every 2 ms, at
+    // 1 MiB/s): no convergence, the source runs on, the copies are removed.
+    {
+      fs.mkdirSync(path.join(dir, 'dst'), { recursive: true });
+      const targets = ['a.raw', 'b.qcow2', 'c.raw'].map((n) => path.join(dir, 'dst', n));
+      let gotPort!: (p: number) => void;
+      const port = new Promise<number>((r) => { gotPort = r; });
+      const incoming = receiveMigration({ host: '127.0.0.1', port: 0, diskTargets: targets, onListening: (a) => gotPort(a.port) }, captureConsole());
+      incoming.catch(() => {});
+      const d = blockDevices(src)[0];
+      const hot = setInterval(() => { if (!src.paused) for (let g = 0; g < 16; g++) d.image.write(2 * MiB + g * 65536, Buffer.alloc(512, g)); }, 2);
+      try {
+        await assert.rejects(migrateMachine(src, { host: '127.0.0.1', port: await port, downtimeMs: 1, maxIterations: 2, bandwidth: MiB, copyStorage: true }),
+          /no convergence after 2 iterations: the guest dirties [\d.]+ MiB\/s, its disks [1-9][\d.]* MiB\/s/);
+      } finally {
+        clearInterval(hot);
+      }
+      await assert.rejects(incoming);
+      assert.equal(src.paused, false);
+      assert.deepEqual(fs.readdirSync(path.join(dir, 'dst')), [], 'no convergence: the destination\'s copies are removed');
+      assert.ok(blockDevices(src).every((x) => !(x.image instanceof DirtyTracker)));
+    }
+
     // Refusals, before anything is created: a target that exists; a destination given no targets; targets for a
     // source that does not copy.
     fs.writeFileSync(path.join(dir, 'dst', 'a.raw'), 'mine');
