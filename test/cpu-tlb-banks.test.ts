@@ -23,7 +23,9 @@ test.after(() => { for (const m of memories) m.close(); });
 const PD = PAGE_TABLES + 8192;
 const PT_A = 0x30000, PT_B = 0x31000;
 /** The user page and the supervisor page: on the same first-level slot (cpu.ts tlbSlot; checked below). */
-const VU = 0x1000000, VK = 0x2003000;
+const VU = 0x1000000, VK = 0x9118000;
+/** The 2 MiB regions PT_A and PT_B map (with 4 KiB pages). */
+const VU_REGION = 0x1000000, VK_REGION = 0x9000000;
 /** Physical pages: VU's, VK's, and the ones INVLPG and the CR3 load switch them to. */
 const P_U = 0x500000, P_K = 0x501000, P_ALT = 0x502000, P_ALT2 = 0x503000;
 const N = 400;
@@ -41,20 +43,20 @@ const N = 400;
 //   kback: dec r12 / jnz kloop / mov r10,[r13] / mov dword [PT_A],P_ALT|0x67 / invlpg [r13] / mov rbx,[r13]
 //   lea r15,[rip+kb2] / lea rcx,[rip+u2] / mov r11d,2 / sysretq
 //   u2: mov rsi,[r13] / syscall
-//   kb2: mov dword [PT_B+3*8],P_ALT2|0x63 / mov dword [PT_A],P_U|0x67 / mov rax,cr3 / mov cr3,rax / mov rdi,[r14]
+//   kb2: mov dword [PT_B+0x118*8],P_ALT2|0x63 / mov dword [PT_A],P_U|0x67 / mov rax,cr3 / mov cr3,rax / mov rdi,[r14]
 //   mov rbp,[r13] / lea r15,[rip+kb3] / lea rcx,[rip+u3] / mov r11d,2 / sysretq
 //   u3: mov rdx,[r13] / syscall
 //   kb3: hlt
 //   kentry: jmp r15
 const CODE_BYTES = hexBytes(`
   b9 81 00 00 c0 31 c0 ba 10 00 23 00 0f 30 b9 82 00 00 c0 48 8d 05 ce 00 00 00 48 89 c2 48 c1 ea 20 0f 30
-  b9 84 00 00 c0 31 c0 31 d2 0f 30 41 bc 90 01 00 00 41 bd 00 00 00 01 41 be 00 30 00 02 45 31 c0 45 31 c9
+  b9 84 00 00 c0 31 c0 31 d2 0f 30 41 bc 90 01 00 00 41 bd 00 00 00 01 41 be 00 80 11 09 45 31 c0 45 31 c9
   4d 03 06 49 ff 06 4c 8d 3d 1a 00 00 00 48 8d 0d 09 00 00 00 41 bb 02 00 00 00 48 0f 07
   4d 03 4d 00 49 ff 45 00 0f 05
   49 ff cc 75 d4 4d 8b 55 00 c7 04 25 00 00 03 00 67 20 50 00 41 0f 01 7d 00 49 8b 5d 00
   4c 8d 3d 16 00 00 00 48 8d 0d 09 00 00 00 41 bb 02 00 00 00 48 0f 07
   49 8b 75 00 0f 05
-  c7 04 25 18 10 03 00 63 30 50 00 c7 04 25 00 00 03 00 67 00 50 00 0f 20 d8 0f 22 d8 49 8b 3e
+  c7 04 25 c0 18 03 00 63 30 50 00 c7 04 25 00 00 03 00 67 00 50 00 0f 20 d8 0f 22 d8 49 8b 3e
   49 8b 6d 00 4c 8d 3d 16 00 00 00 48 8d 0d 09 00 00 00 41 bb 02 00 00 00 48 0f 07
   49 8b 55 00 0f 05
   f4
@@ -69,11 +71,11 @@ function setup(mode: Mode): Machine {
   const v = m.cpu.ramView;
   m.mem.write(PT_A, new Uint8Array(4096));
   m.mem.write(PT_B, new Uint8Array(4096));
-  v.setUint32(PD + (VU / 0x200000) * 8, PT_A | C.PTE_P | C.PTE_RW | C.PTE_US, true);
-  v.setUint32(PD + (VK / 0x200000) * 8, PT_B | C.PTE_P | C.PTE_RW | C.PTE_US, true);
+  v.setUint32(PD + (VU_REGION / 0x200000) * 8, PT_A | C.PTE_P | C.PTE_RW | C.PTE_US, true);
+  v.setUint32(PD + (VK_REGION / 0x200000) * 8, PT_B | C.PTE_P | C.PTE_RW | C.PTE_US, true);
   const A_D = C.PTE_A | C.PTE_D;
-  v.setUint32(PT_A, P_U | C.PTE_P | C.PTE_RW | C.PTE_US | A_D, true); // user page
-  v.setUint32(PT_B + ((VK - 0x2000000) / 4096) * 8, P_K | C.PTE_P | C.PTE_RW | A_D, true); // supervisor page
+  v.setUint32(PT_A + ((VU - VU_REGION) / 4096) * 8, P_U | C.PTE_P | C.PTE_RW | C.PTE_US | A_D, true); // user page
+  v.setUint32(PT_B + ((VK - VK_REGION) / 4096) * 8, P_K | C.PTE_P | C.PTE_RW | A_D, true); // supervisor page
   for (const [pa, x] of [[P_U, 1000], [P_K, 2000], [P_ALT, 3000], [P_ALT2, 4000]]) v.setBigUint64(pa, BigInt(x), true);
   m.cpu.flushTlb(true);
   m.mem.write(CODE, Uint8Array.from(CODE_BYTES));

@@ -1,6 +1,6 @@
-// The software CPU's two-level TLB (src/cpu/soft/cpu.ts): the first level is direct-mapped on the low 12 bits of the
-// page number (translated code probes it inline), the second level refills it without a page walk. Pages 16 MiB
-// apart share a first-level slot; the second level must make their alternation walk-free, and must never outlive
+// The software CPU's two-level TLB (src/cpu/soft/cpu.ts): the first level is direct-mapped on a 12-bit slot of the
+// page number (tlbSlot; translated code probes it inline), the second level refills it without a page walk. Pages
+// 64 GiB apart share a first-level slot; the second level must make their alternation walk-free, and must never outlive
 // what the architecture lets a TLB keep (SDM vol. 3A §4.10): INVLPG, CR3 loads (non-global pages), full flushes,
 // permissions it did not see (a write to a clean page walks and sets D; a user access to a supervisor page faults).
 import test from 'node:test';
@@ -9,11 +9,14 @@ import { longModeMachine, PAGE_TABLES, type Machine } from './support/soft-cpu.t
 import { CPU_FAULT } from '../src/cpu/soft/index.ts';
 import * as C from '../src/cpu/soft/constants.ts';
 
-/** setupFlatLongMode's page directory (identity, 2 MiB pages) and a 4 KiB page table we put under two of its entries. */
-const PD = PAGE_TABLES + 8192;
-const PT_A = 0x30000, PT_B = 0x31000;
-/** Two 2 MiB windows mapped with 4 KiB pages, 16 MiB apart: same first-level TLB slots page for page. */
-const WIN_A = 0x1000000, WIN_B = 0x2000000;
+/** setupFlatLongMode's PDPT and page directory (identity, 2 MiB pages), and 4 KiB page tables we put under them. */
+const PDPT = PAGE_TABLES + 4096, PD = PAGE_TABLES + 8192;
+const PT_A = 0x30000, PT_B = 0x31000, PD_B = 0x32000;
+/**
+ * Two 2 MiB windows mapped with 4 KiB pages, 64 GiB apart: the same first-level TLB slots page for page (tlbSlot
+ * mixes the 16 MiB window number, mod 4096, into the slot: pages 16 MiB apart no longer share one).
+ */
+const WIN_A = 0x1000000, WIN_B = 64 * 2 ** 30 + 0x1000000;
 
 function setup(): Machine {
   const m = longModeMachine();
@@ -21,7 +24,10 @@ function setup(): Machine {
   m.mem.write(PT_A, new Uint8Array(4096));
   m.mem.write(PT_B, new Uint8Array(4096));
   pd(WIN_A, PT_A | C.PTE_P | C.PTE_RW | C.PTE_US);
-  pd(WIN_B, PT_B | C.PTE_P | C.PTE_RW | C.PTE_US);
+  // (WIN_B: PDPT entry 64, a page directory of its own, its entry 8)
+  m.mem.write(PD_B, new Uint8Array(4096));
+  m.cpu.ramView.setUint32(PDPT + 64 * 8, PD_B | C.PTE_P | C.PTE_RW | C.PTE_US, true);
+  m.cpu.ramView.setUint32(PD_B + 8 * 8, PT_B | C.PTE_P | C.PTE_RW | C.PTE_US, true);
   m.cpu.cr4 |= C.CR4_PGE;
   m.cpu.flushTlb(true);
   return m;
@@ -40,7 +46,7 @@ function fault(fn: () => void): number {
   return 0;
 }
 
-test('pages 16 MiB apart alternate without page walks once both are known', () => {
+test('pages 64 GiB apart alternate without page walks once both are known', () => {
   const m = setup();
   const c = m.cpu;
   const P = C.PTE_P | C.PTE_RW | C.PTE_A | C.PTE_D;

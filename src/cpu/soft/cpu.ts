@@ -22,7 +22,7 @@ import { CodeCache, codeCacheFor, Block, BlockEntry, TERMINATOR, MAX_BLOCK, HOT_
 import { compileFast } from './fast-forms.ts';
 import { translateBlock } from './jit/translate.ts';
 import { wasmStateFor, type WasmEngine } from './wasm/runtime.ts';
-import { dispatchEntry, sseViews, S_RASP } from './wasm/layout.ts';
+import { dispatchEntry, sseViews, S_RASP, TLB_SLOT_MIX } from './wasm/layout.ts';
 
 export interface CpuEnvironment {
   mem: GuestMemory;
@@ -68,17 +68,20 @@ const TLB_BITS = 12;
 const TLB_SIZE = 1 << TLB_BITS;
 const TLB_MASK = TLB_SIZE - 1;
 /**
- * The first-level slot of page number `vpn`: its low 12 bits XOR the next 12 (of its low 32 bits; translated code
- * computes the same from the i64 page number, ./wasm/tlb-probe.ts). With the low 12 bits alone, pages 16 MiB apart
- * shared a slot, and Linux's hot pages often are: the direct map keeps physical memory's layout, so two kernel pages
- * at the same offset of different 16 MiB of RAM (in a shell loop, 0xffff888005600000-ish and 0xffff88800f600000-ish,
- * probably a task's data and the per-CPU area at the top of RAM) displaced each other ~6 times per iteration.
- * Within one 16 MiB window the slots stay distinct.
+ * The first-level slot of page number `vpn`: its low 12 bits XOR (its 16 MiB window number times TLB_SLOT_MIX), of
+ * its low 32 bits (translated code computes the same from the i64 page number, ./wasm/tlb-probe.ts emitTlbSlot).
+ * With the low 12 bits alone, pages 16 MiB apart shared a slot, and Linux's hot pages often are: the direct map keeps
+ * RAM's layout, so two kernel pages at the same offset of different 16 MiB of RAM (in a shell loop, ~0xffff888005631000
+ * and ~0xffff88800f631000, data of the task and of the per-CPU area at the top of RAM) displaced each other ~6 times
+ * per iteration. XOR with the window number alone moved the partner only a few pages away (window numbers 5 and 0xf:
+ * 0x631 <-> 0x63b), where hot data continued: the boot then made as many refills as before. The multiplication
+ * sends neighbouring windows' partners far apart. Within one 16 MiB window the slots stay distinct.
  */
 export function tlbSlot(vpn: number): number {
   const x = vpn | 0; // (ToInt32 of an exact integer: its low 32 bits)
-  return (x ^ (x >>> TLB_BITS)) & TLB_MASK;
+  return (x ^ Math.imul(x >>> TLB_BITS, TLB_SLOT_MIX)) & TLB_MASK;
 }
+
 /**
  * Second-level TLB (JavaScript only: translated code probes the first level): 16384 entries indexed by a hash of the
  * page number, refilling the first level without a page walk. The first level is direct-mapped on the low 12 bits

@@ -102,6 +102,11 @@ export const TLB_WRITE_DELTA = 2 * TLB_BANK;
 export const TLB_FETCH_DELTA = 4 * TLB_BANK;
 /** Byte distance from the supervisor banks to the user banks. */
 export const TLB_USER_DELTA = TLB_BANK;
+/**
+ * cpu.ts tlbSlot's multiplier of a page's 16 MiB window number. Odd, ~4096 / golden ratio: windows 1, 2, 3 apart put
+ * the pages that share a slot ~0x9e3, 0x3c6, 0xda9 slots apart (XOR) rather than at the same offset.
+ */
+export const TLB_SLOT_MIX = 0x9e3;
 /** End of the state area's fields. */
 export const S_END = S_TLB + 6 * TLB_BANK;
 

@@ -8,11 +8,11 @@ const L = { ...layout };
 
 /**
  * Replace the page number's low 32 bits (i32, on the stack) by the byte offset of its entry inside a bank: its slot
- * (cpu.ts tlbSlot: the low 12 bits XOR the next 12) << TLB_ENTRY_SHIFT. `tmp`: an i32 local it may clobber. Every
+ * (cpu.ts tlbSlot: the low 12 bits XOR the next 12 times TLB_SLOT_MIX) << TLB_ENTRY_SHIFT. `tmp`: an i32 local it may clobber. Every
  * inline probe of the first-level TLB computes its slot here.
  */
 export function emitTlbSlot(b: Body, tmp: number): void {
-  b.tee(tmp).get(tmp).i32(12).op(Op.i32ShrU).op(Op.i32Xor);
+  b.tee(tmp).get(tmp).i32(12).op(Op.i32ShrU).i32(L.TLB_SLOT_MIX).op(0x6c /* i32.mul */).op(Op.i32Xor);
   b.i32(0xfff).op(Op.i32And).i32(L.TLB_ENTRY_SHIFT).op(Op.i32Shl);
 }
 
