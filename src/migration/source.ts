@@ -380,10 +380,9 @@ const ZERO_PAGE = new Uint8Array(PAGE);
  * batches so the guest keeps running while it is not paused.
  */
 async function sendPages(link: Link, machine: Machine, pages: Uint8Array, p: MigrationProgress, bandwidth: number | undefined, firstPass: boolean): Promise<{ bytes: number; ms: number }> {
-  const start = Date.now();
-  let bytes = 0;
-  let batchStart = Date.now();
-  let batchBytes = 0;
+  // Paced as the disk frames: never more than `bandwidth` bytes per second since the round started (the guest runs
+  // meanwhile). Progress is reported by the caller once per round.
+  const sender = pacedSender(link, machine, p, bandwidth, () => {});
   const regionEnds = machine.mem.regions.map((r) => (r.fileOffset + r.size) / PAGE);
   for (let page = 0; page < pages.length;) {
     if (!pages[page]) { page++; continue; }
@@ -396,33 +395,18 @@ async function sendPages(link: Link, machine: Machine, pages: Uint8Array, p: Mig
       const zero = isZero(data, at);
       let k = at + 1;
       while (k < end - page && isZero(data, k) === zero) k++;
-      if (zero) {
-        if (!firstPass) { await link.send(pagesFrame(page + at, k - at)); alive(machine); p.zeroPagesSent += k - at; bytes += 9; batchBytes += 9; }
-      } else {
-        const frame = pagesFrame(page + at, k - at, data.subarray(at * PAGE, k * PAGE));
-        await link.send(frame);
-        alive(machine);
-        p.pagesSent += k - at;
-        bytes += frame.length;
-        batchBytes += frame.length;
+      if (!zero || !firstPass) {
+        const frame = zero ? pagesFrame(page + at, k - at) : pagesFrame(page + at, k - at, data.subarray(at * PAGE, k * PAGE));
+        await sender.send(frame);
+        if (zero) p.zeroPagesSent += k - at;
+        else p.pagesSent += k - at;
+        await sender.paced(frame.length);
       }
       at = k;
     }
     page = end;
-    // Throttle: never more than `bandwidth` bytes per second since the round started (the guest runs meanwhile).
-    const ahead = bandwidth ? bytes / bandwidth * 1000 - (Date.now() - start) : 0;
-    if (ahead > 2 || batchBytes >= 1 << 20 || Date.now() - batchStart >= 8) {
-      p.bytesSent += batchBytes;
-      if (ahead > 2) await new Promise((r) => setTimeout(r, ahead));
-      else if (!machine.paused) await new Promise<void>((r) => setImmediate(r));
-      alive(machine);
-      link.check();
-      batchBytes = 0;
-      batchStart = Date.now();
-    }
   }
-  p.bytesSent += batchBytes;
-  return { bytes, ms: Date.now() - start };
+  return { bytes: sender.bytes(), ms: sender.ms() };
 }
 
 /**

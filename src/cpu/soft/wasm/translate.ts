@@ -824,6 +824,29 @@ class Translator {
   }
 
   /**
+   * A shift of register r by CL (ShiftCl, ShiftDoubleCl): the count masked to 5 bits (6 for size 8) goes to local ls;
+   * a count of 0 changes no flag and only clears a 32-bit register's upper half, any other runs `shift` (shiftBits
+   * with n < 0). The flags before are materialized first when known here, so both paths leave an EXPLICIT record in
+   * ld; otherwise the state area keeps the record on the count-0 path and the block stops knowing the flags.
+   */
+  shiftByCl(r: number, size: number, shift: () => void): void {
+    const b = this.b, T = this;
+    const had = T.known && T.materialize();
+    T.r32(1); b.i32(size === 8 ? 63 : 31).op(Op.i32And).op(Op.i64ExtendI32u).tee(T.ls).op(Op.i64Eqz);
+    b.open(Op.if);
+    if (size === 4) T.set32(r, () => T.r32(r));
+    if (had) {
+      b.get(T.fl).op(Op.i64ExtendI32u).set(T.ld);
+      b.get(T.st).i32(EXPLICIT).mem(Op.i32Store, 2, L.S_LOP);
+      b.get(T.st).get(T.ld).mem(Op.i64Store, 3, L.S_LD);
+    }
+    b.else();
+    shift();
+    b.close();
+    if (had) { T.known = true; T.kind = EXPLICIT; T.size = size; } else T.known = false;
+  }
+
+  /**
    * SHL/SAL/SHR/SAR (op 4-7) of register r by n (1..bits-1; n < 0: the count, non-zero, is the i64 in local ls), as
    * ../ops/alu-shift.ts shift32/shift64: all six arithmetic flags are written explicitly (AF set, OF from the
    * result's top bits): the record becomes EXPLICIT with those bits. With a source register `src` (constant n): SHLD
@@ -1250,24 +1273,9 @@ function emitCode(T: Translator, block: Block, offs: number[], loop: { pre: numb
         break;
       }
       case Form.ShiftCl: {
-        // SHL/SAL/SHR/SAR register by CL (D3 /4-/7; rotates replayed), as ../fast-forms.ts shiftRegCl: a masked count
-        // of 0 changes no flag and only clears a 32-bit register's upper half. The flags before are materialized
-        // first when known here, so both paths leave an EXPLICIT record in ld; otherwise the state area keeps the
-        // record on the count-0 path and the block stops knowing the flags.
+        // SHL/SAL/SHR/SAR register by CL (D3 /4-/7; rotates replayed), as ../fast-forms.ts shiftRegCl (shiftByCl)
         if (e.op < 4) { replay(); break; }
-        const had = T.known && T.materialize();
-        T.r32(1); b.i32(e.size === 8 ? 63 : 31).op(Op.i32And).op(Op.i64ExtendI32u).tee(T.ls).op(Op.i64Eqz);
-        b.open(Op.if);
-        if (e.size === 4) T.set32(e.b, () => T.r32(e.b));
-        if (had) {
-          b.get(T.fl).op(Op.i64ExtendI32u).set(T.ld);
-          b.get(T.st).i32(EXPLICIT).mem(Op.i32Store, 2, L.S_LOP);
-          b.get(T.st).get(T.ld).mem(Op.i64Store, 3, L.S_LD);
-        }
-        b.else();
-        T.shiftBits(e.b, e.op, e.size, -1);
-        b.close();
-        if (had) { T.known = true; T.kind = EXPLICIT; T.size = e.size; } else T.known = false;
+        T.shiftByCl(e.b, e.size, () => T.shiftBits(e.b, e.op, e.size, -1));
         break;
       }
       case Form.BtRI: case Form.BtRR: case Form.BtMI: case Form.BtMR: {
@@ -1484,19 +1492,7 @@ function emitCode(T: Translator, block: Block, offs: number[], loop: { pre: numb
       case Form.ShiftDoubleCl: {
         // SHLD/SHRD e.b, e.a, CL (0F A5/AD, register destination), as ShiftCl: a masked count of 0 changes no flag and
         // only clears a 32-bit destination's upper half; else as ShiftDoubleRI with the count in ls
-        const had = T.known && T.materialize();
-        T.r32(1); b.i32(e.size === 8 ? 63 : 31).op(Op.i32And).op(Op.i64ExtendI32u).tee(T.ls).op(Op.i64Eqz);
-        b.open(Op.if);
-        if (e.size === 4) T.set32(e.b, () => T.r32(e.b));
-        if (had) {
-          b.get(T.fl).op(Op.i64ExtendI32u).set(T.ld);
-          b.get(T.st).i32(EXPLICIT).mem(Op.i32Store, 2, L.S_LOP);
-          b.get(T.st).get(T.ld).mem(Op.i64Store, 3, L.S_LD);
-        }
-        b.else();
-        T.shiftBits(e.b, e.op === 0 ? 4 : 5, e.size, -1, e.a);
-        b.close();
-        if (had) { T.known = true; T.kind = EXPLICIT; T.size = e.size; } else T.known = false;
+        T.shiftByCl(e.b, e.size, () => T.shiftBits(e.b, e.op === 0 ? 4 : 5, e.size, -1, e.a));
         break;
       }
       case Form.XchgRR: {
