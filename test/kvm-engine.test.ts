@@ -61,6 +61,33 @@ test('vcpuCpuid: APIC ID in leaf 1 EBX[31:24] and leaf 0xB EDX, the hypervisor b
   assert.equal(supported[0].ebx, 0xff00_0800, 'input not modified');
 });
 
+/** Poll `cond` every few ms until it holds; fail with `what()` after `ms`. */
+async function until(cond: () => boolean, ms: number, what: () => string): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!cond()) {
+    if (Date.now() > deadline) assert.fail(`timed out waiting for ${what()}`);
+    await new Promise((r) => setTimeout(r, 5));
+  }
+}
+
+/** `p`, or a failure naming `what` if it has not settled within `ms`. */
+async function within<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => {
+      const e = new Error(`timed out after ${ms} ms waiting for ${what}`);
+      // Said at once: a vCPU that cannot be kicked out of KVM_RUN also hangs the cleanup, so the test may never end.
+      process.stderr.write(`# ${e.message}\n`);
+      reject(e);
+    }, ms);
+  });
+  try {
+    return await Promise.race([p, late]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
 /** Real mode at 0x1000 with CS base 0. */
 function realModeAt(v: Vcpu, rip: number): void {
   const s = v.getSpecialRegisters();
@@ -88,7 +115,8 @@ for (const inlineBoot of [false, true]) {
       realModeAt(v, 0x2000);
       setTimeout(() => v.stop(), 50);
       const t0 = Date.now();
-      assert.deepEqual(await v.run(), { reason: 'stopped' });
+      // Only the kick gets a worker out of `jmp $`: without it this would hang, so fail by a deadline instead.
+      assert.deepEqual(await within(v.run(), 20_000, 'stop() to kick the vCPU out of a loop without exits'), { reason: 'stopped' });
       assert.ok(Date.now() - t0 < 3000);
       assert.equal(v.getRegisters().rip, 0x2000n);
       const second = v.run();
@@ -98,8 +126,12 @@ for (const inlineBoot of [false, true]) {
       v.stop();
       assert.deepEqual(await second, { reason: 'stopped' });
       realModeAt(v, 0x1000);
-      setTimeout(() => v.stop(), 50);
-      assert.deepEqual(await v.run(), { reason: 'stopped' });
+      // Stop once the guest has made progress, not after a fixed delay: on a loaded host 50 ms of wall time may
+      // hold no guest time at all. The deadline is generous; missing it means run() did not resume the guest.
+      const looping = v.run();
+      await until(() => outs > 10, 20_000, () => `the guest to make progress after run() (${outs} exits in 20 s)`);
+      v.stop();
+      assert.deepEqual(await within(looping, 20_000, 'stop() to end the exiting loop'), { reason: 'stopped' });
       assert.ok(outs > 10, `the guest made progress (${outs} exits)`);
       // Leave it running and close the engine underneath.
       const pending = v.run();

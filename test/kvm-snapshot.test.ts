@@ -15,7 +15,7 @@ import type { ConsoleIo, VmConfig, EngineKind } from '../src/vmm/config.ts';
 import { MiB } from '../src/memory/guest-memory.ts';
 import { readSnapshot, SnapshotError, STATE_FILE, SNAPSHOT_VERSION, decodePageBitmap } from '../src/vmm/snapshot.ts';
 import { snapshotMachine } from '../src/vmm/snapshot-diff.ts';
-import { migrateMachine } from '../src/migration/source.ts';
+import { migrateMachine, migrationProgress, type MigrationProgress } from '../src/migration/source.ts';
 import { receiveMigration } from '../src/migration/destination.ts';
 import { detectKvm } from '../src/kvm/host.ts';
 
@@ -315,11 +315,27 @@ for (const destEngine of ['kvm', 'soft'] as const) {
     let dest: Machine | undefined;
     try {
       await new Promise<void>((resolve) => io.when(2, resolve));
-      const atStart = io.text().length;
+      // The guest must run during the pre-copy: it prints more between the first report of the pre-copy and the
+      // stop-and-copy's pause. Not left to the pre-copy's length in wall time (on a loaded host the guest may get no
+      // CPU in that second): the stop-and-copy's pause waits until the guest has printed again (the pre-copy is over
+      // then, the guest still running). A migration that stopped the guest earlier fails by the deadline.
+      let atStart = -1;
+      const pause = m.pause.bind(m);
+      m.pause = async () => {
+        if (migrationProgress(m)?.phase === 'stop-and-copy') {
+          const deadline = Date.now() + 30_000;
+          while (!(atStart >= 0 && io.text().length > atStart)) {
+            assert.ok(Date.now() < deadline, `the guest printed nothing during the pre-copy in 30 s (${atStart} -> ${io.text().length} characters)`);
+            await new Promise((r) => setTimeout(r, 5));
+          }
+        }
+        return pause();
+      };
+      const onProgress = (p: MigrationProgress) => { if (atStart < 0 && p.phase === 'precopy') atStart = io.text().length; };
       // verifyMemory: the destination checks a SHA-256 of all RAM against the source's at the pause, so a page the
       // dirty log missed fails the migration. The guest rewrites its 1024 pages every few milliseconds: at 8 MiB/s the
       // full pass takes about half a second of guest run time, and each dirty round (4 MiB) fits the 2 s limit.
-      const result = await migrateMachine(m, { host: '127.0.0.1', port: await port, verifyMemory: true, bandwidth: 8 * MiB, downtimeMs: 2000 });
+      const result = await migrateMachine(m, { host: '127.0.0.1', port: await port, verifyMemory: true, bandwidth: 8 * MiB, downtimeMs: 2000 }, onProgress);
       assert.equal(result.phase, 'completed');
       assert.ok(result.iteration >= 1 && result.pagesSent > 2 * SLOTS, `${result.iteration} dirty rounds, ${result.pagesSent} pages sent`);
       dest = await incoming;

@@ -110,11 +110,20 @@ test('KVM -> soft: a loop paused mid-way on KVM finishes on the software engine 
     const fx = Buffer.from(initial.fxsave, 'base64');
     PATTERN.copy(fx, XMM5);
     restoreKvmVcpu(v.vcpu, { ...initial, fxsave: fx.toString('base64') }, ctx);
-    // Stop by the kick (30 ms into the pure compute) or at the loop's first out, whichever comes first.
+    // Stop by the kick once the guest is inside the pure compute, or at the loop's first out (iteration 7233 of
+    // 40000), whichever comes first: either way mid-loop. Not by a fixed delay: on a loaded host a 30 ms timer can
+    // fire before the worker has run one guest instruction (rcx still N). The loop stores rbx to DATA every
+    // iteration, and this thread sees guest RAM: a nonzero qword there means the guest is under way.
+    mem.write(DATA, new Uint8Array(8));
     stopOnFirst.v = v;
-    const timer = setTimeout(() => v.stop(), 30);
-    assert.deepEqual(await v.run(), { reason: 'stopped' });
-    clearTimeout(timer);
+    const running = v.run();
+    const deadline = Date.now() + 20_000;
+    while (Buffer.from(mem.read(DATA, 8)).readBigUInt64LE(0) === 0n && stopOnFirst.v) {
+      assert.ok(Date.now() < deadline, 'the guest loop did not start within 20 s');
+      await new Promise((r) => setTimeout(r, 1));
+    }
+    v.stop();
+    assert.deepEqual(await running, { reason: 'stopped' });
     state = saveKvmVcpu(v.vcpu, ctx);
   } finally {
     await kvm.close();

@@ -323,9 +323,11 @@ test('Machine on KVM with the BSP on the main thread: notifications exit (no ioe
 });
 
 // mov ecx, 0xc0003000; movl $0, (rcx) (a 4-byte write: no ioeventfd match, it exits, and warms the page's path in
-// KVM); movw $0, avail.idx; out 0xe1, al (the host notes the time, the main thread then waits for the worker's next
-// exit); movw $1, avail.idx; movw $0, (rcx) (the notify); sti; 1: hlt; jmp 1b.
-const AFTER_EXIT = 'b9003000c0c7010000000066c70425021010000000e6e166c7042502101000010066c7010000fbf4ebfd';
+// KVM); movw $0, avail.idx; out 0xe3, al (the host spends a yield period there, so the next exit lets the event loop
+// run and the wait after the mark starts with a full YIELD_MS: without the wake the queue then waits that long, the
+// same in every run however loaded the host); out 0xe1, al (the host notes the time, the main thread then waits for
+// the worker's next exit); movw $1, avail.idx; movw $0, (rcx) (the notify); sti; 1: hlt; jmp 1b.
+const AFTER_EXIT = 'b9003000c0c7010000000066c70425021010000000e6e3e6e166c7042502101000010066c7010000fbf4ebfd';
 
 async function notifyLatency(wake: boolean): Promise<number> {
   const mem = new GuestMemory(64 * MiB);
@@ -343,6 +345,7 @@ async function notifyLatency(wake: boolean): Promise<number> {
   const engine = await KvmEngine.create({ mem, ports, mmio, irqchip: true });
   try {
     const v = engine.vcpus[0];
+    ports.register(0xe3, 1, { ioRead: () => 0, ioWrite: () => { const until = performance.now() + 5; while (performance.now() < until); } }, 'settle');
     ports.register(0xe1, 1, { ioRead: () => 0, ioWrite: () => { markedAt = process.hrtime.bigint(); } }, 'mark');
     ports.register(0xe2, 1, { ioRead: () => 0, ioWrite: () => { v.stop(); } }, 'handler');
     accel = new KvmVirtioAccel(engine.vm, [fn], kvmGsiRoutes().map((r) => ({ ...r, kind: 'irqchip' as const })), { ioeventfd: true, irqfd: true },
@@ -377,12 +380,19 @@ test('a notification right after an exit is served at once: the watcher wakes th
   const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[xs.length >> 1];
   const withWake: number[] = [];
   const without: number[] = [];
-  for (let i = 0; i < 5; i++) {
+  for (let i = 0; i < 7; i++) {
     withWake.push(await notifyLatency(true));
     without.push(await notifyLatency(false));
   }
-  console.log(`# exit -> notify -> queue served, median of 5: ${median(withWake).toFixed(0)} µs waking the main thread, ${median(without).toFixed(0)} µs without`);
-  assert.ok(median(withWake) < 3000, `median ${median(withWake)} µs`);
+  const f = (xs: number[]) => xs.map((x) => x.toFixed(0)).join(' ');
+  console.log(`# exit -> notify -> queue served, median of 7: ${median(withWake).toFixed(0)} µs waking the main thread, ${median(without).toFixed(0)} µs without (with: ${f(withWake)}; without: ${f(without)})`);
+  // Against the no-wake path in the same run, not an absolute bound: host load adds to both. Without the wake the
+  // main thread serves the queue only once its wait for the worker runs out (YIELD_MS, 4 ms, the floor of those
+  // runs: see 0xe3 above); with it, at once. Load delays a wake-up by milliseconds now and then (with the wake at
+  // load 10: 12246 5111 7784 3939 2097 µs in one run), so the fastest runs are compared, the least disturbed: a
+  // broken wake leaves every run at the floor and fails this.
+  const best = Math.min(...withWake), bestWithout = Math.min(...without);
+  assert.ok(best < 0.75 * bestWithout, `best ${best.toFixed(0)} µs with the wake, ${bestWithout.toFixed(0)} µs without`);
 });
 
 test('a notify address KVM refuses (EEXIST) leaves that queue on the exit path instead of failing the guest\'s BAR write', { skip }, async () => {
