@@ -2,7 +2,6 @@
 // shared memory library and helper trampolines, and WasmEngine, which queues hot blocks, builds their modules with
 // ./translate.ts, compiles and installs them, runs them for SoftCpu (exec) and serves the helpers translated code
 // calls (rd/wr slow accesses, rp replays, cc/fl conditions, sy CLI/STI, gp). ./translate.ts explains the design.
-import { setFlagsFromString } from 'node:v8';
 import type { SoftCpu } from '../cpu.ts';
 import { CPU_FAULT } from '../cpu.ts';
 import type { Block, BlockEntry, CodeCache } from '../code-cache.ts';
@@ -17,26 +16,6 @@ import { stiSetsIf } from '../ops/interrupt-flag.ts';
 import { translateBody, translateRegion, groupRegions, buildModule, buildFlaglib, type WasmCode, EXIT_STATS, X_NAMES, EXPLICIT, SYNCED, ARITH, RF, VM, IF, K_SHIFT } from './translate.ts';
 /** The layout constants as a plain object (under tsx a namespace import reads each one through a getter call). */
 const L = { ...layout };
-
-/**
- * V8 flags of a process that runs translated code, set once when its first WasmEngine is built (before any module
- * is compiled); RINGZERO_V8_FLAGS replaces them ('' sets none). Tuned on Node 20 (V8 11.3), so applied by default
- * only there. --max-optimized-bytecode-size=30000 (default 61440): the wasm translator's emitCode (~43 KB of bytecode
- * in the bundle) is the one hot function above it. TurboFan spent ~0.6 s of a helper thread per compile of it and
- * compiled it 5-6 times a boot (it deoptimized each time a block of a form it had not seen reached a call site
- * without feedback); those compiles compete with the main thread for the cores of a small host. Measured on boot +
- * md5 of 16 MiB (3 interleaved pairs, heavily loaded 2-core host): process CPU 26.6 -> 21.9 s, main thread 15.8 ->
- * 15.3 s (the baseline code of emitCode builds blocks no slower, within the noise).
- * (--wasm-tiering-budget=28800000, 16 times the default, cut another ~1 s of background CPU, but with it the main
- * thread took ~3% more CPU on boot + md5 in 2 of 3 pairs: not set.)
- */
-const V8_FLAGS = process.env.RINGZERO_V8_FLAGS ?? (process.versions.v8.startsWith('11.3.') ? '--max-optimized-bytecode-size=30000' : '');
-let v8FlagsSet = false;
-function setV8Flags(): void {
-  if (v8FlagsSet) return;
-  v8FlagsSet = true;
-  for (const flag of V8_FLAGS.split(/\s+/)) if (flag !== '') setFlagsFromString(flag);
-}
 
 /** Replays of a cached block before it is translated (RINGZERO_WASM_HOT; never above RINGZERO_JIT_HOT). */
 const WASM_HOT = Number(process.env.RINGZERO_WASM_HOT ?? 100);
@@ -296,7 +275,6 @@ export class WasmEngine {
   private curSt = 0;
 
   constructor(readonly memory: WebAssembly.Memory, readonly ramSize: number) {
-    setV8Flags();
     this.i32 = new Int32Array(memory.buffer, 0, L.STATE_BASE / 4 + (L.MAX_WASM_CPUS * L.STATE_STRIDE) / 4);
     this.f64 = new Float64Array(memory.buffer, 0, this.i32.length / 2);
     this.helpers = {
