@@ -265,8 +265,12 @@ test('daemon to daemon: refusals and faults leave the VM running at the source; 
       return m.diskTransferred > 128 * 1024;
     }, 60_000);
     const crashedVmm = (await api({ socket: dest.socket }, 'GET', '/vms/dsk')).body.pid as number;
-    await dest.stop('SIGKILL');
+    // Both stopped first, then killed: killed one after the other, the survivor could see the other's end and remove
+    // the copy itself (the VMM when its stream ends, the daemon when its VMM dies), which a host crash never lets it do.
+    process.kill(crashedVmm, 'SIGSTOP');
+    dest.child.kill('SIGSTOP');
     process.kill(crashedVmm, 'SIGKILL');
+    await dest.stop('SIGKILL');
     m = await migrationOver(source, 'dsk');
     assert.equal(m.phase, 'failed');
     assert.ok(fs.existsSync(path.join(b, 'volumes', 'dsk.raw')), 'the crash left the partial copy');
