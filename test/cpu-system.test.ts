@@ -69,6 +69,18 @@ function machine(cpl: 0 | 3 = 0, lapic?: LocalApic): SoftCpu {
   return cpu;
 }
 
+/** A local APIC that delivers the vectors queued in `pending`, first in first out. */
+function queueLapic(pending: number[]): LocalApic {
+  return {
+    hasInterrupt: () => pending.length > 0,
+    acknowledge: () => pending.shift()!,
+    readApicBaseMsr: () => 0xfee00900n,
+    writeApicBaseMsr: () => {},
+    mmioRead: () => 0,
+    mmioWrite: () => {},
+  } as unknown as LocalApic;
+}
+
 function step(cpu: SoftCpu, n = 1): RunExit {
   let r = RunExit.Budget;
   for (let i = 0; i < n; i++) r = cpu.run(1);
@@ -268,14 +280,7 @@ test('SYSCALL/SYSRET follow STAR, LSTAR and SFMASK as they change (the decoded v
 test('SYSRET that sets IF asks for an event check only when the local APIC has an interrupt (or one was asked)', () => {
   // (ops/interrupt-flag.ts settleRestoredIf: the check would find nothing; the translated chain goes on past SYSRET)
   const pending: number[] = [];
-  const lapic = {
-    hasInterrupt: () => pending.length > 0,
-    acknowledge: () => pending.shift()!,
-    readApicBaseMsr: () => 0xfee00900n,
-    writeApicBaseMsr: () => {},
-    mmioRead: () => 0,
-    mmioWrite: () => {},
-  } as unknown as LocalApic;
+  const lapic = queueLapic(pending);
   const cpu = machine(0, lapic);
   cpu.msrs.set(0xc0000081, (0x23n << 48n) | (0x10n << 32n)); // STAR
   put(cpu, KCODE, '48 0f 07 48 0f 07 48 0f 07'); // sysretq x3
@@ -463,14 +468,7 @@ test('#DF through an IST stack when the #GP gate is not present; triple fault wh
 
 test('external interrupts: taken at a boundary with IF=1, wake HLT, skip the gate DPL check, set EXT in error codes', () => {
   const pending: number[] = [];
-  const lapic = {
-    hasInterrupt: () => pending.length > 0,
-    acknowledge: () => pending.shift()!,
-    readApicBaseMsr: () => 0xfee00900n,
-    writeApicBaseMsr: () => {},
-    mmioRead: () => 0,
-    mmioWrite: () => {},
-  } as unknown as LocalApic;
+  const lapic = queueLapic(pending);
   const cpu = machine(3, lapic);
   loadTablesFromRing3(cpu);
   put(cpu, USER, 'cd 80');

@@ -434,17 +434,19 @@ test('a RET after its return address page was remapped and INVLPG returns to the
 // ---- static exits to another page: the dispatcher finds the target through the fetch TLB (this mapping) and the
 // dispatch table (this page generation), never from what an earlier entry found.
 
-test('a CALL into another page whose mapping changed (page-directory entry rewritten, INVLPG) enters the new code', () => {
-  // g (CODE2 + 4 MiB) is called every pass; every fourth pass f (CODE2 + 2 MiB) then swaps the page-directory entry of
-  // g's 2 MiB page between g's and ALT (add eax,2 there) and invalidates it (between two swaps the dispatcher finds g
-  // through the fetch TLB): every call of g must run what its page maps now.
-  //   mov ecx,300 / xor eax,eax / L: call g / call f / dec ecx / jnz L / hlt
-  //   f: test cl,3 / jnz 1f / mov [rsi],rdx / xchg rdx,rbp / invlpg [rdi] / 1: ret; g: add eax,1 / ret
-  const code = hexBytes('b9 2c 01 00 00 31 c0 e8 f4 ff 3f 00 e8 ef ff 1f 00 ff c9 75 f2 f4');
+/** g's address (CODE2 + 4 MiB) in the programs of swapsCalleePage. */
+const G = CODE2 + 0x400000;
+
+/**
+ * The set-up of the two tests below whose loop calls g (at G) and f (CODE2 + 2 MiB) each pass, f swapping the
+ * page-directory entry of g's 2 MiB page between g (add eax,1) and ALT's copy (add eax,2) every fourth pass and
+ * invalidating it; `movEcx` is the loop count's `mov ecx, imm32`.
+ */
+function swapsCalleePage(movEcx: string): (m: Machine) => void {
+  const code = hexBytes(`${movEcx} 31 c0 e8 f4 ff 3f 00 e8 ef ff 1f 00 ff c9 75 f2 f4`);
   const f = hexBytes('f6 c1 03 75 09 48 89 16 48 87 ea 0f 01 3f c3');
   const g = hexBytes('83 c0 01 c3'), galt = hexBytes('83 c0 02 c3');
-  const G = CODE2 + 0x400000;
-  const w = agreeToHalt((m) => {
+  return (m) => {
     const PDE = 0x10000 + 8192 + 10 * 8, old = m.mem.read(PDE, 8), low = (old[0] | (old[1] << 8)) & 0xfff;
     m.cpu.setGpr(6, BigInt(PDE));
     m.cpu.setGpr(2, BigInt(ALT | low));
@@ -454,7 +456,16 @@ test('a CALL into another page whose mapping changed (page-directory entry rewri
     m.mem.write(CODE2 + 0x200000, Uint8Array.from(f));
     m.mem.write(G, Uint8Array.from(g));
     m.mem.write(ALT, Uint8Array.from(galt));
-  }, CODE2);
+  };
+}
+
+test('a CALL into another page whose mapping changed (page-directory entry rewritten, INVLPG) enters the new code', () => {
+  // g (CODE2 + 4 MiB) is called every pass; every fourth pass f (CODE2 + 2 MiB) then swaps the page-directory entry of
+  // g's 2 MiB page between g's and ALT (add eax,2 there) and invalidates it (between two swaps the dispatcher finds g
+  // through the fetch TLB): every call of g must run what its page maps now.
+  //   mov ecx,300 / xor eax,eax / L: call g / call f / dec ecx / jnz L / hlt
+  //   f: test cl,3 / jnz 1f / mov [rsi],rdx / xchg rdx,rbp / invlpg [rdi] / 1: ret; g: add eax,1 / ret
+  const w = agreeToHalt(swapsCalleePage('b9 2c 01 00 00'), CODE2);
   // (passes 300..297 run g, 296..293 ALT's copy, ...: 151 passes of one, 149 of two)
   assert.equal(w.cpu.getGpr(0), 451n, 'each call runs the code g\'s page maps then');
 });
@@ -543,21 +554,7 @@ test('a branch of a region into another page whose mapping changed (PDE rewritte
   // its target's page.
   //   mov ecx,20000 / xor eax,eax / L: call g / call f / dec ecx / jnz L / hlt
   //   f: test cl,3 / jnz 1f / mov [rsi],rdx / xchg rdx,rbp / invlpg [rdi] / 1: ret; g: add eax,1 / ret
-  const code = hexBytes('b9 20 4e 00 00 31 c0 e8 f4 ff 3f 00 e8 ef ff 1f 00 ff c9 75 f2 f4');
-  const f = hexBytes('f6 c1 03 75 09 48 89 16 48 87 ea 0f 01 3f c3');
-  const g = hexBytes('83 c0 01 c3'), galt = hexBytes('83 c0 02 c3');
-  const G = CODE2 + 0x400000;
-  const w = withThreshold(20, () => agreeToHalt((m) => {
-    const PDE = 0x10000 + 8192 + 10 * 8, old = m.mem.read(PDE, 8), low = (old[0] | (old[1] << 8)) & 0xfff;
-    m.cpu.setGpr(6, BigInt(PDE));
-    m.cpu.setGpr(2, BigInt(ALT | low));
-    m.cpu.setGpr(5, BigInt(G | low));
-    m.cpu.setGpr(7, BigInt(G));
-    m.mem.write(CODE2, Uint8Array.from(code));
-    m.mem.write(CODE2 + 0x200000, Uint8Array.from(f));
-    m.mem.write(G, Uint8Array.from(g));
-    m.mem.write(ALT, Uint8Array.from(galt));
-  }, CODE2, 1_000_000));
+  const w = withThreshold(20, () => agreeToHalt(swapsCalleePage('b9 20 4e 00 00'), CODE2, 1_000_000));
   // (pass 20000 runs g; then blocks of four passes alternate ALT, g, ... down to the three passes 3..1 (g):
   // 10000 passes of each)
   assert.equal(w.cpu.getGpr(0), 10000n + 2n * 10000n, 'each call runs the code g\'s page maps then');
