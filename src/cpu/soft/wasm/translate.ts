@@ -824,6 +824,30 @@ class Translator {
   }
 
   /**
+   * SHL/SAL/SHR/SAR (op 4-7) by n (1..bits-1) of the 8- or 16-bit value (zero-extended i32) on the stack, as
+   * ../ops/alu-shift.ts shift32 at size 1 or 2: leaves the result in local v and the six flags on the stack for
+   * explicit() (AF set; OF: SHL top bit ^ CF, SHR the result's two top bits, SAR 0).
+   */
+  narrowShiftImm(op: number, n: number, bits: 8 | 16): void {
+    const b = this.b, T = this, shl = op === 4 || op === 6, sar = op === 7, top = bits - 1, mask = bits === 8 ? 0xff : 0xffff;
+    if (sar) b.i32(32 - bits).op(Op.i32Shl).i32(32 - bits).op(Op.i32ShrS);
+    b.op(Op.i64ExtendI32s).set(T.t);
+    b.get(T.t).i64(n).op(shl ? Op.i64Shl : sar ? Op.i64ShrS : Op.i64ShrU).i64(mask).op(Op.i64And).set(T.v);
+    b.get(T.t).i64(shl ? bits - n : n - 1).op(Op.i64ShrU).op(Op.i32WrapI64).i32(1).op(Op.i32And).set(T.c32); // CF
+    b.get(T.c32);
+    if (shl) b.get(T.v).i64(top).op(Op.i64ShrU).op(Op.i32WrapI64).get(T.c32).op(Op.i32Xor).i32(11).op(Op.i32Shl).op(Op.i32Or);
+    else if (!sar) b.get(T.v).i64(top).op(Op.i64ShrU).get(T.v).i64(top - 1).op(Op.i64ShrU).op(Op.i64Xor).op(Op.i32WrapI64).i32(1).op(Op.i32And).i32(11).op(Op.i32Shl).op(Op.i32Or);
+    b.get(T.v).op(Op.i64Eqz).i32(6).op(Op.i32Shl).op(Op.i32Or); // ZF
+    b.get(T.v).op(Op.i32WrapI64);
+    if (bits === 16) b.i32(8).op(Op.i32ShrU);
+    b.i32(0x80).op(Op.i32And).op(Op.i32Or); // SF
+    b.get(T.v).op(Op.i32WrapI64);
+    if (bits === 16) b.i32(255).op(Op.i32And);
+    b.op(Op.i32Popcnt).i32(1).op(Op.i32And).op(Op.i32Eqz).i32(2).op(Op.i32Shl).op(Op.i32Or); // PF
+    b.i32(16).op(Op.i32Or); // AF
+  }
+
+  /**
    * A shift of register r by CL (ShiftCl, ShiftDoubleCl): the count masked to 5 bits (6 for size 8) goes to local ls;
    * a count of 0 changes no flag and only clears a 32-bit register's upper half, any other runs `shift` (shiftBits
    * with n < 0). The flags before are materialized first when known here, so both paths leave an EXPLICIT record in
@@ -1431,19 +1455,8 @@ function emitCode(T: Translator, block: Block, offs: number[], loop: { pre: numb
         // SHL/SAL/SHR/SAR of a byte register by 1..7 (C0/D0; rotates replayed) as ../ops/alu-shift.ts shift32 at
         // size 1: all six flags explicit (AF set; OF: SHL top bit ^ CF, SHR bits 7 ^ 6 of the result, SAR 0)
         if (e.op < 4) { replay(); break; }
-        const n = e.imm, shl = e.op === 4 || e.op === 6, sar = e.op === 7;
         T.r8(e.b, e.bsh);
-        if (sar) b.i32(24).op(Op.i32Shl).i32(24).op(Op.i32ShrS);
-        b.op(Op.i64ExtendI32s).set(T.t);
-        b.get(T.t).i64(n).op(shl ? Op.i64Shl : sar ? Op.i64ShrS : Op.i64ShrU).i64(255).op(Op.i64And).set(T.v);
-        b.get(T.t).i64(shl ? 8 - n : n - 1).op(Op.i64ShrU).op(Op.i32WrapI64).i32(1).op(Op.i32And).set(T.c32); // CF
-        b.get(T.c32);
-        if (shl) b.get(T.v).i64(7).op(Op.i64ShrU).op(Op.i32WrapI64).get(T.c32).op(Op.i32Xor).i32(11).op(Op.i32Shl).op(Op.i32Or);
-        else if (!sar) b.get(T.v).i64(7).op(Op.i64ShrU).get(T.v).i64(6).op(Op.i64ShrU).op(Op.i64Xor).op(Op.i32WrapI64).i32(1).op(Op.i32And).i32(11).op(Op.i32Shl).op(Op.i32Or);
-        b.get(T.v).op(Op.i64Eqz).i32(6).op(Op.i32Shl).op(Op.i32Or); // ZF
-        b.get(T.v).op(Op.i32WrapI64).i32(0x80).op(Op.i32And).op(Op.i32Or); // SF
-        b.get(T.v).op(Op.i32WrapI64).op(Op.i32Popcnt).i32(1).op(Op.i32And).op(Op.i32Eqz).i32(2).op(Op.i32Shl).op(Op.i32Or); // PF
-        b.i32(16).op(Op.i32Or); // AF
+        T.narrowShiftImm(e.op, e.imm, 8);
         T.explicit(1);
         T.set8(e.b, e.bsh, () => b.get(T.v).op(Op.i32WrapI64));
         break;
@@ -1472,19 +1485,8 @@ function emitCode(T: Translator, block: Block, offs: number[], loop: { pre: numb
           break;
         }
         // SHL/SAL/SHR/SAR: all six flags explicit (AF set; OF: SHL top bit ^ CF, SHR bits 15 ^ 14 of the result, SAR 0)
-        const shl = e.op === 4 || e.op === 6, sar = e.op === 7;
         T.r32(e.b); b.i32(0xffff).op(Op.i32And);
-        if (sar) b.i32(16).op(Op.i32Shl).i32(16).op(Op.i32ShrS);
-        b.op(Op.i64ExtendI32s).set(T.t);
-        b.get(T.t).i64(n).op(shl ? Op.i64Shl : sar ? Op.i64ShrS : Op.i64ShrU).i64(0xffff).op(Op.i64And).set(T.v);
-        b.get(T.t).i64(shl ? 16 - n : n - 1).op(Op.i64ShrU).op(Op.i32WrapI64).i32(1).op(Op.i32And).set(T.c32); // CF
-        b.get(T.c32);
-        if (shl) b.get(T.v).i64(15).op(Op.i64ShrU).op(Op.i32WrapI64).get(T.c32).op(Op.i32Xor).i32(11).op(Op.i32Shl).op(Op.i32Or);
-        else if (!sar) b.get(T.v).i64(15).op(Op.i64ShrU).get(T.v).i64(14).op(Op.i64ShrU).op(Op.i64Xor).op(Op.i32WrapI64).i32(1).op(Op.i32And).i32(11).op(Op.i32Shl).op(Op.i32Or);
-        b.get(T.v).op(Op.i64Eqz).i32(6).op(Op.i32Shl).op(Op.i32Or); // ZF
-        b.get(T.v).op(Op.i32WrapI64).i32(8).op(Op.i32ShrU).i32(0x80).op(Op.i32And).op(Op.i32Or); // SF
-        b.get(T.v).op(Op.i32WrapI64).i32(255).op(Op.i32And).op(Op.i32Popcnt).i32(1).op(Op.i32And).op(Op.i32Eqz).i32(2).op(Op.i32Shl).op(Op.i32Or); // PF
-        b.i32(16).op(Op.i32Or); // AF
+        T.narrowShiftImm(e.op, n, 16);
         T.explicit(2);
         T.setLow(e.b, 0xffff, () => b.get(T.v).op(Op.i32WrapI64));
         break;
