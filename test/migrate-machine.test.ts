@@ -29,12 +29,14 @@ function startCounter(limit = 0xffff): { m: Machine; io: ReturnType<typeof captu
   return { m, io, running: m.run() };
 }
 
-/** A destination in this process: resolves with its port, and `machine` once the migration is in. */
-function destination(): { port: Promise<number>; machine: Promise<Machine>; io: ReturnType<typeof captureConsole> } {
-  const io = captureConsole();
+/**
+ * A destination in this process (given `diskTargets` for a copy-storage migration): resolves with its port, and
+ * `machine` once the migration is in.
+ */
+function destination(opts: { diskTargets?: string[] } = {}, io = captureConsole()): { port: Promise<number>; machine: Promise<Machine>; io: ReturnType<typeof captureConsole> } {
   let gotPort!: (p: number) => void;
   const port = new Promise<number>((r) => { gotPort = r; });
-  const machine = receiveMigration({ host: '127.0.0.1', port: 0, onListening: (a) => gotPort(a.port) }, io);
+  const machine = receiveMigration({ host: '127.0.0.1', port: 0, ...opts, onListening: (a) => gotPort(a.port) }, io);
   machine.catch(() => {});
   return { port, machine, io };
 }
@@ -211,10 +213,7 @@ test('copy-storage: the disks are copied while the guest writes them; the destin
   const targets = ['a.raw', 'b.qcow2', 'c.raw'].map((n) => path.join(dir, 'dst', n));
   fs.mkdirSync(path.join(dir, 'dst'));
   const dio = captureConsole();
-  let gotPort!: (p: number) => void;
-  const port = new Promise<number>((r) => { gotPort = r; });
-  const incoming = receiveMigration({ host: '127.0.0.1', port: 0, diskTargets: targets, onListening: (a) => gotPort(a.port) }, dio);
-  incoming.catch(() => {});
+  const { port, machine: incoming } = destination({ diskTargets: targets }, dio);
   let dest: Machine | undefined;
   // The guest's writes, as virtio-blk requests reach the backend: through the device's current backend (the one the
   // migration wraps), every 2 ms while the VM runs, and after each disk frame of the first pass (so some land on grains
@@ -301,10 +300,7 @@ test('copy-storage: a link cut during the disk copy, and one after the state, le
     for (const cut of ['during the disk copy', 'after the state'] as const) {
       fs.mkdirSync(path.join(dir, 'dst'), { recursive: true });
       const targets = ['a.raw', 'b.qcow2', 'c.raw'].map((n) => path.join(dir, 'dst', n));
-      let gotPort!: (p: number) => void;
-      const port = new Promise<number>((r) => { gotPort = r; });
-      const incoming = receiveMigration({ host: '127.0.0.1', port: 0, diskTargets: targets, onListening: (a) => gotPort(a.port) }, captureConsole());
-      incoming.catch(() => {});
+      const { port, machine: incoming } = destination({ diskTargets: targets });
       // A proxy between the two, as the link: cutting it destroys both of its connections.
       const sockets: net.Socket[] = [];
       const proxy = net.createServer((s) => {
@@ -343,10 +339,7 @@ test('copy-storage: a link cut during the disk copy, and one after the state, le
     {
       fs.mkdirSync(path.join(dir, 'dst'), { recursive: true });
       const targets = ['a.raw', 'b.qcow2', 'c.raw'].map((n) => path.join(dir, 'dst', n));
-      let gotPort!: (p: number) => void;
-      const port = new Promise<number>((r) => { gotPort = r; });
-      const incoming = receiveMigration({ host: '127.0.0.1', port: 0, diskTargets: targets, onListening: (a) => gotPort(a.port) }, captureConsole());
-      incoming.catch(() => {});
+      const { port, machine: incoming } = destination({ diskTargets: targets });
       const d = blockDevices(src)[0];
       const hot = setInterval(() => { if (!src.paused) for (let g = 0; g < 16; g++) d.image.write(2 * MiB + g * 65536, Buffer.alloc(512, g)); }, 2);
       try {
@@ -365,10 +358,7 @@ test('copy-storage: a link cut during the disk copy, and one after the state, le
     // source that does not copy.
     fs.writeFileSync(path.join(dir, 'dst', 'a.raw'), 'mine');
     const refused = async (opts: { diskTargets?: string[] }, copyStorage: boolean, why: RegExp) => {
-      let gotPort!: (p: number) => void;
-      const port = new Promise<number>((r) => { gotPort = r; });
-      const incoming = receiveMigration({ host: '127.0.0.1', port: 0, ...opts, onListening: (a) => gotPort(a.port) }, captureConsole());
-      incoming.catch(() => {});
+      const { port, machine: incoming } = destination(opts);
       await assert.rejects(migrateMachine(src, { host: '127.0.0.1', port: await port, copyStorage }), why);
       await assert.rejects(incoming, why);
     };
@@ -398,10 +388,7 @@ test('copy-storage: a link cut during the disk copy, and one after the state, le
       ['a disk not offered', diskFrame(7, 0, Buffer.alloc(512, 1)), /disk data for disk 7, which is not being copied/],
       ['an unaligned range', diskZeroFrame(1, 100, 512), /disk data for disk 1 at \[100, \+512\) outside/],
     ] as const) {
-      let gotPort!: (p: number) => void;
-      const port = new Promise<number>((r) => { gotPort = r; });
-      const incoming = receiveMigration({ host: '127.0.0.1', port: 0, diskTargets: targets, onListening: (a) => gotPort(a.port) }, captureConsole());
-      incoming.catch(() => {});
+      const { port, machine: incoming } = destination({ diskTargets: targets });
       const socket = net.connect(await port, '127.0.0.1');
       socket.on('error', () => {});
       const reader = new FrameReader();
