@@ -33,6 +33,7 @@ import {
   FrameReader, MIGRATION_FORMAT, MIGRATION_VERSION, PAGE, MAX_FRAME_PAGES, T_JSON,
   faultPoint, jsonFrame, pagesFrame, writeFrame, type FaultPoint, type Frame,
 } from './protocol.ts';
+import { isAllZero } from '../sys/zero.ts';
 
 export interface MigrateOptions {
   host: string;
@@ -372,8 +373,6 @@ function pageBytes(machine: Machine, first: number, count: number): Uint8Array {
   throw new RangeError(`pages ${first}+${count} are not in one RAM region`);
 }
 
-const ZERO_PAGE = new Uint8Array(PAGE);
-
 /**
  * Send the pages set in `pages` (runs of up to MAX_FRAME_PAGES, never across a RAM region), zero pages as ZERO frames
  * or, on the first pass (the destination's RAM is still all zeros), not at all. Yields to the event loop between
@@ -449,7 +448,7 @@ function alive(machine: Machine): void {
 }
 
 function isZero(data: Uint8Array, page: number): boolean {
-  return Buffer.compare(data.subarray(page * PAGE, (page + 1) * PAGE), ZERO_PAGE) === 0;
+  return isAllZero(data.subarray(page * PAGE, (page + 1) * PAGE));
 }
 
 /** The source's end of the connection: ordered sends, and the destination's answers (or its failure). */

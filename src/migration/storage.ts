@@ -29,11 +29,11 @@ import { Qcow2Image, createQcow2, openImage } from '../storage/qcow2.ts';
 import { VirtioBlock } from '../devices/virtio/blk.ts';
 import { dataExtents } from '../vmm/snapshot.ts';
 import { MAX_DISK_DATA, diskFrame, diskZeroFrame } from './protocol.ts';
+import { isAllZero } from '../sys/zero.ts';
 
 /** The tracking granule: 64 KiB, qcow2's default cluster size and QEMU's default dirty-bitmap granularity. */
 export const DISK_GRAIN = 65536;
 const GRAINS_PER_FRAME = MAX_DISK_DATA / DISK_GRAIN;
-const ZERO_GRAIN = new Uint8Array(DISK_GRAIN);
 
 /** One disk as hello describes it to the destination. */
 export interface DiskOffer {
@@ -270,8 +270,7 @@ export class SourceDisks {
 }
 
 function isZeroGrain(data: Uint8Array, at: number): boolean {
-  const piece = data.subarray(at, Math.min(data.length, at + DISK_GRAIN));
-  return Buffer.compare(piece, ZERO_GRAIN.subarray(0, piece.length)) === 0;
+  return isAllZero(data.subarray(at, Math.min(data.length, at + DISK_GRAIN)));
 }
 
 // --- the destination -------------------------------------------------------------------------------------------

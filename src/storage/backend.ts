@@ -9,6 +9,7 @@
 
 import fs from 'node:fs';
 import { libc } from '../sys/libc.ts';
+import { ZEROS } from '../sys/zero.ts';
 
 export type ImageFormat = 'raw' | 'qcow2';
 
@@ -94,8 +95,6 @@ export function readFully(fd: number, buffer: Uint8Array, position: number): voi
     done += n;
   }
 }
-
-const ZEROS = new Uint8Array(1 << 20);
 
 /**
  * A raw image: the file is the disk. Its size is the file's size rounded down to 512-byte sectors.

@@ -35,6 +35,7 @@ import type { I8042State } from '../devices/i8042.ts';
 import type { AcpiPmState } from '../devices/acpi-pm.ts';
 import type { PciHostState } from '../devices/pci/host.ts';
 import type { KvmVmState } from '../cpu/kvm/state.ts';
+import { isAllZero } from '../sys/zero.ts';
 
 export const SNAPSHOT_FORMAT = 'ringzero-snapshot';
 /**
@@ -150,7 +151,6 @@ export function dataExtents(fd: number, from: number, to: number): [number, numb
   return out;
 }
 
-const ZERO_CHUNK = new Uint8Array(CHUNK);
 
 /**
  * Visit every non-zero 64 KiB chunk of guest RAM (by offset in the memory image). A memfd's holes are skipped without
@@ -165,7 +165,7 @@ function forEachDataChunk(mem: GuestMemory, visit: (imageOffset: number, bytes: 
         next = at + CHUNK;
         const len = Math.min(CHUNK, r.fileOffset + r.size - at);
         const bytes = r.bytes.subarray(at - r.fileOffset, at - r.fileOffset + len);
-        if (Buffer.compare(bytes, ZERO_CHUNK.subarray(0, len)) === 0) continue;
+        if (isAllZero(bytes)) continue;
         visit(at, bytes);
       }
     }
@@ -216,7 +216,7 @@ export function memoryImageDigest(file: string): string {
         const len = Math.min(CHUNK, size - at);
         const n = fs.readSync(fd, buf, 0, len, at);
         const bytes = buf.subarray(0, n);
-        if (Buffer.compare(bytes, ZERO_CHUNK.subarray(0, n)) === 0) continue;
+        if (isAllZero(bytes)) continue;
         digest.add(at, bytes);
       }
     }
@@ -285,7 +285,7 @@ function writeDiffImage(mem: GuestMemory, file: string, pages: Uint8Array): stri
       for (let p = first; p < first + count;) {
         const chunkEnd = Math.min(first + count, (Math.floor(p / (CHUNK / PAGE)) + 1) * (CHUNK / PAGE));
         const bytes = imageBytes(mem, p * PAGE, (chunkEnd - p) * PAGE);
-        if (Buffer.compare(bytes, ZERO_CHUNK.subarray(0, bytes.length)) !== 0) fs.writeSync(fd, bytes, 0, bytes.length, p * PAGE);
+        if (!isAllZero(bytes)) fs.writeSync(fd, bytes, 0, bytes.length, p * PAGE);
         p = chunkEnd;
       }
     }

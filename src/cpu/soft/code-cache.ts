@@ -34,6 +34,7 @@ import type { OpHandler, SoftCpu } from './cpu.ts';
 import type { JitFn } from './jit/translate.ts';
 import type { WasmCode } from './wasm/translate.ts';
 import { CODE_PAGES, PAGE_GEN } from './wasm/layout.ts';
+import { isAllZero } from '../../sys/zero.ts';
 
 /** Longest block, in instructions (bounds the event latency of a block to this many instructions). */
 export const MAX_BLOCK = 32;
@@ -274,7 +275,7 @@ export class CodeCache {
     // built, each restore) comes here, and a loop over every page was ~3 ms at 2 GiB in a fresh process.
     for (let base = 0; base < pages.length; base += SWEEP_CHUNK) {
       const end = Math.min(base + SWEEP_CHUNK, pages.length);
-      if (allZero(pages, base, end)) continue;
+      if (isAllZero(pages.subarray(base, end))) continue;
       for (let p = base; p < end; p++) {
         if (pages[p] !== 0) { pages[p] = 0; this.pageGen[p] = (this.pageGen[p] + 1) | 0; if (log) log[p] = 1; }
       }
@@ -286,12 +287,6 @@ export class CodeCache {
 
 /** Pages per step of CodeCache.invalidateAll's sweep (16 MiB of guest RAM). */
 const SWEEP_CHUNK = 4096;
-const ZEROS = new Uint8Array(SWEEP_CHUNK);
-
-/** Whether bytes [from, to) of `bytes`, at most SWEEP_CHUNK of them, are all zero (a memcmp, not a JavaScript loop). */
-function allZero(bytes: Uint8Array, from: number, to: number): boolean {
-  return Buffer.compare(bytes.subarray(from, to), ZEROS.subarray(0, to - from)) === 0;
-}
 
 const caches = new WeakMap<GuestMemory, CodeCache>();
 
