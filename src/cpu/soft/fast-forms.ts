@@ -17,7 +17,7 @@ import { Lazy } from './cpu.ts';
 import type { BlockEntry, FastHandler } from './code-cache.ts';
 import { push64, pop64 } from './ops/flow-branch.ts';
 import { shift32, shift64, doubleShift } from './ops/alu-shift.ts';
-import { out, setSomeFlags, PARITY } from './ops/alu-common.ts';
+import { cmpxchg16b, out, setSomeFlags, PARITY } from './ops/alu-common.ts';
 import { mul, imul1, div, idiv, imulTrunc } from './ops/alu-muldiv.ts';
 import * as C from './constants.ts';
 import { ops0f } from './tables.ts';
@@ -957,28 +957,9 @@ const shift8RegImm: FastHandler = (c, e) => {
   wr8(c, e.b, e.bsh, shift32(c, e.op, 1, rd8(c, e.b, e.bsh), e.imm));
 };
 
-// ---- CMPXCHG16B m128 (REX.W 0F C7 /1) as ./ops/alu.ts: #GP(0) unless 16-byte aligned; both halves read, then
-// RDX:RAX compared; equal: m128 = RCX:RBX, else m128 written back with its own value and RDX:RAX = m128; only ZF
-// changes. (An aligned 16-byte block lies in one page: once the first write succeeded the second cannot fault.)
+// ---- CMPXCHG16B m128 (REX.W 0F C7 /1): ./ops/alu-common.ts cmpxchg16b, as the interpreter
 
-const cmpxchg16bM: FastHandler = (c, e) => {
-  const lin = ea(c, e);
-  if (lin & 15) c.gp(0);
-  const R = c.rlo, H = c.rhi;
-  const lo = c.readLin(lin, 8), loh = c.hi;
-  const hi = c.readLin(c.addLin(lin, 8), 8), hih = c.hi;
-  const equal = lo === R[0] && loh === H[0] && hi === R[2] && hih === H[2];
-  if (equal) {
-    c.writeLin(lin, 8, R[3], H[3]);
-    c.writeLin(c.addLin(lin, 8), 8, R[1], H[1]);
-  } else {
-    c.writeLin(lin, 8, lo, loh);
-    c.writeLin(c.addLin(lin, 8), 8, hi, hih);
-    R[0] = lo; H[0] = loh; R[2] = hi; H[2] = hih;
-  }
-  c.settleFlags();
-  c.flags = equal ? c.flags | C.ZF : c.flags & ~C.ZF;
-};
+const cmpxchg16bM: FastHandler = (c, e) => cmpxchg16b(c, ea(c, e));
 
 // ---- CMPXCHG m8, r8 (0F B0, memory) as ./ops/alu.ts: flags of CMP AL, DEST; equal: DEST = r8 e.a (bits e.ash),
 // else DEST written back with its own value, then AL = DEST

@@ -169,3 +169,32 @@ export function udiv128(n3: number, n2: number, n1: number, n0: number, dh: numb
   out.remHi = Number(r >> 32n) | 0;
   return true;
 }
+
+/**
+ * CMPXCHG16B m128 at linear address `lin` (SDM Vol. 2A "CMPXCHG8B/CMPXCHG16B"): #GP(0) unless 16-byte aligned; both
+ * halves read, then RDX:RAX compared; equal: m128 = RCX:RBX, else m128 written back with its own value and RDX:RAX =
+ * m128; only ZF changes. The interpreter (./alu.ts, 0F C7 /1) and the block cache's fast form share it.
+ */
+export function cmpxchg16b(cpu: SoftCpu, lin: number): void {
+  if (lin & 15) cpu.gp(0);
+  const R = cpu.rlo, H = cpu.rhi;
+  const lo = cpu.readLin(lin, 8), loh = cpu.hi;
+  const hi = cpu.readLin(cpu.addLin(lin, 8), 8), hih = cpu.hi;
+  const equal = lo === R[0] && loh === H[0] && hi === R[2] && hih === H[2];
+  // One 16-byte-aligned block lies in one page: the second write cannot fault once the first succeeded.
+  if (equal) {
+    cpu.writeLin(lin, 8, R[3], H[3]);
+    cpu.writeLin(cpu.addLin(lin, 8), 8, R[1], H[1]);
+  } else {
+    cpu.writeLin(lin, 8, lo, loh);
+    cpu.writeLin(cpu.addLin(lin, 8), 8, hi, hih);
+    R[0] = lo; H[0] = loh; R[2] = hi; H[2] = hih;
+  }
+  cmpxchgFlags(cpu, equal);
+}
+
+/** ZF = `equal`, the other flags as they were: CMPXCHG8B/CMPXCHG16B. */
+export function cmpxchgFlags(cpu: SoftCpu, equal: boolean): void {
+  cpu.settleFlags();
+  cpu.flags = equal ? cpu.flags | C.ZF : cpu.flags & ~C.ZF;
+}

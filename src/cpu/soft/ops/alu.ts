@@ -13,7 +13,7 @@ import type { SoftCpu } from '../cpu.ts';
 import { Lazy } from '../cpu.ts';
 import * as C from '../constants.ts';
 import { def1, def0f, groupFF } from '../tables.ts';
-import { noLock } from './alu-common.ts';
+import { cmpxchg16b, cmpxchgFlags, noLock } from './alu-common.ts';
 import './alu-shift.ts';
 import './alu-muldiv.ts';
 import './alu-bits.ts';
@@ -570,25 +570,11 @@ def0f(0xc7, (cpu) => {
   }
   if (cpu.mod === 3) cpu.ud();
   const lin = cpu.eaLinear();
-  const R = cpu.rlo, H = cpu.rhi;
   if (cpu.rexW) {
-    if (lin & 15) cpu.gp(0);
-    const lo = cpu.readLin(lin, 8), loh = cpu.hi;
-    const hi = cpu.readLin(cpu.addLin(lin, 8), 8), hih = cpu.hi;
-    const equal = lo === R[0] && loh === H[0] && hi === R[2] && hih === H[2];
-    // One 16-byte-aligned block lies in one page: the second write cannot fault once the first succeeded.
-    if (equal) {
-      cpu.writeLin(lin, 8, R[3], H[3]);
-      cpu.writeLin(cpu.addLin(lin, 8), 8, R[1], H[1]);
-    } else {
-      cpu.writeLin(lin, 8, lo, loh);
-      cpu.writeLin(cpu.addLin(lin, 8), 8, hi, hih);
-      cpu.setReg(8, 0, lo, loh);
-      cpu.setReg(8, 2, hi, hih);
-    }
-    cmpxchgFlags(cpu, equal);
+    cmpxchg16b(cpu, lin);
     return;
   }
+  const R = cpu.rlo;
   const lo = cpu.readLin(lin, 8), hi = cpu.hi;
   const equal = lo === R[0] && hi === R[2];
   if (equal) {
@@ -601,7 +587,3 @@ def0f(0xc7, (cpu) => {
   cmpxchgFlags(cpu, equal);
 });
 
-function cmpxchgFlags(cpu: SoftCpu, equal: boolean): void {
-  cpu.settleFlags();
-  cpu.flags = equal ? cpu.flags | C.ZF : cpu.flags & ~C.ZF;
-}
