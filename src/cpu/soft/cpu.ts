@@ -298,9 +298,11 @@ export class SoftCpu {
   /** Per entry (bank << TLB_BITS | slot): the page is global (survives a CR3 load). */
   private readonly tlbGlobal = new Uint8Array(6 * TLB_SIZE);
   /**
-   * The first-level entries filled since the last full flush, each listed once (tlbListed), so that a flush of the
-   * non-global entries (every CR3 load) visits those rather than all 6 * TLB_SIZE entries: that loop was ~2% of the
-   * Linux boot's main thread. An entry still holds a NaN tag unless it is listed.
+   * The first-level entries filled as non-global since the last flush, each listed once (tlbListed), so that a flush
+   * of the non-global entries (every CR3 load) visits those rather than all 6 * TLB_SIZE entries: that loop was ~2%
+   * of the Linux boot's main thread. Global entries are not listed (only a full flush, which clears everything,
+   * drops them): when they were kept in the list, each of the boot's ~18k CR3 loads walked the ~5k global kernel
+   * entries again (97M visits a boot). An entry holds a NaN tag unless it is global or listed.
    */
   private readonly tlbList = new Int32Array(6 * TLB_SIZE);
   private readonly tlbListed = new Uint8Array(6 * TLB_SIZE);
@@ -1272,16 +1274,15 @@ export class SoftCpu {
       this.tlbListed.fill(0);
       this.tlbListN = 0;
     } else {
-      // (the listed entries only: every other entry is empty; global entries stay, and stay listed)
+      // (the listed entries only: every other entry is empty or global; one refilled as global since it was listed
+      // stays)
       const list = this.tlbList, listed = this.tlbListed, global = this.tlbGlobal;
-      let m = 0;
       for (let k = 0, n = this.tlbListN; k < n; k++) {
         const e = list[k];
-        if (global[e]) { list[m++] = e; continue; }
-        tlb[e << ENTRY_SHIFT] = NaN;
         listed[e] = 0;
+        if (global[e] === 0) tlb[e << ENTRY_SHIFT] = NaN;
       }
-      this.tlbListN = m;
+      this.tlbListN = 0;
     }
     this.invalidateFetch();
   }
@@ -1344,7 +1345,7 @@ export class SoftCpu {
       tlb[e << ENTRY_SHIFT] = vpn;
       this.tlbPfn[(e << (ENTRY_SHIFT + 1)) + 2] = phys / 4096; // (phys: a page base below 2^MAXPHYADDR)
       this.tlbGlobal[e] = global;
-      if (listed[e] === 0) { listed[e] = 1; this.tlbList[this.tlbListN++] = e; }
+      if (global === 0 && listed[e] === 0) { listed[e] = 1; this.tlbList[this.tlbListN++] = e; }
     }
     return phys;
   }
