@@ -193,6 +193,29 @@ function stosOne(c: SoftCpu, size: number, step: number): void {
 /** Little-endian bytes of rAX for the element size (scratch for the fast fill). */
 const pattern = new Uint8Array(8);
 
+/** fillBytes' 32-bit view of the last buffer it filled (null: that buffer is not 4-aligned). */
+let wordsOf: Uint8Array | null = null;
+let words: Int32Array | null = null;
+
+/**
+ * buf[off, off + len) = byte. Through 32-bit elements where it can: guest RAM is a SharedArrayBuffer, whose byte-wise
+ * fill V8 does element by element (~1.2 us per 4 KiB page here against ~0.33 us as 1024 words), and the kernel clears
+ * every page it hands out with REP STOS.
+ */
+function fillBytes(buf: Uint8Array, off: number, len: number, byte: number): void {
+  if (len < 64) { buf.fill(byte, off, off + len); return; }
+  if (buf !== wordsOf) {
+    wordsOf = buf;
+    words = (buf.byteOffset & 3) === 0 ? new Int32Array(buf.buffer, buf.byteOffset, buf.byteLength >> 2) : null;
+  }
+  if (words === null) { buf.fill(byte, off, off + len); return; }
+  // (offsets may pass 2^31 in a large RAM region: no shifts on them, only their low bits)
+  const end = off + len, a = off + ((4 - (off & 3)) & 3), b = end - (end & 3);
+  if (a !== off) buf.fill(byte, off, a);
+  words.fill(Math.imul(byte, 0x01010101), a / 4, b / 4);
+  if (b !== end) buf.fill(byte, b, end);
+}
+
 function stosFast(c: SoftCpu, size: number): boolean {
   const user = c.cpl === 3;
   const lo = c.rlo[0], hi = c.rhi[0];
@@ -213,7 +236,7 @@ function stosFast(c: SoftCpu, size: number): boolean {
     const buf = spanBuf, off = spanOff;
     if (buf === c.ram) c.noteCodeWrite(off, bytes);
     if (uniform) {
-      buf.fill(pattern[0], off, off + bytes);
+      fillBytes(buf, off, bytes, pattern[0]);
     } else {
       for (let k = 0; k < size; k++) buf[off + k] = pattern[k];
       // Double the filled prefix until the run is full.
