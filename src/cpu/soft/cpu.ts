@@ -662,10 +662,11 @@ export class SoftCpu {
    */
   private runChain(b: Block, left: number): number {
     const cache = this.codeCache;
+    const wasm = this.jitEnabled ? this.wasm : null;
     let n = 0;
     for (;;) {
       const room = left - n;
-      if (this.wasm !== null && this.jitEnabled) n += this.wasm.exec(this, b, room);
+      if (wasm !== null) n += wasm.exec(this, b, room);
       else {
       // (A block translated while another vCPU, or this one earlier, had translation on runs as closures when it is off.)
       let fn = this.jitEnabled ? b.fn : null;

@@ -26,7 +26,10 @@ const WASM_BATCH_WAIT = Number(process.env.RINGZERO_WASM_BATCH_WAIT ?? 400);
 const ASYNC = process.env.RINGZERO_WASM_ASYNC !== '0';
 /** Replays of a batch's blocks after which its module is compiled synchronously (the event loop is not turning). */
 const ASYNC_WAIT = Number(process.env.RINGZERO_WASM_ASYNC_WAIT ?? 10000);
-/** Block.runs of a block whose module is being compiled. */
+/**
+ * Block.runs of a block whose module is being compiled: IN_FLIGHT - k, k its batch's index in WasmEngine.flying (so
+ * a replay finds its batch without a Map lookup: those were ~0.4% of the boot's main thread).
+ */
 const IN_FLIGHT = -2;
 
 /** A module being compiled: its bytes, its blocks, the cache whose generations decide whether they are installed. */
@@ -37,6 +40,8 @@ interface Batch {
   cache: CodeCache;
   installed: boolean;
   waits: number;
+  /** Its index in WasmEngine.flying while it compiles in the background, else -1. */
+  slot: number;
   /** Compiled by WebAssembly.compile (counted in WasmEngine.compiling until installed or given up). */
   async: boolean;
   /** When it was flushed (ms, and the flushing vCPU's instruction count): RINGZERO_TIER_STATS. */
@@ -544,9 +549,13 @@ export class WasmEngine {
     this.stats.buildMs += t1 - t0;
     this.stats.compileMs += t1 - t0;
     this.stats.bytes += bytes.length;
-    const batch: Batch = { bytes, done, cache: c.codeCache, installed: false, waits: 0, async: false, t0: t1, i0: c.instructions, cpu: c };
+    const batch: Batch = { bytes, done, cache: c.codeCache, installed: false, waits: 0, slot: -1, async: false, t0: t1, i0: c.instructions, cpu: c };
     if (!ASYNC || Math.min(WASM_HOT, JIT_THRESHOLD) === 0) { this.compileNow(batch); return; }
-    for (const d of done) for (const block of d.blocks) { block.runs = IN_FLIGHT; this.inflight.set(block, batch); }
+    let k = this.flying.indexOf(null);
+    if (k < 0) k = this.flying.push(null) - 1;
+    this.flying[k] = batch;
+    batch.slot = k;
+    for (const d of done) for (const block of d.blocks) block.runs = IN_FLIGHT - k;
     this.stats.asyncModules++;
     batch.async = true;
     this.compiling++;
@@ -554,8 +563,8 @@ export class WasmEngine {
       (err) => { if (!batch.installed) { this.release(batch); this.report(done[0].blocks[0], err); } });
   }
 
-  /** Blocks of modules being compiled in the background, and the batch of each. */
-  private readonly inflight = new Map<Block, Batch>();
+  /** Batches being compiled in the background, by Batch.slot (null: a free slot). */
+  private readonly flying: (Batch | null)[] = [];
   /**
    * Modules being compiled in the background (not installed nor given up yet). While there are any, the machine's run
    * loop turns the event loop more often (src/vmm/machine.ts): V8 finishes WebAssembly.compile in steps that run as
@@ -581,7 +590,8 @@ export class WasmEngine {
   private release(batch: Batch): void {
     if (batch.async && !batch.installed) this.compiling--;
     batch.installed = true;
-    for (const { blocks } of batch.done) for (const block of blocks) { block.runs = -1; this.inflight.delete(block); }
+    if (batch.slot >= 0) { this.flying[batch.slot] = null; batch.slot = -1; }
+    for (const { blocks } of batch.done) for (const block of blocks) block.runs = -1;
   }
 
   /** Function-table indices of dead translations, for reuse. */
@@ -696,9 +706,9 @@ export class WasmEngine {
         // A batch is translated when it is full, or when one of its blocks keeps running meanwhile.
         if (r > hot && (this.pending.length >= (hot === 0 ? 1 : WASM_BATCH) || r > hot + WASM_BATCH_WAIT)) this.flush(c);
         if (b.wasm !== null && b.n <= room) return this.run(c, b.wasm.idx, room);
-      } else if (b.runs === IN_FLIGHT) {
-        const batch = this.inflight.get(b);
-        if (batch !== undefined && ++batch.waits > ASYNC_WAIT) {
+      } else if (b.runs <= IN_FLIGHT) {
+        const batch = this.flying[IN_FLIGHT - b.runs];
+        if (batch !== null && ++batch.waits > ASYNC_WAIT) {
           this.stats.syncFallbacks++;
           this.compileNow(batch);
           if (b.wasm !== null && b.n <= room) return this.run(c, b.wasm.idx, room);
@@ -721,7 +731,7 @@ export class WasmEngine {
   latency = { n: 0, ms: 0, instr: 0 };
   private tierCount(c: SoftCpu, b: Block, room: number): number {
     const hot = Math.min(WASM_HOT, JIT_THRESHOLD);
-    const s = b.wasm !== null ? 4 : b.runs === IN_FLIGHT ? 2 : b.runs < 0 || b.mode !== 8 ? 3 : b.runs <= hot ? 0 : 1;
+    const s = b.wasm !== null ? 4 : b.runs <= IN_FLIGHT ? 2 : b.runs < 0 || b.mode !== 8 ? 3 : b.runs <= hot ? 0 : 1;
     const k = c.runBlock(b, room);
     this.tierRuns[s]++;
     this.tierInstr[s] += k;
