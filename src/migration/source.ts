@@ -282,13 +282,15 @@ export async function migrateMachine(machine: Machine, opts: MigrateOptions, onP
     // 4. stop-and-copy
     p.phase = 'stop-and-copy';
     const pauseAt = Date.now();
+    // (the soft engine's hot-block list, for the destination's code caches: taken before the pause, not in the downtime)
+    const warm = machine.warmSection() ?? null;
     if (!wasPaused) { await machine.pause(); pausedHere = true; }
     alive(machine);
     const pausedAt = Date.now();
     machine.serial.flush();
     // The state before the last harvest: on KVM, saving may let the guest run a moment (an event in flight, see
     // KvmCpus.saveState), and whatever it writes then must still be in the last pages.
-    const captured = await machine.saveState();
+    const captured = await machine.saveState({ warm });
     const capturedAt = Date.now();
     const last = mem.harvestDirtyLog();
     markDeviceWrittenPages(machine, last);

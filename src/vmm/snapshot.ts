@@ -36,6 +36,7 @@ import type { AcpiPmState } from '../devices/acpi-pm.ts';
 import type { PciHostState } from '../devices/pci/host.ts';
 import type { KvmVmState } from '../cpu/kvm/state.ts';
 import { isAllZero } from '../sys/zero.ts';
+import type { WarmSection } from '../cpu/soft/warm.ts';
 
 export const SNAPSHOT_FORMAT = 'ringzero-snapshot';
 /**
@@ -45,6 +46,10 @@ export const SNAPSHOT_FORMAT = 'ringzero-snapshot';
  *    model's own state) inside devices.pci, and diff snapshots (memory.base, memory.pages).
  * 3: snapshots of the KVM engine: devices.kvm (the in-kernel irqchip, PIT and kvm-clock as KVM's structs) next to
  *    their conversions in devices.pic / ioapic / pit; header.engine 'kvm'.
+ * Not a change of shape: an optional section that a reader may ignore without misreading anything else, and that
+ * says which layout it has itself. `warm` (src/cpu/soft/warm.ts: the hot-block list, a hint for the soft engine's
+ * code caches, checked against the restored memory block by block) is one: version-3 readers without it restore
+ * such a snapshot with cold caches (the CRC covers it all the same), and snapshots without it restore cold.
  */
 export const SNAPSHOT_VERSION = 3;
 export const STATE_FILE = 'state.json';
@@ -89,6 +94,11 @@ export interface SnapshotBody {
   vcpus: VcpuState[];
   devices: DeviceStates;
   memory: SnapshotMemory;
+  /**
+   * Soft engine: the blocks its WebAssembly translator had translated (src/cpu/soft/warm.ts), which a restore
+   * rebuilds from the restored memory and queues for translation once the guest runs. Optional and ignorable.
+   */
+  warm?: WarmSection;
 }
 
 export interface SnapshotMemory {

@@ -147,7 +147,7 @@ for (let p = 0x40; p <= 0x4f; p++) PREFIX_KIND[p] = PREFIX_REX;
 const SIDE_EXITS = process.env.RINGZERO_WASM_SIDE_EXITS !== '0';
 
 /** Shift folding the page number into the block table index. */
-const TABLE_BITS_SHIFT = 12;
+export const TABLE_BITS_SHIFT = 12;
 
 const SIGN_BIT = [0, 0x80, 0x8000, 0, 0x80000000, 0, 0, 0, 0x80000000];
 const SIZE_MASK = [0, 0xff, 0xffff, 0, 0xffffffff];

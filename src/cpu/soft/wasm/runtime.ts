@@ -693,6 +693,14 @@ export class WasmEngine {
   }
 
   /**
+   * A block rebuilt from a snapshot's hot-block list (../warm.ts): its next run queues it for translation, as if it
+   * had been replayed WASM_HOT times already.
+   */
+  prime(b: Block): void {
+    if (b.runs >= 0 && b.wasm === null) b.runs = Math.min(WASM_HOT, JIT_THRESHOLD);
+  }
+
+  /**
    * Run block `b` (at most `room` instructions) in translated code, queueing it for translation once it is hot;
    * otherwise replay it. Returns the instructions executed; faults propagate as from SoftCpu.runBlock.
    */

@@ -1,0 +1,327 @@
+// Warm code caches across a snapshot restore or a live migration (issue 7): the hot-block list.
+//
+// Why: a VM restored from a snapshot, or received by migration, starts in a fresh VMM with an empty block cache, so
+// every hot block of its guest is interpreted again, recorded at its WASM_HOT_THRESHOLD-th visit, replayed WASM_HOT
+// (100) times and only then queued for translation. A loop the guest runs thousands of times a second gets there in
+// microseconds, but the kernel paths it takes a hundred times a second (the timer interrupt, a console write, the
+// scheduler) take a second or more, during which the guest runs at interpreter speed.
+//
+// What: the snapshot carries, for each block the wasm translator had translated (and whose page was not written
+// since), its physical address, the length of each of its instructions, how many bytes of its page they cover and a
+// hash of those bytes (exportWarm; the state file's optional `warm` section, src/vmm/snapshot.ts). After the
+// restored guest resumes, startWarmup rebuilds each block from the restored memory without executing it: the same
+// prefix decoding as SoftCpu.beginInstruction, the handler from the opcode tables, the fast form from
+// compileFast (which reads the operands from memory itself), exactly what SoftCpu.recordBlock would have built,
+// installs it in the block table and primes it (WasmEngine.prime): its first run queues it for translation.
+// So a warm block is never interpreted or recorded again, and its wasm module is compiled (in the background, in
+// batches) the first time the guest reaches it after the restore, instead of after ~100 replays.
+//
+// Why it never runs wrong code: a block is rebuilt only when the hash of its bytes in the restored memory matches (a
+// diff chain, a page the guest reused, a damaged or foreign list: skipped), its shape is one the recorder makes
+// (at most MAX_BLOCK instructions in one page, control transfers only at its end or as fall-through Jcc side exits),
+// and from then on it is an ordinary block: its page is marked as holding code, so a later write invalidates it
+// (page generation). Beyond the hash, an instruction length is never trusted: a fast form is decoded from memory and
+// kept only when its length matches, and a replayed handler fetches its own operands, after which the block is left
+// whenever RIP is not where the next entry starts (SoftCpu.runBlock, WasmEngine.replay). Only 64-bit blocks are
+// listed: the wasm translator translates no others.
+import zlib from 'node:zlib';
+import type { OpHandler, SoftCpu } from './cpu.ts';
+import { TABLE_BITS_SHIFT } from './cpu.ts';
+import { Block, BlockEntry, MAX_BLOCK, TABLE_MASK, TERMINATOR } from './code-cache.ts';
+import { compileFast } from './fast-forms.ts';
+import { ops1, ops0f } from './tables.ts';
+import * as C from './constants.ts';
+
+/** The state file's `warm` section (src/vmm/snapshot.ts SnapshotBody.warm). */
+export interface WarmSection {
+  /** Layout of `data` (WARM_FORMAT); a reader that does not know it ignores the section. */
+  format: number;
+  /** Blocks listed. */
+  blocks: number;
+  /** The records (see exportWarm), deflated, base64. */
+  data: string;
+}
+
+export const WARM_FORMAT = 1;
+/** Bytes of a record before its instruction lengths: pa u32, n u8, bytes u16, hash u32. */
+const RECORD_HEAD = 11;
+/** The 64-bit block mode (SoftCpu.blockMode). */
+const MODE64 = 8;
+
+/**
+ * The translated, still valid 64-bit blocks of `cpus`' block cache (shared by the vCPUs of one GuestMemory), as a
+ * warm section; undefined when there are none (no translator, nothing hot yet). Records, little-endian: the block's
+ * physical address (u32: code lives in low RAM), its instruction count n, the bytes of its page its instructions
+ * cover from its start (u16; the last instruction's prefixes and opcode at least), their hash (hashBytes), then
+ * each instruction's length as the block holds it (u8; the last one 0 when it may branch).
+ */
+export function exportWarm(cpus: SoftCpu[]): WarmSection | undefined {
+  const cpu = cpus[0];
+  if (cpu === undefined || cpu.wasm === null) return undefined;
+  const cache = cpu.codeCache, ram = cpu.ram;
+  const blocks: Block[] = [];
+  let size = 0;
+  for (const b of cache.translated.values()) {
+    if (b.mode !== MODE64 || b.wasm === null || b.gen !== cache.pageGen[b.pa >>> 12] || b.n > MAX_BLOCK) continue;
+    blocks.push(b);
+    size += RECORD_HEAD + b.n;
+  }
+  if (blocks.length === 0) return undefined;
+  const out = Buffer.alloc(size);
+  let p = 0;
+  for (const b of blocks) {
+    // (the lengths from the translation's instruction offsets: one small array, where the entries are n objects
+    // spread over the heap, which a cache walk of thousands of blocks pays for in misses)
+    const offs = b.wasm!.offs, n = b.n, last = b.entries[n - 1];
+    const at = offs[n - 1];
+    const bytes = at + (last.len > 0 ? last.len : last.opLen);
+    out.writeUInt32LE(b.pa >>> 0, p);
+    out[p + 4] = n;
+    out.writeUInt16LE(bytes, p + 5);
+    out.writeUInt32LE(hashBytes(ram, b.pa, bytes), p + 7);
+    p += RECORD_HEAD;
+    for (let i = 0; i < n - 1; i++) out[p++] = offs[i + 1] - offs[i];
+    out[p++] = last.len;
+  }
+  return { format: WARM_FORMAT, blocks: blocks.length, data: zlib.deflateRawSync(out, { level: 1 }).toString('base64') };
+}
+
+/**
+ * FNV-1a (32-bit) of ram[pa, pa+len), unsigned: tells whether a block's bytes are the ones listed (not a defence
+ * against a crafted list, which needs none: see the top of this file). In JavaScript rather than zlib.crc32, whose
+ * call costs more than hashing the ~40 bytes of a block here, thousands of times while the VM is paused.
+ */
+export function hashBytes(ram: Uint8Array, pa: number, len: number): number {
+  let h = 0x811c9dc5;
+  for (let i = pa, end = pa + len; i < end; i++) h = Math.imul(h ^ ram[i], 0x01000193);
+  return h >>> 0;
+}
+
+/** One listed block, decoded from a section. */
+export interface WarmRecord {
+  pa: number;
+  bytes: number;
+  hash: number;
+  lens: Uint8Array;
+}
+
+/**
+ * The records of a warm section, or null when it is not one this reader knows (another format, not inflatable, a
+ * truncated record): the section is then ignored as a whole. Values are checked when each block is rebuilt.
+ */
+export function decodeWarm(section: unknown): WarmRecord[] | null {
+  const s = section as WarmSection;
+  if (typeof s !== 'object' || s === null || s.format !== WARM_FORMAT || typeof s.data !== 'string') return null;
+  let buf: Buffer;
+  try {
+    buf = zlib.inflateRawSync(Buffer.from(s.data, 'base64'), { maxOutputLength: 64 << 20 });
+  } catch {
+    return null;
+  }
+  const out: WarmRecord[] = [];
+  for (let p = 0; p < buf.length;) {
+    if (p + RECORD_HEAD > buf.length) return null;
+    const n = buf[p + 4];
+    if (p + RECORD_HEAD + n > buf.length) return null;
+    out.push({ pa: buf.readUInt32LE(p), bytes: buf.readUInt16LE(p + 5), hash: buf.readUInt32LE(p + 7), lens: buf.subarray(p + RECORD_HEAD, p + RECORD_HEAD + n) });
+    p += RECORD_HEAD + n;
+  }
+  return out;
+}
+
+/** What SoftCpu.beginInstruction leaves after the prefixes and opcode, in 64-bit mode. */
+interface Decoded {
+  opsize: number; adsize: number; segOverride: number; rep: number; lock: boolean; p66: boolean;
+  rex: number; opcode: number; opLen: number; handler: OpHandler;
+}
+
+const LEGACY = new Uint8Array(256);
+for (const b of [0x66, 0x67, 0x26, 0x2e, 0x36, 0x3e, 0x64, 0x65, 0xf0, 0xf2, 0xf3]) LEGACY[b] = 1;
+
+/**
+ * Decode the prefixes and opcode of the instruction at ram[p] in 64-bit mode (default operand size 4, address size
+ * 8), reading nothing at or past `end`; null if they do not fit or are longer than the CPU takes (it raises #GP).
+ * The rules are SoftCpu.beginInstruction/decodePrefixes' (SDM vol. 2 §2.1.1, §2.2.1: a REX prefix counts only right
+ * before the opcode; ES/CS/SS/DS overrides are null in 64-bit mode).
+ */
+function decodeHead(ram: Uint8Array, p: number, end: number, d: Decoded): boolean {
+  const start = p;
+  let opsize = 4, adsize = 8, seg = -1, rep = 0, lock = false, p66 = false, rex = 0;
+  if (p >= end) return false;
+  let b = ram[p++];
+  if (LEGACY[b] !== 0 || (b & 0xf0) === 0x40) {
+    for (let n = 0; ; n++) {
+      if (n >= 14) return false;
+      if (LEGACY[b] !== 0) {
+        if (b === 0x66) { p66 = true; opsize = 2; } else if (b === 0x67) adsize = 4;
+        else if (b === 0xf0) lock = true;
+        else if (b === 0xf2 || b === 0xf3) rep = b;
+        else seg = b === 0x26 ? C.ES : b === 0x2e ? C.CS : b === 0x36 ? C.SS : b === 0x3e ? C.DS : b === 0x64 ? C.FS : C.GS;
+        rex = 0;
+      } else if ((b & 0xf0) === 0x40) {
+        rex = b;
+      } else break;
+      if (p >= end) return false;
+      b = ram[p++];
+    }
+    if (seg < C.FS) seg = -1;
+  }
+  if ((rex & 8) !== 0) opsize = 8;
+  let handler: OpHandler, opcode: number;
+  if (b === 0x0f) {
+    if (p >= end) return false;
+    b = ram[p++];
+    opcode = 0x100 | b;
+    handler = ops0f[b];
+  } else {
+    opcode = b;
+    handler = ops1[b];
+  }
+  d.opsize = opsize; d.adsize = adsize; d.segOverride = seg; d.rep = rep; d.lock = lock; d.p66 = p66; d.rex = rex;
+  d.opcode = opcode; d.opLen = p - start; d.handler = handler;
+  return true;
+}
+
+/**
+ * Whether an instruction with this decoding may stand before the end of a block: not a control transfer or other
+ * terminator (code-cache.ts TERMINATOR; FF only as CALL/JMP, by its ModRM reg field at `modrm`), except a Jcc without
+ * a 66h prefix, which the recorder leaves as a side exit when it fell through (SoftCpu.fellThrough).
+ */
+function mayContinue(d: Decoded, modrm: number): boolean {
+  const t = TERMINATOR[d.opcode];
+  if (t === 0) return true;
+  if (t === 2) { const r = (modrm >> 3) & 7; return r < 2 || r > 5; }
+  return !d.p66 && ((d.opcode >= 0x70 && d.opcode <= 0x7f) || (d.opcode >= 0x180 && d.opcode <= 0x18f));
+}
+
+/**
+ * The block `r` describes, rebuilt from `cpu`'s low RAM as SoftCpu.recordBlock would record it (not installed), or
+ * null when the record does not match memory or is not a block the recorder makes. Its generation is the page's now.
+ */
+export function rebuildBlock(cpu: SoftCpu, r: WarmRecord): Block | null {
+  const ram = cpu.ram, cache = cpu.codeCache;
+  const pa = r.pa, n = r.lens.length, bytes = r.bytes;
+  if (n === 0 || n > MAX_BLOCK || bytes === 0 || (pa & 0xfff) + bytes > 4096 || pa + bytes > cache.lowSize || pa + bytes > ram.length) return null;
+  if (hashBytes(ram, pa, bytes) !== r.hash) return null;
+  const end = pa + bytes;
+  const entries: BlockEntry[] = [];
+  const d = {} as Decoded;
+  let at = 0;
+  for (let i = 0; i < n; i++) {
+    const len = r.lens[i], last = i === n - 1;
+    if (!decodeHead(ram, pa + at, end, d)) return null;
+    const e = new BlockEntry(d.handler);
+    e.opLen = d.opLen; e.opsize = d.opsize; e.adsize = d.adsize; e.segOverride = d.segOverride; e.rep = d.rep;
+    e.lock = d.lock; e.p66 = d.p66; e.rex = d.rex; e.rexW = (d.rex & 8) !== 0; e.rexR = (d.rex & 4) << 1;
+    e.rexX = (d.rex & 2) << 2; e.rexB = (d.rex & 1) << 3; e.opcode = d.opcode;
+    if (last && len === 0) {
+      // a last instruction that may branch (recordBlock: its prefixes and opcode in the page, the rest fetched by the
+      // handler; a fast form only when all of it lies in the page)
+      if (at + d.opLen !== bytes) return null;
+      const k = compileFast(cpu, e, pa + at, 0);
+      if (k !== 0 && (pa & 0xfff) + at + k <= 4096) e.len = k;
+      else { e.fast = null; e.form = 0; }
+    } else {
+      if (len < d.opLen || len > 15 || at + len > bytes || (last ? at + len !== bytes : !mayContinue(d, ram[pa + at + d.opLen]))) return null;
+      e.len = len;
+      compileFast(cpu, e, pa + at, len);
+    }
+    entries.push(e);
+    at += len;
+  }
+  return new Block(pa, MODE64, cache.pageGen[pa >>> 12], entries);
+}
+
+export interface WarmReport {
+  /** Blocks listed, rebuilt and primed, skipped (not matching memory, malformed, already translated, no room). */
+  listed: number;
+  rebuilt: number;
+  skipped: number;
+  /** The listed blocks' slots already held a valid block of the same address: primed instead of rebuilt. */
+  primedExisting: number;
+  /** The whole section was ignored (unknown format, damaged): why. */
+  ignored?: string;
+  ms: number;
+}
+
+/**
+ * Rebuild, install and prime the listed blocks (records [from, to)) in `cpu`'s block cache. Synchronous: call it
+ * between run-loop slices (startWarmup does), never while a block runs.
+ */
+export function installWarm(cpu: SoftCpu, records: WarmRecord[], report: WarmReport, from = 0, to = records.length): void {
+  const engine = cpu.wasm, cache = cpu.codeCache;
+  if (engine === null || !cpu.blockCacheEnabled || !cpu.jitEnabled) { report.skipped += to - from; return; }
+  for (let i = from; i < to; i++) {
+    const r = records[i];
+    const pa = r.pa, page = pa >>> 12;
+    // (a block whose bytes changed is skipped even when the guest got there first: the list no longer describes it)
+    if (page >= cache.noCache.length || cache.noCache[page] !== 0 || cache.translated.has(pa * 16 + MODE64) ||
+      pa + r.bytes > cpu.ram.length || hashBytes(cpu.ram, pa, r.bytes) !== r.hash) { report.skipped++; continue; }
+    const slot = (pa ^ (pa >>> TABLE_BITS_SHIFT)) & TABLE_MASK;
+    const old = cache.table[slot];
+    if (old !== undefined && old.gen === cache.pageGen[old.pa >>> 12]) {
+      // (the guest reached it first and it was recorded: prime that one; a slot held by another live block is kept)
+      if (old.pa === pa && old.mode === MODE64) { engine.prime(old); report.primedExisting++; } else report.skipped++;
+      continue;
+    }
+    const b = rebuildBlock(cpu, r);
+    if (b === null) { report.skipped++; continue; }
+    cache.codePages[page] |= 1;
+    cache.table[slot] = b;
+    cache.stats.blocks++;
+    cache.stats.instructionsCached += b.n;
+    engine.prime(b);
+    report.rebuilt++;
+  }
+}
+
+/** Blocks rebuilt per step of startWarmup (a step is ~1-3 ms; the run loop gets the thread between steps). */
+const STEP = 500;
+/**
+ * After the last step, the queue of primed blocks is translated at these delays (ms, each after the previous), about
+ * 5 s in all: WasmEngine.exec translates a batch once WASM_BATCH blocks wait or one of them ran WASM_BATCH_WAIT more
+ * times, which a block the guest reaches a few times a second (the timer interrupt's path) may wait for for minutes,
+ * once the blocks around it are translated and no longer pass through exec.
+ */
+const FLUSH_DELAYS = [1, 2, 4, 8, 16, 32, 64, 128, 250, 500, 1000, 1000, 2000];
+
+/**
+ * Warm `cpu`'s block cache from a snapshot's warm section once its guest runs again: the records are decoded and
+ * rebuilt STEP at a time in setImmediate callbacks, so the restore itself pays nothing and the guest keeps running
+ * between steps (the run loop yields every few milliseconds); then the blocks queued meanwhile are translated at
+ * FLUSH_DELAYS. `alive` says whether the machine still runs (nothing is done once it does not). RINGZERO_WARM=0
+ * ignores the section (to compare). `done` gets the report after the last step.
+ */
+export function startWarmup(cpu: SoftCpu, section: unknown, alive: () => boolean, done?: (report: WarmReport) => void): void {
+  const report: WarmReport = { listed: 0, rebuilt: 0, skipped: 0, primedExisting: 0, ms: 0 };
+  if (process.env.RINGZERO_WARM === '0') { report.ignored = 'RINGZERO_WARM=0'; done?.(report); return; }
+  const engine = cpu.wasm;
+  let flushes = 0;
+  const flush = () => {
+    if (!alive() || engine === null) return;
+    engine.flush(cpu);
+    if (flushes < FLUSH_DELAYS.length) setTimeout(flush, FLUSH_DELAYS[flushes++]).unref();
+  };
+  const stopped = () => { report.ignored = 'the machine stopped first'; done?.(report); };
+  setImmediate(() => {
+    if (!alive()) { stopped(); return; }
+    const t0 = performance.now();
+    const records = decodeWarm(section);
+    report.ms += performance.now() - t0;
+    if (records === null) { report.ignored = 'not a warm section this ringzero reads'; done?.(report); return; }
+    report.listed = records.length;
+    let at = 0;
+    const step = () => {
+      if (!alive()) { stopped(); return; }
+      const t = performance.now();
+      const to = Math.min(records.length, at + STEP);
+      installWarm(cpu, records, report, at, to);
+      at = to;
+      report.ms += performance.now() - t;
+      if (at < records.length) { setImmediate(step); return; }
+      done?.(report);
+      if (report.rebuilt + report.primedExisting > 0) setTimeout(flush, FLUSH_DELAYS[flushes++]).unref();
+    };
+    step();
+  });
+}
