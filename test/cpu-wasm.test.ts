@@ -1076,3 +1076,32 @@ test('CLD/STD (through the helper) before MOVS/STOS of the same block, and LFENC
   assert.equal(m.cpu.wasm!.stats.replays, 0, 'nothing replayed');
   assert.equal(m.cpu.getFlags() & C.DF, 0);
 });
+
+test('a flag record kept in locals (deferred) is in the state area when a later access or division of the block faults', () => {
+  // Each block's producer leaves its record in wasm locals; the next instruction changes flag locals (carry-in,
+  // operands) before its memory access (#PF) or its replayed division (#DE): the fault must see the producer's flags.
+  const cases: [string, string, 'pf' | 'de'][] = [
+    ['add rax,rbx / adc rcx,[rsi] / hlt', '48 01 d8 48 13 0e f4', 'pf'],
+    ['adc rax,rbx / inc qword [rsi] / hlt', '48 11 d8 48 ff 06 f4', 'pf'],
+    ['sub rax,rbx / xor edx,eax / sbb [rsi],rcx / hlt', '48 29 d8 31 c2 48 19 0e f4', 'pf'],
+    ['cmp rax,rbx / div rcx / hlt', '48 39 d8 48 f7 f1 f4', 'de'],
+    ['inc rax / adc qword [rsi],5 / hlt', '48 ff c0 48 83 16 05 f4', 'pf'],
+  ];
+  for (const [asm, hex, kind] of cases) {
+    const code = hexBytes(hex);
+    const results = (['interpreter', 'wasm'] as Mode[]).map((mode) => {
+      const m = machine(mode);
+      const regs = (rsi: bigint, rcx: bigint) => {
+        // rax + rbx carries to 0 (CF ZF), rax - rbx borrows nothing: flags that a clobbered record would not give
+        m.cpu.setGpr(0, 0xffff_ffff_ffff_ffffn); m.cpu.setGpr(3, 1n); m.cpu.setGpr(1, rcx); m.cpu.setGpr(6, rsi); m.cpu.setGpr(2, 0n);
+      };
+      for (let k = 0; k < 3; k++) { regs(BigInt(DATA), 3n); runToEnd(m, code, k === 0); }
+      if (kind === 'pf') regs(0x7fff_0000_0000n, 3n); else regs(BigInt(DATA), 0n);
+      const vector = runToEnd(m, code, false);
+      assert.equal(vector, kind === 'pf' ? C.EXC_PF : C.EXC_DE, asm);
+      return { m, s: snapshot(m) };
+    });
+    assert.deepEqual(results[1].s, results[0].s, `${asm}: translated code = interpreter`);
+    assert.ok(results[1].m.cpu.jitInstructions > 0, `${asm}: translated`);
+  }
+});

@@ -244,6 +244,10 @@ export class Body {
     return head;
   }
 
+  /** Bytes of code so far, and a view of them (RINGZERO_WASM_DUMP, ./dump.ts). */
+  get length(): number { return this.len; }
+  code(): Uint8Array { return this.buf.subarray(0, this.len); }
+
   /** Encoded size given head(): the head, the code, `end`. */
   size(head: number[]): number { return head.length + this.len + 1; }
 

@@ -530,7 +530,7 @@ export class WasmEngine {
       }
       for (const block of group) {
         try {
-          const t = translateBody(block, this.ramSize);
+          const t = translateBody(block, this.ramSize, lins.get(block));
           if (t !== null) { bodies.push(t.body); done.push({ blocks: [block], offs: [t.offs] }); }
         } catch (err) {
           this.report(block, err);

@@ -58,6 +58,7 @@ import * as layout from './layout.ts';
 import { emitTlbProbe, emitTlbSlot } from './tlb-probe.ts';
 import { emitSse } from './sse.ts';
 import { WASM_RAM_OFFSET } from '../../../memory/guest-memory.ts';
+import { DUMP_FILE, dumpFunction } from './dump.ts';
 /** The layout constants as a plain object (under tsx a namespace import reads each one through a getter call). */
 const L = { ...layout };
 
@@ -237,7 +238,15 @@ class Translator {
   kind = 0;
   size = 0;
   known = false;
+  /**
+   * The flag locals hold a record (kind, size) that the state area does not have yet (see produced): it is stored
+   * where something can read it (commitFlags, from flush: before the memory library, a helper, an exit). Only
+   * straight-line code defers; inside a branch or loop a producer stores through. Never set while !known.
+   */
+  fdirty = false;
   selfLoop = false;
+  /** RINGZERO_WASM_DUMP: [label, code start, code end] of each instruction emitted (./dump.ts), else null. */
+  marks: [string, number, number][] | null = DUMP_FILE ? [] : null;
   out = -1;
   top = -1;
   ix = 0;
@@ -263,8 +272,12 @@ class Translator {
     return this.rc[r];
   }
 
-  /** Write the dirty registers back to the state area (at straight-line level they become clean). */
+  /**
+   * Write the dirty registers and a deferred flag record back to the state area (at straight-line level they become
+   * clean).
+   */
   flush(): void {
+    this.commitFlags();
     const b = this.b, keep = this.nested();
     for (let r = 0; r < 16; r++) {
       if (this.rs[r] !== 2) continue;
@@ -291,6 +304,7 @@ class Translator {
    */
   backEdge(): void {
     const b = this.b;
+    this.commitFlags(); // (the loop's top starts without knowing the flags: it reads the state area's record)
     for (let r = 0; r < 16; r++) this.backDirty[r] = this.rs[r] === 2;
     const pre = this.loopPre;
     if (pre === null) { this.flush(); return; }
@@ -672,6 +686,18 @@ class Translator {
     b.close();
   }
 
+  /**
+   * #GP(0) unless the static branch target r0 + `ripOff` is canonical. Nothing to check when it lies in the page of
+   * the block's start (its page offset is the block's pa's): RIP there was fetched, so that page is canonical, and
+   * canonical addresses are whole pages (SDM vol. 1 §3.3.7.1).
+   */
+  checkTarget(ripOff: number): void {
+    const o = (this.block.pa & 0xfff) + ripOff;
+    if (o >= 0 && o < 4096) return;
+    this.b.get(this.r0).f64(ripOff).op(Op.f64Add);
+    this.checkCanonicalF64();
+  }
+
   /** #GP(0) through the helper unless the f64 on the stack is canonical (SDM vol. 1 §3.3.7.1). */
   checkCanonicalF64(): void {
     const b = this.b;
@@ -681,16 +707,48 @@ class Translator {
 
   // ---- lazy flags
 
-  /** Record the flag locals as produced by (kind, size) into the state area. */
+  /**
+   * The flag locals now hold the record produced by (kind, size). At straight-line level it stays there (fdirty)
+   * until something can read the state area's copy: the next producer of the block usually replaces it first (the
+   * flags of `sub; test; jne` are stored once, at the exit), and a condition of the block reads the locals. Inside a
+   * branch or loop it is stored at once (the other path may not produce: see the callers that produce there).
+   * Rule for every form: while the record is deferred, the flag locals (ld, ls, lr, lcy) change only in the
+   * producer's final step, never before a memory access or helper call of the same instruction that may fault or
+   * read the flags (the fault must find the record from before). A form that computes into them earlier (ADC/SBB,
+   * INC/DEC of memory, CMPXCHG, XADD, 16-bit ALU to memory, DIV) calls commitFlags first: a self-loop's inline
+   * memory probe stores the record on its slow path only, where the record stays deferred.
+   */
   produced(kind: number, size: number): void {
-    const b = this.b;
     this.known = true; this.kind = kind; this.size = size;
-    b.get(this.st).i32(kind).mem(Op.i32Store, 2, L.S_LOP);
-    b.get(this.st).i32(size).mem(Op.i32Store, 2, L.S_LSZ);
-    b.get(this.st).get(this.ld).mem(Op.i64Store, 3, L.S_LD);
-    b.get(this.st).get(this.ls).mem(Op.i64Store, 3, L.S_LS);
+    if (this.nested()) this.storeFlags(); else this.fdirty = true;
+  }
+
+  /**
+   * Store the known record into the state area, only the fields its kind's flags are computed from (SoftCpu.computeArith,
+   * the flag library): S_LOP and S_LSZ as one i64 (adjacent, layout.ts), then d and s for ADD/ADC/SUB/SBB, r for
+   * all, the carry-in for ADC/SBB/INC/DEC; EXPLICIT: the bits in S_LD.
+   */
+  storeFlags(): void {
+    const b = this.b, k = this.kind;
+    if (k === EXPLICIT) {
+      b.get(this.st).i32(EXPLICIT).mem(Op.i32Store, 2, L.S_LOP);
+      b.get(this.st).get(this.ld).mem(Op.i64Store, 3, L.S_LD);
+      return;
+    }
+    b.get(this.st).i64((BigInt(this.size) << 32n) | BigInt(k >>> 0)).mem(Op.i64Store, 3, L.S_LOP);
+    if (k !== L_LOGIC && k !== L_INC && k !== L_DEC) {
+      b.get(this.st).get(this.ld).mem(Op.i64Store, 3, L.S_LD);
+      b.get(this.st).get(this.ls).mem(Op.i64Store, 3, L.S_LS);
+    }
     b.get(this.st).get(this.lr).mem(Op.i64Store, 3, L.S_LR);
-    if (kind === L_INC || kind === L_DEC || kind === L_ADC || kind === L_SBB) b.get(this.st).get(this.lcy).mem(Op.i32Store, 2, L.S_LCY);
+    if (k === L_INC || k === L_DEC || k === L_ADC || k === L_SBB) b.get(this.st).get(this.lcy).mem(Op.i32Store, 2, L.S_LCY);
+  }
+
+  /** Store a deferred flag record (produced) into the state area; at straight-line level it is then clean. */
+  commitFlags(): void {
+    if (!this.fdirty) return;
+    this.storeFlags();
+    if (!this.nested()) this.fdirty = false;
   }
 
   /** Push flag local `l` at the producer's size: i64 for size 8, else i32 (signed: sign-extended for size 1). */
@@ -720,6 +778,7 @@ class Translator {
    * the flag library's `fa`; the block knows its flags from here (the state area keeps the record it had: same flags).
    */
   loadFlags(): void {
+    this.commitFlags(); // (a known record the block cannot evaluate inline: INC/DEC of a byte)
     this.b.get(this.st).call(F_FA).op(Op.i64ExtendI32u).set(this.ld);
     this.known = true; this.kind = EXPLICIT;
   }
@@ -816,11 +875,8 @@ class Translator {
 
   /** Commit EXPLICIT flags: the i32 on the stack holds the six arithmetic flags as EFLAGS bits. */
   explicit(size: number): void {
-    const b = this.b;
-    b.op(Op.i64ExtendI32u).set(this.ld);
-    this.known = true; this.kind = EXPLICIT; this.size = size;
-    b.get(this.st).i32(EXPLICIT).mem(Op.i32Store, 2, L.S_LOP);
-    b.get(this.st).get(this.ld).mem(Op.i64Store, 3, L.S_LD);
+    this.b.op(Op.i64ExtendI32u).set(this.ld);
+    this.produced(EXPLICIT, size);
   }
 
   /**
@@ -856,17 +912,20 @@ class Translator {
   shiftByCl(r: number, size: number, shift: () => void): void {
     const b = this.b, T = this;
     const had = T.known && T.materialize();
+    // (both paths store their record through, being inside a branch; without `had` the count-0 path keeps the
+    // record from before, which must then be in the state area)
+    if (!had) T.commitFlags();
     T.r32(1); b.i32(size === 8 ? 63 : 31).op(Op.i32And).op(Op.i64ExtendI32u).tee(T.ls).op(Op.i64Eqz);
     b.open(Op.if);
     if (size === 4) T.set32(r, () => T.r32(r));
     if (had) {
       b.get(T.fl).op(Op.i64ExtendI32u).set(T.ld);
-      b.get(T.st).i32(EXPLICIT).mem(Op.i32Store, 2, L.S_LOP);
-      b.get(T.st).get(T.ld).mem(Op.i64Store, 3, L.S_LD);
+      T.produced(EXPLICIT, size);
     }
     b.else();
     shift();
     b.close();
+    T.fdirty = false;
     if (had) { T.known = true; T.kind = EXPLICIT; T.size = size; } else T.known = false;
   }
 
@@ -911,9 +970,7 @@ class Translator {
     b.i32(255).op(Op.i32And).op(Op.i32Popcnt).i32(1).op(Op.i32And).op(Op.i32Eqz).i32(2).op(Op.i32Shl).op(Op.i32Or);
     b.i32(16).op(Op.i32Or).op(Op.i64ExtendI32u).set(T.ld);
     if (w) T.set64(r, T.v); else T.set32(r, () => b.get(T.v).op(Op.i32WrapI64));
-    T.known = true; T.kind = EXPLICIT; T.size = size;
-    b.get(T.st).i32(EXPLICIT).mem(Op.i32Store, 2, L.S_LOP);
-    b.get(T.st).get(T.ld).mem(Op.i64Store, 3, L.S_LD);
+    T.produced(EXPLICIT, size);
   }
 
   // ---- string instructions
@@ -1002,17 +1059,27 @@ const imm64 = (lo: number, hi: number): number | bigint =>
   (hi === 0 || (hi === -1 && lo < 0)) ? (hi === 0 ? lo >>> 0 : lo) : (BigInt(hi | 0) << 32n) | BigInt(lo >>> 0);
 
 /** Translate one block into a function body; null if it has nothing worth translating. */
-export function translateBody(block: Block, ramSize: number): { body: Body; offs: number[] } | null {
+export function translateBody(block: Block, ramSize: number, lin?: number): { body: Body; offs: number[] } | null {
   const offs = blockOffsets(block);
   if (offs === null) return null;
   const first = emitBlock(block, offs, ramSize, null);
-  if (!first.selfLoop) return { body: first.b, offs };
+  if (!first.selfLoop) { dump(first, [block], lin === undefined ? [] : [lin]); return { body: first.b, offs }; }
   // A block that loops on itself is emitted again with the registers its first version cached loaded before the
   // loop, so they stay in locals across iterations: at the loop's top they are cached, and dirty when the first
   // version's back edge had them dirty (stores then happen at memory accesses and exits, not per iteration).
   const pre: number[] = [], dirty: number[] = [];
   for (let r = 0; r < 16; r++) if (first.rc[r] >= 0) { pre.push(r); if (first.backDirty[r]) dirty.push(r); }
-  return { body: emitBlock(block, offs, ramSize, { pre, dirty }).b, offs };
+  const T = emitBlock(block, offs, ramSize, { pre, dirty });
+  dump(T, [block], lin === undefined ? [] : [lin]);
+  return { body: T.b, offs };
+}
+
+/** RINGZERO_WASM_DUMP: the function T emitted, with its instructions' guest addresses (./dump.ts). */
+function dump(T: Translator, blocks: Block[], lins: number[]): void {
+  if (T.marks === null) return;
+  const hex = (v: number) => (v < 0 ? '-' + (-v).toString(16) : v.toString(16));
+  const title = blocks.map((bl, j) => `pa ${hex(bl.pa)}${lins[j] !== undefined ? ' lin ' + hex(lins[j]) : ''}`).join(', ');
+  dumpFunction(title, T.b.code(), T.marks);
 }
 
 /** Prologue of a block or region function: the TLB bank addresses for this privilege, r0 as an integer. */
@@ -1145,6 +1212,7 @@ export function translateRegion(members: Block[], ramSize: number, lins?: Map<Bl
   b.close();
   b.get(T.st).get(T.st).mem(Op.i32Load, 2, L.S_INTRA).get(R.intra).op(Op.i32Add).mem(Op.i32Store, 2, L.S_INTRA);
   b.get(T.n).get(T.xc).op(Op.i32Add);
+  dump(T, members, R.lins);
   return { body: b, offs: offsList };
 }
 
@@ -1157,7 +1225,7 @@ function emitCode(T: Translator, block: Block, offs: number[], loop: { pre: numb
   const N = es.length;
   const b = T.b;
   T.block = block; T.offs = offs;
-  T.rs.fill(0); T.known = false; T.kind = 0; T.size = 0; T.ix = 0;
+  T.rs.fill(0); T.known = false; T.fdirty = false; T.kind = 0; T.size = 0; T.ix = 0;
   T.loopPre = null; T.loopDirty = []; T.backDirty.fill(false);
   const last = es[N - 1];
   const lastNext = offs[N - 1] + last.len;
@@ -1178,6 +1246,7 @@ function emitCode(T: Translator, block: Block, offs: number[], loop: { pre: numb
     const isLast = i === N - 1;
     const f = e.form;
     T.ix = i;
+    const mark = b.length;
     let mem = false;
     let replayed = false;
     // Replay through the helper (closure or handler, as SoftCpu.runBlock); it stores RIP and says whether to leave.
@@ -1187,7 +1256,7 @@ function emitCode(T: Translator, block: Block, offs: number[], loop: { pre: numb
       T.pos(); b.call(F_RP);
       T.forget();
       b.open(Op.if); T.xk(X_HELPER); b.i32(i + 1).set(T.xc).br(T.out); b.close();
-      T.known = false;
+      T.known = false; T.fdirty = false;
       if (isLast) b.op(Op.unreachable); // (the helper always says leave after the last instruction)
     };
     const memOp = () => { mem = true; T.ea(e, next); };
@@ -1286,9 +1355,7 @@ function emitCode(T: Translator, block: Block, offs: number[], loop: { pre: numb
           // stack: CF, OF -> flags = (old & ~(CF|OF)) | CF | OF << 11
           b.i32(11).op(Op.i32Shl).op(Op.i32Or).get(T.fl).i32(~0x801).op(Op.i32And).op(Op.i32Or).op(Op.i64ExtendI32u).set(T.ld);
           if (w) T.set64(r, T.v); else T.set32(r, () => b.get(T.v).op(Op.i32WrapI64));
-          T.known = true; T.kind = EXPLICIT; T.size = e.size;
-          b.get(T.st).i32(EXPLICIT).mem(Op.i32Store, 2, L.S_LOP);
-          b.get(T.st).get(T.ld).mem(Op.i64Store, 3, L.S_LD);
+          T.produced(EXPLICIT, e.size);
           break;
         }
         if (e.op < 4) { replay(); break; } // RCL/RCR: replayed
@@ -1342,6 +1409,7 @@ function emitCode(T: Translator, block: Block, offs: number[], loop: { pre: numb
         // 16-63. Conditions on a 16-bit record are not inlined: the block stops knowing the flags after it.
         const op = e.op, toMem = f === Form.Alu16MR || f === Form.Alu16MI;
         const r16 = (r: number) => { T.r32(r); b.i32(0xffff).op(Op.i32And).op(Op.i64ExtendI32u); };
+        if (toMem) T.commitFlags(); // (as CmpxchgM)
         if (toMem || f === Form.Alu16RM) { memOp(); T.load(2); }
         if (toMem) b.get(T.v); else r16(e.b);
         b.set(T.ld);
@@ -1355,6 +1423,7 @@ function emitCode(T: Translator, block: Block, offs: number[], loop: { pre: numb
           else T.setLow(e.b, 0xffff, () => b.get(T.lr).op(Op.i32WrapI64).i32(0xffff).op(Op.i32And));
         }
         T.produced(KIND[op], 2);
+        T.commitFlags(); // (the block stops knowing the flags: the state area must hold them)
         T.known = false;
         break;
       }
@@ -1368,6 +1437,7 @@ function emitCode(T: Translator, block: Block, offs: number[], loop: { pre: numb
         // CMPXCHG memory, e.a (0F B1, no LOCK) as ../fast-forms.ts cmpxchgM: flags of CMP rAX, DEST; equal: DEST = e.a,
         // else DEST is written back with its own value and rAX = DEST (after the store, which may fault)
         const size = e.size;
+        T.commitFlags(); // (the flag locals change between the load and the store, which may fault: see clobbers)
         memOp(); T.load(size);
         T.regVal(0, size); b.set(T.ld);
         b.get(T.v).set(T.ls);
@@ -1383,6 +1453,7 @@ function emitCode(T: Translator, block: Block, offs: number[], loop: { pre: numb
       case Form.Cmpxchg8M: {
         // CMPXCHG m8, r8 (0F B0; LOCK too) as ../fast-forms.ts cmpxchg8M: flags of CMP AL, DEST; equal: DEST = the
         // byte register, else DEST written back with its own value, then AL = DEST
+        T.commitFlags(); // (as CmpxchgM)
         memOp(); T.load(1);
         T.r8(0, 0); b.op(Op.i64ExtendI32u).set(T.ld);
         b.get(T.v).set(T.ls);
@@ -1517,6 +1588,7 @@ function emitCode(T: Translator, block: Block, offs: number[], loop: { pre: numb
       case Form.XaddM: {
         // XADD memory, e.a (0F C1, no LOCK) as xaddM: DEST = DEST + SRC stored first, then SRC = old DEST; flags of ADD
         const size = e.size;
+        T.commitFlags(); // (as CmpxchgM)
         memOp(); T.load(size);
         b.get(T.v).set(T.ld);
         T.regVal(e.a, size); b.set(T.ls);
@@ -1557,6 +1629,7 @@ function emitCode(T: Translator, block: Block, offs: number[], loop: { pre: numb
         // 9C (64-bit operand): RFLAGS from the helper (it holds IF, IOPL, ...: not in the state area), then the push;
         // the flag locals still hold the record the helper took, so the block keeps knowing the flags
         mem = true;
+        T.commitFlags(); // (the helper reads the state area's record)
         b.i32(1).call(F_FL).op(Op.i64ExtendI32u).set(T.w);
         T.r64(4); b.i64(8).op(Op.i64Sub).set(T.a);
         T.store(8);
@@ -1596,7 +1669,7 @@ function emitCode(T: Translator, block: Block, offs: number[], loop: { pre: numb
       }
       case Form.Push: case Form.Call: {
         if (f === Form.Call) {
-          b.get(T.r0).f64(next + e.disp).op(Op.f64Add); T.checkCanonicalF64();
+          T.checkTarget(next + e.disp);
           b.get(T.r0i).i64(next).op(Op.i64Add).set(T.w);
         } else { T.r64(e.a); b.set(T.w); }
         mem = true;
@@ -1678,6 +1751,8 @@ function emitCode(T: Translator, block: Block, offs: number[], loop: { pre: numb
         // Adc/Sbb with lazyCarry = carry-in (../fast-forms.ts adcFlags). A memory destination is stored before the
         // record is committed (the store may fault after the load).
         const sbb = e.op === 3, size = e.size, toMem = f === Form.AdcMR || f === Form.AdcMI;
+        // (the flag locals change before the memory access, whose fault must find the record from before: stored first)
+        if (f !== Form.AdcRR && f !== Form.AdcRI) T.commitFlags();
         T.cond(2); b.set(T.lcy);
         if (toMem) { memOp(); T.load(size); b.get(T.v).set(T.ld); }
         else { T.regVal(e.b, size); b.set(T.ld); }
@@ -1696,6 +1771,7 @@ function emitCode(T: Translator, block: Block, offs: number[], loop: { pre: numb
       case Form.IncDecM: {
         // INC/DEC of memory (FF /0 /1): CF kept (the record's lazyCarry = CF before); the store may fault after the load
         const dec = e.op === 1, size = e.size;
+        T.commitFlags(); // (lcy changes before the access, whose fault must find the record from before)
         T.cond(2); b.set(T.lcy);
         memOp(); T.load(size);
         b.get(T.v).set(T.ld).i64(1).set(T.ls);
@@ -1748,6 +1824,8 @@ function emitCode(T: Translator, block: Block, offs: number[], loop: { pre: numb
         const signed = op === 5 || op === 7;
         if (f === Form.MulDivM) { memOp(); T.load(size); } else { T.regVal(e.b, size); b.set(T.v); }
         T.oldFlags(); // (before ld/ls, which may hold the record it reads)
+        // (DIV/IDIV replay the hard cases, which read the record from before: stored before ld/ls change)
+        if (op >= 6) T.commitFlags();
         // ld = rAX, ls = the operand (size 4: zero- or sign-extended)
         if (w) { T.r64(0); b.set(T.ld); b.get(T.v).set(T.ls); }
         else {
@@ -1816,7 +1894,7 @@ function emitCode(T: Translator, block: Block, offs: number[], loop: { pre: numb
         T.flush(); T.pos(); b.call(F_RP);
         b.open(Op.if); T.xk(X_HELPER); b.i32(i + 1).set(T.xc).br(T.out); b.close();
         b.close();
-        T.known = false; // (either path left the state area's record right: EXPLICIT, or the CPU's after the replay)
+        T.known = false; T.fdirty = false; // (either path left the state area's record right: EXPLICIT stored through, or the CPU's after the replay)
         // (both paths left rAX and rDX in the state area: written through inside the branch, or by the replay)
         T.rs[0] = 0; T.rs[2] = 0;
         break;
@@ -1892,7 +1970,7 @@ function emitCode(T: Translator, block: Block, offs: number[], loop: { pre: numb
       case Form.Jcc: case Form.Jmp: {
         const target = next + e.disp;
         if (f === Form.Jcc) { T.cond(e.a); b.open(Op.if); }
-        if (target !== 0) { b.get(T.r0).f64(target).op(Op.f64Add); T.checkCanonicalF64(); }
+        T.checkTarget(target);
         if (T.selfLoop && isLast) {
           b.get(T.n).i32(N).op(Op.i32Add).tee(T.n).i32(N).op(Op.i32Add).tee(T.c32).get(T.left).op(Op.i32LeS);
           b.get(T.c32).i32(LOOP_LIMIT).op(Op.i32LeS).op(Op.i32And);
@@ -1920,6 +1998,7 @@ function emitCode(T: Translator, block: Block, offs: number[], loop: { pre: numb
     if (isLast && !replayed && f !== Form.Jcc && f !== Form.Jmp && f !== Form.Call && f !== Form.Ret && f !== Form.CallInd && f !== Form.JmpInd) {
       T.exitStatic(i + 1, next);
     }
+    if (T.marks !== null) T.marks.push([`${T.region !== null ? 'm' + T.region.cur + ' ' : ''}+${o.toString(16)} op ${e.opcode.toString(16)} form ${f}`, mark, b.length]);
   }
   if (T.selfLoop) b.close();
 }
