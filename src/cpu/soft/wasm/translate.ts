@@ -26,8 +26,9 @@
 //   byte, then the access; a miss, MMIO, a page-crossing access or a store into a page holding code calls the
 //   helper `rd`/`wr`, which runs SoftCpu.readLin/writeLin and may throw the CPU fault through the wasm frames);
 //   when that raised an event (self-modifying code, MMIO side effects) the block ends after the instruction;
-// - the lazy-flag record is written to the state area after every producer and also kept in locals, so a
-//   following Jcc/SETcc/CMOVcc/INC/DEC of the same block evaluates its condition inline; for flags from before
+// - the lazy-flag record of a producer is kept in locals, so a following Jcc/SETcc/CMOVcc/INC/DEC of the same block
+//   evaluates its condition inline, and stored to the state area only where something can read it, as the dirty
+//   registers (Translator.produced, commitFlags: before the memory library, a helper or an exit); for flags from before
 //   the block (the runtime copies the CPU's record into the state area at each call) the block asks the flag
 //   library (buildFlaglib: one shared wasm function) for their bits once, then evaluates conditions inline;
 // - every other instruction (rotates, anything without a fast form) is replayed through the helper `rp`, which
@@ -48,8 +49,9 @@
 //
 // Exactness, as the interpreter and ../jit/translate.ts: `cpu.instructions` counts every instruction executed,
 // the faulting one included; a fault leaves `ripStart` at the faulting instruction and every earlier instruction
-// committed (registers are stored as each instruction executes; the flag record is in the state area, which the
-// caller copies back). Helpers learn the faulting instruction from their `pos` argument (loop count << 5 | index).
+// committed (dirty registers and a deferred flag record are stored before every memory-library call, helper and
+// exit; the caller copies the state area's flag record back). Helpers learn the faulting instruction from their
+// `pos` argument (loop count << 5 | index).
 import type { Block, BlockEntry } from '../code-cache.ts';
 import { CHAIN_LIMIT } from '../code-cache.ts';
 import { Form } from '../fast-forms.ts';
@@ -1217,6 +1219,34 @@ export function translateRegion(members: Block[], ramSize: number, lins?: Map<Bl
 }
 
 /**
+ * Whether the arithmetic flags that instruction i of `es` leaves are dead: a later instruction of the block writes
+ * all six (a register ALU form, NEG, SHL/SHR/SAR by a constant) before anything could see them: only instructions
+ * that neither read the flags nor can fault nor call a helper may come between (register MOV/LEA/MOVZX/MOVSX,
+ * BSWAP, CDQ, XCHG, NOT, NOP). A block's exit, a memory access (whose fault would see them) or any other form
+ * makes them live. Then ROL/ROR, which keep the other flags from before, compute none (md5's rounds: `rol esi,7 /
+ * mov eax,ecx / add esi,ecx`): the flag locals keep the record from before, which nothing reads either.
+ */
+function flagsDead(es: BlockEntry[], i: number): boolean {
+  for (let j = i + 1; j < es.length; j++) {
+    const e = es[j], f = e.form;
+    if (j === es.length - 1 && e.len === 0) return false; // (the block's last instruction without a fast form: replayed)
+    switch (f) {
+      case Form.AluRR: case Form.AluRI: case Form.Alu8RR: case Form.Alu8RI: case Form.Alu16RR: case Form.Alu16RI:
+        if (KIND[e.op] !== 0) return true;
+        return false;
+      case Form.NotNegR: if (e.op === 1) return true; break;
+      case Form.ShiftImm: case Form.Shift8Imm: case Form.Shift16Imm: if (e.op >= 4) return true; return false;
+      case Form.MovRR64: case Form.MovRR32: case Form.MovImmReg: case Form.Lea: case Form.MovzxReg8: case Form.MovzxReg16:
+      case Form.MovsxdReg: case Form.MovsxR8: case Form.MovsxR16: case Form.Mov8RR: case Form.Mov8RI: case Form.Bswap:
+      case Form.Cdq: case Form.XchgRR: case Form.Nop:
+        break;
+      default: return false;
+    }
+  }
+  return false;
+}
+
+/**
  * The code of one block into T's body (alone: inside its function's exit block; in a region: after its label):
  * every path leaves (T.out) or branches to another member.
  */
@@ -1330,9 +1360,15 @@ function emitCode(T: Translator, block: Block, offs: number[], loop: { pre: numb
       }
       case Form.ShiftImm: {
         if (e.op === 0 || e.op === 1) {
+          const r = e.b, n = e.imm, w = e.size === 8;
+          if (flagsDead(es, i)) {
+            // (its flags are dead: the rotate alone)
+            if (w) { T.r64(r); b.i64(n).op(e.op === 0 ? 0x89 /* i64.rotl */ : 0x8a /* i64.rotr */).set(T.v); T.set64(r, T.v); }
+            else T.set32(r, () => { T.r32(r); b.i32(n).op(e.op === 0 ? 0x77 /* i32.rotl */ : 0x78 /* i32.rotr */); });
+            break;
+          }
           // ROL/ROR write CF and OF over the other flags (those before: inline when known here, else the helper)
           T.oldFlags();
-          const r = e.b, n = e.imm, w = e.size === 8;
           if (w) {
             T.r64(r); b.i64(n).op(e.op === 0 ? 0x89 /* i64.rotl */ : 0x8a /* i64.rotr */).set(T.v);
             if (e.op === 0) {
