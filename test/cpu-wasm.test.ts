@@ -1051,7 +1051,7 @@ test('ADC/SBB rAX, imm32 (15, 1D; 32- and 64-bit) translated inline and as closu
   assert.equal(m.cpu.wasm!.stats.replays, 0, 'nothing replayed');
 });
 
-test('an instruction straddling a page end is interpreted alone: the instructions after it, in the next page, run translated', () => {
+test('an instruction straddling a page end: the instructions after it, in the next page, run translated', () => {
   // CODE: mov ecx,300 / jmp L; L (+0xff8): add rbx,rcx / mov rax,imm64 (at +0xffb, 10 bytes: ends at +0x1005)
   // then 20 x add r8,rax / dec ecx / jnz L / hlt
   const code = new Uint8Array(0x1005 + 60 + 2 + 6 + 1).fill(0x90);

@@ -3,10 +3,11 @@
 // What it is:
 // - A *block* is the run of instructions from a start address up to and including the first control transfer
 //   (or other "terminator": anything that can change RIP non-sequentially, the CPU mode, the interrupt flag or
-//   the paging structures; see TERMINATOR), capped at MAX_BLOCK instructions and never crossing its 4 KiB
-//   physical page. With the wasm translator a conditional jump that fell through when the block was recorded does
-//   not end it (SoftCpu.fellThrough): it is a side exit, taken or not at each run (runBlock and translated code
-//   leave the block when it is taken). Blocks are keyed by the physical address of their first byte plus the
+//   the paging structures; see TERMINATOR), capped at MAX_BLOCK instructions and within its 4 KiB physical page,
+//   except that its last instruction may straddle the page's end (Block.pfn2: then it depends on the next page
+//   too). With the wasm translator a conditional jump that fell through when the block was recorded does not end
+//   it (SoftCpu.fellThrough): it is a side exit, taken or not at each run (runBlock and translated code leave the
+//   block when it is taken). Blocks are keyed by the physical address of their first byte plus the
 //   decoding mode (64-bit / 32-bit / 16-bit default sizes), so two linear aliases of one page share blocks and a change of page
 //   tables needs no flush (the lookup translates RIP first, as instruction fetch does).
 // - Each entry of a block holds what the prefix decoder found (operand/address size, segment override,
@@ -176,6 +177,15 @@ export class Block {
   /** The last two blocks that followed this one (chaining; each is re-validated by pa + gen + mode when used). */
   next: Block | null = null;
   next2: Block | null = null;
+  /**
+   * A block whose last instruction straddles the end of its page (SoftCpu.recordBlock) depends on a second physical
+   * page too: its page number (-1: none, the common case) and that page's generation when it was recorded. That
+   * instruction checks, each time it runs, that the next linear page still maps to this page in this privilege's
+   * fetch TLB and that the generation is unchanged, and is interpreted otherwise (SoftCpu.straddleGuard in the
+   * JavaScript tier, Translator.straddleCheck in translated code); nothing else of the block needs the check.
+   */
+  pfn2 = -1;
+  gen2 = 0;
   constructor(readonly pa: number, readonly mode: number, readonly gen: number, entries: BlockEntry[]) {
     this.entries = entries;
     this.n = entries.length;

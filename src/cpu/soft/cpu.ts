@@ -18,7 +18,7 @@ import type { VmClock } from '../../vmm/clock.ts';
 import * as C from './constants.ts';
 import { ops1, ops0f } from './tables.ts';
 import { FpuState } from './ops/fpu-state.ts';
-import { CodeCache, codeCacheFor, Block, BlockEntry, TERMINATOR, MAX_BLOCK, HOT_THRESHOLD, WASM_HOT_THRESHOLD, TABLE_MASK, JIT_THRESHOLD, CHAIN_LIMIT } from './code-cache.ts';
+import { CodeCache, codeCacheFor, Block, BlockEntry, type FastHandler, TERMINATOR, MAX_BLOCK, HOT_THRESHOLD, WASM_HOT_THRESHOLD, TABLE_MASK, JIT_THRESHOLD, CHAIN_LIMIT } from './code-cache.ts';
 import { compileFast } from './fast-forms.ts';
 import { translateBlock } from './jit/translate.ts';
 import { wasmStateFor, type WasmEngine } from './wasm/runtime.ts';
@@ -160,6 +160,45 @@ const SIZE_MASK = [0, 0xff, 0xffff, 0, 0xffffffff];
  * the hot code is optimized, so the constructor makes them doubles from the start (their values unchanged).
  */
 const DOUBLE_FIELDS = ['cr2', 'cr3', 'kernelGsBase', 'tscOffset', 'gdtrBase', 'idtrBase', 'ldtrBase', 'trBase', 'ldtrLimit', 'trLimit'] as const;
+
+/** A copy of a straddling instruction's bytes (two physical pages) for compileFast (SoftCpu.recordBlock). */
+const STRADDLE_BYTES = new Uint8Array(32);
+
+/** Undo recordBlock's early code mark of page `p` when no block came to depend on it (and nothing wrote it since). */
+function unmark(cache: CodeCache, p: number, prev: number, gen: number): void {
+  if (cache.codePages[p] === 1 && cache.pageGen[p] === gen) cache.codePages[p] = prev;
+}
+
+/**
+ * The `fast` of a block's last instruction when it straddles its page's end into physical page `pfn2` (Block.pfn2):
+ * when the next linear page is still `pfn2` in this privilege's fetch TLB and `pfn2` has generation `gen2`, it runs
+ * as recorded (`real`, its fast form, else its handler with the decoder state of the entry); otherwise it is
+ * interpreted (step(): its live bytes, and a fetch fault on the next page is raised as the interpreter raises it),
+ * and a stale `pfn2` invalidates the block's own page (`page`) so that the block is recorded again. Only these
+ * entries carry the check: the other blocks' instructions pay nothing for it. RIP: as SoftCpu.runBlock leaves it
+ * before a fast form (after the instruction); `ripStart` is the instruction's start.
+ */
+function straddleGuard(real: FastHandler | null, pfn2: number, gen2: number, page: number): FastHandler {
+  return (c, e) => {
+    const r = c.ripStart;
+    const gen = c.codeCache.pageGen;
+    if (gen[pfn2] === gen2 && c.fetchPfn(Math.floor(r / 4096) + 1) === pfn2) {
+      if (real !== null) { real(c, e); return; }
+      c.opsize = e.opsize; c.adsize = e.adsize; c.segOverride = e.segOverride; c.rep = e.rep; c.lock = e.lock;
+      c.p66 = e.p66; c.rex = e.rex; c.rexW = e.rexW; c.rexR = e.rexR; c.rexX = e.rexX; c.rexB = e.rexB;
+      c.opcode = e.opcode;
+      c.rip = r + e.opLen;
+      e.handler(c);
+      return;
+    }
+    c.straddleMisses++;
+    if (gen[pfn2] !== gen2) c.codeCache.invalidatePage(page);
+    // (the caller counted the instruction; step() counts it again)
+    c.instructions--;
+    c.rip = r;
+    c.step();
+  };
+}
 
 export class SoftCpu {
   readonly env: CpuEnvironment;
@@ -592,6 +631,8 @@ export class SoftCpu {
   private blockModeKey = 0;
   /** Instructions executed from cached blocks (statistics). */
   blockInstructions = 0;
+  /** Straddling instructions interpreted because their next page's mapping or generation changed (straddleGuard). */
+  straddleMisses = 0;
 
   /** Whether the instruction just executed ends a block (TERMINATOR; FF ends one only as CALL/JMP). */
   private endsBlock(): boolean {
@@ -672,7 +713,7 @@ export class SoftCpu {
       let fn = this.jitEnabled ? b.fn : null;
       if (fn === null && b.runs >= 0 && this.jitEnabled && b.mode === 8 && ++b.runs > JIT_THRESHOLD) {
         b.runs = -1;
-        fn = b.fn = translateBlock(b);
+        fn = b.fn = b.pfn2 < 0 ? translateBlock(b) : null; // (a straddling block runs under its guard: closures)
         if (fn !== null) {
           cache.stats.compiled++;
           cache.translated.set(b.pa * 16 + b.mode, b);
@@ -709,10 +750,10 @@ export class SoftCpu {
 
   /**
    * Interpret instructions up to a block terminator (or an event), or until RIP enters the next page. That last stop
-   * is for an instruction that straddles a page end: no block can hold it (recordBlock stops before it), so it is
-   * always interpreted, and without the stop so was everything after it up to the next branch, in the next page,
-   * however hot (bench/io, 16 MiB of TCP: ~110k instructions, at six such sites in Linux's receive path and in
-   * virtio_net). Now execBlock looks the next page's instructions up in the block cache.
+   * is for an instruction that straddles a page end, when it is interpreted (cold, or its block's guard found its next
+   * page changed: recordBlock, straddleGuard): without the stop so was everything after it up to the next branch, in
+   * the next page, however hot (bench/io, 16 MiB of TCP: ~110k instructions, at six such sites in Linux's receive path
+   * and in virtio_net). Now execBlock looks the next page's instructions up in the block cache.
    */
   private interpretRun(left: number): number {
     let n = 0;
@@ -765,7 +806,14 @@ export class SoftCpu {
     return k;
   }
 
-  /** Execute a block for the first time while recording it; install it if nothing invalidated its page meanwhile. */
+  /**
+   * Execute a block for the first time while recording it; install it if nothing invalidated its page meanwhile.
+   * A 64-bit instruction that is not a terminator and straddles the page's end becomes the block's last instruction
+   * (before, the block stopped before it, so it was interpreted at every pass: busybox's md5 loop has one, run once per
+   * 64-byte block, and so do hot kernel paths): the block then depends on the next page too (Block.pfn2/gen2), which is
+   * marked as holding code before the instruction runs (so a store into it, the instruction's own included, bumps its
+   * generation and the block is not installed), and the instruction runs under straddleGuard.
+   */
   private recordBlock(pa: number, slot: number, left: number): number {
     const cache = this.codeCache;
     const page = pa >>> 12;
@@ -776,12 +824,25 @@ export class SoftCpu {
     const blockRip = this.rip;
     const room = 4096 - (pa & 0xfff);
     let n = 0;
+    let pfn2 = -1, gen2 = 0, mark2 = 0;
     for (;;) {
       const start = this.rip;
+      const at = start - blockRip;
+      // Near the page end (an instruction is at most 15 bytes): the next page's physical page from this privilege's
+      // fetch TLB, without a walk (a miss: no straddler this time), marked as code before the instruction runs.
+      let next = -1, nextGen = 0, nextMark = 0;
+      if (mode === 8 && room - at < 15) {
+        next = this.fetchPfn(Math.floor(start / 4096) + 1);
+        if (next >= 0 && next * 4096 + 4096 <= this.ramSize && next !== page) {
+          nextMark = cache.codePages[next];
+          cache.codePages[next] = 1;
+          nextGen = cache.pageGen[next];
+        } else next = -1;
+      }
       const e = this.stepRecord();
       n++;
-      const at = start - blockRip;
       if (TERMINATOR[this.opcode] !== 0 && this.endsBlock() && !this.fellThrough(e, mode, start, at, room)) {
+        if (next >= 0) unmark(cache, next, nextMark, nextGen);
         // The last instruction: its prefixes and opcode must lie in the page (the handler fetches the rest); a
         // fast form needs all of it there (compileFast reads only the bytes of the length it returns).
         e.len = 0;
@@ -796,18 +857,46 @@ export class SoftCpu {
         break;
       }
       const len = this.rip - start;
-      if (len <= 0 || len > 15 || at + len > room) break;
+      if (len <= 0 || len > 15) break;
+      if (at + len > room) {
+        // Straddles the page end. Its bytes are in two physical pages: the form decodes a copy of them. (The fetch
+        // went through the page `next` is, unless the TLB changed meanwhile: then no straddler.)
+        if (next >= 0 && this.fetchBuf === this.ram && ((this.rip - 1 + this.fetchDelta) >>> 12) === next &&
+            cache.pageGen[next] === nextGen) {
+          e.len = len | 0;
+          const sc = STRADDLE_BYTES, k = room - at;
+          sc.set(this.ram.subarray(pa + at, pa + room), 0);
+          sc.set(this.ram.subarray(next * 4096, next * 4096 + len - k), k);
+          compileFast(this, e, 0, len, sc);
+          e.fast = straddleGuard(e.fast, next, nextGen, page);
+          entries.push(e);
+          pfn2 = next; gen2 = nextGen; mark2 = nextMark;
+        } else if (next >= 0) unmark(cache, next, nextMark, nextGen);
+        break;
+      }
+      if (next >= 0) unmark(cache, next, nextMark, nextGen);
       e.len = len | 0;
       if (mode === 8) compileFast(this, e, pa + at, len);
       entries.push(e);
       if (n >= left || entries.length >= MAX_BLOCK || this.eventPending || this.halted || this.stopRequested || this.blockModeKey !== mode) break;
     }
-    if (entries.length > 0 && cache.pageGen[page] === gen) {
-      cache.table[slot] = new Block(pa, mode, gen, entries);
+    if (entries.length > 0 && cache.pageGen[page] === gen && (pfn2 < 0 || cache.pageGen[pfn2] === gen2)) {
+      const b = new Block(pa, mode, gen, entries);
+      if (pfn2 >= 0) { b.pfn2 = pfn2; b.gen2 = gen2; }
+      cache.table[slot] = b;
       cache.stats.blocks++;
       cache.stats.instructionsCached += entries.length;
-    }
+    } else if (pfn2 >= 0) unmark(cache, pfn2, mark2, gen2);
     return n;
+  }
+
+  /**
+   * The physical page number that this privilege's fetch bank of the first-level TLB maps linear page `vpn` to, or
+   * -1 when it holds no entry for it (no walk: this never faults).
+   */
+  fetchPfn(vpn: number): number {
+    const t = ((TLB_FETCH | (this.cpl === 3 ? 1 : 0)) << BANK_SHIFT) | (tlbSlot(vpn) << ENTRY_SHIFT);
+    return this.tlb[t] === vpn ? this.tlbPfn[2 * t + 2] : -1;
   }
 
   /**

@@ -806,9 +806,9 @@ for (const op of [0x54, 0x55, 0x56, 0x57]) SSE_OPS[op] = 3;
 const LOGIC_AS_INT = [0xdb, 0xdf, 0xeb, 0xef];
 
 /** compileFast for the SSE forms (their mandatory prefixes are 66/F3, which compileFast rejects). */
-function compileSse(c: SoftCpu, e: BlockEntry, pa: number, len: number, op: number): number {
+function compileSse(c: SoftCpu, e: BlockEntry, pa: number, len: number, op: number, ram: Uint8Array): number {
   if (e.lock || e.adsize !== 8) return 0;
-  const ram = c.ram, rep = e.rep, p66 = e.p66;
+  const rep = e.rep, p66 = e.p66;
   let p = modrm(ram, pa + e.opLen, e);
   const reg = regField, rm = rmReg, m3 = mod === 3;
   let f: FastHandler | null = null;
@@ -897,10 +897,10 @@ function bitScanTo(c: SoftCpu, e: BlockEntry, lo: number, hi: number): void {
 const bitScanR: FastHandler = (c, e) => bitScanTo(c, e, c.rlo[e.a], e.size === 8 ? c.rhi[e.a] : 0);
 const bitScanM: FastHandler = (c, e) => { const lo = c.readLin(ea(c, e), e.size); bitScanTo(c, e, lo, e.size === 8 ? c.hi : 0); };
 
-function compileBitScan(c: SoftCpu, e: BlockEntry, pa: number, len: number, op: number): number {
+function compileBitScan(c: SoftCpu, e: BlockEntry, pa: number, len: number, op: number, ram: Uint8Array): number {
   const size = e.opsize;
   if (e.lock || e.adsize !== 8 || (size !== 4 && size !== 8)) return 0;
-  const p = modrm(c.ram, pa + e.opLen, e);
+  const p = modrm(ram, pa + e.opLen, e);
   e.b = regField; e.op = op & 1; e.size = size;
   let f: FastHandler;
   if (mod === 3) { e.a = rmReg; f = bitScanR; e.form = Form.BitScanR; } else { f = bitScanM; e.form = Form.BitScanM; }
@@ -1037,18 +1037,18 @@ function rd32(ram: Uint8Array, p: number): number {
 /**
  * Give `e` (an instruction of 64-bit code at physical `pa`, already executed once) a fast form if it has one.
  * `len` is the instruction length when known (0 for a block's last instruction); returns the length the form
- * decoded (0 when it has none). The caller has checked that the instruction lies in one page of low RAM.
+ * decoded (0 when it has none). The caller has checked that the instruction lies in one page of low RAM, or, for one
+ * that straddles a page end (its bytes are in two physical pages), passes a copy of its bytes as `ram` (pa its index).
  */
-export function compileFast(c: SoftCpu, e: BlockEntry, pa: number, len: number): number {
+export function compileFast(c: SoftCpu, e: BlockEntry, pa: number, len: number, ram: Uint8Array = c.ram): number {
   const op = e.opcode;
-  if (op >= 0x100 && (SSE_OPS[op & 0xff] !== 0 || INT_FN.has(e.handler))) return compileSse(c, e, pa, len, op & 0xff);
-  if ((op === 0x1bc || op === 0x1bd) && (e.rep === 0 || e.rep === 0xf3)) return compileBitScan(c, e, pa, len, op);
+  if (op >= 0x100 && (SSE_OPS[op & 0xff] !== 0 || INT_FN.has(e.handler))) return compileSse(c, e, pa, len, op & 0xff, ram);
+  if ((op === 0x1bc || op === 0x1bd) && (e.rep === 0 || e.rep === 0xf3)) return compileBitScan(c, e, pa, len, op, ram);
   // (F3 90 is PAUSE: a NOP here, as in ./ops/alu.ts.)
   // (LOCK CMPXCHG/XADD to memory are the plain forms: the vCPUs run on one thread; with a register operand the
   // decode below gives no form and the handler raises #UD)
   // (LOCK: decoded as any form, then kept only on the read-modify-write memory forms: lockable below)
   if ((e.rep !== 0 && !(op === 0x90 && e.rep === 0xf3)) || e.adsize !== 8) return 0;
-  const ram = c.ram;
   let p = pa + e.opLen;
   const size = e.opsize;
   const wide = size === 8 || size === 4;

@@ -385,6 +385,29 @@ class Translator {
     }
   }
 
+  /**
+   * Before the block's last instruction when it straddles the page end (Block.pfn2: its bytes are partly in another
+   * physical page, which the block's page generation does not cover): unless this privilege's fetch TLB bank maps the
+   * next linear page to that page (first-level tag, then physical page, as crossBranch probes) and that page still has
+   * the generation the block was recorded with, the instruction is replayed (its guard, SoftCpu straddleGuard, then
+   * interprets it: live bytes, and the fetch's #PF if the page is gone) and the block ends. Only such blocks emit this.
+   */
+  straddleCheck(i: number): void {
+    const b = this.b, blk = this.block, pfn = blk.pfn2;
+    b.get(this.r0i).i64(4096 - (blk.pa & 0xfff)).op(Op.i64Add).i64(12).op(Op.i64ShrS).tee(this.t64);
+    b.op(Op.i32WrapI64);
+    emitTlbSlot(b, this.t32);
+    b.get(this.rtag).op(Op.i32Add).tee(this.t32);
+    b.mem(Op.f64Load, 3, L.TLB_FETCH_DELTA).get(this.t64).op(Op.f64ConvertI64s).op(Op.f64Eq);
+    b.get(this.t32).mem(Op.i32Load, 2, L.TLB_FETCH_DELTA + 8).i32(pfn).op(Op.i32Eq).op(Op.i32And);
+    b.i32(0).mem(Op.i32Load, 2, L.PAGE_GEN + 4 * pfn).i32(blk.gen2).op(Op.i32Eq).op(Op.i32And);
+    b.op(Op.i32Eqz).open(Op.if);
+    // (inside the branch flush() keeps the cache state; the replay may change any register, so no write-back after it)
+    this.flush(); this.pos(); b.call(F_RP).op(Op.drop);
+    this.xk(X_HELPER); b.i32(i + 1).set(this.xc).br(this.out);
+    b.close();
+  }
+
   /** Leave the block (after `xc` was set): dirty registers written back first. */
   leave(): void { this.flush(); this.b.br(this.out); }
 
@@ -1290,6 +1313,7 @@ function emitCode(T: Translator, block: Block, offs: number[], loop: { pre: numb
       if (isLast) b.op(Op.unreachable); // (the helper always says leave after the last instruction)
     };
     const memOp = () => { mem = true; T.ea(e, next); };
+    if (isLast && block.pfn2 >= 0 && f !== Form.None) T.straddleCheck(i);
     if (f === Form.None && isLast && e.len === 0 && !e.p66 && e.rep === 0 && (e.opcode === 0xeb || e.opcode === 0xe9 ||
       (e.opcode >= 0x70 && e.opcode <= 0x7f) || (e.opcode >= 0x180 && e.opcode <= 0x18f))) {
       T.straddlingBranch(e, o, i);
