@@ -412,7 +412,7 @@ export class Machine {
       const section = this.pendingWarm, cpu = this.vcpus[0].cpu;
       this.pendingWarm = undefined;
       this.warmup = new Promise((resolve) => startWarmup(cpu, section, () => !this.exit, (r) => {
-        if (this.config.stats) process.stderr.write(`ringzero: stats: warm restore: ${r.ignored ? `section ignored (${r.ignored})` : `${r.rebuilt} of ${r.listed} listed blocks rebuilt, ${r.primedExisting} primed, ${r.skipped} skipped`} in ${r.ms.toFixed(1)} ms\n`);
+        if (this.config.stats) process.stderr.write(`ringzero: stats: warm restore: ${r.ignored ? `section ignored (${r.ignored})` : `${r.listed - r.skipped - r.primedExisting} of ${r.listed} listed blocks armed (rebuilt when reached), ${r.primedExisting} primed as recorded, ${r.skipped} skipped`} in ${r.ms.toFixed(1)} ms\n`);
         resolve(r);
       }));
     }

@@ -8,13 +8,16 @@
 //
 // What: the snapshot carries, for each block the wasm translator had translated (and whose page was not written
 // since), its physical address, the length of each of its instructions, how many bytes of its page they cover and a
-// hash of those bytes (exportWarm; the state file's optional `warm` section, src/vmm/snapshot.ts). After the
-// restored guest resumes, startWarmup rebuilds each block from the restored memory without executing it: the same
-// prefix decoding as SoftCpu.beginInstruction, the handler from the opcode tables, the fast form from
-// compileFast (which reads the operands from memory itself), exactly what SoftCpu.recordBlock would have built,
-// installs it in the block table and primes it (WasmEngine.prime): its first run queues it for translation.
-// So a warm block is never interpreted or recorded again, and its wasm module is compiled (in the background, in
-// batches) the first time the guest reaches it after the restore, instead of after ~100 replays.
+// hash of those bytes (exportWarm; the state file's optional `warm` section, src/vmm/snapshot.ts). Once the restored
+// guest runs, startWarmup checks each listed block against the restored memory and arms its block-table slot
+// (armWarm); when the guest first reaches it, SoftCpu.execBlock asks CodeCache.warm, which rebuilds it from memory
+// without executing it (the same prefix decoding as SoftCpu.beginInstruction, the handler from the opcode tables, the
+// fast form from compileFast, which reads the operands from memory itself: exactly what SoftCpu.recordBlock would
+// have built) and primes it (WasmEngine.prime): translated after WARM_REPLAYS runs instead of ~100, and never
+// interpreted or recorded again. Lazily, because a booted Linux guest lists ~8k blocks of which it runs a fraction
+// soon after, and in a fresh VMM process (its V8 not warmed up yet) every block translated costs ~1 ms of the main
+// thread: rebuilding all of them and translating each at its first run made the guest slower in its first seconds
+// than a cold restore (bench/restore-warm); the replays before translation keep it to the blocks that are hot now.
 //
 // Why it never runs wrong code: a block is rebuilt only when the hash of its bytes in the restored memory matches (a
 // diff chain, a page the guest reused, a damaged or foreign list: skipped), its shape is one the recorder makes
@@ -27,7 +30,7 @@
 import zlib from 'node:zlib';
 import type { OpHandler, SoftCpu } from './cpu.ts';
 import { TABLE_BITS_SHIFT } from './cpu.ts';
-import { Block, BlockEntry, MAX_BLOCK, TABLE_MASK, TERMINATOR } from './code-cache.ts';
+import { Block, BlockEntry, MAX_BLOCK, TABLE_MASK, TERMINATOR, WASM_HOT_THRESHOLD } from './code-cache.ts';
 import { compileFast } from './fast-forms.ts';
 import { ops1, ops0f } from './tables.ts';
 import * as C from './constants.ts';
@@ -233,95 +236,106 @@ export function rebuildBlock(cpu: SoftCpu, r: WarmRecord): Block | null {
 }
 
 export interface WarmReport {
-  /** Blocks listed, rebuilt and primed, skipped (not matching memory, malformed, already translated, no room). */
+  /** Blocks listed; of those, rebuilt when the guest reached them, and skipped (bytes changed, malformed, no room). */
   listed: number;
   rebuilt: number;
   skipped: number;
-  /** The listed blocks' slots already held a valid block of the same address: primed instead of rebuilt. */
+  /** Listed blocks the guest had reached (and recorded) before the list was read: primed as they are. */
   primedExisting: number;
-  /** The whole section was ignored (unknown format, damaged): why. */
+  /** The whole section was ignored (unknown format, damaged, RINGZERO_WARM=0): why. */
   ignored?: string;
+  /** Main-thread time spent on the list: reading it, and rebuilding the blocks reached so far. */
   ms: number;
 }
 
+/** Runs of a rebuilt block before it is queued for translation (RINGZERO_WARM_REPLAYS; WASM_HOT without the list). */
+const WARM_REPLAYS = Number(process.env.RINGZERO_WARM_REPLAYS ?? 10);
+/** How long the blocks of a list not reached yet are kept (ms): a guest that did not get there by then is elsewhere. */
+const KEEP_MS = 60_000;
 /**
- * Rebuild, install and prime the listed blocks (records [from, to)) in `cpu`'s block cache. Synchronous: call it
- * between run-loop slices (startWarmup does), never while a block runs.
- */
-export function installWarm(cpu: SoftCpu, records: WarmRecord[], report: WarmReport, from = 0, to = records.length): void {
-  const engine = cpu.wasm, cache = cpu.codeCache;
-  if (engine === null || !cpu.blockCacheEnabled || !cpu.jitEnabled) { report.skipped += to - from; return; }
-  for (let i = from; i < to; i++) {
-    const r = records[i];
-    const pa = r.pa, page = pa >>> 12;
-    // (a block whose bytes changed is skipped even when the guest got there first: the list no longer describes it)
-    if (page >= cache.noCache.length || cache.noCache[page] !== 0 || cache.translated.has(pa * 16 + MODE64) ||
-      pa + r.bytes > cpu.ram.length || hashBytes(cpu.ram, pa, r.bytes) !== r.hash) { report.skipped++; continue; }
-    const slot = (pa ^ (pa >>> TABLE_BITS_SHIFT)) & TABLE_MASK;
-    const old = cache.table[slot];
-    if (old !== undefined && old.gen === cache.pageGen[old.pa >>> 12]) {
-      // (the guest reached it first and it was recorded: prime that one; a slot held by another live block is kept)
-      if (old.pa === pa && old.mode === MODE64) { engine.prime(old); report.primedExisting++; } else report.skipped++;
-      continue;
-    }
-    const b = rebuildBlock(cpu, r);
-    if (b === null) { report.skipped++; continue; }
-    cache.codePages[page] |= 1;
-    cache.table[slot] = b;
-    cache.stats.blocks++;
-    cache.stats.instructionsCached += b.n;
-    engine.prime(b);
-    report.rebuilt++;
-  }
-}
-
-/** Blocks rebuilt per step of startWarmup (a step is ~1-3 ms; the run loop gets the thread between steps). */
-const STEP = 500;
-/**
- * After the last step, the queue of primed blocks is translated at these delays (ms, each after the previous), about
- * 5 s in all: WasmEngine.exec translates a batch once WASM_BATCH blocks wait or one of them ran WASM_BATCH_WAIT more
- * times, which a block the guest reaches a few times a second (the timer interrupt's path) may wait for for minutes,
- * once the blocks around it are translated and no longer pass through exec.
+ * After the list is read, the queue of blocks waiting for translation is flushed at these delays (ms, each after the
+ * previous: ~5 s in all): WasmEngine.exec translates a batch once WASM_BATCH blocks wait or one of them ran
+ * WASM_BATCH_WAIT more times, which a block the guest reaches a few times a second may wait for for minutes once the
+ * blocks around it are translated and no longer pass through exec.
  */
 const FLUSH_DELAYS = [1, 2, 4, 8, 16, 32, 64, 128, 250, 500, 1000, 1000, 2000];
 
 /**
- * Warm `cpu`'s block cache from a snapshot's warm section once its guest runs again: the records are decoded and
- * rebuilt STEP at a time in setImmediate callbacks, so the restore itself pays nothing and the guest keeps running
- * between steps (the run loop yields every few milliseconds); then the blocks queued meanwhile are translated at
- * FLUSH_DELAYS. `alive` says whether the machine still runs (nothing is done once it does not). RINGZERO_WARM=0
- * ignores the section (to compare). `done` gets the report after the last step.
+ * Arm `cpu`'s block cache with the listed blocks (synchronous: between run-loop slices, never while a block runs).
+ * Each listed block whose bytes still match is remembered and its table slot's hot counter set so that the guest's
+ * next visit there asks CodeCache.warm, which rebuilds it (instead of recording it after WASM_HOT_THRESHOLD visits)
+ * and primes it: translated after WARM_REPLAYS more runs instead of ~100. So only the blocks the restored guest
+ * actually runs are rebuilt, and only those it runs often are translated; a listed block the guest had already
+ * recorded is primed where it is. Returns the function that forgets what is left (also done after KEEP_MS).
+ */
+export function armWarm(cpu: SoftCpu, records: WarmRecord[], report: WarmReport): () => void {
+  const engine = cpu.wasm, cache = cpu.codeCache;
+  if (engine === null || !cpu.blockCacheEnabled || !cpu.jitEnabled) { report.skipped += records.length; return () => {}; }
+  const waiting = new Map<number, WarmRecord>();
+  for (const r of records) {
+    const pa = r.pa, page = pa >>> 12;
+    // (checked now, not when reached: the guest cannot write code pages between slices)
+    if (page >= cache.noCache.length || cache.noCache[page] !== 0 || cache.translated.has(pa * 16 + MODE64) || waiting.has(pa) ||
+      pa + r.bytes > cpu.ram.length || hashBytes(cpu.ram, pa, r.bytes) !== r.hash) { report.skipped++; continue; }
+    const slot = (pa ^ (pa >>> TABLE_BITS_SHIFT)) & TABLE_MASK;
+    const old = cache.table[slot];
+    if (old !== undefined && old.gen === cache.pageGen[old.pa >>> 12] && old.pa === pa && old.mode === MODE64) {
+      engine.prime(old, WARM_REPLAYS);
+      report.primedExisting++;
+      continue;
+    }
+    waiting.set(pa, r);
+    if (cache.hot[slot] < WASM_HOT_THRESHOLD) cache.hot[slot] = WASM_HOT_THRESHOLD;
+  }
+  if (waiting.size === 0) return () => {};
+  const forget = () => { waiting.clear(); if (cache.warm === lookup) cache.warm = null; };
+  const lookup = (pa: number): Block | null => {
+    const r = waiting.get(pa);
+    if (r === undefined) return null;
+    waiting.delete(pa);
+    if (waiting.size === 0) forget();
+    const t = performance.now();
+    const b = rebuildBlock(cpu, r);
+    if (b === null) { report.skipped++; report.ms += performance.now() - t; return null; }
+    cache.codePages[b.pa >>> 12] |= 1;
+    cache.stats.blocks++;
+    cache.stats.instructionsCached += b.n;
+    engine.prime(b, WARM_REPLAYS);
+    report.rebuilt++;
+    report.ms += performance.now() - t;
+    return b;
+  };
+  cache.warm = lookup;
+  setTimeout(forget, KEEP_MS).unref();
+  return forget;
+}
+
+/**
+ * Warm `cpu`'s block cache from a snapshot's warm section once its guest runs again (armWarm), in a setImmediate
+ * callback: the restore itself pays nothing. `alive` says whether the machine still runs (nothing is done once it
+ * does not). RINGZERO_WARM=0 ignores the section (to compare). `done` gets the report once the list is armed; the
+ * report object goes on counting the blocks rebuilt as the guest reaches them.
  */
 export function startWarmup(cpu: SoftCpu, section: unknown, alive: () => boolean, done?: (report: WarmReport) => void): void {
   const report: WarmReport = { listed: 0, rebuilt: 0, skipped: 0, primedExisting: 0, ms: 0 };
   if (process.env.RINGZERO_WARM === '0') { report.ignored = 'RINGZERO_WARM=0'; done?.(report); return; }
   const engine = cpu.wasm;
   let flushes = 0;
+  let forget = () => {};
   const flush = () => {
-    if (!alive() || engine === null) return;
-    engine.flush(cpu);
+    if (!alive()) { forget(); return; }
+    engine?.flush(cpu);
     if (flushes < FLUSH_DELAYS.length) setTimeout(flush, FLUSH_DELAYS[flushes++]).unref();
   };
-  const stopped = () => { report.ignored = 'the machine stopped first'; done?.(report); };
   setImmediate(() => {
-    if (!alive()) { stopped(); return; }
+    if (!alive()) { report.ignored = 'the machine stopped first'; done?.(report); return; }
     const t0 = performance.now();
     const records = decodeWarm(section);
-    report.ms += performance.now() - t0;
     if (records === null) { report.ignored = 'not a warm section this ringzero reads'; done?.(report); return; }
     report.listed = records.length;
-    let at = 0;
-    const step = () => {
-      if (!alive()) { stopped(); return; }
-      const t = performance.now();
-      const to = Math.min(records.length, at + STEP);
-      installWarm(cpu, records, report, at, to);
-      at = to;
-      report.ms += performance.now() - t;
-      if (at < records.length) { setImmediate(step); return; }
-      done?.(report);
-      if (report.rebuilt + report.primedExisting > 0) setTimeout(flush, FLUSH_DELAYS[flushes++]).unref();
-    };
-    step();
+    forget = armWarm(cpu, records, report);
+    report.ms += performance.now() - t0;
+    done?.(report);
+    if (engine !== null && report.listed > report.skipped) setTimeout(flush, FLUSH_DELAYS[flushes++]).unref();
   });
 }

@@ -693,11 +693,12 @@ export class WasmEngine {
   }
 
   /**
-   * A block rebuilt from a snapshot's hot-block list (../warm.ts): its next run queues it for translation, as if it
-   * had been replayed WASM_HOT times already.
+   * A block rebuilt from a snapshot's hot-block list (../warm.ts): queued for translation after `replays` more runs
+   * (at its next with 0) rather than WASM_HOT.
    */
-  prime(b: Block): void {
-    if (b.runs >= 0 && b.wasm === null) b.runs = Math.min(WASM_HOT, JIT_THRESHOLD);
+  prime(b: Block, replays = 0): void {
+    const hot = Math.min(WASM_HOT, JIT_THRESHOLD);
+    if (b.runs >= 0 && b.wasm === null) b.runs = Math.max(b.runs, hot - Math.min(hot, replays));
   }
 
   /**
