@@ -276,7 +276,11 @@ class Translator {
 
   /**
    * Write the dirty registers and a deferred flag record back to the state area (at straight-line level they become
-   * clean).
+   * clean). Tried and not kept (session 15, branch s15-flags-guard2): no write-back before a memory-library call,
+   * but a try/catch_all around it whose handler writes them back and rethrows (only a fault needs them there):
+   * fewer stores on every path, but registers then stay dirty to every exit, so the code grew by 20-30% (45.4 ->
+   * 61.5 wasm operations per guest instruction) and boot + ash 100k / md5 32 MiB took more CPU (35.0 -> 39.1 s and
+   * 18.8 -> 21.9 s in one interleaved round, main thread 27.5 -> 29.5 and 12.4 -> 13.3 s).
    */
   flush(): void {
     this.commitFlags();
@@ -439,11 +443,19 @@ class Translator {
     b.get(this.st).get(l).i64(32).op(Op.i64ShrU).op(Op.i32WrapI64).mem(Op.i32Store, 2, L.S_RHI + 4 * r);
     if (this.rs[r] !== 0) b.get(l).set(this.rc[r]);
   }
+  /**
+   * Store the i64 produced by `emit` into register r: at straight-line level straight into its cache local (no
+   * temporary: Liftoff, which runs most translated code, compiles every local.get/set as a move).
+   */
+  setFrom(r: number, emit: () => void): void {
+    const b = this.b;
+    if (!this.nested()) { emit(); b.set(this.rl(r)); this.rs[r] = 2; return; }
+    emit(); b.set(this.t64);
+    this.set64(r, this.t64);
+  }
   /** Store the i32 produced by `emit` into the low half of r and zero the high half. */
   set32(r: number, emit: () => void): void {
-    const b = this.b;
-    emit(); b.op(Op.i64ExtendI32u).set(this.t64);
-    this.set64(r, this.t64);
+    this.setFrom(r, () => { emit(); this.b.op(Op.i64ExtendI32u); });
   }
   /** Push byte register (r, bit position sh) zero-extended (i32). */
   r8(r: number, sh: number): void {
@@ -1072,10 +1084,9 @@ class Translator {
     else this.b.get(this.st).mem(Op.i64Load32u, 2, L.S_RLO + 4 * r);
   }
 
-  /** Write lr into register r at size (4: zero-extends into the high half). */
+  /** Write lr into register r at size (4: lr already holds the zero-extended 32-bit result). */
   writeLr(r: number, size: number): void {
-    if (size === 8) this.set64(r, this.lr);
-    else this.set32(r, () => this.b.get(this.lr).op(Op.i32WrapI64));
+    this.set64(r, this.lr);
   }
 }
 
@@ -1321,13 +1332,13 @@ function emitCode(T: Translator, block: Block, offs: number[], loop: { pre: numb
       continue;
     }
     switch (f) {
-      case Form.MovRR64: T.r64(e.a); b.set(T.t64); T.set64(e.b, T.t64); break;
+      case Form.MovRR64: T.setFrom(e.b, () => T.r64(e.a)); break;
       case Form.MovRR32: T.set32(e.b, () => T.r32(e.a)); break;
       case Form.MovStore64: memOp(); T.r64(e.a); b.set(T.w); T.store(8); break;
       case Form.MovStore32: memOp(); T.regVal(e.a, 4); b.set(T.w); T.store(4); break;
       case Form.MovLoad64: memOp(); T.load(8); T.set64(e.a, T.v); break;
       case Form.MovLoad32: memOp(); T.load(4); T.set32(e.a, () => b.get(T.v).op(Op.i32WrapI64)); break;
-      case Form.MovImmReg: b.i64(imm64(e.imm, e.immHi)).set(T.t64); T.set64(e.a, T.t64); break;
+      case Form.MovImmReg: T.setFrom(e.a, () => b.i64(imm64(e.imm, e.immHi))); break;
       case Form.MovImmMem64: memOp(); b.i64(imm64(e.imm, e.immHi)).set(T.w); T.store(8); break;
       case Form.MovImmMem32: memOp(); b.i64(e.imm >>> 0).set(T.w); T.store(4); break;
       case Form.Lea: {
