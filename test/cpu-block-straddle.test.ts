@@ -216,3 +216,16 @@ test('a page-2 generation change re-records the block: the new block holds the s
   assert.ok(b && b.gen === cache.pageGen[b.pa >>> 12] && b.gen2 === cache.pageGen[b.pfn2], 'recorded again, current');
   assert.equal(m.cpu.straddleMisses, 1, 'interpreted once, then the new block ran');
 });
+
+test('a rotate whose flags a straddling ALU instruction overwrites keeps them for that instruction\'s #PF on the fetch (wasm)', () => {
+  // or esi,-1 / rol esi,7 / add esi,ecx (straddling: its ModRM byte in the next page). Translated code skips a
+  // rotate's flags when a later ALU form overwrites them (translate.ts flagsDead), but not for a straddler, which
+  // may be replayed or fault on its fetch and then sees the rotate's CF (1; OR's was 0).
+  const s = hexBytes('83 ce ff c1 c6 07 01 ce');
+  for (const hot of [0, 3]) {
+    const { m, fault } = agree(program(s, 1, UNMAP), 'wasm', hot);
+    assert.equal(fault, C.EXC_PF);
+    assert.equal(m.cpu.rip, PAGE2 - 1, 'RIP at the straddler');
+    assert.equal(m.cpu.getFlags() & C.CF, C.CF, 'the rotate\'s CF');
+  }
+});

@@ -1260,10 +1260,13 @@ export function translateRegion(members: Block[], ramSize: number, lins?: Map<Bl
  * makes them live. Then ROL/ROR, which keep the other flags from before, compute none (md5's rounds: `rol esi,7 /
  * mov eax,ecx / add esi,ecx`): the flag locals keep the record from before, which nothing reads either.
  */
-function flagsDead(es: BlockEntry[], i: number): boolean {
+function flagsDead(block: Block, i: number): boolean {
+  const es = block.entries;
   for (let j = i + 1; j < es.length; j++) {
     const e = es[j], f = e.form;
-    if (j === es.length - 1 && e.len === 0) return false; // (the block's last instruction without a fast form: replayed)
+    // (the block's last instruction without a fast form is replayed; one straddling the page end may be replayed
+    // too, Translator.straddleCheck, and its fetch may fault: either sees the flags before it)
+    if (j === es.length - 1 && (e.len === 0 || block.pfn2 >= 0)) return false;
     switch (f) {
       case Form.AluRR: case Form.AluRI: case Form.Alu8RR: case Form.Alu8RI: case Form.Alu16RR: case Form.Alu16RI:
         if (KIND[e.op] !== 0) return true;
@@ -1396,7 +1399,7 @@ function emitCode(T: Translator, block: Block, offs: number[], loop: { pre: numb
       case Form.ShiftImm: {
         if (e.op === 0 || e.op === 1) {
           const r = e.b, n = e.imm, w = e.size === 8;
-          if (flagsDead(es, i)) {
+          if (flagsDead(block, i)) {
             // (its flags are dead: the rotate alone)
             if (w) { T.r64(r); b.i64(n).op(e.op === 0 ? 0x89 /* i64.rotl */ : 0x8a /* i64.rotr */).set(T.v); T.set64(r, T.v); }
             else T.set32(r, () => { T.r32(r); b.i32(n).op(e.op === 0 ? 0x77 /* i32.rotl */ : 0x78 /* i32.rotr */); });
