@@ -2102,7 +2102,7 @@ function emitCode(T: Translator, block: Block, offs: number[], loop: { pre: numb
 
 /** Bodies of the memory functions by ramSize and function (bit of TBody.memUsed): they are the same in every module. */
 const memFns = new Map<number, Body[]>();
-/** The body of a memory function no block of the module calls (V8 compiles functions lazily: it costs nothing more). */
+/** The body of a memory function no block of the module calls (one instruction: nearly nothing to compile). */
 const UNUSED = new Body(0);
 UNUSED.op(Op.unreachable);
 
