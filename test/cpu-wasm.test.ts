@@ -7,7 +7,7 @@
 // Machine code from GNU as (`as --64`, Intel syntax in the comments) or encoded below.
 import test from 'node:test';
 import assert from 'node:assert/strict';
-import { hexBytes, runBlocksToHalt, CODE, DATA, STACK_TOP, PAGE_TABLES, interpreterOrWasmMachine, RO_PAGE, protectFaultPages, type Machine } from './support/soft-cpu.ts';
+import { hexBytes, runBlocksToHalt, CODE, DATA, STACK_TOP, PAGE_TABLES, interpreterOrWasmMachine, RO_PAGE, MISSING_PAGE, protectFaultPages, type Machine } from './support/soft-cpu.ts';
 import { setHotThreshold, setJitThreshold, CHAIN_LIMIT } from '../src/cpu/soft/code-cache.ts';
 import { SoftCpu } from '../src/cpu/soft/cpu.ts';
 import { setupFlatLongMode } from '../src/cpu/soft/setup.ts';
@@ -431,6 +431,40 @@ test('an indirect CALL to a non-canonical target raises #GP(0) before its push, 
   assert.deepEqual(results[1].s, results[0].s, 'translated code = interpreter');
   assert.equal(results[1].s.rip, (CODE + 4).toString(16));
   assert.ok(results[1].m.cpu.jitInstructions > 0);
+});
+
+test('PUSH/CALL/POP/RET faulting on the stack (#PF not present / read-only) or RET to a non-canonical address leave the interpreter\'s RSP, memory and registers', () => {
+  // The fault must find the earlier instructions of the block committed (PUSH's store, RSP, RBX) and RSP and memory
+  // unchanged by the faulting one (a CALL's return address not written, no RSP update; a RET's #GP(0) after its load).
+  // call: add rbx,1 / push rax / call f / hlt / f: add rbx,2 / ret
+  // ret: add rbx,1 / push rax / ret / hlt (RAX = CODE+6 returns to the HLT; 2^47 raises #GP(0))
+  // pop: add rbx,1 / pop rcx / pop rdx / hlt
+  const cases: [string, string, bigint, number, bigint][] = [
+    ['call: #PF not present on the return address', '48 83 c3 01 50 e8 01 00 00 00 f4 48 83 c3 02 c3', BigInt(MISSING_PAGE + 2 * MiB + 8), C.EXC_PF, 0n],
+    ['call: #PF read-only on the return address', '48 83 c3 01 50 e8 01 00 00 00 f4 48 83 c3 02 c3', BigInt(RO_PAGE + 2 * MiB + 8), C.EXC_PF, 0n],
+    ['push: #PF not present', '48 83 c3 01 50 e8 01 00 00 00 f4 48 83 c3 02 c3', BigInt(MISSING_PAGE + 2 * MiB), C.EXC_PF, 0n],
+    ['ret: #GP(0) to 2^47', '48 83 c3 01 50 c3 f4', BigInt(STACK_TOP), C.EXC_GP, 0x0000_8000_0000_0000n],
+    ['ret: #GP(0) to -2^47 - 1', '48 83 c3 01 50 c3 f4', BigInt(STACK_TOP), C.EXC_GP, -0x0000_8000_0000_0001n],
+    ['pop: #PF not present on the second', '48 83 c3 01 59 5a f4', BigInt(MISSING_PAGE - 8), C.EXC_PF, 0n],
+  ];
+  for (const [what, hex, rsp, fault, rax] of cases) {
+    const code = hexBytes(hex);
+    const results = (['interpreter', 'wasm'] as Mode[]).map((mode) => {
+      const m = machine(mode);
+      protectFaultPages(m);
+      for (let k = 0; k < 3; k++) {
+        m.cpu.setGpr(4, BigInt(STACK_TOP)); m.cpu.setGpr(0, BigInt(CODE + 6));
+        assert.equal(runToEnd(m, code, k === 0), -1, `${what}: run ${k}`);
+      }
+      const before = m.cpu.jitInstructions;
+      m.cpu.setGpr(4, rsp); m.cpu.setGpr(0, rax !== 0n ? BigInt.asUintN(64, rax) : 0x1122_3344_5566_7788n);
+      assert.equal(runToEnd(m, code, false), fault, what);
+      const around = (a: number) => Buffer.from(m.mem.read(a - 32, 64)).toString('hex');
+      return { m, ran: m.cpu.jitInstructions - before, s: { ...snapshot(m), mem: [around(Number(rsp)), around(Number(rsp) - 8), around(Number(rsp) - 16)] } };
+    });
+    assert.deepEqual(results[1].s, results[0].s, `${what}: translated code = interpreter`);
+    assert.ok(results[1].ran > 0, `${what}: the faulting run was translated`);
+  }
 });
 
 test('ADC/SBB with memory operands (load, store, immediate) translated inline match the interpreter', () => {

@@ -57,7 +57,7 @@ import { CHAIN_LIMIT } from '../code-cache.ts';
 import { Form } from '../fast-forms.ts';
 import { Body, ModuleBuilder, Op, I32, I64, F64 } from './emit.ts';
 import * as layout from './layout.ts';
-import { emitTlbProbe, emitTlbSlot, memFnBody, LD_PARAMS, ST_PARAMS } from './tlb-probe.ts';
+import { emitTlbProbe, emitTlbSlot } from './tlb-probe.ts';
 import { emitSse } from './sse.ts';
 import { WASM_RAM_OFFSET } from '../../../memory/guest-memory.ts';
 import { DUMP_FILE, dumpFunction } from './dump.ts';
@@ -163,29 +163,10 @@ export const IF = 1 << 9;
 // Function indices of the imports (declared in this order).
 const F_RD = 0, F_WR = 1, F_RP = 2, F_CC = 3, F_GP = 4, F_FL = 5, F_SY = 6;
 void F_CC; // (the helper `cc` stays imported for the index order; conditions use the flag library)
-/**
- * RINGZERO_WASM_LOCAL_MEM=1 (off by default): each module defines its own copies of the memory functions its blocks
- * use (ld1, ld2, ld4, ld8, then st1..st8: ./tlb-probe.ts memFnBody), called directly, instead of importing the shared
- * memory library's (a call to another instance's function is an indirect call that switches instances, and V8 never
- * inlines it). Worth it only with V8's --wasm-inlining (RINGZERO_V8_FLAGS, bin/ringzero), which then inlines them into
- * the translated functions TurboFan tiers up. Measured against main (session 15, Linux boots side by side in pairs,
- * main-thread CPU, host load 5-20): the ash loop of 200k iterations 26.3/24.4, 30.7/28.4, 38.1/36.7 s (-4..-8%), md5
- * of 32 MiB 3.28/3.41, 3.40/3.18, 2.90/2.75 s, but the boot 9.05/9.12, 7.55/8.16, 7.39/7.89 s (+1..+8%; process CPU
- * +8..+12%: TurboFan compiles more, and every module's copies start in Liftoff, where the shared library's were
- * optimized once for all). Without --wasm-inlining the copies alone cost the boot ~2% (4 of 5 pairs) and showed no
- * clear effect on the loop.
- */
-export let LOCAL_MEM = process.env.RINGZERO_WASM_LOCAL_MEM === '1';
-/** The flag library's `fa` (buildFlaglib), imported after the helpers (and the memory library when imported). */
-let F_FA = 15;
-/** The memory functions ld1..ld8, st1..st8: imported after the helpers, or the module's first defined functions. */
-let F_LD = 7, F_ST = 11;
-/** Switch LOCAL_MEM (tests; between translations, not while a batch is being translated). */
-export function setLocalMem(on: boolean): void {
-  LOCAL_MEM = on;
-  F_FA = on ? 7 : 15; F_LD = on ? 8 : 7; F_ST = F_LD + 4;
-}
-setLocalMem(LOCAL_MEM);
+/** The memory library's loads and stores (ld1, ld2, ld4, ld8, then st1..st8), imported after the helpers. */
+const F_LD = 7, F_ST = 11;
+/** The flag library's `fa` (buildFlaglib), imported after the memory library. */
+const F_FA = 15;
 /**
  * S_LOP of a record that is also in the CPU's lazy fields (the runtime copies SoftCpu's record into the state area
  * with this added at the start of a call, and after a helper that may have changed it): the kind is S_LOP - SYNCED
@@ -222,8 +203,6 @@ export const X_NAMES = ['same-page', 'cross-page', 'region-miss', 'indirect', 'r
 /** A function body that knows how many blocks/loops/ifs are open (Translator's register cache looks at it). */
 class TBody extends Body {
   nest = 0;
-  /** The memory functions called (bit LOG2[size], + 4 for a store): buildModule defines those. */
-  memUsed = 0;
   override open(kind: number): number { this.nest++; return super.open(kind); }
   override close(): this { this.nest--; return super.close(); }
 }
@@ -308,11 +287,19 @@ class Translator {
     const b = this.b, keep = this.nested();
     for (let r = 0; r < 16; r++) {
       if (this.rs[r] !== 2) continue;
-      const l = this.rc[r];
-      b.get(this.st).get(l).op(Op.i32WrapI64).mem(Op.i32Store, 2, L.S_RLO + 4 * r);
-      b.get(this.st).get(l).i64(32).op(Op.i64ShrU).op(Op.i32WrapI64).mem(Op.i32Store, 2, L.S_RHI + 4 * r);
+      this.writeBack(r, this.rc[r]);
       if (!keep) this.rs[r] = 1;
     }
+  }
+
+  /**
+   * Store the i64 local `l` into register r's halves in the state area (rlo[r], rhi[r]): i64.store32 stores the low
+   * 32 bits of an i64 (Core spec §4.4.7), so neither half needs an i32.wrap_i64 (8 operations instead of 10).
+   */
+  writeBack(r: number, l: number): void {
+    const b = this.b;
+    b.get(this.st).get(l).mem(Op.i64Store32, 2, L.S_RLO + 4 * r);
+    b.get(this.st).get(l).i64(32).op(Op.i64ShrU).mem(Op.i64Store32, 2, L.S_RHI + 4 * r);
   }
 
   /** Forget the cache (after a replay, which may have changed any register in the state area). */
@@ -341,9 +328,7 @@ class Translator {
         b.get(this.st).mem(Op.i64Load32u, 2, L.S_RLO + 4 * r);
         b.get(this.st).mem(Op.i64Load32u, 2, L.S_RHI + 4 * r).i64(32).op(Op.i64Shl).op(Op.i64Or).set(this.rl(r));
       } else if (this.rs[r] === 2 && !(kept && this.loopDirty.includes(r))) {
-        const l = this.rc[r];
-        b.get(this.st).get(l).op(Op.i32WrapI64).mem(Op.i32Store, 2, L.S_RLO + 4 * r);
-        b.get(this.st).get(l).i64(32).op(Op.i64ShrU).op(Op.i32WrapI64).mem(Op.i32Store, 2, L.S_RHI + 4 * r);
+        this.writeBack(r, this.rc[r]);
       }
     }
   }
@@ -460,8 +445,7 @@ class Translator {
   set64(r: number, l: number): void {
     const b = this.b;
     if (!this.nested()) { b.get(l).set(this.rl(r)); this.rs[r] = 2; return; }
-    b.get(this.st).get(l).op(Op.i32WrapI64).mem(Op.i32Store, 2, L.S_RLO + 4 * r);
-    b.get(this.st).get(l).i64(32).op(Op.i64ShrU).op(Op.i32WrapI64).mem(Op.i32Store, 2, L.S_RHI + 4 * r);
+    this.writeBack(r, l);
     if (this.rs[r] !== 0) b.get(l).set(this.rc[r]);
   }
   /**
@@ -560,7 +544,6 @@ class Translator {
     this.flush();
     b.get(this.st).get(this.rtag).get(this.a); this.pos();
     b.call(F_LD + LOG2[size]).set(this.v);
-    b.memUsed |= 1 << LOG2[size];
     if (inline) b.close();
   }
 
@@ -577,7 +560,6 @@ class Translator {
     this.flush();
     b.get(this.st).get(this.wtag).get(this.a).get(this.w); this.pos();
     b.call(F_ST + LOG2[size]);
-    b.memUsed |= 16 << LOG2[size];
     if (inline) b.close();
   }
 
@@ -698,12 +680,13 @@ class Translator {
    * for one dispatcher call (cpl and mode fixed), emptied on every TLB flush or INVLPG (SoftCpu.invalidateFetch), so
    * the linear-to-physical mapping the CALL's block ran with is still the one the fetch TLB holds.
    */
-  rasPush(next: number): void {
+  rasPush(next: number, ret: number): void {
     if (!RAS) return;
     const b = this.b, pa = this.block.pa, tpa = pa + next, same = (tpa >>> 12) === (pa >>> 12);
     b.get(this.st).mem(Op.i32Load, 2, L.S_RASP).tee(this.t32).i32(L.RAS_N - 1).op(Op.i32And).i32(L.RAS_STRIDE).op(0x6c /* i32.mul */);
     b.get(this.st).op(Op.i32Add).set(this.c32);
-    if (same) b.get(this.c32).get(this.r0i).i64(next).op(Op.i64Add).mem(Op.i64Store, 3, L.S_RAS);
+    // (local `ret` holds the return address r0 + next, the value the CALL pushed)
+    if (same) b.get(this.c32).get(ret).mem(Op.i64Store, 3, L.S_RAS);
     else b.get(this.c32).i64(1n << 62n).mem(Op.i64Store, 3, L.S_RAS);
     if (same) {
       b.get(this.c32).i64(this.entryKey(tpa)).mem(Op.i64Store, 3, L.S_RAS + 8);
@@ -754,8 +737,20 @@ class Translator {
   checkTarget(ripOff: number): void {
     const o = (this.block.pa & 0xfff) + ripOff;
     if (o >= 0 && o < 4096) return;
-    this.b.get(this.r0).f64(ripOff).op(Op.f64Add);
-    this.checkCanonicalF64();
+    // r0 was fetched, so it is canonical: a forward target can only pass the top of the lower half (2^47), a
+    // backward one only fall below the bottom of the upper half (-2^47); one comparison each
+    const b = this.b;
+    b.get(this.r0).f64(ripOff).op(Op.f64Add);
+    if (ripOff >= 0) b.f64(TWO47).op(Op.f64Ge); else b.f64(-TWO47).op(Op.f64Lt);
+    b.open(Op.if); this.flush(); this.pos(); b.call(F_GP).op(Op.unreachable); b.close();
+  }
+
+  /** #GP(0) through the helper unless the i64 local `l` is canonical: bits 63..47 all equal (SDM vol. 1 §3.3.7.1). */
+  checkCanonicalI64(l: number): void {
+    // (l + 2^47 is below 2^48, unsigned, exactly for the canonical addresses)
+    const b = this.b;
+    b.get(l).i64(TWO47).op(Op.i64Add).i64(2 ** 48).op(Op.i64GeU);
+    b.open(Op.if); this.flush(); this.pos(); b.call(F_GP).op(Op.unreachable); b.close();
   }
 
   /** #GP(0) through the helper unless the f64 on the stack is canonical (SDM vol. 1 §3.3.7.1). */
@@ -1773,20 +1768,15 @@ function emitCode(T: Translator, block: Block, offs: number[], loop: { pre: numb
         T.r64(4); b.i64(8).op(Op.i64Sub).set(T.a);
         T.store(8);
         T.set64(4, T.a);
-        if (f === Form.Call) { T.rasPush(next); T.exitStatic(i + 1, next + e.disp); }
+        if (f === Form.Call) { T.rasPush(next, T.w); T.exitStatic(i + 1, next + e.disp); }
         break;
       }
       case Form.Pop: case Form.Ret: {
         mem = true;
         T.r64(4); b.set(T.a);
         T.load(8);
-        if (f === Form.Ret) {
-          // canonical: bits 63..47 all equal
-          b.get(T.v).i64(TWO47).op(Op.i64Add).i64(48).op(Op.i64ShrU).op(Op.i64Eqz).op(Op.i32Eqz);
-          b.open(Op.if); T.flush(); T.pos(); b.call(F_GP).op(Op.unreachable); b.close();
-        }
-        b.get(T.a).i64(8).op(Op.i64Add).set(T.t);
-        T.set64(4, T.t);
+        if (f === Form.Ret) T.checkCanonicalI64(T.v);
+        T.setFrom(4, () => b.get(T.a).i64(8).op(Op.i64Add));
         if (f === Form.Ret) {
           b.get(T.st).get(T.v).op(Op.f64ConvertI64s).mem(Op.f64Store, 3, L.S_RIP);
           T.rasPop();
@@ -2050,15 +2040,14 @@ function emitCode(T: Translator, block: Block, offs: number[], loop: { pre: numb
         // Indirect near CALL/JMP (FF /2 /4, always a block's last): the target (register, or 8 bytes of memory),
         // #GP(0) unless canonical, then for CALL the push of the return address; RIP leaves through S_RIP.
         if (e.base === -3) { T.r64(e.b); b.set(T.v); } else { memOp(); T.load(8); }
-        b.get(T.v).i64(TWO47).op(Op.i64Add).i64(48).op(Op.i64ShrU).op(Op.i64Eqz).op(Op.i32Eqz);
-        b.open(Op.if); T.flush(); T.pos(); b.call(F_GP).op(Op.unreachable); b.close();
+        T.checkCanonicalI64(T.v);
         if (f === Form.CallInd) {
           mem = true;
           b.get(T.r0i).i64(next).op(Op.i64Add).set(T.w);
           T.r64(4); b.i64(8).op(Op.i64Sub).set(T.a);
           T.store(8);
           T.set64(4, T.a);
-          T.rasPush(next);
+          T.rasPush(next, T.w);
         }
         b.get(T.st).get(T.v).op(Op.f64ConvertI64s).mem(Op.f64Store, 3, L.S_RIP);
         T.xk(X_IND); b.i32(i + 1).set(T.xc); T.leave();
@@ -2100,17 +2089,8 @@ function emitCode(T: Translator, block: Block, offs: number[], loop: { pre: numb
   if (T.selfLoop) b.close();
 }
 
-/** Bodies of the memory functions by ramSize and function (bit of TBody.memUsed): they are the same in every module. */
-const memFns = new Map<number, Body[]>();
-/** The body of a memory function no block of the module calls (one instruction: nearly nothing to compile). */
-const UNUSED = new Body(0);
-UNUSED.op(Op.unreachable);
-
-/**
- * One module holding the given block functions, exported as f0, f1, ..., and (LOCAL_MEM) the memory functions they
- * call, with the slow path through the imported helpers `rd`/`wr`.
- */
-export function buildModule(bodies: Body[], ramSize: number): Uint8Array<ArrayBuffer> {
+/** One module holding the given block functions, exported as f0, f1, ... */
+export function buildModule(bodies: Body[]): Uint8Array<ArrayBuffer> {
   const m = new ModuleBuilder();
   m.importMemory('e', 'm');
   m.importFunc('e', 'rd', m.type([F64, I32, I32], [I32]));
@@ -2120,28 +2100,11 @@ export function buildModule(bodies: Body[], ramSize: number): Uint8Array<ArrayBu
   m.importFunc('e', 'gp', m.type([I32], []));
   m.importFunc('e', 'fl', m.type([I32], [I32]));
   m.importFunc('e', 'sy', m.type([I32, I32], [I32]));
-  const ldT = m.type(LD_PARAMS, [I64]);
-  const stT = m.type(ST_PARAMS, []);
-  if (LOCAL_MEM) {
-    m.importFunc('e', 'fa', m.type([I32], [I32]));
-    let used = 0;
-    for (const b of bodies) if (b instanceof TBody) used |= b.memUsed;
-    let fns = memFns.get(ramSize);
-    if (fns === undefined) {
-      fns = [];
-      for (let i = 0; i < 8; i++) fns.push(memFnBody(1 << (i & 3), i >= 4, ramSize, F_RD, F_WR));
-      memFns.set(ramSize, fns);
-    }
-    const unusedT = m.type([], []);
-    for (let i = 0; i < 8; i++) {
-      if (used & (1 << i)) m.func(i < 4 ? ldT : stT, fns[i]);
-      else m.func(unusedT, UNUSED);
-    }
-  } else {
-    for (const n of [1, 2, 4, 8]) m.importFunc('e', 'ld' + n, ldT);
-    for (const n of [1, 2, 4, 8]) m.importFunc('e', 'st' + n, stT);
-    m.importFunc('e', 'fa', m.type([I32], [I32]));
-  }
+  const ldT = m.type([I32, I32, I64, I32], [I64]);
+  const stT = m.type([I32, I32, I64, I64, I32], []);
+  for (const n of [1, 2, 4, 8]) m.importFunc('e', 'ld' + n, ldT);
+  for (const n of [1, 2, 4, 8]) m.importFunc('e', 'st' + n, stT);
+  m.importFunc('e', 'fa', m.type([I32], [I32]));
   const t = m.type([I32, F64, I32, I32, I32], [I32]);
   bodies.forEach((b, i) => m.func(t, b, 'f' + i));
   return m.encode();
@@ -2150,7 +2113,7 @@ export function buildModule(bodies: Body[], ramSize: number): Uint8Array<ArrayBu
 /** The module of one block (tests and measurements). */
 export function buildBlock(block: Block, ramSize: number): { bytes: Uint8Array<ArrayBuffer>; offs: number[] } | null {
   const t = translateBody(block, ramSize);
-  return t === null ? null : { bytes: buildModule([t.body], ramSize), offs: t.offs };
+  return t === null ? null : { bytes: buildModule([t.body]), offs: t.offs };
 }
 
 /**
