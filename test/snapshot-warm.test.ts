@@ -3,7 +3,8 @@
 // translation at its first run. Checked: a rebuilt block is exactly what the recorder built; a listed block whose
 // bytes no longer match is skipped and one with wrong instruction lengths never runs them; and on a Machine, a block
 // the guest runs rarely is translated within a few visits after a restore (with the list) where a cold restore needs
-// over a hundred, while a listed block whose bytes changed in the memory image is ignored and the new code runs.
+// over a hundred, while a listed block whose bytes changed in the memory image is ignored and the new code runs; the
+// same at a live migration's destination (the list comes in the migration's sync message).
 // Small guest programs only (no Linux boot). Machine code from GNU as (Intel syntax in the comments).
 import test from 'node:test';
 import assert from 'node:assert/strict';
@@ -11,13 +12,15 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { CODE, DATA, STACK_TOP, hexBytes, runBlocksToHalt, translatorMachine, type Machine as CpuMachine } from './support/soft-cpu.ts';
 import { setHotThreshold, setJitThreshold, HOT_THRESHOLD, WASM_HOT_THRESHOLD, JIT_THRESHOLD, type Block } from '../src/cpu/soft/code-cache.ts';
-import { exportWarm, decodeWarm, rebuildBlock, hashBytes, type WarmRecord, type WarmReport } from '../src/cpu/soft/warm.ts';
+import { exportWarm, decodeWarm, rebuildBlock, hashBytes, type WarmRecord, type WarmReport, type WarmFileRef } from '../src/cpu/soft/warm.ts';
 import type { GuestMemory } from '../src/memory/guest-memory.ts';
 import { MiB } from '../src/memory/guest-memory.ts';
 import { Machine } from '../src/vmm/machine.ts';
 import { makeBzImage } from '../src/boot/synthetic.ts';
-import { readSnapshot, MEMORY_FILE, STATE_FILE } from '../src/vmm/snapshot.ts';
+import { readSnapshot, MEMORY_FILE, STATE_FILE, WARM_FILE } from '../src/vmm/snapshot.ts';
 import { captureConsole } from './support/capture-console.ts';
+import { migrateMachine } from '../src/migration/source.ts';
+import { receiveMigration } from '../src/migration/destination.ts';
 import { tmpDir, config } from './support/counter-guest.ts';
 
 const memories: GuestMemory[] = [];
@@ -110,7 +113,8 @@ test('a listed block is skipped when its bytes changed, and wrong instruction le
   const code = hexBytes('48 c7 c3 00 00 20 00 48 c7 c1 05 00 00 00 48 01 0b 48 81 c1 44 33 22 11 48 ff c9 48 8b 03 48 81 f9 ff ff ff 7f 72 e7 f4');
   const m = translatedRun(code);
   const loop = CODE + 14;
-  const records = decodeWarm(exportWarm([m.cpu]))!;
+  const section = exportWarm([m.cpu])!;
+  const records = decodeWarm(section)!;
   const r = records.find((x) => x.pa === loop);
   assert.ok(r, 'the loop block is listed');
   assert.deepEqual([...r.lens], [3, 7, 3, 3, 7, 2]);
@@ -150,6 +154,10 @@ test('a listed block is skipped when its bytes changed, and wrong instruction le
   assert.equal(decodeWarm({ format: 99, blocks: 1, data: '' }), null);
   assert.equal(decodeWarm({ format: 1, blocks: 1, data: 'not deflate' }), null);
   assert.equal(decodeWarm(undefined), null);
+  const file = path.join(tmpDir(), 'warm');
+  dirs.push(path.dirname(file));
+  fs.writeFileSync(file, Buffer.from(section.data, 'base64'));
+  assert.equal(decodeWarm({ format: 1, path: file, crc32: '00000000' }), null, 'a list file that does not match its CRC');
 });
 
 /*
@@ -281,7 +289,9 @@ test('after a restore the listed blocks are rebuilt when reached and translated 
 test('a listed block whose bytes changed in the memory image is ignored: the new code runs', async () => {
   const { dir, base } = await snapshotLoopGuest();
   const { body } = readSnapshot(dir);
-  const records = decodeWarm(body.warm)!;
+  const ref = body.warm as WarmFileRef;
+  assert.equal(ref.file, WARM_FILE, 'the list is a file of its own');
+  const records = decodeWarm({ format: ref.format, path: path.join(dir, WARM_FILE), crc32: ref.crc32 })!;
   assert.ok(records.some((r) => r.pa === base + ADD), 'the loop block is listed');
   // `add qword [rbx],1` becomes `add qword [rbx],0` in the image (the state's CRC does not cover the memory image)
   const image = path.join(dir, MEMORY_FILE);
@@ -307,5 +317,46 @@ test('a listed block whose bytes changed in the memory image is ignored: the new
     assert.equal(m.vcpus[0].cpu.codeCache.translated.get((base + ADD) * 16 + 8)!.entries[0].imm, 0);
   } finally {
     await stop({ m, run });
+  }
+});
+
+test('a migrated guest starts from the source\'s hot-block list: the destination translates the rare block within a few visits', async () => {
+  setJitThreshold(0);
+  const src = new Machine(config(loopKernel()), captureConsole());
+  let dest: Machine | undefined;
+  let destRun: Promise<unknown> | undefined;
+  src.loadKernel();
+  const base = codeBase(src);
+  const running = src.run();
+  try {
+    await until(() => u64(src, base + DATA_OFF + 16) >= 8 && translatedAt(src, base + RARE), 30_000, 'the rare block translated');
+    setHotThresholds();
+    let gotPort!: (p: number) => void;
+    const port = new Promise<number>((r) => { gotPort = r; });
+    const incoming = receiveMigration({ host: '127.0.0.1', port: 0, onListening: (a) => gotPort(a.port) }, captureConsole());
+    incoming.catch(() => {});
+    const result = await migrateMachine(src, { host: '127.0.0.1', port: await port, downtimeMs: 50 });
+    assert.equal(result.phase, 'completed');
+    dest = await incoming;
+    src.requestExit({ kind: 'poweroff' });
+    await running;
+    destRun = dest.run();
+    const rare0 = u64(dest, base + DATA_OFF + 16);
+    await until(() => u64(dest!, base + DATA_OFF + 16) >= rare0 + VISITS, 60_000, `${VISITS} visits of the rare block`);
+    await dest.pause();
+    const r = await dest.warmup;
+    assert.ok(r && r.ignored === undefined && r.listed >= 4 && r.rebuilt + r.primedExisting >= 4, `the list came along: ${JSON.stringify(r)}`);
+    assert.ok(translatedAt(dest, base + RARE), `the rare block is translated within ${VISITS} visits at the destination`);
+  } finally {
+    setHotThresholds();
+    src.requestExit({ kind: 'poweroff' });
+    await running;
+    src.close();
+    if (dest) {
+      dest.requestExit({ kind: 'poweroff' });
+      dest.resume();
+      await destRun;
+      dest.close();
+    }
   }
 });

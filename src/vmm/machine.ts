@@ -13,6 +13,7 @@
 // deadline or until a device raises an interrupt: an idle guest costs (almost) no host CPU.
 
 import fs from 'node:fs';
+import path from 'node:path';
 import { GuestMemory } from '../memory/guest-memory.ts';
 import { PortBus, MmioBus } from '../devices/bus.ts';
 import { VmClock } from './clock.ts';
@@ -40,7 +41,7 @@ import type { KvmCpus, KvmSavedState } from './kvm-machine.ts';
 import type { GuestProfile } from './guest-profile.ts';
 import { readSnapshot, writeSnapshot, ringzeroVersion, applyDiffLayers, type ReadSnapshotOptions, type SnapshotBody } from './snapshot.ts';
 import { saveSoftCpu, checkVcpuState, restoreSoftCpu } from './snapshot-cpu.ts';
-import { exportWarm, startWarmup, type WarmReport, type WarmSection } from '../cpu/soft/warm.ts';
+import { exportWarm, startWarmup, type WarmReport, type WarmSection, type WarmSource } from '../cpu/soft/warm.ts';
 
 /** Instructions a vCPU runs before the loop looks at timers and the other vCPUs (also the guest profile's
  * sampling period). */
@@ -166,7 +167,7 @@ export class Machine {
   /** KVM: the snapshot state restore() loaded into the devices, for run() to load into the KVM VM it creates. */
   private pendingKvmRestore: SnapshotBody | undefined;
   /** Soft engine: the restored state's hot-block list, which run() warms the code caches from once the guest runs. */
-  private pendingWarm: unknown;
+  private pendingWarm: WarmSource | undefined;
   /** The warm-up of the code caches after a restore (soft engine, a snapshot with a warm section): its report. */
   warmup: Promise<WarmReport> | undefined;
   /** Times the soft run loop slept with every vCPU halted (stats). */
@@ -556,6 +557,14 @@ export class Machine {
   }
 
   /**
+   * The hot-block list to warm the code caches from when run() starts (soft engine; after applyState: a snapshot's
+   * file, a migration's section; undefined: none).
+   */
+  setWarm(warm: WarmSource | undefined): void {
+    if (this.config.engine !== 'kvm') this.pendingWarm = warm;
+  }
+
+  /**
    * Soft engine: the hot-block list a snapshot or a migration carries (src/cpu/soft/warm.ts), undefined when there is
    * none. Taking it costs ~10 ms for a booted Linux guest (~8k blocks), so a migration takes it before it pauses the
    * guest (saveState's `warm`): the list is a hint, checked block by block against the memory at the destination.
@@ -617,6 +626,9 @@ export class Machine {
     try {
       applyDiffLayers(machine.mem, diffs); // a diff snapshot: its chain of pages over the full base
       machine.applyState(body);
+      // (the hot-block list: read from its file once the guest runs, src/cpu/soft/warm.ts)
+      const warm = body.warm;
+      machine.setWarm(warm && 'file' in warm && typeof warm.file === 'string' ? { format: warm.format, path: path.join(dir, path.basename(warm.file)), crc32: warm.crc32 } : undefined);
     } catch (error) {
       machine.close();
       throw error;
@@ -653,7 +665,7 @@ export class Machine {
     if (d.pit) this.pit?.restoreState(d.pit);
     if (d.ioapic) this.ioapic?.restoreState(d.ioapic);
     if (d.pic) this.pic?.restoreState(d.pic);
-    this.pendingWarm = body.warm;
+    this.pendingWarm = body.warm && 'data' in body.warm ? body.warm : undefined;
     body.vcpus.forEach((s, i) => {
       const v = this.vcpus[i];
       const { droppedMsrs } = restoreSoftCpu(v.cpu, s);

@@ -27,6 +27,7 @@
 // kept only when its length matches, and a replayed handler fetches its own operands, after which the block is left
 // whenever RIP is not where the next entry starts (SoftCpu.runBlock, WasmEngine.replay). Only 64-bit blocks are
 // listed: the wasm translator translates no others.
+import fs from 'node:fs';
 import zlib from 'node:zlib';
 import type { OpHandler, SoftCpu } from './cpu.ts';
 import { TABLE_BITS_SHIFT } from './cpu.ts';
@@ -35,15 +36,30 @@ import { compileFast } from './fast-forms.ts';
 import { ops1, ops0f } from './tables.ts';
 import * as C from './constants.ts';
 
-/** The state file's `warm` section (src/vmm/snapshot.ts SnapshotBody.warm). */
+/**
+ * The hot-block list as taken (exportWarm), carried by a migration (its `sync` message, src/migration) and written by
+ * a snapshot as a file of its own (src/vmm/snapshot.ts: the state file keeps only a WarmFileRef, so reading and
+ * checking the state at restore costs nothing more).
+ */
 export interface WarmSection {
-  /** Layout of `data` (WARM_FORMAT); a reader that does not know it ignores the section. */
+  /** Layout of the records (WARM_FORMAT); a reader that does not know it ignores the section. */
   format: number;
   /** Blocks listed. */
   blocks: number;
   /** The records (see exportWarm), deflated, base64. */
   data: string;
 }
+
+/** A snapshot's `warm`: the list in the file `file` of the snapshot directory (the records deflated), with its CRC-32. */
+export interface WarmFileRef {
+  format: number;
+  blocks: number;
+  file: string;
+  crc32: string;
+}
+
+/** What startWarmup reads: a section, or a snapshot's file (its absolute path and expected CRC-32). */
+export type WarmSource = WarmSection | { format: number; path: string; crc32: string };
 
 export const WARM_FORMAT = 1;
 /** Bytes of a record before its instruction lengths: pa u32, n u8, bytes u16, hash u32. */
@@ -113,11 +129,17 @@ export interface WarmRecord {
  * truncated record): the section is then ignored as a whole. Values are checked when each block is rebuilt.
  */
 export function decodeWarm(section: unknown): WarmRecord[] | null {
-  const s = section as WarmSection;
-  if (typeof s !== 'object' || s === null || s.format !== WARM_FORMAT || typeof s.data !== 'string') return null;
+  const s = section as Partial<WarmSection & { path: string; crc32: string }>;
+  if (typeof s !== 'object' || s === null || s.format !== WARM_FORMAT) return null;
   let buf: Buffer;
   try {
-    buf = zlib.inflateRawSync(Buffer.from(s.data, 'base64'), { maxOutputLength: 64 << 20 });
+    let deflated: Buffer;
+    if (typeof s.data === 'string') deflated = Buffer.from(s.data, 'base64');
+    else if (typeof s.path === 'string') {
+      deflated = fs.readFileSync(s.path);
+      if (zlib.crc32(deflated).toString(16).padStart(8, '0') !== s.crc32) return null;
+    } else return null;
+    buf = zlib.inflateRawSync(deflated, { maxOutputLength: 64 << 20 });
   } catch {
     return null;
   }

@@ -10,7 +10,7 @@ import type { GuestMemory } from '../../../memory/guest-memory.ts';
 import { WASM_RAM_OFFSET } from '../../../memory/guest-memory.ts';
 import { Body, ModuleBuilder, Op, I32, I64, F64 } from './emit.ts';
 import * as layout from './layout.ts';
-import { emitTlbProbe, emitTlbSlot } from './tlb-probe.ts';
+import { emitTlbSlot, memFnBody, LD_PARAMS, ST_PARAMS } from './tlb-probe.ts';
 import { execSy } from '../fast-forms.ts';
 import { stiSetsIf } from '../ops/interrupt-flag.ts';
 import { translateBody, translateRegion, groupRegions, buildModule, buildFlaglib, type WasmCode, EXIT_STATS, X_NAMES, EXPLICIT, SYNCED, ARITH, RF, VM, IF, K_SHIFT } from './translate.ts';
@@ -165,34 +165,9 @@ function buildMemlib(ramSize: number): Uint8Array<ArrayBuffer> {
   m.importMemory('e', 'm');
   m.importFunc('e', 'rd', m.type([F64, I32, I32], [I32]));
   m.importFunc('e', 'wr', m.type([F64, I32, I32, I32, I32], []));
-  const ldT = m.type([I32, I32, I64, I32], [I64]);
-  const stT = m.type([I32, I32, I64, I64, I32], []);
+  const ldT = m.type(LD_PARAMS, [I64]), stT = m.type(ST_PARAMS, []);
   for (const write of [false, true]) {
-    for (const size of [1, 2, 4, 8]) {
-      const b = new Body(write ? 5 : 4);
-      const st = 0, tag = 1, a = 2, w = 3, pos = write ? 4 : 3;
-      const off = b.local(I32), ti = b.local(I32), vpn = b.local(I64), p = b.local(I64);
-      const slow = b.open(Op.block);
-      emitTlbProbe(b, tag, a, { off, ti, vpn, pa: p }, size, ramSize, write, slow);
-      if (write) {
-        b.get(p).op(Op.i32WrapI64).get(w);
-        b.mem(size === 1 ? Op.i64Store8 : size === 2 ? Op.i64Store16 : size === 4 ? Op.i64Store32 : Op.i64Store, 0, WASM_RAM_OFFSET);
-        b.op(Op.return);
-      } else {
-        b.get(p).op(Op.i32WrapI64);
-        b.mem(size === 1 ? Op.i64Load8u : size === 2 ? Op.i64Load16u : size === 4 ? Op.i64Load32u : Op.i64Load, 0, WASM_RAM_OFFSET);
-        b.op(Op.return);
-      }
-      b.close();
-      b.get(a).op(Op.f64ConvertI64s).i32(size);
-      if (write) {
-        b.get(w).op(Op.i32WrapI64).get(w).i64(32).op(Op.i64ShrU).op(Op.i32WrapI64).get(pos).call(1);
-      } else {
-        b.get(pos).call(0).op(Op.i64ExtendI32u);
-        if (size === 8) b.get(st).mem(Op.i64Load32u, 2, L.S_HI).i64(32).op(Op.i64Shl).op(Op.i64Or);
-      }
-      m.func(write ? stT : ldT, b, (write ? 'st' : 'ld') + size);
-    }
+    for (const size of [1, 2, 4, 8]) m.func(write ? stT : ldT, memFnBody(size, write, ramSize, 0, 1), (write ? 'st' : 'ld') + size);
   }
   return m.encode();
 }
@@ -540,7 +515,7 @@ export class WasmEngine {
     if (bodies.length === 0) return;
     let bytes: Uint8Array<ArrayBuffer>;
     try {
-      bytes = buildModule(bodies);
+      bytes = buildModule(bodies, this.ramSize);
     } catch (err) {
       this.report(blocks[0], err);
       return;

@@ -1,7 +1,8 @@
 // The inline software-TLB probe that translated code emits before touching guest RAM directly: shared by the memory
 // library (./runtime.ts buildMemlib), the inline accesses of self-looping blocks (./translate.ts Translator.probe) and
 // the 16-byte SSE operands (./sse.ts), so the three agree on what a hit is.
-import { Op, type Body } from './emit.ts';
+import { Op, Body, I32, I64 } from './emit.ts';
+import { WASM_RAM_OFFSET } from '../../../memory/guest-memory.ts';
 import * as layout from './layout.ts';
 /** The layout constants as a plain object (under tsx a namespace import reads each one through a getter call). */
 const L = { ...layout };
@@ -29,7 +30,10 @@ export function emitTlbProbe(b: Body, tag: number, a: number, l: ProbeLocals, si
   write: boolean, slow: number, align = 0): void {
   b.get(a).op(Op.i32WrapI64);
   if (align !== 0) b.tee(l.off).i32(align - 1).op(Op.i32And).brIf(slow).get(l.off);
-  b.i32(0xfff).op(Op.i32And).tee(l.off).i32(4096 - size).op(Op.i32GtU).brIf(slow);
+  b.i32(0xfff).op(Op.i32And);
+  // (a byte never crosses the page end)
+  if (size > 1) b.tee(l.off).i32(4096 - size).op(Op.i32GtU).brIf(slow);
+  else b.set(l.off);
   // (ti: the entry's address, tag then physical page number: both in one 16-byte entry, layout.ts S_TLB)
   b.get(a).i64(12).op(Op.i64ShrS).tee(l.vpn).op(Op.i32WrapI64);
   emitTlbSlot(b, l.ti);
@@ -38,4 +42,33 @@ export function emitTlbProbe(b: Body, tag: number, a: number, l: ProbeLocals, si
   b.get(l.ti).mem(Op.i64Load32u, 2, 8).i64(12).op(Op.i64Shl);
   b.get(l.off).op(Op.i64ExtendI32u).op(Op.i64Add).tee(l.pa).i64(ramSize - size).op(Op.i64GtU).brIf(slow);
   if (write) b.get(l.pa).i64(12).op(Op.i64ShrU).op(Op.i32WrapI64).mem(Op.i32Load8u, 0, L.CODE_PAGES).brIf(slow);
+}
+
+/** The parameters of a memory function: ld (st, tag bank, lin, pos) -> i64; st (st, tag bank, lin, value, pos). */
+export const LD_PARAMS = [I32, I32, I64, I32], ST_PARAMS = [I32, I32, I64, I64, I32];
+
+/**
+ * The body of memory function ld`size` or st`size` (`write`): the probe above with a direct access to guest RAM on a
+ * hit, else the helper `rd`/`wr` (function indices `fRd`, `fWr` of the module it goes in: SoftCpu.readLin/writeLin,
+ * which may throw the fault), whose 64-bit load result's high half comes back in S_HI.
+ */
+export function memFnBody(size: number, write: boolean, ramSize: number, fRd: number, fWr: number): Body {
+  const b = new Body(write ? 5 : 4);
+  const st = 0, tag = 1, a = 2, w = 3, pos = write ? 4 : 3;
+  const off = b.local(I32), ti = b.local(I32), vpn = b.local(I64), p = b.local(I64);
+  const slow = b.open(Op.block);
+  emitTlbProbe(b, tag, a, { off, ti, vpn, pa: p }, size, ramSize, write, slow);
+  b.get(p).op(Op.i32WrapI64);
+  if (write) b.get(w).mem(size === 1 ? Op.i64Store8 : size === 2 ? Op.i64Store16 : size === 4 ? Op.i64Store32 : Op.i64Store, 0, WASM_RAM_OFFSET);
+  else b.mem(size === 1 ? Op.i64Load8u : size === 2 ? Op.i64Load16u : size === 4 ? Op.i64Load32u : Op.i64Load, 0, WASM_RAM_OFFSET);
+  b.op(Op.return);
+  b.close();
+  b.get(a).op(Op.f64ConvertI64s).i32(size);
+  if (write) {
+    b.get(w).op(Op.i32WrapI64).get(w).i64(32).op(Op.i64ShrU).op(Op.i32WrapI64).get(pos).call(fWr);
+  } else {
+    b.get(pos).call(fRd).op(Op.i64ExtendI32u);
+    if (size === 8) b.get(st).mem(Op.i64Load32u, 2, L.S_HI).i64(32).op(Op.i64Shl).op(Op.i64Or);
+  }
+  return b;
 }

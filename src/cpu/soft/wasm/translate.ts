@@ -57,7 +57,7 @@ import { CHAIN_LIMIT } from '../code-cache.ts';
 import { Form } from '../fast-forms.ts';
 import { Body, ModuleBuilder, Op, I32, I64, F64 } from './emit.ts';
 import * as layout from './layout.ts';
-import { emitTlbProbe, emitTlbSlot } from './tlb-probe.ts';
+import { emitTlbProbe, emitTlbSlot, memFnBody, LD_PARAMS, ST_PARAMS } from './tlb-probe.ts';
 import { emitSse } from './sse.ts';
 import { WASM_RAM_OFFSET } from '../../../memory/guest-memory.ts';
 import { DUMP_FILE, dumpFunction } from './dump.ts';
@@ -163,10 +163,29 @@ export const IF = 1 << 9;
 // Function indices of the imports (declared in this order).
 const F_RD = 0, F_WR = 1, F_RP = 2, F_CC = 3, F_GP = 4, F_FL = 5, F_SY = 6;
 void F_CC; // (the helper `cc` stays imported for the index order; conditions use the flag library)
-/** The memory library's loads and stores (ld1, ld2, ld4, ld8, then st1..st8), imported after the helpers. */
-const F_LD = 7, F_ST = 11;
-/** The flag library's `fa` (buildFlaglib), imported after the memory library. */
-const F_FA = 15;
+/**
+ * RINGZERO_WASM_LOCAL_MEM=1 (off by default): each module defines its own copies of the memory functions its blocks
+ * use (ld1, ld2, ld4, ld8, then st1..st8: ./tlb-probe.ts memFnBody), called directly, instead of importing the shared
+ * memory library's (a call to another instance's function is an indirect call that switches instances, and V8 never
+ * inlines it). Worth it only with V8's --wasm-inlining (RINGZERO_V8_FLAGS, bin/ringzero), which then inlines them into
+ * the translated functions TurboFan tiers up. Measured against main (session 15, Linux boots side by side in pairs,
+ * main-thread CPU, host load 5-20): the ash loop of 200k iterations 26.3/24.4, 30.7/28.4, 38.1/36.7 s (-4..-8%), md5
+ * of 32 MiB 3.28/3.41, 3.40/3.18, 2.90/2.75 s, but the boot 9.05/9.12, 7.55/8.16, 7.39/7.89 s (+1..+8%; process CPU
+ * +8..+12%: TurboFan compiles more, and every module's copies start in Liftoff, where the shared library's were
+ * optimized once for all). Without --wasm-inlining the copies alone cost the boot ~2% (4 of 5 pairs) and showed no
+ * clear effect on the loop.
+ */
+export let LOCAL_MEM = process.env.RINGZERO_WASM_LOCAL_MEM === '1';
+/** The flag library's `fa` (buildFlaglib), imported after the helpers (and the memory library when imported). */
+let F_FA = 15;
+/** The memory functions ld1..ld8, st1..st8: imported after the helpers, or the module's first defined functions. */
+let F_LD = 7, F_ST = 11;
+/** Switch LOCAL_MEM (tests; between translations, not while a batch is being translated). */
+export function setLocalMem(on: boolean): void {
+  LOCAL_MEM = on;
+  F_FA = on ? 7 : 15; F_LD = on ? 8 : 7; F_ST = F_LD + 4;
+}
+setLocalMem(LOCAL_MEM);
 /**
  * S_LOP of a record that is also in the CPU's lazy fields (the runtime copies SoftCpu's record into the state area
  * with this added at the start of a call, and after a helper that may have changed it): the kind is S_LOP - SYNCED
@@ -203,6 +222,8 @@ export const X_NAMES = ['same-page', 'cross-page', 'region-miss', 'indirect', 'r
 /** A function body that knows how many blocks/loops/ifs are open (Translator's register cache looks at it). */
 class TBody extends Body {
   nest = 0;
+  /** The memory functions called (bit LOG2[size], + 4 for a store): buildModule defines those. */
+  memUsed = 0;
   override open(kind: number): number { this.nest++; return super.open(kind); }
   override close(): this { this.nest--; return super.close(); }
 }
@@ -544,6 +565,7 @@ class Translator {
     this.flush();
     b.get(this.st).get(this.rtag).get(this.a); this.pos();
     b.call(F_LD + LOG2[size]).set(this.v);
+    b.memUsed |= 1 << LOG2[size];
     if (inline) b.close();
   }
 
@@ -560,6 +582,7 @@ class Translator {
     this.flush();
     b.get(this.st).get(this.wtag).get(this.a).get(this.w); this.pos();
     b.call(F_ST + LOG2[size]);
+    b.memUsed |= 16 << LOG2[size];
     if (inline) b.close();
   }
 
@@ -2089,8 +2112,17 @@ function emitCode(T: Translator, block: Block, offs: number[], loop: { pre: numb
   if (T.selfLoop) b.close();
 }
 
-/** One module holding the given block functions, exported as f0, f1, ... */
-export function buildModule(bodies: Body[]): Uint8Array<ArrayBuffer> {
+/** Bodies of the memory functions by ramSize and function (bit of TBody.memUsed): they are the same in every module. */
+const memFns = new Map<number, Body[]>();
+/** The body of a memory function no block of the module calls (one instruction: nearly nothing to compile). */
+const UNUSED = new Body(0);
+UNUSED.op(Op.unreachable);
+
+/**
+ * One module holding the given block functions, exported as f0, f1, ..., and (LOCAL_MEM) the memory functions they
+ * call, with the slow path through the imported helpers `rd`/`wr`.
+ */
+export function buildModule(bodies: Body[], ramSize: number): Uint8Array<ArrayBuffer> {
   const m = new ModuleBuilder();
   m.importMemory('e', 'm');
   m.importFunc('e', 'rd', m.type([F64, I32, I32], [I32]));
@@ -2100,11 +2132,28 @@ export function buildModule(bodies: Body[]): Uint8Array<ArrayBuffer> {
   m.importFunc('e', 'gp', m.type([I32], []));
   m.importFunc('e', 'fl', m.type([I32], [I32]));
   m.importFunc('e', 'sy', m.type([I32, I32], [I32]));
-  const ldT = m.type([I32, I32, I64, I32], [I64]);
-  const stT = m.type([I32, I32, I64, I64, I32], []);
-  for (const n of [1, 2, 4, 8]) m.importFunc('e', 'ld' + n, ldT);
-  for (const n of [1, 2, 4, 8]) m.importFunc('e', 'st' + n, stT);
-  m.importFunc('e', 'fa', m.type([I32], [I32]));
+  const ldT = m.type(LD_PARAMS, [I64]);
+  const stT = m.type(ST_PARAMS, []);
+  if (LOCAL_MEM) {
+    m.importFunc('e', 'fa', m.type([I32], [I32]));
+    let used = 0;
+    for (const b of bodies) if (b instanceof TBody) used |= b.memUsed;
+    let fns = memFns.get(ramSize);
+    if (fns === undefined) {
+      fns = [];
+      for (let i = 0; i < 8; i++) fns.push(memFnBody(1 << (i & 3), i >= 4, ramSize, F_RD, F_WR));
+      memFns.set(ramSize, fns);
+    }
+    const unusedT = m.type([], []);
+    for (let i = 0; i < 8; i++) {
+      if (used & (1 << i)) m.func(i < 4 ? ldT : stT, fns[i]);
+      else m.func(unusedT, UNUSED);
+    }
+  } else {
+    for (const n of [1, 2, 4, 8]) m.importFunc('e', 'ld' + n, ldT);
+    for (const n of [1, 2, 4, 8]) m.importFunc('e', 'st' + n, stT);
+    m.importFunc('e', 'fa', m.type([I32], [I32]));
+  }
   const t = m.type([I32, F64, I32, I32, I32], [I32]);
   bodies.forEach((b, i) => m.func(t, b, 'f' + i));
   return m.encode();
@@ -2113,7 +2162,7 @@ export function buildModule(bodies: Body[]): Uint8Array<ArrayBuffer> {
 /** The module of one block (tests and measurements). */
 export function buildBlock(block: Block, ramSize: number): { bytes: Uint8Array<ArrayBuffer>; offs: number[] } | null {
   const t = translateBody(block, ramSize);
-  return t === null ? null : { bytes: buildModule([t.body]), offs: t.offs };
+  return t === null ? null : { bytes: buildModule([t.body], ramSize), offs: t.offs };
 }
 
 /**

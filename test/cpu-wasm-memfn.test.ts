@@ -1,0 +1,87 @@
+// The memory functions of translated code (src/cpu/soft/wasm/tlb-probe.ts memFnBody): the shared memory library's
+// (default) and, with translate.ts LOCAL_MEM (RINGZERO_WASM_LOCAL_MEM=1), each module's own copies of the loads and
+// stores its blocks call, and only those (the others are one-instruction stubs), instead of imports. Loads and stores
+// of every size, on TLB hits and through the slow path (accesses straddling a page end, which the helpers rd/wr run),
+// must leave what the interpreter leaves either way.
+import test from 'node:test';
+import assert from 'node:assert/strict';
+import { hexBytes, runBlocksToHalt, CODE, DATA, interpreterOrWasmMachine, type Machine } from './support/soft-cpu.ts';
+import { setHotThreshold, setJitThreshold } from '../src/cpu/soft/code-cache.ts';
+import type { GuestMemory } from '../src/memory/guest-memory.ts';
+import { buildBlock, setLocalMem } from '../src/cpu/soft/wasm/translate.ts';
+import { memFnBody } from '../src/cpu/soft/wasm/tlb-probe.ts';
+
+setHotThreshold(0);
+setJitThreshold(0);
+
+const memories: GuestMemory[] = [];
+test.after(() => { for (const m of memories) m.close(); });
+
+// mov ecx,40
+// 1: movzx eax,byte [rsi] / movzx ebx,word [rsi+2] / mov edx,[rsi+4] / mov r8,[rsi+8] / add r8,rcx
+//    mov [rdi],al / mov [rdi+2],bx / mov [rdi+4],edx / mov [rdi+8],r8 / add rsi,1 / add rdi,1 / jmp 2f
+// 2: dec ecx / jnz 1b / hlt
+// (the jmp keeps the loop out of one self-looping block, whose accesses would probe inline)
+const CODE_BYTES = hexBytes('b9 28 00 00 00 0f b6 06 0f b7 5e 02 8b 56 04 4c 8b 46 08 49 01 c8 88 07 66 89 5f 02 89 57 04 ' +
+  '4c 89 47 08 48 83 c6 01 48 83 c7 01 eb 00 ff c9 75 d4 f4');
+/** The loop walks its loads and stores across a page end: each size straddles it in some pass (slow path). */
+const SRC = DATA + 0x1000 - 24, DST = DATA + 0x3000 - 24;
+
+function run(mode: 'interpreter' | 'wasm'): { m: Machine; state: unknown } {
+  const m = interpreterOrWasmMachine(mode, memories);
+  const src = new Uint8Array(64);
+  for (let i = 0; i < src.length; i++) src[i] = (i * 37 + 11) & 255;
+  m.mem.write(SRC, src);
+  m.mem.write(CODE, Uint8Array.from(CODE_BYTES));
+  m.cpu.setGpr(6, BigInt(SRC));
+  m.cpu.setGpr(7, BigInt(DST));
+  runBlocksToHalt(m, 100_000);
+  const c = m.cpu;
+  return {
+    m,
+    state: {
+      regs: Array.from({ length: 16 }, (_, i) => c.getGpr(i).toString(16)),
+      rip: c.rip.toString(16), instructions: c.instructions, fault: c.lastException,
+      dst: Buffer.from(m.mem.read(DST - 8, 80)).toString('hex'),
+    },
+  };
+}
+
+for (const local of [false, true]) {
+  test(`loads and stores of every size, on TLB hits and straddling a page end, match the interpreter in translated code (${local ? "the module's own" : 'shared'} memory functions)`, () => {
+    setLocalMem(local);
+    try {
+      const ref = run('interpreter'), w = run('wasm');
+      assert.deepEqual(w.state, ref.state);
+      const s = w.m.cpu.wasm!.stats;
+      assert.ok(w.m.cpu.jitInstructions > 400, `instructions run in wasm: ${w.m.cpu.jitInstructions}`);
+      assert.ok(s.slow >= 8, `slow accesses (page-straddling, through rd/wr): ${s.slow}`);
+    } finally {
+      setLocalMem(false);
+    }
+  });
+}
+
+test('with LOCAL_MEM a translated module defines the memory functions its blocks call instead of importing them, and no others', (t) => {
+  setLocalMem(true);
+  t.after(() => setLocalMem(false));
+  const { m } = run('wasm');
+  const cache = m.cpu.codeCache;
+  const block = (pa: number) => {
+    const b = cache.translated.get(pa * 16 + 8);
+    assert.ok(b, `translated block at ${pa.toString(16)}`);
+    return b;
+  };
+  const ram = m.mem.lowSize;
+  const withMem = buildBlock(block(CODE + 5), ram)!, without = buildBlock(block(CODE + 0x2d), ram)!;
+  for (const bytes of [withMem.bytes, without.bytes]) {
+    const names = WebAssembly.Module.imports(new WebAssembly.Module(bytes)).map((i) => i.name);
+    assert.deepEqual(names.filter((n) => /^(ld|st)\d$/.test(n)), [], 'no memory library import');
+    assert.ok(names.includes('rd') && names.includes('wr'), 'the slow-path helpers are imported');
+  }
+  // the dec/jnz block accesses no memory: its module holds none of the memory functions' bodies
+  let bodies = 0;
+  for (const write of [false, true]) for (const size of [1, 2, 4, 8]) bodies += memFnBody(size, write, ram, 0, 1).encode().length;
+  assert.ok(without.bytes.length < bodies, `module without memory accesses: ${without.bytes.length} bytes, the 8 bodies ${bodies}`);
+  assert.ok(withMem.bytes.length > bodies, `module with all 8: ${withMem.bytes.length} bytes`);
+});
