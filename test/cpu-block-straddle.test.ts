@@ -229,3 +229,18 @@ test('a rotate whose flags a straddling ALU instruction overwrites keeps them fo
     assert.equal(m.cpu.getFlags() & C.CF, C.CF, 'the rotate\'s CF');
   }
 });
+
+test('a RET into a page made not present: the fetch fault at the block start counts the instruction as the interpreter does', () => {
+  // (before, SoftCpu.execBlock's refill of the fetch window faulted without counting the instruction: one fewer)
+  // CODE: mov ecx,50 / jmp P; P = 0x102000: call F / dec ecx / jnz P / hlt; F = 0x103000: the UNMAP variant / ret
+  const image = new Map<number, Uint8Array>([
+    [CODE, Uint8Array.from(hexBytes('b9 32 00 00 00 e9 f6 1f 00 00'))],
+    [PAGE2, Uint8Array.from(hexBytes('e8 fb 0f 00 00 ff c9 75 f5 f4'))],
+    [F, Uint8Array.from([...UNMAP, 0xc3])],
+  ]);
+  for (const mode of MODES) {
+    const { m, fault } = agree(image, mode, 0);
+    assert.equal(fault, C.EXC_PF);
+    assert.equal(m.cpu.cr2, PAGE2 + 5);
+  }
+});

@@ -656,7 +656,12 @@ export class SoftCpu {
   execBlock(left: number): number {
     const rip = this.rip;
     this.ripStart = rip;
-    if (!(rip >= this.fetchRipLo && rip < this.fetchRipHi)) this.refillFetch();
+    if (!(rip >= this.fetchRipLo && rip < this.fetchRipHi)) {
+      // (a fetch fault here is the next instruction's: counted, as beginInstruction counts it before its fetch)
+      this.instructions++;
+      this.refillFetch();
+      this.instructions--;
+    }
     if (this.fetchBuf !== this.ram) return this.interpretRun(left);
     const pa = rip + this.fetchDelta;
     const cache = this.codeCache;
