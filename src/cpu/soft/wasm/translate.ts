@@ -173,7 +173,11 @@ void F_CC; // (the helper `cc` stays imported for the index order; conditions us
  * of 32 MiB 3.28/3.41, 3.40/3.18, 2.90/2.75 s, but the boot 9.05/9.12, 7.55/8.16, 7.39/7.89 s (+1..+8%; process CPU
  * +8..+12%: TurboFan compiles more, and every module's copies start in Liftoff, where the shared library's were
  * optimized once for all). Without --wasm-inlining the copies alone cost the boot ~2% (4 of 5 pairs) and showed no
- * clear effect on the loop.
+ * clear effect on the loop. Again on main 6ebbf72 (three VMMs side by side): ash loop 50k 8.62/7.67, 10.35/9.56 s, boot
+ * 8.36/8.56, 8.43/8.55 s (process CPU +8..+9%); inlining the loads only (--wasm-inlining-max-size=120, the stores'
+ * bodies are larger) gained nothing (8.50, 10.36 s). --wasm-tiering-budget=600000 (default 1800000) alone, same
+ * method: ash 8.96/8.66, 9.17/8.56 s, md5 32 MiB 3.61/3.73, 2.80/3.07, 3.47/3.23 s, boot +0..+4% (process +4..+6%);
+ * 300000 was worse on all three. Neither is set by default: each trades the boot for the steady state.
  */
 export let LOCAL_MEM = process.env.RINGZERO_WASM_LOCAL_MEM === '1';
 /** The flag library's `fa` (buildFlaglib), imported after the helpers (and the memory library when imported). */
