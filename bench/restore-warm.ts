@@ -131,8 +131,9 @@ if (!values.snapshot) {
   await vm.kill();
 }
 {
-  const state = JSON.parse(fs.readFileSync(path.join(dir, 'state.json'), 'utf8')) as { body: { warm?: { blocks: number; data: string } } };
-  console.log(`snapshot: state.json ${fs.statSync(path.join(dir, 'state.json')).size} bytes, warm section ${state.body.warm ? `${state.body.warm.blocks} blocks, ${state.body.warm.data.length} bytes` : 'none'}`);
+  const state = JSON.parse(fs.readFileSync(path.join(dir, 'state.json'), 'utf8')) as { body: { warm?: { blocks: number; file: string } } };
+  const w = state.body.warm;
+  console.log(`snapshot: state.json ${fs.statSync(path.join(dir, 'state.json')).size} bytes, hot-block list ${w ? `${w.blocks} blocks, ${fs.statSync(path.join(dir, path.basename(w.file))).size} bytes` : 'none'}`);
 }
 const runs: Run[] = [];
 for (let i = 0; i < pairs; i++) {

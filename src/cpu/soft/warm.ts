@@ -9,8 +9,8 @@
 // What: the snapshot carries, for each block the wasm translator had translated (and whose page was not written
 // since), its physical address, the length of each of its instructions, how many bytes of its page they cover and a
 // hash of those bytes (exportWarm; the state file's optional `warm` section, src/vmm/snapshot.ts). Once the restored
-// guest runs, startWarmup checks each listed block against the restored memory and arms its block-table slot
-// (armWarm); when the guest first reaches it, SoftCpu.execBlock asks CodeCache.warm, which rebuilds it from memory
+// guest runs, startWarmup arms the block-table slot of each listed block (armWarm); when the guest first reaches one,
+// SoftCpu.execBlock asks CodeCache.warm, which checks it against the restored memory and rebuilds it from there
 // without executing it (the same prefix decoding as SoftCpu.beginInstruction, the handler from the opcode tables, the
 // fast form from compileFast, which reads the operands from memory itself: exactly what SoftCpu.recordBlock would
 // have built) and primes it (WasmEngine.prime): translated after WARM_REPLAYS runs instead of ~100, and never
@@ -129,9 +129,20 @@ export interface WarmRecord {
  * truncated record): the section is then ignored as a whole. Values are checked when each block is rebuilt.
  */
 export function decodeWarm(section: unknown): WarmRecord[] | null {
+  const buf = inflateWarm(section);
+  if (buf === null) return null;
+  const out: WarmRecord[] = [];
+  for (let p = 0; p < buf.length; p += RECORD_HEAD + buf[p + 4]) {
+    if (p + RECORD_HEAD > buf.length || p + RECORD_HEAD + buf[p + 4] > buf.length) return null;
+    out.push(recordAt(buf, p));
+  }
+  return out;
+}
+
+/** The records of a section, inflated (null: not a section this reader knows, or damaged). */
+function inflateWarm(section: unknown): Buffer | null {
   const s = section as Partial<WarmSection & { path: string; crc32: string }>;
   if (typeof s !== 'object' || s === null || s.format !== WARM_FORMAT) return null;
-  let buf: Buffer;
   try {
     let deflated: Buffer;
     if (typeof s.data === 'string') deflated = Buffer.from(s.data, 'base64');
@@ -139,19 +150,14 @@ export function decodeWarm(section: unknown): WarmRecord[] | null {
       deflated = fs.readFileSync(s.path);
       if (zlib.crc32(deflated).toString(16).padStart(8, '0') !== s.crc32) return null;
     } else return null;
-    buf = zlib.inflateRawSync(deflated, { maxOutputLength: 64 << 20 });
+    return zlib.inflateRawSync(deflated, { maxOutputLength: 64 << 20 });
   } catch {
     return null;
   }
-  const out: WarmRecord[] = [];
-  for (let p = 0; p < buf.length;) {
-    if (p + RECORD_HEAD > buf.length) return null;
-    const n = buf[p + 4];
-    if (p + RECORD_HEAD + n > buf.length) return null;
-    out.push({ pa: buf.readUInt32LE(p), bytes: buf.readUInt16LE(p + 5), hash: buf.readUInt32LE(p + 7), lens: buf.subarray(p + RECORD_HEAD, p + RECORD_HEAD + n) });
-    p += RECORD_HEAD + n;
-  }
-  return out;
+}
+
+function recordAt(buf: Buffer, p: number): WarmRecord {
+  return { pa: buf.readUInt32LE(p), bytes: buf.readUInt16LE(p + 5), hash: buf.readUInt32LE(p + 7), lens: buf.subarray(p + RECORD_HEAD, p + RECORD_HEAD + buf[p + 4]) };
 }
 
 /** What SoftCpu.beginInstruction leaves after the prefixes and opcode, in 64-bit mode. */
@@ -258,7 +264,10 @@ export function rebuildBlock(cpu: SoftCpu, r: WarmRecord): Block | null {
 }
 
 export interface WarmReport {
-  /** Blocks listed; of those, rebuilt when the guest reached them, and skipped (bytes changed, malformed, no room). */
+  /**
+   * Blocks listed; of those, rebuilt when the guest reached them, and skipped (bytes changed, malformed, no room:
+   * counted when the guest reaches them).
+   */
   listed: number;
   rebuilt: number;
   skipped: number;
@@ -276,48 +285,56 @@ const WARM_REPLAYS = Number(process.env.RINGZERO_WARM_REPLAYS ?? 10);
 const KEEP_MS = 60_000;
 /**
  * After the list is read, the queue of blocks waiting for translation is flushed at these delays (ms, each after the
- * previous: ~5 s in all): WasmEngine.exec translates a batch once WASM_BATCH blocks wait or one of them ran
- * WASM_BATCH_WAIT more times, which a block the guest reaches a few times a second may wait for for minutes once the
- * blocks around it are translated and no longer pass through exec.
+ * previous: ~7 s in all; RINGZERO_WARM_FLUSH=0: not): WasmEngine.exec translates a batch once WASM_BATCH blocks wait
+ * or one of them ran WASM_BATCH_WAIT more times, which a block the guest reaches a few times a second may wait for
+ * for minutes once the blocks around it are translated and no longer pass through exec. Not sooner: in the first
+ * tenth of a second the queue fills by itself, and flushing it every few milliseconds then (1, 2, 4, ... ms) made
+ * small batches, whose blocks form fewer regions (translate.ts): the restored guest's rate after 2-3 CPU-seconds was
+ * ~25% lower (bench/restore-warm, 4 pairs: 4300 against 5870 iterations per CPU-second, medians).
  */
-const FLUSH_DELAYS = [1, 2, 4, 8, 16, 32, 64, 128, 250, 500, 1000, 1000, 2000];
+const FLUSH_DELAYS = process.env.RINGZERO_WARM_FLUSH === '0' ? [] : [100, 250, 500, 1000, 1000, 2000, 2000];
 
 /**
- * Arm `cpu`'s block cache with the listed blocks (synchronous: between run-loop slices, never while a block runs).
- * Each listed block whose bytes still match is remembered and its table slot's hot counter set so that the guest's
+ * Arm `cpu`'s block cache with the listed blocks (`buf`: the inflated records; synchronous: between run-loop slices,
+ * never while a block runs). Each listed block is remembered and its table slot's hot counter set so that the guest's
  * next visit there asks CodeCache.warm, which rebuilds it (instead of recording it after WASM_HOT_THRESHOLD visits)
  * and primes it: translated after WARM_REPLAYS more runs instead of ~100. So only the blocks the restored guest
  * actually runs are rebuilt, and only those it runs often are translated; a listed block the guest had already
  * recorded is primed where it is. Returns the function that forgets what is left (also done after KEEP_MS).
  */
-export function armWarm(cpu: SoftCpu, records: WarmRecord[], report: WarmReport): () => void {
+export function armWarm(cpu: SoftCpu, buf: Buffer, report: WarmReport): () => void {
   const engine = cpu.wasm, cache = cpu.codeCache;
-  if (engine === null || !cpu.blockCacheEnabled || !cpu.jitEnabled) { report.skipped += records.length; return () => {}; }
-  const waiting = new Map<number, WarmRecord>();
-  for (const r of records) {
-    const pa = r.pa, page = pa >>> 12;
-    // (checked now, not when reached: the guest cannot write code pages between slices)
-    if (page >= cache.noCache.length || cache.noCache[page] !== 0 || cache.translated.has(pa * 16 + MODE64) || waiting.has(pa) ||
-      pa + r.bytes > cpu.ram.length || hashBytes(cpu.ram, pa, r.bytes) !== r.hash) { report.skipped++; continue; }
+  // (the record offset of each listed address; records are made, and their bytes hashed, only when the guest gets
+  // there: hashing them all would fault in every listed page of the mapped memory image and cost ~20-40 ms of a fresh
+  // process for a booted Linux guest's ~8k blocks)
+  const waiting = new Map<number, number>();
+  for (let p = 0; p < buf.length; p += RECORD_HEAD + buf[p + 4]) {
+    if (p + RECORD_HEAD > buf.length || p + RECORD_HEAD + buf[p + 4] > buf.length) break;
+    report.listed++;
+    const pa = buf.readUInt32LE(p), page = pa >>> 12;
+    if (engine === null || !cpu.blockCacheEnabled || !cpu.jitEnabled || page >= cache.noCache.length || cache.noCache[page] !== 0 ||
+      cache.translated.has(pa * 16 + MODE64) || waiting.has(pa)) { report.skipped++; continue; }
     const slot = (pa ^ (pa >>> TABLE_BITS_SHIFT)) & TABLE_MASK;
     const old = cache.table[slot];
     if (old !== undefined && old.gen === cache.pageGen[old.pa >>> 12] && old.pa === pa && old.mode === MODE64) {
-      engine.prime(old, WARM_REPLAYS);
-      report.primedExisting++;
+      // (reached and recorded before the list was read: primed as it is, if the list still describes it)
+      const r = recordAt(buf, p);
+      if (pa + r.bytes <= cpu.ram.length && hashBytes(cpu.ram, pa, r.bytes) === r.hash) { engine.prime(old, WARM_REPLAYS); report.primedExisting++; } else report.skipped++;
       continue;
     }
-    waiting.set(pa, r);
+    waiting.set(pa, p);
     if (cache.hot[slot] < WASM_HOT_THRESHOLD) cache.hot[slot] = WASM_HOT_THRESHOLD;
   }
-  if (waiting.size === 0) return () => {};
+  if (waiting.size === 0 || engine === null) return () => {};
   const forget = () => { waiting.clear(); if (cache.warm === lookup) cache.warm = null; };
   const lookup = (pa: number): Block | null => {
-    const r = waiting.get(pa);
-    if (r === undefined) return null;
+    const p = waiting.get(pa);
+    if (p === undefined) return null;
     waiting.delete(pa);
     if (waiting.size === 0) forget();
     const t = performance.now();
-    const b = rebuildBlock(cpu, r);
+    // (rebuildBlock checks the bytes' hash first: a block whose bytes changed is skipped)
+    const b = rebuildBlock(cpu, recordAt(buf, p));
     if (b === null) { report.skipped++; report.ms += performance.now() - t; return null; }
     cache.codePages[b.pa >>> 12] |= 1;
     cache.stats.blocks++;
@@ -352,12 +369,11 @@ export function startWarmup(cpu: SoftCpu, section: unknown, alive: () => boolean
   setImmediate(() => {
     if (!alive()) { report.ignored = 'the machine stopped first'; done?.(report); return; }
     const t0 = performance.now();
-    const records = decodeWarm(section);
-    if (records === null) { report.ignored = 'not a warm section this ringzero reads'; done?.(report); return; }
-    report.listed = records.length;
-    forget = armWarm(cpu, records, report);
+    const buf = inflateWarm(section);
+    if (buf === null) { report.ignored = 'not a warm section this ringzero reads'; done?.(report); return; }
+    forget = armWarm(cpu, buf, report);
     report.ms += performance.now() - t0;
     done?.(report);
-    if (engine !== null && report.listed > report.skipped) setTimeout(flush, FLUSH_DELAYS[flushes++]).unref();
+    if (engine !== null && report.listed > report.skipped && FLUSH_DELAYS.length > 0) setTimeout(flush, FLUSH_DELAYS[flushes++]).unref();
   });
 }
