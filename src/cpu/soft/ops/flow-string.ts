@@ -206,7 +206,8 @@ function fillBytes(buf: Uint8Array, off: number, len: number, byte: number): voi
   if (len < 64) { buf.fill(byte, off, off + len); return; }
   if (buf !== wordsOf) {
     wordsOf = buf;
-    words = (buf.byteOffset & 3) === 0 ? new Int32Array(buf.buffer, buf.byteOffset, buf.byteLength >> 2) : null;
+    // (a RAM region may pass 2^31 bytes (a 4 GiB guest's low RAM is 3 GiB): no shift on its length)
+    words = (buf.byteOffset & 3) === 0 ? new Int32Array(buf.buffer, buf.byteOffset, Math.floor(buf.byteLength / 4)) : null;
   }
   if (words === null) { buf.fill(byte, off, off + len); return; }
   // (offsets may pass 2^31 in a large RAM region: no shifts on them, only their low bits)
