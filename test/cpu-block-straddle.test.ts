@@ -13,7 +13,7 @@
 // (page table at 0x20000) so one page can be remapped or removed.
 import test from 'node:test';
 import assert from 'node:assert/strict';
-import { hexBytes, runBlocksToHalt, CODE, DATA, STACK_TOP, PAGE_TABLES, translatorMachine, type Machine } from './support/soft-cpu.ts';
+import { cpuState, hexBytes, runBlocksToHalt, CODE, DATA, STACK_TOP, PAGE_TABLES, translatorMachine, type Machine } from './support/soft-cpu.ts';
 import { setHotThreshold, setJitThreshold, type Block } from '../src/cpu/soft/code-cache.ts';
 import type { GuestMemory } from '../src/memory/guest-memory.ts';
 import * as C from '../src/cpu/soft/constants.ts';
@@ -77,15 +77,8 @@ function le32(v: number): number[] {
 }
 
 function snapshot(m: Machine) {
-  const c = m.cpu;
   return {
-    regs: Array.from({ length: 16 }, (_, i) => c.getGpr(i).toString(16)),
-    flags: (c.getFlags() & (C.CF | C.PF | C.AF | C.ZF | C.SF | C.OF)).toString(16),
-    rip: c.rip.toString(16),
-    instructions: c.instructions,
-    cr2: c.cr2,
-    fault: c.lastException,
-    errorCode: c.faultError,
+    ...cpuState(m),
     code: Buffer.from(m.mem.read(L - 16, 0x80)).toString('hex'),
     pt: Buffer.from(m.mem.read(PT + 0x100 * 8, 64)).toString('hex'),
     data: Buffer.from(m.mem.read(DATA, 64)).toString('hex'),

@@ -6,7 +6,7 @@
 // Machine code from GNU as (`as --64`, Intel syntax in the comments).
 import test from 'node:test';
 import assert from 'node:assert/strict';
-import { longModeMachine, hexBytes, runBlocksToHalt, CODE, PAGE_TABLES, type Machine } from './support/soft-cpu.ts';
+import { cpuState, longModeMachine, hexBytes, runBlocksToHalt, CODE, PAGE_TABLES, type Machine } from './support/soft-cpu.ts';
 import { setHotThreshold, setJitThreshold, CHAIN_LIMIT, MAX_BLOCK } from '../src/cpu/soft/code-cache.ts';
 import { RunExit, type LocalApic } from '../src/cpu/soft/index.ts';
 import { SoftCpu } from '../src/cpu/soft/cpu.ts';
@@ -36,18 +36,7 @@ function runToEnd(m: Machine, code: string): number {
 }
 
 /** Everything a comparison looks at. */
-function snapshot(m: Machine) {
-  const c = m.cpu;
-  return {
-    regs: Array.from({ length: 16 }, (_, i) => c.getGpr(i).toString(16)),
-    flags: (c.getFlags() & (C.CF | C.PF | C.AF | C.ZF | C.SF | C.OF)).toString(16),
-    rip: c.rip.toString(16),
-    instructions: c.instructions,
-    cr2: c.cr2,
-    fault: c.lastException,
-    errorCode: c.faultError,
-  };
-}
+const snapshot = cpuState;
 
 /** Run `code` in every mode (after `prepare`) and check they agree; returns the JIT machine. */
 function agree(code: string, prepare: (m: Machine) => void = () => {}): Machine {

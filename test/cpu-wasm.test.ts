@@ -7,7 +7,7 @@
 // Machine code from GNU as (`as --64`, Intel syntax in the comments) or encoded below.
 import test from 'node:test';
 import assert from 'node:assert/strict';
-import { hexBytes, runBlocksToHalt, CODE, DATA, STACK_TOP, PAGE_TABLES, interpreterOrWasmMachine, RO_PAGE, MISSING_PAGE, protectFaultPages, type Machine } from './support/soft-cpu.ts';
+import { cpuState, hexBytes, runBlocksToHalt, CODE, DATA, STACK_TOP, PAGE_TABLES, interpreterOrWasmMachine, RO_PAGE, MISSING_PAGE, protectFaultPages, type Machine } from './support/soft-cpu.ts';
 import { setHotThreshold, setJitThreshold, CHAIN_LIMIT } from '../src/cpu/soft/code-cache.ts';
 import { SoftCpu } from '../src/cpu/soft/cpu.ts';
 import { setupFlatLongMode } from '../src/cpu/soft/setup.ts';
@@ -36,15 +36,8 @@ function runToEnd(m: Machine, code: number[] | Uint8Array, write = true): number
 }
 
 function snapshot(m: Machine, dataBytes = 4096) {
-  const c = m.cpu;
   return {
-    regs: Array.from({ length: 16 }, (_, i) => c.getGpr(i).toString(16)),
-    flags: (c.getFlags() & (C.CF | C.PF | C.AF | C.ZF | C.SF | C.OF)).toString(16),
-    rip: c.rip.toString(16),
-    instructions: c.instructions,
-    cr2: c.cr2,
-    fault: c.lastException,
-    errorCode: c.faultError,
+    ...cpuState(m),
     data: Buffer.from(m.mem.read(DATA, dataBytes)).toString('hex'),
     stack: Buffer.from(m.mem.read(STACK_TOP - 256, 256)).toString('hex'),
   };

@@ -143,3 +143,20 @@ export function runBlocksToHalt(m: Machine, maxBlocks: number, start = CODE): nu
   }
   return -1;
 }
+
+/**
+ * What comparisons of a run against the interpreter look at: the general registers, the arithmetic flags, RIP, the
+ * instruction count, CR2 and the last fault with its error code (tests add their own memory ranges).
+ */
+export function cpuState(m: Machine) {
+  const c = m.cpu;
+  return {
+    regs: Array.from({ length: 16 }, (_, i) => c.getGpr(i).toString(16)),
+    flags: (c.getFlags() & (C.CF | C.PF | C.AF | C.ZF | C.SF | C.OF)).toString(16),
+    rip: c.rip.toString(16),
+    instructions: c.instructions,
+    cr2: c.cr2,
+    fault: c.lastException,
+    errorCode: c.faultError,
+  };
+}
