@@ -85,6 +85,19 @@ export const CHAIN_LIMIT = Math.min(Number(process.env.RINGZERO_CHAIN_LIMIT ?? 2
 
 export type FastHandler = (cpu: SoftCpu, e: BlockEntry) => void;
 
+/**
+ * Run entry `e`, at `rip`, through its handler with the decoder state of its recording, as SoftCpu.runBlock does for
+ * an entry without a fast form (which inlines the same on its hot path). One shared function for the replays of the
+ * translators and of a straddling entry's guard: its call of the handler is megamorphic, so V8 does not inline every
+ * replayed handler into each caller (which made optimizing one generated JavaScript block cost tens of milliseconds).
+ */
+export function replayHandler(c: SoftCpu, e: BlockEntry, rip: number): void {
+  c.opsize = e.opsize; c.adsize = e.adsize; c.segOverride = e.segOverride; c.rep = e.rep; c.lock = e.lock;
+  c.p66 = e.p66; c.rex = e.rex; c.rexW = e.rexW; c.rexR = e.rexR; c.rexX = e.rexX; c.rexB = e.rexB; c.opcode = e.opcode;
+  c.rip = rip + e.opLen;
+  e.handler(c);
+}
+
 /** One decoded instruction of a block. */
 export class BlockEntry {
   handler: OpHandler;

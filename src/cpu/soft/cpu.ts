@@ -18,7 +18,7 @@ import type { VmClock } from '../../vmm/clock.ts';
 import * as C from './constants.ts';
 import { ops1, ops0f } from './tables.ts';
 import { FpuState } from './ops/fpu-state.ts';
-import { CodeCache, codeCacheFor, Block, BlockEntry, type FastHandler, TERMINATOR, MAX_BLOCK, HOT_THRESHOLD, WASM_HOT_THRESHOLD, TABLE_MASK, JIT_THRESHOLD, CHAIN_LIMIT } from './code-cache.ts';
+import { CodeCache, codeCacheFor, Block, BlockEntry, type FastHandler, replayHandler, TERMINATOR, MAX_BLOCK, HOT_THRESHOLD, WASM_HOT_THRESHOLD, TABLE_MASK, JIT_THRESHOLD, CHAIN_LIMIT } from './code-cache.ts';
 import { compileFast } from './fast-forms.ts';
 import { translateBlock } from './jit/translate.ts';
 import { wasmStateFor, type WasmEngine } from './wasm/runtime.ts';
@@ -183,12 +183,8 @@ function straddleGuard(real: FastHandler | null, pfn2: number, gen2: number, pag
     const r = c.ripStart;
     const gen = c.codeCache.pageGen;
     if (gen[pfn2] === gen2 && c.fetchPfn(Math.floor(r / 4096) + 1) === pfn2) {
-      if (real !== null) { real(c, e); return; }
-      c.opsize = e.opsize; c.adsize = e.adsize; c.segOverride = e.segOverride; c.rep = e.rep; c.lock = e.lock;
-      c.p66 = e.p66; c.rex = e.rex; c.rexW = e.rexW; c.rexR = e.rexR; c.rexX = e.rexX; c.rexB = e.rexB;
-      c.opcode = e.opcode;
-      c.rip = r + e.opLen;
-      e.handler(c);
+      if (real !== null) real(c, e);
+      else replayHandler(c, e, r);
       return;
     }
     c.straddleMisses++;

@@ -25,6 +25,7 @@
 import type { SoftCpu } from '../cpu.ts';
 import { CPU_FAULT } from '../cpu.ts';
 import type { Block, BlockEntry } from '../code-cache.ts';
+import { replayHandler } from '../code-cache.ts';
 import { Form } from '../fast-forms.ts';
 import { shift32, shift64 } from '../ops/alu-shift.ts';
 import { out, szp } from '../ops/alu-common.ts';
@@ -321,18 +322,6 @@ function shift32Code(em: Emitter, op: number, r: number, n: number): string {
   return s + `R[${r}]=v;X[${r}]=0;c.flags=(c.flags&${~A})|SZP(4,v,0)|p|${AF}|(q?${OF}:0);c.lazyOp=0;lop=0;`;
 }
 
-/**
- * Replay entry `e` through its handler with the decoder state of the recording (as SoftCpu.runBlock does). One
- * shared function rather than inline code: its call of the handler is megamorphic, so V8 does not inline every
- * replayed handler into every generated block (which made optimizing one block cost tens of milliseconds).
- */
-function replay(c: SoftCpu, e: BlockEntry, rip: number): void {
-  c.opsize = e.opsize; c.adsize = e.adsize; c.segOverride = e.segOverride; c.rep = e.rep; c.lock = e.lock;
-  c.p66 = e.p66; c.rex = e.rex; c.rexW = e.rexW; c.rexR = e.rexR; c.rexX = e.rexX; c.rexB = e.rexB; c.opcode = e.opcode;
-  c.rip = rip + e.opLen;
-  e.handler(c);
-}
-
 /** Translate a 64-bit-mode block; null if it has nothing worth translating. */
 export function translateBlock(block: Block): JitFn | null {
   const es = block.entries;
@@ -584,9 +573,9 @@ throw err;
 };`;
   try {
     const factory = new Function('E', 'FAULT', 'shift32', 'shift64', 'OUT', 'RP', 'SZP', src) as
-      (E: BlockEntry[], fault: unknown, s32: typeof shift32, s64: typeof shift64, o: typeof out, rp: typeof replay,
+      (E: BlockEntry[], fault: unknown, s32: typeof shift32, s64: typeof shift64, o: typeof out, rp: typeof replayHandler,
         z: typeof szp) => JitFn;
-    return factory(es, CPU_FAULT, shift32, shift64, out, replay, szp);
+    return factory(es, CPU_FAULT, shift32, shift64, out, replayHandler, szp);
   } catch (err) {
     // A translator bug must not take the guest down: keep replaying the block (and say so once).
     if (!reported) {

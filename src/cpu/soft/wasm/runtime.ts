@@ -5,7 +5,7 @@
 import type { SoftCpu } from '../cpu.ts';
 import { CPU_FAULT } from '../cpu.ts';
 import type { Block, BlockEntry, CodeCache } from '../code-cache.ts';
-import { JIT_THRESHOLD, CHAIN_LIMIT } from '../code-cache.ts';
+import { JIT_THRESHOLD, CHAIN_LIMIT, replayHandler } from '../code-cache.ts';
 import type { GuestMemory } from '../../../memory/guest-memory.ts';
 import { WASM_RAM_OFFSET } from '../../../memory/guest-memory.ts';
 import { Body, ModuleBuilder, Op, I32, I64, F64 } from './emit.ts';
@@ -198,10 +198,7 @@ function replayEntry(c: SoftCpu, e: BlockEntry, rip: number): void {
     fast(c, e);
     return;
   }
-  c.opsize = e.opsize; c.adsize = e.adsize; c.segOverride = e.segOverride; c.rep = e.rep; c.lock = e.lock;
-  c.p66 = e.p66; c.rex = e.rex; c.rexW = e.rexW; c.rexR = e.rexR; c.rexX = e.rexX; c.rexB = e.rexB; c.opcode = e.opcode;
-  c.rip = rip + e.opLen;
-  e.handler(c);
+  replayHandler(c, e, rip);
 }
 
 export interface WasmStats {
