@@ -428,19 +428,31 @@ class Translator {
    * interprets it: live bytes, and the fetch's #PF if the page is gone) and the block ends. Only such blocks emit this.
    */
   straddleCheck(i: number): void {
-    const b = this.b, blk = this.block, pfn = blk.pfn2;
-    b.get(this.r0i).i64(4096 - (blk.pa & 0xfff)).op(Op.i64Add).i64(12).op(Op.i64ShrS).tee(this.t64);
-    b.op(Op.i32WrapI64);
-    emitTlbSlot(b, this.t32);
-    b.get(this.rtag).op(Op.i32Add).tee(this.t32);
-    b.mem(Op.f64Load, 3, L.TLB_FETCH_DELTA).get(this.t64).op(Op.f64ConvertI64s).op(Op.f64Eq);
-    b.get(this.t32).mem(Op.i32Load, 2, L.TLB_FETCH_DELTA + 8).i32(pfn).op(Op.i32Eq).op(Op.i32And);
-    b.i32(0).mem(Op.i32Load, 2, L.PAGE_GEN + 4 * pfn).i32(blk.gen2).op(Op.i32Eq).op(Op.i32And);
+    const b = this.b, blk = this.block;
+    this.fetchMapsTo(4096 - (blk.pa & 0xfff), blk.pfn2, blk.gen2);
     b.op(Op.i32Eqz).open(Op.if);
     // (inside the branch flush() keeps the cache state; the replay may change any register, so no write-back after it)
     this.flush(); this.pos(); b.call(F_RP).op(Op.drop);
     this.xk(X_HELPER); b.i32(i + 1).set(this.xc).br(this.out);
     b.close();
+  }
+
+  /**
+   * Push (i32) whether this privilege's fetch-TLB bank maps the linear page of r0 + `ripOff` to physical page `pfn`
+   * (first-level tag, then the physical page: ./tlb-probe.ts's probe, on the fetch bank) and that page still has
+   * generation `gen`: what the dispatcher's lookup would require to enter code there (straddleCheck, crossBranch).
+   * Uses t64 and t32.
+   */
+  fetchMapsTo(ripOff: number, pfn: number, gen: number): void {
+    const b = this.b;
+    b.get(this.r0i).i64(ripOff).op(Op.i64Add).i64(12).op(Op.i64ShrS).tee(this.t64);
+    // (t32: the fetch-bank entry's address less TLB_FETCH_DELTA: its tag, then its physical page number at +8, layout.ts S_TLB)
+    b.op(Op.i32WrapI64);
+    emitTlbSlot(b, this.t32);
+    b.get(this.rtag).op(Op.i32Add).tee(this.t32);
+    b.mem(Op.f64Load, 3, L.TLB_FETCH_DELTA).get(this.t64).op(Op.f64ConvertI64s).op(Op.f64Eq);
+    b.get(this.t32).mem(Op.i32Load, 2, L.TLB_FETCH_DELTA + 8).i32(pfn).op(Op.i32Eq).op(Op.i32And);
+    b.i32(0).mem(Op.i32Load, 2, L.PAGE_GEN + 4 * pfn).i32(gen).op(Op.i32Eq).op(Op.i32And);
   }
 
   /** Leave the block (after `xc` was set): dirty registers written back first. */
@@ -676,14 +688,8 @@ class Translator {
     b.get(this.st).mem(Op.i32Load, 2, L.S_CHAIN);
     b.get(this.c32).get(R.climit).op(Op.i32LtS).op(Op.i32And);
     b.get(this.c32).i32(m.n).op(Op.i32Add).get(this.left).op(Op.i32LeS).op(Op.i32And);
-    b.i32(0).mem(Op.i32Load, 2, L.PAGE_GEN + 4 * (m.pa >>> 12)).i32(m.gen).op(Op.i32Eq).op(Op.i32And);
-    b.get(this.r0i).i64(ripOff).op(Op.i64Add).i64(12).op(Op.i64ShrS).tee(this.t64);
-    // (t32: the fetch-bank entry's address less TLB_FETCH_DELTA: its tag, then its physical page number at +8, layout.ts S_TLB)
-    b.op(Op.i32WrapI64);
-    emitTlbSlot(b, this.t32);
-    b.get(this.rtag).op(Op.i32Add).tee(this.t32);
-    b.mem(Op.f64Load, 3, L.TLB_FETCH_DELTA).get(this.t64).op(Op.f64ConvertI64s).op(Op.f64Eq).op(Op.i32And);
-    b.get(this.t32).mem(Op.i32Load, 2, L.TLB_FETCH_DELTA + 8).i32(m.pa >>> 12).op(Op.i32Eq).op(Op.i32And);
+    this.fetchMapsTo(ripOff, m.pa >>> 12, m.gen);
+    b.op(Op.i32And);
     b.open(Op.if);
     b.get(this.c32).set(this.n);
     b.get(this.r0).f64(ripOff).op(Op.f64Add).set(this.r0);
