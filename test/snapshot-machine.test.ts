@@ -9,7 +9,7 @@ import path from 'node:path';
 import { Machine } from '../src/vmm/machine.ts';
 import type { ConsoleIo } from '../src/vmm/config.ts';
 import { MiB, GiB } from '../src/memory/guest-memory.ts';
-import { readSnapshot, SnapshotError, STATE_FILE, MEMORY_FILE, SNAPSHOT_VERSION } from '../src/vmm/snapshot.ts';
+import { readSnapshot, sealState, SnapshotError, STATE_FILE, MEMORY_FILE, SNAPSHOT_VERSION, type SnapshotBody } from '../src/vmm/snapshot.ts';
 import { captureConsole } from './support/capture-console.ts';
 
 import { tmpDir, counterKernel, config, until, counterLines } from './support/counter-guest.ts';
@@ -89,7 +89,12 @@ test('snapshot mid-run, restore into a fresh Machine: the counter continues with
   } finally {
     m.close();
   }
-  // The snapshot is untouched by the restored run (RAM is a private copy-on-write mapping), so it restores again.
+  // The snapshot is untouched by the restored run (RAM is a private copy-on-write mapping), so it restores again;
+  // also with the optional `warm` section (and its file) that session 15's builds wrote, which is now ignored.
+  const stateFile = path.join(dir, STATE_FILE);
+  const body = (JSON.parse(fs.readFileSync(stateFile, 'utf8')) as { body: SnapshotBody }).body;
+  fs.writeFileSync(path.join(dir, 'warm'), 'not a list');
+  fs.writeFileSync(stateFile, JSON.stringify(sealState({ ...body, warm: { format: 1, blocks: 3, file: 'warm', crc32: '00000000' } } as SnapshotBody)));
   const io2 = captureConsole();
   const again = Machine.restore(dir, io2, { verifyMemory: true });
   try {

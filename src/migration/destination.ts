@@ -8,7 +8,6 @@ import { Machine, type MachineOptions } from '../vmm/machine.ts';
 import type { ConsoleIo, VmConfig } from '../vmm/config.ts';
 import { openState, SNAPSHOT_VERSION } from '../vmm/snapshot.ts';
 import { checkVcpuState } from '../vmm/snapshot-cpu.ts';
-import type { WarmSource } from '../cpu/soft/warm.ts';
 import { ramDigest } from './source.ts';
 import { FrameReader, MIGRATION_FORMAT, MIGRATION_VERSION, PAGE, T_DISK, T_DISK_ZERO, T_JSON, T_PAGES, T_ZERO, faultPoint, jsonFrame, parseHostPort, type FaultPoint, type Frame } from './protocol.ts';
 import { DestinationDisks, blockDevices, parseOffers } from './storage.ts';
@@ -78,7 +77,6 @@ function receive(socket: net.Socket, opts: IncomingOptions, console: ConsoleIo, 
     let machine: Machine | undefined;
     let copies: DestinationDisks | undefined;
     let loaded = false;
-    let warm: WarmSource | undefined;
     const fault = faultPoint(opts.fault);
     let done = false;
     let timer: NodeJS.Timeout | undefined;
@@ -111,9 +109,6 @@ function receive(socket: net.Socket, opts: IncomingOptions, console: ConsoleIo, 
           // Everything before it has been applied: the source may stop its VM without a backlog in the pipe. The disk
           // copies are flushed now, so that the one before "loaded" has only the last blocks to write.
           copies?.flush();
-          // (the source's hot-block list, src/cpu/soft/warm.ts: the code caches are warmed from it once the VM runs)
-          const w = m.warm as { format?: unknown; blocks?: unknown; data?: unknown } | undefined;
-          if (typeof w === 'object' && w !== null && typeof w.data === 'string') warm = { format: Number(w.format), blocks: Number(w.blocks), data: w.data };
           socket.write(jsonFrame({ kind: 'synced' }));
         } else if (m.kind === 'state') {
           if (!machine) throw new Error('the state came before hello');
@@ -122,7 +117,6 @@ function receive(socket: net.Socket, opts: IncomingOptions, console: ConsoleIo, 
           // Every disk block has arrived (the source sends them before the state): durable before "loaded".
           copies?.finish(blockDevices(machine));
           restore(machine, m.state);
-          machine.setWarm(warm);
           // Ready to run, not running: the source decides (its "go"), so a lost link never leaves two copies running.
           loaded = true;
           socket.write(jsonFrame({ kind: 'loaded' }));

@@ -275,10 +275,7 @@ export async function migrateMachine(machine: Machine, opts: MigrateOptions, onP
 
     // Drain the pipe first: pages still queued in the socket buffers (up to megabytes on loopback) would otherwise be
     // waited for with the guest stopped. The destination answers "synced" once it has taken everything before it.
-    // The soft engine's hot-block list rides along (src/cpu/soft/warm.ts: the destination's code caches start warm),
-    // taken and sent before the pause, not in the downtime; a destination that does not know it ignores the field.
-    const warm = machine.warmSection();
-    await link.send(jsonFrame({ kind: 'sync', ...(warm ? { warm } : {}) }));
+    await link.send(jsonFrame({ kind: 'sync' }));
     await link.expect('synced');
     alive(machine);
 
@@ -291,7 +288,7 @@ export async function migrateMachine(machine: Machine, opts: MigrateOptions, onP
     machine.serial.flush();
     // The state before the last harvest: on KVM, saving may let the guest run a moment (an event in flight, see
     // KvmCpus.saveState), and whatever it writes then must still be in the last pages.
-    const captured = await machine.saveState({ warm: null });
+    const captured = await machine.saveState();
     const capturedAt = Date.now();
     const last = mem.harvestDirtyLog();
     markDeviceWrittenPages(machine, last);

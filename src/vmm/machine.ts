@@ -41,7 +41,6 @@ import type { KvmCpus, KvmSavedState } from './kvm-machine.ts';
 import type { GuestProfile } from './guest-profile.ts';
 import { readSnapshot, writeSnapshot, ringzeroVersion, applyDiffLayers, type ReadSnapshotOptions, type SnapshotBody } from './snapshot.ts';
 import { saveSoftCpu, checkVcpuState, restoreSoftCpu } from './snapshot-cpu.ts';
-import { exportWarm, startWarmup, type WarmReport, type WarmSection, type WarmSource } from '../cpu/soft/warm.ts';
 
 /** Instructions a vCPU runs before the loop looks at timers and the other vCPUs (also the guest profile's
  * sampling period). */
@@ -166,10 +165,6 @@ export class Machine {
   private rebootOnPowerOff = false;
   /** KVM: the snapshot state restore() loaded into the devices, for run() to load into the KVM VM it creates. */
   private pendingKvmRestore: SnapshotBody | undefined;
-  /** Soft engine: the restored state's hot-block list, which run() warms the code caches from once the guest runs. */
-  private pendingWarm: WarmSource | undefined;
-  /** The warm-up of the code caches after a restore (soft engine, a snapshot with a warm section): its report. */
-  warmup: Promise<WarmReport> | undefined;
   /** Times the soft run loop slept with every vCPU halted (stats). */
   private halts = 0;
   /** The deadline sleepUntilEvent sleeps until (Infinity when not sleeping, or sleeping with nothing armed). */
@@ -408,15 +403,6 @@ export class Machine {
     let lastReport = lastYield;
     let lastInstructions = 0;
     this.loopRunning = true;
-    if (this.pendingWarm !== undefined && this.vcpus.length > 0) {
-      // After the restore, while the guest runs: src/cpu/soft/warm.ts (the restore's own latency is unchanged)
-      const section = this.pendingWarm, cpu = this.vcpus[0].cpu;
-      this.pendingWarm = undefined;
-      this.warmup = new Promise((resolve) => startWarmup(cpu, section, () => !this.exit, (r) => {
-        if (this.config.stats) process.stderr.write(`ringzero: stats: warm restore: ${r.ignored ? `section ignored (${r.ignored})` : `${r.listed - r.skipped - r.primedExisting} of ${r.listed} listed blocks armed (rebuilt when reached), ${r.primedExisting} primed as recorded, ${r.skipped} skipped`} in ${r.ms.toFixed(1)} ms\n`);
-        resolve(r);
-      }));
-    }
     try {
     while (!this.exit) {
       if (this.pauseRequested) {
@@ -546,31 +532,13 @@ export class Machine {
   /**
    * Everything but the memory image, on either engine, from a paused machine (pause() first). On KVM the vCPUs and
    * the in-kernel devices are read from the kernel (KvmCpus.saveState, which may let the guest run a moment if KVM
-   * has an event in flight, and leaves it paused); the KVM VM must exist (run() in progress). `warm`: the soft engine's
-   * hot-block list taken earlier (null: none), instead of taking it now (warmSection).
+   * has an event in flight, and leaves it paused); the KVM VM must exist (run() in progress).
    */
-  async saveState(opts: { warm?: WarmSection | null } = {}): Promise<Omit<SnapshotBody, 'memory'>> {
-    if (this.config.engine !== 'kvm') return this.captureState(undefined, opts.warm);
+  async saveState(): Promise<Omit<SnapshotBody, 'memory'>> {
+    if (this.config.engine !== 'kvm') return this.captureState();
     const cpus = this.kvmCpus;
     if (!cpus) throw new Error(this.pendingKvmRestore ? 'the restored VM has not started running yet' : 'the VM is not running (no KVM VM exists before run())');
     return this.captureState(await cpus.saveState());
-  }
-
-  /**
-   * The hot-block list to warm the code caches from when run() starts (soft engine; after applyState: a snapshot's
-   * file, a migration's section; undefined: none).
-   */
-  setWarm(warm: WarmSource | undefined): void {
-    if (this.config.engine !== 'kvm') this.pendingWarm = warm;
-  }
-
-  /**
-   * Soft engine: the hot-block list a snapshot or a migration carries (src/cpu/soft/warm.ts), undefined when there is
-   * none. Taking it costs ~10 ms for a booted Linux guest (~8k blocks), so a migration takes it before it pauses the
-   * guest (saveState's `warm`): the list is a hint, checked block by block against the memory at the destination.
-   */
-  warmSection(): WarmSection | undefined {
-    return this.config.engine === 'kvm' ? undefined : exportWarm(this.vcpus.map((v) => v.cpu));
   }
 
   /**
@@ -579,9 +547,8 @@ export class Machine {
    * VcpuState, the 8259 pair, IOAPIC and PIT as the soft engine's device states (KVM's in-kernel ones converted), and
    * on KVM also the kernel's own structs (devices.kvm), which a KVM restore prefers.
    */
-  captureState(kvm?: KvmSavedState, warmSection?: WarmSection | null): Omit<SnapshotBody, 'memory'> {
+  captureState(kvm?: KvmSavedState): Omit<SnapshotBody, 'memory'> {
     if (this.config.engine === 'kvm' && !kvm) throw new Error('captureState on KVM needs the vCPU state: use saveState()');
-    const warm = kvm ? undefined : warmSection === undefined ? this.warmSection() : warmSection ?? undefined;
     return {
       header: {
         ringzeroVersion: ringzeroVersion(), engine: this.config.engine, cpus: this.config.cpus,
@@ -601,7 +568,6 @@ export class Machine {
         pit: kvm ? kvm.devices.pit : this.pit?.saveState(),
         ...(kvm ? { kvm: kvm.kvm } : {}),
       },
-      ...(warm ? { warm } : {}),
     };
   }
 
@@ -626,9 +592,6 @@ export class Machine {
     try {
       applyDiffLayers(machine.mem, diffs); // a diff snapshot: its chain of pages over the full base
       machine.applyState(body);
-      // (the hot-block list: read from its file once the guest runs, src/cpu/soft/warm.ts)
-      const warm = body.warm;
-      machine.setWarm(warm && 'file' in warm && typeof warm.file === 'string' ? { format: warm.format, path: path.join(dir, path.basename(warm.file)), crc32: warm.crc32 } : undefined);
     } catch (error) {
       machine.close();
       throw error;
@@ -665,7 +628,6 @@ export class Machine {
     if (d.pit) this.pit?.restoreState(d.pit);
     if (d.ioapic) this.ioapic?.restoreState(d.ioapic);
     if (d.pic) this.pic?.restoreState(d.pic);
-    this.pendingWarm = body.warm && 'data' in body.warm ? body.warm : undefined;
     body.vcpus.forEach((s, i) => {
       const v = this.vcpus[i];
       const { droppedMsrs } = restoreSoftCpu(v.cpu, s);

@@ -36,7 +36,6 @@ import type { AcpiPmState } from '../devices/acpi-pm.ts';
 import type { PciHostState } from '../devices/pci/host.ts';
 import type { KvmVmState } from '../cpu/kvm/state.ts';
 import { isAllZero } from '../sys/zero.ts';
-import type { WarmSection, WarmFileRef } from '../cpu/soft/warm.ts';
 
 export const SNAPSHOT_FORMAT = 'ringzero-snapshot';
 /**
@@ -47,16 +46,13 @@ export const SNAPSHOT_FORMAT = 'ringzero-snapshot';
  * 3: snapshots of the KVM engine: devices.kvm (the in-kernel irqchip, PIT and kvm-clock as KVM's structs) next to
  *    their conversions in devices.pic / ioapic / pit; header.engine 'kvm'.
  * Not a change of shape: an optional section that a reader may ignore without misreading anything else, and that
- * says which layout it has itself. `warm` (src/cpu/soft/warm.ts: the hot-block list, a hint for the soft engine's
- * code caches, checked against the restored memory block by block; the list itself in the file WARM_FILE, its
- * CRC-32 in the section) is one: version-3 readers without it restore such a snapshot with cold caches (the state's
- * CRC covers the section all the same), and snapshots without it restore cold.
+ * says which layout it has itself. Snapshots of session 15's builds may carry one, `warm` (a list of the soft
+ * engine's translated blocks, with a file `warm` beside the state), which was measured to buy nothing and removed:
+ * this reader ignores it (the state's CRC covers it all the same).
  */
 export const SNAPSHOT_VERSION = 3;
 export const STATE_FILE = 'state.json';
 export const MEMORY_FILE = 'memory';
-/** The soft engine's hot-block list (body.warm), deflated records (src/cpu/soft/warm.ts). */
-export const WARM_FILE = 'warm';
 const CHUNK = 64 * 1024;
 
 export class SnapshotError extends Error {
@@ -97,13 +93,6 @@ export interface SnapshotBody {
   vcpus: VcpuState[];
   devices: DeviceStates;
   memory: SnapshotMemory;
-  /**
-   * Soft engine: the blocks its WebAssembly translator had translated (src/cpu/soft/warm.ts), which a restore arms
-   * once the guest runs (rebuilt from the restored memory when reached, translated soon after). Optional and
-   * ignorable. In a state file: a WarmFileRef (the list is the file WARM_FILE beside it, read after the guest
-   * resumes, so a restore's own time does not grow with it); as captured (Machine.captureState): the section itself.
-   */
-  warm?: WarmSection | WarmFileRef;
 }
 
 export interface SnapshotMemory {
@@ -385,15 +374,7 @@ export function writeSnapshot(dir: string, body: Omit<SnapshotBody, 'memory'>, m
     } else {
       memory = { file: MEMORY_FILE, size: mem.size, sha256: writeMemoryImage(mem, path.join(tmp, MEMORY_FILE)) };
     }
-    // (the hot-block list as a file of its own: the state file stays small, so reading it at restore stays fast)
-    let warm: WarmFileRef | undefined;
-    if (body.warm && 'data' in body.warm) {
-      const bytes = Buffer.from(body.warm.data, 'base64');
-      fs.writeFileSync(path.join(tmp, WARM_FILE), bytes);
-      warm = { format: body.warm.format, blocks: body.warm.blocks, file: WARM_FILE, crc32: zlib.crc32(bytes).toString(16).padStart(8, '0') };
-    }
-    const { warm: _section, ...rest } = body;
-    const full: SnapshotBody = { ...rest, ...(warm ? { warm } : {}), memory };
+    const full: SnapshotBody = { ...body, memory };
     const state = sealState(full);
     const stateFile = path.join(tmp, STATE_FILE);
     fs.writeFileSync(stateFile, JSON.stringify(state));

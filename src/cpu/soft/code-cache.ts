@@ -245,12 +245,6 @@ export class CodeCache {
    */
   readonly translated = new Map<number, Block>();
   readonly hot = new Uint8Array(TABLE_SIZE);
-  /**
-   * After a restore, while its hot-block list has blocks not yet reached (./warm.ts): the block at `pa` rebuilt from
-   * that list and primed for translation, or null (then it is recorded as usual). SoftCpu.execBlock asks it where it
-   * would record a 64-bit block.
-   */
-  warm: ((pa: number) => Block | null) | null = null;
   readonly cpus: SoftCpu[] = [];
   readonly stats: CodeCacheStats = { blocks: 0, instructionsCached: 0, invalidations: 0, compiled: 0, chainHits: 0 };
 

@@ -688,11 +688,6 @@ export class SoftCpu {
     }
     if (cache.noCache[page] === 0 && ++cache.hot[slot] > (w !== null ? WASM_HOT_THRESHOLD : HOT_THRESHOLD) && this.blockModeKey !== 0) {
       cache.hot[slot] = 0;
-      // (a block of a restored snapshot's hot-block list: rebuilt from memory instead, ./warm.ts)
-      if (cache.warm !== null && this.blockModeKey === 8) {
-        const wb = cache.warm(pa);
-        if (wb !== null) { cache.table[slot] = wb; return this.runChain(wb, left); }
-      }
       return this.recordBlock(pa, slot, left);
     }
     return this.interpretRun(left);

@@ -665,15 +665,6 @@ export class WasmEngine {
   }
 
   /**
-   * A block rebuilt from a snapshot's hot-block list (../warm.ts): queued for translation after `replays` more runs
-   * (at its next with 0) rather than WASM_HOT.
-   */
-  prime(b: Block, replays = 0): void {
-    const hot = Math.min(WASM_HOT, JIT_THRESHOLD);
-    if (b.runs >= 0 && b.wasm === null) b.runs = Math.max(b.runs, hot - Math.min(hot, replays));
-  }
-
-  /**
    * Run block `b` (at most `room` instructions) in translated code, queueing it for translation once it is hot;
    * otherwise replay it. Returns the instructions executed; faults propagate as from SoftCpu.runBlock.
    */
