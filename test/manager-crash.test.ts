@@ -1,12 +1,15 @@
 // The daemon killed with SIGKILL in the middle of a define (or an edit) leaves the state directory consistent:
 // every definition there is whole and valid, the VM being defined either exists wholly or not at all, and the next
 // daemon removes the temporary files and carries on. RINGZERO_TEST_CRASH_AT=after-tmp makes the daemon kill itself
-// at the worst instant of an atomic write: the temporary file written and synced, not yet renamed.
+// at the worst instant of an atomic write: the temporary file written and synced, not yet renamed. In the middle of
+// a start (start-spawned: the VMM process made, its pid not yet recorded; start-recorded: recorded as starting, its
+// console not yet served) the next daemon has the VM running with that one VMM, which answers on its console and is
+// stopped as its own. (A clone killed midway: test/manager-templates.test.ts.)
 import test, { after } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
-import { api, Daemon, tempDir } from './support/manager-harness.ts';
+import { api, Daemon, guestConsole, guestKernel, processAlive, tempDir, waitFor } from './support/manager-harness.ts';
 
 const dirs: string[] = [];
 after(() => {
@@ -99,3 +102,61 @@ test('a second daemon on the same state directory is refused', async () => {
     await first.stop();
   }
 });
+
+/** Live processes whose command line names this control socket: the VMMs of that VM. */
+function vmmsOf(controlSocket: string): number[] {
+  const pids: number[] = [];
+  for (const entry of fs.readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    let args: string[];
+    try { args = fs.readFileSync(`/proc/${entry}/cmdline`, 'utf8').split('\0'); } catch { continue; }
+    const at = args.indexOf('--control-socket');
+    if (at >= 0 && args[at + 1] === controlSocket && processAlive(Number(entry))) pids.push(Number(entry));
+  }
+  return pids;
+}
+
+for (const point of ['start-spawned', 'start-recorded'] as const) {
+  test(`SIGKILL in the middle of a start (${point}): the next daemon has the VM running with its one VMM, console and stop included`, async () => {
+    const stateDir = stateDirOf(`crash-${point}`);
+    const kernel = guestKernel(path.dirname(stateDir), 'idle');
+    const controlSocket = path.join(stateDir, 'run', 'vm.ctl');
+    let daemon = await Daemon.start(stateDir);
+    let vmms: number[] = [];
+    try {
+      assert.equal((await api({ socket: daemon.socket }, 'POST', '/vms', { name: 'vm', kernel, memory: 64 })).status, 201);
+      await daemon.stop();
+
+      daemon = await Daemon.start(stateDir, [], { RINGZERO_TEST_CRASH_AT: point });
+      await assert.rejects(api({ socket: daemon.socket }, 'POST', '/vms/vm/start'), 'the daemon dies mid-start');
+      assert.equal((await daemon.exited).signal, 'SIGKILL');
+      vmms = vmmsOf(controlSocket);
+      assert.equal(vmms.length, 1, `the VMM it spawned runs on: ${vmms}`);
+      const record = fs.existsSync(path.join(stateDir, 'run', 'vm.json')) ? JSON.parse(fs.readFileSync(path.join(stateDir, 'run', 'vm.json'), 'utf8')) : undefined;
+      if (point === 'start-spawned') assert.ok(record === undefined || record.state === 'shut off', `no record names it: ${JSON.stringify(record)}`);
+      else assert.deepEqual([record.state, record.pid], ['starting', vmms[0]]);
+
+      daemon = await Daemon.start(stateDir);
+      const vm = (await api({ socket: daemon.socket }, 'GET', '/vms/vm')).body;
+      assert.equal(vm.state, 'running', JSON.stringify(vm));
+      assert.equal(vm.pid, vmms[0], 'the VMM that runs is the one the VM has');
+      if (point === 'start-spawned') assert.match(daemon.stderr, /adopted VM 'vm' \(pid \d+\)/);
+      // Its console, served by that VMM, reaches the guest through the daemon's path.
+      await waitFor('the console socket', () => fs.existsSync(vm.consoleSocket));
+      const console = await guestConsole(vm.consoleSocket);
+      await waitFor('the guest\'s line', () => console.output().includes('ringzero test guest: idle\n'), 60_000);
+      console.socket.destroy();
+      // A second start is refused, not a second VMM on the same VM.
+      assert.equal((await api({ socket: daemon.socket }, 'POST', '/vms/vm/start')).body.error.code, 'conflict');
+      assert.deepEqual(vmmsOf(controlSocket), vmms);
+      const destroyed = await api({ socket: daemon.socket }, 'POST', '/vms/vm/destroy');
+      assert.equal(destroyed.status, 200, JSON.stringify(destroyed.body));
+      assert.equal(destroyed.body.state, 'shut off');
+      assert.ok(!processAlive(vmms[0]), 'the adopted VMM is stopped as the daemon\'s own');
+      assert.deepEqual(vmmsOf(controlSocket), []);
+    } finally {
+      await daemon.stop();
+      for (const pid of vmms) try { process.kill(pid, 'SIGKILL'); } catch { /* gone */ }
+    }
+  });
+}

@@ -20,7 +20,7 @@ import { fileURLToPath } from 'node:url';
 import { ManagerError, SNAPSHOT_NAME_RE, VM_NAME_RE, type SnapshotView, type VmDefinition, type VmResources, type VmState } from './schema.ts';
 import { parseCpuList, ResourceController, setThreadAffinity } from './resources.ts';
 import { fsyncDir, MAX_SOCKET_PATH, removeFileDurable, StateDir } from './store.ts';
-import { isSameProcess, processStartTime } from './proc.ts';
+import { isSameProcess, processesWithArgument, processStartTime } from './proc.ts';
 import { VolumePool } from './volumes.ts';
 import { TemplateStore } from './templates.ts';
 import { DiskSnapshots } from './disk-snapshots.ts';
@@ -179,6 +179,10 @@ export class VmManager extends EventEmitter {
         }
       }
     }
+    // A VMM that no record names: the daemon was killed in start() after spawning it, before writing its pid.
+    for (const name of this.definitions.keys()) {
+      if (!ACTIVE_STATES.has(this.stateOf(name))) this.adoptUnrecorded(name);
+    }
     // Runtime files of VMs that are no longer defined (a crash between the two removals of undefine).
     for (const entry of fs.readdirSync(this.state.runDir)) {
       const name = entry.replace(/\.(json|status|sock|ctl)$/, '');
@@ -305,12 +309,14 @@ export class VmManager extends EventEmitter {
     }
     child.unref();
     this.children.set(name, child);
+    crashPoint('start-spawned'); // the VMM runs, no record names it yet: open() finds it (adoptUnrecorded)
     const startTime = processStartTime(pid);
     this.setRuntime(name, {
       state: 'starting', pid, startTime, startedAt: new Date().toISOString(), lastExit: this.runtime.get(name)?.lastExit,
       ...(fromSnapshot !== undefined ? { restoredFrom: path.basename(fromSnapshot) } : {}),
     });
     this.emitEvent({ type: 'starting', name, state: 'starting' });
+    crashPoint('start-recorded'); // recorded as starting, its console not served yet: open() re-attaches
     const resources = this.applyResources(name, pid, definitionResources(definition));
     if (resources) this.setRuntime(name, { ...this.runtime.get(name)!, resources });
     let exited = false;
@@ -823,6 +829,33 @@ export class VmManager extends EventEmitter {
     });
   }
 
+  /**
+   * A VMM serving this VM's control socket path that no runtime record names: start() spawned it and its daemon was
+   * killed before it wrote the pid down. It is this VM's VMM (the path is the state directory's own), so it is
+   * adopted as the daemon would have recorded it, rather than left running unseen beside a second VMM that a later
+   * start would spawn on the same disks. An incoming migration's VMM is left to src/manager/migration.ts.
+   */
+  private adoptUnrecorded(name: string): void {
+    const found = processesWithArgument('--control-socket', this.state.controlSocket(name))
+      .filter((p) => p.pid !== process.pid && !p.args.includes('--incoming') && p.args.includes('run'));
+    if (found.length === 0) return;
+    // More than one could only come from a daemon outside this one's lock: keep the newest, end the others.
+    found.sort((a, b) => b.startTime - a.startTime);
+    for (const extra of found.slice(1)) {
+      this.log(`VM '${name}': ending an unrecorded second VMM (pid ${extra.pid})`);
+      try { process.kill(extra.pid, 'SIGKILL'); } catch { /* gone */ }
+    }
+    const { pid, startTime, args } = found[0];
+    const restore = args.indexOf('--restore');
+    this.setRuntime(name, {
+      state: 'running', pid, startTime, startedAt: new Date().toISOString(), lastExit: this.runtime.get(name)?.lastExit,
+      ...(restore >= 0 && args[restore + 1] ? { restoredFrom: path.basename(args[restore + 1]) } : {}),
+    });
+    const resources = this.applyResources(name, pid, definitionResources(this.definitionOf(name)));
+    if (resources) this.setRuntime(name, { ...this.runtime.get(name)!, resources });
+    this.log(`adopted VM '${name}' (pid ${pid}): its VMM was started by a daemon killed before recording it`);
+  }
+
   /** VMMs re-attached after a daemon restart are not our children: look for their end in /proc. */
   private pollAdopted(): void {
     for (const [name, record] of this.runtime) {
@@ -902,6 +935,11 @@ export function restoreArguments(snapshotDir: string, consoleSocket: string, sta
 function defaultSnapshotName(): string {
   const t = new Date().toISOString(); // 2026-01-02T03:04:05.678Z
   return `snap-${t.slice(0, 10).replaceAll('-', '')}-${t.slice(11, 19).replaceAll(':', '')}-${t.slice(20, 23)}`;
+}
+
+/** For the crash tests only: RINGZERO_TEST_CRASH_AT=start-spawned|start-recorded kills the daemon in the middle of a start. */
+function crashPoint(where: string): void {
+  if (process.env.RINGZERO_TEST_CRASH_AT === where) process.kill(process.pid, 'SIGKILL');
 }
 
 function pidRuns(pid: number): boolean {

@@ -24,3 +24,33 @@ export function processStartTime(pid: number): number | undefined {
 export function isSameProcess(pid: number, startTime: number): boolean {
   return processStartTime(pid) === startTime;
 }
+
+/**
+ * The live processes whose command line holds `flag` directly followed by `value` (two arguments of
+ * /proc/PID/cmdline, which separates them with NULs: proc(5)), with their start times. Used to find a VMM by the
+ * per-VM path it was given, when no record names its pid.
+ */
+export function processesWithArgument(flag: string, value: string): Array<{ pid: number; startTime: number; args: string[] }> {
+  const found: Array<{ pid: number; startTime: number; args: string[] }> = [];
+  let entries: string[];
+  try {
+    entries = fs.readdirSync('/proc');
+  } catch {
+    return found;
+  }
+  for (const entry of entries) {
+    if (!/^\d+$/.test(entry)) continue;
+    const pid = Number(entry);
+    let args: string[];
+    try {
+      args = fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
+    } catch {
+      continue; // ended meanwhile, or not ours to read
+    }
+    const at = args.indexOf(flag);
+    if (at < 0 || args[at + 1] !== value) continue;
+    const startTime = processStartTime(pid);
+    if (startTime !== undefined) found.push({ pid, startTime, args: args.filter((a) => a !== '') });
+  }
+  return found;
+}
