@@ -50,7 +50,11 @@ test('template create from a shut-off VM; linked and full clones with their own 
   assert.equal(fs.statSync(templateDisk).mode & 0o777, 0o444, 'read-only');
   const templateSha = sha(templateDisk);
 
-  r = await cli(['clone', '--from', 'base', '--count', '3', '--name-prefix', 'web'], fx.daemon.socket);
+  // An SSH key file as ssh-keygen writes it (a comment line, the key): the key is each clone's, in its seed.
+  const key = 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIJm0c1oK0Jv1d0h2t8Zp9T3fQ8Yv7xW0a1b2c3d4e5f6 ops@example';
+  const keyFile = path.join(dir, 'ops.pub');
+  fs.writeFileSync(keyFile, `# the operators' key\n${key}\n`);
+  r = await cli(['clone', '--from', 'base', '--count', '3', '--name-prefix', 'web', '--ssh-key', keyFile], fx.daemon.socket);
   assert.equal(r.status, 0, r.stderr);
   const macs = [...r.stdout.matchAll(/VM '(web-\d)' defined \(linked clone\): hostname (\S+), MAC (\S+)/g)];
   assert.deepEqual(macs.map((m) => [m[1], m[2]]), [['web-1', 'web-1'], ['web-2', 'web-2'], ['web-3', 'web-3']]);
@@ -78,6 +82,10 @@ test('template create from a shut-off VM; linked and full clones with their own 
       assert.match(meta, new RegExp(`local-hostname: ${hostname}`));
       const network = spawnSync('debugfs', ['-R', 'cat /network-config', seed], { encoding: 'utf8' }).stdout;
       assert.match(network, new RegExp(`mac_address: "${mac}"`));
+      // The identity's key: cloud-init reads user-data's ssh_authorized_keys, NoCloud's meta-data public-keys.
+      const user = spawnSync('debugfs', ['-R', 'cat /user-data', seed], { encoding: 'utf8' }).stdout;
+      assert.equal(user, `#cloud-config\nhostname: ${hostname}\nssh_authorized_keys:\n  - ${JSON.stringify(key)}\n`);
+      assert.match(meta, new RegExp(`public-keys:\n  - ${JSON.stringify(key).replace(/[+.]/g, '\\$&')}\n`));
     }
   }
   assert.deepEqual((await call('GET', '/templates/base')).body.linkedVolumes, ['web-1-disk0.qcow2', 'web-2-disk0.qcow2', 'web-3-disk0.qcow2']);
@@ -111,6 +119,18 @@ test('template create from a shut-off VM; linked and full clones with their own 
   assert.match(r.stderr, /backs linked clone volume\(s\) web-1-disk0.qcow2, web-2-disk0.qcow2, web-3-disk0.qcow2.*\[conflict\]/);
   assert.equal((await call('DELETE', '/templates/second')).status, 204);
   assert.equal(sha(templateDisk), templateSha, 'the template\'s disk never changes');
+
+  // A start-up script as the identity (--user-data): the seed's user-data is the file, byte for byte.
+  const script = '#!/bin/sh\necho "started $(hostname)" > /dev/console\n';
+  const scriptFile = path.join(dir, 'start.sh');
+  fs.writeFileSync(scriptFile, script);
+  r = await cli(['clone', '--from', 'base', '--count', '1', '--name-prefix', 'job', '--full', '--user-data', scriptFile], fx.daemon.socket);
+  assert.equal(r.status, 0, r.stderr);
+  if (haveDebugfs) {
+    assert.equal(spawnSync('debugfs', ['-R', 'cat /user-data', path.join(volumesDir, 'job-1-seed.img')], { encoding: 'utf8' }).stdout, script);
+  }
+  assert.equal((await call('DELETE', '/vms/job-1')).status, 204);
+  for (const volume of ['job-1-disk0.raw', 'job-1-seed.img']) assert.equal((await call('DELETE', `/volumes/${volume}`)).status, 204, volume);
 });
 
 test('bad input: stable codes, nothing changed', async () => {
