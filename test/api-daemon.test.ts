@@ -2,7 +2,8 @@
 // define/list/info/edit/undefine through the real CLI and through HTTP, defaults from the schema, each kind of bad
 // input with its status and stable code and the state directory unchanged, definitions in YAML (CLI define/edit of
 // a .yaml file, POST /vms with application/yaml: the same schema errors, syntax errors with line and column), the
-// OpenAPI document, /host, the SSE event stream, and the TCP listener's bearer token.
+// OpenAPI document, /host, the SSE event stream, the TCP listener's bearer token, and a VM's serial console over an
+// upgraded connection (GET /vms/:name/console, an echo guest, two viewers over TCP).
 import test, { before } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
@@ -299,7 +300,7 @@ test('GET /openapi.json is an OpenAPI 3 document built from the validation schem
   const r = await api({ socket }, 'GET', '/openapi.json');
   assert.equal(r.status, 200);
   assert.match(r.body.openapi, /^3\./);
-  for (const p of ['/vms', '/vms/{name}', '/vms/{name}/start', '/vms/{name}/shutdown', '/vms/{name}/destroy', '/vms/{name}/reboot', '/host', '/events']) {
+  for (const p of ['/vms', '/vms/{name}', '/vms/{name}/start', '/vms/{name}/shutdown', '/vms/{name}/destroy', '/vms/{name}/reboot', '/vms/{name}/console', '/host', '/events']) {
     assert.ok(r.body.paths[p], `path ${p}`);
   }
   const definition = r.body.components.schemas.VmDefinition;
@@ -360,4 +361,91 @@ test('the TCP listener requires the bearer token; the Unix socket does not', asy
   const good = await api({ port: tcpPort }, 'GET', '/vms', undefined, { headers: { authorization: `Bearer ${token}` } });
   assert.equal(good.status, 200);
   assert.deepEqual(good.body, []);
+});
+
+/** GET with `Upgrade: protocol` over TCP: the upgraded socket (status 101), or the error answer's status and body. */
+function upgrade(port: number, urlPath: string, headers: Record<string, string>, protocol = 'ringzero-console'): Promise<{ status: number; body?: any; socket?: import('node:net').Socket }> {
+  return new Promise((resolve, reject) => {
+    const request = http.request({ host: '127.0.0.1', port, path: urlPath, headers: { connection: 'Upgrade', upgrade: protocol, ...headers } });
+    request.on('upgrade', (response, upgraded, head) => {
+      if (head.length > 0) upgraded.unshift(head);
+      resolve({ status: response.statusCode ?? 0, socket: upgraded });
+    });
+    request.on('response', (response) => {
+      let text = '';
+      response.setEncoding('utf8').on('data', (s: string) => { text += s; });
+      response.on('end', () => resolve({ status: response.statusCode ?? 0, body: JSON.parse(text) }));
+    });
+    request.on('error', reject);
+    request.end();
+  });
+}
+
+/** Everything an upgraded console socket receives, and whether it has closed. */
+function viewer(socket: import('node:net').Socket): { text: () => string; closed: () => boolean } {
+  let text = '';
+  let closed = false;
+  socket.setEncoding('latin1').on('data', (s: string) => { text += s; });
+  socket.on('close', () => { closed = true; });
+  socket.on('error', () => {});
+  return { text: () => text, closed: () => closed };
+}
+
+test('GET /vms/:name/console upgrades to the serial console: over TCP with the token, two viewers, detach, errors with codes', async () => {
+  const echo = guestKernel(dir, 'echo');
+  const auth = { authorization: `Bearer ${token}` };
+  const until = async (what: string, check: () => boolean) => {
+    const deadline = Date.now() + 30_000;
+    while (!check()) {
+      if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+  };
+  assert.equal((await api({ socket }, 'POST', '/vms', { name: 'con', kernel: echo, memory: 64 })).status, 201);
+  try {
+    const refused = async (status: number, code: string, urlPath: string, headers: Record<string, string>, protocol?: string) => {
+      const r = await upgrade(tcpPort, urlPath, headers, protocol);
+      assert.equal(r.status, status, `${urlPath}: ${JSON.stringify(r.body)}`);
+      assert.equal(r.body.error.code, code, urlPath);
+      return r.body.error.message as string;
+    };
+    assert.match(await refused(409, 'conflict', '/vms/con/console', auth), /shut off: no console/);
+    assert.equal((await api({ socket }, 'POST', '/vms/con/start')).status, 200);
+    await refused(401, 'unauthorized', '/vms/con/console', {});
+    await refused(401, 'unauthorized', '/vms/con/console', { authorization: 'Bearer wrong-token-000000000' });
+    assert.match(await refused(404, 'not_found', '/vms/nope/console', auth), /no VM named 'nope'/);
+    await refused(404, 'not_found', '/vms/con/consoles', auth);
+    await refused(426, 'invalid', '/vms/con/console', auth, 'websocket');
+    const plain = await api({ port: tcpPort }, 'GET', '/vms/con/console', undefined, { headers: auth });
+    assert.equal(plain.status, 400);
+    assert.match(plain.body.error.message, /Upgrade: ringzero-console/);
+
+    // Two viewers over TCP: each gets the scrollback, both see what one types (the guest echoes it).
+    const a = await upgrade(tcpPort, '/vms/con/console', auth);
+    const b = await upgrade(tcpPort, '/vms/con/console', auth);
+    assert.equal(a.status, 101);
+    assert.equal(b.status, 101);
+    const va = viewer(a.socket!), vb = viewer(b.socket!);
+    await until('the scrollback on both', () => va.text().includes('ringzero test guest: ready\n') && vb.text().includes('ringzero test guest: ready\n'));
+    a.socket!.write('hello over tcp\n');
+    await until('the echo on both', () => va.text().endsWith('hello over tcp\n') && vb.text().endsWith('hello over tcp\n'));
+    // A detaches (closes its connection): the VM runs on, B still types to it.
+    a.socket!.destroy();
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    assert.equal((await api({ socket }, 'GET', '/vms/con')).body.state, 'running', 'detaching leaves the VM running');
+    b.socket!.write('again\n');
+    await until('B\'s echo', () => vb.text().endsWith('again\n'));
+    assert.ok(!va.text().includes('again'), 'a detached viewer receives nothing more');
+    // 'q' powers the guest off: B's stream ends with the VM.
+    b.socket!.write('q');
+    await until('B\'s stream to end', () => vb.closed());
+    const deadline = Date.now() + 30_000;
+    while ((await api({ socket }, 'GET', '/vms/con')).body.state !== 'shut off') {
+      assert.ok(Date.now() < deadline, 'the VM shuts off');
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+  } finally {
+    await api({ socket }, 'POST', '/vms/con/destroy');
+    assert.equal((await api({ socket }, 'DELETE', '/vms/con')).status, 204);
+  }
 });

@@ -107,6 +107,13 @@ export function openApiDocument(version: string): Record<string, unknown> {
       '/vms/{name}/reboot': action('reboot the VM: in its own VMM (power button, the guest\'s poweroff becomes a reset; a guest that ignores the button is reset) when onReboot is restart, else shutdown then start', {
         requestBody: { required: false, content: json({ type: 'object', properties: { timeout: { type: 'number', minimum: 0, maximum: 3600, default: 60, description: 'onReboot exit: the shutdown\'s timeout' } } }) },
       }),
+      '/vms/{name}/console': {
+        get: {
+          summary: 'the running VM\'s serial console as a byte stream both ways: send \'Connection: Upgrade\' and \'Upgrade: ringzero-console\'; after 101 the connection carries the console (the VMM\'s scrollback first); close it to detach; several viewers may attach',
+          parameters: [nameParameter],
+          responses: { 101: { description: 'switched to the console stream' }, ...errors(400, 401, 404, 409) },
+        },
+      },
       '/vms/{name}/suspend': action('pause the running VM\'s vCPUs (state paused); the VMM process, memory and console stay'),
       '/vms/{name}/resume': action('let a paused VM run again'),
       '/vms/{name}/resources': {

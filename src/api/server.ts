@@ -19,6 +19,7 @@ import { registerBackupRoutes } from './backup-routes.ts';
 import { registerMigrationRoutes } from './migration-routes.ts';
 import { DefinitionSyntaxError, registerDefinitionRoutes, syntaxErrorBody } from './definition-routes.ts';
 import { PROMETHEUS_CONTENT_TYPE, prometheusText, StatsCollector } from '../manager/stats.ts';
+import { registerConsoleRoute } from './console-route.ts';
 
 export const API_VERSION = '0.1.0';
 
@@ -184,6 +185,8 @@ export async function createApi(manager: VmManager, options: ApiOptions = {}): P
   registerStorageRoutes(app, manager); // /volumes, /templates
   registerBackupRoutes(app, manager); // disk snapshots, backups
   registerMigrationRoutes(app, manager); // live migration between daemons
+  // The serial console over an upgraded connection (for TCP clients; `ringzero console` uses the VMM's socket).
+  registerConsoleRoute(app, manager, (header) => options.token === undefined || tokenMatches(header, options.token));
   app.get('/openapi.json', async () => openApiDocument(API_VERSION));
 
   app.get('/events', (request, reply) => {
