@@ -14,8 +14,12 @@
 //           (copy-storage: ringzero `migrate` {"copyStorage":true} into the destination's `--disk-target`; QEMU's
 //           block migration, the `block` capability of `migrate -b`, into the destination's own -drive file of the
 //           same size). Between the other hops the disk is shared (the same file, the path of the last copy).
-//   loaded  the guest rewriting a 32 MiB tmpfs file with random bytes at --dirty-mib-s (dd of 256 KiB blocks from a
-//           random source file, paced with usleep), started once before the loaded runs.
+//   loaded  the guest dirtying a 32 MiB buffer in its RAM at --dirty-mib-s (bench/support/dirtier.c, built with
+//           gcc -static and appended to the initramfs, as bench/io does: one store per 4 KiB page, paced by the guest's
+//           monotonic clock; it replaced a shell loop of `dd` + `usleep`, whose forks held the soft CPU's guest far
+//           below the rate asked, so the 'loaded' row had measured a nearly idle guest), started once before the
+//           loaded runs. After each loaded hop the guest's own rate (the dirtier's last 5 s) is read and printed with
+//           the migration's measured dirty rate; a run whose guest fell short of 80% of the rate is flagged.
 // Both use the same downtime limit (--downtime-ms; QEMU's default is 300 ms) and no bandwidth cap (QEMU's
 // max-bandwidth is raised from its 128 MiB/s default: this is loopback). Downtime: ringzero measures from pausing the
 // VM to the destination's "resumed"; QEMU reports `downtime` in query-migrate. After each run the guest must answer
@@ -32,6 +36,7 @@ import { findDefaultImage, GUEST_PROMPT } from '../src/image/build.ts';
 import { DEFAULT_CMDLINE } from '../src/vmm/config.ts';
 import { controlRequest } from '../src/vmm/control.ts';
 import { median } from './support/common.ts';
+import { initrdWithPrograms } from './support/initramfs.ts';
 import { Qmp } from './support/qmp.ts';
 import { killAllVmms, VmmProcess } from './support/vmm-process.ts';
 
@@ -70,9 +75,11 @@ process.on('exit', () => {
 });
 
 const vmm = (cmd: string, args: string[]) => new VmmProcess(cmd, args, timeoutMs);
+/** The default initramfs, with the dirtier appended when a loaded run is asked for (both VMMs boot the same one). */
+const initrd = KINDS.includes('loaded') ? initrdWithPrograms(image.initrd, ['dirtier']) : image.initrd;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-interface Run { totalMs: number; downtimeMs: number; iterations?: number; mib?: number; dirtyMiBs?: number }
+interface Run { totalMs: number; downtimeMs: number; iterations?: number; mib?: number; dirtyMiBs?: number; guestMiBs?: number }
 type Kind = 'idle' | 'disk' | 'loaded';
 type Results = Record<Kind, Run[]>;
 
@@ -89,12 +96,25 @@ function makeDisk(file: string, mib: number): void {
   fs.closeSync(fd);
 }
 
-/** The guest's memory dirtier: rewrite a 32 MiB tmpfs file at `rate` MiB/s with random bytes (256 KiB per dd). */
+/** The guest's memory dirtier (bench/support/dirtier.c): 32 MiB of its RAM at `rate` MiB/s; its rate goes to a file. */
 function startDirtier(vm: VmmProcess, rate: number): void {
-  const perSecond = rate * 4; // 256 KiB blocks
-  const pause = Math.max(1, Math.round(1e6 / perSecond));
-  vm.type('dd if=/dev/urandom of=/tmp/rnd bs=256k count=1 2>/dev/null');
-  vm.type(`(i=0; while :; do dd if=/tmp/rnd of=/tmp/dirty bs=256k count=1 seek=$((i % 128)) conv=notrunc 2>/dev/null; i=$((i+1)); usleep ${pause}; done) &`);
+  vm.type(`dirtier 32 ${rate} 2>/tmp/dirtier.log &`);
+}
+
+/** The rate the guest's dirtier reached over its last 5 s (MiB/s), asked at its shell; NaN if it has not said yet. */
+async function guestDirtyRate(vm: VmmProcess): Promise<number> {
+  const from = vm.out.length;
+  // The command line's echo holds "DR$(", never "DRdirtier": only the answer matches.
+  vm.type('echo DR$(tail -n 1 /tmp/dirtier.log)DR');
+  await vm.waitFor(() => /DR(dirtier: [\d.]+ MiB\/s)?DR/.test(vm.out.slice(from).replace(/DR\$\(/g, '')), 'the dirtier\'s rate');
+  const m = /DRdirtier: ([\d.]+) MiB\/sDR/.exec(vm.out.slice(from));
+  return m ? Number(m[1]) : NaN;
+}
+
+/** Print the loaded run's two rates: the guest's own, and what the migration measured; flag a guest short of the rate. */
+function noteRates(who: string, run: Run): void {
+  const short = !(run.guestMiBs! >= 0.8 * dirtyMiBs);
+  console.log(`  ${who} loaded: the guest dirtied ${run.guestMiBs!.toFixed(1)} MiB/s (asked ${dirtyMiBs}), the migration measured ${(run.dirtyMiBs ?? 0).toFixed(1)} MiB/s${short ? ' -- SHORT of the rate asked: this run is not the load it claims' : ''}`);
 }
 
 const ringzeroBin = path.join(root, 'bin', 'ringzero');
@@ -106,13 +126,13 @@ async function benchRingzero(): Promise<Results> {
   const disk = diskMiB > 0 ? path.join(work, 'rz-disk-0.raw') : undefined;
   if (disk) makeDisk(disk, diskMiB);
   let rzDisk = disk;
-  let vm = vmm(ringzeroBin, ['run', '--engine', 'soft', '--memory', memory, '--cmdline', DEFAULT_CMDLINE, '--control-socket', socket, ...(disk ? ['--disk', `${disk},format=raw`] : [])]);
+  let vm = vmm(ringzeroBin, ['run', '--engine', 'soft', '--memory', memory, '--kernel', image!.kernel, '--initrd', initrd, '--cmdline', DEFAULT_CMDLINE, '--control-socket', socket, ...(disk ? ['--disk', `${disk},format=raw`] : [])]);
   await vm.waitForOutput(GUEST_PROMPT);
   console.log(`  ringzero: at the prompt after ${((performance.now() - t0) / 1000).toFixed(1)} s`);
   await vm.pingPrompt();
   let hop = 0;
   for (const kind of KINDS) {
-    if (kind === 'loaded') { startDirtier(vm, dirtyMiBs); await sleep(3000); }
+    if (kind === 'loaded') { startDirtier(vm, dirtyMiBs); await sleep(6000); }
     for (let i = 0; i < runs; i++) {
       hop++;
       const nextSocket = path.join(work, `rz-${hop}.sock`);
@@ -129,6 +149,7 @@ async function benchRingzero(): Promise<Results> {
       vm = dest;
       socket = nextSocket;
       await vm.pingPrompt();
+      if (kind === 'loaded') { const run = results[kind][results[kind].length - 1]; run.guestMiBs = await guestDirtyRate(vm); noteRates('ringzero', run); }
       console.log(`  ringzero ${kind} #${i + 1}: total ${Number(answer.totalMs).toFixed(0)} ms, downtime ${answer.downtimeMs} ms ${JSON.stringify(answer.downtimeParts)}, ${answer.iteration} iterations, ${(Number(answer.bytesSent) / 2 ** 20).toFixed(1)} MiB sent`);
     }
   }
@@ -138,7 +159,7 @@ async function benchRingzero(): Promise<Results> {
 
 const qemuArgs = (qmpSocket: string): string[] => [
   '-accel', 'tcg', '-M', 'q35', '-smp', '1', '-m', memory, '-display', 'none', '-serial', 'stdio', '-monitor', 'none',
-  '-no-reboot', '-kernel', image!.kernel, '-initrd', image!.initrd, '-append', DEFAULT_CMDLINE,
+  '-no-reboot', '-kernel', image!.kernel, '-initrd', initrd, '-append', DEFAULT_CMDLINE,
   '-qmp', `unix:${qmpSocket},server=on,wait=off`,
 ];
 
@@ -163,7 +184,7 @@ async function benchQemu(): Promise<Results> {
   let qmp = await Qmp.connect(socket);
   let hop = 0;
   for (const kind of KINDS) {
-    if (kind === 'loaded') { startDirtier(vm, dirtyMiBs); await sleep(3000); }
+    if (kind === 'loaded') { startDirtier(vm, dirtyMiBs); await sleep(6000); }
     for (let i = 0; i < runs; i++) {
       hop++;
       const nextSocket = path.join(work, `qemu-${hop}.qmp`);
@@ -205,6 +226,7 @@ async function benchQemu(): Promise<Results> {
         await sleep(2);
       }
       await vm.pingPrompt();
+      if (kind === 'loaded') { const run = results[kind][results[kind].length - 1]; run.guestMiBs = await guestDirtyRate(vm); noteRates('qemu-tcg', run); }
     }
   }
   qmp.close();
@@ -223,6 +245,7 @@ for (const kind of KINDS) {
   figures[`ringzero_${kind}_downtime_ms`] = median(rz[kind].map((r) => r.downtimeMs));
   figures[`ringzero_${kind}_mib`] = median(rz[kind].map((r) => r.mib ?? 0));
   figures[`ringzero_${kind}_dirty_mib_s`] = median(rz[kind].map((r) => r.dirtyMiBs ?? 0));
+  if (kind === 'loaded') figures.ringzero_loaded_guest_mib_s = median(rz[kind].map((r) => r.guestMiBs ?? NaN));
 }
 if (qemuPresent) {
   const q = await benchQemu();
@@ -231,6 +254,7 @@ if (qemuPresent) {
     figures[`qemu_tcg_${kind}_downtime_ms`] = median(q[kind].map((r) => r.downtimeMs));
     figures[`qemu_tcg_${kind}_mib`] = median(q[kind].map((r) => r.mib ?? 0));
     figures[`qemu_tcg_${kind}_dirty_mib_s`] = median(q[kind].map((r) => r.dirtyMiBs ?? 0));
+    if (kind === 'loaded') figures.qemu_tcg_loaded_guest_mib_s = median(q[kind].map((r) => r.guestMiBs ?? NaN));
     figures[`ratio_${kind}_total`] = ratio(figures[`ringzero_${kind}_total_ms`] as number, figures[`qemu_tcg_${kind}_total_ms`] as number);
     figures[`ratio_${kind}_downtime`] = ratio(figures[`ringzero_${kind}_downtime_ms`] as number, figures[`qemu_tcg_${kind}_downtime_ms`] as number);
   }
