@@ -277,6 +277,9 @@ class Translator {
   out = -1;
   top = -1;
   ix = 0;
+  /** emitCode: the current instruction accessed memory (an exitIfSlow check follows it) / was replayed (no exit after it). */
+  insMem = false;
+  insReplayed = false;
 
   constructor(public block: Block, public offs: number[], readonly ramSize: number) {
     const b = this.b = new TBody(5);
@@ -1335,6 +1338,27 @@ function flagsDead(block: Block, i: number): boolean {
 }
 
 /**
+ * emitCode's instruction i replayed through the helper (closure or handler, as SoftCpu.runBlock); it stores RIP and
+ * says whether to leave.
+ */
+function replay(T: Translator, i: number): void {
+  const b = T.b;
+  T.insReplayed = true;
+  T.flush();
+  T.pos(); b.call(F_RP);
+  T.forget();
+  b.open(Op.if); T.xk(X_HELPER); b.i32(i + 1).set(T.xc).br(T.out); b.close();
+  T.known = false; T.fdirty = false;
+  if (i === T.block.entries.length - 1) b.op(Op.unreachable); // (the helper always says leave after the last instruction)
+}
+
+/** emitCode's instruction e has a memory operand: its address into T.a (and an exitIfSlow check after it). */
+function memOp(T: Translator, e: BlockEntry, next: number): void {
+  T.insMem = true;
+  T.ea(e, next);
+}
+
+/**
  * The code of one block into T's body (alone: inside its function's exit block; in a region: after its label):
  * every path leaves (T.out) or branches to another member.
  */
@@ -1365,761 +1389,952 @@ function emitCode(T: Translator, block: Block, offs: number[], loop: { pre: numb
     const f = e.form;
     T.ix = i;
     const mark = b.length;
-    let mem = false;
-    let replayed = false;
-    // Replay through the helper (closure or handler, as SoftCpu.runBlock); it stores RIP and says whether to leave.
-    const replay = () => {
-      replayed = true;
-      T.flush();
-      T.pos(); b.call(F_RP);
-      T.forget();
-      b.open(Op.if); T.xk(X_HELPER); b.i32(i + 1).set(T.xc).br(T.out); b.close();
-      T.known = false; T.fdirty = false;
-      if (isLast) b.op(Op.unreachable); // (the helper always says leave after the last instruction)
-    };
-    const memOp = () => { mem = true; T.ea(e, next); };
+    T.insMem = false; T.insReplayed = false;
     if (isLast && block.pfn2 >= 0 && f !== Form.None) T.straddleCheck(i);
     if (f === Form.None && isLast && e.len === 0 && !e.p66 && e.rep === 0 && (e.opcode === 0xeb || e.opcode === 0xe9 ||
       (e.opcode >= 0x70 && e.opcode <= 0x7f) || (e.opcode >= 0x180 && e.opcode <= 0x18f))) {
       T.straddlingBranch(e, o, i);
-      replay();
+      replay(T, i);
       continue;
     }
-    switch (f) {
-      case Form.MovRR64: T.setFrom(e.b, () => T.r64(e.a)); break;
-      case Form.MovRR32: T.set32(e.b, () => T.r32(e.a)); break;
-      case Form.MovStore64: memOp(); T.r64(e.a); b.set(T.w); T.store(8); break;
-      case Form.MovStore32: memOp(); T.regVal(e.a, 4); b.set(T.w); T.store(4); break;
-      case Form.MovLoad64: memOp(); T.load(8); T.set64(e.a, T.v); break;
-      case Form.MovLoad32: memOp(); T.load(4); T.set32(e.a, () => b.get(T.v).op(Op.i32WrapI64)); break;
-      case Form.MovImmReg: T.setFrom(e.a, () => b.i64(imm64(e.imm, e.immHi))); break;
-      case Form.MovImmMem64: memOp(); b.i64(imm64(e.imm, e.immHi)).set(T.w); T.store(8); break;
-      case Form.MovImmMem32: memOp(); b.i64(e.imm >>> 0).set(T.w); T.store(4); break;
-      case Form.Lea: {
-        // base + (index << e.size) + disp modulo 2^64; e.immHi is the operand size (4: zero-extended).
-        let terms = 0;
-        if (e.base >= 0) { T.r64(e.base); terms++; }
-        else if (e.base === -2) { b.get(T.r0i).i64(next).op(Op.i64Add); terms++; }
-        if (e.index >= 0) { T.r64(e.index); if (e.size) b.i64(e.size).op(Op.i64Shl); if (terms) b.op(Op.i64Add); terms++; }
-        if (e.disp !== 0 || terms === 0) { b.i64(e.disp); if (terms) b.op(Op.i64Add); }
-        b.set(T.t);
-        if (e.immHi === 8) T.set64(e.a, T.t); else T.set32(e.a, () => b.get(T.t).op(Op.i32WrapI64));
-        break;
-      }
-      case Form.AluRR: case Form.AluRI: case Form.AluRM: {
-        const op = e.op, size = e.size, rd = e.b;
-        if (f === Form.AluRM) { memOp(); T.load(size); }
-        T.regVal(rd, size); b.set(T.ld);
-        if (f === Form.AluRR) T.regVal(e.a, size);
-        else if (f === Form.AluRI) b.i64(size === 8 ? imm64(e.imm, e.immHi) : e.imm >>> 0);
-        else b.get(T.v);
-        b.set(T.ls);
-        T.alu(op, size);
-        if (op < CMP) T.writeLr(rd, size);
-        T.produced(KIND[op], size);
-        break;
-      }
-      case Form.AluMR: case Form.AluMI: {
-        // The store may fault after the load: the flag record is committed only after it.
-        const op = e.op, size = e.size;
-        memOp(); T.load(size);
-        if (f === Form.AluMR) T.regVal(e.a, size); else b.i64(size === 8 ? imm64(e.imm, e.immHi) : e.imm >>> 0);
-        b.set(T.t);
-        // w = v op t (as alu(), into w)
-        b.get(T.v).get(T.t);
-        b.op(op === ADD ? Op.i64Add : op === SUB || op === CMP ? Op.i64Sub : op === OR ? Op.i64Or : op === XOR ? Op.i64Xor : Op.i64And);
-        if (size === 4) b.i64(0xffffffffn).op(Op.i64And);
-        b.set(T.w);
-        if (op < CMP) T.store(size);
-        b.get(T.v).set(T.ld).get(T.t).set(T.ls).get(T.w).set(T.lr);
-        T.produced(KIND[op], size);
-        break;
-      }
-      case Form.IncDec: {
-        const r = e.b, dec = e.op === 1, size = e.size;
-        T.cond(2); b.set(T.lcy); // CF is preserved: the record keeps the old CF (../ops/alu.ts)
-        T.regVal(r, size); b.set(T.ld);
-        b.i64(1).set(T.ls);
-        b.get(T.ld).i64(1).op(dec ? Op.i64Sub : Op.i64Add);
-        if (size === 4) b.i64(0xffffffffn).op(Op.i64And);
-        b.set(T.lr);
-        T.writeLr(r, size);
-        T.produced(dec ? L_DEC : L_INC, size);
-        break;
-      }
-      case Form.ShiftImm: {
-        if (e.op === 0 || e.op === 1) {
-          const r = e.b, n = e.imm, w = e.size === 8;
-          if (flagsDead(block, i)) {
-            // (its flags are dead: the rotate alone)
-            if (w) { T.r64(r); b.i64(n).op(e.op === 0 ? 0x89 /* i64.rotl */ : 0x8a /* i64.rotr */).set(T.v); T.set64(r, T.v); }
-            else T.set32(r, () => { T.r32(r); b.i32(n).op(e.op === 0 ? 0x77 /* i32.rotl */ : 0x78 /* i32.rotr */); });
-            break;
-          }
-          // ROL/ROR write CF and OF over the other flags (those before: inline when known here, else the helper)
-          T.oldFlags();
-          if (w) {
-            T.r64(r); b.i64(n).op(e.op === 0 ? 0x89 /* i64.rotl */ : 0x8a /* i64.rotr */).set(T.v);
-            if (e.op === 0) {
-              b.get(T.v).op(Op.i32WrapI64).i32(1).op(Op.i32And).tee(T.c32); // CF
-              b.get(T.v).i64(63).op(Op.i64ShrU).op(Op.i32WrapI64).get(T.c32).op(Op.i32Xor);
-            } else {
-              b.get(T.v).i64(63).op(Op.i64ShrU).op(Op.i32WrapI64); // CF
-              b.get(T.v).i64(63).op(Op.i64ShrU).get(T.v).i64(62).op(Op.i64ShrU).op(Op.i64Xor).op(Op.i32WrapI64).i32(1).op(Op.i32And);
-            }
-          } else {
-            T.r32(r); b.i32(n).op(e.op === 0 ? 0x77 /* i32.rotl */ : 0x78 /* i32.rotr */).op(Op.i64ExtendI32u).set(T.v);
-            if (e.op === 0) {
-              b.get(T.v).op(Op.i32WrapI64).i32(1).op(Op.i32And).tee(T.c32);
-              b.get(T.v).op(Op.i32WrapI64).i32(31).op(Op.i32ShrU).get(T.c32).op(Op.i32Xor);
-            } else {
-              b.get(T.v).op(Op.i32WrapI64).i32(31).op(Op.i32ShrU);
-              b.get(T.v).op(Op.i32WrapI64).i32(31).op(Op.i32ShrU).get(T.v).op(Op.i32WrapI64).i32(30).op(Op.i32ShrU).op(Op.i32Xor).i32(1).op(Op.i32And);
-            }
-          }
-          // stack: CF, OF -> flags = (old & ~(CF|OF)) | CF | OF << 11
-          b.i32(11).op(Op.i32Shl).op(Op.i32Or).get(T.fl).i32(~0x801).op(Op.i32And).op(Op.i32Or).op(Op.i64ExtendI32u).set(T.ld);
-          if (w) T.set64(r, T.v); else T.set32(r, () => b.get(T.v).op(Op.i32WrapI64));
-          T.produced(EXPLICIT, e.size);
-          break;
-        }
-        if (e.op < 4) { replay(); break; } // RCL/RCR: replayed
-        // SHL/SAL/SHR/SAR by a constant
-        T.shiftBits(e.b, e.op, e.size, e.imm);
-        break;
-      }
-      case Form.ShiftCl: {
-        // SHL/SAL/SHR/SAR register by CL (D3 /4-/7; rotates replayed), as ../fast-forms.ts shiftRegCl (shiftByCl)
-        if (e.op < 4) { replay(); break; }
-        T.shiftByCl(e.b, e.size, () => T.shiftBits(e.b, e.op, e.size, -1));
-        break;
-      }
-      case Form.BtRI: case Form.BtRR: case Form.BtMI: case Form.BtMR: {
-        // BT/BTS/BTR/BTC (e.op 0-3) as ../fast-forms.ts btReg/btMem: CF = the bit, the other flags kept (EXPLICIT);
-        // the memory forms read, then write back (BTS/BTR/BTC) before the flags change. BtMR's signed bit offset
-        // also moves the address by floor(offset / width) operands.
-        const size = e.size, kind = e.op, toMem = f === Form.BtMI || f === Form.BtMR;
-        const mask = size * 8 - 1;
-        if (toMem) {
-          memOp();
-          if (f === Form.BtMR) {
-            b.get(T.a);
-            if (size === 8) { T.r64(e.a); b.i64(6).op(Op.i64ShrS).i64(3).op(Op.i64Shl); }
-            else { T.r32(e.a); b.i32(5).op(Op.i32ShrS).op(Op.i64ExtendI32s).i64(2).op(Op.i64Shl); }
-            b.op(Op.i64Add).set(T.a);
-          }
-          T.load(size);
-        } else { T.regVal(e.b, size); b.set(T.v); }
-        // bit number into t
-        if (f === Form.BtRI || f === Form.BtMI) b.i64(e.imm & mask);
-        else { T.r32(e.a); b.i32(mask).op(Op.i32And).op(Op.i64ExtendI32u); }
-        b.set(T.t);
-        T.oldFlags();
-        b.get(T.v).get(T.t).op(Op.i64ShrU).op(Op.i32WrapI64).i32(1).op(Op.i32And).set(T.c32);
-        if (kind !== 0) {
-          b.get(T.v).i64(1).get(T.t).op(Op.i64Shl);
-          if (kind === 2) b.i64(-1).op(Op.i64Xor);
-          b.op(kind === 1 ? Op.i64Or : kind === 2 ? Op.i64And : Op.i64Xor).set(T.w);
-          if (toMem) T.store(size);
-          else if (size === 8) T.set64(e.b, T.w);
-          else T.set32(e.b, () => b.get(T.w).op(Op.i32WrapI64));
-        }
-        b.get(T.fl).i32(~1).op(Op.i32And).get(T.c32).op(Op.i32Or);
-        T.explicit(size);
-        break;
-      }
-      case Form.Alu16RR: case Form.Alu16RI: case Form.Alu16RM: case Form.Alu16MR: case Form.Alu16MI: {
-        // 16-bit ALU (66h) as ../fast-forms.ts alu16Reg/alu16Mem: the record holds the zero-extended operands and
-        // the unmasked int32 result (its high half 0), as the JS form leaves it; a register destination keeps bits
-        // 16-63. Conditions on a 16-bit record are not inlined: the block stops knowing the flags after it.
-        const op = e.op, toMem = f === Form.Alu16MR || f === Form.Alu16MI;
-        const r16 = (r: number) => { T.r32(r); b.i32(0xffff).op(Op.i32And).op(Op.i64ExtendI32u); };
-        if (toMem) T.commitFlags(); // (as CmpxchgM)
-        if (toMem || f === Form.Alu16RM) { memOp(); T.load(2); }
-        if (toMem) b.get(T.v); else r16(e.b);
-        b.set(T.ld);
-        if (f === Form.Alu16RR || f === Form.Alu16MR) r16(e.a);
-        else if (f === Form.Alu16RM) b.get(T.v);
-        else b.i64(e.imm & 0xffff);
-        b.set(T.ls);
-        T.alu(op, 4);
-        if (op < CMP) {
-          if (toMem) { b.get(T.lr).set(T.w); T.store(2); }
-          else T.setLow(e.b, 0xffff, () => b.get(T.lr).op(Op.i32WrapI64).i32(0xffff).op(Op.i32And));
-        }
-        T.produced(KIND[op], 2);
-        T.commitFlags(); // (the block stops knowing the flags: the state area must hold them)
-        T.known = false;
-        break;
-      }
-      case Form.MovStore16: memOp(); T.r32(e.a); b.op(Op.i64ExtendI32u).set(T.w); T.store(2); break;
-      case Form.MovLoad16: {
-        memOp(); T.load(2);
-        T.setLow(e.a, 0xffff, () => b.get(T.v).op(Op.i32WrapI64));
-        break;
-      }
-      case Form.CmpxchgM: {
-        // CMPXCHG memory, e.a (0F B1, no LOCK) as ../fast-forms.ts cmpxchgM: flags of CMP rAX, DEST; equal: DEST = e.a,
-        // else DEST is written back with its own value and rAX = DEST (after the store, which may fault)
-        const size = e.size;
-        T.commitFlags(); // (the flag locals change between the load and the store, which may fault: see clobbers)
-        memOp(); T.load(size);
-        T.regVal(0, size); b.set(T.ld);
-        b.get(T.v).set(T.ls);
-        T.alu(SUB, size);
-        T.regVal(e.a, size); b.get(T.v); b.get(T.lr).op(Op.i64Eqz).op(Op.select).set(T.w);
-        T.store(size);
-        b.get(T.lr).op(Op.i64Eqz).op(Op.i32Eqz).open(Op.if);
-        if (size === 8) T.set64(0, T.v); else T.set32(0, () => b.get(T.v).op(Op.i32WrapI64));
-        b.close();
-        T.produced(L_SUB, size);
-        break;
-      }
-      case Form.Cmpxchg8M: {
-        // CMPXCHG m8, r8 (0F B0; LOCK too) as ../fast-forms.ts cmpxchg8M: flags of CMP AL, DEST; equal: DEST = the
-        // byte register, else DEST written back with its own value, then AL = DEST
-        T.commitFlags(); // (as CmpxchgM)
-        memOp(); T.load(1);
-        T.r8(0, 0); b.op(Op.i64ExtendI32u).set(T.ld);
-        b.get(T.v).set(T.ls);
-        T.alu(SUB, 1);
-        T.r8(e.a, e.ash); b.op(Op.i64ExtendI32u); b.get(T.v); b.get(T.lr).op(Op.i64Eqz).op(Op.select).set(T.w);
-        T.store(1);
-        b.get(T.lr).op(Op.i64Eqz).op(Op.i32Eqz).open(Op.if);
-        T.set8(0, 0, () => b.get(T.v).op(Op.i32WrapI64));
-        b.close();
-        T.produced(L_SUB, 1);
-        break;
-      }
-      case Form.Rdtsc: case Form.Rdtscp: {
-        // RDTSC / RDTSCP through the helper `sy` (kinds 2/3: the TSC is host time, CR4/CPL/TSC_AUX are JavaScript
-        // state), which writes RAX, RDX (and RCX) in the state area; no flag changes. Registers are written back
-        // first (it may raise #GP), and the cache forgets the ones it wrote.
-        T.flush(); b.i32(f === Form.Rdtsc ? 2 : 3); T.pos(); b.call(F_SY).op(Op.drop);
-        T.rs[0] = 0; T.rs[2] = 0;
-        if (f === Form.Rdtscp) T.rs[1] = 0;
-        break;
-      }
-      case Form.Swapgs: {
-        // SWAPGS through the helper `sy` (kind 4: the kernel GS base and CPL are JavaScript state; the GS base it
-        // swaps is the state area's, which memory operands read at each access)
-        T.flush(); b.i32(4); T.pos(); b.call(F_SY).op(Op.drop);
-        break;
-      }
-      case Form.Cld: case Form.Std: {
-        // CLD/STD through the helper `sy` (kinds 5/6): it changes SoftCpu.flags' DF and the state area's copy
-        // (S_EFL), which the translated MOVS/STOS that follow read; it cannot fault
-        b.i32(f === Form.Cld ? 5 : 6); T.pos(); b.call(F_SY).op(Op.drop);
-        break;
-      }
-      case Form.MovSregR: case Form.MovSregM: {
-        // MOV r/m, Sreg (8C): the selector from the helper `sy` (kind 8 + register; it cannot fault)
-        const sel = () => { b.i32(8 + e.op); T.pos(); b.call(F_SY); };
-        if (f === Form.MovSregM) { memOp(); sel(); b.op(Op.i64ExtendI32u).set(T.w); T.store(2); }
-        else if (e.size === 2) T.setLow(e.b, 0xffff, sel);
-        else T.set32(e.b, sel);
-        break;
-      }
-      case Form.Cmpxchg16bM: {
-        // CMPXCHG16B m128 (LOCK too) as ../fast-forms.ts cmpxchg16bM: #GP(0) unless 16-byte aligned, both halves read,
-        // compared with RDX:RAX; equal: RCX:RBX stored, else the halves stored back and loaded into RDX:RAX; then
-        // ZF = equal over the flags from before (EXPLICIT record)
-        T.oldFlags();
-        memOp();
-        b.get(T.a).op(Op.i32WrapI64).i32(15).op(Op.i32And);
-        b.open(Op.if); T.flush(); T.pos(); b.call(F_GP).op(Op.unreachable); b.close();
-        T.load(8); b.get(T.v).set(T.x1);
-        b.get(T.a).i64(8).op(Op.i64Add).set(T.a);
-        T.load(8); b.get(T.v).set(T.x2);
-        b.get(T.x1); T.r64(0); b.op(Op.i64Eq);
-        b.get(T.x2); T.r64(2); b.op(Op.i64Eq);
-        b.op(Op.i32And).set(T.c32);
-        b.get(T.a).i64(8).op(Op.i64Sub).set(T.a);
-        T.r64(3); b.get(T.x1).get(T.c32).op(Op.select).set(T.w);
-        T.store(8);
-        b.get(T.a).i64(8).op(Op.i64Add).set(T.a);
-        T.r64(1); b.get(T.x2).get(T.c32).op(Op.select).set(T.w);
-        T.store(8);
-        b.get(T.c32).op(Op.i32Eqz).open(Op.if);
-        T.set64(0, T.x1); T.set64(2, T.x2);
-        b.close();
-        b.get(T.fl).i32(~0x40).op(Op.i32And).get(T.c32).i32(6).op(Op.i32Shl).op(Op.i32Or);
-        T.explicit(8);
-        break;
-      }
-      case Form.Shift8Imm: {
-        // SHL/SAL/SHR/SAR of a byte register by 1..7 (C0/D0; rotates replayed) as ../ops/alu-shift.ts shift32 at
-        // size 1: all six flags explicit (AF set; OF: SHL top bit ^ CF, SHR bits 7 ^ 6 of the result, SAR 0)
-        if (e.op < 4) { replay(); break; }
-        T.r8(e.b, e.bsh);
-        T.narrowShiftImm(e.op, e.imm, 8);
-        T.explicit(1);
-        T.set8(e.b, e.bsh, () => b.get(T.v).op(Op.i32WrapI64));
-        break;
-      }
-      case Form.Shift16Imm: {
-        // ROL/ROR/SHL/SAL/SHR/SAR of a 16-bit register by 1..15 (66 C1/D1 /0 /1 /4-/7) as ../ops/alu-shift.ts shift32
-        // at size 2; bits 16-63 kept. ROL/ROR (ntohs/htons: `rol r16,8`) write CF and OF over the flags before (as
-        // ShiftImm's rotates): ROL CF = bit 0 of the result, OF = bit 15 ^ CF; ROR CF = bit 15, OF = bits 15 ^ 14.
-        const n = e.imm;
-        if (e.op < 2) {
-          T.oldFlags();
-          T.r32(e.b); b.i32(0xffff).op(Op.i32And).set(T.c32);
-          b.get(T.c32).i32(e.op === 0 ? n : 16 - n).op(Op.i32Shl).get(T.c32).i32(e.op === 0 ? 16 - n : n).op(Op.i32ShrU).op(Op.i32Or);
-          b.i32(0xffff).op(Op.i32And).op(Op.i64ExtendI32u).set(T.v);
-          if (e.op === 0) {
-            b.get(T.v).op(Op.i32WrapI64).i32(1).op(Op.i32And).tee(T.c32); // CF
-            b.get(T.v).op(Op.i32WrapI64).i32(15).op(Op.i32ShrU).get(T.c32).op(Op.i32Xor);
-          } else {
-            b.get(T.v).op(Op.i32WrapI64).i32(15).op(Op.i32ShrU); // CF
-            b.get(T.v).op(Op.i32WrapI64).i32(15).op(Op.i32ShrU).get(T.v).op(Op.i32WrapI64).i32(14).op(Op.i32ShrU).op(Op.i32Xor).i32(1).op(Op.i32And);
-          }
-          // stack: CF, OF -> flags = (old & ~(CF|OF)) | CF | OF << 11
-          b.i32(11).op(Op.i32Shl).op(Op.i32Or).get(T.fl).i32(~0x801).op(Op.i32And).op(Op.i32Or);
-          T.explicit(2);
-          T.setLow(e.b, 0xffff, () => b.get(T.v).op(Op.i32WrapI64));
-          break;
-        }
-        // SHL/SAL/SHR/SAR: all six flags explicit (AF set; OF: SHL top bit ^ CF, SHR bits 15 ^ 14 of the result, SAR 0)
-        T.r32(e.b); b.i32(0xffff).op(Op.i32And);
-        T.narrowShiftImm(e.op, n, 16);
-        T.explicit(2);
-        T.setLow(e.b, 0xffff, () => b.get(T.v).op(Op.i32WrapI64));
-        break;
-      }
-      case Form.ShiftDoubleCl: {
-        // SHLD/SHRD e.b, e.a, CL (0F A5/AD, register destination), as ShiftCl: a masked count of 0 changes no flag and
-        // only clears a 32-bit destination's upper half; else as ShiftDoubleRI with the count in ls
-        T.shiftByCl(e.b, e.size, () => T.shiftBits(e.b, e.op === 0 ? 4 : 5, e.size, -1, e.a));
-        break;
-      }
-      case Form.XchgRR: {
-        // XCHG e.a, e.b (87, register): swap (32-bit: both zero-extended)
-        const size = e.size;
-        T.regVal(e.a, size); b.set(T.x1);
-        T.regVal(e.b, size); b.set(T.x2);
-        T.set64(e.a, T.x2); T.set64(e.b, T.x1);
-        break;
-      }
-      case Form.XchgM: {
-        // XCHG memory, e.a (87): the read, the write of e.a, then e.a = the old value (as ../fast-forms.ts xchgM)
-        const size = e.size;
-        memOp(); T.load(size);
-        T.regVal(e.a, size); b.set(T.w);
-        T.store(size);
-        T.set64(e.a, T.v);
-        break;
-      }
-      case Form.XaddM: {
-        // XADD memory, e.a (0F C1, no LOCK) as xaddM: DEST = DEST + SRC stored first, then SRC = old DEST; flags of ADD
-        const size = e.size;
-        T.commitFlags(); // (as CmpxchgM)
-        memOp(); T.load(size);
-        b.get(T.v).set(T.ld);
-        T.regVal(e.a, size); b.set(T.ls);
-        T.alu(ADD, size);
-        b.get(T.lr).set(T.w);
-        T.store(size);
-        if (size === 8) T.set64(e.a, T.v); else T.set32(e.a, () => b.get(T.v).op(Op.i32WrapI64));
-        T.produced(L_ADD, size);
-        break;
-      }
-      case Form.ShiftDoubleRI:
-        // SHLD/SHRD e.b, e.a, imm (0F A4/AC; masked count 1..bits-1): e.op 0 SHLD, 1 SHRD
-        T.shiftBits(e.b, e.op === 0 ? 4 : 5, e.size, e.imm, e.a);
-        break;
-      case Form.Cdq: {
-        // 98 CWDE/CDQE, 99 CDQ/CQO, as ../fast-forms.ts cdq
-        if (e.op === 0) {
-          if (e.size === 8) { T.r32(0); b.op(Op.i64ExtendI32s).set(T.x2); T.set64(0, T.x2); }
-          else T.set32(0, () => { T.r32(0); b.op(Op.i32Extend16s); });
-        } else if (e.size === 8) {
-          T.r64(0); b.i64(63).op(Op.i64ShrS).set(T.x2); T.set64(2, T.x2);
-        } else T.set32(2, () => { T.r32(0); b.i32(31).op(Op.i32ShrS); });
-        break;
-      }
-      case Form.Bswap: {
-        // 0F C8+r: bswap32(v) = rotl(v & 0x00ff00ff, 24) | rotl(v & 0xff00ff00, 8); 64-bit: the halves swap too
-        const r = e.b;
-        const bs = () => { b.tee(T.c32).i32(0x00ff00ff).op(Op.i32And).i32(24).op(0x77).get(T.c32).i32(0xff00ff00 | 0).op(Op.i32And).i32(8).op(0x77).op(Op.i32Or); };
-        if (e.size === 8) {
-          T.r64(r); b.set(T.x2);
-          b.get(T.x2).op(Op.i32WrapI64); bs(); b.op(Op.i64ExtendI32u).i64(32).op(Op.i64Shl);
-          b.get(T.x2).i64(32).op(Op.i64ShrU).op(Op.i32WrapI64); bs(); b.op(Op.i64ExtendI32u).op(Op.i64Or).set(T.x2);
-          T.set64(r, T.x2);
-        } else T.set32(r, () => { T.r32(r); bs(); });
-        break;
-      }
-      case Form.Pushf: {
-        // 9C (64-bit operand): RFLAGS from the helper (it holds IF, IOPL, ...: not in the state area), then the push;
-        // the flag locals still hold the record the helper took, so the block keeps knowing the flags
-        mem = true;
-        T.commitFlags(); // (the helper reads the state area's record)
-        b.i32(1).call(F_FL).op(Op.i64ExtendI32u).set(T.w);
-        T.r64(4); b.i64(8).op(Op.i64Sub).set(T.a);
-        T.store(8);
-        T.set64(4, T.a);
-        break;
-      }
-      case Form.Cli: case Form.Sti: {
-        // through the helper `sy` (IF, IOPL and CPL are not in the state area); STI that set IF: leave after it
-        T.flush(); b.i32(f === Form.Cli ? 0 : 1); T.pos(); b.call(F_SY);
-        if (f === Form.Cli) b.op(Op.drop);
-        else { b.open(Op.if); T.exitConst(i + 1, next, X_HELPER); b.close(); }
-        break;
-      }
-      case Form.PushImm: {
-        // 68 / 6A: the sign-extended immediate, pushed as PUSH reg
-        mem = true;
-        b.i64(imm64(e.imm, e.immHi)).set(T.w);
-        T.r64(4); b.i64(8).op(Op.i64Sub).set(T.a);
-        T.store(8);
-        T.set64(4, T.a);
-        break;
-      }
-      case Form.SetccM: {
-        // 0F 90-9F to memory: the condition, then the byte store
-        memOp(); T.cond(e.op); b.op(Op.i64ExtendI32u).set(T.w); T.store(1);
-        break;
-      }
-      case Form.Leave: {
-        // C9: RBP = [RBP] (the read faults first), RSP = old RBP + 8
-        mem = true;
-        T.r64(5); b.set(T.a);
-        T.load(8);
-        b.get(T.a).i64(8).op(Op.i64Add).set(T.t);
-        T.set64(4, T.t);
-        T.set64(5, T.v);
-        break;
-      }
-      case Form.Push: case Form.Call: {
-        if (f === Form.Call) {
-          T.checkTarget(next + e.disp);
-          b.get(T.r0i).i64(next).op(Op.i64Add).set(T.w);
-        } else { T.r64(e.a); b.set(T.w); }
-        mem = true;
-        T.r64(4); b.i64(8).op(Op.i64Sub).set(T.a);
-        T.store(8);
-        T.set64(4, T.a);
-        if (f === Form.Call) { T.rasPush(next, T.w); T.exitStatic(i + 1, next + e.disp); }
-        break;
-      }
-      case Form.Pop: case Form.Ret: {
-        mem = true;
-        T.r64(4); b.set(T.a);
-        T.load(8);
-        if (f === Form.Ret) T.checkCanonicalI64(T.v);
-        T.setFrom(4, () => b.get(T.a).i64(8).op(Op.i64Add));
-        if (f === Form.Ret) {
-          b.get(T.st).get(T.v).op(Op.f64ConvertI64s).mem(Op.f64Store, 3, L.S_RIP);
-          T.rasPop();
-          T.xk(X_RET); b.i32(i + 1).set(T.xc); T.leave();
-        } else T.set64(e.a, T.v);
-        break;
-      }
-      case Form.MovzxReg8: T.set32(e.a, () => T.r8(e.b, e.imm)); break;
-      case Form.MovzxReg16: T.set32(e.a, () => { T.r32(e.b); b.i32(0xffff).op(Op.i32And); }); break;
-      case Form.MovzxMem: memOp(); T.load(e.size); T.set32(e.a, () => b.get(T.v).op(Op.i32WrapI64)); break;
-      case Form.MovsxdReg: T.r32(e.b); b.op(Op.i64ExtendI32s).set(T.t); T.set64(e.a, T.t); break;
-      case Form.MovsxdMem: memOp(); T.load(4); b.get(T.v).op(Op.i32WrapI64).op(Op.i64ExtendI32s).set(T.t); T.set64(e.a, T.t); break;
-      case Form.Alu8RR: case Form.Alu8RI: case Form.Alu8RM: {
-        const op = e.op;
-        if (f === Form.Alu8RM) { memOp(); T.load(1); b.get(T.v).set(T.ls); }
-        else if (f === Form.Alu8RR) { T.r8(e.a, e.ash); b.op(Op.i64ExtendI32u).set(T.ls); }
-        else b.i64(e.imm & 0xff).set(T.ls);
-        T.r8(e.b, e.bsh); b.op(Op.i64ExtendI32u).set(T.ld);
-        T.alu(op, 1);
-        if (op < CMP) T.set8(e.b, e.bsh, () => b.get(T.lr).op(Op.i32WrapI64));
-        T.produced(KIND[op], 1);
-        break;
-      }
-      case Form.Alu8MR: case Form.Alu8MI: {
-        const op = e.op;
-        memOp(); T.load(1);
-        if (f === Form.Alu8MR) { T.r8(e.a, e.ash); b.op(Op.i64ExtendI32u); } else b.i64(e.imm & 0xff);
-        b.set(T.t);
-        b.get(T.v).get(T.t);
-        b.op(op === ADD ? Op.i64Add : op === SUB || op === CMP ? Op.i64Sub : op === OR ? Op.i64Or : op === XOR ? Op.i64Xor : Op.i64And);
-        b.i64(0xffn).op(Op.i64And).set(T.w);
-        if (op < CMP) T.store(1);
-        b.get(T.v).set(T.ld).get(T.t).set(T.ls).get(T.w).set(T.lr);
-        T.produced(KIND[op], 1);
-        break;
-      }
-      case Form.Mov8RR: T.set8(e.b, e.bsh, () => T.r8(e.a, e.ash)); break;
-      case Form.Mov8RI: T.set8(e.b, e.bsh, () => b.i32(e.imm)); break;
-      case Form.Mov8RM: memOp(); T.load(1); T.set8(e.b, e.bsh, () => b.get(T.v).op(Op.i32WrapI64)); break;
-      case Form.Mov8MR: memOp(); T.r8(e.a, e.ash); b.op(Op.i64ExtendI32u).set(T.w); T.store(1); break;
-      case Form.Mov8MI: memOp(); b.i64(e.imm & 0xff).set(T.w); T.store(1); break;
-      case Form.CmovRR: case Form.CmovRM: {
-        const size = e.size;
-        if (f === Form.CmovRM) { memOp(); T.load(size); } else { T.regVal(e.a, size); b.set(T.v); }
-        T.cond(e.op);
-        if (size === 8) {
-          b.open(Op.if); T.set64(e.b, T.v); b.close();
-        } else {
-          // a 32-bit destination is zero-extended whatever the condition
-          b.set(T.c32);
-          T.set32(e.b, () => { b.get(T.v).op(Op.i32WrapI64); T.r32(e.b); b.get(T.c32).op(Op.select); });
-        }
-        break;
-      }
-      case Form.Setcc: T.cond(e.op); b.set(T.c32); T.set8(e.b, e.bsh, () => b.get(T.c32)); break;
-      case Form.Nop: break;
-      case Form.AdcRR: case Form.AdcRM: case Form.AdcRI: case Form.AdcMR: case Form.AdcMI: {
-        // ADC/SBB (e.op 2/3): the carry-in is CF before (inline when known here, else the helper); the record is
-        // Adc/Sbb with lazyCarry = carry-in (../fast-forms.ts adcFlags). A memory destination is stored before the
-        // record is committed (the store may fault after the load).
-        const sbb = e.op === 3, size = e.size, toMem = f === Form.AdcMR || f === Form.AdcMI;
-        // (the flag locals change before the memory access, whose fault must find the record from before: stored first)
-        if (f !== Form.AdcRR && f !== Form.AdcRI) T.commitFlags();
-        T.cond(2); b.set(T.lcy);
-        if (toMem) { memOp(); T.load(size); b.get(T.v).set(T.ld); }
-        else { T.regVal(e.b, size); b.set(T.ld); }
-        if (f === Form.AdcRM) { memOp(); T.load(size); b.get(T.v); }
-        else if (f === Form.AdcRR || f === Form.AdcMR) T.regVal(e.a, size);
-        else b.i64(size === 8 ? imm64(e.imm, e.immHi) : e.imm >>> 0);
-        b.set(T.ls);
-        const op = sbb ? Op.i64Sub : Op.i64Add;
-        b.get(T.ld).get(T.ls).op(op).get(T.lcy).op(Op.i64ExtendI32u).op(op);
-        if (size === 4) b.i64(0xffffffffn).op(Op.i64And);
-        b.set(T.lr);
-        if (toMem) { b.get(T.lr).set(T.w); T.store(size); } else T.writeLr(e.b, size);
-        T.produced(sbb ? L_SBB : L_ADC, size);
-        break;
-      }
-      case Form.IncDecM: {
-        // INC/DEC of memory (FF /0 /1): CF kept (the record's lazyCarry = CF before); the store may fault after the load
-        const dec = e.op === 1, size = e.size;
-        T.commitFlags(); // (lcy changes before the access, whose fault must find the record from before)
-        T.cond(2); b.set(T.lcy);
-        memOp(); T.load(size);
-        b.get(T.v).set(T.ld).i64(1).set(T.ls);
-        b.get(T.v).i64(1).op(dec ? Op.i64Sub : Op.i64Add);
-        if (size === 4) b.i64(0xffffffffn).op(Op.i64And);
-        b.tee(T.lr).set(T.w);
-        T.store(size);
-        T.produced(dec ? L_DEC : L_INC, size);
-        break;
-      }
-      case Form.ImulRR: case Form.ImulRM: case Form.ImulRRI: case Form.ImulRMI: {
-        // IMUL (0F AF, 69, 6B) as ../ops/alu-muldiv.ts imulTrunc: the truncated product into e.b; CF = OF = the
-        // signed product does not fit; SF ZF AF PF as before (the JS form keeps them): EXPLICIT record.
-        // Operands sign-extended into ld (multiplicand) and ls (multiplier), product in lr.
-        const size = e.size, w = size === 8;
-        const sx = () => { if (!w) b.op(Op.i32WrapI64).op(Op.i64ExtendI32s); };
-        const reg = (r: number) => { if (w) T.r64(r); else { T.r32(r); b.op(Op.i64ExtendI32s); } };
-        if (f === Form.ImulRM || f === Form.ImulRMI) { memOp(); T.load(size); }
-        T.oldFlags(); // (before ld/ls, which may hold the record it reads)
-        if (f === Form.ImulRR) { reg(e.b); b.set(T.ld); reg(e.a); b.set(T.ls); }
-        else if (f === Form.ImulRM) { reg(e.b); b.set(T.ld); b.get(T.v); sx(); b.set(T.ls); }
-        else if (f === Form.ImulRRI) { reg(e.a); b.set(T.ld); b.i64(imm64(e.imm, e.immHi)).set(T.ls); }
-        else { b.get(T.v); sx(); b.set(T.ld); b.i64(imm64(e.imm, e.immHi)).set(T.ls); }
-        b.get(T.ld).get(T.ls).op(0x7e /* i64.mul */).set(T.lr);
-        if (!w) {
-          b.get(T.lr).get(T.lr).op(Op.i32WrapI64).op(Op.i64ExtendI32s).op(Op.i64Ne).set(T.c32);
-        } else {
-          // overflow iff a != 0 and p / a != b (a = -1: iff b = -2^63, whose division would trap)
-          b.i32(0).set(T.c32);
-          b.get(T.ld).op(Op.i64Eqz).op(Op.i32Eqz).open(Op.if);
-          b.get(T.ld).i64(-1).op(Op.i64Eq).open(Op.if);
-          b.get(T.ls).i64(-(2n ** 63n)).op(Op.i64Eq).set(T.c32);
-          b.else();
-          b.get(T.lr).get(T.ld).op(0x7f /* i64.div_s */).get(T.ls).op(Op.i64Ne).set(T.c32);
-          b.close();
-          b.close();
-        }
-        if (w) T.set64(e.b, T.lr); else T.set32(e.b, () => b.get(T.lr).op(Op.i32WrapI64));
-        b.get(T.fl).i32(~0x801).op(Op.i32And).get(T.c32).i32(0x801).op(0x6c /* i32.mul */).op(Op.i32Or);
-        T.explicit(size);
-        break;
-      }
-      case Form.MulDivR: case Form.MulDivM: {
-        // MUL/IMUL/DIV/IDIV rAX by r/m (F7 /4-/7, sizes 4 and 8) as ../ops/alu-muldiv.ts: MUL/IMUL write rDX:rAX,
-        // CF = OF = the high half is not the extension of the low one, SF ZF AF PF kept; DIV/IDIV write the quotient
-        // to rAX and the remainder to rDX, clear SF ZF PF, set AF, keep CF OF (EXPLICIT record). A zero divisor, a
-        // quotient that does not fit (#DE) and a 64-bit dividend wider than 64 bits are replayed through the helper
-        // instead (the handler raises #DE exactly; the block leaves if the helper says so).
-        const size = e.size, w = size === 8, op = e.op, M = 0xffffffffn;
-        const signed = op === 5 || op === 7;
-        if (f === Form.MulDivM) { memOp(); T.load(size); } else { T.regVal(e.b, size); b.set(T.v); }
-        T.oldFlags(); // (before ld/ls, which may hold the record it reads)
-        // (DIV/IDIV replay the hard cases, which read the record from before: stored before ld/ls change)
-        if (op >= 6) T.commitFlags();
-        // ld = rAX, ls = the operand (size 4: zero- or sign-extended)
-        if (w) { T.r64(0); b.set(T.ld); b.get(T.v).set(T.ls); }
-        else {
-          T.r32(0); b.op(signed ? Op.i64ExtendI32s : Op.i64ExtendI32u).set(T.ld);
-          b.get(T.v).op(Op.i32WrapI64).op(signed ? Op.i64ExtendI32s : Op.i64ExtendI32u).set(T.ls);
-        }
-        const wr = (r: number, l: number) => { if (w) T.set64(r, l); else T.set32(r, () => b.get(l).op(Op.i32WrapI64)); };
-        if (op === 4 || op === 5) {
-          b.get(T.ld).get(T.ls).op(0x7e /* i64.mul */).set(T.lr); // the product (size 4), its low half (size 8)
-          if (!w) {
-            b.get(T.lr).i64(32).op(Op.i64ShrU).set(T.t); // EDX
-            if (signed) b.get(T.lr).get(T.lr).op(Op.i32WrapI64).op(Op.i64ExtendI32s).op(Op.i64Ne);
-            else b.get(T.t).op(Op.i64Eqz).op(Op.i32Eqz);
-          } else {
-            // the high 64 bits of the 128-bit product from 32-bit pieces (no 64x64->128 multiply in wasm)
-            const lo32 = (l: number) => { b.get(l).i64(M).op(Op.i64And); };
-            const hi32 = (l: number) => { b.get(l).i64(32).op(Op.i64ShrU); };
-            lo32(T.ld); hi32(T.ls); b.op(0x7e).set(T.x1);
-            hi32(T.ld); lo32(T.ls); b.op(0x7e).set(T.x2);
-            lo32(T.ld); lo32(T.ls); b.op(0x7e).i64(32).op(Op.i64ShrU);
-            b.get(T.x1).i64(M).op(Op.i64And).op(Op.i64Add).get(T.x2).i64(M).op(Op.i64And).op(Op.i64Add).set(T.w); // mid
-            hi32(T.ld); hi32(T.ls); b.op(0x7e);
-            b.get(T.x1).i64(32).op(Op.i64ShrU).op(Op.i64Add).get(T.x2).i64(32).op(Op.i64ShrU).op(Op.i64Add);
-            b.get(T.w).i64(32).op(Op.i64ShrU).op(Op.i64Add);
-            if (signed) {
-              // signed high half: minus the other operand for each negative one
-              b.get(T.ls).i64(0).get(T.ld).i64(0).op(Op.i64LtS).op(Op.select).op(Op.i64Sub);
-              b.get(T.ld).i64(0).get(T.ls).i64(0).op(Op.i64LtS).op(Op.select).op(Op.i64Sub);
-            }
-            b.set(T.t);
-            if (signed) b.get(T.t).get(T.lr).i64(63).op(Op.i64ShrS).op(Op.i64Ne);
-            else b.get(T.t).op(Op.i64Eqz).op(Op.i32Eqz);
-          }
-          b.set(T.c32);
-          wr(0, T.lr); wr(2, T.t);
-          b.get(T.fl).i32(~0x801).op(Op.i32And).get(T.c32).i32(0x801).op(0x6c /* i32.mul */).op(Op.i32Or);
-          T.explicit(size);
-          break;
-        }
-        // DIV / IDIV: n = the dividend into t (size 8: rAX, when rDX is its extension), the divisor in ls
-        const done = b.open(Op.block), hard = b.open(Op.block);
-        b.get(T.ls).op(Op.i64Eqz).brIf(hard);
-        if (w) {
-          T.r64(2); b.set(T.x1);
-          if (signed) b.get(T.x1).get(T.ld).i64(63).op(Op.i64ShrS).op(Op.i64Ne).brIf(hard);
-          else b.get(T.x1).op(Op.i64Eqz).op(Op.i32Eqz).brIf(hard);
-          b.get(T.ld).set(T.t);
-        } else {
-          T.regVal(2, 4); b.i64(32).op(Op.i64Shl);
-          T.regVal(0, 4); b.op(Op.i64Or).set(T.t);
-          // DIV: the quotient fits iff EDX < the divisor
-          if (!signed) b.get(T.t).i64(32).op(Op.i64ShrU).get(T.ls).op(Op.i64GeU).brIf(hard);
-        }
-        if (signed) {
-          // -2^63 / -1 traps in wasm (and its quotient never fits)
-          b.get(T.t).i64(-(2n ** 63n)).op(Op.i64Eq).get(T.ls).i64(-1).op(Op.i64Eq).op(Op.i32And).brIf(hard);
-        }
-        b.get(T.t).get(T.ls).op(signed ? 0x7f /* i64.div_s */ : 0x80 /* i64.div_u */).set(T.lr);
-        b.get(T.t).get(T.ls).op(signed ? 0x81 /* i64.rem_s */ : 0x82 /* i64.rem_u */).set(T.x2);
-        if (!w && signed) b.get(T.lr).get(T.lr).op(Op.i32WrapI64).op(Op.i64ExtendI32s).op(Op.i64Ne).brIf(hard);
-        wr(0, T.lr); wr(2, T.x2);
-        b.get(T.fl).i32(~0xd4).op(Op.i32And).i32(0x10).op(Op.i32Or);
-        T.explicit(size);
-        b.br(done);
-        b.close();
-        T.flush(); T.pos(); b.call(F_RP);
-        b.open(Op.if); T.xk(X_HELPER); b.i32(i + 1).set(T.xc).br(T.out); b.close();
-        b.close();
-        T.known = false; T.fdirty = false; // (either path left the state area's record right: EXPLICIT stored through, or the CPU's after the replay)
-        // (both paths left rAX and rDX in the state area: written through inside the branch, or by the replay)
-        T.rs[0] = 0; T.rs[2] = 0;
-        break;
-      }
-      case Form.PushM: {
-        // PUSH memory64 (FF /6): the read (at the address before RSP moves), then the push
-        memOp(); T.load(8);
-        b.get(T.v).set(T.w);
-        T.r64(4); b.i64(8).op(Op.i64Sub).set(T.a);
-        T.store(8);
-        T.set64(4, T.a);
-        break;
-      }
-      case Form.MovsxR8: case Form.MovsxR16: case Form.MovsxM: {
-        // MOVSX (0F BE/BF) into e.a of e.op bytes (4: zero-extended to 64 bits), as ../fast-forms.ts movsxTo
-        if (f === Form.MovsxM) { memOp(); T.load(e.size); b.get(T.v).op(Op.i32WrapI64); }
-        else { T.r32(e.b); if (f === Form.MovsxR8 && e.imm) b.i32(e.imm).op(Op.i32ShrU); }
-        b.op(f === Form.MovsxR16 || (f === Form.MovsxM && e.size === 2) ? Op.i32Extend16s : Op.i32Extend8s).set(T.c32);
-        if (e.op === 8) { b.get(T.c32).op(Op.i64ExtendI32s).set(T.t); T.set64(e.a, T.t); }
-        else T.set32(e.a, () => b.get(T.c32));
-        break;
-      }
-      case Form.NotNegR: {
-        // NOT (no flags) / NEG (record Sub 0 - v), F7 /2 /3
-        // (NOT computes in `w`: the flag locals may hold the record of an earlier producer of this block)
-        const r = e.b, size = e.size;
-        if (e.op === 0) {
-          T.regVal(r, size); b.i64(-1).op(Op.i64Xor);
-          if (size === 4) b.i64(0xffffffffn).op(Op.i64And);
-          b.set(T.w);
-          if (size === 8) T.set64(r, T.w); else T.set32(r, () => b.get(T.w).op(Op.i32WrapI64));
-          break;
-        }
-        T.regVal(r, size); b.set(T.ls);
-        b.i64(0).get(T.ls).op(Op.i64Sub);
-        if (size === 4) b.i64(0xffffffffn).op(Op.i64And);
-        b.set(T.lr);
-        T.writeLr(r, size);
-        b.i64(0).set(T.ld); T.produced(L_SUB, size);
-        break;
-      }
-      case Form.NotNegM: {
-        // NOT/NEG of memory (F7 /2 /3; LOCK too) as ../fast-forms.ts notNegM: the read, the write, then (NEG) the
-        // record Sub 0 - v (NOT changes no flag: it computes in `w`, leaving the flag locals alone)
-        const size = e.size;
-        memOp(); T.load(size);
-        if (e.op === 0) b.get(T.v).i64(-1).op(Op.i64Xor);
-        else b.i64(0).get(T.v).op(Op.i64Sub);
-        if (size === 4) b.i64(0xffffffffn).op(Op.i64And);
-        b.set(T.w);
-        T.store(size);
-        if (e.op === 1) { b.i64(0).set(T.ld); b.get(T.v).set(T.ls); b.get(T.w).set(T.lr); T.produced(L_SUB, size); }
-        break;
-      }
-      case Form.CallInd: case Form.JmpInd: {
-        // Indirect near CALL/JMP (FF /2 /4, always a block's last): the target (register, or 8 bytes of memory),
-        // #GP(0) unless canonical, then for CALL the push of the return address; RIP leaves through S_RIP.
-        if (e.base === -3) { T.r64(e.b); b.set(T.v); } else { memOp(); T.load(8); }
-        T.checkCanonicalI64(T.v);
-        if (f === Form.CallInd) {
-          mem = true;
-          b.get(T.r0i).i64(next).op(Op.i64Add).set(T.w);
-          T.r64(4); b.i64(8).op(Op.i64Sub).set(T.a);
-          T.store(8);
-          T.set64(4, T.a);
-          T.rasPush(next, T.w);
-        }
-        b.get(T.st).get(T.v).op(Op.f64ConvertI64s).mem(Op.f64Store, 3, L.S_RIP);
-        T.xk(X_IND); b.i32(i + 1).set(T.xc); T.leave();
-        break;
-      }
-      case Form.Jcc: case Form.Jmp: {
-        const target = next + e.disp;
-        if (f === Form.Jcc) { T.cond(e.a); b.open(Op.if); }
-        T.checkTarget(target);
-        if (T.selfLoop && isLast) {
-          b.get(T.n).i32(N).op(Op.i32Add).tee(T.n).i32(N).op(Op.i32Add).tee(T.c32).get(T.left).op(Op.i32LeS);
-          b.get(T.c32).i32(LOOP_LIMIT).op(Op.i32LeS).op(Op.i32And);
-          T.backEdge();
-          b.brIf(T.top);
-          T.exitConst(0, 0, X_LOOP);
-        } else T.exitStatic(i + 1, target);
-        // (a Jcc before the block's end, recorded falling through (SoftCpu.fellThrough), is a side exit: not taken, go on)
-        if (f === Form.Jcc) { b.close(); if (isLast) T.exitStatic(i + 1, next); }
-        break;
-      }
-      default: {
-        // SSE forms (./sse.ts): 0 = no wasm code there, 2 = emitted with a memory-library access
-        // (./sse.ts reads registers from the state area and may replay: the cache is written back and forgotten)
-        T.flush(); T.noCache = true;
-        const k = emitSse(T, e, i, next);
-        T.noCache = false; T.forget();
-        if (k === 0) {
-          // MOVS/STOS (REP too): they end their block and leave through their own exit (e.len is 0 there)
-          if (T.stringOp(e, i)) { mem = true; replayed = true; } else replay();
-        } else if (k === 2) mem = true;
-      }
-    }
-    if (mem && !isLast) T.exitIfSlow(i + 1, next);
-    if (isLast && !replayed && f !== Form.Jcc && f !== Form.Jmp && f !== Form.Call && f !== Form.Ret && f !== Form.CallInd && f !== Form.JmpInd) {
+    (EMIT[f] ?? emitOther)(T, e, i, next);
+    if (T.insMem && !isLast) T.exitIfSlow(i + 1, next);
+    if (isLast && !T.insReplayed && f !== Form.Jcc && f !== Form.Jmp && f !== Form.Call && f !== Form.Ret && f !== Form.CallInd && f !== Form.JmpInd) {
       T.exitStatic(i + 1, next);
     }
     if (T.marks !== null) T.marks.push([`${T.region !== null ? 'm' + T.region.cur + ' ' : ''}+${o.toString(16)} op ${e.opcode.toString(16)} form ${f}`, mark, b.length]);
   }
   if (T.selfLoop) b.close();
+}
+
+/**
+ * The emitter of each form (emitCode): a new form gets its own function below and a line here. Each is kept small
+ * (V8 optimizes a function after a number of ticks that grows with its bytecode size and restarts when its type
+ * feedback changes: the single function these were the cases of never got optimized during a boot).
+ * An emitter writes instruction e (index i of T.block; the next instruction at block offset `next`) into T.b;
+ * memOp/replay mark it for emitCode, which adds the exits after it.
+ */
+type Emitter = (T: Translator, e: BlockEntry, i: number, next: number) => void;
+const EMIT: Emitter[] = [];
+function on(fn: Emitter, ...forms: Form[]): void { for (const f of forms) EMIT[f] = fn; }
+on(emitMovRR64, Form.MovRR64);
+on(emitMovRR32, Form.MovRR32);
+on(emitMovStore64, Form.MovStore64);
+on(emitMovStore32, Form.MovStore32);
+on(emitMovLoad64, Form.MovLoad64);
+on(emitMovLoad32, Form.MovLoad32);
+on(emitMovImmReg, Form.MovImmReg);
+on(emitMovImmMem64, Form.MovImmMem64);
+on(emitMovImmMem32, Form.MovImmMem32);
+on(emitLea, Form.Lea);
+on(emitAluRR, Form.AluRR, Form.AluRI, Form.AluRM);
+on(emitAluMR, Form.AluMR, Form.AluMI);
+on(emitIncDec, Form.IncDec);
+on(emitShiftImm, Form.ShiftImm);
+on(emitShiftCl, Form.ShiftCl);
+on(emitBtRI, Form.BtRI, Form.BtRR, Form.BtMI, Form.BtMR);
+on(emitAlu16RR, Form.Alu16RR, Form.Alu16RI, Form.Alu16RM, Form.Alu16MR, Form.Alu16MI);
+on(emitMovStore16, Form.MovStore16);
+on(emitMovLoad16, Form.MovLoad16);
+on(emitCmpxchgM, Form.CmpxchgM);
+on(emitCmpxchg8M, Form.Cmpxchg8M);
+on(emitRdtsc, Form.Rdtsc, Form.Rdtscp);
+on(emitSwapgs, Form.Swapgs);
+on(emitCld, Form.Cld, Form.Std);
+on(emitMovSregR, Form.MovSregR, Form.MovSregM);
+on(emitCmpxchg16bM, Form.Cmpxchg16bM);
+on(emitShift8Imm, Form.Shift8Imm);
+on(emitShift16Imm, Form.Shift16Imm);
+on(emitShiftDoubleCl, Form.ShiftDoubleCl);
+on(emitXchgRR, Form.XchgRR);
+on(emitXchgM, Form.XchgM);
+on(emitXaddM, Form.XaddM);
+on(emitShiftDoubleRI, Form.ShiftDoubleRI);
+on(emitCdq, Form.Cdq);
+on(emitBswap, Form.Bswap);
+on(emitPushf, Form.Pushf);
+on(emitCli, Form.Cli, Form.Sti);
+on(emitPushImm, Form.PushImm);
+on(emitSetccM, Form.SetccM);
+on(emitLeave, Form.Leave);
+on(emitPush, Form.Push, Form.Call);
+on(emitPop, Form.Pop, Form.Ret);
+on(emitMovzxReg8, Form.MovzxReg8);
+on(emitMovzxReg16, Form.MovzxReg16);
+on(emitMovzxMem, Form.MovzxMem);
+on(emitMovsxdReg, Form.MovsxdReg);
+on(emitMovsxdMem, Form.MovsxdMem);
+on(emitAlu8RR, Form.Alu8RR, Form.Alu8RI, Form.Alu8RM);
+on(emitAlu8MR, Form.Alu8MR, Form.Alu8MI);
+on(emitMov8RR, Form.Mov8RR);
+on(emitMov8RI, Form.Mov8RI);
+on(emitMov8RM, Form.Mov8RM);
+on(emitMov8MR, Form.Mov8MR);
+on(emitMov8MI, Form.Mov8MI);
+on(emitCmovRR, Form.CmovRR, Form.CmovRM);
+on(emitSetcc, Form.Setcc);
+on(emitNop, Form.Nop);
+on(emitAdcRR, Form.AdcRR, Form.AdcRM, Form.AdcRI, Form.AdcMR, Form.AdcMI);
+on(emitIncDecM, Form.IncDecM);
+on(emitImulRR, Form.ImulRR, Form.ImulRM, Form.ImulRRI, Form.ImulRMI);
+on(emitMulDivR, Form.MulDivR, Form.MulDivM);
+on(emitPushM, Form.PushM);
+on(emitMovsxR8, Form.MovsxR8, Form.MovsxR16, Form.MovsxM);
+on(emitNotNegR, Form.NotNegR);
+on(emitNotNegM, Form.NotNegM);
+on(emitCallInd, Form.CallInd, Form.JmpInd);
+on(emitJcc, Form.Jcc, Form.Jmp);
+
+function emitMovRR64(T: Translator, e: BlockEntry, i: number, next: number): void {
+  T.setFrom(e.b, () => T.r64(e.a));
+}
+
+function emitMovRR32(T: Translator, e: BlockEntry, i: number, next: number): void {
+  T.set32(e.b, () => T.r32(e.a));
+}
+
+function emitMovStore64(T: Translator, e: BlockEntry, i: number, next: number): void {
+  const b = T.b;
+  memOp(T, e, next); T.r64(e.a); b.set(T.w); T.store(8);
+}
+
+function emitMovStore32(T: Translator, e: BlockEntry, i: number, next: number): void {
+  const b = T.b;
+  memOp(T, e, next); T.regVal(e.a, 4); b.set(T.w); T.store(4);
+}
+
+function emitMovLoad64(T: Translator, e: BlockEntry, i: number, next: number): void {
+  memOp(T, e, next); T.load(8); T.set64(e.a, T.v);
+}
+
+function emitMovLoad32(T: Translator, e: BlockEntry, i: number, next: number): void {
+  const b = T.b;
+  memOp(T, e, next); T.load(4); T.set32(e.a, () => b.get(T.v).op(Op.i32WrapI64));
+}
+
+function emitMovImmReg(T: Translator, e: BlockEntry, i: number, next: number): void {
+  const b = T.b;
+  T.setFrom(e.a, () => b.i64(imm64(e.imm, e.immHi)));
+}
+
+function emitMovImmMem64(T: Translator, e: BlockEntry, i: number, next: number): void {
+  const b = T.b;
+  memOp(T, e, next); b.i64(imm64(e.imm, e.immHi)).set(T.w); T.store(8);
+}
+
+function emitMovImmMem32(T: Translator, e: BlockEntry, i: number, next: number): void {
+  const b = T.b;
+  memOp(T, e, next); b.i64(e.imm >>> 0).set(T.w); T.store(4);
+}
+
+function emitLea(T: Translator, e: BlockEntry, i: number, next: number): void {
+  const b = T.b;
+  // base + (index << e.size) + disp modulo 2^64; e.immHi is the operand size (4: zero-extended).
+  let terms = 0;
+  if (e.base >= 0) { T.r64(e.base); terms++; }
+  else if (e.base === -2) { b.get(T.r0i).i64(next).op(Op.i64Add); terms++; }
+  if (e.index >= 0) { T.r64(e.index); if (e.size) b.i64(e.size).op(Op.i64Shl); if (terms) b.op(Op.i64Add); terms++; }
+  if (e.disp !== 0 || terms === 0) { b.i64(e.disp); if (terms) b.op(Op.i64Add); }
+  b.set(T.t);
+  if (e.immHi === 8) T.set64(e.a, T.t); else T.set32(e.a, () => b.get(T.t).op(Op.i32WrapI64));
+}
+
+function emitAluRR(T: Translator, e: BlockEntry, i: number, next: number): void {
+  const b = T.b, f = e.form;
+  const op = e.op, size = e.size, rd = e.b;
+  if (f === Form.AluRM) { memOp(T, e, next); T.load(size); }
+  T.regVal(rd, size); b.set(T.ld);
+  if (f === Form.AluRR) T.regVal(e.a, size);
+  else if (f === Form.AluRI) b.i64(size === 8 ? imm64(e.imm, e.immHi) : e.imm >>> 0);
+  else b.get(T.v);
+  b.set(T.ls);
+  T.alu(op, size);
+  if (op < CMP) T.writeLr(rd, size);
+  T.produced(KIND[op], size);
+}
+
+function emitAluMR(T: Translator, e: BlockEntry, i: number, next: number): void {
+  const b = T.b, f = e.form;
+  // The store may fault after the load: the flag record is committed only after it.
+  const op = e.op, size = e.size;
+  memOp(T, e, next); T.load(size);
+  if (f === Form.AluMR) T.regVal(e.a, size); else b.i64(size === 8 ? imm64(e.imm, e.immHi) : e.imm >>> 0);
+  b.set(T.t);
+  // w = v op t (as alu(), into w)
+  b.get(T.v).get(T.t);
+  b.op(op === ADD ? Op.i64Add : op === SUB || op === CMP ? Op.i64Sub : op === OR ? Op.i64Or : op === XOR ? Op.i64Xor : Op.i64And);
+  if (size === 4) b.i64(0xffffffffn).op(Op.i64And);
+  b.set(T.w);
+  if (op < CMP) T.store(size);
+  b.get(T.v).set(T.ld).get(T.t).set(T.ls).get(T.w).set(T.lr);
+  T.produced(KIND[op], size);
+}
+
+function emitIncDec(T: Translator, e: BlockEntry, i: number, next: number): void {
+  const b = T.b;
+  const r = e.b, dec = e.op === 1, size = e.size;
+  T.cond(2); b.set(T.lcy); // CF is preserved: the record keeps the old CF (../ops/alu.ts)
+  T.regVal(r, size); b.set(T.ld);
+  b.i64(1).set(T.ls);
+  b.get(T.ld).i64(1).op(dec ? Op.i64Sub : Op.i64Add);
+  if (size === 4) b.i64(0xffffffffn).op(Op.i64And);
+  b.set(T.lr);
+  T.writeLr(r, size);
+  T.produced(dec ? L_DEC : L_INC, size);
+}
+
+function emitShiftImm(T: Translator, e: BlockEntry, i: number, next: number): void {
+  const b = T.b;
+  if (e.op === 0 || e.op === 1) {
+    const r = e.b, n = e.imm, w = e.size === 8;
+    if (flagsDead(T.block, i)) {
+      // (its flags are dead: the rotate alone)
+      if (w) { T.r64(r); b.i64(n).op(e.op === 0 ? 0x89 /* i64.rotl */ : 0x8a /* i64.rotr */).set(T.v); T.set64(r, T.v); }
+      else T.set32(r, () => { T.r32(r); b.i32(n).op(e.op === 0 ? 0x77 /* i32.rotl */ : 0x78 /* i32.rotr */); });
+      return;
+    }
+    // ROL/ROR write CF and OF over the other flags (those before: inline when known here, else the helper)
+    T.oldFlags();
+    if (w) {
+      T.r64(r); b.i64(n).op(e.op === 0 ? 0x89 /* i64.rotl */ : 0x8a /* i64.rotr */).set(T.v);
+      if (e.op === 0) {
+        b.get(T.v).op(Op.i32WrapI64).i32(1).op(Op.i32And).tee(T.c32); // CF
+        b.get(T.v).i64(63).op(Op.i64ShrU).op(Op.i32WrapI64).get(T.c32).op(Op.i32Xor);
+      } else {
+        b.get(T.v).i64(63).op(Op.i64ShrU).op(Op.i32WrapI64); // CF
+        b.get(T.v).i64(63).op(Op.i64ShrU).get(T.v).i64(62).op(Op.i64ShrU).op(Op.i64Xor).op(Op.i32WrapI64).i32(1).op(Op.i32And);
+      }
+    } else {
+      T.r32(r); b.i32(n).op(e.op === 0 ? 0x77 /* i32.rotl */ : 0x78 /* i32.rotr */).op(Op.i64ExtendI32u).set(T.v);
+      if (e.op === 0) {
+        b.get(T.v).op(Op.i32WrapI64).i32(1).op(Op.i32And).tee(T.c32);
+        b.get(T.v).op(Op.i32WrapI64).i32(31).op(Op.i32ShrU).get(T.c32).op(Op.i32Xor);
+      } else {
+        b.get(T.v).op(Op.i32WrapI64).i32(31).op(Op.i32ShrU);
+        b.get(T.v).op(Op.i32WrapI64).i32(31).op(Op.i32ShrU).get(T.v).op(Op.i32WrapI64).i32(30).op(Op.i32ShrU).op(Op.i32Xor).i32(1).op(Op.i32And);
+      }
+    }
+    // stack: CF, OF -> flags = (old & ~(CF|OF)) | CF | OF << 11
+    b.i32(11).op(Op.i32Shl).op(Op.i32Or).get(T.fl).i32(~0x801).op(Op.i32And).op(Op.i32Or).op(Op.i64ExtendI32u).set(T.ld);
+    if (w) T.set64(r, T.v); else T.set32(r, () => b.get(T.v).op(Op.i32WrapI64));
+    T.produced(EXPLICIT, e.size);
+    return;
+  }
+  if (e.op < 4) { replay(T, i); return; } // RCL/RCR: replayed
+  // SHL/SAL/SHR/SAR by a constant
+  T.shiftBits(e.b, e.op, e.size, e.imm);
+}
+
+function emitShiftCl(T: Translator, e: BlockEntry, i: number, next: number): void {
+  // SHL/SAL/SHR/SAR register by CL (D3 /4-/7; rotates replayed), as ../fast-forms.ts shiftRegCl (shiftByCl)
+  if (e.op < 4) { replay(T, i); return; }
+  T.shiftByCl(e.b, e.size, () => T.shiftBits(e.b, e.op, e.size, -1));
+}
+
+function emitBtRI(T: Translator, e: BlockEntry, i: number, next: number): void {
+  const b = T.b, f = e.form;
+  // BT/BTS/BTR/BTC (e.op 0-3) as ../fast-forms.ts btReg/btMem: CF = the bit, the other flags kept (EXPLICIT);
+  // the memory forms read, then write back (BTS/BTR/BTC) before the flags change. BtMR's signed bit offset
+  // also moves the address by floor(offset / width) operands.
+  const size = e.size, kind = e.op, toMem = f === Form.BtMI || f === Form.BtMR;
+  const mask = size * 8 - 1;
+  if (toMem) {
+    memOp(T, e, next);
+    if (f === Form.BtMR) {
+      b.get(T.a);
+      if (size === 8) { T.r64(e.a); b.i64(6).op(Op.i64ShrS).i64(3).op(Op.i64Shl); }
+      else { T.r32(e.a); b.i32(5).op(Op.i32ShrS).op(Op.i64ExtendI32s).i64(2).op(Op.i64Shl); }
+      b.op(Op.i64Add).set(T.a);
+    }
+    T.load(size);
+  } else { T.regVal(e.b, size); b.set(T.v); }
+  // bit number into t
+  if (f === Form.BtRI || f === Form.BtMI) b.i64(e.imm & mask);
+  else { T.r32(e.a); b.i32(mask).op(Op.i32And).op(Op.i64ExtendI32u); }
+  b.set(T.t);
+  T.oldFlags();
+  b.get(T.v).get(T.t).op(Op.i64ShrU).op(Op.i32WrapI64).i32(1).op(Op.i32And).set(T.c32);
+  if (kind !== 0) {
+    b.get(T.v).i64(1).get(T.t).op(Op.i64Shl);
+    if (kind === 2) b.i64(-1).op(Op.i64Xor);
+    b.op(kind === 1 ? Op.i64Or : kind === 2 ? Op.i64And : Op.i64Xor).set(T.w);
+    if (toMem) T.store(size);
+    else if (size === 8) T.set64(e.b, T.w);
+    else T.set32(e.b, () => b.get(T.w).op(Op.i32WrapI64));
+  }
+  b.get(T.fl).i32(~1).op(Op.i32And).get(T.c32).op(Op.i32Or);
+  T.explicit(size);
+}
+
+function emitAlu16RR(T: Translator, e: BlockEntry, i: number, next: number): void {
+  const b = T.b, f = e.form;
+  // 16-bit ALU (66h) as ../fast-forms.ts alu16Reg/alu16Mem: the record holds the zero-extended operands and
+  // the unmasked int32 result (its high half 0), as the JS form leaves it; a register destination keeps bits
+  // 16-63. Conditions on a 16-bit record are not inlined: the block stops knowing the flags after it.
+  const op = e.op, toMem = f === Form.Alu16MR || f === Form.Alu16MI;
+  const r16 = (r: number) => { T.r32(r); b.i32(0xffff).op(Op.i32And).op(Op.i64ExtendI32u); };
+  if (toMem) T.commitFlags(); // (as CmpxchgM)
+  if (toMem || f === Form.Alu16RM) { memOp(T, e, next); T.load(2); }
+  if (toMem) b.get(T.v); else r16(e.b);
+  b.set(T.ld);
+  if (f === Form.Alu16RR || f === Form.Alu16MR) r16(e.a);
+  else if (f === Form.Alu16RM) b.get(T.v);
+  else b.i64(e.imm & 0xffff);
+  b.set(T.ls);
+  T.alu(op, 4);
+  if (op < CMP) {
+    if (toMem) { b.get(T.lr).set(T.w); T.store(2); }
+    else T.setLow(e.b, 0xffff, () => b.get(T.lr).op(Op.i32WrapI64).i32(0xffff).op(Op.i32And));
+  }
+  T.produced(KIND[op], 2);
+  T.commitFlags(); // (the block stops knowing the flags: the state area must hold them)
+  T.known = false;
+}
+
+function emitMovStore16(T: Translator, e: BlockEntry, i: number, next: number): void {
+  const b = T.b;
+  memOp(T, e, next); T.r32(e.a); b.op(Op.i64ExtendI32u).set(T.w); T.store(2);
+}
+
+function emitMovLoad16(T: Translator, e: BlockEntry, i: number, next: number): void {
+  const b = T.b;
+  memOp(T, e, next); T.load(2);
+  T.setLow(e.a, 0xffff, () => b.get(T.v).op(Op.i32WrapI64));
+}
+
+function emitCmpxchgM(T: Translator, e: BlockEntry, i: number, next: number): void {
+  const b = T.b;
+  // CMPXCHG memory, e.a (0F B1, no LOCK) as ../fast-forms.ts cmpxchgM: flags of CMP rAX, DEST; equal: DEST = e.a,
+  // else DEST is written back with its own value and rAX = DEST (after the store, which may fault)
+  const size = e.size;
+  T.commitFlags(); // (the flag locals change between the load and the store, which may fault: see clobbers)
+  memOp(T, e, next); T.load(size);
+  T.regVal(0, size); b.set(T.ld);
+  b.get(T.v).set(T.ls);
+  T.alu(SUB, size);
+  T.regVal(e.a, size); b.get(T.v); b.get(T.lr).op(Op.i64Eqz).op(Op.select).set(T.w);
+  T.store(size);
+  b.get(T.lr).op(Op.i64Eqz).op(Op.i32Eqz).open(Op.if);
+  if (size === 8) T.set64(0, T.v); else T.set32(0, () => b.get(T.v).op(Op.i32WrapI64));
+  b.close();
+  T.produced(L_SUB, size);
+}
+
+function emitCmpxchg8M(T: Translator, e: BlockEntry, i: number, next: number): void {
+  const b = T.b;
+  // CMPXCHG m8, r8 (0F B0; LOCK too) as ../fast-forms.ts cmpxchg8M: flags of CMP AL, DEST; equal: DEST = the
+  // byte register, else DEST written back with its own value, then AL = DEST
+  T.commitFlags(); // (as CmpxchgM)
+  memOp(T, e, next); T.load(1);
+  T.r8(0, 0); b.op(Op.i64ExtendI32u).set(T.ld);
+  b.get(T.v).set(T.ls);
+  T.alu(SUB, 1);
+  T.r8(e.a, e.ash); b.op(Op.i64ExtendI32u); b.get(T.v); b.get(T.lr).op(Op.i64Eqz).op(Op.select).set(T.w);
+  T.store(1);
+  b.get(T.lr).op(Op.i64Eqz).op(Op.i32Eqz).open(Op.if);
+  T.set8(0, 0, () => b.get(T.v).op(Op.i32WrapI64));
+  b.close();
+  T.produced(L_SUB, 1);
+}
+
+function emitRdtsc(T: Translator, e: BlockEntry, i: number, next: number): void {
+  const b = T.b, f = e.form;
+  // RDTSC / RDTSCP through the helper `sy` (kinds 2/3: the TSC is host time, CR4/CPL/TSC_AUX are JavaScript
+  // state), which writes RAX, RDX (and RCX) in the state area; no flag changes. Registers are written back
+  // first (it may raise #GP), and the cache forgets the ones it wrote.
+  T.flush(); b.i32(f === Form.Rdtsc ? 2 : 3); T.pos(); b.call(F_SY).op(Op.drop);
+  T.rs[0] = 0; T.rs[2] = 0;
+  if (f === Form.Rdtscp) T.rs[1] = 0;
+}
+
+function emitSwapgs(T: Translator, e: BlockEntry, i: number, next: number): void {
+  const b = T.b;
+  // SWAPGS through the helper `sy` (kind 4: the kernel GS base and CPL are JavaScript state; the GS base it
+  // swaps is the state area's, which memory operands read at each access)
+  T.flush(); b.i32(4); T.pos(); b.call(F_SY).op(Op.drop);
+}
+
+function emitCld(T: Translator, e: BlockEntry, i: number, next: number): void {
+  const b = T.b, f = e.form;
+  // CLD/STD through the helper `sy` (kinds 5/6): it changes SoftCpu.flags' DF and the state area's copy
+  // (S_EFL), which the translated MOVS/STOS that follow read; it cannot fault
+  b.i32(f === Form.Cld ? 5 : 6); T.pos(); b.call(F_SY).op(Op.drop);
+}
+
+function emitMovSregR(T: Translator, e: BlockEntry, i: number, next: number): void {
+  const b = T.b, f = e.form;
+  // MOV r/m, Sreg (8C): the selector from the helper `sy` (kind 8 + register; it cannot fault)
+  const sel = () => { b.i32(8 + e.op); T.pos(); b.call(F_SY); };
+  if (f === Form.MovSregM) { memOp(T, e, next); sel(); b.op(Op.i64ExtendI32u).set(T.w); T.store(2); }
+  else if (e.size === 2) T.setLow(e.b, 0xffff, sel);
+  else T.set32(e.b, sel);
+}
+
+function emitCmpxchg16bM(T: Translator, e: BlockEntry, i: number, next: number): void {
+  const b = T.b;
+  // CMPXCHG16B m128 (LOCK too) as ../fast-forms.ts cmpxchg16bM: #GP(0) unless 16-byte aligned, both halves read,
+  // compared with RDX:RAX; equal: RCX:RBX stored, else the halves stored back and loaded into RDX:RAX; then
+  // ZF = equal over the flags from before (EXPLICIT record)
+  T.oldFlags();
+  memOp(T, e, next);
+  b.get(T.a).op(Op.i32WrapI64).i32(15).op(Op.i32And);
+  b.open(Op.if); T.flush(); T.pos(); b.call(F_GP).op(Op.unreachable); b.close();
+  T.load(8); b.get(T.v).set(T.x1);
+  b.get(T.a).i64(8).op(Op.i64Add).set(T.a);
+  T.load(8); b.get(T.v).set(T.x2);
+  b.get(T.x1); T.r64(0); b.op(Op.i64Eq);
+  b.get(T.x2); T.r64(2); b.op(Op.i64Eq);
+  b.op(Op.i32And).set(T.c32);
+  b.get(T.a).i64(8).op(Op.i64Sub).set(T.a);
+  T.r64(3); b.get(T.x1).get(T.c32).op(Op.select).set(T.w);
+  T.store(8);
+  b.get(T.a).i64(8).op(Op.i64Add).set(T.a);
+  T.r64(1); b.get(T.x2).get(T.c32).op(Op.select).set(T.w);
+  T.store(8);
+  b.get(T.c32).op(Op.i32Eqz).open(Op.if);
+  T.set64(0, T.x1); T.set64(2, T.x2);
+  b.close();
+  b.get(T.fl).i32(~0x40).op(Op.i32And).get(T.c32).i32(6).op(Op.i32Shl).op(Op.i32Or);
+  T.explicit(8);
+}
+
+function emitShift8Imm(T: Translator, e: BlockEntry, i: number, next: number): void {
+  const b = T.b;
+  // SHL/SAL/SHR/SAR of a byte register by 1..7 (C0/D0; rotates replayed) as ../ops/alu-shift.ts shift32 at
+  // size 1: all six flags explicit (AF set; OF: SHL top bit ^ CF, SHR bits 7 ^ 6 of the result, SAR 0)
+  if (e.op < 4) { replay(T, i); return; }
+  T.r8(e.b, e.bsh);
+  T.narrowShiftImm(e.op, e.imm, 8);
+  T.explicit(1);
+  T.set8(e.b, e.bsh, () => b.get(T.v).op(Op.i32WrapI64));
+}
+
+function emitShift16Imm(T: Translator, e: BlockEntry, i: number, next: number): void {
+  const b = T.b;
+  // ROL/ROR/SHL/SAL/SHR/SAR of a 16-bit register by 1..15 (66 C1/D1 /0 /1 /4-/7) as ../ops/alu-shift.ts shift32
+  // at size 2; bits 16-63 kept. ROL/ROR (ntohs/htons: `rol r16,8`) write CF and OF over the flags before (as
+  // ShiftImm's rotates): ROL CF = bit 0 of the result, OF = bit 15 ^ CF; ROR CF = bit 15, OF = bits 15 ^ 14.
+  const n = e.imm;
+  if (e.op < 2) {
+    T.oldFlags();
+    T.r32(e.b); b.i32(0xffff).op(Op.i32And).set(T.c32);
+    b.get(T.c32).i32(e.op === 0 ? n : 16 - n).op(Op.i32Shl).get(T.c32).i32(e.op === 0 ? 16 - n : n).op(Op.i32ShrU).op(Op.i32Or);
+    b.i32(0xffff).op(Op.i32And).op(Op.i64ExtendI32u).set(T.v);
+    if (e.op === 0) {
+      b.get(T.v).op(Op.i32WrapI64).i32(1).op(Op.i32And).tee(T.c32); // CF
+      b.get(T.v).op(Op.i32WrapI64).i32(15).op(Op.i32ShrU).get(T.c32).op(Op.i32Xor);
+    } else {
+      b.get(T.v).op(Op.i32WrapI64).i32(15).op(Op.i32ShrU); // CF
+      b.get(T.v).op(Op.i32WrapI64).i32(15).op(Op.i32ShrU).get(T.v).op(Op.i32WrapI64).i32(14).op(Op.i32ShrU).op(Op.i32Xor).i32(1).op(Op.i32And);
+    }
+    // stack: CF, OF -> flags = (old & ~(CF|OF)) | CF | OF << 11
+    b.i32(11).op(Op.i32Shl).op(Op.i32Or).get(T.fl).i32(~0x801).op(Op.i32And).op(Op.i32Or);
+    T.explicit(2);
+    T.setLow(e.b, 0xffff, () => b.get(T.v).op(Op.i32WrapI64));
+    return;
+  }
+  // SHL/SAL/SHR/SAR: all six flags explicit (AF set; OF: SHL top bit ^ CF, SHR bits 15 ^ 14 of the result, SAR 0)
+  T.r32(e.b); b.i32(0xffff).op(Op.i32And);
+  T.narrowShiftImm(e.op, n, 16);
+  T.explicit(2);
+  T.setLow(e.b, 0xffff, () => b.get(T.v).op(Op.i32WrapI64));
+}
+
+function emitShiftDoubleCl(T: Translator, e: BlockEntry, i: number, next: number): void {
+  // SHLD/SHRD e.b, e.a, CL (0F A5/AD, register destination), as ShiftCl: a masked count of 0 changes no flag and
+  // only clears a 32-bit destination's upper half; else as ShiftDoubleRI with the count in ls
+  T.shiftByCl(e.b, e.size, () => T.shiftBits(e.b, e.op === 0 ? 4 : 5, e.size, -1, e.a));
+}
+
+function emitXchgRR(T: Translator, e: BlockEntry, i: number, next: number): void {
+  const b = T.b;
+  // XCHG e.a, e.b (87, register): swap (32-bit: both zero-extended)
+  const size = e.size;
+  T.regVal(e.a, size); b.set(T.x1);
+  T.regVal(e.b, size); b.set(T.x2);
+  T.set64(e.a, T.x2); T.set64(e.b, T.x1);
+}
+
+function emitXchgM(T: Translator, e: BlockEntry, i: number, next: number): void {
+  const b = T.b;
+  // XCHG memory, e.a (87): the read, the write of e.a, then e.a = the old value (as ../fast-forms.ts xchgM)
+  const size = e.size;
+  memOp(T, e, next); T.load(size);
+  T.regVal(e.a, size); b.set(T.w);
+  T.store(size);
+  T.set64(e.a, T.v);
+}
+
+function emitXaddM(T: Translator, e: BlockEntry, i: number, next: number): void {
+  const b = T.b;
+  // XADD memory, e.a (0F C1, no LOCK) as xaddM: DEST = DEST + SRC stored first, then SRC = old DEST; flags of ADD
+  const size = e.size;
+  T.commitFlags(); // (as CmpxchgM)
+  memOp(T, e, next); T.load(size);
+  b.get(T.v).set(T.ld);
+  T.regVal(e.a, size); b.set(T.ls);
+  T.alu(ADD, size);
+  b.get(T.lr).set(T.w);
+  T.store(size);
+  if (size === 8) T.set64(e.a, T.v); else T.set32(e.a, () => b.get(T.v).op(Op.i32WrapI64));
+  T.produced(L_ADD, size);
+}
+
+function emitShiftDoubleRI(T: Translator, e: BlockEntry, i: number, next: number): void {
+  // SHLD/SHRD e.b, e.a, imm (0F A4/AC; masked count 1..bits-1): e.op 0 SHLD, 1 SHRD
+  T.shiftBits(e.b, e.op === 0 ? 4 : 5, e.size, e.imm, e.a);
+}
+
+function emitCdq(T: Translator, e: BlockEntry, i: number, next: number): void {
+  const b = T.b;
+  // 98 CWDE/CDQE, 99 CDQ/CQO, as ../fast-forms.ts cdq
+  if (e.op === 0) {
+    if (e.size === 8) { T.r32(0); b.op(Op.i64ExtendI32s).set(T.x2); T.set64(0, T.x2); }
+    else T.set32(0, () => { T.r32(0); b.op(Op.i32Extend16s); });
+  } else if (e.size === 8) {
+    T.r64(0); b.i64(63).op(Op.i64ShrS).set(T.x2); T.set64(2, T.x2);
+  } else T.set32(2, () => { T.r32(0); b.i32(31).op(Op.i32ShrS); });
+}
+
+function emitBswap(T: Translator, e: BlockEntry, i: number, next: number): void {
+  const b = T.b;
+  // 0F C8+r: bswap32(v) = rotl(v & 0x00ff00ff, 24) | rotl(v & 0xff00ff00, 8); 64-bit: the halves swap too
+  const r = e.b;
+  const bs = () => { b.tee(T.c32).i32(0x00ff00ff).op(Op.i32And).i32(24).op(0x77).get(T.c32).i32(0xff00ff00 | 0).op(Op.i32And).i32(8).op(0x77).op(Op.i32Or); };
+  if (e.size === 8) {
+    T.r64(r); b.set(T.x2);
+    b.get(T.x2).op(Op.i32WrapI64); bs(); b.op(Op.i64ExtendI32u).i64(32).op(Op.i64Shl);
+    b.get(T.x2).i64(32).op(Op.i64ShrU).op(Op.i32WrapI64); bs(); b.op(Op.i64ExtendI32u).op(Op.i64Or).set(T.x2);
+    T.set64(r, T.x2);
+  } else T.set32(r, () => { T.r32(r); bs(); });
+}
+
+function emitPushf(T: Translator, e: BlockEntry, i: number, next: number): void {
+  const b = T.b;
+  // 9C (64-bit operand): RFLAGS from the helper (it holds IF, IOPL, ...: not in the state area), then the push;
+  // the flag locals still hold the record the helper took, so the block keeps knowing the flags
+  T.insMem = true;
+  T.commitFlags(); // (the helper reads the state area's record)
+  b.i32(1).call(F_FL).op(Op.i64ExtendI32u).set(T.w);
+  T.r64(4); b.i64(8).op(Op.i64Sub).set(T.a);
+  T.store(8);
+  T.set64(4, T.a);
+}
+
+function emitCli(T: Translator, e: BlockEntry, i: number, next: number): void {
+  const b = T.b, f = e.form;
+  // through the helper `sy` (IF, IOPL and CPL are not in the state area); STI that set IF: leave after it
+  T.flush(); b.i32(f === Form.Cli ? 0 : 1); T.pos(); b.call(F_SY);
+  if (f === Form.Cli) b.op(Op.drop);
+  else { b.open(Op.if); T.exitConst(i + 1, next, X_HELPER); b.close(); }
+}
+
+function emitPushImm(T: Translator, e: BlockEntry, i: number, next: number): void {
+  const b = T.b;
+  // 68 / 6A: the sign-extended immediate, pushed as PUSH reg
+  T.insMem = true;
+  b.i64(imm64(e.imm, e.immHi)).set(T.w);
+  T.r64(4); b.i64(8).op(Op.i64Sub).set(T.a);
+  T.store(8);
+  T.set64(4, T.a);
+}
+
+function emitSetccM(T: Translator, e: BlockEntry, i: number, next: number): void {
+  const b = T.b;
+  // 0F 90-9F to memory: the condition, then the byte store
+  memOp(T, e, next); T.cond(e.op); b.op(Op.i64ExtendI32u).set(T.w); T.store(1);
+}
+
+function emitLeave(T: Translator, e: BlockEntry, i: number, next: number): void {
+  const b = T.b;
+  // C9: RBP = [RBP] (the read faults first), RSP = old RBP + 8
+  T.insMem = true;
+  T.r64(5); b.set(T.a);
+  T.load(8);
+  b.get(T.a).i64(8).op(Op.i64Add).set(T.t);
+  T.set64(4, T.t);
+  T.set64(5, T.v);
+}
+
+function emitPush(T: Translator, e: BlockEntry, i: number, next: number): void {
+  const b = T.b, f = e.form;
+  if (f === Form.Call) {
+    T.checkTarget(next + e.disp);
+    b.get(T.r0i).i64(next).op(Op.i64Add).set(T.w);
+  } else { T.r64(e.a); b.set(T.w); }
+  T.insMem = true;
+  T.r64(4); b.i64(8).op(Op.i64Sub).set(T.a);
+  T.store(8);
+  T.set64(4, T.a);
+  if (f === Form.Call) { T.rasPush(next, T.w); T.exitStatic(i + 1, next + e.disp); }
+}
+
+function emitPop(T: Translator, e: BlockEntry, i: number, next: number): void {
+  const b = T.b, f = e.form;
+  T.insMem = true;
+  T.r64(4); b.set(T.a);
+  T.load(8);
+  if (f === Form.Ret) T.checkCanonicalI64(T.v);
+  T.setFrom(4, () => b.get(T.a).i64(8).op(Op.i64Add));
+  if (f === Form.Ret) {
+    b.get(T.st).get(T.v).op(Op.f64ConvertI64s).mem(Op.f64Store, 3, L.S_RIP);
+    T.rasPop();
+    T.xk(X_RET); b.i32(i + 1).set(T.xc); T.leave();
+  } else T.set64(e.a, T.v);
+}
+
+function emitMovzxReg8(T: Translator, e: BlockEntry, i: number, next: number): void {
+  T.set32(e.a, () => T.r8(e.b, e.imm));
+}
+
+function emitMovzxReg16(T: Translator, e: BlockEntry, i: number, next: number): void {
+  const b = T.b;
+  T.set32(e.a, () => { T.r32(e.b); b.i32(0xffff).op(Op.i32And); });
+}
+
+function emitMovzxMem(T: Translator, e: BlockEntry, i: number, next: number): void {
+  const b = T.b;
+  memOp(T, e, next); T.load(e.size); T.set32(e.a, () => b.get(T.v).op(Op.i32WrapI64));
+}
+
+function emitMovsxdReg(T: Translator, e: BlockEntry, i: number, next: number): void {
+  const b = T.b;
+  T.r32(e.b); b.op(Op.i64ExtendI32s).set(T.t); T.set64(e.a, T.t);
+}
+
+function emitMovsxdMem(T: Translator, e: BlockEntry, i: number, next: number): void {
+  const b = T.b;
+  memOp(T, e, next); T.load(4); b.get(T.v).op(Op.i32WrapI64).op(Op.i64ExtendI32s).set(T.t); T.set64(e.a, T.t);
+}
+
+function emitAlu8RR(T: Translator, e: BlockEntry, i: number, next: number): void {
+  const b = T.b, f = e.form;
+  const op = e.op;
+  if (f === Form.Alu8RM) { memOp(T, e, next); T.load(1); b.get(T.v).set(T.ls); }
+  else if (f === Form.Alu8RR) { T.r8(e.a, e.ash); b.op(Op.i64ExtendI32u).set(T.ls); }
+  else b.i64(e.imm & 0xff).set(T.ls);
+  T.r8(e.b, e.bsh); b.op(Op.i64ExtendI32u).set(T.ld);
+  T.alu(op, 1);
+  if (op < CMP) T.set8(e.b, e.bsh, () => b.get(T.lr).op(Op.i32WrapI64));
+  T.produced(KIND[op], 1);
+}
+
+function emitAlu8MR(T: Translator, e: BlockEntry, i: number, next: number): void {
+  const b = T.b, f = e.form;
+  const op = e.op;
+  memOp(T, e, next); T.load(1);
+  if (f === Form.Alu8MR) { T.r8(e.a, e.ash); b.op(Op.i64ExtendI32u); } else b.i64(e.imm & 0xff);
+  b.set(T.t);
+  b.get(T.v).get(T.t);
+  b.op(op === ADD ? Op.i64Add : op === SUB || op === CMP ? Op.i64Sub : op === OR ? Op.i64Or : op === XOR ? Op.i64Xor : Op.i64And);
+  b.i64(0xffn).op(Op.i64And).set(T.w);
+  if (op < CMP) T.store(1);
+  b.get(T.v).set(T.ld).get(T.t).set(T.ls).get(T.w).set(T.lr);
+  T.produced(KIND[op], 1);
+}
+
+function emitMov8RR(T: Translator, e: BlockEntry, i: number, next: number): void {
+  T.set8(e.b, e.bsh, () => T.r8(e.a, e.ash));
+}
+
+function emitMov8RI(T: Translator, e: BlockEntry, i: number, next: number): void {
+  const b = T.b;
+  T.set8(e.b, e.bsh, () => b.i32(e.imm));
+}
+
+function emitMov8RM(T: Translator, e: BlockEntry, i: number, next: number): void {
+  const b = T.b;
+  memOp(T, e, next); T.load(1); T.set8(e.b, e.bsh, () => b.get(T.v).op(Op.i32WrapI64));
+}
+
+function emitMov8MR(T: Translator, e: BlockEntry, i: number, next: number): void {
+  const b = T.b;
+  memOp(T, e, next); T.r8(e.a, e.ash); b.op(Op.i64ExtendI32u).set(T.w); T.store(1);
+}
+
+function emitMov8MI(T: Translator, e: BlockEntry, i: number, next: number): void {
+  const b = T.b;
+  memOp(T, e, next); b.i64(e.imm & 0xff).set(T.w); T.store(1);
+}
+
+function emitCmovRR(T: Translator, e: BlockEntry, i: number, next: number): void {
+  const b = T.b, f = e.form;
+  const size = e.size;
+  if (f === Form.CmovRM) { memOp(T, e, next); T.load(size); } else { T.regVal(e.a, size); b.set(T.v); }
+  T.cond(e.op);
+  if (size === 8) {
+    b.open(Op.if); T.set64(e.b, T.v); b.close();
+  } else {
+    // a 32-bit destination is zero-extended whatever the condition
+    b.set(T.c32);
+    T.set32(e.b, () => { b.get(T.v).op(Op.i32WrapI64); T.r32(e.b); b.get(T.c32).op(Op.select); });
+  }
+}
+
+function emitSetcc(T: Translator, e: BlockEntry, i: number, next: number): void {
+  const b = T.b;
+  T.cond(e.op); b.set(T.c32); T.set8(e.b, e.bsh, () => b.get(T.c32));
+}
+
+function emitNop(T: Translator, e: BlockEntry, i: number, next: number): void {
+}
+
+function emitAdcRR(T: Translator, e: BlockEntry, i: number, next: number): void {
+  const b = T.b, f = e.form;
+  // ADC/SBB (e.op 2/3): the carry-in is CF before (inline when known here, else the helper); the record is
+  // Adc/Sbb with lazyCarry = carry-in (../fast-forms.ts adcFlags). A memory destination is stored before the
+  // record is committed (the store may fault after the load).
+  const sbb = e.op === 3, size = e.size, toMem = f === Form.AdcMR || f === Form.AdcMI;
+  // (the flag locals change before the memory access, whose fault must find the record from before: stored first)
+  if (f !== Form.AdcRR && f !== Form.AdcRI) T.commitFlags();
+  T.cond(2); b.set(T.lcy);
+  if (toMem) { memOp(T, e, next); T.load(size); b.get(T.v).set(T.ld); }
+  else { T.regVal(e.b, size); b.set(T.ld); }
+  if (f === Form.AdcRM) { memOp(T, e, next); T.load(size); b.get(T.v); }
+  else if (f === Form.AdcRR || f === Form.AdcMR) T.regVal(e.a, size);
+  else b.i64(size === 8 ? imm64(e.imm, e.immHi) : e.imm >>> 0);
+  b.set(T.ls);
+  const op = sbb ? Op.i64Sub : Op.i64Add;
+  b.get(T.ld).get(T.ls).op(op).get(T.lcy).op(Op.i64ExtendI32u).op(op);
+  if (size === 4) b.i64(0xffffffffn).op(Op.i64And);
+  b.set(T.lr);
+  if (toMem) { b.get(T.lr).set(T.w); T.store(size); } else T.writeLr(e.b, size);
+  T.produced(sbb ? L_SBB : L_ADC, size);
+}
+
+function emitIncDecM(T: Translator, e: BlockEntry, i: number, next: number): void {
+  const b = T.b;
+  // INC/DEC of memory (FF /0 /1): CF kept (the record's lazyCarry = CF before); the store may fault after the load
+  const dec = e.op === 1, size = e.size;
+  T.commitFlags(); // (lcy changes before the access, whose fault must find the record from before)
+  T.cond(2); b.set(T.lcy);
+  memOp(T, e, next); T.load(size);
+  b.get(T.v).set(T.ld).i64(1).set(T.ls);
+  b.get(T.v).i64(1).op(dec ? Op.i64Sub : Op.i64Add);
+  if (size === 4) b.i64(0xffffffffn).op(Op.i64And);
+  b.tee(T.lr).set(T.w);
+  T.store(size);
+  T.produced(dec ? L_DEC : L_INC, size);
+}
+
+function emitImulRR(T: Translator, e: BlockEntry, i: number, next: number): void {
+  const b = T.b, f = e.form;
+  // IMUL (0F AF, 69, 6B) as ../ops/alu-muldiv.ts imulTrunc: the truncated product into e.b; CF = OF = the
+  // signed product does not fit; SF ZF AF PF as before (the JS form keeps them): EXPLICIT record.
+  // Operands sign-extended into ld (multiplicand) and ls (multiplier), product in lr.
+  const size = e.size, w = size === 8;
+  const sx = () => { if (!w) b.op(Op.i32WrapI64).op(Op.i64ExtendI32s); };
+  const reg = (r: number) => { if (w) T.r64(r); else { T.r32(r); b.op(Op.i64ExtendI32s); } };
+  if (f === Form.ImulRM || f === Form.ImulRMI) { memOp(T, e, next); T.load(size); }
+  T.oldFlags(); // (before ld/ls, which may hold the record it reads)
+  if (f === Form.ImulRR) { reg(e.b); b.set(T.ld); reg(e.a); b.set(T.ls); }
+  else if (f === Form.ImulRM) { reg(e.b); b.set(T.ld); b.get(T.v); sx(); b.set(T.ls); }
+  else if (f === Form.ImulRRI) { reg(e.a); b.set(T.ld); b.i64(imm64(e.imm, e.immHi)).set(T.ls); }
+  else { b.get(T.v); sx(); b.set(T.ld); b.i64(imm64(e.imm, e.immHi)).set(T.ls); }
+  b.get(T.ld).get(T.ls).op(0x7e /* i64.mul */).set(T.lr);
+  if (!w) {
+    b.get(T.lr).get(T.lr).op(Op.i32WrapI64).op(Op.i64ExtendI32s).op(Op.i64Ne).set(T.c32);
+  } else {
+    // overflow iff a != 0 and p / a != b (a = -1: iff b = -2^63, whose division would trap)
+    b.i32(0).set(T.c32);
+    b.get(T.ld).op(Op.i64Eqz).op(Op.i32Eqz).open(Op.if);
+    b.get(T.ld).i64(-1).op(Op.i64Eq).open(Op.if);
+    b.get(T.ls).i64(-(2n ** 63n)).op(Op.i64Eq).set(T.c32);
+    b.else();
+    b.get(T.lr).get(T.ld).op(0x7f /* i64.div_s */).get(T.ls).op(Op.i64Ne).set(T.c32);
+    b.close();
+    b.close();
+  }
+  if (w) T.set64(e.b, T.lr); else T.set32(e.b, () => b.get(T.lr).op(Op.i32WrapI64));
+  b.get(T.fl).i32(~0x801).op(Op.i32And).get(T.c32).i32(0x801).op(0x6c /* i32.mul */).op(Op.i32Or);
+  T.explicit(size);
+}
+
+function emitMulDivR(T: Translator, e: BlockEntry, i: number, next: number): void {
+  const b = T.b, f = e.form;
+  // MUL/IMUL/DIV/IDIV rAX by r/m (F7 /4-/7, sizes 4 and 8) as ../ops/alu-muldiv.ts: MUL/IMUL write rDX:rAX,
+  // CF = OF = the high half is not the extension of the low one, SF ZF AF PF kept; DIV/IDIV write the quotient
+  // to rAX and the remainder to rDX, clear SF ZF PF, set AF, keep CF OF (EXPLICIT record). A zero divisor, a
+  // quotient that does not fit (#DE) and a 64-bit dividend wider than 64 bits are replayed through the helper
+  // instead (the handler raises #DE exactly; the block leaves if the helper says so).
+  const size = e.size, w = size === 8, op = e.op, M = 0xffffffffn;
+  const signed = op === 5 || op === 7;
+  if (f === Form.MulDivM) { memOp(T, e, next); T.load(size); } else { T.regVal(e.b, size); b.set(T.v); }
+  T.oldFlags(); // (before ld/ls, which may hold the record it reads)
+  // (DIV/IDIV replay the hard cases, which read the record from before: stored before ld/ls change)
+  if (op >= 6) T.commitFlags();
+  // ld = rAX, ls = the operand (size 4: zero- or sign-extended)
+  if (w) { T.r64(0); b.set(T.ld); b.get(T.v).set(T.ls); }
+  else {
+    T.r32(0); b.op(signed ? Op.i64ExtendI32s : Op.i64ExtendI32u).set(T.ld);
+    b.get(T.v).op(Op.i32WrapI64).op(signed ? Op.i64ExtendI32s : Op.i64ExtendI32u).set(T.ls);
+  }
+  const wr = (r: number, l: number) => { if (w) T.set64(r, l); else T.set32(r, () => b.get(l).op(Op.i32WrapI64)); };
+  if (op === 4 || op === 5) {
+    b.get(T.ld).get(T.ls).op(0x7e /* i64.mul */).set(T.lr); // the product (size 4), its low half (size 8)
+    if (!w) {
+      b.get(T.lr).i64(32).op(Op.i64ShrU).set(T.t); // EDX
+      if (signed) b.get(T.lr).get(T.lr).op(Op.i32WrapI64).op(Op.i64ExtendI32s).op(Op.i64Ne);
+      else b.get(T.t).op(Op.i64Eqz).op(Op.i32Eqz);
+    } else {
+      // the high 64 bits of the 128-bit product from 32-bit pieces (no 64x64->128 multiply in wasm)
+      const lo32 = (l: number) => { b.get(l).i64(M).op(Op.i64And); };
+      const hi32 = (l: number) => { b.get(l).i64(32).op(Op.i64ShrU); };
+      lo32(T.ld); hi32(T.ls); b.op(0x7e).set(T.x1);
+      hi32(T.ld); lo32(T.ls); b.op(0x7e).set(T.x2);
+      lo32(T.ld); lo32(T.ls); b.op(0x7e).i64(32).op(Op.i64ShrU);
+      b.get(T.x1).i64(M).op(Op.i64And).op(Op.i64Add).get(T.x2).i64(M).op(Op.i64And).op(Op.i64Add).set(T.w); // mid
+      hi32(T.ld); hi32(T.ls); b.op(0x7e);
+      b.get(T.x1).i64(32).op(Op.i64ShrU).op(Op.i64Add).get(T.x2).i64(32).op(Op.i64ShrU).op(Op.i64Add);
+      b.get(T.w).i64(32).op(Op.i64ShrU).op(Op.i64Add);
+      if (signed) {
+        // signed high half: minus the other operand for each negative one
+        b.get(T.ls).i64(0).get(T.ld).i64(0).op(Op.i64LtS).op(Op.select).op(Op.i64Sub);
+        b.get(T.ld).i64(0).get(T.ls).i64(0).op(Op.i64LtS).op(Op.select).op(Op.i64Sub);
+      }
+      b.set(T.t);
+      if (signed) b.get(T.t).get(T.lr).i64(63).op(Op.i64ShrS).op(Op.i64Ne);
+      else b.get(T.t).op(Op.i64Eqz).op(Op.i32Eqz);
+    }
+    b.set(T.c32);
+    wr(0, T.lr); wr(2, T.t);
+    b.get(T.fl).i32(~0x801).op(Op.i32And).get(T.c32).i32(0x801).op(0x6c /* i32.mul */).op(Op.i32Or);
+    T.explicit(size);
+    return;
+  }
+  // DIV / IDIV: n = the dividend into t (size 8: rAX, when rDX is its extension), the divisor in ls
+  const done = b.open(Op.block), hard = b.open(Op.block);
+  b.get(T.ls).op(Op.i64Eqz).brIf(hard);
+  if (w) {
+    T.r64(2); b.set(T.x1);
+    if (signed) b.get(T.x1).get(T.ld).i64(63).op(Op.i64ShrS).op(Op.i64Ne).brIf(hard);
+    else b.get(T.x1).op(Op.i64Eqz).op(Op.i32Eqz).brIf(hard);
+    b.get(T.ld).set(T.t);
+  } else {
+    T.regVal(2, 4); b.i64(32).op(Op.i64Shl);
+    T.regVal(0, 4); b.op(Op.i64Or).set(T.t);
+    // DIV: the quotient fits iff EDX < the divisor
+    if (!signed) b.get(T.t).i64(32).op(Op.i64ShrU).get(T.ls).op(Op.i64GeU).brIf(hard);
+  }
+  if (signed) {
+    // -2^63 / -1 traps in wasm (and its quotient never fits)
+    b.get(T.t).i64(-(2n ** 63n)).op(Op.i64Eq).get(T.ls).i64(-1).op(Op.i64Eq).op(Op.i32And).brIf(hard);
+  }
+  b.get(T.t).get(T.ls).op(signed ? 0x7f /* i64.div_s */ : 0x80 /* i64.div_u */).set(T.lr);
+  b.get(T.t).get(T.ls).op(signed ? 0x81 /* i64.rem_s */ : 0x82 /* i64.rem_u */).set(T.x2);
+  if (!w && signed) b.get(T.lr).get(T.lr).op(Op.i32WrapI64).op(Op.i64ExtendI32s).op(Op.i64Ne).brIf(hard);
+  wr(0, T.lr); wr(2, T.x2);
+  b.get(T.fl).i32(~0xd4).op(Op.i32And).i32(0x10).op(Op.i32Or);
+  T.explicit(size);
+  b.br(done);
+  b.close();
+  T.flush(); T.pos(); b.call(F_RP);
+  b.open(Op.if); T.xk(X_HELPER); b.i32(i + 1).set(T.xc).br(T.out); b.close();
+  b.close();
+  T.known = false; T.fdirty = false; // (either path left the state area's record right: EXPLICIT stored through, or the CPU's after the replay)
+  // (both paths left rAX and rDX in the state area: written through inside the branch, or by the replay)
+  T.rs[0] = 0; T.rs[2] = 0;
+}
+
+function emitPushM(T: Translator, e: BlockEntry, i: number, next: number): void {
+  const b = T.b;
+  // PUSH memory64 (FF /6): the read (at the address before RSP moves), then the push
+  memOp(T, e, next); T.load(8);
+  b.get(T.v).set(T.w);
+  T.r64(4); b.i64(8).op(Op.i64Sub).set(T.a);
+  T.store(8);
+  T.set64(4, T.a);
+}
+
+function emitMovsxR8(T: Translator, e: BlockEntry, i: number, next: number): void {
+  const b = T.b, f = e.form;
+  // MOVSX (0F BE/BF) into e.a of e.op bytes (4: zero-extended to 64 bits), as ../fast-forms.ts movsxTo
+  if (f === Form.MovsxM) { memOp(T, e, next); T.load(e.size); b.get(T.v).op(Op.i32WrapI64); }
+  else { T.r32(e.b); if (f === Form.MovsxR8 && e.imm) b.i32(e.imm).op(Op.i32ShrU); }
+  b.op(f === Form.MovsxR16 || (f === Form.MovsxM && e.size === 2) ? Op.i32Extend16s : Op.i32Extend8s).set(T.c32);
+  if (e.op === 8) { b.get(T.c32).op(Op.i64ExtendI32s).set(T.t); T.set64(e.a, T.t); }
+  else T.set32(e.a, () => b.get(T.c32));
+}
+
+function emitNotNegR(T: Translator, e: BlockEntry, i: number, next: number): void {
+  const b = T.b;
+  // NOT (no flags) / NEG (record Sub 0 - v), F7 /2 /3
+  // (NOT computes in `w`: the flag locals may hold the record of an earlier producer of this block)
+  const r = e.b, size = e.size;
+  if (e.op === 0) {
+    T.regVal(r, size); b.i64(-1).op(Op.i64Xor);
+    if (size === 4) b.i64(0xffffffffn).op(Op.i64And);
+    b.set(T.w);
+    if (size === 8) T.set64(r, T.w); else T.set32(r, () => b.get(T.w).op(Op.i32WrapI64));
+    return;
+  }
+  T.regVal(r, size); b.set(T.ls);
+  b.i64(0).get(T.ls).op(Op.i64Sub);
+  if (size === 4) b.i64(0xffffffffn).op(Op.i64And);
+  b.set(T.lr);
+  T.writeLr(r, size);
+  b.i64(0).set(T.ld); T.produced(L_SUB, size);
+}
+
+function emitNotNegM(T: Translator, e: BlockEntry, i: number, next: number): void {
+  const b = T.b;
+  // NOT/NEG of memory (F7 /2 /3; LOCK too) as ../fast-forms.ts notNegM: the read, the write, then (NEG) the
+  // record Sub 0 - v (NOT changes no flag: it computes in `w`, leaving the flag locals alone)
+  const size = e.size;
+  memOp(T, e, next); T.load(size);
+  if (e.op === 0) b.get(T.v).i64(-1).op(Op.i64Xor);
+  else b.i64(0).get(T.v).op(Op.i64Sub);
+  if (size === 4) b.i64(0xffffffffn).op(Op.i64And);
+  b.set(T.w);
+  T.store(size);
+  if (e.op === 1) { b.i64(0).set(T.ld); b.get(T.v).set(T.ls); b.get(T.w).set(T.lr); T.produced(L_SUB, size); }
+}
+
+function emitCallInd(T: Translator, e: BlockEntry, i: number, next: number): void {
+  const b = T.b, f = e.form;
+  // Indirect near CALL/JMP (FF /2 /4, always a block's last): the target (register, or 8 bytes of memory),
+  // #GP(0) unless canonical, then for CALL the push of the return address; RIP leaves through S_RIP.
+  if (e.base === -3) { T.r64(e.b); b.set(T.v); } else { memOp(T, e, next); T.load(8); }
+  T.checkCanonicalI64(T.v);
+  if (f === Form.CallInd) {
+    T.insMem = true;
+    b.get(T.r0i).i64(next).op(Op.i64Add).set(T.w);
+    T.r64(4); b.i64(8).op(Op.i64Sub).set(T.a);
+    T.store(8);
+    T.set64(4, T.a);
+    T.rasPush(next, T.w);
+  }
+  b.get(T.st).get(T.v).op(Op.f64ConvertI64s).mem(Op.f64Store, 3, L.S_RIP);
+  T.xk(X_IND); b.i32(i + 1).set(T.xc); T.leave();
+}
+
+function emitJcc(T: Translator, e: BlockEntry, i: number, next: number): void {
+  const b = T.b, f = e.form, N = T.block.entries.length;
+  const target = next + e.disp;
+  if (f === Form.Jcc) { T.cond(e.a); b.open(Op.if); }
+  T.checkTarget(target);
+  if (T.selfLoop && i === N - 1) {
+    b.get(T.n).i32(N).op(Op.i32Add).tee(T.n).i32(N).op(Op.i32Add).tee(T.c32).get(T.left).op(Op.i32LeS);
+    b.get(T.c32).i32(LOOP_LIMIT).op(Op.i32LeS).op(Op.i32And);
+    T.backEdge();
+    b.brIf(T.top);
+    T.exitConst(0, 0, X_LOOP);
+  } else T.exitStatic(i + 1, target);
+  // (a Jcc before the block's end, recorded falling through (SoftCpu.fellThrough), is a side exit: not taken, go on)
+  if (f === Form.Jcc) { b.close(); if (i === N - 1) T.exitStatic(i + 1, next); }
+}
+
+/** Forms without an emitter of their own: SSE (./sse.ts), MOVS/STOS, or replayed. */
+function emitOther(T: Translator, e: BlockEntry, i: number, next: number): void {
+    // SSE forms (./sse.ts): 0 = no wasm code there, 2 = emitted with a memory-library access
+    // (./sse.ts reads registers from the state area and may replay: the cache is written back and forgotten)
+    T.flush(); T.noCache = true;
+    const k = emitSse(T, e, i, next);
+    T.noCache = false; T.forget();
+    if (k === 0) {
+      // MOVS/STOS (REP too): they end their block and leave through their own exit (e.len is 0 there)
+      if (T.stringOp(e, i)) { T.insMem = true; T.insReplayed = true; } else replay(T, i);
+    } else if (k === 2) T.insMem = true;
 }
 
 /** Bodies of the memory functions by ramSize and function (bit of TBody.memUsed): they are the same in every module. */
