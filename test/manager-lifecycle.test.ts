@@ -156,3 +156,28 @@ test('a writable disk is used by one running VM at a time; shutdown destroys aft
   assert.equal((await vm('d1')).state, 'shut off');
   assert.ok(!processAlive(pid));
 });
+
+test('autostart: the daemon starts a VM defined with autostart when it starts, and leaves one that runs already alone', async () => {
+  assert.equal((await api({ socket: socket() }, 'POST', '/vms', { name: 'auto', kernel: idleKernel, memory: 64, autostart: true })).status, 201);
+  assert.equal((await api({ socket: socket() }, 'POST', '/vms', { name: 'manual', kernel: idleKernel, memory: 64 })).status, 201);
+  assert.equal((await vm('auto')).state, 'shut off', 'defining it does not start it');
+  await fx.daemon.stop('SIGTERM');
+  fx.daemon = await Daemon.start(stateDir);
+  await waitFor('auto started by the daemon', async () => (await vm('auto')).state === 'running', 30_000);
+  assert.equal((await vm('manual')).state, 'shut off', 'a VM without autostart stays shut off');
+  const first = await vm('auto');
+  const console = await guestConsole(first.consoleSocket);
+  await waitFor('the guest\'s line', () => console.output().includes('ringzero test guest: idle\n'), 60_000);
+  console.socket.destroy();
+
+  // The next daemon finds it running: re-attached, not started a second time.
+  await fx.daemon.stop('SIGTERM');
+  fx.daemon = await Daemon.start(stateDir);
+  const again = await vm('auto');
+  assert.equal(again.state, 'running');
+  assert.equal(again.pid, first.pid, 'the same VMM');
+  assert.doesNotMatch(fx.daemon.stderr, /autostart of 'auto'/);
+  assert.equal((await api({ socket: socket() }, 'POST', '/vms/auto/destroy')).status, 200);
+  assert.ok(!processAlive(first.pid));
+  for (const name of ['auto', 'manual']) assert.equal((await api({ socket: socket() }, 'DELETE', `/vms/${name}`)).status, 204);
+});
