@@ -73,6 +73,14 @@ test('GET /vms/:name/stats: the VMM process from /proc and the machine\'s counte
   const second = (await get('/vms/busy/stats')).body;
   assert.ok(second.counters.instructions > s.counters.instructions, 'counters grow while the guest runs');
   assert.ok(second.counters.exits.pio > s.counters.exits.pio);
+  // Per second since the previous sample, by reason: the polling guest traps on port I/O, never on MMIO or HLT.
+  assert.equal(s.rates, null, 'no rates from a first sample');
+  assert.ok(second.rates.seconds > 0.2, `interval ${second.rates.seconds}`);
+  const expected = (second.counters.exits.pio - s.counters.exits.pio) / second.rates.seconds;
+  assert.ok(Math.abs(second.rates.exits.pio - expected) <= 0.2 * expected, `pio/s ${second.rates.exits.pio} vs ${expected}`);
+  assert.ok(second.rates.exits.pio > 0 && second.rates.instructions > 0);
+  assert.equal(second.rates.exits.mmio, 0);
+  assert.equal(second.rates.halts, 0);
 
   const idle = (await get('/vms/idle/stats')).body;
   assert.equal(idle.counters.haltedVcpus, 1, 'the idle guest is halted');
@@ -127,14 +135,16 @@ test('ringzero top --once: the host line and one row per VM', async () => {
   assert.match(lines[1], /^Host: \d+ CPUs, [\d.]+% busy/);
   const header = lines.findIndex((l) => l.startsWith('NAME'));
   assert.ok(header > 0, r.stdout);
-  assert.match(lines[header], /STATE\s+VCPUS\s+CPU%\s+RSS\s+MIPS\s+EXITS\/S/);
+  assert.match(lines[header], /STATE\s+VCPUS\s+CPU%\s+RSS\s+MIPS\s+PIO\/S\s+MMIO\/S\s+DISK R\/S\s+DISK W\/S\s+NET RX\/S\s+NET TX\/S\s+HALTS\/S$/);
   const rows = lines.slice(header + 1).map((l) => l.split(/\s{2,}/));
   assert.deepEqual(rows.map((row) => row[0]), ['busy', 'idle', 'off']);
   const busy = rows[0];
   assert.equal(busy[1], 'running');
   assert.ok(Number(busy[3]) > 0, `busy CPU% ${busy[3]}`);
   assert.ok(Number(busy[5]) > 0, `busy MIPS ${busy[5]}`);
-  assert.ok(Number(busy[6]) > 0, `busy exits/s ${busy[6]}`);
+  assert.ok(Number(busy[6]) > 0, `busy port I/O exits/s ${busy[6]}`);
+  assert.equal(busy[7], '0', 'the polling guest makes no MMIO exits');
+  assert.equal(busy[12], '0', 'nor halts');
   assert.equal(rows[2][1], 'shut off');
   assert.equal(rows[2][3], '-');
 

@@ -58,6 +58,15 @@ const vmStatsSchema = {
         halts: { ...counter, description: 'times every vCPU was halted and the VM slept (soft engine: HLT exits)' },
       },
     },
+    rates: {
+      type: 'object', nullable: true, description: 'the counters per second since the daemon\'s previous sample of this VMM (null for the first): traps (VM exits on KVM) by reason, instructions, bytes',
+      properties: {
+        seconds: { ...counter, description: 'the interval' }, instructions: counter, halts: counter,
+        exits: { type: 'object', properties: { pio: counter, mmio: counter } },
+        disk: { type: 'object', properties: { readBytes: counter, writeBytes: counter } },
+        net: { type: 'object', properties: { rxBytes: counter, txBytes: counter } },
+      },
+    },
   },
 };
 

@@ -304,7 +304,7 @@ export function registerDaemonCommands(cli: Command): void {
       for (const line of table(rows)) out(line);
     });
 
-  cli.command('top').description('live statistics of the host and each VM: CPU %, RSS, MIPS, exits/s, disk and network bytes/s')
+  cli.command('top').description('live statistics of the host and each VM: CPU %, RSS, MIPS, exits/s by reason (port I/O, MMIO, halts), disk and network bytes/s')
     .option('--once', 'print one table (rates over one interval) and exit')
     .option('--interval <seconds>', 'seconds between samples (default 2; 1 with --once)')
     .option(socketFlag, socketHelp)

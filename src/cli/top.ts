@@ -1,5 +1,5 @@
-// `ringzero top`: a live table of the host and its VMs, as virt-top shows libvirt's. Rates (CPU %, MIPS, exits/s,
-// disk and network bytes/s) come from two samples of the daemon's cumulative statistics (GET /host/stats,
+// `ringzero top`: a live table of the host and its VMs, as virt-top shows libvirt's. Rates (CPU %, MIPS, exits/s by
+// reason, disk and network bytes/s) come from two samples of the daemon's cumulative statistics (GET /host/stats,
 // GET /vms/:name/stats) taken `interval` seconds apart; `--once` prints one table and exits.
 
 import type { ApiClient } from '../api/client.ts';
@@ -42,7 +42,7 @@ export function renderTop(before: Sample, after: Sample): string[] {
     `VMs: ${h.vms.defined} defined, ${h.vms.running} running`,
     '',
   ];
-  const rows = [['NAME', 'STATE', 'VCPUS', 'CPU%', 'RSS', 'MIPS', 'EXITS/S', 'DISK R/S', 'DISK W/S', 'NET RX/S', 'NET TX/S', 'HALTS/S']];
+  const rows = [['NAME', 'STATE', 'VCPUS', 'CPU%', 'RSS', 'MIPS', 'PIO/S', 'MMIO/S', 'DISK R/S', 'DISK W/S', 'NET RX/S', 'NET TX/S', 'HALTS/S']];
   for (const vm of [...after.vms.values()].sort((a, b) => a.name.localeCompare(b.name))) {
     const old = before.vms.get(vm.name);
     const same = old !== undefined && old.pid === vm.pid;
@@ -57,7 +57,9 @@ export function renderTop(before: Sample, after: Sample): string[] {
       p ? rate((s) => s.process?.cpuSeconds, (x) => (100 * x).toFixed(1)) : '-',
       p ? bytes(p.residentBytes) : '-',
       rate((s) => s.counters?.instructions, (x) => (x / 1e6).toFixed(1)),
-      rate((s) => (s.counters ? s.counters.exits.pio + s.counters.exits.mmio : undefined), (x) => x.toFixed(0)),
+      // Traps (VM exits on KVM) by reason: port I/O, MMIO; halts are the last column.
+      rate((s) => s.counters?.exits.pio, (x) => x.toFixed(0)),
+      rate((s) => s.counters?.exits.mmio, (x) => x.toFixed(0)),
       rate((s) => s.counters?.disk.readBytes, bytes),
       rate((s) => s.counters?.disk.writeBytes, bytes),
       rate((s) => s.counters?.net.rxBytes, bytes),

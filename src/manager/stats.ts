@@ -41,6 +41,33 @@ export interface VmStats {
   sampledAt: number;
   process: ProcessStats | null;
   counters: VmCountersSample | null;
+  /**
+   * The counters per second since this collector's previous sample of the same VMM (null for its first, or without
+   * counters): guest instructions, traps (VM exits on KVM) by reason (port I/O, MMIO, halts), disk and network bytes.
+   */
+  rates: VmRates | null;
+}
+
+export interface VmRates {
+  seconds: number;
+  instructions: number;
+  exits: { pio: number; mmio: number };
+  halts: number;
+  disk: { readBytes: number; writeBytes: number };
+  net: { rxBytes: number; txBytes: number };
+}
+
+/** `after` minus `before` per second (a counter that went back, a VMM restarted in place, counts from 0). */
+function ratesBetween(before: VmCountersSample, after: VmCountersSample, seconds: number): VmRates {
+  const per = (a: number, b: number) => round(Math.max(0, a - b) / seconds);
+  return {
+    seconds: round(seconds),
+    instructions: per(after.instructions, before.instructions),
+    exits: { pio: per(after.exits.pio, before.exits.pio), mmio: per(after.exits.mmio, before.exits.mmio) },
+    halts: per(after.halts, before.halts),
+    disk: { readBytes: per(after.disk.readBytes, before.disk.readBytes), writeBytes: per(after.disk.writeBytes, before.disk.writeBytes) },
+    net: { rxBytes: per(after.net.rxBytes, before.net.rxBytes), txBytes: per(after.net.txBytes, before.net.txBytes) },
+  };
 }
 
 export interface HostStats {
@@ -134,6 +161,8 @@ const ACTIVE = new Set(['starting', 'running', 'paused', 'shutting down']);
 export class StatsCollector {
   /** The previous CPU sample per pid (for the CPU percentage between two requests). */
   private readonly lastProcess = new Map<number, { cpuSeconds: number; at: number }>();
+  /** The previous counters per pid (for the rates between two requests). */
+  private readonly lastCounters = new Map<number, { counters: VmCountersSample; at: number }>();
   private lastHost: { busy: number; total: number } | undefined;
 
   constructor(private readonly manager: VmManager) {}
@@ -144,7 +173,12 @@ export class StatsCollector {
   }
 
   async allVms(): Promise<VmStats[]> {
-    return Promise.all(this.manager.list().map((view) => this.sample(view)));
+    const all = await Promise.all(this.manager.list().map((view) => this.sample(view)));
+    // The previous samples of VMMs that are gone (a restarted VM has a new pid) are dropped here, where all are seen.
+    const live = new Set(all.map((v) => v.pid));
+    for (const pid of this.lastCounters.keys()) if (!live.has(pid)) this.lastCounters.delete(pid);
+    for (const pid of this.lastProcess.keys()) if (!live.has(pid)) this.lastProcess.delete(pid);
+    return all;
   }
 
   host(): HostStats {
@@ -172,7 +206,7 @@ export class StatsCollector {
     const d = view.definition;
     const base: VmStats = {
       name: view.name, state: view.state, vcpus: d.cpus, memoryBytes: d.memory * 2 ** 20, pid: view.pid ?? null,
-      sampledAt: Date.now(), process: null, counters: null,
+      sampledAt: Date.now(), process: null, counters: null, rates: null,
     };
     if (!ACTIVE.has(view.state) || view.pid === undefined) return base;
     const pid = view.pid;
@@ -194,6 +228,12 @@ export class StatsCollector {
       base.counters = parseCounters(await controlRequest(this.manager.state.controlSocket(view.name), { cmd: 'stats' }, COUNTERS_TIMEOUT_MS));
     } catch {
       base.counters = null; // not answering (busy, starting, an older VMM): the process figures still stand
+    }
+    if (base.counters) {
+      const at = Date.now();
+      const previous = this.lastCounters.get(pid);
+      if (previous && at > previous.at) base.rates = ratesBetween(previous.counters, base.counters, (at - previous.at) / 1000);
+      this.lastCounters.set(pid, { counters: base.counters, at });
     }
     return base;
   }
