@@ -1161,3 +1161,23 @@ test('ROL/ROR whose flags a later ALU form overwrites compute none; their flags 
     assert.ok(results[1].m.cpu.jitInstructions > 0, `${asm}: translated`);
   }
 });
+
+test('SERIALIZE is a form that does not end its block: a loop around it is one translated block; F3 SERIALIZE is #UD', () => {
+  // xor eax,eax / mov ecx,100 / 1: serialize / add eax,2 / dec ecx / jnz 1b / hlt
+  // (Linux's sync_core runs SERIALIZE after each text_poke_early: ~100k times per boot, each a return to JavaScript
+  // while it ended its block alone, which had nothing to translate)
+  const code = hexBytes('31 c0 b9 64 00 00 00 0f 01 e8 83 c0 02 ff c9 75 f6 f4');
+  const m = agree(code, () => {}, 100);
+  assert.equal(m.cpu.rlo[0], 200);
+  const loop = m.cpu.codeCache.table.find((b) => b !== null && b !== undefined && b.pa === CODE + 7);
+  assert.ok(loop !== undefined, 'the loop block was recorded');
+  assert.deepEqual(loop.entries.map((e) => e.form), [Form.Nop, Form.AluRI, Form.IncDec, Form.Jcc], 'SERIALIZE, then the rest of the loop in the same block');
+  assert.ok(loop.wasm !== null, 'translated');
+  // the JavaScript fast forms agree too
+  fastFormsAgree(code, () => {});
+  // F3 0F 01 E8 (and F2) are #UD, interpreted or replayed
+  for (const mode of ['interpreter', 'wasm'] as Mode[]) {
+    const u = machine(mode);
+    for (let k = 0; k < 3; k++) assert.equal(runToEnd(u, hexBytes('31 c0 f3 0f 01 e8 f4'), k === 0), C.EXC_UD, mode);
+  }
+});

@@ -630,10 +630,12 @@ export class SoftCpu {
   /** Straddling instructions interpreted because their next page's mapping or generation changed (straddleGuard). */
   straddleMisses = 0;
 
-  /** Whether the instruction just executed ends a block (TERMINATOR; FF ends one only as CALL/JMP). */
+  /** Whether the instruction just executed ends a block (TERMINATOR; FF ends one only as CALL/JMP, 0F 01 all but SERIALIZE). */
   private endsBlock(): boolean {
     const t = TERMINATOR[this.opcode];
     if (t !== 2) return t !== 0;
+    // (0F 01: all but SERIALIZE, which changes no state here: Linux's sync_core runs it after each text_poke_early)
+    if (this.opcode === 0x101) return this.modrm !== 0xe8 || this.rep !== 0;
     const r = (this.modrm >> 3) & 7;
     return r >= 2 && r <= 5;
   }

@@ -1335,6 +1335,11 @@ export function compileFast(c: SoftCpu, e: BlockEntry, pa: number, len: number, 
     e.a = regField; f = op === 0x89 ? movStore16 : movLoad16;
   } else if (op === 0x101 && ram[p] === 0xf8) {
     p += 1; f = swapgs;
+  } else if (op === 0x101 && ram[p] === 0xe8) {
+    // SERIALIZE (0F 01 E8; F2/F3 and LOCK are #UD: no form above/below): nothing to do on this in-order CPU, whose
+    // stores into code are seen by the next instruction (./system/tables-ops.ts). It does not end its block either
+    // (code-cache.ts TERMINATOR): Linux's text_poke_early runs it ~100k times per boot (sync_core).
+    p += 1; f = nop;
   } else if (op === 0xc9 && size !== 2) {
     f = leave;
   } else if (op === 0xfa || op === 0xfb) {
