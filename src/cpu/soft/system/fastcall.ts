@@ -2,7 +2,7 @@
 // vol. 4 table 2-2). They load flat CS/SS without reading the GDT: the selectors come from the MSRs and the hidden
 // parts are fixed by the architecture.
 
-import type { SoftCpu } from '../cpu.ts';
+import type { SoftCpu, MsrMap } from '../cpu.ts';
 import * as C from '../constants.ts';
 import { def0f } from '../tables.ts';
 import { flatCodeAttr, flatDataAttr, isCanonical } from './descriptors.ts';
@@ -34,33 +34,41 @@ function msrLow32(cpu: SoftCpu, index: number): number {
 /**
  * The SYSCALL MSRs (STAR, LSTAR, CSTAR, SFMASK) as numbers, decoded once per value. SYSCALL/SYSRET run twice per
  * Linux system call, and decoding the stored bigints each time (asIntN, shifts, Number) was ~5% of the VMM's time
- * on a loop of one-byte reads and writes. The record remembers the bigints it was decoded from and is checked
- * against cpu.msrs at each use (a WRMSR, a snapshot restore or a test may change the map any time): four Map
- * lookups and compares of small bigints instead of the conversions.
+ * on a loop of one-byte reads and writes. The record is checked against cpu.msrs at each use (a WRMSR, a snapshot
+ * restore or a test may change the map any time) by the map's change count (cpu.ts MsrMap: any set, delete or
+ * clear), and the last CPU's record is kept apart from the WeakMap: a lookup per MSR and the WeakMap's were ~1.7%
+ * of that loop.
  */
 interface SyscallMsrs {
-  msrs: Map<number, bigint>;
-  star: bigint | undefined; lstar: bigint | undefined; cstar: bigint | undefined; sfmask: bigint | undefined;
+  msrs: MsrMap;
+  ver: number;
   /** STAR[47:32] (SYSCALL CS; SS = +8) and STAR[63:48] (SYSRET base) */
   callCs: number; retBase: number;
   lstarNum: number; cstarNum: number; mask: number;
 }
 const syscallCache = new WeakMap<SoftCpu, SyscallMsrs>();
+let lastCpu: SoftCpu | null = null;
+let lastMsrs: SyscallMsrs | null = null;
 
 function syscallMsrs(cpu: SoftCpu): SyscallMsrs {
   const m = cpu.msrs;
-  const r = syscallCache.get(cpu);
-  if (r !== undefined && r.msrs === m && m.get(MSR_STAR) === r.star && m.get(MSR_LSTAR) === r.lstar
-    && m.get(MSR_CSTAR) === r.cstar && m.get(MSR_SFMASK) === r.sfmask) return r;
-  const starHi = Number((msrValue(cpu, MSR_STAR) >> 32n) & 0xffffffffn);
-  const n: SyscallMsrs = {
-    msrs: m, star: m.get(MSR_STAR), lstar: m.get(MSR_LSTAR), cstar: m.get(MSR_CSTAR), sfmask: m.get(MSR_SFMASK),
-    callCs: starHi & 0xffff, retBase: (starHi >>> 16) & 0xffff,
-    lstarNum: msrAddress(cpu, MSR_LSTAR), cstarNum: msrAddress(cpu, MSR_CSTAR), mask: msrLow32(cpu, MSR_SFMASK),
-  };
-  syscallCache.set(cpu, n);
-  return n;
+  let r = lastCpu === cpu ? lastMsrs : syscallCache.get(cpu);
+  if (r === undefined || r === null || r.msrs !== m || r.ver !== m.ver) {
+    const starHi = Number((msrValue(cpu, MSR_STAR) >> 32n) & 0xffffffffn);
+    r = {
+      msrs: m, ver: m.ver,
+      callCs: starHi & 0xffff, retBase: (starHi >>> 16) & 0xffff,
+      lstarNum: msrAddress(cpu, MSR_LSTAR), cstarNum: msrAddress(cpu, MSR_CSTAR), mask: msrLow32(cpu, MSR_SFMASK),
+    };
+    syscallCache.set(cpu, r);
+  }
+  lastCpu = cpu; lastMsrs = r;
+  return r;
 }
+
+/** CS attributes of the flat 64-bit code segments SYSCALL (CPL 0) and SYSRET (CPL 3) load. */
+const CODE64_CPL0 = flatCodeAttr(0, true), CODE64_CPL3 = flatCodeAttr(3, true);
+const DATA_CPL0 = flatDataAttr(0), DATA_CPL3 = flatDataAttr(3);
 
 // 0F 05: syscall. Intel raises #UD outside 64-bit mode; compatibility-mode SYSCALL (an AMD feature) is taken
 // to CSTAR so a 32-bit caller of a kernel that programs it still works.
@@ -74,8 +82,10 @@ def0f(0x05, (cpu) => {
   cpu.setReg(4, 11, flags & ~C.RF); // R11 = RFLAGS (RF cleared)
   cpu.setFlagsValue(flags & ~m.mask & ~C.RF);
   const csSel = m.callCs;
-  cpu.loadSegmentRaw(C.SS, (csSel + 8) & 0xfffc, 0, 0xffffffff, flatDataAttr(0));
-  cpu.loadSegmentRaw(C.CS, csSel & 0xfffc, 0, 0xffffffff, flatCodeAttr(0, true));
+  cpu.loadSegmentRaw(C.SS, (csSel + 8) & 0xfffc, 0, 0xffffffff, DATA_CPL0);
+  // (from 64-bit code the mode stays 64-bit: only CPL changes, SoftCpu.loadCs64)
+  if (cpu.mode64) cpu.loadCs64(csSel & 0xfffc, CODE64_CPL0);
+  else cpu.loadSegmentRaw(C.CS, csSel & 0xfffc, 0, 0xffffffff, CODE64_CPL0);
   cpu.rip = target;
 });
 
@@ -90,8 +100,10 @@ def0f(0x07, (cpu) => {
   if (!isCanonical(rip)) cpu.gp(0);
   const wasPending = cpu.eventPending;
   cpu.setFlagsValue((cpu.rlo[11] & 0x3c7fd7) | C.FLAGS_FIXED);
-  cpu.loadSegmentRaw(C.SS, ((base + 8) & 0xffff) | 3, 0, 0xffffffff, flatDataAttr(3));
-  cpu.loadSegmentRaw(C.CS, ((to64 ? base + 16 : base) & 0xfffc) | 3, 0, 0xffffffff, flatCodeAttr(3, to64));
+  cpu.loadSegmentRaw(C.SS, ((base + 8) & 0xffff) | 3, 0, 0xffffffff, DATA_CPL3);
+  // (SYSRET runs in 64-bit mode: back to 64-bit code only CPL changes, SoftCpu.loadCs64)
+  if (to64) cpu.loadCs64(((base + 16) & 0xfffc) | 3, CODE64_CPL3);
+  else cpu.loadSegmentRaw(C.CS, (base & 0xfffc) | 3, 0, 0xffffffff, flatCodeAttr(3, false));
   cpu.rip = rip;
   // (no event check when IF comes back with nothing to deliver: the translated chain goes on into user code)
   settleRestoredIf(cpu, wasPending);
