@@ -26,6 +26,7 @@ import { D, S } from './ops/sse-common.ts';
 import { rdtsc as execRdtsc } from './system/control.ts';
 import { rdtscp as execRdtscp, swapgs as execSwapgs } from './system/gs-tsc.ts';
 import { stiSetsIf } from './ops/interrupt-flag.ts';
+import { syscall as execSyscall, sysret as execSysret } from './system/fastcall.ts';
 
 const TWO32 = C.TWO32;
 const TWO47 = C.TWO47;
@@ -922,9 +923,13 @@ const rdtscp: FastHandler = (c) => execRdtscp(c);
 
 /**
  * The wasm translator's helper `sy` (./wasm/runtime.ts) for kinds >= 2: 2 RDTSC, 3 RDTSCP, 4 SWAPGS, 5 CLD, 6 STD (as
- * their closures; 0 returned), 8 + n: the selector of segment register n (MOV r/m, Sreg), which is JavaScript state.
+ * their closures; 0 returned), 8 + n: the selector of segment register n (MOV r/m, Sreg), which is JavaScript state;
+ * SY_SYSCALL, SY_SYSRETQ (the helper sets RIP to the next instruction's and moves the flag record first).
  */
+export const SY_SYSCALL = 16, SY_SYSRETQ = 17;
 export function execSy(c: SoftCpu, kind: number): number {
+  if (kind === SY_SYSCALL) { execSyscall(c); return 0; }
+  if (kind === SY_SYSRETQ) { execSysret(c, true); return 0; }
   if (kind >= 8) return c.segSel[kind - 8];
   if (kind === 5) { c.flags &= ~C.DF; return 0; } // CLD
   if (kind === 6) { c.flags |= C.DF; return 0; } // STD
@@ -973,6 +978,17 @@ const cmpxchg8M: FastHandler = (c, e) => {
   else { c.writeLin(lin, 1, d); wr8(c, 0, 0, d); }
   c.setLazy(L_SUB, 1, acc, d, r, 0, 0, 0);
 };
+
+// =====================================================================================================
+// Session 16 (issues 4/5, the kernel's system-call path): SYSCALL and SYSRETQ, each a replay per Linux system call
+// (RINGZERO_WASM_PROFILE: 2 of the ~2 replays per system call of bench/engines' syscall loop, 2 of ~5.5 per 4 KiB
+// random read of bench/io). Their state (CPL, CS/SS, RFLAGS' system bits, the MSRs) is JavaScript's: translated code
+// calls the helper `sy` (kinds SY_SYSCALL, SY_SYSRETQ), which runs these without the replay's decoder state.
+
+/** SYSCALL (0F 05) as ./system/fastcall.ts (its #UD checks, RCX/R11, RFLAGS masked by SFMASK, CS/SS from STAR). */
+const syscallF: FastHandler = (c) => execSyscall(c);
+/** SYSRETQ (REX.W 0F 07) as ./system/fastcall.ts (#UD, #GP(0) above CPL 0 or for a non-canonical RCX, RFLAGS from R11). */
+const sysretqF: FastHandler = (c) => execSysret(c, true);
 
 /**
  * Whether form `f` (as decoded into `e`) may carry LOCK: the read-modify-write memory forms the SDM lists under LOCK
@@ -1375,6 +1391,10 @@ export function compileFast(c: SoftCpu, e: BlockEntry, pa: number, len: number, 
   } else if (op === 0x1c7 && e.rexW && (ram[p] & 0x38) === 0x08 && (ram[p] >> 6) !== 3) {
     p = modrm(ram, p, e);
     f = cmpxchg16bM;
+  } else if (op === 0x105) {
+    f = syscallF;
+  } else if (op === 0x107 && e.rexW) {
+    f = sysretqF;
   }
   if (f === null) return 0;
   if (e.lock && !lockable(f, e)) return 0;
@@ -1496,6 +1516,9 @@ export const enum Form {
   ShiftDoubleCl,
   /** ROL/ROR/SHL/SAL/SHR/SAR (e.op 0, 1, 4..7) of 16-bit register e.b by a constant e.imm of 1..15 (66 C1 /n ib, 66 D1 /n). */
   Shift16Imm,
+  // ---- session 16
+  /** SYSCALL (0F 05) / SYSRETQ (REX.W 0F 07): ./system/fastcall.ts; always a block's last instruction (they change RIP). */
+  Syscall, Sysret,
 }
 
 const FORM_OF = new Map<FastHandler, Form>([
@@ -1524,4 +1547,5 @@ const FORM_OF = new Map<FastHandler, Form>([
   [movSregM, Form.MovSregM], [cmpxchg16bM, Form.Cmpxchg16bM], [shift8RegImm, Form.Shift8Imm],
   [shiftDoubleRCl, Form.ShiftDoubleCl], [shift16RegImm, Form.Shift16Imm],
   [cld, Form.Cld], [std, Form.Std],
+  [syscallF, Form.Syscall], [sysretqF, Form.Sysret],
 ]);

@@ -72,7 +72,8 @@ const DATA_CPL0 = flatDataAttr(0), DATA_CPL3 = flatDataAttr(3);
 
 // 0F 05: syscall. Intel raises #UD outside 64-bit mode; compatibility-mode SYSCALL (an AMD feature) is taken
 // to CSTAR so a 32-bit caller of a kernel that programs it still works.
-def0f(0x05, (cpu) => {
+/** SYSCALL (0F 05); also the block cache's form and the wasm helper `sy`'s (../fast-forms.ts execSy). */
+export function syscall(cpu: SoftCpu): void {
   if (!(cpu.efer & C.EFER_SCE) || !(cpu.efer & C.EFER_LMA)) cpu.ud();
   const m = syscallMsrs(cpu);
   const target = cpu.mode64 ? m.lstarNum : m.cstarNum;
@@ -87,14 +88,15 @@ def0f(0x05, (cpu) => {
   if (cpu.mode64) cpu.loadCs64(csSel & 0xfffc, CODE64_CPL0);
   else cpu.loadSegmentRaw(C.CS, csSel & 0xfffc, 0, 0xffffffff, CODE64_CPL0);
   cpu.rip = target;
-});
+}
+def0f(0x05, syscall);
 
 // 0F 07: sysret (REX.W: to 64-bit code at RCX; else to compatibility mode at ECX). RFLAGS from R11.
-def0f(0x07, (cpu) => {
+/** SYSRET (0F 07; `to64`: REX.W, SYSRETQ); also the block cache's form and the wasm helper `sy`'s for SYSRETQ. */
+export function sysret(cpu: SoftCpu, to64: boolean): void {
   if (!(cpu.efer & C.EFER_SCE) || !cpu.mode64) cpu.ud();
   if (cpu.cpl !== 0) cpu.gp(0);
   const base = syscallMsrs(cpu).retBase;
-  const to64 = cpu.opsize === 8;
   const rip = to64 ? cpu.getReg64Num(1) : cpu.rlo[1] >>> 0;
   // Intel checks RCX before changing anything (the #GP is taken at CPL 0).
   if (!isCanonical(rip)) cpu.gp(0);
@@ -107,7 +109,8 @@ def0f(0x07, (cpu) => {
   cpu.rip = rip;
   // (no event check when IF comes back with nothing to deliver: the translated chain goes on into user code)
   settleRestoredIf(cpu, wasPending);
-});
+}
+def0f(0x07, (cpu) => sysret(cpu, cpu.opsize === 8));
 
 // 0F 34: sysenter (to ring 0 at SYSENTER_CS:SYSENTER_EIP with SYSENTER_ESP; 64-bit code when IA-32e is active)
 def0f(0x34, (cpu) => {

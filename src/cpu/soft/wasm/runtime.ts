@@ -11,7 +11,7 @@ import { WASM_RAM_OFFSET } from '../../../memory/guest-memory.ts';
 import { Body, ModuleBuilder, Op, I32, I64, F64 } from './emit.ts';
 import * as layout from './layout.ts';
 import { emitTlbSlot, memFnBody, LD_PARAMS, ST_PARAMS } from './tlb-probe.ts';
-import { execSy } from '../fast-forms.ts';
+import { execSy, SY_SYSCALL } from '../fast-forms.ts';
 import { stiSetsIf } from '../ops/interrupt-flag.ts';
 import { translateBody, translateRegion, groupRegions, buildModule, buildFlaglib, type WasmCode, EXIT_STATS, X_NAMES, EXPLICIT, SYNCED, ARITH, RF, VM, IF, K_SHIFT } from './translate.ts';
 /** The layout constants as a plain object (under tsx a namespace import reads each one through a getter call). */
@@ -295,6 +295,7 @@ export class WasmEngine {
           this.curPos = pos;
           this.stats.conds++;
           const c = this.cur!;
+          if (kind >= SY_SYSCALL) return this.sysCall(kind, pos);
           // kinds >= 2 (RDTSC, RDTSCP, SWAPGS, a segment selector): ../fast-forms.ts execSy (h-forms)
           if (kind >= 2) {
             const r = execSy(c, kind);
@@ -345,7 +346,8 @@ export class WasmEngine {
       (TIER_STATS ? '; JS tier runs/instructions: ' + ['warming', 'queued', 'in flight', 'never', 'too long'].map((n, i) => `${n} ${this.tierRuns[i]}/${this.tierInstr[i]}`).join(', ') +
         `; async install latency ${(this.latency.ms / Math.max(1, this.latency.n)).toFixed(1)} ms, ${(this.latency.instr / Math.max(1, this.latency.n) / 1e3).toFixed(0)}k instructions (mean of ${this.latency.n})` : '') +
       (EXIT_STATS ? '; exits by kind (entered direct/looked up, left at limit/TLB miss/no entry): ' + this.exitStats() : '') +
-      (PROFILE ? '; replayed opcodes: ' + [...replayed].sort((a, b) => b[1] - a[1]).slice(0, 16).map(([o, n]) => `${o.toString(16)}:${n}`).join(' ') : '');
+      (PROFILE ? '; replayed opcodes: ' + [...replayed].sort((a, b) => b[1] - a[1]).slice(0, 16).map(([o, n]) => `${o.toString(16)}:${n}`).join(' ') +
+        '; replayed by RIP (rip/opcode:count): ' + [...replayedAt].sort((a, b) => b[1] - a[1]).slice(0, 40).map(([k, n]) => { const [r, o] = k.split(':'); return `${BigInt.asUintN(64, BigInt(r)).toString(16)}/${(+o).toString(16)}:${n}`; }).join(' ') : '');
   }
 
   /** RINGZERO_WASM_EXIT_STATS=1: the dispatcher's counts per exit kind, summed over the vCPUs' state areas. */
@@ -391,8 +393,8 @@ export class WasmEngine {
     const b = this.current(st, pos);
     const n = this.i32[(st + L.S_NBASE) >> 2] + ((pos >> 5) & 0x7ff), ix = pos & 31;
     const e = b.entries[ix];
-    if (PROFILE) replayed.set(e.opcode, (replayed.get(e.opcode) ?? 0) + 1);
     const rip = this.curR0 + b.wasm!.offs[ix];
+    if (PROFILE) { replayed.set(e.opcode, (replayed.get(e.opcode) ?? 0) + 1); const k = rip + ':' + e.opcode; replayedAt.set(k, (replayedAt.get(k) ?? 0) + 1); }
     this.takeFlags(c);
     c.ripStart = rip;
     c.instructions = this.curI0 + n + ix + 1;
@@ -419,6 +421,33 @@ export class WasmEngine {
       return 1;
     }
     return ix === b.n - 1 || e.len === 0 || c.rip !== rip + e.len ? 1 : 0;
+  }
+
+  /**
+   * The helper `sy` for SYSCALL and SYSRETQ (kinds SY_SYSCALL, SY_SYSRETQ; translate.ts, a block's last instruction):
+   * what replay does for them without finding the entry and setting the decoder state. The block stored the next
+   * instruction's RIP in S_RIP; the flag record moves to the CPU and back around ../system/fastcall.ts's semantics
+   * (SYSCALL saves RFLAGS in R11, SYSRET loads it), then S_RIP gets the target. The call goes on in the new privilege
+   * (S_USER, return-address predictions dropped) as after a replay; a fault propagates to run with curPos set.
+   */
+  private sysCall(kind: number, pos: number): number {
+    this.curPos = pos;
+    this.stats.conds++;
+    const c = this.cur!, st = this.curSt, I = this.i32;
+    c.instructions = this.curI0 + I[(st + L.S_NBASE) >> 2] + ((pos >> 5) & 0x7ff) + (pos & 31) + 1;
+    c.rip = this.f64[(st + L.S_RIP) >> 3];
+    this.takeFlags(c);
+    const cpl = c.cpl;
+    execSy(c, kind);
+    this.giveFlags(c);
+    this.f64[(st + L.S_RIP) >> 3] = c.rip;
+    if (c.eventPending || c.stopRequested || c.halted || !c.mode64 || (c.cpl !== cpl && !PRIV_CHAIN)) {
+      I[(st + L.S_CHAIN) >> 2] = 0;
+    } else if (c.cpl !== cpl) {
+      I[(st + L.S_USER) >> 2] = c.cpl === 3 ? 1 : 0;
+      I[(st + L.S_RASP) >> 2] = 0;
+    }
+    return 1;
   }
 
   /**
@@ -767,6 +796,8 @@ const TIER_STATS = process.env.RINGZERO_TIER_STATS === '1';
 /** A replayed privilege change in 64-bit mode (SYSCALL, SYSRET) does not end the chain (WasmEngine.replay). */
 const PRIV_CHAIN = process.env.RINGZERO_WASM_PRIV_CHAIN !== '0';
 const replayed = new Map<number, number>();
+/** RINGZERO_WASM_PROFILE=1: replayed instructions by (RIP, opcode) (shown by --stats: the top sites). */
+const replayedAt = new Map<string, number>();
 /** RINGZERO_WASM_EXIT_STATS=1: returns to JavaScript by (RIP, exit kind, CPL). */
 const exitSites = new Map<string, number>();
 const NO_RECORD = -1;

@@ -54,7 +54,7 @@
 // `pos` argument (loop count << 5 | index).
 import type { Block, BlockEntry } from '../code-cache.ts';
 import { CHAIN_LIMIT } from '../code-cache.ts';
-import { Form } from '../fast-forms.ts';
+import { Form, SY_SYSCALL, SY_SYSRETQ } from '../fast-forms.ts';
 import { Body, ModuleBuilder, Op, I32, I64, F64 } from './emit.ts';
 import * as layout from './layout.ts';
 import { emitTlbProbe, emitTlbSlot, memFnBody, LD_PARAMS, ST_PARAMS } from './tlb-probe.ts';
@@ -1484,6 +1484,7 @@ on(emitNotNegR, Form.NotNegR);
 on(emitNotNegM, Form.NotNegM);
 on(emitCallInd, Form.CallInd, Form.JmpInd);
 on(emitJcc, Form.Jcc, Form.Jmp);
+on(emitSyscall, Form.Syscall, Form.Sysret);
 
 function emitMovRR64(T: Translator, e: BlockEntry, i: number, next: number): void {
   T.setFrom(e.b, () => T.r64(e.a));
@@ -1745,6 +1746,23 @@ function emitRdtsc(T: Translator, e: BlockEntry, i: number, next: number): void 
   T.flush(); b.i32(f === Form.Rdtsc ? 2 : 3); T.pos(); b.call(F_SY).op(Op.drop);
   T.rs[0] = 0; T.rs[2] = 0;
   if (f === Form.Rdtscp) T.rs[1] = 0;
+}
+
+/**
+ * SYSCALL / SYSRETQ (always a block's last instruction) through the helper `sy` (kinds SY_SYSCALL, SY_SYSRETQ): CPL,
+ * CS/SS, RFLAGS' system bits and the MSRs are JavaScript state. Registers and the flag record go to the state area
+ * first (SYSCALL saves RFLAGS in R11; both may fault: #UD, #GP(0)), the next instruction's RIP to S_RIP (RCX for
+ * SYSCALL), which the helper replaces with the target; the block then leaves and the dispatcher goes on in the new
+ * privilege (S_USER), as after the replay these took before (twice per Linux system call).
+ */
+function emitSyscall(T: Translator, e: BlockEntry, i: number, next: number): void {
+  const b = T.b;
+  T.insReplayed = true; // (it leaves here: no exit after it)
+  T.flush();
+  b.get(T.st).get(T.r0).f64(next).op(Op.f64Add).mem(Op.f64Store, 3, L.S_RIP);
+  b.i32(e.form === Form.Syscall ? SY_SYSCALL : SY_SYSRETQ); T.pos(); b.call(F_SY).op(Op.drop);
+  T.forget(); T.known = false; T.fdirty = false;
+  T.xk(X_HELPER); b.i32(i + 1).set(T.xc).br(T.out);
 }
 
 function emitSwapgs(T: Translator, e: BlockEntry, i: number, next: number): void {

@@ -1,0 +1,92 @@
+// The kernel paths' system instructions in translated code (issues 4/5, session 16): each form here is compared
+// with the interpreter on a small guest program run to its end or to a fault (no Linux boot), and its block must run
+// without replays (a form that is missing or emitted wrong fails one or the other).
+import test from 'node:test';
+import assert from 'node:assert/strict';
+import { hexBytes, runBlocksToHalt, CODE, cpuState, interpreterOrWasmMachine, type Machine } from './support/soft-cpu.ts';
+import { setHotThreshold, setJitThreshold } from '../src/cpu/soft/code-cache.ts';
+import { GuestMemory } from '../src/memory/guest-memory.ts';
+import * as C from '../src/cpu/soft/constants.ts';
+import { Form } from '../src/cpu/soft/fast-forms.ts';
+
+setHotThreshold(0);
+setJitThreshold(0);
+
+type Mode = 'interpreter' | 'wasm';
+const memories: GuestMemory[] = [];
+test.after(() => { for (const m of memories) m.close(); });
+
+// ---- SYSCALL / SYSRETQ (Form.Syscall, Form.Sysret: the helper `sy`, translate.ts)
+//
+//   CODE:        sysretq                        (CPL 0 -> USER, RFLAGS from R11)
+//   K = +0x1000: pushfq / pop r14 / add r15,r14  (RFLAGS after SYSCALL's SFMASK)
+//                mov r13,r11 / and r13d,0x8d5 / add rbx,r13   (the user's arithmetic flags SYSCALL saved in R11)
+//                cmp r12,r8 / je trap / test r12,r12 / jz done / add rcx,r10 / sysretq
+//   done:        hlt
+//   trap:        mov r8,-1 / test r9,r9 / jnz badrcx
+//                mov rdi,rcx / mov ecx,0xc0000080 / rdmsr / and eax,-2 / wrmsr / mov rcx,rdi / jmp K   (EFER.SCE off)
+//   badrcx:      movabs r10,0x8000000000000000 / jmp K   (SYSRETQ's RCX becomes non-canonical)
+//   USER = +0x2000: add eax,0x7fffff00 / dec r12 / syscall / jmp USER
+// The trap paths go back through K's translated block, whose SYSRETQ then faults (#UD, #GP(0)).
+const K_CODE = hexBytes(`9c 41 5e 4d 01 f7 4d 89 dd 41 81 e5 d5 08 00 00 4c 01 eb 4d 39 c4 74 0c 4d 85 e4 74 06 4c 01 d1 48 0f 07
+  f4 49 c7 c0 ff ff ff ff 4d 85 c9 75 14 48 89 cf b9 80 00 00 c0 0f 32 83 e0 fe 0f 30 48 89 f9 eb bc 49 ba 00 00 00 00 00 00 00 80 eb b0`);
+const USER_CODE = hexBytes('05 00 ff ff 7f 49 ff cc 0f 05 eb f4');
+const K = CODE + 0x1000, USER = CODE + 0x2000, SYSRET_AT = K + 0x20;
+
+/** Run the system-call loop (`passes` passes; at pass `trapAt` the kernel side breaks SYSRETQ: `badRcx` or EFER.SCE). */
+function syscallLoop(mode: Mode, passes: number, trapAt = -1, badRcx = false) {
+  const m = interpreterOrWasmMachine(mode, memories), cpu = m.cpu;
+  cpu.msrs.set(0xc0000081, (0x23n << 48n) | (0x10n << 32n)); // STAR: SYSCALL CS 0x10, SYSRET CS 0x33 / SS 0x2b
+  cpu.msrs.set(0xc0000082, BigInt(K)); // LSTAR
+  cpu.msrs.set(0xc0000084, 0x47700n); // SFMASK as Linux sets it: TF DF IF IOPL NT AC
+  m.mem.write(CODE, Uint8Array.from(hexBytes('48 0f 07')));
+  m.mem.write(K, Uint8Array.from(K_CODE));
+  m.mem.write(USER, Uint8Array.from(USER_CODE));
+  cpu.setGpr(1, BigInt(USER));
+  cpu.setGpr(11, BigInt(C.IF | C.DF | C.FLAGS_FIXED)); // the user's RFLAGS: DF set, which SFMASK clears in the kernel
+  cpu.setGpr(12, BigInt(passes));
+  cpu.setGpr(8, BigInt(trapAt));
+  cpu.setGpr(9, badRcx ? 1n : 0n);
+  const vector = runBlocksToHalt(m, 100_000);
+  return { m, vector, s: { ...cpuState(m), cpl: cpu.cpl, cs: cpu.segSel[C.CS], ss: cpu.segSel[C.SS], efl: (cpu.getFlags() >>> 0).toString(16) } };
+}
+
+function agree(passes: number, trapAt = -1, badRcx = false): Machine {
+  const [i, w] = (['interpreter', 'wasm'] as Mode[]).map((mode) => syscallLoop(mode, passes, trapAt, badRcx));
+  assert.equal(w.vector, i.vector, 'same fault (or none)');
+  assert.deepEqual(w.s, i.s, 'translated code = interpreter');
+  return w.m;
+}
+
+test('SYSCALL and SYSRETQ run in translated code without replays, exactly (RCX, R11, RFLAGS, CS/SS, CPL)', () => {
+  const m = agree(2000);
+  const c = m.cpu;
+  assert.equal(c.cpl, 0);
+  assert.equal(c.getGpr(12), 0n);
+  // (r15 sums the kernel's RFLAGS (SFMASK applied) and rbx the user's arithmetic flags, pass by pass: compared above)
+  assert.ok(c.jitInstructions > 20_000, `instructions run in wasm: ${c.jitInstructions}`);
+  // (the translated blocks: USER's ends with the SYSCALL, K's (going on past its untaken JE/JZ) with the SYSRETQ)
+  const t = c.codeCache.translated, user = t.get(USER * 16 + 8), k = t.get(K * 16 + 8);
+  assert.ok(user?.wasm && k?.wasm, 'both blocks translated');
+  assert.equal(user.entries.at(-1)!.form, Form.Syscall);
+  assert.equal(k.entries.at(-1)!.form, Form.Sysret);
+  // (a replay per SYSCALL and per SYSRETQ without the forms: ~4000)
+  assert.ok(c.wasm!.stats.replays < 10, `replays: ${c.wasm!.stats.replays}`);
+  // the chain goes on across both privilege changes: about one call per CHAIN_LIMIT instructions
+  assert.ok(c.wasm!.stats.calls < 100, `calls into wasm: ${c.wasm!.stats.calls}`);
+});
+
+test('a translated SYSRETQ with a non-canonical RCX raises #GP(0) at CPL 0 before changing anything', () => {
+  const m = agree(300, 100, true);
+  assert.equal(m.cpu.faultVector, C.EXC_GP);
+  assert.equal(m.cpu.rip, SYSRET_AT);
+  assert.ok(m.cpu.codeCache.translated.get(K * 16 + 8)?.wasm, 'the faulting block is translated');
+  assert.equal(m.cpu.cpl, 0);
+});
+
+test('a translated SYSRETQ with EFER.SCE clear raises #UD, exactly', () => {
+  const m = agree(300, 100);
+  assert.equal(m.cpu.faultVector, C.EXC_UD);
+  assert.equal(m.cpu.rip, SYSRET_AT);
+  assert.ok(m.cpu.codeCache.translated.get(K * 16 + 8)?.wasm, 'the faulting block is translated');
+});
