@@ -28,18 +28,29 @@ test('start a guest, see its console through two viewers at once, type to it, de
   const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
   assert.equal(Number(fields[3]), running.pid, 'the VMM leads its own session (setsid)');
 
-  // Viewer B attaches first and stays; viewer A types a line, sees it echoed, and detaches with Ctrl-A x.
+  // Viewer B attaches first and stays; viewer A types a line once it sees the scrollback (it is attached then), sees
+  // it echoed, and detaches with Ctrl-A x. (Typed after fixed delays instead, the line could come before a viewer
+  // slow to start had attached, on a loaded host or through tsx.)
   let viewerBSawHello = false;
-  const viewerB = cli(['console', 'echo'], socket(), [{ afterMs: 4000, data: 'q' }], 30_000, (all) => {
+  let viewerBProcess: import('node:child_process').ChildProcess | undefined;
+  const viewerB = cli(['console', 'echo'], socket(), [], 60_000, (all, child) => {
+    viewerBProcess = child;
     if (all.includes('hello from A')) viewerBSawHello = true;
   });
-  const viewerA = await cli(['console', 'echo'], socket(), [{ afterMs: 1500, data: 'hello from A\n' }, { afterMs: 1500, data: '\x01x' }]);
+  await waitFor('viewer B attached', () => viewerBProcess !== undefined, 30_000);
+  let typed = 0;
+  const viewerA = await cli(['console', 'echo'], socket(), [], 60_000, (all, child) => {
+    if (typed === 0 && all.includes('ringzero test guest: ready\n')) { typed = 1; child.stdin!.write('hello from A\n'); }
+    if (typed === 1 && all.includes('hello from A\n')) { typed = 2; child.stdin!.write('\x01x'); }
+  });
   assert.equal(viewerA.status, 0, viewerA.stderr);
   // Scrollback: the line the guest printed before anyone attached, then the echo.
   assert.equal(viewerA.stdout, 'ringzero test guest: ready\nhello from A\n');
   assert.equal((await vm('echo')).state, 'running', 'detaching leaves the VM running');
 
   // Viewer B saw A's echo, then sends 'q': the guest powers off through ACPI and B's console closes.
+  await waitFor('viewer B to see A\'s line', () => viewerBSawHello, 30_000);
+  viewerBProcess!.stdin!.write('q');
   const b = await viewerB;
   assert.equal(b.status, 0, b.stderr);
   assert.ok(viewerBSawHello, b.stdout);
