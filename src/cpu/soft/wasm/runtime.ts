@@ -361,7 +361,7 @@ export class WasmEngine {
       }
       parts.push(`${name} ${c.join('/')}`);
     });
-    const top = [...exitSites].sort((a, b) => b[1] - a[1]).slice(0, 25).map(([k, v]) => { const [r, x, p] = k.split(':'); return `${BigInt.asUintN(64, BigInt(r)).toString(16)}/${X_NAMES[+x]}/cpl${p}:${v}`; });
+    const top = [...exitSites].sort((a, b) => b[1] - a[1]).slice(0, 60).map(([k, v]) => { const [r, x, p] = k.split(':'); return `${BigInt.asUintN(64, BigInt(r)).toString(16)}/${X_NAMES[+x]}/cpl${p}:${v}`; });
     return parts.join(', ') + '; returns to JavaScript by RIP: ' + top.join(' ');
   }
 
@@ -780,7 +780,7 @@ export class WasmEngine {
       I[(st + L.S_CHAINS) >> 2] = 0; I[(st + L.S_DIRECT) >> 2] = 0; I[(st + L.S_INTRA) >> 2] = 0;
     }
     c.rip = this.f64[(st + L.S_RIP) >> 3];
-    if (EXIT_STATS) { const key = c.rip + ':' + I[(st + L.S_XKIND) >> 2] + ':' + c.cpl; exitSites.set(key, (exitSites.get(key) ?? 0) + 1); }
+    if (EXIT_STATS) { const why = I[(st + L.S_CHAIN) >> 2] === 0 ? 'ev' : k >= Math.min(room, CHAIN_LIMIT) ? 'lim' : 'miss'; const key = c.rip + ':' + I[(st + L.S_XKIND) >> 2] + ':' + c.cpl + why; exitSites.set(key, (exitSites.get(key) ?? 0) + 1); }
     c.instructions = I0 + k;
     c.blockInstructions += k;
     c.jitInstructions += k;

@@ -1627,9 +1627,53 @@ function emitShiftImm(T: Translator, e: BlockEntry, i: number, next: number): vo
 }
 
 function emitShiftCl(T: Translator, e: BlockEntry, i: number, next: number): void {
-  // SHL/SAL/SHR/SAR register by CL (D3 /4-/7; rotates replayed), as ../fast-forms.ts shiftRegCl (shiftByCl)
+  // SHL/SAL/SHR/SAR register by CL (D3 /4-/7), as ../fast-forms.ts shiftRegCl (shiftByCl); ROL/ROR: emitRotateCl;
+  // RCL/RCR replayed
+  if (e.op <= 1) { emitRotateCl(T, e); return; }
   if (e.op < 4) { replay(T, i); return; }
   T.shiftByCl(e.b, e.size, () => T.shiftBits(e.b, e.op, e.size, -1));
+}
+
+/**
+ * ROL/ROR of register e.b by CL (D3 /0 /1, sizes 4 and 8), as ../ops/alu-shift.ts shift32/shift64 under
+ * ../fast-forms.ts shiftRegCl: the count is CL masked to 5 bits (6 for size 8); 0 changes no flag and only clears a
+ * 32-bit register's upper half; else the rotate, with CF and OF written over the flags before (ROL: CF = bit 0 of the
+ * result, OF = its top bit ^ CF; ROR: CF = the top bit, OF = the two top bits' XOR, for every count, as the
+ * interpreter). Both paths leave the flags as EXPLICIT bits in ld. Linux: `rol eax,cl` in __hrtimer_run_queues and
+ * __update_load_avg_se (RINGZERO_WASM_PROFILE, ~0.4 replays per 4 KiB random read of bench/io).
+ */
+function emitRotateCl(T: Translator, e: BlockEntry): void {
+  const b = T.b, r = e.b, w = e.size === 8, rol = e.op === 0;
+  T.oldFlags(); // (fl: the flags before, inline when known here, else from the flag library)
+  T.r32(1); b.i32(w ? 63 : 31).op(Op.i32And).op(Op.i64ExtendI32u).tee(T.x1).op(Op.i64Eqz);
+  b.open(Op.if);
+  if (!w) T.set32(r, () => T.r32(r));
+  b.get(T.fl).op(Op.i64ExtendI32u).set(T.ld);
+  b.else();
+  if (w) {
+    T.r64(r); b.get(T.x1).op(rol ? 0x89 /* i64.rotl */ : 0x8a /* i64.rotr */).set(T.v);
+    if (rol) {
+      b.get(T.v).op(Op.i32WrapI64).i32(1).op(Op.i32And).tee(T.c32); // CF
+      b.get(T.v).i64(63).op(Op.i64ShrU).op(Op.i32WrapI64).get(T.c32).op(Op.i32Xor);
+    } else {
+      b.get(T.v).i64(63).op(Op.i64ShrU).op(Op.i32WrapI64); // CF
+      b.get(T.v).i64(63).op(Op.i64ShrU).get(T.v).i64(62).op(Op.i64ShrU).op(Op.i64Xor).op(Op.i32WrapI64).i32(1).op(Op.i32And);
+    }
+  } else {
+    T.r32(r); b.get(T.x1).op(Op.i32WrapI64).op(rol ? 0x77 /* i32.rotl */ : 0x78 /* i32.rotr */).op(Op.i64ExtendI32u).set(T.v);
+    if (rol) {
+      b.get(T.v).op(Op.i32WrapI64).i32(1).op(Op.i32And).tee(T.c32);
+      b.get(T.v).op(Op.i32WrapI64).i32(31).op(Op.i32ShrU).get(T.c32).op(Op.i32Xor);
+    } else {
+      b.get(T.v).op(Op.i32WrapI64).i32(31).op(Op.i32ShrU);
+      b.get(T.v).op(Op.i32WrapI64).i32(31).op(Op.i32ShrU).get(T.v).op(Op.i32WrapI64).i32(30).op(Op.i32ShrU).op(Op.i32Xor).i32(1).op(Op.i32And);
+    }
+  }
+  // stack: CF, OF -> flags = (old & ~(CF|OF)) | CF | OF << 11
+  b.i32(11).op(Op.i32Shl).op(Op.i32Or).get(T.fl).i32(~0x801).op(Op.i32And).op(Op.i32Or).op(Op.i64ExtendI32u).set(T.ld);
+  if (w) T.set64(r, T.v); else T.set32(r, () => b.get(T.v).op(Op.i32WrapI64));
+  b.close();
+  T.produced(EXPLICIT, e.size);
 }
 
 function emitBtRI(T: Translator, e: BlockEntry, i: number, next: number): void {
