@@ -139,6 +139,45 @@ test('snapshot create, list, restore into the shut-off VM (the guest carries on)
   assert.equal((await api({ socket: socket() }, 'DELETE', '/vms/e')).status, 204);
 });
 
+test('restore --verify checks the memory image against its SHA-256: a damaged one is refused and the VM stays shut off', async () => {
+  assert.equal((await api({ socket: socket() }, 'POST', '/vms', { name: 'ver', kernel: echoKernel, memory: 64 })).status, 201);
+  assert.equal((await api({ socket: socket() }, 'POST', '/vms/ver/start')).status, 200);
+  assert.equal((await api({ socket: socket() }, 'POST', '/vms/ver/snapshots', { name: 'good' })).status, 201);
+  assert.equal((await api({ socket: socket() }, 'POST', '/vms/ver/destroy')).status, 200);
+  // Whole: the verified restore runs, and the guest carries on (it echoes, 'q' powers it off).
+  const verified = await cli(['snapshot', 'restore', 'ver', 'good', '--verify'], socket());
+  assert.equal(verified.status, 0, verified.stderr);
+  assert.equal((await vm('ver')).state, 'running');
+  const viewer = await cli(['console', 'ver'], socket(), [{ afterMs: 1500, data: 'verified\n' }, { afterMs: 1500, data: 'q' }]);
+  assert.match(viewer.stdout, /verified\n/);
+  await waitFor('shut off', async () => (await vm('ver')).state === 'shut off');
+
+  // One byte of guest RAM changed in the image (the guest's code at 1 MiB + 0x200): same size, so only the digest
+  // tells. With --verify the VMM refuses it before anything runs; the start fails and says why.
+  const memory = path.join(stateDir, 'snapshots', 'ver', 'good', 'memory');
+  const fd = fs.openSync(memory, 'r+');
+  const byte = Buffer.alloc(1);
+  fs.readSync(fd, byte, 0, 1, 0x100200);
+  fs.writeSync(fd, Buffer.from([byte[0] ^ 0xff]), 0, 1, 0x100200);
+  fs.closeSync(fd);
+  const refused = await api({ socket: socket() }, 'POST', '/vms/ver/snapshots/good/restore', { verify: true });
+  assert.equal(refused.status, 500, JSON.stringify(refused.body));
+  assert.equal(refused.body.error.code, 'start_failed');
+  assert.match(refused.body.error.message, /memory image does not match its SHA-256/);
+  assert.equal((await vm('ver')).state, 'shut off');
+  const cliRefused = await cli(['snapshot', 'restore', 'ver', 'good', '--verify'], socket());
+  assert.equal(cliRefused.status, 1);
+  assert.match(cliRefused.stderr, /does not match its SHA-256.*\[start_failed\]/);
+  assert.equal((await api({ socket: socket() }, 'POST', '/vms/ver/snapshots/good/restore', { verify: 'yes' })).body.error.code, 'invalid');
+  // `run --verify` belongs to --restore.
+  const usage = await cli(['run', '--verify'], socket());
+  assert.equal(usage.status, 2);
+  assert.match(usage.stderr, /--verify .* needs --restore/);
+
+  assert.equal((await api({ socket: socket() }, 'DELETE', '/vms/ver/snapshots/good')).status, 204);
+  assert.equal((await api({ socket: socket() }, 'DELETE', '/vms/ver')).status, 204);
+});
+
 test('a VM with a virtio device (rng) is snapshotted too (virtio state is in snapshot format 2)', async () => {
   assert.equal((await api({ socket: socket() }, 'POST', '/vms', { name: 'v', kernel: echoKernel, memory: 64, rng: true })).status, 201);
   assert.equal((await api({ socket: socket() }, 'POST', '/vms/v/start')).status, 200);

@@ -161,7 +161,8 @@ export function openApiDocument(version: string): Record<string, unknown> {
       '/vms/{name}/snapshots/{snap}/restore': {
         post: {
           summary: 'start the shut-off VM from the snapshot (the guest carries on from the saved instant)', parameters: [nameParameter, snapParameter],
-          responses: { 200: { description: 'the VM, running', content: json(ref('Vm')) }, ...errors(401, 404, 409, 500) },
+          requestBody: { required: false, content: json({ type: 'object', additionalProperties: false, properties: { verify: { type: 'boolean', default: false, description: 'check the memory image against its SHA-256 first (reads all of it; without it the image is mapped and only its size is checked); a damaged one: start_failed' } } }) },
+          responses: { 200: { description: 'the VM, running', content: json(ref('Vm')) }, ...errors(400, 401, 404, 409, 500) },
         },
       },
       '/vms/{name}/shutdown': action('stop the VM gracefully (the ACPI power button), destroying it after the timeout', {

@@ -150,7 +150,9 @@ export async function createApi(manager: VmManager, options: ApiOptions = {}): P
     return snapshot;
   });
   app.get<SnapParams>('/vms/:name/snapshots/:snap', async (request) => manager.getSnapshot(request.params.name, request.params.snap));
-  app.post<SnapParams>('/vms/:name/snapshots/:snap/restore', async (request) => manager.restoreSnapshot(request.params.name, request.params.snap));
+  app.post<SnapParams & { Body: { verify?: boolean } | undefined }>('/vms/:name/snapshots/:snap/restore', {
+    schema: { body: { type: ['object', 'null'], additionalProperties: false, properties: { verify: { type: 'boolean', default: false } } } },
+  }, async (request) => manager.restoreSnapshot(request.params.name, request.params.snap, request.body?.verify === true));
   app.delete<SnapParams>('/vms/:name/snapshots/:snap', async (request, reply) => {
     manager.deleteSnapshot(request.params.name, request.params.snap);
     reply.code(204).send();

@@ -271,11 +271,12 @@ export function registerDaemonCommands(cli: Command): void {
     });
   snapshot.command('restore').argument('<name>').argument('<snap>')
     .description('start a shut-off VM from one of its snapshots')
+    .option('--verify', 'check the snapshot\'s memory image against its SHA-256 first (reads all of it)')
     .option(socketFlag, socketHelp)
-    .action(async (name: string, snap: string, options: SocketOption) => {
+    .action(async (name: string, snap: string, options: SocketOption & { verify?: boolean }) => {
       const id = snapName(snap);
       const api = await client(options);
-      await call(() => api.request('POST', `/vms/${encodeURIComponent(name)}/snapshots/${id}/restore`));
+      await call(() => api.request('POST', `/vms/${encodeURIComponent(name)}/snapshots/${id}/restore`, options.verify ? { verify: true } : undefined));
       out(`VM '${name}' restored from snapshot '${snap}'`);
     });
   snapshot.command('delete').argument('<name>').argument('<snap>').description('delete a snapshot')

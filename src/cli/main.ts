@@ -74,7 +74,7 @@ interface ManagedRunOptions {
 const MACHINE_OPTIONS = ['engine', 'kernel', 'initrd', 'cmdline', 'cpus', 'memory', 'onReboot', 'disk', 'rng', 'net', 'vsock', 'balloon', 'console', 'translate'];
 
 /** `run --restore DIR`: a snapshot directory, and no option that would describe another machine. */
-async function restoreRunner(dir: string, options: RunOptions, givenOnCommandLine: (option: string) => boolean): Promise<(io: ConsoleIo) => Promise<number>> {
+async function restoreRunner(dir: string, options: RunOptions & { verify?: boolean }, givenOnCommandLine: (option: string) => boolean): Promise<(io: ConsoleIo) => Promise<number>> {
   const given = MACHINE_OPTIONS.filter(givenOnCommandLine);
   if (given.length > 0) {
     const flag = given[0].replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`);
@@ -83,7 +83,9 @@ async function restoreRunner(dir: string, options: RunOptions, givenOnCommandLin
   if (!existsSync(join(dir, 'state.json'))) throw new UsageError(`--restore '${dir}' is not a snapshot directory (no state.json)`);
   if (options.controlSocket !== undefined) checkSocketPath(options.controlSocket, '--control-socket');
   const { restoreVm } = await import('../vmm/run.ts');
-  return (io) => restoreVm(dir, io, { controlSocket: options.controlSocket });
+  // --verify: the memory image against the SHA-256 its state file records, read whole before anything starts (a
+  // restore otherwise maps it without reading it, so only its size is checked).
+  return (io) => restoreVm(dir, io, { controlSocket: options.controlSocket, verifyMemory: options.verify === true });
 }
 
 /** `run --incoming tcp:HOST:PORT`: the machine comes from the migration source, so none of its options may be given. */
@@ -137,8 +139,9 @@ async function guestProfileFor(options: ProfileOptions, engine: string): Promise
   return { profile, report: () => process.stderr.write(formatProfile(profile.write(file, symbols))) };
 }
 
-async function runCommand(options: RunOptions & ManagedRunOptions & ProfileOptions & { restore?: string; incoming?: string; diskTarget?: string[] }, givenOnCommandLine: (option: string) => boolean): Promise<number> {
+async function runCommand(options: RunOptions & ManagedRunOptions & ProfileOptions & { restore?: string; incoming?: string; diskTarget?: string[]; verify?: boolean }, givenOnCommandLine: (option: string) => boolean): Promise<number> {
   if (options.diskTarget !== undefined && options.incoming === undefined) throw new UsageError('--disk-target is where an incoming migration copies a disk: it needs --incoming');
+  if (options.verify === true && options.restore === undefined) throw new UsageError('--verify checks the memory image of a snapshot: it needs --restore');
   if (options.kallsyms !== undefined && options.profileGuest === undefined) throw new UsageError('--kallsyms names the symbols of --profile-guest: give both');
   let run: (io: ConsoleIo) => Promise<number>;
   if (options.incoming !== undefined) {
@@ -234,7 +237,8 @@ function program(): Command {
     .option('--vsock <CID[,path=SOCKET]>', 'a virtio-vsock device: host connects to SOCKET with "CONNECT <port>", guest connects to CID 2 reach SOCKET_<port>')
     .option('--balloon', 'a virtio-balloon device (target set at run time: ringzero balloon)')
     .option('--control-socket <path>', 'take run-time commands (shutdown: the ACPI power button, snapshot, balloon target and statistics) as JSON lines on this Unix socket')
-    .option('--restore <dir>', 'start the VM saved in this snapshot directory (soft engine) instead of booting a kernel')
+    .option('--restore <dir>', 'start the VM saved in this snapshot directory (on the engine it names) instead of booting a kernel')
+    .option('--verify', 'with --restore: check the memory image against the SHA-256 in the snapshot first (reads all of it; without it a restore maps the image and checks its size only)')
     .option('--incoming <tcp:HOST:PORT>', 'wait for a live migration on this address (port 0: any free port, printed) and run the VM it brings')
     .option('--disk-target <path>', 'with --incoming, when the source copies its disks (migrate --copy-storage-all): create the copy of the next disk (vda, vdb, ... in order) at PATH, which must not exist (repeatable)',
       (value: string, previous: string[] | undefined) => [...(previous ?? []), value])
@@ -245,7 +249,7 @@ function program(): Command {
     .option('--stats', 'print engine statistics (instructions, MIPS, block cache) on stderr when the VM ends')
     .option('--profile-guest <file>', 'soft engine: sample where the guest runs (one RIP per 20000 instructions) and write the profile to FILE as JSON when the VM ends')
     .option('--kallsyms <file>', 'with --profile-guest: the guest\'s /proc/kallsyms, to name kernel functions (boot with nokaslr)')
-    .action(async (options: RunOptions & ManagedRunOptions & ProfileOptions & { restore?: string; incoming?: string; diskTarget?: string[] }, command: Command) => {
+    .action(async (options: RunOptions & ManagedRunOptions & ProfileOptions & { restore?: string; incoming?: string; diskTarget?: string[]; verify?: boolean }, command: Command) => {
       process.exitCode = await runCommand(options, (option) => command.getOptionValueSource(option) === 'cli');
     });
 

@@ -269,7 +269,7 @@ export class VmManager extends EventEmitter {
    * its console, and the VM stays 'starting' until markRunning() says the migrated guest runs; `diskTargets` (a
    * copy-storage migration) are the files its VMM creates and fills: the definition's disks, not there yet.
    */
-  async start(name: string, fromSnapshot?: string, incoming?: string, diskTargets?: string[]): Promise<VmView> {
+  async start(name: string, fromSnapshot?: string, incoming?: string, diskTargets?: string[], verifySnapshot = false): Promise<VmView> {
     const definition = this.definitionOf(name);
     const current = this.stateOf(name);
     if (ACTIVE_STATES.has(current)) throw new ManagerError('conflict', `VM '${name}' is already ${current}`);
@@ -286,7 +286,7 @@ export class VmManager extends EventEmitter {
     const args = incoming !== undefined
       ? ['run', '--incoming', incoming, '--console-socket', socketPath, '--status-file', statusFile, '--control-socket', controlSocket, ...(diskTargets ?? []).flatMap((t) => ['--disk-target', t])]
       : fromSnapshot !== undefined
-      ? restoreArguments(fromSnapshot, socketPath, statusFile, controlSocket)
+      ? restoreArguments(fromSnapshot, socketPath, statusFile, controlSocket, verifySnapshot)
       : vmmArguments(definition, socketPath, statusFile, controlSocket);
 
     const logFd = fs.openSync(this.state.logFile(name), 'a', 0o600);
@@ -632,13 +632,16 @@ export class VmManager extends EventEmitter {
     return this.snapshotView(name, snap);
   }
 
-  /** Start a shut-off VM from one of its snapshots (the guest carries on from the saved instant). */
-  async restoreSnapshot(name: string, snap: string): Promise<VmView> {
+  /**
+   * Start a shut-off VM from one of its snapshots (the guest carries on from the saved instant). With `verify` its VMM
+   * first checks the memory image against its SHA-256 (a damaged one: start_failed, the VM stays shut off).
+   */
+  async restoreSnapshot(name: string, snap: string, verify = false): Promise<VmView> {
     this.definitionOf(name);
     const dir = this.snapshotDirOf(name, snap);
     const state = this.stateOf(name);
     if (ACTIVE_STATES.has(state)) throw new ManagerError('conflict', `VM '${name}' is ${state}: shut it off before restoring a snapshot`);
-    return this.start(name, dir);
+    return this.start(name, dir, undefined, undefined, verify);
   }
 
   /** Remove a snapshot (renamed aside first, so a crash never leaves half of one under its name). */
@@ -927,8 +930,8 @@ export function vmmArguments(d: VmDefinition, consoleSocket: string, statusFile:
 }
 
 /** `ringzero run` arguments to start a VM from a snapshot directory (the machine is the snapshot's). */
-export function restoreArguments(snapshotDir: string, consoleSocket: string, statusFile: string, controlSocket: string): string[] {
-  return ['run', '--restore', snapshotDir, '--console-socket', consoleSocket, '--status-file', statusFile, '--control-socket', controlSocket];
+export function restoreArguments(snapshotDir: string, consoleSocket: string, statusFile: string, controlSocket: string, verify = false): string[] {
+  return ['run', '--restore', snapshotDir, ...(verify ? ['--verify'] : []), '--console-socket', consoleSocket, '--status-file', statusFile, '--control-socket', controlSocket];
 }
 
 /** snap-YYYYMMDD-HHMMSS-mmm (UTC): sorts by time, and two snapshots in one second still differ. */

@@ -3,6 +3,7 @@
 import { readFileSync } from 'node:fs';
 import type { VmConfig, ConsoleIo } from './config.ts';
 import { Machine, type MachineOptions } from './machine.ts';
+import type { ReadSnapshotOptions } from './snapshot.ts';
 import { libc } from '../sys/libc.ts';
 
 /**
@@ -14,10 +15,11 @@ export async function runVm(cfg: VmConfig, io: ConsoleIo, options: MachineOption
 }
 
 /**
- * Start the VM saved in the snapshot directory `dir` (soft engine) and run it as runVm does; a reset afterwards
- * boots a fresh machine from the saved configuration. Throws SnapshotError for a damaged or foreign snapshot.
+ * Start the VM saved in the snapshot directory `dir` (on the engine it names) and run it as runVm does; a reset
+ * afterwards boots a fresh machine from the saved configuration. Throws SnapshotError for a damaged or foreign
+ * snapshot (with `verifyMemory`, also for a memory image that does not match its SHA-256).
  */
-export async function restoreVm(dir: string, io: ConsoleIo, options: MachineOptions & { controlSocket?: string } = {}): Promise<number> {
+export async function restoreVm(dir: string, io: ConsoleIo, options: MachineOptions & ReadSnapshotOptions & { controlSocket?: string } = {}): Promise<number> {
   const timing = process.env.RINGZERO_RESTORE_TIMING === '1' ? restoreTiming() : undefined;
   const machine = Machine.restore(dir, io, options);
   timing?.();
