@@ -361,7 +361,7 @@ export class WasmEngine {
       }
       parts.push(`${name} ${c.join('/')}`);
     });
-    const top = [...exitSites].sort((a, b) => b[1] - a[1]).slice(0, 60).map(([k, v]) => { const [r, x, p] = k.split(':'); return `${BigInt.asUintN(64, BigInt(r)).toString(16)}/${X_NAMES[+x]}/cpl${p}:${v}`; });
+    const top = [...exitSites].sort((a, b) => b[1] - a[1]).slice(0, 40).map(([k, v]) => { const [r, x, p, why] = k.split(':'); return `${BigInt.asUintN(64, BigInt(r)).toString(16)}/${X_NAMES[+x]}/cpl${p}/${why}:${v}`; });
     return parts.join(', ') + '; returns to JavaScript by RIP: ' + top.join(' ');
   }
 
@@ -780,7 +780,13 @@ export class WasmEngine {
       I[(st + L.S_CHAINS) >> 2] = 0; I[(st + L.S_DIRECT) >> 2] = 0; I[(st + L.S_INTRA) >> 2] = 0;
     }
     c.rip = this.f64[(st + L.S_RIP) >> 3];
-    if (EXIT_STATS) { const why = I[(st + L.S_CHAIN) >> 2] === 0 ? 'ev' : k >= Math.min(room, CHAIN_LIMIT) ? 'lim' : 'miss'; const key = c.rip + ':' + I[(st + L.S_XKIND) >> 2] + ':' + c.cpl + why; exitSites.set(key, (exitSites.get(key) ?? 0) + 1); }
+    if (EXIT_STATS) {
+      // (why the call ended: an event or stop cleared S_CHAIN, the budget or CHAIN_LIMIT, else the next RIP had no
+      // translated block the dispatcher could enter: not translated, a fetch-TLB miss, stale)
+      const why = I[(st + L.S_CHAIN) >> 2] === 0 ? 'event' : k >= Math.min(room, CHAIN_LIMIT) ? 'limit' : 'miss';
+      const key = c.rip + ':' + I[(st + L.S_XKIND) >> 2] + ':' + c.cpl + ':' + why;
+      exitSites.set(key, (exitSites.get(key) ?? 0) + 1);
+    }
     c.instructions = I0 + k;
     c.blockInstructions += k;
     c.jitInstructions += k;
@@ -798,7 +804,7 @@ const PRIV_CHAIN = process.env.RINGZERO_WASM_PRIV_CHAIN !== '0';
 const replayed = new Map<number, number>();
 /** RINGZERO_WASM_PROFILE=1: replayed instructions by (RIP, opcode) (shown by --stats: the top sites). */
 const replayedAt = new Map<string, number>();
-/** RINGZERO_WASM_EXIT_STATS=1: returns to JavaScript by (RIP, exit kind, CPL). */
+/** RINGZERO_WASM_EXIT_STATS=1: returns to JavaScript by (RIP, exit kind, CPL, why the call ended). */
 const exitSites = new Map<string, number>();
 const NO_RECORD = -1;
 
