@@ -122,3 +122,28 @@ test('ROL/ROR of 32- and 64-bit registers by CL run in translated code without r
   // (a replay per rotate without the emission: 5 per pass)
   assert.ok(c.wasm!.stats.replays < 10, `replays: ${c.wasm!.stats.replays}`);
 });
+
+// ---- a lone MOV Sreg,r/m block (8E ends its block; translate.ts blockOffsets): replayed inside wasm, the chain goes on
+//
+//   xor ecx,ecx
+//   loop: mov eax,ecx / and eax,0 / jmp L1
+//   L1:   mov fs,eax                (a block of its own: the null selector, as __switch_to loads it)
+//         add ebx,ecx / inc ecx / cmp ecx,3000 / jne loop
+//   hlt
+const MOV_SREG = hexBytes('31 c9 89 c8 83 e0 00 eb 00 8e e0 01 cb ff c1 81 f9 b8 0b 00 00 75 eb f4');
+
+test('a block of a lone MOV Sreg,r is translated: the dispatcher goes on past it, exactly', () => {
+  const [i, w] = (['interpreter', 'wasm'] as Mode[]).map((mode) => {
+    const m = interpreterOrWasmMachine(mode, memories), cpu = m.cpu;
+    m.mem.write(CODE, Uint8Array.from(MOV_SREG));
+    cpu.segSel[C.FS] = 0x18;
+    assert.equal(runBlocksToHalt(m, 100_000), -1);
+    return { m, s: { ...cpuState(m), fs: cpu.segSel[C.FS], fsBase: cpu.segBase[C.FS] } };
+  });
+  assert.deepEqual(w.s, i.s, 'translated code = interpreter');
+  const c = w.m.cpu;
+  assert.equal(c.segSel[C.FS], 0);
+  assert.ok(c.codeCache.translated.get((CODE + 9) * 16 + 8)?.wasm, 'the MOV FS block is translated');
+  // (a return to JavaScript at every pass when it is not: 3000)
+  assert.ok(c.wasm!.stats.calls < 100, `calls into wasm: ${c.wasm!.stats.calls}`);
+});
