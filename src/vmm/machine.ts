@@ -701,6 +701,9 @@ export class Machine {
   }
 
   close(): void {
+    // A run loop still in progress (a caller that gave up on it, e.g. a failed test) ends rather than waiting
+    // forever parked or on its vCPU threads, which would keep the process alive.
+    if (this.loopRunning || this.kvmCpus) this.requestExit({ kind: 'error', message: 'the machine was closed while running' });
     this.unsubscribeInput?.();
     this.virtio.close();
     this.mem.close();
