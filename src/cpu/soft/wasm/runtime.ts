@@ -432,7 +432,6 @@ export class WasmEngine {
    */
   private sysCall(kind: number, pos: number): number {
     this.curPos = pos;
-    this.stats.conds++;
     const c = this.cur!, st = this.curSt, I = this.i32;
     c.instructions = this.curI0 + I[(st + L.S_NBASE) >> 2] + ((pos >> 5) & 0x7ff) + (pos & 31) + 1;
     c.rip = this.f64[(st + L.S_RIP) >> 3];
