@@ -17,6 +17,7 @@ import { VmClock } from '../src/vmm/clock.ts';
 import { mmap, munmap, PROT_READ, PROT_WRITE, MAP_SHARED } from '../src/sys/libc.ts';
 import * as C from '../src/cpu/soft/constants.ts';
 import { buildFlaglib, SYNCED, EXPLICIT } from '../src/cpu/soft/wasm/translate.ts';
+import { setReform } from '../src/cpu/soft/wasm/runtime.ts';
 import { Form } from '../src/cpu/soft/fast-forms.ts';
 import * as L from '../src/cpu/soft/wasm/layout.ts';
 
@@ -263,30 +264,42 @@ test('guest RAM inside the wasm memory is the memfd: other mappings see translat
 });
 
 test('blocks of one page chain through their static exits (jmp, jcc both ways, fall-through, call) exactly', () => {
-  // mov ecx,3000 / mov rsi,0x200000 / 1: add eax,ebx / jmp 2f / 2: add eax,ebx / cmp eax,5 / je 3f / 3: mov [rsi+8],rax
-  // jmp 4f / 4: call 5f / sub ecx,1 / jnz 1b / hlt / 5: inc ebx / ret
-  const code = hexBytes(`b9 b8 0b 00 00 48 c7 c6 00 00 20 00 01 d8 eb 00 01 d8 83 f8 05 74 00 48 89 46 08 eb 00
-    e8 06 00 00 00 83 e9 01 75 e5 f4 ff c3 c3`);
-  const m = agree(code, (mm) => mm.cpu.setGpr(3, 7n), 20000);
-  const w = m.cpu.wasm!.stats;
-  assert.ok(w.direct > 10000, `successors named by the previous block: ${w.direct}`);
-  // the chains stay within the latency bound: the dispatcher returns to JavaScript at least every CHAIN_LIMIT
-  assert.ok(w.calls >= m.cpu.instructions / (CHAIN_LIMIT + 32), `calls into wasm: ${w.calls}`);
+  // (the dispatcher's own chaining: no blocks translated again into regions, WasmEngine.reform)
+  const old = setReform(false);
+  try {
+    // mov ecx,3000 / mov rsi,0x200000 / 1: add eax,ebx / jmp 2f / 2: add eax,ebx / cmp eax,5 / je 3f / 3: mov [rsi+8],rax
+    // jmp 4f / 4: call 5f / sub ecx,1 / jnz 1b / hlt / 5: inc ebx / ret
+    const code = hexBytes(`b9 b8 0b 00 00 48 c7 c6 00 00 20 00 01 d8 eb 00 01 d8 83 f8 05 74 00 48 89 46 08 eb 00
+      e8 06 00 00 00 83 e9 01 75 e5 f4 ff c3 c3`);
+    const m = agree(code, (mm) => mm.cpu.setGpr(3, 7n), 20000);
+    const w = m.cpu.wasm!.stats;
+    assert.ok(w.direct > 10000, `successors named by the previous block: ${w.direct}`);
+    // the chains stay within the latency bound: the dispatcher returns to JavaScript at least every CHAIN_LIMIT
+    assert.ok(w.calls >= m.cpu.instructions / (CHAIN_LIMIT + 32), `calls into wasm: ${w.calls}`);
+  } finally {
+    setReform(old);
+  }
 });
 
 test('a chained exit whose store raised an event does not leave its successor for the next call', () => {
-  // The stack is in a second page holding code (the RET at CODE+0x1000, recorded again each pass): the CALL's push
-  // invalidates that page (an event: the chain stops) right after its block named its successor (the callee, in
-  // the first page), so the next call into wasm, which starts at the callee and leaves by RET, must not take it.
-  //   mov ecx,20 / mov esp,0x101800 / 1: call 2f / add ebx,eax / mov edx,0x101000 / call rdx / dec ecx / jnz 1b
-  //   hlt / 2: add eax,1 / ret
-  const code = new Uint8Array(0x1001);
-  code.set(hexBytes('b9 14 00 00 00 bc 00 18 10 00 e8 0e 00 00 00 01 c3 ba 00 10 10 00 ff d2 ff c9 75 ee f4 83 c0 01 c3'));
-  code[0x1000] = 0xc3;
-  const m = agree(code, () => {}, 20);
-  assert.equal(m.cpu.getGpr(3), 210n);
-  assert.ok(m.cpu.codeCache.stats.invalidations >= 19, `invalidations: ${m.cpu.codeCache.stats.invalidations}`);
-  assert.ok(m.cpu.wasm!.stats.direct > 0);
+  // (the dispatcher's own chaining: no blocks translated again into regions, WasmEngine.reform)
+  const old = setReform(false);
+  try {
+    // The stack is in a second page holding code (the RET at CODE+0x1000, recorded again each pass): the CALL's push
+    // invalidates that page (an event: the chain stops) right after its block named its successor (the callee, in
+    // the first page), so the next call into wasm, which starts at the callee and leaves by RET, must not take it.
+    //   mov ecx,20 / mov esp,0x101800 / 1: call 2f / add ebx,eax / mov edx,0x101000 / call rdx / dec ecx / jnz 1b
+    //   hlt / 2: add eax,1 / ret
+    const code = new Uint8Array(0x1001);
+    code.set(hexBytes('b9 14 00 00 00 bc 00 18 10 00 e8 0e 00 00 00 01 c3 ba 00 10 10 00 ff d2 ff c9 75 ee f4 83 c0 01 c3'));
+    code[0x1000] = 0xc3;
+    const m = agree(code, () => {}, 20);
+    assert.equal(m.cpu.getGpr(3), 210n);
+    assert.ok(m.cpu.codeCache.stats.invalidations >= 19, `invalidations: ${m.cpu.codeCache.stats.invalidations}`);
+    assert.ok(m.cpu.wasm!.stats.direct > 0);
+  } finally {
+    setReform(old);
+  }
 });
 
 /** Run `m` from CODE to HLT in slices of `slice` instructions, turning the event loop between slices (as machine.ts). */

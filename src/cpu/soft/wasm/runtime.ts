@@ -13,14 +13,20 @@ import * as layout from './layout.ts';
 import { emitTlbSlot, memFnBody, LD_PARAMS, ST_PARAMS } from './tlb-probe.ts';
 import { execSy, SY_SYSCALL } from '../fast-forms.ts';
 import { stiSetsIf } from '../ops/interrupt-flag.ts';
-import { translateBody, translateRegion, groupRegions, buildModule, buildFlaglib, type WasmCode, EXIT_STATS, X_NAMES, EXPLICIT, SYNCED, ARITH, RF, VM, IF, K_SHIFT } from './translate.ts';
+import { translateBody, translateRegion, groupRegions, pageTargets, buildModule, buildFlaglib, type WasmCode, EXIT_STATS, X_NAMES, EXPLICIT, SYNCED, ARITH, RF, VM, IF, K_SHIFT } from './translate.ts';
 /** The layout constants as a plain object (under tsx a namespace import reads each one through a getter call). */
 const L = { ...layout };
 
 /** Replays of a cached block before it is translated (RINGZERO_WASM_HOT; never above RINGZERO_JIT_HOT). */
 const WASM_HOT = Number(process.env.RINGZERO_WASM_HOT ?? 100);
-/** Blocks per translated module (RINGZERO_WASM_BATCH), and the replays a queued block may wait meanwhile. */
-const WASM_BATCH = Number(process.env.RINGZERO_WASM_BATCH ?? 32);
+/**
+ * Blocks per translated module (RINGZERO_WASM_BATCH), and the replays a queued block may wait meanwhile. 128 rather
+ * than 32: most batches then close on the wait (blocks that became hot together), half as many modules, more blocks
+ * of one page in one batch and so in one region (translate.ts groupRegions). Session 16, the VMM's main-thread CPU,
+ * 32 vs 128 side by side on a loaded host: boot + ash loop 100k 27.8/21.8, 28.7/23.2, 31.0/25.5 s (region-internal
+ * entries 97-145M -> 157M, dispatcher entries 118-160M -> 107M); boot alone 8.5/8.0, 9.3/9.0 s.
+ */
+const WASM_BATCH = Number(process.env.RINGZERO_WASM_BATCH ?? 128);
 const WASM_BATCH_WAIT = Number(process.env.RINGZERO_WASM_BATCH_WAIT ?? 400);
 /** Modules are compiled in the background (RINGZERO_WASM_ASYNC=0: on the main thread); see WasmEngine.flush. */
 const ASYNC = process.env.RINGZERO_WASM_ASYNC !== '0';
@@ -229,6 +235,8 @@ export interface WasmStats {
   regions: number;
   regionBlocks: number;
   intra: number;
+  /** Translated blocks translated again with a later batch of their page (REFORM). */
+  reformed: number;
 }
 
 /** The wasm translator of one GuestMemory (shared by its vCPUs, which run on one thread). */
@@ -239,7 +247,7 @@ export class WasmEngine {
   private imports!: WebAssembly.Imports;
   /** The JavaScript helpers the trampolines call. */
   private readonly helpers: WebAssembly.Imports;
-  readonly stats: WasmStats = { compiled: 0, modules: 0, bytes: 0, compileMs: 0, buildMs: 0, calls: 0, tableCalls: 0, replays: 0, conds: 0, slow: 0, direct: 0, asyncModules: 0, syncFallbacks: 0, stale: 0, freed: 0, regions: 0, regionBlocks: 0, intra: 0 };
+  readonly stats: WasmStats = { compiled: 0, modules: 0, bytes: 0, compileMs: 0, buildMs: 0, calls: 0, tableCalls: 0, replays: 0, conds: 0, slow: 0, direct: 0, asyncModules: 0, syncFallbacks: 0, stale: 0, freed: 0, regions: 0, regionBlocks: 0, intra: 0, reformed: 0 };
   private nextState = 0;
   /** Translated functions by index (index 0 unused: an empty dispatch entry), and their blocks (a region's by member number). */
   private table!: WebAssembly.Table;
@@ -342,7 +350,7 @@ export class WasmEngine {
     const s = this.stats;
     return `${s.compiled} blocks translated in ${s.modules} modules (${(s.bytes / 1024).toFixed(0)} KiB of code, ${s.compileMs.toFixed(0)} ms on the main thread to build (${s.buildMs.toFixed(0)}) and compile; ` +
       `${s.asyncModules} compiled in the background, ${s.syncFallbacks} of them finished synchronously, ${s.stale} blocks stale when ready, ${s.freed} dead ones freed), ` +
-      `${s.calls} calls (${s.tableCalls} from the dispatch table), ${s.direct} direct block-to-block entries, ${s.regions} regions of ${s.regionBlocks} blocks with ${s.intra} entries between their blocks, ${s.replays + s.conds + s.slow} helper calls (${s.replays} replays, ${s.conds} conditions, ${s.slow} slow accesses)` +
+      `${s.calls} calls (${s.tableCalls} from the dispatch table), ${s.direct} direct block-to-block entries, ${s.regions} regions of ${s.regionBlocks} blocks with ${s.intra} entries between their blocks (${s.reformed} blocks translated again into one), ${s.replays + s.conds + s.slow} helper calls (${s.replays} replays, ${s.conds} conditions, ${s.slow} slow accesses)` +
       (TIER_STATS ? '; JS tier runs/instructions: ' + ['warming', 'queued', 'in flight', 'never', 'too long'].map((n, i) => `${n} ${this.tierRuns[i]}/${this.tierInstr[i]}`).join(', ') +
         `; async install latency ${(this.latency.ms / Math.max(1, this.latency.n)).toFixed(1)} ms, ${(this.latency.instr / Math.max(1, this.latency.n) / 1e3).toFixed(0)}k instructions (mean of ${this.latency.n})` : '') +
       (EXIT_STATS ? '; exits by kind (entered direct/looked up, left at limit/TLB miss/no entry): ' + this.exitStats() : '') +
@@ -515,6 +523,8 @@ export class WasmEngine {
       // (a block whose page was written while it waited in the queue is dead: skip it)
       if (block.gen === c.codeCache.pageGen[block.pa >>> 12]) live.push(block);
     }
+    for (const block of live) { const l = lins.get(block); if (l !== undefined) this.linOf.set(block, l); }
+    if (REFORM) this.reform(live, lins, c.codeCache);
     for (const group of groupRegions(live, lins)) {
       if (group.length > 1) {
         try {
@@ -561,6 +571,58 @@ export class WasmEngine {
     this.compiling++;
     WebAssembly.compile(bytes).then((mod) => { if (!batch.installed) this.install(batch, mod); },
       (err) => { if (!batch.installed) { this.release(batch); this.report(done[0].blocks[0], err); } });
+  }
+
+  /** Translated blocks by physical page number (REFORM): added at install, pruned when looked at. */
+  private readonly byPage = new Map<number, Set<Block>>();
+  /** The linear address each block was queued at (for the regions it may join later), and its translations again (REFORM). */
+  private readonly linOf = new WeakMap<Block, number>();
+  private readonly reformed = new WeakMap<Block, number>();
+
+  /**
+   * Add to a batch (`live`) the translated blocks of its pages that branch to one of its blocks or that one of them
+   * branches to (static exits, translate.ts pageTargets), and so on from those: translated again with the batch,
+   * they form one region with its blocks (translate.ts groupRegions), so their transitions become branches inside a
+   * function rather than trips through the dispatcher. A block's pages become hot at different times (the blocks of
+   * a loop are queued in different batches, then chain through the dispatcher for good); each block is translated
+   * again at most REFORM_MAX times, at most REFORM_PULL per batch. The old translation stays valid (same bytes, same
+   * page generation) until its function-table index is reclaimed (allocIndex: superseded blocks count as dead there).
+   */
+  private reform(live: Block[], lins: Map<Block, number>, cache: CodeCache): void {
+    const gen = cache.pageGen, inBatch = new Set(live), pages = new Set<number>();
+    for (const b of live) if (b.mode === 8) pages.add(b.pa >>> 12);
+    let pulled = 0;
+    for (const p of pages) {
+      const set = this.byPage.get(p);
+      if (set === undefined) continue;
+      for (const t of set) if (t.wasm === null || t.gen !== gen[p]) set.delete(t);
+      if (set.size === 0) { this.byPage.delete(p); continue; }
+      const pas = new Set<number>(), targets = new Set<number>();
+      for (const b of live) {
+        if ((b.pa >>> 12) !== p || b.gen !== gen[p]) continue;
+        pas.add(b.pa);
+        for (const x of pageTargets(b)) targets.add(x);
+      }
+      for (let grew = true; grew && pulled < REFORM_PULL;) {
+        grew = false;
+        for (const t of set) {
+          if (pulled >= REFORM_PULL) break;
+          if (inBatch.has(t) || t.runs !== -1 || t.mode !== 8) continue;
+          const n = this.reformed.get(t) ?? 0;
+          if (n >= REFORM_MAX) continue;
+          const tt = pageTargets(t);
+          if (!targets.has(t.pa) && !tt.some((x) => pas.has(x))) continue;
+          inBatch.add(t); live.push(t); pulled++;
+          this.reformed.set(t, n + 1);
+          const l = this.linOf.get(t);
+          if (l !== undefined) lins.set(t, l);
+          pas.add(t.pa);
+          for (const x of tt) targets.add(x);
+          grew = true;
+        }
+      }
+    }
+    this.stats.reformed += pulled;
   }
 
   /** Batches being compiled in the background, by Batch.slot (null: a free slot). */
@@ -610,13 +672,15 @@ export class WasmEngine {
     const gen = cache.pageGen, I = this.i32;
     for (let i = 1; i < this.blocks.length; i++) {
       const list = this.blocks[i];
-      // (a region's blocks of one page share its generation; a region spanning pages is dead when all its pages are)
-      if (list === null || list.some((b) => b.gen === gen[b.pa >>> 12])) continue;
+      // (a region's blocks of one page share its generation; a region spanning pages is dead when all its pages are;
+      // a block translated again in a later region (REFORM) lives on there, not here)
+      if (list === null || list.some((b, k) => b.gen === gen[b.pa >>> 12] && b.wasm !== null && b.wasm.idx === (i | (k << K_SHIFT)))) continue;
       this.blocks[i] = null;
       this.table.set(i, null);
       list.forEach((b, k) => {
         const s = L.dispatchEntry(b.pa) >> 2, w = i | (k << K_SHIFT);
         for (let e = s; e <= s + 4; e += 4) if (I[e + 2] === w) { I[e] = 0; I[e + 1] = 0; I[e + 2] = 0; I[e + 3] = 0; }
+        if (b.wasm !== null && b.wasm.idx !== w) return;
         b.wasm = null;
         const key = b.pa * 16 + b.mode;
         if (cache.translated.get(key) === b) cache.translated.delete(key);
@@ -662,6 +726,12 @@ export class WasmEngine {
         const w = idx | (k << K_SHIFT);
         this.setEntry(block, w, cache);
         block.wasm = { fn, offs: offs[k], idx: w };
+        if (REFORM) {
+          const p = block.pa >>> 12;
+          let set = this.byPage.get(p);
+          if (set === undefined) this.byPage.set(p, set = new Set());
+          set.add(block);
+        }
         this.stats.compiled++;
         cache.stats.compiled++;
         cache.translated.set(block.pa * 16 + block.mode, block);
@@ -800,6 +870,13 @@ const PROFILE = process.env.RINGZERO_WASM_PROFILE === '1';
 const TIER_STATS = process.env.RINGZERO_TIER_STATS === '1';
 /** A replayed privilege change in 64-bit mode (SYSCALL, SYSRET) does not end the chain (WasmEngine.replay). */
 const PRIV_CHAIN = process.env.RINGZERO_WASM_PRIV_CHAIN !== '0';
+/** Batches pull in the translated blocks of their pages they branch with (WasmEngine.reform; RINGZERO_WASM_REFORM=0: off). */
+let REFORM = process.env.RINGZERO_WASM_REFORM !== '0';
+/** Switch REFORM (tests of the dispatcher's own chaining, which regions would bypass); returns the old setting. */
+export function setReform(on: boolean): boolean { const old = REFORM; REFORM = on; return old; }
+/** Times one block is translated again that way, and blocks pulled into one batch at most. */
+const REFORM_MAX = Number(process.env.RINGZERO_WASM_REFORM_MAX ?? 2);
+const REFORM_PULL = Number(process.env.RINGZERO_WASM_REFORM_PULL ?? 32);
 const replayed = new Map<number, number>();
 /** RINGZERO_WASM_PROFILE=1: replayed instructions by (RIP, opcode) (shown by --stats: the top sites). */
 const replayedAt = new Map<string, number>();

@@ -36,7 +36,8 @@
 //   raised an event;
 // - blocks of one page translated in one batch that branch to each other form a region: one function with a
 //   br_table on the entered block, where a static exit to another of them is a branch, not a return to the
-//   dispatcher (Region, translateRegion; RINGZERO_WASM_REGIONS=0: off);
+//   dispatcher (Region, translateRegion; RINGZERO_WASM_REGIONS=0: off); a later batch takes the translated blocks of
+//   its pages that branch with its blocks along, translated again into its regions (runtime.ts WasmEngine.reform);
 // - a CALL pushes its return address and that address's block (same page only) on a small return-address stack in
 //   the state area; a RET that pops the same address names that block's dispatch entry to the dispatcher (S_NEXT), as
 //   a static exit does, instead of the fetch-TLB probe and table lookup (Translator.rasPush/rasPop; the stack lives
@@ -1214,6 +1215,23 @@ function blockOffsets(block: Block): number[] | null {
   let off = 0;
   for (let i = 0; i < es.length; i++) { offs.push(off); off += es[i].len; }
   return offs;
+}
+
+/**
+ * The physical addresses in `block`'s own page that its static exits reach (direct JMP/Jcc/CALL targets, the
+ * fall-through of its last instruction): the edges groupRegions joins blocks of one page by (WasmEngine.flush uses
+ * them to find the translated blocks of a batch's pages worth translating again with it, as one region).
+ */
+export function pageTargets(block: Block): number[] {
+  const offs = blockOffsets(block), out: number[] = [];
+  if (offs === null) return out;
+  const es = block.entries;
+  for (let i = 0; i < es.length; i++) {
+    const e = es[i], next = offs[i] + e.len;
+    if ((e.form === Form.Jcc || e.form === Form.Jmp || e.form === Form.Call) && e.len > 0) out.push(block.pa + next + e.disp);
+    if (i === es.length - 1 && e.len > 0 && e.form !== Form.Jmp) out.push(block.pa + next);
+  }
+  return out.filter((t) => (t >>> 12) === (block.pa >>> 12) && t !== block.pa);
 }
 
 /**

@@ -1,0 +1,130 @@
+// Blocks translated again with a later batch of their page (src/cpu/soft/wasm/runtime.ts WasmEngine.reform): blocks of
+// a loop that became hot one at a time (each its own batch, its own function) end up in one region, whose branches
+// replace the dispatcher's trips between them, with the interpreter's exact state (a fault inside, budgets); the
+// functions they were in before are reclaimed only once none of their blocks lives there any more.
+import test from 'node:test';
+import assert from 'node:assert/strict';
+import { hexBytes, runBlocksToHalt, CODE, DATA, interpreterOrWasmMachine, type Machine } from './support/soft-cpu.ts';
+import { setHotThreshold, setJitThreshold } from '../src/cpu/soft/code-cache.ts';
+import { setReform } from '../src/cpu/soft/wasm/runtime.ts';
+import { GuestMemory } from '../src/memory/guest-memory.ts';
+import * as C from '../src/cpu/soft/constants.ts';
+
+// threshold 0: every block is translated at its first replay, alone (a batch of one), as blocks that become hot at
+// different times are
+setHotThreshold(0);
+setJitThreshold(0);
+
+type Mode = 'interpreter' | 'wasm';
+const memories: GuestMemory[] = [];
+test.after(() => { for (const m of memories) m.close(); });
+
+function state(m: Machine) {
+  const c = m.cpu;
+  return {
+    regs: Array.from({ length: 16 }, (_, i) => c.getGpr(i).toString(16)),
+    flags: (c.getFlags() & (C.CF | C.PF | C.AF | C.ZF | C.SF | C.OF)).toString(16),
+    rip: c.rip.toString(16),
+    ripStart: c.ripStart.toString(16),
+    instructions: c.instructions,
+    fault: c.lastException,
+    data: Buffer.from(m.mem.read(DATA, 64)).toString('hex'),
+  };
+}
+
+/** Run `code` at CODE to its HLT (or a fault) in `mode`, with REFORM set to `reform`. */
+function run(mode: Mode, code: number[] | Uint8Array, reform: boolean, prep: (m: Machine) => void = () => {}, blocks = 1_000_000) {
+  const old = setReform(reform);
+  try {
+    const m = interpreterOrWasmMachine(mode, memories);
+    prep(m);
+    m.mem.write(CODE, Uint8Array.from(code));
+    const vector = runBlocksToHalt(m, blocks);
+    return { m, vector, s: state(m) };
+  } finally {
+    setReform(old);
+  }
+}
+
+// Three blocks of one page in a loop (1 -> 2 -> 3 -> 1), 20000 passes; on the last pass (ECX = 1) RSI becomes R8
+// (CMOVE in the second block) and the load of the third block faults when R8 is an unmapped page.
+//   mov ecx,20000 / 1: add eax,1 / jmp 2f / 2: add ebx,eax / cmp ecx,1 / cmove rsi,r8 / jmp 3f
+//   3: mov rdx,[rsi] / add edx,ecx / mov [rsi+8],rdx / dec ecx / jnz 1b / hlt
+const LOOP = hexBytes('b9 20 4e 00 00 83 c0 01 eb 00 01 c3 83 f9 01 49 0f 44 f0 eb 00 48 8b 16 01 ca 48 89 56 08 ff c9 75 e3 f4');
+
+test('blocks of a loop translated one at a time become one region, exactly', () => {
+  const prep = (m: Machine) => { m.cpu.setGpr(6, BigInt(DATA)); m.cpu.setGpr(8, BigInt(DATA + 32)); };
+  const ref = run('interpreter', LOOP, true, prep);
+  const off = run('wasm', LOOP, false, prep);
+  const on = run('wasm', LOOP, true, prep);
+  for (const r of [ref, off, on]) assert.equal(r.vector, -1);
+  assert.deepEqual(off.s, ref.s, 'translated code = interpreter (no reform)');
+  assert.deepEqual(on.s, ref.s, 'translated code = interpreter (reform)');
+  const so = off.m.cpu.wasm!.stats, sn = on.m.cpu.wasm!.stats;
+  // without: three functions, every pass enters two blocks from the dispatcher (plus the loop's back edge)
+  assert.equal(so.intra, 0, `branches inside regions without reform: ${so.intra}`);
+  assert.ok(so.direct > 40_000, `dispatcher entries without reform: ${so.direct}`);
+  // with: the third block's batch takes the first two again: one region, the passes branch inside it
+  assert.ok(sn.reformed >= 2, `blocks translated again: ${sn.reformed}`);
+  assert.ok(sn.intra > 40_000, `branches inside the region: ${sn.intra}`);
+  assert.ok(sn.direct < 1000, `dispatcher entries left: ${sn.direct}`);
+});
+
+test('a page fault in a block of a region formed again leaves exact state', () => {
+  const prep = (m: Machine) => { m.cpu.setGpr(6, BigInt(DATA)); m.cpu.setGpr(8, 0x7fff_0000_0000n); };
+  const ref = run('interpreter', LOOP, true, prep);
+  const on = run('wasm', LOOP, true, prep);
+  assert.equal(ref.vector, C.EXC_PF);
+  assert.equal(on.vector, C.EXC_PF);
+  assert.deepEqual(on.s, ref.s, 'translated code = interpreter');
+  assert.equal(on.s.rip, (CODE + 0x15).toString(16), 'RIP at the faulting load');
+  assert.ok(on.m.cpu.wasm!.stats.reformed >= 2);
+});
+
+test('a region formed again stops exactly at every budget (run(n) with small n)', () => {
+  const traces = (['interpreter', 'wasm'] as Mode[]).map((mode) => {
+    const old = setReform(true);
+    try {
+      const m = interpreterOrWasmMachine(mode, memories);
+      m.cpu.setGpr(6, BigInt(DATA)); m.cpu.setGpr(8, BigInt(DATA + 32));
+      m.mem.write(CODE, Uint8Array.from(LOOP));
+      m.cpu.rip = CODE;
+      const trace: string[] = [];
+      for (let i = 0; i < 100_000 && !m.cpu.halted; i++) {
+        m.cpu.run(1 + (i * 7) % 61);
+        trace.push(`${m.cpu.instructions}:${m.cpu.rip.toString(16)}`);
+      }
+      assert.ok(m.cpu.halted);
+      return { trace, m };
+    } finally {
+      setReform(old);
+    }
+  });
+  assert.deepEqual(traces[1].trace, traces[0].trace, 'same instruction counts and RIPs after every run');
+  assert.ok(traces[1].m.cpu.wasm!.stats.intra > 10_000);
+});
+
+test('functions whose blocks all live in later regions are reclaimed; the others keep running (table of 1024)', () => {
+  // 1200 blocks `add eax,1 / jmp next` (two pages) in a loop of 3 passes: each translated alone, then again with
+  // its successors' batches, so the function table (1024 entries at first) fills with functions whose blocks moved
+  // on (reclaimed: every block of them lives elsewhere) and functions some block still runs in (kept: a freed one
+  // would be a null table entry, which traps when entered, or a block left without its translation).
+  //   mov ecx,3 / xor eax,eax / 1: (add eax,1 / jmp +0) x 1200 / dec ecx / jnz 1b / hlt
+  const N = 1200, code: number[] = hexBytes('b9 03 00 00 00 31 c0');
+  for (let i = 0; i < N; i++) code.push(0x83, 0xc0, 0x01, 0xeb, 0x00);
+  const back = 7 - (code.length + 2 + 6);
+  code.push(0xff, 0xc9, 0x0f, 0x85, back & 0xff, (back >> 8) & 0xff, (back >> 16) & 0xff, (back >>> 24) & 0xff, 0xf4);
+  const ref = run('interpreter', code, true);
+  const on = run('wasm', code, true);
+  assert.equal(on.vector, -1);
+  assert.deepEqual(on.s, ref.s, 'translated code = interpreter');
+  assert.equal(on.m.cpu.getGpr(0), BigInt(3 * N));
+  const w = on.m.cpu.wasm!;
+  assert.ok(w.stats.reformed > N, `blocks translated again: ${w.stats.reformed}`);
+  assert.ok(w.stats.freed > 0, `functions reclaimed: ${w.stats.freed}`);
+  // every block still has its translation, in a live function
+  let live = 0;
+  for (const b of on.m.cpu.codeCache.translated.values()) { assert.ok(b.wasm !== null); live++; }
+  assert.ok(live >= N, `translated blocks: ${live}`);
+  assert.ok(on.m.cpu.jitInstructions > N, `instructions run in wasm: ${on.m.cpu.jitInstructions}`);
+});
