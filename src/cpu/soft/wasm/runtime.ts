@@ -13,7 +13,7 @@ import * as layout from './layout.ts';
 import { emitTlbSlot, memFnBody, LD_PARAMS, ST_PARAMS } from './tlb-probe.ts';
 import { execSy, SY_SYSCALL } from '../fast-forms.ts';
 import { stiSetsIf } from '../ops/interrupt-flag.ts';
-import { translateBody, translateRegion, groupRegions, pageTargets, buildModule, buildFlaglib, type WasmCode, EXIT_STATS, X_NAMES, EXPLICIT, SYNCED, ARITH, RF, VM, IF, K_SHIFT } from './translate.ts';
+import { translateBody, translateRegion, groupRegions, pageTargets, buildModule, buildFlaglib, rawBody, memUsedOf, type WasmCode, type EmitOpts, EXIT_STATS, X_NAMES, EXPLICIT, SYNCED, ARITH, RF, VM, IF, K_SHIFT } from './translate.ts';
 /** The layout constants as a plain object (under tsx a namespace import reads each one through a getter call). */
 const L = { ...layout };
 
@@ -38,11 +38,56 @@ const ASYNC_WAIT = Number(process.env.RINGZERO_WASM_ASYNC_WAIT ?? 10000);
  */
 const IN_FLIGHT = -2;
 
+/**
+ * Tier 2 (opt-in, RINGZERO_TIER2=1): every tier-1 function adds the instructions each call ran to its hot counter
+ * (translate.ts EmitOpts.slot, layout.ts HOT_COUNTS); every TIER2_SCAN guest instructions run in translated code the
+ * runtime reads the counters, halving them (a moving window of about two scans), and builds again those with memory
+ * operands whose count reached TIER2_HOT, the hottest TIER2_BATCH per module, installed over the old functions
+ * (WasmEngine.scanHot, installTier2: same dispatch words' member numbers, the old table index freed). How
+ * (RINGZERO_TIER2_MODE): 'local' (default) puts the tier-1 function's own bytes (kept at translation) in a module that
+ * defines its own copies of the memory functions (translate.ts buildModule `local`: direct calls, which V8 inlines
+ * into TurboFan code with --wasm-inlining, to be added to RINGZERO_V8_FLAGS): nothing is translated again, ~0.2 s of
+ * main thread for ~650 functions on a boot; 'inline' translates them again with inline TLB probes (EmitOpts.inline:
+ * registers stay cached across accesses; ~2x the code, ~1.6 s of main thread for ~800 functions).
+ * Off by default: measured against main in Linux boots run side by side (main-thread CPU, host load 12-19), 'local'
+ * with --wasm-inlining cut the ash loop of 100k iterations by 8-13% (19.38/17.85, 24.50/21.19, 19.80/17.74 s) but
+ * made md5 of 32 MiB slower (4.00/4.09, 3.46/3.59, 4.35/5.12 s; its hot functions, already TurboFan code in tier 1,
+ * restart in Liftoff, as do their modules' memory functions, while the phase lasts ~4 s) and the boot within noise
+ * to slower (9.61/9.73, 9.30/9.15, 10.01/10.91, 9.85/9.89, 8.20/8.62 s); 'inline': md5 3.26/2.60, 3.50/3.33 s
+ * with boots 9.19/9.28, 8.27/9.08 s, ash loop 22.71/19.61, 21.26/20.16, 22.11/22.73, 17.67/18.77 s with boots
+ * +3..+14% (TIER2_HOT 64000: ash 17.67/17.81, boot 8.12/8.16 s). With tier 2 off this code costs nothing measurable
+ * (md5 3.26/3.21, 3.50/3.55 s, boots 9.19/9.11, 8.27/8.24 s). RINGZERO_TIER2_LOG=1: one line per scan on stderr.
+ */
+let TIER2 = process.env.RINGZERO_TIER2 === '1';
+let TIER2_SCAN = Number(process.env.RINGZERO_TIER2_SCAN ?? 8_000_000);
+let TIER2_HOT = Number(process.env.RINGZERO_TIER2_HOT ?? 16_000);
+const TIER2_BATCH = Number(process.env.RINGZERO_TIER2_BATCH ?? 64);
+const TIER2_LOG = process.env.RINGZERO_TIER2_LOG === '1';
+let TIER2_MODE = process.env.RINGZERO_TIER2_MODE ?? 'local';
+/** Tests: switch tier 2 and set its scan interval and threshold (before the machine translates anything). */
+export function setTier2(on: boolean, scan = TIER2_SCAN, hot = TIER2_HOT, mode = TIER2_MODE): void {
+  TIER2 = on; TIER2_SCAN = scan; TIER2_HOT = hot; TIER2_MODE = mode;
+}
+
+/** A translated function (by function-table index): its tier, hot-counter slot, blocks' queue addresses, memory operands. */
+interface FnInfo {
+  /** 1, 2, or 3 while its tier-2 translation compiles. */
+  tier: number;
+  /** Its hot counter (translate.ts EmitOpts.slot), -1: none. */
+  slot: number;
+  /** The linear address each block was queued at (regions: translateRegion's lins), if known. */
+  lins: (number | undefined)[];
+  memOps: number;
+  /** Its encoded body (tier 1, with memory operands, TIER2_MODE 'local'), and the memory functions it calls. */
+  code: Uint8Array | null;
+  memUsed: number;
+}
+
 /** A module being compiled: its bytes, its blocks, the cache whose generations decide whether they are installed. */
 interface Batch {
   bytes: Uint8Array<ArrayBuffer>;
-  /** Per function of the module: its blocks (one, or a region's) and their instruction offsets. */
-  done: { blocks: Block[]; offs: number[][] }[];
+  /** Per function of the module: its blocks (one, or a region's) and their instruction offsets, and its FnInfo. */
+  done: { blocks: Block[]; offs: number[][]; info: FnInfo }[];
   cache: CodeCache;
   installed: boolean;
   waits: number;
@@ -237,6 +282,12 @@ export interface WasmStats {
   intra: number;
   /** Translated blocks translated again with a later batch of their page (REFORM). */
   reformed: number;
+  /** Tier-2 functions installed (and their blocks), modules, bytes, and main-thread ms to build them. */
+  tier2: number;
+  tier2Blocks: number;
+  tier2Modules: number;
+  tier2Bytes: number;
+  tier2Ms: number;
 }
 
 /** The wasm translator of one GuestMemory (shared by its vCPUs, which run on one thread). */
@@ -247,7 +298,7 @@ export class WasmEngine {
   private imports!: WebAssembly.Imports;
   /** The JavaScript helpers the trampolines call. */
   private readonly helpers: WebAssembly.Imports;
-  readonly stats: WasmStats = { compiled: 0, modules: 0, bytes: 0, compileMs: 0, buildMs: 0, calls: 0, tableCalls: 0, replays: 0, conds: 0, slow: 0, direct: 0, asyncModules: 0, syncFallbacks: 0, stale: 0, freed: 0, regions: 0, regionBlocks: 0, intra: 0, reformed: 0 };
+  readonly stats: WasmStats = { compiled: 0, modules: 0, bytes: 0, compileMs: 0, buildMs: 0, calls: 0, tableCalls: 0, replays: 0, conds: 0, slow: 0, direct: 0, asyncModules: 0, syncFallbacks: 0, stale: 0, freed: 0, regions: 0, regionBlocks: 0, intra: 0, reformed: 0, tier2: 0, tier2Blocks: 0, tier2Modules: 0, tier2Bytes: 0, tier2Ms: 0 };
   private nextState = 0;
   /** Translated functions by index (index 0 unused: an empty dispatch entry), and their blocks (a region's by member number). */
   private table!: WebAssembly.Table;
@@ -350,7 +401,9 @@ export class WasmEngine {
     const s = this.stats;
     return `${s.compiled} blocks translated in ${s.modules} modules (${(s.bytes / 1024).toFixed(0)} KiB of code, ${s.compileMs.toFixed(0)} ms on the main thread to build (${s.buildMs.toFixed(0)}) and compile; ` +
       `${s.asyncModules} compiled in the background, ${s.syncFallbacks} of them finished synchronously, ${s.stale} blocks stale when ready, ${s.freed} dead ones freed), ` +
-      `${s.calls} calls (${s.tableCalls} from the dispatch table), ${s.direct} direct block-to-block entries, ${s.regions} regions of ${s.regionBlocks} blocks with ${s.intra} entries between their blocks (${s.reformed} blocks translated again into one), ${s.replays + s.conds + s.slow} helper calls (${s.replays} replays, ${s.conds} conditions, ${s.slow} slow accesses)` +
+      `${s.calls} calls (${s.tableCalls} from the dispatch table), ${s.direct} direct block-to-block entries, ${s.regions} regions of ${s.regionBlocks} blocks with ${s.intra} entries between their blocks (${s.reformed} blocks translated again into one), ` +
+      `tier 2: ${s.tier2} functions (${s.tier2Blocks} blocks) in ${s.tier2Modules} modules, ${(s.tier2Bytes / 1024).toFixed(0)} KiB, ${s.tier2Ms.toFixed(0)} ms, ` +
+      `${s.replays + s.conds + s.slow} helper calls (${s.replays} replays, ${s.conds} conditions, ${s.slow} slow accesses)` +
       (TIER_STATS ? '; JS tier runs/instructions: ' + ['warming', 'queued', 'in flight', 'never', 'too long'].map((n, i) => `${n} ${this.tierRuns[i]}/${this.tierInstr[i]}`).join(', ') +
         `; async install latency ${(this.latency.ms / Math.max(1, this.latency.n)).toFixed(1)} ms, ${(this.latency.instr / Math.max(1, this.latency.n) / 1e3).toFixed(0)}k instructions (mean of ${this.latency.n})` : '') +
       (EXIT_STATS ? '; exits by kind (entered direct/looked up, left at limit/TLB miss/no entry): ' + this.exitStats() : '') +
@@ -516,7 +569,7 @@ export class WasmEngine {
     this.pending = [];
     this.lins = new Map();
     const t0 = performance.now();
-    const bodies: Body[] = [], done: { blocks: Block[]; offs: number[][] }[] = [];
+    const bodies: Body[] = [], done: Batch['done'] = [];
     const live: Block[] = [];
     for (const block of blocks) {
       block.runs = -1;
@@ -527,24 +580,31 @@ export class WasmEngine {
     if (REFORM) this.reform(live, lins, c.codeCache);
     for (const group of groupRegions(live, lins)) {
       if (group.length > 1) {
+        const opts = this.tier1Opts();
         try {
-          const t = translateRegion(group, this.ramSize, lins);
+          const t = translateRegion(group, this.ramSize, lins, opts);
           if (t !== null) {
-            bodies.push(t.body); done.push({ blocks: group, offs: t.offs });
+            bodies.push(t.body); done.push({ blocks: group, offs: t.offs, info: this.fnInfo(opts, t, group.map((g) => lins.get(g))) });
             this.stats.regions++; this.stats.regionBlocks += group.length;
             continue;
           }
         } catch (err) {
           this.report(group[0], err);
         }
+        this.freeSlot(opts.slot);
       }
       for (const block of group) {
+        const opts = this.tier1Opts();
         try {
-          const t = translateBody(block, this.ramSize, lins.get(block));
-          if (t !== null) { bodies.push(t.body); done.push({ blocks: [block], offs: [t.offs] }); }
+          const t = translateBody(block, this.ramSize, lins.get(block), opts);
+          if (t !== null) {
+            bodies.push(t.body); done.push({ blocks: [block], offs: [t.offs], info: this.fnInfo(opts, t, [lins.get(block)]) });
+            continue;
+          }
         } catch (err) {
           this.report(block, err);
         }
+        this.freeSlot(opts.slot);
       }
     }
     if (bodies.length === 0) return;
@@ -552,6 +612,7 @@ export class WasmEngine {
     try {
       bytes = buildModule(bodies, this.ramSize);
     } catch (err) {
+      for (const d of done) this.freeSlot(d.info.slot);
       this.report(blocks[0], err);
       return;
     }
@@ -570,7 +631,7 @@ export class WasmEngine {
     batch.async = true;
     this.compiling++;
     WebAssembly.compile(bytes).then((mod) => { if (!batch.installed) this.install(batch, mod); },
-      (err) => { if (!batch.installed) { this.release(batch); this.report(done[0].blocks[0], err); } });
+      (err) => { if (!batch.installed) { this.release(batch); this.freeSlots(batch); this.report(done[0].blocks[0], err); } });
   }
 
   /** Translated blocks by physical page number (REFORM): added at install, pruned when looked at. */
@@ -642,6 +703,7 @@ export class WasmEngine {
       this.install(batch, new WebAssembly.Module(batch.bytes));
     } catch (err) {
       this.release(batch);
+      this.freeSlots(batch);
       this.report(batch.done[0].blocks[0], err);
     } finally {
       this.stats.compileMs += performance.now() - t0;
@@ -658,6 +720,179 @@ export class WasmEngine {
 
   /** Function-table indices of dead translations, for reuse. */
   private free: number[] = [];
+  /** Per function-table index: its FnInfo (undefined: none there). */
+  private readonly info: (FnInfo | undefined)[] = [undefined];
+  /** Hot-counter slots: free ones, and the next never used (layout.ts HOT_SLOTS in all). */
+  private readonly freeSlots_: number[] = [];
+  private nextSlot = 0;
+  /** The function-table index of each slot's function (0: none installed). */
+  private readonly slotIdx = new Int32Array(L.HOT_SLOTS);
+  /** Guest instructions run in translated code since the last tier-2 scan. */
+  private sinceScan = 0;
+
+  /** The FnInfo of a new tier-1 function. */
+  private fnInfo(opts: EmitOpts, t: { body: Body; memOps: number }, lins: (number | undefined)[]): FnInfo {
+    const keep = opts.slot >= 0 && t.memOps > 0 && TIER2_MODE === 'local';
+    return { tier: 1, slot: opts.slot, lins, memOps: t.memOps, code: keep ? t.body.encode() : null, memUsed: memUsedOf(t.body) };
+  }
+
+  /** The emit options of a new tier-1 function: a hot-counter slot when tier 2 is on and one is free. */
+  private tier1Opts(): EmitOpts {
+    if (!TIER2) return { slot: -1, inline: false };
+    let slot = this.freeSlots_.pop();
+    if (slot === undefined) slot = this.nextSlot < L.HOT_SLOTS ? this.nextSlot++ : -1;
+    return { slot, inline: false };
+  }
+
+  private freeSlot(slot: number): void {
+    if (slot < 0) return;
+    this.freeSlots_.push(slot);
+    this.slotIdx[slot] = 0;
+    this.i32[(L.HOT_COUNTS >> 2) + slot] = 0;
+  }
+
+  /** The hot-counter slots of a batch that will not be installed. */
+  private freeSlots(batch: Batch): void {
+    for (const d of batch.done) { this.freeSlot(d.info.slot); d.info.slot = -1; }
+  }
+
+  /**
+   * Tier 2 (see TIER2): read the tier-1 functions' hot counters, halve them, and translate again with inline
+   * memory probes the hottest of those whose count reached TIER2_HOT and that have memory operands (at most
+   * TIER2_BATCH, one module); compiled like a batch (in the background unless translation is synchronous), then
+   * installTier2. Called from run, between dispatcher calls (no translated code on the stack).
+   */
+  private scanHot(c: SoftCpu): void {
+    this.sinceScan = 0;
+    const I = this.i32, base = L.HOT_COUNTS >> 2, hot: number[] = [];
+    let n = 0;
+    for (let s = 0; s < this.nextSlot; s++) {
+      const k = I[base + s];
+      if (k === 0) continue;
+      I[base + s] = k >> 1;
+      n++;
+      if (k < TIER2_HOT) continue;
+      const idx = this.slotIdx[s], f = this.info[idx];
+      if (idx !== 0 && f !== undefined && f.tier === 1 && f.memOps > 0) hot.push(idx);
+    }
+    if (TIER2_LOG) {
+      const ks: number[] = [];
+      for (let idx = 1; idx < this.blocks.length; idx++) { const f = this.info[idx]; if (f !== undefined && f.slot >= 0 && f.tier === 1) ks.push(I[base + f.slot] * 2); }
+      ks.sort((a, b) => b - a);
+      const sum = ks.reduce((a, b) => a + b, 0), at = (m: number) => ks.slice(0, m).reduce((a, b) => a + b, 0) / Math.max(1, sum);
+      const t2 = this.info.filter((f) => f !== undefined && f.tier !== 1).length;
+      process.stderr.write(`tier2 scan at ${c.instructions}: ${n} counting, ${hot.length} hot, ${t2} tier 2; tier-1 instr ${sum}, top 10/50/200/1000 ${[10, 50, 200, 1000].map((m) => at(m).toFixed(2)).join('/')}, k@50/200 ${ks[50]}/${ks[200]}\n`);
+    }
+    if (hot.length === 0) return;
+    if (hot.length > TIER2_BATCH) {
+      hot.sort((a, b) => I[base + this.info[b]!.slot] - I[base + this.info[a]!.slot]);
+      hot.length = TIER2_BATCH;
+    }
+    const t0 = performance.now();
+    const cache = c.codeCache, local = TIER2_MODE === 'local';
+    const bodies: Body[] = [], items: { old: number; blocks: Block[]; offs: number[][]; info: FnInfo }[] = [];
+    let used = 0;
+    for (const idx of hot) {
+      const blocks = this.blocks[idx]!, f = this.info[idx]!;
+      if (!blocks.some((b, k) => b.gen === cache.pageGen[b.pa >>> 12] && b.wasm !== null && b.wasm.idx === (idx | (k << K_SHIFT)))) continue;
+      const info: FnInfo = { ...f, tier: 2, code: null };
+      if (local) {
+        // (the same bytes: every block's Block.wasm offsets hold; a member whose page was written is not reinstalled)
+        if (f.code === null || blocks.some((b) => b.wasm === null)) continue;
+        bodies.push(rawBody(f.code));
+        used |= f.memUsed;
+        items.push({ old: idx, blocks, offs: blocks.map((b) => b.wasm!.offs), info });
+        f.tier = 3;
+        continue;
+      }
+      const opts: EmitOpts = { slot: f.slot, inline: true };
+      try {
+        let t: { body: Body; offs: number[][] } | null = null;
+        if (blocks.length === 1) {
+          const r = translateBody(blocks[0], this.ramSize, f.lins[0], opts);
+          if (r !== null) t = { body: r.body, offs: [r.offs] };
+        } else {
+          const lins = new Map<Block, number>();
+          blocks.forEach((b, k) => { const l = f.lins[k]; if (l !== undefined) lins.set(b, l); });
+          t = translateRegion(blocks, this.ramSize, lins, opts);
+        }
+        if (t === null) continue;
+        bodies.push(t.body);
+        used |= memUsedOf(t.body);
+        items.push({ old: idx, blocks, offs: t.offs, info });
+        f.tier = 3;
+      } catch (err) {
+        f.tier = 2; // (never again)
+        this.report(blocks[0], err);
+      }
+    }
+    if (bodies.length === 0) return;
+    let bytes: Uint8Array<ArrayBuffer>;
+    try {
+      bytes = buildModule(bodies, this.ramSize, local, used);
+    } catch (err) {
+      for (const it of items) this.info[it.old]!.tier = 2;
+      this.report(items[0].blocks[0], err);
+      return;
+    }
+    this.stats.tier2Bytes += bytes.length;
+    this.stats.tier2Ms += performance.now() - t0;
+    const fail = (err: unknown) => {
+      for (const it of items) { const f = this.info[it.old]; if (f !== undefined && this.blocks[it.old] === it.blocks) f.tier = 2; }
+      this.report(items[0].blocks[0], err);
+    };
+    if (!ASYNC || Math.min(WASM_HOT, JIT_THRESHOLD) === 0) {
+      try { this.installTier2(items, new WebAssembly.Module(bytes), cache); } catch (err) { fail(err); }
+      return;
+    }
+    // (not counted in `compiling`: the functions it replaces keep running meanwhile, so the run loop need not turn
+    // the event loop more often for it)
+    WebAssembly.compile(bytes).then((mod) => this.installTier2(items, mod, cache), fail);
+  }
+
+  /**
+   * Install tier-2 functions over the functions they translate again (`old`: function-table index): each live
+   * block's dispatch entry and Block.wasm name the new function (same region member numbers), then the old index
+   * is freed (its hot-counter slot too). A function freed or replaced meanwhile, or whose blocks all went stale,
+   * is skipped. Never called while translated code runs (a promise callback, or scanHot between calls).
+   */
+  private installTier2(items: { old: number; blocks: Block[]; offs: number[][]; info: FnInfo }[], mod: WebAssembly.Module, cache: CodeCache): void {
+    const t0 = performance.now();
+    const inst = new WebAssembly.Instance(mod, this.imports);
+    this.stats.tier2Modules++;
+    const I = this.i32, gen = cache.pageGen;
+    items.forEach(({ old, blocks, offs, info }, i) => {
+      if (this.blocks[old] !== blocks) return;
+      // (live: a block of the current page generation still translated here, not again elsewhere by REFORM)
+      if (!blocks.some((b, k) => b.gen === gen[b.pa >>> 12] && b.wasm !== null && b.wasm.idx === (old | (k << K_SHIFT)))) return;
+      const fn = inst.exports['f' + i] as WasmCode['fn'];
+      const idx = this.allocIndex(cache);
+      if (idx >= 1 << K_SHIFT) { this.blocks[idx] = null; this.free.push(idx); this.info[old]!.tier = 2; return; }
+      this.table.set(idx, fn as unknown as WebAssembly.ExportValue);
+      this.blocks[idx] = blocks;
+      this.info[idx] = info;
+      // (the new function counts in the old one's slot)
+      if (info.slot >= 0) this.slotIdx[info.slot] = idx;
+      this.info[old] = undefined;
+      blocks.forEach((block, k) => {
+        const wOld = old | (k << K_SHIFT), w = idx | (k << K_SHIFT);
+        if (block.gen === gen[block.pa >>> 12] && block.wasm !== null && block.wasm.idx === wOld) {
+          this.setEntry(block, w, cache);
+          block.wasm = { fn, offs: offs[k], idx: w };
+          this.stats.tier2Blocks++;
+        } else {
+          const s = L.dispatchEntry(block.pa) >> 2;
+          for (let e = s; e <= s + 4; e += 4) if (I[e + 2] === wOld) { I[e] = 0; I[e + 1] = 0; I[e + 2] = 0; I[e + 3] = 0; }
+        }
+      });
+      this.stats.tier2++;
+      // the old function: nothing names it any more
+      this.blocks[old] = null;
+      this.table.set(old, null);
+      this.free.push(old);
+    });
+    this.stats.tier2Ms += performance.now() - t0;
+  }
 
   /**
    * A function-table index for a new translation: a free one; else a new one while the table has room; else the
@@ -668,7 +903,7 @@ export class WasmEngine {
   private allocIndex(cache: CodeCache): number {
     let idx = this.free.pop();
     if (idx !== undefined) return idx;
-    if (this.blocks.length < this.table.length) { this.blocks.push(null); return this.blocks.length - 1; }
+    if (this.blocks.length < this.table.length) { this.blocks.push(null); this.info.push(undefined); return this.blocks.length - 1; }
     const gen = cache.pageGen, I = this.i32;
     for (let i = 1; i < this.blocks.length; i++) {
       const list = this.blocks[i];
@@ -677,6 +912,8 @@ export class WasmEngine {
       if (list === null || list.some((b, k) => b.gen === gen[b.pa >>> 12] && b.wasm !== null && b.wasm.idx === (i | (k << K_SHIFT)))) continue;
       this.blocks[i] = null;
       this.table.set(i, null);
+      this.freeSlot(this.info[i]?.slot ?? -1);
+      this.info[i] = undefined;
       list.forEach((b, k) => {
         const s = L.dispatchEntry(b.pa) >> 2, w = i | (k << K_SHIFT);
         for (let e = s; e <= s + 4; e += 4) if (I[e + 2] === w) { I[e] = 0; I[e + 1] = 0; I[e + 2] = 0; I[e + 3] = 0; }
@@ -693,6 +930,7 @@ export class WasmEngine {
     idx = this.free.pop();
     if (idx !== undefined) return idx;
     this.blocks.push(null);
+    this.info.push(undefined);
     return this.blocks.length - 1;
   }
 
@@ -710,17 +948,19 @@ export class WasmEngine {
     const inst = new WebAssembly.Instance(mod, this.imports);
     this.stats.modules++;
     const cache = batch.cache;
-    batch.done.forEach(({ blocks, offs }, i) => {
+    batch.done.forEach(({ blocks, offs, info }, i) => {
       // (a region spanning pages is installed for its members whose page was not written meanwhile: its branches
       // into another page check that page's generation)
       const live = blocks.filter((b) => b.gen === cache.pageGen[b.pa >>> 12]).length;
       this.stats.stale += blocks.length - live;
-      if (live === 0) return;
+      if (live === 0) { this.freeSlot(info.slot); return; }
       const fn = inst.exports['f' + i] as WasmCode['fn'];
       const idx = this.allocIndex(cache);
-      if (idx >= 1 << K_SHIFT) { this.blocks[idx] = null; this.free.push(idx); return; }
+      if (idx >= 1 << K_SHIFT) { this.blocks[idx] = null; this.free.push(idx); this.freeSlot(info.slot); return; }
       this.table.set(idx, fn as unknown as WebAssembly.ExportValue);
       this.blocks[idx] = blocks;
+      this.info[idx] = info;
+      if (info.slot >= 0) { this.i32[(L.HOT_COUNTS >> 2) + info.slot] = 0; this.slotIdx[info.slot] = idx; }
       blocks.forEach((block, k) => {
         if (block.gen !== cache.pageGen[block.pa >>> 12]) return;
         const w = idx | (k << K_SHIFT);
@@ -859,6 +1099,7 @@ export class WasmEngine {
     c.instructions = I0 + k;
     c.blockInstructions += k;
     c.jitInstructions += k;
+    if ((this.sinceScan += k) >= TIER2_SCAN && TIER2) this.scanHot(c);
     return k;
   }
 }

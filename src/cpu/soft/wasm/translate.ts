@@ -26,6 +26,10 @@
 //   byte, then the access; a miss, MMIO, a page-crossing access or a store into a page holding code calls the
 //   helper `rd`/`wr`, which runs SoftCpu.readLin/writeLin and may throw the CPU fault through the wasm frames);
 //   when that raised an event (self-modifying code, MMIO side effects) the block ends after the instruction;
+//   tier 2 (opt-in, ./runtime.ts TIER2): every function adds the instructions each call ran to a hot counter
+//   (epilogue), and the runtime puts the hottest functions' own bytes again in modules that define their own copies of
+//   the memory functions (buildModule `local`), whose direct calls V8's --wasm-inlining inlines into TurboFan code,
+//   or translates them again with inline TLB probes (EmitOpts.inline);
 // - the lazy-flag record of a producer is kept in locals, so a following Jcc/SETcc/CMOVcc/INC/DEC of the same block
 //   evaluates its condition inline, and stored to the state area only where something can read it, as the dirty
 //   registers (Translator.produced, commitFlags: before the memory library, a helper or an exit); for flags from before
@@ -181,16 +185,16 @@ void F_CC; // (the helper `cc` stays imported for the index order; conditions us
  * 300000 was worse on all three. Neither is set by default: each trades the boot for the steady state.
  */
 export let LOCAL_MEM = process.env.RINGZERO_WASM_LOCAL_MEM === '1';
-/** The flag library's `fa` (buildFlaglib), imported after the helpers (and the memory library when imported). */
-let F_FA = 15;
-/** The memory functions ld1..ld8, st1..st8: imported after the helpers, or the module's first defined functions. */
-let F_LD = 7, F_ST = 11;
+/**
+ * The flag library's `fa` (buildFlaglib), imported after the helpers; then the memory functions ld1..ld8, st1..st8:
+ * the memory library's, imported, or (LOCAL_MEM, tier-2 modules of runtime.ts) the module's first defined
+ * functions. Same indices either way, so a function body is valid in both kinds of module (tier 2 reuses tier 1's).
+ */
+const F_FA = 7, F_LD = 8, F_ST = 12;
 /** Switch LOCAL_MEM (tests; between translations, not while a batch is being translated). */
 export function setLocalMem(on: boolean): void {
   LOCAL_MEM = on;
-  F_FA = on ? 7 : 15; F_LD = on ? 8 : 7; F_ST = F_LD + 4;
 }
-setLocalMem(LOCAL_MEM);
 /**
  * S_LOP of a record that is also in the CPU's lazy fields (the runtime copies SoftCpu's record into the state area
  * with this added at the start of a call, and after a helper that may have changed it): the kind is S_LOP - SYNCED
@@ -224,11 +228,24 @@ export const EXIT_STATS = process.env.RINGZERO_WASM_EXIT_STATS === '1';
 export const X_SAME = 0, X_CROSS = 1, X_REGION = 2, X_IND = 3, X_RET = 4, X_HELPER = 5, X_LOOP = 6, X_OTHER = 7;
 export const X_NAMES = ['same-page', 'cross-page', 'region-miss', 'indirect', 'ret', 'helper', 'self-loop', 'other'];
 
+/**
+ * How a function is emitted. Tier 1 (what a block gets when it first becomes hot): memory operands call the shared
+ * memory library (inline probes only in self-looping blocks), and, with `slot` >= 0, the function adds the
+ * instructions each call ran to its hot counter (layout.ts HOT_COUNTS + 4 * slot; the runtime's tier-2 scan reads
+ * them). Tier 2 (`inline`: the hot functions the runtime translates again, ./runtime.ts WasmEngine.scanHot): every
+ * memory operand probes the TLB inline and accesses RAM itself on a hit, calling the library (and writing dirty
+ * registers back) only on a miss, as the self-looping blocks do; no counter.
+ */
+export interface EmitOpts { slot: number; inline: boolean }
+export const TIER1: EmitOpts = { slot: -1, inline: false };
+
 /** A function body that knows how many blocks/loops/ifs are open (Translator's register cache looks at it). */
 class TBody extends Body {
   nest = 0;
   /** The memory functions called (bit LOG2[size], + 4 for a store): buildModule defines those. */
   memUsed = 0;
+  /** Memory operands emitted (loads and stores through Translator.load/store): tier-2 candidates need some. */
+  memOps = 0;
   override open(kind: number): number { this.nest++; return super.open(kind); }
   override close(): this { this.nest--; return super.close(); }
 }
@@ -282,7 +299,7 @@ class Translator {
   insMem = false;
   insReplayed = false;
 
-  constructor(public block: Block, public offs: number[], readonly ramSize: number) {
+  constructor(public block: Block, public offs: number[], readonly ramSize: number, readonly opts: EmitOpts = TIER1) {
     const b = this.b = new TBody(5);
     this.n = b.local(I32); this.xc = b.local(I32); this.rtag = b.local(I32); this.wtag = b.local(I32);
     this.lcy = b.local(I32); this.fl = b.local(I32);
@@ -575,7 +592,8 @@ class Translator {
   /** Load `size` bytes at `a` into local `v` (zero-extended): inline on a TLB hit, else through the memory library. */
   load(size: number): void {
     const b = this.b;
-    const inline = INLINE_MEM && this.selfLoop;
+    const inline = INLINE_MEM && (this.selfLoop || this.opts.inline);
+    b.memOps++;
     if (inline) {
       this.probe(size, this.rtag, false, () => {
         b.get(this.pPa).op(Op.i32WrapI64);
@@ -592,7 +610,8 @@ class Translator {
   /** Store the low `size` bytes of local `w` at `a`: inline on a TLB hit, else through the memory library. */
   store(size: number): void {
     const b = this.b;
-    const inline = INLINE_MEM && this.selfLoop;
+    const inline = INLINE_MEM && (this.selfLoop || this.opts.inline);
+    b.memOps++;
     if (inline) {
       this.probe(size, this.wtag, true, () => {
         b.get(this.pPa).op(Op.i32WrapI64).get(this.w);
@@ -1150,19 +1169,19 @@ const imm64 = (lo: number, hi: number): number | bigint =>
   (hi === 0 || (hi === -1 && lo < 0)) ? (hi === 0 ? lo >>> 0 : lo) : (BigInt(hi | 0) << 32n) | BigInt(lo >>> 0);
 
 /** Translate one block into a function body; null if it has nothing worth translating. */
-export function translateBody(block: Block, ramSize: number, lin?: number): { body: Body; offs: number[] } | null {
+export function translateBody(block: Block, ramSize: number, lin?: number, opts: EmitOpts = TIER1): { body: Body; offs: number[]; memOps: number } | null {
   const offs = blockOffsets(block);
   if (offs === null) return null;
-  const first = emitBlock(block, offs, ramSize, null);
-  if (!first.selfLoop) { dump(first, [block], lin === undefined ? [] : [lin]); return { body: first.b, offs }; }
+  const first = emitBlock(block, offs, ramSize, null, opts);
+  if (!first.selfLoop) { dump(first, [block], lin === undefined ? [] : [lin]); return { body: first.b, offs, memOps: first.b.memOps }; }
   // A block that loops on itself is emitted again with the registers its first version cached loaded before the
   // loop, so they stay in locals across iterations: at the loop's top they are cached, and dirty when the first
   // version's back edge had them dirty (stores then happen at memory accesses and exits, not per iteration).
   const pre: number[] = [], dirty: number[] = [];
   for (let r = 0; r < 16; r++) if (first.rc[r] >= 0) { pre.push(r); if (first.backDirty[r]) dirty.push(r); }
-  const T = emitBlock(block, offs, ramSize, { pre, dirty });
+  const T = emitBlock(block, offs, ramSize, { pre, dirty }, opts);
   dump(T, [block], lin === undefined ? [] : [lin]);
-  return { body: T.b, offs };
+  return { body: T.b, offs, memOps: T.b.memOps };
 }
 
 /** RINGZERO_WASM_DUMP: the function T emitted, with its instructions' guest addresses (./dump.ts). */
@@ -1182,22 +1201,34 @@ function prologue(T: Translator): void {
 }
 
 /** One emission of a block's function body; `loop`: the registers to keep in locals across a self-loop. */
-function emitBlock(block: Block, offs: number[], ramSize: number, loop: { pre: number[]; dirty: number[] } | null): Translator {
-  const T = new Translator(block, offs, ramSize);
+function emitBlock(block: Block, offs: number[], ramSize: number, loop: { pre: number[]; dirty: number[] } | null, opts: EmitOpts): Translator {
+  const T = new Translator(block, offs, ramSize, opts);
   const b = T.b;
   prologue(T);
   T.out = b.open(Op.block);
   emitCode(T, block, offs, loop);
   b.close();
-  b.get(T.n).get(T.xc).op(Op.i32Add);
+  epilogue(T);
   return T;
 }
 
+/**
+ * The function's result, the instructions this call ran (n + xc), added first to its hot counter when it has one
+ * (EmitOpts.slot: five operations per call; the runtime's scan reads and decays the counters).
+ */
+function epilogue(T: Translator): void {
+  const b = T.b, slot = T.opts.slot;
+  b.get(T.n).get(T.xc).op(Op.i32Add);
+  if (slot < 0) return;
+  b.tee(T.c32);
+  b.i32(0).i32(0).mem(Op.i32Load, 2, L.HOT_COUNTS + 4 * slot).get(T.c32).op(Op.i32Add).mem(Op.i32Store, 2, L.HOT_COUNTS + 4 * slot);
+}
+
 /** The self-loop register sets of a block (its first emission's cache), or null when it does not loop on itself. */
-function loopRegs(block: Block, offs: number[], ramSize: number): { pre: number[]; dirty: number[] } | null {
+function loopRegs(block: Block, offs: number[], ramSize: number, opts: EmitOpts): { pre: number[]; dirty: number[] } | null {
   const es = block.entries, last = es[es.length - 1];
   if (!((last.form === Form.Jcc || last.form === Form.Jmp) && last.len > 0 && offs[es.length - 1] + last.len + last.disp === 0)) return null;
-  const first = emitBlock(block, offs, ramSize, null);
+  const first = emitBlock(block, offs, ramSize, null, opts);
   const pre: number[] = [], dirty: number[] = [];
   for (let r = 0; r < 16; r++) if (first.rc[r] >= 0) { pre.push(r); if (first.backDirty[r]) dirty.push(r); }
   return { pre, dirty };
@@ -1292,11 +1323,11 @@ export function groupRegions(blocks: Block[], lins?: Map<Block, number>): Block[
  * Translate a region's blocks (groupRegions; at least two) into one function body (see Region); null if none of
  * them is worth translating (then each is translated alone, or not).
  */
-export function translateRegion(members: Block[], ramSize: number, lins?: Map<Block, number>): { body: Body; offs: number[][] } | null {
+export function translateRegion(members: Block[], ramSize: number, lins?: Map<Block, number>, opts: EmitOpts = TIER1): { body: Body; offs: number[][]; memOps: number } | null {
   const offsList: number[][] = [];
   for (const m of members) { const o = blockOffsets(m); if (o === null) return null; offsList.push(o); }
-  const loops = members.map((m, j) => loopRegs(m, offsList[j], ramSize));
-  const T = new Translator(members[0], offsList[0], ramSize);
+  const loops = members.map((m, j) => loopRegs(m, offsList[j], ramSize, opts));
+  const T = new Translator(members[0], offsList[0], ramSize, opts);
   const b = T.b;
   prologue(T);
   const R: Region = { members, at: new Map(), lins: [], atLin: new Map(), labels: [], disp: -1, cur: 0, climit: b.local(I32), intra: b.local(I32) };
@@ -1321,9 +1352,9 @@ export function translateRegion(members: Block[], ramSize: number, lins?: Map<Bl
   b.close();
   b.close();
   b.get(T.st).get(T.st).mem(Op.i32Load, 2, L.S_INTRA).get(R.intra).op(Op.i32Add).mem(Op.i32Store, 2, L.S_INTRA);
-  b.get(T.n).get(T.xc).op(Op.i32Add);
+  epilogue(T);
   dump(T, members, R.lins);
-  return { body: b, offs: offsList };
+  return { body: b, offs: offsList, memOps: b.memOps };
 }
 
 /**
@@ -2425,11 +2456,26 @@ const memFns = new Map<number, Body[]>();
 const UNUSED = new Body(0);
 UNUSED.op(Op.unreachable);
 
+/** The memory functions a body calls (TBody.memUsed; all of them for a body of another kind). */
+export function memUsedOf(b: Body): number {
+  return b instanceof TBody ? b.memUsed : 255;
+}
+
+/** A function body given as its encoded bytes (Body.encode: locals, code, end), for a module of its own. */
+class RawBody extends Body {
+  constructor(private readonly bytes: Uint8Array) { super(0); }
+  override head(): number[] { return []; }
+  override size(): number { return this.bytes.length; }
+  override writeTo(out: Uint8Array, at: number): number { out.set(this.bytes, at); return at + this.bytes.length; }
+}
+export function rawBody(bytes: Uint8Array): Body { return new RawBody(bytes); }
+
 /**
- * One module holding the given block functions, exported as f0, f1, ..., and (LOCAL_MEM) the memory functions they
- * call, with the slow path through the imported helpers `rd`/`wr`.
+ * One module holding the given block functions, exported as f0, f1, ..., and (`local`: LOCAL_MEM, or a tier-2
+ * module) the memory functions they call (`used`: bits of TBody.memUsed), with the slow path through the imported
+ * helpers `rd`/`wr`.
  */
-export function buildModule(bodies: Body[], ramSize: number): Uint8Array<ArrayBuffer> {
+export function buildModule(bodies: Body[], ramSize: number, local = LOCAL_MEM, used = -1): Uint8Array<ArrayBuffer> {
   const m = new ModuleBuilder();
   m.importMemory('e', 'm');
   m.importFunc('e', 'rd', m.type([F64, I32, I32], [I32]));
@@ -2441,10 +2487,9 @@ export function buildModule(bodies: Body[], ramSize: number): Uint8Array<ArrayBu
   m.importFunc('e', 'sy', m.type([I32, I32], [I32]));
   const ldT = m.type(LD_PARAMS, [I64]);
   const stT = m.type(ST_PARAMS, []);
-  if (LOCAL_MEM) {
-    m.importFunc('e', 'fa', m.type([I32], [I32]));
-    let used = 0;
-    for (const b of bodies) if (b instanceof TBody) used |= b.memUsed;
+  m.importFunc('e', 'fa', m.type([I32], [I32]));
+  if (local) {
+    if (used < 0) { used = 0; for (const b of bodies) used |= memUsedOf(b); }
     let fns = memFns.get(ramSize);
     if (fns === undefined) {
       fns = [];
@@ -2459,7 +2504,6 @@ export function buildModule(bodies: Body[], ramSize: number): Uint8Array<ArrayBu
   } else {
     for (const n of [1, 2, 4, 8]) m.importFunc('e', 'ld' + n, ldT);
     for (const n of [1, 2, 4, 8]) m.importFunc('e', 'st' + n, stT);
-    m.importFunc('e', 'fa', m.type([I32], [I32]));
   }
   const t = m.type([I32, F64, I32, I32, I32], [I32]);
   bodies.forEach((b, i) => m.func(t, b, 'f' + i));
