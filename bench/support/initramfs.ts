@@ -1,5 +1,5 @@
-// A bench-only initramfs: the default image's initramfs with small static programs appended as a second newc
-// archive (the kernel unpacks concatenated archives in order, each starting on a 4-byte boundary: Linux
+// An initramfs for benches (and test/manager-migrate's ticker): the default image's initramfs with small static
+// programs appended as a second newc archive (the kernel unpacks concatenated archives in order, each starting on a 4-byte boundary: Linux
 // Documentation/driver-api/early-userspace/buffer-format.rst). The programs are C sources beside this file,
 // compiled on the host with `gcc -static`; the result is cached under <cache>/bench/<key>/, the key being a hash of
 // the base initramfs, the sources and the compiler's version, so a changed source or image builds a new one.
@@ -13,19 +13,23 @@ import { writeCpio, type CpioEntry } from '../../src/image/cpio.ts';
 const HERE = path.dirname(new URL(import.meta.url).pathname);
 
 /**
- * The base initramfs plus /bin/<name> for each C file `sources` names (e.g. ['randread']: bench/support/randread.c).
+ * The base initramfs plus /bin/<name> for each C file `sources` names (e.g. ['randread']: bench/support/randread.c;
+ * an absolute path to a .c file elsewhere installs /bin/ with its base name: '/x/test/support/ticker.c' -> /bin/ticker).
  * Returns the path of the combined archive. Throws with gcc's message when a program does not build.
  */
 export function initrdWithPrograms(baseInitrd: string, sources: readonly string[]): string {
   const base = fs.readFileSync(baseInitrd);
-  const texts = sources.map((name) => ({ name, text: fs.readFileSync(path.join(HERE, `${name}.c`), 'utf8') }));
+  const texts = sources.map((source) => {
+    const file = path.isAbsolute(source) ? source : path.join(HERE, `${source}.c`);
+    return { name: path.basename(file, '.c'), file, text: fs.readFileSync(file, 'utf8') };
+  });
   let gcc: string;
   try {
     gcc = execFileSync('gcc', ['--version'], { encoding: 'utf8' }).split('\n')[0];
   } catch {
     throw new Error('bench: gcc is needed to build the guest programs (apt-get install gcc libc6-dev)');
   }
-  const key = createHash('sha256').update(base).update(JSON.stringify({ gcc, texts })).digest('hex').slice(0, 16);
+  const key = createHash('sha256').update(base).update(JSON.stringify({ gcc, texts: texts.map(({ name, text }) => ({ name, text })) })).digest('hex').slice(0, 16);
   const dir = path.join(cacheDir(), 'bench', key);
   const out = path.join(dir, 'initramfs.cpio');
   if (fs.existsSync(out)) return out;
@@ -35,10 +39,10 @@ export function initrdWithPrograms(baseInitrd: string, sources: readonly string[
   fs.mkdirSync(tmp, { recursive: true });
   try {
     const entries: CpioEntry[] = [];
-    for (const { name } of texts) {
+    for (const { name, file } of texts) {
       const binary = path.join(tmp, name);
       try {
-        execFileSync('gcc', ['-static', '-O2', '-Wall', '-o', binary, path.join(HERE, `${name}.c`)], { stdio: ['ignore', 'pipe', 'pipe'] });
+        execFileSync('gcc', ['-static', '-O2', '-Wall', '-o', binary, file], { stdio: ['ignore', 'pipe', 'pipe'] });
       } catch (error) {
         throw new Error(`bench: gcc -static ${name}.c failed: ${String((error as { stderr?: Buffer }).stderr ?? error)}`);
       }
