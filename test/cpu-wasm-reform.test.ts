@@ -4,7 +4,7 @@
 // functions they were in before are reclaimed only once none of their blocks lives there any more.
 import test from 'node:test';
 import assert from 'node:assert/strict';
-import { hexBytes, runBlocksToHalt, CODE, DATA, interpreterOrWasmMachine, type Machine } from './support/soft-cpu.ts';
+import { hexBytes, runBlocksToHalt, cpuState, CODE, DATA, interpreterOrWasmMachine, type Machine } from './support/soft-cpu.ts';
 import { setHotThreshold, setJitThreshold } from '../src/cpu/soft/code-cache.ts';
 import { setReform } from '../src/cpu/soft/wasm/runtime.ts';
 import { GuestMemory } from '../src/memory/guest-memory.ts';
@@ -19,18 +19,8 @@ type Mode = 'interpreter' | 'wasm';
 const memories: GuestMemory[] = [];
 test.after(() => { for (const m of memories) m.close(); });
 
-function state(m: Machine) {
-  const c = m.cpu;
-  return {
-    regs: Array.from({ length: 16 }, (_, i) => c.getGpr(i).toString(16)),
-    flags: (c.getFlags() & (C.CF | C.PF | C.AF | C.ZF | C.SF | C.OF)).toString(16),
-    rip: c.rip.toString(16),
-    ripStart: c.ripStart.toString(16),
-    instructions: c.instructions,
-    fault: c.lastException,
-    data: Buffer.from(m.mem.read(DATA, 64)).toString('hex'),
-  };
-}
+/** The CPU fields test/support/soft-cpu.ts compares, plus where the instruction began and the data the code writes. */
+const state = (m: Machine) => ({ ...cpuState(m), ripStart: m.cpu.ripStart.toString(16), data: Buffer.from(m.mem.read(DATA, 64)).toString('hex') });
 
 /** Run `code` at CODE to its HLT (or a fault) in `mode`, with REFORM set to `reform`. */
 function run(mode: Mode, code: number[] | Uint8Array, reform: boolean, prep: (m: Machine) => void = () => {}, blocks = 1_000_000) {
