@@ -794,7 +794,7 @@ export class WasmEngine {
     let used = 0;
     for (const idx of hot) {
       const blocks = this.blocks[idx]!, f = this.info[idx]!;
-      if (!blocks.some((b, k) => b.gen === cache.pageGen[b.pa >>> 12] && b.wasm !== null && b.wasm.idx === (idx | (k << K_SHIFT)))) continue;
+      if (!blocks.some((b, k) => livesIn(b, idx, k, cache.pageGen))) continue;
       const info: FnInfo = { ...f, tier: 2, code: null };
       if (local) {
         // (the same bytes: every block's Block.wasm offsets hold; a member whose page was written is not reinstalled)
@@ -860,11 +860,10 @@ export class WasmEngine {
     const t0 = performance.now();
     const inst = new WebAssembly.Instance(mod, this.imports);
     this.stats.tier2Modules++;
-    const I = this.i32, gen = cache.pageGen;
+    const gen = cache.pageGen;
     items.forEach(({ old, blocks, offs, info }, i) => {
       if (this.blocks[old] !== blocks) return;
-      // (live: a block of the current page generation still translated here, not again elsewhere by REFORM)
-      if (!blocks.some((b, k) => b.gen === gen[b.pa >>> 12] && b.wasm !== null && b.wasm.idx === (old | (k << K_SHIFT)))) return;
+      if (!blocks.some((b, k) => livesIn(b, old, k, gen))) return;
       const fn = inst.exports['f' + i] as WasmCode['fn'];
       const idx = this.allocIndex(cache);
       if (idx >= 1 << K_SHIFT) { this.blocks[idx] = null; this.free.push(idx); this.info[old]!.tier = 2; return; }
@@ -875,14 +874,13 @@ export class WasmEngine {
       if (info.slot >= 0) this.slotIdx[info.slot] = idx;
       this.info[old] = undefined;
       blocks.forEach((block, k) => {
-        const wOld = old | (k << K_SHIFT), w = idx | (k << K_SHIFT);
-        if (block.gen === gen[block.pa >>> 12] && block.wasm !== null && block.wasm.idx === wOld) {
+        if (livesIn(block, old, k, gen)) {
+          const w = idx | (k << K_SHIFT);
           this.setEntry(block, w, cache);
           block.wasm = { fn, offs: offs[k], idx: w };
           this.stats.tier2Blocks++;
         } else {
-          const s = L.dispatchEntry(block.pa) >> 2;
-          for (let e = s; e <= s + 4; e += 4) if (I[e + 2] === wOld) { I[e] = 0; I[e + 1] = 0; I[e + 2] = 0; I[e + 3] = 0; }
+          this.clearEntries(block.pa, old | (k << K_SHIFT));
         }
       });
       this.stats.tier2++;
@@ -904,19 +902,18 @@ export class WasmEngine {
     let idx = this.free.pop();
     if (idx !== undefined) return idx;
     if (this.blocks.length < this.table.length) { this.blocks.push(null); this.info.push(undefined); return this.blocks.length - 1; }
-    const gen = cache.pageGen, I = this.i32;
+    const gen = cache.pageGen;
     for (let i = 1; i < this.blocks.length; i++) {
       const list = this.blocks[i];
-      // (a region's blocks of one page share its generation; a region spanning pages is dead when all its pages are;
-      // a block translated again in a later region (REFORM) lives on there, not here)
-      if (list === null || list.some((b, k) => b.gen === gen[b.pa >>> 12] && b.wasm !== null && b.wasm.idx === (i | (k << K_SHIFT)))) continue;
+      // (a region's blocks of one page share its generation; a region spanning pages is dead when all its pages are)
+      if (list === null || list.some((b, k) => livesIn(b, i, k, gen))) continue;
       this.blocks[i] = null;
       this.table.set(i, null);
       this.freeSlot(this.info[i]?.slot ?? -1);
       this.info[i] = undefined;
       list.forEach((b, k) => {
-        const s = L.dispatchEntry(b.pa) >> 2, w = i | (k << K_SHIFT);
-        for (let e = s; e <= s + 4; e += 4) if (I[e + 2] === w) { I[e] = 0; I[e + 1] = 0; I[e + 2] = 0; I[e + 3] = 0; }
+        const w = i | (k << K_SHIFT);
+        this.clearEntries(b.pa, w);
         if (b.wasm !== null && b.wasm.idx !== w) return;
         b.wasm = null;
         const key = b.pa * 16 + b.mode;
@@ -994,6 +991,12 @@ export class WasmEngine {
       else if (!dead(s)) { I[s + 4] = I[s]; I[s + 5] = I[s + 1]; I[s + 6] = I[s + 2]; I[s + 7] = I[s + 3]; }
     }
     I[e] = pa; I[e + 1] = block.gen; I[e + 2] = idx; I[e + 3] = block.n;
+  }
+
+  /** Empty the dispatch entries of physical address `pa` that name dispatch word `w` (its function is going away). */
+  private clearEntries(pa: number, w: number): void {
+    const I = this.i32, s = L.dispatchEntry(pa) >> 2;
+    for (let e = s; e <= s + 4; e += 4) if (I[e + 2] === w) { I[e] = 0; I[e + 1] = 0; I[e + 2] = 0; I[e + 3] = 0; }
   }
 
   private report(block: Block, err: unknown): void {
@@ -1118,6 +1121,13 @@ export function setReform(on: boolean): boolean { const old = REFORM; REFORM = o
 /** Times one block is translated again that way, and blocks pulled into one batch at most. */
 const REFORM_MAX = Number(process.env.RINGZERO_WASM_REFORM_MAX ?? 2);
 const REFORM_PULL = Number(process.env.RINGZERO_WASM_REFORM_PULL ?? 32);
+/**
+ * Whether block `b`, member `k` of the function at table index `idx`, still runs there: its page not written since
+ * (`gen`: CodeCache.pageGen) and not translated again elsewhere (REFORM into a later region, tier 2).
+ */
+function livesIn(b: Block, idx: number, k: number, gen: Int32Array): boolean {
+  return b.gen === gen[b.pa >>> 12] && b.wasm !== null && b.wasm.idx === (idx | (k << K_SHIFT));
+}
 const replayed = new Map<number, number>();
 /** RINGZERO_WASM_PROFILE=1: replayed instructions by (RIP, opcode) (shown by --stats: the top sites). */
 const replayedAt = new Map<string, number>();
