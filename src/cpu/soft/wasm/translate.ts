@@ -1254,15 +1254,23 @@ function blockOffsets(block: Block): number[] | null {
  * them to find the translated blocks of a batch's pages worth translating again with it, as one region).
  */
 export function pageTargets(block: Block): number[] {
-  const offs = blockOffsets(block), out: number[] = [];
-  if (offs === null) return out;
-  const es = block.entries;
+  const offs = blockOffsets(block);
+  if (offs === null) return [];
+  return staticExits(block, offs).map((t) => block.pa + t).filter((t) => (t >>> 12) === (block.pa >>> 12) && t !== block.pa);
+}
+
+/**
+ * Where block `b` (its instructions at block offsets `offs`) goes by a static exit, as offsets from its start: the
+ * targets of its direct Jcc/JMP/CALL, and the fall-through after its last instruction unless that is a JMP.
+ */
+function staticExits(b: Block, offs: number[]): number[] {
+  const es = b.entries, out: number[] = [];
   for (let i = 0; i < es.length; i++) {
     const e = es[i], next = offs[i] + e.len;
-    if ((e.form === Form.Jcc || e.form === Form.Jmp || e.form === Form.Call) && e.len > 0) out.push(block.pa + next + e.disp);
-    if (i === es.length - 1 && e.len > 0 && e.form !== Form.Jmp) out.push(block.pa + next);
+    if ((e.form === Form.Jcc || e.form === Form.Jmp || e.form === Form.Call) && e.len > 0) out.push(next + e.disp);
+    if (i === es.length - 1 && e.len > 0 && e.form !== Form.Jmp) out.push(next);
   }
-  return out.filter((t) => (t >>> 12) === (block.pa >>> 12) && t !== block.pa);
+  return out;
 }
 
 /**
@@ -1284,27 +1292,20 @@ export function groupRegions(blocks: Block[], lins?: Map<Block, number>): Block[
   for (const b of blocks) {
     const offs = blockOffsets(b);
     if (offs === null || byPa.get(b.pa) !== b) continue;
-    const es = b.entries;
-    for (let i = 0; i < es.length; i++) {
-      const e = es[i], next = offs[i] + e.len;
-      const targets: number[] = [];
-      if ((e.form === Form.Jcc || e.form === Form.Jmp || e.form === Form.Call) && e.len > 0) targets.push(next + e.disp);
-      if (i === es.length - 1 && e.len > 0 && e.form !== Form.Jmp) targets.push(next);
-      for (const t of targets) {
-        const tpa = b.pa + t, bl = CROSS_PAGE ? lins?.get(b) : undefined;
-        if ((tpa >>> 12) !== (b.pa >>> 12) && bl !== undefined) {
-          // (into another page: the block queued at the target's linear address, Translator.crossBranch)
-          const o = byLin.get(bl + t);
-          if (o === undefined || o === b || byPa.get(o.pa) !== o || (o.pa >>> 12) === (b.pa >>> 12) || blockOffsets(o) === null) continue;
-          const ra = find(b), rb = find(o);
-          if (ra !== rb) parent.set(ra, rb);
-          continue;
-        }
-        const o = byPa.get(tpa);
-        if (o === undefined || o === b || (tpa >>> 12) !== (b.pa >>> 12) || o.gen !== b.gen || blockOffsets(o) === null) continue;
+    for (const t of staticExits(b, offs)) {
+      const tpa = b.pa + t, bl = CROSS_PAGE ? lins?.get(b) : undefined;
+      if ((tpa >>> 12) !== (b.pa >>> 12) && bl !== undefined) {
+        // (into another page: the block queued at the target's linear address, Translator.crossBranch)
+        const o = byLin.get(bl + t);
+        if (o === undefined || o === b || byPa.get(o.pa) !== o || (o.pa >>> 12) === (b.pa >>> 12) || blockOffsets(o) === null) continue;
         const ra = find(b), rb = find(o);
         if (ra !== rb) parent.set(ra, rb);
+        continue;
       }
+      const o = byPa.get(tpa);
+      if (o === undefined || o === b || (tpa >>> 12) !== (b.pa >>> 12) || o.gen !== b.gen || blockOffsets(o) === null) continue;
+      const ra = find(b), rb = find(o);
+      if (ra !== rb) parent.set(ra, rb);
     }
   }
   const groups = new Map<Block, Block[]>();
