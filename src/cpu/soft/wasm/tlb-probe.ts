@@ -44,6 +44,15 @@ export function emitTlbProbe(b: Body, tag: number, a: number, l: ProbeLocals, si
   if (write) b.get(l.pa).i64(12).op(Op.i64ShrU).op(Op.i32WrapI64).mem(Op.i32Load8u, 0, L.CODE_PAGES).brIf(slow);
 }
 
+/**
+ * The access of `size` bytes to guest RAM after a probe hit: the RAM offset (i32) is on the stack, and for a `write`
+ * the i64 value above it; a load leaves the value zero-extended to i64.
+ */
+export function emitRamAccess(b: Body, size: number, write: boolean): void {
+  if (write) b.mem(size === 1 ? Op.i64Store8 : size === 2 ? Op.i64Store16 : size === 4 ? Op.i64Store32 : Op.i64Store, 0, WASM_RAM_OFFSET);
+  else b.mem(size === 1 ? Op.i64Load8u : size === 2 ? Op.i64Load16u : size === 4 ? Op.i64Load32u : Op.i64Load, 0, WASM_RAM_OFFSET);
+}
+
 /** The parameters of a memory function: ld (st, tag bank, lin, pos) -> i64; st (st, tag bank, lin, value, pos). */
 export const LD_PARAMS = [I32, I32, I64, I32], ST_PARAMS = [I32, I32, I64, I64, I32];
 
@@ -59,8 +68,8 @@ export function memFnBody(size: number, write: boolean, ramSize: number, fRd: nu
   const slow = b.open(Op.block);
   emitTlbProbe(b, tag, a, { off, ti, vpn, pa: p }, size, ramSize, write, slow);
   b.get(p).op(Op.i32WrapI64);
-  if (write) b.get(w).mem(size === 1 ? Op.i64Store8 : size === 2 ? Op.i64Store16 : size === 4 ? Op.i64Store32 : Op.i64Store, 0, WASM_RAM_OFFSET);
-  else b.mem(size === 1 ? Op.i64Load8u : size === 2 ? Op.i64Load16u : size === 4 ? Op.i64Load32u : Op.i64Load, 0, WASM_RAM_OFFSET);
+  if (write) b.get(w);
+  emitRamAccess(b, size, write);
   b.op(Op.return);
   b.close();
   b.get(a).op(Op.f64ConvertI64s).i32(size);

@@ -62,7 +62,7 @@ import { CHAIN_LIMIT } from '../code-cache.ts';
 import { Form, SY_SYSCALL, SY_SYSRETQ } from '../fast-forms.ts';
 import { Body, ModuleBuilder, Op, I32, I64, F64 } from './emit.ts';
 import * as layout from './layout.ts';
-import { emitTlbProbe, emitTlbSlot, memFnBody, LD_PARAMS, ST_PARAMS } from './tlb-probe.ts';
+import { emitTlbProbe, emitTlbSlot, emitRamAccess, memFnBody, LD_PARAMS, ST_PARAMS } from './tlb-probe.ts';
 import { emitSse } from './sse.ts';
 import { WASM_RAM_OFFSET } from '../../../memory/guest-memory.ts';
 import { DUMP_FILE, dumpFunction } from './dump.ts';
@@ -597,7 +597,8 @@ class Translator {
     if (inline) {
       this.probe(size, this.rtag, false, () => {
         b.get(this.pPa).op(Op.i32WrapI64);
-        b.mem(size === 1 ? Op.i64Load8u : size === 2 ? Op.i64Load16u : size === 4 ? Op.i64Load32u : Op.i64Load, 0, WASM_RAM_OFFSET).set(this.v);
+        emitRamAccess(b, size, false);
+        b.set(this.v);
       });
     }
     this.flush();
@@ -615,7 +616,7 @@ class Translator {
     if (inline) {
       this.probe(size, this.wtag, true, () => {
         b.get(this.pPa).op(Op.i32WrapI64).get(this.w);
-        b.mem(size === 1 ? Op.i64Store8 : size === 2 ? Op.i64Store16 : size === 4 ? Op.i64Store32 : Op.i64Store, 0, WASM_RAM_OFFSET);
+        emitRamAccess(b, size, true);
       });
     }
     this.flush();
