@@ -317,8 +317,7 @@ export class VmManager extends EventEmitter {
     });
     this.emitEvent({ type: 'starting', name, state: 'starting' });
     crashPoint('start-recorded'); // recorded as starting, its console not served yet: open() re-attaches
-    const resources = this.applyResources(name, pid, definitionResources(definition));
-    if (resources) this.setRuntime(name, { ...this.runtime.get(name)!, resources });
+    this.applyDefinedResources(name, pid, definition);
     let exited = false;
     child.once('exit', (code, signal) => {
       exited = true;
@@ -529,6 +528,12 @@ export class VmManager extends EventEmitter {
     const memoryBytes = definition.memory * 2 ** 20;
     const actualBytes = Number(answer.actualPages ?? 0) * PAGE;
     return { memoryBytes, guestMemoryBytes: memoryBytes - actualBytes, targetBytes: Number(answer.targetPages ?? 0) * PAGE, actualBytes, guest: answer.guest ?? {} };
+  }
+
+  /** Put a new VMM `pid` under the resources of `definition` and record what was applied in its runtime record. */
+  private applyDefinedResources(name: string, pid: number, definition: VmDefinition): void {
+    const resources = this.applyResources(name, pid, definitionResources(definition));
+    if (resources) this.setRuntime(name, { ...this.runtime.get(name)!, resources });
   }
 
   /**
@@ -854,8 +859,7 @@ export class VmManager extends EventEmitter {
       state: 'running', pid, startTime, startedAt: new Date().toISOString(), lastExit: this.runtime.get(name)?.lastExit,
       ...(restore >= 0 && args[restore + 1] ? { restoredFrom: path.basename(args[restore + 1]) } : {}),
     });
-    const resources = this.applyResources(name, pid, definitionResources(this.definitionOf(name)));
-    if (resources) this.setRuntime(name, { ...this.runtime.get(name)!, resources });
+    this.applyDefinedResources(name, pid, this.definitionOf(name));
     this.log(`adopted VM '${name}' (pid ${pid}): its VMM was started by a daemon killed before recording it`);
   }
 
