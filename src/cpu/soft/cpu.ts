@@ -62,6 +62,8 @@ export const CPU_FAULT = { name: 'CpuFault' } as const;
  */
 export class MsrMap extends Map<number, bigint> {
   ver = 0;
+  /** A decoded copy of some of its MSRs (./system/fastcall.ts), valid while it holds this map's `ver`. */
+  decoded: object | null = null;
   override set(k: number, v: bigint): this { this.ver++; return super.set(k, v); }
   override delete(k: number): boolean { this.ver++; return super.delete(k); }
   override clear(): void { this.ver++; super.clear(); }

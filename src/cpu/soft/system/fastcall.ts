@@ -2,7 +2,7 @@
 // vol. 4 table 2-2). They load flat CS/SS without reading the GDT: the selectors come from the MSRs and the hidden
 // parts are fixed by the architecture.
 
-import type { SoftCpu, MsrMap } from '../cpu.ts';
+import type { SoftCpu } from '../cpu.ts';
 import * as C from '../constants.ts';
 import { def0f } from '../tables.ts';
 import { flatCodeAttr, flatDataAttr, isCanonical } from './descriptors.ts';
@@ -34,35 +34,30 @@ function msrLow32(cpu: SoftCpu, index: number): number {
 /**
  * The SYSCALL MSRs (STAR, LSTAR, CSTAR, SFMASK) as numbers, decoded once per value. SYSCALL/SYSRET run twice per
  * Linux system call, and decoding the stored bigints each time (asIntN, shifts, Number) was ~5% of the VMM's time
- * on a loop of one-byte reads and writes. The record is checked against cpu.msrs at each use (a WRMSR, a snapshot
- * restore or a test may change the map any time) by the map's change count (cpu.ts MsrMap: any set, delete or
- * clear), and the last CPU's record is kept apart from the WeakMap: a lookup per MSR and the WeakMap's were ~1.7%
- * of that loop.
+ * on a loop of one-byte reads and writes. The record lives on the CPU's MSR map (cpu.ts MsrMap.decoded) and is
+ * checked against the map's change count at each use (a WRMSR, a snapshot restore or a test may change the map any
+ * time: any set, delete or clear counts), one compare instead of a lookup per MSR (those and a WeakMap's were ~1.7%
+ * of that loop).
  */
 interface SyscallMsrs {
-  msrs: MsrMap;
   ver: number;
   /** STAR[47:32] (SYSCALL CS; SS = +8) and STAR[63:48] (SYSRET base) */
   callCs: number; retBase: number;
   lstarNum: number; cstarNum: number; mask: number;
 }
-const syscallCache = new WeakMap<SoftCpu, SyscallMsrs>();
-let lastCpu: SoftCpu | null = null;
-let lastMsrs: SyscallMsrs | null = null;
 
 function syscallMsrs(cpu: SoftCpu): SyscallMsrs {
   const m = cpu.msrs;
-  let r = lastCpu === cpu ? lastMsrs : syscallCache.get(cpu);
-  if (r === undefined || r === null || r.msrs !== m || r.ver !== m.ver) {
+  let r = m.decoded as SyscallMsrs | null;
+  if (r === null || r.ver !== m.ver) {
     const starHi = Number((msrValue(cpu, MSR_STAR) >> 32n) & 0xffffffffn);
     r = {
-      msrs: m, ver: m.ver,
+      ver: m.ver,
       callCs: starHi & 0xffff, retBase: (starHi >>> 16) & 0xffff,
       lstarNum: msrAddress(cpu, MSR_LSTAR), cstarNum: msrAddress(cpu, MSR_CSTAR), mask: msrLow32(cpu, MSR_SFMASK),
     };
-    syscallCache.set(cpu, r);
+    m.decoded = r;
   }
-  lastCpu = cpu; lastMsrs = r;
   return r;
 }
 
