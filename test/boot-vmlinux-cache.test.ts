@@ -133,6 +133,30 @@ test('the kernel cache: a miss decodes and stores, the next load reads it back',
   assert.equal(fs.readdirSync(dir).length, 2);
 });
 
+test('the kernel cache: a hit reads the segments into their destinations; a refused destination decodes', (t) => {
+  const dir = join(tempDir(t), 'vmlinux');
+  const { payload, elf } = kernel(3);
+  decodeVmlinuxCached(payload, dir);
+  const ram = new Uint8Array(0x400000).fill(0xee); // stands for guest RAM from 0x1000000
+  const asked: number[][] = [];
+  const into = (paddr: number, memsz: number): Uint8Array | undefined => {
+    asked.push([paddr, memsz]);
+    return ram.subarray(paddr - 0x1000000, paddr - 0x1000000 + memsz);
+  };
+  const hit = decodeVmlinuxCached(payload, dir, into);
+  assert.equal(hit.source, 'hit');
+  assertKernel(hit, elf);
+  assert.deepEqual(asked, [[0x1000000, 0x1000], [0x1200000, 0x4000]]);
+  assert.equal(hit.vmlinux.segments[1].data.buffer, ram.buffer, 'the data are views of the destination');
+  assert.deepEqual(ram.subarray(0x200000, 0x200800), elf.subarray(0x2000, 0x2800));
+  assert.equal(ram[0x200800], 0xee, 'the BSS is left to the caller');
+  // A destination the caller refuses: as if there were no entry, the kernel is decoded (and the entry rewritten).
+  const refused = decodeVmlinuxCached(payload, dir, (paddr, memsz) => (paddr === 0x1200000 ? undefined : into(paddr, memsz)));
+  assert.equal(refused.source, 'miss');
+  assertKernel(refused, elf);
+  assert.notEqual(refused.vmlinux.segments[0].data.buffer, ram.buffer);
+});
+
 test('the kernel cache: a damaged, truncated or foreign entry is decoded again and replaced', (t) => {
   const dir = tempDir(t);
   const { payload, elf } = kernel(3);

@@ -14,8 +14,8 @@ import type { GuestMemory } from '../memory/guest-memory.ts';
 import { GiB, HIGH_RAM_START, MiB } from '../memory/guest-memory.ts';
 import { writeAcpiTables, type AcpiTables } from './acpi.ts';
 import { BootError, HDR, parseBzImage, type BzImage } from './bzimage.ts';
-import { isLz4Legacy, parseVmlinux, KernelFormatError } from './vmlinux.ts';
-import { decodeVmlinuxCached, vmlinuxCacheDir } from './vmlinux-cache.ts';
+import { isLz4Legacy, KernelFormatError, type Vmlinux } from './vmlinux.ts';
+import { decodeVmlinuxCached, vmlinuxCacheDir, type SegmentDestination } from './vmlinux-cache.ts';
 import {
   BIOS_AREA_END, BOOT_GDT_ADDR, BOOT_STACK_TOP, CMDLINE_ADDR, CMDLINE_AREA_END, EBDA_START, PCI_ECAM_BASE,
   PCI_ECAM_SIZE, PDPT_ADDR, PD_ADDR, PML4_ADDR, SETUP_DATA_ADDR, ZERO_PAGE_ADDR,
@@ -220,8 +220,11 @@ export function bootGdt(): bigint[] {
   return [0n, 0n, code64, data];
 }
 
-/** vmlinux from a bzImage whose payload is LZ4 (undefined for other formats: the guest decompresses those). */
-function uncompressedKernel(image: BzImage, cache: string | false | undefined): ReturnType<typeof parseVmlinux> | undefined {
+/**
+ * vmlinux from a bzImage whose payload is LZ4 (undefined for other formats: the guest decompresses those), and whether
+ * its segments' data already are in place (read by the cache into into(paddr, memsz), the guest's RAM).
+ */
+function uncompressedKernel(image: BzImage, cache: string | false | undefined, into: SegmentDestination): { vmlinux: Vmlinux; inPlace: boolean } | undefined {
   if (image.setupHeader.length < 0x250 - HDR.setup_sects) return undefined;
   const hv = new DataView(image.setupHeader.buffer, image.setupHeader.byteOffset, image.setupHeader.byteLength);
   // payload_offset/payload_length (boot.rst, protocol 2.08+): relative to the protected-mode code.
@@ -231,7 +234,8 @@ function uncompressedKernel(image: BzImage, cache: string | false | undefined): 
   const payload = image.kernel.subarray(offset, offset + length);
   if (!isLz4Legacy(payload)) return undefined;
   try {
-    return decodeVmlinuxCached(payload, cache === false ? undefined : cache ?? vmlinuxCacheDir()).vmlinux;
+    const { vmlinux, source } = decodeVmlinuxCached(payload, cache === false ? undefined : cache ?? vmlinuxCacheDir(), into);
+    return { vmlinux, inPlace: source === 'hit' };
   } catch (e) {
     if (e instanceof KernelFormatError) throw new BootError(`the kernel's LZ4 payload is damaged: ${e.message}`);
     throw e;
@@ -317,13 +321,18 @@ export function loadLinux(mem: GuestMemory, kernel: Uint8Array, initrd: Uint8Arr
   mem.slice(0, PAGE).fill(0);
   mem.slice(EBDA_START, BIOS_AREA_END - EBDA_START).fill(0);
   let entry64 = load + 0x200;
-  const vmlinux = opts.decompressInVmm !== false ? uncompressedKernel(image, opts.kernelCache) : undefined;
-  if (vmlinux) {
+  const inKernelArea = (paddr: number, memsz: number): boolean => paddr >= load && paddr + memsz <= kernelAreaEnd;
+  // A cached kernel is read straight into RAM, only where the checks below would let it go.
+  const into = (paddr: number, memsz: number): Uint8Array | undefined => inKernelArea(paddr, memsz) ? mem.slice(paddr, memsz) : undefined;
+  const decoded = opts.decompressInVmm !== false ? uncompressedKernel(image, opts.kernelCache, into) : undefined;
+  if (decoded) {
+    const { vmlinux, inPlace } = decoded;
     for (const seg of vmlinux.segments) {
-      if (seg.paddr < load || seg.paddr + seg.memsz > kernelAreaEnd) {
+      if (!inKernelArea(seg.paddr, seg.memsz)) {
         throw new BootError(`vmlinux segment ${hex(seg.paddr)}+${hex(seg.memsz)} is outside the kernel's ${hex(load)}-${hex(kernelAreaEnd)}`);
       }
-      mem.write(seg.paddr, seg.data);
+      if (inPlace) mem.noteExternalWrite(seg.paddr, seg.data.length);
+      else mem.write(seg.paddr, seg.data);
       mem.slice(seg.paddr + seg.data.length, seg.memsz - seg.data.length).fill(0);
     }
     entry64 = vmlinux.entry; // startup_64, a physical address: the identity map covers it
