@@ -147,3 +147,39 @@ test('a block of a lone MOV Sreg,r is translated: the dispatcher goes on past it
   // (a return to JavaScript at every pass when it is not: 3000)
   assert.ok(c.wasm!.stats.calls < 100, `calls into wasm: ${c.wasm!.stats.calls}`);
 });
+
+// ---- SWAPGS, CLI and STI at CPL 0 (session 17: inline in translated code, translate.ts emitSwapgs/emitCli)
+//
+//   loop: swapgs / add rbx,gs:[8] / cli / pushfq / pop rdx / add rbx,rdx / sti / pushfq / pop rdx / add rbx,rdx
+//         swapgs / add rbx,gs:[8] / cli / sti / dec r12 / jnz loop
+//   hlt
+// GS base and IA32_KERNEL_GS_BASE point at two different quadwords, so each swap shows in RBX; PUSHFQ shows IF after
+// the inline CLI and STI (the runtime copies S_EFL's IF to SoftCpu.flags before the helper that PUSHFQ calls).
+const GS_CODE = hexBytes(`0f 01 f8 65 48 03 1c 25 08 00 00 00 fa 9c 5a 48 01 d3 fb 9c 5a 48 01 d3 0f 01 f8 65 48 03 1c 25 08 00 00 00
+  fa fb 49 ff cc 75 d5 f4`);
+const GS_USER = CODE + 0x3000, GS_KERNEL = CODE + 0x3100;
+
+test('SWAPGS, CLI and STI run inline in translated code at CPL 0, exactly (GS bases, IF, no helper calls)', () => {
+  const [i, w] = (['interpreter', 'wasm'] as Mode[]).map((mode) => {
+    const m = interpreterOrWasmMachine(mode, memories), cpu = m.cpu;
+    m.mem.write(CODE, Uint8Array.from(GS_CODE));
+    const q = (v: bigint) => new Uint8Array(BigUint64Array.of(v).buffer);
+    m.mem.write(GS_USER + 8, q(0x1111_0000_0001n));
+    m.mem.write(GS_KERNEL + 8, q(0x2222_0000_0100n));
+    cpu.segBase[C.GS] = GS_USER;
+    cpu.kernelGsBase = GS_KERNEL;
+    cpu.setGpr(12, 3000n);
+    assert.equal(runBlocksToHalt(m, 100_000), -1);
+    return { m, s: { ...cpuState(m), efl: (cpu.getFlags() >>> 0).toString(16), gs: cpu.segBase[C.GS], kgs: cpu.kernelGsBase } };
+  });
+  assert.deepEqual(w.s, i.s, 'translated code = interpreter');
+  assert.equal(w.s.gs, GS_USER);
+  assert.equal(w.s.kgs, GS_KERNEL);
+  assert.equal(w.m.cpu.getFlags() & C.IF, C.IF);
+  const c = w.m.cpu;
+  assert.ok(c.jitInstructions > 30_000, `instructions run in wasm: ${c.jitInstructions}`);
+  // (helper calls: two PUSHFQ per pass (`fl`); SWAPGS, CLI and STI through `sy` would add six more per pass)
+  const s = c.wasm!.stats;
+  assert.ok(s.conds < 2 * 3000 + 100, `conditions and system helpers: ${s.conds}`);
+  assert.ok(s.replays < 10, `replays: ${s.replays}`);
+});

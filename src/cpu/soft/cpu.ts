@@ -22,7 +22,7 @@ import { CodeCache, codeCacheFor, Block, BlockEntry, type FastHandler, replayHan
 import { compileFast } from './fast-forms.ts';
 import { translateBlock } from './jit/translate.ts';
 import { wasmStateFor, type WasmEngine } from './wasm/runtime.ts';
-import { dispatchEntry, sseViews, S_RASP, TLB_SLOT_MIX } from './wasm/layout.ts';
+import { dispatchEntry, sseViews, S_PEND, S_RASP, TLB_SLOT_MIX } from './wasm/layout.ts';
 
 export interface CpuEnvironment {
   mem: GuestMemory;
@@ -172,7 +172,7 @@ const SIZE_MASK = [0, 0xff, 0xffff, 0, 0xffffffff];
  * function that checked it, ~80 of them at once. Linux writes several of these (CR2, CR3, TR, KERNEL_GS_BASE) after
  * the hot code is optimized, so the constructor makes them doubles from the start (their values unchanged).
  */
-const DOUBLE_FIELDS = ['cr2', 'cr3', 'kernelGsBase', 'tscOffset', 'gdtrBase', 'idtrBase', 'ldtrBase', 'trBase', 'ldtrLimit', 'trLimit'] as const;
+const DOUBLE_FIELDS = ['cr2', 'cr3', 'tscOffset', 'gdtrBase', 'idtrBase', 'ldtrBase', 'trBase', 'ldtrLimit', 'trLimit'] as const;
 
 /** A copy of a straddling instruction's bytes (two physical pages) for compileFast (SoftCpu.recordBlock). */
 const STRADDLE_BYTES = new Uint8Array(32);
@@ -256,7 +256,13 @@ export class SoftCpu {
   readonly dr = new Float64Array(8);
   /** MSRs without dedicated fields, by number (values as bigint: they are rarely accessed). */
   readonly msrs = new MsrMap();
-  kernelGsBase = 0;
+  /**
+   * IA32_KERNEL_GS_BASE: with the wasm translator, a view of the state area's S_KGS (./wasm/layout.ts), which
+   * translated SWAPGS swaps with the GS base inline; else an array of its own.
+   */
+  private readonly kgs: Float64Array<ArrayBuffer> = new Float64Array(1);
+  get kernelGsBase(): number { return this.kgs[0]; }
+  set kernelGsBase(v: number) { this.kgs[0] = v; }
   /** TSC = tscOffset + guest clock ns * tscPerNs */
   tscOffset = 0;
 
@@ -399,7 +405,7 @@ export class SoftCpu {
     const w = (env.wasm ?? process.env.RINGZERO_JIT === 'wasm') ? wasmStateFor(env.mem) : null;
     if (w !== null) {
       this.wasm = w.engine; this.wasmState = w.st;
-      this.rlo = w.rlo; this.rhi = w.rhi; this.tlb = w.tlb; this.tlbPfn = new Uint32Array(w.tlb.buffer, w.tlb.byteOffset, w.tlb.length * 2); this.segBase = w.segBase;
+      this.rlo = w.rlo; this.rhi = w.rhi; this.tlb = w.tlb; this.tlbPfn = new Uint32Array(w.tlb.buffer, w.tlb.byteOffset, w.tlb.length * 2); this.segBase = w.segBase; this.kgs = w.kgs;
       // (the XMM file and the SSE-usable word live in the state area too, for ./wasm/sse.ts)
       const v = sseViews(env.mem.wasmMemory!.buffer as ArrayBuffer, w.st);
       this.xmm = v.xmm; this.xmmView = new DataView(v.xmm.buffer, v.xmm.byteOffset, 256); this.fpu = new FpuState(v.xmm, v.sseOk);
@@ -2175,6 +2181,8 @@ export class SoftCpu {
   /** Wake the vCPU for an event (called by the LAPIC and by devices). */
   notifyEvent(): void {
     this.eventPending = true;
+    // (an interrupt may be pending now: translated STI asks the helper again, ./wasm/layout.ts S_PEND)
+    if (this.wasm !== null) this.wasm.i32[(this.wasmState + S_PEND) >> 2] = 1;
   }
 }
 

@@ -405,8 +405,10 @@ export class Lapic implements MmioDevice {
     value >>>= 0;
     switch (reg) {
       case 0x020: this.id = value >>> 24; return;
-      case 0x080: this.tpr = value & 0xff; return;
-      case 0x0b0: this.eoi(); return;
+      // A lower TPR, or an EOI (a lower PPR), may unmask a vector waiting in IRR: that is an interrupt becoming
+      // pending as much as a new one, and the CPU is told so too (the wasm translator's inline STI relies on it).
+      case 0x080: this.tpr = value & 0xff; if (this.hasInterrupt()) this.hooks.wake(); return;
+      case 0x0b0: this.eoi(); if (this.hasInterrupt()) this.hooks.wake(); return;
       case 0x0d0: this.ldr = (value & 0xff000000) >>> 0; return;
       case 0x0e0: this.dfr = (value | 0x0fffffff) >>> 0; return;
       case 0x0f0: this.writeSvr(value); return;

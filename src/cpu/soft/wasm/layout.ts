@@ -129,6 +129,26 @@ export const S_USER = S_END;
  */
 export const S_XKIND = S_USER + 4;
 export const S_XSTATS = S_USER + 16;
+/**
+ * SoftCpu.kernelGsBase (f64: the IA32_KERNEL_GS_BASE MSR), in the state area so that translated SWAPGS swaps it with
+ * the GS base (S_SEG + 5 * 8) without leaving wasm (translate.ts emitSwapgs).
+ */
+export const S_KGS = S_USER + 8;
+/**
+ * CPL during a call (i32), stored by the runtime at the call's start and wherever a helper changed it (runtime.ts
+ * run, replay, sysCall): translated CLI, STI and SWAPGS do their work inline at CPL 0 and ask the helper `sy` else
+ * (which raises the #GP(0) the SDM gives them).
+ */
+export const S_CPL = S_XSTATS + 256;
+/**
+ * 0 when the local APIC is known to have no maskable interrupt to give (the helper `sy` found none at an STI, and no
+ * wake-up (SoftCpu.notifyEvent) nor event request came since), else 1: translated STI sets IF inline only at 0, as
+ * ../ops/interrupt-flag.ts stiSetsIf does when nothing is pending (no shadow, no event check); at 1 it asks the
+ * helper, which opens the shadow and ends the chain when an interrupt waits.
+ */
+export const S_PEND = S_CPL + 4;
+/** 1 after translated CLI/STI changed S_EFL's IF: the runtime copies IF to SoftCpu.flags (runtime.ts syncIf). */
+export const S_IFW = S_CPL + 8;
 
 /** The views of a state area that the SSE state lives in (SoftCpu.xmm and FpuState.sseOk). */
 export function sseViews(buffer: ArrayBuffer, st: number): { xmm: Uint8Array<ArrayBuffer>; sseOk: Int32Array<ArrayBuffer> } {

@@ -322,7 +322,7 @@ export class WasmEngine {
           const c = this.cur!;
           const v = c.readLin(lin, size);
           if (size === 8) this.i32[(this.curSt + L.S_HI) >> 2] = c.hi;
-          if (c.eventPending || c.stopRequested) this.i32[(this.curSt + L.S_CHAIN) >> 2] = 0;
+          if (c.eventPending || c.stopRequested) this.stopChain();
           return v;
         },
         wr: (lin: number, size: number, lo: number, hi: number, pos: number): void => {
@@ -330,7 +330,7 @@ export class WasmEngine {
           this.stats.slow++;
           const c = this.cur!;
           c.writeLin(lin, size, lo, hi);
-          if (c.eventPending || c.stopRequested) this.i32[(this.curSt + L.S_CHAIN) >> 2] = 0;
+          if (c.eventPending || c.stopRequested) this.stopChain();
         },
         rp: (pos: number): number => this.replay(pos),
         cc: (cc: number): number => {
@@ -353,18 +353,28 @@ export class WasmEngine {
           // (returns 1). IF and IOPL live in SoftCpu.flags whatever the lazy record holds.
           this.curPos = pos;
           this.stats.conds++;
-          const c = this.cur!;
+          const c = this.cur!, st = this.curSt;
           if (kind >= SY_SYSCALL) return this.sysCall(kind, pos);
+          this.syncIf(c);
           // kinds >= 2 (RDTSC, RDTSCP, SWAPGS, a segment selector): ../fast-forms.ts execSy (h-forms)
           if (kind >= 2) {
             const r = execSy(c, kind);
-            if (kind === 5 || kind === 6) this.i32[(this.curSt + L.S_EFL) >> 2] = c.flags; // CLD/STD: DF for MOVS/STOS
+            if (kind === 5 || kind === 6) this.i32[(st + L.S_EFL) >> 2] = c.flags; // CLD/STD: DF for MOVS/STOS
             return r;
           }
+          // (translated CLI/STI come here above CPL 0, and STI when an interrupt may be pending: S_CPL, S_PEND)
           if (c.cpl > ((c.flags >> 12) & 3)) c.gp(0);
-          if (kind === 0) { c.flags &= ~IF; return 0; }
-          if (!stiSetsIf(c)) return 0; // (no interrupt pending: no shadow, no event check, ../ops/interrupt-flag.ts)
-          this.i32[(this.curSt + L.S_CHAIN) >> 2] = 0;
+          if (kind === 0) { c.flags &= ~IF; this.i32[(st + L.S_EFL) >> 2] = c.flags; return 0; }
+          const open = stiSetsIf(c);
+          this.i32[(st + L.S_EFL) >> 2] = c.flags;
+          if (!open) {
+            // (no interrupt pending: no shadow, no event check, ../ops/interrupt-flag.ts); the next STIs of
+            // translated code set IF inline until a wake-up or event request (S_PEND)
+            const lapic = c.env.lapic;
+            if (!c.eventPending && (lapic === undefined || !lapic.hasInterrupt())) this.i32[(st + L.S_PEND) >> 2] = 0;
+            return 0;
+          }
+          this.stopChain();
           return 1;
         },
         gp: (pos: number): void => {
@@ -429,7 +439,9 @@ export class WasmEngine {
   /** A state area for a new vCPU (byte offset), or -1 when there is no room. */
   allocState(): number {
     if (this.nextState >= L.MAX_WASM_CPUS) return -1;
-    return L.STATE_BASE + L.STATE_STRIDE * this.nextState++;
+    const st = L.STATE_BASE + L.STATE_STRIDE * this.nextState++;
+    this.i32[(st + L.S_PEND) >> 2] = 1; // (nothing known of the local APIC yet)
+    return st;
   }
 
   /** RIP of the start of the block current() returned last (a double from the start: see SoftCpu's constructor). */
@@ -473,11 +485,12 @@ export class WasmEngine {
     // instruction, ...) only ends this block: the dispatcher goes on from the RIP it left, through the fetch TLB
     // (which a CR3 or paging change flushed) as after any other block.
     if (c.eventPending || c.stopRequested || c.halted || !c.mode64 || (c.cpl !== cpl && !PRIV_CHAIN)) {
-      this.i32[(st + L.S_CHAIN) >> 2] = 0;
+      this.stopChain();
       return 1;
     }
     if (c.cpl !== cpl) {
       this.i32[(st + L.S_USER) >> 2] = c.cpl === 3 ? 1 : 0;
+      this.i32[(st + L.S_CPL) >> 2] = c.cpl;
       this.i32[(st + L.S_RASP) >> 2] = 0;
       return 1;
     }
@@ -502,9 +515,10 @@ export class WasmEngine {
     this.giveFlags(c);
     this.f64[(st + L.S_RIP) >> 3] = c.rip;
     if (c.eventPending || c.stopRequested || c.halted || !c.mode64 || (c.cpl !== cpl && !PRIV_CHAIN)) {
-      I[(st + L.S_CHAIN) >> 2] = 0;
+      this.stopChain();
     } else if (c.cpl !== cpl) {
       I[(st + L.S_USER) >> 2] = c.cpl === 3 ? 1 : 0;
+      I[(st + L.S_CPL) >> 2] = c.cpl;
       I[(st + L.S_RASP) >> 2] = 0;
     }
     return 1;
@@ -518,12 +532,34 @@ export class WasmEngine {
    * at the call's end). (NO_RECORD, -1: only in the CPU's fields; the flag library then asks the helper `fl`.)
    */
   private takeFlags(c: SoftCpu): void {
+    this.syncIf(c);
     const I = this.i32, lop = (c.wasmState + L.S_LOP) >> 2;
     const k = I[lop];
     if (k >= SYNCED || k === NO_RECORD) return;
     if (k === EXPLICIT) { c.setArith(I[(c.wasmState + L.S_LD) >> 2]); I[lop] = SYNCED; return; }
     this.syncToCpu(c);
     I[lop] = k + SYNCED;
+  }
+
+  /**
+   * After translated CLI/STI (S_IFW set): S_EFL's IF -> SoftCpu.flags, before JavaScript reads the flags (a helper,
+   * the call's end or fault). The helpers that change SoftCpu.flags store it in S_EFL (giveFlags, `sy`).
+   */
+  private syncIf(c: SoftCpu): void {
+    const I = this.i32, w = (c.wasmState + L.S_IFW) >> 2;
+    if (I[w] === 0) return;
+    I[w] = 0;
+    c.flags = (c.flags & ~IF) | (I[(c.wasmState + L.S_EFL) >> 2] & IF);
+  }
+
+  /**
+   * A helper saw an event request (or a stop): the chain stops after this block, and translated STI asks the helper
+   * again (S_PEND: the request may be an interrupt that IF masked).
+   */
+  private stopChain(): void {
+    const st = this.curSt;
+    this.i32[(st + L.S_CHAIN) >> 2] = 0;
+    this.i32[(st + L.S_PEND) >> 2] = 1;
   }
 
   /** The CPU's lazy-flag record -> the state area, marked as synced (S_LOP = kind + SYNCED; kind 0: the flags). */
@@ -1066,6 +1102,8 @@ export class WasmEngine {
     this.giveFlags(c);
     const r0 = c.rip, I0 = c.instructions;
     this.cur = c; this.curI0 = I0; this.curPos = 0; this.curSt = st;
+    I[(st + L.S_CPL) >> 2] = c.cpl;
+    if (c.eventPending) I[(st + L.S_PEND) >> 2] = 1;
     this.stats.calls++;
     let k: number;
     try {
@@ -1141,7 +1179,7 @@ const engines = new WeakMap<GuestMemory, WasmEngine>();
  * Attach the wasm translator to a new vCPU of `mem`: its state area, whose views the CPU adopts for rlo/rhi, the
  * TLB and the segment bases. Null when `mem` has no wasm memory or there is no room for another state area.
  */
-export function wasmStateFor(mem: GuestMemory): { engine: WasmEngine; st: number; rlo: Int32Array<ArrayBuffer>; rhi: Int32Array<ArrayBuffer>; tlb: Float64Array<ArrayBuffer>; segBase: Float64Array<ArrayBuffer> } | null {
+export function wasmStateFor(mem: GuestMemory): { engine: WasmEngine; st: number; rlo: Int32Array<ArrayBuffer>; rhi: Int32Array<ArrayBuffer>; tlb: Float64Array<ArrayBuffer>; segBase: Float64Array<ArrayBuffer>; kgs: Float64Array<ArrayBuffer> } | null {
   const wm = mem.wasmMemory;
   if (!wm) return null;
   let engine = engines.get(mem);
@@ -1155,5 +1193,6 @@ export function wasmStateFor(mem: GuestMemory): { engine: WasmEngine; st: number
     rhi: new Int32Array(buf, st + L.S_RHI, 16),
     tlb: new Float64Array(buf, st + L.S_TLB, (6 * L.TLB_BANK) / 8).fill(NaN),
     segBase: new Float64Array(buf, st + L.S_SEG, 6),
+    kgs: new Float64Array(buf, st + L.S_KGS, 1),
   };
 }

@@ -1864,9 +1864,18 @@ function emitSyscall(T: Translator, e: BlockEntry, i: number, next: number): voi
 
 function emitSwapgs(T: Translator, e: BlockEntry, i: number, next: number): void {
   const b = T.b;
-  // SWAPGS through the helper `sy` (kind 4: the kernel GS base and CPL are JavaScript state; the GS base it
-  // swaps is the state area's, which memory operands read at each access)
-  T.flush(); b.i32(4); T.pos(); b.call(F_SY).op(Op.drop);
+  // SWAPGS (../system/gs-tsc.ts swapgs; translated code is 64-bit, so no #UD): at CPL 0 (S_CPL) the GS base
+  // (S_SEG, which memory operands read at each access) and IA32_KERNEL_GS_BASE (S_KGS, SoftCpu.kernelGsBase) swap
+  // inline; above it the helper `sy` (kind 4) raises #GP(0). Twice per Linux system call (entry and exit).
+  T.flush();
+  const gs = L.S_SEG + 8 * 5;
+  b.get(T.st).mem(Op.i32Load, 2, L.S_CPL).op(Op.i32Eqz).open(Op.if);
+  b.get(T.st).mem(Op.f64Load, 3, gs).set(T.tf);
+  b.get(T.st).get(T.st).mem(Op.f64Load, 3, L.S_KGS).mem(Op.f64Store, 3, gs);
+  b.get(T.st).get(T.tf).mem(Op.f64Store, 3, L.S_KGS);
+  b.else();
+  b.i32(4); T.pos(); b.call(F_SY).op(Op.drop);
+  b.close();
 }
 
 function emitCld(T: Translator, e: BlockEntry, i: number, next: number): void {
@@ -2038,10 +2047,24 @@ function emitPushf(T: Translator, e: BlockEntry, i: number, next: number): void 
 
 function emitCli(T: Translator, e: BlockEntry, i: number, next: number): void {
   const b = T.b, f = e.form;
-  // through the helper `sy` (IF, IOPL and CPL are not in the state area); STI that set IF: leave after it
-  T.flush(); b.i32(f === Form.Cli ? 0 : 1); T.pos(); b.call(F_SY);
+  // CLI/STI (../fast-forms.ts cli/sti) inline at CPL 0 (S_CPL; CPL <= IOPL always holds there): IF in S_EFL, and
+  // S_IFW tells the runtime to copy it to SoftCpu.flags (runtime.ts syncIf). STI inline only while the local APIC
+  // is known to have nothing to give (S_PEND = 0): then it opens no shadow and asks for no event check, as
+  // ../ops/interrupt-flag.ts stiSetsIf. Else the helper `sy` (kind 0/1: #GP(0) when CPL > IOPL; STI that set IF
+  // with an interrupt waiting: leave after it, and the interrupt is taken after the next instruction).
+  T.flush();
+  b.get(T.st).mem(Op.i32Load, 2, L.S_CPL);
+  if (f === Form.Sti) b.get(T.st).mem(Op.i32Load, 2, L.S_PEND).op(Op.i32Or);
+  b.op(Op.i32Eqz).open(Op.if);
+  b.get(T.st).get(T.st).mem(Op.i32Load, 2, L.S_EFL);
+  if (f === Form.Cli) b.i32(~(1 << 9)).op(Op.i32And); else b.i32(1 << 9).op(Op.i32Or);
+  b.mem(Op.i32Store, 2, L.S_EFL);
+  b.get(T.st).i32(1).mem(Op.i32Store, 2, L.S_IFW);
+  b.else();
+  b.i32(f === Form.Cli ? 0 : 1); T.pos(); b.call(F_SY);
   if (f === Form.Cli) b.op(Op.drop);
   else { b.open(Op.if); T.exitConst(i + 1, next, X_HELPER); b.close(); }
+  b.close();
 }
 
 function emitPushImm(T: Translator, e: BlockEntry, i: number, next: number): void {
