@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
-import { BootError, HDR, parseBzImage, XLF_KERNEL_64 } from '../src/boot/bzimage.ts';
+import { BootError, HDR, MAX_SETUP_BYTES, parseBzImage, parseBzImageHead, XLF_KERNEL_64 } from '../src/boot/bzimage.ts';
 import { makeBzImage } from '../src/boot/synthetic.ts';
 import { findRealKernel, REAL_KERNEL_MISSING } from './support/real-kernel.ts';
 
@@ -58,6 +58,18 @@ test('each bad field is refused with its message', () => {
   // Truncated: the file ends inside the setup sectors, or before syssize's worth of kernel.
   refused(makeBzImage({ setupSects: 4 }).subarray(0, 5 * 512), /truncated, 2560 bytes but the setup part alone takes 2560/);
   refused(makeBzImage().subarray(0, 5 * 512 + 100), /truncated, syssize says 4096 bytes of kernel but only 100/);
+});
+
+test('the head of an image and its size give what the whole image gives, the kernel bytes aside', () => {
+  const img = makeBzImage({ payload: new Uint8Array(MAX_SETUP_BYTES * 2), setupSects: 6, initSize: 0x300000 });
+  const { kernel, ...whole } = parseBzImage(img);
+  assert.equal(kernel.length, img.length - 7 * 512);
+  assert.deepEqual(parseBzImageHead(img.subarray(0, MAX_SETUP_BYTES), img.length), whole);
+  // The size, not the head's length, is what the truncation and init_size checks see.
+  assert.throws(() => parseBzImageHead(img.subarray(0, MAX_SETUP_BYTES), 7 * 512 + 100), /truncated, syssize says \d+ bytes of kernel but only 100/);
+  assert.throws(() => parseBzImageHead(img.subarray(0, MAX_SETUP_BYTES), 0x400000), /init_size 0x300000 is smaller/);
+  // A head shorter than the setup part can be (of a longer image) is refused, not read past.
+  assert.throws(() => parseBzImageHead(img.subarray(0, 4096), img.length), /too small to hold a setup header/);
 });
 
 test('a non-relocatable kernel does not need an aligned pref_address', () => {

@@ -85,8 +85,21 @@ function hex(n: number): string {
 
 /** Parse and check a bzImage's setup header; throws BootError saying what is wrong. */
 export function parseBzImage(image: Uint8Array): BzImage {
-  if (image.length < MIN_HEADER_END) {
-    throw new BootError(`not a bzImage: ${image.length} bytes is too small to hold a setup header`);
+  const head = parseBzImageHead(image, image.length);
+  return { ...head, kernel: image.subarray((head.setupSects + 1) * SECTOR) };
+}
+
+/** The most a setup part can take: setup_sects is one byte, plus the boot sector. */
+export const MAX_SETUP_BYTES = (255 + 1) * SECTOR;
+
+/**
+ * parseBzImage's checks and fields but the kernel's bytes, from the image's first bytes (`head`: at least
+ * MAX_SETUP_BYTES of them, or the whole image when it is shorter) and its length: what validating a kernel file
+ * needs without reading its megabytes.
+ */
+export function parseBzImageHead(image: Uint8Array, size: number): Omit<BzImage, 'kernel'> {
+  if (size < MIN_HEADER_END || image.length < Math.min(size, MAX_SETUP_BYTES)) {
+    throw new BootError(`not a bzImage: ${size} bytes is too small to hold a setup header`);
   }
   const v = new DataView(image.buffer, image.byteOffset, image.byteLength);
   const bootFlag = v.getUint16(HDR.boot_flag, true);
@@ -104,14 +117,14 @@ export function parseBzImage(image: Uint8Array): BzImage {
 
   const setupSects = image[HDR.setup_sects] === 0 ? 4 : image[HDR.setup_sects];
   const setupBytes = (setupSects + 1) * SECTOR;
-  if (image.length <= setupBytes) {
-    throw new BootError(`not a bzImage: truncated, ${image.length} bytes but the setup part alone takes ${setupBytes}`);
+  if (size <= setupBytes) {
+    throw new BootError(`not a bzImage: truncated, ${size} bytes but the setup part alone takes ${setupBytes}`);
   }
-  const kernel = image.subarray(setupBytes);
+  const kernelLength = size - setupBytes;
   // syssize counts 16-byte paragraphs of protected-mode code (boot.rst, field "syssize").
   const syssize = v.getUint32(HDR.syssize, true);
-  if (syssize * 16 > kernel.length) {
-    throw new BootError(`not a bzImage: truncated, syssize says ${syssize * 16} bytes of kernel but only ${kernel.length} follow the setup part`);
+  if (syssize * 16 > kernelLength) {
+    throw new BootError(`not a bzImage: truncated, syssize says ${syssize * 16} bytes of kernel but only ${kernelLength} follow the setup part`);
   }
   const headerEnd = 0x202 + image[0x201];
   if (headerEnd > setupBytes) throw new BootError(`not a bzImage: setup header end ${hex(headerEnd)} is past the setup part`);
@@ -129,14 +142,13 @@ export function parseBzImage(image: Uint8Array): BzImage {
     throw new BootError(`not a usable bzImage: pref_address ${hex(prefAddress)} is not a multiple of kernel_alignment ${hex(kernelAlignment)}`);
   }
   const initSize = v.getUint32(HDR.init_size, true);
-  if (initSize < kernel.length) {
-    throw new BootError(`not a usable bzImage: init_size ${hex(initSize)} is smaller than the ${hex(kernel.length)}-byte kernel`);
+  if (initSize < kernelLength) {
+    throw new BootError(`not a usable bzImage: init_size ${hex(initSize)} is smaller than the ${hex(kernelLength)}-byte kernel`);
   }
   return {
     protocol,
     setupSects,
     setupHeader: image.subarray(HDR.setup_sects, headerEnd),
-    kernel,
     loadflags,
     xloadflags,
     relocatable,
