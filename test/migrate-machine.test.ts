@@ -18,7 +18,7 @@ import { createQcow2, imageInfo, openImage } from '../src/storage/qcow2.ts';
 import { detectFormat } from '../src/storage/backend.ts';
 import type { DiskConfig } from '../src/vmm/config.ts';
 import { receiveMigration, parseIncoming } from '../src/migration/destination.ts';
-import { FrameReader, jsonFrame, T_JSON } from '../src/migration/protocol.ts';
+import { FrameBuffers, FrameReader, jsonFrame, pagesFrame, MAX_FRAME_PAGES, PAGE, T_JSON, T_PAGES } from '../src/migration/protocol.ts';
 import { captureConsole } from './support/capture-console.ts';
 import { counterKernel, config, until, counterLines } from './support/counter-guest.ts';
 
@@ -428,4 +428,33 @@ test('DISK and DISK_ZERO frames: round trip, and malformed ones refused by the r
   const huge = Buffer.alloc(16);
   huge.writeBigUInt64LE(2n ** 60n, 0);
   assert.throws(() => new FrameReader().push(Buffer.concat([header(T_DISK_ZERO, 0, 16), huge])), /a disk offset of/);
+});
+
+test('PAGES frames from reused buffers, read one at a time into a reused buffer, arrive intact across chunk boundaries', () => {
+  // The source builds large frames in FrameBuffers' buffers, the destination gathers a frame that spans socket chunks
+  // into the reader's one scratch buffer: each frame's bytes must be right when next() returns it, whatever came before.
+  const pools = new FrameBuffers();
+  const pages = (seed: number, count: number) => Buffer.from(Array.from({ length: count * PAGE }, (_, i) => (i * 31 + seed * 7 + (i >> 12)) & 0xff));
+  const sent = [pages(1, MAX_FRAME_PAGES), pages(2, 3), pages(3, MAX_FRAME_PAGES), pages(4, 17)];
+  const wire: Buffer[] = [];
+  sent.forEach((data, k) => {
+    const buf = pools.take();
+    wire.push(Buffer.from(pagesFrame(k * 1000, data.length / PAGE, data, buf)));
+    pools.give(buf); // the next frame reuses it: the copy on the wire must not change
+  });
+  const stream = Buffer.concat(wire);
+  const r = new FrameReader({ reusePages: true });
+  const got: Array<{ first: number; sum: string }> = [];
+  // 64 KiB chunks, as a socket delivers them, and an odd size so that headers straddle chunks too.
+  for (const chunkSize of [65536, 4099]) {
+    got.length = 0;
+    for (let at = 0; at < stream.length; at += chunkSize) {
+      r.add(stream.subarray(at, at + chunkSize));
+      for (let f = r.next(); f; f = r.next()) {
+        assert.equal(f.type, T_PAGES);
+        if (f.type === T_PAGES) got.push({ first: f.first, sum: crypto.createHash('md5').update(f.data).digest('hex') });
+      }
+    }
+    assert.deepEqual(got, sent.map((d, k) => ({ first: k * 1000, sum: crypto.createHash('md5').update(d).digest('hex') })));
+  }
 });

@@ -73,7 +73,7 @@ export async function receiveMigration(opts: IncomingOptions, console: ConsoleIo
 
 function receive(socket: net.Socket, opts: IncomingOptions, console: ConsoleIo, machineOptions: MachineOptions): Promise<Machine> {
   return new Promise<Machine>((resolve, reject) => {
-    const reader = new FrameReader();
+    const reader = new FrameReader({ reusePages: true });
     let machine: Machine | undefined;
     let copies: DestinationDisks | undefined;
     let loaded = false;
@@ -145,7 +145,10 @@ function receive(socket: net.Socket, opts: IncomingOptions, console: ConsoleIo, 
     const onData = (chunk: Buffer) => {
       arm();
       try {
-        for (const f of reader.push(chunk)) {
+        // One frame at a time, each applied before the next is parsed: a PAGES frame's data may be the reader's
+        // reused buffer.
+        reader.add(chunk);
+        for (let f = reader.next(); f; f = reader.next()) {
           handle(f);
           if (done) return;
         }

@@ -89,13 +89,36 @@ export function jsonFrame(message: Record<string, unknown>): Buffer {
 }
 
 /** A PAGES frame (copying `data`: guest RAM may change after this returns) or, with no data, a ZERO frame. */
-export function pagesFrame(first: number, count: number, data?: Uint8Array): Buffer {
-  const out = Buffer.allocUnsafe(HEADER + (data ? data.length : 0));
+export function pagesFrame(first: number, count: number, data?: Uint8Array, into?: Buffer): Buffer {
+  const len = HEADER + (data ? data.length : 0);
+  const out = into ? into.subarray(0, len) : Buffer.allocUnsafe(len);
   out.writeUInt8(data ? T_PAGES : T_ZERO, 0);
   out.writeUInt32LE(first, 1);
   out.writeUInt32LE(count, 5);
   if (data) out.set(data, HEADER);
   return out;
+}
+
+/**
+ * Reusable buffers for large PAGES frames (up to MAX_FRAME_PAGES pages): one is taken per frame and given back once the
+ * socket has handed the frame to the kernel (its write callback; until then the stream holds the bytes). A fresh
+ * Buffer.allocUnsafe of 1 MiB per frame is a new mapping each time, faulted in page by page and unmapped when
+ * collected: measured here ~5.5 ms of CPU per MiB against ~0.15 ms for a copy into a reused buffer, and in a VMM's
+ * CPU profile of a migration's pre-copy (default guest, 256 MiB, ~70 MiB sent) 2.5 s of its 8.1 s main thread was
+ * pagesFrame, on the thread that runs the guest.
+ */
+export class FrameBuffers {
+  private readonly free: Buffer[] = [];
+  /** How many buffers are kept for reuse (the socket rarely holds more than two frames: writeFrame waits for drain). */
+  private static readonly KEEP = 8;
+
+  take(): Buffer {
+    return this.free.pop() ?? Buffer.allocUnsafe(HEADER + MAX_FRAME_PAGES * PAGE);
+  }
+
+  give(buf: Buffer): void {
+    if (this.free.length < FrameBuffers.KEEP) this.free.push(buf);
+  }
 }
 
 export class ProtocolError extends Error {}
@@ -119,51 +142,68 @@ export function faultPoint(given: FaultPoint | undefined): FaultPoint | undefine
 export class FrameReader {
   private readonly bytes = new ByteQueue();
   private header: { type: number; a: number; b: number } | undefined;
+  /**
+   * With `reusePages` (the destination, which copies each PAGES frame into guest RAM at once), a PAGES frame whose
+   * bytes span socket chunks is gathered into one reused buffer rather than a new one per frame (see FrameBuffers for
+   * what a fresh 1 MiB buffer costs): its data is then only good until the next call of next().
+   */
+  private readonly scratch: Buffer | undefined;
 
-  push(chunk: Buffer): Frame[] {
+  constructor(opts: { reusePages?: boolean } = {}) {
+    this.scratch = opts.reusePages ? Buffer.allocUnsafe(MAX_FRAME_PAGES * PAGE) : undefined;
+  }
+
+  /** Take a chunk of the stream; its frames come from next(). */
+  add(chunk: Buffer): void {
     this.bytes.push(chunk);
+  }
+
+  /** Every whole frame the stream holds after `chunk`. */
+  push(chunk: Buffer): Frame[] {
+    this.add(chunk);
     const out: Frame[] = [];
-    for (;;) {
-      if (!this.header) {
-        if (this.bytes.length < HEADER) break;
-        const h = this.bytes.take(HEADER);
-        this.header = { type: h.readUInt8(0), a: h.readUInt32LE(1), b: h.readUInt32LE(5) };
-        if (this.header.type === T_JSON && this.header.a > MAX_JSON) throw new ProtocolError(`JSON message of ${this.header.a} bytes`);
-        if (this.header.type === T_PAGES && (this.header.b === 0 || this.header.b > MAX_FRAME_PAGES)) throw new ProtocolError(`PAGES frame of ${this.header.b} pages`);
-        if (this.header.type === T_DISK && (this.header.b <= 8 || this.header.b > 8 + MAX_DISK_DATA)) throw new ProtocolError(`DISK frame of ${this.header.b} bytes`);
-        if (this.header.type === T_DISK_ZERO && this.header.b !== 16) throw new ProtocolError(`DISK_ZERO frame of ${this.header.b} bytes`);
-        if (this.header.type < T_JSON || this.header.type > T_DISK_ZERO) throw new ProtocolError(`unknown frame type ${this.header.type}`);
-      }
-      const h = this.header;
-      const need = h.type === T_JSON ? h.a : h.type === T_PAGES ? h.b * PAGE : h.type === T_DISK || h.type === T_DISK_ZERO ? h.b : 0;
-      if (this.bytes.length < need) break;
-      this.header = undefined;
-      if (h.type === T_JSON) {
-        let message: unknown;
-        try {
-          message = JSON.parse(this.bytes.take(need).toString('utf8'));
-        } catch {
-          throw new ProtocolError('a JSON message is not valid JSON');
-        }
-        if (typeof message !== 'object' || message === null) throw new ProtocolError('a JSON message is not an object');
-        out.push({ type: T_JSON, message: message as Record<string, unknown> });
-      } else if (h.type === T_PAGES) {
-        out.push({ type: T_PAGES, first: h.a, count: h.b, data: this.bytes.take(need) });
-      } else if (h.type === T_DISK || h.type === T_DISK_ZERO) {
-        const body = this.bytes.take(need);
-        const offset = body.readBigUInt64LE(0);
-        if (offset > BigInt(Number.MAX_SAFE_INTEGER)) throw new ProtocolError(`a disk offset of ${offset}`);
-        if (h.type === T_DISK) out.push({ type: T_DISK, disk: h.a, offset: Number(offset), data: body.subarray(8) });
-        else {
-          const length = body.readBigUInt64LE(8);
-          if (length > BigInt(Number.MAX_SAFE_INTEGER)) throw new ProtocolError(`a disk range of ${length} bytes`);
-          out.push({ type: T_DISK_ZERO, disk: h.a, offset: Number(offset), length: Number(length) });
-        }
-      } else {
-        out.push({ type: T_ZERO, first: h.a, count: h.b });
-      }
-    }
+    for (let f = this.next(); f; f = this.next()) out.push(f);
     return out;
+  }
+
+  /** The next whole frame, or undefined until more bytes come. */
+  next(): Frame | undefined {
+    if (!this.header) {
+      if (this.bytes.length < HEADER) return undefined;
+      const h = this.bytes.take(HEADER);
+      this.header = { type: h.readUInt8(0), a: h.readUInt32LE(1), b: h.readUInt32LE(5) };
+      if (this.header.type === T_JSON && this.header.a > MAX_JSON) throw new ProtocolError(`JSON message of ${this.header.a} bytes`);
+      if (this.header.type === T_PAGES && (this.header.b === 0 || this.header.b > MAX_FRAME_PAGES)) throw new ProtocolError(`PAGES frame of ${this.header.b} pages`);
+      if (this.header.type === T_DISK && (this.header.b <= 8 || this.header.b > 8 + MAX_DISK_DATA)) throw new ProtocolError(`DISK frame of ${this.header.b} bytes`);
+      if (this.header.type === T_DISK_ZERO && this.header.b !== 16) throw new ProtocolError(`DISK_ZERO frame of ${this.header.b} bytes`);
+      if (this.header.type < T_JSON || this.header.type > T_DISK_ZERO) throw new ProtocolError(`unknown frame type ${this.header.type}`);
+    }
+    const h = this.header;
+    const need = h.type === T_JSON ? h.a : h.type === T_PAGES ? h.b * PAGE : h.type === T_DISK || h.type === T_DISK_ZERO ? h.b : 0;
+    if (this.bytes.length < need) return undefined;
+    this.header = undefined;
+    if (h.type === T_JSON) {
+      let message: unknown;
+      try {
+        message = JSON.parse(this.bytes.take(need).toString('utf8'));
+      } catch {
+        throw new ProtocolError('a JSON message is not valid JSON');
+      }
+      if (typeof message !== 'object' || message === null) throw new ProtocolError('a JSON message is not an object');
+      return { type: T_JSON, message: message as Record<string, unknown> };
+    } else if (h.type === T_PAGES) {
+      return { type: T_PAGES, first: h.a, count: h.b, data: this.bytes.take(need, this.scratch) };
+    } else if (h.type === T_DISK || h.type === T_DISK_ZERO) {
+      const body = this.bytes.take(need);
+      const offset = body.readBigUInt64LE(0);
+      if (offset > BigInt(Number.MAX_SAFE_INTEGER)) throw new ProtocolError(`a disk offset of ${offset}`);
+      if (h.type === T_DISK) return { type: T_DISK, disk: h.a, offset: Number(offset), data: body.subarray(8) };
+      const length = body.readBigUInt64LE(8);
+      if (length > BigInt(Number.MAX_SAFE_INTEGER)) throw new ProtocolError(`a disk range of ${length} bytes`);
+      return { type: T_DISK_ZERO, disk: h.a, offset: Number(offset), length: Number(length) };
+    } else {
+      return { type: T_ZERO, first: h.a, count: h.b };
+    }
   }
 }
 
@@ -176,9 +216,9 @@ export function parseHostPort(text: string, what: string): { host: string; port:
 }
 
 /** Write `buf` and resolve once the socket takes more (backpressure); rejects if the socket is gone. */
-export function writeFrame(socket: net.Socket, buf: Buffer): Promise<void> {
+export function writeFrame(socket: net.Socket, buf: Buffer, written?: () => void): Promise<void> {
   if (socket.destroyed) return Promise.reject(new Error('the connection is closed'));
-  if (socket.write(buf)) return Promise.resolve();
+  if (socket.write(buf, written)) return Promise.resolve();
   return new Promise((resolve, reject) => {
     const done = (error?: Error) => { socket.off('drain', onDrain); socket.off('close', onClose); if (error) reject(error); else resolve(); };
     const onDrain = () => done();

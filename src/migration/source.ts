@@ -30,7 +30,7 @@ import { sealState, ringzeroVersion, dataExtents, SNAPSHOT_VERSION, type Snapsho
 import { markDeviceWrittenPages, forgetDiffBase } from '../vmm/snapshot-diff.ts';
 import { SourceDisks, type DiskSender } from './storage.ts';
 import {
-  FrameReader, MIGRATION_FORMAT, MIGRATION_VERSION, PAGE, MAX_FRAME_PAGES, T_JSON,
+  FrameBuffers, FrameReader, MIGRATION_FORMAT, MIGRATION_VERSION, PAGE, MAX_FRAME_PAGES, T_JSON,
   faultPoint, jsonFrame, pagesFrame, writeFrame, type FaultPoint, type Frame,
 } from './protocol.ts';
 import { isAllZero } from '../sys/zero.ts';
@@ -109,6 +109,13 @@ export const DEFAULT_DOWNTIME_MS = 300;
 export const DEFAULT_MAX_ITERATIONS = 30;
 /** Fixed part of the stop-and-copy besides the pages: the state (~100 KiB of JSON) and the destination's restore. */
 const STATE_COST_MS = 10;
+/**
+ * Frames of at least this many pages go through FrameBuffers (protocol.ts); smaller ones are allocated as before: a
+ * small allocation is cheap (no mapping of its own), and several small frames are in flight at once (the socket takes
+ * 16 KiB before it pushes back, and gives a buffer back only when the event loop turns), each of which would hold a
+ * whole pooled buffer.
+ */
+const POOLED_FRAME_PAGES = 16;
 /** Below this many dirty pages, stop at once (sending them takes about as long as measuring another round). */
 const SMALL_DIRTY_SET = 64;
 
@@ -383,6 +390,7 @@ async function sendPages(link: Link, machine: Machine, pages: Uint8Array, p: Mig
   // meanwhile). Progress is reported by the caller once per round.
   const sender = pacedSender(link, machine, p, bandwidth, () => {});
   const regionEnds = machine.mem.regions.map((r) => (r.fileOffset + r.size) / PAGE);
+  const frameBuffers = new FrameBuffers();
   for (let page = 0; page < pages.length;) {
     if (!pages[page]) { page++; continue; }
     const regionEnd = regionEnds.find((e) => e > page)!;
@@ -395,8 +403,15 @@ async function sendPages(link: Link, machine: Machine, pages: Uint8Array, p: Mig
       let k = at + 1;
       while (k < end - page && isZero(data, k) === zero) k++;
       if (!zero || !firstPass) {
-        const frame = zero ? pagesFrame(page + at, k - at) : pagesFrame(page + at, k - at, data.subarray(at * PAGE, k * PAGE));
-        await sender.send(frame);
+        let frame: Buffer;
+        if (zero || k - at < POOLED_FRAME_PAGES) {
+          frame = zero ? pagesFrame(page + at, k - at) : pagesFrame(page + at, k - at, data.subarray(at * PAGE, k * PAGE));
+          await sender.send(frame);
+        } else {
+          const buf = frameBuffers.take();
+          frame = pagesFrame(page + at, k - at, data.subarray(at * PAGE, k * PAGE), buf);
+          await link.send(frame, () => frameBuffers.give(buf));
+        }
         if (zero) p.zeroPagesSent += k - at;
         else p.pagesSent += k - at;
         await sender.paced(frame.length);
@@ -513,9 +528,10 @@ class Link {
     if (this.failure) throw this.failure;
   }
 
-  async send(frame: Buffer): Promise<void> {
+  /** `written`: called once the socket no longer needs `frame`'s bytes (sent to the kernel, or the socket failed). */
+  async send(frame: Buffer, written?: () => void): Promise<void> {
     this.check();
-    await writeFrame(this.socket, frame);
+    await writeFrame(this.socket, frame, written);
   }
 
   /** Wait for the destination's next message, which must be `kind`. */

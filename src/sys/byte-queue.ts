@@ -19,8 +19,11 @@ export class ByteQueue {
     return this.chunks[0].subarray(0, n);
   }
 
-  /** Remove and return the first `n` bytes (n <= length). */
-  take(n: number): Buffer {
+  /**
+   * Remove and return the first `n` bytes (n <= length). `scratch` (at least n bytes), when given, receives bytes that
+   * span chunks instead of a new buffer: the result is then only good until the next call that uses it.
+   */
+  take(n: number, scratch?: Buffer): Buffer {
     if (n === 0) return Buffer.alloc(0);
     const first = this.chunks[0];
     let out: Buffer;
@@ -29,7 +32,7 @@ export class ByteQueue {
       if (first.length === n) this.chunks.shift();
       else this.chunks[0] = first.subarray(n);
     } else {
-      out = Buffer.allocUnsafe(n);
+      out = scratch ? scratch.subarray(0, n) : Buffer.allocUnsafe(n);
       let filled = 0;
       while (filled < n) {
         const c = this.chunks[0];
