@@ -8,6 +8,8 @@ import { setHotThreshold, setJitThreshold } from '../src/cpu/soft/code-cache.ts'
 import { GuestMemory } from '../src/memory/guest-memory.ts';
 import * as C from '../src/cpu/soft/constants.ts';
 import { Form } from '../src/cpu/soft/fast-forms.ts';
+import { Lapic } from '../src/devices/irq/lapic.ts';
+import { ApicBus } from '../src/devices/irq/apic-bus.ts';
 
 setHotThreshold(0);
 setJitThreshold(0);
@@ -182,4 +184,46 @@ test('SWAPGS, CLI and STI run inline in translated code at CPL 0, exactly (GS ba
   const s = c.wasm!.stats;
   assert.ok(s.conds < 2 * 3000 + 100, `conditions and system helpers: ${s.conds}`);
   assert.ok(s.replays < 10, `replays: ${s.replays}`);
+});
+
+// ---- STI with an interrupt waiting (inline STI must not hide it: S_PEND, SoftCpu.notifyEvent)
+//
+//   loop: cli / sti / inc rax / inc rax / dec r12 / jnz loop
+//   hlt
+// Warmed up with nothing pending (the STIs then run inline), then an MSI makes the local APIC (the project's own)
+// wake the CPU: the translated STI must open the interrupt shadow and end the call right after itself, so that the
+// interrupt is taken after the next instruction, as the interpreter does.
+const STI_CODE = hexBytes('fa fb 48 ff c0 48 ff c0 49 ff cc 75 f3 f4');
+
+test('a translated STI with an interrupt waiting opens the shadow and ends the call after it, as the interpreter', () => {
+  const out = (['interpreter', 'wasm'] as Mode[]).map((mode) => {
+    const m = interpreterOrWasmMachine(mode, memories), cpu = m.cpu;
+    const bus = new ApicBus();
+    const lapic = new Lapic({ clock: m.clock, bus, apicId: 0, hooks: { wake: () => cpu.notifyEvent(), init: () => {}, startup: () => {} } });
+    (cpu.env as { lapic?: unknown }).lapic = lapic;
+    lapic.mmioWrite(0xf0, 4, 0x1ff); // SVR: enabled
+    lapic.mmioWrite(0x350, 4, 0x10000); // LINT0 masked (no 8259 virtual wire)
+    m.mem.write(CODE, Uint8Array.from(STI_CODE));
+    cpu.setGpr(12, 2000n);
+    assert.equal(runBlocksToHalt(m, 100_000), -1);
+    const conds = cpu.wasm?.stats.conds ?? 0;
+    bus.deliverMsi(0xfee00000, 0x40); // fixed vector 0x40 to APIC 0: the LAPIC wakes the CPU
+    assert.equal(cpu.eventPending, true);
+    cpu.eventPending = false; // (as a run loop that found IF clear would leave it; S_PEND stays set)
+    cpu.setGpr(12, 5n);
+    cpu.rip = CODE;
+    cpu.halted = false;
+    if (mode === 'wasm') cpu.execBlock(1_000_000);
+    else { cpu.step(); cpu.step(); }
+    return { rip: cpu.rip, shadow: cpu.interruptShadow, pending: cpu.eventPending, IF: (cpu.getFlags() & C.IF) !== 0, rax: cpu.getGpr(0), conds, jit: cpu.jitInstructions };
+  });
+  const [i, w] = out;
+  assert.equal(w.rip, CODE + 2, 'the call ended right after the STI');
+  assert.deepEqual({ ...w, conds: 0, jit: 0 }, { ...i, conds: 0, jit: 0 }, 'translated code = interpreter');
+  assert.equal(w.shadow, true);
+  assert.equal(w.pending, true);
+  assert.equal(w.IF, true);
+  assert.ok(w.jit > 10_000, `instructions run in wasm: ${w.jit}`);
+  // (while nothing was pending, the STIs and CLIs ran inline: a few helper calls for the first passes only)
+  assert.ok(w.conds < 100, `helper calls while warming up: ${w.conds}`);
 });

@@ -239,6 +239,30 @@ test('8259 through LINT0 ExtINT, and with the APIC globally disabled', () => {
   assert.equal(a.acknowledge(), 0x23);
 });
 
+test('a TPR write or an EOI that unmasks a vector already in IRR wakes the CPU (nothing unmasked: no wake)', () => {
+  // (the wasm translator's inline STI relies on every interrupt becoming deliverable being a wake-up: S_PEND)
+  const { cpus } = machine(2);
+  const [a, b] = cpus.map((c) => c.lapic);
+  enable(a); enable(b);
+  w(a, 0x80, 0x40); // TPR class 4
+  w(b, 0x310, 0);
+  w(b, 0x300, 0x4031); // fixed 0x31: in IRR, below TPR
+  assert.equal(a.hasInterrupt(), false);
+  let wakes = cpus[0].wakes;
+  w(a, 0x80, 0x30); // still blocks class 3
+  assert.equal(cpus[0].wakes, wakes, 'nothing unmasked');
+  w(a, 0x80, 0);
+  assert.equal(cpus[0].wakes, wakes + 1, 'TPR 0 unmasks 0x31');
+  w(b, 0x300, 0x4051);
+  assert.equal(a.acknowledge(), 0x51); // 0x51 in service: 0x31 waits behind it
+  w(b, 0x300, 0x4052); // same class as in service: waits too
+  assert.equal(a.hasInterrupt(), false);
+  wakes = cpus[0].wakes;
+  w(a, 0xb0, 0); // EOI 0x51
+  assert.equal(a.hasInterrupt(), true);
+  assert.equal(cpus[0].wakes, wakes + 1, 'the EOI unmasked 0x52');
+});
+
 test('MSI message delivery', () => {
   const { apicBus, cpus } = machine(2);
   enable(cpus[1].lapic);
