@@ -5,7 +5,9 @@
 # a directory (mkfs.ext4 -d, no mount needed). Installs what is missing (as root), or says what to
 # install. `--update` refreshes the package lists first (CI builds from what the mirror has now). `--test` (implied
 # when CI=true) adds what the integration tests build on the host: gcc and a static libc (libc6-dev) for the guest's
-# vsock test client (test/virtio-root-guest.test.ts), and qemu-utils for the qcow2 interop tests.
+# vsock test client (test/virtio-root-guest.test.ts), qemu-utils for the qcow2 interop tests, busybox for the
+# host end of the virtio-net tests (ping, nc and httpd inside a network namespace) and acpica-tools (iasl) to
+# disassemble the DSDT ringzero writes (test/acpi-tables.test.ts).
 set -euo pipefail
 
 update=no
@@ -31,6 +33,8 @@ if [ "$tests" = yes ]; then
   # qemu-img/qemu-io check that qcow2 images ringzero writes are valid and that it reads theirs
   # (test/storage-qcow2.test.ts); debugfs (e2fsprogs) reads the guests' ext4 disks back.
   command -v qemu-img >/dev/null 2>&1 || missing+=(qemu-utils)
+  command -v busybox >/dev/null 2>&1 || missing+=(busybox)
+  command -v iasl >/dev/null 2>&1 || missing+=(acpica-tools)
 fi
 
 if [ "$(id -u)" -ne 0 ]; then

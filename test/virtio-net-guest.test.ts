@@ -13,7 +13,7 @@
 //            statistics come back, and 0 returns the memory.
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFile, execFileSync, spawn } from 'node:child_process';
+import { execFile, execFileSync, spawn, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
@@ -28,7 +28,9 @@ import { controlRequest } from '../src/vmm/control.ts';
 const image = findDefaultImage();
 const enabled = process.env.RINGZERO_SKIP_BOOT_TEST !== '1' || process.env.CI === 'true';
 const rootReason = process.getuid?.() !== 0 ? 'needs root for a TAP device and a network namespace'
-  : !existsSync('/dev/net/tun') ? 'no /dev/net/tun' : undefined;
+  : !existsSync('/dev/net/tun') ? 'no /dev/net/tun'
+  // The host end of the network (ping, nc, httpd in the namespace) is busybox's: scripts/host-deps.sh --test installs it.
+  : spawnSync('busybox', ['true']).status !== 0 ? 'no busybox on this host (apt-get install busybox)' : undefined;
 
 const sh = (cmd: string, ...args: string[]) => execFileSync(cmd, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
 
