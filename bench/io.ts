@@ -227,7 +227,7 @@ async function stats(vmm: Vmm): Promise<Stats | undefined> {
 }
 /**
  * RINGZERO_BENCH_WINDOWS=FILE: each test's interval on the host's monotonic clock (microseconds, as V8's CPU
- * profiles time their samples), one JSON line per test, so a VMM run with NODE_OPTIONS='--cpu-prof ...' can be
+ * profiles time their samples), one JSON line per test, so a VMM run with RINGZERO_VMM_CPU_PROF=DIR can be
  * profiled over the tests alone (the boot left out).
  */
 const windowsFile = process.env.RINGZERO_BENCH_WINDOWS;
