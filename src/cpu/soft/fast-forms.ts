@@ -1050,24 +1050,22 @@ function rd32(ram: Uint8Array, p: number): number {
   return ram[p] | (ram[p + 1] << 8) | (ram[p + 2] << 16) | (ram[p + 3] << 24);
 }
 
-/**
- * Give `e` (an instruction of 64-bit code at physical `pa`, already executed once) a fast form if it has one.
- * `len` is the instruction length when known (0 for a block's last instruction); returns the length the form
- * decoded (0 when it has none). The caller has checked that the instruction lies in one page of low RAM, or, for one
- * that straddles a page end (its bytes are in two physical pages), passes a copy of its bytes as `ram` (pa its index).
+/*
+ * compileFast's decoding is one ordered chain of opcode tests (the first that matches decides), cut into eight
+ * functions taken in turn: part k runs only when parts 1..k-1 had no form for the opcode (NO_FORM). One long
+ * function is optimized by TurboFan before its cold branches have run, and each branch reached later (an opcode
+ * first met well into a boot) lacked type feedback: the whole function was deoptimized and compiled again, ~0.3-0.5 s
+ * of background compile each time (three times per boot, --trace-deopt). Cut up, only the small part holding the
+ * new branch is (the trace shows the parts deoptimized and compiled on their own: not inlined back into compileFast,
+ * whose own compiles, for its chain of calls, take ~20-50 ms).
+ * Each returns the position after the decoded bytes with its handler in formOut, NO_FORM, or REJECT (the opcode is
+ * this part's but the instruction has no form: compileFast returns 0, as the chain did).
  */
-export function compileFast(c: SoftCpu, e: BlockEntry, pa: number, len: number, ram: Uint8Array = c.ram): number {
-  const op = e.opcode;
-  if (op >= 0x100 && (SSE_OPS[op & 0xff] !== 0 || INT_FN.has(e.handler))) return compileSse(c, e, pa, len, op & 0xff, ram);
-  if ((op === 0x1bc || op === 0x1bd) && (e.rep === 0 || e.rep === 0xf3)) return compileBitScan(c, e, pa, len, op, ram);
-  // (F3 90 is PAUSE: a NOP here, as in ./ops/alu.ts.)
-  // (LOCK CMPXCHG/XADD to memory are the plain forms: the vCPUs run on one thread; with a register operand the
-  // decode below gives no form and the handler raises #UD)
-  // (LOCK: decoded as any form, then kept only on the read-modify-write memory forms: lockable below)
-  if ((e.rep !== 0 && !(op === 0x90 && e.rep === 0xf3)) || e.adsize !== 8) return 0;
-  let p = pa + e.opLen;
-  const size = e.opsize;
-  const wide = size === 8 || size === 4;
+const NO_FORM = -1, REJECT = -2;
+let formOut: FastHandler | null = null;
+
+/** compileFast, part 1: the common 32/64-bit ALU and MOV forms. */
+function formsWide(e: BlockEntry, ram: Uint8Array, op: number, size: number, wide: boolean, p: number): number {
   let f: FastHandler | null = null;
   if (op < 0x40 && (op & 7) === 1 && wide && (op >> 3) !== 2 && (op >> 3) !== 3) {
     // ALU Ev,Gv: 01 09 21 29 31 39
@@ -1104,11 +1102,11 @@ export function compileFast(c: SoftCpu, e: BlockEntry, pa: number, len: number, 
     else f = size === 8 ? movLoadMem64 : movLoadMem32;
   } else if (op === 0x8d && wide) {
     p = modrm(ram, p, e);
-    if (mod === 3) return 0;
+    if (mod === 3) return REJECT;
     e.a = regField; e.immHi = size; f = lea;
   } else if (op === 0xc7 && wide) {
     p = modrm(ram, p, e);
-    if ((regField & 7) !== 0) return 0;
+    if ((regField & 7) !== 0) return REJECT;
     const imm = rd32(ram, p); p += 4;
     e.imm = imm; e.immHi = size === 8 ? imm >> 31 : 0;
     if (mod === 3) { e.a = rmReg; f = movImmReg; } else f = size === 8 ? movImmMem64 : movImmMem32;
@@ -1117,7 +1115,15 @@ export function compileFast(c: SoftCpu, e: BlockEntry, pa: number, len: number, 
     if (size === 8) { e.imm = rd32(ram, p); e.immHi = rd32(ram, p + 4); p += 8; }
     else { e.imm = rd32(ram, p); e.immHi = 0; p += 4; }
     f = movImmReg;
-  } else if (op >= 0x70 && op <= 0x7f) {
+  } else return NO_FORM;
+  formOut = f;
+  return p;
+}
+
+/** compileFast, part 2: branches, CALL/RET, PUSH/POP. */
+function formsFlow(e: BlockEntry, ram: Uint8Array, op: number, size: number, wide: boolean, p: number): number {
+  let f: FastHandler | null = null;
+  if (op >= 0x70 && op <= 0x7f) {
     e.a = op & 15; e.disp = (ram[p] << 24) >> 24; p += 1; f = jcc;
   } else if (op >= 0x180 && op <= 0x18f) {
     e.a = op & 15; e.disp = rd32(ram, p); p += 4; f = jcc;
@@ -1133,7 +1139,15 @@ export function compileFast(c: SoftCpu, e: BlockEntry, pa: number, len: number, 
     e.a = (op & 7) | e.rexB; f = pushReg;
   } else if (op >= 0x58 && op <= 0x5f && size !== 2) {
     e.a = (op & 7) | e.rexB; f = popReg;
-  } else if ((op === 0x1b6 || op === 0x1b7) && wide) {
+  } else return NO_FORM;
+  formOut = f;
+  return p;
+}
+
+/** compileFast, part 3: MOVZX, group 5 (FF), shifts, MOVSXD. */
+function formsGroups(e: BlockEntry, ram: Uint8Array, op: number, size: number, wide: boolean, p: number): number {
+  let f: FastHandler | null = null;
+  if ((op === 0x1b6 || op === 0x1b7) && wide) {
     p = modrm(ram, p, e);
     e.a = regField;
     const srcSize = op & 1 ? 2 : 1;
@@ -1150,30 +1164,38 @@ export function compileFast(c: SoftCpu, e: BlockEntry, pa: number, len: number, 
       e.op = r; e.size = size;
       if (mod === 3) { e.b = rmReg; f = incDecReg; } else f = incDecM;
     } else if (r === 6) {
-      if (mod === 3) return 0;
+      if (mod === 3) return REJECT;
       f = pushM; // PUSH r/m: 64-bit whatever REX.W says (the stack operand size of 64-bit mode)
     } else if (r === 2 || r === 4) {
       // CALL/JMP near indirect: 64-bit target whatever the operand size (as ./ops/flow-branch.ts in 64-bit mode)
       if (mod === 3) { e.b = rmReg; e.base = REG_OPERAND; }
       f = r === 2 ? callInd : jmpInd;
-    } else return 0;
+    } else return REJECT;
   } else if (op === 0xd3 && wide) {
     p = modrm(ram, p, e);
-    if (mod !== 3) return 0;
+    if (mod !== 3) return REJECT;
     e.b = rmReg; e.op = regField & 7; e.size = size; f = shiftRegCl;
   } else if ((op === 0xc1 || op === 0xd1) && wide) {
     p = modrm(ram, p, e);
-    if (mod !== 3) return 0;
+    if (mod !== 3) return REJECT;
     let count = 1;
     if (op === 0xc1) { count = ram[p]; p += 1; }
     count &= size === 8 ? 63 : 31;
-    if (count === 0) return 0;
+    if (count === 0) return REJECT;
     e.b = rmReg; e.op = regField & 7; e.size = size; e.imm = count; f = shiftRegImm;
   } else if (op === 0x63 && size === 8) {
     p = modrm(ram, p, e);
     e.a = regField;
     if (mod === 3) { e.b = rmReg; f = movsxdReg; } else f = movsxdMem;
-  } else if (op < 0x40 && (op & 7) <= 4 && (op & 7) !== 1 && (op & 7) !== 3 && (op >> 3) !== 2 && (op >> 3) !== 3) {
+  } else return NO_FORM;
+  formOut = f;
+  return p;
+}
+
+/** compileFast, part 4: 8-bit ALU and TEST, ALU with rAX, group 3 (F7). */
+function formsByte(e: BlockEntry, ram: Uint8Array, op: number, size: number, wide: boolean, p: number): number {
+  let f: FastHandler | null = null;
+  if (op < 0x40 && (op & 7) <= 4 && (op & 7) !== 1 && (op & 7) !== 3 && (op >> 3) !== 2 && (op >> 3) !== 3) {
     // 8-bit ALU: Eb,Gb (00 08 20 28 30 38), Gb,Eb (02 0A ...), AL,Ib (04 0C ...)
     const aop = op >> 3, form = op & 7;
     e.op = aop;
@@ -1193,7 +1215,7 @@ export function compileFast(c: SoftCpu, e: BlockEntry, pa: number, len: number, 
   } else if (op === 0x80 || (op === 0xf6 && (ram[p] & 0x38) === 0)) {
     p = modrm(ram, p, e);
     const aop = op === 0xf6 ? TEST : regField & 7;
-    if (aop === 2 || aop === 3) return 0; // ADC/SBB
+    if (aop === 2 || aop === 3) return REJECT; // ADC/SBB
     e.op = aop; e.imm = ram[p]; p += 1;
     if (mod === 3) { e.b = byteReg(rmReg, e.rex); e.bsh = byteShift; f = alu8RI; } else f = alu8MI;
   } else if (op === 0x84) {
@@ -1226,7 +1248,15 @@ export function compileFast(c: SoftCpu, e: BlockEntry, pa: number, len: number, 
     const imm = rd32(ram, p); p += 4;
     e.op = TEST; e.imm = imm; e.immHi = size === 8 ? imm >> 31 : 0; e.size = size;
     if (mod === 3) { e.b = rmReg; f = aluRegImm; } else f = aluMemImm;
-  } else if (op === 0x88 || op === 0x8a) {
+  } else return NO_FORM;
+  formOut = f;
+  return p;
+}
+
+/** compileFast, part 5: 8-bit MOV, CMOVcc, SETcc. */
+function formsMov8(e: BlockEntry, ram: Uint8Array, op: number, size: number, wide: boolean, p: number): number {
+  let f: FastHandler | null = null;
+  if (op === 0x88 || op === 0x8a) {
     p = modrm(ram, p, e);
     const g = byteReg(regField, e.rex), gsh = byteShift;
     if (op === 0x88) {
@@ -1251,7 +1281,15 @@ export function compileFast(c: SoftCpu, e: BlockEntry, pa: number, len: number, 
     e.op = op & 15;
     if (mod !== 3) f = setccM;
     else { e.b = byteReg(rmReg, e.rex); e.bsh = byteShift; f = setcc; }
-  } else if ((op === 0x11 || op === 0x19 || op === 0x13 || op === 0x1b) && wide) {
+  } else return NO_FORM;
+  formOut = f;
+  return p;
+}
+
+/** compileFast, part 6: ADC/SBB, IMUL, MOVSX, SHLD/SHRD, 16-bit shifts, CMPXCHG/XADD/XCHG. */
+function formsMulti(e: BlockEntry, ram: Uint8Array, op: number, size: number, wide: boolean, p: number): number {
+  let f: FastHandler | null = null;
+  if ((op === 0x11 || op === 0x19 || op === 0x13 || op === 0x1b) && wide) {
     // ADC/SBB Ev,Gv (11 19) and Gv,Ev (13 1B)
     p = modrm(ram, p, e);
     e.op = op >> 3; e.size = size;
@@ -1276,13 +1314,13 @@ export function compileFast(c: SoftCpu, e: BlockEntry, pa: number, len: number, 
     } else { e.size = op === 0x1bf ? 2 : 1; f = movsxM; }
   } else if ((op === 0x1a4 || op === 0x1ac) && wide) {
     p = modrm(ram, p, e);
-    if (mod !== 3) return 0;
+    if (mod !== 3) return REJECT;
     const count = ram[p] & (size === 8 ? 63 : 31); p += 1;
-    if (count === 0) return 0;
+    if (count === 0) return REJECT;
     e.b = rmReg; e.a = regField; e.imm = count; e.op = op === 0x1ac ? 1 : 0; e.size = size; f = shiftDoubleRI;
   } else if ((op === 0x1a5 || op === 0x1ad) && wide) {
     p = modrm(ram, p, e);
-    if (mod !== 3) return 0;
+    if (mod !== 3) return REJECT;
     e.b = rmReg; e.a = regField; e.op = op === 0x1ad ? 1 : 0; e.size = size; f = shiftDoubleRCl;
   } else if ((op === 0xc1 || op === 0xd1) && size === 2 && (ram[p] >> 6) === 3 && ((ram[p] >> 4) & 3) !== 1) {
     // (Linux's block layer: IOPRIO_PRIO_CLASS, `shr ax,13`, several times per request; its network stack: ntohs/htons,
@@ -1291,21 +1329,29 @@ export function compileFast(c: SoftCpu, e: BlockEntry, pa: number, len: number, 
     let count = 1;
     if (op === 0xc1) { count = ram[p]; p += 1; }
     count &= 31;
-    if (count === 0 || count > 15) return 0;
+    if (count === 0 || count > 15) return REJECT;
     e.b = rmReg; e.op = regField & 7; e.imm = count; e.size = 2; f = shift16RegImm;
   } else if (op === 0x1b1 && wide) {
     p = modrm(ram, p, e);
-    if (mod === 3) return 0;
+    if (mod === 3) return REJECT;
     e.a = regField; e.size = size; f = cmpxchgM;
   } else if (op === 0x1c1 && wide) {
     p = modrm(ram, p, e);
-    if (mod === 3) return 0;
+    if (mod === 3) return REJECT;
     e.a = regField; e.size = size; f = xaddM;
   } else if (op === 0x87 && wide) {
     p = modrm(ram, p, e);
     e.a = regField; e.size = size;
     if (mod === 3) { e.b = rmReg; f = xchgRR; } else f = xchgM;
-  } else if (op === 0x9c && size !== 2) {
+  } else return NO_FORM;
+  formOut = f;
+  return p;
+}
+
+/** compileFast, part 7: PUSHF/PUSH imm, BT*, CDQ, BSWAP, 16-bit ALU and MOV. */
+function formsMisc(e: BlockEntry, ram: Uint8Array, op: number, size: number, wide: boolean, p: number): number {
+  let f: FastHandler | null = null;
+  if (op === 0x9c && size !== 2) {
     f = pushf;
   } else if ((op === 0x68 || op === 0x6a) && size !== 2) {
     let imm: number;
@@ -1341,15 +1387,23 @@ export function compileFast(c: SoftCpu, e: BlockEntry, pa: number, len: number, 
   } else if (size === 2 && (op === 0x81 || op === 0x83 || op === 0xa9 || (op === 0xf7 && (ram[p] & 0x38) === 0))) {
     let aop = TEST;
     if (op !== 0xa9) { p = modrm(ram, p, e); if (op !== 0xf7) aop = regField & 7; }
-    if (aop === 2 || aop === 3) return 0; // ADC/SBB
+    if (aop === 2 || aop === 3) return REJECT; // ADC/SBB
     if (op === 0x83) { e.imm = ((ram[p] << 24) >> 24) & 0xffff; p += 1; } else { e.imm = ram[p] | (ram[p + 1] << 8); p += 2; }
     e.op = aop;
     if (op === 0xa9) { e.b = 0; f = alu16RI; } else if (mod === 3) { e.b = rmReg; f = alu16RI; } else f = alu16MI;
   } else if (size === 2 && (op === 0x89 || op === 0x8b)) {
     p = modrm(ram, p, e);
-    if (mod === 3) return 0;
+    if (mod === 3) return REJECT;
     e.a = regField; f = op === 0x89 ? movStore16 : movLoad16;
-  } else if (op === 0x101 && ram[p] === 0xf8) {
+  } else return NO_FORM;
+  formOut = f;
+  return p;
+}
+
+/** compileFast, part 8: system and rare forms. */
+function formsRare(e: BlockEntry, ram: Uint8Array, op: number, size: number, wide: boolean, p: number): number {
+  let f: FastHandler | null = null;
+  if (op === 0x101 && ram[p] === 0xf8) {
     p += 1; f = swapgs;
   } else if (op === 0x101 && ram[p] === 0xe8) {
     // SERIALIZE (0F 01 E8; F2/F3 and LOCK are #UD: no form above/below): nothing to do on this in-order CPU, whose
@@ -1365,7 +1419,7 @@ export function compileFast(c: SoftCpu, e: BlockEntry, pa: number, len: number, 
     f = nop;
   } else if (op === 0x1b0) {
     p = modrm(ram, p, e);
-    if (mod === 3) return 0;
+    if (mod === 3) return REJECT;
     e.a = byteReg(regField, e.rex); e.ash = byteShift; f = cmpxchg8M;
   } else if (op === 0x131) {
     f = rdtsc;
@@ -1386,7 +1440,7 @@ export function compileFast(c: SoftCpu, e: BlockEntry, pa: number, len: number, 
     let count = 1;
     if (op === 0xc0) { count = ram[p]; p += 1; }
     count &= 31;
-    if (count === 0 || count > 7) return 0;
+    if (count === 0 || count > 7) return REJECT;
     e.b = byteReg(rmReg, e.rex); e.bsh = byteShift; e.op = regField & 7; e.imm = count; f = shift8RegImm;
   } else if (op === 0x1c7 && e.rexW && (ram[p] & 0x38) === 0x08 && (ram[p] >> 6) !== 3) {
     p = modrm(ram, p, e);
@@ -1395,10 +1449,43 @@ export function compileFast(c: SoftCpu, e: BlockEntry, pa: number, len: number, 
     f = syscallF;
   } else if (op === 0x107 && e.rexW) {
     f = sysretqF;
-  }
+  } else return NO_FORM;
+  formOut = f;
+  return p;
+}
+
+/**
+ * Give `e` (an instruction of 64-bit code at physical `pa`, already executed once) a fast form if it has one.
+ * `len` is the instruction length when known (0 for a block's last instruction); returns the length the form
+ * decoded (0 when it has none). The caller has checked that the instruction lies in one page of low RAM, or, for one
+ * that straddles a page end (its bytes are in two physical pages), passes a copy of its bytes as `ram` (pa its index).
+ */
+export function compileFast(c: SoftCpu, e: BlockEntry, pa: number, len: number, ram: Uint8Array = c.ram): number {
+  const op = e.opcode;
+  if (op >= 0x100 && (SSE_OPS[op & 0xff] !== 0 || INT_FN.has(e.handler))) return compileSse(c, e, pa, len, op & 0xff, ram);
+  if ((op === 0x1bc || op === 0x1bd) && (e.rep === 0 || e.rep === 0xf3)) return compileBitScan(c, e, pa, len, op, ram);
+  // (F3 90 is PAUSE: a NOP here, as in ./ops/alu.ts.)
+  // (LOCK CMPXCHG/XADD to memory are the plain forms: the vCPUs run on one thread; with a register operand the
+  // decode below gives no form and the handler raises #UD)
+  // (LOCK: decoded as any form, then kept only on the read-modify-write memory forms: lockable below)
+  if ((e.rep !== 0 && !(op === 0x90 && e.rep === 0xf3)) || e.adsize !== 8) return 0;
+  const p = pa + e.opLen;
+  const size = e.opsize;
+  const wide = size === 8 || size === 4;
+  let q = formsWide(e, ram, op, size, wide, p);
+  if (q === NO_FORM) q = formsFlow(e, ram, op, size, wide, p);
+  if (q === NO_FORM) q = formsGroups(e, ram, op, size, wide, p);
+  if (q === NO_FORM) q = formsByte(e, ram, op, size, wide, p);
+  if (q === NO_FORM) q = formsMov8(e, ram, op, size, wide, p);
+  if (q === NO_FORM) q = formsMulti(e, ram, op, size, wide, p);
+  if (q === NO_FORM) q = formsMisc(e, ram, op, size, wide, p);
+  if (q === NO_FORM) q = formsRare(e, ram, op, size, wide, p);
+  if (q < 0) return 0; // NO_FORM or REJECT
+  const f = formOut;
+  formOut = null;
   if (f === null) return 0;
   if (e.lock && !lockable(f, e)) return 0;
-  const decoded = p - pa;
+  const decoded = q - pa;
   if (len !== 0 && decoded !== len) return 0; // the decoder and this table disagree: keep the generic replay
   e.fast = f;
   e.form = FORM_OF.get(f) ?? Form.None;

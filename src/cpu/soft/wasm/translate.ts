@@ -1255,9 +1255,18 @@ function blockOffsets(block: Block): number[] | null {
  * them to find the translated blocks of a batch's pages worth translating again with it, as one region).
  */
 export function pageTargets(block: Block): number[] {
+  // (one literal array filled by push, rather than [] or the result of map and filter: those arrays have different
+  // hidden classes (elements kinds), and WasmEngine.reform, which reads these, was deoptimized for "wrong map" on
+  // each new one, ~0.3 s of background TurboFan compile each time)
+  const out: number[] = [];
   const offs = blockOffsets(block);
-  if (offs === null) return [];
-  return staticExits(block, offs).map((t) => block.pa + t).filter((t) => (t >>> 12) === (block.pa >>> 12) && t !== block.pa);
+  if (offs === null) return out;
+  const pa = block.pa;
+  for (const t of staticExits(block, offs)) {
+    const x = pa + t;
+    if ((x >>> 12) === (pa >>> 12) && x !== pa) out.push(x);
+  }
+  return out;
 }
 
 /**
