@@ -403,15 +403,9 @@ async function sendPages(link: Link, machine: Machine, pages: Uint8Array, p: Mig
       let k = at + 1;
       while (k < end - page && isZero(data, k) === zero) k++;
       if (!zero || !firstPass) {
-        let frame: Buffer;
-        if (zero || k - at < POOLED_FRAME_PAGES) {
-          frame = zero ? pagesFrame(page + at, k - at) : pagesFrame(page + at, k - at, data.subarray(at * PAGE, k * PAGE));
-          await sender.send(frame);
-        } else {
-          const buf = frameBuffers.take();
-          frame = pagesFrame(page + at, k - at, data.subarray(at * PAGE, k * PAGE), buf);
-          await link.send(frame, () => frameBuffers.give(buf));
-        }
+        const pooled = zero || k - at < POOLED_FRAME_PAGES ? undefined : frameBuffers.take();
+        const frame = pagesFrame(page + at, k - at, zero ? undefined : data.subarray(at * PAGE, k * PAGE), pooled);
+        await link.send(frame, pooled && (() => frameBuffers.give(pooled)));
         if (zero) p.zeroPagesSent += k - at;
         else p.pagesSent += k - at;
         await sender.paced(frame.length);

@@ -1934,41 +1934,39 @@ export class SoftCpu {
   private computeArith64(): number {
     const res = this.lazyRes, dst = this.lazyDst, src = this.lazySrc;
     let f = PARITY[res & 0xff];
-    {
-      const rh = this.lazyResHi, dh = this.lazyDstHi, sh = this.lazySrcHi;
-      if (res === 0 && rh === 0) f |= C.ZF;
-      if (rh < 0) f |= C.SF;
-      switch (this.lazyOp) {
-        case Lazy.Add: case Lazy.Adc: {
-          const c = this.lazyOp === Lazy.Adc && this.lazyCarry;
-          const cmp = cmpU64(rh, res, dh, dst);
-          if (c ? cmp <= 0 : cmp < 0) f |= C.CF;
-          if (((dh ^ rh) & (sh ^ rh)) < 0) f |= C.OF;
-          f |= (dst ^ src ^ res) & C.AF;
-          break;
-        }
-        case Lazy.Sub: case Lazy.Sbb: {
-          const c = this.lazyOp === Lazy.Sbb && this.lazyCarry;
-          const cmp = cmpU64(dh, dst, sh, src);
-          if (c ? cmp <= 0 : cmp < 0) f |= C.CF;
-          if (((dh ^ sh) & (dh ^ rh)) < 0) f |= C.OF;
-          f |= (dst ^ src ^ res) & C.AF;
-          break;
-        }
-        case Lazy.Logic: break;
-        case Lazy.Inc:
-          if (this.lazyCarry) f |= C.CF;
-          if (rh === (0x80000000 | 0) && res === 0) f |= C.OF;
-          if ((res & 0xf) === 0) f |= C.AF;
-          break;
-        case Lazy.Dec:
-          if (this.lazyCarry) f |= C.CF;
-          if (rh === 0x7fffffff && res === -1) f |= C.OF;
-          if ((res & 0xf) === 0xf) f |= C.AF;
-          break;
+    const rh = this.lazyResHi, dh = this.lazyDstHi, sh = this.lazySrcHi;
+    if (res === 0 && rh === 0) f |= C.ZF;
+    if (rh < 0) f |= C.SF;
+    switch (this.lazyOp) {
+      case Lazy.Add: case Lazy.Adc: {
+        const c = this.lazyOp === Lazy.Adc && this.lazyCarry;
+        const cmp = cmpU64(rh, res, dh, dst);
+        if (c ? cmp <= 0 : cmp < 0) f |= C.CF;
+        if (((dh ^ rh) & (sh ^ rh)) < 0) f |= C.OF;
+        f |= (dst ^ src ^ res) & C.AF;
+        break;
       }
-      return f;
+      case Lazy.Sub: case Lazy.Sbb: {
+        const c = this.lazyOp === Lazy.Sbb && this.lazyCarry;
+        const cmp = cmpU64(dh, dst, sh, src);
+        if (c ? cmp <= 0 : cmp < 0) f |= C.CF;
+        if (((dh ^ sh) & (dh ^ rh)) < 0) f |= C.OF;
+        f |= (dst ^ src ^ res) & C.AF;
+        break;
+      }
+      case Lazy.Logic: break;
+      case Lazy.Inc:
+        if (this.lazyCarry) f |= C.CF;
+        if (rh === (0x80000000 | 0) && res === 0) f |= C.OF;
+        if ((res & 0xf) === 0) f |= C.AF;
+        break;
+      case Lazy.Dec:
+        if (this.lazyCarry) f |= C.CF;
+        if (rh === 0x7fffffff && res === -1) f |= C.OF;
+        if ((res & 0xf) === 0xf) f |= C.AF;
+        break;
     }
+    return f;
   }
 
   private computeArithNarrow(): number {
