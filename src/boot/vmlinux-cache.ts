@@ -19,6 +19,7 @@ import * as fs from 'node:fs';
 import { join } from 'node:path';
 import { cacheDir } from '../image/build.ts';
 import { decompressLz4Legacy, parseVmlinux, type ElfSegment, type Vmlinux } from './vmlinux.ts';
+import { preadFully, pwriteFully } from '../sys/file-io.ts';
 
 const MAGIC = 0x4e4c4d56_5a52n; // "RZVMLN" as little-endian bytes (u64)
 const VERSION = 1;
@@ -86,14 +87,9 @@ function readEntry(file: string, key: Buffer, into: SegmentDestination | undefin
   }
 }
 
-/** Reads exactly `into.length` bytes at `position`; false at end of file. */
+/** Reads exactly `into.length` bytes at `position`; false if the file ends first. */
 function readFully(fd: number, into: Uint8Array, position: number): boolean {
-  for (let done = 0; done < into.length;) {
-    const n = fs.readSync(fd, into, done, into.length - done, position + done);
-    if (n === 0) return false;
-    done += n;
-  }
-  return true;
+  return preadFully(fd, into, position) === into.length;
 }
 
 function readOpenEntry(fd: number, key: Buffer, into: SegmentDestination | undefined): Vmlinux | undefined {
@@ -166,8 +162,12 @@ function writeEntry(dir: string, file: string, key: Buffer, vmlinux: Vmlinux): v
   try {
     fs.mkdirSync(dir, { recursive: true });
     fd = fs.openSync(tmp, 'wx', 0o644);
-    fs.writeSync(fd, header);
-    for (const seg of vmlinux.segments) fs.writeSync(fd, seg.data);
+    pwriteFully(fd, header, 0);
+    let at = header.length;
+    for (const seg of vmlinux.segments) {
+      pwriteFully(fd, seg.data, at);
+      at += seg.data.length;
+    }
     fs.closeSync(fd);
     fd = undefined;
     fs.renameSync(tmp, file);

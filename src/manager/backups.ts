@@ -25,6 +25,7 @@
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
+import { preadFully, pwriteFully } from '../sys/file-io.ts';
 import { copyImage, imageInfo } from '../storage/qcow2.ts';
 import { ManagerError, SNAPSHOT_NAME_PATTERN, SNAPSHOT_NAME_RE, VM_NAME_PATTERN, VM_NAME_RE, type VmDefinition } from './schema.ts';
 import { storageToManagerError, tempSibling, type VolumePool } from './volumes.ts';
@@ -429,9 +430,9 @@ function copySparse(src: string, dst: string, dataExtents: (fd: number, from: nu
     // Only the file's data extents are read (SEEK_DATA/SEEK_HOLE); zero pieces in them stay holes too.
     for (const [start, end] of dataExtents(from, 0, size)) {
       for (let at = start; at < end; at += buffer.length) {
-        const n = fs.readSync(from, buffer, 0, Math.min(buffer.length, end - at), at);
+        const n = preadFully(from, buffer.subarray(0, Math.min(buffer.length, end - at)), at);
         if (n === 0) break;
-        if (!buffer.subarray(0, n).equals(zero.subarray(0, n))) fs.writeSync(to, buffer, 0, n, at);
+        if (!buffer.subarray(0, n).equals(zero.subarray(0, n))) pwriteFully(to, buffer.subarray(0, n), at);
       }
     }
     fs.fsyncSync(to);

@@ -10,6 +10,7 @@
 import fs from 'node:fs';
 import { libc } from '../sys/libc.ts';
 import { ZEROS } from '../sys/zero.ts';
+import { preadFully, pwriteFully } from '../sys/file-io.ts';
 
 export type ImageFormat = 'raw' | 'qcow2';
 
@@ -75,25 +76,20 @@ export function punchHole(fd: number, offset: number, length: number): boolean {
   return length === 0 || fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, offset, length) === 0;
 }
 
-/** Write all of `data` at `position` (pwrite loops on short writes). */
+/** Write all of `data` at `position`; a write the file takes no bytes of is a StorageError('io'), errno errors pass. */
 export function writeFully(fd: number, data: Uint8Array, position: number): void {
-  for (let done = 0; done < data.length;) {
-    const n = fs.writeSync(fd, data, done, data.length - done, position + done);
-    if (n === 0) throw new StorageError('io', 'short write');
-    done += n;
+  try {
+    pwriteFully(fd, data, position);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== undefined) throw error;
+    throw new StorageError('io', (error as Error).message);
   }
 }
 
 /** Read `buffer.length` bytes at `position`; what lies past the end of the file reads as zeros. */
 export function readFully(fd: number, buffer: Uint8Array, position: number): void {
-  for (let done = 0; done < buffer.length;) {
-    const n = fs.readSync(fd, buffer, done, buffer.length - done, position + done);
-    if (n === 0) {
-      buffer.fill(0, done);
-      return;
-    }
-    done += n;
-  }
+  const n = preadFully(fd, buffer, position);
+  if (n < buffer.length) buffer.fill(0, n);
 }
 
 /**

@@ -36,6 +36,7 @@ import type { AcpiPmState } from '../devices/acpi-pm.ts';
 import type { PciHostState } from '../devices/pci/host.ts';
 import type { KvmVmState } from '../cpu/kvm/state.ts';
 import { isAllZero } from '../sys/zero.ts';
+import { preadFully, pwriteFully } from '../sys/file-io.ts';
 
 export const SNAPSHOT_FORMAT = 'ringzero-snapshot';
 /**
@@ -196,7 +197,7 @@ export function writeMemoryImage(mem: GuestMemory, file: string): string {
     fs.ftruncateSync(fd, mem.size);
     const digest = chunkDigest();
     forEachDataChunk(mem, (offset, bytes) => {
-      fs.writeSync(fd, bytes, 0, bytes.length, offset);
+      pwriteFully(fd, bytes, offset);
       digest.add(offset, bytes);
     });
     fs.fsyncSync(fd);
@@ -218,7 +219,7 @@ export function memoryImageDigest(file: string): string {
       for (let at = Math.max(next, Math.floor(start / CHUNK) * CHUNK); at < end; at += CHUNK) {
         next = at + CHUNK;
         const len = Math.min(CHUNK, size - at);
-        const n = fs.readSync(fd, buf, 0, len, at);
+        const n = preadFully(fd, buf.subarray(0, len), at);
         const bytes = buf.subarray(0, n);
         if (isAllZero(bytes)) continue;
         digest.add(at, bytes);
@@ -289,7 +290,7 @@ function writeDiffImage(mem: GuestMemory, file: string, pages: Uint8Array): stri
       for (let p = first; p < first + count;) {
         const chunkEnd = Math.min(first + count, (Math.floor(p / (CHUNK / PAGE)) + 1) * (CHUNK / PAGE));
         const bytes = imageBytes(mem, p * PAGE, (chunkEnd - p) * PAGE);
-        if (!isAllZero(bytes)) fs.writeSync(fd, bytes, 0, bytes.length, p * PAGE);
+        if (!isAllZero(bytes)) pwriteFully(fd, bytes, p * PAGE);
         p = chunkEnd;
       }
     }
@@ -320,7 +321,7 @@ export function applyDiffLayers(mem: GuestMemory, layers: DiffLayer[]): void {
     try {
       for (const [first, count] of pageRuns(layer.pages)) {
         const into = imageBytes(mem, first * PAGE, count * PAGE);
-        const n = fs.readSync(fd, into, 0, into.length, first * PAGE);
+        const n = preadFully(fd, into, first * PAGE);
         if (n !== into.length) throw new SnapshotError(`diff snapshot ${layer.dir}: memory image ends inside page ${first}`);
       }
     } finally {
