@@ -15,6 +15,7 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { pwriteFully } from '../sys/file-io.ts';
 
 let tmpCounter = 0;
 
@@ -24,7 +25,7 @@ export function writeFileAtomic(file: string, data: string): void {
   const tmp = path.join(dir, `.${path.basename(file)}.tmp-${process.pid}-${tmpCounter++}`);
   const fd = fs.openSync(tmp, 'w', 0o600);
   try {
-    fs.writeSync(fd, data);
+    pwriteFully(fd, Buffer.from(data), 0);
     fs.fsyncSync(fd);
   } catch (error) {
     fs.closeSync(fd);
