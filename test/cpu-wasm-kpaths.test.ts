@@ -36,11 +36,11 @@ const USER_CODE = hexBytes('05 00 ff ff 7f 49 ff cc 0f 05 eb f4');
 const K = CODE + 0x1000, USER = CODE + 0x2000, SYSRET_AT = K + 0x20;
 
 /** Run the system-call loop (`passes` passes; at pass `trapAt` the kernel side breaks SYSRETQ: `badRcx` or EFER.SCE). */
-function syscallLoop(mode: Mode, passes: number, trapAt = -1, badRcx = false) {
+function syscallLoop(mode: Mode, passes: number, trapAt = -1, badRcx = false, sfmask = 0x47700n) {
   const m = interpreterOrWasmMachine(mode, memories), cpu = m.cpu;
   cpu.msrs.set(0xc0000081, (0x23n << 48n) | (0x10n << 32n)); // STAR: SYSCALL CS 0x10, SYSRET CS 0x33 / SS 0x2b
   cpu.msrs.set(0xc0000082, BigInt(K)); // LSTAR
-  cpu.msrs.set(0xc0000084, 0x47700n); // SFMASK as Linux sets it: TF DF IF IOPL NT AC
+  cpu.msrs.set(0xc0000084, sfmask); // SFMASK (default as Linux sets it: TF DF IF IOPL NT AC)
   m.mem.write(CODE, Uint8Array.from(hexBytes('48 0f 07')));
   m.mem.write(K, Uint8Array.from(K_CODE));
   m.mem.write(USER, Uint8Array.from(USER_CODE));
@@ -53,8 +53,8 @@ function syscallLoop(mode: Mode, passes: number, trapAt = -1, badRcx = false) {
   return { m, vector, s: { ...cpuState(m), cpl: cpu.cpl, cs: cpu.segSel[C.CS], ss: cpu.segSel[C.SS], efl: (cpu.getFlags() >>> 0).toString(16) } };
 }
 
-function agree(passes: number, trapAt = -1, badRcx = false): Machine {
-  const [i, w] = (['interpreter', 'wasm'] as Mode[]).map((mode) => syscallLoop(mode, passes, trapAt, badRcx));
+function agree(passes: number, trapAt = -1, badRcx = false, sfmask = 0x47700n): Machine {
+  const [i, w] = (['interpreter', 'wasm'] as Mode[]).map((mode) => syscallLoop(mode, passes, trapAt, badRcx, sfmask));
   assert.equal(w.vector, i.vector, 'same fault (or none)');
   assert.deepEqual(w.s, i.s, 'translated code = interpreter');
   return w.m;
@@ -74,8 +74,17 @@ test('SYSCALL and SYSRETQ run in translated code without replays, exactly (RCX, 
   assert.equal(k.entries.at(-1)!.form, Form.Sysret);
   // (a replay per SYSCALL and per SYSRETQ without the forms: ~4000)
   assert.ok(c.wasm!.stats.replays < 10, `replays: ${c.wasm!.stats.replays}`);
+  // SYSCALL and SYSRETQ run inline (translate.ts emitSyscall): the helper calls left are the PUSHFQ's, one a pass
+  // (three a pass with SYSCALL and SYSRETQ through the helper `sy`)
+  assert.ok(c.wasm!.stats.conds < 2200, `helper calls: ${c.wasm!.stats.conds}`);
   // the chain goes on across both privilege changes: about one call per CHAIN_LIMIT instructions
   assert.ok(c.wasm!.stats.calls < 100, `calls into wasm: ${c.wasm!.stats.calls}`);
+});
+
+test('SYSCALL with an SFMASK that leaves IF set (the helper: an event check) and one that keeps DF, exactly', () => {
+  agree(500, -1, false, 0x500n); // TF DF: IF stays set in the kernel
+  const m = agree(500, -1, false, 0x200n); // IF only: DF stays set in the kernel
+  assert.equal(m.cpu.getGpr(12), 0n);
 });
 
 test('a translated SYSRETQ with a non-canonical RCX raises #GP(0) at CPL 0 before changing anything', () => {

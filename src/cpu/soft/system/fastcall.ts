@@ -39,14 +39,14 @@ function msrLow32(cpu: SoftCpu, index: number): number {
  * time: any set, delete or clear counts), one compare instead of a lookup per MSR (those and a WeakMap's were ~1.7%
  * of that loop).
  */
-interface SyscallMsrs {
+export interface SyscallMsrs {
   ver: number;
   /** STAR[47:32] (SYSCALL CS; SS = +8) and STAR[63:48] (SYSRET base) */
   callCs: number; retBase: number;
   lstarNum: number; cstarNum: number; mask: number;
 }
 
-function syscallMsrs(cpu: SoftCpu): SyscallMsrs {
+export function syscallMsrs(cpu: SoftCpu): SyscallMsrs {
   const m = cpu.msrs;
   let r = m.decoded as SyscallMsrs | null;
   if (r === null || r.ver !== m.ver) {
@@ -78,11 +78,28 @@ export function syscall(cpu: SoftCpu): void {
   cpu.setReg(4, 11, flags & ~C.RF); // R11 = RFLAGS (RF cleared)
   cpu.setFlagsValue(flags & ~m.mask & ~C.RF);
   const csSel = m.callCs;
-  cpu.loadSegmentRaw(C.SS, (csSel + 8) & 0xfffc, 0, 0xffffffff, DATA_CPL0);
-  // (from 64-bit code the mode stays 64-bit: only CPL changes, SoftCpu.loadCs64)
-  if (cpu.mode64) cpu.loadCs64(csSel & 0xfffc, CODE64_CPL0);
-  else cpu.loadSegmentRaw(C.CS, csSel & 0xfffc, 0, 0xffffffff, CODE64_CPL0);
+  if (cpu.mode64) syscallSegments64(cpu, csSel);
+  else {
+    cpu.loadSegmentRaw(C.SS, (csSel + 8) & 0xfffc, 0, 0xffffffff, DATA_CPL0);
+    cpu.loadSegmentRaw(C.CS, csSel & 0xfffc, 0, 0xffffffff, CODE64_CPL0);
+  }
   cpu.rip = target;
+}
+
+/**
+ * SYSCALL's CS and SS from 64-bit code (STAR[47:32] = `csSel`): flat CPL 0 segments, the mode stays 64-bit, only CPL
+ * changes (SoftCpu.loadCs64). Also the wasm runtime's, after a translated SYSCALL switched privilege inline
+ * (../wasm/runtime.ts syncSys).
+ */
+export function syscallSegments64(cpu: SoftCpu, csSel: number): void {
+  cpu.loadSegmentRaw(C.SS, (csSel + 8) & 0xfffc, 0, 0xffffffff, DATA_CPL0);
+  cpu.loadCs64(csSel & 0xfffc, CODE64_CPL0);
+}
+
+/** SYSRETQ's CS and SS (STAR[63:48] = `base`): flat CPL 3 segments, 64-bit code (also the wasm runtime's, as above). */
+export function sysretSegments64(cpu: SoftCpu, base: number): void {
+  cpu.loadSegmentRaw(C.SS, ((base + 8) & 0xffff) | 3, 0, 0xffffffff, DATA_CPL3);
+  cpu.loadCs64(((base + 16) & 0xfffc) | 3, CODE64_CPL3);
 }
 def0f(0x05, syscall);
 
@@ -97,10 +114,12 @@ export function sysret(cpu: SoftCpu, to64: boolean): void {
   if (!isCanonical(rip)) cpu.gp(0);
   const wasPending = cpu.eventPending;
   cpu.setFlagsValue((cpu.rlo[11] & 0x3c7fd7) | C.FLAGS_FIXED);
-  cpu.loadSegmentRaw(C.SS, ((base + 8) & 0xffff) | 3, 0, 0xffffffff, DATA_CPL3);
   // (SYSRET runs in 64-bit mode: back to 64-bit code only CPL changes, SoftCpu.loadCs64)
-  if (to64) cpu.loadCs64(((base + 16) & 0xfffc) | 3, CODE64_CPL3);
-  else cpu.loadSegmentRaw(C.CS, (base & 0xfffc) | 3, 0, 0xffffffff, flatCodeAttr(3, false));
+  if (to64) sysretSegments64(cpu, base);
+  else {
+    cpu.loadSegmentRaw(C.SS, ((base + 8) & 0xffff) | 3, 0, 0xffffffff, DATA_CPL3);
+    cpu.loadSegmentRaw(C.CS, (base & 0xfffc) | 3, 0, 0xffffffff, flatCodeAttr(3, false));
+  }
   cpu.rip = rip;
   // (no event check when IF comes back with nothing to deliver: the translated chain goes on into user code)
   settleRestoredIf(cpu, wasPending);

@@ -154,3 +154,22 @@ export const S_IFW = S_CPL + 8;
 export function sseViews(buffer: ArrayBuffer, st: number): { xmm: Uint8Array<ArrayBuffer>; sseOk: Int32Array<ArrayBuffer> } {
   return { xmm: new Uint8Array(buffer, st + S_XMM, 256), sseOk: new Int32Array(buffer, st + S_SSE, 1) };
 }
+/**
+ * 1 (SYSCALL) or 2 (SYSRETQ) after translated code switched privilege inline (translate.ts emitSyscall): S_CPL,
+ * S_USER, S_RIP, S_EFL and the registers hold the new state, but SoftCpu's CPL, CS and SS (JavaScript state) are
+ * still the old ones; the runtime loads them (runtime.ts syncSys, from the kind and S_STAR_CS/S_STAR_RET) before any
+ * helper or the call's end reads them. 0 otherwise.
+ */
+export const S_SYS = S_CPL + 12;
+/**
+ * The SYSCALL MSRs as translated SYSCALL/SYSRETQ read them (runtime.ts pushSysMsrs: copied from SoftCpu whenever its
+ * MSR map or EFER changed, at a call's start and after a replay, the only place WRMSR runs): S_SCE 1 while EFER.SCE
+ * is set (else the helper raises #UD), STAR[47:32] and STAR[63:48] (i32), SFMASK[31:0] (i32), LSTAR (f64, signed).
+ * S_SYS_VER holds EFER at the copy (the MSR map's record is compared by identity on the JavaScript side).
+ */
+export const S_SCE = S_CPL + 16;
+export const S_STAR_CS = S_CPL + 20;
+export const S_STAR_RET = S_CPL + 24;
+export const S_SFMASK = S_CPL + 28;
+export const S_SYS_EFER = S_CPL + 32;
+export const S_LSTAR = S_CPL + 40;

@@ -13,7 +13,9 @@ import * as layout from './layout.ts';
 import { emitTlbSlot, memFnBody, LD_PARAMS, ST_PARAMS } from './tlb-probe.ts';
 import { execSy, SY_SYSCALL } from '../fast-forms.ts';
 import { stiSetsIf } from '../ops/interrupt-flag.ts';
-import { translateBody, translateRegion, groupRegions, pageTargets, buildModule, buildFlaglib, rawBody, memUsedOf, type WasmCode, type EmitOpts, EXIT_STATS, X_NAMES, EXPLICIT, SYNCED, ARITH, RF, VM, IF, K_SHIFT } from './translate.ts';
+import { translateBody, translateRegion, groupRegions, pageTargets, buildModule, buildFlaglib, rawBody, memUsedOf, type WasmCode, type EmitOpts, EXIT_STATS, X_NAMES, EXPLICIT, SYNCED, ARITH, RF, VM, IF, K_SHIFT, PRIV_CHAIN } from './translate.ts';
+import { syscallMsrs, syscallSegments64, sysretSegments64, type SyscallMsrs } from '../system/fastcall.ts';
+import { EFER_SCE } from '../constants.ts';
 /** The layout constants as a plain object (under tsx a namespace import reads each one through a getter call). */
 const L = { ...layout };
 
@@ -320,6 +322,7 @@ export class WasmEngine {
           this.curPos = pos;
           this.stats.slow++;
           const c = this.cur!;
+          if (this.i32[(this.curSt + L.S_SYS) >> 2] !== 0) this.syncSys(c);
           const v = c.readLin(lin, size);
           if (size === 8) this.i32[(this.curSt + L.S_HI) >> 2] = c.hi;
           if (c.eventPending || c.stopRequested) this.stopChain();
@@ -329,6 +332,7 @@ export class WasmEngine {
           this.curPos = pos;
           this.stats.slow++;
           const c = this.cur!;
+          if (this.i32[(this.curSt + L.S_SYS) >> 2] !== 0) this.syncSys(c);
           c.writeLin(lin, size, lo, hi);
           if (c.eventPending || c.stopRequested) this.stopChain();
         },
@@ -379,6 +383,7 @@ export class WasmEngine {
         },
         gp: (pos: number): void => {
           this.curPos = pos;
+          this.syncIf(this.cur!);
           this.cur!.gp(0);
         },
       },
@@ -441,6 +446,7 @@ export class WasmEngine {
     if (this.nextState >= L.MAX_WASM_CPUS) return -1;
     const st = L.STATE_BASE + L.STATE_STRIDE * this.nextState++;
     this.i32[(st + L.S_PEND) >> 2] = 1; // (nothing known of the local APIC yet)
+    this.sysMsrs.push(null);
     return st;
   }
 
@@ -473,6 +479,7 @@ export class WasmEngine {
     c.instructions = this.curI0 + n + ix + 1;
     const cpl = c.cpl;
     replayEntry(c, e, rip);
+    this.pushSysMsrs(c); // (a WRMSR, the only instruction that changes them, is replayed)
     this.giveFlags(c);
     this.f64[(st + L.S_RIP) >> 3] = c.rip;
     // The chain stops (back to JavaScript) after an event, a halt or stop, or a mode change (the dispatcher's table
@@ -547,9 +554,48 @@ export class WasmEngine {
    */
   private syncIf(c: SoftCpu): void {
     const I = this.i32, w = (c.wasmState + L.S_IFW) >> 2;
+    if (I[(c.wasmState + L.S_SYS) >> 2] !== 0) this.syncSys(c);
     if (I[w] === 0) return;
     I[w] = 0;
     c.flags = (c.flags & ~IF) | (I[(c.wasmState + L.S_EFL) >> 2] & IF);
+  }
+
+  /**
+   * After a translated SYSCALL or SYSRETQ switched privilege inline (S_SYS: 1 SYSCALL, 2 SYSRETQ; translate.ts
+   * emitSyscall), before JavaScript reads CPL, CS, SS or RFLAGS (any helper, the call's end or fault): SoftCpu's CS
+   * and SS become the flat segments the last of them loads (each loads both, whatever came before) from the STAR
+   * fields it used (the state area's copy, which only a replayed WRMSR refreshes, after this ran), and SoftCpu.flags
+   * the RFLAGS translated code holds (S_EFL: the instruction's, then any inline CLI/STI's IF; the arithmetic bits
+   * follow with the flag record, takeFlags).
+   */
+  private syncSys(c: SoftCpu): void {
+    const I = this.i32, st = c.wasmState;
+    const kind = I[(st + L.S_SYS) >> 2];
+    I[(st + L.S_SYS) >> 2] = 0;
+    I[(st + L.S_IFW) >> 2] = 0;
+    c.flags = I[(st + L.S_EFL) >> 2];
+    if (kind === 1) syscallSegments64(c, I[(st + L.S_STAR_CS) >> 2]);
+    else sysretSegments64(c, I[(st + L.S_STAR_RET) >> 2]);
+  }
+
+  /** Per state area: the SYSCALL MSR record (../system/fastcall.ts syscallMsrs) last copied into it. */
+  private readonly sysMsrs: (SyscallMsrs | null)[] = [];
+
+  /**
+   * The SYSCALL MSRs and EFER.SCE into the state area for translated SYSCALL/SYSRETQ (layout.ts S_SCE..S_LSTAR), when
+   * they changed: at a call's start and after a replay (WRMSR).
+   */
+  private pushSysMsrs(c: SoftCpu): void {
+    const st = c.wasmState, ix = (st - L.STATE_BASE) / L.STATE_STRIDE, I = this.i32;
+    const m = syscallMsrs(c);
+    if (m === this.sysMsrs[ix] && c.efer === I[(st + L.S_SYS_EFER) >> 2]) return;
+    this.sysMsrs[ix] = m;
+    I[(st + L.S_SYS_EFER) >> 2] = c.efer;
+    I[(st + L.S_SCE) >> 2] = c.efer & EFER_SCE ? 1 : 0;
+    I[(st + L.S_STAR_CS) >> 2] = m.callCs;
+    I[(st + L.S_STAR_RET) >> 2] = m.retBase;
+    I[(st + L.S_SFMASK) >> 2] = m.mask;
+    this.f64[(st + L.S_LSTAR) >> 3] = m.lstarNum;
   }
 
   /**
@@ -1104,6 +1150,7 @@ export class WasmEngine {
     this.cur = c; this.curI0 = I0; this.curPos = 0; this.curSt = st;
     I[(st + L.S_CPL) >> 2] = c.cpl;
     if (c.eventPending) I[(st + L.S_PEND) >> 2] = 1;
+    this.pushSysMsrs(c);
     this.stats.calls++;
     let k: number;
     try {
@@ -1151,7 +1198,6 @@ const PROFILE = process.env.RINGZERO_WASM_PROFILE === '1';
 /** RINGZERO_TIER_STATS=1: WasmEngine.tierCount's counters (shown by --stats). */
 const TIER_STATS = process.env.RINGZERO_TIER_STATS === '1';
 /** A replayed privilege change in 64-bit mode (SYSCALL, SYSRET) does not end the chain (WasmEngine.replay). */
-const PRIV_CHAIN = process.env.RINGZERO_WASM_PRIV_CHAIN !== '0';
 /** Batches pull in the translated blocks of their pages they branch with (WasmEngine.reform; RINGZERO_WASM_REFORM=0: off). */
 let REFORM = process.env.RINGZERO_WASM_REFORM !== '0';
 /** Switch REFORM (tests of the dispatcher's own chaining, which regions would bypass); returns the old setting. */

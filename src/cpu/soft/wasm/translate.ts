@@ -163,6 +163,13 @@ export const ARITH = 0x8d5;
 export const RF = 1 << 16, VM = 1 << 17;
 /** IF (bit 9). */
 export const IF = 1 << 9;
+/** The RFLAGS bits ../cpu.ts SoftCpu.setFlagsValue keeps, and those SYSRET takes from R11 (../system/fastcall.ts sysret). */
+const SET_FLAGS_KEEP = 0x3f7fd5, SYSRET_FLAGS = 0x3c7fd7;
+/**
+ * A privilege change in 64-bit mode (SYSCALL, SYSRET) lets the dispatcher go on in the new privilege (runtime.ts
+ * replay); RINGZERO_WASM_PRIV_CHAIN=0: the chain stops there, and translated SYSCALL/SYSRETQ always call the helper.
+ */
+export const PRIV_CHAIN = process.env.RINGZERO_WASM_PRIV_CHAIN !== '0';
 // (0xFC 6 / 0xFC 7: i64.trunc_sat_f64_s / _u, the saturating truncations of Core spec §5.4.5.)
 
 // Function indices of the imports (declared in this order).
@@ -1855,18 +1862,73 @@ function emitRdtsc(T: Translator, e: BlockEntry, i: number, next: number): void 
 }
 
 /**
- * SYSCALL / SYSRETQ (always a block's last instruction) through the helper `sy` (kinds SY_SYSCALL, SY_SYSRETQ): CPL,
- * CS/SS, RFLAGS' system bits and the MSRs are JavaScript state. Registers and the flag record go to the state area
- * first (SYSCALL saves RFLAGS in R11; both may fault: #UD, #GP(0)), the next instruction's RIP to S_RIP (RCX for
- * SYSCALL), which the helper replaces with the target; the block then leaves and the dispatcher goes on in the new
- * privilege (S_USER), as after the replay these took before (twice per Linux system call).
+ * SYSCALL / SYSRETQ (always a block's last instruction), twice per Linux system call. Their common case runs inline
+ * (SDM vol. 2B SYSCALL, SYSRET "Operation", 64-bit mode, as ../system/fastcall.ts): the general registers, RIP,
+ * RFLAGS (S_EFL and the flag record) and the privilege the dispatcher and the next blocks use (S_CPL, S_USER) change
+ * here; CS, SS and SoftCpu.cpl, JavaScript state, follow at the runtime's next look (S_SYS, runtime.ts syncSys). The
+ * MSRs come from the state area (S_SCE, S_STAR_*, S_SFMASK, S_LSTAR: runtime.ts pushSysMsrs).
+ * - SYSCALL inline when EFER.SCE is set and the masked RFLAGS has IF clear (Linux's SFMASK clears it; an IF left set
+ *   makes SoftCpu.setFlagsValue ask for an event check, which the helper does): RCX = next RIP, R11 = RFLAGS with RF
+ *   clear, RFLAGS &= ~SFMASK (and RF), CPL 0, RIP = LSTAR.
+ * - SYSRETQ inline when EFER.SCE is set, CPL is 0, RCX is canonical (else #UD, #GP(0): the helper raises them) and
+ *   either R11 leaves IF clear or the local APIC is known to have nothing to give (S_PEND = 0: the event check
+ *   SoftCpu.setFlagsValue asks for would find nothing, ../ops/interrupt-flag.ts settleRestoredIf): RFLAGS = R11 &
+ *   0x3c7fd7 | 2 (as setFlagsValue keeps it), CPL 3, RIP = RCX.
+ * Anything else goes through the helper `sy` (kinds SY_SYSCALL, SY_SYSRETQ), registers and the flag record written
+ * back first, S_RIP = the next instruction's RIP, which the helper replaces with the target. Either way the block then
+ * leaves and the dispatcher goes on in the new privilege (S_USER), looking the new RIP up in that fetch-TLB bank;
+ * return-address predictions made in the old one are dropped (S_RASP). (RINGZERO_WASM_PRIV_CHAIN=0: always the
+ * helper, which then ends the chain.)
  */
 function emitSyscall(T: Translator, e: BlockEntry, i: number, next: number): void {
-  const b = T.b;
+  const b = T.b, call = e.form === Form.Syscall;
   T.insReplayed = true; // (it leaves here: no exit after it)
+  if (call && PRIV_CHAIN) T.oldFlags(); // (the arithmetic flags into local fl, before the write-back)
   T.flush();
   b.get(T.st).get(T.r0).f64(next).op(Op.f64Add).mem(Op.f64Store, 3, L.S_RIP);
-  b.i32(e.form === Form.Syscall ? SY_SYSCALL : SY_SYSRETQ); T.pos(); b.call(F_SY).op(Op.drop);
+  // the new privilege: S_CPL, S_USER, no return-address predictions, CS/SS and SoftCpu.cpl to load (S_SYS)
+  const switchTo = (cpl: number) => {
+    b.get(T.st).i32(cpl).mem(Op.i32Store, 2, L.S_CPL);
+    b.get(T.st).i32(cpl === 3 ? 1 : 0).mem(Op.i32Store, 2, L.S_USER);
+    b.get(T.st).i32(0).mem(Op.i32Store, 2, L.S_RASP);
+    b.get(T.st).i32(call ? 1 : 2).mem(Op.i32Store, 2, L.S_SYS);
+  };
+  // RFLAGS (local c32) into S_EFL and as the flag record (EXPLICIT: its arithmetic bits in S_LD)
+  const setFlags = () => {
+    b.get(T.st).get(T.c32).mem(Op.i32Store, 2, L.S_EFL);
+    b.get(T.st).i32(EXPLICIT).mem(Op.i32Store, 2, L.S_LOP);
+    b.get(T.st).get(T.c32).i32(ARITH).op(Op.i32And).op(Op.i64ExtendI32u).mem(Op.i64Store, 3, L.S_LD);
+  };
+  if (PRIV_CHAIN && call) {
+    // fl = RFLAGS as SoftCpu.getFlags (S_EFL holds SoftCpu.flags; bit 1 always set), RF clear; c32 = the new RFLAGS
+    b.get(T.st).mem(Op.i32Load, 2, L.S_EFL).i32(~(ARITH | RF)).op(Op.i32And).get(T.fl).op(Op.i32Or).i32(2).op(Op.i32Or).set(T.fl);
+    b.get(T.fl).get(T.st).mem(Op.i32Load, 2, L.S_SFMASK).i32(-1).op(Op.i32Xor).op(Op.i32And).i32(2).op(Op.i32Or);
+    b.i32(SET_FLAGS_KEEP).op(Op.i32And).set(T.c32);
+    b.get(T.st).mem(Op.i32Load, 2, L.S_SCE).get(T.c32).i32(IF).op(Op.i32And).op(Op.i32Eqz).op(Op.i32And).open(Op.if);
+    b.get(T.r0i).i64(next).op(Op.i64Add).set(T.t64);
+    T.writeBack(1, T.t64); // RCX = the next instruction's RIP
+    b.get(T.st).get(T.fl).mem(Op.i32Store, 2, L.S_RLO + 4 * 11); // R11 = RFLAGS (zero-extended)
+    b.get(T.st).i32(0).mem(Op.i32Store, 2, L.S_RHI + 4 * 11);
+    setFlags();
+    b.get(T.st).get(T.st).mem(Op.f64Load, 3, L.S_LSTAR).mem(Op.f64Store, 3, L.S_RIP);
+    switchTo(0);
+    b.else();
+  } else if (PRIV_CHAIN) {
+    // t64 = RCX, c32 = the new RFLAGS from R11
+    T.r64(1); b.set(T.t64);
+    T.r32(11); b.i32(SYSRET_FLAGS & SET_FLAGS_KEEP).op(Op.i32And).i32(2).op(Op.i32Or).set(T.c32);
+    b.get(T.st).mem(Op.i32Load, 2, L.S_SCE);
+    b.get(T.st).mem(Op.i32Load, 2, L.S_CPL).op(Op.i32Eqz).op(Op.i32And);
+    b.get(T.t64).i64(16).op(Op.i64Shl).i64(16).op(Op.i64ShrS).get(T.t64).op(Op.i64Eq).op(Op.i32And); // canonical
+    b.get(T.c32).i32(IF).op(Op.i32And).get(T.st).mem(Op.i32Load, 2, L.S_PEND).op(Op.i32And).op(Op.i32Eqz).op(Op.i32And);
+    b.open(Op.if);
+    setFlags();
+    b.get(T.st).get(T.t64).op(Op.f64ConvertI64s).mem(Op.f64Store, 3, L.S_RIP);
+    switchTo(3);
+    b.else();
+  }
+  b.i32(call ? SY_SYSCALL : SY_SYSRETQ); T.pos(); b.call(F_SY).op(Op.drop);
+  if (PRIV_CHAIN) b.close();
   T.forget(); T.known = false; T.fdirty = false;
   T.xk(X_HELPER); b.i32(i + 1).set(T.xc).br(T.out);
 }
