@@ -11,6 +11,7 @@ import { checkVcpuState } from '../vmm/snapshot-cpu.ts';
 import { ramDigest } from './source.ts';
 import { FrameReader, MIGRATION_FORMAT, MIGRATION_VERSION, PAGE, T_DISK, T_DISK_ZERO, T_JSON, T_PAGES, T_ZERO, faultPoint, jsonFrame, parseHostPort, type FaultPoint, type Frame } from './protocol.ts';
 import { DestinationDisks, blockDevices, parseOffers } from './storage.ts';
+import { HOT_FORMAT, type PretranslateReport } from '../cpu/soft/hot-list.ts';
 
 export interface IncomingOptions {
   host: string;
@@ -30,6 +31,8 @@ export interface IncomingOptions {
    * again if the migration fails before the switch-over). Without it the disks must be shared, at the source's paths.
    */
   diskTargets?: string[];
+  /** Told what became of the source's hot-block list once its translation here has ended (tests, --stats). */
+  onPretranslated?(report: PretranslateReport): void;
 }
 
 /** `tcp:HOST:PORT`, the form QEMU's -incoming takes. */
@@ -77,6 +80,10 @@ function receive(socket: net.Socket, opts: IncomingOptions, console: ConsoleIo, 
     let machine: Machine | undefined;
     let copies: DestinationDisks | undefined;
     let loaded = false;
+    // (the source's hot blocks being translated here meanwhile: src/cpu/soft/hot-list.ts; from then on every page
+    // that arrives drops the translations of its page)
+    let stopPretranslate: (() => void) | undefined;
+    let pretranslating = false;
     const fault = faultPoint(opts.fault);
     let done = false;
     let timer: NodeJS.Timeout | undefined;
@@ -91,6 +98,7 @@ function receive(socket: net.Socket, opts: IncomingOptions, console: ConsoleIo, 
       clearTimeout(timer);
       socket.off('data', onData);
       if (result instanceof Error) {
+        stopPretranslate?.();
         machine?.close();
         copies?.remove();
         reject(result);
@@ -104,7 +112,14 @@ function receive(socket: net.Socket, opts: IncomingOptions, console: ConsoleIo, 
         if (m.kind === 'hello') {
           if (machine) throw new Error('a second hello');
           ({ machine, copies } = build(m, opts, console, machineOptions));
-          socket.write(jsonFrame({ kind: 'ready' }));
+          // (hot: this side takes the source's hot-block list, which an older destination would refuse as unknown)
+          socket.write(jsonFrame({ kind: 'ready', ...(machine.config.engine !== 'kvm' ? { hot: HOT_FORMAT } : {}) }));
+        } else if (m.kind === 'hot') {
+          if (!machine) throw new Error('the hot-block list came before hello');
+          if (loaded || pretranslating) throw new Error('a hot-block list after the state, or a second one');
+          // Its pages came before it: translated in the background while the pre-copy goes on.
+          pretranslating = true;
+          stopPretranslate = machine.pretranslate(m.list, opts.onPretranslated);
         } else if (m.kind === 'sync') {
           // Everything before it has been applied: the source may stop its VM without a backlog in the pipe. The disk
           // copies are flushed now, so that the one before "loaded" has only the last blocks to write.
@@ -116,7 +131,9 @@ function receive(socket: net.Socket, opts: IncomingOptions, console: ConsoleIo, 
           if (loaded) throw new Error('a second state');
           // Every disk block has arrived (the source sends them before the state): durable before "loaded".
           copies?.finish(blockDevices(machine));
-          restore(machine, m.state);
+          // (no more blocks are started: what compiles still installs, checked against its page's generation)
+          stopPretranslate?.();
+          restore(machine, m.state, pretranslating);
           // Ready to run, not running: the source decides (its "go"), so a lost link never leaves two copies running.
           loaded = true;
           socket.write(jsonFrame({ kind: 'loaded' }));
@@ -141,6 +158,9 @@ function receive(socket: net.Socket, opts: IncomingOptions, console: ConsoleIo, 
       const into = imagePages(machine, f.first, f.count);
       if (f.type === T_PAGES) into.set(f.data);
       else if (f.type === T_ZERO) into.fill(0);
+      // Pages written again after blocks were built from them: their code is dropped (page generation), as for any
+      // write that is not the CPU's. Low RAM (file offset = guest address) is the only RAM code is cached from.
+      if (pretranslating && f.first * PAGE < machine.mem.lowSize) machine.mem.noteExternalWrite(f.first * PAGE, Math.min(f.count * PAGE, machine.mem.lowSize - f.first * PAGE));
     };
     const onData = (chunk: Buffer) => {
       arm();
@@ -212,12 +232,12 @@ function imagePages(machine: Machine, first: number, count: number): Uint8Array 
   throw new Error(`pages ${first}+${count} are outside guest RAM`);
 }
 
-function restore(machine: Machine, state: unknown): void {
+function restore(machine: Machine, state: unknown, keepCode: boolean): void {
   const body = openState(state, 'the migrated VM state', 'the migration stream');
   if (body.vcpus.length !== machine.config.cpus) throw new Error(`the state has ${body.vcpus.length} vCPUs for ${machine.config.cpus}`);
   if (body.header.memorySize !== machine.mem.size) throw new Error(`the state is for ${body.header.memorySize} bytes of RAM, not ${machine.mem.size}`);
   body.vcpus.forEach((s, i) => checkVcpuState(s, i));
-  machine.applyState(body);
+  machine.applyState(body, { keepCode });
 }
 
 /**

@@ -41,6 +41,7 @@ import type { KvmCpus, KvmSavedState } from './kvm-machine.ts';
 import type { GuestProfile } from './guest-profile.ts';
 import { readSnapshot, writeSnapshot, ringzeroVersion, applyDiffLayers, type ReadSnapshotOptions, type SnapshotBody } from './snapshot.ts';
 import { saveSoftCpu, checkVcpuState, restoreSoftCpu } from './snapshot-cpu.ts';
+import { exportHotList, pretranslate, type HotList, type PretranslateReport } from '../cpu/soft/hot-list.ts';
 
 /** Instructions a vCPU runs before the loop looks at timers and the other vCPUs (also the guest profile's
  * sampling period). */
@@ -600,11 +601,34 @@ export class Machine {
   }
 
   /**
+   * Soft engine: the translated blocks of this machine and the pages they lie in, for a migration's destination to
+   * translate while the pre-copy goes on (src/cpu/soft/hot-list.ts); undefined when there are none (KVM, no translator).
+   */
+  hotList(): { list: HotList; pages: Uint8Array } | undefined {
+    return this.config.engine === 'kvm' || this.vcpus.length === 0 ? undefined : exportHotList(this.vcpus[0].cpu);
+  }
+
+  /** A migration destination's translation of the source's hot blocks (pretranslate's report), once started. */
+  pretranslated: PretranslateReport | undefined;
+
+  /**
+   * Soft engine: rebuild and translate the blocks of a source's hot list from this machine's memory (its pages must
+   * have arrived; every page written into the memory afterwards must go through CodeCache.invalidateRange), in the
+   * background. The state must then be applied with keepCode. Returns stop() (undefined: nothing to do here).
+   */
+  pretranslate(list: unknown, onDone?: (r: PretranslateReport) => void): (() => void) | undefined {
+    if (this.config.engine === 'kvm' || this.vcpus.length === 0) return undefined;
+    const t = pretranslate(this.vcpus[0].cpu, list, onDone);
+    this.pretranslated = t.report;
+    return t.stop;
+  }
+
+  /**
    * Load saved state into this freshly built machine (devices first, then the interrupt controllers, then vCPUs). On
    * KVM the vCPUs and in-kernel devices wait for run() to create the VM, and so does guest time: the VmClock stays at
    * the saved instant until they are loaded (kvm-clock and the TSC then continue from it together).
    */
-  applyState(body: SnapshotBody): void {
+  applyState(body: SnapshotBody, opts: { keepCode?: boolean } = {}): void {
     const d = body.devices;
     this.pci.checkState(d.pci);
     this.clock.pause();
@@ -630,7 +654,7 @@ export class Machine {
     if (d.pic) this.pic?.restoreState(d.pic);
     body.vcpus.forEach((s, i) => {
       const v = this.vcpus[i];
-      const { droppedMsrs } = restoreSoftCpu(v.cpu, s);
+      const { droppedMsrs } = restoreSoftCpu(v.cpu, s, opts);
       if (droppedMsrs.length > 0) process.stderr.write(`ringzero: restore: vCPU ${i}: MSRs not implemented here, dropped: ${droppedMsrs.map((m) => '0x' + m.toString(16)).join(' ')}\n`);
       v.waitForSipi = s.mpState === 'wait-for-sipi';
       if (s.lapic) v.lapic.restoreState(s.lapic);

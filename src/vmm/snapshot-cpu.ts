@@ -133,8 +133,9 @@ export function checkVcpuState(s: VcpuState, index: number): void {
  * time (the TSC continues from its saved value). Returns the MSR numbers this CPU does not implement (dropped).
  * The LAPIC is loaded separately (restoreLapic) because device lines must be restored in between.
  */
-export function restoreSoftCpu(cpu: SoftCpu, s: VcpuState): { droppedMsrs: number[] } {
-  cpu.reset();
+export function restoreSoftCpu(cpu: SoftCpu, s: VcpuState, opts: { keepCode?: boolean } = {}): { droppedMsrs: number[] } {
+  // (keepCode: a migration's destination keeps the blocks it translated from the received memory, src/cpu/soft/hot-list.ts)
+  cpu.reset(opts.keepCode === true);
   for (let i = 0; i < 16; i++) {
     const v = u64(s.gprs[i]);
     cpu.rlo[i] = Number(v & 0xffffffffn) | 0;

@@ -419,8 +419,11 @@ export class SoftCpu {
     this.reset();
   }
 
-  /** Power-on / INIT state (SDM vol. 3A §9.1.1 table 9-1). */
-  reset(): void {
+  /**
+   * Power-on / INIT state (SDM vol. 3A §9.1.1 table 9-1). `keepCode`: the decoded and translated blocks stay (a
+   * migration's destination, whose blocks were built from the memory the restored state goes with: ../hot-list.ts).
+   */
+  reset(keepCode = false): void {
     this.rlo.fill(0);
     this.rhi.fill(0);
     this.rlo[2] = 0x600; // EDX: family/model/stepping
@@ -450,7 +453,7 @@ export class SoftCpu {
     this.updateMode();
     this.flushTlb(true);
     // Memory may have been rewritten behind the CPU (a new image loaded before a reset): forget decoded blocks.
-    this.codeCache?.invalidateAll();
+    if (!keepCode) this.codeCache?.invalidateAll();
   }
 
   // =====================================================================================================

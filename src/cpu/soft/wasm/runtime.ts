@@ -716,6 +716,22 @@ export class WasmEngine {
       (err) => { if (!batch.installed) { this.release(batch); this.freeSlots(batch); this.report(done[0].blocks[0], err); } });
   }
 
+  /**
+   * Queue block `b` for the next flush as if it had just become hot at linear address `lin` (undefined: unknown,
+   * then it joins no region across pages): a migration's destination translating the source's hot blocks before its
+   * guest runs (../hot-list.ts pretranslate).
+   */
+  enqueue(b: Block, lin: number | undefined): void {
+    if (b.mode !== 8 || b.wasm !== null || b.runs < 0) return;
+    this.pending.push(b);
+    if (lin !== undefined) this.lins.set(b, lin);
+  }
+
+  /** The linear address `b` was queued for translation at (undefined: not known), for ../hot-list.ts. */
+  linearOf(b: Block): number | undefined {
+    return this.linOf.get(b);
+  }
+
   /** Translated blocks by physical page number (REFORM): added at install, pruned when looked at. */
   private readonly byPage = new Map<number, Set<Block>>();
   /** The linear address each block was queued at (for the regions it may join later), and its translations again (REFORM). */

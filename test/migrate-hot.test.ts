@@ -1,0 +1,192 @@
+// A live migration's destination translates the source's hot blocks while the pre-copy goes on (src/cpu/soft/hot-list.ts):
+// the list rebuilds exactly the blocks the source's CPU recorded, the destination's guest starts with them translated,
+// and a code page rewritten at the source after the destination translated it runs its new bytes there.
+import test from 'node:test';
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import path from 'node:path';
+import { Machine } from '../src/vmm/machine.ts';
+import { MiB } from '../src/memory/guest-memory.ts';
+import { migrateMachine } from '../src/migration/source.ts';
+import { receiveMigration } from '../src/migration/destination.ts';
+import { decodeHotList, exportHotList, rebuildBlock, type PretranslateReport } from '../src/cpu/soft/hot-list.ts';
+import type { Block, BlockEntry } from '../src/cpu/soft/code-cache.ts';
+import type { SoftCpu } from '../src/cpu/soft/cpu.ts';
+import { captureConsole } from './support/capture-console.ts';
+import { config, until, counterLines, tmpDir, GUEST_HEX, ENTRY, LIMIT_OFFSET } from './support/counter-guest.ts';
+import { makeBzImage } from '../src/boot/synthetic.ts';
+
+/**
+ * The counter guest with its two counters (ticks, printed) moved out of its code page: as it is, every tick writes
+ * the page its code is in, which stops being cached after 64 such writes (code-cache.ts THRASH_LIMIT), so nothing of
+ * it is ever translated. The four instructions that address them RIP-relative (counter-guest.ts: mov/cmp/mov of
+ * `printed`, cmp and incl of `ticks`, at code offsets 0x87, 0x8d, 0x9a, 0xef, each a 2-byte opcode and a disp32) get
+ * their displacement moved by 0x2d00: ticks at code offset 0x2e00 and printed at 0x2e04, zeros of the payload three
+ * pages further on.
+ */
+function separateDataKernel(): string {
+  const code = Buffer.from(GUEST_HEX, 'hex');
+  code.writeUInt32LE(0xffff, LIMIT_OFFSET);
+  for (const off of [0x87, 0x8d, 0x9a, 0xef]) code.writeInt32LE(code.readInt32LE(off + 2) + 0x2d00, off + 2);
+  const payload = new Uint8Array(16384);
+  payload.set(code, ENTRY);
+  const file = path.join(tmpDir(), 'counter-data-apart.bzImage');
+  fs.writeFileSync(file, makeBzImage({ payload }));
+  return file;
+}
+
+function startCounter(): { m: Machine; io: ReturnType<typeof captureConsole>; running: Promise<unknown> } {
+  const io = captureConsole();
+  const m = new Machine(config(separateDataKernel(), 64 * MiB), io);
+  m.loadKernel();
+  return { m, io, running: m.run() };
+}
+
+const cpuOf = (m: Machine): SoftCpu => m.vcpus[0].cpu as SoftCpu;
+
+/** Live translated blocks of `cpu`'s cache (installed, page not written since). */
+function liveTranslated(cpu: SoftCpu): Block[] {
+  const c = cpu.codeCache;
+  return [...c.translated.values()].filter((b) => b.wasm !== null && b.gen === c.pageGen[b.pa >>> 12]);
+}
+
+/** The guest's digit loop ('mov eax,ebx; shr eax,cl; and eax,0xf'): its physical address in `m`'s RAM. */
+function digitLoop(m: Machine): number {
+  const at = Buffer.from(m.mem.low).indexOf(Buffer.from('89d8d3e883e00f', 'hex'));
+  assert.ok(at > 0, 'the counter guest\'s digit loop is in RAM');
+  return at;
+}
+
+/** Wait until `m` has translated the block of its digit loop (hot after ~100 replays, 4 per tick). */
+async function digitLoopTranslated(m: Machine): Promise<number> {
+  const pa = digitLoop(m);
+  await until(() => liveTranslated(cpuOf(m)).some((b) => b.pa === pa), 30_000, 'the digit loop translated at the source');
+  return pa;
+}
+
+/** Fill `mib` MiB above the guest (from 24 MiB) with bytes, so the first pass takes a while at a capped bandwidth. */
+function ballast(m: Machine, mib: number): void {
+  const chunk = new Uint8Array(MiB);
+  for (let i = 0; i < chunk.length; i++) chunk[i] = (i * 131 + 7) & 0xff;
+  for (let k = 0; k < mib; k++) m.mem.write(24 * MiB + k * MiB, chunk);
+}
+
+function destination(onPretranslated?: (r: PretranslateReport) => void): { port: Promise<number>; machine: Promise<Machine>; io: ReturnType<typeof captureConsole> } {
+  let gotPort!: (p: number) => void;
+  const port = new Promise<number>((r) => { gotPort = r; });
+  const io = captureConsole();
+  const machine = receiveMigration({ host: '127.0.0.1', port: 0, onListening: (a) => gotPort(a.port), onPretranslated }, io);
+  machine.catch(() => {});
+  return { port, machine, io };
+}
+
+const FIELDS: (keyof BlockEntry)[] = ['handler', 'fast', 'form', 'len', 'opLen', 'opsize', 'adsize', 'segOverride', 'rep', 'lock', 'p66', 'rex',
+  'rexW', 'rexR', 'rexX', 'rexB', 'opcode', 'a', 'b', 'imm', 'immHi', 'op', 'base', 'index', 'disp', 'size', 'ash', 'bsh', 'scale', 'seg'];
+
+test('the hot-block list rebuilds every translated block field for field as the CPU recorded it', async () => {
+  const src = startCounter();
+  try {
+    await digitLoopTranslated(src.m);
+    const cpu = cpuOf(src.m);
+    const hot = exportHotList(cpu);
+    assert.ok(hot, 'a list');
+    const records = decodeHotList(hot.list)!;
+    const live = liveTranslated(cpu).filter((b) => b.pfn2 < 0);
+    assert.equal(records.length, live.length);
+    for (const r of records) {
+      const orig = cpu.codeCache.translated.get(r.pa * 16 + 8)!;
+      assert.ok(hot.pages[r.pa >>> 12] === 1, 'its page is listed');
+      const b = rebuildBlock(cpu, r);
+      assert.ok(b, `block ${r.pa.toString(16)} rebuilds`);
+      assert.equal(b.n, orig.n);
+      b.entries.forEach((e, i) => {
+        for (const f of FIELDS) assert.equal(e[f], orig.entries[i][f], `block ${r.pa.toString(16)} entry ${i} field ${f}`);
+      });
+    }
+    // A record whose bytes changed is refused (its hash).
+    const r0 = records[0];
+    const byte = src.m.mem.low[r0.pa];
+    src.m.mem.low[r0.pa] = byte ^ 0xff;
+    assert.equal(rebuildBlock(cpu, r0), null);
+    src.m.mem.low[r0.pa] = byte;
+  } finally {
+    src.m.requestExit({ kind: 'poweroff' });
+    await src.running;
+    src.m.close();
+  }
+});
+
+test('the destination starts with the source\'s hot blocks translated, and the counter goes on', async () => {
+  const src = startCounter();
+  let report: PretranslateReport | undefined;
+  const dst = destination((r) => { report = r; });
+  let dest: Machine | undefined;
+  try {
+    const pa = await digitLoopTranslated(src.m);
+    ballast(src.m, 4);
+    await migrateMachine(src.m, { host: '127.0.0.1', port: await dst.port, downtimeMs: 50, bandwidth: 8 * MiB });
+    dest = await dst.machine;
+    const before = counterLines(src.io.text());
+    src.m.requestExit({ kind: 'poweroff' });
+    await src.running;
+    await until(() => report !== undefined, 10_000, 'the pretranslation to end');
+    assert.ok(report!.listed > 0 && report!.queued > 0 && report!.installed > 0, `translated before the guest ran here: ${JSON.stringify(report)}`);
+    const cpu = cpuOf(dest);
+    const live = liveTranslated(cpu);
+    assert.ok(live.some((b) => b.pa === pa), 'the digit loop is translated before the destination runs an instruction');
+    assert.equal(cpu.instructions, 0);
+    const running = dest.run();
+    await until(() => counterLines(dst.io.text()).length >= 5, 20_000, 'the destination to count');
+    const after = counterLines(dst.io.text());
+    assert.equal(after[0], before[before.length - 1] + 1, `the counter continues: ...${before.slice(-2)} then ${after.slice(0, 2)}...`);
+    for (let i = 1; i < after.length; i++) assert.equal(after[i], after[i - 1] + 1);
+    dest.requestExit({ kind: 'poweroff' });
+    await running;
+  } finally {
+    src.m.requestExit({ kind: 'poweroff' });
+    await src.running;
+    src.m.close();
+    dest?.close();
+  }
+});
+
+test('a code page rewritten at the source after the destination translated it runs its new bytes there', async () => {
+  const src = startCounter();
+  let report: PretranslateReport | undefined;
+  let patched = false;
+  const dst = destination((r) => {
+    report = r;
+    // The digit loop's 'and eax,0xf' becomes 'and eax,0': from now on every digit the guest prints is '0'. The page
+    // is dirty at the source and comes again in a later round, after the destination translated its blocks.
+    src.m.mem.write(digitLoop(src.m) + 6, Uint8Array.of(0));
+    patched = true;
+  });
+  let dest: Machine | undefined;
+  try {
+    const pa = await digitLoopTranslated(src.m);
+    ballast(src.m, 8);
+    await migrateMachine(src.m, { host: '127.0.0.1', port: await dst.port, downtimeMs: 50, bandwidth: 8 * MiB });
+    dest = await dst.machine;
+    src.m.requestExit({ kind: 'poweroff' });
+    await src.running;
+    assert.ok(patched, 'the page was rewritten during the pre-copy');
+    assert.ok(report!.installed > 0, `translated before the rewrite: ${JSON.stringify(report)}`);
+    const cpu = cpuOf(dest);
+    const old = cpu.codeCache.translated.get(pa * 16 + 8);
+    assert.ok(old === undefined || old.gen !== cpu.codeCache.pageGen[pa >>> 12], 'the old translation of the rewritten page is stale');
+    assert.ok(cpu.codeCache.stats.invalidations > 0);
+    assert.equal(dest.mem.low[pa + 6], 0);
+    const from = dst.io.text().length;
+    const running = dest.run();
+    await until(() => counterLines(dst.io.text().slice(from)).length >= 5, 20_000, 'the destination to count');
+    const lines = counterLines(dst.io.text().slice(from));
+    assert.deepEqual(lines, lines.map(() => 0), `the destination runs the new bytes: ${dst.io.text().slice(from, from + 60)}`);
+    dest.requestExit({ kind: 'poweroff' });
+    await running;
+  } finally {
+    src.m.requestExit({ kind: 'poweroff' });
+    await src.running;
+    src.m.close();
+    dest?.close();
+  }
+});
