@@ -8,7 +8,7 @@ import { Machine, type MachineOptions } from '../vmm/machine.ts';
 import type { ConsoleIo, VmConfig } from '../vmm/config.ts';
 import { openState, SNAPSHOT_VERSION } from '../vmm/snapshot.ts';
 import { checkVcpuState } from '../vmm/snapshot-cpu.ts';
-import { ramDigest } from './source.ts';
+import { HOT_STATS, ramDigest } from './source.ts';
 import { FrameReader, MIGRATION_FORMAT, MIGRATION_VERSION, PAGE, T_DISK, T_DISK_ZERO, T_JSON, T_PAGES, T_ZERO, faultPoint, jsonFrame, parseHostPort, type FaultPoint, type Frame } from './protocol.ts';
 import { DestinationDisks, blockDevices, parseOffers } from './storage.ts';
 import { HOT_FORMAT, type PretranslateReport } from '../cpu/soft/hot-list.ts';
@@ -251,6 +251,7 @@ export async function runIncoming(uri: string, io: ConsoleIo, options: { control
   try {
     machine = await receiveMigration({
       host, port, controlSocket: options.controlSocket, engine: options.engine, diskTargets: options.diskTargets,
+      ...(HOT_STATS ? { onPretranslated: (r: PretranslateReport) => process.stderr.write(`ringzero: migration: hot blocks ${JSON.stringify(r)}\n`) } : {}),
       onListening: (a) => process.stderr.write(`ringzero: waiting for an incoming migration on ${a.host.includes(':') ? `[${a.host}]` : a.host}:${a.port}\n`),
     }, io);
   } catch (error) {

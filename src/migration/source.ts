@@ -36,6 +36,9 @@ import {
 import { isAllZero } from '../sys/zero.ts';
 import { HOT_FORMAT } from '../cpu/soft/hot-list.ts';
 
+/** RINGZERO_MIGRATE_HOT_STATS=1: both ends say on stderr what the hot-block list cost and did (src/cpu/soft/hot-list.ts). */
+export const HOT_STATS = process.env.RINGZERO_MIGRATE_HOT_STATS === '1';
+
 export interface MigrateOptions {
   host: string;
   port: number;
@@ -233,7 +236,9 @@ export async function migrateMachine(machine: Machine, opts: MigrateOptions, onP
     // (src/cpu/soft/hot-list.ts): it translates them while the rest of the pre-copy arrives, so the guest does not
     // start there on a cold block cache. Pages written later come again in the dirty rounds, as any page does.
     // (RINGZERO_MIGRATE_HOT=0: not sent, to compare)
+    const hotAt = performance.now();
     const hot = ready.hot === HOT_FORMAT && process.env.RINGZERO_MIGRATE_HOT !== '0' ? machine.hotList() : undefined;
+    if (hot && HOT_STATS) process.stderr.write(`ringzero: migration: hot-block list of ${hot.list.blocks} blocks (${(hot.list.data.length / 1024).toFixed(0)} KiB of base64) in ${(performance.now() - hotAt).toFixed(1)} ms\n`);
     let round = { bytes: 0, ms: 0 };
     if (hot) {
       for (let i = 0; i < hot.pages.length; i++) if (all[i] === 0) hot.pages[i] = 0;

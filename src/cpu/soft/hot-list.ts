@@ -254,6 +254,8 @@ export interface PretranslateReport {
   ms: number;
   /** Stopped before the end of the list (the state arrived first). */
   cut: boolean;
+  /** Blocks installed when stop() was called (the destination: when the state arrived, before the guest ran). */
+  installedAtStop?: number;
 }
 
 /**
@@ -266,16 +268,24 @@ export function pretranslate(cpu: SoftCpu, list: unknown, onDone?: (r: Pretransl
   const report: PretranslateReport = { listed: 0, queued: 0, skipped: 0, installed: 0, ms: 0, cut: false };
   const engine = cpu.wasm, cache = cpu.codeCache;
   let stopped = false;
-  const handle = { report, stop: () => { if (!stopped) { stopped = true; report.cut = next < records.length; } } };
   const records = decodeHotList(list) ?? [];
+  const queuedBlocks: Block[] = [];
   let next = 0;
+  const handle = {
+    report,
+    stop: () => {
+      if (stopped) return;
+      stopped = true;
+      report.cut = next < records.length;
+      report.installedAtStop = queuedBlocks.reduce((n, b) => n + (b.wasm !== null ? 1 : 0), 0);
+    },
+  };
   if (records.length === 0 || engine === null || !cpu.blockCacheEnabled || !cpu.jitEnabled) {
     report.ignored = engine === null || !cpu.jitEnabled || !cpu.blockCacheEnabled ? 'no wasm translator here' : 'not a hot-block list this ringzero reads';
     queueMicrotask(() => onDone?.(report));
     return handle;
   }
   report.listed = records.length;
-  const queuedBlocks: Block[] = [];
   const check = () => {
     // (done when nothing is left to start and every queued block's module came back)
     if (!(stopped || next >= records.length)) return;
