@@ -375,9 +375,10 @@ test('modules compile in the background; a block whose page is written while its
 });
 
 test('a replayed REP MOVSB ends its block but not the chain; results match the interpreter', () => {
-  // mov edx,300 / 1: mov rsi,0x200000 / mov rdi,0x200800 / mov ecx,1100 / rep movsb / add [rsi],dl / dec edx / jnz 1b
-  // hlt (a count above 1024: replayed; smaller ones run inline)
-  const code = hexBytes('ba 2c 01 00 00 48 c7 c6 00 00 20 00 48 c7 c7 00 08 20 00 b9 4c 04 00 00 f3 a4 00 16 ff ca 75 e5 f4');
+  // mov edx,300 / 1: mov rsi,0x200000 / mov rdi,0x200c00 / mov ecx,1100 / rep movsb / add [rsi],dl / dec edx / jnz 1b
+  // hlt (a count above STRING_INLINE_MAX whose destination crosses a page end: replayed; inside one page it would be
+  // one memory.copy, smaller ones run inline)
+  const code = hexBytes('ba 2c 01 00 00 48 c7 c6 00 00 20 00 48 c7 c7 00 0c 20 00 b9 4c 04 00 00 f3 a4 00 16 ff ca 75 e5 f4');
   const m = agree(code, fill, 500);
   const w = m.cpu.wasm!.stats;
   assert.ok(w.replays >= 290, `replays: ${w.replays}`);
@@ -796,6 +797,30 @@ test('MOVS/STOS with and without REP (counts 0..20, DF set and clear, overlap, a
   const m = agree(code, fill, 300);
   const s = m.cpu.wasm!.stats;
   assert.ok(s.replays < 40, `replayed: ${s.replays}`);
+});
+
+test('REP MOVS/STOS inside one page run as one memory.copy/fill; overlap, DF, a mixed STOS value, a page end do not', () => {
+  // mov r15d,40 / mov ebx,0x200000 / 1: lea rsi,[rbx+r15] / lea rdi,[rbx+0x800] / mov ecx,64 / rep movsb (md5sum's
+  // block copy) / lea rdi,[rbx+0x900] / xor eax,eax / mov ecx,r15d / rep stosq / lea rdi,[rbx+0xc00]
+  // mov eax,0x41414141 / mov ecx,100 / rep stosd (one byte value: a fill) / lea rdi,[rbx+0xe00] / mov eax,0x11223344
+  // lea ecx,[r15+40] / rep stosd (mixed bytes: replayed) / lea rsi,[rbx+0x100] / lea rdi,[rbx+0x104] / mov ecx,50
+  // rep movsd (forward overlap: replayed) / lea rsi,[rbx+0x200] / lea rdi,[rbx+0x1fe] / mov ecx,r15d / rep movsq
+  // (backward overlap: a memmove) / lea rsi,[rbx+0x400] / lea rdi,[rbx+0xff8] / mov ecx,3 / rep movsq (across the page
+  // end: the element loop) / std / lea rsi,[rbx+0x5f0] / lea rdi,[rbx+0x6f0] / mov ecx,r15d / rep movsb (DF: the
+  // loop, replayed above 32) / cld / add r9,rsi / add r10,rdi / add r11,rcx / dec r15d / jnz 1b / hlt
+  const code = hexBytes(`41 bf 28 00 00 00 bb 00 00 20 00 4a 8d 34 3b 48 8d bb 00 08 00 00 b9 40 00 00 00 f3 a4 48 8d
+    bb 00 09 00 00 31 c0 44 89 f9 f3 48 ab 48 8d bb 00 0c 00 00 b8 41 41 41 41 b9 64 00 00 00 f3 ab 48 8d bb 00 0e 00
+    00 b8 44 33 22 11 41 8d 4f 28 f3 ab 48 8d b3 00 01 00 00 48 8d bb 04 01 00 00 b9 32 00 00 00 f3 a5 48 8d b3 00 02
+    00 00 48 8d bb fe 01 00 00 44 89 f9 f3 48 a5 48 8d b3 00 04 00 00 48 8d bb f8 0f 00 00 b9 03 00 00 00 f3 48 a5 fd
+    48 8d b3 f0 05 00 00 48 8d bb f0 06 00 00 44 89 f9 f3 a4 fc 49 01 f1 49 01 fa 49 01 cb 41 ff cf 0f 85 54 ff ff ff
+    f4`);
+  const m = agree(code, fill, 500);
+  // replayed per pass once translated: the mixed STOS, the overlapping MOVSD, STD, CLD, and the DF MOVSB above 32;
+  // without memory.copy/fill the 64-byte MOVSB, the 100-element STOSD and the STOSQ/MOVSQ above 32 would be too
+  const s = m.cpu.wasm!.stats;
+  assert.ok(s.replays < 120, `replayed: ${s.replays}`);
+  console.log(`bulk string test: ${s.replays} replays`);
+  assert.ok(Buffer.from(m.mem.read(DATA + 0xc00, 400)).every((x) => x === 0x41));
 });
 
 test('a page fault in the middle of REP STOS / REP MOVS in translated code leaves rCX, rSI and rDI exact', () => {

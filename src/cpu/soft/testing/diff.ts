@@ -73,6 +73,8 @@ export function runSoft(code: Uint8Array, s: SnippetState): SoftRun {
   return runSoftOnce(code, s, true, false);
 }
 
+let warmRuns = 0;
+
 function runSoftOnce(code: Uint8Array, s: SnippetState, blocks: boolean, reset: boolean): SoftRun {
   const { cpu, mem } = softMachine();
   if (reset) cpu.reset(); // (a reset also forgets the cached blocks)
@@ -94,6 +96,12 @@ function runSoftOnce(code: Uint8Array, s: SnippetState, blocks: boolean, reset: 
   cpu.xmm.set(s.xmm.subarray(0, 256));
   cpu.mxcsr = s.mxcsr;
   cpu.setRip(BigInt(CODE_BASE));
+  // The translated run of every other case starts with the scratch pages in the TLB (as the recording run left them
+  // before setupFlatLongMode flushed it), so the translator's inline fast paths that need a TLB hit (REP MOVS/STOS
+  // as one memory.copy/fill, inline probes) run too, not only its memory-library calls that fill the TLB.
+  if (WASM_MODE && !reset && (++warmRuns & 1) !== 0) {
+    for (let a = SCRATCH_BASE; a < SCRATCH_BASE + SCRATCH_SIZE; a += 4096) { cpu.translate(a, 1, true); cpu.translate(a, 0, true); }
+  }
   cpu.lastException = -1;
   let exception = -1;
   let error = '';

@@ -895,7 +895,8 @@ for (const s of STRINGS) {
     };
     if (s.si && !ptr(6)) return null;
     if (s.di && !ptr(7)) return null;
-    if (rep && c.pins[1]?.kind !== 'count' && !c.pin(1, 'count', BigInt(r.int(0, 8)))) return null;
+    // (counts above 8 too: the translator runs a REP MOVS/STOS inside one page as one memory.copy/fill)
+    if (rep && c.pins[1]?.kind !== 'count' && !c.pin(1, 'count', BigInt(r.chance(0.3) ? r.int(9, 48) : r.int(0, 8)))) return null;
     if (s.rax === 'w' && !c.canWrite(0)) return null;
     for (const reg of [6, 7, 1]) if (c.pins[reg]?.kind === 'str' || c.pins[reg]?.kind === 'count') c.dirty[reg] = true;
     if (s.rax === 'w') c.dirty[0] = true;

@@ -48,7 +48,7 @@ export function disassemble(code: Uint8Array, from: number, to: number): string[
     else if (op >= 0x28 && op <= 0x3e) { uleb(); arg = 'offset=' + uleb(); }
     else if (op === 0x41 || op === 0x42) arg = sleb();
     else if (op === 0x44) { arg = String(new DataView(code.buffer, code.byteOffset + p, 8).getFloat64(0, true)); p += 8; }
-    else if (op === 0xfc) { const s = uleb(); name = s === 6 ? 'i64.trunc_sat_f64_s' : s === 7 ? 'i64.trunc_sat_f64_u' : `0xfc ${s}`; }
+    else if (op === 0xfc) { const s = uleb(); name = s === 6 ? 'i64.trunc_sat_f64_s' : s === 7 ? 'i64.trunc_sat_f64_u' : s === 10 ? 'memory.copy' : s === 11 ? 'memory.fill' : `0xfc ${s}`; p += s === 10 ? 2 : s === 11 ? 1 : 0; }
     else if (op === 0xfd) { name = `simd ${uleb()}`; }
     out.push(arg ? `${name} ${arg}` : name);
   }

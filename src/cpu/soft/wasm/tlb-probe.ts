@@ -45,6 +45,25 @@ export function emitTlbProbe(b: Body, tag: number, a: number, l: ProbeLocals, si
 }
 
 /**
+ * The probe above for a run of `n` bytes (i32 local, 1..4096) at the linear address in `a`: branch to `slow` unless
+ * the whole run lies inside one page, hits the TLB bank `tag`, ends inside low RAM and, for a `write`, is in a page
+ * without decoded code. One page, so one TLB entry and one code-page byte answer for every byte of it. On a hit
+ * local `pa` holds the run's first RAM offset. (Translator.bulkString: REP MOVS/STOS as one memory.copy/fill.)
+ */
+export function emitTlbProbeRun(b: Body, tag: number, a: number, l: ProbeLocals, n: number, ramSize: number,
+  write: boolean, slow: number): void {
+  b.get(a).op(Op.i32WrapI64).i32(0xfff).op(Op.i32And).tee(l.off).get(n).op(Op.i32Add).i32(4096).op(Op.i32GtU).brIf(slow);
+  b.get(a).i64(12).op(Op.i64ShrS).tee(l.vpn).op(Op.i32WrapI64);
+  emitTlbSlot(b, l.ti);
+  b.get(tag).op(Op.i32Add).tee(l.ti).mem(Op.f64Load, 3, 0);
+  b.get(l.vpn).op(Op.f64ConvertI64s).op(Op.f64Ne).brIf(slow);
+  b.get(l.ti).mem(Op.i64Load32u, 2, 8).i64(12).op(Op.i64Shl);
+  b.get(l.off).op(Op.i64ExtendI32u).op(Op.i64Add).tee(l.pa);
+  b.get(n).op(Op.i64ExtendI32u).op(Op.i64Add).i64(ramSize).op(Op.i64GtU).brIf(slow);
+  if (write) b.get(l.pa).i64(12).op(Op.i64ShrU).op(Op.i32WrapI64).mem(Op.i32Load8u, 0, L.CODE_PAGES).brIf(slow);
+}
+
+/**
  * The access of `size` bytes to guest RAM after a probe hit: the RAM offset (i32) is on the stack, and for a `write`
  * the i64 value above it; a load leaves the value zero-extended to i64.
  */

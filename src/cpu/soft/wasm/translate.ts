@@ -62,7 +62,7 @@ import { CHAIN_LIMIT } from '../code-cache.ts';
 import { Form, SY_SYSCALL, SY_SYSRETQ } from '../fast-forms.ts';
 import { Body, ModuleBuilder, Op, I32, I64, F64 } from './emit.ts';
 import * as layout from './layout.ts';
-import { emitTlbProbe, emitTlbSlot, emitRamAccess, memFnBody, LD_PARAMS, ST_PARAMS } from './tlb-probe.ts';
+import { emitTlbProbe, emitTlbProbeRun, emitTlbSlot, emitRamAccess, memFnBody, LD_PARAMS, ST_PARAMS } from './tlb-probe.ts';
 import { emitSse } from './sse.ts';
 import { WASM_RAM_OFFSET } from '../../../memory/guest-memory.ts';
 import { DUMP_FILE, dumpFunction } from './dump.ts';
@@ -148,6 +148,8 @@ const LOOP_LIMIT = 1024;
  * 26.0/24.0 -> 39.3/30.0, sequential write 15.5/13.1 -> 15.4/16.3.
  */
 const STRING_INLINE_MAX = 32;
+/** REP MOVS/STOS inside one page run as one memory.copy/fill (Translator.bulkString; RINGZERO_WASM_BULK_STRING=0: off). */
+const BULK_STRING = process.env.RINGZERO_WASM_BULK_STRING !== '0';
 // Lazy-flag kinds (../cpu.ts Lazy) and ALU operations (as in ../fast-forms.ts).
 const L_ADD = 1, L_ADC = 2, L_SUB = 3, L_SBB = 4, L_LOGIC = 5, L_INC = 6, L_DEC = 7;
 /** Record kind of translated code only: the arithmetic flags are explicit EFLAGS bits in S_LD (after a shift). */
@@ -1111,9 +1113,12 @@ class Translator {
     const b = this.b, T = this, size = op & 1 ? e.opsize : 1, movs = op <= 0xa5;
     // step: -size when DF (bit 10), else size
     b.i64(-size).i64(size).get(T.st).mem(Op.i32Load, 2, L.S_EFL).i32(1 << 10).op(Op.i32And).op(Op.select).set(T.t);
-    let done = -1, loop = -1;
+    let done = -1, loop = -1, fin = -1;
     if (e.rep !== 0) {
-      T.r64(1); b.tee(T.x1).i64(STRING_INLINE_MAX).op(Op.i64GtU).open(Op.if);
+      T.r64(1); b.set(T.x1);
+      fin = b.open(Op.block);
+      if (BULK_STRING) T.bulkString(e, size, movs, fin);
+      b.get(T.x1).i64(STRING_INLINE_MAX).op(Op.i64GtU).open(Op.if);
       T.flush(); T.pos(); b.call(F_RP).op(Op.drop);
       T.xk(X_HELPER); b.i32(i + 1).set(T.xc).br(T.out); // (flushed before the replay, which may change any register)
       b.close();
@@ -1135,10 +1140,62 @@ class Translator {
       b.get(T.x1).i64(1).op(Op.i64Sub).set(T.x1); T.set64(1, T.x1);
       b.br(loop);
       b.close(); b.close();
+      b.close(); // fin
     }
     // (a block's last instruction without a fast form has e.len 0: a string instruction is its prefixes and opcode)
     T.exitStatic(i + 1, T.offs[i] + e.opLen);
     return true;
+  }
+
+  /**
+   * REP MOVS/STOS (BULK_STRING) forwards (DF clear) as one bulk-memory instruction when its n = rCX * size bytes
+   * (1..4096) lie inside one page at the destination (and at the source for MOVS), both hit the TLB, in low RAM, the
+   * destination page without decoded code (./tlb-probe.ts emitTlbProbeRun); for MOVS the destination must not start
+   * inside the source run after its first byte (a forward element copy then reads bytes it wrote, which
+   * memory.copy, a memmove, does not: `rep movsb` with rDI = rSI + 1 replicates a byte), and STOS needs rAX's low
+   * `size` bytes all equal (memory.fill writes one byte value). Then rSI/rDI move by n and rCX becomes 0, as the
+   * element loop leaves them, and the code branches to `fin`; anything else falls through to the element loop or
+   * the replay. Nothing can fault once the probes hit, so no register is written back first. busybox's md5sum
+   * copies each 64-byte block with `rep movsb` (above STRING_INLINE_MAX: one replay per block before this).
+   */
+  bulkString(e: BlockEntry, size: number, movs: boolean, fin: number): void {
+    const b = this.b, T = this;
+    const n = b.local(I32), dpa = b.local(I64), pl = { off: T.pOff, ti: T.pTi, vpn: T.pVpn, pa: T.pPa };
+    const slow = b.open(Op.block);
+    // 1 <= rCX <= 4096 / size, DF clear (step > 0)
+    b.get(T.x1).i64(1).op(Op.i64Sub).i64(4096 / size - 1).op(Op.i64GtU).brIf(slow);
+    b.get(T.t).i64(0).op(Op.i64LtS).brIf(slow);
+    b.get(T.x1).op(Op.i32WrapI64).i32(LOG2[size]).op(Op.i32Shl).set(n);
+    if (!movs && size > 1) {
+      // rAX's low bytes all AL: (rAX & mask) == AL * 0x01..01
+      T.r64(0);
+      if (size < 8) b.i64(size === 2 ? 0xffffn : 0xffffffffn).op(Op.i64And);
+      T.r64(0); b.i64(0xffn).op(Op.i64And).i64(size === 2 ? 0x0101n : size === 4 ? 0x01010101n : 0x0101010101010101n).op(0x7e /* i64.mul */);
+      b.op(Op.i64Ne).brIf(slow);
+    }
+    T.r64(7); b.set(T.a);
+    emitTlbProbeRun(b, T.wtag, T.a, pl, n, T.ramSize, true, slow);
+    b.get(T.pPa).set(dpa);
+    if (movs) {
+      T.r64(6);
+      if (e.segOverride === 4 || e.segOverride === 5) b.get(T.st).mem(Op.f64Load, 3, L.S_SEG + 8 * e.segOverride).op(0xfc, 6).op(Op.i64Add);
+      b.set(T.a);
+      emitTlbProbeRun(b, T.rtag, T.a, pl, n, T.ramSize, false, slow);
+      // (spa < dpa < spa + n: overlapping forwards)
+      b.get(dpa).get(T.pPa).op(Op.i64GtU).get(dpa).get(T.pPa).get(n).op(Op.i64ExtendI32u).op(Op.i64Add).op(Op.i64LtU).op(Op.i32And).brIf(slow);
+      b.get(dpa).op(Op.i32WrapI64).i32(WASM_RAM_OFFSET).op(Op.i32Add);
+      b.get(T.pPa).op(Op.i32WrapI64).i32(WASM_RAM_OFFSET).op(Op.i32Add);
+      b.get(n).op(0xfc, 10).op(0, 0); // memory.copy (Core spec §5.4.6: 0xFC 10, two memory indices)
+      T.r64(6); b.get(n).op(Op.i64ExtendI32u).op(Op.i64Add).set(T.v); T.set64(6, T.v);
+    } else {
+      b.get(dpa).op(Op.i32WrapI64).i32(WASM_RAM_OFFSET).op(Op.i32Add);
+      T.r32(0); b.i32(255).op(Op.i32And);
+      b.get(n).op(0xfc, 11).op(0); // memory.fill (0xFC 11, one memory index)
+    }
+    T.r64(7); b.get(n).op(Op.i64ExtendI32u).op(Op.i64Add).set(T.v); T.set64(7, T.v);
+    b.i64(0).set(T.x1); T.set64(1, T.x1);
+    b.br(fin);
+    b.close();
   }
 
   // ---- ALU
@@ -1248,8 +1305,10 @@ function blockOffsets(block: Block): number[] | null {
   // (SYSCALL 0F 05 and SYSRET 0F 07 are replayed, but in wasm the chain goes on across them: a lone SYSRETQ block,
   // which ends every system call of Linux's fast return path, keeps the return to user code inside wasm; so does a
   // lone MOV Sreg,r/m (8E ends its block), which is replayed: __switch_to's `mov fs,eax`, once per context switch,
-  // returned to JavaScript there ~1.4 times per 4 KiB random read of bench/io)
-  if (!es.some((e) => (e.form !== Form.None && (e.form !== Form.ShiftImm || e.op >= 4)) || e.opcode === 0x105 || e.opcode === 0x107 || e.opcode === 0x8e)) return null;
+  // returned to JavaScript there ~1.4 times per 4 KiB random read of bench/io; a lone MOVS/STOS, the target of a
+  // loop's branch, runs in wasm too: Translator.stringOp)
+  if (!es.some((e) => (e.form !== Form.None && (e.form !== Form.ShiftImm || e.op >= 4)) || e.opcode === 0x105 || e.opcode === 0x107 || e.opcode === 0x8e ||
+    (e.adsize === 8 && (e.opcode === 0xa4 || e.opcode === 0xa5 || e.opcode === 0xaa || e.opcode === 0xab)))) return null;
   const offs: number[] = [];
   let off = 0;
   for (let i = 0; i < es.length; i++) { offs.push(off); off += es[i].len; }
