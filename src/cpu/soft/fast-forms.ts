@@ -927,6 +927,11 @@ const rdtscp: FastHandler = (c) => execRdtscp(c);
  * SY_SYSCALL, SY_SYSRETQ (the helper sets RIP to the next instruction's and moves the flag record first).
  */
 export const SY_SYSCALL = 16, SY_SYSRETQ = 17;
+/**
+ * The helper `sy`'s kind for translated RDTSC's time-stamp counter (./wasm/runtime.ts: low half returned, high half in
+ * the state area's S_HI; the #GP(0) of CR4.TSD is checked in wasm): not an instruction of execSy's.
+ */
+export const SY_TSC = 18;
 export function execSy(c: SoftCpu, kind: number): number {
   if (kind === SY_SYSCALL) { execSyscall(c); return 0; }
   if (kind === SY_SYSRETQ) { execSysret(c, true); return 0; }

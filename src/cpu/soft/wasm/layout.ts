@@ -173,3 +173,9 @@ export const S_STAR_RET = S_CPL + 24;
 export const S_SFMASK = S_CPL + 28;
 export const S_SYS_EFER = S_CPL + 32;
 export const S_LSTAR = S_CPL + 40;
+/**
+ * 1 while CR4.TSD is set (RDTSC is then #GP(0) above CPL 0: translate.ts emitRdtsc asks the helper there), and CR4 at
+ * the copy; kept with the MSRs above (runtime.ts pushSysState: MOV to CR4 is replayed).
+ */
+export const S_TSD = S_CPL + 48;
+export const S_SYS_CR4 = S_CPL + 52;

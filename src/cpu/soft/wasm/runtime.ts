@@ -11,11 +11,12 @@ import { WASM_RAM_OFFSET } from '../../../memory/guest-memory.ts';
 import { Body, ModuleBuilder, Op, I32, I64, F64 } from './emit.ts';
 import * as layout from './layout.ts';
 import { emitTlbSlot, memFnBody, LD_PARAMS, ST_PARAMS } from './tlb-probe.ts';
-import { execSy, SY_SYSCALL } from '../fast-forms.ts';
+import { execSy, SY_SYSCALL, SY_TSC } from '../fast-forms.ts';
+import { readTsc } from '../system/control.ts';
 import { stiSetsIf } from '../ops/interrupt-flag.ts';
 import { translateBody, translateRegion, groupRegions, pageTargets, buildModule, buildFlaglib, rawBody, memUsedOf, type WasmCode, type EmitOpts, EXIT_STATS, X_NAMES, EXPLICIT, SYNCED, ARITH, RF, VM, IF, K_SHIFT, PRIV_CHAIN } from './translate.ts';
 import { syscallMsrs, syscallSegments64, sysretSegments64, type SyscallMsrs } from '../system/fastcall.ts';
-import { EFER_SCE } from '../constants.ts';
+import { EFER_SCE, CR4_TSD } from '../constants.ts';
 /** The layout constants as a plain object (under tsx a namespace import reads each one through a getter call). */
 const L = { ...layout };
 
@@ -358,6 +359,12 @@ export class WasmEngine {
           this.curPos = pos;
           this.stats.conds++;
           const c = this.cur!, st = this.curSt;
+          if (kind === SY_TSC) {
+            // (translated RDTSC: the value only, ../system/control.ts readTsc, which is below 2^53)
+            const t = readTsc(c);
+            this.i32[(st + L.S_HI) >> 2] = Math.floor(t / 4294967296);
+            return t % 4294967296 | 0;
+          }
           if (kind >= SY_SYSCALL) return this.sysCall(kind, pos);
           this.syncIf(c);
           // kinds >= 2 (RDTSC, RDTSCP, SWAPGS, a segment selector): ../fast-forms.ts execSy (h-forms)
@@ -479,7 +486,7 @@ export class WasmEngine {
     c.instructions = this.curI0 + n + ix + 1;
     const cpl = c.cpl;
     replayEntry(c, e, rip);
-    this.pushSysMsrs(c); // (a WRMSR, the only instruction that changes them, is replayed)
+    this.pushSysState(c); // (WRMSR and MOV to CR4, the only instructions that change them, are replayed)
     this.giveFlags(c);
     this.f64[(st + L.S_RIP) >> 3] = c.rip;
     // The chain stops (back to JavaScript) after an event, a halt or stop, or a mode change (the dispatcher's table
@@ -582,14 +589,16 @@ export class WasmEngine {
   private readonly sysMsrs: (SyscallMsrs | null)[] = [];
 
   /**
-   * The SYSCALL MSRs and EFER.SCE into the state area for translated SYSCALL/SYSRETQ (layout.ts S_SCE..S_LSTAR), when
-   * they changed: at a call's start and after a replay (WRMSR).
+   * The SYSCALL MSRs and EFER.SCE into the state area for translated SYSCALL/SYSRETQ (layout.ts S_SCE..S_LSTAR), and
+   * CR4.TSD for translated RDTSC (S_TSD), when they changed: at a call's start and after a replay (WRMSR, MOV CR4).
    */
-  private pushSysMsrs(c: SoftCpu): void {
+  private pushSysState(c: SoftCpu): void {
     const st = c.wasmState, ix = (st - L.STATE_BASE) / L.STATE_STRIDE, I = this.i32;
     const m = syscallMsrs(c);
-    if (m === this.sysMsrs[ix] && c.efer === I[(st + L.S_SYS_EFER) >> 2]) return;
+    if (m === this.sysMsrs[ix] && c.efer === I[(st + L.S_SYS_EFER) >> 2] && c.cr4 === I[(st + L.S_SYS_CR4) >> 2]) return;
     this.sysMsrs[ix] = m;
+    I[(st + L.S_SYS_CR4) >> 2] = c.cr4;
+    I[(st + L.S_TSD) >> 2] = c.cr4 & CR4_TSD ? 1 : 0;
     I[(st + L.S_SYS_EFER) >> 2] = c.efer;
     I[(st + L.S_SCE) >> 2] = c.efer & EFER_SCE ? 1 : 0;
     I[(st + L.S_STAR_CS) >> 2] = m.callCs;
@@ -1166,7 +1175,7 @@ export class WasmEngine {
     this.cur = c; this.curI0 = I0; this.curPos = 0; this.curSt = st;
     I[(st + L.S_CPL) >> 2] = c.cpl;
     if (c.eventPending) I[(st + L.S_PEND) >> 2] = 1;
-    this.pushSysMsrs(c);
+    this.pushSysState(c);
     this.stats.calls++;
     let k: number;
     try {

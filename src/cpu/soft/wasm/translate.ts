@@ -59,7 +59,7 @@
 // `pos` argument (loop count << 5 | index).
 import type { Block, BlockEntry } from '../code-cache.ts';
 import { CHAIN_LIMIT } from '../code-cache.ts';
-import { Form, SY_SYSCALL, SY_SYSRETQ } from '../fast-forms.ts';
+import { Form, SY_SYSCALL, SY_SYSRETQ, SY_TSC } from '../fast-forms.ts';
 import { Body, ModuleBuilder, Op, I32, I64, F64 } from './emit.ts';
 import * as layout from './layout.ts';
 import { emitTlbProbe, emitTlbProbeRun, emitTlbSlot, emitRamAccess, memFnBody, LD_PARAMS, ST_PARAMS } from './tlb-probe.ts';
@@ -1912,12 +1912,25 @@ function emitCmpxchg8M(T: Translator, e: BlockEntry, i: number, next: number): v
 
 function emitRdtsc(T: Translator, e: BlockEntry, i: number, next: number): void {
   const b = T.b, f = e.form;
-  // RDTSC / RDTSCP through the helper `sy` (kinds 2/3: the TSC is host time, CR4/CPL/TSC_AUX are JavaScript
-  // state), which writes RAX, RDX (and RCX) in the state area; no flag changes. Registers are written back
-  // first (it may raise #GP), and the cache forgets the ones it wrote.
-  T.flush(); b.i32(f === Form.Rdtsc ? 2 : 3); T.pos(); b.call(F_SY).op(Op.drop);
-  T.rs[0] = 0; T.rs[2] = 0;
-  if (f === Form.Rdtscp) T.rs[1] = 0;
+  if (f === Form.Rdtsc) {
+    // RDTSC (../system/control.ts rdtsc; no flag changes): the TSC is host time (the VM clock), so JavaScript's, but
+    // its value only: the helper `sy` (kind SY_TSC) returns its low half and stores the high half in S_HI, without
+    // the registers going to the state area first; EAX and EDX (upper halves zeroed) then get them here. The #GP(0)
+    // of CR4.TSD above CPL 0 (S_TSD, S_CPL) goes through the helper's kind 2 (registers written back: it faults).
+    // (Linux reads it on every system call's return: the kernel stack offset, choose_random_kstack_offset.)
+    b.get(T.st).mem(Op.i32Load, 2, L.S_TSD).get(T.st).mem(Op.i32Load, 2, L.S_CPL).i32(0).op(Op.i32Ne).op(Op.i32And).open(Op.if);
+    T.flush(); b.i32(2); T.pos(); b.call(F_SY).op(Op.drop);
+    b.close();
+    b.i32(SY_TSC); T.pos(); b.call(F_SY).set(T.t32);
+    T.set32(0, () => b.get(T.t32));
+    T.set32(2, () => b.get(T.st).mem(Op.i32Load, 2, L.S_HI));
+    return;
+  }
+  // RDTSCP through the helper `sy` (kind 3: the TSC, CR4/CPL and TSC_AUX are JavaScript state), which writes RAX,
+  // RDX and RCX in the state area; no flag changes. Registers are written back first (it may raise #GP), and the
+  // cache forgets the ones it wrote.
+  T.flush(); b.i32(3); T.pos(); b.call(F_SY).op(Op.drop);
+  T.rs[0] = 0; T.rs[2] = 0; T.rs[1] = 0;
 }
 
 /**
