@@ -2178,11 +2178,14 @@ function emitBswap(T: Translator, e: BlockEntry, i: number, next: number): void 
 
 function emitPushf(T: Translator, e: BlockEntry, i: number, next: number): void {
   const b = T.b;
-  // 9C (64-bit operand): RFLAGS from the helper (it holds IF, IOPL, ...: not in the state area), then the push;
-  // the flag locals still hold the record the helper took, so the block keeps knowing the flags
+  // 9C (64-bit operand) as ../fast-forms.ts pushf (SoftCpu.getFlags with VM and RF cleared): the arithmetic flags
+  // from the flag locals, or the flag library when the block does not know them, the other bits from S_EFL (SoftCpu.flags
+  // during a call: the runtime stores it there at the call's start and after every helper that changes it, translated
+  // CLI/STI/SYSCALL/SYSRETQ change it there), bit 1 set; then the push. (Linux: local_irq_save, spin_lock_irqsave.)
   T.insMem = true;
-  T.commitFlags(); // (the helper reads the state area's record)
-  b.i32(1).call(F_FL).op(Op.i64ExtendI32u).set(T.w);
+  T.oldFlags();
+  b.get(T.st).mem(Op.i32Load, 2, L.S_EFL).i32(~(ARITH | RF | VM)).op(Op.i32And).get(T.fl).op(Op.i32Or).i32(2).op(Op.i32Or);
+  b.op(Op.i64ExtendI32u).set(T.w);
   T.r64(4); b.i64(8).op(Op.i64Sub).set(T.a);
   T.store(8);
   T.set64(4, T.a);
