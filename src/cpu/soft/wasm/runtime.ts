@@ -8,7 +8,7 @@ import type { Block, BlockEntry, CodeCache } from '../code-cache.ts';
 import { JIT_THRESHOLD, CHAIN_LIMIT, replayHandler } from '../code-cache.ts';
 import type { GuestMemory } from '../../../memory/guest-memory.ts';
 import { WASM_RAM_OFFSET } from '../../../memory/guest-memory.ts';
-import { Body, ModuleBuilder, Op, I32, I64, F64 } from './emit.ts';
+import { Body, ModuleBuilder, Op, I32, I64, F64, withScratch } from './emit.ts';
 import * as layout from './layout.ts';
 import { emitTlbSlot, memFnBody, LD_PARAMS, ST_PARAMS } from './tlb-probe.ts';
 import { execSy, SY_SYSCALL, SY_TSC } from '../fast-forms.ts';
@@ -656,6 +656,11 @@ export class WasmEngine {
    * RINGZERO_WASM_ASYNC=0 or a translation threshold of 0 (tests that want translated code at the first replay).
    */
   flush(c: SoftCpu): void {
+    // (the batch's bodies are encoded into its module before flushBatch returns: their buffers are scratch, emit.ts)
+    withScratch(() => this.flushBatch(c));
+  }
+
+  private flushBatch(c: SoftCpu): void {
     const blocks = this.pending, lins = this.lins;
     this.pending = [];
     this.lins = new Map();

@@ -250,6 +250,8 @@ export const TIER1: EmitOpts = { slot: -1, inline: false };
 
 /** A function body that knows how many blocks/loops/ifs are open (Translator's register cache looks at it). */
 class TBody extends Body {
+  /** (a scratch body inside WasmEngine.flush's withScratch: encoded into its module before the scope ends) */
+  constructor(paramCount: number) { super(paramCount, true); }
   nest = 0;
   /** The memory functions called (bit LOG2[size], + 4 for a store): buildModule defines those. */
   memUsed = 0;
