@@ -223,6 +223,8 @@ const RAS = process.env.RINGZERO_WASM_RAS !== '0';
  * bench/cpu's memory loop ran 1.6-2x faster.
  */
 const INLINE_MEM = process.env.RINGZERO_WASM_INLINE_MEM !== '0';
+/** A block-ending Jcc writes dirty registers back before its branch, not at each of its exits (RINGZERO_WASM_JCC_FLUSH=0: off). */
+const JCC_FLUSH = process.env.RINGZERO_WASM_JCC_FLUSH !== '0';
 /**
  * RINGZERO_WASM_EXIT_STATS=1: every exit stores its kind (X_*) in the state area (layout.ts S_XKIND) and the
  * dispatcher counts, per kind, how the next block was entered or why the call ended (--stats prints them).
@@ -2597,6 +2599,10 @@ function emitCallInd(T: Translator, e: BlockEntry, i: number, next: number): voi
 function emitJcc(T: Translator, e: BlockEntry, i: number, next: number): void {
   const b = T.b, f = e.form, N = T.block.entries.length;
   const target = next + e.disp;
+  // A Jcc that ends a block leaves on both paths (or branches within its region), and each exit writes the dirty
+  // registers and a deferred flag record back: written back once before the branch instead, the code holds one copy
+  // (the condition reads the flag locals, which stay known). A self-loop's back edge keeps registers in locals.
+  if (f === Form.Jcc && i === N - 1 && !T.selfLoop && JCC_FLUSH) T.flush();
   if (f === Form.Jcc) { T.cond(e.a); b.open(Op.if); }
   T.checkTarget(target);
   if (T.selfLoop && i === N - 1) {
