@@ -326,7 +326,7 @@ export class WasmEngine {
           if (this.i32[(this.curSt + L.S_SYS) >> 2] !== 0) this.syncSys(c);
           const v = c.readLin(lin, size);
           if (size === 8) this.i32[(this.curSt + L.S_HI) >> 2] = c.hi;
-          if (c.eventPending || c.stopRequested) this.stopChain();
+          if (c.eventPending || c.stopRequested) this.stopAfter(pos);
           return v;
         },
         wr: (lin: number, size: number, lo: number, hi: number, pos: number): void => {
@@ -335,7 +335,7 @@ export class WasmEngine {
           const c = this.cur!;
           if (this.i32[(this.curSt + L.S_SYS) >> 2] !== 0) this.syncSys(c);
           c.writeLin(lin, size, lo, hi);
-          if (c.eventPending || c.stopRequested) this.stopChain();
+          if (c.eventPending || c.stopRequested) this.stopAfter(pos);
         },
         rp: (pos: number): number => this.replay(pos),
         cc: (cc: number): number => {
@@ -615,6 +615,18 @@ export class WasmEngine {
     const st = this.curSt;
     this.i32[(st + L.S_CHAIN) >> 2] = 0;
     this.i32[(st + L.S_PEND) >> 2] = 1;
+  }
+
+  /**
+   * A slow memory access at helper position `pos` saw an event request (or a stop): the chain stops, and S_RIP gets
+   * the RIP of the instruction after the accessing one, where the block leaves right after it (translate.ts
+   * Translator.exitIfSlow, which then stores no RIP itself). When that instruction ends its block, the block's own
+   * exit stores S_RIP over this.
+   */
+  private stopAfter(pos: number): void {
+    this.stopChain();
+    const st = this.curSt, b = this.current(st, pos), ix = pos & 31, offs = b.wasm!.offs;
+    this.f64[(st + L.S_RIP) >> 3] = this.curR0 + (ix + 1 < offs.length ? offs[ix + 1] : offs[ix] + b.entries[ix].len);
   }
 
   /** The CPU's lazy-flag record -> the state area, marked as synced (S_LOP = kind + SYNCED; kind 0: the flags). */

@@ -226,6 +226,12 @@ const INLINE_MEM = process.env.RINGZERO_WASM_INLINE_MEM !== '0';
 /** A block-ending Jcc writes dirty registers back before its branch, not at each of its exits (RINGZERO_WASM_JCC_FLUSH=0: off). */
 const JCC_FLUSH = process.env.RINGZERO_WASM_JCC_FLUSH !== '0';
 /**
+ * After a memory instruction, the exit taken when its slow path stopped the chain leaves S_RIP as the helper set it
+ * (the next instruction's RIP, runtime.ts WasmEngine.stopAfter) instead of storing it: 5 operations less per memory
+ * instruction that is not its block's last (RINGZERO_WASM_SLOW_RIP=0: stored here, as before).
+ */
+const SLOW_RIP = process.env.RINGZERO_WASM_SLOW_RIP !== '0';
+/**
  * RINGZERO_WASM_EXIT_STATS=1: every exit stores its kind (X_*) in the state area (layout.ts S_XKIND) and the
  * dispatcher counts, per kind, how the next block was entered or why the call ended (--stats prints them).
  * Statistics for tuning only: off, the generated code is unchanged.
@@ -795,7 +801,11 @@ class Translator {
   exitIfSlow(count: number, ripOff: number): void {
     const b = this.b;
     b.get(this.st).mem(Op.i32Load, 2, L.S_CHAIN).op(Op.i32Eqz).open(Op.if);
-    this.exitConst(count, ripOff, X_HELPER);
+    if (SLOW_RIP) {
+      // (the helper that stopped the chain stored the next instruction's RIP: runtime.ts WasmEngine.stopAfter)
+      this.xk(X_HELPER);
+      b.i32(count).set(this.xc); this.leave();
+    } else this.exitConst(count, ripOff, X_HELPER);
     b.close();
   }
 
