@@ -10,6 +10,7 @@ import * as C from '../src/cpu/soft/constants.ts';
 import { Form } from '../src/cpu/soft/fast-forms.ts';
 import { Lapic } from '../src/devices/irq/lapic.ts';
 import { ApicBus } from '../src/devices/irq/apic-bus.ts';
+import { S_PEND } from '../src/cpu/soft/wasm/layout.ts';
 
 setHotThreshold(0);
 setJitThreshold(0);
@@ -49,6 +50,9 @@ function syscallLoop(mode: Mode, passes: number, trapAt = -1, badRcx = false, sf
   cpu.setGpr(12, BigInt(passes));
   cpu.setGpr(8, BigInt(trapAt));
   cpu.setGpr(9, badRcx ? 1n : 0n);
+  // (the local APIC known to have nothing to give, as after an STI that found nothing (Linux runs one per system call,
+  // this kernel path none): SYSRETQ, whose R11 sets IF, then runs inline (translate.ts emitSyscall))
+  if (mode === 'wasm') cpu.wasm!.i32[(cpu.wasmState + S_PEND) >> 2] = 0;
   const vector = runBlocksToHalt(m, 100_000);
   return { m, vector, s: { ...cpuState(m), cpl: cpu.cpl, cs: cpu.segSel[C.CS], ss: cpu.segSel[C.SS], efl: (cpu.getFlags() >>> 0).toString(16) } };
 }
@@ -85,6 +89,37 @@ test('SYSCALL with an SFMASK that leaves IF set (the helper: an event check) and
   agree(500, -1, false, 0x500n); // TF DF: IF stays set in the kernel
   const m = agree(500, -1, false, 0x200n); // IF only: DF stays set in the kernel
   assert.equal(m.cpu.getGpr(12), 0n);
+});
+
+test('a translated SYSRETQ setting IF with an interrupt waiting takes the helper, which ends the call after it, as the interpreter', () => {
+  const out = (['interpreter', 'wasm'] as Mode[]).map((mode) => {
+    const { m } = syscallLoop(mode, 2000);
+    const cpu = m.cpu;
+    const bus = new ApicBus();
+    const lapic = new Lapic({ clock: m.clock, bus, apicId: 0, hooks: { wake: () => cpu.notifyEvent(), init: () => {}, startup: () => {} } });
+    (cpu.env as { lapic?: unknown }).lapic = lapic;
+    lapic.mmioWrite(0xf0, 4, 0x1ff); // SVR: enabled
+    lapic.mmioWrite(0x350, 4, 0x10000); // LINT0 masked
+    const conds = cpu.wasm?.stats.conds ?? 0;
+    // the loop ended at CPL 0 with IF clear (SFMASK); an MSI makes the local APIC wake the CPU
+    bus.deliverMsi(0xfee00000, 0x40);
+    assert.equal(cpu.eventPending, true);
+    cpu.eventPending = false; // (as a run loop that found IF clear would leave it; S_PEND stays set)
+    // K again, 5 passes to go: its translated block ends with the SYSRETQ, whose R11 sets IF
+    cpu.setGpr(12, 5n);
+    cpu.rip = K;
+    cpu.halted = false;
+    if (mode === 'wasm') cpu.execBlock(1_000_000);
+    else for (let k = 0; k < 12; k++) cpu.step();
+    return { rip: cpu.rip, cpl: cpu.cpl, pending: cpu.eventPending, IF: (cpu.getFlags() & C.IF) !== 0, r12: cpu.getGpr(12), conds };
+  });
+  const [i, w] = out;
+  assert.equal(i.rip, USER + 10, 'the interpreter is after the SYSRETQ');
+  assert.deepEqual({ ...w, conds: 0 }, { ...i, conds: 0 }, 'the call ended right after the SYSRETQ, the event check pending');
+  assert.equal(w.pending, true);
+  assert.equal(w.IF, true);
+  assert.equal(w.cpl, 3);
+  assert.ok(w.conds < 20, `helper calls while nothing was pending: ${w.conds}`);
 });
 
 test('a translated SYSRETQ with a non-canonical RCX raises #GP(0) at CPL 0 before changing anything', () => {

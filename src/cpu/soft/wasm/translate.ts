@@ -2006,7 +2006,8 @@ function emitSyscall(T: Translator, e: BlockEntry, i: number, next: number): voi
     b.get(T.st).mem(Op.i32Load, 2, L.S_SCE);
     b.get(T.st).mem(Op.i32Load, 2, L.S_CPL).op(Op.i32Eqz).op(Op.i32And);
     b.get(T.t64).i64(16).op(Op.i64Shl).i64(16).op(Op.i64ShrS).get(T.t64).op(Op.i64Eq).op(Op.i32And); // canonical
-    b.get(T.c32).i32(IF).op(Op.i32And).get(T.st).mem(Op.i32Load, 2, L.S_PEND).op(Op.i32And).op(Op.i32Eqz).op(Op.i32And);
+    // (not when R11 sets IF while S_PEND is 1: IF's bit shifted down to bit 0, S_PEND's)
+    b.get(T.c32).i32(9).op(Op.i32ShrU).get(T.st).mem(Op.i32Load, 2, L.S_PEND).op(Op.i32And).i32(1).op(Op.i32And).op(Op.i32Eqz).op(Op.i32And);
     b.open(Op.if);
     setFlags();
     b.get(T.st).get(T.t64).op(Op.f64ConvertI64s).mem(Op.f64Store, 3, L.S_RIP);
