@@ -8,10 +8,11 @@ import assert from 'node:assert/strict';
 import { hexBytes, runBlocksToHalt, CODE, DATA, interpreterOrWasmMachine, type Machine } from './support/soft-cpu.ts';
 import { setHotThreshold, setJitThreshold } from '../src/cpu/soft/code-cache.ts';
 import type { GuestMemory } from '../src/memory/guest-memory.ts';
-import { buildBlock, setLocalMem } from '../src/cpu/soft/wasm/translate.ts';
+import { buildBlock, setLocalMem, setLoopInline, translateRegion, K_SHIFT } from '../src/cpu/soft/wasm/translate.ts';
 import { memFnBody } from '../src/cpu/soft/wasm/tlb-probe.ts';
 
 setHotThreshold(0);
+setLoopInline(false);
 setJitThreshold(0);
 
 const memories: GuestMemory[] = [];
@@ -21,7 +22,8 @@ test.after(() => { for (const m of memories) m.close(); });
 // 1: movzx eax,byte [rsi] / movzx ebx,word [rsi+2] / mov edx,[rsi+4] / mov r8,[rsi+8] / add r8,rcx
 //    mov [rdi],al / mov [rdi+2],bx / mov [rdi+4],edx / mov [rdi+8],r8 / add rsi,1 / add rdi,1 / jmp 2f
 // 2: dec ecx / jnz 1b / hlt
-// (the jmp keeps the loop out of one self-looping block, whose accesses would probe inline)
+// (the jmp keeps the loop out of one self-looping block, whose accesses would probe inline; its two blocks become one
+// region, whose loop probes inline too unless setLoopInline(false): the tests of the library turn that off)
 const CODE_BYTES = hexBytes('b9 28 00 00 00 0f b6 06 0f b7 5e 02 8b 56 04 4c 8b 46 08 49 01 c8 88 07 66 89 5f 02 89 57 04 ' +
   '4c 89 47 08 48 83 c6 01 48 83 c7 01 eb 00 ff c9 75 d4 f4');
 /** The loop walks its loads and stores across a page end: each size straddles it in some pass (slow path). */
@@ -84,4 +86,25 @@ test('with LOCAL_MEM a translated module defines the memory functions its blocks
   for (const write of [false, true]) for (const size of [1, 2, 4, 8]) bodies += memFnBody(size, write, ram, 0, 1).encode().length;
   assert.ok(without.bytes.length < bodies, `module without memory accesses: ${without.bytes.length} bytes, the 8 bodies ${bodies}`);
   assert.ok(withMem.bytes.length > bodies, `module with all 8: ${withMem.bytes.length} bytes`);
+});
+
+test('a loop over two blocks of a region probes the TLB inline (translateRegion onCycles): loads and stores of every size match the interpreter', (t) => {
+  setLoopInline(true);
+  t.after(() => setLoopInline(false));
+  const ref = run('interpreter'), w = run('wasm');
+  assert.deepEqual(w.state, ref.state);
+  const s = w.m.cpu.wasm!.stats;
+  // (the page-straddling accesses miss the inline probe and take the library's slow path, rd/wr)
+  assert.ok(s.slow >= 8, `slow accesses: ${s.slow}`);
+  const cache = w.m.cpu.codeCache;
+  const b1 = cache.translated.get((CODE + 5) * 16 + 8)!, b2 = cache.translated.get((CODE + 0x2d) * 16 + 8)!;
+  const table = (i: number) => i & ((1 << K_SHIFT) - 1);
+  assert.equal(table(b1.wasm!.idx), table(b2.wasm!.idx), 'the loop\'s two blocks run as one region');
+  const ram = w.m.mem.lowSize;
+  const inl = translateRegion([b1, b2], ram)!.body.code().length;
+  const lone = translateRegion([b1], ram)!.body.code().length;
+  setLoopInline(false);
+  const lib = translateRegion([b1, b2], ram)!.body.code().length;
+  assert.ok(inl > lib + 300, `loop with inline probes ${inl} bytes, through the library ${lib}`);
+  assert.equal(translateRegion([b1], ram)!.body.code().length, lone, 'a block on no cycle of its region is not changed');
 });

@@ -232,6 +232,13 @@ const JCC_FLUSH = process.env.RINGZERO_WASM_JCC_FLUSH !== '0';
  */
 const SLOW_RIP = process.env.RINGZERO_WASM_SLOW_RIP !== '0';
 /**
+ * The same in the blocks of a region that lie on a loop of its branches (translateRegion, onCycles; a loop body
+ * longer than MAX_BLOCK is several blocks, none of them self-looping). RINGZERO_WASM_LOOP_INLINE=0: off.
+ */
+let LOOP_INLINE = process.env.RINGZERO_WASM_LOOP_INLINE !== '0';
+/** Switch LOOP_INLINE (tests of the memory library's own fast path); returns the old setting. */
+export function setLoopInline(on: boolean): boolean { const old = LOOP_INLINE; LOOP_INLINE = on; return old; }
+/**
  * RINGZERO_WASM_EXIT_STATS=1: every exit stores its kind (X_*) in the state area (layout.ts S_XKIND) and the
  * dispatcher counts, per kind, how the next block was entered or why the call ended (--stats prints them).
  * Statistics for tuning only: off, the generated code is unchanged.
@@ -309,6 +316,8 @@ class Translator {
    */
   fdirty = false;
   selfLoop = false;
+  /** The region member being emitted lies on a cycle of the region's branches (a loop split over blocks): inline probes. */
+  loopMember = false;
   /** RINGZERO_WASM_DUMP: [label, code start, code end] of each instruction emitted (./dump.ts), else null. */
   marks: [string, number, number][] | null = DUMP_FILE ? [] : null;
   out = -1;
@@ -611,7 +620,7 @@ class Translator {
   /** Load `size` bytes at `a` into local `v` (zero-extended): inline on a TLB hit, else through the memory library. */
   load(size: number): void {
     const b = this.b;
-    const inline = INLINE_MEM && (this.selfLoop || this.opts.inline);
+    const inline = INLINE_MEM && (this.selfLoop || this.loopMember || this.opts.inline);
     b.memOps++;
     if (inline) {
       this.probe(size, this.rtag, false, () => {
@@ -630,7 +639,7 @@ class Translator {
   /** Store the low `size` bytes of local `w` at `a`: inline on a TLB hit, else through the memory library. */
   store(size: number): void {
     const b = this.b;
-    const inline = INLINE_MEM && (this.selfLoop || this.opts.inline);
+    const inline = INLINE_MEM && (this.selfLoop || this.loopMember || this.opts.inline);
     b.memOps++;
     if (inline) {
       this.probe(size, this.wtag, true, () => {
@@ -1434,18 +1443,40 @@ export function translateRegion(members: Block[], ramSize: number, lins?: Map<Bl
   for (let j = members.length - 1; j >= 0; j--) R.labels[j] = b.open(Op.block);
   b.get(T.k).brTable(R.labels, R.labels[0]);
   T.region = R;
+  const cyc = LOOP_INLINE ? onCycles(members, R.at) : null;
   for (let j = 0; j < members.length; j++) {
     b.close();
     R.cur = j;
+    T.loopMember = cyc !== null && cyc[j];
     emitCode(T, members[j], offsList[j], loops[j]);
     b.op(Op.unreachable);
   }
+  T.loopMember = false;
   b.close();
   b.close();
   b.get(T.st).get(T.st).mem(Op.i32Load, 2, L.S_INTRA).get(R.intra).op(Op.i32Add).mem(Op.i32Store, 2, L.S_INTRA);
   epilogue(T);
   dump(T, members, R.lins);
   return { body: b, offs: offsList, memOps: b.memOps };
+}
+
+/**
+ * Which members of a region lie on a cycle of its same-page static branches (pageTargets): the blocks of a loop
+ * whose body is longer than one block (MAX_BLOCK), such as busybox md5's four 44-48-instruction round loops.
+ */
+function onCycles(members: Block[], at: Map<number, number>): boolean[] {
+  const succ = members.map((m) => { const out: number[] = []; for (const t of pageTargets(m)) { const j = at.get(t); if (j !== undefined) out.push(j); } return out; });
+  return members.map((_, j) => {
+    const seen = new Uint8Array(members.length), stack = [...succ[j]];
+    while (stack.length > 0) {
+      const k = stack.pop()!;
+      if (k === j) return true;
+      if (seen[k]) continue;
+      seen[k] = 1;
+      for (const x of succ[k]) stack.push(x);
+    }
+    return false;
+  });
 }
 
 /**
