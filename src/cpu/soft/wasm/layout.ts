@@ -93,6 +93,11 @@ export const S_RASP = 524;
 export const S_RAS = 528;
 export const RAS_N = 16;
 export const RAS_STRIDE = 24;
+/**
+ * The (pa, page generation) key of the block whose dispatch set a block named in S_NEXT (i64, as a DISPATCH entry's
+ * first two words; translate.ts NEXT_KEY): after the return-address stack.
+ */
+export const S_NKEY = 1008;
 /** SoftCpu.flags (whole EFLAGS; translated MOVS/STOS read DF from it), stored with the lazy-flag record (runtime.ts giveFlags). */
 export const S_EFL = 1016;
 /** The first-level TLB (cpu.ts SoftCpu.tlb): entry (bank, slot) at S_TLB + bank * TLB_BANK + slot * TLB_ENTRY. */

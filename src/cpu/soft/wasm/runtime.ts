@@ -14,7 +14,7 @@ import { emitTlbSlot, memFnBody, LD_PARAMS, ST_PARAMS } from './tlb-probe.ts';
 import { execSy, SY_SYSCALL, SY_TSC } from '../fast-forms.ts';
 import { readTsc } from '../system/control.ts';
 import { stiSetsIf } from '../ops/interrupt-flag.ts';
-import { translateBody, translateRegion, groupRegions, pageTargets, buildModule, buildFlaglib, rawBody, memUsedOf, type WasmCode, type EmitOpts, EXIT_STATS, X_NAMES, EXPLICIT, SYNCED, ARITH, RF, VM, IF, K_SHIFT, PRIV_CHAIN } from './translate.ts';
+import { translateBody, translateRegion, groupRegions, pageTargets, buildModule, buildFlaglib, rawBody, memUsedOf, type WasmCode, type EmitOpts, EXIT_STATS, NEXT_KEY, X_NAMES, EXPLICIT, SYNCED, ARITH, RF, VM, IF, K_SHIFT, PRIV_CHAIN } from './translate.ts';
 import { syscallMsrs, syscallSegments64, sysretSegments64, type SyscallMsrs } from '../system/fastcall.ts';
 import { EFER_SCE, CR4_TSD } from '../constants.ts';
 /** The layout constants as a plain object (under tsx a namespace import reads each one through a getter call). */
@@ -164,6 +164,13 @@ function buildDispatcher(ramSize: number): Uint8Array<ArrayBuffer> {
   // the block named its successor's dispatch entry (exitStatic): no TLB probe, no lookup
   const probe = b.open(Op.block);
   b.get(e).op(Op.i32Eqz).brIf(probe);
+  if (NEXT_KEY) {
+    // (S_NEXT names the set and S_NKEY the key: way 0, else way 1, else the lookup below, which then misses too)
+    b.get(st).mem(Op.i64Load, 3, L.S_NKEY).set(p);
+    b.get(e).mem(Op.i64Load, 3, 0).get(p).op(Op.i64Ne).open(Op.if);
+    b.get(e).i32(16).op(Op.i32Add).tee(e).mem(Op.i64Load, 3, 0).get(p).op(Op.i64Ne).brIf(probe);
+    b.close();
+  }
   b.get(st).mem(Op.f64Load, 3, L.S_RIP).set(r0);
   b.get(e).mem(Op.i32Load, 2, 12).get(left).get(n).op(Op.i32Sub).op(Op.i32GtS).brIf(fEnt);
   b.get(e).mem(Op.i32Load, 2, 8).tee(idx).op(Op.i32Eqz).brIf(fEnt);

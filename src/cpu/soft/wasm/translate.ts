@@ -223,6 +223,13 @@ const RAS = process.env.RINGZERO_WASM_RAS !== '0';
  * bench/cpu's memory loop ran 1.6-2x faster.
  */
 const INLINE_MEM = process.env.RINGZERO_WASM_INLINE_MEM !== '0';
+/**
+ * The same in the blocks of a region that lie on a loop of its branches (translateRegion, onCycles; a loop body
+ * longer than MAX_BLOCK is several blocks, none of them self-looping). RINGZERO_WASM_LOOP_INLINE=0: off.
+ */
+let LOOP_INLINE = process.env.RINGZERO_WASM_LOOP_INLINE !== '0';
+/** Switch LOOP_INLINE (tests of the memory library's own fast path); returns the old setting. */
+export function setLoopInline(on: boolean): boolean { const old = LOOP_INLINE; LOOP_INLINE = on; return old; }
 /** A block-ending Jcc writes dirty registers back before its branch, not at each of its exits (RINGZERO_WASM_JCC_FLUSH=0: off). */
 const JCC_FLUSH = process.env.RINGZERO_WASM_JCC_FLUSH !== '0';
 /**
@@ -232,12 +239,12 @@ const JCC_FLUSH = process.env.RINGZERO_WASM_JCC_FLUSH !== '0';
  */
 const SLOW_RIP = process.env.RINGZERO_WASM_SLOW_RIP !== '0';
 /**
- * The same in the blocks of a region that lie on a loop of its branches (translateRegion, onCycles; a loop body
- * longer than MAX_BLOCK is several blocks, none of them self-looping). RINGZERO_WASM_LOOP_INLINE=0: off.
+ * A block that names its successor's dispatch entry (exitStatic, rasPop) stores the entry's set (S_NEXT) and the
+ * (pa, generation) key the successor must have (S_NKEY); the dispatcher finds the way of the set holding that key
+ * (runtime.ts buildDispatcher), once, where every block exit compared both ways itself: 6 wasm operations per static
+ * exit instead of 16 (RINGZERO_WASM_NEXT_KEY=0: the block compares, as before).
  */
-let LOOP_INLINE = process.env.RINGZERO_WASM_LOOP_INLINE !== '0';
-/** Switch LOOP_INLINE (tests of the memory library's own fast path); returns the old setting. */
-export function setLoopInline(on: boolean): boolean { const old = LOOP_INLINE; LOOP_INLINE = on; return old; }
+export const NEXT_KEY = process.env.RINGZERO_WASM_NEXT_KEY !== '0';
 /**
  * RINGZERO_WASM_EXIT_STATS=1: every exit stores its kind (X_*) in the state area (layout.ts S_XKIND) and the
  * dispatcher counts, per kind, how the next block was entered or why the call ended (--stats prints them).
@@ -713,11 +720,17 @@ class Translator {
     }
     if (DIRECT_CHAIN && ripOff !== 0 && (tpa >>> 12) === (pa >>> 12) && tpa >= 0) {
       const e = L.dispatchEntry(tpa), key = this.entryKey(tpa);
-      // (in either way of the set; S_NEXT = 0 when in neither: the dispatcher looks the target up)
-      b.get(this.st).i32(e).i32(e + 16).i32(0);
-      b.i32(0).mem(Op.i64Load, 3, e + 16).i64(key).op(Op.i64Eq).op(Op.select);
-      b.i32(0).mem(Op.i64Load, 3, e).i64(key).op(Op.i64Eq).op(Op.select);
-      b.mem(Op.i32Store, 2, L.S_NEXT);
+      if (NEXT_KEY) {
+        // (the set and the key: the dispatcher finds the way that holds it, else looks the target up)
+        b.get(this.st).i32(e).mem(Op.i32Store, 2, L.S_NEXT);
+        b.get(this.st).i64(key).mem(Op.i64Store, 3, L.S_NKEY);
+      } else {
+        // (in either way of the set; S_NEXT = 0 when in neither: the dispatcher looks the target up)
+        b.get(this.st).i32(e).i32(e + 16).i32(0);
+        b.i32(0).mem(Op.i64Load, 3, e + 16).i64(key).op(Op.i64Eq).op(Op.select);
+        b.i32(0).mem(Op.i64Load, 3, e).i64(key).op(Op.i64Eq).op(Op.select);
+        b.mem(Op.i32Store, 2, L.S_NEXT);
+      }
     }
     this.exitConst(count, ripOff, (tpa >>> 12) === (pa >>> 12) && tpa >= 0 ? X_SAME : X_CROSS);
   }
@@ -792,6 +805,13 @@ class Translator {
     b.get(this.st).get(this.t32).i32(1).op(Op.i32Sub).tee(this.t32).mem(Op.i32Store, 2, L.S_RASP);
     b.get(this.t32).i32(L.RAS_N - 1).op(Op.i32And).i32(L.RAS_STRIDE).op(0x6c /* i32.mul */).get(this.st).op(Op.i32Add).tee(this.c32);
     b.mem(Op.i64Load, 3, L.S_RAS).get(this.v).op(Op.i64Eq).open(Op.if);
+    if (NEXT_KEY) {
+      b.get(this.st).get(this.c32).mem(Op.i32Load, 2, L.S_RAS + 16).mem(Op.i32Store, 2, L.S_NEXT);
+      b.get(this.st).get(this.c32).mem(Op.i64Load, 3, L.S_RAS + 8).mem(Op.i64Store, 3, L.S_NKEY);
+      b.close();
+      b.close();
+      return;
+    }
     b.get(this.c32).mem(Op.i32Load, 2, L.S_RAS + 16).set(this.t32);
     b.get(this.c32).mem(Op.i64Load, 3, L.S_RAS + 8).set(this.t);
     b.get(this.st);
