@@ -124,6 +124,9 @@ function receive(socket: net.Socket, opts: IncomingOptions, console: ConsoleIo, 
           // Everything before it has been applied: the source may stop its VM without a backlog in the pipe. The disk
           // copies are flushed now, so that the one before "loaded" has only the last blocks to write.
           copies?.flush();
+          // The source pauses its guest next: no more hot blocks are started here, so the last pages and the state
+          // do not wait behind a step of them (what compiles still installs, checked against its page's generation).
+          stopPretranslate?.();
           socket.write(jsonFrame({ kind: 'synced' }));
         } else if (m.kind === 'state') {
           if (!machine) throw new Error('the state came before hello');
@@ -131,7 +134,6 @@ function receive(socket: net.Socket, opts: IncomingOptions, console: ConsoleIo, 
           if (loaded) throw new Error('a second state');
           // Every disk block has arrived (the source sends them before the state): durable before "loaded".
           copies?.finish(blockDevices(machine));
-          // (no more blocks are started: what compiles still installs, checked against its page's generation)
           stopPretranslate?.();
           restore(machine, m.state, pretranslating);
           // Ready to run, not running: the source decides (its "go"), so a lost link never leaves two copies running.

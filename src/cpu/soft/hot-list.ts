@@ -48,12 +48,15 @@ export const HOT_FORMAT = 1;
 const RECORD_HEAD = 19;
 /** The 64-bit block mode (SoftCpu.blockMode): the only one the wasm translator translates. */
 const MODE64 = 8;
-/** At most this many blocks are listed (a booted Linux guest has ~13k translated). */
-const MAX_LISTED = 32768;
+/**
+ * At most this many blocks are listed. Measured at load ~25 with the full list (~8.5k blocks of a booted Linux guest):
+ * taking it cost the source 120-164 ms of wall time, and the destination got through 3968 of them before the state came.
+ */
+const MAX_LISTED = Number(process.env.RINGZERO_MIGRATE_HOT_MAX ?? 2048);
 
 /**
- * The translated, still valid 64-bit blocks of `cpu`'s block cache in the order they were translated (batches then
- * form as at the source), and the pages they lie in (one byte per page of low RAM); undefined when there are none.
+ * The translated, still valid 64-bit blocks of `cpu`'s block cache, the most recently translated first (see
+ * MAX_LISTED), and the pages they lie in (one byte per page of low RAM); undefined when there are none.
  * Records, little-endian: physical address (u32: code lives in low RAM), instruction count n (u8), bytes of the page
  * the instructions cover (u16), their hash (u32, hashBytes), the linear address the block was queued at (f64; NaN:
  * unknown), then each instruction's length as the block holds it (u8; the last one 0 when it may branch).
@@ -62,15 +65,18 @@ export function exportHotList(cpu: SoftCpu): { list: HotList; pages: Uint8Array 
   const engine = cpu.wasm;
   if (engine === null) return undefined;
   const cache = cpu.codeCache, ram = cpu.ram;
-  const blocks: Block[] = [];
-  let size = 0;
+  let blocks: Block[] = [];
   for (const b of cache.translated.values()) {
     if (b.mode !== MODE64 || b.wasm === null || b.pfn2 >= 0 || b.gen !== cache.pageGen[b.pa >>> 12] || b.n > MAX_BLOCK) continue;
     blocks.push(b);
-    size += RECORD_HEAD + b.n;
-    if (blocks.length >= MAX_LISTED) break;
   }
   if (blocks.length === 0) return undefined;
+  // The most recently translated first, at most MAX_LISTED: what the guest runs now (a booted Linux guest has ~8.5k
+  // translated blocks, most of them from its boot), and the destination may not get through the whole list before
+  // the state arrives.
+  blocks = blocks.slice(-MAX_LISTED).reverse();
+  let size = 0;
+  for (const b of blocks) size += RECORD_HEAD + b.n;
   const out = Buffer.alloc(size);
   const pages = new Uint8Array(Math.ceil(cache.lowSize / 4096));
   let p = 0;
@@ -252,17 +258,17 @@ export interface PretranslateReport {
   ignored?: string;
   /** Main-thread time spent rebuilding and translating (ms). */
   ms: number;
-  /** Stopped before the end of the list (the state arrived first). */
+  /** Stopped before the end of the list (the source's sync came first). */
   cut: boolean;
-  /** Blocks installed when stop() was called (the destination: when the state arrived, before the guest ran). */
+  /** Blocks installed when stop() was called (the destination: when the source's sync came, before its pause). */
   installedAtStop?: number;
 }
 
 /**
  * Rebuild the listed blocks in `cpu`'s block cache and translate them, CHUNK at a time between turns of the event
  * loop (the migration stream keeps arriving), at most MAX_FLYING modules compiling at once. Returns the report and
- * stop(), which ends it before the next chunk (the VM state has arrived: what is compiling still installs, nothing
- * more is started). `onDone` is called once the last queued module was installed or given up.
+ * stop(), which ends it before the next chunk (the source is about to pause: what is compiling still installs,
+ * nothing more is started). `onDone` is called once the last queued module was installed or given up.
  */
 export function pretranslate(cpu: SoftCpu, list: unknown, onDone?: (r: PretranslateReport) => void): { report: PretranslateReport; stop(): void } {
   const report: PretranslateReport = { listed: 0, queued: 0, skipped: 0, installed: 0, ms: 0, cut: false };
@@ -317,14 +323,17 @@ export function pretranslate(cpu: SoftCpu, list: unknown, onDone?: (r: Pretransl
       k++;
     }
     engine.flush(cpu);
-    report.ms += performance.now() - t;
-    setImmediate(step);
+    const took = performance.now() - t;
+    report.ms += took;
+    // At most a third of the main thread: the rest goes to the stream (with a step per turn of the event loop, one
+    // socket read came between steps, and the pre-copy took 1.4-2x as long).
+    setTimeout(step, Math.min(2 * took, 100));
   };
   setImmediate(step);
   return handle;
 }
 
-/** Blocks rebuilt and translated per step (one module each, as the translator's own batches: WASM_BATCH). */
-const CHUNK = 128;
+/** Blocks rebuilt and translated per step (one module each). */
+const CHUNK = 64;
 /** Modules compiling in the background at most while the list is translated (V8's worker pool has 4 threads). */
 const MAX_FLYING = 4;
