@@ -347,6 +347,7 @@ export class WasmEngine {
         rp: (pos: number): number => this.replay(pos),
         cc: (cc: number): number => {
           this.stats.conds++;
+          if (PROFILE) countHelper('cc');
           const c = this.cur!;
           this.takeFlags(c);
           return c.condition(cc) ? 1 : 0;
@@ -355,6 +356,7 @@ export class WasmEngine {
           // all = 0: the arithmetic flags before an instruction that keeps some of them (IMUL, BT, ROL), when the
           // block does not know them; 1: RFLAGS as PUSHF pushes it (VM and RF cleared, ../fast-forms.ts pushf)
           this.stats.conds++;
+          if (PROFILE) countHelper('fl' + all);
           const c = this.cur!;
           this.takeFlags(c);
           return all ? c.getFlags() & ~(VM | RF) : (c.settleFlags(), c.flags & ARITH);
@@ -365,6 +367,7 @@ export class WasmEngine {
           // (returns 1). IF and IOPL live in SoftCpu.flags whatever the lazy record holds.
           this.curPos = pos;
           this.stats.conds++;
+          if (PROFILE) countHelper('sy' + kind);
           const c = this.cur!, st = this.curSt;
           if (kind === SY_TSC) {
             // (translated RDTSC: the value only, ../system/control.ts readTsc, which is below 2^53)
@@ -436,7 +439,9 @@ export class WasmEngine {
       (TIER_STATS ? '; JS tier runs/instructions: ' + ['warming', 'queued', 'in flight', 'never', 'too long'].map((n, i) => `${n} ${this.tierRuns[i]}/${this.tierInstr[i]}`).join(', ') +
         `; async install latency ${(this.latency.ms / Math.max(1, this.latency.n)).toFixed(1)} ms, ${(this.latency.instr / Math.max(1, this.latency.n) / 1e3).toFixed(0)}k instructions (mean of ${this.latency.n})` : '') +
       (EXIT_STATS ? '; exits by kind (entered direct/looked up, left at limit/TLB miss/no entry): ' + this.exitStats() : '') +
-      (PROFILE ? '; replayed opcodes: ' + [...replayed].sort((a, b) => b[1] - a[1]).slice(0, 16).map(([o, n]) => `${o.toString(16)}:${n}`).join(' ') +
+      (PROFILE ? '; helpers by kind (sy: 0 CLI 1 STI 2 RDTSC 3 RDTSCP 4 SWAPGS 5 CLD 6 STD 8+ Sreg 16 SYSCALL 17 SYSRETQ 18 TSC): ' +
+        [...helperKinds].sort((a, b) => b[1] - a[1]).map(([k, n]) => `${k}:${n}`).join(' ') +
+        '; replayed opcodes: ' + [...replayed].sort((a, b) => b[1] - a[1]).slice(0, 16).map(([o, n]) => `${o.toString(16)}:${n}`).join(' ') +
         '; replayed by RIP (rip/opcode:count): ' + [...replayedAt].sort((a, b) => b[1] - a[1]).slice(0, 40).map(([k, n]) => { const [r, o] = k.split(':'); return `${BigInt.asUintN(64, BigInt(r)).toString(16)}/${(+o).toString(16)}:${n}`; }).join(' ') : '');
   }
 
@@ -1264,6 +1269,11 @@ function livesIn(b: Block, idx: number, k: number, gen: Int32Array): boolean {
 const replayed = new Map<number, number>();
 /** RINGZERO_WASM_PROFILE=1: replayed instructions by (RIP, opcode) (shown by --stats: the top sites). */
 const replayedAt = new Map<string, number>();
+/** RINGZERO_WASM_PROFILE=1: the helpers `cc`, `fl` (by argument) and `sy` (by kind) called, by name (statsLine). */
+const helperKinds = new Map<string, number>();
+function countHelper(k: string): void {
+  helperKinds.set(k, (helperKinds.get(k) ?? 0) + 1);
+}
 /** RINGZERO_WASM_EXIT_STATS=1: returns to JavaScript by (RIP, exit kind, CPL, why the call ended). */
 const exitSites = new Map<string, number>();
 const NO_RECORD = -1;
