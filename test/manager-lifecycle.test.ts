@@ -114,7 +114,11 @@ test('a daemon killed with SIGKILL and started again re-attaches to the VM still
   const after = await vm('keep');
   assert.equal(after.state, 'running');
   assert.equal(after.pid, before.pid);
-  const viewer = await cli(['console', 'keep'], socket(), [{ afterMs: 1500, data: '\x01x' }]);
+  // The viewer detaches once the scrollback has come (a fixed 1.5 s was shorter than the CLI's own start at load ~30
+  // in a CI run: it detached before anything was printed); without it, the 30 s timeout ends it and the check fails.
+  const viewer = await cli(['console', 'keep'], socket(), [], 30_000, (all, child) => {
+    if (all.includes('ringzero test guest: idle\n')) child.stdin!.write('\x01x');
+  });
   assert.equal(viewer.stdout, 'ringzero test guest: idle\n');
 
   // The re-attached VMM is not the new daemon's child: its end is still noticed.
