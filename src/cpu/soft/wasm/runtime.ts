@@ -593,8 +593,13 @@ export class WasmEngine {
     I[(st + L.S_SYS) >> 2] = 0;
     I[(st + L.S_IFW) >> 2] = 0;
     c.flags = I[(st + L.S_EFL) >> 2];
+    // (the CS load drops the return-address predictions (SoftCpu.invalidateFetch, for a mapping change): this runs
+    // later in the call, after the translated code made new ones in the new privilege, which stay right; the inline
+    // switch itself dropped the old privilege's)
+    const rasp = I[(st + L.S_RASP) >> 2];
     if (kind === 1) syscallSegments64(c, I[(st + L.S_STAR_CS) >> 2]);
     else sysretSegments64(c, I[(st + L.S_STAR_RET) >> 2]);
+    I[(st + L.S_RASP) >> 2] = rasp;
   }
 
   /** Per state area: the SYSCALL MSR record (../system/fastcall.ts syscallMsrs) last copied into it. */
