@@ -142,70 +142,96 @@ export class Body {
     return this.paramCount + this.localTypes.length - 1;
   }
 
-  private byte(b: number): void {
-    if (this.len === this.buf.length) {
-      const n = this.alloc(this.buf.length * 2);
-      n.set(this.buf);
-      this.buf = n;
-    }
-    this.buf[this.len++] = b;
+  /**
+   * Make room for `n` more bytes: every emitting method asks once for the most it may write (a LEB128 of a u32/i32
+   * takes at most 5 bytes, of an i64 10), then writes with `put`, unchecked (one capacity check per operation rather
+   * than per byte: the build of a batch runs on the main thread while the guest waits).
+   */
+  private room(n: number): void {
+    if (this.len + n <= this.buf.length) return;
+    let size = this.buf.length * 2;
+    while (size < this.len + n) size *= 2;
+    const b = this.alloc(size);
+    b.set(this.buf.subarray(0, this.len));
+    this.buf = b;
   }
+  private put(b: number): void { this.buf[this.len++] = b; }
+  private byte(b: number): void { this.room(1); this.put(b); }
+  /** (the caller made room: 5 bytes) */
   private uleb(v: number): void {
     do {
       let b = v & 0x7f;
       v >>>= 7;
       if (v !== 0) b |= 0x80;
-      this.byte(b);
+      this.put(b);
     } while (v !== 0);
   }
+  /** (the caller made room: 10 bytes) */
   private sleb(v: number): void {
-    if ((v | 0) !== v) { const tmp: number[] = []; slebNum(tmp, v); for (const b of tmp) this.byte(b); return; }
+    if ((v | 0) !== v) {
+      // (an exact integer beyond int32, |v| < 2^53: as two int32 halves, without the float arithmetic of slebNum)
+      const hi = Math.floor(v / 4294967296);
+      this.sleb64(v - hi * 4294967296 | 0, hi | 0);
+      return;
+    }
     for (;;) {
       const b = v & 0x7f;
       v >>= 7;
-      if ((v === 0 && (b & 0x40) === 0) || (v === -1 && (b & 0x40) !== 0)) { this.byte(b); return; }
-      this.byte(b | 0x80);
+      if ((v === 0 && (b & 0x40) === 0) || (v === -1 && (b & 0x40) !== 0)) { this.put(b); return; }
+      this.put(b | 0x80);
+    }
+  }
+
+  /** Signed LEB128 of the 64-bit integer hi * 2^32 + (lo >>> 0), given as two int32 halves (the caller made room: 10 bytes). */
+  private sleb64(lo: number, hi: number): void {
+    for (;;) {
+      const b = lo & 0x7f;
+      lo = (lo >>> 7) | (hi << 25);
+      hi >>= 7;
+      if ((hi === 0 && lo === 0 && (b & 0x40) === 0) || (hi === -1 && lo === -1 && (b & 0x40) !== 0)) { this.put(b); return; }
+      this.put(b | 0x80);
     }
   }
 
   /** One opcode byte, or two (a 0xFC-prefixed opcode, call_indirect's type, ...). */
-  op(a: number, b = -1): this { this.byte(a); if (b >= 0) this.byte(b); return this; }
-  i32(v: number): this { this.byte(Op.i32Const); this.sleb(v | 0); return this; }
+  op(a: number, b = -1): this { this.room(2); this.put(a); if (b >= 0) this.put(b); return this; }
+  i32(v: number): this { this.room(6); this.put(Op.i32Const); this.sleb(v | 0); return this; }
   /** i64.const: a number (an exact integer, |v| < 2^53) or a bigint. */
   i64(v: bigint | number): this {
-    this.byte(Op.i64Const);
+    this.room(11);
+    this.put(Op.i64Const);
     if (typeof v === 'number') this.sleb(v);
-    else {
-      // (the translator's masks and constants mostly fit a safe integer: the number path, no BigInt arithmetic per byte)
-      v = BigInt.asIntN(64, v);
-      if (v >= -MAX_SAFE && v <= MAX_SAFE) this.sleb(Number(v));
-      else { const tmp: number[] = []; sleb64(tmp, v); for (const b of tmp) this.byte(b); }
-    }
+    else this.sleb64(Number(BigInt.asIntN(32, v)), Number(BigInt.asIntN(32, v >> 32n)));
     return this;
   }
+  /** i64.const of hi * 2^32 + (lo >>> 0) (two int32 halves: no number or BigInt arithmetic). */
+  i64hl(hi: number, lo: number): this { this.room(11); this.put(Op.i64Const); this.sleb64(lo | 0, hi | 0); return this; }
   f64(v: number): this {
-    this.byte(Op.f64Const);
+    this.room(9);
+    this.put(Op.f64Const);
     F64_SCRATCH[0] = v;
-    for (let i = 0; i < 8; i++) this.byte(F64_BYTES[i]);
+    for (let i = 0; i < 8; i++) this.put(F64_BYTES[i]);
     return this;
   }
   /** A SIMD instruction without immediates (0xFD prefix, LEB128 opcode). */
-  simd(op: number): this { this.byte(0xfd); this.uleb(op); return this; }
+  simd(op: number): this { this.room(6); this.put(0xfd); this.uleb(op); return this; }
   /** A SIMD load/store with its memarg. */
-  simdMem(op: number, align: number, offset: number): this { this.simd(op); this.uleb(align); this.uleb(offset); return this; }
+  simdMem(op: number, align: number, offset: number): this { this.simd(op); this.room(10); this.uleb(align); this.uleb(offset); return this; }
   /** i8x16.shuffle with its 16 lane indices (0-15 the first operand's bytes, 16-31 the second's). */
   shuffle(lanes: readonly number[]): this {
     this.simd(Simd.i8x16Shuffle);
-    for (let i = 0; i < 16; i++) this.byte(lanes[i]);
+    this.room(16);
+    for (let i = 0; i < 16; i++) this.put(lanes[i]);
     return this;
   }
-    get(l: number): this { this.byte(Op.localGet); this.uleb(l); return this; }
-  set(l: number): this { this.byte(Op.localSet); this.uleb(l); return this; }
-  tee(l: number): this { this.byte(Op.localTee); this.uleb(l); return this; }
-  call(f: number): this { this.byte(Op.call); this.uleb(f); return this; }
+  get(l: number): this { this.room(6); this.put(Op.localGet); this.uleb(l); return this; }
+  set(l: number): this { this.room(6); this.put(Op.localSet); this.uleb(l); return this; }
+  tee(l: number): this { this.room(6); this.put(Op.localTee); this.uleb(l); return this; }
+  call(f: number): this { this.room(6); this.put(Op.call); this.uleb(f); return this; }
   /** A load/store with alignment hint log2 `align` and a constant offset (§5.4.6 memarg). */
   mem(opcode: number, align: number, offset: number): this {
-    this.byte(opcode);
+    this.room(11);
+    this.put(opcode);
     this.uleb(align);
     this.uleb(offset);
     return this;
@@ -213,7 +239,7 @@ export class Body {
 
   /** Open a block (kind: Op.block, Op.loop or Op.if) with no result; returns its label. */
   open(kind: number): number {
-    this.byte(kind); this.byte(EMPTY);
+    this.room(2); this.put(kind); this.put(EMPTY);
     const id = this.nextLabel++;
     this.labels.push(id);
     return id;
@@ -229,11 +255,12 @@ export class Body {
     if (i < 0) throw new Error('branch to a label that is not open');
     return this.labels.length - 1 - i;
   }
-  br(label: number): this { this.byte(Op.br); this.uleb(this.depth(label)); return this; }
-  brIf(label: number): this { this.byte(Op.brIf); this.uleb(this.depth(label)); return this; }
+  br(label: number): this { this.room(6); this.put(Op.br); this.uleb(this.depth(label)); return this; }
+  brIf(label: number): this { this.room(6); this.put(Op.brIf); this.uleb(this.depth(label)); return this; }
   /** br_table (Core spec §5.4.1, opcode 0x0E): to labels[i] for the i32 on the stack, `def` when out of range. */
   brTable(labels: readonly number[], def: number): this {
-    this.byte(0x0e); this.uleb(labels.length);
+    this.room(6 + 5 * (labels.length + 1));
+    this.put(0x0e); this.uleb(labels.length);
     for (const l of labels) this.uleb(this.depth(l));
     this.uleb(this.depth(def));
     return this;
@@ -289,7 +316,6 @@ export class Body {
  * is dropped from here once full.
  */
 const BODY_START = 512;
-const MAX_SAFE = BigInt(Number.MAX_SAFE_INTEGER);
 const ARENA_SIZE = 256 * 1024;
 let arena = new Uint8Array(ARENA_SIZE);
 let arenaUsed = 0;

@@ -17,6 +17,7 @@ import { stiSetsIf } from '../ops/interrupt-flag.ts';
 import { translateBody, translateRegion, groupRegions, pageTargets, buildModule, buildFlaglib, rawBody, memUsedOf, type WasmCode, type EmitOpts, EXIT_STATS, NEXT_KEY, X_NAMES, EXPLICIT, SYNCED, ARITH, RF, VM, IF, K_SHIFT, PRIV_CHAIN } from './translate.ts';
 import { syscallMsrs, syscallSegments64, sysretSegments64, type SyscallMsrs } from '../system/fastcall.ts';
 import { EFER_SCE, CR4_TSD } from '../constants.ts';
+import { appendFileSync } from 'node:fs';
 /** The layout constants as a plain object (under tsx a namespace import reads each one through a getter call). */
 const L = { ...layout };
 
@@ -703,6 +704,7 @@ export class WasmEngine {
     }
     for (const block of live) { const l = lins.get(block); if (l !== undefined) this.linOf.set(block, l); }
     if (REFORM) this.reform(live, lins, c.codeCache);
+    if (CAPTURE) captureBatch(live, lins);
     for (const group of groupRegions(live, lins)) {
       if (group.length > 1) {
         const opts = this.tier1Opts();
@@ -1260,6 +1262,29 @@ const TIER_STATS = process.env.RINGZERO_TIER_STATS === '1';
 /** Batches pull in the translated blocks of their pages they branch with (WasmEngine.reform; RINGZERO_WASM_REFORM=0: off). */
 let REFORM = process.env.RINGZERO_WASM_REFORM !== '0';
 /** Switch REFORM (tests of the dispatcher's own chaining, which regions would bypass); returns the old setting. */
+/**
+ * RINGZERO_WASM_CAPTURE=FILE: every batch's blocks (after reform, before grouping) are appended to FILE, one JSON
+ * line per batch, for bench/wasm-build.ts, which translates them again and again (the build's cost per block on the
+ * main thread, measured without a boot). A block is written in full the first time, by number afterwards.
+ */
+const CAPTURE = process.env.RINGZERO_WASM_CAPTURE ?? '';
+const captured = new WeakMap<Block, number>();
+let capturedN = 0;
+function captureBatch(live: Block[], lins: Map<Block, number>): void {
+  const out = live.map((b) => {
+    const l = lins.get(b);
+    let id = captured.get(b);
+    if (id !== undefined) return { id, l };
+    captured.set(b, id = capturedN++);
+    const es = b.entries.map((e) => {
+      const r = e as unknown as Record<string, number>;
+      return [r.pk, r.dec1, r.dec2, e.a, e.b, e.imm, e.immHi, e.op, e.base, e.index, e.disp];
+    });
+    return { id, l, pa: b.pa, mode: b.mode, gen: b.gen, pfn2: b.pfn2, gen2: b.gen2, es };
+  });
+  appendFileSync(CAPTURE, JSON.stringify(out) + '\n');
+}
+
 export function setReform(on: boolean): boolean { const old = REFORM; REFORM = on; return old; }
 /** Times one block is translated again that way, and blocks pulled into one batch at most. */
 const REFORM_MAX = Number(process.env.RINGZERO_WASM_REFORM_MAX ?? 2);

@@ -159,6 +159,8 @@ const KIND = [L_ADD, L_LOGIC, 0, 0, L_LOGIC, L_SUB, L_LOGIC, L_SUB, L_LOGIC];
 void AND;
 
 const TWO47 = 140737488355328;
+/** The extreme i64 values (BigInt constants made once, not per emission). */
+const I64_MIN = -(2n ** 63n), I64_MAX = 2n ** 63n - 1n;
 /** CF PF AF ZF SF OF (SDM vol. 1 §3.4.3.1). */
 export const ARITH = 0x8d5;
 /** RF (bit 16) and VM (bit 17) of RFLAGS (SDM vol. 1 §3.4.3). */
@@ -309,6 +311,8 @@ class Translator {
    */
   readonly rc: number[] = new Array(16).fill(-1);
   readonly rs: number[] = new Array(16).fill(0);
+  /** Bit r set exactly when rs[r] is 2 (flush, called before every access, helper and exit, skips a clean cache). */
+  dirty = 0;
   base = 1;
   /** Set while ./sse.ts emits (it reads registers from the state area itself): the cache is neither filled nor dirtied. */
   noCache = false;
@@ -365,12 +369,14 @@ class Translator {
    */
   flush(): void {
     this.commitFlags();
-    const b = this.b, keep = this.nested();
-    for (let r = 0; r < 16; r++) {
-      if (this.rs[r] !== 2) continue;
+    if (this.dirty === 0) return;
+    const keep = this.nested();
+    for (let r = 0, m = this.dirty; m !== 0; r++, m >>>= 1) {
+      if ((m & 1) === 0) continue;
       this.writeBack(r, this.rc[r]);
       if (!keep) this.rs[r] = 1;
     }
+    if (!keep) this.dirty = 0;
   }
 
   /**
@@ -384,7 +390,9 @@ class Translator {
   }
 
   /** Forget the cache (after a replay, which may have changed any register in the state area). */
-  forget(): void { this.rs.fill(0); }
+  forget(): void { this.rs.fill(0); this.dirty = 0; }
+  /** Forget register r (a helper wrote it in the state area). */
+  drop(r: number): void { this.rs[r] = 0; this.dirty &= ~(1 << r); }
 
   /** Registers kept in locals across a self-loop (null: none; the loop's top starts with an empty cache). */
   loopPre: number[] | null = null;
@@ -537,7 +545,7 @@ class Translator {
   /** Store i64 local `l` into register r. */
   set64(r: number, l: number): void {
     const b = this.b;
-    if (!this.nested()) { b.get(l).set(this.rl(r)); this.rs[r] = 2; return; }
+    if (!this.nested()) { b.get(l).set(this.rl(r)); this.rs[r] = 2; this.dirty |= 1 << r; return; }
     this.writeBack(r, l);
     if (this.rs[r] !== 0) b.get(l).set(this.rc[r]);
   }
@@ -547,7 +555,7 @@ class Translator {
    */
   setFrom(r: number, emit: () => void): void {
     const b = this.b;
-    if (!this.nested()) { emit(); b.set(this.rl(r)); this.rs[r] = 2; return; }
+    if (!this.nested()) { emit(); b.set(this.rl(r)); this.rs[r] = 2; this.dirty |= 1 << r; return; }
     emit(); b.set(this.t64);
     this.set64(r, this.t64);
   }
@@ -569,7 +577,7 @@ class Translator {
   setLow(r: number, mask: number, emit: () => void): void {
     const b = this.b;
     emit(); b.set(this.t32); // (emit may read r itself, or use c32)
-    this.r64(r); b.i64(BigInt.asIntN(64, ~BigInt(mask >>> 0))).op(Op.i64And);
+    this.r64(r); b.i64(-(mask >>> 0) - 1).op(Op.i64And);
     b.get(this.t32).op(Op.i64ExtendI32u).op(Op.i64Or).set(this.t64);
     this.set64(r, this.t64);
   }
@@ -674,11 +682,11 @@ class Translator {
   }
 
   /**
-   * The first two words of a DISPATCH entry for the block at `tpa` in this block's page (so of this block's page
-   * generation), as one i64: pa in the low half, the generation in the high half.
+   * Emit the first two words of a DISPATCH entry for the block at `tpa` in this block's page (so of this block's page
+   * generation) as one i64.const: pa in the low half, the generation in the high half.
    */
-  entryKey(tpa: number): bigint {
-    return (BigInt(this.block.gen >>> 0) << 32n) | BigInt(tpa >>> 0);
+  entryKey(tpa: number): void {
+    this.b.i64hl(this.block.gen, tpa);
   }
 
   /**
@@ -719,16 +727,16 @@ class Translator {
       return;
     }
     if (DIRECT_CHAIN && ripOff !== 0 && (tpa >>> 12) === (pa >>> 12) && tpa >= 0) {
-      const e = L.dispatchEntry(tpa), key = this.entryKey(tpa);
+      const e = L.dispatchEntry(tpa);
       if (NEXT_KEY) {
         // (the set and the key: the dispatcher finds the way that holds it, else looks the target up)
         b.get(this.st).i32(e).mem(Op.i32Store, 2, L.S_NEXT);
-        b.get(this.st).i64(key).mem(Op.i64Store, 3, L.S_NKEY);
+        b.get(this.st); this.entryKey(tpa); b.mem(Op.i64Store, 3, L.S_NKEY);
       } else {
         // (in either way of the set; S_NEXT = 0 when in neither: the dispatcher looks the target up)
         b.get(this.st).i32(e).i32(e + 16).i32(0);
-        b.i32(0).mem(Op.i64Load, 3, e + 16).i64(key).op(Op.i64Eq).op(Op.select);
-        b.i32(0).mem(Op.i64Load, 3, e).i64(key).op(Op.i64Eq).op(Op.select);
+        b.i32(0).mem(Op.i64Load, 3, e + 16); this.entryKey(tpa); b.op(Op.i64Eq).op(Op.select);
+        b.i32(0).mem(Op.i64Load, 3, e); this.entryKey(tpa); b.op(Op.i64Eq).op(Op.select);
         b.mem(Op.i32Store, 2, L.S_NEXT);
       }
     }
@@ -787,7 +795,7 @@ class Translator {
     if (same) b.get(this.c32).get(ret).mem(Op.i64Store, 3, L.S_RAS);
     else b.get(this.c32).i64(1n << 62n).mem(Op.i64Store, 3, L.S_RAS);
     if (same) {
-      b.get(this.c32).i64(this.entryKey(tpa)).mem(Op.i64Store, 3, L.S_RAS + 8);
+      b.get(this.c32); this.entryKey(tpa); b.mem(Op.i64Store, 3, L.S_RAS + 8);
       b.get(this.c32).i32(L.dispatchEntry(tpa)).mem(Op.i32Store, 2, L.S_RAS + 16);
     }
     b.get(this.st).get(this.t32).i32(1).op(Op.i32Add).mem(Op.i32Store, 2, L.S_RASP);
@@ -899,7 +907,7 @@ class Translator {
       b.get(this.st).get(this.ld).mem(Op.i64Store, 3, L.S_LD);
       return;
     }
-    b.get(this.st).i64((BigInt(this.size) << 32n) | BigInt(k >>> 0)).mem(Op.i64Store, 3, L.S_LOP);
+    b.get(this.st).i64hl(this.size, k).mem(Op.i64Store, 3, L.S_LOP);
     if (k !== L_LOGIC && k !== L_INC && k !== L_DEC) {
       b.get(this.st).get(this.ld).mem(Op.i64Store, 3, L.S_LD);
       b.get(this.st).get(this.ls).mem(Op.i64Store, 3, L.S_LS);
@@ -988,7 +996,7 @@ class Translator {
         : () => { this.fv(this.lr, false); this.fv(this.ld, false); b.op(leu); this.fv(this.lr, false); this.fv(this.ld, false); b.op(ltu); b.get(this.lcy).op(Op.select); };
     } else if (k === L_INC || k === L_DEC) {
       if (this.size === 1) return false;
-      const lim = k === L_INC ? (w ? -(2n ** 63n) : -2147483648) : (w ? 2n ** 63n - 1n : 2147483647);
+      const lim = k === L_INC ? (w ? I64_MIN : -2147483648) : (w ? I64_MAX : 2147483647);
       O = () => { this.fv(this.lr, true); if (w) b.i64(lim as bigint); else b.i32(lim as number); b.op(eq); };
       B = () => { b.get(this.lcy).i32(0).op(Op.i32Ne); };
     } else return false;
@@ -1262,7 +1270,7 @@ class Translator {
   /** Push register r's value at size (4: zero-extended) as i64. */
   regVal(r: number, size: number): void {
     if (size === 8) this.r64(r);
-    else if (this.rs[r] !== 0) this.b.get(this.rc[r]).i64(0xffffffffn).op(Op.i64And);
+    else if (this.rs[r] !== 0) this.b.get(this.rc[r]).i64(0xffffffff).op(Op.i64And);
     else this.b.get(this.st).mem(Op.i64Load32u, 2, L.S_RLO + 4 * r);
   }
 
@@ -1350,12 +1358,20 @@ function blockOffsets(block: Block): number[] | null {
   // lone MOV Sreg,r/m (8E ends its block), which is replayed: __switch_to's `mov fs,eax`, once per context switch,
   // returned to JavaScript there ~1.4 times per 4 KiB random read of bench/io; a lone MOVS/STOS, the target of a
   // loop's branch, runs in wasm too: Translator.stringOp)
-  if (!es.some((e) => (e.form !== Form.None && (e.form !== Form.ShiftImm || e.op >= 4)) || e.opcode === 0x105 || e.opcode === 0x107 || e.opcode === 0x8e ||
-    (e.adsize === 8 && (e.opcode === 0xa4 || e.opcode === 0xa5 || e.opcode === 0xaa || e.opcode === 0xab)))) return null;
+  // (one loop for both, the check's field decoding skipped once an entry qualifies: called several times per block
+  // per batch, by groupRegions, WasmEngine.reform's pageTargets and the translation)
   const offs: number[] = [];
-  let off = 0;
-  for (let i = 0; i < es.length; i++) { offs.push(off); off += es[i].len; }
-  return offs;
+  let off = 0, worth = false;
+  for (let i = 0; i < es.length; i++) {
+    const e = es[i];
+    offs.push(off); off += e.len;
+    if (worth) continue;
+    const f = e.form;
+    if (f !== Form.None && (f !== Form.ShiftImm || e.op >= 4)) { worth = true; continue; }
+    const o = e.opcode;
+    worth = o === 0x105 || o === 0x107 || o === 0x8e || ((o === 0xa4 || o === 0xa5 || o === 0xaa || o === 0xab) && e.adsize === 8);
+  }
+  return worth ? offs : null;
 }
 
 /**
@@ -1399,43 +1415,52 @@ function staticExits(b: Block, offs: number[]): number[] {
  */
 export function groupRegions(blocks: Block[], lins?: Map<Block, number>): Block[][] {
   if (!REGIONS) return blocks.map((b) => [b]);
-  const parent = new Map<Block, Block>();
-  const find = (x: Block): Block => { let r = x; while (parent.get(r) !== r) r = parent.get(r)!; parent.set(x, r); return r; };
-  const byPa = new Map<number, Block>(), byLin = new Map<number, Block>();
-  for (const b of blocks) {
-    parent.set(b, b);
-    if (!byPa.has(b.pa)) byPa.set(b.pa, b);
-    const l = CROSS_PAGE ? lins?.get(b) : undefined;
-    if (l !== undefined && !byLin.has(l)) byLin.set(l, b);
+  // (union-find over the blocks' indices, in typed arrays: the Maps of blocks it used cost ~8% of a batch's build)
+  const n = blocks.length, parent = new Int32Array(n), offs: (number[] | null)[] = new Array(n);
+  const find = (x: number): number => { let r = x; while (parent[r] !== r) r = parent[r]; parent[x] = r; return r; };
+  const byPa = new Map<number, number>(), byLin = new Map<number, number>(), lin: (number | undefined)[] = new Array(n);
+  for (let i = 0; i < n; i++) {
+    const b = blocks[i];
+    parent[i] = i;
+    offs[i] = blockOffsets(b);
+    if (!byPa.has(b.pa)) byPa.set(b.pa, i);
+    const l = lin[i] = CROSS_PAGE ? lins?.get(b) : undefined;
+    if (l !== undefined && !byLin.has(l)) byLin.set(l, i);
   }
-  for (const b of blocks) {
-    const offs = blockOffsets(b);
-    if (offs === null || byPa.get(b.pa) !== b) continue;
-    for (const t of staticExits(b, offs)) {
-      const tpa = b.pa + t, bl = CROSS_PAGE ? lins?.get(b) : undefined;
+  for (let i = 0; i < n; i++) {
+    const b = blocks[i], o = offs[i];
+    if (o === null || byPa.get(b.pa) !== i) continue;
+    const bl = lin[i];
+    for (const t of staticExits(b, o)) {
+      const tpa = b.pa + t;
       if ((tpa >>> 12) !== (b.pa >>> 12) && bl !== undefined) {
         // (into another page: the block queued at the target's linear address, Translator.crossBranch)
-        const o = byLin.get(bl + t);
-        if (o === undefined || o === b || byPa.get(o.pa) !== o || (o.pa >>> 12) === (b.pa >>> 12) || blockOffsets(o) === null) continue;
-        const ra = find(b), rb = find(o);
-        if (ra !== rb) parent.set(ra, rb);
+        const j = byLin.get(bl + t);
+        if (j === undefined || j === i) continue;
+        const x = blocks[j];
+        if (byPa.get(x.pa) !== j || (x.pa >>> 12) === (b.pa >>> 12) || offs[j] === null) continue;
+        const ra = find(i), rb = find(j);
+        if (ra !== rb) parent[ra] = rb;
         continue;
       }
-      const o = byPa.get(tpa);
-      if (o === undefined || o === b || (tpa >>> 12) !== (b.pa >>> 12) || o.gen !== b.gen || blockOffsets(o) === null) continue;
-      const ra = find(b), rb = find(o);
-      if (ra !== rb) parent.set(ra, rb);
+      const j = byPa.get(tpa);
+      if (j === undefined || j === i || (tpa >>> 12) !== (b.pa >>> 12) || blocks[j].gen !== b.gen || offs[j] === null) continue;
+      const ra = find(i), rb = find(j);
+      if (ra !== rb) parent[ra] = rb;
     }
   }
-  const groups = new Map<Block, Block[]>();
-  for (const b of blocks) {
-    const r = find(b);
-    let g = groups.get(r);
-    if (g === undefined) groups.set(r, g = []);
-    g.push(b);
+  const groupOf: (Block[] | undefined)[] = new Array(n), groups: Block[][] = [];
+  for (let i = 0; i < n; i++) {
+    const r = find(i);
+    let g = groupOf[r];
+    if (g === undefined) { groupOf[r] = g = []; groups.push(g); }
+    g.push(blocks[i]);
   }
   const out: Block[][] = [];
-  for (const g of groups.values()) for (let i = 0; i < g.length; i += REGION_MAX) out.push(g.slice(i, i + REGION_MAX));
+  for (const g of groups) {
+    if (g.length <= REGION_MAX) out.push(g);
+    else for (let i = 0; i < g.length; i += REGION_MAX) out.push(g.slice(i, i + REGION_MAX));
+  }
   return out;
 }
 
@@ -1560,7 +1585,7 @@ function emitCode(T: Translator, block: Block, offs: number[], loop: { pre: numb
   const N = es.length;
   const b = T.b;
   T.block = block; T.offs = offs;
-  T.rs.fill(0); T.known = false; T.fdirty = false; T.kind = 0; T.size = 0; T.ix = 0;
+  T.rs.fill(0); T.dirty = 0; T.known = false; T.fdirty = false; T.kind = 0; T.size = 0; T.ix = 0;
   T.loopPre = null; T.loopDirty = []; T.backDirty.fill(false);
   const last = es[N - 1];
   const lastNext = offs[N - 1] + last.len;
@@ -1573,7 +1598,7 @@ function emitCode(T: Translator, block: Block, offs: number[], loop: { pre: numb
   }
   if (T.selfLoop) T.top = b.open(Op.loop);
   T.base = b.nest;
-  if (T.loopPre !== null) for (const r of T.loopPre) T.rs[r] = T.loopDirty.includes(r) ? 2 : 1;
+  if (T.loopPre !== null) for (const r of T.loopPre) { T.rs[r] = T.loopDirty.includes(r) ? 2 : 1; if (T.rs[r] === 2) T.dirty |= 1 << r; }
   for (let i = 0; i < N; i++) {
     const e = es[i];
     const o = offs[i];
@@ -1995,7 +2020,7 @@ function emitRdtsc(T: Translator, e: BlockEntry, i: number, next: number): void 
   // RDX and RCX in the state area; no flag changes. Registers are written back first (it may raise #GP), and the
   // cache forgets the ones it wrote.
   T.flush(); b.i32(3); T.pos(); b.call(F_SY).op(Op.drop);
-  T.rs[0] = 0; T.rs[2] = 0; T.rs[1] = 0;
+  T.drop(0); T.drop(2); T.drop(1);
 }
 
 /**
@@ -2489,7 +2514,7 @@ function emitImulRR(T: Translator, e: BlockEntry, i: number, next: number): void
     b.i32(0).set(T.c32);
     b.get(T.ld).op(Op.i64Eqz).op(Op.i32Eqz).open(Op.if);
     b.get(T.ld).i64(-1).op(Op.i64Eq).open(Op.if);
-    b.get(T.ls).i64(-(2n ** 63n)).op(Op.i64Eq).set(T.c32);
+    b.get(T.ls).i64(I64_MIN).op(Op.i64Eq).set(T.c32);
     b.else();
     b.get(T.lr).get(T.ld).op(0x7f /* i64.div_s */).get(T.ls).op(Op.i64Ne).set(T.c32);
     b.close();
@@ -2568,7 +2593,7 @@ function emitMulDivR(T: Translator, e: BlockEntry, i: number, next: number): voi
   }
   if (signed) {
     // -2^63 / -1 traps in wasm (and its quotient never fits)
-    b.get(T.t).i64(-(2n ** 63n)).op(Op.i64Eq).get(T.ls).i64(-1).op(Op.i64Eq).op(Op.i32And).brIf(hard);
+    b.get(T.t).i64(I64_MIN).op(Op.i64Eq).get(T.ls).i64(-1).op(Op.i64Eq).op(Op.i32And).brIf(hard);
   }
   b.get(T.t).get(T.ls).op(signed ? 0x7f /* i64.div_s */ : 0x80 /* i64.div_u */).set(T.lr);
   b.get(T.t).get(T.ls).op(signed ? 0x81 /* i64.rem_s */ : 0x82 /* i64.rem_u */).set(T.x2);
@@ -2583,7 +2608,7 @@ function emitMulDivR(T: Translator, e: BlockEntry, i: number, next: number): voi
   b.close();
   T.known = false; T.fdirty = false; // (either path left the state area's record right: EXPLICIT stored through, or the CPU's after the replay)
   // (both paths left rAX and rDX in the state area: written through inside the branch, or by the replay)
-  T.rs[0] = 0; T.rs[2] = 0;
+  T.drop(0); T.drop(2);
 }
 
 function emitPushM(T: Translator, e: BlockEntry, i: number, next: number): void {
@@ -2803,10 +2828,10 @@ export function buildFlaglib(): Uint8Array<ArrayBuffer> {
   // low nibble wrapped
   b.get(f).get(cy).op(Op.i32Or).set(f);
   b.get(k).i32(L_INC).op(Op.i32Eq).open(Op.if);
-  b.get(f).get(r).i64(-(2n ** 63n)).op(Op.i64Eq).i32(11).op(Op.i32Shl).op(Op.i32Or);
+  b.get(f).get(r).i64(I64_MIN).op(Op.i64Eq).i32(11).op(Op.i32Shl).op(Op.i32Or);
   b.get(lr).i32(15).op(Op.i32And).op(Op.i32Eqz).i32(4).op(Op.i32Shl).op(Op.i32Or).op(Op.return);
   b.close();
-  b.get(f).get(r).i64(1).get(sh).op(Op.i64Shl).op(Op.i64Add).i64(-(2n ** 63n)).op(Op.i64Eq).i32(11).op(Op.i32Shl).op(Op.i32Or);
+  b.get(f).get(r).i64(1).get(sh).op(Op.i64Shl).op(Op.i64Add).i64(I64_MIN).op(Op.i64Eq).i32(11).op(Op.i32Shl).op(Op.i32Or);
   b.get(lr).i32(15).op(Op.i32And).i32(15).op(Op.i32Eq).i32(4).op(Op.i32Shl).op(Op.i32Or).op(Op.return);
   b.close();
   // AF: bit 4 of d ^ s ^ r
