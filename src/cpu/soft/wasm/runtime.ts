@@ -21,8 +21,14 @@ import { appendFileSync } from 'node:fs';
 /** The layout constants as a plain object (under tsx a namespace import reads each one through a getter call). */
 const L = { ...layout };
 
-/** Replays of a cached block before it is translated (RINGZERO_WASM_HOT; never above RINGZERO_JIT_HOT). */
-const WASM_HOT = Number(process.env.RINGZERO_WASM_HOT ?? 100);
+/**
+ * Replays of a cached block before it is translated (RINGZERO_WASM_HOT; never above RINGZERO_JIT_HOT). 40 since
+ * session 18, once the build cost less (bench/wasm-build.ts): Linux boots to the prompt in 5 side-by-side pairs
+ * (load 25-33), main-thread CPU 100 vs 40: 14.66/14.14, 14.80/13.98, 14.43/14.08, 12.80/12.62, 14.66/13.71 s
+ * (-3.9% on average, lower in every pair); process CPU +0.6..+1.2 s (19.5k blocks translated instead of 14.0k, 14.1
+ * instead of 10.2 MiB of code: more compiling on V8's background threads). At 30 in session 17, before: no gain.
+ */
+const WASM_HOT = Number(process.env.RINGZERO_WASM_HOT ?? 40);
 /**
  * Blocks per translated module (RINGZERO_WASM_BATCH), and the replays a queued block may wait meanwhile. 128 rather
  * than 32: most batches then close on the wait (blocks that became hot together), half as many modules, more blocks
