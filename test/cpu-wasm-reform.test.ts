@@ -6,7 +6,7 @@ import test from 'node:test';
 import assert from 'node:assert/strict';
 import { hexBytes, runBlocksToHalt, cpuState, CODE, DATA, interpreterOrWasmMachine, type Machine } from './support/soft-cpu.ts';
 import { setHotThreshold, setJitThreshold } from '../src/cpu/soft/code-cache.ts';
-import { setReform } from '../src/cpu/soft/wasm/runtime.ts';
+import { setReform, setReregion } from '../src/cpu/soft/wasm/runtime.ts';
 import { GuestMemory } from '../src/memory/guest-memory.ts';
 import * as C from '../src/cpu/soft/constants.ts';
 
@@ -118,3 +118,31 @@ test('functions whose blocks all live in later regions are reclaimed; the others
   assert.ok(live >= N, `translated blocks: ${live}`);
   assert.ok(on.m.cpu.jitInstructions > N, `instructions run in wasm: ${on.m.cpu.jitInstructions}`);
 });
+
+// WasmEngine.reregion: without reform (no later batch in the page takes them along), the loop's three functions
+// chain through the dispatcher until the scan sees the entries named into their page and translates the three again
+// together: one region, exact state, also for a page fault in its last pass.
+for (const fault of [false, true]) {
+  test(`a page whose blocks keep chaining through the dispatcher is translated again as one region${fault ? ' (page fault inside)' : ''}`, () => {
+    const prep = (m: Machine) => { m.cpu.setGpr(6, BigInt(DATA)); m.cpu.setGpr(8, fault ? 0x7fff_0000_0000n : BigInt(DATA + 32)); };
+    const ref = run('interpreter', LOOP, false, prep);
+    const without = setReregion(false);
+    let off, on;
+    try {
+      off = run('wasm', LOOP, false, prep);
+      setReregion(true, 20_000, 500);
+      on = run('wasm', LOOP, false, prep);
+    } finally {
+      setReregion(without, 4_000_000, 40_000);
+    }
+    for (const r of [ref, off, on]) assert.equal(r.vector, fault ? C.EXC_PF : -1);
+    assert.deepEqual(off.s, ref.s, 'translated code = interpreter (no reregion)');
+    assert.deepEqual(on.s, ref.s, 'translated code = interpreter (reregion)');
+    const so = off.m.cpu.wasm!.stats, sn = on.m.cpu.wasm!.stats;
+    assert.equal(so.reregioned, 0);
+    assert.ok(so.direct > 40_000, `dispatcher entries without reregion: ${so.direct}`);
+    assert.ok(sn.reregioned >= 3, `blocks translated again with their page: ${sn.reregioned}`);
+    assert.ok(sn.intra > 30_000, `branches inside the region: ${sn.intra}`);
+    assert.ok(sn.direct < 10_000, `dispatcher entries left: ${sn.direct}`);
+  });
+}

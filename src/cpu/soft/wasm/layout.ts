@@ -155,6 +155,16 @@ export const S_PEND = S_CPL + 4;
 /** 1 after translated CLI/STI changed S_EFL's IF: the runtime copies IF to SoftCpu.flags (runtime.ts syncIf). */
 export const S_IFW = S_CPL + 8;
 
+/**
+ * Dispatcher entries that a block named (S_NEXT: a static exit or a predicted RET into a page's translated block in
+ * another function), counted per target page, hashed (i32 at S_PHITS + 4 * ((pa >>> 12) & (PHITS_N - 1))): the
+ * runtime reads and clears them every REGION_SCAN instructions and translates again, as one region, the blocks of a
+ * page that keep chaining through the dispatcher (runtime.ts buildDispatcher, WasmEngine.reregion). 16 KiB, after
+ * the words above.
+ */
+export const S_PHITS = S_USER + 512;
+export const PHITS_N = 4096;
+
 /** The views of a state area that the SSE state lives in (SoftCpu.xmm and FpuState.sseOk). */
 export function sseViews(buffer: ArrayBuffer, st: number): { xmm: Uint8Array<ArrayBuffer>; sseOk: Int32Array<ArrayBuffer> } {
   return { xmm: new Uint8Array(buffer, st + S_XMM, 256), sseOk: new Int32Array(buffer, st + S_SSE, 1) };

@@ -182,6 +182,9 @@ function buildDispatcher(ramSize: number): Uint8Array<ArrayBuffer> {
   b.get(e).mem(Op.i32Load, 2, 12).get(left).get(n).op(Op.i32Sub).op(Op.i32GtS).brIf(fEnt);
   b.get(e).mem(Op.i32Load, 2, 8).tee(idx).op(Op.i32Eqz).brIf(fEnt);
   b.get(direct).i32(1).op(Op.i32Add).set(direct);
+  // (per target page, hashed: WasmEngine.reregion joins a page's blocks that keep coming through here; `pa` is free)
+  b.get(st).get(e).mem(Op.i32Load, 2, 0).i32(12).op(Op.i32ShrU).i32(L.PHITS_N - 1).op(Op.i32And).i32(2).op(Op.i32Shl).op(Op.i32Add).tee(pa);
+  b.get(pa).mem(Op.i32Load, 2, L.S_PHITS).i32(1).op(Op.i32Add).mem(Op.i32Store, 2, L.S_PHITS);
   bump(0);
   b.br(top);
   b.close();
@@ -299,6 +302,8 @@ export interface WasmStats {
   intra: number;
   /** Translated blocks translated again with a later batch of their page (REFORM). */
   reformed: number;
+  /** Translated blocks translated again with the other blocks of their page (WasmEngine.reregion). */
+  reregioned: number;
   /** Tier-2 functions installed (and their blocks), modules, bytes, and main-thread ms to build them. */
   tier2: number;
   tier2Blocks: number;
@@ -315,7 +320,7 @@ export class WasmEngine {
   private imports!: WebAssembly.Imports;
   /** The JavaScript helpers the trampolines call. */
   private readonly helpers: WebAssembly.Imports;
-  readonly stats: WasmStats = { compiled: 0, modules: 0, bytes: 0, compileMs: 0, buildMs: 0, calls: 0, tableCalls: 0, replays: 0, conds: 0, slow: 0, direct: 0, asyncModules: 0, syncFallbacks: 0, stale: 0, freed: 0, regions: 0, regionBlocks: 0, intra: 0, reformed: 0, tier2: 0, tier2Blocks: 0, tier2Modules: 0, tier2Bytes: 0, tier2Ms: 0 };
+  readonly stats: WasmStats = { compiled: 0, modules: 0, bytes: 0, compileMs: 0, buildMs: 0, calls: 0, tableCalls: 0, replays: 0, conds: 0, slow: 0, direct: 0, asyncModules: 0, syncFallbacks: 0, stale: 0, freed: 0, regions: 0, regionBlocks: 0, intra: 0, reformed: 0, reregioned: 0, tier2: 0, tier2Blocks: 0, tier2Modules: 0, tier2Bytes: 0, tier2Ms: 0 };
   private nextState = 0;
   /** Translated functions by index (index 0 unused: an empty dispatch entry), and their blocks (a region's by member number). */
   private table!: WebAssembly.Table;
@@ -440,7 +445,7 @@ export class WasmEngine {
     const s = this.stats;
     return `${s.compiled} blocks translated in ${s.modules} modules (${(s.bytes / 1024).toFixed(0)} KiB of code, ${s.compileMs.toFixed(0)} ms on the main thread to build (${s.buildMs.toFixed(0)}) and compile; ` +
       `${s.asyncModules} compiled in the background, ${s.syncFallbacks} of them finished synchronously, ${s.stale} blocks stale when ready, ${s.freed} dead ones freed), ` +
-      `${s.calls} calls (${s.tableCalls} from the dispatch table), ${s.direct} direct block-to-block entries, ${s.regions} regions of ${s.regionBlocks} blocks with ${s.intra} entries between their blocks (${s.reformed} blocks translated again into one), ` +
+      `${s.calls} calls (${s.tableCalls} from the dispatch table), ${s.direct} direct block-to-block entries, ${s.regions} regions of ${s.regionBlocks} blocks with ${s.intra} entries between their blocks (${s.reformed} blocks translated again into one, ${s.reregioned} with their page), ` +
       `tier 2: ${s.tier2} functions (${s.tier2Blocks} blocks) in ${s.tier2Modules} modules, ${(s.tier2Bytes / 1024).toFixed(0)} KiB, ${s.tier2Ms.toFixed(0)} ms, ` +
       `${s.replays + s.conds + s.slow} helper calls (${s.replays} replays, ${s.conds} conditions, ${s.slow} slow accesses)` +
       (TIER_STATS ? '; JS tier runs/instructions: ' + ['warming', 'queued', 'in flight', 'never', 'too long'].map((n, i) => `${n} ${this.tierRuns[i]}/${this.tierInstr[i]}`).join(', ') +
@@ -783,7 +788,7 @@ export class WasmEngine {
     return this.linOf.get(b);
   }
 
-  /** Translated blocks by physical page number (REFORM): added at install, pruned when looked at. */
+  /** Translated blocks by physical page number (REFORM, reregion): added at install, pruned when looked at. */
   private readonly byPage = new Map<number, Set<Block>>();
   /** The linear address each block was queued at (for the regions it may join later), and its translations again (REFORM). */
   private readonly linOf = new WeakMap<Block, number>();
@@ -833,6 +838,64 @@ export class WasmEngine {
       }
     }
     this.stats.reformed += pulled;
+  }
+
+  /** Instructions run in translated code since the last reregion scan, and the pages translated again by it. */
+  private sinceRegion = 0;
+  private regioned = new Map<number, { gen: number; n: number }>();
+
+  /**
+   * Every REGION_SCAN instructions: the pages whose translated blocks the dispatcher entered at least REGION_HITS
+   * times from a block that named them (S_PHITS, counted by buildDispatcher: a static exit into another function of
+   * the same page, or a RET whose return address the return-address stack predicted) get their translated blocks translated again together, in one batch, so that
+   * groupRegions makes one region of those that branch to each other. reform does that only when a new batch has
+   * blocks in the page; a loop whose blocks became hot in different batches, and whose page gets no new hot block
+   * afterwards, chained through the dispatcher for good (busybox ash's `while` loop: 385-711 such entries per
+   * iteration of ~14.8k instructions, varying from boot to boot with batch timing). A page is done at most
+   * REGION_MAX_PER_PAGE times, and only while two of its blocks that branch to each other are in different
+   * functions; at most REGION_PAGES pages per scan.
+   */
+  private reregion(c: SoftCpu): void {
+    this.sinceRegion = 0;
+    const st = c.wasmState, I = this.i32, base = (st + L.S_PHITS) >> 2;
+    let hot: Set<number> | null = null;
+    for (let i = 0; i < L.PHITS_N; i++) {
+      if (I[base + i] >= REGION_HITS) (hot ??= new Set()).add(i);
+    }
+    I.fill(0, base, base + L.PHITS_N);
+    if (hot === null) return;
+    const gen = c.codeCache.pageGen, mask = (1 << K_SHIFT) - 1;
+    let pages = 0;
+    for (const [p, set] of this.byPage) {
+      if (!hot.has(p & (L.PHITS_N - 1))) continue;
+      // (counted per page generation: code loaded later into the same page starts again)
+      const r = this.regioned.get(p), done = r !== undefined && r.gen === gen[p] ? r.n : 0;
+      if (done >= REGION_MAX_PER_PAGE) continue;
+      const blocks: Block[] = [], byPa = new Map<number, Block>();
+      for (const t of set) {
+        if (t.wasm === null || t.gen !== gen[p]) { set.delete(t); continue; }
+        if (t.runs !== -1 || t.mode !== 8) continue;
+        blocks.push(t); byPa.set(t.pa, t);
+      }
+      let split = false;
+      for (const t of blocks) {
+        for (const x of pageTargets(t)) {
+          const o = byPa.get(x);
+          if (o !== undefined && (o.wasm!.idx & mask) !== (t.wasm!.idx & mask)) { split = true; break; }
+        }
+        if (split) break;
+      }
+      if (!split) continue;
+      this.regioned.set(p, { gen: gen[p], n: done + 1 });
+      for (const t of blocks) {
+        this.pending.push(t);
+        const l = this.linOf.get(t);
+        if (l !== undefined) this.lins.set(t, l);
+      }
+      this.stats.reregioned += blocks.length;
+      if (++pages >= REGION_PAGES) break;
+    }
+    if (pages > 0) this.flush(c);
   }
 
   /** Batches being compiled in the background, by Batch.slot (null: a free slot). */
@@ -1112,7 +1175,7 @@ export class WasmEngine {
         const w = idx | (k << K_SHIFT);
         this.setEntry(block, w, cache);
         block.wasm = { fn, offs: offs[k], idx: w };
-        if (REFORM) {
+        if (REFORM || REREGION) {
           const p = block.pa >>> 12;
           let set = this.byPage.get(p);
           if (set === undefined) this.byPage.set(p, set = new Set());
@@ -1255,6 +1318,7 @@ export class WasmEngine {
     c.blockInstructions += k;
     c.jitInstructions += k;
     if ((this.sinceScan += k) >= TIER2_SCAN && TIER2) this.scanHot(c);
+    if ((this.sinceRegion += k) >= REGION_SCAN && REREGION) this.reregion(c);
     return k;
   }
 }
@@ -1295,6 +1359,22 @@ export function setReform(on: boolean): boolean { const old = REFORM; REFORM = o
 /** Times one block is translated again that way, and blocks pulled into one batch at most. */
 const REFORM_MAX = Number(process.env.RINGZERO_WASM_REFORM_MAX ?? 2);
 const REFORM_PULL = Number(process.env.RINGZERO_WASM_REFORM_PULL ?? 32);
+/**
+ * WasmEngine.reregion (RINGZERO_WASM_REREGION=0: off): its scan interval in guest instructions run in translated
+ * code, the dispatcher entries named into a page (per scan) that make it a candidate, the pages per scan and the
+ * times one page is translated again that way.
+ */
+let REREGION = process.env.RINGZERO_WASM_REREGION !== '0';
+let REGION_SCAN = Number(process.env.RINGZERO_WASM_REGION_SCAN ?? 4_000_000);
+let REGION_HITS = Number(process.env.RINGZERO_WASM_REGION_HITS ?? 40000);
+const REGION_PAGES = 4;
+const REGION_MAX_PER_PAGE = 2;
+/** Switch reregion and set its scan interval and threshold (tests); returns the old switch. */
+export function setReregion(on: boolean, scan = REGION_SCAN, hits = REGION_HITS): boolean {
+  const old = REREGION;
+  REREGION = on; REGION_SCAN = scan; REGION_HITS = hits;
+  return old;
+}
 /**
  * Whether block `b`, member `k` of the function at table index `idx`, still runs there: its page not written since
  * (`gen`: CodeCache.pageGen) and not translated again elsewhere (REFORM into a later region, tier 2).

@@ -85,9 +85,10 @@ export interface WasmCode {
 export const K_SHIFT = 20;
 /**
  * Blocks of one region at most (one wasm function). The cap rarely applies (boot + md5: ~2300 regions either way);
- * 64 and 4 measured within noise of 16 (main-thread CPU 11.3 / 11.9 vs 11.7 s, 4 rounds).
+ * 64 and 4 measured within noise of 16 (main-thread CPU 11.3 / 11.9 vs 11.7 s, 4 rounds). RINGZERO_WASM_REGION_MAX sets it
+ * (A/B).
  */
-const REGION_MAX = 16;
+const REGION_MAX = Number(process.env.RINGZERO_WASM_REGION_MAX ?? 16);
 /**
  * Blocks of one page translated in one batch that branch to each other share a function (RINGZERO_WASM_REGIONS=0:
  * off). Boot + md5 of 16 MiB, main-thread CPU of the VMM process, 5 interleaved rounds on a loaded host: 12.55 s
@@ -1458,8 +1459,10 @@ export function groupRegions(blocks: Block[], lins?: Map<Block, number>): Block[
   }
   const out: Block[][] = [];
   for (const g of groups) {
-    if (g.length <= REGION_MAX) out.push(g);
-    else for (let i = 0; i < g.length; i += REGION_MAX) out.push(g.slice(i, i + REGION_MAX));
+    if (g.length <= REGION_MAX) { out.push(g); continue; }
+    // (a group over the cap is cut in address order: neighbouring blocks, which branch to each other most, stay together)
+    g.sort((x, y) => x.pa - y.pa);
+    for (let i = 0; i < g.length; i += REGION_MAX) out.push(g.slice(i, i + REGION_MAX));
   }
   return out;
 }
