@@ -67,13 +67,24 @@ export function processAlive(pid: number): boolean {
   }
 }
 
+/**
+ * Every daemon a test started that has not ended: killed after the file's last test. A test that fails before its
+ * own stop() would otherwise leave its daemon running, and the daemon's stderr pipe keeps the test process (and so
+ * the whole suite) waiting for ever: a CI run at load ~33 hung there after test/manager-subreaper's first test failed.
+ */
+const liveDaemons = new Set<ChildProcess>();
+after(() => {
+  for (const child of liveDaemons) child.kill('SIGKILL');
+});
+
 export class Daemon {
   stderr = '';
   exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
 
   private constructor(readonly child: ChildProcess, readonly stateDir: string, readonly socket: string) {
     child.stderr!.setEncoding('utf8').on('data', (s: string) => { this.stderr += s; });
-    this.exited = new Promise((resolve) => child.once('exit', (code, signal) => resolve({ code, signal })));
+    liveDaemons.add(child);
+    this.exited = new Promise((resolve) => child.once('exit', (code, signal) => { liveDaemons.delete(child); resolve({ code, signal }); }));
   }
 
   static async start(stateDir: string, args: string[] = [], env: Record<string, string> = {}): Promise<Daemon> {
