@@ -853,7 +853,11 @@ export class WasmEngine {
    * afterwards, chained through the dispatcher for good (busybox ash's `while` loop: 385-711 such entries per
    * iteration of ~14.8k instructions, varying from boot to boot with batch timing). A page is done at most
    * REGION_MAX_PER_PAGE times, and only while two of its blocks that branch to each other are in different
-   * functions; at most REGION_PAGES pages per scan.
+   * functions; at most REGION_PAGES pages per scan. Boot + ash loop of 60000, the loop's main-thread CPU, alternating
+   * side-by-side pairs on a quiet host (RINGZERO_WASM_REREGION=0 / on, at d0a3146): 5.08/4.43, 4.64/4.63, 4.47/4.30,
+   * 5.19/4.47, 4.66/4.65, 4.58/4.42 s (dispatcher-named entries 54-63M -> 42-49M in the first four); CPU to the prompt
+   * unchanged (6.86/6.93, 6.91/6.92, 6.72/6.64, 7.22/7.03 s). Thresholds of 2000 and 10000 translated 4-8x as many
+   * blocks again and were slower (each costs main-thread time to build).
    */
   private reregion(c: SoftCpu): void {
     this.sinceRegion = 0;
