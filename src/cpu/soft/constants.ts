@@ -22,6 +22,10 @@ export const ID = 1 << 21;
 export const ARITH_FLAGS = CF | PF | AF | ZF | SF | OF;
 /** Bit 1 of EFLAGS always reads as 1. */
 export const FLAGS_FIXED = 1 << 1;
+/** The EFLAGS bits this CPU implements (reserved bits 3, 5, 15 and 22-31 read as 0): SoftCpu.setFlagsValue keeps these. */
+export const FLAGS_IMPLEMENTED = 0x3f7fd5;
+/** The RFLAGS bits SYSRET loads from R11 (SDM vol. 2B SYSRET: R11 & 3C7FD7H, then bit 1 set). */
+export const SYSRET_FLAGS = 0x3c7fd7;
 
 // Segment register numbers, in the order the ModRM sreg field and prefixes use (SDM vol. 2 §3.1.1.3 table 3-6)
 export const ES = 0;

@@ -1921,7 +1921,7 @@ export class SoftCpu {
   /** Write EFLAGS wholesale (no privilege filtering: POPF/IRET filter before calling). */
   setFlagsValue(v: number): void {
     const vmChanged = ((this.flags ^ v) & C.VM) !== 0;
-    this.flags = (v | C.FLAGS_FIXED) & 0x3f7fd5;
+    this.flags = (v | C.FLAGS_FIXED) & C.FLAGS_IMPLEMENTED;
     this.lazyOp = Lazy.None;
     if (v & C.IF) this.eventPending = true;
     if (vmChanged) this.updateMode();

@@ -113,7 +113,7 @@ export function sysret(cpu: SoftCpu, to64: boolean): void {
   // Intel checks RCX before changing anything (the #GP is taken at CPL 0).
   if (!isCanonical(rip)) cpu.gp(0);
   const wasPending = cpu.eventPending;
-  cpu.setFlagsValue((cpu.rlo[11] & 0x3c7fd7) | C.FLAGS_FIXED);
+  cpu.setFlagsValue((cpu.rlo[11] & C.SYSRET_FLAGS) | C.FLAGS_FIXED);
   // (SYSRET runs in 64-bit mode: back to 64-bit code only CPL changes, SoftCpu.loadCs64)
   if (to64) sysretSegments64(cpu, base);
   else {

@@ -60,6 +60,7 @@
 import type { Block, BlockEntry } from '../code-cache.ts';
 import { CHAIN_LIMIT } from '../code-cache.ts';
 import { Form, SY_SYSCALL, SY_SYSRETQ, SY_TSC } from '../fast-forms.ts';
+import { FLAGS_IMPLEMENTED, SYSRET_FLAGS } from '../constants.ts';
 import { Body, ModuleBuilder, Op, I32, I64, F64 } from './emit.ts';
 import * as layout from './layout.ts';
 import { emitTlbProbe, emitTlbProbeRun, emitTlbSlot, emitRamAccess, memFnBody, LD_PARAMS, ST_PARAMS } from './tlb-probe.ts';
@@ -168,8 +169,6 @@ export const ARITH = 0x8d5;
 export const RF = 1 << 16, VM = 1 << 17;
 /** IF (bit 9). */
 export const IF = 1 << 9;
-/** The RFLAGS bits ../cpu.ts SoftCpu.setFlagsValue keeps, and those SYSRET takes from R11 (../system/fastcall.ts sysret). */
-const SET_FLAGS_KEEP = 0x3f7fd5, SYSRET_FLAGS = 0x3c7fd7;
 /**
  * A privilege change in 64-bit mode (SYSCALL, SYSRET) lets the dispatcher go on in the new privilege (runtime.ts
  * replay); RINGZERO_WASM_PRIV_CHAIN=0: the chain stops there, and translated SYSCALL/SYSRETQ always call the helper.
@@ -2068,7 +2067,7 @@ function emitSyscall(T: Translator, e: BlockEntry, i: number, next: number): voi
     // fl = RFLAGS as SoftCpu.getFlags (S_EFL holds SoftCpu.flags; bit 1 always set), RF clear; c32 = the new RFLAGS
     b.get(T.st).mem(Op.i32Load, 2, L.S_EFL).i32(~(ARITH | RF)).op(Op.i32And).get(T.fl).op(Op.i32Or).i32(2).op(Op.i32Or).set(T.fl);
     b.get(T.fl).get(T.st).mem(Op.i32Load, 2, L.S_SFMASK).i32(-1).op(Op.i32Xor).op(Op.i32And).i32(2).op(Op.i32Or);
-    b.i32(SET_FLAGS_KEEP).op(Op.i32And).set(T.c32);
+    b.i32(FLAGS_IMPLEMENTED).op(Op.i32And).set(T.c32);
     b.get(T.st).mem(Op.i32Load, 2, L.S_SCE).get(T.c32).i32(IF).op(Op.i32And).op(Op.i32Eqz).op(Op.i32And).open(Op.if);
     b.get(T.r0i).i64(next).op(Op.i64Add).set(T.t64);
     T.writeBack(1, T.t64); // RCX = the next instruction's RIP
@@ -2081,7 +2080,7 @@ function emitSyscall(T: Translator, e: BlockEntry, i: number, next: number): voi
   } else if (PRIV_CHAIN) {
     // t64 = RCX, c32 = the new RFLAGS from R11
     T.r64(1); b.set(T.t64);
-    T.r32(11); b.i32(SYSRET_FLAGS & SET_FLAGS_KEEP).op(Op.i32And).i32(2).op(Op.i32Or).set(T.c32);
+    T.r32(11); b.i32(SYSRET_FLAGS & FLAGS_IMPLEMENTED).op(Op.i32And).i32(2).op(Op.i32Or).set(T.c32);
     b.get(T.st).mem(Op.i32Load, 2, L.S_SCE);
     b.get(T.st).mem(Op.i32Load, 2, L.S_CPL).op(Op.i32Eqz).op(Op.i32And);
     b.get(T.t64).i64(16).op(Op.i64Shl).i64(16).op(Op.i64ShrS).get(T.t64).op(Op.i64Eq).op(Op.i32And); // canonical
