@@ -34,14 +34,29 @@ export function emitTlbProbe(b: Body, tag: number, a: number, l: ProbeLocals, si
   // (a byte never crosses the page end)
   if (size > 1) b.tee(l.off).i32(4096 - size).op(Op.i32GtU).brIf(slow);
   else b.set(l.off);
+  emitTlbLookup(b, tag, a, l, slow);
+  b.tee(l.pa).i64(ramSize - size).op(Op.i64GtU).brIf(slow);
+  if (write) emitCodePageCheck(b, l, slow);
+}
+
+/**
+ * The part of both probes after the page-offset check (local `off` set): branch to `slow` unless the page of the
+ * linear address in `a` hits the TLB bank `tag`; on a hit leave the RAM offset (i64: the entry's physical page + off)
+ * on the stack.
+ */
+function emitTlbLookup(b: Body, tag: number, a: number, l: ProbeLocals, slow: number): void {
   // (ti: the entry's address, tag then physical page number: both in one 16-byte entry, layout.ts S_TLB)
   b.get(a).i64(12).op(Op.i64ShrS).tee(l.vpn).op(Op.i32WrapI64);
   emitTlbSlot(b, l.ti);
   b.get(tag).op(Op.i32Add).tee(l.ti).mem(Op.f64Load, 3, 0);
   b.get(l.vpn).op(Op.f64ConvertI64s).op(Op.f64Ne).brIf(slow);
   b.get(l.ti).mem(Op.i64Load32u, 2, 8).i64(12).op(Op.i64Shl);
-  b.get(l.off).op(Op.i64ExtendI32u).op(Op.i64Add).tee(l.pa).i64(ramSize - size).op(Op.i64GtU).brIf(slow);
-  if (write) b.get(l.pa).i64(12).op(Op.i64ShrU).op(Op.i32WrapI64).mem(Op.i32Load8u, 0, L.CODE_PAGES).brIf(slow);
+  b.get(l.off).op(Op.i64ExtendI32u).op(Op.i64Add);
+}
+
+/** A write's last check: branch to `slow` when the page at RAM offset `pa` holds decoded code (CodeCache.codePages). */
+function emitCodePageCheck(b: Body, l: ProbeLocals, slow: number): void {
+  b.get(l.pa).i64(12).op(Op.i64ShrU).op(Op.i32WrapI64).mem(Op.i32Load8u, 0, L.CODE_PAGES).brIf(slow);
 }
 
 /**
@@ -53,14 +68,9 @@ export function emitTlbProbe(b: Body, tag: number, a: number, l: ProbeLocals, si
 export function emitTlbProbeRun(b: Body, tag: number, a: number, l: ProbeLocals, n: number, ramSize: number,
   write: boolean, slow: number): void {
   b.get(a).op(Op.i32WrapI64).i32(0xfff).op(Op.i32And).tee(l.off).get(n).op(Op.i32Add).i32(4096).op(Op.i32GtU).brIf(slow);
-  b.get(a).i64(12).op(Op.i64ShrS).tee(l.vpn).op(Op.i32WrapI64);
-  emitTlbSlot(b, l.ti);
-  b.get(tag).op(Op.i32Add).tee(l.ti).mem(Op.f64Load, 3, 0);
-  b.get(l.vpn).op(Op.f64ConvertI64s).op(Op.f64Ne).brIf(slow);
-  b.get(l.ti).mem(Op.i64Load32u, 2, 8).i64(12).op(Op.i64Shl);
-  b.get(l.off).op(Op.i64ExtendI32u).op(Op.i64Add).tee(l.pa);
-  b.get(n).op(Op.i64ExtendI32u).op(Op.i64Add).i64(ramSize).op(Op.i64GtU).brIf(slow);
-  if (write) b.get(l.pa).i64(12).op(Op.i64ShrU).op(Op.i32WrapI64).mem(Op.i32Load8u, 0, L.CODE_PAGES).brIf(slow);
+  emitTlbLookup(b, tag, a, l, slow);
+  b.tee(l.pa).get(n).op(Op.i64ExtendI32u).op(Op.i64Add).i64(ramSize).op(Op.i64GtU).brIf(slow);
+  if (write) emitCodePageCheck(b, l, slow);
 }
 
 /**
