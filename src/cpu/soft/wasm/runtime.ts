@@ -1332,10 +1332,13 @@ let reported = false;
 const PROFILE = process.env.RINGZERO_WASM_PROFILE === '1';
 /** RINGZERO_TIER_STATS=1: WasmEngine.tierCount's counters (shown by --stats). */
 const TIER_STATS = process.env.RINGZERO_TIER_STATS === '1';
-/** A replayed privilege change in 64-bit mode (SYSCALL, SYSRET) does not end the chain (WasmEngine.replay). */
 /** Batches pull in the translated blocks of their pages they branch with (WasmEngine.reform; RINGZERO_WASM_REFORM=0: off). */
 let REFORM = process.env.RINGZERO_WASM_REFORM !== '0';
 /** Switch REFORM (tests of the dispatcher's own chaining, which regions would bypass); returns the old setting. */
+export function setReform(on: boolean): boolean { const old = REFORM; REFORM = on; return old; }
+/** Times one block is translated again that way, and blocks pulled into one batch at most. */
+const REFORM_MAX = Number(process.env.RINGZERO_WASM_REFORM_MAX ?? 2);
+const REFORM_PULL = Number(process.env.RINGZERO_WASM_REFORM_PULL ?? 32);
 /**
  * RINGZERO_WASM_CAPTURE=FILE: every batch's blocks (after reform, before grouping) are appended to FILE, one JSON
  * line per batch, for bench/wasm-build.ts, which translates them again and again (the build's cost per block on the
@@ -1359,10 +1362,6 @@ function captureBatch(live: Block[], lins: Map<Block, number>): void {
   appendFileSync(CAPTURE, JSON.stringify(out) + '\n');
 }
 
-export function setReform(on: boolean): boolean { const old = REFORM; REFORM = on; return old; }
-/** Times one block is translated again that way, and blocks pulled into one batch at most. */
-const REFORM_MAX = Number(process.env.RINGZERO_WASM_REFORM_MAX ?? 2);
-const REFORM_PULL = Number(process.env.RINGZERO_WASM_REFORM_PULL ?? 32);
 /**
  * WasmEngine.reregion (RINGZERO_WASM_REREGION=0: off): its scan interval in guest instructions run in translated
  * code, the dispatcher entries named into a page (per scan) that make it a candidate, the pages per scan and the
