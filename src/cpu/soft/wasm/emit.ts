@@ -57,39 +57,6 @@ export function uleb(out: number[], v: number): void {
   } while (v !== 0);
 }
 
-/** Signed LEB128 of an int32. */
-export function sleb32(out: number[], v: number): void {
-  v |= 0;
-  for (;;) {
-    const b = v & 0x7f;
-    v >>= 7;
-    if ((v === 0 && (b & 0x40) === 0) || (v === -1 && (b & 0x40) !== 0)) { out.push(b); return; }
-    out.push(b | 0x80);
-  }
-}
-
-/** Signed LEB128 of an exact integer number (|v| < 2^53), without BigInt. */
-export function slebNum(out: number[], v: number): void {
-  if ((v | 0) === v) { sleb32(out, v); return; }
-  for (;;) {
-    const b = ((v % 128) + 128) % 128; // low 7 bits (two's complement)
-    v = (v - b) / 128;
-    if ((v === 0 && (b & 0x40) === 0) || (v === -1 && (b & 0x40) !== 0)) { out.push(b); return; }
-    out.push(b | 0x80);
-  }
-}
-
-/** Signed LEB128 of a 64-bit integer given as a bigint (compile time only). */
-export function sleb64(out: number[], v: bigint): void {
-  v = BigInt.asIntN(64, v);
-  for (;;) {
-    const b = Number(v & 0x7fn);
-    v >>= 7n;
-    if ((v === 0n && (b & 0x40) === 0) || (v === -1n && (b & 0x40) !== 0)) { out.push(b); return; }
-    out.push(b | 0x80);
-  }
-}
-
 function name(out: number[], s: string): void {
   // (names are ASCII here: import/export names like 'e', 'ld4', 'f17'; Buffer.from cost ~4 us a call, ~50 per module)
   if (/^[\x00-\x7f]*$/.test(s)) {
@@ -169,7 +136,7 @@ export class Body {
   /** (the caller made room: 10 bytes) */
   private sleb(v: number): void {
     if ((v | 0) !== v) {
-      // (an exact integer beyond int32, |v| < 2^53: as two int32 halves, without the float arithmetic of slebNum)
+      // (an exact integer beyond int32, |v| < 2^53: as two int32 halves, one split instead of a division per 7-bit group)
       const hi = Math.floor(v / 4294967296);
       this.sleb64(v - hi * 4294967296 | 0, hi | 0);
       return;
