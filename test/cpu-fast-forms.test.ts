@@ -14,7 +14,7 @@
 import test from 'node:test';
 import assert from 'node:assert/strict';
 import { hexBytes, runBlocksToHalt, CODE, DATA, STACK_TOP, RO_PAGE, MISSING_PAGE, translatorMachine, protectFaultPages, firstEntryForm, type Machine } from './support/soft-cpu.ts';
-import { setHotThreshold, setJitThreshold, TABLE_MASK } from '../src/cpu/soft/code-cache.ts';
+import { setHotThreshold, setJitThreshold, tableSlot } from '../src/cpu/soft/code-cache.ts';
 import { Form } from '../src/cpu/soft/fast-forms.ts';
 import { Lazy } from '../src/cpu/soft/index.ts';
 import { GuestMemory, MiB } from '../src/memory/guest-memory.ts';
@@ -393,7 +393,7 @@ test('a block\'s last instruction ending exactly at its page end gets its form; 
       assert.equal(c.rip, end + 1, `${start.toString(16)}: eax=${eax} ebx=${ebx}`);
     }
     const cache = c.codeCache;
-    const b = cache.table[(start ^ (start >>> 12)) & TABLE_MASK];
+    const b = cache.table[tableSlot(start)];
     assert.ok(b && b.pa === start && b.n === 2);
     assert.equal(b.entries[1].form, form, `JE at ${jccAt.toString(16)}`);
   }

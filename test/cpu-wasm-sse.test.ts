@@ -12,7 +12,7 @@
 import test from 'node:test';
 import assert from 'node:assert/strict';
 import { hexBytes, runBlocksToHalt, CODE, DATA, STACK_TOP, RO_PAGE, MISSING_PAGE, translatorMachine, protectFaultPages, firstEntryForm, type Machine } from './support/soft-cpu.ts';
-import { setHotThreshold, setJitThreshold, TABLE_MASK } from '../src/cpu/soft/code-cache.ts';
+import { setHotThreshold, setJitThreshold, tableSlot } from '../src/cpu/soft/code-cache.ts';
 import { Form } from '../src/cpu/soft/fast-forms.ts';
 import { GuestMemory, MiB } from '../src/memory/guest-memory.ts';
 import * as C from '../src/cpu/soft/constants.ts';
@@ -373,7 +373,7 @@ test('a 16-byte store across a page end into a read-only page faults before writ
     m.cpu.cr2 = 0;
   }, 3);
   assert.equal(replays, 1, 'the store went to the JavaScript form');
-  assert.ok(m.cpu.codeCache.table[(CODE ^ (CODE >>> 12)) & TABLE_MASK]?.wasm, 'the block is translated');
+  assert.ok(m.cpu.codeCache.table[tableSlot(CODE)]?.wasm, 'the block is translated');
   assert.equal(Buffer.from(m.mem.read(DATA + 0x100, 16)).toString('hex'), '56'.repeat(16), 'the earlier runs stored');
   assert.equal(m.cpu.lastException, C.EXC_PF);
   assert.equal(m.cpu.getGpr(0), 1n, 'the instruction before committed');
@@ -403,7 +403,7 @@ test('a misaligned MOVAPS/MOVDQA/PCMPEQB memory operand raises #GP(0) at its RIP
     // (two aligned runs first: a block whose recording faults is not kept)
     const { m, replays } = agree(code, (m, run) => { m.cpu.setGpr(0, 0n); m.cpu.setGpr(6, BigInt(DATA + (run < 2 ? 0x20 : 0x28))); }, 3);
     assert.equal(replays, 1, `${insn}: the misaligned access went to the JavaScript form`);
-    assert.ok(m.cpu.codeCache.table[(CODE ^ (CODE >>> 12)) & TABLE_MASK]?.wasm, 'the block is translated');
+    assert.ok(m.cpu.codeCache.table[tableSlot(CODE)]?.wasm, 'the block is translated');
     assert.equal(m.cpu.lastException, C.EXC_GP, insn);
     assert.equal(m.cpu.faultError, 0);
     assert.equal(m.cpu.rip, CODE + 4);
@@ -418,7 +418,7 @@ test('CR0.TS raises #NM and CR4.OSFXSR clear raises #UD in translated SSE code, 
   m.cpu.jitEnabled = true;
   m.mem.write(CODE, Uint8Array.from(code));
   for (let r = 0; r < 3; r++) assert.equal(runBlocksToHalt(m, 100), -1);
-  assert.ok(m.cpu.codeCache.table[(CODE ^ (CODE >>> 12)) & TABLE_MASK]?.wasm, 'the block is translated');
+  assert.ok(m.cpu.codeCache.table[tableSlot(CODE)]?.wasm, 'the block is translated');
   const set = (cr0: number, cr4: number) => { m.cpu.cr0 = cr0; m.cpu.cr4 = cr4; m.cpu.updateMode(); };
   const cr0 = m.cpu.cr0, cr4 = m.cpu.cr4;
   for (const [c0, c4, vector] of [[cr0 | C.CR0_TS, cr4, C.EXC_NM], [cr0, cr4 & ~C.CR4_OSFXSR, C.EXC_UD], [cr0 | C.CR0_EM, cr4, C.EXC_UD]]) {
@@ -448,7 +448,7 @@ test('the XMM registers live in the wasm state area: a snapshot of one CPU resto
   a.cpu.xmm.set(x);
   a.cpu.setGpr(6, BigInt(DATA));
   for (let r = 0; r < 3; r++) { a.cpu.xmm.set(x.subarray(16, 32), 16); assert.equal(runBlocksToHalt(a, 100), -1); }
-  assert.ok(a.cpu.codeCache.table[(CODE ^ (CODE >>> 12)) & TABLE_MASK]?.wasm, 'the block is translated');
+  assert.ok(a.cpu.codeCache.table[tableSlot(CODE)]?.wasm, 'the block is translated');
   // the state area holds what translated code wrote: the same bytes through cpu.xmm and FpuState's views
   const xmm1 = Buffer.from(a.cpu.xmm.subarray(16, 32));
   assert.deepEqual(Buffer.from(new Uint8Array(a.cpu.fpu.xi32.buffer, a.cpu.fpu.xi32.byteOffset + 16, 16)), xmm1);
@@ -466,7 +466,7 @@ test('the XMM registers live in the wasm state area: a snapshot of one CPU resto
     for (const m of [a, b]) assert.equal(runBlocksToHalt(m, 100), -1);
     replays = b.cpu.wasm!.stats.replays - r0;
   }
-  assert.ok(b.cpu.codeCache.table[(CODE ^ (CODE >>> 12)) & TABLE_MASK]?.wasm, 'translated again');
+  assert.ok(b.cpu.codeCache.table[tableSlot(CODE)]?.wasm, 'translated again');
   assert.equal(replays, 1, 'inline (the HLT replayed)');
   assert.deepEqual(Buffer.from(b.mem.read(DATA, 32)), Buffer.from(a.mem.read(DATA, 32)));
   assert.deepEqual(Buffer.from(b.cpu.xmm), Buffer.from(a.cpu.xmm));

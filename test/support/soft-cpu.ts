@@ -5,7 +5,7 @@ import { PortBus, MmioBus } from '../../src/devices/bus.ts';
 import { VmClock } from '../../src/vmm/clock.ts';
 import { SoftCpu, setupFlatLongMode, CPU_FAULT } from '../../src/cpu/soft/index.ts';
 import * as C from '../../src/cpu/soft/constants.ts';
-import { TABLE_MASK } from '../../src/cpu/soft/code-cache.ts';
+import { tableSlot } from '../../src/cpu/soft/code-cache.ts';
 
 export const CODE = 0x100000;
 export const DATA = 0x200000;
@@ -75,7 +75,7 @@ export function interpreterOrWasmMachine(mode: 'interpreter' | 'wasm', memories:
 /** The form of the first instruction of the cached block at physical address `at` (the block must be cached and current). */
 export function firstEntryForm(m: Machine, at: number): number {
   const cache = m.cpu.codeCache;
-  const b = cache.table[(at ^ (at >>> 12)) & TABLE_MASK];
+  const b = cache.table[tableSlot(at)];
   assert.ok(b && b.pa === at && b.gen === cache.pageGen[at >>> 12], 'the block is cached');
   return b.entries[0].form;
 }

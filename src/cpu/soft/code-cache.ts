@@ -59,6 +59,12 @@ const THRASH_LIMIT = 64;
 const TABLE_BITS = 18;
 const TABLE_SIZE = 1 << TABLE_BITS;
 export const TABLE_MASK = TABLE_SIZE - 1;
+/** Shift folding the page number into the block table index. */
+const TABLE_BITS_SHIFT = 12;
+/** The block-table slot of the block starting at physical address `pa` (the page number folded into the low bits). */
+export function tableSlot(pa: number): number {
+  return (pa ^ (pa >>> TABLE_BITS_SHIFT)) & TABLE_MASK;
+}
 /**
  * A cached 64-bit block is translated to JavaScript (./jit/translate.ts) when it has been replayed this often
  * (RINGZERO_JIT_HOT). A generated function costs V8 a few milliseconds (bytecode, baseline code, then an optimizing
@@ -247,6 +253,16 @@ export class CodeCache {
   readonly hot = new Uint8Array(TABLE_SIZE);
   readonly cpus: SoftCpu[] = [];
   readonly stats: CodeCacheStats = { blocks: 0, instructionsCached: 0, invalidations: 0, compiled: 0, chainHits: 0 };
+
+  /**
+   * Count a block just recorded (SoftCpu.recordBlock) or rebuilt (./hot-list.ts) and put it in table slot `slot`:
+   * over the block there when `evict`, else only into an empty slot.
+   */
+  addBlock(b: Block, slot: number, evict: boolean): void {
+    if (evict || this.table[slot] === undefined) this.table[slot] = b;
+    this.stats.blocks++;
+    this.stats.instructionsCached += b.entries.length;
+  }
 
   /** `codePagesIn`: where the code-page bytes and generations live (the wasm memory, for translated code). */
   constructor(readonly lowSize: number, codePagesIn?: ArrayBuffer) {

@@ -18,7 +18,7 @@ import type { VmClock } from '../../vmm/clock.ts';
 import * as C from './constants.ts';
 import { ops1, ops0f } from './tables.ts';
 import { FpuState } from './ops/fpu-state.ts';
-import { CodeCache, codeCacheFor, Block, BlockEntry, type FastHandler, replayHandler, TERMINATOR, MAX_BLOCK, HOT_THRESHOLD, WASM_HOT_THRESHOLD, TABLE_MASK, JIT_THRESHOLD, CHAIN_LIMIT } from './code-cache.ts';
+import { CodeCache, codeCacheFor, Block, BlockEntry, type FastHandler, replayHandler, TERMINATOR, MAX_BLOCK, HOT_THRESHOLD, WASM_HOT_THRESHOLD, tableSlot, JIT_THRESHOLD, CHAIN_LIMIT } from './code-cache.ts';
 import { compileFast } from './fast-forms.ts';
 import { translateBlock } from './jit/translate.ts';
 import { wasmStateFor, type WasmEngine } from './wasm/runtime.ts';
@@ -158,9 +158,6 @@ for (let p = 0x40; p <= 0x4f; p++) PREFIX_KIND[p] = PREFIX_REX;
 
 /** Blocks go on past a conditional jump that fell through when they are recorded (SoftCpu.fellThrough). */
 const SIDE_EXITS = process.env.RINGZERO_WASM_SIDE_EXITS !== '0';
-
-/** Shift folding the page number into the block table index. */
-export const TABLE_BITS_SHIFT = 12;
 
 const SIGN_BIT = [0, 0x80, 0x8000, 0, 0x80000000, 0, 0, 0, 0x80000000];
 const SIZE_MASK = [0, 0xff, 0xffff, 0, 0xffffffff];
@@ -710,7 +707,7 @@ export class SoftCpu {
       const I = w.i32, s = dispatchEntry(pa) >> 2, e = I[s] === pa ? s : s + 4, idx = I[e + 2];
       if (I[e] === pa && I[e + 1] === cache.pageGen[page] && idx !== 0 && I[e + 3] <= left) return w.enter(this, idx, left);
     }
-    const slot = (pa ^ (pa >>> TABLE_BITS_SHIFT)) & TABLE_MASK;
+    const slot = tableSlot(pa);
     const b = cache.table[slot];
     if (b !== undefined) {
       if (b.pa === pa && b.gen === cache.pageGen[page] && b.mode === this.blockModeKey) return this.runChain(b, left);
@@ -775,7 +772,7 @@ export class SoftCpu {
       if (nb === null || nb.pa !== pa) {
         nb = b.next2;
         if (nb === null || nb.pa !== pa) {
-          nb = cache.table[(pa ^ (pa >>> TABLE_BITS_SHIFT)) & TABLE_MASK] ?? null;
+          nb = cache.table[tableSlot(pa)] ?? null;
           if (nb === null || nb.pa !== pa) return n;
           b.next2 = b.next;
           b.next = nb;
@@ -923,9 +920,7 @@ export class SoftCpu {
     if (entries.length > 0 && cache.pageGen[page] === gen && (pfn2 < 0 || cache.pageGen[pfn2] === gen2)) {
       const b = new Block(pa, mode, gen, entries);
       if (pfn2 >= 0) { b.pfn2 = pfn2; b.gen2 = gen2; }
-      cache.table[slot] = b;
-      cache.stats.blocks++;
-      cache.stats.instructionsCached += entries.length;
+      cache.addBlock(b, slot, true);
     } else if (pfn2 >= 0) unmark(cache, pfn2, mark2, gen2);
     return n;
   }

@@ -28,8 +28,7 @@
 // equal to the block the CPU recorded.
 import zlib from 'node:zlib';
 import type { OpHandler, SoftCpu } from './cpu.ts';
-import { TABLE_BITS_SHIFT } from './cpu.ts';
-import { Block, BlockEntry, MAX_BLOCK, TABLE_MASK, TERMINATOR } from './code-cache.ts';
+import { Block, BlockEntry, MAX_BLOCK, TERMINATOR, tableSlot } from './code-cache.ts';
 import { compileFast } from './fast-forms.ts';
 import { ops1, ops0f } from './tables.ts';
 import * as C from './constants.ts';
@@ -313,10 +312,7 @@ export function pretranslate(cpu: SoftCpu, list: unknown, onDone?: (r: Pretransl
       const b = rebuildBlock(cpu, r);
       if (b === null) { report.skipped++; continue; }
       cache.codePages[page] |= 1;
-      cache.stats.blocks++;
-      cache.stats.instructionsCached += b.n;
-      const slot = (b.pa ^ (b.pa >>> TABLE_BITS_SHIFT)) & TABLE_MASK;
-      if (cache.table[slot] === undefined) cache.table[slot] = b;
+      cache.addBlock(b, tableSlot(b.pa), false);
       engine.enqueue(b, r.lin);
       queuedBlocks.push(b);
       report.queued++;
