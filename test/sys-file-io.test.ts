@@ -7,7 +7,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { execFileSync } from 'node:child_process';
-import { preadFully, pwriteFully } from '../src/sys/file-io.ts';
+import { preadFully, preadvFully, pwriteFully, pwritevFully, IOV_MAX } from '../src/sys/file-io.ts';
 
 test('preadFully reads up to the end of the file and leaves the rest of the buffer as it was', () => {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'rz-fileio-'));
@@ -63,6 +63,39 @@ test('pwriteFully throws on a full file system where one fs.writeSync would be s
       }
     } finally {
       execFileSync('umount', [dir]);
+    }
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('preadvFully/pwritevFully: buffers in turn, more than IOV_MAX of them, zero-length ones, the end of the file', () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'rz-fileio-'));
+  try {
+    const file = path.join(dir, 'f');
+    fs.writeFileSync(file, '');
+    const fd = fs.openSync(file, 'r+');
+    try {
+      // 1500 buffers of 1-3 bytes (and some empty): two system calls' worth of iovecs.
+      const sizes = Array.from({ length: IOV_MAX + 476 }, (_, i) => (i % 7 === 0 ? 0 : 1 + (i % 3)));
+      const total = sizes.reduce((a, b) => a + b, 0);
+      let k = 0;
+      const out = sizes.map((n) => Uint8Array.from({ length: n }, () => (k++ * 31 + 7) & 0xff));
+      pwritevFully(fd, out, 100);
+      const whole = fs.readFileSync(file);
+      assert.equal(whole.length, 100 + total);
+      assert.ok(whole.subarray(0, 100).every((x) => x === 0));
+      assert.deepEqual([...whole.subarray(100)], Array.from({ length: total }, (_, i) => (i * 31 + 7) & 0xff));
+      const back = sizes.map((n) => new Uint8Array(n).fill(0xee));
+      assert.equal(preadvFully(fd, back, 100), total);
+      assert.deepEqual(back, out);
+      // Past the end: what is there, then the buffers are left as they were.
+      const tail = [new Uint8Array(3).fill(0xee), new Uint8Array(5).fill(0xee)];
+      assert.equal(preadvFully(fd, tail, 100 + total - 4), 4);
+      assert.deepEqual([...tail[0], ...tail[1]], [...whole.subarray(100 + total - 4), 0xee, 0xee, 0xee, 0xee]);
+      assert.equal(preadvFully(fd, [], 0), 0);
+    } finally {
+      fs.closeSync(fd);
     }
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });

@@ -181,6 +181,48 @@ test('a request in an indirect descriptor table', () => {
   } finally { b.close(); }
 });
 
+test('a request scattered over more buffers than one preadv/pwritev takes (an indirect table of 1300), in order', () => {
+  const path = image(1300 * 512);
+  const { b } = blkBench(path);
+  try {
+    const n = 1300;
+    const header = b.alloc(16), data = b.alloc(n * 512), status = b.alloc(1), table = b.alloc(16 * (n + 2), 16);
+    b.u32(header, VIRTIO_BLK_T_OUT); b.u32(header + 8, 0);
+    for (let i = 0; i < n; i++) b.mem.low.fill(i & 0xff, data + i * 512, data + (i + 1) * 512);
+    // Buffers in reverse order of their addresses, so the file shows the order in which they were written.
+    b.writeDesc(table, 0, header, 16, 1, 1);
+    for (let i = 0; i < n; i++) b.writeDesc(table, 1 + i, data + (n - 1 - i) * 512, 512, 1, 2 + i);
+    b.writeDesc(table, n + 1, status, 1, 2, 0);
+    b.writeDesc(b.queues[0].layout.desc, 0, table, 16 * (n + 2), 4, 0);
+    b.makeAvailable(0, 0);
+    assert.deepEqual(b.used(0), [{ id: 0, len: 1 }]);
+    assert.equal(b.mem.low[status], VIRTIO_BLK_S_OK);
+    const file = readFileSync(path);
+    for (let i = 0; i < n; i++) assert.equal(file[i * 512 + 100], (n - 1 - i) & 0xff, `sector ${i}`);
+    // And back, into the same buffers zeroed: each gets its own sector again.
+    b.mem.low.fill(0, data, data + n * 512);
+    b.u32(header, VIRTIO_BLK_T_IN);
+    for (let i = 0; i < n; i++) b.writeDesc(table, 1 + i, data + (n - 1 - i) * 512, 512, 3, 2 + i);
+    b.writeDesc(b.queues[0].layout.desc, 1, table, 16 * (n + 2), 4, 0);
+    b.makeAvailable(0, 1);
+    assert.deepEqual(b.used(0), [{ id: 1, len: n * 512 + 1 }]);
+    for (let i = 0; i < n; i++) assert.equal(b.mem.low[data + i * 512 + 511], i & 0xff, `buffer ${i}`);
+  } finally { b.close(); }
+});
+
+test('a probed raw disk refuses a qcow2 magic written to sector 0 even when split over buffers', () => {
+  const path = image(8 * 512);
+  const { b, req } = blkBench(path);
+  try {
+    const q = b.alloc(1), rest = b.alloc(511);
+    b.mem.low[q] = 0x51; // 'Q'
+    b.mem.low.set([0x46, 0x49, 0xfb], rest); // 'F', 'I', 0xfb
+    assert.equal(req(VIRTIO_BLK_T_OUT, 0, [[q, 1, false], [rest, 511, false]])[0], VIRTIO_BLK_S_IOERR);
+    assert.ok(readFileSync(path).every((x) => x === 0), 'nothing written');
+    assert.equal(req(VIRTIO_BLK_T_OUT, 1, [[q, 1, false], [rest, 511, false]])[0], VIRTIO_BLK_S_OK, 'elsewhere it is data');
+  } finally { b.close(); }
+});
+
 test('an acknowledged (flushed) write survives the VMM being killed right after', () => {
   const path = image(16 * 512);
   const script = `

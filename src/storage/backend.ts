@@ -10,7 +10,7 @@
 import fs from 'node:fs';
 import { libc } from '../sys/libc.ts';
 import { ZEROS } from '../sys/zero.ts';
-import { preadFully, pwriteFully } from '../sys/file-io.ts';
+import { preadFully, preadvFully, pwriteFully, pwritevFully } from '../sys/file-io.ts';
 
 export type ImageFormat = 'raw' | 'qcow2';
 
@@ -31,6 +31,13 @@ export interface BlockBackend {
   /** Fill `buffer` from the disk at `offset` (the whole range must be inside the disk). */
   read(offset: number, buffer: Uint8Array): void;
   write(offset: number, data: Uint8Array): void;
+  /**
+   * Optional vectored forms: the same as read/write of each buffer in turn at consecutive offsets, in one system call
+   * where the backend can (a guest's request is scattered over many pages: virtio-blk). A backend without them (qcow2,
+   * the trackers that wrap a backend) is called once per buffer.
+   */
+  readv?(offset: number, buffers: readonly Uint8Array[]): void;
+  writev?(offset: number, buffers: readonly Uint8Array[]): void;
   /** Make every completed write durable (fdatasync). */
   flush(): void;
   /** The guest no longer needs [offset, offset+length): the range may read as anything afterwards (here: zeros). */
@@ -92,6 +99,23 @@ export function readFully(fd: number, buffer: Uint8Array, position: number): voi
   if (n < buffer.length) buffer.fill(0, n);
 }
 
+function bytesIn(buffers: readonly Uint8Array[]): number {
+  let n = 0;
+  for (const b of buffers) n += b.length;
+  return n;
+}
+
+/** Views of what follows the first `skip` bytes of `buffers`. */
+function afterBytes(buffers: readonly Uint8Array[], skip: number): Uint8Array[] {
+  const out: Uint8Array[] = [];
+  for (const b of buffers) {
+    if (skip >= b.length) { skip -= b.length; continue; }
+    out.push(b.subarray(skip));
+    skip = 0;
+  }
+  return out;
+}
+
 /**
  * A raw image: the file is the disk. Its size is the file's size rounded down to 512-byte sectors.
  *
@@ -139,6 +163,40 @@ export class RawBackend implements BlockBackend {
       throw new StorageError('readonly', 'refused: a qcow2 magic written to sector 0 of a raw disk whose format was probed');
     }
     writeFully(this.fd, data, offset);
+  }
+
+  readv(offset: number, buffers: readonly Uint8Array[]): void {
+    const length = bytesIn(buffers);
+    this.check(offset, length);
+    const n = preadvFully(this.fd, buffers, offset);
+    // As read(): past the end of a shrunk file reads as zeros.
+    if (n < length) for (const b of afterBytes(buffers, n)) b.fill(0);
+  }
+
+  writev(offset: number, buffers: readonly Uint8Array[]): void {
+    if (this.readonly) throw new StorageError('readonly', 'the disk is read-only');
+    const length = bytesIn(buffers);
+    this.check(offset, length);
+    if (this.probed && offset === 0 && length >= 4) {
+      // The magic may be spread over several buffers: look at the first four bytes of the whole write.
+      const head = new Uint8Array(4);
+      let at = 0;
+      for (const b of buffers) {
+        const take = Math.min(b.length, 4 - at);
+        head.set(b.subarray(0, take), at);
+        at += take;
+        if (at === 4) break;
+      }
+      if (Buffer.from(head.buffer).readUInt32BE(0) === QCOW2_MAGIC) {
+        throw new StorageError('readonly', 'refused: a qcow2 magic written to sector 0 of a raw disk whose format was probed');
+      }
+    }
+    try {
+      pwritevFully(this.fd, buffers, offset);
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== undefined) throw error;
+      throw new StorageError('io', (error as Error).message);
+    }
   }
 
   flush(): void {

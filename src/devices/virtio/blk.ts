@@ -191,10 +191,18 @@ export class VirtioBlock extends VirtioDevice {
   private transfer(sector: number, buffers: GuestBuffer[], bytes: number, write: boolean): number {
     if (!this.inRange(sector, bytes)) return VIRTIO_BLK_S_IOERR;
     let position = sector * SECTOR;
+    const backend = this.backend!;
     try {
-      for (const b of buffers) {
-        if (write) this.backend!.write(position, b); else this.backend!.read(position, b);
-        position += b.length;
+      // One vectored call for the whole request where the backend has it: Linux scatters a request over its pages, so
+      // a 1 MiB O_DIRECT read is 256 buffers of 4 KiB, and a system call each cost ~12 µs (bench/io's read: 3.7 ms
+      // of the VMM's CPU per MiB against ~0.2 ms for one preadv of the same 256 buffers).
+      if (write && backend.writev) backend.writev(position, buffers);
+      else if (!write && backend.readv) backend.readv(position, buffers);
+      else {
+        for (const b of buffers) {
+          if (write) backend.write(position, b); else backend.read(position, b);
+          position += b.length;
+        }
       }
     } catch {
       // EIO, ENOSPC, a corrupt qcow2 table, a closed disk...: the guest sees a failed request, the VMM goes on
