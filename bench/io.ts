@@ -19,7 +19,8 @@
 // (bench/support/session.ts), TCP from the sender's connection to the guest's report of the byte count. Prints
 // medians and ratios ringzero/QEMU (higher is better for ringzero here); the same work per CPU-second of each VMM
 // process (stable when the host is shared: wall-clock rates swing with other work); ringzero's guest instructions,
-// MMIO/port-I/O traps (the serial console's port I/O, the typed command's echo, apart) and halts per MiB or per
+// MMIO/port-I/O traps (the serial console's port I/O, the typed command's echo, apart), the test device's queue
+// notifications and interrupts, and halts per MiB or per
 // read (its control socket's counters around each test); then one
 // JSON line.
 //
@@ -184,6 +185,8 @@ const MiB = 1024 * 1024;
  */
 interface Work {
   instructions: number; mmio: number; pio: number; consolePio: number; halts: number; units: number; rxFrames: number; rxBytes: number; txFrames: number; txBytes: number;
+  /** The test's device (virtio-blk or virtio-net): queue notifications from the guest, interrupts to it. */
+  notifies: number; interrupts: number;
   /** The soft engine's counters (Machine.stats().soft), when it reports them. */
   engine?: EngineWork;
 }
@@ -199,6 +202,7 @@ type Stats = {
   net?: { rxBytes: number; txBytes: number; rxFrames: number; txFrames: number };
   codeCache?: { compiled?: number } | null;
   soft?: { jitInstructions: number; tlbL2Hits: number; wasm?: { calls: number; replays: number } };
+  virtio?: Record<string, { notifies: number; interrupts: number }>;
 };
 function engineWork(before: Stats, after: Stats): EngineWork | undefined {
   const a = before.soft, b = after.soft;
@@ -241,7 +245,10 @@ function record(vmm: Vmm, t: TestKey, rate: number, units: number, r: TimedResul
   // units per CPU-second of the VMM process (every thread): robust against other work on a shared host
   if (r.cpuS > 0) ((perCpu[vmm.key] ??= {})[t] ??= []).push(units / r.cpuS);
   if (before && after) {
+    const dev = NET_TESTS.includes(t) ? 'virtio-net' : 'virtio-blk';
+    const vq = (st: Stats, k: 'notifies' | 'interrupts') => st.virtio?.[dev]?.[k] ?? 0;
     ((workDone[vmm.key] ??= {})[t] ??= []).push({
+      notifies: vq(after, 'notifies') - vq(before, 'notifies'), interrupts: vq(after, 'interrupts') - vq(before, 'interrupts'),
       instructions: after.instructions - before.instructions, mmio: after.exits.mmio - before.exits.mmio,
       pio: after.exits.pio - before.exits.pio, consolePio: consolePio(after) - consolePio(before), halts: after.halts - before.halts, units,
       engine: engineWork(before, after),
@@ -432,18 +439,21 @@ for (const key of ['ringzero', 'ringzero_base']) {
     figures[`${key}_${t}_instructions_per_${unit.toLowerCase()}`] = Math.round(instr);
     // (the serial console's port I/O left out: it is the command line's echo, not the test's work)
     figures[`${key}_${t}_traps_per_${unit.toLowerCase()}`] = Number(m((w) => (w.mmio + w.pio - w.consolePio) / w.units).toFixed(2));
+    figures[`${key}_${t}_notifies_per_${unit.toLowerCase()}`] = Number(m((w) => w.notifies / w.units).toFixed(2));
+    figures[`${key}_${t}_interrupts_per_${unit.toLowerCase()}`] = Number(m((w) => w.interrupts / w.units).toFixed(2));
     // The data's direction through the NIC (the other way carries the ACKs): its frames' average size shows how much
     // segmentation offload made of it (a plain Ethernet frame holds at most 1514 bytes).
     const frameBytes = t === 'tcp' ? m((w) => (w.rxFrames > 0 ? w.rxBytes / w.rxFrames : 0)) : t === 'tcpout' ? m((w) => (w.txFrames > 0 ? w.txBytes / w.txFrames : 0)) : undefined;
     if (frameBytes !== undefined) figures[`${key}_${t}_bytes_per_frame`] = Math.round(frameBytes);
     workRows.push([`${t} (per ${unit})${key === 'ringzero_base' ? ', csum only' : ''}`, (instr / 1e3).toFixed(1), m((w) => w.mmio / w.units).toFixed(2),
       m((w) => (w.pio - w.consolePio) / w.units).toFixed(2), m((w) => w.consolePio / w.units).toFixed(2),
+      m((w) => w.notifies / w.units).toFixed(2), m((w) => w.interrupts / w.units).toFixed(2),
       m((w) => w.halts / w.units).toFixed(2), cpuRate !== undefined ? (instr * cpuRate / 1e6).toFixed(1) : '-', frameBytes !== undefined ? frameBytes.toFixed(0) : '-']);
   }
 }
 if (workRows.length > 0) {
   console.log('\nringzero: guest work per unit (control socket stats; medians):');
-  printTable(['test', 'k instructions', 'MMIO traps', 'port I/O', 'console port I/O', 'halts', 'guest MIPS per CPU-s', 'bytes per data frame'], workRows);
+  printTable(['test', 'k instructions', 'MMIO traps', 'port I/O', 'console port I/O', 'queue notifies', 'device interrupts', 'halts', 'guest MIPS per CPU-s', 'bytes per data frame'], workRows);
 }
 // The soft engine's side of the same work: what kept instructions out of translated code.
 const engineRows: string[][] = [];

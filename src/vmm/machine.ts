@@ -36,6 +36,7 @@ import { I8042 } from '../devices/i8042.ts';
 import { DebugPort } from '../devices/debug-port.ts';
 import { PciHost } from '../devices/pci/host.ts';
 import { attachVirtioDevices, type VirtioDevices } from '../devices/virtio/index.ts';
+import { VIRTIO_TYPE_NAMES } from '../devices/virtio/device.ts';
 import { KvmIrqRouter, WatchedClock, KvmGuestMemory } from './kvm-platform.ts';
 import type { KvmCpus, KvmSavedState } from './kvm-machine.ts';
 import type { GuestProfile } from './guest-profile.ts';
@@ -87,6 +88,12 @@ export interface VmCounters {
   net: { rxBytes: number; txBytes: number; rxFrames: number; txFrames: number };
   /** The same bytes per device: disks vda, vdb, ... in --disk order, NICs eth0, eth1, ... in --net order. */
   devices: Array<{ name: string; kind: 'disk' | 'net'; readBytes: number; writeBytes: number }>;
+  /**
+   * Every virtio function's queue notifications from the driver and interrupts to it (VirtioPciFunction.counters),
+   * by device type name (virtio-net, virtio-blk, ...; several functions of a type summed). Notifications the KVM
+   * engine takes through an ioeventfd go to process() directly and are not counted.
+   */
+  virtio?: Record<string, { notifies: number; interrupts: number }>;
   /**
    * Soft engine: how often every vCPU was halted and the run loop slept until the next timer or interrupt (what a
    * hardware engine counts as HLT exits; KVM with the in-kernel irqchip keeps HLT inside the kernel: 0 there).
@@ -356,6 +363,13 @@ export class Machine {
       // A NIC "reads" what the guest receives and "writes" what it sends.
       devices.push({ name: `eth${i}`, kind: 'net', readBytes: n.counters.rxBytes, writeBytes: n.counters.txBytes });
     });
+    const virtio: Record<string, { notifies: number; interrupts: number }> = {};
+    for (const f of this.virtio.functions) {
+      const name = VIRTIO_TYPE_NAMES[f.device.deviceType] ?? `virtio-${f.device.deviceType}`;
+      const v = (virtio[name] ??= { notifies: 0, interrupts: 0 });
+      v.notifies += f.counters.notifies;
+      v.interrupts += f.counters.interrupts;
+    }
     return {
       engine: this.config.engine,
       vcpus: this.config.cpus,
@@ -367,6 +381,7 @@ export class Machine {
       disk,
       net,
       devices,
+      virtio,
       halts: this.halts,
       guestNs: this.clock.now(),
       ...(cpus.length > 0 ? {

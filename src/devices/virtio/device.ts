@@ -6,6 +6,8 @@ import type { DescriptorChain, SplitQueue } from './queue.ts';
 
 // Device types (virtio 1.2 §5): the PCI device ID is 0x1040 + type (§4.1.2).
 export const VIRTIO_ID_NET = 1, VIRTIO_ID_BLOCK = 2, VIRTIO_ID_CONSOLE = 3, VIRTIO_ID_RNG = 4;
+/** Short names of the device types (stats, logs). */
+export const VIRTIO_TYPE_NAMES: Record<number, string> = { 1: 'virtio-net', 2: 'virtio-blk', 3: 'virtio-console', 4: 'virtio-rng', 5: 'virtio-balloon', 19: 'virtio-vsock' };
 
 // Reserved feature bits (§6).
 export const VIRTIO_F_INDIRECT_DESC = 28n;

@@ -124,6 +124,11 @@ export class VirtioPciFunction extends PciFunction implements VirtioTransport {
   /** Where the register BAR decodes now (undefined: nowhere), and who else listens to its notify registers. */
   private regsBase: number | undefined;
   private notifyAccel: VirtioNotifyAccel | undefined;
+  /**
+   * Queue notifications the driver wrote (on a hardware engine without ioeventfd, each a VM exit) and interrupts the
+   * device raised (MSI-X messages sent, or INTx asserted), for Machine.stats(): bench/io counts them per unit of work.
+   */
+  readonly counters = { notifies: 0, interrupts: 0 };
 
   constructor(readonly device: VirtioDevice, mem: GuestMemory, opts: { log?: (line: string) => void } = {}) {
     super({
@@ -346,6 +351,7 @@ export class VirtioPciFunction extends PciFunction implements VirtioTransport {
   }
 
   private interrupt(vector: number, isrBit: number): void {
+    this.counters.interrupts++;
     if (this.msixEnabled) {
       if (vector >= this.msixVectors) return; // NO_VECTOR: the driver asked for no interrupt
       this.msixPending[vector] = 1;
@@ -454,6 +460,7 @@ export class VirtioPciFunction extends PciFunction implements VirtioTransport {
       this.device.writeConfig(offset - DEVICE_OFFSET, size, value);
     } else if (offset >= NOTIFY_OFFSET && offset < NOTIFY_OFFSET + NOTIFY_OFF_MULTIPLIER * this.queues.length) {
       // The address says which queue (queue_notify_off = index); the value written is the same index.
+      this.counters.notifies++;
       this.process(Math.floor((offset - NOTIFY_OFFSET) / NOTIFY_OFF_MULTIPLIER));
     }
   }
