@@ -112,6 +112,12 @@ test('daemon to daemon: refusals and faults leave the VM running at the source; 
     assert.equal(r.status, 404);
     r = await api({ socket: source.socket }, 'POST', '/vms/ctr/migrate', { to, downtimeMs: 0 });
     assert.equal(r.status, 400);
+    r = await api({ socket: source.socket }, 'POST', '/vms/ctr/migrate', { to, hotBlocks: 65537 });
+    assert.equal(r.status, 400);
+    assert.match(r.body.error.message, /body\/hotBlocks must be <= 65536/);
+    const badHot = await cli(['migrate', 'ctr', '--to', to, '--hot-blocks', '-1'], source.socket);
+    assert.equal(badHot.status, 2);
+    assert.match(badHot.stderr, /--hot-blocks '-1' must be an integer from 0 to 65536 \(0: no hot-block list\)/);
     const usage = await cli(['migrate', 'ctr', '--control-socket', '/tmp/x', '--to', to], source.socket);
     assert.equal(usage.status, 2, usage.stderr);
 
@@ -649,7 +655,7 @@ test('two hosts (network namespaces, a daemon each): the booted guest migrates l
         if (v.status === 200 && v.body.consoleSocket && fs.existsSync(v.body.consoleSocket) && (!onB || onB.error !== undefined)) { onB = new Console(v.body.consoleSocket); consoles.push(onB); }
       }, () => {});
     }, 20);
-    const run = await cli(['migrate', 'web', '--to', to, '--downtime-ms', '100', '--copy-storage-all', '--progress', '--json'], daemonA.socket, [], 300_000);
+    const run = await cli(['migrate', 'web', '--to', to, '--downtime-ms', '100', '--copy-storage-all', '--progress', '--json', '--hot-blocks', '1024'], daemonA.socket, [], 300_000);
     clearInterval(attach);
     // Refused at the last attempt (the VMM listens now): its scrollback still has every line, arriving late.
     if ((onB as Console | undefined)?.error !== undefined) { process.stderr.write(`# B's console was refused (${onB!.error}): attached again\n`); onB = new Console((await api(B, 'GET', '/vms/web')).body.consoleSocket); consoles.push(onB); }
@@ -657,6 +663,9 @@ test('two hosts (network namespaces, a daemon each): the booted guest migrates l
     const done = JSON.parse(run.stdout);
     assert.equal(done.phase, 'completed');
     assert.match(run.stderr, /precopy, iteration 0, [\d.]+ MiB sent/);
+    // The hot-block list (at most the 1024 asked for): its size and cost in the progress, and what B translated of it.
+    assert.ok(done.hotBlocks > 0 && done.hotBlocks <= 1024 && done.hotBytes > 0 && done.hotPages > 0 && typeof done.hotMs === 'number' && typeof done.hotTranslated === 'number', JSON.stringify(done));
+    assert.match(run.stderr, /hot blocks \d+ \(\d+ KiB, \d+ pages first, [\d.]+ ms to list\)/);
     assert.equal((await api(A, 'GET', '/vms/web')).status, 404, 'A forgot the VM');
     const there = (await api(B, 'GET', '/vms/web')).body;
     assert.equal(there.state, 'running');

@@ -42,7 +42,13 @@ test('run --incoming and migrate: the counter guest moves to another process and
     let port = 0;
     await dest.until(() => { const m = /incoming migration on 127\.0\.0\.1:(\d+)/.exec(dest.err); if (m) port = Number(m[1]); return port > 0; }, 'the destination to listen');
     await source.until(() => counterLines(source.out).length >= 5 && fs.existsSync(ctl), 'five ticks');
-    const r = await ringzero(['migrate', '--control-socket', ctl, '--to', `127.0.0.1:${port}`, '--downtime-ms', '50', '--verify']);
+    // The VMM checks the hot-block parameter before anything starts (the CLI does too: below).
+    const { controlRequest } = await import('../src/vmm/control.ts');
+    for (const hotBlocks of [-1, 1.5, 65537, '8']) {
+      const refused = await controlRequest(ctl, { cmd: 'migrate', to: `127.0.0.1:${port}`, hotBlocks });
+      assert.deepEqual(refused, { ok: false, error: '"hotBlocks" must be an integer from 0 to 65536 (0: no hot-block list)' }, String(hotBlocks));
+    }
+    const r = await ringzero(['migrate', '--control-socket', ctl, '--to', `127.0.0.1:${port}`, '--downtime-ms', '50', '--verify', '--hot-blocks', '4']);
     assert.equal(r.status, 0, r.stderr);
     const result = JSON.parse(r.stdout) as Record<string, unknown>;
     assert.equal(result.phase, 'completed');
@@ -95,6 +101,14 @@ test('usage errors: --incoming with machine options or a bad address, migrate wi
     r = await ringzero(['migrate', '--control-socket', path.join(dir, 'none.ctl'), '--to', '127.0.0.1:4000', '--downtime-ms', '0']);
     assert.equal(r.status, 2);
     assert.match(r.stderr, /--downtime-ms '0' must be an integer from 1 to 600000/);
+    for (const n of ['65537', '-1', 'x']) {
+      r = await ringzero(['migrate', '--control-socket', path.join(dir, 'none.ctl'), '--to', '127.0.0.1:4000', `--hot-blocks=${n}`]);
+      assert.equal(r.status, 2, n);
+      assert.match(r.stderr, new RegExp(`--hot-blocks '${n}' must be an integer from 0 to 65536 \\(0: no hot-block list\\)`));
+    }
+    r = await ringzero(['migrate', 'web', '--to', '127.0.0.1:4000', '--hot-blocks', '70000', '--socket', path.join(dir, 'none.sock')]);
+    assert.equal(r.status, 2);
+    assert.match(r.stderr, /--hot-blocks '70000' must be an integer from 0 to 65536/);
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });
   }

@@ -1,6 +1,8 @@
 // A live migration's destination translates the source's hot blocks while the pre-copy goes on (src/cpu/soft/hot-list.ts):
 // the list rebuilds exactly the blocks the source's CPU recorded, the destination's guest starts with them translated,
-// and a code page rewritten at the source after the destination translated it runs its new bytes there.
+// and a code page rewritten at the source after the destination translated it runs its new bytes there. The migrate
+// parameter hotBlocks bounds the list (0: none). A VM snapshot carries the same list, which a restore translates;
+// snapshots without it, or with a list of another layout, restore; a damaged one is refused.
 import test from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
@@ -15,6 +17,7 @@ import type { SoftCpu } from '../src/cpu/soft/cpu.ts';
 import { captureConsole } from './support/capture-console.ts';
 import { config, until, counterLines, tmpDir, GUEST_HEX, ENTRY, LIMIT_OFFSET } from './support/counter-guest.ts';
 import { makeBzImage } from '../src/boot/synthetic.ts';
+import { SnapshotError, STATE_FILE, sealState, type SnapshotBody, type StateFile } from '../src/vmm/snapshot.ts';
 
 /**
  * The counter guest with its two counters (ticks, printed) moved out of its code page: as it is, every tick writes
@@ -190,5 +193,150 @@ test('a code page rewritten at the source after the destination translated it ru
     await src.running;
     src.m.close();
     dest?.close();
+  }
+});
+
+test('the hotBlocks parameter: 0 sends no list, N lists at most N blocks; the progress says what the list was and what the destination translated', async () => {
+  const src = startCounter();
+  let report1: PretranslateReport | undefined, report2: PretranslateReport | undefined;
+  const d1 = destination((r) => { report1 = r; });
+  let m1: Machine | undefined, m2: Machine | undefined, run1: Promise<unknown> | undefined;
+  try {
+    await digitLoopTranslated(src.m);
+    const p1 = await migrateMachine(src.m, { host: '127.0.0.1', port: await d1.port, downtimeMs: 50, hotBlocks: 0 });
+    m1 = await d1.machine;
+    src.m.requestExit({ kind: 'poweroff' });
+    await src.running;
+    assert.equal(p1.hotBlocks, undefined, 'no list with hotBlocks 0');
+    assert.equal(report1, undefined);
+    assert.equal(liveTranslated(cpuOf(m1)).length, 0, 'nothing translated before the guest ran');
+    run1 = m1.run();
+    await digitLoopTranslated(m1);
+    const d2 = destination((r) => { report2 = r; });
+    const p2 = await migrateMachine(m1, { host: '127.0.0.1', port: await d2.port, downtimeMs: 50, hotBlocks: 1 });
+    m2 = await d2.machine;
+    m1.requestExit({ kind: 'poweroff' });
+    await run1;
+    assert.equal(p2.hotBlocks, 1);
+    assert.ok(p2.hotBytes! > 0 && p2.hotPages === 1 && p2.hotMs! >= 0, JSON.stringify(p2));
+    await until(() => report2 !== undefined, 10_000, 'the pretranslation to end');
+    assert.equal(report2!.listed, 1);
+    // (what it had installed at its "loaded": a module still compiling then installs later)
+    assert.ok(p2.hotTranslated !== undefined && p2.hotTranslated <= report2!.installed, `the destination's "loaded" says what it translated: ${p2.hotTranslated} of ${report2!.installed}`);
+  } finally {
+    src.m.requestExit({ kind: 'poweroff' });
+    await src.running;
+    src.m.close();
+    m1?.requestExit({ kind: 'poweroff' });
+    await run1;
+    m1?.close();
+    m2?.close();
+  }
+});
+
+// A VM snapshot carries the list too (body.hot): a restore translates the guest's hot code again instead of starting on
+// a cold translator (src/vmm/machine.ts pretranslateRestored).
+test('a snapshot carries the hot-block list, and the restored VMM translates it; the counter goes on', async () => {
+  const src = startCounter();
+  const dir = path.join(tmpDir(), 'snap');
+  let r1: Machine | undefined, r2: Machine | undefined;
+  try {
+    const pa = await digitLoopTranslated(src.m);
+    await src.m.pause();
+    const body = await src.m.snapshot(dir);
+    const before = counterLines(src.io.text());
+    assert.ok(body.hot && body.hot.blocks > 0, 'the snapshot lists its translated blocks');
+    assert.ok(decodeHotList(body.hot)!.some((r) => r.pa === pa), 'the digit loop among them');
+    assert.ok(src.m.hotSaved && src.m.hotSaved.blocks === body.hot.blocks);
+    src.m.requestExit({ kind: 'poweroff' });
+    src.m.resume();
+    await src.running;
+
+    // Not used unless asked for (the default: it did not pay in a new process, README "Snapshots").
+    const io0 = captureConsole();
+    const r0 = Machine.restore(dir, io0);
+    assert.equal(r0.pretranslateRestored(0), undefined);
+    r0.close();
+    // Translated before the guest runs (RINGZERO_RESTORE_HOT=before).
+    const io1 = captureConsole();
+    r1 = Machine.restore(dir, io1, { hot: 'before' });
+    const report = await r1.pretranslateRestored(0);
+    assert.ok(report && report.installed > 0 && report.skipped === 0, JSON.stringify(report));
+    assert.ok(liveTranslated(cpuOf(r1)).some((b) => b.pa === pa), 'the digit loop translated before the guest runs');
+    assert.equal(cpuOf(r1).instructions, 0);
+    assert.equal(r1.pretranslateRestored(0), undefined, 'once');
+    const running1 = r1.run();
+    await until(() => counterLines(io1.text()).length >= 5, 20_000, 'the restored guest to count');
+    const after = counterLines(io1.text());
+    assert.equal(after[0], before[before.length - 1] + 1, `the counter continues: ...${before.slice(-2)} then ${after.slice(0, 2)}...`);
+    for (let i = 1; i < after.length; i++) assert.equal(after[i], after[i - 1] + 1);
+    r1.requestExit({ kind: 'poweroff' });
+    await running1;
+
+    // Beside the guest (RINGZERO_RESTORE_HOT=after): run() starts it.
+    const io2 = captureConsole();
+    r2 = Machine.restore(dir, io2, { hot: 'after' });
+    const running2 = r2.run();
+    await until(() => (r2!.pretranslated?.installed ?? 0) > 0 && counterLines(io2.text()).length >= 5, 20_000, 'the list translated beside the restored guest');
+    assert.equal(counterLines(io2.text())[0], before[before.length - 1] + 1);
+    r2.requestExit({ kind: 'poweroff' });
+    await running2;
+  } finally {
+    src.m.requestExit({ kind: 'poweroff' });
+    src.m.resume();
+    await src.running;
+    src.m.close();
+    r1?.close();
+    r2?.close();
+    fs.rmSync(path.dirname(dir), { recursive: true, force: true });
+  }
+});
+
+test('a snapshot without the list (an older one) or with a list of another layout restores; a damaged list is refused', async () => {
+  const src = startCounter();
+  const dir = path.join(tmpDir(), 'snap');
+  const machines: Machine[] = [];
+  const stateFile = path.join(dir, STATE_FILE);
+  try {
+    await digitLoopTranslated(src.m);
+    await src.m.pause();
+    await src.m.snapshot(dir);
+    const next = counterLines(src.io.text()).at(-1)! + 1;
+    src.m.requestExit({ kind: 'poweroff' });
+    src.m.resume();
+    await src.running;
+    const state = JSON.parse(fs.readFileSync(stateFile, 'utf8')) as StateFile;
+    const counts = async (what: string) => {
+      const io = captureConsole();
+      const m = Machine.restore(dir, io, { hot: 'before' });
+      machines.push(m);
+      const report = await m.pretranslateRestored(0);
+      const running = m.run();
+      await until(() => counterLines(io.text()).length >= 3, 20_000, `the guest to count (${what})`);
+      assert.equal(counterLines(io.text())[0], next, what);
+      m.requestExit({ kind: 'poweroff' });
+      await running;
+      return report;
+    };
+    // Damaged: one character of the list changed, the CRC left as it was.
+    const hot = state.body.hot!;
+    const damaged = { ...state, body: { ...state.body, hot: { ...hot, data: (hot.data[0] === 'A' ? 'B' : 'A') + hot.data.slice(1) } } };
+    fs.writeFileSync(stateFile, JSON.stringify(damaged));
+    assert.throws(() => Machine.restore(dir, captureConsole()), (e: Error) => e instanceof SnapshotError && /damaged: checksum mismatch/.test(e.message));
+    // Without it, as before session 19.
+    const { hot: _gone, ...older } = state.body;
+    fs.writeFileSync(stateFile, JSON.stringify(sealState(older as SnapshotBody)));
+    assert.equal(await counts('no list'), undefined);
+    // A layout this reader does not know: ignored.
+    fs.writeFileSync(stateFile, JSON.stringify(sealState({ ...state.body, hot: { ...hot, format: 99 } })));
+    const ignored = await counts('another layout');
+    assert.ok(ignored?.ignored && ignored.queued === 0, JSON.stringify(ignored));
+  } finally {
+    src.m.requestExit({ kind: 'poweroff' });
+    src.m.resume();
+    await src.running;
+    src.m.close();
+    for (const m of machines) m.close();
+    fs.rmSync(path.dirname(dir), { recursive: true, force: true });
   }
 });

@@ -15,7 +15,7 @@ import type { GuestProfile, KernelSymbol } from '../vmm/guest-profile.ts';
 import { registerDaemonCommands } from './daemon-commands.ts';
 import { registerStorageCommands } from './storage-commands.ts';
 import { registerBackupCommands } from './backup-commands.ts';
-import { registerMigrateCommands } from './migrate-commands.ts';
+import { registerMigrateCommands, hotBlocksOption } from './migrate-commands.ts';
 import type { RunOptions } from './run-config.ts';
 import { checkSocketPath, DEFAULT_MEMORY, ENGINE_REQUESTS, UsageError } from './validate.ts';
 
@@ -281,7 +281,9 @@ function program(): Command {
     .option('--copy-storage-all', 'copy the VM\'s disks to the destination while it runs (no shared storage needed; the destination daemon puts them in its pool)')
     .option('--disk-target <vdX=PATH|VOLUME>', 'with NAME and --copy-storage-all: where the destination puts the copy of disk vdX (an absolute path there, or a volume name in its pool; repeatable)',
       (value: string, previous: string[] | undefined) => [...(previous ?? []), value])
-    .action(async (name: string | undefined, options: { controlSocket?: string; socket?: string; linkTimeoutMs: string; json?: boolean; to: string; downtimeMs: string; maxIterations: string; bandwidth?: string; progress?: boolean; verify?: boolean; copyStorageAll?: boolean; diskTarget?: string[] }) => {
+    .option('--hot-blocks <n>', 'soft engine: send the destination at most N of the guest\'s most recently translated code blocks, which it translates during the pre-copy (0 to 65536; default 2048)')
+    .option('--no-hot-blocks', 'send no hot-block list (the destination starts with no translated code)')
+    .action(async (name: string | undefined, options: { controlSocket?: string; socket?: string; linkTimeoutMs: string; json?: boolean; to: string; downtimeMs: string; maxIterations: string; bandwidth?: string; progress?: boolean; verify?: boolean; copyStorageAll?: boolean; diskTarget?: string[]; hotBlocks?: string | boolean }) => {
       if ((name === undefined) === (options.controlSocket === undefined)) throw new UsageError('migrate takes a VM NAME (through the daemon) or --control-socket (a VMM), one of the two');
       if (name !== undefined) {
         const { migrateThroughDaemon } = await import('./migrate-commands.ts');
@@ -301,6 +303,7 @@ function program(): Command {
         ...(options.bandwidth !== undefined ? { bandwidth: int(options.bandwidth, '--bandwidth', 2 ** 40) } : {}),
         ...(options.verify ? { verify: true } : {}),
         ...(options.copyStorageAll ? { copyStorage: true } : {}),
+        ...hotBlocksOption(options.hotBlocks),
       };
       if (options.diskTarget !== undefined) throw new UsageError('--disk-target is for a daemon\'s VM (NAME): between VMMs the destination names its copies (run --incoming --disk-target)');
       const { controlRequest } = await import('../vmm/control.ts');

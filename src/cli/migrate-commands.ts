@@ -24,6 +24,18 @@ export interface DaemonMigrateOptions extends SocketOption {
   json?: boolean;
   copyStorageAll?: boolean;
   diskTarget?: string[];
+  /** --hot-blocks N (a string), --no-hot-blocks (false). */
+  hotBlocks?: string | boolean;
+}
+
+/** The most --hot-blocks takes (src/cpu/soft/hot-list.ts MAX_LISTED_LIMIT, which the VMM checks too). */
+const MAX_HOT_BLOCKS = 65536;
+
+/** `--hot-blocks N` / `--no-hot-blocks` as the request's hotBlocks (nothing when neither is given: the VMM's default). */
+export function hotBlocksOption(value: string | boolean | undefined): { hotBlocks?: number } {
+  if (value === undefined || value === true) return {};
+  if (value === false) return { hotBlocks: 0 };
+  return { hotBlocks: int(value, '--hot-blocks', 0, MAX_HOT_BLOCKS, ' (0: no hot-block list)') };
 }
 
 /** `--disk-target vdX=TARGET` (repeatable) as the request's diskTargets. */
@@ -40,13 +52,19 @@ export function diskTargetsOf(values: string[] | undefined, copyStorage: boolean
   return out;
 }
 
-function int(text: string, flag: string, min: number, max: number): number {
+function int(text: string, flag: string, min: number, max: number, note = ''): number {
   const n = Number(text);
-  if (!/^\d+$/.test(text) || n < min || n > max) throw new UsageError(`${flag} '${text}' must be an integer from ${min} to ${max}`);
+  if (!/^\d+$/.test(text) || n < min || n > max) throw new UsageError(`${flag} '${text}' must be an integer from ${min} to ${max}${note}`);
   return n;
 }
 
 const mib = (bytes: number | undefined) => `${((bytes ?? 0) / 2 ** 20).toFixed(1)} MiB`;
+
+/** The hot-block list: its size and what it cost the source, and what the destination translated of it. */
+function hotText(m: MigrationView): string {
+  return `hot blocks ${m.hotBlocks} (${((m.hotBytes ?? 0) / 1024).toFixed(0)} KiB, ${m.hotPages ?? 0} pages first, ${m.hotMs ?? 0} ms to list)`
+    + (m.hotTranslated !== undefined ? `, ${m.hotTranslated} translated there` : '');
+}
 
 /** One progress line: what changed since the last. */
 export function progressLine(m: MigrationView): string {
@@ -58,6 +76,7 @@ export function progressLine(m: MigrationView): string {
   }
   if (m.dirtyPages !== undefined && m.phase === 'precopy') parts.push(`${m.dirtyPages} pages dirty (${mib(m.dirtyRate)}/s)`);
   if (m.bandwidth) parts.push(`${mib(m.bandwidth)}/s`);
+  if (m.hotBlocks !== undefined && m.phase === 'precopy') parts.push(hotText(m));
   if (m.expectedDowntimeMs !== undefined && m.phase === 'precopy') parts.push(`expected downtime ${m.expectedDowntimeMs.toFixed(0)} ms (limit ${m.downtimeLimitMs} ms)`);
   parts.push(`${(m.totalMs / 1000).toFixed(1)} s`);
   return parts.join(', ');
@@ -87,7 +106,7 @@ export function migrationLines(m: MigrationView): string[] {
     ['Dirty rate', m.dirtyRate !== undefined ? `${mib(m.dirtyRate)}/s` : undefined],
     ['Disks copied', m.diskTotal !== undefined ? `${mib(m.diskTransferred)} of ${mib(m.diskTotal)} (${mib(m.diskBytesSent)} sent)` : undefined],
     ['Disk dirty', m.diskDirtyBytes !== undefined ? `${mib(m.diskDirtyBytes)} (${mib(m.diskDirtyRate)}/s)` : undefined],
-    ['Disk copies', m.diskTargets?.join(', ')], ['Expected downtime', m.expectedDowntimeMs !== undefined ? `${m.expectedDowntimeMs.toFixed(0)} ms` : undefined],
+    ['Disk copies', m.diskTargets?.join(', ')], ['Hot blocks', m.hotBlocks !== undefined ? hotText(m).replace(/^hot blocks /, '') : undefined], ['Expected downtime', m.expectedDowntimeMs !== undefined ? `${m.expectedDowntimeMs.toFixed(0)} ms` : undefined],
     ['Downtime limit', m.downtimeLimitMs !== undefined ? `${m.downtimeLimitMs} ms` : undefined], ['Downtime', m.downtimeMs !== undefined ? `${m.downtimeMs} ms` : undefined],
     ['Source definition', m.sourceDefinition], ['Error', m.error],
   ];
@@ -152,6 +171,7 @@ export async function migrateThroughDaemon(name: string, options: DaemonMigrateO
     ...(options.linkTimeoutMs !== undefined ? { linkTimeoutMs: int(options.linkTimeoutMs, '--link-timeout-ms', 500, 600_000) } : {}),
     ...(options.verify ? { verify: true } : {}),
     ...(options.copyStorageAll ? { copyStorage: true } : {}),
+    ...hotBlocksOption(options.hotBlocks),
   };
   const targets = diskTargetsOf(options.diskTarget, options.copyStorageAll);
   if (targets) Object.assign(body, { diskTargets: targets });

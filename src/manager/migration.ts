@@ -96,6 +96,8 @@ export interface MigrateRequest {
   copyStorage?: boolean;
   /** With copyStorage: where the destination puts disk vdX's copy: an absolute path there, or a volume name in its pool. */
   diskTargets?: Record<string, string>;
+  /** Soft engine: at most this many hot blocks listed for the destination (0: none; default the VMM's, 2048). */
+  hotBlocks?: number;
 }
 
 /**
@@ -147,6 +149,12 @@ export interface MigrationView {
   diskBytesSent?: number;
   diskDirtyBytes?: number;
   diskDirtyRate?: number;
+  /** The hot-block list (src/migration/source.ts MigrationProgress): blocks, bytes, pages sent first, ms to list, translated at the destination. */
+  hotBlocks?: number;
+  hotBytes?: number;
+  hotPages?: number;
+  hotMs?: number;
+  hotTranslated?: number;
   /** incoming, copy-storage: where the copies are made. */
   diskTargets?: string[];
   /** Measured: from the pause of the source to the destination's "resumed". */
@@ -176,6 +184,8 @@ export const migrateRequestSchema = {
       type: 'object', additionalProperties: false, patternProperties: { '^vd[a-z]$': { type: 'string', minLength: 1, maxLength: 4096 } },
       description: 'with copyStorage: where the destination puts each disk\'s copy, {"vda": "/abs/path/at/destination" | "volume-name"}; the file must not exist there',
     },
+    // (65536: src/cpu/soft/hot-list.ts MAX_LISTED_LIMIT, which the VMM checks too)
+    hotBlocks: { type: 'integer', minimum: 0, maximum: 65536, description: 'soft engine: send the destination at most this many of the guest\'s most recently translated code blocks, which it translates during the pre-copy (0: none; default 2048)' },
   },
 } as const;
 
@@ -207,6 +217,11 @@ export const migrationSchema = {
     diskDirtyBytes: { type: 'integer', description: 'copy-storage: bytes of disk written by the guest since last sent' },
     diskDirtyRate: { type: 'number', description: 'copy-storage: bytes per second the guest dirtied its disks during the last round' },
     diskTargets: { type: 'array', items: { type: 'string' }, description: 'incoming, copy-storage: the copies made here' },
+    hotBlocks: { type: 'integer', description: 'soft engine: code blocks the source listed for the destination to translate during the pre-copy' },
+    hotBytes: { type: 'integer', description: 'the hot-block list\'s bytes on the wire' },
+    hotPages: { type: 'integer', description: 'pages sent ahead of the rest: those the listed blocks lie in' },
+    hotMs: { type: 'number', description: 'the source\'s time taking the list (ms; its guest stands still meanwhile)' },
+    hotTranslated: { type: 'integer', description: 'listed blocks the destination had translated when the state came' },
     downtimeMs: { type: 'number', description: 'measured: from the pause of the source to the destination\'s "resumed"' },
     downtimeParts: { type: 'object', additionalProperties: { type: 'number' } },
     bytesReceived: { type: 'integer' },
@@ -563,7 +578,7 @@ export class Migrations {
       const result = await this.manager.control(name, {
         cmd: 'migrate', to: `127.0.0.1:${relayPort}`, downtimeMs: request.downtimeMs ?? 300, maxIterations: request.maxIterations ?? 30,
         ...(request.bandwidth !== undefined ? { bandwidth: request.bandwidth } : {}), ...(request.verify ? { verify: true } : {}),
-        ...(request.copyStorage ? { copyStorage: true } : {}),
+        ...(request.copyStorage ? { copyStorage: true } : {}), ...(request.hotBlocks !== undefined ? { hotBlocks: request.hotBlocks } : {}),
       }, 24 * 3600_000).catch((error: Error) => ({ ok: false, error: `the VMM: ${error.message}` }) as Record<string, unknown>);
       clearInterval(statusTimer);
       if (result.ok !== true && result.phase === 'switch-over-unknown') {
@@ -1192,7 +1207,7 @@ class Link {
 }
 
 const PROGRESS_FIELDS = ['iteration', 'bytesSent', 'pagesSent', 'zeroPagesSent', 'dirtyPages', 'dirtyRate', 'bandwidth', 'expectedDowntimeMs', 'downtimeLimitMs', 'downtimeMs',
-  'diskTotal', 'diskTransferred', 'diskBytesSent', 'diskDirtyBytes', 'diskDirtyRate'] as const;
+  'diskTotal', 'diskTransferred', 'diskBytesSent', 'diskDirtyBytes', 'diskDirtyRate', 'hotBlocks', 'hotBytes', 'hotPages', 'hotMs', 'hotTranslated'] as const;
 
 /** The VMM's progress (src/migration/source.ts MigrationProgress) into the daemon's view. */
 function copyProgress(view: MigrationView, p: Record<string, unknown>): void {

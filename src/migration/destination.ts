@@ -138,7 +138,9 @@ function receive(socket: net.Socket, opts: IncomingOptions, console: ConsoleIo, 
           restore(machine, m.state, pretranslating);
           // Ready to run, not running: the source decides (its "go"), so a lost link never leaves two copies running.
           loaded = true;
-          socket.write(jsonFrame({ kind: 'loaded' }));
+          // (with what the hot-block list got translated here, for the source's progress)
+          const hot = machine.pretranslated;
+          socket.write(jsonFrame({ kind: 'loaded', ...(hot !== undefined ? { hotTranslated: Math.max(hot.installed, hot.installedAtStop ?? 0) } : {}) }));
         } else if (m.kind === 'go') {
           if (!machine || !loaded) throw new Error('"go" came before the state was loaded');
           if (fault === 'destination:after-go') socket.destroy();

@@ -34,7 +34,7 @@ import {
   faultPoint, jsonFrame, pagesFrame, writeFrame, type FaultPoint, type Frame,
 } from './protocol.ts';
 import { isAllZero } from '../sys/zero.ts';
-import { HOT_FORMAT } from '../cpu/soft/hot-list.ts';
+import { HOT_FORMAT, MAX_LISTED } from '../cpu/soft/hot-list.ts';
 
 /** RINGZERO_MIGRATE_HOT_STATS=1: both ends say on stderr what the hot-block list cost and did (src/cpu/soft/hot-list.ts). */
 export const HOT_STATS = process.env.RINGZERO_MIGRATE_HOT_STATS === '1';
@@ -62,6 +62,11 @@ export interface MigrateOptions {
    * storage both sides share.
    */
   copyStorage?: boolean;
+  /**
+   * Soft engine: list at most this many of the source's translated blocks for the destination to translate during the
+   * pre-copy (src/cpu/soft/hot-list.ts); 0: no list. Default RINGZERO_MIGRATE_HOT_MAX, else 2048 (RINGZERO_MIGRATE_HOT=0: 0).
+   */
+  hotBlocks?: number;
   /** Test-only: called after each disk frame of the first disk pass (a test writes to the disk meanwhile). */
   onDiskFrame?: () => void | Promise<void>;
 }
@@ -99,6 +104,16 @@ export interface MigrationProgress {
   diskDirtyBytes?: number;
   diskDirtyRate?: number;
   downtimeLimitMs: number;
+  /**
+   * The hot-block list (soft engine, a destination that takes it): blocks listed, the list's bytes on the wire, the
+   * pages sent ahead of the rest for it, the source's time taking it (ms: the guest stands still meanwhile), and the
+   * blocks the destination had translated when the state came (its "loaded").
+   */
+  hotBlocks?: number;
+  hotBytes?: number;
+  hotPages?: number;
+  hotMs?: number;
+  hotTranslated?: number;
   /** Measured: from pausing the VM to the destination's "resumed". */
   downtimeMs?: number;
   /** Where the downtime went: stopping the vCPUs, the last pages, capturing and sealing the state, the destination. */
@@ -237,11 +252,14 @@ export async function migrateMachine(machine: Machine, opts: MigrateOptions, onP
     // start there on a cold block cache. Pages written later come again in the dirty rounds, as any page does.
     // (RINGZERO_MIGRATE_HOT=0: not sent, to compare)
     const hotAt = performance.now();
-    const hot = ready.hot === HOT_FORMAT && process.env.RINGZERO_MIGRATE_HOT !== '0' ? machine.hotList() : undefined;
+    const hotMax = opts.hotBlocks ?? (process.env.RINGZERO_MIGRATE_HOT === '0' ? 0 : MAX_LISTED);
+    const hot = ready.hot === HOT_FORMAT && hotMax > 0 ? machine.hotList(hotMax) : undefined;
+    if (hot) Object.assign(p, { hotBlocks: hot.list.blocks, hotBytes: hot.list.data.length, hotMs: Math.round((performance.now() - hotAt) * 10) / 10 });
     if (hot && HOT_STATS) process.stderr.write(`ringzero: migration: hot-block list of ${hot.list.blocks} blocks (${(hot.list.data.length / 1024).toFixed(0)} KiB of base64) in ${(performance.now() - hotAt).toFixed(1)} ms\n`);
     let round = { bytes: 0, ms: 0 };
     if (hot) {
       for (let i = 0; i < hot.pages.length; i++) if (all[i] === 0) hot.pages[i] = 0;
+      p.hotPages = countPages(hot.pages);
       round = await sendPages(link, machine, hot.pages, p, opts.bandwidth, true);
       await link.send(jsonFrame({ kind: 'hot', list: hot.list }));
       for (let i = 0; i < hot.pages.length; i++) if (hot.pages[i] !== 0) all[i] = 0;
@@ -331,7 +349,8 @@ export async function migrateMachine(machine: Machine, opts: MigrateOptions, onP
     const stateAt = Date.now();
     await link.send(stateFrame);
     if (fault === 'source:after-state') link.cut('test fault: link cut after the state was sent');
-    await link.expect('loaded');
+    const loaded = await link.expect('loaded');
+    if (p.hotBlocks !== undefined && Number.isSafeInteger(loaded.hotTranslated)) p.hotTranslated = loaded.hotTranslated as number;
     if (disks && disks.writes() !== diskWrites) throw new MigrationError('a disk was written after its last dirty blocks were harvested (the VM was paused): the destination\'s copy would miss it');
 
     // 5. The point of no return: once "go" may have left, this side never resumes the VM by itself.

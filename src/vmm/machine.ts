@@ -64,8 +64,28 @@ const YIELD_MS = 8;
  * with nothing to do costs ~2 us.
  */
 const COMPILE_YIELD_MS = 1;
+/** RINGZERO_MIGRATE_HOT_STATS=1 or RINGZERO_RESTORE_TIMING=1: a restore says what its hot-block list did (stderr). */
+const HOT_STATS = process.env.RINGZERO_MIGRATE_HOT_STATS === '1' || process.env.RINGZERO_RESTORE_TIMING === '1';
 /** The longest setTimeout delay Node honours (a 32-bit signed millisecond count). */
 const MAX_TIMEOUT_MS = 2 ** 31 - 1;
+
+/**
+ * What a restore does with its snapshot's hot-block list (src/cpu/soft/hot-list.ts; saved by snapshotState):
+ * 'off' (the default) leaves it unused; 'after' translates it beside the guest from its first instruction on, taking at
+ * most a third of the main thread; 'before' translates it all before the guest runs (its clock standing still
+ * meanwhile: restoreVm waits for it). Measured (bench/restore-hot, fresh VMM processes, README "Snapshots"): in a new
+ * process the translator is cold and 2048 blocks took 1.7-3.7 s of main-thread CPU at load ~20, which the guest
+ * then waits for in either mode, so neither is the default.
+ */
+export interface RestoreHotOptions {
+  hot?: 'off' | 'after' | 'before';
+}
+
+/** RINGZERO_RESTORE_HOT=after|before (anything else: off). */
+function restoreHotMode(): 'off' | 'after' | 'before' {
+  const v = process.env.RINGZERO_RESTORE_HOT;
+  return v === 'after' || v === 'before' ? v : 'off';
+}
 
 /** What Machine.stats() reports (all counters monotonic since the machine started; KVM: no instruction counts). */
 export interface VmCounters {
@@ -418,6 +438,8 @@ export class Machine {
     const runStart = lastYield;
     let lastReport = lastYield;
     let lastInstructions = 0;
+    // A restored VM's hot code translated beside the guest from its first instruction on (RestoreHotOptions 'after').
+    if (this.restoredHot?.when === 'after') void this.pretranslateRestored();
     this.loopRunning = true;
     try {
     while (!this.exit) {
@@ -539,11 +561,28 @@ export class Machine {
     await this.pause();
     try {
       this.serial.flush();
-      return writeSnapshot(dir, await this.saveState(), this.mem);
+      return writeSnapshot(dir, await this.snapshotState(), this.mem);
     } finally {
       if (!wasPaused) this.resume();
     }
   }
+
+  /**
+   * What a snapshot saves besides the memory image (paused: pause() first): saveState(), and on the soft engine the
+   * hot-block list (src/cpu/soft/hot-list.ts), for a restore that asks to translate the guest's hot code again
+   * (RestoreHotOptions) instead of starting on a cold translator. RINGZERO_SNAPSHOT_HOT=0: no list.
+   */
+  async snapshotState(): Promise<Omit<SnapshotBody, 'memory'>> {
+    const state = await this.saveState();
+    if (process.env.RINGZERO_SNAPSHOT_HOT === '0') return state;
+    const t = performance.now();
+    const hot = this.hotList();
+    this.hotSaved = hot ? { blocks: hot.list.blocks, bytes: hot.list.data.length, ms: performance.now() - t } : undefined;
+    return hot ? { ...state, hot: hot.list } : state;
+  }
+
+  /** What listing the hot blocks cost the last snapshot: blocks, base64 bytes, ms of the pause (undefined: none listed). */
+  hotSaved: { blocks: number; bytes: number; ms: number } | undefined;
 
   /**
    * Everything but the memory image, on either engine, from a paused machine (pause() first). On KVM the vCPUs and
@@ -595,7 +634,7 @@ export class Machine {
    * devices into it before the first KVM_RUN.
    * Throws SnapshotError (nothing built) for a damaged snapshot or one of another format version.
    */
-  static restore(dir: string, console: ConsoleIo, options: MachineOptions & ReadSnapshotOptions & { controlSocket?: string; engine?: VmConfig['engine'] } = {}): Machine {
+  static restore(dir: string, console: ConsoleIo, options: MachineOptions & ReadSnapshotOptions & RestoreHotOptions & { controlSocket?: string; engine?: VmConfig['engine'] } = {}): Machine {
     const { body, memoryFile, diffs } = readSnapshot(dir, options);
     // The control socket belongs to the process, not the VM: the saved one was the path of the VMM that took the
     // snapshot, so the restored VM gets the one asked for now (or none).
@@ -608,6 +647,8 @@ export class Machine {
     try {
       applyDiffLayers(machine.mem, diffs); // a diff snapshot: its chain of pages over the full base
       machine.applyState(body);
+      const hot = options.hot ?? restoreHotMode();
+      if (body.hot !== undefined && engine !== 'kvm' && hot !== 'off') machine.restoredHot = { list: body.hot, when: hot };
     } catch (error) {
       machine.close();
       throw error;
@@ -619,12 +660,53 @@ export class Machine {
    * Soft engine: the translated blocks of this machine and the pages they lie in, for a migration's destination to
    * translate while the pre-copy goes on (src/cpu/soft/hot-list.ts); undefined when there are none (KVM, no translator).
    */
-  hotList(): { list: HotList; pages: Uint8Array } | undefined {
-    return this.config.engine === 'kvm' || this.vcpus.length === 0 ? undefined : exportHotList(this.vcpus[0].cpu);
+  hotList(max?: number): { list: HotList; pages: Uint8Array } | undefined {
+    return this.config.engine === 'kvm' || this.vcpus.length === 0 ? undefined : exportHotList(this.vcpus[0].cpu, max);
   }
 
   /** A migration destination's translation of the source's hot blocks (pretranslate's report), once started. */
   pretranslated: PretranslateReport | undefined;
+
+  /** A restored soft-engine VM: its snapshot's hot-block list and when to translate it, until pretranslateRestored takes it. */
+  private restoredHot: { list: HotList; when: 'after' | 'before' } | undefined;
+
+  /** Whether a restored VM's hot-block list waits to be translated before its guest runs (RestoreHotOptions 'before'). */
+  get hotBeforeRun(): boolean {
+    return this.restoredHot?.when === 'before';
+  }
+
+  /**
+   * A restored VM: rebuild and translate its snapshot's hot blocks (pretranslate), `rest` as in PretranslateOptions
+   * (run() starts this with the default, a third of the main thread, beside the guest; restoreVm may call it with 0
+   * and wait before run()). Resolves with the report once every queued module is installed or given up; undefined
+   * when there is no list (an older snapshot, KVM, already started).
+   */
+  pretranslateRestored(rest?: number): Promise<PretranslateReport> | undefined {
+    const list = this.restoredHot?.list;
+    this.restoredHot = undefined;
+    if (list === undefined || this.vcpus.length === 0) return undefined;
+    const t0 = performance.now();
+    // (translated before the guest runs: its clock stands still meanwhile, as through the restore itself)
+    const held = rest === 0 && !this.loopRunning;
+    if (held) this.clock.pause();
+    // (the modules compile in V8's background: nothing else may keep this process's event loop alive meanwhile)
+    const alive = setInterval(() => {}, 1000);
+    const max = process.env.RINGZERO_RESTORE_HOT_MAX !== undefined ? Number(process.env.RINGZERO_RESTORE_HOT_MAX) : undefined;
+    return new Promise((resolve) => {
+      const t = pretranslate(this.vcpus[0].cpu, list, (r) => {
+        this.stopRestoredHot = undefined;
+        clearInterval(alive);
+        if (held) this.clock.resume();
+        if (HOT_STATS) process.stderr.write(`ringzero: restore: hot blocks ${JSON.stringify({ ...r, ms: Math.round(r.ms * 10) / 10, wallMs: Math.round(performance.now() - t0), rest: rest ?? 2 })}\n`);
+        resolve(r);
+      }, { rest, max });
+      this.pretranslated = t.report;
+      this.stopRestoredHot = () => { t.stop(); clearInterval(alive); };
+    });
+  }
+
+  /** Ends pretranslateRestored's work before its next step (close()). */
+  private stopRestoredHot: (() => void) | undefined;
 
   /**
    * Soft engine: rebuild and translate the blocks of a source's hot list from this machine's memory (its pages must
@@ -744,6 +826,8 @@ export class Machine {
     // forever parked or on its vCPU threads, which would keep the process alive.
     if (this.loopRunning || this.kvmCpus) this.requestExit({ kind: 'error', message: 'the machine was closed while running' });
     this.unsubscribeInput?.();
+    // (no step of a restore's hot-block translation may read the RAM unmapped below)
+    this.stopRestoredHot?.();
     this.virtio.close();
     this.mem.close();
   }

@@ -23,6 +23,8 @@ export async function restoreVm(dir: string, io: ConsoleIo, options: MachineOpti
   const timing = process.env.RINGZERO_RESTORE_TIMING === '1' ? restoreTiming() : undefined;
   const machine = Machine.restore(dir, io, options);
   timing?.();
+  // RINGZERO_RESTORE_HOT=before: the snapshot's hot blocks translated before the guest runs (Machine RestoreHotOptions)
+  if (machine.hotBeforeRun) await machine.pretranslateRestored(0);
   return runMachines(machine.config, io, options, machine);
 }
 

@@ -63,7 +63,7 @@ export async function snapshotMachine(machine: Machine, dir: string, opts: { dif
   await machine.pause();
   try {
     machine.serial.flush();
-    const state = await machine.saveState();
+    const state = await machine.snapshotState();
     let body: SnapshotBody;
     if (opts.diff && base) {
       const pages = machine.mem.harvestDirtyLog();

@@ -35,6 +35,7 @@ import type { I8042State } from '../devices/i8042.ts';
 import type { AcpiPmState } from '../devices/acpi-pm.ts';
 import type { PciHostState } from '../devices/pci/host.ts';
 import type { KvmVmState } from '../cpu/kvm/state.ts';
+import type { HotList } from '../cpu/soft/hot-list.ts';
 import { isAllZero } from '../sys/zero.ts';
 import { preadFully, pwriteFully } from '../sys/file-io.ts';
 
@@ -49,7 +50,11 @@ export const SNAPSHOT_FORMAT = 'ringzero-snapshot';
  * Not a change of shape: an optional section that a reader may ignore without misreading anything else, and that
  * says which layout it has itself. Snapshots of session 15's builds may carry one, `warm` (a list of the soft
  * engine's translated blocks, with a file `warm` beside the state), which was measured to buy nothing and removed:
- * this reader ignores it (the state's CRC covers it all the same).
+ * this reader ignores it (the state's CRC covers it all the same). Since session 19 a soft-engine snapshot carries
+ * `hot`: the hot-block list a live migration sends (src/cpu/soft/hot-list.ts, its own layout number `format`), which
+ * the restored VMM translates so that its guest does not start on a cold translator; a snapshot without it restores
+ * as before, one whose list has a layout this reader does not know restores without using it, and a damaged one is
+ * refused with the rest of the state (the CRC).
  */
 export const SNAPSHOT_VERSION = 3;
 export const STATE_FILE = 'state.json';
@@ -94,6 +99,8 @@ export interface SnapshotBody {
   vcpus: VcpuState[];
   devices: DeviceStates;
   memory: SnapshotMemory;
+  /** Soft engine: the translated blocks at the save instant, for the restored VMM to translate again (optional). */
+  hot?: HotList;
 }
 
 export interface SnapshotMemory {

@@ -51,7 +51,9 @@ const MODE64 = 8;
  * At most this many blocks are listed. Measured at load ~25 with the full list (~8.5k blocks of a booted Linux guest):
  * taking it cost the source 120-164 ms of wall time, and the destination got through 3968 of them before the state came.
  */
-const MAX_LISTED = Number(process.env.RINGZERO_MIGRATE_HOT_MAX ?? 2048);
+export const MAX_LISTED = Number(process.env.RINGZERO_MIGRATE_HOT_MAX ?? 2048);
+/** The most a caller may ask exportHotList for (a migrate parameter is checked against it): 16 bits of block count, more than a booted guest translates. */
+export const MAX_LISTED_LIMIT = 65536;
 
 /**
  * The translated, still valid 64-bit blocks of `cpu`'s block cache, the most recently translated first (see
@@ -60,7 +62,7 @@ const MAX_LISTED = Number(process.env.RINGZERO_MIGRATE_HOT_MAX ?? 2048);
  * the instructions cover (u16), their hash (u32, hashBytes), the linear address the block was queued at (f64; NaN:
  * unknown), then each instruction's length as the block holds it (u8; the last one 0 when it may branch).
  */
-export function exportHotList(cpu: SoftCpu): { list: HotList; pages: Uint8Array } | undefined {
+export function exportHotList(cpu: SoftCpu, max = MAX_LISTED): { list: HotList; pages: Uint8Array } | undefined {
   const engine = cpu.wasm;
   if (engine === null) return undefined;
   const cache = cpu.codeCache, ram = cpu.ram;
@@ -69,11 +71,11 @@ export function exportHotList(cpu: SoftCpu): { list: HotList; pages: Uint8Array 
     if (b.mode !== MODE64 || b.wasm === null || b.pfn2 >= 0 || b.gen !== cache.pageGen[b.pa >>> 12] || b.n > MAX_BLOCK) continue;
     blocks.push(b);
   }
-  if (blocks.length === 0) return undefined;
+  if (blocks.length === 0 || !(max >= 1)) return undefined;
   // The most recently translated first, at most MAX_LISTED: what the guest runs now (a booted Linux guest has ~8.5k
   // translated blocks, most of them from its boot), and the destination may not get through the whole list before
   // the state arrives.
-  blocks = blocks.slice(-MAX_LISTED).reverse();
+  blocks = blocks.slice(-Math.floor(max)).reverse();
   let size = 0;
   for (const b of blocks) size += RECORD_HEAD + b.n;
   const out = Buffer.alloc(size);
@@ -269,11 +271,12 @@ export interface PretranslateReport {
  * stop(), which ends it before the next chunk (the source is about to pause: what is compiling still installs,
  * nothing more is started). `onDone` is called once the last queued module was installed or given up.
  */
-export function pretranslate(cpu: SoftCpu, list: unknown, onDone?: (r: PretranslateReport) => void): { report: PretranslateReport; stop(): void } {
+export function pretranslate(cpu: SoftCpu, list: unknown, onDone?: (r: PretranslateReport) => void, opts: PretranslateOptions = {}): { report: PretranslateReport; stop(): void } {
+  const rest = opts.rest ?? 2;
   const report: PretranslateReport = { listed: 0, queued: 0, skipped: 0, installed: 0, ms: 0, cut: false };
   const engine = cpu.wasm, cache = cpu.codeCache;
   let stopped = false;
-  const records = decodeHotList(list) ?? [];
+  const records = (decodeHotList(list) ?? []).slice(0, opts.max ?? Infinity);
   const queuedBlocks: Block[] = [];
   let next = 0;
   const handle = {
@@ -309,10 +312,13 @@ export function pretranslate(cpu: SoftCpu, list: unknown, onDone?: (r: Pretransl
       const r = records[next];
       const page = r.pa >>> 12;
       if (page >= cache.noCache.length || cache.noCache[page] !== 0 || cache.translated.has(r.pa * 16 + MODE64)) { report.skipped++; continue; }
+      const slot = tableSlot(r.pa), have = cache.table[slot];
+      // (a guest already running here recorded this block itself: it translates it when it becomes hot)
+      if (have !== undefined && have.pa === r.pa && have.mode === MODE64 && have.gen === cache.pageGen[page]) { report.skipped++; continue; }
       const b = rebuildBlock(cpu, r);
       if (b === null) { report.skipped++; continue; }
       cache.codePages[page] |= 1;
-      cache.addBlock(b, tableSlot(b.pa), false);
+      cache.addBlock(b, slot, false);
       engine.enqueue(b, r.lin);
       queuedBlocks.push(b);
       report.queued++;
@@ -321,12 +327,23 @@ export function pretranslate(cpu: SoftCpu, list: unknown, onDone?: (r: Pretransl
     engine.flush(cpu);
     const took = performance.now() - t;
     report.ms += took;
-    // At most a third of the main thread: the rest goes to the stream (with a step per turn of the event loop, one
-    // socket read came between steps, and the pre-copy took 1.4-2x as long).
-    setTimeout(step, Math.min(2 * took, 100));
+    // By default at most a third of the main thread: the rest goes to the stream (with a step per turn of the event
+    // loop, one socket read came between steps, and the pre-copy took 1.4-2x as long) or the guest.
+    if (rest > 0) setTimeout(step, Math.min(rest * took, 100));
+    else setImmediate(step);
   };
   setImmediate(step);
   return handle;
+}
+
+export interface PretranslateOptions {
+  /**
+   * Main-thread time left to others after each step, as a multiple of the step's (default 2: pretranslate takes at
+   * most a third of the thread); 0: a step per turn of the event loop (nothing else waits for the thread).
+   */
+  rest?: number;
+  /** Only the first this many records (the most recently translated). */
+  max?: number;
 }
 
 /** Blocks rebuilt and translated per step (one module each). */

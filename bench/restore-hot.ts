@@ -1,0 +1,173 @@
+// The guest-visible gap after a snapshot restore, with and without the snapshot's hot-block list (issue 7,
+// src/cpu/soft/hot-list.ts): the default guest with test/support/ticker.c (a counter every 10 ms, each value with the
+// guest's clock) and a busybox loop beside it (a line every 20 passes), snapshotted once through the control socket,
+// then restored into new VMM processes (`bin/ringzero run --restore`) in alternating order, one per mode:
+// 0 (the list unused), after (translated beside the guest), before (translated before the guest runs), afterN/beforeN
+// (the first N blocks only) (RINGZERO_RESTORE_HOT, RINGZERO_RESTORE_HOT_MAX).
+// For each restore: the loop's passes by 0.5/1/2/4 s of the VMM's main-thread CPU after Machine.restore (schedstat
+// sampled every 10 ms: a loaded host disturbs CPU time less than wall time); on the guest's clock as
+// test/manager-migrate reads it, the interval across the restore (from the source's last value before the snapshot to
+// the restored guest's first) and the longest interval in the first 1 s and 3 s after; Machine.restore's time
+// (RINGZERO_RESTORE_TIMING), what the list did, and the VMM's process CPU at the end.
+//
+//   node --import tsx bench/restore-hot.ts [--pairs 3] [--seconds 6] [--modes 0,after] [--before] [--no-loop] [--warm 20] [--keep DIR]
+import { spawn, type ChildProcess } from 'node:child_process';
+import fs from 'node:fs';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { initrdWithPrograms } from './support/initramfs.ts';
+import { RINGZERO, ROOT, median, requireImage, positiveInt } from './support/common.ts';
+
+const args = process.argv.slice(2);
+const opt = (name: string): string | undefined => { const i = args.indexOf(name); return i >= 0 ? args[i + 1] : undefined; };
+const pairs = positiveInt('--pairs', opt('--pairs') ?? '3');
+const seconds = positiveInt('--seconds', opt('--seconds') ?? '6');
+const warm = positiveInt('--warm', opt('--warm') ?? '20');
+// --modes 0,after,before,after256 (afterN: beside the guest, the first N blocks of the list only)
+const modes = (opt('--modes') ?? (args.includes('--before') ? '0,after,before' : '0,after')).split(',');
+const envOf = (mode: string): NodeJS.ProcessEnv => {
+  const m = /^(after|before)(\d+)$/.exec(mode);
+  return m ? { RINGZERO_RESTORE_HOT: m[1], RINGZERO_RESTORE_HOT_MAX: m[2] } : { RINGZERO_RESTORE_HOT: mode };
+};
+const loop = !args.includes('--no-loop');
+
+interface Tick { n: number; g: number; at: number }
+const TICK = /C(\d+) (\d+)\r?$/;
+
+class Vmm {
+  readonly child: ChildProcess;
+  out = '';
+  err = '';
+  ticks: Tick[] = [];
+  /** The busy loop's lines (one per 20 passes) as they came, with the VMM's main-thread CPU (ms) then. */
+  loops: number[] = [];
+  /** Main-thread CPU (ms, schedstat) sampled every 10 ms: [cpu, loop lines so far]. */
+  samples: [number, number][] = [];
+  private sampler = setInterval(() => { try { this.samples.push([this.mainCpuMs(), this.loops.length]); } catch { /* gone */ } }, 10);
+  private partial = '';
+  readonly t0 = performance.now();
+  readonly exited: Promise<unknown>;
+  constructor(argv: string[], env: NodeJS.ProcessEnv = {}) {
+    this.child = spawn(process.execPath, [RINGZERO, 'run', ...argv], { stdio: ['pipe', 'pipe', 'pipe'], env: { ...process.env, ...env } });
+    this.child.stdout!.setEncoding('latin1').on('data', (s: string) => {
+      const at = performance.now();
+      this.out += s;
+      const lines = (this.partial + s).split('\n');
+      this.partial = lines.pop()!;
+      for (const l of lines) {
+        const m = TICK.exec(l);
+        if (m) this.ticks.push({ n: Number(m[1]), g: Number(m[2]) / 1000, at });
+        else if (/^L\d+\r?$/.test(l)) this.loops.push(at);
+      }
+    });
+    this.child.stderr!.setEncoding('utf8').on('data', (s: string) => { this.err += s; });
+    this.exited = new Promise((resolve) => this.child.once('exit', resolve));
+  }
+  mainCpuMs(): number {
+    return Number(fs.readFileSync(`/proc/${this.child.pid}/task/${this.child.pid}/schedstat`, 'utf8').split(' ')[0]) / 1e6;
+  }
+  /** Loop passes (x20) done by the time the main thread had used `ms` of CPU past `from`. */
+  passesAt(from: number, ms: number): number {
+    let n = 0;
+    for (const [c, k] of this.samples) if (c - from <= ms) n = k;
+    return n * 20;
+  }
+  write(s: string): void { this.child.stdin!.write(s); }
+  /** utime + stime of the process (ms). */
+  cpuMs(): number {
+    const f = fs.readFileSync(`/proc/${this.child.pid}/stat`, 'utf8').split(') ')[1].split(' ');
+    return (Number(f[11]) + Number(f[12])) * 1000 / 100;
+  }
+  async kill(): Promise<void> {
+    clearInterval(this.sampler);
+    if (this.child.exitCode === null && this.child.signalCode === null) { this.child.kill('SIGKILL'); await this.exited; }
+  }
+}
+
+async function until(what: string, cond: () => boolean, ms: number): Promise<void> {
+  const end = Date.now() + ms;
+  while (!cond()) {
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+function control(socket: string, cmd: unknown): Promise<Record<string, unknown>> {
+  return new Promise((resolve, reject) => {
+    const c = net.connect(socket);
+    let text = '';
+    c.on('connect', () => c.write(JSON.stringify(cmd) + '\n'));
+    c.setEncoding('utf8').on('data', (s: string) => { text += s; const i = text.indexOf('\n'); if (i >= 0) { c.destroy(); resolve(JSON.parse(text.slice(0, i))); } });
+    c.on('error', reject);
+  });
+}
+
+const image = requireImage('restore-hot');
+const initrd = initrdWithPrograms(image.initrd, [path.join(ROOT, 'test', 'support', 'ticker.c')]);
+const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'rz-restore-hot-'));
+// --keep DIR: the snapshot (and the source's values, DIR/before.json) go to DIR and are reused when DIR holds them
+const keep = opt('--keep');
+const snap = keep !== undefined ? path.resolve(keep) : path.join(dir, 'snap');
+const reuse = keep !== undefined && fs.existsSync(path.join(snap, 'before.json'));
+const sock = path.join(dir, 'control.sock');
+const src = new Vmm(reuse ? ['--help'] : ['--kernel', image.kernel, '--initrd', initrd, '--memory', '256M', '--control-socket', sock]);
+try {
+  let before: Map<number, number>;
+  if (reuse) before = new Map(JSON.parse(fs.readFileSync(path.join(snap, 'before.json'), 'utf8')) as [number, number][]);
+  else {
+  await until('the shell', () => src.out.includes('~ # '), 300_000);
+  src.write('PS1=\'\'\n');
+  if (loop) src.write('(i=0; while :; do i=$((i+1)); [ $((i%20)) = 0 ] && echo L$i; done) &\n');
+  src.write('ticker &\n');
+  await until('the counter', () => src.ticks.length > 0 && src.ticks[src.ticks.length - 1].g >= warm * 1000, 600_000);
+  const t = performance.now();
+  const answer = await control(sock, { cmd: 'snapshot', dir: snap });
+  if (answer.ok !== true) throw new Error(`snapshot: ${JSON.stringify(answer)}`);
+  const snapMs = performance.now() - t;
+  await new Promise((r) => setTimeout(r, 300));
+  await src.kill();
+  before = new Map(src.ticks.map((k) => [k.n, k.g]));
+  process.stdout.write(`snapshot ${snapMs.toFixed(0)} ms (control-socket round trip)\n`);
+  if (keep !== undefined) fs.writeFileSync(path.join(snap, 'before.json'), JSON.stringify([...before]));
+  }
+  const state = JSON.parse(fs.readFileSync(path.join(snap, 'state.json'), 'utf8')) as { body: { hot?: { blocks: number; data: string } } };
+  process.stdout.write(`hot list ${state.body.hot ? `${state.body.hot.blocks} blocks, ${(state.body.hot.data.length / 1024).toFixed(0)} KiB` : 'none'}; load ${os.loadavg()[0].toFixed(1)}\n`);
+
+  const results = new Map<string, Record<string, number>[]>(modes.map((m) => [m, []]));
+  for (let p = 0; p < pairs; p++) {
+    for (const mode of (p % 2 === 0 ? modes : [...modes].reverse())) {
+      const r = new Vmm(['--restore', snap], { ...envOf(mode), RINGZERO_RESTORE_TIMING: '1' });
+      try {
+        await until('the restored counter', () => r.ticks.length > 1 && r.ticks[r.ticks.length - 1].g >= r.ticks[0].g + seconds * 1000 && (r.samples.at(-1)?.[0] ?? 0) > 4500 + (r.samples[0]?.[0] ?? 0), 300_000);
+        const cpu = r.cpuMs();
+        const c = r.ticks, first = c[0], prevG = before.get(first.n - 1);
+        if (prevG === undefined) throw new Error(`C${first.n - 1} not seen before the snapshot`);
+        for (let k = 1; k < c.length; k++) if (c[k].n !== c[k - 1].n + 1) throw new Error(`a value missing after C${c[k - 1].n}`);
+        const win = (ms: number) => { const w = c.filter((k) => k.g <= first.g + ms); return Math.max(0, ...w.slice(1).map((k, i) => k.g - w[i].g)); };
+        const timing = /restore timing (\{.*\})/.exec(r.err);
+        const hot = /restore: hot blocks (\{.*\})/.exec(r.err);
+        const h = hot ? JSON.parse(hot[1]) as Record<string, number> : undefined;
+        const tm = timing ? JSON.parse(timing[1]) as { startCpuMs: number; restoreCpuMs: number } : undefined;
+        const from = tm ? tm.startCpuMs + tm.restoreCpuMs : 0;
+        const row = {
+          p500: r.passesAt(from, 500), p1000: r.passesAt(from, 1000), p2000: r.passesAt(from, 2000), p4000: r.passesAt(from, 4000),
+          across: first.g - prevG, max1s: win(1000), max3s: win(3000), values1s: c.filter((k) => k.g < first.g + 1000).length,
+          firstWallMs: first.at - r.t0, restoreMs: timing ? JSON.parse(timing[1]).restoreMs : NaN, cpuMs: cpu,
+          installed: h?.installed ?? 0, hotMs: h?.ms ?? 0, hotWallMs: h?.wallMs ?? 0,
+        };
+        results.get(mode)!.push(row);
+        process.stdout.write(`${mode.padEnd(6)} passes at 0.5/1/2/4 s of main-thread CPU ${row.p500}/${row.p1000}/${row.p2000}/${row.p4000}; across ${row.across.toFixed(0)} ms, max interval 1 s ${row.max1s.toFixed(0)} / 3 s ${row.max3s.toFixed(0)} ms, ${row.values1s} values in 1 s; first value ${row.firstWallMs.toFixed(0)} ms after spawn; Machine.restore ${row.restoreMs} ms; process CPU ${cpu} ms over ${seconds} s; list: ${hot ? hot[1] : '-'}; load ${os.loadavg()[0].toFixed(1)}\n`);
+      } finally {
+        await r.kill();
+      }
+    }
+  }
+  for (const [mode, rows] of results) {
+    const m = (k: string) => median(rows.map((r) => r[k])).toFixed(0);
+    process.stdout.write(`median ${mode.padEnd(6)} passes ${m('p500')}/${m('p1000')}/${m('p2000')}/${m('p4000')}, across ${m('across')} ms, max 1 s ${m('max1s')} ms, max 3 s ${m('max3s')} ms, values in 1 s ${m('values1s')}, restore ${median(rows.map((r) => r.restoreMs)).toFixed(1)} ms, CPU ${m('cpuMs')} ms\n`);
+  }
+} finally {
+  await src.kill();
+  fs.rmSync(dir, { recursive: true, force: true });
+}
