@@ -177,6 +177,38 @@ test('receive without MRG_RXBUF: frames wait in the backend until buffers are po
   } finally { b.close(); }
 });
 
+test('a frame the host answers during the transmit write reaches the guest in the same notification', () => {
+  // A host whose stack answers inside write(2), as a TAP's does (an ACK, or the segments an ACK released).
+  class AnsweringBackend extends FakeBackend {
+    override write(frame: Uint8Array): boolean {
+      super.write(frame);
+      this.inbound.push(Uint8Array.from(frame)); // echoed back, header and all (zero: nothing offloaded)
+      return true;
+    }
+  }
+  const backend = new AnsweringBackend();
+  const net = new VirtioNet(backend, MAC);
+  const b = new TestBench(net);
+  try {
+    b.bringUp({ msix: true });
+    const rx = b.alloc(NET_HDR_BYTES + 1518);
+    b.addChain(RX_QUEUE, [[rx, NET_HDR_BYTES + 1518, true]]);
+    assert.equal(b.used(RX_QUEUE).length, 0, 'nothing to receive yet');
+    const frame = ethFrame(MAC, Uint8Array.of(2, 0, 0, 0, 0, 1), 0x0800, new Uint8Array(46).fill(5));
+    const tx = b.alloc(NET_HDR_BYTES + frame.length);
+    b.mem.write(tx + NET_HDR_BYTES, frame);
+    b.irqs.msis = [];
+    b.addChain(TX_QUEUE, [[tx, NET_HDR_BYTES + frame.length, false]]);
+    // No tick(): the answer was taken inside the transmit notification, not by the backend's readiness callback.
+    assert.deepEqual(b.used(TX_QUEUE).map((u) => u.len), [0]);
+    assert.deepEqual(b.used(RX_QUEUE).map((u) => u.len), [NET_HDR_BYTES + frame.length]);
+    assert.deepEqual(b.mem.read(rx + NET_HDR_BYTES, frame.length), frame);
+    assert.ok(b.irqs.msis.some((m) => m.data === 0x41), 'receive queue interrupt (vector 1)');
+    assert.equal(backend.inbound.length, 0);
+    assert.deepEqual(net.counters, { rxFrames: 1, rxBytes: frame.length, rxDropped: 0, txFrames: 1, txBytes: frame.length, txDropped: 0 });
+  } finally { b.close(); }
+});
+
 // ---- a real TAP device in a throw-away network namespace ----
 
 function run(cmd: string, ...args: string[]): string {
