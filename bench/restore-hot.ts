@@ -10,7 +10,13 @@
 // the restored guest's first) and the longest interval in the first 1 s and 3 s after; Machine.restore's time
 // (RINGZERO_RESTORE_TIMING), what the list did, and the VMM's process CPU at the end.
 //
-//   node --import tsx bench/restore-hot.ts [--pairs 3] [--seconds 6] [--modes 0,after] [--before] [--no-loop] [--warm 20] [--keep DIR]
+// --hops N instead: the restored guest migrates N times between VMM processes (`run --incoming`, `migrate
+// --control-socket`), the hot-block list on and off in turn (--no-hot-blocks), as issue 7's continuity acceptance reads
+// it: values missing across the switch-over, the measured downtime against how long the guest stood still (the step of
+// arrival time - guest time, as test/manager-migrate reads it), the interval across on the guest's clock, the gap on
+// the console, and the destination's longest interval in its first 3 s.
+//
+//   node --import tsx bench/restore-hot.ts [--pairs 3] [--seconds 6] [--modes 0,after] [--before] [--no-loop] [--warm 20] [--keep DIR] [--hops N]
 import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import net from 'node:net';
@@ -134,6 +140,11 @@ try {
   const state = JSON.parse(fs.readFileSync(path.join(snap, 'state.json'), 'utf8')) as { body: { hot?: { blocks: number; data: string } } };
   process.stdout.write(`hot list ${state.body.hot ? `${state.body.hot.blocks} blocks, ${(state.body.hot.data.length / 1024).toFixed(0)} KiB` : 'none'}; load ${os.loadavg()[0].toFixed(1)}\n`);
 
+  const hops = opt('--hops');
+  if (hops !== undefined) {
+    await migrations(snap, positiveInt('--hops', hops), dir);
+    process.exit(0);
+  }
   const results = new Map<string, Record<string, number>[]>(modes.map((m) => [m, []]));
   for (let p = 0; p < pairs; p++) {
     for (const mode of (p % 2 === 0 ? modes : [...modes].reverse())) {
@@ -170,4 +181,46 @@ try {
 } finally {
   await src.kill();
   fs.rmSync(dir, { recursive: true, force: true });
+}
+
+/** --hops: the guest restored from `snap` migrates `hops` times between VMM processes, the hot-block list on and off in turn. */
+async function migrations(snap: string, hops: number, dir: string): Promise<void> {
+  let ctl = path.join(dir, 'c0.sock');
+  let src = new Vmm(['--restore', snap, '--control-socket', ctl]);
+  const all = [src];
+  try {
+    await until('the restored counter', () => src.ticks.length > 0 && src.ticks[src.ticks.length - 1].g > src.ticks[0].g + 10_000, 300_000);
+    for (let h = 1; h <= hops; h++) {
+      const hot = h % 2 === 1;
+      const nctl = path.join(dir, `c${h}.sock`);
+      const dst = new Vmm(['--incoming', 'tcp:127.0.0.1:0', '--control-socket', nctl]);
+      all.push(dst);
+      let port = 0;
+      await until('the destination to listen', () => { const m = /incoming migration on 127\.0\.0\.1:(\d+)/.exec(dst.err); if (m) port = Number(m[1]); return port > 0; }, 60_000);
+      // (a child process, not execFileSync: the VMMs' consoles must be read meanwhile, with their arrival times)
+      const answer = await new Promise<string>((resolve, reject) => {
+        const c = spawn(process.execPath, [RINGZERO, 'migrate', '--control-socket', ctl, '--to', `127.0.0.1:${port}`, ...(hot ? [] : ['--no-hot-blocks'])]);
+        let o = '', e = '';
+        c.stdout.on('data', (d) => { o += d; });
+        c.stderr.on('data', (d) => { e += d; });
+        c.on('exit', (code) => (code === 0 ? resolve(o) : reject(new Error(`migrate: ${e}`))));
+      });
+      const res = JSON.parse(answer.trim().split('\n').pop()!) as Record<string, number | undefined>;
+      await until('3 s of the destination\'s counter', () => dst.ticks.length > 1 && dst.ticks[dst.ticks.length - 1].g > dst.ticks[0].g + 3000, 300_000);
+      const before = src.ticks, after = dst.ticks, last = before[before.length - 1], first = after[0];
+      const bw = before.filter((t) => t.g >= last.g - 3000), aw = after.filter((t) => t.g <= first.g + 3000);
+      const floor = (w: Tick[]) => Math.min(...w.map((t) => t.at - t.g));
+      const maxIv = (w: Tick[]) => Math.max(...w.slice(1).map((t, k) => t.g - w[k].g));
+      const row = { downtime: res.downtimeMs!, stood: floor(aw) - floor(bw), across: first.g - last.g, console: first.at - last.at, destMax: maxIv(aw), total: res.totalMs! };
+      process.stdout.write(`hop ${h}, hot-block list ${hot ? `on (${res.hotBlocks} blocks, ${res.hotMs} ms to list, ${res.hotTranslated} translated there)` : 'off'}: C${last.n} -> C${first.n}`
+        + ` (${first.n - last.n - 1} missing); downtime ${row.downtime} ms, the guest stood still ${row.stood.toFixed(0)} ms; across on its clock ${row.across.toFixed(0)} ms`
+        + ` (the source's longest in its last 10 s ${maxIv(before.filter((t) => t.g >= last.g - 10_000)).toFixed(0)} ms), on the console ${row.console.toFixed(0)} ms;`
+        + ` the destination's longest interval in its first 3 s ${row.destMax.toFixed(0)} ms; migration ${row.total} ms; load ${os.loadavg()[0].toFixed(1)}\n`);
+      await src.kill();
+      src = dst;
+      ctl = nctl;
+    }
+  } finally {
+    for (const v of all) await v.kill();
+  }
 }
