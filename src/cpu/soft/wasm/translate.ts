@@ -150,8 +150,13 @@ const LOOP_LIMIT = 1024;
  * 26.0/24.0 -> 39.3/30.0, sequential write 15.5/13.1 -> 15.4/16.3.
  */
 const STRING_INLINE_MAX = 32;
-/** REP MOVS/STOS inside one page run as one memory.copy/fill (Translator.bulkString; RINGZERO_WASM_BULK_STRING=0: off). */
+/** REP MOVS/STOS as one memory.copy/fill per page run (Translator.bulkString; RINGZERO_WASM_BULK_STRING=0: off). */
 const BULK_STRING = process.env.RINGZERO_WASM_BULK_STRING !== '0';
+/**
+ * Most page runs one execution of a REP MOVS/STOS copies or fills in wasm (Translator.bulkString); what is left
+ * then goes on through the replay (the interpreter also bounds one execution: SLOW_CHUNK elements, 256 KiB).
+ */
+const BULK_PASSES = 16;
 // Lazy-flag kinds (../cpu.ts Lazy) and ALU operations (as in ../fast-forms.ts).
 const L_ADD = 1, L_ADC = 2, L_SUB = 3, L_SBB = 4, L_LOGIC = 5, L_INC = 6, L_DEC = 7;
 /** Record kind of translated code only: the arithmetic flags are explicit EFLAGS bits in S_LD (after a shift). */
@@ -1199,24 +1204,27 @@ class Translator {
   }
 
   /**
-   * REP MOVS/STOS (BULK_STRING) forwards (DF clear) as one bulk-memory instruction when its n = rCX * size bytes
-   * (1..4096) lie inside one page at the destination (and at the source for MOVS), both hit the TLB, in low RAM, the
-   * destination page without decoded code (./tlb-probe.ts emitTlbProbeRun); for MOVS the destination must not start
-   * inside the source run after its first byte (a forward element copy then reads bytes it wrote, which
-   * memory.copy, a memmove, does not: `rep movsb` with rDI = rSI + 1 replicates a byte), and STOS needs rAX's low
-   * `size` bytes all equal (memory.fill writes one byte value). Then rSI/rDI move by n and rCX becomes 0, as the
-   * element loop leaves them, and the code branches to `fin`; anything else falls through to the element loop or
-   * the replay. Nothing can fault once the probes hit, so no register is written back first. busybox's md5sum
-   * copies each 64-byte block with `rep movsb` (above STRING_INLINE_MAX: one replay per block before this).
+   * REP MOVS/STOS (BULK_STRING) forwards (DF clear) as bulk-memory instructions, one per page run: each pass takes
+   * the whole elements up to the nearer page end (of the destination, and of the source for MOVS), at most rCX of
+   * them, and copies or fills them when both runs hit the TLB, lie in low RAM and the destination page holds no
+   * decoded code (./tlb-probe.ts emitTlbProbeRun); for MOVS the destination must not start inside the source run
+   * after its first byte (a forward element copy then reads bytes it wrote, which memory.copy, a memmove, does not:
+   * `rep movsb` with rDI = rSI + 1 replicates a byte), and STOS needs rAX's low `size` bytes all equal (memory.fill
+   * writes one byte value). After each pass rSI/rDI move by its bytes and rCX counts its elements down (stored: the
+   * state is then that of the elements done, as after an interrupt between iterations, SDM vol. 2B REP), and the
+   * next pass starts; rCX = 0 branches to `fin`. Anything else (a miss, an element straddling a page end, more than
+   * BULK_PASSES passes) falls through to the element loop or the replay, which go on from the registers as they are.
+   * Nothing can fault inside a pass once its probes hit. busybox's md5sum copies each 64-byte block with `rep movsb`,
+   * and Linux's copy_user_generic_string copies pipe and socket buffers with `rep movsq`: user buffers rarely start
+   * on a page boundary, so a 4 KiB copy usually spans two pages of one side (each such copy was a replay when this
+   * took one page only).
    */
   bulkString(e: BlockEntry, size: number, movs: boolean, fin: number): void {
-    const b = this.b, T = this;
-    const n = b.local(I32), dpa = b.local(I64), pl = { off: T.pOff, ti: T.pTi, vpn: T.pVpn, pa: T.pPa };
+    const b = this.b, T = this, lg = LOG2[size];
+    const n = b.local(I32), passes = b.local(I32), dpa = b.local(I64), sa = movs ? b.local(I64) : -1;
+    const pl = { off: T.pOff, ti: T.pTi, vpn: T.pVpn, pa: T.pPa };
     const slow = b.open(Op.block);
-    // 1 <= rCX <= 4096 / size, DF clear (step > 0)
-    b.get(T.x1).i64(1).op(Op.i64Sub).i64(4096 / size - 1).op(Op.i64GtU).brIf(slow);
-    b.get(T.t).i64(0).op(Op.i64LtS).brIf(slow);
-    b.get(T.x1).op(Op.i32WrapI64).i32(LOG2[size]).op(Op.i32Shl).set(n);
+    b.get(T.t).i64(0).op(Op.i64LtS).brIf(slow); // DF set
     if (!movs && size > 1) {
       // rAX's low bytes all AL: (rAX & mask) == AL * 0x01..01
       T.r64(0);
@@ -1224,13 +1232,29 @@ class Translator {
       T.r64(0); b.i64(0xffn).op(Op.i64And).i64(size === 2 ? 0x0101n : size === 4 ? 0x01010101n : 0x0101010101010101n).op(0x7e /* i64.mul */);
       b.op(Op.i64Ne).brIf(slow);
     }
+    b.i32(BULK_PASSES).set(passes);
+    const top = b.open(Op.loop);
+    b.get(T.x1).op(Op.i64Eqz).brIf(fin);
+    b.get(passes).op(Op.i32Eqz).brIf(slow);
+    // n: bytes to the destination's page end, and the source's for MOVS, in whole elements, at most rCX of them
     T.r64(7); b.set(T.a);
-    emitTlbProbeRun(b, T.wtag, T.a, pl, n, T.ramSize, true, slow);
-    b.get(T.pPa).set(dpa);
+    b.i32(4096).get(T.a).op(Op.i32WrapI64).i32(0xfff).op(Op.i32And).op(Op.i32Sub).set(n);
     if (movs) {
       T.r64(6);
       if (e.segOverride === 4 || e.segOverride === 5) b.get(T.st).mem(Op.f64Load, 3, L.S_SEG + 8 * e.segOverride).op(0xfc, 6).op(Op.i64Add);
-      b.set(T.a);
+      b.set(sa);
+      b.i32(4096).get(sa).op(Op.i32WrapI64).i32(0xfff).op(Op.i32And).op(Op.i32Sub).tee(T.c32);
+      b.get(n).get(T.c32).get(n).op(Op.i32LtU).op(Op.select).set(n);
+    }
+    if (size > 1) b.get(n).i32(-size).op(Op.i32And).set(n);
+    b.get(T.x1).get(n).i32(lg).op(Op.i32ShrU).op(Op.i64ExtendI32u).op(Op.i64LtU).open(Op.if);
+    b.get(T.x1).op(Op.i32WrapI64).i32(lg).op(Op.i32Shl).set(n);
+    b.close();
+    b.get(n).op(Op.i32Eqz).brIf(slow); // (an element straddles a page end)
+    emitTlbProbeRun(b, T.wtag, T.a, pl, n, T.ramSize, true, slow);
+    b.get(T.pPa).set(dpa);
+    if (movs) {
+      b.get(sa).set(T.a);
       emitTlbProbeRun(b, T.rtag, T.a, pl, n, T.ramSize, false, slow);
       // (spa < dpa < spa + n: overlapping forwards)
       b.get(dpa).get(T.pPa).op(Op.i64GtU).get(dpa).get(T.pPa).get(n).op(Op.i64ExtendI32u).op(Op.i64Add).op(Op.i64LtU).op(Op.i32And).brIf(slow);
@@ -1244,9 +1268,11 @@ class Translator {
       b.get(n).op(0xfc, 11).op(0); // memory.fill (0xFC 11, one memory index)
     }
     T.r64(7); b.get(n).op(Op.i64ExtendI32u).op(Op.i64Add).set(T.v); T.set64(7, T.v);
-    b.i64(0).set(T.x1); T.set64(1, T.x1);
-    b.br(fin);
-    b.close();
+    b.get(T.x1).get(n).i32(lg).op(Op.i32ShrU).op(Op.i64ExtendI32u).op(Op.i64Sub).set(T.x1); T.set64(1, T.x1);
+    b.get(passes).i32(1).op(Op.i32Sub).set(passes);
+    b.br(top);
+    b.close(); // top
+    b.close(); // slow
   }
 
   // ---- ALU
