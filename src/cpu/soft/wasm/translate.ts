@@ -1443,6 +1443,8 @@ export function groupRegions(blocks: Block[], lins?: Map<Block, number>): Block[
   if (!REGIONS) return blocks.map((b) => [b]);
   // (union-find over the blocks' indices, in typed arrays: the Maps of blocks it used cost ~8% of a batch's build)
   const n = blocks.length, parent = new Int32Array(n), offs: (number[] | null)[] = new Array(n);
+  // (the edges that joined blocks, i -> j, kept for cutting a group over REGION_MAX: cutGroup)
+  const edges: number[][] = [];
   const find = (x: number): number => { let r = x; while (parent[r] !== r) r = parent[r]; parent[x] = r; return r; };
   const byPa = new Map<number, number>(), byLin = new Map<number, number>(), lin: (number | undefined)[] = new Array(n);
   for (let i = 0; i < n; i++) {
@@ -1467,29 +1469,77 @@ export function groupRegions(blocks: Block[], lins?: Map<Block, number>): Block[
         if (byPa.get(x.pa) !== j || (x.pa >>> 12) === (b.pa >>> 12) || offs[j] === null) continue;
         const ra = find(i), rb = find(j);
         if (ra !== rb) parent[ra] = rb;
+        (edges[i] ??= []).push(j);
         continue;
       }
       const j = byPa.get(tpa);
       if (j === undefined || j === i || (tpa >>> 12) !== (b.pa >>> 12) || blocks[j].gen !== b.gen || offs[j] === null) continue;
       const ra = find(i), rb = find(j);
       if (ra !== rb) parent[ra] = rb;
+      (edges[i] ??= []).push(j);
     }
   }
-  const groupOf: (Block[] | undefined)[] = new Array(n), groups: Block[][] = [];
+  const groupOf: (number[] | undefined)[] = new Array(n), groups: number[][] = [];
   for (let i = 0; i < n; i++) {
     const r = find(i);
     let g = groupOf[r];
     if (g === undefined) { groupOf[r] = g = []; groups.push(g); }
-    g.push(blocks[i]);
+    g.push(i);
   }
   const out: Block[][] = [];
   for (const g of groups) {
-    if (g.length <= REGION_MAX) { out.push(g); continue; }
-    // (a group over the cap is cut in address order: neighbouring blocks, which branch to each other most, stay together)
-    g.sort((x, y) => x.pa - y.pa);
-    for (let i = 0; i < g.length; i += REGION_MAX) out.push(g.slice(i, i + REGION_MAX));
+    if (g.length <= REGION_MAX) out.push(g.map((i) => blocks[i]));
+    else for (const part of cutGroup(g, blocks, edges)) out.push(part.map((i) => blocks[i]));
   }
   return out;
+}
+
+/**
+ * Cut a group of blocks (indices into `blocks`) over REGION_MAX into regions of at most REGION_MAX without splitting
+ * a loop: the group's strongly connected components (over `edges`, the static exits that joined it; Tarjan's
+ * algorithm) are packed whole, in address order of their first blocks, into consecutive parts, and only a component
+ * over the cap is itself cut in address order. A loop cut in two goes through the dispatcher twice per iteration,
+ * and its blocks, then on no cycle of their region, do not probe the TLB inline (onCycles): busybox md5sum's
+ * transform (18 blocks in address order: its fourth round's loop was split by the cut, 8 dispatcher entries per
+ * 64-byte block).
+ */
+function cutGroup(g: number[], blocks: Block[], edges: number[][]): number[][] {
+  const inG = new Map<number, number>();
+  g.forEach((i, k) => inG.set(i, k));
+  const m = g.length, index = new Int32Array(m).fill(-1), low = new Int32Array(m), onStack = new Uint8Array(m);
+  const stack: number[] = [], comps: number[][] = [];
+  let next = 0;
+  const visit = (v: number): void => {
+    index[v] = low[v] = next++;
+    stack.push(v); onStack[v] = 1;
+    for (const j of edges[g[v]] ?? []) {
+      const w = inG.get(j);
+      if (w === undefined) continue;
+      if (index[w] < 0) { visit(w); low[v] = Math.min(low[v], low[w]); } else if (onStack[w]) low[v] = Math.min(low[v], index[w]);
+    }
+    if (low[v] !== index[v]) return;
+    const c: number[] = [];
+    let w: number;
+    do { w = stack.pop()!; onStack[w] = 0; c.push(g[w]); } while (w !== v);
+    comps.push(c);
+  };
+  for (let v = 0; v < m; v++) if (index[v] < 0) visit(v);
+  const byPa = (x: number, y: number): number => blocks[x].pa - blocks[y].pa;
+  for (const c of comps) c.sort(byPa);
+  comps.sort((x, y) => byPa(x[0], y[0]));
+  const parts: number[][] = [];
+  let cur: number[] = [];
+  for (const c of comps) {
+    if (c.length > REGION_MAX) {
+      if (cur.length > 0) { parts.push(cur); cur = []; }
+      for (let i = 0; i < c.length; i += REGION_MAX) parts.push(c.slice(i, i + REGION_MAX));
+      continue;
+    }
+    if (cur.length + c.length > REGION_MAX) { parts.push(cur); cur = []; }
+    cur.push(...c);
+  }
+  if (cur.length > 0) parts.push(cur);
+  return parts;
 }
 
 /**
