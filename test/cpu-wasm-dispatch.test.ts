@@ -74,7 +74,7 @@ test('a page fault in a block chained after others leaves exact state (RIP, inst
   assert.equal(results[1].s.rip, (CODE + 0x16).toString(16), 'RIP at the faulting load');
   const c = results[1].m.cpu;
   assert.ok(c.jitInstructions > 1000, `instructions run in wasm: ${c.jitInstructions}`);
-  assert.ok(c.wasm!.stats.direct > 500, `chained entries: ${c.wasm!.stats.direct}`);
+  assert.ok(c.wasm!.stats.direct + c.wasm!.stats.tails > 500, `chained entries: ${c.wasm!.stats.direct} + ${c.wasm!.stats.tails} tail calls`);
 });
 
 /**
@@ -360,7 +360,7 @@ function agreeToHalt(setup: (m: Machine) => void, start = CODE, steps = 100_000)
 /** Dispatcher entries that went through the full path (fetch-TLB probe and table lookup) in machine `m`. */
 function fullLookups(m: Machine): number {
   const w = m.cpu.wasm!;
-  return m.cpu.codeCache.stats.chainHits - w.stats.direct - w.stats.intra;
+  return m.cpu.codeCache.stats.chainHits - w.stats.direct - w.stats.intra - w.stats.tails;
 }
 
 test('CALL/RET pairs chain through the return-address stack; a RET whose return address was rewritten goes there', () => {
@@ -482,6 +482,22 @@ test('a CALL into another page runs the new code once that page was rewritten', 
     m.mem.write(CODE + 0x1000, Uint8Array.from(hexBytes('83 c0 01 c3')));
   });
   assert.equal(w.cpu.getGpr(0), 200n + 100n * 3n);
+});
+
+test('a static exit tail-calls a translation of another page until that page is rewritten, then runs the new code', () => {
+  // g (CODE + 0x1000) runs, and is translated, before the block `1: call g` (threshold 0: blocks are translated at
+  // their first run), whose CALL then tail-calls g's translation (translate.ts Translator.tailExit). On the pass with
+  // ECX = 100 the loop rewrites g's immediate: the tail call's check of g's page generation must fail from then on.
+  //   mov ecx,300 / xor eax,eax / call g / L: cmp ecx,100 / jne 1f / mov byte [rdi],3 / 1: call g / dec ecx / jnz L
+  //   hlt; g: add eax,1 / ret
+  const code = hexBytes('b9 2c 01 00 00 31 c0 e8 f4 0f 00 00 83 f9 64 75 03 c6 07 03 e8 e7 0f 00 00 ff c9 75 ef f4');
+  const w = agreeToHalt((m) => {
+    m.cpu.setGpr(7, BigInt(CODE + 0x1002));
+    m.mem.write(CODE, Uint8Array.from(code));
+    m.mem.write(CODE + 0x1000, Uint8Array.from(hexBytes('83 c0 01 c3')));
+  });
+  assert.equal(w.cpu.getGpr(0), 1n + 200n + 100n * 3n);
+  assert.ok(w.cpu.wasm!.stats.tails >= 150, `tail calls: ${w.cpu.wasm!.stats.tails}`);
 });
 
 // ---- privilege changes inside a chain (runtime.ts WasmEngine.replay, layout.ts S_USER): a replayed SYSCALL or

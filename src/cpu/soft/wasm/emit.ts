@@ -195,6 +195,8 @@ export class Body {
   set(l: number): this { this.room(6); this.put(Op.localSet); this.uleb(l); return this; }
   tee(l: number): this { this.room(6); this.put(Op.localTee); this.uleb(l); return this; }
   call(f: number): this { this.room(6); this.put(Op.call); this.uleb(f); return this; }
+  /** return_call (the tail-call proposal, Node 20's V8 11.3 by default): 0x12, function index. */
+  returnCall(f: number): this { this.room(6); this.put(0x12); this.uleb(f); return this; }
   /** A load/store with alignment hint log2 `align` and a constant offset (§5.4.6 memarg). */
   mem(opcode: number, align: number, offset: number): this {
     this.room(11);

@@ -194,3 +194,5 @@ export const S_LSTAR = S_CPL + 40;
  */
 export const S_TSD = S_CPL + 48;
 export const S_SYS_CR4 = S_CPL + 52;
+/** Static exits that tail-called their target's translation (translate.ts Translator.tailExit; statistics, like S_INTRA). */
+export const S_TAILS = S_CPL + 56;

@@ -14,7 +14,7 @@ import { emitTlbSlot, memFnBody, LD_PARAMS, ST_PARAMS } from './tlb-probe.ts';
 import { execSy, SY_SYSCALL, SY_TSC } from '../fast-forms.ts';
 import { readTsc } from '../system/control.ts';
 import { stiSetsIf } from '../ops/interrupt-flag.ts';
-import { translateBody, translateRegion, groupRegions, pageTargets, buildModule, buildFlaglib, rawBody, memUsedOf, type WasmCode, type EmitOpts, EXIT_STATS, NEXT_KEY, X_NAMES, EXPLICIT, SYNCED, ARITH, RF, VM, IF, K_SHIFT, PRIV_CHAIN } from './translate.ts';
+import { translateBody, translateRegion, groupRegions, pageTargets, buildModule, buildFlaglib, rawBody, memUsedOf, type WasmCode, type EmitOpts, type TailCtx, type TailTarget, LOCAL_MEM, EXIT_STATS, NEXT_KEY, X_NAMES, EXPLICIT, SYNCED, ARITH, RF, VM, IF, K_SHIFT, PRIV_CHAIN } from './translate.ts';
 import { syscallMsrs, syscallSegments64, sysretSegments64, type SyscallMsrs } from '../system/fastcall.ts';
 import { EFER_SCE, CR4_TSD } from '../constants.ts';
 import { appendFileSync } from 'node:fs';
@@ -38,6 +38,12 @@ const WASM_HOT = Number(process.env.RINGZERO_WASM_HOT ?? 40);
  */
 const WASM_BATCH = Number(process.env.RINGZERO_WASM_BATCH ?? 128);
 const WASM_BATCH_WAIT = Number(process.env.RINGZERO_WASM_BATCH_WAIT ?? 400);
+/**
+ * Static exits to a block translated and installed before their batch was built tail-call its function
+ * (translate.ts Translator.tailExit; RINGZERO_WASM_TAIL=0: off). Not with tier 2 nor LOCAL_MEM (their modules
+ * define the memory functions where tail imports would be).
+ */
+const TAIL = process.env.RINGZERO_WASM_TAIL !== '0';
 /** Modules are compiled in the background (RINGZERO_WASM_ASYNC=0: on the main thread); see WasmEngine.flush. */
 const ASYNC = process.env.RINGZERO_WASM_ASYNC !== '0';
 /** Replays of a batch's blocks after which its module is compiled synchronously (the event loop is not turning). */
@@ -96,6 +102,8 @@ interface FnInfo {
 /** A module being compiled: its bytes, its blocks, the cache whose generations decide whether they are installed. */
 interface Batch {
   bytes: Uint8Array<ArrayBuffer>;
+  /** The functions its tail exits call (imports t.f0, t.f1, ...: translate.ts TailCtx). */
+  tails: WasmCode['fn'][];
   /** Per function of the module: its blocks (one, or a region's) and their instruction offsets, and its FnInfo. */
   done: { blocks: Block[]; offs: number[][]; info: FnInfo }[];
   cache: CodeCache;
@@ -161,7 +169,8 @@ function buildDispatcher(ramSize: number): Uint8Array<ArrayBuffer> {
   b.get(st).get(r0).get(left).get(n).op(Op.i32Sub).get(user).get(idx).i32(K_SHIFT).op(Op.i32ShrU);
   b.get(idx).i32((1 << K_SHIFT) - 1).op(Op.i32And);
   b.op(0x11, blockType).op(0x00); // call_indirect type, table 0
-  b.get(n).op(Op.i32Add).set(n);
+  // (S_NBASE, not n: a block that tail-called another (translate.ts Translator.tailExit) added its count there)
+  b.get(st).mem(Op.i32Load, 2, L.S_NBASE).op(Op.i32Add).set(n);
   if (EXIT_STATS) b.get(st).get(st).mem(Op.i32Load, 2, L.S_XKIND).i32(5).op(Op.i32Shl).op(Op.i32Add).set(xs);
   // (S_NEXT is taken and cleared before anything can leave: a stale one would name the wrong block)
   b.get(st).mem(Op.i32Load, 2, L.S_NEXT).set(e);
@@ -290,6 +299,8 @@ export interface WasmStats {
   slow: number;
   /** Chained block entries whose dispatch entry the previous block named (exitStatic). */
   direct: number;
+  /** Block entries by a tail call from the previous block's static exit (translate.ts Translator.tailExit). */
+  tails: number;
   /** Modules compiled in the background, of those compiled synchronously after ASYNC_WAIT, blocks not installed because their page was written meanwhile. */
   asyncModules: number;
   syncFallbacks: number;
@@ -320,7 +331,7 @@ export class WasmEngine {
   private imports!: WebAssembly.Imports;
   /** The JavaScript helpers the trampolines call. */
   private readonly helpers: WebAssembly.Imports;
-  readonly stats: WasmStats = { compiled: 0, modules: 0, bytes: 0, compileMs: 0, buildMs: 0, calls: 0, tableCalls: 0, replays: 0, conds: 0, slow: 0, direct: 0, asyncModules: 0, syncFallbacks: 0, stale: 0, freed: 0, regions: 0, regionBlocks: 0, intra: 0, reformed: 0, reregioned: 0, tier2: 0, tier2Blocks: 0, tier2Modules: 0, tier2Bytes: 0, tier2Ms: 0 };
+  readonly stats: WasmStats = { compiled: 0, modules: 0, bytes: 0, compileMs: 0, buildMs: 0, calls: 0, tableCalls: 0, replays: 0, conds: 0, slow: 0, direct: 0, tails: 0, asyncModules: 0, syncFallbacks: 0, stale: 0, freed: 0, regions: 0, regionBlocks: 0, intra: 0, reformed: 0, reregioned: 0, tier2: 0, tier2Blocks: 0, tier2Modules: 0, tier2Bytes: 0, tier2Ms: 0 };
   private nextState = 0;
   /** Translated functions by index (index 0 unused: an empty dispatch entry), and their blocks (a region's by member number). */
   private table!: WebAssembly.Table;
@@ -445,12 +456,12 @@ export class WasmEngine {
     const s = this.stats;
     return `${s.compiled} blocks translated in ${s.modules} modules (${(s.bytes / 1024).toFixed(0)} KiB of code, ${s.compileMs.toFixed(0)} ms on the main thread to build (${s.buildMs.toFixed(0)}) and compile; ` +
       `${s.asyncModules} compiled in the background, ${s.syncFallbacks} of them finished synchronously, ${s.stale} blocks stale when ready, ${s.freed} dead ones freed), ` +
-      `${s.calls} calls (${s.tableCalls} from the dispatch table), ${s.direct} direct block-to-block entries, ${s.regions} regions of ${s.regionBlocks} blocks with ${s.intra} entries between their blocks (${s.reformed} blocks translated again into one, ${s.reregioned} with their page), ` +
+      `${s.calls} calls (${s.tableCalls} from the dispatch table), ${s.direct} direct block-to-block entries, ${s.tails} by tail calls, ${s.regions} regions of ${s.regionBlocks} blocks with ${s.intra} entries between their blocks (${s.reformed} blocks translated again into one, ${s.reregioned} with their page), ` +
       `tier 2: ${s.tier2} functions (${s.tier2Blocks} blocks) in ${s.tier2Modules} modules, ${(s.tier2Bytes / 1024).toFixed(0)} KiB, ${s.tier2Ms.toFixed(0)} ms, ` +
       `${s.replays + s.conds + s.slow} helper calls (${s.replays} replays, ${s.conds} conditions, ${s.slow} slow accesses)` +
       (TIER_STATS ? '; JS tier runs/instructions: ' + ['warming', 'queued', 'in flight', 'never', 'too long'].map((n, i) => `${n} ${this.tierRuns[i]}/${this.tierInstr[i]}`).join(', ') +
         `; async install latency ${(this.latency.ms / Math.max(1, this.latency.n)).toFixed(1)} ms, ${(this.latency.instr / Math.max(1, this.latency.n) / 1e3).toFixed(0)}k instructions (mean of ${this.latency.n})` : '') +
-      (EXIT_STATS ? '; exits by kind (entered direct/looked up, left at limit/TLB miss/no entry): ' + this.exitStats() : '') +
+      (EXIT_STATS ? '; exits by kind (entered direct/looked up, left at limit/TLB miss/no entry, tail calls): ' + this.exitStats() : '') +
       (PROFILE ? '; helpers by kind (sy: 0 CLI 1 STI 2 RDTSC 3 RDTSCP 4 SWAPGS 5 CLD 6 STD 8+ Sreg 16 SYSCALL 17 SYSRETQ 18 TSC): ' +
         [...helperKinds].sort((a, b) => b[1] - a[1]).map(([k, n]) => `${k}:${n}`).join(' ') +
         '; replayed opcodes: ' + [...replayed].sort((a, b) => b[1] - a[1]).slice(0, 16).map(([o, n]) => `${o.toString(16)}:${n}`).join(' ') +
@@ -461,10 +472,10 @@ export class WasmEngine {
   private exitStats(): string {
     const parts: string[] = [];
     X_NAMES.forEach((name, k) => {
-      const c = [0, 0, 0, 0, 0];
+      const c = [0, 0, 0, 0, 0, 0];
       for (let i = 0; i < this.nextState; i++) {
         const s = (L.STATE_BASE + L.STATE_STRIDE * i + L.S_XSTATS) >> 2;
-        for (let o = 0; o < 5; o++) c[o] += this.i32[s + k * 8 + o];
+        for (let o = 0; o < 6; o++) c[o] += this.i32[s + k * 8 + o];
       }
       parts.push(`${name} ${c.join('/')}`);
     });
@@ -716,9 +727,10 @@ export class WasmEngine {
     for (const block of live) { const l = lins.get(block); if (l !== undefined) this.linOf.set(block, l); }
     if (REFORM) this.reform(live, lins, c.codeCache);
     if (CAPTURE) captureBatch(live, lins);
+    const tail = TAIL && !TIER2 && !LOCAL_MEM ? this.tailCtx(c.codeCache) : null;
     for (const group of groupRegions(live, lins)) {
       if (group.length > 1) {
-        const opts = this.tier1Opts();
+        const opts = this.tier1Opts(tail);
         try {
           const t = translateRegion(group, this.ramSize, lins, opts);
           if (t !== null) {
@@ -732,7 +744,7 @@ export class WasmEngine {
         this.freeSlot(opts.slot);
       }
       for (const block of group) {
-        const opts = this.tier1Opts();
+        const opts = this.tier1Opts(tail);
         try {
           const t = translateBody(block, this.ramSize, lins.get(block), opts);
           if (t !== null) {
@@ -748,7 +760,7 @@ export class WasmEngine {
     if (bodies.length === 0) return;
     let bytes: Uint8Array<ArrayBuffer>;
     try {
-      bytes = buildModule(bodies, this.ramSize);
+      bytes = buildModule(bodies, this.ramSize, LOCAL_MEM, -1, tail === null ? 0 : tail.fns.length);
     } catch (err) {
       for (const d of done) this.freeSlot(d.info.slot);
       this.report(blocks[0], err);
@@ -758,7 +770,8 @@ export class WasmEngine {
     this.stats.buildMs += t1 - t0;
     this.stats.compileMs += t1 - t0;
     this.stats.bytes += bytes.length;
-    const batch: Batch = { bytes, done, cache: c.codeCache, installed: false, waits: 0, slot: -1, async: false, t0: t1, i0: c.instructions, cpu: c };
+    if (tail !== null) for (const f of tail.fns) this.pinned.add(f);
+    const batch: Batch = { bytes, tails: tail === null ? [] : tail.fns, done, cache: c.codeCache, installed: false, waits: 0, slot: -1, async: false, t0: t1, i0: c.instructions, cpu: c };
     if (!ASYNC || Math.min(WASM_HOT, JIT_THRESHOLD) === 0) { this.compileNow(batch); return; }
     let k = this.flying.indexOf(null);
     if (k < 0) k = this.flying.push(null) - 1;
@@ -788,6 +801,16 @@ export class WasmEngine {
     return this.linOf.get(b);
   }
 
+  /** Installed blocks by the linear address they were queued at (tail calls across pages; the last one installed). */
+  private readonly byLin = new Map<number, Block>();
+  /**
+   * Functions some module's tail exits call (translate.ts Translator.tailExit): their function-table indices are
+   * never reused (allocIndex), since a tail call names its target to the helpers by that index (S_BLK) for as long
+   * as its caller lives.
+   */
+  private readonly pinned = new WeakSet<WasmCode['fn']>();
+  /** Function-table indices kept for good (pinned functions found dead by allocIndex). */
+  private readonly kept = new Set<number>();
   /** Translated blocks by physical page number (REFORM, reregion): added at install, pruned when looked at. */
   private readonly byPage = new Map<number, Set<Block>>();
   /** The linear address each block was queued at (for the regions it may join later), and its translations again (REFORM). */
@@ -952,9 +975,38 @@ export class WasmEngine {
     return { tier: 1, slot: opts.slot, lins, memOps: t.memOps, code: keep ? t.body.encode() : null, memUsed: memUsedOf(t.body) };
   }
 
+  /**
+   * The translations a batch's exits may tail-call (translate.ts TailCtx): by physical address, the installed
+   * translation of a block of that address and page generation (byPage); by linear address, the installed block last
+   * queued at it (byLin) whose page generation is still current.
+   */
+  private tailCtx(cache: CodeCache): TailCtx {
+    const gen = cache.pageGen, mask = (1 << K_SHIFT) - 1;
+    const target = (t: Block): TailTarget | null => {
+      const w = t.wasm;
+      if (w === null || t.mode !== 8 || t.gen !== gen[t.pa >>> 12]) return null;
+      const fn = this.table.get(w.idx & mask) as unknown as WasmCode['fn'] | null;
+      return fn === null ? null : { word: w.idx, fn, n: t.n, pa: t.pa, gen: t.gen };
+    };
+    return {
+      find: (pa, g) => {
+        const set = this.byPage.get(pa >>> 12);
+        if (set === undefined) return null;
+        for (const t of set) if (t.pa === pa && t.gen === g) return target(t);
+        return null;
+      },
+      findLin: (lin) => {
+        const t = this.byLin.get(lin);
+        return t === undefined ? null : target(t);
+      },
+      fns: [],
+      index: new Map(),
+    };
+  }
+
   /** The emit options of a new tier-1 function: a hot-counter slot when tier 2 is on and one is free. */
-  private tier1Opts(): EmitOpts {
-    if (!TIER2) return { slot: -1, inline: false };
+  private tier1Opts(tail: TailCtx | null = null): EmitOpts {
+    if (!TIER2) return { slot: -1, inline: false, tail };
     let slot = this.freeSlots_.pop();
     if (slot === undefined) slot = this.nextSlot < L.HOT_SLOTS ? this.nextSlot++ : -1;
     return { slot, inline: false };
@@ -1122,8 +1174,13 @@ export class WasmEngine {
     for (let i = 1; i < this.blocks.length; i++) {
       const list = this.blocks[i];
       // (a region's blocks of one page share its generation; a region spanning pages is dead when all its pages are)
-      if (list === null || list.some((b, k) => livesIn(b, i, k, gen))) continue;
-      this.blocks[i] = null;
+      if (list === null || list.some((b, k) => livesIn(b, i, k, gen)) || this.kept.has(i)) continue;
+      const fn = this.table.get(i) as unknown as WasmCode['fn'] | null;
+      // (a pinned function keeps its index and its blocks there: a tail call may still enter it, for its blocks
+      // whose page was not written since, and helpers find them by that index)
+      const pin = fn !== null && this.pinned.has(fn);
+      if (pin) this.kept.add(i);
+      else this.blocks[i] = null;
       this.table.set(i, null);
       this.freeSlot(this.info[i]?.slot ?? -1);
       this.info[i] = undefined;
@@ -1135,6 +1192,7 @@ export class WasmEngine {
         const key = b.pa * 16 + b.mode;
         if (cache.translated.get(key) === b) cache.translated.delete(key);
       });
+      if (pin) continue;
       this.free.push(i);
       this.stats.freed++;
     }
@@ -1158,7 +1216,13 @@ export class WasmEngine {
     if (TIER_STATS && batch.async) { this.latency.n++; this.latency.ms += t0 - batch.t0; this.latency.instr += batch.cpu.instructions - batch.i0; }
     this.modules();
     this.release(batch);
-    const inst = new WebAssembly.Instance(mod, this.imports);
+    let imports = this.imports;
+    if (batch.tails.length > 0) {
+      const t: Record<string, WasmCode['fn']> = {};
+      batch.tails.forEach((f, i) => { t['f' + i] = f; });
+      imports = { e: this.imports.e, t: t as unknown as WebAssembly.ModuleImports };
+    }
+    const inst = new WebAssembly.Instance(mod, imports);
     this.stats.modules++;
     const cache = batch.cache;
     batch.done.forEach(({ blocks, offs, info }, i) => {
@@ -1179,6 +1243,7 @@ export class WasmEngine {
         const w = idx | (k << K_SHIFT);
         this.setEntry(block, w, cache);
         block.wasm = { fn, offs: offs[k], idx: w };
+        if (TAIL) { const l = this.linOf.get(block); if (l !== undefined) this.byLin.set(l, block); }
         if (REFORM || REREGION) {
           const p = block.pa >>> 12;
           let set = this.byPage.get(p);
@@ -1306,9 +1371,11 @@ export class WasmEngine {
     this.takeFlags(c);
     this.cur = null;
     const chains = I[(st + L.S_CHAINS) >> 2], direct = I[(st + L.S_DIRECT) >> 2], intra = I[(st + L.S_INTRA) >> 2];
-    if (chains !== 0 || direct !== 0 || intra !== 0) {
-      c.codeCache.stats.chainHits += chains + direct + intra; this.stats.direct += direct; this.stats.intra += intra;
-      I[(st + L.S_CHAINS) >> 2] = 0; I[(st + L.S_DIRECT) >> 2] = 0; I[(st + L.S_INTRA) >> 2] = 0;
+    const tails = I[(st + L.S_TAILS) >> 2];
+    if (chains !== 0 || direct !== 0 || intra !== 0 || tails !== 0) {
+      c.codeCache.stats.chainHits += chains + direct + intra + tails; this.stats.direct += direct; this.stats.intra += intra;
+      this.stats.tails += tails;
+      I[(st + L.S_CHAINS) >> 2] = 0; I[(st + L.S_DIRECT) >> 2] = 0; I[(st + L.S_INTRA) >> 2] = 0; I[(st + L.S_TAILS) >> 2] = 0;
     }
     c.rip = this.f64[(st + L.S_RIP) >> 3];
     if (EXIT_STATS) {

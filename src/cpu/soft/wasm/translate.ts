@@ -206,7 +206,7 @@ export let LOCAL_MEM = process.env.RINGZERO_WASM_LOCAL_MEM === '1';
  * the memory library's, imported, or (LOCAL_MEM, tier-2 modules of runtime.ts) the module's first defined
  * functions. Same indices either way, so a function body is valid in both kinds of module (tier 2 reuses tier 1's).
  */
-const F_FA = 7, F_LD = 8, F_ST = 12;
+const F_FA = 7, F_LD = 8, F_ST = 12, F_TAIL = 16;
 /** Switch LOCAL_MEM (tests; between translations, not while a batch is being translated). */
 export function setLocalMem(on: boolean): void {
   LOCAL_MEM = on;
@@ -274,8 +274,22 @@ export const X_NAMES = ['same-page', 'cross-page', 'region-miss', 'indirect', 'r
  * memory operand probes the TLB inline and accesses RAM itself on a hit, calling the library (and writing dirty
  * registers back) only on a miss, as the self-looping blocks do; no counter.
  */
-export interface EmitOpts { slot: number; inline: boolean }
+export interface EmitOpts { slot: number; inline: boolean; tail?: TailCtx | null }
 export const TIER1: EmitOpts = { slot: -1, inline: false };
+
+/** An installed translation a static exit may tail-call (TailCtx.find): its dispatch word, function, instructions. */
+export interface TailTarget { word: number; fn: WasmCode['fn']; n: number; pa: number; gen: number }
+/**
+ * The translations a batch's static exits may tail-call (Translator.tailExit): found by physical address (same
+ * page, of the caller's page generation) or by the linear address they were queued at (another page), and the
+ * functions the batch's module imports for them (module `t`, f0, f1, ...: function indices F_TAIL + i).
+ */
+export interface TailCtx {
+  find(pa: number, gen: number): TailTarget | null;
+  findLin(lin: number): TailTarget | null;
+  fns: WasmCode['fn'][];
+  index: Map<WasmCode['fn'], number>;
+}
 
 /** A function body that knows how many blocks/loops/ifs are open (Translator's register cache looks at it). */
 class TBody extends Body {
@@ -731,6 +745,7 @@ class Translator {
       this.exitConst(count, ripOff, X_REGION);
       return;
     }
+    if (this.opts.tail) this.tailExit(count, ripOff);
     if (DIRECT_CHAIN && ripOff !== 0 && (tpa >>> 12) === (pa >>> 12) && tpa >= 0) {
       const e = L.dispatchEntry(tpa);
       if (NEXT_KEY) {
@@ -746,6 +761,68 @@ class Translator {
       }
     }
     this.exitConst(count, ripOff, (tpa >>> 12) === (pa >>> 12) && tpa >= 0 ? X_SAME : X_CROSS);
+  }
+
+  /** The linear address the block being emitted was queued at (a region member's, or translateBody's), if known. */
+  lin: number | undefined = undefined;
+  curLin(): number | undefined {
+    const R = this.region;
+    return R === null ? this.lin : R.lins.length > 0 ? R.lins[R.cur] : undefined;
+  }
+
+  /**
+   * A static exit to r0 + `ripOff` whose target was already translated and installed when this batch was built
+   * (EmitOpts.tail: in this block's page with its page generation, else the block queued at that linear address):
+   * a tail call (return_call, wasm tail calls) into that translation when the dispatcher would have entered it.
+   * Checked as the dispatcher would: the chain is still on (S_CHAIN), its instruction count (S_NBASE + this call's)
+   * below CHAIN_LIMIT, the target fits the budget; another page must also be mapped by this privilege's fetch-TLB
+   * bank to the target's physical page and still have its generation (fetchMapsTo, as crossBranch); in this block's
+   * page its generation is this block's, current while this block runs. Then S_NBASE, S_R0 and S_BLK move to the
+   * target as the dispatcher moves them, and the target returns the instructions it ran to the dispatcher, which
+   * adds them to S_NBASE. The function called is the translation found at build time, which stays right for that
+   * code: the runtime never reuses its function-table index (S_BLK's helpers look the blocks up there; WasmEngine
+   * pinned) and the checks above fail once its page changed. Else (or no target) the exit goes on as before.
+   */
+  tailExit(count: number, ripOff: number): void {
+    const b = this.b, ctx = this.opts.tail!, pa = this.block.pa, tpa = pa + ripOff;
+    const same = (tpa >>> 12) === (pa >>> 12) && tpa >= 0;
+    let t: TailTarget | null = null;
+    if (same) t = ctx.find(tpa, this.block.gen);
+    else {
+      const lin = this.curLin();
+      if (lin !== undefined) t = ctx.findLin(lin + ripOff);
+    }
+    if (t === null) return;
+    let fi = ctx.index.get(t.fn);
+    if (fi === undefined) { fi = ctx.fns.push(t.fn) - 1; ctx.index.set(t.fn, fi); }
+    this.flush();
+    b.get(this.n).i32(count).op(Op.i32Add).set(this.c32);
+    b.get(this.st).mem(Op.i32Load, 2, L.S_CHAIN);
+    b.get(this.st).mem(Op.i32Load, 2, L.S_NBASE).get(this.c32).op(Op.i32Add).i32(CHAIN_LIMIT).op(Op.i32LtS).op(Op.i32And);
+    b.get(this.c32).i32(t.n).op(Op.i32Add).get(this.left).op(Op.i32LeS).op(Op.i32And);
+    if (!same) { this.fetchMapsTo(ripOff, t.pa >>> 12, t.gen); b.op(Op.i32And); }
+    b.open(Op.if);
+    b.get(this.st).get(this.st).mem(Op.i32Load, 2, L.S_NBASE).get(this.c32).op(Op.i32Add).mem(Op.i32Store, 2, L.S_NBASE);
+    b.get(this.r0);
+    if (ripOff !== 0) b.f64(ripOff).op(Op.f64Add);
+    b.set(this.tf);
+    b.get(this.st).get(this.tf).mem(Op.f64Store, 3, L.S_R0);
+    b.get(this.st).i32(t.word).mem(Op.i32Store, 2, L.S_BLK);
+    if (same) {
+      // (the page's entries for reregion, as the dispatcher counts a named entry: only those of one page)
+      const ph = L.S_PHITS + 4 * ((tpa >>> 12) & (L.PHITS_N - 1));
+      b.get(this.st).get(this.st).mem(Op.i32Load, 2, ph).i32(1).op(Op.i32Add).mem(Op.i32Store, 2, ph);
+    }
+    b.get(this.st).get(this.st).mem(Op.i32Load, 2, L.S_TAILS).i32(1).op(Op.i32Add).mem(Op.i32Store, 2, L.S_TAILS);
+    const R = this.region;
+    if (R !== null) b.get(this.st).get(this.st).mem(Op.i32Load, 2, L.S_INTRA).get(R.intra).op(Op.i32Add).mem(Op.i32Store, 2, L.S_INTRA);
+    if (EXIT_STATS) {
+      const o = L.S_XSTATS + 4 * ((same ? X_SAME : X_CROSS) * 8 + 5);
+      b.get(this.st).get(this.st).mem(Op.i32Load, 2, o).i32(1).op(Op.i32Add).mem(Op.i32Store, 2, o);
+    }
+    b.get(this.st).get(this.tf).get(this.left).get(this.c32).op(Op.i32Sub).get(this.user).i32(t.word >>> K_SHIFT);
+    b.returnCall(F_TAIL + fi);
+    b.close();
   }
 
   /**
@@ -1314,14 +1391,14 @@ const imm64 = (lo: number, hi: number): number | bigint =>
 export function translateBody(block: Block, ramSize: number, lin?: number, opts: EmitOpts = TIER1): { body: Body; offs: number[]; memOps: number } | null {
   const offs = blockOffsets(block);
   if (offs === null) return null;
-  const first = emitBlock(block, offs, ramSize, null, opts);
+  const first = emitBlock(block, offs, ramSize, null, opts, lin);
   if (!first.selfLoop) { dump(first, [block], lin === undefined ? [] : [lin]); return { body: first.b, offs, memOps: first.b.memOps }; }
   // A block that loops on itself is emitted again with the registers its first version cached loaded before the
   // loop, so they stay in locals across iterations: at the loop's top they are cached, and dirty when the first
   // version's back edge had them dirty (stores then happen at memory accesses and exits, not per iteration).
   const pre: number[] = [], dirty: number[] = [];
   for (let r = 0; r < 16; r++) if (first.rc[r] >= 0) { pre.push(r); if (first.backDirty[r]) dirty.push(r); }
-  const T = emitBlock(block, offs, ramSize, { pre, dirty }, opts);
+  const T = emitBlock(block, offs, ramSize, { pre, dirty }, opts, lin);
   dump(T, [block], lin === undefined ? [] : [lin]);
   return { body: T.b, offs, memOps: T.b.memOps };
 }
@@ -1343,8 +1420,9 @@ function prologue(T: Translator): void {
 }
 
 /** One emission of a block's function body; `loop`: the registers to keep in locals across a self-loop. */
-function emitBlock(block: Block, offs: number[], ramSize: number, loop: { pre: number[]; dirty: number[] } | null, opts: EmitOpts): Translator {
+function emitBlock(block: Block, offs: number[], ramSize: number, loop: { pre: number[]; dirty: number[] } | null, opts: EmitOpts, lin?: number): Translator {
   const T = new Translator(block, offs, ramSize, opts);
+  T.lin = lin;
   const b = T.b;
   prologue(T);
   T.out = b.open(Op.block);
@@ -1370,7 +1448,8 @@ function epilogue(T: Translator): void {
 function loopRegs(block: Block, offs: number[], ramSize: number, opts: EmitOpts): { pre: number[]; dirty: number[] } | null {
   const es = block.entries, last = es[es.length - 1];
   if (!((last.form === Form.Jcc || last.form === Form.Jmp) && last.len > 0 && offs[es.length - 1] + last.len + last.disp === 0)) return null;
-  const first = emitBlock(block, offs, ramSize, null, opts);
+  // (a discarded emission: no tail-call imports for it)
+  const first = emitBlock(block, offs, ramSize, null, { ...opts, tail: null });
   const pre: number[] = [], dirty: number[] = [];
   for (let r = 0; r < 16; r++) if (first.rc[r] >= 0) { pre.push(r); if (first.backDirty[r]) dirty.push(r); }
   return { pre, dirty };
@@ -2819,7 +2898,7 @@ export function rawBody(bytes: Uint8Array): Body { return new RawBody(bytes); }
  * module) the memory functions they call (`used`: bits of TBody.memUsed), with the slow path through the imported
  * helpers `rd`/`wr`.
  */
-export function buildModule(bodies: Body[], ramSize: number, local = LOCAL_MEM, used = -1): Uint8Array<ArrayBuffer> {
+export function buildModule(bodies: Body[], ramSize: number, local = LOCAL_MEM, used = -1, tails = 0): Uint8Array<ArrayBuffer> {
   const m = new ModuleBuilder();
   m.importMemory('e', 'm');
   m.importFunc('e', 'rd', m.type([F64, I32, I32], [I32]));
@@ -2850,6 +2929,9 @@ export function buildModule(bodies: Body[], ramSize: number, local = LOCAL_MEM, 
     for (const n of [1, 2, 4, 8]) m.importFunc('e', 'st' + n, stT);
   }
   const t = m.type([I32, F64, I32, I32, I32], [I32]);
+  // (the translations tail exits call, TailCtx.fns: function indices F_TAIL + i, after the memory library's)
+  if (tails > 0 && local) throw new Error('tail calls need the imported memory library');
+  for (let i = 0; i < tails; i++) m.importFunc('t', 'f' + i, t);
   bodies.forEach((b, i) => m.func(t, b, 'f' + i));
   return m.encode();
 }
