@@ -44,6 +44,12 @@ const WASM_BATCH_WAIT = Number(process.env.RINGZERO_WASM_BATCH_WAIT ?? 400);
  * define the memory functions where tail imports would be).
  */
 const TAIL = process.env.RINGZERO_WASM_TAIL !== '0';
+/**
+ * Function-table indices kept for good because a tail call may still enter their dead function (WasmEngine.kept)
+ * at most: past this, batches make no new tail calls (a guest that keeps loading new code at new addresses would
+ * otherwise grow the table and keep dead modules alive without bound).
+ */
+const TAIL_KEPT_MAX = Number(process.env.RINGZERO_WASM_TAIL_KEPT_MAX ?? 4096);
 /** Modules are compiled in the background (RINGZERO_WASM_ASYNC=0: on the main thread); see WasmEngine.flush. */
 const ASYNC = process.env.RINGZERO_WASM_ASYNC !== '0';
 /** Replays of a batch's blocks after which its module is compiled synchronously (the event loop is not turning). */
@@ -456,7 +462,7 @@ export class WasmEngine {
     const s = this.stats;
     return `${s.compiled} blocks translated in ${s.modules} modules (${(s.bytes / 1024).toFixed(0)} KiB of code, ${s.compileMs.toFixed(0)} ms on the main thread to build (${s.buildMs.toFixed(0)}) and compile; ` +
       `${s.asyncModules} compiled in the background, ${s.syncFallbacks} of them finished synchronously, ${s.stale} blocks stale when ready, ${s.freed} dead ones freed), ` +
-      `${s.calls} calls (${s.tableCalls} from the dispatch table), ${s.direct} direct block-to-block entries, ${s.tails} by tail calls, ${s.regions} regions of ${s.regionBlocks} blocks with ${s.intra} entries between their blocks (${s.reformed} blocks translated again into one, ${s.reregioned} with their page), ` +
+      `${s.calls} calls (${s.tableCalls} from the dispatch table), ${s.direct} direct block-to-block entries, ${s.tails} by tail calls (${this.kept.size} dead functions kept for them), ${s.regions} regions of ${s.regionBlocks} blocks with ${s.intra} entries between their blocks (${s.reformed} blocks translated again into one, ${s.reregioned} with their page), ` +
       `tier 2: ${s.tier2} functions (${s.tier2Blocks} blocks) in ${s.tier2Modules} modules, ${(s.tier2Bytes / 1024).toFixed(0)} KiB, ${s.tier2Ms.toFixed(0)} ms, ` +
       `${s.replays + s.conds + s.slow} helper calls (${s.replays} replays, ${s.conds} conditions, ${s.slow} slow accesses)` +
       (TIER_STATS ? '; JS tier runs/instructions: ' + ['warming', 'queued', 'in flight', 'never', 'too long'].map((n, i) => `${n} ${this.tierRuns[i]}/${this.tierInstr[i]}`).join(', ') +
@@ -727,7 +733,7 @@ export class WasmEngine {
     for (const block of live) { const l = lins.get(block); if (l !== undefined) this.linOf.set(block, l); }
     if (REFORM) this.reform(live, lins, c.codeCache);
     if (CAPTURE) captureBatch(live, lins);
-    const tail = TAIL && !TIER2 && !LOCAL_MEM ? this.tailCtx(c.codeCache) : null;
+    const tail = TAIL && !TIER2 && !LOCAL_MEM && this.kept.size < TAIL_KEPT_MAX ? this.tailCtx(c.codeCache) : null;
     for (const group of groupRegions(live, lins)) {
       if (group.length > 1) {
         const opts = this.tier1Opts(tail);
