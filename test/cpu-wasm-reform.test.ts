@@ -9,7 +9,7 @@ import { setHotThreshold, setJitThreshold } from '../src/cpu/soft/code-cache.ts'
 import { setReform, setReregion } from '../src/cpu/soft/wasm/runtime.ts';
 import { GuestMemory } from '../src/memory/guest-memory.ts';
 import * as C from '../src/cpu/soft/constants.ts';
-import { groupRegions } from '../src/cpu/soft/wasm/translate.ts';
+import { groupRegions, REGION_MAX } from '../src/cpu/soft/wasm/translate.ts';
 import type { Block } from '../src/cpu/soft/code-cache.ts';
 
 // threshold 0: every block is translated at its first replay, alone (a batch of one), as blocks that become hot at
@@ -150,23 +150,25 @@ for (const fault of [false, true]) {
 }
 
 test('a group of blocks over the region cap is cut between loops, not through one', () => {
-  // mov ecx,50 / c0: add eax,1 / jmp c1 / ... / c13: add eax,14 / jmp c14 (14 blocks, address order first)
-  // c14: add ebx,1 / jmp l2 / l2: add edx,ebx / jmp l3 / l3: add esi,edx / jmp l4 / l4: dec ecx / jnz c14 (a loop of
-  // four blocks: in address order the cap of 16 fell between its second and third)
-  // t0: add edi,1 / jmp t1 / ... / t3: add edi,4 / jmp t4 / t4: hlt: 23 blocks of one page that branch to each other
-  const code = hexBytes(`b9 32 00 00 00 83 c0 01 eb 00 83 c0 02 eb 00 83 c0 03 eb 00 83 c0 04 eb 00 83 c0 05 eb 00 83 c0 06
-    eb 00 83 c0 07 eb 00 83 c0 08 eb 00 83 c0 09 eb 00 83 c0 0a eb 00 83 c0 0b eb 00 83 c0 0c eb 00 83 c0 0d eb 00 83 c0
-    0e eb 00 83 c3 01 eb 00 01 da eb 00 01 d6 eb 00 ff c9 75 ef 83 c7 01 eb 00 83 c7 02 eb 00 83 c7 03 eb 00 83 c7 04
-    eb 00 f4`);
+  // mov ecx,50 / c0: add eax,1 / jmp c1 / ... / c(K-1): add eax,K / jmp cK (K = REGION_MAX - 2 blocks, address order
+  // first) / cK: add ebx,1 / jmp l2 / l2: add edx,ebx / jmp l3 / l3: add esi,edx / jmp l4 / l4: dec ecx / jnz cK (a
+  // loop of four blocks: in address order the cap fell between its second and third) / t0: add edi,1 / jmp t1 / ...
+  // t3: add edi,4 / jmp t4 / t4: hlt: REGION_MAX + 7 blocks of one page that branch to each other
+  const k = REGION_MAX - 2, code = [0xb9, 0x32, 0x00, 0x00, 0x00];
+  for (let i = 0; i < k; i++) code.push(0x83, 0xc0, (i + 1) & 0x7f, 0xeb, 0x00);
+  const head = code.length;
+  code.push(0x83, 0xc3, 0x01, 0xeb, 0x00, 0x01, 0xda, 0xeb, 0x00, 0x01, 0xd6, 0xeb, 0x00, 0xff, 0xc9, 0x75, 0xef);
+  for (let i = 0; i < 4; i++) code.push(0x83, 0xc7, i + 1, 0xeb, 0x00);
+  code.push(0xf4);
   const ref = run('interpreter', code, true);
   const w = run('wasm', code, true);
   assert.deepEqual(w.s, ref.s, 'translated code = interpreter');
   const blocks = w.m.cpu.codeCache.table.filter((b): b is Block => b !== undefined && (b.pa >>> 12) === (CODE >>> 12));
   blocks.sort((x, y) => x.pa - y.pa);
-  assert.ok(blocks.length >= 20, `blocks: ${blocks.length}`);
-  const loop = [0x4b, 0x50, 0x54, 0x58].map((o) => CODE + o);
+  assert.ok(blocks.length >= REGION_MAX + 4, `blocks: ${blocks.length}`);
+  const loop = [0, 5, 9, 13].map((o) => CODE + head + o);
   const parts = groupRegions(blocks);
-  assert.ok(parts.every((p) => p.length <= 16), `parts: ${parts.map((p) => p.length)}`);
+  assert.ok(parts.every((p) => p.length <= REGION_MAX), `parts: ${parts.map((p) => p.length)}`);
   const holding = parts.filter((p) => p.some((b) => loop.includes(b.pa)));
   assert.equal(holding.length, 1, 'the loop in one region');
   assert.equal(holding[0].filter((b) => loop.includes(b.pa)).length, 4);

@@ -85,11 +85,14 @@ export interface WasmCode {
 /** Bits of a dispatch word below the region member number (function-table indices stay below 2^K_SHIFT). */
 export const K_SHIFT = 20;
 /**
- * Blocks of one region at most (one wasm function). The cap rarely applies (boot + md5: ~2300 regions either way);
- * 64 and 4 measured within noise of 16 (main-thread CPU 11.3 / 11.9 vs 11.7 s, 4 rounds). RINGZERO_WASM_REGION_MAX sets it
- * (A/B).
+ * Blocks of one region at most (one wasm function). The cap rarely applies (boot + md5: ~2300-2900 regions);
+ * 64 and 4 measured within noise of 16 (main-thread CPU 11.3 / 11.9 vs 11.7 s, 4 rounds). 32 since session 19, once a
+ * group over the cap was cut between its loops (cutGroup): boot + md5 of 32 MiB, 16 vs 32 side by side (--stats),
+ * dispatcher-named same-page entries 5.28M/5.02M -> 2.78M/2.70M, direct block-to-block entries 14.0M -> 11.6M,
+ * code 15.2-15.4 MiB either way; the md5's main-thread CPU 3.23/3.12 and 4.00/3.47 s (two concurrent pairs, host
+ * load 18-35), to the prompt 12.69/12.96 and 16.03/15.22 s. RINGZERO_WASM_REGION_MAX sets it (A/B).
  */
-const REGION_MAX = Number(process.env.RINGZERO_WASM_REGION_MAX ?? 16);
+export const REGION_MAX = Number(process.env.RINGZERO_WASM_REGION_MAX ?? 32);
 /**
  * Blocks of one page translated in one batch that branch to each other share a function (RINGZERO_WASM_REGIONS=0:
  * off). Boot + md5 of 16 MiB, main-thread CPU of the VMM process, 5 interleaved rounds on a loaded host: 12.55 s
