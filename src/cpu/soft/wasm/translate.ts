@@ -231,6 +231,15 @@ const RAS = process.env.RINGZERO_WASM_RAS !== '0';
  * (RINGZERO_WASM_INLINE_MEM=0: off). Only there: inlined everywhere, the code of the Linux boot grew from 8.8 to 15.3
  * MiB and the boot + md5 + ash run took 20% more CPU (its blocks run too few times each to repay the size), while
  * bench/cpu's memory loop ran 1.6-2x faster.
+ * Tried and not kept (session 19, branch s19-mem-mru): remembering the page the memory library last hit, per kind
+ * (loads, stores through RSP/RBP/PUSH, other stores), in the state area for one dispatcher call (forgotten after
+ * every helper call and privilege switch). Boot + ash 30k counted 72% of the library's accesses on that page (loads
+ * 45%, other stores 68%, stack stores 91%). (a) Checked inline before the call, registers written back first: code
+ * 14.4 -> 17.0 MiB, md5 32 MiB 3.64/4.78 and 3.26/4.26 s main-thread CPU, ash loop within noise, boot +1-3%;
+ * (b) with the write-back only on the call's path: code 22.4 MiB, slower on all three; (c) inline for stack
+ * accesses only: 15.8 MiB, ash 5.03/4.49, 5.03/5.28 s; (d) inside the library before its probe (no code growth):
+ * ash 5.03/4.58, 5.03/4.98, 5.51/5.62, 4.41/4.15, 4.36/4.62 s, md5 4.85/3.82, 3.17/3.31 s, boot unchanged. Side-by-
+ * side pairs on a loaded host (load 15-27): no clear gain in any.
  */
 const INLINE_MEM = process.env.RINGZERO_WASM_INLINE_MEM !== '0';
 /**
