@@ -8,6 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { decodeVmlinuxCached, MAX_ENTRIES, vmlinuxCacheDir } from '../src/boot/vmlinux-cache.ts';
 import { decompressLz4Legacy, KernelFormatError } from '../src/boot/vmlinux.ts';
+import { GuestMemory, MiB } from '../src/memory/guest-memory.ts';
 
 interface Seq { lit: Uint8Array; offset?: number; len?: number }
 
@@ -155,6 +156,38 @@ test('the kernel cache: a hit reads the segments into their destinations; a refu
   assert.equal(refused.source, 'miss');
   assertKernel(refused, elf);
   assert.notEqual(refused.vmlinux.segments[0].data.buffer, ram.buffer);
+});
+
+test('the kernel cache: a hit read into guest RAM through its memfd (GuestMemory.readFile), and through a private mapping', (t) => {
+  const dir = join(tempDir(t), 'vmlinux');
+  const { payload, elf } = kernel(5);
+  decodeVmlinuxCached(payload, dir);
+  const image = join(tempDir(t), 'ram.img');
+  fs.writeFileSync(image, new Uint8Array(64 * MiB).fill(0xee, 0x1000000, 0x1300000));
+  for (const mem of [new GuestMemory(64 * MiB), new GuestMemory(64 * MiB, { file: image })]) {
+    t.after(() => mem.close());
+    if (!mem.privateFile) mem.slice(0x1000000, 0x300000).fill(0xee);
+    const read: number[][] = [];
+    const hit = decodeVmlinuxCached(payload, dir, (paddr, memsz) => mem.slice(paddr, memsz), (paddr, fd, position, length) => {
+      read.push([paddr, length]);
+      return mem.readFile(paddr, fd, position, length);
+    });
+    assert.equal(hit.source, 'hit');
+    assertKernel(hit, elf);
+    assert.deepEqual(read, [[0x1000000, 0x1000], [0x1200000, 0x800]]);
+    assert.equal(hit.vmlinux.segments[1].data.buffer, mem.low.buffer, 'the data are views of RAM');
+    assert.deepEqual(mem.slice(0x1200000, 0x800), elf.subarray(0x2000, 0x2800));
+    assert.equal(mem.slice(0x1200800, 1)[0], 0xee, 'the BSS is left to the caller');
+  }
+  // The file ends first: false, and the cache treats the entry as absent.
+  const mem = new GuestMemory(64 * MiB);
+  t.after(() => mem.close());
+  const fd = fs.openSync(image, 'r');
+  t.after(() => fs.closeSync(fd));
+  assert.equal(mem.readFile(0, fd, 64 * MiB - 0x1000, 0x2000), false);
+  assert.equal(mem.readFile(0, fd, 0x1000000, 0x2000), true);
+  assert.equal(mem.slice(0x1fff, 1)[0], 0xee);
+  assert.throws(() => mem.readFile(64 * MiB - 0x1000, fd, 0, 0x2000), RangeError);
 });
 
 test('the kernel cache: a damaged, truncated or foreign entry is decoded again and replaced', (t) => {

@@ -15,7 +15,7 @@ import { GiB, HIGH_RAM_START, MiB } from '../memory/guest-memory.ts';
 import { writeAcpiTables, type AcpiTables } from './acpi.ts';
 import { BootError, HDR, parseBzImage, type BzImage } from './bzimage.ts';
 import { isLz4Legacy, KernelFormatError, type Vmlinux } from './vmlinux.ts';
-import { decodeVmlinuxCached, vmlinuxCacheDir, type SegmentDestination } from './vmlinux-cache.ts';
+import { decodeVmlinuxCached, vmlinuxCacheDir, type SegmentDestination, type SegmentReader } from './vmlinux-cache.ts';
 import {
   BIOS_AREA_END, BOOT_GDT_ADDR, BOOT_STACK_TOP, CMDLINE_ADDR, CMDLINE_AREA_END, EBDA_START, PCI_ECAM_BASE,
   PCI_ECAM_SIZE, PDPT_ADDR, PD_ADDR, PML4_ADDR, SETUP_DATA_ADDR, ZERO_PAGE_ADDR,
@@ -224,7 +224,7 @@ export function bootGdt(): bigint[] {
  * vmlinux from a bzImage whose payload is LZ4 (undefined for other formats: the guest decompresses those), and whether
  * its segments' data already are in place (read by the cache into into(paddr, memsz), the guest's RAM).
  */
-function uncompressedKernel(image: BzImage, cache: string | false | undefined, into: SegmentDestination): { vmlinux: Vmlinux; inPlace: boolean } | undefined {
+function uncompressedKernel(image: BzImage, cache: string | false | undefined, into: SegmentDestination, read: SegmentReader): { vmlinux: Vmlinux; inPlace: boolean } | undefined {
   if (image.setupHeader.length < 0x250 - HDR.setup_sects) return undefined;
   const hv = new DataView(image.setupHeader.buffer, image.setupHeader.byteOffset, image.setupHeader.byteLength);
   // payload_offset/payload_length (boot.rst, protocol 2.08+): relative to the protected-mode code.
@@ -234,7 +234,7 @@ function uncompressedKernel(image: BzImage, cache: string | false | undefined, i
   const payload = image.kernel.subarray(offset, offset + length);
   if (!isLz4Legacy(payload)) return undefined;
   try {
-    const { vmlinux, source } = decodeVmlinuxCached(payload, cache === false ? undefined : cache ?? vmlinuxCacheDir(), into);
+    const { vmlinux, source } = decodeVmlinuxCached(payload, cache === false ? undefined : cache ?? vmlinuxCacheDir(), into, read);
     return { vmlinux, inPlace: source === 'hit' };
   } catch (e) {
     if (e instanceof KernelFormatError) throw new BootError(`the kernel's LZ4 payload is damaged: ${e.message}`);
@@ -324,7 +324,8 @@ export function loadLinux(mem: GuestMemory, kernel: Uint8Array, initrd: Uint8Arr
   const inKernelArea = (paddr: number, memsz: number): boolean => paddr >= load && paddr + memsz <= kernelAreaEnd;
   // A cached kernel is read straight into RAM, only where the checks below would let it go.
   const into = (paddr: number, memsz: number): Uint8Array | undefined => inKernelArea(paddr, memsz) ? mem.slice(paddr, memsz) : undefined;
-  const decoded = opts.decompressInVmm !== false ? uncompressedKernel(image, opts.kernelCache, into) : undefined;
+  const read = (paddr: number, fd: number, position: number, length: number): boolean => mem.readFile(paddr, fd, position, length);
+  const decoded = opts.decompressInVmm !== false ? uncompressedKernel(image, opts.kernelCache, into, read) : undefined;
   if (decoded) {
     const { vmlinux, inPlace } = decoded;
     for (const seg of vmlinux.segments) {

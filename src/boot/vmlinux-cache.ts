@@ -48,17 +48,24 @@ export interface CachedDecodeResult {
 export type SegmentDestination = (paddr: number, memsz: number) => Uint8Array | undefined;
 
 /**
+ * How a hit reads `length` bytes of the entry's file `fd` at `position` into the destination of segment `paddr`
+ * (into(paddr, memsz)); false when the file ended first. Default: pread into that destination. The guest's RAM is
+ * filled through its memfd instead (GuestMemory.readFile), without a page fault per page.
+ */
+export type SegmentReader = (paddr: number, fd: number, position: number, length: number) => boolean;
+
+/**
  * vmlinux's loadable segments from a bzImage's LZ4 payload, through the cache in `dir` (undefined: no cache).
  * Throws KernelFormatError when the payload is damaged, exactly as decoding it would. With `into`, a hit reads each
  * segment's bytes into into(paddr, memsz) and returns them there (its `data` are views of those destinations); a
  * rejected entry may have written into destinations before it was found damaged, which the decoded kernel the caller
  * then loads overwrites.
  */
-export function decodeVmlinuxCached(payload: Uint8Array, dir: string | undefined, into?: SegmentDestination): CachedDecodeResult {
+export function decodeVmlinuxCached(payload: Uint8Array, dir: string | undefined, into?: SegmentDestination, read?: SegmentReader): CachedDecodeResult {
   if (dir === undefined) return { vmlinux: parseVmlinux(decompressLz4Legacy(payload)), source: 'off' };
   const key = createHash('sha256').update(payload).digest();
   const file = join(dir, `${key.toString('hex').slice(0, 32)}.vmlinux`);
-  const cached = readEntry(file, key, into);
+  const cached = readEntry(file, key, into, read);
   if (cached) {
     try {
       const now = new Date();
@@ -71,7 +78,7 @@ export function decodeVmlinuxCached(payload: Uint8Array, dir: string | undefined
   return { vmlinux, source: 'miss' };
 }
 
-function readEntry(file: string, key: Buffer, into: SegmentDestination | undefined): Vmlinux | undefined {
+function readEntry(file: string, key: Buffer, into: SegmentDestination | undefined, read: SegmentReader | undefined): Vmlinux | undefined {
   let fd: number;
   try {
     fd = fs.openSync(file, 'r');
@@ -79,7 +86,7 @@ function readEntry(file: string, key: Buffer, into: SegmentDestination | undefin
     return undefined;
   }
   try {
-    return readOpenEntry(fd, key, into);
+    return readOpenEntry(fd, key, into, read);
   } catch {
     return undefined; // an I/O error or a destination that is not RAM: as if absent
   } finally {
@@ -92,7 +99,7 @@ function readFully(fd: number, into: Uint8Array, position: number): boolean {
   return preadFully(fd, into, position) === into.length;
 }
 
-function readOpenEntry(fd: number, key: Buffer, into: SegmentDestination | undefined): Vmlinux | undefined {
+function readOpenEntry(fd: number, key: Buffer, into: SegmentDestination | undefined, read: SegmentReader | undefined): Vmlinux | undefined {
   const size = fs.fstatSync(fd).size;
   const head = Buffer.alloc(HEADER);
   if (size < HEADER || !readFully(fd, head, 0)) return undefined;
@@ -126,7 +133,8 @@ function readOpenEntry(fd: number, key: Buffer, into: SegmentDestination | undef
   let at = 0;
   for (const { paddr, filesz, memsz } of layout) {
     const dest = own ? own.subarray(at, at + filesz) : into!(paddr, memsz)?.subarray(0, filesz);
-    if (dest === undefined || dest.length !== filesz || !readFully(fd, dest, dataStart + at)) return undefined;
+    if (dest === undefined || dest.length !== filesz) return undefined;
+    if (!(own === undefined && read !== undefined ? read(paddr, fd, dataStart + at, filesz) : readFully(fd, dest, dataStart + at))) return undefined;
     hash.update(dest);
     segments.push({ paddr, data: dest, memsz });
     at += filesz;

@@ -2,7 +2,8 @@
 // 32-bit PCI hole, as on a PC: [0, lowEnd) and [4 GiB, 4 GiB + highSize).
 // The memfd lets vCPU worker threads, the KVM engine and snapshots map the same pages.
 import fs from 'node:fs';
-import { memfd, mmap, mmapFixed, munmap, close, koffi, libc, PROT_READ, PROT_WRITE, MAP_SHARED, MAP_PRIVATE, MAP_ANONYMOUS, MAP_NORESERVE } from '../sys/libc.ts';
+import { preadFully } from '../sys/file-io.ts';
+import { memfd, mmap, mmapFixed, munmap, close, sendfileAt, koffi, libc, PROT_READ, PROT_WRITE, MAP_SHARED, MAP_PRIVATE, MAP_ANONYMOUS, MAP_NORESERVE } from '../sys/libc.ts';
 
 export const KiB = 1024;
 export const MiB = 1024 * KiB;
@@ -167,6 +168,30 @@ export class GuestMemory {
   write(gpa: number, data: Uint8Array): void {
     this.slice(gpa, data.length).set(data);
     this.noteExternalWrite(gpa, data.length);
+  }
+
+  /**
+   * Read `length` bytes of file `fd` at `position` into guest RAM at `gpa` (wholly RAM, else RangeError); true when
+   * the file held them all. Like writing through slice(), it does not call noteExternalWrite: the caller does.
+   *
+   * RAM in the memfd is filled through the memfd itself (sendfile(2), a copy inside the kernel): reading into the
+   * mapping instead (pread) took a page fault per 4 KiB page, whose fresh page the kernel zeroed before the copy.
+   * Measured on the 46 MB of a cached kernel (src/boot/vmlinux-cache.ts) on this session's host: ~200 ms of CPU and
+   * 11.3k faults through the mapping, ~23 ms and none through the memfd (the pages are then mapped on first touch
+   * 16 at a time, by the kernel's fault-around, as the page cache's are). A snapshot's private mapping reads through
+   * the mapping as before.
+   */
+  readFile(gpa: number, fd: number, position: number, length: number): boolean {
+    const r = this.regionFor(gpa, length);
+    if (!r) throw new RangeError(`guest range 0x${gpa.toString(16)}+0x${length.toString(16)} is not RAM`);
+    if (!this.privateFile) {
+      try {
+        return sendfileAt(this.fd, r.fileOffset + gpa - r.guestBase, fd, position, length) === length;
+      } catch {
+        // a file sendfile cannot read: through the mapping, below
+      }
+    }
+    return preadFully(fd, r.bytes.subarray(gpa - r.guestBase, gpa - r.guestBase + length), position) === length;
   }
 
   private readonly externalWriteListeners: ((gpa: number, len: number) => void)[] = [];

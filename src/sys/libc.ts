@@ -10,6 +10,8 @@ const ftruncate = libc.func('int ftruncate(int fd, int64_t length)');
 const mmapFn = libc.func('void *mmap(void *addr, size_t length, int prot, int flags, int fd, int64_t offset)');
 const munmapFn = libc.func('int munmap(void *addr, size_t length)');
 const closeFn = libc.func('int close(int fd)');
+const lseekFn = libc.func('int64_t lseek(int fd, int64_t offset, int whence)');
+const sendfileFn = libc.func('int64_t sendfile(int out_fd, int in_fd, _Inout_ int64_t *offset, size_t count)');
 
 export const PROT_READ = 1;
 export const PROT_WRITE = 2;
@@ -74,6 +76,24 @@ export function munmap(address: bigint, length: number): void {
 
 export function close(fd: number): void {
   closeFn(fd);
+}
+
+/**
+ * Copy `length` bytes of file `inFd` from `position` into file `outFd` at `outPosition`, inside the kernel (lseek(2)
+ * then sendfile(2), looping on short transfers; `outFd`'s file position is moved). Returns the bytes copied: fewer
+ * only at the end of `inFd`. Throws SysError when the kernel refuses (EINVAL for files sendfile cannot serve).
+ */
+export function sendfileAt(outFd: number, outPosition: number, inFd: number, position: number, length: number): number {
+  if (Number(lseekFn(outFd, outPosition, 0 /* SEEK_SET */)) !== outPosition) throw new SysError('lseek', lastErrno());
+  let done = 0;
+  while (done < length) {
+    // At most 0x7ffff000 bytes per call (sendfile(2)).
+    const n = Number(sendfileFn(outFd, inFd, [position + done], Math.min(length - done, 0x7ffff000)));
+    if (n < 0) throw new SysError('sendfile', lastErrno());
+    if (n === 0) break;
+    done += n;
+  }
+  return done;
 }
 
 export { koffi, libc };
