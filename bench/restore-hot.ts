@@ -117,7 +117,7 @@ const keep = opt('--keep');
 const snap = keep !== undefined ? path.resolve(keep) : path.join(dir, 'snap');
 const reuse = keep !== undefined && fs.existsSync(path.join(snap, 'before.json'));
 const sock = path.join(dir, 'control.sock');
-const src = new Vmm(reuse ? ['--help'] : ['--kernel', image.kernel, '--initrd', initrd, '--memory', '256M', '--control-socket', sock]);
+const src = new Vmm(reuse ? ['--help'] : ['--kernel', image.kernel, '--initrd', initrd, '--memory', '256M', '--control-socket', sock], { RINGZERO_SNAPSHOT_HOT: '1' });
 try {
   let before: Map<number, number>;
   if (reuse) before = new Map(JSON.parse(fs.readFileSync(path.join(snap, 'before.json'), 'utf8')) as [number, number][]);

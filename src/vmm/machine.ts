@@ -570,11 +570,13 @@ export class Machine {
   /**
    * What a snapshot saves besides the memory image (paused: pause() first): saveState(), and on the soft engine the
    * hot-block list (src/cpu/soft/hot-list.ts), for a restore that asks to translate the guest's hot code again
-   * (RestoreHotOptions) instead of starting on a cold translator. RINGZERO_SNAPSHOT_HOT=0: no list.
+   * (RestoreHotOptions) instead of starting on a cold translator. Only with RINGZERO_SNAPSHOT_HOT=1: listing costs
+   * the snapshot's pause 10-143 ms (2048 blocks, load ~20), and a restore leaves the list unused unless asked, since in
+   * a new process translating it cost the guest more than it gave (README "Snapshots").
    */
   async snapshotState(): Promise<Omit<SnapshotBody, 'memory'>> {
     const state = await this.saveState();
-    if (process.env.RINGZERO_SNAPSHOT_HOT === '0') return state;
+    if (process.env.RINGZERO_SNAPSHOT_HOT !== '1') return state;
     const t = performance.now();
     const hot = this.hotList();
     this.hotSaved = hot ? { blocks: hot.list.blocks, bytes: hot.list.data.length, ms: performance.now() - t } : undefined;
