@@ -1,6 +1,8 @@
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
+import { closeSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { GuestMemory, MiB, GiB } from '../src/memory/guest-memory.ts';
 import { BootError, BOOT_CS, BOOT_DS, buildE820, decodeAccessRights, E820_RAM, E820_RESERVED, loadLinux, type BootState } from '../src/boot/linux.ts';
 import { makeBzImage } from '../src/boot/synthetic.ts';
@@ -105,6 +107,22 @@ test('e820 map: low RAM, BIOS area, ECAM, high RAM', () => {
     { addr: 0xe0000000, size: 256 * MiB, type: E820_RESERVED },
     { addr: 4 * GiB, size: 2 * GiB, type: E820_RAM },
   ]);
+});
+
+test('an initrd given as an open file is read into RAM where the bytes would go; a file shorter than said is refused', (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'rz-initrd-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const initrd = new Uint8Array(3 * MiB + 123).map((_, i) => (i * 13) & 0xff);
+  writeFileSync(join(dir, 'initrd'), initrd);
+  const fd = openSync(join(dir, 'initrd'), 'r');
+  t.after(() => closeSync(fd));
+  const mem = memory(256 * MiB);
+  const fromBytes = boot(mem, {}, initrd);
+  const other = memory(256 * MiB);
+  const fromFile = loadLinux(other, makeBzImage({ payload: PAYLOAD }), { fd, length: initrd.length }, 'console=ttyS0 quiet', { cpus: 2 });
+  assert.deepEqual(fromFile.initrd, fromBytes.initrd);
+  assert.deepEqual(other.read(fromFile.initrd!.address, initrd.length), initrd);
+  assert.throws(() => loadLinux(other, makeBzImage({ payload: PAYLOAD }), { fd, length: initrd.length + 4096 }, '', { cpus: 2 }), /initrd file ended/);
 });
 
 test('initrd goes page-aligned to the top of low RAM, below initrd_addr_max', () => {

@@ -270,10 +270,19 @@ export function buildE820(mem: Pick<GuestMemory, 'lowSize' | 'highSize'>): E820E
 }
 
 /**
+ * An initrd read from an open file straight into guest RAM (GuestMemory.readFile: through the memfd, without a page
+ * fault per page and without a buffer of its own), rather than passed as bytes.
+ */
+export interface InitrdFile {
+  fd: number;
+  length: number;
+}
+
+/**
  * Load `kernel` (a bzImage) with `initrd` and `cmdline` into `mem` and return the CPU state that
  * enters it. Throws BootError when the image is unusable or something does not fit.
  */
-export function loadLinux(mem: GuestMemory, kernel: Uint8Array, initrd: Uint8Array | undefined, cmdline: string, opts: LoadLinuxOptions): BootState {
+export function loadLinux(mem: GuestMemory, kernel: Uint8Array, initrd: Uint8Array | InitrdFile | undefined, cmdline: string, opts: LoadLinuxOptions): BootState {
   const image = parseBzImage(kernel);
   const lowEnd = mem.lowSize;
   // APIC IDs are 8 bits and the IOAPIC takes the ID after the last vCPU (see acpi.ts).
@@ -343,7 +352,11 @@ export function loadLinux(mem: GuestMemory, kernel: Uint8Array, initrd: Uint8Arr
   const cmdlineArea = mem.slice(CMDLINE_ADDR, cmdlineBytes.length + 1);
   cmdlineArea.set(cmdlineBytes);
   cmdlineArea[cmdlineBytes.length] = 0;
-  if (initrd && initrdPlace) mem.write(initrdPlace.address, initrd);
+  if (initrd instanceof Uint8Array && initrdPlace) mem.write(initrdPlace.address, initrd);
+  else if (initrd && !(initrd instanceof Uint8Array) && initrdPlace) {
+    if (!mem.readFile(initrdPlace.address, initrd.fd, 0, initrd.length)) throw new BootError(`the initrd file ended before its ${initrd.length} bytes`);
+    mem.noteExternalWrite(initrdPlace.address, initrd.length);
+  }
 
   const acpi = writeAcpiTables(mem, { cpus: opts.cpus, dual8259: opts.dual8259, highRamEnd: HIGH_RAM_START + mem.highSize });
   const e820 = buildE820(mem);

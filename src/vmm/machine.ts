@@ -314,8 +314,16 @@ export class Machine {
   /** Load the kernel, initrd and command line, and put the boot vCPU at the 64-bit entry point. */
   loadKernel(): void {
     const kernel = fs.readFileSync(this.config.kernel);
-    const initrd = this.config.initrd ? fs.readFileSync(this.config.initrd) : undefined;
-    const boot = loadLinux(this.mem, kernel, initrd, this.config.cmdline, { cpus: this.config.cpus });
+    // The initrd goes from its file into RAM (loadLinux's InitrdFile): a buffer read of it and the copy into RAM took
+    // ~1.5k page faults of this thread on a boot of the default guest (3 MB initramfs).
+    const initrdFd = this.config.initrd ? fs.openSync(this.config.initrd, 'r') : undefined;
+    let boot: BootState;
+    try {
+      const initrd = initrdFd === undefined ? undefined : { fd: initrdFd, length: fs.fstatSync(initrdFd).size };
+      boot = loadLinux(this.mem, kernel, initrd, this.config.cmdline, { cpus: this.config.cpus });
+    } finally {
+      if (initrdFd !== undefined) fs.closeSync(initrdFd);
+    }
     this.boot = boot;
     // On KVM the boot state is applied when run() has created the VM.
     if (this.vcpus.length > 0) applyBootState(this.vcpus[0].cpu, boot);
