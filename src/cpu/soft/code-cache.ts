@@ -79,15 +79,17 @@ export let JIT_THRESHOLD = Number(process.env.RINGZERO_JIT_HOT ?? 20000);
  * boundary of a chain, every loop iteration of a translated block and every translated instruction that may raise
  * an event (memory access, replayed handler) checks eventPending. So an event raised while a chain runs is taken
  * after at most the instruction that raised it, and the run loop regains control at least every CHAIN_LIMIT
- * (+ one block, MAX_BLOCK) instructions. At most 2016: a translated function's helpers get the instructions it ran
- * before the current pass in 11 bits of their `pos` (wasm/translate.ts Translator.pos), and a region goes on while
- * that count is below CHAIN_LIMIT. 1024 until blocks could hold page-straddling instructions: then busybox's md5
+ * (+ one block, MAX_BLOCK) instructions. At most 32704: a translated function's helpers get the instructions it ran
+ * before the current pass in 15 bits of their `pos` (wasm/translate.ts Translator.pos, POS_N; 11 bits, so at most
+ * 2016, until session 19), and a region goes on while that count is below CHAIN_LIMIT. 1024 until blocks could hold page-straddling instructions: then busybox's md5
  * loop no longer left wasm at its straddler once per 64-byte block but at the limit, ~0.8 times per block; with 2016
  * the dispatcher returned to JavaScript 1.72M -> 1.35M times over a boot + md5 of 32 MiB, and the md5's main-thread
  * CPU went 3.28/3.45/3.32/4.35/2.85/2.83/2.69 -> 3.57/3.24/2.94/2.48/3.98/2.29/2.47 s (7 interleaved pairs, busy
- * host; means 3.25 -> 3.00 s). RINGZERO_CHAIN_LIMIT sets it (A/B).
+ * host; means 3.25 -> 3.00 s). 8000 tried in session 19 (boot + md5 of 32 MiB, 2016 vs 8000 side by side, host load
+ * 8-35): calls into wasm 1.18-1.20M -> 0.89-0.93M, the md5's main-thread CPU 3.99/4.95, 3.99/3.59, 2.20/2.23,
+ * 3.83/3.22, 3.93/3.46 s: not clear enough to change it. RINGZERO_CHAIN_LIMIT sets it (A/B).
  */
-export const CHAIN_LIMIT = Math.min(Number(process.env.RINGZERO_CHAIN_LIMIT ?? 2016), 2016);
+export const CHAIN_LIMIT = Math.min(Number(process.env.RINGZERO_CHAIN_LIMIT ?? 2016), 32704);
 
 export type FastHandler = (cpu: SoftCpu, e: BlockEntry) => void;
 

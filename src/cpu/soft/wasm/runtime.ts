@@ -14,7 +14,7 @@ import { emitTlbSlot, memFnBody, LD_PARAMS, ST_PARAMS } from './tlb-probe.ts';
 import { execSy, SY_SYSCALL, SY_TSC } from '../fast-forms.ts';
 import { readTsc } from '../system/control.ts';
 import { stiSetsIf } from '../ops/interrupt-flag.ts';
-import { translateBody, translateRegion, groupRegions, pageTargets, buildModule, buildFlaglib, rawBody, memUsedOf, type WasmCode, type EmitOpts, type TailCtx, type TailTarget, LOCAL_MEM, EXIT_STATS, NEXT_KEY, X_NAMES, EXPLICIT, SYNCED, ARITH, RF, VM, IF, K_SHIFT, PRIV_CHAIN } from './translate.ts';
+import { translateBody, translateRegion, groupRegions, pageTargets, buildModule, buildFlaglib, rawBody, memUsedOf, type WasmCode, type EmitOpts, type TailCtx, type TailTarget, LOCAL_MEM, EXIT_STATS, NEXT_KEY, X_NAMES, EXPLICIT, SYNCED, ARITH, RF, VM, IF, K_SHIFT, PRIV_CHAIN, POS_MEMBER, POS_N } from './translate.ts';
 import { syscallMsrs, syscallSegments64, sysretSegments64, type SyscallMsrs } from '../system/fastcall.ts';
 import { EFER_SCE, CR4_TSD } from '../constants.ts';
 import { appendFileSync } from 'node:fs';
@@ -502,13 +502,13 @@ export class WasmEngine {
   private curR0 = 0.5;
 
   /**
-   * The block of the current call that helper position `pos` (translate.ts Translator.pos: member << 16 | n << 5 |
+   * The block of the current call that helper position `pos` (translate.ts Translator.pos: member << POS_MEMBER | n << 5 |
    * index) is in, with its start RIP into curR0: the dispatcher stored the entered dispatch word (S_BLK) and RIP
    * (S_R0); a region's member lies pa - entered pa further in the same page.
    */
   private current(st: number, pos: number): Block {
     const w = this.i32[(st + L.S_BLK) >> 2], list = this.blocks[w & ((1 << K_SHIFT) - 1)]!;
-    const b = list[pos >>> 16];
+    const b = list[pos >>> POS_MEMBER];
     this.curR0 = this.f64[(st + L.S_R0) >> 3] + (b.pa - list[w >>> K_SHIFT].pa);
     return b;
   }
@@ -518,7 +518,7 @@ export class WasmEngine {
     this.stats.replays++;
     const c = this.cur!, st = this.curSt;
     const b = this.current(st, pos);
-    const n = this.i32[(st + L.S_NBASE) >> 2] + ((pos >> 5) & 0x7ff), ix = pos & 31;
+    const n = this.i32[(st + L.S_NBASE) >> 2] + ((pos >> 5) & POS_N), ix = pos & 31;
     const e = b.entries[ix];
     const rip = this.curR0 + b.wasm!.offs[ix];
     if (PROFILE) { replayed.set(e.opcode, (replayed.get(e.opcode) ?? 0) + 1); const k = rip + ':' + e.opcode; replayedAt.set(k, (replayedAt.get(k) ?? 0) + 1); }
@@ -562,7 +562,7 @@ export class WasmEngine {
   private sysCall(kind: number, pos: number): number {
     this.curPos = pos;
     const c = this.cur!, st = this.curSt, I = this.i32;
-    c.instructions = this.curI0 + I[(st + L.S_NBASE) >> 2] + ((pos >> 5) & 0x7ff) + (pos & 31) + 1;
+    c.instructions = this.curI0 + I[(st + L.S_NBASE) >> 2] + ((pos >> 5) & POS_N) + (pos & 31) + 1;
     c.rip = this.f64[(st + L.S_RIP) >> 3];
     this.takeFlags(c);
     const cpl = c.cpl;
@@ -1364,7 +1364,7 @@ export class WasmEngine {
       if (err === CPU_FAULT) {
         // The faulting block is the dispatcher's current one; nbase instructions ran before it.
         const b = this.current(st, this.curPos);
-        const n = I[(st + L.S_NBASE) >> 2] + ((this.curPos >> 5) & 0x7ff), ix = this.curPos & 31;
+        const n = I[(st + L.S_NBASE) >> 2] + ((this.curPos >> 5) & POS_N), ix = this.curPos & 31;
         c.instructions = I0 + n + ix + 1;
         c.ripStart = this.curR0 + b.wasm!.offs[ix];
         c.blockInstructions += n + ix;

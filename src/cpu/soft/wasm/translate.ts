@@ -82,6 +82,12 @@ export interface WasmCode {
   idx: number;
 }
 
+/**
+ * A helper's `pos` argument (Translator.pos): the instruction's index in its block in bits 0-4 (MAX_BLOCK 32), the
+ * instructions the function ran before the current pass in bits 5-19 (POS_N: below CHAIN_LIMIT + MAX_BLOCK, or a
+ * self-loop's LOOP_LIMIT + MAX_BLOCK) and the region member from bit POS_MEMBER (below 2^12: REGION_MAX, K_SHIFT).
+ */
+export const POS_MEMBER = 20, POS_N = 0x7fff;
 /** Bits of a dispatch word below the region member number (function-table indices stay below 2^K_SHIFT). */
 export const K_SHIFT = 20;
 /**
@@ -613,10 +619,10 @@ class Translator {
     this.set64(r, this.t64);
   }
 
-  /** Push the `pos` argument of a helper for the current instruction (k << 16 | n << 5 | index). */
+  /** Push the `pos` argument of a helper for the current instruction (k << POS_MEMBER | n << 5 | index). */
   pos(): void {
     const b = this.b;
-    if (this.region !== null) b.get(this.n).i32(5).op(Op.i32Shl).i32((this.region.cur << 16) | this.ix).op(Op.i32Or);
+    if (this.region !== null) b.get(this.n).i32(5).op(Op.i32Shl).i32((this.region.cur << POS_MEMBER) | this.ix).op(Op.i32Or);
     else if (this.selfLoop) b.get(this.n).i32(5).op(Op.i32Shl).i32(this.ix).op(Op.i32Or);
     else b.i32(this.ix);
   }
