@@ -140,6 +140,8 @@ async function guestProfileFor(options: ProfileOptions, engine: string): Promise
 }
 
 async function runCommand(options: RunOptions & ManagedRunOptions & ProfileOptions & { restore?: string; incoming?: string; diskTarget?: string[]; verify?: boolean }, givenOnCommandLine: (option: string) => boolean): Promise<number> {
+  // The VMM: keep the C heap's pages between V8's background compiles (src/sys/libc.ts keepMallocPages).
+  (await import('../sys/libc.ts')).keepMallocPages();
   if (options.diskTarget !== undefined && options.incoming === undefined) throw new UsageError('--disk-target is where an incoming migration copies a disk: it needs --incoming');
   if (options.verify === true && options.restore === undefined) throw new UsageError('--verify checks the memory image of a snapshot: it needs --restore');
   if (options.kallsyms !== undefined && options.profileGuest === undefined) throw new UsageError('--kallsyms names the symbols of --profile-guest: give both');
