@@ -10,7 +10,7 @@
 import fs from 'node:fs';
 import { libc } from '../sys/libc.ts';
 import { ZEROS } from '../sys/zero.ts';
-import { preadFully, preadvFully, pwriteFully, pwritevFully } from '../sys/file-io.ts';
+import { after, preadFully, preadvFully, pwriteFully, pwritevFully, totalBytes } from '../sys/file-io.ts';
 
 export type ImageFormat = 'raw' | 'qcow2';
 
@@ -99,23 +99,6 @@ export function readFully(fd: number, buffer: Uint8Array, position: number): voi
   if (n < buffer.length) buffer.fill(0, n);
 }
 
-function bytesIn(buffers: readonly Uint8Array[]): number {
-  let n = 0;
-  for (const b of buffers) n += b.length;
-  return n;
-}
-
-/** Views of what follows the first `skip` bytes of `buffers`. */
-function afterBytes(buffers: readonly Uint8Array[], skip: number): Uint8Array[] {
-  const out: Uint8Array[] = [];
-  for (const b of buffers) {
-    if (skip >= b.length) { skip -= b.length; continue; }
-    out.push(b.subarray(skip));
-    skip = 0;
-  }
-  return out;
-}
-
 /**
  * A raw image: the file is the disk. Its size is the file's size rounded down to 512-byte sectors.
  *
@@ -166,16 +149,16 @@ export class RawBackend implements BlockBackend {
   }
 
   readv(offset: number, buffers: readonly Uint8Array[]): void {
-    const length = bytesIn(buffers);
+    const length = totalBytes(buffers);
     this.check(offset, length);
     const n = preadvFully(this.fd, buffers, offset);
     // As read(): past the end of a shrunk file reads as zeros.
-    if (n < length) for (const b of afterBytes(buffers, n)) b.fill(0);
+    if (n < length) for (const b of after(buffers, n)) b.fill(0);
   }
 
   writev(offset: number, buffers: readonly Uint8Array[]): void {
     if (this.readonly) throw new StorageError('readonly', 'the disk is read-only');
-    const length = bytesIn(buffers);
+    const length = totalBytes(buffers);
     this.check(offset, length);
     if (this.probed && offset === 0 && length >= 4) {
       // The magic may be spread over several buffers: look at the first four bytes of the whole write.

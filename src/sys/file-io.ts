@@ -36,14 +36,14 @@ export function pwriteFully(fd: number, data: Uint8Array, position: number): voi
 export const IOV_MAX = 1024;
 
 /** Bytes in a list of buffers. */
-function totalBytes(buffers: readonly Uint8Array[]): number {
+export function totalBytes(buffers: readonly Uint8Array[]): number {
   let n = 0;
   for (const b of buffers) n += b.length;
   return n;
 }
 
 /** The buffers after their first `skip` bytes (views, no copy). */
-function after(buffers: readonly Uint8Array[], skip: number): Uint8Array[] {
+export function after(buffers: readonly Uint8Array[], skip: number): Uint8Array[] {
   const out: Uint8Array[] = [];
   for (const b of buffers) {
     if (skip >= b.length) { skip -= b.length; continue; }
