@@ -824,6 +824,24 @@ test('REP MOVS/STOS inside one page run as one memory.copy/fill; overlap, DF, a 
   assert.ok(Buffer.from(m.mem.read(DATA + 0xc00, 400)).every((x) => x === 0x41));
 });
 
+
+/**
+ * The string instruction at `at` (ending in HLT) run twice with rDI = `rdi`, rSI = DATA+0x400, rCX = 20 (translated
+ * by then in wasm mode), then once more after the 2 MiB page at 0x600000 is unmapped, with `bad` pointing an operand
+ * at it: that run ends in #PF. Returns the machine as the fault left it.
+ */
+function faultAfterTwoRuns(mode: Mode, code: number[], at: number, rdi: number, bad: (c: SoftCpu) => void, what: string): Machine {
+  const m = machine(mode);
+  m.mem.write(CODE, Uint8Array.from(code));
+  const good = () => { m.cpu.setGpr(7, BigInt(rdi)); m.cpu.setGpr(6, BigInt(DATA + 0x400)); m.cpu.setGpr(1, 20n); m.cpu.setGpr(0, 0x1234n); };
+  good(); assert.equal(runBlocksToHalt(m, 100, at), -1);
+  good(); assert.equal(runBlocksToHalt(m, 100, at), -1);
+  m.mem.write(PAGE_TABLES + 8192 + 3 * 8, new Uint8Array(8));
+  m.cpu.flushTlb(true);
+  good(); bad(m.cpu);
+  assert.equal(runBlocksToHalt(m, 100, at), C.EXC_PF, `${what}: #PF`);
+  return m;
+}
 test('a page fault in the middle of REP STOS / REP MOVS in translated code leaves rCX, rSI and rDI exact', () => {
   // add r8,1 / rep stosq / add r9,1 / hlt (at CODE) and add r8,1 / rep movsb / add r9,1 / hlt (at CODE+12); the 2 MiB
   // page at 0x600000 is unmapped before the faulting run: the elements below it are done, #PF at 0x600000
@@ -833,15 +851,7 @@ test('a page fault in the middle of REP STOS / REP MOVS in translated code leave
     ['rep movsb', CODE + 12, (c: SoftCpu) => { c.setGpr(6, 0x600000n - 3n); c.setGpr(7, BigInt(DATA)); c.setGpr(1, 10n); }],
   ] as const) {
     const results = (['interpreter', 'wasm'] as Mode[]).map((mode) => {
-      const m = machine(mode);
-      m.mem.write(CODE, Uint8Array.from(code));
-      const good = () => { m.cpu.setGpr(7, BigInt(DATA)); m.cpu.setGpr(6, BigInt(DATA + 0x400)); m.cpu.setGpr(1, 20n); m.cpu.setGpr(0, 0x1234n); };
-      good(); assert.equal(runBlocksToHalt(m, 100, at), -1);
-      good(); assert.equal(runBlocksToHalt(m, 100, at), -1);
-      m.mem.write(PAGE_TABLES + 8192 + 3 * 8, new Uint8Array(8));
-      m.cpu.flushTlb(true);
-      good(); bad(m.cpu);
-      assert.equal(runBlocksToHalt(m, 100, at), C.EXC_PF, `${what}: #PF`);
+      const m = faultAfterTwoRuns(mode, code, at, DATA, bad, what);
       return { m, s: snapshot(m) };
     });
     assert.deepEqual(results[1].s, results[0].s, `${what}: translated code = interpreter`);
@@ -895,15 +905,7 @@ test('a page fault on the second page of a REP MOVSQ/STOSQ over a page end leave
     ['rep stosq', CODE + 12, (c: SoftCpu) => { c.setGpr(7, 0x600000n - 0x28n); c.setGpr(1, 40n); }, 35n],
   ] as const) {
     const results = (['interpreter', 'wasm'] as Mode[]).map((mode) => {
-      const m = machine(mode);
-      m.mem.write(CODE, Uint8Array.from(code));
-      const good = () => { m.cpu.setGpr(7, BigInt(DATA + 0x1ff0)); m.cpu.setGpr(6, BigInt(DATA + 0x400)); m.cpu.setGpr(1, 20n); m.cpu.setGpr(0, 0x1234n); };
-      good(); assert.equal(runBlocksToHalt(m, 100, at), -1);
-      good(); assert.equal(runBlocksToHalt(m, 100, at), -1);
-      m.mem.write(PAGE_TABLES + 8192 + 3 * 8, new Uint8Array(8));
-      m.cpu.flushTlb(true);
-      good(); bad(m.cpu);
-      assert.equal(runBlocksToHalt(m, 100, at), C.EXC_PF, `${what}: #PF`);
+      const m = faultAfterTwoRuns(mode, code, at, DATA + 0x1ff0, bad, what);
       return { m, s: { ...snapshot(m, 0x3000), high: Buffer.from(m.mem.read(0x5ff000, 4096)).toString('hex') } };
     });
     assert.deepEqual(results[1].s, results[0].s, `${what}: translated code = interpreter`);
