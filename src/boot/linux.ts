@@ -333,8 +333,7 @@ export function loadLinux(mem: GuestMemory, kernel: Uint8Array, initrd: Uint8Arr
   const inKernelArea = (paddr: number, memsz: number): boolean => paddr >= load && paddr + memsz <= kernelAreaEnd;
   // A cached kernel is read straight into RAM, only where the checks below would let it go.
   const into = (paddr: number, memsz: number): Uint8Array | undefined => inKernelArea(paddr, memsz) ? mem.slice(paddr, memsz) : undefined;
-  const read = (paddr: number, fd: number, position: number, length: number): boolean => mem.readFile(paddr, fd, position, length);
-  const decoded = opts.decompressInVmm !== false ? uncompressedKernel(image, opts.kernelCache, into, read) : undefined;
+  const decoded = opts.decompressInVmm !== false ? uncompressedKernel(image, opts.kernelCache, into, mem.readFile.bind(mem)) : undefined;
   if (decoded) {
     const { vmlinux, inPlace } = decoded;
     for (const seg of vmlinux.segments) {
@@ -352,10 +351,12 @@ export function loadLinux(mem: GuestMemory, kernel: Uint8Array, initrd: Uint8Arr
   const cmdlineArea = mem.slice(CMDLINE_ADDR, cmdlineBytes.length + 1);
   cmdlineArea.set(cmdlineBytes);
   cmdlineArea[cmdlineBytes.length] = 0;
-  if (initrd instanceof Uint8Array && initrdPlace) mem.write(initrdPlace.address, initrd);
-  else if (initrd && !(initrd instanceof Uint8Array) && initrdPlace) {
-    if (!mem.readFile(initrdPlace.address, initrd.fd, 0, initrd.length)) throw new BootError(`the initrd file ended before its ${initrd.length} bytes`);
-    mem.noteExternalWrite(initrdPlace.address, initrd.length);
+  if (initrd && initrdPlace) {
+    if (initrd instanceof Uint8Array) mem.write(initrdPlace.address, initrd);
+    else {
+      if (!mem.readFile(initrdPlace.address, initrd.fd, 0, initrd.length)) throw new BootError(`the initrd file ended before its ${initrd.length} bytes`);
+      mem.noteExternalWrite(initrdPlace.address, initrd.length);
+    }
   }
 
   const acpi = writeAcpiTables(mem, { cpus: opts.cpus, dual8259: opts.dual8259, highRamEnd: HIGH_RAM_START + mem.highSize });
