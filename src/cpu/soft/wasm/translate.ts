@@ -363,6 +363,19 @@ class Translator {
    * straight-line code defers; inside a branch or loop a producer stores through. Never set while !known.
    */
   fdirty = false;
+  /**
+   * A ROL/ROR by a constant whose flags are not computed yet (0: none, 1: ROL, 2: ROR; emitShiftImm): the flags are
+   * the known record's (kind, size, untouched in the flag locals) with CF and OF replaced by those of the rotated
+   * value in local `rv` (rotSize bytes); SDM vol. 2B ROL/ROR: CF and OF only, the others unchanged. md5's rotates
+   * are followed by a load (whose fault would see the flags) or end a region member, and the next ADD overwrites
+   * them: the flags are worked out only where something can see them (settleRot; commitFlags inside a branch, such
+   * as a memory access's slow path or an exit, stores them without changing the locals). Only straight-line code
+   * that never touches the flag locals before its producer's last step runs while one is pending (ROT_KEEP); emitCode
+   * settles it before any other form. Always with fdirty (the state area does not have those flags).
+   */
+  rot = 0;
+  rotSize = 4;
+  readonly rv: number;
   selfLoop = false;
   /** The region member being emitted lies on a cycle of the region's branches (a loop split over blocks): inline probes. */
   loopMember = false;
@@ -385,6 +398,7 @@ class Translator {
     this.tf = b.local(F64);
     this.x1 = b.local(I64); this.x2 = b.local(I64); this.t32 = b.local(I32); this.t64 = b.local(I64);
     this.pOff = b.local(I32); this.pTi = b.local(I32); this.pVpn = b.local(I64); this.pPa = b.local(I64);
+    this.rv = b.local(I64);
   }
 
   /** Inside a branch or loop of the current instruction (or the SSE hook): no cache state changes. */
@@ -404,8 +418,8 @@ class Translator {
    * 61.5 wasm operations per guest instruction) and boot + ash 100k / md5 32 MiB took more CPU (35.0 -> 39.1 s and
    * 18.8 -> 21.9 s in one interleaved round, main thread 27.5 -> 29.5 and 12.4 -> 13.3 s).
    */
-  flush(): void {
-    this.commitFlags();
+  flush(flags = true): void {
+    if (flags) this.commitFlags();
     if (this.dirty === 0) return;
     const keep = this.nested();
     for (let r = 0, m = this.dirty; m !== 0; r++, m >>>= 1) {
@@ -744,8 +758,9 @@ class Translator {
       if (jl !== undefined && jl !== R.cur && (R.members[jl].pa >>> 12) !== (pa >>> 12)) { this.crossBranch(count, ripOff, jl); return; }
     }
     if (R !== null && j !== undefined && (tpa >>> 12) === (pa >>> 12)) {
-      // to another block of this region (or this one's start): a branch when the dispatcher would enter it
-      this.flush();
+      // to another block of this region (or this one's start): a branch when the dispatcher would enter it (a
+      // deferred flag record is stored on that path only when j can see it: flagsDead; the exit below stores it)
+      this.flush(!(EDGE_DEAD && flagsDead(R.members[j], -1)));
       b.get(this.n).i32(count).op(Op.i32Add).set(this.c32);
       b.get(this.st).mem(Op.i32Load, 2, L.S_CHAIN);
       b.get(this.c32).get(R.climit).op(Op.i32LtS).op(Op.i32And);
@@ -779,6 +794,23 @@ class Translator {
       }
     }
     this.exitConst(count, ripOff, (tpa >>> 12) === (pa >>> 12) && tpa >= 0 ? X_SAME : X_CROSS);
+  }
+
+  /**
+   * Whether a static exit to r0 + `ripOff` branches (when it branches, not when it leaves) to a region member that
+   * overwrites every arithmetic flag before anything can see them (flagsDead from its start), as exitStatic and
+   * crossBranch decide: then the flags need not be stored on that path.
+   */
+  edgeDead(ripOff: number): boolean {
+    const R = this.region;
+    if (!EDGE_DEAD || R === null) return false;
+    const pa = this.block.pa, tpa = pa + ripOff;
+    if (CROSS_PAGE && (tpa >>> 12) !== (pa >>> 12) && R.lins.length > 0) {
+      const jl = R.atLin.get(R.lins[R.cur] + ripOff);
+      if (jl !== undefined && jl !== R.cur && (R.members[jl].pa >>> 12) !== (pa >>> 12)) return flagsDead(R.members[jl], -1);
+    }
+    const j = R.at.get(tpa);
+    return j !== undefined && (tpa >>> 12) === (pa >>> 12) && flagsDead(R.members[j], -1);
   }
 
   /** The linear address the block being emitted was queued at (a region member's, or translateBody's), if known. */
@@ -856,7 +888,7 @@ class Translator {
    */
   crossBranch(count: number, ripOff: number, j: number): void {
     const b = this.b, R = this.region!, m = R.members[j];
-    this.flush();
+    this.flush(!(EDGE_DEAD && flagsDead(m, -1))); // (as exitStatic's branch)
     b.get(this.n).i32(count).op(Op.i32Add).set(this.c32);
     b.get(this.st).mem(Op.i32Load, 2, L.S_CHAIN);
     b.get(this.c32).get(R.climit).op(Op.i32LtS).op(Op.i32And);
@@ -991,6 +1023,7 @@ class Translator {
    * memory probe stores the record on its slow path only, where the record stays deferred.
    */
   produced(kind: number, size: number): void {
+    this.rot = 0; // (a whole new record: a pending rotate's flags are overwritten)
     this.known = true; this.kind = kind; this.size = size;
     if (this.nested()) this.storeFlags(); else this.fdirty = true;
   }
@@ -1019,6 +1052,10 @@ class Translator {
   /** Store a deferred flag record (produced) into the state area; at straight-line level it is then clean. */
   commitFlags(): void {
     if (!this.fdirty) return;
+    if (this.rot !== 0) {
+      if (this.nested()) { this.storeRot(); return; }
+      this.settleRot();
+    }
     this.storeFlags();
     if (!this.nested()) this.fdirty = false;
   }
@@ -1036,6 +1073,7 @@ class Translator {
   /** Push condition `cc` (Jcc encoding) as an i32 0/1. */
   cond(cc: number): void {
     const b = this.b;
+    this.settleRot();
     if (!this.known || !this.condStatic(cc >> 1)) {
       // flags from before the block (or a record kind not inlined: 16-bit, INC/DEC of a byte): their bits from the
       // flag library, then every later condition of the block is inline
@@ -1050,6 +1088,7 @@ class Translator {
    * the flag library's `fa`; the block knows its flags from here (the state area keeps the record it had: same flags).
    */
   loadFlags(): void {
+    this.settleRot();
     this.commitFlags(); // (a known record the block cannot evaluate inline: INC/DEC of a byte)
     this.b.get(this.st).call(F_FA).op(Op.i64ExtendI32u).set(this.ld);
     this.known = true; this.kind = EXPLICIT;
@@ -1123,6 +1162,7 @@ class Translator {
    * bit 4 of d^s^r, INC/DEC from the result's low nibble, 0 after logic). False (nothing emitted) when not possible.
    */
   materialize(): boolean {
+    this.settleRot();
     const b = this.b, k = this.kind;
     if (k === EXPLICIT) { b.get(this.ld).op(Op.i32WrapI64).set(this.fl); return true; }
     if ((k === L_INC || k === L_DEC) && this.size === 1) return false;
@@ -1136,6 +1176,52 @@ class Translator {
     }
     b.set(this.fl);
     return true;
+  }
+
+  /** Whether materialize() can work out the known record's flags inline (else the flag library must). */
+  canMaterialize(): boolean {
+    const k = this.kind;
+    if (!this.known) return false;
+    if (k === EXPLICIT) return true;
+    if ((k === L_INC || k === L_DEC) && this.size === 1) return false;
+    return k === L_ADD || k === L_SUB || k === L_ADC || k === L_SBB || k === L_LOGIC || k === L_INC || k === L_DEC;
+  }
+
+  /**
+   * Push the flags after the pending rotate (rot) as EFLAGS bits (i32): the known record's (into local fl) with CF
+   * and OF from rv. ROL: CF = bit 0 of the result, OF = top bit ^ CF; ROR: CF = top bit, OF = top two bits' xor.
+   */
+  rotFlags(): void {
+    const b = this.b, rol = this.rot === 1, w = this.rotSize === 8, top = w ? 63 : 31;
+    const r = this.rot; this.rot = 0;
+    this.materialize();
+    this.rot = r;
+    // (rv holds the 32-bit result zero-extended for size 4: i64 shifts by the top bit's position work for both)
+    if (rol) {
+      b.get(this.rv).op(Op.i32WrapI64).i32(1).op(Op.i32And); // CF
+      b.get(this.rv).i64(top).op(Op.i64ShrU).get(this.rv).op(Op.i64Xor).op(Op.i32WrapI64).i32(1).op(Op.i32And); // OF
+    } else {
+      b.get(this.rv).i64(top).op(Op.i64ShrU).op(Op.i32WrapI64); // CF
+      b.get(this.rv).i64(top).op(Op.i64ShrU).get(this.rv).i64(top - 1).op(Op.i64ShrU).op(Op.i64Xor).op(Op.i32WrapI64).i32(1).op(Op.i32And);
+    }
+    b.i32(11).op(Op.i32Shl).op(Op.i32Or).get(this.fl).i32(~0x801).op(Op.i32And).op(Op.i32Or);
+  }
+
+  /** The pending rotate's flags become the known record (EXPLICIT, still deferred): at straight-line level only. */
+  settleRot(): void {
+    if (this.rot === 0) return;
+    if (this.nested()) throw new Error('translate: a pending rotate settled inside a branch');
+    this.rotFlags();
+    this.b.op(Op.i64ExtendI32u).set(this.ld);
+    this.rot = 0;
+    this.known = true; this.kind = EXPLICIT; this.size = this.rotSize; this.fdirty = true;
+  }
+
+  /** Inside a branch (a slow path, an exit): store the pending rotate's flags, leaving the locals and the state as they are. */
+  storeRot(): void {
+    const b = this.b;
+    b.get(this.st).i32(EXPLICIT).mem(Op.i32Store, 2, L.S_LOP);
+    b.get(this.st); this.rotFlags(); b.op(Op.i64ExtendI32u).mem(Op.i64Store, 3, L.S_LD);
   }
 
   /** The arithmetic flags before this instruction into local `fl`: inline when known here, else the helper `fl`. */
@@ -1719,7 +1805,12 @@ function flagsDead(block: Block, i: number): boolean {
         if (KIND[e.op] !== 0) return true;
         return false;
       case Form.NotNegR: if (e.op === 1) return true; break;
-      case Form.ShiftImm: case Form.Shift8Imm: case Form.Shift16Imm: if (e.op >= 4) return true; return false;
+      case Form.ShiftImm: case Form.Shift8Imm: case Form.Shift16Imm:
+        if (e.op >= 4) return true;
+        // (ROL/ROR by a constant keep the other flags and cannot fault: their flags are dead when the later ones
+        // are; emitShiftImm's only, the others' rotates are replayed)
+        if (e.op <= 1 && f === Form.ShiftImm) break;
+        return false;
       case Form.MovRR64: case Form.MovRR32: case Form.MovImmReg: case Form.Lea: case Form.MovzxReg8: case Form.MovzxReg16:
       case Form.MovsxdReg: case Form.MovsxR8: case Form.MovsxR16: case Form.Mov8RR: case Form.Mov8RI: case Form.Bswap:
       case Form.Cdq: case Form.XchgRR: case Form.Nop:
@@ -1760,7 +1851,7 @@ function emitCode(T: Translator, block: Block, offs: number[], loop: { pre: numb
   const N = es.length;
   const b = T.b;
   T.block = block; T.offs = offs;
-  T.rs.fill(0); T.dirty = 0; T.known = false; T.fdirty = false; T.kind = 0; T.size = 0; T.ix = 0;
+  T.rs.fill(0); T.dirty = 0; T.known = false; T.fdirty = false; T.rot = 0; T.kind = 0; T.size = 0; T.ix = 0;
   T.loopPre = null; T.loopDirty = []; T.backDirty.fill(false);
   const last = es[N - 1];
   const lastNext = offs[N - 1] + last.len;
@@ -1783,6 +1874,7 @@ function emitCode(T: Translator, block: Block, offs: number[], loop: { pre: numb
     T.ix = i;
     const mark = b.length;
     T.insMem = false; T.insReplayed = false;
+    if (T.rot !== 0 && !ROT_KEEP[f]) T.settleRot();
     if (isLast && block.pfn2 >= 0 && f !== Form.None) T.straddleCheck(i);
     if (f === Form.None && isLast && e.len === 0 && !e.p66 && e.rep === 0 && (e.opcode === 0xeb || e.opcode === 0xe9 ||
       (e.opcode >= 0x70 && e.opcode <= 0x7f) || (e.opcode >= 0x180 && e.opcode <= 0x18f))) {
@@ -1808,6 +1900,27 @@ function emitCode(T: Translator, block: Block, offs: number[], loop: { pre: numb
  * memOp/replay mark it for emitCode, which adds the exits after it.
  */
 type Emitter = (T: Translator, e: BlockEntry, i: number, next: number) => void;
+/**
+ * RINGZERO_WASM_ROT_LAZY=0: ROL/ROR by a constant compute their flags at once (Translator.rot). The forms that may
+ * run while a rotate's flags are pending: plain moves, loads and stores, LEA, the ALU forms, shifts by a constant and
+ * JMP (they touch the flag locals only in their producer's last step, and reach the state area's flags only through
+ * flush, so commitFlags, or backEdge's commitFlags); before any other emitCode settles the flags into an EXPLICIT
+ * record first.
+ */
+const ROT_LAZY = process.env.RINGZERO_WASM_ROT_LAZY !== '0';
+/**
+ * RINGZERO_WASM_EDGE_DEAD=0: a branch to another region member stores a deferred flag record even when that member
+ * overwrites all the flags before anything sees them (Translator.edgeDead; its leaving path stores it either way).
+ */
+const EDGE_DEAD = process.env.RINGZERO_WASM_EDGE_DEAD !== '0';
+const ROT_KEEP: boolean[] = [];
+for (const f of [Form.MovRR64, Form.MovRR32, Form.MovStore64, Form.MovStore32, Form.MovLoad64, Form.MovLoad32,
+  Form.MovImmReg, Form.MovImmMem64, Form.MovImmMem32, Form.Lea, Form.AluRR, Form.AluRI, Form.AluRM, Form.AluMR,
+  Form.AluMI, Form.ShiftImm, Form.MovzxReg8, Form.MovzxReg16, Form.MovzxMem, Form.MovsxdReg, Form.MovsxdMem,
+  Form.MovsxR8, Form.MovsxR16, Form.MovsxM, Form.Mov8RR, Form.Mov8RI, Form.Mov8RM, Form.Mov8MR, Form.Mov8MI,
+  Form.Alu8RR, Form.Alu8RI, Form.Alu8RM, Form.Alu8MR, Form.Alu8MI, Form.NotNegR, Form.Push, Form.Pop,
+  Form.Bswap, Form.Cdq, Form.XchgRR, Form.Nop, Form.Jmp]) ROT_KEEP[f] = true;
+
 const EMIT: Emitter[] = [];
 function on(fn: Emitter, ...forms: Form[]): void { for (const f of forms) EMIT[f] = fn; }
 on(emitMovRR64, Form.MovRR64);
@@ -1985,6 +2098,14 @@ function emitShiftImm(T: Translator, e: BlockEntry, i: number, next: number): vo
       // (its flags are dead: the rotate alone)
       if (w) { T.r64(r); b.i64(n).op(e.op === 0 ? 0x89 /* i64.rotl */ : 0x8a /* i64.rotr */).set(T.v); T.set64(r, T.v); }
       else T.set32(r, () => { T.r32(r); b.i32(n).op(e.op === 0 ? 0x77 /* i32.rotl */ : 0x78 /* i32.rotr */); });
+      return;
+    }
+    if (ROT_LAZY && !T.nested() && (T.rot !== 0 || T.canMaterialize())) {
+      // (the flags worked out only where seen: Translator.rot; a second rotate while one is pending replaces its
+      // CF and OF, the other flags staying those of the record before both)
+      if (w) T.setFrom(r, () => { T.r64(r); b.i64(n).op(e.op === 0 ? 0x89 /* i64.rotl */ : 0x8a /* i64.rotr */).tee(T.rv); });
+      else T.setFrom(r, () => { T.r32(r); b.i32(n).op(e.op === 0 ? 0x77 /* i32.rotl */ : 0x78 /* i32.rotr */).op(Op.i64ExtendI32u).tee(T.rv); });
+      T.rot = e.op === 0 ? 1 : 2; T.rotSize = e.size; T.fdirty = true;
       return;
     }
     // ROL/ROR write CF and OF over the other flags (those before: inline when known here, else the helper)
@@ -2864,7 +2985,8 @@ function emitJcc(T: Translator, e: BlockEntry, i: number, next: number): void {
   // A Jcc that ends a block leaves on both paths (or branches within its region), and each exit writes the dirty
   // registers and a deferred flag record back: written back once before the branch instead, the code holds one copy
   // (the condition reads the flag locals, which stay known). A self-loop's back edge keeps registers in locals.
-  if (f === Form.Jcc && i === N - 1 && !T.selfLoop && JCC_FLUSH) T.flush();
+  // (a deferred flag record stays in the locals when both targets are region members that cannot see it: edgeDead)
+  if (f === Form.Jcc && i === N - 1 && !T.selfLoop && JCC_FLUSH) T.flush(!(T.edgeDead(target) && T.edgeDead(next)));
   if (f === Form.Jcc) { T.cond(e.a); b.open(Op.if); }
   T.checkTarget(target);
   if (T.selfLoop && i === N - 1) {
