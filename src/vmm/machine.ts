@@ -195,6 +195,13 @@ export class Machine {
   private pendingKvmRestore: SnapshotBody | undefined;
   /** Times the soft run loop slept with every vCPU halted (stats). */
   private halts = 0;
+  /**
+   * Wall milliseconds the soft run loop spent in sleepUntilEvent (every vCPU halted: the guest idle, e.g. waiting for a
+   * timer in guest time, which follows the host's clock) and awaiting its event-loop turns (I/O callbacks and the
+   * translator's module installs run there): `--stats` splits the run's wall time with them.
+   */
+  private haltMs = 0;
+  private yieldMs = 0;
   /** The deadline sleepUntilEvent sleeps until (Infinity when not sleeping, or sleeping with nothing armed). */
   private sleepDeadline = Infinity;
 
@@ -481,14 +488,19 @@ export class Machine {
       if (!anyRunnable) {
         await this.sleepUntilEvent();
         lastYield = Date.now();
+        this.haltMs += lastYield - now;
       } else if (now - lastYield >= YIELD_MS || (now - lastYield >= COMPILE_YIELD_MS && (this.vcpus[0]?.cpu.wasm?.compiling ?? 0) > 0)) {
         await new Promise<void>((resolve) => setImmediate(resolve));
         lastYield = Date.now();
+        this.yieldMs += lastYield - now;
       }
     }
     } finally {
       this.loopRunning = false;
-      if (this.config.stats) process.stderr.write(softEngineStats(this.vcpus.map((v) => v.cpu), Date.now() - runStart));
+      if (this.config.stats) {
+        process.stderr.write(softEngineStats(this.vcpus.map((v) => v.cpu), Date.now() - runStart));
+        process.stderr.write(`ringzero: stats: run loop: ${this.halts} sleeps with every vCPU halted, ${this.haltMs} ms; ${this.yieldMs} ms in event-loop turns\n`);
+      }
     }
     return this.exit!;
   }
