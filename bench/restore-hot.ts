@@ -13,10 +13,17 @@
 // --hops N instead: the restored guest migrates N times between VMM processes (`run --incoming`, `migrate
 // --control-socket`), the hot-block list on and off in turn (--no-hot-blocks), as issue 7's continuity acceptance reads
 // it: values missing across the switch-over, the measured downtime against how long the guest stood still (the step of
-// arrival time - guest time, as test/manager-migrate reads it), the interval across on the guest's clock, the gap on
-// the console, and the destination's longest interval in its first 3 s.
+// arrival time - guest time, as test/manager-migrate reads it), the interval across on the guest's clock (split, from
+// the VMMs' RINGZERO_MIGRATE_HOT_STATS lines, into the part the source ran after its last value before it paused and
+// the part the destination ran from its resume to its first value), the gap on the console, the destination's
+// longest interval in its first 3 s and its first ten, its main-thread and process CPU in its first second (the rest
+// of the process is V8's compiler and GC threads), and the loop's passes by 250/500/1000 ms of its main-thread CPU
+// (how fast it runs the guest whatever share of the cores a loaded host leaves it). --bins A,B alternates the
+// destination's ringzero between two checkouts (A/B pairs of a change); RINGZERO_RESUME_CPU_PROF=DIR profiles the
+// first second after each resume (src/vmm/resume-profile.ts).
 //
-//   node --import tsx bench/restore-hot.ts [--pairs 3] [--seconds 6] [--modes 0,after] [--before] [--no-loop] [--warm 20] [--keep DIR] [--hops N]
+//   node --import tsx bench/restore-hot.ts [--pairs 3] [--seconds 6] [--modes 0,after] [--before] [--no-loop] [--warm 20] [--keep DIR]
+//     [--hops N [--hot on|off|alt] [--bins A,B] [--hot-blocks N,M]]
 import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import net from 'node:net';
@@ -37,6 +44,14 @@ const envOf = (mode: string): NodeJS.ProcessEnv => {
   return m ? { RINGZERO_RESTORE_HOT: m[1], RINGZERO_RESTORE_HOT_MAX: m[2] } : { RINGZERO_RESTORE_HOT: mode };
 };
 const loop = !args.includes('--no-loop');
+// --hops: --hot on|off|alt (the hot-block list at every hop, none, or on and off in turn: the default); --bins A,B
+// (each hop's destination VMM runs these ringzero launchers in turn, e.g. this tree's and another checkout's, for
+// A/B pairs of a change: the source of each hop is the previous hop's destination)
+const hotMode = opt('--hot') ?? 'alt';
+if (!['on', 'off', 'alt'].includes(hotMode)) throw new Error('--hot is on, off or alt');
+const bins = (opt('--bins') ?? RINGZERO).split(',').map((b) => path.resolve(b));
+// --hops: --hot-blocks N[,M] (the list's size at each hop, in turn; default the migrate command's)
+const hotSizes = opt('--hot-blocks')?.split(',').map((n) => positiveInt('--hot-blocks', n));
 
 interface Tick { n: number; g: number; at: number }
 const TICK = /C(\d+) (\d+)\r?$/;
@@ -50,12 +65,26 @@ class Vmm {
   loops: number[] = [];
   /** Main-thread CPU (ms, schedstat) sampled every 10 ms: [cpu, loop lines so far]. */
   samples: [number, number][] = [];
-  private sampler = setInterval(() => { try { this.samples.push([this.mainCpuMs(), this.loops.length]); } catch { /* gone */ } }, 10);
+  /** [bench's performance.now(), main-thread CPU ms, process CPU ms] every 10 ms (--hops). */
+  cpuAt: [number, number, number][] = [];
+  private sampler = setInterval(() => {
+    try {
+      const main = this.mainCpuMs();
+      this.samples.push([main, this.loops.length]);
+      this.cpuAt.push([performance.now(), main, this.cpuMs()]);
+    } catch { /* gone */ }
+  }, 10);
+  /** Main-thread and process CPU (ms) used between the bench's times `from` and `to` (performance.now()). */
+  cpuBetween(from: number, to: number): { main: number; all: number } {
+    const at = (t: number) => this.cpuAt.find((s) => s[0] >= t) ?? this.cpuAt[this.cpuAt.length - 1];
+    const a = at(from), b = at(to);
+    return { main: b[1] - a[1], all: b[2] - a[2] };
+  }
   private partial = '';
   readonly t0 = performance.now();
   readonly exited: Promise<unknown>;
-  constructor(argv: string[], env: NodeJS.ProcessEnv = {}) {
-    this.child = spawn(process.execPath, [RINGZERO, 'run', ...argv], { stdio: ['pipe', 'pipe', 'pipe'], env: { ...process.env, ...env } });
+  constructor(argv: string[], env: NodeJS.ProcessEnv = {}, bin = RINGZERO) {
+    this.child = spawn(process.execPath, [bin, 'run', ...argv], { stdio: ['pipe', 'pipe', 'pipe'], env: { ...process.env, ...env } });
     this.child.stdout!.setEncoding('latin1').on('data', (s: string) => {
       const at = performance.now();
       this.out += s;
@@ -186,20 +215,23 @@ try {
 /** --hops: the guest restored from `snap` migrates `hops` times between VMM processes, the hot-block list on and off in turn. */
 async function migrations(snap: string, hops: number, dir: string): Promise<void> {
   let ctl = path.join(dir, 'c0.sock');
+  process.env.RINGZERO_MIGRATE_HOT_STATS = '1';
   let src = new Vmm(['--restore', snap, '--control-socket', ctl]);
   const all = [src];
   try {
     await until('the restored counter', () => src.ticks.length > 0 && src.ticks[src.ticks.length - 1].g > src.ticks[0].g + 10_000, 300_000);
     for (let h = 1; h <= hops; h++) {
-      const hot = h % 2 === 1;
+      const hot = hotMode === 'alt' ? h % 2 === 1 : hotMode === 'on';
+      const hotSize = hot && hotSizes !== undefined ? hotSizes[(h - 1) % hotSizes.length] : undefined;
+      const bin = bins[(h - 1) % bins.length];
       const nctl = path.join(dir, `c${h}.sock`);
-      const dst = new Vmm(['--incoming', 'tcp:127.0.0.1:0', '--control-socket', nctl]);
+      const dst = new Vmm(['--incoming', 'tcp:127.0.0.1:0', '--control-socket', nctl], {}, bin);
       all.push(dst);
       let port = 0;
       await until('the destination to listen', () => { const m = /incoming migration on 127\.0\.0\.1:(\d+)/.exec(dst.err); if (m) port = Number(m[1]); return port > 0; }, 60_000);
       // (a child process, not execFileSync: the VMMs' consoles must be read meanwhile, with their arrival times)
       const answer = await new Promise<string>((resolve, reject) => {
-        const c = spawn(process.execPath, [RINGZERO, 'migrate', '--control-socket', ctl, '--to', `127.0.0.1:${port}`, ...(hot ? [] : ['--no-hot-blocks'])]);
+        const c = spawn(process.execPath, [RINGZERO, 'migrate', '--control-socket', ctl, '--to', `127.0.0.1:${port}`, ...(hot ? (hotSize !== undefined ? ['--hot-blocks', String(hotSize)] : []) : ['--no-hot-blocks'])]);
         let o = '', e = '';
         c.stdout.on('data', (d) => { o += d; });
         c.stderr.on('data', (d) => { e += d; });
@@ -207,15 +239,47 @@ async function migrations(snap: string, hops: number, dir: string): Promise<void
       });
       const res = JSON.parse(answer.trim().split('\n').pop()!) as Record<string, number | undefined>;
       await until('3 s of the destination\'s counter', () => dst.ticks.length > 1 && dst.ticks[dst.ticks.length - 1].g > dst.ticks[0].g + 3000, 300_000);
+      // (and its first 1000 ms of main-thread CPU from its first value, for the loop's passes below)
+      const t1 = dst.ticks[0].at;
+      await until('1 s of the destination\'s main-thread CPU', () => dst.cpuBetween(t1, performance.now()).main >= 1050, 300_000);
       const before = src.ticks, after = dst.ticks, last = before[before.length - 1], first = after[0];
       const bw = before.filter((t) => t.g >= last.g - 3000), aw = after.filter((t) => t.g <= first.g + 3000);
       const floor = (w: Tick[]) => Math.min(...w.map((t) => t.at - t.g));
       const maxIv = (w: Tick[]) => Math.max(...w.slice(1).map((t, k) => t.g - w[k].g));
       const row = { downtime: res.downtimeMs!, stood: floor(aw) - floor(bw), across: first.g - last.g, console: first.at - last.at, destMax: maxIv(aw), total: res.totalMs! };
-      process.stdout.write(`hop ${h}, hot-block list ${hot ? `on (${res.hotBlocks} blocks, ${res.hotMs} ms to list, ${res.hotTranslated} translated there)` : 'off'}: C${last.n} -> C${first.n}`
+      // (RINGZERO_MIGRATE_HOT_STATS=1: when the source's guest clock stopped and the destination's started, in epoch
+      // ms: how much of the interval across ran at the source after its last value and how much at the destination
+      // before its first, both on the guest's clock, the latter with the console's delivery delay)
+      const epoch = (v: Vmm, what: string) => Number(new RegExp(`migration: ${what} at ([\\d.]+) \\(epoch ms\\)`).exec(v.err)?.[1]);
+      const bench = (t: Tick) => performance.timeOrigin + t.at;
+      const atSource = epoch(src, 'paused') - bench(last), atDest = bench(first) - epoch(dst, 'resumed');
+      // (the destination's CPU in its first second after the resume: its main thread against the whole process, whose
+      // other threads are V8's compilers and GC; 10 ms samples, /proc stat's in 10 ms ticks)
+      const resumedAt = epoch(dst, 'resumed') - performance.timeOrigin, cpu1 = dst.cpuBetween(resumedAt, resumedAt + 1000);
+      // (the destination's main-thread CPU from the resume to its 1st, 10th and 50th value: what its cold start costs
+      // in work, which a loaded host stretches into wall time by its share of the cores)
+      const cpuTo = (k: number) => after[k - 1] ? dst.cpuBetween(resumedAt, after[k - 1].at).main : NaN;
+      // (the busy loop's passes by 250/500/1000 ms of the destination's main-thread CPU from its first value: how fast
+      // it runs the guest, whatever share of the cores the host leaves it; from the first value, which an older
+      // destination without "resumed at" has too)
+      const firstCpu = dst.cpuBetween(0, first.at).main + (dst.cpuAt[0]?.[1] ?? 0);
+      const passes = [250, 500, 1000].map((ms) => dst.passesAt(firstCpu, ms));
+      process.stdout.write(`hop ${h}${bins.length > 1 ? ` into ${bin}` : ''}, hot-block list ${hot ? `on${hotSize !== undefined ? ` at most ${hotSize}` : ''} (${res.hotBlocks} blocks, ${res.hotMs} ms to list, ${res.hotTranslated} translated there)` : 'off'}: C${last.n} -> C${first.n}`
         + ` (${first.n - last.n - 1} missing); downtime ${row.downtime} ms, the guest stood still ${row.stood.toFixed(0)} ms; across on its clock ${row.across.toFixed(0)} ms`
+        + ` (${atSource.toFixed(0)} at the source after its last value, ${atDest.toFixed(0)} at the destination to its first)`
         + ` (the source's longest in its last 10 s ${maxIv(before.filter((t) => t.g >= last.g - 10_000)).toFixed(0)} ms), on the console ${row.console.toFixed(0)} ms;`
-        + ` the destination's longest interval in its first 3 s ${row.destMax.toFixed(0)} ms; migration ${row.total} ms; load ${os.loadavg()[0].toFixed(1)}\n`);
+        + ` the destination's CPU in its first 1 s: main thread ${cpu1.main.toFixed(0)} ms, process ${cpu1.all.toFixed(0)} ms;`
+        + ` its main thread's CPU to its 1st/10th/50th value ${cpuTo(1).toFixed(0)}/${cpuTo(10).toFixed(0)}/${cpuTo(50).toFixed(0)} ms;`
+        + ` loop passes by 250/500/1000 ms of its main-thread CPU from its first value ${passes.join('/')};`
+        + ` the destination's longest interval in its first 3 s ${row.destMax.toFixed(0)} ms (its first ten: ${after.slice(1, 11).map((t, k) => (t.g - after[k].g).toFixed(0)).join(' ')});`
+        + ` migration ${row.total} ms; load ${os.loadavg()[0].toFixed(1)}; resumed at ${epoch(dst, 'resumed')} (epoch ms)\n`);
+      // (--dump DIR: each hop's destination's console and stderr, for V8 traces given through RINGZERO_V8_FLAGS)
+      const dump = opt('--dump');
+      if (dump !== undefined) {
+        fs.mkdirSync(dump, { recursive: true });
+        fs.writeFileSync(path.join(dump, `hop${h}.out`), dst.out);
+        fs.writeFileSync(path.join(dump, `hop${h}.err`), dst.err);
+      }
       await src.kill();
       src = dst;
       ctl = nctl;

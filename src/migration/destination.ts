@@ -12,6 +12,7 @@ import { HOT_STATS, ramDigest } from './source.ts';
 import { FrameReader, MIGRATION_FORMAT, MIGRATION_VERSION, PAGE, T_DISK, T_DISK_ZERO, T_JSON, T_PAGES, T_ZERO, faultPoint, jsonFrame, parseHostPort, type FaultPoint, type Frame } from './protocol.ts';
 import { DestinationDisks, blockDevices, parseOffers } from './storage.ts';
 import { HOT_FORMAT, type PretranslateReport } from '../cpu/soft/hot-list.ts';
+import { profileResume, startResumeProfile } from '../vmm/resume-profile.ts';
 
 export interface IncomingOptions {
   host: string;
@@ -252,6 +253,7 @@ function restore(machine: Machine, state: unknown, keepCode: boolean): void {
 export async function runIncoming(uri: string, io: ConsoleIo, options: { controlSocket?: string; engine?: VmConfig['engine']; diskTargets?: string[] } = {}): Promise<number> {
   const { host, port } = parseIncoming(uri);
   let machine: Machine;
+  startResumeProfile();
   try {
     machine = await receiveMigration({
       host, port, controlSocket: options.controlSocket, engine: options.engine, diskTargets: options.diskTargets,
@@ -263,6 +265,8 @@ export async function runIncoming(uri: string, io: ConsoleIo, options: { control
     return 1;
   }
   process.stderr.write('ringzero: migration received: the VM runs here\n');
+  if (HOT_STATS) process.stderr.write(`ringzero: migration: resumed at ${Date.now()} (epoch ms)\n`);
+  profileResume();
   let exit;
   try {
     exit = await machine.run();

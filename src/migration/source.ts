@@ -374,6 +374,9 @@ export async function migrateMachine(machine: Machine, opts: MigrateOptions, onP
     const end = Date.now();
     p.downtimeMs = end - pauseAt;
     p.downtimeParts = { pauseMs: pausedAt - pauseAt, pagesMs: pagesAt - capturedAt, stateMs: (capturedAt - pausedAt) + (stateAt - pagesAt), destinationMs: end - stateAt, stateBytes: stateFrame.length };
+    // (the guest's clock stopped at pausedAt: with the destination's "resumed at", where the ticker's interval across
+    // the switch-over went, bench/restore-hot --hops)
+    if (HOT_STATS) process.stderr.write(`ringzero: migration: paused at ${pausedAt} (epoch ms)\n`);
     p.phase = 'completed';
     p.dirtyPages = 0;
     if (disks) p.diskDirtyBytes = 0;

@@ -5,6 +5,7 @@ import type { VmConfig, ConsoleIo } from './config.ts';
 import { Machine, type MachineOptions } from './machine.ts';
 import type { ReadSnapshotOptions } from './snapshot.ts';
 import { libc } from '../sys/libc.ts';
+import { profileResume, startResumeProfile } from './resume-profile.ts';
 
 /**
  * Boot the VM and run it until the guest powers off (status 0), or resets with `onReboot: 'exit'`
@@ -21,10 +22,12 @@ export async function runVm(cfg: VmConfig, io: ConsoleIo, options: MachineOption
  */
 export async function restoreVm(dir: string, io: ConsoleIo, options: MachineOptions & ReadSnapshotOptions & { controlSocket?: string } = {}): Promise<number> {
   const timing = process.env.RINGZERO_RESTORE_TIMING === '1' ? restoreTiming() : undefined;
+  startResumeProfile();
   const machine = Machine.restore(dir, io, options);
   timing?.();
   // RINGZERO_RESTORE_HOT=before: the snapshot's hot blocks translated before the guest runs (Machine RestoreHotOptions)
   if (machine.hotBeforeRun) await machine.pretranslateRestored(0);
+  profileResume();
   return runMachines(machine.config, io, options, machine);
 }
 
