@@ -318,6 +318,9 @@ class TBody extends Body {
   memUsed = 0;
   /** Memory operands emitted (loads and stores through Translator.load/store): tier-2 candidates need some. */
   memOps = 0;
+  /** Calls emitted (Translator.exitIfSlow: whether an instruction made calls other than its inline probes' slow paths). */
+  calls = 0;
+  override call(f: number): this { this.calls++; return super.call(f); }
   override open(kind: number): number { this.nest++; return super.open(kind); }
   override close(): this { this.nest--; return super.close(); }
 }
@@ -376,6 +379,14 @@ class Translator {
   rot = 0;
   rotSize = 4;
   readonly rv: number;
+  /**
+   * An inline probe's slow path (the memory library, which may stop the chain) ran since the last exitIfSlow check
+   * (local, i32 0/1), and how many such slow paths the current instruction has / the body's call count at its start:
+   * when its calls are all such slow paths, exitIfSlow reads S_CHAIN only after one of them ran, not on every TLB hit.
+   */
+  readonly slowL: number;
+  insSlow = 0;
+  insCalls = 0;
   selfLoop = false;
   /** The region member being emitted lies on a cycle of the region's branches (a loop split over blocks): inline probes. */
   loopMember = false;
@@ -399,6 +410,7 @@ class Translator {
     this.x1 = b.local(I64); this.x2 = b.local(I64); this.t32 = b.local(I32); this.t64 = b.local(I64);
     this.pOff = b.local(I32); this.pTi = b.local(I32); this.pVpn = b.local(I64); this.pPa = b.local(I64);
     this.rv = b.local(I64);
+    this.slowL = b.local(I32);
   }
 
   /** Inside a branch or loop of the current instruction (or the SSE hook): no cache state changes. */
@@ -699,7 +711,7 @@ class Translator {
     b.get(this.st).get(this.rtag).get(this.a); this.pos();
     b.call(F_LD + LOG2[size]).set(this.v);
     b.memUsed |= 1 << LOG2[size];
-    if (inline) b.close();
+    if (inline) { b.i32(1).set(this.slowL); this.insSlow++; b.close(); }
   }
 
   /** Store the low `size` bytes of local `w` at `a`: inline on a TLB hit, else through the memory library. */
@@ -717,7 +729,7 @@ class Translator {
     b.get(this.st).get(this.wtag).get(this.a).get(this.w); this.pos();
     b.call(F_ST + LOG2[size]);
     b.memUsed |= 16 << LOG2[size];
-    if (inline) b.close();
+    if (inline) { b.i32(1).set(this.slowL); this.insSlow++; b.close(); }
   }
 
   // ---- exits
@@ -969,6 +981,9 @@ class Translator {
    */
   exitIfSlow(count: number, ripOff: number): void {
     const b = this.b;
+    // (only helpers clear S_CHAIN, on the main thread: after inline probes whose slow paths did not run, it is 1 still)
+    const flagged = SLOW_FLAG && this.insSlow > 0 && b.calls - this.insCalls === this.insSlow;
+    if (flagged) { b.get(this.slowL).open(Op.if); b.i32(0).set(this.slowL); }
     b.get(this.st).mem(Op.i32Load, 2, L.S_CHAIN).op(Op.i32Eqz).open(Op.if);
     if (SLOW_RIP) {
       // (the helper that stopped the chain stored the next instruction's RIP: runtime.ts WasmEngine.stopAfter)
@@ -976,6 +991,7 @@ class Translator {
       b.i32(count).set(this.xc); this.leave();
     } else this.exitConst(count, ripOff, X_HELPER);
     b.close();
+    if (flagged) b.close();
   }
 
   /**
@@ -1873,7 +1889,7 @@ function emitCode(T: Translator, block: Block, offs: number[], loop: { pre: numb
     const f = e.form;
     T.ix = i;
     const mark = b.length;
-    T.insMem = false; T.insReplayed = false;
+    T.insMem = false; T.insReplayed = false; T.insSlow = 0; T.insCalls = b.calls;
     if (T.rot !== 0 && !ROT_KEEP[f]) T.settleRot();
     if (isLast && block.pfn2 >= 0 && f !== Form.None) T.straddleCheck(i);
     if (f === Form.None && isLast && e.len === 0 && !e.p66 && e.rep === 0 && (e.opcode === 0xeb || e.opcode === 0xe9 ||
@@ -1913,6 +1929,8 @@ const ROT_LAZY = process.env.RINGZERO_WASM_ROT_LAZY !== '0';
  * overwrites all the flags before anything sees them (Translator.edgeDead; its leaving path stores it either way).
  */
 const EDGE_DEAD = process.env.RINGZERO_WASM_EDGE_DEAD !== '0';
+/** RINGZERO_WASM_SLOW_FLAG=0: exitIfSlow reads S_CHAIN after every memory instruction (Translator.slowL). */
+const SLOW_FLAG = process.env.RINGZERO_WASM_SLOW_FLAG !== '0';
 const ROT_KEEP: boolean[] = [];
 for (const f of [Form.MovRR64, Form.MovRR32, Form.MovStore64, Form.MovStore32, Form.MovLoad64, Form.MovLoad32,
   Form.MovImmReg, Form.MovImmMem64, Form.MovImmMem32, Form.Lea, Form.AluRR, Form.AluRI, Form.AluRM, Form.AluMR,
