@@ -196,3 +196,8 @@ export const S_TSD = S_CPL + 48;
 export const S_SYS_CR4 = S_CPL + 52;
 /** Static exits that tail-called their target's translation (translate.ts Translator.tailExit; statistics, like S_INTRA). */
 export const S_TAILS = S_CPL + 56;
+/**
+ * RINGZERO_WASM_EXIT_STATS=1 only: register write-backs executed (i32 counters) before memory-library calls and at
+ * other flushes (helpers, exits), then memory-library calls made (translate.ts Translator.wbCount).
+ */
+export const S_WBSTATS = S_USER + 400;

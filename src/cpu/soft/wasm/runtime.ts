@@ -486,7 +486,10 @@ export class WasmEngine {
       parts.push(`${name} ${c.join('/')}`);
     });
     const top = [...exitSites].sort((a, b) => b[1] - a[1]).slice(0, 40).map(([k, v]) => { const [r, x, p, why] = k.split(':'); return `${BigInt.asUintN(64, BigInt(r)).toString(16)}/${X_NAMES[+x]}/cpl${p}/${why}:${v}`; });
-    return parts.join(', ') + '; returns to JavaScript by RIP: ' + top.join(' ');
+    const wb = [0, 0, 0];
+    for (let i = 0; i < this.nextState; i++) for (let k = 0; k < 3; k++) wb[k] += this.i32[((L.STATE_BASE + L.STATE_STRIDE * i + L.S_WBSTATS) >> 2) + k];
+    return parts.join(', ') + `; register write-backs before memory-library calls/at other flushes ${wb[0]}/${wb[1]}, library calls ${wb[2]}` +
+      '; returns to JavaScript by RIP: ' + top.join(' ');
   }
 
   /** A state area for a new vCPU (byte offset), or -1 when there is no room. */

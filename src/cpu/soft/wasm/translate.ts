@@ -429,6 +429,14 @@ class Translator {
    * fewer stores on every path, but registers then stay dirty to every exit, so the code grew by 20-30% (45.4 ->
    * 61.5 wasm operations per guest instruction) and boot + ash 100k / md5 32 MiB took more CPU (35.0 -> 39.1 s and
    * 18.8 -> 21.9 s in one interleaved round, main thread 27.5 -> 29.5 and 12.4 -> 13.3 s).
+   * Tried again and not kept (session 20, branch s20-wb-defer): the same with small code, as TCG restores state on a
+   * fault: each call site sets an i32 local to the mask of cached registers (when it changes), the slow path's
+   * fault (S_MEMFAULT) or event exit goes to one write-back by mask per function, and a helper throws the fault
+   * again. Boot + ash 30k (873M instructions, EXIT_STATS): write-backs 404M (215M before library calls) -> 319M
+   * (most move to the block exits, which write back every dirty register), code -1%; but V8 compiles code under a
+   * try/catch_all slower: main-thread CPU on/off side by side (load 15-35), try around the function: ash 5.36/4.84
+   * and 5.57/4.65 s, md5 32 MiB 4.10/3.34 s (the try alone, nothing deferred: md5 3.62/3.02 s); try around each
+   * call: md5 3.24/2.99, ash 5.31/4.62 s. A status check after each call instead costs about the ops it saves.
    */
   flush(flags = true): void {
     if (flags) this.commitFlags();
@@ -448,8 +456,16 @@ class Translator {
    */
   writeBack(r: number, l: number): void {
     const b = this.b;
+    if (EXIT_STATS) this.wbCount(this.wbCtx);
     b.get(this.st).get(l).mem(Op.i64Store32, 2, L.S_RLO + 4 * r);
     b.get(this.st).get(l).i64(32).op(Op.i64ShrU).mem(Op.i64Store32, 2, L.S_RHI + 4 * r);
+  }
+
+  /** EXIT_STATS: the counter writeBack bumps (layout.ts S_WBSTATS: 0 before a memory-library call, 1 other). */
+  wbCtx = 1;
+  wbCount(k: number): void {
+    const o = L.S_WBSTATS + 4 * k;
+    this.b.get(this.st).get(this.st).mem(Op.i32Load, 2, o).i32(1).op(Op.i32Add).mem(Op.i32Store, 2, o);
   }
 
   /** Forget the cache (after a replay, which may have changed any register in the state area). */
@@ -707,7 +723,8 @@ class Translator {
         b.set(this.v);
       });
     }
-    this.flush();
+    if (EXIT_STATS) this.wbCount(2);
+    this.wbCtx = 0; this.flush(); this.wbCtx = 1;
     b.get(this.st).get(this.rtag).get(this.a); this.pos();
     b.call(F_LD + LOG2[size]).set(this.v);
     b.memUsed |= 1 << LOG2[size];
@@ -725,7 +742,8 @@ class Translator {
         emitRamAccess(b, size, true);
       });
     }
-    this.flush();
+    if (EXIT_STATS) this.wbCount(2);
+    this.wbCtx = 0; this.flush(); this.wbCtx = 1;
     b.get(this.st).get(this.wtag).get(this.a).get(this.w); this.pos();
     b.call(F_ST + LOG2[size]);
     b.memUsed |= 16 << LOG2[size];
