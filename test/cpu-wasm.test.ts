@@ -1226,6 +1226,27 @@ test('ROL/ROR/SHL/SAL/SHR/SAR of 16-bit registers by 1..15 (66 C1, 66 D1) and SH
   assert.ok(forms.has(Form.Shift16Imm) && forms.has(Form.ShiftDoubleCl), '16-bit shifts and SHLD/SHRD by CL have their forms');
 });
 
+test('SHL/SAL/SHR/SAR of 16-bit memory operands by 1..15 (66 C1 /4-/7, 66 D1 /4-/7) translated inline match the interpreter', () => {
+  // mov ecx,60 / mov rsi,0x200000 / 1: shr word [rsi+rcx*8],13 / pushfq / pop rdx / add r10,rdx
+  // shl word [rsi+rcx*8+0x200],1 / seto dl / add r12,rdx / sar word [rsi+rcx*8+0x400],7 / pushfq / pop rdx / add r10,rdx
+  // sar word [rsi+rcx*8+0x402],1 / setc dl / add r12,rdx / sal word [rsi+rcx*8+0x600],3 (66 c1 /6) / setc dl
+  // add r12,rdx / shr word [rsi+rcx*8+0x800],1 / seto dl / add r12,rdx / shl word [rsi+rcx*8+0xa00],15 / sets dl
+  // add r12,rdx / shr word [rsi+rcx*8+0xa02],16 (no form) / pushfq / pop rdx / add r10,rdx
+  // movzx eax,word [rsi+rcx*8] / add r13,rax / movzx eax,word [rsi+rcx*8+0x402] / add r13,rax
+  // movzx eax,word [rsi+rcx*8+0x600] / add r13,rax / dec ecx / jnz 1b / hlt
+  const code = hexBytes(`b9 3c 00 00 00 48 c7 c6 00 00 20 00 66 c1 2c ce 0d 9c 5a 49 01 d2 66 d1 a4 ce 00 02 00 00 0f 90 c2 49 01 d4
+    66 c1 bc ce 00 04 00 00 07 9c 5a 49 01 d2 66 d1 bc ce 02 04 00 00 0f 92 c2 49 01 d4 66 c1 b4 ce 00 06 00 00 03 0f
+    92 c2 49 01 d4 66 d1 ac ce 00 08 00 00 0f 90 c2 49 01 d4 66 c1 a4 ce 00 0a 00 00 0f 0f 98 c2 49 01 d4 66 c1 ac ce
+    02 0a 00 00 10 9c 5a 49 01 d2 0f b7 04 ce 49 01 c5 0f b7 84 ce 02 04 00 00 49 01 c5 0f b7 84 ce 00 06 00 00 49 01
+    c5 ff c9 0f 85 6d ff ff ff f4`);
+  fastFormsAgree(code, fill, true); // the block cache's JavaScript closures of the same forms
+  const m = agree(code, fill, 2000);
+  // (shr word [..],16 has no form: 1 replay per pass at most)
+  assert.ok(m.cpu.wasm!.stats.replays <= 60, `replayed: ${m.cpu.wasm!.stats.replays}`);
+  const forms = new Set(m.cpu.codeCache.table.flatMap((b) => (b ? b.entries.map((e) => e.form) : [])));
+  assert.ok(forms.has(Form.Shift16M), '16-bit memory shifts have their form (the shifted words: agree compares DATA)');
+});
+
 test('a Jcc straddling the end of its page (displacement in the next page): not taken in translated code, taken through the helper; matches the interpreter', () => {
   // CODE: mov ecx,200 / xor ebx,ebx / jmp L; at CODE+0xff0 L: add ebx,ecx / test cl,3 / 9 NOPs / jz T (0f 84 at
   // +0xffe, its rel32 at +0x1000) / inc r8 / jmp M; T (+0x1010): inc r9; M (+0x1013): dec ecx / jnz L / hlt

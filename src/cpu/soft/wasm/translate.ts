@@ -1987,6 +1987,7 @@ on(emitMovSregR, Form.MovSregR, Form.MovSregM);
 on(emitCmpxchg16bM, Form.Cmpxchg16bM);
 on(emitShift8Imm, Form.Shift8Imm);
 on(emitShift16Imm, Form.Shift16Imm);
+on(emitShift16M, Form.Shift16M);
 on(emitShiftDoubleCl, Form.ShiftDoubleCl);
 on(emitXchgRR, Form.XchgRR);
 on(emitXchgM, Form.XchgM);
@@ -2528,6 +2529,22 @@ function emitShift16Imm(T: Translator, e: BlockEntry, i: number, next: number): 
   T.narrowShiftImm(e.op, n, 16);
   T.explicit(2);
   T.setLow(e.b, 0xffff, () => b.get(T.v).op(Op.i32WrapI64));
+}
+
+function emitShift16M(T: Translator, e: BlockEntry, i: number, next: number): void {
+  const b = T.b;
+  // SHL/SAL/SHR/SAR of a 16-bit memory operand by 1..15 (66 C1/D1 /4-/7) as ../fast-forms.ts shift16M: the read,
+  // the result (in v) and its six flags (in a local: the store's code has blocks, which take no operands here), the
+  // write, then the EXPLICIT record: a faulting write leaves the flags from before (ld is untouched until then)
+  memOp(T, e, next); T.load(2);
+  b.get(T.v).op(Op.i32WrapI64);
+  T.narrowShiftImm(e.op, e.imm, 16);
+  const fl = b.local(I32);
+  b.set(fl);
+  b.get(T.v).set(T.w);
+  T.store(2);
+  b.get(fl);
+  T.explicit(2);
 }
 
 function emitShiftDoubleCl(T: Translator, e: BlockEntry, i: number, next: number): void {
