@@ -436,7 +436,10 @@ class Translator {
    * (most move to the block exits, which write back every dirty register), code -1%; but V8 compiles code under a
    * try/catch_all slower: main-thread CPU on/off side by side (load 15-35), try around the function: ash 5.36/4.84
    * and 5.57/4.65 s, md5 32 MiB 4.10/3.34 s (the try alone, nothing deferred: md5 3.62/3.02 s); try around each
-   * call: md5 3.24/2.99, ash 5.31/4.62 s. A status check after each call instead costs about the ops it saves.
+   * call: md5 3.24/2.99, ash 5.31/4.62 s. With a status check after each call instead of a try (the slow path
+   * returns, S_MEMFAULT set): md5 3.17/3.16, 3.10/3.35 s, ash 6.60/6.77, 6.08/5.82 s, but to the prompt 13.51/13.18,
+   * 12.77/12.51, 11.99/11.03, 13.04/12.03 s (boot +2..+9%): the write-backs saved are paid back at the exits and
+   * in the checks.
    */
   flush(flags = true): void {
     if (flags) this.commitFlags();
