@@ -13,6 +13,7 @@ import { FrameReader, MIGRATION_FORMAT, MIGRATION_VERSION, PAGE, T_DISK, T_DISK_
 import { DestinationDisks, blockDevices, parseOffers } from './storage.ts';
 import { HOT_FORMAT, type PretranslateReport } from '../cpu/soft/hot-list.ts';
 import { profileResume, startResumeProfile } from '../vmm/resume-profile.ts';
+import { favourMainThread, RESUME_NICE_S } from '../vmm/resume-priority.ts';
 
 export interface IncomingOptions {
   host: string;
@@ -266,6 +267,12 @@ export async function runIncoming(uri: string, io: ConsoleIo, options: { control
   }
   process.stderr.write('ringzero: migration received: the VM runs here\n');
   if (HOT_STATS) process.stderr.write(`ringzero: migration: resumed at ${Date.now()} (epoch ms)\n`);
+  // The guest's thread first while V8 compiles what this new process has not (src/vmm/resume-priority.ts): soft
+  // engine only (KVM's vCPUs may run on worker threads)
+  if (machine.config.engine !== 'kvm') {
+    const lowered = favourMainThread();
+    if (HOT_STATS) process.stderr.write(`ringzero: migration: ${lowered} other threads at nice 19 for ${RESUME_NICE_S} s\n`);
+  }
   profileResume();
   let exit;
   try {
