@@ -516,12 +516,18 @@ export class WasmEngine {
     return b;
   }
 
+  /**
+   * Instructions the current call ran before the instruction at helper position `pos`, and its index in its block
+   * (translate.ts Translator.pos: n in bits 5.., index in bits 0-4, on top of the S_NBASE the function stored).
+   */
+  private ranBefore(st: number, pos: number): number { return this.i32[(st + L.S_NBASE) >> 2] + ((pos >> 5) & POS_N) + (pos & 31); }
+
   private replay(pos: number): number {
     this.curPos = pos;
     this.stats.replays++;
     const c = this.cur!, st = this.curSt;
     const b = this.current(st, pos);
-    const n = this.i32[(st + L.S_NBASE) >> 2] + ((pos >> 5) & POS_N), ix = pos & 31;
+    const ix = pos & 31, n = this.ranBefore(st, pos) - ix;
     const e = b.entries[ix];
     const rip = this.curR0 + b.wasm!.offs[ix];
     if (PROFILE) { replayed.set(e.opcode, (replayed.get(e.opcode) ?? 0) + 1); const k = rip + ':' + e.opcode; replayedAt.set(k, (replayedAt.get(k) ?? 0) + 1); }
@@ -565,7 +571,7 @@ export class WasmEngine {
   private sysCall(kind: number, pos: number): number {
     this.curPos = pos;
     const c = this.cur!, st = this.curSt, I = this.i32;
-    c.instructions = this.curI0 + I[(st + L.S_NBASE) >> 2] + ((pos >> 5) & POS_N) + (pos & 31) + 1;
+    c.instructions = this.curI0 + this.ranBefore(st, pos) + 1;
     c.rip = this.f64[(st + L.S_RIP) >> 3];
     this.takeFlags(c);
     const cpl = c.cpl;
@@ -1367,11 +1373,11 @@ export class WasmEngine {
       if (err === CPU_FAULT) {
         // The faulting block is the dispatcher's current one; nbase instructions ran before it.
         const b = this.current(st, this.curPos);
-        const n = I[(st + L.S_NBASE) >> 2] + ((this.curPos >> 5) & POS_N), ix = this.curPos & 31;
-        c.instructions = I0 + n + ix + 1;
-        c.ripStart = this.curR0 + b.wasm!.offs[ix];
-        c.blockInstructions += n + ix;
-        c.jitInstructions += n + ix;
+        const ran = this.ranBefore(st, this.curPos);
+        c.instructions = I0 + ran + 1;
+        c.ripStart = this.curR0 + b.wasm!.offs[this.curPos & 31];
+        c.blockInstructions += ran;
+        c.jitInstructions += ran;
       }
       this.takeFlags(c);
       this.cur = null;
