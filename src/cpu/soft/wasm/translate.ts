@@ -785,14 +785,12 @@ class Translator {
    */
   exitStatic(count: number, ripOff: number): void {
     const b = this.b, pa = this.block.pa, tpa = pa + ripOff;
-    const R = this.region, j = R === null ? undefined : R.at.get(tpa);
-    if (R !== null && CROSS_PAGE && (tpa >>> 12) !== (pa >>> 12) && R.lins.length > 0) {
-      const jl = R.atLin.get(R.lins[R.cur] + ripOff);
-      if (jl !== undefined && jl !== R.cur && (R.members[jl].pa >>> 12) !== (pa >>> 12)) { this.crossBranch(count, ripOff, jl); return; }
-    }
-    if (R !== null && j !== undefined && (tpa >>> 12) === (pa >>> 12)) {
+    const R = this.region, to = this.regionTarget(ripOff);
+    if (to !== undefined && to.cross) { this.crossBranch(count, ripOff, to.j); return; }
+    if (R !== null && to !== undefined) {
       // to another block of this region (or this one's start): a branch when the dispatcher would enter it (a
       // deferred flag record is stored on that path only when j can see it: flagsDead; the exit below stores it)
+      const j = to.j;
       this.flush(!(EDGE_DEAD && flagsDead(R.members[j], -1)));
       b.get(this.n).i32(count).op(Op.i32Add).set(this.c32);
       b.get(this.st).mem(Op.i32Load, 2, L.S_CHAIN);
@@ -835,15 +833,25 @@ class Translator {
    * crossBranch decide: then the flags need not be stored on that path.
    */
   edgeDead(ripOff: number): boolean {
+    const to = EDGE_DEAD ? this.regionTarget(ripOff) : undefined;
+    return to !== undefined && flagsDead(this.region!.members[to.j], -1);
+  }
+
+  /**
+   * The region member a static exit to r0 + `ripOff` branches to when it branches (exitStatic): one on another page
+   * found by linear address (`cross`: crossBranch), else one at the target's physical address on this block's page;
+   * undefined when the exit leaves the function.
+   */
+  regionTarget(ripOff: number): { j: number; cross: boolean } | undefined {
     const R = this.region;
-    if (!EDGE_DEAD || R === null) return false;
+    if (R === null) return undefined;
     const pa = this.block.pa, tpa = pa + ripOff;
     if (CROSS_PAGE && (tpa >>> 12) !== (pa >>> 12) && R.lins.length > 0) {
       const jl = R.atLin.get(R.lins[R.cur] + ripOff);
-      if (jl !== undefined && jl !== R.cur && (R.members[jl].pa >>> 12) !== (pa >>> 12)) return flagsDead(R.members[jl], -1);
+      if (jl !== undefined && jl !== R.cur && (R.members[jl].pa >>> 12) !== (pa >>> 12)) return { j: jl, cross: true };
     }
     const j = R.at.get(tpa);
-    return j !== undefined && (tpa >>> 12) === (pa >>> 12) && flagsDead(R.members[j], -1);
+    return j !== undefined && (tpa >>> 12) === (pa >>> 12) ? { j, cross: false } : undefined;
   }
 
   /** The linear address the block being emitted was queued at (a region member's, or translateBody's), if known. */
