@@ -7,6 +7,7 @@
 // could be off on an emulated CPU). The guest's /proc/uptime at both markers is kept as a cross-check (10 ms
 // resolution), and so is the CPU time the VMM process used between the markers (/proc/PID/stat utime + stime, all
 // its threads), which a busy host disturbs far less than wall time. The markers are spelt with "" in the typed line so the echo of the command line cannot match them.
+import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import { GuestSession, escapeRegExp } from '../../test/support/guest.ts';
 import { GUEST_PROMPT, INIT_OK_LINE } from '../../src/image/build.ts';
@@ -19,6 +20,12 @@ export interface TimedResult {
   guestS: number;
   /** CPU seconds (user + system, every thread) the VMM process used between the markers. */
   cpuS: number;
+  /**
+   * CPU seconds of the VMM's guest thread between the markers (ringzero's main thread, QEMU's "CPU 0/TCG" thread;
+   * /proc/PID/task/TID/schedstat, nanoseconds), or NaN when that thread is not known (QEMU without
+   * `-name ...,debug-threads=on`, which names its threads).
+   */
+  threadS: number;
   /** performance.now() when each marker's line arrived. */
   beginAt: number;
   endAt: number;
@@ -36,14 +43,20 @@ export class BenchGuest {
   readonly started = performance.now();
   private readonly unregister: () => void;
 
-  private constructor(readonly label: string, args: string[], qemu: boolean) {
-    this.session = qemu ? new GuestSession(args, { command: QEMU }) : new GuestSession(args);
+  private constructor(readonly label: string, args: string[], private readonly qemu: boolean, bin?: string) {
+    this.session = qemu ? new GuestSession(args, { command: QEMU })
+      : bin !== undefined ? new GuestSession(['run', ...args], { command: bin }) : new GuestSession(args);
     this.unregister = onCleanup(() => this.session.close());
   }
 
   /** `ringzero run ARGS`. */
   static ringzero(label: string, args: string[]): BenchGuest {
     return new BenchGuest(label, args, false);
+  }
+
+  /** `BIN run ARGS`: another checkout's bin/ringzero (A/B comparisons), in its own process group. */
+  static ringzeroAt(label: string, bin: string, args: string[]): BenchGuest {
+    return new BenchGuest(label, args, false, bin);
   }
 
   /** `qemu-system-x86_64 ARGS`, in its own process group. */
@@ -77,10 +90,12 @@ export class BenchGuest {
     const mb = await this.session.waitFor(new RegExp(`\\nRZ-B-${t} ([0-9.]+)\\r?\\n`), ms, from);
     const t0 = performance.now();
     const cpu0 = this.cpuSeconds();
+    const thread0 = this.threadCpuSeconds();
     const afterBegin = from + mb.index! + mb[0].length;
     const me = await this.session.waitFor(new RegExp(`\\nRZ-E-${t} (\\d+) ([0-9.]+)\\r?\\n`), ms, afterBegin - 1);
     const t1 = performance.now();
     const cpuS = this.cpuSeconds() - cpu0;
+    const threadS = this.threadCpuSeconds() - thread0;
     const hostMs = t1 - t0;
     const endAt = afterBegin - 1 + me.index!;
     return {
@@ -89,6 +104,7 @@ export class BenchGuest {
       endAt: t1,
       guestS: Number(me[2]) - Number(mb[1]),
       cpuS,
+      threadS,
       status: Number(me[1]),
       output: this.session.output.slice(afterBegin, endAt + 1).replace(/\r\n/g, '\n'),
     };
@@ -103,6 +119,46 @@ export class BenchGuest {
     } catch {
       return NaN;
     }
+  }
+
+  private guestTid: number | undefined;
+
+  /**
+   * The thread that runs the guest's vCPU 0: ringzero's main thread (the soft engine runs vCPU 0 there), QEMU's
+   * thread named "CPU 0/TCG" (named only under `-name ...,debug-threads=on`); undefined when not found (yet).
+   */
+  guestThread(): number | undefined {
+    if (this.guestTid !== undefined) return this.guestTid;
+    const pid = this.session.child.pid;
+    if (pid === undefined) return undefined;
+    if (!this.qemu) return (this.guestTid = pid);
+    try {
+      const found = fs.readdirSync(`/proc/${pid}/task`).find((t) => fs.readFileSync(`/proc/${pid}/task/${t}/comm`, 'utf8').startsWith('CPU 0/'));
+      if (found !== undefined) this.guestTid = Number(found);
+    } catch { /* gone */ }
+    return this.guestTid;
+  }
+
+  /** CPU seconds the guest thread has used so far (sched stats: the first field is ns on the CPU), or NaN. */
+  threadCpuSeconds(): number {
+    const tid = this.guestThread();
+    if (tid === undefined) return NaN;
+    try {
+      return Number(fs.readFileSync(`/proc/${this.session.child.pid}/task/${tid}/schedstat`, 'utf8').split(' ')[0]) / 1e9;
+    } catch {
+      return NaN;
+    }
+  }
+
+  /**
+   * Pin every thread of the VMM process to host CPU `cpu` (sched_setaffinity through `taskset -a -p`; threads
+   * started later inherit the mask of the thread that starts them). bench/engines --paired gives each of two VMMs
+   * one CPU of their own and swaps them: see its header.
+   */
+  pin(cpu: number): void {
+    const pid = this.session.child.pid!;
+    const r = spawnSync('taskset', ['-a', '-p', '-c', String(cpu), String(pid)], { encoding: 'utf8' });
+    if (r.status !== 0) throw new Error(`${this.label}: taskset -a -p -c ${cpu} ${pid}: ${r.stderr || r.error}`);
   }
 
   /** Type `poweroff -f` and wait for the VMM to exit; returns ms from typing to exit, or throws on a timeout. */
