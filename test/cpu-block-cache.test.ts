@@ -24,7 +24,7 @@ function runToHlt(m: Machine, at: number): void {
   assert.equal(r, RunExit.Halted, `stopped with ${r}, last exception ${m.cpu.lastException}`);
 }
 
-const eax = (m: Machine) => m.cpu.rlo[0];
+const eax = (m: Machine) => m.cpu.gpr[0];
 
 for (const [cached, jit] of [[true, false], [false, false], [true, true]]) {
   const tag = !cached ? 'without the cache' : jit ? 'with generated code' : 'with the cache';
@@ -63,7 +63,7 @@ for (const [cached, jit] of [[true, false], [false, false], [true, true]]) {
     m.mem.write(CODE, Uint8Array.from(hexBytes(
       'e8 fb 1f 00 00 e8 f6 1f 00 00 89 c3 be 00 00 20 00 bf 00 20 10 00 b9 06 00 00 00 f3 a4 e8 de 1f 00 00 f4')));
     runToHlt(m, CODE);
-    assert.equal(m.cpu.rlo[3], 1, 'the original function ran first');
+    assert.equal(m.cpu.gpr[6], 1, 'the original function ran first');
     assert.equal(eax(m), 2, 'the copied function ran after the copy');
   });
 

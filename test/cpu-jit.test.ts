@@ -54,7 +54,7 @@ function agree(code: string, prepare: (m: Machine) => void = () => {}): Machine 
 test('a self-looping block runs in generated code with exact results and instruction counts', () => {
   // mov ecx,1000 / mov ebx,3 / 1: add eax,ebx / dec ecx / jnz 1b / hlt
   const m = agree('b9 e8 03 00 00 bb 03 00 00 00 01 d8 ff c9 75 fa f4');
-  assert.equal(m.cpu.rlo[0], 3000);
+  assert.equal(m.cpu.gpr[0], 3000);
   assert.equal(m.cpu.instructions, 2 + 3 * 1000 + 1);
   assert.ok(m.cpu.codeCache.stats.compiled >= 1, `compiled: ${m.cpu.codeCache.stats.compiled}`);
   assert.ok(m.cpu.jitInstructions >= 2900, `instructions in generated code: ${m.cpu.jitInstructions}`);
@@ -63,7 +63,7 @@ test('a self-looping block runs in generated code with exact results and instruc
 test('blocks chain across a call, the function and the return (no table lookups in the loop)', () => {
   // mov ecx,3000 / xor edx,edx / 1: call 2f / dec ecx / jnz 1b / hlt / 2: add rdx,rcx / push rbx / pop rbx / ret
   const m = agree('b9 b8 0b 00 00 31 d2 e8 05 00 00 00 ff c9 75 f7 f4 48 01 ca 53 5b c3');
-  assert.equal(m.cpu.rlo[2], (3000 * 3001) / 2);
+  assert.equal(m.cpu.gpr[4], (3000 * 3001) / 2);
   assert.ok(m.cpu.codeCache.stats.chainHits > 2 * 2900, `chain hits: ${m.cpu.codeCache.stats.chainHits}`);
   assert.ok(m.cpu.jitInstructions > 5 * 2900);
 });
@@ -89,7 +89,7 @@ test('a page fault on a load in the middle of a generated block: state precise, 
   assert.equal(m.cpu.lastException, C.EXC_PF);
   assert.equal(m.cpu.cr2, 0x800000);
   assert.equal(m.cpu.rip, CODE + 22, 'RIP at the faulting mov');
-  assert.equal(m.cpu.rlo[1], 7, 'three iterations done');
+  assert.equal(m.cpu.gpr[2], 7, 'three iterations done');
   assert.ok(m.cpu.jitInstructions > 0);
 });
 
@@ -100,14 +100,14 @@ test('a page fault on a store (read-only page, CR0.WP) in a generated block leav
   const m = agree(code, (mm) => editPde(mm, 0x800000, C.PTE_RW));
   assert.equal(m.cpu.lastException, C.EXC_PF);
   assert.equal(m.cpu.faultError & (C.PFEC_P | C.PFEC_W), C.PFEC_P | C.PFEC_W);
-  assert.equal(m.cpu.rlo[3], 10 + 9 + 8 + 7);
+  assert.equal(m.cpu.gpr[6], 10 + 9 + 8 + 7);
   assert.equal(m.cpu.readLin(0x600000, 4), 10 + 9 + 8);
 });
 
 test('a store into the next instruction of the same generated block is seen at once (self-modifying code)', () => {
   // xor eax,eax / mov ecx,5 / 1: mov [rip+2],ecx (the imm32 of the add) / add eax,0 (81 c0 imm32) / dec ecx / jnz 1b / hlt
   const m = agree('31 c0 b9 05 00 00 00 89 0d 02 00 00 00 81 c0 00 00 00 00 ff c9 75 f0 f4');
-  assert.equal(m.cpu.rlo[0], 5 + 4 + 3 + 2 + 1);
+  assert.equal(m.cpu.gpr[0], 5 + 4 + 3 + 2 + 1);
   assert.ok(m.cpu.codeCache.stats.invalidations >= 4);
 });
 
@@ -163,10 +163,10 @@ test('an interrupt raised by an MMIO store inside a generated self-loop is taken
   cpu.setFlagsValue(C.IF | C.FLAGS_FIXED);
   let guard = 0;
   while (!cpu.halted && guard++ < 1000) assert.notEqual(cpu.run(1000), RunExit.Shutdown, `shutdown, exception ${cpu.lastException}`);
-  assert.equal(cpu.rlo[15], 1, 'the handler ran once');
-  assert.equal(cpu.rlo[14], 6, 'EAX when the interrupt was taken: right after the 7th store (of 6)');
+  assert.equal(cpu.gpr[30], 1, 'the handler ran once');
+  assert.equal(cpu.gpr[28], 6, 'EAX when the interrupt was taken: right after the 7th store (of 6)');
   assert.equal(cpu.getReg64Num(13), CODE + 9, 'the frame returns to the instruction after the store');
-  assert.equal(cpu.rlo[0], 20);
+  assert.equal(cpu.gpr[0], 20);
   assert.equal(stores, 20);
   assert.equal(cpu.instructions, 2 + 4 * 20 + 1 + 4, 'loop, hlt and the handler counted exactly');
   assert.ok(cpu.jitInstructions > 40, `instructions in generated code: ${cpu.jitInstructions}`);
@@ -176,7 +176,7 @@ test('RINGZERO_JIT off (jitEnabled false) compiles nothing; translation off runs
   for (const mode of ['closures', 'interpreter'] as Mode[]) {
     const m = machine(mode);
     runToEnd(m, 'b9 e8 03 00 00 bb 03 00 00 00 01 d8 ff c9 75 fa f4');
-    assert.equal(m.cpu.rlo[0], 3000);
+    assert.equal(m.cpu.gpr[0], 3000);
     assert.equal(m.cpu.jitInstructions, 0, mode);
     if (mode === 'interpreter') assert.equal(m.cpu.blockInstructions, 0);
     else assert.ok(m.cpu.blockInstructions > 2900);

@@ -54,7 +54,7 @@ test('real mode: INT n through the IVT pushes FLAGS/CS/IP and clears IF; IRET re
   cpu.loadSegmentReal(C.CS, 0);
   cpu.rip = BOOT;
   cpu.loadSegmentReal(C.SS, 0);
-  cpu.rlo[4] = 0x7000;
+  cpu.gpr[8] = 0x7000;
   cpu.setFlagsValue(C.IF | C.CF | C.TF);
   w16(cpu, 0x21 * 4, 0x0100); w16(cpu, 0x21 * 4 + 2, 0x0500); // IVT[0x21] = 0500:0100
   w16(cpu, 6 * 4, 0x0200); w16(cpu, 6 * 4 + 2, 0x0500); // IVT[6] (#UD) = 0500:0200
@@ -64,7 +64,7 @@ test('real mode: INT n through the IVT pushes FLAGS/CS/IP and clears IF; IRET re
   assert.equal(cpu.segSel[C.CS], 0x500);
   assert.equal(cpu.segBase[C.CS], 0x5000);
   assert.equal(cpu.rip, 0x100);
-  assert.equal(cpu.rlo[4], 0x6ffa);
+  assert.equal(cpu.gpr[8], 0x6ffa);
   assert.equal(r16(cpu, 0x6ffa), BOOT + 2, 'return IP is the next instruction');
   assert.equal(r16(cpu, 0x6ffc), 0);
   assert.equal(r16(cpu, 0x6ffe), C.IF | C.CF | C.TF | C.FLAGS_FIXED);
@@ -72,7 +72,7 @@ test('real mode: INT n through the IVT pushes FLAGS/CS/IP and clears IF; IRET re
   step(cpu);
   assert.equal(cpu.rip, BOOT + 2);
   assert.equal(cpu.segSel[C.CS], 0);
-  assert.equal(cpu.rlo[4], 0x7000);
+  assert.equal(cpu.gpr[8], 0x7000);
   assert.equal(cpu.getFlags() & (C.IF | C.CF), C.IF | C.CF);
   step(cpu);
   assert.equal(cpu.lastException, C.EXC_UD);
@@ -106,7 +106,7 @@ function enterProtectedMode(cpu: SoftCpu): void {
   put(cpu, BOOT + 0x20, '0f b2 25 10 7e 00 00 8e 1d 18 7e 00 00');
   cpu.loadSegmentReal(C.CS, 0);
   cpu.rip = BOOT;
-  cpu.rlo[0] = 1; // AX for lmsw: PE
+  cpu.gpr[0] = 1; // AX for lmsw: PE
   step(cpu, 4);
   assert.equal(cpu.lastException, -1);
   assert.equal(cpu.rip, BOOT + 0x20);
@@ -115,7 +115,7 @@ function enterProtectedMode(cpu: SoftCpu): void {
   assert.equal(cpu.segSel[C.CS], 0x08);
   step(cpu, 2);
   assert.equal(cpu.segSel[C.SS], 0x10);
-  assert.equal(cpu.rlo[4], RING0_STACK);
+  assert.equal(cpu.gpr[8], RING0_STACK);
   assert.equal(cpu.segSel[C.DS], 0x10);
   assert.equal(cpu.segLimit[C.DS], 0xffffffff);
   assert.equal(cpu.rip, BOOT + 0x2d);
@@ -129,13 +129,13 @@ test('protected mode: far jump after LMSW PE; loads set accessed bits; #GP and #
   step(cpu);
   assert.equal(cpu.lastException, C.EXC_GP);
   assert.equal(cpu.rip, HANDLER_GP);
-  assert.equal(cpu.rlo[4], RING0_STACK - 16);
+  assert.equal(cpu.gpr[8], RING0_STACK - 16);
   assert.equal(r32(cpu, RING0_STACK - 16), 0x40, 'error code = selector');
   assert.equal(r32(cpu, RING0_STACK - 12), BOOT + 0x2d);
   assert.equal(r32(cpu, RING0_STACK - 8), 0x08);
   assert.equal(cpu.segSel[C.ES], 0, 'ES unchanged');
   // A not-present data segment: #NP(selector).
-  cpu.rip = BOOT + 0x2d; cpu.rlo[4] = RING0_STACK;
+  cpu.rip = BOOT + 0x2d; cpu.gpr[8] = RING0_STACK;
   put(cpu, BOOT + 0x2d, '8e 05 1c 7e 00 00'); // mov 0x7e1c,%es (selector 0x38)
   gate32(cpu, 11, 0x08, HANDLER_GP + 0x10, 0x8e);
   step(cpu);
@@ -149,7 +149,7 @@ test('protected mode: LTR marks the TSS busy; IRET to ring 3; INT 0x80 switches 
   enterProtectedMode(cpu);
   // 7c2d: ltr %ax; iret
   put(cpu, BOOT + 0x2d, '0f 00 d8 cf');
-  cpu.rlo[0] = 0x28;
+  cpu.gpr[0] = 0x28;
   step(cpu);
   assert.equal(cpu.ram[GDT + 0x28 + 5], 0x8b, 'busy TSS type');
   assert.equal(cpu.trBase, TSS);
@@ -157,13 +157,13 @@ test('protected mode: LTR marks the TSS busy; IRET to ring 3; INT 0x80 switches 
   const frame = RING0_STACK - 20;
   w32(cpu, frame, USER_CODE); w32(cpu, frame + 4, 0x1b); w32(cpu, frame + 8, C.IF | C.FLAGS_FIXED);
   w32(cpu, frame + 12, RING3_STACK); w32(cpu, frame + 16, 0x23);
-  cpu.rlo[4] = frame;
+  cpu.gpr[8] = frame;
   step(cpu);
   assert.equal(cpu.cpl, 3);
   assert.equal(cpu.rip, USER_CODE);
   assert.equal(cpu.segSel[C.CS], 0x1b);
   assert.equal(cpu.segSel[C.SS], 0x23);
-  assert.equal(cpu.rlo[4], RING3_STACK);
+  assert.equal(cpu.gpr[8], RING3_STACK);
   assert.equal(cpu.segSel[C.DS], 0, 'DS (DPL 0) is nulled on the way out to ring 3');
   assert.ok(cpu.getFlags() & C.IF);
 
@@ -172,19 +172,19 @@ test('protected mode: LTR marks the TSS busy; IRET to ring 3; INT 0x80 switches 
   assert.equal(cpu.cpl, 0);
   assert.equal(cpu.rip, HANDLER_80);
   assert.equal(cpu.segSel[C.SS], 0x10);
-  assert.equal(cpu.rlo[4], RING0_STACK - 20);
+  assert.equal(cpu.gpr[8], RING0_STACK - 20);
   assert.deepEqual([0, 4, 8, 12, 16].map((o) => r32(cpu, RING0_STACK - 20 + o)),
     [USER_CODE + 2, 0x1b, C.IF | C.FLAGS_FIXED, RING3_STACK, 0x23]);
   assert.ok(cpu.getFlags() & C.IF, 'a trap gate keeps IF');
   step(cpu); // iret
   assert.equal(cpu.cpl, 3);
   assert.equal(cpu.rip, USER_CODE + 2);
-  assert.equal(cpu.rlo[4], RING3_STACK);
+  assert.equal(cpu.gpr[8], RING3_STACK);
   step(cpu); // int $0x81: gate DPL 0 < CPL 3
   assert.equal(cpu.lastException, C.EXC_GP);
   assert.equal(cpu.rip, HANDLER_GP);
   assert.equal(cpu.cpl, 0);
-  assert.equal(cpu.rlo[4], RING0_STACK - 24);
+  assert.equal(cpu.gpr[8], RING0_STACK - 24);
   assert.equal(r32(cpu, RING0_STACK - 24), 0x81 * 8 + 2, 'IDT error code, EXT clear for INT n');
   assert.equal(r32(cpu, RING0_STACK - 20), USER_CODE + 2, 'fault frame points at the INT');
   assert.equal(cpu.getFlags() & C.IF, 0, 'an interrupt gate clears IF');
@@ -212,7 +212,7 @@ test('a fault while delivering becomes #DF; a fault while delivering #DF is a tr
   cpu.idtrLimit = 13 * 8 - 1; // vector 8 fits, vector 13 does not
   step(cpu);
   assert.equal(cpu.rip, HANDLER_DF);
-  assert.equal(cpu.rlo[4], RING0_STACK - 16);
+  assert.equal(cpu.gpr[8], RING0_STACK - 16);
   assert.equal(r32(cpu, RING0_STACK - 16), 0, '#DF error code is 0');
   assert.equal(r32(cpu, RING0_STACK - 12), BOOT + 0x2d);
   assert.equal(cpu.segSel[C.CS], 0x08);
@@ -256,12 +256,12 @@ test('sysenter/sysexit between ring 3 and ring 0 in 32-bit protected mode', () =
   cpu.msrs.set(0x174, 0x08n); cpu.msrs.set(0x175, BigInt(RING0_STACK)); cpu.msrs.set(0x176, BigInt(SYSENTER_EIP));
   // ltr %ax; then drop to ring 3 with a hand-built IRET frame.
   put(cpu, BOOT + 0x2d, '0f 00 d8 cf');
-  cpu.rlo[0] = 0x28;
+  cpu.gpr[0] = 0x28;
   step(cpu);
   const frame = RING0_STACK - 20;
   w32(cpu, frame, USER_CODE); w32(cpu, frame + 4, 0x1b); w32(cpu, frame + 8, C.IF | C.FLAGS_FIXED);
   w32(cpu, frame + 12, RING3_STACK); w32(cpu, frame + 16, 0x23);
-  cpu.rlo[4] = frame;
+  cpu.gpr[8] = frame;
   step(cpu);
   assert.equal(cpu.cpl, 3);
   put(cpu, USER_CODE, '0f 34'); // sysenter
@@ -271,15 +271,15 @@ test('sysenter/sysexit between ring 3 and ring 0 in 32-bit protected mode', () =
   assert.equal(cpu.rip, SYSENTER_EIP);
   assert.equal(cpu.segSel[C.CS], 0x08);
   assert.equal(cpu.segSel[C.SS], 0x10);
-  assert.equal(cpu.rlo[4], RING0_STACK);
+  assert.equal(cpu.gpr[8], RING0_STACK);
   assert.equal(cpu.getFlags() & C.IF, 0);
-  cpu.rlo[2] = USER_CODE + 2; cpu.rlo[1] = RING3_STACK - 4; // EDX, ECX
+  cpu.gpr[4] = USER_CODE + 2; cpu.gpr[2] = RING3_STACK - 4; // EDX, ECX
   step(cpu);
   assert.equal(cpu.cpl, 3);
   assert.equal(cpu.segSel[C.CS], 0x1b);
   assert.equal(cpu.segSel[C.SS], 0x23);
   assert.equal(cpu.rip, USER_CODE + 2);
-  assert.equal(cpu.rlo[4], RING3_STACK - 4);
+  assert.equal(cpu.gpr[8], RING3_STACK - 4);
   // sysexit at ring 3 is #GP(0)
   put(cpu, USER_CODE + 2, '0f 35');
   step(cpu);
@@ -291,12 +291,12 @@ test('virtual-8086 mode: IRET with VM from ring 0, INT n back to ring 0 pushes t
   const cpu = makeCpu();
   enterProtectedMode(cpu);
   put(cpu, BOOT + 0x2d, '0f 00 d8 cf'); // ltr %ax; iret
-  cpu.rlo[0] = 0x28;
+  cpu.gpr[0] = 0x28;
   step(cpu);
   const frame = RING0_STACK - 36;
   const v86Flags = C.VM | C.IF | C.IOPL | C.FLAGS_FIXED;
   [0x0010, 0x0600, v86Flags, 0x1000, 0x0700, 0x1111, 0x2222, 0x3333, 0x4444].forEach((v, i) => w32(cpu, frame + 4 * i, v));
-  cpu.rlo[4] = frame;
+  cpu.gpr[8] = frame;
   step(cpu);
   assert.equal(cpu.cpl, 3);
   assert.equal(cpu.protectedMode, false);
@@ -304,13 +304,13 @@ test('virtual-8086 mode: IRET with VM from ring 0, INT n back to ring 0 pushes t
   assert.equal(cpu.rip, 0x10);
   assert.equal(cpu.segSel[C.ES], 0x1111);
   assert.equal(cpu.segBase[C.GS], 0x44440);
-  assert.equal(cpu.rlo[4], 0x1000);
+  assert.equal(cpu.gpr[8], 0x1000);
   put(cpu, 0x6010, 'cd 80'); // int $0x80 (IOPL 3: allowed)
   step(cpu);
   assert.equal(cpu.cpl, 0);
   assert.ok(cpu.protectedMode);
   assert.equal(cpu.rip, HANDLER_80);
-  assert.equal(cpu.rlo[4], RING0_STACK - 36);
+  assert.equal(cpu.gpr[8], RING0_STACK - 36);
   assert.deepEqual([0, 1, 2, 3, 4, 5, 6, 7, 8].map((i) => r32(cpu, RING0_STACK - 36 + 4 * i)),
     [0x12, 0x0600, v86Flags, 0x1000, 0x0700, 0x1111, 0x2222, 0x3333, 0x4444]);
   assert.equal(cpu.segSel[C.DS], 0);

@@ -105,7 +105,7 @@ function exec(cpu: SoftCpu, at: number, bytes: string): number {
 function loadTables(cpu: SoftCpu): void {
   put(cpu, KCODE, '0f 01 14 25 00 7e 00 00 0f 01 1c 25 10 7e 00 00 0f 00 d8');
   cpu.rip = KCODE;
-  cpu.rlo[0] = 0x40;
+  cpu.gpr[0] = 0x40;
   step(cpu, 3);
   assert.equal(cpu.lastException, -1);
   assert.equal(cpu.rip, KCODE + 19);
@@ -210,7 +210,7 @@ test('SYSCALL/SYSRET round trip with SFMASK and SWAPGS; SYSRET to a non-canonica
   assert.equal(cpu.segSel[C.CS], 0x10);
   assert.equal(cpu.segSel[C.SS], 0x18);
   assert.equal(cpu.getReg64Num(1), USER + 2, 'RCX = return RIP');
-  assert.equal(cpu.rlo[11], C.IF | C.DF | C.CF | C.FLAGS_FIXED, 'R11 = RFLAGS');
+  assert.equal(cpu.gpr[22], C.IF | C.DF | C.CF | C.FLAGS_FIXED, 'R11 = RFLAGS');
   assert.equal(cpu.getFlags(), C.CF | C.FLAGS_FIXED, 'SFMASK bits cleared');
   step(cpu); // swapgs
   assert.equal(cpu.segBase[C.GS], 0x5678);
@@ -309,37 +309,37 @@ test('SYSRET that sets IF asks for an event check only when the local APIC has a
 test('segment loads in 64-bit mode: null rules for SS, privilege and presence checks, accessed bit', () => {
   const u = machine(3);
   loadTablesFromRing3(u);
-  u.rlo[0] = 0;
+  u.gpr[0] = 0;
   assert.equal(exec(u, USER, '8e d0'), C.EXC_GP, 'mov %ax,%ss with null at CPL 3'); // mov %eax,%ss
   assert.equal(u.faultError, 0);
   assert.equal(exec(u, USER, '8e d8'), -1, 'null DS is fine'); // mov %eax,%ds
   assert.equal(u.segSel[C.DS], 0);
   assert.ok(u.segAttr[C.DS] & C.SEG_UNUSABLE);
-  u.rlo[0] = 0x18;
+  u.gpr[0] = 0x18;
   assert.equal(exec(u, USER, '8e d8'), C.EXC_GP, 'DPL 0 data at CPL 3');
   assert.equal(u.faultError, 0x18);
-  u.rlo[0] = 0x2b;
+  u.gpr[0] = 0x2b;
   assert.equal(exec(u, USER, '8e c0'), -1); // mov %eax,%es
   assert.equal(u.segSel[C.ES], 0x2b);
-  u.rlo[0] = 0x50;
+  u.gpr[0] = 0x50;
   assert.equal(exec(u, USER, '8e c0'), C.EXC_GP, 'beyond the GDT limit');
   assert.equal(u.faultError, 0x50);
 
   const k = machine(0);
   loadTablesFromRing3(k);
-  k.rlo[0] = 0;
+  k.gpr[0] = 0;
   assert.equal(exec(k, KCODE, '8e d0'), -1, 'null SS at CPL 0 in 64-bit mode');
   assert.equal(k.segSel[C.SS], 0);
   assert.ok(k.interruptShadow, 'MOV SS opens an interrupt shadow');
-  k.rlo[0] = 0x38;
+  k.gpr[0] = 0x38;
   assert.equal(exec(k, KCODE, '8e d8'), C.EXC_NP);
   assert.equal(k.faultError, 0x38);
-  k.rlo[0] = 0x18;
+  k.gpr[0] = 0x18;
   k.ram[GDT + 0x18 + 5] = 0x92;
   assert.equal(exec(k, KCODE, '8e d8'), -1);
   assert.equal(k.ram[GDT + 0x18 + 5], 0x93, 'accessed bit set');
   // mov %fs,%eax zero-extends; push %fs / pop %gs move a selector through the stack (8 bytes in 64-bit mode).
-  k.rlo[0] = 0x18;
+  k.gpr[0] = 0x18;
   exec(k, KCODE, '8e e0'); // mov %eax,%fs
   k.setReg64Num(0, -1);
   assert.equal(exec(k, KCODE, '8c e0'), -1);
@@ -402,28 +402,28 @@ test('descriptor-table instructions: sgdt/sidt, str/sldt, lar/lsl/verr/verw, sms
   k.setReg64Num(0, -1);
   assert.equal(exec(k, KCODE, '0f 00 c8'), -1); // str %eax
   assert.equal(k.getReg64Num(0), 0x40);
-  k.rlo[0] = 0x2b;
+  k.gpr[0] = 0x2b;
   assert.equal(exec(k, KCODE, '0f 02 c8'), -1); // lar %eax,%ecx
   assert.ok(k.getZF());
-  assert.equal(k.rlo[1] & ~0xf0000, 0x00c0f300, 'access rights (bits 19:16 are undefined)');
+  assert.equal(k.gpr[2] & ~0xf0000, 0x00c0f300, 'access rights (bits 19:16 are undefined)');
   assert.equal(exec(k, KCODE, '0f 03 c8'), -1); // lsl %eax,%ecx
   assert.ok(k.getZF());
-  assert.equal(k.rlo[1] >>> 0, 0xffffffff);
-  k.rlo[0] = 0x58; // beyond the limit: ZF = 0, ECX unchanged
+  assert.equal(k.gpr[2] >>> 0, 0xffffffff);
+  k.gpr[0] = 0x58; // beyond the limit: ZF = 0, ECX unchanged
   exec(k, KCODE, '0f 03 c8');
   assert.equal(k.getZF(), false);
-  k.rlo[0] = 0x10;
+  k.gpr[0] = 0x10;
   exec(k, KCODE, '0f 00 e0'); // verr %ax: readable code
   assert.ok(k.getZF());
   exec(k, KCODE, '0f 00 e8'); // verw %ax: code is never writable
   assert.equal(k.getZF(), false);
   assert.equal(exec(k, KCODE, '48 0f 01 e0'), -1); // smsw %rax
   assert.equal(k.getReg64Num(0), k.cr0 >>> 0);
-  k.rlo[0] = 0;
+  k.gpr[0] = 0;
   assert.equal(exec(k, KCODE, '0f 00 d0'), -1); // lldt %ax (null)
   k.msrs.set(0xc0000103, 7n);
   assert.equal(exec(k, KCODE, '0f 01 f9'), -1); // rdtscp
-  assert.equal(k.rlo[1], 7);
+  assert.equal(k.gpr[2], 7);
   // serialize (0F 01 E8) is offered and does nothing else, at any CPL; F3 0F 01 E8 (XRESLDTRK) is not
   const rsp = k.getReg64Num(4), flags = k.getFlags();
   assert.equal(exec(k, KCODE, '0f 01 e8'), -1);
@@ -448,7 +448,7 @@ test('#DF through an IST stack when the #GP gate is not present; triple fault wh
   loadTables(k);
   k.ram[IDT + 13 * 16 + 5] &= 0x7f; // #GP gate not present
   k.ram[IDT + 11 * 16 + 5] &= 0x7f; // nor #NP
-  k.rlo[0] = 0x50;
+  k.gpr[0] = 0x50;
   put(k, KCODE + 19, '8e d8'); // mov %eax,%ds -> #GP(0x50) -> #NP on its gate -> #DF
   step(k);
   assert.equal(k.rip, H_DF);
@@ -460,7 +460,7 @@ test('#DF through an IST stack when the #GP gate is not present; triple fault wh
   const t = machine(0);
   loadTables(t);
   t.idtrLimit = 0x7f; // vectors 8 and 13 both beyond the limit
-  t.rlo[0] = 0x50;
+  t.gpr[0] = 0x50;
   put(t, KCODE + 19, '8e d8');
   assert.equal(step(t), RunExit.Shutdown);
   assert.ok(t.shutdown);

@@ -1402,7 +1402,7 @@ test('SERIALIZE is a form that does not end its block: a loop around it is one t
   // while it ended its block alone, which had nothing to translate)
   const code = hexBytes('31 c0 b9 64 00 00 00 0f 01 e8 83 c0 02 ff c9 75 f6 f4');
   const m = agree(code, () => {}, 100);
-  assert.equal(m.cpu.rlo[0], 200);
+  assert.equal(m.cpu.gpr[0], 200);
   const loop = m.cpu.codeCache.table.find((b) => b !== null && b !== undefined && b.pa === CODE + 7);
   assert.ok(loop !== undefined, 'the loop block was recorded');
   assert.deepEqual(loop.entries.map((e) => e.form), [Form.Nop, Form.AluRI, Form.IncDec, Form.Jcc], 'SERIALIZE, then the rest of the loop in the same block');

@@ -871,8 +871,7 @@ export function applyBootState(cpu: SoftCpu, b: BootState): void {
   cpu.trSel = b.tr.selector; cpu.trBase = b.tr.base; cpu.trLimit = b.tr.limit; cpu.trAttr = b.tr.accessRights;
   cpu.ldtrSel = b.ldtr.selector; cpu.ldtrBase = b.ldtr.base; cpu.ldtrLimit = b.ldtr.limit; cpu.ldtrAttr = b.ldtr.accessRights;
   cpu.setFlagsValue(b.rflags);
-  cpu.rlo.fill(0);
-  cpu.rhi.fill(0);
+  cpu.gpr.fill(0);
   cpu.setReg64Num(6, b.rsi);
   cpu.setReg64Num(4, b.rsp);
   cpu.rip = b.entry64;

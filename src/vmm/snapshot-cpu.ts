@@ -73,7 +73,7 @@ const DEDICATED_MSRS = new Set<number>([MSR.TSC, MSR.APIC_BASE, MSR.EFER, MSR.FS
 export function saveSoftCpu(cpu: SoftCpu, lapic: Lapic | undefined, waitForSipi: boolean): VcpuState {
   cpu.settleFlags();
   const gprs: string[] = [];
-  for (let i = 0; i < 16; i++) gprs.push('0x' + ((BigInt(cpu.rhi[i] >>> 0) << 32n) | BigInt(cpu.rlo[i] >>> 0)).toString(16));
+  for (let i = 0; i < 16; i++) gprs.push('0x' + ((BigInt(cpu.gpr[2 * i + 1] >>> 0) << 32n) | BigInt(cpu.gpr[2 * i] >>> 0)).toString(16));
   const seg = (i: number): SegmentImage => ({ selector: cpu.segSel[i], base: hex64(cpu.segBase[i]), limit: cpu.segLimit[i] >>> 0, accessRights: cpu.segAttr[i] });
   const msrs: Record<string, string> = {};
   for (const [index, value] of cpu.msrs) msrs['0x' + (index >>> 0).toString(16)] = '0x' + BigInt.asUintN(64, value).toString(16);
@@ -138,8 +138,8 @@ export function restoreSoftCpu(cpu: SoftCpu, s: VcpuState, opts: { keepCode?: bo
   cpu.reset(opts.keepCode === true);
   for (let i = 0; i < 16; i++) {
     const v = u64(s.gprs[i]);
-    cpu.rlo[i] = Number(v & 0xffffffffn) | 0;
-    cpu.rhi[i] = Number(v >> 32n) | 0;
+    cpu.gpr[2 * i] = Number(v & 0xffffffffn) | 0;
+    cpu.gpr[2 * i + 1] = Number(v >> 32n) | 0;
   }
   // Control registers and EFER before the segments: loading CS derives the mode and CPL from them.
   cpu.cr0 = Number(u64(s.cr0) & 0xffffffffn) | 0;

@@ -4,7 +4,8 @@
 // exception and interrupt delivery, far transfers and the other system instructions live in ./system/*.ts.
 //
 // Value conventions (hot paths, so no BigInt):
-// - A 64-bit general register is two int32 halves: rlo[i], rhi[i].
+// - A 64-bit general register is two int32 halves: gpr[2 * i] (low), gpr[2 * i + 1] (high); register i is one 8-byte
+//   little-endian slot at byte 8 * i, so translated code (./wasm) loads and stores it with one i64 access.
 // - Operand values of size 1 and 2 are non-negative numbers; size 4 values are int32 (use `>>> 0` for unsigned);
 //   size 8 values are returned as the low int32 with the high int32 left in `this.hi`.
 // - Linear addresses in 64-bit mode are signed numbers (canonical addresses are exact doubles); in legacy modes they
@@ -214,8 +215,8 @@ export class SoftCpu {
   readonly ramSize: number;
 
   // ---- general registers and instruction pointer
-  readonly rlo = new Int32Array(16);
-  readonly rhi = new Int32Array(16);
+  /** Register i's low half at [2 * i], its high half at [2 * i + 1] (the state area's layout: ./wasm/layout.ts S_GPR). */
+  readonly gpr = new Int32Array(32);
   rip = 0;
   /** Address of the first byte (prefixes included) of the instruction being executed. */
   ripStart = 0;
@@ -385,7 +386,7 @@ export class SoftCpu {
   jitEnabled: boolean;
   /**
    * The WebAssembly translator (./wasm/translate.ts) when RINGZERO_JIT=wasm and the memory is wasm-backed: it then
-   * replaces the JavaScript translator, and rlo/rhi, the TLB and segBase are views into its memory.
+   * replaces the JavaScript translator, and gpr, the TLB and segBase are views into its memory.
    */
   readonly wasm: WasmEngine | null = null;
   /** Byte offset of this vCPU's state area in the wasm memory (./wasm/layout.ts). */
@@ -402,7 +403,7 @@ export class SoftCpu {
     const w = (env.wasm ?? process.env.RINGZERO_JIT === 'wasm') ? wasmStateFor(env.mem) : null;
     if (w !== null) {
       this.wasm = w.engine; this.wasmState = w.st;
-      this.rlo = w.rlo; this.rhi = w.rhi; this.tlb = w.tlb; this.tlbPfn = new Uint32Array(w.tlb.buffer, w.tlb.byteOffset, w.tlb.length * 2); this.segBase = w.segBase; this.kgs = w.kgs;
+      this.gpr = w.gpr; this.tlb = w.tlb; this.tlbPfn = new Uint32Array(w.tlb.buffer, w.tlb.byteOffset, w.tlb.length * 2); this.segBase = w.segBase; this.kgs = w.kgs;
       // (the XMM file and the SSE-usable word live in the state area too, for ./wasm/sse.ts)
       const v = sseViews(env.mem.wasmMemory!.buffer as ArrayBuffer, w.st);
       this.xmm = v.xmm; this.xmmView = new DataView(v.xmm.buffer, v.xmm.byteOffset, 256); this.fpu = new FpuState(v.xmm, v.sseOk);
@@ -421,9 +422,8 @@ export class SoftCpu {
    * migration's destination, whose blocks were built from the memory the restored state goes with: ../hot-list.ts).
    */
   reset(keepCode = false): void {
-    this.rlo.fill(0);
-    this.rhi.fill(0);
-    this.rlo[2] = 0x600; // EDX: family/model/stepping
+    this.gpr.fill(0);
+    this.gpr[4] = 0x600; // EDX: family/model/stepping
     this.flags = C.FLAGS_FIXED;
     this.lazyOp = Lazy.None;
     for (let s = 0; s < 6; s++) this.loadSegmentRaw(s, 0, 0, 0xffff, C.SEG_P | C.SEG_S | 3);
@@ -1135,11 +1135,11 @@ export class SoftCpu {
   getReg(size: number, i: number): number {
     switch (size) {
       case 1:
-        if (i < 4 || this.rex || i > 7) return this.rlo[i] & 0xff;
-        return (this.rlo[i - 4] >> 8) & 0xff;
-      case 2: return this.rlo[i] & 0xffff;
-      case 4: return this.rlo[i];
-      default: this.hi = this.rhi[i]; return this.rlo[i];
+        if (i < 4 || this.rex || i > 7) return this.gpr[2 * i] & 0xff;
+        return (this.gpr[2 * (i - 4)] >> 8) & 0xff;
+      case 2: return this.gpr[2 * i] & 0xffff;
+      case 4: return this.gpr[2 * i];
+      default: this.hi = this.gpr[2 * i + 1]; return this.gpr[2 * i];
     }
   }
 
@@ -1147,32 +1147,32 @@ export class SoftCpu {
   setReg(size: number, i: number, v: number, hi = 0): void {
     switch (size) {
       case 1:
-        if (i < 4 || this.rex || i > 7) this.rlo[i] = (this.rlo[i] & ~0xff) | (v & 0xff);
-        else this.rlo[i - 4] = (this.rlo[i - 4] & ~0xff00) | ((v & 0xff) << 8);
+        if (i < 4 || this.rex || i > 7) this.gpr[2 * i] = (this.gpr[2 * i] & ~0xff) | (v & 0xff);
+        else this.gpr[2 * (i - 4)] = (this.gpr[2 * (i - 4)] & ~0xff00) | ((v & 0xff) << 8);
         return;
-      case 2: this.rlo[i] = (this.rlo[i] & ~0xffff) | (v & 0xffff); return;
-      case 4: this.rlo[i] = v; this.rhi[i] = 0; return;
-      default: this.rlo[i] = v; this.rhi[i] = hi;
+      case 2: this.gpr[2 * i] = (this.gpr[2 * i] & ~0xffff) | (v & 0xffff); return;
+      case 4: this.gpr[2 * i] = v; this.gpr[2 * i + 1] = 0; return;
+      default: this.gpr[2 * i] = v; this.gpr[2 * i + 1] = hi;
     }
   }
 
   /** Register `i` as a signed number (exact when it fits in 53 bits, which covers canonical addresses). */
   getReg64Num(i: number): number {
-    return this.rhi[i] * C.TWO32 + (this.rlo[i] >>> 0);
+    return this.gpr[2 * i + 1] * C.TWO32 + (this.gpr[2 * i] >>> 0);
   }
 
   setReg64Num(i: number, v: number): void {
-    this.rlo[i] = v | 0;
-    this.rhi[i] = Math.floor(v / C.TWO32) | 0;
+    this.gpr[2 * i] = v | 0;
+    this.gpr[2 * i + 1] = Math.floor(v / C.TWO32) | 0;
   }
 
   getGpr(i: number): bigint {
-    return (BigInt(this.rhi[i] >>> 0) << 32n) | BigInt(this.rlo[i] >>> 0);
+    return (BigInt(this.gpr[2 * i + 1] >>> 0) << 32n) | BigInt(this.gpr[2 * i] >>> 0);
   }
 
   setGpr(i: number, v: bigint): void {
-    this.rlo[i] = Number(v & 0xffffffffn) | 0;
-    this.rhi[i] = Number((v >> 32n) & 0xffffffffn) | 0;
+    this.gpr[2 * i] = Number(v & 0xffffffffn) | 0;
+    this.gpr[2 * i + 1] = Number((v >> 32n) & 0xffffffffn) | 0;
   }
 
   getRip(): bigint {
@@ -1214,7 +1214,7 @@ export class SoftCpu {
       }
       this.rm = rm;
       const a64 = this.adsize === 8;
-      const lo = this.rlo, hi = this.rhi;
+      const g = this.gpr;
       let seg = C.DS;
       let ea: number;
       if (rm === 4) {
@@ -1226,10 +1226,10 @@ export class SoftCpu {
           p += 4;
         } else {
           const base = baseLow | this.rexB;
-          ea = a64 ? hi[base] * C.TWO32 + (lo[base] >>> 0) : lo[base] >>> 0;
+          ea = a64 ? g[2 * base + 1] * C.TWO32 + (g[2 * base] >>> 0) : g[2 * base] >>> 0;
           if (base === 4 || base === 5) seg = C.SS; // rsp/rbp as base default to SS (r12/r13 do not)
         }
-        if (index !== 4) ea += (a64 ? hi[index] * C.TWO32 + (lo[index] >>> 0) : lo[index] >>> 0) * (1 << (sib >> 6));
+        if (index !== 4) ea += (a64 ? g[2 * index + 1] * C.TWO32 + (g[2 * index] >>> 0) : g[2 * index] >>> 0) * (1 << (sib >> 6));
       } else if (rm === 5 && mod === 0) {
         ea = this.fetchView.getInt32(p, true);
         p += 4;
@@ -1237,7 +1237,7 @@ export class SoftCpu {
         if (this.mode64) this.ripRel = true;
       } else {
         const base = rm | this.rexB;
-        ea = a64 ? hi[base] * C.TWO32 + (lo[base] >>> 0) : lo[base] >>> 0;
+        ea = a64 ? g[2 * base + 1] * C.TWO32 + (g[2 * base] >>> 0) : g[2 * base] >>> 0;
         if (rm === 5) seg = C.SS;
       }
       if (mod === 1) { ea += (buf[p++] << 24) >> 24; }
@@ -1308,8 +1308,8 @@ export class SoftCpu {
 
   /** A register's value as an address component of the current address size. */
   private regAddr(i: number): number {
-    if (this.adsize === 8) return this.rhi[i] * C.TWO32 + (this.rlo[i] >>> 0);
-    return this.rlo[i] >>> 0;
+    if (this.adsize === 8) return this.gpr[2 * i + 1] * C.TWO32 + (this.gpr[2 * i] >>> 0);
+    return this.gpr[2 * i] >>> 0;
   }
 
   wrapAddr(ea: number): number {
@@ -1324,20 +1324,20 @@ export class SoftCpu {
   }
 
   private decodeEa16(rm: number): void {
-    const r = this.rlo;
+    const r = this.gpr;
     let ea = 0;
     let seg = C.DS;
     switch (rm) {
-      case 0: ea = (r[3] & 0xffff) + (r[6] & 0xffff); break; // bx+si
-      case 1: ea = (r[3] & 0xffff) + (r[7] & 0xffff); break; // bx+di
-      case 2: ea = (r[5] & 0xffff) + (r[6] & 0xffff); seg = C.SS; break; // bp+si
-      case 3: ea = (r[5] & 0xffff) + (r[7] & 0xffff); seg = C.SS; break; // bp+di
-      case 4: ea = r[6] & 0xffff; break;
-      case 5: ea = r[7] & 0xffff; break;
+      case 0: ea = (r[6] & 0xffff) + (r[12] & 0xffff); break; // bx+si
+      case 1: ea = (r[6] & 0xffff) + (r[14] & 0xffff); break; // bx+di
+      case 2: ea = (r[10] & 0xffff) + (r[12] & 0xffff); seg = C.SS; break; // bp+si
+      case 3: ea = (r[10] & 0xffff) + (r[14] & 0xffff); seg = C.SS; break; // bp+di
+      case 4: ea = r[12] & 0xffff; break;
+      case 5: ea = r[14] & 0xffff; break;
       case 6:
-        if (this.mod === 0) { ea = this.fetch16(); } else { ea = r[5] & 0xffff; seg = C.SS; }
+        if (this.mod === 0) { ea = this.fetch16(); } else { ea = r[10] & 0xffff; seg = C.SS; }
         break;
-      case 7: ea = r[3] & 0xffff; break;
+      case 7: ea = r[6] & 0xffff; break;
     }
     if (this.mod === 1) ea += this.fetchS8();
     else if (this.mod === 2) ea += this.fetch16();
@@ -1833,14 +1833,14 @@ export class SoftCpu {
   getSp(): number {
     const s = this.stackSize();
     if (s === 8) return this.getReg64Num(4);
-    return s === 4 ? this.rlo[4] >>> 0 : this.rlo[4] & 0xffff;
+    return s === 4 ? this.gpr[8] >>> 0 : this.gpr[8] & 0xffff;
   }
 
   setSp(v: number): void {
     const s = this.stackSize();
     if (s === 8) this.setReg64Num(4, v);
-    else if (s === 4) { this.rlo[4] = v; this.rhi[4] = 0; }
-    else this.rlo[4] = (this.rlo[4] & ~0xffff) | (v & 0xffff);
+    else if (s === 4) { this.gpr[8] = v; this.gpr[9] = 0; }
+    else this.gpr[8] = (this.gpr[8] & ~0xffff) | (v & 0xffff);
   }
 
   private spAdd(sp: number, d: number): number {

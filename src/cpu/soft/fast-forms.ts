@@ -46,10 +46,10 @@ const TEST = 8;
 function ea(c: SoftCpu, e: BlockEntry): number {
   let a: number;
   const b = e.base;
-  if (b >= 0) a = c.rhi[b] * TWO32 + (c.rlo[b] >>> 0);
+  if (b >= 0) a = c.gpr[2 * b + 1] * TWO32 + (c.gpr[2 * b] >>> 0);
   else a = b === -2 ? c.rip : 0;
   const x = e.index;
-  if (x >= 0) a += (c.rhi[x] * TWO32 + (c.rlo[x] >>> 0)) * e.scale;
+  if (x >= 0) a += (c.gpr[2 * x + 1] * TWO32 + (c.gpr[2 * x] >>> 0)) * e.scale;
   a += e.disp;
   if (a >= TWO63) a -= TWO64;
   else if (a < -TWO63) a += TWO64;
@@ -59,13 +59,13 @@ function ea(c: SoftCpu, e: BlockEntry): number {
 
 // ---- MOV
 
-const movStoreReg64: FastHandler = (c, e) => { c.rlo[e.b] = c.rlo[e.a]; c.rhi[e.b] = c.rhi[e.a]; };
-const movStoreReg32: FastHandler = (c, e) => { c.rlo[e.b] = c.rlo[e.a]; c.rhi[e.b] = 0; };
-const movStoreMem64: FastHandler = (c, e) => { c.writeLin(ea(c, e), 8, c.rlo[e.a], c.rhi[e.a]); };
-const movStoreMem32: FastHandler = (c, e) => { c.writeLin(ea(c, e), 4, c.rlo[e.a]); };
-const movLoadMem64: FastHandler = (c, e) => { const v = c.readLin(ea(c, e), 8); c.rlo[e.a] = v; c.rhi[e.a] = c.hi; };
-const movLoadMem32: FastHandler = (c, e) => { const v = c.readLin(ea(c, e), 4); c.rlo[e.a] = v; c.rhi[e.a] = 0; };
-const movImmReg: FastHandler = (c, e) => { c.rlo[e.a] = e.imm; c.rhi[e.a] = e.immHi; };
+const movStoreReg64: FastHandler = (c, e) => { c.gpr[2 * e.b] = c.gpr[2 * e.a]; c.gpr[2 * e.b + 1] = c.gpr[2 * e.a + 1]; };
+const movStoreReg32: FastHandler = (c, e) => { c.gpr[2 * e.b] = c.gpr[2 * e.a]; c.gpr[2 * e.b + 1] = 0; };
+const movStoreMem64: FastHandler = (c, e) => { c.writeLin(ea(c, e), 8, c.gpr[2 * e.a], c.gpr[2 * e.a + 1]); };
+const movStoreMem32: FastHandler = (c, e) => { c.writeLin(ea(c, e), 4, c.gpr[2 * e.a]); };
+const movLoadMem64: FastHandler = (c, e) => { const v = c.readLin(ea(c, e), 8); c.gpr[2 * e.a] = v; c.gpr[2 * e.a + 1] = c.hi; };
+const movLoadMem32: FastHandler = (c, e) => { const v = c.readLin(ea(c, e), 4); c.gpr[2 * e.a] = v; c.gpr[2 * e.a + 1] = 0; };
+const movImmReg: FastHandler = (c, e) => { c.gpr[2 * e.a] = e.imm; c.gpr[2 * e.a + 1] = e.immHi; };
 const movImmMem64: FastHandler = (c, e) => { c.writeLin(ea(c, e), 8, e.imm, e.immHi); };
 const movImmMem32: FastHandler = (c, e) => { c.writeLin(ea(c, e), 4, e.imm); };
 
@@ -74,12 +74,12 @@ const movImmMem32: FastHandler = (c, e) => { c.writeLin(ea(c, e), 4, e.imm); };
 const lea: FastHandler = (c, e) => {
   let lo: number, hi: number;
   const b = e.base;
-  if (b >= 0) { lo = c.rlo[b]; hi = c.rhi[b]; }
+  if (b >= 0) { lo = c.gpr[2 * b]; hi = c.gpr[2 * b + 1]; }
   else if (b === -2) { const v = c.rip; lo = v | 0; hi = Math.floor(v / TWO32) | 0; }
   else { lo = 0; hi = 0; }
   const x = e.index;
   if (x >= 0) {
-    let il = c.rlo[x], ih = c.rhi[x];
+    let il = c.gpr[2 * x], ih = c.gpr[2 * x + 1];
     const sh = e.size; // log2 scale
     if (sh) { ih = (ih << sh) | (il >>> (32 - sh)); il <<= sh; }
     const l = (lo >>> 0) + (il >>> 0);
@@ -92,8 +92,8 @@ const lea: FastHandler = (c, e) => {
     hi = (hi + (d >> 31) + (l > 0xffffffff ? 1 : 0)) | 0;
     lo = l | 0;
   }
-  c.rlo[e.a] = lo;
-  c.rhi[e.a] = e.immHi === 8 ? hi : 0;
+  c.gpr[2 * e.a] = lo;
+  c.gpr[2 * e.a + 1] = e.immHi === 8 ? hi : 0;
 };
 
 // ---- ALU: d op s for sizes 4 and 8; `hiOut` receives the high half of a 64-bit result
@@ -123,15 +123,15 @@ function calc32(op: number, d: number, s: number): number {
 /** Register destination `e.b`, source value (s, sh); the operation is `e.op`, the size `e.size` (4 or 8). */
 function aluReg(c: SoftCpu, e: BlockEntry, s: number, sh: number): void {
   const op = e.op, rd = e.b;
-  const d = c.rlo[rd];
+  const d = c.gpr[2 * rd];
   if (e.size === 8) {
-    const dh = c.rhi[rd];
+    const dh = c.gpr[2 * rd + 1];
     const r = calc64(op, d, dh, s, sh), rh = hiOut;
-    if (op < CMP) { c.rlo[rd] = r; c.rhi[rd] = rh; }
+    if (op < CMP) { c.gpr[2 * rd] = r; c.gpr[2 * rd + 1] = rh; }
     c.setLazy(op === TEST ? L_LOGIC : KIND[op], 8, d, s, r, dh, sh, rh);
   } else {
     const r = calc32(op, d, s);
-    if (op < CMP) { c.rlo[rd] = r; c.rhi[rd] = 0; }
+    if (op < CMP) { c.gpr[2 * rd] = r; c.gpr[2 * rd + 1] = 0; }
     c.setLazy(op === TEST ? L_LOGIC : KIND[op], 4, d, s, r, 0, 0, 0);
   }
 }
@@ -153,9 +153,9 @@ function aluMem(c: SoftCpu, e: BlockEntry, lin: number, s: number, sh: number): 
 }
 
 // r/m (register e.b) op= register e.a
-const aluRegReg: FastHandler = (c, e) => aluReg(c, e, c.rlo[e.a], e.size === 8 ? c.rhi[e.a] : 0);
+const aluRegReg: FastHandler = (c, e) => aluReg(c, e, c.gpr[2 * e.a], e.size === 8 ? c.gpr[2 * e.a + 1] : 0);
 // r/m (memory) op= register e.a
-const aluMemReg: FastHandler = (c, e) => aluMem(c, e, ea(c, e), c.rlo[e.a], e.size === 8 ? c.rhi[e.a] : 0);
+const aluMemReg: FastHandler = (c, e) => aluMem(c, e, ea(c, e), c.gpr[2 * e.a], e.size === 8 ? c.gpr[2 * e.a + 1] : 0);
 // register e.b op= memory
 const aluRegMem: FastHandler = (c, e) => {
   const v = c.readLin(ea(c, e), e.size);
@@ -170,18 +170,18 @@ const aluMemImm: FastHandler = (c, e) => aluMem(c, e, ea(c, e), e.imm, e.immHi);
 const L_INC = 6 as Lazy, L_DEC = 7 as Lazy;
 const incDecReg: FastHandler = (c, e) => {
   const r = e.b, dec = e.op === 1;
-  const d = c.rlo[r];
+  const d = c.gpr[2 * r];
   c.lazyCarry = c.getCF() ? 1 : 0;
   if (e.size === 8) {
-    const dh = c.rhi[r];
+    const dh = c.gpr[2 * r + 1];
     let v: number, vh: number;
     if (dec) { v = (d - 1) | 0; vh = (dh - (d === 0 ? 1 : 0)) | 0; }
     else { v = (d + 1) | 0; vh = (dh + (v === 0 ? 1 : 0)) | 0; }
-    c.rlo[r] = v; c.rhi[r] = vh;
+    c.gpr[2 * r] = v; c.gpr[2 * r + 1] = vh;
     c.setLazy(dec ? L_DEC : L_INC, 8, d, 1, v, dh, 0, vh);
   } else {
     const v = dec ? (d - 1) | 0 : (d + 1) | 0;
-    c.rlo[r] = v; c.rhi[r] = 0;
+    c.gpr[2 * r] = v; c.gpr[2 * r + 1] = 0;
     c.setLazy(dec ? L_DEC : L_INC, 4, d, 1, v, 0, 0, 0);
   }
 };
@@ -192,10 +192,10 @@ const shiftRegImm: FastHandler = (c, e) => {
   const r = e.b;
   c.settleFlags();
   if (e.size === 8) {
-    const v = shift64(c, e.op, c.rlo[r], c.rhi[r], e.imm);
-    c.rlo[r] = v; c.rhi[r] = out.hi;
+    const v = shift64(c, e.op, c.gpr[2 * r], c.gpr[2 * r + 1], e.imm);
+    c.gpr[2 * r] = v; c.gpr[2 * r + 1] = out.hi;
   } else {
-    c.rlo[r] = shift32(c, e.op, 4, c.rlo[r], e.imm); c.rhi[r] = 0;
+    c.gpr[2 * r] = shift32(c, e.op, 4, c.gpr[2 * r], e.imm); c.gpr[2 * r + 1] = 0;
   }
 };
 
@@ -216,32 +216,32 @@ const call: FastHandler = (c, e) => {
   c.rip = target;
 };
 const ret: FastHandler = (c) => {
-  const spLo = c.rlo[4], spHi = c.rhi[4];
+  const spLo = c.gpr[8], spHi = c.gpr[9];
   const lo = c.readLin(spHi * TWO32 + (spLo >>> 0), 8);
   const target = c.hi * TWO32 + (lo >>> 0);
   if (target < -TWO47 || target >= TWO47) c.gp(0);
-  if ((spLo >>> 0) > 0xfffffff7) c.rhi[4] = (spHi + 1) | 0;
-  c.rlo[4] = (spLo + 8) | 0;
+  if ((spLo >>> 0) > 0xfffffff7) c.gpr[9] = (spHi + 1) | 0;
+  c.gpr[8] = (spLo + 8) | 0;
   c.rip = target;
 };
 
 // ---- stack
 
-const pushReg: FastHandler = (c, e) => push64(c, c.rlo[e.a], c.rhi[e.a]);
-const popReg: FastHandler = (c, e) => { const lo = pop64(c); c.rlo[e.a] = lo; c.rhi[e.a] = c.hi; };
+const pushReg: FastHandler = (c, e) => push64(c, c.gpr[2 * e.a], c.gpr[2 * e.a + 1]);
+const popReg: FastHandler = (c, e) => { const lo = pop64(c); c.gpr[2 * e.a] = lo; c.gpr[2 * e.a + 1] = c.hi; };
 
 // ---- MOVZX / MOVSXD (destination e.a; a byte register source is (e.b, shift e.imm))
 
-const movzxReg8: FastHandler = (c, e) => { c.rlo[e.a] = (c.rlo[e.b] >> e.imm) & 0xff; c.rhi[e.a] = 0; };
-const movzxReg16: FastHandler = (c, e) => { c.rlo[e.a] = c.rlo[e.b] & 0xffff; c.rhi[e.a] = 0; };
-const movzxMem: FastHandler = (c, e) => { const v = c.readLin(ea(c, e), e.size); c.rlo[e.a] = v; c.rhi[e.a] = 0; };
-const movsxdReg: FastHandler = (c, e) => { const v = c.rlo[e.b]; c.rlo[e.a] = v; c.rhi[e.a] = v >> 31; };
-const movsxdMem: FastHandler = (c, e) => { const v = c.readLin(ea(c, e), 4); c.rlo[e.a] = v; c.rhi[e.a] = v >> 31; };
+const movzxReg8: FastHandler = (c, e) => { c.gpr[2 * e.a] = (c.gpr[2 * e.b] >> e.imm) & 0xff; c.gpr[2 * e.a + 1] = 0; };
+const movzxReg16: FastHandler = (c, e) => { c.gpr[2 * e.a] = c.gpr[2 * e.b] & 0xffff; c.gpr[2 * e.a + 1] = 0; };
+const movzxMem: FastHandler = (c, e) => { const v = c.readLin(ea(c, e), e.size); c.gpr[2 * e.a] = v; c.gpr[2 * e.a + 1] = 0; };
+const movsxdReg: FastHandler = (c, e) => { const v = c.gpr[2 * e.b]; c.gpr[2 * e.a] = v; c.gpr[2 * e.a + 1] = v >> 31; };
+const movsxdMem: FastHandler = (c, e) => { const v = c.readLin(ea(c, e), 4); c.gpr[2 * e.a] = v; c.gpr[2 * e.a + 1] = v >> 31; };
 
 // ---- 8-bit ALU/MOV (byte registers are (register, bit position 0 or 8): AH..BH are bits 8-15 of RAX..RBX)
 
-const rd8 = (c: SoftCpu, r: number, sh: number): number => (c.rlo[r] >> sh) & 0xff;
-const wr8 = (c: SoftCpu, r: number, sh: number, v: number): void => { c.rlo[r] = (c.rlo[r] & ~(0xff << sh)) | ((v & 0xff) << sh); };
+const rd8 = (c: SoftCpu, r: number, sh: number): number => (c.gpr[2 * r] >> sh) & 0xff;
+const wr8 = (c: SoftCpu, r: number, sh: number, v: number): void => { c.gpr[2 * r] = (c.gpr[2 * r] & ~(0xff << sh)) | ((v & 0xff) << sh); };
 
 function calc8(op: number, d: number, s: number): number {
   switch (op) {
@@ -285,12 +285,12 @@ const mov8MI: FastHandler = (c, e) => c.writeLin(ea(c, e), 1, e.imm);
 // SETcc r8, NOP
 
 const cmovRR: FastHandler = (c, e) => {
-  const lo = c.rlo[e.a], hi = c.rhi[e.a];
-  if (c.condition(e.op)) { c.rlo[e.b] = lo; c.rhi[e.b] = e.size === 8 ? hi : 0; } else if (e.size === 4) c.rhi[e.b] = 0;
+  const lo = c.gpr[2 * e.a], hi = c.gpr[2 * e.a + 1];
+  if (c.condition(e.op)) { c.gpr[2 * e.b] = lo; c.gpr[2 * e.b + 1] = e.size === 8 ? hi : 0; } else if (e.size === 4) c.gpr[2 * e.b + 1] = 0;
 };
 const cmovRM: FastHandler = (c, e) => {
   const lo = c.readLin(ea(c, e), e.size), hi = e.size === 8 ? c.hi : 0;
-  if (c.condition(e.op)) { c.rlo[e.b] = lo; c.rhi[e.b] = hi; } else if (e.size === 4) c.rhi[e.b] = 0;
+  if (c.condition(e.op)) { c.gpr[2 * e.b] = lo; c.gpr[2 * e.b + 1] = hi; } else if (e.size === 4) c.gpr[2 * e.b + 1] = 0;
 };
 const setcc: FastHandler = (c, e) => wr8(c, e.b, e.bsh, c.condition(e.op) ? 1 : 0);
 const nop: FastHandler = () => {};
@@ -318,9 +318,9 @@ function notNeg(c: SoftCpu, neg: boolean, size: number, v: number, vh: number): 
 
 const notNegR: FastHandler = (c, e) => {
   const r = e.b, size = e.size, neg = e.op === 1;
-  const v = c.rlo[r], vh = size === 8 ? c.rhi[r] : 0;
+  const v = c.gpr[2 * r], vh = size === 8 ? c.gpr[2 * r + 1] : 0;
   const res = notNeg(c, neg, size, v, vh), rh = hiOut;
-  c.rlo[r] = res; c.rhi[r] = size === 8 ? rh : 0;
+  c.gpr[2 * r] = res; c.gpr[2 * r + 1] = size === 8 ? rh : 0;
   if (neg) c.setLazy(L_SUB, size, 0, v, res, 0, vh, size === 8 ? rh : 0);
 };
 const notNegM: FastHandler = (c, e) => {
@@ -342,7 +342,7 @@ function mulDiv(c: SoftCpu, op: number, size: number, v: number, vh: number): vo
     default: idiv(c, size, v, vh);
   }
 }
-const mulDivR: FastHandler = (c, e) => mulDiv(c, e.op, e.size, c.rlo[e.b], c.rhi[e.b]);
+const mulDivR: FastHandler = (c, e) => mulDiv(c, e.op, e.size, c.gpr[2 * e.b], c.gpr[2 * e.b + 1]);
 const mulDivM: FastHandler = (c, e) => { const v = c.readLin(ea(c, e), e.size); mulDiv(c, e.op, e.size, v, c.hi); };
 
 // ---- IMUL Gv,Ev (0F AF) and IMUL Gv,Ev,imm (69, 6B): destination e.b, source register e.a or memory, imm in
@@ -350,14 +350,14 @@ const mulDivM: FastHandler = (c, e) => { const v = c.readLin(ea(c, e), e.size); 
 
 const imulRR: FastHandler = (c, e) => {
   const s = e.a, d = e.b;
-  imulTrunc(c, e.size, d, c.rlo[d], c.rhi[d], c.rlo[s], c.rhi[s]);
+  imulTrunc(c, e.size, d, c.gpr[2 * d], c.gpr[2 * d + 1], c.gpr[2 * s], c.gpr[2 * s + 1]);
 };
 const imulRM: FastHandler = (c, e) => {
   const v = c.readLin(ea(c, e), e.size), vh = c.hi;
   const d = e.b;
-  imulTrunc(c, e.size, d, c.rlo[d], c.rhi[d], v, vh);
+  imulTrunc(c, e.size, d, c.gpr[2 * d], c.gpr[2 * d + 1], v, vh);
 };
-const imulRRI: FastHandler = (c, e) => imulTrunc(c, e.size, e.b, c.rlo[e.a], c.rhi[e.a], e.imm, e.immHi);
+const imulRRI: FastHandler = (c, e) => imulTrunc(c, e.size, e.b, c.gpr[2 * e.a], c.gpr[2 * e.a + 1], e.imm, e.immHi);
 const imulRMI: FastHandler = (c, e) => {
   const v = c.readLin(ea(c, e), e.size);
   imulTrunc(c, e.size, e.b, v, c.hi, e.imm, e.immHi);
@@ -381,9 +381,9 @@ function adcFlags(c: SoftCpu, sbb: boolean, size: number, d: number, dh: number,
 }
 function adcReg(c: SoftCpu, e: BlockEntry, s: number, sh: number): void {
   const rd = e.b, size = e.size, sbb = e.op === 3;
-  const d = c.rlo[rd], dh = size === 8 ? c.rhi[rd] : 0;
+  const d = c.gpr[2 * rd], dh = size === 8 ? c.gpr[2 * rd + 1] : 0;
   const r = adcCalc(c, sbb, size, d, dh, s, sh), rh = hiOut;
-  c.rlo[rd] = r; c.rhi[rd] = rh;
+  c.gpr[2 * rd] = r; c.gpr[2 * rd + 1] = rh;
   adcFlags(c, sbb, size, d, dh, s, sh, r, rh);
 }
 function adcMem(c: SoftCpu, e: BlockEntry, lin: number, s: number, sh: number): void {
@@ -393,10 +393,10 @@ function adcMem(c: SoftCpu, e: BlockEntry, lin: number, s: number, sh: number): 
   c.writeLin(lin, size, r, rh);
   adcFlags(c, sbb, size, d, dh, s, sh, r, rh);
 }
-const adcRR: FastHandler = (c, e) => adcReg(c, e, c.rlo[e.a], e.size === 8 ? c.rhi[e.a] : 0);
+const adcRR: FastHandler = (c, e) => adcReg(c, e, c.gpr[2 * e.a], e.size === 8 ? c.gpr[2 * e.a + 1] : 0);
 const adcRM: FastHandler = (c, e) => { const v = c.readLin(ea(c, e), e.size); adcReg(c, e, v, e.size === 8 ? c.hi : 0); };
 const adcRI: FastHandler = (c, e) => adcReg(c, e, e.imm, e.immHi);
-const adcMR: FastHandler = (c, e) => adcMem(c, e, ea(c, e), c.rlo[e.a], e.size === 8 ? c.rhi[e.a] : 0);
+const adcMR: FastHandler = (c, e) => adcMem(c, e, ea(c, e), c.gpr[2 * e.a], e.size === 8 ? c.gpr[2 * e.a + 1] : 0);
 const adcMI: FastHandler = (c, e) => adcMem(c, e, ea(c, e), e.imm, e.immHi);
 
 // ---- INC/DEC of memory (FF /0 /1), sizes 4 and 8; e.op 0 INC, 1 DEC (CF kept: lazyCarry = CF before)
@@ -419,10 +419,10 @@ const incDecM: FastHandler = (c, e) => {
 // word register e.b, or memory of e.size (1 or 2) bytes.
 
 function movsxTo(c: SoftCpu, e: BlockEntry, v: number): void {
-  c.rlo[e.a] = v; c.rhi[e.a] = e.op === 8 ? v >> 31 : 0;
+  c.gpr[2 * e.a] = v; c.gpr[2 * e.a + 1] = e.op === 8 ? v >> 31 : 0;
 }
-const movsxR8: FastHandler = (c, e) => movsxTo(c, e, (c.rlo[e.b] << (24 - e.imm)) >> 24);
-const movsxR16: FastHandler = (c, e) => movsxTo(c, e, (c.rlo[e.b] << 16) >> 16);
+const movsxR8: FastHandler = (c, e) => movsxTo(c, e, (c.gpr[2 * e.b] << (24 - e.imm)) >> 24);
+const movsxR16: FastHandler = (c, e) => movsxTo(c, e, (c.gpr[2 * e.b] << 16) >> 16);
 const movsxM: FastHandler = (c, e) => {
   const v = c.readLin(ea(c, e), e.size);
   movsxTo(c, e, e.size === 1 ? (v << 24) >> 24 : (v << 16) >> 16);
@@ -433,11 +433,11 @@ const movsxM: FastHandler = (c, e) => {
 
 const shiftRegCl: FastHandler = (c, e) => {
   const r = e.b, size = e.size;
-  const n = c.rlo[1] & (size === 8 ? 63 : 31);
-  if (n === 0) { if (size === 4) c.rhi[r] = 0; return; }
+  const n = c.gpr[2] & (size === 8 ? 63 : 31);
+  if (n === 0) { if (size === 4) c.gpr[2 * r + 1] = 0; return; }
   c.settleFlags();
-  if (size === 8) { const v = shift64(c, e.op, c.rlo[r], c.rhi[r], n); c.rlo[r] = v; c.rhi[r] = out.hi; }
-  else { c.rlo[r] = shift32(c, e.op, 4, c.rlo[r], n); c.rhi[r] = 0; }
+  if (size === 8) { const v = shift64(c, e.op, c.gpr[2 * r], c.gpr[2 * r + 1], n); c.gpr[2 * r] = v; c.gpr[2 * r + 1] = out.hi; }
+  else { c.gpr[2 * r] = shift32(c, e.op, 4, c.gpr[2 * r], n); c.gpr[2 * r + 1] = 0; }
 };
 
 // ---- SHLD/SHRD r, r, imm8 (0F A4 / 0F AC, register destination): e.b destination, e.a source, e.imm the masked
@@ -446,8 +446,8 @@ const shiftRegCl: FastHandler = (c, e) => {
 const shiftDoubleRI: FastHandler = (c, e) => {
   const d = e.b, s = e.a, size = e.size;
   c.settleFlags();
-  const r = doubleShift(c, e.op === 1, size, c.rlo[d], c.rhi[d], c.rlo[s], c.rhi[s], e.imm);
-  c.rlo[d] = r; c.rhi[d] = size === 8 ? out.hi : 0;
+  const r = doubleShift(c, e.op === 1, size, c.gpr[2 * d], c.gpr[2 * d + 1], c.gpr[2 * s], c.gpr[2 * s + 1], e.imm);
+  c.gpr[2 * d] = r; c.gpr[2 * d + 1] = size === 8 ? out.hi : 0;
 };
 
 // ---- SHLD/SHRD r, r, CL (0F A5 / 0F AD, register destination, sizes 4 and 8): as shiftDoubleRI with the count from
@@ -455,11 +455,11 @@ const shiftDoubleRI: FastHandler = (c, e) => {
 
 const shiftDoubleRCl: FastHandler = (c, e) => {
   const d = e.b, s = e.a, size = e.size;
-  const n = c.rlo[1] & (size === 8 ? 63 : 31);
-  if (n === 0) { if (size === 4) c.rhi[d] = 0; return; }
+  const n = c.gpr[2] & (size === 8 ? 63 : 31);
+  if (n === 0) { if (size === 4) c.gpr[2 * d + 1] = 0; return; }
   c.settleFlags();
-  const r = doubleShift(c, e.op === 1, size, c.rlo[d], c.rhi[d], c.rlo[s], c.rhi[s], n);
-  c.rlo[d] = r; c.rhi[d] = size === 8 ? out.hi : 0;
+  const r = doubleShift(c, e.op === 1, size, c.gpr[2 * d], c.gpr[2 * d + 1], c.gpr[2 * s], c.gpr[2 * s + 1], n);
+  c.gpr[2 * d] = r; c.gpr[2 * d + 1] = size === 8 ? out.hi : 0;
 };
 
 // ---- ROL/ROR/SHL/SAL/SHR/SAR of a 16-bit register by a constant 1..15 (66 C1 /n ib, 66 D1 /n; not RCL/RCR): bits
@@ -468,7 +468,7 @@ const shiftDoubleRCl: FastHandler = (c, e) => {
 const shift16RegImm: FastHandler = (c, e) => {
   const r = e.b;
   c.settleFlags();
-  c.rlo[r] = (c.rlo[r] & ~0xffff) | shift32(c, e.op, 2, c.rlo[r] & 0xffff, e.imm);
+  c.gpr[2 * r] = (c.gpr[2 * r] & ~0xffff) | shift32(c, e.op, 2, c.gpr[2 * r] & 0xffff, e.imm);
 };
 
 // ---- SHL/SAL/SHR/SAR of a 16-bit memory operand by a constant 1..15 (66 C1 /4-/7 ib, 66 D1 /4-/7): the read, the
@@ -493,7 +493,7 @@ const shift16M: FastHandler = (c, e) => {
 
 function indirect(c: SoftCpu, e: BlockEntry): number {
   let lo: number, hi: number;
-  if (e.base === REG_OPERAND) { lo = c.rlo[e.b]; hi = c.rhi[e.b]; } else { lo = c.readLin(ea(c, e), 8); hi = c.hi; }
+  if (e.base === REG_OPERAND) { lo = c.gpr[2 * e.b]; hi = c.gpr[2 * e.b + 1]; } else { lo = c.readLin(ea(c, e), 8); hi = c.hi; }
   const t = hi * TWO32 + (lo >>> 0);
   if (t < -TWO47 || t >= TWO47) c.gp(0);
   return t;
@@ -511,15 +511,15 @@ const jmpInd: FastHandler = (c, e) => { c.rip = indirect(c, e); };
 
 const cmpxchgM: FastHandler = (c, e) => {
   const size = e.size;
-  const acc = c.rlo[0], acch = size === 8 ? c.rhi[0] : 0;
+  const acc = c.gpr[0], acch = size === 8 ? c.gpr[1] : 0;
   const lin = ea(c, e);
   const d = c.readLin(lin, size), dh = size === 8 ? c.hi : 0;
   const r = size === 8 ? calc64(CMP, acc, acch, d, dh) : (acc - d) | 0, rh = size === 8 ? hiOut : 0;
   if (size === 8 ? r === 0 && rh === 0 : r === 0) {
-    c.writeLin(lin, size, c.rlo[e.a], size === 8 ? c.rhi[e.a] : 0);
+    c.writeLin(lin, size, c.gpr[2 * e.a], size === 8 ? c.gpr[2 * e.a + 1] : 0);
   } else {
     c.writeLin(lin, size, d, dh);
-    c.rlo[0] = d; c.rhi[0] = dh;
+    c.gpr[0] = d; c.gpr[1] = dh;
   }
   c.setLazy(L_SUB, size, acc, d, r, acch, dh, rh);
 };
@@ -528,12 +528,12 @@ const cmpxchgM: FastHandler = (c, e) => {
 
 const xaddM: FastHandler = (c, e) => {
   const size = e.size, s = e.a;
-  const sl = c.rlo[s], sh = size === 8 ? c.rhi[s] : 0;
+  const sl = c.gpr[2 * s], sh = size === 8 ? c.gpr[2 * s + 1] : 0;
   const lin = ea(c, e);
   const d = c.readLin(lin, size), dh = size === 8 ? c.hi : 0;
   const r = size === 8 ? calc64(ADD, d, dh, sl, sh) : (d + sl) | 0, rh = size === 8 ? hiOut : 0;
   c.writeLin(lin, size, r, rh);
-  c.rlo[s] = d; c.rhi[s] = dh;
+  c.gpr[2 * s] = d; c.gpr[2 * s + 1] = dh;
   c.setLazy(L_ADD, size, d, sl, r, dh, sh, rh);
 };
 
@@ -542,15 +542,15 @@ const xaddM: FastHandler = (c, e) => {
 // memory XCHG is implicitly locked: nothing to do with the vCPUs on one thread)
 
 const xchgRR: FastHandler = (c, e) => {
-  const a = c.rlo[e.a], ah = c.rhi[e.a], wide = e.size === 8;
-  c.rlo[e.a] = c.rlo[e.b]; c.rhi[e.a] = wide ? c.rhi[e.b] : 0;
-  c.rlo[e.b] = a; c.rhi[e.b] = wide ? ah : 0;
+  const a = c.gpr[2 * e.a], ah = c.gpr[2 * e.a + 1], wide = e.size === 8;
+  c.gpr[2 * e.a] = c.gpr[2 * e.b]; c.gpr[2 * e.a + 1] = wide ? c.gpr[2 * e.b + 1] : 0;
+  c.gpr[2 * e.b] = a; c.gpr[2 * e.b + 1] = wide ? ah : 0;
 };
 const xchgM: FastHandler = (c, e) => {
   const size = e.size, lin = ea(c, e);
   const v = c.readLin(lin, size), vh = size === 8 ? c.hi : 0;
-  c.writeLin(lin, size, c.rlo[e.a], size === 8 ? c.rhi[e.a] : 0);
-  c.rlo[e.a] = v; c.rhi[e.a] = vh;
+  c.writeLin(lin, size, c.gpr[2 * e.a], size === 8 ? c.gpr[2 * e.a + 1] : 0);
+  c.gpr[2 * e.a] = v; c.gpr[2 * e.a + 1] = vh;
 };
 
 // ---- PUSHF (9C, 64-bit operand): RFLAGS with VM and RF cleared (VM is 0 in 64-bit mode); PUSH imm (68, 6A)
@@ -583,8 +583,8 @@ function bitChange(c: SoftCpu, kind: number, lo: number, hi: number, bit: number
 }
 function btReg(c: SoftCpu, e: BlockEntry, bit: number): void {
   const r = e.b, size = e.size, kind = e.op;
-  const lo = bitChange(c, kind, c.rlo[r], size === 8 ? c.rhi[r] : 0, bit), cf = carryIn;
-  if (kind !== 0) { c.rlo[r] = lo; c.rhi[r] = size === 8 ? hiOut : 0; }
+  const lo = bitChange(c, kind, c.gpr[2 * r], size === 8 ? c.gpr[2 * r + 1] : 0, bit), cf = carryIn;
+  if (kind !== 0) { c.gpr[2 * r] = lo; c.gpr[2 * r + 1] = size === 8 ? hiOut : 0; }
   setSomeFlags(c, C.CF, cf);
 }
 function btMem(c: SoftCpu, e: BlockEntry, lin: number, bit: number): void {
@@ -596,11 +596,11 @@ function btMem(c: SoftCpu, e: BlockEntry, lin: number, bit: number): void {
 }
 const btRI: FastHandler = (c, e) => btReg(c, e, e.imm);
 const btMI: FastHandler = (c, e) => btMem(c, e, ea(c, e), e.imm);
-const btRR: FastHandler = (c, e) => btReg(c, e, c.rlo[e.a] & (e.size * 8 - 1));
+const btRR: FastHandler = (c, e) => btReg(c, e, c.gpr[2 * e.a] & (e.size * 8 - 1));
 const btMR: FastHandler = (c, e) => {
-  const size = e.size, off = c.rlo[e.a];
+  const size = e.size, off = c.gpr[2 * e.a];
   // Byte displacement of the addressed operand: floor(offset / width) operands (the offset is signed).
-  const delta = size === 8 ? Math.floor((c.rhi[e.a] * TWO32 + (off >>> 0)) / 64) * 8 : (off >> 5) * 4;
+  const delta = size === 8 ? Math.floor((c.gpr[2 * e.a + 1] * TWO32 + (off >>> 0)) / 64) * 8 : (off >> 5) * 4;
   let a = ea(c, e) + delta;
   if (a >= TWO63) a -= TWO64; else if (a < -TWO63) a += TWO64;
   btMem(c, e, a, off & (size * 8 - 1));
@@ -609,11 +609,11 @@ const btMR: FastHandler = (c, e) => {
 // ---- CBW family (98: CDQE with REX.W, CWDE) and CWD family (99: CQO, CDQ); e.op 0 for 98, 1 for 99
 
 const cdq: FastHandler = (c, e) => {
-  const R = c.rlo;
+  const R = c.gpr;
   if (e.op === 0) {
-    if (e.size === 8) { c.rhi[0] = R[0] >> 31; } else { R[0] = (R[0] << 16) >> 16; c.rhi[0] = 0; }
-  } else if (e.size === 8) { const s = c.rhi[0] >> 31; R[2] = s; c.rhi[2] = s; }
-  else { R[2] = R[0] >> 31; c.rhi[2] = 0; }
+    if (e.size === 8) { c.gpr[1] = R[0] >> 31; } else { R[0] = (R[0] << 16) >> 16; c.gpr[1] = 0; }
+  } else if (e.size === 8) { const s = c.gpr[1] >> 31; R[4] = s; c.gpr[5] = s; }
+  else { R[4] = R[0] >> 31; c.gpr[5] = 0; }
 };
 
 // ---- BSWAP r (0F C8+r), sizes 4 and 8
@@ -621,8 +621,8 @@ const cdq: FastHandler = (c, e) => {
 const bswap32 = (v: number): number => ((v << 24) | ((v & 0xff00) << 8) | ((v >>> 8) & 0xff00) | (v >>> 24)) | 0;
 const bswap: FastHandler = (c, e) => {
   const r = e.b;
-  if (e.size === 8) { const lo = c.rlo[r]; c.rlo[r] = bswap32(c.rhi[r]); c.rhi[r] = bswap32(lo); }
-  else { c.rlo[r] = bswap32(c.rlo[r]); c.rhi[r] = 0; }
+  if (e.size === 8) { const lo = c.gpr[2 * r]; c.gpr[2 * r] = bswap32(c.gpr[2 * r + 1]); c.gpr[2 * r + 1] = bswap32(lo); }
+  else { c.gpr[2 * r] = bswap32(c.gpr[2 * r]); c.gpr[2 * r + 1] = 0; }
 };
 
 // ---- 16-bit ALU and MOV (66h prefix): a register destination keeps bits 16-63; the result recorded for the flags
@@ -639,9 +639,9 @@ function alu16(c: SoftCpu, op: number, d: number, s: number): number {
 }
 function alu16Reg(c: SoftCpu, e: BlockEntry, s: number): void {
   const op = e.op, rd = e.b;
-  const d = c.rlo[rd] & 0xffff;
+  const d = c.gpr[2 * rd] & 0xffff;
   const r = alu16(c, op, d, s);
-  if (op < CMP) c.rlo[rd] = (c.rlo[rd] & ~0xffff) | (r & 0xffff);
+  if (op < CMP) c.gpr[2 * rd] = (c.gpr[2 * rd] & ~0xffff) | (r & 0xffff);
   c.setLazy(op === TEST ? L_LOGIC : KIND[op], 2, d, s, r, 0, 0, 0);
 }
 function alu16Mem(c: SoftCpu, e: BlockEntry, lin: number, s: number): void {
@@ -651,21 +651,21 @@ function alu16Mem(c: SoftCpu, e: BlockEntry, lin: number, s: number): void {
   if (op < CMP) c.writeLin(lin, 2, r);
   c.setLazy(op === TEST ? L_LOGIC : KIND[op], 2, d, s, r, 0, 0, 0);
 }
-const alu16RR: FastHandler = (c, e) => alu16Reg(c, e, c.rlo[e.a] & 0xffff);
+const alu16RR: FastHandler = (c, e) => alu16Reg(c, e, c.gpr[2 * e.a] & 0xffff);
 const alu16RI: FastHandler = (c, e) => alu16Reg(c, e, e.imm);
 const alu16RM: FastHandler = (c, e) => alu16Reg(c, e, c.readLin(ea(c, e), 2));
-const alu16MR: FastHandler = (c, e) => alu16Mem(c, e, ea(c, e), c.rlo[e.a] & 0xffff);
+const alu16MR: FastHandler = (c, e) => alu16Mem(c, e, ea(c, e), c.gpr[2 * e.a] & 0xffff);
 const alu16MI: FastHandler = (c, e) => alu16Mem(c, e, ea(c, e), e.imm);
-const movStore16: FastHandler = (c, e) => c.writeLin(ea(c, e), 2, c.rlo[e.a] & 0xffff);
-const movLoad16: FastHandler = (c, e) => { const v = c.readLin(ea(c, e), 2); c.rlo[e.a] = (c.rlo[e.a] & ~0xffff) | v; };
+const movStore16: FastHandler = (c, e) => c.writeLin(ea(c, e), 2, c.gpr[2 * e.a] & 0xffff);
+const movLoad16: FastHandler = (c, e) => { const v = c.readLin(ea(c, e), 2); c.gpr[2 * e.a] = (c.gpr[2 * e.a] & ~0xffff) | v; };
 
 // ---- LEAVE (C9, 64-bit operand): RBP is read at [RBP] (the fault comes first), RSP = RBP + 8
 
 const leave: FastHandler = (c) => {
-  const lo = c.rlo[5], hi = c.rhi[5];
+  const lo = c.gpr[10], hi = c.gpr[11];
   const v = c.readLin(hi * TWO32 + (lo >>> 0), 8), vh = c.hi;
-  c.rlo[4] = (lo + 8) | 0; c.rhi[4] = (lo >>> 0) > 0xfffffff7 ? (hi + 1) | 0 : hi;
-  c.rlo[5] = v; c.rhi[5] = vh;
+  c.gpr[8] = (lo + 8) | 0; c.gpr[9] = (lo >>> 0) > 0xfffffff7 ? (hi + 1) | 0 : hi;
+  c.gpr[10] = v; c.gpr[11] = vh;
 };
 
 // ---- CLI / STI (FA, FB) in 64-bit mode: #GP(0) when CPL > IOPL; STI that sets IF blocks interrupts for one more
@@ -759,14 +759,14 @@ const ssePmovmskb: FastHandler = (c, e) => {
     const v = x[o + k];
     m |= (((v >>> 7) & 1) | ((v >>> 14) & 2) | ((v >>> 21) & 4) | ((v >>> 28) & 8)) << (4 * k);
   }
-  c.rlo[e.b] = m; c.rhi[e.b] = 0;
+  c.gpr[2 * e.b] = m; c.gpr[2 * e.b + 1] = 0;
 };
 
 /** MOVD/MOVQ xmm, r (66 0F 6E): XMM e.b = register e.a of e.size bytes, zero-extended. */
 const sseMovdXR: FastHandler = (c, e) => {
   sseCheck(c);
   const x = c.fpu.xi32, o = e.b << 2;
-  x[o] = c.rlo[e.a]; x[o + 1] = e.size === 8 ? c.rhi[e.a] : 0; x[o + 2] = 0; x[o + 3] = 0;
+  x[o] = c.gpr[2 * e.a]; x[o + 1] = e.size === 8 ? c.gpr[2 * e.a + 1] : 0; x[o + 2] = 0; x[o + 3] = 0;
 };
 /** MOVD/MOVQ xmm, m (66 0F 6E; F3 0F 7E m64): XMM e.b = e.size bytes of memory, zero-extended. */
 const sseMovdXM: FastHandler = (c, e) => {
@@ -779,7 +779,7 @@ const sseMovdXM: FastHandler = (c, e) => {
 const sseMovdRX: FastHandler = (c, e) => {
   sseCheck(c);
   const x = c.fpu.xi32, o = e.a << 2;
-  c.rlo[e.b] = x[o]; c.rhi[e.b] = e.size === 8 ? x[o + 1] : 0;
+  c.gpr[2 * e.b] = x[o]; c.gpr[2 * e.b + 1] = e.size === 8 ? x[o + 1] : 0;
 };
 /** MOVD/MOVQ m, xmm (66 0F 7E; 66 0F D6): e.size bytes of memory = the low bytes of XMM e.a. */
 const sseMovdMX: FastHandler = (c, e) => {
@@ -909,10 +909,10 @@ function bitScanTo(c: SoftCpu, e: BlockEntry, lo: number, hi: number): void {
   if (lo === 0 && hi === 0) { c.setArith(C.ZF | C.PF); return; }
   const idx = e.op === 0 ? (lo !== 0 ? 31 - Math.clz32(lo & -lo) : 63 - Math.clz32(hi & -hi))
     : (hi !== 0 ? 63 - Math.clz32(hi) : 31 - Math.clz32(lo));
-  c.rlo[e.b] = idx; c.rhi[e.b] = 0;
+  c.gpr[2 * e.b] = idx; c.gpr[2 * e.b + 1] = 0;
   c.setArith(PARITY[idx]);
 }
-const bitScanR: FastHandler = (c, e) => bitScanTo(c, e, c.rlo[e.a], e.size === 8 ? c.rhi[e.a] : 0);
+const bitScanR: FastHandler = (c, e) => bitScanTo(c, e, c.gpr[2 * e.a], e.size === 8 ? c.gpr[2 * e.a + 1] : 0);
 const bitScanM: FastHandler = (c, e) => { const lo = c.readLin(ea(c, e), e.size); bitScanTo(c, e, lo, e.size === 8 ? c.hi : 0); };
 
 function compileBitScan(c: SoftCpu, e: BlockEntry, pa: number, len: number, op: number, ram: Uint8Array): number {
@@ -966,8 +966,8 @@ export function execSy(c: SoftCpu, kind: number): number {
 
 const movSregR: FastHandler = (c, e) => {
   const sel = c.segSel[e.op];
-  if (e.size === 2) c.rlo[e.b] = (c.rlo[e.b] & ~0xffff) | sel;
-  else { c.rlo[e.b] = sel; c.rhi[e.b] = 0; }
+  if (e.size === 2) c.gpr[2 * e.b] = (c.gpr[2 * e.b] & ~0xffff) | sel;
+  else { c.gpr[2 * e.b] = sel; c.gpr[2 * e.b + 1] = 0; }
 };
 const movSregM: FastHandler = (c, e) => c.writeLin(ea(c, e), 2, c.segSel[e.op]);
 
@@ -992,7 +992,7 @@ const cmpxchg16bM: FastHandler = (c, e) => cmpxchg16b(c, ea(c, e));
 // else DEST written back with its own value, then AL = DEST
 
 const cmpxchg8M: FastHandler = (c, e) => {
-  const acc = c.rlo[0] & 0xff;
+  const acc = c.gpr[0] & 0xff;
   const lin = ea(c, e);
   const d = c.readLin(lin, 1);
   const r = (acc - d) & 0xff;

@@ -230,10 +230,10 @@ const DYN_FLUSH = 'c.lazyOp=lop;c.lazySize=lsz;c.lazyDst=ld;c.lazySrc=ls;c.lazyR
 function eaCode(e: BlockEntry, nextOff: number): string {
   const parts: string[] = [];
   const b = e.base;
-  if (b >= 0) parts.push(`(X[${b}]*4294967296+(R[${b}]>>>0))`);
+  if (b >= 0) parts.push(`(R[${2 * b + 1}]*4294967296+(R[${2 * b}]>>>0))`);
   else if (b === -2) parts.push(`(r0+${nextOff})`);
   if (e.index >= 0) {
-    const x = `(X[${e.index}]*4294967296+(R[${e.index}]>>>0))`;
+    const x = `(R[${2 * e.index + 1}]*4294967296+(R[${2 * e.index}]>>>0))`;
     parts.push(e.scale === 1 ? x : `${x}*${e.scale}`);
   }
   if (e.disp !== 0 || parts.length === 0) parts.push(String(e.disp));
@@ -282,9 +282,9 @@ function aluCode(op: number, size: number, d: string, dh: string, s: string, sh:
 }
 
 /** A byte register (register, bit position) as an expression, and an assignment to it. */
-const rd8 = (r: number, sh: number) => (sh ? `((R[${r}]>>8)&255)` : `(R[${r}]&255)`);
+const rd8 = (r: number, sh: number) => (sh ? `((R[${2 * r}]>>8)&255)` : `(R[${2 * r}]&255)`);
 const wr8 = (r: number, sh: number, v: string) =>
-  (sh ? `R[${r}]=(R[${r}]&-65281)|((${v}&255)<<8);` : `R[${r}]=(R[${r}]&-256)|(${v}&255);`);
+  (sh ? `R[${2 * r}]=(R[${2 * r}]&-65281)|((${v}&255)<<8);` : `R[${2 * r}]=(R[${2 * r}]&-256)|(${v}&255);`);
 
 /** 8-bit ALU result of op into the flag locals (zero-extended bytes). */
 function alu8Code(op: number, d: string, s: string): string {
@@ -305,21 +305,21 @@ function alu8Code(op: number, d: string, s: string): string {
  */
 function shift32Code(em: Emitter, op: number, r: number, n: number): string {
   const A = C.ARITH_FLAGS, CF = C.CF, OF = C.OF, AF = C.AF;
-  let s = `t=R[${r}];`;
+  let s = `t=R[${2 * r}];`;
   switch (op) {
     case 0: case 1: // ROL, ROR
       s = em.flush() + 'c.settleFlags();' + s;
       s += op === 0
         ? `v=(t<<${n})|(t>>>${32 - n});p=v&1;q=((v>>>31)^p)&1;`
         : `v=(t>>>${n})|(t<<${32 - n});p=(v>>>31)&1;q=((v>>>31)^(v>>>30))&1;`;
-      s += `R[${r}]=v;X[${r}]=0;c.flags=(c.flags&${~(CF | OF)})|p|(q?${OF}:0);`;
+      s += `R[${2 * r}]=v;R[${2 * r + 1}]=0;c.flags=(c.flags&${~(CF | OF)})|p|(q?${OF}:0);`;
       return s;
     case 4: case 6: s += `v=t<<${n};p=(t>>>${32 - n})&1;q=((v>>>31)^p)&1;`; break; // SHL/SAL
     case 5: s += `v=(t>>>${n})|0;p=(t>>>${n - 1})&1;q=((v>>>31)^(v>>>30))&1;`; break; // SHR
     default: s += `v=t>>${n};p=(t>>${n - 1})&1;q=0;`; // SAR
   }
   em.pend = Pend.None;
-  return s + `R[${r}]=v;X[${r}]=0;c.flags=(c.flags&${~A})|SZP(4,v,0)|p|${AF}|(q?${OF}:0);c.lazyOp=0;lop=0;`;
+  return s + `R[${2 * r}]=v;R[${2 * r + 1}]=0;c.flags=(c.flags&${~A})|SZP(4,v,0)|p|${AF}|(q?${OF}:0);c.lazyOp=0;lop=0;`;
 }
 
 /** Translate a 64-bit-mode block; null if it has nothing worth translating. */
@@ -359,54 +359,54 @@ export function translateBlock(block: Block): JitFn | null {
     const evCheck = () => { if (!isLast) em.line(`if(c.eventPending)${em.exit(i + 1, after)}`); };
     const ea = () => em.line(eaCode(e, next));
     switch (f) {
-      case Form.MovRR64: em.line(`R[${e.b}]=R[${e.a}];X[${e.b}]=X[${e.a}];`); break;
-      case Form.MovRR32: em.line(`R[${e.b}]=R[${e.a}];X[${e.b}]=0;`); break;
-      case Form.MovStore64: ea(); em.line(storeCode(8, `R[${e.a}]`, `X[${e.a}]`)); evCheck(); break;
-      case Form.MovStore32: ea(); em.line(storeCode(4, `R[${e.a}]`, '0')); evCheck(); break;
-      case Form.MovLoad64: ea(); em.line(loadCode(8)); em.line(`R[${e.a}]=v;X[${e.a}]=vh;`); evCheck(); break;
-      case Form.MovLoad32: ea(); em.line(loadCode(4)); em.line(`R[${e.a}]=v;X[${e.a}]=0;`); evCheck(); break;
-      case Form.MovImmReg: em.line(`R[${e.a}]=${e.imm};X[${e.a}]=${e.immHi};`); break;
+      case Form.MovRR64: em.line(`R[${2 * e.b}]=R[${2 * e.a}];R[${2 * e.b + 1}]=R[${2 * e.a + 1}];`); break;
+      case Form.MovRR32: em.line(`R[${2 * e.b}]=R[${2 * e.a}];R[${2 * e.b + 1}]=0;`); break;
+      case Form.MovStore64: ea(); em.line(storeCode(8, `R[${2 * e.a}]`, `R[${2 * e.a + 1}]`)); evCheck(); break;
+      case Form.MovStore32: ea(); em.line(storeCode(4, `R[${2 * e.a}]`, '0')); evCheck(); break;
+      case Form.MovLoad64: ea(); em.line(loadCode(8)); em.line(`R[${2 * e.a}]=v;R[${2 * e.a + 1}]=vh;`); evCheck(); break;
+      case Form.MovLoad32: ea(); em.line(loadCode(4)); em.line(`R[${2 * e.a}]=v;R[${2 * e.a + 1}]=0;`); evCheck(); break;
+      case Form.MovImmReg: em.line(`R[${2 * e.a}]=${e.imm};R[${2 * e.a + 1}]=${e.immHi};`); break;
       case Form.MovImmMem64: ea(); em.line(storeCode(8, String(e.imm), String(e.immHi))); evCheck(); break;
       case Form.MovImmMem32: ea(); em.line(storeCode(4, String(e.imm), '0')); evCheck(); break;
       case Form.Lea: {
         // Exact 64-bit sum on int32 halves (as ../fast-forms.ts lea); e.size is the scale shift, e.immHi the opsize.
         let s = '';
         const b = e.base;
-        if (b >= 0) s += `t=R[${b}];th=X[${b}];`;
+        if (b >= 0) s += `t=R[${2 * b}];th=R[${2 * b + 1}];`;
         else if (b === -2) s += `t=r0+${next};th=Math.floor(t/4294967296)|0;t=t|0;`;
         else s += 't=0;th=0;';
         if (e.index >= 0) {
           const sh = e.size;
-          s += sh ? `v=R[${e.index}]<<${sh};vh=(X[${e.index}]<<${sh})|(R[${e.index}]>>>${32 - sh});` : `v=R[${e.index}];vh=X[${e.index}];`;
+          s += sh ? `v=R[${2 * e.index}]<<${sh};vh=(R[${2 * e.index + 1}]<<${sh})|(R[${2 * e.index}]>>>${32 - sh});` : `v=R[${2 * e.index}];vh=R[${2 * e.index + 1}];`;
           s += 'p=(t>>>0)+(v>>>0);th=(th+vh+(p>4294967295?1:0))|0;t=p|0;';
         }
         if (e.disp !== 0) s += `p=(t>>>0)+${e.disp >>> 0};th=(th+${e.disp >> 31}+(p>4294967295?1:0))|0;t=p|0;`;
-        s += `R[${e.a}]=t;X[${e.a}]=${e.immHi === 8 ? 'th' : '0'};`;
+        s += `R[${2 * e.a}]=t;R[${2 * e.a + 1}]=${e.immHi === 8 ? 'th' : '0'};`;
         em.line(s);
         break;
       }
       case Form.AluRR: case Form.AluRI: {
         const op = e.op, size = e.size, rd = e.b;
-        const s = f === Form.AluRR ? `R[${e.a}]` : String(e.imm);
-        const sh = f === Form.AluRR ? (size === 8 ? `X[${e.a}]` : '0') : String(e.immHi);
-        em.line(aluCode(op, size, `R[${rd}]`, `X[${rd}]`, s, sh));
-        if (op < CMP) em.line(`R[${rd}]=lr;X[${rd}]=${size === 8 ? 'lrh' : '0'};`);
+        const s = f === Form.AluRR ? `R[${2 * e.a}]` : String(e.imm);
+        const sh = f === Form.AluRR ? (size === 8 ? `R[${2 * e.a + 1}]` : '0') : String(e.immHi);
+        em.line(aluCode(op, size, `R[${2 * rd}]`, `R[${2 * rd + 1}]`, s, sh));
+        if (op < CMP) em.line(`R[${2 * rd}]=lr;R[${2 * rd + 1}]=${size === 8 ? 'lrh' : '0'};`);
         em.produced(KIND[op], size);
         break;
       }
       case Form.AluRM: {
         const op = e.op, size = e.size, rd = e.b;
         ea(); em.line(loadCode(size));
-        em.line(aluCode(op, size, `R[${rd}]`, `X[${rd}]`, 'v', size === 8 ? 'vh' : '0'));
-        if (op < CMP) em.line(`R[${rd}]=lr;X[${rd}]=${size === 8 ? 'lrh' : '0'};`);
+        em.line(aluCode(op, size, `R[${2 * rd}]`, `R[${2 * rd + 1}]`, 'v', size === 8 ? 'vh' : '0'));
+        if (op < CMP) em.line(`R[${2 * rd}]=lr;R[${2 * rd + 1}]=${size === 8 ? 'lrh' : '0'};`);
         em.produced(KIND[op], size);
         evCheck();
         break;
       }
       case Form.AluMR: case Form.AluMI: {
         const op = e.op, size = e.size;
-        const s = f === Form.AluMR ? `R[${e.a}]` : String(e.imm);
-        const sh = f === Form.AluMR ? (size === 8 ? `X[${e.a}]` : '0') : String(e.immHi);
+        const s = f === Form.AluMR ? `R[${2 * e.a}]` : String(e.imm);
+        const sh = f === Form.AluMR ? (size === 8 ? `R[${2 * e.a + 1}]` : '0') : String(e.immHi);
         ea(); em.line(loadCode(size));
         // The store may fault after the load: compute into temporaries, commit the flag record after the store.
         em.line(`t=${s};th=${sh};`);
@@ -427,11 +427,11 @@ export function translateBlock(block: Block): JitFn | null {
         em.line(`lcy=${cy};`);
         if (e.size === 8) {
           em.line(dec
-            ? `ld=R[${r}];ldh=X[${r}];lr=(ld-1)|0;lrh=(ldh-(ld===0?1:0))|0;`
-            : `ld=R[${r}];ldh=X[${r}];lr=(ld+1)|0;lrh=(ldh+(lr===0?1:0))|0;`);
-          em.line(`ls=1;lsh=0;R[${r}]=lr;X[${r}]=lrh;`);
+            ? `ld=R[${2 * r}];ldh=R[${2 * r + 1}];lr=(ld-1)|0;lrh=(ldh-(ld===0?1:0))|0;`
+            : `ld=R[${2 * r}];ldh=R[${2 * r + 1}];lr=(ld+1)|0;lrh=(ldh+(lr===0?1:0))|0;`);
+          em.line(`ls=1;lsh=0;R[${2 * r}]=lr;R[${2 * r + 1}]=lrh;`);
         } else {
-          em.line(`ld=R[${r}];lr=(ld${dec ? '-' : '+'}1)|0;ls=1;R[${r}]=lr;X[${r}]=0;`);
+          em.line(`ld=R[${2 * r}];lr=(ld${dec ? '-' : '+'}1)|0;ls=1;R[${2 * r}]=lr;R[${2 * r + 1}]=0;`);
         }
         em.produced(dec ? L_DEC : L_INC, e.size);
         break;
@@ -445,8 +445,8 @@ export function translateBlock(block: Block): JitFn | null {
         em.line(em.flush());
         em.line('c.settleFlags();');
         const r = e.b;
-        if (e.size === 8) em.line(`t=shift64(c,${e.op},R[${r}],X[${r}],${e.imm});R[${r}]=t;X[${r}]=OUT.hi;`);
-        else em.line(`R[${r}]=shift32(c,${e.op},4,R[${r}],${e.imm});X[${r}]=0;`);
+        if (e.size === 8) em.line(`t=shift64(c,${e.op},R[${2 * r}],R[${2 * r + 1}],${e.imm});R[${2 * r}]=t;R[${2 * r + 1}]=OUT.hi;`);
+        else em.line(`R[${2 * r}]=shift32(c,${e.op},4,R[${2 * r}],${e.imm});R[${2 * r + 1}]=0;`);
         break;
       }
       case Form.Push: case Form.Call: {
@@ -455,33 +455,33 @@ export function translateBlock(block: Block): JitFn | null {
         if (f === Form.Call) {
           em.line(`t=r0+${next};if(t+${e.disp}< -${TWO47}||t+${e.disp}>=${TWO47})c.gp(0);`);
           lo = 't|0'; hi = '(Math.floor(t/4294967296)|0)';
-        } else { lo = `R[${e.a}]`; hi = `X[${e.a}]`; }
-        em.line(`q=R[4];qh=X[4];qr=(q-8)|0;qrh=(q>>>0)<8?(qh-1)|0:qh;a=qrh*4294967296+(qr>>>0);`);
+        } else { lo = `R[${2 * e.a}]`; hi = `R[${2 * e.a + 1}]`; }
+        em.line(`q=R[8];qh=R[9];qr=(q-8)|0;qrh=(q>>>0)<8?(qh-1)|0:qh;a=qrh*4294967296+(qr>>>0);`);
         em.line(storeCode(8, lo, hi));
-        em.line('R[4]=qr;X[4]=qrh;');
+        em.line('R[8]=qr;R[9]=qrh;');
         if (f === Form.Call) {
           em.line(em.exit(i + 1, `r0+${next + e.disp}`));
         } else evCheck();
         break;
       }
       case Form.Pop: case Form.Ret: {
-        em.line('q=R[4];qh=X[4];a=qh*4294967296+(q>>>0);');
+        em.line('q=R[8];qh=R[9];a=qh*4294967296+(q>>>0);');
         em.line(loadCode(8));
         if (f === Form.Ret) {
           em.line(`t=vh*4294967296+(v>>>0);if(t< -${TWO47}||t>=${TWO47})c.gp(0);`);
-          em.line('if((q>>>0)>4294967287)X[4]=(qh+1)|0;R[4]=(q+8)|0;');
+          em.line('if((q>>>0)>4294967287)R[9]=(qh+1)|0;R[8]=(q+8)|0;');
           em.line(em.exit(i + 1, 't'));
         } else {
-          em.line(`if((q>>>0)>4294967287)X[4]=(qh+1)|0;R[4]=(q+8)|0;R[${e.a}]=v;X[${e.a}]=vh;`);
+          em.line(`if((q>>>0)>4294967287)R[9]=(qh+1)|0;R[8]=(q+8)|0;R[${2 * e.a}]=v;R[${2 * e.a + 1}]=vh;`);
           evCheck();
         }
         break;
       }
-      case Form.MovzxReg8: em.line(`R[${e.a}]=(R[${e.b}]>>${e.imm})&255;X[${e.a}]=0;`); break;
-      case Form.MovzxReg16: em.line(`R[${e.a}]=R[${e.b}]&65535;X[${e.a}]=0;`); break;
-      case Form.MovzxMem: ea(); em.line(loadCode(e.size)); em.line(`R[${e.a}]=v;X[${e.a}]=0;`); evCheck(); break;
-      case Form.MovsxdReg: em.line(`v=R[${e.b}];R[${e.a}]=v;X[${e.a}]=v>>31;`); break;
-      case Form.MovsxdMem: ea(); em.line(loadCode(4)); em.line(`R[${e.a}]=v;X[${e.a}]=v>>31;`); evCheck(); break;
+      case Form.MovzxReg8: em.line(`R[${2 * e.a}]=(R[${2 * e.b}]>>${e.imm})&255;R[${2 * e.a + 1}]=0;`); break;
+      case Form.MovzxReg16: em.line(`R[${2 * e.a}]=R[${2 * e.b}]&65535;R[${2 * e.a + 1}]=0;`); break;
+      case Form.MovzxMem: ea(); em.line(loadCode(e.size)); em.line(`R[${2 * e.a}]=v;R[${2 * e.a + 1}]=0;`); evCheck(); break;
+      case Form.MovsxdReg: em.line(`v=R[${2 * e.b}];R[${2 * e.a}]=v;R[${2 * e.a + 1}]=v>>31;`); break;
+      case Form.MovsxdMem: ea(); em.line(loadCode(4)); em.line(`R[${2 * e.a}]=v;R[${2 * e.a + 1}]=v>>31;`); evCheck(); break;
       case Form.Alu8RR: case Form.Alu8RI: case Form.Alu8RM: {
         const op = e.op;
         let src: string;
@@ -512,9 +512,9 @@ export function translateBlock(block: Block): JitFn | null {
       case Form.Mov8MI: ea(); em.line(storeCode(1, String(e.imm), '0')); evCheck(); break;
       case Form.CmovRR: case Form.CmovRM: {
         if (f === Form.CmovRM) { ea(); em.line(loadCode(e.size)); if (e.size === 4) em.line('vh=0;'); }
-        else em.line(`v=R[${e.a}];vh=${e.size === 8 ? `X[${e.a}]` : '0'};`);
+        else em.line(`v=R[${2 * e.a}];vh=${e.size === 8 ? `R[${2 * e.a + 1}]` : '0'};`);
         const cond = em.cond(e.op);
-        em.line(`if(${cond}){R[${e.b}]=v;X[${e.b}]=vh;}${e.size === 4 ? `else X[${e.b}]=0;` : ''}`);
+        em.line(`if(${cond}){R[${2 * e.b}]=v;R[${2 * e.b + 1}]=vh;}${e.size === 4 ? `else R[${2 * e.b + 1}]=0;` : ''}`);
         if (f === Form.CmovRM) evCheck();
         break;
       }
@@ -554,7 +554,7 @@ export function translateBlock(block: Block): JitFn | null {
   const src = `${handlers.join('\n')}
 const OFF=${JSON.stringify(offs)};
 return function jit_${block.pa.toString(16)}(c,left){
-const R=c.rlo,X=c.rhi,r0=c.rip,I0=c.instructions;
+const R=c.gpr,r0=c.rip,I0=c.instructions;
 let n=0,ix=0,lop=0,lsz=0,ld=0,ls=0,lr=0,ldh=0,lsh=0,lrh=0,lcy=0;
 let a=0,p=0,v=0,vh=0,t=0,th=0,q=0,qh=0,qd=0,qs=0,qr=0,qdh=0,qsh=0,qrh=0;
 let xc=0,xr=0;

@@ -177,18 +177,18 @@ export function udiv128(n3: number, n2: number, n1: number, n0: number, dh: numb
  */
 export function cmpxchg16b(cpu: SoftCpu, lin: number): void {
   if (lin & 15) cpu.gp(0);
-  const R = cpu.rlo, H = cpu.rhi;
+  const R = cpu.gpr;
   const lo = cpu.readLin(lin, 8), loh = cpu.hi;
   const hi = cpu.readLin(cpu.addLin(lin, 8), 8), hih = cpu.hi;
-  const equal = lo === R[0] && loh === H[0] && hi === R[2] && hih === H[2];
+  const equal = lo === R[0] && loh === R[1] && hi === R[4] && hih === R[5];
   // One 16-byte-aligned block lies in one page: the second write cannot fault once the first succeeded.
   if (equal) {
-    cpu.writeLin(lin, 8, R[3], H[3]);
-    cpu.writeLin(cpu.addLin(lin, 8), 8, R[1], H[1]);
+    cpu.writeLin(lin, 8, R[6], R[7]);
+    cpu.writeLin(cpu.addLin(lin, 8), 8, R[2], R[3]);
   } else {
     cpu.writeLin(lin, 8, lo, loh);
     cpu.writeLin(cpu.addLin(lin, 8), 8, hi, hih);
-    R[0] = lo; H[0] = loh; R[2] = hi; H[2] = hih;
+    R[0] = lo; R[1] = loh; R[4] = hi; R[5] = hih;
   }
   cmpxchgFlags(cpu, equal);
 }

@@ -66,7 +66,7 @@ function notNeg(cpu: SoftCpu, size: number, neg: boolean): void {
 
 /** MUL: rDX:rAX = rAX * v (unsigned), size 1/2/4/8 (shared with ../fast-forms.ts). */
 export function mul(cpu: SoftCpu, size: number, v: number, vh: number): void {
-  const R = cpu.rlo;
+  const R = cpu.gpr;
   switch (size) {
     case 1: {
       const p = (R[0] & 0xff) * v;
@@ -89,7 +89,7 @@ export function mul(cpu: SoftCpu, size: number, v: number, vh: number): void {
       return;
     }
     default: {
-      const lo = mul64(R[0], cpu.rhi[0], v, vh, false);
+      const lo = mul64(R[0], cpu.gpr[1], v, vh, false);
       const hi = out.hi, w2 = out.hi2lo, w3 = out.hi2hi;
       cpu.setReg(8, 0, lo, hi);
       cpu.setReg(8, 2, w2, w3);
@@ -100,7 +100,7 @@ export function mul(cpu: SoftCpu, size: number, v: number, vh: number): void {
 
 /** One-operand IMUL: rDX:rAX = rAX * v (signed). */
 export function imul1(cpu: SoftCpu, size: number, v: number, vh: number): void {
-  const R = cpu.rlo;
+  const R = cpu.gpr;
   switch (size) {
     case 1: {
       const p = ((R[0] << 24) >> 24) * ((v << 24) >> 24);
@@ -126,7 +126,7 @@ export function imul1(cpu: SoftCpu, size: number, v: number, vh: number): void {
       return;
     }
     default: {
-      const lo = mul64(R[0], cpu.rhi[0], v, vh, true);
+      const lo = mul64(R[0], cpu.gpr[1], v, vh, true);
       const hi = out.hi, w2 = out.hi2lo, w3 = out.hi2hi;
       cpu.setReg(8, 0, lo, hi);
       cpu.setReg(8, 2, w2, w3);
@@ -137,7 +137,7 @@ export function imul1(cpu: SoftCpu, size: number, v: number, vh: number): void {
 
 /** DIV by v: #DE (before any change) on a zero divisor or a quotient that does not fit. */
 export function div(cpu: SoftCpu, size: number, v: number, vh: number): void {
-  const R = cpu.rlo;
+  const R = cpu.gpr;
   switch (size) {
     case 1: {
       if (v === 0) divideError(cpu);
@@ -149,7 +149,7 @@ export function div(cpu: SoftCpu, size: number, v: number, vh: number): void {
     }
     case 2: {
       if (v === 0) divideError(cpu);
-      const n = (R[2] & 0xffff) * 65536 + (R[0] & 0xffff);
+      const n = (R[4] & 0xffff) * 65536 + (R[0] & 0xffff);
       const q = Math.floor(n / v);
       if (q > 0xffff) divideError(cpu);
       cpu.setReg(2, 0, q);
@@ -158,15 +158,14 @@ export function div(cpu: SoftCpu, size: number, v: number, vh: number): void {
     }
     case 4: {
       const d = v >>> 0;
-      if (d === 0 || (R[2] >>> 0) >= d) divideError(cpu);
-      const q = divWord(R[2] >>> 0, R[0], d);
+      if (d === 0 || (R[4] >>> 0) >= d) divideError(cpu);
+      const q = divWord(R[4] >>> 0, R[0], d);
       cpu.setReg(4, 0, q);
       cpu.setReg(4, 2, out.remLo | 0);
       break;
     }
     default: {
-      const H = cpu.rhi;
-      if (!udiv128(H[2], R[2], H[0], R[0], vh, v)) divideError(cpu);
+      if (!udiv128(R[5], R[4], R[1], R[0], vh, v)) divideError(cpu);
       const ql = out.qLo, qh = out.qHi;
       cpu.setReg(8, 0, ql, qh);
       cpu.setReg(8, 2, out.remLo, out.remHi);
@@ -177,7 +176,7 @@ export function div(cpu: SoftCpu, size: number, v: number, vh: number): void {
 
 /** IDIV by v, as DIV for signed operands. */
 export function idiv(cpu: SoftCpu, size: number, v: number, vh: number): void {
-  const R = cpu.rlo;
+  const R = cpu.gpr;
   switch (size) {
     case 1: {
       const d = (v << 24) >> 24;
@@ -191,7 +190,7 @@ export function idiv(cpu: SoftCpu, size: number, v: number, vh: number): void {
     case 2: {
       const d = (v << 16) >> 16;
       if (d === 0) divideError(cpu);
-      const n = (R[2] << 16) | (R[0] & 0xffff);
+      const n = (R[4] << 16) | (R[0] & 0xffff);
       const q = Math.trunc(n / d);
       if (q > 0x7fff || q < -0x8000) divideError(cpu);
       cpu.setReg(2, 0, q & 0xffff);
@@ -200,7 +199,7 @@ export function idiv(cpu: SoftCpu, size: number, v: number, vh: number): void {
     }
     case 4: {
       if (v === 0) divideError(cpu);
-      let nh = R[2], nl = R[0];
+      let nh = R[4], nl = R[0];
       const nNeg = nh < 0;
       if (nNeg) { nl = -nl | 0; nh = (~nh + (nl === 0 ? 1 : 0)) | 0; }
       const dNeg = v < 0;
@@ -215,9 +214,8 @@ export function idiv(cpu: SoftCpu, size: number, v: number, vh: number): void {
       break;
     }
     default: {
-      const H = cpu.rhi;
       // |RDX:RAX| as four words n3..n0
-      let n3 = H[2], n2 = R[2], n1 = H[0], n0 = R[0];
+      let n3 = R[5], n2 = R[4], n1 = R[1], n0 = R[0];
       const nNeg = n3 < 0;
       if (nNeg) {
         n0 = ~n0; n1 = ~n1; n2 = ~n2; n3 = ~n3;

@@ -179,7 +179,7 @@ function group2(cpu: SoftCpu, size: number, count: number): void {
   else { lin = cpu.eaLinear(); v = cpu.readLin(lin, size); }
   const vh = cpu.hi;
   if (c === 0) {
-    if (reg && size === 4) cpu.rhi[cpu.rm] = 0;
+    if (reg && size === 4) cpu.gpr[2 * cpu.rm + 1] = 0;
     return;
   }
   // Compute into locals and module state first, write, then commit flags: the write may fault.
@@ -210,7 +210,7 @@ def1(0xd0, (cpu) => {
 def1(0xd2, (cpu) => {
   const size = cpu.opcode & 1 ? cpu.opsize : 1;
   cpu.decodeModrm();
-  group2(cpu, size, cpu.rlo[1] & 0xff);
+  group2(cpu, size, cpu.gpr[2] & 0xff);
 }, 0xd3);
 
 // ---- SHLD (0F A4 Ev,Gv,Ib; 0F A5 Ev,Gv,CL), SHRD (0F AC Ev,Gv,Ib; 0F AD Ev,Gv,CL)
@@ -286,7 +286,7 @@ function shiftDouble(cpu: SoftCpu, right: boolean, count: number): void {
   else { lin = cpu.eaLinear(); d = cpu.readLin(lin, size); }
   const dh = cpu.hi;
   if (c === 0) {
-    if (reg && size === 4) cpu.rhi[cpu.rm] = 0;
+    if (reg && size === 4) cpu.gpr[2 * cpu.rm + 1] = 0;
     return;
   }
   cpu.settleFlags();
@@ -300,6 +300,6 @@ function shiftDouble(cpu: SoftCpu, right: boolean, count: number): void {
 }
 
 def0f(0xa4, (cpu) => { cpu.decodeModrm(); shiftDouble(cpu, false, cpu.fetch8()); });
-def0f(0xa5, (cpu) => { cpu.decodeModrm(); shiftDouble(cpu, false, cpu.rlo[1] & 0xff); });
+def0f(0xa5, (cpu) => { cpu.decodeModrm(); shiftDouble(cpu, false, cpu.gpr[2] & 0xff); });
 def0f(0xac, (cpu) => { cpu.decodeModrm(); shiftDouble(cpu, true, cpu.fetch8()); });
-def0f(0xad, (cpu) => { cpu.decodeModrm(); shiftDouble(cpu, true, cpu.rlo[1] & 0xff); });
+def0f(0xad, (cpu) => { cpu.decodeModrm(); shiftDouble(cpu, true, cpu.gpr[2] & 0xff); });

@@ -74,10 +74,10 @@ function aluToRm(cpu: SoftCpu, op: number, size: number, s: number, sh: number):
     const rm = cpu.rm;
     if (size === 4) {
       // Fast path: 32-bit register destination (zero-extends unless CMP).
-      const R = cpu.rlo;
-      const d = R[rm];
+      const R = cpu.gpr;
+      const d = R[2 * rm];
       const r = calc(cpu, op, 4, d, 0, s, 0);
-      if (op !== CMP) { R[rm] = r; cpu.rhi[rm] = 0; }
+      if (op !== CMP) { R[2 * rm] = r; cpu.gpr[2 * rm + 1] = 0; }
       flagsOf(cpu, op, 4, d, 0, s, 0, r, 0);
       return;
     }
@@ -308,7 +308,7 @@ function exactEa64(cpu: SoftCpu): number {
   if (mod === 3) cpu.ud();
   const rm = m & 7;
   let lo = 0, hi = 0;
-  const R = cpu.rlo, H = cpu.rhi;
+  const R = cpu.gpr;
   if (rm === 4) {
     const sib = cpu.fetch8();
     const scale = sib >> 6;
@@ -317,10 +317,10 @@ function exactEa64(cpu: SoftCpu): number {
       lo = cpu.fetch32(); hi = lo >> 31;
     } else {
       const base = (sib & 7) | cpu.rexB;
-      lo = R[base]; hi = H[base];
+      lo = R[2 * base]; hi = R[2 * base + 1];
     }
     if (index !== 4) {
-      let il = R[index], ih = H[index];
+      let il = R[2 * index], ih = R[2 * index + 1];
       if (scale) { ih = (ih << scale) | (il >>> (32 - scale)); il <<= scale; }
       const l = (lo >>> 0) + (il >>> 0);
       hi = (hi + ih + (l > 0xffffffff ? 1 : 0)) | 0;
@@ -334,7 +334,7 @@ function exactEa64(cpu: SoftCpu): number {
     hi = Math.floor(v / C.TWO32) | 0;
   } else {
     const base = rm | cpu.rexB;
-    lo = R[base]; hi = H[base];
+    lo = R[2 * base]; hi = R[2 * base + 1];
   }
   if (mod !== 0) {
     const disp = mod === 1 ? cpu.fetchS8() : cpu.fetch32();
@@ -365,7 +365,7 @@ def1(0x8d, (cpu) => {
 
 def1(0x98, (cpu) => {
   noLock(cpu);
-  const r = cpu.rlo;
+  const r = cpu.gpr;
   switch (cpu.opsize) {
     case 2: cpu.setReg(2, 0, ((r[0] << 24) >> 24) & 0xffff); break;
     case 4: cpu.setReg(4, 0, (r[0] << 16) >> 16); break;
@@ -375,11 +375,11 @@ def1(0x98, (cpu) => {
 
 def1(0x99, (cpu) => {
   noLock(cpu);
-  const r = cpu.rlo;
+  const r = cpu.gpr;
   switch (cpu.opsize) {
     case 2: cpu.setReg(2, 2, (r[0] << 16) >> 31 & 0xffff); break;
     case 4: cpu.setReg(4, 2, r[0] >> 31); break;
-    default: { const s = cpu.rhi[0] >> 31; cpu.setReg(8, 2, s, s); }
+    default: { const s = cpu.gpr[1] >> 31; cpu.setReg(8, 2, s, s); }
   }
 });
 
@@ -479,7 +479,7 @@ def0f(0x40, (cpu) => {
   const size = cpu.opsize;
   const v = cpu.readRm(size), vh = cpu.hi;
   if (cpu.condition(cpu.opcode & 15)) cpu.setReg(size, cpu.reg, v, vh);
-  else if (size === 4) cpu.rhi[cpu.reg] = 0;
+  else if (size === 4) cpu.gpr[2 * cpu.reg + 1] = 0;
 }, 0x4f);
 
 // ---- SETcc (0F 90-9F) r/m8; ModRM.reg is ignored
@@ -497,9 +497,9 @@ def0f(0xc8, (cpu) => {
   const r = (cpu.opcode & 7) | cpu.rexB;
   const size = cpu.opsize;
   if (size === 2) { cpu.setReg(2, r, 0); return; }
-  const lo = cpu.rlo[r];
+  const lo = cpu.gpr[2 * r];
   if (size === 4) { cpu.setReg(4, r, bswap32(lo)); return; }
-  cpu.setReg(8, r, bswap32(cpu.rhi[r]), bswap32(lo));
+  cpu.setReg(8, r, bswap32(cpu.gpr[2 * r + 1]), bswap32(lo));
 }, 0xcf);
 
 function bswap32(v: number): number {
@@ -574,11 +574,11 @@ def0f(0xc7, (cpu) => {
     cmpxchg16b(cpu, lin);
     return;
   }
-  const R = cpu.rlo;
+  const R = cpu.gpr;
   const lo = cpu.readLin(lin, 8), hi = cpu.hi;
-  const equal = lo === R[0] && hi === R[2];
+  const equal = lo === R[0] && hi === R[4];
   if (equal) {
-    cpu.writeLin(lin, 8, R[3], R[1]);
+    cpu.writeLin(lin, 8, R[6], R[2]);
   } else {
     cpu.writeLin(lin, 8, lo, hi);
     cpu.setReg(4, 0, lo);

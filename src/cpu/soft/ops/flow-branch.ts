@@ -25,21 +25,21 @@ export function branchTo(c: SoftCpu, target: number): void {
  * the general stack path. The write happens before RSP changes (a fault leaves RSP alone).
  */
 export function push64(c: SoftCpu, lo: number, hi: number): void {
-  const spLo = c.rlo[4], spHi = c.rhi[4];
+  const spLo = c.gpr[8], spHi = c.gpr[9];
   const nLo = (spLo - 8) | 0;
   const nHi = (spLo >>> 0) < 8 ? (spHi - 1) | 0 : spHi;
   c.writeLin(nHi * TWO32 + (nLo >>> 0), 8, lo, hi);
-  c.rlo[4] = nLo;
-  c.rhi[4] = nHi;
+  c.gpr[8] = nLo;
+  c.gpr[9] = nHi;
 }
 
 /** 64-bit mode pop of 8 bytes: returns the low half, the high half is left in `c.hi`. */
 export function pop64(c: SoftCpu): number {
-  const spLo = c.rlo[4], spHi = c.rhi[4];
+  const spLo = c.gpr[8], spHi = c.gpr[9];
   const v = c.readLin(spHi * TWO32 + (spLo >>> 0), 8);
   const nLo = (spLo + 8) | 0;
-  if ((spLo >>> 0) > 0xfffffff7) c.rhi[4] = (spHi + 1) | 0;
-  c.rlo[4] = nLo;
+  if ((spLo >>> 0) > 0xfffffff7) c.gpr[9] = (spHi + 1) | 0;
+  c.gpr[8] = nLo;
   return v;
 }
 
@@ -95,12 +95,12 @@ def1(0xe8, (c) => {
 
 function ret(c: SoftCpu, release: number): void {
   if (c.mode64 && c.opsize !== 2 && release === 0) {
-    const spLo = c.rlo[4], spHi = c.rhi[4];
+    const spLo = c.gpr[8], spHi = c.gpr[9];
     const lo = c.readLin(spHi * TWO32 + (spLo >>> 0), 8);
     const target = num64(lo, c.hi);
     if (target < -TWO47 || target >= TWO47) c.gp(0);
-    if ((spLo >>> 0) > 0xfffffff7) c.rhi[4] = (spHi + 1) | 0;
-    c.rlo[4] = (spLo + 8) | 0;
+    if ((spLo >>> 0) > 0xfffffff7) c.gpr[9] = (spHi + 1) | 0;
+    c.gpr[8] = (spLo + 8) | 0;
     c.rip = target;
     return;
   }
@@ -129,20 +129,20 @@ def1(0xc2, (c) => {
 /** Decrement the address-size counter without touching flags; returns true when it is still non-zero. */
 function decCounter(c: SoftCpu): boolean {
   const a = c.adsize;
-  const lo = c.rlo[1];
+  const lo = c.gpr[2];
   if (a === 2) {
     const v = (lo - 1) & 0xffff;
-    c.rlo[1] = (lo & ~0xffff) | v;
+    c.gpr[2] = (lo & ~0xffff) | v;
     return v !== 0;
   }
   const v = (lo - 1) | 0;
-  c.rlo[1] = v;
+  c.gpr[2] = v;
   if (a === 4) {
-    if (c.mode64) c.rhi[1] = 0; // a 32-bit register write zero-extends in 64-bit mode
+    if (c.mode64) c.gpr[3] = 0; // a 32-bit register write zero-extends in 64-bit mode
     return v !== 0;
   }
-  if (lo === 0) c.rhi[1] = (c.rhi[1] - 1) | 0;
-  return v !== 0 || c.rhi[1] !== 0;
+  if (lo === 0) c.gpr[3] = (c.gpr[3] - 1) | 0;
+  return v !== 0 || c.gpr[3] !== 0;
 }
 
 def1(0xe0, (c) => {
@@ -160,7 +160,7 @@ def1(0xe2, (c) => {
 def1(0xe3, (c) => {
   const d = c.fetchS8();
   const a = c.adsize;
-  const zero = a === 2 ? (c.rlo[1] & 0xffff) === 0 : a === 4 ? c.rlo[1] === 0 : c.rlo[1] === 0 && c.rhi[1] === 0;
+  const zero = a === 2 ? (c.gpr[2] & 0xffff) === 0 : a === 4 ? c.gpr[2] === 0 : c.gpr[2] === 0 && c.gpr[3] === 0;
   if (zero) branchTo(c, c.rip + d);
 });
 

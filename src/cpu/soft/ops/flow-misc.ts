@@ -16,11 +16,11 @@ def1(0xfd, (c) => { c.flags |= C.DF; });
 
 def1(0xd7, (c) => {
   const seg = c.segOverride >= 0 ? c.segOverride : C.DS;
-  const al = c.rlo[0] & 0xff;
+  const al = c.gpr[0] & 0xff;
   const a = c.adsize;
-  const off = a === 8 ? c.wrapAddr(c.getReg64Num(3) + al) : a === 4 ? ((c.rlo[3] >>> 0) + al) >>> 0 : (c.rlo[3] + al) & 0xffff;
+  const off = a === 8 ? c.wrapAddr(c.getReg64Num(3) + al) : a === 4 ? ((c.gpr[6] >>> 0) + al) >>> 0 : (c.gpr[6] + al) & 0xffff;
   const v = c.readLin(c.linear(seg, off), 1);
-  c.rlo[0] = (c.rlo[0] & ~0xff) | v;
+  c.gpr[0] = (c.gpr[0] & ~0xff) | v;
 });
 
 // ---- BCD adjustments (invalid in 64-bit mode)
@@ -38,12 +38,12 @@ function szp(v: number): number {
 }
 
 function setAl(c: SoftCpu, v: number): void {
-  c.rlo[0] = (c.rlo[0] & ~0xff) | (v & 0xff);
+  c.gpr[0] = (c.gpr[0] & ~0xff) | (v & 0xff);
 }
 
 def1(0x27, (c) => { // DAA
   if (c.mode64) c.ud();
-  const oldAl = c.rlo[0] & 0xff;
+  const oldAl = c.gpr[0] & 0xff;
   const oldCf = c.getCF();
   let al = oldAl, cf = false, af = false;
   if ((al & 0x0f) > 9 || c.getAF()) {
@@ -58,7 +58,7 @@ def1(0x27, (c) => { // DAA
 
 def1(0x2f, (c) => { // DAS
   if (c.mode64) c.ud();
-  const oldAl = c.rlo[0] & 0xff;
+  const oldAl = c.gpr[0] & 0xff;
   const oldCf = c.getCF();
   let al = oldAl, cf = false, af = false;
   if ((al & 0x0f) > 9 || c.getAF()) {
@@ -73,21 +73,21 @@ def1(0x2f, (c) => { // DAS
 
 def1(0x37, (c) => { // AAA
   if (c.mode64) c.ud();
-  let ax = c.rlo[0] & 0xffff;
+  let ax = c.gpr[0] & 0xffff;
   let f = 0;
   if ((ax & 0x0f) > 9 || c.getAF()) { ax = (ax + 0x106) & 0xffff; f = C.AF | C.CF; }
   ax &= 0xff0f;
-  c.rlo[0] = (c.rlo[0] & ~0xffff) | ax;
+  c.gpr[0] = (c.gpr[0] & ~0xffff) | ax;
   c.setArith(f | szp(ax & 0xff));
 });
 
 def1(0x3f, (c) => { // AAS
   if (c.mode64) c.ud();
-  let ax = c.rlo[0] & 0xffff;
+  let ax = c.gpr[0] & 0xffff;
   let f = 0;
   if ((ax & 0x0f) > 9 || c.getAF()) { ax = (ax - 6) & 0xffff; ax = (ax - 0x100) & 0xffff; f = C.AF | C.CF; }
   ax &= 0xff0f;
-  c.rlo[0] = (c.rlo[0] & ~0xffff) | ax;
+  c.gpr[0] = (c.gpr[0] & ~0xffff) | ax;
   c.setArith(f | szp(ax & 0xff));
 });
 
@@ -95,18 +95,18 @@ def1(0xd4, (c) => { // AAM imm8
   if (c.mode64) c.ud();
   const base = c.fetch8();
   if (base === 0) c.fault(C.EXC_DE);
-  const al = c.rlo[0] & 0xff;
+  const al = c.gpr[0] & 0xff;
   const ah = Math.floor(al / base), nal = al % base;
-  c.rlo[0] = (c.rlo[0] & ~0xffff) | (ah << 8) | nal;
+  c.gpr[0] = (c.gpr[0] & ~0xffff) | (ah << 8) | nal;
   c.setArith(szp(nal));
 });
 
 def1(0xd5, (c) => { // AAD imm8
   if (c.mode64) c.ud();
   const base = c.fetch8();
-  const al = c.rlo[0] & 0xff, ah = (c.rlo[0] >> 8) & 0xff;
+  const al = c.gpr[0] & 0xff, ah = (c.gpr[0] >> 8) & 0xff;
   const nal = (al + ah * base) & 0xff;
-  c.rlo[0] = (c.rlo[0] & ~0xffff) | nal;
+  c.gpr[0] = (c.gpr[0] & ~0xffff) | nal;
   c.setArith(szp(nal));
 });
 

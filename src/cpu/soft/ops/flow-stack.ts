@@ -11,11 +11,11 @@ import { push64, pop64 } from './flow-branch.ts';
 
 def1(0x50, (c) => {
   const r = (c.opcode & 7) | c.rexB;
-  if (c.mode64 && c.opsize !== 2) { push64(c, c.rlo[r], c.rhi[r]); return; }
+  if (c.mode64 && c.opsize !== 2) { push64(c, c.gpr[2 * r], c.gpr[2 * r + 1]); return; }
   const size = c.stackOpsize();
   // PUSH rSP pushes the value rSP had before the instruction (SDM PUSH): we read it before pushing.
-  if (size === 8) c.push(8, c.rlo[r], c.rhi[r]);
-  else c.push(size, size === 2 ? c.rlo[r] & 0xffff : c.rlo[r]);
+  if (size === 8) c.push(8, c.gpr[2 * r], c.gpr[2 * r + 1]);
+  else c.push(size, size === 2 ? c.gpr[2 * r] & 0xffff : c.gpr[2 * r]);
 }, 0x57);
 
 def1(0x58, (c) => {
@@ -23,8 +23,8 @@ def1(0x58, (c) => {
   if (c.mode64 && c.opsize !== 2) {
     const lo = pop64(c);
     // POP rSP: the register receives the popped value (the increment is overwritten).
-    c.rlo[r] = lo;
-    c.rhi[r] = c.hi;
+    c.gpr[2 * r] = lo;
+    c.gpr[2 * r + 1] = c.hi;
     return;
   }
   const size = c.stackOpsize();
@@ -71,14 +71,14 @@ def1(0x8f, (c) => {
     c.setReg(size, c.rm, v, hi);
     return;
   }
-  const spLo = c.rlo[4], spHi = c.rhi[4];
+  const spLo = c.gpr[8], spHi = c.gpr[9];
   c.setSp(c.getSp() + size);
   try {
     c.rip = modrmAt;
     c.decodeModrm();
     c.writeRm(size, v, hi);
   } catch (e) {
-    if (e === CPU_FAULT) { c.rlo[4] = spLo; c.rhi[4] = spHi; }
+    if (e === CPU_FAULT) { c.gpr[8] = spLo; c.gpr[9] = spHi; }
     throw e;
   }
 });
@@ -94,9 +94,9 @@ def1(0x60, (c) => {
   const ss = c.stackSize();
   const low = ss === 2 ? (sp - stackBytes) & 0xffff : (sp - stackBytes) >>> 0;
   c.probeWrite(c.linear(C.SS, low), stackBytes);
-  const temp = c.rlo[4];
+  const temp = c.gpr[8];
   for (let r = 0; r < 8; r++) {
-    const v = r === 4 ? temp : c.rlo[r];
+    const v = r === 4 ? temp : c.gpr[2 * r];
     c.push(size, size === 2 ? v & 0xffff : v);
   }
 });
@@ -163,11 +163,11 @@ const SAHF_MASK = C.SF | C.ZF | C.AF | C.PF | C.CF;
 
 def1(0x9f, (c) => {
   const f = (c.getFlags() & SAHF_MASK) | C.FLAGS_FIXED;
-  c.rlo[0] = (c.rlo[0] & ~0xff00) | (f << 8);
+  c.gpr[0] = (c.gpr[0] & ~0xff00) | (f << 8);
 });
 
 def1(0x9e, (c) => {
-  const ah = (c.rlo[0] >> 8) & 0xff;
+  const ah = (c.gpr[0] >> 8) & 0xff;
   c.settleFlags();
   c.setArith((c.flags & C.OF) | (ah & SAHF_MASK));
 });
@@ -183,9 +183,9 @@ def1(0xc8, (c) => {
   // Work on local copies of rSP/rBP and write the frame through them; registers change only at the end, so a
   // fault part-way leaves them untouched (the bytes written below rSP are not architecturally visible).
   let sp = c.getSp();
-  const bp = ss === 8 ? c.getReg64Num(5) : ss === 4 ? c.rlo[5] >>> 0 : c.rlo[5] & 0xffff;
+  const bp = ss === 8 ? c.getReg64Num(5) : ss === 4 ? c.gpr[10] >>> 0 : c.gpr[10] & 0xffff;
   sp = wrap(sp - size);
-  c.writeLin(c.linear(C.SS, sp), size, c.rlo[5], c.rhi[5]);
+  c.writeLin(c.linear(C.SS, sp), size, c.gpr[10], c.gpr[11]);
   const frameTemp = sp;
   let bpWalk = bp;
   for (let i = 1; i < level; i++) {
@@ -209,7 +209,7 @@ def1(0xc8, (c) => {
 def1(0xc9, (c) => {
   const size = c.stackOpsize();
   const ss = c.stackSize();
-  const bp = ss === 8 ? c.getReg64Num(5) : ss === 4 ? c.rlo[5] >>> 0 : c.rlo[5] & 0xffff;
+  const bp = ss === 8 ? c.getReg64Num(5) : ss === 4 ? c.gpr[10] >>> 0 : c.gpr[10] & 0xffff;
   const v = c.readLin(c.linear(C.SS, bp), size);
   const hi = c.hi;
   c.setSp(bp);

@@ -34,43 +34,43 @@ let fastBudget = 0;
 /** rSI/rDI (or any register) as an address of the current address size. */
 function getPtr(c: SoftCpu, r: number): number {
   const a = c.adsize;
-  return a === 8 ? c.rhi[r] * TWO32 + (c.rlo[r] >>> 0) : a === 4 ? c.rlo[r] >>> 0 : c.rlo[r] & 0xffff;
+  return a === 8 ? c.gpr[2 * r + 1] * TWO32 + (c.gpr[2 * r] >>> 0) : a === 4 ? c.gpr[2 * r] >>> 0 : c.gpr[2 * r] & 0xffff;
 }
 
 /** Add `delta` to a pointer register, wrapping at the address size (a 32-bit write zero-extends in 64-bit mode). */
 function advancePtr(c: SoftCpu, r: number, delta: number): void {
   const a = c.adsize;
   if (a === 8) {
-    const lo = (c.rlo[r] >>> 0) + delta;
+    const lo = (c.gpr[2 * r] >>> 0) + delta;
     const carry = Math.floor(lo / TWO32);
-    c.rlo[r] = lo | 0;
-    if (carry !== 0) c.rhi[r] = (c.rhi[r] + carry) | 0;
+    c.gpr[2 * r] = lo | 0;
+    if (carry !== 0) c.gpr[2 * r + 1] = (c.gpr[2 * r + 1] + carry) | 0;
   } else if (a === 4) {
-    c.rlo[r] = (c.rlo[r] + delta) | 0;
-    if (c.mode64) c.rhi[r] = 0;
+    c.gpr[2 * r] = (c.gpr[2 * r] + delta) | 0;
+    if (c.mode64) c.gpr[2 * r + 1] = 0;
   } else {
-    c.rlo[r] = (c.rlo[r] & ~0xffff) | ((c.rlo[r] + delta) & 0xffff);
+    c.gpr[2 * r] = (c.gpr[2 * r] & ~0xffff) | ((c.gpr[2 * r] + delta) & 0xffff);
   }
 }
 
 /** rCX as an unsigned count of the address size, capped (only a bounded number of elements is done per step). */
 function getCount(c: SoftCpu): number {
   const a = c.adsize;
-  if (a === 8) return c.rhi[1] !== 0 ? 0x100000000 : c.rlo[1] >>> 0;
-  return a === 4 ? c.rlo[1] >>> 0 : c.rlo[1] & 0xffff;
+  if (a === 8) return c.gpr[3] !== 0 ? 0x100000000 : c.gpr[2] >>> 0;
+  return a === 4 ? c.gpr[2] >>> 0 : c.gpr[2] & 0xffff;
 }
 
 function subCount(c: SoftCpu, n: number): void {
   const a = c.adsize;
   if (a === 8) {
-    let lo = (c.rlo[1] >>> 0) - n;
-    if (lo < 0) { lo += TWO32; c.rhi[1] = (c.rhi[1] - 1) | 0; }
-    c.rlo[1] = lo | 0;
+    let lo = (c.gpr[2] >>> 0) - n;
+    if (lo < 0) { lo += TWO32; c.gpr[3] = (c.gpr[3] - 1) | 0; }
+    c.gpr[2] = lo | 0;
   } else if (a === 4) {
-    c.rlo[1] = (c.rlo[1] - n) | 0;
-    if (c.mode64) c.rhi[1] = 0;
+    c.gpr[2] = (c.gpr[2] - n) | 0;
+    if (c.mode64) c.gpr[3] = 0;
   } else {
-    c.rlo[1] = (c.rlo[1] & ~0xffff) | ((c.rlo[1] - n) & 0xffff);
+    c.gpr[2] = (c.gpr[2] & ~0xffff) | ((c.gpr[2] - n) & 0xffff);
   }
 }
 
@@ -186,7 +186,7 @@ def1(0xa4, movs, 0xa5);
 
 function stosOne(c: SoftCpu, size: number, step: number): void {
   const v = c.getReg(size, 0);
-  c.writeLin(c.linear(C.ES, getPtr(c, 7)), size, v, c.rhi[0]);
+  c.writeLin(c.linear(C.ES, getPtr(c, 7)), size, v, c.gpr[1]);
   advancePtr(c, 7, step);
 }
 
@@ -219,7 +219,7 @@ function fillBytes(buf: Uint8Array, off: number, len: number, byte: number): voi
 
 function stosFast(c: SoftCpu, size: number): boolean {
   const user = c.cpl === 3;
-  const lo = c.rlo[0], hi = c.rhi[0];
+  const lo = c.gpr[0], hi = c.gpr[1];
   for (let k = 0; k < size; k++) pattern[k] = k < 4 ? (lo >>> (8 * k)) & 0xff : (hi >>> (8 * (k - 4))) & 0xff;
   let uniform = true;
   for (let k = 1; k < size; k++) if (pattern[k] !== pattern[0]) uniform = false;
@@ -333,7 +333,7 @@ function scas(c: SoftCpu): void {
   const step = c.flags & C.DF ? -size : size;
   const rep = c.rep;
   const a = c.getReg(size, 0);
-  const ah = c.rhi[0];
+  const ah = c.gpr[1];
   const n = rep === 0 ? 1 : Math.min(getCount(c), SLOW_CHUNK);
   for (let k = 0; k < n; k++) {
     const b = c.readLin(c.linear(C.ES, getPtr(c, 7)), size);
@@ -357,7 +357,7 @@ function ioSize(c: SoftCpu): 1 | 2 | 4 {
 
 function ins(c: SoftCpu): void {
   const size = ioSize(c);
-  const port = c.rlo[2] & 0xffff;
+  const port = c.gpr[4] & 0xffff;
   checkIoPermission(c, port, size);
   const step = c.flags & C.DF ? -size : size;
   const n = c.rep === 0 ? 1 : Math.min(getCount(c), SLOW_CHUNK);
@@ -375,7 +375,7 @@ function ins(c: SoftCpu): void {
 
 function outs(c: SoftCpu): void {
   const size = ioSize(c);
-  const port = c.rlo[2] & 0xffff;
+  const port = c.gpr[4] & 0xffff;
   checkIoPermission(c, port, size);
   const seg = srcSeg(c);
   const step = c.flags & C.DF ? -size : size;

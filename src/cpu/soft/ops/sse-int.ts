@@ -463,7 +463,7 @@ def0f(0xf7, (cpu) => {
     mmxCheck(cpu); n = 8;
     loadMm(D.i32, cpu.reg, cpu); loadMm(S.i32, cpu.rm, cpu);
   }
-  const off = cpu.adsize === 8 ? cpu.getReg64Num(7) : cpu.adsize === 4 ? cpu.rlo[7] >>> 0 : cpu.rlo[7] & 0xffff;
+  const off = cpu.adsize === 8 ? cpu.getReg64Num(7) : cpu.adsize === 4 ? cpu.gpr[14] >>> 0 : cpu.gpr[14] & 0xffff;
   const lin = cpu.linear(cpu.segOverride >= 0 ? cpu.segOverride : C.DS, off);
   let any = false;
   for (let i = 0; i < n; i++) if (S.u8[i] & 0x80) any = true;

@@ -88,14 +88,14 @@ function doIn(c: SoftCpu, port: number): void {
 function doOut(c: SoftCpu, port: number): void {
   const size = ioSize(c);
   checkIoPermission(c, port, size);
-  const v = c.rlo[0];
+  const v = c.gpr[0];
   c.env.ports.write(port, size, size === 1 ? v & 0xff : size === 2 ? v & 0xffff : v >>> 0);
 }
 
 def1(0xe4, (c) => doIn(c, c.fetch8()), 0xe5);
 def1(0xe6, (c) => doOut(c, c.fetch8()), 0xe7);
-def1(0xec, (c) => doIn(c, c.rlo[2] & 0xffff), 0xed);
-def1(0xee, (c) => doOut(c, c.rlo[2] & 0xffff), 0xef);
+def1(0xec, (c) => doIn(c, c.gpr[4] & 0xffff), 0xed);
+def1(0xee, (c) => doOut(c, c.gpr[4] & 0xffff), 0xef);
 
 // =====================================================================================================
 // CLI (FA), STI (FB), HLT (F4)
@@ -166,10 +166,10 @@ function setRegFromNum(c: SoftCpu, r: number, v: number): void {
 
 /** Read general register `r` as a control-register source: [lo, hi] with hi 0 outside 64-bit mode. */
 function regLo(c: SoftCpu, r: number): number {
-  return c.rlo[r];
+  return c.gpr[2 * r];
 }
 function regHi(c: SoftCpu, r: number): number {
-  return c.mode64 ? c.rhi[r] : 0;
+  return c.mode64 ? c.gpr[2 * r + 1] : 0;
 }
 
 export function readCr8(c: SoftCpu): number {

@@ -251,7 +251,7 @@ export function cpuidLeaf(c: SoftCpu, leaf: number, subleaf: number, out: Int32A
 const result = new Int32Array(4);
 
 def0f(0xa2, (c) => {
-  cpuidLeaf(c, c.rlo[0], c.rlo[1], result);
+  cpuidLeaf(c, c.gpr[0], c.gpr[2], result);
   c.setReg(4, 0, result[0]);
   c.setReg(4, 3, result[1]);
   c.setReg(4, 1, result[2]);

@@ -135,7 +135,7 @@ export class CpuSnapshot {
       this.sel[s] = cpu.segSel[s]; this.base[s] = cpu.segBase[s];
       this.limit[s] = cpu.segLimit[s]; this.attr[s] = cpu.segAttr[s];
     }
-    this.rspLo = cpu.rlo[4]; this.rspHi = cpu.rhi[4];
+    this.rspLo = cpu.gpr[8]; this.rspHi = cpu.gpr[9];
     this.rip = cpu.rip;
     this.flags = cpu.getFlags();
     this.cpl = cpu.cpl;
@@ -144,7 +144,7 @@ export class CpuSnapshot {
   restore(cpu: SoftCpu): void {
     cpu.setFlagsValue(this.flags);
     for (let s = 0; s < 6; s++) cpu.loadSegmentRaw(s, this.sel[s], this.base[s], this.limit[s], this.attr[s]);
-    cpu.rlo[4] = this.rspLo; cpu.rhi[4] = this.rspHi;
+    cpu.gpr[8] = this.rspLo; cpu.gpr[9] = this.rspHi;
     cpu.rip = this.rip;
     cpu.cpl = this.cpl;
     cpu.updateMode();

@@ -76,13 +76,13 @@ export function farTransfer(cpu: SoftCpu, selector: number, offset: number, size
 
 /** Push CS and the return instruction pointer, restoring RSP if the second push faults. */
 function pushReturn(cpu: SoftCpu, size: number): void {
-  const lo = cpu.rlo[4], hi = cpu.rhi[4];
+  const lo = cpu.gpr[8], hi = cpu.gpr[9];
   const rip = cpu.rip;
   try {
     cpu.push(size, cpu.segSel[C.CS], 0);
     cpu.push(size, rip | 0, Math.floor(rip / C.TWO32) | 0);
   } catch (e) {
-    cpu.rlo[4] = lo; cpu.rhi[4] = hi;
+    cpu.gpr[8] = lo; cpu.gpr[9] = hi;
     throw e;
   }
 }

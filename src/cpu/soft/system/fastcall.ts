@@ -109,11 +109,11 @@ export function sysret(cpu: SoftCpu, to64: boolean): void {
   if (!(cpu.efer & C.EFER_SCE) || !cpu.mode64) cpu.ud();
   if (cpu.cpl !== 0) cpu.gp(0);
   const base = syscallMsrs(cpu).retBase;
-  const rip = to64 ? cpu.getReg64Num(1) : cpu.rlo[1] >>> 0;
+  const rip = to64 ? cpu.getReg64Num(1) : cpu.gpr[2] >>> 0;
   // Intel checks RCX before changing anything (the #GP is taken at CPL 0).
   if (!isCanonical(rip)) cpu.gp(0);
   const wasPending = cpu.eventPending;
-  cpu.setFlagsValue((cpu.rlo[11] & C.SYSRET_FLAGS) | C.FLAGS_FIXED);
+  cpu.setFlagsValue((cpu.gpr[22] & C.SYSRET_FLAGS) | C.FLAGS_FIXED);
   // (SYSRET runs in 64-bit mode: back to 64-bit code only CPL changes, SoftCpu.loadCs64)
   if (to64) sysretSegments64(cpu, base);
   else {
@@ -141,7 +141,7 @@ def0f(0x34, (cpu) => {
     cpu.setReg64Num(4, esp);
     cpu.rip = eip;
   } else {
-    cpu.rlo[4] = esp; cpu.rhi[4] = 0;
+    cpu.gpr[8] = esp; cpu.gpr[9] = 0;
     cpu.rip = eip >>> 0;
   }
 });
@@ -159,10 +159,10 @@ def0f(0x35, (cpu) => {
     cpu.setReg64Num(4, rsp);
     cpu.rip = rip;
   } else {
-    const rip = cpu.rlo[2] >>> 0, esp = cpu.rlo[1];
+    const rip = cpu.gpr[4] >>> 0, esp = cpu.gpr[2];
     cpu.loadSegmentRaw(C.SS, ((cs + 24) & 0xfffc) | 3, 0, 0xffffffff, flatDataAttr(3));
     cpu.loadSegmentRaw(C.CS, ((cs + 16) & 0xfffc) | 3, 0, 0xffffffff, flatCodeAttr(3, false));
-    cpu.rlo[4] = esp; cpu.rhi[4] = 0;
+    cpu.gpr[8] = esp; cpu.gpr[9] = 0;
     cpu.rip = rip;
   }
 });

@@ -107,7 +107,7 @@ function deliverProtected(cpu: SoftCpu, vector: number, kind: EventKind, errorCo
   const v86 = (cpu.flags & C.VM) !== 0;
   const oldFlags = cpu.getFlags();
   const oldSs = cpu.segSel[C.SS];
-  const oldEsp = cpu.rlo[4];
+  const oldEsp = cpu.gpr[8];
   const oldCs = cpu.segSel[C.CS];
   const oldEip = cpu.rip;
   const size = gate32 ? 4 : 2;
@@ -140,7 +140,7 @@ function deliverProtected(cpu: SoftCpu, vector: number, kind: EventKind, errorCo
     cpu.cpl = dpl;
     loadFromDescriptor(cpu, C.SS, newSs, slo, shi);
     cpu.cpl = dpl;
-    if (cpu.stackSize() === 4) { cpu.rlo[4] = newSp; cpu.rhi[4] = 0; } else cpu.setSp(newSp);
+    if (cpu.stackSize() === 4) { cpu.gpr[8] = newSp; cpu.gpr[9] = 0; } else cpu.setSp(newSp);
     if (v86) {
       cpu.push(size, cpu.segSel[C.GS]);
       cpu.push(size, cpu.segSel[C.FS]);
@@ -211,7 +211,7 @@ function deliverLong(cpu: SoftCpu, vector: number, kind: EventKind, errorCode: n
   newRsp -= (newRsp | 0) & 15;
 
   const oldFlags = cpu.getFlags();
-  const oldRspLo = cpu.rlo[4], oldRspHi = cpu.rhi[4];
+  const oldRspLo = cpu.gpr[8], oldRspHi = cpu.gpr[9];
   const rip = cpu.rip;
   const push = pushesErrorCode(vector, kind);
   const frame = push ? 48 : 40;
@@ -378,7 +378,7 @@ function iretToV86(cpu: SoftCpu, eip: number, cs: number, flags: number): void {
   cpu.loadSegmentReal(C.DS, ds);
   cpu.loadSegmentReal(C.FS, fs);
   cpu.loadSegmentReal(C.GS, gs);
-  cpu.rlo[4] = esp; cpu.rhi[4] = 0;
+  cpu.gpr[8] = esp; cpu.gpr[9] = 0;
   cpu.rip = eip & 0xffff;
   cpu.updateMode();
 }
@@ -437,8 +437,8 @@ export function setStackPointer(cpu: SoftCpu, value: number, size: number): void
 /** Write `value` into RSP at stack-address size `width` (2: SP only, 4: ESP zero-extended, 8: RSP). */
 export function setSpWidth(cpu: SoftCpu, width: number, value: number): void {
   if (width === 8) cpu.setReg64Num(4, value);
-  else if (width === 4) { cpu.rlo[4] = value; cpu.rhi[4] = 0; }
-  else cpu.rlo[4] = (cpu.rlo[4] & ~0xffff) | (value & 0xffff);
+  else if (width === 4) { cpu.gpr[8] = value; cpu.gpr[9] = 0; }
+  else cpu.gpr[8] = (cpu.gpr[8] & ~0xffff) | (value & 0xffff);
 }
 
 /**

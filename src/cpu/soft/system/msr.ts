@@ -83,15 +83,15 @@ export function storedMsr(c: SoftCpu, index: number): bigint {
 
 def0f(0x32, (c) => {
   if (c.cpl !== 0) c.gp(0);
-  const v = readMsr(c, c.rlo[1]);
+  const v = readMsr(c, c.gpr[2]);
   c.setReg(4, 0, Number(v & 0xffffffffn) | 0);
   c.setReg(4, 2, Number((v >> 32n) & 0xffffffffn) | 0);
 });
 
 def0f(0x30, (c) => {
   if (c.cpl !== 0) c.gp(0);
-  const v = (BigInt(c.rlo[2] >>> 0) << 32n) | BigInt(c.rlo[0] >>> 0);
-  writeMsr(c, c.rlo[1], v);
+  const v = (BigInt(c.gpr[4] >>> 0) << 32n) | BigInt(c.gpr[0] >>> 0);
+  writeMsr(c, c.gpr[2], v);
 });
 
 // =====================================================================================================

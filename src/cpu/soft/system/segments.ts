@@ -99,8 +99,8 @@ function popSeg(seg: number) {
     const sp = cpu.getSp() + size;
     const newSp = s === 8 ? sp : s === 4 ? sp >>> 0 : sp & 0xffff;
     loadSegment(cpu, seg, sel);
-    if (s === 2) cpu.rlo[4] = (cpu.rlo[4] & ~0xffff) | newSp;
-    else if (s === 4) { cpu.rlo[4] = newSp; cpu.rhi[4] = 0; }
+    if (s === 2) cpu.gpr[8] = (cpu.gpr[8] & ~0xffff) | newSp;
+    else if (s === 4) { cpu.gpr[8] = newSp; cpu.gpr[9] = 0; }
     else cpu.setReg64Num(4, newSp);
     if (seg === C.SS) ssShadow(cpu);
   };

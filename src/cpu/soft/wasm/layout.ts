@@ -11,7 +11,8 @@
 //                                translation: 2.4M of 5.8M calls into wasm came back through JavaScript for it; 0.7M
 //                                with 2^18 slots, pairs of hot blocks sharing one; two ways keep such pairs.)
 //   [STATE_BASE + k*STATE_STRIDE) vCPU k's state area, whose fields SoftCpu sees as typed-array views:
-//     S_RLO  rlo[16] (Int32Array)      S_RHI  rhi[16]
+//     S_GPR  the general registers, 8 bytes each, little endian (register i at S_GPR + 8 * i: translated code
+//            loads and stores one with a single i64 access; SoftCpu.gpr is an Int32Array view, halves at 2i, 2i+1)
 //     S_LOP..S_LCY  the lazy-flag record while translated code runs (copied from/to SoftCpu's fields around a call)
 //     S_HI   the high half of a 64-bit value read by the slow-path helper
 //     S_RIP  RIP at the exit of translated code (f64); S_CHAIN, S_NBASE, S_R0, S_BLK: the dispatcher's position
@@ -55,8 +56,9 @@ export const STATE_STRIDE = 512 * 1024;
 /** vCPUs that can have a state area below low RAM (32; more run without the translator). */
 export const MAX_WASM_CPUS = (WASM_RAM_OFFSET - STATE_BASE) / STATE_STRIDE;
 
-export const S_RLO = 0;
-export const S_RHI = 64;
+export const S_GPR = 0;
+/** Byte offset of register r's 8-byte slot in the state area (its low half first: little endian). */
+export const sGpr = (r: number): number => S_GPR + 8 * r;
 export const S_LOP = 128;
 export const S_LSZ = 132;
 /** ld, ls, lr: each a 64-bit (lo, hi) pair, as setLazy's (dst, dstHi), (src, srcHi), (res, resHi). */

@@ -1482,10 +1482,10 @@ const NO_RECORD = -1;
 const engines = new WeakMap<GuestMemory, WasmEngine>();
 
 /**
- * Attach the wasm translator to a new vCPU of `mem`: its state area, whose views the CPU adopts for rlo/rhi, the
+ * Attach the wasm translator to a new vCPU of `mem`: its state area, whose views the CPU adopts for gpr, the
  * TLB and the segment bases. Null when `mem` has no wasm memory or there is no room for another state area.
  */
-export function wasmStateFor(mem: GuestMemory): { engine: WasmEngine; st: number; rlo: Int32Array<ArrayBuffer>; rhi: Int32Array<ArrayBuffer>; tlb: Float64Array<ArrayBuffer>; segBase: Float64Array<ArrayBuffer>; kgs: Float64Array<ArrayBuffer> } | null {
+export function wasmStateFor(mem: GuestMemory): { engine: WasmEngine; st: number; gpr: Int32Array<ArrayBuffer>; tlb: Float64Array<ArrayBuffer>; segBase: Float64Array<ArrayBuffer>; kgs: Float64Array<ArrayBuffer> } | null {
   const wm = mem.wasmMemory;
   if (!wm) return null;
   let engine = engines.get(mem);
@@ -1495,8 +1495,7 @@ export function wasmStateFor(mem: GuestMemory): { engine: WasmEngine; st: number
   const buf = wm.buffer as ArrayBuffer;
   return {
     engine, st,
-    rlo: new Int32Array(buf, st + L.S_RLO, 16),
-    rhi: new Int32Array(buf, st + L.S_RHI, 16),
+    gpr: new Int32Array(buf, st + L.S_GPR, 32),
     tlb: new Float64Array(buf, st + L.S_TLB, (6 * L.TLB_BANK) / 8).fill(NaN),
     segBase: new Float64Array(buf, st + L.S_SEG, 6),
     kgs: new Float64Array(buf, st + L.S_KGS, 1),

@@ -104,9 +104,8 @@ function bitScan(T: SseHost, e: BlockEntry, next: number): number {
   const b = T.b, s = locals(b), size = e.size;
   if (e.form === Form.BitScanM) { T.ea(e, next); T.load(size); }
   else if (size === 8) {
-    b.get(T.st).mem(Op.i64Load32u, 2, L.S_RLO + 4 * e.a).get(T.st).mem(Op.i64Load32u, 2, L.S_RHI + 4 * e.a);
-    b.i64(32).op(Op.i64Shl).op(Op.i64Or).set(T.v);
-  } else b.get(T.st).mem(Op.i64Load32u, 2, L.S_RLO + 4 * e.a).set(T.v);
+    b.get(T.st).mem(Op.i64Load, 3, L.sGpr(e.a)).set(T.v);
+  } else b.get(T.st).mem(Op.i64Load32u, 2, L.sGpr(e.a)).set(T.v);
   b.get(T.v).op(Op.i64Eqz).open(Op.if);
   b.i32(0x44 /* ZF | PF */).set(s.ti);
   b.else();
@@ -210,9 +209,8 @@ export function emitSse(T: SseHost, e: BlockEntry, i: number, next: number): num
     case Form.SseMovdXR: case Form.SseMovdXM:
       if (f === Form.SseMovdXM) { lib = 2; T.ea(e, next); T.load(e.size); b.get(T.v).set(T.w); }
       else if (e.size === 8) {
-        b.get(st).mem(Op.i64Load32u, 2, L.S_RLO + 4 * e.a).get(st).mem(Op.i64Load32u, 2, L.S_RHI + 4 * e.a);
-        b.i64(32).op(Op.i64Shl).op(Op.i64Or).set(T.w);
-      } else b.get(st).mem(Op.i64Load32u, 2, L.S_RLO + 4 * e.a).set(T.w);
+        b.get(st).mem(Op.i64Load, 3, L.sGpr(e.a)).set(T.w);
+      } else b.get(st).mem(Op.i64Load32u, 2, L.sGpr(e.a)).set(T.w);
       b.get(st).get(T.w).mem(Op.i64Store, 3, xmm(e.b));
       b.get(st).i64(0).mem(Op.i64Store, 3, xmm(e.b) + 8);
       break;

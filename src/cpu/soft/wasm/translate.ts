@@ -5,7 +5,7 @@
 // WebAssembly is compiled by V8's baseline compiler (Liftoff) straight to machine code, cheaply, so blocks can be
 // translated after a few hundred replays.
 //
-// How: guest low RAM, the vCPU's registers (rlo/rhi), its software TLB (SoftCpu.tlb), segment bases and the
+// How: guest low RAM, the vCPU's registers (SoftCpu.gpr), its software TLB (SoftCpu.tlb), segment bases and the
 // block cache's code-page bytes and page generations live in one WebAssembly.Memory (./layout.ts; GuestMemory maps
 // the RAM memfd into it), so translated code reads and writes them with plain loads and stores. A cached 64-bit
 // block of the block cache (../code-cache.ts) becomes one wasm function (st, r0, left, user, k) -> instructions run;
@@ -454,14 +454,12 @@ class Translator {
   }
 
   /**
-   * Store the i64 local `l` into register r's halves in the state area (rlo[r], rhi[r]): i64.store32 stores the low
-   * 32 bits of an i64 (Core spec §4.4.7), so neither half needs an i32.wrap_i64 (8 operations instead of 10).
+   * Store the i64 local `l` into register r's 8-byte slot in the state area (layout.ts S_GPR): one i64.store, 3
+   * operations (when the halves were two arrays it took two i64.store32 and a shift, 8).
    */
   writeBack(r: number, l: number): void {
-    const b = this.b;
     if (EXIT_STATS) this.wbCount(this.wbCtx);
-    b.get(this.st).get(l).mem(Op.i64Store32, 2, L.S_RLO + 4 * r);
-    b.get(this.st).get(l).i64(32).op(Op.i64ShrU).mem(Op.i64Store32, 2, L.S_RHI + 4 * r);
+    this.b.get(this.st).get(l).mem(Op.i64Store, 3, L.sGpr(r));
   }
 
   /** EXIT_STATS: the counter writeBack bumps (layout.ts S_WBSTATS: 0 before a memory-library call, 1 other). */
@@ -496,8 +494,7 @@ class Translator {
     for (let r = 0; r < 16; r++) {
       const kept = pre.includes(r);
       if (kept && this.rs[r] === 0) {
-        b.get(this.st).mem(Op.i64Load32u, 2, L.S_RLO + 4 * r);
-        b.get(this.st).mem(Op.i64Load32u, 2, L.S_RHI + 4 * r).i64(32).op(Op.i64Shl).op(Op.i64Or).set(this.rl(r));
+        b.get(this.st).mem(Op.i64Load, 3, L.sGpr(r)).set(this.rl(r));
       } else if (this.rs[r] === 2 && !(kept && this.loopDirty.includes(r))) {
         this.writeBack(r, this.rc[r]);
       }
@@ -609,20 +606,19 @@ class Translator {
     if (EXIT_STATS) this.b.get(this.st).i32(kind).mem(Op.i32Store, 2, L.S_XKIND);
   }
 
-  // ---- registers (rlo/rhi in the state area)
+  // ---- registers (8-byte slots in the state area: layout.ts S_GPR)
 
   /** Push the 64-bit value of register r (i64). */
   r64(r: number): void {
     const b = this.b;
     if (this.rs[r] !== 0) { b.get(this.rc[r]); return; }
-    b.get(this.st).mem(Op.i64Load32u, 2, L.S_RLO + 4 * r);
-    b.get(this.st).mem(Op.i64Load32u, 2, L.S_RHI + 4 * r).i64(32).op(Op.i64Shl).op(Op.i64Or);
+    b.get(this.st).mem(Op.i64Load, 3, L.sGpr(r));
     if (!this.nested()) { b.tee(this.rl(r)); this.rs[r] = 1; }
   }
   /** Push the low 32 bits of register r (i32). */
   r32(r: number): void {
     if (this.rs[r] !== 0) { this.b.get(this.rc[r]).op(Op.i32WrapI64); return; }
-    this.b.get(this.st).mem(Op.i32Load, 2, L.S_RLO + 4 * r);
+    this.b.get(this.st).mem(Op.i32Load, 2, L.sGpr(r));
   }
   /** Store i64 local `l` into register r. */
   set64(r: number, l: number): void {
@@ -1545,7 +1541,7 @@ class Translator {
   regVal(r: number, size: number): void {
     if (size === 8) this.r64(r);
     else if (this.rs[r] !== 0) this.b.get(this.rc[r]).i64(0xffffffff).op(Op.i64And);
-    else this.b.get(this.st).mem(Op.i64Load32u, 2, L.S_RLO + 4 * r);
+    else this.b.get(this.st).mem(Op.i64Load32u, 2, L.sGpr(r));
   }
 
   /** Write lr into register r at size (4: lr already holds the zero-extended 32-bit result). */
@@ -2435,8 +2431,7 @@ function emitSyscall(T: Translator, e: BlockEntry, i: number, next: number): voi
     b.get(T.st).mem(Op.i32Load, 2, L.S_SCE).get(T.c32).i32(IF).op(Op.i32And).op(Op.i32Eqz).op(Op.i32And).open(Op.if);
     b.get(T.r0i).i64(next).op(Op.i64Add).set(T.t64);
     T.writeBack(1, T.t64); // RCX = the next instruction's RIP
-    b.get(T.st).get(T.fl).mem(Op.i32Store, 2, L.S_RLO + 4 * 11); // R11 = RFLAGS (zero-extended)
-    b.get(T.st).i32(0).mem(Op.i32Store, 2, L.S_RHI + 4 * 11);
+    b.get(T.st).get(T.fl).op(Op.i64ExtendI32u).mem(Op.i64Store, 3, L.sGpr(11)); // R11 = RFLAGS (zero-extended)
     setFlags();
     b.get(T.st).get(T.st).mem(Op.f64Load, 3, L.S_LSTAR).mem(Op.f64Store, 3, L.S_RIP);
     switchTo(0);
