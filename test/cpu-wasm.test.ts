@@ -510,6 +510,66 @@ test('PUSH/CALL/POP/RET faulting on the stack (#PF not present / read-only) or R
   }
 });
 
+test('a run of stack accesses probed once (PUSH/POP runs, MOV [rsp+disp], ADD/SUB/LEA rsp): a #PF inside it or a read-only page leaves the interpreter\'s RSP, memory and registers', () => {
+  // The run's single probe covers all its bytes: when they leave one mapped page, every access goes through the
+  // memory library, so the fault comes from the same instruction with the earlier ones committed.
+  // push: add rbx,1 / push rax / push rcx / push rdx / push rbx / push rsi / push rdi / hlt
+  // pop: add rbx,1 / pop rcx / pop rdx / pop rsi / pop rdi / pop r8 / pop r9 / hlt
+  // mixed: add rbx,1 / push rax / push rcx / mov [rsp+8],rbx / mov rdx,[rsp] / mov r10,rsp / add rsp,16 / sub rsp,8
+  // lea rsp,[rsp-8] / mov dword [rsp+4],0x11223344 / mov r11d,[rsp+4] / pop rsi / pop rdi / push 0x55 / hlt
+  const push = '48 83 c3 01 50 51 52 53 56 57 f4';
+  const pop = '48 83 c3 01 59 5a 5e 5f 41 58 41 59 f4';
+  const mixed = `48 83 c3 01 50 51 48 89 5c 24 08 48 8b 14 24 49 89 e2 48 83 c4 10 48 83 ec 08 48 8d 64 24 f8
+    c7 44 24 04 44 33 22 11 44 8b 5c 24 04 5e 5f 6a 55 f4`;
+  const top = MISSING_PAGE + 2 * MiB;
+  const cases: [string, string, number, number][] = [
+    ['push: #PF not present on the 5th', push, top + 32, C.EXC_PF],
+    ['push: the run in a read-only page', push, RO_PAGE + 0x1000, C.EXC_PF],
+    ['push: over a page end, all mapped', push, top + 0x1000 + 24, -1],
+    ['pop: #PF not present on the 5th', pop, MISSING_PAGE - 32, C.EXC_PF],
+    ['pop: over a page end, all mapped', pop, top + 0x1000 - 24, -1],
+    ['push: one page, probed once', push, top + 0x800, -1],
+    ['pop: one page, probed once', pop, top + 0x800, -1],
+    ['mixed: one page, probed once', mixed, top + 0x800, -1],
+    ['mixed: #PF not present on the 2nd push', mixed, top + 8, C.EXC_PF],
+    ['mixed: #PF on the 2nd push, over the page end', mixed, top + 12, C.EXC_PF],
+    ['mixed: the stores to a read-only page', mixed, RO_PAGE + 0x1000, C.EXC_PF],
+  ];
+  for (const [what, hex, rsp, fault] of cases) {
+    const code = hexBytes(hex);
+    const results = (['interpreter', 'wasm'] as Mode[]).map((mode) => {
+      const m = machine(mode);
+      protectFaultPages(m);
+      fill(m);
+      const pattern = Uint8Array.from({ length: 256 }, (_, k) => (k * 7 + 3) & 255);
+      m.mem.write(MISSING_PAGE - 128, pattern.subarray(0, 128)); m.mem.write(top + 0xf80, pattern);
+      for (let k = 0; k < 3; k++) {
+        m.cpu.setGpr(4, BigInt(STACK_TOP)); m.cpu.setGpr(0, 0x1122_3344_5566_7788n);
+        assert.equal(runToEnd(m, code, k === 0), -1, `${what}: run ${k}`);
+      }
+      const before = m.cpu.jitInstructions;
+      m.cpu.setGpr(4, BigInt(rsp)); m.cpu.setGpr(0, 0x99aa_bbcc_ddee_ff00n);
+      assert.equal(runToEnd(m, code, false), fault, what);
+      const around = (a: number) => Buffer.from(m.mem.read(a - 64, 128)).toString('hex');
+      return { m, ran: m.cpu.jitInstructions - before, s: { ...snapshot(m), cr2: m.cpu.cr2, mem: [around(rsp), around(top), around(top + 0x1000), around(MISSING_PAGE)] } };
+    });
+    assert.deepEqual(results[1].s, results[0].s, `${what}: translated code = interpreter`);
+    assert.ok(results[1].ran > 0, `${what}: the faulting run was translated`);
+  }
+});
+
+test('a lone stack access after a stack run in another member of the same region goes through its own probe', () => {
+  // mov r8d,20 / 1: push rax / push rbx / mov rsp,rsi / jmp 2f / 2: push rdx / mov rsp,rdi / dec r8d / jnz 1b / hlt:
+  // the two blocks loop through each other (one region function); the first's run probed RSP's page, the second's
+  // single PUSH is at another RSP and must not use that run's probe
+  const code = hexBytes('41 b8 14 00 00 00 50 53 48 89 f4 eb 00 52 48 89 fc 41 ff c8 75 f0 f4');
+  const m = agree(code, (m) => {
+    m.cpu.setGpr(6, BigInt(DATA + 0x800)); m.cpu.setGpr(7, BigInt(STACK_TOP)); m.cpu.setGpr(4, BigInt(STACK_TOP));
+    m.cpu.setGpr(0, 0x1111n); m.cpu.setGpr(3, 0x3333n); m.cpu.setGpr(2, 0x2222n);
+  }, 20);
+  assert.ok(m.cpu.wasm!.stats.regions > 0, 'the loop was one region');
+});
+
 test('ADC/SBB with memory operands (load, store, immediate) translated inline match the interpreter', () => {
   // mov ecx,60 / mov rsi,0x200000 / 1: mov rax,[rsi+rcx*8] / mov rdx,[rsi+rcx*8+8] / cmp rax,rdx
   // adc [rsi+0x400],rax / sbb qword [rsi+0x408],7 / adc ebx,[rsi+rcx*4+0x200] / sbb [rsi+0x410],ebx

@@ -385,6 +385,15 @@ class Translator {
    * when its calls are all such slow paths, exitIfSlow reads S_CHAIN only after one of them ran, not on every TLB hit.
    */
   readonly slowL: number;
+  /**
+   * A stack run (stackRun): whether its one probe hit (i32 0/1) and the RAM offset of its lowest byte (i32); per
+   * instruction index of the block, the byte offset of that instruction's stack access from it (runOff, valid below
+   * runEnd), and the current access's (runCur, -1: none; load/store take it).
+   */
+  readonly runOk: number; readonly runPa: number;
+  runOff: number[] = [];
+  runEnd = 0;
+  runCur = -1;
   insSlow = 0;
   insCalls = 0;
   selfLoop = false;
@@ -411,6 +420,7 @@ class Translator {
     this.pOff = b.local(I32); this.pTi = b.local(I32); this.pVpn = b.local(I64); this.pPa = b.local(I64);
     this.rv = b.local(I64);
     this.slowL = b.local(I32);
+    this.runOk = b.local(I32); this.runPa = b.local(I32);
   }
 
   /** Inside a branch or loop of the current instruction (or the SSE hook): no cache state changes. */
@@ -710,12 +720,33 @@ class Translator {
     b.close();
   }
 
+  /**
+   * An access of a stack run (stackRun) whose probe hit: done by `access` at the run's RAM offset (leaves the block
+   * `hit`); else the code after it calls the memory library, as after a probe() miss, so that a run that did not fit
+   * one mapped page faults at exactly the instruction and with the state the interpreter's would.
+   */
+  runAccess(access: () => void): void {
+    const b = this.b;
+    const hit = b.open(Op.block);
+    const slow = b.open(Op.block);
+    b.get(this.runOk).op(Op.i32Eqz).brIf(slow);
+    access();
+    b.br(hit);
+    b.close();
+  }
+
   /** Load `size` bytes at `a` into local `v` (zero-extended): inline on a TLB hit, else through the memory library. */
   load(size: number): void {
     const b = this.b;
-    const inline = INLINE_MEM && (this.selfLoop || this.loopMember || this.opts.inline);
+    const run = this.runCur; this.runCur = -1;
+    const inline = run >= 0 || (INLINE_MEM && (this.selfLoop || this.loopMember || this.opts.inline));
     b.memOps++;
-    if (inline) {
+    if (run >= 0) {
+      this.runAccess(() => {
+        b.get(this.runPa);
+        b.mem(size === 4 ? Op.i64Load32u : Op.i64Load, 0, WASM_RAM_OFFSET + run).set(this.v);
+      });
+    } else if (inline) {
       this.probe(size, this.rtag, false, () => {
         b.get(this.pPa).op(Op.i32WrapI64);
         emitRamAccess(b, size, false);
@@ -733,9 +764,15 @@ class Translator {
   /** Store the low `size` bytes of local `w` at `a`: inline on a TLB hit, else through the memory library. */
   store(size: number): void {
     const b = this.b;
-    const inline = INLINE_MEM && (this.selfLoop || this.loopMember || this.opts.inline);
+    const run = this.runCur; this.runCur = -1;
+    const inline = run >= 0 || (INLINE_MEM && (this.selfLoop || this.loopMember || this.opts.inline));
     b.memOps++;
-    if (inline) {
+    if (run >= 0) {
+      this.runAccess(() => {
+        b.get(this.runPa).get(this.w);
+        b.mem(size === 4 ? Op.i64Store32 : Op.i64Store, 0, WASM_RAM_OFFSET + run);
+      });
+    } else if (inline) {
       this.probe(size, this.wtag, true, () => {
         b.get(this.pPa).op(Op.i32WrapI64).get(this.w);
         emitRamAccess(b, size, true);
@@ -1916,6 +1953,7 @@ function emitCode(T: Translator, block: Block, offs: number[], loop: { pre: numb
   T.block = block; T.offs = offs;
   T.rs.fill(0); T.dirty = 0; T.known = false; T.fdirty = false; T.rot = 0; T.kind = 0; T.size = 0; T.ix = 0;
   T.loopPre = null; T.loopDirty = []; T.backDirty.fill(false);
+  T.runEnd = 0; T.runCur = -1;
   const last = es[N - 1];
   const lastNext = offs[N - 1] + last.len;
   T.selfLoop = (last.form === Form.Jcc || last.form === Form.Jmp) && last.len > 0 && lastNext + last.disp === 0;
@@ -1945,7 +1983,10 @@ function emitCode(T: Translator, block: Block, offs: number[], loop: { pre: numb
       replay(T, i);
       continue;
     }
+    if (STACK_RUN && i >= T.runEnd) stackRun(T, es, i);
+    T.runCur = i < T.runEnd ? T.runOff[i] : -1;
     (EMIT[f] ?? emitOther)(T, e, i, next);
+    T.runCur = -1;
     if (T.insMem && !isLast) T.exitIfSlow(i + 1, next);
     if (isLast && !T.insReplayed && f !== Form.Jcc && f !== Form.Jmp && f !== Form.Call && f !== Form.Ret && f !== Form.CallInd && f !== Form.JmpInd) {
       T.exitStatic(i + 1, next);
@@ -1953,6 +1994,78 @@ function emitCode(T: Translator, block: Block, offs: number[], loop: { pre: numb
     if (T.marks !== null) T.marks.push([`${T.region !== null ? 'm' + T.region.cur + ' ' : ''}+${o.toString(16)} op ${e.opcode.toString(16)} form ${f}`, mark, b.length]);
   }
   if (T.selfLoop) b.close();
+}
+
+/**
+ * RINGZERO_WASM_STACK_RUN=0: off. A run of stack accesses in one block (PUSH/POP, PUSH imm, PUSHF, a closing CALL or
+ * RET, 32/64-bit MOVs to and from [RSP+disp], with ADD/SUB/LEA of RSP by a constant and register-only MOV/LEA/ALU
+ * forms that leave RSP alone between them) probes the TLB once, for the bytes of all its accesses (their offsets
+ * from RSP at the run's start are known when it is translated): when they lie in one page that the TLB maps for this
+ * privilege (the write bank, and a page without decoded code, when the run stores: the memory library's store
+ * obligations, CodeCache.codePages, which also routes the first store into a page while the dirty log is armed), each
+ * access goes straight to RAM; else every access calls the memory library as before, so a fault comes from the same
+ * instruction with the same state as in the interpreter. Linux's system call entry pushes 20 registers and its exit
+ * pops 14 (PUSH_AND_CLEAR_REGS, POP_REGS), each a memory-library call with the dirty registers written back first.
+ * Nothing in a run between the probe and an access can change the TLB, the page tables or the code pages: its
+ * instructions touch only registers and the run's own bytes (a write to a page with decoded code is a miss).
+ */
+const STACK_RUN = process.env.RINGZERO_WASM_STACK_RUN !== '0';
+
+/**
+ * The stack run starting at instruction i of `es` (stackRun's forms above, at least two accesses; see STACK_RUN):
+ * records each access's byte offset from the run's lowest byte (T.runOff) and the run's end (T.runEnd), and emits
+ * the run's probe (T.runOk, T.runPa). Nothing when instruction i starts no such run.
+ */
+function stackRun(T: Translator, es: BlockEntry[], i: number): void {
+  T.runEnd = i + 1; T.runOff[i] = -1;
+  let d = 0, lo = 0, hi = 0, n = 0, write = false, j = i;
+  const at: number[] = []; // (each instruction's access offset from RSP at the run's start, NaN: none)
+  const acc = (off: number, size: number, st: boolean): boolean => {
+    const l = n === 0 ? off : Math.min(lo, off), h = n === 0 ? off + size : Math.max(hi, off + size);
+    if (h - l > 4096) return false;
+    lo = l; hi = h; n++; write ||= st; at[j] = off;
+    return true;
+  };
+  const rspMem = (e: BlockEntry) => e.base === 4 && e.index < 0 && e.seg < 0;
+  for (; j < es.length; j++) {
+    const e = es[j], f = e.form;
+    at[j] = NaN;
+    if (f === Form.Push || f === Form.PushImm || f === Form.Pushf || f === Form.Call) {
+      if (!acc(d - 8, 8, true)) break;
+      d -= 8;
+    } else if ((f === Form.Pop && e.a !== 4) || f === Form.Ret) {
+      if (!acc(d, 8, false)) break;
+      d += 8;
+    } else if ((f === Form.MovStore64 || f === Form.MovStore32 || f === Form.MovImmMem64 || f === Form.MovImmMem32) && rspMem(e)) {
+      if (!acc(d + e.disp, f === Form.MovStore64 || f === Form.MovImmMem64 ? 8 : 4, true)) break;
+    } else if ((f === Form.MovLoad64 || f === Form.MovLoad32) && rspMem(e) && e.a !== 4) {
+      if (!acc(d + e.disp, f === Form.MovLoad64 ? 8 : 4, false)) break;
+    } else if (n === 0) {
+      break; // (a run starts at an access)
+    } else if (f === Form.AluRI && e.b === 4 && e.size === 8 && (e.op === ADD || e.op === SUB) && e.immHi === ((e.imm | 0) >> 31)) {
+      d += e.op === ADD ? (e.imm | 0) : -(e.imm | 0);
+    } else if (f === Form.Lea && e.a === 4 && e.base === 4 && e.index < 0 && e.immHi === 8) {
+      d += e.disp;
+    } else if (f === Form.Nop || ((f === Form.MovRR64 || f === Form.MovRR32 || f === Form.AluRR || f === Form.AluRI) && (e.b !== 4 || e.op >= CMP && f !== Form.MovRR64 && f !== Form.MovRR32)) ||
+      ((f === Form.MovImmReg || f === Form.Lea) && e.a !== 4)) {
+      // (register-only, no call, RSP unchanged)
+    } else break;
+    if (f === Form.Call || f === Form.Ret) { j++; break; }
+  }
+  if (n < 2) return;
+  const b = T.b;
+  for (let k = i; k < j; k++) T.runOff[k] = Number.isNaN(at[k]) ? -1 : at[k] - lo;
+  T.runEnd = j;
+  T.r64(4);
+  if (lo !== 0) b.i64(lo).op(Op.i64Add);
+  b.set(T.a);
+  b.i32(hi - lo).set(T.t32);
+  b.i32(0).set(T.runOk);
+  const slow = b.open(Op.block);
+  emitTlbProbeRun(b, write ? T.wtag : T.rtag, T.a, { off: T.pOff, ti: T.pTi, vpn: T.pVpn, pa: T.pPa }, T.t32, T.ramSize, write, slow);
+  b.get(T.pPa).op(Op.i32WrapI64).set(T.runPa);
+  b.i32(1).set(T.runOk);
+  b.close();
 }
 
 /**
