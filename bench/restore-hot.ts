@@ -37,9 +37,15 @@ const opt = (name: string): string | undefined => { const i = args.indexOf(name)
 const pairs = positiveInt('--pairs', opt('--pairs') ?? '3');
 const seconds = positiveInt('--seconds', opt('--seconds') ?? '6');
 const warm = positiveInt('--warm', opt('--warm') ?? '20');
-// --modes 0,after,before,after256 (afterN: beside the guest, the first N blocks of the list only)
+// --modes 0,after,before,after256,0/nice0 (afterN: beside the guest, the first N blocks of the list only; /niceS, /boostN below)
 const modes = (opt('--modes') ?? (args.includes('--before') ? '0,after,before' : '0,after')).split(',');
-const envOf = (mode: string): NodeJS.ProcessEnv => {
+// (a mode may end in /niceS: RINGZERO_RESUME_NICE_S=S, how long the restored VMM's other threads run at nice 19 and
+// its main thread boosted; and/or /boostN: RINGZERO_RESUME_BOOST=N, the main thread's nice value meanwhile)
+const envOf = (spec: string): NodeJS.ProcessEnv => {
+  const boost = /\/boost(-?\d+)/.exec(spec);
+  if (boost) return { ...envOf(spec.replace(boost[0], '')), RINGZERO_RESUME_BOOST: boost[1] };
+  const [mode, nice] = spec.split('/nice');
+  if (nice !== undefined) return { ...envOf(mode), RINGZERO_RESUME_NICE_S: nice };
   const m = /^(after|before)(\d+)$/.exec(mode);
   return m ? { RINGZERO_RESTORE_HOT: m[1], RINGZERO_RESTORE_HOT_MAX: m[2] } : { RINGZERO_RESTORE_HOT: mode };
 };

@@ -1,5 +1,5 @@
-// A migration destination's other threads at nice 19 for its first seconds (src/vmm/resume-priority.ts): lowered,
-// the calling thread untouched, and each put back afterwards.
+// A migration destination's or restored VMM's main thread boosted for its first seconds, its other threads lowered
+// when asked (src/vmm/resume-priority.ts), and each put back afterwards.
 import test from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
@@ -14,11 +14,24 @@ test('the other threads run at nice 19 for the given time, then at their own pri
   assert.ok(tids.length > 0, 'Node has helper threads');
   const before = new Map(tids.map((t) => [t, niceOf(t)]));
   const main = niceOf(process.pid);
-  const lowered = favourMainThread(0.3);
+  const lowered = favourMainThread(0.3, 0, 19);
   assert.equal(lowered, tids.filter((t) => before.get(t)! < 19).length);
   for (const t of tids) assert.equal(niceOf(t), 19, `thread ${t} lowered`);
-  assert.equal(niceOf(process.pid), main, 'the calling thread keeps its priority');
+  assert.equal(niceOf(process.pid), main, 'the calling thread keeps its priority (no boost asked)');
   await new Promise((r) => setTimeout(r, 600));
+  for (const t of tids) assert.equal(niceOf(t), before.get(t), `thread ${t} put back`);
+});
+
+test('the calling thread runs boosted for the given time, then at its own priority again', { skip: process.geteuid?.() !== 0 && 'raising a priority needs CAP_SYS_NICE' }, async () => {
+  const tids = others();
+  const before = new Map(tids.map((t) => [t, niceOf(t)]));
+  const main = niceOf(process.pid);
+  assert.ok(main > -7, 'the test runs above nice -7');
+  favourMainThread(0.3, -7, 0);
+  assert.equal(niceOf(process.pid), -7, 'the calling thread boosted');
+  for (const t of tids) assert.equal(niceOf(t), before.get(t), `thread ${t} left at its own priority (others at 0)`);
+  await new Promise((r) => setTimeout(r, 600));
+  assert.equal(niceOf(process.pid), main, 'the calling thread back at its own priority');
   for (const t of tids) assert.equal(niceOf(t), before.get(t), `thread ${t} put back`);
 });
 

@@ -13,7 +13,7 @@ import { FrameReader, MIGRATION_FORMAT, MIGRATION_VERSION, PAGE, T_DISK, T_DISK_
 import { DestinationDisks, blockDevices, parseOffers } from './storage.ts';
 import { HOT_FORMAT, type PretranslateReport } from '../cpu/soft/hot-list.ts';
 import { profileResume, startResumeProfile } from '../vmm/resume-profile.ts';
-import { favourMainThread, RESUME_NICE_S } from '../vmm/resume-priority.ts';
+import { favourMainThread, OTHERS_NICE, RESUME_BOOST, RESUME_NICE_S } from '../vmm/resume-priority.ts';
 
 export interface IncomingOptions {
   host: string;
@@ -271,7 +271,7 @@ export async function runIncoming(uri: string, io: ConsoleIo, options: { control
   // engine only (KVM's vCPUs may run on worker threads)
   if (machine.config.engine !== 'kvm') {
     const lowered = favourMainThread();
-    if (HOT_STATS) process.stderr.write(`ringzero: migration: ${lowered} other threads at nice 19 for ${RESUME_NICE_S} s\n`);
+    if (HOT_STATS) process.stderr.write(`ringzero: migration: for ${RESUME_NICE_S} s this thread at nice ${RESUME_BOOST}, ${lowered} others at ${OTHERS_NICE}\n`);
   }
   profileResume();
   let exit;

@@ -1,4 +1,5 @@
-// A migration's destination gives its main thread the CPU first for its first seconds (issue 7).
+// A migration's destination, and a VMM restored from a snapshot, give their main thread the CPU first for their first
+// seconds (issue 7).
 //
 // Why: the guest runs on the VMM's main thread. In a destination's first second V8's background threads compile what
 // the new process has not compiled yet: TurboFan tiers up the translated wasm functions the guest now runs (the hot
@@ -8,26 +9,52 @@
 // the main thread got 68-141 ms of CPU in that second while the process used 240-510 ms, and the guest's ticker came
 // late (its interval across the switch-over 16-830 ms against downtimes of 22-601 ms).
 //
-// What: every other thread of the process runs at nice 19 for RESUME_NICE_S seconds after the resume, then at its
-// own priority again: the compiles wait while the guest's thread can run, and still happen (later, or meanwhile on an
-// idle core). Only where the priority can be given back (raising a thread's priority again needs CAP_SYS_NICE or
-// RLIMIT_NICE: probed on one thread first); threads started later keep theirs. Linux applies nice per thread
-// (setpriority(2) with PRIO_PROCESS and a thread ID; sched(7), "the nice value is a per-thread attribute").
+// A restore starts as cold (README "Where a new-process restore's time goes"), so `run --restore` does the same.
+//
+// What: for RESUME_NICE_S seconds after the resume the main thread runs at RESUME_BOOST (nice -10) and, if asked
+// (OTHERS_NICE), every other thread at a lower priority, then each at its own again. Session 20 lowered the others
+// to nice 19 (the compiles wait while the guest's thread can run, and still happen later, or meanwhile on an idle
+// core); session 21 found the boost better, and both together worse (OTHERS_NICE, RESUME_BOOST below). The others
+// are lowered only where their priority can be given back (raising a thread's priority again needs CAP_SYS_NICE or
+// RLIMIT_NICE: probed on one thread first); threads started later keep theirs (but the main thread's boost, which
+// they inherit). Linux applies nice per thread (setpriority(2) with PRIO_PROCESS and a thread ID; sched(7), "the
+// nice value is a per-thread attribute").
 import fs from 'node:fs';
 import { libc } from '../sys/libc.ts';
 
-/** Seconds the other threads stay lowered after the resume (RINGZERO_RESUME_NICE_S; 0: not at all). */
+/** Seconds the main thread stays boosted (and the others lowered) after the resume (RINGZERO_RESUME_NICE_S; 0: not at all). */
 export const RESUME_NICE_S = Number(process.env.RINGZERO_RESUME_NICE_S || 3);
-const NICE = 19;
+/**
+ * The nice value the calling (guest's) thread runs at meanwhile, when lower than its own (RINGZERO_RESUME_BOOST; 0:
+ * its own). Session 21: at load ~23 on the 2-core host a destination's main thread got 60-90 ms of CPU in its first
+ * second, its fair share among ~23 runnable threads, so lowering its own process's compile threads alone cannot give
+ * it more: the other processes' threads are the rest of the queue. At -10 its CFS weight is ~9x a nice-0 thread's
+ * (kernel/sched/core.c sched_prio_to_weight: 9548 against 1024) for these seconds, then it is back at its own.
+ * bench/restore-hot --hops, six alternating pairs at load 22-32, both with the other threads at 19: the interval
+ * across the switch-over on the guest's clock 82/275/189/139/88/196 ms against 220/630/838/229/201/568 ms (lower in
+ * 6 of 6, median 164 against 399), the main thread's CPU in the first second median 136 against 77 ms. Needs
+ * CAP_SYS_NICE (or RLIMIT_NICE) to go below 0: without it nothing is raised.
+ */
+export const RESUME_BOOST = Number(process.env.RINGZERO_RESUME_BOOST ?? -10);
+/**
+ * The other threads' nice value meanwhile (RINGZERO_RESUME_OTHERS_NICE, at most 19; default 0: threads at 0 or above
+ * keep theirs). Session 20 set 19 (before the boost); with the boost it was worse than leaving them (session 21, three
+ * alternating pairs at load 24-28, both with the main thread at -10: the interval across 208/108/130 ms at 19 against
+ * 155/82/56 ms left alone, the destination's longest in its first 3 s 355/543/280 against 142/173/216 ms): starved
+ * outright by a main thread at -10 that always has guest work, V8's compiles and GC helpers then come too late.
+ */
+export const OTHERS_NICE = Math.min(19, Number(process.env.RINGZERO_RESUME_OTHERS_NICE ?? 0));
 const PRIO_PROCESS = 0;
 
 let fns: { set: (which: number, who: number, prio: number) => number; get: (which: number, who: number) => number } | undefined;
 
 /**
- * Lower every thread of this process but the calling (main) one to nice 19 for `seconds`, then put each back. Returns
- * how many were lowered (0: not done, e.g. without the privilege to put them back).
+ * For `seconds`, run the calling (main) thread at nice `boost` and lower every other thread of this process to nice
+ * `others` (those below it), then put each back. Returns how many were lowered (0 also when not done, e.g. without
+ * the privilege to put them back).
  */
-export function favourMainThread(seconds = RESUME_NICE_S): number {
+export function favourMainThread(seconds = RESUME_NICE_S, boost = RESUME_BOOST, others = OTHERS_NICE): number {
+  const NICE = others;
   if (!(seconds > 0)) return 0;
   let tids: number[];
   try {
@@ -39,16 +66,26 @@ export function favourMainThread(seconds = RESUME_NICE_S): number {
   } catch {
     return 0;
   }
-  if (tids.length === 0) return 0;
   const { set, get } = fns;
   // (getpriority returns the nice value itself: -1 is a valid one, and an error here only means the thread is gone)
   const was = tids.map((t) => get(PRIO_PROCESS, t));
-  const probe = tids[0], probeWas = was[0];
-  if (probeWas >= NICE) return 0;
-  if (set(PRIO_PROCESS, probe, probeWas + 1) !== 0) return 0;
-  if (set(PRIO_PROCESS, probe, probeWas) !== 0) return 0;
+  // (lowered only if one of them can be given its priority back: probed on the first one below NICE)
+  const probeAt = was.findIndex((w) => w < NICE);
   let lowered = 0;
-  for (let i = 0; i < tids.length; i++) if (was[i] < NICE && set(PRIO_PROCESS, tids[i], NICE) === 0) lowered++;
-  setTimeout(() => { for (let i = 0; i < tids.length; i++) if (was[i] < NICE) set(PRIO_PROCESS, tids[i], was[i]); }, seconds * 1000).unref();
+  if (probeAt >= 0 && set(PRIO_PROCESS, tids[probeAt], was[probeAt] + 1) === 0 && set(PRIO_PROCESS, tids[probeAt], was[probeAt]) === 0) {
+    for (let i = 0; i < tids.length; i++) if (was[i] < NICE && set(PRIO_PROCESS, tids[i], NICE) === 0) lowered++;
+  }
+  // (the calling thread: its tid is the process's for Node's main thread; getpriority(PRIO_PROCESS, 0) is the caller's)
+  const self = get(PRIO_PROCESS, 0);
+  const boosted = boost < self && boost >= -20 && set(PRIO_PROCESS, 0, boost) === 0;
+  setTimeout(() => {
+    if (lowered > 0) for (let i = 0; i < tids.length; i++) if (was[i] < NICE) set(PRIO_PROCESS, tids[i], was[i]);
+    if (!boosted) return;
+    set(PRIO_PROCESS, 0, self);
+    // (a thread started meanwhile inherited the boost: it gets the caller's own priority too)
+    try {
+      for (const t of fs.readdirSync('/proc/self/task').map(Number)) if (t !== process.pid && !tids.includes(t) && get(PRIO_PROCESS, t) === boost) set(PRIO_PROCESS, t, self);
+    } catch { /* no /proc: nothing started is known */ }
+  }, seconds * 1000).unref();
   return lowered;
 }
