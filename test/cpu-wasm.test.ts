@@ -1475,3 +1475,25 @@ test('SERIALIZE is a form that does not end its block: a loop around it is one t
     for (let k = 0; k < 3; k++) assert.equal(runToEnd(u, hexBytes('31 c0 f3 0f 01 e8 f4'), k === 0), C.EXC_UD, mode);
   }
 });
+
+// ---- session 21: INC/DEC of a byte (FE /0 /1)
+
+test('INC/DEC of byte registers and memory (FE /0 /1): fast forms and wasm match the interpreter, with their flags read inline', () => {
+  // busybox ash's loops count down in byte registers (`dec dl / je`, `dec r13b / jne`), which were replayed.
+  // mov ecx,300 / mov rsi,0x200000 / mov r14d,7 / 1: mov eax,ecx / imul eax,eax,0x01010101 (0x7f/0x80/0xff/0x00
+  // bytes come by) / cmp ecx,150 (CF, which INC/DEC keep) / inc al / seto bl / dec ah / sets bh / setc dl
+  // inc r13b / setz dh / dec dil / setp r8b / pushfq / pop r9 / add r12,r9 / add r12,rbx / add r12,rdx / add r12,r8
+  // add r12,rax / inc byte [rsi+rcx] / seto bl / dec byte [rsi+0x400] / setz bh / sets dl / add r12,rbx
+  // add r12,rdx / dec r14b / jnz 2f / inc r15 / mov r14d,5 / 2: inc bpl / js 3f / add r12,1 / 3: dec ecx / jnz 1b / hlt
+  const code = hexBytes(`b9 2c 01 00 00 48 c7 c6 00 00 20 00 41 be 07 00 00 00 89 c8 69 c0 01 01 01 01 81 f9 96 00 00 00
+    fe c0 0f 90 c3 fe cc 0f 98 c7 0f 92 c2 41 fe c5 0f 94 c6 40 fe cf 41 0f 9a c0 9c 41 59 4d 01 cc 49 01 dc 49 01 d4 4d
+    01 c4 49 01 c4 fe 04 0e 0f 90 c3 fe 8e 00 04 00 00 0f 94 c7 0f 98 c2 49 01 dc 49 01 d4 41 fe ce 75 09 49 ff c7 41
+    be 05 00 00 00 40 fe c5 78 04 49 83 c4 01 ff c9 75 93 f4`);
+  const prep = (m: Machine) => { fill(m); m.cpu.setGpr(13, 0x7dn); m.cpu.setGpr(7, 0x82n); m.cpu.setGpr(5, 0x70n); };
+  const m = agree(code, prep, 5000);
+  assert.ok(m.cpu.wasm!.stats.replays < 10, `replayed: ${m.cpu.wasm!.stats.replays}`);
+  const cpu = fastFormsAgree(code, prep);
+  const forms = new Set<number>();
+  for (const b of cpu.codeCache.table) if (b !== null && b !== undefined) for (const e of b.entries) forms.add(e.form);
+  assert.ok(forms.has(Form.IncDec8) && forms.has(Form.IncDecM), 'INC/DEC r8 and m8 have fast forms');
+});

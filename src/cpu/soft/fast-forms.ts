@@ -399,7 +399,8 @@ const adcRI: FastHandler = (c, e) => adcReg(c, e, e.imm, e.immHi);
 const adcMR: FastHandler = (c, e) => adcMem(c, e, ea(c, e), c.gpr[2 * e.a], e.size === 8 ? c.gpr[2 * e.a + 1] : 0);
 const adcMI: FastHandler = (c, e) => adcMem(c, e, ea(c, e), e.imm, e.immHi);
 
-// ---- INC/DEC of memory (FF /0 /1), sizes 4 and 8; e.op 0 INC, 1 DEC (CF kept: lazyCarry = CF before)
+// ---- INC/DEC of memory (FF /0 /1, sizes 4 and 8; FE /0 /1, size 1); e.op 0 INC, 1 DEC (CF kept: lazyCarry = CF
+// before). The record's result is unmasked, as ./ops/alu.ts incDec leaves it (the flags mask it by size).
 
 const incDecM: FastHandler = (c, e) => {
   const size = e.size, dec = e.op === 1;
@@ -413,6 +414,17 @@ const incDecM: FastHandler = (c, e) => {
   c.writeLin(lin, size, v, vh);
   c.lazyCarry = c.getCF() ? 1 : 0;
   c.setLazy(dec ? L_DEC : L_INC, size, d, 1, v, dh, 0, vh);
+};
+
+// ---- INC/DEC of a byte register (FE /0 /1 with mod 3): e.b, bits e.bsh; as ./ops/alu.ts incDec. busybox ash's
+// arithmetic and parser loops count down in byte registers (`dec dl / je`, `dec r13b / jne`: two replays per pass of
+// a `while` loop's body before this form).
+
+const incDec8Reg: FastHandler = (c, e) => {
+  const dec = e.op === 1, d = rd8(c, e.b, e.bsh), v = dec ? (d - 1) | 0 : (d + 1) | 0;
+  wr8(c, e.b, e.bsh, v);
+  c.lazyCarry = c.getCF() ? 1 : 0;
+  c.setLazy(dec ? L_DEC : L_INC, 1, d, 1, v, 0, 0, 0);
 };
 
 // ---- MOVSX (0F BE/BF): destination e.a of size e.op (4 or 8); source byte register (e.b, bit position e.imm),
@@ -1193,6 +1205,11 @@ function formsGroups(e: BlockEntry, ram: Uint8Array, op: number, size: number, w
       if (mod === 3) { e.b = rmReg; e.base = REG_OPERAND; }
       f = r === 2 ? callInd : jmpInd;
     } else return REJECT;
+  } else if (op === 0xfe && (ram[p] & 0x38) <= 0x08) {
+    // INC/DEC r/m8 (FE /0 /1; the operand is a byte whatever 66h or REX.W say)
+    p = modrm(ram, p, e);
+    e.op = regField & 7; e.size = 1;
+    if (mod === 3) { e.b = byteReg(rmReg, e.rex); e.bsh = byteShift; f = incDec8Reg; } else f = incDecM;
   } else if (op === 0xd3 && wide) {
     p = modrm(ram, p, e);
     if (mod !== 3) return REJECT;
@@ -1639,6 +1656,9 @@ export const enum Form {
   // ---- session 20
   /** SHL/SAL/SHR/SAR (e.op 4..7) of a 16-bit memory operand by a constant e.imm of 1..15 (66 C1 /n ib, 66 D1 /n). */
   Shift16M,
+  // ---- session 21
+  /** INC (e.op 0) / DEC (1) of byte register e.b, bits e.bsh (FE /0 /1, mod 3); CF kept. (Memory: IncDecM, e.size 1.) */
+  IncDec8,
 }
 
 const FORM_OF = new Map<FastHandler, Form>([
@@ -1668,4 +1688,5 @@ const FORM_OF = new Map<FastHandler, Form>([
   [shiftDoubleRCl, Form.ShiftDoubleCl], [shift16RegImm, Form.Shift16Imm],
   [cld, Form.Cld], [std, Form.Std],
   [syscallF, Form.Syscall], [sysretqF, Form.Sysret], [shift16M, Form.Shift16M],
+  [incDec8Reg, Form.IncDec8],
 ]);

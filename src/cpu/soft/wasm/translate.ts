@@ -1167,7 +1167,7 @@ class Translator {
    */
   loadFlags(): void {
     this.settleRot();
-    this.commitFlags(); // (a known record the block cannot evaluate inline: INC/DEC of a byte)
+    this.commitFlags(); // (a known record the block cannot evaluate inline)
     this.b.get(this.st).call(F_FA).op(Op.i64ExtendI32u).set(this.ld);
     this.known = true; this.kind = EXPLICIT;
   }
@@ -1212,8 +1212,11 @@ class Translator {
       B = k === L_ADD ? () => { this.fv(this.lr, false); this.fv(this.ld, false); b.op(ltu); }
         : () => { this.fv(this.lr, false); this.fv(this.ld, false); b.op(leu); this.fv(this.lr, false); this.fv(this.ld, false); b.op(ltu); b.get(this.lcy).op(Op.select); };
     } else if (k === L_INC || k === L_DEC) {
-      if (this.size === 1) return false;
-      const lim = k === L_INC ? (w ? I64_MIN : -2147483648) : (w ? I64_MAX : 2147483647);
+      // OF: the result is the size's most negative number after INC, its most positive after DEC (a byte's
+      // compared sign-extended, as fv gives it)
+      if (this.size === 2) return false;
+      const one = this.size === 1;
+      const lim = k === L_INC ? (w ? I64_MIN : one ? -128 : -2147483648) : (w ? I64_MAX : one ? 127 : 2147483647);
       O = () => { this.fv(this.lr, true); if (w) b.i64(lim as bigint); else b.i32(lim as number); b.op(eq); };
       B = () => { b.get(this.lcy).i32(0).op(Op.i32Ne); };
     } else return false;
@@ -1243,7 +1246,7 @@ class Translator {
     this.settleRot();
     const b = this.b, k = this.kind;
     if (k === EXPLICIT) { b.get(this.ld).op(Op.i32WrapI64).set(this.fl); return true; }
-    if ((k === L_INC || k === L_DEC) && this.size === 1) return false;
+    if ((k === L_INC || k === L_DEC) && this.size === 2) return false;
     if (k !== L_ADD && k !== L_SUB && k !== L_ADC && k !== L_SBB && k !== L_LOGIC && k !== L_INC && k !== L_DEC) return false;
     const flag = (cc: number, shift: number) => { this.condStatic(cc); if (shift) b.i32(shift).op(Op.i32Shl); };
     flag(1, 0); flag(5, 2); b.op(Op.i32Or); flag(2, 6); b.op(Op.i32Or); flag(4, 7); b.op(Op.i32Or); flag(0, 11); b.op(Op.i32Or);
@@ -1261,7 +1264,7 @@ class Translator {
     const k = this.kind;
     if (!this.known) return false;
     if (k === EXPLICIT) return true;
-    if ((k === L_INC || k === L_DEC) && this.size === 1) return false;
+    if ((k === L_INC || k === L_DEC) && this.size === 2) return false;
     return k === L_ADD || k === L_SUB || k === L_ADC || k === L_SBB || k === L_LOGIC || k === L_INC || k === L_DEC;
   }
 
@@ -2114,6 +2117,7 @@ on(emitLea, Form.Lea);
 on(emitAluRR, Form.AluRR, Form.AluRI, Form.AluRM);
 on(emitAluMR, Form.AluMR, Form.AluMI);
 on(emitIncDec, Form.IncDec);
+on(emitIncDec8, Form.IncDec8);
 on(emitShiftImm, Form.ShiftImm);
 on(emitShiftCl, Form.ShiftCl);
 on(emitBtRI, Form.BtRI, Form.BtRR, Form.BtMI, Form.BtMR);
@@ -2267,6 +2271,18 @@ function emitIncDec(T: Translator, e: BlockEntry, i: number, next: number): void
   b.set(T.lr);
   T.writeLr(r, size);
   T.produced(dec ? L_DEC : L_INC, size);
+}
+
+function emitIncDec8(T: Translator, e: BlockEntry, i: number, next: number): void {
+  const b = T.b, dec = e.op === 1;
+  // (INC/DEC r8, FE /0 /1: CF kept as in emitIncDec; the record's operands and result masked to the byte, as the
+  // inline flag evaluation of a byte record reads them)
+  T.cond(2); b.set(T.lcy);
+  T.r8(e.b, e.bsh); b.op(Op.i64ExtendI32u).set(T.ld);
+  b.i64(1).set(T.ls);
+  b.get(T.ld).i64(1).op(dec ? Op.i64Sub : Op.i64Add).i64(0xffn).op(Op.i64And).set(T.lr);
+  T.set8(e.b, e.bsh, () => b.get(T.lr).op(Op.i32WrapI64));
+  T.produced(dec ? L_DEC : L_INC, 1);
 }
 
 function emitShiftImm(T: Translator, e: BlockEntry, i: number, next: number): void {
@@ -2969,7 +2985,8 @@ function emitAdcRR(T: Translator, e: BlockEntry, i: number, next: number): void 
 
 function emitIncDecM(T: Translator, e: BlockEntry, i: number, next: number): void {
   const b = T.b;
-  // INC/DEC of memory (FF /0 /1): CF kept (the record's lazyCarry = CF before); the store may fault after the load
+  // INC/DEC of memory (FF /0 /1, FE /0 /1): CF kept (the record's lazyCarry = CF before); the store may fault after
+  // the load. A byte's result is masked (the inline flag evaluation of a byte record reads it so).
   const dec = e.op === 1, size = e.size;
   T.commitFlags(); // (lcy changes before the access, whose fault must find the record from before)
   T.cond(2); b.set(T.lcy);
@@ -2977,6 +2994,7 @@ function emitIncDecM(T: Translator, e: BlockEntry, i: number, next: number): voi
   b.get(T.v).set(T.ld).i64(1).set(T.ls);
   b.get(T.v).i64(1).op(dec ? Op.i64Sub : Op.i64Add);
   if (size === 4) b.i64(0xffffffffn).op(Op.i64And);
+  else if (size === 1) b.i64(0xffn).op(Op.i64And);
   b.tee(T.lr).set(T.w);
   T.store(size);
   T.produced(dec ? L_DEC : L_INC, size);
