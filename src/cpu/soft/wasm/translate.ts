@@ -246,6 +246,14 @@ const RAS = process.env.RINGZERO_WASM_RAS !== '0';
  * accesses only: 15.8 MiB, ash 5.03/4.49, 5.03/5.28 s; (d) inside the library before its probe (no code growth):
  * ash 5.03/4.58, 5.03/4.98, 5.51/5.62, 4.41/4.15, 4.36/4.62 s, md5 4.85/3.82, 3.17/3.31 s, boot unchanged. Side-by-
  * side pairs on a loaded host (load 15-27): no clear gain in any.
+ * Tried and not kept (session 21, branch s21-inline-again): inline probes (EmitOpts.inline) in every function holding
+ * a block translated again (WasmEngine.reform's pulls and reregion's pages), as a free second tier. Boot + ash 30k
+ * (RINGZERO_WASM_EXIT_STATS=1): library calls 211.5M -> 111.0M (the loop's 4170 -> 820 per iteration), write-backs
+ * before them 211.6M -> 119.8M but at other flushes 188.9M -> 256.1M (registers stay dirty past inline hits), code
+ * 20.1 -> 27.7 MiB (the boot's ~4400 blocks formed again). Slower at load 17-32: ash command main-thread CPU
+ * 5.04/5.48 and 3.10/5.78 s (off/on), CPU to the prompt 12.81/13.16 and 9.41/13.15 s, a second ash 20k in the same
+ * VMM (after tier-up) 2.43/4.49 s. Reregion's pages alone (~280 blocks) missed the loop's functions (library calls
+ * 211.5M -> 205.6M).
  */
 const INLINE_MEM = process.env.RINGZERO_WASM_INLINE_MEM !== '0';
 /**
