@@ -1451,23 +1451,6 @@ class Translator {
       done = b.open(Op.block); loop = b.open(Op.loop);
       b.get(T.x1).op(Op.i64Eqz).brIf(done);
     }
-    T.stringElement(e, size, movs);
-    if (e.rep !== 0) {
-      b.br(loop);
-      b.close(); b.close();
-      b.close(); // fin
-    }
-    // (a block's last instruction without a fast form has e.len 0: a string instruction is its prefixes and opcode)
-    T.exitStatic(i + 1, T.offs[i] + e.opLen);
-    return true;
-  }
-
-  /**
-   * One element of MOVS/STOS through the memory access paths, then rDI (and rSI) moved by the step in local t and,
-   * under REP, rCX (local x1) counted down, each stored.
-   */
-  stringElement(e: BlockEntry, size: number, movs: boolean): void {
-    const b = this.b, T = this;
     if (movs) {
       T.r64(6);
       if (e.segOverride === 4 || e.segOverride === 5) b.get(T.st).mem(Op.f64Load, 3, L.S_SEG + 8 * e.segOverride).op(0xfc, 6).op(Op.i64Add);
@@ -1479,7 +1462,15 @@ class Translator {
     T.store(size);
     b.get(T.a).get(T.t).op(Op.i64Add).set(T.a); T.set64(7, T.a);
     if (movs) { T.r64(6); b.get(T.t).op(Op.i64Add).set(T.a); T.set64(6, T.a); }
-    if (e.rep !== 0) { b.get(T.x1).i64(1).op(Op.i64Sub).set(T.x1); T.set64(1, T.x1); }
+    if (e.rep !== 0) {
+      b.get(T.x1).i64(1).op(Op.i64Sub).set(T.x1); T.set64(1, T.x1);
+      b.br(loop);
+      b.close(); b.close();
+      b.close(); // fin
+    }
+    // (a block's last instruction without a fast form has e.len 0: a string instruction is its prefixes and opcode)
+    T.exitStatic(i + 1, T.offs[i] + e.opLen);
+    return true;
   }
 
   /**
@@ -1493,10 +1484,6 @@ class Translator {
    * state is then that of the elements done, as after an interrupt between iterations, SDM vol. 2B REP), and the
    * next pass starts; rCX = 0 branches to `fin`. Anything else (a miss, an element straddling a page end, more than
    * BULK_PASSES passes) falls through to the element loop or the replay, which go on from the registers as they are.
-   * A probe miss first runs one element through the memory library (which refills the TLB, or raises the fault, with
-   * the state exact for the elements done) and tries the pass again; a second miss in a row falls through: a page's
-   * first touch is the usual miss (Linux's clear_page_rep, `rep stosq` of 512 elements into a page just allocated,
-   * missed on its destination and was replayed, once per page cache page of bench/io's write test).
    * Nothing can fault inside a pass once its probes hit. busybox's md5sum copies each 64-byte block with `rep movsb`,
    * and Linux's copy_user_generic_string copies pipe and socket buffers with `rep movsq`: user buffers rarely start
    * on a page boundary, so a 4 KiB copy usually spans two pages of one side (each such copy was a replay when this
@@ -1504,7 +1491,7 @@ class Translator {
    */
   bulkString(e: BlockEntry, size: number, movs: boolean, fin: number): void {
     const b = this.b, T = this, lg = LOG2[size];
-    const n = b.local(I32), passes = b.local(I32), dpa = b.local(I64), sa = movs ? b.local(I64) : -1, refilled = b.local(I32);
+    const n = b.local(I32), passes = b.local(I32), dpa = b.local(I64), sa = movs ? b.local(I64) : -1;
     const pl = { off: T.pOff, ti: T.pTi, vpn: T.pVpn, pa: T.pPa };
     const slow = b.open(Op.block);
     b.get(T.t).i64(0).op(Op.i64LtS).brIf(slow); // DF set
@@ -1516,7 +1503,6 @@ class Translator {
       b.op(Op.i64Ne).brIf(slow);
     }
     b.i32(BULK_PASSES).set(passes);
-    b.i32(0).set(refilled);
     const top = b.open(Op.loop);
     b.get(T.x1).op(Op.i64Eqz).brIf(fin);
     b.get(passes).op(Op.i32Eqz).brIf(slow);
@@ -1535,12 +1521,11 @@ class Translator {
     b.get(T.x1).op(Op.i32WrapI64).i32(lg).op(Op.i32Shl).set(n);
     b.close();
     b.get(n).op(Op.i32Eqz).brIf(slow); // (an element straddles a page end)
-    const miss = b.open(Op.block);
-    emitTlbProbeRun(b, T.wtag, T.a, pl, n, T.ramSize, true, miss);
+    emitTlbProbeRun(b, T.wtag, T.a, pl, n, T.ramSize, true, slow);
     b.get(T.pPa).set(dpa);
     if (movs) {
       b.get(sa).set(T.a);
-      emitTlbProbeRun(b, T.rtag, T.a, pl, n, T.ramSize, false, miss);
+      emitTlbProbeRun(b, T.rtag, T.a, pl, n, T.ramSize, false, slow);
       // (spa < dpa < spa + n: overlapping forwards)
       b.get(dpa).get(T.pPa).op(Op.i64GtU).get(dpa).get(T.pPa).get(n).op(Op.i64ExtendI32u).op(Op.i64Add).op(Op.i64LtU).op(Op.i32And).brIf(slow);
       b.get(dpa).op(Op.i32WrapI64).i32(WASM_RAM_OFFSET).op(Op.i32Add);
@@ -1555,13 +1540,6 @@ class Translator {
     T.r64(7); b.get(n).op(Op.i64ExtendI32u).op(Op.i64Add).set(T.v); T.set64(7, T.v);
     b.get(T.x1).get(n).i32(lg).op(Op.i32ShrU).op(Op.i64ExtendI32u).op(Op.i64Sub).set(T.x1); T.set64(1, T.x1);
     b.get(passes).i32(1).op(Op.i32Sub).set(passes);
-    b.i32(0).set(refilled);
-    b.br(top);
-    b.close(); // miss
-    // one element through the memory library (TLB refill, or the fault), then the pass again
-    b.get(refilled).brIf(slow);
-    b.i32(1).set(refilled);
-    T.stringElement(e, size, movs);
     b.br(top);
     b.close(); // top
     b.close(); // slow
