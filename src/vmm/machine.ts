@@ -60,8 +60,9 @@ function wasmTranslationByDefault(): boolean {
 const YIELD_MS = 8;
 /**
  * The same while the soft engine's WebAssembly translator has modules compiling in the background (WasmEngine.compiling):
- * V8 completes WebAssembly.compile through tasks on this thread's event loop, so each turn brings them closer; a turn
- * with nothing to do costs ~2 us.
+ * a compiled module comes back from the compile thread as a message on this thread's event loop (and without that
+ * thread, V8 completes WebAssembly.compile through tasks on it), so each turn brings them closer; a turn with nothing
+ * to do costs ~2 us.
  */
 const COMPILE_YIELD_MS = 1;
 /** RINGZERO_MIGRATE_HOT_STATS=1 or RINGZERO_RESTORE_TIMING=1: a restore says what its hot-block list did (stderr). */

@@ -18,6 +18,7 @@ import { translateBody, translateRegion, groupRegions, pageTargets, buildModule,
 import { syscallMsrs, syscallSegments64, sysretSegments64, type SyscallMsrs } from '../system/fastcall.ts';
 import { EFER_SCE, CR4_TSD } from '../constants.ts';
 import { appendFileSync } from 'node:fs';
+import { compileOffThread } from './compile-thread.ts';
 /** The layout constants as a plain object (under tsx a namespace import reads each one through a getter call). */
 const L = { ...layout };
 
@@ -117,7 +118,7 @@ interface Batch {
   waits: number;
   /** Its index in WasmEngine.flying while it compiles in the background, else -1. */
   slot: number;
-  /** Compiled by WebAssembly.compile (counted in WasmEngine.compiling until installed or given up). */
+  /** Compiled in the background (counted in WasmEngine.compiling until installed or given up). */
   async: boolean;
   /** When it was flushed (ms, and the flushing vCPU's instruction count): RINGZERO_TIER_STATS. */
   t0: number;
@@ -715,7 +716,8 @@ export class WasmEngine {
 
   /**
    * Translate the pending blocks into one module and install them (table, dispatch entries, Block.wasm). The module
-   * is compiled by WebAssembly.compile, on V8's background threads, and installed when that resolves (the run loop
+   * is compiled on the compile thread (./compile-thread.ts: the main thread posts no compile tasks to V8's worker
+   * pool) and installed when it comes back (the run loop
    * yields to the event loop every few milliseconds, machine.ts); meanwhile its blocks (runs = IN_FLIGHT) keep being
    * replayed. A block whose page was written meanwhile is not installed (its generation is stale). When the event
    * loop does not turn (a caller running the CPU synchronously: tests, bench/cpu) and one of the batch's blocks has
@@ -796,7 +798,7 @@ export class WasmEngine {
     this.stats.asyncModules++;
     batch.async = true;
     this.compiling++;
-    WebAssembly.compile(bytes).then((mod) => { if (!batch.installed) this.install(batch, mod); },
+    compileOffThread(bytes).then((mod) => { if (!batch.installed) this.install(batch, mod); },
       (err) => { if (!batch.installed) { this.release(batch); this.freeSlots(batch); this.report(done[0].blocks[0], err); } });
   }
 
@@ -1130,7 +1132,7 @@ export class WasmEngine {
     }
     // (not counted in `compiling`: the functions it replaces keep running meanwhile, so the run loop need not turn
     // the event loop more often for it)
-    WebAssembly.compile(bytes).then((mod) => this.installTier2(items, mod, cache), fail);
+    compileOffThread(bytes).then((mod) => this.installTier2(items, mod, cache), fail);
   }
 
   /**
