@@ -294,13 +294,15 @@ export function pretranslate(cpu: SoftCpu, list: unknown, onDone?: (r: Pretransl
     return handle;
   }
   report.listed = records.length;
+  let finished = false;
   const check = () => {
-    // (done when nothing is left to start and every queued block's module came back)
-    if (!(stopped || next >= records.length)) return;
+    // (done when nothing is left to start and every queued block's module came back; once: the poll and a step
+    // scheduled after the last one may both find it done)
+    if (finished || !(stopped || next >= records.length)) return;
     let flying = 0, installed = 0;
     for (const b of queuedBlocks) { if (b.wasm !== null) installed++; else if (b.runs < -1) flying++; }
     report.installed = installed;
-    if (flying === 0) { clearInterval(poll); onDone?.(report); }
+    if (flying === 0) { finished = true; clearInterval(poll); onDone?.(report); }
   };
   const poll = setInterval(check, 5);
   poll.unref();
