@@ -1986,9 +1986,9 @@ function emitCode(T: Translator, block: Block, offs: number[], loop: { pre: numb
 }
 
 /**
- * RINGZERO_WASM_STACK_RUN=0: off. A run of stack accesses in one block (PUSH/POP, PUSH imm, PUSHF, a closing CALL or
- * RET, 32/64-bit MOVs to and from [RSP+disp], with ADD/SUB/LEA of RSP by a constant and register-only MOV/LEA/ALU
- * forms that leave RSP alone between them) probes the TLB once, for the bytes of all its accesses (their offsets
+ * RINGZERO_WASM_STACK_RUN=0: off. A run of stack accesses in one block (PUSH/POP, PUSH imm, PUSHF, PUSH memory, a
+ * closing CALL or RET, 32/64-bit MOVs to and from [RSP+disp], with ADD/SUB/LEA of RSP by a constant, register-only
+ * MOV/LEA/ALU forms and MOV/ALU loads from elsewhere through the memory library that leave RSP alone between them) probes the TLB once, for the bytes of all its accesses (their offsets
  * from RSP at the run's start are known when it is translated): when they lie in one page that the TLB maps for this
  * privilege (the write bank, and a page without decoded code, when the run stores: the memory library's store
  * obligations, CodeCache.codePages, which also routes the first store into a page while the dirty log is armed), each
@@ -2019,7 +2019,7 @@ function stackRun(T: Translator, es: BlockEntry[], i: number): void {
   for (; j < es.length; j++) {
     const e = es[j], f = e.form;
     at[j] = NaN;
-    if (f === Form.Push || f === Form.PushImm || f === Form.Pushf || f === Form.Call) {
+    if (f === Form.Push || f === Form.PushImm || f === Form.Pushf || f === Form.Call || f === Form.PushM) {
       if (!acc(d - 8, 8, true)) break;
       d -= 8;
     } else if ((f === Form.Pop && e.a !== 4) || f === Form.Ret) {
@@ -2031,6 +2031,10 @@ function stackRun(T: Translator, es: BlockEntry[], i: number): void {
       if (!acc(d + e.disp, f === Form.MovLoad64 ? 8 : 4, false)) break;
     } else if (n === 0) {
       break; // (a run starts at an access)
+    } else if (((f === Form.MovLoad64 || f === Form.MovLoad32) && e.a !== 4) || (f === Form.AluRM && (e.b !== 4 || e.op >= CMP))) {
+      // (a load elsewhere, through the memory library: the canary `mov rax,gs:[0x28]` between a prologue's pushes and
+      // its `mov [rsp+d],rax`, current->... loads; it leaves RSP, the TLB's mappings, the page tables and the code
+      // pages alone; a fault in it exits with the run's earlier accesses done, as in the interpreter)
     } else if (f === Form.AluRI && e.b === 4 && e.size === 8 && (e.op === ADD || e.op === SUB) && e.immHi === ((e.imm | 0) >> 31)) {
       d += e.op === ADD ? (e.imm | 0) : -(e.imm | 0);
     } else if (f === Form.Lea && e.a === 4 && e.base === 4 && e.index < 0 && e.immHi === 8) {
@@ -3107,8 +3111,11 @@ function emitMulDivR(T: Translator, e: BlockEntry, i: number, next: number): voi
 
 function emitPushM(T: Translator, e: BlockEntry, i: number, next: number): void {
   const b = T.b;
-  // PUSH memory64 (FF /6): the read (at the address before RSP moves), then the push
+  // PUSH memory64 (FF /6): the read (at the address before RSP moves, through the memory library even in a stack
+  // run: the run's offset is the push's), then the push
+  const run = T.runCur; T.runCur = -1;
   memOp(T, e, next); T.load(8);
+  T.runCur = run;
   b.get(T.v).set(T.w);
   T.r64(4); b.i64(8).op(Op.i64Sub).set(T.a);
   T.store(8);
