@@ -500,6 +500,27 @@ const shift16M: FastHandler = (c, e) => {
   c.flags = after;
 };
 
+// ---- SHL/SAL/SHR/SAR of a 32/64-bit memory operand by CL (D3 /4-/7, memory), as ./ops/alu-shift.ts group2: the
+// read (which may fault) always; a masked count (CL & 31, & 63 for size 8) of 0 then changes nothing (no write, no
+// flag: SDM Vol. 2B SAL/SAR/SHL/SHR "If the count is 0, the flags are not affected"); else the result and flags,
+// the write (which may fault: the flags from before stay until it is done), then the flags. Linux:
+// `shr qword [rsp+8],cl` in __update_load_avg_se (~37 replays per MiB of bench/io's write before this form).
+
+const shiftMCl: FastHandler = (c, e) => {
+  const size = e.size, lin = ea(c, e);
+  const v = c.readLin(lin, size), vh = c.hi;
+  const n = c.gpr[2] & (size === 8 ? 63 : 31);
+  if (n === 0) return;
+  c.settleFlags();
+  const before = c.flags;
+  let r: number, rh = 0;
+  if (size === 8) { r = shift64(c, e.op, v, vh, n); rh = out.hi; } else r = shift32(c, e.op, 4, v, n);
+  const after = c.flags;
+  c.flags = before;
+  c.writeLin(lin, size, r, rh);
+  c.flags = after;
+};
+
 // ---- CALL/JMP near indirect (FF /2, FF /4): target from register e.b or memory (8 bytes in 64-bit mode), #GP(0)
 // when it is not canonical, then (CALL) the push of the return address, then RIP
 
@@ -1212,8 +1233,11 @@ function formsGroups(e: BlockEntry, ram: Uint8Array, op: number, size: number, w
     if (mod === 3) { e.b = byteReg(rmReg, e.rex); e.bsh = byteShift; f = incDec8Reg; } else f = incDecM;
   } else if (op === 0xd3 && wide) {
     p = modrm(ram, p, e);
-    if (mod !== 3) return REJECT;
-    e.b = rmReg; e.op = regField & 7; e.size = size; f = shiftRegCl;
+    if (mod !== 3) {
+      // (memory: SHL/SAL/SHR/SAR only; ROL/ROR/RCL/RCR keep the handler)
+      if ((regField & 7) < 4) return REJECT;
+      e.op = regField & 7; e.size = size; f = shiftMCl;
+    } else { e.b = rmReg; e.op = regField & 7; e.size = size; f = shiftRegCl; }
   } else if ((op === 0xc1 || op === 0xd1) && wide) {
     p = modrm(ram, p, e);
     if (mod !== 3) return REJECT;
@@ -1659,6 +1683,8 @@ export const enum Form {
   // ---- session 21
   /** INC (e.op 0) / DEC (1) of byte register e.b, bits e.bsh (FE /0 /1, mod 3); CF kept. (Memory: IncDecM, e.size 1.) */
   IncDec8,
+  /** SHL/SAL/SHR/SAR (e.op 4..7) of a 4- or 8-byte memory operand by CL (D3 /4-/7); masked count 0: read only. */
+  ShiftMCl,
 }
 
 const FORM_OF = new Map<FastHandler, Form>([
@@ -1688,5 +1714,5 @@ const FORM_OF = new Map<FastHandler, Form>([
   [shiftDoubleRCl, Form.ShiftDoubleCl], [shift16RegImm, Form.Shift16Imm],
   [cld, Form.Cld], [std, Form.Std],
   [syscallF, Form.Syscall], [sysretqF, Form.Sysret], [shift16M, Form.Shift16M],
-  [incDec8Reg, Form.IncDec8],
+  [incDec8Reg, Form.IncDec8], [shiftMCl, Form.ShiftMCl],
 ]);

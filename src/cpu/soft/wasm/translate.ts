@@ -1364,7 +1364,7 @@ class Translator {
     if (!had) T.commitFlags();
     T.r32(1); b.i32(size === 8 ? 63 : 31).op(Op.i32And).op(Op.i64ExtendI32u).tee(T.ls).op(Op.i64Eqz);
     b.open(Op.if);
-    if (size === 4) T.set32(r, () => T.r32(r));
+    if (size === 4 && r >= 0) T.set32(r, () => T.r32(r));
     if (had) {
       b.get(T.fl).op(Op.i64ExtendI32u).set(T.ld);
       T.produced(EXPLICIT, size);
@@ -1383,7 +1383,7 @@ class Translator {
    * (op 4) / SHRD (op 5), the vacated bits filled from src; the flags follow the same formulas on the result
    * (../ops/alu-shift.ts doubleShift for sizes 4 and 8).
    */
-  shiftBits(r: number, op: number, size: number, n: number, src = -1): void {
+  shiftBits(r: number, op: number, size: number, n: number, src = -1, flagsTo = -1): void {
     const b = this.b, T = this, w = size === 8, bits = w ? 64 : 32;
     const sar = op === 7, shl = op === 4 || op === 6;
     // the count: the constant n, or (n < 0) the i64 in local ls
@@ -1391,7 +1391,8 @@ class Translator {
     const N32 = () => { if (n >= 0) b.i32(n); else b.get(T.ls).op(Op.i32WrapI64); };
     const CFSH = () => { if (n >= 0) b.i64(shl ? bits - n : n - 1); else if (shl) b.i64(bits).get(T.ls).op(Op.i64Sub); else b.get(T.ls).i64(1).op(Op.i64Sub); };
     if (w) {
-      T.r64(r); b.set(T.t);
+      if (r >= 0) T.r64(r); else b.get(T.v);
+      b.set(T.t);
       b.get(T.t); N64(); b.op(shl ? Op.i64Shl : sar ? Op.i64ShrS : Op.i64ShrU).set(T.v);
       if (src >= 0) { b.get(T.v); T.r64(src); if (n >= 0) b.i64(bits - n); else b.i64(bits).get(T.ls).op(Op.i64Sub); b.op(shl ? Op.i64ShrU : Op.i64Shl).op(Op.i64Or).set(T.v); }
       b.get(T.t); CFSH(); b.op(Op.i64ShrU).op(Op.i32WrapI64).i32(1).op(Op.i32And).set(T.c32); // CF
@@ -1402,7 +1403,8 @@ class Translator {
       b.get(T.v).i64(63).op(Op.i64ShrU).op(Op.i32WrapI64).i32(7).op(Op.i32Shl).op(Op.i32Or);
       b.get(T.v).op(Op.i32WrapI64);
     } else {
-      T.r32(r); b.op(Op.i64ExtendI32u).set(T.t);
+      if (r >= 0) T.r32(r); else b.get(T.v).op(Op.i32WrapI64);
+      b.op(Op.i64ExtendI32u).set(T.t);
       b.get(T.t).op(Op.i32WrapI64); N32(); b.op(shl ? Op.i32Shl : sar ? Op.i32ShrS : Op.i32ShrU).op(Op.i64ExtendI32u).set(T.v);
       if (src >= 0) { b.get(T.v); T.r32(src); if (n >= 0) b.i32(bits - n); else b.i32(bits).get(T.ls).op(Op.i32WrapI64).op(Op.i32Sub); b.op(shl ? Op.i32ShrU : Op.i32Shl).op(Op.i64ExtendI32u).op(Op.i64Or).set(T.v); }
       b.get(T.t); CFSH(); b.op(Op.i64ShrU).op(Op.i32WrapI64).i32(1).op(Op.i32And).set(T.c32); // CF
@@ -1415,7 +1417,9 @@ class Translator {
     }
     // PF: even parity of the low byte; AF set
     b.i32(255).op(Op.i32And).op(Op.i32Popcnt).i32(1).op(Op.i32And).op(Op.i32Eqz).i32(2).op(Op.i32Shl).op(Op.i32Or);
-    b.i32(16).op(Op.i32Or).op(Op.i64ExtendI32u).set(T.ld);
+    b.i32(16).op(Op.i32Or);
+    if (flagsTo >= 0) { b.set(flagsTo); return; }
+    b.op(Op.i64ExtendI32u).set(T.ld);
     if (w) T.set64(r, T.v); else T.set32(r, () => b.get(T.v).op(Op.i32WrapI64));
     T.produced(EXPLICIT, size);
   }
@@ -2124,6 +2128,7 @@ on(emitCmpxchg16bM, Form.Cmpxchg16bM);
 on(emitShift8Imm, Form.Shift8Imm);
 on(emitShift16Imm, Form.Shift16Imm);
 on(emitShift16M, Form.Shift16M);
+on(emitShiftMCl, Form.ShiftMCl);
 on(emitShiftDoubleCl, Form.ShiftDoubleCl);
 on(emitXchgRR, Form.XchgRR);
 on(emitXchgM, Form.XchgM);
@@ -2692,6 +2697,24 @@ function emitShift16M(T: Translator, e: BlockEntry, i: number, next: number): vo
   T.store(2);
   b.get(fl);
   T.explicit(2);
+}
+
+function emitShiftMCl(T: Translator, e: BlockEntry, i: number, next: number): void {
+  const b = T.b, size = e.size;
+  // SHL/SAL/SHR/SAR of a 4/8-byte memory operand by CL (D3 /4-/7) as ../fast-forms.ts shiftMCl: the read (its fault
+  // finds the record from before), then the record stored (the count goes to ls, and the write below may fault),
+  // then shiftByCl: count 0 changes nothing; else the result (v) and flags (a local) as shiftBits from the loaded
+  // operand (r = -1), the write, then the EXPLICIT record
+  memOp(T, e, next); T.load(size);
+  T.commitFlags();
+  T.shiftByCl(-1, size, () => {
+    const fl = b.local(I32);
+    T.shiftBits(-1, e.op, size, -1, -1, fl);
+    b.get(T.v).set(T.w);
+    T.store(size);
+    b.get(fl);
+    T.explicit(size);
+  });
 }
 
 function emitShiftDoubleCl(T: Translator, e: BlockEntry, i: number, next: number): void {
