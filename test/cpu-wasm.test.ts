@@ -1505,3 +1505,19 @@ test('SHL/SHR/SAR of 32/64-bit memory by CL (D3 /4-/7): fast forms and wasm matc
   for (const b of cpu.codeCache.table) if (b !== null && b !== undefined) for (const e of b.entries) forms.add(e.form);
   assert.ok(forms.has(Form.ShiftMCl), 'shifts of memory by CL have a fast form');
 });
+
+test('MOV m16, imm16 (66 C7 /0 iw): fast form and wasm match the interpreter', () => {
+  // Linux's handle_softirqs runs `mov word gs:[rip+x],0`, which was replayed. /tmp assembly:
+  //   mov ecx,200 / mov rsi,0x200000 / 1: mov word [rsi+rcx*2],0xbeef / mov word gs:[rsi+rcx*2+0x400],0
+  //   movzx eax,word [rsi+rcx*2+1] / add r12,rax / mov word [rsp-8],0x8001 / add r12,[rsp-8]
+  //   mov [rsi+rcx*4+0x800],cx / mov word [rsi+rcx*4+0x801],0x7f7f / add r12,[rsi+rcx*4+0x7fe] / dec ecx / jnz 1b / hlt
+  const code = hexBytes(`b9 c8 00 00 00 48 c7 c6 00 00 20 00 66 c7 04 4e ef be 65 66 c7 84 4e 00 04 00 00 00 00 0f b7
+    44 4e 01 49 01 c4 66 c7 44 24 f8 01 80 4c 03 64 24 f8 66 89 8c 8e 00 08 00 00 66 c7 84 8e 01 08 00 00 7f 7f 4c 03
+    a4 8e fe 07 00 00 ff c9 75 bd f4`);
+  const m = agree(code, fill, 2000);
+  assert.ok(m.cpu.wasm!.stats.replays < 10, `replayed: ${m.cpu.wasm!.stats.replays}`);
+  const cpu = fastFormsAgree(code, fill);
+  const forms = new Set<number>();
+  for (const b of cpu.codeCache.table) if (b !== null && b !== undefined) for (const e of b.entries) forms.add(e.form);
+  assert.ok(forms.has(Form.MovImm16M), 'MOV m16, imm16 has a fast form');
+});

@@ -690,6 +690,9 @@ const alu16RM: FastHandler = (c, e) => alu16Reg(c, e, c.readLin(ea(c, e), 2));
 const alu16MR: FastHandler = (c, e) => alu16Mem(c, e, ea(c, e), c.gpr[2 * e.a] & 0xffff);
 const alu16MI: FastHandler = (c, e) => alu16Mem(c, e, ea(c, e), e.imm);
 const movStore16: FastHandler = (c, e) => c.writeLin(ea(c, e), 2, c.gpr[2 * e.a] & 0xffff);
+// MOV m16, imm16 (66 C7 /0 iw, memory): Linux's handle_softirqs clears a per-CPU word (`mov word gs:[rip+x],0`)
+// on every pass (~19 replays per MiB of bench/io's write before this form)
+const movImm16M: FastHandler = (c, e) => c.writeLin(ea(c, e), 2, e.imm);
 const movLoad16: FastHandler = (c, e) => { const v = c.readLin(ea(c, e), 2); c.gpr[2 * e.a] = (c.gpr[2 * e.a] & ~0xffff) | v; };
 
 // ---- LEAVE (C9, 64-bit operand): RBP is read at [RBP] (the fault comes first), RSP = RBP + 8
@@ -1466,6 +1469,10 @@ function formsMisc(e: BlockEntry, ram: Uint8Array, op: number, size: number, wid
     p = modrm(ram, p, e);
     if (mod === 3) return REJECT;
     e.a = regField; f = op === 0x89 ? movStore16 : movLoad16;
+  } else if (size === 2 && op === 0xc7 && (ram[p] & 0x38) === 0 && (ram[p] >> 6) !== 3) {
+    // (the immediate follows the ModRM bytes; a RIP-relative address is from the instruction's end, as for alu16MI)
+    p = modrm(ram, p, e);
+    e.imm = ram[p] | (ram[p + 1] << 8); p += 2; f = movImm16M;
   } else return NO_FORM;
   formOut = f;
   return p;
@@ -1685,6 +1692,8 @@ export const enum Form {
   IncDec8,
   /** SHL/SAL/SHR/SAR (e.op 4..7) of a 4- or 8-byte memory operand by CL (D3 /4-/7); masked count 0: read only. */
   ShiftMCl,
+  /** MOV m16, imm16 (66 C7 /0 iw, memory operand): e.imm the word. */
+  MovImm16M,
 }
 
 const FORM_OF = new Map<FastHandler, Form>([
@@ -1714,5 +1723,5 @@ const FORM_OF = new Map<FastHandler, Form>([
   [shiftDoubleRCl, Form.ShiftDoubleCl], [shift16RegImm, Form.Shift16Imm],
   [cld, Form.Cld], [std, Form.Std],
   [syscallF, Form.Syscall], [sysretqF, Form.Sysret], [shift16M, Form.Shift16M],
-  [incDec8Reg, Form.IncDec8], [shiftMCl, Form.ShiftMCl],
+  [incDec8Reg, Form.IncDec8], [shiftMCl, Form.ShiftMCl], [movImm16M, Form.MovImm16M],
 ]);

@@ -2129,6 +2129,7 @@ on(emitShift8Imm, Form.Shift8Imm);
 on(emitShift16Imm, Form.Shift16Imm);
 on(emitShift16M, Form.Shift16M);
 on(emitShiftMCl, Form.ShiftMCl);
+on(emitMovImm16M, Form.MovImm16M);
 on(emitShiftDoubleCl, Form.ShiftDoubleCl);
 on(emitXchgRR, Form.XchgRR);
 on(emitXchgM, Form.XchgM);
@@ -2443,6 +2444,11 @@ function emitAlu16RR(T: Translator, e: BlockEntry, i: number, next: number): voi
 function emitMovStore16(T: Translator, e: BlockEntry, i: number, next: number): void {
   const b = T.b;
   memOp(T, e, next); T.r32(e.a); b.op(Op.i64ExtendI32u).set(T.w); T.store(2);
+}
+
+function emitMovImm16M(T: Translator, e: BlockEntry, i: number, next: number): void {
+  const b = T.b;
+  memOp(T, e, next); b.i64(e.imm & 0xffff).set(T.w); T.store(2);
 }
 
 function emitMovLoad16(T: Translator, e: BlockEntry, i: number, next: number): void {
