@@ -1521,3 +1521,16 @@ test('MOV m16, imm16 (66 C7 /0 iw): fast form and wasm match the interpreter', (
   for (const b of cpu.codeCache.table) if (b !== null && b !== undefined) for (const e of b.entries) forms.add(e.form);
   assert.ok(forms.has(Form.MovImm16M), 'MOV m16, imm16 has a fast form');
 });
+
+test('SHR/SAR of memory by CL faulting (#PF read-only on the write, within the page or across its start) in translated code leave exact state', () => {
+  // xor ecx,ecx / mov ebx,0x40 / 1: inc ecx / cmp ecx,ebx / shr qword gs:[rcx*8],cl / add r8,rcx / sub r9,rcx
+  // sar dword gs:[rcx*8+4],cl / adc r10,r9 / jmp 1b: the 16th pass's SHR reaches RO_PAGE, at its start or 4 bytes
+  // before it (the read done, the write faults: the flags must be the CMP's)
+  const code = hexBytes(`31 c9 bb 40 00 00 00 ff c1 39 d9 65 48 d3 2c cd 00 00 00 00 49 01 c8 49 29 c9 65 d3 3c cd 04 00 00
+    00 4d 11 ca eb e0`);
+  for (const gs of [RO_PAGE - 0x80, RO_PAGE - 0x84]) {
+    const m = agree(code, (mm) => { fill(mm); protectFaultPages(mm); mm.cpu.segBase[C.GS] = gs; }, 20);
+    assert.equal(m.cpu.lastException, C.EXC_PF);
+    assert.equal(m.cpu.getGpr(1), 16n);
+  }
+});
