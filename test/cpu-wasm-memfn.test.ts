@@ -8,7 +8,8 @@ import assert from 'node:assert/strict';
 import { hexBytes, runBlocksToHalt, CODE, DATA, interpreterOrWasmMachine, type Machine } from './support/soft-cpu.ts';
 import { setHotThreshold, setJitThreshold } from '../src/cpu/soft/code-cache.ts';
 import type { GuestMemory } from '../src/memory/guest-memory.ts';
-import { buildBlock, setLocalMem, setLoopInline, translateRegion, K_SHIFT } from '../src/cpu/soft/wasm/translate.ts';
+import { buildBlock, setLocalMem, setLoopInline, setLastPage, translateRegion, K_SHIFT } from '../src/cpu/soft/wasm/translate.ts';
+import { disassemble } from '../src/cpu/soft/wasm/dump.ts';
 import { memFnBody } from '../src/cpu/soft/wasm/tlb-probe.ts';
 
 setHotThreshold(0);
@@ -107,4 +108,32 @@ test('a loop over two blocks of a region probes the TLB inline (translateRegion 
   const lib = translateRegion([b1, b2], ram)!.body.code().length;
   assert.ok(inl > lib + 300, `loop with inline probes ${inl} bytes, through the library ${lib}`);
   assert.equal(translateRegion([b1], ram)!.body.code().length, lone, 'a block on no cycle of its region is not changed');
+});
+
+test('inline loads through one base register after a probe of theirs compare page numbers, not the TLB (LAST_PAGE); across a page end they probe again, exactly', (t) => {
+  setLoopInline(true);
+  t.after(() => { setLoopInline(false); setLastPage(true); });
+  for (const on of [true, false]) {
+    setLastPage(on);
+    const ref = run('interpreter'), w = run('wasm');
+    assert.deepEqual(w.state, ref.state, `last page ${on ? 'on' : 'off'}`);
+    assert.ok(w.m.cpu.wasm!.stats.slow >= 8, `slow accesses: ${w.m.cpu.wasm!.stats.slow}`);
+  }
+  setLastPage(true);
+  const w = run('wasm');
+  const cache = w.m.cpu.codeCache;
+  const b1 = cache.translated.get((CODE + 5) * 16 + 8)!, b2 = cache.translated.get((CODE + 0x2d) * 16 + 8)!;
+  const ram = w.m.mem.lowSize;
+  // a page compare: the address's page number (i64.shr_s by 12) against a remembered one (local.get), i64.ne
+  const compares = (): number => {
+    const code = translateRegion([b1, b2], ram)!.body.code();
+    const ops = disassemble(code, 0, code.length).map((l) => l.trim());
+    let n = 0;
+    for (let i = 2; i < ops.length; i++) if (ops[i] === 'i64.ne' && ops[i - 2] === 'i64.shr_s' && ops[i - 1].startsWith('local.get')) n++;
+    return n;
+  };
+  // [rsi] probes the TLB; [rsi+2], [rsi+4], [rsi+8] compare with its page
+  assert.equal(compares(), 3);
+  setLastPage(false);
+  assert.equal(compares(), 0);
 });

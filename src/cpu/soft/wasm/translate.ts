@@ -257,6 +257,19 @@ const RAS = process.env.RINGZERO_WASM_RAS !== '0';
  */
 const INLINE_MEM = process.env.RINGZERO_WASM_INLINE_MEM !== '0';
 /**
+ * An inline load whose block loaded through an inline probe before (straight-line, no helper call since) first
+ * compares its page number with that probe's and, when equal, reads RAM at the page's remembered offset: 14 wasm
+ * operations instead of the probe's ~40 (the slot hash, the TLB tag and physical page loads, the RAM-size check).
+ * The mapping cannot have changed in between: only helpers (INVLPG, MOV CR3, ...) change it, and a helper call makes
+ * the page stale (Translator.lpAt). A probe that misses leaves LP_NONE (no page number: an i64 shifted right by 12
+ * is below 2^52). busybox md5sum's block function reads its message block X[] 64 times per 64 bytes.
+ * RINGZERO_WASM_LAST_PAGE=0: off.
+ */
+let LAST_PAGE = process.env.RINGZERO_WASM_LAST_PAGE !== '0';
+/** Switch LAST_PAGE (tests); returns the old setting. */
+export function setLastPage(on: boolean): boolean { const old = LAST_PAGE; LAST_PAGE = on; return old; }
+const LP_NONE = 2n ** 62n;
+/**
  * The same in the blocks of a region that lie on a loop of its branches (translateRegion, onCycles; a loop body
  * longer than MAX_BLOCK is several blocks, none of them self-looping). RINGZERO_WASM_LOOP_INLINE=0: off.
  */
@@ -404,6 +417,21 @@ class Translator {
   runCur = -1;
   insSlow = 0;
   insCalls = 0;
+  /**
+   * Per base register of the address (slot 16: none; ea sets aKey), the page of the last inline load probe through it
+   * (LAST_PAGE): its page number (i64 local; LP_NONE after a probe that missed) and the RAM offset of its first byte
+   * (i32 local), -1 until used. lpAt: the body's call count while those locals hold what this block's straight-line
+   * code last set (-1: not since the block started); any call other than the memory library's (a helper may change
+   * the paging state) makes them stale. The slot only picks which page to compare with: any slot is correct.
+   */
+  readonly lpVpn: number[] = new Array(17).fill(-1);
+  readonly lpBase: number[] = new Array(17).fill(-1);
+  readonly lpAt: number[] = new Array(17).fill(-1);
+  aKey = 16;
+  /** After a memory-library call emitted with the body's call count `before`: the slots valid then stay valid. */
+  lpKeep(before: number): void {
+    for (let i = 0; i < 17; i++) if (this.lpAt[i] === before) this.lpAt[i] = this.b.calls;
+  }
   selfLoop = false;
   /** The region member being emitted lies on a cycle of the region's branches (a loop split over blocks): inline probes. */
   loopMember = false;
@@ -692,6 +720,7 @@ class Translator {
   ea(e: BlockEntry, next: number): void {
     const b = this.b;
     let terms = 0;
+    this.aKey = e.base >= 0 ? e.base : 16;
     if (e.base >= 0) { this.r64(e.base); terms++; }
     else if (e.base === -2) { b.get(this.r0i).i64(next).op(Op.i64Add); terms++; }
     if (e.index >= 0) {
@@ -748,6 +777,12 @@ class Translator {
     const b = this.b;
     const run = this.runCur; this.runCur = -1;
     const inline = run >= 0 || (INLINE_MEM && (this.selfLoop || this.loopMember || this.opts.inline));
+    const before = b.calls;
+    const key = this.aKey;
+    const keep = this.lpAt[key] === before;
+    const lp = LAST_PAGE && inline && run < 0;
+    if (lp && this.lpVpn[key] < 0) { this.lpVpn[key] = b.local(I64); this.lpBase[key] = b.local(I32); }
+    const lpVpn = this.lpVpn[key], lpBase = this.lpBase[key];
     b.memOps++;
     if (run >= 0) {
       this.runAccess(() => {
@@ -755,18 +790,37 @@ class Translator {
         b.mem(size === 4 ? Op.i64Load32u : Op.i64Load, 0, WASM_RAM_OFFSET + run).set(this.v);
       });
     } else if (inline) {
-      this.probe(size, this.rtag, false, () => {
-        b.get(this.pPa).op(Op.i32WrapI64);
+      const hit = b.open(Op.block);
+      const slow = b.open(Op.block);
+      if (lp && keep) {
+        // the page of the last probe again: its RAM offset without the TLB lookup (the page-end check still first)
+        b.get(this.a).op(Op.i32WrapI64).i32(0xfff).op(Op.i32And);
+        if (size > 1) b.tee(this.pOff).i32(4096 - size).op(Op.i32GtU).brIf(slow); else b.set(this.pOff);
+        const other = b.open(Op.block);
+        b.get(this.a).i64(12).op(Op.i64ShrS).get(lpVpn).op(Op.i64Ne).brIf(other);
+        b.get(lpBase).get(this.pOff).op(Op.i32Add);
         emitRamAccess(b, size, false);
-        b.set(this.v);
-      });
+        b.set(this.v).br(hit);
+        b.close();
+      }
+      emitTlbProbe(b, this.rtag, this.a, { off: this.pOff, ti: this.pTi, vpn: this.pVpn, pa: this.pPa }, size, this.ramSize, false, slow);
+      if (lp) b.get(this.pVpn).set(lpVpn).get(this.pPa).op(Op.i32WrapI64).get(this.pOff).op(Op.i32Sub).set(lpBase);
+      b.get(this.pPa).op(Op.i32WrapI64);
+      emitRamAccess(b, size, false);
+      b.set(this.v);
+      b.br(hit);
+      b.close();
     }
     if (EXIT_STATS) this.wbCount(2);
     this.wbCtx = 0; this.flush(); this.wbCtx = 1;
     b.get(this.st).get(this.rtag).get(this.a); this.pos();
     b.call(F_LD + LOG2[size]).set(this.v);
     b.memUsed |= 1 << LOG2[size];
+    if (lp) b.i64(LP_NONE).set(lpVpn);
     if (inline) { b.i32(1).set(this.slowL); this.insSlow++; b.close(); }
+    // (set on every path of a straight-line load: usable by the block's later loads)
+    this.lpKeep(before);
+    if (lp && !this.nested()) this.lpAt[key] = b.calls;
   }
 
   /** Store the low `size` bytes of local `w` at `a`: inline on a TLB hit, else through the memory library. */
@@ -789,9 +843,12 @@ class Translator {
     if (EXIT_STATS) this.wbCount(2);
     this.wbCtx = 0; this.flush(); this.wbCtx = 1;
     b.get(this.st).get(this.wtag).get(this.a).get(this.w); this.pos();
+    const before = b.calls;
     b.call(F_ST + LOG2[size]);
     b.memUsed |= 16 << LOG2[size];
     if (inline) { b.i32(1).set(this.slowL); this.insSlow++; b.close(); }
+    // (the memory library leaves the paging state as it was: the loads' pages stay usable)
+    this.lpKeep(before);
   }
 
   // ---- exits
@@ -1946,7 +2003,7 @@ function emitCode(T: Translator, block: Block, offs: number[], loop: { pre: numb
   T.block = block; T.offs = offs;
   T.rs.fill(0); T.dirty = 0; T.known = false; T.fdirty = false; T.rot = 0; T.kind = 0; T.size = 0; T.ix = 0;
   T.loopPre = null; T.loopDirty = []; T.backDirty.fill(false);
-  T.runEnd = 0; T.runCur = -1;
+  T.runEnd = 0; T.runCur = -1; T.lpAt.fill(-1);
   const last = es[N - 1];
   const lastNext = offs[N - 1] + last.len;
   T.selfLoop = (last.form === Form.Jcc || last.form === Form.Jmp) && last.len > 0 && lastNext + last.disp === 0;
