@@ -96,7 +96,7 @@ def0f(0xbc, bitScan, 0xbd);
 
 // ---- POPCNT (F3 0F B8; CPUID.01H:ECX.POPCNT[bit 23]). Without F3, 0F B8 is JMPE (IA-64 only): #UD.
 
-function popcount32(v: number): number {
+export function popcount32(v: number): number {
   v = v - ((v >>> 1) & 0x55555555);
   v = (v & 0x33333333) + ((v >>> 2) & 0x33333333);
   return (Math.imul((v + (v >>> 4)) & 0x0f0f0f0f, 0x01010101) >>> 24);

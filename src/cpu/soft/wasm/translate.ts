@@ -2187,6 +2187,7 @@ on(emitShift16Imm, Form.Shift16Imm);
 on(emitShift16M, Form.Shift16M);
 on(emitShiftMCl, Form.ShiftMCl);
 on(emitMovImm16M, Form.MovImm16M);
+on(emitPopcnt, Form.PopcntR, Form.PopcntM);
 on(emitShiftDoubleCl, Form.ShiftDoubleCl);
 on(emitXchgRR, Form.XchgRR);
 on(emitXchgM, Form.XchgM);
@@ -2506,6 +2507,17 @@ function emitMovStore16(T: Translator, e: BlockEntry, i: number, next: number): 
 function emitMovImm16M(T: Translator, e: BlockEntry, i: number, next: number): void {
   const b = T.b;
   memOp(T, e, next); b.i64(e.imm & 0xffff).set(T.w); T.store(2);
+}
+
+function emitPopcnt(T: Translator, e: BlockEntry, i: number, next: number): void {
+  const b = T.b, size = e.size;
+  // POPCNT (F3 0F B8) as ../fast-forms.ts popcntTo: the source (a load may fault before anything changes), its count
+  // of set bits zero-extended into e.b, then the EXPLICIT record: ZF (bit 6) when the source is 0, the others clear
+  if (e.form === Form.PopcntM) { memOp(T, e, next); T.load(size); } else { T.regVal(e.a, size); b.set(T.v); }
+  b.get(T.v).op(0x7b /* i64.popcnt */).set(T.v);
+  T.set64(e.b, T.v);
+  b.get(T.v).op(Op.i64Eqz).i32(6).op(Op.i32Shl);
+  T.explicit(size);
 }
 
 function emitMovLoad16(T: Translator, e: BlockEntry, i: number, next: number): void {
