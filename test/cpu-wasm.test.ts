@@ -62,6 +62,13 @@ function agree(code: number[] | Uint8Array, prepare: (m: Machine) => void = () =
  * Run `code` with the block cache's JavaScript fast forms and no translator (after `prepare`), check that it agrees
  * with the interpreter; returns that CPU (its code cache shows which forms the blocks got).
  */
+/** The fast forms `cpu`'s block cache gave its recorded blocks' instructions. */
+function formsIn(cpu: SoftCpu): Set<number> {
+  const forms = new Set<number>();
+  for (const b of cpu.codeCache.table) if (b !== null && b !== undefined) for (const e of b.entries) forms.add(e.form);
+  return forms;
+}
+
 function fastFormsAgree(code: number[] | Uint8Array, prepare: (m: Machine) => void, closuresOnly = false): SoftCpu {
   const mem = new GuestMemory(64 * MiB, undefined, { wasm: false });
   memories.push(mem);
@@ -1473,8 +1480,7 @@ test('INC/DEC of byte registers and memory (FE /0 /1): fast forms and wasm match
   const m = agree(code, prep, 5000);
   assert.ok(m.cpu.wasm!.stats.replays < 10, `replayed: ${m.cpu.wasm!.stats.replays}`);
   const cpu = fastFormsAgree(code, prep);
-  const forms = new Set<number>();
-  for (const b of cpu.codeCache.table) if (b !== null && b !== undefined) for (const e of b.entries) forms.add(e.form);
+  const forms = formsIn(cpu);
   assert.ok(forms.has(Form.IncDec8) && forms.has(Form.IncDecM), 'INC/DEC r8 and m8 have fast forms');
 });
 
@@ -1501,8 +1507,7 @@ test('SHL/SHR/SAR of 32/64-bit memory by CL (D3 /4-/7): fast forms and wasm matc
   const m = agree(code, prep, 5000);
   assert.ok(m.cpu.wasm!.stats.replays < 10, `replayed: ${m.cpu.wasm!.stats.replays}`);
   const cpu = fastFormsAgree(code, prep);
-  const forms = new Set<number>();
-  for (const b of cpu.codeCache.table) if (b !== null && b !== undefined) for (const e of b.entries) forms.add(e.form);
+  const forms = formsIn(cpu);
   assert.ok(forms.has(Form.ShiftMCl), 'shifts of memory by CL have a fast form');
 });
 
@@ -1517,8 +1522,7 @@ test('MOV m16, imm16 (66 C7 /0 iw): fast form and wasm match the interpreter', (
   const m = agree(code, fill, 2000);
   assert.ok(m.cpu.wasm!.stats.replays < 10, `replayed: ${m.cpu.wasm!.stats.replays}`);
   const cpu = fastFormsAgree(code, fill);
-  const forms = new Set<number>();
-  for (const b of cpu.codeCache.table) if (b !== null && b !== undefined) for (const e of b.entries) forms.add(e.form);
+  const forms = formsIn(cpu);
   assert.ok(forms.has(Form.MovImm16M), 'MOV m16, imm16 has a fast form');
 });
 
@@ -1549,7 +1553,6 @@ test('POPCNT (F3 0F B8) of registers and memory, sizes 4 and 8: fast forms and w
   const m = agree(code, prep, 5000);
   assert.ok(m.cpu.wasm!.stats.replays < 10, `replayed: ${m.cpu.wasm!.stats.replays}`);
   const cpu = fastFormsAgree(code, prep);
-  const forms = new Set<number>();
-  for (const b of cpu.codeCache.table) if (b !== null && b !== undefined) for (const e of b.entries) forms.add(e.form);
+  const forms = formsIn(cpu);
   assert.ok(forms.has(Form.PopcntR) && forms.has(Form.PopcntM), 'POPCNT has its fast forms');
 });
