@@ -57,16 +57,20 @@ function start(): Worker | null {
   const fail = () => {
     if (worker !== w) return;
     worker = null;
-    // (what was in flight is compiled here instead)
-    const left = [...waiting.values()];
-    waiting.clear();
-    for (const q of left) WebAssembly.compile(q.bytes).then(q.resolve, q.reject);
+    compileWaitingHere();
   };
   w.on('error', fail);
   w.on('exit', fail);
   // (after the listeners: adding a 'message' listener references the worker again)
   w.unref();
   return (worker = w);
+}
+
+/** What was sent to the compile thread and not answered, compiled here instead (it failed, or is being stopped). */
+function compileWaitingHere(): void {
+  const left = [...waiting.values()];
+  waiting.clear();
+  for (const q of left) WebAssembly.compile(q.bytes).then(q.resolve, q.reject);
 }
 
 /** Compile `bytes` on the compile thread (or here, when there is none); resolves on this thread's event loop. */
@@ -87,8 +91,6 @@ export async function stopCompileThread(): Promise<void> {
   const w = worker;
   if (w === undefined || w === null) return;
   worker = undefined;
-  const left = [...waiting.values()];
-  waiting.clear();
-  for (const q of left) WebAssembly.compile(q.bytes).then(q.resolve, q.reject);
+  compileWaitingHere();
   await w.terminate();
 }

@@ -2514,7 +2514,7 @@ function emitPopcnt(T: Translator, e: BlockEntry, i: number, next: number): void
   // POPCNT (F3 0F B8) as ../fast-forms.ts popcntTo: the source (a load may fault before anything changes), its count
   // of set bits zero-extended into e.b, then the EXPLICIT record: ZF (bit 6) when the source is 0, the others clear
   if (e.form === Form.PopcntM) { memOp(T, e, next); T.load(size); } else { T.regVal(e.a, size); b.set(T.v); }
-  b.get(T.v).op(0x7b /* i64.popcnt */).set(T.v);
+  b.get(T.v).op(Op.i64Popcnt).set(T.v);
   T.set64(e.b, T.v);
   b.get(T.v).op(Op.i64Eqz).i32(6).op(Op.i32Shl);
   T.explicit(size);
