@@ -5,7 +5,7 @@
 // must leave what the interpreter leaves either way.
 import test from 'node:test';
 import assert from 'node:assert/strict';
-import { hexBytes, runBlocksToHalt, CODE, DATA, interpreterOrWasmMachine, type Machine } from './support/soft-cpu.ts';
+import { hexBytes, runBlocksToHalt, CODE, DATA, PAGE_TABLES, interpreterOrWasmMachine, type Machine } from './support/soft-cpu.ts';
 import { setHotThreshold, setJitThreshold } from '../src/cpu/soft/code-cache.ts';
 import type { GuestMemory } from '../src/memory/guest-memory.ts';
 import { buildBlock, setLocalMem, setLoopInline, setLastPage, translateRegion, K_SHIFT } from '../src/cpu/soft/wasm/translate.ts';
@@ -136,4 +136,52 @@ test('inline loads through one base register after a probe of theirs compare pag
   assert.equal(compares(), 3);
   setLastPage(false);
   assert.equal(compares(), 0);
+});
+
+// mov ecx,40
+// 1: mov eax,[rsi] / xchg r11,r9 / mov [rdx],r9 / invlpg [rsi] / mov ebx,[rsi+4] / add r10,rbx / add r12,rax / jmp 2f
+// 2: dec ecx / jnz 1b / hlt
+// Each pass loads through RSI, points RSI's 2 MiB page at the other of two physical pages (its PDE rewritten), INVLPG,
+// and loads through RSI again: the second load must read the new page. The PDE store alone need not take effect
+// (the TLB may keep the old entry until INVLPG, SDM vol. 3A §4.10.4.3); after INVLPG it must. INVLPG ends its block
+// (code-cache.ts, group 7) and a block's remembered pages start empty (translate.ts Translator.lpAt), so no page
+// remembered before the INVLPG can serve the second load: this checks that end to end against the interpreter.
+const REMAP_CODE = hexBytes('b9 28 00 00 00 8b 06 4d 87 cb 4c 89 0a 0f 01 3e 8b 5e 04 49 01 da 49 01 c4 eb 00 ff c9 75 e6 f4');
+const REMAP_VA = 0x800000, PAGE_A = 0xa00000, PAGE_B = 0xc00000;
+
+function runRemap(mode: 'interpreter' | 'wasm'): { m: Machine; state: unknown } {
+  const m = interpreterOrWasmMachine(mode, memories);
+  const pdeAddr = PAGE_TABLES + 8192 + (REMAP_VA / (2 << 20)) * 8; // setupFlatLongMode's PD: one entry per 2 MiB
+  const pde = Buffer.from(m.mem.read(pdeAddr, 8)).readBigUInt64LE();
+  const flags = pde & 0xfffn; // present, writable, 2 MiB page
+  const pdeFor = (pa: number) => { const b = Buffer.alloc(8); b.writeBigUInt64LE(BigInt(pa) | flags); return b; };
+  m.mem.write(pdeAddr, pdeFor(PAGE_A));
+  m.cpu.flushTlb(true);
+  const words = (a: number, b: number) => { const x = Buffer.alloc(8); x.writeUInt32LE(a, 0); x.writeUInt32LE(b, 4); return x; };
+  m.mem.write(PAGE_A, words(0x11111111, 0x22222222));
+  m.mem.write(PAGE_B, words(0x33333333, 0x44444444));
+  m.mem.write(CODE, Uint8Array.from(REMAP_CODE));
+  m.cpu.setGpr(6, BigInt(REMAP_VA));
+  m.cpu.setGpr(2, BigInt(pdeAddr));
+  m.cpu.setGpr(9, BigInt(PAGE_A) | flags);
+  m.cpu.setGpr(11, BigInt(PAGE_B) | flags);
+  runBlocksToHalt(m, 100_000);
+  const c = m.cpu;
+  return { m, state: { regs: Array.from({ length: 16 }, (_, i) => c.getGpr(i).toString(16)), rip: c.rip.toString(16), instructions: c.instructions, fault: c.lastException } };
+}
+
+test('a load after its page is remapped (PDE rewritten, INVLPG) reads the new page in translated code, LAST_PAGE on or off', (t) => {
+  setLoopInline(true);
+  t.after(() => { setLoopInline(false); setLastPage(true); });
+  for (const on of [true, false]) {
+    setLastPage(on);
+    const ref = runRemap('interpreter'), w = runRemap('wasm');
+    assert.deepEqual(w.state, ref.state, `last page ${on ? 'on' : 'off'}`);
+    assert.ok(w.m.cpu.jitInstructions > 200, `instructions run in wasm: ${w.m.cpu.jitInstructions}`);
+  }
+  // 20 passes each way: r10 sums the second loads, r12 the first
+  const ref = runRemap('interpreter');
+  const regs = (ref.state as { regs: string[] }).regs;
+  assert.equal(regs[10], (20 * 0x44444444 + 20 * 0x22222222).toString(16));
+  assert.equal(regs[12], (20 * 0x11111111 + 20 * 0x33333333).toString(16));
 });
