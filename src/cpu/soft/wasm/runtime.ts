@@ -1206,6 +1206,9 @@ export class WasmEngine {
         this.clearEntries(b.pa, w);
         if (b.wasm !== null && b.wasm.idx !== w) return;
         b.wasm = null;
+        // (else byLin keeps the dead block, and its entries, until another block is queued at its linear address)
+        const l = this.linOf.get(b);
+        if (l !== undefined && this.byLin.get(l) === b) this.byLin.delete(l);
         const key = b.pa * 16 + b.mode;
         if (cache.translated.get(key) === b) cache.translated.delete(key);
       });
