@@ -24,10 +24,13 @@
 // read (its control socket's counters around each test); then one
 // JSON line.
 //
-//   node --import tsx bench/io.ts [--runs 3] [--mb 64] [--reads 3000] [--net-mb 16] [--only write,read,randread,tcp,tcpout,ringzero,qemu] [--no-base]
+//   node --import tsx bench/io.ts [--runs 3] [--mb 64] [--reads 3000] [--net-mb 16] [--only write,read,randread,tcp,tcpout,ringzero,qemu] [--no-base] [--warm]
 //
 // --only takes test names and/or VMM names (ringzero, qemu); an empty list means all. --no-base skips the
-// checksum-only network runs.
+// checksum-only network runs. --warm runs each test once, untimed, before its timed pass, on both VMMs with the same
+// sizes (the guest's page cache dropped in between): the steady state, as a time-based fio run measures it, instead
+// of a first pass that also pays for translating (and, for ringzero, tiering up) kernel paths the boot never ran.
+// Each pass's wall time, process CPU and guest-thread CPU (ringzero's main thread, QEMU's "CPU 0/TCG") go to stderr.
 // TCP needs root (TAP and netns); without it the TCP figures are skipped and the reason printed.
 import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
@@ -50,6 +53,7 @@ const { values } = parseArgs({
     memory: { type: 'string', default: '256M' },
     timeout: { type: 'string', default: '900' },
     'no-base': { type: 'boolean', default: false },
+    warm: { type: 'boolean', default: false },
   },
 });
 const runs = positiveInt('runs', values.runs);
@@ -57,6 +61,7 @@ const mb = positiveInt('mb', values.mb);
 const reads = positiveInt('reads', values.reads);
 const netMb = positiveInt('net-mb', values['net-mb']);
 const timeoutMs = positiveInt('timeout', values.timeout) * 1000;
+const warm = values.warm!;
 const TESTS = ['write', 'read', 'randread', 'tcp', 'tcpout'] as const;
 const NET_TESTS: readonly string[] = ['tcp', 'tcpout'];
 type TestKey = typeof TESTS[number];
@@ -161,6 +166,8 @@ const VMMS: Vmm[] = [
   ...(qemu ? [{
     key: 'qemu', group: 'qemu' as const, label: 'qemu -accel tcg', disk: true,
     start: (tap: string | undefined) => BenchGuest.qemu('qemu -accel tcg', qemuTcgArgs({ kernel: image.kernel, initrd, cmdline: CMDLINE, cpus: 1, memory: values.memory! }, [
+      // names QEMU's threads, so the guest thread's CPU ("CPU 0/TCG") can be told from the I/O threads'
+      '-name', 'bench-io,debug-threads=on',
       '-drive', `if=none,id=d0,file=${disk},format=raw`, '-device', 'virtio-blk-pci,drive=d0',
       ...(tap ? ['-netdev', `tap,id=n0,ifname=${tap},script=no,downscript=no,vhost=off`, '-device', `virtio-net-pci,netdev=n0,mac=${MAC},${QEMU_NET_MATCHED}`] : []),
     ])),
@@ -236,12 +243,21 @@ async function stats(vmm: Vmm): Promise<Stats | undefined> {
  */
 const windowsFile = process.env.RINGZERO_BENCH_WINDOWS;
 const monoOffsetUs = Number(process.hrtime.bigint() / 1000n) - performance.now() * 1000;
+/** RINGZERO_BENCH_WINDOWS: append a pass's interval (`test` is e.g. 'write', or 'write:warm-up' for --warm's first pass). */
+function noteWindow(vmm: Vmm, test: string, r: TimedResult): void {
+  if (windowsFile) {
+    fs.appendFileSync(windowsFile, JSON.stringify({ vmm: vmm.key, test, from: Math.round(r.beginAt * 1000 + monoOffsetUs), to: Math.round(r.endAt * 1000 + monoOffsetUs) }) + '\n');
+  }
+}
+/** A timed pass's length and where its CPU went, for the log. */
+const phase = (r: TimedResult): string => `${(r.hostMs / 1000).toFixed(2)} s wall, ${r.cpuS.toFixed(2)} s process CPU, ${r.threadS.toFixed(2)} s guest thread`;
 /** Record a test's rate, its rate per CPU-second, and (ringzero) the machine's counters per unit. */
 function record(vmm: Vmm, t: TestKey, rate: number, units: number, r: TimedResult, before: Stats | undefined, after: Stats | undefined): void {
   add(vmm.key, t, rate);
-  if (windowsFile) {
-    fs.appendFileSync(windowsFile, JSON.stringify({ vmm: vmm.key, test: t, from: Math.round(r.beginAt * 1000 + monoOffsetUs), to: Math.round(r.endAt * 1000 + monoOffsetUs) }) + '\n');
-  }
+  // How long the phase was and where its CPU went: the guest thread (ringzero's main thread, QEMU's "CPU 0/TCG")
+  // against the whole process (ringzero's other threads are mostly V8 compiling and tiering up translated code).
+  console.error(`  ${vmm.label}: ${t}: ${phase(r)}`);
+  noteWindow(vmm, t, r);
   // units per CPU-second of the VMM process (every thread): robust against other work on a shared host
   if (r.cpuS > 0) ((perCpu[vmm.key] ??= {})[t] ??= []).push(units / r.cpuS);
   if (before && after) {
@@ -327,30 +343,38 @@ async function session(vmm: Vmm, run: number): Promise<void> {
     if (vmm.disk && !vmm.base && diskTests.length > 0) {
       const size = Number(await guest.ask('VDA', 'cat /sys/block/vda/size'));
       if (!(size * 512 >= 2 * mb * MiB)) throw new Error(`${vmm.label}: /dev/vda has ${size} sectors`);
-      if (tests.includes('write')) {
-        const s0 = await stats(vmm);
-        const r = await guest.timed('write', `dd if=/dev/zero of=/dev/vda bs=1M count=${mb} conv=fsync`, timeoutMs);
-        if (r.status !== 0 || !r.output.includes(`${mb}+0 records out`)) throw new Error(`${vmm.label}: write: ${r.output}`);
-        record(vmm, 'write', mb / (r.hostMs / 1000), mb, r, s0, await stats(vmm));
-        parts.push(`write ${(mb / (r.hostMs / 1000)).toFixed(1)} MB/s`);
-        console.error(`  ${vmm.label}: ${parts.at(-1)}`);
-      }
-      if (tests.includes('read')) {
-        const s0 = await stats(vmm);
-        const r = await guest.timed('read', `dd if=/dev/vda of=/dev/null bs=1M count=${mb} iflag=direct`, timeoutMs);
-        if (r.status !== 0 || !r.output.includes(`${mb}+0 records in`)) throw new Error(`${vmm.label}: read: ${r.output}`);
-        record(vmm, 'read', mb / (r.hostMs / 1000), mb, r, s0, await stats(vmm));
-        parts.push(`read ${(mb / (r.hostMs / 1000)).toFixed(1)} MB/s`);
-        console.error(`  ${vmm.label}: ${parts.at(-1)}`);
-      }
-      if (tests.includes('randread')) {
-        const s0 = await stats(vmm);
+      // One pass of a disk test: its rate (MB/s or IOPS) and units (MiB or reads).
+      const diskPass = async (t: TestKey): Promise<{ rate: number; units: number; r: TimedResult; label: string }> => {
+        if (t === 'write') {
+          const r = await guest.timed('write', `dd if=/dev/zero of=/dev/vda bs=1M count=${mb} conv=fsync`, timeoutMs);
+          if (r.status !== 0 || !r.output.includes(`${mb}+0 records out`)) throw new Error(`${vmm.label}: write: ${r.output}`);
+          return { rate: mb / (r.hostMs / 1000), units: mb, r, label: `write ${(mb / (r.hostMs / 1000)).toFixed(1)} MB/s` };
+        }
+        if (t === 'read') {
+          const r = await guest.timed('read', `dd if=/dev/vda of=/dev/null bs=1M count=${mb} iflag=direct`, timeoutMs);
+          if (r.status !== 0 || !r.output.includes(`${mb}+0 records in`)) throw new Error(`${vmm.label}: read: ${r.output}`);
+          return { rate: mb / (r.hostMs / 1000), units: mb, r, label: `read ${(mb / (r.hostMs / 1000)).toFixed(1)} MB/s` };
+        }
         const r = await guest.timed('randread', `randread /dev/vda ${reads} ${run * 7919}`, timeoutMs);
         const m = r.output.match(/randread: (\d+) reads in ([0-9.]+) s, (\d+) iops/);
         if (r.status !== 0 || !m) throw new Error(`${vmm.label}: randread: ${r.output}`);
         const iops = reads / (r.hostMs / 1000);
-        record(vmm, 'randread', iops, reads, r, s0, await stats(vmm));
-        parts.push(`randread ${iops.toFixed(0)} IOPS (guest clock ${m[3]})`);
+        return { rate: iops, units: reads, r, label: `randread ${iops.toFixed(0)} IOPS (guest clock ${m[3]})` };
+      };
+      for (const t of diskTests) {
+        if (warm) {
+          // --warm: the same pass once before the timed one (same sizes on both VMMs), then the guest's page cache
+          // dropped (drop_caches, Documentation/admin-guide/sysctl/vm.rst), so the timed write allocates its
+          // page-cache pages again as the first did instead of overwriting cached ones.
+          const w = await diskPass(t);
+          console.error(`  ${vmm.label}: warm-up ${w.label}: ${phase(w.r)}`);
+          noteWindow(vmm, `${t}:warm-up`, w.r);
+          await guest.ask('DROP', 'sync; echo 3 > /proc/sys/vm/drop_caches; echo dropped', 60_000);
+        }
+        const s0 = await stats(vmm);
+        const p = await diskPass(t);
+        record(vmm, t, p.rate, p.units, p.r, s0, await stats(vmm));
+        parts.push(p.label);
         console.error(`  ${vmm.label}: ${parts.at(-1)}`);
       }
     }
@@ -362,6 +386,11 @@ async function session(vmm: Vmm, run: number): Promise<void> {
       // work and not the boot's leftovers (without it, a fifth of tcpout's guest instructions at 16 MiB).
       await guest.ask('NETUP', `ip addr add ${GUEST_IP}/24 dev eth0 && ip link set eth0 up && { nc -w 2 ${HOST_IP} 9 </dev/null >/dev/null 2>&1; echo up; }`, 30_000);
       for (const t of netTests) {
+        if (warm) {
+          const w = t === 'tcp' ? await tcp(guest, vmm) : await tcpout(guest, vmm);
+          console.error(`  ${vmm.label}: warm-up ${t} ${w.mbs.toFixed(1)} MB/s: ${phase(w.r)}`);
+          noteWindow(vmm, `${t}:warm-up`, w.r);
+        }
         const s0 = await stats(vmm);
         const { mbs, r } = t === 'tcp' ? await tcp(guest, vmm) : await tcpout(guest, vmm);
         record(vmm, t, mbs, netMb, r, s0, await stats(vmm));
