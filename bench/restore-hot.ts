@@ -23,7 +23,7 @@
 // first second after each resume (src/vmm/resume-profile.ts).
 //
 //   node --import tsx bench/restore-hot.ts [--pairs 3] [--seconds 6] [--modes 0,after] [--before] [--no-loop] [--warm 20] [--keep DIR]
-//     [--hops N [--hot on|off|alt] [--bins A,B] [--hot-blocks N,M]]
+//     [--hops N [--hot on|off|alt] [--bins A,B] [--hot-blocks N,M]] [--sessions]
 import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import net from 'node:net';
@@ -58,6 +58,9 @@ if (!['on', 'off', 'alt'].includes(hotMode)) throw new Error('--hot is on, off o
 const bins = (opt('--bins') ?? RINGZERO).split(',').map((b) => path.resolve(b));
 // --hops: --hot-blocks N[,M] (the list's size at each hop, in turn; default the migrate command's)
 const hotSizes = opt('--hot-blocks')?.split(',').map((n) => positiveInt('--hot-blocks', n));
+// --sessions: each VMM in a session of its own, as the daemon starts them (src/manager/manager.ts): with autogroups on
+// (sched(7)) each is then a scheduling group of its own, as under the daemon, instead of sharing the bench's
+const sessions = args.includes('--sessions');
 
 interface Tick { n: number; g: number; at: number }
 const TICK = /C(\d+) (\d+)\r?$/;
@@ -90,7 +93,7 @@ class Vmm {
   readonly t0 = performance.now();
   readonly exited: Promise<unknown>;
   constructor(argv: string[], env: NodeJS.ProcessEnv = {}, bin = RINGZERO) {
-    this.child = spawn(process.execPath, [bin, 'run', ...argv], { stdio: ['pipe', 'pipe', 'pipe'], env: { ...process.env, ...env } });
+    this.child = spawn(process.execPath, [bin, 'run', ...argv], { stdio: ['pipe', 'pipe', 'pipe'], env: { ...process.env, ...env }, detached: sessions });
     this.child.stdout!.setEncoding('latin1').on('data', (s: string) => {
       const at = performance.now();
       this.out += s;
@@ -270,15 +273,17 @@ async function migrations(snap: string, hops: number, dir: string): Promise<void
       // destination without "resumed at" has too)
       const firstCpu = dst.cpuBetween(0, first.at).main + (dst.cpuAt[0]?.[1] ?? 0);
       const passes = [250, 500, 1000].map((ms) => dst.passesAt(firstCpu, ms));
+      // (the destination's first console output after the resume: where its main thread's time went meanwhile)
+      const firstWrite = /first console write at ([\d.]+) \(epoch ms\), ([\d.]+) ms after the resume: main thread CPU ([\d.-]+) ms, run-queue wait ([\d.-]+) ms, blocked ([\d.-]+) ms/.exec(dst.err);
       process.stdout.write(`hop ${h}${bins.length > 1 ? ` into ${bin}` : ''}, hot-block list ${hot ? `on${hotSize !== undefined ? ` at most ${hotSize}` : ''} (${res.hotBlocks} blocks, ${res.hotMs} ms to list, ${res.hotTranslated} translated there)` : 'off'}: C${last.n} -> C${first.n}`
-        + ` (${first.n - last.n - 1} missing); downtime ${row.downtime} ms, the guest stood still ${row.stood.toFixed(0)} ms; across on its clock ${row.across.toFixed(0)} ms`
+        + ` (${first.n - last.n - 1} missing); downtime ${row.downtime} ms ${JSON.stringify((res as Record<string, unknown>).downtimeParts ?? {})}, the guest stood still ${row.stood.toFixed(0)} ms; across on its clock ${row.across.toFixed(0)} ms`
         + ` (${atSource.toFixed(0)} at the source after its last value, ${atDest.toFixed(0)} at the destination to its first)`
         + ` (the source's longest in its last 10 s ${maxIv(before.filter((t) => t.g >= last.g - 10_000)).toFixed(0)} ms), on the console ${row.console.toFixed(0)} ms;`
         + ` the destination's CPU in its first 1 s: main thread ${cpu1.main.toFixed(0)} ms, process ${cpu1.all.toFixed(0)} ms;`
         + ` its main thread's CPU to its 1st/10th/50th value ${cpuTo(1).toFixed(0)}/${cpuTo(10).toFixed(0)}/${cpuTo(50).toFixed(0)} ms;`
         + ` loop passes by 250/500/1000 ms of its main-thread CPU from its first value ${passes.join('/')};`
         + ` the destination's longest interval in its first 3 s ${row.destMax.toFixed(0)} ms (its first ten: ${after.slice(1, 11).map((t, k) => (t.g - after[k].g).toFixed(0)).join(' ')});`
-        + ` migration ${row.total} ms; load ${os.loadavg()[0].toFixed(1)}; resumed at ${epoch(dst, 'resumed')} (epoch ms)\n`);
+        + ` migration ${row.total} ms;${firstWrite ? ` resume to its first console output ${firstWrite[2]} ms (main thread CPU ${firstWrite[3]}, run-queue wait ${firstWrite[4]}, blocked ${firstWrite[5]} ms), that output here ${(bench(first) - Number(firstWrite[1])).toFixed(0)} ms later;` : ''} load ${os.loadavg()[0].toFixed(1)}; resumed at ${epoch(dst, 'resumed')} (epoch ms)\n`);
       // (--dump DIR: each hop's destination's console and stderr, for V8 traces given through RINGZERO_V8_FLAGS)
       const dump = opt('--dump');
       if (dump !== undefined) {

@@ -3,6 +3,7 @@
 // Nothing runs here until the state has arrived and restored cleanly ("loaded" to the source) and the source has
 // then said "go": a stream that breaks off before "go", or that carries a damaged or foreign state, ends this
 // process with an error and leaves the source as the VM of record (protocol.ts: the two-phase switch-over).
+import fs from 'node:fs';
 import net from 'node:net';
 import { Machine, type MachineOptions } from '../vmm/machine.ts';
 import type { ConsoleIo, VmConfig } from '../vmm/config.ts';
@@ -13,7 +14,7 @@ import { FrameReader, MIGRATION_FORMAT, MIGRATION_VERSION, PAGE, T_DISK, T_DISK_
 import { DestinationDisks, blockDevices, parseOffers } from './storage.ts';
 import { HOT_FORMAT, type PretranslateReport } from '../cpu/soft/hot-list.ts';
 import { profileResume, startResumeProfile } from '../vmm/resume-profile.ts';
-import { favourMainThread, OTHERS_NICE, RESUME_BOOST, RESUME_NICE_S } from '../vmm/resume-priority.ts';
+import { favourMainThread, favourSession, groupBoosted, holdSession, SWITCHOVER_BOOST, OTHERS_NICE, RESUME_BOOST, RESUME_NICE_S } from '../vmm/resume-priority.ts';
 
 export interface IncomingOptions {
   host: string;
@@ -86,6 +87,8 @@ function receive(socket: net.Socket, opts: IncomingOptions, console: ConsoleIo, 
     // that arrives drops the translations of its page)
     let stopPretranslate: (() => void) | undefined;
     let pretranslating = false;
+    // (the source stops its guest after "sync": this VMM's session first until its first seconds after the resume)
+    let releaseBoost: (() => void) | undefined;
     const fault = faultPoint(opts.fault);
     let done = false;
     let timer: NodeJS.Timeout | undefined;
@@ -100,11 +103,13 @@ function receive(socket: net.Socket, opts: IncomingOptions, console: ConsoleIo, 
       clearTimeout(timer);
       socket.off('data', onData);
       if (result instanceof Error) {
+        releaseBoost?.();
         stopPretranslate?.();
         machine?.close();
         copies?.remove();
         reject(result);
       } else {
+        if (releaseBoost) { favourSession(); releaseBoost(); }
         resolve(result);
       }
     };
@@ -129,6 +134,7 @@ function receive(socket: net.Socket, opts: IncomingOptions, console: ConsoleIo, 
           // The source pauses its guest next: no more hot blocks are started here, so the last pages and the state
           // do not wait behind a step of them (what compiles still installs, checked against its page's generation).
           stopPretranslate?.();
+          if (SWITCHOVER_BOOST && !releaseBoost) releaseBoost = holdSession();
           socket.write(jsonFrame({ kind: 'synced' }));
         } else if (m.kind === 'state') {
           if (!machine) throw new Error('the state came before hello');
@@ -238,6 +244,27 @@ function imagePages(machine: Machine, first: number, count: number): Uint8Array 
   throw new Error(`pages ${first}+${count} are outside guest RAM`);
 }
 
+/**
+ * RINGZERO_MIGRATE_HOT_STATS: where the destination's time goes from the resume to the guest's first console output
+ * (issue 7): the main thread's CPU, its wait on the run queue and the rest (blocked: futex, poll), from
+ * /proc/self/task/PID/schedstat (run ns, run-queue wait ns, timeslices), and the wall time, at the first write.
+ */
+function firstWriteProbe(io: ConsoleIo): (what: string) => void {
+  const stat = () => { try { return fs.readFileSync(`/proc/self/task/${process.pid}/schedstat`, 'utf8').split(' ').map(Number); } catch { return [NaN, NaN, NaN]; } };
+  const t0 = performance.now(), s0 = stat();
+  const mark = (what: string) => {
+    const s1 = stat(), wall = performance.now() - t0, cpu = (s1[0] - s0[0]) / 1e6, queued = (s1[1] - s0[1]) / 1e6;
+    process.stderr.write(`ringzero: migration: ${what} ${wall.toFixed(1)} ms after the resume: main thread CPU ${cpu.toFixed(1)} ms, run-queue wait ${queued.toFixed(1)} ms, blocked ${(wall - cpu - queued).toFixed(1)} ms, ${s1[2] - s0[2]} timeslices\n`);
+  };
+  const write = io.write;
+  io.write = function (this: ConsoleIo, data: Uint8Array) {
+    io.write = write;
+    mark(`first console write at ${Date.now()} (epoch ms),`);
+    return write.call(this, data);
+  };
+  return mark;
+}
+
 function restore(machine: Machine, state: unknown, keepCode: boolean): void {
   const body = openState(state, 'the migrated VM state', 'the migration stream');
   if (body.vcpus.length !== machine.config.cpus) throw new Error(`the state has ${body.vcpus.length} vCPUs for ${machine.config.cpus}`);
@@ -267,13 +294,17 @@ export async function runIncoming(uri: string, io: ConsoleIo, options: { control
   }
   process.stderr.write('ringzero: migration received: the VM runs here\n');
   if (HOT_STATS) process.stderr.write(`ringzero: migration: resumed at ${Date.now()} (epoch ms)\n`);
+  const probe = HOT_STATS ? firstWriteProbe(io) : undefined;
   // The guest's thread first while V8 compiles what this new process has not (src/vmm/resume-priority.ts): soft
   // engine only (KVM's vCPUs may run on worker threads)
   if (machine.config.engine !== 'kvm') {
+    // (this VMM's own session, as the daemon starts it, first: against other sessions the threads' nice values do not count)
+    favourSession();
     const lowered = favourMainThread();
-    if (HOT_STATS) process.stderr.write(`ringzero: migration: for ${RESUME_NICE_S} s this thread at nice ${RESUME_BOOST}, ${lowered} others at ${OTHERS_NICE}\n`);
+    if (HOT_STATS) process.stderr.write(`ringzero: migration: for ${RESUME_NICE_S} s this thread at nice ${RESUME_BOOST}, ${lowered} others at ${OTHERS_NICE}${groupBoosted ? `, its session's autogroup at nice ${groupBoosted.now} (was ${groupBoosted.was})` : ''}\n`);
   }
   profileResume();
+  probe?.('boosted');
   let exit;
   try {
     exit = await machine.run();

@@ -35,6 +35,7 @@ import {
 } from './protocol.ts';
 import { isAllZero } from '../sys/zero.ts';
 import { HOT_FORMAT, MAX_LISTED } from '../cpu/soft/hot-list.ts';
+import { holdSession, SWITCHOVER_BOOST } from '../vmm/resume-priority.ts';
 
 /** RINGZERO_MIGRATE_HOT_STATS=1: both ends say on stderr what the hot-block list cost and did (src/cpu/soft/hot-list.ts). */
 export const HOT_STATS = process.env.RINGZERO_MIGRATE_HOT_STATS === '1';
@@ -208,6 +209,7 @@ export async function migrateMachine(machine: Machine, opts: MigrateOptions, onP
   socket.setNoDelay(true);
   const link = new Link(socket, opts.timeoutMs ?? 30_000);
   let disks: SourceDisks | undefined;
+  let releaseBoost: (() => void) | undefined;
   try {
     if (opts.copyStorage) disks = new SourceDisks(machine);
     await link.connected();
@@ -319,6 +321,8 @@ export async function migrateMachine(machine: Machine, opts: MigrateOptions, onP
 
     // Drain the pipe first: pages still queued in the socket buffers (up to megabytes on loopback) would otherwise be
     // waited for with the guest stopped. The destination answers "synced" once it has taken everything before it.
+    // (from here to "resumed" the guest stops: this VMM's session first on a loaded host, src/vmm/resume-priority.ts)
+    if (SWITCHOVER_BOOST) releaseBoost = holdSession();
     await link.send(jsonFrame({ kind: 'sync' }));
     await link.expect('synced');
     alive(machine);
@@ -384,8 +388,10 @@ export async function migrateMachine(machine: Machine, opts: MigrateOptions, onP
     if (logStartedHere) mem.stopDirtyLog();
     disks?.untrack();
     link.close();
+    releaseBoost?.();
     return { ...p };
   } catch (error) {
+    releaseBoost?.();
     if (error instanceof SwitchoverUnknownError) throw error;
     p.phase = 'failed';
     p.error = error instanceof Error ? error.message : String(error);

@@ -6,7 +6,7 @@ import { Machine, type MachineOptions } from './machine.ts';
 import type { ReadSnapshotOptions } from './snapshot.ts';
 import { libc } from '../sys/libc.ts';
 import { profileResume, startResumeProfile } from './resume-profile.ts';
-import { favourMainThread, OTHERS_NICE, RESUME_BOOST, RESUME_NICE_S } from './resume-priority.ts';
+import { favourMainThread, favourSession, groupBoosted, OTHERS_NICE, RESUME_BOOST, RESUME_NICE_S } from './resume-priority.ts';
 
 /**
  * Boot the VM and run it until the guest powers off (status 0), or resets with `onReboot: 'exit'`
@@ -31,8 +31,10 @@ export async function restoreVm(dir: string, io: ConsoleIo, options: MachineOpti
   // The guest's thread first while V8 compiles what this new process has not, as at a migration's destination
   // (src/vmm/resume-priority.ts): soft engine only (KVM's vCPUs may run on worker threads)
   if (machine.config.engine !== 'kvm') {
+    // (this VMM's own session, as the daemon starts it, first: against other sessions the threads' nice values do not count)
+    favourSession();
     const lowered = favourMainThread();
-    if (process.env.RINGZERO_RESTORE_TIMING === '1') process.stderr.write(`ringzero: restore: for ${RESUME_NICE_S} s this thread at nice ${RESUME_BOOST}, ${lowered} others at ${OTHERS_NICE}\n`);
+    if (process.env.RINGZERO_RESTORE_TIMING === '1') process.stderr.write(`ringzero: restore: for ${RESUME_NICE_S} s this thread at nice ${RESUME_BOOST}, ${lowered} others at ${OTHERS_NICE}${groupBoosted ? `, its session's autogroup at nice ${groupBoosted.now} (was ${groupBoosted.was})` : ''}\n`);
   }
   profileResume();
   return runMachines(machine.config, io, options, machine);
