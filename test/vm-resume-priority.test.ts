@@ -3,7 +3,8 @@
 import test from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
-import { favourMainThread } from '../src/vmm/resume-priority.ts';
+import { spawnSync } from 'node:child_process';
+import { favourMainThread, holdSession } from '../src/vmm/resume-priority.ts';
 
 /** A thread's nice value (proc(5): field 19 of /proc/PID/task/TID/stat). */
 const niceOf = (tid: number) => Number(fs.readFileSync(`/proc/self/task/${tid}/stat`, 'utf8').split(') ')[1].split(' ')[16]);
@@ -39,4 +40,29 @@ test('0 seconds lowers nothing', () => {
   const before = others().map(niceOf);
   assert.equal(favourMainThread(0), 0);
   assert.deepEqual(others().map(niceOf), before);
+});
+
+// The VMM's session (its autogroup: sched(7)) boosted through a switch-over: only a VMM that leads its own session, as
+// the daemon starts them, and put back once every hold is released.
+const autogroupReason = !fs.existsSync('/proc/self/autogroup') ? 'no autogroups in this kernel' : process.geteuid?.() !== 0 ? 'raising a group needs CAP_SYS_NICE' : undefined;
+test('a session leader\'s autogroup is raised while held (nested holds), then put back; another process\'s is left alone', { skip: autogroupReason }, () => {
+  // (this test process does not lead its session: nothing to raise)
+  assert.equal(holdSession(-5), undefined);
+  const script = `
+    import fs from 'node:fs';
+    import { holdSession } from ${JSON.stringify(new URL('../src/vmm/resume-priority.ts', import.meta.url).href)};
+    const nice = () => Number(/nice (-?\\d+)/.exec(fs.readFileSync('/proc/self/autogroup', 'utf8'))[1]);
+    const seen = [nice()];
+    const a = holdSession(-5); seen.push(nice());
+    const b = holdSession(-5); a(); a(); seen.push(nice());
+    b(); seen.push(nice());
+    process.stdout.write(JSON.stringify(seen));`;
+  // (detached: a session of its own, so an autogroup of its own)
+  const r = spawnSync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], { encoding: 'utf8', detached: true } as Parameters<typeof spawnSync>[2] & { encoding: 'utf8' });
+  assert.equal(r.status, 0, r.stderr);
+  const [was, held, stillHeld, after] = JSON.parse(r.stdout) as number[];
+  assert.ok(was > -5, 'the child starts above nice -5');
+  assert.equal(held, -5, 'raised while held');
+  assert.equal(stillHeld, -5, 'still raised while a second hold is kept (the first released twice counts once)');
+  assert.equal(after, was, 'put back once every hold is released');
 });
