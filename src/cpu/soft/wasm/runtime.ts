@@ -14,10 +14,10 @@ import { emitTlbSlot, memFnBody, LD_PARAMS, ST_PARAMS } from './tlb-probe.ts';
 import { execSy, SY_SYSCALL, SY_TSC } from '../fast-forms.ts';
 import { readTsc } from '../system/control.ts';
 import { stiSetsIf } from '../ops/interrupt-flag.ts';
-import { translateBody, translateRegion, groupRegions, pageTargets, buildModule, buildFlaglib, rawBody, memUsedOf, type WasmCode, type EmitOpts, type TailCtx, type TailTarget, LOCAL_MEM, EXIT_STATS, NEXT_KEY, X_NAMES, EXPLICIT, SYNCED, ARITH, RF, VM, IF, K_SHIFT, PRIV_CHAIN, POS_MEMBER, POS_N } from './translate.ts';
+import { translateBody, translateRegion, groupRegions, midSelfEdge, pageTargets, buildModule, buildFlaglib, rawBody, memUsedOf, type WasmCode, type EmitOpts, type TailCtx, type TailTarget, LOCAL_MEM, EXIT_STATS, SITE_STATS, SITE_BASE, SITE_MAX, siteInfo, NEXT_KEY, X_NAMES, EXPLICIT, SYNCED, ARITH, RF, VM, IF, K_SHIFT, PRIV_CHAIN, POS_MEMBER, POS_N } from './translate.ts';
 import { syscallMsrs, syscallSegments64, sysretSegments64, type SyscallMsrs } from '../system/fastcall.ts';
 import { EFER_SCE, CR4_TSD } from '../constants.ts';
-import { appendFileSync } from 'node:fs';
+import { appendFileSync, writeFileSync } from 'node:fs';
 import { compileOffThread } from './compile-thread.ts';
 /** The layout constants as a plain object (under tsx a namespace import reads each one through a getter call). */
 const L = { ...layout };
@@ -468,11 +468,27 @@ export class WasmEngine {
       `${s.replays + s.conds + s.slow} helper calls (${s.replays} replays, ${s.conds} conditions, ${s.slow} slow accesses)` +
       (TIER_STATS ? '; JS tier runs/instructions: ' + ['warming', 'queued', 'in flight', 'never', 'too long'].map((n, i) => `${n} ${this.tierRuns[i]}/${this.tierInstr[i]}`).join(', ') +
         `; async install latency ${(this.latency.ms / Math.max(1, this.latency.n)).toFixed(1)} ms, ${(this.latency.instr / Math.max(1, this.latency.n) / 1e3).toFixed(0)}k instructions (mean of ${this.latency.n})` : '') +
+      (SITE_STATS ? this.writeSiteStats() : '') +
       (EXIT_STATS ? '; exits by kind (entered direct/looked up, left at limit/TLB miss/no entry, tail calls): ' + this.exitStats() : '') +
       (PROFILE ? '; helpers by kind (sy: 0 CLI 1 STI 2 RDTSC 3 RDTSCP 4 SWAPGS 5 CLD 6 STD 8+ Sreg 16 SYSCALL 17 SYSRETQ 18 TSC): ' +
         [...helperKinds].sort((a, b) => b[1] - a[1]).map(([k, n]) => `${k}:${n}`).join(' ') +
         '; replayed opcodes: ' + [...replayed].sort((a, b) => b[1] - a[1]).slice(0, 16).map(([o, n]) => `${o.toString(16)}:${n}`).join(' ') +
         '; replayed by RIP (rip/opcode:count): ' + [...replayedAt].sort((a, b) => b[1] - a[1]).slice(0, 40).map(([k, n]) => { const [r, o] = k.split(':'); return `${BigInt.asUintN(64, BigInt(r)).toString(16)}/${(+o).toString(16)}:${n}`; }).join(' ') : '');
+  }
+
+  /**
+   * RINGZERO_WASM_SITE_STATS=FILE: write the memory-library call counts by site to FILE, one line per site with calls,
+   * most first: count, linear RIP (hex, '?' unknown), physical address (hex), access; returns the --stats words.
+   */
+  private writeSiteStats(): string {
+    const I = this.i32, base = SITE_BASE >> 2, n = Math.min(siteInfo.length, SITE_MAX);
+    const rows: [number, number][] = [];
+    let total = 0;
+    for (let i = 0; i < n; i++) { const k = I[base + i]; if (k !== 0) { rows.push([k, i]); total += k; } }
+    rows.sort((x, y) => y[0] - x[0]);
+    const hex = (v: number | undefined) => v === undefined ? '?' : BigInt.asUintN(64, BigInt(v)).toString(16);
+    writeFileSync(SITE_STATS, rows.map(([k, i]) => `${k} ${hex(siteInfo[i].lin)} ${hex(siteInfo[i].pa)} ${siteInfo[i].kind}`).join('\n') + '\n');
+    return `; memory-library calls by site: ${total} at ${rows.length} of ${siteInfo.length} sites (${SITE_STATS})`;
   }
 
   /** RINGZERO_WASM_EXIT_STATS=1: the dispatcher's counts per exit kind, summed over the vCPUs' state areas. */
@@ -495,7 +511,7 @@ export class WasmEngine {
 
   /** A state area for a new vCPU (byte offset), or -1 when there is no room. */
   allocState(): number {
-    if (this.nextState >= L.MAX_WASM_CPUS) return -1;
+    if (this.nextState >= L.MAX_WASM_CPUS - (SITE_STATS ? 1 : 0)) return -1;
     const st = L.STATE_BASE + L.STATE_STRIDE * this.nextState++;
     this.i32[(st + L.S_PEND) >> 2] = 1; // (nothing known of the local APIC yet)
     this.sysMsrs.push(null);
@@ -746,7 +762,7 @@ export class WasmEngine {
     if (CAPTURE) captureBatch(live, lins);
     const tail = TAIL && !TIER2 && !LOCAL_MEM && this.kept.size < TAIL_KEPT_MAX ? this.tailCtx(c.codeCache) : null;
     for (const group of groupRegions(live, lins)) {
-      if (group.length > 1) {
+      if (group.length > 1 || midSelfEdge(group[0])) {
         const opts = this.tier1Opts(tail);
         try {
           const t = translateRegion(group, this.ramSize, lins, opts);

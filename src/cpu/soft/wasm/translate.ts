@@ -274,6 +274,36 @@ const LP_NONE = 2n ** 62n;
  * longer than MAX_BLOCK is several blocks, none of them self-looping). RINGZERO_WASM_LOOP_INLINE=0: off.
  */
 let LOOP_INLINE = process.env.RINGZERO_WASM_LOOP_INLINE !== '0';
+/**
+ * A block whose loop back edge is a Jcc/JMP in its middle that goes to its own start (the block cache's blocks go on
+ * past a conditional branch, so a loop body that ends in one before the instructions after the loop does not end its
+ * block: busybox's strcspn `movzx ecx,[rsi] / add rsi,1 / mov byte [rdx+rcx],1 / test cl,cl / jne top` then `movzx
+ * ecx,[rbx]`...) was neither a self-looping block (Translator.selfLoop: its LAST instruction branches to its start)
+ * nor on a cycle of a region (pageTargets leaves a block's own start out): every pass called the memory library for
+ * each access and left through an exit. With SELF_EDGE such an edge puts the block on a cycle (onCycles: inline
+ * probes), and a block that is alone in its batch's grouping is translated as a region of one (runtime.ts
+ * flushBatch), so the edge is a branch inside its function. The ash loop of bench/engines: 280 of its ~2690
+ * memory-library calls per iteration were that strcspn loop's (RINGZERO_WASM_SITE_STATS). RINGZERO_WASM_SELF_EDGE=0: off.
+ */
+let SELF_EDGE = process.env.RINGZERO_WASM_SELF_EDGE !== '0';
+/** Switch SELF_EDGE (tests); returns the old setting. */
+export function setSelfEdge(on: boolean): boolean { const old = SELF_EDGE; SELF_EDGE = on; return old; }
+/**
+ * SELF_EDGE: whether an instruction of `block` before its last is a direct Jcc/JMP to the block's own start (a
+ * last one that does is a self-loop, which translateBody turns into a wasm loop).
+ */
+export function midSelfEdge(block: Block): boolean {
+  if (!SELF_EDGE) return false;
+  const offs = blockOffsets(block);
+  if (offs === null) return false;
+  const es = block.entries;
+  for (let i = 0; i < es.length - 1; i++) {
+    const e = es[i];
+    if ((e.form === Form.Jcc || e.form === Form.Jmp) && e.len > 0 && offs[i] + e.len + e.disp === 0) return true;
+  }
+  return false;
+}
+
 /** Switch LOOP_INLINE (tests of the memory library's own fast path); returns the old setting. */
 export function setLoopInline(on: boolean): boolean { const old = LOOP_INLINE; LOOP_INLINE = on; return old; }
 /** A block-ending Jcc writes dirty registers back before its branch, not at each of its exits (RINGZERO_WASM_JCC_FLUSH=0: off). */
@@ -297,6 +327,19 @@ export const NEXT_KEY = process.env.RINGZERO_WASM_NEXT_KEY !== '0';
  * Statistics for tuning only: off, the generated code is unchanged.
  */
 export const EXIT_STATS = process.env.RINGZERO_WASM_EXIT_STATS === '1';
+/**
+ * RINGZERO_WASM_SITE_STATS=FILE: every memory-library call site counts its calls (an i32 per site, in the state area
+ * of the last vCPU slot, layout.ts MAX_WASM_CPUS - 1, which then holds no vCPU: its 512 KiB give SITE_MAX sites; later
+ * sites share the last counter) and the runtime writes the counts by site (linear RIP of the instruction, physical
+ * address, ld/st and size, CPL of the translation unknown) to FILE when --stats prints (runtime.ts writeSiteStats). For
+ * finding the guest instructions whose accesses go through the library (the ash loop: ~4170 calls per iteration).
+ * Statistics for tuning only: off, the generated code is unchanged.
+ */
+export const SITE_STATS = process.env.RINGZERO_WASM_SITE_STATS ?? '';
+export const SITE_BASE = layout.STATE_BASE + (layout.MAX_WASM_CPUS - 1) * layout.STATE_STRIDE;
+export const SITE_MAX = layout.STATE_STRIDE >> 2;
+/** SITE_STATS: per site index, the instruction's linear RIP (undefined: not known), physical address and access. */
+export const siteInfo: { lin: number | undefined; pa: number; kind: string }[] = [];
 /**
  * Exit kinds: a static exit into this page (direct entry named) / into another page / to a region member the
  * region could not branch to (chain off, limit), an indirect JMP/CALL, a RET, a leave after a helper (replay, slow
@@ -506,6 +549,14 @@ class Translator {
   writeBack(r: number, l: number): void {
     if (EXIT_STATS) this.wbCount(this.wbCtx);
     this.b.get(this.st).get(l).mem(Op.i64Store, 3, L.sGpr(r));
+  }
+
+  /** SITE_STATS: count this memory-library call at a new site of the current instruction. */
+  siteCount(kind: string): void {
+    const i = Math.min(siteInfo.length, SITE_MAX - 1);
+    const l = this.curLin(), off = this.offs[this.ix] ?? 0;
+    siteInfo.push({ lin: l === undefined ? undefined : l + off, pa: this.block.pa + off, kind });
+    this.b.i32(0).i32(0).mem(Op.i32Load, 2, SITE_BASE + 4 * i).i32(1).op(Op.i32Add).mem(Op.i32Store, 2, SITE_BASE + 4 * i);
   }
 
   /** EXIT_STATS: the counter writeBack bumps (layout.ts S_WBSTATS: 0 before a memory-library call, 1 other). */
@@ -814,6 +865,7 @@ class Translator {
     if (EXIT_STATS) this.wbCount(2);
     this.wbCtx = 0; this.flush(); this.wbCtx = 1;
     b.get(this.st).get(this.rtag).get(this.a); this.pos();
+    if (SITE_STATS) this.siteCount('ld' + size + (inline ? (run >= 0 ? 'r' : 'i') : ''));
     b.call(F_LD + LOG2[size]).set(this.v);
     b.memUsed |= 1 << LOG2[size];
     if (lp) b.i64(LP_NONE).set(lpVpn);
@@ -844,6 +896,7 @@ class Translator {
     this.wbCtx = 0; this.flush(); this.wbCtx = 1;
     b.get(this.st).get(this.wtag).get(this.a).get(this.w); this.pos();
     const before = b.calls;
+    if (SITE_STATS) this.siteCount('st' + size + (inline ? (run >= 0 ? 'r' : 'i') : ''));
     b.call(F_ST + LOG2[size]);
     b.memUsed |= 16 << LOG2[size];
     if (inline) { b.i32(1).set(this.slowL); this.insSlow++; b.close(); }
@@ -1922,7 +1975,8 @@ export function translateRegion(members: Block[], ramSize: number, lins?: Map<Bl
  */
 function onCycles(members: Block[], at: Map<number, number>): boolean[] {
   const succ = members.map((m) => { const out: number[] = []; for (const t of pageTargets(m)) { const j = at.get(t); if (j !== undefined) out.push(j); } return out; });
-  return members.map((_, j) => {
+  return members.map((m, j) => {
+    if (midSelfEdge(m)) return true;
     const seen = new Uint8Array(members.length), stack = [...succ[j]];
     while (stack.length > 0) {
       const k = stack.pop()!;
