@@ -401,9 +401,10 @@ export class WasmEngine {
           const c = this.cur!, st = this.curSt;
           if (kind === SY_TSC) {
             // (translated RDTSC: the value only, ../system/control.ts readTsc, which is below 2^53)
-            const t = readTsc(c);
-            this.i32[(st + L.S_HI) >> 2] = Math.floor(t / 4294967296);
-            return t % 4294967296 | 0;
+            // (the low half by subtraction: `t % 2^32` of a double is a call to fmod in V8's optimized code)
+            const t = readTsc(c), hi = Math.floor(t / 4294967296);
+            this.i32[(st + L.S_HI) >> 2] = hi;
+            return (t - hi * 4294967296) | 0;
           }
           if (kind >= SY_SYSCALL) return this.sysCall(kind, pos);
           this.syncIf(c);
