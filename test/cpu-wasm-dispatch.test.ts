@@ -6,7 +6,7 @@
 import test from 'node:test';
 import assert from 'node:assert/strict';
 import { hexBytes, runBlocksToHalt, CODE, DATA, interpreterOrWasmMachine, type Machine } from './support/soft-cpu.ts';
-import { setHotThreshold, setJitThreshold } from '../src/cpu/soft/code-cache.ts';
+import { setHotThreshold, setJitThreshold, CHAIN_LIMIT } from '../src/cpu/soft/code-cache.ts';
 import { SoftCpu } from '../src/cpu/soft/cpu.ts';
 import { GuestMemory } from '../src/memory/guest-memory.ts';
 import * as C from '../src/cpu/soft/constants.ts';
@@ -39,18 +39,21 @@ function state(m: Machine) {
 test('a translated block whose page another block rewrote is not entered again (dispatch table and chains)', () => {
   // Block A stores into block B's immediate (same page) once, half-way: from then on B's new bytes must run, whether
   // B is reached from the chain or from SoftCpu.execBlock's dispatch-table probe (both compare the page generation).
-  // (1500 passes: more than one dispatcher call, CHAIN_LIMIT instructions at most, so execBlock enters A or B again.)
-  //   mov ecx,1500 / xor eax,eax / lea rdi,[rip+B+2] / A: dec ecx / jz 9f / cmp ecx,100 / jne B / mov byte [rdi],3
+  // (1500 + CHAIN_LIMIT passes of ~6 instructions: more than one dispatcher call, CHAIN_LIMIT instructions at most,
+  // so execBlock enters A or B again.)
+  //   mov ecx,passes / xor eax,eax / lea rdi,[rip+B+2] / A: dec ecx / jz 9f / cmp ecx,100 / jne B / mov byte [rdi],3
   //   jmp B / B: add eax,1 / jmp A / 9: hlt
-  const code = hexBytes('b9 dc 05 00 00 31 c0 48 8d 3d 10 00 00 00 ff c9 74 0f 83 f9 64 75 05 c6 07 03 eb 00 83 c0 01 eb ed f4');
+  const passes = 1500 + CHAIN_LIMIT;
+  const code = hexBytes('b9 00 00 00 00 31 c0 48 8d 3d 10 00 00 00 ff c9 74 0f 83 f9 64 75 05 c6 07 03 eb 00 83 c0 01 eb ed f4');
+  code[1] = passes & 255; code[2] = (passes >> 8) & 255;
   const results = (['interpreter', 'wasm'] as Mode[]).map((mode) => {
     const m = machine(mode);
     m.mem.write(CODE, Uint8Array.from(code));
-    assert.equal(runBlocksToHalt(m, 100_000), -1);
+    assert.equal(runBlocksToHalt(m, 1_000_000), -1);
     return { m, s: state(m) };
   });
   assert.deepEqual(results[1].s, results[0].s, 'translated code = interpreter');
-  assert.equal(results[1].m.cpu.getGpr(0), 1399n + 100n * 3n, 'the patched immediate runs from the pass after the store');
+  assert.equal(results[1].m.cpu.getGpr(0), BigInt(passes - 101) + 100n * 3n, 'the patched immediate runs from the pass after the store');
   const w = results[1].m.cpu.wasm!;
   assert.ok(w.stats.tableCalls >= 2, `calls from the dispatch table: ${w.stats.tableCalls}`);
   assert.ok(results[1].m.cpu.codeCache.stats.invalidations >= 1);

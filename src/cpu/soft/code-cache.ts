@@ -88,8 +88,16 @@ export let JIT_THRESHOLD = Number(process.env.RINGZERO_JIT_HOT ?? 20000);
  * host; means 3.25 -> 3.00 s). 8000 tried in session 19 (boot + md5 of 32 MiB, 2016 vs 8000 side by side, host load
  * 8-35): calls into wasm 1.18-1.20M -> 0.89-0.93M, the md5's main-thread CPU 3.99/4.95, 3.99/3.59, 2.20/2.23,
  * 3.83/3.22, 3.93/3.46 s: not clear enough to change it. RINGZERO_CHAIN_LIMIT sets it (A/B).
+ * 20000 since session 22, the run loop's slice (vmm/machine.ts SLICE: SoftCpu.run's budget, so a call into wasm now
+ * ends at the slice's end rather than ~10 times per slice): nothing but halts and stop requests waits for the limit,
+ * and neither can arrive while a chain runs (stop requests and device interrupts come from the event loop, between
+ * slices; a halt or an event the guest raises itself ends the chain at once). Linux's system-call loop (dd bs=1,
+ * ~705 instructions per call) returned to JavaScript at the limit ~0.35 times per system call; each return costs
+ * execBlock, WasmEngine.run's flag and system-state copies and the JS-to-wasm call. Two VMMs on one pinned host CPU,
+ * 6 alternating rounds of dd bs=1 count=100000 (load ~30): main-thread CPU 20000/2016 median 0.953 (0.69-1.03, lower
+ * in 5 of 6); bench/engines --paired syscall 8000/2016: thread CPU 0.98x (0.94-0.99).
  */
-export const CHAIN_LIMIT = Math.min(Number(process.env.RINGZERO_CHAIN_LIMIT ?? 2016), 32704);
+export const CHAIN_LIMIT = Math.min(Number(process.env.RINGZERO_CHAIN_LIMIT ?? 20000), 32704);
 
 export type FastHandler = (cpu: SoftCpu, e: BlockEntry) => void;
 
