@@ -23,6 +23,7 @@
 // WebAssembly.compile on this thread (those in flight are compiled again here). RINGZERO_WASM_COMPILE_THREAD=0: off.
 import type { Worker } from 'node:worker_threads';
 import { spawnModuleWorker, siblingModule } from '../../../kvm/spawn.ts';
+import { flagLock } from './tier-budget.ts';
 
 export const COMPILE_THREAD = process.env.RINGZERO_WASM_COMPILE_THREAD !== '0';
 
@@ -42,7 +43,7 @@ function start(): Worker | null {
   if (!COMPILE_THREAD) return (worker = null);
   let w: Worker;
   try {
-    w = spawnModuleWorker(siblingModule(import.meta.url, 'compile-worker'), null);
+    w = spawnModuleWorker(siblingModule(import.meta.url, 'compile-worker'), { lock: flagLock() });
   } catch {
     return (worker = null);
   }
@@ -73,8 +74,12 @@ function compileWaitingHere(): void {
   for (const q of left) WebAssembly.compile(q.bytes).then(q.resolve, q.reject);
 }
 
-/** Compile `bytes` on the compile thread (or here, when there is none); resolves on this thread's event loop. */
-export function compileOffThread(bytes: Uint8Array<ArrayBuffer>): Promise<WebAssembly.Module> {
+/**
+ * Compile `bytes` on the compile thread (or here, when there is none); resolves on this thread's event loop.
+ * `budget`: V8's tier-up budget for its functions, the flag set back to `startBudget` after (./tier-budget.ts); not applied
+ * here (WebAssembly.compile creates the module's budgets later, in a task of this thread's event loop).
+ */
+export function compileOffThread(bytes: Uint8Array<ArrayBuffer>, budget?: number, startBudget?: number): Promise<WebAssembly.Module> {
   const w = start();
   if (w === null) return WebAssembly.compile(bytes);
   const id = nextId++;
@@ -82,7 +87,7 @@ export function compileOffThread(bytes: Uint8Array<ArrayBuffer>): Promise<WebAss
     if (waiting.size === 0) w.ref();
     waiting.set(id, { bytes, resolve, reject });
     // (cloned, not transferred: the batch keeps its bytes for a synchronous compile if the event loop stalls)
-    w.postMessage({ kind: 'compile', id, bytes });
+    w.postMessage({ kind: 'compile', id, bytes, budget, start: startBudget });
   });
 }
 

@@ -19,6 +19,7 @@ import { syscallMsrs, syscallSegments64, sysretSegments64, type SyscallMsrs } fr
 import { EFER_SCE, CR4_TSD } from '../constants.ts';
 import { appendFileSync, writeFileSync } from 'node:fs';
 import { compileOffThread } from './compile-thread.ts';
+import { parseBudgets, startBudget, flagLock, withBudget, V8_11_3, type TierBudgets } from './tier-budget.ts';
 /** The layout constants as a plain object (under tsx a namespace import reads each one through a getter call). */
 const L = { ...layout };
 
@@ -92,6 +93,49 @@ export function setTier2(on: boolean, scan = TIER2_SCAN, hot = TIER2_HOT, mode =
   TIER2 = on; TIER2_SCAN = scan; TIER2_HOT = hot; TIER2_MODE = mode;
 }
 
+/** The --wasm-tiering-budget every module is compiled under unless it has its own (./tier-budget.ts). */
+const START_BUDGET = startBudget();
+/**
+ * V8's tier-up budget per module (./tier-budget.ts), RINGZERO_WASM_TIER_BUDGET='cold,hot,lib' (an empty field: the
+ * start value): a flushed batch's functions of first translations go into one module compiled under `cold`, those
+ * holding a block translated before (REFORM, reregion) into a second one under `hot` (splitByBudget); tier-2 modules
+ * get `hot`, the shared libraries (memory, flags, dispatcher, trampolines) `lib`. Unset or '0': every module under
+ * the start value (bin/ringzero's 9000000), as before.
+ * Off by default: no policy tried gained (session 22, host load 20-32 from other sessions, bench/engines --paired
+ * against main, each VMM pinned with its threads to one CPU). One boot each with --trace-wasm-compilation-times:
+ * - TurboFan compiles to the prompt, global budget (no per-module policy) 9M/36M/90M/360M: 850/546/381/202: the
+ *   boot's wasm is hot over a long tail, not a few loops plus cold code. Off, TurboFan compiled 24% of the functions
+ *   of first translations (292 of 1229 attributed) and 59% of those holding re-translated blocks (204 of 348, ~10 KB
+ *   each: most of TurboFan's bytes).
+ * - '90000000' (first translations at 10x, the rest as before): TurboFan compiles to the prompt 846 -> 543, bodies
+ *   7.83 -> 6.21 MB; modules 255 -> 439 (a batch with both kinds makes two). Paired against main (2 runs): boot
+ *   process CPU 24.95/27.06, 25.85/25.69 s (no gain); guest-thread CPU md5 1.13x/1.00x, ash loop 1.61x/1.14x (its
+ *   code, first translations, stays in Liftoff ten times as long), syscalls 0.92x/1.00x.
+ * - the same plus promotion (reregion's dispatcher page counts at >= 2000 per scan translating a page's cold
+ *   functions again under `hot`): boot process CPU 1.15x/1.07x, md5 1.20x/1.17x, ash 1.24x/1.09x, syscalls
+ *   1.07x/1.07x: all slower (more translating on the main thread, and the hot code waits for its promotion).
+ * What is left to try with this lever: a budget from how fast a block became hot (instructions between its first
+ * replay and its translation) rather than from whether it was translated before.
+ */
+const TIER_BUDGETS: TierBudgets | null = V8_11_3 ? parseBudgets(process.env.RINGZERO_WASM_TIER_BUDGET, START_BUDGET, null) : null;
+/**
+ * A flushed batch's functions (`hot[i]`: function i holds a block translated before) as the modules to build: the
+ * cold ones in one under `cold`, the hot ones in another under `hot` (one module when either is empty, or the two
+ * budgets are equal, or there are none: the start value).
+ */
+export function splitByBudget(b: TierBudgets | null, hot: boolean[]): { budget: number; fns: number[] }[] {
+  const all = hot.map((_, i) => i);
+  if (b === null) return [{ budget: START_BUDGET, fns: all }];
+  const h = all.filter((i) => hot[i]), c = all.filter((i) => !hot[i]);
+  if (h.length === 0 || b.hot === b.cold) return [{ budget: b.cold, fns: all }];
+  if (c.length === 0) return [{ budget: b.hot, fns: all }];
+  return [{ budget: b.cold, fns: c }, { budget: b.hot, fns: h }];
+}
+/** Run a synchronous compile on this thread under `budget` (waiting up to 200 ms for the compile thread's own). */
+function underBudget<T>(budget: number, f: () => T): T {
+  return TIER_BUDGETS === null ? f() : withBudget(flagLock(), budget, START_BUDGET, 200, f);
+}
+
 /** A translated function (by function-table index): its tier, hot-counter slot, blocks' queue addresses, memory operands. */
 interface FnInfo {
   /** 1, 2, or 3 while its tier-2 translation compiles. */
@@ -120,6 +164,8 @@ interface Batch {
   slot: number;
   /** Compiled in the background (counted in WasmEngine.compiling until installed or given up). */
   async: boolean;
+  /** V8's tier-up budget it is compiled under (./tier-budget.ts). */
+  budget: number;
   /** When it was flushed (ms, and the flushing vCPU's instruction count): RINGZERO_TIER_STATS. */
   t0: number;
   i0: number;
@@ -328,6 +374,8 @@ export interface WasmStats {
   tier2Modules: number;
   tier2Bytes: number;
   tier2Ms: number;
+  /** Modules compiled under the `hot` tier-up budget (TIER_BUDGETS) while the policy is on, the rest under `cold`. */
+  hotModules: number;
 }
 
 /** The wasm translator of one GuestMemory (shared by its vCPUs, which run on one thread). */
@@ -338,7 +386,7 @@ export class WasmEngine {
   private imports!: WebAssembly.Imports;
   /** The JavaScript helpers the trampolines call. */
   private readonly helpers: WebAssembly.Imports;
-  readonly stats: WasmStats = { compiled: 0, modules: 0, bytes: 0, compileMs: 0, buildMs: 0, calls: 0, tableCalls: 0, replays: 0, conds: 0, slow: 0, direct: 0, tails: 0, asyncModules: 0, syncFallbacks: 0, stale: 0, freed: 0, regions: 0, regionBlocks: 0, intra: 0, reformed: 0, reregioned: 0, tier2: 0, tier2Blocks: 0, tier2Modules: 0, tier2Bytes: 0, tier2Ms: 0 };
+  readonly stats: WasmStats = { compiled: 0, modules: 0, bytes: 0, compileMs: 0, buildMs: 0, calls: 0, tableCalls: 0, replays: 0, conds: 0, slow: 0, direct: 0, tails: 0, asyncModules: 0, syncFallbacks: 0, stale: 0, freed: 0, regions: 0, regionBlocks: 0, intra: 0, reformed: 0, reregioned: 0, tier2: 0, tier2Blocks: 0, tier2Modules: 0, tier2Bytes: 0, tier2Ms: 0, hotModules: 0 };
   private nextState = 0;
   /** Translated functions by index (index 0 unused: an empty dispatch entry), and their blocks (a region's by member number). */
   private table!: WebAssembly.Table;
@@ -449,13 +497,15 @@ export class WasmEngine {
     // Block modules import the helpers as wasm functions (thin trampolines of one module that imports the JavaScript
     // ones): a wasm-to-wasm import needs no per-module wrapper code, which made instantiating a block module with
     // JavaScript imports cost about a millisecond.
-    const helpers = new WebAssembly.Instance(new WebAssembly.Module(buildTrampolines()), this.helpers);
-    const memlib = new WebAssembly.Instance(new WebAssembly.Module(buildMemlib(ramSize)), { e: { m: memory, ...helpers.exports } });
+    const lib = TIER_BUDGETS?.lib ?? START_BUDGET;
+    const compile = (bytes: Uint8Array<ArrayBuffer>) => underBudget(lib, () => new WebAssembly.Module(bytes));
+    const helpers = new WebAssembly.Instance(compile(buildTrampolines()), this.helpers);
+    const memlib = new WebAssembly.Instance(compile(buildMemlib(ramSize)), { e: { m: memory, ...helpers.exports } });
     this.table = new WebAssembly.Table({ element: 'anyfunc', initial: 1024 });
-    const d = new WebAssembly.Instance(new WebAssembly.Module(buildDispatcher(ramSize)), { e: { m: memory, t: this.table } });
+    const d = new WebAssembly.Instance(compile(buildDispatcher(ramSize)), { e: { m: memory, t: this.table } });
     this.dispatch = d.exports.run as WasmEngine['dispatch'];
     // (the flag library: the arithmetic flags of the state area's record, for conditions on flags from before a block)
-    const flaglib = new WebAssembly.Instance(new WebAssembly.Module(buildFlaglib()), { e: { m: memory, fl: helpers.exports.fl } });
+    const flaglib = new WebAssembly.Instance(compile(buildFlaglib()), { e: { m: memory, fl: helpers.exports.fl } });
     this.imports = { e: { m: memory, ...helpers.exports, ...memlib.exports, ...flaglib.exports } };
   }
 
@@ -464,7 +514,7 @@ export class WasmEngine {
     const s = this.stats;
     return `${s.compiled} blocks translated in ${s.modules} modules (${(s.bytes / 1024).toFixed(0)} KiB of code, ${s.compileMs.toFixed(0)} ms on the main thread to build (${s.buildMs.toFixed(0)}) and compile; ` +
       `${s.asyncModules} compiled in the background, ${s.syncFallbacks} of them finished synchronously, ${s.stale} blocks stale when ready, ${s.freed} dead ones freed), ` +
-      `${s.calls} calls (${s.tableCalls} from the dispatch table), ${s.direct} direct block-to-block entries, ${s.tails} by tail calls (${this.kept.size} dead functions kept for them), ${s.regions} regions of ${s.regionBlocks} blocks with ${s.intra} entries between their blocks (${s.reformed} blocks translated again into one, ${s.reregioned} with their page), ` +
+      `${s.calls} calls (${s.tableCalls} from the dispatch table), ${s.direct} direct block-to-block entries, ${s.tails} by tail calls (${this.kept.size} dead functions kept for them), ${s.regions} regions of ${s.regionBlocks} blocks with ${s.intra} entries between their blocks (${s.reformed} blocks translated again into one, ${s.reregioned} with their page; ${s.hotModules} modules under the hot tier-up budget), ` +
       `tier 2: ${s.tier2} functions (${s.tier2Blocks} blocks) in ${s.tier2Modules} modules, ${(s.tier2Bytes / 1024).toFixed(0)} KiB, ${s.tier2Ms.toFixed(0)} ms, ` +
       `${s.replays + s.conds + s.slow} helper calls (${s.replays} replays, ${s.conds} conditions, ${s.slow} slow accesses)` +
       (TIER_STATS ? '; JS tier runs/instructions: ' + ['warming', 'queued', 'in flight', 'never', 'too long'].map((n, i) => `${n} ${this.tierRuns[i]}/${this.tierInstr[i]}`).join(', ') +
@@ -792,20 +842,31 @@ export class WasmEngine {
       }
     }
     if (bodies.length === 0) return;
+    // (a function holding a block translated before, pulled in by reform or queued again by reregion, is hot)
+    let tb = t0;
+    for (const part of splitByBudget(TIER_BUDGETS, done.map((d) => d.blocks.some((b) => b.wasm !== null)))) {
+      this.launch(c, part.fns.map((i) => bodies[i]), part.fns.map((i) => done[i]), part.budget, tail, tb);
+      tb = performance.now();
+    }
+  }
+
+  /** Build one module of a flushed batch's functions and compile it (in the background unless ASYNC is off). */
+  private launch(c: SoftCpu, bodies: Body[], done: Batch['done'], budget: number, tail: TailCtx | null, t0: number): void {
     let bytes: Uint8Array<ArrayBuffer>;
     try {
       bytes = buildModule(bodies, this.ramSize, LOCAL_MEM, -1, tail === null ? 0 : tail.fns.length);
     } catch (err) {
       for (const d of done) this.freeSlot(d.info.slot);
-      this.report(blocks[0], err);
+      this.report(done[0].blocks[0], err);
       return;
     }
     const t1 = performance.now();
     this.stats.buildMs += t1 - t0;
     this.stats.compileMs += t1 - t0;
     this.stats.bytes += bytes.length;
+    if (TIER_BUDGETS !== null && budget === TIER_BUDGETS.hot && budget !== TIER_BUDGETS.cold) this.stats.hotModules++;
     if (tail !== null) for (const f of tail.fns) this.pinned.add(f);
-    const batch: Batch = { bytes, tails: tail === null ? [] : tail.fns, done, cache: c.codeCache, installed: false, waits: 0, slot: -1, async: false, t0: t1, i0: c.instructions, cpu: c };
+    const batch: Batch = { bytes, tails: tail === null ? [] : tail.fns, done, cache: c.codeCache, installed: false, waits: 0, slot: -1, async: false, budget, t0: t1, i0: c.instructions, cpu: c };
     if (!ASYNC || Math.min(WASM_HOT, JIT_THRESHOLD) === 0) { this.compileNow(batch); return; }
     let k = this.flying.indexOf(null);
     if (k < 0) k = this.flying.push(null) - 1;
@@ -815,7 +876,7 @@ export class WasmEngine {
     this.stats.asyncModules++;
     batch.async = true;
     this.compiling++;
-    compileOffThread(bytes).then((mod) => { if (!batch.installed) this.install(batch, mod); },
+    compileOffThread(bytes, budget, START_BUDGET).then((mod) => { if (!batch.installed) this.install(batch, mod); },
       (err) => { if (!batch.installed) { this.release(batch); this.freeSlots(batch); this.report(done[0].blocks[0], err); } });
   }
 
@@ -973,7 +1034,7 @@ export class WasmEngine {
   private compileNow(batch: Batch): void {
     const t0 = performance.now();
     try {
-      this.install(batch, new WebAssembly.Module(batch.bytes));
+      this.install(batch, underBudget(batch.budget, () => new WebAssembly.Module(batch.bytes)));
     } catch (err) {
       this.release(batch);
       this.freeSlots(batch);
@@ -1144,12 +1205,12 @@ export class WasmEngine {
       this.report(items[0].blocks[0], err);
     };
     if (!ASYNC || Math.min(WASM_HOT, JIT_THRESHOLD) === 0) {
-      try { this.installTier2(items, new WebAssembly.Module(bytes), cache); } catch (err) { fail(err); }
+      try { this.installTier2(items, underBudget(TIER_BUDGETS?.hot ?? START_BUDGET, () => new WebAssembly.Module(bytes)), cache); } catch (err) { fail(err); }
       return;
     }
     // (not counted in `compiling`: the functions it replaces keep running meanwhile, so the run loop need not turn
     // the event loop more often for it)
-    compileOffThread(bytes).then((mod) => this.installTier2(items, mod, cache), fail);
+    compileOffThread(bytes, TIER_BUDGETS?.hot ?? START_BUDGET, START_BUDGET).then((mod) => this.installTier2(items, mod, cache), fail);
   }
 
   /**

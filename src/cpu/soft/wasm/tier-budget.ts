@@ -1,0 +1,91 @@
+// V8's wasm tier-up budget per translated module (issue 4). V8 11.3 runs a new wasm function in Liftoff's code and
+// compiles it again with TurboFan (on its background threads) once the function has spent a budget of roughly
+// "bytes of wasm executed". That budget is one process-wide flag (--wasm-tiering-budget; bin/ringzero sets 9000000),
+// read when the module is compiled: V8 fills the module's per-function budget array from the flag as it creates the
+// NativeModule (synchronous `new WebAssembly.Module` creates it on the calling thread before it returns), and
+// Liftoff's code caps one budget check at a quarter of the flag read at compile time. The flag's value at
+// instantiation does not matter. Checked on Node 20.20 (V8 11.3.244) with a one-loop module (%IsLiftoffFunction after
+// N calls): compiled under a budget of 100 it tiered up within 20 calls, instantiated under 100 but compiled under the
+// default 1800000 it needed the default's ~200; compiled under 1e9 it stayed in Liftoff after 20000 calls.
+//
+// So setting the flag around a module's compile gives that module's functions their own budget, and the translator
+// knows what V8 does not: which functions are first translations (blocks that reached WASM_HOT replays once) and which
+// hold blocks translated before (re-formed into a later batch's region, or re-regioned because the dispatcher kept
+// entering their page). runtime.ts TIER_BUDGETS (RINGZERO_WASM_TIER_BUDGET) gives each kind its own budget; it is off
+// by default: the policies tried did not gain (numbers there).
+//
+// The flag is process-wide and other code reads it meanwhile, so every change is restored right after the compile,
+// and changes are serialised by a lock word shared with the compile thread and bin/ringzero: bin/ringzero writes a V8
+// code cache (createCachedData) whose flag hash must be the process's start flags, or the next process rejects it;
+// it takes the lock while it writes (`globalThis[Symbol.for('ringzero.v8FlagLock')]`, an Int32Array over a
+// SharedArrayBuffer: 0 free, 1 a compile under a changed flag, 2 the cache writer).
+import v8 from 'node:v8';
+
+/**
+ * RINGZERO_WASM_TIER_BUDGET: 'cold,hot,lib' budgets (V8's bytes-executed units; an empty field: the start value), or
+ * '0' for the one global flag (every module under the start value: the default, see runtime.ts TIER_BUDGETS). Only
+ * on V8 11.3 (Node 20), where it was measured.
+ */
+export interface TierBudgets { cold: number; hot: number; lib: number }
+
+export const V8_11_3 = process.versions.v8.startsWith('11.3.');
+
+/** V8 11.3's default --wasm-tiering-budget (node --v8-options). */
+const V8_DEFAULT_BUDGET = 1_800_000;
+
+/** The budgets of `spec` (RINGZERO_WASM_TIER_BUDGET's syntax), null when off; `start` fills an empty field. */
+export function parseBudgets(spec: string | undefined, start: number, dflt: TierBudgets | null): TierBudgets | null {
+  if (spec === undefined || spec === '') return dflt;
+  if (spec === '0' || spec === 'off') return null;
+  const [cold, hot, lib] = spec.split(',').map((s) => (s === undefined || s.trim() === '' ? start : Number(s)));
+  const ok = (n: number | undefined): n is number => n !== undefined && Number.isInteger(n) && n > 0;
+  if (!ok(cold)) return null;
+  return { cold, hot: ok(hot) ? hot : start, lib: ok(lib) ? lib : start };
+}
+
+/**
+ * The --wasm-tiering-budget this process started with: the last one among the flags bin/ringzero set
+ * (`globalThis[Symbol.for('ringzero.v8Flags')]`) and node's own command line, else V8's default.
+ */
+export function startBudget(): number {
+  const set = (globalThis as Record<symbol, unknown>)[Symbol.for('ringzero.v8Flags')];
+  const flags = [...process.execArgv, ...(typeof set === 'string' ? set.split(/\s+/) : [])];
+  let n = V8_DEFAULT_BUDGET;
+  for (const f of flags) {
+    const m = /^--wasm[-_]tiering[-_]budget=(\d+)$/.exec(f);
+    if (m !== null) n = Number(m[1]);
+  }
+  return n;
+}
+
+/** The lock word (see the file comment): bin/ringzero's when it made one, else this process's own. */
+export function flagLock(): Int32Array {
+  const key = Symbol.for('ringzero.v8FlagLock'), g = globalThis as Record<symbol, unknown>;
+  if (!(g[key] instanceof Int32Array)) g[key] = new Int32Array(new SharedArrayBuffer(4));
+  return g[key] as Int32Array;
+}
+
+/**
+ * Run `f` (a synchronous compile) with the flag at `budget`, then set it back to `start`. When `budget` is `start`,
+ * or the lock is held elsewhere for longer than `waitMs` (0: do not wait; the compile thread never waits), `f` runs
+ * under the flag as it is.
+ */
+export function withBudget<T>(lock: Int32Array, budget: number, start: number, waitMs: number, f: () => T): T {
+  if (budget === start) return f();
+  const until = waitMs > 0 ? performance.now() + waitMs : 0;
+  for (;;) {
+    const v = Atomics.compareExchange(lock, 0, 0, 1);
+    if (v === 0) break;
+    const left = until - performance.now();
+    if (left <= 0) return f();
+    Atomics.wait(lock, 0, v, left);
+  }
+  try {
+    v8.setFlagsFromString(`--wasm-tiering-budget=${budget}`);
+    return f();
+  } finally {
+    v8.setFlagsFromString(`--wasm-tiering-budget=${start}`);
+    Atomics.store(lock, 0, 0);
+    Atomics.notify(lock, 0);
+  }
+}
