@@ -4,6 +4,8 @@
 import test from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
+import { readFileSync, readdirSync } from 'node:fs';
+import { setPriority } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { compileOffThread, stopCompileThread } from '../src/cpu/soft/wasm/compile-thread.ts';
 
@@ -39,4 +41,26 @@ compileOffThread(bytes.slice()); // (one still in flight at the end)`;
   assert.equal(r.status, 0, r.stderr);
   assert.equal(r.stdout.trim(), '42');
   assert.ok(Date.now() - t0 < 60_000);
+});
+
+test('the compile thread runs at RINGZERO_WASM_COMPILE_NICE (-5) from the thread that started it, where permitted', async (t) => {
+  await stopCompileThread();
+  const nice = (tid: string) => Number(readFileSync(`/proc/self/task/${tid}/stat`, 'utf8').split(') ')[1].split(' ')[16]);
+  const main = nice(String(process.pid));
+  const before = new Set(readdirSync('/proc/self/task'));
+  await compileOffThread(ANSWER.slice());
+  const started = readdirSync('/proc/self/task').filter((tid) => !before.has(tid));
+  try {
+    // Lowering a thread's nice needs CAP_SYS_NICE or RLIMIT_NICE: without, it keeps the main thread's.
+    let permitted = main - 5 >= -20;
+    if (permitted) {
+      try { setPriority(main - 1); setPriority(main); } catch { permitted = false; }
+    }
+    if (!permitted) { t.skip('no permission to lower a nice value here'); return; }
+    // (the worker's own threads start at the main thread's nice; only the compile thread itself moves)
+    assert.ok(started.some((tid) => nice(tid) === main - 5), `new threads' nice values ${started.map(nice)}, main ${main}`);
+    assert.equal(nice(String(process.pid)), main, 'the main thread keeps its own');
+  } finally {
+    await stopCompileThread();
+  }
 });

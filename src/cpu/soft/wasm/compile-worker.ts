@@ -3,8 +3,24 @@
 // the main thread instantiates it without compiling again). It imports nothing of the engine: it knows no guest
 // state. Messages are { kind, id, ... } so that other kinds of work can be added later (a restored VM's hot blocks
 // translated here: ../hot-list.ts).
+import os from 'node:os';
 import { parentPort, workerData } from 'node:worker_threads';
 import { withBudget } from './tier-budget.ts';
+
+/**
+ * This thread's nice value relative to the thread that started it (RINGZERO_WASM_COMPILE_NICE; 0: the same). A module
+ * it compiles is waited for: its blocks replay in JavaScript meanwhile and, after ASYNC_WAIT replays, the main thread
+ * waits for it (runtime.ts); on a 2-core host this thread competes for a core with V8's four worker threads, busy with
+ * TurboFan tier-ups that nothing waits for. Linux applies nice per thread, and os.setPriority's pid 0 is the calling
+ * thread (setpriority(2) PRIO_PROCESS, sched(7)). Below the starting value it needs CAP_SYS_NICE or RLIMIT_NICE: without,
+ * the thread keeps its priority.
+ */
+const NICE = Number(process.env.RINGZERO_WASM_COMPILE_NICE ?? -5);
+if (NICE !== 0) {
+  try {
+    os.setPriority(Math.min(19, Math.max(-20, os.getPriority() + NICE)));
+  } catch { /* not permitted: as it was */ }
+}
 
 /** The V8 flag lock shared with the main thread (./tier-budget.ts), when it sent one. */
 const lock = (workerData as { lock?: Int32Array } | null)?.lock;
