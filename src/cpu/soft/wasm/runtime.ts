@@ -114,6 +114,10 @@ const START_BUDGET = startBudget();
  * - the same plus promotion (reregion's dispatcher page counts at >= 2000 per scan translating a page's cold
  *   functions again under `hot`): boot process CPU 1.15x/1.07x, md5 1.20x/1.17x, ash 1.24x/1.09x, syscalls
  *   1.07x/1.07x: all slower (more translating on the main thread, and the hot code waits for its promotion).
+ * - '9000000,1800000' (first translations as before, re-translated functions tier up 5x sooner), paired against off
+ *   (2 runs, load ~20): boot process CPU 25.31/17.45, 23.74/21.87 s; guest-thread CPU md5 1.30x/0.99x, ash loop
+ *   1.16x/1.13x, syscalls 1.02x/0.92x: no gain either. Both split arms were ~13% slower on the ash loop: whether
+ *   the split itself (more, smaller modules) costs there is not known yet.
  * What is left to try with this lever: a budget from how fast a block became hot (instructions between its first
  * replay and its translation) rather than from whether it was translated before.
  */
