@@ -59,7 +59,7 @@ for (const k in fns) fns[k] = new WebAssembly.Instance(fns[k]).exports.f;
 // 40 calls of ~1000 loop iterations: far above a budget of 100, below half the start value's
 for (const f of Object.values(fns)) for (let i = 0; i < 40; i++) f(1000);
 const tf = (f) => !%IsLiftoffFunction(f);
-for (let t = 0; t < 100 && !(tf(fns.threadSmall) && tf(fns.hereSmall)); t++) await new Promise((r) => setTimeout(r, 50));
+for (let t = 0; t < 400 && !(tf(fns.threadSmall) && tf(fns.hereSmall)); t++) await new Promise((r) => setTimeout(r, 50));
 console.log(JSON.stringify(Object.fromEntries(Object.entries(fns).map(([k, f]) => [k, tf(f)]))));
 await stopCompileThread();`;
   const r = spawnSync(process.execPath, ['--allow-natives-syntax', '--no-wasm-lazy-compilation', '--import', 'tsx', '--input-type=module', '-e', script], { encoding: 'utf8', timeout: 60_000 });
