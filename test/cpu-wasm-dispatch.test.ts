@@ -205,6 +205,30 @@ test('two hot blocks whose slots collided in 2^16-entry tables are translated an
   assert.equal(m.cpu.getGpr(0), 3000n);
 });
 
+test('two hot blocks of one block-table slot both reach the translation threshold (CodeCache.displaced)', () => {
+  // L (CODE+5) and B (0x1001104) share a slot of SoftCpu's 2^18-entry block table ((pa ^ pa >>> 12) & 0x3ffff =
+  // 0x105) and alternate, with a translation threshold of 20 runs: each recording pushed the other out of the slot,
+  // which was then recorded anew at its next visit with its run count back at 0, so neither was ever translated
+  // (no instruction in wasm, ~3000 returns to JavaScript). A pushed-out block is now found again in
+  // CodeCache.displaced with its count.
+  const L_PA = CODE + 5, B_PA = 0x1001104;
+  const slot18 = (pa: number) => (pa ^ (pa >>> 12)) & 0x3ffff;
+  assert.equal(slot18(L_PA), slot18(B_PA), 'one block-table slot');
+  // (30000 passes of L and B, 5 instructions each: the batch waits up to WASM_BATCH_WAIT runs to be translated, then
+  // ASYNC_WAIT visits for its module, as in a real run)
+  //   CODE: mov ecx,30000 / L: add eax,1 / dec ecx / jz 9f / jmp B / 9: hlt      B: add ebx,eax / jmp L
+  const rel32 = (from: number, to: number) => Array.from(new Uint8Array(Int32Array.of(to - from).buffer));
+  const code = [...hexBytes('b9 30 75 00 00 83 c0 01 ff c9 74 05 e9'), ...rel32(CODE + 17, B_PA), 0xf4];
+  const codeB = [...hexBytes('01 c3 e9'), ...rel32(B_PA + 7, L_PA)];
+  const m = withThreshold(20, () => agreeToHalt((m) => {
+    m.mem.write(CODE, Uint8Array.from(code));
+    m.mem.write(B_PA, Uint8Array.from(codeB));
+  }, CODE, 1_000_000));
+  assert.equal(m.cpu.getGpr(3), 29999n * 30000n / 2n);
+  assert.ok(m.cpu.jitInstructions > 75_000, `instructions run in wasm: ${m.cpu.jitInstructions} of ~150000`);
+  assert.ok(m.cpu.codeCache.stats.blocks <= 6, `blocks recorded: ${m.cpu.codeCache.stats.blocks}`);
+});
+
 test('two hot blocks that share a set of the 2-way dispatch table are both found there', () => {
   // L (CODE+5) and B (0x1021124) are in one DISPATCH set ((pa ^ pa >>> 12) mod 2^DISPATCH_BITS = 0x105: one slot of a
   // direct-mapped table of that size) but not in one slot of SoftCpu's 2^18-entry block table (which would keep them

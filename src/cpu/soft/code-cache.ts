@@ -48,6 +48,9 @@ export let HOT_THRESHOLD = Number(process.env.RINGZERO_BLOCK_HOT ?? 2);
  * 22.7 -> 24.7 MIPS per process CPU-second (means of 4 boots each).
  */
 export let WASM_HOT_THRESHOLD = Number(process.env.RINGZERO_BLOCK_HOT ?? 5);
+/** CodeCache.displaced (RINGZERO_BLOCK_DISPLACED=0: off) and the most blocks it holds before it is emptied. */
+const DISPLACE = process.env.RINGZERO_BLOCK_DISPLACED !== '0';
+const DISPLACED_MAX = 8192;
 /** Invalidations after which a page is no longer cached (data sharing a page with code). */
 const THRASH_LIMIT = 64;
 /**
@@ -260,6 +263,23 @@ export class CodeCache {
    * (and re-validated by its page generation) rather than recorded and compiled anew.
    */
   readonly translated = new Map<number, Block>();
+  /**
+   * Untranslated blocks by `pa * 16 + mode` that another block pushed out of their table slot (addBlock, and
+   * SoftCpu.execBlock putting a translated block back): without it such a block was recorded anew at its next visit,
+   * its run count back at 0, so two hot blocks of one slot never reached the translation threshold, nor did one that
+   * shares its slot with a translated block visited in between (which took the slot back every time). Linux's
+   * copy_user_generic_string tail (`xor eax,eax / jmp __x86_return_thunk`, once per 4 KiB copied) shared its slot
+   * with two translated user-space blocks of md5sum's pipe loop: it left wasm for JavaScript ~33.5k times per boot +
+   * 64 MiB piped, at every copy. Re-validated by page generation on lookup like `translated`; cleared when it
+   * holds DISPLACED_MAX blocks (RINGZERO_BLOCK_DISPLACED=0: off).
+   */
+  readonly displaced = new Map<number, Block>();
+  /** Put `b`, just pushed out of its slot, into `displaced` when it is not translated (else `translated` has it). */
+  displace(b: Block): void {
+    if (!DISPLACE || b.wasm !== null || b.fn !== null || b.gen !== this.pageGen[b.pa >>> 12]) return;
+    if (this.displaced.size >= DISPLACED_MAX) this.displaced.clear();
+    this.displaced.set(b.pa * 16 + b.mode, b);
+  }
   readonly hot = new Uint8Array(TABLE_SIZE);
   readonly cpus: SoftCpu[] = [];
   readonly stats: CodeCacheStats = { blocks: 0, instructionsCached: 0, invalidations: 0, compiled: 0, chainHits: 0 };
@@ -269,7 +289,11 @@ export class CodeCache {
    * over the block there when `evict`, else only into an empty slot.
    */
   addBlock(b: Block, slot: number, evict: boolean): void {
-    if (evict || this.table[slot] === undefined) this.table[slot] = b;
+    const o = this.table[slot];
+    if (evict || o === undefined) {
+      if (o !== undefined && o !== b) this.displace(o);
+      this.table[slot] = b;
+    }
     this.stats.blocks++;
     this.stats.instructionsCached += b.entries.length;
   }
@@ -336,6 +360,7 @@ export class CodeCache {
       }
     }
     this.translated.clear();
+    this.displaced.clear();
     for (const c of this.cpus) c.eventPending = true;
   }
 }

@@ -716,10 +716,21 @@ export class SoftCpu {
       const t = cache.translated.get(key);
       if (t !== undefined) {
         if (t.gen === cache.pageGen[page]) {
+          cache.displace(b);
           cache.table[slot] = t;
           return this.runChain(t, left);
         }
         cache.translated.delete(key);
+      }
+      // (an untranslated block that another pushed out of the slot: CodeCache.displaced)
+      const d = cache.displaced.get(key);
+      if (d !== undefined) {
+        cache.displaced.delete(key);
+        if (d.gen === cache.pageGen[page]) {
+          cache.displace(b);
+          cache.table[slot] = d;
+          return this.runChain(d, left);
+        }
       }
     }
     if (cache.noCache[page] === 0 && ++cache.hot[slot] > (w !== null ? WASM_HOT_THRESHOLD : HOT_THRESHOLD) && this.blockModeKey !== 0) {
