@@ -964,26 +964,19 @@ function popcntTo(c: SoftCpu, e: BlockEntry, lo: number, hi: number): void {
 const popcntR: FastHandler = (c, e) => popcntTo(c, e, c.gpr[2 * e.a], e.size === 8 ? c.gpr[2 * e.a + 1] : 0);
 const popcntM: FastHandler = (c, e) => { const lo = c.readLin(ea(c, e), e.size); popcntTo(c, e, lo, e.size === 8 ? c.hi : 0); };
 
-function compilePopcnt(c: SoftCpu, e: BlockEntry, pa: number, len: number, ram: Uint8Array): number {
+/**
+ * A 32/64-bit destination register (ModRM reg) from a register or memory source (ModRM r/m), no LOCK, 64-bit
+ * addressing: POPCNT and BSF/BSR. `r`/`m`: the form and handler for each kind of source. Returns the bytes decoded, 0
+ * when the instruction has no fast form.
+ */
+function compileRegFromRm(e: BlockEntry, pa: number, len: number, ram: Uint8Array, r: [Form, FastHandler], m: [Form, FastHandler]): number {
   const size = e.opsize;
   if (e.lock || e.adsize !== 8 || (size !== 4 && size !== 8)) return 0;
   const p = modrm(ram, pa + e.opLen, e);
   e.b = regField; e.size = size;
-  let f: FastHandler;
-  if (mod === 3) { e.a = rmReg; f = popcntR; e.form = Form.PopcntR; } else { f = popcntM; e.form = Form.PopcntM; }
-  const decoded = p - pa;
-  if (len !== 0 && decoded !== len) { e.form = Form.None; return 0; }
-  e.fast = f;
-  return decoded;
-}
-
-function compileBitScan(c: SoftCpu, e: BlockEntry, pa: number, len: number, op: number, ram: Uint8Array): number {
-  const size = e.opsize;
-  if (e.lock || e.adsize !== 8 || (size !== 4 && size !== 8)) return 0;
-  const p = modrm(ram, pa + e.opLen, e);
-  e.b = regField; e.op = op & 1; e.size = size;
-  let f: FastHandler;
-  if (mod === 3) { e.a = rmReg; f = bitScanR; e.form = Form.BitScanR; } else { f = bitScanM; e.form = Form.BitScanM; }
+  const [form, f] = mod === 3 ? r : m;
+  if (mod === 3) e.a = rmReg;
+  e.form = form;
   const decoded = p - pa;
   if (len !== 0 && decoded !== len) { e.form = Form.None; return 0; }
   e.fast = f;
@@ -1567,8 +1560,11 @@ function formsRare(e: BlockEntry, ram: Uint8Array, op: number, size: number, wid
 export function compileFast(c: SoftCpu, e: BlockEntry, pa: number, len: number, ram: Uint8Array = c.ram): number {
   const op = e.opcode;
   if (op >= 0x100 && (SSE_OPS[op & 0xff] !== 0 || INT_FN.has(e.handler))) return compileSse(c, e, pa, len, op & 0xff, ram);
-  if ((op === 0x1bc || op === 0x1bd) && (e.rep === 0 || e.rep === 0xf3)) return compileBitScan(c, e, pa, len, op, ram);
-  if (op === 0x1b8 && e.rep === 0xf3) return compilePopcnt(c, e, pa, len, ram);
+  if ((op === 0x1bc || op === 0x1bd) && (e.rep === 0 || e.rep === 0xf3)) {
+    e.op = op & 1;
+    return compileRegFromRm(e, pa, len, ram, [Form.BitScanR, bitScanR], [Form.BitScanM, bitScanM]);
+  }
+  if (op === 0x1b8 && e.rep === 0xf3) return compileRegFromRm(e, pa, len, ram, [Form.PopcntR, popcntR], [Form.PopcntM, popcntM]);
   // (F3 90 is PAUSE: a NOP here, as in ./ops/alu.ts.)
   // (LOCK CMPXCHG/XADD to memory are the plain forms: the vCPUs run on one thread; with a register operand the
   // decode below gives no form and the handler raises #UD)
