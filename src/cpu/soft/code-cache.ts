@@ -274,6 +274,22 @@ export class CodeCache {
    * holds DISPLACED_MAX blocks (RINGZERO_BLOCK_DISPLACED=0: off).
    */
   readonly displaced = new Map<number, Block>();
+  /**
+   * The block of `key` (`pa * 16 + mode`, in page `page`) that was pushed out of its table slot and kept, translated
+   * (`translated`) or not (`displaced`, which gives it up: it goes back into its slot), when its page was not written
+   * since; a stale one is dropped. Undefined when there is none.
+   */
+  keptBlock(key: number, page: number): Block | undefined {
+    const t = this.translated.get(key);
+    if (t !== undefined) {
+      if (t.gen === this.pageGen[page]) return t;
+      this.translated.delete(key);
+    }
+    const d = this.displaced.get(key);
+    if (d === undefined) return undefined;
+    this.displaced.delete(key);
+    return d.gen === this.pageGen[page] ? d : undefined;
+  }
   /** Put `b`, just pushed out of its slot, into `displaced` when it is not translated (else `translated` has it). */
   displace(b: Block): void {
     if (!DISPLACE || b.wasm !== null || b.fn !== null || b.gen !== this.pageGen[b.pa >>> 12]) return;

@@ -711,26 +711,12 @@ export class SoftCpu {
     const b = cache.table[slot];
     if (b !== undefined) {
       if (b.pa === pa && b.gen === cache.pageGen[page] && b.mode === this.blockModeKey) return this.runChain(b, left);
-      // Another block holds the slot: this one may have been translated and evicted.
-      const key = pa * 16 + this.blockModeKey;
-      const t = cache.translated.get(key);
-      if (t !== undefined) {
-        if (t.gen === cache.pageGen[page]) {
-          cache.displace(b);
-          cache.table[slot] = t;
-          return this.runChain(t, left);
-        }
-        cache.translated.delete(key);
-      }
-      // (an untranslated block that another pushed out of the slot: CodeCache.displaced)
-      const d = cache.displaced.get(key);
-      if (d !== undefined) {
-        cache.displaced.delete(key);
-        if (d.gen === cache.pageGen[page]) {
-          cache.displace(b);
-          cache.table[slot] = d;
-          return this.runChain(d, left);
-        }
+      // Another block holds the slot: this one may have been translated, or pushed out, and kept.
+      const k = cache.keptBlock(pa * 16 + this.blockModeKey, page);
+      if (k !== undefined) {
+        cache.displace(b);
+        cache.table[slot] = k;
+        return this.runChain(k, left);
       }
     }
     if (cache.noCache[page] === 0 && ++cache.hot[slot] > (w !== null ? WASM_HOT_THRESHOLD : HOT_THRESHOLD) && this.blockModeKey !== 0) {
