@@ -182,6 +182,14 @@ const VMMS: Vmm[] = [
 /** results[vmm][test] = MB/s or IOPS per run; perCpu[vmm][test] = the same per CPU-second of the VMM process */
 const results: Record<string, Partial<Record<TestKey, number[]>>> = {};
 const perCpu: Record<string, Partial<Record<TestKey, number[]>>> = {};
+/**
+ * The same per CPU-second of the guest thread alone (ringzero's main thread, QEMU's "CPU 0/TCG"; schedstat, in ns),
+ * and the share of the process's CPU spent off it (ringzero: V8 compiling and tiering up translated code; QEMU: its
+ * I/O threads): session 23 found the two apart in the sequential read, where V8's background threads took about
+ * half of ringzero's process CPU (README, "Where bench/io's time goes").
+ */
+const perThread: Record<string, Partial<Record<TestKey, number[]>>> = {};
+const offThread: Record<string, Partial<Record<TestKey, number[]>>> = {};
 const add = (vmm: string, t: TestKey, x: number) => { ((results[vmm] ??= {})[t] ??= []).push(x); };
 const MiB = 1024 * 1024;
 
@@ -260,6 +268,9 @@ function record(vmm: Vmm, t: TestKey, rate: number, units: number, r: TimedResul
   noteWindow(vmm, t, r);
   // units per CPU-second of the VMM process (every thread): robust against other work on a shared host
   if (r.cpuS > 0) ((perCpu[vmm.key] ??= {})[t] ??= []).push(units / r.cpuS);
+  if (r.threadS > 0) ((perThread[vmm.key] ??= {})[t] ??= []).push(units / r.threadS);
+  // (the process figure is in 10 ms clock ticks, the thread's in ns: a short pass can show a little below zero)
+  if (r.cpuS > 0 && Number.isFinite(r.threadS)) ((offThread[vmm.key] ??= {})[t] ??= []).push(Math.max(0, 1 - r.threadS / r.cpuS));
   if (before && after) {
     const dev = NET_TESTS.includes(t) ? 'virtio-net' : 'virtio-blk';
     const vq = (st: Stats, k: 'notifies' | 'interrupts') => st.virtio?.[dev]?.[k] ?? 0;
@@ -459,6 +470,23 @@ for (const t of tests) {
 }
 console.log('\nper CPU-second of the VMM process (medians; stable on a busy host):');
 printTable(['test', 'ringzero soft', 'qemu -accel tcg', 'ratio', 'ringzero csum only', 'qemu csum only', 'ratio'], cpuRows);
+
+// The guest thread alone, and the process's CPU off it: what the engine's code costs apart from what V8 compiles.
+const threadRows: string[][] = [];
+for (const t of tests) {
+  const med = (table: typeof perThread, vmm: string) => (table[vmm]?.[t] ? median(table[vmm]![t]!) : undefined);
+  const ours = med(perThread, 'ringzero');
+  const theirs = med(perThread, 'qemu');
+  if (ours !== undefined) figures[`ringzero_${t}_per_thread_cpu_s`] = Number(ours.toFixed(2));
+  if (theirs !== undefined) figures[`qemu_tcg_${t}_per_thread_cpu_s`] = Number(theirs.toFixed(2));
+  if (ours !== undefined && theirs !== undefined) figures[`${t}_thread_ratio`] = Number((ours / theirs).toFixed(3));
+  const f = (x: number | undefined) => (x === undefined ? '-' : x.toFixed(UNITS[t] === 'IOPS' ? 0 : 2));
+  const pct = (x: number | undefined) => (x === undefined ? '-' : `${(100 * x).toFixed(0)}%`);
+  threadRows.push([`${t} (${UNITS[t] === 'IOPS' ? 'reads' : 'MiB'} per CPU-s)`, f(ours), f(theirs), ours !== undefined && theirs !== undefined ? `${(ours / theirs).toFixed(2)}x` : 'n/a',
+    pct(med(offThread, 'ringzero')), pct(med(offThread, 'qemu'))]);
+}
+console.log('\nper CPU-second of the guest thread (ringzero\'s main thread, QEMU\'s "CPU 0/TCG"; medians), and the process CPU spent off it:');
+printTable(['test', 'ringzero soft', 'qemu -accel tcg', 'ratio', 'ringzero off-thread', 'qemu off-thread'], threadRows);
 
 // Where ringzero's time goes: guest instructions and device traps per unit of work, and the guest CPU rate.
 const workRows: string[][] = [];
