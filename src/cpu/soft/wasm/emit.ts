@@ -355,7 +355,7 @@ function sameTypes(a: number[], b: number[]): boolean {
 export class ModuleBuilder {
   private readonly types: FuncType[] = [];
   private readonly imports: { module: string; field: string; kind: 'func' | 'memory' | 'table'; type?: number }[] = [];
-  private readonly funcs: { type: number; body: Body; exportName?: string }[] = [];
+  private readonly funcs: { type: number; body: Body; exportName?: string; debugName?: string }[] = [];
   private importedFuncs = 0;
 
   type(params: number[], results: number[]): number {
@@ -381,8 +381,13 @@ export class ModuleBuilder {
     return this.importedFuncs++;
   }
 
-  func(type: number, body: Body, exportName?: string): number {
-    this.funcs.push({ type, body, exportName });
+  /**
+   * Define a function; `debugName` (optional) goes into the module's name section (encode), which V8 uses for the
+   * function in stack traces and in its code-event logs (node --perf-basic-prof's /tmp/perf-PID.map: without it a
+   * function is "wasm-function[index]", which says neither which module nor which guest code).
+   */
+  func(type: number, body: Body, exportName?: string, debugName?: string): number {
+    this.funcs.push({ type, body, exportName, debugName });
     return this.importedFuncs + this.funcs.length - 1;
   }
 
@@ -439,6 +444,30 @@ export class ModuleBuilder {
       p = this.funcs[i].body.writeTo(result, p, heads[i]);
     }
     if (p !== result.length) throw new Error('code section size mismatch');
-    return result;
+    return this.withNames(result);
+  }
+
+  /**
+   * `bytes` with a custom section "name" appended when any function has a debugName (Core spec §7.4.1, the name
+   * section: subsection 1, the function names, as a name map of function index -> name in increasing index order).
+   */
+  private withNames(bytes: Uint8Array<ArrayBuffer>): Uint8Array<ArrayBuffer> {
+    const named = this.funcs.map((f, i) => [f.debugName, this.importedFuncs + i] as const).filter(([n]) => n !== undefined);
+    if (named.length === 0) return bytes;
+    const map: number[] = [];
+    uleb(map, named.length);
+    for (const [n, i] of named) { uleb(map, i); name(map, n!); }
+    const content: number[] = [];
+    name(content, 'name');
+    content.push(1);
+    uleb(content, map.length);
+    for (const b of map) content.push(b);
+    const head: number[] = [0];
+    uleb(head, content.length);
+    const out = new Uint8Array(bytes.length + head.length + content.length);
+    out.set(bytes);
+    out.set(head, bytes.length);
+    out.set(content, bytes.length + head.length);
+    return out;
   }
 }

@@ -14,7 +14,7 @@ import { emitTlbSlot, memFnBody, LD_PARAMS, ST_PARAMS } from './tlb-probe.ts';
 import { execSy, SY_SYSCALL, SY_TSC } from '../fast-forms.ts';
 import { readTsc } from '../system/control.ts';
 import { stiSetsIf } from '../ops/interrupt-flag.ts';
-import { translateBody, translateRegion, groupRegions, midSelfEdge, pageTargets, buildModule, buildFlaglib, rawBody, memUsedOf, type WasmCode, type EmitOpts, type TailCtx, type TailTarget, LOCAL_MEM, EXIT_STATS, SITE_STATS, SITE_BASE, SITE_MAX, siteInfo, NEXT_KEY, X_NAMES, EXPLICIT, SYNCED, ARITH, RF, VM, IF, K_SHIFT, PRIV_CHAIN, POS_MEMBER, POS_N } from './translate.ts';
+import { translateBody, translateRegion, groupRegions, midSelfEdge, pageTargets, buildModule, buildFlaglib, rawBody, memUsedOf, type WasmCode, type EmitOpts, type TailCtx, type TailTarget, LOCAL_MEM, WASM_NAMES, EXIT_STATS, SITE_STATS, SITE_BASE, SITE_MAX, siteInfo, NEXT_KEY, X_NAMES, EXPLICIT, SYNCED, ARITH, RF, VM, IF, K_SHIFT, PRIV_CHAIN, POS_MEMBER, POS_N } from './translate.ts';
 import { syscallMsrs, syscallSegments64, sysretSegments64, type SyscallMsrs } from '../system/fastcall.ts';
 import { EFER_SCE, CR4_TSD } from '../constants.ts';
 import { appendFileSync, writeFileSync } from 'node:fs';
@@ -287,7 +287,7 @@ function buildDispatcher(ramSize: number): Uint8Array<ArrayBuffer> {
   b.get(st).get(st).mem(Op.i32Load, 2, L.S_CHAINS).get(chains).op(Op.i32Add).mem(Op.i32Store, 2, L.S_CHAINS);
   b.get(st).get(st).mem(Op.i32Load, 2, L.S_DIRECT).get(direct).op(Op.i32Add).mem(Op.i32Store, 2, L.S_DIRECT);
   b.get(n);
-  m.func(m.type([I32, F64, I32, I32, I32], [I32]), b, 'run');
+  m.func(m.type([I32, F64, I32, I32, I32], [I32]), b, 'run', 'rz.dispatch');
   return m.encode();
 }
 
@@ -304,7 +304,7 @@ function buildMemlib(ramSize: number): Uint8Array<ArrayBuffer> {
   m.importFunc('e', 'wr', m.type([F64, I32, I32, I32, I32], []));
   const ldT = m.type(LD_PARAMS, [I64]), stT = m.type(ST_PARAMS, []);
   for (const write of [false, true]) {
-    for (const size of [1, 2, 4, 8]) m.func(write ? stT : ldT, memFnBody(size, write, ramSize, 0, 1), (write ? 'st' : 'ld') + size);
+    for (const size of [1, 2, 4, 8]) m.func(write ? stT : ldT, memFnBody(size, write, ramSize, 0, 1), (write ? 'st' : 'ld') + size, 'rz.mem.' + (write ? 'st' : 'ld') + size);
   }
   return m.encode();
 }
@@ -322,9 +322,18 @@ function buildTrampolines(): Uint8Array<ArrayBuffer> {
     const b = new Body(params.length);
     for (let k = 0; k < params.length; k++) b.get(k);
     b.call(i);
-    m.func(types[i], b, name);
+    m.func(types[i], b, name, 'rz.helper.' + name);
   });
   return m.encode();
+}
+
+/**
+ * RINGZERO_WASM_NAMES=1: the name of a translated function in its module's name section (translate.ts WASM_NAMES):
+ * "rz.g" and the linear address its (first) block was queued at, in hex, else "rz.p" and its physical address.
+ */
+function fnName(d: Batch['done'][number]): string {
+  const lin = d.info.lins[0];
+  return lin !== undefined ? 'rz.g' + BigInt.asUintN(64, BigInt(lin)).toString(16) : 'rz.p' + d.blocks[0].pa.toString(16);
 }
 
 /** Replay entry `e` at `rip` through its closure or handler (as SoftCpu.runBlock). */
@@ -858,7 +867,7 @@ export class WasmEngine {
   private launch(c: SoftCpu, bodies: Body[], done: Batch['done'], budget: number, tail: TailCtx | null, t0: number): void {
     let bytes: Uint8Array<ArrayBuffer>;
     try {
-      bytes = buildModule(bodies, this.ramSize, LOCAL_MEM, -1, tail === null ? 0 : tail.fns.length);
+      bytes = buildModule(bodies, this.ramSize, LOCAL_MEM, -1, tail === null ? 0 : tail.fns.length, WASM_NAMES ? done.map(fnName) : undefined);
     } catch (err) {
       for (const d of done) this.freeSlot(d.info.slot);
       this.report(done[0].blocks[0], err);

@@ -336,6 +336,13 @@ export const EXIT_STATS = process.env.RINGZERO_WASM_EXIT_STATS === '1';
  * Statistics for tuning only: off, the generated code is unchanged.
  */
 export const SITE_STATS = process.env.RINGZERO_WASM_SITE_STATS ?? '';
+/**
+ * RINGZERO_WASM_NAMES=1: every translated module names its functions (the name section, ./emit.ts ModuleBuilder.func)
+ * after the guest address of their first block (runtime.ts fnName), so that a host profile (node --perf-basic-prof
+ * and perf) attributes wasm time to guest code; off by default (a few bytes per function). The shared modules (memory
+ * library, flag library, helper trampolines, dispatcher) are always named (rz.mem.ld8, rz.dispatch, ...).
+ */
+export const WASM_NAMES = process.env.RINGZERO_WASM_NAMES === '1';
 export const SITE_BASE = layout.STATE_BASE + (layout.MAX_WASM_CPUS - 1) * layout.STATE_STRIDE;
 export const SITE_MAX = layout.STATE_STRIDE >> 2;
 /** SITE_STATS: per site index, the instruction's linear RIP (undefined: not known), physical address and access. */
@@ -3395,7 +3402,7 @@ export function rawBody(bytes: Uint8Array): Body { return new RawBody(bytes); }
  * module) the memory functions they call (`used`: bits of TBody.memUsed), with the slow path through the imported
  * helpers `rd`/`wr`.
  */
-export function buildModule(bodies: Body[], ramSize: number, local = LOCAL_MEM, used = -1, tails = 0): Uint8Array<ArrayBuffer> {
+export function buildModule(bodies: Body[], ramSize: number, local = LOCAL_MEM, used = -1, tails = 0, names?: readonly string[]): Uint8Array<ArrayBuffer> {
   const m = new ModuleBuilder();
   m.importMemory('e', 'm');
   m.importFunc('e', 'rd', m.type([F64, I32, I32], [I32]));
@@ -3418,7 +3425,7 @@ export function buildModule(bodies: Body[], ramSize: number, local = LOCAL_MEM, 
     }
     const unusedT = m.type([], []);
     for (let i = 0; i < 8; i++) {
-      if (used & (1 << i)) m.func(i < 4 ? ldT : stT, fns[i]);
+      if (used & (1 << i)) m.func(i < 4 ? ldT : stT, fns[i], undefined, 'rz.mem.' + (i < 4 ? 'ld' : 'st') + (1 << (i & 3)));
       else m.func(unusedT, UNUSED);
     }
   } else {
@@ -3429,7 +3436,7 @@ export function buildModule(bodies: Body[], ramSize: number, local = LOCAL_MEM, 
   // (the translations tail exits call, TailCtx.fns: function indices F_TAIL + i, after the memory library's)
   if (tails > 0 && local) throw new Error('tail calls need the imported memory library');
   for (let i = 0; i < tails; i++) m.importFunc('t', 'f' + i, t);
-  bodies.forEach((b, i) => m.func(t, b, 'f' + i));
+  bodies.forEach((b, i) => m.func(t, b, 'f' + i, names?.[i]));
   return m.encode();
 }
 
@@ -3508,6 +3515,6 @@ export function buildFlaglib(): Uint8Array<ArrayBuffer> {
   b.op(Op.i32Or);
   b.get(d).get(s).op(Op.i64Xor).get(d).get(r).op(Op.i64Xor).op(Op.i64And).i64(63).op(Op.i64ShrU).op(Op.i32WrapI64).i32(11).op(Op.i32Shl);
   b.op(Op.i32Or);
-  m.func(m.type([I32], [I32]), b, 'fa');
+  m.func(m.type([I32], [I32]), b, 'fa', 'rz.flag.fa');
   return m.encode();
 }
