@@ -216,6 +216,12 @@ export class Block {
   next: Block | null = null;
   next2: Block | null = null;
   /**
+   * The RIP (linear) the last run of this block left to in SoftCpu.runChain, in this page or not: what an indirect
+   * exit (RET, JMP/CALL through a register or memory) predicts when the block is translated (translate.ts
+   * Translator.predictExit; next/next2 hold same-page successors only). 0: none seen.
+   */
+  lastRip = 0;
+  /**
    * A block whose last instruction straddles the end of its page (SoftCpu.recordBlock) depends on a second physical
    * page too: its page number (-1: none, the common case) and that page's generation when it was recorded. That
    * instruction checks, each time it runs, that the next linear page still maps to this page in this privilege's

@@ -761,8 +761,9 @@ export class SoftCpu {
         n += this.runBlock(b, room);
       }
       }
-      if (n >= left || n >= CHAIN_LIMIT || this.eventPending || this.halted || this.stopRequested) return n;
       const rip = this.rip;
+      b.lastRip = rip;
+      if (n >= left || n >= CHAIN_LIMIT || this.eventPending || this.halted || this.stopRequested) return n;
       if (!(rip >= this.fetchRipLo && rip < this.fetchRipHi) || this.fetchBuf !== this.ram) return n;
       const pa = rip + this.fetchDelta;
       let nb = b.next;

@@ -53,7 +53,9 @@ const TAIL = process.env.RINGZERO_WASM_TAIL !== '0';
  */
 const TAIL_KEPT_MAX = Number(process.env.RINGZERO_WASM_TAIL_KEPT_MAX ?? 4096);
 /** Modules are compiled in the background (RINGZERO_WASM_ASYNC=0: on the main thread); see WasmEngine.flush. */
-const ASYNC = process.env.RINGZERO_WASM_ASYNC !== '0';
+let ASYNC = process.env.RINGZERO_WASM_ASYNC !== '0';
+/** Switch ASYNC (tests that translate after a warm-up, synchronously: no event loop turns meanwhile); returns the old value. */
+export function setAsync(on: boolean): boolean { const old = ASYNC; ASYNC = on; return old; }
 /** Replays of a batch's blocks after which its module is compiled synchronously (the event loop is not turning). */
 const ASYNC_WAIT = Number(process.env.RINGZERO_WASM_ASYNC_WAIT ?? 10000);
 /**

@@ -327,6 +327,8 @@ export const NEXT_KEY = process.env.RINGZERO_WASM_NEXT_KEY !== '0';
  * Statistics for tuning only: off, the generated code is unchanged.
  */
 export const EXIT_STATS = process.env.RINGZERO_WASM_EXIT_STATS === '1';
+/** Indirect exits tail-call the blocks that followed them before (Translator.predictExit); RINGZERO_WASM_PREDICT=0: off. */
+export const PREDICT = process.env.RINGZERO_WASM_PREDICT !== '0';
 /**
  * RINGZERO_WASM_SITE_STATS=FILE: every memory-library call site counts its calls (an i32 per site, in the state area
  * of the last vCPU slot, layout.ts MAX_WASM_CPUS - 1, which then holds no vCPU: its 512 KiB give SITE_MAX sites; later
@@ -1042,36 +1044,91 @@ class Translator {
       if (lin !== undefined) t = ctx.findLin(lin + ripOff);
     }
     if (t === null) return;
+    const tt = t;
+    this.flush();
+    this.tailTo(tt, count, same ? X_SAME : X_CROSS, same ? tpa : -1, () => {
+      if (!same) { this.fetchMapsTo(ripOff, tt.pa >>> 12, tt.gen); b.op(Op.i32And); }
+    }, () => {
+      b.get(this.r0);
+      if (ripOff !== 0) b.f64(ripOff).op(Op.f64Add);
+    });
+  }
+
+  /**
+   * The tail call of tailExit and predictExit into installed translation `t` (dirty registers already written back):
+   * when the chain is on, the call's instruction count with `count` more stays below CHAIN_LIMIT and t fits the
+   * budget, and what `cond` pushes (i32s and-ed to those; may push nothing) holds, S_NBASE, S_R0 and S_BLK move to
+   * t (its RIP, an f64, pushed by `rip`) and t is called with return_call; else the code goes on after it. `kind` is
+   * the exit kind counted (EXIT_STATS) and `samePa` t's physical address when it lies in this block's page (-1 else).
+   */
+  tailTo(t: TailTarget, count: number, kind: number, samePa: number, cond: () => void, rip: () => void): void {
+    const b = this.b, ctx = this.opts.tail!;
     let fi = ctx.index.get(t.fn);
     if (fi === undefined) { fi = ctx.fns.push(t.fn) - 1; ctx.index.set(t.fn, fi); }
-    this.flush();
     b.get(this.n).i32(count).op(Op.i32Add).set(this.c32);
     b.get(this.st).mem(Op.i32Load, 2, L.S_CHAIN);
     b.get(this.st).mem(Op.i32Load, 2, L.S_NBASE).get(this.c32).op(Op.i32Add).i32(CHAIN_LIMIT).op(Op.i32LtS).op(Op.i32And);
     b.get(this.c32).i32(t.n).op(Op.i32Add).get(this.left).op(Op.i32LeS).op(Op.i32And);
-    if (!same) { this.fetchMapsTo(ripOff, t.pa >>> 12, t.gen); b.op(Op.i32And); }
+    cond();
     b.open(Op.if);
     b.get(this.st).get(this.st).mem(Op.i32Load, 2, L.S_NBASE).get(this.c32).op(Op.i32Add).mem(Op.i32Store, 2, L.S_NBASE);
-    b.get(this.r0);
-    if (ripOff !== 0) b.f64(ripOff).op(Op.f64Add);
+    rip();
     b.set(this.tf);
     b.get(this.st).get(this.tf).mem(Op.f64Store, 3, L.S_R0);
     b.get(this.st).i32(t.word).mem(Op.i32Store, 2, L.S_BLK);
-    if (same) {
+    if (samePa >= 0) {
       // (the page's entries for reregion, as the dispatcher counts a named entry: only those of one page)
-      const ph = L.S_PHITS + 4 * ((tpa >>> 12) & (L.PHITS_N - 1));
+      const ph = L.S_PHITS + 4 * ((samePa >>> 12) & (L.PHITS_N - 1));
       b.get(this.st).get(this.st).mem(Op.i32Load, 2, ph).i32(1).op(Op.i32Add).mem(Op.i32Store, 2, ph);
     }
     b.get(this.st).get(this.st).mem(Op.i32Load, 2, L.S_TAILS).i32(1).op(Op.i32Add).mem(Op.i32Store, 2, L.S_TAILS);
     const R = this.region;
     if (R !== null) b.get(this.st).get(this.st).mem(Op.i32Load, 2, L.S_INTRA).get(R.intra).op(Op.i32Add).mem(Op.i32Store, 2, L.S_INTRA);
     if (EXIT_STATS) {
-      const o = L.S_XSTATS + 4 * ((same ? X_SAME : X_CROSS) * 8 + 5);
+      const o = L.S_XSTATS + 4 * (kind * 8 + 5);
       b.get(this.st).get(this.st).mem(Op.i32Load, 2, o).i32(1).op(Op.i32Add).mem(Op.i32Store, 2, o);
     }
     b.get(this.st).get(this.tf).get(this.left).get(this.c32).op(Op.i32Sub).get(this.user).i32(t.word >>> K_SHIFT);
     b.returnCall(F_TAIL + fi);
     b.close();
+  }
+
+  /**
+   * An indirect exit (RET, indirect JMP/CALL: the target in local `v`, canonical, already in S_RIP) predicted from
+   * where this block's last run in the JavaScript tier went (Block.lastRip: a PLT slot's `jmp [rip+GOT]` always goes
+   * to the same function, a RET of a function called from one place to the same return address): when the block
+   * last queued at that linear address is installed (TailCtx.findLin), `v` is that address and the dispatcher
+   * would enter it there (this privilege's fetch-TLB bank maps the address's page to the target's
+   * physical page, of the target's generation: fetchMapsAt; chain on, limit, budget: tailTo), a tail call into it
+   * instead of the trip through the dispatcher (its indirect call_indirect, whose one call site predicts badly, and
+   * for a JMP/CALL its TLB probe and table lookup). A RET's return-address prediction (rasPop) may have named a
+   * dispatch entry in S_NEXT: cleared on the tail-call path, or the entry the callee's own exit names would be read
+   * stale. RINGZERO_WASM_PREDICT=0: off.
+   */
+  predictExit(count: number, kind: number): void {
+    const ctx = this.opts.tail;
+    if (!PREDICT || ctx === null || ctx === undefined || this.nested()) return;
+    const b = this.b, lin = this.block.lastRip, t = ctx.findLin(lin);
+    if (t === null) return;
+    this.flush();
+    const vpn = Math.floor(lin / 4096);
+    b.get(this.v).i64(lin).op(Op.i64Eq).open(Op.if);
+    this.tailTo(t, count, kind, -1, () => { this.fetchMapsAt(vpn, t.pa >>> 12, t.gen); b.op(Op.i32And); }, () => {
+      if (kind === X_RET) b.get(this.st).i32(0).mem(Op.i32Store, 2, L.S_NEXT);
+      b.f64(lin);
+    });
+    b.close();
+  }
+
+  /** fetchMapsTo for the linear page number `vpn` (a constant). Uses t32. */
+  fetchMapsAt(vpn: number, pfn: number, gen: number): void {
+    const b = this.b;
+    b.i32(vpn | 0);
+    emitTlbSlot(b, this.t32);
+    b.get(this.rtag).op(Op.i32Add).tee(this.t32);
+    b.mem(Op.f64Load, 3, L.TLB_FETCH_DELTA).f64(vpn).op(Op.f64Eq);
+    b.get(this.t32).mem(Op.i32Load, 2, L.TLB_FETCH_DELTA + 8).i32(pfn).op(Op.i32Eq).op(Op.i32And);
+    b.i32(0).mem(Op.i32Load, 2, L.PAGE_GEN + 4 * pfn).i32(gen).op(Op.i32Eq).op(Op.i32And);
   }
 
   /**
@@ -3009,6 +3066,7 @@ function emitPop(T: Translator, e: BlockEntry, i: number, next: number): void {
   if (f === Form.Ret) {
     b.get(T.st).get(T.v).op(Op.f64ConvertI64s).mem(Op.f64Store, 3, L.S_RIP);
     T.rasPop();
+    T.predictExit(i + 1, X_RET);
     T.xk(X_RET); b.i32(i + 1).set(T.xc); T.leave();
   } else T.set64(e.a, T.v);
 }
@@ -3340,6 +3398,7 @@ function emitCallInd(T: Translator, e: BlockEntry, i: number, next: number): voi
     T.rasPush(next, T.w);
   }
   b.get(T.st).get(T.v).op(Op.f64ConvertI64s).mem(Op.f64Store, 3, L.S_RIP);
+  T.predictExit(i + 1, X_IND);
   T.xk(X_IND); b.i32(i + 1).set(T.xc); T.leave();
 }
 
