@@ -2178,6 +2178,13 @@ function emitCode(T: Translator, block: Block, offs: number[], loop: { pre: numb
  * instructions touch only registers and the run's own bytes (a write to a page with decoded code is a miss).
  */
 const STACK_RUN = process.env.RINGZERO_WASM_STACK_RUN !== '0';
+/**
+ * A CALL's push or a RET's pop with no other stack access before it in its block is a run of its own (one inline
+ * probe, else the memory library as before): every CALL and RET touched the stack through a library call, the ash
+ * loop's ~280 RETs and as many CALLs per iteration (~560 of its ~2130 library calls, each also writing the dirty
+ * registers back first). RINGZERO_WASM_STACK_ONE=0: off.
+ */
+const STACK_ONE = process.env.RINGZERO_WASM_STACK_ONE !== '0';
 
 /**
  * The stack run starting at instruction i of `es` (stackRun's forms above, at least two accesses; see STACK_RUN):
@@ -2224,7 +2231,8 @@ function stackRun(T: Translator, es: BlockEntry[], i: number): void {
     } else break;
     if (f === Form.Call || f === Form.Ret) { j++; break; }
   }
-  if (n < 2) return;
+  // (one access: a run only when it is the CALL's push or the RET's pop, see STACK_ONE)
+  if (n < 2 && !(STACK_ONE && n === 1 && j > i && (es[j - 1].form === Form.Call || es[j - 1].form === Form.Ret))) return;
   const b = T.b;
   for (let k = i; k < j; k++) T.runOff[k] = Number.isNaN(at[k]) ? -1 : at[k] - lo;
   T.runEnd = j;
