@@ -1,6 +1,6 @@
 // The REST routes of live migration between daemons (src/manager/migration.ts), and their OpenAPI entries:
 //   POST /vms/{name}/migrate   {to, downtimeMs?, maxIterations?, bandwidth?, verify?, linkTimeoutMs?, copyStorage?,
-//                              diskTargets?, hotBlocks?}: starts the
+//                              diskTargets?, hotBlocks?, resumeBoost?}: starts the
 //                              migration and answers 202 with it at once (it runs on in the daemon)
 //   GET  /vms/{name}/migration the VM's latest migration, either way (also once the source has forgotten the VM):
 //                              phase, iteration, bytes sent, dirty rate, expected and measured downtime, error

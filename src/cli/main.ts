@@ -15,7 +15,7 @@ import type { GuestProfile, KernelSymbol } from '../vmm/guest-profile.ts';
 import { registerDaemonCommands } from './daemon-commands.ts';
 import { registerStorageCommands } from './storage-commands.ts';
 import { registerBackupCommands } from './backup-commands.ts';
-import { registerMigrateCommands, hotBlocksOption } from './migrate-commands.ts';
+import { registerMigrateCommands, hotBlocksOption, resumeBoostOption } from './migrate-commands.ts';
 import type { RunOptions } from './run-config.ts';
 import { checkSocketPath, DEFAULT_MEMORY, ENGINE_REQUESTS, UsageError } from './validate.ts';
 
@@ -251,7 +251,10 @@ function program(): Command {
     .option('--stats', 'print engine statistics (instructions, MIPS, block cache) on stderr when the VM ends')
     .option('--profile-guest <file>', 'soft engine: sample where the guest runs (one RIP per 20000 instructions) and write the profile to FILE as JSON when the VM ends')
     .option('--kallsyms <file>', 'with --profile-guest: the guest\'s /proc/kallsyms, to name kernel functions (boot with nokaslr)')
-    .action(async (options: RunOptions & ManagedRunOptions & ProfileOptions & { restore?: string; incoming?: string; diskTarget?: string[]; verify?: boolean }, command: Command) => {
+    .option('--resume-boost <nice>', 'the priority (nice value, -20 to 0; 0: none) of this VMM\'s session while its guest stands still for a migration\'s switch-over, and of it and its guest thread for 3 s after a resume (a migration\'s destination, --restore); needs CAP_SYS_NICE (default -10)')
+    .action(async (options: RunOptions & ManagedRunOptions & ProfileOptions & { restore?: string; incoming?: string; diskTarget?: string[]; verify?: boolean; resumeBoost?: string }, command: Command) => {
+      const boost = resumeBoostOption(options.resumeBoost).resumeBoost;
+      if (boost !== undefined) (await import('../vmm/resume-priority.ts')).setResumeBoost(boost);
       process.exitCode = await runCommand(options, (option) => command.getOptionValueSource(option) === 'cli');
     });
 
@@ -285,7 +288,8 @@ function program(): Command {
       (value: string, previous: string[] | undefined) => [...(previous ?? []), value])
     .option('--hot-blocks <n>', 'soft engine: send the destination at most N of the guest\'s most recently translated code blocks, which it translates during the pre-copy (0 to 65536; default 2048)')
     .option('--no-hot-blocks', 'send no hot-block list (the destination starts with no translated code)')
-    .action(async (name: string | undefined, options: { controlSocket?: string; socket?: string; linkTimeoutMs: string; json?: boolean; to: string; downtimeMs: string; maxIterations: string; bandwidth?: string; progress?: boolean; verify?: boolean; copyStorageAll?: boolean; diskTarget?: string[]; hotBlocks?: string | boolean }) => {
+    .option('--resume-boost <nice>', 'the priority (nice value, -20 to 0; 0: none) the VMMs\' sessions (and, with NAME, the daemons\') take while the guest stands still for the switch-over, and the destination\'s for 3 s after; needs CAP_SYS_NICE (default: the VM\'s resumeBoost, else -10)')
+    .action(async (name: string | undefined, options: { controlSocket?: string; socket?: string; linkTimeoutMs: string; json?: boolean; to: string; downtimeMs: string; maxIterations: string; bandwidth?: string; progress?: boolean; verify?: boolean; copyStorageAll?: boolean; diskTarget?: string[]; hotBlocks?: string | boolean; resumeBoost?: string }) => {
       if ((name === undefined) === (options.controlSocket === undefined)) throw new UsageError('migrate takes a VM NAME (through the daemon) or --control-socket (a VMM), one of the two');
       if (name !== undefined) {
         const { migrateThroughDaemon } = await import('./migrate-commands.ts');
@@ -306,6 +310,7 @@ function program(): Command {
         ...(options.verify ? { verify: true } : {}),
         ...(options.copyStorageAll ? { copyStorage: true } : {}),
         ...hotBlocksOption(options.hotBlocks),
+        ...resumeBoostOption(options.resumeBoost),
       };
       if (options.diskTarget !== undefined) throw new UsageError('--disk-target is for a daemon\'s VM (NAME): between VMMs the destination names its copies (run --incoming --disk-target)');
       const { controlRequest } = await import('../vmm/control.ts');

@@ -26,6 +26,8 @@ export interface DaemonMigrateOptions extends SocketOption {
   diskTarget?: string[];
   /** --hot-blocks N (a string), --no-hot-blocks (false). */
   hotBlocks?: string | boolean;
+  /** --resume-boost NICE (a string). */
+  resumeBoost?: string;
 }
 
 /** The most --hot-blocks takes (src/cpu/soft/hot-list.ts MAX_LISTED_LIMIT, which the VMM checks too). */
@@ -36,6 +38,19 @@ export function hotBlocksOption(value: string | boolean | undefined): { hotBlock
   if (value === undefined || value === true) return {};
   if (value === false) return { hotBlocks: 0 };
   return { hotBlocks: int(value, '--hot-blocks', 0, MAX_HOT_BLOCKS, ' (0: no hot-block list)') };
+}
+
+/**
+ * `--resume-boost NICE` (-20 to 0; 0: none) as a request's or definition's resumeBoost (nothing when not given). Also
+ * `run --resume-boost`. (-20..0: src/vmm/resume-priority.ts MIN_RESUME_BOOST, MAX_RESUME_BOOST, which the VMM and the
+ * API check too.)
+ */
+export function resumeBoostOption(value: string | undefined): { resumeBoost?: number } {
+  if (value === undefined) return {};
+  if (!/^(0|-?[1-9]\d*)$/.test(value) || Number(value) < -20 || Number(value) > 0) {
+    throw new UsageError(`--resume-boost '${value}' must be an integer from -20 to 0 (a nice value; 0: no boost)`);
+  }
+  return { resumeBoost: Number(value) };
 }
 
 /** `--disk-target vdX=TARGET` (repeatable) as the request's diskTargets. */
@@ -172,6 +187,7 @@ export async function migrateThroughDaemon(name: string, options: DaemonMigrateO
     ...(options.verify ? { verify: true } : {}),
     ...(options.copyStorageAll ? { copyStorage: true } : {}),
     ...hotBlocksOption(options.hotBlocks),
+    ...resumeBoostOption(options.resumeBoost),
   };
   const targets = diskTargetsOf(options.diskTarget, options.copyStorageAll);
   if (targets) Object.assign(body, { diskTargets: targets });

@@ -269,7 +269,7 @@ export class VmManager extends EventEmitter {
    * its console, and the VM stays 'starting' until markRunning() says the migrated guest runs; `diskTargets` (a
    * copy-storage migration) are the files its VMM creates and fills: the definition's disks, not there yet.
    */
-  async start(name: string, fromSnapshot?: string, incoming?: string, diskTargets?: string[], verifySnapshot = false): Promise<VmView> {
+  async start(name: string, fromSnapshot?: string, incoming?: string, diskTargets?: string[], verifySnapshot = false, resumeBoost?: number): Promise<VmView> {
     const definition = this.definitionOf(name);
     const current = this.stateOf(name);
     if (ACTIVE_STATES.has(current)) throw new ManagerError('conflict', `VM '${name}' is already ${current}`);
@@ -288,6 +288,9 @@ export class VmManager extends EventEmitter {
       : fromSnapshot !== undefined
       ? restoreArguments(fromSnapshot, socketPath, statusFile, controlSocket, verifySnapshot)
       : vmmArguments(definition, socketPath, statusFile, controlSocket);
+    // (a migration's own resumeBoost, else the definition's: the incoming and restoring VMMs too, whose resume it is for)
+    const boost = resumeBoost ?? definition.resumeBoost;
+    if (boost !== undefined) args.push('--resume-boost', String(boost));
 
     const logFd = fs.openSync(this.state.logFile(name), 'a', 0o600);
     fs.writeSync(logFd, `--- ${new Date().toISOString()} start\n`);

@@ -61,6 +61,7 @@ import { ManagerError, VM_NAME_RE, type VmDefinition } from './schema.ts';
 import { VOLUME_NAME_RE } from './volumes.ts';
 import { removeFileDurable, writeFileAtomic } from './store.ts';
 import type { VmManager } from './manager.ts';
+import { GROUP_BOOST, SWITCHOVER_BOOST, groupBoosted, holdSession, resumeBoostError } from '../vmm/resume-priority.ts';
 
 export const LINK_FORMAT = 'ringzero-daemon-migration';
 /** Bump on any change of the link's frames or messages. */
@@ -98,6 +99,8 @@ export interface MigrateRequest {
   diskTargets?: Record<string, string>;
   /** Soft engine: at most this many hot blocks listed for the destination (0: none; default the VMM's, 2048). */
   hotBlocks?: number;
+  /** The switch-over's priority, both VMMs' and both daemons' (a nice value; 0: none); default the VM definition's, else -10. */
+  resumeBoost?: number;
 }
 
 /**
@@ -164,6 +167,8 @@ export interface MigrationView {
   bytesReceived?: number;
   /** outgoing, after the switch-over: what became of the source's definition. */
   sourceDefinition?: 'removed' | 'kept';
+  /** This daemon's session ran at this nice value through the switch-over's relay, for heldMs (SwitchoverHold). */
+  daemonBoost?: { nice: number; heldMs: number };
   error?: string;
 }
 
@@ -186,6 +191,8 @@ export const migrateRequestSchema = {
     },
     // (65536: src/cpu/soft/hot-list.ts MAX_LISTED_LIMIT, which the VMM checks too)
     hotBlocks: { type: 'integer', minimum: 0, maximum: 65536, description: 'soft engine: send the destination at most this many of the guest\'s most recently translated code blocks, which it translates during the pre-copy (0: none; default 2048)' },
+    // (-20..0: src/vmm/resume-priority.ts MIN_RESUME_BOOST, MAX_RESUME_BOOST, which the VMM checks too)
+    resumeBoost: { type: 'integer', minimum: -20, maximum: 0, description: 'the priority (a nice value; 0: none) both VMMs\' and both daemons\' sessions take while the guest stands still for the switch-over, and the destination VMM\'s for its first 3 s after; needs CAP_SYS_NICE on each host; default the VM definition\'s resumeBoost, else -10' },
   },
 } as const;
 
@@ -226,6 +233,10 @@ export const migrationSchema = {
     downtimeParts: { type: 'object', additionalProperties: { type: 'number' } },
     bytesReceived: { type: 'integer' },
     sourceDefinition: { type: 'string', enum: ['removed', 'kept'] },
+    daemonBoost: {
+      type: 'object', required: ['nice', 'heldMs'], properties: { nice: { type: 'integer' }, heldMs: { type: 'number' } },
+      description: 'this daemon\'s session ran at this nice value while it relayed the switch-over (from the destination\'s "synced" to its "resumed"), for heldMs; absent when it was not raised (not the leader of its own session, no CAP_SYS_NICE, or off)',
+    },
     error: { type: 'string' },
   },
 } as const;
@@ -507,6 +518,8 @@ export class Migrations {
     let relay: net.Server | undefined;
     let local: net.Socket | undefined;
     let statusTimer: NodeJS.Timeout | undefined;
+    const boost = request.resumeBoost ?? definition.resumeBoost;
+    const hold = new SwitchoverHold(view, boost ?? GROUP_BOOST);
     try {
       await link.connected(10_000, `the destination daemon at ${request.to}`);
       if (link.gone) throw link.gone;
@@ -528,7 +541,7 @@ export class Migrations {
       });
       accepted.catch(() => {});
       const nonce = await withTimeout(Promise.race([challenge, accepted.then(() => '')]), 10_000, `${request.to} sent no challenge: not a ringzero daemon's migration listener?`);
-      link.sendJson(F_HELLO, { format: LINK_FORMAT, version: LINK_VERSION, auth: proof(this.token!, nonce), definition, disks, linkTimeoutMs, source: os.hostname(), ...copy });
+      link.sendJson(F_HELLO, { format: LINK_FORMAT, version: LINK_VERSION, auth: proof(this.token!, nonce), definition, disks, linkTimeoutMs, source: os.hostname(), ...copy, ...(request.resumeBoost !== undefined ? { resumeBoost: request.resumeBoost } : {}) });
       const answer = await withTimeout(accepted, ACCEPT_TIMEOUT_MS, `the destination daemon did not take the VM within ${ACCEPT_TIMEOUT_MS / 1000} s`);
       if (answer.ok !== true) throw new Error(`the destination refused the VM: ${String(answer.message)}${answer.code ? ` [${String(answer.code)}]` : ''}`);
 
@@ -556,9 +569,17 @@ export class Migrations {
         socket.on('close', () => { if (!linkError) vmmEndedFirst = true; });
         socket.on('error', () => { /* the VMM's side: it reports the failure in its answer */ });
       });
+      // (the destination VMM's answers, small frames, read as they pass: its "synced" starts this daemon's boost)
+      let answers: FrameReader | undefined = new FrameReader();
       link.onFrame = (type, payload) => {
-        if (type === F_DATA) local?.write(payload);
-        else if (type === F_END) local?.end();
+        if (type === F_DATA) {
+          local?.write(payload);
+          try {
+            if (answers) for (const f of answers.push(payload)) if (f.type === T_JSON) hold.answer(f.message.kind);
+          } catch {
+            answers = undefined; // (not a stream this daemon can read: the VMM says what is wrong with it)
+          }
+        } else if (type === F_END) local?.end();
         else if (type === F_ABORT) {
           linkError ??= new Error(`the destination gave up: ${String(parseJson(payload).message)}`);
           local?.destroy();
@@ -579,6 +600,8 @@ export class Migrations {
         cmd: 'migrate', to: `127.0.0.1:${relayPort}`, downtimeMs: request.downtimeMs ?? 300, maxIterations: request.maxIterations ?? 30,
         ...(request.bandwidth !== undefined ? { bandwidth: request.bandwidth } : {}), ...(request.verify ? { verify: true } : {}),
         ...(request.copyStorage ? { copyStorage: true } : {}), ...(request.hotBlocks !== undefined ? { hotBlocks: request.hotBlocks } : {}),
+        // (the VMM was started with the definition's, which it uses by default)
+        ...(request.resumeBoost !== undefined ? { resumeBoost: request.resumeBoost } : {}),
       }, 24 * 3600_000).catch((error: Error) => ({ ok: false, error: `the VMM: ${error.message}` }) as Record<string, unknown>);
       clearInterval(statusTimer);
       if (result.ok !== true && result.phase === 'switch-over-unknown') {
@@ -603,6 +626,7 @@ export class Migrations {
       local?.destroy();
       throw error;
     } finally {
+      hold.end();
       clearInterval(statusTimer);
       relay?.close();
       this.links.delete(link.socket);
@@ -783,7 +807,7 @@ export class Migrations {
   }
 
   /** Check the source's offer; only what cannot work here is refused (the VMM stream checks the machine itself). */
-  private checkOffer(hello: Record<string, unknown>, nonce: string): { definition: VmDefinition; linkTimeoutMs: number; copies?: string[] } {
+  private checkOffer(hello: Record<string, unknown>, nonce: string): { definition: VmDefinition; linkTimeoutMs: number; copies?: string[]; resumeBoost?: number } {
     if (hello.format !== LINK_FORMAT) throw new ManagerError('invalid', `not a ringzero daemon migration (format ${JSON.stringify(hello.format)})`);
     if (hello.version !== LINK_VERSION) throw new ManagerError('unsupported', `the source daemon speaks migration link version ${String(hello.version)}, this one ${LINK_VERSION}`);
     const expected = Buffer.from(proof(this.token ?? crypto.randomBytes(32).toString('hex'), nonce), 'hex');
@@ -815,7 +839,11 @@ export class Migrations {
     }
     const t = hello.linkTimeoutMs;
     const linkTimeoutMs = Number.isInteger(t) && (t as number) >= 500 && (t as number) <= 600_000 ? t as number : DEFAULT_LINK_TIMEOUT_MS;
-    return { definition: copies ? { ...d, disks: d.disks.map((disk, i) => ({ ...disk, path: copies[i] })) } : d, linkTimeoutMs, ...(copies ? { copies } : {}) };
+    // (both end up on this host's VMM command line and in /proc/self/autogroup: checked as the API checks them)
+    if (d.resumeBoost !== undefined && resumeBoostError(d.resumeBoost)) throw new ManagerError('invalid', `the definition of '${d.name}': resumeBoost ${resumeBoostError(d.resumeBoost)}`);
+    if (hello.resumeBoost !== undefined && resumeBoostError(hello.resumeBoost)) throw new ManagerError('invalid', `the migration's resumeBoost ${resumeBoostError(hello.resumeBoost)}`);
+    const resumeBoost = hello.resumeBoost as number | undefined;
+    return { definition: copies ? { ...d, disks: d.disks.map((disk, i) => ({ ...disk, path: copies[i] })) } : d, linkTimeoutMs, ...(copies ? { copies } : {}), ...(resumeBoost !== undefined ? { resumeBoost } : {}) };
   }
 
   /**
@@ -852,7 +880,7 @@ export class Migrations {
   }
 
   private async incoming(link: Link, hello: Record<string, unknown>, peer: string, nonce: string): Promise<void> {
-    let offer: { definition: VmDefinition; linkTimeoutMs: number; copies?: string[] };
+    let offer: { definition: VmDefinition; linkTimeoutMs: number; copies?: string[]; resumeBoost?: number };
     try {
       offer = this.checkOffer(hello, nonce);
     } catch (error) {
@@ -874,6 +902,7 @@ export class Migrations {
     let committed = false;
     let vmm: net.Socket | undefined;
     let defined = false;
+    const hold = new SwitchoverHold(view, offer.resumeBoost ?? offer.definition.resumeBoost ?? GROUP_BOOST);
     const fail = (error: Error) => {
       if (committed) return;
       failure ??= error;
@@ -904,7 +933,7 @@ export class Migrations {
       defined = true;
       const logOffset = this.logSize(name);
       writeFileAtomic(marker, `${JSON.stringify({ direction: 'incoming', vm: name, peer, logOffset, at: view.startedAt, ...copied } satisfies Marker)}\n`);
-      await this.manager.start(name, undefined, 'tcp:127.0.0.1:0', offer.copies);
+      await this.manager.start(name, undefined, 'tcp:127.0.0.1:0', offer.copies, false, offer.resumeBoost);
       if (failure) throw failure;
       const port = await this.vmmPort(name, logOffset, () => failure);
       vmm = await connectLocal(port);
@@ -917,6 +946,7 @@ export class Migrations {
           link.sendData(chunk);
           try {
             for (const f of answers.push(chunk)) {
+              if (f.type === T_JSON) hold.answer(f.message.kind);
               if (f.type === T_JSON && f.message.kind === 'resumed' && !committed) {
                 committed = true;
                 this.manager.markRunning(name, `migrated in from ${peer}`);
@@ -966,6 +996,7 @@ export class Migrations {
       for (const file of copies) fs.rmSync(file, { force: true });
       throw new Error(message);
     } finally {
+      hold.end();
       for (const file of copies) this.reserved.delete(file);
       this.busy.delete(name);
       removeFileDurable(marker);
@@ -1057,6 +1088,57 @@ export function resolution(name: string, peer: string, action: 'ask' | 'resume' 
 }
 
 /** One end of the daemon-to-daemon connection: framing, heartbeat, and one failure reported once. */
+/**
+ * RINGZERO_DAEMON_SWITCHOVER_BOOST (default 1; 0: off; also off with RINGZERO_SWITCHOVER_BOOST=0): each daemon raises
+ * its own session's autogroup (src/vmm/resume-priority.ts holdSession) while it relays a switch-over, to the
+ * migration's resumeBoost, else the VM definition's, else RINGZERO_RESUME_GROUP_BOOST's value (-10). Why: the downtime's destination part is two round trips relayed by both daemons (the state and
+ * "loaded", "go" and "resumed"), eight wake-ups of two processes that ran at their own priority while the VMMs at
+ * either end ran boosted: on a loaded host that part was 239-336 ms of 249-352 ms downtimes (README "Live migration",
+ * session 22). Only a daemon that leads its own session is raised (as systemd starts a service, or `setsid ringzero
+ * daemon`); one started from a shell is left alone, as a VMM would be.
+ */
+const DAEMON_SWITCHOVER_BOOST = SWITCHOVER_BOOST && process.env.RINGZERO_DAEMON_SWITCHOVER_BOOST !== '0';
+/** The longest a daemon holds that boost (a switch-over whose "resumed" never comes: the link fails, settled later). */
+const DAEMON_BOOST_MAX_MS = 10_000;
+
+/**
+ * The daemon's boost through one migration's switch-over: from the destination VMM's "synced" (its source pauses the
+ * guest next) to its "resumed", or the migration's end, whichever comes first; at most DAEMON_BOOST_MAX_MS. Recorded in
+ * the migration's view (daemonBoost).
+ */
+class SwitchoverHold {
+  private release: (() => void) | undefined;
+  private since = 0;
+  private done = false;
+
+  constructor(private readonly view: MigrationView, private readonly nice: number) {}
+
+  /** The stream's answers (destination VMM to source VMM), as this daemon relays them. */
+  answer(kind: unknown): void {
+    if (kind === 'synced') this.start();
+    else if (kind === 'resumed' || kind === 'error') this.end();
+  }
+
+  private start(): void {
+    if (this.done || this.release || !DAEMON_SWITCHOVER_BOOST) return;
+    this.done = true;
+    const release = holdSession(this.nice);
+    if (!release) return;
+    this.release = release;
+    this.since = performance.now();
+    this.view.daemonBoost = { nice: groupBoosted?.now ?? this.nice, heldMs: 0 };
+    setTimeout(() => this.end(), DAEMON_BOOST_MAX_MS).unref();
+  }
+
+  end(): void {
+    this.done = true;
+    if (!this.release) return;
+    this.release();
+    this.release = undefined;
+    this.view.daemonBoost!.heldMs = Math.round(performance.now() - this.since);
+  }
+}
+
 class Link {
   onFrame: ((type: number, payload: Buffer) => void) | undefined;
   onFail: ((error: Error) => void) | undefined;

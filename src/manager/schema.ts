@@ -105,6 +105,8 @@ export const vmDefinitionSchema = {
     autostart: { type: 'boolean', default: false, description: 'start the VM when the daemon starts' },
     // No default: a definition without it reads as it did before the field existed.
     balloon: { type: 'boolean', description: 'a virtio-balloon device, to take memory back at run time (ringzero setmem); default false' },
+    // (-20..0: src/vmm/resume-priority.ts MIN_RESUME_BOOST, MAX_RESUME_BOOST; no default: the VMM's own, -10)
+    resumeBoost: { type: 'integer', minimum: -20, maximum: 0, description: 'the priority (a nice value; 0: none) the VM\'s VMM takes while the guest stands still for a live migration\'s switch-over (and the daemons while they relay it), and at a destination or a restore for its first 3 s, so that a loaded host gives the guest the CPU first; needs CAP_SYS_NICE; default -10 (a migration\'s resumeBoost overrides it)' },
     ...resourceProperties,
   },
 } as const;
@@ -145,6 +147,8 @@ export interface VmDefinition {
   cpuWeight?: number;
   memoryMax?: number;
   cpuPinning?: string;
+  /** `run --resume-boost`: the switch-over's and a resume's priority (src/vmm/resume-priority.ts); absent: the VMM's default. */
+  resumeBoost?: number;
 }
 
 export type VmState = 'shut off' | 'starting' | 'running' | 'paused' | 'shutting down' | 'crashed';

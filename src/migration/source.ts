@@ -35,7 +35,7 @@ import {
 } from './protocol.ts';
 import { isAllZero } from '../sys/zero.ts';
 import { HOT_FORMAT, MAX_LISTED } from '../cpu/soft/hot-list.ts';
-import { holdSession, SWITCHOVER_BOOST } from '../vmm/resume-priority.ts';
+import { GROUP_BOOST, holdSession, SWITCHOVER_BOOST } from '../vmm/resume-priority.ts';
 
 /** RINGZERO_MIGRATE_HOT_STATS=1: both ends say on stderr what the hot-block list cost and did (src/cpu/soft/hot-list.ts). */
 export const HOT_STATS = process.env.RINGZERO_MIGRATE_HOT_STATS === '1';
@@ -68,6 +68,11 @@ export interface MigrateOptions {
    * pre-copy (src/cpu/soft/hot-list.ts); 0: no list. Default RINGZERO_MIGRATE_HOT_MAX, else 2048 (RINGZERO_MIGRATE_HOT=0: 0).
    */
   hotBlocks?: number;
+  /**
+   * The nice value this VMM's session takes from "sync" to "resumed" (src/vmm/resume-priority.ts holdSession; 0:
+   * none). Default the VMM's (`run --resume-boost`, else RINGZERO_RESUME_GROUP_BOOST, else -10).
+   */
+  resumeBoost?: number;
   /** Test-only: called after each disk frame of the first disk pass (a test writes to the disk meanwhile). */
   onDiskFrame?: () => void | Promise<void>;
 }
@@ -322,7 +327,7 @@ export async function migrateMachine(machine: Machine, opts: MigrateOptions, onP
     // Drain the pipe first: pages still queued in the socket buffers (up to megabytes on loopback) would otherwise be
     // waited for with the guest stopped. The destination answers "synced" once it has taken everything before it.
     // (from here to "resumed" the guest stops: this VMM's session first on a loaded host, src/vmm/resume-priority.ts)
-    if (SWITCHOVER_BOOST) releaseBoost = holdSession();
+    if (SWITCHOVER_BOOST) releaseBoost = holdSession(opts.resumeBoost ?? GROUP_BOOST);
     await link.send(jsonFrame({ kind: 'sync' }));
     await link.expect('synced');
     alive(machine);

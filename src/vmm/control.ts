@@ -268,7 +268,7 @@ export class ControlServer {
 }
 
 /**
- * {"cmd":"migrate","to":"HOST:PORT"[,"downtimeMs":N][,"maxIterations":N][,"bandwidth":BYTES_PER_S][,"verify":true][,"copyStorage":true][,"hotBlocks":N]}: live-migrate the
+ * {"cmd":"migrate","to":"HOST:PORT"[,"downtimeMs":N][,"maxIterations":N][,"bandwidth":BYTES_PER_S][,"verify":true][,"copyStorage":true][,"hotBlocks":N][,"resumeBoost":NICE]}: live-migrate the
  * VM to a VMM started with `--incoming tcp:HOST:PORT` (src/migration). Answers when it is over: on success with the
  * final progress (this VMM then ends: the VM runs at the destination), on failure with the reason (the VM runs on
  * here). {"cmd":"migrate-status"} reports the progress meanwhile (phase, iteration, bytes sent, dirty rate, expected
@@ -295,11 +295,14 @@ async function migrateCommand(vm: ControlledVm | undefined, r: Record<string, un
   if (r.hotBlocks !== undefined && !(Number.isInteger(r.hotBlocks) && (r.hotBlocks as number) >= 0 && (r.hotBlocks as number) <= MAX_LISTED_LIMIT)) {
     return { ok: false, error: `"hotBlocks" must be an integer from 0 to ${MAX_LISTED_LIMIT} (0: no hot-block list)` };
   }
+  const { resumeBoostError } = await import('./resume-priority.ts');
+  if (r.resumeBoost !== undefined && resumeBoostError(r.resumeBoost)) return { ok: false, error: `"resumeBoost" ${resumeBoostError(r.resumeBoost)}` };
   const { migrateMachine } = await import('../migration/source.ts');
   try {
     const result = await migrateMachine(vm, {
       ...to, downtimeMs: r.downtimeMs as number | undefined, maxIterations: r.maxIterations as number | undefined, bandwidth: r.bandwidth as number | undefined,
       verifyMemory: r.verify === true, copyStorage: r.copyStorage === true, ...(r.hotBlocks !== undefined ? { hotBlocks: r.hotBlocks as number } : {}),
+      ...(r.resumeBoost !== undefined ? { resumeBoost: r.resumeBoost as number } : {}),
     });
     // The VM runs at the destination now: this VMM ends (after this answer is written).
     setImmediate(() => {

@@ -35,7 +35,7 @@ export const RESUME_NICE_S = Number(process.env.RINGZERO_RESUME_NICE_S || 3);
  * 6 of 6, median 164 against 399), the main thread's CPU in the first second median 136 against 77 ms. Needs
  * CAP_SYS_NICE (or RLIMIT_NICE) to go below 0: without it nothing is raised.
  */
-export const RESUME_BOOST = Number(process.env.RINGZERO_RESUME_BOOST ?? -10);
+export let RESUME_BOOST = Number(process.env.RINGZERO_RESUME_BOOST ?? -10);
 /**
  * The other threads' nice value meanwhile (RINGZERO_RESUME_OTHERS_NICE, at most 19; default 0: threads at 0 or above
  * keep theirs). Session 20 set 19 (before the boost); with the boost it was worse than leaving them (session 21, three
@@ -58,12 +58,35 @@ const PRIO_PROCESS = 0;
  * /proc/self/autogroup (lowering it needs CAP_SYS_NICE, as for a thread) and put back after the same seconds. Only
  * for a session of its own: a VMM started from a shell would otherwise raise the whole shell session.
  */
-export const GROUP_BOOST = Number(process.env.RINGZERO_RESUME_GROUP_BOOST ?? -10);
+export let GROUP_BOOST = Number(process.env.RINGZERO_RESUME_GROUP_BOOST ?? -10);
+
+/** The range of a resume boost given as a setting (nice values: sched(7); 0 is none, as for the variables above). */
+export const MIN_RESUME_BOOST = -20, MAX_RESUME_BOOST = 0;
+
+/** Why `value` is not a resume boost setting (an integer from -20 to 0), or undefined when it is one. */
+export function resumeBoostError(value: unknown): string | undefined {
+  return Number.isInteger(value) && (value as number) >= MIN_RESUME_BOOST && (value as number) <= MAX_RESUME_BOOST
+    ? undefined : `must be an integer from ${MIN_RESUME_BOOST} to ${MAX_RESUME_BOOST} (a nice value; 0: no boost)`;
+}
+
+/**
+ * This VMM's boosts at nice `nice` (`run --resume-boost`, a VM definition's `resumeBoost`): its main thread's after a
+ * resume (RESUME_BOOST) and its session's through a switch-over and after a resume (GROUP_BOOST), both at once, over
+ * what the environment said; 0 turns both off. The setting a user gives, where the variables stay the experiments'.
+ */
+export function setResumeBoost(nice: number): void {
+  const why = resumeBoostError(nice);
+  if (why) throw new RangeError(`the resume boost ${why}`);
+  RESUME_BOOST = nice;
+  GROUP_BOOST = nice;
+}
 /** What favourSession did last, for the VMMs' stats lines: the autogroup's nice value before and meanwhile. */
 export let groupBoosted: { was: number; now: number } | undefined;
 /** The holds on the session's boost (holdSession) and the group's own nice value to put back when none is left. */
 let holds = 0;
 let groupWas: number | undefined;
+/** The value the group was set to by the first hold (a nested hold keeps it, whatever value it asked for). */
+let groupNow: number | undefined;
 
 /**
  * This VMM's autogroup at nice `nice` (see GROUP_BOOST) until the returned release() is called; holds nest (the
@@ -81,13 +104,14 @@ export function holdSession(nice = GROUP_BOOST): (() => void) | undefined {
       if (!m || nice >= Number(m[1])) return undefined;
       fs.writeFileSync('/proc/self/autogroup', String(nice));
       groupWas = Number(m[1]);
+      groupNow = nice;
     } catch {
       // (no autogroups in this kernel, or no privilege to raise a group: left as it is)
       return undefined;
     }
   }
   holds++;
-  groupBoosted = { was: groupWas!, now: nice };
+  groupBoosted = { was: groupWas!, now: groupNow! };
   let released = false;
   return () => {
     if (released) return;

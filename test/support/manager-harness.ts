@@ -87,11 +87,12 @@ export class Daemon {
     this.exited = new Promise((resolve) => child.once('exit', (code, signal) => { liveDaemons.delete(child); resolve({ code, signal }); }));
   }
 
-  static async start(stateDir: string, args: string[] = [], env: Record<string, string> = {}): Promise<Daemon> {
+  /** `ownSession`: the daemon leads a session of its own (setsid), as systemd starts a service. */
+  static async start(stateDir: string, args: string[] = [], env: Record<string, string> = {}, options: { ownSession?: boolean } = {}): Promise<Daemon> {
     const socketAt = args.indexOf('--socket');
     const socket = socketAt >= 0 ? args[socketAt + 1] : path.join(stateDir, 'ringzero.sock');
     const child = spawn(process.execPath, [bin, 'daemon', '--state-dir', stateDir, ...args], {
-      env: { ...process.env, ...env }, stdio: ['ignore', 'ignore', 'pipe'],
+      env: { ...process.env, ...env }, stdio: ['ignore', 'ignore', 'pipe'], detached: options.ownSession === true,
     });
     const daemon = new Daemon(child, stateDir, socket);
     let gone = false;
