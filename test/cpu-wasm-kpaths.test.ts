@@ -194,6 +194,53 @@ test('a block of a lone MOV Sreg,r is translated: the dispatcher goes on past it
   assert.ok(c.wasm!.stats.calls < 100, `calls into wasm: ${c.wasm!.stats.calls}`);
 });
 
+// ---- lone MOV CR3 / FXRSTOR64 / IRETQ blocks (each ends its block; translate.ts blockOffsets LONE_SYS): replayed
+// inside wasm, the chain goes on, as Linux's context switch reaches load_new_mm_cr3's `mov cr3,rdi`, restore_fpregs_
+// from_fpstate's `fxrstor64` and native_irq_return_iret's `iretq` by a jump. The code and stack pages are global
+// (CR4.PGE, PDE.G), as Linux's kernel text is: the CR3 load keeps them (SDM vol. 3A §4.10.4.1), so the dispatcher's
+// fetch-TLB lookup after it still hits.
+//
+//   mov rax,cr3 / xor ecx,ecx
+//   loop: add ebx,ecx / jmp L1
+//   L1:   mov cr3,rax                                  (a block of its own)
+//         inc ecx / jmp L2
+//   L2:   fxrstor64 [rsi]                              (a block of its own: XMM0 from the image, which the loop's
+//                                                      pass count then changes: pinsrd-free, through the image)
+//         mov rdx,rsp / push 0x18 / push rdx / pushfq / push 0x10 / lea rdi,[rip+5] / push rdi / jmp L3
+//   L3:   iretq                                        (a block of its own, to CPL 0: pops RIP, CS, RFLAGS, RSP, SS)
+//         mov [rsi+160],ecx / cmp ecx,3000 / jne loop
+//   hlt
+const LONE_SYS = hexBytes(`0f 20 d8 31 c9 01 cb eb 00 0f 22 d8 ff c1 eb 00 48 0f ae 0e 48 89 e2 6a 18 52 9c 6a 10 48 8d 3d 05 00 00 00
+  57 eb 00 48 cf 89 8e a0 00 00 00 81 f9 b8 0b 00 00 75 ce f4`);
+
+test('lone MOV CR3, FXRSTOR64 and IRETQ blocks are translated: the dispatcher goes on past them, exactly, global pages kept', () => {
+  const FX = 0x200000, GDT = 0x1000;
+  const [i, w] = (['interpreter', 'wasm'] as Mode[]).map((mode) => {
+    const m = interpreterOrWasmMachine(mode, memories), cpu = m.cpu;
+    m.mem.write(CODE, Uint8Array.from(LONE_SYS));
+    // the 2 MiB pages of the code, the image and the stack global (PD at PAGE_TABLES + 8 KiB: setup.ts)
+    for (let k = 0; k < 2; k++) { const pde = 0x10000 + 8192 + k * 8; cpu.ramView.setUint32(pde, cpu.ramView.getUint32(pde, true) | C.PTE_G, true); }
+    cpu.cr4 |= C.CR4_PGE;
+    cpu.flushTlb(true);
+    // GDT: 0x10 64-bit code, 0x18 data (IRETQ loads CS and SS from it)
+    cpu.ramView.setUint32(GDT + 0x10, 0xffff, true); cpu.ramView.setUint32(GDT + 0x14, 0x00af9b00, true);
+    cpu.ramView.setUint32(GDT + 0x18, 0xffff, true); cpu.ramView.setUint32(GDT + 0x1c, 0x00cf9300, true);
+    cpu.gdtrBase = GDT; cpu.gdtrLimit = 0x1f;
+    // the FXSAVE image: FCW 0x37f, MXCSR 0x1f80, XMM0 (offset 160) = 0x11223344 in its low dword
+    cpu.ramView.setUint16(FX, 0x37f, true); cpu.ramView.setUint32(FX + 24, 0x1f80, true); cpu.ramView.setUint32(FX + 160, 0x11223344, true);
+    cpu.setGpr(6, BigInt(FX));
+    assert.equal(runBlocksToHalt(m, 100_000), -1);
+    return { m, s: { ...cpuState(m), cr3: cpu.cr3, xmm0: Array.from(cpu.xmm.subarray(0, 16)), cs: cpu.segSel[C.CS], ss: cpu.segSel[C.SS] } };
+  });
+  assert.deepEqual(w.s, i.s, 'translated code = interpreter');
+  const c = w.m.cpu;
+  assert.equal(c.getGpr(1), 3000n);
+  assert.deepEqual(w.s.xmm0.slice(0, 4), [0xb7, 0x0b, 0, 0], 'XMM0 from the last pass\'s image (2999)');
+  for (const at of [9, 0x10, 0x27]) assert.ok(c.codeCache.translated.get((CODE + at) * 16 + 8)?.wasm, `the lone block at +${at.toString(16)} is translated`);
+  // (three returns to JavaScript per pass when they are not, or when the CR3 load drops the global code page: 9000)
+  assert.ok(c.wasm!.stats.calls < 100, `calls into wasm: ${c.wasm!.stats.calls}`);
+});
+
 // ---- SWAPGS, CLI and STI at CPL 0 (session 17: inline in translated code, translate.ts emitSwapgs/emitCli)
 //
 //   loop: swapgs / add rbx,gs:[8] / cli / pushfq / pop rdx / add rbx,rdx / sti / pushfq / pop rdx / add rbx,rdx

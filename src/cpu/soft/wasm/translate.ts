@@ -1826,6 +1826,12 @@ function loopRegs(block: Block, offs: number[], ramSize: number, opts: EmitOpts)
   return { pre, dirty };
 }
 
+/**
+ * Lone MOV CRn,r / IRET / group-15 blocks translated (blockOffsets; RINGZERO_WASM_LONE_SYS=0: off, as before, to
+ * compare).
+ */
+const LONE_SYS = process.env.RINGZERO_WASM_LONE_SYS !== '0';
+
 /** Byte offset of each instruction of a block; null when the block has nothing worth translating. */
 function blockOffsets(block: Block): number[] | null {
   const es = block.entries;
@@ -1833,7 +1839,10 @@ function blockOffsets(block: Block): number[] | null {
   // which ends every system call of Linux's fast return path, keeps the return to user code inside wasm; so does a
   // lone MOV Sreg,r/m (8E ends its block), which is replayed: __switch_to's `mov fs,eax`, once per context switch,
   // returned to JavaScript there ~1.4 times per 4 KiB random read of bench/io; a lone MOVS/STOS, the target of a
-  // loop's branch, runs in wasm too: Translator.stringOp)
+  // loop's branch, runs in wasm too: Translator.stringOp; and, replayed, a lone MOV CRn,r (0F 22), IRET (CF) and
+  // group 15 (0F AE: FXRSTOR...), each a block of its own once per Linux context switch: load_new_mm_cr3's
+  // `mov cr3,rdi` (reached by a jmp), native_irq_return_iret's `iretq`, restore_fpregs_from_fpstate's `fxrstor64`,
+  // ~3 returns to JavaScript per switch of a `dd | cat` pipe before (RINGZERO_WASM_EXIT_STATS by RIP))
   // (one loop for both, the check's field decoding skipped once an entry qualifies: called several times per block
   // per batch, by groupRegions, WasmEngine.reform's pageTargets and the translation)
   const offs: number[] = [];
@@ -1845,7 +1854,8 @@ function blockOffsets(block: Block): number[] | null {
     const f = e.form;
     if (f !== Form.None && (f !== Form.ShiftImm || e.op >= 4)) { worth = true; continue; }
     const o = e.opcode;
-    worth = o === 0x105 || o === 0x107 || o === 0x8e || ((o === 0xa4 || o === 0xa5 || o === 0xaa || o === 0xab) && e.adsize === 8);
+    worth = o === 0x105 || o === 0x107 || o === 0x8e || (LONE_SYS && (o === 0x122 || o === 0xcf || o === 0x1ae)) ||
+      ((o === 0xa4 || o === 0xa5 || o === 0xaa || o === 0xab) && e.adsize === 8);
   }
   return worth ? offs : null;
 }
