@@ -244,6 +244,36 @@ test('two hot blocks that share a set of the 2-way dispatch table are both found
   assert.deepEqual([I[s], I[s + 4]].sort(), [L_PA, B_PA].sort(), 'both ways hold one of the two');
 });
 
+test('a translated block whose dispatch entry was dropped gets it back when JavaScript enters it', () => {
+  // A third block of a 2-way set takes one of its ways (WasmEngine.setEntry), or the entry goes with a function the
+  // block was translated into before: the block stays translated, but the dispatcher no longer finds it and returned
+  // to JavaScript before it on every pass (Linux: __alloc_pages+0x162 and __switch_to+0x292, ~2.5 times per context
+  // switch). WasmEngine.exec puts the entry back when JavaScript runs the block.
+  //   CODE: mov ecx,3000 / L: add eax,1 / dec ecx / jz 9f / jmp rdx (B: looked up on every pass) / 9: hlt
+  //   B:    add ebx,eax / jmp L
+  const L_PA = CODE + 5, B_PA = 0x1021124;
+  const rel32 = (from: number, to: number) => Array.from(new Uint8Array(Int32Array.of(to - from).buffer));
+  const code = hexBytes('b9 b8 0b 00 00 83 c0 01 ff c9 74 02 ff e2 f4');
+  const codeB = [...hexBytes('01 c3 e9'), ...rel32(B_PA + 7, L_PA)];
+  const m = agreeToHalt((m) => {
+    m.mem.write(CODE, Uint8Array.from(code));
+    m.mem.write(B_PA, Uint8Array.from(codeB));
+    m.cpu.setGpr(2, BigInt(B_PA));
+  });
+  const c = m.cpu, w = c.wasm!, I = w.i32, s = dispatchEntry(B_PA) >> 2;
+  assert.equal(c.getGpr(3), 2999n * 3000n / 2n);
+  assert.ok(I[s] === B_PA || I[s + 4] === B_PA, 'B has a dispatch entry');
+  // B's entry gone, as a third block's install would drop it; the loop again
+  for (let e = s; e <= s + 4; e += 4) if (I[e] === B_PA) I.fill(0, e, e + 4);
+  const calls = w.stats.calls;
+  c.setGpr(3, 0n);
+  assert.equal(runBlocksToHalt(m, 100_000), -1);
+  assert.equal(c.getGpr(3), 13_495_500n, 'EBX: EAX 3001..5999 added (EAX goes on from the first loop)');
+  assert.ok(I[s] === B_PA || I[s + 4] === B_PA, 'B has its dispatch entry back');
+  // (without: a return to JavaScript before B on each of the 3000 passes)
+  assert.ok(w.stats.calls - calls < 100, `calls into wasm: ${w.stats.calls - calls}`);
+});
+
 // ---- regions (translate.ts Region): blocks of one page translated in one batch that branch to each other are one
 // wasm function; a static exit to another of its blocks is a branch inside it. The tests below let blocks get hot
 // and queue together (translation threshold 20: a batch holds every block of the loop), then compare with the

@@ -63,6 +63,8 @@ const ASYNC_WAIT = Number(process.env.RINGZERO_WASM_ASYNC_WAIT ?? 10000);
  * a replay finds its batch without a Map lookup: those were ~0.4% of the boot's main thread).
  */
 const IN_FLIGHT = -2;
+/** Translated blocks entered from JavaScript get their dispatch entry back (WasmEngine.exec; RINGZERO_WASM_REINSTALL=0: off). */
+const REINSTALL = process.env.RINGZERO_WASM_REINSTALL !== '0';
 
 /**
  * Tier 2 (opt-in, RINGZERO_TIER2=1): every tier-1 function adds the instructions each call ran to its hot counter
@@ -373,6 +375,8 @@ export interface WasmStats {
   asyncModules: number;
   syncFallbacks: number;
   stale: number;
+  /** Dispatch entries of translated blocks put back when JavaScript entered them (exec, REINSTALL). */
+  reinstalled: number;
   /** Dead translations whose function-table index was reclaimed. */
   freed: number;
   /** Regions (functions of several blocks, translate.ts Region), their blocks, and branches between their blocks. */
@@ -401,7 +405,7 @@ export class WasmEngine {
   private imports!: WebAssembly.Imports;
   /** The JavaScript helpers the trampolines call. */
   private readonly helpers: WebAssembly.Imports;
-  readonly stats: WasmStats = { compiled: 0, modules: 0, bytes: 0, compileMs: 0, buildMs: 0, calls: 0, tableCalls: 0, replays: 0, conds: 0, slow: 0, direct: 0, tails: 0, asyncModules: 0, syncFallbacks: 0, stale: 0, freed: 0, regions: 0, regionBlocks: 0, intra: 0, reformed: 0, reregioned: 0, tier2: 0, tier2Blocks: 0, tier2Modules: 0, tier2Bytes: 0, tier2Ms: 0, hotModules: 0 };
+  readonly stats: WasmStats = { compiled: 0, modules: 0, bytes: 0, compileMs: 0, buildMs: 0, calls: 0, tableCalls: 0, replays: 0, conds: 0, slow: 0, direct: 0, tails: 0, asyncModules: 0, syncFallbacks: 0, stale: 0, reinstalled: 0, freed: 0, regions: 0, regionBlocks: 0, intra: 0, reformed: 0, reregioned: 0, tier2: 0, tier2Blocks: 0, tier2Modules: 0, tier2Bytes: 0, tier2Ms: 0, hotModules: 0 };
   private nextState = 0;
   /** Translated functions by index (index 0 unused: an empty dispatch entry), and their blocks (a region's by member number). */
   private table!: WebAssembly.Table;
@@ -528,7 +532,7 @@ export class WasmEngine {
   statsLine(): string {
     const s = this.stats;
     return `${s.compiled} blocks translated in ${s.modules} modules (${(s.bytes / 1024).toFixed(0)} KiB of code, ${s.compileMs.toFixed(0)} ms on the main thread to build (${s.buildMs.toFixed(0)}) and compile; ` +
-      `${s.asyncModules} compiled in the background, ${s.syncFallbacks} of them finished synchronously, ${s.stale} blocks stale when ready, ${s.freed} dead ones freed), ` +
+      `${s.asyncModules} compiled in the background, ${s.syncFallbacks} of them finished synchronously, ${s.stale} blocks stale when ready, ${s.freed} dead ones freed, ${s.reinstalled} dispatch entries put back), ` +
       `${s.calls} calls (${s.tableCalls} from the dispatch table), ${s.direct} direct block-to-block entries, ${s.tails} by tail calls (${this.kept.size} dead functions kept for them), ${s.regions} regions of ${s.regionBlocks} blocks with ${s.intra} entries between their blocks (${s.reformed} blocks translated again into one, ${s.reregioned} with their page; ${s.hotModules} modules under the hot tier-up budget), ` +
       `tier 2: ${s.tier2} functions (${s.tier2Blocks} blocks) in ${s.tier2Modules} modules, ${(s.tier2Bytes / 1024).toFixed(0)} KiB, ${s.tier2Ms.toFixed(0)} ms, ` +
       `${s.replays + s.conds + s.slow} helper calls (${s.replays} replays, ${s.conds} conditions, ${s.slow} slow accesses)` +
@@ -1424,6 +1428,14 @@ export class WasmEngine {
       return TIER_STATS ? this.tierCount(c, b, room) : c.runBlock(b, room);
     }
     if (b.n > room) return TIER_STATS ? this.tierCount(c, b, room) : c.runBlock(b, room);
+    // A translated block reached from JavaScript whose dispatch entry is gone (a third block of its 2-way set took
+    // its way, or its entry was cleared with a function it was translated into before): put it back, or the
+    // dispatcher returns to JavaScript before it on every pass. __alloc_pages+0x162 (a RET target) and
+    // __switch_to+0x292 lost theirs on a Linux boot: ~2.5 returns per context switch of a `dd | cat` pipe.
+    if (REINSTALL) {
+      const I = this.i32, s = L.dispatchEntry(b.pa) >> 2;
+      if (!(I[s] === b.pa && I[s + 2] === w.idx) && !(I[s + 4] === b.pa && I[s + 6] === w.idx)) { this.setEntry(b, w.idx, c.codeCache); this.stats.reinstalled++; }
+    }
     return this.run(c, w.idx, room);
   }
 
