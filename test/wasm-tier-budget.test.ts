@@ -6,7 +6,7 @@ import test from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
-import { splitByBudget } from '../src/cpu/soft/wasm/runtime.ts';
+import { splitByBudget, splitBySize } from '../src/cpu/soft/wasm/runtime.ts';
 import { parseBudgets, V8_11_3 } from '../src/cpu/soft/wasm/tier-budget.ts';
 
 test('a batch splits into a cold module of first translations and a hot one of blocks translated again', () => {
@@ -20,6 +20,16 @@ test('a batch splits into a cold module of first translations and a hot one of b
   const off = splitByBudget(null, [true, false]);
   assert.equal(off.length, 1);
   assert.deepEqual(off[0].fns, [0, 1]);
+});
+
+test('a batch splits by function size: 4x the start budget from UNIT bytes, 16x from 4 UNIT..., at most MAX', () => {
+  assert.deepEqual(splitBySize(4096, 16, 9_000_000, [100, 5000, 20_000, 70_000, 4095]),
+    [{ budget: 9_000_000, fns: [0, 4] }, { budget: 36_000_000, fns: [1] }, { budget: 144_000_000, fns: [2, 3] }]);
+  assert.deepEqual(splitBySize(4096, 64, 10, [70_000]), [{ budget: 640, fns: [0] }]);
+  assert.deepEqual(splitBySize(4096, 4, 10, [70_000, 1]), [{ budget: 10, fns: [1] }, { budget: 40, fns: [0] }]);
+  // (small functions only, or the policy off: one module under the start value)
+  assert.deepEqual(splitBySize(4096, 16, 7, [1, 4095]), [{ budget: 7, fns: [0, 1] }]);
+  assert.deepEqual(splitBySize(0, 16, 7, [1, 1e6]), [{ budget: 7, fns: [0, 1] }]);
 });
 
 test('RINGZERO_WASM_TIER_BUDGET: cold,hot,lib; 0 is off; empty fields take the start value', () => {

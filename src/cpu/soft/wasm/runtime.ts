@@ -139,9 +139,44 @@ export function splitByBudget(b: TierBudgets | null, hot: boolean[]): { budget: 
   if (c.length === 0) return [{ budget: b.hot, fns: all }];
   return [{ budget: b.cold, fns: c }, { budget: b.hot, fns: h }];
 }
+/**
+ * V8's tier-up budget by function size (RINGZERO_WASM_TIER_SIZE=UNIT bytes, 0: off; RINGZERO_WASM_TIER_SIZE_MAX):
+ * V8 11.3 tiers a function up once it has executed a budget of bytes, the same for every function, but TurboFan's cost
+ * grows with the function's size, and the boot's large region functions are most of it: to the prompt (session 23,
+ * --trace-wasm-compilation-times), 364 of 869 TurboFan compiles were of bodies over 8 KiB, 6.2 of their 8.1 MB, and
+ * of the functions matched to their batch, bodies over 16 KiB were tiered up 83% of the time (108 of 130), those under
+ * 1 KiB 10% (55 of 549). Tiering up pays
+ * back once the code has run in Liftoff about as long as its compile takes (the ski-rental rule), so a function's
+ * budget grows with its size: a body of at least UNIT bytes gets 4 times the start budget, one of at least 4 UNIT 16
+ * times..., at most MAX times (powers of 4: a batch makes at most a few modules; tier-budget.ts: one module, one budget).
+ * Measured (session 23, host load 13-37, bench/engines --paired --bins against a24078d, each VMM pinned with all its
+ * threads to one CPU, so its background compiles take the guest thread's CPU):
+ * - UNIT 4096, MAX 16: TurboFan to the prompt 863 compiles / 8.09 MB of bodies -> 658 / 5.39 MB; boot (3 pairs) wall
+ *   0.93x (0.91-0.97), process CPU 0.91x (0.85-0.93), guest thread 1.02x; but md5 1.27x/1.05x wall (1.31x/1.06x guest
+ *   thread; presumably the pipe's kernel paths, large functions each run briefly per context switch, which then need
+ *   16 times as many switches before TurboFan), ash 0.82x/1.05x, syscalls 1.01x/0.99x (2 pairs). UNIT 2048, MAX 64: 523 / 4.43 MB.
+ * - UNIT 8192, MAX 4: 789 / 6.95 MB; md5 0.91x/0.86x wall (0.99x/0.86x guest thread, 2 pairs), boot 0.98x/1.10x wall,
+ *   0.98x/1.10x process CPU (2 pairs): no gain.
+ * So off by default: the budget is still fixed when the module is compiled, and the large kernel functions that the
+ * boot runs briefly are the ones a program (md5's pipe) later runs hot. What would fit: compiling a module's bytes
+ * again under the start budget once our own counters show its functions hot (no translation on the main thread).
+ */
+const TIER_SIZE = V8_11_3 ? Number(process.env.RINGZERO_WASM_TIER_SIZE ?? 0) : 0;
+const TIER_SIZE_MAX = Number(process.env.RINGZERO_WASM_TIER_SIZE_MAX ?? 16);
+/** A flushed batch's functions (body sizes `sizes`) as modules by budget (TIER_SIZE): one per size class. */
+export function splitBySize(unit: number, maxK: number, start: number, sizes: number[]): { budget: number; fns: number[] }[] {
+  const parts = new Map<number, number[]>();
+  for (let i = 0; i < sizes.length; i++) {
+    let k = 1;
+    if (unit > 0) while (k * 4 <= maxK && sizes[i] >= unit * k) k *= 4;
+    const fns = parts.get(k);
+    if (fns === undefined) parts.set(k, [i]); else fns.push(i);
+  }
+  return [...parts].sort((a, b) => a[0] - b[0]).map(([k, fns]) => ({ budget: start * k, fns }));
+}
 /** Run a synchronous compile on this thread under `budget` (waiting up to 200 ms for the compile thread's own). */
 function underBudget<T>(budget: number, f: () => T): T {
-  return TIER_BUDGETS === null ? f() : withBudget(flagLock(), budget, START_BUDGET, 200, f);
+  return budget === START_BUDGET ? f() : withBudget(flagLock(), budget, START_BUDGET, 200, f);
 }
 
 /** A translated function (by function-table index): its tier, hot-counter slot, blocks' queue addresses, memory operands. */
@@ -395,6 +430,8 @@ export interface WasmStats {
   tier2Ms: number;
   /** Modules compiled under the `hot` tier-up budget (TIER_BUDGETS) while the policy is on, the rest under `cold`. */
   hotModules: number;
+  /** Modules compiled under a budget raised for their functions' size (TIER_SIZE). */
+  sizedModules: number;
 }
 
 /** The wasm translator of one GuestMemory (shared by its vCPUs, which run on one thread). */
@@ -405,7 +442,7 @@ export class WasmEngine {
   private imports!: WebAssembly.Imports;
   /** The JavaScript helpers the trampolines call. */
   private readonly helpers: WebAssembly.Imports;
-  readonly stats: WasmStats = { compiled: 0, modules: 0, bytes: 0, compileMs: 0, buildMs: 0, calls: 0, tableCalls: 0, replays: 0, conds: 0, slow: 0, direct: 0, tails: 0, asyncModules: 0, syncFallbacks: 0, stale: 0, reinstalled: 0, freed: 0, regions: 0, regionBlocks: 0, intra: 0, reformed: 0, reregioned: 0, tier2: 0, tier2Blocks: 0, tier2Modules: 0, tier2Bytes: 0, tier2Ms: 0, hotModules: 0 };
+  readonly stats: WasmStats = { compiled: 0, modules: 0, bytes: 0, compileMs: 0, buildMs: 0, calls: 0, tableCalls: 0, replays: 0, conds: 0, slow: 0, direct: 0, tails: 0, asyncModules: 0, syncFallbacks: 0, stale: 0, reinstalled: 0, freed: 0, regions: 0, regionBlocks: 0, intra: 0, reformed: 0, reregioned: 0, tier2: 0, tier2Blocks: 0, tier2Modules: 0, tier2Bytes: 0, tier2Ms: 0, hotModules: 0, sizedModules: 0 };
   private nextState = 0;
   /** Translated functions by index (index 0 unused: an empty dispatch entry), and their blocks (a region's by member number). */
   private table!: WebAssembly.Table;
@@ -533,7 +570,7 @@ export class WasmEngine {
     const s = this.stats;
     return `${s.compiled} blocks translated in ${s.modules} modules (${(s.bytes / 1024).toFixed(0)} KiB of code, ${s.compileMs.toFixed(0)} ms on the main thread to build (${s.buildMs.toFixed(0)}) and compile; ` +
       `${s.asyncModules} compiled in the background, ${s.syncFallbacks} of them finished synchronously, ${s.stale} blocks stale when ready, ${s.freed} dead ones freed, ${s.reinstalled} dispatch entries put back), ` +
-      `${s.calls} calls (${s.tableCalls} from the dispatch table), ${s.direct} direct block-to-block entries, ${s.tails} by tail calls (${this.kept.size} dead functions kept for them), ${s.regions} regions of ${s.regionBlocks} blocks with ${s.intra} entries between their blocks (${s.reformed} blocks translated again into one, ${s.reregioned} with their page; ${s.hotModules} modules under the hot tier-up budget), ` +
+      `${s.calls} calls (${s.tableCalls} from the dispatch table), ${s.direct} direct block-to-block entries, ${s.tails} by tail calls (${this.kept.size} dead functions kept for them), ${s.regions} regions of ${s.regionBlocks} blocks with ${s.intra} entries between their blocks (${s.reformed} blocks translated again into one, ${s.reregioned} with their page; ${s.hotModules} modules under the hot tier-up budget, ${s.sizedModules} under one raised for size), ` +
       `tier 2: ${s.tier2} functions (${s.tier2Blocks} blocks) in ${s.tier2Modules} modules, ${(s.tier2Bytes / 1024).toFixed(0)} KiB, ${s.tier2Ms.toFixed(0)} ms, ` +
       `${s.replays + s.conds + s.slow} helper calls (${s.replays} replays, ${s.conds} conditions, ${s.slow} slow accesses)` +
       (TIER_STATS ? '; JS tier runs/instructions: ' + ['warming', 'queued', 'in flight', 'never', 'too long'].map((n, i) => `${n} ${this.tierRuns[i]}/${this.tierInstr[i]}`).join(', ') +
@@ -863,7 +900,10 @@ export class WasmEngine {
     if (bodies.length === 0) return;
     // (a function holding a block translated before, pulled in by reform or queued again by reregion, is hot)
     let tb = t0;
-    for (const part of splitByBudget(TIER_BUDGETS, done.map((d) => d.blocks.some((b) => b.wasm !== null)))) {
+    const parts = TIER_BUDGETS === null && TIER_SIZE > 0
+      ? splitBySize(TIER_SIZE, TIER_SIZE_MAX, START_BUDGET, bodies.map((b) => b.length))
+      : splitByBudget(TIER_BUDGETS, done.map((d) => d.blocks.some((b) => b.wasm !== null)));
+    for (const part of parts) {
       this.launch(c, part.fns.map((i) => bodies[i]), part.fns.map((i) => done[i]), part.budget, tail, tb);
       tb = performance.now();
     }
@@ -884,6 +924,7 @@ export class WasmEngine {
     this.stats.compileMs += t1 - t0;
     this.stats.bytes += bytes.length;
     if (TIER_BUDGETS !== null && budget === TIER_BUDGETS.hot && budget !== TIER_BUDGETS.cold) this.stats.hotModules++;
+    if (TIER_BUDGETS === null && budget > START_BUDGET) this.stats.sizedModules++;
     if (tail !== null) for (const f of tail.fns) this.pinned.add(f);
     const batch: Batch = { bytes, tails: tail === null ? [] : tail.fns, done, cache: c.codeCache, installed: false, waits: 0, slot: -1, async: false, budget, t0: t1, i0: c.instructions, cpu: c };
     if (!ASYNC || Math.min(WASM_HOT, JIT_THRESHOLD) === 0) { this.compileNow(batch); return; }
