@@ -17,6 +17,7 @@ import net from 'node:net';
 import path from 'node:path';
 import { Daemon, api, cli, tempDir, waitFor, killRecordedVmms, processAlive, root } from './support/manager-harness.ts';
 import { counterKernel, counterLines } from './support/counter-guest.ts';
+import { tickerValues, type Tick } from './support/ticker-lines.ts';
 import { findDefaultImage } from '../src/image/build.ts';
 import { BOOT_TIMEOUT_MS } from './support/guest.ts';
 import { initrdWithPrograms } from '../bench/support/initramfs.ts';
@@ -376,23 +377,21 @@ const COUNTER_WAIT_MS = 300_000;
 
 const sh = (cmd: string, ...args: string[]) => execFileSync(cmd, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
 
-/** One value of the guest's ticker (test/support/ticker.c): n, the guest's clock when it woke for it, when it arrived here. */
-interface Tick { n: number; g: number; at: number }
-// At the end of a line, not necessarily its start: the shell's echo of a command being typed has no newline yet when
-// the ticker writes, so its line can start with that ('echo Q""7: C3514 37432329'); each value is one write(2), whole.
-const TICK = /C(\d+) (\d+)$/;
-
 /**
- * The ticker's values on a console, in order. `carry`: the start of a line the previous VMM printed before it stopped
- * (a migration may pause the guest mid-line: the source's console has the start, the destination's the rest).
+ * The ticker's values on a console, in order (test/support/ticker-lines.ts: a kernel record printed while a ticker line
+ * was half sent cuts it in two; its halves are joined). `carry`: the start of a line the previous VMM printed before it
+ * stopped (a migration may pause the guest mid-line: the source's console has the start, the destination's the rest).
+ * `kernel` receives the kernel records found inside the ticker's lines.
  */
-function ticksOf(c: Console, carry = ''): Tick[] {
-  const out: Tick[] = [];
-  c.lines.forEach(({ line, at }, k) => {
-    const m = TICK.exec(k === 0 ? carry + line : line);
-    if (m) out.push({ n: Number(m[1]), g: Number(m[2]) / 1000, at });
-  });
-  return out;
+function ticksOf(c: Console, carry = '', kernel?: string[]): Tick[] {
+  return tickerValues(c.lines, carry, kernel);
+}
+
+/** What a console that stopped (a migration's source) leaves to the next one's first line: see ticksOf's `carry`. */
+function carryOf(c: Console): string {
+  const end = { head: '' };
+  tickerValues(c.lines, '', undefined, end);
+  return end.head + c.partial;
 }
 
 /**
@@ -676,12 +675,14 @@ test('two hosts (network namespaces, a daemon each): the booted guest migrates l
     assert.ok(onB, 'B\'s console attached during the migration');
     phase('migrated');
     // 3 s of values at B (on the guest's clock) after the first: the window the continuity check below reads.
-    const onBTicks = () => ticksOf(onB!, onA.partial);
+    const onBTicks = () => ticksOf(onB!, carryOf(onA));
     await waitFor('the counter at B', () => { const b = onBTicks(); return b.length > 0 && b[b.length - 1].g >= b[0].g + 3000; }, COUNTER_WAIT_MS).catch((error: Error) => {
       const log = (d: string) => { try { return fs.readFileSync(path.join(d, 'logs', 'web.log'), 'utf8').slice(-1500); } catch { return '(no log)'; } };
       throw new Error(`${error.message}\nB's console: ${JSON.stringify(onB!.text.slice(-1500))}${onB!.error ? ` (its connection failed: ${onB!.error})` : ''}\nB's VMM log: ${log(path.join(dir, 'b'))}\nA's VMM log: ${log(path.join(dir, 'a'))}\nB: ${daemonB!.stderr}`);
     });
-    const a = counter(onA), b = onBTicks();
+    // (kernel records found inside the ticker's lines on either side: reported below, they cost no value)
+    const spliced: string[] = [];
+    const a = ticksOf(onA, '', spliced), b = ticksOf(onB!, carryOf(onA), spliced);
     const last = a[a.length - 1];
     // (on failure, what each console had around the cut: A's last lines and unfinished one, B's first lines)
     const aroundCut = () => `; A's last lines ${JSON.stringify(onA.lines.slice(-4).map((l) => l.line))}, unfinished ${JSON.stringify(onA.partial)}; B's first ${JSON.stringify(onB!.lines.slice(0, 4).map((l) => l.line))}`;
@@ -697,7 +698,7 @@ test('two hosts (network namespaces, a daemon each): the booted guest migrates l
     const allow = guestAllowance(sw);
     process.stderr.write(`# migration: downtime ${done.downtimeMs} ms (${JSON.stringify(done.downtimeParts)}; the daemons' boost: A ${JSON.stringify(done.daemonBoost ?? null)}, B ${JSON.stringify((await api(B, 'GET', '/vms/web/migration')).body.daemonBoost ?? null)}), total ${done.totalMs} ms, ${(done.bytesSent / 2 ** 20).toFixed(1)} MiB in ${done.iteration + 1} passes; `
       + `counter C${last.n} -> C${b[0].n}: gap on the consoles ${ms(sw.hostGap)} ms, on the guest's clock ${ms(sw.guestGap)} ms (allowed ${ms(allow)}; its steady max ${ms(sw.guestSteady)} ms, at B ${ms(sw.guestAfter)} ms); `
-      + `the guest stood still ${ms(sw.stopped)} ms; console delivery delay max ${ms(sw.jitter)} ms, p99 ${ms(sw.jitterP99)} ms (${sw.lines.join('+')} lines; intervals around it on the guest's clock: ${sw.around})${onA.partial ? `; A stopped mid-line (${JSON.stringify(onA.partial)})` : ''}\n`);
+      + `the guest stood still ${ms(sw.stopped)} ms; console delivery delay max ${ms(sw.jitter)} ms, p99 ${ms(sw.jitterP99)} ms (${sw.lines.join('+')} lines; intervals around it on the guest's clock: ${sw.around})${onA.partial ? `; A stopped mid-line (${JSON.stringify(onA.partial)})` : ''}${spliced.length ? `; kernel records inside ticker lines ${JSON.stringify(spliced)}` : ''}\n`);
     assert.ok(sw.guestGap > 0 && sw.guestGap <= allow, `on the guest's clock the switch-over took ${ms(sw.guestGap)} ms: not within (0, ${ms(allow)}] ms, the guest lost time`);
     const heldAtA = done.downtimeMs - done.downtimeParts.destinationMs;
     assert.ok(sw.stopped <= done.downtimeMs + 20, `the guest stood still ${ms(sw.stopped)} ms, longer than the measured downtime (${done.downtimeMs} ms)`);
