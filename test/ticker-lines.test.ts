@@ -35,3 +35,12 @@ test('a line cut by a kernel record just before a console stopped: its start car
   assert.equal(end.head, 'C1827 12');
   assert.deepEqual(tickerValues(lines('0345\r\nC1828 130\r\n'), end.head + '').map((t) => [t.n, t.g]), [[1827, 120.345], [1828, 0.13]]);
 });
+
+test('the shapes seen on ringzero\'s serial console: a record between a line\'s text and its line end, one more after it', () => {
+  // (the default image, 3000 tty lines of one write each beside 300 writes to /dev/kmsg: 2 records landed inside tty
+  // lines, both like these; the tail of the cut line is its bare "\r\n")
+  const kernel: string[] = [];
+  const text = 'C64 640000\r\nC65 650000[  243.874478] kk48\r\n\r\nC66 660000\r\nC67 670000[  246.400774] kk138\r\n[  246.438342] kk139\r\n\r\nC68 680000\r\n';
+  assert.deepEqual(tickerValues(lines(text), '', kernel).map((t) => t.n), [64, 65, 66, 67, 68]);
+  assert.deepEqual(kernel, ['[  243.874478] kk48', '[  246.400774] kk138', '[  246.438342] kk139']);
+});
