@@ -9,11 +9,14 @@ import assert from 'node:assert/strict';
 import { hexBytes, runBlocksToHalt, cpuState, CODE, DATA, interpreterOrWasmMachine, type Machine } from './support/soft-cpu.ts';
 import { setHotThreshold, setJitThreshold } from '../src/cpu/soft/code-cache.ts';
 import { setAsync } from '../src/cpu/soft/wasm/runtime.ts';
+import { setPredict } from '../src/cpu/soft/wasm/translate.ts';
 import { GuestMemory } from '../src/memory/guest-memory.ts';
 
 setHotThreshold(0);
 setJitThreshold(3);
 setAsync(false);
+// (off by default: translate.ts PREDICT)
+setPredict(true);
 
 const memories: GuestMemory[] = [];
 test.after(() => { for (const m of memories) m.close(); });

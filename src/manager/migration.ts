@@ -1087,7 +1087,6 @@ export function resolution(name: string, peer: string, action: 'ask' | 'resume' 
   return false;
 }
 
-/** One end of the daemon-to-daemon connection: framing, heartbeat, and one failure reported once. */
 /**
  * RINGZERO_DAEMON_SWITCHOVER_BOOST (default 1; 0: off; also off with RINGZERO_SWITCHOVER_BOOST=0): each daemon raises
  * its own session's autogroup (src/vmm/resume-priority.ts holdSession) while it relays a switch-over, to the
@@ -1139,6 +1138,7 @@ class SwitchoverHold {
   }
 }
 
+/** One end of the daemon-to-daemon connection: framing, heartbeat, and one failure reported once. */
 class Link {
   onFrame: ((type: number, payload: Buffer) => void) | undefined;
   onFail: ((error: Error) => void) | undefined;

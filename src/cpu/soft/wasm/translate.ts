@@ -327,8 +327,17 @@ export const NEXT_KEY = process.env.RINGZERO_WASM_NEXT_KEY !== '0';
  * Statistics for tuning only: off, the generated code is unchanged.
  */
 export const EXIT_STATS = process.env.RINGZERO_WASM_EXIT_STATS === '1';
-/** Indirect exits tail-call the blocks that followed them before (Translator.predictExit); RINGZERO_WASM_PREDICT=0: off. */
-export const PREDICT = process.env.RINGZERO_WASM_PREDICT !== '0';
+/**
+ * Indirect exits tail-call the blocks that followed them before (Translator.predictExit); RINGZERO_WASM_PREDICT=1: on.
+ * Off by default: on the quiet host at session 23's end, with STACK_ONE (both off against both on, `bench/engines
+ * --paired`, one build), the ash loop 1.01x (0.90-1.07, 3 pairs), the syscall loop 1.04x (0.98-1.05), the boot 1.07x
+ * and 1.06x wall (2 pairs; code +3%, more for V8 to tier up): no gain on what it aims at, a cost on the boot. Most
+ * predictions do not fire: a PLT slot and its target are translated in the same batch, so the target is not
+ * installed when the slot's exit is built.
+ */
+export let PREDICT = process.env.RINGZERO_WASM_PREDICT === '1';
+/** Switch PREDICT (its tests); returns the old value. */
+export function setPredict(on: boolean): boolean { const old = PREDICT; PREDICT = on; return old; }
 /**
  * RINGZERO_WASM_SITE_STATS=FILE: every memory-library call site counts its calls (an i32 per site, in the state area
  * of the last vCPU slot, layout.ts MAX_WASM_CPUS - 1, which then holds no vCPU: its 512 KiB give SITE_MAX sites; later
@@ -1103,7 +1112,7 @@ class Translator {
    * instead of the trip through the dispatcher (its indirect call_indirect, whose one call site predicts badly, and
    * for a JMP/CALL its TLB probe and table lookup). A RET's return-address prediction (rasPop) may have named a
    * dispatch entry in S_NEXT: cleared on the tail-call path, or the entry the callee's own exit names would be read
-   * stale. RINGZERO_WASM_PREDICT=0: off.
+   * stale. RINGZERO_WASM_PREDICT=1: on (off by default, see PREDICT).
    */
   predictExit(count: number, kind: number): void {
     const ctx = this.opts.tail;
@@ -2194,9 +2203,12 @@ const STACK_RUN = process.env.RINGZERO_WASM_STACK_RUN !== '0';
  * the dirty registers written back first). In the ash loop ~135 CALL pushes and ~101 RET pops per iteration of its
  * ~2110 user-mode library calls (RINGZERO_WASM_SITE_STATS, busybox's bytes at each site). Measured (EXIT_STATS, each
  * build's own boot subtracted): the boot's library calls 56.7M -> 41.5M, the ash loop's ~2190 -> ~2030 per iteration;
- * code +3% on the boot. RINGZERO_WASM_STACK_ONE=0: off.
+ * code +3% on the boot. RINGZERO_WASM_STACK_ONE=1: on; off by default, as PREDICT (measured with it: no time gain
+ * on the ash or syscall loops, the boot 6-7% slower).
  */
-const STACK_ONE = process.env.RINGZERO_WASM_STACK_ONE !== '0';
+let STACK_ONE = process.env.RINGZERO_WASM_STACK_ONE === '1';
+/** Switch STACK_ONE (its tests); returns the old value. */
+export function setStackOne(on: boolean): boolean { const old = STACK_ONE; STACK_ONE = on; return old; }
 
 /**
  * The stack run starting at instruction i of `es` (stackRun's forms above, at least two accesses; see STACK_RUN):
