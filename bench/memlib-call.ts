@@ -8,7 +8,8 @@
 //   local    the same body as a function of the calling module (translate.ts LOCAL_MEM), called directly
 //   inline   the probe inline (emitTlbProbe), the write-backs before it as for a call
 //   inl-slow the probe inline, the write-backs only on its slow path (a miss, which calls the library)
-// Prints ns per access (process CPU time over N passes, after a warm-up), per form and round:
+// Prints ns per access (process CPU time over N passes, after a warm-up), per form and round, then each form's median
+// against `import` measured in the same run, and a JSON line of those figures:
 //
 //   node --import tsx --no-liftoff bench/memlib-call.ts [NREG=8] [WB=2] [N=2000000] [ROUNDS=4]
 //
@@ -93,6 +94,7 @@ new Float64Array(memory.buffer)[(bank + slot) >> 3] = page;
 new Uint32Array(memory.buffer)[(bank + slot + 8) >> 2] = 5;
 
 console.log(`memlib-call: NREG=${NREG} WB=${WB} N=${N}, ns per access (process CPU)`);
+const ns: Record<string, number[]> = Object.fromEntries(FORMS.map((form) => [form, []]));
 for (let round = 0; round <= ROUNDS; round++) {
   const line: string[] = [];
   for (const form of FORMS) {
@@ -100,7 +102,20 @@ for (let round = 0; round <= ROUNDS; round++) {
     const c0 = process.cpuUsage();
     f(N, bank, addr);
     const c = process.cpuUsage(c0);
-    line.push(`${form} ${(((c.user + c.system) * 1000) / N / 4).toFixed(2)}`);
+    const x = ((c.user + c.system) * 1000) / N / 4;
+    line.push(`${form} ${x.toFixed(2)}`);
+    if (round > 0) ns[form].push(x);
   }
   if (round > 0) console.log(line.join('  '));
 }
+// Medians over the timed rounds, each against `import` (the engine's default code, measured in the same run).
+const median = (xs: number[]) => { const o = [...xs].sort((a, b) => a - b); return o.length % 2 ? o[o.length >> 1] : (o[o.length / 2 - 1] + o[o.length / 2]) / 2; };
+const med = Object.fromEntries(FORMS.map((form) => [form, median(ns[form])]));
+console.log(`medians (ns per access) and ratios against import: ${FORMS.map((form) => `${form} ${med[form].toFixed(2)} (${(med[form] / med.import).toFixed(2)}x)`).join(', ')}`);
+console.log(JSON.stringify({
+  bench: 'memlib-call', nreg: NREG, wb: WB, n: N, rounds: ROUNDS,
+  ...Object.fromEntries(FORMS.flatMap((form) => {
+    const k = form.replace('-', '_');
+    return [[`${k}_ns`, Number(med[form].toFixed(3))], [`${k}_ratio`, Number((med[form] / med.import).toFixed(3))]];
+  })),
+}));
