@@ -21,6 +21,8 @@ const memories: GuestMemory[] = [];
 test.after(() => { for (const m of memories) m.close(); });
 
 const machine = (mode: Mode): Machine => interpreterOrWasmMachine(mode, memories);
+/** The 4 bytes of a rel32 displacement (little endian) of a jump at `from` (its next instruction's address) to `to`. */
+const rel32 = (from: number, to: number) => Array.from(new Uint8Array(Int32Array.of(to - from).buffer));
 
 function state(m: Machine) {
   const c = m.cpu;
@@ -178,7 +180,6 @@ test('a page fault after a side exit that was not taken leaves exact state', () 
  */
 function alternateBetweenPages(bPa: number): Machine {
   const L_PA = CODE + 5;
-  const rel32 = (from: number, to: number) => Array.from(new Uint8Array(Int32Array.of(to - from).buffer));
   const code = [...hexBytes('b9 b8 0b 00 00 83 c0 01 ff c9 74 05 e9'), ...rel32(CODE + 17, bPa), 0xf4];
   const codeB = [...hexBytes('01 c3 e9'), ...rel32(bPa + 7, L_PA)];
   const m = agreeToHalt((m) => {
@@ -217,7 +218,6 @@ test('two hot blocks of one block-table slot both reach the translation threshol
   // (30000 passes of L and B, 5 instructions each: the batch waits up to WASM_BATCH_WAIT runs to be translated, then
   // ASYNC_WAIT visits for its module, as in a real run)
   //   CODE: mov ecx,30000 / L: add eax,1 / dec ecx / jz 9f / jmp B / 9: hlt      B: add ebx,eax / jmp L
-  const rel32 = (from: number, to: number) => Array.from(new Uint8Array(Int32Array.of(to - from).buffer));
   const code = [...hexBytes('b9 30 75 00 00 83 c0 01 ff c9 74 05 e9'), ...rel32(CODE + 17, B_PA), 0xf4];
   const codeB = [...hexBytes('01 c3 e9'), ...rel32(B_PA + 7, L_PA)];
   const m = withThreshold(20, () => agreeToHalt((m) => {
@@ -252,7 +252,6 @@ test('a translated block whose dispatch entry was dropped gets it back when Java
   //   CODE: mov ecx,3000 / L: add eax,1 / dec ecx / jz 9f / jmp rdx (B: looked up on every pass) / 9: hlt
   //   B:    add ebx,eax / jmp L
   const L_PA = CODE + 5, B_PA = 0x1021124;
-  const rel32 = (from: number, to: number) => Array.from(new Uint8Array(Int32Array.of(to - from).buffer));
   const code = hexBytes('b9 b8 0b 00 00 83 c0 01 ff c9 74 02 ff e2 f4');
   const codeB = [...hexBytes('01 c3 e9'), ...rel32(B_PA + 7, L_PA)];
   const m = agreeToHalt((m) => {
