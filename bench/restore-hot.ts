@@ -31,6 +31,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { initrdWithPrograms } from './support/initramfs.ts';
 import { RINGZERO, ROOT, median, requireImage, positiveInt } from './support/common.ts';
+import { gapSplit } from '../test/support/gap-split.ts';
 
 const args = process.argv.slice(2);
 const opt = (name: string): string | undefined => { const i = args.indexOf(name); return i >= 0 ? args[i + 1] : undefined; };
@@ -227,6 +228,7 @@ async function migrations(snap: string, hops: number, dir: string): Promise<void
   process.env.RINGZERO_MIGRATE_HOT_STATS = '1';
   let src = new Vmm(['--restore', snap, '--control-socket', ctl]);
   const all = [src];
+  const splits: Record<string, number | undefined>[] = [];
   try {
     await until('the restored counter', () => src.ticks.length > 0 && src.ticks[src.ticks.length - 1].g > src.ticks[0].g + 10_000, 300_000);
     for (let h = 1; h <= hops; h++) {
@@ -284,6 +286,10 @@ async function migrations(snap: string, hops: number, dir: string): Promise<void
         + ` loop passes by 250/500/1000 ms of its main-thread CPU from its first value ${passes.join('/')};`
         + ` the destination's longest interval in its first 3 s ${row.destMax.toFixed(0)} ms (its first ten: ${after.slice(1, 11).map((t, k) => (t.g - after[k].g).toFixed(0)).join(' ')});`
         + ` migration ${row.total} ms;${firstWrite ? ` resume to its first console output ${firstWrite[2]} ms (main thread CPU ${firstWrite[3]}, run-queue wait ${firstWrite[4]}, blocked ${firstWrite[5]} ms), that output here ${(bench(first) - Number(firstWrite[1])).toFixed(0)} ms later;` : ''} load ${os.loadavg()[0].toFixed(1)}; resumed at ${epoch(dst, 'resumed')} (epoch ms)\n`);
+      // (both VMMs' timelines and console stamps, one clock: where the gap on the console goes, src/vmm/console-stamps.ts)
+      const split = gapSplit(src.err, dst.err, last.n, first.n, bench(last), bench(first));
+      if (split) process.stdout.write(`hop ${h} split (ms): ${JSON.stringify(split)}\n`);
+      splits.push({ ...(split ?? {}), downtime: row.downtime, stood: Math.round(row.stood), across: Math.round(row.across), console: Math.round(row.console) });
       // (--dump DIR: each hop's destination's console and stderr, for V8 traces given through RINGZERO_V8_FLAGS)
       const dump = opt('--dump');
       if (dump !== undefined) {
@@ -295,6 +301,8 @@ async function migrations(snap: string, hops: number, dir: string): Promise<void
       src = dst;
       ctl = nctl;
     }
+    const keys = [...new Set(splits.flatMap((x) => Object.keys(x)))];
+    process.stdout.write(`medians over ${splits.length} hops (ms): ${JSON.stringify(Object.fromEntries(keys.map((k) => [k, Math.round(median(splits.map((x) => x[k]).filter((v): v is number => Number.isFinite(v))) * 10) / 10])))}; load ${os.loadavg()[0].toFixed(1)}\n`);
   } finally {
     for (const v of all) await v.kill();
   }

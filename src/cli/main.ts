@@ -169,6 +169,7 @@ async function runCommand(options: RunOptions & ManagedRunOptions & ProfileOptio
   if (options.consoleSocket !== undefined) {
     const { createSocketConsole, writeStatusFile } = await import('./console-socket.ts');
     const socketConsole = await createSocketConsole(options.consoleSocket);
+    (await import('../vmm/console-stamps.ts')).stampConsole(socketConsole);
     try {
       const status = await run(socketConsole);
       if (options.statusFile !== undefined) writeStatusFile(options.statusFile, status);
@@ -184,6 +185,7 @@ async function runCommand(options: RunOptions & ManagedRunOptions & ProfileOptio
       process.exit(0);
     },
   });
+  (await import('../vmm/console-stamps.ts')).stampConsole(console);
   try {
     return await run(console);
   } finally {

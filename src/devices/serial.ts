@@ -6,6 +6,7 @@
 // the 16-byte receive FIFO, so pasted text is not lost; the FIFO refills as the guest reads.
 import type { AccessSize, PortBus, PortDevice } from './bus.ts';
 import type { IrqLine } from './irq/router.ts';
+import { CONSOLE_STAMPS, noteUartByte } from '../vmm/console-stamps.ts';
 
 export const COM1_BASE = 0x3f8;
 export const COM1_IRQ = 4;
@@ -155,6 +156,7 @@ export class Serial16550 implements PortDevice {
   }
 
   private emit(byte: number): void {
+    if (CONSOLE_STAMPS && this.outLen === 0) noteUartByte();
     this.outBuf[this.outLen++] = byte;
     if (this.outLen === this.outBuf.length) {
       this.flush();

@@ -14,6 +14,7 @@ import { FrameReader, MIGRATION_FORMAT, MIGRATION_VERSION, PAGE, T_DISK, T_DISK_
 import { DestinationDisks, blockDevices, parseOffers } from './storage.ts';
 import { HOT_FORMAT, type PretranslateReport } from '../cpu/soft/hot-list.ts';
 import { profileResume, startResumeProfile } from '../vmm/resume-profile.ts';
+import { epochMs, stampsJson, stampsSince } from '../vmm/console-stamps.ts';
 import { favourMainThread, favourSession, groupBoosted, holdSession, SWITCHOVER_BOOST, OTHERS_NICE, RESUME_BOOST, RESUME_NICE_S } from '../vmm/resume-priority.ts';
 
 export interface IncomingOptions {
@@ -54,6 +55,31 @@ export function parseIncoming(text: string): { host: string; port: number } {
  * before "go".
  */
 export async function receiveMigration(opts: IncomingOptions, console: ConsoleIo, machineOptions: MachineOptions = {}): Promise<Machine> {
+  const { machine, resumed } = await receiveMigrationHeld(opts, console, machineOptions);
+  resumed();
+  return machine;
+}
+
+/** What the destination's side of a migration measured, in epoch ms (console-stamps.ts's clock), for HOT_STATS. */
+export interface DestinationTimeline {
+  /** The state frame arrived (the source's guest is paused). */
+  state?: number;
+  /** It was applied (the guest's clock held at the source's pause until run()). */
+  applied?: number;
+  /** "go" arrived. */
+  go?: number;
+  /** "resumed" was sent: the guest's clock runs again and its first instruction follows. */
+  resumed?: number;
+}
+
+/**
+ * receiveMigration, but "resumed" goes to the source only when the caller calls resumed(), just before machine.run():
+ * the source measures its downtime up to that answer, so the downtime it reports covers this side's way from "go" to
+ * the guest's first instruction (the process's priority changes, the profiler) and is never shorter than the pause
+ * the guest sees (its clock stands still until run(): Machine.applyState holds it). RINGZERO_MIGRATE_RESUMED_EARLY=1:
+ * "resumed" on "go", as before session 24 (the downtime then ends before the guest runs here).
+ */
+export async function receiveMigrationHeld(opts: IncomingOptions, console: ConsoleIo, machineOptions: MachineOptions = {}): Promise<{ machine: Machine; resumed: () => void; timeline: DestinationTimeline }> {
   const server = net.createServer();
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
@@ -66,18 +92,30 @@ export async function receiveMigration(opts: IncomingOptions, console: ConsoleIo
   server.close();
   server.on('connection', (s: net.Socket) => s.destroy());
   socket.setNoDelay(true);
+  const timeline: DestinationTimeline = {};
   let machine: Machine | undefined;
   try {
-    machine = await receive(socket, opts, console, machineOptions);
-    return machine;
+    machine = await receive(socket, opts, console, machineOptions, timeline);
   } catch (error) {
     if (!socket.destroyed) socket.end(jsonFrame({ kind: 'error', message: (error as Error).message }));
     socket.destroy();
     throw error;
   }
+  let said = false;
+  const resumed = () => {
+    if (said) return;
+    said = true;
+    timeline.resumed = epochMs();
+    if (!socket.destroyed) socket.end(jsonFrame({ kind: 'resumed' }));
+  };
+  if (RESUMED_EARLY) resumed();
+  return { machine, resumed, timeline };
 }
 
-function receive(socket: net.Socket, opts: IncomingOptions, console: ConsoleIo, machineOptions: MachineOptions): Promise<Machine> {
+/** RINGZERO_MIGRATE_RESUMED_EARLY=1: "resumed" as soon as "go" arrives (receiveMigrationHeld). */
+const RESUMED_EARLY = process.env.RINGZERO_MIGRATE_RESUMED_EARLY === '1';
+
+function receive(socket: net.Socket, opts: IncomingOptions, console: ConsoleIo, machineOptions: MachineOptions, timeline: DestinationTimeline): Promise<Machine> {
   return new Promise<Machine>((resolve, reject) => {
     const reader = new FrameReader({ reusePages: true });
     let machine: Machine | undefined;
@@ -140,10 +178,12 @@ function receive(socket: net.Socket, opts: IncomingOptions, console: ConsoleIo, 
           if (!machine) throw new Error('the state came before hello');
           if (m.ramSha256 !== undefined && m.ramSha256 !== ramDigest(machine)) throw new Error('guest RAM differs from the source\'s after the transfer (SHA-256 mismatch)');
           if (loaded) throw new Error('a second state');
+          timeline.state = epochMs();
           // Every disk block has arrived (the source sends them before the state): durable before "loaded".
           copies?.finish(blockDevices(machine));
           stopPretranslate?.();
           restore(machine, m.state, pretranslating);
+          timeline.applied = epochMs();
           // Ready to run, not running: the source decides (its "go"), so a lost link never leaves two copies running.
           loaded = true;
           // (with what the hot-block list got translated here, for the source's progress)
@@ -151,8 +191,9 @@ function receive(socket: net.Socket, opts: IncomingOptions, console: ConsoleIo, 
           socket.write(jsonFrame({ kind: 'loaded', ...(hot !== undefined ? { hotTranslated: Math.max(hot.installed, hot.installedAtStop ?? 0) } : {}) }));
         } else if (m.kind === 'go') {
           if (!machine || !loaded) throw new Error('"go" came before the state was loaded');
+          timeline.go = epochMs();
+          // ("resumed" follows when the guest is about to run: receiveMigrationHeld)
           if (fault === 'destination:after-go') socket.destroy();
-          else socket.end(jsonFrame({ kind: 'resumed' }));
           finish(machine);
         } else {
           throw new Error(`unexpected message '${String(m.kind)}'`);
@@ -265,6 +306,11 @@ function firstWriteProbe(io: ConsoleIo): (what: string) => void {
   return mark;
 }
 
+/** This thread's CPU time in ms (schedstat), NaN without it. */
+function mainCpuMs(): number {
+  try { return Number(fs.readFileSync(`/proc/self/task/${process.pid}/schedstat`, 'utf8').split(' ')[0]) / 1e6; } catch { return NaN; }
+}
+
 function restore(machine: Machine, state: unknown, keepCode: boolean): void {
   const body = openState(state, 'the migrated VM state', 'the migration stream');
   if (body.vcpus.length !== machine.config.cpus) throw new Error(`the state has ${body.vcpus.length} vCPUs for ${machine.config.cpus}`);
@@ -280,18 +326,19 @@ function restore(machine: Machine, state: unknown, keepCode: boolean): void {
  */
 export async function runIncoming(uri: string, io: ConsoleIo, options: { controlSocket?: string; engine?: VmConfig['engine']; diskTargets?: string[] } = {}): Promise<number> {
   const { host, port } = parseIncoming(uri);
-  let machine: Machine;
+  let machine: Machine, resumed: () => void, timeline: DestinationTimeline;
   startResumeProfile();
   try {
-    machine = await receiveMigration({
+    ({ machine, resumed, timeline } = await receiveMigrationHeld({
       host, port, controlSocket: options.controlSocket, engine: options.engine, diskTargets: options.diskTargets,
       ...(HOT_STATS ? { onPretranslated: (r: PretranslateReport) => process.stderr.write(`ringzero: migration: hot blocks ${JSON.stringify(r)}\n`) } : {}),
       onListening: (a) => process.stderr.write(`ringzero: waiting for an incoming migration on ${a.host.includes(':') ? `[${a.host}]` : a.host}:${a.port}\n`),
-    }, io);
+    }, io));
   } catch (error) {
     process.stderr.write(`ringzero: incoming migration failed: ${(error as Error).message}\n`);
     return 1;
   }
+  const returned = epochMs();
   process.stderr.write('ringzero: migration received: the VM runs here\n');
   if (HOT_STATS) process.stderr.write(`ringzero: migration: resumed at ${Date.now()} (epoch ms)\n`);
   const probe = HOT_STATS ? firstWriteProbe(io) : undefined;
@@ -305,6 +352,27 @@ export async function runIncoming(uri: string, io: ConsoleIo, options: { control
   }
   profileResume();
   probe?.('boosted');
+  // The source's downtime ends with this answer, and the guest's clock starts again with run(), right after.
+  resumed();
+  if (HOT_STATS) {
+    // (one clock for both VMMs' lines: bench/restore-hot --hops splits the console's gap with them)
+    process.stderr.write(`ringzero: migration: destination timeline ${JSON.stringify({ ...timeline, returned, run: epochMs() })}\n`);
+    const from = timeline.resumed ?? returned;
+    // (what the guest ran in its first moments here: instructions, and how many of them in translated wasm and in
+    // the block cache, blocks recorded and translated here since the resume, the main thread's CPU)
+    const cpu = machine.vcpus[0]?.cpu;
+    if (cpu && machine.config.engine !== 'kvm') {
+      const counters = () => ({ ins: cpu.instructions, blk: cpu.blockInstructions, jit: cpu.jitInstructions, rec: cpu.codeCache.stats.blocks, comp: cpu.codeCache.stats.compiled, cpuMs: mainCpuMs() });
+      const c0 = counters();
+      for (const at of [100, 250, 500, 1000]) {
+        setTimeout(() => {
+          const c = counters();
+          process.stderr.write(`ringzero: migration: ${at} ms after the resume ${JSON.stringify(Object.fromEntries(Object.entries(c).map(([k, v]) => [k, Math.round((v - c0[k as keyof typeof c0]) * 10) / 10])))}\n`);
+        }, at).unref();
+      }
+    }
+    setTimeout(() => process.stderr.write(`ringzero: migration: console writes after the resume ${stampsJson(stampsSince(from))}\n`), 3000).unref();
+  }
   let exit;
   try {
     exit = await machine.run();

@@ -36,6 +36,7 @@ import {
 import { isAllZero } from '../sys/zero.ts';
 import { HOT_FORMAT, MAX_LISTED } from '../cpu/soft/hot-list.ts';
 import { GROUP_BOOST, holdSession, SWITCHOVER_BOOST } from '../vmm/resume-priority.ts';
+import { epochMs, stampsBefore, stampsJson } from '../vmm/console-stamps.ts';
 
 /** RINGZERO_MIGRATE_HOT_STATS=1: both ends say on stderr what the hot-block list cost and did (src/cpu/soft/hot-list.ts). */
 export const HOT_STATS = process.env.RINGZERO_MIGRATE_HOT_STATS === '1';
@@ -335,14 +336,17 @@ export async function migrateMachine(machine: Machine, opts: MigrateOptions, onP
     // 4. stop-and-copy
     p.phase = 'stop-and-copy';
     const pauseAt = Date.now();
+    const tl: Record<string, number> = { pause: epochMs() };
     if (!wasPaused) { await machine.pause(); pausedHere = true; }
     alive(machine);
     const pausedAt = Date.now();
+    tl.paused = epochMs();
     machine.serial.flush();
     // The state before the last harvest: on KVM, saving may let the guest run a moment (an event in flight, see
     // KvmCpus.saveState), and whatever it writes then must still be in the last pages.
     const captured = await machine.saveState();
     const capturedAt = Date.now();
+    tl.captured = epochMs();
     const last = mem.harvestDirtyLog();
     markDeviceWrittenPages(machine, last);
     p.dirtyPages = countPages(last);
@@ -353,12 +357,15 @@ export async function migrateMachine(machine: Machine, opts: MigrateOptions, onP
     await sendPages(link, machine, last, p, undefined, false);
     if (disks && lastDisk) await disks.copyDirty(pacedSender(link, machine, p, undefined, report), p as Required<MigrationProgress>, lastDisk);
     const pagesAt = Date.now();
+    tl.pages = epochMs();
     const body: SnapshotBody = { ...captured, memory: { file: '', size: mem.size, sha256: '' } };
     const stateFrame = jsonFrame({ kind: 'state', state: sealState(body), ...(opts.verifyMemory ? { ramSha256: ramDigest(machine) } : {}) });
     const stateAt = Date.now();
     await link.send(stateFrame);
+    tl.stateSent = epochMs();
     if (fault === 'source:after-state') link.cut('test fault: link cut after the state was sent');
     const loaded = await link.expect('loaded');
+    tl.loaded = epochMs();
     if (p.hotBlocks !== undefined && Number.isSafeInteger(loaded.hotTranslated)) p.hotTranslated = loaded.hotTranslated as number;
     if (disks && disks.writes() !== diskWrites) throw new MigrationError('a disk was written after its last dirty blocks were harvested (the VM was paused): the destination\'s copy would miss it');
 
@@ -368,7 +375,9 @@ export async function migrateMachine(machine: Machine, opts: MigrateOptions, onP
     try {
       if (fault === 'source:before-go') link.cut('test fault: link cut before "go" was sent');
       await link.send(jsonFrame({ kind: 'go' }));
+      tl.go = epochMs();
       await link.expect('resumed');
+      tl.resumed = epochMs();
     } catch (error) {
       p.phase = 'switch-over-unknown';
       p.error = `switch-over to ${p.to} unknown: the destination had loaded the VM when the link failed (${(error as Error).message}); `
@@ -385,7 +394,12 @@ export async function migrateMachine(machine: Machine, opts: MigrateOptions, onP
     p.downtimeParts = { pauseMs: pausedAt - pauseAt, pagesMs: pagesAt - capturedAt, stateMs: (capturedAt - pausedAt) + (stateAt - pagesAt), destinationMs: end - stateAt, stateBytes: stateFrame.length };
     // (the guest's clock stopped at pausedAt: with the destination's "resumed at", where the ticker's interval across
     // the switch-over went, bench/restore-hot --hops)
-    if (HOT_STATS) process.stderr.write(`ringzero: migration: paused at ${pausedAt} (epoch ms)\n`);
+    if (HOT_STATS) {
+      process.stderr.write(`ringzero: migration: paused at ${pausedAt} (epoch ms)\n`);
+      // (one clock for both VMMs' lines, with the console's last writes before the pause: bench/restore-hot --hops)
+      process.stderr.write(`ringzero: migration: source timeline ${JSON.stringify(tl)}\n`);
+      process.stderr.write(`ringzero: migration: console writes before the pause ${stampsJson(stampsBefore(tl.paused, 64))}\n`);
+    }
     p.phase = 'completed';
     p.dirtyPages = 0;
     if (disks) p.diskDirtyBytes = 0;

@@ -65,6 +65,8 @@ const YIELD_MS = 8;
  * to do costs ~2 us.
  */
 const COMPILE_YIELD_MS = 1;
+/** RINGZERO_HOLD_CLOCK=0: a restored soft-engine VM's clock runs from applyState on, not from run() (applyState). */
+const HOLD_CLOCK = process.env.RINGZERO_HOLD_CLOCK !== '0';
 /** RINGZERO_MIGRATE_HOT_STATS=1 or RINGZERO_RESTORE_TIMING=1: a restore says what its hot-block list did (stderr). */
 const HOT_STATS = process.env.RINGZERO_MIGRATE_HOT_STATS === '1' || process.env.RINGZERO_RESTORE_TIMING === '1';
 /** The longest setTimeout delay Node honours (a 32-bit signed millisecond count). */
@@ -456,6 +458,10 @@ export class Machine {
     let lastInstructions = 0;
     // A restored VM's hot code translated beside the guest from its first instruction on (RestoreHotOptions 'after').
     if (this.restoredHot?.when === 'after') void this.pretranslateRestored();
+    if (this.clockHeld) {
+      this.clockHeld = false;
+      if (!this.pauseRequested) this.clock.resume();
+    }
     this.loopRunning = true;
     try {
     while (!this.exit) {
@@ -779,8 +785,17 @@ export class Machine {
       v.waitForSipi = s.mpState === 'wait-for-sipi';
       if (s.lapic) v.lapic.restoreState(s.lapic);
     });
-    this.clock.resume();
+    // The guest's clock stays at the saved instant until run() runs the guest (as on KVM, above): a migration's
+    // destination restores the state before the source's "go" and a restore may do more before running it, and guest
+    // time that passed meanwhile would be time the guest went without running: a jump of its clocks and overdue
+    // timers at its first instruction (issue 7: it lengthened the interval across a switch-over by the "go" round
+    // trip). RINGZERO_HOLD_CLOCK=0: the clock runs from here, as before session 24.
+    if (HOLD_CLOCK) this.clockHeld = true;
+    else this.clock.resume();
   }
+
+  /** applyState left the VmClock paused at the saved instant: run() starts it with the guest's first instruction. */
+  private clockHeld = false;
 
   /** The kvm engine's run: create the VM, run every vCPU until requestExit(), close the VM (threads ended). */
   private async runOnKvm(): Promise<MachineExit> {

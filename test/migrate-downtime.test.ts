@@ -1,0 +1,62 @@
+// What a migration reports as its downtime against the pause the guest sees (issue 7, session 24): the destination's
+// guest clock stays at the source's pause until the guest runs there (Machine.applyState holds it, run() starts it),
+// and the destination answers "resumed", which ends the source's downtime, only then (receiveMigrationHeld), so the
+// downtime reported covers the destination's way from "go" to the guest's first instruction and is never shorter
+// than the time the guest's clock stood still. Two soft-engine Machines in this process, the counter guest.
+import test from 'node:test';
+import assert from 'node:assert/strict';
+import { Machine } from '../src/vmm/machine.ts';
+import { MiB } from '../src/memory/guest-memory.ts';
+import { migrateMachine } from '../src/migration/source.ts';
+import { receiveMigrationHeld } from '../src/migration/destination.ts';
+import { captureConsole } from './support/capture-console.ts';
+import { counterKernel, config, until, counterLines } from './support/counter-guest.ts';
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+test('the destination holds the guest clock until it runs the guest, and the source\'s downtime lasts until then', async () => {
+  const io = captureConsole();
+  const src = new Machine(config(counterKernel(0xffff), 64 * MiB), io);
+  src.loadKernel();
+  const running = src.run();
+  const dio = captureConsole();
+  let gotPort!: (p: number) => void;
+  const port = new Promise<number>((r) => { gotPort = r; });
+  const incoming = receiveMigrationHeld({ host: '127.0.0.1', port: 0, onListening: (a) => gotPort(a.port) }, dio);
+  let dest: Machine | undefined;
+  try {
+    await until(() => counterLines(io.text()).length >= 3, 20_000, 'three ticks');
+    const migrated = migrateMachine(src, { host: '127.0.0.1', port: await port, downtimeMs: 50 });
+    const { machine, resumed, timeline } = await incoming;
+    dest = machine;
+    // After "go", before the guest runs here: the clock stands where the source paused it, however long this takes.
+    const held = dest.clock.now();
+    assert.equal(held, src.clock.now(), 'the destination\'s guest clock starts from the source\'s pause');
+    await sleep(250);
+    assert.equal(dest.clock.now(), held, 'the guest clock stood still until the guest runs (RINGZERO_HOLD_CLOCK=0 lets it run from the restore)');
+    // The source has no "resumed" yet: its downtime goes on.
+    let done = false;
+    void migrated.then(() => { done = true; }, () => {});
+    await sleep(20);
+    assert.equal(done, false, 'the source waits for "resumed" (RINGZERO_MIGRATE_RESUMED_EARLY=1 sends it on "go")');
+    resumed();
+    const destRunning = dest.run();
+    const p = await migrated;
+    assert.equal(p.phase, 'completed');
+    assert.ok(p.downtimeMs! >= 250, `the reported downtime (${p.downtimeMs} ms) covers the 250 ms the destination took from "go" to running the guest`);
+    assert.ok(timeline.go !== undefined && timeline.resumed !== undefined && timeline.resumed - timeline.go >= 250, JSON.stringify(timeline));
+    // The guest counts on at the destination, from where it stopped, no value lost.
+    const before = counterLines(io.text());
+    await until(() => counterLines(dio.text()).length >= 3, 20_000, 'ticks at the destination');
+    assert.equal(counterLines(dio.text())[0], before[before.length - 1] + 1, 'the counter goes on');
+    assert.ok(dest.clock.now() > held, 'the clock runs once the guest does');
+    dest.requestExit({ kind: 'poweroff' });
+    await destRunning;
+  } finally {
+    src.requestExit({ kind: 'poweroff' });
+    if (src.paused) src.resume();
+    await running;
+    src.close();
+    dest?.close();
+  }
+});
