@@ -371,7 +371,7 @@ export async function runIncoming(uri: string, io: ConsoleIo, options: { control
         }, at).unref();
       }
     }
-    setTimeout(() => process.stderr.write(`ringzero: migration: console writes after the resume ${stampsJson(stampsSince(from))}\n`), 3000).unref();
+    setTimeout(() => process.stderr.write(`ringzero: migration: console writes after the resume ${stampsJson(stampsSince(from, 256))}\n`), 1500).unref();
   }
   let exit;
   try {

@@ -398,7 +398,7 @@ export async function migrateMachine(machine: Machine, opts: MigrateOptions, onP
       process.stderr.write(`ringzero: migration: paused at ${pausedAt} (epoch ms)\n`);
       // (one clock for both VMMs' lines, with the console's last writes before the pause: bench/restore-hot --hops)
       process.stderr.write(`ringzero: migration: source timeline ${JSON.stringify(tl)}\n`);
-      process.stderr.write(`ringzero: migration: console writes before the pause ${stampsJson(stampsBefore(tl.paused, 64))}\n`);
+      process.stderr.write(`ringzero: migration: console writes before the pause ${stampsJson(stampsBefore(tl.paused, 256))}\n`);
     }
     p.phase = 'completed';
     p.dirtyPages = 0;

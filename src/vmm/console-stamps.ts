@@ -22,7 +22,7 @@ export interface ConsoleStamp {
   text: string;
 }
 
-const RING = 512;
+const RING = 4096;
 const ring: ConsoleStamp[] = [];
 let uartAt = NaN;
 
@@ -39,7 +39,8 @@ export function stampConsole(io: ConsoleIo): void {
     const at = epochMs();
     ring.push({ uart: Number.isNaN(uartAt) ? at : uartAt, write: at, text: Buffer.from(data).toString('latin1') });
     uartAt = NaN;
-    if (ring.length > RING) ring.splice(0, ring.length - RING);
+    // (trimmed by halves: the last RING to 2*RING writes are kept)
+    if (ring.length >= 2 * RING) ring.splice(0, RING);
     return write.call(this, data);
   };
 }
