@@ -119,6 +119,34 @@ test('the hot-block list rebuilds every translated block field for field as the 
   }
 });
 
+test('the hot-block list in its sampled order (RINGZERO_MIGRATE_HOT_ORDER=sampled) puts first the blocks where the guest\'s slices ended lately, then the most recently translated', async () => {
+  const src = startCounter();
+  try {
+    await digitLoopTranslated(src.m);
+    const cpu = cpuOf(src.m);
+    const engine = cpu.wasm!;
+    // (translation order: the Map's insertion order, oldest first; blocks whose linear address is known)
+    const live = liveTranslated(cpu).filter((b) => b.pfn2 < 0 && engine.linearOf(b) !== undefined);
+    assert.ok(live.length >= 2, `at least two translated blocks (${live.length})`);
+    const oldest = live[0], newest = live[live.length - 1];
+    const first = (order: 'recent' | 'sampled'): number => decodeHotList(exportHotList(cpu, 1, order)!.list)![0].pa;
+    cpu.codeCache.ripSampled = 0;
+    assert.equal(first('sampled'), newest.pa, 'without samples: the most recently translated');
+    // The run loop samples the RIP where a slice used up its budget (Machine.run): three samples on the oldest block.
+    for (let i = 0; i < 3; i++) cpu.codeCache.sampleRip(engine.linearOf(oldest)!);
+    assert.equal(first('sampled'), oldest.pa, 'the block the samples landed on comes first');
+    assert.equal(first('recent'), newest.pa, 'in the default order the most recently translated still comes first');
+    // The whole list still holds every block once.
+    const all = decodeHotList(exportHotList(cpu, undefined, 'sampled')!.list)!;
+    assert.equal(new Set(all.map((r) => r.pa)).size, all.length);
+    assert.equal(all[0].pa, oldest.pa);
+  } finally {
+    src.m.requestExit({ kind: 'poweroff' });
+    await src.running;
+    src.m.close();
+  }
+});
+
 test('the destination starts with the source\'s hot blocks translated, and the counter goes on', async () => {
   const src = startCounter();
   let report: PretranslateReport | undefined;

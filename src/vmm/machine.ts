@@ -475,7 +475,11 @@ export class Machine {
         if (v.waitForSipi) continue;
         const cpu = v.cpu;
         const r = cpu.run(SLICE);
-        if (r === RunExit.Budget && profile !== undefined) profile.record(cpu.rip);
+        if (r === RunExit.Budget) {
+          // (where the guest spends its time, for a migration's or snapshot's hot-block list: src/cpu/soft/hot-list.ts)
+          cpu.codeCache.sampleRip(cpu.rip);
+          if (profile !== undefined) profile.record(cpu.rip);
+        }
         if (r === RunExit.Shutdown) {
           this.requestExit({ kind: 'reset' });
           break;

@@ -203,6 +203,9 @@ function badField(name: string, v: number): never {
   throw new Error(`BlockEntry.${name} cannot hold ${v} (a packed field)`);
 }
 
+/** How many of the latest slice-end RIPs CodeCache keeps (a power of two): ~1-3 s of a busy guest. */
+export const RIP_SAMPLES = 8192;
+
 export class Block {
   readonly entries: BlockEntry[];
   readonly n: number;
@@ -304,6 +307,16 @@ export class CodeCache {
   }
   readonly hot = new Uint8Array(TABLE_SIZE);
   readonly cpus: SoftCpu[] = [];
+  /**
+   * Where the guest ran lately: the linear RIP at the end of each of the run loop's slices that used up its budget
+   * (Machine.run), the last RIP_SAMPLES of them, a statistical sample of the code the guest spends its time in (one
+   * per 20k instructions, a few thousand a second). ./hot-list.ts lists the translated blocks it hits first.
+   */
+  readonly ripSamples = new Float64Array(RIP_SAMPLES);
+  ripSampled = 0;
+  sampleRip(rip: number): void {
+    this.ripSamples[this.ripSampled++ & (RIP_SAMPLES - 1)] = rip;
+  }
   readonly stats: CodeCacheStats = { blocks: 0, instructionsCached: 0, invalidations: 0, compiled: 0, chainHits: 0 };
 
   /**
