@@ -565,11 +565,14 @@ test('a run of stack accesses probed once (PUSH/POP runs, MOV [rsp+disp], ADD/SU
   }
 });
 
-test('a lone stack access after a stack run in another member of the same region goes through its own probe', () => {
+test('a lone stack access after a stack run in another member of the same region goes through its own probe', (t) => {
   // mov r8d,20 / 1: push rax / push rbx / mov rsp,rsi / jmp 2f / 2: push rdx / mov rsp,rdi / dec r8d / jnz 1b / hlt:
   // the two blocks loop through each other (one region function); the first's run probed RSP's page, the second's
   // single PUSH is at another RSP and must not use that run's probe
   const code = hexBytes('41 b8 14 00 00 00 50 53 48 89 f4 eb 00 52 48 89 fc 41 ff c8 75 f0 f4');
+  // (the blocks become hot in different batches: re-forming, off by default, puts them in one region)
+  const reform = setReform(true);
+  t.after(() => setReform(reform));
   const m = agree(code, (m) => {
     m.cpu.setGpr(6, BigInt(DATA + 0x800)); m.cpu.setGpr(7, BigInt(STACK_TOP)); m.cpu.setGpr(4, BigInt(STACK_TOP));
     m.cpu.setGpr(0, 0x1111n); m.cpu.setGpr(3, 0x3333n); m.cpu.setGpr(2, 0x2222n);

@@ -1565,8 +1565,18 @@ let reported = false;
 const PROFILE = process.env.RINGZERO_WASM_PROFILE === '1';
 /** RINGZERO_TIER_STATS=1: WasmEngine.tierCount's counters (shown by --stats). */
 const TIER_STATS = process.env.RINGZERO_TIER_STATS === '1';
-/** Batches pull in the translated blocks of their pages they branch with (WasmEngine.reform; RINGZERO_WASM_REFORM=0: off). */
-let REFORM = process.env.RINGZERO_WASM_REFORM !== '0';
+/**
+ * Batches pull in the translated blocks of their pages they branch with (WasmEngine.reform; RINGZERO_WASM_REFORM=1:
+ * on). Off by default since session 24: the re-formed functions were ~61% of the TurboFan bytes V8 compiled on a
+ * boot (hot code compiled and tiered up a second time), while reregion, which re-forms only the pages the dispatcher
+ * keeps entering, gives the hot loops their regions anyway. One boot each (--trace-wasm-compilation-times, loaded
+ * host): on/off 19.6k/15.3k blocks translated, TurboFan 848/772 functions, 7.7/4.8 MB of bodies. bench/engines
+ * --paired --bins on,off at load 10-30, 3 pairs each: boot wall 0.84x (0.79-0.97), process CPU 0.84x (0.74-0.97),
+ * main thread 0.96x; md5 0.98x, ash 0.99x, syscalls 1.00x (main thread). Boot + ash loop of 30000: dispatcher entries
+ * 22.7M -> 27.5M, tail calls 19.1M -> 21.3M, region-internal branches 92.0M -> 85.8M. Pulling in only blocks
+ * installed less than 2M (10M, 40M) instructions before: 2.4k (3.2k, 4.0k) re-formed, 6.1 (6.6, 7.2) MB TurboFan.
+ */
+let REFORM = process.env.RINGZERO_WASM_REFORM === '1';
 /** Switch REFORM (tests of the dispatcher's own chaining, which regions would bypass); returns the old setting. */
 export function setReform(on: boolean): boolean { const old = REFORM; REFORM = on; return old; }
 /** Times one block is translated again that way, and blocks pulled into one batch at most. */
