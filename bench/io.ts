@@ -212,6 +212,21 @@ interface Work {
  */
 interface EngineWork { notTranslated: number; wasmCalls: number; replays: number; translated: number; tlbRefills: number }
 const workDone: Record<string, Partial<Record<TestKey, Work[]>>> = {};
+/**
+ * The guest's own count of the disk requests a test issued (Documentation/block/stat.rst: /sys/block/vda/stat's
+ * read and write I/Os, completed requests after merging), per unit, on both VMMs: the block layer's view, so QEMU's
+ * side needs no tracing. Session 23 found the O_DIRECT read reaching ringzero's device as two requests per MiB in
+ * some runs (dd's buffer in 256 single pages: 254 + 2 segments) and one of ~30 segments in others, worth about a
+ * fifth of the read's guest instructions; session 24 found the same scatter under QEMU (a buffer faulted in page
+ * order comes off the guest's per-CPU free list in descending frames on both), so the mode is the guest page
+ * allocator's state when dd faults its buffer in, and this column says which mode each VMM's run was in.
+ */
+const blockRequests: Record<string, Partial<Record<TestKey, number[]>>> = {};
+/** /sys/block/vda/stat's read and write I/Os (fields 1 and 5), read with one `cat` at the guest's prompt. */
+async function blockStat(guest: BenchGuest): Promise<{ reads: number; writes: number } | undefined> {
+  const f = (await guest.ask('BSTAT', 'cat /sys/block/vda/stat', 60_000)).trim().split(/\s+/).map(Number);
+  return f.length >= 5 && f.every(Number.isFinite) ? { reads: f[0], writes: f[4] } : undefined;
+}
 type Stats = {
   instructions: number; exits: { mmio: number; pio: number; byDevice?: { pio: Record<string, number> } }; halts: number;
   net?: { rxBytes: number; txBytes: number; rxFrames: number; txFrames: number };
@@ -372,6 +387,7 @@ async function session(vmm: Vmm, run: number): Promise<void> {
         const iops = reads / (r.hostMs / 1000);
         return { rate: iops, units: reads, r, label: `randread ${iops.toFixed(0)} IOPS (guest clock ${m[3]})` };
       };
+      let bPrev = await blockStat(guest);
       for (const t of diskTests) {
         if (warm) {
           // --warm: the same pass once before the timed one (same sizes on both VMMs), then the guest's page cache
@@ -382,9 +398,16 @@ async function session(vmm: Vmm, run: number): Promise<void> {
           noteWindow(vmm, `${t}:warm-up`, w.r);
           await guest.ask('DROP', 'sync; echo 3 > /proc/sys/vm/drop_caches; echo dropped', 60_000);
         }
+        // (read before the pass only after --warm's drop: otherwise the last pass's reading stands, so no extra
+        // process runs in the guest between the tests, whose exits would change what the allocator hands dd next)
+        if (warm) bPrev = await blockStat(guest);
+        const b0 = bPrev;
         const s0 = await stats(vmm);
         const p = await diskPass(t);
         record(vmm, t, p.rate, p.units, p.r, s0, await stats(vmm));
+        const b1 = await blockStat(guest);
+        bPrev = b1;
+        if (b0 && b1) ((blockRequests[vmm.key] ??= {})[t] ??= []).push((t === 'write' ? b1.writes - b0.writes : b1.reads - b0.reads) / p.units);
         parts.push(p.label);
         console.error(`  ${vmm.label}: ${parts.at(-1)}`);
       }
@@ -487,6 +510,22 @@ for (const t of tests) {
 }
 console.log('\nper CPU-second of the guest thread (ringzero\'s main thread, QEMU\'s "CPU 0/TCG"; medians), and the process CPU spent off it:');
 printTable(['test', 'ringzero soft', 'qemu -accel tcg', 'ratio', 'ringzero off-thread', 'qemu off-thread'], threadRows);
+
+// The guest's disk requests per unit on each VMM (its block layer's count): the read's buffer mode, above.
+const blockRows: string[][] = [];
+for (const t of diskTests) {
+  const med = (vmm: string) => (blockRequests[vmm]?.[t] ? median(blockRequests[vmm]![t]!) : undefined);
+  const all = (vmm: string) => (blockRequests[vmm]?.[t] ?? []).map((x) => x.toFixed(2)).join(' ') || '-';
+  const ours = med('ringzero'), theirs = med('qemu');
+  const unit = UNITS[t] === 'IOPS' ? 'read' : 'mib';
+  if (ours !== undefined) figures[`ringzero_${t}_guest_requests_per_${unit}`] = Number(ours.toFixed(2));
+  if (theirs !== undefined) figures[`qemu_tcg_${t}_guest_requests_per_${unit}`] = Number(theirs.toFixed(2));
+  blockRows.push([`${t} (per ${UNITS[t] === 'IOPS' ? 'read' : 'MiB'})`, all('ringzero'), all('qemu')]);
+}
+if (blockRows.length > 0) {
+  console.log('\nthe guest\'s disk requests per unit (/sys/block/vda/stat, each run; a 1 MiB O_DIRECT read is 1 request when dd\'s buffer is in few physical runs, 2 when in single pages):');
+  printTable(['test', 'ringzero soft', 'qemu -accel tcg'], blockRows);
+}
 
 // Where ringzero's time goes: guest instructions and device traps per unit of work, and the guest CPU rate.
 const workRows: string[][] = [];
