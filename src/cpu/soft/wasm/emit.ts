@@ -197,6 +197,22 @@ export class Body {
   call(f: number): this { this.room(6); this.put(Op.call); this.uleb(f); return this; }
   /** return_call (the tail-call proposal, Node 20's V8 11.3 by default): 0x12, function index. */
   returnCall(f: number): this { this.room(6); this.put(0x12); this.uleb(f); return this; }
+  /**
+   * return_call whose function index is written later (patchIndex): 0x12 and a LEB128 padded to 5 bytes (a valid
+   * encoding of any u32, Core spec §5.2.2); returns the offset of those 5 bytes.
+   */
+  returnCallLater(): number {
+    this.room(6); this.put(0x12);
+    const at = this.len;
+    this.put(0x80); this.put(0x80); this.put(0x80); this.put(0x80); this.put(0);
+    return at;
+  }
+  /** Write function index `f` into the 5 bytes at `at` that returnCallLater left. */
+  patchIndex(at: number, f: number): void {
+    const buf = this.live();
+    for (let i = 0; i < 4; i++) { buf[at + i] = (f & 0x7f) | 0x80; f >>>= 7; }
+    buf[at + 4] = f & 0x7f;
+  }
   /** A load/store with alignment hint log2 `align` and a constant offset (§5.4.6 memarg). */
   mem(opcode: number, align: number, offset: number): this {
     this.room(11);

@@ -14,7 +14,7 @@ import { emitTlbSlot, memFnBody, LD_PARAMS, ST_PARAMS } from './tlb-probe.ts';
 import { execSy, SY_SYSCALL, SY_TSC } from '../fast-forms.ts';
 import { readTsc } from '../system/control.ts';
 import { stiSetsIf } from '../ops/interrupt-flag.ts';
-import { translateBody, translateRegion, groupRegions, midSelfEdge, pageTargets, buildModule, buildFlaglib, rawBody, memUsedOf, type WasmCode, type EmitOpts, type TailCtx, type TailTarget, LOCAL_MEM, WASM_NAMES, EXIT_STATS, SITE_STATS, SITE_BASE, SITE_MAX, siteInfo, NEXT_KEY, X_NAMES, EXPLICIT, SYNCED, ARITH, RF, VM, IF, K_SHIFT, PRIV_CHAIN, POS_MEMBER, POS_N } from './translate.ts';
+import { translateBody, translateRegion, groupRegions, midSelfEdge, pageTargets, buildModule, buildFlaglib, rawBody, memUsedOf, resolveBatchTails, leaveBody, type WasmCode, type EmitOpts, type TailCtx, type TailTarget, LOCAL_MEM, WASM_NAMES, EXIT_STATS, SITE_STATS, SITE_BASE, SITE_MAX, siteInfo, NEXT_KEY, X_NAMES, EXPLICIT, SYNCED, ARITH, RF, VM, IF, K_SHIFT, PRIV_CHAIN, POS_MEMBER, POS_N } from './translate.ts';
 import { syscallMsrs, syscallSegments64, sysretSegments64, type SyscallMsrs } from '../system/fastcall.ts';
 import { EFER_SCE, CR4_TSD } from '../constants.ts';
 import { appendFileSync, writeFileSync } from 'node:fs';
@@ -52,6 +52,24 @@ const TAIL = process.env.RINGZERO_WASM_TAIL !== '0';
  * otherwise grow the table and keep dead modules alive without bound).
  */
 const TAIL_KEPT_MAX = Number(process.env.RINGZERO_WASM_TAIL_KEPT_MAX ?? 4096);
+/**
+ * Static (and, with PREDICT, predicted indirect) exits to a block of the same batch tail-call its function inside
+ * the module (RINGZERO_WASM_BATCH_TAIL=1: on): each function of a batch gets its function-table index before the
+ * module is built (WasmEngine.planBatch), so its dispatch word is known to its callers. Without this, such exits
+ * went through the dispatcher for good (the target was not installed when the batch was built), and a PLT slot's
+ * prediction never fired (the slot and its target become hot, and are translated, together). Within a batch most
+ * static exits already branch inside a region (groupRegions joins every block a static exit of the batch reaches);
+ * the rest are the exits between the parts of a group cut at REGION_MAX or between loops.
+ * Measured (session 24, boot + ash loop of 30k, RINGZERO_WASM_EXIT_STATS, one build, off/on): dispatcher entries
+ * (named + looked up) 28.56M -> 26.40M; with PREDICT=1 too 19.36M (indirect lookups 2.77M -> 0.38M, RETs through
+ * the dispatcher 17.27M -> 12.01M: their predictions now fire); code +1.2% (+2.5% with PREDICT). Time, bench/engines
+ * --paired --bins off,on on a host at load 18-34 (one pair each): ash 0.91x, syscall 0.88x, then ash 1.07x, syscall
+ * 1.18x (with another bench running); with PREDICT ash 1.05x, syscall 1.01x: within this host's noise. Off by default
+ * until a quiet-host A/B shows a gain.
+ */
+let BATCH_TAIL = process.env.RINGZERO_WASM_BATCH_TAIL === '1';
+/** Switch BATCH_TAIL (its tests); returns the old value. */
+export function setBatchTail(on: boolean): boolean { const old = BATCH_TAIL; BATCH_TAIL = on; return old; }
 /** Modules are compiled in the background (RINGZERO_WASM_ASYNC=0: on the main thread); see WasmEngine.flush. */
 let ASYNC = process.env.RINGZERO_WASM_ASYNC !== '0';
 /** Switch ASYNC (tests that translate after a warm-up, synchronously: no event loop turns meanwhile); returns the old value. */
@@ -193,13 +211,29 @@ interface FnInfo {
   memUsed: number;
 }
 
+interface Done { blocks: Block[]; offs: number[][]; info: FnInfo; pre?: number; stub?: boolean; pin?: boolean }
+
+/** A batch's plan (WasmEngine.planBatch): per group of groupRegions, one function and its function-table index. */
+interface Plan {
+  idx: number[];
+  /** The planned function and member number of a block of the batch, by physical address and by queued linear address. */
+  byPa: Map<number, { p: number; k: number; b: Block }>;
+  byLin: Map<number, { p: number; k: number; b: Block }>;
+  /** Planned functions some exit tail-calls (pinned once installed: their index is never reused). */
+  called: Set<number>;
+}
+
 /** A module being compiled: its bytes, its blocks, the cache whose generations decide whether they are installed. */
 interface Batch {
   bytes: Uint8Array<ArrayBuffer>;
   /** The functions its tail exits call (imports t.f0, t.f1, ...: translate.ts TailCtx). */
   tails: WasmCode['fn'][];
-  /** Per function of the module: its blocks (one, or a region's) and their instruction offsets, and its FnInfo. */
-  done: { blocks: Block[]; offs: number[][]; info: FnInfo }[];
+  /**
+   * Per function of the module: its blocks (one, or a region's) and their instruction offsets, and its FnInfo;
+   * `pre` the function-table index planBatch gave it (-1: none, install takes one), `stub` for a planned function
+   * whose translation failed (translate.ts leaveBody: no blocks, its index kept for its callers).
+   */
+  done: Done[];
   cache: CodeCache;
   installed: boolean;
   waits: number;
@@ -372,7 +406,13 @@ function buildTrampolines(): Uint8Array<ArrayBuffer> {
  */
 function fnName(d: Batch['done'][number]): string {
   const lin = d.info.lins[0];
+  if (d.blocks.length === 0) return 'rz.leave';
   return lin !== undefined ? 'rz.g' + BigInt.asUintN(64, BigInt(lin)).toString(16) : 'rz.p' + d.blocks[0].pa.toString(16);
+}
+
+/** The first block of a batch's functions (a stub has none), for error reports. */
+function firstBlock(done: readonly { blocks: Block[] }[]): Block {
+  return (done.find((d) => d.blocks.length > 0) ?? done[0]).blocks[0];
 }
 
 /** Replay entry `e` at `rip` through its closure or handler (as SoftCpu.runBlock). */
@@ -867,16 +907,24 @@ export class WasmEngine {
     for (const block of live) { const l = lins.get(block); if (l !== undefined) this.linOf.set(block, l); }
     if (REFORM) this.reform(live, lins, c.codeCache);
     if (CAPTURE) captureBatch(live, lins);
-    const tail = TAIL && !TIER2 && !LOCAL_MEM && this.kept.size < TAIL_KEPT_MAX ? this.tailCtx(c.codeCache) : null;
-    for (const group of groupRegions(live, lins)) {
+    const groups = groupRegions(live, lins);
+    // (one module per batch only: a split by tier-up budget would put callers and callees in different modules)
+    const plan = TAIL && BATCH_TAIL && !TIER2 && !LOCAL_MEM && TIER_BUDGETS === null && TIER_SIZE === 0 && this.kept.size < TAIL_KEPT_MAX
+      ? this.planBatch(groups, lins, c.codeCache) : null;
+    const tail = TAIL && !TIER2 && !LOCAL_MEM && this.kept.size < TAIL_KEPT_MAX ? this.tailCtx(c.codeCache, plan) : null;
+    // (each planned function's position among the module's functions: a failed one gets a leaveBody stub there)
+    const pos: number[] = [];
+    groups.forEach((group, gi) => {
+      const pre = plan === null ? -1 : plan.idx[gi];
       if (group.length > 1 || midSelfEdge(group[0])) {
         const opts = this.tier1Opts(tail);
         try {
           const t = translateRegion(group, this.ramSize, lins, opts);
           if (t !== null) {
-            bodies.push(t.body); done.push({ blocks: group, offs: t.offs, info: this.fnInfo(opts, t, group.map((g) => lins.get(g))) });
+            pos[gi] = bodies.length;
+            bodies.push(t.body); done.push({ blocks: group, offs: t.offs, info: this.fnInfo(opts, t, group.map((g) => lins.get(g))), pre });
             this.stats.regions++; this.stats.regionBlocks += group.length;
-            continue;
+            return;
           }
         } catch (err) {
           this.report(group[0], err);
@@ -888,7 +936,10 @@ export class WasmEngine {
         try {
           const t = translateBody(block, this.ramSize, lins.get(block), opts);
           if (t !== null) {
-            bodies.push(t.body); done.push({ blocks: [block], offs: [t.offs], info: this.fnInfo(opts, t, [lins.get(block)]) });
+            // (a region that failed translates its blocks one by one: those are not the planned function)
+            const own = group.length === 1 && pre >= 0;
+            if (own) pos[gi] = bodies.length;
+            bodies.push(t.body); done.push({ blocks: [block], offs: [t.offs], info: this.fnInfo(opts, t, [lins.get(block)]), pre: own ? pre : -1 });
             continue;
           }
         } catch (err) {
@@ -896,7 +947,13 @@ export class WasmEngine {
         }
         this.freeSlot(opts.slot);
       }
-    }
+      if (pre >= 0 && pos[gi] === undefined) {
+        pos[gi] = bodies.length;
+        bodies.push(leaveBody()); done.push({ blocks: [], offs: [], info: { tier: 1, slot: -1, lins: [], memOps: 0, code: null, memUsed: 0 }, pre, stub: true });
+      }
+    });
+    if (tail !== null) resolveBatchTails(tail, pos);
+    if (plan !== null) for (const p of plan.called) done[pos[p]].pin = true;
     if (bodies.length === 0) return;
     // (a function holding a block translated before, pulled in by reform or queued again by reregion, is hot)
     let tb = t0;
@@ -916,7 +973,8 @@ export class WasmEngine {
       bytes = buildModule(bodies, this.ramSize, LOCAL_MEM, -1, tail === null ? 0 : tail.fns.length, WASM_NAMES ? done.map(fnName) : undefined);
     } catch (err) {
       for (const d of done) this.freeSlot(d.info.slot);
-      this.report(done[0].blocks[0], err);
+      this.freePlanned(done);
+      this.report(firstBlock(done), err);
       return;
     }
     const t1 = performance.now();
@@ -937,7 +995,7 @@ export class WasmEngine {
     batch.async = true;
     this.compiling++;
     compileOffThread(bytes, budget, START_BUDGET).then((mod) => { if (!batch.installed) this.install(batch, mod); },
-      (err) => { if (!batch.installed) { this.release(batch); this.freeSlots(batch); this.report(done[0].blocks[0], err); } });
+      (err) => { if (!batch.installed) { this.release(batch); this.freeSlots(batch); this.freePlanned(done); this.report(firstBlock(done), err); } });
   }
 
   /**
@@ -1098,7 +1156,8 @@ export class WasmEngine {
     } catch (err) {
       this.release(batch);
       this.freeSlots(batch);
-      this.report(batch.done[0].blocks[0], err);
+      this.freePlanned(batch.done);
+      this.report(firstBlock(batch.done), err);
     } finally {
       this.stats.compileMs += performance.now() - t0;
     }
@@ -1135,7 +1194,7 @@ export class WasmEngine {
    * translation of a block of that address and page generation (byPage); by linear address, the installed block last
    * queued at it (byLin) whose page generation is still current.
    */
-  private tailCtx(cache: CodeCache): TailCtx {
+  private tailCtx(cache: CodeCache, plan: Plan | null = null): TailCtx {
     const gen = cache.pageGen, mask = (1 << K_SHIFT) - 1;
     const target = (t: Block): TailTarget | null => {
       const w = t.wasm;
@@ -1143,20 +1202,63 @@ export class WasmEngine {
       const fn = this.table.get(w.idx & mask) as unknown as WasmCode['fn'] | null;
       return fn === null ? null : { word: w.idx, fn, n: t.n, pa: t.pa, gen: t.gen };
     };
+    // (a block of this batch, in planned function p as member k: called inside the module, translate.ts TailTarget.local)
+    const planned = (e: { p: number; k: number; b: Block } | undefined): TailTarget | null => {
+      if (e === undefined || plan === null || plan.idx[e.p] < 0) return null;
+      plan.called.add(e.p);
+      return { word: plan.idx[e.p] | (e.k << K_SHIFT), fn: null, n: e.b.n, pa: e.b.pa, gen: e.b.gen, local: e.p };
+    };
     return {
       find: (pa, g) => {
         const set = this.byPage.get(pa >>> 12);
-        if (set === undefined) return null;
-        for (const t of set) if (t.pa === pa && t.gen === g) return target(t);
-        return null;
+        if (set !== undefined) for (const t of set) if (t.pa === pa && t.gen === g) { const r = target(t); if (r !== null) return r; }
+        const e = plan?.byPa.get(pa);
+        return e !== undefined && e.b.gen === g ? planned(e) : null;
       },
       findLin: (lin) => {
         const t = this.byLin.get(lin);
-        return t === undefined ? null : target(t);
+        const r = t === undefined ? null : target(t);
+        return r !== null ? r : planned(plan?.byLin.get(lin));
       },
       fns: [],
       index: new Map(),
+      sites: [],
     };
+  }
+
+  /**
+   * The functions a batch will hold (one per group of groupRegions: a region, or one block) get their function-table
+   * indices now, before their module is built, so that exits to blocks of the batch can tail-call them inside the
+   * module (BATCH_TAIL). install puts each function at its index; one not installed (its blocks' pages written
+   * meanwhile, or its module failed) gives the index back; a planned function whose translation failed is a
+   * translate.ts leaveBody stub whose index is kept for good (its callers' S_BLK words name it).
+   */
+  private planBatch(groups: Block[][], lins: Map<Block, number>, cache: CodeCache): Plan {
+    this.modules();
+    const plan: Plan = { idx: [], byPa: new Map(), byLin: new Map(), called: new Set() };
+    const gen = cache.pageGen;
+    let room = true;
+    groups.forEach((group, p) => {
+      let idx = -1;
+      if (room) {
+        idx = this.allocIndex(cache);
+        if (idx >= 1 << K_SHIFT) { this.free.push(idx); idx = -1; room = false; }
+      }
+      plan.idx.push(idx);
+      if (idx < 0) return;
+      group.forEach((b, k) => {
+        if (b.mode !== 8 || b.gen !== gen[b.pa >>> 12]) return;
+        if (!plan.byPa.has(b.pa)) plan.byPa.set(b.pa, { p, k, b });
+        const l = lins.get(b);
+        if (l !== undefined && !plan.byLin.has(l)) plan.byLin.set(l, { p, k, b });
+      });
+    });
+    return plan;
+  }
+
+  /** The function-table indices planBatch gave a batch that will not be installed. */
+  private freePlanned(done: Done[]): void {
+    for (const d of done) if (d.pre !== undefined && d.pre >= 0) { this.free.push(d.pre); d.pre = -1; }
   }
 
   /** The emit options of a new tier-1 function: a hot-counter slot when tier 2 is on and one is free. */
@@ -1383,14 +1485,17 @@ export class WasmEngine {
     const inst = new WebAssembly.Instance(mod, imports);
     this.stats.modules++;
     const cache = batch.cache;
-    batch.done.forEach(({ blocks, offs, info }, i) => {
+    batch.done.forEach(({ blocks, offs, info, pre, stub, pin }, i) => {
       // (a region spanning pages is installed for its members whose page was not written meanwhile: its branches
       // into another page check that page's generation)
       const live = blocks.filter((b) => b.gen === cache.pageGen[b.pa >>> 12]).length;
       this.stats.stale += blocks.length - live;
-      if (live === 0) { this.freeSlot(info.slot); return; }
+      // (a planned index of a function not installed: its callers in the module check its blocks' generation, so
+      // nothing enters it, except a stub's, whose blocks are still current)
+      if (live === 0) { if (pre !== undefined && pre >= 0) { if (stub) this.kept.add(pre); else this.free.push(pre); } this.freeSlot(info.slot); return; }
       const fn = inst.exports['f' + i] as WasmCode['fn'];
-      const idx = this.allocIndex(cache);
+      if (pin) this.pinned.add(fn);
+      const idx = pre !== undefined && pre >= 0 ? pre : this.allocIndex(cache);
       if (idx >= 1 << K_SHIFT) { this.blocks[idx] = null; this.free.push(idx); this.freeSlot(info.slot); return; }
       this.table.set(idx, fn as unknown as WebAssembly.ExportValue);
       this.blocks[idx] = blocks;

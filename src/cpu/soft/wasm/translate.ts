@@ -333,7 +333,7 @@ export const EXIT_STATS = process.env.RINGZERO_WASM_EXIT_STATS === '1';
  * --paired`, one build), the ash loop 1.01x (0.90-1.07, 3 pairs), the syscall loop 1.04x (0.98-1.05), the boot 1.07x
  * and 1.06x wall (2 pairs; code +3%, more for V8 to tier up): no gain on what it aims at, a cost on the boot. Most
  * predictions do not fire: a PLT slot and its target are translated in the same batch, so the target is not
- * installed when the slot's exit is built.
+ * installed when the slot's exit is built (runtime.ts BATCH_TAIL: functions of the same batch are callable too).
  */
 export let PREDICT = process.env.RINGZERO_WASM_PREDICT === '1';
 /** Switch PREDICT (its tests); returns the old value. */
@@ -378,7 +378,15 @@ export interface EmitOpts { slot: number; inline: boolean; tail?: TailCtx | null
 export const TIER1: EmitOpts = { slot: -1, inline: false };
 
 /** An installed translation a static exit may tail-call (TailCtx.find): its dispatch word, function, instructions. */
-export interface TailTarget { word: number; fn: WasmCode['fn']; n: number; pa: number; gen: number }
+export interface TailTarget {
+  word: number; fn: WasmCode['fn'] | null; n: number; pa: number; gen: number;
+  /**
+   * A function of the batch being built (runtime.ts WasmEngine.planBatch: its function-table index is taken before
+   * the module is built, so `word` is known): its number in the batch's plan, called by its index in the module,
+   * written once the batch's bodies are all emitted (TailCtx.sites, resolveBatchTails). `fn` is then null.
+   */
+  local?: number;
+}
 /**
  * The translations a batch's static exits may tail-call (Translator.tailExit): found by physical address (same
  * page, of the caller's page generation) or by the linear address they were queued at (another page), and the
@@ -389,6 +397,31 @@ export interface TailCtx {
   findLin(lin: number): TailTarget | null;
   fns: WasmCode['fn'][];
   index: Map<WasmCode['fn'], number>;
+  /** The tail calls into functions of the batch itself (TailTarget.local): where their function index goes. */
+  sites: { body: Body; at: number; local: number }[];
+}
+
+/**
+ * Write the module function index of every tail call into the batch's own functions (TailCtx.sites): `pos[p]` is
+ * planned function p's position among the module's defined functions, which follow the F_TAIL + ctx.fns.length
+ * imported ones (buildModule).
+ */
+export function resolveBatchTails(ctx: TailCtx, pos: number[]): void {
+  const base = F_TAIL + ctx.fns.length;
+  for (const s of ctx.sites) s.body.patchIndex(s.at, base + pos[s.local]);
+}
+
+/**
+ * A function that leaves at once (a planned function of a batch whose translation failed, runtime.ts): its
+ * callers' tail calls land here with the target's RIP in r0, which goes to S_RIP for the dispatcher to look up
+ * (which then returns to JavaScript there: no translation holds it); it ran no instruction.
+ */
+export function leaveBody(): Body {
+  const b = new Body(5);
+  b.get(0).get(1).mem(Op.f64Store, 3, L.S_RIP);
+  b.get(0).i32(0).mem(Op.i32Store, 2, L.S_NEXT);
+  b.i32(0);
+  return b;
 }
 
 /** A function body that knows how many blocks/loops/ifs are open (Translator's register cache looks at it). */
@@ -1072,8 +1105,11 @@ class Translator {
    */
   tailTo(t: TailTarget, count: number, kind: number, samePa: number, cond: () => void, rip: () => void): void {
     const b = this.b, ctx = this.opts.tail!;
-    let fi = ctx.index.get(t.fn);
-    if (fi === undefined) { fi = ctx.fns.push(t.fn) - 1; ctx.index.set(t.fn, fi); }
+    let fi = -1;
+    if (t.fn !== null) {
+      fi = ctx.index.get(t.fn) ?? -1;
+      if (fi < 0) { fi = ctx.fns.push(t.fn) - 1; ctx.index.set(t.fn, fi); }
+    }
     b.get(this.n).i32(count).op(Op.i32Add).set(this.c32);
     b.get(this.st).mem(Op.i32Load, 2, L.S_CHAIN);
     b.get(this.st).mem(Op.i32Load, 2, L.S_NBASE).get(this.c32).op(Op.i32Add).i32(CHAIN_LIMIT).op(Op.i32LtS).op(Op.i32And);
@@ -1098,7 +1134,8 @@ class Translator {
       b.get(this.st).get(this.st).mem(Op.i32Load, 2, o).i32(1).op(Op.i32Add).mem(Op.i32Store, 2, o);
     }
     b.get(this.st).get(this.tf).get(this.left).get(this.c32).op(Op.i32Sub).get(this.user).i32(t.word >>> K_SHIFT);
-    b.returnCall(F_TAIL + fi);
+    if (t.local !== undefined) ctx.sites.push({ body: b, at: b.returnCallLater(), local: t.local });
+    else b.returnCall(F_TAIL + fi);
     b.close();
   }
 
