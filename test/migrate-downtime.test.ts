@@ -5,7 +5,7 @@
 // than the time the guest's clock stood still. Two soft-engine Machines in this process, the counter guest.
 import test from 'node:test';
 import assert from 'node:assert/strict';
-import { Machine } from '../src/vmm/machine.ts';
+import { Machine, SLICE } from '../src/vmm/machine.ts';
 import { MiB } from '../src/memory/guest-memory.ts';
 import { migrateMachine } from '../src/migration/source.ts';
 import { receiveMigrationHeld } from '../src/migration/destination.ts';
@@ -58,5 +58,44 @@ test('the destination holds the guest clock until it runs the guest, and the sou
     await running;
     src.close();
     dest?.close();
+  }
+});
+
+test('a restored VM\'s first seconds: slices bounded in time (resumeSliceMs), back to SLICE instructions after; none without the bound', async () => {
+  for (const sliceMs of [0.0001, 0]) {
+    const io = captureConsole();
+    const src = new Machine(config(counterKernel(0xffff), 64 * MiB), io);
+    src.loadKernel();
+    const running = src.run();
+    const dio = captureConsole();
+    let gotPort!: (p: number) => void;
+    const port = new Promise<number>((r) => { gotPort = r; });
+    // (a bound no slice can keep: every slice halves the next one, down to the least)
+    const incoming = receiveMigrationHeld({ host: '127.0.0.1', port: 0, onListening: (a) => gotPort(a.port) }, dio, { resumeSliceMs: sliceMs });
+    let dest: Machine | undefined;
+    try {
+      await until(() => counterLines(io.text()).length >= 3, 20_000, 'three ticks');
+      const migrated = migrateMachine(src, { host: '127.0.0.1', port: await port, downtimeMs: 50 });
+      const { machine, resumed } = await incoming;
+      dest = machine;
+      resumed();
+      const destRunning = dest.run();
+      await migrated;
+      await until(() => counterLines(dio.text()).length >= 20, 20_000, 'ticks at the destination');
+      if (sliceMs > 0) {
+        assert.ok(dest.minBudget < SLICE && dest.budget < SLICE, `slices shortened in the first seconds (least ${dest.minBudget}, now ${dest.budget})`);
+        await until(() => dest!.budget === SLICE, 10_000, 'the slice back at SLICE after the window');
+      } else {
+        assert.equal(dest.minBudget, SLICE, 'RINGZERO_RESUME_SLICE_MS=0: the slices stay SLICE instructions');
+      }
+      dest.requestExit({ kind: 'poweroff' });
+      await destRunning;
+    } finally {
+      src.requestExit({ kind: 'poweroff' });
+      if (src.paused) src.resume();
+      await running;
+      src.close();
+      dest?.close();
+    }
   }
 });

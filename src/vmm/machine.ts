@@ -65,6 +65,21 @@ const YIELD_MS = 8;
  * to do costs ~2 us.
  */
 const COMPILE_YIELD_MS = 1;
+/**
+ * A restored VM's first RESUME_SLICE_WINDOW_MS (a migration's destination, `run --restore`): the loop looks at timers
+ * and I/O after each slice, and a slice is SLICE instructions, ~0.2-1 ms of a warm process's guest but ~40 ms in a new
+ * process's first moments, where the guest ran ~0.5 MIPS (session 24: 40-60k instructions in the first 100 ms after a
+ * migration's resume): a timer interrupt (the ticker's wake-up, the scheduler's tick) then waited up to a slice. So
+ * while the window lasts, a slice that took longer than RESUME_SLICE_MS halves the next one (down to MIN_SLICE) and
+ * one under a quarter of it doubles it back. Not with a guest profile (it samples one RIP per SLICE instructions).
+ * RINGZERO_RESUME_SLICE_MS=2 turns it on; off by default: the guest's instructions themselves stayed as slow (a
+ * destination with it ran 30k instructions in 111 ms of main-thread CPU in its first 100 ms, its first value 147 ms
+ * after its first instruction, within the 66-577 ms seen without it), and bench/restore-hot --hops 8 alternating at
+ * load 16-25 gave the destination's way to its first value 54/80/45/25 ms with it against 31/86/64/30 without.
+ */
+const RESUME_SLICE_MS = Number(process.env.RINGZERO_RESUME_SLICE_MS ?? 0);
+const RESUME_SLICE_WINDOW_MS = 3000;
+const MIN_SLICE = 1000;
 /** RINGZERO_HOLD_CLOCK=0: a restored soft-engine VM's clock runs from applyState on, not from run() (applyState). */
 const HOLD_CLOCK = process.env.RINGZERO_HOLD_CLOCK !== '0';
 /** RINGZERO_MIGRATE_HOT_STATS=1 or RINGZERO_RESTORE_TIMING=1: a restore says what its hot-block list did (stderr). */
@@ -143,6 +158,8 @@ export interface MachineOptions {
   memoryFile?: string;
   /** Soft engine: sample RIP at the end of every full run-loop slice (./guest-profile.ts). */
   profile?: GuestProfile;
+  /** A restored VM's time bound on its slices in its first seconds (RESUME_SLICE_MS; 0: none). */
+  resumeSliceMs?: number;
 }
 
 interface Vcpu {
@@ -458,10 +475,15 @@ export class Machine {
     let lastInstructions = 0;
     // A restored VM's hot code translated beside the guest from its first instruction on (RestoreHotOptions 'after').
     if (this.restoredHot?.when === 'after') void this.pretranslateRestored();
+    // (a restored VM: for its first RESUME_SLICE_WINDOW_MS its slices are bounded in time as well as in instructions)
+    let coldUntil = -Infinity;
+    const sliceMs = this.options.resumeSliceMs ?? RESUME_SLICE_MS;
     if (this.clockHeld) {
       this.clockHeld = false;
       if (!this.pauseRequested) this.clock.resume();
+      if (sliceMs > 0 && profile === undefined) coldUntil = performance.now() + RESUME_SLICE_WINDOW_MS;
     }
+    this.budget = SLICE;
     this.loopRunning = true;
     try {
     while (!this.exit) {
@@ -471,10 +493,12 @@ export class Machine {
         continue;
       }
       let anyRunnable = false;
+      const cold = coldUntil > 0;
+      const sliceStart = cold ? performance.now() : 0;
       for (const v of this.vcpus) {
         if (v.waitForSipi) continue;
         const cpu = v.cpu;
-        const r = cpu.run(SLICE);
+        const r = cpu.run(this.budget);
         if (r === RunExit.Budget) {
           // (where the guest spends its time, for a migration's or snapshot's hot-block list: src/cpu/soft/hot-list.ts)
           cpu.codeCache.sampleRip(cpu.rip);
@@ -488,6 +512,15 @@ export class Machine {
         this.clock.runDue();
       }
       if (this.exit) break;
+      if (cold) {
+        // (halve the budget while a slice takes longer than RESUME_SLICE_MS, double it back while it takes under a
+        // quarter of it; SLICE again for good once the window is over)
+        const t = performance.now();
+        if (t > coldUntil) { coldUntil = -Infinity; this.budget = SLICE; }
+        else if (t - sliceStart > sliceMs) this.budget = Math.max(MIN_SLICE, this.budget >> 1);
+        else if (t - sliceStart < sliceMs / 4) this.budget = Math.min(SLICE, this.budget * 2);
+        this.minBudget = Math.min(this.minBudget, this.budget);
+      }
       const now = Date.now();
       if (debug && now - lastReport >= 1000) {
         const cpu = this.vcpus[0].cpu;
@@ -797,6 +830,11 @@ export class Machine {
     if (HOLD_CLOCK) this.clockHeld = true;
     else this.clock.resume();
   }
+
+  /** The instructions of the run loop's next slice (SLICE, less in a restored VM's first seconds: RESUME_SLICE_MS). */
+  budget = SLICE;
+  /** The least `budget` has been (tests). */
+  minBudget = SLICE;
 
   /** applyState left the VmClock paused at the saved instant: run() starts it with the guest's first instruction. */
   private clockHeld = false;
