@@ -20,7 +20,11 @@
 // of the process is V8's compiler and GC threads), and the loop's passes by 250/500/1000 ms of its main-thread CPU
 // (how fast it runs the guest whatever share of the cores a loaded host leaves it). --bins A,B alternates the
 // destination's ringzero between two checkouts (A/B pairs of a change); RINGZERO_RESUME_CPU_PROF=DIR profiles the
-// first second after each resume (src/vmm/resume-profile.ts).
+// first second after each resume (src/vmm/resume-profile.ts). Each hop's gap on the console is split from both VMMs'
+// timelines and console stamps on one clock (test/support/gap-split.ts: the source's tail, the pause to the state at
+// the destination, its restore, "loaded" to "go", "go" to the guest's first instruction, that to the UART's first byte
+// of the first value, the UART to the console write, the delivery here), with the medians over the hops at the end.
+// A --bins entry may be a small .mjs that sets environment variables and imports bin/ringzero (an A/B of a switch).
 //
 //   node --import tsx bench/restore-hot.ts [--pairs 3] [--seconds 6] [--modes 0,after] [--before] [--no-loop] [--warm 20] [--keep DIR]
 //     [--hops N [--hot on|off|alt] [--bins A,B] [--hot-blocks N,M]] [--sessions]
