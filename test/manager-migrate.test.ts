@@ -712,7 +712,11 @@ test('two hosts (network namespaces, a daemon each): the booted guest migrates l
     }
     assert.ok(sw.guestGap > 0 && sw.guestGap <= allow, `on the guest's clock the switch-over took ${ms(sw.guestGap)} ms: not within (0, ${ms(allow)}] ms, the guest lost time`);
     const heldAtA = done.downtimeMs - done.downtimeParts.destinationMs;
-    assert.ok(sw.stopped <= done.downtimeMs + 20, `the guest stood still ${ms(sw.stopped)} ms, longer than the measured downtime (${done.downtimeMs} ms)`);
+    // (40 ms of slack here: since session 24 the guest's clock stands still until B runs it and the downtime ends one
+    // relayed "resumed" later, so the two are nearly equal and the estimate's error decides: each side's least
+    // delivery delay over its window, B's first seconds printing slower. Eleven runs at load 15-35: stood still up to
+    // 18.6 ms beyond the downtime; before, the clock ran from B's restore on and stood still well under it.)
+    assert.ok(sw.stopped <= done.downtimeMs + 40, `the guest stood still ${ms(sw.stopped)} ms, longer than the measured downtime (${done.downtimeMs} ms)`);
     assert.ok(sw.stopped >= heldAtA - 20, `the guest stood still ${ms(sw.stopped)} ms, less than A held it paused (${heldAtA} ms): its clock ran on through the pause`);
     assert.ok(sw.hostGap <= done.downtimeMs + 20 + allow + sw.jitter, `the counter's gap on the consoles (${ms(sw.hostGap)} ms) is more than the downtime (${done.downtimeMs} ms), the guest's allowance (${ms(allow)} ms) and the consoles' delivery delay (${ms(sw.jitter)} ms)`);
 
