@@ -444,7 +444,7 @@ export class Machine {
           jitInstructions: cpus.reduce((n, c) => n + c.jitInstructions, 0),
           tlbWalks: cpus.reduce((n, c) => n + c.tlbWalks, 0),
           tlbL2Hits: cpus.reduce((n, c) => n + c.tlbL2Hits, 0),
-          ...(cpus[0].wasm ? { wasm: { ...cpus[0].wasm.stats } } : {}),
+          ...(cpus[0].wasm ? { wasm: { ...cpus[0].wasm.stats, ...cpus[0].wasm.exitCounters() } } : {}),
         },
       } : {}),
     };

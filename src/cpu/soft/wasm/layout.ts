@@ -200,6 +200,6 @@ export const S_SYS_CR4 = S_CPL + 52;
 export const S_TAILS = S_CPL + 56;
 /**
  * RINGZERO_WASM_EXIT_STATS=1 only: register write-backs executed (i32 counters) before memory-library calls and at
- * other flushes (helpers, exits), then memory-library calls made (translate.ts Translator.wbCount).
+ * other flushes (helpers, exits), then memory-library calls made, ... (eight i32: translate.ts Translator.wbCount).
  */
 export const S_WBSTATS = S_USER + 400;

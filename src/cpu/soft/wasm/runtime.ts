@@ -638,6 +638,22 @@ export class WasmEngine {
     return `; memory-library calls by site: ${total} at ${rows.length} of ${siteInfo.length} sites (${SITE_STATS})`;
   }
 
+  /**
+   * RINGZERO_WASM_EXIT_STATS=1: the register write-back and load counters (layout.ts S_WBSTATS), summed over the
+   * vCPUs, by name (for the control socket's `stats`, whose differences give a command's own counts); else none.
+   */
+  exitCounters(): Record<string, number> {
+    if (!EXIT_STATS) return {};
+    const names = ['wbLib', 'wbOther', 'libCalls', 'wbBranch', 'ldCache', 'ldUncached', 'ldEntry', 'ldBranch'];
+    const out: Record<string, number> = {};
+    names.forEach((n, k) => {
+      let v = 0;
+      for (let i = 0; i < this.nextState; i++) v += this.i32[((L.STATE_BASE + L.STATE_STRIDE * i + L.S_WBSTATS) >> 2) + k] >>> 0;
+      out[n] = v;
+    });
+    return out;
+  }
+
   /** RINGZERO_WASM_EXIT_STATS=1: the dispatcher's counts per exit kind, summed over the vCPUs' state areas. */
   private exitStats(): string {
     const parts: string[] = [];
@@ -650,9 +666,10 @@ export class WasmEngine {
       parts.push(`${name} ${c.join('/')}`);
     });
     const top = [...exitSites].sort((a, b) => b[1] - a[1]).slice(0, 40).map(([k, v]) => { const [r, x, p, why] = k.split(':'); return `${BigInt.asUintN(64, BigInt(r)).toString(16)}/${X_NAMES[+x]}/cpl${p}/${why}:${v}`; });
-    const wb = [0, 0, 0];
-    for (let i = 0; i < this.nextState; i++) for (let k = 0; k < 3; k++) wb[k] += this.i32[((L.STATE_BASE + L.STATE_STRIDE * i + L.S_WBSTATS) >> 2) + k];
-    return parts.join(', ') + `; register write-backs before memory-library calls/at other flushes ${wb[0]}/${wb[1]}, library calls ${wb[2]}` +
+    const wb = [0, 0, 0, 0, 0, 0, 0, 0];
+    for (let i = 0; i < this.nextState; i++) for (let k = 0; k < 8; k++) wb[k] += this.i32[((L.STATE_BASE + L.STATE_STRIDE * i + L.S_WBSTATS) >> 2) + k];
+    return parts.join(', ') + `; register write-backs before memory-library calls/at other flushes/before region branches ${wb[0]}/${wb[1]}/${wb[3]}, library calls ${wb[2]}` +
+      `; register loads into the cache ${wb[4]}, uncached reads ${wb[5]}, at region entries ${wb[6]}, on region branches ${wb[7]}` +
       '; returns to JavaScript by RIP: ' + top.join(' ');
   }
 

@@ -103,11 +103,40 @@ export const REGION_MAX = Number(process.env.RINGZERO_WASM_REGION_MAX ?? 32);
  * Blocks of one page translated in one batch that branch to each other share a function (RINGZERO_WASM_REGIONS=0:
  * off). Boot + md5 of 16 MiB, main-thread CPU of the VMM process, 5 interleaved rounds on a loaded host: 12.55 s
  * without, 11.20 s with (lower in every round); ~43M of the ~77M block entries become branches inside a region.
- * Tried and not kept: registers cached in locals across a region's forward branches (each block's br_table entry
- * loading those its forward branches keep; all kept clean): 12.02 s, slower than without it in 3 of 5 rounds
- * (branch wip-region-regs of worktree h-dispatch).
+ * Tried and not kept then (before registers were one i64 slot each: a load cost 7 operations): registers cached in
+ * locals across a region's forward branches (each block's br_table entry loading those its forward branches keep; all
+ * kept clean): 12.02 s, slower than without it in 3 of 5 rounds (branch wip-region-regs of worktree h-dispatch).
+ * Session 24: REGION_REGS below, over every branch of a region, backward ones too.
  */
 export const REGIONS = process.env.RINGZERO_WASM_REGIONS !== '0';
+/**
+ * Guest registers stay in their wasm locals across a region's branches (RINGZERO_WASM_REGION_REGS=1: on): each member
+ * has a set of entry registers (memberRegs: those it reads before writing them), which are in their cache locals
+ * whichever way it is entered. From the dispatcher or a tail call (the br_table's first `members` entries) a short
+ * entry loads them from the state area; a branch from another member loads those of them it does not have cached
+ * and goes to the member's code past those loads (forward: its label; backward: k = members + j). So the target finds
+ * them without a load of its own. With REGION_DIRTY a branch also leaves registers dirty (newer than the state area)
+ * in their locals when the target takes them dirty (Region.dIn: decided at the first branch to it that is emitted),
+ * instead of writing them back: the target writes them back at its first flush (memory library, helper, exit) or
+ * overwrites them first. Exactness is the register cache's own (Translator.rs): everything that can leave wasm or let
+ * JavaScript look at registers flushes the dirty ones first, and everything that can change them in the state area
+ * forgets or drops them; the entry state only describes, truthfully, what every way into the member leaves in the locals.
+ */
+/*
+ * Off by default (session 24, loaded host, one build, off/on in concurrent pairs, control-socket stats around each
+ * command): register loads per ash-loop iteration 7025 -> 4674, md5 8 MiB 57.7M -> 12.8M, write-backs -1% / -9%; main-
+ * thread CPU within noise (boot 15.31/15.27, 14.78/14.66, 9.91/9.81 s; ash 20k 7.49/7.41 s, md5 16 MiB 4.35/4.20 s,
+ * dd 40k 1.27/1.32 s over three pairs) but code +2-6% and the boot's process CPU +2.3..+4.2% in 3 of 3 pairs (more
+ * for V8 to tier up).
+ */
+export let REGION_REGS = process.env.RINGZERO_WASM_REGION_REGS === '1';
+export let REGION_DIRTY = process.env.RINGZERO_WASM_REGION_DIRTY !== '0';
+/** Switch REGION_REGS and REGION_DIRTY (tests; between translations); returns the old settings. */
+export function setRegionRegs(on: boolean, dirty = on): [boolean, boolean] {
+  const old: [boolean, boolean] = [REGION_REGS, REGION_DIRTY];
+  REGION_REGS = on; REGION_DIRTY = dirty;
+  return old;
+}
 /**
  * Regions also join blocks of other pages of the batch that a static exit reaches by linear address (the address
  * each block was queued at): Region, Translator.crossBranch (RINGZERO_WASM_CROSS_PAGE=0: off).
@@ -141,6 +170,17 @@ interface Region {
   /** The label whose end starts member j's code (label j innermost), and the loop around the br_table. */
   labels: number[];
   disp: number;
+  /**
+   * REGION_REGS: the label whose end starts member j's dispatcher entry (the br_table's k < members: it loads
+   * regs[j] into their cache locals, then falls into j's code), the registers j finds in their locals on entry
+   * (memberRegs), those of them that may be newer than the state area (dirty) on entry (-1 until decided: at the
+   * first branch to j emitted, else when j is emitted), and what a backward branch adds to the member number it
+   * sets `k` to (members.length: the br_table's k >= members goes to labels[k - members], past the loads).
+   */
+  entry: number[];
+  regs: number[];
+  dIn: number[];
+  kBack: number;
   /** The member being emitted. */
   cur: number;
   /** Locals: the dispatcher's instruction limit for this call, and the count of internal branches (statistics). */
@@ -468,6 +508,9 @@ class Translator {
   readonly rs: number[] = new Array(16).fill(0);
   /** Bit r set exactly when rs[r] is 2 (flush, called before every access, helper and exit, skips a clean cache). */
   dirty = 0;
+  /** REGION_REGS: the registers cached (and of them dirty) when the region member being emitted starts (emitCode). */
+  entryRegs = 0;
+  entryDirty = 0;
   base = 1;
   /** Set while ./sse.ts emits (it reads registers from the state area itself): the cache is neither filled nor dirtied. */
   noCache = false;
@@ -581,16 +624,52 @@ class Translator {
    * 12.77/12.51, 11.99/11.03, 13.04/12.03 s (boot +2..+9%): the write-backs saved are paid back at the exits and
    * in the checks.
    */
-  flush(flags = true): void {
+  flush(flags = true, except = 0): void {
     if (flags) this.commitFlags();
-    if (this.dirty === 0) return;
+    const m0 = this.dirty & ~except;
+    if (m0 === 0) return;
     const keep = this.nested();
-    for (let r = 0, m = this.dirty; m !== 0; r++, m >>>= 1) {
+    for (let r = 0, m = m0; m !== 0; r++, m >>>= 1) {
       if ((m & 1) === 0) continue;
       this.writeBack(r, this.rc[r]);
       if (!keep) this.rs[r] = 1;
     }
-    if (!keep) this.dirty = 0;
+    if (!keep) this.dirty &= except;
+  }
+
+  /**
+   * REGION_REGS: the registers a branch to region member j may leave dirty in their locals (R.dIn[j], decided here
+   * at the first branch to j emitted: those of j's entry registers dirty now, with REGION_DIRTY; none without).
+   * Every other dirty register is written back before the branch (flush's `except`).
+   */
+  keepDirty(j: number): number {
+    const R = this.region!;
+    if (!REGION_REGS) return 0;
+    if (R.dIn[j] < 0) R.dIn[j] = REGION_DIRTY ? this.dirty & R.regs[j] : 0;
+    return R.dIn[j];
+  }
+  /** keepDirty of the region member a static exit to r0 + `ripOff` branches to (0: it leaves the function). */
+  keepFor(ripOff: number): number {
+    const to = REGION_REGS ? this.regionTarget(ripOff) : undefined;
+    return to === undefined ? 0 : this.keepDirty(to.j);
+  }
+  /**
+   * REGION_REGS, on a branch's path to region member j (inside the branch's `if`: the cache state stays the one of
+   * the code after it): the registers j expects in their locals that are not cached here, loaded from the state
+   * area (which holds them: not cached means not dirty).
+   */
+  edgeLoad(j: number): void {
+    const b = this.b, m = this.region!.regs[j];
+    for (let r = 0; r < 16; r++) {
+      if (((m >>> r) & 1) === 0 || this.rs[r] !== 0) continue;
+      if (EXIT_STATS) this.wbCount(7);
+      b.get(this.st).mem(Op.i64Load, 3, L.sGpr(r)).set(this.rl(r));
+    }
+  }
+  /** The backward branch to member j of the region: k = the br_table index of j's code, then to the br_table. */
+  branchBack(j: number): void {
+    const R = this.region!;
+    this.b.i32(j + R.kBack).set(this.k).br(R.disp);
   }
 
   /**
@@ -610,7 +689,11 @@ class Translator {
     this.b.i32(0).i32(0).mem(Op.i32Load, 2, SITE_BASE + 4 * i).i32(1).op(Op.i32Add).mem(Op.i32Store, 2, SITE_BASE + 4 * i);
   }
 
-  /** EXIT_STATS: the counter writeBack bumps (layout.ts S_WBSTATS: 0 before a memory-library call, 1 other). */
+  /**
+   * EXIT_STATS: the counter writeBack bumps (layout.ts S_WBSTATS: 0 before a memory-library call, 1 other, 3 before a
+   * branch to a region member); 2 counts library calls, 4 register loads into the cache, 5 reads of an uncached
+   * register from the state area, 6 loads at a region member's dispatcher entry, 7 loads on a branch to a member.
+   */
   wbCtx = 1;
   wbCount(k: number): void {
     const o = L.S_WBSTATS + 4 * k;
@@ -760,12 +843,14 @@ class Translator {
   r64(r: number): void {
     const b = this.b;
     if (this.rs[r] !== 0) { b.get(this.rc[r]); return; }
+    if (EXIT_STATS) this.wbCount(this.nested() ? 5 : 4);
     b.get(this.st).mem(Op.i64Load, 3, L.sGpr(r));
     if (!this.nested()) { b.tee(this.rl(r)); this.rs[r] = 1; }
   }
   /** Push the low 32 bits of register r (i32). */
   r32(r: number): void {
     if (this.rs[r] !== 0) { this.b.get(this.rc[r]).op(Op.i32WrapI64); return; }
+    if (EXIT_STATS) this.wbCount(5);
     this.b.get(this.st).mem(Op.i32Load, 2, L.sGpr(r));
   }
   /** Store i64 local `l` into register r. */
@@ -993,7 +1078,7 @@ class Translator {
       // to another block of this region (or this one's start): a branch when the dispatcher would enter it (a
       // deferred flag record is stored on that path only when j can see it: flagsDead; the exit below stores it)
       const j = to.j;
-      this.flush(!(EDGE_DEAD && flagsDead(R.members[j], -1)));
+      this.wbCtx = 3; this.flush(!(EDGE_DEAD && flagsDead(R.members[j], -1)), this.keepDirty(j)); this.wbCtx = 1;
       b.get(this.n).i32(count).op(Op.i32Add).set(this.c32);
       b.get(this.st).mem(Op.i32Load, 2, L.S_CHAIN);
       b.get(this.c32).get(R.climit).op(Op.i32LtS).op(Op.i32And);
@@ -1005,8 +1090,9 @@ class Translator {
         b.get(this.r0i).i64(ripOff).op(Op.i64Add).set(this.r0i);
       }
       b.get(R.intra).i32(1).op(Op.i32Add).set(R.intra);
+      if (REGION_REGS) this.edgeLoad(j);
       if (j > R.cur) b.br(R.labels[j]);
-      else { b.i32(j).set(this.k); b.br(R.disp); }
+      else this.branchBack(j);
       b.close();
       this.exitConst(count, ripOff, X_REGION);
       return;
@@ -1190,7 +1276,7 @@ class Translator {
    */
   crossBranch(count: number, ripOff: number, j: number): void {
     const b = this.b, R = this.region!, m = R.members[j];
-    this.flush(!(EDGE_DEAD && flagsDead(m, -1))); // (as exitStatic's branch)
+    this.wbCtx = 3; this.flush(!(EDGE_DEAD && flagsDead(m, -1)), this.keepDirty(j)); this.wbCtx = 1; // (as exitStatic's branch)
     b.get(this.n).i32(count).op(Op.i32Add).set(this.c32);
     b.get(this.st).mem(Op.i32Load, 2, L.S_CHAIN);
     b.get(this.c32).get(R.climit).op(Op.i32LtS).op(Op.i32And);
@@ -1205,8 +1291,9 @@ class Translator {
     b.get(this.st).get(this.st).mem(Op.i32Load, 2, L.S_BLK).i32((1 << K_SHIFT) - 1).op(Op.i32And).i32(j << K_SHIFT).op(Op.i32Or);
     b.mem(Op.i32Store, 2, L.S_BLK);
     b.get(R.intra).i32(1).op(Op.i32Add).set(R.intra);
+    if (REGION_REGS) this.edgeLoad(j);
     if (j > R.cur) b.br(R.labels[j]);
-    else { b.i32(j).set(this.k); b.br(R.disp); }
+    else this.branchBack(j);
     b.close();
     this.exitConst(count, ripOff, X_REGION);
   }
@@ -1791,7 +1878,7 @@ class Translator {
   regVal(r: number, size: number): void {
     if (size === 8) this.r64(r);
     else if (this.rs[r] !== 0) this.b.get(this.rc[r]).i64(0xffffffff).op(Op.i64And);
-    else this.b.get(this.st).mem(Op.i64Load32u, 2, L.sGpr(r));
+    else { if (EXIT_STATS) this.wbCount(5); this.b.get(this.st).mem(Op.i64Load32u, 2, L.sGpr(r)); }
   }
 
   /** Write lr into register r at size (4: lr already holds the zero-extended 32-bit result). */
@@ -2059,7 +2146,12 @@ export function translateRegion(members: Block[], ramSize: number, lins?: Map<Bl
   const T = new Translator(members[0], offsList[0], ramSize, opts);
   const b = T.b;
   prologue(T);
-  const R: Region = { members, at: new Map(), lins: [], atLin: new Map(), labels: [], disp: -1, cur: 0, climit: b.local(I32), intra: b.local(I32) };
+  const rr = REGION_REGS;
+  const R: Region = {
+    members, at: new Map(), lins: [], atLin: new Map(), labels: [], disp: -1, cur: 0, climit: b.local(I32), intra: b.local(I32),
+    entry: [], regs: members.map((m, j) => (rr && loops[j] === null ? memberRegs(m) : 0)), dIn: members.map(() => -1),
+    kBack: rr ? members.length : 0,
+  };
   members.forEach((m, j) => R.at.set(m.pa, j));
   if (lins !== undefined && members.every((m) => lins.has(m))) {
     members.forEach((m, j) => { const l = lins.get(m)!; R.lins.push(l); if (!R.atLin.has(l)) R.atLin.set(l, j); });
@@ -2069,15 +2161,30 @@ export function translateRegion(members: Block[], ramSize: number, lins?: Map<Bl
   b.get(T.left).get(R.climit).get(T.left).get(R.climit).op(Op.i32LtS).op(Op.select).set(R.climit);
   T.out = b.open(Op.block);
   R.disp = b.open(Op.loop);
-  for (let j = members.length - 1; j >= 0; j--) R.labels[j] = b.open(Op.block);
-  b.get(T.k).brTable(R.labels, R.labels[0]);
+  for (let j = members.length - 1; j >= 0; j--) {
+    R.labels[j] = b.open(Op.block);
+    if (rr) R.entry[j] = b.open(Op.block);
+  }
+  b.get(T.k).brTable(rr ? [...R.entry, ...R.labels] : R.labels, rr ? R.entry[0] : R.labels[0]);
   T.region = R;
   const cyc = LOOP_INLINE ? onCycles(members, R.at) : null;
   for (let j = 0; j < members.length; j++) {
     b.close();
+    if (rr) {
+      // (entered from the dispatcher or a tail call: j's entry registers from the state area, all clean)
+      for (let r = 0; r < 16; r++) {
+        if (((R.regs[j] >>> r) & 1) === 0) continue;
+        if (EXIT_STATS) T.wbCount(6);
+        b.get(T.st).mem(Op.i64Load, 3, L.sGpr(r)).set(T.rl(r));
+      }
+      b.close();
+      if (R.dIn[j] < 0) R.dIn[j] = 0;
+      T.entryRegs = R.regs[j]; T.entryDirty = R.dIn[j];
+    }
     R.cur = j;
     T.loopMember = cyc !== null && cyc[j];
     emitCode(T, members[j], offsList[j], loops[j]);
+    T.entryRegs = 0; T.entryDirty = 0;
     b.op(Op.unreachable);
   }
   T.loopMember = false;
@@ -2087,6 +2194,53 @@ export function translateRegion(members: Block[], ramSize: number, lins?: Map<Bl
   epilogue(T);
   dump(T, members, R.lins);
   return { body: b, offs: offsList, memOps: b.memOps };
+}
+
+/**
+ * REGION_REGS: the registers block `block` reads before it writes all of them (64 or 32 bits), up to its first
+ * instruction that forgets the register cache (a replay, SSE, SYSCALL/SYSRET): a region member's entry registers.
+ * Only a choice of what to keep in locals: a register listed that the block does not read costs a load on its
+ * dispatcher entry, one missed costs a load in the block, as before; neither changes what the code computes.
+ */
+export function memberRegs(block: Block): number {
+  let reads = 0, written = 0;
+  const rd = (r: number): void => { if (r >= 0 && r < 16 && ((written >>> r) & 1) === 0) reads |= 1 << r; };
+  const wr = (r: number): void => { if (r >= 0 && r < 16) written |= 1 << r; };
+  for (const e of block.entries) {
+    const f = e.form;
+    if (f === Form.None || EMIT[f] === undefined || f === Form.Syscall || f === Form.Sysret) break;
+    // (the memory recipe: -1 none, -2 RIP-relative, -3 a register operand of CALL/JMP r/m)
+    rd(e.base); rd(e.index);
+    switch (f) {
+      case Form.MovRR64: case Form.MovRR32: rd(e.a); wr(e.b); break;
+      case Form.MovLoad64: case Form.MovLoad32: case Form.MovImmReg: case Form.Lea: case Form.MovzxMem:
+      case Form.MovsxdMem: case Form.MovsxM: wr(e.a); break;
+      case Form.MovzxReg8: case Form.MovzxReg16: case Form.MovsxdReg: case Form.MovsxR8: case Form.MovsxR16: rd(e.b); wr(e.a); break;
+      case Form.MovStore64: case Form.MovStore32: case Form.MovStore16: case Form.AluMR: case Form.Alu8MR: case Form.Mov8MR:
+      case Form.Alu16MR: case Form.XchgM: case Form.XaddM: case Form.BtMR: case Form.AdcMR: case Form.MovLoad16: rd(e.a); break;
+      case Form.CmpxchgM: case Form.Cmpxchg8M: rd(0); rd(e.a); break;
+      case Form.AluRR: case Form.Alu8RR: case Form.Alu16RR: case Form.Mov8RR: case Form.CmovRR: case Form.BtRR:
+      case Form.XchgRR: case Form.ShiftDoubleRI: case Form.AdcRR: case Form.ImulRR: rd(e.a); rd(e.b); break;
+      case Form.AluRI: case Form.AluRM: case Form.Alu8RI: case Form.Alu8RM: case Form.Alu16RI: case Form.Alu16RM:
+      case Form.IncDec: case Form.IncDec8: case Form.ShiftImm: case Form.Shift8Imm: case Form.Shift16Imm: case Form.NotNegR:
+      case Form.Bswap: case Form.BtRI: case Form.Mov8RI: case Form.Mov8RM: case Form.Setcc: case Form.CmovRM: case Form.AdcRI: case Form.AdcRM: case Form.ImulRM: rd(e.b); break;
+      case Form.ShiftCl: rd(1); rd(e.b); break;
+      case Form.ShiftDoubleCl: rd(1); rd(e.a); rd(e.b); break;
+      case Form.ShiftMCl: rd(1); break;
+      case Form.ImulRRI: case Form.PopcntR: rd(e.a); wr(e.b); break;
+      case Form.BitScanR: rd(e.a); rd(e.b); break;
+      case Form.Push: rd(e.a); rd(4); break;
+      case Form.Pop: rd(4); wr(e.a); break;
+      case Form.Call: case Form.Ret: case Form.PushImm: case Form.Pushf: case Form.PushM: rd(4); break;
+      case Form.Leave: rd(5); wr(4); wr(5); break;
+      case Form.Cdq: rd(0); break;
+      case Form.MulDivR: rd(0); rd(2); rd(e.b); break;
+      case Form.MulDivM: rd(0); rd(2); break;
+      case Form.CallInd: case Form.JmpInd: if (e.base === -3) rd(e.b); if (f === Form.CallInd) rd(4); break;
+      default: break;
+    }
+  }
+  return reads;
 }
 
 /**
@@ -2176,6 +2330,9 @@ function emitCode(T: Translator, block: Block, offs: number[], loop: { pre: numb
   const b = T.b;
   T.block = block; T.offs = offs;
   T.rs.fill(0); T.dirty = 0; T.known = false; T.fdirty = false; T.rot = 0; T.kind = 0; T.size = 0; T.ix = 0;
+  // (a region member's entry registers are in their locals on every way in: REGION_REGS)
+  for (let r = 0; r < 16; r++) if ((T.entryRegs >>> r) & 1) T.rs[r] = (T.entryDirty >>> r) & 1 ? 2 : 1;
+  T.dirty = T.entryDirty;
   T.loopPre = null; T.loopDirty = []; T.backDirty.fill(false);
   T.runEnd = 0; T.runCur = -1; T.lpAt.fill(-1);
   const last = es[N - 1];
@@ -3478,7 +3635,11 @@ function emitJcc(T: Translator, e: BlockEntry, i: number, next: number): void {
   // registers and a deferred flag record back: written back once before the branch instead, the code holds one copy
   // (the condition reads the flag locals, which stay known). A self-loop's back edge keeps registers in locals.
   // (a deferred flag record stays in the locals when both targets are region members that cannot see it: edgeDead)
-  if (f === Form.Jcc && i === N - 1 && !T.selfLoop && JCC_FLUSH) T.flush(!(T.edgeDead(target) && T.edgeDead(next)));
+  if (f === Form.Jcc && i === N - 1 && !T.selfLoop && JCC_FLUSH) {
+    if (T.regionTarget(target) !== undefined || T.regionTarget(next) !== undefined) T.wbCtx = 3;
+    T.flush(!(T.edgeDead(target) && T.edgeDead(next)), T.keepFor(target) & T.keepFor(next));
+    T.wbCtx = 1;
+  }
   if (f === Form.Jcc) { T.cond(e.a); b.open(Op.if); }
   T.checkTarget(target);
   if (T.selfLoop && i === N - 1) {
