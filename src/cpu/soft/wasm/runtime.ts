@@ -65,7 +65,10 @@ const TAIL_KEPT_MAX = Number(process.env.RINGZERO_WASM_TAIL_KEPT_MAX ?? 4096);
  * the dispatcher 17.27M -> 12.01M: their predictions now fire); code +1.2% (+2.5% with PREDICT). Time, bench/engines
  * --paired --bins off,on on a host at load 18-34 (one pair each): ash 0.91x, syscall 0.88x, then ash 1.07x, syscall
  * 1.18x (with another bench running); with PREDICT ash 1.05x, syscall 1.01x: within this host's noise. Off by default
- * until a quiet-host A/B shows a gain.
+ * until a quiet-host A/B shows a gain. With re-forming off (REFORM, since 56307dd), boot + ash 30k: dispatcher entries
+ * 31.26M -> 30.99M (alone it does little: most of a batch's static exits are region branches already), with PREDICT
+ * 24.31M (ash per iteration: ~74 indirect lookups -> ~4, RETs through the dispatcher ~280 -> ~170); paired off/on
+ * (2 pairs, load ~25): ash 0.86x/1.00x, syscall 1.00x/0.96x guest-thread CPU. Its use is to let PREDICT fire.
  */
 let BATCH_TAIL = process.env.RINGZERO_WASM_BATCH_TAIL === '1';
 /** Switch BATCH_TAIL (its tests); returns the old value. */
