@@ -127,7 +127,10 @@ export const REGIONS = process.env.RINGZERO_WASM_REGIONS !== '0';
  * command): register loads per ash-loop iteration 7025 -> 4674, md5 8 MiB 57.7M -> 12.8M, write-backs -1% / -9%; main-
  * thread CPU within noise (boot 15.31/15.27, 14.78/14.66, 9.91/9.81 s; ash 20k 7.49/7.41 s, md5 16 MiB 4.35/4.20 s,
  * dd 40k 1.27/1.32 s over three pairs) but code +2-6% and the boot's process CPU +2.3..+4.2% in 3 of 3 pairs (more
- * for V8 to tier up).
+ * for V8 to tier up). Then, host quiet, `bench/engines --paired --runs 3` on against off (guest-thread CPU, medians
+ * and range): boot 1.32x (one pair), md5 1.14x (1.00-1.28), ash 0.95x (0.93-1.01), syscall 1.04x (0.95-1.04): fewer
+ * loads and write-backs, yet not faster (the md5 loop's loads were mostly 32-bit reads, 2 operations each; the extra
+ * code and the locals live across members may cost what they save).
  */
 export let REGION_REGS = process.env.RINGZERO_WASM_REGION_REGS === '1';
 export let REGION_DIRTY = process.env.RINGZERO_WASM_REGION_DIRTY !== '0';
