@@ -14,7 +14,7 @@ export const QEMU = 'qemu-system-x86_64';
 
 export const median = (xs: readonly number[]): number => {
   const s = [...xs].sort((a, b) => a - b);
-  return s[Math.floor(s.length / 2)];
+  return s.length === 0 ? NaN : s[Math.floor(s.length / 2)];
 };
 
 /** The built default image, or exit 2 with the command that builds it. */

@@ -51,20 +51,20 @@ export class VmmProcess {
   }
 
   /** Wait until the console output from `from` on contains `text`. */
-  waitForOutput(text: string, from = 0): Promise<void> {
-    return this.waitFor(() => this.out.includes(text, from), `'${text}'`);
+  waitForOutput(text: string, from = 0, ms = this.timeoutMs): Promise<void> {
+    return this.waitFor(() => this.out.includes(text, from), `'${text}'`, ms);
   }
 
   type(line: string): void {
     this.child.stdin!.write(`${line}\n`);
   }
 
-  /** Press Enter every 20 ms until the shell prints its prompt again: the guest runs and answers. */
-  async pingPrompt(): Promise<void> {
+  /** Press Enter every 20 ms until the shell prints its prompt again (within `ms`): the guest runs and answers. */
+  async pingPrompt(ms = this.timeoutMs): Promise<void> {
     const from = this.out.length;
     const timer = setInterval(() => this.child.stdin!.write('\n'), 20);
     this.child.stdin!.write('\n');
-    try { await this.waitForOutput(GUEST_PROMPT, from); } finally { clearInterval(timer); }
+    try { await this.waitForOutput(GUEST_PROMPT, from, ms); } finally { clearInterval(timer); }
   }
 
   async kill(): Promise<void> {
