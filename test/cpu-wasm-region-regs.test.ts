@@ -7,7 +7,7 @@
 // branches, then clean only) and off.
 import test from 'node:test';
 import assert from 'node:assert/strict';
-import { hexBytes, runBlocksToHalt, CODE, DATA, interpreterOrWasmMachine, type Machine } from './support/soft-cpu.ts';
+import { cpuState, hexBytes, runBlocksToHalt, CODE, DATA, interpreterOrWasmMachine, type Machine } from './support/soft-cpu.ts';
 import { setHotThreshold, setJitThreshold } from '../src/cpu/soft/code-cache.ts';
 import { setRegionRegs } from '../src/cpu/soft/wasm/translate.ts';
 import { GuestMemory } from '../src/memory/guest-memory.ts';
@@ -20,17 +20,8 @@ type Mode = 'interpreter' | 'wasm';
 const memories: GuestMemory[] = [];
 test.after(() => { for (const m of memories) m.close(); });
 
-function state(m: Machine) {
-  const c = m.cpu;
-  return {
-    regs: Array.from({ length: 16 }, (_, i) => c.getGpr(i).toString(16)),
-    flags: (c.getFlags() & (C.CF | C.PF | C.AF | C.ZF | C.SF | C.OF)).toString(16),
-    rip: c.rip.toString(16),
-    instructions: c.instructions,
-    fault: c.lastException,
-    data: Buffer.from(m.mem.read(DATA, 64)).toString('hex'),
-  };
-}
+/** The comparison's state (test/support/soft-cpu.ts's cpuState) and the data page's first 64 bytes. */
+const state = (m: Machine) => ({ ...cpuState(m), data: Buffer.from(m.mem.read(DATA, 64)).toString('hex') });
 
 // Four blocks of one page in a loop (1 -> 2 -> 3 -> 4 -> 1), one region once they are hot together; 20000 passes.
 // Block 1 leaves EAX, EBX and R9 dirty; block 2 reads EAX and R9 (its entry registers) and has a replayed BSF (no

@@ -5,7 +5,7 @@
 // than the time the guest's clock stood still. Two soft-engine Machines in this process, the counter guest.
 import test from 'node:test';
 import assert from 'node:assert/strict';
-import { Machine, SLICE } from '../src/vmm/machine.ts';
+import { Machine, SLICE, type MachineOptions } from '../src/vmm/machine.ts';
 import { MiB } from '../src/memory/guest-memory.ts';
 import { migrateMachine } from '../src/migration/source.ts';
 import { receiveMigrationHeld } from '../src/migration/destination.ts';
@@ -14,7 +14,8 @@ import { counterKernel, config, until, counterLines } from './support/counter-gu
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-test('the destination holds the guest clock until it runs the guest, and the source\'s downtime lasts until then', async () => {
+/** The counter guest running at a source Machine, and a destination listening for it (its Machine built with `options`). */
+function counterPair(options: MachineOptions = {}) {
   const io = captureConsole();
   const src = new Machine(config(counterKernel(0xffff), 64 * MiB), io);
   src.loadKernel();
@@ -22,7 +23,12 @@ test('the destination holds the guest clock until it runs the guest, and the sou
   const dio = captureConsole();
   let gotPort!: (p: number) => void;
   const port = new Promise<number>((r) => { gotPort = r; });
-  const incoming = receiveMigrationHeld({ host: '127.0.0.1', port: 0, onListening: (a) => gotPort(a.port) }, dio);
+  const incoming = receiveMigrationHeld({ host: '127.0.0.1', port: 0, onListening: (a) => gotPort(a.port) }, dio, options);
+  return { io, src, running, dio, port, incoming };
+}
+
+test('the destination holds the guest clock until it runs the guest, and the source\'s downtime lasts until then', async () => {
+  const { io, src, running, dio, port, incoming } = counterPair();
   let dest: Machine | undefined;
   try {
     await until(() => counterLines(io.text()).length >= 3, 20_000, 'three ticks');
@@ -63,15 +69,8 @@ test('the destination holds the guest clock until it runs the guest, and the sou
 
 test('a restored VM\'s first seconds: slices bounded in time (resumeSliceMs), back to SLICE instructions after; none without the bound', async () => {
   for (const sliceMs of [0.0001, 0]) {
-    const io = captureConsole();
-    const src = new Machine(config(counterKernel(0xffff), 64 * MiB), io);
-    src.loadKernel();
-    const running = src.run();
-    const dio = captureConsole();
-    let gotPort!: (p: number) => void;
-    const port = new Promise<number>((r) => { gotPort = r; });
     // (a bound no slice can keep: every slice halves the next one, down to the least)
-    const incoming = receiveMigrationHeld({ host: '127.0.0.1', port: 0, onListening: (a) => gotPort(a.port) }, dio, { resumeSliceMs: sliceMs });
+    const { io, src, running, dio, port, incoming } = counterPair({ resumeSliceMs: sliceMs });
     let dest: Machine | undefined;
     try {
       await until(() => counterLines(io.text()).length >= 3, 20_000, 'three ticks');
