@@ -24,11 +24,19 @@ function counterPair(options: MachineOptions = {}) {
   let gotPort!: (p: number) => void;
   const port = new Promise<number>((r) => { gotPort = r; });
   const incoming = receiveMigrationHeld({ host: '127.0.0.1', port: 0, onListening: (a) => gotPort(a.port) }, dio, options);
-  return { io, src, running, dio, port, incoming };
+  /** Power the source off (resumed if the migration left it paused) and close both Machines. */
+  const stop = async (dest: Machine | undefined) => {
+    src.requestExit({ kind: 'poweroff' });
+    if (src.paused) src.resume();
+    await running;
+    src.close();
+    dest?.close();
+  };
+  return { io, src, dio, port, incoming, stop };
 }
 
 test('the destination holds the guest clock until it runs the guest, and the source\'s downtime lasts until then', async () => {
-  const { io, src, running, dio, port, incoming } = counterPair();
+  const { io, src, dio, port, incoming, stop } = counterPair();
   let dest: Machine | undefined;
   try {
     await until(() => counterLines(io.text()).length >= 3, 20_000, 'three ticks');
@@ -59,18 +67,14 @@ test('the destination holds the guest clock until it runs the guest, and the sou
     dest.requestExit({ kind: 'poweroff' });
     await destRunning;
   } finally {
-    src.requestExit({ kind: 'poweroff' });
-    if (src.paused) src.resume();
-    await running;
-    src.close();
-    dest?.close();
+    await stop(dest);
   }
 });
 
 test('a restored VM\'s first seconds: slices bounded in time (resumeSliceMs), back to SLICE instructions after; none without the bound', async () => {
   for (const sliceMs of [0.0001, 0]) {
     // (a bound no slice can keep: every slice halves the next one, down to the least)
-    const { io, src, running, dio, port, incoming } = counterPair({ resumeSliceMs: sliceMs });
+    const { io, src, dio, port, incoming, stop } = counterPair({ resumeSliceMs: sliceMs });
     let dest: Machine | undefined;
     try {
       await until(() => counterLines(io.text()).length >= 3, 20_000, 'three ticks');
@@ -90,11 +94,7 @@ test('a restored VM\'s first seconds: slices bounded in time (resumeSliceMs), ba
       dest.requestExit({ kind: 'poweroff' });
       await destRunning;
     } finally {
-      src.requestExit({ kind: 'poweroff' });
-      if (src.paused) src.resume();
-      await running;
-      src.close();
-      dest?.close();
+      await stop(dest);
     }
   }
 });
