@@ -669,10 +669,9 @@ export class WasmEngine {
       parts.push(`${name} ${c.join('/')}`);
     });
     const top = [...exitSites].sort((a, b) => b[1] - a[1]).slice(0, 40).map(([k, v]) => { const [r, x, p, why] = k.split(':'); return `${BigInt.asUintN(64, BigInt(r)).toString(16)}/${X_NAMES[+x]}/cpl${p}/${why}:${v}`; });
-    const wb = [0, 0, 0, 0, 0, 0, 0, 0];
-    for (let i = 0; i < this.nextState; i++) for (let k = 0; k < 8; k++) wb[k] += this.i32[((L.STATE_BASE + L.STATE_STRIDE * i + L.S_WBSTATS) >> 2) + k];
-    return parts.join(', ') + `; register write-backs before memory-library calls/at other flushes/before region branches ${wb[0]}/${wb[1]}/${wb[3]}, library calls ${wb[2]}` +
-      `; register loads into the cache ${wb[4]}, uncached reads ${wb[5]}, at region entries ${wb[6]}, on region branches ${wb[7]}` +
+    const wb = this.exitCounters();
+    return parts.join(', ') + `; register write-backs before memory-library calls/at other flushes/before region branches ${wb.wbLib}/${wb.wbOther}/${wb.wbBranch}, library calls ${wb.libCalls}` +
+      `; register loads into the cache ${wb.ldCache}, uncached reads ${wb.ldUncached}, at region entries ${wb.ldEntry}, on region branches ${wb.ldBranch}` +
       '; returns to JavaScript by RIP: ' + top.join(' ');
   }
 
