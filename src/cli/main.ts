@@ -166,10 +166,12 @@ async function runCommand(options: RunOptions & ManagedRunOptions & ProfileOptio
       }
     };
   }
+  // (the console's writes with their host times when RINGZERO_CONSOLE_STAMPS asks; a no-op else)
+  const { stampConsole } = await import('../vmm/console-stamps.ts');
   if (options.consoleSocket !== undefined) {
     const { createSocketConsole, writeStatusFile } = await import('./console-socket.ts');
     const socketConsole = await createSocketConsole(options.consoleSocket);
-    (await import('../vmm/console-stamps.ts')).stampConsole(socketConsole);
+    stampConsole(socketConsole);
     try {
       const status = await run(socketConsole);
       if (options.statusFile !== undefined) writeStatusFile(options.statusFile, status);
@@ -185,7 +187,7 @@ async function runCommand(options: RunOptions & ManagedRunOptions & ProfileOptio
       process.exit(0);
     },
   });
-  (await import('../vmm/console-stamps.ts')).stampConsole(console);
+  stampConsole(console);
   try {
     return await run(console);
   } finally {
