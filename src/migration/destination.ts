@@ -291,7 +291,7 @@ function imagePages(machine: Machine, first: number, count: number): Uint8Array 
  * /proc/self/task/PID/schedstat (run ns, run-queue wait ns, timeslices), and the wall time, at the first write.
  */
 function firstWriteProbe(io: ConsoleIo): (what: string) => void {
-  const stat = () => { try { return fs.readFileSync(`/proc/self/task/${process.pid}/schedstat`, 'utf8').split(' ').map(Number); } catch { return [NaN, NaN, NaN]; } };
+  const stat = mainSchedstat;
   const t0 = performance.now(), s0 = stat();
   const mark = (what: string) => {
     const s1 = stat(), wall = performance.now() - t0, cpu = (s1[0] - s0[0]) / 1e6, queued = (s1[1] - s0[1]) / 1e6;
@@ -306,9 +306,14 @@ function firstWriteProbe(io: ConsoleIo): (what: string) => void {
   return mark;
 }
 
-/** This thread's CPU time in ms (schedstat), NaN without it. */
+/** The main thread's /proc/self/task/PID/schedstat: run ns, run-queue wait ns, timeslices (NaNs without it). */
+function mainSchedstat(): number[] {
+  try { return fs.readFileSync(`/proc/self/task/${process.pid}/schedstat`, 'utf8').split(' ').map(Number); } catch { return [NaN, NaN, NaN]; }
+}
+
+/** The main thread's CPU time in ms (schedstat), NaN without it. */
 function mainCpuMs(): number {
-  try { return Number(fs.readFileSync(`/proc/self/task/${process.pid}/schedstat`, 'utf8').split(' ')[0]) / 1e6; } catch { return NaN; }
+  return mainSchedstat()[0] / 1e6;
 }
 
 function restore(machine: Machine, state: unknown, keepCode: boolean): void {
