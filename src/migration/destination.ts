@@ -13,6 +13,7 @@ import { HOT_STATS, ramDigest } from './source.ts';
 import { FrameReader, MIGRATION_FORMAT, MIGRATION_VERSION, PAGE, T_DISK, T_DISK_ZERO, T_JSON, T_PAGES, T_ZERO, faultPoint, jsonFrame, parseHostPort, type FaultPoint, type Frame } from './protocol.ts';
 import { DestinationDisks, blockDevices, parseOffers } from './storage.ts';
 import { HOT_FORMAT, type PretranslateReport } from '../cpu/soft/hot-list.ts';
+import { WARMUP_MS, warmUp, type WarmUpReport } from './warm-up.ts';
 import { profileResume, startResumeProfile } from '../vmm/resume-profile.ts';
 import { epochMs, stampsJson, stampsSince } from '../vmm/console-stamps.ts';
 import { favourMainThread, favourSession, groupBoosted, holdSession, SWITCHOVER_BOOST, OTHERS_NICE, RESUME_BOOST, RESUME_NICE_S } from '../vmm/resume-priority.ts';
@@ -37,6 +38,13 @@ export interface IncomingOptions {
   diskTargets?: string[];
   /** Told what became of the source's hot-block list once its translation here has ended (tests, --stats). */
   onPretranslated?(report: PretranslateReport): void;
+  /**
+   * The warm-up before "ready" (./warm-up.ts): its main-thread CPU (default RINGZERO_MIGRATE_WARMUP_MS; 0: none) and
+   * wall time (default RINGZERO_MIGRATE_WARMUP_WALL_MS) at most.
+   */
+  warmUp?: { ms?: number; wallMs?: number };
+  /** Told what the warm-up did once it has ended (tests, --stats). */
+  onWarmUp?(report: WarmUpReport): void;
 }
 
 /** `tcp:HOST:PORT`, the form QEMU's -incoming takes. */
@@ -125,6 +133,9 @@ function receive(socket: net.Socket, opts: IncomingOptions, console: ConsoleIo, 
     // that arrives drops the translations of its page)
     let stopPretranslate: (() => void) | undefined;
     let pretranslating = false;
+    // (V8 warmed up on the VMM's JavaScript by a scratch boot of the guest's kernel meanwhile: ./warm-up.ts; ended at
+    // the sync, before the last pages and the state)
+    let stopWarmUp: (() => void) | undefined;
     // (the source stops its guest after "sync": this VMM's session first until its first seconds after the resume)
     let releaseBoost: (() => void) | undefined;
     const fault = faultPoint(opts.fault);
@@ -140,6 +151,7 @@ function receive(socket: net.Socket, opts: IncomingOptions, console: ConsoleIo, 
       done = true;
       clearTimeout(timer);
       socket.off('data', onData);
+      stopWarmUp?.();
       if (result instanceof Error) {
         releaseBoost?.();
         stopPretranslate?.();
@@ -158,7 +170,18 @@ function receive(socket: net.Socket, opts: IncomingOptions, console: ConsoleIo, 
           if (machine) throw new Error('a second hello');
           ({ machine, copies } = build(m, opts, console, machineOptions));
           // (hot: this side takes the source's hot-block list, which an older destination would refuse as unknown)
-          socket.write(jsonFrame({ kind: 'ready', ...(machine.config.engine !== 'kvm' ? { hot: HOT_FORMAT } : {}) }));
+          const ready = jsonFrame({ kind: 'ready', ...(machine.config.engine !== 'kvm' ? { hot: HOT_FORMAT } : {}) });
+          const warmMs = opts.warmUp?.ms ?? WARMUP_MS;
+          if (machine.config.engine !== 'kvm' && warmMs > 0) {
+            // V8 warmed up first (./warm-up.ts), the whole thread while the source waits for "ready": its guest runs
+            // on meanwhile and nothing it dirties is waiting yet, so the downtime is not touched, only the total time.
+            stopWarmUp = warmUp(machine.config, (r) => {
+              opts.onWarmUp?.(r);
+              if (!done && !socket.destroyed) socket.write(ready);
+            }, { ms: warmMs, wallMs: opts.warmUp?.wallMs }).stop;
+          } else {
+            socket.write(ready);
+          }
         } else if (m.kind === 'hot') {
           if (!machine) throw new Error('the hot-block list came before hello');
           if (loaded || pretranslating) throw new Error('a hot-block list after the state, or a second one');
@@ -172,6 +195,7 @@ function receive(socket: net.Socket, opts: IncomingOptions, console: ConsoleIo, 
           // The source pauses its guest next: no more hot blocks are started here, so the last pages and the state
           // do not wait behind a step of them (what compiles still installs, checked against its page's generation).
           stopPretranslate?.();
+          stopWarmUp?.();
           if (SWITCHOVER_BOOST && !releaseBoost) releaseBoost = holdSession();
           socket.write(jsonFrame({ kind: 'synced' }));
         } else if (m.kind === 'state') {
@@ -336,7 +360,10 @@ export async function runIncoming(uri: string, io: ConsoleIo, options: { control
   try {
     ({ machine, resumed, timeline } = await receiveMigrationHeld({
       host, port, controlSocket: options.controlSocket, engine: options.engine, diskTargets: options.diskTargets,
-      ...(HOT_STATS ? { onPretranslated: (r: PretranslateReport) => process.stderr.write(`ringzero: migration: hot blocks ${JSON.stringify(r)}\n`) } : {}),
+      ...(HOT_STATS ? {
+        onPretranslated: (r: PretranslateReport) => process.stderr.write(`ringzero: migration: hot blocks ${JSON.stringify(r)}\n`),
+        onWarmUp: (r: WarmUpReport) => process.stderr.write(`ringzero: migration: warm-up ${JSON.stringify({ ...r, ms: Math.round(r.ms), wallMs: Math.round(r.wallMs) })}\n`),
+      } : {}),
       onListening: (a) => process.stderr.write(`ringzero: waiting for an incoming migration on ${a.host.includes(':') ? `[${a.host}]` : a.host}:${a.port}\n`),
     }, io));
   } catch (error) {
