@@ -16,10 +16,11 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 test('warmUp boots a scratch copy of the kernel for its CPU budget; stop() ends it; a kernel missing here ends it at once', async () => {
   const cfg = config(counterKernel(0xffff), 64 * MiB);
-  // (the counter guest is mostly halted, waiting for its timer: the wall time ends it rather than the CPU)
-  const r = await new Promise<WarmUpReport>((resolve) => warmUp(cfg, resolve, { ms: 150, wallMs: 1000 }));
+  // (the counter guest is mostly halted, waiting for its timer: its idling ends the warm-up, or the wall time, rather
+  // than the CPU)
+  const r = await new Promise<WarmUpReport>((resolve) => warmUp(cfg, resolve, { ms: 150, wallMs: 3000 }));
   assert.equal(r.done, true, JSON.stringify(r));
-  assert.ok((r.ms >= 150 || r.wallMs >= 1000) && r.wallMs < 2000 && r.instructions > 0 && r.steps > 0, JSON.stringify(r));
+  assert.ok((r.ms >= 150 || r.haltedMs >= 500 || r.wallMs >= 3000) && r.wallMs < 4000 && r.instructions > 0 && r.steps > 0, JSON.stringify(r));
   // (the scratch guest's console output goes nowhere, but it is counted: the counter printed)
   assert.ok(r.consoleBytes > 0, `the scratch guest got as far as printing (${JSON.stringify(r)})`);
 
@@ -72,7 +73,7 @@ test('a destination that warms up first: the source\'s guest runs on meanwhile, 
     assert.equal(p.phase, 'completed');
     assert.equal(reports.length, 1);
     assert.equal(reports[0].done, true, JSON.stringify(reports[0]));
-    assert.ok(reports[0].ms >= 300 || reports[0].wallMs >= 1000, JSON.stringify(reports[0]));
+    assert.ok(reports[0].ms >= 300 || reports[0].haltedMs >= 500 || reports[0].wallMs >= 1000, JSON.stringify(reports[0]));
     const before = counterLines(io.text());
     assert.ok(before.length >= atReady, 'the source counted on until the switch-over');
     await until(() => counterLines(dio.text()).length >= 3, 20_000, 'ticks at the destination');
@@ -86,7 +87,7 @@ test('a source that gives up while the destination warms up keeps its guest runn
   const { io, src, port, incoming, reports, stop } = pair({ ms: 60_000, wallMs: 60_000 });
   try {
     await until(() => counterLines(io.text()).length >= 3, 20_000, 'three ticks');
-    await assert.rejects(migrateMachine(src, { host: '127.0.0.1', port: await port, timeoutMs: 500 }), /no 'ready' from the destination/);
+    await assert.rejects(migrateMachine(src, { host: '127.0.0.1', port: await port, timeoutMs: 200 }), /no 'ready' from the destination/);
     await assert.rejects(incoming, /closed the connection/);
     assert.equal(reports.length, 1);
     assert.equal(reports[0].done, false, 'the warm-up stopped with the stream');

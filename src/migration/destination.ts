@@ -133,8 +133,7 @@ function receive(socket: net.Socket, opts: IncomingOptions, console: ConsoleIo, 
     // that arrives drops the translations of its page)
     let stopPretranslate: (() => void) | undefined;
     let pretranslating = false;
-    // (V8 warmed up on the VMM's JavaScript by a scratch boot of the guest's kernel meanwhile: ./warm-up.ts; ended at
-    // the sync, before the last pages and the state)
+    // (V8 warmed up on the VMM's JavaScript by a scratch boot of the guest's kernel before "ready": ./warm-up.ts)
     let stopWarmUp: (() => void) | undefined;
     // (the source stops its guest after "sync": this VMM's session first until its first seconds after the resume)
     let releaseBoost: (() => void) | undefined;
@@ -195,7 +194,6 @@ function receive(socket: net.Socket, opts: IncomingOptions, console: ConsoleIo, 
           // The source pauses its guest next: no more hot blocks are started here, so the last pages and the state
           // do not wait behind a step of them (what compiles still installs, checked against its page's generation).
           stopPretranslate?.();
-          stopWarmUp?.();
           if (SWITCHOVER_BOOST && !releaseBoost) releaseBoost = holdSession();
           socket.write(jsonFrame({ kind: 'synced' }));
         } else if (m.kind === 'state') {

@@ -31,6 +31,15 @@ export function noteUartByte(): void {
   if (Number.isNaN(uartAt)) uartAt = epochMs();
 }
 
+/**
+ * Forget a UART byte taken since the last console write: a migration destination's warm-up machine (its own UART,
+ * whose output goes nowhere: src/migration/warm-up.ts) calls this after each step, so that the guest's first batch
+ * is not stamped with the scratch guest's time.
+ */
+export function forgetUartByte(): void {
+  uartAt = NaN;
+}
+
 /** Record every write to `io` (a no-op unless CONSOLE_STAMPS). */
 export function stampConsole(io: ConsoleIo): void {
   if (!CONSOLE_STAMPS) return;
