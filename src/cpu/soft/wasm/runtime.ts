@@ -38,6 +38,12 @@ const WASM_HOT = Number(process.env.RINGZERO_WASM_HOT ?? 40);
  * 32 vs 128 side by side on a loaded host: boot + ash loop 100k 27.8/21.8, 28.7/23.2, 31.0/25.5 s (region-internal
  * entries 97-145M -> 157M, dispatcher entries 118-160M -> 107M); boot alone 8.5/8.0, 9.3/9.0 s.
  */
+/**
+ * Guest instructions between two halvings of the replay counts of blocks still warming towards WASM_HOT
+ * (RINGZERO_WASM_DECAY; 0: off, the counts only grow). With it a block is translated when it is replayed WASM_HOT
+ * times within a few such periods, not when it has been replayed that often over the whole run.
+ */
+const WASM_DECAY = Number(process.env.RINGZERO_WASM_DECAY ?? 0);
 const WASM_BATCH = Number(process.env.RINGZERO_WASM_BATCH ?? 128);
 const WASM_BATCH_WAIT = Number(process.env.RINGZERO_WASM_BATCH_WAIT ?? 400);
 /**
@@ -475,6 +481,8 @@ export interface WasmStats {
   hotModules: number;
   /** Modules compiled under a budget raised for their functions' size (TIER_SIZE). */
   sizedModules: number;
+  /** Halvings of the warming blocks' replay counts (WASM_DECAY). */
+  decays: number;
 }
 
 /** The wasm translator of one GuestMemory (shared by its vCPUs, which run on one thread). */
@@ -485,7 +493,7 @@ export class WasmEngine {
   private imports!: WebAssembly.Imports;
   /** The JavaScript helpers the trampolines call. */
   private readonly helpers: WebAssembly.Imports;
-  readonly stats: WasmStats = { compiled: 0, modules: 0, bytes: 0, compileMs: 0, buildMs: 0, calls: 0, tableCalls: 0, replays: 0, conds: 0, slow: 0, direct: 0, tails: 0, asyncModules: 0, syncFallbacks: 0, stale: 0, reinstalled: 0, freed: 0, regions: 0, regionBlocks: 0, intra: 0, reformed: 0, reregioned: 0, tier2: 0, tier2Blocks: 0, tier2Modules: 0, tier2Bytes: 0, tier2Ms: 0, hotModules: 0, sizedModules: 0 };
+  readonly stats: WasmStats = { compiled: 0, modules: 0, bytes: 0, compileMs: 0, buildMs: 0, calls: 0, tableCalls: 0, replays: 0, conds: 0, slow: 0, direct: 0, tails: 0, asyncModules: 0, syncFallbacks: 0, stale: 0, reinstalled: 0, freed: 0, regions: 0, regionBlocks: 0, intra: 0, reformed: 0, reregioned: 0, tier2: 0, tier2Blocks: 0, tier2Modules: 0, tier2Bytes: 0, tier2Ms: 0, hotModules: 0, sizedModules: 0, decays: 0 };
   private nextState = 0;
   /** Translated functions by index (index 0 unused: an empty dispatch entry), and their blocks (a region's by member number). */
   private table!: WebAssembly.Table;
@@ -613,7 +621,7 @@ export class WasmEngine {
     const s = this.stats;
     return `${s.compiled} blocks translated in ${s.modules} modules (${(s.bytes / 1024).toFixed(0)} KiB of code, ${s.compileMs.toFixed(0)} ms on the main thread to build (${s.buildMs.toFixed(0)}) and compile; ` +
       `${s.asyncModules} compiled in the background, ${s.syncFallbacks} of them finished synchronously, ${s.stale} blocks stale when ready, ${s.freed} dead ones freed, ${s.reinstalled} dispatch entries put back), ` +
-      `${s.calls} calls (${s.tableCalls} from the dispatch table), ${s.direct} direct block-to-block entries, ${s.tails} by tail calls (${this.kept.size} dead functions kept for them), ${s.regions} regions of ${s.regionBlocks} blocks with ${s.intra} entries between their blocks (${s.reformed} blocks translated again into one, ${s.reregioned} with their page; ${s.hotModules} modules under the hot tier-up budget, ${s.sizedModules} under one raised for size), ` +
+      `${s.calls} calls (${s.tableCalls} from the dispatch table), ${s.direct} direct block-to-block entries, ${s.tails} by tail calls (${this.kept.size} dead functions kept for them), ${s.regions} regions of ${s.regionBlocks} blocks with ${s.intra} entries between their blocks (${s.reformed} blocks translated again into one, ${s.reregioned} with their page; ${s.hotModules} modules under the hot tier-up budget, ${s.sizedModules} under one raised for size; ${s.decays} count decays), ` +
       `tier 2: ${s.tier2} functions (${s.tier2Blocks} blocks) in ${s.tier2Modules} modules, ${(s.tier2Bytes / 1024).toFixed(0)} KiB, ${s.tier2Ms.toFixed(0)} ms, ` +
       `${s.replays + s.conds + s.slow} helper calls (${s.replays} replays, ${s.conds} conditions, ${s.slow} slow accesses)` +
       (TIER_STATS ? '; JS tier runs/instructions: ' + ['warming', 'queued', 'in flight', 'never', 'too long'].map((n, i) => `${n} ${this.tierRuns[i]}/${this.tierInstr[i]}`).join(', ') +
@@ -1577,6 +1585,7 @@ export class WasmEngine {
     if (w === null) {
       if (b.runs >= 0 && b.mode === 8) {
         const hot = Math.min(WASM_HOT, JIT_THRESHOLD);
+        if (WASM_DECAY > 0 && c.instructions >= this.nextDecay) this.decay(c, hot);
         const r = ++b.runs;
         if (r === hot + 1) { this.pending.push(b); this.lins.set(b, c.rip); }
         // A batch is translated when it is full, or when one of its blocks keeps running meanwhile.
@@ -1602,6 +1611,21 @@ export class WasmEngine {
       if (!(I[s] === b.pa && I[s + 2] === w.idx) && !(I[s + 4] === b.pa && I[s + 6] === w.idx)) { this.setEntry(b, w.idx, c.codeCache); this.stats.reinstalled++; }
     }
     return this.run(c, w.idx, room);
+  }
+
+  /** The instruction count (of the vCPU that looked last) at which decay next halves the warming counts. */
+  private nextDecay = WASM_DECAY;
+
+  /** Halve the replay counts of the blocks of `c`'s code cache still warming (0 < runs <= hot): WASM_DECAY. */
+  private decay(c: SoftCpu, hot: number): void {
+    this.nextDecay = c.instructions + WASM_DECAY;
+    const cache = c.codeCache, table = cache.table;
+    for (let i = 0; i < table.length; i++) {
+      const b = table[i];
+      if (b !== undefined && b.runs > 0 && b.runs <= hot) b.runs >>= 1;
+    }
+    for (const b of cache.displaced.values()) if (b.runs > 0 && b.runs <= hot) b.runs >>= 1;
+    this.stats.decays++;
   }
 
   /**
