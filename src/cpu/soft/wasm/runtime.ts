@@ -43,7 +43,9 @@ const WASM_HOT = Number(process.env.RINGZERO_WASM_HOT ?? 40);
  * (RINGZERO_WASM_DECAY; 0: off, the counts only grow). With it a block is translated when it is replayed WASM_HOT
  * times within a few such periods, not when it has been replayed that often over the whole run.
  */
-const WASM_DECAY = Number(process.env.RINGZERO_WASM_DECAY ?? 0);
+let WASM_DECAY = Number(process.env.RINGZERO_WASM_DECAY ?? 0);
+/** Set WASM_DECAY (tests; 0: off) for engines made after; returns the old setting. */
+export function setDecay(n: number): number { const old = WASM_DECAY; WASM_DECAY = n; return old; }
 const WASM_BATCH = Number(process.env.RINGZERO_WASM_BATCH ?? 128);
 const WASM_BATCH_WAIT = Number(process.env.RINGZERO_WASM_BATCH_WAIT ?? 400);
 /**
@@ -1585,7 +1587,7 @@ export class WasmEngine {
     if (w === null) {
       if (b.runs >= 0 && b.mode === 8) {
         const hot = Math.min(WASM_HOT, JIT_THRESHOLD);
-        if (WASM_DECAY > 0 && c.instructions >= this.nextDecay) this.decay(c, hot);
+        if (this.decayEvery > 0 && c.instructions >= this.nextDecay) this.decay(c, hot);
         const r = ++b.runs;
         if (r === hot + 1) { this.pending.push(b); this.lins.set(b, c.rip); }
         // A batch is translated when it is full, or when one of its blocks keeps running meanwhile.
@@ -1615,10 +1617,11 @@ export class WasmEngine {
 
   /** The instruction count (of the vCPU that looked last) at which decay next halves the warming counts. */
   private nextDecay = WASM_DECAY;
+  private readonly decayEvery = WASM_DECAY;
 
   /** Halve the replay counts of the blocks of `c`'s code cache still warming (0 < runs <= hot): WASM_DECAY. */
   private decay(c: SoftCpu, hot: number): void {
-    this.nextDecay = c.instructions + WASM_DECAY;
+    this.nextDecay = c.instructions + this.decayEvery;
     const cache = c.codeCache, table = cache.table;
     for (let i = 0; i < table.length; i++) {
       const b = table[i];
