@@ -207,6 +207,13 @@ export class Body {
     this.put(0x80); this.put(0x80); this.put(0x80); this.put(0x80); this.put(0);
     return at;
   }
+  /** A call whose function index is written later (patchIndex), as returnCallLater. */
+  callLater(): number {
+    this.room(6); this.put(Op.call);
+    const at = this.len;
+    this.put(0x80); this.put(0x80); this.put(0x80); this.put(0x80); this.put(0);
+    return at;
+  }
   /** Write function index `f` into the 5 bytes at `at` that returnCallLater left. */
   patchIndex(at: number, f: number): void {
     const buf = this.live();

@@ -14,7 +14,7 @@ import { emitTlbSlot, memFnBody, LD_PARAMS, ST_PARAMS } from './tlb-probe.ts';
 import { execSy, SY_SYSCALL, SY_TSC } from '../fast-forms.ts';
 import { readTsc } from '../system/control.ts';
 import { stiSetsIf } from '../ops/interrupt-flag.ts';
-import { translateBody, translateRegion, groupRegions, midSelfEdge, pageTargets, buildModule, buildFlaglib, rawBody, memUsedOf, resolveBatchTails, leaveBody, type WasmCode, type EmitOpts, type TailCtx, type TailTarget, LOCAL_MEM, WASM_NAMES, EXIT_STATS, SITE_STATS, SITE_BASE, SITE_MAX, siteInfo, NEXT_KEY, X_NAMES, EXPLICIT, SYNCED, ARITH, RF, VM, IF, K_SHIFT, PRIV_CHAIN, POS_MEMBER, POS_N } from './translate.ts';
+import { translateBody, translateRegion, groupRegions, midSelfEdge, pageTargets, buildModule, buildFlaglib, rawBody, memUsedOf, resolveBatchTails, leaveBody, type WasmCode, type EmitOpts, type TailCtx, type TailTarget, LOCAL_MEM, WASM_NAMES, EXIT_STATS, SITE_STATS, SITE_BASE, SITE_MAX, siteInfo, NEXT_KEY, X_NAMES, EXPLICIT, SYNCED, ARITH, RF, VM, IF, K_SHIFT, PRIV_CHAIN, POS_MEMBER, POS_N, CALLRET } from './translate.ts';
 import { syscallMsrs, syscallSegments64, sysretSegments64, type SyscallMsrs } from '../system/fastcall.ts';
 import { EFER_SCE, CR4_TSD } from '../constants.ts';
 import { appendFileSync, writeFileSync } from 'node:fs';
@@ -280,6 +280,13 @@ function buildDispatcher(ramSize: number): Uint8Array<ArrayBuffer> {
   m.importMemory('e', 'm');
   m.importTable('e', 't');
   const blockType = m.type([I32, F64, I32, I32, I32], [I32]);
+  m.func(blockType, dispatcherBody(ramSize, blockType, false), 'run', 'rz.dispatch');
+  m.func(blockType, dispatcherBody(ramSize, blockType, true), 'nest', 'rz.dispatch.nest');
+  return m.encode();
+}
+
+/** The body of the dispatcher (`nested` false) or of the nested one a translated CALL calls (see CALLRET). */
+function dispatcherBody(ramSize: number, blockType: number, nested: boolean): Body {
   const b = new Body(5);
   const st = 0, r0 = 1, left = 2, user = 3, idx = 4;
   const n = b.local(I32), limit = b.local(I32), ti = b.local(I32), pa = b.local(I32), e = b.local(I32);
@@ -288,21 +295,34 @@ function buildDispatcher(ramSize: number): Uint8Array<ArrayBuffer> {
   // RINGZERO_WASM_EXIT_STATS=1: per exit kind of the block that just ran (S_XKIND, translate.ts X_*), count how the
   // next was entered (0 named directly, 1 looked up) or why the call ended (2 limit or chain off, 3 fetch-TLB miss
   // or not RAM, 4 no current entry or over budget): labels `lim`, `fTlb`, `fEnt` count and leave; else all are `out`.
-  const xs = EXIT_STATS ? b.local(I32) : -1;
+  const stats = EXIT_STATS && !nested;
+  const xs = stats ? b.local(I32) : -1;
+  const exp = nested ? b.local(F64) : -1, go = nested ? b.local(I32) : -1;
   const bump = (o: number) => {
-    if (EXIT_STATS) b.get(xs).get(xs).mem(Op.i32Load, 2, L.S_XSTATS + 4 * o).i32(1).op(Op.i32Add).mem(Op.i32Store, 2, L.S_XSTATS + 4 * o);
+    if (stats) b.get(xs).get(xs).mem(Op.i32Load, 2, L.S_XSTATS + 4 * o).i32(1).op(Op.i32Add).mem(Op.i32Store, 2, L.S_XSTATS + 4 * o);
   };
   b.get(left).i32(CHAIN_LIMIT).get(left).i32(CHAIN_LIMIT).op(Op.i32LtS).op(Op.select).set(limit);
-  b.get(st).i32(1).mem(Op.i32Store, 2, L.S_CHAIN);
-  // (return-address predictions hold for one call: its privilege and mode, translate.ts Translator.rasPush)
-  b.get(st).i32(0).mem(Op.i32Store, 2, L.S_RASP);
-  // (the privilege of the lookups: a replayed SYSCALL or SYSRET changes it during the call, WasmEngine.replay)
-  b.get(st).get(user).mem(Op.i32Store, 2, L.S_USER);
+  if (nested) {
+    // (the count so far and the return address its caller waits for: translate.ts Translator.callNest)
+    b.get(st).mem(Op.i32Load, 2, L.S_NBASE).set(n);
+    b.get(st).mem(Op.f64Load, 3, L.S_CRET).set(exp);
+    if (EXIT_STATS) b.get(st).get(st).mem(Op.i32Load, 2, L.S_NNEST).i32(1).op(Op.i32Add).mem(Op.i32Store, 2, L.S_NNEST);
+  } else {
+    b.get(st).i32(1).mem(Op.i32Store, 2, L.S_CHAIN);
+    // (return-address predictions hold for one call: its privilege and mode, translate.ts Translator.rasPush)
+    b.get(st).i32(0).mem(Op.i32Store, 2, L.S_RASP);
+    // (no nested dispatcher runs: one left by a fault never got to count itself out)
+    b.get(st).i32(0).mem(Op.i32Store, 2, L.S_CDEPTH);
+    // (the privilege of the lookups: a replayed SYSCALL or SYSRET changes it during the call, WasmEngine.replay)
+    b.get(st).get(user).mem(Op.i32Store, 2, L.S_USER);
+  }
   const out = b.open(Op.block);
-  const fEnt = EXIT_STATS ? b.open(Op.block) : out;
-  const fTlb = EXIT_STATS ? b.open(Op.block) : out;
-  const lim = EXIT_STATS ? b.open(Op.block) : out;
+  const fEnt = stats ? b.open(Op.block) : out;
+  const fTlb = stats ? b.open(Op.block) : out;
+  const lim = stats ? b.open(Op.block) : out;
   const top = b.open(Op.loop);
+  // (the nested one starts where a block just returned: its caller called the CALL's target itself; `go` is 0 then)
+  if (nested) b.get(go).open(Op.if);
   b.get(st).get(n).mem(Op.i32Store, 2, L.S_NBASE);
   b.get(st).get(r0).mem(Op.f64Store, 3, L.S_R0);
   b.get(st).get(idx).mem(Op.i32Store, 2, L.S_BLK);
@@ -312,10 +332,15 @@ function buildDispatcher(ramSize: number): Uint8Array<ArrayBuffer> {
   b.op(0x11, blockType).op(0x00); // call_indirect type, table 0
   // (S_NBASE, not n: a block that tail-called another (translate.ts Translator.tailExit) added its count there)
   b.get(st).mem(Op.i32Load, 2, L.S_NBASE).op(Op.i32Add).set(n);
-  if (EXIT_STATS) b.get(st).get(st).mem(Op.i32Load, 2, L.S_XKIND).i32(5).op(Op.i32Shl).op(Op.i32Add).set(xs);
+  if (nested) { b.close(); b.i32(1).set(go); }
+  if (stats) b.get(st).get(st).mem(Op.i32Load, 2, L.S_XKIND).i32(5).op(Op.i32Shl).op(Op.i32Add).set(xs);
   // (S_NEXT is taken and cleared before anything can leave: a stale one would name the wrong block)
   b.get(st).mem(Op.i32Load, 2, L.S_NEXT).set(e);
   b.get(st).i32(0).mem(Op.i32Store, 2, L.S_NEXT);
+  if (nested) {
+    // at the return address its caller waits for: back to the caller, which goes on there (or leaves, after checks)
+    b.get(st).mem(Op.f64Load, 3, L.S_RIP).get(exp).op(Op.f64Eq).brIf(out);
+  }
   b.get(n).get(limit).op(Op.i32GeS).brIf(lim);
   b.get(st).mem(Op.i32Load, 2, L.S_CHAIN).op(Op.i32Eqz).brIf(lim);
   // the block named its successor's dispatch entry (exitStatic): no TLB probe, no lookup
@@ -362,7 +387,7 @@ function buildDispatcher(ramSize: number): Uint8Array<ArrayBuffer> {
   bump(1);
   b.br(top);
   b.close();
-  if (EXIT_STATS) {
+  if (stats) {
     b.close(); bump(2); b.br(out);
     b.close(); bump(3); b.br(out);
     b.close(); bump(4);
@@ -371,8 +396,7 @@ function buildDispatcher(ramSize: number): Uint8Array<ArrayBuffer> {
   b.get(st).get(st).mem(Op.i32Load, 2, L.S_CHAINS).get(chains).op(Op.i32Add).mem(Op.i32Store, 2, L.S_CHAINS);
   b.get(st).get(st).mem(Op.i32Load, 2, L.S_DIRECT).get(direct).op(Op.i32Add).mem(Op.i32Store, 2, L.S_DIRECT);
   b.get(n);
-  m.func(m.type([I32, F64, I32, I32, I32], [I32]), b, 'run', 'rz.dispatch');
-  return m.encode();
+  return b;
 }
 
 /**
@@ -493,6 +517,8 @@ export class WasmEngine {
   readonly f64: Float64Array;
   /** What block modules import: the helper trampolines, the memory and flag libraries (built by modules()). */
   private imports!: WebAssembly.Imports;
+  /** The nested dispatcher (dispatcherBody; translate.ts CALLRET). */
+  private nest!: WasmCode['fn'];
   /** The JavaScript helpers the trampolines call. */
   private readonly helpers: WebAssembly.Imports;
   readonly stats: WasmStats = { compiled: 0, modules: 0, bytes: 0, compileMs: 0, buildMs: 0, calls: 0, tableCalls: 0, replays: 0, conds: 0, slow: 0, direct: 0, tails: 0, asyncModules: 0, syncFallbacks: 0, stale: 0, reinstalled: 0, freed: 0, regions: 0, regionBlocks: 0, intra: 0, reformed: 0, reregioned: 0, tier2: 0, tier2Blocks: 0, tier2Modules: 0, tier2Bytes: 0, tier2Ms: 0, hotModules: 0, sizedModules: 0, decays: 0 };
@@ -613,6 +639,7 @@ export class WasmEngine {
     this.table = new WebAssembly.Table({ element: 'anyfunc', initial: 1024 });
     const d = new WebAssembly.Instance(compile(buildDispatcher(ramSize)), { e: { m: memory, t: this.table } });
     this.dispatch = d.exports.run as WasmEngine['dispatch'];
+    this.nest = d.exports.nest as unknown as WasmCode['fn'];
     // (the flag library: the arithmetic flags of the state area's record, for conditions on flags from before a block)
     const flaglib = new WebAssembly.Instance(compile(buildFlaglib()), { e: { m: memory, fl: helpers.exports.fl } });
     this.imports = { e: { m: memory, ...helpers.exports, ...memlib.exports, ...flaglib.exports } };
@@ -680,7 +707,12 @@ export class WasmEngine {
     });
     const top = [...exitSites].sort((a, b) => b[1] - a[1]).slice(0, 40).map(([k, v]) => { const [r, x, p, why] = k.split(':'); return `${BigInt.asUintN(64, BigInt(r)).toString(16)}/${X_NAMES[+x]}/cpl${p}/${why}:${v}`; });
     const wb = this.exitCounters();
-    return parts.join(', ') + `; register write-backs before memory-library calls/at other flushes/before region branches ${wb.wbLib}/${wb.wbOther}/${wb.wbBranch}, library calls ${wb.libCalls}` +
+    const nc = [L.S_NCALLS, L.S_NHITS, L.S_NNEST].map((o) => {
+      let v = 0;
+      for (let i = 0; i < this.nextState; i++) v += this.i32[(L.STATE_BASE + L.STATE_STRIDE * i + o) >> 2] >>> 0;
+      return v;
+    });
+    return parts.join(', ') + `; CALLs as wasm calls ${nc[0]} (back at their return address ${nc[1]}, nested dispatcher ${nc[2]})` + `; register write-backs before memory-library calls/at other flushes/before region branches ${wb.wbLib}/${wb.wbOther}/${wb.wbBranch}, library calls ${wb.libCalls}` +
       `; register loads into the cache ${wb.ldCache}, uncached reads ${wb.ldUncached}, at region entries ${wb.ldEntry}, on region branches ${wb.ldBranch}` +
       '; returns to JavaScript by RIP: ' + top.join(' ');
   }
@@ -1252,6 +1284,7 @@ export class WasmEngine {
       fns: [],
       index: new Map(),
       sites: [],
+      nest: CALLRET ? this.nest : null,
     };
   }
 

@@ -379,6 +379,25 @@ export const EXIT_STATS = process.env.RINGZERO_WASM_EXIT_STATS === '1';
  * installed when the slot's exit is built (runtime.ts BATCH_TAIL: functions of the same batch are callable too).
  */
 export let PREDICT = process.env.RINGZERO_WASM_PREDICT === '1';
+
+/**
+ * Guest CALL/RET as wasm call/return (Translator.callNest): a CALL rel32 whose target is translated (as tailExit
+ * finds it) and whose return address lies in its own page calls the target's function (a wasm `call`, not a tail
+ * call), and a callee that leaves before coming back is followed by the nested dispatcher (runtime.ts
+ * dispatcherBody), which chains the callee's blocks until RIP is the return address. Back there, the CALL's block
+ * goes on at the return address itself (a region branch, a tail call, or a named exit), so the guest RET that ended
+ * the callee was a wasm return to the code that called it, which the host's return-address predictor gets right,
+ * instead of a return to the dispatcher and its call_indirect of the return address's block. At most CALLRET_DEPTH
+ * such calls are on the wasm stack (S_CDEPTH); past it, or when the chain must stop (limit, event, miss), the call
+ * is not made or its caller leaves with the state the callee left, as before. RINGZERO_WASM_CALLRET=1: on.
+ */
+export let CALLRET = process.env.RINGZERO_WASM_CALLRET === '1';
+/** Switch CALLRET (its tests); returns the old value. */
+export function setCallRet(on: boolean): boolean { const old = CALLRET; CALLRET = on; return old; }
+/** The most nested CALLs on the wasm stack (RINGZERO_WASM_CALLRET_DEPTH, default 32). */
+export let CALLRET_DEPTH = Math.max(1, Number(process.env.RINGZERO_WASM_CALLRET_DEPTH ?? 32) | 0);
+/** Set CALLRET_DEPTH (its tests); returns the old value. */
+export function setCallRetDepth(d: number): number { const old = CALLRET_DEPTH; CALLRET_DEPTH = d; return old; }
 /** Switch PREDICT (its tests); returns the old value. */
 export function setPredict(on: boolean): boolean { const old = PREDICT; PREDICT = on; return old; }
 /**
@@ -442,6 +461,8 @@ export interface TailCtx {
   index: Map<WasmCode['fn'], number>;
   /** The tail calls into functions of the batch itself (TailTarget.local): where their function index goes. */
   sites: { body: Body; at: number; local: number }[];
+  /** The nested dispatcher (runtime.ts dispatcherBody) a CALL calls after its callee (CALLRET), or null: off. */
+  nest: WasmCode['fn'] | null;
 }
 
 /**
@@ -1254,6 +1275,96 @@ class Translator {
     });
     b.close();
   }
+
+  /**
+   * CALLRET: the CALL whose push is done (`count` instructions of this pass) to r0 + `ripOff`, return address r0 +
+   * `next`. When its target is an installed translation (or one of this batch) and the dispatcher would enter it
+   * (tailTo's checks) and fewer than CALLRET_DEPTH such calls are on the wasm stack: S_NBASE, S_R0, S_BLK move to
+   * the target as for a tail call, but the target's function is called; when it did not return at the return address
+   * (it left at its first block's exit, a helper, ...), the nested dispatcher chains on from there until RIP is the
+   * return address or the chain must stop. Then S_NBASE, S_R0 and S_BLK are this block's again, and when RIP is the
+   * return address, the chain is on, the privilege is this block's and the fetch TLB still maps the return address
+   * to this block's page of this generation (a context switch or a write to the page in the callee), this block goes
+   * on there as its static exit would (exitStatic, with the callee's instructions in `n`): registers and flags come
+   * from the state area. Else it leaves with the count so far in S_NBASE (returning 0) and RIP where the callee
+   * left: the dispatcher that called it then stops or goes on from there, as it would have after the callee.
+   */
+  callNest(count: number, ripOff: number, next: number): void {
+    const ctx = this.opts.tail;
+    if (!CALLRET || ctx === null || ctx === undefined || ctx.nest === null || this.nested()) return;
+    const b = this.b, pa = this.block.pa, tpa = pa + ripOff, rpa = pa + next;
+    if ((rpa >>> 12) !== (pa >>> 12) || rpa < 0) return;
+    const same = (tpa >>> 12) === (pa >>> 12) && tpa >= 0;
+    let t: TailTarget | null = null;
+    if (same) t = ctx.find(tpa, this.block.gen);
+    else {
+      const lin = this.curLin();
+      if (lin !== undefined) t = ctx.findLin(lin + ripOff);
+    }
+    if (t === null) return;
+    this.flush();
+    const fnIndex = (fn: WasmCode['fn']): number => {
+      let i = ctx.index.get(fn) ?? -1;
+      if (i < 0) { i = ctx.fns.push(fn) - 1; ctx.index.set(fn, i); }
+      return F_TAIL + i;
+    };
+    const fi = t.fn !== null ? fnIndex(t.fn) : -1, ni = fnIndex(ctx.nest);
+    if (this.cnb < 0) { this.cnb = b.local(I32); this.cna = b.local(I32); this.csb = b.local(I32); this.csr = b.local(F64); }
+    const nb = this.cnb, na = this.cna, sblk = this.csb, sr0 = this.csr;
+    b.get(this.n).i32(count).op(Op.i32Add).set(this.c32);
+    b.get(this.st).mem(Op.i32Load, 2, L.S_CHAIN);
+    b.get(this.st).mem(Op.i32Load, 2, L.S_NBASE).get(this.c32).op(Op.i32Add).i32(CHAIN_LIMIT).op(Op.i32LtS).op(Op.i32And);
+    b.get(this.c32).i32(t.n).op(Op.i32Add).get(this.left).op(Op.i32LeS).op(Op.i32And);
+    b.get(this.st).mem(Op.i32Load, 2, L.S_CDEPTH).i32(CALLRET_DEPTH).op(Op.i32LtS).op(Op.i32And);
+    if (!same) { this.fetchMapsTo(ripOff, t.pa >>> 12, t.gen); b.op(Op.i32And); }
+    b.open(Op.if);
+    b.get(this.st).mem(Op.i32Load, 2, L.S_NBASE).set(nb);
+    b.get(this.st).mem(Op.f64Load, 3, L.S_R0).set(sr0);
+    b.get(this.st).mem(Op.i32Load, 2, L.S_BLK).set(sblk);
+    b.get(this.st).get(nb).get(this.c32).op(Op.i32Add).mem(Op.i32Store, 2, L.S_NBASE);
+    b.get(this.r0).f64(ripOff).op(Op.f64Add).set(this.tf);
+    b.get(this.st).get(this.tf).mem(Op.f64Store, 3, L.S_R0);
+    b.get(this.st).i32(t.word).mem(Op.i32Store, 2, L.S_BLK);
+    b.get(this.st).get(this.st).mem(Op.i32Load, 2, L.S_CDEPTH).i32(1).op(Op.i32Add).mem(Op.i32Store, 2, L.S_CDEPTH);
+    if (EXIT_STATS) b.get(this.st).get(this.st).mem(Op.i32Load, 2, L.S_NCALLS).i32(1).op(Op.i32Add).mem(Op.i32Store, 2, L.S_NCALLS);
+    b.get(this.st).get(this.tf).get(this.left).get(this.c32).op(Op.i32Sub).get(this.user).i32(t.word >>> K_SHIFT);
+    if (t.local !== undefined) { ctx.sites.push({ body: b, at: b.callLater(), local: t.local }); b.calls++; }
+    else b.call(fi);
+    // (the instructions of this dispatcher call so far: the callee's tail calls added theirs to S_NBASE)
+    b.get(this.st).mem(Op.i32Load, 2, L.S_NBASE).op(Op.i32Add).set(na);
+    b.get(this.r0).f64(next).op(Op.f64Add).set(this.tf);
+    b.get(this.st).mem(Op.f64Load, 3, L.S_RIP).get(this.tf).op(Op.f64Ne).open(Op.if);
+    b.get(this.st).get(na).mem(Op.i32Store, 2, L.S_NBASE);
+    b.get(this.st).get(this.tf).mem(Op.f64Store, 3, L.S_CRET);
+    b.get(this.st).f64(0).get(this.left).get(nb).op(Op.i32Add).get(this.user).i32(0).call(ni).set(na);
+    b.else();
+    b.get(this.st).i32(0).mem(Op.i32Store, 2, L.S_NEXT);
+    b.close();
+    b.get(this.st).get(this.st).mem(Op.i32Load, 2, L.S_CDEPTH).i32(1).op(Op.i32Sub).mem(Op.i32Store, 2, L.S_CDEPTH);
+    b.get(this.st).get(nb).mem(Op.i32Store, 2, L.S_NBASE);
+    b.get(this.st).get(sr0).mem(Op.f64Store, 3, L.S_R0);
+    b.get(this.st).get(sblk).mem(Op.i32Store, 2, L.S_BLK);
+    b.get(this.st).mem(Op.f64Load, 3, L.S_RIP).get(this.tf).op(Op.f64Eq);
+    b.get(this.st).mem(Op.i32Load, 2, L.S_CHAIN).op(Op.i32And);
+    b.get(this.st).mem(Op.i32Load, 2, L.S_USER).get(this.user).op(Op.i32Eq).op(Op.i32And);
+    this.fetchMapsTo(next, pa >>> 12, this.block.gen); b.op(Op.i32And);
+    b.open(Op.if);
+    if (EXIT_STATS) b.get(this.st).get(this.st).mem(Op.i32Load, 2, L.S_NHITS).i32(1).op(Op.i32Add).mem(Op.i32Store, 2, L.S_NHITS);
+    // (the callee's instructions join this pass's: the static exit below adds `count`)
+    b.get(na).get(nb).op(Op.i32Sub).i32(count).op(Op.i32Sub).set(this.n);
+    // (everything cached is stale: the callee changed registers and flags in the state area)
+    const rs = this.rs.slice(), dirty = this.dirty, known = this.known, fdirty = this.fdirty, rot = this.rot;
+    this.forget(); this.known = false; this.fdirty = false; this.rot = 0;
+    this.exitStatic(count, next);
+    this.rs.splice(0, 16, ...rs); this.dirty = dirty; this.known = known; this.fdirty = fdirty; this.rot = rot;
+    b.else();
+    b.get(this.st).get(na).mem(Op.i32Store, 2, L.S_NBASE);
+    this.xk(X_OTHER); b.i32(0).set(this.n).i32(0).set(this.xc).br(this.out);
+    b.close();
+    b.close();
+  }
+  /** callNest's locals (-1 until its first CALL): S_NBASE, the count after the callee, S_BLK and S_R0 saved. */
+  cnb = -1; cna = -1; csb = -1; csr = -1;
 
   /** fetchMapsTo for the linear page number `vpn` (a constant). Uses t32. */
   fetchMapsAt(vpn: number, pfn: number, gen: number): void {
@@ -3282,7 +3393,7 @@ function emitPush(T: Translator, e: BlockEntry, i: number, next: number): void {
   T.r64(4); b.i64(8).op(Op.i64Sub).set(T.a);
   T.store(8);
   T.set64(4, T.a);
-  if (f === Form.Call) { T.rasPush(next, T.w); T.exitStatic(i + 1, next + e.disp); }
+  if (f === Form.Call) { T.rasPush(next, T.w); T.callNest(i + 1, next + e.disp, next); T.exitStatic(i + 1, next + e.disp); }
 }
 
 function emitPop(T: Translator, e: BlockEntry, i: number, next: number): void {
