@@ -306,7 +306,7 @@ function dispatcherBody(ramSize: number, blockType: number, nested: boolean): Bo
     // (the count so far and the return address its caller waits for: translate.ts Translator.callNest)
     b.get(st).mem(Op.i32Load, 2, L.S_NBASE).set(n);
     b.get(st).mem(Op.f64Load, 3, L.S_CRET).set(exp);
-    if (EXIT_STATS) b.get(st).get(st).mem(Op.i32Load, 2, L.S_NNEST).i32(1).op(Op.i32Add).mem(Op.i32Store, 2, L.S_NNEST);
+    b.get(st).get(st).mem(Op.i32Load, 2, L.S_NNEST).i32(1).op(Op.i32Add).mem(Op.i32Store, 2, L.S_NNEST);
   } else {
     b.get(st).i32(1).mem(Op.i32Store, 2, L.S_CHAIN);
     // (return-address predictions hold for one call: its privilege and mode, translate.ts Translator.rasPush)
@@ -694,6 +694,18 @@ export class WasmEngine {
     return out;
   }
 
+  /**
+   * translate.ts CALLRET: CALLs made as wasm calls and those back at their return address (counted with
+   * CALLRET_COUNT only), and calls of the nested dispatcher, summed over the vCPUs' state areas.
+   */
+  callRetCounts(): [number, number, number] {
+    const out: [number, number, number] = [0, 0, 0];
+    [L.S_NCALLS, L.S_NHITS, L.S_NNEST].forEach((o, k) => {
+      for (let i = 0; i < this.nextState; i++) out[k] += this.i32[(L.STATE_BASE + L.STATE_STRIDE * i + o) >> 2] >>> 0;
+    });
+    return out;
+  }
+
   /** RINGZERO_WASM_EXIT_STATS=1: the dispatcher's counts per exit kind, summed over the vCPUs' state areas. */
   private exitStats(): string {
     const parts: string[] = [];
@@ -707,11 +719,7 @@ export class WasmEngine {
     });
     const top = [...exitSites].sort((a, b) => b[1] - a[1]).slice(0, 40).map(([k, v]) => { const [r, x, p, why] = k.split(':'); return `${BigInt.asUintN(64, BigInt(r)).toString(16)}/${X_NAMES[+x]}/cpl${p}/${why}:${v}`; });
     const wb = this.exitCounters();
-    const nc = [L.S_NCALLS, L.S_NHITS, L.S_NNEST].map((o) => {
-      let v = 0;
-      for (let i = 0; i < this.nextState; i++) v += this.i32[(L.STATE_BASE + L.STATE_STRIDE * i + o) >> 2] >>> 0;
-      return v;
-    });
+    const nc = this.callRetCounts();
     return parts.join(', ') + `; CALLs as wasm calls ${nc[0]} (back at their return address ${nc[1]}, nested dispatcher ${nc[2]})` + `; register write-backs before memory-library calls/at other flushes/before region branches ${wb.wbLib}/${wb.wbOther}/${wb.wbBranch}, library calls ${wb.libCalls}` +
       `; register loads into the cache ${wb.ldCache}, uncached reads ${wb.ldUncached}, at region entries ${wb.ldEntry}, on region branches ${wb.ldBranch}` +
       '; returns to JavaScript by RIP: ' + top.join(' ');

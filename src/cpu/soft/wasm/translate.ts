@@ -396,6 +396,9 @@ export let CALLRET = process.env.RINGZERO_WASM_CALLRET === '1';
 export function setCallRet(on: boolean): boolean { const old = CALLRET; CALLRET = on; return old; }
 /** The most nested CALLs on the wasm stack (RINGZERO_WASM_CALLRET_DEPTH, default 32). */
 export let CALLRET_DEPTH = Math.max(1, Number(process.env.RINGZERO_WASM_CALLRET_DEPTH ?? 32) | 0);
+/** Count CALLRET's calls and returns (S_NCALLS, S_NHITS: WasmEngine.callRetCounts): with EXIT_STATS, or its tests. */
+export let CALLRET_COUNT = EXIT_STATS;
+export function setCallRetCount(on: boolean): boolean { const old = CALLRET_COUNT; CALLRET_COUNT = on; return old; }
 /** Set CALLRET_DEPTH (its tests); returns the old value. */
 export function setCallRetDepth(d: number): number { const old = CALLRET_DEPTH; CALLRET_DEPTH = d; return old; }
 /** Switch PREDICT (its tests); returns the old value. */
@@ -1326,7 +1329,7 @@ class Translator {
     b.get(this.st).get(this.tf).mem(Op.f64Store, 3, L.S_R0);
     b.get(this.st).i32(t.word).mem(Op.i32Store, 2, L.S_BLK);
     b.get(this.st).get(this.st).mem(Op.i32Load, 2, L.S_CDEPTH).i32(1).op(Op.i32Add).mem(Op.i32Store, 2, L.S_CDEPTH);
-    if (EXIT_STATS) b.get(this.st).get(this.st).mem(Op.i32Load, 2, L.S_NCALLS).i32(1).op(Op.i32Add).mem(Op.i32Store, 2, L.S_NCALLS);
+    if (CALLRET_COUNT) b.get(this.st).get(this.st).mem(Op.i32Load, 2, L.S_NCALLS).i32(1).op(Op.i32Add).mem(Op.i32Store, 2, L.S_NCALLS);
     b.get(this.st).get(this.tf).get(this.left).get(this.c32).op(Op.i32Sub).get(this.user).i32(t.word >>> K_SHIFT);
     if (t.local !== undefined) { ctx.sites.push({ body: b, at: b.callLater(), local: t.local }); b.calls++; }
     else b.call(fi);
@@ -1349,7 +1352,7 @@ class Translator {
     b.get(this.st).mem(Op.i32Load, 2, L.S_USER).get(this.user).op(Op.i32Eq).op(Op.i32And);
     this.fetchMapsTo(next, pa >>> 12, this.block.gen); b.op(Op.i32And);
     b.open(Op.if);
-    if (EXIT_STATS) b.get(this.st).get(this.st).mem(Op.i32Load, 2, L.S_NHITS).i32(1).op(Op.i32Add).mem(Op.i32Store, 2, L.S_NHITS);
+    if (CALLRET_COUNT) b.get(this.st).get(this.st).mem(Op.i32Load, 2, L.S_NHITS).i32(1).op(Op.i32Add).mem(Op.i32Store, 2, L.S_NHITS);
     // (the callee's instructions join this pass's: the static exit below adds `count`)
     b.get(na).get(nb).op(Op.i32Sub).i32(count).op(Op.i32Sub).set(this.n);
     // (everything cached is stale: the callee changed registers and flags in the state area)
