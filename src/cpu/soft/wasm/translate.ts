@@ -396,6 +396,12 @@ export let CALLRET = process.env.RINGZERO_WASM_CALLRET === '1';
 export function setCallRet(on: boolean): boolean { const old = CALLRET; CALLRET = on; return old; }
 /** The most nested CALLs on the wasm stack (RINGZERO_WASM_CALLRET_DEPTH, default 32). */
 export let CALLRET_DEPTH = Math.max(1, Number(process.env.RINGZERO_WASM_CALLRET_DEPTH ?? 32) | 0);
+/**
+ * CALLRET: a callee that left before its RET is followed by the nested dispatcher (on), or its caller leaves at
+ * once to its own dispatcher, which goes on from where the callee left (RINGZERO_WASM_CALLRET_NEST=0).
+ */
+export let CALLRET_NEST = process.env.RINGZERO_WASM_CALLRET_NEST !== '0';
+export function setCallRetNest(on: boolean): boolean { const old = CALLRET_NEST; CALLRET_NEST = on; return old; }
 /** Count CALLRET's calls and returns (S_NCALLS, S_NHITS: WasmEngine.callRetCounts): with EXIT_STATS, or its tests. */
 export let CALLRET_COUNT = EXIT_STATS;
 export function setCallRetCount(on: boolean): boolean { const old = CALLRET_COUNT; CALLRET_COUNT = on; return old; }
@@ -1311,7 +1317,7 @@ class Translator {
       if (i < 0) { i = ctx.fns.push(fn) - 1; ctx.index.set(fn, i); }
       return F_TAIL + i;
     };
-    const fi = t.fn !== null ? fnIndex(t.fn) : -1, ni = fnIndex(ctx.nest);
+    const fi = t.fn !== null ? fnIndex(t.fn) : -1, ni = CALLRET_NEST ? fnIndex(ctx.nest) : -1;
     if (this.cnb < 0) { this.cnb = b.local(I32); this.cna = b.local(I32); this.csb = b.local(I32); this.csr = b.local(F64); }
     const nb = this.cnb, na = this.cna, sblk = this.csb, sr0 = this.csr;
     b.get(this.n).i32(count).op(Op.i32Add).set(this.c32);
@@ -1338,8 +1344,14 @@ class Translator {
     b.get(this.r0).f64(next).op(Op.f64Add).set(this.tf);
     b.get(this.st).mem(Op.f64Load, 3, L.S_RIP).get(this.tf).op(Op.f64Ne).open(Op.if);
     b.get(this.st).get(na).mem(Op.i32Store, 2, L.S_NBASE);
-    b.get(this.st).get(this.tf).mem(Op.f64Store, 3, L.S_CRET);
-    b.get(this.st).f64(0).get(this.left).get(nb).op(Op.i32Add).get(this.user).i32(0).call(ni).set(na);
+    if (CALLRET_NEST) {
+      b.get(this.st).get(this.tf).mem(Op.f64Store, 3, L.S_CRET);
+      b.get(this.st).f64(0).get(this.left).get(nb).op(Op.i32Add).get(this.user).i32(0).call(ni).set(na);
+    } else {
+      // (the dispatcher that called this block goes on where the callee left, with the successor it named)
+      b.get(this.st).get(this.st).mem(Op.i32Load, 2, L.S_CDEPTH).i32(1).op(Op.i32Sub).mem(Op.i32Store, 2, L.S_CDEPTH);
+      b.i32(0).set(this.n).i32(0).set(this.xc).br(this.out);
+    }
     b.else();
     b.get(this.st).i32(0).mem(Op.i32Store, 2, L.S_NEXT);
     b.close();
