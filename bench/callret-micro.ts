@@ -1,8 +1,11 @@
-import { hexBytes, runBlocksToHalt, CODE, interpreterOrWasmMachine } from './test/support/soft-cpu.ts';
-import { setHotThreshold, setJitThreshold } from './src/cpu/soft/code-cache.ts';
-import { setAsync, setBatchTail } from './src/cpu/soft/wasm/runtime.ts';
-import { setCallRet } from './src/cpu/soft/wasm/translate.ts';
-import type { GuestMemory } from './src/memory/guest-memory.ts';
+// A guest loop of CALL g / add / dec / jnz with g = add / ret, translated to wasm, with CALLRET (src/cpu/soft/wasm/translate.ts)
+// off and on in one process: CPU ns per iteration, alternating. BT=1: BATCH_TAIL on (g is translated in the caller's batch).
+//   node --import tsx bench/callret-micro.ts
+import { hexBytes, runBlocksToHalt, CODE, interpreterOrWasmMachine } from '../test/support/soft-cpu.ts';
+import { setHotThreshold, setJitThreshold } from '../src/cpu/soft/code-cache.ts';
+import { setAsync, setBatchTail } from '../src/cpu/soft/wasm/runtime.ts';
+import { setCallRet } from '../src/cpu/soft/wasm/translate.ts';
+import type { GuestMemory } from '../src/memory/guest-memory.ts';
 setHotThreshold(0); setJitThreshold(3); setAsync(false); setBatchTail(process.env.BT === '1');
 const memories: GuestMemory[] = [];
 const G = CODE + 0x1000;
