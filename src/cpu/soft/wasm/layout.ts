@@ -212,6 +212,11 @@ export const S_NHITS = S_CPL + 80;
 /** RINGZERO_WASM_EXIT_STATS=1: calls of the nested dispatcher (a CALL's callee left before its RET came back). */
 export const S_NNEST = S_CPL + 84;
 /**
+ * Bumped by every SoftCpu.invalidateFetch (a TLB flush, INVLPG, a CS load: the fetch mapping may have changed):
+ * translate.ts Translator.callNest goes on at its return address only when the callee left it as it was.
+ */
+export const S_FEPOCH = S_CPL + 88;
+/**
  * RINGZERO_WASM_EXIT_STATS=1 only: register write-backs executed (i32 counters) before memory-library calls and at
  * other flushes (helpers, exits), then memory-library calls made, ... (eight i32: translate.ts Translator.wbCount).
  */

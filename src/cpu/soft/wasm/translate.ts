@@ -1292,8 +1292,8 @@ class Translator {
    * the target as for a tail call, but the target's function is called; when it did not return at the return address
    * (it left at its first block's exit, a helper, ...), the nested dispatcher chains on from there until RIP is the
    * return address or the chain must stop. Then S_NBASE, S_R0 and S_BLK are this block's again, and when RIP is the
-   * return address, the chain is on, the privilege is this block's and the fetch TLB still maps the return address
-   * to this block's page of this generation (a context switch or a write to the page in the callee), this block goes
+   * return address, the chain is on, the privilege is this block's, nothing changed the fetch mapping (S_FEPOCH: a
+   * context switch in the callee) and this block's page still has its generation, this block goes
    * on there as its static exit would (exitStatic, with the callee's instructions in `n`): registers and flags come
    * from the state area. Else it leaves with the count so far in S_NBASE (returning 0) and RIP where the callee
    * left: the dispatcher that called it then stops or goes on from there, as it would have after the callee.
@@ -1318,7 +1318,7 @@ class Translator {
       return F_TAIL + i;
     };
     const fi = t.fn !== null ? fnIndex(t.fn) : -1, ni = CALLRET_NEST ? fnIndex(ctx.nest) : -1;
-    if (this.cnb < 0) { this.cnb = b.local(I32); this.cna = b.local(I32); this.csb = b.local(I32); this.csr = b.local(F64); }
+    if (this.cnb < 0) { this.cnb = b.local(I32); this.cna = b.local(I32); this.csb = b.local(I32); this.csr = b.local(F64); this.cep = b.local(I32); }
     const nb = this.cnb, na = this.cna, sblk = this.csb, sr0 = this.csr;
     b.get(this.n).i32(count).op(Op.i32Add).set(this.c32);
     b.get(this.st).mem(Op.i32Load, 2, L.S_CHAIN);
@@ -1330,6 +1330,7 @@ class Translator {
     b.get(this.st).mem(Op.i32Load, 2, L.S_NBASE).set(nb);
     b.get(this.st).mem(Op.f64Load, 3, L.S_R0).set(sr0);
     b.get(this.st).mem(Op.i32Load, 2, L.S_BLK).set(sblk);
+    b.get(this.st).mem(Op.i32Load, 2, L.S_FEPOCH).set(this.cep);
     b.get(this.st).get(nb).get(this.c32).op(Op.i32Add).mem(Op.i32Store, 2, L.S_NBASE);
     b.get(this.r0).f64(ripOff).op(Op.f64Add).set(this.tf);
     b.get(this.st).get(this.tf).mem(Op.f64Store, 3, L.S_R0);
@@ -1362,7 +1363,9 @@ class Translator {
     b.get(this.st).mem(Op.f64Load, 3, L.S_RIP).get(this.tf).op(Op.f64Eq);
     b.get(this.st).mem(Op.i32Load, 2, L.S_CHAIN).op(Op.i32And);
     b.get(this.st).mem(Op.i32Load, 2, L.S_USER).get(this.user).op(Op.i32Eq).op(Op.i32And);
-    this.fetchMapsTo(next, pa >>> 12, this.block.gen); b.op(Op.i32And);
+    // (the fetch mapping as it was: no TLB flush, INVLPG or CS load in the callee; this block's page not written)
+    b.get(this.st).mem(Op.i32Load, 2, L.S_FEPOCH).get(this.cep).op(Op.i32Eq).op(Op.i32And);
+    b.i32(0).mem(Op.i32Load, 2, L.PAGE_GEN + 4 * (pa >>> 12)).i32(this.block.gen).op(Op.i32Eq).op(Op.i32And);
     b.open(Op.if);
     if (CALLRET_COUNT) b.get(this.st).get(this.st).mem(Op.i32Load, 2, L.S_NHITS).i32(1).op(Op.i32Add).mem(Op.i32Store, 2, L.S_NHITS);
     // (the callee's instructions join this pass's: the static exit below adds `count`)
@@ -1379,7 +1382,7 @@ class Translator {
     b.close();
   }
   /** callNest's locals (-1 until its first CALL): S_NBASE, the count after the callee, S_BLK and S_R0 saved. */
-  cnb = -1; cna = -1; csb = -1; csr = -1;
+  cnb = -1; cna = -1; csb = -1; csr = -1; cep = -1;
 
   /** fetchMapsTo for the linear page number `vpn` (a constant). Uses t32. */
   fetchMapsAt(vpn: number, pfn: number, gen: number): void {
