@@ -20,7 +20,7 @@ test('warmUp boots a scratch copy of the kernel for its CPU budget; stop() ends 
   // than the CPU)
   const r = await new Promise<WarmUpReport>((resolve) => warmUp(cfg, resolve, { ms: 150, wallMs: 3000 }));
   assert.equal(r.done, true, JSON.stringify(r));
-  assert.ok((r.ms >= 150 || r.haltedMs >= 500 || r.wallMs >= 3000) && r.wallMs < 4000 && r.instructions > 0 && r.steps > 0, JSON.stringify(r));
+  assert.ok((r.ms >= 150 || r.haltedMs >= 500 || r.wallMs >= 3000) && r.wallMs < 10_000 && r.instructions > 0 && r.steps > 0, JSON.stringify(r));
   // (the scratch guest's console output goes nowhere, but it is counted: the counter printed)
   assert.ok(r.consoleBytes > 0, `the scratch guest got as far as printing (${JSON.stringify(r)})`);
 
