@@ -272,6 +272,49 @@ function noteWindow(vmm: Vmm, test: string, r: TimedResult): void {
     fs.appendFileSync(windowsFile, JSON.stringify({ vmm: vmm.key, test, from: Math.round(r.beginAt * 1000 + monoOffsetUs), to: Math.round(r.endAt * 1000 + monoOffsetUs) }) + '\n');
   }
 }
+/**
+ * RINGZERO_BENCH_STATS=FILE: every numeric counter of the control socket's `stats` that moved during a test, per unit
+ * (MiB or read), one JSON line per test: the counters bench/io's tables leave out (the wasm engine's exit kinds with
+ * RINGZERO_WASM_EXIT_STATS=1, slow accesses, per-device notifies and interrupts, the run loop's), for A/B by count.
+ */
+const statsDumpFile = process.env.RINGZERO_BENCH_STATS;
+function flatten(v: unknown, prefix: string, out: Record<string, number>): void {
+  if (typeof v === 'number') out[prefix] = v;
+  else if (v && typeof v === 'object') for (const [k, x] of Object.entries(v)) flatten(x, prefix ? `${prefix}.${k}` : k, out);
+}
+function dumpStatsDelta(vmm: Vmm, test: string, units: number, before: Stats, after: Stats): void {
+  const a: Record<string, number> = {}, b: Record<string, number> = {};
+  flatten(before, '', a);
+  flatten(after, '', b);
+  const perUnit: Record<string, number> = {};
+  for (const [k, v] of Object.entries(b)) {
+    const d = v - (a[k] ?? 0);
+    if (d !== 0 && Number.isFinite(d)) perUnit[k] = Number((d / units).toPrecision(4));
+  }
+  // (and the VMM's heap and GC totals after the test, as they are: src/vmm/control.ts processHeap)
+  fs.appendFileSync(statsDumpFile!, JSON.stringify({ vmm: vmm.key, test, units, perUnit, processAfter: (after as { process?: unknown }).process }) + '\n');
+}
+/**
+ * RINGZERO_BENCH_STATS also takes the guest's own /proc/interrupts around each test, on both VMMs (one `cat` at the
+ * prompt before and after: an extra process in the guest, so only with the dump asked for): interrupts per unit by
+ * source, the same kernel's count under each VMM (the device's MSI-X vectors, the local timer, IPIs).
+ */
+async function guestIrqs(guest: BenchGuest): Promise<Record<string, number> | undefined> {
+  if (!statsDumpFile) return undefined;
+  const out: Record<string, number> = {};
+  // (ask's answer is one line: each row as IRQ:NAME=COUNT, the first CPU's column; NAME the row's last word)
+  for (const word of (await guest.ask('IRQS', "awk 'NR>1{print $1 $NF \"=\" $2}' /proc/interrupts", 60_000)).split(/\s+/)) {
+    const m = /^(.+)=(\d+)$/.exec(word);
+    if (m) out[m[1]] = Number(m[2]);
+  }
+  return out;
+}
+function dumpIrqs(vmm: Vmm, test: string, units: number, a: Record<string, number> | undefined, b: Record<string, number> | undefined): void {
+  if (!statsDumpFile || !a || !b) return;
+  const perUnit: Record<string, number> = {};
+  for (const [k, v] of Object.entries(b)) if (v !== (a[k] ?? 0)) perUnit[k] = Number(((v - (a[k] ?? 0)) / units).toPrecision(4));
+  fs.appendFileSync(statsDumpFile, JSON.stringify({ vmm: vmm.key, test, units, guestIrqs: perUnit }) + '\n');
+}
 /** A timed pass's length and where its CPU went, for the log. */
 const phase = (r: TimedResult): string => `${(r.hostMs / 1000).toFixed(2)} s wall, ${r.cpuS.toFixed(2)} s process CPU, ${r.threadS.toFixed(2)} s guest thread`;
 /** Record a test's rate, its rate per CPU-second, and (ringzero) the machine's counters per unit. */
@@ -287,6 +330,7 @@ function record(vmm: Vmm, t: TestKey, rate: number, units: number, r: TimedResul
   // (the process figure is in 10 ms clock ticks, the thread's in ns: a short pass can show a little below zero)
   if (r.cpuS > 0 && Number.isFinite(r.threadS)) ((offThread[vmm.key] ??= {})[t] ??= []).push(Math.max(0, 1 - r.threadS / r.cpuS));
   if (before && after) {
+    if (statsDumpFile) dumpStatsDelta(vmm, t, units, before, after);
     const dev = NET_TESTS.includes(t) ? 'virtio-net' : 'virtio-blk';
     const vq = (st: Stats, k: 'notifies' | 'interrupts') => st.virtio?.[dev]?.[k] ?? 0;
     ((workDone[vmm.key] ??= {})[t] ??= []).push({
@@ -402,9 +446,11 @@ async function session(vmm: Vmm, run: number): Promise<void> {
         // process runs in the guest between the tests, whose exits would change what the allocator hands dd next)
         if (warm) bPrev = await blockStat(guest);
         const b0 = bPrev;
+        const i0 = await guestIrqs(guest);
         const s0 = await stats(vmm);
         const p = await diskPass(t);
         record(vmm, t, p.rate, p.units, p.r, s0, await stats(vmm));
+        dumpIrqs(vmm, t, p.units, i0, await guestIrqs(guest));
         const b1 = await blockStat(guest);
         bPrev = b1;
         if (b0 && b1) ((blockRequests[vmm.key] ??= {})[t] ??= []).push((t === 'write' ? b1.writes - b0.writes : b1.reads - b0.reads) / p.units);
@@ -425,9 +471,11 @@ async function session(vmm: Vmm, run: number): Promise<void> {
           console.error(`  ${vmm.label}: warm-up ${t} ${w.mbs.toFixed(1)} MB/s: ${phase(w.r)}`);
           noteWindow(vmm, `${t}:warm-up`, w.r);
         }
+        const i0 = await guestIrqs(guest);
         const s0 = await stats(vmm);
         const { mbs, r } = t === 'tcp' ? await tcp(guest, vmm) : await tcpout(guest, vmm);
         record(vmm, t, mbs, netMb, r, s0, await stats(vmm));
+        dumpIrqs(vmm, t, netMb, i0, await guestIrqs(guest));
         parts.push(`${t} ${mbs.toFixed(1)} MB/s`);
         console.error(`  ${vmm.label}: ${parts.at(-1)}`);
       }

@@ -100,7 +100,13 @@ test('the guest on virtio-net (ping both ways, TCP with checksum), virtio-vsock 
     // too little at a time for the guest's TCP to build large segments), and 1 MiB host -> guest (TCP segments of up
     // to 64 KiB from the TAP into mergeable buffers).
     const counters = async () => {
-      const r = await controlRequest(control, { cmd: 'stats' }, 10_000) as { net?: { rxBytes: number; txBytes: number; rxFrames: number; txFrames: number } };
+      const r = await controlRequest(control, { cmd: 'stats' }, 10_000) as {
+        net?: { rxBytes: number; txBytes: number; rxFrames: number; txFrames: number };
+        lapic?: { acknowledged: number; eoiWrites: number }; process?: { usedMiB: number; major: number };
+      };
+      // bench/io's per-test counters: interrupts the guest took (it EOIs each through the xAPIC page) and the VMM's heap
+      assert.ok(r.lapic && r.lapic.acknowledged > 0 && r.lapic.eoiWrites > 0, `local APIC counters: ${JSON.stringify(r.lapic)}`);
+      assert.ok(r.process && r.process.usedMiB > 0 && Number.isInteger(r.process.major), `process heap figures: ${JSON.stringify(r.process)}`);
       return r.net!;
     };
     const c0 = await counters();

@@ -30,11 +30,38 @@
 // (src/api); this is what the VMM process itself offers it.
 import fs from 'node:fs';
 import net from 'node:net';
+import { PerformanceObserver, constants as perfConstants } from 'node:perf_hooks';
+import v8 from 'node:v8';
 import type { VirtioBalloon } from '../devices/virtio/balloon.ts';
 import { BALLOON_PAGE } from '../devices/virtio/balloon.ts';
 
 /** Longest request line accepted; a client sending more without a newline is disconnected. */
 const MAX_LINE = 4096;
+
+/**
+ * The VMM process's garbage collections by kind and their pause time (ms), counted from the first `stats` request on
+ * (the observer costs nothing until something asks), with the JavaScript heap's size: bench/io reads them around each
+ * test (session 24 found a major GC's marking in the TCP pass).
+ */
+const gcCounts = { minor: 0, major: 0, incremental: 0, weak: 0, pauseMs: 0 };
+let gcObserver: PerformanceObserver | undefined;
+function processHeap(): Record<string, number> {
+  if (!gcObserver) {
+    gcObserver = new PerformanceObserver((list) => {
+      for (const e of list.getEntries()) {
+        const kind = (e as unknown as { detail?: { kind?: number } }).detail?.kind;
+        if (kind === perfConstants.NODE_PERFORMANCE_GC_MAJOR) gcCounts.major++;
+        else if (kind === perfConstants.NODE_PERFORMANCE_GC_MINOR) gcCounts.minor++;
+        else if (kind === perfConstants.NODE_PERFORMANCE_GC_INCREMENTAL) gcCounts.incremental++;
+        else gcCounts.weak++;
+        gcCounts.pauseMs += e.duration;
+      }
+    });
+    gcObserver.observe({ entryTypes: ['gc'] });
+  }
+  const h = v8.getHeapStatistics();
+  return { ...gcCounts, usedMiB: h.used_heap_size / 1048576, totalMiB: h.total_heap_size / 1048576 };
+}
 
 /** What the control socket steers on the machine itself (src/vmm/machine.ts Machine). */
 export interface ControlledVm {
@@ -144,7 +171,7 @@ export class ControlServer {
       case 'stats': {
         const vm = this.targets.vm;
         if (!vm?.stats) return { ok: false, error: 'no machine to report statistics' };
-        return { ok: true, ...vm.stats() };
+        return { ok: true, ...vm.stats(), process: processHeap() };
       }
       case 'pause': {
         const vm = this.targets.vm;

@@ -137,6 +137,8 @@ export interface VmCounters {
    * hardware engine counts as HLT exits; KVM with the in-kernel irqchip keeps HLT inside the kernel: 0 there).
    */
   halts: number;
+  /** Local APIC register accesses (xAPIC page), EOI writes and interrupts taken, summed over the vCPUs (soft engine). */
+  lapic?: { reads: number; writes: number; eoiWrites: number; acknowledged: number };
   guestNs: number;
   /**
    * Soft engine: the instruction engine's own counters (bench/io reads them around each test to show where the
@@ -438,6 +440,7 @@ export class Machine {
       devices,
       virtio,
       halts: this.halts,
+      lapic: this.vcpus.reduce((n, v) => { const c = v.lapic.counters; n.reads += c.reads; n.writes += c.writes; n.eoiWrites += c.eoiWrites; n.acknowledged += c.acknowledged; return n; }, { reads: 0, writes: 0, eoiWrites: 0, acknowledged: 0 }),
       guestNs: this.clock.now(),
       ...(cpus.length > 0 ? {
         soft: {

@@ -117,6 +117,11 @@ export class Lapic implements MmioDevice {
   private timerStartNs = 0;
   private timerPeriodNs = 0;
   private readonly timer: Timer;
+  /**
+   * Register accesses through the xAPIC page (each one a slow access out of translated code on the soft engine),
+   * EOI writes among them, and interrupts taken (INTA): the interrupt path's cost per I/O request (bench/io).
+   */
+  readonly counters = { reads: 0, writes: 0, eoiWrites: 0, acknowledged: 0 };
 
   constructor(opts: LapicOptions) {
     this.clock = opts.clock;
@@ -240,6 +245,7 @@ export class Lapic implements MmioDevice {
     }
     this.irr[v >> 5] &= ~(1 << (v & 31));
     this.isr[v >> 5] |= 1 << (v & 31);
+    this.counters.acknowledged++;
     return v;
   }
 
@@ -492,6 +498,7 @@ export class Lapic implements MmioDevice {
   }
 
   mmioRead(offset: number, size: AccessSize): number {
+    this.counters.reads++;
     offset &= 0xfff;
     const within = offset & 0xf;
     if (within >= 4) return 0;
@@ -500,6 +507,8 @@ export class Lapic implements MmioDevice {
   }
 
   mmioWrite(offset: number, size: AccessSize, value: number): void {
+    this.counters.writes++;
+    if (offset === 0x0b0) this.counters.eoiWrites++;
     offset &= 0xfff;
     // Registers are 32 bits wide at 16-byte strides; narrower or misaligned writes are undefined (SDM 11.4.1): dropped.
     if (size !== 4 || (offset & 0xf) !== 0) return;
