@@ -209,6 +209,46 @@ test('a frame the host answers during the transmit write reaches the guest in th
   } finally { b.close(); }
 });
 
+test('RINGZERO_NET_TX_IRQ=defer: a transmit completion is published at once, its interrupt goes with the next notify or the next event-loop turn', async () => {
+  const backend = new FakeBackend();
+  const net = new VirtioNet(backend, MAC, undefined, 'defer');
+  const b = new TestBench(net);
+  try {
+    b.bringUp({ msix: true }); // EVENT_IDX negotiated; the transmit queue (1) on vector 2 (MSI data 0x42)
+    const txIrqs = () => b.irqs.msis.filter((m) => m.data === 0x42).length;
+    const frame = ethFrame(new Uint8Array(6).fill(0xff), MAC, 0x0806, new Uint8Array(46).fill(7));
+    const send = () => {
+      const at = b.alloc(NET_HDR_BYTES + frame.length);
+      b.mem.write(at + NET_HDR_BYTES, frame);
+      b.addChain(TX_QUEUE, [[at, NET_HDR_BYTES + frame.length, false]]);
+    };
+    b.irqs.msis = [];
+    send();
+    assert.equal(backend.sent.length, 1, 'transmitted inside the notify');
+    assert.equal(b.used(TX_QUEUE).length, 1, 'and published: the driver can free it without an interrupt');
+    assert.equal(txIrqs(), 0, 'its interrupt waits');
+    send();
+    assert.equal(txIrqs(), 1, 'the next notify sends it, one for both frames');
+    assert.equal(b.used(TX_QUEUE).length, 1);
+    // The driver asks to hear about the next completion (used_event = used.idx, §2.7.10): a lone frame's interrupt
+    // comes at the event loop's next turn.
+    const usedEvent = b.queues[TX_QUEUE].layout.avail + 4 + 2 * b.queues[TX_QUEUE].layout.size;
+    b.u16(usedEvent, 2);
+    send();
+    assert.equal(txIrqs(), 1);
+    await tick();
+    assert.equal(txIrqs(), 2, 'sent at the next turn of the event loop');
+    // A driver that wants no interrupt (used_event far ahead) gets none, held or not.
+    b.u16(usedEvent, 100);
+    send();
+    send();
+    await tick();
+    assert.equal(txIrqs(), 2);
+    assert.equal(backend.sent.length, 5);
+    assert.equal(net.counters.txFrames, 5);
+  } finally { b.close(); }
+});
+
 // ---- a real TAP device in a throw-away network namespace ----
 
 function run(cmd: string, ...args: string[]): string {

@@ -76,10 +76,11 @@ export abstract class VirtioDevice {
    * Complete every available chain on queue `index` with `handle`, which returns the bytes written into
    * the chain's writable buffers. Notification suppression (§2.7.10) while draining; at most a few rounds
    * of the ring per call so a driver that keeps refilling from another vCPU thread cannot starve the VMM.
+   * With `signal` false the caller decides when to tell the driver (usedBuffers); returns the chains completed.
    */
-  protected drain(index: number, handle: (chain: DescriptorChain) => number): void {
+  protected drain(index: number, handle: (chain: DescriptorChain) => number, signal = true): number {
     const q = this.transport.queue(index);
-    if (!q) return;
+    if (!q) return 0;
     let budget = 4 * q.size;
     let done = 0;
     for (;;) {
@@ -94,8 +95,9 @@ export abstract class VirtioDevice {
       // A chain made available between the last pop and enableNotification would otherwise sit unseen.
       if (budget === 0 || q.pending() === 0) break;
     }
-    if (done > 0) this.transport.usedBuffers(index);
+    if (done > 0 && signal) this.transport.usedBuffers(index);
     if (budget === 0 && q.pending() > 0) this.transport.processLater(index);
+    return done;
   }
 }
 
