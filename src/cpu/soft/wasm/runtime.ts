@@ -38,6 +38,8 @@ const WASM_HOT = Number(process.env.RINGZERO_WASM_HOT ?? 40);
  * 32 vs 128 side by side on a loaded host: boot + ash loop 100k 27.8/21.8, 28.7/23.2, 31.0/25.5 s (region-internal
  * entries 97-145M -> 157M, dispatcher entries 118-160M -> 107M); boot alone 8.5/8.0, 9.3/9.0 s.
  */
+const WASM_BATCH = Number(process.env.RINGZERO_WASM_BATCH ?? 128);
+const WASM_BATCH_WAIT = Number(process.env.RINGZERO_WASM_BATCH_WAIT ?? 400);
 /**
  * Guest instructions between two halvings of the replay counts of blocks still warming towards WASM_HOT
  * (RINGZERO_WASM_DECAY; 0: off, the counts only grow). With it a block is translated when it is replayed WASM_HOT
@@ -46,8 +48,6 @@ const WASM_HOT = Number(process.env.RINGZERO_WASM_HOT ?? 40);
 let WASM_DECAY = Number(process.env.RINGZERO_WASM_DECAY ?? 0);
 /** Set WASM_DECAY (tests; 0: off) for engines made after; returns the old setting. */
 export function setDecay(n: number): number { const old = WASM_DECAY; WASM_DECAY = n; return old; }
-const WASM_BATCH = Number(process.env.RINGZERO_WASM_BATCH ?? 128);
-const WASM_BATCH_WAIT = Number(process.env.RINGZERO_WASM_BATCH_WAIT ?? 400);
 /**
  * Static exits to a block translated and installed before their batch was built tail-call its function
  * (translate.ts Translator.tailExit; RINGZERO_WASM_TAIL=0: off). Not with tier 2 nor LOCAL_MEM (their modules
