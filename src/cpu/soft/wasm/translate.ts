@@ -390,6 +390,11 @@ export let PREDICT = process.env.RINGZERO_WASM_PREDICT === '1';
  * instead of a return to the dispatcher and its call_indirect of the return address's block. At most CALLRET_DEPTH
  * such calls are on the wasm stack (S_CDEPTH); past it, or when the chain must stop (limit, event, miss), the call
  * is not made or its caller leaves with the state the callee left, as before. RINGZERO_WASM_CALLRET=1: on.
+ * Off by default: boot + ash loop of 5000 (EXIT_STATS) RET dispatcher entries 9.37M -> 2.48M, all dispatcher entries
+ * ~16.4M -> ~5.5M (5.04M CALLs as wasm calls, 4.96M back at their return address), but the ash loop ran slower
+ * (session 25, loaded host, bench/engines --paired, same build off/on: 1.17x and 1.19x guest-thread CPU), and a
+ * one-call loop (bench/callret-micro.ts) the same either way: each CALL site grows by ~230 wasm operations (the
+ * checks, S_NBASE/S_R0/S_BLK saved and restored, the return site's exit emitted twice).
  */
 export let CALLRET = process.env.RINGZERO_WASM_CALLRET === '1';
 /** Switch CALLRET (its tests); returns the old value. */
