@@ -43,9 +43,9 @@ const WASM_BATCH_WAIT = Number(process.env.RINGZERO_WASM_BATCH_WAIT ?? 400);
 /**
  * Guest instructions between two halvings of the replay counts of blocks still warming towards WASM_HOT
  * (RINGZERO_WASM_DECAY; 0: off, the counts only grow). With it a block is translated when it is replayed WASM_HOT
- * times within a few such periods (at 8M: a block replayed ~2.6 times per million guest instructions or more), not when it has been
- * replayed that often over the whole run: boot code that runs once per timer tick or initcall otherwise reaches the
- * threshold too and costs a translation (build on this thread, Liftoff on the compile thread, ~0.1-0.2 ms of CPU per
+ * times within a few such periods (at 8M: a block replayed ~2.6 times per million guest instructions or more), not
+ * when it has been replayed that often over the whole run: boot code that runs once per timer tick or initcall
+ * otherwise reaches the threshold too and costs a translation (build on this thread, Liftoff on the compile thread, ~0.1-0.2 ms of CPU per
  * block) it never earns back. Session 25, one boot each to the prompt (--stats, RINGZERO_TIER_STATS=1, loaded host):
  * off 15608 blocks translated, 12062 KiB of wasm, 5.59M instructions replayed while warming; 16M 12741, 9864 KiB,
  * 6.87M; 8M 12021, 9311 KiB, 7.42M; 4M 11160, 8631 KiB, 8.23M. bench/engines --paired --bins off,8M (load ~25): boot
