@@ -42,15 +42,15 @@ const WASM_BATCH = Number(process.env.RINGZERO_WASM_BATCH ?? 128);
 const WASM_BATCH_WAIT = Number(process.env.RINGZERO_WASM_BATCH_WAIT ?? 400);
 /**
  * Guest instructions between two halvings of the replay counts of blocks still warming towards WASM_HOT
- * (RINGZERO_WASM_DECAY; 0: off, the counts only grow). With it a block is translated when it is replayed WASM_HOT
- * times within a few such periods (at 8M: a block replayed ~2.6 times per million guest instructions or more), not
- * when it has been replayed that often over the whole run: boot code that runs once per timer tick or initcall
- * otherwise reaches the threshold too and costs a translation (build on this thread, Liftoff on the compile thread, ~0.1-0.2 ms of CPU per
- * block) it never earns back. Session 25, one boot each to the prompt (--stats, RINGZERO_TIER_STATS=1, loaded host):
- * off 15608 blocks translated, 12062 KiB of wasm, 5.59M instructions replayed while warming; 16M 12741, 9864 KiB,
- * 6.87M; 8M 12021, 9311 KiB, 7.42M; 4M 11160, 8631 KiB, 8.23M. bench/engines --paired --bins off,8M (load ~25): boot
- * wall 0.98x, process CPU 0.97x, guest thread 1.01x (one pair; an earlier one with other work of mine on the host
- * said 1.17x); md5 1.02x, ash 1.11x (halves 1.44x and 0.86x, with tests of mine running) then 0.91x, syscalls
+ * (RINGZERO_WASM_DECAY; 0: off, the counts only grow). With it a block is translated when it is replayed WASM_HOT times
+ * within a few such periods (at 8M: a block replayed ~2.6 times per million guest instructions or more), not when it
+ * has been replayed that often over the whole run: boot code that runs once per timer tick or initcall otherwise
+ * reaches the threshold too and costs a translation (build on this thread, Liftoff on the compile thread, ~0.1-0.2 ms
+ * of CPU per block) it never earns back. Session 25, one boot each to the prompt (--stats, RINGZERO_TIER_STATS=1,
+ * loaded host): off 15608 blocks translated, 12062 KiB of wasm, 5.59M instructions replayed while warming; 16M 12741,
+ * 9864 KiB, 6.87M; 8M 12021, 9311 KiB, 7.42M; 4M 11160, 8631 KiB, 8.23M. bench/engines --paired --bins off,8M (load
+ * ~25): boot wall 0.98x, process CPU 0.97x, guest thread 1.01x (one pair; an earlier one with other work of mine on the
+ * host said 1.17x); md5 1.02x, ash 1.11x (halves 1.44x and 0.86x, with tests of mine running) then 0.91x, syscalls
  * 0.99x (one run each, loaded).
  */
 let WASM_DECAY = Number(process.env.RINGZERO_WASM_DECAY ?? 8_000_000);
