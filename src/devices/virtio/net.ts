@@ -95,9 +95,9 @@ export type TxIrq = 'now' | 'defer';
 /**
  * Only a pass of small frames (TCP ACKs: 54-86 bytes of frame behind the 12-byte header) holds its interrupt. A data
  * segment's completion is what the sender's TCP waits for: Linux keeps a transmitted skb charged to its socket until
- * the driver frees it (TCP small queues, tcp_wfree), so holding that interrupt stalled guest -> host (at load 25-35,
- * two runs with every completion held: 232 and 314 frames per MiB of 3-4.5 KB and 2.9-4.2 M guest instructions per MiB,
- * against 84.6 frames and 1.5 M sending at once).
+ * the driver frees it (TCP small queues, tcp_wfree), so holding it can only delay guest -> host. (Two runs with every
+ * completion held sent 232 and 314 frames per MiB of 3-4.5 KB at load 25-35, against 84.6 for the default in one run,
+ * but a later default run at that load sent 236 too: the host's load moves the guest's segment sizes that much.)
  */
 const TX_IRQ_HOLD_MAX = NET_HDR_BYTES + 128;
 const txIrqFromEnv = (): TxIrq => (process.env.RINGZERO_NET_TX_IRQ === 'defer' ? 'defer' : 'now');
