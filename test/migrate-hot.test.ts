@@ -131,7 +131,10 @@ test('the hot-block list in its sampled order (RINGZERO_MIGRATE_HOT_ORDER=sample
     const oldest = live[0], newest = live[live.length - 1];
     const first = (order: 'recent' | 'sampled'): number => decodeHotList(exportHotList(cpu, 1, order)!.list)![0].pa;
     cpu.codeCache.ripSampled = 0;
-    assert.equal(first('sampled'), newest.pa, 'without samples: the most recently translated');
+    // (without samples of the run loop's, the block where the vCPU stands as the list is taken, if one starts there,
+    // else the most recently translated; first() runs at once, so cpu.rip is where it stands then)
+    const standing = live.find((b) => engine.linearOf(b) === cpu.rip);
+    assert.equal(first('sampled'), (standing ?? newest).pa, 'without samples: where the vCPU stands, else the most recently translated');
     // The run loop samples the RIP where a slice used up its budget (Machine.run): three samples on the oldest block.
     for (let i = 0; i < 3; i++) cpu.codeCache.sampleRip(engine.linearOf(oldest)!);
     assert.equal(first('sampled'), oldest.pa, 'the block the samples landed on comes first');
@@ -140,6 +143,35 @@ test('the hot-block list in its sampled order (RINGZERO_MIGRATE_HOT_ORDER=sample
     const all = decodeHotList(exportHotList(cpu, undefined, 'sampled')!.list)!;
     assert.equal(new Set(all.map((r) => r.pa)).size, all.length);
     assert.equal(all[0].pa, oldest.pa);
+  } finally {
+    src.m.requestExit({ kind: 'poweroff' });
+    await src.running;
+    src.m.close();
+  }
+});
+
+test('the hot-block list built after a long run elsewhere holds the loop the guest executes now first (recent samples outweigh old ones)', async () => {
+  const src = startCounter();
+  try {
+    const loopPa = await digitLoopTranslated(src.m);
+    const cpu = cpuOf(src.m);
+    const engine = cpu.wasm!, cache = cpu.codeCache;
+    // A long run elsewhere: 200 slice ends on a translated block that is not the digit loop's, then 6000 in code with
+    // no translated block in its page (a page far above the guest's), as if the guest had spent its time there before
+    // it came to the loop it runs now.
+    const other = liveTranslated(cpu).find((b) => b.pfn2 < 0 && b.pa !== loopPa && engine.linearOf(b) !== undefined);
+    assert.ok(other !== undefined, 'a translated block besides the digit loop');
+    cache.ripSampled = 0;
+    for (let i = 0; i < 200; i++) cache.sampleRip(engine.linearOf(other)!);
+    for (let i = 0; i < 6000; i++) cache.sampleRip(0x7f0000000000);
+    // Then 64 slice ends in the loop the guest runs now (the counter guest halts between its ticks and rarely uses up a
+    // slice, so its run loop's samples are placed here as Machine.run places them): by plain counts the past block's
+    // 200 would still rank over them.
+    const loop = liveTranslated(cpu).find((b) => b.pa === loopPa)!;
+    for (let i = 0; i < 64; i++) cache.sampleRip(engine.linearOf(loop)!);
+    const list = decodeHotList(exportHotList(cpu, 4, 'sampled')!.list)!;
+    assert.equal(list[0].pa, loopPa, 'first: the block of the loop the guest runs now');
+    assert.ok(!list.slice(0, 1).some((r) => r.pa === other.pa), 'the block of the long-past run is not first');
   } finally {
     src.m.requestExit({ kind: 'poweroff' });
     await src.running;
