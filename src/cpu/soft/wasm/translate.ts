@@ -352,6 +352,26 @@ export function setLoopInline(on: boolean): boolean { const old = LOOP_INLINE; L
 /** A block-ending Jcc writes dirty registers back before its branch, not at each of its exits (RINGZERO_WASM_JCC_FLUSH=0: off). */
 const JCC_FLUSH = process.env.RINGZERO_WASM_JCC_FLUSH !== '0';
 /**
+ * RINGZERO_WASM_HOIST_FLUSH=0: off. A side exit (a Jcc before the block's end) and the chain check after a memory
+ * instruction (exitIfSlow) each write the dirty registers and a deferred flag record back on their leaving path. When
+ * the path that goes on certainly writes them back too, at the next memory-library call, before anything changes them
+ * (hoistMask), they are written back once before the branch instead: the same stores run on each path (earlier on
+ * the one that goes on), and the leaving path's copy of them is gone from the code.
+ */
+let HOIST_FLUSH = process.env.RINGZERO_WASM_HOIST_FLUSH !== '0';
+/** Switch HOIST_FLUSH (its tests); returns the old value. */
+export function setHoistFlush(on: boolean): boolean { const old = HOIST_FLUSH; HOIST_FLUSH = on; return old; }
+/**
+ * RINGZERO_WASM_ZX=0: off. The translator knows which cached registers hold a zero-extended 32-bit value (Translator.zx:
+ * the last write was a 32-bit one, SDM vol. 1 §3.4.1.1), so a 32-bit read of them needs no mask; and a logic
+ * operation's result (AND/OR/XOR/TEST of two zero-extended operands) is not masked again.
+ */
+let ZX = process.env.RINGZERO_WASM_ZX !== '0';
+/** Switch ZX (its tests); returns the old value. */
+export function setZx(on: boolean): boolean { const old = ZX; ZX = on; return old; }
+/** How many branches had write-backs hoisted before them (tests check that their programs exercise it). */
+export const hoistStats = { n: 0 };
+/**
  * After a memory instruction, the exit taken when its slow path stopped the chain leaves S_RIP as the helper set it
  * (the next instruction's RIP, runtime.ts WasmEngine.stopAfter) instead of storing it: 5 operations less per memory
  * instruction that is not its block's last (RINGZERO_WASM_SLOW_RIP=0: stored here, as before).
@@ -546,6 +566,11 @@ class Translator {
   readonly rs: number[] = new Array(16).fill(0);
   /** Bit r set exactly when rs[r] is 2 (flush, called before every access, helper and exit, skips a clean cache). */
   dirty = 0;
+  /**
+   * ZX: bit r set when rc[r] is cached (rs[r] !== 0) and holds a 32-bit value zero-extended (the last write to r in
+   * this block's straight-line code was a 32-bit one); cleared by every other write and reload of the local.
+   */
+  zx = 0;
   /** REGION_REGS: the registers cached (and of them dirty) when the region member being emitted starts (emitCode). */
   entryRegs = 0;
   entryDirty = 0;
@@ -739,9 +764,9 @@ class Translator {
   }
 
   /** Forget the cache (after a replay, which may have changed any register in the state area). */
-  forget(): void { this.rs.fill(0); this.dirty = 0; }
+  forget(): void { this.rs.fill(0); this.dirty = 0; this.zx = 0; }
   /** Forget register r (a helper wrote it in the state area). */
-  drop(r: number): void { this.rs[r] = 0; this.dirty &= ~(1 << r); }
+  drop(r: number): void { this.rs[r] = 0; this.dirty &= ~(1 << r); this.zx &= ~(1 << r); }
 
   /** Registers kept in locals across a self-loop (null: none; the loop's top starts with an empty cache). */
   loopPre: number[] | null = null;
@@ -867,6 +892,19 @@ class Translator {
     b.i32(0).mem(Op.i32Load, 2, L.PAGE_GEN + 4 * pfn).i32(gen).op(Op.i32Eq).op(Op.i32And);
   }
 
+  /**
+   * HOIST_FLUSH, at straight-line level before a branch that leaves after instruction i (a side exit, exitIfSlow):
+   * write back now what the code after instruction i writes back anyway before it changes it (hoistMask).
+   */
+  hoistFlush(i: number): void {
+    if (!HOIST_FLUSH || this.nested()) return;
+    const h = hoistMask(this, i);
+    if (h === null) return;
+    if ((h.flags && this.fdirty) || (this.dirty & h.regs) !== 0) hoistStats.n++;
+    if (h.flags) this.commitFlags();
+    if ((this.dirty & h.regs) !== 0) this.flush(false, ~h.regs);
+  }
+
   /** Leave the block (after `xc` was set): dirty registers written back first. */
   leave(): void { this.flush(); this.b.br(this.out); }
 
@@ -883,7 +921,7 @@ class Translator {
     if (this.rs[r] !== 0) { b.get(this.rc[r]); return; }
     if (EXIT_STATS) this.wbCount(this.nested() ? 5 : 4);
     b.get(this.st).mem(Op.i64Load, 3, L.sGpr(r));
-    if (!this.nested()) { b.tee(this.rl(r)); this.rs[r] = 1; }
+    if (!this.nested()) { b.tee(this.rl(r)); this.rs[r] = 1; this.zx &= ~(1 << r); }
   }
   /** Push the low 32 bits of register r (i32). */
   r32(r: number): void {
@@ -894,6 +932,7 @@ class Translator {
   /** Store i64 local `l` into register r. */
   set64(r: number, l: number): void {
     const b = this.b;
+    this.zx &= ~(1 << r);
     if (!this.nested()) { b.get(l).set(this.rl(r)); this.rs[r] = 2; this.dirty |= 1 << r; return; }
     this.writeBack(r, l);
     if (this.rs[r] !== 0) b.get(l).set(this.rc[r]);
@@ -904,6 +943,7 @@ class Translator {
    */
   setFrom(r: number, emit: () => void): void {
     const b = this.b;
+    this.zx &= ~(1 << r);
     if (!this.nested()) { emit(); b.set(this.rl(r)); this.rs[r] = 2; this.dirty |= 1 << r; return; }
     emit(); b.set(this.t64);
     this.set64(r, this.t64);
@@ -911,6 +951,7 @@ class Translator {
   /** Store the i32 produced by `emit` into the low half of r and zero the high half. */
   set32(r: number, emit: () => void): void {
     this.setFrom(r, () => { emit(); this.b.op(Op.i64ExtendI32u); });
+    if (ZX && !this.nested()) this.zx |= 1 << r;
   }
   /** Push byte register (r, bit position sh) zero-extended (i32). */
   r8(r: number, sh: number): void {
@@ -2006,21 +2047,27 @@ class Translator {
       case XOR: b.op(Op.i64Xor); break;
       default: b.op(Op.i64And);
     }
-    if (size === 4) b.i64(0xffffffffn).op(Op.i64And);
-    else if (size === 1) b.i64(0xffn).op(Op.i64And);
+    // (AND/OR/XOR of operands zero-extended from `size` is zero-extended already: ZX)
+    const logic = ZX && (op === OR || op === AND || op === XOR || op === TEST);
+    if (size === 4 && !logic) b.i64(0xffffffffn).op(Op.i64And);
+    else if (size === 1 && !logic) b.i64(0xffn).op(Op.i64And);
     b.set(this.lr);
   }
 
   /** Push register r's value at size (4: zero-extended) as i64. */
   regVal(r: number, size: number): void {
     if (size === 8) this.r64(r);
-    else if (this.rs[r] !== 0) this.b.get(this.rc[r]).i64(0xffffffff).op(Op.i64And);
+    else if (this.rs[r] !== 0) {
+      this.b.get(this.rc[r]);
+      if (((this.zx >>> r) & 1) === 0) this.b.i64(0xffffffff).op(Op.i64And);
+    }
     else { if (EXIT_STATS) this.wbCount(5); this.b.get(this.st).mem(Op.i64Load32u, 2, L.sGpr(r)); }
   }
 
   /** Write lr into register r at size (4: lr already holds the zero-extended 32-bit result). */
   writeLr(r: number, size: number): void {
     this.set64(r, this.lr);
+    if (ZX && size === 4 && !this.nested()) this.zx |= 1 << r;
   }
 }
 
@@ -2401,6 +2448,67 @@ function onCycles(members: Block[], at: Map<number, number>): boolean[] {
 }
 
 /**
+ * HOIST_FLUSH: what the instructions after instruction i of T's block certainly write back to the state area at
+ * straight-line level before they change it: null when they reach no such point, else the registers (bit r) and
+ * whether the deferred flag record (flags) is committed there. The point is a memory form whose access calls the
+ * memory library, which writes every dirty register and the record back before anything else it does (Translator.
+ * load/store: no inline probe in this function, no stack run: no RSP base); only register-only forms that cannot
+ * fault nor call out come before it (their destinations, a superset, and a flag producer are left out).
+ */
+function hoistMask(T: Translator, i: number): { regs: number; flags: boolean } | null {
+  if (INLINE_MEM && (T.selfLoop || T.loopMember || T.opts.inline)) return null;
+  const es = T.block.entries;
+  let written = 0, flags = true;
+  for (let j = i + 1; j < es.length; j++) {
+    const e = es[j], f = e.form;
+    if (j === es.length - 1 && T.block.pfn2 >= 0) return null;
+    switch (f) {
+      case Form.MovLoad64: case Form.MovLoad32: case Form.MovStore64: case Form.MovStore32: case Form.MovImmMem64:
+      case Form.MovImmMem32: case Form.MovzxMem: case Form.MovsxdMem: case Form.MovsxM: case Form.Mov8RM: case Form.Mov8MR:
+      case Form.Mov8MI: case Form.AluRM: case Form.AluMR: case Form.AluMI: case Form.Alu8RM: case Form.Alu8MR:
+      case Form.Alu8MI: case Form.MovLoad16: case Form.MovStore16:
+        if (e.base === 4 || (e.form === Form.AluRM || e.form === Form.AluMR || e.form === Form.AluMI ? KIND[e.op] === 0 : false)) return null;
+        return { regs: 0xffff & ~written, flags };
+      case Form.AluRR: case Form.AluRI: case Form.Alu8RR: case Form.Alu8RI:
+        if (KIND[e.op] === 0) return null;
+        flags = false;
+        break;
+      case Form.MovRR64: case Form.MovRR32: case Form.MovImmReg: case Form.Lea: case Form.MovzxReg8: case Form.MovzxReg16:
+      case Form.MovsxdReg: case Form.MovsxR8: case Form.MovsxR16: case Form.Mov8RR: case Form.Mov8RI: case Form.Bswap:
+      case Form.Cdq: case Form.XchgRR: case Form.Nop:
+        break;
+      case Form.Jcc: case Form.Jmp: {
+        // the block's last instruction (a Jcc before it is a side exit: stop), not a self-loop's back edge: a Jcc
+        // writes everything back before its branch (JCC_FLUSH), a JMP at its exit (exitStatic); a deferred flag
+        // record stays in the locals on a branch to a region member that cannot see it (edgeDead)
+        const last = es.length - 1;
+        if (j !== last || T.selfLoop || e.len === 0 || REGION_REGS) return null;
+        const next = T.offs[j] + e.len, target = next + e.disp;
+        if (f === Form.Jcc) {
+          if (!JCC_FLUSH) return null;
+          return { regs: 0xffff & ~written, flags: flags && !(T.edgeDead(target) && T.edgeDead(next)) };
+        }
+        return { regs: 0xffff & ~written, flags: flags && !T.edgeDead(target) };
+      }
+      default:
+        // (a form without an emitter of its own: emitOther writes everything back first; not a page-straddling
+        // branch, which reads the flags before its replay)
+        if (EMIT[f] === undefined && !(j === es.length - 1 && e.len === 0)) return { regs: 0xffff & ~written, flags };
+        return null;
+    }
+    // (the destination is e.a or e.b by form; CWDE/CDQ write RAX/RDX: a superset of both fields and those two)
+    written |= (e.a >= 0 && e.a < 16 ? 1 << e.a : 0) | (e.b >= 0 && e.b < 16 ? 1 << e.b : 0) | (f === Form.Cdq ? 5 : 0);
+    if (j === es.length - 1) {
+      // the block's last instruction, a register form: its exit (exitStatic) writes everything back, a deferred flag
+      // record not on a branch to a region member that cannot see it
+      if (REGION_REGS) return null;
+      return { regs: 0xffff & ~written, flags: flags && !T.edgeDead(T.offs[j] + e.len) };
+    }
+  }
+  return null;
+}
+
+/**
  * Whether the arithmetic flags that instruction i of `es` leaves are dead: a later instruction of the block writes
  * all six (a register ALU form, NEG, SHL/SHR/SAR by a constant) before anything could see them: only instructions
  * that neither read the flags nor can fault nor call a helper may come between (register MOV/LEA/MOVZX/MOVSX,
@@ -2466,7 +2574,7 @@ function emitCode(T: Translator, block: Block, offs: number[], loop: { pre: numb
   const N = es.length;
   const b = T.b;
   T.block = block; T.offs = offs;
-  T.rs.fill(0); T.dirty = 0; T.known = false; T.fdirty = false; T.rot = 0; T.kind = 0; T.size = 0; T.ix = 0;
+  T.rs.fill(0); T.dirty = 0; T.zx = 0; T.known = false; T.fdirty = false; T.rot = 0; T.kind = 0; T.size = 0; T.ix = 0;
   // (a region member's entry registers are in their locals on every way in: REGION_REGS)
   for (let r = 0; r < 16; r++) if ((T.entryRegs >>> r) & 1) T.rs[r] = (T.entryDirty >>> r) & 1 ? 2 : 1;
   T.dirty = T.entryDirty;
@@ -2505,7 +2613,7 @@ function emitCode(T: Translator, block: Block, offs: number[], loop: { pre: numb
     T.runCur = i < T.runEnd ? T.runOff[i] : -1;
     (EMIT[f] ?? emitOther)(T, e, i, next);
     T.runCur = -1;
-    if (T.insMem && !isLast) T.exitIfSlow(i + 1, next);
+    if (T.insMem && !isLast) { if (!T.insReplayed) T.hoistFlush(i); T.exitIfSlow(i + 1, next); }
     if (isLast && !T.insReplayed && f !== Form.Jcc && f !== Form.Jmp && f !== Form.Call && f !== Form.Ret && f !== Form.CallInd && f !== Form.JmpInd) {
       T.exitStatic(i + 1, next);
     }
@@ -2783,6 +2891,15 @@ function emitAluMR(T: Translator, e: BlockEntry, i: number, next: number): void 
   // The store may fault after the load: the flag record is committed only after it.
   const op = e.op, size = e.size;
   memOp(T, e, next); T.load(size);
+  if (op >= CMP && HOIST_FLUSH) {
+    // CMP/TEST store nothing: nothing can fault after the load, so the record goes straight into the flag locals
+    b.get(T.v).set(T.ld);
+    if (f === Form.AluMR) T.regVal(e.a, size); else b.i64(size === 8 ? imm64(e.imm, e.immHi) : e.imm >>> 0);
+    b.set(T.ls);
+    T.alu(op, size);
+    T.produced(KIND[op], size);
+    return;
+  }
   if (f === Form.AluMR) T.regVal(e.a, size); else b.i64(size === 8 ? imm64(e.imm, e.immHi) : e.imm >>> 0);
   b.set(T.t);
   // w = v op t (as alu(), into w)
@@ -3474,6 +3591,15 @@ function emitAlu8MR(T: Translator, e: BlockEntry, i: number, next: number): void
   const b = T.b, f = e.form;
   const op = e.op;
   memOp(T, e, next); T.load(1);
+  if (op >= CMP && HOIST_FLUSH) {
+    // (as emitAluMR's CMP/TEST: straight into the flag locals)
+    b.get(T.v).set(T.ld);
+    if (f === Form.Alu8MR) { T.r8(e.a, e.ash); b.op(Op.i64ExtendI32u); } else b.i64(e.imm & 0xff);
+    b.set(T.ls);
+    T.alu(op, 1);
+    T.produced(KIND[op], 1);
+    return;
+  }
   if (f === Form.Alu8MR) { T.r8(e.a, e.ash); b.op(Op.i64ExtendI32u); } else b.i64(e.imm & 0xff);
   b.set(T.t);
   b.get(T.v).get(T.t);
@@ -3777,6 +3903,7 @@ function emitJcc(T: Translator, e: BlockEntry, i: number, next: number): void {
     T.flush(!(T.edgeDead(target) && T.edgeDead(next)), T.keepFor(target) & T.keepFor(next));
     T.wbCtx = 1;
   }
+  if (f === Form.Jcc && i < N - 1) T.hoistFlush(i);
   if (f === Form.Jcc) { T.cond(e.a); b.open(Op.if); }
   T.checkTarget(target);
   if (T.selfLoop && i === N - 1) {
