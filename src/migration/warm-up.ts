@@ -17,11 +17,11 @@
 // the source's guest runs on meanwhile, and none of its pages are being tracked yet, so the downtime is untouched;
 // the migration takes that much longer in all. RINGZERO_MIGRATE_WARMUP_MS sets the main-thread CPU it may take (0:
 // no warm-up), RINGZERO_MIGRATE_WARMUP_WALL_MS its wall time.
-import fs from 'node:fs';
 import { Machine } from '../vmm/machine.ts';
 import type { ConsoleIo, VmConfig } from '../vmm/config.ts';
 import { RunExit } from '../cpu/soft/index.ts';
 import { forgetUartByte } from '../vmm/console-stamps.ts';
+import { threadCpuClock } from '../sys/thread-cpu.ts';
 
 /** Main-thread CPU the warm-up may take (ms; RINGZERO_MIGRATE_WARMUP_MS, 0: none). */
 export const WARMUP_MS = Number(process.env.RINGZERO_MIGRATE_WARMUP_MS ?? 0);
@@ -46,7 +46,7 @@ const BUDGET = 2000;
 
 /** What the warm-up did. */
 export interface WarmUpReport {
-  /** Main-thread CPU of its steps (ms, schedstat), its wall time from the start, the scratch guest's instructions, steps. */
+  /** Main-thread CPU of its steps (ms, ../sys/thread-cpu.ts), its wall time from the start, the scratch guest's instructions, steps. */
   ms: number;
   wallMs: number;
   instructions: number;
@@ -103,7 +103,7 @@ export function warmUp(config: VmConfig, onDone?: (r: WarmUpReport) => void, opt
     queueMicrotask(end);
     return { report, stop: end };
   }
-  const cpu = machine.vcpus[0].cpu, clock = machine.clock;
+  const cpu = machine.vcpus[0].cpu, clock = machine.clock, threadCpuMs = threadCpuClock();
   const step = () => {
     timer = undefined;
     if (stopped) return;
@@ -136,9 +136,4 @@ export function warmUp(config: VmConfig, onDone?: (r: WarmUpReport) => void, opt
   };
   setImmediate(step);
   return { report, stop: end };
-}
-
-/** The main thread's CPU time (ms; schedstat, brought up to date at the scheduler's ticks: right on average). */
-function threadCpuMs(): number {
-  try { return Number(fs.readFileSync('/proc/thread-self/schedstat', 'utf8').split(' ')[0]) / 1e6; } catch { return performance.now(); }
 }

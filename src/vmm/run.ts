@@ -1,10 +1,9 @@
 // Run one VM to completion on the engine its config names: the entry point of `ringzero run` (and of
 // `ringzero run --restore DIR`, which starts from a snapshot instead of the kernel).
-import { readFileSync } from 'node:fs';
 import type { VmConfig, ConsoleIo } from './config.ts';
 import { Machine, type MachineOptions } from './machine.ts';
 import type { ReadSnapshotOptions } from './snapshot.ts';
-import { libc } from '../sys/libc.ts';
+import { threadCpuClock } from '../sys/thread-cpu.ts';
 import { profileResume, startResumeProfile } from './resume-profile.ts';
 import { favourMainThread, favourSession, groupBoosted, OTHERS_NICE, RESUME_BOOST, RESUME_NICE_S } from './resume-priority.ts';
 
@@ -56,26 +55,6 @@ function restoreTiming(): () => void {
       timeOrigin: performance.timeOrigin, startMs: r(startMs), restoreMs: r(endMs - startMs), startCpuMs: r(startCpuMs), restoreCpuMs: r(endCpuMs - startCpuMs),
     })}\n`);
   };
-}
-
-/**
- * The calling thread's CPU time in ms: clock_gettime(CLOCK_THREAD_CPUTIME_ID) through koffi (exact), else the
- * thread's schedstat (whose run time the kernel brings up to date only at scheduler ticks: 4 ms steps at HZ=250).
- */
-function threadCpuClock(): () => number {
-  const schedstat = (): number => Number(readFileSync('/proc/thread-self/schedstat', 'utf8').split(' ')[0]) / 1e6;
-  try {
-    const clockGettime = libc.func('int clock_gettime(int clockid, _Out_ uint8_t *tp)') as (clock: number, tp: Uint8Array) => number;
-    const ts = new Uint8Array(16), view = new DataView(ts.buffer);
-    const CLOCK_THREAD_CPUTIME_ID = 3; // <linux/time.h>
-    if (clockGettime(CLOCK_THREAD_CPUTIME_ID, ts) !== 0) return schedstat;
-    return () => {
-      clockGettime(CLOCK_THREAD_CPUTIME_ID, ts);
-      return Number(view.getBigInt64(0, true)) * 1e3 + Number(view.getBigInt64(8, true)) / 1e6;
-    };
-  } catch {
-    return schedstat;
-  }
 }
 
 async function runMachines(cfg: VmConfig, io: ConsoleIo, options: MachineOptions, restored: Machine | undefined): Promise<number> {
