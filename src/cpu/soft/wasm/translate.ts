@@ -1229,6 +1229,18 @@ class Translator {
   }
 
   /**
+   * The translation at r0 + `ripOff` that a static exit may enter directly (tailExit, callNest): in this block's page
+   * by physical address and this block's generation (`same`), else by its linear address; null: none.
+   */
+  targetAt(ripOff: number, ctx: TailCtx): { t: TailTarget | null; same: boolean } {
+    const tpa = this.block.pa + ripOff;
+    const same = (tpa >>> 12) === (this.block.pa >>> 12) && tpa >= 0;
+    if (same) return { t: ctx.find(tpa, this.block.gen), same };
+    const lin = this.curLin();
+    return { t: lin !== undefined ? ctx.findLin(lin + ripOff) : null, same };
+  }
+
+  /**
    * A static exit to r0 + `ripOff` whose target was already translated and installed when this batch was built
    * (EmitOpts.tail: in this block's page with its page generation, else the block queued at that linear address):
    * a tail call (return_call, wasm tail calls) into that translation when the dispatcher would have entered it.
@@ -1242,14 +1254,8 @@ class Translator {
    * pinned) and the checks above fail once its page changed. Else (or no target) the exit goes on as before.
    */
   tailExit(count: number, ripOff: number): void {
-    const b = this.b, ctx = this.opts.tail!, pa = this.block.pa, tpa = pa + ripOff;
-    const same = (tpa >>> 12) === (pa >>> 12) && tpa >= 0;
-    let t: TailTarget | null = null;
-    if (same) t = ctx.find(tpa, this.block.gen);
-    else {
-      const lin = this.curLin();
-      if (lin !== undefined) t = ctx.findLin(lin + ripOff);
-    }
+    const b = this.b, tpa = this.block.pa + ripOff;
+    const { t, same } = this.targetAt(ripOff, this.opts.tail!);
     if (t === null) return;
     const tt = t;
     this.flush();
@@ -1347,15 +1353,9 @@ class Translator {
   callNest(count: number, ripOff: number, next: number): void {
     const ctx = this.opts.tail;
     if (!CALLRET || ctx === null || ctx === undefined || ctx.nest === null || this.nested()) return;
-    const b = this.b, pa = this.block.pa, tpa = pa + ripOff, rpa = pa + next;
+    const b = this.b, pa = this.block.pa, rpa = pa + next;
     if ((rpa >>> 12) !== (pa >>> 12) || rpa < 0) return;
-    const same = (tpa >>> 12) === (pa >>> 12) && tpa >= 0;
-    let t: TailTarget | null = null;
-    if (same) t = ctx.find(tpa, this.block.gen);
-    else {
-      const lin = this.curLin();
-      if (lin !== undefined) t = ctx.findLin(lin + ripOff);
-    }
+    const { t, same } = this.targetAt(ripOff, ctx);
     if (t === null) return;
     this.flush();
     const fnIndex = (fn: WasmCode['fn']): number => {
