@@ -51,9 +51,11 @@ const WASM_BATCH_WAIT = Number(process.env.RINGZERO_WASM_BATCH_WAIT ?? 400);
  * 9864 KiB, 6.87M; 8M 12021, 9311 KiB, 7.42M; 4M 11160, 8631 KiB, 8.23M. bench/engines --paired --bins off,8M (load
  * ~25): boot wall 0.98x, process CPU 0.97x, guest thread 1.01x (one pair; an earlier one with other work of mine on the
  * host said 1.17x); md5 1.02x, ash 1.11x (halves 1.44x and 0.86x, with tests of mine running) then 0.91x, syscalls
- * 0.99x (one run each, loaded).
+ * 0.99x (one run each, loaded). Off by default: on the quiet host (session 25's end, --paired, same build, off against
+ * RINGZERO_WASM_DECAY=8000000, 3 rounds) md5 1.09x (1.04-1.14), ash 1.03x, syscalls 1.03x, boot 1.02x (one pair):
+ * slower everywhere, md5 in every pair.
  */
-let WASM_DECAY = Number(process.env.RINGZERO_WASM_DECAY ?? 8_000_000);
+let WASM_DECAY = Number(process.env.RINGZERO_WASM_DECAY ?? 0);
 /** Set WASM_DECAY (tests; 0: off) for engines made after; returns the old setting. */
 export function setDecay(n: number): number { const old = WASM_DECAY; WASM_DECAY = n; return old; }
 /**
