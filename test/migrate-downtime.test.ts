@@ -6,37 +6,18 @@
 import test from 'node:test';
 import assert from 'node:assert/strict';
 import { Machine, SLICE, type MachineOptions } from '../src/vmm/machine.ts';
-import { MiB } from '../src/memory/guest-memory.ts';
 import { migrateMachine } from '../src/migration/source.ts';
 import { receiveMigrationHeld } from '../src/migration/destination.ts';
-import { captureConsole } from './support/capture-console.ts';
-import { counterKernel, config, until, counterLines } from './support/counter-guest.ts';
+import { counterPair } from './support/counter-pair.ts';
+import { until, counterLines } from './support/counter-guest.ts';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-/** The counter guest running at a source Machine, and a destination listening for it (its Machine built with `options`). */
-function counterPair(options: MachineOptions = {}) {
-  const io = captureConsole();
-  const src = new Machine(config(counterKernel(0xffff), 64 * MiB), io);
-  src.loadKernel();
-  const running = src.run();
-  const dio = captureConsole();
-  let gotPort!: (p: number) => void;
-  const port = new Promise<number>((r) => { gotPort = r; });
-  const incoming = receiveMigrationHeld({ host: '127.0.0.1', port: 0, onListening: (a) => gotPort(a.port) }, dio, options);
-  /** Power the source off (resumed if the migration left it paused) and close both Machines. */
-  const stop = async (dest: Machine | undefined) => {
-    src.requestExit({ kind: 'poweroff' });
-    if (src.paused) src.resume();
-    await running;
-    src.close();
-    dest?.close();
-  };
-  return { io, src, dio, port, incoming, stop };
-}
+/** The counter pair with a destination whose Machine is built with `options`. */
+const counterPairWith = (options: MachineOptions = {}) => counterPair((at, dio) => receiveMigrationHeld(at, dio, options));
 
 test('the destination holds the guest clock until it runs the guest, and the source\'s downtime lasts until then', async () => {
-  const { io, src, dio, port, incoming, stop } = counterPair();
+  const { io, src, dio, port, incoming, stop } = counterPairWith();
   let dest: Machine | undefined;
   try {
     await until(() => counterLines(io.text()).length >= 3, 20_000, 'three ticks');
@@ -74,7 +55,7 @@ test('the destination holds the guest clock until it runs the guest, and the sou
 test('a restored VM\'s first seconds: slices bounded in time (resumeSliceMs), back to SLICE instructions after; none without the bound', async () => {
   for (const sliceMs of [0.0001, 0]) {
     // (a bound no slice can keep: every slice halves the next one, down to the least)
-    const { io, src, dio, port, incoming, stop } = counterPair({ resumeSliceMs: sliceMs });
+    const { io, src, dio, port, incoming, stop } = counterPairWith({ resumeSliceMs: sliceMs });
     let dest: Machine | undefined;
     try {
       await until(() => counterLines(io.text()).length >= 3, 20_000, 'three ticks');

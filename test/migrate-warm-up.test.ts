@@ -4,12 +4,15 @@
 // process, the counter guest (test/support/counter-guest.ts) as both the migrating VM and the scratch kernel.
 import test from 'node:test';
 import assert from 'node:assert/strict';
-import { Machine } from '../src/vmm/machine.ts';
+// (first: it loads src/vmm/machine.ts, and the soft CPU's modules must load through it: loaded first through
+// src/migration/source.ts -> hot-list.ts -> fast-forms.ts, the import cycle fast-forms -> cpu -> wasm/translate reaches
+// translate.ts while fast-forms' Form is not defined yet)
+import { counterPair } from './support/counter-pair.ts';
+import type { Machine } from '../src/vmm/machine.ts';
 import { MiB } from '../src/memory/guest-memory.ts';
 import { migrateMachine } from '../src/migration/source.ts';
 import { receiveMigration } from '../src/migration/destination.ts';
 import { warmUp, type WarmUpReport } from '../src/migration/warm-up.ts';
-import { captureConsole } from './support/capture-console.ts';
 import { counterKernel, config, until, counterLines } from './support/counter-guest.ts';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -38,25 +41,10 @@ test('warmUp boots a scratch copy of the kernel for its CPU budget; stop() ends 
   assert.equal(none.steps, 0, 'no warm-up for a KVM guest');
 });
 
-/** The counter guest at a source Machine, and a destination listening with this warm-up. */
+/** The counter pair with a destination that warms up first (`warm`), its reports in `reports`. */
 function pair(warm: { ms: number; wallMs: number }) {
-  const io = captureConsole();
-  const src = new Machine(config(counterKernel(0xffff), 64 * MiB), io);
-  src.loadKernel();
-  const running = src.run();
-  const dio = captureConsole();
-  let gotPort!: (p: number) => void;
-  const port = new Promise<number>((r) => { gotPort = r; });
   const reports: WarmUpReport[] = [];
-  const incoming = receiveMigration({ host: '127.0.0.1', port: 0, onListening: (a) => gotPort(a.port), warmUp: warm, onWarmUp: (r) => reports.push(r) }, dio);
-  const stop = async (dest: Machine | undefined) => {
-    src.requestExit({ kind: 'poweroff' });
-    if (src.paused) src.resume();
-    await running;
-    src.close();
-    dest?.close();
-  };
-  return { io, src, dio, port, incoming, reports, stop };
+  return { reports, ...counterPair((at, dio) => receiveMigration({ ...at, warmUp: warm, onWarmUp: (r) => reports.push(r) }, dio)) };
 }
 
 test('a destination that warms up first: the source\'s guest runs on meanwhile, then the VM moves with no value lost', async () => {
