@@ -4,9 +4,6 @@
 // process, the counter guest (test/support/counter-guest.ts) as both the migrating VM and the scratch kernel.
 import test from 'node:test';
 import assert from 'node:assert/strict';
-// (first: it loads src/vmm/machine.ts, and the soft CPU's modules must load through it: loaded first through
-// src/migration/source.ts -> hot-list.ts -> fast-forms.ts, the import cycle fast-forms -> cpu -> wasm/translate reaches
-// translate.ts while fast-forms' Form is not defined yet)
 import { counterPair } from './support/counter-pair.ts';
 import type { Machine } from '../src/vmm/machine.ts';
 import { MiB } from '../src/memory/guest-memory.ts';

@@ -17,6 +17,9 @@ import type { GuestMemory } from '../../memory/guest-memory.ts';
 import type { PortBus, MmioBus, AccessSize, MmioDevice } from '../../devices/bus.ts';
 import type { VmClock } from '../../vmm/clock.ts';
 import * as C from './constants.ts';
+import { Lazy } from './lazy.ts';
+import { CPU_FAULT } from './fault.ts';
+export { Lazy, CPU_FAULT };
 import { ops1, ops0f } from './tables.ts';
 import { FpuState } from './ops/fpu-state.ts';
 import { CodeCache, codeCacheFor, Block, BlockEntry, type FastHandler, replayHandler, TERMINATOR, MAX_BLOCK, HOT_THRESHOLD, WASM_HOT_THRESHOLD, tableSlot, JIT_THRESHOLD, CHAIN_LIMIT } from './code-cache.ts';
@@ -53,9 +56,6 @@ export interface LocalApic extends MmioDevice {
   hasNmi?(): boolean;
   takeNmi?(): void;
 }
-
-/** Thrown (one shared instance) to unwind an instruction that raised a guest exception. */
-export const CPU_FAULT = { name: 'CpuFault' } as const;
 
 /**
  * SoftCpu.msrs: a Map that counts its changes (`ver`), so a decoded copy of some MSRs (./system/fastcall.ts's
@@ -131,18 +131,6 @@ function fillMask(access: number, user: boolean): number {
 }
 
 export type OpHandler = (cpu: SoftCpu) => void;
-
-/** Lazy-flag operation kinds: which computation produced the current arithmetic flags. */
-export const enum Lazy {
-  None = 0, // flags are explicit in `flags`
-  Add = 1,
-  Adc = 2,
-  Sub = 3,
-  Sbb = 4,
-  Logic = 5,
-  Inc = 6,
-  Dec = 7,
-}
 
 const PARITY = new Uint8Array(256);
 for (let i = 0; i < 256; i++) {

@@ -13,7 +13,7 @@
 // When a fast form runs, `cpu.rip` already holds the address of the next instruction (RIP-relative operands and
 // relative branches are computed from it) and `cpu.ripStart` that of this one.
 import type { SoftCpu } from './cpu.ts';
-import { Lazy } from './cpu.ts';
+import { Lazy } from './lazy.ts';
 import type { BlockEntry, FastHandler } from './code-cache.ts';
 import { push64, pop64 } from './ops/flow-branch.ts';
 import { shift32, shift64, doubleShift } from './ops/alu-shift.ts';

@@ -23,7 +23,7 @@
 // page, an MMIO access, a replayed handler) ends the function right after it, so self-modifying code and
 // interrupts are seen at the next instruction boundary.
 import type { SoftCpu } from '../cpu.ts';
-import { CPU_FAULT } from '../cpu.ts';
+import { CPU_FAULT } from '../fault.ts';
 import type { Block, BlockEntry } from '../code-cache.ts';
 import { replayHandler } from '../code-cache.ts';
 import { Form } from '../fast-forms.ts';

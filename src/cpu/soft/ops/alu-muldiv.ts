@@ -6,7 +6,7 @@
 // 64-bit products and 128-bit dividends are done on 32-bit words (./alu-common.ts), never BigInt, except for a
 // 64-bit divisor of 2^32 or more.
 import type { SoftCpu } from '../cpu.ts';
-import { Lazy } from '../cpu.ts';
+import { Lazy } from '../lazy.ts';
 import * as C from '../constants.ts';
 import { def1, def0f } from '../tables.ts';
 import { out, setSomeFlags, noLock, mulU32, mul64, divWord, udiv128 } from './alu-common.ts';

@@ -10,7 +10,7 @@
 // A read-modify-write handler reads, computes, writes, and only then records flags: the write may fault
 // (copy-on-write pages), and a fault must leave the flags as they were.
 import type { SoftCpu } from '../cpu.ts';
-import { Lazy } from '../cpu.ts';
+import { Lazy } from '../lazy.ts';
 import * as C from '../constants.ts';
 import { def1, def0f, groupFF } from '../tables.ts';
 import { cmpxchg16b, cmpxchgFlags, noLock } from './alu-common.ts';

@@ -2,7 +2,7 @@
 // LAHF/SAHF, ENTER/LEAVE. Intel SDM vol. 2B, the instruction pages of each. In 64-bit mode the operand size of
 // these defaults to 64 bits and 66h selects 16 bits (there is no 32-bit form; SDM vol. 1 §6.2.5).
 import type { SoftCpu } from '../cpu.ts';
-import { CPU_FAULT } from '../cpu.ts';
+import { CPU_FAULT } from '../fault.ts';
 import * as C from '../constants.ts';
 import { def1 } from '../tables.ts';
 import { push64, pop64 } from './flow-branch.ts';

@@ -16,7 +16,7 @@
 // fast path resumes after it: a `rep movsq` whose source is not 8-byte aligned (Linux's copy_user_generic_string
 // aligns only the destination, so every network receive copies so) meets such an element at every source page.
 import type { SoftCpu } from '../cpu.ts';
-import { Lazy } from '../cpu.ts';
+import { Lazy } from '../lazy.ts';
 import * as C from '../constants.ts';
 import { def1 } from '../tables.ts';
 import { checkIoPermission } from '../system/control.ts';

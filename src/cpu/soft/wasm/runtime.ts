@@ -3,7 +3,7 @@
 // ./translate.ts, compiles and installs them, runs them for SoftCpu (exec) and serves the helpers translated code
 // calls (rd/wr slow accesses, rp replays, cc/fl conditions, sy CLI/STI, gp). ./translate.ts explains the design.
 import type { SoftCpu } from '../cpu.ts';
-import { CPU_FAULT } from '../cpu.ts';
+import { CPU_FAULT } from '../fault.ts';
 import type { Block, BlockEntry, CodeCache } from '../code-cache.ts';
 import { JIT_THRESHOLD, CHAIN_LIMIT, replayHandler } from '../code-cache.ts';
 import type { GuestMemory } from '../../../memory/guest-memory.ts';
