@@ -25,9 +25,13 @@
 // the destination, its restore, "loaded" to "go", "go" to the guest's first instruction, that to the UART's first byte
 // of the first value, the UART to the console write, the delivery here), with the medians over the hops at the end.
 // A --bins entry may be a small .mjs that sets environment variables and imports bin/ringzero (an A/B of a switch).
+// --pool [abba|on|off] (with --hops): a hop's destination is a spare VMM (`ringzero vmm-spare`, src/vmm/spare.ts, as
+// the daemon's `--vmm-pool` keeps them), started after the previous hop was measured, warmed up for --pool-warm-up-ms
+// of CPU (default 1500) at its low priority, and handed the `run --incoming` command line once ready, or a new process
+// as without it: abba (the default) alternates spare, new, new, spare, ...; each hop's line says which.
 //
 //   node --import tsx bench/restore-hot.ts [--pairs 3] [--seconds 6] [--modes 0,after] [--before] [--no-loop] [--warm 20] [--keep DIR]
-//     [--hops N [--hot on|off|alt] [--bins A,B] [--hot-blocks N,M]] [--sessions]
+//     [--hops N [--hot on|off|alt] [--bins A,B] [--hot-blocks N,M] [--pool abba|on|off] [--pool-warm-up-ms MS]] [--sessions]
 import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import net from 'node:net';
@@ -36,6 +40,7 @@ import path from 'node:path';
 import { initrdWithPrograms } from './support/initramfs.ts';
 import { RINGZERO, ROOT, median, requireImage, positiveInt } from './support/common.ts';
 import { gapSplit } from '../test/support/gap-split.ts';
+import { Spare } from '../src/manager/pool.ts';
 
 const args = process.argv.slice(2);
 const opt = (name: string): string | undefined => { const i = args.indexOf(name); return i >= 0 ? args[i + 1] : undefined; };
@@ -66,6 +71,11 @@ const hotSizes = opt('--hot-blocks')?.split(',').map((n) => positiveInt('--hot-b
 // --sessions: each VMM in a session of its own, as the daemon starts them (src/manager/manager.ts): with autogroups on
 // (sched(7)) each is then a scheduling group of its own, as under the daemon, instead of sharing the bench's
 const sessions = args.includes('--sessions');
+// --pool: which hops' destinations are spare VMMs (abba: spare, new, new, spare, ...; on; off), warmed up for
+// --pool-warm-up-ms of main-thread CPU
+const poolMode = args.includes('--pool') ? (/^(abba|on|off)$/.test(opt('--pool') ?? '') ? opt('--pool')! : 'abba') : 'off';
+const poolWarmUpMs = Number(opt('--pool-warm-up-ms') ?? 1500);
+const spareHop = (h: number) => poolMode === 'on' || (poolMode === 'abba' && [true, false, false, true][(h - 1) % 4]);
 
 interface Tick { n: number; g: number; at: number }
 const TICK = /C(\d+) (\d+)\r?$/;
@@ -97,8 +107,9 @@ class Vmm {
   private partial = '';
   readonly t0 = performance.now();
   readonly exited: Promise<unknown>;
-  constructor(argv: string[], env: NodeJS.ProcessEnv = {}, bin = RINGZERO) {
-    this.child = spawn(process.execPath, [bin, 'run', ...argv], { stdio: ['pipe', 'pipe', 'pipe'], env: { ...process.env, ...env }, detached: sessions });
+  /** A VMM of `bin run ...argv`, or (`spare`) a spare VMM that becomes one when taken. */
+  constructor(argv: string[], env: NodeJS.ProcessEnv = {}, bin = RINGZERO, readonly spare?: Spare) {
+    this.child = spare?.child ?? spawn(process.execPath, [bin, 'run', ...argv], { stdio: ['pipe', 'pipe', 'pipe'], env: { ...process.env, ...env }, detached: sessions });
     this.child.stdout!.setEncoding('latin1').on('data', (s: string) => {
       const at = performance.now();
       this.out += s;
@@ -232,6 +243,13 @@ async function migrations(snap: string, hops: number, dir: string): Promise<void
   process.env.RINGZERO_MIGRATE_HOT_STATS = '1';
   let src = new Vmm(['--restore', snap, '--control-socket', ctl]);
   const all = [src];
+  // (--pool: the spare for the next hop that takes one, started once the hop before it has been measured)
+  const newSpare = (bin: string) => {
+    const v = new Vmm([], {}, bin, Spare.spawn({ file: process.execPath, args: [bin] }, { warmUpMs: poolWarmUpMs, stdio: ['pipe', 'pipe', 'pipe'], detached: sessions, env: process.env }));
+    all.push(v);
+    return v;
+  };
+  let spare = spareHop(1) ? newSpare(bins[0]) : undefined;
   const splits: Record<string, number | undefined>[] = [];
   try {
     await until('the restored counter', () => src.ticks.length > 0 && src.ticks[src.ticks.length - 1].g > src.ticks[0].g + 10_000, 300_000);
@@ -240,8 +258,22 @@ async function migrations(snap: string, hops: number, dir: string): Promise<void
       const hotSize = hot && hotSizes !== undefined ? hotSizes[(h - 1) % hotSizes.length] : undefined;
       const bin = bins[(h - 1) % bins.length];
       const nctl = path.join(dir, `c${h}.sock`);
-      const dst = new Vmm(['--incoming', 'tcp:127.0.0.1:0', '--control-socket', nctl], {}, bin);
-      all.push(dst);
+      let dst: Vmm;
+      let spareNote = '';
+      if (spareHop(h)) {
+        dst = spare ?? newSpare(bin);
+        spare = undefined;
+        const t = performance.now();
+        await dst.spare!.until('ready');
+        if (!dst.spare!.alive) throw new Error(`the spare VMM ended: ${dst.err}`);
+        const w = dst.spare!.warmUp;
+        spareNote = `; destination a spare VMM (warm-up ${w ? `${w.ms} ms of CPU in ${w.wallMs} ms, ${(w.instructions / 1e6).toFixed(1)}M instructions` : 'none'}; waited ${((performance.now() - t) / 1000).toFixed(1)} s for it)`;
+        await dst.spare!.take(['run', '--incoming', 'tcp:127.0.0.1:0', '--control-socket', nctl]);
+      } else {
+        dst = new Vmm(['--incoming', 'tcp:127.0.0.1:0', '--control-socket', nctl], {}, bin);
+        all.push(dst);
+        spareNote = '; destination a new process';
+      }
       let port = 0;
       await until('the destination to listen', () => { const m = /incoming migration on 127\.0\.0\.1:(\d+)/.exec(dst.err); if (m) port = Number(m[1]); return port > 0; }, 60_000);
       // (a child process, not execFileSync: the VMMs' consoles must be read meanwhile, with their arrival times)
@@ -281,7 +313,7 @@ async function migrations(snap: string, hops: number, dir: string): Promise<void
       const passes = [250, 500, 1000].map((ms) => dst.passesAt(firstCpu, ms));
       // (the destination's first console output after the resume: where its main thread's time went meanwhile)
       const firstWrite = /first console write at ([\d.]+) \(epoch ms\), ([\d.]+) ms after the resume: main thread CPU ([\d.-]+) ms, run-queue wait ([\d.-]+) ms, blocked ([\d.-]+) ms/.exec(dst.err);
-      process.stdout.write(`hop ${h}${bins.length > 1 ? ` into ${bin}` : ''}, hot-block list ${hot ? `on${hotSize !== undefined ? ` at most ${hotSize}` : ''} (${res.hotBlocks} blocks, ${res.hotMs} ms to list, ${res.hotTranslated} translated there)` : 'off'}: C${last.n} -> C${first.n}`
+      process.stdout.write(`hop ${h}${bins.length > 1 ? ` into ${bin}` : ''}${spareNote}, hot-block list ${hot ? `on${hotSize !== undefined ? ` at most ${hotSize}` : ''} (${res.hotBlocks} blocks, ${res.hotMs} ms to list, ${res.hotTranslated} translated there)` : 'off'}: C${last.n} -> C${first.n}`
         + ` (${first.n - last.n - 1} missing); downtime ${row.downtime} ms ${JSON.stringify((res as Record<string, unknown>).downtimeParts ?? {})}, the guest stood still ${row.stood.toFixed(0)} ms; across on its clock ${row.across.toFixed(0)} ms`
         + ` (${atSource.toFixed(0)} at the source after its last value, ${atDest.toFixed(0)} at the destination to its first)`
         + ` (the source's longest in its last 10 s ${maxIv(before.filter((t) => t.g >= last.g - 10_000)).toFixed(0)} ms), on the console ${row.console.toFixed(0)} ms;`
@@ -293,7 +325,9 @@ async function migrations(snap: string, hops: number, dir: string): Promise<void
       // (both VMMs' timelines and console stamps, one clock: where the gap on the console goes, src/vmm/console-stamps.ts)
       const split = gapSplit(src.err, dst.err, last.n, first.n, bench(last), bench(first));
       if (split) process.stdout.write(`hop ${h} split (ms): ${JSON.stringify(split)}\n`);
-      splits.push({ ...(split ?? {}), downtime: row.downtime, stood: Math.round(row.stood), across: Math.round(row.across), console: Math.round(row.console) });
+      splits.push({ ...(split ?? {}), downtime: row.downtime, stood: Math.round(row.stood), across: Math.round(row.across), console: Math.round(row.console), cpuTo10: Math.round(cpuTo(10)), spare: poolMode === 'off' ? undefined : spareHop(h) ? 1 : 0 });
+      // (the next spare starts warming now, after this hop was measured, as the daemon's pool refills after a take)
+      if (h < hops && spareHop(h + 1) && !spare) spare = newSpare(bins[h % bins.length]);
       // (--dump DIR: each hop's destination's console and stderr, for V8 traces given through RINGZERO_V8_FLAGS)
       const dump = opt('--dump');
       if (dump !== undefined) {
@@ -305,8 +339,16 @@ async function migrations(snap: string, hops: number, dir: string): Promise<void
       src = dst;
       ctl = nctl;
     }
-    const keys = [...new Set(splits.flatMap((x) => Object.keys(x)))];
-    process.stdout.write(`medians over ${splits.length} hops (ms): ${JSON.stringify(Object.fromEntries(keys.map((k) => [k, Math.round(median(splits.map((x) => x[k]).filter((v): v is number => Number.isFinite(v))) * 10) / 10])))}; load ${os.loadavg()[0].toFixed(1)}\n`);
+    const keys = [...new Set(splits.flatMap((x) => Object.keys(x)))].filter((k) => k !== 'spare');
+    const medians = (rows: typeof splits) => JSON.stringify(Object.fromEntries(keys.map((k) => [k, Math.round(median(rows.map((x) => x[k]).filter((v): v is number => Number.isFinite(v))) * 10) / 10])));
+    process.stdout.write(`medians over ${splits.length} hops (ms): ${medians(splits)}; load ${os.loadavg()[0].toFixed(1)}\n`);
+    if (poolMode === 'abba') {
+      for (const [which, v] of [['a spare', 1], ['a new process', 0]] as const) {
+        const rows = splits.filter((x) => x.spare === v);
+        process.stdout.write(`medians over the ${rows.length} hops into ${which} (ms): ${medians(rows)}\n`);
+      }
+    }
+    process.stdout.write(`${JSON.stringify({ bench: 'restore-hot', hops: splits })}\n`);
   } finally {
     for (const v of all) await v.kill();
   }

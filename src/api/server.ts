@@ -172,6 +172,7 @@ export async function createApi(manager: VmManager, options: ApiOptions = {}): P
       defaultImage: image ? { kernelVersion: image.manifest.kernelVersion, kernel: image.kernel, initrd: image.initrd } : null,
       stateDir: manager.state.root,
       vms: { defined: manager.list().length, running: manager.runningCount() },
+      vmmPool: (({ size, spares, residentBytes }) => ({ size, spares: spares.length, ready: spares.filter((s) => s.state === 'ready').length, residentBytes }))(manager.pool.view()),
       version: API_VERSION,
     };
   });
@@ -179,10 +180,12 @@ export async function createApi(manager: VmManager, options: ApiOptions = {}): P
   const stats = new StatsCollector(manager);
   app.get<NameParams>('/vms/:name/stats', async (request) => stats.vm(request.params.name));
   app.get('/host/stats', async () => stats.host());
+  // The spare VMMs of `daemon --vmm-pool` (src/manager/pool.ts): each one's state, warm-up and resident set.
+  app.get('/host/pool', async () => manager.pool.view());
   app.get('/metrics', async (_request, reply) => {
     const [host, vms] = [stats.host(), await stats.allVms()];
     reply.header('content-type', PROMETHEUS_CONTENT_TYPE);
-    return prometheusText(host, vms);
+    return prometheusText(host, vms, manager.pool.view());
   });
   registerStorageRoutes(app, manager); // /volumes, /templates
   registerBackupRoutes(app, manager); // disk snapshots, backups

@@ -12,6 +12,7 @@ import { Subreaper } from '../manager/subreaper.ts';
 import { isSameProcess, processStartTime } from '../manager/proc.ts';
 import { defaultSocketPath, defaultStateDir, MAX_SOCKET_PATH, writeFileAtomic } from '../manager/store.ts';
 import { UsageError } from './validate.ts';
+import { DEFAULT_POOL_WARM_UP_MS, poolSizeError } from '../manager/pool.ts';
 
 export interface DaemonOptions {
   stateDir?: string;
@@ -25,6 +26,9 @@ export interface DaemonOptions {
   migrationListen?: string;
   /** The secret the daemons of a cluster share for migrations (needed to send or accept one). */
   migrationTokenFile?: string;
+  /** Spare VMM processes kept warm for incoming migrations and restores (src/manager/pool.ts), and their warm-up's CPU. */
+  vmmPool?: string;
+  vmmPoolWarmUpMs?: string;
 }
 
 function say(line: string): void {
@@ -87,6 +91,11 @@ export async function runDaemon(options: DaemonOptions): Promise<number> {
   const migrationToken = options.migrationTokenFile !== undefined ? readToken(options.migrationTokenFile) : undefined;
   const shutdownTimeoutS = options.shutdownTimeout !== undefined ? Number(options.shutdownTimeout) : undefined;
   if (shutdownTimeoutS !== undefined && !(shutdownTimeoutS >= 0)) throw new UsageError(`invalid --shutdown-timeout '${options.shutdownTimeout}'`);
+  const poolSize = options.vmmPool !== undefined && /^\d+$/.test(options.vmmPool) ? Number(options.vmmPool) : options.vmmPool === undefined ? 0 : NaN;
+  const poolWhy = poolSizeError(poolSize);
+  if (poolWhy) throw new UsageError(`invalid --vmm-pool '${options.vmmPool}': ${poolWhy}`);
+  const warmUpMs = options.vmmPoolWarmUpMs !== undefined && /^\d+$/.test(options.vmmPoolWarmUpMs) ? Number(options.vmmPoolWarmUpMs) : options.vmmPoolWarmUpMs === undefined ? DEFAULT_POOL_WARM_UP_MS : NaN;
+  if (!(warmUpMs >= 0 && warmUpMs <= 600_000)) throw new UsageError(`invalid --vmm-pool-warm-up-ms '${options.vmmPoolWarmUpMs}': must be an integer from 0 to 600000`);
 
   fs.mkdirSync(stateDir, { recursive: true, mode: 0o700 });
   const lockFile = lockStateDir(stateDir);
@@ -99,8 +108,9 @@ export async function runDaemon(options: DaemonOptions): Promise<number> {
 
   // Before any VMM starts: what a VMM leaves behind when it dies comes to the daemon, which reaps it.
   const reaper = new Subreaper(say);
-  const manager = new VmManager(stateDir, { log: say });
+  const manager = new VmManager(stateDir, { log: say, pool: { size: poolSize, warmUpMs } });
   await manager.open();
+  if (poolSize > 0) say(`VMM pool: ${poolSize} spare VMM${poolSize > 1 ? 's' : ''} for incoming migrations and restores, each warmed up for ${warmUpMs} ms of CPU (GET /host/pool)`);
   manager.migrations.setToken(migrationToken);
   if (migrationAt) {
     const at = await manager.migrations.listen(migrationAt.host, migrationAt.port);

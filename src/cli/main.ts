@@ -262,6 +262,24 @@ function program(): Command {
       process.exitCode = await runCommand(options, (option) => command.getOptionValueSource(option) === 'cli');
     });
 
+  // A spare VMM of the daemon's pool (src/vmm/spare.ts, src/manager/pool.ts): not for users, so not in --help.
+  cli.command('vmm-spare', { hidden: true })
+    .description('a pre-started VMM that warms up, then waits for the command line of a VM to run (the daemon\'s --vmm-pool)')
+    .option('--warm-up-ms <ms>', 'main-thread CPU of its warm-up on the default image (0: none)', '1500')
+    .option('--warm-up-wall-ms <ms>', 'wall time of its warm-up at most', '60000')
+    .option('--nice <n>', 'its priority while a spare (0 to 19), given back when taken', '10')
+    .action(async (options: { warmUpMs: string; warmUpWallMs: string; nice: string }) => {
+      const num = (text: string, flag: string, max: number) => {
+        const n = Number(text);
+        if (!/^\d+$/.test(text) || n > max) throw new UsageError(`${flag} '${text}' must be an integer from 0 to ${max}`);
+        return n;
+      };
+      const opts = { warmUpMs: num(options.warmUpMs, '--warm-up-ms', 600_000), wallMs: num(options.warmUpWallMs, '--warm-up-wall-ms', 3_600_000), nice: num(options.nice, '--nice', 19) };
+      (await import('../sys/libc.ts')).keepMallocPages();
+      const { runSpare } = await import('../vmm/spare.ts');
+      process.exitCode = await runSpare(opts, main);
+    });
+
   cli.command('balloon')
     .description('show a running VM\'s balloon (target, actual, guest statistics), or set its target: SIZE of RAM taken from the guest')
     .requiredOption('--control-socket <path>', 'the VM\'s --control-socket')

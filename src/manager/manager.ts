@@ -30,6 +30,7 @@ import { checkDiskFormats, diskArgument } from './disk-format.ts';
 import { detectFormat } from '../storage/backend.ts';
 import { testOrphanCommand } from './subreaper.ts';
 import { Migrations } from './migration.ts';
+import { VmmPool, type TakenSpare } from './pool.ts';
 
 /** The launcher of the CLI, run by the VMM processes. */
 export const RINGZERO_BIN = fileURLToPath(new URL('../../bin/ringzero', import.meta.url));
@@ -52,9 +53,20 @@ export interface RuntimeRecord {
   stopRequested?: 'shutdown' | 'destroy';
   /** The snapshot this run started from (`restore`), if any. */
   restoredFrom?: string;
+  /** This run's VMM was a spare of the daemon's pool (src/manager/pool.ts): its pid is the spare's, warmed up or not. */
+  spare?: SpareUse;
   lastExit?: LastExit;
   /** Resource control in force for this run (from the definition at start, changed by setResources). */
   resources?: AppliedResources;
+}
+
+/** A VMM start that took a spare of the pool: whether it had finished its warm-up, and what that was. */
+export interface SpareUse {
+  pid: number;
+  warmed: boolean;
+  /** The warm-up's main-thread CPU (ms) and the scratch guest's instructions (absent: none ran). */
+  warmUpMs?: number;
+  warmUpInstructions?: number;
 }
 
 /** What a running VM's resource control is: the values, the cgroup that holds them, or why there is none. */
@@ -73,6 +85,8 @@ export interface VmView {
   consoleSocket?: string;
   /** The snapshot the running VM was restored from. */
   restoredFrom?: string;
+  /** The running VM's VMM was a spare of the daemon's pool (`daemon --vmm-pool`). */
+  spare?: SpareUse;
   lastExit?: LastExit;
   /** Resource control in force while running. */
   resources?: AppliedResources;
@@ -97,6 +111,11 @@ export interface ManagerOptions {
   log?: (line: string) => void;
   /** Node arguments and script for the VMM process (tests may stand in another). Default: this node and bin/ringzero. */
   vmmCommand?: { file: string; args: string[] };
+  /**
+   * Spare VMM processes kept warm for incoming migrations and restores (src/manager/pool.ts; `daemon --vmm-pool N
+   * --vmm-pool-warm-up-ms MS`). Default: none.
+   */
+  pool?: { size: number; warmUpMs: number };
 }
 
 const ACTIVE_STATES: ReadonlySet<VmState> = new Set(['starting', 'running', 'paused', 'shutting down']);
@@ -126,6 +145,8 @@ export class VmManager extends EventEmitter {
   readonly backups: BackupStore;
   /** Live migration between daemons, both ways (src/manager/migration.ts). */
   readonly migrations: Migrations;
+  /** Spare VMMs for incoming migrations and restores (src/manager/pool.ts). */
+  readonly pool: VmmPool;
 
   constructor(stateDir: string, options: ManagerOptions = {}) {
     super();
@@ -140,6 +161,10 @@ export class VmManager extends EventEmitter {
     this.diskSnapshots = new DiskSnapshots(stateDir, this, this.volumes);
     this.backups = new BackupStore(stateDir, this, this.volumes, this.log);
     this.migrations = new Migrations(stateDir, this, this.log);
+    this.pool = new VmmPool(this.vmmCommand, {
+      size: options.pool?.size ?? 0, warmUpMs: options.pool?.warmUpMs ?? 0, log: this.log,
+      logFile: path.join(stateDir, 'logs', 'vmm-pool.log'),
+    });
   }
 
   /** Load the state directory, re-attach to the VMMs still running, settle the ones that ended, autostart. */
@@ -197,12 +222,14 @@ export class VmManager extends EventEmitter {
         this.start(name).catch((error) => this.log(`autostart of '${name}' failed: ${(error as Error).message}`));
       }
     }
+    this.pool.open();
   }
 
   /** Stop supervising (the VMMs keep running; a new daemon re-attaches). */
   close(): void {
     if (this.pollTimer) clearInterval(this.pollTimer);
     this.migrations.close();
+    this.pool.close(); // the spares end with the daemon (the VMs' VMMs do not)
     for (const child of this.children.values()) child.removeAllListeners('exit');
     this.children.clear();
   }
@@ -296,8 +323,12 @@ export class VmManager extends EventEmitter {
     fs.writeSync(logFd, `--- ${new Date().toISOString()} start\n`);
     const logStart = fs.fstatSync(logFd).size;
     let child: ChildProcess;
+    // An incoming migration or a restore takes a spare of the pool when there is one (src/manager/pool.ts): the same
+    // command line, run by a process that is up and warm already, its stderr appended to the VM's log as a new VMM's.
+    let spare: TakenSpare | undefined;
     try {
-      child = spawn(this.vmmCommand.file, [...this.vmmCommand.args, ...args], {
+      spare = incoming !== undefined || fromSnapshot !== undefined ? await this.pool.take(args, this.state.logFile(name)) : undefined;
+      child = spare?.child ?? spawn(this.vmmCommand.file, [...this.vmmCommand.args, ...args], {
         detached: true, // its own session: no signal meant for the daemon (Ctrl-C, SIGHUP) reaches the VM
         stdio: ['ignore', 'ignore', logFd],
         cwd: '/',
@@ -305,6 +336,10 @@ export class VmManager extends EventEmitter {
     } finally {
       fs.closeSync(logFd);
     }
+    const spareUse: SpareUse | undefined = spare ? {
+      pid: spare.pid, warmed: spare.state === 'ready' && !!spare.warmUp,
+      ...(spare.warmUp ? { warmUpMs: spare.warmUp.ms, warmUpInstructions: spare.warmUp.instructions } : {}),
+    } : undefined;
     const pid = child.pid;
     if (pid === undefined) {
       const error = await new Promise<Error>((resolve) => child.once('error', resolve));
@@ -317,8 +352,12 @@ export class VmManager extends EventEmitter {
     this.setRuntime(name, {
       state: 'starting', pid, startTime, startedAt: new Date().toISOString(), lastExit: this.runtime.get(name)?.lastExit,
       ...(fromSnapshot !== undefined ? { restoredFrom: path.basename(fromSnapshot) } : {}),
+      ...(spareUse ? { spare: spareUse } : {}),
     });
-    this.emitEvent({ type: 'starting', name, state: 'starting' });
+    this.emitEvent({
+      type: 'starting', name, state: 'starting',
+      ...(spareUse ? { detail: `spare VMM ${spareUse.pid} of the pool${spareUse.warmed ? `, warmed up (${spareUse.warmUpMs} ms of CPU, ${spareUse.warmUpInstructions} scratch instructions)` : ', not warmed up'}` } : {}),
+    });
     crashPoint('start-recorded'); // recorded as starting, its console not served yet: open() re-attaches
     this.applyDefinedResources(name, pid, definition);
     let exited = false;
@@ -759,6 +798,7 @@ export class VmManager extends EventEmitter {
       ...(active && record.startedAt ? { startedAt: record.startedAt } : {}),
       ...(active ? { consoleSocket: this.state.consoleSocket(name) } : {}),
       ...(active && record.restoredFrom ? { restoredFrom: record.restoredFrom } : {}),
+      ...(active && record.spare ? { spare: record.spare } : {}),
       ...(active && record.resources ? { resources: record.resources } : {}),
       ...(record.lastExit ? { lastExit: record.lastExit } : {}),
       ...(active ? this.migrations.vmAnnotation(name) : {}),

@@ -57,10 +57,10 @@ import os from 'node:os';
 import path from 'node:path';
 import { FrameReader, T_JSON, parseHostPort } from '../migration/protocol.ts';
 import { ByteQueue } from '../sys/byte-queue.ts';
-import { ManagerError, VM_NAME_RE, type VmDefinition } from './schema.ts';
+import { ManagerError, VM_NAME_RE, spareUseSchema, type VmDefinition } from './schema.ts';
 import { VOLUME_NAME_RE } from './volumes.ts';
 import { removeFileDurable, writeFileAtomic } from './store.ts';
-import type { VmManager } from './manager.ts';
+import type { SpareUse, VmManager } from './manager.ts';
 import { GROUP_BOOST, SWITCHOVER_BOOST, groupBoosted, holdSession, resumeBoostError } from '../vmm/resume-priority.ts';
 
 export const LINK_FORMAT = 'ringzero-daemon-migration';
@@ -169,6 +169,8 @@ export interface MigrationView {
   sourceDefinition?: 'removed' | 'kept';
   /** This daemon's session ran at this nice value through the switch-over's relay, for heldMs (SwitchoverHold). */
   daemonBoost?: { nice: number; heldMs: number };
+  /** incoming: the VMM was a spare of this daemon's pool (`daemon --vmm-pool`, src/manager/pool.ts), not a new process. */
+  spare?: SpareUse;
   error?: string;
 }
 
@@ -237,6 +239,7 @@ export const migrationSchema = {
       type: 'object', required: ['nice', 'heldMs'], properties: { nice: { type: 'integer' }, heldMs: { type: 'number' } },
       description: 'this daemon\'s session ran at this nice value while it relayed the switch-over (from the destination\'s "synced" to its "resumed"), for heldMs; absent when it was not raised (not the leader of its own session, no CAP_SYS_NICE, or off)',
     },
+    spare: spareUseSchema,
     error: { type: 'string' },
   },
 } as const;
@@ -933,7 +936,8 @@ export class Migrations {
       defined = true;
       const logOffset = this.logSize(name);
       writeFileAtomic(marker, `${JSON.stringify({ direction: 'incoming', vm: name, peer, logOffset, at: view.startedAt, ...copied } satisfies Marker)}\n`);
-      await this.manager.start(name, undefined, 'tcp:127.0.0.1:0', offer.copies, false, offer.resumeBoost);
+      const started = await this.manager.start(name, undefined, 'tcp:127.0.0.1:0', offer.copies, false, offer.resumeBoost);
+      if (started.spare) view.spare = started.spare;
       if (failure) throw failure;
       const port = await this.vmmPort(name, logOffset, () => failure);
       vmm = await connectLocal(port);

@@ -154,6 +154,13 @@ export interface VmDefinition {
 export type VmState = 'shut off' | 'starting' | 'running' | 'paused' | 'shutting down' | 'crashed';
 export const VM_STATES: readonly VmState[] = ['shut off', 'starting', 'running', 'paused', 'shutting down', 'crashed'];
 
+/** A VMM that was a spare of the daemon's pool (`daemon --vmm-pool`, src/manager/pool.ts). */
+export const spareUseSchema = {
+  type: 'object', required: ['pid', 'warmed'],
+  description: 'the VMM was a spare of the daemon\'s pool (daemon --vmm-pool), not a new process: warmed says whether it had finished its warm-up (a scratch boot of the default image, to warmUpMs of CPU), which nothing of carries into the VM but V8\'s compiled code',
+  properties: { pid: { type: 'integer' }, warmed: { type: 'boolean' }, warmUpMs: { type: 'number' }, warmUpInstructions: { type: 'integer' } },
+} as const;
+
 export const vmSchema = {
   $id: 'Vm',
   type: 'object',
@@ -166,6 +173,7 @@ export const vmSchema = {
     startedAt: { type: 'string', format: 'date-time' },
     consoleSocket: { type: 'string', description: 'Unix socket of the serial console, while running' },
     restoredFrom: { type: 'string', description: 'the snapshot this run started from, while running' },
+    spare: spareUseSchema,
     migration: {
       type: 'object', description: 'a live migration of the VM in progress, or one left in switch-over-unknown (the VM paused here: POST /vms/{name}/migration/resolve)',
       properties: { id: { type: 'string' }, direction: { type: 'string', enum: ['outgoing', 'incoming'] }, phase: { type: 'string' }, peer: { type: 'string' } },

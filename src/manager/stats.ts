@@ -12,6 +12,7 @@ import os from 'node:os';
 import { controlRequest } from '../vmm/control.ts';
 import type { VmCounters } from '../vmm/machine.ts';
 import type { VmManager, VmView } from './manager.ts';
+import type { PoolView } from './pool.ts';
 
 /** USER_HZ: the unit of the times in /proc/PID/stat and /proc/stat. Linux exports 100 on every architecture (proc(5),
  *  "clock ticks (divide by sysconf(_SC_CLK_TCK))"; the kernel fixes USER_HZ at 100 for user space). */
@@ -270,7 +271,7 @@ class Exposition {
 }
 
 /** The host's and every VM's statistics as Prometheus metrics. */
-export function prometheusText(host: HostStats, vms: VmStats[]): string {
+export function prometheusText(host: HostStats, vms: VmStats[], pool?: PoolView): string {
   const out = new Exposition();
   out.family('ringzero_host_cpu_seconds_total', 'counter', 'Host CPU time by mode, all CPUs (/proc/stat).',
     Object.entries(host.cpuSeconds).map(([mode, s]) => [{ mode }, s]));
@@ -280,6 +281,15 @@ export function prometheusText(host: HostStats, vms: VmStats[]): string {
   out.family('ringzero_host_load_average', 'gauge', 'Host load average.',
     host.loadAverage.map((v, i) => [{ period: ['1m', '5m', '15m'][i] ?? String(i) }, v]));
   out.family('ringzero_vms', 'gauge', 'Defined and running VMs.', [[{ state: 'defined' }, host.vms.defined], [{ state: 'running' }, host.vms.running]]);
+  if (pool && pool.size > 0) {
+    // (`daemon --vmm-pool`: src/manager/pool.ts)
+    out.family('ringzero_vmm_pool_size', 'gauge', 'Spare VMM processes the daemon keeps (daemon --vmm-pool).', [[{}, pool.size]]);
+    out.family('ringzero_vmm_pool_spares', 'gauge', 'Spare VMM processes by state (starting, warming, ready).',
+      (['starting', 'warming', 'ready'] as const).map((state) => [{ state }, pool.spares.filter((s) => s.state === state).length]));
+    out.family('ringzero_vmm_pool_resident_bytes', 'gauge', 'Resident set of the spare VMM processes, all together.', [[{}, pool.residentBytes]]);
+    out.family('ringzero_vmm_pool_taken_total', 'counter', 'Spare VMMs taken by incoming migrations and restores.', [[{}, pool.taken]]);
+    out.family('ringzero_vmm_pool_died_total', 'counter', 'Spare VMMs that ended before being taken (replaced).', [[{}, pool.died]]);
+  }
 
   const each = (pick: (vm: VmStats) => Array<[Record<string, string>, number]>) =>
     vms.flatMap((vm) => pick(vm).map(([labels, value]) => [{ vm: vm.name, ...labels }, value] as [Record<string, string>, number]));
