@@ -31,7 +31,7 @@
 // as without it: abba (the default) alternates spare, new, new, spare, ...; each hop's line says which.
 //
 //   node --import tsx bench/restore-hot.ts [--pairs 3] [--seconds 6] [--modes 0,after] [--before] [--no-loop] [--warm 20] [--keep DIR]
-//     [--hops N [--hot on|off|alt] [--bins A,B] [--hot-blocks N,M] [--pool abba|on|off] [--pool-warm-up-ms MS]] [--sessions]
+//     [--hops N [--hot on|off|alt] [--bins A,B] [--hot-blocks N,M] [--pool abba|on|off] [--pool-warm-up-ms MS] [--pool-nice N]] [--sessions]
 import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import net from 'node:net';
@@ -75,6 +75,9 @@ const sessions = args.includes('--sessions');
 // --pool-warm-up-ms of main-thread CPU
 const poolMode = args.includes('--pool') ? (/^(abba|on|off)$/.test(opt('--pool') ?? '') ? opt('--pool')! : 'abba') : 'off';
 const poolWarmUpMs = Number(opt('--pool-warm-up-ms') ?? 1500);
+// (--pool-nice: the spare's priority while it warms up, default the daemon's (10); the hop waits for its warm-up to end
+// before it starts, so this sets only how long the bench waits on a loaded host, not what it measures)
+const poolNice = opt('--pool-nice') !== undefined ? Number(opt('--pool-nice')) : undefined;
 const spareHop = (h: number) => poolMode === 'on' || (poolMode === 'abba' && [true, false, false, true][(h - 1) % 4]);
 
 interface Tick { n: number; g: number; at: number }
@@ -245,7 +248,7 @@ async function migrations(snap: string, hops: number, dir: string): Promise<void
   const all = [src];
   // (--pool: the spare for the next hop that takes one, started once the hop before it has been measured)
   const newSpare = (bin: string) => {
-    const v = new Vmm([], {}, bin, Spare.spawn({ file: process.execPath, args: [bin] }, { warmUpMs: poolWarmUpMs, stdio: ['pipe', 'pipe', 'pipe'], detached: sessions, env: process.env }));
+    const v = new Vmm([], {}, bin, Spare.spawn({ file: process.execPath, args: [bin] }, { warmUpMs: poolWarmUpMs, ...(poolNice !== undefined ? { nice: poolNice } : {}), stdio: ['pipe', 'pipe', 'pipe'], detached: sessions, env: process.env }));
     all.push(v);
     return v;
   };

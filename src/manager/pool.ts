@@ -20,7 +20,7 @@ import { readProcess } from './stats.ts';
 export const MAX_POOL_SIZE = 8;
 /** Default CPU (ms of its main thread) a spare's warm-up may take; its wall time at most WARM_UP_WALL_MS. */
 export const DEFAULT_POOL_WARM_UP_MS = 1500;
-const WARM_UP_WALL_MS = 60_000;
+const WARM_UP_WALL_MS = 180_000;
 /** A spare's nice value (and its session's) until taken (RINGZERO_POOL_NICE, 0 to 19). */
 const POOL_NICE = Math.min(19, Math.max(0, Number(process.env.RINGZERO_POOL_NICE ?? 10) | 0));
 /** After a take, the pool waits this long before starting a new spare (the taken VMM's first seconds run first). */
