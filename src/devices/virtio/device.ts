@@ -23,8 +23,8 @@ export interface VirtioTransport {
   queue(index: number): SplitQueue | undefined;
   /** Features both sides agreed on (valid once FEATURES_OK is set). */
   readonly negotiated: bigint;
-  /** The device put buffers in queue `index`'s used ring: interrupt the driver if it wants one. */
-  usedBuffers(index: number): void;
+  /** The device put buffers in queue `index`'s used ring: interrupt the driver if it wants one (true: it did). */
+  usedBuffers(index: number): boolean;
   /** The device configuration changed (config_generation bumps, configuration interrupt). */
   configChanged(): void;
   /** Something the driver did is beyond repair: DEVICE_NEEDS_RESET (§2.1.2). */

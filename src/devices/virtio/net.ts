@@ -90,8 +90,23 @@ export const NET_MAX_RX_FRAME = 65535 + ETH_HEADER_BYTES + 4;
  * bottom half, after the guest may have queued more): host -> guest 15.4 against 5.75 transmit interrupts (one
  * per ACK frame), guest -> host 22.1 against 10.4. The virtio spec does not require a notification at any given
  * moment (§2.7.7.2: used_event only says when the driver needs none). `now` (the default): as before.
+ *
+ * RINGZERO_NET_TX_IRQ=rx: the transmit completion's interrupt waits (as with `defer`, whatever the frames' size) only
+ * when the same notify also raised a receive interrupt: the host's answer to what was sent (an ACK to a data segment,
+ * the data an ACK released) taken at once by onNotify. Linux 6.1 virtio_net's receive poll frees finished transmit
+ * buffers itself before it looks at the receive ring (virtnet_poll -> virtnet_poll_cleantx, with napi_tx, the
+ * default) and then asks for the next completion (virtqueue_enable_cb_delayed moves used_event past what it freed),
+ * so by the event loop's next turn the held interrupt is usually no longer wanted: the check reads used_event then,
+ * as any device that publishes used.idx before it decides to interrupt does (§2.7.10; QEMU reads it in its bottom
+ * half). A data segment's sender is not held up by TCP small queues: the receive interrupt that arrives with it
+ * frees the segment. When nothing was received in the notify, the interrupt goes at once as with `now`.
+ * Measured (session 26, bench/io --only ringzero,tcp,tcpout --net-mb 64, five alternating runs each at load 14-21,
+ * medians): the card's interrupts per MiB guest -> host 36.1 -> 22.5 (transmit completions 21.6 -> 7.5; QEMU TCG's
+ * 10.4 in session 25), host -> guest 11.5 -> 7.2 (5.7 -> 2.4), LAPIC EOI writes per MiB 48.3 -> 34.7 and 21.4 -> 17.8;
+ * guest instructions per MiB 418 k -> 383 k and 418 k -> 411 k (both within the runs' spread, which the host's load
+ * moves through the guest's TSO segment sizes); process CPU per pass within the noise.
  */
-export type TxIrq = 'now' | 'defer';
+export type TxIrq = 'now' | 'defer' | 'rx';
 /**
  * Only a pass of small frames (TCP ACKs: 54-86 bytes of frame behind the 12-byte header) holds its interrupt. A data
  * segment's completion is what the sender's TCP waits for: Linux keeps a transmitted skb charged to its socket until
@@ -100,7 +115,10 @@ export type TxIrq = 'now' | 'defer';
  * but a later default run at that load sent 236 too: the host's load moves the guest's segment sizes that much.)
  */
 const TX_IRQ_HOLD_MAX = NET_HDR_BYTES + 128;
-const txIrqFromEnv = (): TxIrq => (process.env.RINGZERO_NET_TX_IRQ === 'defer' ? 'defer' : 'now');
+const txIrqFromEnv = (): TxIrq => {
+  const v = process.env.RINGZERO_NET_TX_IRQ;
+  return v === 'defer' || v === 'rx' ? v : 'now';
+};
 /** Configuration: mac[6], status u16, max_virtqueue_pairs u16 (§5.1.4). */
 const CONFIG_BYTES = 10;
 
@@ -174,7 +192,7 @@ export class VirtioNet extends VirtioDevice {
   private readonly txFrame = new Uint8Array(NET_HDR_BYTES + NET_MAX_RX_FRAME);
   private readonly numBuffers = new Uint8Array(2);
   private closed = false;
-  /** RINGZERO_NET_TX_IRQ=defer: transmit completions published whose interrupt (if the driver wants one) waits. */
+  /** RINGZERO_NET_TX_IRQ=defer/rx: transmit completions published whose interrupt (if the driver wants one) waits. */
   private txIrqHeld = false;
   /** The largest frame (header included) of the current transmit pass. */
   private txLargest = 0;
@@ -244,7 +262,7 @@ export class VirtioNet extends VirtioDevice {
     this.announce();
     // A transmit interrupt held when the snapshot was taken is not in it: the queue's restored bookkeeping (the used
     // index last signalled) tells whether the driver still waits for one, once the machine is whole again.
-    if (this.txIrq === 'defer') setImmediate(() => { if (!this.closed) this.transport?.usedBuffers(TX_QUEUE); });
+    if (this.txIrq !== 'now') setImmediate(() => { if (!this.closed) this.transport?.usedBuffers(TX_QUEUE); });
   }
 
   /**
@@ -271,6 +289,10 @@ export class VirtioNet extends VirtioDevice {
   onNotify(index: number): void {
     if (index === TX_QUEUE) {
       const sent = this.counters.txFrames;
+      if (this.txIrq === 'rx') {
+        this.transmitWithReceive();
+        return;
+      }
       if (this.txIrq === 'defer') this.transmitDeferred();
       else this.drain(TX_QUEUE, (chain) => this.transmit(chain));
       // What the host answers to a frame (a TCP ACK, the next data segments the ACK released) is usually queued on
@@ -279,6 +301,26 @@ export class VirtioNet extends VirtioDevice {
       // the vCPU is busy), keeps that delay out of both ends' round-trip times, which size their TSO segments.
       if (this.counters.txFrames !== sent) this.receive();
     } else if (index === RX_QUEUE) this.receive();
+  }
+
+  /**
+   * RINGZERO_NET_TX_IRQ=rx: transmit and publish, take the host's answer (as onNotify does), and hold the transmit
+   * interrupt to the event loop's next turn when a receive interrupt went to the driver in the meantime.
+   */
+  private transmitWithReceive(): void {
+    const sent = this.counters.txFrames;
+    const done = this.drain(TX_QUEUE, (chain) => this.transmit(chain), false);
+    const received = this.counters.txFrames !== sent && this.receive();
+    if (done === 0 && !this.txIrqHeld) return;
+    if (received) {
+      if (!this.txIrqHeld) {
+        this.txIrqHeld = true;
+        setImmediate(() => this.releaseTxIrq());
+      }
+    } else {
+      this.txIrqHeld = false;
+      this.transport.usedBuffers(TX_QUEUE);
+    }
   }
 
   /**
@@ -439,10 +481,10 @@ export class VirtioNet extends VirtioDevice {
     return true;
   }
 
-  /** Move frames from the backend into posted receive chains while both exist. */
-  private receive(): void {
+  /** Move frames from the backend into posted receive chains while both exist; true when that interrupted the driver. */
+  private receive(): boolean {
     const q = this.transport.queue(RX_QUEUE);
-    if (!q || this.closed || !this.linkUp) return;
+    if (!q || this.closed || !this.linkUp) return false;
     const mergeable = this.has(VIRTIO_NET_F_MRG_RXBUF);
     let delivered = 0;
     // Bounded work per call, so a flood from the host cannot hold the vCPU thread.
@@ -494,7 +536,7 @@ export class VirtioNet extends VirtioDevice {
       this.counters.rxFrames++;
       this.counters.rxBytes += n - NET_HDR_BYTES;
     }
-    if (delivered > 0) this.transport.usedBuffers(RX_QUEUE);
+    return delivered > 0 && this.transport.usedBuffers(RX_QUEUE);
   }
 
   /**

@@ -288,10 +288,10 @@ export class VirtioPciFunction extends PciFunction implements VirtioTransport {
     return this.queues[index]?.live;
   }
 
-  usedBuffers(index: number): void {
+  usedBuffers(index: number): boolean {
     const q = this.queues[index]?.live;
-    if (!q || !q.needsInterrupt()) return;
-    this.interrupt(this.queues[index].msixVector, ISR_QUEUE);
+    if (!q || !q.needsInterrupt()) return false;
+    return this.interrupt(this.queues[index].msixVector, ISR_QUEUE);
   }
 
   configChanged(): void {
@@ -350,16 +350,18 @@ export class VirtioPciFunction extends PciFunction implements VirtioTransport {
     return (this.get16(this.msixCapability + 2) & MSIX_CONTROL_ENABLE) !== 0;
   }
 
-  private interrupt(vector: number, isrBit: number): void {
+  /** Raise (or, masked, leave pending) the interrupt; false when the driver gave the queue no vector. */
+  private interrupt(vector: number, isrBit: number): boolean {
     this.counters.interrupts++;
     if (this.msixEnabled) {
-      if (vector >= this.msixVectors) return; // NO_VECTOR: the driver asked for no interrupt
+      if (vector >= this.msixVectors) return false; // NO_VECTOR: the driver asked for no interrupt
       this.msixPending[vector] = 1;
       this.deliverPendingMsix(vector);
-      return;
+      return true;
     }
     this.isr |= isrBit;
     this.setIntx(true);
+    return true;
   }
 
   private deliverPendingMsix(vector: number): void {
