@@ -534,6 +534,8 @@ class TBody extends Body {
   /** Calls emitted (Translator.exitIfSlow: whether an instruction made calls other than its inline probes' slow paths). */
   calls = 0;
   override call(f: number): this { this.calls++; return super.call(f); }
+  /** A call that is not counted in `calls` (Translator.resolveCf: the flag library, which reads the record only). */
+  callUncounted(f: number): this { return super.call(f); }
   override open(kind: number): number { this.nest++; return super.open(kind); }
   override close(): this { this.nest--; return super.close(); }
 }
@@ -599,6 +601,15 @@ class Translator {
    */
   rot = 0;
   rotSize = 4;
+  /**
+   * The known record is an INC/DEC (fdirty, straight-line level) whose carry-in (local lcy: CF before it, which
+   * INC/DEC keep; SDM vol. 2A INC/DEC) is not worked out yet: it is the CF of the record the state area still holds
+   * (the block did not know the flags there, or an INC/DEC before it was just as lazy). The flag library computes it
+   * only where something reads CF (cond, materialize) or stores the record (storeFlags, on that path only): a loop
+   * whose INC/DEC at the top had its CF recomputed on every pass now does it only when the flags leave before the
+   * next producer. Never with rot (a rotate first works out the carry: storeRot overwrites S_LOP before reading).
+   */
+  cfLazy = false;
   readonly rv: number;
   /**
    * An inline probe's slow path (the memory library, which may stop the chain) ran since the last exitIfSlow check
@@ -617,6 +628,21 @@ class Translator {
   runCur = -1;
   insSlow = 0;
   insCalls = 0;
+  /**
+   * SLOW_WB: slowL may be 1 where the code being emitted runs (set by an earlier instruction's slow path that no
+   * flagged exitIfSlow cleared: an unflagged check, another region member, the loop's previous pass). While it is
+   * not, a flagged check's slowL says that a slow path of the current instruction ran.
+   */
+  slowMaybe = false;
+  /**
+   * SLOW_WB: the current instruction's first inline slow path ran its flush (every dirty register and a deferred flag
+   * record written back on that path) with slowL 0 before it; since then the registers in slowMod were written
+   * (set64, setFrom) and, when slowFl, the flags were produced again. On every path where a slow path of the
+   * instruction ran, the state area holds all the others: a flagged exitIfSlow writes back only these.
+   */
+  slowTrack = false;
+  slowMod = 0;
+  slowFl = false;
   /**
    * Per base register of the address (slot 16: none; ea sets aKey), the page of the last inline load probe through it
    * (LAST_PAGE): its page number (i64 local; LP_NONE after a probe that missed) and the RAM offset of its first byte
@@ -764,9 +790,9 @@ class Translator {
   }
 
   /** Forget the cache (after a replay, which may have changed any register in the state area). */
-  forget(): void { this.rs.fill(0); this.dirty = 0; this.zx = 0; }
+  forget(): void { this.rs.fill(0); this.dirty = 0; this.zx = 0; this.slowTrack = false; }
   /** Forget register r (a helper wrote it in the state area). */
-  drop(r: number): void { this.rs[r] = 0; this.dirty &= ~(1 << r); this.zx &= ~(1 << r); }
+  drop(r: number): void { this.rs[r] = 0; this.dirty &= ~(1 << r); this.zx &= ~(1 << r); this.slowTrack = false; }
 
   /** Registers kept in locals across a self-loop (null: none; the loop's top starts with an empty cache). */
   loopPre: number[] | null = null;
@@ -932,7 +958,7 @@ class Translator {
   /** Store i64 local `l` into register r. */
   set64(r: number, l: number): void {
     const b = this.b;
-    this.zx &= ~(1 << r);
+    this.zx &= ~(1 << r); this.slowMod |= 1 << r;
     if (!this.nested()) { b.get(l).set(this.rl(r)); this.rs[r] = 2; this.dirty |= 1 << r; return; }
     this.writeBack(r, l);
     if (this.rs[r] !== 0) b.get(l).set(this.rc[r]);
@@ -943,7 +969,7 @@ class Translator {
    */
   setFrom(r: number, emit: () => void): void {
     const b = this.b;
-    this.zx &= ~(1 << r);
+    this.zx &= ~(1 << r); this.slowMod |= 1 << r;
     if (!this.nested()) { emit(); b.set(this.rl(r)); this.rs[r] = 2; this.dirty |= 1 << r; return; }
     emit(); b.set(this.t64);
     this.set64(r, this.t64);
@@ -1013,10 +1039,11 @@ class Translator {
    * else the code after it runs the library call, whose slow path may fault. Only that path can fault or run
    * JavaScript, so dirty cached registers are written back there alone (Translator.flush inside the branch).
    */
-  probe(size: number, tag: number, write: boolean, access: () => void): void {
+  probe(size: number, tag: number, write: boolean, access: () => void, pre?: (slow: number) => void): void {
     const b = this.b;
     const hit = b.open(Op.block);
     const slow = b.open(Op.block);
+    pre?.(slow);
     emitTlbProbe(b, tag, this.a, { off: this.pOff, ti: this.pTi, vpn: this.pVpn, pa: this.pPa }, size, this.ramSize, write, slow);
     access();
     b.br(hit);
@@ -1028,21 +1055,45 @@ class Translator {
    * `hit`); else the code after it calls the memory library, as after a probe() miss, so that a run that did not fit
    * one mapped page faults at exactly the instruction and with the state the interpreter's would.
    */
-  runAccess(access: () => void): void {
+  runAccess(access: (slow: number) => void): void {
     const b = this.b;
     const hit = b.open(Op.block);
     const slow = b.open(Op.block);
     b.get(this.runOk).op(Op.i32Eqz).brIf(slow);
-    access();
+    access(slow);
     b.br(hit);
     b.close();
   }
 
-  /** Load `size` bytes at `a` into local `v` (zero-extended): inline on a TLB hit, else through the memory library. */
-  load(size: number): void {
+  /**
+   * SLOW_WB, before an inline access of the current instruction opens its blocks: at its first slow path, when slowL
+   * may be stale here (slowMaybe), clear it at straight-line level first, so that a flagged exitIfSlow's slowL means
+   * this instruction's slow path ran (slowTrack).
+   */
+  slowStart(): void {
+    if (this.insSlow !== 0) return;
+    this.slowTrack = false;
+    // (the block's last instruction has no exitIfSlow after it)
+    if (!SLOW_WB || this.nested() || this.ix === this.block.entries.length - 1) return;
+    if (this.slowMaybe) { this.b.i32(0).set(this.slowL); this.slowMaybe = false; }
+    this.slowTrack = true;
+  }
+  /** SLOW_WB, in the slow path after its flush: the first one starts slowMod and slowFl. */
+  slowFlushed(): void {
+    if (this.insSlow === 0) { this.slowMod = 0; this.slowFl = false; }
+  }
+
+  /**
+   * Load `size` bytes at `a` into local `v` (zero-extended): inline on a TLB hit, else through the memory library.
+   * `check` (a RET's canonical check): `hit` runs on the inline path after the load and may branch to the label it
+   * gets (the slow path, which loads again through the library), `slow` after the library's load, where the
+   * registers were written back.
+   */
+  load(size: number, check?: { hit: (slow: number) => void; slow: () => void }): void {
     const b = this.b;
     const run = this.runCur; this.runCur = -1;
     const inline = run >= 0 || (INLINE_MEM && (this.selfLoop || this.loopMember || this.opts.inline));
+    if (inline) this.slowStart();
     const before = b.calls;
     const key = this.aKey;
     const keep = this.lpAt[key] === before;
@@ -1051,9 +1102,10 @@ class Translator {
     const lpVpn = this.lpVpn[key], lpBase = this.lpBase[key];
     b.memOps++;
     if (run >= 0) {
-      this.runAccess(() => {
+      this.runAccess((slow) => {
         b.get(this.runPa);
         b.mem(size === 4 ? Op.i64Load32u : Op.i64Load, 0, WASM_RAM_OFFSET + run).set(this.v);
+        check?.hit(slow);
       });
     } else if (inline) {
       const hit = b.open(Op.block);
@@ -1066,7 +1118,9 @@ class Translator {
         b.get(this.a).i64(12).op(Op.i64ShrS).get(lpVpn).op(Op.i64Ne).brIf(other);
         b.get(lpBase).get(this.pOff).op(Op.i32Add);
         emitRamAccess(b, size, false);
-        b.set(this.v).br(hit);
+        b.set(this.v);
+        check?.hit(slow);
+        b.br(hit);
         b.close();
       }
       emitTlbProbe(b, this.rtag, this.a, { off: this.pOff, ti: this.pTi, vpn: this.pVpn, pa: this.pPa }, size, this.ramSize, false, slow);
@@ -1074,15 +1128,18 @@ class Translator {
       b.get(this.pPa).op(Op.i32WrapI64);
       emitRamAccess(b, size, false);
       b.set(this.v);
+      check?.hit(slow);
       b.br(hit);
       b.close();
     }
     if (EXIT_STATS) this.wbCount(2);
     this.wbCtx = 0; this.flush(); this.wbCtx = 1;
+    if (inline) this.slowFlushed();
     b.get(this.st).get(this.rtag).get(this.a); this.pos();
     if (SITE_STATS) this.siteCount('ld' + size + (inline ? (run >= 0 ? 'r' : 'i') : ''));
     b.call(F_LD + LOG2[size]).set(this.v);
     b.memUsed |= 1 << LOG2[size];
+    check?.slow();
     if (lp) b.i64(LP_NONE).set(lpVpn);
     if (inline) { b.i32(1).set(this.slowL); this.insSlow++; b.close(); }
     // (set on every path of a straight-line load: usable by the block's later loads)
@@ -1090,14 +1147,21 @@ class Translator {
     if (lp && !this.nested()) this.lpAt[key] = b.calls;
   }
 
-  /** Store the low `size` bytes of local `w` at `a`: inline on a TLB hit, else through the memory library. */
-  store(size: number): void {
+  /**
+   * Store the low `size` bytes of local `w` at `a`: inline on a TLB hit, else through the memory library. `check` (a
+   * CALL's target check, which comes before its push): `hit` runs on the inline path before the store and may
+   * branch to the label it gets (the slow path), `slow` in the slow path before the library's store, where the
+   * registers were written back.
+   */
+  store(size: number, check?: { hit: (slow: number) => void; slow: () => void }): void {
     const b = this.b;
     const run = this.runCur; this.runCur = -1;
     const inline = run >= 0 || (INLINE_MEM && (this.selfLoop || this.loopMember || this.opts.inline));
+    if (inline) this.slowStart();
     b.memOps++;
     if (run >= 0) {
-      this.runAccess(() => {
+      this.runAccess((slow) => {
+        check?.hit(slow);
         b.get(this.runPa).get(this.w);
         b.mem(size === 4 ? Op.i64Store32 : Op.i64Store, 0, WASM_RAM_OFFSET + run);
       });
@@ -1105,10 +1169,12 @@ class Translator {
       this.probe(size, this.wtag, true, () => {
         b.get(this.pPa).op(Op.i32WrapI64).get(this.w);
         emitRamAccess(b, size, true);
-      });
+      }, check?.hit);
     }
     if (EXIT_STATS) this.wbCount(2);
     this.wbCtx = 0; this.flush(); this.wbCtx = 1;
+    if (inline) this.slowFlushed();
+    check?.slow();
     b.get(this.st).get(this.wtag).get(this.a).get(this.w); this.pos();
     const before = b.calls;
     if (SITE_STATS) this.siteCount('st' + size + (inline ? (run >= 0 ? 'r' : 'i') : ''));
@@ -1417,10 +1483,10 @@ class Translator {
     // (the callee's instructions join this pass's: the static exit below adds `count`)
     b.get(na).get(nb).op(Op.i32Sub).i32(count).op(Op.i32Sub).set(this.n);
     // (everything cached is stale: the callee changed registers and flags in the state area)
-    const rs = this.rs.slice(), dirty = this.dirty, known = this.known, fdirty = this.fdirty, rot = this.rot;
-    this.forget(); this.known = false; this.fdirty = false; this.rot = 0;
+    const rs = this.rs.slice(), dirty = this.dirty, known = this.known, fdirty = this.fdirty, rot = this.rot, cfLazy = this.cfLazy;
+    this.forget(); this.known = false; this.fdirty = false; this.rot = 0; this.cfLazy = false;
     this.exitStatic(count, next);
-    this.rs.splice(0, 16, ...rs); this.dirty = dirty; this.known = known; this.fdirty = fdirty; this.rot = rot;
+    this.rs.splice(0, 16, ...rs); this.dirty = dirty; this.known = known; this.fdirty = fdirty; this.rot = rot; this.cfLazy = cfLazy;
     b.else();
     b.get(this.st).get(na).mem(Op.i32Store, 2, L.S_NBASE);
     this.xk(X_OTHER); b.i32(0).set(this.n).i32(0).set(this.xc).br(this.out);
@@ -1543,10 +1609,12 @@ class Translator {
     if (SLOW_RIP) {
       // (the helper that stopped the chain stored the next instruction's RIP: runtime.ts WasmEngine.stopAfter)
       this.xk(X_HELPER);
-      b.i32(count).set(this.xc); this.leave();
+      b.i32(count).set(this.xc);
+      // (SLOW_WB: only here did a slow path run, whose flush wrote back all but what the instruction changed after it)
+      if (flagged && this.slowTrack) { this.flush(this.slowFl, ~this.slowMod); b.br(this.out); } else this.leave();
     } else this.exitConst(count, ripOff, X_HELPER);
     b.close();
-    if (flagged) b.close();
+    if (flagged) { b.close(); if (!this.nested()) this.slowMaybe = false; } else if (this.insSlow > 0) this.slowMaybe = true;
   }
 
   /**
@@ -1555,21 +1623,57 @@ class Translator {
    * canonical addresses are whole pages (SDM vol. 1 §3.3.7.1).
    */
   checkTarget(ripOff: number): void {
+    if (!this.targetOff(ripOff)) return;
+    const b = this.b;
+    this.targetFar(ripOff);
+    b.open(Op.if); this.flush(); this.pos(); b.call(F_GP).op(Op.unreachable); b.close();
+  }
+  /** Whether the static target r0 + `ripOff` needs checkTarget's check: it leaves the page of the block's start. */
+  targetOff(ripOff: number): boolean {
     const o = (this.block.pa & 0xfff) + ripOff;
-    if (o >= 0 && o < 4096) return;
+    return o < 0 || o >= 4096;
+  }
+  /** Whether the current instruction's next memory access probes inline (load, store), not the library alone. */
+  accessInline(): boolean {
+    return this.runCur >= 0 || (INLINE_MEM && (this.selfLoop || this.loopMember || this.opts.inline));
+  }
+  /**
+   * FOLD_CHECKS: whether a check's own #GP path would write back enough (dirty registers, a deferred flag record) to
+   * pay for the check on the access's slow path too (~20 operations against ~13 plus the write-backs).
+   */
+  foldWorth(): boolean {
+    let n = 0;
+    for (let m = this.dirty; m !== 0; m &= m - 1) n++;
+    return 3 * n + (this.fdirty ? 9 : 0) > 8;
+  }
+
+  /** Push (i32) whether r0 + `ripOff` is not canonical (checkTarget). */
+  targetFar(ripOff: number): void {
     // r0 was fetched, so it is canonical: a forward target can only pass the top of the lower half (2^47), a
     // backward one only fall below the bottom of the upper half (-2^47); one comparison each
     const b = this.b;
     b.get(this.r0).f64(ripOff).op(Op.f64Add);
     if (ripOff >= 0) b.f64(TWO47).op(Op.f64Ge); else b.f64(-TWO47).op(Op.f64Lt);
-    b.open(Op.if); this.flush(); this.pos(); b.call(F_GP).op(Op.unreachable); b.close();
+  }
+  /** Push (i32) whether the i64 local `l` is not canonical: bits 63..47 not all equal (SDM vol. 1 §3.3.7.1). */
+  nonCanonical(l: number): void {
+    // (l + 2^47 is below 2^48, unsigned, exactly for the canonical addresses)
+    this.b.get(l).i64(TWO47).op(Op.i64Add).i64(2 ** 48).op(Op.i64GeU);
+  }
+  /**
+   * #GP(0) through the helper when `cond` pushes 1, with the registers already in the state area (a memory access's
+   * slow path after its write-backs; FOLD_CHECKS).
+   */
+  gpIf(cond: () => void): void {
+    const b = this.b;
+    cond();
+    b.open(Op.if); this.pos(); b.call(F_GP).op(Op.unreachable); b.close();
   }
 
   /** #GP(0) through the helper unless the i64 local `l` is canonical: bits 63..47 all equal (SDM vol. 1 §3.3.7.1). */
   checkCanonicalI64(l: number): void {
-    // (l + 2^47 is below 2^48, unsigned, exactly for the canonical addresses)
     const b = this.b;
-    b.get(l).i64(TWO47).op(Op.i64Add).i64(2 ** 48).op(Op.i64GeU);
+    this.nonCanonical(l);
     b.open(Op.if); this.flush(); this.pos(); b.call(F_GP).op(Op.unreachable); b.close();
   }
 
@@ -1595,6 +1699,7 @@ class Translator {
    */
   produced(kind: number, size: number): void {
     this.rot = 0; // (a whole new record: a pending rotate's flags are overwritten)
+    this.cfLazy = false; this.slowFl = true;
     this.known = true; this.kind = kind; this.size = size;
     if (this.nested()) this.storeFlags(); else this.fdirty = true;
   }
@@ -1606,6 +1711,8 @@ class Translator {
    */
   storeFlags(): void {
     const b = this.b, k = this.kind;
+    // (before any field is stored: the flag library reads the record there)
+    if (this.cfLazy) this.resolveCf();
     if (k === EXPLICIT) {
       b.get(this.st).i32(EXPLICIT).mem(Op.i32Store, 2, L.S_LOP);
       b.get(this.st).get(this.ld).mem(Op.i64Store, 3, L.S_LD);
@@ -1641,10 +1748,23 @@ class Translator {
     }
   }
 
+  /**
+   * cfLazy: the carry-in of the deferred INC/DEC record into local lcy, from the state area's record (CF, bit 0 of
+   * the flag library's `fa`, which only reads the record: it is called without counting as a call that may change
+   * the paging state or stop the chain, TBody.calls). Inside a branch only that path has it: it stays lazy.
+   */
+  resolveCf(): void {
+    const b = this.b;
+    b.get(this.st).callUncounted(F_FA).i32(1).op(Op.i32And).set(this.lcy);
+    if (!this.nested()) this.cfLazy = false;
+  }
+
   /** Push condition `cc` (Jcc encoding) as an i32 0/1. */
   cond(cc: number): void {
     const b = this.b;
     this.settleRot();
+    // (B and BE read CF; INC/DEC records evaluate the others inline without it)
+    if (this.cfLazy && ((cc >> 1) === 1 || (cc >> 1) === 3)) this.resolveCf();
     if (!this.known || !this.condStatic(cc >> 1)) {
       // flags from before the block (or a record kind not inlined: 16-bit, INC/DEC of a byte): their bits from the
       // flag library, then every later condition of the block is inline
@@ -1737,6 +1857,7 @@ class Translator {
    */
   materialize(): boolean {
     this.settleRot();
+    if (this.cfLazy) this.resolveCf();
     const b = this.b, k = this.kind;
     if (k === EXPLICIT) { b.get(this.ld).op(Op.i32WrapI64).set(this.fl); return true; }
     if ((k === L_INC || k === L_DEC) && this.size === 2) return false;
@@ -1857,7 +1978,7 @@ class Translator {
     b.else();
     shift();
     b.close();
-    T.fdirty = false;
+    T.fdirty = false; T.cfLazy = false;
     if (had) { T.known = true; T.kind = EXPLICIT; T.size = size; } else T.known = false;
   }
 
@@ -2555,7 +2676,7 @@ function replay(T: Translator, i: number): void {
   T.pos(); b.call(F_RP);
   T.forget();
   b.open(Op.if); T.xk(X_HELPER); b.i32(i + 1).set(T.xc).br(T.out); b.close();
-  T.known = false; T.fdirty = false;
+  T.known = false; T.fdirty = false; T.cfLazy = false;
   if (i === T.block.entries.length - 1) b.op(Op.unreachable); // (the helper always says leave after the last instruction)
 }
 
@@ -2574,12 +2695,14 @@ function emitCode(T: Translator, block: Block, offs: number[], loop: { pre: numb
   const N = es.length;
   const b = T.b;
   T.block = block; T.offs = offs;
-  T.rs.fill(0); T.dirty = 0; T.zx = 0; T.known = false; T.fdirty = false; T.rot = 0; T.kind = 0; T.size = 0; T.ix = 0;
+  T.rs.fill(0); T.dirty = 0; T.zx = 0; T.known = false; T.fdirty = false; T.cfLazy = false; T.rot = 0; T.kind = 0; T.size = 0; T.ix = 0;
   // (a region member's entry registers are in their locals on every way in: REGION_REGS)
   for (let r = 0; r < 16; r++) if ((T.entryRegs >>> r) & 1) T.rs[r] = (T.entryDirty >>> r) & 1 ? 2 : 1;
   T.dirty = T.entryDirty;
   T.loopPre = null; T.loopDirty = []; T.backDirty.fill(false);
   T.runEnd = 0; T.runCur = -1; T.lpAt.fill(-1);
+  // (a region member or a loop's top is reached from code that may have left slowL set)
+  T.slowMaybe = T.slowMaybe || T.region !== null;
   const last = es[N - 1];
   const lastNext = offs[N - 1] + last.len;
   T.selfLoop = (last.form === Form.Jcc || last.form === Form.Jmp) && last.len > 0 && lastNext + last.disp === 0;
@@ -2589,7 +2712,7 @@ function emitCode(T: Translator, block: Block, offs: number[], loop: { pre: numb
     T.loopPre = loop.pre;
     T.loopDirty = loop.dirty;
   }
-  if (T.selfLoop) T.top = b.open(Op.loop);
+  if (T.selfLoop) { T.top = b.open(Op.loop); T.slowMaybe = true; }
   T.base = b.nest;
   if (T.loopPre !== null) for (const r of T.loopPre) { T.rs[r] = T.loopDirty.includes(r) ? 2 : 1; if (T.rs[r] === 2) T.dirty |= 1 << r; }
   for (let i = 0; i < N; i++) {
@@ -2600,7 +2723,7 @@ function emitCode(T: Translator, block: Block, offs: number[], loop: { pre: numb
     const f = e.form;
     T.ix = i;
     const mark = b.length;
-    T.insMem = false; T.insReplayed = false; T.insSlow = 0; T.insCalls = b.calls;
+    T.insMem = false; T.insReplayed = false; T.insSlow = 0; T.insCalls = b.calls; T.slowTrack = false;
     if (T.rot !== 0 && !ROT_KEEP[f]) T.settleRot();
     if (isLast && block.pfn2 >= 0 && f !== Form.None) T.straddleCheck(i);
     if (f === Form.None && isLast && e.len === 0 && !e.p66 && e.rep === 0 && (e.opcode === 0xeb || e.opcode === 0xe9 ||
@@ -2614,6 +2737,7 @@ function emitCode(T: Translator, block: Block, offs: number[], loop: { pre: numb
     (EMIT[f] ?? emitOther)(T, e, i, next);
     T.runCur = -1;
     if (T.insMem && !isLast) { if (!T.insReplayed) T.hoistFlush(i); T.exitIfSlow(i + 1, next); }
+    else if (T.insSlow > 0) T.slowMaybe = true;
     if (isLast && !T.insReplayed && f !== Form.Jcc && f !== Form.Jmp && f !== Form.Call && f !== Form.Ret && f !== Form.CallInd && f !== Form.JmpInd) {
       T.exitStatic(i + 1, next);
     }
@@ -2702,10 +2826,10 @@ function stackRun(T: Translator, es: BlockEntry[], i: number): void {
   T.r64(4);
   if (lo !== 0) b.i64(lo).op(Op.i64Add);
   b.set(T.a);
-  b.i32(hi - lo).set(T.t32);
   b.i32(0).set(T.runOk);
   const slow = b.open(Op.block);
-  emitTlbProbeRun(b, write ? T.wtag : T.rtag, T.a, { off: T.pOff, ti: T.pTi, vpn: T.pVpn, pa: T.pPa }, T.t32, T.ramSize, write, slow);
+  // (the run's bytes as one access of hi - lo bytes, at most a page: its length a constant, checked as one access is)
+  emitTlbProbe(b, write ? T.wtag : T.rtag, T.a, { off: T.pOff, ti: T.pTi, vpn: T.pVpn, pa: T.pPa }, hi - lo, T.ramSize, write, slow);
   b.get(T.pPa).op(Op.i32WrapI64).set(T.runPa);
   b.i32(1).set(T.runOk);
   b.close();
@@ -2734,6 +2858,20 @@ const ROT_LAZY = process.env.RINGZERO_WASM_ROT_LAZY !== '0';
 const EDGE_DEAD = process.env.RINGZERO_WASM_EDGE_DEAD !== '0';
 /** RINGZERO_WASM_SLOW_FLAG=0: exitIfSlow reads S_CHAIN after every memory instruction (Translator.slowL). */
 const SLOW_FLAG = process.env.RINGZERO_WASM_SLOW_FLAG !== '0';
+/**
+ * RINGZERO_WASM_SLOW_WB=0: the exit after an inline access's slow path (exitIfSlow, when the chain stopped) writes
+ * back every dirty register and the flags again, though that slow path wrote them all back before its library call
+ * (Translator.slowTrack: only what the instruction changed after it).
+ */
+const SLOW_WB = process.env.RINGZERO_WASM_SLOW_WB !== '0';
+/**
+ * RINGZERO_WASM_FOLD_CHECKS=0: a RET's canonical check and a CALL's target check each write the registers back on
+ * their own #GP path; folded (on), the inline access's failing check takes the access's slow path, whose write-backs
+ * the #GP then uses (one copy of them per instruction).
+ */
+const FOLD_CHECKS = process.env.RINGZERO_WASM_FOLD_CHECKS !== '0';
+/** RINGZERO_WASM_CF_LAZY=0: INC/DEC work out their carry-in at once (Translator.cfLazy). */
+const CF_LAZY = process.env.RINGZERO_WASM_CF_LAZY !== '0';
 const ROT_KEEP: boolean[] = [];
 for (const f of [Form.MovRR64, Form.MovRR32, Form.MovStore64, Form.MovStore32, Form.MovLoad64, Form.MovLoad32,
   Form.MovImmReg, Form.MovImmMem64, Form.MovImmMem32, Form.Lea, Form.AluRR, Form.AluRI, Form.AluRM, Form.AluMR,
@@ -2915,7 +3053,9 @@ function emitAluMR(T: Translator, e: BlockEntry, i: number, next: number): void 
 function emitIncDec(T: Translator, e: BlockEntry, i: number, next: number): void {
   const b = T.b;
   const r = e.b, dec = e.op === 1, size = e.size;
-  T.cond(2); b.set(T.lcy); // CF is preserved: the record keeps the old CF (../ops/alu.ts)
+  // CF is preserved: the record keeps the old CF (../ops/alu.ts), worked out where seen (cfLazy)
+  const lazy = incDecLazy(T);
+  if (!lazy) { T.cond(2); b.set(T.lcy); }
   T.regVal(r, size); b.set(T.ld);
   b.i64(1).set(T.ls);
   b.get(T.ld).i64(1).op(dec ? Op.i64Sub : Op.i64Add);
@@ -2923,18 +3063,29 @@ function emitIncDec(T: Translator, e: BlockEntry, i: number, next: number): void
   b.set(T.lr);
   T.writeLr(r, size);
   T.produced(dec ? L_DEC : L_INC, size);
+  T.cfLazy = lazy;
+}
+
+/**
+ * Whether an INC/DEC leaves its carry-in lazy (Translator.cfLazy): at straight-line level when the state area holds
+ * the record before it (the block does not know the flags) or an INC/DEC before it is lazy already. RINGZERO_WASM_CF_LAZY=0: never.
+ */
+function incDecLazy(T: Translator): boolean {
+  return CF_LAZY && !T.nested() && T.rot === 0 && (!T.known || T.cfLazy);
 }
 
 function emitIncDec8(T: Translator, e: BlockEntry, i: number, next: number): void {
   const b = T.b, dec = e.op === 1;
   // (INC/DEC r8, FE /0 /1: CF kept as in emitIncDec; the record's operands and result masked to the byte, as the
   // inline flag evaluation of a byte record reads them)
-  T.cond(2); b.set(T.lcy);
+  const lazy = incDecLazy(T);
+  if (!lazy) { T.cond(2); b.set(T.lcy); }
   T.r8(e.b, e.bsh); b.op(Op.i64ExtendI32u).set(T.ld);
   b.i64(1).set(T.ls);
   b.get(T.ld).i64(1).op(dec ? Op.i64Sub : Op.i64Add).i64(0xffn).op(Op.i64And).set(T.lr);
   T.set8(e.b, e.bsh, () => b.get(T.lr).op(Op.i32WrapI64));
   T.produced(dec ? L_DEC : L_INC, 1);
+  T.cfLazy = lazy;
 }
 
 function emitShiftImm(T: Translator, e: BlockEntry, i: number, next: number): void {
@@ -2948,11 +3099,12 @@ function emitShiftImm(T: Translator, e: BlockEntry, i: number, next: number): vo
       return;
     }
     if (ROT_LAZY && !T.nested() && (T.rot !== 0 || T.canMaterialize())) {
+      if (T.cfLazy) T.resolveCf(); // (storeRot overwrites S_LOP before it evaluates the record)
       // (the flags worked out only where seen: Translator.rot; a second rotate while one is pending replaces its
       // CF and OF, the other flags staying those of the record before both)
       if (w) T.setFrom(r, () => { T.r64(r); b.i64(n).op(e.op === 0 ? 0x89 /* i64.rotl */ : 0x8a /* i64.rotr */).tee(T.rv); });
       else T.setFrom(r, () => { T.r32(r); b.i32(n).op(e.op === 0 ? 0x77 /* i32.rotl */ : 0x78 /* i32.rotr */).op(Op.i64ExtendI32u).tee(T.rv); });
-      T.rot = e.op === 0 ? 1 : 2; T.rotSize = e.size; T.fdirty = true;
+      T.rot = e.op === 0 ? 1 : 2; T.rotSize = e.size; T.fdirty = true; T.slowFl = true;
       return;
     }
     // ROL/ROR write CF and OF over the other flags (those before: inline when known here, else the helper)
@@ -3525,13 +3677,20 @@ function emitLeave(T: Translator, e: BlockEntry, i: number, next: number): void 
 
 function emitPush(T: Translator, e: BlockEntry, i: number, next: number): void {
   const b = T.b, f = e.form;
+  // (a CALL's target check, before its push may fault: SDM vol. 2A CALL; where it is needed, on the push's inline
+  // path a failing target takes the slow path, whose write-backs #GP then uses)
+  let check: { hit: (slow: number) => void; slow: () => void } | undefined;
   if (f === Form.Call) {
-    T.checkTarget(next + e.disp);
+    const ripOff = next + e.disp;
+    if (FOLD_CHECKS && T.targetOff(ripOff) && T.foldWorth()) {
+      if (T.accessInline()) check = { hit: (slow) => { T.targetFar(ripOff); b.brIf(slow); }, slow: () => T.gpIf(() => T.targetFar(ripOff)) };
+      else { T.flush(); T.checkTarget(ripOff); } // (the library's write-backs, done first: the check's #GP uses them)
+    } else T.checkTarget(ripOff);
     b.get(T.r0i).i64(next).op(Op.i64Add).set(T.w);
   } else { T.r64(e.a); b.set(T.w); }
   T.insMem = true;
   T.r64(4); b.i64(8).op(Op.i64Sub).set(T.a);
-  T.store(8);
+  T.store(8, check);
   T.set64(4, T.a);
   if (f === Form.Call) { T.rasPush(next, T.w); T.callNest(i + 1, next + e.disp, next); T.exitStatic(i + 1, next + e.disp); }
 }
@@ -3540,8 +3699,14 @@ function emitPop(T: Translator, e: BlockEntry, i: number, next: number): void {
   const b = T.b, f = e.form;
   T.insMem = true;
   T.r64(4); b.set(T.a);
-  T.load(8);
-  if (f === Form.Ret) T.checkCanonicalI64(T.v);
+  if (f === Form.Ret && FOLD_CHECKS && T.accessInline() && T.foldWorth()) {
+    // (#GP(0) unless the return address is canonical, with RSP unchanged: SDM vol. 2B RET; on the inline path a
+    // failing address takes the slow path, whose write-backs #GP then uses)
+    T.load(8, { hit: (slow) => { T.nonCanonical(T.v); b.brIf(slow); }, slow: () => T.gpIf(() => T.nonCanonical(T.v)) });
+  } else {
+    T.load(8);
+    if (f === Form.Ret) T.checkCanonicalI64(T.v);
+  }
   T.setFrom(4, () => b.get(T.a).i64(8).op(Op.i64Add));
   if (f === Form.Ret) {
     b.get(T.st).get(T.v).op(Op.f64ConvertI64s).mem(Op.f64Store, 3, L.S_RIP);
@@ -3685,7 +3850,8 @@ function emitIncDecM(T: Translator, e: BlockEntry, i: number, next: number): voi
   // the load. A byte's result is masked (the inline flag evaluation of a byte record reads it so).
   const dec = e.op === 1, size = e.size;
   T.commitFlags(); // (lcy changes before the access, whose fault must find the record from before)
-  T.cond(2); b.set(T.lcy);
+  const lazy = incDecLazy(T);
+  if (!lazy) { T.cond(2); b.set(T.lcy); }
   memOp(T, e, next); T.load(size);
   b.get(T.v).set(T.ld).i64(1).set(T.ls);
   b.get(T.v).i64(1).op(dec ? Op.i64Sub : Op.i64Add);
@@ -3694,6 +3860,7 @@ function emitIncDecM(T: Translator, e: BlockEntry, i: number, next: number): voi
   b.tee(T.lr).set(T.w);
   T.store(size);
   T.produced(dec ? L_DEC : L_INC, size);
+  T.cfLazy = lazy;
 }
 
 function emitImulRR(T: Translator, e: BlockEntry, i: number, next: number): void {
