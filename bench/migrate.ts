@@ -5,6 +5,7 @@
 //
 //   node --import tsx bench/migrate.ts [--runs 3] [--memory 256M] [--downtime-ms 300] [--dirty-mib-s 8] [--timeout 600]
 //                                      [--only ringzero|qemu] [--disk-mib 0] [--kinds idle,disk,loaded]
+//                                      [--pool abba|on|off] [--pool-warm-up-ms 1500] [--pool-nice N]
 //
 // Each VMM boots the guest once; every run then migrates the VM from the process it is in to a fresh process started
 // to receive it (ringzero: `run --incoming tcp:127.0.0.1:0`, the control socket's {"cmd":"migrate"}; QEMU: `-incoming
@@ -25,6 +26,10 @@
 // VM to the destination's "resumed"; QEMU reports `downtime` in query-migrate. After each run the guest must answer
 // at its prompt in the destination. Prints the medians and ratios, then one JSON line. The machine is noisy: only the
 // ratios of one run mean anything.
+// --pool: ringzero's destination is a spare VMM (`ringzero vmm-spare`, src/vmm/spare.ts, as the daemon's `--vmm-pool`
+// keeps them) at some hops: abba alternates spare, new, new, spare, ... over all hops, on at every hop. Each spare is
+// started after the hop before it, warmed up for --pool-warm-up-ms of CPU (at --pool-nice, default the daemon's 10),
+// and handed `run --incoming ...` once ready; the medians are then also given per kind of destination.
 import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import net from 'node:net';
@@ -39,6 +44,7 @@ import { median } from './support/common.ts';
 import { initrdWithPrograms } from './support/initramfs.ts';
 import { Qmp } from './support/qmp.ts';
 import { killAllVmms, VmmProcess } from './support/vmm-process.ts';
+import { Spare } from '../src/manager/pool.ts';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const { values } = parseArgs({
@@ -51,9 +57,15 @@ const { values } = parseArgs({
     only: { type: 'string' },
     'disk-mib': { type: 'string', default: '0' },
     kinds: { type: 'string', default: 'idle,disk,loaded' },
+    pool: { type: 'string', default: 'off' },
+    'pool-warm-up-ms': { type: 'string', default: '1500' },
+    'pool-nice': { type: 'string' },
   },
 });
 const diskMiB = Number(values['disk-mib']);
+const poolMode = values.pool!;
+if (!['abba', 'on', 'off'].includes(poolMode)) throw new Error('--pool is abba, on or off');
+const spareHop = (hop: number) => poolMode === 'on' || (poolMode === 'abba' && [true, false, false, true][(hop - 1) % 4]);
 const KINDS = (['idle', 'disk', 'loaded'] as const).filter((k) => values.kinds!.split(',').includes(k) && (k !== 'disk' || diskMiB > 0));
 const runs = Number(values.runs);
 const memory = values.memory!;
@@ -79,7 +91,7 @@ const vmm = (cmd: string, args: string[]) => new VmmProcess(cmd, args, timeoutMs
 const initrd = KINDS.includes('loaded') ? initrdWithPrograms(image.initrd, ['dirtier']) : image.initrd;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-interface Run { totalMs: number; downtimeMs: number; iterations?: number; mib?: number; dirtyMiBs?: number; guestMiBs?: number }
+interface Run { totalMs: number; downtimeMs: number; iterations?: number; mib?: number; dirtyMiBs?: number; guestMiBs?: number; spare?: boolean }
 type Kind = 'idle' | 'disk' | 'loaded';
 type Results = Record<Kind, Run[]>;
 
@@ -137,12 +149,28 @@ async function benchRingzero(): Promise<Results> {
       hop++;
       const nextSocket = path.join(work, `rz-${hop}.sock`);
       const target = kind === 'disk' ? path.join(work, `rz-disk-${hop}.raw`) : undefined;
-      const dest = vmm(ringzeroBin, ['run', '--incoming', 'tcp:127.0.0.1:0', '--control-socket', nextSocket, ...(target ? ['--disk-target', target] : [])]);
+      const incoming = ['run', '--incoming', 'tcp:127.0.0.1:0', '--control-socket', nextSocket, ...(target ? ['--disk-target', target] : [])];
+      let dest: VmmProcess;
+      let spareNote = '';
+      if (spareHop(hop)) {
+        const spare = Spare.spawn({ file: process.execPath, args: [ringzeroBin] }, {
+          warmUpMs: Number(values['pool-warm-up-ms']), ...(values['pool-nice'] !== undefined ? { nice: Number(values['pool-nice']) } : {}), stdio: ['pipe', 'pipe', 'pipe'], env: process.env,
+        });
+        dest = new VmmProcess(ringzeroBin, [], timeoutMs, undefined, spare.child);
+        const t = performance.now();
+        await spare.until('ready');
+        if (!spare.alive) throw new Error(`the spare VMM ended: ${dest.err}`);
+        const w = spare.warmUp;
+        spareNote = ` (into a spare: warm-up ${w ? `${w.ms} ms of CPU, ${(w.instructions / 1e6).toFixed(1)}M instructions` : 'none'}, ready after ${((performance.now() - t) / 1000).toFixed(1)} s)`;
+        await spare.take(incoming);
+      } else {
+        dest = vmm(ringzeroBin, incoming);
+      }
       let port = 0;
       await dest.waitFor(() => { const m = /incoming migration on 127\.0\.0\.1:(\d+)/.exec(dest.err); if (m) port = Number(m[1]); return port > 0; }, 'the destination to listen');
       const answer = await controlRequest(socket, { cmd: 'migrate', to: `127.0.0.1:${port}`, downtimeMs, maxIterations: 100, ...(target ? { copyStorage: true } : {}) }, timeoutMs);
       if (answer.ok !== true) throw new Error(`ringzero migrate: ${JSON.stringify(answer)}`);
-      results[kind].push({ totalMs: Number(answer.totalMs), downtimeMs: Number(answer.downtimeMs), iterations: Number(answer.iteration), mib: Number(answer.bytesSent) / 2 ** 20, dirtyMiBs: Number(answer.dirtyRate) / 2 ** 20 });
+      results[kind].push({ totalMs: Number(answer.totalMs), downtimeMs: Number(answer.downtimeMs), iterations: Number(answer.iteration), mib: Number(answer.bytesSent) / 2 ** 20, dirtyMiBs: Number(answer.dirtyRate) / 2 ** 20, ...(poolMode !== 'off' ? { spare: spareHop(hop) } : {}) });
       if (target && !sameFile(rzDisk!, target)) throw new Error(`ringzero copy-storage: ${target} differs from ${rzDisk}`);
       if (target) rzDisk = target;
       await vm.exited;
@@ -150,7 +178,7 @@ async function benchRingzero(): Promise<Results> {
       socket = nextSocket;
       await vm.pingPrompt();
       if (kind === 'loaded') { const run = results[kind][results[kind].length - 1]; run.guestMiBs = await guestDirtyRate(vm); noteRates('ringzero', run); }
-      console.log(`  ringzero ${kind} #${i + 1}: total ${Number(answer.totalMs).toFixed(0)} ms, downtime ${answer.downtimeMs} ms ${JSON.stringify(answer.downtimeParts)}, ${answer.iteration} iterations, ${(Number(answer.bytesSent) / 2 ** 20).toFixed(1)} MiB sent`);
+      console.log(`  ringzero ${kind} #${i + 1}${spareNote}: total ${Number(answer.totalMs).toFixed(0)} ms, downtime ${answer.downtimeMs} ms ${JSON.stringify(answer.downtimeParts)}, ${answer.iteration} iterations, ${(Number(answer.bytesSent) / 2 ** 20).toFixed(1)} MiB sent; load ${os.loadavg()[0].toFixed(1)}`);
     }
   }
   await vm.kill();
@@ -246,7 +274,7 @@ async function benchQemu(): Promise<Results> {
   return results;
 }
 
-const figures: Record<string, number | string> = { bench: 'migrate', engine: 'soft', reference: 'qemu-tcg', memory, runs, downtime_limit_ms: downtimeMs, dirty_mib_s: dirtyMiBs, disk_mib: diskMiB };
+const figures: Record<string, number | string> = { bench: 'migrate', engine: 'soft', reference: 'qemu-tcg', memory, runs, downtime_limit_ms: downtimeMs, dirty_mib_s: dirtyMiBs, disk_mib: diskMiB, pool: poolMode };
 const ratio = (a: number, b: number) => (b > 0 ? a / b : NaN);
 console.log(`migrate ${memory}, downtime limit ${downtimeMs} ms, loaded = ${dirtyMiBs} MiB/s dirtied:`);
 const withRingzero = values.only !== 'qemu';
@@ -258,6 +286,14 @@ for (const kind of KINDS) {
   figures[`ringzero_${kind}_mib`] = median(rz[kind].map((r) => r.mib ?? 0));
   figures[`ringzero_${kind}_dirty_mib_s`] = median(rz[kind].map((r) => r.dirtyMiBs ?? 0));
   if (kind === 'loaded') figures.ringzero_loaded_guest_mib_s = median(rz[kind].map((r) => r.guestMiBs ?? NaN));
+  if (poolMode === 'abba') {
+    for (const [which, v] of [['spare', true], ['new', false]] as const) {
+      const rows = rz[kind].filter((r) => r.spare === v);
+      figures[`ringzero_${kind}_downtime_ms_${which}`] = median(rows.map((r) => r.downtimeMs));
+      figures[`ringzero_${kind}_total_ms_${which}`] = median(rows.map((r) => r.totalMs));
+      console.log(`  ringzero ${kind}, ${rows.length} hops into a ${which === 'spare' ? 'spare VMM' : 'new process'}: downtime ${rows.map((r) => r.downtimeMs).join('/')} ms (median ${figures[`ringzero_${kind}_downtime_ms_${which}`]}), total ${rows.map((r) => r.totalMs.toFixed(0)).join('/')} ms`);
+    }
+  }
 }
 if (qemuPresent) {
   const q = await benchQemu();

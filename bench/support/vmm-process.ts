@@ -22,8 +22,9 @@ export class VmmProcess {
   readonly exited: Promise<number | null>;
 
   /** `timeoutMs` bounds each wait; `env` is added to this process's. A VMM that exits with a failure status has its stderr's tail printed. */
-  constructor(cmd: string, args: string[], private readonly timeoutMs: number, env?: Record<string, string>) {
-    this.child = spawn(cmd, args, { stdio: ['pipe', 'pipe', 'pipe'], detached: true, ...(env ? { env: { ...process.env, ...env } } : {}) });
+  /** `child`: a process already started (with piped stdio, in a process group of its own), e.g. a spare VMM (src/vmm/spare.ts). */
+  constructor(cmd: string, args: string[], private readonly timeoutMs: number, env?: Record<string, string>, child?: ChildProcess) {
+    this.child = child ?? spawn(cmd, args, { stdio: ['pipe', 'pipe', 'pipe'], detached: true, ...(env ? { env: { ...process.env, ...env } } : {}) });
     running.add(this.child);
     this.child.stdout!.setEncoding('utf8').on('data', (s: string) => { this.out += s; this.wake(); });
     this.child.stderr!.setEncoding('utf8').on('data', (s: string) => { this.err += s; this.wake(); });
