@@ -5,7 +5,7 @@
 //
 //   node --import tsx bench/migrate.ts [--runs 3] [--memory 256M] [--downtime-ms 300] [--dirty-mib-s 8] [--timeout 600]
 //                                      [--only ringzero|qemu] [--disk-mib 0] [--kinds idle,disk,loaded]
-//                                      [--pool abba|on|off] [--pool-warm-up-ms 1500] [--pool-nice N]
+//                                      [--pool abba|on|off] [--pool-warm-up-ms 1500] [--pool-nice N] [--pool-settle-ms 0]
 //
 // Each VMM boots the guest once; every run then migrates the VM from the process it is in to a fresh process started
 // to receive it (ringzero: `run --incoming tcp:127.0.0.1:0`, the control socket's {"cmd":"migrate"}; QEMU: `-incoming
@@ -29,7 +29,8 @@
 // --pool: ringzero's destination is a spare VMM (`ringzero vmm-spare`, src/vmm/spare.ts, as the daemon's `--vmm-pool`
 // keeps them) at some hops: abba alternates spare, new, new, spare, ... over all hops, on at every hop. Each spare is
 // started after the hop before it, warmed up for --pool-warm-up-ms of CPU (at --pool-nice, default the daemon's 10),
-// and handed `run --incoming ...` once ready; the medians are then also given per kind of destination.
+// and handed `run --incoming ...` once ready (--pool-settle-ms later: a daemon's spare has usually waited idle a while,
+// V8's background compiles of its warm-up done); the medians are then also given per kind of destination.
 import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import net from 'node:net';
@@ -60,6 +61,7 @@ const { values } = parseArgs({
     pool: { type: 'string', default: 'off' },
     'pool-warm-up-ms': { type: 'string', default: '1500' },
     'pool-nice': { type: 'string' },
+    'pool-settle-ms': { type: 'string', default: '0' },
   },
 });
 const diskMiB = Number(values['disk-mib']);
@@ -161,6 +163,7 @@ async function benchRingzero(): Promise<Results> {
         await spare.until('ready');
         if (!spare.alive) throw new Error(`the spare VMM ended: ${dest.err}`);
         const w = spare.warmUp;
+        await sleep(Number(values['pool-settle-ms']));
         spareNote = ` (into a spare: warm-up ${w ? `${w.ms} ms of CPU, ${(w.instructions / 1e6).toFixed(1)}M instructions` : 'none'}, ready after ${((performance.now() - t) / 1000).toFixed(1)} s)`;
         await spare.take(incoming);
       } else {

@@ -66,13 +66,16 @@ export interface WarmUpReport {
  * STEP_MS with a turn of the event loop between them (`rest` times the step's time, 0: setImmediate); onDone is told
  * when it ends, also by stop() (before its next step: a step never overlaps the caller's own work, all on one thread).
  */
-export function warmUp(config: VmConfig, onDone?: (r: WarmUpReport) => void, opts: { ms?: number; wallMs?: number; rest?: number } = {}): { report: WarmUpReport; stop(): void } {
+export function warmUp(config: VmConfig, onDone?: (r: WarmUpReport) => void, opts: { ms?: number; wallMs?: number; rest?: number } = {}): { report: WarmUpReport; stop(): void; released: Promise<void> } {
   const ms = opts.ms ?? WARMUP_MS, wallMs = opts.wallMs ?? WARMUP_WALL_MS, rest = opts.rest ?? 0;
   const started = performance.now();
   const report: WarmUpReport = { ms: 0, wallMs: 0, instructions: 0, steps: 0, consoleBytes: 0, done: false, haltedMs: 0 };
   const quiet: ConsoleIo = { write(data) { report.consoleBytes += data.length; }, onInput() { return () => {}; } };
   let machine: Machine | undefined;
   let stopped = false;
+  // (resolved once the scratch machine is closed, after the end: its garbage is then garbage)
+  let onReleased = () => {};
+  const released = new Promise<void>((resolve) => { onReleased = resolve; });
   let timer: NodeJS.Timeout | undefined;
   const end = () => {
     if (stopped) return;
@@ -86,8 +89,9 @@ export function warmUp(config: VmConfig, onDone?: (r: WarmUpReport) => void, opt
     if ((machine?.vcpus[0]?.cpu.wasm?.compiling ?? 0) > 0) { setTimeout(release, 20).unref(); return; }
     machine?.close();
     machine = undefined;
+    onReleased();
   };
-  if (!(ms > 0) || config.engine === 'kvm') { queueMicrotask(end); return { report, stop: end }; }
+  if (!(ms > 0) || config.engine === 'kvm') { queueMicrotask(end); return { report, stop: end, released }; }
   try {
     // (the guest's kernel, initramfs and command line on one vCPU; nothing that reaches outside this process)
     const scratch: VmConfig = {
@@ -101,7 +105,7 @@ export function warmUp(config: VmConfig, onDone?: (r: WarmUpReport) => void, opt
   } catch (error) {
     report.failed = (error as Error).message;
     queueMicrotask(end);
-    return { report, stop: end };
+    return { report, stop: end, released };
   }
   const cpu = machine.vcpus[0].cpu, clock = machine.clock, threadCpuMs = threadCpuClock();
   const step = () => {
@@ -135,5 +139,5 @@ export function warmUp(config: VmConfig, onDone?: (r: WarmUpReport) => void, opt
     }
   };
   setImmediate(step);
-  return { report, stop: end };
+  return { report, stop: end, released };
 }

@@ -25,9 +25,12 @@
 // A spare whose channel closes before it is taken (its parent ended, or dropped it) exits: a daemon killed with
 // SIGKILL leaves no spare behind. A taken spare no longer depends on its parent (a VMM outlives its daemon).
 import fs from 'node:fs';
+import v8 from 'node:v8';
+import vm from 'node:vm';
 import { warmUp, type WarmUpReport } from '../migration/warm-up.ts';
 import { DEFAULT_CMDLINE, type VmConfig } from './config.ts';
 import { libc } from '../sys/libc.ts';
+import { flagLock } from '../cpu/soft/wasm/tier-budget.ts';
 
 /** The CLI command a spare runs as (hidden from --help: only the pool and benchmarks start it). */
 export const SPARE_COMMAND = 'vmm-spare';
@@ -87,6 +90,33 @@ function lowerPriority(nice: number): () => void {
   };
 }
 
+/**
+ * A full garbage collection now (RINGZERO_SPARE_GC=0: none). Why: the warm-up leaves its scratch machine's garbage (the
+ * translator's blocks and modules, the devices, buffers) in a heap grown to ~100 MB; left there, V8 collects it when
+ * allocation next pushes the old generation over its limit, which in a taken spare is the migration's own allocation,
+ * possibly in its switch-over. Measured before this (bench/migrate --pool abba, idle, load 13-18): the downtime into a
+ * spare 24-35 ms (4 hops) against 11-25 ms into a new process. There is no gc() without --expose-gc, so the flag is
+ * set for a moment to make a context that has one, then set back (V8's flag hash, which bin/ringzero's code cache must
+ * match, is then the start flags' again), under the flag lock bin/ringzero's cache writer takes (wasm/tier-budget.ts).
+ */
+let gcFn: (() => void) | undefined;
+function collectGarbage(): void {
+  if (process.env.RINGZERO_SPARE_GC === '0') return;
+  if (!gcFn) {
+    const lock = flagLock();
+    for (let v; (v = Atomics.compareExchange(lock, 0, 0, 1)) !== 0;) Atomics.wait(lock, 0, v, 50);
+    try {
+      v8.setFlagsFromString('--expose-gc');
+      gcFn = vm.runInNewContext('gc') as () => void;
+    } finally {
+      v8.setFlagsFromString('--no-expose-gc');
+      Atomics.store(lock, 0, 0);
+      Atomics.notify(lock, 0);
+    }
+  }
+  gcFn();
+}
+
 /** fd 2 appended to `file` from now on (dup2(2)): the VMM's log is its stderr, as for a VMM the daemon spawns. */
 function stderrTo(file: string): void {
   const fd = fs.openSync(file, 'a', 0o600);
@@ -116,10 +146,15 @@ export async function runSpare(opts: SpareOptions, run: (argv: string[]) => Prom
   await send({ kind: 'up', pid: process.pid });
   const config = opts.warmUpMs > 0 ? await scratchConfig() : undefined;
   if (config) {
-    stopWarmUp = warmUp(config, (report) => {
+    const w = warmUp(config, undefined, { ms: opts.warmUpMs, wallMs: opts.wallMs });
+    stopWarmUp = w.stop;
+    // (taken meanwhile: the take goes on at once, the warm-up stopped below)
+    if (await Promise.race([w.released.then(() => true), taken.then(() => false)])) {
       stopWarmUp = undefined;
-      if (!isTaken) void send({ kind: 'warm', report: { ...report, ms: Math.round(report.ms), wallMs: Math.round(report.wallMs) } });
-    }, { ms: opts.warmUpMs, wallMs: opts.wallMs }).stop;
+      collectGarbage();
+      const r = w.report;
+      await send({ kind: 'warm', report: { ...r, ms: Math.round(r.ms), wallMs: Math.round(r.wallMs) } });
+    }
   } else {
     await send({ kind: 'warm', report: null, why: opts.warmUpMs > 0 ? 'no default image built' : 'warm-up off' });
   }
