@@ -36,6 +36,32 @@ test('the calling thread runs boosted for the given time, then at its own priori
   for (const t of tids) assert.equal(niceOf(t), before.get(t), `thread ${t} put back`);
 });
 
+test('a thread started while the calling thread is boosted ends at its own priority, or at the offset it set itself from the boost', { skip: process.geteuid?.() !== 0 && 'raising a priority needs CAP_SYS_NICE' }, async () => {
+  const main = niceOf(process.pid);
+  assert.ok(main > -7 && main <= 0, 'the test runs at nice -6 to 0');
+  favourMainThread(0.4, -7, 0);
+  // Two threads started meanwhile (they inherit -7): one stays, one sets itself 5 below, as the wasm compile thread
+  // does (src/cpu/soft/wasm/compile-worker.ts NICE). Each reports its tid (gettid through /proc/thread-self) and waits.
+  const src = (delta: number) => `const { parentPort } = require('node:worker_threads'); const os = require('node:os'); const fs = require('node:fs');
+    if (${delta} !== 0) os.setPriority(os.getPriority() + ${delta});
+    parentPort.postMessage(Number(fs.readlinkSync('/proc/thread-self').split('/').pop()));
+    parentPort.on('message', () => process.exit(0));`;
+  const { Worker } = await import('node:worker_threads');
+  const workers = [new Worker(src(0), { eval: true }), new Worker(src(-5), { eval: true })];
+  try {
+    const [plain, below] = await Promise.all(workers.map((w) => new Promise<number>((r) => w.once('message', r))));
+    assert.equal(niceOf(plain), -7, 'the first inherited the boost');
+    assert.equal(niceOf(below), -12, 'the second set itself 5 below it');
+    await new Promise((r) => setTimeout(r, 700));
+    assert.equal(niceOf(process.pid), main, 'the calling thread back at its own priority');
+    assert.equal(niceOf(plain), main, 'the inheriting thread at the calling thread\'s own priority');
+    assert.equal(niceOf(below), main - 5, 'the other keeps its offset');
+  } finally {
+    for (const w of workers) w.postMessage('bye');
+    await Promise.all(workers.map((w) => new Promise((r) => w.once('exit', r))));
+  }
+});
+
 test('0 seconds lowers nothing', () => {
   const before = others().map(niceOf);
   assert.equal(favourMainThread(0), 0);

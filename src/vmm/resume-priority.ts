@@ -174,9 +174,14 @@ export function favourMainThread(seconds = RESUME_NICE_S, boost = RESUME_BOOST, 
     if (lowered > 0) for (let i = 0; i < tids.length; i++) if (was[i] < NICE) set(PRIO_PROCESS, tids[i], was[i]);
     if (!boosted) return;
     set(PRIO_PROCESS, 0, self);
-    // (a thread started meanwhile inherited the boost: it gets the caller's own priority too)
+    // (a thread started meanwhile inherited the boost: it gets the caller's own priority too, and one that set itself
+    // relative to the boost, as the wasm compile thread does (compile-worker.ts NICE), keeps that offset from it)
     try {
-      for (const t of fs.readdirSync('/proc/self/task').map(Number)) if (t !== process.pid && !tids.includes(t) && get(PRIO_PROCESS, t) === boost) set(PRIO_PROCESS, t, self);
+      for (const t of fs.readdirSync('/proc/self/task').map(Number)) {
+        if (t === process.pid || tids.includes(t)) continue;
+        const p = get(PRIO_PROCESS, t);
+        if (p <= boost) set(PRIO_PROCESS, t, Math.min(19, self + p - boost));
+      }
     } catch { /* no /proc: nothing started is known */ }
   }, seconds * 1000).unref();
   return lowered;

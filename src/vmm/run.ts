@@ -57,6 +57,19 @@ function restoreTiming(): () => void {
   };
 }
 
+/**
+ * RINGZERO_BOOT_BOOST (a nice value, -20 to -1; default 0: off): a soft-engine boot runs its main thread (the guest's)
+ * at that nice value for its first RINGZERO_BOOT_BOOST_S seconds (default 20), as a restore does after its resume
+ * (./resume-priority.ts favourMainThread; the other threads keep theirs, the session's autogroup is left alone, so only
+ * this process's own threads are put behind it). Why (issue 4, session 26): a boot's V8 background threads (TurboFan
+ * tiering up translated wasm ~27% of the process's CPU samples, TurboFan on the VMM's JavaScript ~16%, the compile
+ * thread's Liftoff ~5%, perf cpu-clock per thread) outnumber the 2-core host's cores, and at nice 0 they take them
+ * from the guest's thread as often as it takes them: the main thread got ~45% of the process's CPU. Needs
+ * CAP_SYS_NICE (or RLIMIT_NICE) to go below 0: without it nothing changes.
+ */
+const BOOT_BOOST = Math.max(-20, Math.min(0, Number(process.env.RINGZERO_BOOT_BOOST || 0)));
+const BOOT_BOOST_S = Number(process.env.RINGZERO_BOOT_BOOST_S || 20);
+
 async function runMachines(cfg: VmConfig, io: ConsoleIo, options: MachineOptions, restored: Machine | undefined): Promise<number> {
   let next = restored;
   for (;;) {
@@ -65,6 +78,7 @@ async function runMachines(cfg: VmConfig, io: ConsoleIo, options: MachineOptions
     next = undefined;
     try {
       if (fresh) machine.loadKernel();
+      if (fresh && BOOT_BOOST < 0 && machine.config.engine !== 'kvm') favourMainThread(BOOT_BOOST_S, BOOT_BOOST, 0);
       const exit = await machine.run();
       if (exit.kind === 'poweroff') return 0;
       if (exit.kind === 'error') {
