@@ -9,6 +9,7 @@ import { TestBench } from './support/virtio-driver.ts';
 import {
   VirtioBlock, VIRTIO_BLK_T_IN, VIRTIO_BLK_T_OUT, VIRTIO_BLK_T_FLUSH, VIRTIO_BLK_T_GET_ID, VIRTIO_BLK_T_DISCARD,
   VIRTIO_BLK_T_WRITE_ZEROES, VIRTIO_BLK_S_OK, VIRTIO_BLK_S_IOERR, VIRTIO_BLK_S_UNSUPP, BLK_SEG_MAX, BLK_SIZE_MAX,
+  blkQueueSizeFromEnv,
 } from '../src/devices/virtio/blk.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'ringzero-vblk-'));
@@ -24,7 +25,7 @@ function image(bytes: number, fill?: (b: Buffer) => void): string {
 }
 
 /** A bench with a disk, brought up with MSI-X; `req` issues one request and returns [status, usedLen]. */
-function blkBench(path: string, opts: { readonly?: boolean; serial?: string } = {}) {
+function blkBench(path: string, opts: { readonly?: boolean; serial?: string; queueSize?: number } = {}) {
   const b = new TestBench(new VirtioBlock({ path, ...opts }));
   b.bringUp({ msix: true });
   const header = b.alloc(16);
@@ -64,6 +65,28 @@ test('configuration: capacity, size_max, seg_max, blk_size; features of a writab
     assert.ok(f & (1n << 5n), 'RO');
     assert.equal(f & (1n << 13n), 0n, 'no DISCARD on a read-only disk');
   } finally { ro.close(); }
+});
+
+test('RINGZERO_BLK_QUEUE_SIZE: a 1024-entry queue offers seg_max 1022, and a 1 MiB read in 256 single pages plus header and status fits one chain', () => {
+  assert.equal(blkQueueSizeFromEnv(undefined), 256);
+  assert.equal(blkQueueSizeFromEnv(''), 256);
+  assert.equal(blkQueueSizeFromEnv('1024'), 1024);
+  for (const bad of ['300', '2048', '128', 'x', '-256']) assert.throws(() => blkQueueSizeFromEnv(bad), /RINGZERO_BLK_QUEUE_SIZE/);
+  const pages = 256;
+  const path = image(pages * 4096, (x) => { for (let i = 0; i < x.length; i += 4096) x.writeUInt32LE(i / 4096 + 1, i); });
+  const { b, req } = blkBench(path, { queueSize: 1024 });
+  try {
+    const cfg = (o: number, s: 1 | 2 | 4) => b.mmio.read(b.caps.device + o, s);
+    assert.equal(cfg(12, 4), 1022, 'seg_max: the queue size minus header and status');
+    assert.equal(b.queues[0].layout.size, 1024, 'the driver took the offered size');
+    // Pages in descending guest-physical order, as a buffer faulted in from the page allocator's per-CPU list is.
+    const base = b.alloc(pages * 4096, 4096);
+    const data: [number, number, boolean][] = [];
+    for (let p = 0; p < pages; p++) data.push([base + (pages - 1 - p) * 4096, 4096, true]);
+    assert.deepEqual(req(VIRTIO_BLK_T_IN, 0, data), [VIRTIO_BLK_S_OK, pages * 4096 + 1]);
+    for (let p = 0; p < pages; p++) assert.equal(b.mem.lowView.getUint32(base + (pages - 1 - p) * 4096, true), p + 1, `page ${p}`);
+    assert.equal(b.status & 0x40, 0);
+  } finally { b.close(); }
 });
 
 test('write then read back across scattered buffers; the file holds the data; the byte counters follow', () => {
