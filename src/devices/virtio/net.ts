@@ -101,8 +101,8 @@ export const NET_MAX_RX_FRAME = 65535 + ETH_HEADER_BYTES + 4;
  * half). A data segment's sender is not held up by TCP small queues: the receive interrupt that arrives with it
  * frees the segment. When nothing was received in the notify, the interrupt goes at once as with `now`.
  * Measured (session 26, bench/io --only ringzero,tcp,tcpout --net-mb 64, five alternating runs each at load 14-21,
- * medians): the card's interrupts per MiB guest -> host 36.1 -> 22.5 (transmit completions 21.6 -> 7.5; QEMU TCG's
- * 10.4 in session 25), host -> guest 11.5 -> 7.2 (5.7 -> 2.4), LAPIC EOI writes per MiB 48.3 -> 34.7 and 21.4 -> 17.8;
+ * medians): the card's interrupts per MiB guest -> host 36.1 -> 22.5 (transmit completions 22.1 -> 7.5; QEMU TCG's
+ * 10.4 in session 25), host -> guest 11.5 -> 7.2 (6.4 -> 2.3), LAPIC EOI writes per MiB 48.3 -> 34.7 and 21.4 -> 17.8;
  * guest instructions per MiB 418 k -> 383 k and 418 k -> 411 k (both within the runs' spread, which the host's load
  * moves through the guest's TSO segment sizes); process CPU per pass within the noise.
  */
