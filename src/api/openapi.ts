@@ -180,9 +180,15 @@ export function openApiDocument(version: string): Record<string, unknown> {
       '/host/stats': {
         get: { summary: 'host CPU seconds by mode and busy percent, memory, load, VM counts', responses: { 200: { description: 'one sample', content: json({ type: 'object' }) }, ...errors(401) } },
       },
+      '/host/pool': {
+        get: {
+          summary: 'the spare VMM processes of `daemon --vmm-pool` (src/manager/pool.ts): {size, warmUpMs, nice, spares: [{pid, state: starting|warming|ready, startedAt, warmUp, residentBytes}], taken, died, residentBytes}',
+          responses: { 200: { description: 'the pool', content: json({ type: 'object' }) }, ...errors(401) },
+        },
+      },
       '/metrics': {
         get: {
-          summary: 'host and per-VM statistics in the Prometheus text format 0.0.4 (ringzero_host_*, ringzero_vm_*{vm=...})',
+          summary: 'host and per-VM statistics in the Prometheus text format 0.0.4 (ringzero_host_*, ringzero_vm_*{vm=...}, ringzero_vmm_pool_* with --vmm-pool)',
           responses: { 200: { description: 'metrics', content: { 'text/plain; version=0.0.4': { schema: { type: 'string' } } } }, ...errors(401) },
         },
       },
