@@ -129,3 +129,23 @@ test('a RET to a non-canonical address raises #GP with RSP unchanged, its check 
     m.cpu.setGpr(2, pass === 4 ? 0x0000_8000_0000_1000n : BigInt(f));
   }, (pass) => (pass === 4 ? C.EXC_GP : -1), (m) => Buffer.from(m.mem.read(STACK_TOP - 16, 16)).toString('hex'));
 });
+
+test('a load straight into its register leaves it unchanged when the load faults, its address register too', () => {
+  // L: mov rsi,[rsi] / movzx edi,byte [rsi+8] / mov eax,[rsi+12] / add rbx,rax / dec r8 / jnz L / hlt: a list walk in
+  // a self-loop (inline loads into the address's own register); the last pass's first node points at a missing page
+  const code = assemble([
+    'L', [0x48, 0x8b, 0x36], [0x0f, 0xb6, 0x7e, 0x08], [0x8b, 0x46, 0x0c], [0x48, 0x01, 0xc3], [0x41, 0xff, 0xc8],
+    { j: 0x75, to: 'L' }, [0xf4],
+  ]);
+  both('list walk', code, 5, (m, pass) => {
+    // nodes at DATA + 32k: next, then a byte at +8 and a dword at +12; the ring's last points back to the first
+    for (let k = 0; k < 16; k++) {
+      const node = DATA + 32 * k, nextNode = k === 15 ? DATA : node + 32;
+      const bytes = new Uint8Array(32);
+      new DataView(bytes.buffer).setBigUint64(0, BigInt(pass === 4 && k === 3 ? MISSING_PAGE + 64 : nextNode), true);
+      bytes[8] = k * 7; new DataView(bytes.buffer).setUint32(12, 0x1000 + k, true);
+      m.mem.write(node, bytes);
+    }
+    m.cpu.setGpr(6, BigInt(DATA)); m.cpu.setGpr(3, 0n); m.cpu.setGpr(8, 200n);
+  }, (pass) => (pass === 4 ? C.EXC_PF : -1));
+});

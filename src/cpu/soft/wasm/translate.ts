@@ -189,6 +189,13 @@ interface Region {
   /** Locals: the dispatcher's instruction limit for this call, and the count of internal branches (statistics). */
   climit: number;
   intra: number;
+  /**
+   * REGION_LIM: local, the highest count after which a branch enters any member: min(climit - 1, left - the largest
+   * member's instruction count), so one compare stands for the dispatcher's two (its limit, the target's fit in
+   * the budget). Only a member smaller than the largest, in the last few instructions of the budget, then leaves
+   * where it could have branched: the dispatcher enters it (or stops at the same limit) as it would have; -1: off.
+   */
+  lim: number;
 }
 
 /** Most instructions one call of a self-looping block executes. */
@@ -931,6 +938,34 @@ class Translator {
     if ((this.dirty & h.regs) !== 0) this.flush(false, ~h.regs);
   }
 
+  /**
+   * Where S_CHAIN is known to be 1 (CHAIN_KNOWN): the body's call count while it is (-1: not known). Only a helper
+   * clears it, and a call into translated code (the dispatcher, a tail call, a region branch) happens only while it
+   * is 1; so at a block's start (not a self-loop's top: its back edge does not check) it is 1 until the next call,
+   * and again after exitIfSlow, which leaves when it is 0 (a flagged one: when the instruction's calls, all slow
+   * paths, ran; else none ran and it is what it was).
+   */
+  chainAt = -1;
+  /** Push (i32) S_CHAIN and-ed with what `rest` pushes, or only the latter where S_CHAIN is known to be 1. */
+  chainOn(rest: () => void): void {
+    const b = this.b;
+    if (CHAIN_KNOWN && this.chainAt === b.calls) { rest(); return; }
+    b.get(this.st).mem(Op.i32Load, 2, L.S_CHAIN);
+    rest();
+    b.op(Op.i32And);
+  }
+
+  /**
+   * Push (i32) whether a branch to a region member of `n` instructions goes on, the count with this block's done in
+   * c32: the chain on (chainOn), the count below the dispatcher's limit and the member within the budget (Region.lim).
+   */
+  regionFits(n: number): void {
+    const b = this.b, R = this.region!;
+    if (R.lim >= 0) { this.chainOn(() => { b.get(this.c32).get(R.lim).op(Op.i32LeS); }); return; }
+    this.chainOn(() => { b.get(this.c32).get(R.climit).op(Op.i32LtS); });
+    b.get(this.c32).i32(n).op(Op.i32Add).get(this.left).op(Op.i32LeS).op(Op.i32And);
+  }
+
   /** Leave the block (after `xc` was set): dirty registers written back first. */
   leave(): void { this.flush(); this.b.br(this.out); }
 
@@ -954,6 +989,22 @@ class Translator {
     if (this.rs[r] !== 0) { this.b.get(this.rc[r]).op(Op.i32WrapI64); return; }
     if (EXIT_STATS) this.wbCount(5);
     this.b.get(this.st).mem(Op.i32Load, 2, L.sGpr(r));
+  }
+  /**
+   * Load `size` bytes at `a` into register r, zero-extended (`zx32`: a 32-bit result, as set32 makes it): at
+   * straight-line level straight into r's cache local on every path of the access (RINGZERO_WASM_LOAD_REG=0: through
+   * local v, as load then set64). r's old value stays in its local until the access is done: a slow path's
+   * write-backs and fault see it.
+   */
+  loadReg(r: number, size: number, zx32: boolean): void {
+    if (!LOAD_REG || this.nested()) {
+      this.load(size);
+      if (zx32) this.set32(r, () => this.b.get(this.v).op(Op.i32WrapI64)); else this.set64(r, this.v);
+      return;
+    }
+    this.load(size, undefined, this.rl(r));
+    this.rs[r] = 2; this.dirty |= 1 << r; this.slowMod |= 1 << r;
+    if (ZX && zx32) this.zx |= 1 << r; else this.zx &= ~(1 << r);
   }
   /** Store i64 local `l` into register r. */
   set64(r: number, l: number): void {
@@ -1089,7 +1140,7 @@ class Translator {
    * gets (the slow path, which loads again through the library), `slow` after the library's load, where the
    * registers were written back.
    */
-  load(size: number, check?: { hit: (slow: number) => void; slow: () => void }): void {
+  load(size: number, check?: { hit: (slow: number) => void; slow: () => void }, dst = this.v): void {
     const b = this.b;
     const run = this.runCur; this.runCur = -1;
     const inline = run >= 0 || (INLINE_MEM && (this.selfLoop || this.loopMember || this.opts.inline));
@@ -1104,7 +1155,7 @@ class Translator {
     if (run >= 0) {
       this.runAccess((slow) => {
         b.get(this.runPa);
-        b.mem(size === 4 ? Op.i64Load32u : Op.i64Load, 0, WASM_RAM_OFFSET + run).set(this.v);
+        b.mem(size === 4 ? Op.i64Load32u : Op.i64Load, 0, WASM_RAM_OFFSET + run).set(dst);
         check?.hit(slow);
       });
     } else if (inline) {
@@ -1118,7 +1169,7 @@ class Translator {
         b.get(this.a).i64(12).op(Op.i64ShrS).get(lpVpn).op(Op.i64Ne).brIf(other);
         b.get(lpBase).get(this.pOff).op(Op.i32Add);
         emitRamAccess(b, size, false);
-        b.set(this.v);
+        b.set(dst);
         check?.hit(slow);
         b.br(hit);
         b.close();
@@ -1127,7 +1178,7 @@ class Translator {
       if (lp) b.get(this.pVpn).set(lpVpn).get(this.pPa).op(Op.i32WrapI64).get(this.pOff).op(Op.i32Sub).set(lpBase);
       b.get(this.pPa).op(Op.i32WrapI64);
       emitRamAccess(b, size, false);
-      b.set(this.v);
+      b.set(dst);
       check?.hit(slow);
       b.br(hit);
       b.close();
@@ -1137,7 +1188,7 @@ class Translator {
     if (inline) this.slowFlushed();
     b.get(this.st).get(this.rtag).get(this.a); this.pos();
     if (SITE_STATS) this.siteCount('ld' + size + (inline ? (run >= 0 ? 'r' : 'i') : ''));
-    b.call(F_LD + LOG2[size]).set(this.v);
+    b.call(F_LD + LOG2[size]).set(dst);
     b.memUsed |= 1 << LOG2[size];
     check?.slow();
     if (lp) b.i64(LP_NONE).set(lpVpn);
@@ -1225,9 +1276,7 @@ class Translator {
       const j = to.j;
       this.wbCtx = 3; this.flush(!(EDGE_DEAD && flagsDead(R.members[j], -1)), this.keepDirty(j)); this.wbCtx = 1;
       b.get(this.n).i32(count).op(Op.i32Add).set(this.c32);
-      b.get(this.st).mem(Op.i32Load, 2, L.S_CHAIN);
-      b.get(this.c32).get(R.climit).op(Op.i32LtS).op(Op.i32And);
-      b.get(this.c32).i32(R.members[j].n).op(Op.i32Add).get(this.left).op(Op.i32LeS).op(Op.i32And);
+      this.regionFits(R.members[j].n);
       b.open(Op.if);
       b.get(this.c32).set(this.n);
       if (ripOff !== 0) {
@@ -1348,8 +1397,7 @@ class Translator {
       if (fi < 0) { fi = ctx.fns.push(t.fn) - 1; ctx.index.set(t.fn, fi); }
     }
     b.get(this.n).i32(count).op(Op.i32Add).set(this.c32);
-    b.get(this.st).mem(Op.i32Load, 2, L.S_CHAIN);
-    b.get(this.st).mem(Op.i32Load, 2, L.S_NBASE).get(this.c32).op(Op.i32Add).i32(CHAIN_LIMIT).op(Op.i32LtS).op(Op.i32And);
+    this.chainOn(() => { b.get(this.st).mem(Op.i32Load, 2, L.S_NBASE).get(this.c32).op(Op.i32Add).i32(CHAIN_LIMIT).op(Op.i32LtS); });
     b.get(this.c32).i32(t.n).op(Op.i32Add).get(this.left).op(Op.i32LeS).op(Op.i32And);
     cond();
     b.open(Op.if);
@@ -1522,9 +1570,7 @@ class Translator {
     const b = this.b, R = this.region!, m = R.members[j];
     this.wbCtx = 3; this.flush(!(EDGE_DEAD && flagsDead(m, -1)), this.keepDirty(j)); this.wbCtx = 1; // (as exitStatic's branch)
     b.get(this.n).i32(count).op(Op.i32Add).set(this.c32);
-    b.get(this.st).mem(Op.i32Load, 2, L.S_CHAIN);
-    b.get(this.c32).get(R.climit).op(Op.i32LtS).op(Op.i32And);
-    b.get(this.c32).i32(m.n).op(Op.i32Add).get(this.left).op(Op.i32LeS).op(Op.i32And);
+    this.regionFits(m.n);
     this.fetchMapsTo(ripOff, m.pa >>> 12, m.gen);
     b.op(Op.i32And);
     b.open(Op.if);
@@ -1615,6 +1661,7 @@ class Translator {
     } else this.exitConst(count, ripOff, X_HELPER);
     b.close();
     if (flagged) { b.close(); if (!this.nested()) this.slowMaybe = false; } else if (this.insSlow > 0) this.slowMaybe = true;
+    this.chainAt = !flagged || this.chainAt === this.insCalls ? b.calls : -1;
   }
 
   /**
@@ -2453,7 +2500,7 @@ export function translateRegion(members: Block[], ramSize: number, lins?: Map<Bl
   prologue(T);
   const rr = REGION_REGS;
   const R: Region = {
-    members, at: new Map(), lins: [], atLin: new Map(), labels: [], disp: -1, cur: 0, climit: b.local(I32), intra: b.local(I32),
+    members, at: new Map(), lins: [], atLin: new Map(), labels: [], disp: -1, cur: 0, climit: b.local(I32), intra: b.local(I32), lim: REGION_LIM ? b.local(I32) : -1,
     entry: [], regs: members.map((m, j) => (rr && loops[j] === null ? memberRegs(m) : 0)), dIn: members.map(() => -1),
     kBack: rr ? members.length : 0,
   };
@@ -2464,6 +2511,11 @@ export function translateRegion(members: Block[], ramSize: number, lins?: Map<Bl
   // the dispatcher's limit: it goes on while its count (S_NBASE before this call) is below min(its left, CHAIN_LIMIT)
   b.i32(CHAIN_LIMIT).get(T.st).mem(Op.i32Load, 2, L.S_NBASE).op(Op.i32Sub).set(R.climit);
   b.get(T.left).get(R.climit).get(T.left).get(R.climit).op(Op.i32LtS).op(Op.select).set(R.climit);
+  if (R.lim >= 0) {
+    const nMax = Math.max(...members.map((m) => m.n));
+    b.get(R.climit).i32(1).op(Op.i32Sub).get(T.left).i32(nMax).op(Op.i32Sub).tee(R.lim);
+    b.get(R.climit).i32(1).op(Op.i32Sub).get(R.lim).op(Op.i32LtS).op(Op.select).set(R.lim);
+  }
   T.out = b.open(Op.block);
   R.disp = b.open(Op.loop);
   for (let j = members.length - 1; j >= 0; j--) {
@@ -2713,6 +2765,7 @@ function emitCode(T: Translator, block: Block, offs: number[], loop: { pre: numb
     T.loopDirty = loop.dirty;
   }
   if (T.selfLoop) { T.top = b.open(Op.loop); T.slowMaybe = true; }
+  T.chainAt = T.selfLoop ? -1 : b.calls;
   T.base = b.nest;
   if (T.loopPre !== null) for (const r of T.loopPre) { T.rs[r] = T.loopDirty.includes(r) ? 2 : 1; if (T.rs[r] === 2) T.dirty |= 1 << r; }
   for (let i = 0; i < N; i++) {
@@ -2870,6 +2923,12 @@ const SLOW_WB = process.env.RINGZERO_WASM_SLOW_WB !== '0';
  * the #GP then uses (one copy of them per instruction).
  */
 const FOLD_CHECKS = process.env.RINGZERO_WASM_FOLD_CHECKS !== '0';
+/** RINGZERO_WASM_CHAIN_KNOWN=0: every branch to a region member and tail call reads S_CHAIN (Translator.chainAt). */
+const CHAIN_KNOWN = process.env.RINGZERO_WASM_CHAIN_KNOWN !== '0';
+/** RINGZERO_WASM_LOAD_REG=0: loads into a register go through local v (Translator.loadReg). */
+const LOAD_REG = process.env.RINGZERO_WASM_LOAD_REG !== '0';
+/** RINGZERO_WASM_REGION_LIM=0: a branch to a region member compares its count twice (Region.lim). */
+const REGION_LIM = process.env.RINGZERO_WASM_REGION_LIM !== '0';
 /** RINGZERO_WASM_CF_LAZY=0: INC/DEC work out their carry-in at once (Translator.cfLazy). */
 const CF_LAZY = process.env.RINGZERO_WASM_CF_LAZY !== '0';
 const ROT_KEEP: boolean[] = [];
@@ -2975,12 +3034,12 @@ function emitMovStore32(T: Translator, e: BlockEntry, i: number, next: number): 
 }
 
 function emitMovLoad64(T: Translator, e: BlockEntry, i: number, next: number): void {
-  memOp(T, e, next); T.load(8); T.set64(e.a, T.v);
+  memOp(T, e, next); T.loadReg(e.a, 8, false);
 }
 
 function emitMovLoad32(T: Translator, e: BlockEntry, i: number, next: number): void {
   const b = T.b;
-  memOp(T, e, next); T.load(4); T.set32(e.a, () => b.get(T.v).op(Op.i32WrapI64));
+  memOp(T, e, next); T.loadReg(e.a, 4, true);
 }
 
 function emitMovImmReg(T: Translator, e: BlockEntry, i: number, next: number): void {
@@ -3703,6 +3762,11 @@ function emitPop(T: Translator, e: BlockEntry, i: number, next: number): void {
     // (#GP(0) unless the return address is canonical, with RSP unchanged: SDM vol. 2B RET; on the inline path a
     // failing address takes the slow path, whose write-backs #GP then uses)
     T.load(8, { hit: (slow) => { T.nonCanonical(T.v); b.brIf(slow); }, slow: () => T.gpIf(() => T.nonCanonical(T.v)) });
+  } else if (f === Form.Pop && e.a !== 4) {
+    // (POP r: straight into r's local; RSP after it, the read done)
+    T.loadReg(e.a, 8, false);
+    T.setFrom(4, () => b.get(T.a).i64(8).op(Op.i64Add));
+    return;
   } else {
     T.load(8);
     if (f === Form.Ret) T.checkCanonicalI64(T.v);
@@ -3727,7 +3791,7 @@ function emitMovzxReg16(T: Translator, e: BlockEntry, i: number, next: number): 
 
 function emitMovzxMem(T: Translator, e: BlockEntry, i: number, next: number): void {
   const b = T.b;
-  memOp(T, e, next); T.load(e.size); T.set32(e.a, () => b.get(T.v).op(Op.i32WrapI64));
+  memOp(T, e, next); T.loadReg(e.a, e.size, true);
 }
 
 function emitMovsxdReg(T: Translator, e: BlockEntry, i: number, next: number): void {
