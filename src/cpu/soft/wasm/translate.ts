@@ -996,15 +996,27 @@ class Translator {
    * local v, as load then set64). r's old value stays in its local until the access is done: a slow path's
    * write-backs and fault see it.
    */
-  loadReg(r: number, size: number, zx32: boolean): void {
+  loadReg(r: number, size: number, zx32: boolean, addr?: () => void): void {
     if (!LOAD_REG || this.nested()) {
-      this.load(size);
+      this.load(size, undefined, this.v, addr);
       if (zx32) this.set32(r, () => this.b.get(this.v).op(Op.i32WrapI64)); else this.set64(r, this.v);
       return;
     }
-    this.load(size, undefined, this.rl(r));
+    this.load(size, undefined, this.rl(r), addr);
     this.rs[r] = 2; this.dirty |= 1 << r; this.slowMod |= 1 << r;
     if (ZX && zx32) this.zx |= 1 << r; else this.zx &= ~(1 << r);
+  }
+  /**
+   * A push of local w (PUSH, CALL, PUSH imm/memory): RSP - 8 is the address, and RSP changes after the store (which
+   * may fault: RSP unchanged then). In a stack run the access needs the address only on its slow path (its hit
+   * goes to the run's RAM offset), and RSP's local, cached by the run, moves by 8 (RUN_RSP).
+   */
+  pushStore(check?: { hit: (slow: number) => void; slow: () => void }): void {
+    const b = this.b, run = RUN_RSP && this.runCur >= 0;
+    const addr = () => { this.r64(4); b.i64(8).op(Op.i64Sub); };
+    if (!run) { addr(); b.set(this.a); this.store(8, check); this.set64(4, this.a); return; }
+    this.store(8, check, addr);
+    this.setFrom(4, () => { this.r64(4); b.i64(8).op(Op.i64Sub); });
   }
   /** Store i64 local `l` into register r. */
   set64(r: number, l: number): void {
@@ -1140,9 +1152,12 @@ class Translator {
    * gets (the slow path, which loads again through the library), `slow` after the library's load, where the
    * registers were written back.
    */
-  load(size: number, check?: { hit: (slow: number) => void; slow: () => void }, dst = this.v): void {
+  load(size: number, check?: { hit: (slow: number) => void; slow: () => void }, dst = this.v, addr?: () => void): void {
     const b = this.b;
     const run = this.runCur; this.runCur = -1;
+    // (`addr` pushes the address: into local a at once, or in a stack run's access only on its slow path, as the
+    // library's argument)
+    if (addr !== undefined && run < 0) { addr(); b.set(this.a); }
     const inline = run >= 0 || (INLINE_MEM && (this.selfLoop || this.loopMember || this.opts.inline));
     if (inline) this.slowStart();
     const before = b.calls;
@@ -1186,7 +1201,9 @@ class Translator {
     if (EXIT_STATS) this.wbCount(2);
     this.wbCtx = 0; this.flush(); this.wbCtx = 1;
     if (inline) this.slowFlushed();
-    b.get(this.st).get(this.rtag).get(this.a); this.pos();
+    b.get(this.st).get(this.rtag);
+    if (addr !== undefined && run >= 0) addr(); else b.get(this.a);
+    this.pos();
     if (SITE_STATS) this.siteCount('ld' + size + (inline ? (run >= 0 ? 'r' : 'i') : ''));
     b.call(F_LD + LOG2[size]).set(dst);
     b.memUsed |= 1 << LOG2[size];
@@ -1204,9 +1221,10 @@ class Translator {
    * branch to the label it gets (the slow path), `slow` in the slow path before the library's store, where the
    * registers were written back.
    */
-  store(size: number, check?: { hit: (slow: number) => void; slow: () => void }): void {
+  store(size: number, check?: { hit: (slow: number) => void; slow: () => void }, addr?: () => void): void {
     const b = this.b;
     const run = this.runCur; this.runCur = -1;
+    if (addr !== undefined && run < 0) { addr(); b.set(this.a); } // (as load's)
     const inline = run >= 0 || (INLINE_MEM && (this.selfLoop || this.loopMember || this.opts.inline));
     if (inline) this.slowStart();
     b.memOps++;
@@ -1226,7 +1244,9 @@ class Translator {
     this.wbCtx = 0; this.flush(); this.wbCtx = 1;
     if (inline) this.slowFlushed();
     check?.slow();
-    b.get(this.st).get(this.wtag).get(this.a).get(this.w); this.pos();
+    b.get(this.st).get(this.wtag);
+    if (addr !== undefined && run >= 0) addr(); else b.get(this.a);
+    b.get(this.w); this.pos();
     const before = b.calls;
     if (SITE_STATS) this.siteCount('st' + size + (inline ? (run >= 0 ? 'r' : 'i') : ''));
     b.call(F_ST + LOG2[size]);
@@ -2929,6 +2949,8 @@ const CHAIN_KNOWN = process.env.RINGZERO_WASM_CHAIN_KNOWN !== '0';
 const LOAD_REG = process.env.RINGZERO_WASM_LOAD_REG !== '0';
 /** RINGZERO_WASM_REGION_LIM=0: a branch to a region member compares its count twice (Region.lim). */
 const REGION_LIM = process.env.RINGZERO_WASM_REGION_LIM !== '0';
+/** RINGZERO_WASM_RUN_RSP=0: a stack run's PUSH/POP set local a to its address on every path (Translator.pushStore). */
+const RUN_RSP = process.env.RINGZERO_WASM_RUN_RSP !== '0';
 /** RINGZERO_WASM_CF_LAZY=0: INC/DEC work out their carry-in at once (Translator.cfLazy). */
 const CF_LAZY = process.env.RINGZERO_WASM_CF_LAZY !== '0';
 const ROT_KEEP: boolean[] = [];
@@ -3680,9 +3702,7 @@ function emitPushf(T: Translator, e: BlockEntry, i: number, next: number): void 
   T.oldFlags();
   b.get(T.st).mem(Op.i32Load, 2, L.S_EFL).i32(~(ARITH | RF | VM)).op(Op.i32And).get(T.fl).op(Op.i32Or).i32(2).op(Op.i32Or);
   b.op(Op.i64ExtendI32u).set(T.w);
-  T.r64(4); b.i64(8).op(Op.i64Sub).set(T.a);
-  T.store(8);
-  T.set64(4, T.a);
+  T.pushStore();
 }
 
 function emitCli(T: Translator, e: BlockEntry, i: number, next: number): void {
@@ -3712,9 +3732,7 @@ function emitPushImm(T: Translator, e: BlockEntry, i: number, next: number): voi
   // 68 / 6A: the sign-extended immediate, pushed as PUSH reg
   T.insMem = true;
   b.i64(imm64(e.imm, e.immHi)).set(T.w);
-  T.r64(4); b.i64(8).op(Op.i64Sub).set(T.a);
-  T.store(8);
-  T.set64(4, T.a);
+  T.pushStore();
 }
 
 function emitSetccM(T: Translator, e: BlockEntry, i: number, next: number): void {
@@ -3748,30 +3766,33 @@ function emitPush(T: Translator, e: BlockEntry, i: number, next: number): void {
     b.get(T.r0i).i64(next).op(Op.i64Add).set(T.w);
   } else { T.r64(e.a); b.set(T.w); }
   T.insMem = true;
-  T.r64(4); b.i64(8).op(Op.i64Sub).set(T.a);
-  T.store(8, check);
-  T.set64(4, T.a);
+  T.pushStore(check);
   if (f === Form.Call) { T.rasPush(next, T.w); T.callNest(i + 1, next + e.disp, next); T.exitStatic(i + 1, next + e.disp); }
 }
 
 function emitPop(T: Translator, e: BlockEntry, i: number, next: number): void {
   const b = T.b, f = e.form;
   T.insMem = true;
-  T.r64(4); b.set(T.a);
+  // (RSP is the address; in a stack run only the access's slow path needs it in local a: RUN_RSP, as pushStore)
+  const run = RUN_RSP && T.runCur >= 0 && e.a !== 4;
+  const addr = () => T.r64(4);
+  const rsp8 = () => T.setFrom(4, () => { if (run) T.r64(4); else b.get(T.a); b.i64(8).op(Op.i64Add); });
+  if (!run) { addr(); b.set(T.a); }
+  const at = run ? addr : undefined;
   if (f === Form.Ret && FOLD_CHECKS && T.accessInline() && T.foldWorth()) {
     // (#GP(0) unless the return address is canonical, with RSP unchanged: SDM vol. 2B RET; on the inline path a
     // failing address takes the slow path, whose write-backs #GP then uses)
-    T.load(8, { hit: (slow) => { T.nonCanonical(T.v); b.brIf(slow); }, slow: () => T.gpIf(() => T.nonCanonical(T.v)) });
+    T.load(8, { hit: (slow) => { T.nonCanonical(T.v); b.brIf(slow); }, slow: () => T.gpIf(() => T.nonCanonical(T.v)) }, T.v, at);
   } else if (f === Form.Pop && e.a !== 4) {
     // (POP r: straight into r's local; RSP after it, the read done)
-    T.loadReg(e.a, 8, false);
-    T.setFrom(4, () => b.get(T.a).i64(8).op(Op.i64Add));
+    T.loadReg(e.a, 8, false, at);
+    rsp8();
     return;
   } else {
-    T.load(8);
+    T.load(8, undefined, T.v, at);
     if (f === Form.Ret) T.checkCanonicalI64(T.v);
   }
-  T.setFrom(4, () => b.get(T.a).i64(8).op(Op.i64Add));
+  rsp8();
   if (f === Form.Ret) {
     b.get(T.st).get(T.v).op(Op.f64ConvertI64s).mem(Op.f64Store, 3, L.S_RIP);
     T.rasPop();
@@ -4054,9 +4075,7 @@ function emitPushM(T: Translator, e: BlockEntry, i: number, next: number): void 
   memOp(T, e, next); T.load(8);
   T.runCur = run;
   b.get(T.v).set(T.w);
-  T.r64(4); b.i64(8).op(Op.i64Sub).set(T.a);
-  T.store(8);
-  T.set64(4, T.a);
+  T.pushStore();
 }
 
 function emitMovsxR8(T: Translator, e: BlockEntry, i: number, next: number): void {
