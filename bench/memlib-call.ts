@@ -35,7 +35,7 @@ const lm = new ModuleBuilder();
 lm.importMemory('e', 'm');
 lm.importFunc('e', 'rd', lm.type([F64, I32, I32], [I32]));
 lm.importFunc('e', 'wr', lm.type([F64, I32, I32, I32, I32], []));
-lm.func(lm.type(LD_PARAMS, [I64]), memFnBody(8, false, RAM, 0, 1), 'ld8');
+lm.func(lm.type(LD_PARAMS, [I64]), memFnBody(8, false, 0, 1), 'ld8');
 const lib = new WebAssembly.Instance(new WebAssembly.Module(lm.encode()), { e: { m: memory, rd: slow, wr: slow } });
 
 const FORMS = ['import', 'local', 'inline', 'inl-slow'];
@@ -45,7 +45,7 @@ const ldT = m.type(LD_PARAMS, [I64]);
 const fImport = m.importFunc('e', 'ld8', ldT);
 const fRd = m.importFunc('e', 'rd', m.type([F64, I32, I32], [I32]));
 const fWr = m.importFunc('e', 'wr', m.type([F64, I32, I32, I32, I32], []));
-const fLocal = m.func(ldT, memFnBody(8, false, RAM, fRd, fWr));
+const fLocal = m.func(ldT, memFnBody(8, false, fRd, fWr));
 FORMS.forEach((form, mode) => {
   // loop(n, tag bank, address) -> a sum of the registers (so nothing is dead)
   const b = new Body(3);
@@ -53,7 +53,7 @@ FORMS.forEach((form, mode) => {
   const st = b.local(I32);
   const regs: number[] = [];
   for (let r = 0; r < NREG; r++) regs.push(b.local(I64));
-  const v = b.local(I64), off = b.local(I32), ti = b.local(I32), vpn = b.local(I64), pa = b.local(I64);
+  const v = b.local(I64), ti = b.local(I32);
   for (let r = 0; r < NREG; r++) b.i64(r).set(regs[r]);
   b.i32(0x10000).set(st);
   b.open(Op.block);
@@ -67,8 +67,7 @@ FORMS.forEach((form, mode) => {
     } else {
       const hit = b.open(Op.block);
       const miss = b.open(Op.block);
-      emitTlbProbe(b, tag, a, { off, ti, vpn, pa }, 8, RAM, false, miss);
-      b.get(pa).op(Op.i32WrapI64);
+      emitTlbProbe(b, tag, a, { ti }, 8, false, miss);
       emitRamAccess(b, 8, false);
       b.set(v).br(hit);
       b.close();
@@ -87,11 +86,13 @@ FORMS.forEach((form, mode) => {
 });
 const inst = new WebAssembly.Instance(new WebAssembly.Module(m.encode()), { e: { m: memory, ld8: lib.exports.ld8, rd: slow, wr: slow } });
 
-// one TLB entry (layout.ts S_TLB: 16 bytes, the page number as an f64 tag, then the physical page) for the address
+// one TLB entry (./tlb-probe.ts: 16 bytes, the page's linear address as an i64 tag, the addend, the physical page)
+// for the address, mapping it to physical page 5
 const bank = 0x20000, addr = 0x7f0000001008n, page = Number(addr >> 12n);
 const slot = (((page | 0) ^ Math.imul((page | 0) >>> 12, TLB_SLOT_MIX)) & 0xfff) << TLB_ENTRY_SHIFT;
-new Float64Array(memory.buffer)[(bank + slot) >> 3] = page;
-new Uint32Array(memory.buffer)[(bank + slot + 8) >> 2] = 5;
+new BigInt64Array(memory.buffer)[(bank + slot) >> 3] = addr & -4096n;
+new Int32Array(memory.buffer)[(bank + slot + 8) >> 2] = Number(BigInt.asIntN(32, 5n * 4096n - (addr & -4096n)));
+new Uint32Array(memory.buffer)[(bank + slot + 12) >> 2] = 5;
 
 console.log(`memlib-call: NREG=${NREG} WB=${WB} N=${N}, ns per access (process CPU)`);
 const ns: Record<string, number[]> = Object.fromEntries(FORMS.map((form) => [form, []]));

@@ -89,11 +89,28 @@ const TLB_MASK = TLB_SIZE - 1;
  * and ~0xffff88800f631000, data of the task and of the per-CPU area at the top of RAM) displaced each other ~6 times
  * per iteration. XOR with the window number alone moved the partner only a few pages away (window numbers 5 and 0xf:
  * 0x631 <-> 0x63b), where hot data continued: the boot then made as many refills as before. The multiplication
- * sends neighbouring windows' partners far apart. Within one 16 MiB window the slots stay distinct.
+ * sends neighbouring windows' partners far apart. Within one 16 MiB window the slots stay distinct; across a
+ * window's end, the last page of window w and the next page share a slot when w * MIX = 0x30e mod 2048 (one window
+ * end in 2048; tlbEdge keeps the second page out of translated code's view). (Adding the window's term instead of
+ * XOR avoids those, but moved Linux's pages onto other slots: the syscall loop of bench/engines then made 11x the
+ * second-level refills, a hot pair sharing a slot.)
  */
 export function tlbSlot(vpn: number): number {
   const x = vpn | 0; // (ToInt32 of an exact integer: its low 32 bits)
   return (x ^ Math.imul(x >>> TLB_BITS, TLB_SLOT_MIX)) & TLB_MASK;
+}
+
+/**
+ * Linear pages that never get an entry in translated code's view of the TLB (SoftCpu.wtlb), `slot` being the page's
+ * (tlbSlot). That view's probe takes the slot of an access's first byte and compares the entry's tag with the page
+ * of its last byte (./wasm/tlb-probe.ts emitTlbKey), so an access crossing into page P + 1 must not find P + 1 in P's
+ * slot: a page sharing its predecessor's slot (at one window end in 2048, see tlbSlot) gets no entry. Nor do page 0
+ * and the first page of the canonical upper half (-2^47), where an access's last byte can be mapped while its first
+ * is not: one that starts in the last bytes of the address space wraps to page 0, one that starts in the last
+ * non-canonical page (#GP) ends in the first canonical one. Accesses to them miss and take the slow path.
+ */
+function tlbEdge(vpn: number, slot: number): boolean {
+  return vpn === 0 || vpn === -34359738368 || ((vpn & 0xfff) === 0 && tlbSlot(vpn - 1) === slot);
 }
 
 /**
@@ -331,10 +348,20 @@ export class SoftCpu {
   // conversion) and 4 unused bytes. Every bank keeps its own physical page, so a kernel page and a user
   // page (or a code page and a data page) on the same slot no longer evict each other (they did while the banks of a
   // slot shared one physical page), and a probe reads the tag and the page from the same cache line.
-  // (Public for the generated code of ./wasm/translate.ts, which probes the TLB inline: ./wasm/layout.ts S_TLB.)
+  // (JavaScript's view. Translated code probes its own view of the same entries in the wasm memory, wtlb.)
   readonly tlb = new Float64Array((6 * TLB_SIZE) << ENTRY_SHIFT).fill(NaN);
   /** `tlb` as u32 words: the physical page number of the entry whose tag is tlb[t] is tlbPfn[2 * t + 2]. */
   readonly tlbPfn = new Uint32Array(this.tlb.buffer);
+  /**
+   * Translated code's view of the first level (./wasm/layout.ts S_TLB, in the state area; null without the wasm
+   * translator): per entry (bank << TLB_BITS | slot) four i32 words, the tag (the page's linear address as an i64:
+   * low, high word; -1 empty), the addend (the page's RAM offset less its linear address, mod 2^32) and the
+   * physical page number (./wasm/tlb-probe.ts reads them). Entry e holds the same page as `tlb`'s entry e or is
+   * empty: it is written and cleared with it (fillTlb, flushTlb, invalidatePage), and filled only for a page of low
+   * RAM that lies entirely inside it (not an edge page, tlbEdge), so a hit there needs no RAM-size check. MMIO and
+   * high RAM pages stay in `tlb` (the interpreter's accesses check the RAM size) and miss here.
+   */
+  readonly wtlb: Int32Array<ArrayBuffer> | null = null;
   /** Per entry (bank << TLB_BITS | slot): the page is global (survives a CR3 load). */
   private readonly tlbGlobal = new Uint8Array(6 * TLB_SIZE);
   /**
@@ -391,7 +418,7 @@ export class SoftCpu {
     const w = (env.wasm ?? process.env.RINGZERO_JIT === 'wasm') ? wasmStateFor(env.mem) : null;
     if (w !== null) {
       this.wasm = w.engine; this.wasmState = w.st;
-      this.gpr = w.gpr; this.tlb = w.tlb; this.tlbPfn = new Uint32Array(w.tlb.buffer, w.tlb.byteOffset, w.tlb.length * 2); this.segBase = w.segBase; this.kgs = w.kgs;
+      this.gpr = w.gpr; this.wtlb = w.tlb; this.segBase = w.segBase; this.kgs = w.kgs;
       // (the XMM file and the SSE-usable word live in the state area too, for ./wasm/sse.ts)
       const v = sseViews(env.mem.wasmMemory!.buffer as ArrayBuffer, w.st);
       this.xmm = v.xmm; this.xmmView = new DataView(v.xmm.buffer, v.xmm.byteOffset, 256); this.fpu = new FpuState(v.xmm, v.sseOk);
@@ -1383,8 +1410,10 @@ export class SoftCpu {
     const tlb = this.tlb;
     this.tlbGen = (this.tlbGen + 1) | 0;
     if (includingGlobal) this.tlbGenAll = (this.tlbGenAll + 1) | 0;
+    const wt = this.wtlb;
     if (includingGlobal) {
       tlb.fill(NaN); // (the physical pages too: harmless, they are read only after a tag matched)
+      if (wt !== null) wt.fill(-1);
       this.tlbListed.fill(0);
       this.tlbListN = 0;
     } else {
@@ -1394,7 +1423,7 @@ export class SoftCpu {
       for (let k = 0, n = this.tlbListN; k < n; k++) {
         const e = list[k];
         listed[e] = 0;
-        if (global[e] === 0) tlb[e << ENTRY_SHIFT] = NaN;
+        if (global[e] === 0) { tlb[e << ENTRY_SHIFT] = NaN; if (wt !== null) wt[e << 2] = -1; }
       }
       this.tlbListN = 0;
     }
@@ -1415,7 +1444,10 @@ export class SoftCpu {
     for (let vpn = first; vpn < first + 512; vpn++) {
       const t = tlbSlot(vpn) << ENTRY_SHIFT;
       for (let bank = 0; bank < 6; bank++) {
-        if (this.tlb[(bank << BANK_SHIFT) | t] === vpn) this.tlb[(bank << BANK_SHIFT) | t] = NaN;
+        if (this.tlb[(bank << BANK_SHIFT) | t] === vpn) {
+          this.tlb[(bank << BANK_SHIFT) | t] = NaN;
+          if (this.wtlb !== null) this.wtlb[((bank << BANK_SHIFT) | t) << 1] = -1;
+        }
       }
       const j = l2Index(vpn);
       if (this.l2Tag[j] === vpn) this.l2Tag[j] = NaN;
@@ -1452,12 +1484,17 @@ export class SoftCpu {
    * other banks' entries of this slot stay as they are. Returns `phys`.
    */
   private fillTlb(vpn: number, i: number, phys: number, banks: number, global: number): number {
-    const tlb = this.tlb, listed = this.tlbListed;
+    const tlb = this.tlb, listed = this.tlbListed, wt = this.wtlb;
+    // (translated code's view: the page's linear address as two i32 words and the addend, or empty, see wtlb)
+    const ram = wt !== null && phys + 4096 <= this.ramSize && !tlbEdge(vpn, i);
+    const lin = vpn * 4096, lo = lin | 0, hi = Math.floor(vpn / 1048576) | 0, add = (phys - lin) | 0;
     for (let bank = 0; bank < 6; bank++) {
       if (((banks >> bank) & 1) === 0) continue;
       const e = (bank << TLB_BITS) | i;
       tlb[e << ENTRY_SHIFT] = vpn;
       this.tlbPfn[(e << (ENTRY_SHIFT + 1)) + 2] = phys / 4096; // (phys: a page base below 2^MAXPHYADDR)
+      if (ram) { const k = e << 2; wt[k] = lo; wt[k + 1] = hi; wt[k + 2] = add; wt[k + 3] = phys / 4096; }
+      else if (wt !== null) wt[e << 2] = -1;
       this.tlbGlobal[e] = global;
       if (global === 0 && listed[e] === 0) { listed[e] = 1; this.tlbList[this.tlbListN++] = e; }
     }

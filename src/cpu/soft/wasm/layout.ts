@@ -23,8 +23,9 @@
 //     S_SSE  1 while SSE instructions may run (CR0.EM and CR0.TS clear, CR4.OSFXSR set): ./sse.ts's inline code
 //            checks it and leaves the instruction to the JavaScript form when it is 0 (FpuState.sseOk)
 //     S_EFL  SoftCpu.flags during a call (translated MOVS/STOS read DF there)
-//     S_TLB  SoftCpu.tlb: six banks of 4096 16-byte entries (tag f64, physical page number u32; a probe reads one
-//            cache line), bank (access << 1 | user); TLB_BANK bytes apart (cpu.ts TLB_READ/WRITE/FETCH)
+//     S_TLB  SoftCpu.wtlb: six banks of 4096 16-byte entries (tag: the page's linear address, i64; addend i32;
+//            physical page number u32; a probe reads one cache line: ./tlb-probe.ts), bank (access << 1 | user);
+//            TLB_BANK bytes apart (cpu.ts TLB_READ/WRITE/FETCH)
 import { WASM_RAM_OFFSET } from '../../../memory/guest-memory.ts';
 
 export const HOT_COUNTS = 0;
@@ -102,9 +103,12 @@ export const RAS_STRIDE = 24;
 export const S_NKEY = 1008;
 /** SoftCpu.flags (whole EFLAGS; translated MOVS/STOS read DF from it), stored with the lazy-flag record (runtime.ts giveFlags). */
 export const S_EFL = 1016;
-/** The first-level TLB (cpu.ts SoftCpu.tlb): entry (bank, slot) at S_TLB + bank * TLB_BANK + slot * TLB_ENTRY. */
+/** The first-level TLB (cpu.ts SoftCpu.wtlb): entry (bank, slot) at S_TLB + bank * TLB_BANK + slot * TLB_ENTRY. */
 export const S_TLB = 1024;
-/** log2 of the bytes of one entry: its tag (f64), then its physical page number (u32) at +8, 4 bytes unused. */
+/**
+ * log2 of the bytes of one entry: its tag (i64, the page's linear address; -1 empty), the addend (i32, at +8) and
+ * the physical page number (u32, at +12); ./tlb-probe.ts.
+ */
 export const TLB_ENTRY_SHIFT = 4;
 /** Bytes of one bank (4096 entries). */
 export const TLB_BANK = 4096 << TLB_ENTRY_SHIFT;

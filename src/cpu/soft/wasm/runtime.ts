@@ -285,23 +285,23 @@ interface Batch {
  * kept in locals and added to the state area when the call returns (a call left by a fault loses its counts:
  * statistics only).
  */
-function buildDispatcher(ramSize: number): Uint8Array<ArrayBuffer> {
+function buildDispatcher(): Uint8Array<ArrayBuffer> {
   const m = new ModuleBuilder();
   m.importMemory('e', 'm');
   m.importTable('e', 't');
   const blockType = m.type([I32, F64, I32, I32, I32], [I32]);
-  m.func(blockType, dispatcherBody(ramSize, blockType, false), 'run', 'rz.dispatch');
-  m.func(blockType, dispatcherBody(ramSize, blockType, true), 'nest', 'rz.dispatch.nest');
+  m.func(blockType, dispatcherBody(blockType, false), 'run', 'rz.dispatch');
+  m.func(blockType, dispatcherBody(blockType, true), 'nest', 'rz.dispatch.nest');
   return m.encode();
 }
 
 /** The body of the dispatcher (`nested` false) or of the nested one a translated CALL calls (see CALLRET). */
-function dispatcherBody(ramSize: number, blockType: number, nested: boolean): Body {
+function dispatcherBody(blockType: number, nested: boolean): Body {
   const b = new Body(5);
   const st = 0, r0 = 1, left = 2, user = 3, idx = 4;
   const n = b.local(I32), limit = b.local(I32), ti = b.local(I32), pa = b.local(I32), e = b.local(I32);
   const chains = b.local(I32), direct = b.local(I32);
-  const ripi = b.local(I64), vpn = b.local(I64), p = b.local(I64);
+  const ripi = b.local(I64), p = b.local(I64);
   // RINGZERO_WASM_EXIT_STATS=1: per exit kind of the block that just ran (S_XKIND, translate.ts X_*), count how the
   // next was entered (0 named directly, 1 looked up) or why the call ended (2 limit or chain off, 3 fetch-TLB miss
   // or not RAM, 4 no current entry or over budget): labels `lim`, `fTlb`, `fEnt` count and leave; else all are `out`.
@@ -376,14 +376,13 @@ function dispatcherBody(ramSize: number, blockType: number, nested: boolean): Bo
   // next RIP -> physical address through the fetch TLB bank of this privilege (which the last block may have changed)
   b.get(st).mem(Op.i32Load, 2, L.S_USER).set(user);
   b.get(st).mem(Op.f64Load, 3, L.S_RIP).tee(r0).op(0xfc, 6).tee(ripi);
-  // (ti: the entry's address less S_TLB + TLB_FETCH_DELTA, which the loads' offsets add)
-  b.i64(12).op(Op.i64ShrS).tee(vpn).op(Op.i32WrapI64);
+  // (ti: the entry's address less S_TLB + TLB_FETCH_DELTA, which the loads' offsets add; tag: the page's linear
+  // address, and only pages of low RAM have an entry, ./tlb-probe.ts: RIP's RAM offset is its low half + the addend)
+  b.i64(12).op(Op.i64ShrS).op(Op.i32WrapI64);
   emitTlbSlot(b, ti);
-  b.get(st).op(Op.i32Add).get(user).i32(L.TLB_USER_DELTA).op(0x6c).op(Op.i32Add).tee(ti).mem(Op.f64Load, 3, L.S_TLB + L.TLB_FETCH_DELTA);
-  b.get(vpn).op(Op.f64ConvertI64s).op(Op.f64Ne).brIf(fTlb);
-  b.get(ti).mem(Op.i64Load32u, 2, L.S_TLB + L.TLB_FETCH_DELTA + 8).i64(12).op(Op.i64Shl);
-  b.get(ripi).i64(0xfffn).op(Op.i64And).op(Op.i64Add).tee(p).i64(ramSize).op(Op.i64GeU).brIf(fTlb);
-  b.get(p).op(Op.i32WrapI64).set(pa);
+  b.get(st).op(Op.i32Add).get(user).i32(L.TLB_USER_DELTA).op(0x6c).op(Op.i32Add).tee(ti).mem(Op.i64Load, 3, L.S_TLB + L.TLB_FETCH_DELTA);
+  b.get(ripi).i64(-4096).op(Op.i64And).op(Op.i64Ne).brIf(fTlb);
+  b.get(ripi).op(Op.i32WrapI64).get(ti).mem(Op.i32Load, 2, L.S_TLB + L.TLB_FETCH_DELTA + 8).op(Op.i32Add).set(pa);
   // the entry of that address: way 0 of its set (layout.ts dispatchEntry), else way 1
   b.get(pa).get(pa).i32(12).op(Op.i32ShrU).op(Op.i32Xor).i32((1 << L.DISPATCH_BITS) - 1).op(Op.i32And).i32(5).op(Op.i32Shl).set(e);
   b.get(e).mem(Op.i32Load, 2, L.DISPATCH).get(pa).op(Op.i32Ne).open(Op.if);
@@ -411,18 +410,18 @@ function dispatcherBody(ramSize: number, blockType: number, nested: boolean): Bo
 
 /**
  * The memory library: ld1/2/4/8 (st, tag bank address, lin, pos) -> i64 zero-extended and st1/2/4/8 (st, tag bank,
- * lin, value, pos). The inline TLB probe (tag compare, RAM bounds, for stores the code-page byte) with a direct
+ * lin, value, pos). The inline TLB probe (integer tag compare, for stores the code-page byte) with a direct
  * access to guest RAM on a hit, else the rd/wr helper (SoftCpu.readLin/writeLin, which may throw the fault). Shared
  * by every block: translated code stays small and these few hot functions get V8's optimizing tier.
  */
-function buildMemlib(ramSize: number): Uint8Array<ArrayBuffer> {
+function buildMemlib(): Uint8Array<ArrayBuffer> {
   const m = new ModuleBuilder();
   m.importMemory('e', 'm');
   m.importFunc('e', 'rd', m.type([F64, I32, I32], [I32]));
   m.importFunc('e', 'wr', m.type([F64, I32, I32, I32, I32], []));
   const ldT = m.type(LD_PARAMS, [I64]), stT = m.type(ST_PARAMS, []);
   for (const write of [false, true]) {
-    for (const size of [1, 2, 4, 8]) m.func(write ? stT : ldT, memFnBody(size, write, ramSize, 0, 1), (write ? 'st' : 'ld') + size, 'rz.mem.' + (write ? 'st' : 'ld') + size);
+    for (const size of [1, 2, 4, 8]) m.func(write ? stT : ldT, memFnBody(size, write, 0, 1), (write ? 'st' : 'ld') + size, 'rz.mem.' + (write ? 'st' : 'ld') + size);
   }
   return m.encode();
 }
@@ -645,9 +644,9 @@ export class WasmEngine {
     const lib = TIER_BUDGETS?.lib ?? START_BUDGET;
     const compile = (bytes: Uint8Array<ArrayBuffer>) => underBudget(lib, () => new WebAssembly.Module(bytes));
     const helpers = new WebAssembly.Instance(compile(buildTrampolines()), this.helpers);
-    const memlib = new WebAssembly.Instance(compile(buildMemlib(ramSize)), { e: { m: memory, ...helpers.exports } });
+    const memlib = new WebAssembly.Instance(compile(buildMemlib()), { e: { m: memory, ...helpers.exports } });
     this.table = new WebAssembly.Table({ element: 'anyfunc', initial: 1024 });
-    const d = new WebAssembly.Instance(compile(buildDispatcher(ramSize)), { e: { m: memory, t: this.table } });
+    const d = new WebAssembly.Instance(compile(buildDispatcher()), { e: { m: memory, t: this.table } });
     this.dispatch = d.exports.run as WasmEngine['dispatch'];
     this.nest = d.exports.nest as unknown as WasmCode['fn'];
     // (the flag library: the arithmetic flags of the state area's record, for conditions on flags from before a block)
@@ -1848,7 +1847,7 @@ const engines = new WeakMap<GuestMemory, WasmEngine>();
  * Attach the wasm translator to a new vCPU of `mem`: its state area, whose views the CPU adopts for gpr, the
  * TLB and the segment bases. Null when `mem` has no wasm memory or there is no room for another state area.
  */
-export function wasmStateFor(mem: GuestMemory): { engine: WasmEngine; st: number; gpr: Int32Array<ArrayBuffer>; tlb: Float64Array<ArrayBuffer>; segBase: Float64Array<ArrayBuffer>; kgs: Float64Array<ArrayBuffer> } | null {
+export function wasmStateFor(mem: GuestMemory): { engine: WasmEngine; st: number; gpr: Int32Array<ArrayBuffer>; tlb: Int32Array<ArrayBuffer>; segBase: Float64Array<ArrayBuffer>; kgs: Float64Array<ArrayBuffer> } | null {
   const wm = mem.wasmMemory;
   if (!wm) return null;
   let engine = engines.get(mem);
@@ -1859,7 +1858,7 @@ export function wasmStateFor(mem: GuestMemory): { engine: WasmEngine; st: number
   return {
     engine, st,
     gpr: new Int32Array(buf, st + L.S_GPR, 32),
-    tlb: new Float64Array(buf, st + L.S_TLB, (6 * L.TLB_BANK) / 8).fill(NaN),
+    tlb: new Int32Array(buf, st + L.S_TLB, (6 * L.TLB_BANK) / 4).fill(-1),
     segBase: new Float64Array(buf, st + L.S_SEG, 6),
     kgs: new Float64Array(buf, st + L.S_KGS, 1),
   };

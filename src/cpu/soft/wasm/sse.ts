@@ -152,8 +152,8 @@ function operate(T: SseHost, op: number, dst: number, imm: number, src: () => vo
  */
 function probe16(T: SseHost, s: Scratch, slow: number, aligned: boolean, write: boolean): void {
   const b = T.b;
-  emitTlbProbe(b, write ? T.wtag : T.rtag, T.a, { off: s.off, ti: s.ti, vpn: s.vpn, pa: s.p64 }, 16, T.ramSize, write, slow, aligned ? 16 : 0);
-  b.get(s.p64).op(Op.i32WrapI64).set(s.p);
+  emitTlbProbe(b, write ? T.wtag : T.rtag, T.a, { ti: s.ti }, 16, write, slow, aligned ? 16 : 0);
+  b.set(s.p);
 }
 
 /**

@@ -17,60 +17,86 @@ export function emitTlbSlot(b: Body, tmp: number): void {
   b.i32(0xfff).op(Op.i32And).i32(L.TLB_ENTRY_SHIFT).op(Op.i32Shl);
 }
 
-/** Locals the probe uses: page offset (i32), TLB entry (i32, its address), page number (i64), RAM offset (i64). */
-export interface ProbeLocals { off: number; ti: number; vpn: number; pa: number }
+/**
+ * The entry layout the probes read (layout.ts S_TLB; cpu.ts SoftCpu.fillTlb writes it): at +0 the tag, the linear
+ * address of the page's first byte (i64; -1 when empty: its low 12 bits are never all zero, so no address matches
+ * it), at +8 the addend (i32: the page's RAM offset less the tag, modulo 2^32, so that the RAM offset of an address
+ * in the page is its low 32 bits plus the addend) and at +12 the physical page number (u32). Only pages of low RAM
+ * lying entirely inside it get an entry (MMIO, the LAPIC page and high RAM miss and take the slow path, which
+ * decides), so a hit needs no RAM-size check. A hit costs: slot hash, tag load, compare, addend load, add.
+ */
+/**
+ * Locals the probe uses: the entry's address (i32); optional: an i64 that gets the page address it compared (`key`)
+ * and an i32 that gets the entry's addend on a hit (`add`), for Translator.load's LAST_PAGE.
+ */
+export interface ProbeLocals { ti: number; key?: number; add?: number }
+
+/**
+ * Push the i64 an access of `size` bytes at the linear address in local `a` compares with an entry's tag: the page
+ * address of its last byte, or with `align`, of its first byte with the alignment bits kept. An access that crosses
+ * its page's end (or is misaligned) then names another page than its first byte's and misses, so there is no
+ * separate page-end check: the entry probed is the first byte's page's slot, which never holds the next page (a
+ * page sharing its predecessor's slot gets no entry, cpu.ts tlbEdge). The two places where the last byte's page is mapped though the first byte's is not (an
+ * access from the top of the address space that wraps to linear page 0, and one from the last non-canonical page
+ * into the first canonical page of the upper half) are pages that never get an entry (cpu.ts tlbEdge).
+ */
+export function emitTlbKey(b: Body, a: number, size: number, align = 0): void {
+  b.get(a);
+  if (align !== 0) { b.i64(-4096 | (align - 1)).op(Op.i64And); return; }
+  if (size > 1) b.i64(size - 1).op(Op.i64Add);
+  b.i64(-4096).op(Op.i64And);
+}
 
 /**
  * Emit the probe of a `size`-byte access at the linear address in local `a` (i64): branch to `slow` unless it is
  * aligned to `align` bytes (when given), lies inside one page, hits the first-level TLB bank whose address is in
- * local `tag` (this privilege, read or write bank), falls in low RAM (`ramSize`) and, for a `write`, is not in a page
- * holding decoded code (CodeCache.codePages: the slow path notes the write). On a hit local `pa` holds the RAM offset.
+ * local `tag` (this privilege, read or write bank) and, for a `write`, is not in a page holding decoded code
+ * (CodeCache.codePages: the slow path notes the write, and marks the page in the dirty-page log). On a hit the RAM
+ * offset (i32) is left on the stack (a load or store at WASM_RAM_OFFSET + it touches the guest's bytes).
  */
-export function emitTlbProbe(b: Body, tag: number, a: number, l: ProbeLocals, size: number, ramSize: number,
+export function emitTlbProbe(b: Body, tag: number, a: number, l: ProbeLocals, size: number,
   write: boolean, slow: number, align = 0): void {
-  b.get(a).op(Op.i32WrapI64);
-  if (align !== 0) b.tee(l.off).i32(align - 1).op(Op.i32And).brIf(slow).get(l.off);
-  b.i32(0xfff).op(Op.i32And);
-  // (a byte never crosses the page end)
-  if (size > 1) b.tee(l.off).i32(4096 - size).op(Op.i32GtU).brIf(slow);
-  else b.set(l.off);
-  emitTlbLookup(b, tag, a, l, slow);
-  b.tee(l.pa).i64(ramSize - size).op(Op.i64GtU).brIf(slow);
+  emitTlbEntry(b, tag, a, l);
+  emitTlbKey(b, a, size, align);
+  if (l.key !== undefined) b.tee(l.key);
+  b.op(Op.i64Ne).brIf(slow);
   if (write) emitCodePageCheck(b, l, slow);
+  emitRamOffset(b, a, l);
 }
 
-/**
- * The part of both probes after the page-offset check (local `off` set): branch to `slow` unless the page of the
- * linear address in `a` hits the TLB bank `tag`; on a hit leave the RAM offset (i64: the entry's physical page + off)
- * on the stack.
- */
-function emitTlbLookup(b: Body, tag: number, a: number, l: ProbeLocals, slow: number): void {
-  // (ti: the entry's address, tag then physical page number: both in one 16-byte entry, layout.ts S_TLB)
-  b.get(a).i64(12).op(Op.i64ShrS).tee(l.vpn).op(Op.i32WrapI64);
+/** Compute the entry's address of the page of `a` in bank `tag` into l.ti and push its tag (i64). */
+function emitTlbEntry(b: Body, tag: number, a: number, l: ProbeLocals): void {
+  b.get(a).i64(12).op(Op.i64ShrS).op(Op.i32WrapI64);
   emitTlbSlot(b, l.ti);
-  b.get(tag).op(Op.i32Add).tee(l.ti).mem(Op.f64Load, 3, 0);
-  b.get(l.vpn).op(Op.f64ConvertI64s).op(Op.f64Ne).brIf(slow);
-  b.get(l.ti).mem(Op.i64Load32u, 2, 8).i64(12).op(Op.i64Shl);
-  b.get(l.off).op(Op.i64ExtendI32u).op(Op.i64Add);
+  b.get(tag).op(Op.i32Add).tee(l.ti).mem(Op.i64Load, 3, 0);
 }
 
-/** A write's last check: branch to `slow` when the page at RAM offset `pa` holds decoded code (CodeCache.codePages). */
+/** Push the RAM offset (i32) of the address in `a` through the entry at l.ti (its addend). */
+function emitRamOffset(b: Body, a: number, l: ProbeLocals): void {
+  b.get(a).op(Op.i32WrapI64).get(l.ti).mem(Op.i32Load, 2, 8);
+  if (l.add !== undefined) b.tee(l.add);
+  b.op(Op.i32Add);
+}
+
+/** A write's last check: branch to `slow` when the entry's physical page holds decoded code (CodeCache.codePages). */
 function emitCodePageCheck(b: Body, l: ProbeLocals, slow: number): void {
-  b.get(l.pa).i64(12).op(Op.i64ShrU).op(Op.i32WrapI64).mem(Op.i32Load8u, 0, L.CODE_PAGES).brIf(slow);
+  b.get(l.ti).mem(Op.i32Load, 2, 12).mem(Op.i32Load8u, 0, L.CODE_PAGES).brIf(slow);
 }
 
 /**
  * The probe above for a run of `n` bytes (i32 local, 1..4096) at the linear address in `a`: branch to `slow` unless
- * the whole run lies inside one page, hits the TLB bank `tag`, ends inside low RAM and, for a `write`, is in a page
- * without decoded code. One page, so one TLB entry and one code-page byte answer for every byte of it. On a hit
- * local `pa` holds the run's first RAM offset. (Translator.bulkString: REP MOVS/STOS as one memory.copy/fill.)
+ * the whole run lies inside one page (its last byte's page is its first's), hits the TLB bank `tag` and, for a
+ * `write`, is in a page without decoded code. One page, so one TLB entry and one code-page byte answer for every
+ * byte of it. On a hit the run's first RAM offset (i32) is on the stack. (Translator.bulkString: REP MOVS/STOS as
+ * one memory.copy/fill; stackRun.)
  */
-export function emitTlbProbeRun(b: Body, tag: number, a: number, l: ProbeLocals, n: number, ramSize: number,
+export function emitTlbProbeRun(b: Body, tag: number, a: number, l: ProbeLocals, n: number,
   write: boolean, slow: number): void {
-  b.get(a).op(Op.i32WrapI64).i32(0xfff).op(Op.i32And).tee(l.off).get(n).op(Op.i32Add).i32(4096).op(Op.i32GtU).brIf(slow);
-  emitTlbLookup(b, tag, a, l, slow);
-  b.tee(l.pa).get(n).op(Op.i64ExtendI32u).op(Op.i64Add).i64(ramSize).op(Op.i64GtU).brIf(slow);
+  emitTlbEntry(b, tag, a, l);
+  b.get(a).get(n).i32(-1).op(Op.i32Add).op(Op.i64ExtendI32u).op(Op.i64Add).i64(-4096).op(Op.i64And);
+  b.op(Op.i64Ne).brIf(slow);
   if (write) emitCodePageCheck(b, l, slow);
+  emitRamOffset(b, a, l);
 }
 
 /**
@@ -90,13 +116,12 @@ export const LD_PARAMS = [I32, I32, I64, I32], ST_PARAMS = [I32, I32, I64, I64, 
  * hit, else the helper `rd`/`wr` (function indices `fRd`, `fWr` of the module it goes in: SoftCpu.readLin/writeLin,
  * which may throw the fault), whose 64-bit load result's high half comes back in S_HI.
  */
-export function memFnBody(size: number, write: boolean, ramSize: number, fRd: number, fWr: number): Body {
+export function memFnBody(size: number, write: boolean, fRd: number, fWr: number): Body {
   const b = new Body(write ? 5 : 4);
   const st = 0, tag = 1, a = 2, w = 3, pos = write ? 4 : 3;
-  const off = b.local(I32), ti = b.local(I32), vpn = b.local(I64), p = b.local(I64);
+  const ti = b.local(I32);
   const slow = b.open(Op.block);
-  emitTlbProbe(b, tag, a, { off, ti, vpn, pa: p }, size, ramSize, write, slow);
-  b.get(p).op(Op.i32WrapI64);
+  emitTlbProbe(b, tag, a, { ti }, size, write, slow);
   if (write) b.get(w);
   emitRamAccess(b, size, write);
   b.op(Op.return);

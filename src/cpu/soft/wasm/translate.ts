@@ -5,7 +5,7 @@
 // WebAssembly is compiled by V8's baseline compiler (Liftoff) straight to machine code, cheaply, so blocks can be
 // translated after a few hundred replays.
 //
-// How: guest low RAM, the vCPU's registers (SoftCpu.gpr), its software TLB (SoftCpu.tlb), segment bases and the
+// How: guest low RAM, the vCPU's registers (SoftCpu.gpr), its software TLB (SoftCpu.wtlb), segment bases and the
 // block cache's code-page bytes and page generations live in one WebAssembly.Memory (./layout.ts; GuestMemory maps
 // the RAM memfd into it), so translated code reads and writes them with plain loads and stores. A cached 64-bit
 // block of the block cache (../code-cache.ts) becomes one wasm function (st, r0, left, user, k) -> instructions run;
@@ -22,8 +22,8 @@
 // - guest registers are cached in locals within a block (Translator.rc/rs: loaded on first use, written back before
 //   the memory library, a helper or an exit; a self-looping block keeps them across iterations and probes the TLB
 //   inline, calling the memory library (and writing registers back) only on a miss);
-// - a memory operand calls the shared memory library (buildMemlib: TLB probe, RAM bounds, for stores the code-page
-//   byte, then the access; a miss, MMIO, a page-crossing access or a store into a page holding code calls the
+// - a memory operand calls the shared memory library (buildMemlib: TLB probe (./tlb-probe.ts: pages of low RAM
+//   only), for stores the code-page byte, then the access; a miss, MMIO, a page-crossing access or a store into a page holding code calls the
 //   helper `rd`/`wr`, which runs SoftCpu.readLin/writeLin and may throw the CPU fault through the wasm frames);
 //   when that raised an event (self-modifying code, MMIO side effects) the block ends after the instruction;
 //   tier 2 (opt-in, ./runtime.ts TIER2): every function adds the instructions each call ran to a hot counter
@@ -63,7 +63,7 @@ import { Form, SY_SYSCALL, SY_SYSRETQ, SY_TSC } from '../fast-forms.ts';
 import { FLAGS_IMPLEMENTED, SYSRET_FLAGS } from '../constants.ts';
 import { Body, ModuleBuilder, Op, I32, I64, F64 } from './emit.ts';
 import * as layout from './layout.ts';
-import { emitTlbProbe, emitTlbProbeRun, emitTlbSlot, emitRamAccess, memFnBody, LD_PARAMS, ST_PARAMS } from './tlb-probe.ts';
+import { emitTlbProbe, emitTlbProbeRun, emitTlbSlot, emitTlbKey, emitRamAccess, memFnBody, LD_PARAMS, ST_PARAMS } from './tlb-probe.ts';
 import { emitSse } from './sse.ts';
 import { WASM_RAM_OFFSET } from '../../../memory/guest-memory.ts';
 import { DUMP_FILE, dumpFunction } from './dump.ts';
@@ -308,17 +308,17 @@ const RAS = process.env.RINGZERO_WASM_RAS !== '0';
 const INLINE_MEM = process.env.RINGZERO_WASM_INLINE_MEM !== '0';
 /**
  * An inline load whose block loaded through an inline probe before (straight-line, no helper call since) first
- * compares its page number with that probe's and, when equal, reads RAM at the page's remembered offset: 14 wasm
- * operations instead of the probe's ~40 (the slot hash, the TLB tag and physical page loads, the RAM-size check).
+ * compares its page with that probe's and, when equal, reads RAM through the page's remembered addend: 10-14 wasm
+ * operations instead of the probe's ~30 (the slot hash, the TLB tag and addend loads).
  * The mapping cannot have changed in between: only helpers (INVLPG, MOV CR3, ...) change it, and a helper call makes
- * the page stale (Translator.lpAt). A probe that misses leaves LP_NONE (no page number: an i64 shifted right by 12
- * is below 2^52). busybox md5sum's block function reads its message block X[] 64 times per 64 bytes.
+ * the page stale (Translator.lpAt). A probe that misses leaves LP_NONE (no page address: its low 12 bits are not
+ * zero). busybox md5sum's block function reads its message block X[] 64 times per 64 bytes.
  * RINGZERO_WASM_LAST_PAGE=0: off.
  */
 let LAST_PAGE = process.env.RINGZERO_WASM_LAST_PAGE !== '0';
 /** Switch LAST_PAGE (tests); returns the old setting. */
 export function setLastPage(on: boolean): boolean { const old = LAST_PAGE; LAST_PAGE = on; return old; }
-const LP_NONE = 2n ** 62n;
+const LP_NONE = 1n;
 /**
  * The same in the blocks of a region that lie on a loop of its branches (translateRegion, onCycles; a loop body
  * longer than MAX_BLOCK is several blocks, none of them self-looping). RINGZERO_WASM_LOOP_INLINE=0: off.
@@ -561,8 +561,8 @@ class Translator {
   readonly ls: number; readonly lr: number; readonly lcy: number; readonly tf: number; readonly c32: number;
   readonly fl: number;
   readonly x1: number; readonly x2: number; readonly t32: number; readonly t64: number;
-  /** The inline memory probe's page offset, TLB index, page number and physical address. */
-  readonly pOff: number; readonly pTi: number; readonly pVpn: number; readonly pPa: number;
+  /** The inline memory probe's TLB entry address. */
+  readonly pTi: number;
   /**
    * The register cache: guest register r's 64-bit value in local rc[r] (-1: none yet) with status rs[r]: 0 not
    * cached, 1 the same as the state area, 2 newer than the state area (dirty). Only straight-line code (at depth
@@ -652,8 +652,8 @@ class Translator {
   slowFl = false;
   /**
    * Per base register of the address (slot 16: none; ea sets aKey), the page of the last inline load probe through it
-   * (LAST_PAGE): its page number (i64 local; LP_NONE after a probe that missed) and the RAM offset of its first byte
-   * (i32 local), -1 until used. lpAt: the body's call count while those locals hold what this block's straight-line
+   * (LAST_PAGE): its linear address (i64 local; LP_NONE after a probe that missed) and its TLB entry's addend (i32
+   * local, ./tlb-probe.ts), -1 until used. lpAt: the body's call count while those locals hold what this block's straight-line
    * code last set (-1: not since the block started); any call other than the memory library's (a helper may change
    * the paging state) makes them stale. The slot only picks which page to compare with: any slot is correct.
    */
@@ -686,7 +686,7 @@ class Translator {
     this.ld = b.local(I64); this.ls = b.local(I64); this.lr = b.local(I64);
     this.tf = b.local(F64);
     this.x1 = b.local(I64); this.x2 = b.local(I64); this.t32 = b.local(I32); this.t64 = b.local(I64);
-    this.pOff = b.local(I32); this.pTi = b.local(I32); this.pVpn = b.local(I64); this.pPa = b.local(I64);
+    this.pTi = b.local(I32);
     this.rv = b.local(I64);
     this.slowL = b.local(I32);
     this.runOk = b.local(I32); this.runPa = b.local(I32);
@@ -843,17 +843,16 @@ class Translator {
     const b = this.b, jcc = e.opcode !== 0xeb && e.opcode !== 0xe9;
     const immLen = e.opcode === 0xeb || (e.opcode >= 0x70 && e.opcode <= 0x7f) ? 1 : 4;
     const fallOff = o + e.opLen + immLen;
-    // the fetch TLB entry of the next page (its tag is the page number, as the dispatcher's probe): c32 = in it and
-    // in RAM; w = its physical page base
+    // the fetch TLB entry of the next page (its tag is the page's address, as the dispatcher's probe; only pages of
+    // low RAM have one): c32 = in it; w = its physical page base
     const check = () => {
-      b.get(this.r0i).i64(fallOff).op(Op.i64Add).i64(12).op(Op.i64ShrS).set(this.t);
-      b.get(this.t).op(Op.i32WrapI64);
+      b.get(this.r0i).i64(fallOff).op(Op.i64Add).i64(-4096).op(Op.i64And).tee(this.t);
+      b.i64(12).op(Op.i64ShrS).op(Op.i32WrapI64);
       emitTlbSlot(b, this.c32);
       b.get(this.st).op(Op.i32Add).get(this.user).i32(L.TLB_USER_DELTA).op(0x6c /* i32.mul */).op(Op.i32Add).tee(this.c32);
-      // (its physical page number, a u32 at +8, as the dispatcher and the memory library read it)
-      b.mem(Op.i64Load32u, 2, L.S_TLB + L.TLB_FETCH_DELTA + 8).i64(12).op(Op.i64Shl).set(this.w);
-      b.get(this.c32).mem(Op.f64Load, 3, L.S_TLB + L.TLB_FETCH_DELTA).get(this.t).op(Op.f64ConvertI64s).op(Op.f64Eq);
-      b.get(this.w).i64(this.ramSize - 4096).op(Op.i64LeU).op(Op.i32And).set(this.c32);
+      // (its physical page number, a u32 at +12, ./tlb-probe.ts)
+      b.mem(Op.i64Load32u, 2, L.S_TLB + L.TLB_FETCH_DELTA + 12).i64(12).op(Op.i64Shl).set(this.w);
+      b.get(this.c32).mem(Op.i64Load, 3, L.S_TLB + L.TLB_FETCH_DELTA).get(this.t).op(Op.i64Eq).set(this.c32);
     };
     const taken = () => {
       b.get(this.c32).open(Op.if);
@@ -915,13 +914,13 @@ class Translator {
    */
   fetchMapsTo(ripOff: number, pfn: number, gen: number): void {
     const b = this.b;
-    b.get(this.r0i).i64(ripOff).op(Op.i64Add).i64(12).op(Op.i64ShrS).tee(this.t64);
-    // (t32: the fetch-bank entry's address less TLB_FETCH_DELTA: its tag, then its physical page number at +8, layout.ts S_TLB)
-    b.op(Op.i32WrapI64);
+    b.get(this.r0i).i64(ripOff).op(Op.i64Add).i64(-4096).op(Op.i64And).tee(this.t64);
+    // (t32: the fetch-bank entry's address less TLB_FETCH_DELTA: its tag, then its physical page number at +12, ./tlb-probe.ts)
+    b.i64(12).op(Op.i64ShrS).op(Op.i32WrapI64);
     emitTlbSlot(b, this.t32);
     b.get(this.rtag).op(Op.i32Add).tee(this.t32);
-    b.mem(Op.f64Load, 3, L.TLB_FETCH_DELTA).get(this.t64).op(Op.f64ConvertI64s).op(Op.f64Eq);
-    b.get(this.t32).mem(Op.i32Load, 2, L.TLB_FETCH_DELTA + 8).i32(pfn).op(Op.i32Eq).op(Op.i32And);
+    b.mem(Op.i64Load, 3, L.TLB_FETCH_DELTA).get(this.t64).op(Op.i64Eq);
+    b.get(this.t32).mem(Op.i32Load, 2, L.TLB_FETCH_DELTA + 12).i32(pfn).op(Op.i32Eq).op(Op.i32And);
     b.i32(0).mem(Op.i32Load, 2, L.PAGE_GEN + 4 * pfn).i32(gen).op(Op.i32Eq).op(Op.i32And);
   }
 
@@ -1107,7 +1106,7 @@ class Translator {
     const hit = b.open(Op.block);
     const slow = b.open(Op.block);
     pre?.(slow);
-    emitTlbProbe(b, tag, this.a, { off: this.pOff, ti: this.pTi, vpn: this.pVpn, pa: this.pPa }, size, this.ramSize, write, slow);
+    emitTlbProbe(b, tag, this.a, { ti: this.pTi }, size, write, slow);
     access();
     b.br(hit);
     b.close();
@@ -1177,21 +1176,21 @@ class Translator {
       const hit = b.open(Op.block);
       const slow = b.open(Op.block);
       if (lp && keep) {
-        // the page of the last probe again: its RAM offset without the TLB lookup (the page-end check still first)
-        b.get(this.a).op(Op.i32WrapI64).i32(0xfff).op(Op.i32And);
-        if (size > 1) b.tee(this.pOff).i32(4096 - size).op(Op.i32GtU).brIf(slow); else b.set(this.pOff);
+        // the page of the last probe again: its addend without the TLB lookup, when the last byte's page is that
+        // page (emitTlbKey) and the first byte is not below it (an access crossing into it); unsigned: that page
+        // came from a hit, so it is neither page 0 nor past 2^63 (cpu.ts tlbEdge)
         const other = b.open(Op.block);
-        b.get(this.a).i64(12).op(Op.i64ShrS).get(lpVpn).op(Op.i64Ne).brIf(other);
-        b.get(lpBase).get(this.pOff).op(Op.i32Add);
+        emitTlbKey(b, this.a, size);
+        b.get(lpVpn).op(Op.i64Ne).brIf(other);
+        if (size > 1) b.get(this.a).get(lpVpn).op(Op.i64LtU).brIf(other);
+        b.get(this.a).op(Op.i32WrapI64).get(lpBase).op(Op.i32Add);
         emitRamAccess(b, size, false);
         b.set(dst);
         check?.hit(slow);
         b.br(hit);
         b.close();
       }
-      emitTlbProbe(b, this.rtag, this.a, { off: this.pOff, ti: this.pTi, vpn: this.pVpn, pa: this.pPa }, size, this.ramSize, false, slow);
-      if (lp) b.get(this.pVpn).set(lpVpn).get(this.pPa).op(Op.i32WrapI64).get(this.pOff).op(Op.i32Sub).set(lpBase);
-      b.get(this.pPa).op(Op.i32WrapI64);
+      emitTlbProbe(b, this.rtag, this.a, lp ? { ti: this.pTi, key: lpVpn, add: lpBase } : { ti: this.pTi }, size, false, slow);
       emitRamAccess(b, size, false);
       b.set(dst);
       check?.hit(slow);
@@ -1236,7 +1235,7 @@ class Translator {
       });
     } else if (inline) {
       this.probe(size, this.wtag, true, () => {
-        b.get(this.pPa).op(Op.i32WrapI64).get(this.w);
+        b.get(this.w);
         emitRamAccess(b, size, true);
       }, check?.hit);
     }
@@ -1570,8 +1569,8 @@ class Translator {
     b.i32(vpn | 0);
     emitTlbSlot(b, this.t32);
     b.get(this.rtag).op(Op.i32Add).tee(this.t32);
-    b.mem(Op.f64Load, 3, L.TLB_FETCH_DELTA).f64(vpn).op(Op.f64Eq);
-    b.get(this.t32).mem(Op.i32Load, 2, L.TLB_FETCH_DELTA + 8).i32(pfn).op(Op.i32Eq).op(Op.i32And);
+    b.mem(Op.i64Load, 3, L.TLB_FETCH_DELTA).i64(BigInt(vpn) << 12n).op(Op.i64Eq);
+    b.get(this.t32).mem(Op.i32Load, 2, L.TLB_FETCH_DELTA + 12).i32(pfn).op(Op.i32Eq).op(Op.i32And);
     b.i32(0).mem(Op.i32Load, 2, L.PAGE_GEN + 4 * pfn).i32(gen).op(Op.i32Eq).op(Op.i32And);
   }
 
@@ -2168,8 +2167,9 @@ class Translator {
    */
   bulkString(e: BlockEntry, size: number, movs: boolean, fin: number): void {
     const b = this.b, T = this, lg = LOG2[size];
-    const n = b.local(I32), passes = b.local(I32), dpa = b.local(I64), sa = movs ? b.local(I64) : -1;
-    const pl = { off: T.pOff, ti: T.pTi, vpn: T.pVpn, pa: T.pPa };
+    const n = b.local(I32), passes = b.local(I32), dpa = b.local(I32), sa = movs ? b.local(I64) : -1;
+    const spa = movs ? b.local(I32) : -1;
+    const pl = { ti: T.pTi };
     const slow = b.open(Op.block);
     b.get(T.t).i64(0).op(Op.i64LtS).brIf(slow); // DF set
     if (!movs && size > 1) {
@@ -2198,19 +2198,20 @@ class Translator {
     b.get(T.x1).op(Op.i32WrapI64).i32(lg).op(Op.i32Shl).set(n);
     b.close();
     b.get(n).op(Op.i32Eqz).brIf(slow); // (an element straddles a page end)
-    emitTlbProbeRun(b, T.wtag, T.a, pl, n, T.ramSize, true, slow);
-    b.get(T.pPa).set(dpa);
+    emitTlbProbeRun(b, T.wtag, T.a, pl, n, true, slow);
+    b.set(dpa);
     if (movs) {
       b.get(sa).set(T.a);
-      emitTlbProbeRun(b, T.rtag, T.a, pl, n, T.ramSize, false, slow);
-      // (spa < dpa < spa + n: overlapping forwards)
-      b.get(dpa).get(T.pPa).op(Op.i64GtU).get(dpa).get(T.pPa).get(n).op(Op.i64ExtendI32u).op(Op.i64Add).op(Op.i64LtU).op(Op.i32And).brIf(slow);
-      b.get(dpa).op(Op.i32WrapI64).i32(WASM_RAM_OFFSET).op(Op.i32Add);
-      b.get(T.pPa).op(Op.i32WrapI64).i32(WASM_RAM_OFFSET).op(Op.i32Add);
+      emitTlbProbeRun(b, T.rtag, T.a, pl, n, false, slow);
+      b.set(spa);
+      // (spa < dpa < spa + n: overlapping forwards; RAM offsets, so no i32 overflow)
+      b.get(dpa).get(spa).op(Op.i32GtU).get(dpa).get(spa).get(n).op(Op.i32Add).op(Op.i32LtU).op(Op.i32And).brIf(slow);
+      b.get(dpa).i32(WASM_RAM_OFFSET).op(Op.i32Add);
+      b.get(spa).i32(WASM_RAM_OFFSET).op(Op.i32Add);
       b.get(n).op(0xfc, 10).op(0, 0); // memory.copy (Core spec §5.4.6: 0xFC 10, two memory indices)
       T.r64(6); b.get(n).op(Op.i64ExtendI32u).op(Op.i64Add).set(T.v); T.set64(6, T.v);
     } else {
-      b.get(dpa).op(Op.i32WrapI64).i32(WASM_RAM_OFFSET).op(Op.i32Add);
+      b.get(dpa).i32(WASM_RAM_OFFSET).op(Op.i32Add);
       T.r32(0); b.i32(255).op(Op.i32And);
       b.get(n).op(0xfc, 11).op(0); // memory.fill (0xFC 11, one memory index)
     }
@@ -2902,8 +2903,8 @@ function stackRun(T: Translator, es: BlockEntry[], i: number): void {
   b.i32(0).set(T.runOk);
   const slow = b.open(Op.block);
   // (the run's bytes as one access of hi - lo bytes, at most a page: its length a constant, checked as one access is)
-  emitTlbProbe(b, write ? T.wtag : T.rtag, T.a, { off: T.pOff, ti: T.pTi, vpn: T.pVpn, pa: T.pPa }, hi - lo, T.ramSize, write, slow);
-  b.get(T.pPa).op(Op.i32WrapI64).set(T.runPa);
+  emitTlbProbe(b, write ? T.wtag : T.rtag, T.a, { ti: T.pTi }, hi - lo, write, slow);
+  b.set(T.runPa);
   b.i32(1).set(T.runOk);
   b.close();
 }
@@ -4223,7 +4224,7 @@ export function buildModule(bodies: Body[], ramSize: number, local = LOCAL_MEM, 
     let fns = memFns.get(ramSize);
     if (fns === undefined) {
       fns = [];
-      for (let i = 0; i < 8; i++) fns.push(memFnBody(1 << (i & 3), i >= 4, ramSize, F_RD, F_WR));
+      for (let i = 0; i < 8; i++) fns.push(memFnBody(1 << (i & 3), i >= 4, F_RD, F_WR));
       memFns.set(ramSize, fns);
     }
     const unusedT = m.type([], []);
