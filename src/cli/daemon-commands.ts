@@ -110,8 +110,8 @@ export function registerDaemonCommands(cli: Command): void {
     .option('--migration-listen <host:port>', 'accept live migrations of VMs from other daemons on this TCP address (needs --migration-token-file; the stream is not encrypted)')
     .option('--migration-token-file <file>', 'the secret shared by the daemons that migrate VMs between them (at least 16 characters)')
     .option('--shutdown-timeout <seconds>', 'default time a shutdown waits before destroying the VM', '60')
-    .option('--vmm-pool <n>', 'keep N spare VMM processes (0 to 8), warmed up ahead of need, that incoming migrations and snapshot restores take instead of starting a new VMM (each ~100-200 MB resident; GET /host/pool)', '0')
-    .option('--vmm-pool-warm-up-ms <ms>', 'CPU (ms of its main thread) each spare may spend warming up on a scratch boot of the default image, at a low priority (0: none, the spare only saves the process start)', '1500')
+    .option('--vmm-pool <n>', 'keep N spare VMM processes (0 to 8), warmed up ahead of need, that incoming migrations and snapshot restores take instead of starting a new VMM (each ~100-200 MB resident; GET /host/pool; default $RINGZERO_VMM_POOL, else 0)')
+    .option('--vmm-pool-warm-up-ms <ms>', 'CPU (ms of its main thread) each spare may spend warming up on a scratch boot of the default image, at a low priority (0: none, the spare only saves the process start; default $RINGZERO_VMM_POOL_WARM_UP_MS, else 1500)')
     .action(async (options) => {
       const { runDaemon } = await import('./daemon.ts');
       process.exitCode = await runDaemon(options);

@@ -91,11 +91,15 @@ export async function runDaemon(options: DaemonOptions): Promise<number> {
   const migrationToken = options.migrationTokenFile !== undefined ? readToken(options.migrationTokenFile) : undefined;
   const shutdownTimeoutS = options.shutdownTimeout !== undefined ? Number(options.shutdownTimeout) : undefined;
   if (shutdownTimeoutS !== undefined && !(shutdownTimeoutS >= 0)) throw new UsageError(`invalid --shutdown-timeout '${options.shutdownTimeout}'`);
-  const poolSize = options.vmmPool !== undefined && /^\d+$/.test(options.vmmPool) ? Number(options.vmmPool) : options.vmmPool === undefined ? 0 : NaN;
+  // (the environment's RINGZERO_VMM_POOL and RINGZERO_VMM_POOL_WARM_UP_MS when not given: a whole test suite's daemons
+  // can run with a pool for an A/B)
+  const poolText = options.vmmPool ?? process.env.RINGZERO_VMM_POOL ?? '0';
+  const poolSize = /^\d+$/.test(poolText) ? Number(poolText) : NaN;
   const poolWhy = poolSizeError(poolSize);
-  if (poolWhy) throw new UsageError(`invalid --vmm-pool '${options.vmmPool}': ${poolWhy}`);
-  const warmUpMs = options.vmmPoolWarmUpMs !== undefined && /^\d+$/.test(options.vmmPoolWarmUpMs) ? Number(options.vmmPoolWarmUpMs) : options.vmmPoolWarmUpMs === undefined ? DEFAULT_POOL_WARM_UP_MS : NaN;
-  if (!(warmUpMs >= 0 && warmUpMs <= 600_000)) throw new UsageError(`invalid --vmm-pool-warm-up-ms '${options.vmmPoolWarmUpMs}': must be an integer from 0 to 600000`);
+  if (poolWhy) throw new UsageError(`invalid --vmm-pool '${poolText}': ${poolWhy}`);
+  const warmUpText = options.vmmPoolWarmUpMs ?? process.env.RINGZERO_VMM_POOL_WARM_UP_MS ?? String(DEFAULT_POOL_WARM_UP_MS);
+  const warmUpMs = /^\d+$/.test(warmUpText) ? Number(warmUpText) : NaN;
+  if (!(warmUpMs >= 0 && warmUpMs <= 600_000)) throw new UsageError(`invalid --vmm-pool-warm-up-ms '${warmUpText}': must be an integer from 0 to 600000`);
 
   fs.mkdirSync(stateDir, { recursive: true, mode: 0o700 });
   const lockFile = lockStateDir(stateDir);
