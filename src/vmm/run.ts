@@ -66,6 +66,12 @@ function restoreTiming(): () => void {
  * thread's Liftoff ~5%, perf cpu-clock per thread) outnumber the 2-core host's cores, and at nice 0 they take them
  * from the guest's thread as often as it takes them: the main thread got ~45% of the process's CPU. Needs
  * CAP_SYS_NICE (or RLIMIT_NICE) to go below 0: without it nothing changes.
+ * Off: it is slower. bench/engines --paired --only boot, -10 for the whole boot (RINGZERO_BOOT_BOOST_S=600) against
+ * off, same build, load ~15-20: wall 1.36x (1.21-1.36), process CPU 1.29x, guest thread CPU 1.72x (9.6-9.7 against
+ * 5.6-6.2 s): with its one core held by the guest's thread, TurboFan's tier-ups (wasm and JavaScript) came late and
+ * the guest's thread ran Liftoff code and unoptimized JavaScript for longer. The background compiles pay for themselves.
+ * The other way (the main thread at nice +5 against V8's threads at 0, renice from a wrapper, same bench, load ~5-10):
+ * wall 1.01x, process CPU 0.98x, guest thread CPU 0.98x: no gain either.
  */
 const BOOT_BOOST = Math.max(-20, Math.min(0, Number(process.env.RINGZERO_BOOT_BOOST || 0)));
 const BOOT_BOOST_S = Number(process.env.RINGZERO_BOOT_BOOST_S || 20);
