@@ -9,6 +9,8 @@ import test from 'node:test';
 import assert from 'node:assert/strict';
 import { hexBytes, runBlocksToHalt, cpuState, CODE, DATA, PAGE_TABLES, translatorMachine, interpreterOrWasmMachine, type Machine } from './support/soft-cpu.ts';
 import * as C from '../src/cpu/soft/constants.ts';
+import { ModuleBuilder, Body, I32, I64 } from '../src/cpu/soft/wasm/emit.ts';
+import { emitTlbSlot } from '../src/cpu/soft/wasm/tlb-probe.ts';
 import { setHotThreshold, setJitThreshold } from '../src/cpu/soft/code-cache.ts';
 import { tlbSlot } from '../src/cpu/soft/cpu.ts';
 import type { GuestMemory } from '../src/memory/guest-memory.ts';
@@ -151,4 +153,20 @@ test('a load across the window end into WEND\'s page reads both pages in transla
   assert.equal((ref.state as { regs: string[] }).regs[9], (100 * 0x0a090403).toString(16));
   assert.ok(w.m.cpu.jitInstructions > 300, `instructions run in wasm: ${w.m.cpu.jitInstructions}`);
   checkViews(w.m);
+});
+
+test('translated code\'s slot of an address (tlb-probe.ts emitTlbSlot) is tlbSlot of its page, for addresses of both halves and past 2^32 pages', () => {
+  const m = new ModuleBuilder();
+  const b = new Body(1);
+  emitTlbSlot(b, 0);
+  m.func(m.type([I64], [I32]), b, 'slot');
+  const slot = new WebAssembly.Instance(new WebAssembly.Module(m.encode())).exports.slot as (a: bigint) => number;
+  let x = 99;
+  for (let k = 0; k < 20000; k++) {
+    x = (Math.imul(x, 1103515245) + 12345) | 0;
+    const hi = k % 4 === 0 ? -1 - (x & 0xffff) : k % 4 === 1 ? x & 0x7fff : k % 4 === 2 ? x : (x >>> 16);
+    const a = (BigInt(hi) << 32n) | BigInt((Math.imul(x, 0x9e3779b1) >>> 0));
+    const vpn = Number(a >> 12n);
+    assert.equal(slot(a), tlbSlot(vpn) << 4, `address ${a.toString(16)}`);
+  }
 });

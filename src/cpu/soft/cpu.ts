@@ -26,7 +26,8 @@ import { CodeCache, codeCacheFor, Block, BlockEntry, type FastHandler, replayHan
 import { compileFast } from './fast-forms.ts';
 import { translateBlock } from './jit/translate.ts';
 import { wasmStateFor, type WasmEngine } from './wasm/runtime.ts';
-import { dispatchEntry, sseViews, S_PEND, S_RASP, S_FEPOCH, TLB_SLOT_MIX } from './wasm/layout.ts';
+import { dispatchEntry, sseViews, S_PEND, S_RASP, S_FEPOCH, tlbSlot } from './wasm/layout.ts';
+export { tlbSlot };
 
 export interface CpuEnvironment {
   mem: GuestMemory;
@@ -80,25 +81,6 @@ export const enum RunExit {
 
 const TLB_BITS = 12;
 const TLB_SIZE = 1 << TLB_BITS;
-const TLB_MASK = TLB_SIZE - 1;
-/**
- * The first-level slot of page number `vpn`: its low 12 bits XOR (its 16 MiB window number times TLB_SLOT_MIX), of
- * its low 32 bits (translated code computes the same from the i64 page number, ./wasm/tlb-probe.ts emitTlbSlot).
- * With the low 12 bits alone, pages 16 MiB apart shared a slot, and Linux's hot pages often are: the direct map keeps
- * RAM's layout, so two kernel pages at the same offset of different 16 MiB of RAM (in a shell loop, ~0xffff888005631000
- * and ~0xffff88800f631000, data of the task and of the per-CPU area at the top of RAM) displaced each other ~6 times
- * per iteration. XOR with the window number alone moved the partner only a few pages away (window numbers 5 and 0xf:
- * 0x631 <-> 0x63b), where hot data continued: the boot then made as many refills as before. The multiplication
- * sends neighbouring windows' partners far apart. Within one 16 MiB window the slots stay distinct; across a
- * window's end, the last page of window w and the next page share a slot when w * MIX = 0x30e mod 2048 (one window
- * end in 2048; tlbEdge keeps the second page out of translated code's view). (Adding the window's term instead of
- * XOR avoids those, but moved Linux's pages onto other slots: the syscall loop of bench/engines then made 11x the
- * second-level refills, a hot pair sharing a slot.)
- */
-export function tlbSlot(vpn: number): number {
-  const x = vpn | 0; // (ToInt32 of an exact integer: its low 32 bits)
-  return (x ^ Math.imul(x >>> TLB_BITS, TLB_SLOT_MIX)) & TLB_MASK;
-}
 
 /**
  * Linear pages that never get an entry in translated code's view of the TLB (SoftCpu.wtlb), `slot` being the page's

@@ -119,10 +119,28 @@ export const TLB_FETCH_DELTA = 4 * TLB_BANK;
 /** Byte distance from the supervisor banks to the user banks. */
 export const TLB_USER_DELTA = TLB_BANK;
 /**
- * cpu.ts tlbSlot's multiplier of a page's 16 MiB window number. Odd, ~4096 / golden ratio: windows 1, 2, 3 apart put
+ * tlbSlot's multiplier of a page's 16 MiB window number. Odd, ~4096 / golden ratio: windows 1, 2, 3 apart put
  * the pages that share a slot ~0x9e3, 0x3c6, 0xda9 slots apart (XOR) rather than at the same offset.
  */
 export const TLB_SLOT_MIX = 0x9e3;
+/**
+ * The first-level slot of page number `vpn`: its low 12 bits XOR (its 16 MiB window number times TLB_SLOT_MIX), of
+ * its low 32 bits (translated code computes the same from an i64 address, ./tlb-probe.ts emitTlbSlot).
+ * With the low 12 bits alone, pages 16 MiB apart shared a slot, and Linux's hot pages often are: the direct map keeps
+ * RAM's layout, so two kernel pages at the same offset of different 16 MiB of RAM (in a shell loop, ~0xffff888005631000
+ * and ~0xffff88800f631000, data of the task and of the per-CPU area at the top of RAM) displaced each other ~6 times
+ * per iteration. XOR with the window number alone moved the partner only a few pages away (window numbers 5 and 0xf:
+ * 0x631 <-> 0x63b), where hot data continued: the boot then made as many refills as before. The multiplication
+ * sends neighbouring windows' partners far apart. Within one 16 MiB window the slots stay distinct; across a
+ * window's end, the last page of window w and the next page share a slot when w * MIX = 0x30e mod 2048 (one window
+ * end in 2048; cpu.ts tlbEdge keeps the second page out of translated code's view). (Adding the window's term instead of
+ * XOR avoids those, but moved Linux's pages onto other slots: the syscall loop of bench/engines then made 11x the
+ * second-level refills, a hot pair sharing a slot.)
+ */
+export function tlbSlot(vpn: number): number {
+  const x = vpn | 0; // (ToInt32 of an exact integer: its low 32 bits)
+  return (x ^ Math.imul(x >>> 12, TLB_SLOT_MIX)) & 0xfff;
+}
 /** End of the state area's fields. */
 export const S_END = S_TLB + 6 * TLB_BANK;
 

@@ -375,11 +375,10 @@ function dispatcherBody(blockType: number, nested: boolean): Body {
   b.close();
   // next RIP -> physical address through the fetch TLB bank of this privilege (which the last block may have changed)
   b.get(st).mem(Op.i32Load, 2, L.S_USER).set(user);
-  b.get(st).mem(Op.f64Load, 3, L.S_RIP).tee(r0).op(0xfc, 6).tee(ripi);
+  b.get(st).mem(Op.f64Load, 3, L.S_RIP).tee(r0).op(0xfc, 6).set(ripi);
   // (ti: the entry's address less S_TLB + TLB_FETCH_DELTA, which the loads' offsets add; tag: the page's linear
   // address, and only pages of low RAM have an entry, ./tlb-probe.ts: RIP's RAM offset is its low half + the addend)
-  b.i64(12).op(Op.i64ShrS).op(Op.i32WrapI64);
-  emitTlbSlot(b, ti);
+  emitTlbSlot(b, ripi);
   b.get(st).op(Op.i32Add).get(user).i32(L.TLB_USER_DELTA).op(0x6c).op(Op.i32Add).tee(ti).mem(Op.i64Load, 3, L.S_TLB + L.TLB_FETCH_DELTA);
   b.get(ripi).i64(-4096).op(Op.i64And).op(Op.i64Ne).brIf(fTlb);
   b.get(ripi).op(Op.i32WrapI64).get(ti).mem(Op.i32Load, 2, L.S_TLB + L.TLB_FETCH_DELTA + 8).op(Op.i32Add).set(pa);

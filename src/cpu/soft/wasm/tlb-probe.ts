@@ -8,13 +8,17 @@ import * as layout from './layout.ts';
 const L = { ...layout };
 
 /**
- * Replace the page number's low 32 bits (i32, on the stack) by the byte offset of its entry inside a bank: its slot
- * (cpu.ts tlbSlot: the low 12 bits XOR the next 12 times TLB_SLOT_MIX) << TLB_ENTRY_SHIFT. `tmp`: an i32 local it may clobber. Every
- * inline probe of the first-level TLB computes its slot here.
+ * Push (i32) the byte offset inside a bank of the entry of the page holding the address in i64 local `a`: its slot
+ * (layout.ts tlbSlot: the page number's low 12 bits XOR the next 12 times TLB_SLOT_MIX) << TLB_ENTRY_SHIFT, computed
+ * as (low half of a >> 8) XOR (low half of a >> 24) * (TLB_SLOT_MIX << 4), masked to bits 4-15: the same bits
+ * (a >> 8 holds the page number shifted left by 4 in those bits, the bits below are masked off, and the product's
+ * bits 4-15 depend only on the low 12 bits of the window number), without the shift back. Every inline probe of the
+ * first-level TLB computes its slot here.
  */
-export function emitTlbSlot(b: Body, tmp: number): void {
-  b.tee(tmp).get(tmp).i32(12).op(Op.i32ShrU).i32(L.TLB_SLOT_MIX).op(0x6c /* i32.mul */).op(Op.i32Xor);
-  b.i32(0xfff).op(Op.i32And).i32(L.TLB_ENTRY_SHIFT).op(Op.i32Shl);
+export function emitTlbSlot(b: Body, a: number): void {
+  b.get(a).i64(8).op(Op.i64ShrU).op(Op.i32WrapI64);
+  b.get(a).i64(24).op(Op.i64ShrU).op(Op.i32WrapI64).i32(L.TLB_SLOT_MIX << L.TLB_ENTRY_SHIFT).op(0x6c /* i32.mul */).op(Op.i32Xor);
+  b.i32(0xfff << L.TLB_ENTRY_SHIFT).op(Op.i32And);
 }
 
 /**
@@ -66,8 +70,7 @@ export function emitTlbProbe(b: Body, tag: number, a: number, l: ProbeLocals, si
 
 /** Compute the entry's address of the page of `a` in bank `tag` into l.ti and push its tag (i64). */
 function emitTlbEntry(b: Body, tag: number, a: number, l: ProbeLocals): void {
-  b.get(a).i64(12).op(Op.i64ShrS).op(Op.i32WrapI64);
-  emitTlbSlot(b, l.ti);
+  emitTlbSlot(b, a);
   b.get(tag).op(Op.i32Add).tee(l.ti).mem(Op.i64Load, 3, 0);
 }
 

@@ -846,9 +846,8 @@ class Translator {
     // the fetch TLB entry of the next page (its tag is the page's address, as the dispatcher's probe; only pages of
     // low RAM have one): c32 = in it; w = its physical page base
     const check = () => {
-      b.get(this.r0i).i64(fallOff).op(Op.i64Add).i64(-4096).op(Op.i64And).tee(this.t);
-      b.i64(12).op(Op.i64ShrS).op(Op.i32WrapI64);
-      emitTlbSlot(b, this.c32);
+      b.get(this.r0i).i64(fallOff).op(Op.i64Add).i64(-4096).op(Op.i64And).set(this.t);
+      emitTlbSlot(b, this.t);
       b.get(this.st).op(Op.i32Add).get(this.user).i32(L.TLB_USER_DELTA).op(0x6c /* i32.mul */).op(Op.i32Add).tee(this.c32);
       // (its physical page number, a u32 at +12, ./tlb-probe.ts)
       b.mem(Op.i64Load32u, 2, L.S_TLB + L.TLB_FETCH_DELTA + 12).i64(12).op(Op.i64Shl).set(this.w);
@@ -914,10 +913,9 @@ class Translator {
    */
   fetchMapsTo(ripOff: number, pfn: number, gen: number): void {
     const b = this.b;
-    b.get(this.r0i).i64(ripOff).op(Op.i64Add).i64(-4096).op(Op.i64And).tee(this.t64);
+    b.get(this.r0i).i64(ripOff).op(Op.i64Add).i64(-4096).op(Op.i64And).set(this.t64);
     // (t32: the fetch-bank entry's address less TLB_FETCH_DELTA: its tag, then its physical page number at +12, ./tlb-probe.ts)
-    b.i64(12).op(Op.i64ShrS).op(Op.i32WrapI64);
-    emitTlbSlot(b, this.t32);
+    emitTlbSlot(b, this.t64);
     b.get(this.rtag).op(Op.i32Add).tee(this.t32);
     b.mem(Op.i64Load, 3, L.TLB_FETCH_DELTA).get(this.t64).op(Op.i64Eq);
     b.get(this.t32).mem(Op.i32Load, 2, L.TLB_FETCH_DELTA + 12).i32(pfn).op(Op.i32Eq).op(Op.i32And);
@@ -1566,8 +1564,7 @@ class Translator {
   /** fetchMapsTo for the linear page number `vpn` (a constant). Uses t32. */
   fetchMapsAt(vpn: number, pfn: number, gen: number): void {
     const b = this.b;
-    b.i32(vpn | 0);
-    emitTlbSlot(b, this.t32);
+    b.i32(L.tlbSlot(vpn) << L.TLB_ENTRY_SHIFT);
     b.get(this.rtag).op(Op.i32Add).tee(this.t32);
     b.mem(Op.i64Load, 3, L.TLB_FETCH_DELTA).i64(BigInt(vpn) << 12n).op(Op.i64Eq);
     b.get(this.t32).mem(Op.i32Load, 2, L.TLB_FETCH_DELTA + 12).i32(pfn).op(Op.i32Eq).op(Op.i32And);
