@@ -92,6 +92,19 @@ test('an incoming migration takes a spare VMM of the pool, the guest goes on wit
     const after = counterLines(onB.output());
     assert.equal(after[0], before[before.length - 1] + 1, `the counter goes on: ...${before.slice(-2)} at A, ${after.slice(0, 2)} at B`);
     consecutive(after, 'B\'s counter');
+    // The spare ran 10 steps lower (its threads and its session's autogroup) until taken, then at its own priorities
+    // again (after the resume's 3 s boost): main thread and autogroup at 0, no thread left lowered (the wasm compile
+    // thread keeps its own offset, -5). With the privilege to give it back (root here); else it was never lowered.
+    if (process.getuid?.() === 0) {
+      const nices = () => fs.readdirSync(`/proc/${spare.pid}/task`).map((t) => Number(fs.readFileSync(`/proc/${spare.pid}/task/${t}/stat`, 'utf8').split(') ')[1].split(' ')[16]));
+      const group = () => { try { return Number(/nice (-?\d+)/.exec(fs.readFileSync(`/proc/${spare.pid}/autogroup`, 'utf8'))![1]); } catch { return 0; } };
+      let seen = '';
+      await waitFor(`the taken spare back at its own priorities (threads ${seen})`, () => {
+        const n = nices(), g = group();
+        seen = `${n.join(',')}, autogroup ${g}`;
+        return n[0] === 0 && n.every((v) => v <= 0) && g === 0;
+      }, 30_000).catch((error: Error) => { throw new Error(`${error.message}: ${seen}`); });
+    }
     const events = (await api({ socket: B.socket }, 'GET', '/migrations')).body;
     assert.ok(events.some((m: any) => m.spare?.pid === spare.pid), 'GET /migrations shows it');
 

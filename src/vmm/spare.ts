@@ -61,18 +61,23 @@ async function scratchConfig(): Promise<VmConfig | undefined> {
 }
 
 /**
- * This process's priority while it is a spare: every thread at nice `nice` and its session's autogroup too (with
- * autogroups on, the CPU is shared between sessions first: sched(7)), only where it can be given back (raising a
- * priority again needs CAP_SYS_NICE or RLIMIT_NICE: probed on the main thread first). Returns what puts it back.
+ * This process's priority while it is a spare: every thread `nice` steps lower than its own (the main thread from 0 to
+ * `nice`) and its session's autogroup at `nice` too (with autogroups on, the CPU is shared between sessions first:
+ * sched(7)), only where it can be given back (raising a priority again needs CAP_SYS_NICE or RLIMIT_NICE: probed on the
+ * main thread first). Returns what puts it back. Shifted rather than set, both ways, because a thread may keep its own
+ * offset from the thread that started it: the wasm compile thread sets itself 5 steps above its starter
+ * (cpu/soft/wasm/compile-worker.ts), so one started during the warm-up is at nice 5 and goes back to -5.
  */
 function lowerPriority(nice: number): () => void {
   if (!(nice > 0)) return () => {};
   const set = libc.func('int setpriority(int which, int who, int prio)') as (which: number, who: number, prio: number) => number;
   const get = libc.func('int getpriority(int which, int who)') as (which: number, who: number) => number;
   const was = get(PRIO_PROCESS, 0);
-  if (was >= nice || set(PRIO_PROCESS, 0, was + 1) !== 0 || set(PRIO_PROCESS, 0, was) !== 0) return () => {};
-  const tids = (() => { try { return fs.readdirSync('/proc/self/task').map(Number); } catch { return [process.pid]; } })();
-  for (const t of tids) set(PRIO_PROCESS, t, nice);
+  const delta = nice - was;
+  if (delta <= 0 || set(PRIO_PROCESS, 0, was + 1) !== 0 || set(PRIO_PROCESS, 0, was) !== 0) return () => {};
+  const clamp = (n: number) => Math.min(19, Math.max(-20, n));
+  const tids = () => { try { return fs.readdirSync('/proc/self/task').map(Number); } catch { return [process.pid]; } };
+  for (const t of tids()) set(PRIO_PROCESS, t, clamp(get(PRIO_PROCESS, t) + delta));
   let groupWas: number | undefined;
   try {
     // (only a session of its own: the daemon starts spares detached, as it starts every VMM)
@@ -84,8 +89,8 @@ function lowerPriority(nice: number): () => void {
     }
   } catch { /* no autogroups */ }
   return () => {
-    // (threads started since, the wasm compile thread among them, inherited the spare's value: all of them back)
-    try { for (const t of fs.readdirSync('/proc/self/task').map(Number)) if (get(PRIO_PROCESS, t) === nice) set(PRIO_PROCESS, t, was); } catch { set(PRIO_PROCESS, 0, was); }
+    // (every thread, those started since included: they inherited the lowered value, or an offset from it)
+    for (const t of tids()) set(PRIO_PROCESS, t, clamp(get(PRIO_PROCESS, t) - delta));
     if (groupWas !== undefined) try { fs.writeFileSync('/proc/self/autogroup', String(groupWas)); } catch { /* gone with the session */ }
   };
 }
