@@ -804,6 +804,10 @@ class Translator {
   /** Registers kept in locals across a self-loop (null: none; the loop's top starts with an empty cache). */
   loopPre: number[] | null = null;
   loopDirty: number[] = [];
+  /** SLOW_WB: slowL may be 1 at the self-loop's back edge (recorded by the first emission: slowClear). */
+  backSlow = true;
+  /** SLOW_WB: the self-loop's top is entered with slowL 0 (emitCode, backEdge keeps it so). */
+  loopSlow = false;
   /** The registers dirty at the self-loop's back edge (recorded by the first emission). */
   readonly backDirty: boolean[] = new Array(16).fill(false);
 
@@ -814,6 +818,8 @@ class Translator {
    */
   backEdge(): void {
     const b = this.b;
+    this.backSlow = this.slowMaybe;
+    if (this.loopSlow && this.slowMaybe) b.i32(0).set(this.slowL);
     this.commitFlags(); // (the loop's top starts without knowing the flags: it reads the state area's record)
     for (let r = 0; r < 16; r++) this.backDirty[r] = this.rs[r] === 2;
     const pre = this.loopPre;
@@ -2272,7 +2278,7 @@ export function translateBody(block: Block, ramSize: number, lin?: number, opts:
   // version's back edge had them dirty (stores then happen at memory accesses and exits, not per iteration).
   const pre: number[] = [], dirty: number[] = [];
   for (let r = 0; r < 16; r++) if (first.rc[r] >= 0) { pre.push(r); if (first.backDirty[r]) dirty.push(r); }
-  const T = emitBlock(block, offs, ramSize, { pre, dirty }, opts, lin);
+  const T = emitBlock(block, offs, ramSize, { pre, dirty, slowClear: !first.backSlow }, opts, lin);
   dump(T, [block], lin === undefined ? [] : [lin]);
   return { body: T.b, offs, memOps: T.b.memOps };
 }
@@ -2294,7 +2300,7 @@ function prologue(T: Translator): void {
 }
 
 /** One emission of a block's function body; `loop`: the registers to keep in locals across a self-loop. */
-function emitBlock(block: Block, offs: number[], ramSize: number, loop: { pre: number[]; dirty: number[] } | null, opts: EmitOpts, lin?: number): Translator {
+function emitBlock(block: Block, offs: number[], ramSize: number, loop: { pre: number[]; dirty: number[]; slowClear?: boolean } | null, opts: EmitOpts, lin?: number): Translator {
   const T = new Translator(block, offs, ramSize, opts);
   T.lin = lin;
   const b = T.b;
@@ -2319,14 +2325,14 @@ function epilogue(T: Translator): void {
 }
 
 /** The self-loop register sets of a block (its first emission's cache), or null when it does not loop on itself. */
-function loopRegs(block: Block, offs: number[], ramSize: number, opts: EmitOpts): { pre: number[]; dirty: number[] } | null {
+function loopRegs(block: Block, offs: number[], ramSize: number, opts: EmitOpts): { pre: number[]; dirty: number[]; slowClear?: boolean } | null {
   const es = block.entries, last = es[es.length - 1];
   if (!((last.form === Form.Jcc || last.form === Form.Jmp) && last.len > 0 && offs[es.length - 1] + last.len + last.disp === 0)) return null;
   // (a discarded emission: no tail-call imports for it)
   const first = emitBlock(block, offs, ramSize, null, { ...opts, tail: null });
   const pre: number[] = [], dirty: number[] = [];
   for (let r = 0; r < 16; r++) if (first.rc[r] >= 0) { pre.push(r); if (first.backDirty[r]) dirty.push(r); }
-  return { pre, dirty };
+  return { pre, dirty, slowClear: !first.backSlow };
 }
 
 /**
@@ -2760,7 +2766,7 @@ function memOp(T: Translator, e: BlockEntry, next: number): void {
  * The code of one block into T's body (alone: inside its function's exit block; in a region: after its label):
  * every path leaves (T.out) or branches to another member.
  */
-function emitCode(T: Translator, block: Block, offs: number[], loop: { pre: number[]; dirty: number[] } | null): void {
+function emitCode(T: Translator, block: Block, offs: number[], loop: { pre: number[]; dirty: number[]; slowClear?: boolean } | null): void {
   const es = block.entries;
   const N = es.length;
   const b = T.b;
@@ -2782,7 +2788,11 @@ function emitCode(T: Translator, block: Block, offs: number[], loop: { pre: numb
     T.loopPre = loop.pre;
     T.loopDirty = loop.dirty;
   }
-  if (T.selfLoop) { T.top = b.open(Op.loop); T.slowMaybe = true; }
+  // (slowL at the loop's top: 0 when the first emission's back edge had it 0 (loopSlow; its entry clears it once
+  // here, and a back edge that may not have it 0 clears it: backEdge), else unknown)
+  T.loopSlow = LOOP_SLOW && T.selfLoop && SLOW_WB && loop !== null && loop.slowClear === true;
+  if (T.loopSlow && T.slowMaybe) { b.i32(0).set(T.slowL); T.slowMaybe = false; }
+  if (T.selfLoop) { T.top = b.open(Op.loop); T.slowMaybe = !T.loopSlow; }
   T.chainAt = T.selfLoop ? -1 : b.calls;
   T.base = b.nest;
   if (T.loopPre !== null) for (const r of T.loopPre) { T.rs[r] = T.loopDirty.includes(r) ? 2 : 1; if (T.rs[r] === 2) T.dirty |= 1 << r; }
@@ -2949,6 +2959,12 @@ const LOAD_REG = process.env.RINGZERO_WASM_LOAD_REG !== '0';
 const REGION_LIM = process.env.RINGZERO_WASM_REGION_LIM !== '0';
 /** RINGZERO_WASM_RUN_RSP=0: a stack run's PUSH/POP set local a to its address on every path (Translator.pushStore). */
 const RUN_RSP = process.env.RINGZERO_WASM_RUN_RSP !== '0';
+/**
+ * RINGZERO_WASM_LOOP_SLOW=1: a self-loop's top knows slowL clear when its first emission's back edge did
+ * (Translator.loopSlow); off by default: paired against base26, ash 0.98x and syscall 1.01x guest-thread CPU with it,
+ * 0.93x and 1.00x without (loaded host, within the noise).
+ */
+const LOOP_SLOW = process.env.RINGZERO_WASM_LOOP_SLOW === '1';
 /** RINGZERO_WASM_CF_LAZY=0: INC/DEC work out their carry-in at once (Translator.cfLazy). */
 const CF_LAZY = process.env.RINGZERO_WASM_CF_LAZY !== '0';
 const ROT_KEEP: boolean[] = [];
