@@ -10,14 +10,13 @@
 import { spawn, spawnSync } from 'node:child_process';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { parseArgs } from 'node:util';
 import { findDefaultImage, GUEST_PROMPT } from '../src/image/build.ts';
 import { DEFAULT_CMDLINE } from '../src/vmm/config.ts';
 import { detectKvm } from '../src/kvm/host.ts';
-import { median, qemuTcgArgs } from './support/common.ts';
+import { median, qemuTcgArgs, benchArgs } from './support/common.ts';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
-const { values } = parseArgs({
+const { values } = benchArgs(import.meta.url, {
   options: {
     runs: { type: 'string', default: '5' },
     cpus: { type: 'string', default: '1' },

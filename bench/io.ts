@@ -36,14 +36,13 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { parseArgs } from 'node:util';
-import { CMDLINE, median, onCleanup, positiveInt, printTable, qemuPresent, qemuTcgArgs, requireImage, ROOT } from './support/common.ts';
+import { CMDLINE, median, onCleanup, positiveInt, printTable, qemuPresent, qemuTcgArgs, requireImage, ROOT, benchArgs } from './support/common.ts';
 import { initrdWithPrograms } from './support/initramfs.ts';
 import { deleteTap, NetNamespace, tapUnavailable } from './support/netns.ts';
 import { BenchGuest, type TimedResult } from './support/session.ts';
 import { controlRequest } from '../src/vmm/control.ts';
 
-const { values } = parseArgs({
+const { values } = benchArgs(import.meta.url, {
   options: {
     runs: { type: 'string', default: '3' },
     mb: { type: 'string', default: '64' },

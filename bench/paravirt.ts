@@ -24,14 +24,13 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { parseArgs } from 'node:util';
 import { controlRequest } from '../src/vmm/control.ts';
 import { detectKvm } from '../src/kvm/host.ts';
 import { runPrograms, type ProgramResults } from './support/paravirt-programs.ts';
-import { median, onCleanup, positiveInt, printTable, qemuPresent, qemuTcgArgs, requireImage } from './support/common.ts';
+import { median, onCleanup, positiveInt, printTable, qemuPresent, qemuTcgArgs, requireImage, benchArgs } from './support/common.ts';
 import { BenchGuest } from './support/session.ts';
 
-const { values } = parseArgs({
+const { values } = benchArgs(import.meta.url, {
   options: {
     runs: { type: 'string', default: '3' },
     kib: { type: 'string', default: '1024' },

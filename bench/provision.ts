@@ -17,13 +17,13 @@ import os from 'node:os';
 import path from 'node:path';
 import crypto from 'node:crypto';
 import { fileURLToPath } from 'node:url';
-import { parseArgs } from 'node:util';
 import { ApiClient } from '../src/api/client.ts';
 import { findDefaultImage, GUEST_PROMPT } from '../src/image/build.ts';
 import { DEFAULT_CMDLINE } from '../src/vmm/config.ts';
+import { benchArgs } from './support/common.ts';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
-const { values } = parseArgs({
+const { values } = benchArgs(import.meta.url, {
   options: {
     count: { type: 'string', default: '10' },
     'disk-mib': { type: 'string', default: '256' },

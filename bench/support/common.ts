@@ -1,8 +1,10 @@
 // What the benches share: the default image, QEMU's reference command lines (TCG on the q35 machine, as bench/boot
 // has always run it), medians and ratios, and clean-up of every VMM a bench started even when it dies half-way.
 import { spawnSync } from 'node:child_process';
+import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { findDefaultImage, type DefaultImage } from '../../src/image/build.ts';
 import { DEFAULT_CMDLINE } from '../../src/vmm/config.ts';
 
@@ -90,4 +92,29 @@ export function printTable(header: readonly string[], rows: readonly (readonly s
   const line = (cells: readonly string[]) => cells.map((c, i) => (i === 0 ? c.padEnd(widths[i]) : c.padStart(widths[i]))).join('  ');
   console.log(line(header));
   for (const r of rows) console.log(line(r));
+}
+
+/**
+ * A bench's command-line options (node:util parseArgs with `config`), with `--help`/`-h` printing the usage that the
+ * bench's header comment gives (its leading `//` lines: one text, never out of step with the file) and exiting 0, and
+ * an unknown or malformed option printed as one line with the pointer to --help, exiting 2.
+ */
+export function benchArgs<T extends ParseArgsConfig>(moduleUrl: string, config: T): ReturnType<typeof parseArgs<T>> {
+  const file = fileURLToPath(moduleUrl);
+  const args = config.args ?? process.argv.slice(2);
+  if (args.includes('--help') || args.includes('-h')) {
+    const header: string[] = [];
+    for (const line of fs.readFileSync(file, 'utf8').split('\n')) {
+      if (!line.startsWith('//')) break;
+      header.push(line.replace(/^\/\/ ?/, ''));
+    }
+    console.log(header.join('\n'));
+    process.exit(0);
+  }
+  try {
+    return parseArgs(config);
+  } catch (error) {
+    console.error(`${path.relative(ROOT, file)}: ${(error as Error).message} (--help for the options)`);
+    process.exit(2);
+  }
 }
