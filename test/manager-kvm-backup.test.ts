@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
 import { api, cli, Daemon, guestConsole, killRecordedVmms, tempDir, waitFor, type GuestConsole } from './support/manager-harness.ts';
-import { counterKernel, counterLines } from './support/counter-guest.ts';
+import { counterKernel, counterLines, consecutive } from './support/counter-guest.ts';
 import { detectKvm } from '../src/kvm/host.ts';
 import { controlRequest } from '../src/vmm/control.ts';
 
@@ -46,10 +46,6 @@ async function attach(name: string, restored = false): Promise<() => number[]> {
   const c = await guestConsole(vm.consoleSocket);
   consoles.push(c);
   return () => counterLines(c.output()).slice(restored ? 1 : 0);
-}
-
-function consecutive(lines: number[], what: string): void {
-  for (let i = 1; i < lines.length; i++) assert.equal(lines[i], lines[i - 1] + 1, `${what}: ${lines.slice(Math.max(0, i - 2), i + 2)}`);
 }
 
 test('a KVM VM: snapshot, restore, backup and a clone from the backup carry its counter on', { skip, timeout: 240_000 }, async () => {

@@ -15,7 +15,7 @@ import fs from 'node:fs';
 import crypto from 'node:crypto';
 import net from 'node:net';
 import path from 'node:path';
-import { Daemon, api, cli, tempDir, waitFor, killRecordedVmms, processAlive, root } from './support/manager-harness.ts';
+import { Daemon, api, cli, tempDir, waitFor, killRecordedVmms, processAlive, root, listenPort } from './support/manager-harness.ts';
 import { counterKernel, counterLines } from './support/counter-guest.ts';
 import { tickerValues, type Tick } from './support/ticker-lines.ts';
 import { gapSplit } from './support/gap-split.ts';
@@ -66,12 +66,6 @@ async function migrationAt(daemon: { socket: string }, name: string, bytes: numb
     if (m.phase === 'failed' || m.phase === 'completed') throw new Error(`the migration ended early: ${JSON.stringify(m)}`);
     return m.phase === 'precopy' && m.bytesSent > bytes;
   }, 60_000);
-}
-
-function listenPort(daemon: Daemon): number {
-  const m = /accepting live migrations on [^\s]+:(\d+)/.exec(daemon.stderr);
-  if (!m) throw new Error(`no migration listener: ${daemon.stderr}`);
-  return Number(m[1]);
 }
 
 test('daemon to daemon: refusals and faults leave the VM running at the source; a migration moves it with no tick lost', { timeout: 600_000 }, async () => {

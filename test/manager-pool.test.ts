@@ -8,18 +8,8 @@ import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
-import { Daemon, api, bin, cli, guestConsole, killRecordedVmms, processAlive, tempDir, waitFor, type GuestConsole } from './support/manager-harness.ts';
-import { counterKernel, counterLines } from './support/counter-guest.ts';
-
-function listenPort(daemon: Daemon): number {
-  const m = /accepting live migrations on [^\s]+:(\d+)/.exec(daemon.stderr);
-  if (!m) throw new Error(`no migration listener: ${daemon.stderr}`);
-  return Number(m[1]);
-}
-
-function consecutive(lines: number[], what: string): void {
-  for (let i = 1; i < lines.length; i++) assert.equal(lines[i], lines[i - 1] + 1, `${what}: ${lines.slice(Math.max(0, i - 2), i + 2)}`);
-}
+import { Daemon, api, bin, cli, guestConsole, killRecordedVmms, processAlive, tempDir, waitFor, type GuestConsole, listenPort } from './support/manager-harness.ts';
+import { counterKernel, counterLines, consecutive } from './support/counter-guest.ts';
 
 function cmdline(pid: number): string {
   return fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').join(' ');

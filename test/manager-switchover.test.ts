@@ -9,8 +9,8 @@ import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import { controlRequest } from '../src/vmm/control.ts';
-import { Daemon, api, cli, tempDir, waitFor, killRecordedVmms, guestConsole, type GuestConsole } from './support/manager-harness.ts';
-import { counterKernel, counterLines } from './support/counter-guest.ts';
+import { Daemon, api, cli, tempDir, waitFor, killRecordedVmms, guestConsole, type GuestConsole, listenPort } from './support/manager-harness.ts';
+import { counterKernel, counterLines, consecutive } from './support/counter-guest.ts';
 
 async function migrationOver(daemon: Daemon, name: string): Promise<any> {
   let m: any;
@@ -19,16 +19,6 @@ async function migrationOver(daemon: Daemon, name: string): Promise<any> {
     return m.endedAt !== undefined;
   }, 120_000);
   return m;
-}
-
-function listenPort(daemon: Daemon): number {
-  const m = /accepting live migrations on [^\s]+:(\d+)/.exec(daemon.stderr);
-  if (!m) throw new Error(`no migration listener: ${daemon.stderr}`);
-  return Number(m[1]);
-}
-
-function consecutive(lines: number[], what: string): void {
-  for (let i = 1; i < lines.length; i++) assert.equal(lines[i], lines[i - 1] + 1, `${what}: ${lines.slice(Math.max(0, i - 2), i + 2)}`);
 }
 
 async function pair(tag: string, sourceEnv: Record<string, string>, destEnv: Record<string, string>) {

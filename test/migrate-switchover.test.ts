@@ -11,7 +11,7 @@ import net from 'node:net';
 import { FrameReader, jsonFrame, MIGRATION_VERSION, T_JSON, type FaultPoint } from '../src/migration/protocol.ts';
 import { SNAPSHOT_VERSION } from '../src/vmm/snapshot.ts';
 import { captureConsole } from './support/capture-console.ts';
-import { counterKernel, config, until, counterLines } from './support/counter-guest.ts';
+import { counterKernel, config, until, counterLines, consecutive } from './support/counter-guest.ts';
 
 function startCounter(): { m: Machine; io: ReturnType<typeof captureConsole>; running: Promise<unknown> } {
   const io = captureConsole();
@@ -30,11 +30,6 @@ function destination(fault?: FaultPoint): { port: Promise<number>; machine: Prom
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-/** The counter's lines are consecutive (no value lost or repeated). */
-function consecutive(lines: number[], what: string): void {
-  for (let i = 1; i < lines.length; i++) assert.equal(lines[i], lines[i - 1] + 1, `${what}: ${lines.slice(Math.max(0, i - 2), i + 2)}`);
-}
 
 async function stop(src: ReturnType<typeof startCounter>, dest?: Machine): Promise<void> {
   src.m.requestExit({ kind: 'poweroff' });

@@ -2,6 +2,7 @@
 // mode 2, 100 Hz), takes the timer interrupt through its own IDT, and prints a counter on COM1 for every tick (4 hex
 // digits and a newline), powering off through ACPI when the counter reaches its limit.
 import fs from 'node:fs';
+import assert from 'node:assert/strict';
 import os from 'node:os';
 import path from 'node:path';
 import { makeBzImage } from '../../src/boot/synthetic.ts';
@@ -63,3 +64,8 @@ export function counterLines(text: string): number[] {
   return text.split('\n').slice(0, -1).filter((l) => l.length > 0).map((l) => parseInt(l, 16));
 }
 
+
+/** Assert that the counter's lines are consecutive: no value lost or repeated (a migration, restore or backup). */
+export function consecutive(lines: number[], what: string): void {
+  for (let i = 1; i < lines.length; i++) assert.equal(lines[i], lines[i - 1] + 1, `${what}: ${lines.slice(Math.max(0, i - 2), i + 2)}`);
+}

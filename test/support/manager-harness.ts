@@ -298,3 +298,10 @@ export function daemonFixture(tag: string, options: { args?: string[] | ((dir: s
     call: (method, url, body) => api({ socket: daemon!.socket }, method, url, body),
   };
 }
+
+/** The port of a daemon's live-migration listener (`--migration-listen HOST:0`), from the line it logs. */
+export function listenPort(daemon: Daemon): number {
+  const m = /accepting live migrations on [^\s]+:(\d+)/.exec(daemon.stderr);
+  if (!m) throw new Error(`no migration listener: ${daemon.stderr}`);
+  return Number(m[1]);
+}
