@@ -682,13 +682,17 @@ export class WasmEngine {
     for (let i = 0; i < n; i++) { const k = I[base + i]; if (k !== 0) { rows.push([k, i]); total += k; } }
     rows.sort((x, y) => y[0] - x[0]);
     const hex = (v: number | undefined) => v === undefined ? '?' : BigInt.asUintN(64, BigInt(v)).toString(16);
-    writeFileSync(SITE_STATS, rows.map(([k, i]) => `${k} ${hex(siteInfo[i].lin)} ${hex(siteInfo[i].pa)} ${siteInfo[i].kind}`).join('\n') + '\n');
+    // (Translator.siteCount counts every site past SITE_MAX - 1 in the last slot: that row is all of them, not the site
+    // that took the slot first; a syscall loop's run listed it as one RET in __x86_return_thunk, 8 calls per syscall)
+    const over = siteInfo.length > SITE_MAX - 1 ? SITE_MAX - 1 : -1;
+    writeFileSync(SITE_STATS, rows.map(([k, i]) => i === over ? `${k} ? ? (${siteInfo.length - over} sites past SITE_MAX, together)` : `${k} ${hex(siteInfo[i].lin)} ${hex(siteInfo[i].pa)} ${siteInfo[i].kind}`).join('\n') + '\n');
     return `; memory-library calls by site: ${total} at ${rows.length} of ${siteInfo.length} sites (${SITE_STATS})`;
   }
 
   /**
-   * RINGZERO_WASM_EXIT_STATS=1: the register write-back and load counters (layout.ts S_WBSTATS), summed over the
-   * vCPUs, by name (for the control socket's `stats`, whose differences give a command's own counts); else none.
+   * RINGZERO_WASM_EXIT_STATS=1: the register write-back and load counters (layout.ts S_WBSTATS) and the dispatcher's
+   * counts per exit kind (`x.KIND.HOW`, as exitStats), summed over the vCPUs, by name (for the control socket's
+   * `stats`, whose differences give a command's own counts: bench/syscall-counts.ts); else none.
    */
   exitCounters(): Record<string, number> {
     if (!EXIT_STATS) return {};
@@ -698,6 +702,14 @@ export class WasmEngine {
       let v = 0;
       for (let i = 0; i < this.nextState; i++) v += this.i32[((L.STATE_BASE + L.STATE_STRIDE * i + L.S_WBSTATS) >> 2) + k] >>> 0;
       out[n] = v;
+    });
+    // (the dispatcher's per exit kind counts, as exitStats: entered direct/looked up, left at limit/TLB miss/no entry)
+    X_NAMES.forEach((name, k) => {
+      ['direct', 'lookup', 'limit', 'tlbMiss', 'noEntry', 'tail'].forEach((w, o) => {
+        let v = 0;
+        for (let i = 0; i < this.nextState; i++) v += this.i32[((L.STATE_BASE + L.STATE_STRIDE * i + L.S_XSTATS) >> 2) + k * 8 + o] >>> 0;
+        out[`x.${name}.${w}`] = v;
+      });
     });
     return out;
   }
