@@ -392,6 +392,17 @@ const SLOW_RIP = process.env.RINGZERO_WASM_SLOW_RIP !== '0';
  */
 export const NEXT_KEY = process.env.RINGZERO_WASM_NEXT_KEY !== '0';
 /**
+ * A function keeps the RIP of the block being run in one form only, the i64 local r0i (the f64 parameter r0 is read
+ * once, by the prologue): a branch between a region's blocks (exitStatic, crossBranch) adds its offset to r0i alone,
+ * where it updated both locals before (4 wasm operations less per branch: boot + ash loop 30k ran 88.5M of them), and
+ * the places that need RIP as an f64 (S_RIP at an exit, S_R0, a tail call's r0) convert r0i + offset (one operation
+ * more each: ~52M exits). Exact: RIP is canonical, |r0i| < 2^47 < 2^53, so f64.convert_i64_s of it and of r0i + offset
+ * is the same double as the f64 sums were. RINGZERO_WASM_R0_ONE=0: both locals, as before.
+ */
+export let R0_ONE = process.env.RINGZERO_WASM_R0_ONE !== '0';
+/** Switch R0_ONE (tests); returns the old value. */
+export function setR0One(on: boolean): boolean { const old = R0_ONE; R0_ONE = on; return old; }
+/**
  * RINGZERO_WASM_EXIT_STATS=1: every exit stores its kind (X_*) in the state area (layout.ts S_XKIND) and the
  * dispatcher counts, per kind, how the next block was entered or why the call ended (--stats prints them).
  * Statistics for tuning only: off, the generated code is unchanged.
@@ -871,7 +882,7 @@ class Translator {
         if (k > 0) b.i32(8 * k).op(Op.i32Shl).op(Op.i32Or);
       }
       if (immLen === 1) b.i32(24).op(Op.i32Shl).i32(24).op(Op.i32ShrS);
-      b.op(0xb7 /* f64.convert_i32_s */).get(this.r0).op(Op.f64Add).f64(fallOff).op(Op.f64Add);
+      b.op(0xb7 /* f64.convert_i32_s */); this.r0f(fallOff); b.op(Op.f64Add);
       this.checkCanonicalF64();
       b.get(this.st).get(this.tf).mem(Op.f64Store, 3, L.S_RIP);
       b.i32(i + 1).set(this.xc); this.leave();
@@ -1265,10 +1276,24 @@ class Translator {
   exitConst(count: number, ripOff: number, kind = X_OTHER): void {
     const b = this.b;
     this.xk(kind);
-    b.get(this.st).get(this.r0);
-    if (ripOff !== 0) b.f64(ripOff).op(Op.f64Add);
+    b.get(this.st); this.r0f(ripOff);
     b.mem(Op.f64Store, 3, L.S_RIP);
     b.i32(count).set(this.xc); this.leave();
+  }
+
+  /** Push r0 + `off` (the RIP of the block being run, plus an offset) as an f64 (R0_ONE: from r0i). */
+  r0f(off = 0): void {
+    const b = this.b;
+    if (R0_ONE) { b.get(this.r0i); if (off !== 0) b.i64(off).op(Op.i64Add); b.op(Op.f64ConvertI64s); }
+    else { b.get(this.r0); if (off !== 0) b.f64(off).op(Op.f64Add); }
+  }
+
+  /** Move r0 (and r0i) on by `off`: a branch between a region's blocks. */
+  r0move(off: number): void {
+    const b = this.b;
+    if (off === 0) return;
+    if (!R0_ONE) b.get(this.r0).f64(off).op(Op.f64Add).set(this.r0);
+    b.get(this.r0i).i64(off).op(Op.i64Add).set(this.r0i);
   }
 
   /**
@@ -1302,10 +1327,7 @@ class Translator {
       this.regionFits(R.members[j].n);
       b.open(Op.if);
       b.get(this.c32).set(this.n);
-      if (ripOff !== 0) {
-        b.get(this.r0).f64(ripOff).op(Op.f64Add).set(this.r0);
-        b.get(this.r0i).i64(ripOff).op(Op.i64Add).set(this.r0i);
-      }
+      this.r0move(ripOff);
       b.get(R.intra).i32(1).op(Op.i32Add).set(R.intra);
       if (REGION_REGS) this.edgeLoad(j);
       if (j > R.cur) b.br(R.labels[j]);
@@ -1400,8 +1422,7 @@ class Translator {
     this.tailTo(tt, count, same ? X_SAME : X_CROSS, same ? tpa : -1, () => {
       if (!same) { this.fetchMapsTo(ripOff, tt.pa >>> 12, tt.gen); b.op(Op.i32And); }
     }, () => {
-      b.get(this.r0);
-      if (ripOff !== 0) b.f64(ripOff).op(Op.f64Add);
+      this.r0f(ripOff);
     });
   }
 
@@ -1515,7 +1536,7 @@ class Translator {
     b.get(this.st).mem(Op.i32Load, 2, L.S_BLK).set(sblk);
     b.get(this.st).mem(Op.i32Load, 2, L.S_FEPOCH).set(this.cep);
     b.get(this.st).get(nb).get(this.c32).op(Op.i32Add).mem(Op.i32Store, 2, L.S_NBASE);
-    b.get(this.r0).f64(ripOff).op(Op.f64Add).set(this.tf);
+    this.r0f(ripOff); b.set(this.tf);
     b.get(this.st).get(this.tf).mem(Op.f64Store, 3, L.S_R0);
     b.get(this.st).i32(t.word).mem(Op.i32Store, 2, L.S_BLK);
     b.get(this.st).get(this.st).mem(Op.i32Load, 2, L.S_CDEPTH).i32(1).op(Op.i32Add).mem(Op.i32Store, 2, L.S_CDEPTH);
@@ -1525,7 +1546,7 @@ class Translator {
     else b.call(fi);
     // (the instructions of this dispatcher call so far: the callee's tail calls added theirs to S_NBASE)
     b.get(this.st).mem(Op.i32Load, 2, L.S_NBASE).op(Op.i32Add).set(na);
-    b.get(this.r0).f64(next).op(Op.f64Add).set(this.tf);
+    this.r0f(next); b.set(this.tf);
     b.get(this.st).mem(Op.f64Load, 3, L.S_RIP).get(this.tf).op(Op.f64Ne).open(Op.if);
     b.get(this.st).get(na).mem(Op.i32Store, 2, L.S_NBASE);
     if (CALLRET_NEST) {
@@ -1597,9 +1618,8 @@ class Translator {
     b.op(Op.i32And);
     b.open(Op.if);
     b.get(this.c32).set(this.n);
-    b.get(this.r0).f64(ripOff).op(Op.f64Add).set(this.r0);
-    b.get(this.r0i).i64(ripOff).op(Op.i64Add).set(this.r0i);
-    b.get(this.st).get(this.r0).mem(Op.f64Store, 3, L.S_R0);
+    this.r0move(ripOff);
+    b.get(this.st); this.r0f(); b.mem(Op.f64Store, 3, L.S_R0);
     b.get(this.st).get(this.st).mem(Op.i32Load, 2, L.S_BLK).i32((1 << K_SHIFT) - 1).op(Op.i32And).i32(j << K_SHIFT).op(Op.i32Or);
     b.mem(Op.i32Store, 2, L.S_BLK);
     b.get(R.intra).i32(1).op(Op.i32Add).set(R.intra);
@@ -1721,6 +1741,11 @@ class Translator {
     // r0 was fetched, so it is canonical: a forward target can only pass the top of the lower half (2^47), a
     // backward one only fall below the bottom of the upper half (-2^47); one comparison each
     const b = this.b;
+    if (R0_ONE) {
+      b.get(this.r0i).i64(ripOff).op(Op.i64Add);
+      if (ripOff >= 0) b.i64(TWO47).op(Op.i64GeS); else b.i64(-TWO47).op(Op.i64LtS);
+      return;
+    }
     b.get(this.r0).f64(ripOff).op(Op.f64Add);
     if (ripOff >= 0) b.f64(TWO47).op(Op.f64Ge); else b.f64(-TWO47).op(Op.f64Lt);
   }
@@ -3453,7 +3478,7 @@ function emitSyscall(T: Translator, e: BlockEntry, i: number, next: number): voi
   T.insReplayed = true; // (it leaves here: no exit after it)
   if (call && PRIV_CHAIN) T.oldFlags(); // (the arithmetic flags into local fl, before the write-back)
   T.flush();
-  b.get(T.st).get(T.r0).f64(next).op(Op.f64Add).mem(Op.f64Store, 3, L.S_RIP);
+  b.get(T.st); T.r0f(next); b.mem(Op.f64Store, 3, L.S_RIP);
   // the new privilege: S_CPL, S_USER, no return-address predictions, CS/SS and SoftCpu.cpl to load (S_SYS)
   const switchTo = (cpl: number) => {
     b.get(T.st).i32(cpl).mem(Op.i32Store, 2, L.S_CPL);
