@@ -15,7 +15,10 @@ import { GuestMemory, MiB } from '../src/memory/guest-memory.ts';
 import { PortBus, MmioBus } from '../src/devices/bus.ts';
 import { VmClock } from '../src/vmm/clock.ts';
 import * as C from '../src/cpu/soft/constants.ts';
+import { setCountChains } from '../src/cpu/soft/wasm/translate.ts';
 
+// (the chain counts these tests check are counted only when asked: translate.ts COUNT_CHAINS)
+setCountChains(true);
 setHotThreshold(0);
 setJitThreshold(0);
 

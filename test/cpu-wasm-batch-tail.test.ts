@@ -11,7 +11,10 @@ import { setHotThreshold, setJitThreshold } from '../src/cpu/soft/code-cache.ts'
 import { setAsync, setBatchTail } from '../src/cpu/soft/wasm/runtime.ts';
 import { setPredict } from '../src/cpu/soft/wasm/translate.ts';
 import { GuestMemory } from '../src/memory/guest-memory.ts';
+import { setCountChains } from '../src/cpu/soft/wasm/translate.ts';
 
+// (the chain counts these tests check are counted only when asked: translate.ts COUNT_CHAINS)
+setCountChains(true);
 setHotThreshold(0);
 setJitThreshold(3);
 setAsync(false);

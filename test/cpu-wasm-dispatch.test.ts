@@ -12,7 +12,10 @@ import { GuestMemory } from '../src/memory/guest-memory.ts';
 import * as C from '../src/cpu/soft/constants.ts';
 import { Form } from '../src/cpu/soft/fast-forms.ts';
 import { dispatchEntry } from '../src/cpu/soft/wasm/layout.ts';
+import { setCountChains } from '../src/cpu/soft/wasm/translate.ts';
 
+// (the chain counts these tests check are counted only when asked: translate.ts COUNT_CHAINS)
+setCountChains(true);
 setHotThreshold(0);
 setJitThreshold(0);
 

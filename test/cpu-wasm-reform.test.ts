@@ -11,9 +11,12 @@ import { GuestMemory } from '../src/memory/guest-memory.ts';
 import * as C from '../src/cpu/soft/constants.ts';
 import { groupRegions, REGION_MAX } from '../src/cpu/soft/wasm/translate.ts';
 import type { Block } from '../src/cpu/soft/code-cache.ts';
+import { setCountChains } from '../src/cpu/soft/wasm/translate.ts';
 
 // threshold 0: every block is translated at its first replay, alone (a batch of one), as blocks that become hot at
 // different times are
+// (the chain counts these tests check are counted only when asked: translate.ts COUNT_CHAINS)
+setCountChains(true);
 setHotThreshold(0);
 setJitThreshold(0);
 

@@ -409,6 +409,16 @@ export function setR0One(on: boolean): boolean { const old = R0_ONE; R0_ONE = on
  */
 export const EXIT_STATS = process.env.RINGZERO_WASM_EXIT_STATS === '1';
 /**
+ * Translated code counts its branches between a region's blocks (local `intra`, added to S_INTRA when the function
+ * leaves) and its tail calls (S_TAILS), for --stats ("entries between their blocks", "by tail calls", the code
+ * cache's chained entries) and tests: with EXIT_STATS or RINGZERO_WASM_COUNT_CHAINS=1 only. Nothing else reads them;
+ * off, they cost no operations: boot + ash loop 30k ran 86M region branches (4 wasm operations each), ~40M region
+ * function returns (6 each) and 21M tail calls (6 each, 12 from a region), ~0.8 wasm operations per guest instruction.
+ */
+export let COUNT_CHAINS = EXIT_STATS || process.env.RINGZERO_WASM_COUNT_CHAINS === '1';
+/** Switch COUNT_CHAINS (tests that check those counts); returns the old value. */
+export function setCountChains(on: boolean): boolean { const old = COUNT_CHAINS; COUNT_CHAINS = on; return old; }
+/**
  * Indirect exits tail-call the blocks that followed them before (Translator.predictExit); RINGZERO_WASM_PREDICT=1: on.
  * Off by default: on the quiet host at session 23's end, with STACK_ONE (both off against both on, `bench/engines
  * --paired`, one build), the ash loop 1.01x (0.90-1.07, 3 pairs), the syscall loop 1.04x (0.98-1.05), the boot 1.07x
@@ -1328,7 +1338,7 @@ class Translator {
       b.open(Op.if);
       b.get(this.c32).set(this.n);
       this.r0move(ripOff);
-      b.get(R.intra).i32(1).op(Op.i32Add).set(R.intra);
+      if (COUNT_CHAINS) b.get(R.intra).i32(1).op(Op.i32Add).set(R.intra);
       if (REGION_REGS) this.edgeLoad(j);
       if (j > R.cur) b.br(R.labels[j]);
       else this.branchBack(j);
@@ -1455,9 +1465,9 @@ class Translator {
       const ph = L.S_PHITS + 4 * ((samePa >>> 12) & (L.PHITS_N - 1));
       b.get(this.st).get(this.st).mem(Op.i32Load, 2, ph).i32(1).op(Op.i32Add).mem(Op.i32Store, 2, ph);
     }
-    b.get(this.st).get(this.st).mem(Op.i32Load, 2, L.S_TAILS).i32(1).op(Op.i32Add).mem(Op.i32Store, 2, L.S_TAILS);
     const R = this.region;
-    if (R !== null) b.get(this.st).get(this.st).mem(Op.i32Load, 2, L.S_INTRA).get(R.intra).op(Op.i32Add).mem(Op.i32Store, 2, L.S_INTRA);
+    if (COUNT_CHAINS) b.get(this.st).get(this.st).mem(Op.i32Load, 2, L.S_TAILS).i32(1).op(Op.i32Add).mem(Op.i32Store, 2, L.S_TAILS);
+    if (COUNT_CHAINS && R !== null) b.get(this.st).get(this.st).mem(Op.i32Load, 2, L.S_INTRA).get(R.intra).op(Op.i32Add).mem(Op.i32Store, 2, L.S_INTRA);
     if (EXIT_STATS) {
       const o = L.S_XSTATS + 4 * (kind * 8 + 5);
       b.get(this.st).get(this.st).mem(Op.i32Load, 2, o).i32(1).op(Op.i32Add).mem(Op.i32Store, 2, o);
@@ -1622,7 +1632,7 @@ class Translator {
     b.get(this.st); this.r0f(); b.mem(Op.f64Store, 3, L.S_R0);
     b.get(this.st).get(this.st).mem(Op.i32Load, 2, L.S_BLK).i32((1 << K_SHIFT) - 1).op(Op.i32And).i32(j << K_SHIFT).op(Op.i32Or);
     b.mem(Op.i32Store, 2, L.S_BLK);
-    b.get(R.intra).i32(1).op(Op.i32Add).set(R.intra);
+    if (COUNT_CHAINS) b.get(R.intra).i32(1).op(Op.i32Add).set(R.intra);
     if (REGION_REGS) this.edgeLoad(j);
     if (j > R.cur) b.br(R.labels[j]);
     else this.branchBack(j);
@@ -1662,7 +1672,9 @@ class Translator {
   rasPop(): void {
     if (!RAS) return;
     const b = this.b;
-    b.get(this.st).mem(Op.i32Load, 2, L.S_RASP).tee(this.t32).i32(0).op(Op.i32GtS).open(Op.if);
+    // (S_RASP is never negative: set to 0 or restored by the runtime, one less only here when not 0; so "not 0" is
+    // "more than 0", two wasm operations fewer)
+    b.get(this.st).mem(Op.i32Load, 2, L.S_RASP).tee(this.t32).open(Op.if);
     b.get(this.st).get(this.t32).i32(1).op(Op.i32Sub).tee(this.t32).mem(Op.i32Store, 2, L.S_RASP);
     b.get(this.t32).i32(L.RAS_N - 1).op(Op.i32And).i32(L.RAS_STRIDE).op(0x6c /* i32.mul */).get(this.st).op(Op.i32Add).tee(this.c32);
     b.mem(Op.i64Load, 3, L.S_RAS).get(this.v).op(Op.i64Eq).open(Op.if);
@@ -2596,7 +2608,7 @@ export function translateRegion(members: Block[], ramSize: number, lins?: Map<Bl
   T.loopMember = false;
   b.close();
   b.close();
-  b.get(T.st).get(T.st).mem(Op.i32Load, 2, L.S_INTRA).get(R.intra).op(Op.i32Add).mem(Op.i32Store, 2, L.S_INTRA);
+  if (COUNT_CHAINS) b.get(T.st).get(T.st).mem(Op.i32Load, 2, L.S_INTRA).get(R.intra).op(Op.i32Add).mem(Op.i32Store, 2, L.S_INTRA);
   epilogue(T);
   dump(T, members, R.lins);
   return { body: b, offs: offsList, memOps: b.memOps };
