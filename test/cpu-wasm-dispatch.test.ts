@@ -317,6 +317,28 @@ test('a region of three blocks runs its loop inside one function, exactly', () =
   assert.ok(m.cpu.jitInstructions > 100_000, `instructions run in wasm: ${m.cpu.jitInstructions}`);
 });
 
+test('uncounted (COUNT_CHAINS off, the default): the same loop, exactly, with no branch counted', () => {
+  const old = setCountChains(false);
+  try {
+    const results = (['interpreter', 'wasm'] as Mode[]).map((mode) => withThreshold(20, () => {
+      const m = machine(mode);
+      m.cpu.setGpr(6, BigInt(DATA));
+      m.cpu.setGpr(8, BigInt(DATA + 32));
+      m.mem.write(CODE, Uint8Array.from(REGION_LOOP));
+      assert.equal(runBlocksToHalt(m, 1_000_000), -1);
+      return { m, s: state(m) };
+    }));
+    assert.deepEqual(results[1].s, results[0].s, 'translated code = interpreter');
+    const m = results[1].m, r = regionStats(m);
+    assert.ok(r.regions >= 1, `regions: ${r.regions}`);
+    assert.equal(r.intra, 0, 'no branch between the region\'s blocks counted');
+    assert.equal(m.cpu.wasm!.stats.tails, 0);
+    assert.ok(m.cpu.jitInstructions > 100_000, `instructions run in wasm: ${m.cpu.jitInstructions}`);
+  } finally {
+    setCountChains(old);
+  }
+});
+
 test('a page fault in the third block of a region leaves exact state (RIP, instruction count, earlier stores)', () => {
   const results = (['interpreter', 'wasm'] as Mode[]).map((mode) => withThreshold(20, () => {
     const m = machine(mode);
