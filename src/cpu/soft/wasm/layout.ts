@@ -87,15 +87,16 @@ export const S_SSE = 512;
 /** Branches from a block of a region to another of the same function (translate.ts Region; statistics, like S_CHAINS). */
 export const S_INTRA = 520;
 /**
- * The return-address stack (translate.ts Translator.rasPush/rasPop): S_RASP counts pushes (the dispatcher zeroes it
- * at each call; SoftCpu.invalidateFetch, i.e. every TLB flush and INVLPG, too), S_RAS holds RAS_N entries of
- * RAS_STRIDE bytes, entry (count mod RAS_N): the return address (i64, linear), the (pa, page generation) key of its
- * block (i64, as a DISPATCH entry's first two words) and the byte address of its DISPATCH set (i32).
+ * The return-address stack (translate.ts Translator.rasPush/rasPop): S_RASP counts pushes, in bytes (RAS_STRIDE per
+ * push; the dispatcher zeroes it at each call; SoftCpu.invalidateFetch, i.e. every TLB flush and INVLPG, too), S_RAS
+ * (after S_PHITS) holds RAS_N entries of RAS_STRIDE bytes, entry at S_RAS + (S_RASP mod RAS_N * RAS_STRIDE): the
+ * return address (i64, linear), the (pa, page generation) key of its block (i64, as a DISPATCH entry's first two
+ * words) and the byte address of its DISPATCH set (i32). A power-of-two stride makes the entry's offset one AND of
+ * S_RASP (no multiply, no shift): 3 wasm operations fewer per CALL, 2 per RET.
  */
 export const S_RASP = 524;
-export const S_RAS = 528;
 export const RAS_N = 16;
-export const RAS_STRIDE = 24;
+export const RAS_STRIDE = 32;
 /**
  * The (pa, page generation) key of the block whose dispatch set a block named in S_NEXT (i64, as a DISPATCH entry's
  * first two words; translate.ts NEXT_KEY): after the return-address stack.
@@ -188,6 +189,8 @@ export const S_IFW = S_CPL + 8;
  */
 export const S_PHITS = S_USER + 512;
 export const PHITS_N = 4096;
+/** The return-address stack's entries (see S_RASP): 512 bytes after S_PHITS. */
+export const S_RAS = S_PHITS + 4 * PHITS_N;
 
 /** The views of a state area that the SSE state lives in (SoftCpu.xmm and FpuState.sseOk). */
 export function sseViews(buffer: ArrayBuffer, st: number): { xmm: Uint8Array<ArrayBuffer>; sseOk: Int32Array<ArrayBuffer> } {

@@ -1652,16 +1652,17 @@ class Translator {
   rasPush(next: number, ret: number): void {
     if (!RAS) return;
     const b = this.b, pa = this.block.pa, tpa = pa + next, same = (tpa >>> 12) === (pa >>> 12);
-    b.get(this.st).mem(Op.i32Load, 2, L.S_RASP).tee(this.t32).i32(L.RAS_N - 1).op(Op.i32And).i32(L.RAS_STRIDE).op(0x6c /* i32.mul */);
-    b.get(this.st).op(Op.i32Add).set(this.c32);
+    // (S_RASP counts in bytes: the entry's offset is one AND)
+    b.get(this.st).mem(Op.i32Load, 2, L.S_RASP).tee(this.t32).i32(L.RAS_N * L.RAS_STRIDE - 1).op(Op.i32And);
+    b.get(this.st).op(Op.i32Add).tee(this.c32);
     // (local `ret` holds the return address r0 + next, the value the CALL pushed)
-    if (same) b.get(this.c32).get(ret).mem(Op.i64Store, 3, L.S_RAS);
-    else b.get(this.c32).i64(1n << 62n).mem(Op.i64Store, 3, L.S_RAS);
+    if (same) b.get(ret).mem(Op.i64Store, 3, L.S_RAS);
+    else b.i64(1n << 62n).mem(Op.i64Store, 3, L.S_RAS);
     if (same) {
       b.get(this.c32); this.entryKey(tpa); b.mem(Op.i64Store, 3, L.S_RAS + 8);
       b.get(this.c32).i32(L.dispatchEntry(tpa)).mem(Op.i32Store, 2, L.S_RAS + 16);
     }
-    b.get(this.st).get(this.t32).i32(1).op(Op.i32Add).mem(Op.i32Store, 2, L.S_RASP);
+    b.get(this.st).get(this.t32).i32(L.RAS_STRIDE).op(Op.i32Add).mem(Op.i32Store, 2, L.S_RASP);
   }
 
   /**
@@ -1672,11 +1673,11 @@ class Translator {
   rasPop(): void {
     if (!RAS) return;
     const b = this.b;
-    // (S_RASP is never negative: set to 0 or restored by the runtime, one less only here when not 0; so "not 0" is
+    // (S_RASP is never negative: set to 0 or restored by the runtime, RAS_STRIDE less only here when not 0; so "not 0" is
     // "more than 0", two wasm operations fewer)
     b.get(this.st).mem(Op.i32Load, 2, L.S_RASP).tee(this.t32).open(Op.if);
-    b.get(this.st).get(this.t32).i32(1).op(Op.i32Sub).tee(this.t32).mem(Op.i32Store, 2, L.S_RASP);
-    b.get(this.t32).i32(L.RAS_N - 1).op(Op.i32And).i32(L.RAS_STRIDE).op(0x6c /* i32.mul */).get(this.st).op(Op.i32Add).tee(this.c32);
+    b.get(this.st).get(this.t32).i32(L.RAS_STRIDE).op(Op.i32Sub).tee(this.t32).mem(Op.i32Store, 2, L.S_RASP);
+    b.get(this.t32).i32(L.RAS_N * L.RAS_STRIDE - 1).op(Op.i32And).get(this.st).op(Op.i32Add).tee(this.c32);
     b.mem(Op.i64Load, 3, L.S_RAS).get(this.v).op(Op.i64Eq).open(Op.if);
     if (NEXT_KEY) {
       b.get(this.st).get(this.c32).mem(Op.i32Load, 2, L.S_RAS + 16).mem(Op.i32Store, 2, L.S_NEXT);
