@@ -458,6 +458,15 @@ test('CALL/RET pairs chain through the return-address stack; a RET whose return 
   assert.ok(fullLookups(w) < 150, `full dispatcher lookups: ${fullLookups(w)}`);
 });
 
+test('recursion deeper than the return-address stack (40 CALLs, RAS_N 16 entries, the ring wraps): exact', () => {
+  //   mov ecx,300 / xor eax,eax / L: mov edi,40 / call r / dec ecx / jnz L / hlt
+  //   r: test edi,edi / jz 1f / dec edi / call r / add eax,1 / 1: ret
+  // (the outer RETs pop entries that deeper CALLs overwrote: predictions for other return addresses, not taken)
+  const code = hexBytes('b9 2c 01 00 00 31 c0 bf 28 00 00 00 e8 05 00 00 00 ff c9 75 f2 f4 85 ff 74 0a ff cf e8 f5 ff ff ff 83 c0 01 c3');
+  const w = agreeToHalt((m) => { m.mem.write(CODE, Uint8Array.from(code)); }, CODE, 1_000_000);
+  assert.equal(w.cpu.getGpr(0), 300n * 40n);
+});
+
 /**
  * The remapping tests run at CODE2 (the 2 MiB page 8, away from the page tables and the stack); ALT (page 4) holds
  * the same code with `add eax,2` after the CALL.
