@@ -445,7 +445,8 @@ export function softEngineStats(cpus: SoftCpu[], ms: number): string {
     ...(on && cpus[0].wasm && cpus[0].jitEnabled ? [`ringzero: stats: wasm: ${cpus[0].wasm.statsLine()}`] : []),
     ...(!on ? [] : cpus.some((c) => c.jitEnabled)
       ? [`ringzero: stats: JIT: ${s.compiled} blocks compiled to ${cpus[0].wasm ? 'WebAssembly' : 'JavaScript'}, ${pct(jitted, total)}% of instructions run in them; ` +
-          `${s.chainHits} chained block entries`]
+          `${s.chainHits} chained block entries` +
+          (cpus[0].wasm && !cpus[0].wasm.countsChains ? ' (region branches and tail calls not counted: RINGZERO_WASM_COUNT_CHAINS=1)' : '')]
       : [`ringzero: stats: JIT off (RINGZERO_JIT=0: closure replay); ${s.chainHits} chained block entries`]),
     '',
   ].join('\n');

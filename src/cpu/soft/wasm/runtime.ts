@@ -521,6 +521,8 @@ export interface WasmStats {
 
 /** The wasm translator of one GuestMemory (shared by its vCPUs, which run on one thread). */
 export class WasmEngine {
+  /** Whether translated code counts region branches and tail calls (translate.ts COUNT_CHAINS): --stats says so. */
+  readonly countsChains = COUNT_CHAINS;
   readonly i32: Int32Array;
   readonly f64: Float64Array;
   /** What block modules import: the helper trampolines, the memory and flag libraries (built by modules()). */
