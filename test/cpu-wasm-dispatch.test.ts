@@ -300,7 +300,8 @@ function regionStats(m: Machine): { regions: number; intra: number } {
 //   3: mov rdx,[rsi] / add edx,ecx / mov [rsi+8],rdx / dec ecx / jnz 1b / hlt
 const REGION_LOOP = hexBytes('b9 20 4e 00 00 83 c0 01 eb 00 01 c3 83 f9 01 49 0f 44 f0 eb 00 48 8b 16 01 ca 48 89 56 08 ff c9 75 e3 f4');
 
-test('a region of three blocks runs its loop inside one function, exactly', () => {
+/** REGION_LOOP on the interpreter and on wasm, their states compared; returns the wasm machine and its region stats. */
+function runRegionLoop() {
   const results = (['interpreter', 'wasm'] as Mode[]).map((mode) => withThreshold(20, () => {
     const m = machine(mode);
     m.cpu.setGpr(6, BigInt(DATA));
@@ -310,7 +311,12 @@ test('a region of three blocks runs its loop inside one function, exactly', () =
     return { m, s: state(m) };
   }));
   assert.deepEqual(results[1].s, results[0].s, 'translated code = interpreter');
-  const m = results[1].m, r = regionStats(m);
+  const m = results[1].m;
+  return { m, r: regionStats(m) };
+}
+
+test('a region of three blocks runs its loop inside one function, exactly', () => {
+  const { m, r } = runRegionLoop();
   assert.ok(r.regions >= 1, `regions: ${r.regions}`);
   // most passes are two branches inside the region (1 -> 2 -> 3) and one back to its first block
   assert.ok(r.intra > 20_000, `entries between the region's blocks: ${r.intra}`);
@@ -320,16 +326,7 @@ test('a region of three blocks runs its loop inside one function, exactly', () =
 test('uncounted (COUNT_CHAINS off, the default): the same loop, exactly, with no branch counted', () => {
   const old = setCountChains(false);
   try {
-    const results = (['interpreter', 'wasm'] as Mode[]).map((mode) => withThreshold(20, () => {
-      const m = machine(mode);
-      m.cpu.setGpr(6, BigInt(DATA));
-      m.cpu.setGpr(8, BigInt(DATA + 32));
-      m.mem.write(CODE, Uint8Array.from(REGION_LOOP));
-      assert.equal(runBlocksToHalt(m, 1_000_000), -1);
-      return { m, s: state(m) };
-    }));
-    assert.deepEqual(results[1].s, results[0].s, 'translated code = interpreter');
-    const m = results[1].m, r = regionStats(m);
+    const { m, r } = runRegionLoop();
     assert.ok(r.regions >= 1, `regions: ${r.regions}`);
     assert.equal(r.intra, 0, 'no branch between the region\'s blocks counted');
     assert.equal(m.cpu.wasm!.stats.tails, 0);
