@@ -38,11 +38,13 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { initrdWithPrograms } from './support/initramfs.ts';
-import { RINGZERO, ROOT, median, requireImage, positiveInt } from './support/common.ts';
+import { RINGZERO, ROOT, median, requireImage, positiveInt, checkBenchOptions } from './support/common.ts';
 import { gapSplit } from '../test/support/gap-split.ts';
 import { Spare } from '../src/manager/pool.ts';
 
 const args = process.argv.slice(2);
+checkBenchOptions(import.meta.url, args, ['--pairs', '--seconds', '--warm', '--modes', '--before', '--no-loop', '--keep', '--dump',
+  '--hops', '--hot', '--bins', '--hot-blocks', '--sessions', '--pool', '--pool-warm-up-ms', '--pool-nice']);
 const opt = (name: string): string | undefined => { const i = args.indexOf(name); return i >= 0 ? args[i + 1] : undefined; };
 const pairs = positiveInt('--pairs', opt('--pairs') ?? '3');
 const seconds = positiveInt('--seconds', opt('--seconds') ?? '6');

@@ -29,17 +29,16 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { parseArgs } from 'node:util';
 import { findDefaultImage, GUEST_PROMPT } from '../src/image/build.ts';
 import { DEFAULT_CMDLINE } from '../src/vmm/config.ts';
 import { controlRequest } from '../src/vmm/control.ts';
 import { Machine } from '../src/vmm/machine.ts';
-import { median } from './support/common.ts';
+import { median, benchArgs } from './support/common.ts';
 import { Qmp } from './support/qmp.ts';
 import { killAllVmms, VmmProcess } from './support/vmm-process.ts';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
-const { values } = parseArgs({
+const { values } = benchArgs(import.meta.url, {
   options: {
     runs: { type: 'string', default: '3' },
     sizes: { type: 'string', default: '256M,2G' },

@@ -20,14 +20,13 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { parseArgs } from 'node:util';
 import { makeBzImage } from '../src/boot/synthetic.ts';
 import { controlRequest } from '../src/vmm/control.ts';
-import { median } from './support/common.ts';
+import { median, benchArgs } from './support/common.ts';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const bin = path.join(root, 'bin', 'ringzero');
-const { values } = parseArgs({ options: { runs: { type: 'string', default: '7' } } });
+const { values } = benchArgs(import.meta.url, { options: { runs: { type: 'string', default: '7' } } });
 const runs = Number(values.runs);
 if (!Number.isInteger(runs) || runs < 1) throw new Error('--runs: a positive integer');
 

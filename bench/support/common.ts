@@ -94,27 +94,44 @@ export function printTable(header: readonly string[], rows: readonly (readonly s
   for (const r of rows) console.log(line(r));
 }
 
+/** `--help`/`-h` among `args`: print the usage that the bench's header comment gives (its leading `//` lines: one
+ * text, never out of step with the file) and exit 0. */
+function helpFromHeader(file: string, args: readonly string[]): void {
+  if (!args.includes('--help') && !args.includes('-h')) return;
+  const header: string[] = [];
+  for (const line of fs.readFileSync(file, 'utf8').split('\n')) {
+    if (!line.startsWith('//')) break;
+    header.push(line.replace(/^\/\/ ?/, ''));
+  }
+  console.log(header.join('\n'));
+  process.exit(0);
+}
+
 /**
- * A bench's command-line options (node:util parseArgs with `config`), with `--help`/`-h` printing the usage that the
- * bench's header comment gives (its leading `//` lines: one text, never out of step with the file) and exiting 0, and
- * an unknown or malformed option printed as one line with the pointer to --help, exiting 2.
+ * A bench's command-line options (node:util parseArgs with `config`), with `--help`/`-h` printing the bench's header
+ * comment and exiting 0, and an unknown or malformed option printed as one line with the pointer to --help, exiting 2.
  */
 export function benchArgs<T extends ParseArgsConfig>(moduleUrl: string, config: T): ReturnType<typeof parseArgs<T>> {
   const file = fileURLToPath(moduleUrl);
-  const args = config.args ?? process.argv.slice(2);
-  if (args.includes('--help') || args.includes('-h')) {
-    const header: string[] = [];
-    for (const line of fs.readFileSync(file, 'utf8').split('\n')) {
-      if (!line.startsWith('//')) break;
-      header.push(line.replace(/^\/\/ ?/, ''));
-    }
-    console.log(header.join('\n'));
-    process.exit(0);
-  }
+  helpFromHeader(file, config.args ?? process.argv.slice(2));
   try {
     return parseArgs(config);
   } catch (error) {
     console.error(`${path.relative(ROOT, file)}: ${(error as Error).message} (--help for the options)`);
+    process.exit(2);
+  }
+}
+
+/**
+ * For a bench that reads its arguments itself: `--help`/`-h` as benchArgs does, and any `--option` not in `known`
+ * refused (one line, exit 2) rather than ignored, so a mistyped option does not run the bench with its defaults.
+ */
+export function checkBenchOptions(moduleUrl: string, args: readonly string[], known: readonly string[]): void {
+  const file = fileURLToPath(moduleUrl);
+  helpFromHeader(file, args);
+  const unknown = args.filter((a) => a.startsWith('--') && !known.includes(a));
+  if (unknown.length > 0) {
+    console.error(`${path.relative(ROOT, file)}: unknown option ${unknown.join(', ')} (--help for the options)`);
     process.exit(2);
   }
 }
