@@ -20,7 +20,7 @@
 // they inherit). Linux applies nice per thread (setpriority(2) with PRIO_PROCESS and a thread ID; sched(7), "the
 // nice value is a per-thread attribute").
 import fs from 'node:fs';
-import { libc } from '../sys/libc.ts';
+import os from 'node:os';
 
 /** Seconds the main thread stays boosted (and the others lowered) after the resume (RINGZERO_RESUME_NICE_S; 0: not at all). */
 export const RESUME_NICE_S = Number(process.env.RINGZERO_RESUME_NICE_S || 3);
@@ -44,7 +44,6 @@ export let RESUME_BOOST = Number(process.env.RINGZERO_RESUME_BOOST ?? -10);
  * outright by a main thread at -10 that always has guest work, V8's compiles and GC helpers then come too late.
  */
 export const OTHERS_NICE = Math.min(19, Number(process.env.RINGZERO_RESUME_OTHERS_NICE ?? 0));
-const PRIO_PROCESS = 0;
 /**
  * The nice value of this VMM's autogroup meanwhile (RINGZERO_RESUME_GROUP_BOOST; 0: left alone), when the VMM leads
  * its own session (the daemon starts each VMM detached, in its own session: src/manager/manager.ts). Why: with
@@ -96,19 +95,11 @@ let groupNow: number | undefined;
 export function holdSession(nice = GROUP_BOOST): (() => void) | undefined {
   if (nice === 0) return undefined;
   if (holds === 0) {
-    try {
-      // (field 6 of /proc/self/stat is the session ID: proc(5); the command name before it may hold spaces)
-      const session = Number(fs.readFileSync('/proc/self/stat', 'utf8').split(') ')[1].split(' ')[3]);
-      if (session !== process.pid) return undefined;
-      const m = /nice (-?\d+)/.exec(fs.readFileSync('/proc/self/autogroup', 'utf8'));
-      if (!m || nice >= Number(m[1])) return undefined;
-      fs.writeFileSync('/proc/self/autogroup', String(nice));
-      groupWas = Number(m[1]);
-      groupNow = nice;
-    } catch {
-      // (no autogroups in this kernel, or no privilege to raise a group: left as it is)
-      return undefined;
-    }
+    // (not a session of its own, no autogroups in this kernel, or no privilege to raise a group: left as it is)
+    const now = ownAutogroupNice();
+    if (now === undefined || nice >= now || !setAutogroupNice(nice)) return undefined;
+    groupWas = now;
+    groupNow = nice;
   }
   holds++;
   groupBoosted = { was: groupWas!, now: groupNow! };
@@ -117,8 +108,34 @@ export function holdSession(nice = GROUP_BOOST): (() => void) | undefined {
     if (released) return;
     released = true;
     if (--holds > 0) return;
-    try { fs.writeFileSync('/proc/self/autogroup', String(groupWas)); } catch { /* the group is gone with its session */ }
+    setAutogroupNice(groupWas!); // (false: the group is gone with its session)
   };
+}
+
+/**
+ * The nice value of this process's autogroup (/proc/self/autogroup, sched(7)) when the process leads a session of its
+ * own (a VMM the daemon started detached), else undefined: another process's session, or no autogroups here.
+ */
+export function ownAutogroupNice(): number | undefined {
+  try {
+    // (field 6 of /proc/self/stat is the session ID: proc(5); the command name before it may hold spaces)
+    const session = Number(fs.readFileSync('/proc/self/stat', 'utf8').split(') ')[1].split(' ')[3]);
+    if (session !== process.pid) return undefined;
+    const m = /nice (-?\d+)/.exec(fs.readFileSync('/proc/self/autogroup', 'utf8'));
+    return m ? Number(m[1]) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** This session's autogroup at nice `nice`; false when refused (lowering it needs CAP_SYS_NICE) or gone. */
+export function setAutogroupNice(nice: number): boolean {
+  try {
+    fs.writeFileSync('/proc/self/autogroup', String(nice));
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 /** For `seconds`, this VMM's autogroup at nice `nice` (holdSession), then back. True if it was set. */
@@ -138,7 +155,20 @@ export function favourSession(seconds = RESUME_NICE_S, nice = GROUP_BOOST): bool
  */
 export const SWITCHOVER_BOOST = process.env.RINGZERO_SWITCHOVER_BOOST !== '0';
 
-let fns: { set: (which: number, who: number, prio: number) => number; get: (which: number, who: number) => number } | undefined;
+/**
+ * A thread's nice value, read and set through Node's os.getPriority/os.setPriority (getpriority(2)/setpriority(2) with
+ * PRIO_PROCESS: `who` a thread ID, 0 the calling thread), in the system calls' own terms: set returns 0, or -1 when
+ * refused (no privilege to raise it, the thread gone); the value is clamped to -20..19 as the kernel clamps it (libuv
+ * refuses one outside); get returns -1 when the thread is gone (also a valid nice value: callers take it as one).
+ */
+export interface PriorityCalls {
+  set: (who: number, nice: number) => number;
+  get: (who: number) => number;
+}
+export const threadNice: PriorityCalls = {
+  set: (who, nice) => { try { os.setPriority(who, Math.max(-20, Math.min(19, nice))); return 0; } catch { return -1; } },
+  get: (who) => { try { return os.getPriority(who); } catch { return -1; } },
+};
 
 /**
  * For `seconds`, run the calling (main) thread at nice `boost` and lower every other thread of this process to nice
@@ -150,37 +180,33 @@ export function favourMainThread(seconds = RESUME_NICE_S, boost = RESUME_BOOST, 
   if (!(seconds > 0)) return 0;
   let tids: number[];
   try {
-    fns ??= {
-      set: libc.func('int setpriority(int which, int who, int prio)') as (which: number, who: number, prio: number) => number,
-      get: libc.func('int getpriority(int which, int who)') as (which: number, who: number) => number,
-    };
     tids = fs.readdirSync('/proc/self/task').map(Number).filter((t) => t !== process.pid);
   } catch {
     return 0;
   }
-  const { set, get } = fns;
+  const { set, get } = threadNice;
   // (getpriority returns the nice value itself: -1 is a valid one, and an error here only means the thread is gone)
-  const was = tids.map((t) => get(PRIO_PROCESS, t));
+  const was = tids.map((t) => get(t));
   // (lowered only if one of them can be given its priority back: probed on the first one below NICE)
   const probeAt = was.findIndex((w) => w < NICE);
   let lowered = 0;
-  if (probeAt >= 0 && set(PRIO_PROCESS, tids[probeAt], was[probeAt] + 1) === 0 && set(PRIO_PROCESS, tids[probeAt], was[probeAt]) === 0) {
-    for (let i = 0; i < tids.length; i++) if (was[i] < NICE && set(PRIO_PROCESS, tids[i], NICE) === 0) lowered++;
+  if (probeAt >= 0 && set(tids[probeAt], was[probeAt] + 1) === 0 && set(tids[probeAt], was[probeAt]) === 0) {
+    for (let i = 0; i < tids.length; i++) if (was[i] < NICE && set(tids[i], NICE) === 0) lowered++;
   }
-  // (the calling thread: its tid is the process's for Node's main thread; getpriority(PRIO_PROCESS, 0) is the caller's)
-  const self = get(PRIO_PROCESS, 0);
-  const boosted = boost < self && boost >= -20 && set(PRIO_PROCESS, 0, boost) === 0;
+  // (the calling thread: its tid is the process's for Node's main thread; os.getPriority(0) is the caller's)
+  const self = get(0);
+  const boosted = boost < self && boost >= -20 && set(0, boost) === 0;
   setTimeout(() => {
-    if (lowered > 0) for (let i = 0; i < tids.length; i++) if (was[i] < NICE) set(PRIO_PROCESS, tids[i], was[i]);
+    if (lowered > 0) for (let i = 0; i < tids.length; i++) if (was[i] < NICE) set(tids[i], was[i]);
     if (!boosted) return;
-    set(PRIO_PROCESS, 0, self);
+    set(0, self);
     // (a thread started meanwhile inherited the boost: it gets the caller's own priority too, and one that set itself
     // relative to the boost, as the wasm compile thread does (compile-worker.ts NICE), keeps that offset from it)
     try {
       for (const t of fs.readdirSync('/proc/self/task').map(Number)) {
         if (t === process.pid || tids.includes(t)) continue;
-        const p = get(PRIO_PROCESS, t);
-        if (p <= boost) set(PRIO_PROCESS, t, Math.min(19, self + p - boost));
+        const p = get(t);
+        if (p <= boost) set(t, Math.min(19, self + p - boost));
       }
     } catch { /* no /proc: nothing started is known */ }
   }, seconds * 1000).unref();

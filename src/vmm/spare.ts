@@ -31,6 +31,7 @@ import { warmUp, type WarmUpReport } from '../migration/warm-up.ts';
 import { DEFAULT_CMDLINE, type VmConfig } from './config.ts';
 import { libc } from '../sys/libc.ts';
 import { flagLock } from '../cpu/soft/wasm/tier-budget.ts';
+import { ownAutogroupNice, threadNice, setAutogroupNice } from './resume-priority.ts';
 
 /** The CLI command a spare runs as (hidden from --help: only the pool and benchmarks start it). */
 export const SPARE_COMMAND = 'vmm-spare';
@@ -50,7 +51,6 @@ export interface SpareOptions {
   nice: number;
 }
 
-const PRIO_PROCESS = 0;
 
 /** The scratch guest a spare warms up on: the default image (the guest most VMs run), one vCPU, 256 MiB. */
 async function scratchConfig(): Promise<VmConfig | undefined> {
@@ -70,28 +70,20 @@ async function scratchConfig(): Promise<VmConfig | undefined> {
  */
 function lowerPriority(nice: number): () => void {
   if (!(nice > 0)) return () => {};
-  const set = libc.func('int setpriority(int which, int who, int prio)') as (which: number, who: number, prio: number) => number;
-  const get = libc.func('int getpriority(int which, int who)') as (which: number, who: number) => number;
-  const was = get(PRIO_PROCESS, 0);
+  const { set, get } = threadNice;
+  const was = get(0);
   const delta = nice - was;
-  if (delta <= 0 || set(PRIO_PROCESS, 0, was + 1) !== 0 || set(PRIO_PROCESS, 0, was) !== 0) return () => {};
+  if (delta <= 0 || set(0, was + 1) !== 0 || set(0, was) !== 0) return () => {};
   const clamp = (n: number) => Math.min(19, Math.max(-20, n));
   const tids = () => { try { return fs.readdirSync('/proc/self/task').map(Number); } catch { return [process.pid]; } };
-  for (const t of tids()) set(PRIO_PROCESS, t, clamp(get(PRIO_PROCESS, t) + delta));
-  let groupWas: number | undefined;
-  try {
-    // (only a session of its own: the daemon starts spares detached, as it starts every VMM)
-    const session = Number(fs.readFileSync('/proc/self/stat', 'utf8').split(') ')[1].split(' ')[3]);
-    const m = /nice (-?\d+)/.exec(fs.readFileSync('/proc/self/autogroup', 'utf8'));
-    if (session === process.pid && m && Number(m[1]) < nice) {
-      fs.writeFileSync('/proc/self/autogroup', String(nice));
-      groupWas = Number(m[1]);
-    }
-  } catch { /* no autogroups */ }
+  for (const t of tids()) set(t, clamp(get(t) + delta));
+  // (only a session of its own: the daemon starts spares detached, as it starts every VMM)
+  const group = ownAutogroupNice();
+  const groupWas = group !== undefined && group < nice && setAutogroupNice(nice) ? group : undefined;
   return () => {
     // (every thread, those started since included: they inherited the lowered value, or an offset from it)
-    for (const t of tids()) set(PRIO_PROCESS, t, clamp(get(PRIO_PROCESS, t) - delta));
-    if (groupWas !== undefined) try { fs.writeFileSync('/proc/self/autogroup', String(groupWas)); } catch { /* gone with the session */ }
+    for (const t of tids()) set(t, clamp(get(t) - delta));
+    if (groupWas !== undefined) setAutogroupNice(groupWas); // (false: gone with the session)
   };
 }
 
