@@ -265,9 +265,10 @@ function program(): Command {
   // A spare VMM of the daemon's pool (src/vmm/spare.ts, src/manager/pool.ts): not for users, so not in --help.
   cli.command('vmm-spare', { hidden: true })
     .description('a pre-started VMM that warms up, then waits for the command line of a VM to run (the daemon\'s --vmm-pool)')
-    .option('--warm-up-ms <ms>', 'main-thread CPU of its warm-up on the default image (0: none)', '1500')
-    .option('--warm-up-wall-ms <ms>', 'wall time of its warm-up at most', '60000')
-    .option('--nice <n>', 'its priority while a spare (0 to 19), given back when taken', '10')
+    // (no defaults here: the pool (src/manager/pool.ts Spare.spawn), the only starter, always gives all three)
+    .requiredOption('--warm-up-ms <ms>', 'main-thread CPU of its warm-up on the default image (0: none)')
+    .requiredOption('--warm-up-wall-ms <ms>', 'wall time of its warm-up at most')
+    .requiredOption('--nice <n>', 'its priority while a spare (0 to 19), given back when taken')
     .action(async (options: { warmUpMs: string; warmUpWallMs: string; nice: string }) => {
       const num = (text: string, flag: string, max: number) => {
         const n = Number(text);
