@@ -289,29 +289,26 @@ export class VirtioNet extends VirtioDevice {
   onNotify(index: number): void {
     if (index === TX_QUEUE) {
       const sent = this.counters.txFrames;
-      if (this.txIrq === 'rx') {
-        this.transmitWithReceive();
-        return;
-      }
-      if (this.txIrq === 'defer') this.transmitDeferred();
+      let published = 0;
+      if (this.txIrq === 'rx') published = this.drain(TX_QUEUE, (chain) => this.transmit(chain), false);
+      else if (this.txIrq === 'defer') this.transmitDeferred();
       else this.drain(TX_QUEUE, (chain) => this.transmit(chain));
       // What the host answers to a frame (a TCP ACK, the next data segments the ACK released) is usually queued on
       // the TAP by the time write(2) returns: the host's stack runs its receive path inside the write. Taking it
       // now, not when the event loop next runs the TAP's readiness callback (up to the run loop's 8 ms yield while
       // the vCPU is busy), keeps that delay out of both ends' round-trip times, which size their TSO segments.
-      if (this.counters.txFrames !== sent) this.receive();
+      const received = this.counters.txFrames !== sent && this.receive();
+      if (this.txIrq === 'rx') this.txIrqAfterReceive(published, received);
     } else if (index === RX_QUEUE) this.receive();
   }
 
   /**
-   * RINGZERO_NET_TX_IRQ=rx: transmit and publish, take the host's answer (as onNotify does), and hold the transmit
-   * interrupt to the event loop's next turn when a receive interrupt went to the driver in the meantime.
+   * RINGZERO_NET_TX_IRQ=rx, after a notify's transmit pass (`published` chains, their interrupt not sent) and the
+   * host's answer taken: the transmit interrupt waits to the event loop's next turn when a receive interrupt went to
+   * the driver meanwhile, else it goes now (with any still held).
    */
-  private transmitWithReceive(): void {
-    const sent = this.counters.txFrames;
-    const done = this.drain(TX_QUEUE, (chain) => this.transmit(chain), false);
-    const received = this.counters.txFrames !== sent && this.receive();
-    if (done === 0 && !this.txIrqHeld) return;
+  private txIrqAfterReceive(published: number, received: boolean): void {
+    if (published === 0 && !this.txIrqHeld) return;
     if (received) {
       if (!this.txIrqHeld) {
         this.txIrqHeld = true;
