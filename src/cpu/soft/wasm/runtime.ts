@@ -520,6 +520,14 @@ export interface WasmStats {
 }
 
 /** The wasm translator of one GuestMemory (shared by its vCPUs, which run on one thread). */
+/**
+ * RINGZERO_WASM_EXIT_STATS=1: the dispatcher's counters per exit kind (layout.ts S_XSTATS, 8 per kind): how the next
+ * block was entered (named directly, looked up) or why the dispatcher left (limit or chain off, fetch-TLB miss, no
+ * entry), and the tail calls the block made (translate.ts); xStat: the byte offset of kind `kind`'s counter `how`.
+ */
+const X_HOW = ['direct', 'lookup', 'limit', 'tlbMiss', 'noEntry', 'tail'];
+const xStat = (kind: number, how: number): number => L.S_XSTATS + 4 * (kind * 8 + how);
+
 export class WasmEngine {
   /** Whether translated code counts region branches and tail calls (translate.ts COUNT_CHAINS): --stats says so. */
   readonly countsChains = COUNT_CHAINS;
@@ -700,19 +708,9 @@ export class WasmEngine {
     if (!EXIT_STATS) return {};
     const names = ['wbLib', 'wbOther', 'libCalls', 'wbBranch', 'ldCache', 'ldUncached', 'ldEntry', 'ldBranch'];
     const out: Record<string, number> = {};
-    names.forEach((n, k) => {
-      let v = 0;
-      for (let i = 0; i < this.nextState; i++) v += this.i32[((L.STATE_BASE + L.STATE_STRIDE * i + L.S_WBSTATS) >> 2) + k] >>> 0;
-      out[n] = v;
-    });
-    // (the dispatcher's per exit kind counts, as exitStats: entered direct/looked up, left at limit/TLB miss/no entry)
-    X_NAMES.forEach((name, k) => {
-      ['direct', 'lookup', 'limit', 'tlbMiss', 'noEntry', 'tail'].forEach((w, o) => {
-        let v = 0;
-        for (let i = 0; i < this.nextState; i++) v += this.i32[((L.STATE_BASE + L.STATE_STRIDE * i + L.S_XSTATS) >> 2) + k * 8 + o] >>> 0;
-        out[`x.${name}.${w}`] = v;
-      });
-    });
+    names.forEach((n, k) => { out[n] = this.summed(L.S_WBSTATS + 4 * k); });
+    // (the dispatcher's per exit kind counts, as exitStats)
+    X_NAMES.forEach((name, k) => X_HOW.forEach((how, o) => { out[`x.${name}.${how}`] = this.summed(xStat(k, o)); }));
     return out;
   }
 
@@ -721,24 +719,19 @@ export class WasmEngine {
    * CALLRET_COUNT only), and calls of the nested dispatcher, summed over the vCPUs' state areas.
    */
   callRetCounts(): [number, number, number] {
-    const out: [number, number, number] = [0, 0, 0];
-    [L.S_NCALLS, L.S_NHITS, L.S_NNEST].forEach((o, k) => {
-      for (let i = 0; i < this.nextState; i++) out[k] += this.i32[(L.STATE_BASE + L.STATE_STRIDE * i + o) >> 2] >>> 0;
-    });
-    return out;
+    return [this.summed(L.S_NCALLS), this.summed(L.S_NHITS), this.summed(L.S_NNEST)];
+  }
+
+  /** The u32 counter at byte offset `off` of the state area, summed over the vCPUs'. */
+  private summed(off: number): number {
+    let v = 0;
+    for (let i = 0; i < this.nextState; i++) v += this.i32[(L.STATE_BASE + L.STATE_STRIDE * i + off) >> 2] >>> 0;
+    return v;
   }
 
   /** RINGZERO_WASM_EXIT_STATS=1: the dispatcher's counts per exit kind, summed over the vCPUs' state areas. */
   private exitStats(): string {
-    const parts: string[] = [];
-    X_NAMES.forEach((name, k) => {
-      const c = [0, 0, 0, 0, 0, 0];
-      for (let i = 0; i < this.nextState; i++) {
-        const s = (L.STATE_BASE + L.STATE_STRIDE * i + L.S_XSTATS) >> 2;
-        for (let o = 0; o < 6; o++) c[o] += this.i32[s + k * 8 + o];
-      }
-      parts.push(`${name} ${c.join('/')}`);
-    });
+    const parts = X_NAMES.map((name, k) => `${name} ${X_HOW.map((_, o) => this.summed(xStat(k, o))).join('/')}`);
     const top = [...exitSites].sort((a, b) => b[1] - a[1]).slice(0, 40).map(([k, v]) => { const [r, x, p, why] = k.split(':'); return `${BigInt.asUintN(64, BigInt(r)).toString(16)}/${X_NAMES[+x]}/cpl${p}/${why}:${v}`; });
     const wb = this.exitCounters();
     const nc = this.callRetCounts();
