@@ -874,11 +874,10 @@ class Translator {
     // low RAM have one): c32 = in it; w = its physical page base
     const check = () => {
       b.get(this.r0i).i64(fallOff).op(Op.i64Add).i64(-4096).op(Op.i64And).set(this.t);
-      emitTlbSlot(b, this.t);
-      b.get(this.st).op(Op.i32Add).get(this.user).i32(L.TLB_USER_DELTA).op(0x6c /* i32.mul */).op(Op.i32Add).tee(this.c32);
+      this.fetchEntry(this.t, this.c32);
       // (its physical page number, a u32 at +12, ./tlb-probe.ts)
-      b.mem(Op.i64Load32u, 2, L.S_TLB + L.TLB_FETCH_DELTA + 12).i64(12).op(Op.i64Shl).set(this.w);
-      b.get(this.c32).mem(Op.i64Load, 3, L.S_TLB + L.TLB_FETCH_DELTA).get(this.t).op(Op.i64Eq).set(this.c32);
+      b.mem(Op.i64Load32u, 2, L.TLB_FETCH_DELTA + 12).i64(12).op(Op.i64Shl).set(this.w);
+      b.get(this.c32).mem(Op.i64Load, 3, L.TLB_FETCH_DELTA).get(this.t).op(Op.i64Eq).set(this.c32);
     };
     const taken = () => {
       b.get(this.c32).open(Op.if);
@@ -933,6 +932,15 @@ class Translator {
   }
 
   /**
+   * Push (i32) the address, less TLB_FETCH_DELTA, of this privilege's fetch-bank TLB entry for the page address in i64
+   * local `page` (rtag, the prologue's read bank, plus its slot), also set in i32 local `into`.
+   */
+  fetchEntry(page: number, into: number): void {
+    emitTlbSlot(this.b, page);
+    this.b.get(this.rtag).op(Op.i32Add).tee(into);
+  }
+
+  /**
    * Push (i32) whether this privilege's fetch-TLB bank maps the linear page of r0 + `ripOff` to physical page `pfn`
    * (first-level tag, then the physical page: ./tlb-probe.ts's probe, on the fetch bank) and that page still has
    * generation `gen`: what the dispatcher's lookup would require to enter code there (straddleCheck, crossBranch).
@@ -942,8 +950,7 @@ class Translator {
     const b = this.b;
     b.get(this.r0i).i64(ripOff).op(Op.i64Add).i64(-4096).op(Op.i64And).set(this.t64);
     // (t32: the fetch-bank entry's address less TLB_FETCH_DELTA: its tag, then its physical page number at +12, ./tlb-probe.ts)
-    emitTlbSlot(b, this.t64);
-    b.get(this.rtag).op(Op.i32Add).tee(this.t32);
+    this.fetchEntry(this.t64, this.t32);
     b.mem(Op.i64Load, 3, L.TLB_FETCH_DELTA).get(this.t64).op(Op.i64Eq);
     b.get(this.t32).mem(Op.i32Load, 2, L.TLB_FETCH_DELTA + 12).i32(pfn).op(Op.i32Eq).op(Op.i32And);
     b.i32(0).mem(Op.i32Load, 2, L.PAGE_GEN + 4 * pfn).i32(gen).op(Op.i32Eq).op(Op.i32And);
