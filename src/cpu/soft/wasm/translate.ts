@@ -1733,9 +1733,7 @@ class Translator {
    */
   checkTarget(ripOff: number): void {
     if (!this.targetOff(ripOff)) return;
-    const b = this.b;
-    this.targetFar(ripOff);
-    b.open(Op.if); this.flush(); this.pos(); b.call(F_GP).op(Op.unreachable); b.close();
+    this.gpIf(() => this.targetFar(ripOff), true);
   }
   /** Whether the static target r0 + `ripOff` needs checkTarget's check: it leaves the page of the block's start. */
   targetOff(ripOff: number): boolean {
@@ -1775,27 +1773,26 @@ class Translator {
     this.b.get(l).i64(TWO47).op(Op.i64Add).i64(2 ** 48).op(Op.i64GeU);
   }
   /**
-   * #GP(0) through the helper when `cond` pushes 1, with the registers already in the state area (a memory access's
-   * slow path after its write-backs; FOLD_CHECKS).
+   * #GP(0) through the helper when `cond` pushes 1, the dirty registers written back on that path first when `flush`
+   * (false where they are in the state area already: a memory access's slow path after its write-backs, FOLD_CHECKS).
    */
-  gpIf(cond: () => void): void {
+  gpIf(cond: () => void, flush: boolean): void {
     const b = this.b;
     cond();
-    b.open(Op.if); this.pos(); b.call(F_GP).op(Op.unreachable); b.close();
+    b.open(Op.if);
+    if (flush) this.flush();
+    this.pos(); b.call(F_GP).op(Op.unreachable); b.close();
   }
 
   /** #GP(0) through the helper unless the i64 local `l` is canonical: bits 63..47 all equal (SDM vol. 1 §3.3.7.1). */
   checkCanonicalI64(l: number): void {
-    const b = this.b;
-    this.nonCanonical(l);
-    b.open(Op.if); this.flush(); this.pos(); b.call(F_GP).op(Op.unreachable); b.close();
+    this.gpIf(() => this.nonCanonical(l), true);
   }
 
   /** #GP(0) through the helper unless the f64 on the stack is canonical (SDM vol. 1 §3.3.7.1). */
   checkCanonicalF64(): void {
     const b = this.b;
-    b.tee(this.tf).f64(-TWO47).op(Op.f64Lt).get(this.tf).f64(TWO47).op(Op.f64Ge).op(Op.i32Or);
-    b.open(Op.if); this.flush(); this.pos(); b.call(F_GP).op(Op.unreachable); b.close();
+    this.gpIf(() => { b.tee(this.tf).f64(-TWO47).op(Op.f64Lt).get(this.tf).f64(TWO47).op(Op.f64Ge).op(Op.i32Or); }, true);
   }
 
   // ---- lazy flags
@@ -3585,8 +3582,7 @@ function emitCmpxchg16bM(T: Translator, e: BlockEntry, i: number, next: number):
   // ZF = equal over the flags from before (EXPLICIT record)
   T.oldFlags();
   memOp(T, e, next);
-  b.get(T.a).op(Op.i32WrapI64).i32(15).op(Op.i32And);
-  b.open(Op.if); T.flush(); T.pos(); b.call(F_GP).op(Op.unreachable); b.close();
+  T.gpIf(() => { b.get(T.a).op(Op.i32WrapI64).i32(15).op(Op.i32And); }, true);
   T.load(8); b.get(T.v).set(T.x1);
   b.get(T.a).i64(8).op(Op.i64Add).set(T.a);
   T.load(8); b.get(T.v).set(T.x2);
@@ -3819,7 +3815,7 @@ function emitPush(T: Translator, e: BlockEntry, i: number, next: number): void {
   if (f === Form.Call) {
     const ripOff = next + e.disp;
     if (FOLD_CHECKS && T.targetOff(ripOff) && T.foldWorth()) {
-      if (T.accessInline()) check = { hit: (slow) => { T.targetFar(ripOff); b.brIf(slow); }, slow: () => T.gpIf(() => T.targetFar(ripOff)) };
+      if (T.accessInline()) check = { hit: (slow) => { T.targetFar(ripOff); b.brIf(slow); }, slow: () => T.gpIf(() => T.targetFar(ripOff), false) };
       else { T.flush(); T.checkTarget(ripOff); } // (the library's write-backs, done first: the check's #GP uses them)
     } else T.checkTarget(ripOff);
     b.get(T.r0i).i64(next).op(Op.i64Add).set(T.w);
@@ -3841,7 +3837,7 @@ function emitPop(T: Translator, e: BlockEntry, i: number, next: number): void {
   if (f === Form.Ret && FOLD_CHECKS && T.accessInline() && T.foldWorth()) {
     // (#GP(0) unless the return address is canonical, with RSP unchanged: SDM vol. 2B RET; on the inline path a
     // failing address takes the slow path, whose write-backs #GP then uses)
-    T.load(8, { hit: (slow) => { T.nonCanonical(T.v); b.brIf(slow); }, slow: () => T.gpIf(() => T.nonCanonical(T.v)) }, T.v, at);
+    T.load(8, { hit: (slow) => { T.nonCanonical(T.v); b.brIf(slow); }, slow: () => T.gpIf(() => T.nonCanonical(T.v), false) }, T.v, at);
   } else if (f === Form.Pop && e.a !== 4) {
     // (POP r: straight into r's local; RSP after it, the read done)
     T.loadReg(e.a, 8, false, at);
