@@ -16,7 +16,6 @@ import { withScratch } from '../src/cpu/soft/wasm/emit.ts';
 const file = process.argv[2];
 if (!file) throw new Error('usage: bench/wasm-build.ts CAPTURE.jsonl [rounds]');
 const rounds = Number(process.argv[3] ?? process.env.REPS ?? 5);
-const RAM = Number(process.env.RAM_MIB ?? 512) * 1024 * 1024;
 
 interface Rec { id: number; l?: number; pa?: number; mode?: number; gen?: number; pfn2?: number; gen2?: number; es?: number[][] }
 const byId: Block[] = [];
@@ -52,15 +51,15 @@ function build(blocks: Block[], lins: Map<Block, number>): Uint8Array | null {
     const bodies: Body[] = [];
     for (const group of groupRegions(blocks, lins)) {
       if (group.length > 1) {
-        const t = translateRegion(group, RAM, lins, { slot: -1, inline: false });
+        const t = translateRegion(group, lins, { slot: -1, inline: false });
         if (t !== null) { bodies.push(t.body); continue; }
       }
       for (const block of group) {
-        const t = translateBody(block, RAM, lins.get(block), { slot: -1, inline: false });
+        const t = translateBody(block, lins.get(block), { slot: -1, inline: false });
         if (t !== null) bodies.push(t.body);
       }
     }
-    return bodies.length === 0 ? null : buildModule(bodies, RAM);
+    return bodies.length === 0 ? null : buildModule(bodies);
   });
 }
 

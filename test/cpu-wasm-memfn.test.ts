@@ -76,8 +76,7 @@ test('with LOCAL_MEM a translated module defines the memory functions its blocks
     assert.ok(b, `translated block at ${pa.toString(16)}`);
     return b;
   };
-  const ram = m.mem.lowSize;
-  const withMem = buildBlock(block(CODE + 5), ram)!, without = buildBlock(block(CODE + 0x2d), ram)!;
+  const withMem = buildBlock(block(CODE + 5))!, without = buildBlock(block(CODE + 0x2d))!;
   for (const bytes of [withMem.bytes, without.bytes]) {
     const names = WebAssembly.Module.imports(new WebAssembly.Module(bytes)).map((i) => i.name);
     assert.deepEqual(names.filter((n) => /^(ld|st)\d$/.test(n)), [], 'no memory library import');
@@ -104,13 +103,12 @@ test('a loop over two blocks of a region probes the TLB inline (translateRegion 
   const b1 = cache.translated.get((CODE + 5) * 16 + 8)!, b2 = cache.translated.get((CODE + 0x2d) * 16 + 8)!;
   const table = (i: number) => i & ((1 << K_SHIFT) - 1);
   assert.equal(table(b1.wasm!.idx), table(b2.wasm!.idx), 'the loop\'s two blocks run as one region');
-  const ram = w.m.mem.lowSize;
-  const inl = translateRegion([b1, b2], ram)!.body.code().length;
-  const lone = translateRegion([b1], ram)!.body.code().length;
+  const inl = translateRegion([b1, b2])!.body.code().length;
+  const lone = translateRegion([b1])!.body.code().length;
   setLoopInline(false);
-  const lib = translateRegion([b1, b2], ram)!.body.code().length;
+  const lib = translateRegion([b1, b2])!.body.code().length;
   assert.ok(inl > lib + 300, `loop with inline probes ${inl} bytes, through the library ${lib}`);
-  assert.equal(translateRegion([b1], ram)!.body.code().length, lone, 'a block on no cycle of its region is not changed');
+  assert.equal(translateRegion([b1])!.body.code().length, lone, 'a block on no cycle of its region is not changed');
 });
 
 test('inline loads through one base register after a probe of theirs compare page numbers, not the TLB (LAST_PAGE); across a page end they probe again, exactly', (t) => {
@@ -126,11 +124,10 @@ test('inline loads through one base register after a probe of theirs compare pag
   const w = run('wasm');
   const cache = w.m.cpu.codeCache;
   const b1 = cache.translated.get((CODE + 5) * 16 + 8)!, b2 = cache.translated.get((CODE + 0x2d) * 16 + 8)!;
-  const ram = w.m.mem.lowSize;
   // a page compare: the address's page (its last byte's, i64.and with -4096: tlb-probe.ts emitTlbKey) against a
   // remembered one (local.get), i64.ne (the TLB probe's compares with the entry's tag, loaded before the page)
   const compares = (): number => {
-    const code = translateRegion([b1, b2], ram)!.body.code();
+    const code = translateRegion([b1, b2])!.body.code();
     const ops = disassemble(code, 0, code.length).map((l) => l.trim());
     let n = 0;
     for (let i = 2; i < ops.length; i++) if (ops[i] === 'i64.ne' && ops[i - 2] === 'i64.and' && ops[i - 1].startsWith('local.get')) n++;
@@ -240,10 +237,9 @@ test('a loop whose back edge is a Jcc in the middle of its block to the block\'s
   const loop = w.m.cpu.codeCache.translated.get(EDGE_F * 16 + 8)!;
   assert.ok(loop, 'the loop\'s block is translated');
   assert.ok(midSelfEdge(loop), 'its jnz goes to its own start from the middle of the block');
-  const ram = w.m.mem.lowSize;
-  const inl = translateRegion([loop], ram)!.body.code().length;
+  const inl = translateRegion([loop])!.body.code().length;
   setSelfEdge(false);
   assert.equal(midSelfEdge(loop), false);
-  const lib = translateRegion([loop], ram)!.body.code().length;
+  const lib = translateRegion([loop])!.body.code().length;
   assert.ok(inl > lib + 100, `loop with inline probes ${inl} bytes, through the library ${lib}`);
 });

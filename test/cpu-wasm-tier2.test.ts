@@ -175,7 +175,7 @@ for (const mode of ['local', 'inline']) {
     assert.equal(w.tableUse().live, live1, 'the old function\'s table index was freed');
     // the tier-2 body has inline probes (a TLB tag compared with the access's page, ../src/cpu/soft/wasm/tlb-probe.ts:
     // i64.and by -4096, then i64.ne), tier 1's has none: it calls the memory library
-    const t1 = translateBody(loop, m.mem.lowSize, undefined, TIER1)!, t2 = translateBody(loop, m.mem.lowSize, undefined, { slot: -1, inline: true })!;
+    const t1 = translateBody(loop, undefined, TIER1)!, t2 = translateBody(loop, undefined, { slot: -1, inline: true })!;
     const probes = (code: Uint8Array): number => {
       const ops = disassemble(code, 0, code.length).map((l) => l.trim());
       let n = 0;

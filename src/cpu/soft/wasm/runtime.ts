@@ -551,7 +551,7 @@ export class WasmEngine {
   private curPos = 0;
   private curSt = 0;
 
-  constructor(readonly memory: WebAssembly.Memory, readonly ramSize: number) {
+  constructor(readonly memory: WebAssembly.Memory) {
     this.i32 = new Int32Array(memory.buffer, 0, L.STATE_BASE / 4 + (L.MAX_WASM_CPUS * L.STATE_STRIDE) / 4);
     this.f64 = new Float64Array(memory.buffer, 0, this.i32.length / 2);
     this.helpers = {
@@ -646,7 +646,7 @@ export class WasmEngine {
    */
   private modules(): void {
     if (this.table !== undefined) return;
-    const { memory, ramSize } = this;
+    const { memory } = this;
     // Block modules import the helpers as wasm functions (thin trampolines of one module that imports the JavaScript
     // ones): a wasm-to-wasm import needs no per-module wrapper code, which made instantiating a block module with
     // JavaScript imports cost about a millisecond.
@@ -1003,7 +1003,7 @@ export class WasmEngine {
       if (group.length > 1 || midSelfEdge(group[0])) {
         const opts = this.tier1Opts(tail);
         try {
-          const t = translateRegion(group, this.ramSize, lins, opts);
+          const t = translateRegion(group, lins, opts);
           if (t !== null) {
             pos[gi] = bodies.length;
             bodies.push(t.body); done.push({ blocks: group, offs: t.offs, info: this.fnInfo(opts, t, group.map((g) => lins.get(g))), pre });
@@ -1018,7 +1018,7 @@ export class WasmEngine {
       for (const block of group) {
         const opts = this.tier1Opts(tail);
         try {
-          const t = translateBody(block, this.ramSize, lins.get(block), opts);
+          const t = translateBody(block, lins.get(block), opts);
           if (t !== null) {
             // (a region that failed translates its blocks one by one: those are not the planned function)
             const own = group.length === 1 && pre >= 0;
@@ -1054,7 +1054,7 @@ export class WasmEngine {
   private launch(c: SoftCpu, bodies: Body[], done: Batch['done'], budget: number, tail: TailCtx | null, t0: number): void {
     let bytes: Uint8Array<ArrayBuffer>;
     try {
-      bytes = buildModule(bodies, this.ramSize, LOCAL_MEM, -1, tail === null ? 0 : tail.fns.length, WASM_NAMES ? done.map(fnName) : undefined);
+      bytes = buildModule(bodies, LOCAL_MEM, -1, tail === null ? 0 : tail.fns.length, WASM_NAMES ? done.map(fnName) : undefined);
     } catch (err) {
       for (const d of done) this.freeSlot(d.info.slot);
       this.freePlanned(done);
@@ -1419,12 +1419,12 @@ export class WasmEngine {
       try {
         let t: { body: Body; offs: number[][] } | null = null;
         if (blocks.length === 1) {
-          const r = translateBody(blocks[0], this.ramSize, f.lins[0], opts);
+          const r = translateBody(blocks[0], f.lins[0], opts);
           if (r !== null) t = { body: r.body, offs: [r.offs] };
         } else {
           const lins = new Map<Block, number>();
           blocks.forEach((b, k) => { const l = f.lins[k]; if (l !== undefined) lins.set(b, l); });
-          t = translateRegion(blocks, this.ramSize, lins, opts);
+          t = translateRegion(blocks, lins, opts);
         }
         if (t === null) continue;
         bodies.push(t.body);
@@ -1439,7 +1439,7 @@ export class WasmEngine {
     if (bodies.length === 0) return;
     let bytes: Uint8Array<ArrayBuffer>;
     try {
-      bytes = buildModule(bodies, this.ramSize, local, used);
+      bytes = buildModule(bodies, local, used);
     } catch (err) {
       for (const it of items) this.info[it.old]!.tier = 2;
       this.report(items[0].blocks[0], err);
@@ -1857,7 +1857,7 @@ export function wasmStateFor(mem: GuestMemory): { engine: WasmEngine; st: number
   const wm = mem.wasmMemory;
   if (!wm) return null;
   let engine = engines.get(mem);
-  if (!engine) { engine = new WasmEngine(wm, mem.lowSize); engines.set(mem, engine); }
+  if (!engine) { engine = new WasmEngine(wm); engines.set(mem, engine); }
   const st = engine.allocState();
   if (st < 0) return null;
   const buf = wm.buffer as ArrayBuffer;

@@ -40,7 +40,6 @@ export interface SseHost {
   readonly w: number;
   readonly xc: number;
   out: number;
-  readonly ramSize: number;
   pos(): void;
   /** Note the kind of the exit that follows (translate.ts X_*: statistics). */
   xk(kind: number): void;

@@ -698,7 +698,7 @@ class Translator {
   insMem = false;
   insReplayed = false;
 
-  constructor(public block: Block, public offs: number[], readonly ramSize: number, readonly opts: EmitOpts = TIER1) {
+  constructor(public block: Block, public offs: number[], readonly opts: EmitOpts = TIER1) {
     const b = this.b = new TBody(5);
     this.n = b.local(I32); this.xc = b.local(I32); this.rtag = b.local(I32); this.wtag = b.local(I32);
     this.lcy = b.local(I32); this.fl = b.local(I32);
@@ -2310,17 +2310,17 @@ const imm64 = (lo: number, hi: number): number | bigint =>
   (hi === 0 || (hi === -1 && lo < 0)) ? (hi === 0 ? lo >>> 0 : lo) : (BigInt(hi | 0) << 32n) | BigInt(lo >>> 0);
 
 /** Translate one block into a function body; null if it has nothing worth translating. */
-export function translateBody(block: Block, ramSize: number, lin?: number, opts: EmitOpts = TIER1): { body: Body; offs: number[]; memOps: number } | null {
+export function translateBody(block: Block, lin?: number, opts: EmitOpts = TIER1): { body: Body; offs: number[]; memOps: number } | null {
   const offs = blockOffsets(block);
   if (offs === null) return null;
-  const first = emitBlock(block, offs, ramSize, null, opts, lin);
+  const first = emitBlock(block, offs, null, opts, lin);
   if (!first.selfLoop) { dump(first, [block], lin === undefined ? [] : [lin]); return { body: first.b, offs, memOps: first.b.memOps }; }
   // A block that loops on itself is emitted again with the registers its first version cached loaded before the
   // loop, so they stay in locals across iterations: at the loop's top they are cached, and dirty when the first
   // version's back edge had them dirty (stores then happen at memory accesses and exits, not per iteration).
   const pre: number[] = [], dirty: number[] = [];
   for (let r = 0; r < 16; r++) if (first.rc[r] >= 0) { pre.push(r); if (first.backDirty[r]) dirty.push(r); }
-  const T = emitBlock(block, offs, ramSize, { pre, dirty, slowClear: !first.backSlow }, opts, lin);
+  const T = emitBlock(block, offs, { pre, dirty, slowClear: !first.backSlow }, opts, lin);
   dump(T, [block], lin === undefined ? [] : [lin]);
   return { body: T.b, offs, memOps: T.b.memOps };
 }
@@ -2342,8 +2342,8 @@ function prologue(T: Translator): void {
 }
 
 /** One emission of a block's function body; `loop`: the registers to keep in locals across a self-loop. */
-function emitBlock(block: Block, offs: number[], ramSize: number, loop: { pre: number[]; dirty: number[]; slowClear?: boolean } | null, opts: EmitOpts, lin?: number): Translator {
-  const T = new Translator(block, offs, ramSize, opts);
+function emitBlock(block: Block, offs: number[], loop: { pre: number[]; dirty: number[]; slowClear?: boolean } | null, opts: EmitOpts, lin?: number): Translator {
+  const T = new Translator(block, offs, opts);
   T.lin = lin;
   const b = T.b;
   prologue(T);
@@ -2367,11 +2367,11 @@ function epilogue(T: Translator): void {
 }
 
 /** The self-loop register sets of a block (its first emission's cache), or null when it does not loop on itself. */
-function loopRegs(block: Block, offs: number[], ramSize: number, opts: EmitOpts): { pre: number[]; dirty: number[]; slowClear?: boolean } | null {
+function loopRegs(block: Block, offs: number[], opts: EmitOpts): { pre: number[]; dirty: number[]; slowClear?: boolean } | null {
   const es = block.entries, last = es[es.length - 1];
   if (!((last.form === Form.Jcc || last.form === Form.Jmp) && last.len > 0 && offs[es.length - 1] + last.len + last.disp === 0)) return null;
   // (a discarded emission: no tail-call imports for it)
-  const first = emitBlock(block, offs, ramSize, null, { ...opts, tail: null });
+  const first = emitBlock(block, offs, null, { ...opts, tail: null });
   const pre: number[] = [], dirty: number[] = [];
   for (let r = 0; r < 16; r++) if (first.rc[r] >= 0) { pre.push(r); if (first.backDirty[r]) dirty.push(r); }
   return { pre, dirty, slowClear: !first.backSlow };
@@ -2557,11 +2557,11 @@ function cutGroup(g: number[], blocks: Block[], edges: number[][]): number[][] {
  * Translate a region's blocks (groupRegions; at least two) into one function body (see Region); null if none of
  * them is worth translating (then each is translated alone, or not).
  */
-export function translateRegion(members: Block[], ramSize: number, lins?: Map<Block, number>, opts: EmitOpts = TIER1): { body: Body; offs: number[][]; memOps: number } | null {
+export function translateRegion(members: Block[], lins?: Map<Block, number>, opts: EmitOpts = TIER1): { body: Body; offs: number[][]; memOps: number } | null {
   const offsList: number[][] = [];
   for (const m of members) { const o = blockOffsets(m); if (o === null) return null; offsList.push(o); }
-  const loops = members.map((m, j) => loopRegs(m, offsList[j], ramSize, opts));
-  const T = new Translator(members[0], offsList[0], ramSize, opts);
+  const loops = members.map((m, j) => loopRegs(m, offsList[j], opts));
+  const T = new Translator(members[0], offsList[0], opts);
   const b = T.b;
   prologue(T);
   const rr = REGION_REGS;
@@ -4235,8 +4235,8 @@ function emitOther(T: Translator, e: BlockEntry, i: number, next: number): void 
     } else if (k === 2) T.insMem = true;
 }
 
-/** Bodies of the memory functions by ramSize and function (bit of TBody.memUsed): they are the same in every module. */
-const memFns = new Map<number, Body[]>();
+/** Bodies of the memory functions by function (bit of TBody.memUsed): they are the same in every module. */
+let memFns: Body[] | undefined;
 /** The body of a memory function no block of the module calls (one instruction: nearly nothing to compile). */
 const UNUSED = new Body(0);
 UNUSED.op(Op.unreachable);
@@ -4260,7 +4260,7 @@ export function rawBody(bytes: Uint8Array): Body { return new RawBody(bytes); }
  * module) the memory functions they call (`used`: bits of TBody.memUsed), with the slow path through the imported
  * helpers `rd`/`wr`.
  */
-export function buildModule(bodies: Body[], ramSize: number, local = LOCAL_MEM, used = -1, tails = 0, names?: readonly string[]): Uint8Array<ArrayBuffer> {
+export function buildModule(bodies: Body[], local = LOCAL_MEM, used = -1, tails = 0, names?: readonly string[]): Uint8Array<ArrayBuffer> {
   const m = new ModuleBuilder();
   m.importMemory('e', 'm');
   m.importFunc('e', 'rd', m.type([F64, I32, I32], [I32]));
@@ -4275,12 +4275,7 @@ export function buildModule(bodies: Body[], ramSize: number, local = LOCAL_MEM, 
   m.importFunc('e', 'fa', m.type([I32], [I32]));
   if (local) {
     if (used < 0) { used = 0; for (const b of bodies) used |= memUsedOf(b); }
-    let fns = memFns.get(ramSize);
-    if (fns === undefined) {
-      fns = [];
-      for (let i = 0; i < 8; i++) fns.push(memFnBody(1 << (i & 3), i >= 4, F_RD, F_WR));
-      memFns.set(ramSize, fns);
-    }
+    const fns = memFns ??= Array.from({ length: 8 }, (_, i) => memFnBody(1 << (i & 3), i >= 4, F_RD, F_WR));
     const unusedT = m.type([], []);
     for (let i = 0; i < 8; i++) {
       if (used & (1 << i)) m.func(i < 4 ? ldT : stT, fns[i], undefined, 'rz.mem.' + (i < 4 ? 'ld' : 'st') + (1 << (i & 3)));
@@ -4299,9 +4294,9 @@ export function buildModule(bodies: Body[], ramSize: number, local = LOCAL_MEM, 
 }
 
 /** The module of one block (tests and measurements). */
-export function buildBlock(block: Block, ramSize: number): { bytes: Uint8Array<ArrayBuffer>; offs: number[] } | null {
-  const t = translateBody(block, ramSize);
-  return t === null ? null : { bytes: buildModule([t.body], ramSize), offs: t.offs };
+export function buildBlock(block: Block): { bytes: Uint8Array<ArrayBuffer>; offs: number[] } | null {
+  const t = translateBody(block);
+  return t === null ? null : { bytes: buildModule([t.body]), offs: t.offs };
 }
 
 /**
