@@ -3162,25 +3162,34 @@ function emitAluRR(T: Translator, e: BlockEntry, i: number, next: number): void 
 }
 
 function emitAluMR(T: Translator, e: BlockEntry, i: number, next: number): void {
-  const b = T.b, f = e.form;
-  // The store may fault after the load: the flag record is committed only after it.
-  const op = e.op, size = e.size;
+  const b = T.b, size = e.size;
   memOp(T, e, next); T.load(size);
+  aluMem(T, e.op, size, () => {
+    if (e.form === Form.AluMR) T.regVal(e.a, size); else b.i64(size === 8 ? imm64(e.imm, e.immHi) : e.imm >>> 0);
+  });
+}
+
+/**
+ * ALU op `op` of the memory operand just loaded (local v) with the i64 `operand` pushes, at `size` (AluMR/AluMI and
+ * their byte forms): the result stored back, then the flag record. The store may fault after the load: the record is
+ * produced only after it. CMP/TEST store nothing, so nothing can fault after the load: their record goes straight
+ * into the flag locals (HOIST_FLUSH).
+ */
+function aluMem(T: Translator, op: number, size: number, operand: () => void): void {
+  const b = T.b;
   if (op >= CMP && HOIST_FLUSH) {
-    // CMP/TEST store nothing: nothing can fault after the load, so the record goes straight into the flag locals
     b.get(T.v).set(T.ld);
-    if (f === Form.AluMR) T.regVal(e.a, size); else b.i64(size === 8 ? imm64(e.imm, e.immHi) : e.imm >>> 0);
-    b.set(T.ls);
+    operand(); b.set(T.ls);
     T.alu(op, size);
     T.produced(KIND[op], size);
     return;
   }
-  if (f === Form.AluMR) T.regVal(e.a, size); else b.i64(size === 8 ? imm64(e.imm, e.immHi) : e.imm >>> 0);
-  b.set(T.t);
+  operand(); b.set(T.t);
   // w = v op t (as alu(), into w)
   b.get(T.v).get(T.t);
   b.op(op === ADD ? Op.i64Add : op === SUB || op === CMP ? Op.i64Sub : op === OR ? Op.i64Or : op === XOR ? Op.i64Xor : Op.i64And);
   if (size === 4) b.i64(0xffffffffn).op(Op.i64And);
+  else if (size === 1) b.i64(0xffn).op(Op.i64And);
   b.set(T.w);
   if (op < CMP) T.store(size);
   b.get(T.v).set(T.ld).get(T.t).set(T.ls).get(T.w).set(T.lr);
@@ -3893,26 +3902,11 @@ function emitAlu8RR(T: Translator, e: BlockEntry, i: number, next: number): void
 }
 
 function emitAlu8MR(T: Translator, e: BlockEntry, i: number, next: number): void {
-  const b = T.b, f = e.form;
-  const op = e.op;
+  const b = T.b;
   memOp(T, e, next); T.load(1);
-  if (op >= CMP && HOIST_FLUSH) {
-    // (as emitAluMR's CMP/TEST: straight into the flag locals)
-    b.get(T.v).set(T.ld);
-    if (f === Form.Alu8MR) { T.r8(e.a, e.ash); b.op(Op.i64ExtendI32u); } else b.i64(e.imm & 0xff);
-    b.set(T.ls);
-    T.alu(op, 1);
-    T.produced(KIND[op], 1);
-    return;
-  }
-  if (f === Form.Alu8MR) { T.r8(e.a, e.ash); b.op(Op.i64ExtendI32u); } else b.i64(e.imm & 0xff);
-  b.set(T.t);
-  b.get(T.v).get(T.t);
-  b.op(op === ADD ? Op.i64Add : op === SUB || op === CMP ? Op.i64Sub : op === OR ? Op.i64Or : op === XOR ? Op.i64Xor : Op.i64And);
-  b.i64(0xffn).op(Op.i64And).set(T.w);
-  if (op < CMP) T.store(1);
-  b.get(T.v).set(T.ld).get(T.t).set(T.ls).get(T.w).set(T.lr);
-  T.produced(KIND[op], 1);
+  aluMem(T, e.op, 1, () => {
+    if (e.form === Form.Alu8MR) { T.r8(e.a, e.ash); b.op(Op.i64ExtendI32u); } else b.i64(e.imm & 0xff);
+  });
 }
 
 function emitMov8RR(T: Translator, e: BlockEntry, i: number, next: number): void {
