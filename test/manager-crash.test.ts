@@ -4,7 +4,8 @@
 // at the worst instant of an atomic write: the temporary file written and synced, not yet renamed. In the middle of
 // a start (start-spawned: the VMM process made, its pid not yet recorded; start-recorded: recorded as starting, its
 // console not yet served) the next daemon has the VM running with that one VMM, which answers on its console and is
-// stopped as its own. (A clone killed midway: test/manager-templates.test.ts.)
+// stopped as its own; also when the VMM was a spare of the pool, handed a restore. (A clone killed midway:
+// test/manager-templates.test.ts.)
 import test, { after } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
@@ -160,3 +161,55 @@ for (const point of ['start-spawned', 'start-recorded'] as const) {
     }
   });
 }
+
+// A restore taken by a spare VMM of the pool (src/manager/pool.ts): the spare's command line is `vmm-spare ...` and
+// never names the VM, so the daemon writes the record naming it before it hands the spare the VM. Killed right after
+// the hand-off (start-spawned), the next daemon has the VM running in that process, whose console answers, and
+// stops it as its own. (Before that record, the next daemon showed the VM shut off while the spare ran its guest, and
+// a second start would have put a second VMM on the same disks.)
+test('SIGKILL right after a restore is handed to a spare VMM: the next daemon has the VM running in the spare', async () => {
+  const stateDir = stateDirOf('crash-spare');
+  const kernel = guestKernel(path.dirname(stateDir), 'echo');
+  const pool = ['--vmm-pool', '1', '--vmm-pool-warm-up-ms', '0'];
+  let daemon = await Daemon.start(stateDir);
+  let spare: number | undefined;
+  try {
+    const A = { socket: daemon.socket };
+    assert.equal((await api(A, 'POST', '/vms', { name: 'vm', kernel, memory: 64 })).status, 201);
+    assert.equal((await api(A, 'POST', '/vms/vm/start')).status, 200);
+    const snap = await api(A, 'POST', '/vms/vm/snapshots', { name: 's1' });
+    assert.equal(snap.status, 201, JSON.stringify(snap.body));
+    assert.equal((await api(A, 'POST', '/vms/vm/destroy')).status, 200);
+    await daemon.stop();
+
+    daemon = await Daemon.start(stateDir, pool, { RINGZERO_TEST_CRASH_AT: 'start-spawned' });
+    const B = { socket: daemon.socket };
+    await waitFor('the spare to be up', async () => ['warming', 'ready'].includes((await api(B, 'GET', '/host/pool')).body.spares[0]?.state), 120_000);
+    spare = (await api(B, 'GET', '/host/pool')).body.spares[0].pid as number;
+    await assert.rejects(api(B, 'POST', '/vms/vm/snapshots/s1/restore'), 'the daemon dies mid-restore');
+    assert.equal((await daemon.exited).signal, 'SIGKILL');
+    assert.ok(processAlive(spare), 'the spare runs the VM on');
+    assert.match(fs.readFileSync(`/proc/${spare}/cmdline`, 'utf8'), /vmm-spare/, 'its command line does not name the VM');
+    const record = JSON.parse(fs.readFileSync(path.join(stateDir, 'run', 'vm.json'), 'utf8'));
+    assert.deepEqual([record.state, record.pid, record.spare?.pid, record.restoredFrom], ['starting', spare, spare, 's1'], 'recorded before the hand-off');
+
+    daemon = await Daemon.start(stateDir);
+    const C = { socket: daemon.socket };
+    const vm = (await api(C, 'GET', '/vms/vm')).body;
+    assert.equal(vm.state, 'running', JSON.stringify(vm));
+    assert.equal(vm.pid, spare, 'the VM is the spare\'s');
+    await waitFor('the console socket', () => fs.existsSync(vm.consoleSocket));
+    const console = await guestConsole(vm.consoleSocket);
+    console.socket.write('after the crash\n');
+    await waitFor('the restored guest to echo', () => console.output().includes('after the crash'), 60_000);
+    console.socket.destroy();
+    assert.equal((await api(C, 'POST', '/vms/vm/start')).body.error.code, 'conflict', 'no second VMM on the VM');
+    const destroyed = await api(C, 'POST', '/vms/vm/destroy');
+    assert.equal(destroyed.status, 200, JSON.stringify(destroyed.body));
+    assert.equal(destroyed.body.state, 'shut off');
+    assert.ok(!processAlive(spare), 'the spare is stopped as the daemon\'s own VMM');
+  } finally {
+    await daemon.stop();
+    if (spare !== undefined) try { process.kill(spare, 'SIGKILL'); } catch { /* gone */ }
+  }
+});

@@ -326,8 +326,29 @@ export class VmManager extends EventEmitter {
     // An incoming migration or a restore takes a spare of the pool when there is one (src/manager/pool.ts): the same
     // command line, run by a process that is up and warm already, its stderr appended to the VM's log as a new VMM's.
     let spare: TakenSpare | undefined;
+    const previous = this.runtime.get(name);
+    const spareUseOf = (s: TakenSpare): SpareUse => ({
+      pid: s.pid, warmed: s.state === 'ready' && !!s.warmUp,
+      ...(s.warmUp ? { warmUpMs: s.warmUp.ms, warmUpInstructions: s.warmUp.instructions } : {}),
+    });
+    const restoredFrom = fromSnapshot !== undefined ? { restoredFrom: path.basename(fromSnapshot) } : {};
+    let claimed = false;
     try {
-      spare = incoming !== undefined || fromSnapshot !== undefined ? await this.pool.take(args, this.state.logFile(name)) : undefined;
+      // A spare's command line (`vmm-spare ...`) never names the VM it is given, so nothing would lead a daemon killed
+      // after the hand-off to it (a new VMM is found by the control socket its command line names: adoptUnrecorded):
+      // the record naming it is written before the hand-off. Killed before it, the spare exits with its channel and the
+      // next daemon finds the record's process gone.
+      spare = incoming !== undefined || fromSnapshot !== undefined
+        ? await this.pool.take(args, this.state.logFile(name), (s) => {
+          this.setRuntime(name, {
+            state: 'starting', pid: s.pid, startTime: processStartTime(s.pid), startedAt: new Date().toISOString(),
+            lastExit: previous?.lastExit, ...restoredFrom, spare: spareUseOf(s),
+          });
+          claimed = true;
+        })
+        : undefined;
+      // (every spare tried failed: the record goes back to what it was until the new VMM below is recorded)
+      if (!spare && claimed) this.setRuntime(name, previous ?? { state: 'shut off' });
       child = spare?.child ?? spawn(this.vmmCommand.file, [...this.vmmCommand.args, ...args], {
         detached: true, // its own session: no signal meant for the daemon (Ctrl-C, SIGHUP) reaches the VM
         stdio: ['ignore', 'ignore', logFd],
@@ -336,10 +357,7 @@ export class VmManager extends EventEmitter {
     } finally {
       fs.closeSync(logFd);
     }
-    const spareUse: SpareUse | undefined = spare ? {
-      pid: spare.pid, warmed: spare.state === 'ready' && !!spare.warmUp,
-      ...(spare.warmUp ? { warmUpMs: spare.warmUp.ms, warmUpInstructions: spare.warmUp.instructions } : {}),
-    } : undefined;
+    const spareUse: SpareUse | undefined = spare ? spareUseOf(spare) : undefined;
     const pid = child.pid;
     if (pid === undefined) {
       const error = await new Promise<Error>((resolve) => child.once('error', resolve));
@@ -347,12 +365,12 @@ export class VmManager extends EventEmitter {
     }
     child.unref();
     this.children.set(name, child);
-    crashPoint('start-spawned'); // the VMM runs, no record names it yet: open() finds it (adoptUnrecorded)
+    // (a new VMM runs, no record names it yet: open() finds it, adoptUnrecorded; a spare's record was written before)
+    crashPoint('start-spawned');
     const startTime = processStartTime(pid);
     this.setRuntime(name, {
-      state: 'starting', pid, startTime, startedAt: new Date().toISOString(), lastExit: this.runtime.get(name)?.lastExit,
-      ...(fromSnapshot !== undefined ? { restoredFrom: path.basename(fromSnapshot) } : {}),
-      ...(spareUse ? { spare: spareUse } : {}),
+      state: 'starting', pid, startTime, startedAt: new Date().toISOString(), lastExit: previous?.lastExit,
+      ...restoredFrom, ...(spareUse ? { spare: spareUse } : {}),
     });
     this.emitEvent({
       type: 'starting', name, state: 'starting',

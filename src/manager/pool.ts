@@ -172,8 +172,14 @@ export class VmmPool {
     if (this.options.size > 0) this.refill(0);
   }
 
-  /** Take the warmest spare for `ringzero ...argv` (its stderr appended to `log`); undefined when none is there to take. */
-  async take(argv: string[], log: string): Promise<TakenSpare | undefined> {
+  /**
+   * Take the warmest spare for `ringzero ...argv` (its stderr appended to `log`); undefined when none is there to take.
+   * `claim` is called with the spare chosen before it is handed the command line: the daemon writes down there that
+   * the process is the VM's VMM, since that process's own command line (`vmm-spare ...`) will never name the VM, and
+   * a daemon killed after the hand-off must find its VMM by that record alone. (A spare claimed but never handed
+   * anything exits when its channel closes with the daemon.) It may be called again for the next spare when one fails.
+   */
+  async take(argv: string[], log: string, claim?: (spare: TakenSpare) => void): Promise<TakenSpare | undefined> {
     for (;;) {
       // (a warmed spare first, else one still warming up: its process start is saved all the same)
       const spare = this.spares.find((s) => s.alive && s.state === 'ready') ?? this.spares.find((s) => s.alive && s.state === 'warming');
@@ -182,6 +188,7 @@ export class VmmPool {
       const state = spare.state;
       this.refill(REFILL_AFTER_TAKE_MS);
       try {
+        claim?.({ child: spare.child, pid: spare.pid, state, warmUp: spare.warmUp });
         await spare.take(argv, log);
       } catch (error) {
         this.options.log(`VMM pool: ${(error as Error).message}: ended, another one tried`);

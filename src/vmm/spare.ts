@@ -131,14 +131,20 @@ function stderrTo(file: string): void {
  */
 export async function runSpare(opts: SpareOptions, run: (argv: string[]) => Promise<number>): Promise<number> {
   if (typeof process.send !== 'function') throw new Error(`${SPARE_COMMAND} is started by the daemon's VMM pool (through an IPC channel), not by hand`);
-  const send = (m: SpareMessage) => new Promise<void>((resolve) => { process.send!(m, undefined, {}, () => resolve()); });
+  // (a closed channel is not an error here: untaken, the spare exits on 'disconnect'; taken, it is the VM's VMM now,
+  // and its daemon, killed just after the hand-off, finds it by the record it wrote before: src/manager/manager.ts)
+  const send = (m: SpareMessage) => new Promise<void>((resolve) => {
+    if (!process.connected) { resolve(); return; }
+    try { process.send!(m, undefined, {}, () => resolve()); } catch { resolve(); }
+  });
   const restore = lowerPriority(opts.nice);
   let stopWarmUp: (() => void) | undefined;
-  const taken = new Promise<TakeMessage>((resolve) => {
-    process.on('message', (m: TakeMessage) => { if (m?.kind === 'take' && Array.isArray(m.argv)) resolve(m); });
-  });
-  // (the parent gone before it took this spare: nothing will; a taken spare has left the channel itself)
+  // (the parent gone before it took this spare: nothing will; a taken spare has left the channel itself. Taken as the
+  // message arrives: a parent killed right after sending it closes the channel at once, and the spare runs the VM.)
   let isTaken = false;
+  const taken = new Promise<TakeMessage>((resolve) => {
+    process.on('message', (m: TakeMessage) => { if (m?.kind === 'take' && Array.isArray(m.argv)) { isTaken = true; resolve(m); } });
+  });
   process.on('disconnect', () => { if (!isTaken) process.exit(0); });
   await send({ kind: 'up', pid: process.pid });
   const config = opts.warmUpMs > 0 ? await scratchConfig() : undefined;
@@ -156,13 +162,12 @@ export async function runSpare(opts: SpareOptions, run: (argv: string[]) => Prom
     await send({ kind: 'warm', report: null, why: opts.warmUpMs > 0 ? 'no default image built' : 'warm-up off' });
   }
   const take = await taken;
-  isTaken = true;
   // (a warm-up still running ends before its next step; its scratch machine is closed once its compiles are done)
   stopWarmUp?.();
   if (take.log !== undefined) stderrTo(take.log);
   restore();
   await send({ kind: 'taken' });
   process.removeAllListeners('message');
-  process.disconnect();
+  if (process.connected) process.disconnect();
   return run(take.argv);
 }
