@@ -20,6 +20,7 @@ import { EFER_SCE, CR4_TSD } from '../constants.ts';
 import { appendFileSync, writeFileSync } from 'node:fs';
 import { compileOffThread } from './compile-thread.ts';
 import { parseBudgets, startBudget, flagLock, withBudget, V8_11_3, type TierBudgets } from './tier-budget.ts';
+import { seenSet, blockKey } from './seen.ts';
 /** The layout constants as a plain object (under tsx a namespace import reads each one through a getter call). */
 const L = { ...layout };
 
@@ -517,6 +518,8 @@ export interface WasmStats {
   sizedModules: number;
   /** Halvings of the warming blocks' replay counts (WASM_DECAY). */
   decays: number;
+  /** Blocks queued at their first replay because an earlier run translated them (./seen.ts, RINGZERO_WASM_SEEN). */
+  seen: number;
 }
 
 /** The wasm translator of one GuestMemory (shared by its vCPUs, which run on one thread). */
@@ -539,7 +542,7 @@ export class WasmEngine {
   private nest!: WasmCode['fn'];
   /** The JavaScript helpers the trampolines call. */
   private readonly helpers: WebAssembly.Imports;
-  readonly stats: WasmStats = { compiled: 0, modules: 0, bytes: 0, compileMs: 0, buildMs: 0, calls: 0, tableCalls: 0, replays: 0, conds: 0, slow: 0, direct: 0, tails: 0, asyncModules: 0, syncFallbacks: 0, stale: 0, reinstalled: 0, freed: 0, regions: 0, regionBlocks: 0, intra: 0, reformed: 0, reregioned: 0, tier2: 0, tier2Blocks: 0, tier2Modules: 0, tier2Bytes: 0, tier2Ms: 0, hotModules: 0, sizedModules: 0, decays: 0 };
+  readonly stats: WasmStats = { compiled: 0, modules: 0, bytes: 0, compileMs: 0, buildMs: 0, calls: 0, tableCalls: 0, replays: 0, conds: 0, slow: 0, direct: 0, tails: 0, asyncModules: 0, syncFallbacks: 0, stale: 0, reinstalled: 0, freed: 0, regions: 0, regionBlocks: 0, intra: 0, reformed: 0, reregioned: 0, tier2: 0, tier2Blocks: 0, tier2Modules: 0, tier2Bytes: 0, tier2Ms: 0, hotModules: 0, sizedModules: 0, decays: 0, seen: 0 };
   private nextState = 0;
   /** Translated functions by index (index 0 unused: an empty dispatch entry), and their blocks (a region's by member number). */
   private table!: WebAssembly.Table;
@@ -668,7 +671,7 @@ export class WasmEngine {
     const s = this.stats;
     return `${s.compiled} blocks translated in ${s.modules} modules (${(s.bytes / 1024).toFixed(0)} KiB of code, ${s.compileMs.toFixed(0)} ms on the main thread to build (${s.buildMs.toFixed(0)}) and compile; ` +
       `${s.asyncModules} compiled in the background, ${s.syncFallbacks} of them finished synchronously, ${s.stale} blocks stale when ready, ${s.freed} dead ones freed, ${s.reinstalled} dispatch entries put back), ` +
-      `${s.calls} calls (${s.tableCalls} from the dispatch table), ${s.direct} direct block-to-block entries, ${COUNT_CHAINS ? s.tails : 'uncounted'} by tail calls (${this.kept.size} dead functions kept for them), ${s.regions} regions of ${s.regionBlocks} blocks with ${COUNT_CHAINS ? s.intra : 'uncounted (RINGZERO_WASM_COUNT_CHAINS=1)'} entries between their blocks (${s.reformed} blocks translated again into one, ${s.reregioned} with their page; ${s.hotModules} modules under the hot tier-up budget, ${s.sizedModules} under one raised for size; ${s.decays} count decays), ` +
+      `${s.calls} calls (${s.tableCalls} from the dispatch table), ${s.direct} direct block-to-block entries, ${COUNT_CHAINS ? s.tails : 'uncounted'} by tail calls (${this.kept.size} dead functions kept for them), ${s.regions} regions of ${s.regionBlocks} blocks with ${COUNT_CHAINS ? s.intra : 'uncounted (RINGZERO_WASM_COUNT_CHAINS=1)'} entries between their blocks (${s.reformed} blocks translated again into one, ${s.reregioned} with their page; ${s.hotModules} modules under the hot tier-up budget, ${s.sizedModules} under one raised for size; ${s.decays} count decays${this.seen !== null ? `, ${s.seen} queued at first sight of ${this.seen.known} keys of an earlier run` : ''}), ` +
       `tier 2: ${s.tier2} functions (${s.tier2Blocks} blocks) in ${s.tier2Modules} modules, ${(s.tier2Bytes / 1024).toFixed(0)} KiB, ${s.tier2Ms.toFixed(0)} ms, ` +
       `${s.replays + s.conds + s.slow} helper calls (${s.replays} replays, ${s.conds} conditions, ${s.slow} slow accesses)` +
       (TIER_STATS ? '; JS tier runs/instructions: ' + ['warming', 'queued', 'in flight', 'never', 'too long'].map((n, i) => `${n} ${this.tierRuns[i]}/${this.tierInstr[i]}`).join(', ') +
@@ -988,6 +991,7 @@ export class WasmEngine {
       // (a block whose page was written while it waited in the queue is dead: skip it)
       if (block.gen === c.codeCache.pageGen[block.pa >>> 12]) live.push(block);
     }
+    if (this.seen !== null) for (const block of live) this.seen.add(blockKey(c.ram, block));
     for (const block of live) { const l = lins.get(block); if (l !== undefined) this.linOf.set(block, l); }
     if (REFORM) this.reform(live, lins, c.codeCache);
     if (CAPTURE) captureBatch(live, lins);
@@ -1644,6 +1648,8 @@ export class WasmEngine {
       if (b.runs >= 0 && b.mode === 8) {
         const hot = Math.min(WASM_HOT, JIT_THRESHOLD);
         if (this.decayEvery > 0 && c.instructions >= this.nextDecay) this.decay(c, hot);
+        // (a block an earlier run translated: queued now, at its first replay)
+        if (b.runs === 0 && this.seen !== null && hot > 0 && this.seen.has(blockKey(c.ram, b))) { b.runs = hot; this.stats.seen++; }
         const r = ++b.runs;
         if (r === hot + 1) { this.pending.push(b); this.lins.set(b, c.rip); }
         // A batch is translated when it is full, or when one of its blocks keeps running meanwhile.
@@ -1670,6 +1676,9 @@ export class WasmEngine {
     }
     return this.run(c, w.idx, room);
   }
+
+  /** Keys of the blocks an earlier run translated (./seen.ts), or null (RINGZERO_WASM_SEEN off). */
+  private readonly seen = seenSet();
 
   /** The instruction count (of the vCPU that looked last) at which decay next halves the warming counts. */
   private nextDecay = WASM_DECAY;
