@@ -2,7 +2,7 @@
 // software engine against QEMU's binary translator (`qemu-system-x86_64 -accel tcg`) on the same kernel, initramfs,
 // command line and memory size, in the same run (issue 7).
 //
-//   node --import tsx bench/snapshot.ts [--runs 3] [--sizes 256M,2G] [--timeout 600]
+//   node --import tsx bench/snapshot.ts [--runs 3] [--sizes 256M,2G] [--timeout 600] [--spare-warm-up-ms 1500] [--no-spare]
 //
 // Per memory size, each VMM boots the guest once to `~ # `, then for N runs:
 //   snapshot  ringzero: the control socket's {"cmd":"snapshot"} (pause, write state.json + sparse memory, resume),
@@ -13,7 +13,10 @@
 //             FILE"` (+ `cont` once the incoming migration has landed, paused as it was saved). Timed from spawn to
 //             the guest answering a newline on its serial console with its prompt (both), and for QEMU also to
 //             query-status "running". ringzero is also restored in this process (Machine.restore, no process start):
-//             the restore call alone and to the prompt.
+//             the restore call alone and to the prompt. And into a spare VMM (`ringzero vmm-spare`, as the daemon's
+//             `--vmm-pool` keeps them: started, warmed up for --spare-warm-up-ms of CPU at nice 10, then handed `run
+//             --restore DIR`, which is what the daemon's `snapshot restore` and backup restore do with a pool): timed
+//             from the hand-off to the prompt, with the spare's CPU over that span (--no-spare: not measured).
 // ringzero runs as bin/ringzero with its bundle rebuilt from the working tree at the start (so it runs dist/cjs/main.cjs
 // with the V8 code cache that the first VMM to live 1.5 s, the boot below, writes: what a user's and the daemon's VMMs
 // run), not through tsx (`--tsx` to measure that path). A new-process restore is
@@ -36,6 +39,7 @@ import { Machine } from '../src/vmm/machine.ts';
 import { median, benchArgs } from './support/common.ts';
 import { Qmp } from './support/qmp.ts';
 import { killAllVmms, VmmProcess } from './support/vmm-process.ts';
+import { Spare } from '../src/manager/pool.ts';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const { values } = benchArgs(import.meta.url, {
@@ -44,6 +48,8 @@ const { values } = benchArgs(import.meta.url, {
     sizes: { type: 'string', default: '256M,2G' },
     timeout: { type: 'string', default: '600' },
     tsx: { type: 'boolean', default: false },
+    'spare-warm-up-ms': { type: 'string', default: '1500' },
+    'no-spare': { type: 'boolean', default: false },
   },
 });
 const runs = Number(values.runs);
@@ -82,6 +88,8 @@ function dirUsage(dir: string): { bytes: number; allocated: number } {
 
 interface Samples {
   snapshotMs: number[]; restoreMs: number[]; allocated: number; bytes: number; runningMs?: number[]; restoreCallMs?: number[]; inProcessMs?: number[];
+  /** Into a spare VMM: hand-off to the prompt, Machine.restore in it, the spare's CPU over the span. */
+  spareMs?: number[]; spareCallMs?: number[]; spareCpuMs?: number[];
   /** CPU time of the restored process at the prompt (all threads). */
   restoreCpuMs: number[];
   parts?: RestoreParts[];
@@ -159,8 +167,43 @@ async function benchRingzero(memory: string): Promise<Samples> {
     const p = await restoreInProcess(dir);
     s.restoreCallMs!.push(p.callMs);
     s.inProcessMs!.push(p.promptMs);
+    if (!values['no-spare']) {
+      const r = await restoreIntoSpare(dir);
+      (s.spareMs ??= []).push(r.wallMs);
+      (s.spareCallMs ??= []).push(r.callMs);
+      (s.spareCpuMs ??= []).push(r.cpuMs);
+      console.log(`  ringzero ${memory} restore into a spare #${i + 1} (${r.note}): to the prompt ${r.wallMs.toFixed(0)} ms (Machine.restore ${r.callMs.toFixed(1)} ms), its CPU ${r.cpuMs.toFixed(0)} ms`);
+    }
   }
   return s;
+}
+
+/**
+ * Restore into a spare VMM, as the daemon does with its pool: spawned, warmed up, then handed `run --restore DIR`.
+ * Timed from the hand-off to the guest answering at its prompt; CPU is the spare's over that span (all threads).
+ */
+async function restoreIntoSpare(dir: string): Promise<{ wallMs: number; callMs: number; cpuMs: number; note: string }> {
+  const warmUpMs = Number(values['spare-warm-up-ms']);
+  const spare = Spare.spawn({ file: ringzeroCmd, args: ringzeroPre }, {
+    warmUpMs, stdio: ['pipe', 'pipe', 'pipe'], env: { ...process.env, RINGZERO_RESTORE_TIMING: '1' },
+  });
+  const proc = new VmmProcess(ringzeroCmd, [], timeoutMs, undefined, spare.child);
+  const ready = performance.now();
+  await spare.until('ready');
+  if (!spare.alive) throw new Error(`the spare VMM ended: ${proc.err}`);
+  const w = spare.warmUp;
+  const note = `warm-up ${w ? `${w.ms} ms of CPU` : `none (${spare.why ?? '?'})`}, ready after ${((performance.now() - ready) / 1000).toFixed(1)} s`;
+  await sleep(1000); // (a daemon's spare has usually waited a while: V8's background compiles of its warm-up done)
+  const cpu0 = processCpuMs(spare.pid);
+  const t = performance.now();
+  await spare.take(['run', '--restore', dir]);
+  await proc.pingPrompt();
+  const wallMs = performance.now() - t;
+  const cpuMs = processCpuMs(spare.pid) - cpu0;
+  await proc.kill();
+  const m = /ringzero: restore timing (\{.*\})/.exec(proc.err);
+  const callMs = m ? (JSON.parse(m[1]) as { restoreMs: number }).restoreMs : NaN;
+  return { wallMs, callMs, cpuMs, note };
 }
 
 /** Restore into this process: no process start or module loading, the VMM's own cost. */
@@ -283,6 +326,14 @@ for (const memory of sizes) {
       [`ringzero_${key}_restore_start_ms`]: part('startMs'), [`ringzero_${key}_restore_start_cpu_ms`]: part('startCpuMs'),
       [`ringzero_${key}_restore_newprocess_call_ms`]: part('restoreMs'), [`ringzero_${key}_restore_newprocess_call_cpu_ms`]: part('restoreCpuMs'),
       [`ringzero_${key}_restore_guest_ms`]: part('guestMs'), [`ringzero_${key}_restore_guest_cpu_ms`]: part('guestCpuMs'),
+    });
+  }
+  if (rz.spareMs) {
+    console.log(`  ringzero ${memory} restore into a spare VMM (warmed up ${values['spare-warm-up-ms']} ms): hand-off to prompt ${median(rz.spareMs).toFixed(0)} ms `
+      + `(new process: ${rzRestore.toFixed(0)} ms, ${ratio(median(rz.spareMs), rzRestore).toFixed(2)}x), Machine.restore ${median(rz.spareCallMs!).toFixed(1)} ms, its CPU ${median(rz.spareCpuMs!).toFixed(0)} ms (new process ${median(rz.restoreCpuMs).toFixed(0)} ms)`);
+    Object.assign(figures, {
+      [`ringzero_${key}_restore_spare_ms`]: median(rz.spareMs), [`ringzero_${key}_restore_spare_call_ms`]: median(rz.spareCallMs!),
+      [`ringzero_${key}_restore_spare_cpu_ms`]: median(rz.spareCpuMs!), [`ringzero_${key}_restore_spare_vs_new`]: ratio(median(rz.spareMs), rzRestore),
     });
   }
   Object.assign(figures, {

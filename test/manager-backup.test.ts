@@ -239,6 +239,17 @@ test('a running guest on a qcow2 pool disk: disk snapshot live, backup live (pau
     assert.equal(check.status, 0, check.stdout + check.stderr);
   }
 
+  // Data the guest wrote without syncing, just before the backup: in its page cache (dirty pages are written back after
+  // 30 s), likely not on the disk yet. Memory and disks at one instant means the restored guest has it, and once it
+  // syncs and drops its caches, reads it back from its own disk.
+  // And a writer that goes on through the backup, rewriting files of changing sizes (blocks allocated and freed, never
+  // synced): memory and disks from two instants would leave the clone's file system, once its kernel has written its
+  // caches out, inconsistent; from one instant, e2fsck finds it clean (checked below).
+  const unsynced = /\n([0-9a-f]{32})\n/.exec(await con.run('dd if=/dev/urandom of=/mnt/u1 bs=64k count=16 2>/dev/null; md5sum </mnt/u1 | cut -c1-32', 'UNSYNCED'))?.[1];
+  assert.ok(unsynced, 'the md5 of the unsynced file');
+  await con.run('(i=0; while [ ! -e /tmp/bgstop ]; do dd if=/dev/urandom of=/mnt/bg$((i%8)) bs=4k count=$((i%16+1)) 2>/dev/null; i=$((i+1)); done) & echo $! >/tmp/bg.pid', 'WRITER');
+  const stopWriter = (c: typeof con) => c.run('touch /tmp/bgstop; while [ -e /proc/$(cat /tmp/bg.pid) ]; do sleep 0.1; done; ls /mnt | grep -c "^bg"', 'STOPPED');
+
   // Backup while it runs.
   const started = Date.now();
   r = await cli(['backup', 'src'], daemon.socket, [], 300_000);
@@ -249,6 +260,7 @@ test('a running guest on a qcow2 pool disk: disk snapshot live, backup live (pau
   process.stdout.write(`# disk snapshot pause ${pause1![1]} ms; backup pause ${pausedMs} ms; backup total ${Date.now() - started} ms\n`);
   assert.ok(pausedMs > 0 && pausedMs < 30_000, `paused ${pausedMs} ms`);
   await con.run('echo second-marker > /mnt/m2 && sync', 'MARK2');
+  assert.match(await stopWriter(con), /\n[1-8]\n/, 'the writer wrote files');
   // The guest ran on during and after the backup; it is on a new overlay now, and the one before is a clean,
   // closed backing file.
   const overlay2 = (await call('GET', '/vms/src')).body.definition.disks[0].path;
@@ -264,6 +276,13 @@ test('a running guest on a qcow2 pool disk: disk snapshot live, backup live (pau
   assert.equal(backup.vm, 'src');
   assert.equal(backup.disks.length, 1);
   for (const f of [...backup.state, ...backup.disks]) assert.equal(sha(path.join(backup.path, f.file)), f.sha256, f.file);
+  // (what the backup's disk alone held of the unsynced file: printed, since writeback may or may not have reached it)
+  const flat = path.join(dir, 'backup-vda.raw');
+  copyImage(path.join(backup.path, backup.disks[0].file), flat, 'raw', 'qcow2');
+  const onDisk = spawnSync('debugfs', ['-R', 'cat /u1', flat]);
+  const onDiskMd5 = onDisk.status === 0 && onDisk.stdout.length > 0 ? crypto.createHash('md5').update(onDisk.stdout).digest('hex') : 'absent';
+  fs.rmSync(flat, { force: true });
+  process.stdout.write(`# the unsynced file at the backup's instant: ${onDiskMd5 === unsynced ? 'already on the backup\'s disk' : `not on the backup's disk (${onDisk.status === 0 ? `debugfs: ${onDiskMd5 === 'absent' ? 'empty or absent' : 'other content'}` : 'no debugfs'}): in the memory image only`}\n`);
   r = await cli(['backup', 'list'], daemon.socket);
   assert.match(r.stdout, new RegExp(`\\n${id} +src `));
 
@@ -278,10 +297,20 @@ test('a running guest on a qcow2 pool disk: disk snapshot live, backup live (pau
   const con2 = await guestConsole(copy.consoleSocket, STEP_TIMEOUT_MS);
   const seen = await con2.run('cat /mnt/m1 /mnt/m0; ls /mnt/m2 2>/dev/null || echo "NO""M2"', 'ALIVE');
   assert.match(seen, /\nfirst-marker\nafter-snapshot\nNOM2\n/, seen);
+  const reread = await con2.run('sync && echo 3 >/proc/sys/vm/drop_caches && md5sum </mnt/u1 | cut -c1-32', 'REREAD');
+  assert.match(reread, new RegExp(`\\n${unsynced}\\n`), 'the data in the page cache at the backup\'s instant, written to the clone\'s disk and read back');
   // What the restored guest writes goes to its own disk only.
   await con2.run('echo copy-only > /mnt/m3 && sync', 'MARK3');
   const own = await con.run('ls /mnt/m3 2>/dev/null || echo "NO""M3"', 'DONE');
   assert.match(own, /\nNOM3\n/);
+  // The clone's writer (restored running) stopped, its file system unmounted: e2fsck finds the clone's disk clean.
+  await stopWriter(con2);
+  await con2.run('sync && umount /mnt', 'UNMOUNTED');
+  const cloneRaw = path.join(dir, 'clone-vda.raw');
+  copyImage(copy.definition.disks[0].path, cloneRaw, 'raw');
+  const fsck = spawnSync('e2fsck', ['-f', '-n', cloneRaw], { encoding: 'utf8' });
+  fs.rmSync(cloneRaw, { force: true });
+  assert.equal(fsck.status, 0, `e2fsck of the clone's disk: ${fsck.stdout}${fsck.stderr}`);
 
   // A damaged backup is refused before anything is written.
   const diskFile = path.join(backup.path, backup.disks[0].file);
