@@ -8,7 +8,10 @@
 // device exits. It also prints the guest's /sys/devices/system/cpu/vulnerabilities (whether the kernel runs with
 // page-table isolation or other entry-path mitigations on the CPUID the soft engine presents).
 //
-//   node --import tsx bench/syscall-counts.ts [--count 100000] [--bin PATH/bin/ringzero] [--exit-stats]
+//   node --import tsx bench/syscall-counts.ts [--count 100000] [--bin PATH/bin/ringzero] [--exit-stats] [--ash]
+//
+// --ash runs bench/engines' ash workload instead (`i=0; while [ $i -lt N ]; do i=$((i+1)); done`) and prints the
+// counts per loop iteration.
 //
 // --exit-stats runs the VMM with RINGZERO_WASM_EXIT_STATS=1 (the x.* and write-back counters; slower code, same
 // guest path). Wall time is printed too but means little on a loaded host. Ends with one JSON line.
@@ -24,6 +27,7 @@ const { values } = benchArgs(import.meta.url, {
     count: { type: 'string', default: '100000' },
     bin: { type: 'string' },
     'exit-stats': { type: 'boolean', default: false },
+    ash: { type: 'boolean', default: false },
   },
 });
 const count = positiveInt('count', values.count);
@@ -43,8 +47,10 @@ function flatten(x: unknown, pre = '', out: Record<string, number> = {}): Record
 
 async function measure(n: number): Promise<{ d: Record<string, number>; ms: number }> {
   const a = flatten(await controlRequest(sock, { cmd: 'stats' }, 30_000));
-  const r = await guest.timed(`dd${n}`, `dd if=/dev/zero of=/dev/null bs=1 count=${n}`, 1_800_000);
-  if (!new RegExp(`${n}\\+0 records out`).test(r.output)) throw new Error(`dd count=${n} failed: ${r.output}`);
+  const ash = values.ash;
+  const cmd = ash ? `i=0; while [ $i -lt ${n} ]; do i=$((i+1)); done; echo $i` : `dd if=/dev/zero of=/dev/null bs=1 count=${n}`;
+  const r = await guest.timed(`${ash ? 'ash' : 'dd'}${n}`, cmd, 1_800_000);
+  if (!new RegExp(ash ? `(^|\\n)${n}\\n` : `${n}\\+0 records out`).test(r.output)) throw new Error(`${cmd} failed: ${r.output}`);
   const b = flatten(await controlRequest(sock, { cmd: 'stats' }, 30_000));
   const d: Record<string, number> = {};
   for (const k of Object.keys(b)) if (k in a && !k.startsWith('process.')) d[k] = b[k] - a[k];
@@ -58,16 +64,17 @@ try {
   await measure(1000); // (warm: the path translated)
   const empty = await measure(1);
   const full = await measure(count + 1);
-  const calls = 2 * count;
+  const calls = values.ash ? count : 2 * count;
   const per: Record<string, number> = {};
   for (const k of Object.keys(full.d)) {
     const v = (full.d[k] - (empty.d[k] ?? 0)) / calls;
     if (Math.abs(v) >= 0.001 && !/Ms$|bytes|guestNs|compile|build/i.test(k)) per[k] = Number(v.toFixed(3));
   }
-  console.log(`dd bs=1 count=${count}: ${calls} system calls, ${(full.ms - empty.ms).toFixed(0)} ms host time (${((full.ms - empty.ms) * 1e3 / calls).toFixed(2)} µs per call; loaded hosts vary)`);
-  console.log('per system call:');
+  const unit = values.ash ? 'loop iteration' : 'system call';
+  console.log(`${values.ash ? 'ash loop' : 'dd bs=1'} count=${count}: ${calls} ${unit}s, ${(full.ms - empty.ms).toFixed(0)} ms host time (${((full.ms - empty.ms) * 1e3 / calls).toFixed(2)} µs per ${unit}; loaded hosts vary)`);
+  console.log(`per ${unit}:`);
   for (const [k, v] of Object.entries(per)) console.log(`  ${k.padEnd(40)} ${v}`);
-  console.log(JSON.stringify({ bench: 'syscall-counts', count, exitStats: values['exit-stats'], usPerCall: Number(((full.ms - empty.ms) * 1e3 / calls).toFixed(3)), perCall: per }));
+  console.log(JSON.stringify({ bench: 'syscall-counts', workload: values.ash ? 'ash' : 'syscall', count, exitStats: values['exit-stats'], usPerCall: Number(((full.ms - empty.ms) * 1e3 / calls).toFixed(3)), perCall: per }));
 } finally {
   guest.session.close();
   fs.rmSync(dir, { recursive: true, force: true });

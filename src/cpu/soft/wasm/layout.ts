@@ -243,6 +243,7 @@ export const S_NNEST = S_CPL + 84;
 export const S_FEPOCH = S_CPL + 88;
 /**
  * RINGZERO_WASM_EXIT_STATS=1 only: register write-backs executed (i32 counters) before memory-library calls and at
- * other flushes (helpers, exits), then memory-library calls made, ... (eight i32: translate.ts Translator.wbCount).
+ * other flushes (helpers, exits), then memory-library calls made, ... (twelve i32: translate.ts Translator.wbCount;
+ * below S_PHITS).
  */
 export const S_WBSTATS = S_USER + 400;

@@ -14,7 +14,7 @@ import { emitTlbSlot, memFnBody, LD_PARAMS, ST_PARAMS } from './tlb-probe.ts';
 import { execSy, SY_SYSCALL, SY_TSC } from '../fast-forms.ts';
 import { readTsc } from '../system/control.ts';
 import { stiSetsIf } from '../ops/interrupt-flag.ts';
-import { translateBody, translateRegion, groupRegions, midSelfEdge, pageTargets, buildModule, buildFlaglib, rawBody, memUsedOf, resolveBatchTails, leaveBody, type WasmCode, type EmitOpts, type TailCtx, type TailTarget, LOCAL_MEM, WASM_NAMES, EXIT_STATS, SITE_STATS, SITE_BASE, SITE_MAX, siteInfo, NEXT_KEY, X_NAMES, EXPLICIT, SYNCED, ARITH, RF, VM, IF, K_SHIFT, PRIV_CHAIN, POS_MEMBER, POS_N, CALLRET, COUNT_CHAINS } from './translate.ts';
+import { translateBody, translateRegion, groupRegions, midSelfEdge, pageTargets, buildModule, buildFlaglib, rawBody, memUsedOf, resolveBatchTails, leaveBody, type WasmCode, type EmitOpts, type TailCtx, type TailTarget, LOCAL_MEM, WASM_NAMES, EXIT_STATS, SITE_STATS, SITE_BASE, SITE_MAX, siteInfo, NEXT_KEY, X_NAMES, EXPLICIT, SYNCED, ARITH, RF, VM, IF, K_SHIFT, PRIV_CHAIN, POS_MEMBER, POS_N, CALLRET, COUNT_CHAINS, DEAD_REGS, deadRegs } from './translate.ts';
 import { syscallMsrs, syscallSegments64, sysretSegments64, type SyscallMsrs } from '../system/fastcall.ts';
 import { EFER_SCE, CR4_TSD } from '../constants.ts';
 import { appendFileSync, writeFileSync } from 'node:fs';
@@ -709,7 +709,7 @@ export class WasmEngine {
    */
   exitCounters(): Record<string, number> {
     if (!EXIT_STATS) return {};
-    const names = ['wbLib', 'wbOther', 'libCalls', 'wbBranch', 'ldCache', 'ldUncached', 'ldEntry', 'ldBranch'];
+    const names = ['wbLib', 'wbOther', 'libCalls', 'wbBranch', 'ldCache', 'ldUncached', 'ldEntry', 'ldBranch', 'wbExit', 'wbJcc', 'wbHoist', 'wbBack'];
     const out: Record<string, number> = {};
     names.forEach((n, k) => { out[n] = this.summed(L.S_WBSTATS + 4 * k); });
     // (the dispatcher's per exit kind counts, as exitStats)
@@ -1288,7 +1288,7 @@ export class WasmEngine {
       const w = t.wasm;
       if (w === null || t.mode !== 8 || t.gen !== gen[t.pa >>> 12]) return null;
       const fn = this.table.get(w.idx & mask) as unknown as WasmCode['fn'] | null;
-      return fn === null ? null : { word: w.idx, fn, n: t.n, pa: t.pa, gen: t.gen };
+      return fn === null ? null : { word: w.idx, fn, n: t.n, pa: t.pa, gen: t.gen, dead: DEAD_REGS ? deadRegs(t) : 0 };
     };
     // (a block of this batch, in planned function p as member k: called inside the module, translate.ts TailTarget.local)
     const planned = (e: { p: number; k: number; b: Block } | undefined): TailTarget | null => {

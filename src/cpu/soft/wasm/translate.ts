@@ -184,6 +184,8 @@ interface Region {
   regs: number[];
   dIn: number[];
   kBack: number;
+  /** DEAD_REGS: the registers each member overwrites before anything reads them (deadRegs; 0 without). */
+  dead: number[];
   /** The member being emitted. */
   cur: number;
   /** Locals: the dispatcher's instruction limit for this call, and the count of internal branches (statistics). */
@@ -504,6 +506,8 @@ export const TIER1: EmitOpts = { slot: -1, inline: false };
 /** An installed translation a static exit may tail-call (TailCtx.find): its dispatch word, function, instructions. */
 export interface TailTarget {
   word: number; fn: WasmCode['fn'] | null; n: number; pa: number; gen: number;
+  /** DEAD_REGS: the registers the target's block overwrites before anything reads them (deadRegs; 0: none known). */
+  dead?: number;
   /**
    * A function of the batch being built (runtime.ts WasmEngine.planBatch: its function-table index is taken before
    * the module is built, so `word` is known): its number in the batch's plan, called by its index in the module,
@@ -771,6 +775,17 @@ class Translator {
     return to === undefined ? 0 : this.keepDirty(to.j);
   }
   /**
+   * DEAD_REGS: the registers a static exit to r0 + `ripOff` need not write back on its way into known translated code
+   * (a region member's or an installed tail-call target's deadRegs; exitStatic, tailExit); 0 when it leaves.
+   */
+  deadFor(ripOff: number): number {
+    if (!DEAD_REGS) return 0;
+    const to = this.regionTarget(ripOff);
+    if (to !== undefined) return this.region!.dead[to.j];
+    if (!this.opts.tail) return 0;
+    return this.targetAt(ripOff, this.opts.tail).t?.dead ?? 0;
+  }
+  /**
    * REGION_REGS, on a branch's path to region member j (inside the branch's `if`: the cache state stays the one of
    * the code after it): the registers j expects in their locals that are not cached here, loaded from the state
    * area (which holds them: not cached means not dirty).
@@ -807,9 +822,14 @@ class Translator {
   }
 
   /**
-   * EXIT_STATS: the counter writeBack bumps (layout.ts S_WBSTATS: 0 before a memory-library call, 1 other, 3 before a
-   * branch to a region member); 2 counts library calls, 4 register loads into the cache, 5 reads of an uncached
-   * register from the state area, 6 loads at a region member's dispatcher entry, 7 loads on a branch to a member.
+   * EXIT_STATS: the counter writeBack bumps (layout.ts S_WBSTATS: 0 before a memory-library call, 1 other (helpers,
+   * replays, slow paths), 3 before a branch to a region member, 8 at a way out of the function (leave, a tail call), 9
+   * a block-ending Jcc's write-back when neither target is a region member, 10 hoisted before a side exit
+   * (hoistFlush), 11 at a self-loop's back edge); 2 counts library calls, 4 register loads into the cache, 5 reads of
+   * an uncached register from the state area, 6 loads at a region member's dispatcher entry, 7 loads on a branch to a
+   * member. Per system call of bench/syscall-counts (~700 guest instructions, session 27): 0: 54, 1: 39, 3: 50-54,
+   * 8: 108, 9: 4, 10: 100; so most write-backs are where something outside the function can read the registers (a
+   * memory-library call, 135 per system call, whose miss may fault; ~50 ways out), or hoisted to before one.
    */
   wbCtx = 1;
   wbCount(k: number): void {
@@ -844,7 +864,8 @@ class Translator {
     this.commitFlags(); // (the loop's top starts without knowing the flags: it reads the state area's record)
     for (let r = 0; r < 16; r++) this.backDirty[r] = this.rs[r] === 2;
     const pre = this.loopPre;
-    if (pre === null) { this.flush(); return; }
+    this.wbCtx = 11;
+    if (pre === null) { this.flush(); this.wbCtx = 1; return; }
     for (let r = 0; r < 16; r++) {
       const kept = pre.includes(r);
       if (kept && this.rs[r] === 0) {
@@ -853,6 +874,7 @@ class Translator {
         this.writeBack(r, this.rc[r]);
       }
     }
+    this.wbCtx = 1;
   }
 
   /**
@@ -966,7 +988,7 @@ class Translator {
     if (h === null) return;
     if ((h.flags && this.fdirty) || (this.dirty & h.regs) !== 0) hoistStats.n++;
     if (h.flags) this.commitFlags();
-    if ((this.dirty & h.regs) !== 0) this.flush(false, ~h.regs);
+    if ((this.dirty & h.regs) !== 0) { this.wbCtx = 10; this.flush(false, ~h.regs); this.wbCtx = 1; }
   }
 
   /**
@@ -998,7 +1020,7 @@ class Translator {
   }
 
   /** Leave the block (after `xc` was set): dirty registers written back first. */
-  leave(): void { this.flush(); this.b.br(this.out); }
+  leave(): void { const c = this.wbCtx; if (c === 1) this.wbCtx = 8; this.flush(); this.wbCtx = c; this.b.br(this.out); }
 
   /** RINGZERO_WASM_EXIT_STATS=1: note the kind of the exit that follows (X_*). */
   xk(kind: number): void {
@@ -1339,7 +1361,7 @@ class Translator {
       // to another block of this region (or this one's start): a branch when the dispatcher would enter it (a
       // deferred flag record is stored on that path only when j can see it: flagsDead; the exit below stores it)
       const j = to.j;
-      this.wbCtx = 3; this.flush(!(EDGE_DEAD && flagsDead(R.members[j], -1)), this.keepDirty(j)); this.wbCtx = 1;
+      this.wbCtx = 3; this.flush(!(EDGE_DEAD && flagsDead(R.members[j], -1)), this.keepDirty(j) | R.dead[j]); this.wbCtx = 1;
       b.get(this.n).i32(count).op(Op.i32Add).set(this.c32);
       this.regionFits(R.members[j].n);
       b.open(Op.if);
@@ -1435,7 +1457,8 @@ class Translator {
     const { t, same } = this.targetAt(ripOff, this.opts.tail!);
     if (t === null) return;
     const tt = t;
-    this.flush();
+    // (DEAD_REGS: what the target overwrites first is written back on the path that leaves instead, exitConst's)
+    this.wbCtx = 8; this.flush(true, DEAD_REGS ? tt.dead ?? 0 : 0); this.wbCtx = 1;
     this.tailTo(tt, count, same ? X_SAME : X_CROSS, same ? tpa : -1, () => {
       if (!same) { this.fetchMapsTo(ripOff, tt.pa >>> 12, tt.gen); b.op(Op.i32And); }
     }, () => {
@@ -1628,7 +1651,7 @@ class Translator {
    */
   crossBranch(count: number, ripOff: number, j: number): void {
     const b = this.b, R = this.region!, m = R.members[j];
-    this.wbCtx = 3; this.flush(!(EDGE_DEAD && flagsDead(m, -1)), this.keepDirty(j)); this.wbCtx = 1; // (as exitStatic's branch)
+    this.wbCtx = 3; this.flush(!(EDGE_DEAD && flagsDead(m, -1)), this.keepDirty(j) | R.dead[j]); this.wbCtx = 1; // (as exitStatic's branch)
     b.get(this.n).i32(count).op(Op.i32Add).set(this.c32);
     this.regionFits(m.n);
     this.fetchMapsTo(ripOff, m.pa >>> 12, m.gen);
@@ -2565,11 +2588,17 @@ export function translateRegion(members: Block[], lins?: Map<Block, number>, opt
   const b = T.b;
   prologue(T);
   const rr = REGION_REGS;
+  // (tried, session 27: a member that a later member branches back to took as dirty on entry those of its entry
+  // registers some member writes (it is emitted before any branch to it, so it takes none dirty and each pass's back
+  // edge writes them back): ash loop write-backs before region branches 1819 -> 2073 per iteration of ~15k guest
+  // instructions, as the loops run few passes per entry and every other way in then writes back clean registers)
   const R: Region = {
     members, at: new Map(), lins: [], atLin: new Map(), labels: [], disp: -1, cur: 0, climit: b.local(I32), intra: b.local(I32), lim: REGION_LIM ? b.local(I32) : -1,
-    entry: [], regs: members.map((m, j) => (rr && loops[j] === null ? memberRegs(m) : 0)), dIn: members.map(() => -1),
-    kBack: rr ? members.length : 0,
+    entry: [], regs: [], dIn: members.map(() => -1), kBack: rr ? members.length : 0,
+    dead: members.map((m, j) => (DEAD_REGS && loops[j] === null ? deadRegs(m) : 0)),
   };
+  // (a register the member overwrites first is not one it finds in its locals: deadRegs reads the same prefix)
+  R.regs = members.map((m, j) => (rr && loops[j] === null ? memberRegs(m) & ~R.dead[j] : 0));
   members.forEach((m, j) => R.at.set(m.pa, j));
   if (lins !== undefined && members.every((m) => lins.has(m))) {
     members.forEach((m, j) => { const l = lins.get(m)!; R.lins.push(l); if (!R.atLin.has(l)) R.atLin.set(l, j); });
@@ -2667,6 +2696,58 @@ export function memberRegs(block: Block): number {
 }
 
 /**
+ * RINGZERO_WASM_DEAD_REGS=1 (off by default): a static exit that goes on into translated code known when it is
+ * emitted (a branch to a region member: exitStatic, crossBranch, a block-ending Jcc's write-back; a tail call into an
+ * installed translation: tailExit) does not write back the dirty registers that code overwrites whole before anything
+ * can read them (deadRegs); the path that leaves for the dispatcher instead still writes them back (exitConst's
+ * leave), as every other way out does. Between such a branch and the overwrite only register-only instructions run,
+ * which cannot fault nor call out, and nothing outside the function looks at the state area: the dispatcher, an
+ * interrupt or a fault sees registers only at a way out that writes back every dirty one (Translator.flush).
+ */
+export let DEAD_REGS = process.env.RINGZERO_WASM_DEAD_REGS === '1';
+/** Switch DEAD_REGS (tests; between translations); returns the old setting. */
+export function setDeadRegs(on: boolean): boolean { const old = DEAD_REGS; DEAD_REGS = on; return old; }
+
+/**
+ * DEAD_REGS: the registers `block` writes whole (all 64 bits: a 32-bit write zero-extends, Intel SDM vol. 1 §3.4.1.1)
+ * before it reads them, in its leading run of register-only instructions (MOV, MOVZX, MOVSXD, LEA, MOV imm, the
+ * register ALU forms but ADC/SBB: none can fault nor call out; `xor r,r` and `sub r,r` do not read r). The run ends at
+ * any other instruction (one that may fault, call a helper or the memory library, or leave), and at the block's last
+ * instruction when that may be replayed (no form, or straddling the page end). 0 for a block that loops on itself
+ * (its loop's top loads the registers it keeps in locals, loopRegs).
+ */
+export function deadRegs(block: Block): number {
+  const es = block.entries, N = es.length, last = es[N - 1], offs = blockOffsets(block);
+  if (offs === null || midSelfEdge(block)) return 0;
+  if ((last.form === Form.Jcc || last.form === Form.Jmp) && last.len > 0 && offs[N - 1] + last.len + last.disp === 0) return 0;
+  let reads = 0, dead = 0;
+  const rd = (r: number): void => { if (r >= 0 && r < 16 && ((dead >>> r) & 1) === 0) reads |= 1 << r; };
+  const wr = (r: number): void => { if (r >= 0 && r < 16 && ((reads >>> r) & 1) === 0) dead |= 1 << r; };
+  for (let i = 0; i < N; i++) {
+    const e = es[i];
+    if (i === N - 1 && (e.len === 0 || block.pfn2 >= 0)) break;
+    switch (e.form) {
+      case Form.MovRR64: case Form.MovRR32: rd(e.a); wr(e.b); break;
+      case Form.MovImmReg: wr(e.a); break;
+      case Form.Lea: rd(e.base); rd(e.index); wr(e.a); break;
+      case Form.MovzxReg8: case Form.MovzxReg16: case Form.MovsxdReg: rd(e.b); wr(e.a); break;
+      case Form.AluRR:
+        if (e.op !== ADD && e.op !== OR && e.op !== AND && e.op !== SUB && e.op !== XOR && e.op !== CMP && e.op !== TEST) return dead;
+        if ((e.op === XOR || e.op === SUB) && e.a === e.b) { wr(e.b); break; }
+        rd(e.a); rd(e.b);
+        if (e.op < CMP) wr(e.b);
+        break;
+      case Form.AluRI:
+        if (e.op !== ADD && e.op !== OR && e.op !== AND && e.op !== SUB && e.op !== XOR && e.op !== CMP && e.op !== TEST) return dead;
+        rd(e.b);
+        break;
+      case Form.Nop: break;
+      default: return dead;
+    }
+  }
+  return dead;
+}
+/**
  * Which members of a region lie on a cycle of its same-page static branches (pageTargets): the blocks of a loop
  * whose body is longer than one block (MAX_BLOCK), such as busybox md5's four 44-48-instruction round loops.
  */
@@ -2723,11 +2804,12 @@ function hoistMask(T: Translator, i: number): { regs: number; flags: boolean } |
         const last = es.length - 1;
         if (j !== last || T.selfLoop || e.len === 0 || REGION_REGS) return null;
         const next = T.offs[j] + e.len, target = next + e.disp;
+        // (DEAD_REGS: a register a target overwrites first is not written back on the way there)
         if (f === Form.Jcc) {
           if (!JCC_FLUSH) return null;
-          return { regs: 0xffff & ~written, flags: flags && !(T.edgeDead(target) && T.edgeDead(next)) };
+          return { regs: 0xffff & ~written & ~(T.deadFor(target) | T.deadFor(next)), flags: flags && !(T.edgeDead(target) && T.edgeDead(next)) };
         }
-        return { regs: 0xffff & ~written, flags: flags && !T.edgeDead(target) };
+        return { regs: 0xffff & ~written & ~T.deadFor(target), flags: flags && !T.edgeDead(target) };
       }
       default:
         // (a form without an emitter of its own: emitOther writes everything back first; not a page-straddling
@@ -2741,7 +2823,7 @@ function hoistMask(T: Translator, i: number): { regs: number; flags: boolean } |
       // the block's last instruction, a register form: its exit (exitStatic) writes everything back, a deferred flag
       // record not on a branch to a region member that cannot see it
       if (REGION_REGS) return null;
-      return { regs: 0xffff & ~written, flags: flags && !T.edgeDead(T.offs[j] + e.len) };
+      return { regs: 0xffff & ~written & ~T.deadFor(T.offs[j] + e.len), flags: flags && !T.edgeDead(T.offs[j] + e.len) };
     }
   }
   return null;
@@ -4198,8 +4280,8 @@ function emitJcc(T: Translator, e: BlockEntry, i: number, next: number): void {
   // (the condition reads the flag locals, which stay known). A self-loop's back edge keeps registers in locals.
   // (a deferred flag record stays in the locals when both targets are region members that cannot see it: edgeDead)
   if (f === Form.Jcc && i === N - 1 && !T.selfLoop && JCC_FLUSH) {
-    if (T.regionTarget(target) !== undefined || T.regionTarget(next) !== undefined) T.wbCtx = 3;
-    T.flush(!(T.edgeDead(target) && T.edgeDead(next)), T.keepFor(target) & T.keepFor(next));
+    T.wbCtx = T.regionTarget(target) !== undefined || T.regionTarget(next) !== undefined ? 3 : 9;
+    T.flush(!(T.edgeDead(target) && T.edgeDead(next)), (T.keepFor(target) | T.deadFor(target)) & (T.keepFor(next) | T.deadFor(next)));
     T.wbCtx = 1;
   }
   if (f === Form.Jcc && i < N - 1) T.hoistFlush(i);
