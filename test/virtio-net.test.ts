@@ -355,14 +355,14 @@ function tapSkipReason(): string | undefined {
 const tapSkip = tapSkipReason();
 if (tapSkip) process.stderr.write(`virtio-net TAP test skipped: ${tapSkip}\n`);
 
-test('a real TAP device: ARP and ping both ways with the host kernel in a private network namespace', { skip: tapSkip }, async () => {
-  const ns = `rz-nettest-${process.pid}`;
-  const ifname = `rzt${process.pid % 100000}`;
+for (const threaded of [false, true]) test(`a real TAP device${threaded ? ', its writes on a thread (RINGZERO_NET_TX_THREAD)' : ''}: ARP and ping both ways with the host kernel in a private network namespace`, { skip: tapSkip }, async () => {
+  const ns = `rz-nettest-${process.pid}${threaded ? 't' : ''}`;
+  const ifname = `rzt${process.pid % 100000}${threaded ? 't' : ''}`;
   run('ip', 'netns', 'add', ns);
   after(() => { try { run('ip', 'netns', 'del', ns); } catch { /* already gone */ } });
   // Created by this process (non-persistent: it goes away with the fd), then moved into the namespace;
-  // the TAP fd stays attached across the move.
-  const tap = new Tap(ifname);
+  // the TAP fd stays attached across the move. Threaded, every frame goes through the thread (no direct writes).
+  const tap = new Tap(ifname, { writerThread: threaded, writerDirectMax: 0 });
   const net = new VirtioNet(tap, MAC);
   const b = new TestBench(net);
   try {
@@ -438,6 +438,7 @@ test('a real TAP device: ARP and ping both ways with the host kernel in a privat
     assert.equal(await pingDone, 0, 'ping in the namespace got its reply');
     assert.equal(net.counters.txDropped, 0);
     assert.ok(net.counters.rxFrames >= 2 && net.counters.txFrames >= 2);
+    if (threaded) assert.ok(tap.writer!.counters.queued >= 2 && tap.writer!.counters.direct === 0);
   } finally {
     b.close();
   }

@@ -13,6 +13,7 @@
 // pipe lets close() end a pending poll at once, so nothing keeps a thread or the event loop after close.
 import fs from 'node:fs';
 import { libc, lastErrno, errnoName, SysError } from '../sys/libc.ts';
+import { TapWriter } from './tap-writer.ts';
 
 // linux/if_tun.h: _IOW('T', 202, int) and friends.
 const TUNSETIFF = 0x400454ca;
@@ -67,9 +68,14 @@ export class Tap {
   private closed = false;
   private onReadable: (() => void) | undefined;
   private readonly pollFds = Buffer.alloc(16);
+  /** RINGZERO_NET_TX_THREAD=1: writes go through a thread of their own (./tap-writer.ts). */
+  readonly writer: TapWriter | undefined;
 
-  /** Attach to TAP interface `name` (created, non-persistent, if it does not exist and we may create it). */
-  constructor(readonly name: string) {
+  /**
+   * Attach to TAP interface `name` (created, non-persistent, if it does not exist and we may create it).
+   * `writerThread`: write frames from a thread of their own (./tap-writer.ts; `writerDirectMax`: its directMax).
+   */
+  constructor(readonly name: string, options: { writerThread?: boolean; writerDirectMax?: number } = {}) {
     if (!isValidInterfaceName(name)) throw new TapError(`invalid TAP interface name '${name}'`);
     let fd: number;
     try {
@@ -109,6 +115,7 @@ export class Tap {
     this.pollFds.writeInt16LE(POLLIN, 4);
     this.pollFds.writeInt32LE(this.wakeRead, 8);
     this.pollFds.writeInt16LE(POLLIN, 12);
+    if (options.writerThread) this.writer = new TapWriter(fd, options.writerDirectMax);
   }
 
   /**
@@ -127,6 +134,7 @@ export class Tap {
   /** Send one frame (virtio_net_hdr + Ethernet frame); false if the kernel refused it (dropped). */
   write(frame: Uint8Array): boolean {
     if (this.closed) return false;
+    if (this.writer) return this.writer.write(frame);
     try {
       return fs.writeSync(this.fd, frame) === frame.length;
     } catch {
@@ -170,6 +178,8 @@ export class Tap {
     if (this.closed) return;
     this.closed = true;
     this.onReadable = undefined;
+    // (the writer thread ends before the fd it writes to closes)
+    this.writer?.stop();
     // The TAP fd goes at once, so the interface is free for the next user (a VM restarted after a guest
     // reboot attaches again right away; the kernel lets go of it when the woken poll returns, see attach()).
     try { fs.closeSync(this.fd); } catch { /* already closed */ }

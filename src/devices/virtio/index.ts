@@ -59,7 +59,7 @@ export function attachVirtioDevices(machine: VirtioMachine, pci: PciHost, config
     for (const n of config.nets ?? []) {
       const mac = parseMac(n.mac);
       if (!mac) throw new Error(`invalid MAC '${n.mac}' for TAP '${n.tap}'`);
-      const nic = new VirtioNet(new Tap(n.tap), mac);
+      const nic = new VirtioNet(new Tap(n.tap, { writerThread: process.env.RINGZERO_NET_TX_THREAD === '1' }), mac);
       nets.push(nic);
       devices.push(nic);
     }
