@@ -192,6 +192,30 @@ test('backup --to DIR of a small synthetic guest, listed through its reference; 
   await waitFor('the echo of c', () => con2.output().endsWith('c'));
   con2.socket.destroy();
   assert.equal((await call('POST', '/vms/echo/destroy')).status, 200);
+
+  // The manifest is checksummed too (sha256 over itself without that field): a damaged one, still valid JSON (here
+  // the definition a restore would define the VM from), is refused before anything is written; so is another format
+  // version, with both versions named.
+  const manifestFile = path.join(elsewhere, id, 'manifest.json');
+  const good = fs.readFileSync(manifestFile, 'utf8');
+  assert.match(JSON.parse(good).sha256, /^[0-9a-f]{64}$/);
+  const volumesBefore = fs.readdirSync(volumesDir).sort();
+  fs.writeFileSync(manifestFile, good.replace('"memory": 64,', '"memory": 65,'));
+  assert.notEqual(fs.readFileSync(manifestFile, 'utf8'), good, 'the definition in the manifest was changed');
+  const damaged = await call('POST', `/backups/${id}/restore`, { as: 'echo2' });
+  assert.equal(damaged.status, 422, JSON.stringify(damaged.body));
+  assert.equal(damaged.body.error.code, 'corrupt');
+  assert.match(damaged.body.error.message, /manifest\.json does not match its SHA-256/);
+  assert.equal((await call('GET', '/vms/echo2')).status, 404, 'no VM defined');
+  assert.deepEqual(fs.readdirSync(volumesDir).sort(), volumesBefore, 'no disk copied');
+  const other = JSON.parse(good);
+  other.version = 2;
+  fs.writeFileSync(manifestFile, JSON.stringify(other));
+  const newer = await call('POST', `/backups/${id}/restore`, { as: 'echo2' });
+  assert.equal(newer.body.error.code, 'unsupported', JSON.stringify(newer.body));
+  assert.match(newer.body.error.message, /has format version 2; this ringzero reads version 1/);
+  fs.writeFileSync(manifestFile, good);
+  assert.equal((await call('GET', `/backups/${id}`)).status, 200, 'whole again');
 });
 
 

@@ -66,6 +66,12 @@ export interface BackupManifest {
   /** The VM snapshot's files (state.json, memory) under state/. */
   state: BackupFile[];
   disks: BackupDisk[];
+  /**
+   * SHA-256 of this manifest without this field (its compact JSON, keys in order), so that a damaged manifest (the
+   * definition a restore defines the VM from, a file's size or digest) is refused, as its files are. Manifests
+   * written before it was added have none and are read as they were.
+   */
+  sha256?: string;
 }
 
 export interface BackupView extends BackupManifest {
@@ -108,6 +114,7 @@ export const backupSchema = {
     bytes: { type: 'integer', description: 'space the backup takes' },
     format: { type: 'string' },
     version: { type: 'integer' },
+    sha256: { type: 'string', description: 'the manifest\'s own SHA-256 (without this field)' },
     definition: { type: 'object', description: 'the VM definition at the backup\'s instant' },
     state: { type: 'array', items: fileSchema },
     disks: {
@@ -252,10 +259,11 @@ export class BackupStore {
         }
         backupDisks.push({ index, format: info.format, virtualSize: info.virtualSize, readonly: disk.readonly, source: disk.path, ...describe(work, file) });
       }
-      const manifest: BackupManifest = {
+      const unsealed: BackupManifest = {
         format: BACKUP_FORMAT, version: BACKUP_VERSION, id, vm, createdAt: new Date().toISOString(), pausedMs: Math.round(pausedMs * 100) / 100,
         definition: view.definition, state, disks: backupDisks,
       };
+      const manifest: BackupManifest = { ...unsealed, sha256: manifestDigest(unsealed) };
       fs.writeFileSync(path.join(work, MANIFEST), `${JSON.stringify(manifest, null, 2)}\n`, { mode: 0o600 });
       syncTree(work);
       fs.renameSync(work, finalDir);
@@ -389,12 +397,21 @@ function readManifest(dir: string): BackupManifest {
   }
   if (manifest?.format !== BACKUP_FORMAT) throw new ManagerError('corrupt', `backup ${dir} is not a ringzero backup`);
   if (manifest.version !== BACKUP_VERSION) throw new ManagerError('unsupported', `backup ${dir} has format version ${manifest.version}; this ringzero reads version ${BACKUP_VERSION}`);
+  if (manifest.sha256 !== undefined) {
+    const { sha256, ...unsealed } = manifest;
+    if (manifestDigest(unsealed) !== sha256) throw new ManagerError('corrupt', `backup ${dir} is damaged: ${MANIFEST} does not match its SHA-256`);
+  }
   const files = [...(manifest.state ?? []), ...(manifest.disks ?? [])];
   for (const f of files) {
     // Names in the manifest stay inside the backup directory.
     if (typeof f.file !== 'string' || path.isAbsolute(f.file) || f.file.split('/').includes('..')) throw new ManagerError('corrupt', `backup ${dir}: bad file name in ${MANIFEST}`);
   }
   return manifest;
+}
+
+/** The manifest's own digest: SHA-256 of its compact JSON without the `sha256` field. */
+function manifestDigest(unsealed: Omit<BackupManifest, 'sha256'>): string {
+  return crypto.createHash('sha256').update(JSON.stringify(unsealed)).digest('hex');
 }
 
 function describe(dir: string, file: string): BackupFile {
