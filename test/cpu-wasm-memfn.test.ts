@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { hexBytes, runBlocksToHalt, CODE, DATA, MISSING_PAGE, PAGE_TABLES, protectFaultPages, interpreterOrWasmMachine, type Machine } from './support/soft-cpu.ts';
 import { setHotThreshold, setJitThreshold } from '../src/cpu/soft/code-cache.ts';
 import type { GuestMemory } from '../src/memory/guest-memory.ts';
-import { buildBlock, setLocalMem, setLoopInline, setLastPage, setSelfEdge, midSelfEdge, translateRegion, K_SHIFT } from '../src/cpu/soft/wasm/translate.ts';
+import { buildBlock, setLocalMem, setLoopInline, setLoopEntry, setLastPage, setSelfEdge, midSelfEdge, translateRegion, K_SHIFT } from '../src/cpu/soft/wasm/translate.ts';
 import { disassemble } from '../src/cpu/soft/wasm/dump.ts';
 import { memFnBody } from '../src/cpu/soft/wasm/tlb-probe.ts';
 import { setReform } from '../src/cpu/soft/wasm/runtime.ts';
@@ -242,4 +242,71 @@ test('a loop whose back edge is a Jcc in the middle of its block to the block\'s
   assert.equal(midSelfEdge(loop), false);
   const lib = translateRegion([loop])!.body.code().length;
   assert.ok(inl > lib + 100, `loop with inline probes ${inl} bytes, through the library ${lib}`);
+});
+
+// f (at CODE): mov ecx,5
+//   1: movzx eax,byte [rsi] / movzx ebx,word [rsi+2] / mov edx,[rsi+4] / mov r8,[rsi+8] / add r8,rcx
+//      mov [rdi],al / mov [rdi+2],bx / mov [rdi+4],edx / mov [rdi+8],r8 / add rsi,1 / add rdi,1 / jmp 2f
+//   2: dec ecx / jnz 1b / ret
+// driver (at CODE + 0x1000, another page): mov r9d,8 / 3: mov r10,CODE / call r10 / dec r9d / jnz 3b / hlt
+// f's first block (mov ecx,5 and the loop's body) runs each call's first pass: the loop's start is one of its
+// instruction boundaries, and it is on no cycle of the region (it is entered by CALL, from another page), as
+// busybox md5's round loops' first passes (translate.ts LOOP_ENTRY).
+const ENTRY_F = hexBytes('b9 05 00 00 00 0f b6 06 0f b7 5e 02 8b 56 04 4c 8b 46 08 49 01 c8 88 07 66 89 5f 02 89 57 04 ' +
+  '4c 89 47 08 48 83 c6 01 48 83 c7 01 eb 00 ff c9 75 d4 c3');
+const ENTRY_DRIVER = hexBytes('41 b9 08 00 00 00 49 c7 c2 00 00 10 00 41 ff d2 41 ff c9 75 f1 f4');
+
+function runEntry(mode: 'interpreter' | 'wasm', src0: number): { m: Machine; state: unknown } {
+  const m = interpreterOrWasmMachine(mode, memories);
+  protectFaultPages(m);
+  const src = new Uint8Array(64);
+  for (let i = 0; i < src.length; i++) src[i] = (i * 37 + 11) & 255;
+  m.mem.write(src0 & ~0xfff, new Uint8Array(0x1000).fill(0x5a));
+  if ((src0 & 0xfff) > 0x800) m.mem.write(src0 - 8, src);
+  m.mem.write(CODE, Uint8Array.from(ENTRY_F));
+  m.mem.write(CODE + 0x1000, Uint8Array.from(ENTRY_DRIVER));
+  m.cpu.setGpr(6, BigInt(src0));
+  m.cpu.setGpr(7, BigInt(DST));
+  const vector = runBlocksToHalt(m, 100_000, CODE + 0x1000);
+  const c = m.cpu;
+  return {
+    m,
+    state: {
+      vector, regs: Array.from({ length: 16 }, (_, i) => c.getGpr(i).toString(16)),
+      rip: c.rip.toString(16), instructions: c.instructions, fault: c.lastException, cr2: c.cr2.toString(16),
+      dst: Buffer.from(m.mem.read(DST - 8, 80)).toString('hex'),
+    },
+  };
+}
+
+test('a region block that runs into a loop\'s first block probes the TLB inline too (LOOP_ENTRY): loads and stores of every size, page ends and a #PF in its pass match the interpreter', (t) => {
+  setLoopInline(true);
+  const reform = setReform(true);
+  const old = setLoopEntry(true);
+  t.after(() => { setLoopInline(false); setReform(reform); setLoopEntry(old); });
+  // from SRC (DST alike) the passes walk across a page end: the first pass of the 4th call (pass 15) loads [rsi+8]
+  // and stores [rdi+8] across it, in f's first block; from MISSING_PAGE - 50 the first pass of the 8th call (pass 35)
+  // loads [rsi+8] across into the missing page: #PF (vector 14) there, CR2 the missing page's first byte
+  for (const on of [true, false]) {
+    setLoopEntry(on);
+    for (const src of [SRC, MISSING_PAGE - 50]) {
+      const ref = runEntry('interpreter', src), w = runEntry('wasm', src);
+      assert.deepEqual(w.state, ref.state, `loop entry ${on ? 'on' : 'off'}, source ${src.toString(16)}`);
+      if (src !== SRC) assert.equal((ref.state as { vector: number }).vector, 14);
+      else assert.ok(w.m.cpu.wasm!.stats.slow >= 4, `slow accesses: ${w.m.cpu.wasm!.stats.slow}`);
+      assert.ok(w.m.cpu.jitInstructions > 300, `instructions run in wasm: ${w.m.cpu.jitInstructions} of ${w.m.cpu.instructions}, on ${on} src ${src.toString(16)}`);
+    }
+  }
+  setLoopEntry(true);
+  const w = runEntry('wasm', SRC);
+  const cache = w.m.cpu.codeCache;
+  const get = (pa: number) => cache.translated.get(pa * 16 + 8);
+  const first = get(CODE)!, body = get(CODE + 5)!, tail = get(CODE + 0x2d)!;
+  assert.ok(first && body && tail, 'f\'s three blocks are translated');
+  const table = (i: number) => i & ((1 << K_SHIFT) - 1);
+  assert.equal(table(first.wasm!.idx), table(body.wasm!.idx), 'f\'s first block is in the loop\'s region');
+  const inl = translateRegion([first, body, tail])!.body.code().length;
+  setLoopEntry(false);
+  const lib = translateRegion([first, body, tail])!.body.code().length;
+  assert.ok(inl > lib + 300, `with the first block's probes inline ${inl} bytes, through the library ${lib}`);
 });

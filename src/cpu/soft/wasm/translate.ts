@@ -327,6 +327,19 @@ const LP_NONE = 1n;
  */
 let LOOP_INLINE = process.env.RINGZERO_WASM_LOOP_INLINE !== '0';
 /**
+ * The same in a region member whose instructions run into the first block of such a loop (the loop's start is one of
+ * its instruction boundaries, not its start): the block cache's blocks end at 32 instructions or a branch, not at a
+ * loop's start, so the blocks before busybox md5's four round loops each hold the first pass of a loop, and called
+ * the memory library for each of its accesses: ~58 calls per 64-byte block, 61M of the 84M library calls of
+ * bench/engines' md5 command (RINGZERO_WASM_SITE_STATS). Measured (session 27): bench/md5-loop 2 x 2 pinned pairs
+ * 450/360, 450/360, 420/330, 420/320 ms; bench/engines --paired, 3 runs against session 27's start (loaded host):
+ * md5 wall 0.915x (0.895-0.929), guest thread 0.867x, ash 0.996x (0.96-1.06); the boot's code +0.35%.
+ * RINGZERO_WASM_LOOP_ENTRY=0: off.
+ */
+let LOOP_ENTRY = process.env.RINGZERO_WASM_LOOP_ENTRY !== '0';
+/** Switch LOOP_ENTRY (tests); returns the old setting. */
+export function setLoopEntry(on: boolean): boolean { const old = LOOP_ENTRY; LOOP_ENTRY = on; return old; }
+/**
  * A block whose loop back edge is a Jcc/JMP in its middle that goes to its own start (the block cache's blocks go on
  * past a conditional branch, so a loop body that ends in one before the instructions after the loop does not end its
  * block: busybox's strcspn `movzx ecx,[rsi] / add rsi,1 / mov byte [rdx+rcx],1 / test cl,cl / jne top` then `movzx
@@ -2753,7 +2766,7 @@ export function deadRegs(block: Block): number {
  */
 function onCycles(members: Block[], at: Map<number, number>): boolean[] {
   const succ = members.map((m) => { const out: number[] = []; for (const t of pageTargets(m)) { const j = at.get(t); if (j !== undefined) out.push(j); } return out; });
-  return members.map((m, j) => {
+  const cyc = members.map((m, j) => {
     if (midSelfEdge(m)) return true;
     const seen = new Uint8Array(members.length), stack = [...succ[j]];
     while (stack.length > 0) {
@@ -2764,6 +2777,16 @@ function onCycles(members: Block[], at: Map<number, number>): boolean[] {
       for (const x of succ[k]) stack.push(x);
     }
     return false;
+  });
+  if (!LOOP_ENTRY) return cyc;
+  // (LOOP_ENTRY: a member that runs into a loop's first block, at one of its instruction boundaries, runs that loop's
+  // first pass: it probes inline too)
+  const onCyc = new Set<number>();
+  members.forEach((m, j) => { if (cyc[j]) onCyc.add(m.pa); });
+  return members.map((m, j) => {
+    if (cyc[j] || onCyc.size === 0) return cyc[j];
+    const offs = blockOffsets(m);
+    return offs !== null && offs.some((o) => o > 0 && onCyc.has(m.pa + o));
   });
 }
 
