@@ -1,7 +1,8 @@
 // Blocks translated in an earlier run (src/cpu/soft/wasm/seen.ts, RINGZERO_WASM_SEEN): a run writes the keys of the
 // blocks it queued for translation; a later run that reads them queues those blocks at their first replay instead of
 // after WASM_HOT replays, and computes the same result. A key is the block's bytes (with its page offset and length):
-// a changed byte changes it, and keys of other code match nothing.
+// a changed byte changes it, and keys of other code match nothing. With RINGZERO_WASM_AGAIN the keys of this run count
+// too: a block dropped with its page (a write into the page) is queued again at its first replay once re-recorded.
 import test from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync, writeFileSync, existsSync } from 'node:fs';
@@ -11,6 +12,7 @@ import { hexBytes, runBlocksToHalt, cpuState, CODE, interpreterOrWasmMachine, ty
 import { setHotThreshold, setJitThreshold, tableSlot } from '../src/cpu/soft/code-cache.ts';
 import { SeenSet, useSeenSet, blockKey } from '../src/cpu/soft/wasm/seen.ts';
 import { GuestMemory } from '../src/memory/guest-memory.ts';
+import { setAsync } from '../src/cpu/soft/wasm/runtime.ts';
 
 // every block recorded at its first run, queued for translation at its 11th replay
 setHotThreshold(0);
@@ -23,11 +25,11 @@ test.after(() => { for (const m of memories) m.close(); rmSync(dir, { recursive:
 //   mov ecx,1000 / 1: add eax,1 / mov edx,300 / 2: add ebx,edx / dec edx / jnz 2b / dec ecx / jnz 1b / hlt
 const NESTED = hexBytes('b9 e8 03 00 00 83 c0 01 ba 2c 01 00 00 01 d3 ff ca 75 fa ff c9 75 ee f4');
 
-function run(mode: 'interpreter' | 'wasm', seen: SeenSet | null): Machine {
+function run(mode: 'interpreter' | 'wasm', seen: SeenSet | null, code = NESTED): Machine {
   const old = useSeenSet(seen);
   try {
     const m = interpreterOrWasmMachine(mode, memories);
-    m.mem.write(CODE, Uint8Array.from(NESTED));
+    m.mem.write(CODE, Uint8Array.from(code));
     assert.equal(runBlocksToHalt(m, 1_000_000), -1);
     return m;
   } finally {
@@ -85,4 +87,28 @@ test('keys of other code match no block; a short run does not replace a larger f
   assert.ok(s2.added > 0 && s2.added < 500);
   s2.save();
   assert.equal(new SeenSet(big).known, 1000);
+});
+
+//   mov ecx,50 / 1: add eax,1 / mov edx,1000 / 2: add ebx,edx / dec edx / jnz 2b / mov [rip+7],al / dec ecx / jnz 1b /
+//   hlt / (data at CODE + 32): every pass of the outer loop writes a byte of the code's page, which drops its blocks
+// (the inner loop runs long enough in a pass for its batch to be flushed: runtime.ts WASM_BATCH_WAIT).
+const REWRITES = hexBytes('b9 32 00 00 00 83 c0 01 ba e8 03 00 00 01 d3 ff ca 75 fa 88 05 07 00 00 00 ff c9 75 e8 f4 00 00 00');
+
+test('with AGAIN, blocks dropped with their page are queued again at their first replay; the result is the same', () => {
+  const ref = run('interpreter', null, REWRITES);
+  assert.equal(ref.cpu.getGpr(3), 50n * 500_500n);
+  // (modules compiled at their flush: a pass is too short for a background compile's install, the event loop stands)
+  const old = setAsync(false);
+  let off: Machine, on: Machine;
+  try {
+    off = run('wasm', new SeenSet(null, false), REWRITES);
+    on = run('wasm', new SeenSet(null, true), REWRITES);
+  } finally {
+    setAsync(old);
+  }
+  assert.deepEqual(cpuState(off), cpuState(ref), 'without AGAIN = interpreter');
+  assert.deepEqual(cpuState(on), cpuState(ref), 'with AGAIN = interpreter');
+  assert.equal(off.cpu.wasm!.stats.again, 0);
+  assert.ok(on.cpu.wasm!.stats.again >= 10, `queued again at first replay: ${on.cpu.wasm!.stats.again}`);
+  assert.ok(on.cpu.jitInstructions > off.cpu.jitInstructions, `instructions in wasm: ${on.cpu.jitInstructions} with AGAIN, ${off.cpu.jitInstructions} without`);
 });

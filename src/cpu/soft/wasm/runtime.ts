@@ -520,6 +520,8 @@ export interface WasmStats {
   decays: number;
   /** Blocks queued at their first replay because an earlier run translated them (./seen.ts, RINGZERO_WASM_SEEN). */
   seen: number;
+  /** Blocks queued at their first replay because one of the same key was translated before in this run (RINGZERO_WASM_AGAIN). */
+  again: number;
 }
 
 /** The wasm translator of one GuestMemory (shared by its vCPUs, which run on one thread). */
@@ -542,7 +544,7 @@ export class WasmEngine {
   private nest!: WasmCode['fn'];
   /** The JavaScript helpers the trampolines call. */
   private readonly helpers: WebAssembly.Imports;
-  readonly stats: WasmStats = { compiled: 0, modules: 0, bytes: 0, compileMs: 0, buildMs: 0, calls: 0, tableCalls: 0, replays: 0, conds: 0, slow: 0, direct: 0, tails: 0, asyncModules: 0, syncFallbacks: 0, stale: 0, reinstalled: 0, freed: 0, regions: 0, regionBlocks: 0, intra: 0, reformed: 0, reregioned: 0, tier2: 0, tier2Blocks: 0, tier2Modules: 0, tier2Bytes: 0, tier2Ms: 0, hotModules: 0, sizedModules: 0, decays: 0, seen: 0 };
+  readonly stats: WasmStats = { compiled: 0, modules: 0, bytes: 0, compileMs: 0, buildMs: 0, calls: 0, tableCalls: 0, replays: 0, conds: 0, slow: 0, direct: 0, tails: 0, asyncModules: 0, syncFallbacks: 0, stale: 0, reinstalled: 0, freed: 0, regions: 0, regionBlocks: 0, intra: 0, reformed: 0, reregioned: 0, tier2: 0, tier2Blocks: 0, tier2Modules: 0, tier2Bytes: 0, tier2Ms: 0, hotModules: 0, sizedModules: 0, decays: 0, seen: 0, again: 0 };
   private nextState = 0;
   /** Translated functions by index (index 0 unused: an empty dispatch entry), and their blocks (a region's by member number). */
   private table!: WebAssembly.Table;
@@ -671,7 +673,7 @@ export class WasmEngine {
     const s = this.stats;
     return `${s.compiled} blocks translated in ${s.modules} modules (${(s.bytes / 1024).toFixed(0)} KiB of code, ${s.compileMs.toFixed(0)} ms on the main thread to build (${s.buildMs.toFixed(0)}) and compile; ` +
       `${s.asyncModules} compiled in the background, ${s.syncFallbacks} of them finished synchronously, ${s.stale} blocks stale when ready, ${s.freed} dead ones freed, ${s.reinstalled} dispatch entries put back), ` +
-      `${s.calls} calls (${s.tableCalls} from the dispatch table), ${s.direct} direct block-to-block entries, ${COUNT_CHAINS ? s.tails : 'uncounted'} by tail calls (${this.kept.size} dead functions kept for them), ${s.regions} regions of ${s.regionBlocks} blocks with ${COUNT_CHAINS ? s.intra : 'uncounted (RINGZERO_WASM_COUNT_CHAINS=1)'} entries between their blocks (${s.reformed} blocks translated again into one, ${s.reregioned} with their page; ${s.hotModules} modules under the hot tier-up budget, ${s.sizedModules} under one raised for size; ${s.decays} count decays${this.seen !== null ? `, ${s.seen} queued at first sight of ${this.seen.known} keys of an earlier run` : ''}), ` +
+      `${s.calls} calls (${s.tableCalls} from the dispatch table), ${s.direct} direct block-to-block entries, ${COUNT_CHAINS ? s.tails : 'uncounted'} by tail calls (${this.kept.size} dead functions kept for them), ${s.regions} regions of ${s.regionBlocks} blocks with ${COUNT_CHAINS ? s.intra : 'uncounted (RINGZERO_WASM_COUNT_CHAINS=1)'} entries between their blocks (${s.reformed} blocks translated again into one, ${s.reregioned} with their page; ${s.hotModules} modules under the hot tier-up budget, ${s.sizedModules} under one raised for size; ${s.decays} count decays${this.seen !== null ? `, ${s.seen} queued at first sight of ${this.seen.known} keys of an earlier run, ${s.again} of this one` : ''}), ` +
       `tier 2: ${s.tier2} functions (${s.tier2Blocks} blocks) in ${s.tier2Modules} modules, ${(s.tier2Bytes / 1024).toFixed(0)} KiB, ${s.tier2Ms.toFixed(0)} ms, ` +
       `${s.replays + s.conds + s.slow} helper calls (${s.replays} replays, ${s.conds} conditions, ${s.slow} slow accesses)` +
       (TIER_STATS ? '; JS tier runs/instructions: ' + ['warming', 'queued', 'in flight', 'never', 'too long'].map((n, i) => `${n} ${this.tierRuns[i]}/${this.tierInstr[i]}`).join(', ') +
@@ -1649,7 +1651,10 @@ export class WasmEngine {
         const hot = Math.min(WASM_HOT, JIT_THRESHOLD);
         if (this.decayEvery > 0 && c.instructions >= this.nextDecay) this.decay(c, hot);
         // (a block an earlier run translated: queued now, at its first replay)
-        if (b.runs === 0 && this.seen !== null && hot > 0 && this.seen.has(blockKey(c.ram, b))) { b.runs = hot; this.stats.seen++; }
+        if (b.runs === 0 && this.seen !== null && hot > 0) {
+          const k = this.seen.has(blockKey(c.ram, b));
+          if (k !== 0) { b.runs = hot; if (k === 1) this.stats.seen++; else this.stats.again++; }
+        }
         const r = ++b.runs;
         if (r === hot + 1) { this.pending.push(b); this.lins.set(b, c.rip); }
         // A batch is translated when it is full, or when one of its blocks keeps running meanwhile.
@@ -1677,7 +1682,7 @@ export class WasmEngine {
     return this.run(c, w.idx, room);
   }
 
-  /** Keys of the blocks an earlier run translated (./seen.ts), or null (RINGZERO_WASM_SEEN off). */
+  /** Keys of the blocks an earlier run (and this one) translated (./seen.ts), or null (RINGZERO_WASM_SEEN and _AGAIN off). */
   private readonly seen = seenSet();
 
   /** The instruction count (of the vCPU that looked last) at which decay next halves the warming counts. */

@@ -18,6 +18,15 @@ import type { Block } from '../code-cache.ts';
 
 /** RINGZERO_WASM_SEEN=1: queue blocks translated in an earlier run at their first replay. */
 export const SEEN = process.env.RINGZERO_WASM_SEEN === '1';
+/**
+ * RINGZERO_WASM_AGAIN=1: queue at their first replay, too, blocks of the same key translated earlier in this run (no
+ * file needed). A write into a page of code drops every block of the page (code-cache.ts page generations), and Linux
+ * writes into its text while it boots (alternatives, jump labels and static calls patched as initcalls enable them:
+ * ~1000 page invalidations to the prompt), so the hot blocks of such a page warmed up again in JavaScript, byte for
+ * byte the code they were, before they were translated again (~2000 of a boot's ~15600 translations had the key of
+ * one translated before).
+ */
+export const AGAIN = process.env.RINGZERO_WASM_AGAIN === '1';
 
 /** The file: RINGZERO_WASM_SEEN_FILE, else wasm-seen.bin in ringzero's cache (src/image/build.ts cacheDir). */
 function seenFile(env: NodeJS.ProcessEnv = process.env): string {
@@ -45,10 +54,11 @@ export function blockKey(ram: Uint8Array, b: Block): number {
 export class SeenSet {
   private readonly old = new Set<number>();
   private readonly now = new Set<number>();
-  private readonly file: string;
-  constructor(file = seenFile()) {
+  private readonly file: string | null;
+  /** `file`: null for none (AGAIN alone); `again`: has() answers for this run's keys too. */
+  constructor(file: string | null = seenFile(), readonly again = AGAIN) {
     this.file = file;
-    try {
+    if (file !== null) try {
       const buf = readFileSync(file);
       const keys = new Uint32Array(buf.buffer, buf.byteOffset, buf.byteLength >>> 2);
       for (let i = 0; i < keys.length; i++) this.old.add(keys[i]);
@@ -57,7 +67,8 @@ export class SeenSet {
   /** Keys read from the file, and keys of this run so far. */
   get known(): number { return this.old.size; }
   get added(): number { return this.now.size; }
-  has(key: number): boolean { return this.old.has(key); }
+  /** Whether `key` is known: 1 from the file, 2 from this run (AGAIN), else 0. */
+  has(key: number): number { return this.old.has(key) ? 1 : this.again && this.now.has(key) ? 2 : 0; }
   add(key: number): void { this.now.add(key); }
   /**
    * Write this run's keys, unless it translated less than half as many blocks as the file holds (a short run, a test:
@@ -65,7 +76,7 @@ export class SeenSet {
    * that end at once leave one whole file.
    */
   save(): void {
-    if (this.now.size === 0 || this.now.size < this.old.size / 2) return;
+    if (this.file === null || this.now.size === 0 || this.now.size < this.old.size / 2) return;
     try {
       mkdirSync(dirname(this.file), { recursive: true });
       const tmp = `${this.file}.${process.pid}.tmp`;
@@ -84,13 +95,13 @@ export function useSeenSet(s: SeenSet | null | undefined): SeenSet | null | unde
   given = s;
   return old;
 }
-/** The process's SeenSet (read once, saved when the process exits), or null when RINGZERO_WASM_SEEN is off. */
+/** The process's SeenSet (read once, saved when the process exits), or null when RINGZERO_WASM_SEEN and _AGAIN are off. */
 export function seenSet(): SeenSet | null {
   if (given !== undefined) return given;
-  if (!SEEN) return null;
+  if (!SEEN && !AGAIN) return null;
   if (shared === null) {
-    const s = (shared = new SeenSet());
-    process.once('exit', () => s.save());
+    const s = (shared = new SeenSet(SEEN ? seenFile() : null));
+    if (SEEN) process.once('exit', () => s.save());
   }
   return shared;
 }
