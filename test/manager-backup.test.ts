@@ -219,6 +219,26 @@ test('backup --to DIR of a small synthetic guest, listed through its reference; 
 });
 
 
+/** The highest n of the SEQnnnnnnnnQ markers in a (sparse) memory image. */
+function maxMarker(file: string): number {
+  const fd = fs.openSync(file, 'r');
+  try {
+    const chunk = Buffer.alloc(16 << 20);
+    let max = 0, at = 0;
+    for (;;) {
+      // (chunks overlap by a marker's length, so one across a boundary is seen)
+      const n = fs.readSync(fd, chunk, 0, chunk.length, at);
+      if (n <= 0) break;
+      for (const m of chunk.subarray(0, n).toString('latin1').matchAll(/SEQ(\d{8})Q/g)) max = Math.max(max, Number(m[1]));
+      if (n < chunk.length) break;
+      at += n - 12;
+    }
+    return max;
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
 test('a running guest on a qcow2 pool disk: disk snapshot live, backup live (pause measured), restore as a new VM from the saved instant', {
   skip: process.env.RINGZERO_SKIP_BOOT_TEST === '1' && process.env.CI !== 'true' ? 'RINGZERO_SKIP_BOOT_TEST=1' : !image ? 'no default image: run `bin/ringzero image build`' : false,
   timeout: BOOT_TIMEOUT_MS + 8 * STEP_TIMEOUT_MS,
@@ -263,16 +283,25 @@ test('a running guest on a qcow2 pool disk: disk snapshot live, backup live (pau
     assert.equal(check.status, 0, check.stdout + check.stderr);
   }
 
+  // The instant itself, exactly: a sequencer writes SEQnnnnnnnnQ, n = 1, 2, 3, ..., first into a file in RAM (tmpfs:
+  // /tmp/seq0 and /tmp/seq1 in turn, so the one before stays whole while the next is written), then into one block of
+  // /mnt/seq with O_DIRECT (past the page cache: on the disk when dd returns, and n+1 is formed only after that). So at
+  // any instant, with M the highest n in RAM, the disk holds M or M-1. Both are read from the backup's own files on the
+  // host below: memory and disks from two instants would differ by more.
+  await con.run('dd if=/dev/zero of=/mnt/seq bs=4096 count=1 conv=fsync 2>/dev/null && sync', 'SEQFILE');
+  await con.run('(n=0; while [ ! -e /tmp/bgstop ]; do n=$((n+1)); echo "SEQ$(printf %08d $n)Q" >/tmp/seq$((n%2)); dd if=/tmp/seq$((n%2)) of=/mnt/seq bs=4096 count=1 conv=sync,notrunc oflag=direct 2>/dev/null; done) & echo $! >/tmp/seq.pid', 'SEQUENCER');
+  await waitFor('the sequencer to count', async () => /SEQ0000000[3-9]Q|SEQ000000[1-9]\dQ/.test(await con.run('cat /tmp/seq0 /tmp/seq1 2>/dev/null', 'SEQNOW')), STEP_TIMEOUT_MS);
   // Data the guest wrote without syncing, just before the backup: in its page cache (dirty pages are written back after
   // 30 s), likely not on the disk yet. Memory and disks at one instant means the restored guest has it, and once it
   // syncs and drops its caches, reads it back from its own disk.
   // And a writer that goes on through the backup, rewriting files of changing sizes (blocks allocated and freed, never
-  // synced): memory and disks from two instants would leave the clone's file system, once its kernel has written its
-  // caches out, inconsistent; from one instant, e2fsck finds it clean (checked below).
+  // synced): once the clone has stopped it and unmounted, e2fsck finds the clone's disk clean (checked below). (That
+  // alone would not show a skew: with the 12 s between the memory snapshot and the disk switch that a deliberately
+  // broken backup had, e2fsck still found the disk clean, ext4's journal covering it; the sequencer above did not.)
   const unsynced = /\n([0-9a-f]{32})\n/.exec(await con.run('dd if=/dev/urandom of=/mnt/u1 bs=64k count=16 2>/dev/null; md5sum </mnt/u1 | cut -c1-32', 'UNSYNCED'))?.[1];
   assert.ok(unsynced, 'the md5 of the unsynced file');
   await con.run('(i=0; while [ ! -e /tmp/bgstop ]; do dd if=/dev/urandom of=/mnt/bg$((i%8)) bs=4k count=$((i%16+1)) 2>/dev/null; i=$((i+1)); done) & echo $! >/tmp/bg.pid', 'WRITER');
-  const stopWriter = (c: typeof con) => c.run('touch /tmp/bgstop; while [ -e /proc/$(cat /tmp/bg.pid) ]; do sleep 0.1; done; ls /mnt | grep -c "^bg"', 'STOPPED');
+  const stopWriter = (c: typeof con) => c.run('touch /tmp/bgstop; while [ -e /proc/$(cat /tmp/bg.pid) ] || [ -e /proc/$(cat /tmp/seq.pid) ]; do sleep 0.1; done; ls /mnt | grep -c "^bg"', 'STOPPED');
 
   // Backup while it runs.
   const started = Date.now();
@@ -305,7 +334,14 @@ test('a running guest on a qcow2 pool disk: disk snapshot live, backup live (pau
   copyImage(path.join(backup.path, backup.disks[0].file), flat, 'raw', 'qcow2');
   const onDisk = spawnSync('debugfs', ['-R', 'cat /u1', flat]);
   const onDiskMd5 = onDisk.status === 0 && onDisk.stdout.length > 0 ? crypto.createHash('md5').update(onDisk.stdout).digest('hex') : 'absent';
+  const seqOnDisk = spawnSync('debugfs', ['-R', 'cat /seq', flat]);
   fs.rmSync(flat, { force: true });
+  const onDiskSeq = /^SEQ(\d{8})Q/.exec(seqOnDisk.stdout.toString('latin1'));
+  assert.ok(onDiskSeq, `the sequencer's block on the backup's disk: ${JSON.stringify(seqOnDisk.stdout.toString('latin1').slice(0, 16))} ${seqOnDisk.stderr}`);
+  const memoryFile = path.join(backup.path, backup.state.find((f: { file: string }) => path.basename(f.file) === 'memory').file);
+  const inMemory = maxMarker(memoryFile);
+  process.stdout.write(`# the sequencer at the backup's instant: SEQ${inMemory} the highest in the memory image, SEQ${Number(onDiskSeq[1])} on the disk\n`);
+  assert.ok(inMemory > 0 && [inMemory, inMemory - 1].includes(Number(onDiskSeq[1])), `memory and disk from one instant: the memory image's highest SEQ${inMemory}, the disk's SEQ${Number(onDiskSeq[1])}`);
   process.stdout.write(`# the unsynced file at the backup's instant: ${onDiskMd5 === unsynced ? 'already on the backup\'s disk' : `not on the backup's disk (${onDisk.status === 0 ? `debugfs: ${onDiskMd5 === 'absent' ? 'empty or absent' : 'other content'}` : 'no debugfs'}): in the memory image only`}\n`);
   r = await cli(['backup', 'list'], daemon.socket);
   assert.match(r.stdout, new RegExp(`\\n${id} +src `));
