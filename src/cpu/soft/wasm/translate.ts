@@ -218,6 +218,18 @@ const BULK_STRING = process.env.RINGZERO_WASM_BULK_STRING !== '0';
  * then goes on through the replay (the interpreter also bounds one execution: SLOW_CHUNK elements, 256 KiB).
  */
 const BULK_PASSES = 16;
+/**
+ * RINGZERO_WASM_STRING_TOUCH=1: a REP MOVS/STOS over STRING_INLINE_MAX elements whose bulk pass failed (a TLB miss
+ * on either side, most often) runs one element (through the memory library, whose slow path fills the TLB entry the
+ * probe lacked) and tries the bulk pass again, up to STRING_TOUCHES times, before it replays the instruction. After a
+ * context switch (a CR3 load drops the user pages' entries) the first REP MOVS/STOS on a user page missed and was
+ * replayed, its block then left: per 4 KiB of bench/engines' md5 pipe, 1.57 replays of copy_user_generic_string's
+ * `rep movsq`, 1.17 of md5sum's `rep movsb`, 0.99 of clear_user's `rep stosb` (RINGZERO_WASM_PROFILE).
+ */
+let STRING_TOUCH = process.env.RINGZERO_WASM_STRING_TOUCH === '1';
+/** Switch STRING_TOUCH (tests); returns the old setting. */
+export function setStringTouch(on: boolean): boolean { const old = STRING_TOUCH; STRING_TOUCH = on; return old; }
+const STRING_TOUCHES = 4;
 // Lazy-flag kinds (../cpu.ts Lazy) and ALU operations (as in ../fast-forms.ts).
 const L_ADD = 1, L_ADC = 2, L_SUB = 3, L_SBB = 4, L_LOGIC = 5, L_INC = 6, L_DEC = 7;
 /** Record kind of translated code only: the arithmetic flags are explicit EFLAGS bits in S_LD (after a shift). */
@@ -2197,30 +2209,47 @@ class Translator {
     // step: -size when DF (bit 10), else size
     b.i64(-size).i64(size).get(T.st).mem(Op.i32Load, 2, L.S_EFL).i32(1 << 10).op(Op.i32And).op(Op.select).set(T.t);
     let done = -1, loop = -1, fin = -1;
+    // one element: load (MOVS) and store through the TLB probes or the memory library, rSI/rDI stepped, rCX counted
+    const element = (): void => {
+      if (movs) {
+        T.r64(6);
+        if (e.segOverride === 4 || e.segOverride === 5) b.get(T.st).mem(Op.f64Load, 3, L.S_SEG + 8 * e.segOverride).op(0xfc, 6).op(Op.i64Add);
+        b.set(T.a);
+        T.load(size);
+        b.get(T.v).set(T.w);
+      } else { T.r64(0); b.set(T.w); }
+      T.r64(7); b.set(T.a);
+      T.store(size);
+      b.get(T.a).get(T.t).op(Op.i64Add).set(T.a); T.set64(7, T.a);
+      if (movs) { T.r64(6); b.get(T.t).op(Op.i64Add).set(T.a); T.set64(6, T.a); }
+      if (e.rep !== 0) { b.get(T.x1).i64(1).op(Op.i64Sub).set(T.x1); T.set64(1, T.x1); }
+    };
     if (e.rep !== 0) {
       T.r64(1); b.set(T.x1);
       fin = b.open(Op.block);
+      // (STRING_TOUCH: up to STRING_TOUCHES single elements between bulk attempts, each of which refills the TLB
+      // entries a miss lacked through the memory library's slow path)
+      const touch = BULK_STRING && STRING_TOUCH ? b.local(I32) : -1;
+      if (touch >= 0) b.i32(STRING_TOUCHES).set(touch);
+      const again = touch >= 0 ? b.open(Op.loop) : -1;
       if (BULK_STRING) T.bulkString(e, size, movs, fin);
       b.get(T.x1).i64(STRING_INLINE_MAX).op(Op.i64GtU).open(Op.if);
+      if (touch >= 0) {
+        b.get(touch).open(Op.if);
+        b.get(touch).i32(1).op(Op.i32Sub).set(touch);
+        element();
+        b.br(again);
+        b.close();
+      }
       T.flush(); T.pos(); b.call(F_RP).op(Op.drop);
       T.xk(X_HELPER); b.i32(i + 1).set(T.xc).br(T.out); // (flushed before the replay, which may change any register)
       b.close();
+      if (touch >= 0) b.close(); // again
       done = b.open(Op.block); loop = b.open(Op.loop);
       b.get(T.x1).op(Op.i64Eqz).brIf(done);
     }
-    if (movs) {
-      T.r64(6);
-      if (e.segOverride === 4 || e.segOverride === 5) b.get(T.st).mem(Op.f64Load, 3, L.S_SEG + 8 * e.segOverride).op(0xfc, 6).op(Op.i64Add);
-      b.set(T.a);
-      T.load(size);
-      b.get(T.v).set(T.w);
-    } else { T.r64(0); b.set(T.w); }
-    T.r64(7); b.set(T.a);
-    T.store(size);
-    b.get(T.a).get(T.t).op(Op.i64Add).set(T.a); T.set64(7, T.a);
-    if (movs) { T.r64(6); b.get(T.t).op(Op.i64Add).set(T.a); T.set64(6, T.a); }
+    element();
     if (e.rep !== 0) {
-      b.get(T.x1).i64(1).op(Op.i64Sub).set(T.x1); T.set64(1, T.x1);
       b.br(loop);
       b.close(); b.close();
       b.close(); // fin
