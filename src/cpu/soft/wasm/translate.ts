@@ -131,6 +131,15 @@ export const REGIONS = process.env.RINGZERO_WASM_REGIONS !== '0';
  * and range): boot 1.32x (one pair), md5 1.14x (1.00-1.28), ash 0.95x (0.93-1.01), syscall 1.04x (0.95-1.04): fewer
  * loads and write-backs, yet not faster (the md5 loop's loads were mostly 32-bit reads, 2 operations each; the extra
  * code and the locals live across members may cost what they save).
+ * Session 27 (bench/syscall-counts --exit-stats, per system call of ~700 guest instructions / per ash-loop iteration
+ * of ~15k): register loads 272 -> 210 / 7338 -> 5306, write-backs ~360 -> ~354 / 6617 -> 6579 (nearly all of them
+ * are before a memory-library call or at a way out of the function, where something outside can read registers);
+ * static wasm operations per guest instruction (boot + syscall loop, RINGZERO_WASM_DUMP) 39.19 -> 39.43 with DEAD_REGS.
+ * Loaded host (load 10-25), `bench/engines --paired --runs 3` on against off (guest-thread CPU, medians and range),
+ * two rounds: ash 0.97x (0.92-1.01) and 1.04x (0.98-1.11), syscall 0.95x (0.87-1.11) and 1.01x (0.96-1.04): still
+ * within noise, so still off. Tried and not kept then: members no static exit of the region
+ * reaches keeping no entry registers (loaded at first use instead: ash loads 5306 -> 5273 per iteration, the reads
+ * inside branches, which do not cache, went up); a loop's head taking its entry registers dirty (see translateRegion).
  */
 export let REGION_REGS = process.env.RINGZERO_WASM_REGION_REGS === '1';
 export let REGION_DIRTY = process.env.RINGZERO_WASM_REGION_DIRTY !== '0';
@@ -2745,6 +2754,11 @@ export function memberRegs(block: Block): number {
  * leave), as every other way out does. Between such a branch and the overwrite only register-only instructions run,
  * which cannot fault nor call out, and nothing outside the function looks at the state area: the dispatcher, an
  * interrupt or a fault sees registers only at a way out that writes back every dirty one (Translator.flush).
+ * Session 27 (bench/syscall-counts --exit-stats): write-backs per system call ~unchanged (~359 of ~700 instructions:
+ * few blocks start by overwriting what their predecessor left dirty); per ash-loop iteration with REGION_REGS 6778 ->
+ * 6687. Loaded host, `bench/engines --paired --runs 3` against the session's start (guest-thread CPU, medians and
+ * range): ash 0.94x (0.91-1.05), syscall 0.97x (0.95-1.00), within the noise of repeated pairs (REGION_REGS above:
+ * 0.97x and 1.04x); with REGION_REGS: ash 1.08x (0.91-1.11), syscall 1.01x (1.00-1.07). Off until a quiet host says.
  */
 export let DEAD_REGS = process.env.RINGZERO_WASM_DEAD_REGS === '1';
 /** Switch DEAD_REGS (tests; between translations); returns the old setting. */
