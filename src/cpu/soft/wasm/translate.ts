@@ -233,7 +233,10 @@ const BULK_PASSES = 16;
  * probe lacked) and tries the bulk pass again, up to STRING_TOUCHES times, before it replays the instruction. After a
  * context switch (a CR3 load drops the user pages' entries) the first REP MOVS/STOS on a user page missed and was
  * replayed, its block then left: per 4 KiB of bench/engines' md5 pipe, 1.57 replays of copy_user_generic_string's
- * `rep movsq`, 1.17 of md5sum's `rep movsb`, 0.99 of clear_user's `rep stosb` (RINGZERO_WASM_PROFILE).
+ * `rep movsq`, 1.17 of md5sum's `rep movsb`, 0.99 of clear_user's `rep stosb` (RINGZERO_WASM_PROFILE); with it none
+ * of these are replayed (the command's replays 204.7k -> 146.6k). bench/engines --paired, on against off (session 27,
+ * host load 10-25, 3 runs): md5 wall 0.968x (0.919-1.05), guest thread 0.974x (0.923-1.04), ash 1.00x: off until a
+ * quiet host decides.
  */
 let STRING_TOUCH = process.env.RINGZERO_WASM_STRING_TOUCH === '1';
 /** Switch STRING_TOUCH (tests); returns the old setting. */
