@@ -139,7 +139,7 @@ test('snapshot create, list, restore into the shut-off VM (the guest carries on)
   assert.equal((await api({ socket: socket() }, 'DELETE', '/vms/e')).status, 204);
 });
 
-test('restore --verify checks the memory image against its SHA-256: a damaged one is refused and the VM stays shut off', async () => {
+test('restore --verify checks the memory image against its SHA-256: a damaged one is refused and the VM stays shut off; so is one written since the snapshot, without --verify', async () => {
   assert.equal((await api({ socket: socket() }, 'POST', '/vms', { name: 'ver', kernel: echoKernel, memory: 64 })).status, 201);
   assert.equal((await api({ socket: socket() }, 'POST', '/vms/ver/start')).status, 200);
   assert.equal((await api({ socket: socket() }, 'POST', '/vms/ver/snapshots', { name: 'good' })).status, 201);
@@ -168,6 +168,12 @@ test('restore --verify checks the memory image against its SHA-256: a damaged on
   const cliRefused = await cli(['snapshot', 'restore', 'ver', 'good', '--verify'], socket());
   assert.equal(cliRefused.status, 1);
   assert.match(cliRefused.stderr, /does not match its SHA-256.*\[start_failed\]/);
+  // Without --verify as well: the image was written after the snapshot (its modification time is not the one the
+  // state recorded), so the VMM checks it all the same.
+  const plainRefused = await api({ socket: socket() }, 'POST', '/vms/ver/snapshots/good/restore');
+  assert.equal(plainRefused.body.error?.code, 'start_failed', JSON.stringify(plainRefused.body));
+  assert.match(plainRefused.body.error.message, /memory image does not match its SHA-256 \(it was written or copied after the snapshot/);
+  assert.equal((await vm('ver')).state, 'shut off');
   assert.equal((await api({ socket: socket() }, 'POST', '/vms/ver/snapshots/good/restore', { verify: 'yes' })).body.error.code, 'invalid');
   // `run --verify` belongs to --restore.
   const usage = await cli(['run', '--verify'], socket());

@@ -139,10 +139,26 @@ test('a damaged state file, a damaged memory image and another format version ar
   fs.truncateSync(path.join(shortMemory, MEMORY_FILE), 32 * MiB);
   assert.throws(() => Machine.restore(shortMemory, io), /damaged: memory image is 33554432 bytes/);
 
-  const badMemory = copy('bad-memory');
+  // The memory image is mapped without being read while its modification time is the one the state recorded; a
+  // copy that kept the time is too. One written since (or copied without its time) is checked against its SHA-256.
+  assert.equal(readSnapshot(dir).memoryCheck, 'unchanged');
+  const kept = path.join(tmpDir(), 'kept');
+  fs.cpSync(dir, kept, { recursive: true, preserveTimestamps: true });
+  assert.equal(readSnapshot(kept).memoryCheck, 'unchanged');
+  const plain = copy('plain');
+  assert.equal(readSnapshot(plain).memoryCheck, 'digest', 'a copy with a new time is checked, and it matches');
+  Machine.restore(plain, io).close();
+  const badMemory = path.join(tmpDir(), 'bad-memory');
+  fs.cpSync(dir, badMemory, { recursive: true, preserveTimestamps: true });
   const fd = fs.openSync(path.join(badMemory, MEMORY_FILE), 'r+');
   fs.writeSync(fd, Buffer.from([0x5a]), 0, 1, 0x100200); // a byte of the guest's code
   fs.closeSync(fd);
+  assert.throws(() => Machine.restore(badMemory, io), (e: unknown) => e instanceof SnapshotError && /damaged: the memory image does not match its SHA-256 \(it was written or copied after the snapshot/.test(e.message));
+  assert.throws(() => readSnapshot(badMemory, { verifyMemory: true }), /memory image does not match its SHA-256/);
+  // (a change that leaves the time as it was is found by verifyMemory only: restore --verify)
+  const st = fs.statSync(path.join(dir, MEMORY_FILE));
+  fs.utimesSync(path.join(badMemory, MEMORY_FILE), st.atime, st.mtime);
+  assert.equal(readSnapshot(badMemory).memoryCheck, 'unchanged');
   assert.throws(() => readSnapshot(badMemory, { verifyMemory: true }), /memory image does not match its SHA-256/);
 
   assert.throws(() => Machine.restore(path.join(tmpDir(), 'nothing'), io), /is not a snapshot: cannot read state.json/);

@@ -326,7 +326,7 @@ export class BackupStore {
     }
     const stateFile = backup.state.find((f) => path.basename(f.file) === 'state.json');
     if (!stateFile) throw new ManagerError('corrupt', `backup '${id}' has no state.json`);
-    const { dataExtents, openState, sealState } = await import('../vmm/snapshot.ts');
+    const { dataExtents, openState, sealState, memoryMtimeNs } = await import('../vmm/snapshot.ts');
     let body;
     try {
       body = openState(JSON.parse(fs.readFileSync(path.join(backup.path, stateFile.file), 'utf8')), `backup '${id}'`, stateFile.file);
@@ -363,7 +363,10 @@ export class BackupStore {
         if (path.basename(f.file) === 'state.json') continue;
         copySparse(path.join(backup.path, f.file), path.join(tmpSnap, path.basename(f.file)), dataExtents);
       }
-      fs.writeFileSync(path.join(tmpSnap, 'state.json'), JSON.stringify(sealState({ ...body, config })), { mode: 0o600 });
+      // (the copy's own modification time: its source was verified above, so the restore maps it without reading it)
+      const copied = path.join(tmpSnap, path.basename(body.memory.file));
+      const memory = fs.existsSync(copied) ? { ...body.memory, mtimeNs: memoryMtimeNs(copied) } : body.memory;
+      fs.writeFileSync(path.join(tmpSnap, 'state.json'), JSON.stringify(sealState({ ...body, config, memory })), { mode: 0o600 });
       syncTree(tmpSnap);
       fs.renameSync(tmpSnap, snapDir);
       made[made.length - 1] = snapDir;

@@ -13,8 +13,11 @@
 //               format, version and body (zlib's CRC-32, the one of ISO 3309 / ITU-T V.42).
 // Readers refuse a snapshot of another format version or with a bad checksum before anything is built, with one
 // error naming the problem (SnapshotError). The memory digest (SHA-256 over the non-zero 64 KiB chunks, each
-// prefixed with its offset) is checked only on request (verifyMemory), since checking it means reading all of RAM;
-// the memory file's size is always checked.
+// prefixed with its offset) is checked on request (verifyMemory), and whenever the memory file's modification time is
+// not the one the state recorded when the snapshot was written: a file written since (in place, or a copy that did
+// not keep its time) is read whole and refused unless it matches, while one left as it was written is mapped without
+// reading it, so a restore does not grow with RAM. (A change that leaves the time alone, such as a disk's bit rot
+// or a deliberate forgery, is found only by verifyMemory.) The memory file's size is always checked.
 //
 // Firecracker's snapshot design (a memory file mapped on restore plus a versioned state file with a CRC) is the
 // model; nothing is taken from its code.
@@ -114,6 +117,11 @@ export interface SnapshotMemory {
    */
   base?: { dir: string; crc32: string };
   pages?: string;
+  /**
+   * The memory file's modification time (ns, stat's mtimeNs) once written: a file whose time differs was written or
+   * copied since, and is checked against sha256 before it is used. Absent in snapshots written before it was added.
+   */
+  mtimeNs?: string;
 }
 
 export interface StateFile {
@@ -376,12 +384,14 @@ export function writeSnapshot(dir: string, body: Omit<SnapshotBody, 'memory'>, m
   fs.mkdirSync(tmp, { recursive: true });
   try {
     let memory: SnapshotMemory;
+    const memoryFile = path.join(tmp, MEMORY_FILE);
     if (diff) {
-      const sha256 = writeDiffImage(mem, path.join(tmp, MEMORY_FILE), diff.pages);
+      const sha256 = writeDiffImage(mem, memoryFile, diff.pages);
       memory = { file: MEMORY_FILE, size: mem.size, sha256, base: { dir: diff.baseDir, crc32: diff.baseCrc32 }, pages: encodePageBitmap(diff.pages) };
     } else {
-      memory = { file: MEMORY_FILE, size: mem.size, sha256: writeMemoryImage(mem, path.join(tmp, MEMORY_FILE)) };
+      memory = { file: MEMORY_FILE, size: mem.size, sha256: writeMemoryImage(mem, memoryFile) };
     }
+    memory.mtimeNs = memoryMtimeNs(memoryFile);
     const full: SnapshotBody = { ...body, memory };
     const state = sealState(full);
     const stateFile = path.join(tmp, STATE_FILE);
@@ -403,6 +413,20 @@ export function writeSnapshot(dir: string, body: Omit<SnapshotBody, 'memory'>, m
   }
 }
 
+/** A memory file's modification time as SnapshotMemory.mtimeNs records it. */
+export function memoryMtimeNs(file: string): string {
+  return fs.statSync(file, { bigint: true }).mtimeNs.toString();
+}
+
+function sameTime(aNs: string, bNs: string): boolean {
+  try {
+    const d = BigInt(aNs) - BigInt(bNs);
+    return d > -1_000_000n && d < 1_000_000n;
+  } catch {
+    return false;
+  }
+}
+
 export interface ReadSnapshotOptions {
   /** Also check the memory image's digest (reads the whole image: time grows with guest memory). Default false. */
   verifyMemory?: boolean;
@@ -415,7 +439,7 @@ export interface ReadSnapshotOptions {
  * snapshot, `memoryFile` is the full snapshot at the root of its chain and `diffs` the layers to apply over it, oldest
  * first (applyDiffLayers); `crc32` is this state file's checksum (what a diff on top of it records).
  */
-export function readSnapshot(dir: string, opts: ReadSnapshotOptions = {}): { body: SnapshotBody; memoryFile: string; diffs: DiffLayer[]; crc32: string } {
+export function readSnapshot(dir: string, opts: ReadSnapshotOptions = {}): { body: SnapshotBody; memoryFile: string; diffs: DiffLayer[]; crc32: string; memoryCheck: MemoryCheck } {
   const stateFile = path.join(dir, STATE_FILE);
   let text: string;
   try {
@@ -441,10 +465,14 @@ export function readSnapshot(dir: string, opts: ReadSnapshotOptions = {}): { bod
   if (size !== body.memory.size || size !== body.header.memorySize) {
     throw new SnapshotError(`snapshot ${dir} is damaged: memory image is ${size} bytes, the state says ${body.memory.size}`);
   }
-  if (opts.verifyMemory && memoryImageDigest(memoryFile) !== body.memory.sha256) {
-    throw new SnapshotError(`snapshot ${dir} is damaged: the memory image does not match its SHA-256`);
+  // (to the millisecond: a copy that keeps the time through utimes(2)'s double seconds, as Node's fs.cp does, may move
+  // it by a fraction of a microsecond; a write, which comes well after the snapshot was written, moves it by more)
+  const changed = body.memory.mtimeNs !== undefined && !sameTime(memoryMtimeNs(memoryFile), body.memory.mtimeNs);
+  const memoryCheck: MemoryCheck = opts.verifyMemory || changed ? 'digest' : body.memory.mtimeNs !== undefined ? 'unchanged' : 'unrecorded';
+  if (memoryCheck === 'digest' && memoryImageDigest(memoryFile) !== body.memory.sha256) {
+    throw new SnapshotError(`snapshot ${dir} is damaged: the memory image does not match its SHA-256${changed ? ' (it was written or copied after the snapshot: its modification time changed)' : ''}`);
   }
-  if (!body.memory.base) return { body, memoryFile, diffs: [], crc32: state.crc32 };
+  if (!body.memory.base) return { body, memoryFile, diffs: [], crc32: state.crc32, memoryCheck };
   // A diff: its base (full or diff) first, recursively, each checked as this one was.
   const depth = opts.chainDepth ?? 0;
   if (depth >= MAX_CHAIN) throw new SnapshotError(`snapshot ${dir}: the diff chain is longer than ${MAX_CHAIN} (or loops)`);
@@ -464,8 +492,14 @@ export function readSnapshot(dir: string, opts: ReadSnapshotOptions = {}): { bod
   } catch (error) {
     throw new SnapshotError(`diff snapshot ${dir} is damaged: ${(error as Error).message}`);
   }
-  return { body, memoryFile: base.memoryFile, diffs: [...base.diffs, { dir, memoryFile, pages }], crc32: state.crc32 };
+  return { body, memoryFile: base.memoryFile, diffs: [...base.diffs, { dir, memoryFile, pages }], crc32: state.crc32, memoryCheck };
 }
+
+/**
+ * How readSnapshot checked this snapshot's memory file: against its SHA-256 (asked for, or its modification time
+ * changed), by its unchanged modification time alone, or not at all (a snapshot from before the time was recorded).
+ */
+export type MemoryCheck = 'digest' | 'unchanged' | 'unrecorded';
 
 /** Longest chain of diffs over one full snapshot. */
 const MAX_CHAIN = 64;
