@@ -2760,8 +2760,8 @@ export function memberRegs(block: Block): number {
  * Session 27 (bench/syscall-counts --exit-stats): write-backs per system call ~unchanged (~359 of ~700 instructions:
  * few blocks start by overwriting what their predecessor left dirty); per ash-loop iteration with REGION_REGS 6778 ->
  * 6687. Loaded host, `bench/engines --paired --runs 3` against the session's start (guest-thread CPU, medians and
- * range): ash 0.94x (0.91-1.05), syscall 0.97x (0.95-1.00), within the noise of repeated pairs (REGION_REGS above:
- * 0.97x and 1.04x); with REGION_REGS: ash 1.08x (0.91-1.11), syscall 1.01x (1.00-1.07). Off until a quiet host says.
+ * range), two rounds: ash 0.94x (0.91-1.05) and 1.03x (0.97-1.03), syscall 0.97x (0.95-1.00) and 0.99x (0.97-1.02):
+ * no gain past the noise of repeated pairs; with REGION_REGS: ash 1.08x (0.91-1.11), syscall 1.01x (1.00-1.07). Off.
  */
 export let DEAD_REGS = process.env.RINGZERO_WASM_DEAD_REGS === '1';
 /** Switch DEAD_REGS (tests; between translations); returns the old setting. */
