@@ -203,6 +203,26 @@ export function splitByBudget(b: TierBudgets | null, hot: boolean[]): { budget: 
  */
 const TIER_SIZE = V8_11_3 ? Number(process.env.RINGZERO_WASM_TIER_SIZE ?? 0) : 0;
 const TIER_SIZE_MAX = Number(process.env.RINGZERO_WASM_TIER_SIZE_MAX ?? 16);
+/**
+ * V8's tier-up budget of the modules compiled while the guest boots (RINGZERO_WASM_BOOT_BUDGET; 0: off): those flushed
+ * before the first flush made while the vCPU runs user code (CPL 3: Linux started /init). Kernel initialisation runs
+ * most of its code briefly (each initcall once), yet the boot's blocks tier up to TurboFan under the start budget as
+ * a program's hot loops do: TurboFan was about a quarter of a boot's process CPU, in the compiles of ~770 functions
+ * (4.2 MB of bodies) to the prompt, on V8's worker threads that share the host's CPUs with the guest thread. A global
+ * budget 2 or 4 times bin/ringzero's (--wasm-tiering-budget=18000000 / 36000000, RINGZERO_V8_FLAGS) made the boot
+ * cheaper but the programs after it dearer (session 27, bench/engines --paired against base27, load 11-20: 2x boot
+ * wall 0.96x/0.99x, process CPU 0.94x/0.98x, guest thread 0.98x/1.03x (2 series of 2 pairs); 4x boot 0.95x, 0.94x,
+ * 1.03x; 2x md5 1.00x, ash 1.07x (1.02-1.07), syscalls 1.04x (1.03-1.04)): the shell's and the programs' code is
+ * translated after /init starts, so here it keeps the start budget.
+ * Off by default: at 36000000 (RINGZERO_WASM_BOOT_BUDGET=36000000; 191 of 263 modules under it) TurboFan compiles to
+ * the poweroff 771 -> 491, 4.23 -> 3.36 MB of bodies, but paired against the same build with it off (load ~15-20)
+ * boot wall 0.96x/1.06x, process CPU 0.95x/0.99x, guest thread 1.02x/1.04x (2 pairs; the boot's code runs longer in
+ * Liftoff's code), md5 0.97x/1.05x, ash 1.05x/1.10x (guest thread 1.03x/1.05x), syscalls 1.02x/0.95x: the ash loop
+ * still waits longer for kernel code (scheduler, faults, timers) first compiled before /init.
+ */
+let BOOT_BUDGET = V8_11_3 ? Number(process.env.RINGZERO_WASM_BOOT_BUDGET ?? 0) : 0;
+/** Tests: set BOOT_BUDGET (0: off) for engines made after (ignored but on V8 11.3); returns the old value. */
+export function setBootBudget(n: number): number { const old = BOOT_BUDGET; if (V8_11_3) BOOT_BUDGET = n; return old; }
 /** A flushed batch's functions (body sizes `sizes`) as modules by budget (TIER_SIZE): one per size class. */
 export function splitBySize(unit: number, maxK: number, start: number, sizes: number[]): { budget: number; fns: number[] }[] {
   const parts = new Map<number, number[]>();
@@ -518,6 +538,8 @@ export interface WasmStats {
   sizedModules: number;
   /** Halvings of the warming blocks' replay counts (WASM_DECAY). */
   decays: number;
+  /** Modules compiled under BOOT_BUDGET (before the first flush from user code). */
+  bootModules: number;
   /** Blocks queued at their first replay because an earlier run translated them (./seen.ts, RINGZERO_WASM_SEEN). */
   seen: number;
   /** Blocks queued at their first replay because one of the same key was translated before in this run (RINGZERO_WASM_AGAIN). */
@@ -544,7 +566,7 @@ export class WasmEngine {
   private nest!: WasmCode['fn'];
   /** The JavaScript helpers the trampolines call. */
   private readonly helpers: WebAssembly.Imports;
-  readonly stats: WasmStats = { compiled: 0, modules: 0, bytes: 0, compileMs: 0, buildMs: 0, calls: 0, tableCalls: 0, replays: 0, conds: 0, slow: 0, direct: 0, tails: 0, asyncModules: 0, syncFallbacks: 0, stale: 0, reinstalled: 0, freed: 0, regions: 0, regionBlocks: 0, intra: 0, reformed: 0, reregioned: 0, tier2: 0, tier2Blocks: 0, tier2Modules: 0, tier2Bytes: 0, tier2Ms: 0, hotModules: 0, sizedModules: 0, decays: 0, seen: 0, again: 0 };
+  readonly stats: WasmStats = { compiled: 0, modules: 0, bytes: 0, compileMs: 0, buildMs: 0, calls: 0, tableCalls: 0, replays: 0, conds: 0, slow: 0, direct: 0, tails: 0, asyncModules: 0, syncFallbacks: 0, stale: 0, reinstalled: 0, freed: 0, regions: 0, regionBlocks: 0, intra: 0, reformed: 0, reregioned: 0, tier2: 0, tier2Blocks: 0, tier2Modules: 0, tier2Bytes: 0, tier2Ms: 0, hotModules: 0, sizedModules: 0, decays: 0, seen: 0, again: 0, bootModules: 0 };
   private nextState = 0;
   /** Translated functions by index (index 0 unused: an empty dispatch entry), and their blocks (a region's by member number). */
   private table!: WebAssembly.Table;
@@ -673,7 +695,7 @@ export class WasmEngine {
     const s = this.stats;
     return `${s.compiled} blocks translated in ${s.modules} modules (${(s.bytes / 1024).toFixed(0)} KiB of code, ${s.compileMs.toFixed(0)} ms on the main thread to build (${s.buildMs.toFixed(0)}) and compile; ` +
       `${s.asyncModules} compiled in the background, ${s.syncFallbacks} of them finished synchronously, ${s.stale} blocks stale when ready, ${s.freed} dead ones freed, ${s.reinstalled} dispatch entries put back), ` +
-      `${s.calls} calls (${s.tableCalls} from the dispatch table), ${s.direct} direct block-to-block entries, ${COUNT_CHAINS ? s.tails : 'uncounted'} by tail calls (${this.kept.size} dead functions kept for them), ${s.regions} regions of ${s.regionBlocks} blocks with ${COUNT_CHAINS ? s.intra : 'uncounted (RINGZERO_WASM_COUNT_CHAINS=1)'} entries between their blocks (${s.reformed} blocks translated again into one, ${s.reregioned} with their page; ${s.hotModules} modules under the hot tier-up budget, ${s.sizedModules} under one raised for size; ${s.decays} count decays${this.seen !== null ? `, ${s.seen} queued at first sight of ${this.seen.known} keys of an earlier run, ${s.again} of this one` : ''}), ` +
+      `${s.calls} calls (${s.tableCalls} from the dispatch table), ${s.direct} direct block-to-block entries, ${COUNT_CHAINS ? s.tails : 'uncounted'} by tail calls (${this.kept.size} dead functions kept for them), ${s.regions} regions of ${s.regionBlocks} blocks with ${COUNT_CHAINS ? s.intra : 'uncounted (RINGZERO_WASM_COUNT_CHAINS=1)'} entries between their blocks (${s.reformed} blocks translated again into one, ${s.reregioned} with their page; ${s.hotModules} modules under the hot tier-up budget, ${s.sizedModules} under one raised for size${BOOT_BUDGET > 0 ? `, ${s.bootModules} under the boot's (${BOOT_BUDGET})` : ''}; ${s.decays} count decays${this.seen !== null ? `, ${s.seen} queued at first sight of ${this.seen.known} keys of an earlier run, ${s.again} of this one` : ''}), ` +
       `tier 2: ${s.tier2} functions (${s.tier2Blocks} blocks) in ${s.tier2Modules} modules, ${(s.tier2Bytes / 1024).toFixed(0)} KiB, ${s.tier2Ms.toFixed(0)} ms, ` +
       `${s.replays + s.conds + s.slow} helper calls (${s.replays} replays, ${s.conds} conditions, ${s.slow} slow accesses)` +
       (TIER_STATS ? '; JS tier runs/instructions: ' + ['warming', 'queued', 'in flight', 'never', 'too long'].map((n, i) => `${n} ${this.tierRuns[i]}/${this.tierInstr[i]}`).join(', ') +
@@ -1047,11 +1069,15 @@ export class WasmEngine {
     if (bodies.length === 0) return;
     // (a function holding a block translated before, pulled in by reform or queued again by reregion, is hot)
     let tb = t0;
+    // (the boot ends, for BOOT_BUDGET, at the first flush from user code; the vCPUs share this engine)
+    if (this.booting && c.cpl === 3) this.booting = false;
     const parts = TIER_BUDGETS === null && TIER_SIZE > 0
       ? splitBySize(TIER_SIZE, TIER_SIZE_MAX, START_BUDGET, bodies.map((b) => b.length))
       : splitByBudget(TIER_BUDGETS, done.map((d) => d.blocks.some((b) => b.wasm !== null)));
     for (const part of parts) {
-      this.launch(c, part.fns.map((i) => bodies[i]), part.fns.map((i) => done[i]), part.budget, tail, tb);
+      const budget = this.booting && part.budget === START_BUDGET ? BOOT_BUDGET : part.budget;
+      if (budget === BOOT_BUDGET && this.booting) this.stats.bootModules++;
+      this.launch(c, part.fns.map((i) => bodies[i]), part.fns.map((i) => done[i]), budget, tail, tb);
       tb = performance.now();
     }
   }
@@ -1072,7 +1098,7 @@ export class WasmEngine {
     this.stats.compileMs += t1 - t0;
     this.stats.bytes += bytes.length;
     if (TIER_BUDGETS !== null && budget === TIER_BUDGETS.hot && budget !== TIER_BUDGETS.cold) this.stats.hotModules++;
-    if (TIER_BUDGETS === null && budget > START_BUDGET) this.stats.sizedModules++;
+    if (TIER_BUDGETS === null && TIER_SIZE > 0 && budget > START_BUDGET) this.stats.sizedModules++;
     if (tail !== null) for (const f of tail.fns) this.pinned.add(f);
     const batch: Batch = { bytes, tails: tail === null ? [] : tail.fns, done, cache: c.codeCache, installed: false, waits: 0, slot: -1, async: false, budget, t0: t1, i0: c.instructions, cpu: c };
     if (!ASYNC || Math.min(WASM_HOT, JIT_THRESHOLD) === 0) { this.compileNow(batch); return; }
@@ -1681,6 +1707,9 @@ export class WasmEngine {
     }
     return this.run(c, w.idx, room);
   }
+
+  /** Whether the guest is still booting (BOOT_BUDGET: no flush from user code yet). */
+  private booting = BOOT_BUDGET > 0 && BOOT_BUDGET !== START_BUDGET;
 
   /** Keys of the blocks an earlier run (and this one) translated (./seen.ts), or null (RINGZERO_WASM_SEEN and _AGAIN off). */
   private readonly seen = seenSet();
