@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { hexBytes, runBlocksToHalt, CODE, DATA, MISSING_PAGE, PAGE_TABLES, protectFaultPages, interpreterOrWasmMachine, type Machine } from './support/soft-cpu.ts';
 import { setHotThreshold, setJitThreshold } from '../src/cpu/soft/code-cache.ts';
 import type { GuestMemory } from '../src/memory/guest-memory.ts';
-import { buildBlock, setLocalMem, setLoopInline, setLoopEntry, setLastPage, setSelfEdge, midSelfEdge, translateRegion, K_SHIFT } from '../src/cpu/soft/wasm/translate.ts';
+import { buildBlock, setLocalMem, setLoopInline, setLoopEntry, setLastPage, setSelfEdge, setStringEdge, midSelfEdge, pageTargets, translateRegion, K_SHIFT } from '../src/cpu/soft/wasm/translate.ts';
 import { disassemble } from '../src/cpu/soft/wasm/dump.ts';
 import { memFnBody } from '../src/cpu/soft/wasm/tlb-probe.ts';
 import { setReform } from '../src/cpu/soft/wasm/runtime.ts';
@@ -309,4 +309,53 @@ test('a region block that runs into a loop\'s first block probes the TLB inline 
   setLoopEntry(false);
   const lib = translateRegion([first, body, tail])!.body.code().length;
   assert.ok(inl > lib + 300, `with the first block's probes inline ${inl} bytes, through the library ${lib}`);
+});
+
+// mov r15d,40 / 1: lea rsi,[rbx+r15] / lea rdi,[rbx+0x800] / mov ecx,64 / rep movsb (ends its block, as in busybox
+// md5_hash) / mov rax,[rdi-8] / add r9,rax / mov [rbx+r15*8+0x1000],rax / dec r15d / jnz 1b / hlt
+const STRING_LOOP = hexBytes('41 bf 28 00 00 00 4a 8d 34 3b 48 8d bb 00 08 00 00 b9 40 00 00 00 f3 a4 48 8b 47 f8 49 01 c1 ' +
+  '4a 89 84 fb 00 10 00 00 41 ff cf 75 da f4');
+
+function runStringLoop(mode: 'interpreter' | 'wasm'): { m: Machine; state: unknown } {
+  const m = interpreterOrWasmMachine(mode, memories);
+  const src = new Uint8Array(0x100);
+  for (let i = 0; i < src.length; i++) src[i] = (i * 37 + 11) & 255;
+  m.mem.write(DATA, src);
+  m.mem.write(CODE, Uint8Array.from(STRING_LOOP));
+  m.cpu.setGpr(3, BigInt(DATA));
+  runBlocksToHalt(m, 100_000);
+  const c = m.cpu;
+  return {
+    m,
+    state: {
+      regs: Array.from({ length: 16 }, (_, i) => c.getGpr(i).toString(16)), rip: c.rip.toString(16), fault: c.lastException,
+      data: Buffer.from(m.mem.read(DATA, 0x1200)).toString('hex'),
+    },
+  };
+}
+
+test('a block that ends with a MOVS/STOS run in wasm goes on to the next instruction by a static exit (STRING_EDGE): its loop is a cycle of its region, probed inline, and matches the interpreter', (t) => {
+  setLoopInline(true);
+  const reform = setReform(true);
+  const old = setStringEdge(true);
+  t.after(() => { setLoopInline(false); setReform(reform); setStringEdge(old); });
+  for (const on of [true, false]) {
+    setStringEdge(on);
+    const ref = runStringLoop('interpreter'), w = runStringLoop('wasm');
+    assert.deepEqual(w.state, ref.state, `string edge ${on ? 'on' : 'off'}`);
+    assert.ok(w.m.cpu.jitInstructions > 200, `instructions run in wasm: ${w.m.cpu.jitInstructions}`);
+  }
+  setStringEdge(true);
+  const w = runStringLoop('wasm');
+  const cache = w.m.cpu.codeCache;
+  const copy = cache.translated.get((CODE + 6) * 16 + 8)!, after = cache.translated.get((CODE + 0x18) * 16 + 8)!;
+  assert.ok(copy && after, 'the loop\'s two blocks are translated');
+  assert.deepEqual(pageTargets(copy), [CODE + 0x18], 'the rep movsb block goes on after the rep movsb');
+  const table = (i: number) => i & ((1 << K_SHIFT) - 1);
+  assert.equal(table(copy.wasm!.idx), table(after.wasm!.idx), 'the loop\'s two blocks run as one region');
+  const inl = translateRegion([copy, after])!.body.code().length;
+  setStringEdge(false);
+  assert.deepEqual(pageTargets(copy), [], 'without STRING_EDGE: no static exit');
+  const lib = translateRegion([copy, after])!.body.code().length;
+  assert.ok(inl > lib + 200, `loop with inline probes ${inl} bytes, through the library ${lib}`);
 });

@@ -242,6 +242,17 @@ let STRING_TOUCH = process.env.RINGZERO_WASM_STRING_TOUCH === '1';
 /** Switch STRING_TOUCH (tests); returns the old setting. */
 export function setStringTouch(on: boolean): boolean { const old = STRING_TOUCH; STRING_TOUCH = on; return old; }
 const STRING_TOUCHES = 4;
+/**
+ * RINGZERO_WASM_STRING_EDGE=1: the instruction after a block-ending MOVS/STOS that runs in wasm (Translator.stringOp,
+ * which exits there statically) counts as that block's static exit (staticExits): the block then joins a region with
+ * its successor and lies on the cycles through it (onCycles: inline probes). Without it busybox md5_hash's loop
+ * (`rep movsb` ends a block; the block after it calls the transform through `call [rbx+0x40]`) was no cycle of its
+ * region: the CALL's target load and push called the memory library each 64-byte block, and the `rep movsb` block's
+ * exit went through the dispatcher.
+ */
+let STRING_EDGE = process.env.RINGZERO_WASM_STRING_EDGE === '1';
+/** Switch STRING_EDGE (tests); returns the old setting. */
+export function setStringEdge(on: boolean): boolean { const old = STRING_EDGE; STRING_EDGE = on; return old; }
 // Lazy-flag kinds (../cpu.ts Lazy) and ALU operations (as in ../fast-forms.ts).
 const L_ADD = 1, L_ADC = 2, L_SUB = 3, L_SBB = 4, L_LOGIC = 5, L_INC = 6, L_DEC = 7;
 /** Record kind of translated code only: the arithmetic flags are explicit EFLAGS bits in S_LD (after a shift). */
@@ -2216,7 +2227,7 @@ class Translator {
    */
   stringOp(e: BlockEntry, i: number): boolean {
     const op = e.opcode;
-    if ((op !== 0xa4 && op !== 0xa5 && op !== 0xaa && op !== 0xab) || e.adsize !== 8) return false;
+    if (!stringRuns(e)) return false;
     const b = this.b, T = this, size = op & 1 ? e.opsize : 1, movs = op <= 0xa5;
     // step: -size when DF (bit 10), else size
     b.i64(-size).i64(size).get(T.st).mem(Op.i32Load, 2, L.S_EFL).i32(1 << 10).op(Op.i32And).op(Op.select).set(T.t);
@@ -2518,8 +2529,16 @@ function staticExits(b: Block, offs: number[]): number[] {
     const e = es[i], next = offs[i] + e.len;
     if ((e.form === Form.Jcc || e.form === Form.Jmp || e.form === Form.Call) && e.len > 0) out.push(next + e.disp);
     if (i === es.length - 1 && e.len > 0 && e.form !== Form.Jmp) out.push(next);
+    // (STRING_EDGE: a block-ending MOVS/STOS that Translator.stringOp runs goes on after its prefixes and opcode)
+    else if (i === es.length - 1 && e.len === 0 && STRING_EDGE && stringRuns(e)) out.push(offs[i] + e.opLen);
   }
   return out;
+}
+
+/** The instruction is one Translator.stringOp runs in wasm: (REP) MOVS/STOS with 64-bit addressing. */
+function stringRuns(e: BlockEntry): boolean {
+  const op = e.opcode;
+  return (op === 0xa4 || op === 0xa5 || op === 0xaa || op === 0xab) && e.adsize === 8;
 }
 
 /**
