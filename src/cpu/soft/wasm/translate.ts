@@ -248,7 +248,8 @@ const STRING_TOUCHES = 4;
  * its successor and lies on the cycles through it (onCycles: inline probes). Without it busybox md5_hash's loop
  * (`rep movsb` ends a block; the block after it calls the transform through `call [rbx+0x40]`) was no cycle of its
  * region: the CALL's target load and push called the memory library each 64-byte block, and the `rep movsb` block's
- * exit went through the dispatcher.
+ * exit went through the dispatcher. bench/engines --paired, on against off (session 27, load ~10, 3 runs): md5 wall
+ * 0.976x (0.926-1.021), guest thread 0.969x; ash 1.02x (0.97-1.08), thread 1.01x: off until a quiet host decides.
  */
 let STRING_EDGE = process.env.RINGZERO_WASM_STRING_EDGE === '1';
 /** Switch STRING_EDGE (tests); returns the old setting. */
