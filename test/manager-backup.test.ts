@@ -6,6 +6,9 @@
 //   shows the backing chain and `check` is clean), a backup taken while it runs (the pause measured and printed), a
 //   second marker written after, the backup restored as a new VM: the first marker is there, the second is not, and
 //   the restored guest carries on (its shell answers); a damaged backup is refused before anything is written.
+//   As root with /dev/net/tun, that guest has a network card on a real TAP (made with `ip tuntap`) and an address: the
+//   clone is refused without one --nic per card, and restored with its own TAP it gets a new MAC in its definition
+//   while the original still runs and is defined, and the host pings the guest's saved address through the clone's TAP.
 import test, { after, before } from 'node:test';
 import assert from 'node:assert/strict';
 import crypto from 'node:crypto';
@@ -29,6 +32,23 @@ const BOOT_TIMEOUT_MS = Number(process.env.RINGZERO_BOOT_TIMEOUT_MS ?? 600_000);
 /** One shell command in the guest: generous, since a shared 2-core host can give a software-engine guest a tenth of a CPU. */
 const STEP_TIMEOUT_MS = 300_000;
 
+/** Real TAPs for the guest with a network card: root, /dev/net/tun, iproute2 and a ping (iputils or busybox). */
+function tapProblem(): string | undefined {
+  if (process.getuid?.() !== 0) return 'not root';
+  if (!fs.existsSync('/dev/net/tun')) return 'no /dev/net/tun';
+  if (spawnSync('ip', ['-V']).status !== 0) return 'no ip';
+  if (spawnSync(pingCommand()[0], [...pingCommand().slice(1), '-c', '1', '-W', '1', '127.0.0.1']).status !== 0) return 'no ping';
+  return undefined;
+}
+function pingCommand(): string[] {
+  for (const d of (process.env.PATH ?? '/usr/bin:/bin').split(':')) if (fs.existsSync(`${d}/ping`)) return [`${d}/ping`];
+  return ['busybox', 'ping'];
+}
+const tapSkip = tapProblem();
+// (names and a subnet of this process's own, so two runs of this test on one host do not meet)
+const tapSrc = `rzbk${process.pid}s`.slice(-15), tapClone = `rzbk${process.pid}c`.slice(-15);
+const subnet = `10.${200 + (process.pid % 50)}.${(process.pid >> 6) % 250}`;
+
 const sha = (file: string) => crypto.createHash('sha256').update(fs.readFileSync(file)).digest('hex');
 const call = (method: string, url: string, body?: unknown) => api({ socket: daemon.socket }, method, url, body);
 
@@ -39,6 +59,7 @@ after(async () => {
   killRecordedVmms(stateDir);
   await daemon.stop();
   fs.rmSync(dir, { recursive: true, force: true });
+  if (!tapSkip) for (const tap of [tapSrc, tapClone]) spawnSync('ip', ['link', 'del', tap], { stdio: 'ignore' });
 });
 
 test('disk snapshots of a shut-off VM: overlay chain, revert, delete refused with dependants, abandoned branch removed; validation', async () => {
@@ -251,7 +272,20 @@ test('a running guest on a qcow2 pool disk: disk snapshot live, backup live (pau
   assert.equal(mkfs.status, 0, mkfs.stderr);
   const base = path.join(volumesDir, 'data.qcow2');
   copyImage(raw, base, 'qcow2', 'raw');
-  assert.equal((await call('POST', '/vms', { name: 'src', engine: 'soft', memory: 128, disks: [{ path: base }] })).status, 201);
+  // A network card on a real TAP (the host side up, no address: the host reaches the guest's address only through the
+  // clone's TAP below).
+  if (tapSkip) process.stdout.write(`# no network card (${tapSkip}): clone-from-backup with --nic not checked\n`);
+  else {
+    for (const tap of [tapSrc, tapClone]) spawnSync('ip', ['link', 'del', tap], { stdio: 'ignore' });
+    for (const tap of [tapSrc, tapClone]) {
+      for (const args of [['tuntap', 'add', 'dev', tap, 'mode', 'tap'], ['link', 'set', tap, 'up']]) {
+        const made = spawnSync('ip', args, { encoding: 'utf8' });
+        assert.equal(made.status, 0, `ip ${args.join(' ')}: ${made.stderr}`);
+      }
+    }
+  }
+  const nics = tapSkip ? {} : { nics: [{ tap: tapSrc }] };
+  assert.equal((await call('POST', '/vms', { name: 'src', engine: 'soft', memory: 128, disks: [{ path: base }], ...nics })).status, 201);
   assert.equal((await cli(['start', 'src'], daemon.socket, [], 60_000)).status, 0);
   const vm = (await call('GET', '/vms/src')).body;
   const con = await guestConsole(vm.consoleSocket, STEP_TIMEOUT_MS);
@@ -266,6 +300,7 @@ test('a running guest on a qcow2 pool disk: disk snapshot live, backup live (pau
   });
   await waitFor('the shell prompt', () => con.output().includes(GUEST_PROMPT), BOOT_TIMEOUT_MS);
   await con.run('mkdir -p /mnt && mount -t ext4 /dev/vda /mnt && echo first-marker > /mnt/m1 && sync', 'MARK1');
+  if (!tapSkip) await con.run(`ip addr add ${subnet}.2/24 dev eth0 && ip link set eth0 up && echo UP`, 'NETUP');
 
   // Disk snapshot while it runs: data.qcow2 is frozen, the overlay takes the writes.
   let r = await cli(['snapshot', 'create', 'src', '--name', 'live1', '--disk-only'], daemon.socket, [], 60_000);
@@ -346,12 +381,59 @@ test('a running guest on a qcow2 pool disk: disk snapshot live, backup live (pau
   r = await cli(['backup', 'list'], daemon.socket);
   assert.match(r.stdout, new RegExp(`\\n${id} +src `));
 
+  // A clone of a VM with a network card needs its own TAP, one --nic per card: without, or with two, it is refused
+  // ('invalid', nothing defined); so is a --nic that names the original's TAP or MAC, and a bad one (the schema).
+  const srcDefinition = (await call('GET', '/vms/src')).body.definition;
+  const srcMac = tapSkip ? undefined : srcDefinition.nics[0].mac;
+  let restoreArgs = ['restore', id!, '--as', 'copy'];
+  if (!tapSkip) {
+    for (const [body, code, message] of [
+      [{ as: 'copy' }, 'invalid', /has 1 network card\(s\) and 0 were given/],
+      [{ as: 'copy', nics: [{ tap: tapClone }, { tap: 'rzother0' }] }, 'invalid', /has 1 network card\(s\) and 2 were given/],
+      [{ as: 'copy', nics: [{ tap: tapSrc }] }, 'invalid', /the backed-up VM's: a clone gets its own TAP/],
+      [{ as: 'copy', nics: [{ tap: tapClone, mac: srcMac.toUpperCase() }] }, 'conflict', /is the backed-up guest's/],
+      [{ as: 'copy', nics: [{ tap: 'no/slash' }] }, 'invalid', /nics\/0\/tap must match pattern/],
+      [{ nics: [{ tap: tapClone }] }, 'invalid', /give them with as/],
+    ] as const) {
+      const refused = await call('POST', `/backups/${id}/restore`, body);
+      assert.equal(refused.body.error?.code, code, JSON.stringify([body, refused.body]));
+      assert.match(refused.body.error.message, message);
+    }
+    r = await cli(['restore', id!, '--as', 'copy', '--nic', `tap=${tapClone}`, '--nic', 'tap=rzother0'], daemon.socket, [], 60_000);
+    assert.notEqual(r.status, 0);
+    assert.match(r.stderr, /has 1 network card\(s\) and 2 were given/);
+    r = await cli(['restore', id!, '--as', 'copy', '--nic', 'tap=x,mac=01:00:00:00:00:01'], daemon.socket, [], 60_000);
+    assert.notEqual(r.status, 0);
+    assert.match(r.stderr, /multicast/);
+    assert.equal((await call('GET', '/vms/copy')).status, 404, 'nothing defined by the refused restores');
+    restoreArgs = [...restoreArgs, '--nic', `tap=${tapClone}`];
+  }
+
   // Restore as a new VM: the saved instant (first marker, not the second), and the guest answers.
-  r = await cli(['restore', id!, '--as', 'copy'], daemon.socket, [], 120_000);
+  r = await cli(restoreArgs, daemon.socket, [], 120_000);
   assert.equal(r.status, 0, r.stderr);
   assert.match(r.stdout, new RegExp(`VM 'copy' restored from backup '${id}' \\(running`));
   const copy = (await call('GET', '/vms/copy')).body;
   assert.equal(copy.state, 'running');
+  if (!tapSkip) {
+    // Its own TAP and a new MAC in its definition; the original is still defined (and running) with its own.
+    assert.equal(copy.definition.nics.length, 1);
+    assert.equal(copy.definition.nics[0].tap, tapClone);
+    assert.match(copy.definition.nics[0].mac, /^52:54:00(:[0-9a-f]{2}){3}$/);
+    assert.notEqual(copy.definition.nics[0].mac, srcMac);
+    const original = (await call('GET', '/vms/src')).body;
+    assert.equal(original.state, 'running');
+    assert.deepEqual(original.definition.nics, [{ tap: tapSrc, mac: srcMac }]);
+    assert.match(r.stdout, new RegExp(`eth0: TAP ${tapClone}, MAC ${copy.definition.nics[0].mac} from its next boot`));
+    // Traffic through the clone's TAP: the host (its address on that TAP only) pings the guest's saved address.
+    const ip = spawnSync('ip', ['addr', 'add', `${subnet}.1/24`, 'dev', tapClone], { encoding: 'utf8' });
+    assert.equal(ip.status, 0, ip.stderr);
+    const rxBefore = Number(fs.readFileSync(`/sys/class/net/${tapClone}/statistics/rx_packets`, 'utf8'));
+    let answered = false;
+    for (let i = 0; i < 5 && !answered; i++) answered = spawnSync(pingCommand()[0], [...pingCommand().slice(1), '-c', '1', '-W', '5', `${subnet}.2`]).status === 0;
+    assert.ok(answered, `the clone's guest answers ${subnet}.2 through TAP ${tapClone}`);
+    assert.ok(Number(fs.readFileSync(`/sys/class/net/${tapClone}/statistics/rx_packets`, 'utf8')) > rxBefore, 'the reply came in on the clone\'s TAP');
+  }
   assert.equal(path.basename(copy.definition.disks[0].path), `copy-vda-from-${id}.qcow2`);
   assert.notEqual(copy.definition.disks[0].path, overlay2);
   const con2 = await guestConsole(copy.consoleSocket, STEP_TIMEOUT_MS);
@@ -377,7 +459,7 @@ test('a running guest on a qcow2 pool disk: disk snapshot live, backup live (pau
   const fd = fs.openSync(diskFile, 'r+');
   fs.writeSync(fd, Buffer.from('x'), 0, 1, fs.fstatSync(fd).size - 1);
   fs.closeSync(fd);
-  const bad = await call('POST', `/backups/${id}/restore`, { as: 'copy2' });
+  const bad = await call('POST', `/backups/${id}/restore`, { as: 'copy2', ...(tapSkip ? {} : { nics: [{ tap: 'rzbkcopy2' }] }) });
   assert.equal(bad.status, 422);
   assert.equal(bad.body.error.code, 'corrupt');
   assert.equal((await call('GET', '/vms/copy2')).status, 404);

@@ -88,7 +88,7 @@ export function backupPaths(): Record<string, unknown> {
     },
     '/backups/{id}/restore': {
       post: {
-        summary: 'verify every checksum, copy the disks into the pool and start the VM from the backup\'s instant: into the backed-up VM (shut off) or, with "as", a new VM (a clone from the backup)',
+        summary: 'verify every checksum, copy the disks into the pool and start the VM from the backup\'s instant: into the backed-up VM (shut off) or, with "as", a new VM (a clone from the backup; a VM with network cards needs "nics", one per card in the backup\'s order: the clone\'s own TAPs, and new MACs that the running guest takes at its next boot)',
         parameters: [backupId], requestBody: { required: false, content: json(ref('BackupRestore')) },
         responses: { 200: { description: 'the VM, running', content: json(ref('Vm')) }, ...errors(400, 401, 404, 409, 422, 500) },
       },

@@ -5,13 +5,13 @@
 //   /vms/{name}/backups                       GET the VM's backups, POST back it up ({to?})
 //   /backups                                  GET every backup, POST {vm, to?}
 //   /backups/{id}                             GET
-//   /backups/{id}/restore                     POST ({as?}): start the VM (or a new one) from the backup
+//   /backups/{id}/restore                     POST ({as?, nics?}): start the VM (or a new one, with its own TAPs) from the backup
 //   /vms/{name}/disks/{disk}/commit           POST ({delete?}): block commit of the disk's overlay into its backing image
 // (/vms/{name}/snapshots are the VM snapshots: memory and device state, src/manager/manager.ts.)
 
 import type { FastifyInstance } from 'fastify';
 import type { VmManager } from '../manager/manager.ts';
-import { SNAPSHOT_NAME_PATTERN } from '../manager/schema.ts';
+import { SNAPSHOT_NAME_PATTERN, type NicDefinition } from '../manager/schema.ts';
 import { blockCommitResultSchema, blockCommitSchema, diskSnapshotCreateSchema, diskSnapshotSchema } from '../manager/disk-snapshots.ts';
 import { backupCreateSchema, backupRestoreSchema, backupSchema } from '../manager/backups.ts';
 
@@ -70,5 +70,6 @@ export function registerBackupRoutes(app: FastifyInstance, manager: VmManager): 
     return backup;
   });
   app.get<IdParams>('/backups/:id', { schema: { params: idParams } }, async (request) => manager.backups.get(request.params.id));
-  app.post<IdParams & { Body: { as?: string } | null }>('/backups/:id/restore', { schema: { params: idParams, body: { $ref: 'BackupRestore#' } } }, async (request) => manager.backups.restore(request.params.id, request.body?.as));
+  app.post<IdParams & { Body: { as?: string; nics?: NicDefinition[] } | null }>('/backups/:id/restore', { schema: { params: idParams, body: { $ref: 'BackupRestore#' } } },
+    async (request) => manager.backups.restore(request.params.id, request.body?.as, request.body?.nics));
 }

@@ -3,7 +3,8 @@
 //   ringzero snapshot list NAME --disk-only | snapshot delete NAME SNAP --disk-only | snapshot revert NAME SNAP
 //   ringzero backup NAME [--to DIR]      consistent backup of a running VM (prints how long the guest was paused)
 //   ringzero backup list [--vm NAME]     the backups
-//   ringzero restore BACKUP [--as NEW]   start the VM (or a new one, a clone) from the backup's instant
+//   ringzero restore BACKUP [--as NEW [--nic tap=NAME[,mac=MAC]]...]   start the VM (or a new one, a clone: its own
+//                                        TAP per card, a new MAC from its next boot) from the backup's instant
 //   ringzero blockcommit NAME DISK [--delete]   write a disk's overlay into its backing image (virsh blockcommit)
 // (`backup create NAME` also works, for a VM named "list".)
 
@@ -12,7 +13,8 @@ import type { Command } from 'commander';
 import type { BlockCommitResult, DiskSnapshotView } from '../manager/disk-snapshots.ts';
 import type { BackupView } from '../manager/backups.ts';
 import type { VmView } from '../manager/manager.ts';
-import { SNAPSHOT_NAME_RE, VM_NAME_RE } from '../manager/schema.ts';
+import { SNAPSHOT_NAME_RE, TAP_NAME_PATTERN, VM_NAME_RE } from '../manager/schema.ts';
+import { macProblem } from '../manager/nics.ts';
 import { UsageError } from './validate.ts';
 import { type SocketOption, socketFlag, socketHelp, client, call, out, table } from './api-call.ts';
 
@@ -25,6 +27,29 @@ function vmName(name: string): string {
 function snapName(snap: string, what = 'snapshot name'): string {
   if (!SNAPSHOT_NAME_RE.test(snap)) throw new UsageError(`invalid ${what} '${snap}': letters, digits, '_' and '-' (at most 63), starting with a letter or digit`);
   return encodeURIComponent(snap);
+}
+
+/**
+ * One `--nic tap=NAME[,mac=MAC]` of a clone: the shapes only (the TAP need not exist here: the daemon's VMM opens or
+ * creates it); the daemon checks the rest (a MAC another VM has, the count against the backup's cards).
+ */
+function parseNicSpec(text: string): { tap: string; mac?: string } {
+  let tap: string | undefined;
+  let mac: string | undefined;
+  for (const part of text.split(',')) {
+    const eq = part.indexOf('=');
+    const key = eq < 0 ? part : part.slice(0, eq);
+    const value = eq < 0 ? '' : part.slice(eq + 1);
+    if (key === 'tap' && tap === undefined) tap = value;
+    else if (key === 'mac' && mac === undefined) mac = value;
+    else throw new UsageError(`invalid --nic '${text}': use tap=NAME[,mac=XX:XX:XX:XX:XX:XX]`);
+  }
+  if (tap === undefined || !new RegExp(TAP_NAME_PATTERN).test(tap)) throw new UsageError(`invalid --nic '${text}': tap=NAME, 1 to 15 letters, digits or _.@+-`);
+  if (mac !== undefined) {
+    const problem = macProblem(mac);
+    if (problem !== undefined) throw new UsageError(`invalid MAC '${mac}' in --nic '${text}': ${problem}`);
+  }
+  return { tap, ...(mac !== undefined ? { mac: mac.toLowerCase() } : {}) };
 }
 
 const mib = (bytes: number) => `${(bytes / 2 ** 20).toFixed(1)}M`;
@@ -134,14 +159,26 @@ export function registerBackupCommands(cli: Command): void {
     });
 
   cli.command('restore').argument('<backup>', 'a backup id (ringzero backup list)')
-    .description('start the backed-up VM from the backup\'s instant (it must be shut off), or with --as a new VM: a clone with its own copies of the disks')
+    .description('start the backed-up VM from the backup\'s instant (it must be shut off), or with --as a new VM: a clone with its own copies of the disks. '
+      + 'A clone of a VM with network cards needs one --nic per card: its own TAP, and a new MAC in its definition; the running clone\'s guest read its MAC '
+      + 'when its driver started (virtio 1.2 §5.1.4) and keeps sending with the original\'s until it is next booted from its definition (shutdown, start): '
+      + 'keep its TAP on another bridge or network namespace than the original\'s until then')
     .option('--as <name>', 'restore as a new VM of this name')
+    .option('--nic <tap=NAME[,mac=XX:XX:XX:XX:XX:XX]>', 'with --as: the clone\'s TAP (and MAC; default: derived from the new name) for the backup\'s next card (repeatable, in the order of its cards)',
+      (value: string, previous: string[] = []) => [...previous, value])
     .option(socketFlag, socketHelp)
-    .action(async (id: string, options: SocketOption & { as?: string }) => {
+    .action(async (id: string, options: SocketOption & { as?: string; nic?: string[] }) => {
       const backup = snapName(id, 'backup id');
       if (options.as !== undefined) vmName(options.as);
+      if (options.nic !== undefined && options.as === undefined) throw new UsageError('--nic names a clone\'s TAPs: give it with --as NAME');
+      const nics = options.nic?.map(parseNicSpec);
       const api = await client(options);
-      const vm = await call(() => api.request<VmView>('POST', `/backups/${backup}/restore`, options.as !== undefined ? { as: options.as } : {}));
+      const body = { ...(options.as !== undefined ? { as: options.as } : {}), ...(nics !== undefined ? { nics } : {}) };
+      const vm = await call(() => api.request<VmView>('POST', `/backups/${backup}/restore`, body));
       out(`VM '${vm.name}' restored from backup '${id}' (running, pid ${vm.pid ?? '?'})`);
+      for (const [i, nic] of (nics ?? []).entries()) {
+        const saved = vm.definition.nics?.[i];
+        out(`  eth${i}: TAP ${saved?.tap ?? nic.tap}, MAC ${saved?.mac ?? '?'} from its next boot (the running guest keeps the backed-up guest's MAC until then)`);
+      }
     });
 }

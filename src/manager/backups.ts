@@ -15,7 +15,9 @@
 // Restore checks every checksum first, copies the disks into the pool (NAME-vdX-from-ID.qcow2), writes a VM snapshot whose
 // state names those copies into snapshots/NAME/ID, and starts the VM from it: the guest carries on from the saved
 // instant. Into the original VM (shut off; the old disk files are left in the pool) or as a new VM (`as`: its own
-// copies of the disks; definitions have no NICs, so there is no MAC to change).
+// copies of the disks). A clone of a VM with network cards gets its own TAP per card (`nics`, --nic, in the order of
+// the backup's cards) and a new MAC in its definition; the running clone's guest keeps the saved MAC until its next
+// boot from the definition (its driver read the MAC at initialization, virtio 1.2 §5.1.4).
 //
 // Known limits: the VM runs on the overlay afterwards (no block commit): every backup adds one image to its disks'
 // backing chains (at most 16 deep); copies and checksums run on the daemon's thread (it stalls for large disks).
@@ -27,7 +29,9 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { preadFully, pwriteFully } from '../sys/file-io.ts';
 import { copyImage, imageInfo } from '../storage/qcow2.ts';
-import { ManagerError, SNAPSHOT_NAME_PATTERN, SNAPSHOT_NAME_RE, VM_NAME_PATTERN, VM_NAME_RE, type VmDefinition } from './schema.ts';
+import { ManagerError, nicSchema, SNAPSHOT_NAME_PATTERN, SNAPSHOT_NAME_RE, VM_NAME_PATTERN, VM_NAME_RE, type NicDefinition, type VmDefinition } from './schema.ts';
+import { completeNics, macsOf } from './nics.ts';
+import { MAX_NICS } from '../vmm/config.ts';
 import { storageToManagerError, tempSibling, type VolumePool } from './volumes.ts';
 import { fsyncDir, StateDir } from './store.ts';
 import { createOverlays, overlayName, timeStamp, writableDisks } from './disk-snapshots.ts';
@@ -96,6 +100,11 @@ export const backupRestoreSchema = {
   additionalProperties: false,
   properties: {
     as: { type: 'string', pattern: VM_NAME_PATTERN, description: 'restore as a new VM of this name (a clone: its own copies of the disks); default: into the backed-up VM, which must be shut off' },
+    nics: {
+      type: 'array', maxItems: MAX_NICS, items: nicSchema,
+      description: 'with "as", for a backup of a VM with network cards: one per card, in the order of the backup\'s cards (as many as it has), each the clone\'s own TAP and optionally its new MAC (default: one derived from the new name). '
+        + 'The definition gets the new MAC; the restored guest\'s driver read the saved one at its initialization (virtio 1.2 §5.1.4) and keeps sending with it until the clone is next booted from its definition: keep the clone\'s TAP on another bridge or namespace until then',
+    },
   },
 } as const;
 
@@ -298,7 +307,7 @@ export class BackupStore {
    * Bring the backed-up VM back from the saved instant: into `as` (a new VM, defined here), or into the original VM
    * (defined and shut off, or no longer defined). Every checksum is verified before anything is written.
    */
-  async restore(id: string, as?: string): Promise<VmView & { backup: string }> {
+  async restore(id: string, as?: string, nics?: NicDefinition[]): Promise<VmView & { backup: string }> {
     const backup = this.get(id);
     const target = as ?? backup.vm;
     if (!VM_NAME_RE.test(target)) throw new ManagerError('invalid', `invalid VM name '${target}'`);
@@ -309,9 +318,25 @@ export class BackupStore {
       existing = undefined;
     }
     if (as !== undefined && existing) throw new ManagerError('conflict', `VM '${as}' is already defined: restore as a new name, or without --as into the original VM`);
-    if (as !== undefined && (backup.definition.nics ?? []).length > 0) {
-      // The saved guest has read its MACs and TAPs; a second VM with them would take the original's network identity.
-      throw new ManagerError('unsupported', `backup '${id}' is of a VM with network cards: the saved guest keeps their MACs, so it can only be restored into VM '${backup.vm}'`);
+    const savedNics = backup.definition.nics ?? [];
+    if (as === undefined && nics !== undefined) throw new ManagerError('invalid', 'nics (--nic) name a clone\'s TAPs: give them with as (--as NAME); a restore into the backed-up VM keeps its cards');
+    // A clone of a VM with network cards: its own TAP per card (a TAP carries one VM's card at a time, and the
+    // original's would put the clone on the original's segment) and a new MAC in its definition (completeNics: the
+    // given one, or a default derived from the new name that no defined VM and not the backup has), as virt-clone does.
+    let cloneNics: NicDefinition[] | undefined;
+    if (as !== undefined && (savedNics.length > 0 || (nics?.length ?? 0) > 0)) {
+      const given = nics ?? [];
+      if (given.length !== savedNics.length) {
+        throw new ManagerError('invalid', `backup '${id}' has ${savedNics.length} network card(s) and ${given.length} were given (--nic tap=NAME[,mac=MAC]): give one per card, in the order of the backup's cards, each the clone's own TAP`);
+      }
+      const savedMacs = new Set(savedNics.map((n) => n.mac?.toLowerCase()));
+      for (const [i, nic] of given.entries()) {
+        if (typeof nic?.mac === 'string' && savedMacs.has(nic.mac.toLowerCase())) throw new ManagerError('conflict', `nics[${i}]: MAC ${nic.mac.toLowerCase()} is the backed-up guest's: a clone gets its own`);
+        if (savedNics.some((n) => n.tap === nic?.tap)) throw new ManagerError('invalid', `nics[${i}]: TAP '${nic.tap}' is the backed-up VM's: a clone gets its own TAP`);
+      }
+      const taken = macsOf(this.manager.list().map((v) => v.definition));
+      for (const n of savedNics) if (n.mac !== undefined && !taken.has(n.mac.toLowerCase())) taken.set(n.mac.toLowerCase(), backup.vm);
+      cloneNics = completeNics({ ...backup.definition, name: as, nics: given.map((n) => ({ tap: n.tap, ...(n.mac !== undefined ? { mac: n.mac } : {}) })) }, taken).nics;
     }
     if (existing && isActive(existing.state)) throw new ManagerError('conflict', `VM '${target}' is ${existing.state}: shut it off before restoring a backup into it`);
     if (existing && existing.definition.disks.length !== backup.disks.length) throw new ManagerError('conflict', `VM '${target}' has ${existing.definition.disks.length} disks, the backup ${backup.disks.length}`);
@@ -354,7 +379,14 @@ export class BackupStore {
       }
       fsyncDir(this.pool.dir);
       // The VM snapshot, naming those copies.
-      const config = { ...body.config, disks: (body.config.disks ?? []).map((d, i) => ({ ...d, path: copies[i] ?? d.path })) };
+      // A clone's cards open its own TAPs; their MACs stay as saved: the guest's driver read them at its
+      // initialization (virtio 1.2 §5.1.4, no device-to-driver MAC change) and the saved device state is checked
+      // against them (src/devices/virtio/net.ts). The definition's new MACs take effect at the clone's next boot.
+      if (cloneNics !== undefined && (body.config.nets ?? []).length !== cloneNics.length) {
+        throw new ManagerError('corrupt', `backup '${id}': its state has ${(body.config.nets ?? []).length} network card(s), its definition ${cloneNics.length}`);
+      }
+      const nets = cloneNics !== undefined ? { nets: (body.config.nets ?? []).map((n, i) => ({ ...n, tap: cloneNics[i].tap })) } : {};
+      const config = { ...body.config, ...nets, disks: (body.config.disks ?? []).map((d, i) => ({ ...d, path: copies[i] ?? d.path })) };
       fs.mkdirSync(this.state.vmSnapshotsDir(target), { recursive: true, mode: 0o700 });
       const tmpSnap = path.join(this.state.vmSnapshotsDir(target), `${id}.tmp-${process.pid}-${Date.now()}`);
       fs.mkdirSync(tmpSnap, { mode: 0o700 });
@@ -376,7 +408,7 @@ export class BackupStore {
       if (existing) {
         this.manager.setDiskPaths(target, disks.map((d) => d.path));
       } else {
-        this.manager.define({ ...backup.definition, name: target, disks, autostart: false });
+        this.manager.define({ ...backup.definition, name: target, disks, autostart: false, ...(cloneNics !== undefined ? { nics: cloneNics } : {}) });
         defined = true;
       }
       const started = await this.manager.start(target, snapDir);
