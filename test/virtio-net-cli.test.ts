@@ -63,6 +63,8 @@ test('bad --net, --vsock and --control-socket values are usage errors', () => {
     [{ net: ['tap=rz0,mac=01:00:5e:00:00:01'] }, /multicast/],
     [{ net: ['tap=rz0,mac=00:00:00:00:00:00'] }, /all zeros/],
     [{ net: ['tap=rz0,speed=10'] }, /unknown --net option 'speed=10'/],
+    [{ net: ['tap=rz0,tap=rz1'] }, /tap= is given twice in --net/],
+    [{ net: ['tap=rz0,mac=52:54:00:12:34:56,mac=52:54:00:12:34:57'] }, /mac= is given twice in --net/],
     [{ net: ['tap=lo'] }, /'lo' is not a TAP device/],
     [{ vsock: '2' }, /reserved/],
     [{ vsock: '4294967295' }, /reserved/],

@@ -13,9 +13,8 @@ import type { Command } from 'commander';
 import type { BlockCommitResult, DiskSnapshotView } from '../manager/disk-snapshots.ts';
 import type { BackupView } from '../manager/backups.ts';
 import type { VmView } from '../manager/manager.ts';
-import { SNAPSHOT_NAME_RE, TAP_NAME_PATTERN, VM_NAME_RE } from '../manager/schema.ts';
-import { macProblem } from '../manager/nics.ts';
-import { UsageError } from './validate.ts';
+import { SNAPSHOT_NAME_RE, VM_NAME_RE } from '../manager/schema.ts';
+import { UsageError, parseTapSpec } from './validate.ts';
 import { type SocketOption, socketFlag, socketHelp, client, call, out, table } from './api-call.ts';
 
 
@@ -27,29 +26,6 @@ function vmName(name: string): string {
 function snapName(snap: string, what = 'snapshot name'): string {
   if (!SNAPSHOT_NAME_RE.test(snap)) throw new UsageError(`invalid ${what} '${snap}': letters, digits, '_' and '-' (at most 63), starting with a letter or digit`);
   return encodeURIComponent(snap);
-}
-
-/**
- * One `--nic tap=NAME[,mac=MAC]` of a clone: the shapes only (the TAP need not exist here: the daemon's VMM opens or
- * creates it); the daemon checks the rest (a MAC another VM has, the count against the backup's cards).
- */
-function parseNicSpec(text: string): { tap: string; mac?: string } {
-  let tap: string | undefined;
-  let mac: string | undefined;
-  for (const part of text.split(',')) {
-    const eq = part.indexOf('=');
-    const key = eq < 0 ? part : part.slice(0, eq);
-    const value = eq < 0 ? '' : part.slice(eq + 1);
-    if (key === 'tap' && tap === undefined) tap = value;
-    else if (key === 'mac' && mac === undefined) mac = value;
-    else throw new UsageError(`invalid --nic '${text}': use tap=NAME[,mac=XX:XX:XX:XX:XX:XX]`);
-  }
-  if (tap === undefined || !new RegExp(TAP_NAME_PATTERN).test(tap)) throw new UsageError(`invalid --nic '${text}': tap=NAME, 1 to 15 letters, digits or _.@+-`);
-  if (mac !== undefined) {
-    const problem = macProblem(mac);
-    if (problem !== undefined) throw new UsageError(`invalid MAC '${mac}' in --nic '${text}': ${problem}`);
-  }
-  return { tap, ...(mac !== undefined ? { mac: mac.toLowerCase() } : {}) };
 }
 
 const mib = (bytes: number) => `${(bytes / 2 ** 20).toFixed(1)}M`;
@@ -171,7 +147,7 @@ export function registerBackupCommands(cli: Command): void {
       const backup = snapName(id, 'backup id');
       if (options.as !== undefined) vmName(options.as);
       if (options.nic !== undefined && options.as === undefined) throw new UsageError('--nic names a clone\'s TAPs: give it with --as NAME');
-      const nics = options.nic?.map(parseNicSpec);
+      const nics = options.nic?.map((spec) => parseTapSpec(spec, '--nic'));
       const api = await client(options);
       const body = { ...(options.as !== undefined ? { as: options.as } : {}), ...(nics !== undefined ? { nics } : {}) };
       const vm = await call(() => api.request<VmView>('POST', `/backups/${backup}/restore`, body));

@@ -6,6 +6,7 @@ import { userInfo } from 'node:os';
 import { dirname } from 'node:path';
 import { BootError, MAX_SETUP_BYTES, parseBzImageHead } from '../boot/bzimage.ts';
 import { MAX_CPUS, MAX_DISKS, MAX_NICS, type DiskConfig, type NetConfig, type VsockConfig } from '../vmm/config.ts';
+import { macProblem } from '../manager/nics.ts';
 
 export class UsageError extends Error {}
 
@@ -171,31 +172,41 @@ const INTERFACE_NAME = /^[A-Za-z0-9_.@+-]{1,15}$/;
 export const MAX_UNIX_PATH = 107;
 
 /**
- * One `--net tap=NAME[,mac=XX:XX:XX:XX:XX:XX]`: a TAP interface name and a unicast MAC. Without mac= the MAC
- * is derived from the TAP name (locally administered, so it never collides with a vendor's), so a VM keeps
- * its MAC from one run to the next. Whether the TAP can be opened is checked against /sys when possible.
+ * The `tap=NAME[,mac=XX:XX:XX:XX:XX:XX]` of `--net` (run) and of `--nic` (a clone's card, `restore --as`): a TAP
+ * interface name and, when given, a usable unicast MAC in lower case. Shapes only: whether the TAP can be opened is
+ * the caller's to check (`--net` here, at once; a clone's TAP by the daemon's VMM).
  */
-export function parseNetSpec(text: string): NetConfig {
+export function parseTapSpec(text: string, option: string): { tap: string; mac?: string } {
   let tap: string | undefined;
   let mac: string | undefined;
   for (const part of text.split(',')) {
     const eq = part.indexOf('=');
     const key = eq < 0 ? part : part.slice(0, eq);
     const value = eq < 0 ? '' : part.slice(eq + 1);
+    if ((key === 'tap' && tap !== undefined) || (key === 'mac' && mac !== undefined)) throw new UsageError(`${key}= is given twice in ${option} '${text}'`);
     if (key === 'tap') tap = value;
     else if (key === 'mac') mac = value;
-    else throw new UsageError(`unknown --net option '${part}' in '${text}': use tap=NAME[,mac=XX:XX:XX:XX:XX:XX]`);
+    else throw new UsageError(`unknown ${option} option '${part}' in '${text}': use tap=NAME[,mac=XX:XX:XX:XX:XX:XX]`);
   }
-  if (tap === undefined) throw new UsageError(`invalid --net '${text}': use tap=NAME[,mac=XX:XX:XX:XX:XX:XX]`);
+  if (tap === undefined) throw new UsageError(`invalid ${option} '${text}': use tap=NAME[,mac=XX:XX:XX:XX:XX:XX]`);
   if (!INTERFACE_NAME.test(tap) || tap === '.' || tap === '..') {
-    throw new UsageError(`invalid TAP name '${tap}' in --net '${text}': 1 to 15 letters, digits or _.@+-`);
+    throw new UsageError(`invalid TAP name '${tap}' in ${option} '${text}': 1 to 15 letters, digits or _.@+-`);
   }
-  if (mac !== undefined) {
-    if (!/^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/i.test(mac)) throw new UsageError(`invalid MAC '${mac}' in --net '${text}': six hex bytes like 52:54:00:12:34:56`);
-    if (parseInt(mac.slice(0, 2), 16) & 1) throw new UsageError(`invalid MAC '${mac}' in --net '${text}': a multicast address (lowest bit of the first byte set)`);
-    if (/^(00:){5}00$/.test(mac)) throw new UsageError(`invalid MAC '${mac}' in --net '${text}': all zeros`);
-    mac = mac.toLowerCase();
-  } else {
+  if (mac === undefined) return { tap };
+  const problem = macProblem(mac);
+  if (problem !== undefined) throw new UsageError(`invalid MAC '${mac}' in ${option} '${text}': ${problem}`);
+  return { tap, mac: mac.toLowerCase() };
+}
+
+/**
+ * One `--net tap=NAME[,mac=XX:XX:XX:XX:XX:XX]` (parseTapSpec). Without mac= the MAC is derived from the TAP name
+ * (locally administered, so it never collides with a vendor's), so a VM keeps its MAC from one run to the next.
+ * Whether the TAP can be opened is checked against /sys when possible.
+ */
+export function parseNetSpec(text: string): NetConfig {
+  const { tap, mac: given } = parseTapSpec(text, '--net');
+  let mac = given;
+  if (mac === undefined) {
     const hash = createHash('sha256').update(`ringzero-net:${tap}`).digest();
     hash[0] = 0x02; // locally administered, unicast (IEEE 802 §8.2)
     mac = Array.from(hash.subarray(0, 6), (b) => b.toString(16).padStart(2, '0')).join(':');
