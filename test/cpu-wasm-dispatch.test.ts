@@ -5,23 +5,16 @@
 // SoftCpu.fellThrough) leave exactly where the interpreter goes. Each program runs on the interpreter and in wasm.
 import test from 'node:test';
 import assert from 'node:assert/strict';
-import { hexBytes, runBlocksToHalt, CODE, DATA, interpreterOrWasmMachine, type Machine } from './support/soft-cpu.ts';
-import { setHotThreshold, setJitThreshold, CHAIN_LIMIT } from '../src/cpu/soft/code-cache.ts';
+import { hexBytes, runBlocksToHalt, CODE, DATA, interpreterOrWasmMachine, translatorTestFile, type Machine } from './support/soft-cpu.ts';
+import { setJitThreshold, CHAIN_LIMIT } from '../src/cpu/soft/code-cache.ts';
 import { SoftCpu } from '../src/cpu/soft/cpu.ts';
-import { GuestMemory } from '../src/memory/guest-memory.ts';
 import * as C from '../src/cpu/soft/constants.ts';
 import { Form } from '../src/cpu/soft/fast-forms.ts';
 import { dispatchEntry } from '../src/cpu/soft/wasm/layout.ts';
 import { setCountChains } from '../src/cpu/soft/wasm/translate.ts';
 
-// (the chain counts these tests check are counted only when asked: translate.ts COUNT_CHAINS)
-setCountChains(true);
-setHotThreshold(0);
-setJitThreshold(0);
-
 type Mode = 'interpreter' | 'wasm';
-const memories: GuestMemory[] = [];
-test.after(() => { for (const m of memories) m.close(); });
+const memories = translatorTestFile();
 
 const machine = (mode: Mode): Machine => interpreterOrWasmMachine(mode, memories);
 /** The 4 bytes of a rel32 displacement (little endian) of a jump at `from` (its next instruction's address) to `to`. */

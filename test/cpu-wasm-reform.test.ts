@@ -4,25 +4,16 @@
 // functions they were in before are reclaimed only once none of their blocks lives there any more.
 import test from 'node:test';
 import assert from 'node:assert/strict';
-import { hexBytes, runBlocksToHalt, cpuState, CODE, DATA, interpreterOrWasmMachine, type Machine } from './support/soft-cpu.ts';
-import { setHotThreshold, setJitThreshold } from '../src/cpu/soft/code-cache.ts';
+import { hexBytes, runBlocksToHalt, cpuState, CODE, DATA, interpreterOrWasmMachine, translatorTestFile, type Machine } from './support/soft-cpu.ts';
 import { setReform, setReregion } from '../src/cpu/soft/wasm/runtime.ts';
-import { GuestMemory } from '../src/memory/guest-memory.ts';
 import * as C from '../src/cpu/soft/constants.ts';
 import { groupRegions, REGION_MAX } from '../src/cpu/soft/wasm/translate.ts';
 import type { Block } from '../src/cpu/soft/code-cache.ts';
-import { setCountChains } from '../src/cpu/soft/wasm/translate.ts';
 
 // threshold 0: every block is translated at its first replay, alone (a batch of one), as blocks that become hot at
 // different times are
-// (the chain counts these tests check are counted only when asked: translate.ts COUNT_CHAINS)
-setCountChains(true);
-setHotThreshold(0);
-setJitThreshold(0);
-
 type Mode = 'interpreter' | 'wasm';
-const memories: GuestMemory[] = [];
-test.after(() => { for (const m of memories) m.close(); });
+const memories = translatorTestFile();
 
 /** The CPU fields test/support/soft-cpu.ts compares, plus where the instruction began and the data the code writes. */
 const state = (m: Machine) => ({ ...cpuState(m), ripStart: m.cpu.ripStart.toString(16), data: Buffer.from(m.mem.read(DATA, 64)).toString('hex') });

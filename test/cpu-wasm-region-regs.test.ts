@@ -7,24 +7,15 @@
 // branches, then clean only) and off.
 import test from 'node:test';
 import assert from 'node:assert/strict';
-import { cpuState, hexBytes, runBlocksToHalt, CODE, DATA, interpreterOrWasmMachine, type Machine } from './support/soft-cpu.ts';
-import { setHotThreshold, setJitThreshold } from '../src/cpu/soft/code-cache.ts';
+import { hexBytes, runBlocksToHalt, CODE, DATA, interpreterOrWasmMachine, translatorTestFile, cpuDataState, type Machine } from './support/soft-cpu.ts';
+import { setJitThreshold } from '../src/cpu/soft/code-cache.ts';
 import { setRegionRegs } from '../src/cpu/soft/wasm/translate.ts';
-import { GuestMemory } from '../src/memory/guest-memory.ts';
 import * as C from '../src/cpu/soft/constants.ts';
-import { setCountChains } from '../src/cpu/soft/wasm/translate.ts';
-
-// (the chain counts these tests check are counted only when asked: translate.ts COUNT_CHAINS)
-setCountChains(true);
-setHotThreshold(0);
-setJitThreshold(0);
 
 type Mode = 'interpreter' | 'wasm';
-const memories: GuestMemory[] = [];
-test.after(() => { for (const m of memories) m.close(); });
+const memories = translatorTestFile();
 
-/** The comparison's state (test/support/soft-cpu.ts's cpuState) and the data page's first 64 bytes. */
-const state = (m: Machine) => ({ ...cpuState(m), data: Buffer.from(m.mem.read(DATA, 64)).toString('hex') });
+const state = cpuDataState;
 
 // Four blocks of one page in a loop (1 -> 2 -> 3 -> 4 -> 1), one region once they are hot together; 20000 passes.
 // Block 1 leaves EAX, EBX and R9 dirty; block 2 reads EAX and R9 (its entry registers) and has a replayed BSF (no

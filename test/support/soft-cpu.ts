@@ -1,11 +1,13 @@
 // Test harness: a software CPU on a small machine (64 MiB RAM, empty buses) running hand-assembled code.
+import test from 'node:test';
 import assert from 'node:assert/strict';
 import { GuestMemory, MiB } from '../../src/memory/guest-memory.ts';
 import { PortBus, MmioBus } from '../../src/devices/bus.ts';
 import { VmClock } from '../../src/vmm/clock.ts';
 import { SoftCpu, setupFlatLongMode, CPU_FAULT } from '../../src/cpu/soft/index.ts';
 import * as C from '../../src/cpu/soft/constants.ts';
-import { tableSlot } from '../../src/cpu/soft/code-cache.ts';
+import { tableSlot, setHotThreshold, setJitThreshold } from '../../src/cpu/soft/code-cache.ts';
+import { setCountChains } from '../../src/cpu/soft/wasm/translate.ts';
 
 export const CODE = 0x100000;
 export const DATA = 0x200000;
@@ -159,4 +161,23 @@ export function cpuState(m: Machine) {
     fault: c.lastException,
     errorCode: c.faultError,
   };
+}
+
+/**
+ * The setup translator test files share: every block recorded and translated at its first run (both thresholds 0),
+ * the chain counts kept (translate.ts COUNT_CHAINS counts them only when asked, and these tests check them), and the
+ * machines' memories closed after the file's tests. Returns the list to hand interpreterOrWasmMachine.
+ */
+export function translatorTestFile(): GuestMemory[] {
+  setCountChains(true);
+  setHotThreshold(0);
+  setJitThreshold(0);
+  const memories: GuestMemory[] = [];
+  test.after(() => { for (const m of memories) m.close(); });
+  return memories;
+}
+
+/** cpuState and the data page's first 64 bytes (where the test programs store through RDI and RSI). */
+export function cpuDataState(m: Machine) {
+  return { ...cpuState(m), data: Buffer.from(m.mem.read(DATA, 64)).toString('hex') };
 }
