@@ -13,8 +13,8 @@
 // foreign file (another kernel, code changed since) costs at most some translations that do not pay back.
 import { readFileSync, writeFileSync, mkdirSync, renameSync } from 'node:fs';
 import { join, dirname } from 'node:path';
-import { homedir } from 'node:os';
 import type { Block } from '../code-cache.ts';
+import { cacheDir } from '../../../image/build.ts';
 
 /** RINGZERO_WASM_SEEN=1: queue blocks translated in an earlier run at their first replay. */
 export const SEEN = process.env.RINGZERO_WASM_SEEN === '1';
@@ -28,11 +28,9 @@ export const SEEN = process.env.RINGZERO_WASM_SEEN === '1';
  */
 export const AGAIN = process.env.RINGZERO_WASM_AGAIN === '1';
 
-/** The file: RINGZERO_WASM_SEEN_FILE, else wasm-seen.bin in ringzero's cache (src/image/build.ts cacheDir). */
+/** The file: RINGZERO_WASM_SEEN_FILE, else wasm-seen.bin in ringzero's cache directory. */
 function seenFile(env: NodeJS.ProcessEnv = process.env): string {
-  if (env.RINGZERO_WASM_SEEN_FILE) return env.RINGZERO_WASM_SEEN_FILE;
-  const root = env.RINGZERO_CACHE || (env.XDG_CACHE_HOME ? join(env.XDG_CACHE_HOME, 'ringzero') : join(homedir(), '.cache', 'ringzero'));
-  return join(root, 'wasm-seen.bin');
+  return env.RINGZERO_WASM_SEEN_FILE || join(cacheDir(env), 'wasm-seen.bin');
 }
 
 /**
