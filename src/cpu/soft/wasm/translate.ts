@@ -2796,6 +2796,8 @@ export function setDeadRegs(on: boolean): boolean { const old = DEAD_REGS; DEAD_
  * (its loop's top loads the registers it keeps in locals, loopRegs).
  */
 export function deadRegs(block: Block): number {
+  // (the register ALU forms this run takes: all but ADC and SBB, as said above)
+  const noCarryIn = (op: number): boolean => op === ADD || op === OR || op === AND || op === SUB || op === XOR || op === CMP || op === TEST;
   const es = block.entries, N = es.length, last = es[N - 1], offs = blockOffsets(block);
   if (offs === null || midSelfEdge(block)) return 0;
   if ((last.form === Form.Jcc || last.form === Form.Jmp) && last.len > 0 && offs[N - 1] + last.len + last.disp === 0) return 0;
@@ -2811,13 +2813,13 @@ export function deadRegs(block: Block): number {
       case Form.Lea: rd(e.base); rd(e.index); wr(e.a); break;
       case Form.MovzxReg8: case Form.MovzxReg16: case Form.MovsxdReg: rd(e.b); wr(e.a); break;
       case Form.AluRR:
-        if (e.op !== ADD && e.op !== OR && e.op !== AND && e.op !== SUB && e.op !== XOR && e.op !== CMP && e.op !== TEST) return dead;
+        if (!noCarryIn(e.op)) return dead;
         if ((e.op === XOR || e.op === SUB) && e.a === e.b) { wr(e.b); break; }
         rd(e.a); rd(e.b);
         if (e.op < CMP) wr(e.b);
         break;
       case Form.AluRI:
-        if (e.op !== ADD && e.op !== OR && e.op !== AND && e.op !== SUB && e.op !== XOR && e.op !== CMP && e.op !== TEST) return dead;
+        if (!noCarryIn(e.op)) return dead;
         rd(e.b);
         break;
       case Form.Nop: break;
