@@ -8,11 +8,21 @@ import os from 'node:os';
 import path from 'node:path';
 import { TapWriter } from '../src/net/tap-writer.ts';
 
-test('frames of mixed sizes leave in order, whole, over several laps of the ring; stop() drains the queue', () => {
+/** Run `fn` with `fd` open for writing on a new file (standing in for a TAP), then close and remove it. */
+function withOutFile(fn: (fd: number, file: string) => void): void {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'rz-tapwriter-'));
   const file = path.join(dir, 'out');
   const fd = fs.openSync(file, 'w');
   try {
+    fn(fd, file);
+  } finally {
+    fs.closeSync(fd);
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+test('frames of mixed sizes leave in order, whole, over several laps of the ring; stop() drains the queue', () => {
+  withOutFile((fd, file) => {
     const w = new TapWriter(fd, 100);
     const expected: Uint8Array[] = [];
     // 65 KiB frames (GSO-sized) and small ones interleaved: 300 of the large make ~19 MiB, nine laps of the 2 MiB ring.
@@ -35,24 +45,15 @@ test('frames of mixed sizes leave in order, whole, over several laps of the ring
     }
     assert.ok(w.counters.queued >= 300, 'the large frames went through the thread');
     assert.equal(w.counters.queued + w.counters.direct, 600);
-  } finally {
-    fs.closeSync(fd);
-    fs.rmSync(dir, { recursive: true, force: true });
-  }
+  });
 });
 
 test('a small frame with nothing queued is written before write() returns', () => {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'rz-tapwriter-'));
-  const file = path.join(dir, 'out');
-  const fd = fs.openSync(file, 'w');
-  try {
+  withOutFile((fd, file) => {
     const w = new TapWriter(fd, 256);
     w.write(Uint8Array.from([1, 2, 3, 4]));
     assert.deepEqual([...fs.readFileSync(file)], [1, 2, 3, 4], 'on the fd at once (the host answers inside the write)');
     assert.equal(w.counters.direct, 1);
     w.stop();
-  } finally {
-    fs.closeSync(fd);
-    fs.rmSync(dir, { recursive: true, force: true });
-  }
+  });
 });
