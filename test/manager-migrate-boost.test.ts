@@ -10,7 +10,7 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
-import { Daemon, api, cli, killRecordedVmms, tempDir, waitFor } from './support/manager-harness.ts';
+import { Daemon, api, cli, killRecordedVmms, tempDir, waitFor, migrationPair } from './support/manager-harness.ts';
 import { counterKernel, counterLines } from './support/counter-guest.ts';
 
 const autogroups = (() => { try { return fs.readFileSync('/proc/sys/kernel/sched_autogroup_enabled', 'utf8').trim() === '1'; } catch { return false; } })();
@@ -31,10 +31,7 @@ function groupNice(pid: number): number {
 
 test('daemons in sessions of their own raise them while they relay a switch-over, and only then', { skip, timeout: 300_000 }, async () => {
   const dir = tempDir('migboost');
-  const a = path.join(dir, 'a'), b = path.join(dir, 'b');
-  const token = path.join(dir, 'token');
-  fs.writeFileSync(token, 'the-shared-migration-secret\n');
-  const listen = ['--migration-listen', '127.0.0.1:0', '--migration-token-file', token];
+  const { a, b, listen } = migrationPair(dir);
   let A = await Daemon.start(a, listen, {}, { ownSession: true });
   let B = await Daemon.start(b, listen, {}, { ownSession: true });
   try {

@@ -9,7 +9,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
-import { Daemon, api, cli, guestConsole, killRecordedVmms, tempDir, waitFor, listenPort, type GuestConsole } from './support/manager-harness.ts';
+import { Daemon, api, cli, guestConsole, killRecordedVmms, tempDir, waitFor, listenPort, type GuestConsole, migrationPair } from './support/manager-harness.ts';
 import { makeBzImage } from '../src/boot/synthetic.ts';
 
 /*
@@ -37,9 +37,7 @@ function dirtierKernel(dir: string): string {
 
 test('a migration that never converges fails cleanly after --max-iterations; its progress (CLI, API, migrate-info) shows the iteration, bytes sent, dirty pages and rate, and the expected downtime against the limit; under a limit the rest fits it switches over', { timeout: 300_000 }, async () => {
   const dir = tempDir('mig-progress');
-  const a = path.join(dir, 'a'), b = path.join(dir, 'b'), token = path.join(dir, 'token');
-  fs.writeFileSync(token, 'the-shared-migration-secret\n');
-  const listen = ['--migration-listen', '127.0.0.1:0', '--migration-token-file', token];
+  const { a, b, listen } = migrationPair(dir);
   const A = await Daemon.start(a, listen);
   const B = await Daemon.start(b, listen);
   let con: GuestConsole | undefined;

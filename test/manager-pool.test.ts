@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
-import { Daemon, api, bin, cli, guestConsole, killRecordedVmms, processAlive, tempDir, waitFor, type GuestConsole, listenPort } from './support/manager-harness.ts';
+import { Daemon, api, bin, cli, guestConsole, killRecordedVmms, processAlive, tempDir, waitFor, type GuestConsole, listenPort, migrationPair } from './support/manager-harness.ts';
 import { counterKernel, counterLines, consecutive } from './support/counter-guest.ts';
 
 function cmdline(pid: number): string {
@@ -35,9 +35,7 @@ test('daemon --vmm-pool is checked', () => {
 
 test('an incoming migration takes a spare VMM of the pool, the guest goes on with no value lost; a dead spare is replaced; pool size 0 starts a new VMM', { timeout: 600_000 }, async () => {
   const dir = tempDir('pool');
-  const a = path.join(dir, 'a'), b = path.join(dir, 'b'), token = path.join(dir, 'token');
-  fs.writeFileSync(token, 'the-shared-migration-secret\n');
-  const listen = ['--migration-listen', '127.0.0.1:0', '--migration-token-file', token];
+  const { a, b, listen } = migrationPair(dir);
   const A = await Daemon.start(a, listen);
   // (a short warm-up: this test is about the pool, not V8; without the default image the spare skips it)
   let B = await Daemon.start(b, [...listen, '--vmm-pool', '1', '--vmm-pool-warm-up-ms', '200']);

@@ -40,6 +40,16 @@ export function tempDir(tag: string): string {
   return fs.mkdtempSync(path.join(os.tmpdir(), `rz-${tag}-`));
 }
 
+/**
+ * Two daemons' state dirs under `dir` (`a`, `b`) that trust each other for live migration: a shared token file, and
+ * the arguments that have a daemon accept migrations with it on a free loopback port (`listen`).
+ */
+export function migrationPair(dir: string): { a: string; b: string; token: string; listen: string[] } {
+  const a = path.join(dir, 'a'), b = path.join(dir, 'b'), token = path.join(dir, 'token');
+  fs.writeFileSync(token, 'the-shared-migration-secret\n');
+  return { a, b, token, listen: ['--migration-listen', '127.0.0.1:0', '--migration-token-file', token] };
+}
+
 export async function waitFor(what: string, check: () => boolean | Promise<boolean>, timeoutMs = 20_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (!(await check())) {
