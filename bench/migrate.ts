@@ -43,7 +43,7 @@ import { controlRequest } from '../src/vmm/control.ts';
 import { median, benchArgs } from './support/common.ts';
 import { initrdWithPrograms } from './support/initramfs.ts';
 import { Qmp } from './support/qmp.ts';
-import { killAllVmms, VmmProcess } from './support/vmm-process.ts';
+import { killAllVmms, spareReady, VmmProcess } from './support/vmm-process.ts';
 import { Spare } from '../src/manager/pool.ts';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
@@ -157,13 +157,9 @@ async function benchRingzero(): Promise<Results> {
         const spare = Spare.spawn({ file: process.execPath, args: [ringzeroBin] }, {
           warmUpMs: Number(values['pool-warm-up-ms']), ...(values['pool-nice'] !== undefined ? { nice: Number(values['pool-nice']) } : {}), stdio: ['pipe', 'pipe', 'pipe'], env: process.env,
         });
-        dest = new VmmProcess(ringzeroBin, [], timeoutMs, undefined, spare.child);
-        const t = performance.now();
-        await spare.until('ready');
-        if (!spare.alive) throw new Error(`the spare VMM ended: ${dest.err}`);
-        const w = spare.warmUp;
+        const d = (dest = new VmmProcess(ringzeroBin, [], timeoutMs, undefined, spare.child));
+        spareNote = ` (into a spare: ${await spareReady(spare, () => d.err)})`;
         await sleep(Number(values['pool-settle-ms']));
-        spareNote = ` (into a spare: warm-up ${w ? `${w.ms} ms of CPU, ${(w.instructions / 1e6).toFixed(1)}M instructions` : 'none'}, ready after ${((performance.now() - t) / 1000).toFixed(1)} s)`;
         await spare.take(incoming);
       } else {
         dest = vmm(ringzeroBin, incoming);

@@ -41,6 +41,7 @@ import { initrdWithPrograms } from './support/initramfs.ts';
 import { RINGZERO, ROOT, median, requireImage, positiveInt, checkBenchOptions } from './support/common.ts';
 import { gapSplit } from '../test/support/gap-split.ts';
 import { Spare } from '../src/manager/pool.ts';
+import { spareReady } from './support/vmm-process.ts';
 
 const args = process.argv.slice(2);
 checkBenchOptions(import.meta.url, args, ['--pairs', '--seconds', '--warm', '--modes', '--before', '--no-loop', '--keep', '--dump',
@@ -268,11 +269,8 @@ async function migrations(snap: string, hops: number, dir: string): Promise<void
       if (spareHop(h)) {
         dst = spare ?? newSpare(bin);
         spare = undefined;
-        const t = performance.now();
-        await dst.spare!.until('ready');
-        if (!dst.spare!.alive) throw new Error(`the spare VMM ended: ${dst.err}`);
-        const w = dst.spare!.warmUp;
-        spareNote = `; destination a spare VMM (warm-up ${w ? `${w.ms} ms of CPU in ${w.wallMs} ms, ${(w.instructions / 1e6).toFixed(1)}M instructions` : 'none'}; waited ${((performance.now() - t) / 1000).toFixed(1)} s for it)`;
+        const d = dst;
+        spareNote = `; destination a spare VMM (${await spareReady(dst.spare!, () => d.err)})`;
         await dst.spare!.take(['run', '--incoming', 'tcp:127.0.0.1:0', '--control-socket', nctl]);
       } else {
         dst = new Vmm(['--incoming', 'tcp:127.0.0.1:0', '--control-socket', nctl], {}, bin);

@@ -38,7 +38,7 @@ import { controlRequest } from '../src/vmm/control.ts';
 import { Machine } from '../src/vmm/machine.ts';
 import { median, benchArgs } from './support/common.ts';
 import { Qmp } from './support/qmp.ts';
-import { killAllVmms, VmmProcess } from './support/vmm-process.ts';
+import { killAllVmms, spareReady, VmmProcess } from './support/vmm-process.ts';
 import { Spare } from '../src/manager/pool.ts';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
@@ -188,11 +188,7 @@ async function restoreIntoSpare(dir: string): Promise<{ wallMs: number; callMs: 
     warmUpMs, stdio: ['pipe', 'pipe', 'pipe'], env: { ...process.env, RINGZERO_RESTORE_TIMING: '1' },
   });
   const proc = new VmmProcess(ringzeroCmd, [], timeoutMs, undefined, spare.child);
-  const ready = performance.now();
-  await spare.until('ready');
-  if (!spare.alive) throw new Error(`the spare VMM ended: ${proc.err}`);
-  const w = spare.warmUp;
-  const note = `warm-up ${w ? `${w.ms} ms of CPU` : `none (${spare.why ?? '?'})`}, ready after ${((performance.now() - ready) / 1000).toFixed(1)} s`;
+  const note = await spareReady(spare, () => proc.err);
   await sleep(1000); // (a daemon's spare has usually waited a while: V8's background compiles of its warm-up done)
   const cpu0 = processCpuMs(spare.pid);
   const t = performance.now();

@@ -3,6 +3,7 @@
 // ends it and its children; `killAllVmms()` ends every one still running (call it from the bench's exit handler).
 import { spawn, type ChildProcess } from 'node:child_process';
 import { GUEST_PROMPT } from '../../src/image/build.ts';
+import type { Spare } from '../../src/manager/pool.ts';
 
 const running = new Set<ChildProcess>();
 
@@ -72,4 +73,18 @@ export class VmmProcess {
     killGroup(this.child);
     await this.exited;
   }
+}
+
+/**
+ * Wait until spare VMM `spare` (`ringzero vmm-spare`, as the daemon's --vmm-pool keeps them: bench/migrate,
+ * bench/restore-hot, bench/snapshot) is ready to be handed a command line; `err()` is its stderr so far, for the error
+ * when it ended instead. Returns its warm-up and the wait, for the bench's line.
+ */
+export async function spareReady(spare: Spare, err: () => string): Promise<string> {
+  const t = performance.now();
+  await spare.until('ready');
+  if (!spare.alive) throw new Error(`the spare VMM ended: ${err()}`);
+  const w = spare.warmUp;
+  const warm = w ? `${w.ms} ms of CPU in ${w.wallMs} ms, ${(w.instructions / 1e6).toFixed(1)}M instructions` : `none${spare.why !== undefined ? ` (${spare.why})` : ''}`;
+  return `warm-up ${warm}, ready after ${((performance.now() - t) / 1000).toFixed(1)} s`;
 }
