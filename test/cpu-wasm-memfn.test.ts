@@ -196,6 +196,16 @@ const EDGE_BYTES = hexBytes('b9 01 00 00 00 e8 16 00 00 00 b9 d0 07 00 00 e8 0c 
   '0f b6 06 48 83 c6 01 88 07 48 83 c7 01 ff c9 75 ef 48 89 0f c3');
 const EDGE_F = CODE + 0x20;
 
+/** What runEdge and runEntry compare: how the run ended, the registers, RIP, counts, the fault and `dstBytes` from DST - 8. */
+function endState(m: Machine, vector: number, dstBytes: number) {
+  const c = m.cpu;
+  return {
+    vector, regs: Array.from({ length: 16 }, (_, i) => c.getGpr(i).toString(16)),
+    rip: c.rip.toString(16), instructions: c.instructions, fault: c.lastException, cr2: c.cr2.toString(16),
+    dst: Buffer.from(m.mem.read(DST - 8, dstBytes)).toString('hex'),
+  };
+}
+
 function runEdge(mode: 'interpreter' | 'wasm', src0: number): { m: Machine; state: unknown } {
   const m = interpreterOrWasmMachine(mode, memories);
   protectFaultPages(m);
@@ -205,16 +215,7 @@ function runEdge(mode: 'interpreter' | 'wasm', src0: number): { m: Machine; stat
   m.mem.write(CODE, Uint8Array.from(EDGE_BYTES));
   m.cpu.setGpr(6, BigInt(src0));
   m.cpu.setGpr(7, BigInt(DST));
-  const vector = runBlocksToHalt(m, 100_000);
-  const c = m.cpu;
-  return {
-    m,
-    state: {
-      vector, regs: Array.from({ length: 16 }, (_, i) => c.getGpr(i).toString(16)),
-      rip: c.rip.toString(16), instructions: c.instructions, fault: c.lastException, cr2: c.cr2.toString(16),
-      dst: Buffer.from(m.mem.read(DST - 8, 2016)).toString('hex'),
-    },
-  };
+  return { m, state: endState(m, runBlocksToHalt(m, 100_000), 2016) };
 }
 
 test('a loop whose back edge is a Jcc in the middle of its block to the block\'s start probes the TLB inline (SELF_EDGE), with the same state and the same #PF as the interpreter', (t) => {
@@ -267,16 +268,7 @@ function runEntry(mode: 'interpreter' | 'wasm', src0: number): { m: Machine; sta
   m.mem.write(CODE + 0x1000, Uint8Array.from(ENTRY_DRIVER));
   m.cpu.setGpr(6, BigInt(src0));
   m.cpu.setGpr(7, BigInt(DST));
-  const vector = runBlocksToHalt(m, 100_000, CODE + 0x1000);
-  const c = m.cpu;
-  return {
-    m,
-    state: {
-      vector, regs: Array.from({ length: 16 }, (_, i) => c.getGpr(i).toString(16)),
-      rip: c.rip.toString(16), instructions: c.instructions, fault: c.lastException, cr2: c.cr2.toString(16),
-      dst: Buffer.from(m.mem.read(DST - 8, 80)).toString('hex'),
-    },
-  };
+  return { m, state: endState(m, runBlocksToHalt(m, 100_000, CODE + 0x1000), 80) };
 }
 
 test('a region block that runs into a loop\'s first block probes the TLB inline too (LOOP_ENTRY): loads and stores of every size, page ends and a #PF in its pass match the interpreter', (t) => {
