@@ -8,15 +8,12 @@
 // in locals across the region's branches: REGION_REGS) and off.
 import test from 'node:test';
 import assert from 'node:assert/strict';
-import { hexBytes, runBlocksToHalt, CODE, DATA, interpreterOrWasmMachine, translatorTestFile, cpuDataState, type Machine } from './support/soft-cpu.ts';
+import { hexBytes, runBlocksToHalt, CODE, DATA, interpreterOrWasmMachine, translatorTestFile, regionLoopTests, type Machine } from './support/soft-cpu.ts';
 import { setJitThreshold, tableSlot } from '../src/cpu/soft/code-cache.ts';
 import { setRegionRegs, setDeadRegs, deadRegs } from '../src/cpu/soft/wasm/translate.ts';
-import * as C from '../src/cpu/soft/constants.ts';
 
 type Mode = 'interpreter' | 'wasm';
 const memories = translatorTestFile();
-
-const state = cpuDataState;
 
 // Four blocks of one page in a loop (1 -> 2 -> 3 -> 4 -> 1), one region once hot together; 20000 passes. Each block
 // starts with register-only instructions that overwrite registers its predecessor left dirty (their dead sets:
@@ -76,46 +73,6 @@ test('deadRegs: the registers each block of the loop overwrites before an instru
 });
 
 for (const [name, dead, regs] of SETTINGS) {
-  test(`dead registers (${name}): a loop through the region's branches ends with exact registers`, () => {
-    const res = both(dead, regs, (m) => {
-      m.cpu.setGpr(8, BigInt(DATA + 32));
-      assert.equal(runBlocksToHalt(m, 1_000_000), -1);
-      return state(m);
-    });
-    assert.deepEqual(res[1].r, res[0].r, 'translated code = interpreter');
-    const w = res[1].m.cpu.wasm!.stats;
-    assert.ok(w.regions >= 1 && w.intra > 40_000, `regions ${w.regions}, entries between their blocks ${w.intra}`);
-    assert.ok(res[1].m.cpu.jitInstructions > 300_000, `instructions run in wasm: ${res[1].m.cpu.jitInstructions}`);
-  });
-
-  test(`dead registers (${name}): a page fault after a branch that left registers out sees the exact state`, () => {
-    const res = both(dead, regs, (m) => {
-      m.cpu.setGpr(8, 0x7fff_0000_0000n); // not mapped (the identity map covers 1 GiB)
-      assert.equal(runBlocksToHalt(m, 1_000_000), C.EXC_PF);
-      return state(m);
-    });
-    assert.deepEqual(res[1].r, res[0].r, 'translated code = interpreter');
-    assert.equal(res[1].r.rip, (CODE + 0x23).toString(16), 'RIP at the faulting store of block 2');
-    assert.ok(res[1].m.cpu.wasm!.stats.intra > 40_000);
-  });
-
-  test(`dead registers (${name}): calls ending at every instruction (small budgets) leave exact registers`, () => {
-    // cpu.run with budgets of 1 to 61 instructions: calls end inside and between all four blocks, on the paths that
-    // leave for the dispatcher instead of branching (which must store what the branch left out)
-    const res = both(dead, regs, (m) => {
-      const cpu = m.cpu;
-      cpu.setGpr(8, BigInt(DATA + 32));
-      cpu.rip = CODE;
-      const trace: string[] = [];
-      for (let i = 0; i < 200_000 && !cpu.halted; i++) {
-        cpu.run(1 + (i * 7) % 61);
-        trace.push(`${cpu.instructions}:${cpu.rip.toString(16)}:${[2, 9, 10, 11, 12, 13].map((r) => cpu.getGpr(r).toString(16)).join(',')}`);
-      }
-      assert.ok(cpu.halted);
-      return { trace, s: state(m) };
-    });
-    assert.deepEqual(res[1].r.trace, res[0].r.trace, 'same instruction counts, RIPs and registers after every run');
-    assert.deepEqual(res[1].r.s, res[0].r.s, 'translated code = interpreter');
-    assert.ok(res[1].m.cpu.wasm!.stats.intra > 10_000, `entries between the region's blocks: ${res[1].m.cpu.wasm!.stats.intra}`);
-  });
+  regionLoopTests(`dead registers (${name})`, (fn) => both(dead, regs, fn),
+    { faultRip: 0x23, faultWhere: 'the faulting store of block 2', traceRegs: [2, 9, 10, 11, 12, 13] });
 }

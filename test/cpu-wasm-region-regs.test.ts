@@ -6,16 +6,12 @@
 // interpreter. Each program runs on the interpreter and in wasm, with the feature on (registers dirty across
 // branches, then clean only) and off.
 import test from 'node:test';
-import assert from 'node:assert/strict';
-import { hexBytes, runBlocksToHalt, CODE, DATA, interpreterOrWasmMachine, translatorTestFile, cpuDataState, type Machine } from './support/soft-cpu.ts';
+import { hexBytes, CODE, DATA, interpreterOrWasmMachine, translatorTestFile, regionLoopTests, type Machine } from './support/soft-cpu.ts';
 import { setJitThreshold } from '../src/cpu/soft/code-cache.ts';
 import { setRegionRegs } from '../src/cpu/soft/wasm/translate.ts';
-import * as C from '../src/cpu/soft/constants.ts';
 
 type Mode = 'interpreter' | 'wasm';
 const memories = translatorTestFile();
-
-const state = cpuDataState;
 
 // Four blocks of one page in a loop (1 -> 2 -> 3 -> 4 -> 1), one region once they are hot together; 20000 passes.
 // Block 1 leaves EAX, EBX and R9 dirty; block 2 reads EAX and R9 (its entry registers) and has a replayed BSF (no
@@ -51,46 +47,6 @@ function both<T>(on: boolean, dirty: boolean, fn: (m: Machine) => T): { m: Machi
 }
 
 for (const [name, on, dirty] of SETTINGS) {
-  test(`region registers (${name}): a replay and the memory library between branches see exact registers`, () => {
-    const res = both(on, dirty, (m) => {
-      m.cpu.setGpr(8, BigInt(DATA + 32));
-      assert.equal(runBlocksToHalt(m, 1_000_000), -1);
-      return state(m);
-    });
-    assert.deepEqual(res[1].r, res[0].r, 'translated code = interpreter');
-    const w = res[1].m.cpu.wasm!.stats;
-    assert.ok(w.regions >= 1 && w.intra > 40_000, `regions ${w.regions}, entries between their blocks ${w.intra}`);
-    assert.ok(res[1].m.cpu.jitInstructions > 300_000, `instructions run in wasm: ${res[1].m.cpu.jitInstructions}`);
-  });
-
-  test(`region registers (${name}): a page fault after a branch leaves the registers kept dirty in the state`, () => {
-    const res = both(on, dirty, (m) => {
-      m.cpu.setGpr(8, 0x7fff_0000_0000n); // not mapped (the identity map covers 1 GiB)
-      assert.equal(runBlocksToHalt(m, 1_000_000), C.EXC_PF);
-      return state(m);
-    });
-    assert.deepEqual(res[1].r, res[0].r, 'translated code = interpreter');
-    assert.equal(res[1].r.rip, (CODE + 0x31).toString(16), 'RIP at the faulting store');
-    assert.ok(res[1].m.cpu.wasm!.stats.intra > 40_000);
-  });
-
-  test(`region registers (${name}): entered from the dispatcher at every member (small budgets), exactly`, () => {
-    // cpu.run with budgets of 1 to 61 instructions: calls end, and start again, inside each of the four blocks, so
-    // every member is entered through its dispatcher entry (its registers loaded there) as well as by branches.
-    const res = both(on, dirty, (m) => {
-      const cpu = m.cpu;
-      cpu.setGpr(8, BigInt(DATA + 32));
-      cpu.rip = CODE;
-      const trace: string[] = [];
-      for (let i = 0; i < 200_000 && !cpu.halted; i++) {
-        cpu.run(1 + (i * 7) % 61);
-        trace.push(`${cpu.instructions}:${cpu.rip.toString(16)}:${cpu.getGpr(9).toString(16)}:${cpu.getGpr(2).toString(16)}`);
-      }
-      assert.ok(cpu.halted);
-      return { trace, s: state(m) };
-    });
-    assert.deepEqual(res[1].r.trace, res[0].r.trace, 'same instruction counts, RIPs and registers after every run');
-    assert.deepEqual(res[1].r.s, res[0].r.s, 'translated code = interpreter');
-    assert.ok(res[1].m.cpu.wasm!.stats.intra > 10_000, `entries between the region's blocks: ${res[1].m.cpu.wasm!.stats.intra}`);
-  });
+  regionLoopTests(`region registers (${name})`, (fn) => both(on, dirty, fn),
+    { faultRip: 0x31, faultWhere: 'the faulting store of block 4', traceRegs: [9, 2] });
 }

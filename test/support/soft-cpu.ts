@@ -181,3 +181,56 @@ export function translatorTestFile(): GuestMemory[] {
 export function cpuDataState(m: Machine) {
   return { ...cpuState(m), data: Buffer.from(m.mem.read(DATA, 64)).toString('hex') };
 }
+
+/**
+ * The three checks the region tests (cpu-wasm-region-regs, cpu-wasm-dead-regs) make of a four-block loop that becomes
+ * one region, for one setting: run to HLT with exact registers; a store that faults after the region's branches
+ * (R8 unmapped) leaves exact registers with RIP at `faultRip`; and cpu.run with budgets of 1 to 61 instructions,
+ * which end calls inside and between all blocks, leaves the same count, RIP and `traceRegs` after every call.
+ * `both` runs its function on a fresh interpreter machine and a fresh wasm machine, in that order, with the setting.
+ */
+export function regionLoopTests(label: string, both: <T>(fn: (m: Machine) => T) => { m: Machine; r: T }[],
+  opts: { faultRip: number; faultWhere: string; traceRegs: number[] }): void {
+  test(`${label}: a loop through the region's branches ends with exact registers`, () => {
+    const res = both((m) => {
+      m.cpu.setGpr(8, BigInt(DATA + 32));
+      assert.equal(runBlocksToHalt(m, 1_000_000), -1);
+      return cpuDataState(m);
+    });
+    assert.deepEqual(res[1].r, res[0].r, 'translated code = interpreter');
+    const w = res[1].m.cpu.wasm!.stats;
+    assert.ok(w.regions >= 1 && w.intra > 40_000, `regions ${w.regions}, entries between their blocks ${w.intra}`);
+    assert.ok(res[1].m.cpu.jitInstructions > 300_000, `instructions run in wasm: ${res[1].m.cpu.jitInstructions}`);
+  });
+
+  test(`${label}: a page fault after the region's branches sees the exact state`, () => {
+    const res = both((m) => {
+      m.cpu.setGpr(8, 0x7fff_0000_0000n); // not mapped (the identity map covers 1 GiB)
+      assert.equal(runBlocksToHalt(m, 1_000_000), C.EXC_PF);
+      return cpuDataState(m);
+    });
+    assert.deepEqual(res[1].r, res[0].r, 'translated code = interpreter');
+    assert.equal(res[1].r.rip, (CODE + opts.faultRip).toString(16), `RIP at ${opts.faultWhere}`);
+    assert.ok(res[1].m.cpu.wasm!.stats.intra > 40_000);
+  });
+
+  test(`${label}: calls ending at every instruction (small budgets) leave exact registers`, () => {
+    // every member is entered through its dispatcher entry as well as by branches, and left on the paths to the
+    // dispatcher (which must store what a branch kept in locals or left out)
+    const res = both((m) => {
+      const cpu = m.cpu;
+      cpu.setGpr(8, BigInt(DATA + 32));
+      cpu.rip = CODE;
+      const trace: string[] = [];
+      for (let i = 0; i < 200_000 && !cpu.halted; i++) {
+        cpu.run(1 + (i * 7) % 61);
+        trace.push(`${cpu.instructions}:${cpu.rip.toString(16)}:${opts.traceRegs.map((r) => cpu.getGpr(r).toString(16)).join(',')}`);
+      }
+      assert.ok(cpu.halted);
+      return { trace, s: cpuDataState(m) };
+    });
+    assert.deepEqual(res[1].r.trace, res[0].r.trace, 'same instruction counts, RIPs and registers after every run');
+    assert.deepEqual(res[1].r.s, res[0].r.s, 'translated code = interpreter');
+    assert.ok(res[1].m.cpu.wasm!.stats.intra > 10_000, `entries between the region's blocks: ${res[1].m.cpu.wasm!.stats.intra}`);
+  });
+}
