@@ -3,7 +3,7 @@
 // the result is the interpreter's either way.
 import test from 'node:test';
 import assert from 'node:assert/strict';
-import { hexBytes, runBlocksToHalt, cpuState, CODE, interpreterOrWasmMachine, type Machine } from './support/soft-cpu.ts';
+import { cpuState, NESTED_LOOP, runWithSetting, type Machine } from './support/soft-cpu.ts';
 import { setHotThreshold, setJitThreshold } from '../src/cpu/soft/code-cache.ts';
 import { setBootBudget } from '../src/cpu/soft/wasm/runtime.ts';
 import { setupFlatLongMode } from '../src/cpu/soft/index.ts';
@@ -16,19 +16,9 @@ setJitThreshold(10);
 const memories: GuestMemory[] = [];
 test.after(() => { for (const m of memories) m.close(); });
 
-//   mov ecx,1000 / 1: add eax,1 / mov edx,300 / 2: add ebx,edx / dec edx / jnz 2b / dec ecx / jnz 1b / hlt
-const NESTED = hexBytes('b9 e8 03 00 00 83 c0 01 ba 2c 01 00 00 01 d3 ff ca 75 fa ff c9 75 ee f4');
-
 function run(mode: 'interpreter' | 'wasm', cpl: 0 | 3, budget: number): { m: Machine; end: number } {
-  const old = setBootBudget(budget);
-  try {
-    const m = interpreterOrWasmMachine(mode, memories);
-    if (cpl === 3) setupFlatLongMode(m.cpu, { pml4: 0x10000, identityMapBytes: 1 << 30, cpl: 3 });
-    m.mem.write(CODE, Uint8Array.from(NESTED));
-    return { m, end: runBlocksToHalt(m, 1_000_000) };
-  } finally {
-    setBootBudget(old);
-  }
+  return runWithSetting(mode, memories, setBootBudget, budget, NESTED_LOOP,
+    (m) => { if (cpl === 3) setupFlatLongMode(m.cpu, { pml4: 0x10000, identityMapBytes: 1 << 30, cpl: 3 }); });
 }
 
 test('modules flushed in kernel code before any from user code take the boot budget', { skip: !V8_11_3 && 'V8 11.3 only' }, () => {

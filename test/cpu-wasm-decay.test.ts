@@ -4,7 +4,7 @@
 // result is the interpreter's.
 import test from 'node:test';
 import assert from 'node:assert/strict';
-import { hexBytes, runBlocksToHalt, cpuState, CODE, interpreterOrWasmMachine, type Machine } from './support/soft-cpu.ts';
+import { cpuState, CODE, runWithSetting, type Machine } from './support/soft-cpu.ts';
 import { setHotThreshold, setJitThreshold, tableSlot } from '../src/cpu/soft/code-cache.ts';
 import { setDecay } from '../src/cpu/soft/wasm/runtime.ts';
 import { GuestMemory } from '../src/memory/guest-memory.ts';
@@ -16,21 +16,12 @@ setJitThreshold(10);
 const memories: GuestMemory[] = [];
 test.after(() => { for (const m of memories) m.close(); });
 
-//   mov ecx,1000 / 1: add eax,1 / mov edx,300 / 2: add ebx,edx / dec edx / jnz 2b / dec ecx / jnz 1b / hlt
-// The inner loop (2:) runs 900 instructions per pass of the outer one; the outer loop's blocks run once per pass
-// (enough passes for their batch to be flushed: runtime.ts WASM_BATCH_WAIT).
-const NESTED = hexBytes('b9 e8 03 00 00 83 c0 01 ba 2c 01 00 00 01 d3 ff ca 75 fa ff c9 75 ee f4');
-
+// NESTED_LOOP: its outer loop's blocks run once per pass (enough passes for their batch to be flushed: runtime.ts
+// WASM_BATCH_WAIT).
 function run(mode: 'interpreter' | 'wasm', decay: number): Machine {
-  const old = setDecay(decay);
-  try {
-    const m = interpreterOrWasmMachine(mode, memories);
-    m.mem.write(CODE, Uint8Array.from(NESTED));
-    assert.equal(runBlocksToHalt(m, 1_000_000), -1);
-    return m;
-  } finally {
-    setDecay(old);
-  }
+  const r = runWithSetting(mode, memories, setDecay, decay);
+  assert.equal(r.end, -1);
+  return r.m;
 }
 
 test('blocks replayed rarely are not translated with decay; the result is the same', () => {

@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync, writeFileSync, existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { hexBytes, runBlocksToHalt, cpuState, CODE, interpreterOrWasmMachine, type Machine } from './support/soft-cpu.ts';
+import { hexBytes, cpuState, CODE, NESTED_LOOP, runWithSetting, type Machine } from './support/soft-cpu.ts';
 import { setHotThreshold, setJitThreshold, tableSlot } from '../src/cpu/soft/code-cache.ts';
 import { SeenSet, useSeenSet, blockKey } from '../src/cpu/soft/wasm/seen.ts';
 import { GuestMemory } from '../src/memory/guest-memory.ts';
@@ -22,19 +22,10 @@ const memories: GuestMemory[] = [];
 const dir = mkdtempSync(join(tmpdir(), 'rz-seen-'));
 test.after(() => { for (const m of memories) m.close(); rmSync(dir, { recursive: true, force: true }); });
 
-//   mov ecx,1000 / 1: add eax,1 / mov edx,300 / 2: add ebx,edx / dec edx / jnz 2b / dec ecx / jnz 1b / hlt
-const NESTED = hexBytes('b9 e8 03 00 00 83 c0 01 ba 2c 01 00 00 01 d3 ff ca 75 fa ff c9 75 ee f4');
-
-function run(mode: 'interpreter' | 'wasm', seen: SeenSet | null, code = NESTED): Machine {
-  const old = useSeenSet(seen);
-  try {
-    const m = interpreterOrWasmMachine(mode, memories);
-    m.mem.write(CODE, Uint8Array.from(code));
-    assert.equal(runBlocksToHalt(m, 1_000_000), -1);
-    return m;
-  } finally {
-    useSeenSet(old);
-  }
+function run(mode: 'interpreter' | 'wasm', seen: SeenSet | null, code = NESTED_LOOP): Machine {
+  const r = runWithSetting(mode, memories, useSeenSet, seen, code);
+  assert.equal(r.end, -1);
+  return r.m;
 }
 
 test('blocks an earlier run translated are queued at their first replay; the result is the same', () => {

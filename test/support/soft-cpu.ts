@@ -234,3 +234,28 @@ export function regionLoopTests(label: string, both: <T>(fn: (m: Machine) => T) 
     assert.ok(res[1].m.cpu.wasm!.stats.intra > 10_000, `entries between the region's blocks: ${res[1].m.cpu.wasm!.stats.intra}`);
   });
 }
+
+/**
+ * A nested loop for the tier-up tests (seen, decay, boot budget): the inner loop (at +13) runs 900 instructions per
+ * pass of the outer one, whose blocks (at +5) run once per pass; 1000 passes, EBX = 1000 * 45150 at the end.
+ *   mov ecx,1000 / 1: add eax,1 / mov edx,300 / 2: add ebx,edx / dec edx / jnz 2b / dec ecx / jnz 1b / hlt
+ */
+export const NESTED_LOOP = hexBytes('b9 e8 03 00 00 83 c0 01 ba 2c 01 00 00 01 d3 ff ca 75 fa ff c9 75 ee f4');
+
+/**
+ * Run `code` from CODE to HLT (or a fault) on a new interpreter or wasm machine, with a translator setting applied
+ * for the run (`set` takes the value and returns the old one, as the translator's setX functions do) and `prepare`
+ * applied to the machine first. Returns the machine and runBlocksToHalt's result.
+ */
+export function runWithSetting<S>(mode: 'interpreter' | 'wasm', memories: GuestMemory[], set: (v: S) => S, value: S,
+  code: number[] = NESTED_LOOP, prepare?: (m: Machine) => void): { m: Machine; end: number } {
+  const old = set(value);
+  try {
+    const m = interpreterOrWasmMachine(mode, memories);
+    prepare?.(m);
+    m.mem.write(CODE, Uint8Array.from(code));
+    return { m, end: runBlocksToHalt(m, 1_000_000) };
+  } finally {
+    set(old);
+  }
+}
