@@ -136,9 +136,35 @@ interface Vmm {
   base?: boolean;
   /** ringzero's control socket, read for the machine's counters around each test. */
   control?: string;
+  /** QEMU with RINGZERO_BENCH_QEMU_TRACE=1: its trace log of virtqueue events (counted per test). */
+  trace?: string;
   start(tap: string | undefined): BenchGuest;
 }
 const controlSocket = path.join(work, 'rz.sock');
+/**
+ * RINGZERO_BENCH_QEMU_TRACE=1: QEMU logs its virtqueue events (trace events virtio_queue_notify: a driver's
+ * notification; virtio_notify: an interrupt the device sent after its EVENT_IDX check; virtqueue_pop: a chain taken),
+ * counted per test as ringzero's control socket counts its own, so both VMMs' device paths compare by count.
+ * Tracing costs QEMU a log line per event: its rates in such a run are not its best.
+ */
+const qemuTrace = process.env.RINGZERO_BENCH_QEMU_TRACE === '1' ? path.join(work, 'qemu-trace.log') : undefined;
+const qemuTraceArgs = qemuTrace ? ['-trace', 'enable=virtio_queue_notify', '-trace', 'enable=virtio_notify', '-trace', 'enable=virtio_notify_irqfd', '-trace', 'enable=virtqueue_pop', '-D', qemuTrace] : [];
+/** Counts of the traced events, by event, in the trace log between two of its lengths. */
+function traceCounts(file: string, from: number, to: number): Record<string, number> {
+  const out: Record<string, number> = { virtio_queue_notify: 0, virtio_notify: 0, virtio_notify_irqfd: 0, virtqueue_pop: 0 };
+  if (!(to > from)) return out;
+  const fd = fs.openSync(file, 'r');
+  try {
+    const buf = Buffer.alloc(to - from);
+    fs.readSync(fd, buf, 0, buf.length, from);
+    // (log lines: "[PID@TIME:]EVENT vdev 0x... ..." or "virtqueue_pop vq 0x... elem ...")
+    for (const m of buf.toString('latin1').matchAll(/(virtio_queue_notify|virtio_notify_irqfd|virtio_notify|virtqueue_pop) v/g)) out[m[1]]++;
+  } finally {
+    fs.closeSync(fd);
+  }
+  return out;
+}
+const fileLength = (file: string): number => { try { return fs.statSync(file).size; } catch { return 0; } };
 /**
  * RINGZERO_BENCH_RZ_ARGS: a JSON array of extra `ringzero run` arguments for profiling, e.g.
  * '["--profile-guest","/tmp/gp.json","--kallsyms","/tmp/kallsyms.txt","--cmdline","... nokaslr"]' (a later option
@@ -149,6 +175,18 @@ const extraRzArgs: string[] = (() => {
   if (!text) return [];
   const v: unknown = JSON.parse(text);
   if (!Array.isArray(v) || !v.every((x) => typeof x === 'string')) throw new Error('RINGZERO_BENCH_RZ_ARGS: a JSON array of strings');
+  return v as string[];
+})();
+/**
+ * RINGZERO_BENCH_QEMU_ARGS: a JSON array of extra QEMU arguments, e.g. '["-icount","shift=0,sleep=off"]' (guest time
+ * counted in instructions, 1 ns each: the guest's busy ticks in the busy/idle table are then its instructions,
+ * 10 M per USER_HZ tick).
+ */
+const extraQemuArgs: string[] = (() => {
+  const text = process.env.RINGZERO_BENCH_QEMU_ARGS;
+  if (!text) return [];
+  const v: unknown = JSON.parse(text);
+  if (!Array.isArray(v) || !v.every((x) => typeof x === 'string')) throw new Error('RINGZERO_BENCH_QEMU_ARGS: a JSON array of strings');
   return v as string[];
 })();
 const VMMS: Vmm[] = [
@@ -163,12 +201,13 @@ const VMMS: Vmm[] = [
       '--cmdline', CMDLINE, '--initrd', initrd, '--control-socket', controlSocket, '--net', `tap=${tap},mac=${MAC}`, ...extraRzArgs])),
   },
   ...(qemu ? [{
-    key: 'qemu', group: 'qemu' as const, label: 'qemu -accel tcg', disk: true,
+    key: 'qemu', group: 'qemu' as const, label: 'qemu -accel tcg', disk: true, ...(qemuTrace ? { trace: qemuTrace } : {}),
     start: (tap: string | undefined) => BenchGuest.qemu('qemu -accel tcg', qemuTcgArgs({ kernel: image.kernel, initrd, cmdline: CMDLINE, cpus: 1, memory: values.memory! }, [
       // names QEMU's threads, so the guest thread's CPU ("CPU 0/TCG") can be told from the I/O threads'
       '-name', 'bench-io,debug-threads=on',
       '-drive', `if=none,id=d0,file=${disk},format=raw`, '-device', 'virtio-blk-pci,drive=d0',
       ...(tap ? ['-netdev', `tap,id=n0,ifname=${tap},script=no,downscript=no,vhost=off`, '-device', `virtio-net-pci,netdev=n0,mac=${MAC},${QEMU_NET_MATCHED}`] : []),
+      ...qemuTraceArgs, ...extraQemuArgs,
     ])),
   }, {
     key: 'qemu_base', group: 'qemu' as const, label: 'qemu csum only', disk: false, base: true,
@@ -189,6 +228,14 @@ const perCpu: Record<string, Partial<Record<TestKey, number[]>>> = {};
  */
 const perThread: Record<string, Partial<Record<TestKey, number[]>>> = {};
 const offThread: Record<string, Partial<Record<TestKey, number[]>>> = {};
+/**
+ * Is the guest's vCPU busy or idle during a pass? The guest's own /proc/stat between the markers (busy, idle, iowait
+ * ticks: the same kernel's accounting under both VMMs), and the guest thread's CPU against the pass's wall time.
+ * Idle means the vCPU waits (for a device's completion, an interrupt, a timer): the device path's latency; busy
+ * means the pass is the engine's speed on the guest's work.
+ */
+interface GuestTime { busy: number; idle: number; iowait: number; wallMs: number; threadS: number; threadWaitS: number }
+const guestTime: Record<string, Partial<Record<TestKey, GuestTime[]>>> = {};
 const add = (vmm: string, t: TestKey, x: number) => { ((results[vmm] ??= {})[t] ??= []).push(x); };
 const MiB = 1024 * 1024;
 
@@ -203,6 +250,8 @@ interface Work {
   notifies: number; interrupts: number;
   /** The soft engine's counters (Machine.stats().soft), when it reports them. */
   engine?: EngineWork;
+  /** The run loop's wall ms asleep with the vCPU halted, and in event-loop turns, during the pass (whose wall is wallMs). */
+  haltMs: number; yieldMs: number; wallMs: number;
 }
 /**
  * Where the soft engine ran the test's instructions: outside translated code (interpreted, replayed from decoded
@@ -227,11 +276,11 @@ async function blockStat(guest: BenchGuest): Promise<{ reads: number; writes: nu
   return f.length >= 5 && f.every(Number.isFinite) ? { reads: f[0], writes: f[4] } : undefined;
 }
 type Stats = {
-  instructions: number; exits: { mmio: number; pio: number; byDevice?: { pio: Record<string, number> } }; halts: number;
+  instructions: number; exits: { mmio: number; pio: number; byDevice?: { pio: Record<string, number> } }; halts: number; haltMs?: number; yieldMs?: number;
   net?: { rxBytes: number; txBytes: number; rxFrames: number; txFrames: number };
   codeCache?: { compiled?: number } | null;
   soft?: { jitInstructions: number; tlbL2Hits: number; wasm?: { calls: number; replays: number } };
-  virtio?: Record<string, { notifies: number; interrupts: number }>;
+  virtio?: Record<string, { notifies: number; interrupts: number; chains?: number }>;
 };
 function engineWork(before: Stats, after: Stats): EngineWork | undefined {
   const a = before.soft, b = after.soft;
@@ -249,6 +298,11 @@ function engineWork(before: Stats, after: Stats): EngineWork | undefined {
  * accesses per character: THR, LSR, IIR, IER), the same few hundred whatever the test moves, so not the device's.
  */
 const consolePio = (st: Stats): number => Object.entries(st.exits.byDevice?.pio ?? {}).reduce((n, [name, k]) => (name.startsWith('serial@') ? n + k : n), 0);
+/** What a timed pass samples at its markers: ringzero's stats, QEMU's trace log length. */
+async function probe(vmm: Vmm): Promise<unknown> {
+  if (vmm.trace) return fileLength(vmm.trace);
+  return stats(vmm);
+}
 async function stats(vmm: Vmm): Promise<Stats | undefined> {
   if (!vmm.control) return undefined;
   try {
@@ -317,7 +371,43 @@ function dumpIrqs(vmm: Vmm, test: string, units: number, a: Record<string, numbe
 /** A timed pass's length and where its CPU went, for the log. */
 const phase = (r: TimedResult): string => `${(r.hostMs / 1000).toFixed(2)} s wall, ${r.cpuS.toFixed(2)} s process CPU, ${r.threadS.toFixed(2)} s guest thread`;
 /** Record a test's rate, its rate per CPU-second, and (ringzero) the machine's counters per unit. */
-function record(vmm: Vmm, t: TestKey, rate: number, units: number, r: TimedResult, before: Stats | undefined, after: Stats | undefined): void {
+/**
+ * The run loop's wall ms halted and in event-loop turns over the pass (the control socket's stats taken as each marker
+ * arrived; tcp: from the sender's connection, so the wait for the sender's start is left out), and that interval.
+ */
+async function loopShare(r: TimedResult, from?: { at: number; stats: Promise<unknown> }): Promise<{ haltMs: number; yieldMs: number; wallMs: number }> {
+  const none = { haltMs: NaN, yieldMs: NaN, wallMs: r.hostMs };
+  if (!r.probed) return none;
+  const a = (await (from?.stats ?? r.probed.begin)) as Stats | number | undefined;
+  const b = (await r.probed.end) as Stats | number | undefined;
+  if (typeof a !== 'object' || typeof b !== 'object' || a.haltMs === undefined || b.haltMs === undefined) return none;
+  return { haltMs: b.haltMs - a.haltMs, yieldMs: (b.yieldMs ?? 0) - (a.yieldMs ?? 0), wallMs: r.endAt - (from?.at ?? r.beginAt) };
+}
+/**
+ * The test device's path on both VMMs, per unit: the driver's notifications, the interrupts sent, the chains taken
+ * (ringzero: its control socket's counters around the test; QEMU: its trace log over the pass, with
+ * RINGZERO_BENCH_QEMU_TRACE=1).
+ */
+interface DevicePath { notifies: number; interrupts: number; chains: number; units: number }
+const devicePaths: Record<string, Partial<Record<TestKey, DevicePath[]>>> = {};
+async function noteDevicePath(vmm: Vmm, t: TestKey, units: number, r: TimedResult, before: Stats | undefined, after: Stats | undefined,
+  from?: { stats: Promise<unknown> }): Promise<void> {
+  let d: DevicePath | undefined;
+  if (vmm.trace && r.probed) {
+    const a = await (from?.stats ?? r.probed.begin), b = await r.probed.end;
+    if (typeof a === 'number' && typeof b === 'number') {
+      const c = traceCounts(vmm.trace, a, b);
+      d = { notifies: c.virtio_queue_notify, interrupts: c.virtio_notify + c.virtio_notify_irqfd, chains: c.virtqueue_pop, units };
+    }
+  } else if (before?.virtio && after?.virtio) {
+    const dev = NET_TESTS.includes(t) ? 'virtio-net' : 'virtio-blk';
+    const k = (st: Stats, f: 'notifies' | 'interrupts' | 'chains') => st.virtio?.[dev]?.[f] ?? 0;
+    d = { notifies: k(after, 'notifies') - k(before, 'notifies'), interrupts: k(after, 'interrupts') - k(before, 'interrupts'), chains: k(after, 'chains') - k(before, 'chains'), units };
+  }
+  if (d) ((devicePaths[vmm.key] ??= {})[t] ??= []).push(d);
+}
+function record(vmm: Vmm, t: TestKey, rate: number, units: number, r: TimedResult, before: Stats | undefined, after: Stats | undefined,
+  loop: { haltMs: number; yieldMs: number; wallMs: number }): void {
   add(vmm.key, t, rate);
   // How long the phase was and where its CPU went: the guest thread (ringzero's main thread, QEMU's "CPU 0/TCG")
   // against the whole process (ringzero's other threads are mostly V8 compiling and tiering up translated code).
@@ -328,6 +418,7 @@ function record(vmm: Vmm, t: TestKey, rate: number, units: number, r: TimedResul
   if (r.threadS > 0) ((perThread[vmm.key] ??= {})[t] ??= []).push(units / r.threadS);
   // (the process figure is in 10 ms clock ticks, the thread's in ns: a short pass can show a little below zero)
   if (r.cpuS > 0 && Number.isFinite(r.threadS)) ((offThread[vmm.key] ??= {})[t] ??= []).push(Math.max(0, 1 - r.threadS / r.cpuS));
+  if (r.guestCpu) ((guestTime[vmm.key] ??= {})[t] ??= []).push({ ...r.guestCpu, wallMs: r.hostMs, threadS: r.threadS, threadWaitS: r.threadWaitS });
   if (before && after) {
     if (statsDumpFile) dumpStatsDelta(vmm, t, units, before, after);
     const dev = NET_TESTS.includes(t) ? 'virtio-net' : 'virtio-blk';
@@ -337,22 +428,24 @@ function record(vmm: Vmm, t: TestKey, rate: number, units: number, r: TimedResul
       instructions: after.instructions - before.instructions, mmio: after.exits.mmio - before.exits.mmio,
       pio: after.exits.pio - before.exits.pio, consolePio: consolePio(after) - consolePio(before), halts: after.halts - before.halts, units,
       engine: engineWork(before, after),
+      ...loop,
       rxFrames: (after.net?.rxFrames ?? 0) - (before.net?.rxFrames ?? 0), rxBytes: (after.net?.rxBytes ?? 0) - (before.net?.rxBytes ?? 0),
       txFrames: (after.net?.txFrames ?? 0) - (before.net?.txFrames ?? 0), txBytes: (after.net?.txBytes ?? 0) - (before.net?.txBytes ?? 0),
     });
   }
 }
 
-async function tcp(guest: BenchGuest, vmm: Vmm): Promise<{ mbs: number; r: TimedResult }> {
+async function tcp(guest: BenchGuest, vmm: Vmm): Promise<{ mbs: number; r: TimedResult; from?: { at: number; stats: Promise<unknown> } }> {
   const bytes = netMb * MiB;
   const [cmd, args] = ns!.exec([process.execPath, '--import', 'tsx', path.join(ROOT, 'bench', 'support', 'tcp-send.ts'), GUEST_IP, String(PORT), String(bytes)]);
   // tcpsink (bench/support/tcpsink.c) reads the connection to its end and prints the byte count.
-  const receiving = guest.timed(`tcp${vmm.key}`, `tcpsink ${PORT}`, timeoutMs);
+  const receiving = guest.timed(`tcp${vmm.key}`, `tcpsink ${PORT}`, timeoutMs, { guestCpu: true, probe: () => probe(vmm) });
   let connectedAt = 0;
+  let atConnect: Promise<unknown> | undefined;
   let senderErr = '';
   const sender: ChildProcess = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'], cwd: ROOT });
   const senderGone = onCleanup(() => sender.kill('SIGKILL'));
-  sender.stdout!.setEncoding('utf8').on('data', (s: string) => { if (!connectedAt && s.includes('connected')) connectedAt = performance.now(); });
+  sender.stdout!.setEncoding('utf8').on('data', (s: string) => { if (!connectedAt && s.includes('connected')) { connectedAt = performance.now(); atConnect = probe(vmm); } });
   sender.stderr!.setEncoding('utf8').on('data', (s: string) => { senderErr += s; });
   const senderExit = new Promise<number | null>((r) => sender.on('exit', r));
   try {
@@ -363,7 +456,7 @@ async function tcp(guest: BenchGuest, vmm: Vmm): Promise<{ mbs: number; r: Timed
     const got = Number(/tcpsink: (\d+) bytes/.exec(r.output)?.[1]);
     if (got !== bytes) throw new Error(`${vmm.label}: the guest received ${got} bytes of ${bytes}: ${r.output}`);
     if (!connectedAt) throw new Error('tcp-send never reported its connection');
-    return { mbs: bytes / MiB / ((r.endAt - connectedAt) / 1000), r };
+    return { mbs: bytes / MiB / ((r.endAt - connectedAt) / 1000), r, from: { at: connectedAt, stats: atConnect! } };
   } finally {
     sender.kill('SIGKILL');
     senderGone();
@@ -387,7 +480,7 @@ async function tcpout(guest: BenchGuest, vmm: Vmm): Promise<{ mbs: number; r: Ti
       if (Date.now() > deadline || receiver.exitCode !== null) throw new Error(`tcp-recv did not start: ${err}`);
       await new Promise((r) => setTimeout(r, 20));
     }
-    const r = await guest.timed(`tcpout${vmm.key}`, `tcpsource ${HOST_IP} ${PORT + 1} ${bytes}`, timeoutMs);
+    const r = await guest.timed(`tcpout${vmm.key}`, `tcpsource ${HOST_IP} ${PORT + 1} ${bytes}`, timeoutMs, { guestCpu: true, probe: () => probe(vmm) });
     if (r.status !== 0 || !r.output.includes(`tcpsource: ${bytes} bytes`)) throw new Error(`${vmm.label}: tcpsource: ${r.output}`);
     if ((await receiverExit) !== 0) throw new Error(`tcp-recv: ${err}`);
     const m = /received (\d+) bytes in ([0-9.]+) ms/.exec(out);
@@ -415,16 +508,16 @@ async function session(vmm: Vmm, run: number): Promise<void> {
       // One pass of a disk test: its rate (MB/s or IOPS) and units (MiB or reads).
       const diskPass = async (t: TestKey): Promise<{ rate: number; units: number; r: TimedResult; label: string }> => {
         if (t === 'write') {
-          const r = await guest.timed('write', `dd if=/dev/zero of=/dev/vda bs=1M count=${mb} conv=fsync`, timeoutMs);
+          const r = await guest.timed('write', `dd if=/dev/zero of=/dev/vda bs=1M count=${mb} conv=fsync`, timeoutMs, { guestCpu: true, probe: () => probe(vmm) });
           if (r.status !== 0 || !r.output.includes(`${mb}+0 records out`)) throw new Error(`${vmm.label}: write: ${r.output}`);
           return { rate: mb / (r.hostMs / 1000), units: mb, r, label: `write ${(mb / (r.hostMs / 1000)).toFixed(1)} MB/s` };
         }
         if (t === 'read') {
-          const r = await guest.timed('read', `dd if=/dev/vda of=/dev/null bs=1M count=${mb} iflag=direct`, timeoutMs);
+          const r = await guest.timed('read', `dd if=/dev/vda of=/dev/null bs=1M count=${mb} iflag=direct`, timeoutMs, { guestCpu: true, probe: () => probe(vmm) });
           if (r.status !== 0 || !r.output.includes(`${mb}+0 records in`)) throw new Error(`${vmm.label}: read: ${r.output}`);
           return { rate: mb / (r.hostMs / 1000), units: mb, r, label: `read ${(mb / (r.hostMs / 1000)).toFixed(1)} MB/s` };
         }
-        const r = await guest.timed('randread', `randread /dev/vda ${reads} ${run * 7919}`, timeoutMs);
+        const r = await guest.timed('randread', `randread /dev/vda ${reads} ${run * 7919}`, timeoutMs, { guestCpu: true, probe: () => probe(vmm) });
         const m = r.output.match(/randread: (\d+) reads in ([0-9.]+) s, (\d+) iops/);
         if (r.status !== 0 || !m) throw new Error(`${vmm.label}: randread: ${r.output}`);
         const iops = reads / (r.hostMs / 1000);
@@ -448,7 +541,9 @@ async function session(vmm: Vmm, run: number): Promise<void> {
         const i0 = await guestIrqs(guest);
         const s0 = await stats(vmm);
         const p = await diskPass(t);
-        record(vmm, t, p.rate, p.units, p.r, s0, await stats(vmm));
+        const s1 = await stats(vmm);
+        record(vmm, t, p.rate, p.units, p.r, s0, s1, await loopShare(p.r));
+        await noteDevicePath(vmm, t, p.units, p.r, s0, s1);
         dumpIrqs(vmm, t, p.units, i0, await guestIrqs(guest));
         const b1 = await blockStat(guest);
         bPrev = b1;
@@ -472,8 +567,10 @@ async function session(vmm: Vmm, run: number): Promise<void> {
         }
         const i0 = await guestIrqs(guest);
         const s0 = await stats(vmm);
-        const { mbs, r } = t === 'tcp' ? await tcp(guest, vmm) : await tcpout(guest, vmm);
-        record(vmm, t, mbs, netMb, r, s0, await stats(vmm));
+        const { mbs, r, from } = t === 'tcp' ? await tcp(guest, vmm) : { ...(await tcpout(guest, vmm)), from: undefined };
+        const s1 = await stats(vmm);
+        record(vmm, t, mbs, netMb, r, s0, s1, await loopShare(r, from));
+        await noteDevicePath(vmm, t, netMb, r, s0, s1, from);
         dumpIrqs(vmm, t, netMb, i0, await guestIrqs(guest));
         parts.push(`${t} ${mbs.toFixed(1)} MB/s`);
         console.error(`  ${vmm.label}: ${parts.at(-1)}`);
@@ -557,6 +654,60 @@ for (const t of tests) {
 }
 console.log('\nper CPU-second of the guest thread (ringzero\'s main thread, QEMU\'s "CPU 0/TCG"; medians), and the process CPU spent off it:');
 printTable(['test', 'ringzero soft', 'qemu -accel tcg', 'ratio', 'ringzero off-thread', 'qemu off-thread'], threadRows);
+
+// Busy or idle: the guest's view (/proc/stat) on both VMMs, the guest thread's CPU per wall second, and ringzero's run
+// loop (halted, in event-loop turns) per wall second.
+const idleRows: string[][] = [];
+for (const t of tests) {
+  const cell = (vmm: string): string => {
+    const xs = guestTime[vmm]?.[t];
+    if (!xs || xs.length === 0) return '-';
+    const m = (f: (x: GuestTime) => number) => median(xs.map(f));
+    const pct = (f: (x: GuestTime) => number) => `${(100 * m(f)).toFixed(0)}%`;
+    const tot = (x: GuestTime) => Math.max(1, x.busy + x.idle + x.iowait);
+    return `${pct((x) => x.busy / tot(x))} / ${pct((x) => x.idle / tot(x))} / ${pct((x) => x.iowait / tot(x))}; thread ${pct((x) => x.threadS * 1000 / x.wallMs)} / ${pct((x) => x.threadWaitS * 1000 / x.wallMs)}`;
+  };
+  const ws = workDone.ringzero?.[t] ?? [];
+  const loop = ws.length === 0 || !Number.isFinite(ws[0].haltMs) ? '-' : `${(100 * median(ws.map((w) => w.haltMs / w.wallMs))).toFixed(0)}% / ${(100 * median(ws.map((w) => w.yieldMs / w.wallMs))).toFixed(0)}%`;
+  for (const vmm of ['ringzero', 'qemu']) {
+    const xs = guestTime[vmm]?.[t];
+    if (xs && xs.length > 0) {
+      const tot = (x: GuestTime) => Math.max(1, x.busy + x.idle + x.iowait);
+      figures[`${vmm === 'qemu' ? 'qemu_tcg' : vmm}_${t}_guest_idle_pct`] = Number((100 * median(xs.map((x) => (x.idle + x.iowait) / tot(x)))).toFixed(1));
+    }
+  }
+  if (ws.length > 0 && Number.isFinite(ws[0].haltMs)) figures[`ringzero_${t}_halted_pct`] = Number((100 * median(ws.map((w) => w.haltMs / w.wallMs))).toFixed(1));
+  idleRows.push([t, cell('ringzero'), cell('qemu'), loop]);
+}
+if (idleRows.length > 0) {
+  console.log('\nbusy or idle during each pass (medians): the guest\'s /proc/stat busy / idle / iowait; its thread on a CPU / waiting for one, per wall second; ringzero\'s run loop halted / in event-loop turns per wall second:');
+  printTable(['test', 'ringzero soft', 'qemu -accel tcg', 'ringzero run loop'], idleRows);
+}
+
+// The device path on both VMMs: notifications, interrupts and chains per unit.
+const pathRows: string[][] = [];
+for (const t of tests) {
+  const cell = (vmm: string): string => {
+    const xs = devicePaths[vmm]?.[t];
+    if (!xs || xs.length === 0) return '-';
+    const m = (f: (x: DevicePath) => number) => median(xs.map(f));
+    const dp = (x: number) => x.toFixed(x < 10 ? 2 : 1);
+    return `${dp(m((x) => x.notifies / x.units))} / ${dp(m((x) => x.interrupts / x.units))} / ${dp(m((x) => x.chains / x.units))} (${dp(m((x) => (x.notifies > 0 ? x.chains / x.notifies : NaN)))})`;
+  };
+  for (const vmm of ['ringzero', 'qemu']) {
+    const xs = devicePaths[vmm]?.[t];
+    if (!xs || xs.length === 0) continue;
+    const key = vmm === 'qemu' ? 'qemu_tcg' : vmm;
+    figures[`${key}_${t}_device_notifies_per_unit`] = Number(median(xs.map((x) => x.notifies / x.units)).toFixed(3));
+    figures[`${key}_${t}_device_interrupts_per_unit`] = Number(median(xs.map((x) => x.interrupts / x.units)).toFixed(3));
+    figures[`${key}_${t}_device_chains_per_unit`] = Number(median(xs.map((x) => x.chains / x.units)).toFixed(3));
+  }
+  pathRows.push([`${t} (per ${UNITS[t] === 'IOPS' ? 'read' : 'MiB'})`, cell('ringzero'), cell('qemu')]);
+}
+if (pathRows.some((r) => r[1] !== '-' || r[2] !== '-')) {
+  console.log('\nthe test device\'s path (medians): driver notifications / interrupts sent / chains taken per unit (chains per notification); QEMU\'s from its trace log (RINGZERO_BENCH_QEMU_TRACE=1):');
+  printTable(['test', 'ringzero soft', 'qemu -accel tcg'], pathRows);
+}
 
 // The guest's disk requests per unit on each VMM (its block layer's count): the read's buffer mode, above.
 const blockRows: string[][] = [];

@@ -53,6 +53,21 @@ test('a chain: readable then writable buffers, views into guest RAM, used ring f
   assert.equal(v.getUint32(USED + 8, true), 101);
 });
 
+test('the chains counter follows pop and unpop (stats: chains per notification)', () => {
+  mem.low.fill(0, 0, 0x10000);
+  const counters = { chains: 0 };
+  const q = new SplitQueue(mem, { size: 8, desc: DESC, avail: AVAIL, used: USED }, { indirect: true, eventIdx: false }, counters);
+  for (const h of [0, 1, 2]) desc(DESC, h, 0x10000 + 0x100 * h, 16, WRITE);
+  offer(q, 0, 1, 2);
+  q.pop();
+  q.pop();
+  assert.equal(counters.chains, 2);
+  q.unpop(2); // put back unused: not taken
+  assert.equal(counters.chains, 0);
+  while (q.pop()) { /* all three */ }
+  assert.equal(counters.chains, 3);
+});
+
 test('indirect table; ring indices wrap at 2^16', () => {
   const q = fresh(4);
   const table = 0x8000;

@@ -26,13 +26,35 @@ export interface TimedResult {
    * `-name ...,debug-threads=on`, which names its threads).
    */
   threadS: number;
+  /**
+   * Seconds the guest thread spent runnable but waiting for a host CPU between the markers (schedstat's second
+   * field): what is left of the wall time beyond this and threadS, the thread was blocked or asleep.
+   */
+  threadWaitS: number;
   /** performance.now() when each marker's line arrived. */
   beginAt: number;
   endAt: number;
   /** The command's exit status (of the last command of a pipeline). */
   status: number;
+  /**
+   * With `guestCpu`: the guest's own CPU time between the markers by its /proc/stat "cpu" line (USER_HZ ticks,
+   * proc(5)): busy (user, nice, system, irq, softirq) and idle (idle + iowait: the vCPU halted, waiting for a device
+   * or a timer). Read with the shell's builtin `read`, so no extra process runs in the guest.
+   */
+  guestCpu?: { busy: number; idle: number; iowait: number };
+  /** With `probe`: what it answered when called right after the begin marker's line arrived, and after the end's. */
+  probed?: { begin: Promise<unknown>; end: Promise<unknown> };
   /** What the command printed between the markers (CR LF as LF). */
   output: string;
+}
+
+/** Busy and idle ticks between two /proc/stat "cpu" lines (their numbers only: user nice system idle iowait irq softirq steal). */
+function guestCpuDelta(a: string | undefined, b: string | undefined): { busy: number; idle: number; iowait: number } | undefined {
+  const f = (s: string | undefined) => (s ?? '').trim().split(/ +/).filter(Boolean).map(Number);
+  const x = f(a), y = f(b);
+  if (x.length < 7 || y.length < 7) return undefined;
+  const d = (i: number) => y[i] - x[i];
+  return { busy: d(0) + d(1) + d(2) + d(5) + d(6), idle: d(3), iowait: d(4) };
 }
 
 /** sysconf(_SC_CLK_TCK): 100 on every Linux x86-64 build (USER_HZ). */
@@ -82,20 +104,31 @@ export class BenchGuest {
   }
 
   /** Run `command` between console markers (see the top of this file). */
-  async timed(tag: string, command: string, ms: number): Promise<TimedResult> {
+  async timed(tag: string, command: string, ms: number, opts: { guestCpu?: boolean; probe?: () => Promise<unknown> } = {}): Promise<TimedResult> {
     const t = tag.replace(/[^A-Za-z0-9]/g, '');
     const begin = `RZ""-B-${t}`;
     const end = `RZ""-E-${t}`;
-    const from = this.session.type(`echo ${begin} $(cut -d' ' -f1 /proc/uptime); ${command}; echo ${end} $? $(cut -d' ' -f1 /proc/uptime)`);
-    const mb = await this.session.waitFor(new RegExp(`\\nRZ-B-${t} ([0-9.]+)\\r?\\n`), ms, from);
+    // (guestCpu: /proc/stat's first line, "cpu  user nice system idle iowait irq softirq steal ...", through the
+    // builtin `read` and echoed after the uptime, without its "cpu")
+    const st = opts.guestCpu ? 'read -r RZS </proc/stat; ' : '';
+    const sv = opts.guestCpu ? ' ${RZS#cpu}' : '';
+    // (the command's status is taken before the second `read`, whose own status $? would otherwise report)
+    const from = this.session.type(opts.guestCpu
+      ? `${st}echo ${begin} $(cut -d' ' -f1 /proc/uptime)${sv}; ${command}; RZX=$?; ${st}echo ${end} $RZX $(cut -d' ' -f1 /proc/uptime)${sv}`
+      : `echo ${begin} $(cut -d' ' -f1 /proc/uptime); ${command}; echo ${end} $? $(cut -d' ' -f1 /proc/uptime)`);
+    const mb = await this.session.waitFor(new RegExp(`\\nRZ-B-${t} ([0-9.]+)((?: +\\d+)*)\\r?\\n`), ms, from);
     const t0 = performance.now();
     const cpu0 = this.cpuSeconds();
     const thread0 = this.threadCpuSeconds();
+    const wait0 = this.threadCpuSeconds(1);
+    const probedBegin = opts.probe?.();
     const afterBegin = from + mb.index! + mb[0].length;
-    const me = await this.session.waitFor(new RegExp(`\\nRZ-E-${t} (\\d+) ([0-9.]+)\\r?\\n`), ms, afterBegin - 1);
+    const me = await this.session.waitFor(new RegExp(`\\nRZ-E-${t} (\\d+) ([0-9.]+)((?: +\\d+)*)\\r?\\n`), ms, afterBegin - 1);
     const t1 = performance.now();
     const cpuS = this.cpuSeconds() - cpu0;
     const threadS = this.threadCpuSeconds() - thread0;
+    const threadWaitS = this.threadCpuSeconds(1) - wait0;
+    const probedEnd = opts.probe?.();
     const hostMs = t1 - t0;
     const endAt = afterBegin - 1 + me.index!;
     return {
@@ -105,7 +138,10 @@ export class BenchGuest {
       guestS: Number(me[2]) - Number(mb[1]),
       cpuS,
       threadS,
+      threadWaitS,
       status: Number(me[1]),
+      ...(opts.guestCpu ? { guestCpu: guestCpuDelta(mb[2], me[3]) } : {}),
+      ...(probedBegin && probedEnd ? { probed: { begin: probedBegin, end: probedEnd } } : {}),
       output: this.session.output.slice(afterBegin, endAt + 1).replace(/\r\n/g, '\n'),
     };
   }
@@ -139,12 +175,15 @@ export class BenchGuest {
     return this.guestTid;
   }
 
-  /** CPU seconds the guest thread has used so far (sched stats: the first field is ns on the CPU), or NaN. */
-  threadCpuSeconds(): number {
+  /**
+   * CPU seconds the guest thread has used so far (sched stats: the first field is ns on the CPU; `field` 1: ns spent
+   * waiting on a run queue), or NaN.
+   */
+  threadCpuSeconds(field = 0): number {
     const tid = this.guestThread();
     if (tid === undefined) return NaN;
     try {
-      return Number(fs.readFileSync(`/proc/${this.session.child.pid}/task/${tid}/schedstat`, 'utf8').split(' ')[0]) / 1e9;
+      return Number(fs.readFileSync(`/proc/${this.session.child.pid}/task/${tid}/schedstat`, 'utf8').split(' ')[field]) / 1e9;
     } catch {
       return NaN;
     }

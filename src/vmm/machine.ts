@@ -131,12 +131,19 @@ export interface VmCounters {
    * by device type name (virtio-net, virtio-blk, ...; several functions of a type summed). Notifications the KVM
    * engine takes through an ioeventfd go to process() directly and are not counted.
    */
-  virtio?: Record<string, { notifies: number; interrupts: number }>;
+  virtio?: Record<string, { notifies: number; interrupts: number; chains: number }>;
   /**
    * Soft engine: how often every vCPU was halted and the run loop slept until the next timer or interrupt (what a
    * hardware engine counts as HLT exits; KVM with the in-kernel irqchip keeps HLT inside the kernel: 0 there).
    */
   halts: number;
+  /**
+   * Soft engine: wall milliseconds the run loop slept with every vCPU halted (the guest idle: waiting for a device, an
+   * interrupt or a timer), and spent in its event-loop turns while a vCPU was runnable (I/O callbacks, module
+   * installs): bench/io splits each pass's wall time with them.
+   */
+  haltMs?: number;
+  yieldMs?: number;
   /** Local APIC register accesses (xAPIC page), EOI writes and interrupts taken, summed over the vCPUs (soft engine). */
   lapic?: { reads: number; writes: number; eoiWrites: number; acknowledged: number };
   guestNs: number;
@@ -420,12 +427,13 @@ export class Machine {
       // A NIC "reads" what the guest receives and "writes" what it sends.
       devices.push({ name: `eth${i}`, kind: 'net', readBytes: n.counters.rxBytes, writeBytes: n.counters.txBytes });
     });
-    const virtio: Record<string, { notifies: number; interrupts: number }> = {};
+    const virtio: Record<string, { notifies: number; interrupts: number; chains: number }> = {};
     for (const f of this.virtio.functions) {
       const name = VIRTIO_TYPE_NAMES[f.device.deviceType] ?? `virtio-${f.device.deviceType}`;
-      const v = (virtio[name] ??= { notifies: 0, interrupts: 0 });
+      const v = (virtio[name] ??= { notifies: 0, interrupts: 0, chains: 0 });
       v.notifies += f.counters.notifies;
       v.interrupts += f.counters.interrupts;
+      v.chains += f.counters.chains;
     }
     return {
       engine: this.config.engine,
@@ -440,6 +448,8 @@ export class Machine {
       devices,
       virtio,
       halts: this.halts,
+      haltMs: this.haltMs,
+      yieldMs: this.yieldMs,
       lapic: this.vcpus.reduce((n, v) => { const c = v.lapic.counters; n.reads += c.reads; n.writes += c.writes; n.eoiWrites += c.eoiWrites; n.acknowledged += c.acknowledged; return n; }, { reads: 0, writes: 0, eoiWrites: 0, acknowledged: 0 }),
       guestNs: this.clock.now(),
       ...(cpus.length > 0 ? {

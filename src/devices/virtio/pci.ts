@@ -126,9 +126,10 @@ export class VirtioPciFunction extends PciFunction implements VirtioTransport {
   private notifyAccel: VirtioNotifyAccel | undefined;
   /**
    * Queue notifications the driver wrote (on a hardware engine without ioeventfd, each a VM exit) and interrupts the
-   * device raised (MSI-X messages sent, or INTx asserted), for Machine.stats(): bench/io counts them per unit of work.
+   * device raised (MSI-X messages sent, or INTx asserted), and descriptor chains taken off the available rings, for
+   * Machine.stats(): bench/io counts them per unit of work.
    */
-  readonly counters = { notifies: 0, interrupts: 0 };
+  readonly counters = { notifies: 0, interrupts: 0, chains: 0 };
 
   constructor(readonly device: VirtioDevice, mem: GuestMemory, opts: { log?: (line: string) => void } = {}) {
     super({
@@ -261,7 +262,7 @@ export class VirtioPciFunction extends PciFunction implements VirtioTransport {
       q.live = new SplitQueue(this.mem, { size: q.size, desc: q.desc, avail: q.avail, used: q.used }, {
         indirect: (negotiated & bit(VIRTIO_F_INDIRECT_DESC)) !== 0n,
         eventIdx: (negotiated & bit(VIRTIO_F_EVENT_IDX)) !== 0n,
-      });
+      }, this.counters);
       q.live.restoreState(saved.ring);
     });
     this.device.restoreDeviceState(d.model);
@@ -543,7 +544,7 @@ export class VirtioPciFunction extends PciFunction implements VirtioTransport {
       q.live = new SplitQueue(this.mem, { size: q.size, desc: q.desc, avail: q.avail, used: q.used }, {
         indirect: (negotiated & bit(VIRTIO_F_INDIRECT_DESC)) !== 0n,
         eventIdx: (negotiated & bit(VIRTIO_F_EVENT_IDX)) !== 0n,
-      });
+      }, this.counters);
     } catch (error) {
       if (!(error instanceof VirtqueueError)) throw error;
       this.needsReset(`queue ${index}: ${error.message}`);

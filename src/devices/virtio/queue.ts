@@ -92,6 +92,8 @@ export class SplitQueue {
     private readonly mem: GuestMemory,
     layout: QueueLayout,
     private readonly features: { indirect: boolean; eventIdx: boolean },
+    /** Chains taken off the available ring (less those put back), for the transport's counters (stats). */
+    private readonly counters: { chains: number } = { chains: 0 },
   ) {
     const { size, desc, avail, used } = layout;
     // §2.7: Queue Size is a power of 2 (split layout), at most 32768; 0 means the queue is unusable.
@@ -122,6 +124,7 @@ export class SplitQueue {
     if (this.pending() === 0) return undefined;
     const head = this.availView.getUint16(this.availBase + 4 + 2 * (this.lastAvail % this.size), true);
     this.lastAvail = (this.lastAvail + 1) & 0xffff;
+    this.counters.chains++;
     return this.walk(head);
   }
 
@@ -167,6 +170,7 @@ export class SplitQueue {
   unpop(count: number): void {
     if (!Number.isInteger(count) || count < 0 || count > this.size) throw new RangeError(`cannot put back ${count} chains`);
     this.lastAvail = (this.lastAvail - count) & 0xffff;
+    this.counters.chains -= count;
   }
 
   /**
