@@ -5,7 +5,7 @@
 import test from 'node:test';
 import assert from 'node:assert/strict';
 import { hexBytes, runBlocksToHalt, cpuState, CODE, DATA, interpreterOrWasmMachine, translatorTestFile, type Machine } from './support/soft-cpu.ts';
-import { setReform, setReregion } from '../src/cpu/soft/wasm/runtime.ts';
+import { setReform, setReregion, reregionSettings } from '../src/cpu/soft/wasm/runtime.ts';
 import * as C from '../src/cpu/soft/constants.ts';
 import { groupRegions, REGION_MAX } from '../src/cpu/soft/wasm/translate.ts';
 import type { Block } from '../src/cpu/soft/code-cache.ts';
@@ -152,6 +152,7 @@ for (const fault of [false, true]) {
   test(`a page whose blocks keep chaining through the dispatcher is translated again as one region${fault ? ' (page fault inside)' : ''}`, () => {
     const prep = (m: Machine) => { m.cpu.setGpr(6, BigInt(DATA)); m.cpu.setGpr(8, fault ? 0x7fff_0000_0000n : BigInt(DATA + 32)); };
     const ref = run('interpreter', LOOP, false, prep);
+    const saved = reregionSettings();
     const without = setReregion(false);
     let off, on;
     try {
@@ -159,7 +160,7 @@ for (const fault of [false, true]) {
       setReregion(true, 20_000, 500);
       on = run('wasm', LOOP, false, prep);
     } finally {
-      setReregion(without, 4_000_000, 40_000);
+      setReregion(without, saved.scan, saved.hits, saved.userHits);
     }
     for (const r of [ref, off, on]) assert.equal(r.vector, fault ? C.EXC_PF : -1);
     assert.deepEqual(off.s, ref.s, 'translated code = interpreter (no reregion)');
@@ -172,6 +173,28 @@ for (const fault of [false, true]) {
     assert.ok(sn.direct < 10_000, `dispatcher entries left: ${sn.direct}`);
   });
 }
+
+// User code (blocks queued at lower-half linear addresses, as CODE is) has its own threshold (USER_HITS): the loop's
+// page is translated again as one region with only that threshold low, and not with both high.
+test('reregion: pages of user code go by their own threshold', () => {
+  const prep = (m: Machine) => { m.cpu.setGpr(6, BigInt(DATA)); m.cpu.setGpr(8, BigInt(DATA + 32)); };
+  const ref = run('interpreter', LOOP, false, prep);
+  const saved = reregionSettings();
+  let user, neither;
+  try {
+    setReregion(true, 20_000, 1e9, 500);
+    user = run('wasm', LOOP, false, prep);
+    setReregion(true, 20_000, 1e9, 1e9);
+    neither = run('wasm', LOOP, false, prep);
+  } finally {
+    setReregion(saved.on, saved.scan, saved.hits, saved.userHits);
+  }
+  for (const r of [user, neither]) assert.deepEqual(r.s, ref.s, 'translated code = interpreter');
+  const su = user.m.cpu.wasm!.stats, sn = neither.m.cpu.wasm!.stats;
+  assert.ok(su.reregioned >= 3, `user threshold 500: blocks translated again ${su.reregioned}`);
+  assert.ok(su.intra > 30_000, `branches inside the region: ${su.intra}`);
+  assert.equal(sn.reregioned, 0, 'both thresholds 1e9');
+});
 
 test('a group of blocks over the region cap is cut between loops, not through one', () => {
   // mov ecx,50 / c0: add eax,1 / jmp c1 / ... / c(K-1): add eax,K / jmp cK (K = REGION_MAX - 2 blocks, address order

@@ -197,6 +197,8 @@ export class Body {
   call(f: number): this { this.room(6); this.put(Op.call); this.uleb(f); return this; }
   /** return_call (the tail-call proposal, Node 20's V8 11.3 by default): 0x12, function index. */
   returnCall(f: number): this { this.room(6); this.put(0x12); this.uleb(f); return this; }
+  /** return_call_indirect (0x13): type index, table index; the table index operand on the stack. */
+  returnCallIndirect(type: number, table: number): this { this.room(12); this.put(0x13); this.uleb(type); this.uleb(table); return this; }
   /**
    * return_call whose function index is written later (patchIndex): 0x12 and a LEB128 padded to 5 bytes (a valid
    * encoding of any u32, Core spec §5.2.2); returns the offset of those 5 bytes.

@@ -687,7 +687,7 @@ export class WasmEngine {
     this.nest = d.exports.nest as unknown as WasmCode['fn'];
     // (the flag library: the arithmetic flags of the state area's record, for conditions on flags from before a block)
     const flaglib = new WebAssembly.Instance(compile(buildFlaglib()), { e: { m: memory, fl: helpers.exports.fl } });
-    this.imports = { e: { m: memory, ...helpers.exports, ...memlib.exports, ...flaglib.exports } };
+    this.imports = { e: { m: memory, t: this.table, ...helpers.exports, ...memlib.exports, ...flaglib.exports } };
   }
 
   /** For `ringzero run --stats`. */
@@ -1214,16 +1214,21 @@ export class WasmEngine {
   private reregion(c: SoftCpu): void {
     this.sinceRegion = 0;
     const st = c.wasmState, I = this.i32, base = (st + L.S_PHITS) >> 2;
-    let hot: Set<number> | null = null;
+    // (user pages (USER_HITS) and the kernel's (REGION_HITS) have thresholds of their own: the page's hash counter
+    // is kept with its count, and a page is hot when it reaches the threshold of its kind)
+    const least = Math.min(REGION_HITS, USER_HITS);
+    let hot: Map<number, number> | null = null;
     for (let i = 0; i < L.PHITS_N; i++) {
-      if (I[base + i] >= REGION_HITS) (hot ??= new Set()).add(i);
+      if (I[base + i] >= least) (hot ??= new Map()).set(i, I[base + i]);
     }
     I.fill(0, base, base + L.PHITS_N);
     if (hot === null) return;
     const gen = c.codeCache.pageGen, mask = (1 << K_SHIFT) - 1;
     let pages = 0;
     for (const [p, set] of this.byPage) {
-      if (!hot.has(p & (L.PHITS_N - 1))) continue;
+      const hits = hot.get(p & (L.PHITS_N - 1));
+      if (hits === undefined) continue;
+      if (hits < REGION_HITS && !this.userPage(set)) continue;
       // (counted per page generation: code loaded later into the same page starts again)
       const r = this.regioned.get(p), done = r !== undefined && r.gen === gen[p] ? r.n : 0;
       if (done >= REGION_MAX_PER_PAGE) continue;
@@ -1252,6 +1257,15 @@ export class WasmEngine {
       if (++pages >= REGION_PAGES) break;
     }
     if (pages > 0) this.flush(c);
+  }
+
+  /** Whether the translated blocks of a page (a byPage set) were queued at user (lower-half) linear addresses. */
+  private userPage(set: Set<Block>): boolean {
+    for (const t of set) {
+      const l = this.linOf.get(t);
+      if (l !== undefined) return l >= 0 && l < 2 ** 47;
+    }
+    return false;
   }
 
   /** Batches being compiled in the background, by Batch.slot (null: a free slot). */
@@ -1863,13 +1877,32 @@ function captureBatch(live: Block[], lins: Map<Block, number>): void {
 let REREGION = process.env.RINGZERO_WASM_REREGION !== '0';
 let REGION_SCAN = Number(process.env.RINGZERO_WASM_REGION_SCAN ?? 4_000_000);
 let REGION_HITS = Number(process.env.RINGZERO_WASM_REGION_HITS ?? 40000);
-const REGION_PAGES = 4;
-const REGION_MAX_PER_PAGE = 2;
-/** Switch reregion and set its scan interval and threshold (tests); returns the old switch. */
-export function setReregion(on: boolean, scan = REGION_SCAN, hits = REGION_HITS): boolean {
+/**
+ * The same threshold for pages of user code (blocks queued at lower-half linear addresses; RINGZERO_WASM_USER_HITS).
+ * busybox ash's evaluator spreads its loop over many pages, each entered a few thousand times per scan: at 40000,
+ * bench/engines' ash loop left its functions through the dispatcher ~292 times per iteration of ~14.8k guest
+ * instructions into the same page (x.same-page.direct), and tail-called ~230 more (RINGZERO_WASM_SITE_EXITS: the
+ * sites are spread over busybox, the most frequent index_in_strings' compare loop, ~104 per iteration); at 2000 39
+ * and 55, memory-library calls 2512 -> 1738 (more blocks of loops in one region: inline probes). All pages at 2000
+ * cost the boot ~25% more code (4454 blocks translated again with their page instead of 586; paired against base28,
+ * load ~15: boot 1.07x, md5 1.06x, syscalls 1.03x wall), hence user pages only (745 blocks at the boot). Paired
+ * against base28 (session 28, load ~15, 3 runs): ash wall 0.89x (0.87-0.92), guest thread 0.86x (0.84-0.89); md5
+ * 1.03x (0.93-1.10), thread 0.99x; syscalls 0.96x (0.86-1.04); boot 1.03x (one pair).
+ */
+let USER_HITS = Number(process.env.RINGZERO_WASM_USER_HITS ?? 2000);
+const REGION_PAGES = Number(process.env.RINGZERO_WASM_REGION_PAGES ?? 4);
+const REGION_MAX_PER_PAGE = Number(process.env.RINGZERO_WASM_REGION_PER_PAGE ?? 2);
+/** Switch reregion and set its scan interval and thresholds (tests; user pages' as the others' unless given); returns the old switch. */
+export function setReregion(on: boolean, scan = REGION_SCAN, hits?: number, userHits?: number): boolean {
   const old = REREGION;
-  REREGION = on; REGION_SCAN = scan; REGION_HITS = hits;
+  REREGION = on; REGION_SCAN = scan;
+  if (hits !== undefined) REGION_HITS = hits;
+  USER_HITS = userHits ?? hits ?? USER_HITS;
   return old;
+}
+/** reregion's switch, scan interval and thresholds (tests restore them). */
+export function reregionSettings(): { on: boolean; scan: number; hits: number; userHits: number } {
+  return { on: REREGION, scan: REGION_SCAN, hits: REGION_HITS, userHits: USER_HITS };
 }
 /**
  * Whether block `b`, member `k` of the function at table index `idx`, still runs there: its page not written since

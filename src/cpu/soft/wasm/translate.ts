@@ -511,6 +511,20 @@ export let CALLRET_COUNT = EXIT_STATS;
 export function setCallRetCount(on: boolean): boolean { const old = CALLRET_COUNT; CALLRET_COUNT = on; return old; }
 /** Set CALLRET_DEPTH (its tests); returns the old value. */
 export function setCallRetDepth(d: number): number { const old = CALLRET_DEPTH; CALLRET_DEPTH = d; return old; }
+/**
+ * A RET whose return address the return-address stack predicted (rasPop) enters the predicted block itself, as the
+ * dispatcher would after it (RINGZERO_WASM_RET_TAIL=1: on): the block's dispatch entry (named by the CALL that pushed
+ * the address) holds the (pa, generation) key in one of its set's two ways, a function, and an instruction count that
+ * fits the budget, the chain is on and below CHAIN_LIMIT: then S_NBASE, S_R0 and S_BLK move to it and the RET
+ * tail-calls its function through the function table (return_call_indirect), where it returned to the dispatcher,
+ * which then made the same checks and a call_indirect of its own. bench/engines' ash loop: ~289 such returns per
+ * iteration of ~14.8k guest instructions; the dispatcher was ~13% of the loop's host samples (perf), for ~660 entries.
+ * Each translated module then imports the function table (e.t). Not with CALLRET (its nested dispatcher counts on
+ * the RET's return).
+ */
+export let RET_TAIL = process.env.RINGZERO_WASM_RET_TAIL === '1';
+/** Switch RET_TAIL (its tests; between translations); returns the old value. */
+export function setRetTail(on: boolean): boolean { const old = RET_TAIL; RET_TAIL = on; return old; }
 /** Switch PREDICT (its tests); returns the old value. */
 export function setPredict(on: boolean): boolean { const old = PREDICT; PREDICT = on; return old; }
 /**
@@ -522,6 +536,14 @@ export function setPredict(on: boolean): boolean { const old = PREDICT; PREDICT 
  * Statistics for tuning only: off, the generated code is unchanged.
  */
 export const SITE_STATS = process.env.RINGZERO_WASM_SITE_STATS ?? '';
+/**
+ * RINGZERO_WASM_SITE_EXITS=1 (with SITE_STATS): the exits of translated functions count by site too, in the same file
+ * ('x.KIND': a way out to the dispatcher, X_NAMES; 't.KIND': a tail call; 'b': a branch between a region's members),
+ * for finding which guest branches leave their function most (ash: ~530 same-page exits per loop iteration).
+ */
+export const SITE_EXITS = SITE_STATS !== '' && process.env.RINGZERO_WASM_SITE_EXITS === '1';
+/** RINGZERO_WASM_SITE_USER=1 (with SITE_STATS): only sites of user-mode code (lower-half RIP) count (the boot's kernel sites fill SITE_MAX). */
+const SITE_USER = process.env.RINGZERO_WASM_SITE_USER === '1';
 /**
  * RINGZERO_WASM_NAMES=1: every translated module names its functions (the name section, ./emit.ts ModuleBuilder.func)
  * after the guest address of their first block (runtime.ts fnName), so that a host profile (node --perf-basic-prof
@@ -579,6 +601,9 @@ export interface TailCtx {
   /** The nested dispatcher (runtime.ts dispatcherBody) a CALL calls after its callee (CALLRET), or null: off. */
   nest: WasmCode['fn'] | null;
 }
+
+/** The type index of translated functions in their modules (buildModule declares it first). */
+const BLOCK_TYPE = 0;
 
 /**
  * Write the module function index of every tail call into the batch's own functions (TailCtx.sites): `pos[p]` is
@@ -864,8 +889,9 @@ class Translator {
 
   /** SITE_STATS: count this memory-library call at a new site of the current instruction. */
   siteCount(kind: string): void {
-    const i = Math.min(siteInfo.length, SITE_MAX - 1);
     const l = this.curLin(), off = this.offs[this.ix] ?? 0;
+    if (SITE_USER && (l === undefined || l < 0 || l >= 2 ** 47)) return;
+    const i = Math.min(siteInfo.length, SITE_MAX - 1);
     siteInfo.push({ lin: l === undefined ? undefined : l + off, pa: this.block.pa + off, kind });
     this.b.i32(0).i32(0).mem(Op.i32Load, 2, SITE_BASE + 4 * i).i32(1).op(Op.i32Add).mem(Op.i32Store, 2, SITE_BASE + 4 * i);
   }
@@ -1074,6 +1100,7 @@ class Translator {
   /** RINGZERO_WASM_EXIT_STATS=1: note the kind of the exit that follows (X_*). */
   xk(kind: number): void {
     if (EXIT_STATS) this.b.get(this.st).i32(kind).mem(Op.i32Store, 2, L.S_XKIND);
+    if (SITE_EXITS) this.siteCount('x.' + X_NAMES[kind]);
   }
 
   // ---- registers (8-byte slots in the state area: layout.ts S_GPR)
@@ -1417,6 +1444,7 @@ class Translator {
       b.get(this.c32).set(this.n);
       this.r0move(ripOff);
       if (COUNT_CHAINS) b.get(R.intra).i32(1).op(Op.i32Add).set(R.intra);
+      if (SITE_EXITS) this.siteCount('b');
       if (REGION_REGS) this.edgeLoad(j);
       if (j > R.cur) b.br(R.labels[j]);
       else this.branchBack(j);
@@ -1547,6 +1575,7 @@ class Translator {
     const R = this.region;
     if (COUNT_CHAINS) b.get(this.st).get(this.st).mem(Op.i32Load, 2, L.S_TAILS).i32(1).op(Op.i32Add).mem(Op.i32Store, 2, L.S_TAILS);
     if (COUNT_CHAINS && R !== null) b.get(this.st).get(this.st).mem(Op.i32Load, 2, L.S_INTRA).get(R.intra).op(Op.i32Add).mem(Op.i32Store, 2, L.S_INTRA);
+    if (SITE_EXITS) this.siteCount('t.' + X_NAMES[kind]);
     if (EXIT_STATS) {
       const o = L.S_XSTATS + 4 * (kind * 8 + 5);
       b.get(this.st).get(this.st).mem(Op.i32Load, 2, o).i32(1).op(Op.i32Add).mem(Op.i32Store, 2, o);
@@ -1749,15 +1778,17 @@ class Translator {
    * either way) names that block's dispatch entry in S_NEXT when the entry holds its (pa, generation), as exitStatic
    * does: the dispatcher then enters it without the fetch-TLB probe, the lookup and the generation check.
    */
-  rasPop(): void {
+  rasPop(count = -1): void {
     if (!RAS) return;
     const b = this.b;
+    const tail = count >= 0 && this.retTails();
     // (S_RASP is never negative: set to 0 or restored by the runtime, RAS_STRIDE less only here when not 0; so "not 0" is
     // "more than 0", two wasm operations fewer)
     b.get(this.st).mem(Op.i32Load, 2, L.S_RASP).tee(this.t32).open(Op.if);
     b.get(this.st).get(this.t32).i32(L.RAS_STRIDE).op(Op.i32Sub).tee(this.t32).mem(Op.i32Store, 2, L.S_RASP);
     b.get(this.t32).i32(L.RAS_N * L.RAS_STRIDE - 1).op(Op.i32And).get(this.st).op(Op.i32Add).tee(this.c32);
     b.mem(Op.i64Load, 3, L.S_RAS).get(this.v).op(Op.i64Eq).open(Op.if);
+    if (tail) this.retTail(count);
     if (NEXT_KEY) {
       b.get(this.st).get(this.c32).mem(Op.i32Load, 2, L.S_RAS + 16).mem(Op.i32Store, 2, L.S_NEXT);
       b.get(this.st).get(this.c32).mem(Op.i64Load, 3, L.S_RAS + 8).mem(Op.i64Store, 3, L.S_NKEY);
@@ -1775,6 +1806,56 @@ class Translator {
     b.close();
     b.close();
   }
+
+  /** RET_TAIL applies to this function's RETs: tail calls on (EmitOpts.tail), no CALLRET. */
+  retTails(): boolean {
+    return RET_TAIL && RAS && NEXT_KEY && !CALLRET && this.opts.tail !== null && this.opts.tail !== undefined;
+  }
+
+  /**
+   * RET_TAIL, inside rasPop's hit (c32: the stack entry, `v` the return address; registers and flags written back):
+   * when the entry the CALL named holds the predicted block and the dispatcher would enter it (chain on, below
+   * CHAIN_LIMIT, within the budget), move S_NBASE, S_R0, S_BLK to it and tail-call its function through the table;
+   * else go on (rasPop names the entry to the dispatcher, as without).
+   */
+  retTail(count: number): void {
+    const b = this.b;
+    if (this.rte < 0) { this.rte = b.local(I32); this.rti = b.local(I32); this.rtk = b.local(I64); }
+    const e = this.rte, idx = this.rti, key = this.rtk;
+    b.get(this.c32).mem(Op.i32Load, 2, L.S_RAS + 16).set(e);
+    b.get(this.c32).mem(Op.i64Load, 3, L.S_RAS + 8).set(key);
+    // (way 0 of the set, else way 1: a key in neither fails the check below)
+    b.get(e).mem(Op.i64Load, 3, 0).get(key).op(Op.i64Ne).open(Op.if);
+    b.get(e).i32(16).op(Op.i32Add).set(e);
+    b.close();
+    b.get(this.n).i32(count).op(Op.i32Add).set(this.t32);
+    this.chainOn(() => { b.get(this.st).mem(Op.i32Load, 2, L.S_NBASE).get(this.t32).op(Op.i32Add).i32(CHAIN_LIMIT).op(Op.i32LtS); });
+    b.get(this.t32).get(e).mem(Op.i32Load, 2, 12).op(Op.i32Add).get(this.left).op(Op.i32LeS).op(Op.i32And);
+    b.get(e).mem(Op.i64Load, 3, 0).get(key).op(Op.i64Eq).op(Op.i32And);
+    b.get(e).mem(Op.i32Load, 2, 8).tee(idx).i32(0).op(Op.i32Ne).op(Op.i32And);
+    b.open(Op.if);
+    b.get(this.st).get(this.st).mem(Op.i32Load, 2, L.S_NBASE).get(this.t32).op(Op.i32Add).mem(Op.i32Store, 2, L.S_NBASE);
+    b.get(this.v).op(Op.f64ConvertI64s).set(this.tf);
+    b.get(this.st).get(this.tf).mem(Op.f64Store, 3, L.S_R0);
+    b.get(this.st).get(idx).mem(Op.i32Store, 2, L.S_BLK);
+    // (the target page's named entries for reregion, as the dispatcher counts them: a page hash of the entry's pa)
+    b.get(this.st).get(key).op(Op.i32WrapI64).i32(12).op(Op.i32ShrU).i32(L.PHITS_N - 1).op(Op.i32And).i32(2).op(Op.i32Shl).op(Op.i32Add).tee(e);
+    b.get(e).mem(Op.i32Load, 2, L.S_PHITS).i32(1).op(Op.i32Add).mem(Op.i32Store, 2, L.S_PHITS);
+    const R = this.region;
+    if (COUNT_CHAINS) b.get(this.st).get(this.st).mem(Op.i32Load, 2, L.S_TAILS).i32(1).op(Op.i32Add).mem(Op.i32Store, 2, L.S_TAILS);
+    if (COUNT_CHAINS && R !== null) b.get(this.st).get(this.st).mem(Op.i32Load, 2, L.S_INTRA).get(R.intra).op(Op.i32Add).mem(Op.i32Store, 2, L.S_INTRA);
+    if (SITE_EXITS) this.siteCount('t.ret');
+    if (EXIT_STATS) {
+      const o = L.S_XSTATS + 4 * (X_RET * 8 + 5);
+      b.get(this.st).get(this.st).mem(Op.i32Load, 2, o).i32(1).op(Op.i32Add).mem(Op.i32Store, 2, o);
+    }
+    b.get(this.st).get(this.tf).get(this.left).get(this.t32).op(Op.i32Sub).get(this.user).get(idx).i32(K_SHIFT).op(Op.i32ShrU);
+    b.get(idx).i32((1 << K_SHIFT) - 1).op(Op.i32And);
+    b.returnCallIndirect(BLOCK_TYPE, 0);
+    b.close();
+  }
+  /** retTail's locals (-1 until its first RET): the dispatch entry, its dispatch word, the key. */
+  rte = -1; rti = -1; rtk = -1;
 
   /**
    * After a memory instruction: leave right after it when its slow path raised an event (the helper then cleared
@@ -4032,7 +4113,10 @@ function emitPop(T: Translator, e: BlockEntry, i: number, next: number): void {
   rsp8();
   if (f === Form.Ret) {
     b.get(T.st).get(T.v).op(Op.f64ConvertI64s).mem(Op.f64Store, 3, L.S_RIP);
-    T.rasPop();
+    // (RET_TAIL: registers and flags written back here, at straight-line level, for the tail call and the exit alike)
+    const tail = T.retTails();
+    if (tail) T.flush();
+    T.rasPop(tail ? i + 1 : -1);
     T.predictExit(i + 1, X_RET);
     T.xk(X_RET); b.i32(i + 1).set(T.xc); T.leave();
   } else T.set64(e.a, T.v);
@@ -4429,7 +4513,11 @@ export function rawBody(bytes: Uint8Array): Body { return new RawBody(bytes); }
  */
 export function buildModule(bodies: Body[], local = LOCAL_MEM, used = -1, tails = 0, names?: readonly string[]): Uint8Array<ArrayBuffer> {
   const m = new ModuleBuilder();
+  // (the functions' type first: type index BLOCK_TYPE, which RET_TAIL's return_call_indirect names)
+  const t = m.type([I32, F64, I32, I32, I32], [I32]);
   m.importMemory('e', 'm');
+  // (RET_TAIL: the function table, which the dispatcher calls translations through)
+  if (RET_TAIL && !local) m.importTable('e', 't');
   m.importFunc('e', 'rd', m.type([F64, I32, I32], [I32]));
   m.importFunc('e', 'wr', m.type([F64, I32, I32, I32, I32], []));
   m.importFunc('e', 'rp', m.type([I32], [I32]));
@@ -4452,7 +4540,6 @@ export function buildModule(bodies: Body[], local = LOCAL_MEM, used = -1, tails 
     for (const n of [1, 2, 4, 8]) m.importFunc('e', 'ld' + n, ldT);
     for (const n of [1, 2, 4, 8]) m.importFunc('e', 'st' + n, stT);
   }
-  const t = m.type([I32, F64, I32, I32, I32], [I32]);
   // (the translations tail exits call, TailCtx.fns: function indices F_TAIL + i, after the memory library's)
   if (tails > 0 && local) throw new Error('tail calls need the imported memory library');
   for (let i = 0; i < tails; i++) m.importFunc('t', 'f' + i, t);
