@@ -57,6 +57,12 @@ export class GuestProfile {
   /** `every`: the run loop's slice length, in instructions. */
   constructor(readonly every: number) {}
 
+  /** Forget the samples so far (RINGZERO_BOOT_PHASES: one profile per boot phase). */
+  reset(): void {
+    this.counts.clear();
+    this.samples = 0;
+  }
+
   record(rip: number): void {
     this.samples++;
     this.counts.set(rip, (this.counts.get(rip) ?? 0) + 1);

@@ -21,6 +21,7 @@ import type { VmConfig, ConsoleIo } from './config.ts';
 import { loadLinux, type BootState, type SegmentState } from '../boot/linux.ts';
 import { SoftCpu, RunExit } from '../cpu/soft/index.ts';
 import { softEngineStats } from '../cpu/soft/code-cache.ts';
+import { bootPhaseTap } from './boot-phases.ts';
 import * as C from '../cpu/soft/constants.ts';
 import { ApicBus } from '../devices/irq/apic-bus.ts';
 import { Lapic } from '../devices/irq/lapic.ts';
@@ -262,7 +263,10 @@ export class Machine {
       this.ioapic = ioapic;
     }
 
-    this.serial = new Serial16550(this.router.line(COM1_IRQ), (bytes: Uint8Array) => this.console.write(bytes));
+    // (RINGZERO_BOOT_PHASES: the engine's counters at each console line, ./boot-phases.ts)
+    const tap = bootPhaseTap(() => this.vcpus.map((v) => v.cpu), () => ({ halts: this.halts, haltMs: this.haltMs }), options.profile);
+    this.serial = new Serial16550(this.router.line(COM1_IRQ), tap === null ? (bytes: Uint8Array) => this.console.write(bytes)
+      : (bytes: Uint8Array) => { tap(bytes); this.console.write(bytes); });
     this.serial.register(this.ports, COM1_BASE);
     this.unsubscribeInput = this.console.onInput((data) => {
       this.serial.receive(data);

@@ -1,0 +1,59 @@
+// RINGZERO_BOOT_PHASES=FILE (src/vmm/boot-phases.ts): one JSON row of the engine's counters per console line, taken at
+// the end of the run-loop slice that printed it; with --profile-guest, one guest profile per phase (up to each line
+// that ends a boot phase).
+import test from 'node:test';
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
+import { makeBzImage } from '../src/boot/synthetic.ts';
+import { SLICE } from '../src/vmm/machine.ts';
+
+const run = promisify(execFile);
+const BIN = path.join(import.meta.dirname, '..', 'bin', 'ringzero');
+
+/*
+ * The guest (as --64, objcopy -O binary), entered at payload offset 0x200:
+ *   _start: mov ecx, 1000000; a: dec ecx; jnz a         # 2M instructions
+ *           lea rsi, msg1; call puts                     # "first line\n"
+ *           mov ecx, 2000000; b: dec ecx; jnz b          # 4M instructions
+ *           lea rsi, msg2; call puts                     # "[    0.1] Run /init as init process\n": a phase's end
+ *           mov dx, 0x604; mov ax, 0x3400; out dx, ax    # ACPI power off
+ *   h:      hlt; jmp h
+ *   puts:   mov dx, 0x3f8; p: lodsb; test al, al; jz done; out dx, al; jmp p; done: ret
+ */
+const GUEST_HEX = 'b940420f00ffc975fc488d3534000000e822000000b980841e00ffc975fc488d352b000000e80d00000066ba040666b8003466eff4ebfd66baf803ac84c07403eeebf8c3' +
+  Buffer.from('first line\n\0[    0.1] Run /init as init process\n\0', 'latin1').toString('hex');
+
+test('RINGZERO_BOOT_PHASES: a row per console line with the counters there, a profile per phase', async () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'rz-phases-'));
+  try {
+    const payload = new Uint8Array(4096).fill(0xf4);
+    payload.set(Buffer.from(GUEST_HEX, 'hex'), 0x200);
+    const kernel = path.join(dir, 'guest.bzImage');
+    fs.writeFileSync(kernel, makeBzImage({ payload }));
+    const file = path.join(dir, 'phases.jsonl');
+    const { stdout } = await run(process.execPath, [BIN, 'run', '--engine', 'soft', '--kernel', kernel, '--memory', '64M',
+      '--cmdline', 'console=ttyS0', '--profile-guest', path.join(dir, 'profile.json')],
+    { timeout: 120_000, env: { ...process.env, RINGZERO_BOOT_PHASES: file } });
+    assert.match(stdout, /first line/);
+    const rows = fs.readFileSync(file, 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+    assert.deepEqual(rows.map((r) => r.text), ['first line', '[    0.1] Run /init as init process']);
+    // 2M instructions of loop a before the first line, 4M of loop b between the lines (+ the few of the calls), each
+    // row up to a slice late
+    assert.ok(rows[0].instr >= 2_000_000 && rows[0].instr <= 2_000_100 + SLICE, `first row at ${rows[0].instr}`);
+    const between = rows[1].instr - rows[0].instr;
+    assert.ok(Math.abs(between - 4_000_000) <= SLICE + 100, `${between} instructions between the lines`);
+    assert.ok(rows[1].main >= 0 && rows[1].cpu > 0 && rows[1].ms > rows[0].ms - 1);
+    // only the phase's end carries every thread's CPU, and a guest profile of its phase
+    assert.equal(rows[0].threads, undefined);
+    assert.ok(rows[1].threads.main >= 0);
+    const profile = JSON.parse(fs.readFileSync(`${file}.0.json`, 'utf8'));
+    assert.ok(profile.samples >= 250 && profile.samples <= 310, `${profile.samples} samples of 20000 instructions in 6M`);
+    assert.equal(fs.existsSync(`${file}.1.json`), false);
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
