@@ -310,6 +310,8 @@ function buildDispatcher(): Uint8Array<ArrayBuffer> {
   const m = new ModuleBuilder();
   m.importMemory('e', 'm');
   m.importTable('e', 't');
+  // (ENTRY_SITES: function 0, (target RIP, exit kind, 0 named / 1 looked up, the dispatch word that left) -> nothing)
+  if (ENTRY_SITES !== '') m.importFunc('e', 'x', m.type([F64, I32, I32, I32], []));
   const blockType = m.type([I32, F64, I32, I32, I32], [I32]);
   m.func(blockType, dispatcherBody(blockType, false), 'run', 'rz.dispatch');
   m.func(blockType, dispatcherBody(blockType, true), 'nest', 'rz.dispatch.nest');
@@ -331,6 +333,8 @@ function dispatcherBody(blockType: number, nested: boolean): Body {
   const exp = nested ? b.local(F64) : -1, go = nested ? b.local(I32) : -1;
   const bump = (o: number) => {
     if (stats) b.get(xs).get(xs).mem(Op.i32Load, 2, L.S_XSTATS + 4 * o).i32(1).op(Op.i32Add).mem(Op.i32Store, 2, L.S_XSTATS + 4 * o);
+    // (ENTRY_SITES: each entry by target, kind and the function left, WasmEngine.entrySite; the block's RIP is in r0)
+    if (stats && ENTRY_SITES !== '' && o < 2) b.get(r0).get(st).mem(Op.i32Load, 2, L.S_XKIND).i32(o).get(st).mem(Op.i32Load, 2, L.S_BLK).call(0);
   };
   b.get(left).i32(CHAIN_LIMIT).get(left).i32(CHAIN_LIMIT).op(Op.i32LtS).op(Op.select).set(limit);
   if (nested) {
@@ -372,21 +376,22 @@ function dispatcherBody(blockType: number, nested: boolean): Body {
     // at the return address its caller waits for: back to the caller, which goes on there (or leaves, after checks)
     b.get(st).mem(Op.f64Load, 3, L.S_RIP).get(exp).op(Op.f64Eq).brIf(out);
   }
-  b.get(n).get(limit).op(Op.i32GeS).brIf(lim);
-  b.get(st).mem(Op.i32Load, 2, L.S_CHAIN).op(Op.i32Eqz).brIf(lim);
+  // (HINTS: the ways out of the loop are the cold side, emit.ts Body.hint)
+  b.get(n).get(limit).op(Op.i32GeS).hint(false).brIf(lim);
+  b.get(st).mem(Op.i32Load, 2, L.S_CHAIN).op(Op.i32Eqz).hint(false).brIf(lim);
   // the block named its successor's dispatch entry (exitStatic): no TLB probe, no lookup
   const probe = b.open(Op.block);
   b.get(e).op(Op.i32Eqz).brIf(probe);
   if (NEXT_KEY) {
     // (S_NEXT names the set and S_NKEY the key: way 0, else way 1, else the lookup below, which then misses too)
     b.get(st).mem(Op.i64Load, 3, L.S_NKEY).set(p);
-    b.get(e).mem(Op.i64Load, 3, 0).get(p).op(Op.i64Ne).open(Op.if);
+    b.get(e).mem(Op.i64Load, 3, 0).get(p).op(Op.i64Ne).hint(false).open(Op.if);
     b.get(e).i32(16).op(Op.i32Add).tee(e).mem(Op.i64Load, 3, 0).get(p).op(Op.i64Ne).brIf(probe);
     b.close();
   }
   b.get(st).mem(Op.f64Load, 3, L.S_RIP).set(r0);
-  b.get(e).mem(Op.i32Load, 2, 12).get(left).get(n).op(Op.i32Sub).op(Op.i32GtS).brIf(fEnt);
-  b.get(e).mem(Op.i32Load, 2, 8).tee(idx).op(Op.i32Eqz).brIf(fEnt);
+  b.get(e).mem(Op.i32Load, 2, 12).get(left).get(n).op(Op.i32Sub).op(Op.i32GtS).hint(false).brIf(fEnt);
+  b.get(e).mem(Op.i32Load, 2, 8).tee(idx).op(Op.i32Eqz).hint(false).brIf(fEnt);
   b.get(direct).i32(1).op(Op.i32Add).set(direct);
   // (per target page, hashed: WasmEngine.reregion joins a page's blocks that keep coming through here; `pa` is free)
   b.get(st).get(e).mem(Op.i32Load, 2, 0).i32(12).op(Op.i32ShrU).i32(L.PHITS_N - 1).op(Op.i32And).i32(2).op(Op.i32Shl).op(Op.i32Add).tee(pa);
@@ -401,7 +406,7 @@ function dispatcherBody(blockType: number, nested: boolean): Body {
   // address, and only pages of low RAM have an entry, ./tlb-probe.ts: RIP's RAM offset is its low half + the addend)
   emitTlbSlot(b, ripi);
   b.get(st).op(Op.i32Add).get(user).i32(L.TLB_USER_DELTA).op(0x6c).op(Op.i32Add).tee(ti).mem(Op.i64Load, 3, L.S_TLB + L.TLB_FETCH_DELTA);
-  b.get(ripi).i64(-4096).op(Op.i64And).op(Op.i64Ne).brIf(fTlb);
+  b.get(ripi).i64(-4096).op(Op.i64And).op(Op.i64Ne).hint(false).brIf(fTlb);
   b.get(ripi).op(Op.i32WrapI64).get(ti).mem(Op.i32Load, 2, L.S_TLB + L.TLB_FETCH_DELTA + 8).op(Op.i32Add).set(pa);
   // the entry of that address: way 0 of its set (layout.ts dispatchEntry), else way 1
   b.get(pa).get(pa).i32(12).op(Op.i32ShrU).op(Op.i32Xor).i32((1 << L.DISPATCH_BITS) - 1).op(Op.i32And).i32(5).op(Op.i32Shl).set(e);
@@ -409,9 +414,9 @@ function dispatcherBody(blockType: number, nested: boolean): Body {
   b.get(e).i32(16).op(Op.i32Add).tee(e).mem(Op.i32Load, 2, L.DISPATCH).get(pa).op(Op.i32Ne).brIf(fEnt);
   b.close();
   b.get(e).mem(Op.i32Load, 2, L.DISPATCH + 4);
-  b.get(pa).i32(12).op(Op.i32ShrU).i32(2).op(Op.i32Shl).mem(Op.i32Load, 2, L.PAGE_GEN).op(Op.i32Ne).brIf(fEnt);
-  b.get(e).mem(Op.i32Load, 2, L.DISPATCH + 12).get(left).get(n).op(Op.i32Sub).op(Op.i32GtS).brIf(fEnt);
-  b.get(e).mem(Op.i32Load, 2, L.DISPATCH + 8).tee(idx).op(Op.i32Eqz).brIf(fEnt);
+  b.get(pa).i32(12).op(Op.i32ShrU).i32(2).op(Op.i32Shl).mem(Op.i32Load, 2, L.PAGE_GEN).op(Op.i32Ne).hint(false).brIf(fEnt);
+  b.get(e).mem(Op.i32Load, 2, L.DISPATCH + 12).get(left).get(n).op(Op.i32Sub).op(Op.i32GtS).hint(false).brIf(fEnt);
+  b.get(e).mem(Op.i32Load, 2, L.DISPATCH + 8).tee(idx).op(Op.i32Eqz).hint(false).brIf(fEnt);
   b.get(chains).i32(1).op(Op.i32Add).set(chains);
   bump(1);
   b.br(top);
@@ -682,7 +687,8 @@ export class WasmEngine {
     const helpers = new WebAssembly.Instance(compile(buildTrampolines()), this.helpers);
     const memlib = new WebAssembly.Instance(compile(buildMemlib()), { e: { m: memory, ...helpers.exports } });
     this.table = new WebAssembly.Table({ element: 'anyfunc', initial: 1024 });
-    const d = new WebAssembly.Instance(compile(buildDispatcher()), { e: { m: memory, t: this.table } });
+    const x = (rip: number, kind: number, how: number, w: number) => this.entrySite(rip, kind, how, w);
+    const d = new WebAssembly.Instance(compile(buildDispatcher()), { e: { m: memory, t: this.table, ...(ENTRY_SITES !== '' ? { x } : {}) } });
     this.dispatch = d.exports.run as WasmEngine['dispatch'];
     this.nest = d.exports.nest as unknown as WasmCode['fn'];
     // (the flag library: the arithmetic flags of the state area's record, for conditions on flags from before a block)
@@ -733,6 +739,7 @@ export class WasmEngine {
    */
   exitCounters(): Record<string, number> {
     if (!EXIT_STATS) return {};
+    if (ENTRY_SITES !== '') this.writeEntrySites();
     const names = ['wbLib', 'wbOther', 'libCalls', 'wbBranch', 'ldCache', 'ldUncached', 'ldEntry', 'ldBranch', 'wbExit', 'wbJcc', 'wbHoist', 'wbBack'];
     const out: Record<string, number> = {};
     names.forEach((n, k) => { out[n] = this.summed(L.S_WBSTATS + 4 * k); });
@@ -754,6 +761,28 @@ export class WasmEngine {
     let v = 0;
     for (let i = 0; i < this.nextState; i++) v += this.i32[(L.STATE_BASE + L.STATE_STRIDE * i + off) >> 2] >>> 0;
     return v;
+  }
+
+  /** ENTRY_SITES: dispatcher entries by `target RIP:exit kind:how:dispatch word left`. */
+  private readonly entrySites = new Map<string, number>();
+  private entryDumps = 0;
+  private entrySite(rip: number, kind: number, how: number, w: number): void {
+    const k = rip + ':' + kind + ':' + how + ':' + w;
+    this.entrySites.set(k, (this.entrySites.get(k) ?? 0) + 1);
+  }
+  /**
+   * ENTRY_SITES: the counts so far into FILE.N (N = 0, 1, ... per call: the control socket's `stats`, so that two
+   * dumps' difference is a command's), one line per site, most first: count, target RIP (hex), exit kind, named or
+   * looked up, and the linear address the function that left was queued at (hex, '?' unknown) with its member.
+   */
+  private writeEntrySites(): void {
+    const hex = (v: number | undefined) => v === undefined ? '?' : BigInt.asUintN(64, BigInt(v)).toString(16);
+    const rows = [...this.entrySites].sort((a, b) => b[1] - a[1]).map(([k, n]) => {
+      const [rip, kind, how, w] = k.split(':').map(Number);
+      const f = this.info[w & ((1 << K_SHIFT) - 1)];
+      return `${n} ${hex(rip)} ${X_NAMES[kind]} ${how === 0 ? 'named' : 'lookup'} ${hex(f?.lins[0])}/${w >>> K_SHIFT}`;
+    });
+    writeFileSync(`${ENTRY_SITES}.${this.entryDumps++}`, rows.join('\n') + '\n');
   }
 
   /** RINGZERO_WASM_EXIT_STATS=1: the dispatcher's counts per exit kind, summed over the vCPUs' state areas. */
@@ -1919,6 +1948,12 @@ const helperKinds = new Map<string, number>();
 function countHelper(k: string): void {
   helperKinds.set(k, (helperKinds.get(k) ?? 0) + 1);
 }
+/**
+ * RINGZERO_WASM_ENTRY_SITES=FILE (with RINGZERO_WASM_EXIT_STATS=1; statistics only, slow: a call to JavaScript per
+ * dispatcher entry): the dispatcher's entries by target RIP, exit kind and the function left, written to FILE.N at
+ * each `stats` request (WasmEngine.writeEntrySites; bench/syscall-counts makes six, the last two around its command).
+ */
+const ENTRY_SITES = process.env.RINGZERO_WASM_EXIT_STATS === '1' ? process.env.RINGZERO_WASM_ENTRY_SITES ?? '' : '';
 /** RINGZERO_WASM_EXIT_STATS=1: returns to JavaScript by (RIP, exit kind, CPL, why the call ended). */
 const exitSites = new Map<string, number>();
 const NO_RECORD = -1;

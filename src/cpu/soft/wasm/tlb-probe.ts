@@ -63,7 +63,7 @@ export function emitTlbProbe(b: Body, tag: number, a: number, l: ProbeLocals, si
   emitTlbEntry(b, tag, a, l);
   emitTlbKey(b, a, size, align);
   if (l.key !== undefined) b.tee(l.key);
-  b.op(Op.i64Ne).brIf(slow);
+  b.op(Op.i64Ne).hint(false).brIf(slow);
   if (write) emitCodePageCheck(b, l, slow);
   emitRamOffset(b, a, l);
 }
@@ -83,7 +83,7 @@ function emitRamOffset(b: Body, a: number, l: ProbeLocals): void {
 
 /** A write's last check: branch to `slow` when the entry's physical page holds decoded code (CodeCache.codePages). */
 function emitCodePageCheck(b: Body, l: ProbeLocals, slow: number): void {
-  b.get(l.ti).mem(Op.i32Load, 2, 12).mem(Op.i32Load8u, 0, L.CODE_PAGES).brIf(slow);
+  b.get(l.ti).mem(Op.i32Load, 2, 12).mem(Op.i32Load8u, 0, L.CODE_PAGES).hint(false).brIf(slow);
 }
 
 /**
@@ -97,7 +97,7 @@ export function emitTlbProbeRun(b: Body, tag: number, a: number, l: ProbeLocals,
   write: boolean, slow: number): void {
   emitTlbEntry(b, tag, a, l);
   b.get(a).get(n).i32(-1).op(Op.i32Add).op(Op.i64ExtendI32u).op(Op.i64Add).i64(-4096).op(Op.i64And);
-  b.op(Op.i64Ne).brIf(slow);
+  b.op(Op.i64Ne).hint(false).brIf(slow);
   if (write) emitCodePageCheck(b, l, slow);
   emitRamOffset(b, a, l);
 }

@@ -1251,7 +1251,7 @@ class Translator {
     const b = this.b;
     const hit = b.open(Op.block);
     const slow = b.open(Op.block);
-    b.get(this.runOk).op(Op.i32Eqz).brIf(slow);
+    b.get(this.runOk).op(Op.i32Eqz).hint(false).brIf(slow);
     access(slow);
     b.br(hit);
     b.close();
@@ -1440,7 +1440,7 @@ class Translator {
       this.wbCtx = 3; this.flush(!(EDGE_DEAD && flagsDead(R.members[j], -1)), this.keepDirty(j) | R.dead[j]); this.wbCtx = 1;
       b.get(this.n).i32(count).op(Op.i32Add).set(this.c32);
       this.regionFits(R.members[j].n);
-      b.open(Op.if);
+      b.hint(true).open(Op.if);
       b.get(this.c32).set(this.n);
       this.r0move(ripOff);
       if (COUNT_CHAINS) b.get(R.intra).i32(1).op(Op.i32Add).set(R.intra);
@@ -1561,7 +1561,7 @@ class Translator {
     this.chainOn(() => { b.get(this.st).mem(Op.i32Load, 2, L.S_NBASE).get(this.c32).op(Op.i32Add).i32(CHAIN_LIMIT).op(Op.i32LtS); });
     b.get(this.c32).i32(t.n).op(Op.i32Add).get(this.left).op(Op.i32LeS).op(Op.i32And);
     cond();
-    b.open(Op.if);
+    b.hint(true).open(Op.if);
     b.get(this.st).get(this.st).mem(Op.i32Load, 2, L.S_NBASE).get(this.c32).op(Op.i32Add).mem(Op.i32Store, 2, L.S_NBASE);
     rip();
     b.set(this.tf);
@@ -1784,10 +1784,10 @@ class Translator {
     const tail = count >= 0 && this.retTails();
     // (S_RASP is never negative: set to 0 or restored by the runtime, RAS_STRIDE less only here when not 0; so "not 0" is
     // "more than 0", two wasm operations fewer)
-    b.get(this.st).mem(Op.i32Load, 2, L.S_RASP).tee(this.t32).open(Op.if);
+    b.get(this.st).mem(Op.i32Load, 2, L.S_RASP).tee(this.t32).hint(true).open(Op.if);
     b.get(this.st).get(this.t32).i32(L.RAS_STRIDE).op(Op.i32Sub).tee(this.t32).mem(Op.i32Store, 2, L.S_RASP);
     b.get(this.t32).i32(L.RAS_N * L.RAS_STRIDE - 1).op(Op.i32And).get(this.st).op(Op.i32Add).tee(this.c32);
-    b.mem(Op.i64Load, 3, L.S_RAS).get(this.v).op(Op.i64Eq).open(Op.if);
+    b.mem(Op.i64Load, 3, L.S_RAS).get(this.v).op(Op.i64Eq).hint(true).open(Op.if);
     if (tail) this.retTail(count);
     if (NEXT_KEY) {
       b.get(this.st).get(this.c32).mem(Op.i32Load, 2, L.S_RAS + 16).mem(Op.i32Store, 2, L.S_NEXT);
@@ -1865,8 +1865,8 @@ class Translator {
     const b = this.b;
     // (only helpers clear S_CHAIN, on the main thread: after inline probes whose slow paths did not run, it is 1 still)
     const flagged = SLOW_FLAG && this.insSlow > 0 && b.calls - this.insCalls === this.insSlow;
-    if (flagged) { b.get(this.slowL).open(Op.if); b.i32(0).set(this.slowL); }
-    b.get(this.st).mem(Op.i32Load, 2, L.S_CHAIN).op(Op.i32Eqz).open(Op.if);
+    if (flagged) { b.get(this.slowL).hint(false).open(Op.if); b.i32(0).set(this.slowL); }
+    b.get(this.st).mem(Op.i32Load, 2, L.S_CHAIN).op(Op.i32Eqz).hint(false).open(Op.if);
     if (SLOW_RIP) {
       // (the helper that stopped the chain stored the next instruction's RIP: runtime.ts WasmEngine.stopAfter)
       this.xk(X_HELPER);
@@ -1932,7 +1932,7 @@ class Translator {
   gpIf(cond: () => void, flush: boolean): void {
     const b = this.b;
     cond();
-    b.open(Op.if);
+    b.hint(false).open(Op.if);
     if (flush) this.flush();
     this.pos(); b.call(F_GP).op(Op.unreachable); b.close();
   }
@@ -3719,7 +3719,7 @@ function emitRdtsc(T: Translator, e: BlockEntry, i: number, next: number): void 
     // the registers going to the state area first; EAX and EDX (upper halves zeroed) then get them here. The #GP(0)
     // of CR4.TSD above CPL 0 (S_TSD, S_CPL) goes through the helper's kind 2 (registers written back: it faults).
     // (Linux reads it on every system call's return: the kernel stack offset, choose_random_kstack_offset.)
-    b.get(T.st).mem(Op.i32Load, 2, L.S_TSD).get(T.st).mem(Op.i32Load, 2, L.S_CPL).i32(0).op(Op.i32Ne).op(Op.i32And).open(Op.if);
+    b.get(T.st).mem(Op.i32Load, 2, L.S_TSD).get(T.st).mem(Op.i32Load, 2, L.S_CPL).i32(0).op(Op.i32Ne).op(Op.i32And).hint(false).open(Op.if);
     T.flush(); b.i32(2); T.pos(); b.call(F_SY).op(Op.drop);
     b.close();
     b.i32(SY_TSC); T.pos(); b.call(F_SY).set(T.t32);
@@ -3777,7 +3777,7 @@ function emitSyscall(T: Translator, e: BlockEntry, i: number, next: number): voi
     b.get(T.st).mem(Op.i32Load, 2, L.S_EFL).i32(~(ARITH | RF)).op(Op.i32And).get(T.fl).op(Op.i32Or).i32(2).op(Op.i32Or).set(T.fl);
     b.get(T.fl).get(T.st).mem(Op.i32Load, 2, L.S_SFMASK).i32(-1).op(Op.i32Xor).op(Op.i32And).i32(2).op(Op.i32Or);
     b.i32(FLAGS_IMPLEMENTED).op(Op.i32And).set(T.c32);
-    b.get(T.st).mem(Op.i32Load, 2, L.S_SCE).get(T.c32).i32(IF).op(Op.i32And).op(Op.i32Eqz).op(Op.i32And).open(Op.if);
+    b.get(T.st).mem(Op.i32Load, 2, L.S_SCE).get(T.c32).i32(IF).op(Op.i32And).op(Op.i32Eqz).op(Op.i32And).hint(true).open(Op.if);
     b.get(T.r0i).i64(next).op(Op.i64Add).set(T.t64);
     T.writeBack(1, T.t64); // RCX = the next instruction's RIP
     b.get(T.st).get(T.fl).op(Op.i64ExtendI32u).mem(Op.i64Store, 3, L.sGpr(11)); // R11 = RFLAGS (zero-extended)
@@ -3794,7 +3794,7 @@ function emitSyscall(T: Translator, e: BlockEntry, i: number, next: number): voi
     b.get(T.t64).i64(16).op(Op.i64Shl).i64(16).op(Op.i64ShrS).get(T.t64).op(Op.i64Eq).op(Op.i32And); // canonical
     // (not when R11 sets IF while S_PEND is 1: IF's bit shifted down to bit 0, S_PEND's)
     b.get(T.c32).i32(9).op(Op.i32ShrU).get(T.st).mem(Op.i32Load, 2, L.S_PEND).op(Op.i32And).i32(1).op(Op.i32And).op(Op.i32Eqz).op(Op.i32And);
-    b.open(Op.if);
+    b.hint(true).open(Op.if);
     setFlags();
     b.get(T.st).get(T.t64).op(Op.f64ConvertI64s).mem(Op.f64Store, 3, L.S_RIP);
     switchTo(3);
@@ -3813,7 +3813,7 @@ function emitSwapgs(T: Translator, e: BlockEntry, i: number, next: number): void
   // inline; above it the helper `sy` (kind 4) raises #GP(0). Twice per Linux system call (entry and exit).
   T.flush();
   const gs = L.S_SEG + 8 * 5;
-  b.get(T.st).mem(Op.i32Load, 2, L.S_CPL).op(Op.i32Eqz).open(Op.if);
+  b.get(T.st).mem(Op.i32Load, 2, L.S_CPL).op(Op.i32Eqz).hint(true).open(Op.if);
   b.get(T.st).mem(Op.f64Load, 3, gs).set(T.tf);
   b.get(T.st).get(T.st).mem(Op.f64Load, 3, L.S_KGS).mem(Op.f64Store, 3, gs);
   b.get(T.st).get(T.tf).mem(Op.f64Store, 3, L.S_KGS);
@@ -4078,7 +4078,7 @@ function emitPush(T: Translator, e: BlockEntry, i: number, next: number): void {
   if (f === Form.Call) {
     const ripOff = next + e.disp;
     if (FOLD_CHECKS && T.targetOff(ripOff) && T.foldWorth()) {
-      if (T.accessInline()) check = { hit: (slow) => { T.targetFar(ripOff); b.brIf(slow); }, slow: () => T.gpIf(() => T.targetFar(ripOff), false) };
+      if (T.accessInline()) check = { hit: (slow) => { T.targetFar(ripOff); b.hint(false).brIf(slow); }, slow: () => T.gpIf(() => T.targetFar(ripOff), false) };
       else { T.flush(); T.checkTarget(ripOff); } // (the library's write-backs, done first: the check's #GP uses them)
     } else T.checkTarget(ripOff);
     b.get(T.r0i).i64(next).op(Op.i64Add).set(T.w);
@@ -4100,7 +4100,7 @@ function emitPop(T: Translator, e: BlockEntry, i: number, next: number): void {
   if (f === Form.Ret && FOLD_CHECKS && T.accessInline() && T.foldWorth()) {
     // (#GP(0) unless the return address is canonical, with RSP unchanged: SDM vol. 2B RET; on the inline path a
     // failing address takes the slow path, whose write-backs #GP then uses)
-    T.load(8, { hit: (slow) => { T.nonCanonical(T.v); b.brIf(slow); }, slow: () => T.gpIf(() => T.nonCanonical(T.v), false) }, T.v, at);
+    T.load(8, { hit: (slow) => { T.nonCanonical(T.v); b.hint(false).brIf(slow); }, slow: () => T.gpIf(() => T.nonCanonical(T.v), false) }, T.v, at);
   } else if (f === Form.Pop && e.a !== 4) {
     // (POP r: straight into r's local; RSP after it, the read done)
     T.loadReg(e.a, 8, false, at);
@@ -4341,7 +4341,7 @@ function emitMulDivR(T: Translator, e: BlockEntry, i: number, next: number): voi
   }
   // DIV / IDIV: n = the dividend into t (size 8: rAX, when rDX is its extension), the divisor in ls
   const done = b.open(Op.block), hard = b.open(Op.block);
-  b.get(T.ls).op(Op.i64Eqz).brIf(hard);
+  b.get(T.ls).op(Op.i64Eqz).hint(false).brIf(hard);
   if (w) {
     T.r64(2); b.set(T.x1);
     if (signed) b.get(T.x1).get(T.ld).i64(63).op(Op.i64ShrS).op(Op.i64Ne).brIf(hard);
