@@ -252,6 +252,12 @@ interface Work {
   engine?: EngineWork;
   /** The run loop's wall ms asleep with the vCPU halted, and in event-loop turns, during the pass (whose wall is wallMs). */
   haltMs: number; yieldMs: number; wallMs: number;
+  /**
+   * Guest instructions between the markers (tcp: from the connection) alone: `instructions` above also counts the
+   * typed command's echo and the markers' `$(cut ...)` processes (~200 characters echoed through the serial console
+   * and two forks: a few million instructions, a large share of a 16 MiB TCP pass's count).
+   */
+  passInstructions: number;
 }
 /**
  * Where the soft engine ran the test's instructions: outside translated code (interpreted, replayed from decoded
@@ -375,13 +381,13 @@ const phase = (r: TimedResult): string => `${(r.hostMs / 1000).toFixed(2)} s wal
  * The run loop's wall ms halted and in event-loop turns over the pass (the control socket's stats taken as each marker
  * arrived; tcp: from the sender's connection, so the wait for the sender's start is left out), and that interval.
  */
-async function loopShare(r: TimedResult, from?: { at: number; stats: Promise<unknown> }): Promise<{ haltMs: number; yieldMs: number; wallMs: number }> {
-  const none = { haltMs: NaN, yieldMs: NaN, wallMs: r.hostMs };
+async function loopShare(r: TimedResult, from?: { at: number; stats: Promise<unknown> }): Promise<{ haltMs: number; yieldMs: number; wallMs: number; passInstructions: number }> {
+  const none = { haltMs: NaN, yieldMs: NaN, wallMs: r.hostMs, passInstructions: NaN };
   if (!r.probed) return none;
   const a = (await (from?.stats ?? r.probed.begin)) as Stats | number | undefined;
   const b = (await r.probed.end) as Stats | number | undefined;
   if (typeof a !== 'object' || typeof b !== 'object' || a.haltMs === undefined || b.haltMs === undefined) return none;
-  return { haltMs: b.haltMs - a.haltMs, yieldMs: (b.yieldMs ?? 0) - (a.yieldMs ?? 0), wallMs: r.endAt - (from?.at ?? r.beginAt) };
+  return { haltMs: b.haltMs - a.haltMs, yieldMs: (b.yieldMs ?? 0) - (a.yieldMs ?? 0), wallMs: r.endAt - (from?.at ?? r.beginAt), passInstructions: b.instructions - a.instructions };
 }
 /**
  * The test device's path on both VMMs, per unit: the driver's notifications, the interrupts sent, the chains taken
@@ -407,7 +413,7 @@ async function noteDevicePath(vmm: Vmm, t: TestKey, units: number, r: TimedResul
   if (d) ((devicePaths[vmm.key] ??= {})[t] ??= []).push(d);
 }
 function record(vmm: Vmm, t: TestKey, rate: number, units: number, r: TimedResult, before: Stats | undefined, after: Stats | undefined,
-  loop: { haltMs: number; yieldMs: number; wallMs: number }): void {
+  loop: { haltMs: number; yieldMs: number; wallMs: number; passInstructions: number }): void {
   add(vmm.key, t, rate);
   // How long the phase was and where its CPU went: the guest thread (ringzero's main thread, QEMU's "CPU 0/TCG")
   // against the whole process (ringzero's other threads are mostly V8 compiling and tiering up translated code).
@@ -655,6 +661,7 @@ for (const t of tests) {
 console.log('\nper CPU-second of the guest thread (ringzero\'s main thread, QEMU\'s "CPU 0/TCG"; medians), and the process CPU spent off it:');
 printTable(['test', 'ringzero soft', 'qemu -accel tcg', 'ratio', 'ringzero off-thread', 'qemu off-thread'], threadRows);
 
+const unitsOf = (t: TestKey): number => (t === 'randread' ? reads : NET_TESTS.includes(t) ? netMb : mb);
 // Busy or idle: the guest's view (/proc/stat) on both VMMs, the guest thread's CPU per wall second, and ringzero's run
 // loop (halted, in event-loop turns) per wall second.
 const idleRows: string[][] = [];
@@ -674,6 +681,9 @@ for (const t of tests) {
     if (xs && xs.length > 0) {
       const tot = (x: GuestTime) => Math.max(1, x.busy + x.idle + x.iowait);
       figures[`${vmm === 'qemu' ? 'qemu_tcg' : vmm}_${t}_guest_idle_pct`] = Number((100 * median(xs.map((x) => (x.idle + x.iowait) / tot(x)))).toFixed(1));
+      // (the guest's busy USER_HZ ticks per unit: with RINGZERO_BENCH_QEMU_ARGS='["-icount","shift=0,sleep=off"]' QEMU's
+      // guest time is its instruction count, 10 M instructions per tick)
+      figures[`${vmm === 'qemu' ? 'qemu_tcg' : vmm}_${t}_guest_busy_ticks_per_unit`] = Number(median(xs.map((x) => x.busy / unitsOf(t))).toPrecision(4));
     }
   }
   if (ws.length > 0 && Number.isFinite(ws[0].haltMs)) figures[`ringzero_${t}_halted_pct`] = Number((100 * median(ws.map((w) => w.haltMs / w.wallMs))).toFixed(1));
@@ -744,7 +754,9 @@ for (const key of ['ringzero', 'ringzero_base']) {
     // segmentation offload made of it (a plain Ethernet frame holds at most 1514 bytes).
     const frameBytes = t === 'tcp' ? m((w) => (w.rxFrames > 0 ? w.rxBytes / w.rxFrames : 0)) : t === 'tcpout' ? m((w) => (w.txFrames > 0 ? w.txBytes / w.txFrames : 0)) : undefined;
     if (frameBytes !== undefined) figures[`${key}_${t}_bytes_per_frame`] = Math.round(frameBytes);
-    workRows.push([`${t} (per ${unit})${key === 'ringzero_base' ? ', csum only' : ''}`, (instr / 1e3).toFixed(1), m((w) => w.mmio / w.units).toFixed(2),
+    const passInstr = m((w) => w.passInstructions / w.units);
+    if (Number.isFinite(passInstr)) figures[`${key}_${t}_pass_instructions_per_${unit.toLowerCase()}`] = Math.round(passInstr);
+    workRows.push([`${t} (per ${unit})${key === 'ringzero_base' ? ', csum only' : ''}`, `${(instr / 1e3).toFixed(1)} (${Number.isFinite(passInstr) ? (passInstr / 1e3).toFixed(1) : '-'})`, m((w) => w.mmio / w.units).toFixed(2),
       m((w) => (w.pio - w.consolePio) / w.units).toFixed(2), m((w) => w.consolePio / w.units).toFixed(2),
       m((w) => w.notifies / w.units).toFixed(2), m((w) => w.interrupts / w.units).toFixed(2),
       m((w) => w.halts / w.units).toFixed(2), cpuRate !== undefined ? (instr * cpuRate / 1e6).toFixed(1) : '-', frameBytes !== undefined ? frameBytes.toFixed(0) : '-']);
@@ -752,7 +764,7 @@ for (const key of ['ringzero', 'ringzero_base']) {
 }
 if (workRows.length > 0) {
   console.log('\nringzero: guest work per unit (control socket stats; medians):');
-  printTable(['test', 'k instructions', 'MMIO traps', 'port I/O', 'console port I/O', 'queue notifies', 'device interrupts', 'halts', 'guest MIPS per CPU-s', 'bytes per data frame'], workRows);
+  printTable(['test', 'k instructions (within the pass)', 'MMIO traps', 'port I/O', 'console port I/O', 'queue notifies', 'device interrupts', 'halts', 'guest MIPS per CPU-s', 'bytes per data frame'], workRows);
 }
 // The soft engine's side of the same work: what kept instructions out of translated code.
 const engineRows: string[][] = [];

@@ -256,6 +256,70 @@ test('RINGZERO_NET_TX_IRQ=defer: a small frame\'s completion is published at onc
   } finally { b.close(); }
 });
 
+test('RINGZERO_NET_TX_POLL: after a notify the driver\'s notifications stay off, later frames go between slices; on again after two empty looks', () => {
+  const backend = new FakeBackend();
+  let look: (() => void) | undefined;
+  let armed = false;
+  const net = new VirtioNet(backend, MAC, undefined, 'now', (callback) => {
+    look = callback;
+    return { arm: () => { armed = true; }, disarm: () => { armed = false; } };
+  });
+  const b = new TestBench(net);
+  try {
+    b.bringUp({ msix: true }); // EVENT_IDX negotiated
+    const availEvent = () => { const { used, size } = b.queues[TX_QUEUE].layout; return b.mem.lowView.getUint16(used + 4 + 8 * size, true); };
+    // The driver's side of §2.7.10 (Linux's virtqueue_kick_prepare): kick only when the new index passes avail_event.
+    const needKick = (newIdx: number, oldIdx: number) => ((newIdx - availEvent() - 1) & 0xffff) < ((newIdx - oldIdx) & 0xffff);
+    const frame = ethFrame(new Uint8Array(6).fill(0xff), MAC, 0x0800, new Uint8Array(200).fill(5));
+    let idx = 0;
+    const send = (f = frame) => {
+      const at = b.alloc(NET_HDR_BYTES + f.length);
+      b.mem.write(at + NET_HDR_BYTES, f);
+      const kick = needKick(idx + 1, idx);
+      b.addChain(TX_QUEUE, [[at, NET_HDR_BYTES + f.length, false]], kick);
+      idx++;
+      return kick;
+    };
+    const slice = () => { assert.ok(armed, 'a look is due'); armed = false; look!(); };
+    assert.equal(send(), true, 'the first frame kicks');
+    assert.equal(backend.sent.length, 1, 'sent inside the notify');
+    assert.equal(b.used(TX_QUEUE).length, 1);
+    assert.ok(armed, 'polling');
+    assert.equal(send(), false, 'avail_event left behind: no kick');
+    assert.equal(send(), false);
+    assert.equal(backend.sent.length, 1, 'waiting for the next look');
+    slice();
+    assert.equal(backend.sent.length, 3, 'both taken between slices');
+    assert.equal(b.used(TX_QUEUE).length, 2);
+    slice(); // empty
+    assert.ok(armed);
+    slice(); // empty again: notifications on
+    assert.equal(armed, false, 'polling stopped');
+    assert.equal(availEvent(), 3, 'avail_event = the next index (§2.7.10)');
+    assert.equal(send(), true, 'the driver kicks again');
+    assert.equal(backend.sent.length, 4);
+    assert.ok(armed);
+    // A reset stops the polling; the device works again after it (a kick, then polling).
+    b.status = 0;
+    assert.equal(armed, false, 'reset: no look due');
+    b.bringUp({ msix: true });
+    idx = 0;
+    b.queues[TX_QUEUE].nextDesc = 0;
+    // An ACK-sized frame (a guest that receives) does not start the polling: the host waits for it.
+    const ack = ethFrame(new Uint8Array(6).fill(0xff), MAC, 0x0800, new Uint8Array(52).fill(1));
+    assert.equal(send(ack), true);
+    assert.equal(backend.sent.length, 5);
+    assert.equal(armed, false, 'no polling after small frames');
+    assert.equal(availEvent(), 1, 'notifications on at once');
+    assert.equal(send(ack), true, 'the next ACK kicks');
+    assert.equal(send(), true);
+    assert.equal(backend.sent.length, 7);
+    assert.ok(armed, 'a data frame starts it');
+    assert.equal(net.counters.txFrames, 7);
+    assert.equal(b.status & NEEDS_RESET, 0);
+  } finally { b.close(); }
+});
+
 test('RINGZERO_NET_TX_IRQ=rx: a completion\'s interrupt waits only when the same notify interrupted for a received answer, and goes if still wanted', async () => {
   // The host answers every frame inside write(2) while `answer` is set (an ACK to a data segment, as a TAP's stack does).
   class AnsweringBackend extends FakeBackend {

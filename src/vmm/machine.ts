@@ -294,7 +294,16 @@ export class Machine {
       deliverMsi: (address, data) => this.deliverMsi(address, data), onReset: reset,
     });
     this.pci.register(this.ports, this.mmio);
-    this.virtio = attachVirtioDevices({ mem: this.mem, kick: () => this.kick() }, this.pci, config, this.console);
+    this.virtio = attachVirtioDevices({
+      mem: this.mem, kick: () => this.kick(),
+      // (soft engine: a VM-clock timer due now fires at the run loop's next runDue, after the current slice)
+      ...(config.engine !== 'kvm' ? {
+        sliceTimer: (callback: () => void) => {
+          const t = this.clock.createTimer(() => callback());
+          return { arm: () => this.clock.arm(t, this.clock.now()), disarm: () => this.clock.disarm(t) };
+        },
+      } : {}),
+    }, this.pci, config, this.console);
     this.virtio.control?.attachVm(this);
 
     if (config.engine !== 'kvm') for (let i = 0; i < config.cpus; i++) this.addVcpu(i, this.apicBus!);

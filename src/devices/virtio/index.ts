@@ -8,7 +8,7 @@ import { VirtioPciFunction } from './pci.ts';
 import { VirtioBlock } from './blk.ts';
 import { VirtioRng } from './rng.ts';
 import { VirtioConsole } from './console.ts';
-import { VirtioNet, parseMac } from './net.ts';
+import { VirtioNet, parseMac, txPollFromEnv, type SliceTimer } from './net.ts';
 import { VirtioVsock } from './vsock.ts';
 import { VirtioBalloon } from './balloon.ts';
 import type { VirtioDevice } from './device.ts';
@@ -30,6 +30,11 @@ export interface VirtioMachine {
   mem: GuestMemory;
   /** Wake the run loop (host input arrived for the guest). */
   kick?(): void;
+  /**
+   * Soft engine: a one-shot that runs `callback` between the run loop's slices (right after the current one, or at
+   * once if every vCPU is halted): virtio-net's transmit polling (RINGZERO_NET_TX_POLL) looks at its ring there.
+   */
+  sliceTimer?(callback: () => void): SliceTimer;
 }
 
 export interface VirtioDevices {
@@ -59,7 +64,8 @@ export function attachVirtioDevices(machine: VirtioMachine, pci: PciHost, config
     for (const n of config.nets ?? []) {
       const mac = parseMac(n.mac);
       if (!mac) throw new Error(`invalid MAC '${n.mac}' for TAP '${n.tap}'`);
-      const nic = new VirtioNet(new Tap(n.tap, { writerThread: process.env.RINGZERO_NET_TX_THREAD === '1' }), mac);
+      const poll = txPollFromEnv() && machine.sliceTimer ? machine.sliceTimer : undefined;
+      const nic = new VirtioNet(new Tap(n.tap, { writerThread: process.env.RINGZERO_NET_TX_THREAD === '1' }), mac, undefined, undefined, poll);
       nets.push(nic);
       devices.push(nic);
     }
