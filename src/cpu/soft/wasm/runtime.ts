@@ -718,7 +718,8 @@ export class WasmEngine {
    * RINGZERO_WASM_SITE_STATS=FILE: write the memory-library call counts by site to FILE, one line per site with calls,
    * most first: count, linear RIP (hex, '?' unknown), physical address (hex), access; returns the --stats words.
    */
-  private writeSiteStats(): string {
+  private siteSnaps = 0;
+  private writeSiteStats(file = SITE_STATS): string {
     const I = this.i32, base = SITE_BASE >> 2, n = Math.min(siteInfo.length, SITE_MAX);
     const rows: [number, number][] = [];
     let total = 0;
@@ -728,8 +729,8 @@ export class WasmEngine {
     // (Translator.siteCount counts every site past SITE_MAX - 1 in the last slot: that row is all of them, not the site
     // that took the slot first; a syscall loop's run listed it as one RET in __x86_return_thunk, 8 calls per syscall)
     const over = siteInfo.length > SITE_MAX - 1 ? SITE_MAX - 1 : -1;
-    writeFileSync(SITE_STATS, rows.map(([k, i]) => i === over ? `${k} ? ? (${siteInfo.length - over} sites past SITE_MAX, together)` : `${k} ${hex(siteInfo[i].lin)} ${hex(siteInfo[i].pa)} ${siteInfo[i].kind}`).join('\n') + '\n');
-    return `; memory-library calls by site: ${total} at ${rows.length} of ${siteInfo.length} sites (${SITE_STATS})`;
+    writeFileSync(file, rows.map(([k, i]) => i === over ? `${k} ? ? (${siteInfo.length - over} sites past SITE_MAX, together)` : `${k} ${hex(siteInfo[i].lin)} ${hex(siteInfo[i].pa)} ${siteInfo[i].kind}`).join('\n') + '\n');
+    return `; memory-library calls by site: ${total} at ${rows.length} of ${siteInfo.length} sites (${file})`;
   }
 
   /**
@@ -738,6 +739,9 @@ export class WasmEngine {
    * `stats`, whose differences give a command's own counts: bench/syscall-counts.ts); else none.
    */
   exitCounters(): Record<string, number> {
+    // (SITE_STATS: each control-socket `stats` also writes the counts so far to FILE.N, N counting from 1, so that two
+    // of them give one command's calls by site)
+    if (SITE_STATS) this.writeSiteStats(`${SITE_STATS}.${++this.siteSnaps}`);
     if (!EXIT_STATS) return {};
     if (ENTRY_SITES !== '') this.writeEntrySites();
     const names = ['wbLib', 'wbOther', 'libCalls', 'wbBranch', 'ldCache', 'ldUncached', 'ldEntry', 'ldBranch', 'wbExit', 'wbJcc', 'wbHoist', 'wbBack'];

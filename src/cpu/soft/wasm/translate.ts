@@ -345,6 +345,22 @@ const RAS = process.env.RINGZERO_WASM_RAS !== '0';
  */
 const INLINE_MEM = process.env.RINGZERO_WASM_INLINE_MEM !== '0';
 /**
+ * RINGZERO_WASM_INLINE_ALL=1 (off by default): every memory access of every function probes the TLB inline, as a
+ * loop's do, calling the memory library (with the dirty registers written back first) only on a miss. Why the calls
+ * were made (session 28, bench/syscall-counts with RINGZERO_WASM_SITE_STATS, per ash loop iteration / per syscall):
+ * 2540 / 135 library calls, of which 0.055 / 0.003 took the library's slow path (no TLB misses, MMIO, page ends to
+ * speak of): all were tier-1 accesses outside loops, i.e. this policy, spread over hundreds of sites each run 1-21
+ * times per iteration (ash: 1982 in region members, 482 in one-block functions; MOV loads 752 + 99 (32-bit), MOV
+ * stores 323 + 79, CALL pushes 159, ALU loads 127, RET pops 109, byte CMP/ALU with memory 109, MOVZX 100, MOV byte
+ * loads 91, JMP through memory 57, fs: 205; syscall: MOV loads 58 + 11, CALL 13, RET 10, gs: 27). With it: 10 / 0
+ * library calls; write-backs 6430 -> 5799 / 358 -> 312 (registers stay dirty past the inline hits, so a later exit
+ * writes back what the calls did, once). Paired against base28 (bench/engines --paired, 3 runs, loaded host): ash
+ * 0.92x wall (0.89-0.96), guest thread 0.89x; syscall 0.88x (0.85-0.94); md5 1.04x (0.97-1.07, thread 0.97x); but
+ * the boot 1.25x wall, process CPU 1.18x (guest thread 1.03x): the boot's code 10.2 -> 13.7 MB.
+ */
+let INLINE_ALL = process.env.RINGZERO_WASM_INLINE_ALL === '1';
+export function setInlineAll(on: boolean): boolean { const old = INLINE_ALL; INLINE_ALL = on; return old; }
+/**
  * An inline load whose block loaded through an inline probe before (straight-line, no helper call since) first
  * compares its page with that probe's and, when equal, reads RAM through the page's remembered addend: 10-14 wasm
  * operations instead of the probe's ~30 (the slot hash, the TLB tag and addend loads).
@@ -892,7 +908,11 @@ class Translator {
     const l = this.curLin(), off = this.offs[this.ix] ?? 0;
     if (SITE_USER && (l === undefined || l < 0 || l >= 2 ** 47)) return;
     const i = Math.min(siteInfo.length, SITE_MAX - 1);
-    siteInfo.push({ lin: l === undefined ? undefined : l + off, pa: this.block.pa + off, kind });
+    // (the kind gets the instruction's form number (fast-forms.ts Form) and where the site is: f function of one block,
+    // r region member, l on a loop (inline probes))
+    const e = this.block.entries[this.ix];
+    const where = this.selfLoop || this.loopMember ? 'l' : this.region !== null ? 'r' : 'f';
+    siteInfo.push({ lin: l === undefined ? undefined : l + off, pa: this.block.pa + off, kind: `${kind} form=${e?.form ?? -1} ${where} seg=${e?.seg ?? -1}` });
     this.b.i32(0).i32(0).mem(Op.i32Load, 2, SITE_BASE + 4 * i).i32(1).op(Op.i32Add).mem(Op.i32Store, 2, SITE_BASE + 4 * i);
   }
 
@@ -1287,7 +1307,7 @@ class Translator {
     // (`addr` pushes the address: into local a at once, or in a stack run's access only on its slow path, as the
     // library's argument)
     if (addr !== undefined && run < 0) { addr(); b.set(this.a); }
-    const inline = run >= 0 || (INLINE_MEM && (this.selfLoop || this.loopMember || this.opts.inline));
+    const inline = run >= 0 || this.memInline();
     if (inline) this.slowStart();
     const before = b.calls;
     const key = this.aKey;
@@ -1354,7 +1374,7 @@ class Translator {
     const b = this.b;
     const run = this.runCur; this.runCur = -1;
     if (addr !== undefined && run < 0) { addr(); b.set(this.a); } // (as load's)
-    const inline = run >= 0 || (INLINE_MEM && (this.selfLoop || this.loopMember || this.opts.inline));
+    const inline = run >= 0 || this.memInline();
     if (inline) this.slowStart();
     b.memOps++;
     if (run >= 0) {
@@ -1893,9 +1913,13 @@ class Translator {
     const o = (this.block.pa & 0xfff) + ripOff;
     return o < 0 || o >= 4096;
   }
+  /** Whether this function's memory accesses probe the TLB inline (not counting stack runs). */
+  memInline(): boolean {
+    return INLINE_MEM && (this.selfLoop || this.loopMember || this.opts.inline || INLINE_ALL);
+  }
   /** Whether the current instruction's next memory access probes inline (load, store), not the library alone. */
   accessInline(): boolean {
-    return this.runCur >= 0 || (INLINE_MEM && (this.selfLoop || this.loopMember || this.opts.inline));
+    return this.runCur >= 0 || this.memInline();
   }
   /**
    * FOLD_CHECKS: whether a check's own #GP path would write back enough (dirty registers, a deferred flag record) to
@@ -2948,7 +2972,7 @@ function onCycles(members: Block[], at: Map<number, number>): boolean[] {
  * fault nor call out come before it (their destinations, a superset, and a flag producer are left out).
  */
 function hoistMask(T: Translator, i: number): { regs: number; flags: boolean } | null {
-  if (INLINE_MEM && (T.selfLoop || T.loopMember || T.opts.inline)) return null;
+  if (T.memInline()) return null;
   const es = T.block.entries;
   let written = 0, flags = true;
   for (let j = i + 1; j < es.length; j++) {
