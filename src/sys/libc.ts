@@ -74,6 +74,15 @@ export function munmap(address: bigint, length: number): void {
   if ((munmapFn(address, length) as number) < 0) throw new SysError('munmap', lastErrno());
 }
 
+/** madvise(2) advice: back the range with transparent huge pages where it can (THP "madvise" mode). */
+export const MADV_HUGEPAGE = 14;
+let madviseFn: ((addr: bigint, length: number, advice: number) => number) | undefined;
+/** madvise(2) over [address, address + length) (page-aligned). */
+export function madvise(address: bigint, length: number, advice: number): void {
+  madviseFn ??= libc.func('int madvise(void *addr, size_t length, int advice)') as (addr: bigint, length: number, advice: number) => number;
+  if (madviseFn(address, length, advice) < 0) throw new SysError('madvise', lastErrno());
+}
+
 /**
  * Keep the C heap's freed pages in this process (mallopt(3) M_TRIM_THRESHOLD): for the VMM, whose V8 worker threads
  * compile wasm (Liftoff, TurboFan) and JavaScript in zones malloc'd and freed per compile. glibc gives the free top of
