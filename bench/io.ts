@@ -234,7 +234,7 @@ const offThread: Record<string, Partial<Record<TestKey, number[]>>> = {};
  * Idle means the vCPU waits (for a device's completion, an interrupt, a timer): the device path's latency; busy
  * means the pass is the engine's speed on the guest's work.
  */
-interface GuestTime { busy: number; idle: number; iowait: number; wallMs: number; threadS: number; threadWaitS: number }
+interface GuestTime { busy: number; idle: number; iowait: number; wallMs: number; threadS: number; threadWaitS: number; guestS: number }
 const guestTime: Record<string, Partial<Record<TestKey, GuestTime[]>>> = {};
 const add = (vmm: string, t: TestKey, x: number) => { ((results[vmm] ??= {})[t] ??= []).push(x); };
 const MiB = 1024 * 1024;
@@ -424,7 +424,7 @@ function record(vmm: Vmm, t: TestKey, rate: number, units: number, r: TimedResul
   if (r.threadS > 0) ((perThread[vmm.key] ??= {})[t] ??= []).push(units / r.threadS);
   // (the process figure is in 10 ms clock ticks, the thread's in ns: a short pass can show a little below zero)
   if (r.cpuS > 0 && Number.isFinite(r.threadS)) ((offThread[vmm.key] ??= {})[t] ??= []).push(Math.max(0, 1 - r.threadS / r.cpuS));
-  if (r.guestCpu) ((guestTime[vmm.key] ??= {})[t] ??= []).push({ ...r.guestCpu, wallMs: r.hostMs, threadS: r.threadS, threadWaitS: r.threadWaitS });
+  if (r.guestCpu) ((guestTime[vmm.key] ??= {})[t] ??= []).push({ ...r.guestCpu, wallMs: r.hostMs, threadS: r.threadS, threadWaitS: r.threadWaitS, guestS: r.guestS });
   if (before && after) {
     if (statsDumpFile) dumpStatsDelta(vmm, t, units, before, after);
     const dev = NET_TESTS.includes(t) ? 'virtio-net' : 'virtio-blk';
@@ -684,6 +684,9 @@ for (const t of tests) {
       // (the guest's busy USER_HZ ticks per unit: with RINGZERO_BENCH_QEMU_ARGS='["-icount","shift=0,sleep=off"]' QEMU's
       // guest time is its instruction count, 10 M instructions per tick)
       figures[`${vmm === 'qemu' ? 'qemu_tcg' : vmm}_${t}_guest_busy_ticks_per_unit`] = Number(median(xs.map((x) => x.busy / unitsOf(t))).toPrecision(4));
+      // The same without the tick's sampling: the guest's uptime between the markers less its idle and iowait, which
+      // a tickless idle CPU accounts exactly (get_cpu_idle_time_us), in USER_HZ ticks per unit (10 ms resolution).
+      figures[`${vmm === 'qemu' ? 'qemu_tcg' : vmm}_${t}_guest_busy_exact_ticks_per_unit`] = Number(median(xs.map((x) => (x.guestS * 100 - x.idle - x.iowait) / unitsOf(t))).toPrecision(4));
     }
   }
   if (ws.length > 0 && Number.isFinite(ws[0].haltMs)) figures[`ringzero_${t}_halted_pct`] = Number((100 * median(ws.map((w) => w.haltMs / w.wallMs))).toFixed(1));
