@@ -7,12 +7,14 @@ import test from 'node:test';
 import assert from 'node:assert/strict';
 import { hexBytes, runBlocksToHalt, cpuState, CODE, DATA, interpreterOrWasmMachine, type Machine } from './support/soft-cpu.ts';
 import { setHotThreshold, setJitThreshold } from '../src/cpu/soft/code-cache.ts';
-import { setAsync, setBatchTail } from '../src/cpu/soft/wasm/runtime.ts';
+import { setAsync, setBatchTail, setTail } from '../src/cpu/soft/wasm/runtime.ts';
 import { setCallRet, setCallRetCount, setCallRetDepth, CALLRET_NEST } from '../src/cpu/soft/wasm/translate.ts';
 import { GuestMemory } from '../src/memory/guest-memory.ts';
 
 setHotThreshold(0);
 setJitThreshold(3);
+// (what this file tests builds on tail calls: RINGZERO_WASM_TAIL, off by default)
+setTail(true);
 setAsync(false);
 setBatchTail(true);
 setCallRetCount(true);

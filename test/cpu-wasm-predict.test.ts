@@ -8,7 +8,7 @@ import test from 'node:test';
 import assert from 'node:assert/strict';
 import { hexBytes, runBlocksToHalt, cpuState, CODE, DATA, interpreterOrWasmMachine, type Machine } from './support/soft-cpu.ts';
 import { setHotThreshold, setJitThreshold } from '../src/cpu/soft/code-cache.ts';
-import { setAsync } from '../src/cpu/soft/wasm/runtime.ts';
+import { setAsync, setTail } from '../src/cpu/soft/wasm/runtime.ts';
 import { setPredict } from '../src/cpu/soft/wasm/translate.ts';
 import { GuestMemory } from '../src/memory/guest-memory.ts';
 import { setCountChains } from '../src/cpu/soft/wasm/translate.ts';
@@ -17,6 +17,8 @@ import { setCountChains } from '../src/cpu/soft/wasm/translate.ts';
 setCountChains(true);
 setHotThreshold(0);
 setJitThreshold(3);
+// (what this file tests builds on tail calls: RINGZERO_WASM_TAIL, off by default)
+setTail(true);
 setAsync(false);
 // (off by default: translate.ts PREDICT)
 setPredict(true);

@@ -61,10 +61,20 @@ let WASM_DECAY = Number(process.env.RINGZERO_WASM_DECAY ?? 0);
 export function setDecay(n: number): number { const old = WASM_DECAY; WASM_DECAY = n; return old; }
 /**
  * Static exits to a block translated and installed before their batch was built tail-call its function
- * (translate.ts Translator.tailExit; RINGZERO_WASM_TAIL=0: off). Not with tier 2 nor LOCAL_MEM (their modules
+ * (translate.ts Translator.tailExit; RINGZERO_WASM_TAIL=1: on). Not with tier 2 nor LOCAL_MEM (their modules
  * define the memory functions where tail imports would be).
+ * Off by default since session 28: on, the ash loop of bench/engines made ~295 tail calls per iteration of ~14.8k
+ * guest instructions (~245 into other pages, each after a fetch-TLB check of its own), and the dispatcher ~410
+ * entries; off, ~700 dispatcher entries, yet paired (bench/engines --paired, same build, on against off, load ~20, 3
+ * runs) ash wall 0.95x (0.94-0.97) and md5 0.96x (0.93-1.03) with it off, guest thread 0.95x and 0.94x; 4 runs: boot
+ * 0.96x (0.94-0.96, 2 pairs), syscalls 0.96x (0.93-0.98), thread 1.00x and 0.98x (every exit with a target gets the
+ * tail call's guard, ~40 wasm operations: larger functions, for V8 to tier up too). RET_TAIL, a RET's tail call
+ * through the function table, was slower still (ash 1.17x and 1.09x, md5 1.09x in 2 pairs: every module then imports
+ * the table, and a Table.set updates every importing instance, translate.ts RET_TAIL).
  */
-const TAIL = process.env.RINGZERO_WASM_TAIL !== '0';
+let TAIL = process.env.RINGZERO_WASM_TAIL === '1';
+/** Switch TAIL (tests of tail calls and what builds on them: BATCH_TAIL, PREDICT, CALLRET, RET_TAIL); returns the old value. */
+export function setTail(on: boolean): boolean { const old = TAIL; TAIL = on; return old; }
 /**
  * Function-table indices kept for good because a tail call may still enter their dead function (WasmEngine.kept)
  * at most: past this, batches make no new tail calls (a guest that keeps loading new code at new addresses would

@@ -536,7 +536,10 @@ export function setCallRetDepth(d: number): number { const old = CALLRET_DEPTH; 
  * which then made the same checks and a call_indirect of its own. bench/engines' ash loop: ~289 such returns per
  * iteration of ~14.8k guest instructions; the dispatcher was ~13% of the loop's host samples (perf), for ~660 entries.
  * Each translated module then imports the function table (e.t). Not with CALLRET (its nested dispatcher counts on
- * the RET's return).
+ * the RET's return); only with tail calls on (runtime.ts TAIL, off by default).
+ * Off by default: paired against the same build without it (session 28, load ~15): ash wall 1.17x and 1.09x, md5 0.99x
+ * and 1.09x (2 runs): slower. (Session 12 had found the same for static exits through the table: with the table
+ * imported by every block module, V8's Table.set and grow update every importing instance, runtime.ts install.)
  */
 export let RET_TAIL = process.env.RINGZERO_WASM_RET_TAIL === '1';
 /** Switch RET_TAIL (its tests; between translations); returns the old value. */
