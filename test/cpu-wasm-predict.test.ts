@@ -81,10 +81,11 @@ test('a RET that tail-calls its predicted return site leaves no stale dispatch e
   // g's RET is predicted (the RIP its last run left to) and, through the return-address stack, also names its return
   // site's dispatch entry (S_NEXT); when it tail-calls the site, that name must go, or the next exit that names no
   // entry (here the indirect JMP, translated with the rest of the loop before anything was installed: no prediction)
-  // sends the dispatcher back into the return site. g writes into its own page once (pass 500), so it is recorded
-  // and translated again after the loop's blocks were installed, and then predicts its RET.
+  // sends the dispatcher back into the return site. g writes into its own page once (pass 500; in its own 64-byte
+  // chunk, which RINGZERO_CODE_BYTES also sees as a write into code), so it is recorded and translated again after the
+  // loop's blocks were installed, and then predicts its RET.
   //   mov ecx,1500 / W: call g / R: dec ecx / jz 9f / xchg rsi,rdx / jmp rdx / W2: call g / jmp R / 9: hlt
-  //   g: cmp ecx,1000 / jne 1f / mov byte [rdi],0 / 1: add eax,1 / ret   (rdx = W2, rsi = W, rdi = g + 0x800)
+  //   g: cmp ecx,1000 / jne 1f / mov byte [rdi],0 / 1: add eax,1 / ret   (rdx = W2, rsi = W, rdi = g + 0x20)
   const code = hexBytes('b9 dc 05 00 00 e8 f6 0f 00 00 ff c9 74 0c 48 87 d6 ff e2 e8 e8 0f 00 00 eb f0 f4');
   const ms = (['interpreter', 'wasm'] as const).map((mode) => {
     const m = interpreterOrWasmMachine(mode, memories);
@@ -92,7 +93,7 @@ test('a RET that tail-calls its predicted return site leaves no stale dispatch e
     m.mem.write(G, Uint8Array.from(hexBytes('81 f9 e8 03 00 00 75 03 c6 07 00 83 c0 01 c3')));
     m.cpu.setGpr(2, BigInt(CODE + 0x13));
     m.cpu.setGpr(6, BigInt(CODE + 5));
-    m.cpu.setGpr(7, BigInt(G + 0x800));
+    m.cpu.setGpr(7, BigInt(G + 0x20));
     assert.equal(runBlocksToHalt(m, 1_000_000), -1);
     return m;
   });
