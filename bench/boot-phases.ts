@@ -12,8 +12,12 @@
 // by why (warming, queued, in flight; RINGZERO_TIER_STATS=1), entries into wasm, blocks recorded and translated.
 // Runs alternate between the VMMs; medians per phase.
 //
-//   node --import tsx bench/boot-phases.ts [--runs 3] [--bins A,B] [--no-qemu] [--memory 256M]
+//   node --import tsx bench/boot-phases.ts [--runs 3] [--bins A,B] [--no-qemu] [--memory 256M] [--guest-profile [--top 15]]
 //
+// --guest-profile: what the guest runs in each phase, instead of the timings: one boot of the (first) ringzero with
+// `nokaslr` and --profile-guest (one RIP per 20000 instructions, src/vmm/guest-profile.ts; a profile per phase from
+// RINGZERO_BOOT_PHASES), whose shell then prints its /proc/kallsyms text symbols on the console to name them; prints
+// the --top functions of each phase with their share of the phase's instructions.
 // --bins A,B: two builds' bin/ringzero (default: this checkout's alone). The host is noisy: compare counts, or
 // ratios of the same run.
 import { spawn } from 'node:child_process';
@@ -22,6 +26,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { findDefaultImage, GUEST_PROMPT } from '../src/image/build.ts';
 import { benchArgs, CMDLINE, median, qemuPresent, qemuTcgArgs, RINGZERO, QEMU, killGroup, onCleanup } from './support/common.ts';
+import { GuestProfile, parseKallsyms } from '../src/vmm/guest-profile.ts';
+import { SLICE } from '../src/vmm/machine.ts';
 
 const { values } = benchArgs(import.meta.url, {
   options: {
@@ -30,6 +36,8 @@ const { values } = benchArgs(import.meta.url, {
     'no-qemu': { type: 'boolean', default: false },
     memory: { type: 'string', default: '256M' },
     timeout: { type: 'string', default: '900' },
+    'guest-profile': { type: 'boolean', default: false },
+    top: { type: 'string', default: '15' },
   },
 });
 const image = findDefaultImage();
@@ -53,8 +61,11 @@ interface Run {
 const work = fs.mkdtempSync(path.join(os.tmpdir(), 'rz-boot-phases-'));
 onCleanup(() => fs.rmSync(work, { recursive: true, force: true }));
 
-/** Boot one VMM, answer its prompt, return the host time each phase ended (ms since spawn). */
-function boot(cmd: string, args: string[], env: NodeJS.ProcessEnv): Promise<number[]> {
+/**
+ * Boot one VMM, answer its prompt (with `command`, then `poweroff -f`), return the host time each phase ended (ms
+ * since spawn); `onLine` sees every console line after the prompt.
+ */
+function boot(cmd: string, args: string[], env: NodeJS.ProcessEnv, command = 'uname -r', onLine?: (line: string) => void): Promise<number[]> {
   return new Promise((resolve, reject) => {
     const t0 = performance.now();
     const child = spawn(cmd, args, { stdio: ['pipe', 'pipe', 'pipe'], detached: true, env });
@@ -72,8 +83,13 @@ function boot(cmd: string, args: string[], env: NodeJS.ProcessEnv): Promise<numb
         const m = ENDS[at.length - 1].exec(out)!;
         out = out.slice(m.index + m[0].length);
       }
-      if (state === 0 && at.length === ENDS.length) { state = 1; out = ''; child.stdin.write('uname -r; echo BENCH-""DONE\n'); }
-      else if (state === 1 && /BENCH-DONE/.test(out)) { state = 2; child.stdin.write('poweroff -f\n'); }
+      if (state === 0 && at.length === ENDS.length) { state = 1; out = ''; child.stdin.write(`${command}; echo BENCH-""DONE\n`); }
+      else if (state === 1) {
+        const end = out.lastIndexOf('\n');
+        if (onLine !== undefined && end >= 0) { for (const line of out.slice(0, end).split('\n')) onLine(line.replace(/\r$/, '')); }
+        if (/BENCH-DONE/.test(out)) { state = 2; child.stdin.write('poweroff -f\n'); }
+        else if (end >= 0) out = out.slice(end + 1);
+      }
     });
     child.stderr.resume();
     child.on('exit', (code) => {
@@ -107,6 +123,28 @@ function phaseCounters(file: string): Record<Counter, number>[] {
 }
 
 const bins = values.bins !== '' ? values.bins!.split(',').map((b) => path.resolve(b)) : [RINGZERO];
+
+if (values['guest-profile']) {
+  const file = path.join(work, 'profile-phases.jsonl');
+  const env = { ...process.env, RINGZERO_BOOT_PHASES: file };
+  const kallsyms: string[] = [];
+  await boot(bins[0], ['run', '--engine', 'soft', '--memory', values.memory!, '--cmdline', `${CMDLINE} nokaslr`, '--profile-guest', path.join(work, 'profile.json')],
+    env, "grep ' [tT] ' /proc/kallsyms", (line) => { if (/^[0-9a-f]{16} [tT] /.test(line)) kallsyms.push(line); });
+  const symbols = parseKallsyms(kallsyms.join('\n'));
+  console.log(`guest profile of ${bins[0]} (nokaslr, ${symbols.length} text symbols), one sample per ${SLICE} instructions:`);
+  const result: Record<string, { samples: number; top: [string, number][] }> = {};
+  PHASES.slice(0, ENDS.length).forEach((phase, k) => {
+    const saved = JSON.parse(fs.readFileSync(`${file}.${k}.json`, 'utf8')) as { addresses: [string, number][] };
+    const profile = new GuestProfile(SLICE);
+    for (const [hex, n] of saved.addresses) { const rip = Number(BigInt.asIntN(64, BigInt(`0x${hex}`))); for (let i = 0; i < n; i++) profile.record(rip); }
+    const report = profile.report(symbols, Number(values.top));
+    console.log(`\n${phase}: ${report.samples} samples (~${(report.samples * SLICE / 1e6).toFixed(0)}M instructions)`);
+    for (const e of report.top) console.log(`  ${e.percent.toFixed(1).padStart(5)}%  ${e.where}`);
+    result[phase] = { samples: report.samples, top: report.top.map((e) => [e.where, e.percent]) };
+  });
+  console.log(JSON.stringify({ bench: 'boot-phases', mode: 'guest-profile', phases: result }));
+  process.exit(0);
+}
 const vmms: { label: string; run: (i: number) => Promise<Run> }[] = bins.map((bin, j) => ({
   label: bins.length > 1 ? `${'AB'[j]} ${bin}` : 'ringzero',
   run: async (i: number) => {
