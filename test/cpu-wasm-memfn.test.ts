@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { hexBytes, runBlocksToHalt, CODE, DATA, MISSING_PAGE, PAGE_TABLES, protectFaultPages, interpreterOrWasmMachine, type Machine } from './support/soft-cpu.ts';
 import { setHotThreshold, setJitThreshold } from '../src/cpu/soft/code-cache.ts';
 import type { GuestMemory } from '../src/memory/guest-memory.ts';
-import { buildBlock, setLocalMem, setLoopInline, setLoopEntry, setLastPage, setSelfEdge, setStringEdge, midSelfEdge, pageTargets, translateRegion, K_SHIFT } from '../src/cpu/soft/wasm/translate.ts';
+import { buildBlock, setLocalMem, setInlineAll, setLoopInline, setLoopEntry, setLastPage, setSelfEdge, setStringEdge, midSelfEdge, pageTargets, translateRegion, K_SHIFT } from '../src/cpu/soft/wasm/translate.ts';
 import { disassemble } from '../src/cpu/soft/wasm/dump.ts';
 import { memFnBody } from '../src/cpu/soft/wasm/tlb-probe.ts';
 import { setReform } from '../src/cpu/soft/wasm/runtime.ts';
@@ -243,6 +243,30 @@ test('a loop whose back edge is a Jcc in the middle of its block to the block\'s
   assert.equal(midSelfEdge(loop), false);
   const lib = translateRegion([loop])!.body.code().length;
   assert.ok(inl > lib + 100, `loop with inline probes ${inl} bytes, through the library ${lib}`);
+});
+
+test('with INLINE_ALL every access probes the TLB inline, outside loops too: loads and stores of every size, page ends and a #PF match the interpreter', (t) => {
+  // (loop probes and the self edge off: without INLINE_ALL these blocks call the memory library for every access)
+  const old = setInlineAll(true), edge = setSelfEdge(false);
+  t.after(() => { setInlineAll(old); setSelfEdge(edge); });
+  const ref = run('interpreter'), w = run('wasm');
+  assert.deepEqual(w.state, ref.state);
+  assert.ok(w.m.cpu.jitInstructions > 400, `instructions run in wasm: ${w.m.cpu.jitInstructions}`);
+  assert.ok(w.m.cpu.wasm!.stats.slow >= 8, `slow accesses (page-straddling, through rd/wr): ${w.m.cpu.wasm!.stats.slow}`);
+  // from MISSING_PAGE - 1500 the 1502nd load faults (#PF) in translated code, with the registers the interpreter has
+  for (const src of [SRC, MISSING_PAGE - 1500]) {
+    const r = runEdge('interpreter', src), x = runEdge('wasm', src);
+    assert.deepEqual(x.state, r.state, `source ${src.toString(16)}`);
+    if (src !== SRC) assert.equal((r.state as { vector: number }).vector, 14);
+    assert.ok(x.m.cpu.jitInstructions > 1000, `instructions run in wasm: ${x.m.cpu.jitInstructions}`);
+  }
+  const e = runEdge('wasm', DST);
+  const f = e.m.cpu.codeCache.translated.get(EDGE_F * 16 + 8)!;
+  assert.ok(f, 'the loop\'s block is translated');
+  const inl = translateRegion([f])!.body.code().length;
+  setInlineAll(false);
+  const lib = translateRegion([f])!.body.code().length;
+  assert.ok(inl > lib + 100, `with inline probes ${inl} bytes, through the library ${lib}`);
 });
 
 // f (at CODE): mov ecx,5

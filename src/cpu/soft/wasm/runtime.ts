@@ -115,6 +115,17 @@ const ASYNC_WAIT = Number(process.env.RINGZERO_WASM_ASYNC_WAIT ?? 10000);
 const IN_FLIGHT = -2;
 /** Translated blocks entered from JavaScript get their dispatch entry back (WasmEngine.exec; RINGZERO_WASM_REINSTALL=0: off). */
 const REINSTALL = process.env.RINGZERO_WASM_REINSTALL !== '0';
+/**
+ * RINGZERO_WASM_INLINE_AGAIN=1 (off by default): a function holding a block translated before (WasmEngine.reregion's
+ * pages, reform's pulls: code that proved hot twice) probes the TLB inline for all its memory accesses
+ * (EmitOpts.inline), as a loop does; first translations call the memory library outside loops, as before.
+ */
+const INLINE_AGAIN = process.env.RINGZERO_WASM_INLINE_AGAIN === '1';
+/**
+ * RINGZERO_WASM_INLINE_LATE=1 (off by default): the same for every function translated after the first batch flushed
+ * from user code (the kernel's own boot, ~90% of a boot's instructions and most of its code, keeps the library calls).
+ */
+const INLINE_LATE = process.env.RINGZERO_WASM_INLINE_LATE === '1';
 
 /**
  * Tier 2 (opt-in, RINGZERO_TIER2=1): every tier-1 function adds the instructions each call ran to its hot counter
@@ -1063,6 +1074,7 @@ export class WasmEngine {
     if (REFORM) this.reform(live, lins, c.codeCache);
     if (CAPTURE) captureBatch(live, lins);
     const groups = groupRegions(live, lins);
+    if (c.cpl === 3) this.sawUser = true;
     // (one module per batch only: a split by tier-up budget would put callers and callees in different modules)
     const plan = TAIL && BATCH_TAIL && !TIER2 && !LOCAL_MEM && TIER_BUDGETS === null && TIER_SIZE === 0 && this.kept.size < TAIL_KEPT_MAX
       ? this.planBatch(groups, lins, c.codeCache) : null;
@@ -1071,8 +1083,10 @@ export class WasmEngine {
     const pos: number[] = [];
     groups.forEach((group, gi) => {
       const pre = plan === null ? -1 : plan.idx[gi];
+      // (INLINE_AGAIN: a group holding a block translated before (reregion's pages, reform's pulls) is hot code)
+      const again = (INLINE_AGAIN && group.some((b) => b.wasm !== null)) || (INLINE_LATE && this.sawUser);
       if (group.length > 1 || midSelfEdge(group[0])) {
-        const opts = this.tier1Opts(tail);
+        const opts = this.tier1Opts(tail, again);
         try {
           const t = translateRegion(group, lins, opts);
           if (t !== null) {
@@ -1087,7 +1101,7 @@ export class WasmEngine {
         this.freeSlot(opts.slot);
       }
       for (const block of group) {
-        const opts = this.tier1Opts(tail);
+        const opts = this.tier1Opts(tail, again);
         try {
           const t = translateBody(block, lins.get(block), opts);
           if (t !== null) {
@@ -1436,8 +1450,8 @@ export class WasmEngine {
   }
 
   /** The emit options of a new tier-1 function: a hot-counter slot when tier 2 is on and one is free. */
-  private tier1Opts(tail: TailCtx | null = null): EmitOpts {
-    if (!TIER2) return { slot: -1, inline: false, tail };
+  private tier1Opts(tail: TailCtx | null = null, inline = false): EmitOpts {
+    if (!TIER2) return { slot: -1, inline, tail };
     let slot = this.freeSlots_.pop();
     if (slot === undefined) slot = this.nextSlot < L.HOT_SLOTS ? this.nextSlot++ : -1;
     return { slot, inline: false };
@@ -1765,6 +1779,8 @@ export class WasmEngine {
     return this.run(c, w.idx, room);
   }
 
+  /** INLINE_LATE: a batch was flushed from user code (the kernel's boot is over). */
+  private sawUser = false;
   /** Whether the guest is still booting (BOOT_BUDGET: no flush from user code yet). */
   private booting = BOOT_BUDGET > 0 && BOOT_BUDGET !== START_BUDGET;
 
