@@ -1,0 +1,89 @@
+// bench/io-passes (issue 5): how the soft engine's cost per guest instruction on bench/io's read path falls as that
+// path warms up. One boot, then PASSES consecutive `dd if=/dev/vda of=/dev/null bs=1M count=MB iflag=direct`
+// (the same O_DIRECT read as bench/io's read test), each timed between console markers, with the guest thread's CPU
+// (ringzero's main thread, QEMU's "CPU 0/TCG") and, for ringzero, the control socket's counters around each pass:
+// guest instructions, instructions run outside wasm, JavaScript -> wasm calls, blocks translated, V8 compile time,
+// memory-library calls (with RINGZERO_WASM_EXIT_STATS=1), replays. QEMU TCG runs the same passes for reference.
+//
+//   node --import tsx bench/io-passes.ts [--passes 8] [--mb 16] [--only ringzero,qemu] [--cmd read|write|buffered]
+//
+// Prints one row per pass and VMM (ns of guest-thread CPU per guest instruction; QEMU's count is ringzero's, as both
+// guests run the same kernel path: bench/io's README section), then one JSON line.
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { CMDLINE, onCleanup, positiveInt, printTable, qemuPresent, qemuTcgArgs, requireImage, benchArgs } from './support/common.ts';
+import { BenchGuest } from './support/session.ts';
+import { controlRequest } from '../src/vmm/control.ts';
+
+const { values } = benchArgs(import.meta.url, {
+  options: {
+    passes: { type: 'string', default: '8' },
+    mb: { type: 'string', default: '16' },
+    only: { type: 'string', default: 'ringzero,qemu' },
+    memory: { type: 'string', default: '256M' },
+    cmd: { type: 'string', default: 'read' },
+  },
+});
+const passes = positiveInt('passes', values.passes);
+const mb = positiveInt('mb', values.mb);
+const only = values.only!.split(',').filter(Boolean);
+const image = requireImage('io-passes');
+const work = fs.mkdtempSync(path.join(os.tmpdir(), 'ringzero-bench-io-passes-'));
+onCleanup(() => fs.rmSync(work, { recursive: true, force: true }));
+const disk = path.join(work, 'disk.raw');
+fs.writeFileSync(disk, '');
+fs.truncateSync(disk, Math.max(mb, 64) * 1024 * 1024);
+const sock = path.join(work, 'rz.sock');
+const commands: Record<string, string> = {
+  read: `dd if=/dev/vda of=/dev/null bs=1M count=${mb} iflag=direct`,
+  write: `dd if=/dev/zero of=/dev/vda bs=1M count=${mb} conv=fsync`,
+  buffered: `echo 3 >/proc/sys/vm/drop_caches; dd if=/dev/vda of=/dev/null bs=1M count=${mb}`,
+};
+const command = commands[values.cmd!];
+if (!command) throw new Error(`--cmd: one of ${Object.keys(commands).join(', ')}`);
+
+type Flat = Record<string, number>;
+function flatten(v: unknown, prefix: string, out: Flat): Flat {
+  if (typeof v === 'number') out[prefix] = v;
+  else if (v && typeof v === 'object') for (const [k, x] of Object.entries(v)) flatten(x, prefix ? `${prefix}.${k}` : k, out);
+  return out;
+}
+async function stats(): Promise<Flat> {
+  const r = await controlRequest(sock, { cmd: 'stats' }, 30_000);
+  return flatten(r, '', {});
+}
+
+interface Row { vmm: string; pass: number; threadMs: number; instr: number; nsPerInstr: number; notWasm: number; calls: number; compiled: number; compileMs: number; libCalls: number; replays: number; walks: number }
+const rows: Row[] = [];
+let ringzeroInstr: number[] = [];
+for (const vmm of only) {
+  const guest = vmm === 'ringzero'
+    ? BenchGuest.ringzero('ringzero soft', ['--engine', 'soft', '--memory', values.memory!, '--cmdline', CMDLINE, '--disk', disk, '--control-socket', sock])
+    : qemuPresent() ? BenchGuest.qemu('qemu -accel tcg', qemuTcgArgs({ kernel: image.kernel, initrd: image.initrd, cmdline: CMDLINE, cpus: 1, memory: values.memory! },
+      ['-name', 'bench-io-passes,debug-threads=on', '-drive', `if=none,id=d0,file=${disk},format=raw`, '-device', 'virtio-blk-pci,drive=d0']))
+      : undefined;
+  if (!guest) continue;
+  await guest.waitForShell();
+  for (let p = 1; p <= passes; p++) {
+    const a = vmm === 'ringzero' ? await stats() : {};
+    const r = await guest.timed(`p${p}`, command, 1_800_000);
+    const b = vmm === 'ringzero' ? await stats() : {};
+    const d = (k: string) => ((b[k] ?? 0) - (a[k] ?? 0)) / mb;
+    const instr = vmm === 'ringzero' ? d('instructions') : (ringzeroInstr[p - 1] ?? NaN);
+    if (vmm === 'ringzero') ringzeroInstr.push(instr);
+    const threadMs = (r.threadS * 1000) / mb;
+    rows.push({
+      vmm, pass: p, threadMs, instr, nsPerInstr: (threadMs * 1e6) / instr, notWasm: d('instructions') - d('soft.jitInstructions'),
+      calls: d('soft.wasm.calls'), compiled: d('soft.wasm.compiled'), compileMs: d('soft.wasm.compileMs'), libCalls: d('soft.wasm.libCalls'),
+      replays: d('soft.wasm.replays'), walks: d('soft.tlbWalks'),
+    });
+    console.error(`${vmm} pass ${p}: ${r.hostMs.toFixed(0)} ms wall, ${(r.threadS * 1000).toFixed(0)} ms guest thread`);
+  }
+  guest.close();
+}
+const f = (x: number, d = 0) => (Number.isFinite(x) ? x.toFixed(d) : '-');
+console.log(`\nper MiB of \`${command}\`, pass by pass (guest-thread CPU; QEMU's ns per instruction with ringzero's count):`);
+printTable(['vmm', 'pass', 'thread ms', 'k instr', 'ns/instr', 'not in wasm', 'wasm calls', 'translated', 'compile ms', 'lib calls', 'replays', 'walks'],
+  rows.map((r) => [r.vmm, String(r.pass), f(r.threadMs, 2), f(r.instr / 1000, 1), f(r.nsPerInstr, 1), f(r.notWasm), f(r.calls), f(r.compiled, 1), f(r.compileMs, 2), f(r.libCalls), f(r.replays, 1), f(r.walks, 1)]));
+console.log(JSON.stringify({ bench: 'io-passes', mb, passes, cmd: values.cmd, rows }));
