@@ -54,8 +54,9 @@ async function stats(): Promise<Flat> {
   return flatten(r, '', {});
 }
 
-interface Row { vmm: string; pass: number; threadMs: number; instr: number; nsPerInstr: number; notWasm: number; calls: number; compiled: number; compileMs: number; libCalls: number; replays: number; walks: number }
+interface Row { vmm: string; pass: number; threadMs: number; instr: number; nsPerInstr: number; notWasm: number; calls: number; compiled: number; compileMs: number; libCalls: number; replays: number; walks: number; lookups: number; named: number; writeBacks: number; regLoads: number }
 const rows: Row[] = [];
+const sumOf = (a: Flat, b: Flat, re: RegExp): number => Object.keys(b).filter((k) => re.test(k)).reduce((n, k) => n + b[k] - (a[k] ?? 0), 0);
 let ringzeroInstr: number[] = [];
 for (const vmm of only) {
   const guest = vmm === 'ringzero'
@@ -77,6 +78,10 @@ for (const vmm of only) {
       vmm, pass: p, threadMs, instr, nsPerInstr: (threadMs * 1e6) / instr, notWasm: d('instructions') - d('soft.jitInstructions'),
       calls: d('soft.wasm.calls'), compiled: d('soft.wasm.compiled'), compileMs: d('soft.wasm.compileMs'), libCalls: d('soft.wasm.libCalls'),
       replays: d('soft.wasm.replays'), walks: d('soft.tlbWalks'),
+      // (with RINGZERO_WASM_EXIT_STATS=1: ways into the dispatcher that looked their target up / named it, register
+      // write-backs and loads)
+      lookups: sumOf(a, b, /^soft\.wasm\.x\.[^.]+\.lookup$/) / mb, named: sumOf(a, b, /^soft\.wasm\.x\.[^.]+\.direct$/) / mb,
+      writeBacks: sumOf(a, b, /^soft\.wasm\.wb[A-Z]/) / mb, regLoads: sumOf(a, b, /^soft\.wasm\.ld(Cache|Uncached|Entry|Branch)$/) / mb,
     });
     console.error(`${vmm} pass ${p}: ${r.hostMs.toFixed(0)} ms wall, ${(r.threadS * 1000).toFixed(0)} ms guest thread`);
   }
@@ -84,6 +89,6 @@ for (const vmm of only) {
 }
 const f = (x: number, d = 0) => (Number.isFinite(x) ? x.toFixed(d) : '-');
 console.log(`\nper MiB of \`${command}\`, pass by pass (guest-thread CPU; QEMU's ns per instruction with ringzero's count):`);
-printTable(['vmm', 'pass', 'thread ms', 'k instr', 'ns/instr', 'not in wasm', 'wasm calls', 'translated', 'compile ms', 'lib calls', 'replays', 'walks'],
-  rows.map((r) => [r.vmm, String(r.pass), f(r.threadMs, 2), f(r.instr / 1000, 1), f(r.nsPerInstr, 1), f(r.notWasm), f(r.calls), f(r.compiled, 1), f(r.compileMs, 2), f(r.libCalls), f(r.replays, 1), f(r.walks, 1)]));
+printTable(['vmm', 'pass', 'thread ms', 'k instr', 'ns/instr', 'not in wasm', 'wasm calls', 'translated', 'compile ms', 'lib calls', 'replays', 'walks', 'lookups', 'named exits', 'write-backs', 'reg loads'],
+  rows.map((r) => [r.vmm, String(r.pass), f(r.threadMs, 2), f(r.instr / 1000, 1), f(r.nsPerInstr, 1), f(r.notWasm), f(r.calls), f(r.compiled, 1), f(r.compileMs, 2), f(r.libCalls), f(r.replays, 1), f(r.walks, 1), f(r.lookups), f(r.named), f(r.writeBacks), f(r.regLoads)]));
 console.log(JSON.stringify({ bench: 'io-passes', mb, passes, cmd: values.cmd, rows }));
