@@ -118,12 +118,20 @@ const REINSTALL = process.env.RINGZERO_WASM_REINSTALL !== '0';
 /**
  * RINGZERO_WASM_INLINE_AGAIN=1 (off by default): a function holding a block translated before (WasmEngine.reregion's
  * pages, reform's pulls: code that proved hot twice) probes the TLB inline for all its memory accesses
- * (EmitOpts.inline), as a loop does; first translations call the memory library outside loops, as before.
+ * (EmitOpts.inline), as a loop does; first translations call the memory library outside loops, as before. Session 28
+ * (bench/syscall-counts, EXIT_STATS): memory-library calls per ash loop iteration 1758 -> 599, per syscall 135 -> 137
+ * (the kernel's pages are rarely translated again); the boot's code 10.2 -> 10.7 MB; one pair (loaded host): ash
+ * 1.03x wall, 0.98x guest thread, no clear gain.
  */
 const INLINE_AGAIN = process.env.RINGZERO_WASM_INLINE_AGAIN === '1';
 /**
  * RINGZERO_WASM_INLINE_LATE=1 (off by default): the same for every function translated after the first batch flushed
- * from user code (the kernel's own boot, ~90% of a boot's instructions and most of its code, keeps the library calls).
+ * from user code (the kernel's own boot, ~90% of a boot's instructions and most of its code, keeps the library calls;
+ * translate.ts INLINE_ALL does it everywhere). Session 28: memory-library calls per ash loop iteration 1758 -> 26, per
+ * syscall 135 -> 11.6; the boot's code 10.2 -> 12.1 MB (INLINE_ALL: 13.7 MB). Paired against the same build off
+ * (bench/engines --paired, 3 runs, host load ~25): ash 0.93x wall (0.89-0.95), guest thread 0.89x; syscall 0.91x
+ * (0.83-0.91), thread 0.88x; md5 0.93x (0.92-1.08), thread 0.90x; boot 1.04x wall (0.92-1.05), process CPU 1.07x
+ * (1.03-1.08: the compile thread's), guest thread 1.00x.
  */
 const INLINE_LATE = process.env.RINGZERO_WASM_INLINE_LATE === '1';
 

@@ -356,7 +356,12 @@ const INLINE_MEM = process.env.RINGZERO_WASM_INLINE_MEM !== '0';
  * library calls; write-backs 6430 -> 5799 / 358 -> 312 (registers stay dirty past the inline hits, so a later exit
  * writes back what the calls did, once). Paired against base28 (bench/engines --paired, 3 runs, loaded host): ash
  * 0.92x wall (0.89-0.96), guest thread 0.89x; syscall 0.88x (0.85-0.94); md5 1.04x (0.97-1.07, thread 0.97x); but
- * the boot 1.25x wall, process CPU 1.18x (guest thread 1.03x): the boot's code 10.2 -> 13.7 MB.
+ * the boot 1.25x wall, process CPU 1.18x (guest thread 1.03x): the boot's code 10.2 -> 13.7 MB. Again with branch
+ * hints (d049402; against the same build off, 3 runs, load ~25): ash 0.90x wall (0.88-0.90), syscall 0.89x
+ * (0.85-0.91), md5 1.00x (0.92-1.07), boot 1.14x wall (1.11-1.17), process CPU 1.16x, guest thread 0.99-1.03x:
+ * the boot pays in compiling (static wasm operations per guest instruction 39.2 -> 53.9: an inline load is ~53
+ * operations more than a call, its probe ~37 of them). runtime.ts INLINE_LATE limits it to code translated after the
+ * kernel's boot.
  */
 let INLINE_ALL = process.env.RINGZERO_WASM_INLINE_ALL === '1';
 export function setInlineAll(on: boolean): boolean { const old = INLINE_ALL; INLINE_ALL = on; return old; }
