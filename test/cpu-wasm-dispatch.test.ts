@@ -12,10 +12,14 @@ import * as C from '../src/cpu/soft/constants.ts';
 import { Form } from '../src/cpu/soft/fast-forms.ts';
 import { dispatchEntry } from '../src/cpu/soft/wasm/layout.ts';
 import { setTail } from '../src/cpu/soft/wasm/runtime.ts';
-import { setCountChains, setRetTail } from '../src/cpu/soft/wasm/translate.ts';
+import { setCountChains, setRetTail, setRas, setRasUser } from '../src/cpu/soft/wasm/translate.ts';
 
 type Mode = 'interpreter' | 'wasm';
 const memories = translatorTestFile();
+// (the return-address stack's tests below, and the chains the others count, are written with it on, in the user-half
+// addresses the programs run at: RINGZERO_WASM_RAS, RINGZERO_WASM_RAS_USER)
+setRas(true);
+setRasUser(true);
 
 const machine = (mode: Mode): Machine => interpreterOrWasmMachine(mode, memories);
 /** The 4 bytes of a rel32 displacement (little endian) of a jump at `from` (its next instruction's address) to `to`. */
@@ -447,6 +451,19 @@ test('CALL/RET pairs chain through the return-address stack; a RET whose return 
   assert.equal(w.cpu.getGpr(0), 200n + 100n * 5n);
   // (every RET of the first 200 passes is predicted: ~300 RETs would otherwise go through the full lookup)
   assert.ok(fullLookups(w) < 150, `full dispatcher lookups: ${fullLookups(w)}`);
+});
+
+test('RAS_USER off: user code (lower-half addresses, as CODE) keeps no return-address stack; the RETs are looked up', () => {
+  const code = hexBytes('b9 2c 01 00 00 31 c0 e8 0d 00 00 00 83 c0 01 eb 03 83 c0 05 ff c9 75 ef f4 83 f9 64 77 05 48 83 04 24 05 c3');
+  const old = setRasUser(false);
+  try {
+    const w = agreeToHalt((m) => { m.mem.write(CODE, Uint8Array.from(code)); });
+    assert.equal(w.cpu.getGpr(0), 200n + 100n * 5n);
+    // (every one of the 300 RETs goes through the full lookup, which the stack spared 200 of above)
+    assert.ok(fullLookups(w) >= 290, `full dispatcher lookups: ${fullLookups(w)}`);
+  } finally {
+    setRasUser(old);
+  }
 });
 
 // RET_TAIL (translate.ts Translator.retTail): a predicted RET tail-calls its successor's function itself, through the

@@ -9,7 +9,7 @@ import assert from 'node:assert/strict';
 import { hexBytes, runBlocksToHalt, cpuState, CODE, DATA, interpreterOrWasmMachine, type Machine } from './support/soft-cpu.ts';
 import { setHotThreshold, setJitThreshold } from '../src/cpu/soft/code-cache.ts';
 import { setAsync, setTail } from '../src/cpu/soft/wasm/runtime.ts';
-import { setPredict } from '../src/cpu/soft/wasm/translate.ts';
+import { setPredict, setRas, setRasUser } from '../src/cpu/soft/wasm/translate.ts';
 import { GuestMemory } from '../src/memory/guest-memory.ts';
 import { setCountChains } from '../src/cpu/soft/wasm/translate.ts';
 
@@ -19,6 +19,9 @@ setHotThreshold(0);
 setJitThreshold(3);
 // (what this file tests builds on tail calls: RINGZERO_WASM_TAIL, off by default)
 setTail(true);
+// (a RET's prediction is checked against the return-address stack's: RINGZERO_WASM_RAS)
+setRas(true);
+setRasUser(true);
 setAsync(false);
 // (off by default: translate.ts PREDICT)
 setPredict(true);

@@ -102,6 +102,16 @@ const TAIL_KEPT_MAX = Number(process.env.RINGZERO_WASM_TAIL_KEPT_MAX ?? 4096);
 let BATCH_TAIL = process.env.RINGZERO_WASM_BATCH_TAIL === '1';
 /** Switch BATCH_TAIL (its tests); returns the old value. */
 export function setBatchTail(on: boolean): boolean { const old = BATCH_TAIL; BATCH_TAIL = on; return old; }
+/**
+ * The dispatcher counts the entries it looks up (fetch-TLB probe and table) per target page for reregion too, not
+ * only those a block named (RINGZERO_WASM_LOOKUP_HITS=1: on): without return-address predictions (RAS off) the RETs
+ * into a page no longer made it hot (ash loop, per iteration: same-page dispatcher exits 68 -> 87-100 with RAS off,
+ * 57 with this too). Off: RAS and this both off, paired against both on (one run, load ~24): ash 0.99x, md5 1.04x,
+ * syscalls 1.11x wall (RAS off alone: ash 0.93x, md5 0.95x, 3 runs), so not kept with it.
+ */
+let LOOKUP_HITS = process.env.RINGZERO_WASM_LOOKUP_HITS === '1';
+/** Switch LOOKUP_HITS (tests; for engines whose dispatcher is built after); returns the old value. */
+export function setLookupHits(on: boolean): boolean { const old = LOOKUP_HITS; LOOKUP_HITS = on; return old; }
 /** Modules are compiled in the background (RINGZERO_WASM_ASYNC=0: on the main thread); see WasmEngine.flush. */
 let ASYNC = process.env.RINGZERO_WASM_ASYNC !== '0';
 /** Switch ASYNC (tests that translate after a warm-up, synchronously: no event loop turns meanwhile); returns the old value. */
@@ -447,6 +457,11 @@ function dispatcherBody(blockType: number, nested: boolean): Body {
   b.get(e).mem(Op.i32Load, 2, L.DISPATCH + 12).get(left).get(n).op(Op.i32Sub).op(Op.i32GtS).hint(false).brIf(fEnt);
   b.get(e).mem(Op.i32Load, 2, L.DISPATCH + 8).tee(idx).op(Op.i32Eqz).hint(false).brIf(fEnt);
   b.get(chains).i32(1).op(Op.i32Add).set(chains);
+  if (LOOKUP_HITS) {
+    // (the target page's entries for reregion, as a named entry counts: RETs without return-address predictions)
+    b.get(st).get(pa).i32(12).op(Op.i32ShrU).i32(L.PHITS_N - 1).op(Op.i32And).i32(2).op(Op.i32Shl).op(Op.i32Add).tee(pa);
+    b.get(pa).mem(Op.i32Load, 2, L.S_PHITS).i32(1).op(Op.i32Add).mem(Op.i32Store, 2, L.S_PHITS);
+  }
   bump(1);
   b.br(top);
   b.close();
