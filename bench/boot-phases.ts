@@ -183,7 +183,7 @@ for (const [j, v] of vmms.entries()) {
     const wall = med(j, (r) => r.wall[k]) / 1000;
     const ref = qemu >= 0 ? med(qemu, (r) => r.wall[k]) / 1000 : NaN;
     const M = (x: number) => (x / 1e6).toFixed(2);
-    console.log(`${p.padEnd(10)} ${wall.toFixed(2).padStart(6)}  ${(wall / ref).toFixed(2).padStart(5)}x  ${c('main').toFixed(2).padStart(6)}  ${c('cpu').toFixed(2).padStart(6)}  ` +
+    console.log(`${p.padEnd(10)} ${wall.toFixed(2).padStart(6)}  ${(Number.isNaN(ref) ? '-' : `${(wall / ref).toFixed(2)}x`).padStart(6)}  ${c('main').toFixed(2).padStart(6)}  ${c('cpu').toFixed(2).padStart(6)}  ` +
       `${M(c('instr')).padStart(7)}  ${M(c('interp')).padStart(8)}  ${`${M(c('js'))} (${M(c('warming'))}/${M(c('queued'))}/${M(c('inFlight'))})`.padStart(25)}  ` +
       `${String(c('calls')).padStart(12)}  ${String(c('recorded')).padStart(8)}  ${String(c('compiled')).padStart(10)}`);
     rows.push({ wall, ref, ...Object.fromEntries(COUNTERS.map((n) => [n, c(n)])) });
