@@ -109,7 +109,12 @@ export function setBatchTail(on: boolean): boolean { const old = BATCH_TAIL; BAT
  * 57 with this too). Off: RAS and this both off, paired against both on (one run, load ~24): ash 0.99x, md5 1.04x,
  * syscalls 1.11x wall (RAS off alone: ash 0.93x, md5 0.95x, 3 runs), so not kept with it.
  */
-let LOOKUP_HITS = process.env.RINGZERO_WASM_LOOKUP_HITS === '1';
+let LOOKUP_HITS = process.env.RINGZERO_WASM_LOOKUP_HITS === '1' || process.env.RINGZERO_WASM_LOOKUP_HITS === 'user';
+/**
+ * RINGZERO_WASM_LOOKUP_HITS=user: only the lookups made in user mode count (where RAS_USER, off, leaves the RETs to
+ * lookups). ash loop per iteration: same-page dispatcher exits 85 -> 62; not paired yet.
+ */
+const LOOKUP_USER = process.env.RINGZERO_WASM_LOOKUP_HITS === 'user';
 /** Switch LOOKUP_HITS (tests; for engines whose dispatcher is built after); returns the old value. */
 export function setLookupHits(on: boolean): boolean { const old = LOOKUP_HITS; LOOKUP_HITS = on; return old; }
 /** Modules are compiled in the background (RINGZERO_WASM_ASYNC=0: on the main thread); see WasmEngine.flush. */
@@ -458,9 +463,12 @@ function dispatcherBody(blockType: number, nested: boolean): Body {
   b.get(e).mem(Op.i32Load, 2, L.DISPATCH + 8).tee(idx).op(Op.i32Eqz).hint(false).brIf(fEnt);
   b.get(chains).i32(1).op(Op.i32Add).set(chains);
   if (LOOKUP_HITS) {
-    // (the target page's entries for reregion, as a named entry counts: RETs without return-address predictions)
+    // (the target page's entries for reregion, as a named entry counts: RETs without return-address predictions;
+    // LOOKUP_USER: those of user mode only, where RAS_USER is off)
+    if (LOOKUP_USER) b.get(user).open(Op.if);
     b.get(st).get(pa).i32(12).op(Op.i32ShrU).i32(L.PHITS_N - 1).op(Op.i32And).i32(2).op(Op.i32Shl).op(Op.i32Add).tee(pa);
     b.get(pa).mem(Op.i32Load, 2, L.S_PHITS).i32(1).op(Op.i32Add).mem(Op.i32Store, 2, L.S_PHITS);
+    if (LOOKUP_USER) b.close();
   }
   bump(1);
   b.br(top);
