@@ -3,7 +3,8 @@
 // (the same O_DIRECT read as bench/io's read test), each timed between console markers, with the guest thread's CPU
 // (ringzero's main thread, QEMU's "CPU 0/TCG") and, for ringzero, the control socket's counters around each pass:
 // guest instructions, instructions run outside wasm, JavaScript -> wasm calls, blocks translated, V8 compile time,
-// memory-library calls (with RINGZERO_WASM_EXIT_STATS=1), replays. QEMU TCG runs the same passes for reference.
+// memory-library calls (with RINGZERO_WASM_EXIT_STATS=1), replays, instructions run in JavaScript by why their
+// block was not in wasm (with RINGZERO_TIER_STATS=1). QEMU TCG runs the same passes for reference.
 //
 //   node --import tsx bench/io-passes.ts [--passes 8] [--mb 16] [--only ringzero,qemu] [--cmd read|write|buffered]
 //
@@ -54,7 +55,7 @@ async function stats(): Promise<Flat> {
   return flatten(r, '', {});
 }
 
-interface Row { vmm: string; pass: number; threadMs: number; instr: number; nsPerInstr: number; notWasm: number; calls: number; compiled: number; compileMs: number; libCalls: number; replays: number; walks: number; lookups: number; named: number; writeBacks: number; regLoads: number }
+interface Row { vmm: string; pass: number; threadMs: number; instr: number; nsPerInstr: number; notWasm: number; calls: number; compiled: number; compileMs: number; libCalls: number; replays: number; walks: number; lookups: number; named: number; writeBacks: number; regLoads: number; jsTier: number[] }
 const rows: Row[] = [];
 const sumOf = (a: Flat, b: Flat, re: RegExp): number => Object.keys(b).filter((k) => re.test(k)).reduce((n, k) => n + b[k] - (a[k] ?? 0), 0);
 let ringzeroInstr: number[] = [];
@@ -81,6 +82,7 @@ for (const vmm of only) {
       // (with RINGZERO_WASM_EXIT_STATS=1: ways into the dispatcher that looked their target up / named it, register
       // write-backs and loads)
       lookups: sumOf(a, b, /^soft\.wasm\.x\.[^.]+\.lookup$/) / mb, named: sumOf(a, b, /^soft\.wasm\.x\.[^.]+\.direct$/) / mb,
+      jsTier: ['warming', 'queued', 'inFlight', 'never', 'tooLong'].map((n) => d(`soft.jsTier.${n}`)),
       writeBacks: sumOf(a, b, /^soft\.wasm\.wb[A-Z]/) / mb, regLoads: sumOf(a, b, /^soft\.wasm\.ld(Cache|Uncached|Entry|Branch)$/) / mb,
     });
     console.error(`${vmm} pass ${p}: ${r.hostMs.toFixed(0)} ms wall, ${(r.threadS * 1000).toFixed(0)} ms guest thread`);
@@ -89,6 +91,6 @@ for (const vmm of only) {
 }
 const f = (x: number, d = 0) => (Number.isFinite(x) ? x.toFixed(d) : '-');
 console.log(`\nper MiB of \`${command}\`, pass by pass (guest-thread CPU; QEMU's ns per instruction with ringzero's count):`);
-printTable(['vmm', 'pass', 'thread ms', 'k instr', 'ns/instr', 'not in wasm', 'wasm calls', 'translated', 'compile ms', 'lib calls', 'replays', 'walks', 'lookups', 'named exits', 'write-backs', 'reg loads'],
-  rows.map((r) => [r.vmm, String(r.pass), f(r.threadMs, 2), f(r.instr / 1000, 1), f(r.nsPerInstr, 1), f(r.notWasm), f(r.calls), f(r.compiled, 1), f(r.compileMs, 2), f(r.libCalls), f(r.replays, 1), f(r.walks, 1), f(r.lookups), f(r.named), f(r.writeBacks), f(r.regLoads)]));
+printTable(['vmm', 'pass', 'thread ms', 'k instr', 'ns/instr', 'not in wasm', 'wasm calls', 'translated', 'compile ms', 'lib calls', 'replays', 'walks', 'lookups', 'named exits', 'write-backs', 'reg loads', 'JS tier: warming/queued/in flight/never/too long'],
+  rows.map((r) => [r.vmm, String(r.pass), f(r.threadMs, 2), f(r.instr / 1000, 1), f(r.nsPerInstr, 1), f(r.notWasm), f(r.calls), f(r.compiled, 1), f(r.compileMs, 2), f(r.libCalls), f(r.replays, 1), f(r.walks, 1), f(r.lookups), f(r.named), f(r.writeBacks), f(r.regLoads), r.jsTier.map((x) => f(x)).join('/')]));
 console.log(JSON.stringify({ bench: 'io-passes', mb, passes, cmd: values.cmd, rows }));

@@ -473,6 +473,9 @@ export class Machine {
           tlbWalks: cpus.reduce((n, c) => n + c.tlbWalks, 0),
           tlbL2Hits: cpus.reduce((n, c) => n + c.tlbL2Hits, 0),
           ...(cpus[0].wasm ? { wasm: { ...cpus[0].wasm.stats, ...cpus[0].wasm.exitCounters() } } : {}),
+          // (RINGZERO_TIER_STATS=1, else zeros: instructions run in JavaScript, by why their block was not in wasm,
+          // runtime.ts tierInstr; bench/io-passes prints them per pass)
+          ...(cpus[0].wasm ? { jsTier: Object.fromEntries(['warming', 'queued', 'inFlight', 'never', 'tooLong'].map((n, i) => [n, cpus.reduce((k, c) => k + (c.wasm?.tierInstr[i] ?? 0), 0)])) } : {}),
         },
       } : {}),
     };
