@@ -13,7 +13,8 @@ import v8 from 'node:v8';
  * body behind the function's `ret`), so the straight-line code of a block stays dense in the instruction cache.
  * Hints change no result: only where code goes. Measured (session 28, loaded host, `bench/engines --paired`, one build,
  * off against on, 3 pairs): syscall loop 0.89x wall (0.86-0.97), md5 0.91x (0.68-0.95), ash loop 0.89x (0.84-0.91);
- * boot 0.95x wall, 0.91x guest thread (one pair). Every pair faster.
+ * boot 0.95x wall, 0.91x guest thread (one pair). Every pair faster. Again at ceaa181 (with the session's other
+ * changes), 3 pairs: ash 0.85x wall (0.83-0.90; guest thread 0.82x), syscall 0.90x (0.86-0.93; thread 0.90x).
  */
 let HINTS = process.env.RINGZERO_WASM_HINTS !== '0';
 if (HINTS) v8.setFlagsFromString('--experimental-wasm-branch-hinting');
