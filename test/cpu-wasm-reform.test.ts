@@ -5,7 +5,7 @@
 import test from 'node:test';
 import assert from 'node:assert/strict';
 import { hexBytes, runBlocksToHalt, cpuState, CODE, DATA, interpreterOrWasmMachine, translatorTestFile, type Machine } from './support/soft-cpu.ts';
-import { setReform, setReregion, reregionSettings, setLookupHits } from '../src/cpu/soft/wasm/runtime.ts';
+import { setReform, setReregion, reregionSettings, setLookupHits, setTail } from '../src/cpu/soft/wasm/runtime.ts';
 import * as C from '../src/cpu/soft/constants.ts';
 import { groupRegions, REGION_MAX, setRas, K_SHIFT } from '../src/cpu/soft/wasm/translate.ts';
 import type { Block } from '../src/cpu/soft/code-cache.ts';
@@ -207,8 +207,8 @@ test('reregion: a page entered through dispatcher lookups counts them with LOOKU
   const ref = run('interpreter', code, false, prep);
   const saved = reregionSettings();
   const runs: ReturnType<typeof run>[] = [];
-  // (no return-address predictions: the RETs into CODE's page are lookups too)
-  const ras = setRas(false);
+  // (no return-address predictions nor tail calls: the RETs into CODE's page and the CALLs into X's are lookups)
+  const ras = setRas(false), tail = setTail(false);
   try {
     setReregion(true, 20_000, 500);
     for (const on of [false, true]) {
@@ -217,7 +217,7 @@ test('reregion: a page entered through dispatcher lookups counts them with LOOKU
     }
   } finally {
     setReregion(saved.on, saved.scan, saved.hits, saved.userHits);
-    setRas(ras);
+    setRas(ras); setTail(tail);
   }
   for (const r of runs) assert.deepEqual(r.s, ref.s, 'translated code = interpreter');
   // (X and Z in one function: the dispatch words' function-table index, below K_SHIFT)

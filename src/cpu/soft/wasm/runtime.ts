@@ -61,9 +61,11 @@ let WASM_DECAY = Number(process.env.RINGZERO_WASM_DECAY ?? 0);
 export function setDecay(n: number): number { const old = WASM_DECAY; WASM_DECAY = n; return old; }
 /**
  * Static exits to a block translated and installed before their batch was built tail-call its function
- * (translate.ts Translator.tailExit; RINGZERO_WASM_TAIL=1: on). Not with tier 2 nor LOCAL_MEM (their modules
+ * (translate.ts Translator.tailExit; RINGZERO_WASM_TAIL=0: off). Not with tier 2 nor LOCAL_MEM (their modules
  * define the memory functions where tail imports would be).
- * Off by default since session 28: on, the ash loop of bench/engines made ~295 tail calls per iteration of ~14.8k
+ * On by default again at session 28's end: on a quiet host (paired, same build, off against on) syscalls 1.11x
+ * (1.07-1.11, 2 runs), boot 1.04x (one pair), md5 1.00x, 1.03x, 1.18x, ash 0.98x, 1.02x, 0.97x wall: off is slower
+ * where the loaded host had said faster. Measured there before: on, the ash loop of bench/engines made ~295 tail calls per iteration of ~14.8k
  * guest instructions (~245 into other pages, each after a fetch-TLB check of its own), and the dispatcher ~410
  * entries; off, ~700 dispatcher entries, yet paired (bench/engines --paired, same build, on against off, load ~20, 3
  * runs) ash wall 0.95x (0.94-0.97) and md5 0.96x (0.93-1.03) with it off, guest thread 0.95x and 0.94x; 4 runs: boot
@@ -72,7 +74,7 @@ export function setDecay(n: number): number { const old = WASM_DECAY; WASM_DECAY
  * through the function table, was slower still (ash 1.17x and 1.09x, md5 1.09x in 2 pairs: every module then imports
  * the table, and a Table.set updates every importing instance, translate.ts RET_TAIL).
  */
-let TAIL = process.env.RINGZERO_WASM_TAIL === '1';
+let TAIL = process.env.RINGZERO_WASM_TAIL !== '0';
 /** Switch TAIL (tests of tail calls and what builds on them: BATCH_TAIL, PREDICT, CALLRET, RET_TAIL); returns the old value. */
 export function setTail(on: boolean): boolean { const old = TAIL; TAIL = on; return old; }
 /**

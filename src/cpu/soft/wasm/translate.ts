@@ -323,15 +323,15 @@ let RAS = process.env.RINGZERO_WASM_RAS !== '0';
 /** Switch RAS (tests; between translations); returns the old value. */
 export function setRas(on: boolean): boolean { const old = RAS; RAS = on; return old; }
 /**
- * RAS in user code too (blocks queued at lower-half linear addresses; RINGZERO_WASM_RAS_USER=1: on; off, kernel code
- * only). Each CALL pushes (~24 wasm operations) and each RET pops (~34) to save the dispatcher's fetch-TLB probe and
+ * RAS in user code too (blocks queued at lower-half linear addresses; RINGZERO_WASM_RAS_USER=0: kernel code only). Each CALL pushes (~24 wasm operations) and each RET pops (~34) to save the dispatcher's fetch-TLB probe and
  * table lookup at the RET's successor; with tail calls off (runtime.ts TAIL), RAS off everywhere, paired against on
  * (same build, load ~24, 3 runs): ash wall 0.93x (0.88-0.94), md5 0.95x (0.91-0.96), guest thread 0.93x / 0.95x.
  * Off in user code only, against on (load ~15-24, 3 runs): ash 0.97x (0.94-0.98), thread 0.96x (0.95-0.97); md5 0.97x
  * (0.79-1.05), thread 0.97x; syscalls 0.93x (0.92-1.01), thread 1.04x (0.96-1.06); boot 0.97x (one pair), thread 1.01x.
- * Off by default since session 28 (the kernel keeps it: its syscall path is mostly calls and returns).
+ * With tail calls on (the default again) on a quiet host, off against on: md5 0.92x (0.91-1.06) then 1.09x
+ * (0.93-1.11), ash 1.03x (0.99-1.10) then 1.01x (0.91-1.03), syscalls 0.96x, boot 0.99x: no gain, so on.
  */
-let RAS_USER = process.env.RINGZERO_WASM_RAS_USER === '1';
+let RAS_USER = process.env.RINGZERO_WASM_RAS_USER !== '0';
 /** Switch RAS_USER (tests; between translations); returns the old value. */
 export function setRasUser(on: boolean): boolean { const old = RAS_USER; RAS_USER = on; return old; }
 /**
