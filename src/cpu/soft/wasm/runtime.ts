@@ -1980,9 +1980,11 @@ let REGION_HITS = Number(process.env.RINGZERO_WASM_REGION_HITS ?? 40000);
  * cost the boot ~25% more code (4454 blocks translated again with their page instead of 586; paired against base28,
  * load ~15: boot 1.07x, md5 1.06x, syscalls 1.03x wall), hence user pages only (745 blocks at the boot). Paired
  * against base28 (session 28, load ~15, 3 runs): ash wall 0.89x (0.87-0.92), guest thread 0.86x (0.84-0.89); md5
- * 1.03x (0.93-1.10), thread 0.99x; syscalls 0.96x (0.86-1.04); boot 1.03x (one pair).
+ * 1.03x (0.93-1.10), thread 0.99x; syscalls 0.96x (0.86-1.04); boot 1.03x (one pair). On the quiet host at the
+ * session's end, against 40000: 2000 ash 0.84x (0.83-0.87) but md5 1.16x (0.95-1.28) and 1.12x (1.06-1.25, 4 runs:
+ * its cold pass forms its pages again while it runs); 8000 ash 0.90x (0.88-0.92), md5 1.01x (0.91-1.02): 8000.
  */
-let USER_HITS = Number(process.env.RINGZERO_WASM_USER_HITS ?? 2000);
+let USER_HITS = Number(process.env.RINGZERO_WASM_USER_HITS ?? 8000);
 const REGION_PAGES = Number(process.env.RINGZERO_WASM_REGION_PAGES ?? 4);
 const REGION_MAX_PER_PAGE = Number(process.env.RINGZERO_WASM_REGION_PER_PAGE ?? 2);
 /** Switch reregion and set its scan interval and thresholds (tests; user pages' as the others' unless given); returns the old switch. */
