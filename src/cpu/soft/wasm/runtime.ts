@@ -143,15 +143,17 @@ const REINSTALL = process.env.RINGZERO_WASM_REINSTALL !== '0';
  */
 const INLINE_AGAIN = process.env.RINGZERO_WASM_INLINE_AGAIN === '1';
 /**
- * RINGZERO_WASM_INLINE_LATE=1 (off by default): the same for every function translated after the first batch flushed
+ * RINGZERO_WASM_INLINE_LATE (on; =0 turns it off): the same for every function translated after the first batch flushed
  * from user code (the kernel's own boot, ~90% of a boot's instructions and most of its code, keeps the library calls;
  * translate.ts INLINE_ALL does it everywhere). Session 28: memory-library calls per ash loop iteration 1758 -> 26, per
  * syscall 135 -> 11.6; the boot's code 10.2 -> 12.1 MB (INLINE_ALL: 13.7 MB). Paired against the same build off
  * (bench/engines --paired, 3 runs, host load ~25): ash 0.93x wall (0.89-0.95), guest thread 0.89x; syscall 0.91x
  * (0.83-0.91), thread 0.88x; md5 0.93x (0.92-1.08), thread 0.90x; boot 1.04x wall (0.92-1.05), process CPU 1.07x
- * (1.03-1.08: the compile thread's), guest thread 1.00x.
+ * (1.03-1.08: the compile thread's), guest thread 1.00x. Quiet host at the session's end, paired against off (3 runs):
+ * md5 0.95x (0.94-1.01), ash 0.89x (0.88-0.94), syscall 0.85x (0.79-0.96), boot 1.05x wall (one pair; process CPU
+ * 1.06x, guest thread 1.00x): on by default.
  */
-const INLINE_LATE = process.env.RINGZERO_WASM_INLINE_LATE === '1';
+const INLINE_LATE = process.env.RINGZERO_WASM_INLINE_LATE !== '0';
 
 /**
  * Tier 2 (opt-in, RINGZERO_TIER2=1): every tier-1 function adds the instructions each call ran to its hot counter
