@@ -11,20 +11,10 @@
 // its addresses against the guest's kallsyms), and the profile restarts.
 import { appendFileSync, readFileSync, readdirSync } from 'node:fs';
 import type { SoftCpu } from '../cpu/soft/cpu.ts';
+import { mainThreadCpuSeconds } from '../cpu/soft/code-cache.ts';
 import type { GuestProfile } from './guest-profile.ts';
 
 const FILE = process.env.RINGZERO_BOOT_PHASES ?? '';
-
-/** CPU seconds of this process's main thread (/proc/self/task/PID/stat utime + stime), or -1. */
-function mainThreadCpu(): number {
-  try {
-    const stat = readFileSync(`/proc/self/task/${process.pid}/stat`, 'utf8');
-    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    return (Number(f[11]) + Number(f[12])) / 100;
-  } catch {
-    return -1;
-  }
-}
 
 /** The kernel's and init's lines that end the boot's phases (their rows also get every thread's CPU). */
 export const PHASE_ENDS = /smpboot: Total of|Trying to unpack rootfs|Freeing initrd memory|Run \/init|~ # $/;
@@ -59,7 +49,7 @@ export function bootPhaseTap(cpus: () => SoftCpu[], more: () => Record<string, n
       // (the monotonic clock in µs, as V8's --cpu-prof stamps its samples)
       mono: Number(process.hrtime.bigint() / 1000n),
       cpu: (cpu.user + cpu.system) / 1e6,
-      main: mainThreadCpu(),
+      main: mainThreadCpuSeconds(),
       instr: sum((c) => c.instructions),
       block: sum((c) => c.blockInstructions),
       jit: sum((c) => c.jitInstructions),

@@ -530,7 +530,7 @@ export function softEngineStats(cpus: SoftCpu[], ms: number): string {
  * or -1. Process CPU also counts V8's background threads (wasm and JavaScript compiles, GC), which a loaded host
  * inflates; the main thread's is what the guest waits for.
  */
-function mainThreadCpuSeconds(): number {
+export function mainThreadCpuSeconds(): number {
   try {
     const stat = readFileSync(`/proc/self/task/${process.pid}/stat`, 'utf8');
     const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
