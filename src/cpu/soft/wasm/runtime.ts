@@ -14,7 +14,7 @@ import { emitTlbSlot, memFnBody, LD_PARAMS, ST_PARAMS } from './tlb-probe.ts';
 import { execSy, SY_SYSCALL, SY_TSC } from '../fast-forms.ts';
 import { readTsc } from '../system/control.ts';
 import { stiSetsIf } from '../ops/interrupt-flag.ts';
-import { translateBody, translateRegion, groupRegions, midSelfEdge, pageTargets, buildModule, buildFlaglib, rawBody, memUsedOf, resolveBatchTails, leaveBody, type WasmCode, type EmitOpts, type TailCtx, type TailTarget, LOCAL_MEM, WASM_NAMES, EXIT_STATS, SITE_STATS, SITE_BASE, SITE_MAX, siteInfo, NEXT_KEY, X_NAMES, EXPLICIT, SYNCED, ARITH, RF, VM, IF, K_SHIFT, PRIV_CHAIN, POS_MEMBER, POS_N, CALLRET, COUNT_CHAINS, DEAD_REGS, deadRegs } from './translate.ts';
+import { translateBody, translateRegion, groupRegions, midSelfEdge, pageTargets, buildModule, buildFlaglib, rawBody, memUsedOf, resolveBatchTails, leaveBody, type WasmCode, type EmitOpts, type TailCtx, type TailTarget, LOCAL_MEM, WASM_NAMES, EXIT_STATS, SITE_STATS, SITE_BASE, SITE_MAX, siteInfo, NEXT_KEY, X_NAMES, EXPLICIT, SYNCED, ARITH, RF, VM, IF, K_SHIFT, PRIV_CHAIN, POS_MEMBER, POS_N, CALLRET, COUNT_CHAINS, DEAD_REGS, deadRegs, userLinear } from './translate.ts';
 import { syscallMsrs, syscallSegments64, sysretSegments64, type SyscallMsrs } from '../system/fastcall.ts';
 import { EFER_SCE, CR4_TSD } from '../constants.ts';
 import { appendFileSync, writeFileSync } from 'node:fs';
@@ -1356,7 +1356,7 @@ export class WasmEngine {
   private userPage(set: Set<Block>): boolean {
     for (const t of set) {
       const l = this.linOf.get(t);
-      if (l !== undefined) return l >= 0 && l < 2 ** 47;
+      if (l !== undefined) return userLinear(l);
     }
     return false;
   }

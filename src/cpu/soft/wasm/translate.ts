@@ -928,7 +928,7 @@ class Translator {
   /** SITE_STATS: count this memory-library call at a new site of the current instruction. */
   siteCount(kind: string): void {
     const l = this.curLin(), off = this.offs[this.ix] ?? 0;
-    if (SITE_USER && (l === undefined || l < 0 || l >= 2 ** 47)) return;
+    if (SITE_USER && !userLinear(l)) return;
     const i = Math.min(siteInfo.length, SITE_MAX - 1);
     // (the kind gets the instruction's form number (fast-forms.ts Form) and where the site is: f function of one block,
     // r region member, l on a loop (inline probes))
@@ -1790,6 +1790,11 @@ class Translator {
     this.exitConst(count, ripOff, X_REGION);
   }
 
+  /** Whether this block's CALLs and RETs keep the return-address stack (RAS; RAS_USER: in user code too). */
+  rasOn(): boolean {
+    return RAS && (RAS_USER || !userLinear(this.curLin()));
+  }
+
   /**
    * A CALL (after its push, which may fault) records its return address r0 + `next` on the return-address stack
    * (layout.ts S_RAS) with where that address's block is: in this block's page (nothing else is known statically) it
@@ -1799,14 +1804,6 @@ class Translator {
    * for one dispatcher call (cpl and mode fixed), emptied on every TLB flush or INVLPG (SoftCpu.invalidateFetch), so
    * the linear-to-physical mapping the CALL's block ran with is still the one the fetch TLB holds.
    */
-  /** Whether this block's CALLs and RETs keep the return-address stack (RAS, RAS_USER). */
-  rasOn(): boolean {
-    if (!RAS) return false;
-    if (RAS_USER) return true;
-    const l = this.curLin();
-    return l === undefined || l < 0 || l >= 2 ** 47;
-  }
-
   rasPush(next: number, ret: number): void {
     if (!this.rasOn()) return;
     const b = this.b, pa = this.block.pa, tpa = pa + next, same = (tpa >>> 12) === (pa >>> 12);
@@ -2669,6 +2666,14 @@ function staticExits(b: Block, offs: number[]): number[] {
     else if (i === es.length - 1 && e.len === 0 && STRING_EDGE && stringRuns(e)) out.push(offs[i] + e.opLen);
   }
   return out;
+}
+
+/**
+ * Whether a block queued at linear address `l` is user code: the lower canonical half (below 2^47; Linux's user space),
+ * as runtime.ts keeps its linear addresses (undefined: not known, taken for the kernel's).
+ */
+export function userLinear(l: number | undefined): boolean {
+  return l !== undefined && l >= 0 && l < 2 ** 47;
 }
 
 /** The instruction is one Translator.stringOp runs in wasm: (REP) MOVS/STOS with 64-bit addressing. */
