@@ -394,6 +394,14 @@ export class CodeCache {
     this.codeBits[page * 2 + 1] = -1;
   }
 
+  /** CODE_BYTES: page `page`'s blocks are gone (invalidated or swept): no chunk of it holds recorded code, no stores spared. */
+  private forgetCode(page: number): void {
+    if (!this.codeBytes) return;
+    this.codeBits[page * 2] = 0;
+    this.codeBits[page * 2 + 1] = 0;
+    this.dataStores[page] = 0;
+  }
+
   /**
    * A CPU store wrote [off, off+len) of page `page` (offsets in the page), which is marked in codePages: drop its
    * blocks (invalidatePage) unless CODE_BYTES and the store covers no chunk of recorded code.
@@ -434,7 +442,7 @@ export class CodeCache {
   /** A write hit page `page` (index into codePages) that holds cached code or is armed for the dirty-page log. */
   invalidatePage(page: number): void {
     if (this.dirtyLog) this.dirtyLog[page] = 1;
-    if (this.codeBytes) { this.codeBits[page * 2] = 0; this.codeBits[page * 2 + 1] = 0; this.dataStores[page] = 0; }
+    this.forgetCode(page);
     if ((this.codePages[page] & ~PAGE_WRITE_LOGGED) === 0) { this.codePages[page] = 0; return; } // no code there
     this.codePages[page] = 0;
     this.pageGen[page] = (this.pageGen[page] + 1) | 0;
@@ -463,7 +471,7 @@ export class CodeCache {
       for (let p = base; p < end; p++) {
         if (pages[p] !== 0) {
           pages[p] = 0; this.pageGen[p] = (this.pageGen[p] + 1) | 0; if (log) log[p] = 1;
-          if (this.codeBytes) { this.codeBits[p * 2] = 0; this.codeBits[p * 2 + 1] = 0; this.dataStores[p] = 0; }
+          this.forgetCode(p);
         }
       }
     }
