@@ -165,30 +165,26 @@ function traceCounts(file: string, from: number, to: number): Record<string, num
   return out;
 }
 const fileLength = (file: string): number => { try { return fs.statSync(file).size; } catch { return 0; } };
+/** Extra arguments from environment variable `name`: a JSON array of strings (none when unset or empty). */
+function stringArrayEnv(name: string): string[] {
+  const text = process.env[name];
+  if (!text) return [];
+  const v: unknown = JSON.parse(text);
+  if (!Array.isArray(v) || !v.every((x) => typeof x === 'string')) throw new Error(`${name}: a JSON array of strings`);
+  return v as string[];
+}
 /**
  * RINGZERO_BENCH_RZ_ARGS: a JSON array of extra `ringzero run` arguments for profiling, e.g.
  * '["--profile-guest","/tmp/gp.json","--kallsyms","/tmp/kallsyms.txt","--cmdline","... nokaslr"]' (a later option
  * wins over the bench's own).
  */
-const extraRzArgs: string[] = (() => {
-  const text = process.env.RINGZERO_BENCH_RZ_ARGS;
-  if (!text) return [];
-  const v: unknown = JSON.parse(text);
-  if (!Array.isArray(v) || !v.every((x) => typeof x === 'string')) throw new Error('RINGZERO_BENCH_RZ_ARGS: a JSON array of strings');
-  return v as string[];
-})();
+const extraRzArgs = stringArrayEnv('RINGZERO_BENCH_RZ_ARGS');
 /**
  * RINGZERO_BENCH_QEMU_ARGS: a JSON array of extra QEMU arguments, e.g. '["-icount","shift=0,sleep=off"]' (guest time
  * counted in instructions, 1 ns each: the guest's busy ticks in the busy/idle table are then its instructions,
  * 10 M per USER_HZ tick).
  */
-const extraQemuArgs: string[] = (() => {
-  const text = process.env.RINGZERO_BENCH_QEMU_ARGS;
-  if (!text) return [];
-  const v: unknown = JSON.parse(text);
-  if (!Array.isArray(v) || !v.every((x) => typeof x === 'string')) throw new Error('RINGZERO_BENCH_QEMU_ARGS: a JSON array of strings');
-  return v as string[];
-})();
+const extraQemuArgs = stringArrayEnv('RINGZERO_BENCH_QEMU_ARGS');
 const VMMS: Vmm[] = [
   {
     key: 'ringzero', group: 'ringzero', label: 'ringzero soft', disk: true, control: controlSocket,
