@@ -8,8 +8,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
-import { makeBzImage } from '../src/boot/synthetic.ts';
 import { SLICE } from '../src/vmm/machine.ts';
+import { writeTinyKernel } from './support/guest.ts';
 
 const run = promisify(execFile);
 const BIN = path.join(import.meta.dirname, '..', 'bin', 'ringzero');
@@ -30,10 +30,7 @@ const GUEST_HEX = 'b940420f00ffc975fc488d3534000000e822000000b980841e00ffc975fc4
 test('RINGZERO_BOOT_PHASES: a row per console line with the counters there, a profile per phase', async () => {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'rz-phases-'));
   try {
-    const payload = new Uint8Array(4096).fill(0xf4);
-    payload.set(Buffer.from(GUEST_HEX, 'hex'), 0x200);
-    const kernel = path.join(dir, 'guest.bzImage');
-    fs.writeFileSync(kernel, makeBzImage({ payload }));
+    const kernel = writeTinyKernel(path.join(dir, 'guest.bzImage'), GUEST_HEX);
     const file = path.join(dir, 'phases.jsonl');
     const { stdout } = await run(process.execPath, [BIN, 'run', '--engine', 'soft', '--kernel', kernel, '--memory', '64M',
       '--cmdline', 'console=ttyS0', '--profile-guest', path.join(dir, 'profile.json')],

@@ -13,11 +13,11 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { Worker } from 'node:worker_threads';
-import { makeBzImage } from '../src/boot/synthetic.ts';
 import { detectKvm } from '../src/kvm/host.ts';
 import { MAX_FDS, W } from '../src/kvm/eventfd-watcher.ts';
 import { eventfd } from '../src/kvm/sys.ts';
 import { ringzero as runCli, type RingzeroResult } from './support/ringzero-cli.ts';
+import { writeTinyKernel } from './support/guest.ts';
 
 const exec = promisify(execFile);
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
@@ -77,11 +77,7 @@ function ringzero(args: string[], env: Record<string, string> = {}): Promise<Rin
 }
 
 function kernelFile(): string {
-  const payload = new Uint8Array(4096).fill(0xf4);
-  payload.set(Buffer.from(GUEST_HEX, 'hex'), 0x200);
-  const file = path.join(tree, 'guest.bzImage');
-  fs.writeFileSync(file, makeBzImage({ payload }));
-  return file;
+  return writeTinyKernel(path.join(tree, 'guest.bzImage'), GUEST_HEX);
 }
 
 test('a fresh bundle runs --help; RINGZERO_NO_BUNDLE=1 runs the sources through tsx', async () => {

@@ -6,7 +6,6 @@ import test from 'node:test';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { makeBzImage } from '../src/boot/synthetic.ts';
 import { Machine } from '../src/vmm/machine.ts';
 import { captureConsole } from './support/capture-console.ts';
 import assert from 'node:assert/strict';
@@ -25,6 +24,7 @@ import { saveSoftCpu, restoreSoftCpu, checkVcpuState, type VcpuState } from '../
 import type { Vcpu, SpecialRegisters } from '../src/cpu/engine.ts';
 import { detectKvm } from '../src/kvm/host.ts';
 import { CODE64_AR, DATA_AR } from '../src/boot/linux.ts';
+import { writeTinyKernel } from './support/guest.ts';
 
 const host = detectKvm();
 const skip = host.verdict === 'none' ? `no usable KVM: ${host.reason}` : false;
@@ -245,11 +245,8 @@ test('KvmCpus.saveState / restoreState (the snapshot hook): a paused Machine\'s 
     + '32000000eb11488d3573000000b915000000e81f000000803d2c00000000750c66ba040666b8003466efeb0766baf90cb006eef4ebfd66'
     + 'bafd03eca82074fb66baf803aceeffc975edc30072696e677a65726f2067756573743a2068656c6c6f206f6e20434f4d310a72746320'
     + '7365636f6e64733a2076616c6964204243440a727463207365636f6e64733a20494e56414c49440a';
-  const payload = new Uint8Array(4096).fill(0xf4);
-  payload.set(Buffer.from(GUEST_HEX, 'hex'), 0x200);
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'rz-kvm-state-'));
-  const kernel = path.join(dir, 'guest.bzImage');
-  fs.writeFileSync(kernel, makeBzImage({ payload }));
+  const kernel = writeTinyKernel(path.join(dir, 'guest.bzImage'), GUEST_HEX);
   const config = { engine: 'kvm' as const, kernel, cmdline: 'console=ttyS0', cpus: 2, memory: 64 * MiB, onReboot: 'exit' as const };
   async function startPaused(m: Machine): Promise<{ running: Promise<unknown> }> {
     m.loadKernel();

@@ -10,7 +10,7 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
 import { Daemon, api, cli, guestConsole, killRecordedVmms, tempDir, waitFor, listenPort, type GuestConsole, migrationPair } from './support/manager-harness.ts';
-import { makeBzImage } from '../src/boot/synthetic.ts';
+import { writeTinyKernel } from './support/guest.ts';
 
 /*
  * The guest (GNU as --64, ld -Ttext=0 --oformat binary), entered at payload offset 0x200: it increments a quadword in
@@ -28,11 +28,7 @@ const BANDWIDTH = 4 * 2 ** 20;
 const MAX_ITERATIONS = 3;
 
 function dirtierKernel(dir: string): string {
-  const payload = new Uint8Array(4096).fill(0xf4);
-  payload.set(Buffer.from(DIRTIER_HEX, 'hex'), 0x200);
-  const file = path.join(dir, 'dirtier.bzImage');
-  fs.writeFileSync(file, makeBzImage({ payload }));
-  return file;
+  return writeTinyKernel(path.join(dir, 'dirtier.bzImage'), DIRTIER_HEX);
 }
 
 test('a migration that never converges fails cleanly after --max-iterations; its progress (CLI, API, migrate-info) shows the iteration, bytes sent, dirty pages and rate, and the expected downtime against the limit; under a limit the rest fits it switches over', { timeout: 300_000 }, async () => {

@@ -11,6 +11,7 @@ import { promisify } from 'node:util';
 import { makeBzImage } from '../src/boot/synthetic.ts';
 import { GuestProfile, parseKallsyms, hexAddress } from '../src/vmm/guest-profile.ts';
 import { SLICE } from '../src/vmm/machine.ts';
+import { writeTinyKernel } from './support/guest.ts';
 
 const run = promisify(execFile);
 const BIN = path.join(import.meta.dirname, '..', 'bin', 'ringzero');
@@ -61,10 +62,7 @@ test('report: samples by symbol, user addresses never given a kernel symbol', ()
 test('run --profile-guest: samples split between two loops as their instruction counts (3:1)', async () => {
   const dir = workDir();
   try {
-    const payload = new Uint8Array(4096).fill(0xf4);
-    payload.set(Buffer.from(GUEST_HEX, 'hex'), 0x200);
-    const kernel = path.join(dir, 'guest.bzImage');
-    fs.writeFileSync(kernel, makeBzImage({ payload }));
+    const kernel = writeTinyKernel(path.join(dir, 'guest.bzImage'), GUEST_HEX);
     fs.writeFileSync(path.join(dir, 'kallsyms'), KALLSYMS);
     const out = path.join(dir, 'profile.json');
     const { stderr } = await run(process.execPath, [BIN, 'run', '--engine', 'soft', '--kernel', kernel, '--memory', '64M',

@@ -6,10 +6,10 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { makeBzImage } from '../src/boot/synthetic.ts';
 import { chooseEngine, type HostInfo } from '../src/cli/host.ts';
 import { detectKvm, type KvmDetection } from '../src/kvm/host.ts';
 import { ringzero as runCli } from './support/ringzero-cli.ts';
+import { writeTinyKernel } from './support/guest.ts';
 
 const kvm = detectKvm();
 
@@ -20,11 +20,7 @@ const GUEST_HEX = '488d3576000000b91e000000e857000000b000e670e47188c380e30f80fb0
   + '7365636f6e64733a2076616c6964204243440a727463207365636f6e64733a20494e56414c49440a';
 
 function kernelFile(): string {
-  const payload = new Uint8Array(4096).fill(0xf4);
-  payload.set(Buffer.from(GUEST_HEX, 'hex'), 0x200);
-  const file = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'rz-kvm-cli-')), 'guest.bzImage');
-  fs.writeFileSync(file, makeBzImage({ payload }));
-  return file;
+  return writeTinyKernel(path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'rz-kvm-cli-')), 'guest.bzImage'), GUEST_HEX);
 }
 
 /** The real CLI, killed after 30 s (a KVM guest that never powers off). */

@@ -5,6 +5,7 @@ import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { GUEST_PROMPT, INIT_OK_LINE } from '../../src/image/build.ts';
+import { makeBzImage } from '../../src/boot/synthetic.ts';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 export const RINGZERO_BIN = path.join(root, 'bin', 'ringzero');
@@ -150,4 +151,15 @@ export async function bootToShellScenario(engine: 'soft' | 'kvm', check: {
   } finally {
     guest.close();
   }
+}
+
+/**
+ * Write a tiny bzImage to `file` (src/boot/synthetic.ts makeBzImage) whose 64-bit entry runs `codeHex`: its
+ * 4 KiB payload is HLT (0xf4) but for the code at offset 0x200, where the entry jumps. Returns `file`.
+ */
+export function writeTinyKernel(file: string, codeHex: string): string {
+  const payload = new Uint8Array(4096).fill(0xf4);
+  payload.set(Buffer.from(codeHex, 'hex'), 0x200);
+  writeFileSync(file, makeBzImage({ payload }));
+  return file;
 }

@@ -10,7 +10,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { after, before } from 'node:test';
-import { makeBzImage } from '../../src/boot/synthetic.ts';
+import { writeTinyKernel } from './guest.ts';
 
 export const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 export const bin = path.join(root, 'bin', 'ringzero');
@@ -28,11 +28,7 @@ const BUTTON_GUEST = '488d3543000000b91c00000066bafd03eca82074f766baf803aceeffc9
 const IDLE_GUEST = '488d351c000000b91a00000066bafd03eca82074fb66baf803aceeffc975edfaf4ebfd72696e677a65726f20746573742067756573743a2069646c650a';
 
 export function guestKernel(dir: string, kind: 'echo' | 'idle' | 'button'): string {
-  const payload = new Uint8Array(4096).fill(0xf4);
-  payload.set(Buffer.from({ echo: ECHO_GUEST, idle: IDLE_GUEST, button: BUTTON_GUEST }[kind], 'hex'), 0x200);
-  const file = path.join(dir, `${kind}.bzImage`);
-  fs.writeFileSync(file, makeBzImage({ payload }));
-  return file;
+  return writeTinyKernel(path.join(dir, `${kind}.bzImage`), { echo: ECHO_GUEST, idle: IDLE_GUEST, button: BUTTON_GUEST }[kind]);
 }
 
 /** A short temp dir (Unix socket paths are limited to 107 bytes). */
