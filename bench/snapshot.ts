@@ -36,6 +36,7 @@ import { findDefaultImage, GUEST_PROMPT } from '../src/image/build.ts';
 import { DEFAULT_CMDLINE } from '../src/vmm/config.ts';
 import { controlRequest } from '../src/vmm/control.ts';
 import { Machine } from '../src/vmm/machine.ts';
+import { readProcStat, statCpuSeconds } from '../src/sys/proc-stat.ts';
 import { median, benchArgs } from './support/common.ts';
 import { Qmp } from './support/qmp.ts';
 import { killAllVmms, spareReady, VmmProcess } from './support/vmm-process.ts';
@@ -113,12 +114,11 @@ if (!values.tsx) {
 console.log(`ringzero runs from ${ringzeroFrom}`);
 const rzVmm = (args: string[], env?: Record<string, string>) => new VmmProcess(ringzeroCmd, [...ringzeroPre, ...args], timeoutMs, env);
 
-const CLK_TCK = Number(spawnSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).stdout) || 100;
 /** CPU time of process `pid` so far, all its threads (ms; /proc/PID/stat utime + stime). */
 function processCpuMs(pid: number): number {
-  const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
-  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  return ((Number(fields[11]) + Number(fields[12])) * 1000) / CLK_TCK;
+  const stat = readProcStat(`/proc/${pid}/stat`);
+  if (stat === undefined) throw new Error(`process ${pid} is gone`);
+  return statCpuSeconds(stat) * 1000;
 }
 /** CPU time of process `pid`'s main thread so far (ms; its schedstat, in ns). */
 function mainThreadCpuMs(pid: number): number {

@@ -7,6 +7,7 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
 import { api, cli, Daemon, daemonFixture, guestConsole, guestKernel, processAlive, waitFor } from './support/manager-harness.ts';
+import { readProcStat } from '../src/sys/proc-stat.ts';
 
 const fx = daemonFixture('life');
 const { dir, stateDir } = fx;
@@ -24,9 +25,7 @@ test('start a guest, see its console through two viewers at once, type to it, de
   assert.equal(running.state, 'running');
   assert.ok(running.pid > 0 && processAlive(running.pid));
   // The VMM is its own session, not a child of the CLI or of the test.
-  const stat = fs.readFileSync(`/proc/${running.pid}/stat`, 'utf8');
-  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  assert.equal(Number(fields[3]), running.pid, 'the VMM leads its own session (setsid)');
+  assert.equal(Number(readProcStat(`/proc/${running.pid}/stat`)?.fields[3]), running.pid, 'the VMM leads its own session (setsid)');
 
   // Viewer B attaches first and stays; viewer A types a line once it sees the scrollback (it is attached then), sees
   // it echoed, and detaches with Ctrl-A x. (Typed after fixed delays instead, the line could come before a viewer

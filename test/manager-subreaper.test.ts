@@ -10,6 +10,7 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
 import { cli, Daemon, guestKernel, killRecordedVmms, processAlive, tempDir, waitFor } from './support/manager-harness.ts';
+import { readProcStat } from '../src/sys/proc-stat.ts';
 
 let dir: string;
 let stateDir: string;
@@ -32,13 +33,8 @@ after(async () => {
 
 /** Field 4 (ppid) and field 3 (state) of /proc/PID/stat, or undefined once the process is gone. */
 function stat(pid: number): { ppid: number; state: string } | undefined {
-  try {
-    const text = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
-    const fields = text.slice(text.lastIndexOf(')') + 2).split(' ');
-    return { state: fields[0], ppid: Number(fields[1]) };
-  } catch {
-    return undefined;
-  }
+  const fields = readProcStat(`/proc/${pid}/stat`)?.fields;
+  return fields === undefined ? undefined : { state: fields[0], ppid: Number(fields[1]) };
 }
 
 function childrenOf(pid: number): number[] {

@@ -11,6 +11,7 @@ import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import { GuestSession, escapeRegExp } from '../../test/support/guest.ts';
 import { GUEST_PROMPT, INIT_OK_LINE } from '../../src/image/build.ts';
+import { readProcStat, statCpuSeconds } from '../../src/sys/proc-stat.ts';
 import { onCleanup, QEMU, RINGZERO } from './common.ts';
 
 export interface TimedResult {
@@ -56,9 +57,6 @@ function guestCpuDelta(a: string | undefined, b: string | undefined): { busy: nu
   const d = (i: number) => y[i] - x[i];
   return { busy: d(0) + d(1) + d(2) + d(5) + d(6), idle: d(3), iowait: d(4) };
 }
-
-/** sysconf(_SC_CLK_TCK): 100 on every Linux x86-64 build (USER_HZ). */
-const CLOCK_TICKS = 100;
 
 export class BenchGuest {
   readonly session: GuestSession;
@@ -148,13 +146,8 @@ export class BenchGuest {
 
   /** CPU seconds the VMM process has used so far (proc(5): fields 14 and 15 of /proc/PID/stat, in clock ticks). */
   cpuSeconds(): number {
-    try {
-      const stat = fs.readFileSync(`/proc/${this.session.child.pid}/stat`, 'utf8');
-      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-      return (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS;
-    } catch {
-      return NaN;
-    }
+    const stat = readProcStat(`/proc/${this.session.child.pid}/stat`);
+    return stat === undefined ? NaN : statCpuSeconds(stat);
   }
 
   private guestTid: number | undefined;

@@ -3,17 +3,12 @@
 // VMM while both match.
 
 import fs from 'node:fs';
+import { readProcStat } from '../sys/proc-stat.ts';
 
 /** The start time of `pid` in clock ticks since boot, or undefined if there is no such process (or it is a zombie). */
 export function processStartTime(pid: number): number | undefined {
-  let stat: string;
-  try {
-    stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
-  } catch {
-    return undefined;
-  }
-  // The command name (field 2) is in parentheses and may hold spaces or parentheses: split after the last ')'.
-  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  const fields = readProcStat(`/proc/${pid}/stat`)?.fields;
+  if (fields === undefined) return undefined;
   // fields[0] is field 3 (state); field 22 (starttime) is fields[19].
   if (fields[0] === 'Z' || fields[0] === 'X') return undefined;
   const start = Number(fields[19]);

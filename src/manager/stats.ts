@@ -9,14 +9,12 @@
 
 import fs from 'node:fs';
 import os from 'node:os';
+import { CLOCK_TICKS, readProcStat, statCpuSeconds } from '../sys/proc-stat.ts';
 import { controlRequest } from '../vmm/control.ts';
 import type { VmCounters } from '../vmm/machine.ts';
 import type { VmManager, VmView } from './manager.ts';
 import type { PoolView } from './pool.ts';
 
-/** USER_HZ: the unit of the times in /proc/PID/stat and /proc/stat. Linux exports 100 on every architecture (proc(5),
- *  "clock ticks (divide by sysconf(_SC_CLK_TCK))"; the kernel fixes USER_HZ at 100 for user space). */
-const CLOCK_TICKS = 100;
 /** How long a VMM may take to answer {"cmd":"stats"} before its counters are reported as null. */
 const COUNTERS_TIMEOUT_MS = 1500;
 
@@ -89,23 +87,20 @@ const CPU_MODES = ['user', 'nice', 'system', 'idle', 'iowait', 'irq', 'softirq',
 
 /** CPU time and resident set of a process, or undefined if it is gone. */
 export function readProcess(pid: number): { cpuSeconds: number; residentBytes: number; threads: number; startTicks: number } | undefined {
-  let stat: string;
+  const stat = readProcStat(`/proc/${pid}/stat`);
   let status: string;
   try {
-    stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
     status = fs.readFileSync(`/proc/${pid}/status`, 'utf8');
   } catch {
     return undefined;
   }
-  // Field 2 (comm) may hold spaces and parentheses: the fields after it start past the last ')'. fields[0] is field 3.
-  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  const utime = Number(fields[11]); // field 14
-  const stime = Number(fields[12]); // field 15
+  if (stat === undefined) return undefined;
+  const fields = stat.fields; // fields[0] is field 3
   const threads = Number(fields[17]); // field 20
   const startTicks = Number(fields[19]); // field 22
   const rss = /^VmRSS:\s+(\d+)\s+kB/m.exec(status);
   return {
-    cpuSeconds: (utime + stime) / CLOCK_TICKS,
+    cpuSeconds: statCpuSeconds(stat),
     residentBytes: rss ? Number(rss[1]) * 1024 : 0,
     threads: Number.isFinite(threads) ? threads : 0,
     startTicks,

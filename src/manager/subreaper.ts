@@ -16,6 +16,7 @@
 import { ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import { lastErrno, libc, errnoName } from '../sys/libc.ts';
+import { readProcStat } from '../sys/proc-stat.ts';
 
 /** <linux/prctl.h>: PR_SET_CHILD_SUBREAPER 36, PR_GET_CHILD_SUBREAPER 37 (Linux 3.4). */
 const PR_SET_CHILD_SUBREAPER = 36;
@@ -73,22 +74,13 @@ export function childPids(): number[] {
     // Without /proc/PID/task/TID/children: every process whose parent (stat field 4) is this one.
     for (const entry of fs.readdirSync('/proc')) {
       if (!/^\d+$/.test(entry)) continue;
-      const fields = statFields(Number(entry));
+      const fields = readProcStat(`/proc/${entry}/stat`)?.fields;
       if (fields && Number(fields[1]) === process.pid) out.add(Number(entry));
     }
   }
   return [...out];
 }
 
-/** /proc/PID/stat from field 3 (state) on, or undefined. */
-function statFields(pid: number): string[] | undefined {
-  try {
-    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
-    return stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  } catch {
-    return undefined;
-  }
-}
 
 export interface Reaped {
   pid: number;
@@ -124,7 +116,7 @@ export class Subreaper {
     const out: Reaped[] = [];
     for (const pid of childPids()) {
       if (nodeChildren.has(pid)) continue;
-      const fields = statFields(pid);
+      const fields = readProcStat(`/proc/${pid}/stat`)?.fields;
       if (fields?.[0] !== 'Z') continue;
       const status = [0];
       if (waitpid(pid, status, WNOHANG) === pid) {

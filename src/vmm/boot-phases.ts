@@ -9,9 +9,10 @@
 // after the guest printed the line. With
 // --profile-guest, the guest profile of each phase (up to each of PHASE_ENDS) goes to FILE.N.json, unnamed (resolve
 // its addresses against the guest's kallsyms), and the profile restarts.
-import { appendFileSync, readFileSync, readdirSync } from 'node:fs';
+import { appendFileSync, readdirSync } from 'node:fs';
 import type { SoftCpu } from '../cpu/soft/cpu.ts';
 import { mainThreadCpuSeconds } from '../cpu/soft/code-cache.ts';
+import { readProcStat, statCpuSeconds } from '../sys/proc-stat.ts';
 import type { GuestProfile } from './guest-profile.ts';
 
 const FILE = process.env.RINGZERO_BOOT_PHASES ?? '';
@@ -24,10 +25,10 @@ function threadCpu(): Record<string, number> {
   const out: Record<string, number> = {};
   try {
     for (const tid of readdirSync('/proc/self/task')) {
-      const stat = readFileSync(`/proc/self/task/${tid}/stat`, 'utf8');
-      const name = tid === String(process.pid) ? 'main' : stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')'));
-      const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-      out[name] = (out[name] ?? 0) + (Number(f[11]) + Number(f[12])) / 100;
+      const stat = readProcStat(`/proc/self/task/${tid}/stat`);
+      if (stat === undefined) continue; // ended meanwhile
+      const name = tid === String(process.pid) ? 'main' : stat.comm;
+      out[name] = (out[name] ?? 0) + statCpuSeconds(stat);
     }
   } catch { /* gone meanwhile */ }
   return out;

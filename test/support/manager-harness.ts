@@ -11,6 +11,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { after, before } from 'node:test';
 import { writeTinyKernel } from './guest.ts';
+import { readProcStat } from '../../src/sys/proc-stat.ts';
 
 export const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 export const bin = path.join(root, 'bin', 'ringzero');
@@ -64,13 +65,8 @@ export function socketAnswers(socketPath: string): Promise<boolean> {
 
 /** Whether `pid` runs (a zombie does not: a VMM orphaned by a killed daemon may wait for a reaper that never comes). */
 export function processAlive(pid: number): boolean {
-  try {
-    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
-    const state = stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3);
-    return state !== 'Z' && state !== 'X';
-  } catch {
-    return false;
-  }
+  const state = readProcStat(`/proc/${pid}/stat`)?.fields[0];
+  return state !== undefined && state !== 'Z' && state !== 'X';
 }
 
 /**

@@ -29,13 +29,13 @@
 //
 // The cache is shared by the vCPUs of one GuestMemory (they run on one thread): see `codeCacheFor`.
 import { Buffer } from 'node:buffer';
-import { readFileSync } from 'node:fs';
 import type { GuestMemory } from '../../memory/guest-memory.ts';
 import type { OpHandler, SoftCpu } from './cpu.ts';
 import type { JitFn } from './jit/translate.ts';
 import type { WasmCode } from './wasm/translate.ts';
 import { CODE_PAGES, PAGE_GEN } from './wasm/layout.ts';
 import { isAllZero } from '../../sys/zero.ts';
+import { readProcStat, statCpuSeconds } from '../../sys/proc-stat.ts';
 
 /** Longest block, in instructions (bounds the event latency of a block to this many instructions). */
 export const MAX_BLOCK = 32;
@@ -539,14 +539,8 @@ export function softEngineStats(cpus: SoftCpu[], ms: number): string {
  * inflates; the main thread's is what the guest waits for.
  */
 export function mainThreadCpuSeconds(): number {
-  try {
-    const stat = readFileSync(`/proc/self/task/${process.pid}/stat`, 'utf8');
-    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    // fields 14 and 15 of proc(5) (utime, stime) are at 11 and 12 after the command name
-    return (Number(f[11]) + Number(f[12])) / 100;
-  } catch {
-    return -1;
-  }
+  const stat = readProcStat(`/proc/self/task/${process.pid}/stat`);
+  return stat === undefined ? -1 : statCpuSeconds(stat);
 }
 
 /** Set the hot threshold (tests: 0 records every block the first time it runs). */
