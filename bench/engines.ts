@@ -42,7 +42,7 @@ import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
-import { CMDLINE, median, positiveInt, printTable, qemuPresent, qemuTcgArgs, ratioText, requireImage } from './support/common.ts';
+import { CMDLINE, median, nameList, positiveInt, printTable, qemuPresent, qemuTcgArgs, ratioText, requireImage } from './support/common.ts';
 import { BenchGuest } from './support/session.ts';
 
 const { values } = parseArgs({
@@ -104,14 +104,7 @@ const VMMS: Vmm[] = [
   { key: 'qemu', label: 'qemu -accel tcg', start: () => BenchGuest.qemu('qemu -accel tcg', qemuTcgArgs({ ...image, cmdline: CMDLINE, cpus, memory: values.memory! }, ['-name', 'bench,debug-threads=on'])) },
 ];
 
-const only = values.only!.split(',').map((s) => s.trim()).filter(Boolean);
-const known = new Set(['boot', ...WORKLOADS.map((w) => w.key), ...VMMS.map((v) => v.key)]);
-for (const o of only) {
-  if (!known.has(o)) {
-    console.error(`--only: unknown '${o}': use ${[...known].join(', ')}`);
-    process.exit(2);
-  }
-}
+const only = nameList('only', values.only, ['boot', ...WORKLOADS.map((w) => w.key), ...VMMS.map((v) => v.key)]);
 const onlyWorkloads = only.filter((o) => o === 'boot' || WORKLOADS.some((w) => w.key === o));
 const onlyVmms = only.filter((o) => VMMS.some((v) => v.key === o));
 const wantBoot = onlyWorkloads.length === 0 || onlyWorkloads.includes('boot');

@@ -13,7 +13,7 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { CMDLINE, onCleanup, positiveInt, printTable, qemuPresent, qemuTcgArgs, requireImage, benchArgs } from './support/common.ts';
+import { CMDLINE, nameList, onCleanup, positiveInt, printTable, qemuPresent, qemuTcgArgs, requireImage, benchArgs } from './support/common.ts';
 import { BenchGuest } from './support/session.ts';
 import { controlRequest } from '../src/vmm/control.ts';
 
@@ -28,7 +28,7 @@ const { values } = benchArgs(import.meta.url, {
 });
 const passes = positiveInt('passes', values.passes);
 const mb = positiveInt('mb', values.mb);
-const only = values.only!.split(',').filter(Boolean);
+const only = nameList('only', values.only, ['ringzero', 'qemu']);
 const image = requireImage('io-passes');
 const work = fs.mkdtempSync(path.join(os.tmpdir(), 'ringzero-bench-io-passes-'));
 onCleanup(() => fs.rmSync(work, { recursive: true, force: true }));

@@ -36,7 +36,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { CMDLINE, median, onCleanup, positiveInt, printTable, qemuPresent, qemuTcgArgs, requireImage, ROOT, benchArgs } from './support/common.ts';
+import { CMDLINE, median, nameList, onCleanup, positiveInt, printTable, qemuPresent, qemuTcgArgs, requireImage, ROOT, benchArgs } from './support/common.ts';
 import { initrdWithPrograms } from './support/initramfs.ts';
 import { deleteTap, NetNamespace, tapUnavailable } from './support/netns.ts';
 import { BenchGuest, type TimedResult } from './support/session.ts';
@@ -65,13 +65,7 @@ const TESTS = ['write', 'read', 'randread', 'tcp', 'tcpout'] as const;
 const NET_TESTS: readonly string[] = ['tcp', 'tcpout'];
 type TestKey = typeof TESTS[number];
 const VMM_KEYS = ['ringzero', 'qemu'];
-const onlyAll = values.only!.split(',').map((s) => s.trim()).filter(Boolean);
-for (const o of onlyAll) {
-  if (!(TESTS as readonly string[]).includes(o) && !VMM_KEYS.includes(o)) {
-    console.error(`--only: unknown '${o}': use ${[...TESTS, ...VMM_KEYS].join(', ')}`);
-    process.exit(2);
-  }
-}
+const onlyAll = nameList('only', values.only, [...TESTS, ...VMM_KEYS]);
 const only = onlyAll.filter((o) => (TESTS as readonly string[]).includes(o));
 const onlyVmms = onlyAll.filter((o) => VMM_KEYS.includes(o));
 const image = requireImage('io');

@@ -86,6 +86,17 @@ export function positiveInt(name: string, text: string | undefined): number {
   return n;
 }
 
+/** A comma-separated --NAME list (blanks dropped), or exit 2 naming the first entry not in `known` and the choices. */
+export function nameList(name: string, text: string | undefined, known: readonly string[]): string[] {
+  const names = (text ?? '').split(',').map((s) => s.trim()).filter(Boolean);
+  const unknown = names.find((n) => !known.includes(n));
+  if (unknown !== undefined) {
+    console.error(`--${name}: unknown '${unknown}': use ${known.join(', ')}`);
+    process.exit(2);
+  }
+  return names;
+}
+
 /** Print a table with aligned columns. */
 export function printTable(header: readonly string[], rows: readonly (readonly string[])[]): void {
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
