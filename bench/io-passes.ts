@@ -9,7 +9,12 @@
 //   node --import tsx bench/io-passes.ts [--passes 8] [--mb 16] [--only ringzero,qemu] [--cmd read|write|buffered]
 //
 // Prints one row per pass and VMM (ns of guest-thread CPU per guest instruction; QEMU's count is ringzero's, as both
-// guests run the same kernel path: bench/io's README section), then one JSON line.
+// guests run the same kernel path: bench/io's README section), then one JSON line. On stderr, per ringzero pass: wall,
+// guest-thread CPU and its wait for a CPU, process CPU, modules and blocks translated, the mean wait of a module from
+// its flush to its install, and each thread's CPU (RINGZERO_BENCH_TIDS=1: by thread id; V8's workers are all "node").
+// RINGZERO_BENCH_WINDOWS=FILE notes each pass's interval for a RINGZERO_VMM_CPU_PROF profile (as bench/io);
+// RINGZERO_BENCH_PERF=DIR records `perf` CPU samples of the guest thread per pass (with NODE_OPTIONS=--perf-basic-prof).
+import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -59,6 +64,24 @@ interface Row { vmm: string; pass: number; threadMs: number; instr: number; nsPe
 const rows: Row[] = [];
 const sumOf = (a: Flat, b: Flat, re: RegExp): number => Object.keys(b).filter((k) => re.test(k)).reduce((n, k) => n + b[k] - (a[k] ?? 0), 0);
 let ringzeroInstr: number[] = [];
+const windowsFile = process.env.RINGZERO_BENCH_WINDOWS;
+/** ms of CPU (schedstat) of each of the VMM's threads, summed by thread name. */
+function threadCpu(g: BenchGuest): Map<string, number> {
+  const out = new Map<string, number>();
+  const dir = `/proc/${g.session.child.pid}/task`;
+  try {
+    for (const tid of fs.readdirSync(dir)) {
+      try {
+        const name = fs.readFileSync(`${dir}/${tid}/comm`, 'utf8').trim();
+        const ns = Number(fs.readFileSync(`${dir}/${tid}/schedstat`, 'utf8').split(' ')[0]);
+        const key = process.env.RINGZERO_BENCH_TIDS ? `${name}/${tid}` : name;
+        out.set(key, (out.get(key) ?? 0) + ns / 1e6);
+      } catch { /* the thread ended */ }
+    }
+  } catch { /* the VMM ended */ }
+  return out;
+}
+const monoOffsetUs = Number(process.hrtime.bigint() / 1000n) - performance.now() * 1000;
 for (const vmm of only) {
   const guest = vmm === 'ringzero'
     ? BenchGuest.ringzero('ringzero soft', ['--engine', 'soft', '--memory', values.memory!, '--cmdline', CMDLINE, '--disk', disk, '--control-socket', sock])
@@ -69,7 +92,16 @@ for (const vmm of only) {
   await guest.waitForShell();
   for (let p = 1; p <= passes; p++) {
     const a = vmm === 'ringzero' ? await stats() : {};
+    const th0 = threadCpu(guest);
+    // (RINGZERO_BENCH_PERF=DIR: `perf record -e cpu-clock` of ringzero's guest thread over each pass, DIR/passN.data:
+    // CPU-time samples, which a loaded host does not skew as it does a wall-clock profile; the VMM's JavaScript and
+    // wasm are named with RINGZERO_V8_FLAGS holding --perf-basic-prof)
+    const perfDir = vmm === 'ringzero' ? process.env.RINGZERO_BENCH_PERF : undefined;
+    const perf = perfDir ? spawn('perf', ['record', '-q', '-e', 'cpu-clock', '-F', '2000', '-g', '-t', String(guest.guestThread()), '-o', path.join(perfDir, `pass${p}.data`)], { stdio: 'ignore' }) : undefined;
+    if (perf) await new Promise((r) => setTimeout(r, 300));
     const r = await guest.timed(`p${p}`, command, 1_800_000);
+    if (perf) { perf.kill('SIGINT'); await new Promise((r) => perf.once('exit', r)); }
+    const th1 = threadCpu(guest);
     const b = vmm === 'ringzero' ? await stats() : {};
     const d = (k: string) => ((b[k] ?? 0) - (a[k] ?? 0)) / mb;
     const instr = vmm === 'ringzero' ? d('instructions') : (ringzeroInstr[p - 1] ?? NaN);
@@ -85,8 +117,21 @@ for (const vmm of only) {
       jsTier: ['warming', 'queued', 'inFlight', 'never', 'tooLong'].map((n) => d(`soft.jsTier.${n}`)),
       writeBacks: sumOf(a, b, /^soft\.wasm\.wb[A-Z]/) / mb, regLoads: sumOf(a, b, /^soft\.wasm\.ld(Cache|Uncached|Entry|Branch)$/) / mb,
     });
-    console.error(`${vmm} pass ${p}: ${r.hostMs.toFixed(0)} ms wall, ${(r.threadS * 1000).toFixed(0)} ms guest thread`);
+    console.error(`${vmm} pass ${p}: ${r.hostMs.toFixed(0)} ms wall, ${(r.threadS * 1000).toFixed(0)} ms guest thread, ${(r.threadWaitS * 1000).toFixed(0)} ms of it waiting for a CPU, ${(r.cpuS * 1000).toFixed(0)} ms process CPU`);
+    // (RINGZERO_BENCH_WINDOWS=FILE: the pass's interval on the monotonic clock in µs, as V8's CPU profiles time their
+    // samples (bench/io.ts), so a VMM run under RINGZERO_VMM_CPU_PROF=DIR can be profiled pass by pass)
+    if (vmm === 'ringzero') {
+      const D = (k: string) => (b[k] ?? 0) - (a[k] ?? 0);
+      const n = D('soft.wasm.installs');
+      console.error(`  modules ${D('soft.wasm.modules')}, blocks ${D('soft.wasm.compiled')} (reformed ${D('soft.wasm.reformed')}, reregioned ${D('soft.wasm.reregioned')}), ` +
+        `build ${D('soft.wasm.buildMs').toFixed(0)} ms, flush to install ${(D('soft.wasm.installWaitMs') / Math.max(1, n)).toFixed(1)} ms / ${(D('soft.wasm.installWaitInstr') / Math.max(1, n) / 1e3).toFixed(0)}k instructions (mean of ${n})`);
+    }
+    // (the VMM's threads by name, ms of CPU in the pass: the main thread, V8's compile workers, the I/O threads)
+    console.error('  threads: ' + [...th1].map(([n, v]) => `${n} ${(v - (th0.get(n) ?? 0)).toFixed(0)}`).filter((x) => !x.endsWith(' 0')).join(', '));
+    if (windowsFile) fs.appendFileSync(windowsFile, JSON.stringify({ vmm, test: `pass${p}`, from: Math.round(r.beginAt * 1000 + monoOffsetUs), to: Math.round(r.endAt * 1000 + monoOffsetUs) }) + '\n');
   }
+  // (a clean exit, so that a VMM run under RINGZERO_VMM_CPU_PROF writes its profile)
+  if (process.env.RINGZERO_VMM_CPU_PROF) await guest.poweroff().catch(() => undefined);
   guest.close();
 }
 const f = (x: number, d = 0) => (Number.isFinite(x) ? x.toFixed(d) : '-');

@@ -3,6 +3,7 @@
 //
 //   RINGZERO_WASM_CAPTURE=/tmp/cap.jsonl ringzero run ...       (writes every batch a boot translates, runtime.ts)
 //   node --import tsx bench/wasm-build.ts /tmp/cap.jsonl [rounds] (REPS: rounds, default 5; add --cpu-prof to profile)
+//   (INLINE=1: the blocks as translated once user code has run, runtime.ts INLINE_LATE: inline TLB probes)
 //
 // Prints per round the microseconds of main-thread CPU per translated block, and a hash of every module's bytes
 // (a change meant for speed only must leave it as it was).
@@ -52,11 +53,11 @@ function build(blocks: Block[], lins: Map<Block, number>): Uint8Array | null {
     const bodies: Body[] = [];
     for (const group of groupRegions(blocks, lins)) {
       if (group.length > 1) {
-        const t = translateRegion(group, lins, { slot: -1, inline: false });
+        const t = translateRegion(group, lins, { slot: -1, inline: process.env.INLINE === '1' });
         if (t !== null) { bodies.push(t.body); continue; }
       }
       for (const block of group) {
-        const t = translateBody(block, lins.get(block), { slot: -1, inline: false });
+        const t = translateBody(block, lins.get(block), { slot: -1, inline: process.env.INLINE === '1' });
         if (t !== null) bodies.push(t.body);
       }
     }

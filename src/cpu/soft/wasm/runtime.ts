@@ -42,6 +42,16 @@ const WASM_HOT = Number(process.env.RINGZERO_WASM_HOT ?? 40);
 const WASM_BATCH = Number(process.env.RINGZERO_WASM_BATCH ?? 128);
 const WASM_BATCH_WAIT = Number(process.env.RINGZERO_WASM_BATCH_WAIT ?? 400);
 /**
+ * WASM_HOT and WASM_BATCH_WAIT for kernel code after the boot (RINGZERO_WASM_KERNEL_HOT, RINGZERO_WASM_KERNEL_WAIT;
+ * 0: as WASM_HOT / WASM_BATCH_WAIT): blocks replayed at CPL 0 once a batch was flushed from user code (/init runs).
+ * The kernel's I/O paths that the boot never ran (bench/io's O_DIRECT read: blkdev_direct_IO, the page pinning, the
+ * virtio ring) are wide and repeat once per request, so at 40 replays they reach wasm only after ~40 requests and,
+ * queued, wait for a batch that their own replays (one per request) never close: session 28's cold 32 MiB read pass
+ * ran 21.8k instructions per MiB in JavaScript (11.1k warming, 8.3k queued), against ~1k warm.
+ */
+const KERNEL_HOT = Number(process.env.RINGZERO_WASM_KERNEL_HOT ?? 0);
+const KERNEL_WAIT = Number(process.env.RINGZERO_WASM_KERNEL_WAIT ?? 0);
+/**
  * Guest instructions between two halvings of the replay counts of blocks still warming towards WASM_HOT
  * (RINGZERO_WASM_DECAY; 0: off, the counts only grow). With it a block is translated when it is replayed WASM_HOT times
  * within a few such periods (at 8M: a block replayed ~2.6 times per million guest instructions or more), not when it
@@ -598,6 +608,13 @@ export interface WasmStats {
   hotModules: number;
   /** Modules compiled under a budget raised for their functions' size (TIER_SIZE). */
   sizedModules: number;
+  /**
+   * Background modules installed, and the sums over them of the wall ms and of the guest instructions from their
+   * flush to their install (how long a hot path waits for its code after it was queued).
+   */
+  installs: number;
+  installWaitMs: number;
+  installWaitInstr: number;
   /** Halvings of the warming blocks' replay counts (WASM_DECAY). */
   decays: number;
   /** Modules compiled under BOOT_BUDGET (before the first flush from user code). */
@@ -628,7 +645,7 @@ export class WasmEngine {
   private nest!: WasmCode['fn'];
   /** The JavaScript helpers the trampolines call. */
   private readonly helpers: WebAssembly.Imports;
-  readonly stats: WasmStats = { compiled: 0, modules: 0, bytes: 0, compileMs: 0, buildMs: 0, calls: 0, tableCalls: 0, replays: 0, conds: 0, slow: 0, direct: 0, tails: 0, asyncModules: 0, syncFallbacks: 0, stale: 0, reinstalled: 0, freed: 0, regions: 0, regionBlocks: 0, intra: 0, reformed: 0, reregioned: 0, tier2: 0, tier2Blocks: 0, tier2Modules: 0, tier2Bytes: 0, tier2Ms: 0, hotModules: 0, sizedModules: 0, decays: 0, seen: 0, again: 0, bootModules: 0 };
+  readonly stats: WasmStats = { compiled: 0, modules: 0, bytes: 0, compileMs: 0, buildMs: 0, calls: 0, tableCalls: 0, replays: 0, conds: 0, slow: 0, direct: 0, tails: 0, asyncModules: 0, syncFallbacks: 0, stale: 0, reinstalled: 0, freed: 0, regions: 0, regionBlocks: 0, intra: 0, reformed: 0, reregioned: 0, tier2: 0, tier2Blocks: 0, tier2Modules: 0, tier2Bytes: 0, tier2Ms: 0, hotModules: 0, sizedModules: 0, installs: 0, installWaitMs: 0, installWaitInstr: 0, decays: 0, seen: 0, again: 0, bootModules: 0 };
   private nextState = 0;
   /** Translated functions by index (index 0 unused: an empty dispatch entry), and their blocks (a region's by member number). */
   private table!: WebAssembly.Table;
@@ -1110,7 +1127,7 @@ export class WasmEngine {
     if (REFORM) this.reform(live, lins, c.codeCache);
     if (CAPTURE) captureBatch(live, lins);
     const groups = groupRegions(live, lins);
-    if (c.cpl === 3) this.sawUser = true;
+    if (c.cpl === 3 && !this.sawUser) { this.sawUser = true; if (KERNEL_HOT > 0) this.kernelLate(c); }
     // (one module per batch only: a split by tier-up budget would put callers and callees in different modules)
     const plan = TAIL && BATCH_TAIL && !TIER2 && !LOCAL_MEM && TIER_BUDGETS === null && TIER_SIZE === 0 && this.kept.size < TAIL_KEPT_MAX
       ? this.planBatch(groups, lins, c.codeCache) : null;
@@ -1697,6 +1714,7 @@ export class WasmEngine {
 
   private install(batch: Batch, mod: WebAssembly.Module): void {
     const t0 = performance.now();
+    if (batch.async) { this.stats.installs++; this.stats.installWaitMs += t0 - batch.t0; this.stats.installWaitInstr += batch.cpu.instructions - batch.i0; }
     if (TIER_STATS && batch.async) { this.latency.n++; this.latency.ms += t0 - batch.t0; this.latency.instr += batch.cpu.instructions - batch.i0; }
     this.modules();
     this.release(batch);
@@ -1781,7 +1799,8 @@ export class WasmEngine {
     const w = b.wasm;
     if (w === null) {
       if (b.runs >= 0 && b.mode === 8) {
-        const hot = Math.min(WASM_HOT, JIT_THRESHOLD);
+        const late = this.kHot > 0 && c.cpl === 0;
+        const hot = late ? this.kHot : Math.min(WASM_HOT, JIT_THRESHOLD);
         if (this.decayEvery > 0 && c.instructions >= this.nextDecay) this.decay(c, hot);
         // (a block an earlier run translated: queued now, at its first replay)
         if (b.runs === 0 && this.seen !== null && hot > 0) {
@@ -1791,7 +1810,7 @@ export class WasmEngine {
         const r = ++b.runs;
         if (r === hot + 1) { this.pending.push(b); this.lins.set(b, c.rip); }
         // A batch is translated when it is full, or when one of its blocks keeps running meanwhile.
-        if (r > hot && (this.pending.length >= (hot === 0 ? 1 : WASM_BATCH) || r > hot + WASM_BATCH_WAIT)) this.flush(c);
+        if (r > hot && (this.pending.length >= (hot === 0 ? 1 : WASM_BATCH) || r > hot + (late ? this.kWait : WASM_BATCH_WAIT))) this.flush(c);
         if (b.wasm !== null && b.n <= room) return this.run(c, b.wasm.idx, room);
       } else if (b.runs <= IN_FLIGHT) {
         const batch = this.flying[IN_FLIGHT - b.runs];
@@ -1817,6 +1836,24 @@ export class WasmEngine {
 
   /** INLINE_LATE: a batch was flushed from user code (the kernel's boot is over). */
   private sawUser = false;
+  /** KERNEL_HOT and KERNEL_WAIT once the boot is over (kernelLate), else 0. */
+  private kHot = 0;
+  private kWait = WASM_BATCH_WAIT;
+
+  /**
+   * The boot is over: kernel blocks are queued at KERNEL_HOT replays from now on. A block still warming past that
+   * count would never see its `runs` equal the threshold + 1 (exec queues it then): it is set back to the threshold, so
+   * its next replay queues it.
+   */
+  private kernelLate(c: SoftCpu): void {
+    const hot = Math.min(WASM_HOT, JIT_THRESHOLD);
+    if (hot === 0 || KERNEL_HOT >= hot) return;
+    this.kHot = KERNEL_HOT;
+    this.kWait = KERNEL_WAIT > 0 ? KERNEL_WAIT : WASM_BATCH_WAIT;
+    const clamp = (b: Block | undefined) => { if (b !== undefined && b.runs > KERNEL_HOT && b.runs <= hot) b.runs = KERNEL_HOT; };
+    for (const b of c.codeCache.table) clamp(b);
+    for (const b of c.codeCache.displaced.values()) clamp(b);
+  }
   /** Whether the guest is still booting (BOOT_BUDGET: no flush from user code yet). */
   private booting = BOOT_BUDGET > 0 && BOOT_BUDGET !== START_BUDGET;
 
@@ -1849,7 +1886,7 @@ export class WasmEngine {
   /** Async modules installed, and the sum of their ms and of guest instructions from flush to install. */
   latency = { n: 0, ms: 0, instr: 0 };
   private tierCount(c: SoftCpu, b: Block, room: number): number {
-    const hot = Math.min(WASM_HOT, JIT_THRESHOLD);
+    const hot = this.kHot > 0 && c.cpl === 0 ? this.kHot : Math.min(WASM_HOT, JIT_THRESHOLD);
     const s = b.wasm !== null ? 4 : b.runs <= IN_FLIGHT ? 2 : b.runs < 0 || b.mode !== 8 ? 3 : b.runs <= hot ? 0 : 1;
     const k = c.runBlock(b, room);
     this.tierRuns[s]++;
