@@ -372,7 +372,7 @@ function buildDispatcher(): Uint8Array<ArrayBuffer> {
   m.importMemory('e', 'm');
   m.importTable('e', 't');
   // (ENTRY_SITES: function 0, (target RIP, exit kind, 0 named / 1 looked up, the dispatch word that left) -> nothing)
-  if (ENTRY_SITES !== '') m.importFunc('e', 'x', m.type([F64, I32, I32, I32], []));
+  if (ENTRY_SITES !== '') m.importFunc('e', 'x', m.type([F64, I32, I32, I32, I32], []));
   const blockType = m.type([I32, F64, I32, I32, I32], [I32]);
   m.func(blockType, dispatcherBody(blockType, false), 'run', 'rz.dispatch');
   m.func(blockType, dispatcherBody(blockType, true), 'nest', 'rz.dispatch.nest');
@@ -395,7 +395,7 @@ function dispatcherBody(blockType: number, nested: boolean): Body {
   const bump = (o: number) => {
     if (stats) b.get(xs).get(xs).mem(Op.i32Load, 2, L.S_XSTATS + 4 * o).i32(1).op(Op.i32Add).mem(Op.i32Store, 2, L.S_XSTATS + 4 * o);
     // (ENTRY_SITES: each entry by target, kind and the function left, WasmEngine.entrySite; the block's RIP is in r0)
-    if (stats && ENTRY_SITES !== '' && o < 2) b.get(r0).get(st).mem(Op.i32Load, 2, L.S_XKIND).i32(o).get(st).mem(Op.i32Load, 2, L.S_BLK).call(0);
+    if (stats && ENTRY_SITES !== '' && o < 2) b.get(r0).get(st).mem(Op.i32Load, 2, L.S_XKIND).i32(o).get(st).mem(Op.i32Load, 2, L.S_BLK).get(idx).call(0);
   };
   b.get(left).i32(CHAIN_LIMIT).get(left).i32(CHAIN_LIMIT).op(Op.i32LtS).op(Op.select).set(limit);
   if (nested) {
@@ -763,7 +763,7 @@ export class WasmEngine {
     const helpers = new WebAssembly.Instance(compile(buildTrampolines()), this.helpers);
     const memlib = new WebAssembly.Instance(compile(buildMemlib()), { e: { m: memory, ...helpers.exports } });
     this.table = new WebAssembly.Table({ element: 'anyfunc', initial: 1024 });
-    const x = (rip: number, kind: number, how: number, w: number) => this.entrySite(rip, kind, how, w);
+    const x = (rip: number, kind: number, how: number, w: number, to: number) => this.entrySite(rip, kind, how, w, to);
     const d = new WebAssembly.Instance(compile(buildDispatcher()), { e: { m: memory, t: this.table, ...(ENTRY_SITES !== '' ? { x } : {}) } });
     this.dispatch = d.exports.run as WasmEngine['dispatch'];
     this.nest = d.exports.nest as unknown as WasmCode['fn'];
@@ -843,24 +843,25 @@ export class WasmEngine {
     return v;
   }
 
-  /** ENTRY_SITES: dispatcher entries by `target RIP:exit kind:how:dispatch word left`. */
+  /** ENTRY_SITES: dispatcher entries by `target RIP:exit kind:how:dispatch word left:dispatch word entered`. */
   private readonly entrySites = new Map<string, number>();
   private entryDumps = 0;
-  private entrySite(rip: number, kind: number, how: number, w: number): void {
-    const k = rip + ':' + kind + ':' + how + ':' + w;
+  private entrySite(rip: number, kind: number, how: number, w: number, to: number): void {
+    const k = rip + ':' + kind + ':' + how + ':' + w + ':' + to;
     this.entrySites.set(k, (this.entrySites.get(k) ?? 0) + 1);
   }
   /**
    * ENTRY_SITES: the counts so far into FILE.N (N = 0, 1, ... per call: the control socket's `stats`, so that two
    * dumps' difference is a command's), one line per site, most first: count, target RIP (hex), exit kind, named or
-   * looked up, and the linear address the function that left was queued at (hex, '?' unknown) with its member.
+   * looked up, and the linear address the function that left was queued at (hex, '?' unknown) with its member, the same for the
+   * function entered, and both function-table indices.
    */
   private writeEntrySites(): void {
     const hex = (v: number | undefined) => v === undefined ? '?' : BigInt.asUintN(64, BigInt(v)).toString(16);
     const rows = [...this.entrySites].sort((a, b) => b[1] - a[1]).map(([k, n]) => {
-      const [rip, kind, how, w] = k.split(':').map(Number);
-      const f = this.info[w & ((1 << K_SHIFT) - 1)];
-      return `${n} ${hex(rip)} ${X_NAMES[kind]} ${how === 0 ? 'named' : 'lookup'} ${hex(f?.lins[0])}/${w >>> K_SHIFT}`;
+      const [rip, kind, how, w, to] = k.split(':').map(Number);
+      const f = this.info[w & ((1 << K_SHIFT) - 1)], g = this.info[to & ((1 << K_SHIFT) - 1)];
+      return `${n} ${hex(rip)} ${X_NAMES[kind]} ${how === 0 ? 'named' : 'lookup'} ${hex(f?.lins[0])}/${w >>> K_SHIFT} ${hex(g?.lins[0])}/${to >>> K_SHIFT} ${w & ((1 << K_SHIFT) - 1)} ${to & ((1 << K_SHIFT) - 1)}`;
     });
     writeFileSync(`${ENTRY_SITES}.${this.entryDumps++}`, rows.join('\n') + '\n');
   }

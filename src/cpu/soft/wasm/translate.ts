@@ -583,6 +583,25 @@ export let LINKS = process.env.RINGZERO_WASM_LINKS === '1';
 export function setLinks(on: boolean): boolean { const old = LINKS; LINKS = on; return old; }
 /** Switch RET_TAIL (its tests; between translations); returns the old value. */
 export function setRetTail(on: boolean): boolean { const old = RET_TAIL; RET_TAIL = on; return old; }
+/**
+ * A RET whose return address the return-address stack predicted, into a block of the region function it runs in,
+ * branches there (br_table on the member) instead of leaving for the dispatcher (RINGZERO_WASM_RET_BRANCH=1: on).
+ * Each region function gets an id never given again (regionIds); a CALL of a region pushes with its return address
+ * the id and the member holding its return block (S_RAS + 24: id << 12 | member; 0 elsewhere, and when no member of the
+ * CALL's page and generation starts there), and a RET whose popped address matches the entry and whose id is its own
+ * function's goes to that member when the dispatcher would have entered it: chain on, count within the region's limit
+ * (Region.lim). Exact as a same-page region branch: the return block is the CALL block's page and generation under
+ * the mapping the CALL ran with (the stack is emptied at every dispatcher call and every TLB flush or INVLPG, and
+ * the chain, set only where the stack is emptied, is cleared by every invalidation during the call), so it was current
+ * when the CALL ran and still is; r0 moves to the return address, S_R0 and S_BLK's member follow it (the RET may run in
+ * a member of another page: WasmEngine.current's pa difference holds within one page). Only with REGION_LIM, not with
+ * CALLRET (its nested dispatcher waits for the RET) nor RET_TAIL.
+ */
+export let RET_BRANCH = process.env.RINGZERO_WASM_RET_BRANCH === '1';
+/** Switch RET_BRANCH (its tests; between translations); returns the old value. */
+export function setRetBranch(on: boolean): boolean { const old = RET_BRANCH; RET_BRANCH = on; return old; }
+/** The last id given to a region function (RET_BRANCH; ids are never reused, so a stale stack entry never matches). */
+let regionIds = 0;
 /** Switch PREDICT (its tests); returns the old value. */
 export function setPredict(on: boolean): boolean { const old = PREDICT; PREDICT = on; return old; }
 /**
@@ -1889,7 +1908,54 @@ class Translator {
       b.get(this.c32); this.entryKey(tpa); b.mem(Op.i64Store, 3, L.S_RAS + 8);
       b.get(this.c32).i32(L.dispatchEntry(tpa)).mem(Op.i32Store, 2, L.S_RAS + 16);
     }
+    if (RET_BRANCH) b.get(this.c32).i64(this.retToken(tpa, same)).mem(Op.i64Store, 3, L.S_RAS + 24);
     b.get(this.st).get(this.t32).i32(L.RAS_STRIDE).op(Op.i32Add).mem(Op.i32Store, 2, L.S_RASP);
+  }
+
+  /**
+   * RET_BRANCH: the token a CALL pushes for its return block at physical address `tpa` (`same`: in the CALL block's
+   * page): this function's id << 12 | the member starting there, when one of this page and generation does; else 0.
+   */
+  retToken(tpa: number, same: boolean): bigint {
+    const R = this.region;
+    if (!same || R === null || this.fid === 0) return 0n;
+    const j = R.at.get(tpa);
+    if (j === undefined || j >= 0x1000 || R.members[j].gen !== this.block.gen || (R.members[j].pa >>> 12) !== (tpa >>> 12)) return 0n;
+    return (BigInt(this.fid) << 12n) | BigInt(j);
+  }
+
+  /** RET_BRANCH applies to this function's RETs (see RET_BRANCH). */
+  retBranches(): boolean {
+    return RET_BRANCH && this.fid !== 0 && this.rasOn() && this.region !== null && this.region.lim >= 0 && !CALLRET && !this.retTails();
+  }
+
+  /**
+   * RET_BRANCH, inside rasPop's hit (c32: the stack entry, `v` the return address; registers and flags written back):
+   * when the entry's token names this function, and the chain is on and `count` more instructions keep the call
+   * within the region's limit, branch to the member the token names at the return address (see RET_BRANCH); else
+   * go on (rasPop names the dispatch entry to the dispatcher, as without).
+   */
+  retBranch(count: number): void {
+    const b = this.b, R = this.region!;
+    if (this.rbk < 0) { this.rbk = b.local(I64); this.rbn = b.local(I32); }
+    b.get(this.n).i32(count).op(Op.i32Add).set(this.rbn);
+    b.get(this.c32).mem(Op.i64Load, 3, L.S_RAS + 24).tee(this.rbk).i64(12).op(Op.i64ShrU).i64(this.fid).op(Op.i64Eq);
+    this.chainOn(() => { b.get(this.rbn).get(R.lim).op(Op.i32LeS); });
+    b.op(Op.i32And);
+    b.hint(true).open(Op.if);
+    b.get(this.rbn).set(this.n);
+    b.get(this.v).set(this.r0i);
+    if (!R0_ONE) b.get(this.v).op(Op.f64ConvertI64s).set(this.r0);
+    // (the runtime's anchor: the return block may be in another page than the RET's, crossBranch)
+    b.get(this.st); this.r0f(); b.mem(Op.f64Store, 3, L.S_R0);
+    b.get(this.rbk).op(Op.i32WrapI64).i32(0xfff).op(Op.i32And).set(this.t32);
+    b.get(this.st).get(this.st).mem(Op.i32Load, 2, L.S_BLK).i32((1 << K_SHIFT) - 1).op(Op.i32And).get(this.t32).i32(K_SHIFT).op(Op.i32Shl).op(Op.i32Or);
+    b.mem(Op.i32Store, 2, L.S_BLK);
+    if (COUNT_CHAINS) b.get(R.intra).i32(1).op(Op.i32Add).set(R.intra);
+    if (SITE_EXITS) this.siteCount('b.ret');
+    // (k < members: the br_table's entry for member k, its REGION_REGS loads from the state area included)
+    b.get(this.t32).set(this.k).br(R.disp);
+    b.close();
   }
 
   /**
@@ -1897,7 +1963,7 @@ class Translator {
    * either way) names that block's dispatch entry in S_NEXT when the entry holds its (pa, generation), as exitStatic
    * does: the dispatcher then enters it without the fetch-TLB probe, the lookup and the generation check.
    */
-  rasPop(count = -1): void {
+  rasPop(count = -1, retCount = -1): void {
     if (!this.rasOn()) return;
     const b = this.b;
     const tail = count >= 0 && this.retTails();
@@ -1908,6 +1974,7 @@ class Translator {
     b.get(this.t32).i32(L.RAS_N * L.RAS_STRIDE - 1).op(Op.i32And).get(this.st).op(Op.i32Add).tee(this.c32);
     b.mem(Op.i64Load, 3, L.S_RAS).get(this.v).op(Op.i64Eq).hint(true).open(Op.if);
     if (tail) this.retTail(count);
+    if (retCount >= 0 && this.retBranches()) this.retBranch(retCount);
     if (NEXT_KEY) {
       b.get(this.st).get(this.c32).mem(Op.i32Load, 2, L.S_RAS + 16).mem(Op.i32Store, 2, L.S_NEXT);
       b.get(this.st).get(this.c32).mem(Op.i64Load, 3, L.S_RAS + 8).mem(Op.i64Store, 3, L.S_NKEY);
@@ -1975,6 +2042,9 @@ class Translator {
   }
   /** retTail's locals (-1 until its first RET): the dispatch entry, its dispatch word, the key. */
   rte = -1; rti = -1; rtk = -1;
+  /** RET_BRANCH: this region function's id (0: none, not a region or off) and the RET branch's locals (token, count). */
+  fid = 0;
+  rbk = -1; rbn = -1;
 
   /**
    * After a memory instruction: leave right after it when its slow path raised an event (the helper then cleared
@@ -2905,6 +2975,7 @@ export function translateRegion(members: Block[], lins?: Map<Block, number>, opt
   }
   b.get(T.k).brTable(rr ? [...R.entry, ...R.labels] : R.labels, rr ? R.entry[0] : R.labels[0]);
   T.region = R;
+  if (RET_BRANCH && R.lim >= 0) T.fid = ++regionIds;
   const cyc = LOOP_INLINE ? onCycles(members, R.at) : null;
   for (let j = 0; j < members.length; j++) {
     b.close();
@@ -4246,8 +4317,8 @@ function emitPop(T: Translator, e: BlockEntry, i: number, next: number): void {
     b.get(T.st).get(T.v).op(Op.f64ConvertI64s).mem(Op.f64Store, 3, L.S_RIP);
     // (RET_TAIL: registers and flags written back here, at straight-line level, for the tail call and the exit alike)
     const tail = T.retTails();
-    if (tail) T.flush();
-    T.rasPop(tail ? i + 1 : -1);
+    if (tail || T.retBranches()) T.flush();
+    T.rasPop(tail ? i + 1 : -1, i + 1);
     T.predictExit(i + 1, X_RET);
     T.xk(X_RET); b.i32(i + 1).set(T.xc); T.leave();
   } else T.set64(e.a, T.v);
