@@ -76,3 +76,26 @@ await stopCompileThread();`;
   assert.equal(r.status, 0, r.stderr);
   assert.deepEqual(JSON.parse(r.stdout.trim()), { threadSmall: true, threadLarge: false, hereSmall: true, hereLarge: false, after: false, locked: false });
 });
+
+test('RINGZERO_V8_MIDTIER=boot: the end of the boot turns the mid-tier register allocator off once, and publishes the change for the code-cache writer', () => {
+  const dir = JSON.stringify(fileURLToPath(new URL('../src/cpu/soft/wasm/tier-budget.ts', import.meta.url)));
+  const script = `import { endBootFlags, flagLock } from ${dir};
+const key = Symbol.for('ringzero.v8FlagsChanged');
+const before = globalThis[key] ?? null;
+endBootFlags();
+const after = globalThis[key] ?? null;
+delete globalThis[key];
+endBootFlags();
+console.log(JSON.stringify({ before, after, again: globalThis[key] ?? null, lock: flagLock()[0] }));`;
+  const run = (flags: string[], midTier: string) => {
+    const r = spawnSync(process.execPath, [...flags, '--import', 'tsx', '--input-type=module', '-e', script],
+      { encoding: 'utf8', timeout: 60_000, env: { ...process.env, RINGZERO_V8_MIDTIER: midTier } });
+    assert.equal(r.status, 0, r.stderr);
+    return JSON.parse(r.stdout.trim());
+  };
+  const changed = { start: '--turbo-force-mid-tier-regalloc', now: '--no-turbo-force-mid-tier-regalloc' };
+  assert.deepEqual(run(['--turbo-force-mid-tier-regalloc'], 'boot'), { before: null, after: changed, again: null, lock: 0 });
+  // (the flag for the whole run, or not started with it: nothing changes)
+  assert.deepEqual(run(['--turbo-force-mid-tier-regalloc'], '1'), { before: null, after: null, again: null, lock: 0 });
+  assert.deepEqual(run([], 'boot'), { before: null, after: null, again: null, lock: 0 });
+});

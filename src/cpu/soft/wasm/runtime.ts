@@ -19,7 +19,7 @@ import { syscallMsrs, syscallSegments64, sysretSegments64, type SyscallMsrs } fr
 import { EFER_SCE, CR4_TSD } from '../constants.ts';
 import { appendFileSync, writeFileSync } from 'node:fs';
 import { compileOffThread } from './compile-thread.ts';
-import { parseBudgets, startBudget, flagLock, withBudget, V8_11_3, type TierBudgets } from './tier-budget.ts';
+import { parseBudgets, startBudget, flagLock, withBudget, endBootFlags, V8_11_3, type TierBudgets } from './tier-budget.ts';
 import { seenSet, blockKey } from './seen.ts';
 /** The layout constants as a plain object (under tsx a namespace import reads each one through a getter call). */
 const L = { ...layout };
@@ -1130,7 +1130,7 @@ export class WasmEngine {
     if (REFORM) this.reform(live, lins, c.codeCache);
     if (CAPTURE) captureBatch(live, lins);
     const groups = groupRegions(live, lins);
-    if (c.cpl === 3 && !this.sawUser) { this.sawUser = true; if (KERNEL_HOT > 0) this.kernelLate(c); }
+    if (c.cpl === 3 && !this.sawUser) { this.sawUser = true; endBootFlags(); if (KERNEL_HOT > 0) this.kernelLate(c); }
     // (one module per batch only: a split by tier-up budget would put callers and callees in different modules)
     const plan = TAIL && BATCH_TAIL && !TIER2 && !LOCAL_MEM && TIER_BUDGETS === null && TIER_SIZE === 0 && this.kept.size < TAIL_KEPT_MAX
       ? this.planBatch(groups, lins, c.codeCache) : null;

@@ -89,3 +89,55 @@ export function withBudget<T>(lock: Int32Array, budget: number, start: number, w
     Atomics.notify(lock, 0);
   }
 }
+
+/** Whether the process started with `flag` among bin/ringzero's V8 flags or node's own command line. */
+function startedWith(flag: string): boolean {
+  const set = (globalThis as Record<symbol, unknown>)[Symbol.for('ringzero.v8Flags')];
+  return [...process.execArgv, ...(typeof set === 'string' ? set.split(/\s+/) : [])].includes(flag);
+}
+
+let bootFlagsEnded = false;
+
+/**
+ * RINGZERO_V8_MIDTIER=boot: the guest's boot is over (runtime.ts: the first batch flushed from user code), so
+ * TurboFan's register allocation goes back to its linear-scan allocator for the code compiled from now on (the shell's
+ * and the programs' code, the kernel paths they make hot that were not compiled before). The change stays for the rest
+ * of the run: it is published as `globalThis[Symbol.for('ringzero.v8FlagsChanged')]` ({ start, now }) so that
+ * bin/ringzero's code-cache writer sets the start value back while it writes (the cache's flag hash). Once per
+ * process; a no-op unless bin/ringzero started the process with the flag for the boot.
+ * Why (session 29, bench/boot-threads, one boot to the prompt each at host load ~15): V8's four workers use more CPU
+ * than the guest thread (7.1-7.3 s against 5.1-5.3 s), most of it TurboFan, and of TurboFan's wasm compile time 78% is
+ * the 196 functions of 8-32 KiB bodies (--trace-wasm-compilation-times: 809 tier-ups, 4.8 MB of bodies), where the
+ * linear-scan register allocator (LiveRange::*, LinearScanAllocator::*) is a large part of the profile. Mid-tier for
+ * the whole run (RINGZERO_V8_MIDTIER=1): workers 7.2 -> 5.3-5.6 s, guest thread the same, but the programs' hot code
+ * is slower (bench/engines --paired --bins base29,mid, 2 runs, load ~20, B/A wall: boot 0.89x (process CPU 0.87x),
+ * md5 1.15x, ash 1.34x, syscalls 1.25x). For the boot only (=boot; 2 series of 2 runs, load 11-20): boot 0.94x/0.98x
+ * wall, process CPU 0.94x/0.88x, guest thread 1.05x/0.97x; md5 1.00-1.07x wall (guest thread 0.97-1.09x), ash
+ * 0.92x/0.94x, syscalls 0.99-1.06x (guest thread 1.01-1.05x): the kernel code TurboFan compiled during the boot keeps
+ * the mid-tier allocation. Off by default (bin/ringzero).
+ */
+export function endBootFlags(): void {
+  if (bootFlagsEnded) return;
+  bootFlagsEnded = true;
+  if (process.env.RINGZERO_V8_MIDTIER !== 'boot' || !startedWith('--turbo-force-mid-tier-regalloc')) return;
+  const lock = flagLock();
+  // (the lock: not while the cache writer or a compile under a changed budget holds the flags; at most 200 ms)
+  const until = performance.now() + 200;
+  let held = false;
+  for (;;) {
+    const v = Atomics.compareExchange(lock, 0, 0, 1);
+    if (v === 0) { held = true; break; }
+    const left = until - performance.now();
+    if (left <= 0) break;
+    Atomics.wait(lock, 0, v, left);
+  }
+  try {
+    v8.setFlagsFromString('--no-turbo-force-mid-tier-regalloc');
+    (globalThis as Record<symbol, unknown>)[Symbol.for('ringzero.v8FlagsChanged')] = { start: '--turbo-force-mid-tier-regalloc', now: '--no-turbo-force-mid-tier-regalloc' };
+  } finally {
+    if (held) {
+      Atomics.store(lock, 0, 0);
+      Atomics.notify(lock, 0);
+    }
+  }
+}
