@@ -14,7 +14,7 @@ import { emitTlbSlot, memFnBody, LD_PARAMS, ST_PARAMS } from './tlb-probe.ts';
 import { execSy, SY_SYSCALL, SY_TSC } from '../fast-forms.ts';
 import { readTsc } from '../system/control.ts';
 import { stiSetsIf } from '../ops/interrupt-flag.ts';
-import { translateBody, translateRegion, groupRegions, midSelfEdge, pageTargets, buildModule, buildFlaglib, rawBody, memUsedOf, resolveBatchTails, leaveBody, type WasmCode, type EmitOpts, type TailCtx, type TailTarget, LOCAL_MEM, WASM_NAMES, EXIT_STATS, SITE_STATS, SITE_BASE, SITE_MAX, siteInfo, NEXT_KEY, X_NAMES, EXPLICIT, SYNCED, ARITH, RF, VM, IF, K_SHIFT, PRIV_CHAIN, POS_MEMBER, POS_N, CALLRET, COUNT_CHAINS, DEAD_REGS, deadRegs, userLinear, LINKS, RET_TAIL } from './translate.ts';
+import { translateBody, translateRegion, groupRegions, midSelfEdge, pageTargets, crossTargets, buildModule, buildFlaglib, rawBody, memUsedOf, resolveBatchTails, leaveBody, type WasmCode, type EmitOpts, type TailCtx, type TailTarget, LOCAL_MEM, WASM_NAMES, EXIT_STATS, SITE_STATS, SITE_BASE, SITE_MAX, siteInfo, NEXT_KEY, X_NAMES, EXPLICIT, SYNCED, ARITH, RF, VM, IF, K_SHIFT, PRIV_CHAIN, POS_MEMBER, POS_N, CALLRET, COUNT_CHAINS, DEAD_REGS, deadRegs, userLinear, LINKS, RET_TAIL } from './translate.ts';
 import { syscallMsrs, syscallSegments64, sysretSegments64, type SyscallMsrs } from '../system/fastcall.ts';
 import { EFER_SCE, CR4_TSD } from '../constants.ts';
 import { appendFileSync, writeFileSync } from 'node:fs';
@@ -1128,6 +1128,7 @@ export class WasmEngine {
     if (this.seen !== null) for (const block of live) this.seen.add(blockKey(c.ram, block));
     for (const block of live) { const l = lins.get(block); if (l !== undefined) this.linOf.set(block, l); }
     if (REFORM) this.reform(live, lins, c.codeCache);
+    if (CALLEES) this.pullCallees(live, lins, c.codeCache.pageGen);
     if (CAPTURE) captureBatch(live, lins);
     const groups = groupRegions(live, lins);
     if (c.cpl === 3 && !this.sawUser) { this.sawUser = true; endBootFlags(); if (KERNEL_HOT > 0) this.kernelLate(c); }
@@ -1359,9 +1360,14 @@ export class WasmEngine {
         }
         if (split) break;
       }
+      // (CALLEES: the blocks of other pages this page's static exits reach, not yet in their caller's function)
+      const pulled = CALLEES && this.userPage(set) ? this.callees(blocks, gen) : null;
+      if (pulled !== null && pulled.split) split = true;
       if (!split) continue;
       this.regioned.set(p, { gen: gen[p], n: done + 1 });
+      if (pulled !== null) for (const t of pulled.blocks) if (!blocks.includes(t)) blocks.push(t);
       for (const t of blocks) {
+        if (this.pending.includes(t)) continue;
         this.pending.push(t);
         const l = this.linOf.get(t);
         if (l !== undefined) this.lins.set(t, l);
@@ -1370,6 +1376,70 @@ export class WasmEngine {
       if (++pages >= REGION_PAGES) break;
     }
     if (pages > 0) this.flush(c);
+  }
+
+  /**
+   * CALLEES: the translated blocks of other pages that `blocks` (one page's, with their linear addresses) reach by a
+   * static exit (a CALL's target, most often: a function of busybox or libc in another page), each with the blocks of
+   * its page that it reaches in turn (its function's body, up to the RET), at most CALLEE_MAX in all, and whether one
+   * of them is in another function than a block that reaches it (then the page is worth translating again with them:
+   * translate.ts groupRegions joins them into the caller's region by linear address, the CALL becomes a branch
+   * (crossBranch) and with RET_BRANCH the RET too).
+   */
+  private callees(blocks: Block[], gen: Int32Array, seen = new Set<Block>(blocks), may: (t: Block) => boolean = () => true): { blocks: Block[]; split: boolean } {
+    const out: Block[] = [], mask = (1 << K_SHIFT) - 1;
+    let split = false;
+    const ok = (t: Block | undefined): t is Block => t !== undefined && t.wasm !== null && t.runs === -1 && t.mode === 8 && t.gen === gen[t.pa >>> 12] && may(t);
+    for (const c of blocks) {
+      if (out.length >= CALLEE_MAX) break;
+      const l = this.linOf.get(c);
+      if (l === undefined) continue;
+      for (const off of crossTargets(c)) {
+        const t = this.byLin.get(l + off);
+        if (!ok(t) || seen.has(t) || this.linOf.get(t) !== l + off || !userLinear(l + off)) continue;
+        if (c.wasm === null || (t.wasm!.idx & mask) !== (c.wasm.idx & mask)) split = true;
+        // (the callee's blocks of its page that it reaches: breadth first, within CALLEE_MAX)
+        const page = this.byPage.get(t.pa >>> 12);
+        const todo = [t];
+        seen.add(t);
+        while (todo.length > 0 && out.length < CALLEE_MAX) {
+          const x = todo.shift()!;
+          out.push(x);
+          if (page === undefined) continue;
+          for (const y of pageTargets(x)) {
+            for (const z of page) {
+              if (z.pa !== y || seen.has(z) || !ok(z) || z.gen !== x.gen || this.linOf.get(z) === undefined) continue;
+              seen.add(z); todo.push(z);
+              break;
+            }
+          }
+        }
+        if (out.length >= CALLEE_MAX) break;
+      }
+    }
+    return { blocks: out, split };
+  }
+
+  /** Translations again of each block pulled in by pullCallees (at most CALLEE_COPIES). */
+  private readonly copies = new WeakMap<Block, number>();
+
+  /**
+   * CALLEES, when a batch is built: its user blocks' static exits into other pages that reach a block translated
+   * before (a function of busybox or libc called from the new code) bring that block and the blocks of its page it
+   * reaches (callees) into the batch, at most CALLEE_MAX per batch and CALLEE_COPIES times each block, so that
+   * groupRegions joins callers and callees into one region (by linear address) as when they are hot together.
+   */
+  private pullCallees(live: Block[], lins: Map<Block, number>, gen: Int32Array): void {
+    const user: Block[] = [];
+    for (const b of live) { const l = lins.get(b); if (l !== undefined && userLinear(l)) user.push(b); }
+    if (user.length === 0) return;
+    const got = this.callees(user, gen, new Set(live), (t) => (this.copies.get(t) ?? 0) < CALLEE_COPIES);
+    for (const t of got.blocks) {
+      live.push(t);
+      this.copies.set(t, (this.copies.get(t) ?? 0) + 1);
+      const l = this.linOf.get(t);
+      if (l !== undefined) lins.set(t, l);
+    }
   }
 
   /** Whether the translated blocks of a page (a byPage set) were queued at user (lower-half) linear addresses. */
@@ -2118,6 +2188,22 @@ let REGION_HITS = Number(process.env.RINGZERO_WASM_REGION_HITS ?? 40000);
  */
 let USER_HITS = Number(process.env.RINGZERO_WASM_USER_HITS ?? 8000);
 const REGION_PAGES = Number(process.env.RINGZERO_WASM_REGION_PAGES ?? 4);
+/**
+ * RINGZERO_WASM_CALLEES=N (off: 0): a new batch's user blocks (WasmEngine.pullCallees), and a user page that reregion
+ * translates again, take along up to N translated blocks of other pages that they reach by static exits (the functions
+ * they call, translated before them: WasmEngine.callees), so that one region holds a caller and its callees: the CALL
+ * is a branch (translate.ts crossBranch), and with RET_BRANCH the RET too. busybox ash spreads its loop over busybox's
+ * and libc's functions in many pages, each called from several places, so callers got hot after their callees and
+ * every call and return left the function. ash loop per iteration (bench/syscall-counts --ash --exit-stats, 20k, with
+ * RET_BRANCH): dispatcher entries + tail calls 352 + 363 -> 271 + 263 (N = 64), region branches 1764 -> 1944; RETs
+ * through the dispatcher 257 -> 231, cross-page tail calls 240 -> 178 (16: 306 + 311; 256 with 16 copies: 281 + 301).
+ */
+let CALLEE_MAX = Number(process.env.RINGZERO_WASM_CALLEES ?? 0);
+let CALLEES = CALLEE_MAX > 0;
+/** CALLEES: the times one block is translated again into a new batch's regions (RINGZERO_WASM_CALLEE_COPIES). */
+const CALLEE_COPIES = Number(process.env.RINGZERO_WASM_CALLEE_COPIES ?? 4);
+/** Switch CALLEES and set its block count (tests); returns the old count (0: off). */
+export function setCallees(n: number): number { const old = CALLEE_MAX; CALLEE_MAX = n; CALLEES = n > 0; return old; }
 const REGION_MAX_PER_PAGE = Number(process.env.RINGZERO_WASM_REGION_PER_PAGE ?? 2);
 /** Switch reregion and set its scan interval and thresholds (tests; user pages' as the others' unless given); returns the old switch. */
 export function setReregion(on: boolean, scan = REGION_SCAN, hits?: number, userHits?: number): boolean {

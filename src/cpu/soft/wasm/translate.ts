@@ -2811,6 +2811,19 @@ function staticExits(b: Block, offs: number[]): number[] {
 }
 
 /**
+ * The static exits of `block` that leave its physical page (CALL, JMP, Jcc, fall-through), as offsets from its start:
+ * linear targets relative to the address it was queued at (runtime.ts reregion's CALLEES).
+ */
+export function crossTargets(block: Block): number[] {
+  const out: number[] = [];
+  const offs = blockOffsets(block);
+  if (offs === null) return out;
+  const pa = block.pa;
+  for (const t of staticExits(block, offs)) if (((pa + t) >>> 12) !== (pa >>> 12)) out.push(t);
+  return out;
+}
+
+/**
  * Whether a block queued at linear address `l` is user code: the lower canonical half (below 2^47; Linux's user space),
  * as runtime.ts keeps its linear addresses (undefined: not known, taken for the kernel's).
  */
