@@ -13,7 +13,8 @@
 // guest-thread CPU and its wait for a CPU, process CPU, modules and blocks translated, the mean wait of a module from
 // its flush to its install, and each thread's CPU (RINGZERO_BENCH_TIDS=1: by thread id; V8's workers are all "node").
 // RINGZERO_BENCH_WINDOWS=FILE notes each pass's interval for a RINGZERO_VMM_CPU_PROF profile (as bench/io);
-// RINGZERO_BENCH_PERF=DIR records `perf` CPU samples of the guest thread per pass (with NODE_OPTIONS=--perf-basic-prof).
+// RINGZERO_BENCH_PERF=DIR records `perf` CPU samples of the guest thread per pass (with NODE_OPTIONS=--perf-basic-prof;
+// RINGZERO_BENCH_PERF_ALL=1: of all the VMM's threads).
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
@@ -97,7 +98,7 @@ for (const vmm of only) {
     // CPU-time samples, which a loaded host does not skew as it does a wall-clock profile; the VMM's JavaScript and
     // wasm are named with RINGZERO_V8_FLAGS holding --perf-basic-prof)
     const perfDir = vmm === 'ringzero' ? process.env.RINGZERO_BENCH_PERF : undefined;
-    const perf = perfDir ? spawn('perf', ['record', '-q', '-e', 'cpu-clock', '-F', '2000', '-g', '-t', String(guest.guestThread()), '-o', path.join(perfDir, `pass${p}.data`)], { stdio: 'ignore' }) : undefined;
+    const perf = perfDir ? spawn('perf', ['record', '-q', '-e', 'cpu-clock', '-F', '2000', '-g', ...(process.env.RINGZERO_BENCH_PERF_ALL === '1' ? ['-p', String(guest.session.child.pid)] : ['-t', String(guest.guestThread())]), '-o', path.join(perfDir, `pass${p}.data`)], { stdio: 'ignore' }) : undefined;
     if (perf) await new Promise((r) => setTimeout(r, 300));
     const r = await guest.timed(`p${p}`, command, 1_800_000);
     if (perf) { perf.kill('SIGINT'); await new Promise((r) => perf.once('exit', r)); }

@@ -48,6 +48,13 @@ const WASM_BATCH_WAIT = Number(process.env.RINGZERO_WASM_BATCH_WAIT ?? 400);
  * virtio ring) are wide and repeat once per request, so at 40 replays they reach wasm only after ~40 requests and,
  * queued, wait for a batch that their own replays (one per request) never close: session 28's cold 32 MiB read pass
  * ran 21.8k instructions per MiB in JavaScript (11.1k warming, 8.3k queued), against ~1k warm.
+ * Off by default (session 29, loaded host): KERNEL_HOT=8 KERNEL_WAIT=40 halves the instructions run in JavaScript in
+ * every pass of bench/io-passes (32 MiB passes 1/2/3: 20.7-23.7k/3.1-3.8k/1.8k -> 11.0-12.6k/1.5-1.8k/1.0k per MiB;
+ * 41 instead of 27 blocks translated per MiB in pass 1, about as many over the three passes), and in a CPU profile of
+ * pass 1 the JavaScript tier's replays went from 17.7% to 4.1% of the guest thread and the translator's flushes from
+ * 10.1% to 11.3%; the guest thread's CPU per pass did not move beyond the host's noise (+-30% between runs), and
+ * bench/engines --paired against the same build without it (2 runs): md5 1.06x/0.85x, ash 0.97x/1.06x, syscall
+ * 1.02x/1.17x wall.
  */
 const KERNEL_HOT = Number(process.env.RINGZERO_WASM_KERNEL_HOT ?? 0);
 const KERNEL_WAIT = Number(process.env.RINGZERO_WASM_KERNEL_WAIT ?? 0);
@@ -280,6 +287,20 @@ const TIER_SIZE_MAX = Number(process.env.RINGZERO_WASM_TIER_SIZE_MAX ?? 16);
  * still waits longer for kernel code (scheduler, faults, timers) first compiled before /init.
  */
 let BOOT_BUDGET = V8_11_3 ? Number(process.env.RINGZERO_WASM_BOOT_BUDGET ?? 0) : 0;
+/**
+ * V8's tier-up budget of the modules flushed after the boot (RINGZERO_WASM_LATE_BUDGET; 0: off, the start value): from
+ * the first flush made while the vCPU runs user code on. The kernel paths a workload runs after the boot are wide and
+ * repeat once per request (bench/io's O_DIRECT read: one 1 MiB request at a time), so at bin/ringzero's 9000000 a
+ * function of a few KiB of wasm needs thousands of calls, thousands of requests, before TurboFan compiles it: perf
+ * (cpu-clock samples of the guest thread, bench/io-passes RINGZERO_BENCH_PERF) of the third 32 MiB read pass found
+ * as many of the translated code's samples in Liftoff's code as in TurboFan's (21% and 23% of the thread).
+ * Off by default (session 29, loaded host 11-22): with it at 100000/300000 the Liftoff share of the guest thread's
+ * samples in passes 2-4 fell from 21-33% to 7-15%, but TurboFan's rose about as much (13-17% -> 20-31%: on this wide
+ * code, run once per request, TurboFan's code saves little over Liftoff's), the guest thread's CPU per pass did not
+ * move beyond the noise, V8's worker threads (TurboFan) took more CPU in passes 1-2 (process CPU +30-60%), and
+ * bench/engines --paired (2 runs, against the same build without it) was slower: md5 1.06x, ash 1.06x, syscall 1.04x.
+ */
+const LATE_BUDGET = V8_11_3 ? Number(process.env.RINGZERO_WASM_LATE_BUDGET ?? 0) : 0;
 /** Tests: set BOOT_BUDGET (0: off) for engines made after (ignored but on V8 11.3); returns the old value. */
 export function setBootBudget(n: number): number { const old = BOOT_BUDGET; if (V8_11_3) BOOT_BUDGET = n; return old; }
 /** A flushed batch's functions (body sizes `sizes`) as modules by budget (TIER_SIZE): one per size class. */
@@ -1189,7 +1210,8 @@ export class WasmEngine {
       ? splitBySize(TIER_SIZE, TIER_SIZE_MAX, START_BUDGET, bodies.map((b) => b.length))
       : splitByBudget(TIER_BUDGETS, done.map((d) => d.blocks.some((b) => b.wasm !== null)));
     for (const part of parts) {
-      const budget = this.booting && part.budget === START_BUDGET ? BOOT_BUDGET : part.budget;
+      const budget = this.booting && part.budget === START_BUDGET ? BOOT_BUDGET
+        : LATE_BUDGET > 0 && this.sawUser && part.budget === START_BUDGET ? LATE_BUDGET : part.budget;
       if (budget === BOOT_BUDGET && this.booting) this.stats.bootModules++;
       this.launch(c, part.fns.map((i) => bodies[i]), part.fns.map((i) => done[i]), budget, tail, tb);
       tb = performance.now();
