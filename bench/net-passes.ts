@@ -13,7 +13,7 @@
 //   node --import tsx bench/net-passes.ts [--passes 4] [--net-mb 16] [--only tcp,tcpout] [--bins A/bin/ringzero,B/bin/ringzero]
 //
 // Needs root (TAP, netns). RINGZERO_NETPASS_ENV_A / _B (JSON objects of strings) add variables to the first / second
-// VMM only, e.g. --bins bin/ringzero,bin/ringzero with '{"RINGZERO_NET_TX_THREAD":"1"}' for B: one build with and
+// VMM only, e.g. --bins bin/ringzero,bin/ringzero with '{"RINGZERO_NET_TX_THREAD":"0"}' for B: one build with and
 // without a switch. RINGZERO_TIER_STATS=1 (inherited by both) fills the JavaScript-tier column;
 // RINGZERO_NETPASS_PERF=DIR records each pass with `perf record -g --per-thread` (DIR/VM-TEST-PASS.data: V8's
 // compile threads apart from the main thread); RINGZERO_BENCH_WINDOWS=FILE with RINGZERO_VMM_CPU_PROF=DIR cuts a

@@ -68,7 +68,7 @@ export class Tap {
   private closed = false;
   private onReadable: (() => void) | undefined;
   private readonly pollFds = Buffer.alloc(16);
-  /** RINGZERO_NET_TX_THREAD=1: writes go through a thread of their own (./tap-writer.ts). */
+  /** Writes go through a thread of their own (./tap-writer.ts; the VMM's default, RINGZERO_NET_TX_THREAD=0: not). */
   readonly writer: TapWriter | undefined;
 
   /**

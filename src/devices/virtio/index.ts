@@ -65,7 +65,7 @@ export function attachVirtioDevices(machine: VirtioMachine, pci: PciHost, config
       const mac = parseMac(n.mac);
       if (!mac) throw new Error(`invalid MAC '${n.mac}' for TAP '${n.tap}'`);
       const poll = txPollFromEnv() && machine.sliceTimer ? machine.sliceTimer : undefined;
-      const nic = new VirtioNet(new Tap(n.tap, { writerThread: process.env.RINGZERO_NET_TX_THREAD === '1' }), mac, undefined, undefined, poll);
+      const nic = new VirtioNet(new Tap(n.tap, { writerThread: process.env.RINGZERO_NET_TX_THREAD !== '0' }), mac, undefined, undefined, poll);
       nets.push(nic);
       devices.push(nic);
     }
