@@ -9,13 +9,24 @@
 // page-table isolation or other entry-path mitigations on the CPUID the soft engine presents).
 //
 //   node --import tsx bench/syscall-counts.ts [--count 100000] [--bin PATH/bin/ringzero] [--exit-stats] [--ash]
+//                                            [--perf FILE]
 //
 // --ash runs bench/engines' ash workload instead (`i=0; while [ $i -lt N ]; do i=$((i+1)); done`) and prints the
 // counts per loop iteration.
 //
 // --exit-stats runs the VMM with RINGZERO_WASM_EXIT_STATS=1 (the x.* and write-back counters; slower code, same
 // guest path). Wall time is printed too but means little on a loaded host. Ends with one JSON line.
+//
+// --perf FILE: `perf record -F 999` of the VMM process (its cpu-clock samples: this host's VM has no hardware
+// counters) during the measured command, into FILE, and the share of the VMM's main thread's samples by kind of code:
+// translated guest code (kernel / user half, by the functions' names: RINGZERO_WASM_NAMES=1), the dispatcher, the
+// memory and flag libraries, the helper trampolines, JavaScript, V8's builtins and the rest (the VMM runs with
+// NODE_OPTIONS=--perf-basic-prof, whose /tmp/perf-PID.map names the JIT code; `perf report -i FILE --tid PID` then
+// reads the same names). Session 29 (dd, main thread): kernel code ~53%, dispatcher ~21%, JavaScript ~9%, user
+// code ~7%, the memory library ~2%; per system call one RDTSC (Linux's kernel-stack offset) goes to JavaScript for
+// the host clock (~4-5% of the samples with its helper, wrapper and clock read).
 import { BenchGuest } from './support/session.ts';
+import { spawn, spawnSync } from 'node:child_process';
 import { controlRequest } from '../src/vmm/control.ts';
 import { CMDLINE, benchArgs, positiveInt, requireImage } from './support/common.ts';
 import os from 'node:os';
@@ -28,11 +39,17 @@ const { values } = benchArgs(import.meta.url, {
     bin: { type: 'string' },
     'exit-stats': { type: 'boolean', default: false },
     ash: { type: 'boolean', default: false },
+    perf: { type: 'string' },
   },
 });
 const count = positiveInt('count', values.count);
 requireImage('syscall-counts');
 if (values['exit-stats']) process.env.RINGZERO_WASM_EXIT_STATS = '1'; // (inherited by the VMM)
+if (values.perf !== undefined) {
+  // (inherited by the VMM: its JIT code named in /tmp/perf-PID.map, translated functions after their guest address)
+  process.env.NODE_OPTIONS = `${process.env.NODE_OPTIONS ?? ''} --perf-basic-prof`.trim();
+  process.env.RINGZERO_WASM_NAMES = '1';
+}
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'rz-syscall-counts-'));
 const sock = path.join(dir, 'control.sock');
 const args = ['--engine', 'soft', '--cmdline', CMDLINE, '--control-socket', sock];
@@ -45,11 +62,40 @@ function flatten(x: unknown, pre = '', out: Record<string, number> = {}): Record
   return out;
 }
 
-async function measure(n: number): Promise<{ d: Record<string, number>; ms: number }> {
+/** --perf: the main thread's samples by kind of code (percent of its samples), from `perf report` of FILE. */
+function perfShares(file: string, pid: number): Record<string, number> {
+  const r = spawnSync('perf', ['report', '-i', file, '--tid', String(pid), '--no-children', '--sort', 'sym', '-g', 'none', '--stdio'], { encoding: 'utf8', maxBuffer: 64 << 20 });
+  const kinds: Record<string, number> = {};
+  let all = 0;
+  for (const line of r.stdout.split('\n')) {
+    const m = /^\s*([\d.]+)%\s+\[(.)\]\s+(.*)$/.exec(line);
+    if (m === null) continue;
+    const p = Number(m[1]), sym = m[3];
+    const kind = /rz\.dispatch/.test(sym) ? 'dispatcher' : /rz\.gffff/.test(sym) ? 'kernel code' : /rz\.[gp][0-9a-f]/.test(sym) ? 'user code'
+      : /rz\.mem\./.test(sym) ? 'memory library' : /rz\.flag/.test(sym) ? 'flag library' : /rz\.helper|wasm-to-js/.test(sym) ? 'helpers'
+        : /^JS:/.test(sym) || /^[*~]/.test(sym) ? 'JavaScript' : /Builtins_/.test(sym) ? 'V8 builtins' : m[2] === 'k' ? 'host kernel' : 'other';
+    kinds[kind] = (kinds[kind] ?? 0) + p;
+    all += p;
+  }
+  for (const k of Object.keys(kinds)) kinds[k] = Number((100 * kinds[k] / (all || 1)).toFixed(1));
+  return kinds;
+}
+
+let perfOut: Record<string, number> | undefined;
+
+async function measure(n: number, perf = false): Promise<{ d: Record<string, number>; ms: number }> {
   const a = flatten(await controlRequest(sock, { cmd: 'stats' }, 30_000));
   const ash = values.ash;
   const cmd = ash ? `i=0; while [ $i -lt ${n} ]; do i=$((i+1)); done; echo $i` : `dd if=/dev/zero of=/dev/null bs=1 count=${n}`;
+  const pid = guest.session.child.pid!;
+  const rec = perf ? spawn('perf', ['record', '-q', '-F', '999', '-p', String(pid), '-o', values.perf!], { stdio: 'ignore' }) : null;
+  if (rec !== null) await new Promise((resolve) => setTimeout(resolve, 300));
   const r = await guest.timed(`${ash ? 'ash' : 'dd'}${n}`, cmd, 1_800_000);
+  if (rec !== null) {
+    rec.kill('SIGINT');
+    await new Promise((resolve) => rec.once('exit', resolve));
+    perfOut = perfShares(values.perf!, pid);
+  }
   if (!new RegExp(ash ? `(^|\\n)${n}\\n` : `${n}\\+0 records out`).test(r.output)) throw new Error(`${cmd} failed: ${r.output}`);
   const b = flatten(await controlRequest(sock, { cmd: 'stats' }, 30_000));
   const d: Record<string, number> = {};
@@ -63,7 +109,7 @@ try {
   console.log(`guest vulnerabilities: ${vuln}`);
   await measure(1000); // (warm: the path translated)
   const empty = await measure(1);
-  const full = await measure(count + 1);
+  const full = await measure(count + 1, values.perf !== undefined);
   const calls = values.ash ? count : 2 * count;
   const per: Record<string, number> = {};
   for (const k of Object.keys(full.d)) {
@@ -74,8 +120,15 @@ try {
   console.log(`${values.ash ? 'ash loop' : 'dd bs=1'} count=${count}: ${calls} ${unit}s, ${(full.ms - empty.ms).toFixed(0)} ms host time (${((full.ms - empty.ms) * 1e3 / calls).toFixed(2)} µs per ${unit}; loaded hosts vary)`);
   console.log(`per ${unit}:`);
   for (const [k, v] of Object.entries(per)) console.log(`  ${k.padEnd(40)} ${v}`);
-  console.log(JSON.stringify({ bench: 'syscall-counts', workload: values.ash ? 'ash' : 'syscall', count, exitStats: values['exit-stats'], usPerCall: Number(((full.ms - empty.ms) * 1e3 / calls).toFixed(3)), perCall: per }));
+  if (perfOut !== undefined) {
+    console.log(`main thread's perf samples by kind of code (%; ${values.perf}):`);
+    for (const [k, v] of Object.entries(perfOut).sort((x, y) => y[1] - x[1])) console.log(`  ${k.padEnd(40)} ${v}`);
+  }
+  console.log(JSON.stringify({ bench: 'syscall-counts', workload: values.ash ? 'ash' : 'syscall', count, exitStats: values['exit-stats'], usPerCall: Number(((full.ms - empty.ms) * 1e3 / calls).toFixed(3)), perCall: per, ...(perfOut !== undefined ? { perf: perfOut } : {}) }));
 } finally {
+  const pid = guest.session.child.pid;
   guest.session.close();
   fs.rmSync(dir, { recursive: true, force: true });
+  // (the VMM's perf map, which --perf had it write)
+  if (values.perf !== undefined && pid !== undefined) fs.rmSync(`/tmp/perf-${pid}.map`, { force: true });
 }
