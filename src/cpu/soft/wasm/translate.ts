@@ -559,6 +559,9 @@ export function setCallRetDepth(d: number): number { const old = CALLRET_DEPTH; 
  * Off by default: paired against the same build without it (session 28, load ~15): ash wall 1.17x and 1.09x, md5 0.99x
  * and 1.09x (2 runs): slower. (Session 12 had found the same for static exits through the table: with the table
  * imported by every block module, V8's Table.set and grow update every importing instance, runtime.ts install.)
+ * Session 29, bench/engines --paired syscall (dd bs=1, where few modules are installed once warm; load ~15, 3 runs):
+ * wall 0.97x, guest thread 1.01x, with its RET dispatcher entries per system call 19 -> 0 (bench/syscall-counts):
+ * as LINKS, a tail call costs what the dispatcher pass it replaces did.
  */
 export let RET_TAIL = process.env.RINGZERO_WASM_RET_TAIL === '1';
 /**
