@@ -9,7 +9,7 @@ import assert from 'node:assert/strict';
 import { hexBytes, runBlocksToHalt, cpuState, CODE, DATA, interpreterOrWasmMachine, type Machine } from './support/soft-cpu.ts';
 import { setHotThreshold, setJitThreshold } from '../src/cpu/soft/code-cache.ts';
 import { setAsync, setBatchTail, setTail } from '../src/cpu/soft/wasm/runtime.ts';
-import { setPredict } from '../src/cpu/soft/wasm/translate.ts';
+import { setPredict, setIndJoin } from '../src/cpu/soft/wasm/translate.ts';
 import { GuestMemory } from '../src/memory/guest-memory.ts';
 import { setCountChains } from '../src/cpu/soft/wasm/translate.ts';
 
@@ -19,6 +19,8 @@ setHotThreshold(0);
 setJitThreshold(3);
 // (what this file tests builds on tail calls: RINGZERO_WASM_TAIL, off by default)
 setTail(true);
+// (the predicted tail calls this file counts: IND_JOIN, RINGZERO_WASM_IND_JOIN=1, would branch inside the region instead)
+setIndJoin(false);
 setAsync(false);
 setBatchTail(true);
 

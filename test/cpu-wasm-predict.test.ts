@@ -9,7 +9,7 @@ import assert from 'node:assert/strict';
 import { hexBytes, runBlocksToHalt, cpuState, CODE, DATA, interpreterOrWasmMachine, type Machine } from './support/soft-cpu.ts';
 import { setHotThreshold, setJitThreshold } from '../src/cpu/soft/code-cache.ts';
 import { setAsync, setTail } from '../src/cpu/soft/wasm/runtime.ts';
-import { setPredict, setRas, setRasUser } from '../src/cpu/soft/wasm/translate.ts';
+import { setPredict, setRas, setRasUser, setIndJoin } from '../src/cpu/soft/wasm/translate.ts';
 import { GuestMemory } from '../src/memory/guest-memory.ts';
 import { setCountChains } from '../src/cpu/soft/wasm/translate.ts';
 
@@ -25,6 +25,8 @@ setRasUser(true);
 setAsync(false);
 // (off by default: translate.ts PREDICT)
 setPredict(true);
+// (the predicted tail calls this file counts: IND_JOIN, RINGZERO_WASM_IND_JOIN=1, would branch inside the region instead)
+setIndJoin(false);
 
 const memories: GuestMemory[] = [];
 test.after(() => { for (const m of memories) m.close(); });

@@ -14,7 +14,7 @@ import { emitTlbSlot, memFnBody, LD_PARAMS, ST_PARAMS } from './tlb-probe.ts';
 import { execSy, SY_SYSCALL, SY_TSC } from '../fast-forms.ts';
 import { readTsc } from '../system/control.ts';
 import { stiSetsIf } from '../ops/interrupt-flag.ts';
-import { translateBody, translateRegion, groupRegions, midSelfEdge, pageTargets, crossTargets, buildModule, buildFlaglib, rawBody, memUsedOf, resolveBatchTails, leaveBody, type WasmCode, type EmitOpts, type TailCtx, type TailTarget, LOCAL_MEM, WASM_NAMES, EXIT_STATS, SITE_STATS, SITE_BASE, SITE_MAX, siteInfo, NEXT_KEY, X_NAMES, EXPLICIT, SYNCED, ARITH, RF, VM, IF, K_SHIFT, PRIV_CHAIN, POS_MEMBER, POS_N, CALLRET, COUNT_CHAINS, DEAD_REGS, deadRegs, userLinear, LINKS, RET_TAIL } from './translate.ts';
+import { translateBody, translateRegion, groupRegions, midSelfEdge, pageTargets, crossTargets, buildModule, buildFlaglib, rawBody, memUsedOf, resolveBatchTails, leaveBody, type WasmCode, type EmitOpts, type TailCtx, type TailTarget, LOCAL_MEM, WASM_NAMES, EXIT_STATS, SITE_STATS, SITE_BASE, SITE_MAX, siteInfo, NEXT_KEY, X_NAMES, EXPLICIT, SYNCED, ARITH, RF, VM, IF, K_SHIFT, PRIV_CHAIN, POS_MEMBER, POS_N, CALLRET, COUNT_CHAINS, DEAD_REGS, deadRegs, userLinear, LINKS, RET_TAIL, indTarget } from './translate.ts';
 import { syscallMsrs, syscallSegments64, sysretSegments64, type SyscallMsrs } from '../system/fastcall.ts';
 import { EFER_SCE, CR4_TSD } from '../constants.ts';
 import { appendFileSync, writeFileSync } from 'node:fs';
@@ -1416,17 +1416,27 @@ export class WasmEngine {
       if (out.length >= CALLEE_MAX) break;
       const l = this.linOf.get(c);
       if (l === undefined) continue;
-      for (const off of crossTargets(c)) {
+      const offs = crossTargets(c);
+      // (IND_JOIN: where its indirect JMP or CALL went last)
+      const it = indTarget(c);
+      if (it !== 0) offs.push(it - l);
+      for (const off of offs) {
         const t = this.byLin.get(l + off);
         if (!ok(t) || seen.has(t) || this.linOf.get(t) !== l + off || !userLinear(l + off)) continue;
         if (c.wasm === null || (t.wasm!.idx & mask) !== (c.wasm.idx & mask)) split = true;
         // (the callee's blocks of its page that it reaches: breadth first, within CALLEE_MAX)
-        const page = this.byPage.get(t.pa >>> 12);
         const todo = [t];
         seen.add(t);
         while (todo.length > 0 && out.length < CALLEE_MAX) {
           const x = todo.shift()!;
           out.push(x);
+          // (IND_JOIN: a PLT slot's `jmp [GOT]` leads on to the function it jumps to)
+          const xt = indTarget(x), xl = this.linOf.get(x);
+          if (xt !== 0 && xl !== undefined) {
+            const z = this.byLin.get(xt);
+            if (ok(z) && !seen.has(z) && this.linOf.get(z) === xt && userLinear(xt)) { seen.add(z); todo.push(z); }
+          }
+          const page = this.byPage.get(x.pa >>> 12);
           if (page === undefined) continue;
           for (const y of pageTargets(x)) {
             for (const z of page) {

@@ -605,6 +605,22 @@ export let RET_BRANCH = process.env.RINGZERO_WASM_RET_BRANCH === '1';
 export function setRetBranch(on: boolean): boolean { const old = RET_BRANCH; RET_BRANCH = on; return old; }
 /** The last id given to a region function (RET_BRANCH; ids are never reused, so a stale stack entry never matches). */
 let regionIds = 0;
+/**
+ * An indirect JMP or CALL whose last run in the JavaScript tier went to a block queued at that linear address
+ * (Block.lastRip: a PLT slot's `jmp [rip+GOT]`, static glibc's calls of its string functions, always goes to the same
+ * place) counts as a branch to it for groupRegions, runtime.ts CALLEES pulls that block in as it does a CALL's
+ * target, and when that block is a member of the region the exit branches there while the target is that address
+ * (Translator.indBranch: the checks of crossBranch; RINGZERO_WASM_IND_JOIN=1: on).
+ */
+export let IND_JOIN = process.env.RINGZERO_WASM_IND_JOIN === '1';
+/** Switch IND_JOIN (its tests; between translations); returns the old value. */
+export function setIndJoin(on: boolean): boolean { const old = IND_JOIN; IND_JOIN = on; return old; }
+/** IND_JOIN: the linear address `block`'s indirect JMP or CALL went to last (0: none, or not such a block). */
+export function indTarget(block: Block): number {
+  if (!IND_JOIN || block.lastRip === 0) return 0;
+  const last = block.entries[block.entries.length - 1];
+  return last !== undefined && (last.form === Form.JmpInd || last.form === Form.CallInd) ? block.lastRip : 0;
+}
 /** Switch PREDICT (its tests); returns the old value. */
 export function setPredict(on: boolean): boolean { const old = PREDICT; PREDICT = on; return old; }
 /**
@@ -1842,6 +1858,38 @@ class Translator {
   /** callNest's locals (-1 until its first CALL): S_NBASE, the count after the callee, S_BLK and S_R0 saved. */
   cnb = -1; cna = -1; csb = -1; csr = -1; cep = -1;
 
+  /**
+   * IND_JOIN, at an indirect JMP or CALL (target in `v`, registers and flags written back, `count` instructions of
+   * this pass done): when the region has a member queued at the address the block's last run went to (indTarget),
+   * branch there while the target is that address and the dispatcher would have entered it there (crossBranch's
+   * checks: chain, limit, budget, this privilege's fetch TLB mapping that linear page to the member's physical page,
+   * of its generation); else go on to the exit.
+   */
+  indBranch(count: number): void {
+    const R = this.region, lin = indTarget(this.block);
+    if (R === null || lin === 0 || R.lins.length === 0 || this.nested()) return;
+    const j = R.atLin.get(lin);
+    if (j === undefined) return;
+    const b = this.b, m = R.members[j];
+    this.flush();
+    b.get(this.n).i32(count).op(Op.i32Add).set(this.c32);
+    b.get(this.v).i64(lin).op(Op.i64Eq);
+    this.regionFits(m.n); b.op(Op.i32And);
+    this.fetchMapsAt(Math.floor(lin / 4096), m.pa >>> 12, m.gen); b.op(Op.i32And);
+    b.hint(true).open(Op.if);
+    b.get(this.c32).set(this.n);
+    b.i64(lin).set(this.r0i);
+    if (!R0_ONE) b.f64(lin).set(this.r0);
+    b.get(this.st).f64(lin).mem(Op.f64Store, 3, L.S_R0);
+    b.get(this.st).get(this.st).mem(Op.i32Load, 2, L.S_BLK).i32((1 << K_SHIFT) - 1).op(Op.i32And).i32(j << K_SHIFT).op(Op.i32Or);
+    b.mem(Op.i32Store, 2, L.S_BLK);
+    if (COUNT_CHAINS) b.get(R.intra).i32(1).op(Op.i32Add).set(R.intra);
+    if (SITE_EXITS) this.siteCount('b.ind');
+    // (k < members: the br_table's entry for member j, its REGION_REGS loads from the state area included)
+    b.i32(j).set(this.k).br(R.disp);
+    b.close();
+  }
+
   /** fetchMapsTo for the linear page number `vpn` (a constant). Uses t32. */
   fetchMapsAt(vpn: number, pfn: number, gen: number): void {
     const b = this.b;
@@ -2880,6 +2928,14 @@ export function groupRegions(blocks: Block[], lins?: Map<Block, number>): Block[
       }
       const j = byPa.get(tpa);
       if (j === undefined || j === i || (tpa >>> 12) !== (b.pa >>> 12) || blocks[j].gen !== b.gen || offs[j] === null) continue;
+      const ra = find(i), rb = find(j);
+      if (ra !== rb) parent[ra] = rb;
+      (edges[i] ??= []).push(j);
+    }
+    // (IND_JOIN: an indirect JMP or CALL and the block queued where it went last, Translator.indBranch)
+    const it = bl !== undefined ? indTarget(b) : 0;
+    const j = it !== 0 ? byLin.get(it) : undefined;
+    if (j !== undefined && j !== i && byPa.get(blocks[j].pa) === j && offs[j] !== null) {
       const ra = find(i), rb = find(j);
       if (ra !== rb) parent[ra] = rb;
       (edges[i] ??= []).push(j);
@@ -4661,6 +4717,7 @@ function emitCallInd(T: Translator, e: BlockEntry, i: number, next: number): voi
     T.rasPush(next, T.w);
   }
   b.get(T.st).get(T.v).op(Op.f64ConvertI64s).mem(Op.f64Store, 3, L.S_RIP);
+  T.indBranch(i + 1);
   T.predictExit(i + 1, X_IND);
   T.xk(X_IND); b.i32(i + 1).set(T.xc); T.leave();
 }
