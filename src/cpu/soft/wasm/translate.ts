@@ -598,7 +598,9 @@ export function setRetTail(on: boolean): boolean { const old = RET_TAIL; RET_TAI
  * the chain, set only where the stack is emptied, is cleared by every invalidation during the call), so it was current
  * when the CALL ran and still is; r0 moves to the return address, S_R0 and S_BLK's member follow it (the RET may run in
  * a member of another page: WasmEngine.current's pa difference holds within one page). Only with REGION_LIM, not with
- * CALLRET (its nested dispatcher waits for the RET) nor RET_TAIL.
+ * CALLRET (its nested dispatcher waits for the RET) nor RET_TAIL, and in user code only (blocks queued at lower-half
+ * addresses: what CALLEES and IND_JOIN join; the kernel's CALLs still store a zero token, so that no RET finds an
+ * older one in their stack entry).
  */
 export let RET_BRANCH = process.env.RINGZERO_WASM_RET_BRANCH === '1';
 /** Switch RET_BRANCH (its tests; between translations); returns the old value. */
@@ -1969,7 +1971,7 @@ class Translator {
    */
   retToken(tpa: number, same: boolean): bigint {
     const R = this.region;
-    if (!same || R === null || this.fid === 0) return 0n;
+    if (!same || R === null || this.fid === 0 || !userLinear(this.curLin())) return 0n;
     const j = R.at.get(tpa);
     if (j === undefined || j >= 0x1000 || R.members[j].gen !== this.block.gen || (R.members[j].pa >>> 12) !== (tpa >>> 12)) return 0n;
     return (BigInt(this.fid) << 12n) | BigInt(j);
@@ -1977,7 +1979,8 @@ class Translator {
 
   /** RET_BRANCH applies to this function's RETs (see RET_BRANCH). */
   retBranches(): boolean {
-    return RET_BRANCH && this.fid !== 0 && this.rasOn() && this.region !== null && this.region.lim >= 0 && !CALLRET && !this.retTails();
+    return RET_BRANCH && this.fid !== 0 && this.rasOn() && this.region !== null && this.region.lim >= 0 && !CALLRET && !this.retTails() &&
+      userLinear(this.curLin());
   }
 
   /**
