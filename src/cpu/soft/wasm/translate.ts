@@ -612,7 +612,8 @@ let regionIds = 0;
  * (Block.lastRip: a PLT slot's `jmp [rip+GOT]`, static glibc's calls of its string functions, always goes to the same
  * place) counts as a branch to it for groupRegions, runtime.ts CALLEES pulls that block in as it does a CALL's
  * target, and when that block is a member of the region the exit branches there while the target is that address
- * (Translator.indBranch: the checks of crossBranch; RINGZERO_WASM_IND_JOIN=1: on).
+ * (Translator.indBranch: the checks of crossBranch; RINGZERO_WASM_IND_JOIN=1: on). User code only (blocks queued at
+ * lower-half addresses), as CALLEES: the kernel's code and its boot stay as they were.
  */
 export let IND_JOIN = process.env.RINGZERO_WASM_IND_JOIN === '1';
 /** Switch IND_JOIN (its tests; between translations); returns the old value. */
@@ -1869,7 +1870,7 @@ class Translator {
    */
   indBranch(count: number): void {
     const R = this.region, lin = indTarget(this.block);
-    if (R === null || lin === 0 || R.lins.length === 0 || this.nested()) return;
+    if (R === null || lin === 0 || R.lins.length === 0 || this.nested() || !userLinear(this.curLin())) return;
     const j = R.atLin.get(lin);
     if (j === undefined) return;
     const b = this.b, m = R.members[j];
@@ -2936,7 +2937,7 @@ export function groupRegions(blocks: Block[], lins?: Map<Block, number>): Block[
       (edges[i] ??= []).push(j);
     }
     // (IND_JOIN: an indirect JMP or CALL and the block queued where it went last, Translator.indBranch)
-    const it = bl !== undefined ? indTarget(b) : 0;
+    const it = bl !== undefined && userLinear(bl) ? indTarget(b) : 0;
     const j = it !== 0 ? byLin.get(it) : undefined;
     if (j !== undefined && j !== i && byPa.get(blocks[j].pa) === j && offs[j] !== null) {
       const ra = find(i), rb = find(j);
