@@ -19,7 +19,7 @@ import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { CMDLINE, nameList, onCleanup, positiveInt, printTable, qemuPresent, qemuTcgArgs, requireImage, benchArgs } from './support/common.ts';
+import { CMDLINE, warmHostCache, nameList, onCleanup, positiveInt, printTable, qemuPresent, qemuTcgArgs, requireImage, benchArgs } from './support/common.ts';
 import { BenchGuest } from './support/session.ts';
 import { controlRequest } from '../src/vmm/control.ts';
 
@@ -90,6 +90,8 @@ for (const vmm of only) {
       ['-name', 'bench-io-passes,debug-threads=on', '-drive', `if=none,id=d0,file=${disk},format=raw`, '-device', 'virtio-blk-pci,drive=d0']))
       : undefined;
   if (!guest) continue;
+  // (the same host page-cache state for both VMMs' disk: common.ts warmHostCache)
+  warmHostCache(disk);
   await guest.waitForShell();
   for (let p = 1; p <= passes; p++) {
     const a = vmm === 'ringzero' ? await stats() : {};

@@ -25,18 +25,22 @@
 // JSON line.
 //
 //   node --import tsx bench/io.ts [--runs 3] [--mb 64] [--reads 3000] [--net-mb 16] [--only write,read,randread,tcp,tcpout,ringzero,qemu] [--no-base] [--warm]
+//                      [--host-cache-as-is]
 //
 // --only takes test names and/or VMM names (ringzero, qemu); an empty list means all. --no-base skips the
 // checksum-only network runs. --warm runs each test once, untimed, before its timed pass, on both VMMs with the same
 // sizes (the guest's page cache dropped in between): the steady state, as a time-based fio run measures it, instead
 // of a first pass that also pays for translating (and, for ringzero, tiering up) kernel paths the boot never ran.
+// Before each VMM's session the disk image is read once on the host (support/common.ts warmHostCache), so each starts
+// with it in the host's page cache; --host-cache-as-is leaves the cache as the previous VMM left it (before session 29:
+// ringzero, run first, paid the host's zero-filling of the sparse image's holes that QEMU then found cached).
 // Each pass's wall time, process CPU and guest-thread CPU (ringzero's main thread, QEMU's "CPU 0/TCG") go to stderr.
 // TCP needs root (TAP and netns); without it the TCP figures are skipped and the reason printed.
 import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { CMDLINE, median, nameList, onCleanup, positiveInt, printTable, qemuPresent, qemuTcgArgs, requireImage, ROOT, benchArgs } from './support/common.ts';
+import { CMDLINE, warmHostCache, median, nameList, onCleanup, positiveInt, printTable, qemuPresent, qemuTcgArgs, requireImage, ROOT, benchArgs } from './support/common.ts';
 import { initrdWithPrograms } from './support/initramfs.ts';
 import { deleteTap, NetNamespace, tapUnavailable } from './support/netns.ts';
 import { BenchGuest, type TimedResult } from './support/session.ts';
@@ -52,6 +56,7 @@ const { values } = benchArgs(import.meta.url, {
     memory: { type: 'string', default: '256M' },
     timeout: { type: 'string', default: '900' },
     'no-base': { type: 'boolean', default: false },
+    'host-cache-as-is': { type: 'boolean', default: false },
     warm: { type: 'boolean', default: false },
   },
 });
@@ -492,6 +497,8 @@ async function session(vmm: Vmm, run: number): Promise<void> {
   const wantNet = netTests.length > 0;
   if (!vmm.disk && !wantNet) return;
   const tap = wantNet ? newTap() : undefined;
+  // (the same host page-cache state for every VMM's disk: common.ts warmHostCache)
+  if (vmm.disk && diskTests.length > 0 && !values['host-cache-as-is']) warmHostCache(disk);
   const guest = vmm.start(tap);
   const parts: string[] = [];
   try {
