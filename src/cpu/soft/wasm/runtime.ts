@@ -299,6 +299,11 @@ let BOOT_BUDGET = V8_11_3 ? Number(process.env.RINGZERO_WASM_BOOT_BUDGET ?? 0) :
  * code, run once per request, TurboFan's code saves little over Liftoff's), the guest thread's CPU per pass did not
  * move beyond the noise, V8's worker threads (TurboFan) took more CPU in passes 1-2 (process CPU +30-60%), and
  * bench/engines --paired (2 runs, against the same build without it) was slower: md5 1.06x, ash 1.06x, syscall 1.04x.
+ * The other way, 36000000 (fewer tier-ups of the new paths): one 64 MiB read pass (bench/io-passes --passes 1 --mb 64,
+ * 4 alternating pairs, load 4-7) took 430/410/350/340 ms of process CPU against 530/490/450/450 (-20%; V8's TurboFan
+ * workers, which on a 2-core host bound the pass's wall: process CPU / 2 > the guest thread's 142-207 ms, the same in
+ * both), wall lower in 3 of 4; but bench/engines --paired (2 runs) md5 1.01-1.03x, ash 1.02-1.06x, syscall 0.98-1.25x
+ * wall (guest thread 0.99-1.07x): user code and the kernel paths it runs wait longer for TurboFan. Off.
  */
 const LATE_BUDGET = V8_11_3 ? Number(process.env.RINGZERO_WASM_LATE_BUDGET ?? 0) : 0;
 /** Tests: set BOOT_BUDGET (0: off) for engines made after (ignored but on V8 11.3); returns the old value. */
