@@ -114,7 +114,9 @@ let bootFlagsEnded = false;
  * md5 1.15x, ash 1.34x, syscalls 1.25x). For the boot only (=boot; 2 series of 2 runs, load 11-20): boot 0.94x/0.98x
  * wall, process CPU 0.94x/0.88x, guest thread 1.05x/0.97x; md5 1.00-1.07x wall (guest thread 0.97-1.09x), ash
  * 0.92x/0.94x, syscalls 0.99-1.06x (guest thread 1.01-1.05x): the kernel code TurboFan compiled during the boot keeps
- * the mid-tier allocation. Off by default (bin/ringzero).
+ * the mid-tier allocation. Two more series: boot 0.92x/0.93x wall and process CPU; md5 1.04x/0.94x, ash 1.00x/0.95x,
+ * syscalls 1.08x/1.09x. Unpinned at load 1-2, 3 boots each alternating: process CPU -7%, wall ratio against TCG
+ * within the noise (2.66-2.92x off, 2.67-2.83x on). Off by default (bin/ringzero): the syscall loop loses ~5%.
  */
 export function endBootFlags(): void {
   if (bootFlagsEnded) return;
