@@ -5,22 +5,15 @@
 // compiles); the wasm run must match the interpreter's state.
 import test from 'node:test';
 import assert from 'node:assert/strict';
-import { hexBytes, runBlocksToHalt, cpuState, CODE, DATA, interpreterOrWasmMachine, type Machine } from './support/soft-cpu.ts';
-import { setHotThreshold, setJitThreshold } from '../src/cpu/soft/code-cache.ts';
+import { hexBytes, runBlocksToHalt, cpuState, CODE, DATA, interpreterOrWasmMachine, type Machine, translatorTestFile } from './support/soft-cpu.ts';
 import { setAsync, setCallees } from '../src/cpu/soft/wasm/runtime.ts';
-import { setRas, setRasUser, setRetBranch, setCountChains } from '../src/cpu/soft/wasm/translate.ts';
-import { GuestMemory } from '../src/memory/guest-memory.ts';
+import { setRas, setRasUser, setRetBranch } from '../src/cpu/soft/wasm/translate.ts';
 
-setCountChains(true);
-setHotThreshold(0);
-setJitThreshold(3);
+const memories = translatorTestFile(3);
 setRas(true);
 setRasUser(true);
 setAsync(false);
 setRetBranch(true);
-
-const memories: GuestMemory[] = [];
-test.after(() => { for (const m of memories) m.close(); });
 
 /** g, in the next page: add eax,1 / ret. */
 const G = CODE + 0x1000;

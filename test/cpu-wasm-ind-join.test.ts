@@ -5,22 +5,15 @@
 // compiles); the wasm run must match the interpreter's state.
 import test from 'node:test';
 import assert from 'node:assert/strict';
-import { hexBytes, runBlocksToHalt, cpuState, CODE, DATA, interpreterOrWasmMachine, type Machine } from './support/soft-cpu.ts';
-import { setHotThreshold, setJitThreshold } from '../src/cpu/soft/code-cache.ts';
+import { hexBytes, runBlocksToHalt, cpuState, CODE, DATA, interpreterOrWasmMachine, type Machine, translatorTestFile } from './support/soft-cpu.ts';
 import { setAsync } from '../src/cpu/soft/wasm/runtime.ts';
-import { setRas, setRasUser, setRetBranch, setIndJoin, setCountChains } from '../src/cpu/soft/wasm/translate.ts';
-import { GuestMemory } from '../src/memory/guest-memory.ts';
+import { setRas, setRasUser, setRetBranch, setIndJoin } from '../src/cpu/soft/wasm/translate.ts';
 
-setCountChains(true);
-setHotThreshold(0);
-setJitThreshold(3);
+const memories = translatorTestFile(3);
 setRas(true);
 setRasUser(true);
 setAsync(false);
 setRetBranch(true);
-
-const memories: GuestMemory[] = [];
-test.after(() => { for (const m of memories) m.close(); });
 
 /** The slot P (`jmp [rbx]`, rbx = DATA holding G), g (add eax,1 / ret) and g2 (add eax,3 / ret), each in a page of its own. */
 const P = CODE + 0x800, G = CODE + 0x1000, G2 = CODE + 0x2000;

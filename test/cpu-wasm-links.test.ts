@@ -6,23 +6,15 @@
 // the same state, and with links on the exits counted as tail calls, not as dispatcher entries.
 import test from 'node:test';
 import assert from 'node:assert/strict';
-import { hexBytes, runBlocksToHalt, cpuState, CODE, interpreterOrWasmMachine, type Machine } from './support/soft-cpu.ts';
-import { setHotThreshold, setJitThreshold } from '../src/cpu/soft/code-cache.ts';
+import { hexBytes, runBlocksToHalt, cpuState, CODE, interpreterOrWasmMachine, type Machine, translatorTestFile } from './support/soft-cpu.ts';
 import { setAsync, setBatchTail, setTail } from '../src/cpu/soft/wasm/runtime.ts';
-import { setCountChains, setLinks } from '../src/cpu/soft/wasm/translate.ts';
-import { GuestMemory } from '../src/memory/guest-memory.ts';
+import { setLinks } from '../src/cpu/soft/wasm/translate.ts';
 
-// (the chain counts these tests check are counted only when asked: translate.ts COUNT_CHAINS)
-setCountChains(true);
-setHotThreshold(0);
-setJitThreshold(3);
+const memories = translatorTestFile(3);
 setTail(true);
 setAsync(false);
 // (without the batch plan, exits to blocks of their own batch are links too: the second test)
 setBatchTail(false);
-
-const memories: GuestMemory[] = [];
-test.after(() => { for (const m of memories) m.close(); });
 
 /** Run `code` (at CODE) on both engines with LINKS `on`; returns wasm's machine. */
 function both(code: number[], on: boolean, setup: (m: Machine) => void = () => {}): Machine {

@@ -6,21 +6,14 @@
 // branched.
 import test from 'node:test';
 import assert from 'node:assert/strict';
-import { hexBytes, runBlocksToHalt, cpuState, CODE, interpreterOrWasmMachine, type Machine } from './support/soft-cpu.ts';
-import { setHotThreshold, setJitThreshold } from '../src/cpu/soft/code-cache.ts';
+import { hexBytes, runBlocksToHalt, cpuState, CODE, interpreterOrWasmMachine, type Machine, translatorTestFile } from './support/soft-cpu.ts';
 import { setAsync } from '../src/cpu/soft/wasm/runtime.ts';
-import { setRas, setRasUser, setRetBranch, setRegionRegs, setCountChains } from '../src/cpu/soft/wasm/translate.ts';
-import { GuestMemory } from '../src/memory/guest-memory.ts';
+import { setRas, setRasUser, setRetBranch, setRegionRegs } from '../src/cpu/soft/wasm/translate.ts';
 
-setCountChains(true);
-setHotThreshold(0);
-setJitThreshold(3);
+const memories = translatorTestFile(3);
 setRas(true);
 setRasUser(true);
 setAsync(false);
-
-const memories: GuestMemory[] = [];
-test.after(() => { for (const m of memories) m.close(); });
 
 const G = CODE + 0x40;
 

@@ -164,14 +164,15 @@ export function cpuState(m: Machine) {
 }
 
 /**
- * The setup translator test files share: every block recorded and translated at its first run (both thresholds 0),
- * the chain counts kept (translate.ts COUNT_CHAINS counts them only when asked, and these tests check them), and the
- * machines' memories closed after the file's tests. Returns the list to hand interpreterOrWasmMachine.
+ * The setup translator test files share: every block recorded at its first run (hot threshold 0) and translated after
+ * `jitThreshold` runs (0: the first; 3 lets a loop's blocks all be recorded first, so they are translated in one
+ * batch), the chain counts kept (translate.ts COUNT_CHAINS counts them only when asked, and these tests check them),
+ * and the machines' memories closed after the file's tests. Returns the list to hand interpreterOrWasmMachine.
  */
-export function translatorTestFile(): GuestMemory[] {
+export function translatorTestFile(jitThreshold = 0): GuestMemory[] {
   setCountChains(true);
   setHotThreshold(0);
-  setJitThreshold(0);
+  setJitThreshold(jitThreshold);
   const memories: GuestMemory[] = [];
   test.after(() => { for (const m of memories) m.close(); });
   return memories;
