@@ -1016,8 +1016,26 @@ class Translator {
    */
   wbCtx = 1;
   wbCount(k: number): void {
-    const o = L.S_WBSTATS + 4 * k;
-    this.b.get(this.st).get(this.st).mem(Op.i32Load, 2, o).i32(1).op(Op.i32Add).mem(Op.i32Store, 2, o);
+    this.bump(L.S_WBSTATS + 4 * k);
+  }
+  /** Add 1 to the state area's i32 counter at `off`. */
+  bump(off: number): void {
+    this.b.get(this.st).get(this.st).mem(Op.i32Load, 2, off).i32(1).op(Op.i32Add).mem(Op.i32Store, 2, off);
+  }
+  /**
+   * A tail call's counts: the chain counters (COUNT_CHAINS: tails, and the region's branches so far), its site
+   * (SITE_EXITS, 't.KIND') and exit kind `kind` (EXIT_STATS: slot 5, tail calls; slot 6 with `linked`, through a link).
+   */
+  countTail(kind: number, linked = false): void {
+    const b = this.b, R = this.region;
+    if (COUNT_CHAINS) this.bump(L.S_TAILS);
+    if (COUNT_CHAINS && R !== null) b.get(this.st).get(this.st).mem(Op.i32Load, 2, L.S_INTRA).get(R.intra).op(Op.i32Add).mem(Op.i32Store, 2, L.S_INTRA);
+    if (SITE_EXITS) this.siteCount('t.' + X_NAMES[kind]);
+    if (EXIT_STATS) {
+      const o = L.S_XSTATS + 4 * (kind * 8 + 5);
+      this.bump(o);
+      if (linked) this.bump(o + 4);
+    }
   }
 
   /** Forget the cache (after a replay, which may have changed any register in the state area). */
@@ -1679,17 +1697,8 @@ class Translator {
     b.get(this.st).get(lk).op(Op.i32WrapI64).mem(Op.i32Store, 2, L.S_BLK);
     // (the page's entries for reregion, as the dispatcher counts a named entry)
     const ph = L.S_PHITS + 4 * ((tpa >>> 12) & (L.PHITS_N - 1));
-    b.get(this.st).get(this.st).mem(Op.i32Load, 2, ph).i32(1).op(Op.i32Add).mem(Op.i32Store, 2, ph);
-    const R = this.region;
-    if (COUNT_CHAINS) b.get(this.st).get(this.st).mem(Op.i32Load, 2, L.S_TAILS).i32(1).op(Op.i32Add).mem(Op.i32Store, 2, L.S_TAILS);
-    if (COUNT_CHAINS && R !== null) b.get(this.st).get(this.st).mem(Op.i32Load, 2, L.S_INTRA).get(R.intra).op(Op.i32Add).mem(Op.i32Store, 2, L.S_INTRA);
-    if (SITE_EXITS) this.siteCount('t.' + X_NAMES[X_SAME]);
-    if (EXIT_STATS) {
-      // (as a tail call, slot 5, and slot 6: of those, through a link)
-      const o = L.S_XSTATS + 4 * (X_SAME * 8 + 5);
-      b.get(this.st).get(this.st).mem(Op.i32Load, 2, o).i32(1).op(Op.i32Add).mem(Op.i32Store, 2, o);
-      b.get(this.st).get(this.st).mem(Op.i32Load, 2, o + 4).i32(1).op(Op.i32Add).mem(Op.i32Store, 2, o + 4);
-    }
+    this.bump(ph);
+    this.countTail(X_SAME, true);
     b.get(this.st).get(this.tf).get(this.left).get(this.c32).op(Op.i32Sub).get(this.user).get(lk).op(Op.i32WrapI64).i32(K_SHIFT).op(Op.i32ShrU);
     b.i32(j);
     b.returnCallIndirect(BLOCK_TYPE, 0);
@@ -1725,16 +1734,9 @@ class Translator {
     if (samePa >= 0) {
       // (the page's entries for reregion, as the dispatcher counts a named entry: only those of one page)
       const ph = L.S_PHITS + 4 * ((samePa >>> 12) & (L.PHITS_N - 1));
-      b.get(this.st).get(this.st).mem(Op.i32Load, 2, ph).i32(1).op(Op.i32Add).mem(Op.i32Store, 2, ph);
+      this.bump(ph);
     }
-    const R = this.region;
-    if (COUNT_CHAINS) b.get(this.st).get(this.st).mem(Op.i32Load, 2, L.S_TAILS).i32(1).op(Op.i32Add).mem(Op.i32Store, 2, L.S_TAILS);
-    if (COUNT_CHAINS && R !== null) b.get(this.st).get(this.st).mem(Op.i32Load, 2, L.S_INTRA).get(R.intra).op(Op.i32Add).mem(Op.i32Store, 2, L.S_INTRA);
-    if (SITE_EXITS) this.siteCount('t.' + X_NAMES[kind]);
-    if (EXIT_STATS) {
-      const o = L.S_XSTATS + 4 * (kind * 8 + 5);
-      b.get(this.st).get(this.st).mem(Op.i32Load, 2, o).i32(1).op(Op.i32Add).mem(Op.i32Store, 2, o);
-    }
+    this.countTail(kind);
     b.get(this.st).get(this.tf).get(this.left).get(this.c32).op(Op.i32Sub).get(this.user).i32(t.word >>> K_SHIFT);
     if (t.local !== undefined) ctx.sites.push({ body: b, at: b.returnCallLater(), local: t.local });
     else b.returnCall(F_TAIL + fi);
@@ -1812,8 +1814,8 @@ class Translator {
     this.r0f(ripOff); b.set(this.tf);
     b.get(this.st).get(this.tf).mem(Op.f64Store, 3, L.S_R0);
     b.get(this.st).i32(t.word).mem(Op.i32Store, 2, L.S_BLK);
-    b.get(this.st).get(this.st).mem(Op.i32Load, 2, L.S_CDEPTH).i32(1).op(Op.i32Add).mem(Op.i32Store, 2, L.S_CDEPTH);
-    if (CALLRET_COUNT) b.get(this.st).get(this.st).mem(Op.i32Load, 2, L.S_NCALLS).i32(1).op(Op.i32Add).mem(Op.i32Store, 2, L.S_NCALLS);
+    this.bump(L.S_CDEPTH);
+    if (CALLRET_COUNT) this.bump(L.S_NCALLS);
     b.get(this.st).get(this.tf).get(this.left).get(this.c32).op(Op.i32Sub).get(this.user).i32(t.word >>> K_SHIFT);
     if (t.local !== undefined) { ctx.sites.push({ body: b, at: b.callLater(), local: t.local }); b.calls++; }
     else b.call(fi);
@@ -1844,7 +1846,7 @@ class Translator {
     b.get(this.st).mem(Op.i32Load, 2, L.S_FEPOCH).get(this.cep).op(Op.i32Eq).op(Op.i32And);
     b.i32(0).mem(Op.i32Load, 2, L.PAGE_GEN + 4 * (pa >>> 12)).i32(this.block.gen).op(Op.i32Eq).op(Op.i32And);
     b.open(Op.if);
-    if (CALLRET_COUNT) b.get(this.st).get(this.st).mem(Op.i32Load, 2, L.S_NHITS).i32(1).op(Op.i32Add).mem(Op.i32Store, 2, L.S_NHITS);
+    if (CALLRET_COUNT) this.bump(L.S_NHITS);
     // (the callee's instructions join this pass's: the static exit below adds `count`)
     b.get(na).get(nb).op(Op.i32Sub).i32(count).op(Op.i32Sub).set(this.n);
     // (everything cached is stale: the callee changed registers and flags in the state area)
@@ -2082,14 +2084,7 @@ class Translator {
     // (the target page's named entries for reregion, as the dispatcher counts them: a page hash of the entry's pa)
     b.get(this.st).get(key).op(Op.i32WrapI64).i32(12).op(Op.i32ShrU).i32(L.PHITS_N - 1).op(Op.i32And).i32(2).op(Op.i32Shl).op(Op.i32Add).tee(e);
     b.get(e).mem(Op.i32Load, 2, L.S_PHITS).i32(1).op(Op.i32Add).mem(Op.i32Store, 2, L.S_PHITS);
-    const R = this.region;
-    if (COUNT_CHAINS) b.get(this.st).get(this.st).mem(Op.i32Load, 2, L.S_TAILS).i32(1).op(Op.i32Add).mem(Op.i32Store, 2, L.S_TAILS);
-    if (COUNT_CHAINS && R !== null) b.get(this.st).get(this.st).mem(Op.i32Load, 2, L.S_INTRA).get(R.intra).op(Op.i32Add).mem(Op.i32Store, 2, L.S_INTRA);
-    if (SITE_EXITS) this.siteCount('t.ret');
-    if (EXIT_STATS) {
-      const o = L.S_XSTATS + 4 * (X_RET * 8 + 5);
-      b.get(this.st).get(this.st).mem(Op.i32Load, 2, o).i32(1).op(Op.i32Add).mem(Op.i32Store, 2, o);
-    }
+    this.countTail(X_RET);
     b.get(this.st).get(this.tf).get(this.left).get(this.t32).op(Op.i32Sub).get(this.user).get(idx).i32(K_SHIFT).op(Op.i32ShrU);
     b.get(idx).i32((1 << K_SHIFT) - 1).op(Op.i32And);
     b.returnCallIndirect(BLOCK_TYPE, 0);
