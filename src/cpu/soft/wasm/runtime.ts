@@ -1154,7 +1154,7 @@ export class WasmEngine {
     if (this.seen !== null) for (const block of live) this.seen.add(blockKey(c.ram, block));
     for (const block of live) { const l = lins.get(block); if (l !== undefined) this.linOf.set(block, l); }
     if (REFORM) this.reform(live, lins, c.codeCache);
-    if (CALLEES) this.pullCallees(live, lins, c.codeCache.pageGen);
+    if (CALLEES && CALLEES_BATCH) this.pullCallees(live, lins, c.codeCache.pageGen);
     if (CAPTURE) captureBatch(live, lins);
     const groups = groupRegions(live, lins);
     if (c.cpl === 3 && !this.sawUser) { this.sawUser = true; endBootFlags(); if (KERNEL_HOT > 0) this.kernelLate(c); }
@@ -2237,6 +2237,14 @@ const REGION_PAGES = Number(process.env.RINGZERO_WASM_REGION_PAGES ?? 4);
  */
 let CALLEE_MAX = Number(process.env.RINGZERO_WASM_CALLEES ?? 0);
 let CALLEES = CALLEE_MAX > 0;
+/**
+ * CALLEES in new batches too (RINGZERO_WASM_CALLEES_BATCH, on; =0: only when reregion translates a hot user page
+ * again, so the boot's user code, translated once and rarely hot, does not pay for the callees' second translations).
+ * Session 29, quiet host, --paired 3 runs against CALLEES off (with RET_BRANCH and IND_JOIN): in new batches too, ash
+ * 0.90x, md5 1.05x, boot 1.05x; reregion only, ash 1.00x (0.91-1.04), md5 0.95x, syscalls 0.96x, boot 0.99x. So the
+ * ash loop's gain comes from the new batches, and so does the boot's cost.
+ */
+const CALLEES_BATCH = process.env.RINGZERO_WASM_CALLEES_BATCH !== '0';
 /** CALLEES: the times one block is translated again into a new batch's regions (RINGZERO_WASM_CALLEE_COPIES). */
 const CALLEE_COPIES = Number(process.env.RINGZERO_WASM_CALLEE_COPIES ?? 4);
 /** Switch CALLEES and set its block count (tests); returns the old count (0: off). */
