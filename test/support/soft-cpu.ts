@@ -178,6 +178,21 @@ export function translatorTestFile(jitThreshold = 0): GuestMemory[] {
   return memories;
 }
 
+/**
+ * A new interpreter machine and a new wasm machine, each given to `prepare` (which writes the program and sets its
+ * registers) and run from CODE to HLT; their end states must match. Returns [interpreter, wasm].
+ */
+export function bothToHalt(memories: GuestMemory[], prepare: (m: Machine) => void): [Machine, Machine] {
+  const [i, w] = (['interpreter', 'wasm'] as const).map((mode) => {
+    const m = interpreterOrWasmMachine(mode, memories);
+    prepare(m);
+    assert.equal(runBlocksToHalt(m, 1_000_000), -1);
+    return m;
+  });
+  assert.deepEqual(cpuState(w), cpuState(i), 'translated code = interpreter');
+  return [i, w];
+}
+
 /** cpuState and the data page's first 64 bytes (where the test programs store through RDI and RSI). */
 export function cpuDataState(m: Machine) {
   return { ...cpuState(m), data: Buffer.from(m.mem.read(DATA, 64)).toString('hex') };
