@@ -807,7 +807,7 @@ export class WasmEngine {
       `tier 2: ${s.tier2} functions (${s.tier2Blocks} blocks) in ${s.tier2Modules} modules, ${(s.tier2Bytes / 1024).toFixed(0)} KiB, ${s.tier2Ms.toFixed(0)} ms, ` +
       `${s.replays + s.conds + s.slow} helper calls (${s.replays} replays, ${s.conds} conditions, ${s.slow} slow accesses)` +
       (TIER_STATS ? '; JS tier runs/instructions: ' + ['warming', 'queued', 'in flight', 'never', 'too long'].map((n, i) => `${n} ${this.tierRuns[i]}/${this.tierInstr[i]}`).join(', ') +
-        `; async install latency ${(this.latency.ms / Math.max(1, this.latency.n)).toFixed(1)} ms, ${(this.latency.instr / Math.max(1, this.latency.n) / 1e3).toFixed(0)}k instructions (mean of ${this.latency.n})` : '') +
+        `; async install latency ${(s.installWaitMs / Math.max(1, s.installs)).toFixed(1)} ms, ${(s.installWaitInstr / Math.max(1, s.installs) / 1e3).toFixed(0)}k instructions (mean of ${s.installs})` : '') +
       (SITE_STATS ? this.writeSiteStats() : '') +
       (EXIT_STATS ? '; exits by kind (entered direct/looked up, left at limit/TLB miss/no entry, tail calls): ' + this.exitStats() : '') +
       (PROFILE ? '; helpers by kind (sy: 0 CLI 1 STI 2 RDTSC 3 RDTSCP 4 SWAPGS 5 CLD 6 STD 8+ Sreg 16 SYSCALL 17 SYSRETQ 18 TSC): ' +
@@ -1826,7 +1826,6 @@ export class WasmEngine {
   private install(batch: Batch, mod: WebAssembly.Module): void {
     const t0 = performance.now();
     if (batch.async) { this.stats.installs++; this.stats.installWaitMs += t0 - batch.t0; this.stats.installWaitInstr += batch.cpu.instructions - batch.i0; }
-    if (TIER_STATS && batch.async) { this.latency.n++; this.latency.ms += t0 - batch.t0; this.latency.instr += batch.cpu.instructions - batch.i0; }
     this.modules();
     this.release(batch);
     let imports = this.imports;
@@ -1997,7 +1996,7 @@ export class WasmEngine {
     if (w === null) {
       if (b.runs >= 0 && b.mode === 8) {
         const late = this.kHot > 0 && c.cpl === 0;
-        const hot = late ? this.kHot : Math.min(WASM_HOT, JIT_THRESHOLD);
+        const hot = this.hotAt(c);
         if (this.decayEvery > 0 && c.instructions >= this.nextDecay) this.decay(c, hot);
         // (a block an earlier run translated: queued now, at its first replay)
         if (b.runs === 0 && this.seen !== null && hot > 0) {
@@ -2029,6 +2028,11 @@ export class WasmEngine {
       if (!(I[s] === b.pa && I[s + 2] === w.idx) && !(I[s + 4] === b.pa && I[s + 6] === w.idx)) { this.setEntry(b, w.idx, c.codeCache); this.stats.reinstalled++; }
     }
     return this.run(c, w.idx, room);
+  }
+
+  /** The replays after which a block is queued for translation: KERNEL_HOT for kernel code once the boot is over. */
+  private hotAt(c: SoftCpu): number {
+    return this.kHot > 0 && c.cpl === 0 ? this.kHot : Math.min(WASM_HOT, JIT_THRESHOLD);
   }
 
   /** INLINE_LATE: a batch was flushed from user code (the kernel's boot is over). */
@@ -2080,10 +2084,8 @@ export class WasmEngine {
    */
   readonly tierRuns = new Float64Array(5);
   readonly tierInstr = new Float64Array(5);
-  /** Async modules installed, and the sum of their ms and of guest instructions from flush to install. */
-  latency = { n: 0, ms: 0, instr: 0 };
   private tierCount(c: SoftCpu, b: Block, room: number): number {
-    const hot = this.kHot > 0 && c.cpl === 0 ? this.kHot : Math.min(WASM_HOT, JIT_THRESHOLD);
+    const hot = this.hotAt(c);
     const s = b.wasm !== null ? 4 : b.runs <= IN_FLIGHT ? 2 : b.runs < 0 || b.mode !== 8 ? 3 : b.runs <= hot ? 0 : 1;
     const k = c.runBlock(b, room);
     this.tierRuns[s]++;
