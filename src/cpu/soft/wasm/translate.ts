@@ -976,6 +976,17 @@ class Translator {
       b.get(this.st).mem(Op.i64Load, 3, L.sGpr(r)).set(this.rl(r));
     }
   }
+  /**
+   * A branch into region member j (a constant; null: the member index held in t32): S_BLK's member bits name it, as
+   * the dispatcher's entry would set them, and the branch is counted (COUNT_CHAINS).
+   */
+  enterMember(j: number | null): void {
+    const b = this.b, R = this.region!;
+    b.get(this.st).get(this.st).mem(Op.i32Load, 2, L.S_BLK).i32((1 << K_SHIFT) - 1).op(Op.i32And);
+    if (j === null) b.get(this.t32).i32(K_SHIFT).op(Op.i32Shl); else b.i32(j << K_SHIFT);
+    b.op(Op.i32Or).mem(Op.i32Store, 2, L.S_BLK);
+    if (COUNT_CHAINS) b.get(R.intra).i32(1).op(Op.i32Add).set(R.intra);
+  }
   /** The backward branch to member j of the region: k = the br_table index of j's code, then to the br_table. */
   branchBack(j: number): void {
     const R = this.region!;
@@ -1886,9 +1897,7 @@ class Translator {
     b.i64(lin).set(this.r0i);
     if (!R0_ONE) b.f64(lin).set(this.r0);
     b.get(this.st).f64(lin).mem(Op.f64Store, 3, L.S_R0);
-    b.get(this.st).get(this.st).mem(Op.i32Load, 2, L.S_BLK).i32((1 << K_SHIFT) - 1).op(Op.i32And).i32(j << K_SHIFT).op(Op.i32Or);
-    b.mem(Op.i32Store, 2, L.S_BLK);
-    if (COUNT_CHAINS) b.get(R.intra).i32(1).op(Op.i32Add).set(R.intra);
+    this.enterMember(j);
     if (SITE_EXITS) this.siteCount('b.ind');
     // (k < members: the br_table's entry for member j, its REGION_REGS loads from the state area included)
     b.i32(j).set(this.k).br(R.disp);
@@ -1927,9 +1936,7 @@ class Translator {
     b.get(this.c32).set(this.n);
     this.r0move(ripOff);
     b.get(this.st); this.r0f(); b.mem(Op.f64Store, 3, L.S_R0);
-    b.get(this.st).get(this.st).mem(Op.i32Load, 2, L.S_BLK).i32((1 << K_SHIFT) - 1).op(Op.i32And).i32(j << K_SHIFT).op(Op.i32Or);
-    b.mem(Op.i32Store, 2, L.S_BLK);
-    if (COUNT_CHAINS) b.get(R.intra).i32(1).op(Op.i32Add).set(R.intra);
+    this.enterMember(j);
     if (REGION_REGS) this.edgeLoad(j);
     if (j > R.cur) b.br(R.labels[j]);
     else this.branchBack(j);
@@ -2006,9 +2013,7 @@ class Translator {
     // (the runtime's anchor: the return block may be in another page than the RET's, crossBranch)
     b.get(this.st); this.r0f(); b.mem(Op.f64Store, 3, L.S_R0);
     b.get(this.rbk).op(Op.i32WrapI64).i32(0xfff).op(Op.i32And).set(this.t32);
-    b.get(this.st).get(this.st).mem(Op.i32Load, 2, L.S_BLK).i32((1 << K_SHIFT) - 1).op(Op.i32And).get(this.t32).i32(K_SHIFT).op(Op.i32Shl).op(Op.i32Or);
-    b.mem(Op.i32Store, 2, L.S_BLK);
-    if (COUNT_CHAINS) b.get(R.intra).i32(1).op(Op.i32Add).set(R.intra);
+    this.enterMember(null);
     if (SITE_EXITS) this.siteCount('b.ret');
     // (k < members: the br_table's entry for member k, its REGION_REGS loads from the state area included)
     b.get(this.t32).set(this.k).br(R.disp);
