@@ -13,20 +13,14 @@ import { spawn } from 'node:child_process';
 import { parseArgs } from 'node:util';
 import { BenchGuest } from './support/session.ts';
 import { CMDLINE, requireImage } from './support/common.ts';
+import { threadRunTimes } from '../src/sys/proc-stat.ts';
 
 const { values } = parseArgs({ options: { bins: { type: 'string', default: 'bin/ringzero' }, runs: { type: 'string', default: '1' } } });
 const bins = values.bins!.split(',');
 requireImage('boot-threads');
 function threads(pid: number): Map<string, number> {
   const out = new Map<string, number>();
-  for (const t of fs.readdirSync(`/proc/${pid}/task`)) {
-    try {
-      let comm = fs.readFileSync(`/proc/${pid}/task/${t}/comm`, 'utf8').trim();
-      if (Number(t) === pid) comm = 'main';
-      const ns = Number(fs.readFileSync(`/proc/${pid}/task/${t}/schedstat`, 'utf8').split(' ')[0]);
-      out.set(`${comm}#${t}`, ns / 1e9);
-    } catch { /* gone */ }
-  }
+  for (const { tid, comm, ns } of threadRunTimes(pid)) out.set(`${tid === pid ? 'main' : comm}#${tid}`, ns / 1e9);
   return out;
 }
 for (let r = 0; r < Number(values.runs); r++) {

@@ -22,6 +22,7 @@ import path from 'node:path';
 import { CMDLINE, warmHostCache, nameList, onCleanup, positiveInt, printTable, qemuPresent, qemuTcgArgs, requireImage, benchArgs } from './support/common.ts';
 import { BenchGuest } from './support/session.ts';
 import { controlRequest } from '../src/vmm/control.ts';
+import { threadRunTimes } from '../src/sys/proc-stat.ts';
 
 const { values } = benchArgs(import.meta.url, {
   options: {
@@ -69,17 +70,10 @@ const windowsFile = process.env.RINGZERO_BENCH_WINDOWS;
 /** ms of CPU (schedstat) of each of the VMM's threads, summed by thread name. */
 function threadCpu(g: BenchGuest): Map<string, number> {
   const out = new Map<string, number>();
-  const dir = `/proc/${g.session.child.pid}/task`;
-  try {
-    for (const tid of fs.readdirSync(dir)) {
-      try {
-        const name = fs.readFileSync(`${dir}/${tid}/comm`, 'utf8').trim();
-        const ns = Number(fs.readFileSync(`${dir}/${tid}/schedstat`, 'utf8').split(' ')[0]);
-        const key = process.env.RINGZERO_BENCH_TIDS ? `${name}/${tid}` : name;
-        out.set(key, (out.get(key) ?? 0) + ns / 1e6);
-      } catch { /* the thread ended */ }
-    }
-  } catch { /* the VMM ended */ }
+  for (const { tid, comm, ns } of threadRunTimes(g.session.child.pid!)) {
+    const key = process.env.RINGZERO_BENCH_TIDS ? `${comm}/${tid}` : comm;
+    out.set(key, (out.get(key) ?? 0) + ns / 1e6);
+  }
   return out;
 }
 const monoOffsetUs = Number(process.hrtime.bigint() / 1000n) - performance.now() * 1000;

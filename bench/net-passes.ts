@@ -27,6 +27,7 @@ import { initrdWithPrograms } from './support/initramfs.ts';
 import { NetNamespace, deleteTap, tapUnavailable } from './support/netns.ts';
 import { BenchGuest, type TimedResult } from './support/session.ts';
 import { controlRequest } from '../src/vmm/control.ts';
+import { readProcStat, statCpuSeconds } from '../src/sys/proc-stat.ts';
 
 const { values } = benchArgs(import.meta.url, {
   options: {
@@ -63,16 +64,13 @@ function flatten(v: unknown, prefix: string, out: Flat): Flat {
   return out;
 }
 
-/** CPU ticks (user + system, proc(5)) of every thread of `pid` but `tid`. */
-function otherThreadTicks(pid: number, tid: number): number {
+/** CPU seconds (user + system, proc(5)) of every thread of `pid` but `tid`. */
+function otherThreadSeconds(pid: number, tid: number): number {
   let n = 0;
   for (const t of fs.readdirSync(`/proc/${pid}/task`)) {
     if (Number(t) === tid) continue;
-    try {
-      const s = fs.readFileSync(`/proc/${pid}/task/${t}/stat`, 'utf8');
-      const f = s.slice(s.lastIndexOf(')') + 2).split(' ');
-      n += Number(f[11]) + Number(f[12]);
-    } catch { /* gone */ }
+    const stat = readProcStat(`/proc/${pid}/task/${t}/stat`);
+    if (stat !== undefined) n += statCpuSeconds(stat); // (else gone)
   }
   return n;
 }
@@ -112,7 +110,7 @@ interface Pass { wallMs: number; r: TimedResult; otherS: number }
 async function tcp(vm: Vm): Promise<Pass> {
   const [cmd, args] = vm.ns.exec([process.execPath, '--import', 'tsx', path.join(ROOT, 'bench', 'support', 'tcp-send.ts'), GUEST_IP, String(PORT), String(netMb * MiB)]);
   const pid = vm.guest.session.child.pid!;
-  const o0 = otherThreadTicks(pid, pid);
+  const o0 = otherThreadSeconds(pid, pid);
   const receiving = vm.guest.timed('tcp', `tcpsink ${PORT}`, 1_800_000, {});
   let connectedAt = 0;
   const sender: ChildProcess = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'], cwd: ROOT });
@@ -121,7 +119,7 @@ async function tcp(vm: Vm): Promise<Pass> {
   try {
     const r = await receiving;
     if (!r.output.includes(`tcpsink: ${netMb * MiB} bytes`)) throw new Error(`tcpsink: ${r.output}`);
-    return { wallMs: r.endAt - connectedAt, r, otherS: (otherThreadTicks(pid, pid) - o0) / 100 };
+    return { wallMs: r.endAt - connectedAt, r, otherS: otherThreadSeconds(pid, pid) - o0 };
   } finally {
     sender.kill('SIGKILL');
     gone();
@@ -140,9 +138,9 @@ async function tcpout(vm: Vm): Promise<Pass> {
       await new Promise((r) => setTimeout(r, 20));
     }
     const pid = vm.guest.session.child.pid!;
-    const o0 = otherThreadTicks(pid, pid);
+    const o0 = otherThreadSeconds(pid, pid);
     const r = await vm.guest.timed('tcpout', `tcpsource ${HOST_IP} ${PORT + 1} ${netMb * MiB}`, 1_800_000, {});
-    const otherS = (otherThreadTicks(pid, pid) - o0) / 100;
+    const otherS = otherThreadSeconds(pid, pid) - o0;
     await exited;
     const m = /received (\d+) bytes in ([0-9.]+) ms/.exec(out);
     if (!m || Number(m[1]) !== netMb * MiB) throw new Error(`tcp-recv: ${out}`);
