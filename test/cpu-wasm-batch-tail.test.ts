@@ -1,7 +1,6 @@
 // Exits to blocks translated in the same batch (src/cpu/soft/wasm/runtime.ts BATCH_TAIL, WasmEngine.planBatch):
-// every function of a batch gets its function-table index before the module is built, so a static exit (and, with
-// PREDICT, an indirect one) to a block of the same batch tail-calls that function inside the module, where it went
-// through the dispatcher before (the target was not installed when its caller was built). Blocks are translated
+// every function of a batch gets its function-table index before the module is built, so a static exit to a block
+// of the same batch tail-calls that function inside the module, where it went through the dispatcher before (the target was not installed when its caller was built). Blocks are translated
 // after a warm-up (hot threshold 3, synchronous compiles), so a loop's blocks become hot, and are translated,
 // together. Each program runs on the interpreter and in wasm.
 import test from 'node:test';
@@ -9,7 +8,7 @@ import assert from 'node:assert/strict';
 import { hexBytes, CODE, DATA, type Machine, bothToHalt } from './support/soft-cpu.ts';
 import { setHotThreshold, setJitThreshold } from '../src/cpu/soft/code-cache.ts';
 import { setAsync, setBatchTail, setTail } from '../src/cpu/soft/wasm/runtime.ts';
-import { setPredict, setIndJoin } from '../src/cpu/soft/wasm/translate.ts';
+import { setIndJoin } from '../src/cpu/soft/wasm/translate.ts';
 import { GuestMemory } from '../src/memory/guest-memory.ts';
 import { setCountChains } from '../src/cpu/soft/wasm/translate.ts';
 
@@ -71,28 +70,6 @@ test('with BATCH_TAIL off, the same exits go through the dispatcher (what the te
     assert.ok(w.cpu.wasm!.stats.tails < 100, `tail calls: ${w.cpu.wasm!.stats.tails}`);
   } finally {
     setBatchTail(old);
-  }
-});
-
-test('an indirect JMP predicted to a block of its own batch tail-calls it until the pointer changes', () => {
-  // P: jmp [rbx] (a PLT slot) and g become hot together; P's prediction (g, Block.lastRip) names a block of the
-  // batch. On the pass with ECX = 100, mov [rbx],rsi points the slot at g2: the prediction must fail from then on.
-  //   mov ecx,1500 / xor eax,eax / L: cmp ecx,100 / jne 1f / mov [rbx],rsi / 1: call P / dec ecx / jnz L / hlt
-  //   P: jmp [rbx]
-  const old = setPredict(true);
-  try {
-    const code = hexBytes('b9 dc 05 00 00 31 c0 83 f9 64 75 03 48 89 33 e8 05 00 00 00 ff c9 75 ef f4 ff 23');
-    const w = both(code, (m) => {
-      const got = new Uint8Array(8);
-      new DataView(got.buffer).setBigUint64(0, BigInt(G), true);
-      m.mem.write(DATA, got);
-      m.cpu.setGpr(3, BigInt(DATA));
-      m.cpu.setGpr(6, BigInt(G2));
-    });
-    assert.equal(w.cpu.getGpr(0), 1400n + 100n * 3n);
-    assert.ok(w.cpu.wasm!.stats.tails >= 900, `tail calls: ${w.cpu.wasm!.stats.tails}`);
-  } finally {
-    setPredict(old);
   }
 });
 

@@ -12,7 +12,7 @@ import * as C from '../src/cpu/soft/constants.ts';
 import { Form } from '../src/cpu/soft/fast-forms.ts';
 import { dispatchEntry } from '../src/cpu/soft/wasm/layout.ts';
 import { setTail } from '../src/cpu/soft/wasm/runtime.ts';
-import { setCountChains, setRetTail, setRas, setRasUser } from '../src/cpu/soft/wasm/translate.ts';
+import { setCountChains, setRas, setRasUser } from '../src/cpu/soft/wasm/translate.ts';
 
 type Mode = 'interpreter' | 'wasm';
 const memories = translatorTestFile();
@@ -463,43 +463,6 @@ test('RAS_USER off: user code (lower-half addresses, as CODE) keeps no return-ad
     assert.ok(fullLookups(w) >= 290, `full dispatcher lookups: ${fullLookups(w)}`);
   } finally {
     setRasUser(old);
-  }
-});
-
-// RET_TAIL (translate.ts Translator.retTail): a predicted RET tail-calls its successor's function itself, through the
-// function table, when the dispatcher would enter it; the same programs, exact, with the RETs counted as tail calls.
-test('RET_TAIL: predicted RETs tail-call their successor; a RET whose return address was rewritten goes there', () => {
-  const code = hexBytes('b9 2c 01 00 00 31 c0 e8 0d 00 00 00 83 c0 01 eb 03 83 c0 05 ff c9 75 ef f4 83 f9 64 77 05 48 83 04 24 05 c3');
-  // (RET_TAIL needs tail calls on: RINGZERO_WASM_TAIL, off by default)
-  const tail = setTail(true);
-  try {
-    const runs = [false, true].map((on) => {
-      const old = setRetTail(on);
-      try {
-        const w = agreeToHalt((m) => { m.mem.write(CODE, Uint8Array.from(code)); });
-        assert.equal(w.cpu.getGpr(0), 200n + 100n * 5n);
-        return w;
-      } finally {
-        setRetTail(old);
-      }
-    });
-    // (the first 200 passes' RETs are predicted: each is a tail call instead of an entry the dispatcher makes from the
-    // entry the RET named)
-    const [off, on] = runs.map((w) => w.cpu.wasm!.stats);
-    assert.ok(on.tails - off.tails >= 190, `tail calls: ${off.tails} -> ${on.tails}`);
-    assert.ok(off.direct - on.direct >= 190, `entries the dispatcher made from a named entry: ${off.direct} -> ${on.direct}`);
-    assert.ok(fullLookups(runs[1]) < 150, `full dispatcher lookups: ${fullLookups(runs[1])}`);
-    const old = setRetTail(true);
-    try {
-      // recursion deeper than the stack: predictions for other return addresses, not taken
-      const r = hexBytes('b9 2c 01 00 00 31 c0 bf 28 00 00 00 e8 05 00 00 00 ff c9 75 f2 f4 85 ff 74 0a ff cf e8 f5 ff ff ff 83 c0 01 c3');
-      const w2 = agreeToHalt((m) => { m.mem.write(CODE, Uint8Array.from(r)); }, CODE, 1_000_000);
-      assert.equal(w2.cpu.getGpr(0), 300n * 40n);
-    } finally {
-      setRetTail(old);
-    }
-  } finally {
-    setTail(tail);
   }
 });
 

@@ -220,8 +220,8 @@ export class Block {
   next2: Block | null = null;
   /**
    * The RIP (linear) the last run of this block left to in SoftCpu.runChain, in this page or not: what an indirect
-   * exit (RET, JMP/CALL through a register or memory) predicts when the block is translated (translate.ts
-   * Translator.predictExit; next/next2 hold same-page successors only). 0: none seen.
+   * exit (JMP/CALL through a register or memory) joins when the block is translated (translate.ts IND_JOIN,
+   * indTarget; next/next2 hold same-page successors only). 0: none seen.
    */
   lastRip = 0;
   /**

@@ -26,7 +26,7 @@ import { CodeCache, codeCacheFor, Block, BlockEntry, type FastHandler, replayHan
 import { compileFast } from './fast-forms.ts';
 import { translateBlock } from './jit/translate.ts';
 import { wasmStateFor, type WasmEngine } from './wasm/runtime.ts';
-import { dispatchEntry, sseViews, S_PEND, S_RASP, S_FEPOCH, tlbSlot } from './wasm/layout.ts';
+import { dispatchEntry, sseViews, S_PEND, S_RASP, tlbSlot } from './wasm/layout.ts';
 export { tlbSlot };
 
 export interface CpuEnvironment {
@@ -1030,10 +1030,7 @@ export class SoftCpu {
     this.fetchRipLo = 1.5;
     this.fetchRipHi = 0.5;
     // (and the wasm translator's return-address predictions, made under the old mapping: ./wasm/layout.ts S_RASP)
-    if (this.wasm !== null) {
-      this.wasm.i32[(this.wasmState + S_RASP) >> 2] = 0;
-      this.wasm.i32[(this.wasmState + S_FEPOCH) >> 2]++;
-    }
+    if (this.wasm !== null) this.wasm.i32[(this.wasmState + S_RASP) >> 2] = 0;
   }
 
   /** Derive REX.W/R/X/B from `rex` after prefix decoding (REX.W makes the operand size 8). */

@@ -223,24 +223,7 @@ export const S_TSD = S_CPL + 48;
 export const S_SYS_CR4 = S_CPL + 52;
 /** Static exits that tail-called their target's translation (translate.ts Translator.tailExit; statistics, like S_INTRA). */
 export const S_TAILS = S_CPL + 56;
-/**
- * Guest CALL/RET as wasm call/return (translate.ts CALLRET, Translator.callNest): the return address (f64, the
- * RIP value) the CALL about to call the nested dispatcher waits for (runtime.ts dispatcherBody keeps it in a local
- * at its start), and how many nested dispatchers are on the wasm stack now (i32: the CALL calls one only below
- * CALLRET_DEPTH; the dispatcher sets it to 0 at each call from JavaScript). RINGZERO_WASM_EXIT_STATS=1: nested
- * calls made and those that came back at their return address (i32).
- */
-export const S_CRET = S_CPL + 64;
-export const S_CDEPTH = S_CPL + 72;
-export const S_NCALLS = S_CPL + 76;
-export const S_NHITS = S_CPL + 80;
-/** RINGZERO_WASM_EXIT_STATS=1: calls of the nested dispatcher (a CALL's callee left before its RET came back). */
-export const S_NNEST = S_CPL + 84;
-/**
- * Bumped by every SoftCpu.invalidateFetch (a TLB flush, INVLPG, a CS load: the fetch mapping may have changed):
- * translate.ts Translator.callNest goes on at its return address only when the callee left it as it was.
- */
-export const S_FEPOCH = S_CPL + 88;
+/** S_CPL + 64 .. S_CPL + 92: free (held CALLRET's nested-call state, removed in session 30). */
 /**
  * RINGZERO_WASM_EXIT_STATS=1 only: register write-backs executed (i32 counters) before memory-library calls and at
  * other flushes (helpers, exits), then memory-library calls made, ... (twelve i32: translate.ts Translator.wbCount;

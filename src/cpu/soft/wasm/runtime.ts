@@ -14,7 +14,7 @@ import { emitTlbSlot, memFnBody, LD_PARAMS, ST_PARAMS } from './tlb-probe.ts';
 import { execSy, SY_SYSCALL, SY_TSC } from '../fast-forms.ts';
 import { readTsc } from '../system/control.ts';
 import { stiSetsIf } from '../ops/interrupt-flag.ts';
-import { translateBody, translateRegion, groupRegions, midSelfEdge, pageTargets, crossTargets, buildModule, buildFlaglib, rawBody, memUsedOf, resolveBatchTails, leaveBody, type WasmCode, type EmitOpts, type TailCtx, type TailTarget, LOCAL_MEM, WASM_NAMES, EXIT_STATS, SITE_STATS, SITE_BASE, SITE_MAX, siteInfo, NEXT_KEY, X_NAMES, EXPLICIT, SYNCED, ARITH, RF, VM, IF, K_SHIFT, PRIV_CHAIN, POS_MEMBER, POS_N, CALLRET, COUNT_CHAINS, DEAD_REGS, deadRegs, userLinear, LINKS, RET_TAIL, indTarget } from './translate.ts';
+import { translateBody, translateRegion, groupRegions, midSelfEdge, pageTargets, crossTargets, buildModule, buildFlaglib, rawBody, memUsedOf, resolveBatchTails, leaveBody, type WasmCode, type EmitOpts, type TailCtx, type TailTarget, LOCAL_MEM, WASM_NAMES, EXIT_STATS, SITE_STATS, SITE_BASE, SITE_MAX, siteInfo, NEXT_KEY, X_NAMES, EXPLICIT, SYNCED, ARITH, RF, VM, IF, K_SHIFT, PRIV_CHAIN, POS_MEMBER, POS_N, COUNT_CHAINS, DEAD_REGS, deadRegs, userLinear, LINKS, indTarget } from './translate.ts';
 import { syscallMsrs, syscallSegments64, sysretSegments64, type SyscallMsrs } from '../system/fastcall.ts';
 import { EFER_SCE, CR4_TSD } from '../constants.ts';
 import { appendFileSync, writeFileSync } from 'node:fs';
@@ -87,12 +87,12 @@ export function setDecay(n: number): number { const old = WASM_DECAY; WASM_DECAY
  * entries; off, ~700 dispatcher entries, yet paired (bench/engines --paired, same build, on against off, load ~20, 3
  * runs) ash wall 0.95x (0.94-0.97) and md5 0.96x (0.93-1.03) with it off, guest thread 0.95x and 0.94x; 4 runs: boot
  * 0.96x (0.94-0.96, 2 pairs), syscalls 0.96x (0.93-0.98), thread 1.00x and 0.98x (every exit with a target gets the
- * tail call's guard, ~40 wasm operations: larger functions, for V8 to tier up too). RET_TAIL, a RET's tail call
- * through the function table, was slower still (ash 1.17x and 1.09x, md5 1.09x in 2 pairs: every module then imports
- * the table, and a Table.set updates every importing instance, translate.ts RET_TAIL).
+ * tail call's guard, ~40 wasm operations: larger functions, for V8 to tier up too). A RET's tail call through the
+ * function table (RET_TAIL, removed in session 30) was slower still (ash 1.17x and 1.09x, md5 1.09x in 2 pairs: every
+ * module then imports the table, and a Table.set updates every importing instance).
  */
 let TAIL = process.env.RINGZERO_WASM_TAIL !== '0';
-/** Switch TAIL (tests of tail calls and what builds on them: BATCH_TAIL, PREDICT, CALLRET, RET_TAIL); returns the old value. */
+/** Switch TAIL (tests of tail calls and what builds on them: BATCH_TAIL, LINKS); returns the old value. */
 export function setTail(on: boolean): boolean { const old = TAIL; TAIL = on; return old; }
 /**
  * Function-table indices kept for good because a tail call may still enter their dead function (WasmEngine.kept)
@@ -101,7 +101,7 @@ export function setTail(on: boolean): boolean { const old = TAIL; TAIL = on; ret
  */
 const TAIL_KEPT_MAX = Number(process.env.RINGZERO_WASM_TAIL_KEPT_MAX ?? 4096);
 /**
- * Static (and, with PREDICT, predicted indirect) exits to a block of the same batch tail-call its function inside
+ * Static exits to a block of the same batch tail-call its function inside
  * the module (RINGZERO_WASM_BATCH_TAIL=1: on): each function of a batch gets its function-table index before the
  * module is built (WasmEngine.planBatch), so its dispatch word is known to its callers. Without this, such exits
  * went through the dispatcher for good (the target was not installed when the batch was built), and a PLT slot's
@@ -116,7 +116,8 @@ const TAIL_KEPT_MAX = Number(process.env.RINGZERO_WASM_TAIL_KEPT_MAX ?? 4096);
  * until a quiet-host A/B shows a gain. With re-forming off (REFORM, since 56307dd), boot + ash 30k: dispatcher entries
  * 31.26M -> 30.99M (alone it does little: most of a batch's static exits are region branches already), with PREDICT
  * 24.31M (ash per iteration: ~74 indirect lookups -> ~4, RETs through the dispatcher ~280 -> ~170); paired off/on
- * (2 pairs, load ~25): ash 0.86x/1.00x, syscall 1.00x/0.96x guest-thread CPU. Its use is to let PREDICT fire.
+ * (2 pairs, load ~25): ash 0.86x/1.00x, syscall 1.00x/0.96x guest-thread CPU. Its use was to let PREDICT (indirect exits
+ * tail-calling the block their last run went to) fire; PREDICT was removed in session 30 (no gain on the quiet host).
  */
 let BATCH_TAIL = process.env.RINGZERO_WASM_BATCH_TAIL === '1';
 /** Switch BATCH_TAIL (its tests); returns the old value. */
@@ -400,13 +401,12 @@ function buildDispatcher(): Uint8Array<ArrayBuffer> {
   // (ENTRY_SITES: function 0, (target RIP, exit kind, 0 named / 1 looked up, the dispatch word that left) -> nothing)
   if (ENTRY_SITES !== '') m.importFunc('e', 'x', m.type([F64, I32, I32, I32, I32], []));
   const blockType = m.type([I32, F64, I32, I32, I32], [I32]);
-  m.func(blockType, dispatcherBody(blockType, false), 'run', 'rz.dispatch');
-  m.func(blockType, dispatcherBody(blockType, true), 'nest', 'rz.dispatch.nest');
+  m.func(blockType, dispatcherBody(blockType), 'run', 'rz.dispatch');
   return m.encode();
 }
 
-/** The body of the dispatcher (`nested` false) or of the nested one a translated CALL calls (see CALLRET). */
-function dispatcherBody(blockType: number, nested: boolean): Body {
+/** The body of the dispatcher. */
+function dispatcherBody(blockType: number): Body {
   const b = new Body(5);
   const st = 0, r0 = 1, left = 2, user = 3, idx = 4;
   const n = b.local(I32), limit = b.local(I32), ti = b.local(I32), pa = b.local(I32), e = b.local(I32);
@@ -415,36 +415,24 @@ function dispatcherBody(blockType: number, nested: boolean): Body {
   // RINGZERO_WASM_EXIT_STATS=1: per exit kind of the block that just ran (S_XKIND, translate.ts X_*), count how the
   // next was entered (0 named directly, 1 looked up) or why the call ended (2 limit or chain off, 3 fetch-TLB miss
   // or not RAM, 4 no current entry or over budget): labels `lim`, `fTlb`, `fEnt` count and leave; else all are `out`.
-  const stats = EXIT_STATS && !nested;
+  const stats = EXIT_STATS;
   const xs = stats ? b.local(I32) : -1;
-  const exp = nested ? b.local(F64) : -1, go = nested ? b.local(I32) : -1;
   const bump = (o: number) => {
     if (stats) b.get(xs).get(xs).mem(Op.i32Load, 2, L.S_XSTATS + 4 * o).i32(1).op(Op.i32Add).mem(Op.i32Store, 2, L.S_XSTATS + 4 * o);
     // (ENTRY_SITES: each entry by target, kind and the function left, WasmEngine.entrySite; the block's RIP is in r0)
     if (stats && ENTRY_SITES !== '' && o < 2) b.get(r0).get(st).mem(Op.i32Load, 2, L.S_XKIND).i32(o).get(st).mem(Op.i32Load, 2, L.S_BLK).get(idx).call(0);
   };
   b.get(left).i32(CHAIN_LIMIT).get(left).i32(CHAIN_LIMIT).op(Op.i32LtS).op(Op.select).set(limit);
-  if (nested) {
-    // (the count so far and the return address its caller waits for: translate.ts Translator.callNest)
-    b.get(st).mem(Op.i32Load, 2, L.S_NBASE).set(n);
-    b.get(st).mem(Op.f64Load, 3, L.S_CRET).set(exp);
-    b.get(st).get(st).mem(Op.i32Load, 2, L.S_NNEST).i32(1).op(Op.i32Add).mem(Op.i32Store, 2, L.S_NNEST);
-  } else {
-    b.get(st).i32(1).mem(Op.i32Store, 2, L.S_CHAIN);
-    // (return-address predictions hold for one call: its privilege and mode, translate.ts Translator.rasPush)
-    b.get(st).i32(0).mem(Op.i32Store, 2, L.S_RASP);
-    // (no nested dispatcher runs: one left by a fault never got to count itself out)
-    b.get(st).i32(0).mem(Op.i32Store, 2, L.S_CDEPTH);
-    // (the privilege of the lookups: a replayed SYSCALL or SYSRET changes it during the call, WasmEngine.replay)
-    b.get(st).get(user).mem(Op.i32Store, 2, L.S_USER);
-  }
+  b.get(st).i32(1).mem(Op.i32Store, 2, L.S_CHAIN);
+  // (return-address predictions hold for one call: its privilege and mode, translate.ts Translator.rasPush)
+  b.get(st).i32(0).mem(Op.i32Store, 2, L.S_RASP);
+  // (the privilege of the lookups: a replayed SYSCALL or SYSRET changes it during the call, WasmEngine.replay)
+  b.get(st).get(user).mem(Op.i32Store, 2, L.S_USER);
   const out = b.open(Op.block);
   const fEnt = stats ? b.open(Op.block) : out;
   const fTlb = stats ? b.open(Op.block) : out;
   const lim = stats ? b.open(Op.block) : out;
   const top = b.open(Op.loop);
-  // (the nested one starts where a block just returned: its caller called the CALL's target itself; `go` is 0 then)
-  if (nested) b.get(go).open(Op.if);
   b.get(st).get(n).mem(Op.i32Store, 2, L.S_NBASE);
   b.get(st).get(r0).mem(Op.f64Store, 3, L.S_R0);
   b.get(st).get(idx).mem(Op.i32Store, 2, L.S_BLK);
@@ -454,15 +442,10 @@ function dispatcherBody(blockType: number, nested: boolean): Body {
   b.op(0x11, blockType).op(0x00); // call_indirect type, table 0
   // (S_NBASE, not n: a block that tail-called another (translate.ts Translator.tailExit) added its count there)
   b.get(st).mem(Op.i32Load, 2, L.S_NBASE).op(Op.i32Add).set(n);
-  if (nested) { b.close(); b.i32(1).set(go); }
   if (stats) b.get(st).get(st).mem(Op.i32Load, 2, L.S_XKIND).i32(5).op(Op.i32Shl).op(Op.i32Add).set(xs);
   // (S_NEXT is taken and cleared before anything can leave: a stale one would name the wrong block)
   b.get(st).mem(Op.i32Load, 2, L.S_NEXT).set(e);
   b.get(st).i32(0).mem(Op.i32Store, 2, L.S_NEXT);
-  if (nested) {
-    // at the return address its caller waits for: back to the caller, which goes on there (or leaves, after checks)
-    b.get(st).mem(Op.f64Load, 3, L.S_RIP).get(exp).op(Op.f64Eq).brIf(out);
-  }
   // (HINTS: the ways out of the loop are the cold side, emit.ts Body.hint)
   b.get(n).get(limit).op(Op.i32GeS).hint(false).brIf(lim);
   b.get(st).mem(Op.i32Load, 2, L.S_CHAIN).op(Op.i32Eqz).hint(false).brIf(lim);
@@ -669,8 +652,6 @@ export class WasmEngine {
   readonly f64: Float64Array;
   /** What block modules import: the helper trampolines, the memory and flag libraries (built by modules()). */
   private imports!: WebAssembly.Imports;
-  /** The nested dispatcher (dispatcherBody; translate.ts CALLRET). */
-  private nest!: WasmCode['fn'];
   /** The JavaScript helpers the trampolines call. */
   private readonly helpers: WebAssembly.Imports;
   readonly stats: WasmStats = { compiled: 0, modules: 0, bytes: 0, compileMs: 0, buildMs: 0, calls: 0, tableCalls: 0, replays: 0, conds: 0, slow: 0, direct: 0, tails: 0, asyncModules: 0, syncFallbacks: 0, stale: 0, reinstalled: 0, freed: 0, regions: 0, regionBlocks: 0, intra: 0, reformed: 0, reregioned: 0, tier2: 0, tier2Blocks: 0, tier2Modules: 0, tier2Bytes: 0, tier2Ms: 0, hotModules: 0, sizedModules: 0, installs: 0, installWaitMs: 0, installWaitInstr: 0, decays: 0, seen: 0, again: 0, bootModules: 0 };
@@ -792,7 +773,6 @@ export class WasmEngine {
     const x = (rip: number, kind: number, how: number, w: number, to: number) => this.entrySite(rip, kind, how, w, to);
     const d = new WebAssembly.Instance(compile(buildDispatcher()), { e: { m: memory, t: this.table, ...(ENTRY_SITES !== '' ? { x } : {}) } });
     this.dispatch = d.exports.run as WasmEngine['dispatch'];
-    this.nest = d.exports.nest as unknown as WasmCode['fn'];
     // (the flag library: the arithmetic flags of the state area's record, for conditions on flags from before a block)
     const flaglib = new WebAssembly.Instance(compile(buildFlaglib()), { e: { m: memory, fl: helpers.exports.fl } });
     this.imports = { e: { m: memory, t: this.table, ...helpers.exports, ...memlib.exports, ...flaglib.exports } };
@@ -854,14 +834,6 @@ export class WasmEngine {
     return out;
   }
 
-  /**
-   * translate.ts CALLRET: CALLs made as wasm calls and those back at their return address (counted with
-   * CALLRET_COUNT only), and calls of the nested dispatcher, summed over the vCPUs' state areas.
-   */
-  callRetCounts(): [number, number, number] {
-    return [this.summed(L.S_NCALLS), this.summed(L.S_NHITS), this.summed(L.S_NNEST)];
-  }
-
   /** The u32 counter at byte offset `off` of the state area, summed over the vCPUs'. */
   private summed(off: number): number {
     let v = 0;
@@ -897,8 +869,7 @@ export class WasmEngine {
     const parts = X_NAMES.map((name, k) => `${name} ${X_HOW.map((_, o) => this.summed(xStat(k, o))).join('/')}`);
     const top = [...exitSites].sort((a, b) => b[1] - a[1]).slice(0, 40).map(([k, v]) => { const [r, x, p, why] = k.split(':'); return `${BigInt.asUintN(64, BigInt(r)).toString(16)}/${X_NAMES[+x]}/cpl${p}/${why}:${v}`; });
     const wb = this.exitCounters();
-    const nc = this.callRetCounts();
-    return parts.join(', ') + `; CALLs as wasm calls ${nc[0]} (back at their return address ${nc[1]}, nested dispatcher ${nc[2]})` + `; register write-backs before memory-library calls/at other flushes/before region branches ${wb.wbLib}/${wb.wbOther}/${wb.wbBranch}, library calls ${wb.libCalls}` +
+    return parts.join(', ') + `; register write-backs before memory-library calls/at other flushes/before region branches ${wb.wbLib}/${wb.wbOther}/${wb.wbBranch}, library calls ${wb.libCalls}` +
       `; register loads into the cache ${wb.ldCache}, uncached reads ${wb.ldUncached}, at region entries ${wb.ldEntry}, on region branches ${wb.ldBranch}` +
       '; returns to JavaScript by RIP: ' + top.join(' ');
   }
@@ -1573,8 +1544,7 @@ export class WasmEngine {
       fns: [],
       index: new Map(),
       sites: [],
-      nest: CALLRET ? this.nest : null,
-      links: LINKS && !RET_TAIL ? [] : undefined,
+      links: LINKS ? [] : undefined,
     };
   }
 

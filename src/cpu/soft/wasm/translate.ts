@@ -505,66 +505,6 @@ export let COUNT_CHAINS = EXIT_STATS || process.env.RINGZERO_WASM_COUNT_CHAINS =
 /** Switch COUNT_CHAINS (tests that check those counts); returns the old value. */
 export function setCountChains(on: boolean): boolean { const old = COUNT_CHAINS; COUNT_CHAINS = on; return old; }
 /**
- * Indirect exits tail-call the blocks that followed them before (Translator.predictExit); RINGZERO_WASM_PREDICT=1: on.
- * Off by default: on the quiet host at session 23's end, with STACK_ONE (both off against both on, `bench/engines
- * --paired`, one build), the ash loop 1.01x (0.90-1.07, 3 pairs), the syscall loop 1.04x (0.98-1.05), the boot 1.07x
- * and 1.06x wall (2 pairs; code +3%, more for V8 to tier up): no gain on what it aims at, a cost on the boot. Most
- * predictions do not fire: a PLT slot and its target are translated in the same batch, so the target is not
- * installed when the slot's exit is built (runtime.ts BATCH_TAIL: functions of the same batch are callable too).
- */
-export let PREDICT = process.env.RINGZERO_WASM_PREDICT === '1';
-
-/**
- * Guest CALL/RET as wasm call/return (Translator.callNest): a CALL rel32 whose target is translated (as tailExit
- * finds it) and whose return address lies in its own page calls the target's function (a wasm `call`, not a tail
- * call), and a callee that leaves before coming back is followed by the nested dispatcher (runtime.ts
- * dispatcherBody), which chains the callee's blocks until RIP is the return address. Back there, the CALL's block
- * goes on at the return address itself (a region branch, a tail call, or a named exit), so the guest RET that ended
- * the callee was a wasm return to the code that called it, which the host's return-address predictor gets right,
- * instead of a return to the dispatcher and its call_indirect of the return address's block. At most CALLRET_DEPTH
- * such calls are on the wasm stack (S_CDEPTH); past it, or when the chain must stop (limit, event, miss), the call
- * is not made or its caller leaves with the state the callee left, as before. RINGZERO_WASM_CALLRET=1: on.
- * Off by default: boot + ash loop of 5000 (EXIT_STATS) RET dispatcher entries 9.37M -> 2.48M, all dispatcher entries
- * ~16.4M -> ~5.5M (5.04M CALLs as wasm calls, 4.96M back at their return address), but the ash loop ran slower
- * (session 25, loaded host, bench/engines --paired, same build off/on: 1.17x and 1.19x guest-thread CPU), and a
- * one-call loop (bench/callret-micro.ts) the same either way: each CALL site grows by ~230 wasm operations (the
- * checks, S_NBASE/S_R0/S_BLK saved and restored, the return site's exit emitted twice).
- */
-export let CALLRET = process.env.RINGZERO_WASM_CALLRET === '1';
-/** Switch CALLRET (its tests); returns the old value. */
-export function setCallRet(on: boolean): boolean { const old = CALLRET; CALLRET = on; return old; }
-/** The most nested CALLs on the wasm stack (RINGZERO_WASM_CALLRET_DEPTH, default 32). */
-export let CALLRET_DEPTH = Math.max(1, Number(process.env.RINGZERO_WASM_CALLRET_DEPTH ?? 32) | 0);
-/**
- * CALLRET: a callee that left before its RET is followed by the nested dispatcher (on), or its caller leaves at
- * once to its own dispatcher, which goes on from where the callee left (RINGZERO_WASM_CALLRET_NEST=0).
- */
-export let CALLRET_NEST = process.env.RINGZERO_WASM_CALLRET_NEST !== '0';
-export function setCallRetNest(on: boolean): boolean { const old = CALLRET_NEST; CALLRET_NEST = on; return old; }
-/** Count CALLRET's calls and returns (S_NCALLS, S_NHITS: WasmEngine.callRetCounts): with EXIT_STATS, or its tests. */
-export let CALLRET_COUNT = EXIT_STATS;
-export function setCallRetCount(on: boolean): boolean { const old = CALLRET_COUNT; CALLRET_COUNT = on; return old; }
-/** Set CALLRET_DEPTH (its tests); returns the old value. */
-export function setCallRetDepth(d: number): number { const old = CALLRET_DEPTH; CALLRET_DEPTH = d; return old; }
-/**
- * A RET whose return address the return-address stack predicted (rasPop) enters the predicted block itself, as the
- * dispatcher would after it (RINGZERO_WASM_RET_TAIL=1: on): the block's dispatch entry (named by the CALL that pushed
- * the address) holds the (pa, generation) key in one of its set's two ways, a function, and an instruction count that
- * fits the budget, the chain is on and below CHAIN_LIMIT: then S_NBASE, S_R0 and S_BLK move to it and the RET
- * tail-calls its function through the function table (return_call_indirect), where it returned to the dispatcher,
- * which then made the same checks and a call_indirect of its own. bench/engines' ash loop: ~289 such returns per
- * iteration of ~14.8k guest instructions; the dispatcher was ~13% of the loop's host samples (perf), for ~660 entries.
- * Each translated module then imports the function table (e.t). Not with CALLRET (its nested dispatcher counts on
- * the RET's return); only with tail calls on (runtime.ts TAIL, off by default).
- * Off by default: paired against the same build without it (session 28, load ~15): ash wall 1.17x and 1.09x, md5 0.99x
- * and 1.09x (2 runs): slower. (Session 12 had found the same for static exits through the table: with the table
- * imported by every block module, V8's Table.set and grow update every importing instance, runtime.ts install.)
- * Session 29, bench/engines --paired syscall (dd bs=1, where few modules are installed once warm; load ~15, 3 runs):
- * wall 0.97x, guest thread 1.01x, with its RET dispatcher entries per system call 19 -> 0 (bench/syscall-counts):
- * as LINKS, a tail call costs what the dispatcher pass it replaces did.
- */
-export let RET_TAIL = process.env.RINGZERO_WASM_RET_TAIL === '1';
-/**
  * Direct links (RINGZERO_WASM_LINKS=1: on): a static exit to another block of its own physical page whose translation
  * was not installed when the exit's batch was built (so no tail call, tailExit) gets a link slot in its module (an
  * entry of the module's own function table and an i64 global, emit.ts ModuleBuilder.linkSlots). The runtime fills the
@@ -573,7 +513,7 @@ export let RET_TAIL = process.env.RINGZERO_WASM_RET_TAIL === '1';
  * The exit then tail-calls it when the dispatcher would have entered it (tailTo's checks), instead of naming its
  * dispatch entry to the dispatcher (S_NEXT): no return, no dispatcher pass, and an indirect call site of its own.
  * bench/syscall-counts: ~11 of the ~40 dispatcher passes per system call are such exits (x64_sys_call's compare tree,
- * security_file_permission, __fdget_pos). Not with RET_TAIL (its imported table would be table 0 too).
+ * security_file_permission, __fdget_pos).
  * Off by default: it works as meant (bench/syscall-counts per system call: same-page exits through the dispatcher
  * 11.05 -> 0, 9.55 of them through a link, dispatcher passes ~40 -> ~29, guest instructions the same), but paired
  * against the same build without it (session 29, bench/engines --paired, load ~17-20, 3 runs each) it gained nothing:
@@ -584,8 +524,6 @@ export let RET_TAIL = process.env.RINGZERO_WASM_RET_TAIL === '1';
 export let LINKS = process.env.RINGZERO_WASM_LINKS === '1';
 /** Switch LINKS (its tests; between translations); returns the old value. */
 export function setLinks(on: boolean): boolean { const old = LINKS; LINKS = on; return old; }
-/** Switch RET_TAIL (its tests; between translations); returns the old value. */
-export function setRetTail(on: boolean): boolean { const old = RET_TAIL; RET_TAIL = on; return old; }
 /**
  * A RET whose return address the return-address stack predicted, into a block of the region function it runs in,
  * branches there (br_table on the member) instead of leaving for the dispatcher (RINGZERO_WASM_RET_BRANCH=1: on).
@@ -597,10 +535,9 @@ export function setRetTail(on: boolean): boolean { const old = RET_TAIL; RET_TAI
  * the mapping the CALL ran with (the stack is emptied at every dispatcher call and every TLB flush or INVLPG, and
  * the chain, set only where the stack is emptied, is cleared by every invalidation during the call), so it was current
  * when the CALL ran and still is; r0 moves to the return address, S_R0 and S_BLK's member follow it (the RET may run in
- * a member of another page: WasmEngine.current's pa difference holds within one page). Only with REGION_LIM, not with
- * CALLRET (its nested dispatcher waits for the RET) nor RET_TAIL, and in user code only (blocks queued at lower-half
- * addresses: what CALLEES and IND_JOIN join; the kernel's CALLs still store a zero token, so that no RET finds an
- * older one in their stack entry).
+ * a member of another page: WasmEngine.current's pa difference holds within one page). Only with REGION_LIM, and in
+ * user code only (blocks queued at lower-half addresses: what CALLEES and IND_JOIN join; the kernel's CALLs still
+ * store a zero token, so that no RET finds an older one in their stack entry).
  */
 export let RET_BRANCH = process.env.RINGZERO_WASM_RET_BRANCH === '1';
 /** Switch RET_BRANCH (its tests; between translations); returns the old value. */
@@ -624,8 +561,6 @@ export function indTarget(block: Block): number {
   const last = block.entries[block.entries.length - 1];
   return last !== undefined && (last.form === Form.JmpInd || last.form === Form.CallInd) ? block.lastRip : 0;
 }
-/** Switch PREDICT (its tests); returns the old value. */
-export function setPredict(on: boolean): boolean { const old = PREDICT; PREDICT = on; return old; }
 /**
  * RINGZERO_WASM_SITE_STATS=FILE: every memory-library call site counts its calls (an i32 per site, in the state area
  * of the last vCPU slot, layout.ts MAX_WASM_CPUS - 1, which then holds no vCPU: its 512 KiB give SITE_MAX sites; later
@@ -697,8 +632,6 @@ export interface TailCtx {
   index: Map<WasmCode['fn'], number>;
   /** The tail calls into functions of the batch itself (TailTarget.local): where their function index goes. */
   sites: { body: Body; at: number; local: number }[];
-  /** The nested dispatcher (runtime.ts dispatcherBody) a CALL calls after its callee (CALLRET), or null: off. */
-  nest: WasmCode['fn'] | null;
   /**
    * LINKS: the batch's link slots (slot j: table entry j and global j of each of its modules), by the target's
    * physical address and page generation; undefined: no links.
@@ -1643,7 +1576,7 @@ class Translator {
   }
 
   /**
-   * The translation at r0 + `ripOff` that a static exit may enter directly (tailExit, callNest): in this block's page
+   * The translation at r0 + `ripOff` that a static exit may enter directly (tailExit): in this block's page
    * by physical address and this block's generation (`same`), else by its linear address; null: none.
    */
   targetAt(ripOff: number, ctx: TailCtx): { t: TailTarget | null; same: boolean } {
@@ -1719,7 +1652,7 @@ class Translator {
   lk = -1;
 
   /**
-   * The tail call of tailExit and predictExit into installed translation `t` (dirty registers already written back):
+   * The tail call of tailExit into installed translation `t` (dirty registers already written back):
    * when the chain is on, the call's instruction count with `count` more stays below CHAIN_LIMIT and t fits the
    * budget, and what `cond` pushes (i32s and-ed to those; may push nothing) holds, S_NBASE, S_R0 and S_BLK move to
    * t (its RIP, an f64, pushed by `rip`) and t is called with return_call; else the code goes on after it. `kind` is
@@ -1753,126 +1686,6 @@ class Translator {
     else b.returnCall(F_TAIL + fi);
     b.close();
   }
-
-  /**
-   * An indirect exit (RET, indirect JMP/CALL: the target in local `v`, canonical, already in S_RIP) predicted from
-   * where this block's last run in the JavaScript tier went (Block.lastRip: a PLT slot's `jmp [rip+GOT]` always goes
-   * to the same function, a RET of a function called from one place to the same return address): when the block
-   * last queued at that linear address is installed (TailCtx.findLin), `v` is that address and the dispatcher
-   * would enter it there (this privilege's fetch-TLB bank maps the address's page to the target's
-   * physical page, of the target's generation: fetchMapsAt; chain on, limit, budget: tailTo), a tail call into it
-   * instead of the trip through the dispatcher (its indirect call_indirect, whose one call site predicts badly, and
-   * for a JMP/CALL its TLB probe and table lookup). A RET's return-address prediction (rasPop) may have named a
-   * dispatch entry in S_NEXT: cleared on the tail-call path, or the entry the callee's own exit names would be read
-   * stale. RINGZERO_WASM_PREDICT=1: on (off by default, see PREDICT).
-   */
-  predictExit(count: number, kind: number): void {
-    const ctx = this.opts.tail;
-    if (!PREDICT || ctx === null || ctx === undefined || this.nested()) return;
-    const b = this.b, lin = this.block.lastRip, t = ctx.findLin(lin);
-    if (t === null) return;
-    this.flush();
-    const vpn = Math.floor(lin / 4096);
-    b.get(this.v).i64(lin).op(Op.i64Eq).open(Op.if);
-    this.tailTo(t, count, kind, -1, () => { this.fetchMapsAt(vpn, t.pa >>> 12, t.gen); b.op(Op.i32And); }, () => {
-      if (kind === X_RET) b.get(this.st).i32(0).mem(Op.i32Store, 2, L.S_NEXT);
-      b.f64(lin);
-    });
-    b.close();
-  }
-
-  /**
-   * CALLRET: the CALL whose push is done (`count` instructions of this pass) to r0 + `ripOff`, return address r0 +
-   * `next`. When its target is an installed translation (or one of this batch) and the dispatcher would enter it
-   * (tailTo's checks) and fewer than CALLRET_DEPTH such calls are on the wasm stack: S_NBASE, S_R0, S_BLK move to
-   * the target as for a tail call, but the target's function is called; when it did not return at the return address
-   * (it left at its first block's exit, a helper, ...), the nested dispatcher chains on from there until RIP is the
-   * return address or the chain must stop. Then S_NBASE, S_R0 and S_BLK are this block's again, and when RIP is the
-   * return address, the chain is on, the privilege is this block's, nothing changed the fetch mapping (S_FEPOCH: a
-   * context switch in the callee) and this block's page still has its generation, this block goes
-   * on there as its static exit would (exitStatic, with the callee's instructions in `n`): registers and flags come
-   * from the state area. Else it leaves with the count so far in S_NBASE (returning 0) and RIP where the callee
-   * left: the dispatcher that called it then stops or goes on from there, as it would have after the callee.
-   */
-  callNest(count: number, ripOff: number, next: number): void {
-    const ctx = this.opts.tail;
-    if (!CALLRET || ctx === null || ctx === undefined || ctx.nest === null || this.nested()) return;
-    const b = this.b, pa = this.block.pa, rpa = pa + next;
-    if ((rpa >>> 12) !== (pa >>> 12) || rpa < 0) return;
-    const { t, same } = this.targetAt(ripOff, ctx);
-    if (t === null) return;
-    this.flush();
-    const fnIndex = (fn: WasmCode['fn']): number => {
-      let i = ctx.index.get(fn) ?? -1;
-      if (i < 0) { i = ctx.fns.push(fn) - 1; ctx.index.set(fn, i); }
-      return F_TAIL + i;
-    };
-    const fi = t.fn !== null ? fnIndex(t.fn) : -1, ni = CALLRET_NEST ? fnIndex(ctx.nest) : -1;
-    if (this.cnb < 0) { this.cnb = b.local(I32); this.cna = b.local(I32); this.csb = b.local(I32); this.csr = b.local(F64); this.cep = b.local(I32); }
-    const nb = this.cnb, na = this.cna, sblk = this.csb, sr0 = this.csr;
-    b.get(this.n).i32(count).op(Op.i32Add).set(this.c32);
-    b.get(this.st).mem(Op.i32Load, 2, L.S_CHAIN);
-    b.get(this.st).mem(Op.i32Load, 2, L.S_NBASE).get(this.c32).op(Op.i32Add).i32(CHAIN_LIMIT).op(Op.i32LtS).op(Op.i32And);
-    b.get(this.c32).i32(t.n).op(Op.i32Add).get(this.left).op(Op.i32LeS).op(Op.i32And);
-    b.get(this.st).mem(Op.i32Load, 2, L.S_CDEPTH).i32(CALLRET_DEPTH).op(Op.i32LtS).op(Op.i32And);
-    if (!same) { this.fetchMapsTo(ripOff, t.pa >>> 12, t.gen); b.op(Op.i32And); }
-    b.open(Op.if);
-    b.get(this.st).mem(Op.i32Load, 2, L.S_NBASE).set(nb);
-    b.get(this.st).mem(Op.f64Load, 3, L.S_R0).set(sr0);
-    b.get(this.st).mem(Op.i32Load, 2, L.S_BLK).set(sblk);
-    b.get(this.st).mem(Op.i32Load, 2, L.S_FEPOCH).set(this.cep);
-    b.get(this.st).get(nb).get(this.c32).op(Op.i32Add).mem(Op.i32Store, 2, L.S_NBASE);
-    this.r0f(ripOff); b.set(this.tf);
-    b.get(this.st).get(this.tf).mem(Op.f64Store, 3, L.S_R0);
-    b.get(this.st).i32(t.word).mem(Op.i32Store, 2, L.S_BLK);
-    this.bump(L.S_CDEPTH);
-    if (CALLRET_COUNT) this.bump(L.S_NCALLS);
-    b.get(this.st).get(this.tf).get(this.left).get(this.c32).op(Op.i32Sub).get(this.user).i32(t.word >>> K_SHIFT);
-    if (t.local !== undefined) { ctx.sites.push({ body: b, at: b.callLater(), local: t.local }); b.calls++; }
-    else b.call(fi);
-    // (the instructions of this dispatcher call so far: the callee's tail calls added theirs to S_NBASE)
-    b.get(this.st).mem(Op.i32Load, 2, L.S_NBASE).op(Op.i32Add).set(na);
-    this.r0f(next); b.set(this.tf);
-    b.get(this.st).mem(Op.f64Load, 3, L.S_RIP).get(this.tf).op(Op.f64Ne).open(Op.if);
-    b.get(this.st).get(na).mem(Op.i32Store, 2, L.S_NBASE);
-    if (CALLRET_NEST) {
-      b.get(this.st).get(this.tf).mem(Op.f64Store, 3, L.S_CRET);
-      b.get(this.st).f64(0).get(this.left).get(nb).op(Op.i32Add).get(this.user).i32(0).call(ni).set(na);
-    } else {
-      // (the dispatcher that called this block goes on where the callee left, with the successor it named)
-      b.get(this.st).get(this.st).mem(Op.i32Load, 2, L.S_CDEPTH).i32(1).op(Op.i32Sub).mem(Op.i32Store, 2, L.S_CDEPTH);
-      b.i32(0).set(this.n).i32(0).set(this.xc).br(this.out);
-    }
-    b.else();
-    b.get(this.st).i32(0).mem(Op.i32Store, 2, L.S_NEXT);
-    b.close();
-    b.get(this.st).get(this.st).mem(Op.i32Load, 2, L.S_CDEPTH).i32(1).op(Op.i32Sub).mem(Op.i32Store, 2, L.S_CDEPTH);
-    b.get(this.st).get(nb).mem(Op.i32Store, 2, L.S_NBASE);
-    b.get(this.st).get(sr0).mem(Op.f64Store, 3, L.S_R0);
-    b.get(this.st).get(sblk).mem(Op.i32Store, 2, L.S_BLK);
-    b.get(this.st).mem(Op.f64Load, 3, L.S_RIP).get(this.tf).op(Op.f64Eq);
-    b.get(this.st).mem(Op.i32Load, 2, L.S_CHAIN).op(Op.i32And);
-    b.get(this.st).mem(Op.i32Load, 2, L.S_USER).get(this.user).op(Op.i32Eq).op(Op.i32And);
-    // (the fetch mapping as it was: no TLB flush, INVLPG or CS load in the callee; this block's page not written)
-    b.get(this.st).mem(Op.i32Load, 2, L.S_FEPOCH).get(this.cep).op(Op.i32Eq).op(Op.i32And);
-    b.i32(0).mem(Op.i32Load, 2, L.PAGE_GEN + 4 * (pa >>> 12)).i32(this.block.gen).op(Op.i32Eq).op(Op.i32And);
-    b.open(Op.if);
-    if (CALLRET_COUNT) this.bump(L.S_NHITS);
-    // (the callee's instructions join this pass's: the static exit below adds `count`)
-    b.get(na).get(nb).op(Op.i32Sub).i32(count).op(Op.i32Sub).set(this.n);
-    // (everything cached is stale: the callee changed registers and flags in the state area)
-    const rs = this.rs.slice(), dirty = this.dirty, known = this.known, fdirty = this.fdirty, rot = this.rot, cfLazy = this.cfLazy;
-    this.forget(); this.known = false; this.fdirty = false; this.rot = 0; this.cfLazy = false;
-    this.exitStatic(count, next);
-    this.rs.splice(0, 16, ...rs); this.dirty = dirty; this.known = known; this.fdirty = fdirty; this.rot = rot; this.cfLazy = cfLazy;
-    b.else();
-    b.get(this.st).get(na).mem(Op.i32Store, 2, L.S_NBASE);
-    this.xk(X_OTHER); b.i32(0).set(this.n).i32(0).set(this.xc).br(this.out);
-    b.close();
-    b.close();
-  }
-  /** callNest's locals (-1 until its first CALL): S_NBASE, the count after the callee, S_BLK and S_R0 saved. */
-  cnb = -1; cna = -1; csb = -1; csr = -1; cep = -1;
 
   /**
    * IND_JOIN, at an indirect JMP or CALL (target in `v`, registers and flags written back, `count` instructions of
@@ -1989,7 +1802,7 @@ class Translator {
 
   /** RET_BRANCH applies to this function's RETs (see RET_BRANCH). */
   retBranches(): boolean {
-    return RET_BRANCH && this.fid !== 0 && this.rasOn() && this.region !== null && this.region.lim >= 0 && !CALLRET && !this.retTails() &&
+    return RET_BRANCH && this.fid !== 0 && this.rasOn() && this.region !== null && this.region.lim >= 0 &&
       userLinear(this.curLin());
   }
 
@@ -2025,17 +1838,15 @@ class Translator {
    * either way) names that block's dispatch entry in S_NEXT when the entry holds its (pa, generation), as exitStatic
    * does: the dispatcher then enters it without the fetch-TLB probe, the lookup and the generation check.
    */
-  rasPop(count = -1, retCount = -1): void {
+  rasPop(retCount = -1): void {
     if (!this.rasOn()) return;
     const b = this.b;
-    const tail = count >= 0 && this.retTails();
     // (S_RASP is never negative: set to 0 or restored by the runtime, RAS_STRIDE less only here when not 0; so "not 0" is
     // "more than 0", two wasm operations fewer)
     b.get(this.st).mem(Op.i32Load, 2, L.S_RASP).tee(this.t32).hint(true).open(Op.if);
     b.get(this.st).get(this.t32).i32(L.RAS_STRIDE).op(Op.i32Sub).tee(this.t32).mem(Op.i32Store, 2, L.S_RASP);
     b.get(this.t32).i32(L.RAS_N * L.RAS_STRIDE - 1).op(Op.i32And).get(this.st).op(Op.i32Add).tee(this.c32);
     b.mem(Op.i64Load, 3, L.S_RAS).get(this.v).op(Op.i64Eq).hint(true).open(Op.if);
-    if (tail) this.retTail(count);
     if (retCount >= 0 && this.retBranches()) this.retBranch(retCount);
     if (NEXT_KEY) {
       b.get(this.st).get(this.c32).mem(Op.i32Load, 2, L.S_RAS + 16).mem(Op.i32Store, 2, L.S_NEXT);
@@ -2055,48 +1866,6 @@ class Translator {
     b.close();
   }
 
-  /** RET_TAIL applies to this function's RETs: tail calls on (EmitOpts.tail), no CALLRET. */
-  retTails(): boolean {
-    return RET_TAIL && this.rasOn() && NEXT_KEY && !CALLRET && this.opts.tail !== null && this.opts.tail !== undefined;
-  }
-
-  /**
-   * RET_TAIL, inside rasPop's hit (c32: the stack entry, `v` the return address; registers and flags written back):
-   * when the entry the CALL named holds the predicted block and the dispatcher would enter it (chain on, below
-   * CHAIN_LIMIT, within the budget), move S_NBASE, S_R0, S_BLK to it and tail-call its function through the table;
-   * else go on (rasPop names the entry to the dispatcher, as without).
-   */
-  retTail(count: number): void {
-    const b = this.b;
-    if (this.rte < 0) { this.rte = b.local(I32); this.rti = b.local(I32); this.rtk = b.local(I64); }
-    const e = this.rte, idx = this.rti, key = this.rtk;
-    b.get(this.c32).mem(Op.i32Load, 2, L.S_RAS + 16).set(e);
-    b.get(this.c32).mem(Op.i64Load, 3, L.S_RAS + 8).set(key);
-    // (way 0 of the set, else way 1: a key in neither fails the check below)
-    b.get(e).mem(Op.i64Load, 3, 0).get(key).op(Op.i64Ne).open(Op.if);
-    b.get(e).i32(16).op(Op.i32Add).set(e);
-    b.close();
-    b.get(this.n).i32(count).op(Op.i32Add).set(this.t32);
-    this.chainOn(() => { b.get(this.st).mem(Op.i32Load, 2, L.S_NBASE).get(this.t32).op(Op.i32Add).i32(CHAIN_LIMIT).op(Op.i32LtS); });
-    b.get(this.t32).get(e).mem(Op.i32Load, 2, 12).op(Op.i32Add).get(this.left).op(Op.i32LeS).op(Op.i32And);
-    b.get(e).mem(Op.i64Load, 3, 0).get(key).op(Op.i64Eq).op(Op.i32And);
-    b.get(e).mem(Op.i32Load, 2, 8).tee(idx).i32(0).op(Op.i32Ne).op(Op.i32And);
-    b.open(Op.if);
-    b.get(this.st).get(this.st).mem(Op.i32Load, 2, L.S_NBASE).get(this.t32).op(Op.i32Add).mem(Op.i32Store, 2, L.S_NBASE);
-    b.get(this.v).op(Op.f64ConvertI64s).set(this.tf);
-    b.get(this.st).get(this.tf).mem(Op.f64Store, 3, L.S_R0);
-    b.get(this.st).get(idx).mem(Op.i32Store, 2, L.S_BLK);
-    // (the target page's named entries for reregion, as the dispatcher counts them: a page hash of the entry's pa)
-    b.get(this.st).get(key).op(Op.i32WrapI64).i32(12).op(Op.i32ShrU).i32(L.PHITS_N - 1).op(Op.i32And).i32(2).op(Op.i32Shl).op(Op.i32Add).tee(e);
-    b.get(e).mem(Op.i32Load, 2, L.S_PHITS).i32(1).op(Op.i32Add).mem(Op.i32Store, 2, L.S_PHITS);
-    this.countTail(X_RET);
-    b.get(this.st).get(this.tf).get(this.left).get(this.t32).op(Op.i32Sub).get(this.user).get(idx).i32(K_SHIFT).op(Op.i32ShrU);
-    b.get(idx).i32((1 << K_SHIFT) - 1).op(Op.i32And);
-    b.returnCallIndirect(BLOCK_TYPE, 0);
-    b.close();
-  }
-  /** retTail's locals (-1 until its first RET): the dispatch entry, its dispatch word, the key. */
-  rte = -1; rti = -1; rtk = -1;
   /** RET_BRANCH: this region function's id (0: none, not a region or off) and the RET branch's locals (token, count). */
   fid = 0;
   rbk = -1; rbn = -1;
@@ -3421,8 +3190,8 @@ const STACK_RUN = process.env.RINGZERO_WASM_STACK_RUN !== '0';
  * the dirty registers written back first). In the ash loop ~135 CALL pushes and ~101 RET pops per iteration of its
  * ~2110 user-mode library calls (RINGZERO_WASM_SITE_STATS, busybox's bytes at each site). Measured (EXIT_STATS, each
  * build's own boot subtracted): the boot's library calls 56.7M -> 41.5M, the ash loop's ~2190 -> ~2030 per iteration;
- * code +3% on the boot. RINGZERO_WASM_STACK_ONE=1: on; off by default, as PREDICT (measured with it: no time gain
- * on the ash or syscall loops, the boot 6-7% slower).
+ * code +3% on the boot. RINGZERO_WASM_STACK_ONE=1: on; off by default (measured with PREDICT,
+ * since removed: no time gain on the ash or syscall loops, the boot 6-7% slower).
  */
 let STACK_ONE = process.env.RINGZERO_WASM_STACK_ONE === '1';
 /** Switch STACK_ONE (its tests); returns the old value. */
@@ -4363,7 +4132,7 @@ function emitPush(T: Translator, e: BlockEntry, i: number, next: number): void {
   } else { T.r64(e.a); b.set(T.w); }
   T.insMem = true;
   T.pushStore(check);
-  if (f === Form.Call) { T.rasPush(next, T.w); T.callNest(i + 1, next + e.disp, next); T.exitStatic(i + 1, next + e.disp); }
+  if (f === Form.Call) { T.rasPush(next, T.w); T.exitStatic(i + 1, next + e.disp); }
 }
 
 function emitPop(T: Translator, e: BlockEntry, i: number, next: number): void {
@@ -4391,11 +4160,9 @@ function emitPop(T: Translator, e: BlockEntry, i: number, next: number): void {
   rsp8();
   if (f === Form.Ret) {
     b.get(T.st).get(T.v).op(Op.f64ConvertI64s).mem(Op.f64Store, 3, L.S_RIP);
-    // (RET_TAIL: registers and flags written back here, at straight-line level, for the tail call and the exit alike)
-    const tail = T.retTails();
-    if (tail || T.retBranches()) T.flush();
-    T.rasPop(tail ? i + 1 : -1, i + 1);
-    T.predictExit(i + 1, X_RET);
+    // (RET_BRANCH: registers and flags written back here, at straight-line level, for the branch and the exit alike)
+    if (T.retBranches()) T.flush();
+    T.rasPop(i + 1);
     T.xk(X_RET); b.i32(i + 1).set(T.xc); T.leave();
   } else T.set64(e.a, T.v);
 }
@@ -4722,7 +4489,6 @@ function emitCallInd(T: Translator, e: BlockEntry, i: number, next: number): voi
   }
   b.get(T.st).get(T.v).op(Op.f64ConvertI64s).mem(Op.f64Store, 3, L.S_RIP);
   T.indBranch(i + 1);
-  T.predictExit(i + 1, X_IND);
   T.xk(X_IND); b.i32(i + 1).set(T.xc); T.leave();
 }
 
@@ -4792,11 +4558,9 @@ export function rawBody(bytes: Uint8Array): Body { return new RawBody(bytes); }
  */
 export function buildModule(bodies: Body[], local = LOCAL_MEM, used = -1, tails = 0, names?: readonly string[], links = 0): Uint8Array<ArrayBuffer> {
   const m = new ModuleBuilder();
-  // (the functions' type first: type index BLOCK_TYPE, which RET_TAIL's return_call_indirect names)
+  // (the functions' type first: type index BLOCK_TYPE)
   const t = m.type([I32, F64, I32, I32, I32], [I32]);
   m.importMemory('e', 'm');
-  // (RET_TAIL: the function table, which the dispatcher calls translations through)
-  if (RET_TAIL && !local) m.importTable('e', 't');
   // (LINKS: the module's own table and globals, table 0 and globals 0.., translate.ts Translator.linkExit)
   if (links > 0) m.linkSlots(links);
   m.importFunc('e', 'rd', m.type([F64, I32, I32], [I32]));
