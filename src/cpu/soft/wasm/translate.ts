@@ -227,33 +227,6 @@ const BULK_STRING = process.env.RINGZERO_WASM_BULK_STRING !== '0';
  * then goes on through the replay (the interpreter also bounds one execution: SLOW_CHUNK elements, 256 KiB).
  */
 const BULK_PASSES = 16;
-/**
- * RINGZERO_WASM_STRING_TOUCH=1: a REP MOVS/STOS over STRING_INLINE_MAX elements whose bulk pass failed (a TLB miss
- * on either side, most often) runs one element (through the memory library, whose slow path fills the TLB entry the
- * probe lacked) and tries the bulk pass again, up to STRING_TOUCHES times, before it replays the instruction. After a
- * context switch (a CR3 load drops the user pages' entries) the first REP MOVS/STOS on a user page missed and was
- * replayed, its block then left: per 4 KiB of bench/engines' md5 pipe, 1.57 replays of copy_user_generic_string's
- * `rep movsq`, 1.17 of md5sum's `rep movsb`, 0.99 of clear_user's `rep stosb` (RINGZERO_WASM_PROFILE); with it none
- * of these are replayed (the command's replays 204.7k -> 146.6k). bench/engines --paired, on against off (session 27,
- * host load 10-25, 3 runs): md5 wall 0.968x (0.919-1.05), guest thread 0.974x (0.923-1.04), ash 1.00x: off until a
- * quiet host decides.
- */
-let STRING_TOUCH = process.env.RINGZERO_WASM_STRING_TOUCH === '1';
-/** Switch STRING_TOUCH (tests); returns the old setting. */
-export function setStringTouch(on: boolean): boolean { const old = STRING_TOUCH; STRING_TOUCH = on; return old; }
-const STRING_TOUCHES = 4;
-/**
- * RINGZERO_WASM_STRING_EDGE=1: the instruction after a block-ending MOVS/STOS that runs in wasm (Translator.stringOp,
- * which exits there statically) counts as that block's static exit (staticExits): the block then joins a region with
- * its successor and lies on the cycles through it (onCycles: inline probes). Without it busybox md5_hash's loop
- * (`rep movsb` ends a block; the block after it calls the transform through `call [rbx+0x40]`) was no cycle of its
- * region: the CALL's target load and push called the memory library each 64-byte block, and the `rep movsb` block's
- * exit went through the dispatcher. bench/engines --paired, on against off (session 27, load ~10, 3 runs): md5 wall
- * 0.976x (0.926-1.021), guest thread 0.969x; ash 1.02x (0.97-1.08), thread 1.01x: off until a quiet host decides.
- */
-let STRING_EDGE = process.env.RINGZERO_WASM_STRING_EDGE === '1';
-/** Switch STRING_EDGE (tests); returns the old setting. */
-export function setStringEdge(on: boolean): boolean { const old = STRING_EDGE; STRING_EDGE = on; return old; }
 // Lazy-flag kinds (../cpu.ts Lazy) and ALU operations (as in ../fast-forms.ts).
 const L_ADD = 1, L_ADC = 2, L_SUB = 3, L_SBB = 4, L_LOGIC = 5, L_INC = 6, L_DEC = 7;
 /** Record kind of translated code only: the arithmetic flags are explicit EFLAGS bits in S_LD (after a shift). */
@@ -990,10 +963,6 @@ class Translator {
   /** Registers kept in locals across a self-loop (null: none; the loop's top starts with an empty cache). */
   loopPre: number[] | null = null;
   loopDirty: number[] = [];
-  /** SLOW_WB: slowL may be 1 at the self-loop's back edge (recorded by the first emission: slowClear). */
-  backSlow = true;
-  /** SLOW_WB: the self-loop's top is entered with slowL 0 (emitCode, backEdge keeps it so). */
-  loopSlow = false;
   /** The registers dirty at the self-loop's back edge (recorded by the first emission). */
   readonly backDirty: boolean[] = new Array(16).fill(false);
 
@@ -1004,8 +973,6 @@ class Translator {
    */
   backEdge(): void {
     const b = this.b;
-    this.backSlow = this.slowMaybe;
-    if (this.loopSlow && this.slowMaybe) b.i32(0).set(this.slowL);
     this.commitFlags(); // (the loop's top starts without knowing the flags: it reads the state area's record)
     for (let r = 0; r < 16; r++) this.backDirty[r] = this.rs[r] === 2;
     const pre = this.loopPre;
@@ -2349,24 +2316,11 @@ class Translator {
     if (e.rep !== 0) {
       T.r64(1); b.set(T.x1);
       fin = b.open(Op.block);
-      // (STRING_TOUCH: up to STRING_TOUCHES single elements between bulk attempts, each of which refills the TLB
-      // entries a miss lacked through the memory library's slow path)
-      const touch = BULK_STRING && STRING_TOUCH ? b.local(I32) : -1;
-      if (touch >= 0) b.i32(STRING_TOUCHES).set(touch);
-      const again = touch >= 0 ? b.open(Op.loop) : -1;
       if (BULK_STRING) T.bulkString(e, size, movs, fin);
       b.get(T.x1).i64(STRING_INLINE_MAX).op(Op.i64GtU).open(Op.if);
-      if (touch >= 0) {
-        b.get(touch).open(Op.if);
-        b.get(touch).i32(1).op(Op.i32Sub).set(touch);
-        element();
-        b.br(again);
-        b.close();
-      }
       T.flush(); T.pos(); b.call(F_RP).op(Op.drop);
       T.xk(X_HELPER); b.i32(i + 1).set(T.xc).br(T.out); // (flushed before the replay, which may change any register)
       b.close();
-      if (touch >= 0) b.close(); // again
       done = b.open(Op.block); loop = b.open(Op.loop);
       b.get(T.x1).op(Op.i64Eqz).brIf(done);
     }
@@ -2507,7 +2461,7 @@ export function translateBody(block: Block, lin?: number, opts: EmitOpts = TIER1
   // version's back edge had them dirty (stores then happen at memory accesses and exits, not per iteration).
   const pre: number[] = [], dirty: number[] = [];
   for (let r = 0; r < 16; r++) if (first.rc[r] >= 0) { pre.push(r); if (first.backDirty[r]) dirty.push(r); }
-  const T = emitBlock(block, offs, { pre, dirty, slowClear: !first.backSlow }, opts, lin);
+  const T = emitBlock(block, offs, { pre, dirty }, opts, lin);
   dump(T, [block], lin === undefined ? [] : [lin]);
   return { body: T.b, offs, memOps: T.b.memOps };
 }
@@ -2529,7 +2483,7 @@ function prologue(T: Translator): void {
 }
 
 /** One emission of a block's function body; `loop`: the registers to keep in locals across a self-loop. */
-function emitBlock(block: Block, offs: number[], loop: { pre: number[]; dirty: number[]; slowClear?: boolean } | null, opts: EmitOpts, lin?: number): Translator {
+function emitBlock(block: Block, offs: number[], loop: { pre: number[]; dirty: number[] } | null, opts: EmitOpts, lin?: number): Translator {
   const T = new Translator(block, offs, opts);
   T.lin = lin;
   const b = T.b;
@@ -2554,14 +2508,14 @@ function epilogue(T: Translator): void {
 }
 
 /** The self-loop register sets of a block (its first emission's cache), or null when it does not loop on itself. */
-function loopRegs(block: Block, offs: number[], opts: EmitOpts): { pre: number[]; dirty: number[]; slowClear?: boolean } | null {
+function loopRegs(block: Block, offs: number[], opts: EmitOpts): { pre: number[]; dirty: number[] } | null {
   const es = block.entries, last = es[es.length - 1];
   if (!((last.form === Form.Jcc || last.form === Form.Jmp) && last.len > 0 && offs[es.length - 1] + last.len + last.disp === 0)) return null;
   // (a discarded emission: no tail-call imports for it)
   const first = emitBlock(block, offs, null, { ...opts, tail: null });
   const pre: number[] = [], dirty: number[] = [];
   for (let r = 0; r < 16; r++) if (first.rc[r] >= 0) { pre.push(r); if (first.backDirty[r]) dirty.push(r); }
-  return { pre, dirty, slowClear: !first.backSlow };
+  return { pre, dirty };
 }
 
 /**
@@ -2628,8 +2582,6 @@ function staticExits(b: Block, offs: number[]): number[] {
     const e = es[i], next = offs[i] + e.len;
     if ((e.form === Form.Jcc || e.form === Form.Jmp || e.form === Form.Call) && e.len > 0) out.push(next + e.disp);
     if (i === es.length - 1 && e.len > 0 && e.form !== Form.Jmp) out.push(next);
-    // (STRING_EDGE: a block-ending MOVS/STOS that Translator.stringOp runs goes on after its prefixes and opcode)
-    else if (i === es.length - 1 && e.len === 0 && STRING_EDGE && stringRuns(e)) out.push(offs[i] + e.opLen);
   }
   return out;
 }
@@ -3109,7 +3061,7 @@ function memOp(T: Translator, e: BlockEntry, next: number): void {
  * The code of one block into T's body (alone: inside its function's exit block; in a region: after its label):
  * every path leaves (T.out) or branches to another member.
  */
-function emitCode(T: Translator, block: Block, offs: number[], loop: { pre: number[]; dirty: number[]; slowClear?: boolean } | null): void {
+function emitCode(T: Translator, block: Block, offs: number[], loop: { pre: number[]; dirty: number[] } | null): void {
   const es = block.entries;
   const N = es.length;
   const b = T.b;
@@ -3131,11 +3083,8 @@ function emitCode(T: Translator, block: Block, offs: number[], loop: { pre: numb
     T.loopPre = loop.pre;
     T.loopDirty = loop.dirty;
   }
-  // (slowL at the loop's top: 0 when the first emission's back edge had it 0 (loopSlow; its entry clears it once
-  // here, and a back edge that may not have it 0 clears it: backEdge), else unknown)
-  T.loopSlow = LOOP_SLOW && T.selfLoop && SLOW_WB && loop !== null && loop.slowClear === true;
-  if (T.loopSlow && T.slowMaybe) { b.i32(0).set(T.slowL); T.slowMaybe = false; }
-  if (T.selfLoop) { T.top = b.open(Op.loop); T.slowMaybe = !T.loopSlow; }
+  // (slowL at the loop's top: unknown)
+  if (T.selfLoop) { T.top = b.open(Op.loop); T.slowMaybe = true; }
   T.chainAt = T.selfLoop ? -1 : b.calls;
   T.base = b.nest;
   if (T.loopPre !== null) for (const r of T.loopPre) { T.rs[r] = T.loopDirty.includes(r) ? 2 : 1; if (T.rs[r] === 2) T.dirty |= 1 << r; }
@@ -3302,12 +3251,6 @@ const LOAD_REG = process.env.RINGZERO_WASM_LOAD_REG !== '0';
 const REGION_LIM = process.env.RINGZERO_WASM_REGION_LIM !== '0';
 /** RINGZERO_WASM_RUN_RSP=0: a stack run's PUSH/POP set local a to its address on every path (Translator.pushStore). */
 const RUN_RSP = process.env.RINGZERO_WASM_RUN_RSP !== '0';
-/**
- * RINGZERO_WASM_LOOP_SLOW=1: a self-loop's top knows slowL clear when its first emission's back edge did
- * (Translator.loopSlow); off by default: paired against base26, ash 0.98x and syscall 1.01x guest-thread CPU with it,
- * 0.93x and 1.00x without (loaded host, within the noise).
- */
-const LOOP_SLOW = process.env.RINGZERO_WASM_LOOP_SLOW === '1';
 /** RINGZERO_WASM_CF_LAZY=0: INC/DEC work out their carry-in at once (Translator.cfLazy). */
 const CF_LAZY = process.env.RINGZERO_WASM_CF_LAZY !== '0';
 const ROT_KEEP: boolean[] = [];
