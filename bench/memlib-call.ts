@@ -5,7 +5,7 @@
 // "register" locals live across it (changed before it, used after it) and WB of them written back first, is timed
 // on a TLB hit in four forms:
 //   import   the engine's library function (tlb-probe.ts memFnBody), imported from another instance (default code)
-//   local    the same body as a function of the calling module (translate.ts LOCAL_MEM), called directly
+//   local    the same body as a function of the calling module (what translate.ts LOCAL_MEM did, removed in session 30), called directly
 //   inline   the probe inline (emitTlbProbe), the write-backs before it as for a call
 //   inl-slow the probe inline, the write-backs only on its slow path (a miss, which calls the library)
 // Prints ns per access (process CPU time over N passes, after a warm-up), per form and round, then each form's median

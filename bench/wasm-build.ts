@@ -53,11 +53,11 @@ function build(blocks: Block[], lins: Map<Block, number>): Uint8Array | null {
     const bodies: Body[] = [];
     for (const group of groupRegions(blocks, lins)) {
       if (group.length > 1) {
-        const t = translateRegion(group, lins, { slot: -1, inline: process.env.INLINE === '1' });
+        const t = translateRegion(group, lins, { inline: process.env.INLINE === "1" });
         if (t !== null) { bodies.push(t.body); continue; }
       }
       for (const block of group) {
-        const t = translateBody(block, lins.get(block), { slot: -1, inline: process.env.INLINE === '1' });
+        const t = translateBody(block, lins.get(block), { inline: process.env.INLINE === "1" });
         if (t !== null) bodies.push(t.body);
       }
     }

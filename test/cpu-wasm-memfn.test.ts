@@ -1,14 +1,12 @@
-// The memory functions of translated code (src/cpu/soft/wasm/tlb-probe.ts memFnBody): the shared memory library's
-// (default) and, with translate.ts LOCAL_MEM (RINGZERO_WASM_LOCAL_MEM=1), each module's own copies of the loads and
-// stores its blocks call, and only those (the others are one-instruction stubs), instead of imports. Loads and stores
-// of every size, on TLB hits and through the slow path (accesses straddling a page end, which the helpers rd/wr run),
-// must leave what the interpreter leaves either way.
+// The memory functions of translated code (src/cpu/soft/wasm/tlb-probe.ts memFnBody, the shared memory library) and
+// the inline probes of loops: loads and stores of every size, on TLB hits and through the slow path (accesses
+// straddling a page end, which the helpers rd/wr run), must leave what the interpreter leaves.
 import test from 'node:test';
 import assert from 'node:assert/strict';
 import { hexBytes, runBlocksToHalt, CODE, DATA, MISSING_PAGE, PAGE_TABLES, protectFaultPages, interpreterOrWasmMachine, type Machine } from './support/soft-cpu.ts';
 import { setHotThreshold, setJitThreshold } from '../src/cpu/soft/code-cache.ts';
 import type { GuestMemory } from '../src/memory/guest-memory.ts';
-import { buildBlock, setLocalMem, setInlineAll, setLoopInline, setLoopEntry, setLastPage, setSelfEdge, midSelfEdge, pageTargets, translateRegion, K_SHIFT } from '../src/cpu/soft/wasm/translate.ts';
+import { setInlineAll, setLoopInline, setLoopEntry, setLastPage, setSelfEdge, midSelfEdge, pageTargets, translateRegion, K_SHIFT } from '../src/cpu/soft/wasm/translate.ts';
 import { disassemble } from '../src/cpu/soft/wasm/dump.ts';
 import { memFnBody } from '../src/cpu/soft/wasm/tlb-probe.ts';
 import { setReform } from '../src/cpu/soft/wasm/runtime.ts';
@@ -51,42 +49,12 @@ function run(mode: 'interpreter' | 'wasm'): { m: Machine; state: unknown } {
   };
 }
 
-for (const local of [false, true]) {
-  test(`loads and stores of every size, on TLB hits and straddling a page end, match the interpreter in translated code (${local ? "the module's own" : 'shared'} memory functions)`, () => {
-    setLocalMem(local);
-    try {
-      const ref = run('interpreter'), w = run('wasm');
-      assert.deepEqual(w.state, ref.state);
-      const s = w.m.cpu.wasm!.stats;
-      assert.ok(w.m.cpu.jitInstructions > 400, `instructions run in wasm: ${w.m.cpu.jitInstructions}`);
-      assert.ok(s.slow >= 8, `slow accesses (page-straddling, through rd/wr): ${s.slow}`);
-    } finally {
-      setLocalMem(false);
-    }
-  });
-}
-
-test('with LOCAL_MEM a translated module defines the memory functions its blocks call instead of importing them, and no others', (t) => {
-  setLocalMem(true);
-  t.after(() => setLocalMem(false));
-  const { m } = run('wasm');
-  const cache = m.cpu.codeCache;
-  const block = (pa: number) => {
-    const b = cache.translated.get(pa * 16 + 8);
-    assert.ok(b, `translated block at ${pa.toString(16)}`);
-    return b;
-  };
-  const withMem = buildBlock(block(CODE + 5))!, without = buildBlock(block(CODE + 0x2d))!;
-  for (const bytes of [withMem.bytes, without.bytes]) {
-    const names = WebAssembly.Module.imports(new WebAssembly.Module(bytes)).map((i) => i.name);
-    assert.deepEqual(names.filter((n) => /^(ld|st)\d$/.test(n)), [], 'no memory library import');
-    assert.ok(names.includes('rd') && names.includes('wr'), 'the slow-path helpers are imported');
-  }
-  // the dec/jnz block accesses no memory: its module holds none of the memory functions' bodies
-  let bodies = 0;
-  for (const write of [false, true]) for (const size of [1, 2, 4, 8]) bodies += memFnBody(size, write, 0, 1).encode().length;
-  assert.ok(without.bytes.length < bodies, `module without memory accesses: ${without.bytes.length} bytes, the 8 bodies ${bodies}`);
-  assert.ok(withMem.bytes.length > bodies, `module with all 8: ${withMem.bytes.length} bytes`);
+test('loads and stores of every size, on TLB hits and straddling a page end, match the interpreter in translated code (the shared memory functions)', () => {
+  const ref = run('interpreter'), w = run('wasm');
+  assert.deepEqual(w.state, ref.state);
+  const s = w.m.cpu.wasm!.stats;
+  assert.ok(w.m.cpu.jitInstructions > 400, `instructions run in wasm: ${w.m.cpu.jitInstructions}`);
+  assert.ok(s.slow >= 8, `slow accesses (page-straddling, through rd/wr): ${s.slow}`);
 });
 
 test('a loop over two blocks of a region probes the TLB inline (translateRegion onCycles): loads and stores of every size match the interpreter', (t) => {

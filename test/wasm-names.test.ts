@@ -64,7 +64,7 @@ test('buildModule names its block functions when given names (RINGZERO_WASM_NAME
     b.i32(0);
     return b;
   };
-  const named = new WebAssembly.Module(buildModule([body(), body()], false, -1, 0, ['rz.gffffffff81000000', 'rz.p2000']));
+  const named = new WebAssembly.Module(buildModule([body(), body()], 0, ['rz.gffffffff81000000', 'rz.p2000']));
   const names = functionNames(named);
   // (imports first in the index space: the helpers, the flag library, the memory library's eight functions)
   const fns = [...names.values()];
@@ -73,6 +73,6 @@ test('buildModule names its block functions when given names (RINGZERO_WASM_NAME
   assert.deepEqual(exports, ['f0', 'f1']);
   const first = [...names.keys()][0];
   assert.equal(names.get(first + 1), 'rz.p2000');
-  const plain = new WebAssembly.Module(buildModule([body()], false));
+  const plain = new WebAssembly.Module(buildModule([body()]));
   assert.equal(WebAssembly.Module.customSections(plain, 'name').length, 0);
 });

@@ -1,7 +1,6 @@
 // Layout of the WebAssembly memory shared by the software CPU's wasm translator and the JavaScript CPU
 // (GuestMemory.wasmMemory). Low RAM is at WASM_RAM_OFFSET (src/memory/guest-memory.ts); below it:
-//   [HOT_COUNTS, +64 KiB)        tier-1 translated functions' hot counters (i32: instructions run, decayed by the
-//                                runtime's scan; translate.ts EmitOpts.slot, runtime.ts WasmEngine.scanHot)
+//   [HOT_COUNTS, +64 KiB)        unused (held tier 2's hot counters, removed in session 30)
 //   [CODE_PAGES, +lowSize/4096)  the block cache's per-page "holds decoded code / armed" bytes (CodeCache.codePages)
 //   [PAGE_GEN, +lowSize/1024)    the block cache's page generations (CodeCache.pageGen, Int32Array)
 //   [DISPATCH, +4 MiB)           translated blocks by physical address for chaining inside wasm: 2^17 sets of two
@@ -29,8 +28,6 @@
 import { WASM_RAM_OFFSET } from '../../../memory/guest-memory.ts';
 
 export const HOT_COUNTS = 0;
-/** Hot-counter slots (4 bytes each, below CODE_PAGES). */
-export const HOT_SLOTS = 16 * 1024;
 export const CODE_PAGES = 64 * 1024;
 export const PAGE_GEN = 1024 * 1024;
 export const DISPATCH = 4 * 1024 * 1024;

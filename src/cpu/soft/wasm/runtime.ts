@@ -14,7 +14,7 @@ import { emitTlbSlot, memFnBody, LD_PARAMS, ST_PARAMS } from './tlb-probe.ts';
 import { execSy, SY_SYSCALL, SY_TSC } from '../fast-forms.ts';
 import { readTsc } from '../system/control.ts';
 import { stiSetsIf } from '../ops/interrupt-flag.ts';
-import { translateBody, translateRegion, groupRegions, midSelfEdge, pageTargets, crossTargets, buildModule, buildFlaglib, rawBody, memUsedOf, resolveBatchTails, leaveBody, type WasmCode, type EmitOpts, type TailCtx, type TailTarget, LOCAL_MEM, WASM_NAMES, EXIT_STATS, SITE_STATS, SITE_BASE, SITE_MAX, siteInfo, NEXT_KEY, X_NAMES, EXPLICIT, SYNCED, ARITH, RF, VM, IF, K_SHIFT, PRIV_CHAIN, POS_MEMBER, POS_N, COUNT_CHAINS, DEAD_REGS, deadRegs, userLinear, LINKS, indTarget } from './translate.ts';
+import { translateBody, translateRegion, groupRegions, midSelfEdge, pageTargets, crossTargets, buildModule, buildFlaglib, resolveBatchTails, leaveBody, type WasmCode, type EmitOpts, type TailCtx, type TailTarget, WASM_NAMES, EXIT_STATS, SITE_STATS, SITE_BASE, SITE_MAX, siteInfo, NEXT_KEY, X_NAMES, EXPLICIT, SYNCED, ARITH, RF, VM, IF, K_SHIFT, PRIV_CHAIN, POS_MEMBER, POS_N, COUNT_CHAINS, DEAD_REGS, deadRegs, userLinear, LINKS, indTarget } from './translate.ts';
 import { syscallMsrs, syscallSegments64, sysretSegments64, type SyscallMsrs } from '../system/fastcall.ts';
 import { EFER_SCE, CR4_TSD } from '../constants.ts';
 import { appendFileSync, writeFileSync } from 'node:fs';
@@ -78,8 +78,7 @@ let WASM_DECAY = Number(process.env.RINGZERO_WASM_DECAY ?? 0);
 export function setDecay(n: number): number { const old = WASM_DECAY; WASM_DECAY = n; return old; }
 /**
  * Static exits to a block translated and installed before their batch was built tail-call its function
- * (translate.ts Translator.tailExit; RINGZERO_WASM_TAIL=0: off). Not with tier 2 nor LOCAL_MEM (their modules
- * define the memory functions where tail imports would be).
+ * (translate.ts Translator.tailExit; RINGZERO_WASM_TAIL=0: off).
  * On by default again at session 28's end: on a quiet host (paired, same build, off against on) syscalls 1.11x
  * (1.07-1.11, 2 runs), boot 1.04x (one pair), md5 1.00x, 1.03x, 1.18x, ash 0.98x, 1.02x, 0.97x wall: off is slower
  * where the loaded host had said faster. Measured there before: on, the ash loop of bench/engines made ~295 tail calls per iteration of ~14.8k
@@ -173,44 +172,13 @@ const INLINE_AGAIN = process.env.RINGZERO_WASM_INLINE_AGAIN === '1';
  */
 const INLINE_LATE = process.env.RINGZERO_WASM_INLINE_LATE !== '0';
 
-/**
- * Tier 2 (opt-in, RINGZERO_TIER2=1): every tier-1 function adds the instructions each call ran to its hot counter
- * (translate.ts EmitOpts.slot, layout.ts HOT_COUNTS); every TIER2_SCAN guest instructions run in translated code the
- * runtime reads the counters, halving them (a moving window of about two scans), and builds again those with memory
- * operands whose count reached TIER2_HOT, the hottest TIER2_BATCH per module, installed over the old functions
- * (WasmEngine.scanHot, installTier2: same dispatch words' member numbers, the old table index freed). How
- * (RINGZERO_TIER2_MODE): 'local' (default) puts the tier-1 function's own bytes (kept at translation) in a module that
- * defines its own copies of the memory functions (translate.ts buildModule `local`: direct calls, which V8 inlines
- * into TurboFan code with --wasm-inlining, to be added to RINGZERO_V8_FLAGS): nothing is translated again, ~0.2 s of
- * main thread for ~650 functions on a boot; 'inline' translates them again with inline TLB probes (EmitOpts.inline:
- * registers stay cached across accesses; ~2x the code, ~1.6 s of main thread for ~800 functions).
- * Off by default: measured against main in Linux boots run side by side (main-thread CPU, host load 12-19), 'local'
- * with --wasm-inlining cut the ash loop of 100k iterations by 8-13% (19.38/17.85, 24.50/21.19, 19.80/17.74 s) but
- * made md5 of 32 MiB slower (4.00/4.09, 3.46/3.59, 4.35/5.12 s; its hot functions, already TurboFan code in tier 1,
- * restart in Liftoff, as do their modules' memory functions, while the phase lasts ~4 s) and the boot within noise
- * to slower (9.61/9.73, 9.30/9.15, 10.01/10.91, 9.85/9.89, 8.20/8.62 s); 'inline': md5 3.26/2.60, 3.50/3.33 s
- * with boots 9.19/9.28, 8.27/9.08 s, ash loop 22.71/19.61, 21.26/20.16, 22.11/22.73, 17.67/18.77 s with boots
- * +3..+14% (TIER2_HOT 64000: ash 17.67/17.81, boot 8.12/8.16 s). With tier 2 off this code costs nothing measurable
- * (md5 3.26/3.21, 3.50/3.55 s, boots 9.19/9.11, 8.27/8.24 s). RINGZERO_TIER2_LOG=1: one line per scan on stderr.
- */
-let TIER2 = process.env.RINGZERO_TIER2 === '1';
-let TIER2_SCAN = Number(process.env.RINGZERO_TIER2_SCAN ?? 8_000_000);
-let TIER2_HOT = Number(process.env.RINGZERO_TIER2_HOT ?? 16_000);
-const TIER2_BATCH = Number(process.env.RINGZERO_TIER2_BATCH ?? 64);
-const TIER2_LOG = process.env.RINGZERO_TIER2_LOG === '1';
-let TIER2_MODE = process.env.RINGZERO_TIER2_MODE ?? 'local';
-/** Tests: switch tier 2 and set its scan interval and threshold (before the machine translates anything). */
-export function setTier2(on: boolean, scan = TIER2_SCAN, hot = TIER2_HOT, mode = TIER2_MODE): void {
-  TIER2 = on; TIER2_SCAN = scan; TIER2_HOT = hot; TIER2_MODE = mode;
-}
 
 /** The --wasm-tiering-budget every module is compiled under unless it has its own (./tier-budget.ts). */
 const START_BUDGET = startBudget();
 /**
  * V8's tier-up budget per module (./tier-budget.ts), RINGZERO_WASM_TIER_BUDGET='cold,hot,lib' (an empty field: the
  * start value): a flushed batch's functions of first translations go into one module compiled under `cold`, those
- * holding a block translated before (REFORM, reregion) into a second one under `hot` (splitByBudget); tier-2 modules
- * get `hot`, the shared libraries (memory, flags, dispatcher, trampolines) `lib`. Unset or '0': every module under
+ * holding a block translated before (REFORM, reregion) into a second one under `hot` (splitByBudget), the shared libraries (memory, flags, dispatcher, trampolines) `lib`. Unset or '0': every module under
  * the start value (bin/ringzero's 9000000), as before.
  * Off by default: no policy tried gained (session 22, host load 20-32 from other sessions, bench/engines --paired
  * against main, each VMM pinned with its threads to one CPU). One boot each with --trace-wasm-compilation-times:
@@ -325,18 +293,10 @@ function underBudget<T>(budget: number, f: () => T): T {
   return budget === START_BUDGET ? f() : withBudget(flagLock(), budget, START_BUDGET, 200, f);
 }
 
-/** A translated function (by function-table index): its tier, hot-counter slot, blocks' queue addresses, memory operands. */
+/** A translated function (by function-table index): its blocks' queue addresses. */
 interface FnInfo {
-  /** 1, 2, or 3 while its tier-2 translation compiles. */
-  tier: number;
-  /** Its hot counter (translate.ts EmitOpts.slot), -1: none. */
-  slot: number;
   /** The linear address each block was queued at (regions: translateRegion's lins), if known. */
   lins: (number | undefined)[];
-  memOps: number;
-  /** Its encoded body (tier 1, with memory operands, TIER2_MODE 'local'), and the memory functions it calls. */
-  code: Uint8Array | null;
-  memUsed: number;
 }
 
 interface Done { blocks: Block[]; offs: number[][]; info: FnInfo; pre?: number; stub?: boolean; pin?: boolean }
@@ -609,12 +569,6 @@ export interface WasmStats {
   reformed: number;
   /** Translated blocks translated again with the other blocks of their page (WasmEngine.reregion). */
   reregioned: number;
-  /** Tier-2 functions installed (and their blocks), modules, bytes, and main-thread ms to build them. */
-  tier2: number;
-  tier2Blocks: number;
-  tier2Modules: number;
-  tier2Bytes: number;
-  tier2Ms: number;
   /** Modules compiled under the `hot` tier-up budget (TIER_BUDGETS) while the policy is on, the rest under `cold`. */
   hotModules: number;
   /** Modules compiled under a budget raised for their functions' size (TIER_SIZE). */
@@ -654,7 +608,7 @@ export class WasmEngine {
   private imports!: WebAssembly.Imports;
   /** The JavaScript helpers the trampolines call. */
   private readonly helpers: WebAssembly.Imports;
-  readonly stats: WasmStats = { compiled: 0, modules: 0, bytes: 0, compileMs: 0, buildMs: 0, calls: 0, tableCalls: 0, replays: 0, conds: 0, slow: 0, direct: 0, tails: 0, asyncModules: 0, syncFallbacks: 0, stale: 0, reinstalled: 0, freed: 0, regions: 0, regionBlocks: 0, intra: 0, reformed: 0, reregioned: 0, tier2: 0, tier2Blocks: 0, tier2Modules: 0, tier2Bytes: 0, tier2Ms: 0, hotModules: 0, sizedModules: 0, installs: 0, installWaitMs: 0, installWaitInstr: 0, decays: 0, seen: 0, again: 0, bootModules: 0 };
+  readonly stats: WasmStats = { compiled: 0, modules: 0, bytes: 0, compileMs: 0, buildMs: 0, calls: 0, tableCalls: 0, replays: 0, conds: 0, slow: 0, direct: 0, tails: 0, asyncModules: 0, syncFallbacks: 0, stale: 0, reinstalled: 0, freed: 0, regions: 0, regionBlocks: 0, intra: 0, reformed: 0, reregioned: 0, hotModules: 0, sizedModules: 0, installs: 0, installWaitMs: 0, installWaitInstr: 0, decays: 0, seen: 0, again: 0, bootModules: 0 };
   private nextState = 0;
   /** Translated functions by index (index 0 unused: an empty dispatch entry), and their blocks (a region's by member number). */
   private table!: WebAssembly.Table;
@@ -784,7 +738,6 @@ export class WasmEngine {
     return `${s.compiled} blocks translated in ${s.modules} modules (${(s.bytes / 1024).toFixed(0)} KiB of code, ${s.compileMs.toFixed(0)} ms on the main thread to build (${s.buildMs.toFixed(0)}) and compile; ` +
       `${s.asyncModules} compiled in the background, ${s.syncFallbacks} of them finished synchronously, ${s.stale} blocks stale when ready, ${s.freed} dead ones freed, ${s.reinstalled} dispatch entries put back), ` +
       `${s.calls} calls (${s.tableCalls} from the dispatch table), ${s.direct} direct block-to-block entries, ${COUNT_CHAINS ? s.tails : 'uncounted'} by tail calls (${this.kept.size} dead functions kept for them), ${s.regions} regions of ${s.regionBlocks} blocks with ${COUNT_CHAINS ? s.intra : 'uncounted (RINGZERO_WASM_COUNT_CHAINS=1)'} entries between their blocks (${s.reformed} blocks translated again into one, ${s.reregioned} with their page; ${s.hotModules} modules under the hot tier-up budget, ${s.sizedModules} under one raised for size${BOOT_BUDGET > 0 ? `, ${s.bootModules} under the boot's (${BOOT_BUDGET})` : ''}; ${s.decays} count decays${this.seen !== null ? `, ${s.seen} queued at first sight of ${this.seen.known} keys of an earlier run, ${s.again} of this one` : ''}), ` +
-      `tier 2: ${s.tier2} functions (${s.tier2Blocks} blocks) in ${s.tier2Modules} modules, ${(s.tier2Bytes / 1024).toFixed(0)} KiB, ${s.tier2Ms.toFixed(0)} ms, ` +
       `${s.replays + s.conds + s.slow} helper calls (${s.replays} replays, ${s.conds} conditions, ${s.slow} slow accesses)` +
       (TIER_STATS ? '; JS tier runs/instructions: ' + ['warming', 'queued', 'in flight', 'never', 'too long'].map((n, i) => `${n} ${this.tierRuns[i]}/${this.tierInstr[i]}`).join(', ') +
         `; async install latency ${(s.installWaitMs / Math.max(1, s.installs)).toFixed(1)} ms, ${(s.installWaitInstr / Math.max(1, s.installs) / 1e3).toFixed(0)}k instructions (mean of ${s.installs})` : '') +
@@ -1130,9 +1083,9 @@ export class WasmEngine {
     const groups = groupRegions(live, lins);
     if (c.cpl === 3 && !this.sawUser) { this.sawUser = true; endBootFlags(); if (KERNEL_HOT > 0) this.kernelLate(c); }
     // (one module per batch only: a split by tier-up budget would put callers and callees in different modules)
-    const plan = TAIL && BATCH_TAIL && !TIER2 && !LOCAL_MEM && TIER_BUDGETS === null && TIER_SIZE === 0 && this.kept.size < TAIL_KEPT_MAX
+    const plan = TAIL && BATCH_TAIL && TIER_BUDGETS === null && TIER_SIZE === 0 && this.kept.size < TAIL_KEPT_MAX
       ? this.planBatch(groups, lins, c.codeCache) : null;
-    const tail = TAIL && !TIER2 && !LOCAL_MEM && this.kept.size < TAIL_KEPT_MAX ? this.tailCtx(c.codeCache, plan) : null;
+    const tail = TAIL && this.kept.size < TAIL_KEPT_MAX ? this.tailCtx(c.codeCache, plan) : null;
     // (each planned function's position among the module's functions: a failed one gets a leaveBody stub there)
     const pos: number[] = [];
     groups.forEach((group, gi) => {
@@ -1140,39 +1093,37 @@ export class WasmEngine {
       // (INLINE_AGAIN: a group holding a block translated before (reregion's pages, reform's pulls) is hot code)
       const again = (INLINE_AGAIN && group.some((b) => b.wasm !== null)) || (INLINE_LATE && this.sawUser);
       if (group.length > 1 || midSelfEdge(group[0])) {
-        const opts = this.tier1Opts(tail, again);
+        const opts: EmitOpts = { inline: again, tail };
         try {
           const t = translateRegion(group, lins, opts);
           if (t !== null) {
             pos[gi] = bodies.length;
-            bodies.push(t.body); done.push({ blocks: group, offs: t.offs, info: this.fnInfo(opts, t, group.map((g) => lins.get(g))), pre });
+            bodies.push(t.body); done.push({ blocks: group, offs: t.offs, info: { lins: group.map((g) => lins.get(g)) }, pre });
             this.stats.regions++; this.stats.regionBlocks += group.length;
             return;
           }
         } catch (err) {
           this.report(group[0], err);
         }
-        this.freeSlot(opts.slot);
       }
       for (const block of group) {
-        const opts = this.tier1Opts(tail, again);
+        const opts: EmitOpts = { inline: again, tail };
         try {
           const t = translateBody(block, lins.get(block), opts);
           if (t !== null) {
             // (a region that failed translates its blocks one by one: those are not the planned function)
             const own = group.length === 1 && pre >= 0;
             if (own) pos[gi] = bodies.length;
-            bodies.push(t.body); done.push({ blocks: [block], offs: [t.offs], info: this.fnInfo(opts, t, [lins.get(block)]), pre: own ? pre : -1 });
+            bodies.push(t.body); done.push({ blocks: [block], offs: [t.offs], info: { lins: [lins.get(block)] }, pre: own ? pre : -1 });
             continue;
           }
         } catch (err) {
           this.report(block, err);
         }
-        this.freeSlot(opts.slot);
       }
       if (pre >= 0 && pos[gi] === undefined) {
         pos[gi] = bodies.length;
-        bodies.push(leaveBody()); done.push({ blocks: [], offs: [], info: { tier: 1, slot: -1, lins: [], memOps: 0, code: null, memUsed: 0 }, pre, stub: true });
+        bodies.push(leaveBody()); done.push({ blocks: [], offs: [], info: { lins: [] }, pre, stub: true });
       }
     });
     if (tail !== null) resolveBatchTails(tail, pos);
@@ -1198,9 +1149,8 @@ export class WasmEngine {
   private launch(c: SoftCpu, bodies: Body[], done: Batch['done'], budget: number, tail: TailCtx | null, t0: number): void {
     let bytes: Uint8Array<ArrayBuffer>;
     try {
-      bytes = buildModule(bodies, LOCAL_MEM, -1, tail === null ? 0 : tail.fns.length, WASM_NAMES ? done.map(fnName) : undefined, tail?.links?.length ?? 0);
+      bytes = buildModule(bodies, tail === null ? 0 : tail.fns.length, WASM_NAMES ? done.map(fnName) : undefined, tail?.links?.length ?? 0);
     } catch (err) {
-      for (const d of done) this.freeSlot(d.info.slot);
       this.freePlanned(done);
       this.report(firstBlock(done), err);
       return;
@@ -1223,7 +1173,7 @@ export class WasmEngine {
     batch.async = true;
     this.compiling++;
     compileOffThread(bytes, budget, START_BUDGET).then((mod) => { if (!batch.installed) this.install(batch, mod); },
-      (err) => { if (!batch.installed) { this.release(batch); this.freeSlots(batch); this.freePlanned(done); this.report(firstBlock(done), err); } });
+      (err) => { if (!batch.installed) { this.release(batch); this.freePlanned(done); this.report(firstBlock(done), err); } });
   }
 
   /**
@@ -1476,7 +1426,7 @@ export class WasmEngine {
       this.install(batch, underBudget(batch.budget, () => new WebAssembly.Module(batch.bytes)));
     } catch (err) {
       this.release(batch);
-      this.freeSlots(batch);
+     
       this.freePlanned(batch.done);
       this.report(firstBlock(batch.done), err);
     } finally {
@@ -1496,19 +1446,6 @@ export class WasmEngine {
   private free: number[] = [];
   /** Per function-table index: its FnInfo (undefined: none there). */
   private readonly info: (FnInfo | undefined)[] = [undefined];
-  /** Hot-counter slots: free ones, and the next never used (layout.ts HOT_SLOTS in all). */
-  private readonly freeSlots_: number[] = [];
-  private nextSlot = 0;
-  /** The function-table index of each slot's function (0: none installed). */
-  private readonly slotIdx = new Int32Array(L.HOT_SLOTS);
-  /** Guest instructions run in translated code since the last tier-2 scan. */
-  private sinceScan = 0;
-
-  /** The FnInfo of a new tier-1 function. */
-  private fnInfo(opts: EmitOpts, t: { body: Body; memOps: number }, lins: (number | undefined)[]): FnInfo {
-    const keep = opts.slot >= 0 && t.memOps > 0 && TIER2_MODE === 'local';
-    return { tier: 1, slot: opts.slot, lins, memOps: t.memOps, code: keep ? t.body.encode() : null, memUsed: memUsedOf(t.body) };
-  }
 
   /**
    * The translations a batch's exits may tail-call (translate.ts TailCtx): by physical address, the installed
@@ -1583,162 +1520,6 @@ export class WasmEngine {
     for (const d of done) if (d.pre !== undefined && d.pre >= 0) { this.free.push(d.pre); d.pre = -1; }
   }
 
-  /** The emit options of a new tier-1 function: a hot-counter slot when tier 2 is on and one is free. */
-  private tier1Opts(tail: TailCtx | null = null, inline = false): EmitOpts {
-    if (!TIER2) return { slot: -1, inline, tail };
-    let slot = this.freeSlots_.pop();
-    if (slot === undefined) slot = this.nextSlot < L.HOT_SLOTS ? this.nextSlot++ : -1;
-    return { slot, inline: false };
-  }
-
-  private freeSlot(slot: number): void {
-    if (slot < 0) return;
-    this.freeSlots_.push(slot);
-    this.slotIdx[slot] = 0;
-    this.i32[(L.HOT_COUNTS >> 2) + slot] = 0;
-  }
-
-  /** The hot-counter slots of a batch that will not be installed. */
-  private freeSlots(batch: Batch): void {
-    for (const d of batch.done) { this.freeSlot(d.info.slot); d.info.slot = -1; }
-  }
-
-  /**
-   * Tier 2 (see TIER2): read the tier-1 functions' hot counters, halve them, and translate again with inline
-   * memory probes the hottest of those whose count reached TIER2_HOT and that have memory operands (at most
-   * TIER2_BATCH, one module); compiled like a batch (in the background unless translation is synchronous), then
-   * installTier2. Called from run, between dispatcher calls (no translated code on the stack).
-   */
-  private scanHot(c: SoftCpu): void {
-    this.sinceScan = 0;
-    const I = this.i32, base = L.HOT_COUNTS >> 2, hot: number[] = [];
-    let n = 0;
-    for (let s = 0; s < this.nextSlot; s++) {
-      const k = I[base + s];
-      if (k === 0) continue;
-      I[base + s] = k >> 1;
-      n++;
-      if (k < TIER2_HOT) continue;
-      const idx = this.slotIdx[s], f = this.info[idx];
-      if (idx !== 0 && f !== undefined && f.tier === 1 && f.memOps > 0) hot.push(idx);
-    }
-    if (TIER2_LOG) {
-      const ks: number[] = [];
-      for (let idx = 1; idx < this.blocks.length; idx++) { const f = this.info[idx]; if (f !== undefined && f.slot >= 0 && f.tier === 1) ks.push(I[base + f.slot] * 2); }
-      ks.sort((a, b) => b - a);
-      const sum = ks.reduce((a, b) => a + b, 0), at = (m: number) => ks.slice(0, m).reduce((a, b) => a + b, 0) / Math.max(1, sum);
-      const t2 = this.info.filter((f) => f !== undefined && f.tier !== 1).length;
-      process.stderr.write(`tier2 scan at ${c.instructions}: ${n} counting, ${hot.length} hot, ${t2} tier 2; tier-1 instr ${sum}, top 10/50/200/1000 ${[10, 50, 200, 1000].map((m) => at(m).toFixed(2)).join('/')}, k@50/200 ${ks[50]}/${ks[200]}\n`);
-    }
-    if (hot.length === 0) return;
-    if (hot.length > TIER2_BATCH) {
-      hot.sort((a, b) => I[base + this.info[b]!.slot] - I[base + this.info[a]!.slot]);
-      hot.length = TIER2_BATCH;
-    }
-    const t0 = performance.now();
-    const cache = c.codeCache, local = TIER2_MODE === 'local';
-    const bodies: Body[] = [], items: { old: number; blocks: Block[]; offs: number[][]; info: FnInfo }[] = [];
-    let used = 0;
-    for (const idx of hot) {
-      const blocks = this.blocks[idx]!, f = this.info[idx]!;
-      if (!blocks.some((b, k) => livesIn(b, idx, k, cache.pageGen))) continue;
-      const info: FnInfo = { ...f, tier: 2, code: null };
-      if (local) {
-        // (the same bytes: every block's Block.wasm offsets hold; a member whose page was written is not reinstalled)
-        if (f.code === null || blocks.some((b) => b.wasm === null)) continue;
-        bodies.push(rawBody(f.code));
-        used |= f.memUsed;
-        items.push({ old: idx, blocks, offs: blocks.map((b) => b.wasm!.offs), info });
-        f.tier = 3;
-        continue;
-      }
-      const opts: EmitOpts = { slot: f.slot, inline: true };
-      try {
-        let t: { body: Body; offs: number[][] } | null = null;
-        if (blocks.length === 1) {
-          const r = translateBody(blocks[0], f.lins[0], opts);
-          if (r !== null) t = { body: r.body, offs: [r.offs] };
-        } else {
-          const lins = new Map<Block, number>();
-          blocks.forEach((b, k) => { const l = f.lins[k]; if (l !== undefined) lins.set(b, l); });
-          t = translateRegion(blocks, lins, opts);
-        }
-        if (t === null) continue;
-        bodies.push(t.body);
-        used |= memUsedOf(t.body);
-        items.push({ old: idx, blocks, offs: t.offs, info });
-        f.tier = 3;
-      } catch (err) {
-        f.tier = 2; // (never again)
-        this.report(blocks[0], err);
-      }
-    }
-    if (bodies.length === 0) return;
-    let bytes: Uint8Array<ArrayBuffer>;
-    try {
-      bytes = buildModule(bodies, local, used);
-    } catch (err) {
-      for (const it of items) this.info[it.old]!.tier = 2;
-      this.report(items[0].blocks[0], err);
-      return;
-    }
-    this.stats.tier2Bytes += bytes.length;
-    this.stats.tier2Ms += performance.now() - t0;
-    const fail = (err: unknown) => {
-      for (const it of items) { const f = this.info[it.old]; if (f !== undefined && this.blocks[it.old] === it.blocks) f.tier = 2; }
-      this.report(items[0].blocks[0], err);
-    };
-    if (!ASYNC || Math.min(WASM_HOT, JIT_THRESHOLD) === 0) {
-      try { this.installTier2(items, underBudget(TIER_BUDGETS?.hot ?? START_BUDGET, () => new WebAssembly.Module(bytes)), cache); } catch (err) { fail(err); }
-      return;
-    }
-    // (not counted in `compiling`: the functions it replaces keep running meanwhile, so the run loop need not turn
-    // the event loop more often for it)
-    compileOffThread(bytes, TIER_BUDGETS?.hot ?? START_BUDGET, START_BUDGET).then((mod) => this.installTier2(items, mod, cache), fail);
-  }
-
-  /**
-   * Install tier-2 functions over the functions they translate again (`old`: function-table index): each live
-   * block's dispatch entry and Block.wasm name the new function (same region member numbers), then the old index
-   * is freed (its hot-counter slot too). A function freed or replaced meanwhile, or whose blocks all went stale,
-   * is skipped. Never called while translated code runs (a promise callback, or scanHot between calls).
-   */
-  private installTier2(items: { old: number; blocks: Block[]; offs: number[][]; info: FnInfo }[], mod: WebAssembly.Module, cache: CodeCache): void {
-    const t0 = performance.now();
-    const inst = new WebAssembly.Instance(mod, this.imports);
-    this.stats.tier2Modules++;
-    const gen = cache.pageGen;
-    items.forEach(({ old, blocks, offs, info }, i) => {
-      if (this.blocks[old] !== blocks) return;
-      if (!blocks.some((b, k) => livesIn(b, old, k, gen))) return;
-      const fn = inst.exports['f' + i] as WasmCode['fn'];
-      const idx = this.allocIndex(cache);
-      if (idx >= 1 << K_SHIFT) { this.blocks[idx] = null; this.free.push(idx); this.info[old]!.tier = 2; return; }
-      this.table.set(idx, fn as unknown as WebAssembly.ExportValue);
-      this.blocks[idx] = blocks;
-      this.info[idx] = info;
-      // (the new function counts in the old one's slot)
-      if (info.slot >= 0) this.slotIdx[info.slot] = idx;
-      this.info[old] = undefined;
-      blocks.forEach((block, k) => {
-        if (livesIn(block, old, k, gen)) {
-          const w = idx | (k << K_SHIFT);
-          this.setEntry(block, w, cache);
-          block.wasm = { fn, offs: offs[k], idx: w };
-          this.stats.tier2Blocks++;
-        } else {
-          this.clearEntries(block.pa, old | (k << K_SHIFT));
-        }
-      });
-      this.stats.tier2++;
-      // the old function: nothing names it any more
-      this.blocks[old] = null;
-      this.table.set(old, null);
-      this.free.push(old);
-    });
-    this.stats.tier2Ms += performance.now() - t0;
-  }
-
   /**
    * A function-table index for a new translation: a free one; else a new one while the table has room; else the
    * indices of translations whose page was written since (dead: every lookup compares the page generation first,
@@ -1761,7 +1542,6 @@ export class WasmEngine {
       if (pin) this.kept.add(i);
       else this.blocks[i] = null;
       this.table.set(i, null);
-      this.freeSlot(this.info[i]?.slot ?? -1);
       this.info[i] = undefined;
       list.forEach((b, k) => {
         const w = i | (k << K_SHIFT);
@@ -1814,15 +1594,14 @@ export class WasmEngine {
       this.stats.stale += blocks.length - live;
       // (a planned index of a function not installed: its callers in the module check its blocks' generation, so
       // nothing enters it, except a stub's, whose blocks are still current)
-      if (live === 0) { if (pre !== undefined && pre >= 0) { if (stub) this.kept.add(pre); else this.free.push(pre); } this.freeSlot(info.slot); return; }
+      if (live === 0) { if (pre !== undefined && pre >= 0) { if (stub) this.kept.add(pre); else this.free.push(pre); } return; }
       const fn = inst.exports['f' + i] as WasmCode['fn'];
       if (pin) this.pinned.add(fn);
       const idx = pre !== undefined && pre >= 0 ? pre : this.allocIndex(cache);
-      if (idx >= 1 << K_SHIFT) { this.blocks[idx] = null; this.free.push(idx); this.freeSlot(info.slot); return; }
+      if (idx >= 1 << K_SHIFT) { this.blocks[idx] = null; this.free.push(idx); return; }
       this.table.set(idx, fn as unknown as WebAssembly.ExportValue);
       this.blocks[idx] = blocks;
       this.info[idx] = info;
-      if (info.slot >= 0) { this.i32[(L.HOT_COUNTS >> 2) + info.slot] = 0; this.slotIdx[info.slot] = idx; }
       blocks.forEach((block, k) => {
         if (block.gen !== cache.pageGen[block.pa >>> 12]) return;
         const w = idx | (k << K_SHIFT);
@@ -2119,7 +1898,6 @@ export class WasmEngine {
     c.instructions = I0 + k;
     c.blockInstructions += k;
     c.jitInstructions += k;
-    if ((this.sinceScan += k) >= TIER2_SCAN && TIER2) this.scanHot(c);
     if ((this.sinceRegion += k) >= REGION_SCAN && REREGION) this.reregion(c);
     return k;
   }
@@ -2236,7 +2014,7 @@ export function reregionSettings(): { on: boolean; scan: number; hits: number; u
 }
 /**
  * Whether block `b`, member `k` of the function at table index `idx`, still runs there: its page not written since
- * (`gen`: CodeCache.pageGen) and not translated again elsewhere (REFORM into a later region, tier 2).
+ * (`gen`: CodeCache.pageGen) and not translated again elsewhere (REFORM into a later region).
  */
 function livesIn(b: Block, idx: number, k: number, gen: Int32Array): boolean {
   return b.gen === gen[b.pa >>> 12] && b.wasm !== null && b.wasm.idx === (idx | (k << K_SHIFT));

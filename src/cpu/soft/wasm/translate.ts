@@ -26,10 +26,8 @@
 //   only), for stores the code-page byte, then the access; a miss, MMIO, a page-crossing access or a store into a page holding code calls the
 //   helper `rd`/`wr`, which runs SoftCpu.readLin/writeLin and may throw the CPU fault through the wasm frames);
 //   when that raised an event (self-modifying code, MMIO side effects) the block ends after the instruction;
-//   tier 2 (opt-in, ./runtime.ts TIER2): every function adds the instructions each call ran to a hot counter
-//   (epilogue), and the runtime puts the hottest functions' own bytes again in modules that define their own copies of
-//   the memory functions (buildModule `local`), whose direct calls V8's --wasm-inlining inlines into TurboFan code,
-//   or translates them again with inline TLB probes (EmitOpts.inline);
+//   code translated once user code runs (./runtime.ts INLINE_LATE) probes the TLB inline at every memory operand
+//   (EmitOpts.inline);
 // - the lazy-flag record of a producer is kept in locals, so a following Jcc/SETcc/CMOVcc/INC/DEC of the same block
 //   evaluates its condition inline, and stored to the state area only where something can read it, as the dirty
 //   registers (Translator.produced, commitFlags: before the memory library, a helper or an exit); for flags from before
@@ -63,7 +61,7 @@ import { Form, SY_SYSCALL, SY_SYSRETQ, SY_TSC } from '../fast-forms.ts';
 import { FLAGS_IMPLEMENTED, SYSRET_FLAGS } from '../constants.ts';
 import { Body, ModuleBuilder, Op, I32, I64, F64 } from './emit.ts';
 import * as layout from './layout.ts';
-import { emitTlbProbe, emitTlbProbeRun, emitTlbSlot, emitTlbKey, emitRamAccess, memFnBody, LD_PARAMS, ST_PARAMS } from './tlb-probe.ts';
+import { emitTlbProbe, emitTlbProbeRun, emitTlbSlot, emitTlbKey, emitRamAccess, LD_PARAMS, ST_PARAMS } from './tlb-probe.ts';
 import { emitSse } from './sse.ts';
 import { WASM_RAM_OFFSET } from '../../../memory/guest-memory.ts';
 import { DUMP_FILE, dumpFunction } from './dump.ts';
@@ -254,33 +252,8 @@ export const PRIV_CHAIN = process.env.RINGZERO_WASM_PRIV_CHAIN !== '0';
 // Function indices of the imports (declared in this order).
 const F_RD = 0, F_WR = 1, F_RP = 2, F_CC = 3, F_GP = 4, F_FL = 5, F_SY = 6;
 void F_CC; // (the helper `cc` stays imported for the index order; conditions use the flag library)
-/**
- * RINGZERO_WASM_LOCAL_MEM=1 (off by default): each module defines its own copies of the memory functions its blocks
- * use (ld1, ld2, ld4, ld8, then st1..st8: ./tlb-probe.ts memFnBody), called directly, instead of importing the shared
- * memory library's (a call to another instance's function is an indirect call that switches instances, and V8 never
- * inlines it). Worth it only with V8's --wasm-inlining (RINGZERO_V8_FLAGS, bin/ringzero), which then inlines them into
- * the translated functions TurboFan tiers up. Measured against main (session 15, Linux boots side by side in pairs,
- * main-thread CPU, host load 5-20): the ash loop of 200k iterations 26.3/24.4, 30.7/28.4, 38.1/36.7 s (-4..-8%), md5
- * of 32 MiB 3.28/3.41, 3.40/3.18, 2.90/2.75 s, but the boot 9.05/9.12, 7.55/8.16, 7.39/7.89 s (+1..+8%; process CPU
- * +8..+12%: TurboFan compiles more, and every module's copies start in Liftoff, where the shared library's were
- * optimized once for all). Without --wasm-inlining the copies alone cost the boot ~2% (4 of 5 pairs) and showed no
- * clear effect on the loop. Again on main 6ebbf72 (three VMMs side by side): ash loop 50k 8.62/7.67, 10.35/9.56 s, boot
- * 8.36/8.56, 8.43/8.55 s (process CPU +8..+9%); inlining the loads only (--wasm-inlining-max-size=120, the stores'
- * bodies are larger) gained nothing (8.50, 10.36 s). --wasm-tiering-budget=600000 (default 1800000) alone, same
- * method: ash 8.96/8.66, 9.17/8.56 s, md5 32 MiB 3.61/3.73, 2.80/3.07, 3.47/3.23 s, boot +0..+4% (process +4..+6%);
- * 300000 was worse on all three. Neither is set by default: each trades the boot for the steady state.
- */
-export let LOCAL_MEM = process.env.RINGZERO_WASM_LOCAL_MEM === '1';
-/**
- * The flag library's `fa` (buildFlaglib), imported after the helpers; then the memory functions ld1..ld8, st1..st8:
- * the memory library's, imported, or (LOCAL_MEM, tier-2 modules of runtime.ts) the module's first defined
- * functions. Same indices either way, so a function body is valid in both kinds of module (tier 2 reuses tier 1's).
- */
+/** The flag library's `fa` (buildFlaglib), imported after the helpers; then the memory library's ld1..ld8, st1..st8. */
 const F_FA = 7, F_LD = 8, F_ST = 12, F_TAIL = 16;
-/** Switch LOCAL_MEM (tests; between translations, not while a batch is being translated). */
-export function setLocalMem(on: boolean): void {
-  LOCAL_MEM = on;
-}
 /**
  * S_LOP of a record that is also in the CPU's lazy fields (the runtime copies SoftCpu's record into the state area
  * with this added at the start of a call, and after a helper that may have changed it): the kind is S_LOP - SYNCED
@@ -571,15 +544,13 @@ export const X_SAME = 0, X_CROSS = 1, X_REGION = 2, X_IND = 3, X_RET = 4, X_HELP
 export const X_NAMES = ['same-page', 'cross-page', 'region-miss', 'indirect', 'ret', 'helper', 'self-loop', 'other'];
 
 /**
- * How a function is emitted. Tier 1 (what a block gets when it first becomes hot): memory operands call the shared
- * memory library (inline probes only in self-looping blocks), and, with `slot` >= 0, the function adds the
- * instructions each call ran to its hot counter (layout.ts HOT_COUNTS + 4 * slot; the runtime's tier-2 scan reads
- * them). Tier 2 (`inline`: the hot functions the runtime translates again, ./runtime.ts WasmEngine.scanHot): every
- * memory operand probes the TLB inline and accesses RAM itself on a hit, calling the library (and writing dirty
- * registers back) only on a miss, as the self-looping blocks do; no counter.
+ * How a function is emitted. By default memory operands call the shared memory library (inline probes only in
+ * loops); `inline` (runtime.ts INLINE_LATE: code translated once user code runs): every memory operand probes the TLB
+ * inline and accesses RAM itself on a hit, calling the library (and writing dirty registers back) only on a miss, as
+ * loops do. `tail`: what static exits may tail-call (runtime.ts TAIL).
  */
-export interface EmitOpts { slot: number; inline: boolean; tail?: TailCtx | null }
-export const TIER1: EmitOpts = { slot: -1, inline: false };
+export interface EmitOpts { inline: boolean; tail?: TailCtx | null }
+export const TIER1: EmitOpts = { inline: false };
 
 /** An installed translation a static exit may tail-call (TailCtx.find): its dispatch word, function, instructions. */
 export interface TailTarget {
@@ -643,10 +614,6 @@ class TBody extends Body {
   /** (a scratch body inside WasmEngine.flush's withScratch: encoded into its module before the scope ends) */
   constructor(paramCount: number) { super(paramCount, true); }
   nest = 0;
-  /** The memory functions called (bit LOG2[size], + 4 for a store): buildModule defines those. */
-  memUsed = 0;
-  /** Memory operands emitted (loads and stores through Translator.load/store): tier-2 candidates need some. */
-  memOps = 0;
   /** Calls emitted (Translator.exitIfSlow: whether an instruction made calls other than its inline probes' slow paths). */
   calls = 0;
   override call(f: number): this { this.calls++; return super.call(f); }
@@ -1332,7 +1299,6 @@ class Translator {
     const lp = LAST_PAGE && inline && run < 0;
     if (lp && this.lpVpn[key] < 0) { this.lpVpn[key] = b.local(I64); this.lpBase[key] = b.local(I32); }
     const lpVpn = this.lpVpn[key], lpBase = this.lpBase[key];
-    b.memOps++;
     if (run >= 0) {
       this.runAccess((slow) => {
         b.get(this.runPa);
@@ -1372,7 +1338,6 @@ class Translator {
     this.pos();
     if (SITE_STATS) this.siteCount('ld' + size + (inline ? (run >= 0 ? 'r' : 'i') : ''));
     b.call(F_LD + LOG2[size]).set(dst);
-    b.memUsed |= 1 << LOG2[size];
     check?.slow();
     if (lp) b.i64(LP_NONE).set(lpVpn);
     if (inline) { b.i32(1).set(this.slowL); this.insSlow++; b.close(); }
@@ -1393,7 +1358,6 @@ class Translator {
     if (addr !== undefined && run < 0) { addr(); b.set(this.a); } // (as load's)
     const inline = run >= 0 || this.memInline();
     if (inline) this.slowStart();
-    b.memOps++;
     if (run >= 0) {
       this.runAccess((slow) => {
         check?.hit(slow);
@@ -1416,7 +1380,6 @@ class Translator {
     const before = b.calls;
     if (SITE_STATS) this.siteCount('st' + size + (inline ? (run >= 0 ? 'r' : 'i') : ''));
     b.call(F_ST + LOG2[size]);
-    b.memUsed |= 16 << LOG2[size];
     if (inline) { b.i32(1).set(this.slowL); this.insSlow++; b.close(); }
     // (the memory library leaves the paging state as it was: the loads' pages stay usable)
     this.lpKeep(before);
@@ -2451,11 +2414,11 @@ const imm64 = (lo: number, hi: number): number | bigint =>
   (hi === 0 || (hi === -1 && lo < 0)) ? (hi === 0 ? lo >>> 0 : lo) : (BigInt(hi | 0) << 32n) | BigInt(lo >>> 0);
 
 /** Translate one block into a function body; null if it has nothing worth translating. */
-export function translateBody(block: Block, lin?: number, opts: EmitOpts = TIER1): { body: Body; offs: number[]; memOps: number } | null {
+export function translateBody(block: Block, lin?: number, opts: EmitOpts = TIER1): { body: Body; offs: number[] } | null {
   const offs = blockOffsets(block);
   if (offs === null) return null;
   const first = emitBlock(block, offs, null, opts, lin);
-  if (!first.selfLoop) { dump(first, [block], lin === undefined ? [] : [lin]); return { body: first.b, offs, memOps: first.b.memOps }; }
+  if (!first.selfLoop) { dump(first, [block], lin === undefined ? [] : [lin]); return { body: first.b, offs }; }
   // A block that loops on itself is emitted again with the registers its first version cached loaded before the
   // loop, so they stay in locals across iterations: at the loop's top they are cached, and dirty when the first
   // version's back edge had them dirty (stores then happen at memory accesses and exits, not per iteration).
@@ -2463,7 +2426,7 @@ export function translateBody(block: Block, lin?: number, opts: EmitOpts = TIER1
   for (let r = 0; r < 16; r++) if (first.rc[r] >= 0) { pre.push(r); if (first.backDirty[r]) dirty.push(r); }
   const T = emitBlock(block, offs, { pre, dirty }, opts, lin);
   dump(T, [block], lin === undefined ? [] : [lin]);
-  return { body: T.b, offs, memOps: T.b.memOps };
+  return { body: T.b, offs };
 }
 
 /** RINGZERO_WASM_DUMP: the function T emitted, with its instructions' guest addresses (./dump.ts). */
@@ -2495,16 +2458,9 @@ function emitBlock(block: Block, offs: number[], loop: { pre: number[]; dirty: n
   return T;
 }
 
-/**
- * The function's result, the instructions this call ran (n + xc), added first to its hot counter when it has one
- * (EmitOpts.slot: five operations per call; the runtime's scan reads and decays the counters).
- */
+/** The function's result: the instructions this call ran (n + xc). */
 function epilogue(T: Translator): void {
-  const b = T.b, slot = T.opts.slot;
-  b.get(T.n).get(T.xc).op(Op.i32Add);
-  if (slot < 0) return;
-  b.tee(T.c32);
-  b.i32(0).i32(0).mem(Op.i32Load, 2, L.HOT_COUNTS + 4 * slot).get(T.c32).op(Op.i32Add).mem(Op.i32Store, 2, L.HOT_COUNTS + 4 * slot);
+  T.b.get(T.n).get(T.xc).op(Op.i32Add);
 }
 
 /** The self-loop register sets of a block (its first emission's cache), or null when it does not loop on itself. */
@@ -2733,7 +2689,7 @@ function cutGroup(g: number[], blocks: Block[], edges: number[][]): number[][] {
  * Translate a region's blocks (groupRegions; at least two) into one function body (see Region); null if none of
  * them is worth translating (then each is translated alone, or not).
  */
-export function translateRegion(members: Block[], lins?: Map<Block, number>, opts: EmitOpts = TIER1): { body: Body; offs: number[][]; memOps: number } | null {
+export function translateRegion(members: Block[], lins?: Map<Block, number>, opts: EmitOpts = TIER1): { body: Body; offs: number[][] } | null {
   const offsList: number[][] = [];
   for (const m of members) { const o = blockOffsets(m); if (o === null) return null; offsList.push(o); }
   const loops = members.map((m, j) => loopRegs(m, offsList[j], opts));
@@ -2799,7 +2755,7 @@ export function translateRegion(members: Block[], lins?: Map<Block, number>, opt
   if (COUNT_CHAINS) b.get(T.st).get(T.st).mem(Op.i32Load, 2, L.S_INTRA).get(R.intra).op(Op.i32Add).mem(Op.i32Store, 2, L.S_INTRA);
   epilogue(T);
   dump(T, members, R.lins);
-  return { body: b, offs: offsList, memOps: b.memOps };
+  return { body: b, offs: offsList };
 }
 
 /**
@@ -4474,32 +4430,11 @@ function emitOther(T: Translator, e: BlockEntry, i: number, next: number): void 
     } else if (k === 2) T.insMem = true;
 }
 
-/** Bodies of the memory functions by function (bit of TBody.memUsed): they are the same in every module. */
-let memFns: Body[] | undefined;
-/** The body of a memory function no block of the module calls (one instruction: nearly nothing to compile). */
-const UNUSED = new Body(0);
-UNUSED.op(Op.unreachable);
-
-/** The memory functions a body calls (TBody.memUsed; all of them for a body of another kind). */
-export function memUsedOf(b: Body): number {
-  return b instanceof TBody ? b.memUsed : 255;
-}
-
-/** A function body given as its encoded bytes (Body.encode: locals, code, end), for a module of its own. */
-class RawBody extends Body {
-  constructor(private readonly bytes: Uint8Array) { super(0); }
-  override head(): number[] { return []; }
-  override size(): number { return this.bytes.length; }
-  override writeTo(out: Uint8Array, at: number): number { out.set(this.bytes, at); return at + this.bytes.length; }
-}
-export function rawBody(bytes: Uint8Array): Body { return new RawBody(bytes); }
-
 /**
- * One module holding the given block functions, exported as f0, f1, ..., and (`local`: LOCAL_MEM, or a tier-2
- * module) the memory functions they call (`used`: bits of TBody.memUsed), with the slow path through the imported
- * helpers `rd`/`wr`.
+ * One module holding the given block functions, exported as f0, f1, ...; they import the helpers, the flag library,
+ * the memory library and (`tails`) the translations their exits tail-call; `names`: their names in the name section.
  */
-export function buildModule(bodies: Body[], local = LOCAL_MEM, used = -1, tails = 0, names?: readonly string[], links = 0): Uint8Array<ArrayBuffer> {
+export function buildModule(bodies: Body[], tails = 0, names?: readonly string[], links = 0): Uint8Array<ArrayBuffer> {
   const m = new ModuleBuilder();
   // (the functions' type first: type index BLOCK_TYPE)
   const t = m.type([I32, F64, I32, I32, I32], [I32]);
@@ -4516,20 +4451,9 @@ export function buildModule(bodies: Body[], local = LOCAL_MEM, used = -1, tails 
   const ldT = m.type(LD_PARAMS, [I64]);
   const stT = m.type(ST_PARAMS, []);
   m.importFunc('e', 'fa', m.type([I32], [I32]));
-  if (local) {
-    if (used < 0) { used = 0; for (const b of bodies) used |= memUsedOf(b); }
-    const fns = memFns ??= Array.from({ length: 8 }, (_, i) => memFnBody(1 << (i & 3), i >= 4, F_RD, F_WR));
-    const unusedT = m.type([], []);
-    for (let i = 0; i < 8; i++) {
-      if (used & (1 << i)) m.func(i < 4 ? ldT : stT, fns[i], undefined, 'rz.mem.' + (i < 4 ? 'ld' : 'st') + (1 << (i & 3)));
-      else m.func(unusedT, UNUSED);
-    }
-  } else {
-    for (const n of [1, 2, 4, 8]) m.importFunc('e', 'ld' + n, ldT);
-    for (const n of [1, 2, 4, 8]) m.importFunc('e', 'st' + n, stT);
-  }
+  for (const n of [1, 2, 4, 8]) m.importFunc('e', 'ld' + n, ldT);
+  for (const n of [1, 2, 4, 8]) m.importFunc('e', 'st' + n, stT);
   // (the translations tail exits call, TailCtx.fns: function indices F_TAIL + i, after the memory library's)
-  if (tails > 0 && local) throw new Error('tail calls need the imported memory library');
   for (let i = 0; i < tails; i++) m.importFunc('t', 'f' + i, t);
   bodies.forEach((b, i) => m.func(t, b, 'f' + i, names?.[i]));
   return m.encode();

@@ -1,23 +1,21 @@
-// Tier 2 of the wasm translator (src/cpu/soft/wasm/runtime.ts WasmEngine.scanHot/installTier2): hot translated
-// functions are translated again with inline TLB probes on every memory operand (translate.ts EmitOpts.inline) and
-// installed over the old ones. Here every function that ran is hot (scan after every call, threshold 1), so the loops
-// below run in tier-2 code after their first dispatcher call, and must leave exactly what the interpreter leaves when
-// the inline fast path must not be taken: a store into a page holding code (self-modifying code), TLB misses, MMIO,
-// accesses straddling a page end, and faults (dirty cached registers and a deferred flag record committed first).
+// Translated code with inline TLB probes on every memory operand (translate.ts EmitOpts.inline: what runtime.ts
+// INLINE_LATE gives code translated once user code runs; INLINE_ALL, set here, gives it to every function). The
+// loops below must leave exactly what the interpreter leaves where the inline fast path must not be taken: a store
+// into a page holding code (self-modifying code), TLB misses, MMIO, accesses straddling a page end, and faults
+// (dirty cached registers and a deferred flag record committed first).
 // Machine code from GNU as (`as --64`, Intel syntax in the comments).
 import test from 'node:test';
 import assert from 'node:assert/strict';
 import { cpuState, hexBytes, runBlocksToHalt, CODE, DATA, STACK_TOP, interpreterOrWasmMachine, protectFaultPages, RO_PAGE, MISSING_PAGE, type Machine } from './support/soft-cpu.ts';
 import { setHotThreshold, setJitThreshold } from '../src/cpu/soft/code-cache.ts';
 import type { GuestMemory } from '../src/memory/guest-memory.ts';
-import { setTier2 } from '../src/cpu/soft/wasm/runtime.ts';
 import { disassemble } from '../src/cpu/soft/wasm/dump.ts';
-import { translateBody, TIER1 } from '../src/cpu/soft/wasm/translate.ts';
+import { translateBody, TIER1, setInlineAll } from '../src/cpu/soft/wasm/translate.ts';
 
 setHotThreshold(0);
 setJitThreshold(0);
-setTier2(true, 1, 1);
-test.after(() => setTier2(false, 8_000_000, 16_000, 'local'));
+const inlineAll = setInlineAll(true);
+test.after(() => setInlineAll(inlineAll));
 
 const memories: GuestMemory[] = [];
 test.after(() => { for (const m of memories) m.close(); });
@@ -41,9 +39,9 @@ function agree(code: number[], prepare: (m: Machine) => void = () => {}, dataByt
       },
     };
   });
-  assert.deepEqual(results[1].s, results[0].s, 'tier-2 code = interpreter');
-  const w = results[1].m.cpu.wasm!.stats;
-  assert.ok(w.tier2 >= 1, `functions installed in tier 2: ${w.tier2}`);
+  assert.deepEqual(results[1].s, results[0].s, 'translated code = interpreter');
+  const c = results[1].m.cpu;
+  assert.ok(c.jitInstructions > 100, `instructions run in wasm: ${c.jitInstructions}`);
   return results[1].m;
 }
 
@@ -54,9 +52,8 @@ const fill = (m: Machine) => {
   m.mem.write(DATA, d);
 };
 
-for (const mode of ['local', 'inline']) {
-  test(`(${mode}) a store from tier-2 code into a page holding translated code takes the helper: the patched instruction runs`, () => {
-    setTier2(true, 1, 1, mode);
+{
+  test(`a store from inline-probed code into a page holding translated code takes the helper: the patched instruction runs`, () => {
     //   mov ecx,300 / xor ebx,ebx / mov edi,0x200000 / lea rsi,[rip+patch+2]
     //   1: patch: add ebx,1 / jmp 2f / 2: mov rax,rdi / cmp ecx,100 / cmove rax,rsi / mov byte [rax],5 / add rdi,1
     //   dec ecx / jnz 1b / hlt
@@ -69,8 +66,7 @@ for (const mode of ['local', 'inline']) {
     assert.ok(m.cpu.codeCache.stats.invalidations >= 1);
   });
 
-  test(`(${mode}) a store from tier-2 code that hits the write TLB in a page that now holds code takes the helper`, () => {
-    setTier2(true, 1, 1, mode);
+  test(`a store from inline-probed code that hits the write TLB in a page that now holds code takes the helper`, () => {
     //   mov ecx,300 / xor ebx,ebx / mov edi,0x200800 / 1: mov [rdi+1],ecx / jmp 2f / 2: call rdi / add ebx,eax
     //   dec ecx / jnz 1b / hlt
     // and at 0x200800 (the data page): mov eax,0 / ret. Each pass stores ecx into that MOV's immediate, then calls
@@ -82,8 +78,7 @@ for (const mode of ['local', 'inline']) {
     assert.ok(m.cpu.codeCache.stats.invalidations >= 32, `invalidations: ${m.cpu.codeCache.stats.invalidations}`);
   });
 
-  test(`(${mode}) loads and stores of every size from tier-2 code, on TLB hits, misses and straddling a page end, match the interpreter`, () => {
-    setTier2(true, 1, 1, mode);
+  test(`loads and stores of every size from inline-probed code, on TLB hits, misses and straddling a page end, match the interpreter`, () => {
     // mov ecx,40
     // 1: movzx eax,byte [rsi] / movzx ebx,word [rsi+2] / mov edx,[rsi+4] / mov r8,[rsi+8] / add r8,rcx
     //    mov [rdi],al / mov [rdi+2],bx / mov [rdi+4],edx / mov [rdi+8],r8 / add rsi,1 / add rdi,1 / jmp 2f
@@ -100,8 +95,7 @@ for (const mode of ['local', 'inline']) {
     assert.ok(m.cpu.wasm!.stats.slow >= 8, `slow accesses: ${m.cpu.wasm!.stats.slow}`);
   });
 
-  test(`(${mode}) TLB misses and MMIO accesses from tier-2 code go through the helpers with exact results`, () => {
-    setTier2(true, 1, 1, mode);
+  test(`TLB misses and MMIO accesses from inline-probed code go through the helpers with exact results`, () => {
     //   mov ecx,200 / mov esi,0x200000
     //   1: mov eax,[rsi] / add eax,ecx / mov [rdx],eax / mov ebx,[rdx+4] / add [rsi+4],ebx / jmp 2f
     //   2: mov [rsi],eax / add rsi,4104 / dec ecx / jnz 1b / hlt
@@ -126,9 +120,8 @@ for (const mode of ['local', 'inline']) {
   });
 
   for (const [what, page] of [['not present (load)', MISSING_PAGE], ['read-only (store)', RO_PAGE]] as const) {
-    test(`(${mode}) a fault in tier-2 code on a page ${what} sees every earlier instruction's registers and flags`, () => {
-      setTier2(true, 1, 1, mode);
-      //   mov ecx,200 / mov esi,0x200000 / xor ebx,ebx / xor edx,edx
+    test(`a fault in inline-probed code on a page ${what} sees every earlier instruction's registers and flags`, () => {
+        //   mov ecx,200 / mov esi,0x200000 / xor ebx,ebx / xor edx,edx
       //   1: add rbx,rcx / lea rdx,[rdx+rbx*2] / mov rax,[rsi] / add rax,rdx / mov [rsi+8],rax / sub r8d,ecx / jmp 2f
       //   2: cmp ecx,20 / jne 3f / mov esi,PAGE-16 / 3: add rsi,16 / mov r9,[rsi] / xor r9,rbx / mov [rsi],r9d
       //   dec ecx / jnz 1b / hlt
@@ -144,53 +137,34 @@ for (const mode of ['local', 'inline']) {
     });
   }
 
-  test(`(${mode}) tier 2 replaces the function in place: its blocks name the new function and the old table index is freed`, () => {
-    setTier2(true, 1, 1, mode);
+  test('an inline-probed body holds TLB probes, the default one none: it calls the memory library', () => {
     // the loop of the first test above, without the patch (cmp ecx,1000: the cmove is never taken)
     const code = hexBytes(`b9 2c 01 00 00 31 db bf 00 00 20 00 48 8d 35 02 00 00 00 83 c3 01 eb 00 48 89 f8 81 f9 e8 03
       00 00 48 0f 44 c6 c6 00 05 48 83 c7 01 ff c9 75 e3 f4`);
     const m = interpreterOrWasmMachine('wasm', memories);
     m.mem.write(CODE, Uint8Array.from(code));
-    const w = m.cpu.wasm!;
-    // tier 1 only (no scan), twice: every block is translated (at its second run)
-    setTier2(true, 1e15, 1, mode);
-    try {
-      runBlocksToHalt(m, 1_000_000);
-      m.cpu.setGpr(3, 0n);
-      runBlocksToHalt(m, 1_000_000);
-    } finally {
-      setTier2(true, 1, 1, mode);
-    }
-    assert.equal(m.cpu.getGpr(3), 300n);
-    assert.equal(w.stats.tier2, 0);
-    // (the loop's second block, with the store: translated alone, at the threshold of 0)
-    const loop = m.cpu.codeCache.translated.get((CODE + 0x18) * 16 + 8)!;
-    const idx1 = loop.wasm!.idx, live1 = w.tableUse().live;
-    // again, now scanning: the region is translated again and installed over the old one
-    m.cpu.setGpr(3, 0n);
     runBlocksToHalt(m, 1_000_000);
     assert.equal(m.cpu.getGpr(3), 300n);
-    assert.ok(w.stats.tier2 >= 1 && w.stats.tier2Blocks >= 1, `tier 2: ${w.stats.tier2} functions, ${w.stats.tier2Blocks} blocks`);
-    assert.notEqual(loop.wasm!.idx, idx1, 'the block names the tier-2 function');
-    assert.equal(w.tableUse().live, live1, 'the old function\'s table index was freed');
-    // the tier-2 body has inline probes (a TLB tag compared with the access's page, ../src/cpu/soft/wasm/tlb-probe.ts:
-    // i64.and by -4096, then i64.ne), tier 1's has none: it calls the memory library
-    const t1 = translateBody(loop, undefined, TIER1)!, t2 = translateBody(loop, undefined, { slot: -1, inline: true })!;
+    // (the loop's second block, with the store: translated alone, at the threshold of 0)
+    const loop = m.cpu.codeCache.translated.get((CODE + 0x18) * 16 + 8)!;
+    assert.ok(loop, 'the block with the store is translated');
+    // an inline probe: a TLB tag compared with the access's page (../src/cpu/soft/wasm/tlb-probe.ts: i64.and by
+    // -4096, then i64.ne)
     const probes = (code: Uint8Array): number => {
       const ops = disassemble(code, 0, code.length).map((l) => l.trim());
       let n = 0;
       for (let i = 2; i < ops.length; i++) if (ops[i] === 'i64.ne' && (ops[i - 1] === 'i64.and' || (ops[i - 1].startsWith('local.tee') && ops[i - 2] === 'i64.and'))) n++;
       return n;
     };
-    assert.equal(probes(t1.body.code()), 0, 'tier 1: no inline probe');
-    assert.ok(probes(t2.body.code()) >= 1, 'tier 2: inline probes');
-    assert.ok(t2.body.code().length > t1.body.code().length, `tier 2 bigger: ${t2.body.code().length} against ${t1.body.code().length} bytes`);
-    // a third run stays in tier 2: nothing translated again
-    const n = w.stats.tier2, compiled = w.stats.compiled;
-    m.cpu.setGpr(3, 0n);
-    runBlocksToHalt(m, 1_000_000);
-    assert.equal(m.cpu.getGpr(3), 300n);
-    assert.equal(w.stats.tier2, n);
-    assert.equal(w.stats.compiled, compiled);
+    const t2 = translateBody(loop, undefined, { inline: true })!;
+    setInlineAll(false);
+    try {
+      const t1 = translateBody(loop, undefined, TIER1)!;
+      assert.equal(probes(t1.body.code()), 0, 'default: no inline probe');
+      assert.ok(probes(t2.body.code()) >= 1, 'inline: probes');
+      assert.ok(t2.body.code().length > t1.body.code().length, `inline bigger: ${t2.body.code().length} against ${t1.body.code().length} bytes`);
+    } finally {
+      setInlineAll(true);
+    }
   });
 }
