@@ -7,15 +7,26 @@
 // block was not in wasm (with RINGZERO_TIER_STATS=1). QEMU TCG runs the same passes for reference.
 //
 //   node --import tsx bench/io-passes.ts [--passes 8] [--mb 16] [--only ringzero,qemu] [--cmd read|write|buffered]
+//                                        [--qemu-count] [--profile-dir DIR [--kallsyms FILE]] [--nokaslr]
 //
 // Prints one row per pass and VMM (ns of guest-thread CPU per guest instruction; QEMU's count is ringzero's, as both
-// guests run the same kernel path: bench/io's README section), then one JSON line. On stderr, per ringzero pass: wall,
+// guests run the same kernel path: bench/io's README section, unless --qemu-count counts QEMU's own with a TCG plugin,
+// bench/support/qemu-icount-plugin.c, built with gcc and cached), then one JSON line. Per pass and VMM also the
+// guest's own block requests per MiB and KiB per request (/sys/block/vda/stat, read before and after the pass), and
+// once per VMM the guest's request queue limits and the device's negotiated features (/sys/block/vda/queue/*,
+// /sys/block/vda/device/features), so the two VMMs' splitting of a 1 MiB read can be compared.
+// --profile-dir DIR: where each VMM's guest ran its instructions in each pass, DIR/VMM-passN.txt (hex guest address,
+// instructions): ringzero's from `--profile-guest` (one RIP sampled per run-loop slice, weighted by the slice's
+// instructions; the control socket's `guest-profile` between passes), QEMU's exact by translation block start (needs
+// --qemu-count). With --kallsyms FILE (the guest's /proc/kallsyms of a `nokaslr` boot; --nokaslr boots both guests so)
+// the last pass's top functions are printed side by side, in instructions per MiB. On stderr, per ringzero pass: wall,
 // guest-thread CPU and its wait for a CPU, process CPU, modules and blocks translated, the mean wait of a module from
 // its flush to its install, and each thread's CPU (RINGZERO_BENCH_TIDS=1: by thread id; V8's workers are all "node").
 // RINGZERO_BENCH_WINDOWS=FILE notes each pass's interval for a RINGZERO_VMM_CPU_PROF profile (as bench/io);
 // RINGZERO_BENCH_PERF=DIR records `perf` CPU samples of the guest thread per pass (with NODE_OPTIONS=--perf-basic-prof;
 // RINGZERO_BENCH_PERF_ALL=1: of all the VMM's threads).
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -23,6 +34,7 @@ import { CMDLINE, warmHostCache, nameList, onCleanup, positiveInt, printTable, q
 import { BenchGuest } from './support/session.ts';
 import { controlRequest } from '../src/vmm/control.ts';
 import { threadRunTimes } from '../src/sys/proc-stat.ts';
+import { parseKallsyms, symbolFor } from '../src/vmm/guest-profile.ts';
 
 const { values } = benchArgs(import.meta.url, {
   options: {
@@ -31,11 +43,33 @@ const { values } = benchArgs(import.meta.url, {
     only: { type: 'string', default: 'ringzero,qemu' },
     memory: { type: 'string', default: '256M' },
     cmd: { type: 'string', default: 'read' },
+    'qemu-count': { type: 'boolean', default: false },
+    'profile-dir': { type: 'string' },
+    kallsyms: { type: 'string' },
+    nokaslr: { type: 'boolean', default: false },
   },
 });
+const cmdline = values.nokaslr ? `${CMDLINE} nokaslr` : CMDLINE;
+const profileDir = values['profile-dir'];
+if (profileDir) fs.mkdirSync(profileDir, { recursive: true });
+const symbols = values.kallsyms ? parseKallsyms(fs.readFileSync(values.kallsyms, 'utf8')) : [];
+/** Each VMM's last-pass profile: instructions by function. */
+const lastProfile = new Map<string, Map<string, number>>();
+function profileByFunction(counts: Map<string, number>): Map<string, number> {
+  const out = new Map<string, number>();
+  for (const [hex, n] of counts) {
+    const where = symbolFor(symbols, Number(BigInt.asIntN(64, BigInt(`0x${hex}`))));
+    out.set(where, (out.get(where) ?? 0) + n);
+  }
+  return out;
+}
+function writeProfile(file: string, counts: Map<string, number>): void {
+  fs.writeFileSync(file, [...counts].sort((a, b) => b[1] - a[1]).map(([a, n]) => `${a} ${n}`).join('\n') + '\n');
+}
 const passes = positiveInt('passes', values.passes);
 const mb = positiveInt('mb', values.mb);
 const only = nameList('only', values.only, ['ringzero', 'qemu']);
+if (profileDir && only.includes('qemu') && !values['qemu-count']) throw new Error('--profile-dir: QEMU\'s profile needs --qemu-count');
 const image = requireImage('io-passes');
 const work = fs.mkdtempSync(path.join(os.tmpdir(), 'ringzero-bench-io-passes-'));
 onCleanup(() => fs.rmSync(work, { recursive: true, force: true }));
@@ -51,6 +85,53 @@ const commands: Record<string, string> = {
 const command = commands[values.cmd!];
 if (!command) throw new Error(`--cmd: one of ${Object.keys(commands).join(', ')}`);
 
+/** --qemu-count: the plugin, built once per source text into the bench cache. */
+function icountPlugin(): string {
+  const src = path.join(path.dirname(new URL(import.meta.url).pathname), 'support', 'qemu-icount-plugin.c');
+  const key = createHash('sha256').update(fs.readFileSync(src)).digest('hex').slice(0, 16);
+  const dir = path.join(os.homedir(), '.cache', 'ringzero', 'bench', `icount-${key}`);
+  const so = path.join(dir, 'icount.so');
+  if (!fs.existsSync(so)) {
+    fs.mkdirSync(dir, { recursive: true });
+    execFileSync('gcc', ['-O2', '-Wall', '-shared', '-fPIC', '-o', `${so}.tmp`, src, '-lpthread'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    fs.renameSync(`${so}.tmp`, so);
+  }
+  return so;
+}
+const icountOut = path.join(work, 'qemu-icount.bin');
+/** QEMU's instructions so far (the plugin's counter file; 0 until it is written). */
+function qemuInstructions(): number {
+  try {
+    const b = fs.readFileSync(icountOut);
+    return b.length >= 8 ? Number(b.readBigUInt64LE(0)) : 0;
+  } catch {
+    return 0;
+  }
+}
+/** The plugin's instructions by block start since boot (hex address -> count). */
+async function qemuBlocks(): Promise<Map<string, number>> {
+  const file = path.join(work, 'qemu-blocks.txt');
+  fs.writeFileSync(`${icountOut}.req`, file);
+  for (let i = 0; i < 2000 && fs.existsSync(`${icountOut}.req`); i++) await new Promise((r) => setTimeout(r, 5));
+  const out = new Map<string, number>();
+  for (const line of fs.readFileSync(file, 'utf8').split('\n')) {
+    const [a, n] = line.split(' ');
+    if (n) out.set(a, (out.get(a) ?? 0) + Number(n));
+  }
+  return out;
+}
+/** ringzero's guest profile since the last call: hex address -> instructions (samples x slice). */
+async function ringzeroProfile(): Promise<Map<string, number>> {
+  const r = await controlRequest(sock, { cmd: 'guest-profile' }, 30_000) as { ok: boolean; every?: number; addresses?: [string, number][]; error?: string };
+  if (!r.ok) throw new Error(`guest-profile: ${r.error}`);
+  return new Map(r.addresses!.map(([a, n]) => [a, n * r.every!]));
+}
+/** The guest's /sys/block/vda/stat fields (Documentation/block/stat.rst): read I/Os, merges, sectors, ms, write I/Os, ... */
+async function blockStat(g: BenchGuest, tag: string): Promise<number[]> {
+  const r = await g.timed(tag, 'cat /sys/block/vda/stat', 120_000);
+  return r.output.trim().split(/\s+/).map(Number);
+}
+
 type Flat = Record<string, number>;
 function flatten(v: unknown, prefix: string, out: Flat): Flat {
   if (typeof v === 'number') out[prefix] = v;
@@ -62,7 +143,7 @@ async function stats(): Promise<Flat> {
   return flatten(r, '', {});
 }
 
-interface Row { vmm: string; pass: number; threadMs: number; instr: number; nsPerInstr: number; notWasm: number; calls: number; compiled: number; compileMs: number; libCalls: number; replays: number; walks: number; lookups: number; named: number; writeBacks: number; regLoads: number; jsTier: number[] }
+interface Row { vmm: string; pass: number; threadMs: number; instr: number; requests: number; kibPerRequest: number; nsPerInstr: number; notWasm: number; calls: number; compiled: number; compileMs: number; libCalls: number; replays: number; walks: number; lookups: number; named: number; writeBacks: number; regLoads: number; jsTier: number[] }
 const rows: Row[] = [];
 const sumOf = (a: Flat, b: Flat, re: RegExp): number => Object.keys(b).filter((k) => re.test(k)).reduce((n, k) => n + b[k] - (a[k] ?? 0), 0);
 let ringzeroInstr: number[] = [];
@@ -79,15 +160,25 @@ function threadCpu(g: BenchGuest): Map<string, number> {
 const monoOffsetUs = Number(process.hrtime.bigint() / 1000n) - performance.now() * 1000;
 for (const vmm of only) {
   const guest = vmm === 'ringzero'
-    ? BenchGuest.ringzero('ringzero soft', ['--engine', 'soft', '--memory', values.memory!, '--cmdline', CMDLINE, '--disk', disk, '--control-socket', sock])
-    : qemuPresent() ? BenchGuest.qemu('qemu -accel tcg', qemuTcgArgs({ kernel: image.kernel, initrd: image.initrd, cmdline: CMDLINE, cpus: 1, memory: values.memory! },
-      ['-name', 'bench-io-passes,debug-threads=on', '-drive', `if=none,id=d0,file=${disk},format=raw`, '-device', 'virtio-blk-pci,drive=d0']))
+    ? BenchGuest.ringzero('ringzero soft', ['--engine', 'soft', '--memory', values.memory!, '--cmdline', cmdline, '--disk', disk, '--control-socket', sock,
+      ...(profileDir ? ['--profile-guest', path.join(profileDir, 'ringzero-rest.json')] : [])])
+    : qemuPresent() ? BenchGuest.qemu('qemu -accel tcg', qemuTcgArgs({ kernel: image.kernel, initrd: image.initrd, cmdline, cpus: 1, memory: values.memory! },
+      ['-name', 'bench-io-passes,debug-threads=on', '-drive', `if=none,id=d0,file=${disk},format=raw`, '-device', 'virtio-blk-pci,drive=d0',
+        ...(values['qemu-count'] ? ['-plugin', `${icountPlugin()},out=${icountOut}`] : [])]))
       : undefined;
   if (!guest) continue;
   // (the same host page-cache state for both VMMs' disk: common.ts warmHostCache)
   warmHostCache(disk);
   await guest.waitForShell();
+  // (the guest's request queue limits and the device's features, once: what decides how a 1 MiB read is split)
+  const limits = await guest.timed('limits', 'cd /sys/block/vda/queue; for f in *; do [ -f $f ] && echo "$f=$(cat $f)"; done; echo features=$(cat /sys/block/vda/device/features); cd /', 120_000);
+  console.error(`${vmm}: /sys/block/vda: ${limits.output.trim().split('\n').join(' ')}`);
+  const counting = vmm === 'qemu' && values['qemu-count'];
   for (let p = 1; p <= passes; p++) {
+    const st0 = await blockStat(guest, `s${p}a`);
+    const blocks0 = counting && profileDir ? await qemuBlocks() : undefined;
+    if (vmm === 'ringzero' && profileDir) await ringzeroProfile();
+    const q0 = counting ? qemuInstructions() : 0;
     const a = vmm === 'ringzero' ? await stats() : {};
     const th0 = threadCpu(guest);
     // (RINGZERO_BENCH_PERF=DIR: `perf record -e cpu-clock` of ringzero's guest thread over each pass, DIR/passN.data:
@@ -100,12 +191,28 @@ for (const vmm of only) {
     if (perf) { perf.kill('SIGINT'); await new Promise((r) => perf.once('exit', r)); }
     const th1 = threadCpu(guest);
     const b = vmm === 'ringzero' ? await stats() : {};
+    // (the plugin writes its counter every 1 ms; the guest is back at its prompt, idle, once the end marker arrived)
+    if (counting) await new Promise((r) => setTimeout(r, 20));
+    const q1 = counting ? qemuInstructions() : 0;
+    if (profileDir) {
+      let counts: Map<string, number>;
+      if (vmm === 'ringzero') counts = await ringzeroProfile();
+      else {
+        counts = await qemuBlocks();
+        for (const [a, n] of blocks0!) { const v = counts.get(a)! - n; if (v > 0) counts.set(a, v); else counts.delete(a); }
+      }
+      writeProfile(path.join(profileDir, `${vmm}-pass${p}.txt`), counts);
+      if (symbols.length > 0) lastProfile.set(vmm, profileByFunction(counts));
+    }
+    const st1 = await blockStat(guest, `s${p}b`);
     const d = (k: string) => ((b[k] ?? 0) - (a[k] ?? 0)) / mb;
-    const instr = vmm === 'ringzero' ? d('instructions') : (ringzeroInstr[p - 1] ?? NaN);
+    const instr = vmm === 'ringzero' ? d('instructions') : counting ? (q1 - q0) / mb : (ringzeroInstr[p - 1] ?? NaN);
+    const reads = st1[0] - st0[0], writes = st1[4] - st0[4];
+    const requests = (reads + writes) / mb, kibPerRequest = ((st1[2] - st0[2] + st1[6] - st0[6]) / 2) / Math.max(1, reads + writes);
     if (vmm === 'ringzero') ringzeroInstr.push(instr);
     const threadMs = (r.threadS * 1000) / mb;
     rows.push({
-      vmm, pass: p, threadMs, instr, nsPerInstr: (threadMs * 1e6) / instr, notWasm: d('instructions') - d('soft.jitInstructions'),
+      vmm, pass: p, threadMs, instr, requests, kibPerRequest, nsPerInstr: (threadMs * 1e6) / instr, notWasm: d('instructions') - d('soft.jitInstructions'),
       calls: d('soft.wasm.calls'), compiled: d('soft.wasm.compiled'), compileMs: d('soft.wasm.compileMs'), libCalls: d('soft.wasm.libCalls'),
       replays: d('soft.wasm.replays'), walks: d('soft.tlbWalks'),
       // (with RINGZERO_WASM_EXIT_STATS=1: ways into the dispatcher that looked their target up / named it, register
@@ -132,7 +239,16 @@ for (const vmm of only) {
   guest.close();
 }
 const f = (x: number, d = 0) => (Number.isFinite(x) ? x.toFixed(d) : '-');
-console.log(`\nper MiB of \`${command}\`, pass by pass (guest-thread CPU; QEMU's ns per instruction with ringzero's count):`);
-printTable(['vmm', 'pass', 'thread ms', 'k instr', 'ns/instr', 'not in wasm', 'wasm calls', 'translated', 'compile ms', 'lib calls', 'replays', 'walks', 'lookups', 'named exits', 'write-backs', 'reg loads', 'JS tier: warming/queued/in flight/never/too long'],
-  rows.map((r) => [r.vmm, String(r.pass), f(r.threadMs, 2), f(r.instr / 1000, 1), f(r.nsPerInstr, 1), f(r.notWasm), f(r.calls), f(r.compiled, 1), f(r.compileMs, 2), f(r.libCalls), f(r.replays, 1), f(r.walks, 1), f(r.lookups), f(r.named), f(r.writeBacks), f(r.regLoads), r.jsTier.map((x) => f(x)).join('/')]));
+console.log(`\nper MiB of \`${command}\`, pass by pass (guest-thread CPU; QEMU's ns per instruction with ${values['qemu-count'] ? 'its own count' : 'ringzero\'s count'}):`);
+printTable(['vmm', 'pass', 'thread ms', 'k instr', 'ns/instr', 'requests', 'KiB/request', 'not in wasm', 'wasm calls', 'translated', 'compile ms', 'lib calls', 'replays', 'walks', 'lookups', 'named exits', 'write-backs', 'reg loads', 'JS tier: warming/queued/in flight/never/too long'],
+  rows.map((r) => [r.vmm, String(r.pass), f(r.threadMs, 2), f(r.instr / 1000, 1), f(r.nsPerInstr, 1), f(r.requests, 2), f(r.kibPerRequest, 0), f(r.notWasm), f(r.calls), f(r.compiled, 1), f(r.compileMs, 2), f(r.libCalls), f(r.replays, 1), f(r.walks, 1), f(r.lookups), f(r.named), f(r.writeBacks), f(r.regLoads), r.jsTier.map((x) => f(x)).join('/')]));
+if (lastProfile.size > 0) {
+  // (the last pass's functions by instructions per MiB, the VMMs side by side: same code, or more of it?)
+  const names = new Map<string, number>();
+  for (const m of lastProfile.values()) for (const [k, v] of m) names.set(k, Math.max(names.get(k) ?? 0, v));
+  const vmms = [...lastProfile.keys()];
+  console.log(`\nthe last pass's guest functions, k instructions per MiB (ringzero sampled, QEMU exact):`);
+  printTable(['function', ...vmms], [...names].sort((a, b) => b[1] - a[1]).slice(0, 40)
+    .map(([k]) => [k, ...vmms.map((v) => f((lastProfile.get(v)!.get(k) ?? 0) / mb / 1000, 1))]));
+}
 console.log(JSON.stringify({ bench: 'io-passes', mb, passes, cmd: values.cmd, rows }));

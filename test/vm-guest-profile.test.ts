@@ -98,3 +98,48 @@ test('run --profile-guest: bad combinations are usage errors', async () => {
     fs.rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test('the control socket\'s guest-profile: the samples since the last request, then none while paused; an error without a profile', async () => {
+  const { Machine } = await import('../src/vmm/machine.ts');
+  const { ControlServer, controlRequest } = await import('../src/vmm/control.ts');
+  const { MiB } = await import('../src/memory/guest-memory.ts');
+  const { captureConsole } = await import('./support/capture-console.ts');
+  const { config, until } = await import('./support/counter-guest.ts');
+  const dir = workDir();
+  const io = captureConsole();
+  const profile = new GuestProfile(SLICE);
+  // (a guest that spins: `jmp $`, so every slice ends at its budget and takes a sample)
+  const m = new Machine(config(writeTinyKernel(path.join(dir, 'spin.bzImage'), 'ebfe'), 64 * MiB), io, { profile });
+  const control = new ControlServer(path.join(dir, 'ctl'), { vm: m }, () => {});
+  m.loadKernel();
+  const running = m.run();
+  try {
+    await control.listening();
+    await until(() => profile.samples >= 5, 20_000, 'five samples');
+    assert.equal((await controlRequest(control.path, { cmd: 'pause' }, 30_000)).ok, true);
+    const first = await controlRequest(control.path, { cmd: 'guest-profile' }) as { ok: boolean; samples: number; every: number; addresses: [string, number][] };
+    assert.equal(first.ok, true);
+    assert.equal(first.every, SLICE);
+    assert.ok(first.samples >= 5, 'samples of the run so far');
+    assert.equal(first.addresses.reduce((n, [, k]) => n + k, 0), first.samples);
+    assert.deepEqual(first.addresses.map(([a]) => a), ['1000200'], 'all at the loop (payload entry, linear 0x1000200)');
+    const again = await controlRequest(control.path, { cmd: 'guest-profile' }) as { samples: number; addresses: unknown[] };
+    assert.equal(again.samples, 0, 'forgotten once taken, and none taken while paused');
+    assert.deepEqual(again.addresses, []);
+    const plain = new ControlServer(path.join(dir, 'ctl2'), { vm: { requestShutdown: () => false, snapshot: async () => undefined } }, () => {});
+    try {
+      await plain.listening();
+      const none = await controlRequest(plain.path, { cmd: 'guest-profile' });
+      assert.equal(none.ok, false);
+      assert.match(String(none.error), /no guest profile/);
+    } finally {
+      plain.close();
+    }
+  } finally {
+    m.requestExit({ kind: 'error', message: 'test over' });
+    await running;
+    control.close();
+    m.close();
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});

@@ -75,6 +75,8 @@ export interface ControlledVm {
   requestReboot?(): boolean;
   requestExit?(exit: { kind: 'reset' }): void;
   vcpuThreadIds?(): number[];
+  /** The guest profile's samples since the last call (`run --profile-guest`), or undefined without one. */
+  takeGuestProfile?(): { samples: number; every: number; addresses: [string, number][] } | undefined;
   readonly config?: { engine: string };
 }
 
@@ -172,6 +174,11 @@ export class ControlServer {
         const vm = this.targets.vm;
         if (!vm?.stats) return { ok: false, error: 'no machine to report statistics' };
         return { ok: true, ...vm.stats(), process: processHeap() };
+      }
+      case 'guest-profile': {
+        const profile = this.targets.vm?.takeGuestProfile?.();
+        if (!profile) return { ok: false, error: 'no guest profile (run with --profile-guest FILE on the soft engine)' };
+        return { ok: true, ...profile };
       }
       case 'pause': {
         const vm = this.targets.vm;

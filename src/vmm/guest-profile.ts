@@ -90,7 +90,7 @@ export class GuestProfile {
 }
 
 /** The symbol holding `rip` (the last one at or below it), or its region when it is below every symbol. */
-function symbolFor(symbols: readonly KernelSymbol[], rip: number): string {
+export function symbolFor(symbols: readonly KernelSymbol[], rip: number): string {
   let lo = 0, hi = symbols.length - 1, found = -1;
   while (lo <= hi) {
     const mid = (lo + hi) >> 1;

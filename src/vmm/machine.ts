@@ -421,6 +421,18 @@ export class Machine {
     return this.kvmCpus ? this.kvmCpus.vcpus.map((v) => v.threadId) : [];
   }
 
+  /**
+   * The guest profile's samples so far (`run --profile-guest`), then forgotten, for the control socket's
+   * {"cmd":"guest-profile"}: a bench takes one profile per pass (bench/io-passes --profile-dir). Undefined without one.
+   */
+  takeGuestProfile(): { samples: number; every: number; addresses: [string, number][] } | undefined {
+    const profile = this.options.profile;
+    if (profile === undefined) return undefined;
+    const { samples, every, addresses } = profile.report();
+    profile.reset();
+    return { samples, every, addresses };
+  }
+
   /** Counters since the machine started, for the control socket's {"cmd":"stats"} (src/manager/stats.ts reads them). */
   stats(): VmCounters {
     const cpus = this.vcpus.map((v) => v.cpu);
