@@ -5,7 +5,7 @@
 import test from 'node:test';
 import assert from 'node:assert/strict';
 import { hexBytes, runBlocksToHalt, cpuState, CODE, DATA, interpreterOrWasmMachine, translatorTestFile, type Machine } from './support/soft-cpu.ts';
-import { setReform, setReregion, reregionSettings, setLookupHits, setTail } from '../src/cpu/soft/wasm/runtime.ts';
+import { setReform, setReregion, reregionSettings, setTail } from '../src/cpu/soft/wasm/runtime.ts';
 import * as C from '../src/cpu/soft/constants.ts';
 import { groupRegions, REGION_MAX, setRas, K_SHIFT } from '../src/cpu/soft/wasm/translate.ts';
 import type { Block } from '../src/cpu/soft/code-cache.ts';
@@ -194,41 +194,6 @@ test('reregion: pages of user code go by their own threshold', () => {
   assert.ok(su.reregioned >= 3, `user threshold 500: blocks translated again ${su.reregioned}`);
   assert.ok(su.intra > 30_000, `branches inside the region: ${su.intra}`);
   assert.equal(sn.reregioned, 0, 'both thresholds 1e9');
-});
-
-// LOOKUP_HITS: a page entered only through the dispatcher's lookups (a CALL from another page: no tail calls, no
-// named entry) is hot for reregion too. Page CODE + 0x1000 holds X and Z, X branching to Z on one pass in 1024, each
-// translated alone (threshold 0): without LOOKUP_HITS only X's rare named exits to Z count, and the page stays split.
-//   mov ecx,20000 / L: call X / dec ecx / jnz L / hlt;  X (CODE + 0x1000): test ecx,1023 / jz Z / ret;  Z: ret
-test('reregion: a page entered through dispatcher lookups counts them with LOOKUP_HITS', () => {
-  const code = hexBytes('b9 20 4e 00 00 e8 f6 0f 00 00 ff c9 75 f7 f4');
-  const callee = hexBytes('f7 c1 ff 03 00 00 74 01 c3 c3');
-  const prep = (m: Machine) => { m.mem.write(CODE + 0x1000, Uint8Array.from(callee)); };
-  const ref = run('interpreter', code, false, prep);
-  const saved = reregionSettings();
-  const runs: ReturnType<typeof run>[] = [];
-  // (no return-address predictions nor tail calls: the RETs into CODE's page and the CALLs into X's are lookups)
-  const ras = setRas(false), tail = setTail(false);
-  try {
-    setReregion(true, 20_000, 500);
-    for (const on of [false, true]) {
-      const old = setLookupHits(on);
-      try { runs.push(run('wasm', code, false, prep)); } finally { setLookupHits(old); }
-    }
-  } finally {
-    setReregion(saved.on, saved.scan, saved.hits, saved.userHits);
-    setRas(ras); setTail(tail);
-  }
-  for (const r of runs) assert.deepEqual(r.s, ref.s, 'translated code = interpreter');
-  // (X and Z in one function: the dispatch words' function-table index, below K_SHIFT)
-  const joined = (r: ReturnType<typeof run>): boolean => {
-    const fns = new Set<number>();
-    for (const b of r.m.cpu.codeCache.translated.values()) if ((b.pa >>> 12) === ((CODE + 0x1000) >>> 12)) fns.add(b.wasm!.idx & ((1 << K_SHIFT) - 1));
-    return fns.size === 1;
-  };
-  const [off, on] = runs;
-  assert.ok(!joined(off), 'without LOOKUP_HITS: X and Z in their own functions');
-  assert.ok(joined(on), `with LOOKUP_HITS: X and Z translated again as one region (blocks translated again ${on.m.cpu.wasm!.stats.reregioned})`);
 });
 
 test('a group of blocks over the region cap is cut between loops, not through one', () => {

@@ -20,7 +20,6 @@ import { EFER_SCE, CR4_TSD } from '../constants.ts';
 import { appendFileSync, writeFileSync } from 'node:fs';
 import { compileOffThread } from './compile-thread.ts';
 import { parseBudgets, startBudget, flagLock, withBudget, endBootFlags, V8_11_3, type TierBudgets } from './tier-budget.ts';
-import { seenSet, blockKey } from './seen.ts';
 /** The layout constants as a plain object (under tsx a namespace import reads each one through a getter call). */
 const L = { ...layout };
 
@@ -58,24 +57,6 @@ const WASM_BATCH_WAIT = Number(process.env.RINGZERO_WASM_BATCH_WAIT ?? 400);
  */
 const KERNEL_HOT = Number(process.env.RINGZERO_WASM_KERNEL_HOT ?? 0);
 const KERNEL_WAIT = Number(process.env.RINGZERO_WASM_KERNEL_WAIT ?? 0);
-/**
- * Guest instructions between two halvings of the replay counts of blocks still warming towards WASM_HOT
- * (RINGZERO_WASM_DECAY; 0: off, the counts only grow). With it a block is translated when it is replayed WASM_HOT times
- * within a few such periods (at 8M: a block replayed ~2.6 times per million guest instructions or more), not when it
- * has been replayed that often over the whole run: boot code that runs once per timer tick or initcall otherwise
- * reaches the threshold too and costs a translation (build on this thread, Liftoff on the compile thread, ~0.1-0.2 ms
- * of CPU per block) it never earns back. Session 25, one boot each to the prompt (--stats, RINGZERO_TIER_STATS=1,
- * loaded host): off 15608 blocks translated, 12062 KiB of wasm, 5.59M instructions replayed while warming; 16M 12741,
- * 9864 KiB, 6.87M; 8M 12021, 9311 KiB, 7.42M; 4M 11160, 8631 KiB, 8.23M. bench/engines --paired --bins off,8M (load
- * ~25): boot wall 0.98x, process CPU 0.97x, guest thread 1.01x (one pair; an earlier one with other work of mine on the
- * host said 1.17x); md5 1.02x, ash 1.11x (halves 1.44x and 0.86x, with tests of mine running) then 0.91x, syscalls
- * 0.99x (one run each, loaded). Off by default: on the quiet host (session 25's end, --paired, same build, off against
- * RINGZERO_WASM_DECAY=8000000, 3 rounds) md5 1.09x (1.04-1.14), ash 1.03x, syscalls 1.03x, boot 1.02x (one pair):
- * slower everywhere, md5 in every pair.
- */
-let WASM_DECAY = Number(process.env.RINGZERO_WASM_DECAY ?? 0);
-/** Set WASM_DECAY (tests; 0: off) for engines made after; returns the old setting. */
-export function setDecay(n: number): number { const old = WASM_DECAY; WASM_DECAY = n; return old; }
 /**
  * Static exits to a block translated and installed before their batch was built tail-call its function
  * (translate.ts Translator.tailExit; RINGZERO_WASM_TAIL=0: off).
@@ -121,22 +102,6 @@ const TAIL_KEPT_MAX = Number(process.env.RINGZERO_WASM_TAIL_KEPT_MAX ?? 4096);
 let BATCH_TAIL = process.env.RINGZERO_WASM_BATCH_TAIL === '1';
 /** Switch BATCH_TAIL (its tests); returns the old value. */
 export function setBatchTail(on: boolean): boolean { const old = BATCH_TAIL; BATCH_TAIL = on; return old; }
-/**
- * The dispatcher counts the entries it looks up (fetch-TLB probe and table) per target page for reregion too, not
- * only those a block named (RINGZERO_WASM_LOOKUP_HITS=1: on): without return-address predictions (RAS off) the RETs
- * into a page no longer made it hot (ash loop, per iteration: same-page dispatcher exits 68 -> 87-100 with RAS off,
- * 57 with this too). Off: RAS and this both off, paired against both on (one run, load ~24): ash 0.99x, md5 1.04x,
- * syscalls 1.11x wall (RAS off alone: ash 0.93x, md5 0.95x, 3 runs), so not kept with it.
- */
-let LOOKUP_HITS = process.env.RINGZERO_WASM_LOOKUP_HITS === '1' || process.env.RINGZERO_WASM_LOOKUP_HITS === 'user';
-/**
- * RINGZERO_WASM_LOOKUP_HITS=user: only the lookups made in user mode count (where RAS_USER, off, leaves the RETs to
- * lookups). ash loop per iteration: same-page dispatcher exits 85 -> 62; paired against off (same build, quiet host,
- * 3 runs): md5 1.20x, 1.19x, 1.14x, ash 0.98x, 1.05x, 1.07x wall: slower (md5's pages formed again), off.
- */
-const LOOKUP_USER = process.env.RINGZERO_WASM_LOOKUP_HITS === 'user';
-/** Switch LOOKUP_HITS (tests; for engines whose dispatcher is built after); returns the old value. */
-export function setLookupHits(on: boolean): boolean { const old = LOOKUP_HITS; LOOKUP_HITS = on; return old; }
 /** Modules are compiled in the background (RINGZERO_WASM_ASYNC=0: on the main thread); see WasmEngine.flush. */
 let ASYNC = process.env.RINGZERO_WASM_ASYNC !== '0';
 /** Switch ASYNC (tests that translate after a warm-up, synchronously: no event loop turns meanwhile); returns the old value. */
@@ -448,14 +413,6 @@ function dispatcherBody(blockType: number): Body {
   b.get(e).mem(Op.i32Load, 2, L.DISPATCH + 12).get(left).get(n).op(Op.i32Sub).op(Op.i32GtS).hint(false).brIf(fEnt);
   b.get(e).mem(Op.i32Load, 2, L.DISPATCH + 8).tee(idx).op(Op.i32Eqz).hint(false).brIf(fEnt);
   b.get(chains).i32(1).op(Op.i32Add).set(chains);
-  if (LOOKUP_HITS) {
-    // (the target page's entries for reregion, as a named entry counts: RETs without return-address predictions;
-    // LOOKUP_USER: those of user mode only, where RAS_USER is off)
-    if (LOOKUP_USER) b.get(user).open(Op.if);
-    b.get(st).get(pa).i32(12).op(Op.i32ShrU).i32(L.PHITS_N - 1).op(Op.i32And).i32(2).op(Op.i32Shl).op(Op.i32Add).tee(pa);
-    b.get(pa).mem(Op.i32Load, 2, L.S_PHITS).i32(1).op(Op.i32Add).mem(Op.i32Store, 2, L.S_PHITS);
-    if (LOOKUP_USER) b.close();
-  }
   bump(1);
   b.br(top);
   b.close();
@@ -580,14 +537,8 @@ export interface WasmStats {
   installs: number;
   installWaitMs: number;
   installWaitInstr: number;
-  /** Halvings of the warming blocks' replay counts (WASM_DECAY). */
-  decays: number;
   /** Modules compiled under BOOT_BUDGET (before the first flush from user code). */
   bootModules: number;
-  /** Blocks queued at their first replay because an earlier run translated them (./seen.ts, RINGZERO_WASM_SEEN). */
-  seen: number;
-  /** Blocks queued at their first replay because one of the same key was translated before in this run (RINGZERO_WASM_AGAIN). */
-  again: number;
 }
 
 /** The wasm translator of one GuestMemory (shared by its vCPUs, which run on one thread). */
@@ -608,7 +559,7 @@ export class WasmEngine {
   private imports!: WebAssembly.Imports;
   /** The JavaScript helpers the trampolines call. */
   private readonly helpers: WebAssembly.Imports;
-  readonly stats: WasmStats = { compiled: 0, modules: 0, bytes: 0, compileMs: 0, buildMs: 0, calls: 0, tableCalls: 0, replays: 0, conds: 0, slow: 0, direct: 0, tails: 0, asyncModules: 0, syncFallbacks: 0, stale: 0, reinstalled: 0, freed: 0, regions: 0, regionBlocks: 0, intra: 0, reformed: 0, reregioned: 0, hotModules: 0, sizedModules: 0, installs: 0, installWaitMs: 0, installWaitInstr: 0, decays: 0, seen: 0, again: 0, bootModules: 0 };
+  readonly stats: WasmStats = { compiled: 0, modules: 0, bytes: 0, compileMs: 0, buildMs: 0, calls: 0, tableCalls: 0, replays: 0, conds: 0, slow: 0, direct: 0, tails: 0, asyncModules: 0, syncFallbacks: 0, stale: 0, reinstalled: 0, freed: 0, regions: 0, regionBlocks: 0, intra: 0, reformed: 0, reregioned: 0, hotModules: 0, sizedModules: 0, installs: 0, installWaitMs: 0, installWaitInstr: 0, bootModules: 0 };
   private nextState = 0;
   /** Translated functions by index (index 0 unused: an empty dispatch entry), and their blocks (a region's by member number). */
   private table!: WebAssembly.Table;
@@ -737,7 +688,7 @@ export class WasmEngine {
     const s = this.stats;
     return `${s.compiled} blocks translated in ${s.modules} modules (${(s.bytes / 1024).toFixed(0)} KiB of code, ${s.compileMs.toFixed(0)} ms on the main thread to build (${s.buildMs.toFixed(0)}) and compile; ` +
       `${s.asyncModules} compiled in the background, ${s.syncFallbacks} of them finished synchronously, ${s.stale} blocks stale when ready, ${s.freed} dead ones freed, ${s.reinstalled} dispatch entries put back), ` +
-      `${s.calls} calls (${s.tableCalls} from the dispatch table), ${s.direct} direct block-to-block entries, ${COUNT_CHAINS ? s.tails : 'uncounted'} by tail calls (${this.kept.size} dead functions kept for them), ${s.regions} regions of ${s.regionBlocks} blocks with ${COUNT_CHAINS ? s.intra : 'uncounted (RINGZERO_WASM_COUNT_CHAINS=1)'} entries between their blocks (${s.reformed} blocks translated again into one, ${s.reregioned} with their page; ${s.hotModules} modules under the hot tier-up budget, ${s.sizedModules} under one raised for size${BOOT_BUDGET > 0 ? `, ${s.bootModules} under the boot's (${BOOT_BUDGET})` : ''}; ${s.decays} count decays${this.seen !== null ? `, ${s.seen} queued at first sight of ${this.seen.known} keys of an earlier run, ${s.again} of this one` : ''}), ` +
+      `${s.calls} calls (${s.tableCalls} from the dispatch table), ${s.direct} direct block-to-block entries, ${COUNT_CHAINS ? s.tails : 'uncounted'} by tail calls (${this.kept.size} dead functions kept for them), ${s.regions} regions of ${s.regionBlocks} blocks with ${COUNT_CHAINS ? s.intra : 'uncounted (RINGZERO_WASM_COUNT_CHAINS=1)'} entries between their blocks (${s.reformed} blocks translated again into one, ${s.reregioned} with their page; ${s.hotModules} modules under the hot tier-up budget, ${s.sizedModules} under one raised for size${BOOT_BUDGET > 0 ? `, ${s.bootModules} under the boot's (${BOOT_BUDGET})` : ''}), ` +
       `${s.replays + s.conds + s.slow} helper calls (${s.replays} replays, ${s.conds} conditions, ${s.slow} slow accesses)` +
       (TIER_STATS ? '; JS tier runs/instructions: ' + ['warming', 'queued', 'in flight', 'never', 'too long'].map((n, i) => `${n} ${this.tierRuns[i]}/${this.tierInstr[i]}`).join(', ') +
         `; async install latency ${(s.installWaitMs / Math.max(1, s.installs)).toFixed(1)} ms, ${(s.installWaitInstr / Math.max(1, s.installs) / 1e3).toFixed(0)}k instructions (mean of ${s.installs})` : '') +
@@ -1075,7 +1026,6 @@ export class WasmEngine {
       // (a block whose page was written while it waited in the queue is dead: skip it)
       if (block.gen === c.codeCache.pageGen[block.pa >>> 12]) live.push(block);
     }
-    if (this.seen !== null) for (const block of live) this.seen.add(blockKey(c.ram, block));
     for (const block of live) { const l = lins.get(block); if (l !== undefined) this.linOf.set(block, l); }
     if (REFORM) this.reform(live, lins, c.codeCache);
     if (CALLEES && CALLEES_BATCH) this.pullCallees(live, lins, c.codeCache.pageGen);
@@ -1746,12 +1696,6 @@ export class WasmEngine {
       if (b.runs >= 0 && b.mode === 8) {
         const late = this.kHot > 0 && c.cpl === 0;
         const hot = this.hotAt(c);
-        if (this.decayEvery > 0 && c.instructions >= this.nextDecay) this.decay(c, hot);
-        // (a block an earlier run translated: queued now, at its first replay)
-        if (b.runs === 0 && this.seen !== null && hot > 0) {
-          const k = this.seen.has(blockKey(c.ram, b));
-          if (k !== 0) { b.runs = hot; if (k === 1) this.stats.seen++; else this.stats.again++; }
-        }
         const r = ++b.runs;
         if (r === hot + 1) { this.pending.push(b); this.lins.set(b, c.rip); }
         // A batch is translated when it is full, or when one of its blocks keeps running meanwhile.
@@ -1806,25 +1750,6 @@ export class WasmEngine {
   }
   /** Whether the guest is still booting (BOOT_BUDGET: no flush from user code yet). */
   private booting = BOOT_BUDGET > 0 && BOOT_BUDGET !== START_BUDGET;
-
-  /** Keys of the blocks an earlier run (and this one) translated (./seen.ts), or null (RINGZERO_WASM_SEEN and _AGAIN off). */
-  private readonly seen = seenSet();
-
-  /** The instruction count (of the vCPU that looked last) at which decay next halves the warming counts. */
-  private nextDecay = WASM_DECAY;
-  private readonly decayEvery = WASM_DECAY;
-
-  /** Halve the replay counts of the blocks of `c`'s code cache still warming (0 < runs <= hot): WASM_DECAY. */
-  private decay(c: SoftCpu, hot: number): void {
-    this.nextDecay = c.instructions + this.decayEvery;
-    const cache = c.codeCache, table = cache.table;
-    for (let i = 0; i < table.length; i++) {
-      const b = table[i];
-      if (b !== undefined && b.runs > 0 && b.runs <= hot) b.runs >>= 1;
-    }
-    for (const b of cache.displaced.values()) if (b.runs > 0 && b.runs <= hot) b.runs >>= 1;
-    this.stats.decays++;
-  }
 
   /**
    * RINGZERO_TIER_STATS=1: runs and instructions of blocks replayed in JavaScript, by why they were not in wasm:
