@@ -14,7 +14,7 @@ import { emitTlbSlot, memFnBody, LD_PARAMS, ST_PARAMS } from './tlb-probe.ts';
 import { execSy, SY_SYSCALL, SY_TSC } from '../fast-forms.ts';
 import { readTsc } from '../system/control.ts';
 import { stiSetsIf } from '../ops/interrupt-flag.ts';
-import { translateBody, translateRegion, groupRegions, midSelfEdge, pageTargets, crossTargets, buildModule, buildFlaglib, resolveBatchTails, leaveBody, type WasmCode, type EmitOpts, type TailCtx, type TailTarget, WASM_NAMES, EXIT_STATS, SITE_STATS, SITE_BASE, SITE_MAX, siteInfo, NEXT_KEY, X_NAMES, EXPLICIT, SYNCED, ARITH, RF, VM, IF, K_SHIFT, PRIV_CHAIN, POS_MEMBER, POS_N, COUNT_CHAINS, DEAD_REGS, deadRegs, userLinear, LINKS, indTarget } from './translate.ts';
+import { translateBody, translateRegion, groupRegions, midSelfEdge, pageTargets, crossTargets, buildModule, buildFlaglib, resolveBatchTails, leaveBody, type WasmCode, type EmitOpts, type TailCtx, type TailTarget, WASM_NAMES, EXIT_STATS, SITE_STATS, SITE_BASE, SITE_MAX, siteInfo, NEXT_KEY, X_NAMES, EXPLICIT, SYNCED, ARITH, RF, VM, IF, K_SHIFT, PRIV_CHAIN, POS_MEMBER, posIx, posN, COUNT_CHAINS, DEAD_REGS, deadRegs, userLinear, LINKS, indTarget } from './translate.ts';
 import { syscallMsrs, syscallSegments64, sysretSegments64, type SyscallMsrs } from '../system/fastcall.ts';
 import { EFER_SCE, CR4_TSD } from '../constants.ts';
 import { appendFileSync, writeFileSync } from 'node:fs';
@@ -791,8 +791,8 @@ export class WasmEngine {
   private curR0 = 0.5;
 
   /**
-   * The block of the current call that helper position `pos` (translate.ts Translator.pos: member << POS_MEMBER | n << 5 |
-   * index) is in, with its start RIP into curR0: the dispatcher stored the entered dispatch word (S_BLK) and RIP
+   * The block of the current call that helper position `pos` (translate.ts Translator.pos: member << POS_MEMBER | index << POS_IX |
+   * n) is in, with its start RIP into curR0: the dispatcher stored the entered dispatch word (S_BLK) and RIP
    * (S_R0); a region's member lies pa - entered pa further in the same page.
    */
   private current(st: number, pos: number): Block {
@@ -804,16 +804,16 @@ export class WasmEngine {
 
   /**
    * Instructions the current call ran before the instruction at helper position `pos`, and its index in its block
-   * (translate.ts Translator.pos: n in bits 5.., index in bits 0-4, on top of the S_NBASE the function stored).
+   * (translate.ts Translator.pos, posN and posIx, on top of the S_NBASE the function stored).
    */
-  private ranBefore(st: number, pos: number): number { return this.i32[(st + L.S_NBASE) >> 2] + ((pos >> 5) & POS_N) + (pos & 31); }
+  private ranBefore(st: number, pos: number): number { return this.i32[(st + L.S_NBASE) >> 2] + posN(pos) + posIx(pos); }
 
   private replay(pos: number): number {
     this.curPos = pos;
     this.stats.replays++;
     const c = this.cur!, st = this.curSt;
     const b = this.current(st, pos);
-    const ix = pos & 31, n = this.ranBefore(st, pos) - ix;
+    const ix = posIx(pos), n = this.ranBefore(st, pos) - ix;
     const e = b.entries[ix];
     const rip = this.curR0 + b.wasm!.offs[ix];
     if (PROFILE) { replayed.set(e.opcode, (replayed.get(e.opcode) ?? 0) + 1); const k = rip + ':' + e.opcode; replayedAt.set(k, (replayedAt.get(k) ?? 0) + 1); }
@@ -966,7 +966,7 @@ export class WasmEngine {
    */
   private stopAfter(pos: number): void {
     this.stopChain();
-    const st = this.curSt, b = this.current(st, pos), ix = pos & 31, offs = b.wasm!.offs;
+    const st = this.curSt, b = this.current(st, pos), ix = posIx(pos), offs = b.wasm!.offs;
     this.f64[(st + L.S_RIP) >> 3] = this.curR0 + (ix + 1 < offs.length ? offs[ix + 1] : offs[ix] + b.entries[ix].len);
   }
 
@@ -1795,7 +1795,7 @@ export class WasmEngine {
         const b = this.current(st, this.curPos);
         const ran = this.ranBefore(st, this.curPos);
         c.instructions = I0 + ran + 1;
-        c.ripStart = this.curR0 + b.wasm!.offs[this.curPos & 31];
+        c.ripStart = this.curR0 + b.wasm!.offs[posIx(this.curPos)];
         c.blockInstructions += ran;
         c.jitInstructions += ran;
       }
