@@ -1276,8 +1276,20 @@ class Translator {
     this.slowTrack = false;
     // (the block's last instruction has no exitIfSlow after it)
     if (!SLOW_WB || this.nested() || this.ix === this.block.entries.length - 1) return;
-    if (this.slowMaybe) { this.b.i32(0).set(this.slowL); this.slowMaybe = false; }
+    // (SLOW_EV: slowL is 0 wherever the code goes on, nothing to clear)
+    if (this.slowMaybe && !SLOW_EV) this.b.i32(0).set(this.slowL);
+    this.slowMaybe = false;
     this.slowTrack = true;
+  }
+  /**
+   * At the end of an inline access's slow path: slowL = 1 (SLOW_EV: only when the library stopped the chain, S_CHAIN
+   * 0, so that a flagged exitIfSlow leaves on slowL alone; and not in the block's last instruction, which none reads).
+   */
+  slowSet(): void {
+    // (SLOW_EV: the block's last instruction has no exitIfSlow; its exit or branch reads S_CHAIN after the call)
+    if (SLOW_EV && this.ix === this.block.entries.length - 1) return;
+    if (SLOW_EV) this.b.get(this.st).mem(Op.i32Load, 2, L.S_CHAIN).op(Op.i32Eqz).set(this.slowL);
+    else this.b.i32(1).set(this.slowL);
   }
   /** SLOW_WB, in the slow path after its flush: the first one starts slowMod and slowFl. */
   slowFlushed(): void {
@@ -1345,7 +1357,7 @@ class Translator {
     b.call(F_LD + LOG2[size]).set(dst);
     check?.slow();
     if (lp) b.i64(LP_NONE).set(lpVpn);
-    if (inline) { b.i32(1).set(this.slowL); this.insSlow++; b.close(); }
+    if (inline) { this.slowSet(); this.insSlow++; b.close(); }
     // (set on every path of a straight-line load: usable by the block's later loads)
     this.lpKeep(before);
     if (lp && !this.nested()) this.lpAt[key] = b.calls;
@@ -1385,7 +1397,7 @@ class Translator {
     const before = b.calls;
     if (SITE_STATS) this.siteCount('st' + size + (inline ? (run >= 0 ? 'r' : 'i') : ''));
     b.call(F_ST + LOG2[size]);
-    if (inline) { b.i32(1).set(this.slowL); this.insSlow++; b.close(); }
+    if (inline) { this.slowSet(); this.insSlow++; b.close(); }
     // (the memory library leaves the paging state as it was: the loads' pages stay usable)
     this.lpKeep(before);
   }
@@ -1813,8 +1825,12 @@ class Translator {
     const b = this.b;
     // (only helpers clear S_CHAIN, on the main thread: after inline probes whose slow paths did not run, it is 1 still)
     const flagged = SLOW_FLAG && this.insSlow > 0 && b.calls - this.insCalls === this.insSlow;
-    if (flagged) { b.get(this.slowL).hint(false).open(Op.if); b.i32(0).set(this.slowL); }
-    b.get(this.st).mem(Op.i32Load, 2, L.S_CHAIN).op(Op.i32Eqz).hint(false).open(Op.if);
+    // (SLOW_EV: slowL says that a slow path of this instruction stopped the chain, so it leaves on slowL alone and
+    // never goes on with slowL 1)
+    if (flagged && !SLOW_EV) { b.get(this.slowL).hint(false).open(Op.if); b.i32(0).set(this.slowL); }
+    if (flagged && SLOW_EV) b.get(this.slowL);
+    else b.get(this.st).mem(Op.i32Load, 2, L.S_CHAIN).op(Op.i32Eqz);
+    b.hint(false).open(Op.if);
     if (SLOW_RIP) {
       // (the helper that stopped the chain stored the next instruction's RIP: runtime.ts WasmEngine.stopAfter)
       this.xk(X_HELPER);
@@ -1823,7 +1839,8 @@ class Translator {
       if (flagged && this.slowTrack) { this.flush(this.slowFl, ~this.slowMod); b.br(this.out); } else this.leave();
     } else this.exitConst(count, ripOff, X_HELPER);
     b.close();
-    if (flagged) { b.close(); if (!this.nested()) this.slowMaybe = false; } else if (this.insSlow > 0) this.slowMaybe = true;
+    if (flagged && !SLOW_EV) b.close();
+    if (flagged) { if (!this.nested()) this.slowMaybe = false; } else if (this.insSlow > 0) this.slowMaybe = true;
     this.chainAt = !flagged || this.chainAt === this.insCalls ? b.calls : -1;
   }
 
@@ -3191,6 +3208,14 @@ const ROT_LAZY = process.env.RINGZERO_WASM_ROT_LAZY !== '0';
  */
 const EDGE_DEAD = process.env.RINGZERO_WASM_EDGE_DEAD !== '0';
 /** RINGZERO_WASM_SLOW_FLAG=0: exitIfSlow reads S_CHAIN after every memory instruction (Translator.slowL). */
+/**
+ * RINGZERO_WASM_SLOW_EV=0: off. An inline access's slow path sets slowL only when the library stopped the chain
+ * (S_CHAIN read there, after the call: only a helper clears it, and every check after a helper leaves when it is 0, so
+ * slowL is never 1 where the code goes on), and a flagged exitIfSlow is `if slowL: leave` instead of `if slowL: clear
+ * slowL; if !S_CHAIN: leave` (~5 wasm operations fewer per inline memory instruction, the S_CHAIN load moved to the
+ * slow path).
+ */
+const SLOW_EV = process.env.RINGZERO_WASM_SLOW_EV !== '0';
 const SLOW_FLAG = process.env.RINGZERO_WASM_SLOW_FLAG !== '0';
 /**
  * RINGZERO_WASM_SLOW_WB=0: the exit after an inline access's slow path (exitIfSlow, when the chain stopped) writes
