@@ -220,3 +220,27 @@ test('a group of blocks over the region cap is cut between loops, not through on
   assert.equal(holding.length, 1, 'the loop in one region');
   assert.equal(holding[0].filter((b) => loop.includes(b.pa)).length, 4);
 });
+
+test('groupRegions with an instruction cap (KERNEL_REGION) cuts regions by their instructions, not through a loop', () => {
+  // the same code as above: REGION_MAX + 7 blocks of two instructions each, a loop of four among them
+  const k = REGION_MAX - 2, code = [0xb9, 0x32, 0x00, 0x00, 0x00];
+  for (let i = 0; i < k; i++) code.push(0x83, 0xc0, (i + 1) & 0x7f, 0xeb, 0x00);
+  const head = code.length;
+  code.push(0x83, 0xc3, 0x01, 0xeb, 0x00, 0x01, 0xda, 0xeb, 0x00, 0x01, 0xd6, 0xeb, 0x00, 0xff, 0xc9, 0x75, 0xef);
+  for (let i = 0; i < 4; i++) code.push(0x83, 0xc7, i + 1, 0xeb, 0x00);
+  code.push(0xf4);
+  const w = run('wasm', code, true);
+  const blocks = w.m.cpu.codeCache.table.filter((b): b is Block => b !== undefined && (b.pa >>> 12) === (CODE >>> 12));
+  blocks.sort((x, y) => x.pa - y.pa);
+  const loop = [0, 5, 9, 13].map((o) => CODE + head + o);
+  const instr = (p: Block[]) => p.reduce((n, b) => n + b.n, 0);
+  const all = groupRegions(blocks).flat().map((b) => b.pa).sort();
+  for (const cap of [10, 16]) {
+    const parts = groupRegions(blocks, undefined, cap);
+    assert.ok(parts.every((p) => instr(p) <= cap || p.length === 1), `cap ${cap}: parts of ${parts.map(instr)} instructions`);
+    assert.ok(parts.length > groupRegions(blocks).length, `cap ${cap}: more regions than without it`);
+    assert.deepEqual(parts.flat().map((b) => b.pa).sort(), all, `cap ${cap}: every block in one region`);
+    const holding = parts.filter((p) => p.some((b) => loop.includes(b.pa)));
+    assert.equal(holding.length, 1, `cap ${cap}: the loop (8 instructions) in one region`);
+  }
+});

@@ -56,6 +56,19 @@ const WASM_BATCH_WAIT = Number(process.env.RINGZERO_WASM_BATCH_WAIT ?? 400);
  * 1.02x/1.17x wall.
  */
 const KERNEL_HOT = Number(process.env.RINGZERO_WASM_KERNEL_HOT ?? 0);
+/**
+ * Kernel code first translated after the boot (a batch flushed at CPL 0 once one was flushed from user code): its
+ * regions hold at most this many guest instructions (RINGZERO_WASM_KERNEL_REGION; 0: off, only REGION_MAX blocks), and
+ * its modules' functions get a tier-up budget by size (RINGZERO_WASM_KERNEL_TIER_SIZE=UNIT bytes, as TIER_SIZE; 0: off).
+ * Why (session 30, s30-cold): in bench/io's TCP pass (the first run of the socket paths after the boot) V8's workers
+ * took ~2x the guest thread's CPU, TurboFan tier-ups of the functions translated in that pass
+ * (--trace-wasm-compilation-times, pass 1 of 16 MiB host -> guest: 72 TurboFan compiles, 758 KB of bodies; 49 of them,
+ * 649 KB and 92% of the compile time, in modules made in the pass; the 14 bodies >= 16 KiB 69% of it). TurboFan's
+ * time per byte grows with the body (the boot's compiles: 1.6 ms/KB under 2 KiB, 3 ms/KB at 4-8 KiB, 7 ms/KB over
+ * 16 KiB, mostly register allocation), and inline TLB probes (INLINE_LATE) make late functions larger.
+ */
+const KERNEL_REGION = Number(process.env.RINGZERO_WASM_KERNEL_REGION ?? 0);
+const KERNEL_TIER_SIZE = V8_11_3 ? Number(process.env.RINGZERO_WASM_KERNEL_TIER_SIZE ?? 0) : 0;
 const KERNEL_WAIT = Number(process.env.RINGZERO_WASM_KERNEL_WAIT ?? 0);
 /**
  * Static exits to a block translated and installed before their batch was built tail-call its function
@@ -1030,10 +1043,12 @@ export class WasmEngine {
     if (REFORM) this.reform(live, lins, c.codeCache);
     if (CALLEES && CALLEES_BATCH) this.pullCallees(live, lins, c.codeCache.pageGen);
     if (CAPTURE) captureBatch(live, lins);
-    const groups = groupRegions(live, lins);
+    // (late kernel code: KERNEL_REGION, KERNEL_TIER_SIZE)
+    const lateKernel = this.sawUser && c.cpl === 0;
+    const groups = groupRegions(live, lins, lateKernel && KERNEL_REGION > 0 ? KERNEL_REGION : Infinity);
     if (c.cpl === 3 && !this.sawUser) { this.sawUser = true; endBootFlags(); if (KERNEL_HOT > 0) this.kernelLate(c); }
     // (one module per batch only: a split by tier-up budget would put callers and callees in different modules)
-    const plan = TAIL && BATCH_TAIL && TIER_BUDGETS === null && TIER_SIZE === 0 && this.kept.size < TAIL_KEPT_MAX
+    const plan = TAIL && BATCH_TAIL && TIER_BUDGETS === null && TIER_SIZE === 0 && !(lateKernel && KERNEL_TIER_SIZE > 0) && this.kept.size < TAIL_KEPT_MAX
       ? this.planBatch(groups, lins, c.codeCache) : null;
     const tail = TAIL && this.kept.size < TAIL_KEPT_MAX ? this.tailCtx(c.codeCache, plan) : null;
     // (each planned function's position among the module's functions: a failed one gets a leaveBody stub there)
@@ -1083,8 +1098,8 @@ export class WasmEngine {
     let tb = t0;
     // (the boot ends, for BOOT_BUDGET, at the first flush from user code; the vCPUs share this engine)
     if (this.booting && c.cpl === 3) this.booting = false;
-    const parts = TIER_BUDGETS === null && TIER_SIZE > 0
-      ? splitBySize(TIER_SIZE, TIER_SIZE_MAX, START_BUDGET, bodies.map((b) => b.length))
+    const parts = TIER_BUDGETS === null && (TIER_SIZE > 0 || (lateKernel && KERNEL_TIER_SIZE > 0))
+      ? splitBySize(TIER_SIZE > 0 ? TIER_SIZE : KERNEL_TIER_SIZE, TIER_SIZE_MAX, START_BUDGET, bodies.map((b) => b.length))
       : splitByBudget(TIER_BUDGETS, done.map((d) => d.blocks.some((b) => b.wasm !== null)));
     for (const part of parts) {
       const budget = this.booting && part.budget === START_BUDGET ? BOOT_BUDGET

@@ -2596,7 +2596,7 @@ function stringRuns(e: BlockEntry): boolean {
  * static branch or fall-through to another's address; groups of one block, and the blocks with nothing worth
  * translating, stay alone. At most REGION_MAX blocks per region.
  */
-export function groupRegions(blocks: Block[], lins?: Map<Block, number>): Block[][] {
+export function groupRegions(blocks: Block[], lins?: Map<Block, number>, maxInstr = Infinity): Block[][] {
   if (!REGIONS) return blocks.map((b) => [b]);
   // (union-find over the blocks' indices, in typed arrays: the Maps of blocks it used cost ~8% of a batch's build)
   const n = blocks.length, parent = new Int32Array(n), offs: (number[] | null)[] = new Array(n);
@@ -2652,9 +2652,10 @@ export function groupRegions(blocks: Block[], lins?: Map<Block, number>): Block[
     g.push(i);
   }
   const out: Block[][] = [];
+  const instr = (g: number[]): number => { let k = 0; for (const i of g) k += blocks[i].n; return k; };
   for (const g of groups) {
-    if (g.length <= REGION_MAX) out.push(g.map((i) => blocks[i]));
-    else for (const part of cutGroup(g, blocks, edges)) out.push(part.map((i) => blocks[i]));
+    if (g.length <= REGION_MAX && (maxInstr === Infinity || instr(g) <= maxInstr)) out.push(g.map((i) => blocks[i]));
+    else for (const part of cutGroup(g, blocks, edges, maxInstr)) out.push(part.map((i) => blocks[i]));
   }
   return out;
 }
@@ -2668,7 +2669,7 @@ export function groupRegions(blocks: Block[], lins?: Map<Block, number>): Block[
  * transform (18 blocks in address order: its fourth round's loop was split by the cut, 8 dispatcher entries per
  * 64-byte block).
  */
-function cutGroup(g: number[], blocks: Block[], edges: number[][]): number[][] {
+function cutGroup(g: number[], blocks: Block[], edges: number[][], maxInstr = Infinity): number[][] {
   const inG = new Map<number, number>();
   g.forEach((i, k) => inG.set(i, k));
   const m = g.length, index = new Int32Array(m).fill(-1), low = new Int32Array(m), onStack = new Uint8Array(m);
@@ -2693,15 +2694,23 @@ function cutGroup(g: number[], blocks: Block[], edges: number[][]): number[][] {
   for (const c of comps) c.sort(byPa);
   comps.sort((x, y) => byPa(x[0], y[0]));
   const parts: number[][] = [];
-  let cur: number[] = [];
+  let cur: number[] = [], curN = 0;
+  const nOf = (c: number[]): number => { let k = 0; for (const i of c) k += blocks[i].n; return k; };
   for (const c of comps) {
-    if (c.length > REGION_MAX) {
-      if (cur.length > 0) { parts.push(cur); cur = []; }
-      for (let i = 0; i < c.length; i += REGION_MAX) parts.push(c.slice(i, i + REGION_MAX));
+    const cn = nOf(c);
+    if (c.length > REGION_MAX || cn > maxInstr) {
+      if (cur.length > 0) { parts.push(cur); cur = []; curN = 0; }
+      // (a component over a cap: cut in address order, each part within both caps)
+      let part: number[] = [], pn = 0;
+      for (const i of c) {
+        if (part.length > 0 && (part.length >= REGION_MAX || pn + blocks[i].n > maxInstr)) { parts.push(part); part = []; pn = 0; }
+        part.push(i); pn += blocks[i].n;
+      }
+      if (part.length > 0) parts.push(part);
       continue;
     }
-    if (cur.length + c.length > REGION_MAX) { parts.push(cur); cur = []; }
-    cur.push(...c);
+    if (cur.length > 0 && (cur.length + c.length > REGION_MAX || curN + cn > maxInstr)) { parts.push(cur); cur = []; curN = 0; }
+    cur.push(...c); curN += cn;
   }
   if (cur.length > 0) parts.push(cur);
   return parts;
