@@ -5,7 +5,7 @@
 import test from 'node:test';
 import assert from 'node:assert/strict';
 import { hexBytes, runBlocksToHalt, cpuState, CODE, DATA, interpreterOrWasmMachine, translatorTestFile, type Machine } from './support/soft-cpu.ts';
-import { setReform, setReregion, reregionSettings, setTail } from '../src/cpu/soft/wasm/runtime.ts';
+import { setReform, setReregion, reregionSettings, setTail, setBootRegion } from '../src/cpu/soft/wasm/runtime.ts';
 import * as C from '../src/cpu/soft/constants.ts';
 import { groupRegions, REGION_MAX, setRas, K_SHIFT } from '../src/cpu/soft/wasm/translate.ts';
 import type { Block } from '../src/cpu/soft/code-cache.ts';
@@ -243,4 +243,24 @@ test('groupRegions with an instruction cap (KERNEL_REGION) cuts regions by their
     const holding = parts.filter((p) => p.some((b) => loop.includes(b.pa)));
     assert.equal(holding.length, 1, `cap ${cap}: the loop (8 instructions) in one region`);
   }
+});
+
+test('BOOT_REGION: the engine cuts the regions it flushes before any user code at the instruction cap, exactly', () => {
+  // (the program of the test above; the test machine runs at CPL 0 and never flushes from user code: the boot's case;
+  // its batches hold a few blocks of two instructions, so a cap of 4 cuts them)
+  const k = REGION_MAX - 2, code = [0xb9, 0x32, 0x00, 0x00, 0x00];
+  for (let i = 0; i < k; i++) code.push(0x83, 0xc0, (i + 1) & 0x7f, 0xeb, 0x00);
+  code.push(0x83, 0xc3, 0x01, 0xeb, 0x00, 0x01, 0xda, 0xeb, 0x00, 0x01, 0xd6, 0xeb, 0x00, 0xff, 0xc9, 0x75, 0xef);
+  for (let i = 0; i < 4; i++) code.push(0x83, 0xc7, i + 1, 0xeb, 0x00);
+  code.push(0xf4);
+  const ref = run('interpreter', code, true);
+  const old = setBootRegion(4);
+  let capped: ReturnType<typeof run>;
+  try { capped = run('wasm', code, true); } finally { setBootRegion(old); }
+  const plain = run('wasm', code, true);
+  for (const r of [capped, plain]) assert.deepEqual(r.s, ref.s, 'translated code = interpreter');
+  // (functions holding the page's blocks: the dispatch words' function-table index, below K_SHIFT)
+  const fns = (r: ReturnType<typeof run>) => new Set([...r.m.cpu.codeCache.translated.values()]
+    .filter((b) => (b.pa >>> 12) === (CODE >>> 12)).map((b) => b.wasm!.idx & ((1 << K_SHIFT) - 1))).size;
+  assert.ok(fns(capped) > fns(plain), `functions with the cap ${fns(capped)}, without ${fns(plain)}`);
 });

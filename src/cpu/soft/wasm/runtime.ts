@@ -68,6 +68,22 @@ const KERNEL_HOT = Number(process.env.RINGZERO_WASM_KERNEL_HOT ?? 0);
  * 16 KiB, mostly register allocation), and inline TLB probes (INLINE_LATE) make late functions larger.
  */
 const KERNEL_REGION = Number(process.env.RINGZERO_WASM_KERNEL_REGION ?? 0);
+/**
+ * The same instruction cap for the regions flushed while the guest boots (RINGZERO_WASM_BOOT_REGION; 0: off): batches
+ * flushed at CPL 0 before the first flush from user code (as BOOT_BUDGET's boot). Why (session 30, s30-boot): the
+ * boot's V8 workers use more CPU than its guest thread, TurboFan tiering up ~790 functions (4.5 MB of bodies) to the
+ * poweroff, 73% of their summed compile time in the ~175 bodies of 8-32 KiB (compile ms per KiB 1.9 at 1-4 KiB, 3.9 at
+ * 4-8, 6.0 at 8-16, 8.9 at 16-32: one boot, --trace-wasm-compilation-times, loaded host): the same code in smaller
+ * functions costs the workers less, for more block-to-block transfers. One boot each to the poweroff, side by side
+ * (load ~12), off / 48 / 96: TurboFan compiles 768/1068/884, bodies 4.28/3.71/4.10 MB, summed compile ms 21.0/14.3/18.8
+ * s, V8 workers' CPU 7.05/6.52/6.77 s, guest thread 5.36/5.61/5.56 s (direct block entries 10.0M/11.9M/10.9M). A cap of
+ * 8 blocks instead (loops kept whole; branch s30-boot-blockcap): workers 7.13 -> 6.26 s, guest thread 5.21 -> 5.54 s,
+ * and bench/engines --paired against base30 (3 runs, load ~14) boot wall 1.04x/0.82x/0.95x, process CPU
+ * 0.98x/0.93x/0.92x, guest thread 1.02x/0.99x/1.00x, md5 1.01x, ash 0.96x, syscalls 1.04x wall (threads 0.95-1.00x).
+ */
+let BOOT_REGION = Number(process.env.RINGZERO_WASM_BOOT_REGION ?? 0);
+/** Tests: set BOOT_REGION (0: off) for batches flushed after; returns the old value. */
+export function setBootRegion(n: number): number { const old = BOOT_REGION; BOOT_REGION = n; return old; }
 const KERNEL_TIER_SIZE = V8_11_3 ? Number(process.env.RINGZERO_WASM_KERNEL_TIER_SIZE ?? 0) : 0;
 const KERNEL_WAIT = Number(process.env.RINGZERO_WASM_KERNEL_WAIT ?? 0);
 /**
@@ -1045,7 +1061,8 @@ export class WasmEngine {
     if (CAPTURE) captureBatch(live, lins);
     // (late kernel code: KERNEL_REGION, KERNEL_TIER_SIZE)
     const lateKernel = this.sawUser && c.cpl === 0;
-    const groups = groupRegions(live, lins, lateKernel && KERNEL_REGION > 0 ? KERNEL_REGION : Infinity);
+    const bootKernel = !this.sawUser && c.cpl === 0;
+    const groups = groupRegions(live, lins, lateKernel && KERNEL_REGION > 0 ? KERNEL_REGION : bootKernel && BOOT_REGION > 0 ? BOOT_REGION : Infinity);
     if (c.cpl === 3 && !this.sawUser) { this.sawUser = true; endBootFlags(); if (KERNEL_HOT > 0) this.kernelLate(c); }
     // (one module per batch only: a split by tier-up budget would put callers and callees in different modules)
     const plan = TAIL && BATCH_TAIL && TIER_BUDGETS === null && TIER_SIZE === 0 && !(lateKernel && KERNEL_TIER_SIZE > 0) && this.kept.size < TAIL_KEPT_MAX
