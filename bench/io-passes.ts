@@ -25,13 +25,13 @@
 // RINGZERO_BENCH_WINDOWS=FILE notes each pass's interval for a RINGZERO_VMM_CPU_PROF profile (as bench/io);
 // RINGZERO_BENCH_PERF=DIR records `perf` CPU samples of the guest thread per pass (with NODE_OPTIONS=--perf-basic-prof;
 // RINGZERO_BENCH_PERF_ALL=1: of all the VMM's threads).
-import { execFileSync, spawn } from 'node:child_process';
-import { createHash } from 'node:crypto';
+import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { CMDLINE, warmHostCache, nameList, onCleanup, positiveInt, printTable, qemuPresent, qemuTcgArgs, requireImage, benchArgs } from './support/common.ts';
 import { BenchGuest } from './support/session.ts';
+import { QemuInstructionCounter } from './support/qemu-icount.ts';
 import { controlRequest } from '../src/vmm/control.ts';
 import { threadRunTimes } from '../src/sys/proc-stat.ts';
 import { parseKallsyms, symbolFor } from '../src/vmm/guest-profile.ts';
@@ -85,41 +85,7 @@ const commands: Record<string, string> = {
 const command = commands[values.cmd!];
 if (!command) throw new Error(`--cmd: one of ${Object.keys(commands).join(', ')}`);
 
-/** --qemu-count: the plugin, built once per source text into the bench cache. */
-function icountPlugin(): string {
-  const src = path.join(path.dirname(new URL(import.meta.url).pathname), 'support', 'qemu-icount-plugin.c');
-  const key = createHash('sha256').update(fs.readFileSync(src)).digest('hex').slice(0, 16);
-  const dir = path.join(os.homedir(), '.cache', 'ringzero', 'bench', `icount-${key}`);
-  const so = path.join(dir, 'icount.so');
-  if (!fs.existsSync(so)) {
-    fs.mkdirSync(dir, { recursive: true });
-    execFileSync('gcc', ['-O2', '-Wall', '-shared', '-fPIC', '-o', `${so}.tmp`, src, '-lpthread'], { stdio: ['ignore', 'pipe', 'pipe'] });
-    fs.renameSync(`${so}.tmp`, so);
-  }
-  return so;
-}
-const icountOut = path.join(work, 'qemu-icount.bin');
-/** QEMU's instructions so far (the plugin's counter file; 0 until it is written). */
-function qemuInstructions(): number {
-  try {
-    const b = fs.readFileSync(icountOut);
-    return b.length >= 8 ? Number(b.readBigUInt64LE(0)) : 0;
-  } catch {
-    return 0;
-  }
-}
-/** The plugin's instructions by block start since boot (hex address -> count). */
-async function qemuBlocks(): Promise<Map<string, number>> {
-  const file = path.join(work, 'qemu-blocks.txt');
-  fs.writeFileSync(`${icountOut}.req`, file);
-  for (let i = 0; i < 2000 && fs.existsSync(`${icountOut}.req`); i++) await new Promise((r) => setTimeout(r, 5));
-  const out = new Map<string, number>();
-  for (const line of fs.readFileSync(file, 'utf8').split('\n')) {
-    const [a, n] = line.split(' ');
-    if (n) out.set(a, (out.get(a) ?? 0) + Number(n));
-  }
-  return out;
-}
+const qemuCounter = values['qemu-count'] && only.includes('qemu') ? new QemuInstructionCounter(path.join(work, 'qemu-icount.bin')) : undefined;
 /** ringzero's guest profile since the last call: hex address -> instructions (samples x slice). */
 async function ringzeroProfile(): Promise<Map<string, number>> {
   const r = await controlRequest(sock, { cmd: 'guest-profile' }, 30_000) as { ok: boolean; every?: number; addresses?: [string, number][]; error?: string };
@@ -164,7 +130,7 @@ for (const vmm of only) {
       ...(profileDir ? ['--profile-guest', path.join(profileDir, 'ringzero-rest.json')] : [])])
     : qemuPresent() ? BenchGuest.qemu('qemu -accel tcg', qemuTcgArgs({ kernel: image.kernel, initrd: image.initrd, cmdline, cpus: 1, memory: values.memory! },
       ['-name', 'bench-io-passes,debug-threads=on', '-drive', `if=none,id=d0,file=${disk},format=raw`, '-device', 'virtio-blk-pci,drive=d0',
-        ...(values['qemu-count'] ? ['-plugin', `${icountPlugin()},out=${icountOut}`] : [])]))
+        ...(qemuCounter?.args ?? [])]))
       : undefined;
   if (!guest) continue;
   // (the same host page-cache state for both VMMs' disk: common.ts warmHostCache)
@@ -173,12 +139,12 @@ for (const vmm of only) {
   // (the guest's request queue limits and the device's features, once: what decides how a 1 MiB read is split)
   const limits = await guest.timed('limits', 'cd /sys/block/vda/queue; for f in *; do [ -f $f ] && echo "$f=$(cat $f)"; done; echo features=$(cat /sys/block/vda/device/features); cd /', 120_000);
   console.error(`${vmm}: /sys/block/vda: ${limits.output.trim().split('\n').join(' ')}`);
-  const counting = vmm === 'qemu' && values['qemu-count'];
+  const counter = vmm === 'qemu' ? qemuCounter : undefined;
   for (let p = 1; p <= passes; p++) {
     const st0 = await blockStat(guest, `s${p}a`);
-    const blocks0 = counting && profileDir ? await qemuBlocks() : undefined;
+    const blocks0 = counter && profileDir ? await counter.blocks(path.join(work, 'blocks.txt')) : undefined;
     if (vmm === 'ringzero' && profileDir) await ringzeroProfile();
-    const q0 = counting ? qemuInstructions() : 0;
+    const q0 = counter?.instructions() ?? 0;
     const a = vmm === 'ringzero' ? await stats() : {};
     const th0 = threadCpu(guest);
     // (RINGZERO_BENCH_PERF=DIR: `perf record -e cpu-clock` of ringzero's guest thread over each pass, DIR/passN.data:
@@ -192,13 +158,13 @@ for (const vmm of only) {
     const th1 = threadCpu(guest);
     const b = vmm === 'ringzero' ? await stats() : {};
     // (the plugin writes its counter every 1 ms; the guest is back at its prompt, idle, once the end marker arrived)
-    if (counting) await new Promise((r) => setTimeout(r, 20));
-    const q1 = counting ? qemuInstructions() : 0;
+    if (counter) await new Promise((r) => setTimeout(r, 20));
+    const q1 = counter?.instructions() ?? 0;
     if (profileDir) {
       let counts: Map<string, number>;
       if (vmm === 'ringzero') counts = await ringzeroProfile();
       else {
-        counts = await qemuBlocks();
+        counts = await counter!.blocks(path.join(work, 'blocks.txt'));
         for (const [a, n] of blocks0!) { const v = counts.get(a)! - n; if (v > 0) counts.set(a, v); else counts.delete(a); }
       }
       writeProfile(path.join(profileDir, `${vmm}-pass${p}.txt`), counts);
@@ -206,7 +172,7 @@ for (const vmm of only) {
     }
     const st1 = await blockStat(guest, `s${p}b`);
     const d = (k: string) => ((b[k] ?? 0) - (a[k] ?? 0)) / mb;
-    const instr = vmm === 'ringzero' ? d('instructions') : counting ? (q1 - q0) / mb : (ringzeroInstr[p - 1] ?? NaN);
+    const instr = vmm === 'ringzero' ? d('instructions') : counter ? (q1 - q0) / mb : (ringzeroInstr[p - 1] ?? NaN);
     const reads = st1[0] - st0[0], writes = st1[4] - st0[4];
     const requests = (reads + writes) / mb, kibPerRequest = ((st1[2] - st0[2] + st1[6] - st0[6]) / 2) / Math.max(1, reads + writes);
     if (vmm === 'ringzero') ringzeroInstr.push(instr);

@@ -35,6 +35,8 @@
 // with it in the host's page cache; --host-cache-as-is leaves the cache as the previous VMM left it (before session 29:
 // ringzero, run first, paid the host's zero-filling of the sparse image's holes that QEMU then found cached).
 // Each pass's wall time, process CPU and guest-thread CPU (ringzero's main thread, QEMU's "CPU 0/TCG") go to stderr.
+// RINGZERO_BENCH_QEMU_COUNT=1: QEMU counts its own guest instructions (a TCG plugin, built with gcc), printed per unit
+// beside ringzero's.
 // TCP needs root (TAP and netns); without it the TCP figures are skipped and the reason printed.
 import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
@@ -43,6 +45,7 @@ import path from 'node:path';
 import { CMDLINE, warmHostCache, median, nameList, onCleanup, positiveInt, printTable, qemuPresent, qemuTcgArgs, requireImage, ROOT, benchArgs } from './support/common.ts';
 import { initrdWithPrograms } from './support/initramfs.ts';
 import { deleteTap, NetNamespace, tapUnavailable } from './support/netns.ts';
+import { QemuInstructionCounter } from './support/qemu-icount.ts';
 import { BenchGuest, type TimedResult } from './support/session.ts';
 import { controlRequest } from '../src/vmm/control.ts';
 
@@ -147,6 +150,21 @@ const controlSocket = path.join(work, 'rz.sock');
  * Tracing costs QEMU a log line per event: its rates in such a run are not its best.
  */
 const qemuTrace = process.env.RINGZERO_BENCH_QEMU_TRACE === '1' ? path.join(work, 'qemu-trace.log') : undefined;
+/**
+ * RINGZERO_BENCH_QEMU_COUNT=1: QEMU TCG counts its own guest instructions (./support/qemu-icount.ts, a TCG plugin),
+ * read before and after each test as ringzero's control socket counts its own (the typed command included on both),
+ * so both VMMs' instructions per unit are printed side by side: the same work, or more of it? (QEMU counts a `rep`
+ * string instruction once per iteration, ringzero once: copies and page clears count higher under QEMU.)
+ */
+const qemuCounter = process.env.RINGZERO_BENCH_QEMU_COUNT === '1' && qemu ? new QemuInstructionCounter(path.join(work, 'qemu-icount.bin')) : undefined;
+/** QEMU's guest instructions per unit, per test and run (RINGZERO_BENCH_QEMU_COUNT). */
+const qemuInstructions: Partial<Record<TestKey, number[]>> = {};
+/** QEMU's count now (its plugin rewrites it every millisecond: wait a little so the guest's last work is in). */
+async function qemuCount(vmm: Vmm): Promise<number | undefined> {
+  if (vmm.key !== 'qemu' || !qemuCounter) return undefined;
+  await new Promise((r) => setTimeout(r, 20));
+  return qemuCounter.instructions();
+}
 const qemuTraceArgs = qemuTrace ? ['-trace', 'enable=virtio_queue_notify', '-trace', 'enable=virtio_notify', '-trace', 'enable=virtio_notify_irqfd', '-trace', 'enable=virtqueue_pop', '-D', qemuTrace] : [];
 /** Counts of the traced events, by event, in the trace log between two of its lengths. */
 function traceCounts(file: string, from: number, to: number): Record<string, number> {
@@ -202,7 +220,7 @@ const VMMS: Vmm[] = [
       '-name', 'bench-io,debug-threads=on',
       '-drive', `if=none,id=d0,file=${disk},format=raw`, '-device', 'virtio-blk-pci,drive=d0',
       ...(tap ? ['-netdev', `tap,id=n0,ifname=${tap},script=no,downscript=no,vhost=off`, '-device', `virtio-net-pci,netdev=n0,mac=${MAC},${QEMU_NET_MATCHED}`] : []),
-      ...qemuTraceArgs, ...extraQemuArgs,
+      ...qemuTraceArgs, ...extraQemuArgs, ...(qemuCounter?.args ?? []),
     ])),
   }, {
     key: 'qemu_base', group: 'qemu' as const, label: 'qemu csum only', disk: false, base: true,
@@ -543,8 +561,11 @@ async function session(vmm: Vmm, run: number): Promise<void> {
         const b0 = bPrev;
         const i0 = await guestIrqs(guest);
         const s0 = await stats(vmm);
+        const q0 = await qemuCount(vmm);
         const p = await diskPass(t);
         const s1 = await stats(vmm);
+        const q1 = await qemuCount(vmm);
+        if (q0 !== undefined && q1 !== undefined) (qemuInstructions[t] ??= []).push((q1 - q0) / p.units);
         record(vmm, t, p.rate, p.units, p.r, s0, s1, await loopShare(p.r));
         await noteDevicePath(vmm, t, p.units, p.r, s0, s1);
         dumpIrqs(vmm, t, p.units, i0, await guestIrqs(guest));
@@ -570,8 +591,11 @@ async function session(vmm: Vmm, run: number): Promise<void> {
         }
         const i0 = await guestIrqs(guest);
         const s0 = await stats(vmm);
+        const q0 = await qemuCount(vmm);
         const { mbs, r, from } = t === 'tcp' ? await tcp(guest, vmm) : { ...(await tcpout(guest, vmm)), from: undefined };
         const s1 = await stats(vmm);
+        const q1 = await qemuCount(vmm);
+        if (q0 !== undefined && q1 !== undefined) (qemuInstructions[t] ??= []).push((q1 - q0) / netMb);
         record(vmm, t, mbs, netMb, r, s0, s1, await loopShare(r, from));
         await noteDevicePath(vmm, t, netMb, r, s0, s1, from);
         dumpIrqs(vmm, t, netMb, i0, await guestIrqs(guest));
@@ -765,6 +789,22 @@ for (const key of ['ringzero', 'ringzero_base']) {
 if (workRows.length > 0) {
   console.log('\nringzero: guest work per unit (control socket stats; medians):');
   printTable(['test', 'k instructions (within the pass)', 'MMIO traps', 'port I/O', 'console port I/O', 'queue notifies', 'device interrupts', 'halts', 'guest MIPS per CPU-s', 'bytes per data frame'], workRows);
+}
+// (RINGZERO_BENCH_QEMU_COUNT) QEMU's guest instructions per unit beside ringzero's: the same work, or more of it?
+const countRows: string[][] = [];
+for (const t of tests) {
+  const q = qemuInstructions[t];
+  if (!q || q.length === 0) continue;
+  const unit = UNITS[t] === 'IOPS' ? 'read' : 'MiB';
+  const qi = median(q);
+  const rz = workDone.ringzero?.[t];
+  const ri = rz && rz.length > 0 ? median(rz.map((w) => w.instructions / w.units)) : NaN;
+  figures[`qemu_tcg_${t}_instructions_per_${unit.toLowerCase()}`] = Math.round(qi);
+  countRows.push([`${t} (per ${unit})`, (ri / 1e3).toFixed(1), (qi / 1e3).toFixed(1), Number.isFinite(ri) ? (ri / qi).toFixed(2) : '-']);
+}
+if (countRows.length > 0) {
+  console.log('\nguest instructions per unit on both VMMs (ringzero: control socket; QEMU: its TCG plugin; medians):');
+  printTable(['test', 'ringzero k', 'QEMU TCG k', 'ringzero / QEMU'], countRows);
 }
 // The soft engine's side of the same work: what kept instructions out of translated code.
 const engineRows: string[][] = [];
