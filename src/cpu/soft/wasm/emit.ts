@@ -514,28 +514,37 @@ export class ModuleBuilder {
     }
     // 7: exports
     const ex: number[] = [];
-    const exported = this.funcs.map((f, i) => [f, i] as const).filter(([f]) => f.exportName !== undefined);
-    uleb(ex, exported.length + (links > 0 ? links + 1 : 0));
-    for (const [f, i] of exported) { name(ex, f.exportName!); ex.push(0x00); uleb(ex, this.importedFuncs + i); }
+    const funcs = this.funcs;
+    let exported = 0;
+    for (let i = 0; i < funcs.length; i++) if (funcs[i].exportName !== undefined) exported++;
+    uleb(ex, exported + (links > 0 ? links + 1 : 0));
+    for (let i = 0; i < funcs.length; i++) {
+      const e = funcs[i].exportName;
+      if (e !== undefined) { name(ex, e); ex.push(0x00); uleb(ex, this.importedFuncs + i); }
+    }
     if (links > 0) {
       name(ex, 'lt'); ex.push(0x01, 0x00);
       for (let i = 0; i < links; i++) { name(ex, 'g' + i); ex.push(0x03); uleb(ex, i); }
     }
     section(7, ex);
-    const heads = this.funcs.map((f) => f.body.head());
+    const heads: number[][] = [];
+    for (let i = 0; i < funcs.length; i++) heads.push(funcs[i].body.head());
     // 0: "metadata.code.branch_hint" (HINTS), before the code section as the proposal places it: per function with
     // hints, in increasing index order, its hints with their offsets from the start of the body's local declarations
     if (HINTS) {
-      const hinted = this.funcs.map((f, i) => [f.body.branchHints(), i] as const).filter(([h]) => h !== null && h.length > 0);
-      if (hinted.length > 0) {
+      let hinted = 0;
+      for (let i = 0; i < funcs.length; i++) { const h = funcs[i].body.branchHints(); if (h !== null && h.length > 0) hinted++; }
+      if (hinted > 0) {
         const bh: number[] = [];
         name(bh, 'metadata.code.branch_hint');
-        uleb(bh, hinted.length);
-        for (const [h, i] of hinted) {
+        uleb(bh, hinted);
+        for (let i = 0; i < funcs.length; i++) {
+          const h = funcs[i].body.branchHints();
+          if (h === null || h.length === 0) continue;
           uleb(bh, this.importedFuncs + i);
-          uleb(bh, h!.length);
+          uleb(bh, h.length);
           const head = heads[i].length;
-          for (const x of h!) { uleb(bh, head + (x >> 1)); bh.push(1, x & 1); }
+          for (let j = 0; j < h.length; j++) { const x = h[j]; uleb(bh, head + (x >> 1)); bh.push(1, x & 1); }
         }
         section(0, bh);
       }
@@ -544,7 +553,8 @@ export class ModuleBuilder {
     const co: number[] = [];
     uleb(co, this.funcs.length);
     let size = co.length;
-    const sizes = this.funcs.map((f, i) => { const n = f.body.size(heads[i]); const h: number[] = []; uleb(h, n); size += h.length + n; return h; });
+    const sizes: number[][] = [];
+    for (let i = 0; i < funcs.length; i++) { const n = funcs[i].body.size(heads[i]); const h: number[] = []; uleb(h, n); size += h.length + n; sizes.push(h); }
     out.push(10);
     uleb(out, size);
     for (const b of co) out.push(b);
