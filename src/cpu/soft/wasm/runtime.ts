@@ -555,6 +555,8 @@ export interface WasmStats {
   reformed: number;
   /** Translated blocks translated again with the other blocks of their page (WasmEngine.reregion). */
   reregioned: number;
+  /** Translated blocks of other pages taken into a new batch as callees of its user blocks (CALLEES: pullCallees). */
+  callees: number;
   /** Modules compiled under the `hot` tier-up budget (TIER_BUDGETS) while the policy is on, the rest under `cold`. */
   hotModules: number;
   /** Modules compiled under a budget raised for their functions' size (TIER_SIZE). */
@@ -588,7 +590,7 @@ export class WasmEngine {
   private imports!: WebAssembly.Imports;
   /** The JavaScript helpers the trampolines call. */
   private readonly helpers: WebAssembly.Imports;
-  readonly stats: WasmStats = { compiled: 0, modules: 0, bytes: 0, compileMs: 0, buildMs: 0, calls: 0, tableCalls: 0, replays: 0, conds: 0, slow: 0, direct: 0, tails: 0, asyncModules: 0, syncFallbacks: 0, stale: 0, reinstalled: 0, freed: 0, regions: 0, regionBlocks: 0, intra: 0, reformed: 0, reregioned: 0, hotModules: 0, sizedModules: 0, installs: 0, installWaitMs: 0, installWaitInstr: 0, bootModules: 0 };
+  readonly stats: WasmStats = { compiled: 0, modules: 0, bytes: 0, compileMs: 0, buildMs: 0, calls: 0, tableCalls: 0, replays: 0, conds: 0, slow: 0, direct: 0, tails: 0, asyncModules: 0, syncFallbacks: 0, stale: 0, reinstalled: 0, freed: 0, regions: 0, regionBlocks: 0, intra: 0, reformed: 0, reregioned: 0, callees: 0, hotModules: 0, sizedModules: 0, installs: 0, installWaitMs: 0, installWaitInstr: 0, bootModules: 0 };
   private nextState = 0;
   /** Translated functions by index (index 0 unused: an empty dispatch entry), and their blocks (a region's by member number). */
   private table!: WebAssembly.Table;
@@ -717,7 +719,7 @@ export class WasmEngine {
     const s = this.stats;
     return `${s.compiled} blocks translated in ${s.modules} modules (${(s.bytes / 1024).toFixed(0)} KiB of code, ${s.compileMs.toFixed(0)} ms on the main thread to build (${s.buildMs.toFixed(0)}) and compile; ` +
       `${s.asyncModules} compiled in the background, ${s.syncFallbacks} of them finished synchronously, ${s.stale} blocks stale when ready, ${s.freed} dead ones freed, ${s.reinstalled} dispatch entries put back), ` +
-      `${s.calls} calls (${s.tableCalls} from the dispatch table), ${s.direct} direct block-to-block entries, ${COUNT_CHAINS ? s.tails : 'uncounted'} by tail calls (${this.kept.size} dead functions kept for them), ${s.regions} regions of ${s.regionBlocks} blocks with ${COUNT_CHAINS ? s.intra : 'uncounted (RINGZERO_WASM_COUNT_CHAINS=1)'} entries between their blocks (${s.reformed} blocks translated again into one, ${s.reregioned} with their page; ${s.hotModules} modules under the hot tier-up budget, ${s.sizedModules} under one raised for size${BOOT_BUDGET > 0 ? `, ${s.bootModules} under the boot's (${BOOT_BUDGET})` : ''}), ` +
+      `${s.calls} calls (${s.tableCalls} from the dispatch table), ${s.direct} direct block-to-block entries, ${COUNT_CHAINS ? s.tails : 'uncounted'} by tail calls (${this.kept.size} dead functions kept for them), ${s.regions} regions of ${s.regionBlocks} blocks with ${COUNT_CHAINS ? s.intra : 'uncounted (RINGZERO_WASM_COUNT_CHAINS=1)'} entries between their blocks (${s.reformed} blocks translated again into one, ${s.reregioned} with their page, ${s.callees} as callees of a new batch; ${s.hotModules} modules under the hot tier-up budget, ${s.sizedModules} under one raised for size${BOOT_BUDGET > 0 ? `, ${s.bootModules} under the boot's (${BOOT_BUDGET})` : ''}), ` +
       `${s.replays + s.conds + s.slow} helper calls (${s.replays} replays, ${s.conds} conditions, ${s.slow} slow accesses)` +
       (TIER_STATS ? '; JS tier runs/instructions: ' + ['warming', 'queued', 'in flight', 'never', 'too long'].map((n, i) => `${n} ${this.tierRuns[i]}/${this.tierInstr[i]}`).join(', ') +
         `; async install latency ${(s.installWaitMs / Math.max(1, s.installs)).toFixed(1)} ms, ${(s.installWaitInstr / Math.max(1, s.installs) / 1e3).toFixed(0)}k instructions (mean of ${s.installs})` : '') +
@@ -1376,6 +1378,7 @@ export class WasmEngine {
     const got = this.callees(user, gen, new Set(live), (t) => (this.copies.get(t) ?? 0) < CALLEE_COPIES);
     for (const t of got.blocks) {
       live.push(t);
+      this.stats.callees++;
       this.copies.set(t, (this.copies.get(t) ?? 0) + 1);
       const l = this.linOf.get(t);
       if (l !== undefined) lins.set(t, l);
