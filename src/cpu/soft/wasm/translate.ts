@@ -2515,20 +2515,35 @@ function blockOffsets(block: Block): number[] | null {
   // ~3 returns to JavaScript per switch of a `dd | cat` pipe before (RINGZERO_WASM_EXIT_STATS by RIP))
   // (one loop for both, the check's field decoding skipped once an entry qualifies: called several times per block
   // per batch, by groupRegions, WasmEngine.reform's pageTargets and the translation)
+  // (every field and comparison of the check is evaluated for each entry looked at, and the opcodes come from a
+  // table: TurboFan inlines this function into groupRegions, midSelfEdge, translateBody..., and a comparison or field
+  // load first reached on a rare path (the first lone SYSRET or string block of a batch after they were optimized) had
+  // no type feedback and deoptimized each of them: groupRegions was compiled 4 times a boot)
   const offs: number[] = [];
   let off = 0, worth = false;
   for (let i = 0; i < es.length; i++) {
     const e = es[i];
     offs.push(off); off += e.len;
     if (worth) continue;
-    const f = e.form;
-    if (f !== Form.None && (f !== Form.ShiftImm || e.op >= 4)) { worth = true; continue; }
-    const o = e.opcode;
-    worth = o === 0x105 || o === 0x107 || o === 0x8e || (LONE_SYS && (o === 0x122 || o === 0xcf || o === 0x1ae)) ||
-      ((o === 0xa4 || o === 0xa5 || o === 0xaa || o === 0xab) && e.adsize === 8);
+    const f = e.form, w = WORTH_OP[e.opcode], lowOp = e.op < 4, wide = e.adsize === 8;
+    const byForm = f !== Form.None, shift = f === Form.ShiftImm, lone = w === 1, str = w === 2;
+    worth = (byForm && !(shift && lowOp)) || lone || (str && wide);
   }
   return worth ? offs : null;
 }
+
+/**
+ * blockOffsets' opcodes worth a lone translation (1: SYSCALL, SYSRET, MOV Sreg and with LONE_SYS MOV CRn, IRET,
+ * group 15; 2: MOVS/STOS, when their addressing is 64-bit), indexed by the decoder's opcode (below 0x4000,
+ * BlockEntry.dec2; 0x100 | second byte for 0F xx).
+ */
+const WORTH_OP = (() => {
+  const t = new Uint8Array(0x4000);
+  for (const o of [0x105, 0x107, 0x8e]) t[o] = 1;
+  if (LONE_SYS) for (const o of [0x122, 0xcf, 0x1ae]) t[o] = 1;
+  for (const o of [0xa4, 0xa5, 0xaa, 0xab]) t[o] = 2;
+  return t;
+})();
 
 /**
  * The physical addresses in `block`'s own page that its static exits reach (direct JMP/Jcc/CALL targets, the
@@ -2582,7 +2597,9 @@ export function crossTargets(block: Block): number[] {
  * as runtime.ts keeps its linear addresses (undefined: not known, taken for the kernel's).
  */
 export function userLinear(l: number | undefined): boolean {
-  return l !== undefined && l >= 0 && l < 2 ** 47;
+  // (both comparisons made on every call, a missing address as -1: see blockOffsets on inlined rare paths)
+  const v = l ?? -1, low = v < 2 ** 47, pos = v >= 0;
+  return pos && low;
 }
 
 /** The instruction is one Translator.stringOp runs in wasm: (REP) MOVS/STOS with 64-bit addressing. */
