@@ -6,8 +6,12 @@
 // memory-library calls (with RINGZERO_WASM_EXIT_STATS=1), replays, instructions run in JavaScript by why their
 // block was not in wasm (with RINGZERO_TIER_STATS=1). QEMU TCG runs the same passes for reference.
 //
-//   node --import tsx bench/io-passes.ts [--passes 8] [--mb 16] [--only ringzero,qemu] [--cmd read|write|buffered]
-//                                        [--qemu-count] [--profile-dir DIR [--kallsyms FILE]] [--nokaslr]
+//   node --import tsx bench/io-passes.ts [--passes 8] [--mb 16] [--only ringzero,qemu] [--cmd read|write|buffered|randread]
+//                                        [--reads 2000] [--scheduler NAME] [--qemu-count] [--profile-dir DIR [--kallsyms FILE]] [--nokaslr]
+//
+// --cmd randread: bench/io's 4 KiB O_DIRECT random reads at queue depth 1 (bench/support/randread.c), --reads per
+// pass; figures are then per read instead of per MiB. --scheduler NAME: the guest's I/O scheduler for /dev/vda (both
+// VMMs; Linux's default for a single-queue device is mq-deadline) before the first pass.
 //
 // Prints one row per pass and VMM (ns of guest-thread CPU per guest instruction; QEMU's count is ringzero's, as both
 // guests run the same kernel path: bench/io's README section, unless --qemu-count counts QEMU's own with a TCG plugin,
@@ -31,6 +35,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { CMDLINE, warmHostCache, nameList, onCleanup, positiveInt, printTable, qemuPresent, qemuTcgArgs, requireImage, benchArgs } from './support/common.ts';
 import { BenchGuest } from './support/session.ts';
+import { initrdWithPrograms } from './support/initramfs.ts';
 import { QemuInstructionCounter } from './support/qemu-icount.ts';
 import { controlRequest } from '../src/vmm/control.ts';
 import { threadRunTimes } from '../src/sys/proc-stat.ts';
@@ -43,6 +48,8 @@ const { values } = benchArgs(import.meta.url, {
     only: { type: 'string', default: 'ringzero,qemu' },
     memory: { type: 'string', default: '256M' },
     cmd: { type: 'string', default: 'read' },
+    reads: { type: 'string', default: '2000' },
+    scheduler: { type: 'string' },
     'qemu-count': { type: 'boolean', default: false },
     'profile-dir': { type: 'string' },
     kallsyms: { type: 'string' },
@@ -68,6 +75,11 @@ function writeProfile(file: string, counts: Map<string, number>): void {
 }
 const passes = positiveInt('passes', values.passes);
 const mb = positiveInt('mb', values.mb);
+const reads = positiveInt('reads', values.reads);
+/** The pass's units: MiB, or reads for randread. */
+const units = values.cmd === 'randread' ? reads : mb;
+const unitName = values.cmd === 'randread' ? 'read' : 'MiB';
+if (values.scheduler !== undefined && !/^[a-z0-9-]+$/.test(values.scheduler)) throw new Error(`--scheduler: '${values.scheduler}' is not a scheduler name`);
 const only = nameList('only', values.only, ['ringzero', 'qemu']);
 if (profileDir && only.includes('qemu') && !values['qemu-count']) throw new Error('--profile-dir: QEMU\'s profile needs --qemu-count');
 const image = requireImage('io-passes');
@@ -81,7 +93,9 @@ const commands: Record<string, string> = {
   read: `dd if=/dev/vda of=/dev/null bs=1M count=${mb} iflag=direct`,
   write: `dd if=/dev/zero of=/dev/vda bs=1M count=${mb} conv=fsync`,
   buffered: `echo 3 >/proc/sys/vm/drop_caches; dd if=/dev/vda of=/dev/null bs=1M count=${mb}`,
+  randread: `randread /dev/vda ${reads} 7919`,
 };
+const initrd = values.cmd === 'randread' ? initrdWithPrograms(image.initrd, ['randread']) : image.initrd;
 const command = commands[values.cmd!];
 if (!command) throw new Error(`--cmd: one of ${Object.keys(commands).join(', ')}`);
 
@@ -126,9 +140,9 @@ function threadCpu(g: BenchGuest): Map<string, number> {
 const monoOffsetUs = Number(process.hrtime.bigint() / 1000n) - performance.now() * 1000;
 for (const vmm of only) {
   const guest = vmm === 'ringzero'
-    ? BenchGuest.ringzero('ringzero soft', ['--engine', 'soft', '--memory', values.memory!, '--cmdline', cmdline, '--disk', disk, '--control-socket', sock,
+    ? BenchGuest.ringzero('ringzero soft', ['--engine', 'soft', '--memory', values.memory!, '--cmdline', cmdline, '--initrd', initrd, '--disk', disk, '--control-socket', sock,
       ...(profileDir ? ['--profile-guest', path.join(profileDir, 'ringzero-rest.json')] : [])])
-    : qemuPresent() ? BenchGuest.qemu('qemu -accel tcg', qemuTcgArgs({ kernel: image.kernel, initrd: image.initrd, cmdline, cpus: 1, memory: values.memory! },
+    : qemuPresent() ? BenchGuest.qemu('qemu -accel tcg', qemuTcgArgs({ kernel: image.kernel, initrd, cmdline, cpus: 1, memory: values.memory! },
       ['-name', 'bench-io-passes,debug-threads=on', '-drive', `if=none,id=d0,file=${disk},format=raw`, '-device', 'virtio-blk-pci,drive=d0',
         ...(qemuCounter?.args ?? [])]))
       : undefined;
@@ -139,6 +153,10 @@ for (const vmm of only) {
   // (the guest's request queue limits and the device's features, once: what decides how a 1 MiB read is split)
   const limits = await guest.timed('limits', 'cd /sys/block/vda/queue; for f in *; do [ -f $f ] && echo "$f=$(cat $f)"; done; echo features=$(cat /sys/block/vda/device/features); cd /', 120_000);
   console.error(`${vmm}: /sys/block/vda: ${limits.output.trim().split('\n').join(' ')}`);
+  if (values.scheduler !== undefined) {
+    const set = await guest.timed('sched', `echo ${values.scheduler} > /sys/block/vda/queue/scheduler; cat /sys/block/vda/queue/scheduler`, 120_000);
+    if (!set.output.includes(`[${values.scheduler}]`)) throw new Error(`${vmm}: scheduler not set: ${set.output}`);
+  }
   const counter = vmm === 'qemu' ? qemuCounter : undefined;
   for (let p = 1; p <= passes; p++) {
     const st0 = await blockStat(guest, `s${p}a`);
@@ -171,21 +189,21 @@ for (const vmm of only) {
       if (symbols.length > 0) lastProfile.set(vmm, profileByFunction(counts));
     }
     const st1 = await blockStat(guest, `s${p}b`);
-    const d = (k: string) => ((b[k] ?? 0) - (a[k] ?? 0)) / mb;
-    const instr = vmm === 'ringzero' ? d('instructions') : counter ? (q1 - q0) / mb : (ringzeroInstr[p - 1] ?? NaN);
-    const reads = st1[0] - st0[0], writes = st1[4] - st0[4];
-    const requests = (reads + writes) / mb, kibPerRequest = ((st1[2] - st0[2] + st1[6] - st0[6]) / 2) / Math.max(1, reads + writes);
+    const d = (k: string) => ((b[k] ?? 0) - (a[k] ?? 0)) / units;
+    const instr = vmm === 'ringzero' ? d('instructions') : counter ? (q1 - q0) / units : (ringzeroInstr[p - 1] ?? NaN);
+    const readIos = st1[0] - st0[0], writeIos = st1[4] - st0[4];
+    const requests = (readIos + writeIos) / units, kibPerRequest = ((st1[2] - st0[2] + st1[6] - st0[6]) / 2) / Math.max(1, readIos + writeIos);
     if (vmm === 'ringzero') ringzeroInstr.push(instr);
-    const threadMs = (r.threadS * 1000) / mb;
+    const threadMs = (r.threadS * 1000) / units;
     rows.push({
       vmm, pass: p, threadMs, instr, requests, kibPerRequest, nsPerInstr: (threadMs * 1e6) / instr, notWasm: d('instructions') - d('soft.jitInstructions'),
       calls: d('soft.wasm.calls'), compiled: d('soft.wasm.compiled'), compileMs: d('soft.wasm.compileMs'), libCalls: d('soft.wasm.libCalls'),
       replays: d('soft.wasm.replays'), walks: d('soft.tlbWalks'),
       // (with RINGZERO_WASM_EXIT_STATS=1: ways into the dispatcher that looked their target up / named it, register
       // write-backs and loads)
-      lookups: sumOf(a, b, /^soft\.wasm\.x\.[^.]+\.lookup$/) / mb, named: sumOf(a, b, /^soft\.wasm\.x\.[^.]+\.direct$/) / mb,
+      lookups: sumOf(a, b, /^soft\.wasm\.x\.[^.]+\.lookup$/) / units, named: sumOf(a, b, /^soft\.wasm\.x\.[^.]+\.direct$/) / units,
       jsTier: ['warming', 'queued', 'inFlight', 'never', 'tooLong'].map((n) => d(`soft.jsTier.${n}`)),
-      writeBacks: sumOf(a, b, /^soft\.wasm\.wb[A-Z]/) / mb, regLoads: sumOf(a, b, /^soft\.wasm\.ld(Cache|Uncached|Entry|Branch)$/) / mb,
+      writeBacks: sumOf(a, b, /^soft\.wasm\.wb[A-Z]/) / units, regLoads: sumOf(a, b, /^soft\.wasm\.ld(Cache|Uncached|Entry|Branch)$/) / units,
     });
     console.error(`${vmm} pass ${p}: ${r.hostMs.toFixed(0)} ms wall, ${(r.threadS * 1000).toFixed(0)} ms guest thread, ${(r.threadWaitS * 1000).toFixed(0)} ms of it waiting for a CPU, ${(r.cpuS * 1000).toFixed(0)} ms process CPU`);
     // (RINGZERO_BENCH_WINDOWS=FILE: the pass's interval on the monotonic clock in µs, as V8's CPU profiles time their
@@ -205,7 +223,7 @@ for (const vmm of only) {
   guest.close();
 }
 const f = (x: number, d = 0) => (Number.isFinite(x) ? x.toFixed(d) : '-');
-console.log(`\nper MiB of \`${command}\`, pass by pass (guest-thread CPU; QEMU's ns per instruction with ${values['qemu-count'] ? 'its own count' : 'ringzero\'s count'}):`);
+console.log(`\nper ${unitName} of \`${command}\`, pass by pass (guest-thread CPU; QEMU's ns per instruction with ${values['qemu-count'] ? 'its own count' : 'ringzero\'s count'}):`);
 printTable(['vmm', 'pass', 'thread ms', 'k instr', 'ns/instr', 'requests', 'KiB/request', 'not in wasm', 'wasm calls', 'translated', 'compile ms', 'lib calls', 'replays', 'walks', 'lookups', 'named exits', 'write-backs', 'reg loads', 'JS tier: warming/queued/in flight/never/too long'],
   rows.map((r) => [r.vmm, String(r.pass), f(r.threadMs, 2), f(r.instr / 1000, 1), f(r.nsPerInstr, 1), f(r.requests, 2), f(r.kibPerRequest, 0), f(r.notWasm), f(r.calls), f(r.compiled, 1), f(r.compileMs, 2), f(r.libCalls), f(r.replays, 1), f(r.walks, 1), f(r.lookups), f(r.named), f(r.writeBacks), f(r.regLoads), r.jsTier.map((x) => f(x)).join('/')]));
 if (lastProfile.size > 0) {
@@ -213,8 +231,8 @@ if (lastProfile.size > 0) {
   const names = new Map<string, number>();
   for (const m of lastProfile.values()) for (const [k, v] of m) names.set(k, Math.max(names.get(k) ?? 0, v));
   const vmms = [...lastProfile.keys()];
-  console.log(`\nthe last pass's guest functions, k instructions per MiB (ringzero sampled, QEMU exact):`);
+  console.log(`\nthe last pass's guest functions, k instructions per ${unitName} (ringzero sampled, QEMU exact):`);
   printTable(['function', ...vmms], [...names].sort((a, b) => b[1] - a[1]).slice(0, 40)
-    .map(([k]) => [k, ...vmms.map((v) => f((lastProfile.get(v)!.get(k) ?? 0) / mb / 1000, 1))]));
+    .map(([k]) => [k, ...vmms.map((v) => f((lastProfile.get(v)!.get(k) ?? 0) / units / 1000, 2))]));
 }
-console.log(JSON.stringify({ bench: 'io-passes', mb, passes, cmd: values.cmd, rows }));
+console.log(JSON.stringify({ bench: 'io-passes', mb, reads: values.cmd === 'randread' ? reads : undefined, passes, cmd: values.cmd, scheduler: values.scheduler, rows }));
