@@ -243,6 +243,13 @@ test('groupRegions with an instruction cap (KERNEL_REGION) cuts regions by their
     const holding = parts.filter((p) => p.some((b) => loop.includes(b.pa)));
     assert.equal(holding.length, 1, `cap ${cap}: the loop (8 instructions) in one region`);
   }
+  // (a cap below the loop's 8 instructions cuts it, unless wholeLoops (BOOT_REGION) keeps it in a region of its own)
+  const holdingLoop = (parts: Block[][]) => parts.filter((p) => p.some((b) => loop.includes(b.pa)));
+  assert.ok(holdingLoop(groupRegions(blocks, undefined, 4)).length > 1, 'cap 4: the loop cut');
+  const whole = groupRegions(blocks, undefined, 4, true);
+  assert.deepEqual(holdingLoop(whole).map((p) => p.map((b) => b.pa)), [loop], 'cap 4, wholeLoops: the loop alone in one region');
+  assert.ok(whole.every((p) => instr(p) <= 4 || p.length === 1 || p.every((b) => loop.includes(b.pa))), `cap 4, wholeLoops: parts of ${whole.map(instr)}`);
+  assert.deepEqual(whole.flat().map((b) => b.pa).sort(), all, 'cap 4, wholeLoops: every block in one region');
 });
 
 test('BOOT_REGION: the engine cuts the regions it flushes before any user code at the instruction cap, exactly', () => {

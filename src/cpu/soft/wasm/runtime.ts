@@ -80,6 +80,12 @@ const KERNEL_REGION = Number(process.env.RINGZERO_WASM_KERNEL_REGION ?? 0);
  * 8 blocks instead (loops kept whole; branch s30-boot-blockcap): workers 7.13 -> 6.26 s, guest thread 5.21 -> 5.54 s,
  * and bench/engines --paired against base30 (3 runs, load ~14) boot wall 1.04x/0.82x/0.95x, process CPU
  * 0.98x/0.93x/0.92x, guest thread 1.02x/0.99x/1.00x, md5 1.01x, ash 0.96x, syscalls 1.04x wall (threads 0.95-1.00x).
+ * A loop (a strongly connected group of up to REGION_MAX blocks) over the cap stays whole, in a region of its own
+ * (groupRegions wholeLoops): cut in address order as KERNEL_REGION cuts, BOOT_REGION=48 paired against off (same
+ * build, 3 runs, load ~15) gave boot wall 0.95x/0.97x/1.03x, process CPU 0.97x/0.96x/1.01x, but guest thread
+ * 1.06x/1.05x/1.08x (hot boot loops leaving their function every pass), md5 0.99x, ash 0.93x, syscalls 1.12x wall
+ * (thread 1.04x). Loops whole, one boot each side by side (load ~20), off/48/24: workers' CPU 7.84/7.23/6.88 s,
+ * guest thread 6.76/7.20/7.55 s, TurboFan compiles 794/1089/1214 of 4.46/3.83/3.18 MB.
  */
 let BOOT_REGION = Number(process.env.RINGZERO_WASM_BOOT_REGION ?? 0);
 /** Tests: set BOOT_REGION (0: off) for batches flushed after; returns the old value. */
@@ -1064,7 +1070,7 @@ export class WasmEngine {
     // (late kernel code: KERNEL_REGION, KERNEL_TIER_SIZE)
     const lateKernel = this.sawUser && c.cpl === 0;
     const bootKernel = !this.sawUser && c.cpl === 0;
-    const groups = groupRegions(live, lins, lateKernel && KERNEL_REGION > 0 ? KERNEL_REGION : bootKernel && BOOT_REGION > 0 ? BOOT_REGION : Infinity);
+    const groups = groupRegions(live, lins, lateKernel && KERNEL_REGION > 0 ? KERNEL_REGION : bootKernel && BOOT_REGION > 0 ? BOOT_REGION : Infinity, bootKernel);
     if (c.cpl === 3 && !this.sawUser) { this.sawUser = true; endBootFlags(); if (KERNEL_HOT > 0) this.kernelLate(c); }
     // (one module per batch only: a split by tier-up budget would put callers and callees in different modules)
     const plan = TAIL && BATCH_TAIL && TIER_BUDGETS === null && TIER_SIZE === 0 && !(lateKernel && KERNEL_TIER_SIZE > 0) && this.kept.size < TAIL_KEPT_MAX

@@ -2613,7 +2613,7 @@ function stringRuns(e: BlockEntry): boolean {
  * static branch or fall-through to another's address; groups of one block, and the blocks with nothing worth
  * translating, stay alone. At most REGION_MAX blocks per region.
  */
-export function groupRegions(blocks: Block[], lins?: Map<Block, number>, maxInstr = Infinity): Block[][] {
+export function groupRegions(blocks: Block[], lins?: Map<Block, number>, maxInstr = Infinity, wholeLoops = false): Block[][] {
   if (!REGIONS) return blocks.map((b) => [b]);
   // (union-find over the blocks' indices, in typed arrays: the Maps of blocks it used cost ~8% of a batch's build)
   const n = blocks.length, parent = new Int32Array(n), offs: (number[] | null)[] = new Array(n);
@@ -2672,7 +2672,7 @@ export function groupRegions(blocks: Block[], lins?: Map<Block, number>, maxInst
   const instr = (g: number[]): number => { let k = 0; for (const i of g) k += blocks[i].n; return k; };
   for (const g of groups) {
     if (g.length <= REGION_MAX && (maxInstr === Infinity || instr(g) <= maxInstr)) out.push(g.map((i) => blocks[i]));
-    else for (const part of cutGroup(g, blocks, edges, maxInstr)) out.push(part.map((i) => blocks[i]));
+    else for (const part of cutGroup(g, blocks, edges, maxInstr, wholeLoops)) out.push(part.map((i) => blocks[i]));
   }
   return out;
 }
@@ -2686,7 +2686,7 @@ export function groupRegions(blocks: Block[], lins?: Map<Block, number>, maxInst
  * transform (18 blocks in address order: its fourth round's loop was split by the cut, 8 dispatcher entries per
  * 64-byte block).
  */
-function cutGroup(g: number[], blocks: Block[], edges: number[][], maxInstr = Infinity): number[][] {
+function cutGroup(g: number[], blocks: Block[], edges: number[][], maxInstr = Infinity, wholeLoops = false): number[][] {
   const inG = new Map<number, number>();
   g.forEach((i, k) => inG.set(i, k));
   const m = g.length, index = new Int32Array(m).fill(-1), low = new Int32Array(m), onStack = new Uint8Array(m);
@@ -2715,6 +2715,12 @@ function cutGroup(g: number[], blocks: Block[], edges: number[][], maxInstr = In
   const nOf = (c: number[]): number => { let k = 0; for (const i of c) k += blocks[i].n; return k; };
   for (const c of comps) {
     const cn = nOf(c);
+    // (wholeLoops: a loop of up to REGION_MAX blocks over the instruction cap goes whole into a part of its own)
+    if (wholeLoops && c.length > 1 && c.length <= REGION_MAX && cn > maxInstr) {
+      if (cur.length > 0) { parts.push(cur); cur = []; curN = 0; }
+      parts.push(c);
+      continue;
+    }
     if (c.length > REGION_MAX || cn > maxInstr) {
       if (cur.length > 0) { parts.push(cur); cur = []; curN = 0; }
       // (a component over a cap: cut in address order, each part within both caps)
