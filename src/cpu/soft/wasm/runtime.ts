@@ -14,7 +14,7 @@ import { emitTlbSlot, memFnBody, LD_PARAMS, ST_PARAMS } from './tlb-probe.ts';
 import { execSy, SY_SYSCALL, SY_TSC } from '../fast-forms.ts';
 import { readTsc } from '../system/control.ts';
 import { stiSetsIf } from '../ops/interrupt-flag.ts';
-import { translateBody, translateRegion, groupRegions, midSelfEdge, pageTargets, crossTargets, buildModule, buildFlaglib, resolveBatchTails, leaveBody, type WasmCode, type EmitOpts, type TailCtx, type TailTarget, WASM_NAMES, EXIT_STATS, SITE_STATS, SITE_BASE, SITE_MAX, siteInfo, NEXT_KEY, X_NAMES, EXPLICIT, SYNCED, ARITH, RF, VM, IF, K_SHIFT, PRIV_CHAIN, POS_MEMBER, posIx, posN, COUNT_CHAINS, DEAD_REGS, deadRegs, userLinear, LINKS, indTarget } from './translate.ts';
+import { translateBody, translateRegion, groupRegions, midSelfEdge, pageTargets, crossTargets, buildModule, buildFlaglib, resolveBatchTails, leaveBody, type WasmCode, type EmitOpts, type TailCtx, type TailTarget, WASM_NAMES, EXIT_STATS, SITE_STATS, SITE_BASE, SITE_MAX, siteInfo, NEXT_KEY, X_NAMES, EXPLICIT, SYNCED, ARITH, RF, VM, IF, K_SHIFT, PRIV_CHAIN, POS_MEMBER, posIx, posN, NO_RES, COUNT_CHAINS, DEAD_REGS, deadRegs, userLinear, LINKS, indTarget } from './translate.ts';
 import { syscallMsrs, syscallSegments64, sysretSegments64, type SyscallMsrs } from '../system/fastcall.ts';
 import { EFER_SCE, CR4_TSD } from '../constants.ts';
 import { appendFileSync, writeFileSync } from 'node:fs';
@@ -1029,6 +1029,14 @@ export class WasmEngine {
     c.lazySrc = I[s + (L.S_LS >> 2)]; c.lazySrcHi = I[s + (L.S_LS >> 2) + 1];
     c.lazyRes = I[s + (L.S_LR >> 2)]; c.lazyResHi = I[s + (L.S_LR >> 2) + 1];
     c.lazyCarry = I[s + (L.S_LCY >> 2)];
+    // (translate.ts NO_RES: a translated ADD/SUB record comes without its result; the CPU's readers use the bits of
+    // its size, and the high half at size 8 only)
+    const op = c.lazyOp;
+    if (NO_RES && (op === 1 || op === 3)) {
+      const dl = c.lazyDst >>> 0, sl = c.lazySrc >>> 0, lo = op === 1 ? dl + sl : dl - sl;
+      c.lazyRes = lo | 0;
+      c.lazyResHi = c.lazySize !== 8 ? 0 : (op === 1 ? c.lazyDstHi + c.lazySrcHi + (lo > 0xffffffff ? 1 : 0) : c.lazyDstHi - c.lazySrcHi - (lo < 0 ? 1 : 0)) | 0;
+    }
   }
 
   /** Hot blocks waiting to be translated together (one module per batch: a module costs ~0.3 ms of its own). */

@@ -232,6 +232,14 @@ const BULK_STRING = process.env.RINGZERO_WASM_BULK_STRING !== '0';
 const BULK_PASSES = 16;
 // Lazy-flag kinds (../cpu.ts Lazy) and ALU operations (as in ../fast-forms.ts).
 const L_ADD = 1, L_ADC = 2, L_SUB = 3, L_SBB = 4, L_LOGIC = 5, L_INC = 6, L_DEC = 7;
+/**
+ * RINGZERO_WASM_NO_RES=0: off. A translated ADD or SUB record (CMP, NEG, XADD, CMPXCHG too) goes to the state area
+ * without its result: r is d + s / d - s in the bits its size keeps (every producer computes it so, Translator.alu),
+ * and the readers of a record of a plain kind (not SYNCED: a translated producer's) work it out, the flag library
+ * (buildFlaglib) and the runtime's copy to the CPU (runtime.ts syncToCpu). Records are stored at every exit and
+ * before every memory-library call: ~4.5% of the wasm operations emitted were ADD/SUB records, 12 each, now 9.
+ */
+export const NO_RES = process.env.RINGZERO_WASM_NO_RES !== '0';
 /** Record kind of translated code only: the arithmetic flags are explicit EFLAGS bits in S_LD (after a shift). */
 export const EXPLICIT = -2;
 const ADD = 0, OR = 1, AND = 4, SUB = 5, XOR = 6, CMP = 7, TEST = 8;
@@ -1940,7 +1948,8 @@ class Translator {
   /**
    * Store the known record into the state area, only the fields its kind's flags are computed from (SoftCpu.computeArith,
    * the flag library): S_LOP and S_LSZ as one i64 (adjacent, layout.ts), then d and s for ADD/ADC/SUB/SBB, r for
-   * all, the carry-in for ADC/SBB/INC/DEC; EXPLICIT: the bits in S_LD.
+   * all but ADD and SUB (NO_RES: r is d + s or d - s there, which the readers of a record of a plain kind work out),
+   * the carry-in for ADC/SBB/INC/DEC; EXPLICIT: the bits in S_LD.
    */
   storeFlags(): void {
     const b = this.b, k = this.kind;
@@ -1956,7 +1965,7 @@ class Translator {
       b.get(this.st).get(this.ld).mem(Op.i64Store, 3, L.S_LD);
       b.get(this.st).get(this.ls).mem(Op.i64Store, 3, L.S_LS);
     }
-    b.get(this.st).get(this.lr).mem(Op.i64Store, 3, L.S_LR);
+    if (!(NO_RES && (k === L_ADD || k === L_SUB))) b.get(this.st).get(this.lr).mem(Op.i64Store, 3, L.S_LR);
     if (k === L_INC || k === L_DEC || k === L_ADC || k === L_SBB) b.get(this.st).get(this.lcy).mem(Op.i32Store, 2, L.S_LCY);
   }
 
@@ -4544,8 +4553,8 @@ export function buildFlaglib(): Uint8Array<ArrayBuffer> {
   const b = new Body(1);
   const st = 0;
   const k = b.local(I32), f = b.local(I32), cy = b.local(I32), lr = b.local(I32);
-  const sh = b.local(I64), d = b.local(I64), s = b.local(I64), r = b.local(I64);
-  b.get(st).mem(Op.i32Load, 2, L.S_LOP).tee(k).i32(SYNCED).op(Op.i32GeS).open(Op.if);
+  const sh = b.local(I64), d = b.local(I64), s = b.local(I64), r = b.local(I64), plain = b.local(I32), rr = b.local(I64);
+  b.get(st).mem(Op.i32Load, 2, L.S_LOP).tee(k).i32(SYNCED).op(Op.i32LtS).tee(plain).op(Op.i32Eqz).open(Op.if);
   b.get(k).i32(SYNCED).op(Op.i32Sub).set(k);
   b.close();
   // explicit bits: EXPLICIT (translated shifts, IMUL, BT, ...) or the CPU's settled flags
@@ -4558,8 +4567,18 @@ export function buildFlaglib(): Uint8Array<ArrayBuffer> {
   b.i64(64).get(st).mem(Op.i64Load32u, 2, L.S_LSZ).i64(3).op(Op.i64Shl).op(Op.i64Sub).set(sh);
   b.get(st).mem(Op.i64Load, 3, L.S_LD).get(sh).op(Op.i64Shl).set(d);
   b.get(st).mem(Op.i64Load, 3, L.S_LS).get(sh).op(Op.i64Shl).set(s);
-  b.get(st).mem(Op.i64Load, 3, L.S_LR).get(sh).op(Op.i64Shl).set(r);
-  b.get(st).mem(Op.i32Load, 2, L.S_LR).set(lr);
+  // (NO_RES: a translated ADD/SUB record has no r stored: d + s / d - s, exact in the bits of its size)
+  b.get(st).mem(Op.i64Load, 3, L.S_LR);
+  if (NO_RES) {
+    b.get(st).mem(Op.i64Load, 3, L.S_LD).get(st).mem(Op.i64Load, 3, L.S_LS).op(Op.i64Add);
+    b.get(st).mem(Op.i64Load, 3, L.S_LD).get(st).mem(Op.i64Load, 3, L.S_LS).op(Op.i64Sub);
+    b.get(k).i32(L_ADD).op(Op.i32Eq).op(Op.select);
+    // (select: S_LR unless a plain ADD/SUB record)
+    b.get(k).i32(L_ADD).op(Op.i32Eq).get(k).i32(L_SUB).op(Op.i32Eq).op(Op.i32Or).get(plain).op(Op.i32And).op(Op.i32Eqz);
+    b.op(Op.select);
+  }
+  b.tee(rr).get(sh).op(Op.i64Shl).set(r);
+  b.get(rr).op(Op.i32WrapI64).set(lr);
   // PF (even parity of the low byte), ZF, SF
   b.get(lr).i32(255).op(Op.i32And).op(Op.i32Popcnt).i32(1).op(Op.i32And).op(Op.i32Eqz).i32(2).op(Op.i32Shl);
   b.get(r).op(Op.i64Eqz).i32(6).op(Op.i32Shl).op(Op.i32Or);
