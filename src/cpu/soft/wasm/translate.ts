@@ -361,6 +361,14 @@ for (const f of [Form.MovLoad64, Form.MovLoad32, Form.MovLoad16, Form.AluRM, For
   Form.NotNegM, Form.MulDivM, Form.ImulRM, Form.ImulRMI, Form.AdcRM, Form.AdcMR, Form.AdcMI, Form.CallInd, Form.JmpInd,
   Form.CmpxchgM, Form.XaddM, Form.SetccM, Form.BtMI, Form.BtMR, Form.Alu16RM, Form.Alu16MR, Form.Alu16MI, Form.PushM,
   Form.BitScanM, Form.XchgM, Form.Cmpxchg8M, Form.Shift16M, Form.ShiftMCl, Form.PopcntM]) LOAD_FORMS[f] = true;
+/**
+ * RINGZERO_WASM_EAGER_WB=0: off. A dirty register that no later instruction of its block writes (writesOf) is
+ * written back right after the instruction that last wrote it (Translator.eagerWb), not at each later write-back point
+ * (every inline access's slow path, side exit, chain check's exit and the block's exits each wrote it back): the same
+ * one store on each path through the block (every way out of it writes back every dirty register, REGION_REGS off),
+ * fewer copies of it in the code. Not in a self-looping block (registers stay dirty across its passes).
+ */
+const EAGER_WB = process.env.RINGZERO_WASM_EAGER_WB !== '0';
 /** Switch LAST_PAGE (tests); returns the old setting. */
 export function setLastPage(on: boolean): boolean { const old = LAST_PAGE; LAST_PAGE = on; return old; }
 const LP_NONE = 1n;
@@ -774,6 +782,22 @@ class Translator {
       if (LOAD_FORMS[e.form] && (e.base >= 0 ? e.base : 16) === key) return true;
     }
     return false;
+  }
+  /**
+   * EAGER_WB, after an instruction: write back now the dirty registers that no later instruction of the block writes
+   * (not in `later`), at straight-line level, and mark them clean.
+   */
+  eagerWb(later: number): void {
+    const m0 = this.dirty & ~later;
+    if (m0 === 0 || this.nested()) return;
+    const c = this.wbCtx; this.wbCtx = 10;
+    for (let r = 0, m = m0; m !== 0; r++, m >>>= 1) {
+      if ((m & 1) === 0) continue;
+      this.writeBack(r, this.rc[r]);
+      this.rs[r] = 1;
+    }
+    this.dirty &= ~m0;
+    this.wbCtx = c;
   }
   /** After a memory-library call emitted with the body's call count `before`: the slots valid then stay valid. */
   lpKeep(before: number): void {
@@ -2855,6 +2879,43 @@ export function translateRegion(members: Block[], lins?: Map<Block, number>, opt
  * Only a choice of what to keep in locals: a register listed that the block does not read costs a load on its
  * dispatcher entry, one missed costs a load in the block, as before; neither changes what the code computes.
  */
+/**
+ * EAGER_WB: the registers instruction e may write (any part of them), over-approximated: every register for a form
+ * not listed (replays, SSE, system forms). Only the cost of EAGER_WB depends on it (a register written again after
+ * its eager write-back is dirty again, and written back again, as the register cache tracks it): never correctness.
+ */
+function writesOf(e: BlockEntry): number {
+  const m = (r: number): number => (r >= 0 && r < 16 ? 1 << r : 0);
+  switch (e.form) {
+    case Form.MovRR64: case Form.MovRR32: case Form.AluRR: case Form.Alu8RR: case Form.Alu16RR: case Form.Mov8RR:
+    case Form.CmovRR: case Form.ShiftDoubleRI: case Form.AdcRR: case Form.ImulRR: case Form.AluRI: case Form.AluRM:
+    case Form.Alu8RI: case Form.Alu8RM: case Form.Alu16RI: case Form.Alu16RM: case Form.IncDec: case Form.IncDec8:
+    case Form.ShiftImm: case Form.Shift8Imm: case Form.Shift16Imm: case Form.NotNegR: case Form.Bswap: case Form.BtRI:
+    case Form.BtRR: case Form.Mov8RI: case Form.Mov8RM: case Form.Setcc: case Form.CmovRM: case Form.AdcRI: case Form.AdcRM:
+    case Form.ImulRM: case Form.ShiftCl: case Form.ShiftDoubleCl: case Form.ImulRRI: case Form.ImulRMI: case Form.PopcntR:
+    case Form.PopcntM:
+      return m(e.b);
+    case Form.MovLoad64: case Form.MovLoad32: case Form.MovLoad16: case Form.MovImmReg: case Form.Lea: case Form.MovzxMem:
+    case Form.MovsxdMem: case Form.MovsxM: case Form.MovzxReg8: case Form.MovzxReg16: case Form.MovsxdReg:
+    case Form.MovsxR8: case Form.MovsxR16: case Form.XaddM: case Form.XchgM:
+      return m(e.a);
+    case Form.XchgRR: case Form.BitScanR: case Form.BitScanM: return m(e.a) | m(e.b);
+    case Form.Push: case Form.Call: case Form.Ret: case Form.PushImm: case Form.Pushf: case Form.PushM: case Form.CallInd:
+      return 1 << 4;
+    case Form.Pop: return (1 << 4) | m(e.a);
+    case Form.Leave: return (1 << 4) | (1 << 5);
+    case Form.Cdq: case Form.MulDivR: case Form.MulDivM: return 1 | (1 << 2);
+    case Form.CmpxchgM: case Form.Cmpxchg8M: return 1;
+    case Form.MovStore64: case Form.MovStore32: case Form.MovStore16: case Form.MovImmMem64: case Form.MovImmMem32:
+    case Form.MovImm16M: case Form.Mov8MR: case Form.Mov8MI: case Form.AluMR: case Form.AluMI: case Form.Alu8MR:
+    case Form.Alu8MI: case Form.Alu16MR: case Form.Alu16MI: case Form.AdcMR: case Form.AdcMI: case Form.IncDecM:
+    case Form.NotNegM: case Form.SetccM: case Form.BtMI: case Form.BtMR: case Form.Shift16M: case Form.ShiftMCl:
+    case Form.Jcc: case Form.Jmp: case Form.JmpInd: case Form.Nop: case Form.Cli: case Form.Sti: case Form.Cld: case Form.Std:
+      return 0;
+    default: return 0xffff;
+  }
+}
+
 export function memberRegs(block: Block): number {
   let reads = 0, written = 0;
   const rd = (r: number): void => { if (r >= 0 && r < 16 && ((written >>> r) & 1) === 0) reads |= 1 << r; };
@@ -3135,6 +3196,13 @@ function emitCode(T: Translator, block: Block, offs: number[], loop: { pre: numb
   T.chainAt = T.selfLoop ? -1 : b.calls;
   T.base = b.nest;
   if (T.loopPre !== null) for (const r of T.loopPre) { T.rs[r] = T.loopDirty.includes(r) ? 2 : 1; if (T.rs[r] === 2) T.dirty |= 1 << r; }
+  // (EAGER_WB: per instruction index, the registers it or a later instruction of the block may write)
+  let eager: number[] | null = null;
+  // (not with REGION_REGS or DEAD_REGS, whose branches may leave registers dirty or not write them back)
+  if (EAGER_WB && !T.selfLoop && !REGION_REGS && !DEAD_REGS) {
+    eager = new Array(N + 1).fill(0);
+    for (let i = N - 1; i >= 0; i--) eager[i] = eager[i + 1] | writesOf(es[i]);
+  }
   for (let i = 0; i < N; i++) {
     const e = es[i];
     const o = offs[i];
@@ -3156,6 +3224,7 @@ function emitCode(T: Translator, block: Block, offs: number[], loop: { pre: numb
     T.runCur = i < T.runEnd ? T.runOff[i] : -1;
     (EMIT[f] ?? emitOther)(T, e, i, next);
     T.runCur = -1;
+    if (eager !== null && !isLast && !T.insReplayed) T.eagerWb(eager[i + 1]);
     if (T.insMem && !isLast) { if (!T.insReplayed) T.hoistFlush(i); T.exitIfSlow(i + 1, next); }
     else if (T.insSlow > 0) T.slowMaybe = true;
     if (isLast && !T.insReplayed && f !== Form.Jcc && f !== Form.Jmp && f !== Form.Call && f !== Form.Ret && f !== Form.CallInd && f !== Form.JmpInd) {
