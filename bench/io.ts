@@ -25,7 +25,7 @@
 // JSON line.
 //
 //   node --import tsx bench/io.ts [--runs 3] [--mb 64] [--reads 3000] [--net-mb 16] [--only write,read,randread,tcp,tcpout,ringzero,qemu] [--no-base] [--warm]
-//                      [--host-cache-as-is]
+//                      [--host-cache-as-is] [--scheduler NAME]
 //
 // --only takes test names and/or VMM names (ringzero, qemu); an empty list means all. --no-base skips the
 // checksum-only network runs. --warm runs each test once, untimed, before its timed pass, on both VMMs with the same
@@ -34,6 +34,9 @@
 // Before each VMM's session the disk image is read once on the host (support/common.ts warmHostCache), so each starts
 // with it in the host's page cache; --host-cache-as-is leaves the cache as the previous VMM left it (before session 29:
 // ringzero, run first, paid the host's zero-filling of the sparse image's holes that QEMU then found cached).
+// --scheduler NAME sets the guest's I/O scheduler for /dev/vda on every VMM before the disk tests (Linux's default for
+// a single-queue disk, as both VMMs' virtio-blk is here, is mq-deadline: ~7 k of a random read's ~17-20 k guest
+// instructions on either VMM, bench/io-passes --cmd randread; `none` leaves them out).
 // Each pass's wall time, process CPU and guest-thread CPU (ringzero's main thread, QEMU's "CPU 0/TCG") go to stderr.
 // RINGZERO_BENCH_QEMU_COUNT=1: QEMU counts its own guest instructions (a TCG plugin, built with gcc), printed per unit
 // beside ringzero's.
@@ -61,8 +64,10 @@ const { values } = benchArgs(import.meta.url, {
     'no-base': { type: 'boolean', default: false },
     'host-cache-as-is': { type: 'boolean', default: false },
     warm: { type: 'boolean', default: false },
+    scheduler: { type: 'string' },
   },
 });
+if (values.scheduler !== undefined && !/^[a-z0-9-]+$/.test(values.scheduler)) throw new Error(`--scheduler: '${values.scheduler}' is not a scheduler name`);
 const runs = positiveInt('runs', values.runs);
 const mb = positiveInt('mb', values.mb);
 const reads = positiveInt('reads', values.reads);
@@ -526,6 +531,10 @@ async function session(vmm: Vmm, run: number): Promise<void> {
     if (vmm.disk && !vmm.base && diskTests.length > 0) {
       const size = Number(await guest.ask('VDA', 'cat /sys/block/vda/size'));
       if (!(size * 512 >= 2 * mb * MiB)) throw new Error(`${vmm.label}: /dev/vda has ${size} sectors`);
+      if (values.scheduler !== undefined) {
+        const now = await guest.ask('SCHED', `echo ${values.scheduler} > /sys/block/vda/queue/scheduler; cat /sys/block/vda/queue/scheduler`);
+        if (!now.includes(`[${values.scheduler}]`)) throw new Error(`${vmm.label}: scheduler ${values.scheduler} not set: ${now}`);
+      }
       // One pass of a disk test: its rate (MB/s or IOPS) and units (MiB or reads).
       const diskPass = async (t: TestKey): Promise<{ rate: number; units: number; r: TimedResult; label: string }> => {
         if (t === 'write') {
