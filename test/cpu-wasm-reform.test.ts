@@ -250,6 +250,11 @@ test('groupRegions with an instruction cap (KERNEL_REGION) cuts regions by their
   assert.deepEqual(holdingLoop(whole).map((p) => p.map((b) => b.pa)), [loop], 'cap 4, wholeLoops: the loop alone in one region');
   assert.ok(whole.every((p) => instr(p) <= 4 || p.length === 1 || p.every((b) => loop.includes(b.pa))), `cap 4, wholeLoops: parts of ${whole.map(instr)}`);
   assert.deepEqual(whole.flat().map((b) => b.pa).sort(), all, 'cap 4, wholeLoops: every block in one region');
+  // (firstOnly, KERNEL_REGION's: blocks the run translated are grouped as without a cap)
+  const done = blocks.filter((b) => b.wasm !== null);
+  const regions = (parts: Block[][]) => parts.map((p) => p.map((b) => b.pa));
+  assert.ok(groupRegions(done, undefined, 4).length > groupRegions(done).length, `translated blocks: ${done.length}, capped without firstOnly`);
+  assert.deepEqual(regions(groupRegions(done, undefined, 4, false, true)), regions(groupRegions(done)), 'firstOnly: translated blocks not capped');
 });
 
 test('BOOT_REGION: the engine cuts the regions it flushes before any user code at the instruction cap, exactly', () => {

@@ -90,6 +90,14 @@ const KERNEL_REGION = Number(process.env.RINGZERO_WASM_KERNEL_REGION ?? 0);
 let BOOT_REGION = Number(process.env.RINGZERO_WASM_BOOT_REGION ?? 0);
 /** Tests: set BOOT_REGION (0: off) for batches flushed after; returns the old value. */
 export function setBootRegion(n: number): number { const old = BOOT_REGION; BOOT_REGION = n; return old; }
+/**
+ * With KERNEL_REGION: a loop (strongly connected group of up to REGION_MAX blocks) over the cap stays whole, in a region
+ * of its own (RINGZERO_WASM_KERNEL_WHOLE=0: cut as any group; s30-boot's BOOT_REGION found cut loops slower), and
+ * groups holding a block translated before (reregion's pages: code that proved hot) are not capped
+ * (RINGZERO_WASM_KERNEL_FIRST=0: capped too), so a page the dispatcher keeps entering gets its full regions back.
+ */
+const KERNEL_WHOLE = process.env.RINGZERO_WASM_KERNEL_WHOLE !== '0';
+const KERNEL_FIRST = process.env.RINGZERO_WASM_KERNEL_FIRST !== '0';
 const KERNEL_TIER_SIZE = V8_11_3 ? Number(process.env.RINGZERO_WASM_KERNEL_TIER_SIZE ?? 0) : 0;
 const KERNEL_WAIT = Number(process.env.RINGZERO_WASM_KERNEL_WAIT ?? 0);
 /**
@@ -1078,7 +1086,8 @@ export class WasmEngine {
     // (late kernel code: KERNEL_REGION, KERNEL_TIER_SIZE)
     const lateKernel = this.sawUser && c.cpl === 0;
     const bootKernel = !this.sawUser && c.cpl === 0;
-    const groups = groupRegions(live, lins, lateKernel && KERNEL_REGION > 0 ? KERNEL_REGION : bootKernel && BOOT_REGION > 0 ? BOOT_REGION : Infinity, bootKernel);
+    const lateCap = lateKernel && KERNEL_REGION > 0;
+    const groups = groupRegions(live, lins, lateCap ? KERNEL_REGION : bootKernel && BOOT_REGION > 0 ? BOOT_REGION : Infinity, bootKernel || (lateCap && KERNEL_WHOLE), lateCap && KERNEL_FIRST);
     if (c.cpl === 3 && !this.sawUser) { this.sawUser = true; endBootFlags(); if (KERNEL_HOT > 0) this.kernelLate(c); }
     // (one module per batch only: a split by tier-up budget would put callers and callees in different modules)
     const plan = TAIL && BATCH_TAIL && TIER_BUDGETS === null && TIER_SIZE === 0 && !(lateKernel && KERNEL_TIER_SIZE > 0) && this.kept.size < TAIL_KEPT_MAX

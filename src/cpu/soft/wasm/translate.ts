@@ -2672,9 +2672,10 @@ function stringRuns(e: BlockEntry): boolean {
 /**
  * Group blocks of one batch into regions (see Region): blocks of one page and generation, joined when one has a
  * static branch or fall-through to another's address; groups of one block, and the blocks with nothing worth
- * translating, stay alone. At most REGION_MAX blocks per region.
+ * translating, stay alone. At most REGION_MAX blocks per region, and at most `maxInstr` guest instructions (cutGroup;
+ * with `firstOnly` only in groups none of whose blocks was translated before).
  */
-export function groupRegions(blocks: Block[], lins?: Map<Block, number>, maxInstr = Infinity, wholeLoops = false): Block[][] {
+export function groupRegions(blocks: Block[], lins?: Map<Block, number>, maxInstr = Infinity, wholeLoops = false, firstOnly = false): Block[][] {
   if (!REGIONS) return blocks.map((b) => [b]);
   // (union-find over the blocks' indices, in typed arrays: the Maps of blocks it used cost ~8% of a batch's build)
   const n = blocks.length, parent = new Int32Array(n), offs: (number[] | null)[] = new Array(n);
@@ -2731,9 +2732,16 @@ export function groupRegions(blocks: Block[], lins?: Map<Block, number>, maxInst
   }
   const out: Block[][] = [];
   const instr = (g: number[]): number => { let k = 0; for (const i of g) k += blocks[i].n; return k; };
+  // (firstOnly: maxInstr caps only groups of first translations; a group holding a block translated before
+  // (reregion's pages, reform's pulls: code that proved hot) keeps REGION_MAX alone)
+  const capOf = (g: number[]): number => {
+    if (firstOnly && maxInstr !== Infinity) for (const i of g) if (blocks[i].wasm !== null) return Infinity;
+    return maxInstr;
+  };
   for (const g of groups) {
-    if (g.length <= REGION_MAX && (maxInstr === Infinity || instr(g) <= maxInstr)) out.push(g.map((i) => blocks[i]));
-    else for (const part of cutGroup(g, blocks, edges, maxInstr, wholeLoops)) out.push(part.map((i) => blocks[i]));
+    const cap = capOf(g);
+    if (g.length <= REGION_MAX && (cap === Infinity || instr(g) <= cap)) out.push(g.map((i) => blocks[i]));
+    else for (const part of cutGroup(g, blocks, edges, cap, wholeLoops)) out.push(part.map((i) => blocks[i]));
   }
   return out;
 }
