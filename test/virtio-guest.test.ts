@@ -9,13 +9,14 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { findDefaultImage } from '../src/image/build.ts';
+import { DEFAULT_CMDLINE } from '../src/vmm/config.ts';
 import { GuestSession, BOOT_TIMEOUT_MS } from './support/guest.ts';
 
 const image = findDefaultImage();
 /** RINGZERO_SKIP_BOOT_TEST=1 skips this test (minutes on a software CPU) for quick local runs; CI always runs it. */
 const enabled = process.env.RINGZERO_SKIP_BOOT_TEST !== '1' || process.env.CI === 'true';
 
-test('a 4 GiB guest sees its memory, virtio-blk (/dev/vda: size, serial, dd both ways) and virtio-rng', {
+test('a 4 GiB guest sees its memory, virtio-blk (/dev/vda: size, serial, dd both ways, ringzero.iosched=) and virtio-rng', {
   skip: !enabled ? 'RINGZERO_SKIP_BOOT_TEST=1' : !image ? 'no default image: run `bin/ringzero image build`' : false,
   timeout: BOOT_TIMEOUT_MS + 180_000,
 }, async () => {
@@ -27,7 +28,9 @@ test('a 4 GiB guest sees its memory, virtio-blk (/dev/vda: size, serial, dd both
   content.write('RZ-HOST-MARK', 2 * 512, 'latin1');
   writeFileSync(disk, content);
 
-  const guest = new GuestSession(['--engine', 'soft', '--cpus', '2', '--memory', '4G', '--disk', `${disk},serial=rzdisk0`, '--rng']);
+  // (ringzero.iosched=none: the image's /init sets the virtio disks' I/O scheduler, src/image/build.ts)
+  const guest = new GuestSession(['--engine', 'soft', '--cpus', '2', '--memory', '4G', '--disk', `${disk},serial=rzdisk0`, '--rng',
+    '--cmdline', `${DEFAULT_CMDLINE} ringzero.iosched=none`]);
   try {
     await guest.waitForShell();
     // 4 GiB minus what the kernel reserves for itself: 3 GiB below the PCI hole plus 1 GiB above 4 GiB.
@@ -35,6 +38,7 @@ test('a 4 GiB guest sees its memory, virtio-blk (/dev/vda: size, serial, dd both
     assert.ok(memTotalKiB > 3.7 * 1024 * 1024 && memTotalKiB <= 4 * 1024 * 1024, `MemTotal ${memTotalKiB} kB`);
     assert.equal(Number(await guest.ask('SIZE', 'cat /sys/block/vda/size')), sectors);
     assert.equal(await guest.ask('SERIAL', 'cat /sys/block/vda/serial'), 'rzdisk0');
+    assert.match(await guest.ask('SCHED', 'cat /sys/block/vda/queue/scheduler'), /\[none\]/);
     assert.equal(await guest.ask('READ', 'dd if=/dev/vda bs=512 skip=2 count=1 2>/dev/null | head -c 12'), 'RZ-HOST-MARK');
 
     assert.equal(await guest.ask('DD', 'echo guest-wrote-this | dd of=/dev/vda bs=512 seek=7 conv=sync,fsync 2>/dev/null; echo $?'), '0');

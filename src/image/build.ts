@@ -70,6 +70,21 @@ for blk in /sys/block/vd*; do
     [ -e "\$part/partition" ] && ln -sf ../../\${part##*/} /dev/disk/by-id/virtio-\$serial-part\$(cat "\$part/partition")
   done
 done
+# ringzero.iosched=NAME on the command line: the virtio disks' I/O scheduler (e.g. none), else the kernel's choice
+# (mq-deadline for a single-queue disk). mq-deadline dispatches each unplugged request (O_DIRECT reads, most
+# synchronous I/O) from a kblockd worker: a switch to it and back per request, ~7 k of a 4 KiB random read's
+# ~17-20 k guest instructions under either VMM (README, bench/io session 30).
+# (Shell builtins only: no process is started for it at boot.)
+read -r cmdline < /proc/cmdline
+case " \$cmdline " in
+  *" ringzero.iosched="*) iosched=\${cmdline#*ringzero.iosched=}; iosched=\${iosched%% *} ;;
+  *) iosched= ;;
+esac
+if [ -n "\$iosched" ]; then
+  for sched in /sys/block/vd*/queue/scheduler; do
+    [ -w "\$sched" ] && { echo "\$iosched" > "\$sched" || echo "ringzero: no I/O scheduler \$iosched for \$sched"; }
+  done
+fi
 # ringzero.hostname= on the command line (VM templates set it, src/manager/templates.ts), else "ringzero".
 host=\$(sed -n 's/.*ringzero\\.hostname=\\([A-Za-z0-9.-]*\\).*/\\1/p' /proc/cmdline)
 hostname "\${host:-ringzero}"
