@@ -1978,8 +1978,18 @@ let CALLEES = CALLEE_MAX > 0;
  * ash loop's gain comes from the new batches, and so does the boot's cost.
  */
 const CALLEES_BATCH = process.env.RINGZERO_WASM_CALLEES_BATCH !== '0';
-/** CALLEES: the times one block is translated again into a new batch's regions (RINGZERO_WASM_CALLEE_COPIES). */
-const CALLEE_COPIES = Number(process.env.RINGZERO_WASM_CALLEE_COPIES ?? 4);
+/**
+ * CALLEES: the times one block is translated again into a new batch's regions (RINGZERO_WASM_CALLEE_COPIES; session
+ * 29: 4). Session 30 (bench/phase-counts, RET_BRANCH + CALLEES=64 + IND_JOIN): at 4 the boot took 342 copies, md5's
+ * cold and warm runs 64 + 63 (each run's new batch took md5_process_block64's second page again: a new compile of
+ * the hot loop), ash 350, syscalls 64 + 29; at 1: 186, 52 + 23, 219, 26 + 3, warm ash dispatcher entries + tail
+ * calls per iteration 570-642 (4: 559-565; all off: 701). bench/engines --paired against base30 (host load 13-20,
+ * 3 runs each): at 4 ash 0.94x wall (0.89-0.95; thread 0.90x), md5 1.05x (1.04-1.06; process CPU 1.04x, thread
+ * 1.00x: the copies' compiles), syscalls 0.99x, boot 1.07x (one pair, process CPU 1.05x); at 1 (two runs of 3) ash
+ * 0.97x (0.91-1.03) and 0.94x (0.89-0.96; thread 0.87x), md5 1.00x (0.93-1.13) and 1.00x (0.92-1.02), syscalls
+ * 0.89x and 0.98x, boot 0.97x and 0.98x (process CPU 1.03x, 1.00x; one pair each).
+ */
+const CALLEE_COPIES = Number(process.env.RINGZERO_WASM_CALLEE_COPIES ?? 1);
 /** Switch CALLEES and set its block count (tests); returns the old count (0: off). */
 export function setCallees(n: number): number { const old = CALLEE_MAX; CALLEE_MAX = n; CALLEES = n > 0; return old; }
 const REGION_MAX_PER_PAGE = Number(process.env.RINGZERO_WASM_REGION_PER_PAGE ?? 2);
