@@ -85,7 +85,10 @@ const KERNEL_REGION = Number(process.env.RINGZERO_WASM_KERNEL_REGION ?? 0);
  * build, 3 runs, load ~15) gave boot wall 0.95x/0.97x/1.03x, process CPU 0.97x/0.96x/1.01x, but guest thread
  * 1.06x/1.05x/1.08x (hot boot loops leaving their function every pass), md5 0.99x, ash 0.93x, syscalls 1.12x wall
  * (thread 1.04x). Loops whole, one boot each side by side (load ~20), off/48/24: workers' CPU 7.84/7.23/6.88 s,
- * guest thread 6.76/7.20/7.55 s, TurboFan compiles 794/1089/1214 of 4.46/3.83/3.18 MB.
+ * guest thread 6.76/7.20/7.55 s, TurboFan compiles 794/1089/1214 of 4.46/3.83/3.18 MB. Paired, 48 (loops whole)
+ * against off (same build, 3 runs, load ~15): boot wall 0.88x/0.96x/1.00x, process CPU 0.92x/0.93x/1.00x, guest thread
+ * 1.03x/1.02x/1.13x; md5 1.04x wall (guest thread 1.11x), ash 1.05x, syscalls 1.00x: the programs' kernel paths
+ * translated during the boot stay in small regions (reregion counts dispatcher entries, not their tail calls). Off.
  */
 let BOOT_REGION = Number(process.env.RINGZERO_WASM_BOOT_REGION ?? 0);
 /** Tests: set BOOT_REGION (0: off) for batches flushed after; returns the old value. */
