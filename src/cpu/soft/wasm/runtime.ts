@@ -10,7 +10,7 @@ import type { GuestMemory } from '../../../memory/guest-memory.ts';
 import { WASM_RAM_OFFSET } from '../../../memory/guest-memory.ts';
 import { Body, ModuleBuilder, Op, I32, I64, F64, withScratch } from './emit.ts';
 import * as layout from './layout.ts';
-import { emitTlbSlot, memFnBody, LD_PARAMS, ST_PARAMS } from './tlb-probe.ts';
+import { emitTlbSlot, memFnBody, LD_PARAMS, ST_PARAMS, ST_RESULT } from './tlb-probe.ts';
 import { execSy, SY_SYSCALL, SY_TSC } from '../fast-forms.ts';
 import { readTsc } from '../system/control.ts';
 import { stiSetsIf } from '../ops/interrupt-flag.ts';
@@ -485,7 +485,7 @@ function buildMemlib(): Uint8Array<ArrayBuffer> {
   m.importMemory('e', 'm');
   m.importFunc('e', 'rd', m.type([F64, I32, I32], [I32]));
   m.importFunc('e', 'wr', m.type([F64, I32, I32, I32, I32], []));
-  const ldT = m.type(LD_PARAMS, [I64]), stT = m.type(ST_PARAMS, []);
+  const ldT = m.type(LD_PARAMS, [I64]), stT = m.type(ST_PARAMS, ST_RESULT);
   for (const write of [false, true]) {
     for (const size of [1, 2, 4, 8]) m.func(write ? stT : ldT, memFnBody(size, write, 0, 1), (write ? 'st' : 'ld') + size, 'rz.mem.' + (write ? 'st' : 'ld') + size);
   }

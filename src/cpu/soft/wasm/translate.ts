@@ -61,7 +61,7 @@ import { Form, SY_SYSCALL, SY_SYSRETQ, SY_TSC } from '../fast-forms.ts';
 import { FLAGS_IMPLEMENTED, SYSRET_FLAGS } from '../constants.ts';
 import { Body, ModuleBuilder, Op, I32, I64, F64 } from './emit.ts';
 import * as layout from './layout.ts';
-import { emitTlbProbe, emitTlbProbeRun, emitTlbSlot, emitTlbKey, emitRamAccess, LD_PARAMS, ST_PARAMS } from './tlb-probe.ts';
+import { emitTlbProbe, emitTlbProbeRun, emitTlbSlot, emitTlbKey, emitRamAccess, LD_PARAMS, ST_PARAMS, ST_EV, ST_RESULT } from './tlb-probe.ts';
 import { emitSse } from './sse.ts';
 import { WASM_RAM_OFFSET } from '../../../memory/guest-memory.ts';
 import { DUMP_FILE, dumpFunction } from './dump.ts';
@@ -1456,7 +1456,16 @@ class Translator {
     const before = b.calls;
     if (SITE_STATS) this.siteCount('st' + size + (inline ? (run >= 0 ? 'r' : 'i') : ''));
     b.call(F_ST + LOG2[size]);
-    if (inline) { this.slowSet(); this.insSlow++; b.close(); }
+    if (ST_EV && SLOW_EV) {
+      // (the function's result is !S_CHAIN: slowL, as slowSet would load it; a call through the library alone counts as
+      // a slow path too, so that the check after the instruction reads slowL; the block's last instruction drops it)
+      if (this.ix === this.block.entries.length - 1) b.op(Op.drop); else b.set(this.slowL);
+      this.insSlow++;
+      if (inline) b.close();
+    } else {
+      if (ST_EV) b.op(Op.drop);
+      if (inline) { this.slowSet(); this.insSlow++; b.close(); }
+    }
     // (the memory library leaves the paging state as it was: the loads' pages stay usable)
     this.lpKeep(before);
   }
@@ -4625,7 +4634,7 @@ export function buildModule(bodies: Body[], tails = 0, names?: readonly string[]
   m.importFunc('e', 'fl', m.type([I32], [I32]));
   m.importFunc('e', 'sy', m.type([I32, I32], [I32]));
   const ldT = m.type(LD_PARAMS, [I64]);
-  const stT = m.type(ST_PARAMS, []);
+  const stT = m.type(ST_PARAMS, ST_RESULT);
   m.importFunc('e', 'fa', m.type([I32], [I32]));
   for (const n of [1, 2, 4, 8]) m.importFunc('e', 'ld' + n, ldT);
   for (const n of [1, 2, 4, 8]) m.importFunc('e', 'st' + n, stT);
