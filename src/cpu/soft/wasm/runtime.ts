@@ -66,6 +66,10 @@ const KERNEL_HOT = Number(process.env.RINGZERO_WASM_KERNEL_HOT ?? 0);
  * 649 KB and 92% of the compile time, in modules made in the pass; the 14 bodies >= 16 KiB 69% of it). TurboFan's
  * time per byte grows with the body (the boot's compiles: 1.6 ms/KB under 2 KiB, 3 ms/KB at 4-8 KiB, 7 ms/KB over
  * 16 KiB, mostly register allocation), and inline TLB probes (INLINE_LATE) make late functions larger.
+ * Off by default (loaded host, README's session 30 s30-cold): at 64 the pass's TurboFan compiles no body >= 16 KiB and
+ * its work weighted by size fell 3.7 -> 1.9 s host -> guest (guest -> host 1.9 -> 1.9 s), the bytes compiled moved
+ * +-25%; bench/engines --paired against off, with KERNEL_HOT=8 KERNEL_WAIT=40 (3 runs): boot 1.01x, md5 1.03x, ash
+ * 1.01x, syscall 0.99x wall. KERNEL_TIER_SIZE=4096 moved pass 1's TurboFan into pass 2 rather than saving it.
  */
 const KERNEL_REGION = Number(process.env.RINGZERO_WASM_KERNEL_REGION ?? 0);
 /**
