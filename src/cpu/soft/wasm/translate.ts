@@ -369,6 +369,25 @@ for (const f of [Form.MovLoad64, Form.MovLoad32, Form.MovLoad16, Form.AluRM, For
  * fewer copies of it in the code. Not in a self-looping block (registers stay dirty across its passes).
  */
 const EAGER_WB = process.env.RINGZERO_WASM_EAGER_WB !== '0';
+/**
+ * RINGZERO_WASM_EAGER_FL=0: off. A deferred flag record that no later instruction of its block replaces
+ * (NO_FLAGS: the forms that never produce one) is stored right after the instruction, not at each later write-back
+ * point (memory-library slow paths, side exits, the block's exits): the same one store on each way out, unless a way
+ * out is a branch to a region member that overwrites the flags (edgeDead: the record is not stored there), where it
+ * is not done. Not in self-looping blocks. bench/form-ops (boot + syscall capture): tier 1 31.69 -> 31.06 operations
+ * per guest instruction, inline 43.28 -> 42.13 (11.79 MB of modules, from 12.26). Session 30, on against off in one
+ * build (bench/engines --paired --runs 3, load ~6-13): boot 0.94x wall (one pair), process CPU 0.99x; md5 0.97x
+ * (0.96-1.03), thread 0.97x; ash 0.98x (0.96-1.03), thread 1.00x; syscalls 0.97x (0.94-1.13), thread 0.99x.
+ */
+const EAGER_FL = process.env.RINGZERO_WASM_EAGER_FL !== '0';
+/** EAGER_FL: the forms that never produce a flag record (moves, loads and stores, stack, jumps, CMOV/SETcc). */
+const NO_FLAGS: boolean[] = [];
+for (const f of [Form.MovRR64, Form.MovRR32, Form.MovStore64, Form.MovStore32, Form.MovStore16, Form.MovLoad64,
+  Form.MovLoad32, Form.MovLoad16, Form.MovImmReg, Form.MovImmMem64, Form.MovImmMem32, Form.MovImm16M, Form.Lea,
+  Form.Jcc, Form.Jmp, Form.Call, Form.Ret, Form.Push, Form.Pop, Form.MovzxReg8, Form.MovzxReg16, Form.MovzxMem,
+  Form.MovsxdReg, Form.MovsxdMem, Form.MovsxR8, Form.MovsxR16, Form.MovsxM, Form.Mov8RR, Form.Mov8RM, Form.Mov8MR,
+  Form.Mov8RI, Form.Mov8MI, Form.CmovRR, Form.CmovRM, Form.Setcc, Form.SetccM, Form.Nop, Form.CallInd, Form.JmpInd,
+  Form.PushImm, Form.Pushf, Form.PushM, Form.Cdq, Form.Bswap, Form.XchgRR, Form.XchgM, Form.Leave]) NO_FLAGS[f] = true;
 /** Switch LAST_PAGE (tests); returns the old setting. */
 export function setLastPage(on: boolean): boolean { const old = LAST_PAGE; LAST_PAGE = on; return old; }
 const LP_NONE = 1n;
@@ -3220,6 +3239,20 @@ function emitCode(T: Translator, block: Block, offs: number[], loop: { pre: numb
     eager = new Array(N + 1).fill(0);
     for (let i = N - 1; i >= 0; i--) eager[i] = eager[i + 1] | writesOf(es[i]);
   }
+  // (EAGER_FL: per instruction index, whether it or a later instruction of the block may produce flags; null: off
+  // here, when a way out of the block may skip storing the flags, a branch to a region member that overwrites them)
+  let eagerFl: boolean[] | null = null;
+  if (EAGER_FL && !T.selfLoop) {
+    const lastNext = offs[N - 1] + last.len, lf = last.form;
+    const outs = lf === Form.Jcc ? [lastNext + last.disp, lastNext] : lf === Form.Jmp || lf === Form.Call ? [lastNext + last.disp]
+      : lf === Form.Ret || lf === Form.CallInd || lf === Form.JmpInd ? [] : [lastNext];
+    // (and every side exit: a Jcc before the block's end)
+    for (let j = 0; j < N - 1; j++) if (es[j].form === Form.Jcc) outs.push(offs[j] + es[j].len + es[j].disp);
+    if (!outs.some((t) => T.edgeDead(t))) {
+      eagerFl = new Array(N + 1).fill(false);
+      for (let i = N - 1; i >= 0; i--) eagerFl[i] = eagerFl[i + 1] || !NO_FLAGS[es[i].form];
+    }
+  }
   for (let i = 0; i < N; i++) {
     const e = es[i];
     const o = offs[i];
@@ -3242,6 +3275,7 @@ function emitCode(T: Translator, block: Block, offs: number[], loop: { pre: numb
     (EMIT[f] ?? emitOther)(T, e, i, next);
     T.runCur = -1;
     if (eager !== null && !isLast && !T.insReplayed) T.eagerWb(eager[i + 1]);
+    if (eagerFl !== null && !isLast && !eagerFl[i + 1] && T.fdirty && !T.nested()) T.commitFlags();
     if (T.insMem && !isLast) { if (!T.insReplayed) T.hoistFlush(i); T.exitIfSlow(i + 1, next); }
     else if (T.insSlow > 0) T.slowMaybe = true;
     if (isLast && !T.insReplayed && f !== Form.Jcc && f !== Form.Jmp && f !== Form.Call && f !== Form.Ret && f !== Form.CallInd && f !== Form.JmpInd) {
