@@ -1058,6 +1058,8 @@ export class WasmEngine {
   private pending: Block[] = [];
   /** The linear address (RIP) each pending block was queued at (regions join blocks of other pages by it). */
   private lins = new Map<Block, number>();
+  /** A pending block was queued in user mode (INLINE_LATE before the first flush from user mode). */
+  private pendingUser = false;
 
   /**
    * Translate the pending blocks into one module and install them (table, dispatch entries, Block.wasm). The module
@@ -1075,9 +1077,10 @@ export class WasmEngine {
   }
 
   private flushBatch(c: SoftCpu): void {
-    const blocks = this.pending, lins = this.lins;
+    const blocks = this.pending, lins = this.lins, user = this.pendingUser;
     this.pending = [];
     this.lins = new Map();
+    this.pendingUser = false;
     const t0 = performance.now();
     const bodies: Body[] = [], done: Batch['done'] = [];
     const live: Block[] = [];
@@ -1105,7 +1108,11 @@ export class WasmEngine {
     groups.forEach((group, gi) => {
       const pre = plan === null ? -1 : plan.idx[gi];
       // (INLINE_AGAIN: a group holding a block translated before (reregion's pages, reform's pulls) is hot code)
-      const again = (INLINE_AGAIN && group.some((b) => b.wasm !== null)) || (INLINE_LATE && this.sawUser);
+      // (INLINE_LATE: user code queued in user mode too when its batch is flushed before the first flush from user
+      // mode, filled while the kernel ran: without, such early user blocks (busybox's, which ash runs later) kept library calls until their
+      // page was formed again, and the warm ash loop made 35-583 library calls per iteration from boot to boot)
+      const again = (INLINE_AGAIN && group.some((b) => b.wasm !== null))
+        || (INLINE_LATE && (this.sawUser || (user && group.some((b) => userLinear(lins.get(b))))));
       if (group.length > 1 || midSelfEdge(group[0])) {
         const opts: EmitOpts = { inline: again, tail };
         try {
@@ -1762,7 +1769,7 @@ export class WasmEngine {
         const late = this.kHot > 0 && c.cpl === 0;
         const hot = this.hotAt(c);
         const r = ++b.runs;
-        if (r === hot + 1) { this.pending.push(b); this.lins.set(b, c.rip); }
+        if (r === hot + 1) { this.pending.push(b); this.lins.set(b, c.rip); if (c.cpl === 3) this.pendingUser = true; }
         // A batch is translated when it is full, or when one of its blocks keeps running meanwhile.
         if (r > hot && (this.pending.length >= (hot === 0 ? 1 : WASM_BATCH) || r > hot + (late ? this.kWait : WASM_BATCH_WAIT))) this.flush(c);
         if (b.wasm !== null && b.n <= room) return this.run(c, b.wasm.idx, room);
