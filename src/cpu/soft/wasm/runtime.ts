@@ -1973,7 +1973,8 @@ let REGION_HITS = Number(process.env.RINGZERO_WASM_REGION_HITS ?? 40000);
 let USER_HITS = Number(process.env.RINGZERO_WASM_USER_HITS ?? 8000);
 const REGION_PAGES = Number(process.env.RINGZERO_WASM_REGION_PAGES ?? 4);
 /**
- * RINGZERO_WASM_CALLEES=N (off: 0): a new batch's user blocks (WasmEngine.pullCallees), and a user page that reregion
+ * RINGZERO_WASM_CALLEES=N (64 by default since session 30, with RET_BRANCH and IND_JOIN: translate.ts RET_BRANCH has
+ * the quiet pairs; 0: off): a new batch's user blocks (WasmEngine.pullCallees), and a user page that reregion
  * translates again, take along up to N translated blocks of other pages that they reach by static exits (the functions
  * they call, translated before them: WasmEngine.callees), so that one region holds a caller and its callees: the CALL
  * is a branch (translate.ts crossBranch), and with RET_BRANCH the RET too. busybox ash spreads its loop over busybox's
@@ -1982,7 +1983,7 @@ const REGION_PAGES = Number(process.env.RINGZERO_WASM_REGION_PAGES ?? 4);
  * RET_BRANCH): dispatcher entries + tail calls 352 + 363 -> 271 + 263 (N = 64), region branches 1764 -> 1944; RETs
  * through the dispatcher 257 -> 231, cross-page tail calls 240 -> 178 (16: 306 + 311; 256 with 16 copies: 281 + 301).
  */
-let CALLEE_MAX = Number(process.env.RINGZERO_WASM_CALLEES ?? 0);
+let CALLEE_MAX = Number(process.env.RINGZERO_WASM_CALLEES ?? 64);
 let CALLEES = CALLEE_MAX > 0;
 /**
  * CALLEES in new batches too (RINGZERO_WASM_CALLEES_BATCH, on; =0: only when reregion translates a hot user page

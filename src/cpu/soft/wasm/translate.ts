@@ -536,9 +536,12 @@ export function setLinks(on: boolean): boolean { const old = LINKS; LINKS = on; 
  * when the CALL ran and still is; r0 moves to the return address, S_R0 and S_BLK's member follow it (the RET may run in
  * a member of another page: WasmEngine.current's pa difference holds within one page). Only with REGION_LIM, and in
  * user code only (blocks queued at lower-half addresses: what CALLEES and IND_JOIN join; the kernel's CALLs still
- * store a zero token, so that no RET finds an older one in their stack entry).
+ * store a zero token, so that no RET finds an older one in their stack entry). RINGZERO_WASM_RET_BRANCH=0: off.
+ * On by default since session 30 with CALLEES and IND_JOIN: quiet host, `bench/engines --paired --runs 3`, the three
+ * on against off (CALLEE_COPIES 1): ash 0.91x wall (0.90-0.99; guest thread 0.89x), md5 1.00x and 1.02x (thread
+ * 0.96x, 0.99x), syscalls 1.04x (0.95-1.20) and 0.96x (0.91-1.00), boot 1.00x (one pair).
  */
-export let RET_BRANCH = process.env.RINGZERO_WASM_RET_BRANCH === '1';
+export let RET_BRANCH = process.env.RINGZERO_WASM_RET_BRANCH !== '0';
 /** Switch RET_BRANCH (its tests; between translations); returns the old value. */
 export function setRetBranch(on: boolean): boolean { const old = RET_BRANCH; RET_BRANCH = on; return old; }
 /** The last id given to a region function (RET_BRANCH; ids are never reused, so a stale stack entry never matches). */
@@ -548,10 +551,11 @@ let regionIds = 0;
  * (Block.lastRip: a PLT slot's `jmp [rip+GOT]`, static glibc's calls of its string functions, always goes to the same
  * place) counts as a branch to it for groupRegions, runtime.ts CALLEES pulls that block in as it does a CALL's
  * target, and when that block is a member of the region the exit branches there while the target is that address
- * (Translator.indBranch: the checks of crossBranch; RINGZERO_WASM_IND_JOIN=1: on). User code only (blocks queued at
+ * (Translator.indBranch: the checks of crossBranch; RINGZERO_WASM_IND_JOIN=0: off; on with RET_BRANCH, whose comment
+ * has the figures). User code only (blocks queued at
  * lower-half addresses), as CALLEES: the kernel's code and its boot stay as they were.
  */
-export let IND_JOIN = process.env.RINGZERO_WASM_IND_JOIN === '1';
+export let IND_JOIN = process.env.RINGZERO_WASM_IND_JOIN !== '0';
 /** Switch IND_JOIN (its tests; between translations); returns the old value. */
 export function setIndJoin(on: boolean): boolean { const old = IND_JOIN; IND_JOIN = on; return old; }
 /** IND_JOIN: the linear address `block`'s indirect JMP or CALL went to last (0: none, or not such a block). */
