@@ -21,10 +21,7 @@ const topAt = args.indexOf('--top');
 const top = topAt >= 0 ? Number(args[topAt + 1]) : 30;
 const dumpFile = path.join(mkdtempSync(path.join(tmpdir(), 'form-ops-')), 'dump.txt');
 process.env.RINGZERO_WASM_DUMP = dumpFile; // (read by ./dump.ts when it loads: before the dynamic imports below)
-const { Block, BlockEntry } = await import('../src/cpu/soft/code-cache.ts');
-const { translateBody, translateRegion, groupRegions, buildModule } = await import('../src/cpu/soft/wasm/translate.ts');
-const { withScratch } = await import('../src/cpu/soft/wasm/emit.ts');
-type B = InstanceType<typeof Block>;
+const { readCapture, buildBatch } = await import('./support/capture.ts');
 
 // The form names, in the order of fast-forms.ts's `const enum Form` (its text: a const enum has no object at run time).
 const src = readFileSync(new URL('../src/cpu/soft/fast-forms.ts', import.meta.url), 'utf8');
@@ -32,42 +29,9 @@ const body = src.slice(src.indexOf('export const enum Form {') + 24);
 const names = body.slice(0, body.indexOf('\n}')).replace(/\/\*[\s\S]*?\*\//g, '').replace(/\/\/.*$/gm, '')
   .split(',').map((s) => s.trim().replace(/\s*=.*$/, '')).filter((s) => s !== '');
 
-interface Rec { id: number; l?: number; pa?: number; mode?: number; gen?: number; pfn2?: number; gen2?: number; es?: number[][] }
-const byId: B[] = [];
-const noHandler = () => { throw new Error('not replayed here'); };
 let bytes = 0, modules = 0;
-for (const line of readFileSync(file, 'utf8').split('\n')) {
-  if (line === '') continue;
-  const blocks: B[] = [], lins = new Map<B, number>();
-  for (const r of JSON.parse(line) as Rec[]) {
-    let b = byId[r.id];
-    if (b === undefined) {
-      const es = r.es!.map((f) => {
-        const e = new BlockEntry(noHandler);
-        const w = e as unknown as Record<string, number>;
-        [w.pk, w.dec1, w.dec2, e.a, e.b, e.imm, e.immHi, e.op, e.base, e.index, e.disp] = f;
-        return e;
-      });
-      b = byId[r.id] = new Block(r.pa!, r.mode!, r.gen!, es);
-      b.pfn2 = r.pfn2!; b.gen2 = r.gen2!;
-    }
-    blocks.push(b);
-    if (r.l !== undefined && r.l !== null) lins.set(b, r.l);
-  }
-  const m = withScratch(() => {
-    const bodies = [];
-    for (const group of groupRegions(blocks, lins)) {
-      if (group.length > 1) {
-        const t = translateRegion(group, lins, { inline });
-        if (t !== null) { bodies.push(t.body); continue; }
-      }
-      for (const block of group) {
-        const t = translateBody(block, lins.get(block), { inline });
-        if (t !== null) bodies.push(t.body);
-      }
-    }
-    return bodies.length === 0 ? null : buildModule(bodies);
-  });
+for (const { blocks, lins } of readCapture(file).batches) {
+  const m = buildBatch(blocks, lins, inline);
   if (m !== null) { bytes += m.length; modules++; }
 }
 

@@ -7,63 +7,18 @@
 //
 // Prints per round the microseconds of main-thread CPU per translated block, and a hash of every module's bytes
 // (a change meant for speed only must leave it as it was).
-import { readFileSync } from 'node:fs';
 import { createHash } from 'node:crypto';
 import { readProcStat, statCpuSeconds } from '../src/sys/proc-stat.ts';
-import { Block, BlockEntry } from '../src/cpu/soft/code-cache.ts';
-import { translateBody, translateRegion, groupRegions, buildModule } from '../src/cpu/soft/wasm/translate.ts';
-import type { Body } from '../src/cpu/soft/wasm/emit.ts';
-import { withScratch } from '../src/cpu/soft/wasm/emit.ts';
+import { readCapture, buildBatch } from './support/capture.ts';
 
 const file = process.argv[2];
 if (!file) throw new Error('usage: bench/wasm-build.ts CAPTURE.jsonl [rounds]');
 const rounds = Number(process.argv[3] ?? process.env.REPS ?? 5);
+const inline = process.env.INLINE === '1';
 
-interface Rec { id: number; l?: number; pa?: number; mode?: number; gen?: number; pfn2?: number; gen2?: number; es?: number[][] }
-const byId: Block[] = [];
-const batches: { blocks: Block[]; lins: Map<Block, number> }[] = [];
-const noHandler = () => { throw new Error('not replayed here'); };
-for (const line of readFileSync(file, 'utf8').split('\n')) {
-  if (line === '') continue;
-  const recs = JSON.parse(line) as Rec[];
-  const blocks: Block[] = [], lins = new Map<Block, number>();
-  for (const r of recs) {
-    let b = byId[r.id];
-    if (b === undefined) {
-      const es = r.es!.map((f) => {
-        const e = new BlockEntry(noHandler);
-        const w = e as unknown as Record<string, number>;
-        [w.pk, w.dec1, w.dec2, e.a, e.b, e.imm, e.immHi, e.op, e.base, e.index, e.disp] = f;
-        return e;
-      });
-      b = byId[r.id] = new Block(r.pa!, r.mode!, r.gen!, es);
-      b.pfn2 = r.pfn2!; b.gen2 = r.gen2!;
-    }
-    blocks.push(b);
-    if (r.l !== undefined && r.l !== null) lins.set(b, r.l);
-  }
-  batches.push({ blocks, lins });
-}
+const { batches, distinct } = readCapture(file);
 const nBlocks = batches.reduce((s, b) => s + b.blocks.length, 0);
-console.log(`${batches.length} batches, ${nBlocks} blocks (${byId.length} distinct)`);
-
-/** One batch as WasmEngine.flushBatch builds it (tier 1, no hot-counter slot). */
-function build(blocks: Block[], lins: Map<Block, number>): Uint8Array | null {
-  return withScratch(() => {
-    const bodies: Body[] = [];
-    for (const group of groupRegions(blocks, lins)) {
-      if (group.length > 1) {
-        const t = translateRegion(group, lins, { inline: process.env.INLINE === "1" });
-        if (t !== null) { bodies.push(t.body); continue; }
-      }
-      for (const block of group) {
-        const t = translateBody(block, lins.get(block), { inline: process.env.INLINE === "1" });
-        if (t !== null) bodies.push(t.body);
-      }
-    }
-    return bodies.length === 0 ? null : buildModule(bodies);
-  });
-}
+console.log(`${batches.length} batches, ${nBlocks} blocks (${distinct} distinct)`);
 
 /** The main thread's CPU time in ms (/proc: the process's CPU would count V8's GC and compile threads too). */
 const cpu = () => statCpuSeconds(readProcStat(`/proc/self/task/${process.pid}/stat`)!) * 1000;
@@ -76,7 +31,7 @@ for (let r = 0; r < rounds; r++) {
   let bytes = 0;
   const t0 = cpu();
   for (const { blocks, lins } of batches) {
-    const m = build(blocks, lins);
+    const m = buildBatch(blocks, lins, inline);
     if (m !== null) { h.update(m); bytes += m.length; }
   }
   const ms = cpu() - t0;

@@ -196,24 +196,39 @@ test('reregion: pages of user code go by their own threshold', () => {
   assert.equal(sn.reregioned, 0, 'both thresholds 1e9');
 });
 
-test('a group of blocks over the region cap is cut between loops, not through one', () => {
-  // mov ecx,50 / c0: add eax,1 / jmp c1 / ... / c(K-1): add eax,K / jmp cK (K = REGION_MAX - 2 blocks, address order
-  // first) / cK: add ebx,1 / jmp l2 / l2: add edx,ebx / jmp l3 / l3: add esi,edx / jmp l4 / l4: dec ecx / jnz cK (a
-  // loop of four blocks: in address order the cap fell between its second and third) / t0: add edi,1 / jmp t1 / ...
-  // t3: add edi,4 / jmp t4 / t4: hlt: REGION_MAX + 7 blocks of one page that branch to each other
+/**
+ * mov ecx,50 / c0: add eax,1 / jmp c1 / ... / c(K-1): add eax,K / jmp cK (K = REGION_MAX - 2 blocks, address order
+ * first) / cK: add ebx,1 / jmp l2 / l2: add edx,ebx / jmp l3 / l3: add esi,edx / jmp l4 / l4: dec ecx / jnz cK (a
+ * loop of four blocks: in address order the cap fell between its second and third) / t0: add edi,1 / jmp t1 / ...
+ * t3: add edi,4 / jmp t4 / t4: hlt: REGION_MAX + 7 blocks of one page, two instructions each, that branch to each
+ * other; `head`: the loop's offset.
+ */
+function overCapCode(): { code: number[]; head: number } {
   const k = REGION_MAX - 2, code = [0xb9, 0x32, 0x00, 0x00, 0x00];
   for (let i = 0; i < k; i++) code.push(0x83, 0xc0, (i + 1) & 0x7f, 0xeb, 0x00);
   const head = code.length;
   code.push(0x83, 0xc3, 0x01, 0xeb, 0x00, 0x01, 0xda, 0xeb, 0x00, 0x01, 0xd6, 0xeb, 0x00, 0xff, 0xc9, 0x75, 0xef);
   for (let i = 0; i < 4; i++) code.push(0x83, 0xc7, i + 1, 0xeb, 0x00);
   code.push(0xf4);
-  const ref = run('interpreter', code, true);
+  return { code, head };
+}
+
+/**
+ * overCapCode run translated (checked against the interpreter when `check`): its blocks in address order and the
+ * addresses of the loop's four.
+ */
+function overCap(check: boolean): { blocks: Block[]; loop: number[] } {
+  const { code, head } = overCapCode();
   const w = run('wasm', code, true);
-  assert.deepEqual(w.s, ref.s, 'translated code = interpreter');
+  if (check) assert.deepEqual(w.s, run('interpreter', code, true).s, 'translated code = interpreter');
   const blocks = w.m.cpu.codeCache.table.filter((b): b is Block => b !== undefined && (b.pa >>> 12) === (CODE >>> 12));
   blocks.sort((x, y) => x.pa - y.pa);
+  return { blocks, loop: [0, 5, 9, 13].map((o) => CODE + head + o) };
+}
+
+test('a group of blocks over the region cap is cut between loops, not through one', () => {
+  const { blocks, loop } = overCap(true);
   assert.ok(blocks.length >= REGION_MAX + 4, `blocks: ${blocks.length}`);
-  const loop = [0, 5, 9, 13].map((o) => CODE + head + o);
   const parts = groupRegions(blocks);
   assert.ok(parts.every((p) => p.length <= REGION_MAX), `parts: ${parts.map((p) => p.length)}`);
   const holding = parts.filter((p) => p.some((b) => loop.includes(b.pa)));
@@ -222,17 +237,7 @@ test('a group of blocks over the region cap is cut between loops, not through on
 });
 
 test('groupRegions with an instruction cap (KERNEL_REGION) cuts regions by their instructions, not through a loop', () => {
-  // the same code as above: REGION_MAX + 7 blocks of two instructions each, a loop of four among them
-  const k = REGION_MAX - 2, code = [0xb9, 0x32, 0x00, 0x00, 0x00];
-  for (let i = 0; i < k; i++) code.push(0x83, 0xc0, (i + 1) & 0x7f, 0xeb, 0x00);
-  const head = code.length;
-  code.push(0x83, 0xc3, 0x01, 0xeb, 0x00, 0x01, 0xda, 0xeb, 0x00, 0x01, 0xd6, 0xeb, 0x00, 0xff, 0xc9, 0x75, 0xef);
-  for (let i = 0; i < 4; i++) code.push(0x83, 0xc7, i + 1, 0xeb, 0x00);
-  code.push(0xf4);
-  const w = run('wasm', code, true);
-  const blocks = w.m.cpu.codeCache.table.filter((b): b is Block => b !== undefined && (b.pa >>> 12) === (CODE >>> 12));
-  blocks.sort((x, y) => x.pa - y.pa);
-  const loop = [0, 5, 9, 13].map((o) => CODE + head + o);
+  const { blocks, loop } = overCap(false);
   const instr = (p: Block[]) => p.reduce((n, b) => n + b.n, 0);
   const all = groupRegions(blocks).flat().map((b) => b.pa).sort();
   for (const cap of [10, 16]) {
@@ -260,11 +265,7 @@ test('groupRegions with an instruction cap (KERNEL_REGION) cuts regions by their
 test('BOOT_REGION: the engine cuts the regions it flushes before any user code at the instruction cap, exactly', () => {
   // (the program of the test above; the test machine runs at CPL 0 and never flushes from user code: the boot's case;
   // its batches hold a few blocks of two instructions, so a cap of 4 cuts them)
-  const k = REGION_MAX - 2, code = [0xb9, 0x32, 0x00, 0x00, 0x00];
-  for (let i = 0; i < k; i++) code.push(0x83, 0xc0, (i + 1) & 0x7f, 0xeb, 0x00);
-  code.push(0x83, 0xc3, 0x01, 0xeb, 0x00, 0x01, 0xda, 0xeb, 0x00, 0x01, 0xd6, 0xeb, 0x00, 0xff, 0xc9, 0x75, 0xef);
-  for (let i = 0; i < 4; i++) code.push(0x83, 0xc7, i + 1, 0xeb, 0x00);
-  code.push(0xf4);
+  const { code } = overCapCode();
   const ref = run('interpreter', code, true);
   const old = setBootRegion(4);
   let capped: ReturnType<typeof run>;
