@@ -8,7 +8,7 @@ import test from 'node:test';
 import assert from 'node:assert/strict';
 import { hexBytes, CODE, type Machine, translatorTestFile, bothToHalt } from './support/soft-cpu.ts';
 import { setAsync } from '../src/cpu/soft/wasm/runtime.ts';
-import { setRas, setRasUser, setRetBranch, setRegionRegs } from '../src/cpu/soft/wasm/translate.ts';
+import { setRas, setRasUser, setRetBranch } from '../src/cpu/soft/wasm/translate.ts';
 
 const memories = translatorTestFile(3);
 setRas(true);
@@ -33,10 +33,10 @@ function run(g: string, setup: (m: Machine) => void = () => {}): Machine[] {
   return ms;
 }
 
-/** Run `f` with RET_BRANCH set to `on` (and REGION_REGS to `regs`), both restored after. */
-function withRetBranch<T>(on: boolean, f: () => T, regs = false): T {
-  const old = setRetBranch(on), oldRegs = setRegionRegs(regs);
-  try { return f(); } finally { setRetBranch(old); setRegionRegs(...oldRegs); }
+/** Run `f` with RET_BRANCH set to `on`, restored after. */
+function withRetBranch<T>(on: boolean, f: () => T): T {
+  const old = setRetBranch(on);
+  try { return f(); } finally { setRetBranch(old); }
 }
 
 // g: add eax,2 / ret
@@ -50,12 +50,6 @@ test('a predicted RET into its own region function branches there, not through t
   assert.ok(off.cpu.wasm!.stats.direct > 1500, `named dispatcher entries without: ${off.cpu.wasm!.stats.direct}`);
   assert.ok(on.cpu.wasm!.stats.direct < 100, `named dispatcher entries with RET_BRANCH: ${on.cpu.wasm!.stats.direct}`);
   assert.ok(on.cpu.wasm!.stats.intra > off.cpu.wasm!.stats.intra + 1500, `region branches: ${on.cpu.wasm!.stats.intra} vs ${off.cpu.wasm!.stats.intra}`);
-});
-
-test('with REGION_REGS the RET enters its member where the dispatcher would (registers loaded from the state area)', () => {
-  const [, on] = withRetBranch(true, () => run(PLAIN), true);
-  assert.equal(on.cpu.getGpr(0), 6000n);
-  assert.ok(on.cpu.wasm!.stats.direct < 100, `named dispatcher entries: ${on.cpu.wasm!.stats.direct}`);
 });
 
 test('a RET after its callee rewrote the return block goes to the new code', () => {

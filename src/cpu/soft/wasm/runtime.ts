@@ -14,7 +14,7 @@ import { emitTlbSlot, memFnBody, LD_PARAMS, ST_PARAMS, ST_RESULT } from './tlb-p
 import { execSy, SY_SYSCALL, SY_TSC } from '../fast-forms.ts';
 import { readTsc } from '../system/control.ts';
 import { stiSetsIf } from '../ops/interrupt-flag.ts';
-import { translateBody, translateRegion, groupRegions, midSelfEdge, pageTargets, crossTargets, buildModule, buildFlaglib, resolveBatchTails, leaveBody, type WasmCode, type EmitOpts, type TailCtx, type TailTarget, WASM_NAMES, EXIT_STATS, SITE_STATS, SITE_BASE, SITE_MAX, siteInfo, NEXT_KEY, X_NAMES, EXPLICIT, SYNCED, ARITH, RF, VM, IF, K_SHIFT, PRIV_CHAIN, POS_MEMBER, posIx, posN, NO_RES, COUNT_CHAINS, DEAD_REGS, deadRegs, userLinear, LINKS, indTarget } from './translate.ts';
+import { translateBody, translateRegion, groupRegions, midSelfEdge, pageTargets, crossTargets, buildModule, buildFlaglib, resolveBatchTails, leaveBody, type WasmCode, type EmitOpts, type TailCtx, type TailTarget, WASM_NAMES, EXIT_STATS, SITE_STATS, SITE_BASE, SITE_MAX, siteInfo, NEXT_KEY, X_NAMES, EXPLICIT, SYNCED, ARITH, RF, VM, IF, K_SHIFT, PRIV_CHAIN, POS_MEMBER, posIx, posN, NO_RES, COUNT_CHAINS, userLinear, LINKS, indTarget } from './translate.ts';
 import { syscallMsrs, syscallSegments64, sysretSegments64, type SyscallMsrs } from '../system/fastcall.ts';
 import { EFER_SCE, CR4_TSD } from '../constants.ts';
 import { appendFileSync, writeFileSync } from 'node:fs';
@@ -1480,7 +1480,7 @@ export class WasmEngine {
       const w = t.wasm;
       if (w === null || t.mode !== 8 || t.gen !== gen[t.pa >>> 12]) return null;
       const fn = this.table.get(w.idx & mask) as unknown as WasmCode['fn'] | null;
-      return fn === null ? null : { word: w.idx, fn, n: t.n, pa: t.pa, gen: t.gen, dead: DEAD_REGS ? deadRegs(t) : 0 };
+      return fn === null ? null : { word: w.idx, fn, n: t.n, pa: t.pa, gen: t.gen };
     };
     // (a block of this batch, in planned function p as member k: called inside the module, translate.ts TailTarget.local)
     const planned = (e: { p: number; k: number; b: Block } | undefined): TailTarget | null => {

@@ -109,49 +109,9 @@ export const REGION_MAX = Number(process.env.RINGZERO_WASM_REGION_MAX ?? 32);
  * Tried and not kept then (before registers were one i64 slot each: a load cost 7 operations): registers cached in
  * locals across a region's forward branches (each block's br_table entry loading those its forward branches keep; all
  * kept clean): 12.02 s, slower than without it in 3 of 5 rounds (branch wip-region-regs of worktree h-dispatch).
- * Session 24: REGION_REGS below, over every branch of a region, backward ones too.
+ * Session 24: REGION_REGS, over every branch of a region, backward ones too (off, no gain; removed in session 30).
  */
 export const REGIONS = process.env.RINGZERO_WASM_REGIONS !== '0';
-/**
- * Guest registers stay in their wasm locals across a region's branches (RINGZERO_WASM_REGION_REGS=1: on): each member
- * has a set of entry registers (memberRegs: those it reads before writing them), which are in their cache locals
- * whichever way it is entered. From the dispatcher or a tail call (the br_table's first `members` entries) a short
- * entry loads them from the state area; a branch from another member loads those of them it does not have cached
- * and goes to the member's code past those loads (forward: its label; backward: k = members + j). So the target finds
- * them without a load of its own. With REGION_DIRTY a branch also leaves registers dirty (newer than the state area)
- * in their locals when the target takes them dirty (Region.dIn: decided at the first branch to it that is emitted),
- * instead of writing them back: the target writes them back at its first flush (memory library, helper, exit) or
- * overwrites them first. Exactness is the register cache's own (Translator.rs): everything that can leave wasm or let
- * JavaScript look at registers flushes the dirty ones first, and everything that can change them in the state area
- * forgets or drops them; the entry state only describes, truthfully, what every way into the member leaves in the locals.
- */
-/*
- * Off by default (session 24, loaded host, one build, off/on in concurrent pairs, control-socket stats around each
- * command): register loads per ash-loop iteration 7025 -> 4674, md5 8 MiB 57.7M -> 12.8M, write-backs -1% / -9%; main-
- * thread CPU within noise (boot 15.31/15.27, 14.78/14.66, 9.91/9.81 s; ash 20k 7.49/7.41 s, md5 16 MiB 4.35/4.20 s,
- * dd 40k 1.27/1.32 s over three pairs) but code +2-6% and the boot's process CPU +2.3..+4.2% in 3 of 3 pairs (more
- * for V8 to tier up). Then, host quiet, `bench/engines --paired --runs 3` on against off (guest-thread CPU, medians
- * and range): boot 1.32x (one pair), md5 1.14x (1.00-1.28), ash 0.95x (0.93-1.01), syscall 1.04x (0.95-1.04): fewer
- * loads and write-backs, yet not faster (the md5 loop's loads were mostly 32-bit reads, 2 operations each; the extra
- * code and the locals live across members may cost what they save).
- * Session 27 (bench/syscall-counts --exit-stats, per system call of ~700 guest instructions / per ash-loop iteration
- * of ~15k): register loads 272 -> 210 / 7338 -> 5306, write-backs ~360 -> ~354 / 6617 -> 6579 (nearly all of them
- * are before a memory-library call or at a way out of the function, where something outside can read registers);
- * static wasm operations per guest instruction (boot + syscall loop, RINGZERO_WASM_DUMP) 39.19 -> 39.43 with DEAD_REGS.
- * Loaded host (load 10-25), `bench/engines --paired --runs 3` on against off (guest-thread CPU, medians and range),
- * two rounds: ash 0.97x (0.92-1.01) and 1.04x (0.98-1.11), syscall 0.95x (0.87-1.11) and 1.01x (0.96-1.04): still
- * within noise, so still off. Tried and not kept then: members no static exit of the region
- * reaches keeping no entry registers (loaded at first use instead: ash loads 5306 -> 5273 per iteration, the reads
- * inside branches, which do not cache, went up); a loop's head taking its entry registers dirty (see translateRegion).
- */
-export let REGION_REGS = process.env.RINGZERO_WASM_REGION_REGS === '1';
-export let REGION_DIRTY = process.env.RINGZERO_WASM_REGION_DIRTY !== '0';
-/** Switch REGION_REGS and REGION_DIRTY (tests; between translations); returns the old settings. */
-export function setRegionRegs(on: boolean, dirty = on): [boolean, boolean] {
-  const old: [boolean, boolean] = [REGION_REGS, REGION_DIRTY];
-  REGION_REGS = on; REGION_DIRTY = dirty;
-  return old;
-}
 /**
  * Regions also join blocks of other pages of the batch that a static exit reaches by linear address (the address
  * each block was queued at): Region, Translator.crossBranch (RINGZERO_WASM_CROSS_PAGE=0: off).
@@ -185,19 +145,6 @@ interface Region {
   /** The label whose end starts member j's code (label j innermost), and the loop around the br_table. */
   labels: number[];
   disp: number;
-  /**
-   * REGION_REGS: the label whose end starts member j's dispatcher entry (the br_table's k < members: it loads
-   * regs[j] into their cache locals, then falls into j's code), the registers j finds in their locals on entry
-   * (memberRegs), those of them that may be newer than the state area (dirty) on entry (-1 until decided: at the
-   * first branch to j emitted, else when j is emitted), and what a backward branch adds to the member number it
-   * sets `k` to (members.length: the br_table's k >= members goes to labels[k - members], past the loads).
-   */
-  entry: number[];
-  regs: number[];
-  dIn: number[];
-  kBack: number;
-  /** DEAD_REGS: the registers each member overwrites before anything reads them (deadRegs; 0 without). */
-  dead: number[];
   /** The member being emitted. */
   cur: number;
   /** Locals: the dispatcher's instruction limit for this call, and the count of internal branches (statistics). */
@@ -365,7 +312,7 @@ for (const f of [Form.MovLoad64, Form.MovLoad32, Form.MovLoad16, Form.AluRM, For
  * RINGZERO_WASM_EAGER_WB=0: off. A dirty register that no later instruction of its block writes (writesOf) is
  * written back right after the instruction that last wrote it (Translator.eagerWb), not at each later write-back point
  * (every inline access's slow path, side exit, chain check's exit and the block's exits each wrote it back): the same
- * one store on each path through the block (every way out of it writes back every dirty register, REGION_REGS off),
+ * one store on each path through the block (every way out of it writes back every dirty register),
  * fewer copies of it in the code. Not in a self-looping block (registers stay dirty across its passes).
  */
 const EAGER_WB = process.env.RINGZERO_WASM_EAGER_WB !== '0';
@@ -612,8 +559,6 @@ export const TIER1: EmitOpts = { inline: false };
 /** An installed translation a static exit may tail-call (TailCtx.find): its dispatch word, function, instructions. */
 export interface TailTarget {
   word: number; fn: WasmCode['fn'] | null; n: number; pa: number; gen: number;
-  /** DEAD_REGS: the registers the target's block overwrites before anything reads them (deadRegs; 0: none known). */
-  dead?: number;
   /**
    * A function of the batch being built (runtime.ts WasmEngine.planBatch: its function-table index is taken before
    * the module is built, so `word` is known): its number in the batch's plan, called by its index in the module,
@@ -713,9 +658,6 @@ class Translator {
    * this block's straight-line code was a 32-bit one); cleared by every other write and reload of the local.
    */
   zx = 0;
-  /** REGION_REGS: the registers cached (and of them dirty) when the region member being emitted starts (emitCode). */
-  entryRegs = 0;
-  entryDirty = 0;
   base = 1;
   /** Set while ./sse.ts emits (it reads registers from the state area itself): the cache is neither filled nor dirtied. */
   noCache = false;
@@ -894,46 +836,7 @@ class Translator {
     if (!keep) this.dirty &= except;
   }
 
-  /**
-   * REGION_REGS: the registers a branch to region member j may leave dirty in their locals (R.dIn[j], decided here
-   * at the first branch to j emitted: those of j's entry registers dirty now, with REGION_DIRTY; none without).
-   * Every other dirty register is written back before the branch (flush's `except`).
-   */
-  keepDirty(j: number): number {
-    const R = this.region!;
-    if (!REGION_REGS) return 0;
-    if (R.dIn[j] < 0) R.dIn[j] = REGION_DIRTY ? this.dirty & R.regs[j] : 0;
-    return R.dIn[j];
-  }
-  /** keepDirty of the region member a static exit to r0 + `ripOff` branches to (0: it leaves the function). */
-  keepFor(ripOff: number): number {
-    const to = REGION_REGS ? this.regionTarget(ripOff) : undefined;
-    return to === undefined ? 0 : this.keepDirty(to.j);
-  }
-  /**
-   * DEAD_REGS: the registers a static exit to r0 + `ripOff` need not write back on its way into known translated code
-   * (a region member's or an installed tail-call target's deadRegs; exitStatic, tailExit); 0 when it leaves.
-   */
-  deadFor(ripOff: number): number {
-    if (!DEAD_REGS) return 0;
-    const to = this.regionTarget(ripOff);
-    if (to !== undefined) return this.region!.dead[to.j];
-    if (!this.opts.tail) return 0;
-    return this.targetAt(ripOff, this.opts.tail).t?.dead ?? 0;
-  }
-  /**
-   * REGION_REGS, on a branch's path to region member j (inside the branch's `if`: the cache state stays the one of
-   * the code after it): the registers j expects in their locals that are not cached here, loaded from the state
-   * area (which holds them: not cached means not dirty).
-   */
-  edgeLoad(j: number): void {
-    const b = this.b, m = this.region!.regs[j];
-    for (let r = 0; r < 16; r++) {
-      if (((m >>> r) & 1) === 0 || this.rs[r] !== 0) continue;
-      if (EXIT_STATS) this.wbCount(7);
-      b.get(this.st).mem(Op.i64Load, 3, L.sGpr(r)).set(this.rl(r));
-    }
-  }
+
   /**
    * A branch into region member j (a constant; null: the member index held in t32): S_BLK's member bits name it, as
    * the dispatcher's entry would set them, and the branch is counted (COUNT_CHAINS).
@@ -945,10 +848,9 @@ class Translator {
     b.op(Op.i32Or).mem(Op.i32Store, 2, L.S_BLK);
     if (COUNT_CHAINS) b.get(R.intra).i32(1).op(Op.i32Add).set(R.intra);
   }
-  /** The backward branch to member j of the region: k = the br_table index of j's code, then to the br_table. */
+  /** The backward branch to member j of the region: k = j, then to the br_table. */
   branchBack(j: number): void {
-    const R = this.region!;
-    this.b.i32(j + R.kBack).set(this.k).br(R.disp);
+    this.b.i32(j).set(this.k).br(this.region!.disp);
   }
 
   /**
@@ -1545,7 +1447,7 @@ class Translator {
       // to another block of this region (or this one's start): a branch when the dispatcher would enter it (a
       // deferred flag record is stored on that path only when j can see it: flagsDead; the exit below stores it)
       const j = to.j;
-      this.wbCtx = 3; this.flush(!(EDGE_DEAD && flagsDead(R.members[j], -1)), this.keepDirty(j) | R.dead[j]); this.wbCtx = 1;
+      this.wbCtx = 3; this.flush(!(EDGE_DEAD && flagsDead(R.members[j], -1))); this.wbCtx = 1;
       b.get(this.n).i32(count).op(Op.i32Add).set(this.c32);
       this.regionFits(R.members[j].n);
       b.hint(true).open(Op.if);
@@ -1553,7 +1455,6 @@ class Translator {
       this.r0move(ripOff);
       if (COUNT_CHAINS) b.get(R.intra).i32(1).op(Op.i32Add).set(R.intra);
       if (SITE_EXITS) this.siteCount('b');
-      if (REGION_REGS) this.edgeLoad(j);
       if (j > R.cur) b.br(R.labels[j]);
       else this.branchBack(j);
       b.close();
@@ -1643,8 +1544,7 @@ class Translator {
     const { t, same } = this.targetAt(ripOff, this.opts.tail!);
     if (t === null) return false;
     const tt = t;
-    // (DEAD_REGS: what the target overwrites first is written back on the path that leaves instead, exitConst's)
-    this.wbCtx = 8; this.flush(true, DEAD_REGS ? tt.dead ?? 0 : 0); this.wbCtx = 1;
+    this.wbCtx = 8; this.flush(); this.wbCtx = 1;
     this.tailTo(tt, count, same ? X_SAME : X_CROSS, same ? tpa : -1, () => {
       if (!same) { this.fetchMapsTo(ripOff, tt.pa >>> 12, tt.gen); b.op(Op.i32And); }
     }, () => {
@@ -1750,7 +1650,7 @@ class Translator {
     b.get(this.st).f64(lin).mem(Op.f64Store, 3, L.S_R0);
     this.enterMember(j);
     if (SITE_EXITS) this.siteCount('b.ind');
-    // (k < members: the br_table's entry for member j, its REGION_REGS loads from the state area included)
+    // (k < members: the br_table's entry for member j)
     b.i32(j).set(this.k).br(R.disp);
     b.close();
   }
@@ -1778,7 +1678,7 @@ class Translator {
    */
   crossBranch(count: number, ripOff: number, j: number): void {
     const b = this.b, R = this.region!, m = R.members[j];
-    this.wbCtx = 3; this.flush(!(EDGE_DEAD && flagsDead(m, -1)), this.keepDirty(j) | R.dead[j]); this.wbCtx = 1; // (as exitStatic's branch)
+    this.wbCtx = 3; this.flush(!(EDGE_DEAD && flagsDead(m, -1))); this.wbCtx = 1; // (as exitStatic's branch)
     b.get(this.n).i32(count).op(Op.i32Add).set(this.c32);
     this.regionFits(m.n);
     this.fetchMapsTo(ripOff, m.pa >>> 12, m.gen);
@@ -1788,7 +1688,6 @@ class Translator {
     this.r0move(ripOff);
     b.get(this.st); this.r0f(); b.mem(Op.f64Store, 3, L.S_R0);
     this.enterMember(j);
-    if (REGION_REGS) this.edgeLoad(j);
     if (j > R.cur) b.br(R.labels[j]);
     else this.branchBack(j);
     b.close();
@@ -1866,7 +1765,7 @@ class Translator {
     b.get(this.rbk).op(Op.i32WrapI64).i32(0xfff).op(Op.i32And).set(this.t32);
     this.enterMember(null);
     if (SITE_EXITS) this.siteCount('b.ret');
-    // (k < members: the br_table's entry for member k, its REGION_REGS loads from the state area included)
+    // (k < members: the br_table's entry for member k)
     b.get(this.t32).set(this.k).br(R.disp);
     b.close();
   }
@@ -2851,18 +2750,13 @@ export function translateRegion(members: Block[], lins?: Map<Block, number>, opt
   const T = new Translator(members[0], offsList[0], opts);
   const b = T.b;
   prologue(T);
-  const rr = REGION_REGS;
   // (tried, session 27: a member that a later member branches back to took as dirty on entry those of its entry
   // registers some member writes (it is emitted before any branch to it, so it takes none dirty and each pass's back
   // edge writes them back): ash loop write-backs before region branches 1819 -> 2073 per iteration of ~15k guest
   // instructions, as the loops run few passes per entry and every other way in then writes back clean registers)
   const R: Region = {
     members, at: new Map(), lins: [], atLin: new Map(), labels: [], disp: -1, cur: 0, climit: b.local(I32), intra: b.local(I32), lim: REGION_LIM ? b.local(I32) : -1,
-    entry: [], regs: [], dIn: members.map(() => -1), kBack: rr ? members.length : 0,
-    dead: members.map((m, j) => (DEAD_REGS && loops[j] === null ? deadRegs(m) : 0)),
   };
-  // (a register the member overwrites first is not one it finds in its locals: deadRegs reads the same prefix)
-  R.regs = members.map((m, j) => (rr && loops[j] === null ? memberRegs(m) & ~R.dead[j] : 0));
   members.forEach((m, j) => R.at.set(m.pa, j));
   if (lins !== undefined && members.every((m) => lins.has(m))) {
     members.forEach((m, j) => { const l = lins.get(m)!; R.lins.push(l); if (!R.atLin.has(l)) R.atLin.set(l, j); });
@@ -2879,29 +2773,16 @@ export function translateRegion(members: Block[], lins?: Map<Block, number>, opt
   R.disp = b.open(Op.loop);
   for (let j = members.length - 1; j >= 0; j--) {
     R.labels[j] = b.open(Op.block);
-    if (rr) R.entry[j] = b.open(Op.block);
   }
-  b.get(T.k).brTable(rr ? [...R.entry, ...R.labels] : R.labels, rr ? R.entry[0] : R.labels[0]);
+  b.get(T.k).brTable(R.labels, R.labels[0]);
   T.region = R;
   if (RET_BRANCH && R.lim >= 0) T.fid = ++regionIds;
   const cyc = LOOP_INLINE ? onCycles(members, R.at) : null;
   for (let j = 0; j < members.length; j++) {
     b.close();
-    if (rr) {
-      // (entered from the dispatcher or a tail call: j's entry registers from the state area, all clean)
-      for (let r = 0; r < 16; r++) {
-        if (((R.regs[j] >>> r) & 1) === 0) continue;
-        if (EXIT_STATS) T.wbCount(6);
-        b.get(T.st).mem(Op.i64Load, 3, L.sGpr(r)).set(T.rl(r));
-      }
-      b.close();
-      if (R.dIn[j] < 0) R.dIn[j] = 0;
-      T.entryRegs = R.regs[j]; T.entryDirty = R.dIn[j];
-    }
     R.cur = j;
     T.loopMember = cyc !== null && cyc[j];
     emitCode(T, members[j], offsList[j], loops[j]);
-    T.entryRegs = 0; T.entryDirty = 0;
     b.op(Op.unreachable);
   }
   T.loopMember = false;
@@ -2913,12 +2794,6 @@ export function translateRegion(members: Block[], lins?: Map<Block, number>, opt
   return { body: b, offs: offsList };
 }
 
-/**
- * REGION_REGS: the registers block `block` reads before it writes all of them (64 or 32 bits), up to its first
- * instruction that forgets the register cache (a replay, SSE, SYSCALL/SYSRET): a region member's entry registers.
- * Only a choice of what to keep in locals: a register listed that the block does not read costs a load on its
- * dispatcher entry, one missed costs a load in the block, as before; neither changes what the code computes.
- */
 /**
  * EAGER_WB: the registers instruction e may write (any part of them), over-approximated: every register for a form
  * not listed (replays, SSE, system forms). Only the cost of EAGER_WB depends on it (a register written again after
@@ -2956,106 +2831,7 @@ function writesOf(e: BlockEntry): number {
   }
 }
 
-export function memberRegs(block: Block): number {
-  let reads = 0, written = 0;
-  const rd = (r: number): void => { if (r >= 0 && r < 16 && ((written >>> r) & 1) === 0) reads |= 1 << r; };
-  const wr = (r: number): void => { if (r >= 0 && r < 16) written |= 1 << r; };
-  for (const e of block.entries) {
-    const f = e.form;
-    if (f === Form.None || EMIT[f] === undefined || f === Form.Syscall || f === Form.Sysret) break;
-    // (the memory recipe: -1 none, -2 RIP-relative, -3 a register operand of CALL/JMP r/m)
-    rd(e.base); rd(e.index);
-    switch (f) {
-      case Form.MovRR64: case Form.MovRR32: rd(e.a); wr(e.b); break;
-      case Form.MovLoad64: case Form.MovLoad32: case Form.MovImmReg: case Form.Lea: case Form.MovzxMem:
-      case Form.MovsxdMem: case Form.MovsxM: wr(e.a); break;
-      case Form.MovzxReg8: case Form.MovzxReg16: case Form.MovsxdReg: case Form.MovsxR8: case Form.MovsxR16: rd(e.b); wr(e.a); break;
-      case Form.MovStore64: case Form.MovStore32: case Form.MovStore16: case Form.AluMR: case Form.Alu8MR: case Form.Mov8MR:
-      case Form.Alu16MR: case Form.XchgM: case Form.XaddM: case Form.BtMR: case Form.AdcMR: case Form.MovLoad16: rd(e.a); break;
-      case Form.CmpxchgM: case Form.Cmpxchg8M: rd(0); rd(e.a); break;
-      case Form.AluRR: case Form.Alu8RR: case Form.Alu16RR: case Form.Mov8RR: case Form.CmovRR: case Form.BtRR:
-      case Form.XchgRR: case Form.ShiftDoubleRI: case Form.AdcRR: case Form.ImulRR: rd(e.a); rd(e.b); break;
-      case Form.AluRI: case Form.AluRM: case Form.Alu8RI: case Form.Alu8RM: case Form.Alu16RI: case Form.Alu16RM:
-      case Form.IncDec: case Form.IncDec8: case Form.ShiftImm: case Form.Shift8Imm: case Form.Shift16Imm: case Form.NotNegR:
-      case Form.Bswap: case Form.BtRI: case Form.Mov8RI: case Form.Mov8RM: case Form.Setcc: case Form.CmovRM: case Form.AdcRI: case Form.AdcRM: case Form.ImulRM: rd(e.b); break;
-      case Form.ShiftCl: rd(1); rd(e.b); break;
-      case Form.ShiftDoubleCl: rd(1); rd(e.a); rd(e.b); break;
-      case Form.ShiftMCl: rd(1); break;
-      case Form.ImulRRI: case Form.PopcntR: rd(e.a); wr(e.b); break;
-      case Form.BitScanR: rd(e.a); rd(e.b); break;
-      case Form.Push: rd(e.a); rd(4); break;
-      case Form.Pop: rd(4); wr(e.a); break;
-      case Form.Call: case Form.Ret: case Form.PushImm: case Form.Pushf: case Form.PushM: rd(4); break;
-      case Form.Leave: rd(5); wr(4); wr(5); break;
-      case Form.Cdq: rd(0); break;
-      case Form.MulDivR: rd(0); rd(2); rd(e.b); break;
-      case Form.MulDivM: rd(0); rd(2); break;
-      case Form.CallInd: case Form.JmpInd: if (e.base === -3) rd(e.b); if (f === Form.CallInd) rd(4); break;
-      default: break;
-    }
-  }
-  return reads;
-}
 
-/**
- * RINGZERO_WASM_DEAD_REGS=1 (off by default): a static exit that goes on into translated code known when it is
- * emitted (a branch to a region member: exitStatic, crossBranch, a block-ending Jcc's write-back; a tail call into an
- * installed translation: tailExit) does not write back the dirty registers that code overwrites whole before anything
- * can read them (deadRegs); the path that leaves for the dispatcher instead still writes them back (exitConst's
- * leave), as every other way out does. Between such a branch and the overwrite only register-only instructions run,
- * which cannot fault nor call out, and nothing outside the function looks at the state area: the dispatcher, an
- * interrupt or a fault sees registers only at a way out that writes back every dirty one (Translator.flush).
- * Session 27 (bench/syscall-counts --exit-stats): write-backs per system call ~unchanged (~359 of ~700 instructions:
- * few blocks start by overwriting what their predecessor left dirty); per ash-loop iteration with REGION_REGS 6778 ->
- * 6687. Loaded host, `bench/engines --paired --runs 3` against the session's start (guest-thread CPU, medians and
- * range), two rounds: ash 0.94x (0.91-1.05) and 1.03x (0.97-1.03), syscall 0.97x (0.95-1.00) and 0.99x (0.97-1.02):
- * no gain past the noise of repeated pairs; with REGION_REGS: ash 1.08x (0.91-1.11), syscall 1.01x (1.00-1.07). Off.
- */
-export let DEAD_REGS = process.env.RINGZERO_WASM_DEAD_REGS === '1';
-/** Switch DEAD_REGS (tests; between translations); returns the old setting. */
-export function setDeadRegs(on: boolean): boolean { const old = DEAD_REGS; DEAD_REGS = on; return old; }
-
-/**
- * DEAD_REGS: the registers `block` writes whole (all 64 bits: a 32-bit write zero-extends, Intel SDM vol. 1 §3.4.1.1)
- * before it reads them, in its leading run of register-only instructions (MOV, MOVZX, MOVSXD, LEA, MOV imm, the
- * register ALU forms but ADC/SBB: none can fault nor call out; `xor r,r` and `sub r,r` do not read r). The run ends at
- * any other instruction (one that may fault, call a helper or the memory library, or leave), and at the block's last
- * instruction when that may be replayed (no form, or straddling the page end). 0 for a block that loops on itself
- * (its loop's top loads the registers it keeps in locals, loopRegs).
- */
-export function deadRegs(block: Block): number {
-  // (the register ALU forms this run takes: all but ADC and SBB, as said above)
-  const noCarryIn = (op: number): boolean => op === ADD || op === OR || op === AND || op === SUB || op === XOR || op === CMP || op === TEST;
-  const es = block.entries, N = es.length, last = es[N - 1], offs = blockOffsets(block);
-  if (offs === null || midSelfEdge(block)) return 0;
-  if ((last.form === Form.Jcc || last.form === Form.Jmp) && last.len > 0 && offs[N - 1] + last.len + last.disp === 0) return 0;
-  let reads = 0, dead = 0;
-  const rd = (r: number): void => { if (r >= 0 && r < 16 && ((dead >>> r) & 1) === 0) reads |= 1 << r; };
-  const wr = (r: number): void => { if (r >= 0 && r < 16 && ((reads >>> r) & 1) === 0) dead |= 1 << r; };
-  for (let i = 0; i < N; i++) {
-    const e = es[i];
-    if (i === N - 1 && (e.len === 0 || block.pfn2 >= 0)) break;
-    switch (e.form) {
-      case Form.MovRR64: case Form.MovRR32: rd(e.a); wr(e.b); break;
-      case Form.MovImmReg: wr(e.a); break;
-      case Form.Lea: rd(e.base); rd(e.index); wr(e.a); break;
-      case Form.MovzxReg8: case Form.MovzxReg16: case Form.MovsxdReg: rd(e.b); wr(e.a); break;
-      case Form.AluRR:
-        if (!noCarryIn(e.op)) return dead;
-        if ((e.op === XOR || e.op === SUB) && e.a === e.b) { wr(e.b); break; }
-        rd(e.a); rd(e.b);
-        if (e.op < CMP) wr(e.b);
-        break;
-      case Form.AluRI:
-        if (!noCarryIn(e.op)) return dead;
-        rd(e.b);
-        break;
-      case Form.Nop: break;
-      default: return dead;
-    }
-  }
-  return dead;
-}
 /**
  * Which members of a region lie on a cycle of its same-page static branches (pageTargets): the blocks of a loop
  * whose body is longer than one block (MAX_BLOCK), such as busybox md5's four 44-48-instruction round loops.
@@ -3121,14 +2897,13 @@ function hoistMask(T: Translator, i: number): { regs: number; flags: boolean } |
         // writes everything back before its branch (JCC_FLUSH), a JMP at its exit (exitStatic); a deferred flag
         // record stays in the locals on a branch to a region member that cannot see it (edgeDead)
         const last = es.length - 1;
-        if (j !== last || T.selfLoop || e.len === 0 || REGION_REGS) return null;
+        if (j !== last || T.selfLoop || e.len === 0) return null;
         const next = T.offs[j] + e.len, target = next + e.disp;
-        // (DEAD_REGS: a register a target overwrites first is not written back on the way there)
         if (f === Form.Jcc) {
           if (!JCC_FLUSH) return null;
-          return { regs: 0xffff & ~written & ~(T.deadFor(target) | T.deadFor(next)), flags: flags && !(T.edgeDead(target) && T.edgeDead(next)) };
+          return { regs: 0xffff & ~written, flags: flags && !(T.edgeDead(target) && T.edgeDead(next)) };
         }
-        return { regs: 0xffff & ~written & ~T.deadFor(target), flags: flags && !T.edgeDead(target) };
+        return { regs: 0xffff & ~written, flags: flags && !T.edgeDead(target) };
       }
       default:
         // (a form without an emitter of its own: emitOther writes everything back first; not a page-straddling
@@ -3141,8 +2916,7 @@ function hoistMask(T: Translator, i: number): { regs: number; flags: boolean } |
     if (j === es.length - 1) {
       // the block's last instruction, a register form: its exit (exitStatic) writes everything back, a deferred flag
       // record not on a branch to a region member that cannot see it
-      if (REGION_REGS) return null;
-      return { regs: 0xffff & ~written & ~T.deadFor(T.offs[j] + e.len), flags: flags && !T.edgeDead(T.offs[j] + e.len) };
+      return { regs: 0xffff & ~written, flags: flags && !T.edgeDead(T.offs[j] + e.len) };
     }
   }
   return null;
@@ -3215,9 +2989,6 @@ function emitCode(T: Translator, block: Block, offs: number[], loop: { pre: numb
   const b = T.b;
   T.block = block; T.offs = offs;
   T.rs.fill(0); T.dirty = 0; T.zx = 0; T.known = false; T.fdirty = false; T.cfLazy = false; T.rot = 0; T.kind = 0; T.size = 0; T.ix = 0;
-  // (a region member's entry registers are in their locals on every way in: REGION_REGS)
-  for (let r = 0; r < 16; r++) if ((T.entryRegs >>> r) & 1) T.rs[r] = (T.entryDirty >>> r) & 1 ? 2 : 1;
-  T.dirty = T.entryDirty;
   T.loopPre = null; T.loopDirty = []; T.backDirty.fill(false);
   T.runEnd = 0; T.runCur = -1; T.lpAt.fill(-1);
   // (a region member or a loop's top is reached from code that may have left slowL set)
@@ -3238,8 +3009,7 @@ function emitCode(T: Translator, block: Block, offs: number[], loop: { pre: numb
   if (T.loopPre !== null) for (const r of T.loopPre) { T.rs[r] = T.loopDirty.includes(r) ? 2 : 1; if (T.rs[r] === 2) T.dirty |= 1 << r; }
   // (EAGER_WB: per instruction index, the registers it or a later instruction of the block may write)
   let eager: number[] | null = null;
-  // (not with REGION_REGS or DEAD_REGS, whose branches may leave registers dirty or not write them back)
-  if (EAGER_WB && !T.selfLoop && !REGION_REGS && !DEAD_REGS) {
+  if (EAGER_WB && !T.selfLoop) {
     eager = new Array(N + 1).fill(0);
     for (let i = N - 1; i >= 0; i--) eager[i] = eager[i + 1] | writesOf(es[i]);
   }
@@ -4623,7 +4393,7 @@ function emitJcc(T: Translator, e: BlockEntry, i: number, next: number): void {
   // (a deferred flag record stays in the locals when both targets are region members that cannot see it: edgeDead)
   if (f === Form.Jcc && i === N - 1 && !T.selfLoop && JCC_FLUSH) {
     T.wbCtx = T.regionTarget(target) !== undefined || T.regionTarget(next) !== undefined ? 3 : 9;
-    T.flush(!(T.edgeDead(target) && T.edgeDead(next)), (T.keepFor(target) | T.deadFor(target)) & (T.keepFor(next) | T.deadFor(next)));
+    T.flush(!(T.edgeDead(target) && T.edgeDead(next)));
     T.wbCtx = 1;
   }
   if (f === Form.Jcc && i < N - 1) T.hoistFlush(i);
