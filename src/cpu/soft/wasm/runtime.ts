@@ -58,8 +58,7 @@ const WASM_BATCH_WAIT = Number(process.env.RINGZERO_WASM_BATCH_WAIT ?? 400);
 const KERNEL_HOT = Number(process.env.RINGZERO_WASM_KERNEL_HOT ?? 0);
 /**
  * Kernel code first translated after the boot (a batch flushed at CPL 0 once one was flushed from user code): its
- * regions hold at most this many guest instructions (RINGZERO_WASM_KERNEL_REGION; 0: off, only REGION_MAX blocks), and
- * its modules' functions get a tier-up budget by size (RINGZERO_WASM_KERNEL_TIER_SIZE=UNIT bytes, as TIER_SIZE; 0: off).
+ * regions hold at most this many guest instructions (RINGZERO_WASM_KERNEL_REGION; 0: off, only REGION_MAX blocks).
  * Why (session 30, s30-cold): in bench/io's TCP pass (the first run of the socket paths after the boot) V8's workers
  * took ~2x the guest thread's CPU, TurboFan tier-ups of the functions translated in that pass
  * (--trace-wasm-compilation-times, pass 1 of 16 MiB host -> guest: 72 TurboFan compiles, 758 KB of bodies; 49 of them,
@@ -69,12 +68,13 @@ const KERNEL_HOT = Number(process.env.RINGZERO_WASM_KERNEL_HOT ?? 0);
  * Off by default (loaded host, README's session 30 s30-cold): at 64 the pass's TurboFan compiles no body >= 16 KiB and
  * its work weighted by size fell 3.7 -> 1.9 s host -> guest (guest -> host 1.9 -> 1.9 s), the bytes compiled moved
  * +-25%; bench/engines --paired against off, with KERNEL_HOT=8 KERNEL_WAIT=40 (3 runs): boot 1.01x, md5 1.03x, ash
- * 1.01x, syscall 0.99x wall. KERNEL_TIER_SIZE=4096 moved pass 1's TurboFan into pass 2 rather than saving it.
+ * 1.01x, syscall 0.99x wall. A tier-up budget by function size for these modules (KERNEL_TIER_SIZE=4096, removed)
+ * moved pass 1's TurboFan into pass 2 rather than saving it.
  */
 const KERNEL_REGION = Number(process.env.RINGZERO_WASM_KERNEL_REGION ?? 0);
 /**
  * The same instruction cap for the regions flushed while the guest boots (RINGZERO_WASM_BOOT_REGION; 0: off): batches
- * flushed at CPL 0 before the first flush from user code (as BOOT_BUDGET's boot). Why (session 30, s30-boot): the
+ * flushed at CPL 0 before the first flush from user code (the boot). Why (session 30, s30-boot): the
  * boot's V8 workers use more CPU than its guest thread, TurboFan tiering up ~790 functions (4.5 MB of bodies) to the
  * poweroff, 73% of their summed compile time in the ~175 bodies of 8-32 KiB (compile ms per KiB 1.9 at 1-4 KiB, 3.9 at
  * 4-8, 6.0 at 8-16, 8.9 at 16-32: one boot, --trace-wasm-compilation-times, loaded host): the same code in smaller
@@ -105,7 +105,6 @@ export function setBootRegion(n: number): number { const old = BOOT_REGION; BOOT
  */
 const KERNEL_WHOLE = process.env.RINGZERO_WASM_KERNEL_WHOLE !== '0';
 const KERNEL_FIRST = process.env.RINGZERO_WASM_KERNEL_FIRST !== '0';
-const KERNEL_TIER_SIZE = V8_11_3 ? Number(process.env.RINGZERO_WASM_KERNEL_TIER_SIZE ?? 0) : 0;
 const KERNEL_WAIT = Number(process.env.RINGZERO_WASM_KERNEL_WAIT ?? 0);
 /**
  * Static exits to a block translated and installed before their batch was built tail-call its function
@@ -165,15 +164,6 @@ const ASYNC_WAIT = Number(process.env.RINGZERO_WASM_ASYNC_WAIT ?? 10000);
 const IN_FLIGHT = -2;
 /** Translated blocks entered from JavaScript get their dispatch entry back (WasmEngine.exec; RINGZERO_WASM_REINSTALL=0: off). */
 const REINSTALL = process.env.RINGZERO_WASM_REINSTALL !== '0';
-/**
- * RINGZERO_WASM_INLINE_AGAIN=1 (off by default): a function holding a block translated before (WasmEngine.reregion's
- * pages, reform's pulls: code that proved hot twice) probes the TLB inline for all its memory accesses
- * (EmitOpts.inline), as a loop does; first translations call the memory library outside loops, as before. Session 28
- * (bench/syscall-counts, EXIT_STATS): memory-library calls per ash loop iteration 1758 -> 599, per syscall 135 -> 137
- * (the kernel's pages are rarely translated again); the boot's code 10.2 -> 10.7 MB; one pair (loaded host): ash
- * 1.03x wall, 0.98x guest thread, no clear gain.
- */
-const INLINE_AGAIN = process.env.RINGZERO_WASM_INLINE_AGAIN === '1';
 /**
  * RINGZERO_WASM_INLINE_LATE (on; =0 turns it off): the same for every function translated after the first batch flushed
  * from user code (the kernel's own boot, ~90% of a boot's instructions and most of its code, keeps the library calls;
@@ -253,45 +243,6 @@ export function splitByBudget(b: TierBudgets | null, hot: boolean[]): { budget: 
  */
 const TIER_SIZE = V8_11_3 ? Number(process.env.RINGZERO_WASM_TIER_SIZE ?? 0) : 0;
 const TIER_SIZE_MAX = Number(process.env.RINGZERO_WASM_TIER_SIZE_MAX ?? 16);
-/**
- * V8's tier-up budget of the modules compiled while the guest boots (RINGZERO_WASM_BOOT_BUDGET; 0: off): those flushed
- * before the first flush made while the vCPU runs user code (CPL 3: Linux started /init). Kernel initialisation runs
- * most of its code briefly (each initcall once), yet the boot's blocks tier up to TurboFan under the start budget as
- * a program's hot loops do: TurboFan was about a quarter of a boot's process CPU, in the compiles of ~770 functions
- * (4.2 MB of bodies) to the prompt, on V8's worker threads that share the host's CPUs with the guest thread. A global
- * budget 2 or 4 times bin/ringzero's (--wasm-tiering-budget=18000000 / 36000000, RINGZERO_V8_FLAGS) made the boot
- * cheaper but the programs after it dearer (session 27, bench/engines --paired against base27, load 11-20: 2x boot
- * wall 0.96x/0.99x, process CPU 0.94x/0.98x, guest thread 0.98x/1.03x (2 series of 2 pairs); 4x boot 0.95x, 0.94x,
- * 1.03x; 2x md5 1.00x, ash 1.07x (1.02-1.07), syscalls 1.04x (1.03-1.04)): the shell's and the programs' code is
- * translated after /init starts, so here it keeps the start budget.
- * Off by default: at 36000000 (RINGZERO_WASM_BOOT_BUDGET=36000000; 191 of 263 modules under it) TurboFan compiles to
- * the poweroff 771 -> 491, 4.23 -> 3.36 MB of bodies, but paired against the same build with it off (load ~15-20)
- * boot wall 0.96x/1.06x, process CPU 0.95x/0.99x, guest thread 1.02x/1.04x (2 pairs; the boot's code runs longer in
- * Liftoff's code), md5 0.97x/1.05x, ash 1.05x/1.10x (guest thread 1.03x/1.05x), syscalls 1.02x/0.95x: the ash loop
- * still waits longer for kernel code (scheduler, faults, timers) first compiled before /init.
- */
-let BOOT_BUDGET = V8_11_3 ? Number(process.env.RINGZERO_WASM_BOOT_BUDGET ?? 0) : 0;
-/**
- * V8's tier-up budget of the modules flushed after the boot (RINGZERO_WASM_LATE_BUDGET; 0: off, the start value): from
- * the first flush made while the vCPU runs user code on. The kernel paths a workload runs after the boot are wide and
- * repeat once per request (bench/io's O_DIRECT read: one 1 MiB request at a time), so at bin/ringzero's 9000000 a
- * function of a few KiB of wasm needs thousands of calls, thousands of requests, before TurboFan compiles it: perf
- * (cpu-clock samples of the guest thread, bench/io-passes RINGZERO_BENCH_PERF) of the third 32 MiB read pass found
- * as many of the translated code's samples in Liftoff's code as in TurboFan's (21% and 23% of the thread).
- * Off by default (session 29, loaded host 11-22): with it at 100000/300000 the Liftoff share of the guest thread's
- * samples in passes 2-4 fell from 21-33% to 7-15%, but TurboFan's rose about as much (13-17% -> 20-31%: on this wide
- * code, run once per request, TurboFan's code saves little over Liftoff's), the guest thread's CPU per pass did not
- * move beyond the noise, V8's worker threads (TurboFan) took more CPU in passes 1-2 (process CPU +30-60%), and
- * bench/engines --paired (2 runs, against the same build without it) was slower: md5 1.06x, ash 1.06x, syscall 1.04x.
- * The other way, 36000000 (fewer tier-ups of the new paths): one 64 MiB read pass (bench/io-passes --passes 1 --mb 64,
- * 4 alternating pairs, load 4-7) took 430/410/350/340 ms of process CPU against 530/490/450/450 (-20%; V8's TurboFan
- * workers, which on a 2-core host bound the pass's wall: process CPU / 2 > the guest thread's 142-207 ms, the same in
- * both), wall lower in 3 of 4; but bench/engines --paired (2 runs) md5 1.01-1.03x, ash 1.02-1.06x, syscall 0.98-1.25x
- * wall (guest thread 0.99-1.07x): user code and the kernel paths it runs wait longer for TurboFan. Off.
- */
-const LATE_BUDGET = V8_11_3 ? Number(process.env.RINGZERO_WASM_LATE_BUDGET ?? 0) : 0;
-/** Tests: set BOOT_BUDGET (0: off) for engines made after (ignored but on V8 11.3); returns the old value. */
-export function setBootBudget(n: number): number { const old = BOOT_BUDGET; if (V8_11_3) BOOT_BUDGET = n; return old; }
 /** A flushed batch's functions (body sizes `sizes`) as modules by budget (TIER_SIZE): one per size class. */
 export function splitBySize(unit: number, maxK: number, start: number, sizes: number[]): { budget: number; fns: number[] }[] {
   const parts = new Map<number, number[]>();
@@ -589,8 +540,6 @@ export interface WasmStats {
   installs: number;
   installWaitMs: number;
   installWaitInstr: number;
-  /** Modules compiled under BOOT_BUDGET (before the first flush from user code). */
-  bootModules: number;
 }
 
 /** The wasm translator of one GuestMemory (shared by its vCPUs, which run on one thread). */
@@ -611,7 +560,7 @@ export class WasmEngine {
   private imports!: WebAssembly.Imports;
   /** The JavaScript helpers the trampolines call. */
   private readonly helpers: WebAssembly.Imports;
-  readonly stats: WasmStats = { compiled: 0, modules: 0, bytes: 0, compileMs: 0, buildMs: 0, calls: 0, tableCalls: 0, replays: 0, conds: 0, slow: 0, direct: 0, tails: 0, asyncModules: 0, syncFallbacks: 0, stale: 0, reinstalled: 0, freed: 0, regions: 0, regionBlocks: 0, intra: 0, reformed: 0, reregioned: 0, callees: 0, hotModules: 0, sizedModules: 0, installs: 0, installWaitMs: 0, installWaitInstr: 0, bootModules: 0 };
+  readonly stats: WasmStats = { compiled: 0, modules: 0, bytes: 0, compileMs: 0, buildMs: 0, calls: 0, tableCalls: 0, replays: 0, conds: 0, slow: 0, direct: 0, tails: 0, asyncModules: 0, syncFallbacks: 0, stale: 0, reinstalled: 0, freed: 0, regions: 0, regionBlocks: 0, intra: 0, reformed: 0, reregioned: 0, callees: 0, hotModules: 0, sizedModules: 0, installs: 0, installWaitMs: 0, installWaitInstr: 0 };
   private nextState = 0;
   /** Translated functions by index (index 0 unused: an empty dispatch entry), and their blocks (a region's by member number). */
   private table!: WebAssembly.Table;
@@ -740,7 +689,7 @@ export class WasmEngine {
     const s = this.stats;
     return `${s.compiled} blocks translated in ${s.modules} modules (${(s.bytes / 1024).toFixed(0)} KiB of code, ${s.compileMs.toFixed(0)} ms on the main thread to build (${s.buildMs.toFixed(0)}) and compile; ` +
       `${s.asyncModules} compiled in the background, ${s.syncFallbacks} of them finished synchronously, ${s.stale} blocks stale when ready, ${s.freed} dead ones freed, ${s.reinstalled} dispatch entries put back), ` +
-      `${s.calls} calls (${s.tableCalls} from the dispatch table), ${s.direct} direct block-to-block entries, ${COUNT_CHAINS ? s.tails : 'uncounted'} by tail calls (${this.kept.size} dead functions kept for them), ${s.regions} regions of ${s.regionBlocks} blocks with ${COUNT_CHAINS ? s.intra : 'uncounted (RINGZERO_WASM_COUNT_CHAINS=1)'} entries between their blocks (${s.reformed} blocks translated again into one, ${s.reregioned} with their page, ${s.callees} as callees of a new batch; ${s.hotModules} modules under the hot tier-up budget, ${s.sizedModules} under one raised for size${BOOT_BUDGET > 0 ? `, ${s.bootModules} under the boot's (${BOOT_BUDGET})` : ''}), ` +
+      `${s.calls} calls (${s.tableCalls} from the dispatch table), ${s.direct} direct block-to-block entries, ${COUNT_CHAINS ? s.tails : 'uncounted'} by tail calls (${this.kept.size} dead functions kept for them), ${s.regions} regions of ${s.regionBlocks} blocks with ${COUNT_CHAINS ? s.intra : 'uncounted (RINGZERO_WASM_COUNT_CHAINS=1)'} entries between their blocks (${s.reformed} blocks translated again into one, ${s.reregioned} with their page, ${s.callees} as callees of a new batch; ${s.hotModules} modules under the hot tier-up budget, ${s.sizedModules} under one raised for size), ` +
       `${s.replays + s.conds + s.slow} helper calls (${s.replays} replays, ${s.conds} conditions, ${s.slow} slow accesses)` +
       (TIER_STATS ? '; JS tier runs/instructions: ' + ['warming', 'queued', 'in flight', 'never', 'too long'].map((n, i) => `${n} ${this.tierRuns[i]}/${this.tierInstr[i]}`).join(', ') +
         `; async install latency ${(s.installWaitMs / Math.max(1, s.installs)).toFixed(1)} ms, ${(s.installWaitInstr / Math.max(1, s.installs) / 1e3).toFixed(0)}k instructions (mean of ${s.installs})` : '') +
@@ -1093,26 +1042,25 @@ export class WasmEngine {
     if (REFORM) this.reform(live, lins, c.codeCache);
     if (CALLEES && CALLEES_BATCH) this.pullCallees(live, lins, c.codeCache.pageGen);
     if (CAPTURE) captureBatch(live, lins);
-    // (late kernel code: KERNEL_REGION, KERNEL_TIER_SIZE)
+    // (late kernel code: KERNEL_REGION)
     const lateKernel = this.sawUser && c.cpl === 0;
     const bootKernel = !this.sawUser && c.cpl === 0;
     const lateCap = lateKernel && KERNEL_REGION > 0;
     const groups = groupRegions(live, lins, lateCap ? KERNEL_REGION : bootKernel && BOOT_REGION > 0 ? BOOT_REGION : Infinity, bootKernel || (lateCap && KERNEL_WHOLE), lateCap && KERNEL_FIRST);
     if (c.cpl === 3 && !this.sawUser) { this.sawUser = true; endBootFlags(); if (KERNEL_HOT > 0) this.kernelLate(c); }
     // (one module per batch only: a split by tier-up budget would put callers and callees in different modules)
-    const plan = TAIL && BATCH_TAIL && TIER_BUDGETS === null && TIER_SIZE === 0 && !(lateKernel && KERNEL_TIER_SIZE > 0) && this.kept.size < TAIL_KEPT_MAX
+    const plan = TAIL && BATCH_TAIL && TIER_BUDGETS === null && TIER_SIZE === 0 && this.kept.size < TAIL_KEPT_MAX
       ? this.planBatch(groups, lins, c.codeCache) : null;
     const tail = TAIL && this.kept.size < TAIL_KEPT_MAX ? this.tailCtx(c.codeCache, plan) : null;
     // (each planned function's position among the module's functions: a failed one gets a leaveBody stub there)
     const pos: number[] = [];
     groups.forEach((group, gi) => {
       const pre = plan === null ? -1 : plan.idx[gi];
-      // (INLINE_AGAIN: a group holding a block translated before (reregion's pages, reform's pulls) is hot code)
       // (INLINE_LATE: user code queued in user mode too when its batch is flushed before the first flush from user
-      // mode, filled while the kernel ran: without, such early user blocks (busybox's, which ash runs later) kept library calls until their
-      // page was formed again, and the warm ash loop made 35-583 library calls per iteration from boot to boot)
-      const again = (INLINE_AGAIN && group.some((b) => b.wasm !== null))
-        || (INLINE_LATE && (this.sawUser || (user && group.some((b) => userLinear(lins.get(b))))));
+      // mode, filled while the kernel ran: without, such early user blocks (busybox's, which ash runs later) kept
+      // library calls until their page was formed again, and the warm ash loop made 35-583 library calls per iteration
+      // from boot to boot)
+      const again = INLINE_LATE && (this.sawUser || (user && group.some((b) => userLinear(lins.get(b)))));
       if (group.length > 1 || midSelfEdge(group[0])) {
         const opts: EmitOpts = { inline: again, tail };
         try {
@@ -1152,16 +1100,11 @@ export class WasmEngine {
     if (bodies.length === 0) return;
     // (a function holding a block translated before, pulled in by reform or queued again by reregion, is hot)
     let tb = t0;
-    // (the boot ends, for BOOT_BUDGET, at the first flush from user code; the vCPUs share this engine)
-    if (this.booting && c.cpl === 3) this.booting = false;
-    const parts = TIER_BUDGETS === null && (TIER_SIZE > 0 || (lateKernel && KERNEL_TIER_SIZE > 0))
-      ? splitBySize(TIER_SIZE > 0 ? TIER_SIZE : KERNEL_TIER_SIZE, TIER_SIZE_MAX, START_BUDGET, bodies.map((b) => b.length))
+    const parts = TIER_BUDGETS === null && TIER_SIZE > 0
+      ? splitBySize(TIER_SIZE, TIER_SIZE_MAX, START_BUDGET, bodies.map((b) => b.length))
       : splitByBudget(TIER_BUDGETS, done.map((d) => d.blocks.some((b) => b.wasm !== null)));
     for (const part of parts) {
-      const budget = this.booting && part.budget === START_BUDGET ? BOOT_BUDGET
-        : LATE_BUDGET > 0 && this.sawUser && part.budget === START_BUDGET ? LATE_BUDGET : part.budget;
-      if (budget === BOOT_BUDGET && this.booting) this.stats.bootModules++;
-      this.launch(c, part.fns.map((i) => bodies[i]), part.fns.map((i) => done[i]), budget, tail, tb);
+      this.launch(c, part.fns.map((i) => bodies[i]), part.fns.map((i) => done[i]), part.budget, tail, tb);
       tb = performance.now();
     }
   }
@@ -1820,8 +1763,6 @@ export class WasmEngine {
     for (const b of c.codeCache.table) clamp(b);
     for (const b of c.codeCache.displaced.values()) clamp(b);
   }
-  /** Whether the guest is still booting (BOOT_BUDGET: no flush from user code yet). */
-  private booting = BOOT_BUDGET > 0 && BOOT_BUDGET !== START_BUDGET;
 
   /**
    * RINGZERO_TIER_STATS=1: runs and instructions of blocks replayed in JavaScript, by why they were not in wasm:
