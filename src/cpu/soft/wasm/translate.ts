@@ -753,15 +753,9 @@ class Translator {
    * (not in `later`), at straight-line level, and mark them clean.
    */
   eagerWb(later: number): void {
-    const m0 = this.dirty & ~later;
-    if (m0 === 0 || this.nested()) return;
+    if ((this.dirty & ~later) === 0 || this.nested()) return;
     const c = this.wbCtx; this.wbCtx = 10;
-    for (let r = 0, m = m0; m !== 0; r++, m >>>= 1) {
-      if ((m & 1) === 0) continue;
-      this.writeBack(r, this.rc[r]);
-      this.rs[r] = 1;
-    }
-    this.dirty &= ~m0;
+    this.flush(false, later);
     this.wbCtx = c;
   }
   /** After a memory-library call emitted with the body's call count `before`: the slots valid then stay valid. */
@@ -848,8 +842,8 @@ class Translator {
     b.op(Op.i32Or).mem(Op.i32Store, 2, L.S_BLK);
     if (COUNT_CHAINS) b.get(R.intra).i32(1).op(Op.i32Add).set(R.intra);
   }
-  /** The backward branch to member j of the region: k = j, then to the br_table. */
-  branchBack(j: number): void {
+  /** A branch to member j of the region through its br_table (k = j): backward branches, and IND_JOIN's. */
+  branchViaTable(j: number): void {
     this.b.i32(j).set(this.k).br(this.region!.disp);
   }
 
@@ -1456,7 +1450,7 @@ class Translator {
       if (COUNT_CHAINS) b.get(R.intra).i32(1).op(Op.i32Add).set(R.intra);
       if (SITE_EXITS) this.siteCount('b');
       if (j > R.cur) b.br(R.labels[j]);
-      else this.branchBack(j);
+      else this.branchViaTable(j);
       b.close();
       this.exitConst(count, ripOff, X_REGION);
       return;
@@ -1650,8 +1644,7 @@ class Translator {
     b.get(this.st).f64(lin).mem(Op.f64Store, 3, L.S_R0);
     this.enterMember(j);
     if (SITE_EXITS) this.siteCount('b.ind');
-    // (k < members: the br_table's entry for member j)
-    b.i32(j).set(this.k).br(R.disp);
+    this.branchViaTable(j);
     b.close();
   }
 
@@ -1689,7 +1682,7 @@ class Translator {
     b.get(this.st); this.r0f(); b.mem(Op.f64Store, 3, L.S_R0);
     this.enterMember(j);
     if (j > R.cur) b.br(R.labels[j]);
-    else this.branchBack(j);
+    else this.branchViaTable(j);
     b.close();
     this.exitConst(count, ripOff, X_REGION);
   }
@@ -2662,7 +2655,6 @@ export function groupRegions(blocks: Block[], lins?: Map<Block, number>, maxInst
     g.push(i);
   }
   const out: Block[][] = [];
-  const instr = (g: number[]): number => { let k = 0; for (const i of g) k += blocks[i].n; return k; };
   // (firstOnly: maxInstr caps only groups of first translations; a group holding a block translated before
   // (reregion's pages, reform's pulls: code that proved hot) keeps REGION_MAX alone)
   const capOf = (g: number[]): number => {
@@ -2671,10 +2663,17 @@ export function groupRegions(blocks: Block[], lins?: Map<Block, number>, maxInst
   };
   for (const g of groups) {
     const cap = capOf(g);
-    if (g.length <= REGION_MAX && (cap === Infinity || instr(g) <= cap)) out.push(g.map((i) => blocks[i]));
+    if (g.length <= REGION_MAX && (cap === Infinity || instrOf(g, blocks) <= cap)) out.push(g.map((i) => blocks[i]));
     else for (const part of cutGroup(g, blocks, edges, cap, wholeLoops)) out.push(part.map((i) => blocks[i]));
   }
   return out;
+}
+
+/** The guest instructions of the blocks at indices `g` of `blocks` (groupRegions' and cutGroup's instruction caps). */
+function instrOf(g: number[], blocks: Block[]): number {
+  let k = 0;
+  for (const i of g) k += blocks[i].n;
+  return k;
 }
 
 /**
@@ -2712,9 +2711,8 @@ function cutGroup(g: number[], blocks: Block[], edges: number[][], maxInstr = In
   comps.sort((x, y) => byPa(x[0], y[0]));
   const parts: number[][] = [];
   let cur: number[] = [], curN = 0;
-  const nOf = (c: number[]): number => { let k = 0; for (const i of c) k += blocks[i].n; return k; };
   for (const c of comps) {
-    const cn = nOf(c);
+    const cn = instrOf(c, blocks);
     // (wholeLoops: a loop of up to REGION_MAX blocks over the instruction cap goes whole into a part of its own)
     if (wholeLoops && c.length > 1 && c.length <= REGION_MAX && cn > maxInstr) {
       if (cur.length > 0) { parts.push(cur); cur = []; curN = 0; }
