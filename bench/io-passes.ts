@@ -33,7 +33,7 @@ import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { CMDLINE, warmHostCache, nameList, onCleanup, positiveInt, printTable, qemuPresent, qemuTcgArgs, requireImage, benchArgs } from './support/common.ts';
+import { CMDLINE, warmHostCache, schedulerOption, setSchedulerCommand, checkScheduler, nameList, onCleanup, positiveInt, printTable, qemuPresent, qemuTcgArgs, requireImage, benchArgs } from './support/common.ts';
 import { BenchGuest } from './support/session.ts';
 import { initrdWithPrograms } from './support/initramfs.ts';
 import { QemuInstructionCounter } from './support/qemu-icount.ts';
@@ -79,7 +79,7 @@ const reads = positiveInt('reads', values.reads);
 /** The pass's units: MiB, or reads for randread. */
 const units = values.cmd === 'randread' ? reads : mb;
 const unitName = values.cmd === 'randread' ? 'read' : 'MiB';
-if (values.scheduler !== undefined && !/^[a-z0-9-]+$/.test(values.scheduler)) throw new Error(`--scheduler: '${values.scheduler}' is not a scheduler name`);
+const scheduler = schedulerOption(values.scheduler);
 const only = nameList('only', values.only, ['ringzero', 'qemu']);
 if (profileDir && only.includes('qemu') && !values['qemu-count']) throw new Error('--profile-dir: QEMU\'s profile needs --qemu-count');
 const image = requireImage('io-passes');
@@ -153,10 +153,7 @@ for (const vmm of only) {
   // (the guest's request queue limits and the device's features, once: what decides how a 1 MiB read is split)
   const limits = await guest.timed('limits', 'cd /sys/block/vda/queue; for f in *; do [ -f $f ] && echo "$f=$(cat $f)"; done; echo features=$(cat /sys/block/vda/device/features); cd /', 120_000);
   console.error(`${vmm}: /sys/block/vda: ${limits.output.trim().split('\n').join(' ')}`);
-  if (values.scheduler !== undefined) {
-    const set = await guest.timed('sched', `echo ${values.scheduler} > /sys/block/vda/queue/scheduler; cat /sys/block/vda/queue/scheduler`, 120_000);
-    if (!set.output.includes(`[${values.scheduler}]`)) throw new Error(`${vmm}: scheduler not set: ${set.output}`);
-  }
+  if (scheduler !== undefined) checkScheduler(scheduler, (await guest.timed('sched', setSchedulerCommand(scheduler), 120_000)).output, vmm);
   const counter = vmm === 'qemu' ? qemuCounter : undefined;
   for (let p = 1; p <= passes; p++) {
     const st0 = await blockStat(guest, `s${p}a`);
@@ -235,4 +232,4 @@ if (lastProfile.size > 0) {
   printTable(['function', ...vmms], [...names].sort((a, b) => b[1] - a[1]).slice(0, 40)
     .map(([k]) => [k, ...vmms.map((v) => f((lastProfile.get(v)!.get(k) ?? 0) / units / 1000, 2))]));
 }
-console.log(JSON.stringify({ bench: 'io-passes', mb, reads: values.cmd === 'randread' ? reads : undefined, passes, cmd: values.cmd, scheduler: values.scheduler, rows }));
+console.log(JSON.stringify({ bench: 'io-passes', mb, reads: values.cmd === 'randread' ? reads : undefined, passes, cmd: values.cmd, scheduler, rows }));

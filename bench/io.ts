@@ -45,7 +45,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { CMDLINE, warmHostCache, median, nameList, onCleanup, positiveInt, printTable, qemuPresent, qemuTcgArgs, requireImage, ROOT, benchArgs } from './support/common.ts';
+import { CMDLINE, warmHostCache, schedulerOption, setSchedulerCommand, checkScheduler, median, nameList, onCleanup, positiveInt, printTable, qemuPresent, qemuTcgArgs, requireImage, ROOT, benchArgs } from './support/common.ts';
 import { initrdWithPrograms } from './support/initramfs.ts';
 import { deleteTap, NetNamespace, tapUnavailable } from './support/netns.ts';
 import { QemuInstructionCounter } from './support/qemu-icount.ts';
@@ -67,7 +67,7 @@ const { values } = benchArgs(import.meta.url, {
     scheduler: { type: 'string' },
   },
 });
-if (values.scheduler !== undefined && !/^[a-z0-9-]+$/.test(values.scheduler)) throw new Error(`--scheduler: '${values.scheduler}' is not a scheduler name`);
+const scheduler = schedulerOption(values.scheduler);
 const runs = positiveInt('runs', values.runs);
 const mb = positiveInt('mb', values.mb);
 const reads = positiveInt('reads', values.reads);
@@ -531,10 +531,7 @@ async function session(vmm: Vmm, run: number): Promise<void> {
     if (vmm.disk && !vmm.base && diskTests.length > 0) {
       const size = Number(await guest.ask('VDA', 'cat /sys/block/vda/size'));
       if (!(size * 512 >= 2 * mb * MiB)) throw new Error(`${vmm.label}: /dev/vda has ${size} sectors`);
-      if (values.scheduler !== undefined) {
-        const now = await guest.ask('SCHED', `echo ${values.scheduler} > /sys/block/vda/queue/scheduler; cat /sys/block/vda/queue/scheduler`);
-        if (!now.includes(`[${values.scheduler}]`)) throw new Error(`${vmm.label}: scheduler ${values.scheduler} not set: ${now}`);
-      }
+      if (scheduler !== undefined) checkScheduler(scheduler, await guest.ask('SCHED', setSchedulerCommand(scheduler)), vmm.label);
       // One pass of a disk test: its rate (MB/s or IOPS) and units (MiB or reads).
       const diskPass = async (t: TestKey): Promise<{ rate: number; units: number; r: TimedResult; label: string }> => {
         if (t === 'write') {

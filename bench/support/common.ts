@@ -96,6 +96,23 @@ export function ratioText(ours: number | undefined, theirs: number | undefined):
   return `${(ours / theirs).toFixed(2)}x`;
 }
 
+/** --scheduler NAME (bench/io, bench/io-passes): the name when given, checked to be one word; throws otherwise. */
+export function schedulerOption(name: string | undefined): string | undefined {
+  if (name !== undefined && !/^[a-z0-9-]+$/.test(name)) throw new Error(`--scheduler: '${name}' is not a scheduler name`);
+  return name;
+}
+
+/**
+ * The guest shell command that sets /dev/vda's I/O scheduler to `name` and prints the scheduler list (the one in use
+ * in brackets), and the check of that output: throws when `name` is not the one in use.
+ */
+export function setSchedulerCommand(name: string): string {
+  return `echo ${name} > /sys/block/vda/queue/scheduler; cat /sys/block/vda/queue/scheduler`;
+}
+export function checkScheduler(name: string, output: string, who: string): void {
+  if (!output.includes(`[${name}]`)) throw new Error(`${who}: scheduler ${name} not set: ${output}`);
+}
+
 /** A positive integer option, or exit 2 naming it. */
 export function positiveInt(name: string, text: string | undefined): number {
   const n = Number(text);
