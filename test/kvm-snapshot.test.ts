@@ -18,6 +18,7 @@ import { snapshotMachine } from '../src/vmm/snapshot-diff.ts';
 import { migrateMachine, migrationProgress, type MigrationProgress } from '../src/migration/source.ts';
 import { receiveMigration } from '../src/migration/destination.ts';
 import { detectKvm } from '../src/kvm/host.ts';
+import { stopMachine } from './support/counter-guest.ts';
 
 const host = detectKvm();
 const skip = host.verdict === 'none' ? `no usable KVM: ${host.reason}` : false;
@@ -162,13 +163,6 @@ async function snapshotThenStop(m: Machine, io: ReturnType<typeof console>, paus
   }
 }
 
-/** End a machine whose snapshot was taken, and close it. */
-async function stopMachine(m: Machine, running: Promise<MachineExit>): Promise<void> {
-  m.requestExit({ kind: 'error', message: 'stopped after the snapshot' });
-  await running;
-  m.close();
-}
-
 const N = 160_000;
 
 test('KVM -> KVM: a snapshot taken mid-run restores into a fresh Machine, which finishes exactly as an uninterrupted run; the original finishes too', { skip }, async () => {
@@ -301,9 +295,7 @@ test('a diff snapshot on KVM (from KVM\'s dirty log) restores byte-identical RAM
       again.close();
     }
   } finally {
-    m.requestExit({ kind: 'error', message: 'test over' });
-    await running;
-    m.close();
+    await stopMachine(m, running);
   }
 });
 
@@ -357,9 +349,7 @@ for (const destEngine of ['kvm', 'soft'] as const) {
       assert.deepEqual(await finish(dest), { kind: 'poweroff' });
       assertResult(dest, before, dio.text(), want, `KVM -> ${destEngine} migration`);
     } finally {
-      m.requestExit({ kind: 'error', message: 'test over' });
-      await running;
-      m.close();
+      await stopMachine(m, running);
       dest?.close();
     }
   });
@@ -604,9 +594,7 @@ test('live migration of the counter guest (timer interrupts from KVM\'s in-kerne
     assert.deepEqual(await finish(dest), { kind: 'poweroff' });
     assert.deepEqual(counterLines(before + dio.text()), Array.from({ length: 0x40 }, (_, i) => i + 1), 'no gap, no repeat');
   } finally {
-    m.requestExit({ kind: 'error', message: 'test over' });
-    await running;
-    m.close();
+    await stopMachine(m, running);
     dest?.close();
   }
 });
@@ -665,8 +653,6 @@ test('KVM\'s dirty log covers RAM above 4 GiB: the guest\'s buffer remapped ther
       again.close();
     }
   } finally {
-    m.requestExit({ kind: 'error', message: 'test over' });
-    await running;
-    m.close();
+    await stopMachine(m, running);
   }
 });

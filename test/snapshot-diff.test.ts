@@ -10,7 +10,7 @@ import { MiB, GuestMemory } from '../src/memory/guest-memory.ts';
 import { readSnapshot, decodePageBitmap, STATE_FILE, SnapshotError } from '../src/vmm/snapshot.ts';
 import { snapshotMachine } from '../src/vmm/snapshot-diff.ts';
 import { captureConsole } from './support/capture-console.ts';
-import { tmpDir, counterKernel, config, until, counterLines } from './support/counter-guest.ts';
+import { tmpDir, counterKernel, config, until, counterLines, stopMachine } from './support/counter-guest.ts';
 import { ControlServer, controlRequest } from '../src/vmm/control.ts';
 
 /** Bytes of the file that are allocated on disk (a sparse diff holds few). */
@@ -118,10 +118,7 @@ test('the control socket takes {"cmd":"snapshot","diff":true}', async () => {
     assert.deepEqual(diff, { ok: true, dir: path.join(dir, 'diff'), diff: true });
     assert.equal((await controlRequest(control.path, { cmd: 'snapshot', dir: path.join(dir, 'y'), diff: 'yes' })).ok, false);
   } finally {
-    m.requestExit({ kind: 'error', message: 'test over' });
-    await running;
-    control.close();
-    m.close();
+    await stopMachine(m, running, () => control.close());
     fs.rmSync(dir, { recursive: true, force: true });
   }
 });

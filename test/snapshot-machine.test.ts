@@ -12,7 +12,7 @@ import { MiB, GiB } from '../src/memory/guest-memory.ts';
 import { readSnapshot, sealState, SnapshotError, STATE_FILE, MEMORY_FILE, SNAPSHOT_VERSION, type SnapshotBody } from '../src/vmm/snapshot.ts';
 import { captureConsole } from './support/capture-console.ts';
 
-import { tmpDir, counterKernel, config, until, counterLines } from './support/counter-guest.ts';
+import { tmpDir, counterKernel, config, until, counterLines, stopMachine } from './support/counter-guest.ts';
 
 /** Run the counter guest until it printed `atLeast` lines, snapshot it into a fresh directory and stop it. */
 async function snapshotCounterGuest(memory = 64 * MiB): Promise<{ dir: string; before: string; guestNs: number }> {
@@ -55,9 +55,7 @@ test('pause stops the vCPUs and guest time; resume continues', async () => {
     const lines = counterLines(io.text());
     assert.deepEqual(lines, lines.map((_, i) => i + 1));
   } finally {
-    m.requestExit({ kind: 'error', message: 'test over' });
-    await running;
-    m.close();
+    await stopMachine(m, running);
   }
 });
 

@@ -104,7 +104,7 @@ test('the control socket\'s guest-profile: the samples since the last request, t
   const { ControlServer, controlRequest } = await import('../src/vmm/control.ts');
   const { MiB } = await import('../src/memory/guest-memory.ts');
   const { captureConsole } = await import('./support/capture-console.ts');
-  const { config, until } = await import('./support/counter-guest.ts');
+  const { config, until, stopMachine } = await import('./support/counter-guest.ts');
   const dir = workDir();
   const io = captureConsole();
   const profile = new GuestProfile(SLICE);
@@ -136,10 +136,7 @@ test('the control socket\'s guest-profile: the samples since the last request, t
       plain.close();
     }
   } finally {
-    m.requestExit({ kind: 'error', message: 'test over' });
-    await running;
-    control.close();
-    m.close();
+    await stopMachine(m, running, () => control.close());
     fs.rmSync(dir, { recursive: true, force: true });
   }
 });

@@ -11,6 +11,7 @@ import { Machine } from '../src/vmm/machine.ts';
 import { controlRequest } from '../src/vmm/control.ts';
 import type { ConsoleIo, VmConfig } from '../src/vmm/config.ts';
 import { bin, guestKernel, tempDir, waitFor } from './support/manager-harness.ts';
+import { stopMachine } from './support/counter-guest.ts';
 
 function capture(): ConsoleIo & { text: () => string } {
   let out = '';
@@ -41,9 +42,7 @@ test('control socket: "shutdown" presses the power button; a guest that enabled 
       assert.equal(answer.ok, true);
       assert.deepEqual(await running, { kind: 'poweroff' });
     } finally {
-      machine.requestExit({ kind: 'error', message: 'test over' });
-      await running;
-      machine.close();
+      await stopMachine(machine, running);
     }
     assert.ok(!fs.existsSync(socket), 'close() removes the socket');
   } finally {
@@ -81,9 +80,7 @@ test('control socket: "snapshot" writes a snapshot and the VM runs on; bad dirs 
       assert.equal(machine.paused, false, 'resumed after the snapshot');
       assert.equal(machine.exitRequested, undefined);
     } finally {
-      machine.requestExit({ kind: 'error', message: 'test over' });
-      await running;
-      machine.close();
+      await stopMachine(machine, running);
     }
 
     // Restored: the control socket is the one asked for now (the saved path belonged to the old process).

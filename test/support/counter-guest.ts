@@ -7,6 +7,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { makeBzImage } from '../../src/boot/synthetic.ts';
 import type { VmConfig } from '../../src/vmm/config.ts';
+import type { Machine } from '../../src/vmm/machine.ts';
 import { MiB } from '../../src/memory/guest-memory.ts';
 
 /*
@@ -68,4 +69,15 @@ export function counterLines(text: string): number[] {
 /** Assert that the counter's lines are consecutive: no value lost or repeated (a migration, restore or backup). */
 export function consecutive(lines: number[], what: string): void {
   for (let i = 1; i < lines.length; i++) assert.equal(lines[i], lines[i - 1] + 1, `${what}: ${lines.slice(Math.max(0, i - 2), i + 2)}`);
+}
+
+/**
+ * End a test's machine: ask its run loop to exit, wait for `running` (its run()), run `beforeClose` (a control server
+ * to close first), then close the machine.
+ */
+export async function stopMachine(m: Machine, running: Promise<unknown>, beforeClose?: () => void): Promise<void> {
+  m.requestExit({ kind: 'error', message: 'test over' });
+  await running;
+  beforeClose?.();
+  m.close();
 }
