@@ -7,14 +7,13 @@
 import test from 'node:test';
 import assert from 'node:assert/strict';
 import { hexBytes, CODE, type Machine, translatorTestFile, bothToHalt } from './support/soft-cpu.ts';
-import { setAsync, setBatchTail, setTail } from '../src/cpu/soft/wasm/runtime.ts';
+import { setAsync, setTail } from '../src/cpu/soft/wasm/runtime.ts';
 import { setLinks } from '../src/cpu/soft/wasm/translate.ts';
 
 const memories = translatorTestFile(3);
 setTail(true);
 setAsync(false);
-// (without the batch plan, exits to blocks of their own batch are links too: the second test)
-setBatchTail(false);
+// (exits to blocks of their own batch are links too: the second test)
 
 /** Run `code` (at CODE) on both engines with LINKS `on`; returns wasm's machine. */
 function both(code: number[], on: boolean, setup: (m: Machine) => void = () => {}): Machine {

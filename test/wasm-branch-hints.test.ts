@@ -6,7 +6,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Body, ModuleBuilder, Op, I32, I64, setBranchHints } from '../src/cpu/soft/wasm/emit.ts';
-import { memFnBody, LD_PARAMS, ST_RESULT } from '../src/cpu/soft/wasm/tlb-probe.ts';
+import { memFnBody, LD_PARAMS } from '../src/cpu/soft/wasm/tlb-probe.ts';
 
 function uleb(buf: Uint8Array, p: number): [number, number] {
   let v = 0, shift = 0;
@@ -119,7 +119,7 @@ test('the memory library probe hints its ways to the slow path unlikely', () => 
       m.importMemory('e', 'm');
       m.importFunc('e', 'rd', m.type([0x7c, I32, I32], [I32]));
       m.importFunc('e', 'wr', m.type([0x7c, I32, I32, I32, I32], []));
-      m.func(m.type(write ? [I32, I32, I64, I64, I32] : LD_PARAMS, write ? ST_RESULT : [I64]), memFnBody(8, write, 0, 1), 'f');
+      m.func(m.type(write ? [I32, I32, I64, I64, I32] : LD_PARAMS, write ? [] : [I64]), memFnBody(8, write, 0, 1), 'f');
       const bytes = m.encode();
       const hs = hintsOf(bytes).get(2)!, code = bodies(bytes, 2)[2];
       // (the tag compare, and for a store the code-page byte)

@@ -227,29 +227,6 @@ export class Body {
   returnCall(f: number): this { this.room(6); this.put(0x12); this.uleb(f); return this; }
   /** return_call_indirect (0x13): type index, table index; the table index operand on the stack. */
   returnCallIndirect(type: number, table: number): this { this.room(12); this.put(0x13); this.uleb(type); this.uleb(table); return this; }
-  /**
-   * return_call whose function index is written later (patchIndex): 0x12 and a LEB128 padded to 5 bytes (a valid
-   * encoding of any u32, Core spec §5.2.2); returns the offset of those 5 bytes.
-   */
-  returnCallLater(): number {
-    this.room(6); this.put(0x12);
-    const at = this.len;
-    this.put(0x80); this.put(0x80); this.put(0x80); this.put(0x80); this.put(0);
-    return at;
-  }
-  /** A call whose function index is written later (patchIndex), as returnCallLater. */
-  callLater(): number {
-    this.room(6); this.put(Op.call);
-    const at = this.len;
-    this.put(0x80); this.put(0x80); this.put(0x80); this.put(0x80); this.put(0);
-    return at;
-  }
-  /** Write function index `f` into the 5 bytes at `at` that returnCallLater left. */
-  patchIndex(at: number, f: number): void {
-    const buf = this.live();
-    for (let i = 0; i < 4; i++) { buf[at + i] = (f & 0x7f) | 0x80; f >>>= 7; }
-    buf[at + 4] = f & 0x7f;
-  }
   /** A load/store with alignment hint log2 `align` and a constant offset (§5.4.6 memarg). */
   mem(opcode: number, align: number, offset: number): this {
     this.room(11);

@@ -10,11 +10,11 @@ import type { GuestMemory } from '../../../memory/guest-memory.ts';
 import { WASM_RAM_OFFSET } from '../../../memory/guest-memory.ts';
 import { Body, ModuleBuilder, Op, I32, I64, F64, withScratch } from './emit.ts';
 import * as layout from './layout.ts';
-import { emitTlbSlot, memFnBody, LD_PARAMS, ST_PARAMS, ST_RESULT } from './tlb-probe.ts';
+import { emitTlbSlot, memFnBody, LD_PARAMS, ST_PARAMS } from './tlb-probe.ts';
 import { execSy, SY_SYSCALL, SY_TSC } from '../fast-forms.ts';
 import { readTsc } from '../system/control.ts';
 import { stiSetsIf } from '../ops/interrupt-flag.ts';
-import { translateBody, translateRegion, groupRegions, midSelfEdge, pageTargets, crossTargets, buildModule, buildFlaglib, resolveBatchTails, leaveBody, type WasmCode, type EmitOpts, type TailCtx, type TailTarget, WASM_NAMES, EXIT_STATS, SITE_STATS, SITE_BASE, SITE_MAX, siteInfo, NEXT_KEY, X_NAMES, EXPLICIT, SYNCED, ARITH, RF, VM, IF, K_SHIFT, PRIV_CHAIN, POS_MEMBER, posIx, posN, NO_RES, COUNT_CHAINS, userLinear, LINKS, indTarget } from './translate.ts';
+import { translateBody, translateRegion, groupRegions, midSelfEdge, pageTargets, crossTargets, buildModule, buildFlaglib, type WasmCode, type EmitOpts, type TailCtx, type TailTarget, WASM_NAMES, EXIT_STATS, SITE_STATS, SITE_BASE, SITE_MAX, siteInfo, NEXT_KEY, X_NAMES, EXPLICIT, SYNCED, ARITH, RF, VM, IF, K_SHIFT, PRIV_CHAIN, POS_MEMBER, posIx, posN, NO_RES, COUNT_CHAINS, userLinear, LINKS, indTarget } from './translate.ts';
 import { syscallMsrs, syscallSegments64, sysretSegments64, type SyscallMsrs } from '../system/fastcall.ts';
 import { EFER_SCE, CR4_TSD } from '../constants.ts';
 import { appendFileSync, writeFileSync } from 'node:fs';
@@ -121,7 +121,7 @@ const KERNEL_WAIT = Number(process.env.RINGZERO_WASM_KERNEL_WAIT ?? 0);
  * module then imports the table, and a Table.set updates every importing instance).
  */
 let TAIL = process.env.RINGZERO_WASM_TAIL !== '0';
-/** Switch TAIL (tests of tail calls and what builds on them: BATCH_TAIL, LINKS); returns the old value. */
+/** Switch TAIL (tests of tail calls and what builds on them: LINKS); returns the old value. */
 export function setTail(on: boolean): boolean { const old = TAIL; TAIL = on; return old; }
 /**
  * Function-table indices kept for good because a tail call may still enter their dead function (WasmEngine.kept)
@@ -129,28 +129,6 @@ export function setTail(on: boolean): boolean { const old = TAIL; TAIL = on; ret
  * otherwise grow the table and keep dead modules alive without bound).
  */
 const TAIL_KEPT_MAX = Number(process.env.RINGZERO_WASM_TAIL_KEPT_MAX ?? 4096);
-/**
- * Static exits to a block of the same batch tail-call its function inside
- * the module (RINGZERO_WASM_BATCH_TAIL=1: on): each function of a batch gets its function-table index before the
- * module is built (WasmEngine.planBatch), so its dispatch word is known to its callers. Without this, such exits
- * went through the dispatcher for good (the target was not installed when the batch was built), and a PLT slot's
- * prediction never fired (the slot and its target become hot, and are translated, together). Within a batch most
- * static exits already branch inside a region (groupRegions joins every block a static exit of the batch reaches);
- * the rest are the exits between the parts of a group cut at REGION_MAX or between loops.
- * Measured (session 24, boot + ash loop of 30k, RINGZERO_WASM_EXIT_STATS, one build, off/on): dispatcher entries
- * (named + looked up) 28.56M -> 26.40M; with PREDICT=1 too 19.36M (indirect lookups 2.77M -> 0.38M, RETs through
- * the dispatcher 17.27M -> 12.01M: their predictions now fire); code +1.2% (+2.5% with PREDICT). Time, bench/engines
- * --paired --bins off,on on a host at load 18-34 (one pair each): ash 0.91x, syscall 0.88x, then ash 1.07x, syscall
- * 1.18x (with another bench running); with PREDICT ash 1.05x, syscall 1.01x: within this host's noise. Off by default
- * until a quiet-host A/B shows a gain. With re-forming off (REFORM, since 56307dd), boot + ash 30k: dispatcher entries
- * 31.26M -> 30.99M (alone it does little: most of a batch's static exits are region branches already), with PREDICT
- * 24.31M (ash per iteration: ~74 indirect lookups -> ~4, RETs through the dispatcher ~280 -> ~170); paired off/on
- * (2 pairs, load ~25): ash 0.86x/1.00x, syscall 1.00x/0.96x guest-thread CPU. Its use was to let PREDICT (indirect exits
- * tail-calling the block their last run went to) fire; PREDICT was removed in session 30 (no gain on the quiet host).
- */
-let BATCH_TAIL = process.env.RINGZERO_WASM_BATCH_TAIL === '1';
-/** Switch BATCH_TAIL (its tests); returns the old value. */
-export function setBatchTail(on: boolean): boolean { const old = BATCH_TAIL; BATCH_TAIL = on; return old; }
 /** Modules are compiled in the background (RINGZERO_WASM_ASYNC=0: on the main thread); see WasmEngine.flush. */
 let ASYNC = process.env.RINGZERO_WASM_ASYNC !== '0';
 /** Switch ASYNC (tests that translate after a warm-up, synchronously: no event loop turns meanwhile); returns the old value. */
@@ -265,17 +243,7 @@ interface FnInfo {
   lins: (number | undefined)[];
 }
 
-interface Done { blocks: Block[]; offs: number[][]; info: FnInfo; pre?: number; stub?: boolean; pin?: boolean }
-
-/** A batch's plan (WasmEngine.planBatch): per group of groupRegions, one function and its function-table index. */
-interface Plan {
-  idx: number[];
-  /** The planned function and member number of a block of the batch, by physical address and by queued linear address. */
-  byPa: Map<number, { p: number; k: number; b: Block }>;
-  byLin: Map<number, { p: number; k: number; b: Block }>;
-  /** Planned functions some exit tail-calls (pinned once installed: their index is never reused). */
-  called: Set<number>;
-}
+interface Done { blocks: Block[]; offs: number[][]; info: FnInfo }
 
 /** A module being compiled: its bytes, its blocks, the cache whose generations decide whether they are installed. */
 interface Batch {
@@ -284,11 +252,7 @@ interface Batch {
   tails: WasmCode['fn'][];
   /** LINKS: its link slots' targets (physical address, page generation), translate.ts TailCtx.links. */
   links: { pa: number; gen: number }[];
-  /**
-   * Per function of the module: its blocks (one, or a region's) and their instruction offsets, and its FnInfo;
-   * `pre` the function-table index planBatch gave it (-1: none, install takes one), `stub` for a planned function
-   * whose translation failed (translate.ts leaveBody: no blocks, its index kept for its callers).
-   */
+  /** Per function of the module: its blocks (one, or a region's) and their instruction offsets, and its FnInfo. */
   done: Done[];
   cache: CodeCache;
   installed: boolean;
@@ -440,7 +404,7 @@ function buildMemlib(): Uint8Array<ArrayBuffer> {
   m.importMemory('e', 'm');
   m.importFunc('e', 'rd', m.type([F64, I32, I32], [I32]));
   m.importFunc('e', 'wr', m.type([F64, I32, I32, I32, I32], []));
-  const ldT = m.type(LD_PARAMS, [I64]), stT = m.type(ST_PARAMS, ST_RESULT);
+  const ldT = m.type(LD_PARAMS, [I64]), stT = m.type(ST_PARAMS, []);
   for (const write of [false, true]) {
     for (const size of [1, 2, 4, 8]) m.func(write ? stT : ldT, memFnBody(size, write, 0, 1), (write ? 'st' : 'ld') + size, 'rz.mem.' + (write ? 'st' : 'ld') + size);
   }
@@ -1048,14 +1012,8 @@ export class WasmEngine {
     const lateCap = lateKernel && KERNEL_REGION > 0;
     const groups = groupRegions(live, lins, lateCap ? KERNEL_REGION : bootKernel && BOOT_REGION > 0 ? BOOT_REGION : Infinity, bootKernel || (lateCap && KERNEL_WHOLE), lateCap && KERNEL_FIRST);
     if (c.cpl === 3 && !this.sawUser) { this.sawUser = true; endBootFlags(); if (KERNEL_HOT > 0) this.kernelLate(c); }
-    // (one module per batch only: a split by tier-up budget would put callers and callees in different modules)
-    const plan = TAIL && BATCH_TAIL && TIER_BUDGETS === null && TIER_SIZE === 0 && this.kept.size < TAIL_KEPT_MAX
-      ? this.planBatch(groups, lins, c.codeCache) : null;
-    const tail = TAIL && this.kept.size < TAIL_KEPT_MAX ? this.tailCtx(c.codeCache, plan) : null;
-    // (each planned function's position among the module's functions: a failed one gets a leaveBody stub there)
-    const pos: number[] = [];
-    groups.forEach((group, gi) => {
-      const pre = plan === null ? -1 : plan.idx[gi];
+    const tail = TAIL && this.kept.size < TAIL_KEPT_MAX ? this.tailCtx(c.codeCache) : null;
+    groups.forEach((group) => {
       // (INLINE_LATE: user code queued in user mode too when its batch is flushed before the first flush from user
       // mode, filled while the kernel ran: without, such early user blocks (busybox's, which ash runs later) kept
       // library calls until their page was formed again, and the warm ash loop made 35-583 library calls per iteration
@@ -1066,8 +1024,7 @@ export class WasmEngine {
         try {
           const t = translateRegion(group, lins, opts);
           if (t !== null) {
-            pos[gi] = bodies.length;
-            bodies.push(t.body); done.push({ blocks: group, offs: t.offs, info: { lins: group.map((g) => lins.get(g)) }, pre });
+            bodies.push(t.body); done.push({ blocks: group, offs: t.offs, info: { lins: group.map((g) => lins.get(g)) } });
             this.stats.regions++; this.stats.regionBlocks += group.length;
             return;
           }
@@ -1080,23 +1037,14 @@ export class WasmEngine {
         try {
           const t = translateBody(block, lins.get(block), opts);
           if (t !== null) {
-            // (a region that failed translates its blocks one by one: those are not the planned function)
-            const own = group.length === 1 && pre >= 0;
-            if (own) pos[gi] = bodies.length;
-            bodies.push(t.body); done.push({ blocks: [block], offs: [t.offs], info: { lins: [lins.get(block)] }, pre: own ? pre : -1 });
+            bodies.push(t.body); done.push({ blocks: [block], offs: [t.offs], info: { lins: [lins.get(block)] } });
             continue;
           }
         } catch (err) {
           this.report(block, err);
         }
       }
-      if (pre >= 0 && pos[gi] === undefined) {
-        pos[gi] = bodies.length;
-        bodies.push(leaveBody()); done.push({ blocks: [], offs: [], info: { lins: [] }, pre, stub: true });
-      }
     });
-    if (tail !== null) resolveBatchTails(tail, pos);
-    if (plan !== null) for (const p of plan.called) done[pos[p]].pin = true;
     if (bodies.length === 0) return;
     // (a function holding a block translated before, pulled in by reform or queued again by reregion, is hot)
     let tb = t0;
@@ -1115,7 +1063,6 @@ export class WasmEngine {
     try {
       bytes = buildModule(bodies, tail === null ? 0 : tail.fns.length, WASM_NAMES ? done.map(fnName) : undefined, tail?.links?.length ?? 0);
     } catch (err) {
-      this.freePlanned(done);
       this.report(firstBlock(done), err);
       return;
     }
@@ -1137,7 +1084,7 @@ export class WasmEngine {
     batch.async = true;
     this.compiling++;
     compileOffThread(bytes, budget, START_BUDGET).then((mod) => { if (!batch.installed) this.install(batch, mod); },
-      (err) => { if (!batch.installed) { this.release(batch); this.freePlanned(done); this.report(firstBlock(done), err); } });
+      (err) => { if (!batch.installed) { this.release(batch); this.report(firstBlock(done), err); } });
   }
 
   /**
@@ -1391,8 +1338,6 @@ export class WasmEngine {
       this.install(batch, underBudget(batch.budget, () => new WebAssembly.Module(batch.bytes)));
     } catch (err) {
       this.release(batch);
-     
-      this.freePlanned(batch.done);
       this.report(firstBlock(batch.done), err);
     } finally {
       this.stats.compileMs += performance.now() - t0;
@@ -1417,7 +1362,7 @@ export class WasmEngine {
    * translation of a block of that address and page generation (byPage); by linear address, the installed block last
    * queued at it (byLin) whose page generation is still current.
    */
-  private tailCtx(cache: CodeCache, plan: Plan | null = null): TailCtx {
+  private tailCtx(cache: CodeCache): TailCtx {
     const gen = cache.pageGen, mask = (1 << K_SHIFT) - 1;
     const target = (t: Block): TailTarget | null => {
       const w = t.wasm;
@@ -1425,64 +1370,20 @@ export class WasmEngine {
       const fn = this.table.get(w.idx & mask) as unknown as WasmCode['fn'] | null;
       return fn === null ? null : { word: w.idx, fn, n: t.n, pa: t.pa, gen: t.gen };
     };
-    // (a block of this batch, in planned function p as member k: called inside the module, translate.ts TailTarget.local)
-    const planned = (e: { p: number; k: number; b: Block } | undefined): TailTarget | null => {
-      if (e === undefined || plan === null || plan.idx[e.p] < 0) return null;
-      plan.called.add(e.p);
-      return { word: plan.idx[e.p] | (e.k << K_SHIFT), fn: null, n: e.b.n, pa: e.b.pa, gen: e.b.gen, local: e.p };
-    };
     return {
       find: (pa, g) => {
         const set = this.byPage.get(pa >>> 12);
         if (set !== undefined) for (const t of set) if (t.pa === pa && t.gen === g) { const r = target(t); if (r !== null) return r; }
-        const e = plan?.byPa.get(pa);
-        return e !== undefined && e.b.gen === g ? planned(e) : null;
+        return null;
       },
       findLin: (lin) => {
         const t = this.byLin.get(lin);
-        const r = t === undefined ? null : target(t);
-        return r !== null ? r : planned(plan?.byLin.get(lin));
+        return t === undefined ? null : target(t);
       },
       fns: [],
       index: new Map(),
-      sites: [],
       links: LINKS ? [] : undefined,
     };
-  }
-
-  /**
-   * The functions a batch will hold (one per group of groupRegions: a region, or one block) get their function-table
-   * indices now, before their module is built, so that exits to blocks of the batch can tail-call them inside the
-   * module (BATCH_TAIL). install puts each function at its index; one not installed (its blocks' pages written
-   * meanwhile, or its module failed) gives the index back; a planned function whose translation failed is a
-   * translate.ts leaveBody stub whose index is kept for good (its callers' S_BLK words name it).
-   */
-  private planBatch(groups: Block[][], lins: Map<Block, number>, cache: CodeCache): Plan {
-    this.modules();
-    const plan: Plan = { idx: [], byPa: new Map(), byLin: new Map(), called: new Set() };
-    const gen = cache.pageGen;
-    let room = true;
-    groups.forEach((group, p) => {
-      let idx = -1;
-      if (room) {
-        idx = this.allocIndex(cache);
-        if (idx >= 1 << K_SHIFT) { this.free.push(idx); idx = -1; room = false; }
-      }
-      plan.idx.push(idx);
-      if (idx < 0) return;
-      group.forEach((b, k) => {
-        if (b.mode !== 8 || b.gen !== gen[b.pa >>> 12]) return;
-        if (!plan.byPa.has(b.pa)) plan.byPa.set(b.pa, { p, k, b });
-        const l = lins.get(b);
-        if (l !== undefined && !plan.byLin.has(l)) plan.byLin.set(l, { p, k, b });
-      });
-    });
-    return plan;
-  }
-
-  /** The function-table indices planBatch gave a batch that will not be installed. */
-  private freePlanned(done: Done[]): void {
-    for (const d of done) if (d.pre !== undefined && d.pre >= 0) { this.free.push(d.pre); d.pre = -1; }
   }
 
   /**
@@ -1552,17 +1453,14 @@ export class WasmEngine {
     const inst = new WebAssembly.Instance(mod, imports);
     this.stats.modules++;
     const cache = batch.cache;
-    batch.done.forEach(({ blocks, offs, info, pre, stub, pin }, i) => {
+    batch.done.forEach(({ blocks, offs, info }, i) => {
       // (a region spanning pages is installed for its members whose page was not written meanwhile: its branches
       // into another page check that page's generation)
       const live = blocks.filter((b) => b.gen === cache.pageGen[b.pa >>> 12]).length;
       this.stats.stale += blocks.length - live;
-      // (a planned index of a function not installed: its callers in the module check its blocks' generation, so
-      // nothing enters it, except a stub's, whose blocks are still current)
-      if (live === 0) { if (pre !== undefined && pre >= 0) { if (stub) this.kept.add(pre); else this.free.push(pre); } return; }
+      if (live === 0) return;
       const fn = inst.exports['f' + i] as WasmCode['fn'];
-      if (pin) this.pinned.add(fn);
-      const idx = pre !== undefined && pre >= 0 ? pre : this.allocIndex(cache);
+      const idx = this.allocIndex(cache);
       if (idx >= 1 << K_SHIFT) { this.blocks[idx] = null; this.free.push(idx); return; }
       this.table.set(idx, fn as unknown as WebAssembly.ExportValue);
       this.blocks[idx] = blocks;

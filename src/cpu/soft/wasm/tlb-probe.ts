@@ -113,18 +113,6 @@ export function emitRamAccess(b: Body, size: number, write: boolean): void {
 
 /** The parameters of a memory function: ld (st, tag bank, lin, pos) -> i64; st (st, tag bank, lin, value, pos). */
 export const LD_PARAMS = [I32, I32, I64, I32], ST_PARAMS = [I32, I32, I64, I64, I32];
-/**
- * RINGZERO_WASM_ST_EV=1 (off by default): a store function returns (i32) whether its slow path stopped the chain
- * (S_CHAIN 0: the helper `wr` raised an event, translate.ts Translator.exitIfSlow), 0 on the fast path, so that
- * translated code keeps it in slowL (SLOW_EV) instead of loading S_CHAIN after the store. ST_RESULT: a store
- * function's results. bench/form-ops (boot + syscall capture): 31.69 -> 31.47 operations per guest instruction in
- * tier 1, 43.28 -> 42.93 inline. Session 30, on against off in one build (bench/engines --paired --runs 3, host load
- * ~16, the third run quiet): md5 1.05x wall (0.95-1.06), guest thread 1.03x (1.01-1.03); ash 0.93x (0.89-1.00),
- * thread 0.89x (0.89-0.99; the quiet run 1.00x); syscall 0.98x (0.97-1.01), thread 1.00x: off until a quiet host
- * decides.
- */
-export const ST_EV = process.env.RINGZERO_WASM_ST_EV === '1';
-export const ST_RESULT: number[] = ST_EV ? [I32] : [];
 
 /**
  * The body of memory function ld`size` or st`size` (`write`): the probe above with a direct access to guest RAM on a
@@ -139,13 +127,11 @@ export function memFnBody(size: number, write: boolean, fRd: number, fWr: number
   emitTlbProbe(b, tag, a, { ti }, size, write, slow);
   if (write) b.get(w);
   emitRamAccess(b, size, write);
-  if (write && ST_EV) b.i32(0);
   b.op(Op.return);
   b.close();
   b.get(a).op(Op.f64ConvertI64s).i32(size);
   if (write) {
     b.get(w).op(Op.i32WrapI64).get(w).i64(32).op(Op.i64ShrU).op(Op.i32WrapI64).get(pos).call(fWr);
-    if (ST_EV) b.get(st).mem(Op.i32Load, 2, L.S_CHAIN).op(Op.i32Eqz);
   } else {
     b.get(pos).call(fRd).op(Op.i64ExtendI32u);
     if (size === 8) b.get(st).mem(Op.i64Load32u, 2, L.S_HI).i64(32).op(Op.i64Shl).op(Op.i64Or);

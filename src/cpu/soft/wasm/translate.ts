@@ -61,7 +61,7 @@ import { Form, SY_SYSCALL, SY_SYSRETQ, SY_TSC } from '../fast-forms.ts';
 import { FLAGS_IMPLEMENTED, SYSRET_FLAGS } from '../constants.ts';
 import { Body, ModuleBuilder, Op, I32, I64, F64 } from './emit.ts';
 import * as layout from './layout.ts';
-import { emitTlbProbe, emitTlbProbeRun, emitTlbSlot, emitTlbKey, emitRamAccess, LD_PARAMS, ST_PARAMS, ST_EV, ST_RESULT } from './tlb-probe.ts';
+import { emitTlbProbe, emitTlbProbeRun, emitTlbSlot, emitTlbKey, emitRamAccess, LD_PARAMS, ST_PARAMS } from './tlb-probe.ts';
 import { emitSse } from './sse.ts';
 import { WASM_RAM_OFFSET } from '../../../memory/guest-memory.ts';
 import { DUMP_FILE, dumpFunction } from './dump.ts';
@@ -558,13 +558,7 @@ export const TIER1: EmitOpts = { inline: false };
 
 /** An installed translation a static exit may tail-call (TailCtx.find): its dispatch word, function, instructions. */
 export interface TailTarget {
-  word: number; fn: WasmCode['fn'] | null; n: number; pa: number; gen: number;
-  /**
-   * A function of the batch being built (runtime.ts WasmEngine.planBatch: its function-table index is taken before
-   * the module is built, so `word` is known): its number in the batch's plan, called by its index in the module,
-   * written once the batch's bodies are all emitted (TailCtx.sites, resolveBatchTails). `fn` is then null.
-   */
-  local?: number;
+  word: number; fn: WasmCode['fn']; n: number; pa: number; gen: number;
 }
 /**
  * The translations a batch's static exits may tail-call (Translator.tailExit): found by physical address (same
@@ -576,8 +570,6 @@ export interface TailCtx {
   findLin(lin: number): TailTarget | null;
   fns: WasmCode['fn'][];
   index: Map<WasmCode['fn'], number>;
-  /** The tail calls into functions of the batch itself (TailTarget.local): where their function index goes. */
-  sites: { body: Body; at: number; local: number }[];
   /**
    * LINKS: the batch's link slots (slot j: table entry j and global j of each of its modules), by the target's
    * physical address and page generation; undefined: no links.
@@ -587,29 +579,6 @@ export interface TailCtx {
 
 /** The type index of translated functions in their modules (buildModule declares it first). */
 const BLOCK_TYPE = 0;
-
-/**
- * Write the module function index of every tail call into the batch's own functions (TailCtx.sites): `pos[p]` is
- * planned function p's position among the module's defined functions, which follow the F_TAIL + ctx.fns.length
- * imported ones (buildModule).
- */
-export function resolveBatchTails(ctx: TailCtx, pos: number[]): void {
-  const base = F_TAIL + ctx.fns.length;
-  for (const s of ctx.sites) s.body.patchIndex(s.at, base + pos[s.local]);
-}
-
-/**
- * A function that leaves at once (a planned function of a batch whose translation failed, runtime.ts): its
- * callers' tail calls land here with the target's RIP in r0, which goes to S_RIP for the dispatcher to look up
- * (which then returns to JavaScript there: no translation holds it); it ran no instruction.
- */
-export function leaveBody(): Body {
-  const b = new Body(5);
-  b.get(0).get(1).mem(Op.f64Store, 3, L.S_RIP);
-  b.get(0).i32(0).mem(Op.i32Store, 2, L.S_NEXT);
-  b.i32(0);
-  return b;
-}
 
 /** A function body that knows how many blocks/loops/ifs are open (Translator's register cache looks at it). */
 class TBody extends Body {
@@ -1375,16 +1344,7 @@ class Translator {
     const before = b.calls;
     if (SITE_STATS) this.siteCount('st' + size + (inline ? (run >= 0 ? 'r' : 'i') : ''));
     b.call(F_ST + LOG2[size]);
-    if (ST_EV && SLOW_EV) {
-      // (the function's result is !S_CHAIN: slowL, as slowSet would load it; a call through the library alone counts as
-      // a slow path too, so that the check after the instruction reads slowL; the block's last instruction drops it)
-      if (this.ix === this.block.entries.length - 1) b.op(Op.drop); else b.set(this.slowL);
-      this.insSlow++;
-      if (inline) b.close();
-    } else {
-      if (ST_EV) b.op(Op.drop);
-      if (inline) { this.slowSet(); this.insSlow++; b.close(); }
-    }
+    if (inline) { this.slowSet(); this.insSlow++; b.close(); }
     // (the memory library leaves the paging state as it was: the loads' pages stay usable)
     this.lpKeep(before);
   }
@@ -1592,11 +1552,8 @@ class Translator {
    */
   tailTo(t: TailTarget, count: number, kind: number, samePa: number, cond: () => void, rip: () => void): void {
     const b = this.b, ctx = this.opts.tail!;
-    let fi = -1;
-    if (t.fn !== null) {
-      fi = ctx.index.get(t.fn) ?? -1;
-      if (fi < 0) { fi = ctx.fns.push(t.fn) - 1; ctx.index.set(t.fn, fi); }
-    }
+    let fi = ctx.index.get(t.fn) ?? -1;
+    if (fi < 0) { fi = ctx.fns.push(t.fn) - 1; ctx.index.set(t.fn, fi); }
     b.get(this.n).i32(count).op(Op.i32Add).set(this.c32);
     this.chainOn(() => { b.get(this.st).mem(Op.i32Load, 2, L.S_NBASE).get(this.c32).op(Op.i32Add).i32(CHAIN_LIMIT).op(Op.i32LtS); });
     b.get(this.c32).i32(t.n).op(Op.i32Add).get(this.left).op(Op.i32LeS).op(Op.i32And);
@@ -1614,8 +1571,7 @@ class Translator {
     }
     this.countTail(kind);
     b.get(this.st).get(this.tf).get(this.left).get(this.c32).op(Op.i32Sub).get(this.user).i32(t.word >>> K_SHIFT);
-    if (t.local !== undefined) ctx.sites.push({ body: b, at: b.returnCallLater(), local: t.local });
-    else b.returnCall(F_TAIL + fi);
+    b.returnCall(F_TAIL + fi);
     b.close();
   }
 
@@ -4440,7 +4396,7 @@ export function buildModule(bodies: Body[], tails = 0, names?: readonly string[]
   m.importFunc('e', 'fl', m.type([I32], [I32]));
   m.importFunc('e', 'sy', m.type([I32, I32], [I32]));
   const ldT = m.type(LD_PARAMS, [I64]);
-  const stT = m.type(ST_PARAMS, ST_RESULT);
+  const stT = m.type(ST_PARAMS, []);
   m.importFunc('e', 'fa', m.type([I32], [I32]));
   for (const n of [1, 2, 4, 8]) m.importFunc('e', 'ld' + n, ldT);
   for (const n of [1, 2, 4, 8]) m.importFunc('e', 'st' + n, stT);
