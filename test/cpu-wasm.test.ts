@@ -327,10 +327,9 @@ test('a chained exit whose store raised an event does not leave its successor fo
   // (the dispatcher's own chaining: no blocks translated again into regions, WasmEngine.reform)
   const old = setReform(false);
   try {
-    // The stack is in a second page holding code (the RET at CODE+0x1000, recorded again each pass), in the RET's own
-    // 64-byte chunk (so the push writes recorded code with RINGZERO_CODE_BYTES too): the CALL's push invalidates that
-    // page (an event: the chain stops) right after its block named its successor (the callee, in the first page), so
-    // the next call into wasm, which starts at the callee and leaves by RET, must not take it.
+    // The stack is in a second page holding code (the RET at CODE+0x1000, recorded again each pass): the CALL's push
+    // invalidates that page (an event: the chain stops) right after its block named its successor (the callee, in the
+    // first page), so the next call into wasm, which starts at the callee and leaves by RET, must not take it.
     //   mov ecx,20 / mov esp,0x101040 / 1: call 2f / add ebx,eax / mov edx,0x101000 / call rdx / dec ecx / jnz 1b
     //   hlt / 2: add eax,1 / ret
     const code = new Uint8Array(0x1001);

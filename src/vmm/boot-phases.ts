@@ -56,7 +56,6 @@ export function bootPhaseTap(cpus: () => SoftCpu[], more: () => Record<string, n
       jit: sum((c) => c.jitInstructions),
       blocks: cs[0]?.codeCache.stats.blocks ?? 0,
       inval: cs[0]?.codeCache.stats.invalidations ?? 0,
-      spared: cs[0]?.codeCache.stats.spared ?? 0,
       compiled: w?.stats.compiled ?? 0,
       modules: w?.stats.modules ?? 0,
       calls: w?.stats.calls ?? 0,

@@ -246,8 +246,6 @@ export interface CodeCacheStats {
   instructionsCached: number;
   /** Pages whose blocks were dropped because they were written. */
   invalidations: number;
-  /** CODE_BYTES: stores into pages holding code that wrote none of its recorded bytes (the blocks kept). */
-  spared: number;
   /** Blocks translated to JavaScript functions (./jit/translate.ts). */
   compiled: number;
   /** Blocks entered straight from the previous one (chained) rather than through the lookup table. */
@@ -260,39 +258,10 @@ export interface CodeCacheStats {
  */
 export const PAGE_WRITE_LOGGED = 2;
 
-/**
- * A CPU store into a page holding decoded code drops the page's blocks only when it writes bytes of them
- * (RINGZERO_CODE_BYTES=1; else any store into the page does, as before). Each page keeps 64 bits (CodeCache.codeBits),
- * one per 64-byte chunk that holds bytes of a block recorded since the page's last invalidation (marked before each
- * instruction is recorded, so a store into a block being recorded is seen; a straddling instruction's bytes in the
- * next page mark that page's first chunk); a store that covers none of them leaves the blocks alone: only the dirty
- * log notes it. QEMU does the same with its per-page code bitmap (tb_invalidate_phys_page_fast). Why: Linux patches its
- * text while it boots (alternatives, static keys and jump labels, ftrace's NOPs, return thunks) and each patch of a
- * not yet run function dropped every block of its page: on a boot, 3068 of the 4742 blocks translated to the end of
- * the early phase (smpboot), lost with 360 pages, to be recorded, warmed and translated again. A page that takes
- * DATA_STORES_MAX such stores since its last invalidation is invalidated at the next one as before (code beside data
- * written often would otherwise keep every store to its page on the slow path).
- * Measured (session 28, bench/boot-phases counters, one boot each): to the end of the early phase page invalidations
- * 957 -> 421 (10.4k stores spared), blocks recorded 11.7k -> 9.9k, translated 4742 -> 4488, modules 124 -> 103,
- * JavaScript-tier instructions 5.65M -> 4.81M; later phases unchanged. But no time gained: bench/engines --paired
- * --only boot, off against on (same build, 3 pairs, load ~20): wall 1.02x (1.01-1.02), process CPU 1.02x, guest
- * thread 1.03x. Presumably a page's blocks translated again after its invalidation join into better regions (they
- * are hot together then, while their first translations came in separate batches): off by default.
- */
-export let CODE_BYTES = process.env.RINGZERO_CODE_BYTES === '1';
-/** Switch CODE_BYTES (tests; caches made after see it); returns the old setting. */
-export function setCodeBytes(on: boolean): boolean { const old = CODE_BYTES; CODE_BYTES = on; return old; }
-const DATA_STORES_MAX = 256;
 
 export class CodeCache {
   /** Per 4 KiB page of low RAM: 1 when decoded code of that page may be cached. */
   readonly codePages: Uint8Array;
-  /** CODE_BYTES: per page two words, 64 bits: the 64-byte chunks holding bytes of blocks recorded since its last invalidation. */
-  readonly codeBits: Uint32Array;
-  /** CODE_BYTES: per page, the stores into it that spared its blocks since its last invalidation. */
-  private readonly dataStores: Uint16Array;
-  /** Whether this cache was made with CODE_BYTES on. */
-  readonly codeBytes = CODE_BYTES;
   readonly pageGen: Int32Array;
   private readonly pageInvalidations: Uint16Array;
   /** Per page: 1 when the page thrashed and is no longer cached. */
@@ -349,7 +318,7 @@ export class CodeCache {
   sampleRip(rip: number): void {
     this.ripSamples[this.ripSampled++ & (RIP_SAMPLES - 1)] = rip;
   }
-  readonly stats: CodeCacheStats = { blocks: 0, instructionsCached: 0, invalidations: 0, compiled: 0, chainHits: 0, spared: 0 };
+  readonly stats: CodeCacheStats = { blocks: 0, instructionsCached: 0, invalidations: 0, compiled: 0, chainHits: 0 };
 
   /**
    * Count a block just recorded (SoftCpu.recordBlock) or rebuilt (./hot-list.ts) and put it in table slot `slot`:
@@ -376,51 +345,6 @@ export class CodeCache {
     this.pageGen = codePagesIn ? new Int32Array(codePagesIn, PAGE_GEN, pages) : new Int32Array(pages);
     this.pageInvalidations = new Uint16Array(pages);
     this.noCache = new Uint8Array(pages);
-    this.codeBits = new Uint32Array(this.codeBytes ? pages * 2 : 0);
-    this.dataStores = new Uint16Array(this.codeBytes ? pages : 0);
-  }
-
-  /** CODE_BYTES: bytes [pa, pa+len) of one page hold (or will hold) recorded code. */
-  markCode(pa: number, len: number): void {
-    if (!this.codeBytes || len <= 0) return;
-    const w = (pa >>> 12) * 2, lo = (pa & 0xfff) >>> 6, hi = Math.min(63, ((pa & 0xfff) + len - 1) >>> 6);
-    for (let k = lo; k <= hi; k++) this.codeBits[w + (k >>> 5)] |= 1 << (k & 31);
-  }
-
-  /** CODE_BYTES: all of page `page` counts as code (blocks rebuilt without their byte ranges: ./hot-list.ts). */
-  markPage(page: number): void {
-    if (!this.codeBytes) return;
-    this.codeBits[page * 2] = -1;
-    this.codeBits[page * 2 + 1] = -1;
-  }
-
-  /** CODE_BYTES: page `page`'s blocks are gone (invalidated or swept): no chunk of it holds recorded code, no stores spared. */
-  private forgetCode(page: number): void {
-    if (!this.codeBytes) return;
-    this.codeBits[page * 2] = 0;
-    this.codeBits[page * 2 + 1] = 0;
-    this.dataStores[page] = 0;
-  }
-
-  /**
-   * A CPU store wrote [off, off+len) of page `page` (offsets in the page), which is marked in codePages: drop its
-   * blocks (invalidatePage) unless CODE_BYTES and the store covers no chunk of recorded code.
-   */
-  noteStore(page: number, off: number, len: number): void {
-    if (this.codeBytes && (this.codePages[page] & ~PAGE_WRITE_LOGGED) !== 0 && this.dataStores[page] < DATA_STORES_MAX) {
-      const w = page * 2, lo = off >>> 6, hi = Math.min(63, (off + len - 1) >>> 6);
-      let hit = false;
-      for (let k = lo; k <= hi; k++) if ((this.codeBits[w + (k >>> 5)] & (1 << (k & 31))) !== 0) { hit = true; break; }
-      if (!hit) {
-        this.dataStores[page]++;
-        this.stats.spared++;
-        // (the dirty log still sees the store; the page stays marked for the stores that may hit its code)
-        if (this.dirtyLog) this.dirtyLog[page] = 1;
-        this.codePages[page] &= ~PAGE_WRITE_LOGGED;
-        return;
-      }
-    }
-    this.invalidatePage(page);
   }
 
   /**
@@ -442,7 +366,6 @@ export class CodeCache {
   /** A write hit page `page` (index into codePages) that holds cached code or is armed for the dirty-page log. */
   invalidatePage(page: number): void {
     if (this.dirtyLog) this.dirtyLog[page] = 1;
-    this.forgetCode(page);
     if ((this.codePages[page] & ~PAGE_WRITE_LOGGED) === 0) { this.codePages[page] = 0; return; } // no code there
     this.codePages[page] = 0;
     this.pageGen[page] = (this.pageGen[page] + 1) | 0;
@@ -471,7 +394,6 @@ export class CodeCache {
       for (let p = base; p < end; p++) {
         if (pages[p] !== 0) {
           pages[p] = 0; this.pageGen[p] = (this.pageGen[p] + 1) | 0; if (log) log[p] = 1;
-          this.forgetCode(p);
         }
       }
     }

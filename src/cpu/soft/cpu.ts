@@ -868,13 +868,9 @@ export class SoftCpu {
         if (next >= 0 && next * 4096 + 4096 <= this.ramSize && next !== page) {
           nextMark = cache.codePages[next];
           cache.codePages[next] = 1;
-          cache.markCode(next * 4096, 15);
           nextGen = cache.pageGen[next];
         } else next = -1;
       }
-      // (CODE_BYTES: the instruction's bytes, at most 15, count as code before it runs: a store into them, its own
-      // included, drops the page's blocks and so this one is not installed)
-      cache.markCode(pa + at, Math.min(15, room - at));
       const e = this.stepRecord();
       n++;
       if (TERMINATOR[this.opcode] !== 0 && this.endsBlock() && !this.fellThrough(e, mode, start, at, room)) {
@@ -973,12 +969,7 @@ export class SoftCpu {
     const pages = this.codePages;
     const last = Math.min(pa + len, this.ramSize) - 1;
     const first = Math.floor(pa / 4096), end = Math.floor(last / 4096);
-    for (let p = first; p <= end; p++) {
-      if (pages[p] === 0) continue;
-      // (the part of the store in page p)
-      const lo = p === first ? pa - p * 4096 : 0, hi = p === end ? last - p * 4096 : 4095;
-      this.codeCache.noteStore(p, lo, hi - lo + 1);
-    }
+    for (let p = first; p <= end; p++) if (pages[p] !== 0) this.codeCache.invalidatePage(p);
   }
 
   /**

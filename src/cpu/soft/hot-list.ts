@@ -381,7 +381,6 @@ export function pretranslate(cpu: SoftCpu, list: unknown, onDone?: (r: Pretransl
       const b = rebuildBlock(cpu, r);
       if (b === null) { report.skipped++; continue; }
       cache.codePages[page] |= 1;
-      cache.markPage(page);
       cache.addBlock(b, slot, false);
       engine.enqueue(b, r.lin);
       queuedBlocks.push(b);
