@@ -222,7 +222,6 @@ export class Body {
   tee(l: number): this { this.room(6); this.put(Op.localTee); this.uleb(l); return this; }
   call(f: number): this { this.room(6); this.put(Op.call); this.uleb(f); return this; }
   /** global.get (0x23) of global `g`. */
-  globalGet(g: number): this { this.room(6); this.put(0x23); this.uleb(g); return this; }
   /** return_call (the tail-call proposal, Node 20's V8 11.3 by default): 0x12, function index. */
   returnCall(f: number): this { this.room(6); this.put(0x12); this.uleb(f); return this; }
   /** return_call_indirect (0x13): type index, table index; the table index operand on the stack. */
@@ -401,8 +400,6 @@ export class ModuleBuilder {
   private readonly imports: { module: string; field: string; kind: 'func' | 'memory' | 'table'; type?: number }[] = [];
   private readonly funcs: { type: number; body: Body; exportName?: string; debugName?: string }[] = [];
   private importedFuncs = 0;
-  /** linkSlots: the size of the module's own function table and its count of i64 globals (0: neither). */
-  private links = 0;
 
   type(params: number[], results: number[]): number {
     const types = this.types;
@@ -437,18 +434,6 @@ export class ModuleBuilder {
     return this.importedFuncs + this.funcs.length - 1;
   }
 
-  /**
-   * Give the module a function table of its own with `n` entries (null at first), exported as 'lt', and `n` mutable
-   * i64 globals (0 at first), exported as 'g0', 'g1', ...: the link slots of translate.ts LINKS, which the runtime
-   * fills from JavaScript (Table.set and Global.value touch this instance only, where a table imported by every
-   * module would make each Table.set update every importing instance). Not with an imported table (both would be
-   * table 0).
-   */
-  linkSlots(n: number): void {
-    if (this.imports.some((i) => i.kind === 'table')) throw new Error('link slots and an imported table');
-    this.links = n;
-  }
-
   encode(): Uint8Array<ArrayBuffer> {
     const out: number[] = [0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00];
     const section = (id: number, content: number[]) => { out.push(id); uleb(out, content.length); for (const b of content) out.push(b); };
@@ -478,30 +463,15 @@ export class ModuleBuilder {
     uleb(fn, this.funcs.length);
     for (const f of this.funcs) uleb(fn, f.type);
     section(3, fn);
-    const links = this.links;
-    if (links > 0) {
-      // 4: a funcref table of exactly `links` entries; 6: `links` mutable i64 globals, i64.const 0
-      const tb: number[] = [1, 0x70, 0x01];
-      uleb(tb, links); uleb(tb, links);
-      section(4, tb);
-      const gl: number[] = [];
-      uleb(gl, links);
-      for (let i = 0; i < links; i++) gl.push(0x7e, 0x01, 0x42, 0x00, 0x0b);
-      section(6, gl);
-    }
     // 7: exports
     const ex: number[] = [];
     const funcs = this.funcs;
     let exported = 0;
     for (let i = 0; i < funcs.length; i++) if (funcs[i].exportName !== undefined) exported++;
-    uleb(ex, exported + (links > 0 ? links + 1 : 0));
+    uleb(ex, exported);
     for (let i = 0; i < funcs.length; i++) {
       const e = funcs[i].exportName;
       if (e !== undefined) { name(ex, e); ex.push(0x00); uleb(ex, this.importedFuncs + i); }
-    }
-    if (links > 0) {
-      name(ex, 'lt'); ex.push(0x01, 0x00);
-      for (let i = 0; i < links; i++) { name(ex, 'g' + i); ex.push(0x03); uleb(ex, i); }
     }
     section(7, ex);
     const heads: number[][] = [];

@@ -14,7 +14,7 @@ import { emitTlbSlot, memFnBody, LD_PARAMS, ST_PARAMS } from './tlb-probe.ts';
 import { execSy, SY_SYSCALL, SY_TSC } from '../fast-forms.ts';
 import { readTsc } from '../system/control.ts';
 import { stiSetsIf } from '../ops/interrupt-flag.ts';
-import { translateBody, translateRegion, groupRegions, midSelfEdge, pageTargets, crossTargets, buildModule, buildFlaglib, type WasmCode, type EmitOpts, type TailCtx, type TailTarget, WASM_NAMES, EXIT_STATS, SITE_STATS, SITE_BASE, SITE_MAX, siteInfo, NEXT_KEY, X_NAMES, EXPLICIT, SYNCED, ARITH, RF, VM, IF, K_SHIFT, PRIV_CHAIN, POS_MEMBER, posIx, posN, NO_RES, COUNT_CHAINS, userLinear, LINKS, indTarget } from './translate.ts';
+import { translateBody, translateRegion, groupRegions, midSelfEdge, pageTargets, crossTargets, buildModule, buildFlaglib, type WasmCode, type EmitOpts, type TailCtx, type TailTarget, WASM_NAMES, EXIT_STATS, SITE_STATS, SITE_BASE, SITE_MAX, siteInfo, NEXT_KEY, X_NAMES, EXPLICIT, SYNCED, ARITH, RF, VM, IF, K_SHIFT, PRIV_CHAIN, POS_MEMBER, posIx, posN, NO_RES, COUNT_CHAINS, userLinear, indTarget } from './translate.ts';
 import { syscallMsrs, syscallSegments64, sysretSegments64, type SyscallMsrs } from '../system/fastcall.ts';
 import { EFER_SCE, CR4_TSD } from '../constants.ts';
 import { appendFileSync, writeFileSync } from 'node:fs';
@@ -121,7 +121,7 @@ const KERNEL_WAIT = Number(process.env.RINGZERO_WASM_KERNEL_WAIT ?? 0);
  * module then imports the table, and a Table.set updates every importing instance).
  */
 let TAIL = process.env.RINGZERO_WASM_TAIL !== '0';
-/** Switch TAIL (tests of tail calls and what builds on them: LINKS); returns the old value. */
+/** Switch TAIL (tests of tail calls); returns the old value. */
 export function setTail(on: boolean): boolean { const old = TAIL; TAIL = on; return old; }
 /**
  * Function-table indices kept for good because a tail call may still enter their dead function (WasmEngine.kept)
@@ -250,8 +250,6 @@ interface Batch {
   bytes: Uint8Array<ArrayBuffer>;
   /** The functions its tail exits call (imports t.f0, t.f1, ...: translate.ts TailCtx). */
   tails: WasmCode['fn'][];
-  /** LINKS: its link slots' targets (physical address, page generation), translate.ts TailCtx.links. */
-  links: { pa: number; gen: number }[];
   /** Per function of the module: its blocks (one, or a region's) and their instruction offsets, and its FnInfo. */
   done: Done[];
   cache: CodeCache;
@@ -1061,7 +1059,7 @@ export class WasmEngine {
   private launch(c: SoftCpu, bodies: Body[], done: Batch['done'], budget: number, tail: TailCtx | null, t0: number): void {
     let bytes: Uint8Array<ArrayBuffer>;
     try {
-      bytes = buildModule(bodies, tail === null ? 0 : tail.fns.length, WASM_NAMES ? done.map(fnName) : undefined, tail?.links?.length ?? 0);
+      bytes = buildModule(bodies, tail === null ? 0 : tail.fns.length, WASM_NAMES ? done.map(fnName) : undefined);
     } catch (err) {
       this.report(firstBlock(done), err);
       return;
@@ -1073,7 +1071,7 @@ export class WasmEngine {
     if (TIER_BUDGETS !== null && budget === TIER_BUDGETS.hot && budget !== TIER_BUDGETS.cold) this.stats.hotModules++;
     if (TIER_BUDGETS === null && TIER_SIZE > 0 && budget > START_BUDGET) this.stats.sizedModules++;
     if (tail !== null) for (const f of tail.fns) this.pinned.add(f);
-    const batch: Batch = { bytes, tails: tail === null ? [] : tail.fns, links: tail?.links ?? [], done, cache: c.codeCache, installed: false, waits: 0, slot: -1, async: false, budget, t0: t1, i0: c.instructions, cpu: c };
+    const batch: Batch = { bytes, tails: tail === null ? [] : tail.fns, done, cache: c.codeCache, installed: false, waits: 0, slot: -1, async: false, budget, t0: t1, i0: c.instructions, cpu: c };
     if (!ASYNC || Math.min(WASM_HOT, JIT_THRESHOLD) === 0) { this.compileNow(batch); return; }
     let k = this.flying.indexOf(null);
     if (k < 0) k = this.flying.push(null) - 1;
@@ -1382,7 +1380,6 @@ export class WasmEngine {
       },
       fns: [],
       index: new Map(),
-      links: LINKS ? [] : undefined,
     };
   }
 
@@ -1470,7 +1467,6 @@ export class WasmEngine {
         const w = idx | (k << K_SHIFT);
         this.setEntry(block, w, cache);
         block.wasm = { fn, offs: offs[k], idx: w };
-        if (this.waiting.size > 0) this.linkWaiting(block, fn, w, cache);
         if (TAIL) { const l = this.linOf.get(block); if (l !== undefined) this.byLin.set(l, block); }
         if (REFORM || REREGION) {
           const p = block.pa >>> 12;
@@ -1483,92 +1479,7 @@ export class WasmEngine {
         cache.translated.set(block.pa * 16 + block.mode, block);
       });
     });
-    if (batch.links.length > 0) this.linkModule(inst, batch.links, cache);
     this.stats.compileMs += performance.now() - t0;
-  }
-
-  /**
-   * LINKS: link slots waiting for a translation, by its physical address: the module instance, the slot and the
-   * page generation the translation must have (that of the exit's block, on the same page).
-   */
-  private readonly waiting = new Map<number, { inst: WebAssembly.Instance; j: number; gen: number }[]>();
-  private waitingSites = 0;
-  /** Link slots filled, and filled when their module was installed (statistics). */
-  linkStats = { linked: 0, atInstall: 0 };
-
-  /**
-   * Fill link slot `j` of instance `inst` with translation `fn` (dispatch word `w`, `n` instructions): pinned as a
-   * tail call's target, so its function-table index (which S_BLK then names) is never reused (allocIndex).
-   */
-  private link(inst: WebAssembly.Instance, j: number, fn: WasmCode['fn'], w: number, n: number): void {
-    this.pinned.add(fn);
-    (inst.exports.lt as WebAssembly.Table).set(j, fn as unknown as WebAssembly.ExportValue);
-    (inst.exports['g' + j] as WebAssembly.Global).value = BigInt(w >>> 0) | (BigInt(n) << 32n);
-    this.linkStats.linked++;
-  }
-
-  /**
-   * A new module's link slots: each filled now when a translation of its target of the right page generation is
-   * installed (the dispatch entry of its address, else the page's translated blocks), else left to wait for one
-   * (linkWaiting). Slots whose page was written since wait for nothing: their module can no longer run.
-   */
-  private linkModule(inst: WebAssembly.Instance, links: { pa: number; gen: number }[], cache: CodeCache): void {
-    const I = this.i32, gen = cache.pageGen, mask = (1 << K_SHIFT) - 1;
-    links.forEach(({ pa, gen: g }, j) => {
-      if (gen[pa >>> 12] !== g) return;
-      const s = L.dispatchEntry(pa) >> 2;
-      for (let e = s; e <= s + 4; e += 4) {
-        if (I[e] !== pa || I[e + 1] !== g || I[e + 2] === 0) continue;
-        const fn = this.table.get(I[e + 2] & mask) as unknown as WasmCode['fn'] | null;
-        if (fn !== null) { this.link(inst, j, fn, I[e + 2], I[e + 3]); this.linkStats.atInstall++; return; }
-      }
-      const set = this.byPage.get(pa >>> 12);
-      if (set !== undefined) {
-        for (const t of set) {
-          if (t.pa !== pa || t.gen !== g || t.mode !== 8 || t.wasm === null) continue;
-          const fn = this.table.get(t.wasm.idx & mask) as unknown as WasmCode['fn'] | null;
-          if (fn !== null) { this.link(inst, j, fn, t.wasm.idx, t.n); this.linkStats.atInstall++; return; }
-        }
-      }
-      let list = this.waiting.get(pa);
-      if (list === undefined) this.waiting.set(pa, list = []);
-      list.push({ inst, j, gen: g });
-      // (slots of pages written since wait for nothing: dropped when there are many)
-      if (++this.waitingSites > LINK_WAIT_MAX) this.pruneWaiting(cache);
-    });
-  }
-
-  /** The slots waiting for `block`'s address: filled with its new translation `fn` (word `w`) when of its generation. */
-  private linkWaiting(block: Block, fn: WasmCode['fn'], w: number, cache: CodeCache): void {
-    const list = this.waiting.get(block.pa);
-    if (list === undefined || block.mode !== 8) return;
-    const now = cache.pageGen[block.pa >>> 12];
-    const rest = list.filter((x) => {
-      if (x.gen === block.gen) { this.link(x.inst, x.j, fn, w, block.n); return false; }
-      return x.gen === now;
-    });
-    this.waitingSites -= list.length - rest.length;
-    if (rest.length === 0) this.waiting.delete(block.pa); else this.waiting.set(block.pa, rest);
-  }
-
-  /** Drop the waiting slots whose page was written since they were built (their modules cannot run again). */
-  private pruneWaiting(cache: CodeCache): void {
-    const gen = cache.pageGen;
-    let n = 0;
-    for (const [pa, list] of this.waiting) {
-      const rest = list.filter((x) => x.gen === gen[pa >>> 12]);
-      if (rest.length === 0) this.waiting.delete(pa); else { this.waiting.set(pa, rest); n += rest.length; }
-    }
-    this.waitingSites = n;
-    // (still many: the oldest addresses' slots give up waiting, so the map stays bounded)
-    if (n > LINK_WAIT_MAX / 2) {
-      for (const [pa, list] of this.waiting) {
-        this.waiting.delete(pa);
-        n -= list.length;
-        if (n <= LINK_WAIT_MAX / 4) break;
-      }
-      this.waitingSites = n;
-    }
   }
 
   /**
@@ -1738,9 +1649,6 @@ export class WasmEngine {
     return k;
   }
 }
-
-/** LINKS: link slots waiting for a translation at most (WasmEngine.pruneWaiting). */
-const LINK_WAIT_MAX = 65536;
 
 let reported = false;
 /** RINGZERO_WASM_PROFILE=1: count replayed instructions by opcode (shown by --stats). */

@@ -451,26 +451,6 @@ export let COUNT_CHAINS = EXIT_STATS || process.env.RINGZERO_WASM_COUNT_CHAINS =
 /** Switch COUNT_CHAINS (tests that check those counts); returns the old value. */
 export function setCountChains(on: boolean): boolean { const old = COUNT_CHAINS; COUNT_CHAINS = on; return old; }
 /**
- * Direct links (RINGZERO_WASM_LINKS=1: on): a static exit to another block of its own physical page whose translation
- * was not installed when the exit's batch was built (so no tail call, tailExit) gets a link slot in its module (an
- * entry of the module's own function table and an i64 global, emit.ts ModuleBuilder.linkSlots). The runtime fills the
- * slot once a translation of the target (same address and page generation) is installed (WasmEngine.link: the
- * global holds its dispatch word | instruction count << 32, the table its function, pinned as a tail call's target).
- * The exit then tail-calls it when the dispatcher would have entered it (tailTo's checks), instead of naming its
- * dispatch entry to the dispatcher (S_NEXT): no return, no dispatcher pass, and an indirect call site of its own.
- * bench/syscall-counts: ~11 of the ~40 dispatcher passes per system call are such exits (x64_sys_call's compare tree,
- * security_file_permission, __fdget_pos).
- * Off by default: it works as meant (bench/syscall-counts per system call: same-page exits through the dispatcher
- * 11.05 -> 0, 9.55 of them through a link, dispatcher passes ~40 -> ~29, guest instructions the same), but paired
- * against the same build without it (session 29, bench/engines --paired, load ~17-20, 3 runs each) it gained nothing:
- * syscall wall 1.00x and 1.02x (guest thread 0.94x, 1.01x), md5 1.05x (thread 1.04x), ash 1.07x (thread 1.13x, range
- * 1.01-1.18). A tail call through a link costs about what the dispatcher pass it replaces did; the larger modules
- * (~35 wasm operations per linked exit, a table and globals per instance) cost the rest.
- */
-export let LINKS = process.env.RINGZERO_WASM_LINKS === '1';
-/** Switch LINKS (its tests; between translations); returns the old value. */
-export function setLinks(on: boolean): boolean { const old = LINKS; LINKS = on; return old; }
-/**
  * A RET whose return address the return-address stack predicted, into a block of the region function it runs in,
  * branches there (br_table on the member) instead of leaving for the dispatcher (RINGZERO_WASM_RET_BRANCH=1: on).
  * Each region function gets an id never given again (regionIds); a CALL of a region pushes with its return address
@@ -570,11 +550,6 @@ export interface TailCtx {
   findLin(lin: number): TailTarget | null;
   fns: WasmCode['fn'][];
   index: Map<WasmCode['fn'], number>;
-  /**
-   * LINKS: the batch's link slots (slot j: table entry j and global j of each of its modules), by the target's
-   * physical address and page generation; undefined: no links.
-   */
-  links?: { pa: number; gen: number }[];
 }
 
 /** The type index of translated functions in their modules (buildModule declares it first). */
@@ -1415,9 +1390,8 @@ class Translator {
       this.exitConst(count, ripOff, X_REGION);
       return;
     }
-    const tailed = this.opts.tail ? this.tailExit(count, ripOff) : false;
+    if (this.opts.tail) this.tailExit(count, ripOff);
     if (DIRECT_CHAIN && ripOff !== 0 && (tpa >>> 12) === (pa >>> 12) && tpa >= 0) {
-      if (LINKS && !tailed && this.opts.tail?.links !== undefined) this.linkExit(count, ripOff, tpa);
       const e = L.dispatchEntry(tpa);
       if (NEXT_KEY) {
         // (the set and the key: the dispatcher finds the way that holds it, else looks the target up)
@@ -1507,41 +1481,6 @@ class Translator {
     return true;
   }
 
-  /**
-   * LINKS: the exit to r0 + `ripOff` (at `tpa`, in this block's page; no installed translation when built) through a
-   * new link slot j of the batch: when the slot is filled (global j: dispatch word | instruction count << 32, not 0)
-   * and the dispatcher would enter the target (chain on, below CHAIN_LIMIT, within the budget: tailTo's checks; the
-   * page generation is this block's, current while it runs, and the slot only takes a translation of that
-   * generation), S_NBASE, S_R0 and S_BLK move to it and table entry j is tail-called; else the code goes on after it.
-   */
-  linkExit(count: number, ripOff: number, tpa: number): void {
-    const b = this.b, links = this.opts.tail!.links!;
-    const j = links.push({ pa: tpa, gen: this.block.gen }) - 1;
-    if (this.lk < 0) this.lk = b.local(I64);
-    const lk = this.lk;
-    this.wbCtx = 8; this.flush(true, 0); this.wbCtx = 1;
-    b.globalGet(j).set(lk);
-    b.get(this.n).i32(count).op(Op.i32Add).set(this.c32);
-    this.chainOn(() => { b.get(this.st).mem(Op.i32Load, 2, L.S_NBASE).get(this.c32).op(Op.i32Add).i32(CHAIN_LIMIT).op(Op.i32LtS); });
-    b.get(this.c32).get(lk).i64(32).op(Op.i64ShrU).op(Op.i32WrapI64).op(Op.i32Add).get(this.left).op(Op.i32LeS).op(Op.i32And);
-    b.get(lk).op(Op.i32WrapI64).i32(0).op(Op.i32Ne).op(Op.i32And);
-    b.open(Op.if);
-    b.get(this.st).get(this.st).mem(Op.i32Load, 2, L.S_NBASE).get(this.c32).op(Op.i32Add).mem(Op.i32Store, 2, L.S_NBASE);
-    this.r0f(ripOff);
-    b.set(this.tf);
-    b.get(this.st).get(this.tf).mem(Op.f64Store, 3, L.S_R0);
-    b.get(this.st).get(lk).op(Op.i32WrapI64).mem(Op.i32Store, 2, L.S_BLK);
-    // (the page's entries for reregion, as the dispatcher counts a named entry)
-    const ph = L.S_PHITS + 4 * ((tpa >>> 12) & (L.PHITS_N - 1));
-    this.bump(ph);
-    this.countTail(X_SAME, true);
-    b.get(this.st).get(this.tf).get(this.left).get(this.c32).op(Op.i32Sub).get(this.user).get(lk).op(Op.i32WrapI64).i32(K_SHIFT).op(Op.i32ShrU);
-    b.i32(j);
-    b.returnCallIndirect(BLOCK_TYPE, 0);
-    b.close();
-  }
-  /** linkExit's local (-1 until its first link): the slot's global. */
-  lk = -1;
 
   /**
    * The tail call of tailExit into installed translation `t` (dirty registers already written back):
@@ -4381,13 +4320,11 @@ function emitOther(T: Translator, e: BlockEntry, i: number, next: number): void 
  * One module holding the given block functions, exported as f0, f1, ...; they import the helpers, the flag library,
  * the memory library and (`tails`) the translations their exits tail-call; `names`: their names in the name section.
  */
-export function buildModule(bodies: Body[], tails = 0, names?: readonly string[], links = 0): Uint8Array<ArrayBuffer> {
+export function buildModule(bodies: Body[], tails = 0, names?: readonly string[]): Uint8Array<ArrayBuffer> {
   const m = new ModuleBuilder();
   // (the functions' type first: type index BLOCK_TYPE)
   const t = m.type([I32, F64, I32, I32, I32], [I32]);
   m.importMemory('e', 'm');
-  // (LINKS: the module's own table and globals, table 0 and globals 0.., translate.ts Translator.linkExit)
-  if (links > 0) m.linkSlots(links);
   m.importFunc('e', 'rd', m.type([F64, I32, I32], [I32]));
   m.importFunc('e', 'wr', m.type([F64, I32, I32, I32, I32], []));
   m.importFunc('e', 'rp', m.type([I32], [I32]));
