@@ -88,7 +88,8 @@ export const S_INTRA = 520;
  * push; the dispatcher zeroes it at each call; SoftCpu.invalidateFetch, i.e. every TLB flush and INVLPG, too), S_RAS
  * (after S_PHITS) holds RAS_N entries of RAS_STRIDE bytes, entry at S_RAS + (S_RASP mod RAS_N * RAS_STRIDE): the
  * return address (i64, linear), the (pa, page generation) key of its block (i64, as a DISPATCH entry's first two
- * words) and the byte address of its DISPATCH set (i32). A power-of-two stride makes the entry's offset one AND of
+ * words), the byte address of its DISPATCH set (i32) and translate.ts RET_BRANCH's token (i32; the two written by
+ * one i64 store of a constant). A power-of-two stride makes the entry's offset one AND of
  * S_RASP (no multiply, no shift): 3 wasm operations fewer per CALL, 2 per RET.
  */
 export const S_RASP = 524;

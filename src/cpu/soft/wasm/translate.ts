@@ -454,7 +454,7 @@ export function setCountChains(on: boolean): boolean { const old = COUNT_CHAINS;
  * A RET whose return address the return-address stack predicted, into a block of the region function it runs in,
  * branches there (br_table on the member) instead of leaving for the dispatcher (RINGZERO_WASM_RET_BRANCH=1: on).
  * Each region function gets an id never given again (regionIds); a CALL of a region pushes with its return address
- * the id and the member holding its return block (S_RAS + 24: id << 12 | member; 0 elsewhere, and when no member of the
+ * the id and the member holding its return block (S_RAS + 20, an i32: id << 12 | member; 0 elsewhere, and when no member of the
  * CALL's page and generation starts there), and a RET whose popped address matches the entry and whose id is its own
  * function's goes to that member when the dispatcher would have entered it: chain on, count within the region's limit
  * (Region.lim). Exact as a same-page region branch: the return block is the CALL block's page and generation under
@@ -473,6 +473,11 @@ export let RET_BRANCH = process.env.RINGZERO_WASM_RET_BRANCH !== '0';
 export function setRetBranch(on: boolean): boolean { const old = RET_BRANCH; RET_BRANCH = on; return old; }
 /** The last id given to a region function (RET_BRANCH; ids are never reused, so a stale stack entry never matches). */
 let regionIds = 0;
+/**
+ * The most ids given (the token is an i32, id << 12 | member): after 2^20 - 1 region translations, new regions get
+ * none and make no RET branches (a boot and an hour of shell loops translate a few thousand regions).
+ */
+const FID_MAX = 0xfffff;
 /**
  * An indirect JMP or CALL whose last run in the JavaScript tier went to a block queued at that linear address
  * (Block.lastRip: a PLT slot's `jmp [rip+GOT]`, static glibc's calls of its string functions, always goes to the same
@@ -1602,14 +1607,17 @@ class Translator {
     // (S_RASP counts in bytes: the entry's offset is one AND)
     b.get(this.st).mem(Op.i32Load, 2, L.S_RASP).tee(this.t32).i32(L.RAS_N * L.RAS_STRIDE - 1).op(Op.i32And);
     b.get(this.st).op(Op.i32Add).tee(this.c32);
-    // (local `ret` holds the return address r0 + next, the value the CALL pushed)
+    // (local `ret` holds the return address r0 + next, the value the CALL pushed; an entry for another page holds a
+    // non-canonical address, which no RET matches, so nothing else of it is ever read)
     if (same) b.get(ret).mem(Op.i64Store, 3, L.S_RAS);
     else b.i64(1n << 62n).mem(Op.i64Store, 3, L.S_RAS);
     if (same) {
       b.get(this.c32); this.entryKey(tpa); b.mem(Op.i64Store, 3, L.S_RAS + 8);
-      b.get(this.c32).i32(L.dispatchEntry(tpa)).mem(Op.i32Store, 2, L.S_RAS + 16);
+      // (the DISPATCH set and the RET_BRANCH token, both constants: one i64 store; the token is written at every
+      // push that a RET can match, 0 where RET_BRANCH does not apply, so no RET reads an older push's)
+      const tok = RET_BRANCH ? this.retToken(tpa, same) : 0;
+      b.get(this.c32).i64hl(tok, L.dispatchEntry(tpa)).mem(Op.i64Store, 3, L.S_RAS + 16);
     }
-    if (RET_BRANCH) b.get(this.c32).i64(this.retToken(tpa, same)).mem(Op.i64Store, 3, L.S_RAS + 24);
     b.get(this.st).get(this.t32).i32(L.RAS_STRIDE).op(Op.i32Add).mem(Op.i32Store, 2, L.S_RASP);
   }
 
@@ -1617,12 +1625,12 @@ class Translator {
    * RET_BRANCH: the token a CALL pushes for its return block at physical address `tpa` (`same`: in the CALL block's
    * page): this function's id << 12 | the member starting there, when one of this page and generation does; else 0.
    */
-  retToken(tpa: number, same: boolean): bigint {
+  retToken(tpa: number, same: boolean): number {
     const R = this.region;
-    if (!same || R === null || this.fid === 0 || !userLinear(this.curLin())) return 0n;
+    if (!same || R === null || this.fid === 0 || !userLinear(this.curLin())) return 0;
     const j = R.at.get(tpa);
-    if (j === undefined || j >= 0x1000 || R.members[j].gen !== this.block.gen || (R.members[j].pa >>> 12) !== (tpa >>> 12)) return 0n;
-    return (BigInt(this.fid) << 12n) | BigInt(j);
+    if (j === undefined || j >= 0x1000 || R.members[j].gen !== this.block.gen || (R.members[j].pa >>> 12) !== (tpa >>> 12)) return 0;
+    return (this.fid * 0x1000 + j) >>> 0;
   }
 
   /** RET_BRANCH applies to this function's RETs (see RET_BRANCH). */
@@ -1639,9 +1647,9 @@ class Translator {
    */
   retBranch(count: number): void {
     const b = this.b, R = this.region!;
-    if (this.rbk < 0) { this.rbk = b.local(I64); this.rbn = b.local(I32); }
+    if (this.rbk < 0) { this.rbk = b.local(I32); this.rbn = b.local(I32); }
     b.get(this.n).i32(count).op(Op.i32Add).set(this.rbn);
-    b.get(this.c32).mem(Op.i64Load, 3, L.S_RAS + 24).tee(this.rbk).i64(12).op(Op.i64ShrU).i64(this.fid).op(Op.i64Eq);
+    b.get(this.c32).mem(Op.i32Load, 2, L.S_RAS + 20).tee(this.rbk).i32(12).op(Op.i32ShrU).i32(this.fid).op(Op.i32Eq);
     this.chainOn(() => { b.get(this.rbn).get(R.lim).op(Op.i32LeS); });
     b.op(Op.i32And);
     b.hint(true).open(Op.if);
@@ -1650,7 +1658,7 @@ class Translator {
     if (!R0_ONE) b.get(this.v).op(Op.f64ConvertI64s).set(this.r0);
     // (the runtime's anchor: the return block may be in another page than the RET's, crossBranch)
     b.get(this.st); this.r0f(); b.mem(Op.f64Store, 3, L.S_R0);
-    b.get(this.rbk).op(Op.i32WrapI64).i32(0xfff).op(Op.i32And).set(this.t32);
+    b.get(this.rbk).i32(0xfff).op(Op.i32And).set(this.t32);
     this.enterMember(null);
     if (SITE_EXITS) this.siteCount('b.ret');
     // (k < members: the br_table's entry for member k)
@@ -2669,7 +2677,8 @@ export function translateRegion(members: Block[], lins?: Map<Block, number>, opt
   }
   b.get(T.k).brTable(R.labels, R.labels[0]);
   T.region = R;
-  if (RET_BRANCH && R.lim >= 0) T.fid = ++regionIds;
+  // (ids fit the token's 20 bits, see RET_BRANCH: past them, regions make no RET branches)
+  if (RET_BRANCH && R.lim >= 0 && regionIds < FID_MAX) T.fid = ++regionIds;
   const cyc = LOOP_INLINE ? onCycles(members, R.at) : null;
   for (let j = 0; j < members.length; j++) {
     b.close();
