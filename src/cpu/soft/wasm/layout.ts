@@ -86,7 +86,9 @@ export const S_INTRA = 520;
 /**
  * The return-address stack (translate.ts Translator.rasPush/rasPop): S_RASP counts pushes, in bytes (RAS_STRIDE per
  * push; the dispatcher zeroes it at each call; SoftCpu.invalidateFetch, i.e. every TLB flush and INVLPG, too), S_RAS
- * (after S_PHITS) holds RAS_N entries of RAS_STRIDE bytes, entry at S_RAS + (S_RASP mod RAS_N * RAS_STRIDE): the
+ * (after S_PHITS) holds RAS_N entries of RAS_STRIDE bytes, the top one at S_RAS + (S_RASP mod RAS_N * RAS_STRIDE)
+ * (a push adds RAS_STRIDE first, then writes there; a pop reads there, then subtracts: the offset of the last push is
+ * that of the value it left): the
  * return address (i64, linear), the (pa, page generation) key of its block (i64, as a DISPATCH entry's first two
  * words), the byte address of its DISPATCH set (i32) and translate.ts RET_BRANCH's token (i32; the two written by
  * one i64 store of a constant). A power-of-two stride makes the entry's offset one AND of

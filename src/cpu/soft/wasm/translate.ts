@@ -1604,9 +1604,10 @@ class Translator {
   rasPush(next: number, ret: number): void {
     if (!this.rasOn()) return;
     const b = this.b, pa = this.block.pa, tpa = pa + next, same = (tpa >>> 12) === (pa >>> 12);
-    // (S_RASP counts in bytes: the entry's offset is one AND)
-    b.get(this.st).mem(Op.i32Load, 2, L.S_RASP).tee(this.t32).i32(L.RAS_N * L.RAS_STRIDE - 1).op(Op.i32And);
-    b.get(this.st).op(Op.i32Add).tee(this.c32);
+    // (S_RASP counts in bytes and is moved first: the entry's offset is one AND of the new value, as a RET takes it
+    // of the value it finds, layout.ts S_RASP)
+    b.get(this.st).get(this.st).mem(Op.i32Load, 2, L.S_RASP).i32(L.RAS_STRIDE).op(Op.i32Add).tee(this.t32).mem(Op.i32Store, 2, L.S_RASP);
+    b.get(this.t32).i32(L.RAS_N * L.RAS_STRIDE - 1).op(Op.i32And).get(this.st).op(Op.i32Add).tee(this.c32);
     // (local `ret` holds the return address r0 + next, the value the CALL pushed; an entry for another page holds a
     // non-canonical address, which no RET matches, so nothing else of it is ever read)
     if (same) b.get(ret).mem(Op.i64Store, 3, L.S_RAS);
@@ -1618,7 +1619,6 @@ class Translator {
       const tok = RET_BRANCH ? this.retToken(tpa, same) : 0;
       b.get(this.c32).i64hl(tok, L.dispatchEntry(tpa)).mem(Op.i64Store, 3, L.S_RAS + 16);
     }
-    b.get(this.st).get(this.t32).i32(L.RAS_STRIDE).op(Op.i32Add).mem(Op.i32Store, 2, L.S_RASP);
   }
 
   /**
@@ -1677,7 +1677,7 @@ class Translator {
     // (S_RASP is never negative: set to 0 or restored by the runtime, RAS_STRIDE less only here when not 0; so "not 0" is
     // "more than 0", two wasm operations fewer)
     b.get(this.st).mem(Op.i32Load, 2, L.S_RASP).tee(this.t32).hint(true).open(Op.if);
-    b.get(this.st).get(this.t32).i32(L.RAS_STRIDE).op(Op.i32Sub).tee(this.t32).mem(Op.i32Store, 2, L.S_RASP);
+    b.get(this.st).get(this.t32).i32(L.RAS_STRIDE).op(Op.i32Sub).mem(Op.i32Store, 2, L.S_RASP);
     b.get(this.t32).i32(L.RAS_N * L.RAS_STRIDE - 1).op(Op.i32And).get(this.st).op(Op.i32Add).tee(this.c32);
     b.mem(Op.i64Load, 3, L.S_RAS).get(this.v).op(Op.i64Eq).hint(true).open(Op.if);
     if (retCount >= 0 && this.retBranches()) this.retBranch(retCount);
