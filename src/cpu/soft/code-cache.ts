@@ -334,6 +334,32 @@ export class CodeCache {
     this.stats.instructionsCached += b.entries.length;
   }
 
+  /**
+   * ./wasm/tlb-probe.ts WRITE_TLB_CODE: per page, 1 when a vCPU may hold a write entry of it in translated code's
+   * TLB view (set by SoftCpu.fillTlb/refillWrite, cleared by dropWrites): a page gaining code without it needs no
+   * scan of the write banks. Counters: the scans and the entries they dropped.
+   */
+  readonly wmapped: Uint8Array;
+  writeScans = 0;
+  writeDrops = 0;
+
+  /**
+   * Page `page`, whose codePages byte is 0, now holds decoded code (SoftCpu.recordBlock, ./hot-list.ts): set its
+   * byte, and drop the write entries that map it from translated code's TLB view (WRITE_TLB_CODE).
+   */
+  markCodePage(page: number): void {
+    this.codePages[page] = 1;
+    this.dropWrites(page);
+  }
+
+  /** WRITE_TLB_CODE: page `page`'s codePages byte was set: no vCPU keeps a translated-code write entry of it. */
+  dropWrites(page: number): void {
+    if (this.wmapped[page] === 0) return;
+    this.wmapped[page] = 0;
+    this.writeScans++;
+    for (const c of this.cpus) this.writeDrops += c.dropWrites(page);
+  }
+
   /** `codePagesIn`: where the code-page bytes and generations live (the wasm memory, for translated code). */
   constructor(readonly lowSize: number, codePagesIn?: ArrayBuffer) {
     const pages = Math.ceil(lowSize / 4096);
@@ -345,6 +371,7 @@ export class CodeCache {
     this.pageGen = codePagesIn ? new Int32Array(codePagesIn, PAGE_GEN, pages) : new Int32Array(pages);
     this.pageInvalidations = new Uint16Array(pages);
     this.noCache = new Uint8Array(pages);
+    this.wmapped = new Uint8Array(pages);
   }
 
   /**
@@ -361,6 +388,12 @@ export class CodeCache {
     const pages = this.codePages;
     if (log) for (let p = 0; p < pages.length; p++) pages[p] |= PAGE_WRITE_LOGGED;
     else for (let p = 0; p < pages.length; p++) pages[p] &= ~PAGE_WRITE_LOGGED;
+    if (log) {
+      // (every page is armed now: no translated-code write entry may stay, WRITE_TLB_CODE; their stores refill them
+      // once the page is logged, SoftCpu.refillWrite)
+      for (const c of this.cpus) if (c.wtlbNoCode) this.writeDrops += c.dropWrites(-1);
+      this.wmapped.fill(0);
+    }
   }
 
   /** A write hit page `page` (index into codePages) that holds cached code or is armed for the dirty-page log. */
@@ -441,7 +474,8 @@ export function softEngineStats(cpus: SoftCpu[], ms: number): string {
       (mainSec >= 0 ? `, ${mainSec.toFixed(2)} s of it on the main thread)` : ')'),
     on
       ? `ringzero: stats: block cache: ${s.blocks} blocks recorded (${s.instructionsCached} instructions), ` +
-        `${pct(fromBlocks, total)}% of instructions run from cached blocks, ${s.invalidations} page invalidations`
+        `${pct(fromBlocks, total)}% of instructions run from cached blocks, ${s.invalidations} page invalidations` +
+        (cpus[0].wtlbNoCode ? `; ${cpus[0].codeCache.writeScans} write-bank scans for pages gaining code (${cpus[0].codeCache.writeDrops} entries dropped)` : '')
       : 'ringzero: stats: block cache off (--no-translate)',
     `ringzero: stats: TLB: ${cpus.reduce((n, c) => n + c.tlbWalks, 0)} page walks, ` +
       `${cpus.reduce((n, c) => n + c.tlbL2Hits, 0)} first-level misses refilled from the second level`,

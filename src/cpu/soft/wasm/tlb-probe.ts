@@ -52,10 +52,26 @@ export function emitTlbKey(b: Body, a: number, size: number, align = 0): void {
 }
 
 /**
+ * RINGZERO_WASM_WRITE_TLB_CODE=1 (off by default): the write banks of translated code's TLB view (SoftCpu.wtlb) never
+ * hold a page whose CodeCache.codePages byte is set (decoded code, or armed for the dirty-page log): SoftCpu.fillTlb
+ * leaves such an entry empty, and whenever a page's byte goes from 0 to set (SoftCpu.recordBlock, ../hot-list.ts,
+ * CodeCache.armDirtyLog) the write entries mapping it are dropped on every vCPU (CodeCache.dropWrites). A store probe
+ * is then the tag compare and the addend, as QEMU's TLB_NOTDIRTY entries make a store to a code page miss its fast
+ * path: without it every store probe loaded the entry's physical page and that page's byte, and branched on it
+ * (emitCodePageCheck). A store that misses for that reason takes the helper (SoftCpu.writeLin notes the code write
+ * or the dirty page), after which WasmEngine's `wr` puts the entry back if the page no longer needs the slow path
+ * (SoftCpu.refillWrite). Read at translation and when a vCPU is built (setWriteTlbCode: tests, before a machine).
+ */
+export let WRITE_TLB_CODE = process.env.RINGZERO_WASM_WRITE_TLB_CODE === '1';
+/** Switch WRITE_TLB_CODE for machines built after (tests); returns the old setting. */
+export function setWriteTlbCode(on: boolean): boolean { const old = WRITE_TLB_CODE; WRITE_TLB_CODE = on; return old; }
+
+/**
  * Emit the probe of a `size`-byte access at the linear address in local `a` (i64): branch to `slow` unless it is
  * aligned to `align` bytes (when given), lies inside one page, hits the first-level TLB bank whose address is in
  * local `tag` (this privilege, read or write bank) and, for a `write`, is not in a page holding decoded code
- * (CodeCache.codePages: the slow path notes the write, and marks the page in the dirty-page log). On a hit the RAM
+ * (CodeCache.codePages: the slow path notes the write, and marks the page in the dirty-page log; with
+ * WRITE_TLB_CODE such a page has no write entry, so the tag compare says it). On a hit the RAM
  * offset (i32) is left on the stack (a load or store at WASM_RAM_OFFSET + it touches the guest's bytes).
  */
 export function emitTlbProbe(b: Body, tag: number, a: number, l: ProbeLocals, size: number,
@@ -64,7 +80,7 @@ export function emitTlbProbe(b: Body, tag: number, a: number, l: ProbeLocals, si
   emitTlbKey(b, a, size, align);
   if (l.key !== undefined) b.tee(l.key);
   b.op(Op.i64Ne).hint(false).brIf(slow);
-  if (write) emitCodePageCheck(b, l, slow);
+  if (write && !WRITE_TLB_CODE) emitCodePageCheck(b, l, slow);
   emitRamOffset(b, a, l);
 }
 
@@ -98,7 +114,7 @@ export function emitTlbProbeRun(b: Body, tag: number, a: number, l: ProbeLocals,
   emitTlbEntry(b, tag, a, l);
   b.get(a).get(n).i32(-1).op(Op.i32Add).op(Op.i64ExtendI32u).op(Op.i64Add).i64(-4096).op(Op.i64And);
   b.op(Op.i64Ne).hint(false).brIf(slow);
-  if (write) emitCodePageCheck(b, l, slow);
+  if (write && !WRITE_TLB_CODE) emitCodePageCheck(b, l, slow);
   emitRamOffset(b, a, l);
 }
 
