@@ -9,7 +9,14 @@
 // page-table isolation or other entry-path mitigations on the CPUID the soft engine presents).
 //
 //   node --import tsx bench/syscall-counts.ts [--count 100000] [--bin PATH/bin/ringzero] [--exit-stats] [--ash]
-//                                            [--perf FILE]
+//                                            [--perf FILE] [--qemu] [--warm 1000]
+//
+// --warm N: the warm-up run's count before the measured ones (reregion forms the hot pages' regions again over the
+// first tens of thousands of calls: a larger N measures the settled path).
+//
+// --qemu runs the same commands under qemu-system-x86_64 -accel tcg with the instruction-count plugin
+// (bench/support/qemu-icount.ts) instead, and prints QEMU's guest instructions and host µs per call (per iteration),
+// for the comparison of instructions per call and time per instruction.
 //
 // --ash runs bench/engines' ash workload instead (`i=0; while [ $i -lt N ]; do i=$((i+1)); done`) and prints the
 // counts per loop iteration.
@@ -28,7 +35,8 @@
 import { BenchGuest } from './support/session.ts';
 import { spawn, spawnSync } from 'node:child_process';
 import { controlRequest } from '../src/vmm/control.ts';
-import { CMDLINE, benchArgs, positiveInt, requireImage } from './support/common.ts';
+import { CMDLINE, benchArgs, positiveInt, qemuTcgArgs, requireImage } from './support/common.ts';
+import { QemuInstructionCounter } from './support/qemu-icount.ts';
 import os from 'node:os';
 import path from 'node:path';
 import fs from 'node:fs';
@@ -40,10 +48,12 @@ const { values } = benchArgs(import.meta.url, {
     'exit-stats': { type: 'boolean', default: false },
     ash: { type: 'boolean', default: false },
     perf: { type: 'string' },
+    qemu: { type: 'boolean', default: false },
+    warm: { type: 'string', default: '1000' },
   },
 });
 const count = positiveInt('count', values.count);
-requireImage('syscall-counts');
+const image = requireImage('syscall-counts');
 if (values['exit-stats']) process.env.RINGZERO_WASM_EXIT_STATS = '1'; // (inherited by the VMM)
 if (values.perf !== undefined) {
   // (inherited by the VMM: its JIT code named in /tmp/perf-PID.map, translated functions after their guest address)
@@ -53,7 +63,18 @@ if (values.perf !== undefined) {
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'rz-syscall-counts-'));
 const sock = path.join(dir, 'control.sock');
 const args = ['--engine', 'soft', '--cmdline', CMDLINE, '--control-socket', sock];
-const guest = values.bin ? BenchGuest.ringzeroAt('ringzero', values.bin, args) : BenchGuest.ringzero('ringzero', args);
+const qemuCounter = values.qemu ? new QemuInstructionCounter(path.join(dir, 'qemu-icount.bin')) : undefined;
+const guest = qemuCounter !== undefined
+  ? BenchGuest.qemu('qemu -accel tcg', qemuTcgArgs({ kernel: image.kernel, initrd: image.initrd, cmdline: CMDLINE, cpus: 1, memory: '256M' }, qemuCounter.args))
+  : values.bin ? BenchGuest.ringzeroAt('ringzero', values.bin, args) : BenchGuest.ringzero('ringzero', args);
+/** The VMM's counters: ringzero's control-socket stats, or QEMU's plugin count as `instructions`. */
+async function statsNow(): Promise<Record<string, number>> {
+  if (qemuCounter !== undefined) {
+    await new Promise((resolve) => setTimeout(resolve, 20)); // (the plugin rewrites its file every ~1 ms)
+    return { instructions: qemuCounter.instructions() };
+  }
+  return flatten(await controlRequest(sock, { cmd: 'stats' }, 30_000));
+}
 
 /** Every numeric leaf of a stats answer, by dotted path. */
 function flatten(x: unknown, pre = '', out: Record<string, number> = {}): Record<string, number> {
@@ -78,13 +99,15 @@ function perfShares(file: string, pid: number): Record<string, number> {
     all += p;
   }
   for (const k of Object.keys(kinds)) kinds[k] = Number((100 * kinds[k] / (all || 1)).toFixed(1));
+  // (the top symbols too, while the VMM's perf map still exists: the finally block removes it)
+  fs.writeFileSync(`${file}.top.txt`, r.stdout.split('\n').filter((l) => /^\s*[\d.]+%/.test(l)).slice(0, 200).join('\n') + '\n');
   return kinds;
 }
 
 let perfOut: Record<string, number> | undefined;
 
 async function measure(n: number, perf = false): Promise<{ d: Record<string, number>; ms: number }> {
-  const a = flatten(await controlRequest(sock, { cmd: 'stats' }, 30_000));
+  const a = await statsNow();
   const ash = values.ash;
   const cmd = ash ? `i=0; while [ $i -lt ${n} ]; do i=$((i+1)); done; echo $i` : `dd if=/dev/zero of=/dev/null bs=1 count=${n}`;
   const pid = guest.session.child.pid!;
@@ -97,7 +120,7 @@ async function measure(n: number, perf = false): Promise<{ d: Record<string, num
     perfOut = perfShares(values.perf!, pid);
   }
   if (!new RegExp(ash ? `(^|\\n)${n}\\n` : `${n}\\+0 records out`).test(r.output)) throw new Error(`${cmd} failed: ${r.output}`);
-  const b = flatten(await controlRequest(sock, { cmd: 'stats' }, 30_000));
+  const b = await statsNow();
   const d: Record<string, number> = {};
   for (const k of Object.keys(b)) if (k in a && !k.startsWith('process.')) d[k] = b[k] - a[k];
   return { d, ms: r.hostMs };
@@ -107,7 +130,7 @@ try {
   await guest.waitForShell();
   const vuln = await guest.ask('vuln', "grep . /sys/devices/system/cpu/vulnerabilities/* | sed 's,.*/,,' | tr '\\n' ' '");
   console.log(`guest vulnerabilities: ${vuln}`);
-  await measure(1000); // (warm: the path translated)
+  await measure(positiveInt('warm', values.warm)); // (warm: the path translated; larger --warm: its regions formed again too)
   const empty = await measure(1);
   const full = await measure(count + 1, values.perf !== undefined);
   const calls = values.ash ? count : 2 * count;
@@ -121,10 +144,10 @@ try {
   console.log(`per ${unit}:`);
   for (const [k, v] of Object.entries(per)) console.log(`  ${k.padEnd(40)} ${v}`);
   if (perfOut !== undefined) {
-    console.log(`main thread's perf samples by kind of code (%; ${values.perf}):`);
+    console.log(`main thread's perf samples by kind of code (%; ${values.perf}; top symbols in ${values.perf}.top.txt):`);
     for (const [k, v] of Object.entries(perfOut).sort((x, y) => y[1] - x[1])) console.log(`  ${k.padEnd(40)} ${v}`);
   }
-  console.log(JSON.stringify({ bench: 'syscall-counts', workload: values.ash ? 'ash' : 'syscall', count, exitStats: values['exit-stats'], usPerCall: Number(((full.ms - empty.ms) * 1e3 / calls).toFixed(3)), perCall: per, ...(perfOut !== undefined ? { perf: perfOut } : {}) }));
+  console.log(JSON.stringify({ bench: 'syscall-counts', vmm: values.qemu ? 'qemu' : 'ringzero', workload: values.ash ? 'ash' : 'syscall', count, exitStats: values['exit-stats'], usPerCall: Number(((full.ms - empty.ms) * 1e3 / calls).toFixed(3)), perCall: per, ...(perfOut !== undefined ? { perf: perfOut } : {}) }));
 } finally {
   const pid = guest.session.child.pid;
   guest.session.close();

@@ -1019,7 +1019,9 @@ export class WasmEngine {
       // from boot to boot)
       const again = INLINE_LATE && (this.sawUser || (user && group.some((b) => userLinear(lins.get(b)))));
       if (group.length > 1 || midSelfEdge(group[0])) {
-        const opts: EmitOpts = { inline: again, tail };
+        // (KERNEL_CALLEES: RET_BRANCH in the kernel code of late functions holding a block translated before)
+        const kret = KERNEL_CALLEES && this.sawUser && group.some((b) => b.wasm !== null);
+        const opts: EmitOpts = { inline: again, tail, kret };
         try {
           const t = translateRegion(group, lins, opts);
           if (t !== null) {
@@ -1188,7 +1190,9 @@ export class WasmEngine {
     const st = c.wasmState, I = this.i32, base = (st + L.S_PHITS) >> 2;
     // (user pages (USER_HITS) and the kernel's (REGION_HITS) have thresholds of their own: the page's hash counter
     // is kept with its count, and a page is hot when it reaches the threshold of its kind)
-    const least = Math.min(REGION_HITS, USER_HITS);
+    // (KERNEL_CALLEES: the kernel's pages at KERNEL_HITS once user code runs)
+    const klate = KERNEL_CALLEES && this.sawUser, khits = klate ? KERNEL_HITS : REGION_HITS;
+    const least = Math.min(khits, USER_HITS);
     let hot: Map<number, number> | null = null;
     for (let i = 0; i < L.PHITS_N; i++) {
       if (I[base + i] >= least) (hot ??= new Map()).set(i, I[base + i]);
@@ -1200,7 +1204,8 @@ export class WasmEngine {
     for (const [p, set] of this.byPage) {
       const hits = hot.get(p & (L.PHITS_N - 1));
       if (hits === undefined) continue;
-      if (hits < REGION_HITS && !this.userPage(set)) continue;
+      const user = this.userPage(set);
+      if (hits < (user ? USER_HITS : khits)) continue;
       // (counted per page generation: code loaded later into the same page starts again)
       const r = this.regioned.get(p), done = r !== undefined && r.gen === gen[p] ? r.n : 0;
       if (done >= REGION_MAX_PER_PAGE) continue;
@@ -1219,7 +1224,7 @@ export class WasmEngine {
         if (split) break;
       }
       // (CALLEES: the blocks of other pages this page's static exits reach, not yet in their caller's function)
-      const pulled = CALLEES && this.userPage(set) ? this.callees(blocks, gen) : null;
+      const pulled = CALLEES && (user || klate) ? this.callees(blocks, gen, undefined, undefined, !user) : null;
       if (pulled !== null && pulled.split) split = true;
       if (!split) continue;
       this.regioned.set(p, { gen: gen[p], n: done + 1 });
@@ -1244,7 +1249,7 @@ export class WasmEngine {
    * translate.ts groupRegions joins them into the caller's region by linear address, the CALL becomes a branch
    * (crossBranch) and with RET_BRANCH the RET too).
    */
-  private callees(blocks: Block[], gen: Int32Array, seen = new Set<Block>(blocks), may: (t: Block) => boolean = () => true): { blocks: Block[]; split: boolean } {
+  private callees(blocks: Block[], gen: Int32Array, seen = new Set<Block>(blocks), may: (t: Block) => boolean = () => true, kernel = false): { blocks: Block[]; split: boolean } {
     const out: Block[] = [], mask = (1 << K_SHIFT) - 1;
     let split = false;
     const ok = (t: Block | undefined): t is Block => t !== undefined && t.wasm !== null && t.runs === -1 && t.mode === 8 && t.gen === gen[t.pa >>> 12] && may(t);
@@ -1258,7 +1263,8 @@ export class WasmEngine {
       if (it !== 0) offs.push(it - l);
       for (const off of offs) {
         const t = this.byLin.get(l + off);
-        if (!ok(t) || seen.has(t) || this.linOf.get(t) !== l + off || !userLinear(l + off)) continue;
+        // (KERNEL_CALLEES: a kernel page's callees in the kernel's half)
+        if (!ok(t) || seen.has(t) || this.linOf.get(t) !== l + off || userLinear(l + off) === kernel) continue;
         if (c.wasm === null || (t.wasm!.idx & mask) !== (c.wasm.idx & mask)) split = true;
         // (the callee's blocks of its page that it reaches: breadth first, within CALLEE_MAX)
         const todo = [t];
@@ -1741,6 +1747,19 @@ let CALLEES = CALLEE_MAX > 0;
  * ash loop's gain comes from the new batches, and so does the boot's cost.
  */
 const CALLEES_BATCH = process.env.RINGZERO_WASM_CALLEES_BATCH !== '0';
+/**
+ * RINGZERO_WASM_KERNEL_CALLEES=1: once user code runs (a batch flushed from user mode), reregion takes a kernel page
+ * at KERNEL_HITS named dispatcher entries per scan (RINGZERO_WASM_KERNEL_HITS, 4000; before, REGION_HITS), pulls in
+ * its callees (CALLEES, kernel blocks of other pages) and translates the page's functions with RET_BRANCH in their
+ * kernel code (translate.ts EmitOpts.kret): a system call's path (entry, do_syscall_64, x64_sys_call's compare tree,
+ * ksys_read/vfs_read and their callees) is entered once per call, ~5.7k times per 4M-instruction scan, so its pages
+ * never reached REGION_HITS and its CALLs and RETs between functions went through the dispatcher.
+ * bench/syscall-counts (dd bs=1, per system call, before): 28.6 named dispatcher entries (19.0 RETs, 9.5 same-page
+ * exits into another function of the page), 9.7 looked up, 15.6 tail calls; perf: the dispatcher ~23% of the main
+ * thread's samples.
+ */
+const KERNEL_CALLEES = process.env.RINGZERO_WASM_KERNEL_CALLEES === '1';
+const KERNEL_HITS = Number(process.env.RINGZERO_WASM_KERNEL_HITS ?? 4000);
 /**
  * CALLEES: the times one block is translated again into a new batch's regions (RINGZERO_WASM_CALLEE_COPIES; session
  * 29: 4). Session 30 (bench/phase-counts, RET_BRANCH + CALLEES=64 + IND_JOIN): at 4 the boot took 342 copies, md5's
