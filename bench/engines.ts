@@ -37,7 +37,8 @@
 // background compilers share the guest thread's CPU, so paired boot figures are not the default mode's. Wall,
 // process CPU and guest-thread CPU ratios are each paired; the JSON line also lists every pair's ratio.
 // --bins A,B pairs two builds of ringzero the same way (paths of their bin/ringzero, each built: `npm run build`),
-// for A/B tests of an engine change; ratios are B/A.
+// for A/B tests of an engine change; ratios are B/A. --env-a/--env-b K=V,... add environment variables to A's or
+// B's VMM only (an env switch against the same build: --bins X,X --env-b RINGZERO_WASM_...=1).
 import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
@@ -54,6 +55,8 @@ const { values } = parseArgs({
     timeout: { type: 'string', default: '1800' },
     paired: { type: 'boolean', default: false },
     bins: { type: 'string', default: '' },
+    'env-a': { type: 'string', default: '' },
+    'env-b': { type: 'string', default: '' },
     'host-cpus': { type: 'string', default: '0,1' },
     help: { type: 'boolean', short: 'h', default: false },
   },
@@ -78,6 +81,7 @@ Prints medians, CPU seconds and each ratio against TCG, then one JSON line.
                   the two halves, so a difference in speed between the CPUs cancels (see the header comment)
   --bins A,B      --paired with two builds of ringzero instead of ringzero and QEMU: A's and B's bin/ringzero
                   (paths); ratios are B/A
+  --env-a K=V,... --env-b K=V,...  with --bins: environment variables for A's or B's VMM only
   --host-cpus C,D the two host CPUs of --paired (default 0,1)`);
   process.exit(0);
 }
@@ -143,8 +147,20 @@ async function runPaired(): Promise<void> {
     const bins = values.bins!.split(',').map((b) => path.resolve(b));
     if (bins.length !== 2) { console.error('--bins: two bin/ringzero paths, A,B'); process.exit(2); }
     for (const b of bins) if (!fs.existsSync(b)) { console.error(`--bins: no ${b}`); process.exit(2); }
-    ref = { key: 'a', label: `A ${bins[0]}`, start: () => BenchGuest.ringzeroAt('A', bins[0], ringzeroArgs) };
-    x = { key: 'b', label: `B ${bins[1]}`, start: () => BenchGuest.ringzeroAt('B', bins[1], ringzeroArgs) };
+    const envOf = (v: string, opt: string): Record<string, string> | undefined => {
+      if (v === '') return undefined;
+      const out: Record<string, string> = {};
+      for (const kv of v.split(',')) {
+        const m = /^([A-Za-z_][A-Za-z0-9_]*)=(.*)$/.exec(kv);
+        if (m === null) { console.error(`--${opt}: K=V,... not ${JSON.stringify(v)}`); process.exit(2); }
+        out[m[1]] = m[2];
+      }
+      return out;
+    };
+    const envA = envOf(values['env-a']!, 'env-a'), envB = envOf(values['env-b']!, 'env-b');
+    const envText = (e: Record<string, string> | undefined) => e === undefined ? '' : ` (${Object.entries(e).map(([k, v]) => `${k}=${v}`).join(' ')})`;
+    ref = { key: 'a', label: `A ${bins[0]}${envText(envA)}`, start: () => BenchGuest.ringzeroAt('A', bins[0], ringzeroArgs, envA) };
+    x = { key: 'b', label: `B ${bins[1]}${envText(envB)}`, start: () => BenchGuest.ringzeroAt('B', bins[1], ringzeroArgs, envB) };
   } else {
     // translate unless --only names interp alone.
     const ours = vmms.filter((v) => v.key !== 'qemu' && (onlyVmms.some((o) => o !== 'qemu') || v.key === 'translate'));

@@ -63,9 +63,9 @@ export class BenchGuest {
   readonly started = performance.now();
   private readonly unregister: () => void;
 
-  private constructor(readonly label: string, args: string[], private readonly qemu: boolean, bin?: string) {
+  private constructor(readonly label: string, args: string[], private readonly qemu: boolean, bin?: string, env?: Record<string, string>) {
     this.session = qemu ? new GuestSession(args, { command: QEMU })
-      : bin !== undefined ? new GuestSession(['run', ...args], { command: bin }) : new GuestSession(args);
+      : bin !== undefined ? new GuestSession(['run', ...args], { command: bin, env }) : new GuestSession(args);
     this.unregister = onCleanup(() => this.session.close());
   }
 
@@ -74,9 +74,9 @@ export class BenchGuest {
     return new BenchGuest(label, args, false);
   }
 
-  /** `BIN run ARGS`: another checkout's bin/ringzero (A/B comparisons), in its own process group. */
-  static ringzeroAt(label: string, bin: string, args: string[]): BenchGuest {
-    return new BenchGuest(label, args, false, bin);
+  /** `BIN run ARGS`: another checkout's bin/ringzero (A/B comparisons), in its own process group; `env` added to its environment. */
+  static ringzeroAt(label: string, bin: string, args: string[], env?: Record<string, string>): BenchGuest {
+    return new BenchGuest(label, args, false, bin, env);
   }
 
   /** `qemu-system-x86_64 ARGS`, in its own process group. */

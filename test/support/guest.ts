@@ -22,14 +22,14 @@ export class GuestSession {
   /**
    * `args` follow `ringzero run`. RINGZERO_BOOT_TEST_ECHO=1 copies the console to stderr. `spawnAs` runs another
    * VMM on the same console instead (the benches drive QEMU with it): `args` are then that command's, and it gets
-   * its own process group, which close() kills as a whole. RINGZERO_VMM_CPU_PROF=DIR runs ringzero under
+   * its own process group, which close() kills as a whole, with `spawnAs.env` added to its environment. RINGZERO_VMM_CPU_PROF=DIR runs ringzero under
    * `node --cpu-prof` (200 µs samples), its profile written to DIR when it exits: Node 20 refuses --cpu-prof in
    * NODE_OPTIONS, so a bench's VMM cannot be profiled through the environment alone.
    */
-  constructor(args: string[], private readonly spawnAs?: { command: string }) {
+  constructor(args: string[], private readonly spawnAs?: { command: string; env?: Record<string, string> }) {
     const profDir = process.env.RINGZERO_VMM_CPU_PROF;
     this.child = spawnAs
-      ? spawn(spawnAs.command, args, { stdio: ['pipe', 'pipe', 'pipe'], detached: true })
+      ? spawn(spawnAs.command, args, { stdio: ['pipe', 'pipe', 'pipe'], detached: true, ...(spawnAs.env ? { env: { ...process.env, ...spawnAs.env } } : {}) })
       : profDir
         ? spawn(process.execPath, ['--cpu-prof', '--cpu-prof-interval', '200', `--cpu-prof-dir=${profDir}`, RINGZERO_BIN, 'run', ...args], { stdio: ['pipe', 'pipe', 'pipe'] })
         : spawn(RINGZERO_BIN, ['run', ...args], { stdio: ['pipe', 'pipe', 'pipe'] });

@@ -1019,8 +1019,8 @@ export class WasmEngine {
       // from boot to boot)
       const again = INLINE_LATE && (this.sawUser || (user && group.some((b) => userLinear(lins.get(b)))));
       if (group.length > 1 || midSelfEdge(group[0])) {
-        // (KERNEL_CALLEES: RET_BRANCH in the kernel code of late functions holding a block translated before)
-        const kret = KERNEL_CALLEES && this.sawUser && group.some((b) => b.wasm !== null);
+        // (KERNEL_CALLEES: RET_BRANCH in the kernel code of regions translated once user code runs)
+        const kret = KERNEL_CALLEES && this.sawUser;
         const opts: EmitOpts = { inline: again, tail, kret };
         try {
           const t = translateRegion(group, lins, opts);
@@ -1205,7 +1205,7 @@ export class WasmEngine {
       const hits = hot.get(p & (L.PHITS_N - 1));
       if (hits === undefined) continue;
       const user = this.userPage(set);
-      if (hits < (user ? USER_HITS : khits)) continue;
+      if (hits < (user ? Math.min(REGION_HITS, USER_HITS) : khits)) continue;
       // (counted per page generation: code loaded later into the same page starts again)
       const r = this.regioned.get(p), done = r !== undefined && r.gen === gen[p] ? r.n : 0;
       if (done >= REGION_MAX_PER_PAGE) continue;
@@ -1750,16 +1750,18 @@ const CALLEES_BATCH = process.env.RINGZERO_WASM_CALLEES_BATCH !== '0';
 /**
  * RINGZERO_WASM_KERNEL_CALLEES=1: once user code runs (a batch flushed from user mode), reregion takes a kernel page
  * at KERNEL_HITS named dispatcher entries per scan (RINGZERO_WASM_KERNEL_HITS, 4000; before, REGION_HITS), pulls in
- * its callees (CALLEES, kernel blocks of other pages) and translates the page's functions with RET_BRANCH in their
- * kernel code (translate.ts EmitOpts.kret): a system call's path (entry, do_syscall_64, x64_sys_call's compare tree,
+ * its callees (CALLEES, kernel blocks of other pages), and regions translated from then on get RET_BRANCH in their
+ * kernel code too (translate.ts EmitOpts.kret): a system call's path (entry, do_syscall_64, x64_sys_call's compare tree,
  * ksys_read/vfs_read and their callees) is entered once per call, ~5.7k times per 4M-instruction scan, so its pages
  * never reached REGION_HITS and its CALLs and RETs between functions went through the dispatcher.
  * bench/syscall-counts (dd bs=1, per system call, before): 28.6 named dispatcher entries (19.0 RETs, 9.5 same-page
  * exits into another function of the page), 9.7 looked up, 15.6 tail calls; perf: the dispatcher ~23% of the main
  * thread's samples.
  */
-const KERNEL_CALLEES = process.env.RINGZERO_WASM_KERNEL_CALLEES === '1';
+let KERNEL_CALLEES = process.env.RINGZERO_WASM_KERNEL_CALLEES === '1';
 const KERNEL_HITS = Number(process.env.RINGZERO_WASM_KERNEL_HITS ?? 4000);
+/** Switch KERNEL_CALLEES (its tests; between translations); returns the old value. */
+export function setKernelCallees(on: boolean): boolean { const old = KERNEL_CALLEES; KERNEL_CALLEES = on; return old; }
 /**
  * CALLEES: the times one block is translated again into a new batch's regions (RINGZERO_WASM_CALLEE_COPIES; session
  * 29: 4). Session 30 (bench/phase-counts, RET_BRANCH + CALLEES=64 + IND_JOIN): at 4 the boot took 342 copies, md5's
