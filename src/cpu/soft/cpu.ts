@@ -397,11 +397,14 @@ export class SoftCpu {
    * no code-page check.
    */
   readonly wtlbNoCode: boolean = false;
+  /** This vCPU's index in codeCache.cpus. */
+  private readonly cacheIndex: number;
 
   constructor(env: CpuEnvironment) {
     this.env = env;
     this.mem = env.mem;
     this.codeCache = codeCacheFor(env.mem);
+    this.cacheIndex = this.codeCache.cpus.length;
     this.codeCache.cpus.push(this);
     this.codePages = this.codeCache.codePages;
     this.blockCacheEnabled = env.blockCache ?? process.env.RINGZERO_TRANSLATE !== '0';
@@ -1480,10 +1483,12 @@ export class SoftCpu {
     // (translated code's view: the page's linear address as two i32 words and the addend, or empty, see wtlb)
     const ram = wt !== null && phys + 4096 <= this.ramSize && !tlbEdge(vpn, i);
     const lin = vpn * 4096, lo = lin | 0, hi = Math.floor(vpn / 1048576) | 0, add = (phys - lin) | 0;
-    // (WRITE_TLB_CODE: no write entry for a page holding decoded code or armed for the dirty log; wmapped notes the
-    // pages that got one, for CodeCache.dropWrites)
+    // (WRITE_TLB_CODE: no write entry for a page holding decoded code or armed for the dirty log; the cache notes
+    // the others, for CodeCache.dropWrites)
     const noWrite = ram && this.wtlbNoCode && this.codePages[phys / 4096] !== 0;
-    if (ram && this.wtlbNoCode && !noWrite && (banks & WRITE_BANKS) !== 0) this.codeCache.wmapped[phys / 4096] = 1;
+    if (ram && this.wtlbNoCode && !noWrite && (banks & WRITE_BANKS) !== 0) {
+      this.codeCache.noteWriteEntry(phys / 4096, this.writeEntry(((banks & (1 << (TLB_WRITE | 1))) !== 0 ? 1 << TLB_BITS : 0) | i));
+    }
     for (let bank = 0; bank < 6; bank++) {
       if (((banks >> bank) & 1) === 0) continue;
       const e = (bank << TLB_BITS) | i;
@@ -1515,7 +1520,25 @@ export class SoftCpu {
     if (this.codePages[pfn] !== 0 || pfn * 4096 + 4096 > this.ramSize || tlbEdge(vpn, i)) return;
     const lin0 = vpn * 4096;
     wt[k] = lin0 | 0; wt[k + 1] = Math.floor(vpn / 1048576) | 0; wt[k + 2] = (pfn * 4096 - lin0) | 0; wt[k + 3] = pfn;
-    this.codeCache.wmapped[pfn] = 1;
+    this.codeCache.noteWriteEntry(pfn, this.writeEntry(e - (TLB_WRITE << TLB_BITS)));
+  }
+
+  /** CodeCache.wslot's name of this vCPU's write entry `w` (0..8191: user bank << TLB_BITS | slot). */
+  private writeEntry(w: number): number {
+    return (this.cacheIndex << 13) | w;
+  }
+
+  /** Whether translated code's write entry `w` (as writeEntry) maps physical page `pfn`. */
+  writeEntryMaps(w: number, pfn: number): boolean {
+    const k = ((TLB_WRITE << TLB_BITS) + w) << 2, wt = this.wtlb!;
+    return wt[k] !== -1 && wt[k + 3] === pfn;
+  }
+
+  /** Empty translated code's write entry `w` when it maps `pfn`; returns 1 if it did. */
+  dropWriteEntry(w: number, pfn: number): number {
+    if (!this.writeEntryMaps(w, pfn)) return 0;
+    this.wtlb![((TLB_WRITE << TLB_BITS) + w) << 2] = -1;
+    return 1;
   }
 
   /**
