@@ -5,7 +5,9 @@ import assert from 'node:assert/strict';
 import { longModeMachine, makeMachine, runCode, hexBytes, CODE, PAGE_TABLES, type Machine } from './support/soft-cpu.ts';
 import * as C from '../src/cpu/soft/constants.ts';
 import type { LocalApic } from '../src/cpu/soft/cpu.ts';
-import { TSC_HZ } from '../src/cpu/soft/system/control.ts';
+import { TSC_HZ, readTsc } from '../src/cpu/soft/system/control.ts';
+import { Lapic } from '../src/devices/irq/lapic.ts';
+import { ApicBus } from '../src/devices/irq/apic-bus.ts';
 import { MSR } from '../src/cpu/soft/system/msr.ts';
 
 const RAX = 0, RCX = 1, RDX = 2, RBX = 3;
@@ -307,6 +309,64 @@ test('CR0.PG with EFER.LME activates IA-32e mode (LMA); the #GP cases', () => {
   const u = longModeMachine(3);
   runCode(u, hexBytes('0f 20 d8'));
   assert.equal(u.cpu.lastException, C.EXC_GP);
+});
+
+test('IA32_TSC_DEADLINE: offered with a LAPIC (CPUID.01H:ECX[24]); in TSC-deadline mode it arms one interrupt at a TSC value, reads back until it fires, and is ignored outside that mode (SDM 11.5.4.1)', () => {
+  const none = longModeMachine();
+  assert.equal(rdmsr(none, MSR.TSC_DEADLINE), undefined, 'no LAPIC: no such MSR (#GP)');
+  assert.equal(none.cpu.lastException, C.EXC_GP);
+  const m = longModeMachine();
+  m.clock.pause();
+  m.clock.set(1_000_000);
+  const lapic = new Lapic({ clock: m.clock, bus: new ApicBus(), apicId: 0, hooks: { wake() {}, init() {}, startup() {} } });
+  m.cpu.env.lapic = lapic;
+  assert.ok(cpuid(m, 1)[2] & (1 << 24), 'TSC-deadline offered with a LAPIC that has it');
+  lapic.mmioWrite(0xf0, 4, 0x1ff); // software-enabled
+  const at = (ns: number): boolean => { m.clock.set(ns); m.clock.runDue(); return m.cpu.env.lapic!.hasInterrupt(); };
+  // One-shot mode: the MSR reads 0 and a write does nothing.
+  lapic.mmioWrite(0x320, 4, 0x40);
+  assert.equal(wrmsr(m, MSR.TSC_DEADLINE, BigInt(readTsc(m.cpu) + 2000)), -1);
+  assert.equal(rdmsr(m, MSR.TSC_DEADLINE), 0n);
+  assert.equal(at(2_000_000), false);
+  // TSC-deadline mode: 2 GHz, so 2000 ticks ahead is 1 µs.
+  lapic.mmioWrite(0x320, 4, (2 << 17) | 0x40);
+  const deadline = BigInt(readTsc(m.cpu) + 2000);
+  assert.equal(wrmsr(m, MSR.TSC_DEADLINE, deadline), -1);
+  assert.equal(rdmsr(m, MSR.TSC_DEADLINE), deadline);
+  lapic.mmioWrite(0x380, 4, 5); // the initial count is ignored in this mode, the current count reads 0
+  assert.equal(lapic.mmioRead(0x380, 4), 0);
+  assert.equal(lapic.mmioRead(0x390, 4), 0);
+  assert.equal(at(2_000_999), false);
+  assert.equal(at(2_001_000), true, 'fires when the TSC reaches the deadline');
+  assert.equal(lapic.acknowledge(), 0x40);
+  lapic.mmioWrite(0xb0, 4, 0);
+  assert.equal(rdmsr(m, MSR.TSC_DEADLINE), 0n, 'disarmed once fired');
+  assert.equal(at(3_000_000), false, 'once');
+  // A deadline already past fires at the next look at the timers; writing 0 disarms.
+  assert.equal(wrmsr(m, MSR.TSC_DEADLINE, BigInt(readTsc(m.cpu) - 10)), -1);
+  assert.equal(at(3_000_000), true);
+  assert.equal(lapic.acknowledge(), 0x40);
+  lapic.mmioWrite(0xb0, 4, 0);
+  wrmsr(m, MSR.TSC_DEADLINE, BigInt(readTsc(m.cpu) + 2000));
+  wrmsr(m, MSR.TSC_DEADLINE, 0n);
+  assert.equal(at(4_000_000), false, 'disarmed by 0');
+  // Leaving the mode disarms it too.
+  wrmsr(m, MSR.TSC_DEADLINE, BigInt(readTsc(m.cpu) + 2000));
+  lapic.mmioWrite(0x320, 4, 0x40);
+  lapic.mmioWrite(0x320, 4, (2 << 17) | 0x40);
+  assert.equal(rdmsr(m, MSR.TSC_DEADLINE), 0n);
+  assert.equal(at(5_000_000), false, 'a mode change disarms the deadline');
+  // A snapshot carries it among the vCPU's MSRs; the LAPIC restored with it fires at the same instant.
+  const armed = BigInt(readTsc(m.cpu) + 4000);
+  wrmsr(m, MSR.TSC_DEADLINE, armed);
+  const saved = lapic.saveState();
+  const copy = new Lapic({ clock: m.clock, bus: new ApicBus(), apicId: 0, hooks: { wake() {}, init() {}, startup() {} } });
+  m.cpu.env.lapic = copy;
+  lapic.mmioWrite(0x320, 4, 0x10040); // (the original quiet: masked)
+  copy.restoreState(saved, { tsc: armed, ns: 5_002_000 });
+  assert.equal(rdmsr(m, MSR.TSC_DEADLINE), armed);
+  assert.equal(at(5_001_999), false);
+  assert.equal(at(5_002_000), true);
 });
 
 function fakeLapic(): LocalApic & { tpr: number } {

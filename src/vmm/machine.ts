@@ -42,7 +42,7 @@ import { KvmIrqRouter, WatchedClock, KvmGuestMemory } from './kvm-platform.ts';
 import type { KvmCpus, KvmSavedState } from './kvm-machine.ts';
 import type { GuestProfile } from './guest-profile.ts';
 import { readSnapshot, writeSnapshot, ringzeroVersion, applyDiffLayers, type ReadSnapshotOptions, type SnapshotBody } from './snapshot.ts';
-import { saveSoftCpu, checkVcpuState, restoreSoftCpu } from './snapshot-cpu.ts';
+import { saveSoftCpu, checkVcpuState, restoreSoftCpu, savedTscDeadline } from './snapshot-cpu.ts';
 import { exportHotList, pretranslate, type HotList, type PretranslateReport } from '../cpu/soft/hot-list.ts';
 
 /** Instructions a vCPU runs before the loop looks at timers and the other vCPUs (also the guest profile's
@@ -863,7 +863,7 @@ export class Machine {
       const { droppedMsrs } = restoreSoftCpu(v.cpu, s, opts);
       if (droppedMsrs.length > 0) process.stderr.write(`ringzero: restore: vCPU ${i}: MSRs not implemented here, dropped: ${droppedMsrs.map((m) => '0x' + m.toString(16)).join(' ')}\n`);
       v.waitForSipi = s.mpState === 'wait-for-sipi';
-      if (s.lapic) v.lapic.restoreState(s.lapic);
+      if (s.lapic) v.lapic.restoreState(s.lapic, savedTscDeadline(v.cpu, s));
     });
     // The guest's clock stays at the saved instant until run() runs the guest (as on KVM, above): a migration's
     // destination restores the state before the source's "go" and a restore may do more before running it, and guest

@@ -12,7 +12,7 @@ import type { SoftCpu } from '../cpu/soft/index.ts';
 import * as C from '../cpu/soft/constants.ts';
 import { saveFpuImage, restoreFpuImage } from '../cpu/soft/ops/x87.ts';
 import { MXCSR_MASK } from '../cpu/soft/ops/sse-common.ts';
-import { readTsc, writeTsc } from '../cpu/soft/system/control.ts';
+import { readTsc, writeTsc, tscToNs } from '../cpu/soft/system/control.ts';
 import { MSR, isMsrImplemented } from '../cpu/soft/system/msr.ts';
 import { refreshPvclock } from '../cpu/soft/system/pvclock.ts';
 import type { Lapic, LapicState } from '../devices/irq/lapic.ts';
@@ -67,7 +67,9 @@ function u64(s: string): bigint {
 }
 
 /** MSRs kept in dedicated SoftCpu fields (or elsewhere in this state): not loaded into cpu.msrs. */
-const DEDICATED_MSRS = new Set<number>([MSR.TSC, MSR.APIC_BASE, MSR.EFER, MSR.FS_BASE, MSR.GS_BASE, MSR.KERNEL_GS_BASE]);
+// (IA32_TSC_DEADLINE lives in the LAPIC, which is loaded after the vCPU: restoreLapic's caller takes it from `msrs`
+// through savedTscDeadline)
+const DEDICATED_MSRS = new Set<number>([MSR.TSC, MSR.APIC_BASE, MSR.EFER, MSR.FS_BASE, MSR.GS_BASE, MSR.KERNEL_GS_BASE, MSR.TSC_DEADLINE]);
 
 /** Capture a vCPU stopped at an instruction boundary. */
 export function saveSoftCpu(cpu: SoftCpu, lapic: Lapic | undefined, waitForSipi: boolean): VcpuState {
@@ -80,6 +82,8 @@ export function saveSoftCpu(cpu: SoftCpu, lapic: Lapic | undefined, waitForSipi:
   msrs['0x' + MSR.TSC.toString(16)] = hex64(readTsc(cpu));
   msrs['0x' + MSR.KERNEL_GS_BASE.toString(16)] = hex64(cpu.kernelGsBase);
   if (lapic) msrs['0x' + MSR.APIC_BASE.toString(16)] = '0x' + lapic.readApicBaseMsr().toString(16);
+  // (as KVM saves it: among the MSRs, 0 when disarmed)
+  if (lapic) msrs['0x' + MSR.TSC_DEADLINE.toString(16)] = '0x' + lapic.readTscDeadline().toString(16);
 
   const image = new Uint8Array(512);
   const view = new DataView(image.buffer);
@@ -126,6 +130,17 @@ export function checkVcpuState(s: VcpuState, index: number): void {
   const mxcsr = Buffer.from(s.fxsave, 'base64').readUInt32LE(24);
   if (mxcsr & ~MXCSR_MASK) fail(`MXCSR 0x${mxcsr.toString(16)} has reserved bits set`);
   if (!['runnable', 'halted', 'wait-for-sipi'].includes(s.mpState)) fail(`unknown MP state ${s.mpState}`);
+}
+
+/**
+ * The saved IA32_TSC_DEADLINE of `s` (either engine's snapshot: both keep it among the MSRs) and the guest-time instant
+ * it stands for on `cpu`, whose TSC restoreSoftCpu has loaded; undefined when absent or disarmed.
+ */
+export function savedTscDeadline(cpu: SoftCpu, s: VcpuState): { tsc: bigint; ns: number } | undefined {
+  const saved = s.msrs['0x' + MSR.TSC_DEADLINE.toString(16)];
+  if (saved === undefined) return undefined;
+  const tsc = u64(saved);
+  return tsc === 0n ? undefined : { tsc, ns: tscToNs(cpu, tsc) };
 }
 
 /**

@@ -57,6 +57,9 @@ export interface LocalApic extends MmioDevice {
   writeApicBaseMsr(value: bigint): void;
   hasNmi?(): boolean;
   takeNmi?(): void;
+  /** IA32_TSC_DEADLINE (TSC-deadline timer mode): offered in CPUID only by a LAPIC that has it. */
+  readTscDeadline?(): bigint;
+  writeTscDeadline?(tsc: bigint, deadlineNs: number): void;
 }
 
 /**

@@ -7,6 +7,11 @@
 //
 // The timer counts the APIC bus clock, taken as 1 GHz (1 ns per tick before the divider, as KVM
 // does), on VmClock time. Linux measures it against the PIT/HPET when no CPUID leaf tells it.
+// TSC-deadline mode (SDM 11.5.4.1, LVT timer mode 10b): the vCPU's IA32_TSC_DEADLINE MSR (src/cpu/soft/system/msr.ts)
+// arms a one-shot interrupt at a TSC value, which the MSR handler converts to VmClock ns. Linux uses it when CPUID
+// offers it and then skips calibrate_APIC_clock (arch/x86/kernel/apic/apic.c), whose ~100 ms busy wait on the TSC it
+// does otherwise under kvm-clock: kvmclock_init replaces the TSC calibration that would have set lapic_timer_period
+// from CPUID leaf 15h.
 import type { AccessSize, MmioDevice } from '../bus.ts';
 import type { Timer, VmClock } from '../../vmm/clock.ts';
 import { type ApicBus, DeliveryMode, type InterruptMessage } from './apic-bus.ts';
@@ -24,6 +29,7 @@ const MSR_BASE_MASK = 0xffffff000n;
 
 const LVT_MASKED = 1 << 16;
 const LVT_TIMER_PERIODIC = 1 << 17;
+const LVT_TIMER_TSC_DEADLINE = 2 << 17;
 const LVT_TIMER_MODE = 3 << 17;
 
 /** LVT indices, in register order from 0x320 (CMCI at 0x2F0 is absent in this version). */
@@ -116,6 +122,8 @@ export class Lapic implements MmioDevice {
   /** Start of the current timer period, in VmClock ns. */
   private timerStartNs = 0;
   private timerPeriodNs = 0;
+  /** IA32_TSC_DEADLINE as last written in TSC-deadline mode (0: disarmed); cleared when it fires. */
+  private tscDeadline = 0n;
   private readonly timer: Timer;
   /**
    * Register accesses through the xAPIC page (each one a slow access out of translated code on the soft engine),
@@ -178,6 +186,7 @@ export class Lapic implements MmioDevice {
     this.nmiPending = false;
     this.timerInitial = 0;
     this.timerDivideConfig = 0;
+    this.tscDeadline = 0n;
     this.stopTimer();
   }
 
@@ -330,6 +339,29 @@ export class Lapic implements MmioDevice {
 
   // ---- timer ----
 
+  private deadlineMode(): boolean {
+    return (this.lvt[LVT_TIMER] & LVT_TIMER_MODE) === LVT_TIMER_TSC_DEADLINE;
+  }
+
+  /** RDMSR IA32_TSC_DEADLINE: the armed deadline, 0 when disarmed, fired or not in TSC-deadline mode. */
+  readTscDeadline(): bigint {
+    return this.deadlineMode() ? this.tscDeadline : 0n;
+  }
+
+  /**
+   * WRMSR IA32_TSC_DEADLINE (SDM 11.5.4.1): in TSC-deadline mode a non-zero `tsc` arms the timer for the VmClock
+   * instant `deadlineNs` (the caller's conversion with its vCPU's TSC; a past one fires at the next look at the
+   * timers), 0 disarms it; outside that mode the write is ignored.
+   */
+  writeTscDeadline(tsc: bigint, deadlineNs: number): void {
+    if (!this.deadlineMode()) return;
+    this.stopTimer();
+    this.tscDeadline = tsc;
+    if (tsc === 0n) return;
+    this.timerRunning = true;
+    this.clock.arm(this.timer, Math.max(deadlineNs, this.clock.now()));
+  }
+
   private timerDivisor(): number {
     // SDM figure 11-10: bits 3,1,0; 0b111 is divide by 1, else 2^(value+1).
     const v = ((this.timerDivideConfig & 8) >> 1) | (this.timerDivideConfig & 3);
@@ -355,7 +387,11 @@ export class Lapic implements MmioDevice {
 
   private timerFired(now: number): void {
     if (!this.timerRunning) return;
-    if ((this.lvt[LVT_TIMER] & LVT_TIMER_MODE) === LVT_TIMER_PERIODIC) {
+    if (this.deadlineMode()) {
+      // (the deadline disarms itself when it fires: the MSR reads 0 again)
+      this.tscDeadline = 0n;
+      this.timerRunning = false;
+    } else if ((this.lvt[LVT_TIMER] & LVT_TIMER_MODE) === LVT_TIMER_PERIODIC) {
       const period = Math.max(this.timerPeriodNs, MIN_PERIODIC_NS);
       // Next period starts at the deadline just passed; periods missed while the VMM was busy
       // are dropped rather than fired back to back.
@@ -370,7 +406,8 @@ export class Lapic implements MmioDevice {
   }
 
   private timerCurrentCount(): number {
-    if (!this.timerRunning) return 0;
+    // (the current count reads 0 in TSC-deadline mode: SDM 11.5.4.1)
+    if (!this.timerRunning || this.deadlineMode()) return 0;
     const ticks = Math.floor((this.clock.now() - this.timerStartNs) / this.timerDivisor());
     if ((this.lvt[LVT_TIMER] & LVT_TIMER_MODE) === LVT_TIMER_PERIODIC) {
       return this.timerInitial - (ticks % this.timerInitial);
@@ -428,6 +465,8 @@ export class Lapic implements MmioDevice {
         return;
       case 0x310: this.icrHigh = (value & 0xff000000) >>> 0; return;
       case 0x380:
+        // (TSC-deadline mode ignores writes to the initial count: SDM 11.5.4.1)
+        if (this.deadlineMode()) return;
         this.timerInitial = value;
         this.startTimer();
         return;
@@ -458,8 +497,10 @@ export class Lapic implements MmioDevice {
     const old = this.lvt[index];
     this.lvt[index] = entry;
     if (index === LVT_TIMER && (old & LVT_TIMER_MODE) !== (entry & LVT_TIMER_MODE)) {
-      // A mode change stops the timer (as KVM does): the guest rewrites the initial count next.
+      // A mode change stops the timer (as KVM does): the guest rewrites the initial count next. Entering or leaving
+      // TSC-deadline mode disarms IA32_TSC_DEADLINE (SDM 11.5.4.1).
       this.timerInitial = 0;
+      this.tscDeadline = 0n;
       this.stopTimer();
     }
     if (index === LVT_LINT0 && this.bus.picOutput && this.acceptsExtInt()) this.hooks.wake();
@@ -545,15 +586,16 @@ export class Lapic implements MmioDevice {
       page: Buffer.from(page).toString('base64'),
       pendingErrors: this.pendingErrors,
       nmiPending: this.nmiPending,
-      ...(this.timerRunning ? { timer: { startNs: this.timerStartNs, periodNs: this.timerPeriodNs, deadlineNs: this.timer.deadline } } : {}),
+      ...(this.timerRunning && !this.deadlineMode() ? { timer: { startNs: this.timerStartNs, periodNs: this.timerPeriodNs, deadlineNs: this.timer.deadline } } : {}),
     };
   }
 
   /**
    * Load a saved LAPIC (the VmClock must already show the saved guest time). A page from another engine without the
-   * timer's phase gets it from the current count.
+   * timer's phase gets it from the current count. In TSC-deadline mode the timer is `tscDeadline` (the vCPU's saved
+   * IA32_TSC_DEADLINE and its VmClock instant), if armed.
    */
-  restoreState(s: LapicState): void {
+  restoreState(s: LapicState, tscDeadline?: { tsc: bigint; ns: number }): void {
     const page = Buffer.from(s.page, 'base64');
     if (page.length !== LAPIC_PAGE_BYTES) throw new RangeError(`LAPIC page image is ${page.length} bytes, not ${LAPIC_PAGE_BYTES}`);
     const view = new DataView(page.buffer, page.byteOffset, page.length);
@@ -578,8 +620,12 @@ export class Lapic implements MmioDevice {
     this.timerDivideConfig = get(0x3e0) & 0xb;
     this.nmiPending = !!s.nmiPending;
     this.stopTimer();
+    this.tscDeadline = 0n;
     const current = get(0x390);
-    if (s.timer) {
+    if (this.deadlineMode()) {
+      // (both engines carry IA32_TSC_DEADLINE among the vCPU's MSRs: the caller converts it with the restored TSC)
+      if (tscDeadline !== undefined) this.writeTscDeadline(tscDeadline.tsc, tscDeadline.ns);
+    } else if (s.timer) {
       this.timerStartNs = s.timer.startNs;
       this.timerPeriodNs = s.timer.periodNs;
       this.timerRunning = true;

@@ -21,6 +21,11 @@ export function readTsc(c: SoftCpu): number {
   return t < 0 ? 0 : t;
 }
 
+/** The guest-time instant (VmClock ns, rounded up) at which this vCPU's TSC reaches `tsc` (IA32_TSC_DEADLINE). */
+export function tscToNs(c: SoftCpu, tsc: bigint): number {
+  return Math.ceil((Number(tsc) - c.tscOffset) / TSC_PER_NS);
+}
+
 /** Set the TSC as WRMSR 0x10 does: the counter continues from `value`. */
 export function writeTsc(c: SoftCpu, value: number): void {
   c.tscOffset = value - Math.floor(c.env.clock.now() * TSC_PER_NS);

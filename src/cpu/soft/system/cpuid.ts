@@ -82,7 +82,10 @@ export const FEATURES: CpuidFeature[] = [
   { leaf: 1, reg: 'ecx', bit: 20, name: 'sse4_2', on: false, why: 'not implemented' },
   { leaf: 1, reg: 'ecx', bit: 21, name: 'x2apic', on: false, why: 'xAPIC only' },
   { leaf: 1, reg: 'ecx', bit: 23, name: 'popcnt', on: true, why: 'POPCNT (ops/alu-bits.ts)' },
-  { leaf: 1, reg: 'ecx', bit: 24, name: 'tsc_deadline', on: false, why: 'LAPIC has no TSC-deadline mode' },
+  {
+    leaf: 1, reg: 'ecx', bit: 24, name: 'tsc_deadline', on: (c) => c.env.lapic?.writeTscDeadline !== undefined,
+    why: 'LAPIC timer TSC-deadline mode (devices/irq/lapic.ts, MSR 6E0h): Linux then skips its ~100 ms APIC timer calibration',
+  },
   { leaf: 1, reg: 'ecx', bit: 26, name: 'xsave', on: false, why: 'no XSAVE' },
   { leaf: 1, reg: 'ecx', bit: 28, name: 'avx', on: false, why: 'no AVX' },
   { leaf: 1, reg: 'ecx', bit: 31, name: 'hypervisor', on: true, why: 'we are a virtual CPU' },

@@ -6,7 +6,7 @@
 import type { SoftCpu } from '../cpu.ts';
 import * as C from '../constants.ts';
 import { def0f } from '../tables.ts';
-import { readTsc, writeTsc, TSC_HZ } from './control.ts';
+import { readTsc, writeTsc, tscToNs, TSC_HZ } from './control.ts';
 
 /** MSR numbers (SDM vol. 4 table 2-2). */
 export const MSR = {
@@ -41,6 +41,7 @@ export const MSR = {
   GS_BASE: 0xc0000101,
   KERNEL_GS_BASE: 0xc0000102,
   TSC_AUX: 0xc0000103,
+  TSC_DEADLINE: 0x6e0,
 } as const;
 
 export interface MsrHandler {
@@ -176,6 +177,21 @@ registerMsr(MSR.APIC_BASE, {
     if (c.env.lapic) c.env.lapic.writeApicBaseMsr(v);
     else c.msrs.set(MSR.APIC_BASE, (v & ~0x100n) | 0x100n);
     c.eventPending = true;
+  },
+});
+
+// ---- IA32_TSC_DEADLINE (SDM 11.5.4.1): the LAPIC timer's TSC-deadline mode, offered (CPUID.01H:ECX[24]) with a
+// LAPIC only; without one the MSR does not exist (#GP).
+registerMsr(MSR.TSC_DEADLINE, {
+  read: (c) => {
+    const lapic = c.env.lapic;
+    if (lapic?.readTscDeadline === undefined) return c.gp(0);
+    return lapic.readTscDeadline();
+  },
+  write: (c, v) => {
+    const lapic = c.env.lapic;
+    if (lapic?.writeTscDeadline === undefined) return c.gp(0);
+    lapic.writeTscDeadline(v, tscToNs(c, v));
   },
 });
 
