@@ -49,6 +49,13 @@ import { exportHotList, pretranslate, type HotList, type PretranslateReport } fr
  * sampling period). */
 export const SLICE = 20_000;
 /**
+ * RINGZERO_PROFILE_WALL=1: `--profile-guest` weighs each slice's RIP by the slice's host time (one sample per 0.1 ms)
+ * instead of one per slice: where the guest thread's wall time goes by guest function (translation and replays
+ * included, charged to the code that caused them), e.g. a busy wait on the TSC, which runs few instructions per ms.
+ * bench/boot-phases --guest-profile passes the environment on.
+ */
+const PROFILE_WALL = process.env.RINGZERO_PROFILE_WALL === '1';
+/**
  * Whether the soft engine translates hot code to WebAssembly: the default since it measured 0.8x the CPU time of
  * the JavaScript translator on the Linux boot (issue 4). RINGZERO_JIT=js keeps the JavaScript translator,
  * RINGZERO_JIT=0 closure replay only (both to compare).
@@ -541,11 +548,15 @@ export class Machine {
       for (const v of this.vcpus) {
         if (v.waitForSipi) continue;
         const cpu = v.cpu;
+        const t0 = PROFILE_WALL && profile !== undefined ? performance.now() : 0;
         const r = cpu.run(this.budget);
         if (r === RunExit.Budget) {
           // (where the guest spends its time, for a migration's or snapshot's hot-block list: src/cpu/soft/hot-list.ts)
           cpu.codeCache.sampleRip(cpu.rip);
-          if (profile !== undefined) profile.record(cpu.rip);
+          if (profile !== undefined) {
+            if (!PROFILE_WALL) profile.record(cpu.rip);
+            else for (let k = Math.round((performance.now() - t0) * 10); k > 0; k--) profile.record(cpu.rip);
+          }
         }
         if (r === RunExit.Shutdown) {
           this.requestExit({ kind: 'reset' });

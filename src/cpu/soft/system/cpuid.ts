@@ -18,6 +18,9 @@ import { TSC_HZ } from './control.ts';
 import { MSR } from './msr.ts';
 import { KVM_CPUID_BASE, kvmCpuidLeaf } from './pvclock.ts';
 
+/** CPUID.01H:ECX[24] (TSC-deadline timer) offered with a LAPIC that has the mode; RINGZERO_TSC_DEADLINE=0: not. */
+const TSC_DEADLINE = process.env.RINGZERO_TSC_DEADLINE !== '0';
+
 /** The LAPIC timer's input clock (src/devices/irq/lapic.ts counts 1 tick per ns before its divider). */
 export const APIC_BUS_HZ = 1_000_000_000;
 
@@ -83,7 +86,8 @@ export const FEATURES: CpuidFeature[] = [
   { leaf: 1, reg: 'ecx', bit: 21, name: 'x2apic', on: false, why: 'xAPIC only' },
   { leaf: 1, reg: 'ecx', bit: 23, name: 'popcnt', on: true, why: 'POPCNT (ops/alu-bits.ts)' },
   {
-    leaf: 1, reg: 'ecx', bit: 24, name: 'tsc_deadline', on: (c) => c.env.lapic?.writeTscDeadline !== undefined,
+    // (RINGZERO_TSC_DEADLINE=0 hides it: the A/B of the calibration it saves, and guests that should calibrate)
+    leaf: 1, reg: 'ecx', bit: 24, name: 'tsc_deadline', on: (c) => TSC_DEADLINE && c.env.lapic?.writeTscDeadline !== undefined,
     why: 'LAPIC timer TSC-deadline mode (devices/irq/lapic.ts, MSR 6E0h): Linux then skips its ~100 ms APIC timer calibration',
   },
   { leaf: 1, reg: 'ecx', bit: 26, name: 'xsave', on: false, why: 'no XSAVE' },
