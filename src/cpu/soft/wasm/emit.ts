@@ -26,6 +26,12 @@ export function setBranchHints(on: boolean): boolean {
   return old;
 }
 
+/**
+ * `local.set x` followed at once by `local.get x` is emitted as `local.tee x` (Body.get): the same code in one
+ * operation less (RINGZERO_WASM_PEEP_TEE=0: off, as before).
+ */
+const PEEP_TEE = process.env.RINGZERO_WASM_PEEP_TEE !== '0';
+
 /** Value types (§5.3.1). */
 export const I32 = 0x7f, I64 = 0x7e, F64 = 0x7c;
 /** The 128-bit vector type of the SIMD proposal (merged in Core 2.0, §5.3.1; Node 20's V8 has it). */
@@ -217,8 +223,21 @@ export class Body {
     for (let i = 0; i < 16; i++) this.put(lanes[i]);
     return this;
   }
-  get(l: number): this { this.room(6); this.put(Op.localGet); this.uleb(l); return this; }
-  set(l: number): this { this.room(6); this.put(Op.localSet); this.uleb(l); return this; }
+  get(l: number): this {
+    // (right after `local.set l`, nothing emitted since: that set becomes `local.tee l`, the same value left on the
+    // stack in one operation; ~34k of a boot's ~4.7M translated operations were such pairs)
+    if (this.len === this.setEnd && l === this.setLocal && PEEP_TEE) { this.buf[this.setAt] = Op.localTee; this.setEnd = -1; return this; }
+    this.room(6); this.put(Op.localGet); this.uleb(l); return this;
+  }
+  set(l: number): this {
+    this.room(6); this.setAt = this.len; this.put(Op.localSet); this.uleb(l);
+    this.setEnd = this.len; this.setLocal = l;
+    return this;
+  }
+  /** The last `local.set`: its opcode's offset, its end and its local (get: set + get -> tee). */
+  private setAt = -1;
+  private setEnd = -1;
+  private setLocal = -1;
   tee(l: number): this { this.room(6); this.put(Op.localTee); this.uleb(l); return this; }
   call(f: number): this { this.room(6); this.put(Op.call); this.uleb(f); return this; }
   /** global.get (0x23) of global `g`. */
