@@ -1510,6 +1510,9 @@ class Translator {
   }
 
 
+  /** tailTo's local (-1 until its first tail call): S_NBASE plus the call's count. */
+  nb = -1;
+
   /**
    * The tail call of tailExit into installed translation `t` (dirty registers already written back):
    * when the chain is on, the call's instruction count with `count` more stays below CHAIN_LIMIT and t fits the
@@ -1521,15 +1524,17 @@ class Translator {
     const b = this.b, ctx = this.opts.tail!;
     let fi = ctx.index.get(t.fn) ?? -1;
     if (fi < 0) { fi = ctx.fns.push(t.fn) - 1; ctx.index.set(t.fn, fi); }
+    // (S_NBASE + this call's count: read once, kept in local nb for the call's store)
+    if (this.nb < 0) this.nb = b.local(I32);
     b.get(this.n).i32(count).op(Op.i32Add).set(this.c32);
-    this.chainOn(() => { b.get(this.st).mem(Op.i32Load, 2, L.S_NBASE).get(this.c32).op(Op.i32Add).i32(CHAIN_LIMIT).op(Op.i32LtS); });
+    this.chainOn(() => { b.get(this.st).mem(Op.i32Load, 2, L.S_NBASE).get(this.c32).op(Op.i32Add).tee(this.nb).i32(CHAIN_LIMIT).op(Op.i32LtS); });
     b.get(this.c32).i32(t.n).op(Op.i32Add).get(this.left).op(Op.i32LeS).op(Op.i32And);
     cond();
     b.hint(true).open(Op.if);
-    b.get(this.st).get(this.st).mem(Op.i32Load, 2, L.S_NBASE).get(this.c32).op(Op.i32Add).mem(Op.i32Store, 2, L.S_NBASE);
+    b.get(this.st).get(this.nb).mem(Op.i32Store, 2, L.S_NBASE);
+    b.get(this.st);
     rip();
-    b.set(this.tf);
-    b.get(this.st).get(this.tf).mem(Op.f64Store, 3, L.S_R0);
+    b.tee(this.tf).mem(Op.f64Store, 3, L.S_R0);
     b.get(this.st).i32(t.word).mem(Op.i32Store, 2, L.S_BLK);
     if (samePa >= 0) {
       // (the page's entries for reregion, as the dispatcher counts a named entry: only those of one page)
