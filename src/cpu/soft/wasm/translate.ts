@@ -2315,7 +2315,8 @@ class Translator {
   /** lr = ld op ls at `size` (4: the locals hold zero-extended 32-bit values; 1: bytes). */
   alu(op: number, size: number): void {
     const b = this.b;
-    b.get(this.ld).get(this.ls);
+    // (the callers leave the operands on the stack as they set ld and ls with local.tee: 2 operations fewer than
+    // local.set of each and local.get of both here)
     switch (op) {
       case ADD: b.op(Op.i64Add); break;
       case SUB: case CMP: b.op(Op.i64Sub); break;
@@ -3294,11 +3295,11 @@ function emitAluRR(T: Translator, e: BlockEntry, i: number, next: number): void 
   const b = T.b, f = e.form;
   const op = e.op, size = e.size, rd = e.b;
   if (f === Form.AluRM) { memOp(T, e, next); T.load(size); }
-  T.regVal(rd, size); b.set(T.ld);
+  T.regVal(rd, size); b.tee(T.ld);
   if (f === Form.AluRR) T.regVal(e.a, size);
   else if (f === Form.AluRI) b.i64(size === 8 ? imm64(e.imm, e.immHi) : e.imm >>> 0);
   else b.get(T.v);
-  b.set(T.ls);
+  b.tee(T.ls);
   T.alu(op, size);
   if (op < CMP) T.writeLr(rd, size);
   T.produced(KIND[op], size);
@@ -3321,8 +3322,8 @@ function emitAluMR(T: Translator, e: BlockEntry, i: number, next: number): void 
 function aluMem(T: Translator, op: number, size: number, operand: () => void): void {
   const b = T.b;
   if (op >= CMP && HOIST_FLUSH) {
-    b.get(T.v).set(T.ld);
-    operand(); b.set(T.ls);
+    b.get(T.v).tee(T.ld);
+    operand(); b.tee(T.ls);
     T.alu(op, size);
     T.produced(KIND[op], size);
     return;
@@ -3523,11 +3524,11 @@ function emitAlu16RR(T: Translator, e: BlockEntry, i: number, next: number): voi
   if (toMem) T.commitFlags(); // (as CmpxchgM)
   if (toMem || f === Form.Alu16RM) { memOp(T, e, next); T.load(2); }
   if (toMem) b.get(T.v); else r16(e.b);
-  b.set(T.ld);
+  b.tee(T.ld);
   if (f === Form.Alu16RR || f === Form.Alu16MR) r16(e.a);
   else if (f === Form.Alu16RM) b.get(T.v);
   else b.i64(e.imm & 0xffff);
-  b.set(T.ls);
+  b.tee(T.ls);
   T.alu(op, 4);
   if (op < CMP) {
     if (toMem) { b.get(T.lr).set(T.w); T.store(2); }
@@ -3572,8 +3573,8 @@ function emitCmpxchgM(T: Translator, e: BlockEntry, i: number, next: number): vo
   const size = e.size;
   T.commitFlags(); // (the flag locals change between the load and the store, which may fault: see clobbers)
   memOp(T, e, next); T.load(size);
-  T.regVal(0, size); b.set(T.ld);
-  b.get(T.v).set(T.ls);
+  T.regVal(0, size); b.tee(T.ld);
+  b.get(T.v).tee(T.ls);
   T.alu(SUB, size);
   T.regVal(e.a, size); b.get(T.v); b.get(T.lr).op(Op.i64Eqz).op(Op.select).set(T.w);
   T.store(size);
@@ -3589,8 +3590,8 @@ function emitCmpxchg8M(T: Translator, e: BlockEntry, i: number, next: number): v
   // byte register, else DEST written back with its own value, then AL = DEST
   T.commitFlags(); // (as CmpxchgM)
   memOp(T, e, next); T.load(1);
-  T.r8(0, 0); b.op(Op.i64ExtendI32u).set(T.ld);
-  b.get(T.v).set(T.ls);
+  T.r8(0, 0); b.op(Op.i64ExtendI32u).tee(T.ld);
+  b.get(T.v).tee(T.ls);
   T.alu(SUB, 1);
   T.r8(e.a, e.ash); b.op(Op.i64ExtendI32u); b.get(T.v); b.get(T.lr).op(Op.i64Eqz).op(Op.select).set(T.w);
   T.store(1);
@@ -3861,8 +3862,8 @@ function emitXaddM(T: Translator, e: BlockEntry, i: number, next: number): void 
   const size = e.size;
   T.commitFlags(); // (as CmpxchgM)
   memOp(T, e, next); T.load(size);
-  b.get(T.v).set(T.ld);
-  T.regVal(e.a, size); b.set(T.ls);
+  b.get(T.v).tee(T.ld);
+  T.regVal(e.a, size); b.tee(T.ls);
   T.alu(ADD, size);
   b.get(T.lr).set(T.w);
   T.store(size);
@@ -4036,10 +4037,12 @@ function emitMovsxdMem(T: Translator, e: BlockEntry, i: number, next: number): v
 function emitAlu8RR(T: Translator, e: BlockEntry, i: number, next: number): void {
   const b = T.b, f = e.form;
   const op = e.op;
-  if (f === Form.Alu8RM) { memOp(T, e, next); T.load(1); b.get(T.v).set(T.ls); }
-  else if (f === Form.Alu8RR) { T.r8(e.a, e.ash); b.op(Op.i64ExtendI32u).set(T.ls); }
-  else b.i64(e.imm & 0xff).set(T.ls);
-  T.r8(e.b, e.bsh); b.op(Op.i64ExtendI32u).set(T.ld);
+  if (f === Form.Alu8RM) { memOp(T, e, next); T.load(1); }
+  T.r8(e.b, e.bsh); b.op(Op.i64ExtendI32u).tee(T.ld);
+  if (f === Form.Alu8RM) b.get(T.v);
+  else if (f === Form.Alu8RR) { T.r8(e.a, e.ash); b.op(Op.i64ExtendI32u); }
+  else b.i64(e.imm & 0xff);
+  b.tee(T.ls);
   T.alu(op, 1);
   if (op < CMP) T.set8(e.b, e.bsh, () => b.get(T.lr).op(Op.i32WrapI64));
   T.produced(KIND[op], 1);
