@@ -117,6 +117,19 @@ test('a page whose code was dropped by a store gets its write entry back: its ne
   assertNoCodeWriteEntry(m);
 });
 
+test('a page whose code was dropped by a REP MOVSB in JavaScript gets its write entry back: the next copies into it run as bulk copies', () => {
+  // mov edx,0x200800 / call rdx / mov r8d,50 / 1: mov esi,0x100000 / mov edi,0x200100 / mov ecx,100 / rep movsb
+  // jmp 2f / 2: dec r8d / jnz 1b / hlt
+  // The first copy (interpreted: ../src/cpu/soft/ops/flow-string.ts) drops the function's block; 100 bytes is more
+  // than translated code copies element by element, so a copy that missed the TLB would be a replay every pass.
+  const code = hexBytes('ba 00 08 20 00 ff d2 41 b8 32 00 00 00 be 00 00 10 00 bf 00 01 20 00 b9 64 00 00 00 f3 a4 eb 00 41 ff c8 75 e8 f4');
+  const m = agree(code, MOV_EAX);
+  assert.equal(m.cpu.codePages[DATA >>> 12], 0, 'the page no longer holds code');
+  assert.ok(writeEntryOf(m, DATA >>> 12), 'the page has its write entry again');
+  const replays = m.cpu.wasm!.stats.replays;
+  assert.ok(replays < 5, `replays: ${replays} (of 49 translated copies)`);
+});
+
 test('the dirty log sees a translated store into a page whose write entry was filled before the log was armed', () => {
   // mov ecx,100 / mov edi,0x200000 / 1: mov [rdi],ecx / dec ecx / jnz 1b / hlt
   const code = hexBytes('b9 64 00 00 00 bf 00 00 20 00 89 0f ff c9 75 fa f4');

@@ -1506,7 +1506,8 @@ export class SoftCpu {
   }
 
   /**
-   * WRITE_TLB_CODE: a store at `lin` just took the memory library's helper. When this privilege's first-level write
+   * WRITE_TLB_CODE: a store at `lin` just took the memory library's helper, or a store of the interpreter or a replay
+   * at `lin` dropped its page's code (writeLin, ./ops/flow-string.ts). When this privilege's first-level write
    * entry maps its page while translated code's view of it is empty (left or made so while the page held code or was
    * armed for the dirty log: fillTlb, dropWrites) and the page's codePages byte is clear now, put the view's entry
    * back, so the page's next stores hit inline again (the JavaScript entry stays, so no walk would refill it).
@@ -1829,7 +1830,7 @@ export class SoftCpu {
       if (this.tlb[t] === vpn) {
         const pa = this.tlbPfn[2 * t + 2] * 4096 + off;
         if (pa + size <= this.ramSize) {
-          if (this.codePages[pa >>> 12] !== 0) this.noteCodeWrite(pa, size);
+          if (this.codePages[pa >>> 12] !== 0) { this.noteCodeWrite(pa, size); if (this.wtlbNoCode) this.refillWrite(lin); }
           switch (size) {
             case 1: this.ram[pa] = v; return;
             case 2: this.ramView.setUint16(pa, v, true); return;
@@ -1847,7 +1848,7 @@ export class SoftCpu {
     if (off + size <= 4096) {
       const pa = this.translate(lin, 1, this.cpl === 3);
       if (pa + size <= this.ramSize) {
-        if (this.codePages[pa >>> 12] !== 0) this.noteCodeWrite(pa, size);
+        if (this.codePages[pa >>> 12] !== 0) { this.noteCodeWrite(pa, size); if (this.wtlbNoCode) this.refillWrite(lin); }
         const dv = this.ramView;
         switch (size) {
           case 1: this.ram[pa] = v; return;
