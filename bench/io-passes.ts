@@ -28,7 +28,8 @@
 // its flush to its install, and each thread's CPU (RINGZERO_BENCH_TIDS=1: by thread id; V8's workers are all "node").
 // RINGZERO_BENCH_WINDOWS=FILE notes each pass's interval for a RINGZERO_VMM_CPU_PROF profile (as bench/io);
 // RINGZERO_BENCH_PERF=DIR records `perf` CPU samples of the guest thread per pass (with NODE_OPTIONS=--perf-basic-prof;
-// RINGZERO_BENCH_PERF_ALL=1: of all the VMM's threads).
+// RINGZERO_BENCH_PERF_ALL=1: of all the VMM's threads; RINGZERO_BENCH_PERF_HZ: samples per second, 2000 unless set).
+// RINGZERO_BENCH_STATS_DUMP=DIR writes every ringzero counter that moved in a pass, per unit, to DIR/ringzero-passN.json.
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
@@ -166,7 +167,7 @@ for (const vmm of only) {
     // CPU-time samples, which a loaded host does not skew as it does a wall-clock profile; the VMM's JavaScript and
     // wasm are named with RINGZERO_V8_FLAGS holding --perf-basic-prof)
     const perfDir = vmm === 'ringzero' ? process.env.RINGZERO_BENCH_PERF : undefined;
-    const perf = perfDir ? spawn('perf', ['record', '-q', '-e', 'cpu-clock', '-F', '2000', '-g', ...(process.env.RINGZERO_BENCH_PERF_ALL === '1' ? ['-p', String(guest.session.child.pid)] : ['-t', String(guest.guestThread())]), '-o', path.join(perfDir, `pass${p}.data`)], { stdio: 'ignore' }) : undefined;
+    const perf = perfDir ? spawn('perf', ['record', '-q', '-e', 'cpu-clock', '-F', process.env.RINGZERO_BENCH_PERF_HZ ?? '2000', '-g', ...(process.env.RINGZERO_BENCH_PERF_ALL === '1' ? ['-p', String(guest.session.child.pid)] : ['-t', String(guest.guestThread())]), '-o', path.join(perfDir, `pass${p}.data`)], { stdio: 'ignore' }) : undefined;
     if (perf) await new Promise((r) => setTimeout(r, 300));
     const r = await guest.timed(`p${p}`, command, 1_800_000);
     if (perf) { perf.kill('SIGINT'); await new Promise((r) => perf.once('exit', r)); }
@@ -186,6 +187,14 @@ for (const vmm of only) {
       if (symbols.length > 0) lastProfile.set(vmm, profileByFunction(counts));
     }
     const st1 = await blockStat(guest, `s${p}b`);
+    // (RINGZERO_BENCH_STATS_DUMP=DIR: every counter of the control socket's `stats` that moved in the pass, per unit,
+    // DIR/ringzero-passN.json: the counts the table leaves out, e.g. each exit kind's dispatcher entries)
+    const dumpDir = vmm === 'ringzero' ? process.env.RINGZERO_BENCH_STATS_DUMP : undefined;
+    if (dumpDir) {
+      fs.mkdirSync(dumpDir, { recursive: true });
+      const moved = Object.keys(b).filter((k) => b[k] !== (a[k] ?? 0)).sort().map((k) => [k, (b[k] - (a[k] ?? 0)) / units]);
+      fs.writeFileSync(path.join(dumpDir, `ringzero-pass${p}.json`), JSON.stringify(Object.fromEntries(moved), null, 1) + '\n');
+    }
     const d = (k: string) => ((b[k] ?? 0) - (a[k] ?? 0)) / units;
     const instr = vmm === 'ringzero' ? d('instructions') : counter ? (q1 - q0) / units : (ringzeroInstr[p - 1] ?? NaN);
     const readIos = st1[0] - st0[0], writeIos = st1[4] - st0[4];

@@ -699,6 +699,13 @@ export class WasmEngine {
     names.forEach((n, k) => { out[n] = this.summed(L.S_WBSTATS + 4 * k); });
     // (the dispatcher's per exit kind counts, as exitStats)
     X_NAMES.forEach((name, k) => X_HOW.forEach((how, o) => { out[`x.${name}.${how}`] = this.summed(xStat(k, o)); }));
+    // (the returns to JavaScript by RIP, the exit kind of the block that left, privilege and why (run's exitSites):
+    // `ret.RIP/KIND/cplN/WHY`, so that a command's own returns are two snapshots' difference: bench/io-passes
+    // RINGZERO_BENCH_STATS_DUMP)
+    for (const [k, v] of exitSites) {
+      const [r, x, p, why] = k.split(':');
+      out[`ret.${BigInt.asUintN(64, BigInt(r)).toString(16)}/${X_NAMES[+x]}/cpl${p}/${why}`] = v;
+    }
     return out;
   }
 
