@@ -7,7 +7,7 @@ import test from 'node:test';
 import assert from 'node:assert/strict';
 import { hexBytes, runBlocksToHalt, CODE, DATA, interpreterOrWasmMachine, translatorTestFile, type Machine } from './support/soft-cpu.ts';
 import { setJitThreshold, CHAIN_LIMIT } from '../src/cpu/soft/code-cache.ts';
-import { SoftCpu } from '../src/cpu/soft/cpu.ts';
+import { SoftCpu, setSliceEnd } from '../src/cpu/soft/cpu.ts';
 import * as C from '../src/cpu/soft/constants.ts';
 import { Form } from '../src/cpu/soft/fast-forms.ts';
 import { dispatchEntry } from '../src/cpu/soft/wasm/layout.ts';
@@ -16,6 +16,8 @@ import { setCountChains, setRas, setRasUser } from '../src/cpu/soft/wasm/transla
 
 type Mode = 'interpreter' | 'wasm';
 const memories = translatorTestFile();
+// (some tests here check that run(n) stops exactly at n: not with RINGZERO_WASM_SLICE_END, which may end a slice early)
+setSliceEnd(false);
 // (the return-address stack's tests below, and the chains the others count, are written with it on, in the user-half
 // addresses the programs run at: RINGZERO_WASM_RAS, RINGZERO_WASM_RAS_USER)
 setRas(true);

@@ -152,6 +152,23 @@ for (let p = 0x40; p <= 0x4f; p++) PREFIX_KIND[p] = PREFIX_REX;
 
 /** Blocks go on past a conditional jump that fell through when they are recorded (SoftCpu.fellThrough). */
 const SIDE_EXITS = process.env.RINGZERO_WASM_SIDE_EXITS !== '0';
+/**
+ * RINGZERO_WASM_SLICE_END=1: a run slice (run(budget)) ends before a translated block that no longer fits its budget,
+ * instead of running that block's first instructions in JavaScript. Why (issue 5, session 31): the machine runs the
+ * guest in slices of 20000 instructions (vmm/machine.ts SLICE), and each slice's end fell inside a translated block
+ * (the dispatcher enters a block only whole): the block's first `left` instructions were replayed in JavaScript
+ * (WasmEngine.exec's `b.n > room`), and the next slice began mid-block, where no translated block starts, so the JavaScript
+ * tier ran on to the next block start (interpretRun, or blocks recorded at those odd addresses, which stay
+ * "warming"). On bench/io's warm O_DIRECT read (bench/io-passes, 128 MiB passes, RINGZERO_TIER_STATS with
+ * EXIT_STATS's per-RIP counts) that was all of the ~250 guest instructions per MiB run outside wasm (tooLong at
+ * internal_get_user_pages_fast, try_grab_folio, __blk_rq_map_sg, ...; warming at offsets inside them), and a perf
+ * profile put ~15% of the guest thread outside any wasm frame. Ending the slice early (by less than one block) leaves
+ * c.instructions exact (it counts what ran); only the slice's budget, which paces the run loop, is cut short. Not
+ * at a slice's first block (progress), nor for callers of execBlock outside run() (testing/diff.ts).
+ */
+let SLICE_END = process.env.RINGZERO_WASM_SLICE_END === '1';
+/** Switch SLICE_END (tests); returns the old setting. */
+export function setSliceEnd(on: boolean): boolean { const old = SLICE_END; SLICE_END = on; return old; }
 
 const SIGN_BIT = [0, 0x80, 0x8000, 0, 0x80000000, 0, 0, 0, 0x80000000];
 const SIZE_MASK = [0, 0xff, 0xffff, 0, 0xffffffff];
@@ -588,34 +605,46 @@ export class SoftCpu {
    */
   run(budget: number): RunExit {
     let left = budget;
-    while (left > 0) {
-      try {
-        while (left > 0) {
-          if (this.eventPending || this.halted || this.stopRequested) {
-            if (this.eventPending) {
-              this.checkEvents();
-              if (this.shutdown) return RunExit.Shutdown;
+    try {
+      while (left > 0) {
+        try {
+          while (left > 0) {
+            if (this.eventPending || this.halted || this.stopRequested) {
+              if (this.eventPending) {
+                this.checkEvents();
+                if (this.shutdown) return RunExit.Shutdown;
+              }
+              if (this.halted) return RunExit.Halted;
+              if (this.stopRequested) { this.stopRequested = false; return RunExit.Stopped; }
             }
-            if (this.halted) return RunExit.Halted;
-            if (this.stopRequested) { this.stopRequested = false; return RunExit.Stopped; }
+            if (this.blockCacheEnabled) {
+              left -= this.execBlock(left);
+              // (SLICE_END: from the second block of the slice on, a translated block that does not fit ends it)
+              this.sliceEnd = SLICE_END;
+            } else {
+              left--;
+              this.step();
+            }
           }
-          if (this.blockCacheEnabled) {
-            left -= this.execBlock(left);
-          } else {
-            left--;
-            this.step();
-          }
+        } catch (e) {
+          if (e !== CPU_FAULT) throw e;
+          left--;
+          this.rip = this.ripStart;
+          this.deliverFault();
+          if (this.shutdown) return RunExit.Shutdown;
         }
-      } catch (e) {
-        if (e !== CPU_FAULT) throw e;
-        left--;
-        this.rip = this.ripStart;
-        this.deliverFault();
-        if (this.shutdown) return RunExit.Shutdown;
       }
+    } finally {
+      this.sliceEnd = false;
     }
     return RunExit.Budget;
   }
+
+  /**
+   * SLICE_END: run() is past its slice's first block, so execBlock (and WasmEngine.exec) may end the slice before a
+   * translated block longer than what is left of the budget; they then return what was left, which ends run's loop.
+   */
+  sliceEnd = false;
 
   /** Stack-operation size in 64-bit mode defaults to 8 (PUSH, POP, CALL, RET, ...; SDM vol. 1 §3.6.1). */
   stackOpsize(): number {
@@ -718,7 +747,10 @@ export class SoftCpu {
       // runChain/exec layers; the chain after it is followed inside wasm).
       // (two ways per set: layout.ts dispatchEntry)
       const I = w.i32, s = dispatchEntry(pa) >> 2, e = I[s] === pa ? s : s + 4, idx = I[e + 2];
-      if (I[e] === pa && I[e + 1] === cache.pageGen[page] && idx !== 0 && I[e + 3] <= left) return w.enter(this, idx, left);
+      if (I[e] === pa && I[e + 1] === cache.pageGen[page] && idx !== 0) {
+        if (I[e + 3] <= left) return w.enter(this, idx, left);
+        if (this.sliceEnd) return left;
+      }
     }
     const slot = tableSlot(pa);
     const b = cache.table[slot];

@@ -702,6 +702,10 @@ export class WasmEngine {
     // (the returns to JavaScript by RIP, the exit kind of the block that left, privilege and why (run's exitSites):
     // `ret.RIP/KIND/cplN/WHY`, so that a command's own returns are two snapshots' difference: bench/io-passes
     // RINGZERO_BENCH_STATS_DUMP)
+    for (const [k, v] of tierSites) {
+      const [why, r] = k.split(':');
+      out[`tier.${['warming', 'queued', 'inFlight', 'never', 'tooLong'][+why]}.${BigInt.asUintN(64, BigInt(r)).toString(16)}`] = v;
+    }
     for (const [k, v] of exitSites) {
       const [r, x, p, why] = k.split(':');
       out[`ret.${BigInt.asUintN(64, BigInt(r)).toString(16)}/${X_NAMES[+x]}/cpl${p}/${why}`] = v;
@@ -1549,7 +1553,11 @@ export class WasmEngine {
       }
       return TIER_STATS ? this.tierCount(c, b, room) : c.runBlock(b, room);
     }
-    if (b.n > room) return TIER_STATS ? this.tierCount(c, b, room) : c.runBlock(b, room);
+    if (b.n > room) {
+      // (SLICE_END: end the run slice here rather than replay the block's first instructions: SoftCpu.sliceEnd)
+      if (c.sliceEnd) return room;
+      return TIER_STATS ? this.tierCount(c, b, room) : c.runBlock(b, room);
+    }
     // A translated block reached from JavaScript whose dispatch entry is gone (a third block of its 2-way set took
     // its way, or its entry was cleared with a function it was translated into before): put it back, or the
     // dispatcher returns to JavaScript before it on every pass. __alloc_pages+0x162 (a RET target) and
@@ -1597,7 +1605,10 @@ export class WasmEngine {
   private tierCount(c: SoftCpu, b: Block, room: number): number {
     const hot = this.hotAt(c);
     const s = b.wasm !== null ? 4 : b.runs <= IN_FLIGHT ? 2 : b.runs < 0 || b.mode !== 8 ? 3 : b.runs <= hot ? 0 : 1;
+    // (with EXIT_STATS too: by the block's RIP, in exitCounters as `tier.WHY.RIP`)
+    const key = EXIT_STATS ? s + ':' + c.rip : '';
     const k = c.runBlock(b, room);
+    if (EXIT_STATS) tierSites.set(key, (tierSites.get(key) ?? 0) + k);
     this.tierRuns[s]++;
     this.tierInstr[s] += k;
     return k;
@@ -1819,6 +1830,8 @@ function countHelper(k: string): void {
 const ENTRY_SITES = process.env.RINGZERO_WASM_EXIT_STATS === '1' ? process.env.RINGZERO_WASM_ENTRY_SITES ?? '' : '';
 /** RINGZERO_WASM_EXIT_STATS=1: returns to JavaScript by (RIP, exit kind, CPL, why the call ended). */
 const exitSites = new Map<string, number>();
+/** RINGZERO_TIER_STATS=1 with EXIT_STATS: instructions run in JavaScript by why and block RIP (WasmEngine.tierCount). */
+const tierSites = new Map<string, number>();
 const NO_RECORD = -1;
 
 const engines = new WeakMap<GuestMemory, WasmEngine>();
