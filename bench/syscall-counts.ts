@@ -9,7 +9,10 @@
 // page-table isolation or other entry-path mitigations on the CPUID the soft engine presents).
 //
 //   node --import tsx bench/syscall-counts.ts [--count 100000] [--bin PATH/bin/ringzero] [--exit-stats] [--ash]
-//                                            [--perf FILE] [--qemu] [--warm 1000]
+//                                            [--perf FILE [--perf-g]] [--qemu] [--warm 1000]
+//
+// --perf-g records call chains (frame pointers: V8's JIT code keeps them) and keeps the VMM's perf map as FILE.map
+// (its PID in FILE.pid: copy it to /tmp/perf-PID.map, then `perf report -i FILE -g caller --tid PID`).
 //
 // --warm N: the warm-up run's count before the measured ones (reregion forms the hot pages' regions again over the
 // first tens of thousands of calls: a larger N measures the settled path).
@@ -37,6 +40,7 @@ import { spawn, spawnSync } from 'node:child_process';
 import { controlRequest } from '../src/vmm/control.ts';
 import { CMDLINE, benchArgs, positiveInt, qemuTcgArgs, requireImage } from './support/common.ts';
 import { QemuInstructionCounter } from './support/qemu-icount.ts';
+import { threadRunTimes } from '../src/sys/proc-stat.ts';
 import os from 'node:os';
 import path from 'node:path';
 import fs from 'node:fs';
@@ -50,6 +54,7 @@ const { values } = benchArgs(import.meta.url, {
     perf: { type: 'string' },
     qemu: { type: 'boolean', default: false },
     warm: { type: 'string', default: '1000' },
+    'perf-g': { type: 'boolean', default: false },
   },
 });
 const count = positiveInt('count', values.count);
@@ -106,12 +111,24 @@ function perfShares(file: string, pid: number): Record<string, number> {
 
 let perfOut: Record<string, number> | undefined;
 
-async function measure(n: number, perf = false): Promise<{ d: Record<string, number>; ms: number }> {
+/** CPU seconds so far of ringzero's main thread (the guest's vCPU: the process's first thread), or all of QEMU's. */
+function mainCpu(): number {
+  const pid = guest.session.child.pid!;
+  let all = 0;
+  for (const { tid, ns } of threadRunTimes(pid)) {
+    if (qemuCounter === undefined && tid === pid) return ns / 1e9;
+    all += ns / 1e9;
+  }
+  return all;
+}
+
+async function measure(n: number, perf = false): Promise<{ d: Record<string, number>; ms: number; cpu: number }> {
   const a = await statsNow();
+  const c0 = mainCpu();
   const ash = values.ash;
   const cmd = ash ? `i=0; while [ $i -lt ${n} ]; do i=$((i+1)); done; echo $i` : `dd if=/dev/zero of=/dev/null bs=1 count=${n}`;
   const pid = guest.session.child.pid!;
-  const rec = perf ? spawn('perf', ['record', '-q', '-F', '999', '-p', String(pid), '-o', values.perf!], { stdio: 'ignore' }) : null;
+  const rec = perf ? spawn('perf', ['record', '-q', '-F', '999', ...(values['perf-g'] ? ['--call-graph=fp'] : []), '-p', String(pid), '-o', values.perf!], { stdio: 'ignore' }) : null;
   if (rec !== null) await new Promise((resolve) => setTimeout(resolve, 300));
   const r = await guest.timed(`${ash ? 'ash' : 'dd'}${n}`, cmd, 1_800_000);
   if (rec !== null) {
@@ -120,10 +137,11 @@ async function measure(n: number, perf = false): Promise<{ d: Record<string, num
     perfOut = perfShares(values.perf!, pid);
   }
   if (!new RegExp(ash ? `(^|\\n)${n}\\n` : `${n}\\+0 records out`).test(r.output)) throw new Error(`${cmd} failed: ${r.output}`);
+  const cpu = mainCpu() - c0;
   const b = await statsNow();
   const d: Record<string, number> = {};
   for (const k of Object.keys(b)) if (k in a && !k.startsWith('process.')) d[k] = b[k] - a[k];
-  return { d, ms: r.hostMs };
+  return { d, ms: r.hostMs, cpu };
 }
 
 try {
@@ -140,18 +158,24 @@ try {
     if (Math.abs(v) >= 0.001 && !/Ms$|bytes|guestNs|compile|build/i.test(k)) per[k] = Number(v.toFixed(3));
   }
   const unit = values.ash ? 'loop iteration' : 'system call';
-  console.log(`${values.ash ? 'ash loop' : 'dd bs=1'} count=${count}: ${calls} ${unit}s, ${(full.ms - empty.ms).toFixed(0)} ms host time (${((full.ms - empty.ms) * 1e3 / calls).toFixed(2)} µs per ${unit}; loaded hosts vary)`);
+  const cpuUs = (full.cpu - empty.cpu) * 1e6 / calls;
+  console.log(`${values.ash ? 'ash loop' : 'dd bs=1'} count=${count}: ${calls} ${unit}s, ${(full.ms - empty.ms).toFixed(0)} ms host time (${((full.ms - empty.ms) * 1e3 / calls).toFixed(2)} µs per ${unit}; loaded hosts vary), ${values.qemu ? 'process' : 'main thread'} CPU ${cpuUs.toFixed(2)} µs per ${unit}`);
   console.log(`per ${unit}:`);
   for (const [k, v] of Object.entries(per)) console.log(`  ${k.padEnd(40)} ${v}`);
   if (perfOut !== undefined) {
     console.log(`main thread's perf samples by kind of code (%; ${values.perf}; top symbols in ${values.perf}.top.txt):`);
     for (const [k, v] of Object.entries(perfOut).sort((x, y) => y[1] - x[1])) console.log(`  ${k.padEnd(40)} ${v}`);
   }
-  console.log(JSON.stringify({ bench: 'syscall-counts', vmm: values.qemu ? 'qemu' : 'ringzero', workload: values.ash ? 'ash' : 'syscall', count, exitStats: values['exit-stats'], usPerCall: Number(((full.ms - empty.ms) * 1e3 / calls).toFixed(3)), perCall: per, ...(perfOut !== undefined ? { perf: perfOut } : {}) }));
+  console.log(JSON.stringify({ bench: 'syscall-counts', vmm: values.qemu ? 'qemu' : 'ringzero', workload: values.ash ? 'ash' : 'syscall', count, exitStats: values['exit-stats'], usPerCall: Number(((full.ms - empty.ms) * 1e3 / calls).toFixed(3)), cpuUsPerCall: Number(cpuUs.toFixed(3)), perCall: per, ...(perfOut !== undefined ? { perf: perfOut } : {}) }));
 } finally {
   const pid = guest.session.child.pid;
   guest.session.close();
   fs.rmSync(dir, { recursive: true, force: true });
   // (the VMM's perf map, which --perf had it write)
+  // (--perf-g: kept as FILE.map for `perf report -g` later: copy it back to /tmp/perf-PID.map, PID in FILE.pid)
+  if (values.perf !== undefined && pid !== undefined && values['perf-g'] && fs.existsSync(`/tmp/perf-${pid}.map`)) {
+    fs.copyFileSync(`/tmp/perf-${pid}.map`, `${values.perf}.map`);
+    fs.writeFileSync(`${values.perf}.pid`, `${pid}\n`);
+  }
   if (values.perf !== undefined && pid !== undefined) fs.rmSync(`/tmp/perf-${pid}.map`, { force: true });
 }

@@ -1177,6 +1177,8 @@ export class WasmEngine {
     this.stats.reformed += pulled;
   }
 
+  /** KERNEL_STREAK: the page-hash slots over KERNEL_HITS in the last scan, each with its scans over it in a row. */
+  private kernelStreak = new Map<number, number>();
   /** Instructions run in translated code since the last reregion scan, and the pages translated again by it. */
   private sinceRegion = 0;
   private regioned = new Map<number, { gen: number; n: number }>();
@@ -1209,6 +1211,12 @@ export class WasmEngine {
       if (I[base + i] >= least) (hot ??= new Map()).set(i, I[base + i]);
     }
     I.fill(0, base, base + L.PHITS_N);
+    // (KERNEL_STREAK: a kernel page under REGION_HITS must have been over KERNEL_HITS in the scans before too)
+    if (klate && KERNEL_STREAK > 1) {
+      const now = new Map<number, number>();
+      if (hot !== null) for (const [i, n] of hot) if (n >= KERNEL_HITS) now.set(i, (this.kernelStreak.get(i) ?? 0) + 1);
+      this.kernelStreak = now;
+    }
     if (hot === null) return;
     const gen = c.codeCache.pageGen, mask = (1 << K_SHIFT) - 1;
     let pages = 0;
@@ -1217,9 +1225,12 @@ export class WasmEngine {
       if (hits === undefined) continue;
       const user = this.userPage(set);
       if (hits < (user ? Math.min(REGION_HITS, USER_HITS) : khits)) continue;
+      if (!user && klate && KERNEL_STREAK > 1 && hits < REGION_HITS && (this.kernelStreak.get(p & (L.PHITS_N - 1)) ?? 0) < KERNEL_STREAK) continue;
+      // (KERNEL_CALLEES: a kernel page is translated again once, not REGION_MAX_PER_PAGE times)
+      const most = !user && klate && hits < REGION_HITS ? KERNEL_PER_PAGE : REGION_MAX_PER_PAGE;
       // (counted per page generation: code loaded later into the same page starts again)
       const r = this.regioned.get(p), done = r !== undefined && r.gen === gen[p] ? r.n : 0;
-      if (done >= REGION_MAX_PER_PAGE) continue;
+      if (done >= most) continue;
       const blocks: Block[] = [], byPa = new Map<number, Block>();
       for (const t of set) {
         if (t.wasm === null || t.gen !== gen[p]) { set.delete(t); continue; }
@@ -1235,7 +1246,7 @@ export class WasmEngine {
         if (split) break;
       }
       // (CALLEES: the blocks of other pages this page's static exits reach, not yet in their caller's function)
-      const pulled = CALLEES && (user || klate) ? this.callees(blocks, gen, undefined, undefined, !user) : null;
+      const pulled = CALLEES && (user || klate) ? this.callees(blocks, gen, undefined, undefined, !user, user ? CALLEE_MAX : KERNEL_CALLEE_MAX) : null;
       if (pulled !== null && pulled.split) split = true;
       if (!split) continue;
       this.regioned.set(p, { gen: gen[p], n: done + 1 });
@@ -1260,12 +1271,12 @@ export class WasmEngine {
    * translate.ts groupRegions joins them into the caller's region by linear address, the CALL becomes a branch
    * (crossBranch) and with RET_BRANCH the RET too).
    */
-  private callees(blocks: Block[], gen: Int32Array, seen = new Set<Block>(blocks), may: (t: Block) => boolean = () => true, kernel = false): { blocks: Block[]; split: boolean } {
+  private callees(blocks: Block[], gen: Int32Array, seen = new Set<Block>(blocks), may: (t: Block) => boolean = () => true, kernel = false, max = CALLEE_MAX): { blocks: Block[]; split: boolean } {
     const out: Block[] = [], mask = (1 << K_SHIFT) - 1;
     let split = false;
     const ok = (t: Block | undefined): t is Block => t !== undefined && t.wasm !== null && t.runs === -1 && t.mode === 8 && t.gen === gen[t.pa >>> 12] && may(t);
     for (const c of blocks) {
-      if (out.length >= CALLEE_MAX) break;
+      if (out.length >= max) break;
       const l = this.linOf.get(c);
       if (l === undefined) continue;
       const offs = crossTargets(c);
@@ -1277,10 +1288,10 @@ export class WasmEngine {
         // (KERNEL_CALLEES: a kernel page's callees in the kernel's half)
         if (!ok(t) || seen.has(t) || this.linOf.get(t) !== l + off || userLinear(l + off) === kernel) continue;
         if (c.wasm === null || (t.wasm!.idx & mask) !== (c.wasm.idx & mask)) split = true;
-        // (the callee's blocks of its page that it reaches: breadth first, within CALLEE_MAX)
+        // (the callee's blocks of its page that it reaches: breadth first, within max)
         const todo = [t];
         seen.add(t);
-        while (todo.length > 0 && out.length < CALLEE_MAX) {
+        while (todo.length > 0 && out.length < max) {
           const x = todo.shift()!;
           out.push(x);
           // (IND_JOIN: a PLT slot's `jmp [GOT]` leads on to the function it jumps to)
@@ -1299,7 +1310,7 @@ export class WasmEngine {
             }
           }
         }
-        if (out.length >= CALLEE_MAX) break;
+        if (out.length >= max) break;
       }
     }
     return { blocks: out, split };
@@ -1778,6 +1789,15 @@ const CALLEES_BATCH = process.env.RINGZERO_WASM_CALLEES_BATCH !== '0';
  */
 let KERNEL_CALLEES = process.env.RINGZERO_WASM_KERNEL_CALLEES === '1';
 const KERNEL_HITS = Number(process.env.RINGZERO_WASM_KERNEL_HITS ?? 4000);
+/**
+ * KERNEL_CALLEES: a kernel page under REGION_HITS is taken only after KERNEL_STREAK scans in a row over KERNEL_HITS
+ * (RINGZERO_WASM_KERNEL_STREAK; 1: the first): a loop of system calls is steady, the boot's init scripts (fork, exec,
+ * page faults) come in bursts. Such a page is translated again at most KERNEL_PER_PAGE times
+ * (RINGZERO_WASM_KERNEL_PER_PAGE) with at most KERNEL_CALLEE_MAX callee blocks (RINGZERO_WASM_KERNEL_CALLEE_MAX).
+ */
+const KERNEL_STREAK = Number(process.env.RINGZERO_WASM_KERNEL_STREAK ?? 3);
+const KERNEL_PER_PAGE = Number(process.env.RINGZERO_WASM_KERNEL_PER_PAGE ?? 1);
+const KERNEL_CALLEE_MAX = Number(process.env.RINGZERO_WASM_KERNEL_CALLEE_MAX ?? 32);
 /** Switch KERNEL_CALLEES (its tests; between translations); returns the old value. */
 export function setKernelCallees(on: boolean): boolean { const old = KERNEL_CALLEES; KERNEL_CALLEES = on; return old; }
 /**
