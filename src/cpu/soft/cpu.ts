@@ -26,7 +26,7 @@ import { CodeCache, codeCacheFor, Block, BlockEntry, type FastHandler, replayHan
 import { compileFast } from './fast-forms.ts';
 import { translateBlock } from './jit/translate.ts';
 import { wasmStateFor, type WasmEngine } from './wasm/runtime.ts';
-import { dispatchEntry, sseViews, S_PEND, S_RASP, tlbSlot } from './wasm/layout.ts';
+import { clearRas, dispatchEntry, sseViews, S_PEND, tlbSlot } from './wasm/layout.ts';
 import { WRITE_TLB_CODE } from './wasm/tlb-probe.ts';
 export { tlbSlot };
 
@@ -1066,12 +1066,16 @@ export class SoftCpu {
   private fetchBuf: Uint8Array;
   private fetchView: DataView;
 
+  /** Set by WasmEngine.syncSys around its segment loads: invalidateFetch keeps the return-address stack. */
+  rasKeep = false;
+
   /** Forget the fetch window (code page, CS or paging changed). */
   invalidateFetch(): void {
     this.fetchRipLo = 1.5;
     this.fetchRipHi = 0.5;
-    // (and the wasm translator's return-address predictions, made under the old mapping: ./wasm/layout.ts S_RASP)
-    if (this.wasm !== null) this.wasm.i32[(this.wasmState + S_RASP) >> 2] = 0;
+    // (and the wasm translator's return-address predictions, made under the old mapping: ./wasm/layout.ts S_RASP;
+    // not while the runtime loads CS/SS after an inline privilege switch, WasmEngine.syncSys, whose new predictions hold)
+    if (this.wasm !== null && !this.rasKeep) clearRas(this.wasm.i32, this.wasmState);
   }
 
   /** Derive REX.W/R/X/B from `rex` after prefix decoding (REX.W makes the operand size 8). */

@@ -313,7 +313,11 @@ function dispatcherBody(blockType: number): Body {
   b.get(left).i32(CHAIN_LIMIT).get(left).i32(CHAIN_LIMIT).op(Op.i32LtS).op(Op.select).set(limit);
   b.get(st).i32(1).mem(Op.i32Store, 2, L.S_CHAIN);
   // (return-address predictions hold for one call: its privilege and mode, translate.ts Translator.rasPush)
-  b.get(st).i32(0).mem(Op.i32Store, 2, L.S_RASP);
+  if (L.RAS_CLEAR) {
+    // (layout.ts RAS_CLEAR: every entry's return address not canonical, the top at the area's first entry)
+    for (let k = 0; k < L.RAS_N; k++) b.get(st).i32(L.RAS_DEAD_HI).mem(Op.i32Store, 2, L.S_RAS + k * L.RAS_STRIDE + 4);
+    b.get(st).get(st).mem(Op.i32Store, 2, L.S_RASP);
+  } else b.get(st).i32(0).mem(Op.i32Store, 2, L.S_RASP);
   // (the privilege of the lookups: a replayed SYSCALL or SYSRET changes it during the call, WasmEngine.replay)
   b.get(st).get(user).mem(Op.i32Store, 2, L.S_USER);
   const out = b.open(Op.block);
@@ -816,7 +820,7 @@ export class WasmEngine {
     if (c.cpl !== cpl) {
       this.i32[(st + L.S_USER) >> 2] = c.cpl === 3 ? 1 : 0;
       this.i32[(st + L.S_CPL) >> 2] = c.cpl;
-      this.i32[(st + L.S_RASP) >> 2] = 0;
+      L.clearRas(this.i32, st);
       return 1;
     }
     return ix === b.n - 1 || e.len === 0 || c.rip !== rip + e.len ? 1 : 0;
@@ -844,7 +848,7 @@ export class WasmEngine {
     } else if (c.cpl !== cpl) {
       I[(st + L.S_USER) >> 2] = c.cpl === 3 ? 1 : 0;
       I[(st + L.S_CPL) >> 2] = c.cpl;
-      I[(st + L.S_RASP) >> 2] = 0;
+      L.clearRas(I, st);
     }
     return 1;
   }
@@ -895,10 +899,11 @@ export class WasmEngine {
     // (the CS load drops the return-address predictions (SoftCpu.invalidateFetch, for a mapping change): this runs
     // later in the call, after the translated code made new ones in the new privilege, which stay right; the inline
     // switch itself dropped the old privilege's)
-    const rasp = I[(st + L.S_RASP) >> 2];
-    if (kind === 1) syscallSegments64(c, I[(st + L.S_STAR_CS) >> 2]);
-    else sysretSegments64(c, I[(st + L.S_STAR_RET) >> 2]);
-    I[(st + L.S_RASP) >> 2] = rasp;
+    c.rasKeep = true;
+    try {
+      if (kind === 1) syscallSegments64(c, I[(st + L.S_STAR_CS) >> 2]);
+      else sysretSegments64(c, I[(st + L.S_STAR_RET) >> 2]);
+    } finally { c.rasKeep = false; }
   }
 
   /** Per state area: the SYSCALL MSR record (../system/fastcall.ts syscallMsrs) last copied into it. */

@@ -1632,10 +1632,17 @@ class Translator {
   rasPush(next: number, ret: number): void {
     if (!this.rasOn()) return;
     const b = this.b, pa = this.block.pa, tpa = pa + next, same = (tpa >>> 12) === (pa >>> 12);
-    // (S_RASP counts in bytes and is moved first: the entry's offset is one AND of the new value, as a RET takes it
-    // of the value it finds, layout.ts S_RASP)
-    b.get(this.st).get(this.st).mem(Op.i32Load, 2, L.S_RASP).i32(L.RAS_STRIDE).op(Op.i32Add).tee(this.t32).mem(Op.i32Store, 2, L.S_RASP);
-    b.get(this.t32).i32(L.RAS_N * L.RAS_STRIDE - 1).op(Op.i32And).get(this.st).op(Op.i32Add).tee(this.c32);
+    if (L.RAS_CLEAR) {
+      // (S_RASP is the entry's address less S_RAS: one stride on, bit 9 cleared where the ring wraps, layout.ts)
+      b.get(this.st).mem(Op.i32Load, 2, L.S_RASP).i32(L.RAS_STRIDE).op(Op.i32Add).i32(~(L.RAS_N * L.RAS_STRIDE)).op(Op.i32And).tee(this.c32);
+      b.get(this.st).get(this.c32).mem(Op.i32Store, 2, L.S_RASP);
+      b.get(this.c32);
+    } else {
+      // (S_RASP counts in bytes and is moved first: the entry's offset is one AND of the new value, as a RET takes it
+      // of the value it finds, layout.ts S_RASP)
+      b.get(this.st).get(this.st).mem(Op.i32Load, 2, L.S_RASP).i32(L.RAS_STRIDE).op(Op.i32Add).tee(this.t32).mem(Op.i32Store, 2, L.S_RASP);
+      b.get(this.t32).i32(L.RAS_N * L.RAS_STRIDE - 1).op(Op.i32And).get(this.st).op(Op.i32Add).tee(this.c32);
+    }
     // (local `ret` holds the return address r0 + next, the value the CALL pushed; an entry for another page holds a
     // non-canonical address, which no RET matches, so nothing else of it is ever read)
     if (same) b.get(ret).mem(Op.i64Store, 3, L.S_RAS);
@@ -1702,18 +1709,25 @@ class Translator {
   rasPop(retCount = -1): void {
     if (!this.rasOn()) return;
     const b = this.b;
-    // (S_RASP is never negative: set to 0 or restored by the runtime, RAS_STRIDE less only here when not 0; so "not 0" is
-    // "more than 0", two wasm operations fewer)
-    b.get(this.st).mem(Op.i32Load, 2, L.S_RASP).tee(this.t32).hint(true).open(Op.if);
-    b.get(this.st).get(this.t32).i32(L.RAS_STRIDE).op(Op.i32Sub).mem(Op.i32Store, 2, L.S_RASP);
-    b.get(this.t32).i32(L.RAS_N * L.RAS_STRIDE - 1).op(Op.i32And).get(this.st).op(Op.i32Add).tee(this.c32);
+    if (L.RAS_CLEAR) {
+      // (layout.ts RAS_CLEAR: no depth; S_RASP one stride back, +480 and bit 9 cleared, the ring's wrap)
+      b.get(this.st).get(this.st).mem(Op.i32Load, 2, L.S_RASP).tee(this.c32);
+      b.i32(L.RAS_N * L.RAS_STRIDE - L.RAS_STRIDE).op(Op.i32Add).i32(~(L.RAS_N * L.RAS_STRIDE)).op(Op.i32And).mem(Op.i32Store, 2, L.S_RASP);
+      b.get(this.c32);
+    } else {
+      // (S_RASP is never negative: set to 0 or restored by the runtime, RAS_STRIDE less only here when not 0; so "not 0"
+      // is "more than 0", two wasm operations fewer)
+      b.get(this.st).mem(Op.i32Load, 2, L.S_RASP).tee(this.t32).hint(true).open(Op.if);
+      b.get(this.st).get(this.t32).i32(L.RAS_STRIDE).op(Op.i32Sub).mem(Op.i32Store, 2, L.S_RASP);
+      b.get(this.t32).i32(L.RAS_N * L.RAS_STRIDE - 1).op(Op.i32And).get(this.st).op(Op.i32Add).tee(this.c32);
+    }
     b.mem(Op.i64Load, 3, L.S_RAS).get(this.v).op(Op.i64Eq).hint(true).open(Op.if);
     if (retCount >= 0 && this.retBranches()) this.retBranch(retCount);
     if (NEXT_KEY) {
       b.get(this.st).get(this.c32).mem(Op.i32Load, 2, L.S_RAS + 16).mem(Op.i32Store, 2, L.S_NEXT);
       b.get(this.st).get(this.c32).mem(Op.i64Load, 3, L.S_RAS + 8).mem(Op.i64Store, 3, L.S_NKEY);
       b.close();
-      b.close();
+      if (!L.RAS_CLEAR) b.close();
       return;
     }
     b.get(this.c32).mem(Op.i32Load, 2, L.S_RAS + 16).set(this.t32);
@@ -1724,7 +1738,7 @@ class Translator {
     b.get(this.t32).mem(Op.i64Load, 3, 0).get(this.t).op(Op.i64Eq).op(Op.select);
     b.mem(Op.i32Store, 2, L.S_NEXT);
     b.close();
-    b.close();
+    if (!L.RAS_CLEAR) b.close();
   }
 
   /** RET_BRANCH: this region function's id (0: none, not a region or off) and the RET branch's locals (token, count). */
@@ -3653,7 +3667,8 @@ function emitSyscall(T: Translator, e: BlockEntry, i: number, next: number): voi
   const switchTo = (cpl: number) => {
     b.get(T.st).i32(cpl).mem(Op.i32Store, 2, L.S_CPL);
     b.get(T.st).i32(cpl === 3 ? 1 : 0).mem(Op.i32Store, 2, L.S_USER);
-    b.get(T.st).i32(0).mem(Op.i32Store, 2, L.S_RASP);
+    if (L.RAS_CLEAR) for (let k = 0; k < L.RAS_N; k++) b.get(T.st).i32(L.RAS_DEAD_HI).mem(Op.i32Store, 2, L.S_RAS + k * L.RAS_STRIDE + 4);
+    else b.get(T.st).i32(0).mem(Op.i32Store, 2, L.S_RASP);
     b.get(T.st).i32(call ? 1 : 2).mem(Op.i32Store, 2, L.S_SYS);
   };
   // RFLAGS (local c32) into S_EFL and as the flag record (EXPLICIT: its arithmetic bits in S_LD)
