@@ -1143,9 +1143,10 @@ class Translator {
   /** Push the `pos` argument of a helper for the current instruction (k << POS_MEMBER | index << POS_IX | n). */
   pos(): void {
     const b = this.b;
-    if (this.region !== null) b.get(this.n).i32((this.region.cur << POS_MEMBER) | (this.ix << POS_IX)).op(Op.i32Or);
-    else if (this.selfLoop) b.get(this.n).i32(this.ix << POS_IX).op(Op.i32Or);
-    else b.i32(this.ix << POS_IX);
+    // (n | 0 is n: member 0's first instruction)
+    const c = this.region !== null ? (this.region.cur << POS_MEMBER) | (this.ix << POS_IX) : this.ix << POS_IX;
+    if (this.region !== null || this.selfLoop) { b.get(this.n); if (c !== 0) b.i32(c).op(Op.i32Or); }
+    else b.i32(c);
   }
 
   // ---- memory
