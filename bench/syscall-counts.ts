@@ -35,6 +35,10 @@
 // reads the same names). Session 29 (dd, main thread): kernel code ~53%, dispatcher ~21%, JavaScript ~9%, user
 // code ~7%, the memory library ~2%; per system call one RDTSC (Linux's kernel-stack offset) goes to JavaScript for
 // the host clock (~4-5% of the samples with its helper, wrapper and clock read).
+// Session 31 (load ~4-15, count 200000): QEMU TCG runs 701-702 guest instructions per system call, ringzero 698; QEMU
+// 1.25-1.31 µs wall / 1.24 µs process CPU per call, ringzero 2.10 µs wall and 2.07-2.53 µs main-thread CPU warm
+// (--warm 100000). perf (main thread): kernel code 43-49%, dispatcher 20-27%, JavaScript 9-17% (the RDTSC helper
+// ~3%: readTsc, sy, wasm-to-js, clock_gettime), user code 6%, memory library 1-2.5%.
 import { BenchGuest } from './support/session.ts';
 import { spawn, spawnSync } from 'node:child_process';
 import { controlRequest } from '../src/vmm/control.ts';

@@ -1791,6 +1791,15 @@ const CALLEES_BATCH = process.env.RINGZERO_WASM_CALLEES_BATCH !== '0';
  * bench/syscall-counts (dd bs=1, per system call, before): 28.6 named dispatcher entries (19.0 RETs, 9.5 same-page
  * exits into another function of the page), 9.7 looked up, 15.6 tail calls; perf: the dispatcher ~23% of the main
  * thread's samples.
+ * Off by default (session 31): warm (--warm 100000) named entries + tail calls 28.6 + 15.6 -> 16.1 + 17.1, main-thread
+ * CPU per call 2.07/2.53 -> 1.91/2.24 µs (two alternating pairs, load ~15); but bench/engines --paired --bins X,X
+ * --env-b RINGZERO_WASM_KERNEL_CALLEES=1 (3 runs, load 12-32): syscall 1.15x wall (1.14-1.28; process CPU 1.16x, guest
+ * thread 0.97x: the run's first half re-forms ~590 blocks, whose compiles share the pinned CPU), md5 1.05x (thread
+ * 1.08x), ash 1.01x, boot 1.03x (process CPU 1.05x). Without STREAK/PER_PAGE/CALLEE_MAX (first version): boot
+ * reregions 2870 blocks (off 690), syscall 1.21x wall, thread 0.99x. Fewer dispatcher passes alone do not pay: perf
+ * annotate of the dispatcher (--perf-prof, perf inject --jit) puts its samples on the loads of the successor's dispatch
+ * entry (key 21%, the lookup's way 17%), the page-hit counter's increment (9%) and call_indirect's signature check
+ * (7%), and a region's RET branch (br_table on the member) costs about what it saves.
  */
 let KERNEL_CALLEES = process.env.RINGZERO_WASM_KERNEL_CALLEES === '1';
 const KERNEL_HITS = Number(process.env.RINGZERO_WASM_KERNEL_HITS ?? 4000);
