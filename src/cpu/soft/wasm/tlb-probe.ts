@@ -61,6 +61,12 @@ export function emitTlbKey(b: Body, a: number, size: number, align = 0): void {
  * (emitCodePageCheck). A store that misses for that reason takes the helper (SoftCpu.writeLin notes the code write
  * or the dirty page), after which WasmEngine's `wr` puts the entry back if the page no longer needs the slow path
  * (SoftCpu.refillWrite). Read at translation and when a vCPU is built (setWriteTlbCode: tests, before a machine).
+ * Session 31 (loaded host, load 10-18): bench/form-ops on a boot + syscall capture 31.19 -> 31.06 operations per
+ * instruction in tier 1 (module bytes -0.7%), 42.15 -> 41.68 inline (-1.9%); a boot marks ~1900 pages that had a
+ * write entry (~1370 single-entry looks, ~560 scans of the write banks). bench/engines --paired, one build, off
+ * against on, 3 runs each, twice (wall; guest thread): boot 1.02x, 1.01x (0.96x, 1.01x); md5 0.98x, 1.11x (1.01x,
+ * 1.07x); ash 0.96x, 0.98x (0.93x, 0.95x); syscall 0.98x, 1.06x (0.98x, 1.05x). A store-only guest loop (in-process
+ * pairs): memory library ~1.00x, inline probes ~0.96x. No gain shown beyond the noise: off until a quiet host decides.
  */
 export let WRITE_TLB_CODE = process.env.RINGZERO_WASM_WRITE_TLB_CODE === '1';
 /** Switch WRITE_TLB_CODE for machines built after (tests); returns the old setting. */
