@@ -1,4 +1,4 @@
-// SLICE_END (src/cpu/soft/cpu.ts, RINGZERO_WASM_SLICE_END): SoftCpu.run ends its slice before a translated block that
+// SLICE_END (src/cpu/soft/cpu.ts, RINGZERO_WASM_SLICE_END, on unless =0): SoftCpu.run ends its slice before a translated block that
 // does not fit what is left of the budget, instead of replaying that block's first instructions in JavaScript (and
 // then the rest of it from a mid-block address). A loop of one 10-instruction block runs in slices of 37
 // instructions (never a whole number of blocks): with the switch the guest instructions run outside wasm stay at the

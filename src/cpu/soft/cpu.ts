@@ -153,20 +153,24 @@ for (let p = 0x40; p <= 0x4f; p++) PREFIX_KIND[p] = PREFIX_REX;
 /** Blocks go on past a conditional jump that fell through when they are recorded (SoftCpu.fellThrough). */
 const SIDE_EXITS = process.env.RINGZERO_WASM_SIDE_EXITS !== '0';
 /**
- * RINGZERO_WASM_SLICE_END=1: a run slice (run(budget)) ends before a translated block that no longer fits its budget,
- * instead of running that block's first instructions in JavaScript. Why (issue 5, session 31): the machine runs the
- * guest in slices of 20000 instructions (vmm/machine.ts SLICE), and each slice's end fell inside a translated block
- * (the dispatcher enters a block only whole): the block's first `left` instructions were replayed in JavaScript
- * (WasmEngine.exec's `b.n > room`), and the next slice began mid-block, where no translated block starts, so the JavaScript
- * tier ran on to the next block start (interpretRun, or blocks recorded at those odd addresses, which stay
- * "warming"). On bench/io's warm O_DIRECT read (bench/io-passes, 128 MiB passes, RINGZERO_TIER_STATS with
- * EXIT_STATS's per-RIP counts) that was all of the ~250 guest instructions per MiB run outside wasm (tooLong at
- * internal_get_user_pages_fast, try_grab_folio, __blk_rq_map_sg, ...; warming at offsets inside them), and a perf
- * profile put ~15% of the guest thread outside any wasm frame. Ending the slice early (by less than one block) leaves
- * c.instructions exact (it counts what ran); only the slice's budget, which paces the run loop, is cut short. Not
- * at a slice's first block (progress), nor for callers of execBlock outside run() (testing/diff.ts).
+ * SLICE_END (RINGZERO_WASM_SLICE_END, on unless =0): a run slice (run(budget)) ends before a translated block that
+ * no longer fits its budget, instead of running that block's first instructions in JavaScript. Why (issue 5, session
+ * 31): the machine runs the guest in slices of 20000 instructions (vmm/machine.ts SLICE), and each slice's end fell
+ * inside a translated block (the dispatcher enters a block only whole): the block's first `left` instructions were
+ * replayed in JavaScript (WasmEngine.exec's `b.n > room`), and the next slice began mid-block, where no translated
+ * block starts, so the JavaScript tier ran on to the next block start (interpretRun, or blocks recorded at those odd
+ * addresses, which stay "warming"). On bench/io's warm O_DIRECT read (bench/io-passes, 128 MiB passes,
+ * RINGZERO_TIER_STATS with EXIT_STATS's per-RIP counts) that was most of the ~300 guest instructions per MiB run
+ * outside wasm (tooLong at internal_get_user_pages_fast, try_grab_folio, __blk_rq_map_sg, ...; warming at offsets
+ * inside them). Ending the slice early (by less than one block) leaves c.instructions exact (it counts what ran); only
+ * the slice's budget, which paces the run loop, is cut short. Not at a slice's first block (progress), nor for
+ * callers of execBlock outside run() (testing/diff.ts).
+ * On by default (=0: off). bench/engines --paired, the same build with it off (A) and on (B), 2 runs at host load
+ * 26-45: md5 0.78x/0.78x wall (guest thread 0.80x/0.77x), ash 0.68x/0.76x, syscalls 0.80x/0.91x (tight loops' long
+ * blocks, presumably: the longer the block, the more of it each slice's end replayed); bench/io-passes read passes
+ * 3-8 1.76 -> 1.60 ms per MiB (median).
  */
-let SLICE_END = process.env.RINGZERO_WASM_SLICE_END === '1';
+let SLICE_END = process.env.RINGZERO_WASM_SLICE_END !== '0';
 /** Switch SLICE_END (tests); returns the old setting. */
 export function setSliceEnd(on: boolean): boolean { const old = SLICE_END; SLICE_END = on; return old; }
 
