@@ -1035,9 +1035,7 @@ export class WasmEngine {
       // from boot to boot)
       const again = INLINE_LATE && (this.sawUser || (user && group.some((b) => userLinear(lins.get(b)))));
       if (group.length > 1 || midSelfEdge(group[0])) {
-        // (KERNEL_CALLEES: RET_BRANCH in the kernel code of regions translated once user code runs)
-        const kret = KERNEL_CALLEES && this.sawUser;
-        const opts: EmitOpts = { inline: again, tail, kret };
+        const opts: EmitOpts = { inline: again, tail };
         try {
           const t = translateRegion(group, lins, opts);
           if (t !== null) {
@@ -1182,8 +1180,6 @@ export class WasmEngine {
     this.stats.reformed += pulled;
   }
 
-  /** KERNEL_STREAK: the page-hash slots over KERNEL_HITS in the last scan, each with its scans over it in a row. */
-  private kernelStreak = new Map<number, number>();
   /** Instructions run in translated code since the last reregion scan, and the pages translated again by it. */
   private sinceRegion = 0;
   private regioned = new Map<number, { gen: number; n: number }>();
@@ -1208,20 +1204,12 @@ export class WasmEngine {
     const st = c.wasmState, I = this.i32, base = (st + L.S_PHITS) >> 2;
     // (user pages (USER_HITS) and the kernel's (REGION_HITS) have thresholds of their own: the page's hash counter
     // is kept with its count, and a page is hot when it reaches the threshold of its kind)
-    // (KERNEL_CALLEES: the kernel's pages at KERNEL_HITS once user code runs)
-    const klate = KERNEL_CALLEES && this.sawUser, khits = klate ? KERNEL_HITS : REGION_HITS;
-    const least = Math.min(khits, USER_HITS);
+    const least = Math.min(REGION_HITS, USER_HITS);
     let hot: Map<number, number> | null = null;
     for (let i = 0; i < L.PHITS_N; i++) {
       if (I[base + i] >= least) (hot ??= new Map()).set(i, I[base + i]);
     }
     I.fill(0, base, base + L.PHITS_N);
-    // (KERNEL_STREAK: a kernel page under REGION_HITS must have been over KERNEL_HITS in the scans before too)
-    if (klate && KERNEL_STREAK > 1) {
-      const now = new Map<number, number>();
-      if (hot !== null) for (const [i, n] of hot) if (n >= KERNEL_HITS) now.set(i, (this.kernelStreak.get(i) ?? 0) + 1);
-      this.kernelStreak = now;
-    }
     if (hot === null) return;
     const gen = c.codeCache.pageGen, mask = (1 << K_SHIFT) - 1;
     let pages = 0;
@@ -1229,13 +1217,10 @@ export class WasmEngine {
       const hits = hot.get(p & (L.PHITS_N - 1));
       if (hits === undefined) continue;
       const user = this.userPage(set);
-      if (hits < (user ? Math.min(REGION_HITS, USER_HITS) : khits)) continue;
-      if (!user && klate && KERNEL_STREAK > 1 && hits < REGION_HITS && (this.kernelStreak.get(p & (L.PHITS_N - 1)) ?? 0) < KERNEL_STREAK) continue;
-      // (KERNEL_CALLEES: a kernel page is translated again once, not REGION_MAX_PER_PAGE times)
-      const most = !user && klate && hits < REGION_HITS ? KERNEL_PER_PAGE : REGION_MAX_PER_PAGE;
+      if (hits < (user ? Math.min(REGION_HITS, USER_HITS) : REGION_HITS)) continue;
       // (counted per page generation: code loaded later into the same page starts again)
       const r = this.regioned.get(p), done = r !== undefined && r.gen === gen[p] ? r.n : 0;
-      if (done >= most) continue;
+      if (done >= REGION_MAX_PER_PAGE) continue;
       const blocks: Block[] = [], byPa = new Map<number, Block>();
       for (const t of set) {
         if (t.wasm === null || t.gen !== gen[p]) { set.delete(t); continue; }
@@ -1251,7 +1236,7 @@ export class WasmEngine {
         if (split) break;
       }
       // (CALLEES: the blocks of other pages this page's static exits reach, not yet in their caller's function)
-      const pulled = CALLEES && (user || klate) ? this.callees(blocks, gen, undefined, undefined, !user, user ? CALLEE_MAX : KERNEL_CALLEE_MAX) : null;
+      const pulled = CALLEES && this.userPage(set) ? this.callees(blocks, gen) : null;
       if (pulled !== null && pulled.split) split = true;
       if (!split) continue;
       this.regioned.set(p, { gen: gen[p], n: done + 1 });
@@ -1276,12 +1261,12 @@ export class WasmEngine {
    * translate.ts groupRegions joins them into the caller's region by linear address, the CALL becomes a branch
    * (crossBranch) and with RET_BRANCH the RET too).
    */
-  private callees(blocks: Block[], gen: Int32Array, seen = new Set<Block>(blocks), may: (t: Block) => boolean = () => true, kernel = false, max = CALLEE_MAX): { blocks: Block[]; split: boolean } {
+  private callees(blocks: Block[], gen: Int32Array, seen = new Set<Block>(blocks), may: (t: Block) => boolean = () => true): { blocks: Block[]; split: boolean } {
     const out: Block[] = [], mask = (1 << K_SHIFT) - 1;
     let split = false;
     const ok = (t: Block | undefined): t is Block => t !== undefined && t.wasm !== null && t.runs === -1 && t.mode === 8 && t.gen === gen[t.pa >>> 12] && may(t);
     for (const c of blocks) {
-      if (out.length >= max) break;
+      if (out.length >= CALLEE_MAX) break;
       const l = this.linOf.get(c);
       if (l === undefined) continue;
       const offs = crossTargets(c);
@@ -1290,13 +1275,12 @@ export class WasmEngine {
       if (it !== 0) offs.push(it - l);
       for (const off of offs) {
         const t = this.byLin.get(l + off);
-        // (KERNEL_CALLEES: a kernel page's callees in the kernel's half)
-        if (!ok(t) || seen.has(t) || this.linOf.get(t) !== l + off || userLinear(l + off) === kernel) continue;
+        if (!ok(t) || seen.has(t) || this.linOf.get(t) !== l + off || !userLinear(l + off)) continue;
         if (c.wasm === null || (t.wasm!.idx & mask) !== (c.wasm.idx & mask)) split = true;
-        // (the callee's blocks of its page that it reaches: breadth first, within max)
+        // (the callee's blocks of its page that it reaches: breadth first, within CALLEE_MAX)
         const todo = [t];
         seen.add(t);
-        while (todo.length > 0 && out.length < max) {
+        while (todo.length > 0 && out.length < CALLEE_MAX) {
           const x = todo.shift()!;
           out.push(x);
           // (IND_JOIN: a PLT slot's `jmp [GOT]` leads on to the function it jumps to)
@@ -1315,7 +1299,7 @@ export class WasmEngine {
             }
           }
         }
-        if (out.length >= max) break;
+        if (out.length >= CALLEE_MAX) break;
       }
     }
     return { blocks: out, split };
@@ -1781,39 +1765,6 @@ let CALLEES = CALLEE_MAX > 0;
  * ash loop's gain comes from the new batches, and so does the boot's cost.
  */
 const CALLEES_BATCH = process.env.RINGZERO_WASM_CALLEES_BATCH !== '0';
-/**
- * RINGZERO_WASM_KERNEL_CALLEES=1: once user code runs (a batch flushed from user mode), reregion takes a kernel page
- * at KERNEL_HITS named dispatcher entries per scan (RINGZERO_WASM_KERNEL_HITS, 4000; before, REGION_HITS), pulls in
- * its callees (CALLEES, kernel blocks of other pages), and regions translated from then on get RET_BRANCH in their
- * kernel code too (translate.ts EmitOpts.kret): a system call's path (entry, do_syscall_64, x64_sys_call's compare tree,
- * ksys_read/vfs_read and their callees) is entered once per call, ~5.7k times per 4M-instruction scan, so its pages
- * never reached REGION_HITS and its CALLs and RETs between functions went through the dispatcher.
- * bench/syscall-counts (dd bs=1, per system call, before): 28.6 named dispatcher entries (19.0 RETs, 9.5 same-page
- * exits into another function of the page), 9.7 looked up, 15.6 tail calls; perf: the dispatcher ~23% of the main
- * thread's samples.
- * Off by default (session 31): warm (--warm 100000) named entries + tail calls 28.6 + 15.6 -> 16.1 + 17.1, main-thread
- * CPU per call 2.07/2.53 -> 1.91/2.24 µs (two alternating pairs, load ~15); but bench/engines --paired --bins X,X
- * --env-b RINGZERO_WASM_KERNEL_CALLEES=1 (3 runs, load 12-32): syscall 1.15x wall (1.14-1.28; process CPU 1.16x, guest
- * thread 0.97x: the run's first half re-forms ~590 blocks, whose compiles share the pinned CPU), md5 1.05x (thread
- * 1.08x), ash 1.01x, boot 1.03x (process CPU 1.05x). Without STREAK/PER_PAGE/CALLEE_MAX (first version): boot
- * reregions 2870 blocks (off 690), syscall 1.21x wall, thread 0.99x. Fewer dispatcher passes alone do not pay: perf
- * annotate of the dispatcher (--perf-prof, perf inject --jit) puts its samples on the loads of the successor's dispatch
- * entry (key 21%, the lookup's way 17%), the page-hit counter's increment (9%) and call_indirect's signature check
- * (7%), and a region's RET branch (br_table on the member) costs about what it saves.
- */
-let KERNEL_CALLEES = process.env.RINGZERO_WASM_KERNEL_CALLEES === '1';
-const KERNEL_HITS = Number(process.env.RINGZERO_WASM_KERNEL_HITS ?? 4000);
-/**
- * KERNEL_CALLEES: a kernel page under REGION_HITS is taken only after KERNEL_STREAK scans in a row over KERNEL_HITS
- * (RINGZERO_WASM_KERNEL_STREAK; 1: the first): a loop of system calls is steady, the boot's init scripts (fork, exec,
- * page faults) come in bursts. Such a page is translated again at most KERNEL_PER_PAGE times
- * (RINGZERO_WASM_KERNEL_PER_PAGE) with at most KERNEL_CALLEE_MAX callee blocks (RINGZERO_WASM_KERNEL_CALLEE_MAX).
- */
-const KERNEL_STREAK = Number(process.env.RINGZERO_WASM_KERNEL_STREAK ?? 3);
-const KERNEL_PER_PAGE = Number(process.env.RINGZERO_WASM_KERNEL_PER_PAGE ?? 1);
-const KERNEL_CALLEE_MAX = Number(process.env.RINGZERO_WASM_KERNEL_CALLEE_MAX ?? 32);
-/** Switch KERNEL_CALLEES (its tests; between translations); returns the old value. */
-export function setKernelCallees(on: boolean): boolean { const old = KERNEL_CALLEES; KERNEL_CALLEES = on; return old; }
 /**
  * CALLEES: the times one block is translated again into a new batch's regions (RINGZERO_WASM_CALLEE_COPIES; session
  * 29: 4). Session 30 (bench/phase-counts, RET_BRANCH + CALLEES=64 + IND_JOIN): at 4 the boot took 342 copies, md5's

@@ -547,11 +547,7 @@ export const X_NAMES = ['same-page', 'cross-page', 'region-miss', 'indirect', 'r
  * inline and accesses RAM itself on a hit, calling the library (and writing dirty registers back) only on a miss, as
  * loops do. `tail`: what static exits may tail-call (runtime.ts TAIL).
  */
-/**
- * `kret` (runtime.ts KERNEL_CALLEES): RET_BRANCH in this function's kernel code too (blocks queued at upper-half
- * addresses), whose CALLs then push their tokens: the kernel's hot paths re-formed after the boot with their callees.
- */
-export interface EmitOpts { inline: boolean; tail?: TailCtx | null; kret?: boolean }
+export interface EmitOpts { inline: boolean; tail?: TailCtx | null }
 export const TIER1: EmitOpts = { inline: false };
 
 /** An installed translation a static exit may tail-call (TailCtx.find): its dispatch word, function, instructions. */
@@ -1663,7 +1659,7 @@ class Translator {
    */
   retToken(tpa: number, same: boolean): number {
     const R = this.region;
-    if (!same || R === null || this.fid === 0 || !(userLinear(this.curLin()) || this.opts.kret === true)) return 0;
+    if (!same || R === null || this.fid === 0 || !userLinear(this.curLin())) return 0;
     const j = R.at.get(tpa);
     if (j === undefined || j >= 0x1000 || R.members[j].gen !== this.block.gen || (R.members[j].pa >>> 12) !== (tpa >>> 12)) return 0;
     return (this.fid * 0x1000 + j) >>> 0;
@@ -1672,7 +1668,7 @@ class Translator {
   /** RET_BRANCH applies to this function's RETs (see RET_BRANCH). */
   retBranches(): boolean {
     return RET_BRANCH && this.fid !== 0 && this.rasOn() && this.region !== null && this.region.lim >= 0 &&
-      (userLinear(this.curLin()) || this.opts.kret === true);
+      userLinear(this.curLin());
   }
 
   /**
