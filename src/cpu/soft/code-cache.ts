@@ -334,55 +334,6 @@ export class CodeCache {
     this.stats.instructionsCached += b.entries.length;
   }
 
-  /**
-   * ./wasm/tlb-probe.ts WRITE_TLB_CODE: which write entries of translated code's TLB view (SoftCpu.wtlb) may map each
-   * page, so that a page gaining code rarely needs a scan of every vCPU's write banks (8192 entries each, 17-39 us on
-   * the loaded host; a boot marks ~2000 pages that had one). Per page: 0 none; 1 none but `wslot`'s (vCPU index << 13
-   * | its entry among the write banks, SoftCpu.writeEntry); 2 maybe several. Kept by noteWriteEntry on every fill of
-   * a write entry; an entry emptied otherwise (flush, INVLPG, another page's fill) leaves it stale, which only costs
-   * a look (state 1) or a scan (2). Counters: the looks, the scans and the entries they dropped.
-   */
-  readonly wmapped: Uint8Array;
-  readonly wslot: Int32Array;
-  writeLooks = 0;
-  writeScans = 0;
-  writeDrops = 0;
-
-  /** WRITE_TLB_CODE: vCPU entry `slot` (as wslot) now maps page `pfn` in translated code's view. */
-  noteWriteEntry(pfn: number, slot: number): void {
-    const s = this.wmapped[pfn];
-    if (s === 0) { this.wmapped[pfn] = 1; this.wslot[pfn] = slot; return; }
-    if (s !== 1) return;
-    const old = this.wslot[pfn];
-    // (the one noted is still there: now two; else the new one is the only one)
-    if (old !== slot && this.cpus[old >>> 13].writeEntryMaps(old & 8191, pfn)) this.wmapped[pfn] = 2;
-    else this.wslot[pfn] = slot;
-  }
-
-  /**
-   * Page `page`, whose codePages byte is 0, now holds decoded code (SoftCpu.recordBlock, ./hot-list.ts): set its
-   * byte, and drop the write entries that map it from translated code's TLB view (WRITE_TLB_CODE).
-   */
-  markCodePage(page: number): void {
-    this.codePages[page] = 1;
-    this.dropWrites(page);
-  }
-
-  /** WRITE_TLB_CODE: page `page`'s codePages byte was set: no vCPU keeps a translated-code write entry of it. */
-  dropWrites(page: number): void {
-    const s = this.wmapped[page];
-    if (s === 0) return;
-    this.wmapped[page] = 0;
-    if (s === 1) {
-      const w = this.wslot[page];
-      this.writeLooks++;
-      this.writeDrops += this.cpus[w >>> 13].dropWriteEntry(w & 8191, page);
-      return;
-    }
-    this.writeScans++;
-    for (const c of this.cpus) this.writeDrops += c.dropWrites(page);
-  }
-
   /** `codePagesIn`: where the code-page bytes and generations live (the wasm memory, for translated code). */
   constructor(readonly lowSize: number, codePagesIn?: ArrayBuffer) {
     const pages = Math.ceil(lowSize / 4096);
@@ -394,8 +345,6 @@ export class CodeCache {
     this.pageGen = codePagesIn ? new Int32Array(codePagesIn, PAGE_GEN, pages) : new Int32Array(pages);
     this.pageInvalidations = new Uint16Array(pages);
     this.noCache = new Uint8Array(pages);
-    this.wmapped = new Uint8Array(pages);
-    this.wslot = new Int32Array(pages);
   }
 
   /**
@@ -412,12 +361,6 @@ export class CodeCache {
     const pages = this.codePages;
     if (log) for (let p = 0; p < pages.length; p++) pages[p] |= PAGE_WRITE_LOGGED;
     else for (let p = 0; p < pages.length; p++) pages[p] &= ~PAGE_WRITE_LOGGED;
-    if (log) {
-      // (every page is armed now: no translated-code write entry may stay, WRITE_TLB_CODE; their stores refill them
-      // once the page is logged, SoftCpu.refillWrite)
-      for (const c of this.cpus) if (c.wtlbNoCode) this.writeDrops += c.dropWrites(-1);
-      this.wmapped.fill(0);
-    }
   }
 
   /** A write hit page `page` (index into codePages) that holds cached code or is armed for the dirty-page log. */
@@ -498,8 +441,7 @@ export function softEngineStats(cpus: SoftCpu[], ms: number): string {
       (mainSec >= 0 ? `, ${mainSec.toFixed(2)} s of it on the main thread)` : ')'),
     on
       ? `ringzero: stats: block cache: ${s.blocks} blocks recorded (${s.instructionsCached} instructions), ` +
-        `${pct(fromBlocks, total)}% of instructions run from cached blocks, ${s.invalidations} page invalidations` +
-        (cpus[0].wtlbNoCode ? `; write entries of pages gaining code: ${cpus[0].codeCache.writeLooks} looks, ${cpus[0].codeCache.writeScans} scans, ${cpus[0].codeCache.writeDrops} entries dropped` : '')
+        `${pct(fromBlocks, total)}% of instructions run from cached blocks, ${s.invalidations} page invalidations`
       : 'ringzero: stats: block cache off (--no-translate)',
     `ringzero: stats: TLB: ${cpus.reduce((n, c) => n + c.tlbWalks, 0)} page walks, ` +
       `${cpus.reduce((n, c) => n + c.tlbL2Hits, 0)} first-level misses refilled from the second level`,

@@ -27,7 +27,6 @@ import { compileFast } from './fast-forms.ts';
 import { translateBlock } from './jit/translate.ts';
 import { wasmStateFor, type WasmEngine } from './wasm/runtime.ts';
 import { clearRas, dispatchEntry, sseViews, S_PEND, tlbSlot } from './wasm/layout.ts';
-import { WRITE_TLB_CODE } from './wasm/tlb-probe.ts';
 export { tlbSlot };
 
 export interface CpuEnvironment {
@@ -121,8 +120,6 @@ const ENTRY_SHIFT = 1;
 const BANK_SHIFT = TLB_BITS + ENTRY_SHIFT;
 const BANK_READ = TLB_READ << BANK_SHIFT, BANK_READ_USER = (TLB_READ | 1) << BANK_SHIFT;
 const BANK_WRITE = TLB_WRITE << BANK_SHIFT, BANK_WRITE_USER = (TLB_WRITE | 1) << BANK_SHIFT;
-/** The write banks as a mask of bits (access << 1 | user), as fillTlb's `banks`. */
-const WRITE_BANKS = (1 << TLB_WRITE) | (1 << (TLB_WRITE | 1));
 /**
  * The first-level banks a miss of (access, user) fills, as a mask of bits (access << 1 | user), to AND with the
  * banks the walk allowed: a read or a write fills this privilege's read and write banks (data pages are read and
@@ -415,20 +412,11 @@ export class SoftCpu {
   readonly wasm: WasmEngine | null = null;
   /** Byte offset of this vCPU's state area in the wasm memory (./wasm/layout.ts). */
   readonly wasmState: number = 0;
-  /**
-   * ./wasm/tlb-probe.ts WRITE_TLB_CODE, with the wasm translator: wtlb's write banks hold no page whose codePages
-   * byte is set (fillTlb, refillWrite; CodeCache.dropWrites drops them when it gets set), so translated stores need
-   * no code-page check.
-   */
-  readonly wtlbNoCode: boolean = false;
-  /** This vCPU's index in codeCache.cpus. */
-  private readonly cacheIndex: number;
 
   constructor(env: CpuEnvironment) {
     this.env = env;
     this.mem = env.mem;
     this.codeCache = codeCacheFor(env.mem);
-    this.cacheIndex = this.codeCache.cpus.length;
     this.codeCache.cpus.push(this);
     this.codePages = this.codeCache.codePages;
     this.blockCacheEnabled = env.blockCache ?? process.env.RINGZERO_TRANSLATE !== '0';
@@ -437,7 +425,6 @@ export class SoftCpu {
     if (w !== null) {
       this.wasm = w.engine; this.wasmState = w.st;
       this.gpr = w.gpr; this.wtlb = w.tlb; this.segBase = w.segBase; this.kgs = w.kgs;
-      this.wtlbNoCode = WRITE_TLB_CODE;
       // (the XMM file and the SSE-usable word live in the state area too, for ./wasm/sse.ts)
       const v = sseViews(env.mem.wasmMemory!.buffer as ArrayBuffer, w.st);
       this.xmm = v.xmm; this.xmmView = new DataView(v.xmm.buffer, v.xmm.byteOffset, 256); this.fpu = new FpuState(v.xmm, v.sseOk);
@@ -902,8 +889,7 @@ export class SoftCpu {
     const cache = this.codeCache;
     const page = pa >>> 12;
     const mode = this.blockModeKey;
-    if (cache.codePages[page] === 0) cache.markCodePage(page);
-    else cache.codePages[page] = 1;
+    cache.codePages[page] = 1;
     const gen = cache.pageGen[page];
     const entries: BlockEntry[] = [];
     const blockRip = this.rip;
@@ -920,8 +906,7 @@ export class SoftCpu {
         next = this.fetchPfn(Math.floor(start / 4096) + 1);
         if (next >= 0 && next * 4096 + 4096 <= this.ramSize && next !== page) {
           nextMark = cache.codePages[next];
-          if (nextMark === 0) cache.markCodePage(next);
-          else cache.codePages[next] = 1;
+          cache.codePages[next] = 1;
           nextGen = cache.pageGen[next];
         } else next = -1;
       }
@@ -1526,78 +1511,17 @@ export class SoftCpu {
     // (translated code's view: the page's linear address as two i32 words and the addend, or empty, see wtlb)
     const ram = wt !== null && phys + 4096 <= this.ramSize && !tlbEdge(vpn, i);
     const lin = vpn * 4096, lo = lin | 0, hi = Math.floor(vpn / 1048576) | 0, add = (phys - lin) | 0;
-    // (WRITE_TLB_CODE: no write entry for a page holding decoded code or armed for the dirty log; the cache notes
-    // the others, for CodeCache.dropWrites)
-    const noWrite = ram && this.wtlbNoCode && this.codePages[phys / 4096] !== 0;
-    if (ram && this.wtlbNoCode && !noWrite && (banks & WRITE_BANKS) !== 0) {
-      this.codeCache.noteWriteEntry(phys / 4096, this.writeEntry(((banks & (1 << (TLB_WRITE | 1))) !== 0 ? 1 << TLB_BITS : 0) | i));
-    }
     for (let bank = 0; bank < 6; bank++) {
       if (((banks >> bank) & 1) === 0) continue;
       const e = (bank << TLB_BITS) | i;
       tlb[e << ENTRY_SHIFT] = vpn;
       this.tlbPfn[(e << (ENTRY_SHIFT + 1)) + 2] = phys / 4096; // (phys: a page base below 2^MAXPHYADDR)
-      if (ram && !(noWrite && (bank >> 1) === 1)) { const k = e << 2; wt[k] = lo; wt[k + 1] = hi; wt[k + 2] = add; wt[k + 3] = phys / 4096; }
+      if (ram) { const k = e << 2; wt[k] = lo; wt[k + 1] = hi; wt[k + 2] = add; wt[k + 3] = phys / 4096; }
       else if (wt !== null) wt[e << 2] = -1;
       this.tlbGlobal[e] = global;
       if (global === 0 && listed[e] === 0) { listed[e] = 1; this.tlbList[this.tlbListN++] = e; }
     }
     return phys;
-  }
-
-  /**
-   * WRITE_TLB_CODE: a store at `lin` just took the memory library's helper, or a store of the interpreter or a replay
-   * at `lin` dropped its page's code (writeLin, ./ops/flow-string.ts). When this privilege's first-level write
-   * entry maps its page while translated code's view of it is empty (left or made so while the page held code or was
-   * armed for the dirty log: fillTlb, dropWrites) and the page's codePages byte is clear now, put the view's entry
-   * back, so the page's next stores hit inline again (the JavaScript entry stays, so no walk would refill it).
-   */
-  refillWrite(lin: number): void {
-    const wt = this.wtlb!;
-    const off = lin & 0xfff;
-    const vpn = (lin - off) / 4096; // exact (see translate)
-    const i = tlbSlot(vpn);
-    const e = ((TLB_WRITE | (this.cpl === 3 ? 1 : 0)) << TLB_BITS) | i;
-    const k = e << 2;
-    if (wt[k] !== -1 || this.tlb[e << ENTRY_SHIFT] !== vpn) return;
-    const pfn = this.tlbPfn[(e << (ENTRY_SHIFT + 1)) + 2];
-    if (this.codePages[pfn] !== 0 || pfn * 4096 + 4096 > this.ramSize || tlbEdge(vpn, i)) return;
-    const lin0 = vpn * 4096;
-    wt[k] = lin0 | 0; wt[k + 1] = Math.floor(vpn / 1048576) | 0; wt[k + 2] = (pfn * 4096 - lin0) | 0; wt[k + 3] = pfn;
-    this.codeCache.noteWriteEntry(pfn, this.writeEntry(e - (TLB_WRITE << TLB_BITS)));
-  }
-
-  /** CodeCache.wslot's name of this vCPU's write entry `w` (0..8191: user bank << TLB_BITS | slot). */
-  private writeEntry(w: number): number {
-    return (this.cacheIndex << 13) | w;
-  }
-
-  /** Whether translated code's write entry `w` (as writeEntry) maps physical page `pfn`. */
-  writeEntryMaps(w: number, pfn: number): boolean {
-    const k = ((TLB_WRITE << TLB_BITS) + w) << 2, wt = this.wtlb!;
-    return wt[k] !== -1 && wt[k + 3] === pfn;
-  }
-
-  /** Empty translated code's write entry `w` when it maps `pfn`; returns 1 if it did. */
-  dropWriteEntry(w: number, pfn: number): number {
-    if (!this.writeEntryMaps(w, pfn)) return 0;
-    this.wtlb![((TLB_WRITE << TLB_BITS) + w) << 2] = -1;
-    return 1;
-  }
-
-  /**
-   * WRITE_TLB_CODE: drop translated code's write entries (both privileges) of physical page `pfn` (its codePages byte
-   * was just set), or all of them (pfn -1: the dirty log was armed). Returns the entries dropped. The JavaScript TLB
-   * keeps them: its stores check the byte themselves.
-   */
-  dropWrites(pfn: number): number {
-    const wt = this.wtlb;
-    if (wt === null) return 0;
-    let n = 0;
-    for (let k = (TLB_WRITE << TLB_BITS) << 2, end = ((TLB_WRITE + 2) << TLB_BITS) << 2; k < end; k += 4) {
-      if (wt[k] !== -1 && (pfn < 0 || wt[k + 3] === pfn)) { wt[k] = -1; n++; }
-    }
-    return n;
   }
 
   private walk(lin: number, vpn: number, access: number, user: boolean): number {
@@ -1870,7 +1794,7 @@ export class SoftCpu {
       if (this.tlb[t] === vpn) {
         const pa = this.tlbPfn[2 * t + 2] * 4096 + off;
         if (pa + size <= this.ramSize) {
-          if (this.codePages[pa >>> 12] !== 0) { this.noteCodeWrite(pa, size); if (this.wtlbNoCode) this.refillWrite(lin); }
+          if (this.codePages[pa >>> 12] !== 0) this.noteCodeWrite(pa, size);
           switch (size) {
             case 1: this.ram[pa] = v; return;
             case 2: this.ramView.setUint16(pa, v, true); return;
@@ -1888,7 +1812,7 @@ export class SoftCpu {
     if (off + size <= 4096) {
       const pa = this.translate(lin, 1, this.cpl === 3);
       if (pa + size <= this.ramSize) {
-        if (this.codePages[pa >>> 12] !== 0) { this.noteCodeWrite(pa, size); if (this.wtlbNoCode) this.refillWrite(lin); }
+        if (this.codePages[pa >>> 12] !== 0) this.noteCodeWrite(pa, size);
         const dv = this.ramView;
         switch (size) {
           case 1: this.ram[pa] = v; return;

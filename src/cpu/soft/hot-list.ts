@@ -380,8 +380,7 @@ export function pretranslate(cpu: SoftCpu, list: unknown, onDone?: (r: Pretransl
       if (have !== undefined && have.pa === r.pa && have.mode === MODE64 && have.gen === cache.pageGen[page]) { report.skipped++; continue; }
       const b = rebuildBlock(cpu, r);
       if (b === null) { report.skipped++; continue; }
-      if (cache.codePages[page] === 0) cache.markCodePage(page);
-      else cache.codePages[page] |= 1;
+      cache.codePages[page] |= 1;
       cache.addBlock(b, slot, false);
       engine.enqueue(b, r.lin);
       queuedBlocks.push(b);

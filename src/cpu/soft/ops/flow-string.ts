@@ -135,7 +135,6 @@ function movsFast(c: SoftCpu, size: number, seg: number): boolean {
     if (!ramSpan(c, dstPa, bytes)) return false;
     const dBuf = spanBuf, dOff = spanOff;
     if (dBuf === c.ram) c.noteCodeWrite(dOff, bytes); // drop decoded blocks of code pages being overwritten
-    if (c.wtlbNoCode) c.refillWrite(dstLin); // (translated code's write entry, once the page holds no code: cpu.ts)
     if (sBuf === dBuf) {
       const dist = dOff - sOff;
       if (dist > 0 && dist < bytes) {
@@ -237,7 +236,6 @@ function stosFast(c: SoftCpu, size: number): boolean {
     if (!ramSpan(c, pa, bytes)) return false;
     const buf = spanBuf, off = spanOff;
     if (buf === c.ram) c.noteCodeWrite(off, bytes);
-    if (c.wtlbNoCode) c.refillWrite(lin);
     if (uniform) {
       fillBytes(buf, off, bytes, pattern[0]);
     } else {

@@ -560,7 +560,6 @@ export class WasmEngine {
           const c = this.cur!;
           if (this.i32[(this.curSt + L.S_SYS) >> 2] !== 0) this.syncSys(c);
           c.writeLin(lin, size, lo, hi);
-          if (c.wtlbNoCode) c.refillWrite(lin);
           if (c.eventPending || c.stopRequested) this.stopAfter(pos);
         },
         rp: (pos: number): number => this.replay(pos),

@@ -52,32 +52,10 @@ export function emitTlbKey(b: Body, a: number, size: number, align = 0): void {
 }
 
 /**
- * RINGZERO_WASM_WRITE_TLB_CODE=1 (off by default): the write banks of translated code's TLB view (SoftCpu.wtlb) never
- * hold a page whose CodeCache.codePages byte is set (decoded code, or armed for the dirty-page log): SoftCpu.fillTlb
- * leaves such an entry empty, and whenever a page's byte goes from 0 to set (SoftCpu.recordBlock, ../hot-list.ts,
- * CodeCache.armDirtyLog) the write entries mapping it are dropped on every vCPU (CodeCache.dropWrites). A store probe
- * is then the tag compare and the addend, as QEMU's TLB_NOTDIRTY entries make a store to a code page miss its fast
- * path: without it every store probe loaded the entry's physical page and that page's byte, and branched on it
- * (emitCodePageCheck). A store that misses for that reason takes the helper (SoftCpu.writeLin notes the code write
- * or the dirty page), after which WasmEngine's `wr` puts the entry back if the page no longer needs the slow path
- * (SoftCpu.refillWrite). Read at translation and when a vCPU is built (setWriteTlbCode: tests, before a machine).
- * Session 31 (loaded host, load 10-18): bench/form-ops on a boot + syscall capture 31.19 -> 31.06 operations per
- * instruction in tier 1 (module bytes -0.7%), 42.15 -> 41.68 inline (-1.9%); a boot marks ~1900 pages that had a
- * write entry (~1370 single-entry looks, ~560 scans of the write banks). bench/engines --paired, one build, off
- * against on, 3 runs each, twice (wall; guest thread): boot 1.02x, 1.01x (0.96x, 1.01x); md5 0.98x, 1.11x (1.01x,
- * 1.07x); ash 0.96x, 0.98x (0.93x, 0.95x); syscall 0.98x, 1.06x (0.98x, 1.05x). A store-only guest loop (in-process
- * pairs): memory library ~1.00x, inline probes ~0.96x. No gain shown beyond the noise: off until a quiet host decides.
- */
-export let WRITE_TLB_CODE = process.env.RINGZERO_WASM_WRITE_TLB_CODE === '1';
-/** Switch WRITE_TLB_CODE for machines built after (tests); returns the old setting. */
-export function setWriteTlbCode(on: boolean): boolean { const old = WRITE_TLB_CODE; WRITE_TLB_CODE = on; return old; }
-
-/**
  * Emit the probe of a `size`-byte access at the linear address in local `a` (i64): branch to `slow` unless it is
  * aligned to `align` bytes (when given), lies inside one page, hits the first-level TLB bank whose address is in
  * local `tag` (this privilege, read or write bank) and, for a `write`, is not in a page holding decoded code
- * (CodeCache.codePages: the slow path notes the write, and marks the page in the dirty-page log; with
- * WRITE_TLB_CODE such a page has no write entry, so the tag compare says it). On a hit the RAM
+ * (CodeCache.codePages: the slow path notes the write, and marks the page in the dirty-page log). On a hit the RAM
  * offset (i32) is left on the stack (a load or store at WASM_RAM_OFFSET + it touches the guest's bytes).
  */
 export function emitTlbProbe(b: Body, tag: number, a: number, l: ProbeLocals, size: number,
@@ -86,7 +64,7 @@ export function emitTlbProbe(b: Body, tag: number, a: number, l: ProbeLocals, si
   emitTlbKey(b, a, size, align);
   if (l.key !== undefined) b.tee(l.key);
   b.op(Op.i64Ne).hint(false).brIf(slow);
-  if (write && !WRITE_TLB_CODE) emitCodePageCheck(b, l, slow);
+  if (write) emitCodePageCheck(b, l, slow);
   emitRamOffset(b, a, l);
 }
 
@@ -120,7 +98,7 @@ export function emitTlbProbeRun(b: Body, tag: number, a: number, l: ProbeLocals,
   emitTlbEntry(b, tag, a, l);
   b.get(a).get(n).i32(-1).op(Op.i32Add).op(Op.i64ExtendI32u).op(Op.i64Add).i64(-4096).op(Op.i64And);
   b.op(Op.i64Ne).hint(false).brIf(slow);
-  if (write && !WRITE_TLB_CODE) emitCodePageCheck(b, l, slow);
+  if (write) emitCodePageCheck(b, l, slow);
   emitRamOffset(b, a, l);
 }
 
