@@ -26,9 +26,15 @@ async function destination(): Promise<{ vmm: GuestSession; port: number }> {
   }
 }
 
-/** Counter values printed as whole "C<n>" lines in `text`. */
+/**
+ * Counter values printed as whole "C<n>" lines in `text`. Kernel log lines ("[   26.594030] hrtimer: interrupt took
+ * 30216310 ns", which the destination prints after the switch-over's pause) are taken out first: the kernel's console
+ * writes them between the bytes of whatever line the shell's output was in ("C43" + the kernel line + "\r\n"), so
+ * otherwise that counter's line would not count (seen with four of these tests at once on this host).
+ */
 function counters(text: string): number[] {
-  return [...text.matchAll(/\bC(\d+)\r?\n/g)].map((m) => Number(m[1]));
+  const shell = text.replace(/\[\s*\d+\.\d+\][^\n]*\n/g, '');
+  return [...shell.matchAll(/\bC(\d+)\r?\n/g)].map((m) => Number(m[1]));
 }
 
 test('a real guest migrates live between two VMM processes; a destination killed mid-transfer leaves the source running', {
@@ -63,8 +69,9 @@ test('a real guest migrates live between two VMM processes; a destination killed
     const answer = await failed;
     assert.equal(answer.ok, false);
     // However the source learns it: the socket's close, a reset, or a write waiting for the link to drain when it
-    // closed (src/migration/protocol.ts writeFrame: 'the connection closed', seen on a loaded host).
-    assert.match(String(answer.error), /failed: .*(closed the connection|connection closed|ECONNRESET|EPIPE)/);
+    // closed (src/migration/protocol.ts writeFrame: 'the connection closed', seen on a loaded host), or a write after
+    // the socket was already destroyed ('the connection is closed', three tests at once on this host).
+    assert.match(String(answer.error), /failed: .*(closed the connection|connection (is )?closed|ECONNRESET|EPIPE)/);
     const mark = source.output.length;
     await source.waitFor(/\bC\d+\r?\n[^]*\bC\d+\r?\n[^]*\bC\d+\r?\n/, 300_000, mark);
     assert.equal((await controlRequest(ctl, { cmd: 'status' }, 60_000)).paused, false, 'the source runs on');
