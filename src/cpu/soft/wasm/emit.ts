@@ -240,7 +240,6 @@ export class Body {
   private setLocal = -1;
   tee(l: number): this { this.room(6); this.put(Op.localTee); this.uleb(l); return this; }
   call(f: number): this { this.room(6); this.put(Op.call); this.uleb(f); return this; }
-  /** global.get (0x23) of global `g`. */
   /** return_call (the tail-call proposal, Node 20's V8 11.3 by default): 0x12, function index. */
   returnCall(f: number): this { this.room(6); this.put(0x12); this.uleb(f); return this; }
   /** return_call_indirect (0x13): type index, table index; the table index operand on the stack. */

@@ -1215,8 +1215,9 @@ export class WasmEngine {
     for (const [p, set] of this.byPage) {
       const hits = hot.get(p & (L.PHITS_N - 1));
       if (hits === undefined) continue;
+      // (a user page is hot at `least`, min(REGION_HITS, USER_HITS), which it reached to be here; a kernel page at REGION_HITS)
       const user = this.userPage(set);
-      if (hits < (user ? Math.min(REGION_HITS, USER_HITS) : REGION_HITS)) continue;
+      if (hits < REGION_HITS && !user) continue;
       // (counted per page generation: code loaded later into the same page starts again)
       const r = this.regioned.get(p), done = r !== undefined && r.gen === gen[p] ? r.n : 0;
       if (done >= REGION_MAX_PER_PAGE) continue;
@@ -1235,7 +1236,7 @@ export class WasmEngine {
         if (split) break;
       }
       // (CALLEES: the blocks of other pages this page's static exits reach, not yet in their caller's function)
-      const pulled = CALLEES && this.userPage(set) ? this.callees(blocks, gen) : null;
+      const pulled = CALLEES && user ? this.callees(blocks, gen) : null;
       if (pulled !== null && pulled.split) split = true;
       if (!split) continue;
       this.regioned.set(p, { gen: gen[p], n: done + 1 });
