@@ -9,7 +9,6 @@ process.env.RINGZERO_WASM_EXIT_STATS = '1';
 const { cpuState, hexBytes, runBlocksToHalt, CODE, DATA, STACK_TOP, interpreterOrWasmMachine, RO_PAGE, MISSING_PAGE, protectFaultPages } = await import('./support/soft-cpu.ts');
 const { setHotThreshold, setJitThreshold } = await import('../src/cpu/soft/code-cache.ts');
 const C = await import('../src/cpu/soft/constants.ts');
-const { setStackOne } = await import('../src/cpu/soft/wasm/translate.ts');
 const { GuestMemory, MiB } = await import('../src/memory/guest-memory.ts');
 type Machine = ReturnType<typeof interpreterOrWasmMachine>;
 
@@ -77,58 +76,5 @@ test('a #PF on a load, a PUSH memory read or a push inside a stack run, or a loa
     });
     assert.deepEqual(results[1].s, results[0].s, `${what}: translated code = interpreter`);
     assert.ok(results[1].ran > 0, `${what}: the faulting pass was translated`);
-  }
-});
-
-// call f / hlt; f (CODE + 0x10): ret. A CALL and a RET alone in their blocks: each a run of one access (STACK_ONE,
-// off by default: these two tests switch it on for themselves).
-const CALL_RET_HEX = 'e8 0b 00 00 00 f4 90 90 90 90 90 90 90 90 90 90 c3';
-
-function runCallRet(m: Machine, rsp: number, start: number, write: boolean): number {
-  m.cpu.setGpr(4, BigInt(rsp));
-  if (write) m.mem.write(CODE, Uint8Array.from(hexBytes(CALL_RET_HEX)));
-  return runBlocksToHalt(m, 1000, start);
-}
-
-test('a CALL\'s push and a RET\'s pop alone in their blocks probe inline: no library call', () => {
-  const was = setStackOne(true);
-  try {
-    const m = interpreterOrWasmMachine('wasm', memories);
-    for (let k = 0; k < 4; k++) assert.equal(runCallRet(m, STACK_TOP, CODE, k === 0), -1);
-    const before = libraryCalls(m), ran = m.cpu.jitInstructions;
-    assert.equal(runCallRet(m, STACK_TOP, CODE, false), -1);
-    assert.ok(m.cpu.jitInstructions - ran >= 2, 'call and ret ran translated');
-    // (before: one call for the push, one for the pop)
-    assert.equal(libraryCalls(m) - before, 0, 'library calls of one pass');
-  } finally {
-    setStackOne(was);
-  }
-});
-
-test('a #PF on a lone CALL\'s push or RET\'s pop matches the interpreter', () => {
-  const was = setStackOne(true);
-  try {
-    const top = MISSING_PAGE + 2 * MiB;
-    const cases: [string, number, number, number][] = [
-      ['#PF on the push (the page below RSP)', top, CODE, C.EXC_PF],
-      ['#PF on the push (read-only page)', RO_PAGE + 0x1000, CODE, C.EXC_PF],
-      ['#PF on the pop', MISSING_PAGE + 8, CODE + 0x10, C.EXC_PF],
-      ['push and pop over a page end', top + 0x1004, CODE, -1],
-    ];
-    for (const [what, rsp, start, fault] of cases) {
-      const results = (['interpreter', 'wasm'] as const).map((mode) => {
-        const m = interpreterOrWasmMachine(mode, memories);
-        protectFaultPages(m);
-        for (let k = 0; k < 3; k++) assert.equal(runCallRet(m, STACK_TOP, CODE, k === 0), -1, `${what}: run ${k}`);
-        const ran = m.cpu.jitInstructions;
-        assert.equal(runCallRet(m, rsp, start, false), fault, what);
-        const around = (a: number) => Buffer.from(m.mem.read(a - 64, 128)).toString('hex');
-        return { ran: m.cpu.jitInstructions - ran, s: { ...cpuState(m), cr2: m.cpu.cr2, mem: [around(rsp), around(STACK_TOP)] } };
-      });
-      assert.deepEqual(results[1].s, results[0].s, `${what}: translated code = interpreter`);
-      if (fault === -1) assert.ok(results[1].ran > 0, `${what}: the pass was translated`);
-    }
-  } finally {
-    setStackOne(was);
   }
 });

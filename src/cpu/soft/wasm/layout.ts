@@ -97,25 +97,9 @@ export const S_INTRA = 520;
 export const S_RASP = 524;
 export const RAS_N = 16;
 export const RAS_STRIDE = 32;
-/**
- * RINGZERO_WASM_RAS_CLEAR=1 (off): S_RASP holds the state area's address | the top entry's offset (RAS_N * RAS_STRIDE
- * = 512 bytes: the area's address, a multiple of STATE_STRIDE, has its low 19 bits clear), the top entry at
- * S_RASP + S_RAS; a push adds RAS_STRIDE and clears bit 9 (the ring's wrap), a pop adds 480 (-32 mod 512) and clears
- * it. No depth is kept: where the stack was emptied (S_RASP = 0), every entry's return address is made non-canonical
- * instead (clearRas), which no RET matches, so a pop reads no entry older than the emptying without a depth check and
- * the entry's address needs no AND and add of the area's address: 4 wasm operations fewer per CALL, 6 per RET (the
- * emptied stack costs 16 stores: at each dispatcher call, TLB flush, INVLPG, CS load and privilege switch).
- */
-export const RAS_CLEAR = process.env.RINGZERO_WASM_RAS_CLEAR === '1';
-/** The return address RAS_CLEAR's emptied entries hold (high word; the low word is left): bit 62 set, not canonical. */
-export const RAS_DEAD_HI = 0x40000000;
-/**
- * Empty vCPU state area `st`'s return-address stack (the JavaScript side; `i32` a view of the wasm memory): RAS_CLEAR,
- * every entry's return address made non-canonical; else the depth 0.
- */
+/** Empty vCPU state area `st`'s return-address stack (the JavaScript side; `i32` a view of the wasm memory): depth 0. */
 export function clearRas(i32: Int32Array, st: number): void {
-  if (!RAS_CLEAR) { i32[(st + S_RASP) >> 2] = 0; return; }
-  for (let k = 0, o = (st + S_RAS + 4) >> 2; k < RAS_N; k++, o += RAS_STRIDE >> 2) i32[o] = RAS_DEAD_HI;
+  i32[(st + S_RASP) >> 2] = 0;
 }
 /**
  * The (pa, page generation) key of the block whose dispatch set a block named in S_NEXT (i64, as a DISPATCH entry's

@@ -313,11 +313,7 @@ function dispatcherBody(blockType: number): Body {
   b.get(left).i32(CHAIN_LIMIT).get(left).i32(CHAIN_LIMIT).op(Op.i32LtS).op(Op.select).set(limit);
   b.get(st).i32(1).mem(Op.i32Store, 2, L.S_CHAIN);
   // (return-address predictions hold for one call: its privilege and mode, translate.ts Translator.rasPush)
-  if (L.RAS_CLEAR) {
-    // (layout.ts RAS_CLEAR: every entry's return address not canonical, the top at the area's first entry)
-    for (let k = 0; k < L.RAS_N; k++) b.get(st).i32(L.RAS_DEAD_HI).mem(Op.i32Store, 2, L.S_RAS + k * L.RAS_STRIDE + 4);
-    b.get(st).get(st).mem(Op.i32Store, 2, L.S_RASP);
-  } else b.get(st).i32(0).mem(Op.i32Store, 2, L.S_RASP);
+  b.get(st).i32(0).mem(Op.i32Store, 2, L.S_RASP);
   // (the privilege of the lookups: a replayed SYSCALL or SYSRET changes it during the call, WasmEngine.replay)
   b.get(st).get(user).mem(Op.i32Store, 2, L.S_USER);
   const out = b.open(Op.block);

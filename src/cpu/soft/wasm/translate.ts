@@ -417,15 +417,6 @@ export const hoistStats = { n: 0 };
  */
 const SLOW_RIP = process.env.RINGZERO_WASM_SLOW_RIP !== '0';
 /**
- * RINGZERO_WASM_EXIT_TAIL=1: the exits to a constant RIP (Translator.exitConst: r0 + an offset, ~27k of the ~30k S_RIP
- * stores of a boot's translations, ~4% of their wasm operations) set the offset in a local and branch to one store of
- * S_RIP at the function's end (openExits/closeExits), instead of each converting and storing RIP itself: 4 wasm
- * operations fewer per such exit, 2 more executed when it is taken (the local and the tail's branch). Needs R0_ONE.
- */
-export let EXIT_TAIL = process.env.RINGZERO_WASM_EXIT_TAIL === '1';
-/** Switch EXIT_TAIL (its tests; between translations); returns the old value. */
-export function setExitTail(on: boolean): boolean { const old = EXIT_TAIL; EXIT_TAIL = on; return old; }
-/**
  * A block that names its successor's dispatch entry (exitStatic, rasPop) stores the entry's set (S_NEXT) and the
  * (pa, generation) key the successor must have (S_NKEY); the dispatcher finds the way of the set holding that key
  * (runtime.ts buildDispatcher), once, where every block exit compared both ways itself: 6 wasm operations per static
@@ -726,9 +717,6 @@ class Translator {
   /** RINGZERO_WASM_DUMP: [label, code start, code end] of each instruction emitted (./dump.ts), else null. */
   marks: [string, number, number][] | null = DUMP_FILE ? [] : null;
   out = -1;
-  /** EXIT_TAIL: the block whose end stores S_RIP = r0 + xo (-1: off), and the local xo (i64). */
-  xtail = -1;
-  xo = -1;
   top = -1;
   ix = 0;
   /** emitCode: the current instruction accessed memory (an exitIfSlow check follows it) / was replayed (no exit after it). */
@@ -1348,13 +1336,6 @@ class Translator {
   exitConst(count: number, ripOff: number, kind = X_OTHER): void {
     const b = this.b;
     this.xk(kind);
-    if (this.xtail >= 0) {
-      // (EXIT_TAIL: S_RIP = r0 + xo at the function's end, closeExits)
-      b.i64(ripOff).set(this.xo).i32(count).set(this.xc);
-      const c = this.wbCtx; if (c === 1) this.wbCtx = 8; this.flush(); this.wbCtx = c;
-      b.br(this.xtail);
-      return;
-    }
     b.get(this.st); this.r0f(ripOff);
     b.mem(Op.f64Store, 3, L.S_RIP);
     b.i32(count).set(this.xc); this.leave();
@@ -1629,17 +1610,10 @@ class Translator {
   rasPush(next: number, ret: number): void {
     if (!this.rasOn()) return;
     const b = this.b, pa = this.block.pa, tpa = pa + next, same = (tpa >>> 12) === (pa >>> 12);
-    if (L.RAS_CLEAR) {
-      // (S_RASP is the entry's address less S_RAS: one stride on, bit 9 cleared where the ring wraps, layout.ts)
-      b.get(this.st).mem(Op.i32Load, 2, L.S_RASP).i32(L.RAS_STRIDE).op(Op.i32Add).i32(~(L.RAS_N * L.RAS_STRIDE)).op(Op.i32And).tee(this.c32);
-      b.get(this.st).get(this.c32).mem(Op.i32Store, 2, L.S_RASP);
-      b.get(this.c32);
-    } else {
-      // (S_RASP counts in bytes and is moved first: the entry's offset is one AND of the new value, as a RET takes it
-      // of the value it finds, layout.ts S_RASP)
-      b.get(this.st).get(this.st).mem(Op.i32Load, 2, L.S_RASP).i32(L.RAS_STRIDE).op(Op.i32Add).tee(this.t32).mem(Op.i32Store, 2, L.S_RASP);
-      b.get(this.t32).i32(L.RAS_N * L.RAS_STRIDE - 1).op(Op.i32And).get(this.st).op(Op.i32Add).tee(this.c32);
-    }
+    // (S_RASP counts in bytes and is moved first: the entry's offset is one AND of the new value, as a RET takes it
+    // of the value it finds, layout.ts S_RASP)
+    b.get(this.st).get(this.st).mem(Op.i32Load, 2, L.S_RASP).i32(L.RAS_STRIDE).op(Op.i32Add).tee(this.t32).mem(Op.i32Store, 2, L.S_RASP);
+    b.get(this.t32).i32(L.RAS_N * L.RAS_STRIDE - 1).op(Op.i32And).get(this.st).op(Op.i32Add).tee(this.c32);
     // (local `ret` holds the return address r0 + next, the value the CALL pushed; an entry for another page holds a
     // non-canonical address, which no RET matches, so nothing else of it is ever read)
     if (same) b.get(ret).mem(Op.i64Store, 3, L.S_RAS);
@@ -1648,18 +1622,18 @@ class Translator {
       b.get(this.c32); this.entryKey(tpa); b.mem(Op.i64Store, 3, L.S_RAS + 8);
       // (the DISPATCH set and the RET_BRANCH token, both constants: one i64 store; the token is written at every
       // push that a RET can match, 0 where RET_BRANCH does not apply, so no RET reads an older push's)
-      const tok = RET_BRANCH ? this.retToken(tpa, same) : 0;
+      const tok = RET_BRANCH ? this.retToken(tpa) : 0;
       b.get(this.c32).i64hl(tok, L.dispatchEntry(tpa)).mem(Op.i64Store, 3, L.S_RAS + 16);
     }
   }
 
   /**
-   * RET_BRANCH: the token a CALL pushes for its return block at physical address `tpa` (`same`: in the CALL block's
-   * page): this function's id << 12 | the member starting there, when one of this page and generation does; else 0.
+   * RET_BRANCH: the token a CALL pushes for its return block at physical address `tpa` (in the CALL block's page):
+   * this function's id << 12 | the member starting there, when one of this page and generation does; else 0.
    */
-  retToken(tpa: number, same: boolean): number {
+  retToken(tpa: number): number {
     const R = this.region;
-    if (!same || R === null || this.fid === 0 || !userLinear(this.curLin())) return 0;
+    if (R === null || this.fid === 0 || !userLinear(this.curLin())) return 0;
     const j = R.at.get(tpa);
     if (j === undefined || j >= 0x1000 || R.members[j].gen !== this.block.gen || (R.members[j].pa >>> 12) !== (tpa >>> 12)) return 0;
     return (this.fid * 0x1000 + j) >>> 0;
@@ -1706,25 +1680,18 @@ class Translator {
   rasPop(retCount = -1): void {
     if (!this.rasOn()) return;
     const b = this.b;
-    if (L.RAS_CLEAR) {
-      // (layout.ts RAS_CLEAR: no depth; S_RASP one stride back, +480 and bit 9 cleared, the ring's wrap)
-      b.get(this.st).get(this.st).mem(Op.i32Load, 2, L.S_RASP).tee(this.c32);
-      b.i32(L.RAS_N * L.RAS_STRIDE - L.RAS_STRIDE).op(Op.i32Add).i32(~(L.RAS_N * L.RAS_STRIDE)).op(Op.i32And).mem(Op.i32Store, 2, L.S_RASP);
-      b.get(this.c32);
-    } else {
-      // (S_RASP is never negative: set to 0 or restored by the runtime, RAS_STRIDE less only here when not 0; so "not 0"
-      // is "more than 0", two wasm operations fewer)
-      b.get(this.st).mem(Op.i32Load, 2, L.S_RASP).tee(this.t32).hint(true).open(Op.if);
-      b.get(this.st).get(this.t32).i32(L.RAS_STRIDE).op(Op.i32Sub).mem(Op.i32Store, 2, L.S_RASP);
-      b.get(this.t32).i32(L.RAS_N * L.RAS_STRIDE - 1).op(Op.i32And).get(this.st).op(Op.i32Add).tee(this.c32);
-    }
+    // (S_RASP is never negative: set to 0 or restored by the runtime, RAS_STRIDE less only here when not 0; so "not 0"
+    // is "more than 0", two wasm operations fewer)
+    b.get(this.st).mem(Op.i32Load, 2, L.S_RASP).tee(this.t32).hint(true).open(Op.if);
+    b.get(this.st).get(this.t32).i32(L.RAS_STRIDE).op(Op.i32Sub).mem(Op.i32Store, 2, L.S_RASP);
+    b.get(this.t32).i32(L.RAS_N * L.RAS_STRIDE - 1).op(Op.i32And).get(this.st).op(Op.i32Add).tee(this.c32);
     b.mem(Op.i64Load, 3, L.S_RAS).get(this.v).op(Op.i64Eq).hint(true).open(Op.if);
     if (retCount >= 0 && this.retBranches()) this.retBranch(retCount);
     if (NEXT_KEY) {
       b.get(this.st).get(this.c32).mem(Op.i32Load, 2, L.S_RAS + 16).mem(Op.i32Store, 2, L.S_NEXT);
       b.get(this.st).get(this.c32).mem(Op.i64Load, 3, L.S_RAS + 8).mem(Op.i64Store, 3, L.S_NKEY);
       b.close();
-      if (!L.RAS_CLEAR) b.close();
+      b.close();
       return;
     }
     b.get(this.c32).mem(Op.i32Load, 2, L.S_RAS + 16).set(this.t32);
@@ -1735,7 +1702,7 @@ class Translator {
     b.get(this.t32).mem(Op.i64Load, 3, 0).get(this.t).op(Op.i64Eq).op(Op.select);
     b.mem(Op.i32Store, 2, L.S_NEXT);
     b.close();
-    if (!L.RAS_CLEAR) b.close();
+    b.close();
   }
 
   /** RET_BRANCH: this region function's id (0: none, not a region or off) and the RET branch's locals (token, count). */
@@ -2402,28 +2369,10 @@ function emitBlock(block: Block, offs: number[], loop: { pre: number[]; dirty: n
   const b = T.b;
   prologue(T);
   T.out = b.open(Op.block);
-  openExits(T);
   emitCode(T, block, offs, loop);
-  closeExits(T);
   b.close();
   epilogue(T);
   return T;
-}
-
-/** EXIT_TAIL: open the block that exitConst's exits leave by (inside `out`). */
-function openExits(T: Translator): void {
-  if (!EXIT_TAIL || !R0_ONE) return;
-  T.xo = T.b.local(I64);
-  T.xtail = T.b.open(Op.block);
-}
-/** EXIT_TAIL: close it; its end stores S_RIP = r0 + xo (r0i as the exit left it), then the function leaves. */
-function closeExits(T: Translator): void {
-  if (T.xtail < 0) return;
-  const b = T.b;
-  b.br(T.out); // (code that runs off the body's end does not take the tail)
-  b.close();
-  b.get(T.st).get(T.r0i).get(T.xo).op(Op.i64Add).op(Op.f64ConvertI64s).mem(Op.f64Store, 3, L.S_RIP);
-  T.xtail = -1;
 }
 
 /** The function's result: the instructions this call ran (n + xc). */
@@ -2729,7 +2678,6 @@ export function translateRegion(members: Block[], lins?: Map<Block, number>, opt
     b.get(R.climit).i32(1).op(Op.i32Sub).get(R.lim).op(Op.i32LtS).op(Op.select).set(R.lim);
   }
   T.out = b.open(Op.block);
-  openExits(T);
   R.disp = b.open(Op.loop);
   for (let j = members.length - 1; j >= 0; j--) {
     R.labels[j] = b.open(Op.block);
@@ -2748,7 +2696,6 @@ export function translateRegion(members: Block[], lins?: Map<Block, number>, opt
   }
   T.loopMember = false;
   b.close();
-  closeExits(T);
   b.close();
   if (COUNT_CHAINS) b.get(T.st).get(T.st).mem(Op.i32Load, 2, L.S_INTRA).get(R.intra).op(Op.i32Add).mem(Op.i32Store, 2, L.S_INTRA);
   epilogue(T);
@@ -3042,12 +2989,9 @@ const STACK_RUN = process.env.RINGZERO_WASM_STACK_RUN !== '0';
  * the dirty registers written back first). In the ash loop ~135 CALL pushes and ~101 RET pops per iteration of its
  * ~2110 user-mode library calls (RINGZERO_WASM_SITE_STATS, busybox's bytes at each site). Measured (EXIT_STATS, each
  * build's own boot subtracted): the boot's library calls 56.7M -> 41.5M, the ash loop's ~2190 -> ~2030 per iteration;
- * code +3% on the boot. RINGZERO_WASM_STACK_ONE=1: on; off by default (measured with PREDICT,
- * since removed: no time gain on the ash or syscall loops, the boot 6-7% slower).
+ * code +3% on the boot. Not done (session 23, measured with PREDICT, since removed): no time gain on the ash or syscall
+ * loops, the boot 6-7% slower.
  */
-let STACK_ONE = process.env.RINGZERO_WASM_STACK_ONE === '1';
-/** Switch STACK_ONE (its tests); returns the old value. */
-export function setStackOne(on: boolean): boolean { const old = STACK_ONE; STACK_ONE = on; return old; }
 
 /**
  * The stack run starting at instruction i of `es` (stackRun's forms above, at least two accesses; see STACK_RUN):
@@ -3094,8 +3038,9 @@ function stackRun(T: Translator, es: BlockEntry[], i: number): void {
     } else break;
     if (f === Form.Call || f === Form.Ret) { j++; break; }
   }
-  // (one access: a run only when it is the CALL's push or the RET's pop, see STACK_ONE)
-  if (n < 2 && !(STACK_ONE && n === 1 && j > i && (es[j - 1].form === Form.Call || es[j - 1].form === Form.Ret))) return;
+  // (one access is no run: a lone CALL push or RET pop as a run of its own (session 23's STACK_ONE, removed) cut
+  // library calls but not time, and made the boot 6-7% slower)
+  if (n < 2) return;
   const b = T.b;
   for (let k = i; k < j; k++) T.runOff[k] = Number.isNaN(at[k]) ? -1 : at[k] - lo;
   T.runEnd = j;
@@ -3664,8 +3609,7 @@ function emitSyscall(T: Translator, e: BlockEntry, i: number, next: number): voi
   const switchTo = (cpl: number) => {
     b.get(T.st).i32(cpl).mem(Op.i32Store, 2, L.S_CPL);
     b.get(T.st).i32(cpl === 3 ? 1 : 0).mem(Op.i32Store, 2, L.S_USER);
-    if (L.RAS_CLEAR) for (let k = 0; k < L.RAS_N; k++) b.get(T.st).i32(L.RAS_DEAD_HI).mem(Op.i32Store, 2, L.S_RAS + k * L.RAS_STRIDE + 4);
-    else b.get(T.st).i32(0).mem(Op.i32Store, 2, L.S_RASP);
+    b.get(T.st).i32(0).mem(Op.i32Store, 2, L.S_RASP);
     b.get(T.st).i32(call ? 1 : 2).mem(Op.i32Store, 2, L.S_SYS);
   };
   // RFLAGS (local c32) into S_EFL and as the flag record (EXPLICIT: its arithmetic bits in S_LD)
