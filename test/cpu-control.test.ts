@@ -8,7 +8,7 @@ import type { LocalApic } from '../src/cpu/soft/cpu.ts';
 import { TSC_HZ, readTsc } from '../src/cpu/soft/system/control.ts';
 import { Lapic } from '../src/devices/irq/lapic.ts';
 import { ApicBus } from '../src/devices/irq/apic-bus.ts';
-import { MSR } from '../src/cpu/soft/system/msr.ts';
+import { MSR, setTscDeadline } from '../src/cpu/soft/system/msr.ts';
 
 const RAX = 0, RCX = 1, RDX = 2, RBX = 3;
 const CPUID = hexBytes('0f a2');
@@ -311,7 +311,9 @@ test('CR0.PG with EFER.LME activates IA-32e mode (LMA); the #GP cases', () => {
   assert.equal(u.cpu.lastException, C.EXC_GP);
 });
 
-test('IA32_TSC_DEADLINE: with a LAPIC (CPUID.01H:ECX[24] with RINGZERO_TSC_DEADLINE=1); in TSC-deadline mode it arms one interrupt at a TSC value, reads back until it fires, and is ignored outside that mode (SDM 11.5.4.1)', () => {
+test('IA32_TSC_DEADLINE: offered with a LAPIC (CPUID.01H:ECX[24], RINGZERO_TSC_DEADLINE=1), else #GP; in TSC-deadline mode it arms one interrupt at a TSC value, reads back until it fires, and is ignored outside that mode (SDM 11.5.4.1)', (t) => {
+  const was = setTscDeadline(true);
+  t.after(() => setTscDeadline(was));
   const none = longModeMachine();
   assert.equal(rdmsr(none, MSR.TSC_DEADLINE), undefined, 'no LAPIC: no such MSR (#GP)');
   assert.equal(none.cpu.lastException, C.EXC_GP);
@@ -320,8 +322,14 @@ test('IA32_TSC_DEADLINE: with a LAPIC (CPUID.01H:ECX[24] with RINGZERO_TSC_DEADL
   m.clock.set(1_000_000);
   const lapic = new Lapic({ clock: m.clock, bus: new ApicBus(), apicId: 0, hooks: { wake() {}, init() {}, startup() {} } });
   m.cpu.env.lapic = lapic;
-  // (CPUID offers it with RINGZERO_TSC_DEADLINE=1 only, for now: src/cpu/soft/system/cpuid.ts; the MSR is there either way)
-  assert.equal((cpuid(m, 1)[2] >>> 24) & 1, process.env.RINGZERO_TSC_DEADLINE === '1' ? 1 : 0);
+  // Not offered (the default): CPUID's bit is clear and the MSR raises #GP(0) both ways, as on hardware without it.
+  setTscDeadline(false);
+  assert.equal((cpuid(m, 1)[2] >>> 24) & 1, 0);
+  assert.equal(rdmsr(m, MSR.TSC_DEADLINE), undefined, 'not offered: RDMSR #GP');
+  assert.equal(m.cpu.lastException, C.EXC_GP);
+  assert.equal(wrmsr(m, MSR.TSC_DEADLINE, 1n), C.EXC_GP, 'not offered: WRMSR #GP');
+  setTscDeadline(true);
+  assert.equal((cpuid(m, 1)[2] >>> 24) & 1, 1);
   lapic.mmioWrite(0xf0, 4, 0x1ff); // software-enabled
   const at = (ns: number): boolean => { m.clock.set(ns); m.clock.runDue(); return m.cpu.env.lapic!.hasInterrupt(); };
   // One-shot mode: the MSR reads 0 and a write does nothing.

@@ -15,15 +15,8 @@ import type { SoftCpu } from '../cpu.ts';
 import * as C from '../constants.ts';
 import { def0f } from '../tables.ts';
 import { TSC_HZ } from './control.ts';
-import { MSR } from './msr.ts';
+import { MSR, tscDeadlineOffered } from './msr.ts';
 import { KVM_CPUID_BASE, kvmCpuidLeaf } from './pvclock.ts';
-
-/**
- * CPUID.01H:ECX[24] (TSC-deadline timer), offered with a LAPIC that has the mode when RINGZERO_TSC_DEADLINE=1 (off by
- * default until a quiet paired run decides: it saves Linux's ~100 ms APIC timer calibration, a busy wait on the TSC,
- * and ~6M guest instructions per boot; a loaded pair cannot resolve 100 ms of a 40 s boot).
- */
-const TSC_DEADLINE = process.env.RINGZERO_TSC_DEADLINE === '1';
 
 /** The LAPIC timer's input clock (src/devices/irq/lapic.ts counts 1 tick per ns before its divider). */
 export const APIC_BUS_HZ = 1_000_000_000;
@@ -90,7 +83,7 @@ export const FEATURES: CpuidFeature[] = [
   { leaf: 1, reg: 'ecx', bit: 21, name: 'x2apic', on: false, why: 'xAPIC only' },
   { leaf: 1, reg: 'ecx', bit: 23, name: 'popcnt', on: true, why: 'POPCNT (ops/alu-bits.ts)' },
   {
-    leaf: 1, reg: 'ecx', bit: 24, name: 'tsc_deadline', on: (c) => TSC_DEADLINE && c.env.lapic?.writeTscDeadline !== undefined,
+    leaf: 1, reg: 'ecx', bit: 24, name: 'tsc_deadline', on: tscDeadlineOffered,
     why: 'LAPIC timer TSC-deadline mode (devices/irq/lapic.ts, MSR 6E0h): Linux then skips its ~100 ms APIC timer calibration',
   },
   { leaf: 1, reg: 'ecx', bit: 26, name: 'xsave', on: false, why: 'no XSAVE' },

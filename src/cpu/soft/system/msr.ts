@@ -180,18 +180,23 @@ registerMsr(MSR.APIC_BASE, {
   },
 });
 
-// ---- IA32_TSC_DEADLINE (SDM 11.5.4.1): the LAPIC timer's TSC-deadline mode, offered (CPUID.01H:ECX[24]) with a
-// LAPIC only; without one the MSR does not exist (#GP).
+// ---- IA32_TSC_DEADLINE (SDM 11.5.4.1): the LAPIC timer's TSC-deadline mode. Offered (CPUID.01H:ECX[24]) only with
+// RINGZERO_TSC_DEADLINE=1 and a LAPIC that has the mode: it saves Linux's ~100 ms APIC timer calibration (a busy wait
+// on the TSC, ~6M guest instructions per boot), but a quiet boot pair measured 0.99/0.96/1.06x (session 31), and the
+// KVM engine's CPUID does not offer it, so a guest moved there would lose its timer. Where CPUID does not offer it
+// the MSR does not exist: RDMSR and WRMSR raise #GP(0), as on hardware without the feature.
+let TSC_DEADLINE = process.env.RINGZERO_TSC_DEADLINE === '1';
+/** Tests: offer the TSC-deadline mode (CPUID bit and MSR) or not; returns the old setting. */
+export function setTscDeadline(on: boolean): boolean { const old = TSC_DEADLINE; TSC_DEADLINE = on; return old; }
+/** Whether this vCPU offers the TSC-deadline timer (CPUID.01H:ECX[24], IA32_TSC_DEADLINE). */
+export function tscDeadlineOffered(c: SoftCpu): boolean {
+  return TSC_DEADLINE && c.env.lapic?.writeTscDeadline !== undefined;
+}
 registerMsr(MSR.TSC_DEADLINE, {
-  read: (c) => {
-    const lapic = c.env.lapic;
-    if (lapic?.readTscDeadline === undefined) return c.gp(0);
-    return lapic.readTscDeadline();
-  },
+  read: (c) => tscDeadlineOffered(c) ? c.env.lapic!.readTscDeadline!() : c.gp(0),
   write: (c, v) => {
-    const lapic = c.env.lapic;
-    if (lapic?.writeTscDeadline === undefined) return c.gp(0);
-    lapic.writeTscDeadline(v, tscToNs(c, v));
+    if (!tscDeadlineOffered(c)) return c.gp(0);
+    c.env.lapic!.writeTscDeadline!(v, tscToNs(c, v));
   },
 });
 
