@@ -57,3 +57,41 @@ test('a small frame with nothing queued is written before write() returns', () =
     w.stop();
   });
 });
+
+test('writeWith: the frame is filled in its place in the ring; a fill that declines sends nothing, across pads and laps', () => {
+  withOutFile((fd, file) => {
+    const w = new TapWriter(fd, 100);
+    const expected: Uint8Array[] = [];
+    // 300 KiB-sized frames over several laps of the 2 MiB ring, every third one declined after its bytes were written
+    // into the ring (as the device does when a header fails its check): the next record takes the same place.
+    for (let i = 0; i < 60; i++) {
+      const len = 300_000 + i * 13;
+      const keep = i % 3 !== 1;
+      const ok = w.writeWith(len, (into) => {
+        assert.equal(into.length, len);
+        into.fill(keep ? i : 0xdd);
+        into[0] = i;
+        return keep;
+      });
+      assert.equal(ok, keep);
+      if (keep) { const f = new Uint8Array(len).fill(i); expected.push(f); }
+    }
+    // A small frame with nothing queued goes straight to the fd, filled into the scratch buffer given.
+    w.stop();
+    const got = fs.readFileSync(file);
+    assert.equal(got.length, expected.reduce((n, f) => n + f.length, 0));
+    let at = 0;
+    for (const f of expected) {
+      assert.ok(Buffer.from(got.subarray(at, at + f.length)).equals(Buffer.from(f)), `frame at ${at}`);
+      at += f.length;
+    }
+  });
+  withOutFile((fd, file) => {
+    const w = new TapWriter(fd, 256);
+    const scratch = new Uint8Array(64);
+    assert.equal(w.writeWith(4, (into) => { assert.equal(into.buffer, scratch.buffer); into.set([9, 8, 7, 6]); return true; }, scratch), true);
+    assert.equal(w.writeWith(4, () => false, scratch), false, 'declined: nothing written');
+    assert.deepEqual([...fs.readFileSync(file)], [9, 8, 7, 6], 'written before writeWith returned');
+    w.stop();
+  });
+});

@@ -72,9 +72,20 @@ export class TapWriter {
 
   /** Send one frame (header included); false only when it cannot be taken (too large, or stopped). */
   write(frame: Uint8Array): boolean {
+    return this.writeWith(frame.length, (into) => { into.set(frame); return true; }, frame);
+  }
+
+  /**
+   * Send a frame of `len` bytes that `fill` writes into the buffer it is given (returning false to send nothing
+   * after all): for a large frame, or one written while others are queued, that buffer is its place in the ring, so the
+   * frame is copied once, not into a bounce buffer and then again into the ring. A small frame with nothing queued is
+   * filled into `scratch` (or a buffer of its own) and written at once, as write() does.
+   */
+  writeWith(len: number, fill: (into: Uint8Array) => boolean, scratch?: Uint8Array): boolean {
     if (this.stopped) return false;
-    const len = frame.length;
     if (len <= this.directMax && this.queued() === 0) {
+      const frame = scratch !== undefined && scratch.length >= len ? scratch.subarray(0, len) : new Uint8Array(len);
+      if (!fill(frame)) return false;
       this.counters.direct++;
       try {
         return fs.writeSync(this.fd, frame) === len;
@@ -95,8 +106,10 @@ export class TapWriter {
     } else {
       this.waitForRoom(need);
     }
+    // (the record is the thread's only once WRITTEN moves past it: until then `fill` may use or abandon it; a pad
+    // written above just goes out with the next record)
+    if (!fill(this.ring.subarray(pos + 4, pos + 4 + len))) return false;
     this.view.setUint32(pos, len, true);
-    this.ring.set(frame, pos + 4);
     this.written = (this.written + need) >>> 0;
     Atomics.store(this.ctl, WRITTEN, this.written | 0);
     Atomics.notify(this.ctl, WRITTEN);

@@ -143,6 +143,17 @@ export class Tap {
   }
 
   /**
+   * Send a frame of `len` bytes that `fill` writes (false: send nothing): with the writer thread, straight into its
+   * ring (./tap-writer.ts writeWith); without, into `scratch` and then write(2) as write() does.
+   */
+  writeWith(len: number, fill: (into: Uint8Array) => boolean, scratch: Uint8Array): boolean {
+    if (this.closed) return false;
+    if (this.writer) return this.writer.writeWith(len, fill, scratch);
+    const frame = scratch.subarray(0, len);
+    return fill(frame) && this.write(frame);
+  }
+
+  /**
    * Which offloaded frames the kernel may hand over (TUN_F_* flags; TSO needs TUN_F_CSUM): with them the host's
    * stack sends this interface frames with partial checksums and TCP segments up to 64 KiB, described by the
    * virtio_net_hdr in front of each. Throws when the kernel refuses.

@@ -168,6 +168,13 @@ export interface NetBackend {
   read(into: Uint8Array): number | undefined;
   /** Send one frame; false when it was dropped. */
   write(frame: Uint8Array): boolean;
+  /**
+   * Send a frame of `length` bytes that `fill` writes into the buffer it is handed (false: send nothing, and the
+   * call returns false): a backend that queues frames (the TAP's writer thread) hands over the frame's place in its
+   * queue, so a transmitted frame is copied out of guest RAM once. `scratch` (at least `length` bytes) serves where
+   * the backend needs a buffer of its own. Without it the device fills `scratch` and calls write().
+   */
+  writeWith?(length: number, fill: (into: Uint8Array) => boolean, scratch: Uint8Array): boolean;
   /** Call back once when a frame may be read. */
   whenReadable(callback: () => void): void;
   /**
@@ -212,6 +219,16 @@ export class VirtioNet extends VirtioDevice {
   /** Length of the frame in rxFrame still waiting for receive buffers (mergeable buffers ran out), if any. */
   private rxHeld: number | undefined;
   private readonly txFrame = new Uint8Array(NET_HDR_BYTES + NET_MAX_RX_FRAME);
+  /** The transmit chain being sent, for fillTx. */
+  private txChain: DescriptorChain | undefined;
+  /**
+   * Copy the chain being sent into `into` (exactly its readable bytes) and make its header what the backend may see;
+   * false when the frame is not to be sent (fixTransmitHeader).
+   */
+  private readonly fillTx = (into: Uint8Array): boolean => {
+    gather(this.txChain!.readable, 0, into);
+    return this.fixTransmitHeader(into);
+  };
   private readonly numBuffers = new Uint8Array(2);
   private closed = false;
   /** RINGZERO_NET_TX_IRQ=defer/rx: transmit completions published whose interrupt (if the driver wants one) waits. */
@@ -534,13 +551,18 @@ export class VirtioNet extends VirtioDevice {
       return 0;
     }
     if (length > this.txLargest) this.txLargest = length;
-    const frame = this.txFrame.subarray(0, length);
-    gather(chain.readable, 0, frame);
-    if (!this.fixTransmitHeader(frame)) {
-      this.counters.txDropped++;
-      return 0;
+    // The frame is copied out of guest RAM once, and the header checked and rewritten in that copy (fillTx), never
+    // in guest RAM, which the guest may still change: straight into the backend's queue where it has one.
+    this.txChain = chain;
+    let sent: boolean;
+    if (this.backend.writeWith) {
+      sent = this.backend.writeWith(length, this.fillTx, this.txFrame);
+    } else {
+      const frame = this.txFrame.subarray(0, length);
+      sent = this.fillTx(frame) && this.backend.write(frame);
     }
-    if (this.backend.write(frame)) {
+    this.txChain = undefined;
+    if (sent) {
       this.counters.txFrames++;
       this.counters.txBytes += length - NET_HDR_BYTES;
     } else {
