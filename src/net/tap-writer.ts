@@ -5,8 +5,9 @@
 // guest -> host TCP) the host's whole receive path, TCP included, runs inside that call (tun_get_user ->
 // netif_receive_skb). On the soft engine the virtio-net transmit ran it on the vCPU's thread: 12.7% of the main
 // thread's CPU-profile samples during bench/io's tcpout (session 27), where QEMU does its TAP writes from its main
-// loop, off the vCPU thread. Here the device copies each frame into a ring in shared memory and a worker thread
-// writes it, in order; the guest's buffer is free (and its completion published) as soon as the copy is made.
+// loop, off the vCPU thread. Here the device copies each frame into a ring in shared memory (out of guest RAM straight into its
+// place in the ring, writeWith) and a worker thread writes it, in order; the guest's buffer is free (and its
+// completion published) as soon as the copy is made.
 //
 // Small frames go straight to the fd when nothing is queued (`directMax`): the answer to a TCP ACK the guest sends
 // (the data segments it releases) is usually on the TAP when the write returns, which the device takes in the same
