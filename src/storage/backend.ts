@@ -8,7 +8,7 @@
 // cannot make the host open that disk as qcow2 (and follow a backing file name the guest chose).
 
 import fs from 'node:fs';
-import { libc } from '../sys/libc.ts';
+import { libc, preadvIov, pwritevIov, SysError } from '../sys/libc.ts';
 import { ZEROS } from '../sys/zero.ts';
 import { after, preadFully, preadvFully, pwriteFully, pwritevFully, totalBytes } from '../sys/file-io.ts';
 
@@ -38,6 +38,15 @@ export interface BlockBackend {
    */
   readv?(offset: number, buffers: readonly Uint8Array[]): void;
   writev?(offset: number, buffers: readonly Uint8Array[]): void;
+  /**
+   * Optional forms of readv/writev over host memory named by a struct iovec array (`count` entries, `length` bytes in
+   * all; libc.ts preadvIov): one system call with no object per buffer. True when all `length` bytes moved; false
+   * when not (fewer moved: the end of a shrunk image; or the request needs a look at its data: sector 0 of a probed
+   * raw image), and the caller then does the whole request again through readv/writev, which handle those; an error
+   * throws. A backend whose disk is not a plain file leaves them out.
+   */
+  readIov?(offset: number, iov: Uint32Array, count: number, length: number): boolean;
+  writeIov?(offset: number, iov: Uint32Array, count: number, length: number): boolean;
   /** Make every completed write durable (fdatasync). */
   flush(): void;
   /** The guest no longer needs [offset, offset+length): the range may read as anything afterwards (here: zeros). */
@@ -180,6 +189,23 @@ export class RawBackend implements BlockBackend {
       if ((error as NodeJS.ErrnoException).code !== undefined) throw error;
       throw new StorageError('io', (error as Error).message);
     }
+  }
+
+  readIov(offset: number, iov: Uint32Array, count: number, length: number): boolean {
+    this.check(offset, length);
+    const n = preadvIov(this.fd, iov, count, offset);
+    if (n < 0) throw new SysError('preadv', -n);
+    return n === length;
+  }
+
+  writeIov(offset: number, iov: Uint32Array, count: number, length: number): boolean {
+    if (this.readonly) throw new StorageError('readonly', 'the disk is read-only');
+    this.check(offset, length);
+    // The qcow2 magic check of a probed image (writev above) looks at the data: sector 0 goes that way.
+    if (this.probed && offset === 0) return false;
+    const n = pwritevIov(this.fd, iov, count, offset);
+    if (n < 0) throw new SysError('pwritev', -n);
+    return n === length;
   }
 
   flush(): void {

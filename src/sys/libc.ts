@@ -70,6 +70,26 @@ export function mmapFixed(address: bigint, length: number, prot: number, flags: 
   if (got !== address) throw new SysError('mmap(MAP_FIXED)', lastErrno());
 }
 
+/**
+ * preadv(2)/pwritev(2) with the iovec array built by the caller: `iov` holds `count` struct iovec {void *base;
+ * size_t len} as pairs of 64-bit little-endian words split into 32-bit halves (x86-64's layout), pointing at memory
+ * the caller keeps mapped for the call (guest RAM: src/devices/virtio/blk.ts). Returns the bytes moved, or -errno.
+ * Why not fs.readvSync: it takes one Uint8Array per buffer, which a device must first create (a view per 4 KiB page
+ * of a scattered request), and Node's wrapper then checks each one in JavaScript and reads each back in C++.
+ */
+let preadvFn: ((fd: number, iov: Uint32Array, count: number, offset: number) => number) | undefined;
+let pwritevFn: ((fd: number, iov: Uint32Array, count: number, offset: number) => number) | undefined;
+export function preadvIov(fd: number, iov: Uint32Array, count: number, offset: number): number {
+  preadvFn ??= libc.func('int64_t preadv(int fd, const void *iov, int iovcnt, int64_t offset)') as typeof preadvFn & {};
+  const n = preadvFn(fd, iov, count, offset);
+  return n < 0 ? -lastErrno() : n;
+}
+export function pwritevIov(fd: number, iov: Uint32Array, count: number, offset: number): number {
+  pwritevFn ??= libc.func('int64_t pwritev(int fd, const void *iov, int iovcnt, int64_t offset)') as typeof pwritevFn & {};
+  const n = pwritevFn(fd, iov, count, offset);
+  return n < 0 ? -lastErrno() : n;
+}
+
 export function munmap(address: bigint, length: number): void {
   if ((munmapFn(address, length) as number) < 0) throw new SysError('munmap', lastErrno());
 }

@@ -14,7 +14,8 @@
 // the same code can move to an I/O thread behind ioeventfd.
 import type { BlockBackend } from '../../storage/backend.ts';
 import { openImage } from '../../storage/qcow2.ts';
-import { VirtqueueError, gather, splitBuffers, type DescriptorChain, type GuestBuffer } from './queue.ts';
+import { FlatChain, chainViews, VirtqueueError, gather, splitBuffers, type DescriptorChain, type GuestBuffer } from './queue.ts';
+import { IOV_MAX } from '../../sys/file-io.ts';
 import { VirtioDevice, VIRTIO_ID_BLOCK, bit, readLe } from './device.ts';
 
 // Feature bits (§5.2.3).
@@ -85,6 +86,10 @@ export class VirtioBlock extends VirtioDevice {
   private backend: BlockBackend | undefined;
   private readonly config = new Uint8Array(CONFIG_BYTES);
   private readonly serial: Uint8Array;
+  /** Each request is walked into this (no object per buffer), and its data buffers listed in `iov` for the backend. */
+  private readonly chain = new FlatChain(BLK_QUEUE_SIZE);
+  private readonly iov = new Uint32Array(4 * IOV_MAX);
+  private readonly handleFlat = (chain: FlatChain): number => this.requestFlat(chain);
 
   constructor(opts: BlockOptions) {
     super();
@@ -116,7 +121,7 @@ export class VirtioBlock extends VirtioDevice {
   }
 
   onNotify(index: number): void {
-    this.drain(index, (chain) => this.request(chain));
+    this.drainFlat(index, this.chain, this.handleFlat);
   }
 
   close(): void {
@@ -146,6 +151,58 @@ export class VirtioBlock extends VirtioDevice {
     const previous = this.backend;
     this.backend = backend;
     return previous;
+  }
+
+  /**
+   * Serve one request walked into flat arrays. The common read and write (the header alone in the first buffer, the
+   * status byte alone in the last, every data buffer between them, at most IOV_MAX of them) go to the backend's
+   * readIov/writeIov straight from the walk's host addresses: a 1 MiB read scattered over 256 pages then costs one
+   * system call and no object per page (bench/blk-notify). Everything else, and a backend without those, goes through
+   * request() on views of the same buffers.
+   */
+  private requestFlat(c: FlatChain): number {
+    const n = c.count;
+    const backend = this.backend;
+    if (n >= 3 && n - 2 <= IOV_MAX && c.len[0] === HEADER_BYTES && c.len[n - 1] === 1 && backend?.readIov && backend.writeIov) {
+      const mem = this.transport.mem;
+      const h = mem.regions[c.region[0]];
+      const at = c.gpa[0] - h.guestBase;
+      const type = h.view.getUint32(at, true);
+      const sector = h.view.getUint32(at + 8, true) + h.view.getUint32(at + 12, true) * 2 ** 32;
+      const read = type === VIRTIO_BLK_T_IN && c.readable === 1;
+      if (read || (type === VIRTIO_BLK_T_OUT && c.readable === n - 1 && !this.readonly)) {
+        const bytes = read ? c.writableBytes - 1 : c.readableBytes - HEADER_BYTES;
+        let status = VIRTIO_BLK_S_IOERR;
+        let done = false;
+        if (this.inRange(sector, bytes)) {
+          const iov = this.iov, host = c.host, len = c.len;
+          for (let i = 1, k = 0; i < n - 1; i++, k += 4) {
+            const a = host[i];
+            iov[k] = a % 4294967296;
+            iov[k + 1] = Math.floor(a / 4294967296);
+            iov[k + 2] = len[i];
+            iov[k + 3] = 0;
+          }
+          try {
+            done = read ? backend.readIov(sector * SECTOR, iov, n - 2, bytes) : backend.writeIov(sector * SECTOR, iov, n - 2, bytes);
+            status = VIRTIO_BLK_S_OK;
+          } catch {
+            // as transfer(): the guest sees a failed request
+            done = true;
+          }
+        } else done = true;
+        if (done) {
+          if (status === VIRTIO_BLK_S_OK) {
+            if (read) this.counters.readBytes += bytes; else this.counters.writeBytes += bytes;
+          }
+          const s = mem.regions[c.region[n - 1]];
+          s.bytes[c.gpa[n - 1] - s.guestBase] = status;
+          return read && status === VIRTIO_BLK_S_OK ? bytes + 1 : 1;
+        }
+        // (not all of it moved, or it needs a look at its data: the whole request again, below)
+      }
+    }
+    return this.request(chainViews(this.transport.mem, c));
   }
 
   /** Serve one request (§5.2.6); returns the bytes written into the chain. */

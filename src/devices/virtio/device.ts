@@ -2,7 +2,7 @@
 // The transport (pci.ts) owns feature negotiation, status, queues and interrupts; a device model only
 // parses and completes the chains on its own queues.
 import type { GuestMemory } from '../../memory/guest-memory.ts';
-import type { DescriptorChain, SplitQueue } from './queue.ts';
+import type { DescriptorChain, FlatChain, SplitQueue } from './queue.ts';
 
 // Device types (virtio 1.2 §5): the PCI device ID is 0x1040 + type (§4.1.2).
 export const VIRTIO_ID_NET = 1, VIRTIO_ID_BLOCK = 2, VIRTIO_ID_CONSOLE = 3, VIRTIO_ID_RNG = 4;
@@ -96,6 +96,30 @@ export abstract class VirtioDevice {
       if (budget === 0 || q.pending() === 0) break;
     }
     if (done > 0 && signal) this.transport.usedBuffers(index);
+    if (budget === 0 && q.pending() > 0) this.transport.processLater(index);
+    return done;
+  }
+
+  /**
+   * drain() with the chains walked into `chain` (SplitQueue.popFlat: no object per buffer), which `handle` reads
+   * before the next one is walked into it.
+   */
+  protected drainFlat(index: number, chain: FlatChain, handle: (chain: FlatChain) => number): number {
+    const q = this.transport.queue(index);
+    if (!q) return 0;
+    let budget = 4 * q.size;
+    let done = 0;
+    for (;;) {
+      q.disableNotification();
+      while (budget > 0 && q.popFlat(chain)) {
+        q.push(chain.head, handle(chain));
+        done++;
+        budget--;
+      }
+      q.enableNotification();
+      if (budget === 0 || q.pending() === 0) break;
+    }
+    if (done > 0) this.transport.usedBuffers(index);
     if (budget === 0 && q.pending() > 0) this.transport.processLater(index);
     return done;
   }

@@ -38,6 +38,43 @@ export interface DescriptorChain {
   writableBytes: number;
 }
 
+/**
+ * A descriptor chain walked into flat arrays (SplitQueue.popFlat): no object per buffer, for a device whose requests
+ * carry hundreds of buffers (virtio-blk: Linux scatters a 1 MiB O_DIRECT read over 256 single pages). Buffer i is guest
+ * RAM [gpa[i], gpa[i] + len[i]), checked to lie wholly in RAM region region[i], at host address host[i] in this
+ * process (0 for an empty buffer). The first `readable` buffers are device-readable, the rest device-writable
+ * (§2.7.4.2); each writable one was reported to GuestMemory.noteExternalWrite by the walk. The arrays are reused by
+ * every walk, so a chain is only valid until the next popFlat into the same FlatChain.
+ */
+export class FlatChain {
+  head = 0;
+  /** Buffers in the chain. */
+  count = 0;
+  /** The first `readable` buffers are device-readable. */
+  readable = 0;
+  readableBytes = 0;
+  writableBytes = 0;
+  gpa: Float64Array;
+  host: Float64Array;
+  len: Uint32Array;
+  region: Uint8Array;
+
+  constructor(capacity = 256) {
+    this.gpa = new Float64Array(capacity);
+    this.host = new Float64Array(capacity);
+    this.len = new Uint32Array(capacity);
+    this.region = new Uint8Array(capacity);
+  }
+
+  /** Room for one more buffer (an indirect table may hold up to 32768). */
+  grow(): void {
+    const n = this.len.length * 2;
+    const gpa = new Float64Array(n), host = new Float64Array(n), len = new Uint32Array(n), region = new Uint8Array(n);
+    gpa.set(this.gpa); host.set(this.host); len.set(this.len); region.set(this.region);
+    this.gpa = gpa; this.host = host; this.len = len; this.region = region;
+  }
+}
+
 /** Virtio ring layout checks (§2.7, table "Virtqueue Part Alignment"). */
 export const DESC_ALIGN = 16, AVAIL_ALIGN = 2, USED_ALIGN = 4;
 
@@ -83,6 +120,12 @@ export class SplitQueue {
   private signalledUsed = 0;
   /** No interrupt sent yet since activation: the first completion always may interrupt. */
   private signalledValid = false;
+  /** Guest RAM's regions as plain numbers (the walk's range check and host addresses, without a BigInt per buffer). */
+  private readonly ramBase: number[] = [];
+  private readonly ramEnd: number[] = [];
+  private readonly ramHost: number[] = [];
+  /** What walk() fills before it makes the buffers' views (pop). */
+  private readonly scratch = new FlatChain(16);
 
   /**
    * Validate the layout against guest RAM and alignment; throws VirtqueueError when the driver enabled a
@@ -104,6 +147,11 @@ export class SplitQueue {
     [this.availView, this.availBase] = ramView(mem, avail, availRingBytes(size), 'available ring');
     [this.usedView, this.usedBase] = ramView(mem, used, usedRingBytes(size), 'used ring');
     this.usedGpa = used;
+    for (const r of mem.regions) {
+      this.ramBase.push(r.guestBase);
+      this.ramEnd.push(r.guestBase + r.size);
+      this.ramHost.push(Number(r.hostAddress));
+    }
     // Both indices start at 0 when a queue is enabled (§2.7.6, §2.7.8): lastAvail, nextUsed = 0.
   }
 
@@ -126,6 +174,19 @@ export class SplitQueue {
     this.lastAvail = (this.lastAvail + 1) & 0xffff;
     this.counters.chains++;
     return this.walk(head);
+  }
+
+  /**
+   * pop() without an object per buffer: the next chain is walked into `out` (same checks, same errors); false when
+   * the ring is empty.
+   */
+  popFlat(out: FlatChain): boolean {
+    if (this.pending() === 0) return false;
+    const head = this.availView.getUint16(this.availBase + 4 + 2 * (this.lastAvail % this.size), true);
+    this.lastAvail = (this.lastAvail + 1) & 0xffff;
+    this.counters.chains++;
+    this.walkFlat(head, out);
+    return true;
   }
 
   /**
@@ -228,8 +289,18 @@ export class SplitQueue {
 
   /** Follow a chain from `head` (§2.7.5), through at most one indirect table (§2.7.5.3). */
   private walk(head: number): DescriptorChain {
+    this.walkFlat(head, this.scratch);
+    return chainViews(this.mem, this.scratch);
+  }
+
+  /** walk() into flat arrays: every check and error of the chain's structure and buffers is here. */
+  private walkFlat(head: number, out: FlatChain): void {
     if (head >= this.size) throw new VirtqueueError(`head descriptor ${head} outside a queue of ${this.size}`);
-    const chain: DescriptorChain = { head, readable: [], writable: [], readableBytes: 0, writableBytes: 0 };
+    out.head = head;
+    out.count = 0;
+    out.readable = 0;
+    out.readableBytes = 0;
+    out.writableBytes = 0;
     let view = this.descView;
     let base = this.descBase;
     let tableSize = this.size;
@@ -238,6 +309,7 @@ export class SplitQueue {
     // §2.7.5.2/§2.7.5.3.1: a chain never revisits a descriptor, so it has at most `tableSize` entries;
     // counting catches loops without remembering visited entries.
     let budget = tableSize;
+    const ramBase = this.ramBase, ramEnd = this.ramEnd, ramHost = this.ramHost, regions = ramBase.length;
     for (;;) {
       if (budget-- === 0) throw new VirtqueueError(inIndirect ? 'indirect descriptor chain loops or is too long' : 'descriptor chain loops or is longer than the queue');
       const at = base + DESC_SIZE * index;
@@ -249,7 +321,7 @@ export class SplitQueue {
         if (!this.features.indirect) throw new VirtqueueError('indirect descriptor without VIRTIO_F_INDIRECT_DESC');
         if (inIndirect) throw new VirtqueueError('indirect descriptor inside an indirect table');
         if (flags & VIRTQ_DESC_F_NEXT) throw new VirtqueueError('indirect descriptor with NEXT');
-        if (chain.readable.length + chain.writable.length > 0) throw new VirtqueueError('indirect descriptor after other descriptors');
+        if (out.count > 0) throw new VirtqueueError('indirect descriptor after other descriptors');
         if (len === 0 || len % DESC_SIZE) throw new VirtqueueError(`indirect table length ${len} is not a non-zero multiple of 16`);
         tableSize = len / DESC_SIZE;
         // Linux sizes indirect tables by the chain; anything larger than the queue could hold is hostile.
@@ -260,24 +332,54 @@ export class SplitQueue {
         index = 0;
         continue;
       }
-      const buffer = guestBuffer(this.mem, addr, len);
+      // A data buffer: zero-length buffers are legal (and empty), anything else must lie wholly in one RAM region.
+      let region = 0, host = 0;
+      if (len !== 0) {
+        while (region < regions && !(addr >= ramBase[region] && addr + len <= ramEnd[region])) region++;
+        if (region === regions) throw new VirtqueueError(`buffer 0x${addr.toString(16)}+0x${len.toString(16)} is not in guest RAM`);
+        host = ramHost[region] + (addr - ramBase[region]);
+      }
+      const i = out.count;
       if (flags & VIRTQ_DESC_F_WRITE) {
         // The device will write here: state derived from this RAM (decoded guest code) must not outlive it.
         this.mem.noteExternalWrite(addr, len);
-        chain.writable.push(buffer);
-        chain.writableBytes += len;
+        out.writableBytes += len;
       } else {
         // §2.7.4.2: device-readable descriptors come before every device-writable one.
-        if (chain.writable.length > 0) throw new VirtqueueError('device-readable descriptor after a device-writable one');
-        chain.readable.push(buffer);
-        chain.readableBytes += len;
+        if (out.readable !== i) throw new VirtqueueError('device-readable descriptor after a device-writable one');
+        out.readable = i + 1;
+        out.readableBytes += len;
       }
-      if (chain.readableBytes + chain.writableBytes > MAX_CHAIN_BYTES) throw new VirtqueueError('descriptor chain longer than 4 GiB');
-      if (!(flags & VIRTQ_DESC_F_NEXT)) return chain;
+      if (i === out.len.length) out.grow();
+      out.gpa[i] = addr;
+      out.host[i] = host;
+      out.len[i] = len;
+      out.region[i] = region;
+      out.count = i + 1;
+      if (out.readableBytes + out.writableBytes > MAX_CHAIN_BYTES) throw new VirtqueueError('descriptor chain longer than 4 GiB');
+      if (!(flags & VIRTQ_DESC_F_NEXT)) return;
       if (next >= tableSize) throw new VirtqueueError(`next descriptor ${next} outside a table of ${tableSize}`);
       index = next;
     }
   }
+}
+
+/** A flat chain's buffers as views of guest RAM (a DescriptorChain), for the paths that want them. */
+export function chainViews(mem: GuestMemory, c: FlatChain): DescriptorChain {
+  const chain: DescriptorChain = { head: c.head, readable: [], writable: [], readableBytes: c.readableBytes, writableBytes: c.writableBytes };
+  const regions = mem.regions;
+  for (let i = 0; i < c.count; i++) {
+    const len = c.len[i];
+    let b: GuestBuffer;
+    if (len === 0) b = new Uint8Array(0);
+    else {
+      const r = regions[c.region[i]];
+      const at = c.gpa[i] - r.guestBase;
+      b = r.bytes.subarray(at, at + len);
+    }
+    if (i < c.readable) chain.readable.push(b); else chain.writable.push(b);
+  }
+  return chain;
 }
 
 /** A view of guest RAM for a ring (whole structure in RAM, or VirtqueueError). */
@@ -285,14 +387,6 @@ function ramView(mem: GuestMemory, gpa: number, len: number, what: string): [Dat
   const r = mem.regionFor(gpa, len);
   if (!r || !Number.isSafeInteger(gpa)) throw new VirtqueueError(`${what} at 0x${gpa.toString(16)}+0x${len.toString(16)} is not in guest RAM`);
   return [r.view, gpa - r.guestBase];
-}
-
-/** A data buffer; zero-length buffers are legal (and empty), anything else must lie wholly in RAM. */
-function guestBuffer(mem: GuestMemory, gpa: number, len: number): GuestBuffer {
-  if (len === 0) return new Uint8Array(0);
-  const r = mem.regionFor(gpa, len);
-  if (!r) throw new VirtqueueError(`buffer 0x${gpa.toString(16)}+0x${len.toString(16)} is not in guest RAM`);
-  return r.bytes.subarray(gpa - r.guestBase, gpa - r.guestBase + len);
 }
 
 // ---- helpers for devices: gather/scatter over a chain's buffers ----
