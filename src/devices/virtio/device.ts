@@ -79,15 +79,35 @@ export abstract class VirtioDevice {
    * With `signal` false the caller decides when to tell the driver (usedBuffers); returns the chains completed.
    */
   protected drain(index: number, handle: (chain: DescriptorChain) => number, signal = true): number {
+    return this.drainQueue(index, signal, (q) => {
+      const chain = q.pop();
+      if (chain === undefined) return false;
+      q.push(chain.head, handle(chain));
+      return true;
+    });
+  }
+
+  /**
+   * drain() with the chains walked into `chain` (SplitQueue.popFlat: no object per buffer), which `handle` reads
+   * before the next one is walked into it.
+   */
+  protected drainFlat(index: number, chain: FlatChain, handle: (chain: FlatChain) => number): number {
+    return this.drainQueue(index, true, (q) => {
+      if (!q.popFlat(chain)) return false;
+      q.push(chain.head, handle(chain));
+      return true;
+    });
+  }
+
+  /** drain()'s loop: `serveOne` completes the next available chain of `q`, false when there is none. */
+  private drainQueue(index: number, signal: boolean, serveOne: (q: SplitQueue) => boolean): number {
     const q = this.transport.queue(index);
     if (!q) return 0;
     let budget = 4 * q.size;
     let done = 0;
     for (;;) {
       q.disableNotification();
-      let chain;
-      while (budget > 0 && (chain = q.pop()) !== undefined) {
-        q.push(chain.head, handle(chain));
+      while (budget > 0 && serveOne(q)) {
         done++;
         budget--;
       }
@@ -96,30 +116,6 @@ export abstract class VirtioDevice {
       if (budget === 0 || q.pending() === 0) break;
     }
     if (done > 0 && signal) this.transport.usedBuffers(index);
-    if (budget === 0 && q.pending() > 0) this.transport.processLater(index);
-    return done;
-  }
-
-  /**
-   * drain() with the chains walked into `chain` (SplitQueue.popFlat: no object per buffer), which `handle` reads
-   * before the next one is walked into it.
-   */
-  protected drainFlat(index: number, chain: FlatChain, handle: (chain: FlatChain) => number): number {
-    const q = this.transport.queue(index);
-    if (!q) return 0;
-    let budget = 4 * q.size;
-    let done = 0;
-    for (;;) {
-      q.disableNotification();
-      while (budget > 0 && q.popFlat(chain)) {
-        q.push(chain.head, handle(chain));
-        done++;
-        budget--;
-      }
-      q.enableNotification();
-      if (budget === 0 || q.pending() === 0) break;
-    }
-    if (done > 0) this.transport.usedBuffers(index);
     if (budget === 0 && q.pending() > 0) this.transport.processLater(index);
     return done;
   }
