@@ -128,6 +128,27 @@ test('denormals: plain, FTZ and DAZ (mulss)', () => {
   }
 });
 
+test('directed rounding at the edges (cases the differential suite found): a subnormal quotient of a negative divisor, a step past the largest double', () => {
+  const setU64 = (m: Machine, reg: number, lane: number, v: bigint) => view(m).setBigUint64(reg * 16 + lane * 8, v, true);
+  const u64 = (m: Machine, reg: number, lane: number) => view(m).getBigUint64(reg * 16 + lane * 8, true);
+  // divsd xmm13, xmm15 toward zero (MXCSR 0x7f80): subnormal / -0.92 is a negative subnormal, truncated in magnitude.
+  let m = machine(0x7f80);
+  setU64(m, 13, 0, 0x000000e600008000n); setU64(m, 13, 1, 0x000100000000ffffn);
+  setU64(m, 15, 0, 0xbfed700000000000n); setU64(m, 15, 1, 0xfff8000000000000n);
+  run(m, 'f2 45 0f 5e ef');
+  assert.equal(u64(m, 13, 0), 0x800000fa056ff74dn); // the host's result
+  assert.equal(u64(m, 13, 1), 0x000100000000ffffn);
+  assert.equal(m.cpu.mxcsr, 0x7fb2); // DE | UE | PE
+  // subpd xmm12, xmm13 rounding up (MXCSR 0x5f80): DBL_MAX minus a tiny negative steps to +inf, which is an overflow.
+  m = machine(0x5f80);
+  setU64(m, 12, 0, 0x7fefffffffffffffn); setU64(m, 12, 1, 0x7ff8000000012345n);
+  setU64(m, 13, 0, 0x95f4cf40d68e5306n); setU64(m, 13, 1, 0xa733186239f53e25n);
+  run(m, '66 45 0f 5c e5');
+  assert.equal(u64(m, 12, 0), 0x7ff0000000000000n);
+  assert.equal(u64(m, 12, 1), 0x7ff8000000012345n);
+  assert.equal(m.cpu.mxcsr, 0x5fa8); // OE | PE, as the host
+});
+
 test('pmovmskb, pshufd and psadbw', () => {
   const m = machine();
   for (let i = 0; i < 16; i++) m.cpu.xmm[i] = (i * 37 + 0x5a) & 0xff;

@@ -246,7 +246,11 @@ export function post64(r: number, inexact: boolean, finiteIn: boolean, hint = 0)
     exc |= MX_OE | MX_PE;
     return mode === 0 ? r : directed64(r, -Math.sign(r), mode);
   }
-  if (mode !== 0 && inexact) r = directed64(r, hint, mode);
+  if (mode !== 0 && inexact) {
+    r = directed64(r, hint, mode);
+    // Stepping up from the largest finite value: an overflow after all (SDM vol. 1 §4.9.1.4).
+    if (r === Infinity || r === -Infinity) { exc |= MX_OE | MX_PE; return r; }
+  }
   if (r !== 0 && Math.abs(r) < MIN_NORMAL64 || (r === 0 && inexact)) return tiny(r, inexact);
   if (inexact) exc |= MX_PE;
   return r;
@@ -349,7 +353,8 @@ export function divErrSign(a: number, b: number, q: number): number {
   const ma = mant(a), ea = mantExp, mb = mant(b), eb = mantExp;
   const qm = ma / mb;
   const u = scale(q, eb - ea);
-  if (u !== qm) return Math.sign(qm - u) * Math.sign(mb);
+  // q was rounded at a coarser place than qm (a tiny or huge quotient): the exact quotient lies on qm's side of it.
+  if (u !== qm) return Math.sign(qm - u);
   const p = qm * mb;
   return Math.sign((ma - p) - twoProdErr(qm, mb, p)) * Math.sign(mb);
 }
