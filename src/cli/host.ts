@@ -73,6 +73,8 @@ export function detectHost(kvm: KvmDetection = detectKvm()): HostInfo {
 /** Why hardware KVM can't be used here, or undefined if it can. */
 export function hardwareKvmProblem(host: HostInfo): string | undefined {
   if (host.kvmModules.includes('kvm_pvm')) {
+    // A PVM guest can itself have kvm_pvm loaded without a /dev/kvm of its own (no nesting): say which it is.
+    if (host.kvmDevice === 'absent') return 'kvm_pvm (PVM, no VT-x/AMD-V) is loaded but there is no /dev/kvm';
     return '/dev/kvm is provided by kvm_pvm (PVM, no VT-x/AMD-V): an unmodified kernel would run in KVM\'s slow '
       + 'instruction emulator';
   }
