@@ -3000,28 +3000,24 @@ const STACK_RUN = process.env.RINGZERO_WASM_STACK_RUN !== '0';
  */
 function stackRun(T: Translator, es: BlockEntry[], i: number): void {
   T.runEnd = i + 1; T.runOff[i] = -1;
+  // (called at nearly every instruction: no closures or arrays of its own, RUN_AT is reused; an instruction that
+  // starts no run is told apart before anything else is set up)
   let d = 0, lo = 0, hi = 0, n = 0, write = false, j = i;
-  const at: number[] = []; // (each instruction's access offset from RSP at the run's start, NaN: none)
-  const acc = (off: number, size: number, st: boolean): boolean => {
-    const l = n === 0 ? off : Math.min(lo, off), h = n === 0 ? off + size : Math.max(hi, off + size);
-    if (h - l > 4096) return false;
-    lo = l; hi = h; n++; write ||= st; at[j] = off;
-    return true;
-  };
-  const rspMem = (e: BlockEntry) => e.base === 4 && e.index < 0 && e.seg < 0;
+  if (RUN_AT.length < es.length) RUN_AT = new Float64Array(Math.max(es.length, RUN_AT.length * 2));
+  const at = RUN_AT; // (each instruction's access offset from RSP at the run's start, NaN: none)
   for (; j < es.length; j++) {
     const e = es[j], f = e.form;
     at[j] = NaN;
+    // (an access: its offset from RSP at the run's start, its size, whether it stores, and RSP's change after it)
+    let off = 0, size = 0, st = false, dd = 0;
     if (f === Form.Push || f === Form.PushImm || f === Form.Pushf || f === Form.Call || f === Form.PushM) {
-      if (!acc(d - 8, 8, true)) break;
-      d -= 8;
+      off = d - 8; size = 8; st = true; dd = -8;
     } else if ((f === Form.Pop && e.a !== 4) || f === Form.Ret) {
-      if (!acc(d, 8, false)) break;
-      d += 8;
-    } else if ((f === Form.MovStore64 || f === Form.MovStore32 || f === Form.MovImmMem64 || f === Form.MovImmMem32) && rspMem(e)) {
-      if (!acc(d + e.disp, f === Form.MovStore64 || f === Form.MovImmMem64 ? 8 : 4, true)) break;
-    } else if ((f === Form.MovLoad64 || f === Form.MovLoad32) && rspMem(e) && e.a !== 4) {
-      if (!acc(d + e.disp, f === Form.MovLoad64 ? 8 : 4, false)) break;
+      off = d; size = 8; dd = 8;
+    } else if ((f === Form.MovStore64 || f === Form.MovStore32 || f === Form.MovImmMem64 || f === Form.MovImmMem32) && e.base === 4 && e.index < 0 && e.seg < 0) {
+      off = d + e.disp; size = f === Form.MovStore64 || f === Form.MovImmMem64 ? 8 : 4; st = true;
+    } else if ((f === Form.MovLoad64 || f === Form.MovLoad32) && e.base === 4 && e.index < 0 && e.seg < 0 && e.a !== 4) {
+      off = d + e.disp; size = f === Form.MovLoad64 ? 8 : 4;
     } else if (n === 0) {
       break; // (a run starts at an access)
     } else if (((f === Form.MovLoad64 || f === Form.MovLoad32) && e.a !== 4) || (f === Form.AluRM && (e.b !== 4 || e.op >= CMP))) {
@@ -3036,6 +3032,12 @@ function stackRun(T: Translator, es: BlockEntry[], i: number): void {
       ((f === Form.MovImmReg || f === Form.Lea) && e.a !== 4)) {
       // (register-only, no call, RSP unchanged)
     } else break;
+    if (size !== 0) {
+      const l = n === 0 ? off : Math.min(lo, off), h = n === 0 ? off + size : Math.max(hi, off + size);
+      if (h - l > 4096) break;
+      lo = l; hi = h; n++; write ||= st; at[j] = off;
+      d += dd;
+    }
     if (f === Form.Call || f === Form.Ret) { j++; break; }
   }
   // (one access is no run: a lone CALL push or RET pop as a run of its own (session 23's STACK_ONE, removed) cut
@@ -3055,6 +3057,9 @@ function stackRun(T: Translator, es: BlockEntry[], i: number): void {
   b.i32(1).set(T.runOk);
   b.close();
 }
+
+/** stackRun's offsets per instruction of a block (grown to the longest block). */
+let RUN_AT = new Float64Array(64);
 
 /**
  * The emitter of each form (emitCode): a new form gets its own function below and a line here. Each is kept small
