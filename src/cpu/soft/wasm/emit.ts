@@ -404,6 +404,70 @@ const SCRATCH_KEEP = 8;
 const F64_SCRATCH = new Float64Array(1);
 const F64_BYTES = new Uint8Array(F64_SCRATCH.buffer);
 
+/** The bytes of uleb(v) (v below 2^53). */
+function ulebSize(v: number): number {
+  let n = 1;
+  while (v >= 128) { v = Math.floor(v / 128); n++; }
+  return n;
+}
+/** uleb(v) written into `out` at `at`; returns the offset after it. */
+function ulebAt(out: Uint8Array, at: number, v: number): number {
+  do {
+    let b = v % 128;
+    v = Math.floor(v / 128);
+    if (v !== 0) b |= 0x80;
+    out[at++] = b;
+  } while (v !== 0);
+  return at;
+}
+
+/** A growable byte buffer (ModuleBuilder.encode's, reused from module to module). */
+class Sink {
+  buf = new Uint8Array(1 << 16);
+  len = 0;
+  private room(n: number): void {
+    if (this.len + n <= this.buf.length) return;
+    let size = this.buf.length * 2;
+    while (size < this.len + n) size *= 2;
+    const b = new Uint8Array(size);
+    b.set(this.buf.subarray(0, this.len));
+    this.buf = b;
+  }
+  byte(b: number): void { this.room(1); this.buf[this.len++] = b; }
+  bytes(a: readonly number[]): void { this.room(a.length); for (let i = 0; i < a.length; i++) this.buf[this.len++] = a[i]; }
+  /** uleb (v below 2^53: at most 8 bytes). */
+  uleb(v: number): void { this.room(8); this.len = ulebAt(this.buf, this.len, v); }
+  /** A name (§5.2.4): its UTF-8 length and bytes (names here are ASCII: 'e', 'ld4', 'f17'...). */
+  name(s: string): void {
+    let ascii = true;
+    for (let i = 0; i < s.length; i++) if (s.charCodeAt(i) > 0x7f) { ascii = false; break; }
+    if (ascii) {
+      this.uleb(s.length);
+      this.room(s.length);
+      for (let i = 0; i < s.length; i++) this.buf[this.len++] = s.charCodeAt(i);
+      return;
+    }
+    const bytes = Buffer.from(s, 'utf8');
+    this.uleb(bytes.length);
+    this.room(bytes.length);
+    this.buf.set(bytes, this.len);
+    this.len += bytes.length;
+  }
+  /** Section `id` holding the bytes of `content`, which is emptied. */
+  section(id: number, content: Sink): void {
+    this.byte(id);
+    this.uleb(content.len);
+    this.room(content.len);
+    this.buf.set(content.buf.subarray(0, content.len), this.len);
+    this.len += content.len;
+    content.len = 0;
+  }
+}
+const OUT = new Sink(), SEC = new Sink();
+const MAGIC = [0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00];
+const TABLE_IMPORT = [0x01, 0x70, 0x00, 0x00];
+const MEMORY_IMPORT = [0x02, 0x03, 0x00, 0x80, 0x80, 0x04];
+
 export interface FuncType { params: number[]; results: number[] }
 
 function sameTypes(a: number[], b: number[]): boolean {
@@ -453,45 +517,45 @@ export class ModuleBuilder {
   }
 
   encode(): Uint8Array<ArrayBuffer> {
-    const out: number[] = [0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00];
-    const section = (id: number, content: number[]) => { out.push(id); uleb(out, content.length); for (const b of content) out.push(b); };
+    // (the sections are written into two reused byte buffers, OUT and SEC, not arrays of numbers: a boot's ~260
+    // modules made ~90 KB of garbage apiece that way, mostly the branch hints; the code section's bodies are written
+    // straight into the result, once)
+    const out = OUT, sec = SEC;
+    out.len = 0; sec.len = 0;
+    out.bytes(MAGIC);
     // 1: types
-    const ty: number[] = [];
-    uleb(ty, this.types.length);
+    sec.uleb(this.types.length);
     for (const t of this.types) {
-      ty.push(0x60);
-      uleb(ty, t.params.length); ty.push(...t.params);
-      uleb(ty, t.results.length); ty.push(...t.results);
+      sec.byte(0x60);
+      sec.uleb(t.params.length); sec.bytes(t.params);
+      sec.uleb(t.results.length); sec.bytes(t.results);
     }
-    section(1, ty);
+    out.section(1, sec);
     // 2: imports (memory: limits flag 3, shared with a maximum (threads proposal), at least 0 and at most 65536
     // pages: any GuestMemory's fits; it is shared so that V8 does not count it as external memory, see
     // src/memory/guest-memory.ts addWasmRegion)
-    const im: number[] = [];
-    uleb(im, this.imports.length);
+    sec.uleb(this.imports.length);
     for (const i of this.imports) {
-      name(im, i.module); name(im, i.field);
-      if (i.kind === 'func') { im.push(0x00); uleb(im, i.type!); }
-      else if (i.kind === 'table') im.push(0x01, 0x70, 0x00, 0x00); // funcref, min 0
-      else im.push(0x02, 0x03, 0x00, 0x80, 0x80, 0x04);
+      sec.name(i.module); sec.name(i.field);
+      if (i.kind === 'func') { sec.byte(0x00); sec.uleb(i.type!); }
+      else if (i.kind === 'table') sec.bytes(TABLE_IMPORT); // funcref, min 0
+      else sec.bytes(MEMORY_IMPORT);
     }
-    section(2, im);
+    out.section(2, sec);
     // 3: function declarations
-    const fn: number[] = [];
-    uleb(fn, this.funcs.length);
-    for (const f of this.funcs) uleb(fn, f.type);
-    section(3, fn);
-    // 7: exports
-    const ex: number[] = [];
     const funcs = this.funcs;
+    sec.uleb(funcs.length);
+    for (let i = 0; i < funcs.length; i++) sec.uleb(funcs[i].type);
+    out.section(3, sec);
+    // 7: exports
     let exported = 0;
     for (let i = 0; i < funcs.length; i++) if (funcs[i].exportName !== undefined) exported++;
-    uleb(ex, exported);
+    sec.uleb(exported);
     for (let i = 0; i < funcs.length; i++) {
       const e = funcs[i].exportName;
-      if (e !== undefined) { name(ex, e); ex.push(0x00); uleb(ex, this.importedFuncs + i); }
+      if (e !== undefined) { sec.name(e); sec.byte(0x00); sec.uleb(this.importedFuncs + i); }
     }
-    section(7, ex);
+    out.section(7, sec);
     const heads: number[][] = [];
     for (let i = 0; i < funcs.length; i++) heads.push(funcs[i].body.head());
     // 0: "metadata.code.branch_hint" (HINTS), before the code section as the proposal places it: per function with
@@ -500,36 +564,33 @@ export class ModuleBuilder {
       let hinted = 0;
       for (let i = 0; i < funcs.length; i++) { const h = funcs[i].body.branchHints(); if (h !== null && h.length > 0) hinted++; }
       if (hinted > 0) {
-        const bh: number[] = [];
-        name(bh, 'metadata.code.branch_hint');
-        uleb(bh, hinted);
+        sec.name('metadata.code.branch_hint');
+        sec.uleb(hinted);
         for (let i = 0; i < funcs.length; i++) {
           const h = funcs[i].body.branchHints();
           if (h === null || h.length === 0) continue;
-          uleb(bh, this.importedFuncs + i);
-          uleb(bh, h.length);
+          sec.uleb(this.importedFuncs + i);
+          sec.uleb(h.length);
           const head = heads[i].length;
-          for (let j = 0; j < h.length; j++) { const x = h[j]; uleb(bh, head + (x >> 1)); bh.push(1, x & 1); }
+          for (let j = 0; j < h.length; j++) { const x = h[j]; sec.uleb(head + (x >> 1)); sec.byte(1); sec.byte(x & 1); }
         }
-        section(0, bh);
+        out.section(0, sec);
       }
     }
     // 10: code (each body written once, straight into the result)
-    const co: number[] = [];
-    uleb(co, this.funcs.length);
-    let size = co.length;
-    const sizes: number[][] = [];
-    for (let i = 0; i < funcs.length; i++) { const n = funcs[i].body.size(heads[i]); const h: number[] = []; uleb(h, n); size += h.length + n; sizes.push(h); }
-    out.push(10);
-    uleb(out, size);
-    for (const b of co) out.push(b);
-    const result = new Uint8Array(out.length + size - co.length);
-    result.set(out);
-    let p = out.length;
-    for (let i = 0; i < this.funcs.length; i++) {
-      const h = sizes[i];
-      for (let k = 0; k < h.length; k++) result[p++] = h[k];
-      p = this.funcs[i].body.writeTo(result, p, heads[i]);
+    let size = ulebSize(funcs.length);
+    const sizes: number[] = [];
+    for (let i = 0; i < funcs.length; i++) { const n = funcs[i].body.size(heads[i]); size += ulebSize(n) + n; sizes.push(n); }
+    out.byte(10);
+    out.uleb(size);
+    const at = out.len;
+    out.uleb(funcs.length);
+    const result = new Uint8Array(at + size);
+    result.set(out.buf.subarray(0, out.len));
+    let p = out.len;
+    for (let i = 0; i < funcs.length; i++) {
+      p = ulebAt(result, p, sizes[i]);
+      p = funcs[i].body.writeTo(result, p, heads[i]);
     }
     if (p !== result.length) throw new Error('code section size mismatch');
     return this.withNames(result);

@@ -994,10 +994,11 @@ class Translator {
   hoistFlush(i: number): void {
     if (!HOIST_FLUSH || this.nested()) return;
     const h = hoistMask(this, i);
-    if (h === null) return;
-    if ((h.flags && this.fdirty) || (this.dirty & h.regs) !== 0) hoistStats.n++;
-    if (h.flags) this.commitFlags();
-    if ((this.dirty & h.regs) !== 0) { this.wbCtx = 10; this.flush(false, ~h.regs); this.wbCtx = 1; }
+    if (h < 0) return;
+    const regs = h & 0xffff, flags = (h & 0x10000) !== 0;
+    if ((flags && this.fdirty) || (this.dirty & regs) !== 0) hoistStats.n++;
+    if (flags) this.commitFlags();
+    if ((this.dirty & regs) !== 0) { this.wbCtx = 10; this.flush(false, ~regs); this.wbCtx = 1; }
   }
 
   /**
@@ -2708,8 +2709,10 @@ export function translateRegion(members: Block[], lins?: Map<Block, number>, opt
  * not listed (replays, SSE, system forms). Only the cost of EAGER_WB depends on it (a register written again after
  * its eager write-back is dirty again, and written back again, as the register cache tracks it): never correctness.
  */
+/** Bit r of register r (writesOf); 0 for none (-1) or a register field past 15. */
+function regBit(r: number): number { return r >= 0 && r < 16 ? 1 << r : 0; }
 function writesOf(e: BlockEntry): number {
-  const m = (r: number): number => (r >= 0 && r < 16 ? 1 << r : 0);
+  const m = regBit;
   switch (e.form) {
     case Form.MovRR64: case Form.MovRR32: case Form.AluRR: case Form.Alu8RR: case Form.Alu16RR: case Form.Mov8RR:
     case Form.CmovRR: case Form.ShiftDoubleRI: case Form.AdcRR: case Form.ImulRR: case Form.AluRI: case Form.AluRM:
@@ -2778,23 +2781,24 @@ function onCycles(members: Block[], at: Map<number, number>): boolean[] {
  * memory library, which writes every dirty register and the record back before anything else it does (Translator.
  * load/store: no inline probe in this function, no stack run: no RSP base); only register-only forms that cannot
  * fault nor call out come before it (their destinations, a superset, and a flag producer are left out).
+ * Packed as a number (no object per memory instruction): -1 for null, else regs | 0x10000 when flags.
  */
-function hoistMask(T: Translator, i: number): { regs: number; flags: boolean } | null {
-  if (T.memInline()) return null;
+function hoistMask(T: Translator, i: number): number {
+  if (T.memInline()) return -1;
   const es = T.block.entries;
   let written = 0, flags = true;
   for (let j = i + 1; j < es.length; j++) {
     const e = es[j], f = e.form;
-    if (j === es.length - 1 && T.block.pfn2 >= 0) return null;
+    if (j === es.length - 1 && T.block.pfn2 >= 0) return -1;
     switch (f) {
       case Form.MovLoad64: case Form.MovLoad32: case Form.MovStore64: case Form.MovStore32: case Form.MovImmMem64:
       case Form.MovImmMem32: case Form.MovzxMem: case Form.MovsxdMem: case Form.MovsxM: case Form.Mov8RM: case Form.Mov8MR:
       case Form.Mov8MI: case Form.AluRM: case Form.AluMR: case Form.AluMI: case Form.Alu8RM: case Form.Alu8MR:
       case Form.Alu8MI: case Form.MovLoad16: case Form.MovStore16:
-        if (e.base === 4 || (e.form === Form.AluRM || e.form === Form.AluMR || e.form === Form.AluMI ? KIND[e.op] === 0 : false)) return null;
-        return { regs: 0xffff & ~written, flags };
+        if (e.base === 4 || (e.form === Form.AluRM || e.form === Form.AluMR || e.form === Form.AluMI ? KIND[e.op] === 0 : false)) return -1;
+        return (0xffff & ~written) | ((flags) ? 0x10000 : 0);
       case Form.AluRR: case Form.AluRI: case Form.Alu8RR: case Form.Alu8RI:
-        if (KIND[e.op] === 0) return null;
+        if (KIND[e.op] === 0) return -1;
         flags = false;
         break;
       case Form.MovRR64: case Form.MovRR32: case Form.MovImmReg: case Form.Lea: case Form.MovzxReg8: case Form.MovzxReg16:
@@ -2806,29 +2810,29 @@ function hoistMask(T: Translator, i: number): { regs: number; flags: boolean } |
         // writes everything back before its branch (JCC_FLUSH), a JMP at its exit (exitStatic); a deferred flag
         // record stays in the locals on a branch to a region member that cannot see it (edgeDead)
         const last = es.length - 1;
-        if (j !== last || T.selfLoop || e.len === 0) return null;
+        if (j !== last || T.selfLoop || e.len === 0) return -1;
         const next = T.offs[j] + e.len, target = next + e.disp;
         if (f === Form.Jcc) {
-          if (!JCC_FLUSH) return null;
-          return { regs: 0xffff & ~written, flags: flags && !(T.edgeDead(target) && T.edgeDead(next)) };
+          if (!JCC_FLUSH) return -1;
+          return (0xffff & ~written) | ((flags && !(T.edgeDead(target) && T.edgeDead(next))) ? 0x10000 : 0);
         }
-        return { regs: 0xffff & ~written, flags: flags && !T.edgeDead(target) };
+        return (0xffff & ~written) | ((flags && !T.edgeDead(target)) ? 0x10000 : 0);
       }
       default:
         // (a form without an emitter of its own: emitOther writes everything back first; not a page-straddling
         // branch, which reads the flags before its replay)
-        if (EMIT[f] === undefined && !(j === es.length - 1 && e.len === 0)) return { regs: 0xffff & ~written, flags };
-        return null;
+        if (EMIT[f] === undefined && !(j === es.length - 1 && e.len === 0)) return (0xffff & ~written) | ((flags) ? 0x10000 : 0);
+        return -1;
     }
     // (the destination is e.a or e.b by form; CWDE/CDQ write RAX/RDX: a superset of both fields and those two)
     written |= (e.a >= 0 && e.a < 16 ? 1 << e.a : 0) | (e.b >= 0 && e.b < 16 ? 1 << e.b : 0) | (f === Form.Cdq ? 5 : 0);
     if (j === es.length - 1) {
       // the block's last instruction, a register form: its exit (exitStatic) writes everything back, a deferred flag
       // record not on a branch to a region member that cannot see it
-      return { regs: 0xffff & ~written, flags: flags && !T.edgeDead(T.offs[j] + e.len) };
+      return (0xffff & ~written) | ((flags && !T.edgeDead(T.offs[j] + e.len)) ? 0x10000 : 0);
     }
   }
-  return null;
+  return -1;
 }
 
 /**
@@ -2917,23 +2921,30 @@ function emitCode(T: Translator, block: Block, offs: number[], loop: { pre: numb
   T.base = b.nest;
   if (T.loopPre !== null) for (const r of T.loopPre) { T.rs[r] = T.loopDirty.includes(r) ? 2 : 1; if (T.rs[r] === 2) T.dirty |= 1 << r; }
   // (EAGER_WB: per instruction index, the registers it or a later instruction of the block may write)
-  let eager: number[] | null = null;
+  // (both tables in reused typed arrays, EAGER_TABLES: no emitCode runs inside another)
+  if (EAGER_TABLES.length < N + 1) EAGER_TABLES = new Int32Array(Math.max(N + 1, EAGER_TABLES.length * 2));
+  let eager: Int32Array | null = null;
   if (EAGER_WB && !T.selfLoop) {
-    eager = new Array(N + 1).fill(0);
+    eager = EAGER_TABLES;
+    eager[N] = 0;
     for (let i = N - 1; i >= 0; i--) eager[i] = eager[i + 1] | writesOf(es[i]);
   }
   // (EAGER_FL: per instruction index, whether it or a later instruction of the block may produce flags; null: off
   // here, when a way out of the block may skip storing the flags, a branch to a region member that overwrites them)
-  let eagerFl: boolean[] | null = null;
+  let eagerFl: Uint8Array | null = null;
   if (EAGER_FL && !T.selfLoop) {
     const lastNext = offs[N - 1] + last.len, lf = last.form;
-    const outs = lf === Form.Jcc ? [lastNext + last.disp, lastNext] : lf === Form.Jmp || lf === Form.Call ? [lastNext + last.disp]
-      : lf === Form.Ret || lf === Form.CallInd || lf === Form.JmpInd ? [] : [lastNext];
+    // (the block's ways out in this order, the first that reaches a member which overwrites the flags ends the look)
+    let dead = lf === Form.Jcc ? T.edgeDead(lastNext + last.disp) || T.edgeDead(lastNext)
+      : lf === Form.Jmp || lf === Form.Call ? T.edgeDead(lastNext + last.disp)
+      : lf === Form.Ret || lf === Form.CallInd || lf === Form.JmpInd ? false : T.edgeDead(lastNext);
     // (and every side exit: a Jcc before the block's end)
-    for (let j = 0; j < N - 1; j++) if (es[j].form === Form.Jcc) outs.push(offs[j] + es[j].len + es[j].disp);
-    if (!outs.some((t) => T.edgeDead(t))) {
-      eagerFl = new Array(N + 1).fill(false);
-      for (let i = N - 1; i >= 0; i--) eagerFl[i] = eagerFl[i + 1] || !NO_FLAGS[es[i].form];
+    for (let j = 0; j < N - 1 && !dead; j++) if (es[j].form === Form.Jcc) dead = T.edgeDead(offs[j] + es[j].len + es[j].disp);
+    if (!dead) {
+      if (EAGER_FLAGS.length < N + 1) EAGER_FLAGS = new Uint8Array(Math.max(N + 1, EAGER_FLAGS.length * 2));
+      eagerFl = EAGER_FLAGS;
+      eagerFl[N] = 0;
+      for (let i = N - 1; i >= 0; i--) eagerFl[i] = eagerFl[i + 1] !== 0 || !NO_FLAGS[es[i].form] ? 1 : 0;
     }
   }
   for (let i = 0; i < N; i++) {
@@ -2958,7 +2969,7 @@ function emitCode(T: Translator, block: Block, offs: number[], loop: { pre: numb
     (EMIT[f] ?? emitOther)(T, e, i, next);
     T.runCur = -1;
     if (eager !== null && !isLast && !T.insReplayed) T.eagerWb(eager[i + 1]);
-    if (eagerFl !== null && !isLast && !eagerFl[i + 1] && T.fdirty && !T.nested()) T.commitFlags();
+    if (eagerFl !== null && !isLast && eagerFl[i + 1] === 0 && T.fdirty && !T.nested()) T.commitFlags();
     if (T.insMem && !isLast) { if (!T.insReplayed) T.hoistFlush(i); T.exitIfSlow(i + 1, next); }
     else if (T.insSlow > 0) T.slowMaybe = true;
     if (isLast && !T.insReplayed && f !== Form.Jcc && f !== Form.Jmp && f !== Form.Call && f !== Form.Ret && f !== Form.CallInd && f !== Form.JmpInd) {
@@ -2968,6 +2979,10 @@ function emitCode(T: Translator, block: Block, offs: number[], loop: { pre: numb
   }
   if (T.selfLoop) b.close();
 }
+
+/** emitCode's EAGER_WB and EAGER_FL tables (grown to the longest block). */
+let EAGER_TABLES = new Int32Array(64);
+let EAGER_FLAGS = new Uint8Array(64);
 
 /**
  * RINGZERO_WASM_STACK_RUN=0: off. A run of stack accesses in one block (PUSH/POP, PUSH imm, PUSHF, PUSH memory, a
