@@ -111,6 +111,8 @@ export class Body {
   private readonly localTypes: number[] = [];
   /** Open blocks/loops/ifs, innermost last: a label is an index into this stack. */
   private readonly labels: number[] = [];
+  /** Per label (by number): its index in `labels` while open, else -1. */
+  private readonly labelAt: number[] = [];
   private nextLabel = 0;
   /** Branch hints (HINTS): code offset * 2 + 1 when likely taken, in increasing order; null until the first. */
   private hints: number[] | null = null;
@@ -193,11 +195,28 @@ export class Body {
   }
 
   /** One opcode byte, or two (a 0xFC-prefixed opcode, call_indirect's type, ...). */
-  op(a: number, b = -1): this { this.room(2); this.put(a); if (b >= 0) this.put(b); return this; }
-  i32(v: number): this { this.room(6); this.put(Op.i32Const); this.sleb(v | 0); return this; }
+  // (the most used operations below write their bytes through a local, with a one-byte fast path for a LEB128 below
+  // 128 (64 signed): the translator's own code runs unoptimized for the first batches of a boot, where every call to
+  // put/uleb/room is a real call)
+  op(a: number, b = -1): this {
+    if (this.len + 2 > this.buf.length) this.room(2);
+    const buf = this.buf;
+    buf[this.len++] = a;
+    if (b >= 0) buf[this.len++] = b;
+    return this;
+  }
+  i32(v: number): this {
+    if (this.len + 6 > this.buf.length) this.room(6);
+    v |= 0;
+    if (v >= -64 && v < 64) { const buf = this.buf, n = this.len; buf[n] = Op.i32Const; buf[n + 1] = v & 0x7f; this.len = n + 2; return this; }
+    this.put(Op.i32Const); this.sleb(v); return this;
+  }
   /** i64.const: a number (an exact integer, |v| < 2^53) or a bigint. */
   i64(v: bigint | number): this {
-    this.room(11);
+    if (this.len + 11 > this.buf.length) this.room(11);
+    if (typeof v === 'number' && v >= -64 && v < 64 && (v | 0) === v) {
+      const buf = this.buf, n = this.len; buf[n] = Op.i64Const; buf[n + 1] = v & 0x7f; this.len = n + 2; return this;
+    }
     this.put(Op.i64Const);
     if (typeof v === 'number') this.sleb(v);
     else this.sleb64(Number(BigInt.asIntN(32, v)), Number(BigInt.asIntN(32, v >> 32n)));
@@ -227,26 +246,36 @@ export class Body {
     // (right after `local.set l`, nothing emitted since: that set becomes `local.tee l`, the same value left on the
     // stack in one operation; ~34k of a boot's ~4.7M translated operations were such pairs)
     if (this.len === this.setEnd && l === this.setLocal && PEEP_TEE) { this.buf[this.setAt] = Op.localTee; this.setEnd = -1; return this; }
-    this.room(6); this.put(Op.localGet); this.uleb(l); return this;
+    return this.opU(Op.localGet, l);
   }
   set(l: number): this {
-    this.room(6); this.setAt = this.len; this.put(Op.localSet); this.uleb(l);
+    this.setAt = this.len;
+    this.opU(Op.localSet, l);
     this.setEnd = this.len; this.setLocal = l;
     return this;
+  }
+  /** Opcode `op` and its unsigned LEB128 immediate `v` (below 2^32). */
+  private opU(op: number, v: number): this {
+    if (this.len + 6 > this.buf.length) this.room(6);
+    if (v < 128) { const buf = this.buf, n = this.len; buf[n] = op; buf[n + 1] = v; this.len = n + 2; return this; }
+    this.put(op); this.uleb(v); return this;
   }
   /** The last `local.set`: its opcode's offset, its end and its local (get: set + get -> tee). */
   private setAt = -1;
   private setEnd = -1;
   private setLocal = -1;
-  tee(l: number): this { this.room(6); this.put(Op.localTee); this.uleb(l); return this; }
-  call(f: number): this { this.room(6); this.put(Op.call); this.uleb(f); return this; }
+  tee(l: number): this { return this.opU(Op.localTee, l); }
+  call(f: number): this { return this.opU(Op.call, f); }
   /** return_call (the tail-call proposal, Node 20's V8 11.3 by default): 0x12, function index. */
   returnCall(f: number): this { this.room(6); this.put(0x12); this.uleb(f); return this; }
   /** return_call_indirect (0x13): type index, table index; the table index operand on the stack. */
   returnCallIndirect(type: number, table: number): this { this.room(12); this.put(0x13); this.uleb(type); this.uleb(table); return this; }
   /** A load/store with alignment hint log2 `align` and a constant offset (§5.4.6 memarg). */
   mem(opcode: number, align: number, offset: number): this {
-    this.room(11);
+    if (this.len + 11 > this.buf.length) this.room(11);
+    if (align < 128 && offset < 128) {
+      const buf = this.buf, n = this.len; buf[n] = opcode; buf[n + 1] = align; buf[n + 2] = offset; this.len = n + 3; return this;
+    }
     this.put(opcode);
     this.uleb(align);
     this.uleb(offset);
@@ -269,24 +298,30 @@ export class Body {
 
   /** Open a block (kind: Op.block, Op.loop or Op.if) with no result; returns its label. */
   open(kind: number): number {
-    this.room(2); this.put(kind); this.put(EMPTY);
+    if (this.len + 2 > this.buf.length) this.room(2);
+    const buf = this.buf, n = this.len;
+    buf[n] = kind; buf[n + 1] = EMPTY; this.len = n + 2;
     const id = this.nextLabel++;
+    this.labelAt.push(this.labels.length);
     this.labels.push(id);
     return id;
   }
   else(): this { this.byte(Op.else); return this; }
   close(): this {
-    this.labels.pop();
+    const id = this.labels.pop();
+    if (id !== undefined) this.labelAt[id] = -1;
     this.byte(Op.end);
     return this;
   }
   private depth(label: number): number {
-    const i = this.labels.lastIndexOf(label);
+    // (labels are numbered in the order they open and close innermost first: each open one's place in the stack is
+    // labelAt[label], no search of the stack)
+    const i = label >= 0 && label < this.labelAt.length ? this.labelAt[label] : -1;
     if (i < 0) throw new Error('branch to a label that is not open');
     return this.labels.length - 1 - i;
   }
-  br(label: number): this { this.room(6); this.put(Op.br); this.uleb(this.depth(label)); return this; }
-  brIf(label: number): this { this.room(6); this.put(Op.brIf); this.uleb(this.depth(label)); return this; }
+  br(label: number): this { return this.opU(Op.br, this.depth(label)); }
+  brIf(label: number): this { return this.opU(Op.brIf, this.depth(label)); }
   /** br_table (Core spec §5.4.1, opcode 0x0E): to labels[i] for the i32 on the stack, `def` when out of range. */
   brTable(labels: readonly number[], def: number): this {
     this.room(6 + 5 * (labels.length + 1));
