@@ -1914,69 +1914,95 @@ class Translator {
   }
 
   condStatic(c: number): boolean {
+    // (no closures: the flag terms are the methods below, which read the record's kind and size; this runs for every
+    // conditional branch, SETcc and CMOVcc)
     const b = this.b, k = this.kind, w = this.size === 8;
     if (k === EXPLICIT) {
       // The arithmetic flags as EFLAGS bits in ld (SDM vol. 1 §3.4.3.1: CF 0, PF 2, ZF 6, SF 7, OF 11).
-      const bit = (n: number) => { b.get(this.ld).op(Op.i32WrapI64); if (n) b.i32(n).op(Op.i32ShrU); b.i32(1).op(Op.i32And); };
       switch (c) {
-        case 0: bit(11); break;
-        case 1: bit(0); break;
-        case 2: bit(6); break;
+        case 0: this.xBit(11); break;
+        case 1: this.xBit(0); break;
+        case 2: this.xBit(6); break;
         case 3: b.get(this.ld).op(Op.i32WrapI64).i32(0x41).op(Op.i32And).i32(0).op(Op.i32Ne); break;
-        case 4: bit(7); break;
-        case 5: bit(2); break;
-        case 6: bit(7); bit(11); b.op(Op.i32Xor); break;
-        default: bit(6); bit(7); bit(11); b.op(Op.i32Xor).op(Op.i32Or);
+        case 4: this.xBit(7); break;
+        case 5: this.xBit(2); break;
+        case 6: this.xBit(7); this.xBit(11); b.op(Op.i32Xor); break;
+        default: this.xBit(6); this.xBit(7); this.xBit(11); b.op(Op.i32Xor).op(Op.i32Or);
       }
       return true;
     }
-    const lt = w ? Op.i64LtS : Op.i32LtS, ltu = w ? Op.i64LtU : Op.i32LtU, leu = w ? Op.i64LeU : Op.i32LeU;
-    const les = w ? Op.i64LeS : Op.i32LeS, eqz = w ? Op.i64Eqz : Op.i32Eqz, xor = w ? Op.i64Xor : Op.i32Xor;
-    const and = w ? Op.i64And : Op.i32And, eq = w ? Op.i64Eq : Op.i32Eq;
-    const zero = () => (w ? b.i64(0) : b.i32(0));
-    const Z = () => { this.fv(this.lr, false); b.op(eqz); };
-    const S = () => { this.fv(this.lr, true); zero(); b.op(lt); };
-    const P = () => { b.get(this.lr).op(Op.i32WrapI64).i32(255).op(Op.i32And).op(Op.i32Popcnt).i32(1).op(Op.i32And).op(Op.i32Eqz); };
-    let O: () => void;
-    let B: () => void;
-    if (k === L_LOGIC) {
-      O = () => b.i32(0);
-      B = () => b.i32(0);
-    } else if (k === L_SUB || k === L_SBB) {
-      O = () => { this.fv(this.ld, true); this.fv(this.ls, true); b.op(xor); this.fv(this.ld, true); this.fv(this.lr, true); b.op(xor).op(and); zero(); b.op(lt); };
-      // SBB (as SoftCpu.computeArith): borrow iff d < s, or d <= s with a carry-in
-      B = k === L_SUB ? () => { this.fv(this.ld, false); this.fv(this.ls, false); b.op(ltu); }
-        : () => { this.fv(this.ld, false); this.fv(this.ls, false); b.op(leu); this.fv(this.ld, false); this.fv(this.ls, false); b.op(ltu); b.get(this.lcy).op(Op.select); };
-    } else if (k === L_ADD || k === L_ADC) {
-      O = () => { this.fv(this.ld, true); this.fv(this.lr, true); b.op(xor); this.fv(this.ls, true); this.fv(this.lr, true); b.op(xor).op(and); zero(); b.op(lt); };
-      // ADC: carry iff r < d, or r <= d with a carry-in
-      B = k === L_ADD ? () => { this.fv(this.lr, false); this.fv(this.ld, false); b.op(ltu); }
-        : () => { this.fv(this.lr, false); this.fv(this.ld, false); b.op(leu); this.fv(this.lr, false); this.fv(this.ld, false); b.op(ltu); b.get(this.lcy).op(Op.select); };
-    } else if (k === L_INC || k === L_DEC) {
-      // OF: the result is the size's most negative number after INC, its most positive after DEC (a byte's
-      // compared sign-extended, as fv gives it)
+    if (k === L_INC || k === L_DEC) {
       if (this.size === 2) return false;
-      const one = this.size === 1;
-      const lim = k === L_INC ? (w ? I64_MIN : one ? -128 : -2147483648) : (w ? I64_MAX : one ? 127 : 2147483647);
-      O = () => { this.fv(this.lr, true); if (w) b.i64(lim as bigint); else b.i32(lim as number); b.op(eq); };
-      B = () => { b.get(this.lcy).i32(0).op(Op.i32Ne); };
-    } else return false;
+    } else if (k !== L_LOGIC && k !== L_SUB && k !== L_SBB && k !== L_ADD && k !== L_ADC) return false;
     switch (c) {
-      case 0: O(); break;
-      case 1: B(); break;
-      case 2: Z(); break;
+      case 0: this.cO(); break;
+      case 1: this.cB(); break;
+      case 2: this.cZ(); break;
       case 3:
-        if (k === L_SUB) { this.fv(this.ld, false); this.fv(this.ls, false); b.op(leu); } else { B(); Z(); b.op(Op.i32Or); }
+        if (k === L_SUB) { this.fv(this.ld, false); this.fv(this.ls, false); b.op(w ? Op.i64LeU : Op.i32LeU); } else { this.cB(); this.cZ(); b.op(Op.i32Or); }
         break;
-      case 4: S(); break;
-      case 5: P(); break;
+      case 4: this.cS(); break;
+      case 5: this.cP(); break;
       case 6:
-        if (k === L_SUB) { this.fv(this.ld, true); this.fv(this.ls, true); b.op(lt); } else { S(); O(); b.op(Op.i32Xor); }
+        if (k === L_SUB) { this.fv(this.ld, true); this.fv(this.ls, true); b.op(w ? Op.i64LtS : Op.i32LtS); } else { this.cS(); this.cO(); b.op(Op.i32Xor); }
         break;
       default:
-        if (k === L_SUB) { this.fv(this.ld, true); this.fv(this.ls, true); b.op(les); } else { Z(); S(); O(); b.op(Op.i32Xor).op(Op.i32Or); }
+        if (k === L_SUB) { this.fv(this.ld, true); this.fv(this.ls, true); b.op(w ? Op.i64LeS : Op.i32LeS); } else { this.cZ(); this.cS(); this.cO(); b.op(Op.i32Xor).op(Op.i32Or); }
     }
     return true;
+  }
+  /** condStatic, EXPLICIT: EFLAGS bit n of ld as an i32 0/1. */
+  private xBit(n: number): void {
+    const b = this.b;
+    b.get(this.ld).op(Op.i32WrapI64); if (n) b.i32(n).op(Op.i32ShrU); b.i32(1).op(Op.i32And);
+  }
+  /** condStatic's ZF of the known record. */
+  private cZ(): void { this.fv(this.lr, false); this.b.op(this.size === 8 ? Op.i64Eqz : Op.i32Eqz); }
+  /** condStatic's SF. */
+  private cS(): void {
+    const b = this.b, w = this.size === 8;
+    this.fv(this.lr, true); if (w) b.i64(0); else b.i32(0); b.op(w ? Op.i64LtS : Op.i32LtS);
+  }
+  /** condStatic's PF. */
+  private cP(): void { this.b.get(this.lr).op(Op.i32WrapI64).i32(255).op(Op.i32And).op(Op.i32Popcnt).i32(1).op(Op.i32And).op(Op.i32Eqz); }
+  /** condStatic's OF (a kind condStatic handles). */
+  private cO(): void {
+    const b = this.b, k = this.kind, w = this.size === 8;
+    const lt = w ? Op.i64LtS : Op.i32LtS, xor = w ? Op.i64Xor : Op.i32Xor, and = w ? Op.i64And : Op.i32And;
+    if (k === L_LOGIC) {
+      b.i32(0);
+    } else if (k === L_SUB || k === L_SBB) {
+      this.fv(this.ld, true); this.fv(this.ls, true); b.op(xor); this.fv(this.ld, true); this.fv(this.lr, true); b.op(xor).op(and); if (w) b.i64(0); else b.i32(0); b.op(lt);
+    } else if (k === L_ADD || k === L_ADC) {
+      this.fv(this.ld, true); this.fv(this.lr, true); b.op(xor); this.fv(this.ls, true); this.fv(this.lr, true); b.op(xor).op(and); if (w) b.i64(0); else b.i32(0); b.op(lt);
+    } else {
+      // OF after INC/DEC: the result is the size's most negative number after INC, its most positive after DEC (a
+      // byte's compared sign-extended, as fv gives it)
+      const one = this.size === 1;
+      this.fv(this.lr, true);
+      if (w) b.i64(k === L_INC ? I64_MIN : I64_MAX); else b.i32(k === L_INC ? (one ? -128 : -2147483648) : (one ? 127 : 2147483647));
+      b.op(w ? Op.i64Eq : Op.i32Eq);
+    }
+  }
+  /** condStatic's CF (a kind condStatic handles). */
+  private cB(): void {
+    const b = this.b, k = this.kind, w = this.size === 8;
+    const ltu = w ? Op.i64LtU : Op.i32LtU, leu = w ? Op.i64LeU : Op.i32LeU;
+    if (k === L_LOGIC) {
+      b.i32(0);
+    } else if (k === L_SUB) {
+      this.fv(this.ld, false); this.fv(this.ls, false); b.op(ltu);
+    } else if (k === L_SBB) {
+      // SBB (as SoftCpu.computeArith): borrow iff d < s, or d <= s with a carry-in
+      this.fv(this.ld, false); this.fv(this.ls, false); b.op(leu); this.fv(this.ld, false); this.fv(this.ls, false); b.op(ltu); b.get(this.lcy).op(Op.select);
+    } else if (k === L_ADD) {
+      this.fv(this.lr, false); this.fv(this.ld, false); b.op(ltu);
+    } else if (k === L_ADC) {
+      // ADC: carry iff r < d, or r <= d with a carry-in
+      this.fv(this.lr, false); this.fv(this.ld, false); b.op(leu); this.fv(this.lr, false); this.fv(this.ld, false); b.op(ltu); b.get(this.lcy).op(Op.select);
+    } else {
+      b.get(this.lcy).i32(0).op(Op.i32Ne);
+    }
   }
 
   /**
@@ -1990,8 +2016,8 @@ class Translator {
     if (k === EXPLICIT) { b.get(this.ld).op(Op.i32WrapI64).set(this.fl); return true; }
     if ((k === L_INC || k === L_DEC) && this.size === 2) return false;
     if (k !== L_ADD && k !== L_SUB && k !== L_ADC && k !== L_SBB && k !== L_LOGIC && k !== L_INC && k !== L_DEC) return false;
-    const flag = (cc: number, shift: number) => { this.condStatic(cc); if (shift) b.i32(shift).op(Op.i32Shl); };
-    flag(1, 0); flag(5, 2); b.op(Op.i32Or); flag(2, 6); b.op(Op.i32Or); flag(4, 7); b.op(Op.i32Or); flag(0, 11); b.op(Op.i32Or);
+    this.condStatic(1); this.condStatic(5); b.i32(2).op(Op.i32Shl).op(Op.i32Or); this.condStatic(2); b.i32(6).op(Op.i32Shl).op(Op.i32Or);
+    this.condStatic(4); b.i32(7).op(Op.i32Shl).op(Op.i32Or); this.condStatic(0); b.i32(11).op(Op.i32Shl).op(Op.i32Or);
     if (k === L_ADD || k === L_SUB || k === L_ADC || k === L_SBB) {
       b.get(this.ld).get(this.ls).op(Op.i64Xor).get(this.lr).op(Op.i64Xor).op(Op.i32WrapI64).i32(0x10).op(Op.i32And).op(Op.i32Or);
     } else if (k === L_INC || k === L_DEC) {
@@ -2749,6 +2775,30 @@ function writesOf(e: BlockEntry): number {
  * whose body is longer than one block (MAX_BLOCK), such as busybox md5's four 44-48-instruction round loops.
  */
 function onCycles(members: Block[], at: Map<number, number>): boolean[] {
+  const n = members.length;
+  if (n > 32) return onCyclesBy(members, at);
+  // (up to 32 members: each one's successors as a bit mask, closed transitively (Warshall); a member is on a cycle
+  // when it reaches itself, as the walk of onCyclesBy finds; no arrays or closures per member)
+  const reach = CYC_REACH;
+  for (let j = 0; j < n; j++) {
+    let m = 0;
+    for (const t of pageTargets(members[j])) { const k = at.get(t); if (k !== undefined) m |= 1 << k; }
+    reach[j] = m;
+  }
+  for (let k = 0; k < n; k++) {
+    const bk = 1 << k, rk = reach[k];
+    for (let i = 0; i < n; i++) if ((reach[i] & bk) !== 0) reach[i] |= rk;
+  }
+  const cyc: boolean[] = [];
+  let any = false;
+  for (let j = 0; j < n; j++) { const c = midSelfEdge(members[j]) || (reach[j] & (1 << j)) !== 0; cyc.push(c); any ||= c; }
+  if (!LOOP_ENTRY || !any) return cyc;
+  return loopEntries(members, cyc);
+}
+const CYC_REACH = new Int32Array(32);
+
+/** onCycles by a walk from each member (more than 32 members). */
+function onCyclesBy(members: Block[], at: Map<number, number>): boolean[] {
   const succ = members.map((m) => { const out: number[] = []; for (const t of pageTargets(m)) { const j = at.get(t); if (j !== undefined) out.push(j); } return out; });
   const cyc = members.map((m, j) => {
     if (midSelfEdge(m)) return true;
@@ -2763,15 +2813,24 @@ function onCycles(members: Block[], at: Map<number, number>): boolean[] {
     return false;
   });
   if (!LOOP_ENTRY) return cyc;
-  // (LOOP_ENTRY: a member that runs into a loop's first block, at one of its instruction boundaries, runs that loop's
-  // first pass: it probes inline too)
+  return loopEntries(members, cyc);
+}
+
+/**
+ * LOOP_ENTRY: a member that runs into a loop's first block, at one of its instruction boundaries, runs that loop's
+ * first pass: it probes inline too (`cyc`: the members on a cycle; updated in place and returned).
+ */
+function loopEntries(members: Block[], cyc: boolean[]): boolean[] {
   const onCyc = new Set<number>();
-  members.forEach((m, j) => { if (cyc[j]) onCyc.add(m.pa); });
-  return members.map((m, j) => {
-    if (cyc[j] || onCyc.size === 0) return cyc[j];
-    const offs = blockOffsets(m);
-    return offs !== null && offs.some((o) => o > 0 && onCyc.has(m.pa + o));
-  });
+  for (let j = 0; j < members.length; j++) if (cyc[j]) onCyc.add(members[j].pa);
+  if (onCyc.size === 0) return cyc;
+  for (let j = 0; j < members.length; j++) {
+    if (cyc[j]) continue;
+    const m = members[j], offs = blockOffsets(m);
+    if (offs === null) continue;
+    for (let i = 0; i < offs.length; i++) if (offs[i] > 0 && onCyc.has(m.pa + offs[i])) { cyc[j] = true; break; }
+  }
+  return cyc;
 }
 
 /**
