@@ -150,6 +150,8 @@ interface Region {
   /** Locals: the dispatcher's instruction limit for this call, and the count of internal branches (statistics). */
   climit: number;
   intra: number;
+  /** Per member, flagsDead from its start (Translator.memberDead; filled as asked). */
+  dead: boolean[];
   /**
    * REGION_LIM: local, the highest count after which a branch enters any member: min(climit - 1, left - the largest
    * member's instruction count), so one compare stands for the dispatcher's two (its limit, the target's fit in
@@ -598,8 +600,10 @@ class Translator {
    * stays right on every path). Dirty registers are written back (flush) before anything that may fault or look
    * at the state area (memory library, helpers) and at every exit; a replay or the SSE hook forgets the cache.
    */
-  readonly rc: number[] = new Array(16).fill(-1);
-  readonly rs: number[] = new Array(16).fill(0);
+  // (the per-register tables as literals: packed arrays cloned from a boilerplate, cheaper than new Array(n).fill(v)
+  // per Translator, one or more per translated block)
+  readonly rc: number[] = [-1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1];
+  readonly rs: number[] = [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
   /** Bit r set exactly when rs[r] is 2 (flush, called before every access, helper and exit, skips a clean cache). */
   dirty = 0;
   /**
@@ -681,9 +685,9 @@ class Translator {
    * code last set (-1: not since the block started); any call other than the memory library's (a helper may change
    * the paging state) makes them stale. The slot only picks which page to compare with: any slot is correct.
    */
-  readonly lpVpn: number[] = new Array(17).fill(-1);
-  readonly lpBase: number[] = new Array(17).fill(-1);
-  readonly lpAt: number[] = new Array(17).fill(-1);
+  readonly lpVpn: number[] = [-1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1];
+  readonly lpBase: number[] = [-1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1];
+  readonly lpAt: number[] = [-1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1];
   aKey = 16;
   /**
    * LP_LATER: whether an instruction after the current one in its block loads through base slot `key` (a form of
@@ -861,7 +865,7 @@ class Translator {
   loopPre: number[] | null = null;
   loopDirty: number[] = [];
   /** The registers dirty at the self-loop's back edge (recorded by the first emission). */
-  readonly backDirty: boolean[] = new Array(16).fill(false);
+  readonly backDirty: boolean[] = [false, false, false, false, false, false, false, false, false, false, false, false, false, false, false, false];
 
   /**
    * At a self-loop's back edge: make the registers match what the loop's top assumes. Without loopPre, everything
@@ -1377,13 +1381,13 @@ class Translator {
    */
   exitStatic(count: number, ripOff: number): void {
     const b = this.b, pa = this.block.pa, tpa = pa + ripOff;
-    const R = this.region, to = this.regionTarget(ripOff);
-    if (to !== undefined && to.cross) { this.crossBranch(count, ripOff, to.j); return; }
-    if (R !== null && to !== undefined) {
+    const R = this.region, to = this.regionTargetOf(ripOff);
+    if (to >= 0 && (to & 1) !== 0) { this.crossBranch(count, ripOff, to >> 1); return; }
+    if (R !== null && to >= 0) {
       // to another block of this region (or this one's start): a branch when the dispatcher would enter it (a
       // deferred flag record is stored on that path only when j can see it: flagsDead; the exit below stores it)
-      const j = to.j;
-      this.wbCtx = 3; this.flush(!(EDGE_DEAD && flagsDead(R.members[j], -1))); this.wbCtx = 1;
+      const j = to >> 1;
+      this.wbCtx = 3; this.flush(!(EDGE_DEAD && this.memberDead(j))); this.wbCtx = 1;
       b.get(this.n).i32(count).op(Op.i32Add).set(this.c32);
       this.regionFits(R.members[j].n);
       b.hint(true).open(Op.if);
@@ -1420,26 +1424,34 @@ class Translator {
    * overwrites every arithmetic flag before anything can see them (flagsDead from its start), as exitStatic and
    * crossBranch decide: then the flags need not be stored on that path.
    */
+  /** flagsDead(member j, -1) of the current region, worked out once per member (Region.dead). */
+  memberDead(j: number): boolean {
+    const R = this.region!;
+    let d = R.dead[j];
+    if (d === undefined) R.dead[j] = d = flagsDead(R.members[j], -1);
+    return d;
+  }
   edgeDead(ripOff: number): boolean {
-    const to = EDGE_DEAD ? this.regionTarget(ripOff) : undefined;
-    return to !== undefined && flagsDead(this.region!.members[to.j], -1);
+    const to = EDGE_DEAD ? this.regionTargetOf(ripOff) : -1;
+    return to >= 0 && this.memberDead(to >> 1);
   }
 
   /**
    * The region member a static exit to r0 + `ripOff` branches to when it branches (exitStatic): one on another page
    * found by linear address (`cross`: crossBranch), else one at the target's physical address on this block's page;
-   * undefined when the exit leaves the function.
+   * -1 when the exit leaves the function. Packed, no object (edgeDead asks for many exits): j * 2 + 1 when `cross`,
+   * else j * 2.
    */
-  regionTarget(ripOff: number): { j: number; cross: boolean } | undefined {
+  regionTargetOf(ripOff: number): number {
     const R = this.region;
-    if (R === null) return undefined;
+    if (R === null) return -1;
     const pa = this.block.pa, tpa = pa + ripOff;
     if (CROSS_PAGE && (tpa >>> 12) !== (pa >>> 12) && R.lins.length > 0) {
       const jl = R.atLin.get(R.lins[R.cur] + ripOff);
-      if (jl !== undefined && jl !== R.cur && (R.members[jl].pa >>> 12) !== (pa >>> 12)) return { j: jl, cross: true };
+      if (jl !== undefined && jl !== R.cur && (R.members[jl].pa >>> 12) !== (pa >>> 12)) return jl * 2 + 1;
     }
     const j = R.at.get(tpa);
-    return j !== undefined && (tpa >>> 12) === (pa >>> 12) ? { j, cross: false } : undefined;
+    return j !== undefined && (tpa >>> 12) === (pa >>> 12) ? j * 2 : -1;
   }
 
   /** The linear address the block being emitted was queued at (a region member's, or translateBody's), if known. */
@@ -1578,7 +1590,7 @@ class Translator {
    */
   crossBranch(count: number, ripOff: number, j: number): void {
     const b = this.b, R = this.region!, m = R.members[j];
-    this.wbCtx = 3; this.flush(!(EDGE_DEAD && flagsDead(m, -1))); this.wbCtx = 1; // (as exitStatic's branch)
+    this.wbCtx = 3; this.flush(!(EDGE_DEAD && this.memberDead(j))); this.wbCtx = 1; // (as exitStatic's branch)
     b.get(this.n).i32(count).op(Op.i32Add).set(this.c32);
     this.regionFits(m.n);
     this.fetchMapsTo(ripOff, m.pa >>> 12, m.gen);
@@ -2690,7 +2702,7 @@ export function translateRegion(members: Block[], lins?: Map<Block, number>, opt
   // edge writes them back): ash loop write-backs before region branches 1819 -> 2073 per iteration of ~15k guest
   // instructions, as the loops run few passes per entry and every other way in then writes back clean registers)
   const R: Region = {
-    members, at: new Map(), lins: [], atLin: new Map(), labels: [], disp: -1, cur: 0, climit: b.local(I32), intra: b.local(I32), lim: REGION_LIM ? b.local(I32) : -1,
+    members, at: new Map(), lins: [], atLin: new Map(), labels: [], dead: [], disp: -1, cur: 0, climit: b.local(I32), intra: b.local(I32), lim: REGION_LIM ? b.local(I32) : -1,
   };
   members.forEach((m, j) => R.at.set(m.pa, j));
   if (lins !== undefined && members.every((m) => lins.has(m))) {
@@ -4380,7 +4392,7 @@ function emitJcc(T: Translator, e: BlockEntry, i: number, next: number): void {
   // (the condition reads the flag locals, which stay known). A self-loop's back edge keeps registers in locals.
   // (a deferred flag record stays in the locals when both targets are region members that cannot see it: edgeDead)
   if (f === Form.Jcc && i === N - 1 && !T.selfLoop && JCC_FLUSH) {
-    T.wbCtx = T.regionTarget(target) !== undefined || T.regionTarget(next) !== undefined ? 3 : 9;
+    T.wbCtx = T.regionTargetOf(target) >= 0 || T.regionTargetOf(next) >= 0 ? 3 : 9;
     T.flush(!(T.edgeDead(target) && T.edgeDead(next)));
     T.wbCtx = 1;
   }
