@@ -2564,28 +2564,37 @@ export function groupRegions(blocks: Block[], lins?: Map<Block, number>, maxInst
     const l = lin[i] = CROSS_PAGE ? lins?.get(b) : undefined;
     if (l !== undefined && !byLin.has(l)) byLin.set(l, i);
   }
+  // (block i's static exit to its start + t: joined with the block there, if any)
+  const exit = (i: number, t: number): void => {
+    const b = blocks[i], bl = lin[i];
+    const tpa = b.pa + t;
+    if ((tpa >>> 12) !== (b.pa >>> 12) && bl !== undefined) {
+      // (into another page: the block queued at the target's linear address, Translator.crossBranch)
+      const j = byLin.get(bl + t);
+      if (j === undefined || j === i) return;
+      const x = blocks[j];
+      if (byPa.get(x.pa) !== j || (x.pa >>> 12) === (b.pa >>> 12) || offs[j] === null) return;
+      const ra = find(i), rb = find(j);
+      if (ra !== rb) parent[ra] = rb;
+      (edges[i] ??= []).push(j);
+      return;
+    }
+    const j = byPa.get(tpa);
+    if (j === undefined || j === i || (tpa >>> 12) !== (b.pa >>> 12) || blocks[j].gen !== b.gen || offs[j] === null) return;
+    const ra = find(i), rb = find(j);
+    if (ra !== rb) parent[ra] = rb;
+    (edges[i] ??= []).push(j);
+  };
   for (let i = 0; i < n; i++) {
     const b = blocks[i], o = offs[i];
     if (o === null || byPa.get(b.pa) !== i) continue;
     const bl = lin[i];
-    for (const t of staticExits(b, o)) {
-      const tpa = b.pa + t;
-      if ((tpa >>> 12) !== (b.pa >>> 12) && bl !== undefined) {
-        // (into another page: the block queued at the target's linear address, Translator.crossBranch)
-        const j = byLin.get(bl + t);
-        if (j === undefined || j === i) continue;
-        const x = blocks[j];
-        if (byPa.get(x.pa) !== j || (x.pa >>> 12) === (b.pa >>> 12) || offs[j] === null) continue;
-        const ra = find(i), rb = find(j);
-        if (ra !== rb) parent[ra] = rb;
-        (edges[i] ??= []).push(j);
-        continue;
-      }
-      const j = byPa.get(tpa);
-      if (j === undefined || j === i || (tpa >>> 12) !== (b.pa >>> 12) || blocks[j].gen !== b.gen || offs[j] === null) continue;
-      const ra = find(i), rb = find(j);
-      if (ra !== rb) parent[ra] = rb;
-      (edges[i] ??= []).push(j);
+    // (staticExits(b, o) in place, in its order: no array per block)
+    const es = b.entries;
+    for (let x = 0; x < es.length; x++) {
+      const e = es[x], next = o[x] + e.len;
+      if ((e.form === Form.Jcc || e.form === Form.Jmp || e.form === Form.Call) && e.len > 0) exit(i, next + e.disp);
+      if (x === es.length - 1 && e.len > 0 && e.form !== Form.Jmp) exit(i, next);
     }
     // (IND_JOIN: an indirect JMP or CALL and the block queued where it went last, Translator.indBranch)
     const it = bl !== undefined && userLinear(bl) ? indTarget(b) : 0;
@@ -2793,8 +2802,22 @@ function onCycles(members: Block[], at: Map<number, number>): boolean[] {
   // when it reaches itself, as the walk of onCyclesBy finds; no arrays or closures per member)
   const reach = CYC_REACH;
   for (let j = 0; j < n; j++) {
+    // (pageTargets of member j, read in place: its static exits into its own page, not to its own start)
+    const b = members[j], offs = blockOffsets(b), pa = b.pa, es = b.entries;
     let m = 0;
-    for (const t of pageTargets(members[j])) { const k = at.get(t); if (k !== undefined) m |= 1 << k; }
+    if (offs !== null) {
+      for (let i = 0; i < es.length; i++) {
+        const e = es[i], next = offs[i] + e.len;
+        if ((e.form === Form.Jcc || e.form === Form.Jmp || e.form === Form.Call) && e.len > 0) {
+          const x = pa + next + e.disp;
+          if ((x >>> 12) === (pa >>> 12) && x !== pa) { const k = at.get(x); if (k !== undefined) m |= 1 << k; }
+        }
+        if (i === es.length - 1 && e.len > 0 && e.form !== Form.Jmp) {
+          const x = pa + next;
+          if ((x >>> 12) === (pa >>> 12) && x !== pa) { const k = at.get(x); if (k !== undefined) m |= 1 << k; }
+        }
+      }
+    }
     reach[j] = m;
   }
   for (let k = 0; k < n; k++) {
