@@ -379,7 +379,11 @@ export function setSelfEdge(on: boolean): boolean { const old = SELF_EDGE; SELF_
 export function midSelfEdge(block: Block): boolean {
   if (!SELF_EDGE) return false;
   const offs = blockOffsets(block);
-  if (offs === null) return false;
+  return offs !== null && midSelfEdgeAt(block, offs);
+}
+/** midSelfEdge of a block worth translating, its instructions at block offsets `offs` (blockOffsets). */
+function midSelfEdgeAt(block: Block, offs: number[]): boolean {
+  if (!SELF_EDGE) return false;
   const es = block.entries;
   for (let i = 0; i < es.length - 1; i++) {
     const e = es[i];
@@ -2734,7 +2738,7 @@ export function translateRegion(members: Block[], lins?: Map<Block, number>, opt
   T.region = R;
   // (ids fit the token's 20 bits, see RET_BRANCH: past them, regions make no RET branches)
   if (RET_BRANCH && R.lim >= 0 && regionIds < FID_MAX) T.fid = ++regionIds;
-  const cyc = LOOP_INLINE ? onCycles(members, R.at) : null;
+  const cyc = LOOP_INLINE ? onCycles(members, R.at, offsList) : null;
   for (let j = 0; j < members.length; j++) {
     b.close();
     R.cur = j;
@@ -2795,27 +2799,25 @@ function writesOf(e: BlockEntry): number {
  * Which members of a region lie on a cycle of its same-page static branches (pageTargets): the blocks of a loop
  * whose body is longer than one block (MAX_BLOCK), such as busybox md5's four 44-48-instruction round loops.
  */
-function onCycles(members: Block[], at: Map<number, number>): boolean[] {
+function onCycles(members: Block[], at: Map<number, number>, offsList: number[][]): boolean[] {
   const n = members.length;
-  if (n > 32) return onCyclesBy(members, at);
+  if (n > 32) return onCyclesBy(members, at, offsList);
   // (up to 32 members: each one's successors as a bit mask, closed transitively (Warshall); a member is on a cycle
   // when it reaches itself, as the walk of onCyclesBy finds; no arrays or closures per member)
   const reach = CYC_REACH;
   for (let j = 0; j < n; j++) {
     // (pageTargets of member j, read in place: its static exits into its own page, not to its own start)
-    const b = members[j], offs = blockOffsets(b), pa = b.pa, es = b.entries;
+    const b = members[j], offs = offsList[j], pa = b.pa, es = b.entries;
     let m = 0;
-    if (offs !== null) {
-      for (let i = 0; i < es.length; i++) {
-        const e = es[i], next = offs[i] + e.len;
-        if ((e.form === Form.Jcc || e.form === Form.Jmp || e.form === Form.Call) && e.len > 0) {
-          const x = pa + next + e.disp;
-          if ((x >>> 12) === (pa >>> 12) && x !== pa) { const k = at.get(x); if (k !== undefined) m |= 1 << k; }
-        }
-        if (i === es.length - 1 && e.len > 0 && e.form !== Form.Jmp) {
-          const x = pa + next;
-          if ((x >>> 12) === (pa >>> 12) && x !== pa) { const k = at.get(x); if (k !== undefined) m |= 1 << k; }
-        }
+    for (let i = 0; i < es.length; i++) {
+      const e = es[i], next = offs[i] + e.len;
+      if ((e.form === Form.Jcc || e.form === Form.Jmp || e.form === Form.Call) && e.len > 0) {
+        const x = pa + next + e.disp;
+        if ((x >>> 12) === (pa >>> 12) && x !== pa) { const k = at.get(x); if (k !== undefined) m |= 1 << k; }
+      }
+      if (i === es.length - 1 && e.len > 0 && e.form !== Form.Jmp) {
+        const x = pa + next;
+        if ((x >>> 12) === (pa >>> 12) && x !== pa) { const k = at.get(x); if (k !== undefined) m |= 1 << k; }
       }
     }
     reach[j] = m;
@@ -2826,14 +2828,14 @@ function onCycles(members: Block[], at: Map<number, number>): boolean[] {
   }
   const cyc: boolean[] = [];
   let any = false;
-  for (let j = 0; j < n; j++) { const c = midSelfEdge(members[j]) || (reach[j] & (1 << j)) !== 0; cyc.push(c); any ||= c; }
+  for (let j = 0; j < n; j++) { const c = midSelfEdgeAt(members[j], offsList[j]) || (reach[j] & (1 << j)) !== 0; cyc.push(c); any ||= c; }
   if (!LOOP_ENTRY || !any) return cyc;
-  return loopEntries(members, cyc);
+  return loopEntries(members, cyc, offsList);
 }
 const CYC_REACH = new Int32Array(32);
 
 /** onCycles by a walk from each member (more than 32 members). */
-function onCyclesBy(members: Block[], at: Map<number, number>): boolean[] {
+function onCyclesBy(members: Block[], at: Map<number, number>, offsList: number[][]): boolean[] {
   const succ = members.map((m) => { const out: number[] = []; for (const t of pageTargets(m)) { const j = at.get(t); if (j !== undefined) out.push(j); } return out; });
   const cyc = members.map((m, j) => {
     if (midSelfEdge(m)) return true;
@@ -2848,21 +2850,20 @@ function onCyclesBy(members: Block[], at: Map<number, number>): boolean[] {
     return false;
   });
   if (!LOOP_ENTRY) return cyc;
-  return loopEntries(members, cyc);
+  return loopEntries(members, cyc, offsList);
 }
 
 /**
  * LOOP_ENTRY: a member that runs into a loop's first block, at one of its instruction boundaries, runs that loop's
  * first pass: it probes inline too (`cyc`: the members on a cycle; updated in place and returned).
  */
-function loopEntries(members: Block[], cyc: boolean[]): boolean[] {
+function loopEntries(members: Block[], cyc: boolean[], offsList: number[][]): boolean[] {
   const onCyc = new Set<number>();
   for (let j = 0; j < members.length; j++) if (cyc[j]) onCyc.add(members[j].pa);
   if (onCyc.size === 0) return cyc;
   for (let j = 0; j < members.length; j++) {
     if (cyc[j]) continue;
-    const m = members[j], offs = blockOffsets(m);
-    if (offs === null) continue;
+    const m = members[j], offs = offsList[j];
     for (let i = 0; i < offs.length; i++) if (offs[i] > 0 && onCyc.has(m.pa + offs[i])) { cyc[j] = true; break; }
   }
   return cyc;
