@@ -254,10 +254,10 @@ export class Body {
     this.setEnd = this.len; this.setLocal = l;
     return this;
   }
-  /** Opcode `op` and its unsigned LEB128 immediate `v` (below 2^32). */
+  /** Opcode `op` and its unsigned LEB128 immediate `v` (as uleb: a negative one as its uint32). */
   private opU(op: number, v: number): this {
     if (this.len + 6 > this.buf.length) this.room(6);
-    if (v < 128) { const buf = this.buf, n = this.len; buf[n] = op; buf[n + 1] = v; this.len = n + 2; return this; }
+    if (v >= 0 && v < 128) { const buf = this.buf, n = this.len; buf[n] = op; buf[n + 1] = v; this.len = n + 2; return this; }
     this.put(op); this.uleb(v); return this;
   }
   /** The last `local.set`: its opcode's offset, its end and its local (get: set + get -> tee). */
@@ -273,7 +273,7 @@ export class Body {
   /** A load/store with alignment hint log2 `align` and a constant offset (§5.4.6 memarg). */
   mem(opcode: number, align: number, offset: number): this {
     if (this.len + 11 > this.buf.length) this.room(11);
-    if (align < 128 && offset < 128) {
+    if (align >= 0 && align < 128 && offset >= 0 && offset < 128) {
       const buf = this.buf, n = this.len; buf[n] = opcode; buf[n + 1] = align; buf[n + 2] = offset; this.len = n + 3; return this;
     }
     this.put(opcode);
