@@ -1720,6 +1720,8 @@ export const enum Form {
   /** POPCNT e.b, register e.a / memory (F3 0F B8), sizes 4 and 8. */
   PopcntR, PopcntM,
 }
+/** How many forms there are (the last one + 1: update with the enum), the length of the translator's tables by form. */
+export const FORM_COUNT = Form.PopcntM + 1;
 
 const FORM_OF = new Map<FastHandler, Form>([
   [movStoreReg64, Form.MovRR64], [movStoreReg32, Form.MovRR32], [movStoreMem64, Form.MovStore64],

@@ -116,6 +116,10 @@ export class Body {
   private nextLabel = 0;
   /** Branch hints (HINTS): code offset * 2 + 1 when likely taken, in increasing order; null until the first. */
   private hints: number[] | null = null;
+  /** How many blocks/loops/ifs are open (the translator's register cache looks at it). */
+  nest = 0;
+  /** Calls emitted, but for callUncounted's (the translator's exitIfSlow: whether an instruction made calls other than its inline probes' slow paths). */
+  calls = 0;
 
   /**
    * `scratch`: inside withScratch, take the buffer from the scratch arena, which is rewound when that scope ends (for
@@ -265,7 +269,9 @@ export class Body {
   private setEnd = -1;
   private setLocal = -1;
   tee(l: number): this { return this.opU(Op.localTee, l); }
-  call(f: number): this { return this.opU(Op.call, f); }
+  call(f: number): this { this.calls++; return this.opU(Op.call, f); }
+  /** A call that is not counted in `calls` (the translator's resolveCf: the flag library, which reads the record only). */
+  callUncounted(f: number): this { return this.opU(Op.call, f); }
   /** return_call (the tail-call proposal, Node 20's V8 11.3 by default): 0x12, function index. */
   returnCall(f: number): this { this.room(6); this.put(0x12); this.uleb(f); return this; }
   /** return_call_indirect (0x13): type index, table index; the table index operand on the stack. */
@@ -298,6 +304,7 @@ export class Body {
 
   /** Open a block (kind: Op.block, Op.loop or Op.if) with no result; returns its label. */
   open(kind: number): number {
+    this.nest++;
     if (this.len + 2 > this.buf.length) this.room(2);
     const buf = this.buf, n = this.len;
     buf[n] = kind; buf[n + 1] = EMPTY; this.len = n + 2;
@@ -308,6 +315,7 @@ export class Body {
   }
   else(): this { this.byte(Op.else); return this; }
   close(): this {
+    this.nest--;
     const id = this.labels.pop();
     if (id !== undefined) this.labelAt[id] = -1;
     this.byte(Op.end);
@@ -636,11 +644,16 @@ export class ModuleBuilder {
    * section: subsection 1, the function names, as a name map of function index -> name in increasing index order).
    */
   private withNames(bytes: Uint8Array<ArrayBuffer>): Uint8Array<ArrayBuffer> {
-    const named = this.funcs.map((f, i) => [f.debugName, this.importedFuncs + i] as const).filter(([n]) => n !== undefined);
-    if (named.length === 0) return bytes;
+    // (a loop, no callbacks or pairs: this runs for every module, see translate.ts pick)
+    let count = 0;
+    for (const f of this.funcs) if (f.debugName !== undefined) count++;
+    if (count === 0) return bytes;
     const map: number[] = [];
-    uleb(map, named.length);
-    for (const [n, i] of named) { uleb(map, i); name(map, n!); }
+    uleb(map, count);
+    for (let i = 0; i < this.funcs.length; i++) {
+      const n = this.funcs[i].debugName;
+      if (n !== undefined) { uleb(map, this.importedFuncs + i); name(map, n); }
+    }
     const content: number[] = [];
     name(content, 'name');
     content.push(1);

@@ -190,9 +190,9 @@ const TIER_BUDGETS: TierBudgets | null = V8_11_3 ? parseBudgets(process.env.RING
  * budgets are equal, or there are none: the start value).
  */
 export function splitByBudget(b: TierBudgets | null, hot: boolean[]): { budget: number; fns: number[] }[] {
-  const all = hot.map((_, i) => i);
+  const all: number[] = [], h: number[] = [], c: number[] = [];
+  for (let i = 0; i < hot.length; i++) { all.push(i); (hot[i] ? h : c).push(i); }
   if (b === null) return [{ budget: START_BUDGET, fns: all }];
-  const h = all.filter((i) => hot[i]), c = all.filter((i) => !hot[i]);
   if (h.length === 0 || b.hot === b.cold) return [{ budget: b.cold, fns: all }];
   if (c.length === 0) return [{ budget: b.hot, fns: all }];
   return [{ budget: b.cold, fns: c }, { budget: b.hot, fns: h }];
@@ -512,6 +512,33 @@ export interface WasmStats {
  */
 const X_HOW = ['direct', 'lookup', 'limit', 'tlbMiss', 'noEntry', 'tail', 'link'];
 const xStat = (kind: number, how: number): number => L.S_XSTATS + 4 * (kind * 8 + how);
+
+/**
+ * WasmEngine.tailCtx's look-ups (TailCtx): the translated blocks a batch's tail calls may enter. A class rather than
+ * an object of closures made per batch: a closure's optimized code lives only as long as a closure of it, so TurboFan
+ * compiled those again after each major GC (session 34, translate.ts pick).
+ */
+class TailLookup implements TailCtx {
+  readonly fns: WasmCode['fn'][] = [];
+  readonly index = new Map<WasmCode['fn'], number>();
+  constructor(private readonly table: WebAssembly.Table, private readonly byPage: Map<number, Set<Block>>,
+    private readonly byLin: Map<number, Block>, private readonly gen: Int32Array) {}
+  private target(t: Block): TailTarget | null {
+    const w = t.wasm;
+    if (w === null || t.mode !== 8 || t.gen !== this.gen[t.pa >>> 12]) return null;
+    const fn = this.table.get(w.idx & ((1 << K_SHIFT) - 1)) as unknown as WasmCode['fn'] | null;
+    return fn === null ? null : { word: w.idx, fn, n: t.n, pa: t.pa, gen: t.gen };
+  }
+  find(pa: number, g: number): TailTarget | null {
+    const set = this.byPage.get(pa >>> 12);
+    if (set !== undefined) for (const t of set) if (t.pa === pa && t.gen === g) { const r = this.target(t); if (r !== null) return r; }
+    return null;
+  }
+  findLin(lin: number): TailTarget | null {
+    const t = this.byLin.get(lin);
+    return t === undefined ? null : this.target(t);
+  }
+}
 
 export class WasmEngine {
   /** Whether translated code counts region branches and tail calls (translate.ts COUNT_CHAINS): --stats says so. */
@@ -1023,20 +1050,24 @@ export class WasmEngine {
     const groups = groupRegions(live, lins, lateCap ? KERNEL_REGION : bootKernel && BOOT_REGION > 0 ? BOOT_REGION : Infinity, bootKernel || (lateCap && KERNEL_WHOLE), lateCap && KERNEL_FIRST);
     if (c.cpl === 3 && !this.sawUser) { this.sawUser = true; endBootFlags(); if (KERNEL_HOT > 0) this.kernelLate(c); }
     const tail = TAIL && this.kept.size < TAIL_KEPT_MAX ? this.tailCtx(c.codeCache) : null;
-    groups.forEach((group) => {
+    // (loops rather than callbacks in this per-batch code, and arrays filled by push: see translate.ts pick)
+    for (const group of groups) {
       // (INLINE_LATE: user code queued in user mode too when its batch is flushed before the first flush from user
       // mode, filled while the kernel ran: without, such early user blocks (busybox's, which ash runs later) kept
       // library calls until their page was formed again, and the warm ash loop made 35-583 library calls per iteration
       // from boot to boot)
-      const again = INLINE_LATE && (this.sawUser || (user && group.some((b) => userLinear(lins.get(b)))));
+      let again = INLINE_LATE && this.sawUser;
+      if (INLINE_LATE && !again && user) for (const b of group) if (userLinear(lins.get(b))) { again = true; break; }
       if (group.length > 1 || midSelfEdge(group[0])) {
         const opts: EmitOpts = { inline: again, tail };
         try {
           const t = translateRegion(group, lins, opts);
           if (t !== null) {
-            bodies.push(t.body); done.push({ blocks: group, offs: t.offs, info: { lins: group.map((g) => lins.get(g)) } });
+            const gl: (number | undefined)[] = [];
+            for (const g of group) gl.push(lins.get(g));
+            bodies.push(t.body); done.push({ blocks: group, offs: t.offs, info: { lins: gl } });
             this.stats.regions++; this.stats.regionBlocks += group.length;
-            return;
+            continue;
           }
         } catch (err) {
           this.report(group[0], err);
@@ -1054,15 +1085,18 @@ export class WasmEngine {
           this.report(block, err);
         }
       }
-    });
+    }
     if (bodies.length === 0) return;
     // (a function holding a block translated before, pulled in by reform or queued again by reregion, is hot)
     let tb = t0;
-    const parts = TIER_BUDGETS === null && TIER_SIZE > 0
-      ? splitBySize(TIER_SIZE, TIER_SIZE_MAX, START_BUDGET, bodies.map((b) => b.length))
-      : splitByBudget(TIER_BUDGETS, done.map((d) => d.blocks.some((b) => b.wasm !== null)));
+    const sizes: number[] = [], hot: boolean[] = [];
+    if (TIER_BUDGETS === null && TIER_SIZE > 0) for (const b of bodies) sizes.push(b.length);
+    else for (const d of done) { let h = false; for (const b of d.blocks) if (b.wasm !== null) { h = true; break; } hot.push(h); }
+    const parts = TIER_BUDGETS === null && TIER_SIZE > 0 ? splitBySize(TIER_SIZE, TIER_SIZE_MAX, START_BUDGET, sizes) : splitByBudget(TIER_BUDGETS, hot);
     for (const part of parts) {
-      this.launch(c, part.fns.map((i) => bodies[i]), part.fns.map((i) => done[i]), part.budget, tail, tb);
+      const pb: Body[] = [], pd: Batch['done'] = [];
+      for (const i of part.fns) { pb.push(bodies[i]); pd.push(done[i]); }
+      this.launch(c, pb, pd, part.budget, tail, tb);
       tb = performance.now();
     }
   }
@@ -1375,26 +1409,7 @@ export class WasmEngine {
    * queued at it (byLin) whose page generation is still current.
    */
   private tailCtx(cache: CodeCache): TailCtx {
-    const gen = cache.pageGen, mask = (1 << K_SHIFT) - 1;
-    const target = (t: Block): TailTarget | null => {
-      const w = t.wasm;
-      if (w === null || t.mode !== 8 || t.gen !== gen[t.pa >>> 12]) return null;
-      const fn = this.table.get(w.idx & mask) as unknown as WasmCode['fn'] | null;
-      return fn === null ? null : { word: w.idx, fn, n: t.n, pa: t.pa, gen: t.gen };
-    };
-    return {
-      find: (pa, g) => {
-        const set = this.byPage.get(pa >>> 12);
-        if (set !== undefined) for (const t of set) if (t.pa === pa && t.gen === g) { const r = target(t); if (r !== null) return r; }
-        return null;
-      },
-      findLin: (lin) => {
-        const t = this.byLin.get(lin);
-        return t === undefined ? null : target(t);
-      },
-      fns: [],
-      index: new Map(),
-    };
+    return new TailLookup(this.table, this.byPage, this.byLin, cache.pageGen);
   }
 
   /**
@@ -1411,7 +1426,10 @@ export class WasmEngine {
     for (let i = 1; i < this.blocks.length; i++) {
       const list = this.blocks[i];
       // (a region's blocks of one page share its generation; a region spanning pages is dead when all its pages are)
-      if (list === null || list.some((b, k) => livesIn(b, i, k, gen)) || this.kept.has(i)) continue;
+      if (list === null || this.kept.has(i)) continue;
+      let lives = false;
+      for (let k = 0; k < list.length && !lives; k++) lives = livesIn(list[k], i, k, gen);
+      if (lives) continue;
       const fn = this.table.get(i) as unknown as WasmCode['fn'] | null;
       // (a pinned function keeps its index and its blocks there: a tail call may still enter it, for its blocks
       // whose page was not written since, and helpers find them by that index)
@@ -1420,17 +1438,17 @@ export class WasmEngine {
       else this.blocks[i] = null;
       this.table.set(i, null);
       this.info[i] = undefined;
-      list.forEach((b, k) => {
-        const w = i | (k << K_SHIFT);
+      for (let k = 0; k < list.length; k++) {
+        const b = list[k], w = i | (k << K_SHIFT);
         this.clearEntries(b.pa, w);
-        if (b.wasm !== null && b.wasm.idx !== w) return;
+        if (b.wasm !== null && b.wasm.idx !== w) continue;
         b.wasm = null;
         // (else byLin keeps the dead block, and its entries, until another block is queued at its linear address)
         const l = this.linOf.get(b);
         if (l !== undefined && this.byLin.get(l) === b) this.byLin.delete(l);
         const key = b.pa * 16 + b.mode;
         if (cache.translated.get(key) === b) cache.translated.delete(key);
-      });
+      }
       if (pin) continue;
       this.free.push(i);
       this.stats.freed++;
@@ -1458,26 +1476,30 @@ export class WasmEngine {
     let imports = this.imports;
     if (batch.tails.length > 0) {
       const t: Record<string, WasmCode['fn']> = {};
-      batch.tails.forEach((f, i) => { t['f' + i] = f; });
+      for (let i = 0; i < batch.tails.length; i++) t['f' + i] = batch.tails[i];
       imports = { e: this.imports.e, t: t as unknown as WebAssembly.ModuleImports };
     }
     const inst = new WebAssembly.Instance(mod, imports);
     this.stats.modules++;
     const cache = batch.cache;
-    batch.done.forEach(({ blocks, offs, info }, i) => {
+    // (loops, not callbacks: see translate.ts pick)
+    for (let i = 0; i < batch.done.length; i++) {
+      const { blocks, offs, info } = batch.done[i];
       // (a region spanning pages is installed for its members whose page was not written meanwhile: its branches
       // into another page check that page's generation)
-      const live = blocks.filter((b) => b.gen === cache.pageGen[b.pa >>> 12]).length;
+      let live = 0;
+      for (const b of blocks) if (b.gen === cache.pageGen[b.pa >>> 12]) live++;
       this.stats.stale += blocks.length - live;
-      if (live === 0) return;
+      if (live === 0) continue;
       const fn = inst.exports['f' + i] as WasmCode['fn'];
       const idx = this.allocIndex(cache);
-      if (idx >= 1 << K_SHIFT) { this.blocks[idx] = null; this.free.push(idx); return; }
+      if (idx >= 1 << K_SHIFT) { this.blocks[idx] = null; this.free.push(idx); continue; }
       this.table.set(idx, fn as unknown as WebAssembly.ExportValue);
       this.blocks[idx] = blocks;
       this.info[idx] = info;
-      blocks.forEach((block, k) => {
-        if (block.gen !== cache.pageGen[block.pa >>> 12]) return;
+      for (let k = 0; k < blocks.length; k++) {
+        const block = blocks[k];
+        if (block.gen !== cache.pageGen[block.pa >>> 12]) continue;
         const w = idx | (k << K_SHIFT);
         this.setEntry(block, w, cache);
         block.wasm = { fn, offs: offs[k], idx: w };
@@ -1491,8 +1513,8 @@ export class WasmEngine {
         this.stats.compiled++;
         cache.stats.compiled++;
         cache.translated.set(block.pa * 16 + block.mode, block);
-      });
-    });
+      }
+    }
     this.stats.compileMs += performance.now() - t0;
   }
 

@@ -57,7 +57,7 @@
 // `pos` argument (index << POS_IX | loop count).
 import type { Block, BlockEntry } from '../code-cache.ts';
 import { CHAIN_LIMIT } from '../code-cache.ts';
-import { Form, SY_SYSCALL, SY_SYSRETQ, SY_TSC } from '../fast-forms.ts';
+import { Form, FORM_COUNT, SY_SYSCALL, SY_SYSRETQ, SY_TSC } from '../fast-forms.ts';
 import { FLAGS_IMPLEMENTED, SYSRET_FLAGS } from '../constants.ts';
 import { Body, ModuleBuilder, Op, I32, I64, F64 } from './emit.ts';
 import * as layout from './layout.ts';
@@ -303,13 +303,23 @@ let LAST_PAGE = process.env.RINGZERO_WASM_LAST_PAGE !== '0';
  * (Translator.lpLater): ~4 wasm operations fewer per inline load that nothing after it could use.
  */
 const LP_LATER = process.env.RINGZERO_WASM_LP_LATER !== '0';
+/**
+ * A table by form, true for `forms`: a packed array with an entry for every form (FORM_COUNT), so that a look-up of any
+ * form is an in-bounds load of a boolean. (Filled by index, the tables were holey and as long as their last form set:
+ * a look-up past it read `undefined` out of bounds, a deopt of emitCode, the translator's largest function, session 34.)
+ */
+function formSet(forms: Form[]): boolean[] {
+  const t: boolean[] = [];
+  for (let f = 0; f < FORM_COUNT; f++) t.push(false);
+  for (const f of forms) t[f] = true;
+  return t;
+}
 /** The forms whose memory operand (base/index/disp) may be read through Translator.load (LP_LATER). */
-const LOAD_FORMS: boolean[] = [];
-for (const f of [Form.MovLoad64, Form.MovLoad32, Form.MovLoad16, Form.AluRM, Form.AluMR, Form.AluMI, Form.IncDecM,
+const LOAD_FORMS = formSet([Form.MovLoad64, Form.MovLoad32, Form.MovLoad16, Form.AluRM, Form.AluMR, Form.AluMI, Form.IncDecM,
   Form.MovzxMem, Form.MovsxdMem, Form.MovsxM, Form.Alu8RM, Form.Alu8MR, Form.Alu8MI, Form.Mov8RM, Form.CmovRM,
   Form.NotNegM, Form.MulDivM, Form.ImulRM, Form.ImulRMI, Form.AdcRM, Form.AdcMR, Form.AdcMI, Form.CallInd, Form.JmpInd,
   Form.CmpxchgM, Form.XaddM, Form.SetccM, Form.BtMI, Form.BtMR, Form.Alu16RM, Form.Alu16MR, Form.Alu16MI, Form.PushM,
-  Form.BitScanM, Form.XchgM, Form.Cmpxchg8M, Form.Shift16M, Form.ShiftMCl, Form.PopcntM]) LOAD_FORMS[f] = true;
+  Form.BitScanM, Form.XchgM, Form.Cmpxchg8M, Form.Shift16M, Form.ShiftMCl, Form.PopcntM]);
 /**
  * RINGZERO_WASM_EAGER_WB=0: off. A dirty register that no later instruction of its block writes (writesOf) is
  * written back right after the instruction that last wrote it (Translator.eagerWb), not at each later write-back point
@@ -330,13 +340,12 @@ const EAGER_WB = process.env.RINGZERO_WASM_EAGER_WB !== '0';
  */
 const EAGER_FL = process.env.RINGZERO_WASM_EAGER_FL !== '0';
 /** EAGER_FL: the forms that never produce a flag record (moves, loads and stores, stack, jumps, CMOV/SETcc). */
-const NO_FLAGS: boolean[] = [];
-for (const f of [Form.MovRR64, Form.MovRR32, Form.MovStore64, Form.MovStore32, Form.MovStore16, Form.MovLoad64,
+const NO_FLAGS = formSet([Form.MovRR64, Form.MovRR32, Form.MovStore64, Form.MovStore32, Form.MovStore16, Form.MovLoad64,
   Form.MovLoad32, Form.MovLoad16, Form.MovImmReg, Form.MovImmMem64, Form.MovImmMem32, Form.MovImm16M, Form.Lea,
   Form.Jcc, Form.Jmp, Form.Call, Form.Ret, Form.Push, Form.Pop, Form.MovzxReg8, Form.MovzxReg16, Form.MovzxMem,
   Form.MovsxdReg, Form.MovsxdMem, Form.MovsxR8, Form.MovsxR16, Form.MovsxM, Form.Mov8RR, Form.Mov8RM, Form.Mov8MR,
   Form.Mov8RI, Form.Mov8MI, Form.CmovRR, Form.CmovRM, Form.Setcc, Form.SetccM, Form.Nop, Form.CallInd, Form.JmpInd,
-  Form.PushImm, Form.Pushf, Form.PushM, Form.Cdq, Form.Bswap, Form.XchgRR, Form.XchgM, Form.Leave]) NO_FLAGS[f] = true;
+  Form.PushImm, Form.Pushf, Form.PushM, Form.Cdq, Form.Bswap, Form.XchgRR, Form.XchgM, Form.Leave]);
 /** Switch LAST_PAGE (tests); returns the old setting. */
 export function setLastPage(on: boolean): boolean { const old = LAST_PAGE; LAST_PAGE = on; return old; }
 const LP_NONE = 1n;
@@ -566,23 +575,15 @@ export interface TailCtx {
 /** The type index of translated functions in their modules (buildModule declares it first). */
 const BLOCK_TYPE = 0;
 
-/** A function body that knows how many blocks/loops/ifs are open (Translator's register cache looks at it). */
-class TBody extends Body {
-  /** (a scratch body inside WasmEngine.flush's withScratch: encoded into its module before the scope ends) */
-  constructor(paramCount: number) { super(paramCount, true); }
-  nest = 0;
-  /** Calls emitted (Translator.exitIfSlow: whether an instruction made calls other than its inline probes' slow paths). */
-  calls = 0;
-  override call(f: number): this { this.calls++; return super.call(f); }
-  /** A call that is not counted in `calls` (Translator.resolveCf: the flag library, which reads the record only). */
-  callUncounted(f: number): this { return super.call(f); }
-  override open(kind: number): number { this.nest++; return super.open(kind); }
-  override close(): this { this.nest--; return super.close(); }
-}
-
 /** Translation of one block (or a region's blocks, one after the other) into one function body. */
 class Translator {
-  readonly b: TBody;
+  /**
+   * (a scratch body inside WasmEngine.flush's withScratch: encoded into its module before the scope ends). A Body, not
+   * a subclass of it (TBody until session 34, which counted open blocks and calls, now Body's nest and calls): with
+   * one class, Body's small methods, inlined everywhere, see one hidden class; with two, code optimized on one was
+   * deoptimized for "wrong map" when the other came (translated bodies and runtime.ts's helper module bodies).
+   */
+  readonly b: Body;
   // params
   readonly st = 0; readonly r0 = 1; readonly left = 2; readonly user = 3; readonly k = 4;
   /** Set while emitting the members of a region. */
@@ -732,7 +733,7 @@ class Translator {
   insReplayed = false;
 
   constructor(public block: Block, public offs: number[], readonly opts: EmitOpts = TIER1) {
-    const b = this.b = new TBody(5);
+    const b = this.b = new Body(5, true);
     this.n = b.local(I32); this.xc = b.local(I32); this.rtag = b.local(I32); this.wtag = b.local(I32);
     this.lcy = b.local(I32); this.fl = b.local(I32);
     this.c32 = b.local(I32);
@@ -1017,13 +1018,21 @@ class Translator {
    * paths, ran; else none ran and it is what it was).
    */
   chainAt = -1;
-  /** Push (i32) S_CHAIN and-ed with what `rest` pushes, or only the latter where S_CHAIN is known to be 1. */
-  chainOn(rest: () => void): void {
+  /**
+   * Push (i32) S_CHAIN and-ed with what the caller pushes between chainOn and chainAnd(the value chainOn returned), or
+   * only the latter where S_CHAIN is known to be 1. (Two calls rather than one with a callback: a closure made per
+   * call keeps its optimized code only while a closure of it lives, so TurboFan compiled the callbacks again after
+   * each major GC, session 34.)
+   */
+  chainOn(): boolean {
     const b = this.b;
-    if (CHAIN_KNOWN && this.chainAt === b.calls) { rest(); return; }
+    if (CHAIN_KNOWN && this.chainAt === b.calls) return false;
     b.get(this.st).mem(Op.i32Load, 2, L.S_CHAIN);
-    rest();
-    b.op(Op.i32And);
+    return true;
+  }
+  /** The end of chainOn. */
+  chainAnd(pushed: boolean): void {
+    if (pushed) this.b.op(Op.i32And);
   }
 
   /**
@@ -1032,8 +1041,10 @@ class Translator {
    */
   regionFits(n: number): void {
     const b = this.b, R = this.region!;
-    if (R.lim >= 0) { this.chainOn(() => { b.get(this.c32).get(R.lim).op(Op.i32LeS); }); return; }
-    this.chainOn(() => { b.get(this.c32).get(R.climit).op(Op.i32LtS); });
+    if (R.lim >= 0) { const ch = this.chainOn(); b.get(this.c32).get(R.lim).op(Op.i32LeS); this.chainAnd(ch); return; }
+    const ch = this.chainOn();
+    b.get(this.c32).get(R.climit).op(Op.i32LtS);
+    this.chainAnd(ch);
     b.get(this.c32).i32(n).op(Op.i32Add).get(this.left).op(Op.i32LeS).op(Op.i32And);
   }
 
@@ -1068,7 +1079,7 @@ class Translator {
    * local v, as load then set64). r's old value stays in its local until the access is done: a slow path's
    * write-backs and fault see it.
    */
-  loadReg(r: number, size: number, zx32: boolean, addr?: () => void): void {
+  loadReg(r: number, size: number, zx32: boolean, addr = ADDR_A): void {
     if (!LOAD_REG || this.nested()) {
       this.load(size, undefined, this.v, addr);
       if (zx32) this.set32(r, () => this.b.get(this.v).op(Op.i32WrapI64)); else this.set64(r, this.v);
@@ -1085,10 +1096,20 @@ class Translator {
    */
   pushStore(check?: { hit: (slow: number) => void; slow: () => void }): void {
     const b = this.b, run = RUN_RSP && this.runCur >= 0;
-    const addr = () => { this.r64(4); b.i64(8).op(Op.i64Sub); };
-    if (!run) { addr(); b.set(this.a); this.store(8, check); this.set64(4, this.a); return; }
-    this.store(8, check, addr);
-    this.setFrom(4, () => { this.r64(4); b.i64(8).op(Op.i64Sub); });
+    if (!run) { this.pushAddr(ADDR_PUSH); b.set(this.a); this.store(8, check); this.set64(4, this.a); return; }
+    this.store(8, check, ADDR_PUSH);
+    // (setFrom(4, RSP - 8), without a closure: see pick)
+    this.setFromStart(4);
+    this.pushAddr(ADDR_PUSH);
+    this.setFromEnd(4);
+  }
+  /**
+   * Push an access's address for load/store/loadReg's `addr` (ADDR_A: none, it is in local a): RSP (ADDR_RSP, a POP's
+   * or RET's), RSP - 8 (ADDR_PUSH, a push's). (A kind rather than a callback: see pick.)
+   */
+  pushAddr(kind: number): void {
+    this.r64(4);
+    if (kind === ADDR_PUSH) this.b.i64(8).op(Op.i64Sub);
   }
   /** Store i64 local `l` into register r. */
   set64(r: number, l: number): void {
@@ -1103,10 +1124,18 @@ class Translator {
    * temporary: Liftoff, which runs most translated code, compiles every local.get/set as a move).
    */
   setFrom(r: number, emit: () => void): void {
-    const b = this.b;
+    this.setFromStart(r);
+    emit();
+    this.setFromEnd(r);
+  }
+  /** setFrom in two halves, the caller emitting the value between them (no closure: see pick). */
+  setFromStart(r: number): void {
     this.zx &= ~(1 << r); this.slowMod |= 1 << r;
-    if (!this.nested()) { emit(); b.set(this.rl(r)); this.rs[r] = 2; this.dirty |= 1 << r; return; }
-    emit(); b.set(this.t64);
+  }
+  setFromEnd(r: number): void {
+    const b = this.b;
+    if (!this.nested()) { b.set(this.rl(r)); this.rs[r] = 2; this.dirty |= 1 << r; return; }
+    b.set(this.t64);
     this.set64(r, this.t64);
   }
   /** Store the i32 produced by `emit` into the low half of r and zero the high half. */
@@ -1187,18 +1216,25 @@ class Translator {
   }
 
   /**
-   * An access of a stack run (stackRun) whose probe hit: done by `access` at the run's RAM offset (leaves the block
-   * `hit`); else the code after it calls the memory library, as after a probe() miss, so that a run that did not fit
-   * one mapped page faults at exactly the instruction and with the state the interpreter's would.
+   * An access of a stack run (stackRun) whose probe hit: done by the code the caller emits next, at the run's RAM
+   * offset, up to runAccessEnd (which leaves the block `hit`; the returned label is the slow path); else the code after
+   * it calls the memory library, as after a probe() miss, so that a run that did not fit one mapped page faults at
+   * exactly the instruction and with the state the interpreter's would.
    */
-  runAccess(access: (slow: number) => void): void {
+  runAccess(): number {
     const b = this.b;
-    const hit = b.open(Op.block);
+    b.open(Op.block);
     const slow = b.open(Op.block);
     b.get(this.runOk).op(Op.i32Eqz).hint(false).brIf(slow);
-    access(slow);
-    b.br(hit);
-    b.close();
+    return slow;
+  }
+  /**
+   * The end of runAccess (`slow` its label): the access was emitted between the two (not by a callback, as chainOn).
+   * The hit label is the one opened just before `slow` (Body.open numbers labels in order).
+   */
+  runAccessEnd(slow: number): void {
+    this.b.br(slow - 1);
+    this.b.close();
   }
 
   /**
@@ -1237,12 +1273,12 @@ class Translator {
    * gets (the slow path, which loads again through the library), `slow` after the library's load, where the
    * registers were written back.
    */
-  load(size: number, check?: { hit: (slow: number) => void; slow: () => void }, dst = this.v, addr?: () => void): void {
+  load(size: number, check?: { hit: (slow: number) => void; slow: () => void }, dst = this.v, addr = ADDR_A): void {
     const b = this.b;
     const run = this.runCur; this.runCur = -1;
     // (`addr` pushes the address: into local a at once, or in a stack run's access only on its slow path, as the
     // library's argument)
-    if (addr !== undefined && run < 0) { addr(); b.set(this.a); }
+    if (addr !== ADDR_A && run < 0) { this.pushAddr(addr); b.set(this.a); }
     const inline = run >= 0 || this.memInline();
     if (inline) this.slowStart();
     const before = b.calls;
@@ -1254,11 +1290,11 @@ class Translator {
     if (lp && (keep || feed) && this.lpVpn[key] < 0) { this.lpVpn[key] = b.local(I64); this.lpBase[key] = b.local(I32); }
     const lpVpn = this.lpVpn[key], lpBase = this.lpBase[key];
     if (run >= 0) {
-      this.runAccess((slow) => {
-        b.get(this.runPa);
-        b.mem(size === 4 ? Op.i64Load32u : Op.i64Load, 0, WASM_RAM_OFFSET + run).set(dst);
-        check?.hit(slow);
-      });
+      const slow = this.runAccess();
+      b.get(this.runPa);
+      b.mem(size === 4 ? Op.i64Load32u : Op.i64Load, 0, WASM_RAM_OFFSET + run).set(dst);
+      check?.hit(slow);
+      this.runAccessEnd(slow);
     } else if (inline) {
       const hit = b.open(Op.block);
       const slow = b.open(Op.block);
@@ -1288,7 +1324,7 @@ class Translator {
     this.wbCtx = 0; this.flush(); this.wbCtx = 1;
     if (inline) this.slowFlushed();
     b.get(this.st).get(this.rtag);
-    if (addr !== undefined && run >= 0) addr(); else b.get(this.a);
+    if (addr !== ADDR_A && run >= 0) this.pushAddr(addr); else b.get(this.a);
     this.pos();
     if (SITE_STATS) this.siteCount('ld' + size + (inline ? (run >= 0 ? 'r' : 'i') : ''));
     b.call(F_LD + LOG2[size]).set(dst);
@@ -1306,18 +1342,18 @@ class Translator {
    * branch to the label it gets (the slow path), `slow` in the slow path before the library's store, where the
    * registers were written back.
    */
-  store(size: number, check?: { hit: (slow: number) => void; slow: () => void }, addr?: () => void): void {
+  store(size: number, check?: { hit: (slow: number) => void; slow: () => void }, addr = ADDR_A): void {
     const b = this.b;
     const run = this.runCur; this.runCur = -1;
-    if (addr !== undefined && run < 0) { addr(); b.set(this.a); } // (as load's)
+    if (addr !== ADDR_A && run < 0) { this.pushAddr(addr); b.set(this.a); } // (as load's)
     const inline = run >= 0 || this.memInline();
     if (inline) this.slowStart();
     if (run >= 0) {
-      this.runAccess((slow) => {
-        check?.hit(slow);
-        b.get(this.runPa).get(this.w);
-        b.mem(size === 4 ? Op.i64Store32 : Op.i64Store, 0, WASM_RAM_OFFSET + run);
-      });
+      const slow = this.runAccess();
+      check?.hit(slow);
+      b.get(this.runPa).get(this.w);
+      b.mem(size === 4 ? Op.i64Store32 : Op.i64Store, 0, WASM_RAM_OFFSET + run);
+      this.runAccessEnd(slow);
     } else if (inline) {
       this.probe(size, this.wtag, true, () => {
         b.get(this.w);
@@ -1329,7 +1365,7 @@ class Translator {
     if (inline) this.slowFlushed();
     check?.slow();
     b.get(this.st).get(this.wtag);
-    if (addr !== undefined && run >= 0) addr(); else b.get(this.a);
+    if (addr !== ADDR_A && run >= 0) this.pushAddr(addr); else b.get(this.a);
     b.get(this.w); this.pos();
     const before = b.calls;
     if (SITE_STATS) this.siteCount('st' + size + (inline ? (run >= 0 ? 'r' : 'i') : ''));
@@ -1522,7 +1558,9 @@ class Translator {
     // (S_NBASE + this call's count: read once, kept in local nb for the call's store)
     if (this.nb < 0) this.nb = b.local(I32);
     b.get(this.n).i32(count).op(Op.i32Add).set(this.c32);
-    this.chainOn(() => { b.get(this.st).mem(Op.i32Load, 2, L.S_NBASE).get(this.c32).op(Op.i32Add).tee(this.nb).i32(CHAIN_LIMIT).op(Op.i32LtS); });
+    const ch = this.chainOn();
+    b.get(this.st).mem(Op.i32Load, 2, L.S_NBASE).get(this.c32).op(Op.i32Add).tee(this.nb).i32(CHAIN_LIMIT).op(Op.i32LtS);
+    this.chainAnd(ch);
     b.get(this.c32).i32(t.n).op(Op.i32Add).get(this.left).op(Op.i32LeS).op(Op.i32And);
     cond();
     b.hint(true).open(Op.if);
@@ -1673,7 +1711,9 @@ class Translator {
     if (this.rbk < 0) { this.rbk = b.local(I32); this.rbn = b.local(I32); }
     b.get(this.n).i32(count).op(Op.i32Add).set(this.rbn);
     b.get(this.c32).mem(Op.i32Load, 2, L.S_RAS + 20).tee(this.rbk).i32(12).op(Op.i32ShrU).i32(this.fid).op(Op.i32Eq);
-    this.chainOn(() => { b.get(this.rbn).get(R.lim).op(Op.i32LeS); });
+    const ch = this.chainOn();
+    b.get(this.rbn).get(R.lim).op(Op.i32LeS);
+    this.chainAnd(ch);
     b.op(Op.i32And);
     b.hint(true).open(Op.if);
     b.get(this.rbn).set(this.n);
@@ -1895,7 +1935,7 @@ class Translator {
   /**
    * cfLazy: the carry-in of the deferred INC/DEC record into local lcy, from the state area's record (CF, bit 0 of
    * the flag library's `fa`, which only reads the record: it is called without counting as a call that may change
-   * the paging state or stop the chain, TBody.calls). Inside a branch only that path has it: it stays lazy.
+   * the paging state or stop the chain, Body.calls). Inside a branch only that path has it: it stays lazy.
    */
   resolveCf(): void {
     const b = this.b;
@@ -2553,12 +2593,11 @@ function stringRuns(e: BlockEntry): boolean {
  * with `firstOnly` only in groups none of whose blocks was translated before).
  */
 export function groupRegions(blocks: Block[], lins?: Map<Block, number>, maxInstr = Infinity, wholeLoops = false, firstOnly = false): Block[][] {
-  if (!REGIONS) return blocks.map((b) => [b]);
+  if (!REGIONS) { const one: Block[][] = []; for (const b of blocks) one.push([b]); return one; }
   // (union-find over the blocks' indices, in typed arrays: the Maps of blocks it used cost ~8% of a batch's build)
   const n = blocks.length, parent = new Int32Array(n), offs: (number[] | null)[] = new Array(n);
   // (the edges that joined blocks, i -> j, kept for cutting a group over REGION_MAX: cutGroup)
   const edges: number[][] = [];
-  const find = (x: number): number => { let r = x; while (parent[r] !== r) r = parent[r]; parent[x] = r; return r; };
   const byPa = new Map<number, number>(), byLin = new Map<number, number>(), lin: (number | undefined)[] = new Array(n);
   for (let i = 0; i < n; i++) {
     const b = blocks[i];
@@ -2578,14 +2617,14 @@ export function groupRegions(blocks: Block[], lins?: Map<Block, number>, maxInst
       if (j === undefined || j === i) return;
       const x = blocks[j];
       if (byPa.get(x.pa) !== j || (x.pa >>> 12) === (b.pa >>> 12) || offs[j] === null) return;
-      const ra = find(i), rb = find(j);
+      const ra = findRoot(parent, i), rb = findRoot(parent, j);
       if (ra !== rb) parent[ra] = rb;
       (edges[i] ??= []).push(j);
       return;
     }
     const j = byPa.get(tpa);
     if (j === undefined || j === i || (tpa >>> 12) !== (b.pa >>> 12) || blocks[j].gen !== b.gen || offs[j] === null) return;
-    const ra = find(i), rb = find(j);
+    const ra = findRoot(parent, i), rb = findRoot(parent, j);
     if (ra !== rb) parent[ra] = rb;
     (edges[i] ??= []).push(j);
   };
@@ -2604,30 +2643,50 @@ export function groupRegions(blocks: Block[], lins?: Map<Block, number>, maxInst
     const it = bl !== undefined && userLinear(bl) ? indTarget(b) : 0;
     const j = it !== 0 ? byLin.get(it) : undefined;
     if (j !== undefined && j !== i && byPa.get(blocks[j].pa) === j && offs[j] !== null) {
-      const ra = find(i), rb = find(j);
+      const ra = findRoot(parent, i), rb = findRoot(parent, j);
       if (ra !== rb) parent[ra] = rb;
       (edges[i] ??= []).push(j);
     }
   }
   const groupOf: (number[] | undefined)[] = new Array(n), groups: number[][] = [];
   for (let i = 0; i < n; i++) {
-    const r = find(i);
+    const r = findRoot(parent, i);
     let g = groupOf[r];
     if (g === undefined) { groupOf[r] = g = []; groups.push(g); }
     g.push(i);
   }
   const out: Block[][] = [];
-  // (firstOnly: maxInstr caps only groups of first translations; a group holding a block translated before
-  // (reregion's pages, reform's pulls: code that proved hot) keeps REGION_MAX alone)
-  const capOf = (g: number[]): number => {
-    if (firstOnly && maxInstr !== Infinity) for (const i of g) if (blocks[i].wasm !== null) return Infinity;
-    return maxInstr;
-  };
   for (const g of groups) {
-    const cap = capOf(g);
-    if (g.length <= REGION_MAX && (cap === Infinity || instrOf(g, blocks) <= cap)) out.push(g.map((i) => blocks[i]));
-    else for (const part of cutGroup(g, blocks, edges, cap, wholeLoops)) out.push(part.map((i) => blocks[i]));
+    // (firstOnly: maxInstr caps only groups of first translations; a group holding a block translated before
+    // (reregion's pages, reform's pulls: code that proved hot) keeps REGION_MAX alone)
+    let cap = maxInstr;
+    if (firstOnly && maxInstr !== Infinity) for (const i of g) if (blocks[i].wasm !== null) { cap = Infinity; break; }
+    if (g.length <= REGION_MAX && (cap === Infinity || instrOf(g, blocks) <= cap)) out.push(pick(g, blocks));
+    else for (const part of cutGroup(g, blocks, edges, cap, wholeLoops)) out.push(pick(part, blocks));
   }
+  return out;
+}
+
+/** The root of x in the union-find forest `parent` (groupRegions), with path compression of x's own link. */
+function findRoot(parent: Int32Array, x: number): number {
+  let r = x;
+  while (parent[r] !== r) r = parent[r];
+  parent[x] = r;
+  return r;
+}
+
+/**
+ * blocks[i] for each index i of g, in order. (A loop filling a literal array, not `g.map(...)`, here and in the
+ * translator's other per-batch code, session 34: Array.prototype.map's result is a packed array when the builtin runs
+ * it but a holey one when TurboFan inlines the call into an optimized caller, so the region member lists changed
+ * their elements kind once groupRegions was optimized, and translateRegion, exitStatic, regionTarget and edgeDead,
+ * optimized on the other kind, were deoptimized for "wrong map". And the callbacks: a closure made per call keeps its
+ * optimized code only while a closure of it is alive, so those of the per-batch functions were compiled by TurboFan
+ * again after each major GC (2-3 times per boot each, without a deopt).)
+ */
+function pick(g: number[], blocks: Block[]): Block[] {
+  const out: Block[] = [];
+  for (let k = 0; k < g.length; k++) out.push(blocks[g[k]]);
   return out;
 }
 
@@ -2706,7 +2765,8 @@ function cutGroup(g: number[], blocks: Block[], edges: number[][], maxInstr = In
 export function translateRegion(members: Block[], lins?: Map<Block, number>, opts: EmitOpts = TIER1): { body: Body; offs: number[][] } | null {
   const offsList: number[][] = [];
   for (const m of members) { const o = blockOffsets(m); if (o === null) return null; offsList.push(o); }
-  const loops = members.map((m, j) => loopRegs(m, offsList[j], opts));
+  const loops: ({ pre: number[]; dirty: number[] } | null)[] = [];
+  for (let j = 0; j < members.length; j++) loops.push(loopRegs(members[j], offsList[j], opts));
   const T = new Translator(members[0], offsList[0], opts);
   const b = T.b;
   prologue(T);
@@ -2717,15 +2777,18 @@ export function translateRegion(members: Block[], lins?: Map<Block, number>, opt
   const R: Region = {
     members, at: new Map(), lins: [], atLin: new Map(), labels: [], dead: [], disp: -1, cur: 0, climit: b.local(I32), intra: b.local(I32), lim: REGION_LIM ? b.local(I32) : -1,
   };
-  members.forEach((m, j) => R.at.set(m.pa, j));
-  if (lins !== undefined && members.every((m) => lins.has(m))) {
-    members.forEach((m, j) => { const l = lins.get(m)!; R.lins.push(l); if (!R.atLin.has(l)) R.atLin.set(l, j); });
+  for (let j = 0; j < members.length; j++) R.at.set(members[j].pa, j);
+  let allLin = lins !== undefined;
+  for (let j = 0; allLin && j < members.length; j++) allLin = lins!.has(members[j]);
+  if (allLin) {
+    for (let j = 0; j < members.length; j++) { const l = lins!.get(members[j])!; R.lins.push(l); if (!R.atLin.has(l)) R.atLin.set(l, j); }
   }
   // the dispatcher's limit: it goes on while its count (S_NBASE before this call) is below min(its left, CHAIN_LIMIT)
   b.i32(CHAIN_LIMIT).get(T.st).mem(Op.i32Load, 2, L.S_NBASE).op(Op.i32Sub).set(R.climit);
   b.get(T.left).get(R.climit).get(T.left).get(R.climit).op(Op.i32LtS).op(Op.select).set(R.climit);
   if (R.lim >= 0) {
-    const nMax = Math.max(...members.map((m) => m.n));
+    let nMax = -Infinity;
+    for (const m of members) nMax = Math.max(nMax, m.n);
     b.get(R.climit).i32(1).op(Op.i32Sub).get(T.left).i32(nMax).op(Op.i32Sub).tee(R.lim);
     b.get(R.climit).i32(1).op(Op.i32Sub).get(R.lim).op(Op.i32LtS).op(Op.select).set(R.lim);
   }
@@ -3222,15 +3285,16 @@ const LOAD_REG = process.env.RINGZERO_WASM_LOAD_REG !== '0';
 const REGION_LIM = process.env.RINGZERO_WASM_REGION_LIM !== '0';
 /** RINGZERO_WASM_RUN_RSP=0: a stack run's PUSH/POP set local a to its address on every path (Translator.pushStore). */
 const RUN_RSP = process.env.RINGZERO_WASM_RUN_RSP !== '0';
+/** Translator.pushAddr's kinds: the address is in local a already; RSP; RSP - 8. */
+const ADDR_A = 0, ADDR_RSP = 1, ADDR_PUSH = 2;
 /** RINGZERO_WASM_CF_LAZY=0: INC/DEC work out their carry-in at once (Translator.cfLazy). */
 const CF_LAZY = process.env.RINGZERO_WASM_CF_LAZY !== '0';
-const ROT_KEEP: boolean[] = [];
-for (const f of [Form.MovRR64, Form.MovRR32, Form.MovStore64, Form.MovStore32, Form.MovLoad64, Form.MovLoad32,
+const ROT_KEEP = formSet([Form.MovRR64, Form.MovRR32, Form.MovStore64, Form.MovStore32, Form.MovLoad64, Form.MovLoad32,
   Form.MovImmReg, Form.MovImmMem64, Form.MovImmMem32, Form.Lea, Form.AluRR, Form.AluRI, Form.AluRM, Form.AluMR,
   Form.AluMI, Form.ShiftImm, Form.MovzxReg8, Form.MovzxReg16, Form.MovzxMem, Form.MovsxdReg, Form.MovsxdMem,
   Form.MovsxR8, Form.MovsxR16, Form.MovsxM, Form.Mov8RR, Form.Mov8RI, Form.Mov8RM, Form.Mov8MR, Form.Mov8MI,
   Form.Alu8RR, Form.Alu8RI, Form.Alu8RM, Form.Alu8MR, Form.Alu8MI, Form.NotNegR, Form.Push, Form.Pop,
-  Form.Bswap, Form.Cdq, Form.XchgRR, Form.Nop, Form.Jmp]) ROT_KEEP[f] = true;
+  Form.Bswap, Form.Cdq, Form.XchgRR, Form.Nop, Form.Jmp]);
 
 const EMIT: Emitter[] = [];
 function on(fn: Emitter, ...forms: Form[]): void { for (const f of forms) EMIT[f] = fn; }
@@ -4049,15 +4113,22 @@ function emitPush(T: Translator, e: BlockEntry, i: number, next: number): void {
   if (f === Form.Call) { T.rasPush(next, T.w); T.exitStatic(i + 1, next + e.disp); }
 }
 
+/** emitPop: RSP += 8 (from RSP's local in a stack run, RUN_RSP; else from the address in local a). No closure: see pick. */
+function popRsp(T: Translator, run: boolean): void {
+  const b = T.b;
+  T.setFromStart(4);
+  if (run) T.r64(4); else b.get(T.a);
+  b.i64(8).op(Op.i64Add);
+  T.setFromEnd(4);
+}
+
 function emitPop(T: Translator, e: BlockEntry, i: number, next: number): void {
   const b = T.b, f = e.form;
   T.insMem = true;
   // (RSP is the address; in a stack run only the access's slow path needs it in local a: RUN_RSP, as pushStore)
   const run = RUN_RSP && T.runCur >= 0 && e.a !== 4;
-  const addr = () => T.r64(4);
-  const rsp8 = () => T.setFrom(4, () => { if (run) T.r64(4); else b.get(T.a); b.i64(8).op(Op.i64Add); });
-  if (!run) { addr(); b.set(T.a); }
-  const at = run ? addr : undefined;
+  if (!run) { T.r64(4); b.set(T.a); }
+  const at = run ? ADDR_RSP : ADDR_A;
   if (f === Form.Ret && FOLD_CHECKS && T.accessInline() && T.foldWorth()) {
     // (#GP(0) unless the return address is canonical, with RSP unchanged: SDM vol. 2B RET; on the inline path a
     // failing address takes the slow path, whose write-backs #GP then uses)
@@ -4065,13 +4136,13 @@ function emitPop(T: Translator, e: BlockEntry, i: number, next: number): void {
   } else if (f === Form.Pop && e.a !== 4) {
     // (POP r: straight into r's local; RSP after it, the read done)
     T.loadReg(e.a, 8, false, at);
-    rsp8();
+    popRsp(T, run);
     return;
   } else {
     T.load(8, undefined, T.v, at);
     if (f === Form.Ret) T.checkCanonicalI64(T.v);
   }
-  rsp8();
+  popRsp(T, run);
   if (f === Form.Ret) {
     b.get(T.st).get(T.v).op(Op.f64ConvertI64s).mem(Op.f64Store, 3, L.S_RIP);
     // (RET_BRANCH: registers and flags written back here, at straight-line level, for the branch and the exit alike)
@@ -4470,7 +4541,7 @@ export function buildModule(bodies: Body[], tails = 0, names?: readonly string[]
   for (const n of [1, 2, 4, 8]) m.importFunc('e', 'st' + n, stT);
   // (the translations tail exits call, TailCtx.fns: function indices F_TAIL + i, after the memory library's)
   for (let i = 0; i < tails; i++) m.importFunc('t', 'f' + i, t);
-  bodies.forEach((b, i) => m.func(t, b, 'f' + i, names?.[i]));
+  for (let i = 0; i < bodies.length; i++) m.func(t, bodies[i], 'f' + i, names?.[i]);
   return m.encode();
 }
 
