@@ -2607,27 +2607,6 @@ export function groupRegions(blocks: Block[], lins?: Map<Block, number>, maxInst
     const l = lin[i] = CROSS_PAGE ? lins?.get(b) : undefined;
     if (l !== undefined && !byLin.has(l)) byLin.set(l, i);
   }
-  // (block i's static exit to its start + t: joined with the block there, if any)
-  const exit = (i: number, t: number): void => {
-    const b = blocks[i], bl = lin[i];
-    const tpa = b.pa + t;
-    if ((tpa >>> 12) !== (b.pa >>> 12) && bl !== undefined) {
-      // (into another page: the block queued at the target's linear address, Translator.crossBranch)
-      const j = byLin.get(bl + t);
-      if (j === undefined || j === i) return;
-      const x = blocks[j];
-      if (byPa.get(x.pa) !== j || (x.pa >>> 12) === (b.pa >>> 12) || offs[j] === null) return;
-      const ra = findRoot(parent, i), rb = findRoot(parent, j);
-      if (ra !== rb) parent[ra] = rb;
-      (edges[i] ??= []).push(j);
-      return;
-    }
-    const j = byPa.get(tpa);
-    if (j === undefined || j === i || (tpa >>> 12) !== (b.pa >>> 12) || blocks[j].gen !== b.gen || offs[j] === null) return;
-    const ra = findRoot(parent, i), rb = findRoot(parent, j);
-    if (ra !== rb) parent[ra] = rb;
-    (edges[i] ??= []).push(j);
-  };
   for (let i = 0; i < n; i++) {
     const b = blocks[i], o = offs[i];
     if (o === null || byPa.get(b.pa) !== i) continue;
@@ -2636,8 +2615,8 @@ export function groupRegions(blocks: Block[], lins?: Map<Block, number>, maxInst
     const es = b.entries;
     for (let x = 0; x < es.length; x++) {
       const e = es[x], next = o[x] + e.len;
-      if ((e.form === Form.Jcc || e.form === Form.Jmp || e.form === Form.Call) && e.len > 0) exit(i, next + e.disp);
-      if (x === es.length - 1 && e.len > 0 && e.form !== Form.Jmp) exit(i, next);
+      if ((e.form === Form.Jcc || e.form === Form.Jmp || e.form === Form.Call) && e.len > 0) joinExit(blocks, lin, byLin, byPa, offs, parent, edges, i, next + e.disp);
+      if (x === es.length - 1 && e.len > 0 && e.form !== Form.Jmp) joinExit(blocks, lin, byLin, byPa, offs, parent, edges, i, next);
     }
     // (IND_JOIN: an indirect JMP or CALL and the block queued where it went last, Translator.indBranch)
     const it = bl !== undefined && userLinear(bl) ? indTarget(b) : 0;
@@ -2666,6 +2645,39 @@ export function groupRegions(blocks: Block[], lins?: Map<Block, number>, maxInst
   }
   return out;
 }
+
+/**
+ * groupRegions: block i's static exit to its start + t, joined with the block there, if any (a module function, not a
+ * closure made per call: see pick).
+ */
+function joinExit(blocks: Block[], lin: (number | undefined)[], byLin: Map<number, number>, byPa: Map<number, number>,
+  offs: (number[] | null)[], parent: Int32Array, edges: number[][], i: number, t: number): void {
+  const b = blocks[i], bl = lin[i];
+  const tpa = b.pa + t;
+  if ((tpa >>> 12) !== (b.pa >>> 12) && bl !== undefined) {
+    // (into another page: the block queued at the target's linear address, Translator.crossBranch)
+    const j = byLin.get(bl + t);
+    if (j === undefined || j === i) return;
+    const x = blocks[j];
+    if (byPa.get(x.pa) !== j || (x.pa >>> 12) === (b.pa >>> 12) || offs[j] === null) return;
+    const ra = findRoot(parent, i), rb = findRoot(parent, j);
+    if (ra !== rb) parent[ra] = rb;
+    (edges[i] ??= []).push(j);
+    return;
+  }
+  const j = byPa.get(tpa);
+  if (j === undefined || j === i || (tpa >>> 12) !== (b.pa >>> 12) || blocks[j].gen !== b.gen || offs[j] === null) return;
+  const ra = findRoot(parent, i), rb = findRoot(parent, j);
+  if (ra !== rb) parent[ra] = rb;
+  (edges[i] ??= []).push(j);
+}
+
+/** cutGroup's sorts: the blocks their indices refer to, set around the sort. */
+let sortBlocks: Block[] = [];
+/** Block indices by physical address (sortBlocks). */
+function byPaOf(x: number, y: number): number { return sortBlocks[x].pa - sortBlocks[y].pa; }
+/** Lists of block indices by their first block's physical address (sortBlocks). */
+function byFirstPaOf(x: number[], y: number[]): number { return sortBlocks[x[0]].pa - sortBlocks[y[0]].pa; }
 
 /** The root of x in the union-find forest `parent` (groupRegions), with path compression of x's own link. */
 function findRoot(parent: Int32Array, x: number): number {
@@ -2727,9 +2739,11 @@ function cutGroup(g: number[], blocks: Block[], edges: number[][], maxInstr = In
     comps.push(c);
   };
   for (let v = 0; v < m; v++) if (index[v] < 0) visit(v);
-  const byPa = (x: number, y: number): number => blocks[x].pa - blocks[y].pa;
-  for (const c of comps) c.sort(byPa);
-  comps.sort((x, y) => byPa(x[0], y[0]));
+  // (module comparators over sortBlocks, not closures made per call: see pick)
+  sortBlocks = blocks;
+  for (const c of comps) c.sort(byPaOf);
+  comps.sort(byFirstPaOf);
+  sortBlocks = [];
   const parts: number[][] = [];
   let cur: number[] = [], curN = 0;
   for (const c of comps) {
