@@ -313,6 +313,13 @@ export class Body {
     this.labels.push(id);
     return id;
   }
+  /** Open a block (kind: Op.block or Op.loop) whose branches carry one value of value type `type` (§5.4.1 blocktype). */
+  openTyped(kind: number, type: number): number {
+    this.room(2); this.put(kind); this.put(type);
+    const id = this.nextLabel++;
+    this.labels.push(id);
+    return id;
+  }
   else(): this { this.byte(Op.else); return this; }
   close(): this {
     this.nest--;
