@@ -487,17 +487,19 @@ export let RET_BRANCH = process.env.RINGZERO_WASM_RET_BRANCH !== '0';
 /** Switch RET_BRANCH (its tests; between translations); returns the old value. */
 export function setRetBranch(on: boolean): boolean { const old = RET_BRANCH; RET_BRANCH = on; return old; }
 /**
- * Session 34 (TurboFan's work per translated byte, bench/wasm-tf): a region's br_table loop holds an empty loop in
- * the br_table's default target, a path that never runs (k is always a member). V8 peels (and may unroll) only a
- * loop that holds no other loop (compiler/loop-analysis.cc, FindSmallInnermostWasmLoop), so TurboFan no longer copies
- * a small region's whole body for a first pass that gains nothing there (the members run as before; an empty
- * loop's stack check sits in the path that never runs). Self-looping blocks and string loops keep their peeling.
- * The capture's first 150 batches, every function compiled alone (single-threaded, min of 5, A/B alternated in one
- * process): TurboFan CPU 0.960x, zone (--turbo-stats-wasm) 1833 -> 1683 MiB (WasmOptimization 358 -> 268 MiB,
- * loop peeling 63 -> 35 MiB), machine code +0.8% (the unused stack checks). RINGZERO_WASM_REGION_NEST=0: off.
+ * Session 34 (TurboFan's work per translated byte, bench/wasm-tf): the br_table loop of a region none of whose
+ * members lies on a cycle of its branches (onCycles) holds an empty loop in the br_table's default target, a path
+ * that never runs (k is always a member). V8 peels (and may unroll) only a loop that holds no other loop
+ * (FindSmallInnermostWasmLoop), so TurboFan no longer copies such a small region's whole body for a first pass that
+ * gains nothing there: without a cycle each member runs at most once per call. The regions of real loops (md5's
+ * rounds, onCycles) keep theirs (RINGZERO_WASM_REGION_NEST=all: every region; =0: off). The capture's first 150
+ * batches, every function compiled alone (single-threaded, min of 5, A/B alternated in one process): TurboFan CPU
+ * 0.961x (every region: 0.952x, zone 1833 -> 1683 MiB: WasmOptimization 358 -> 268, loop peeling 63 -> 35 MiB),
+ * machine code +0.8% (the unused empty loops' stack checks).
  */
-export let REGION_NEST = process.env.RINGZERO_WASM_REGION_NEST !== '0';
-export function setRegionNest(on: boolean): boolean { const old = REGION_NEST; REGION_NEST = on; return old; }
+export let REGION_NEST: 0 | 1 | 2 = process.env.RINGZERO_WASM_REGION_NEST === '0' ? 0 : process.env.RINGZERO_WASM_REGION_NEST === 'all' ? 2 : 1;
+/** Set REGION_NEST (0 off, 1 regions without a cycle, 2 every region); returns the old value. */
+export function setRegionNest(v: 0 | 1 | 2): 0 | 1 | 2 { const old = REGION_NEST; REGION_NEST = v; return old; }
 /**
  * Session 34: a #GP(0) check (gpIf) that needs no write-back (no dirty register, no deferred flag record) branches
  * with its helper position to one shared `call gp` at the function's end (label Translator.gpL, a block whose branches
@@ -2859,7 +2861,8 @@ export function translateRegion(members: Block[], lins?: Map<Block, number>, opt
   for (let j = members.length - 1; j >= 0; j--) {
     R.labels[j] = b.open(Op.block);
   }
-  if (REGION_NEST) {
+  const cyc = LOOP_INLINE || REGION_NEST === 1 ? onCycles(members, R.at, offsList) : null;
+  if (REGION_NEST === 2 || (REGION_NEST === 1 && !cyc!.includes(true))) {
     // (the default target: never taken; its empty loop keeps V8 from peeling the region's loop, see REGION_NEST)
     const none = b.open(Op.block);
     b.get(T.k).brTable(R.labels, none);
@@ -2870,11 +2873,10 @@ export function translateRegion(members: Block[], lins?: Map<Block, number>, opt
   T.region = R;
   // (ids fit the token's 20 bits, see RET_BRANCH: past them, regions make no RET branches)
   if (RET_BRANCH && R.lim >= 0 && regionIds < FID_MAX) T.fid = ++regionIds;
-  const cyc = LOOP_INLINE ? onCycles(members, R.at, offsList) : null;
   for (let j = 0; j < members.length; j++) {
     b.close();
     R.cur = j;
-    T.loopMember = cyc !== null && cyc[j];
+    T.loopMember = LOOP_INLINE && cyc![j];
     emitCode(T, members[j], offsList[j], loops[j]);
     b.op(Op.unreachable);
   }
