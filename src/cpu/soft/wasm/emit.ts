@@ -313,10 +313,16 @@ export class Body {
     this.labels.push(id);
     return id;
   }
-  /** Open a block (kind: Op.block or Op.loop) whose branches carry one value of value type `type` (§5.4.1 blocktype). */
+  /**
+   * open() with a result type (§5.4.1 blocktype), not counted in `nest` (Translator's GP_SHARE block around `out`:
+   * straight-line code stays at depth `base`; its closer adds one to nest first).
+   */
   openTyped(kind: number, type: number): number {
-    this.room(2); this.put(kind); this.put(type);
+    if (this.len + 2 > this.buf.length) this.room(2);
+    const buf = this.buf, n = this.len;
+    buf[n] = kind; buf[n + 1] = type; this.len = n + 2;
     const id = this.nextLabel++;
+    this.labelAt.push(this.labels.length);
     this.labels.push(id);
     return id;
   }
