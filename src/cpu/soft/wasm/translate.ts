@@ -495,7 +495,8 @@ export function setRetBranch(on: boolean): boolean { const old = RET_BRANCH; RET
  * rounds, onCycles) keep theirs (RINGZERO_WASM_REGION_NEST=all: every region; =0: off). The capture's first 150
  * batches, every function compiled alone (single-threaded, min of 5, A/B alternated in one process): TurboFan CPU
  * 0.961x (every region: 0.952x, zone 1833 -> 1683 MiB: WasmOptimization 358 -> 268, loop peeling 63 -> 35 MiB),
- * machine code +0.8% (the unused empty loops' stack checks).
+ * machine code +0.8% (the unused empty loops' stack checks). With GP_SHARE, the whole capture (its 2000 largest
+ * functions): 0.969x, bench/wasm-tf's zone 4696 -> 4425 MiB.
  */
 export let REGION_NEST: 0 | 1 | 2 = process.env.RINGZERO_WASM_REGION_NEST === '0' ? 0 : process.env.RINGZERO_WASM_REGION_NEST === 'all' ? 2 : 1;
 /** Set REGION_NEST (0 off, 1 regions without a cycle, 2 every region); returns the old value. */
@@ -506,7 +507,9 @@ export function setRegionNest(v: 0 | 1 | 2): 0 | 1 | 2 { const old = REGION_NEST
  * carry the position) instead of having its own: TurboFan's register allocator pays for every call, most of all in
  * deferred code (fixed ranges are split at each deferred block), and 1134 of 1235 such checks (CALL and JMP targets
  * leaving the page, the first 80 batches of a boot) wrote nothing back. The check costs the hot path the same
- * compare and branch; the position (n | constant) is computed on the branch's edge. RINGZERO_WASM_GP_SHARE=0: off.
+ * compare and branch; the position (n | constant) is computed on the branch's edge. bench/wasm-tf-ab on the
+ * capture's first 150 batches: TurboFan CPU 0.967x on the 80 largest functions, 0.987x on all (a bound, the checks
+ * without any call: 0.939x on the 80). RINGZERO_WASM_GP_SHARE=0: off.
  */
 export let GP_SHARE = process.env.RINGZERO_WASM_GP_SHARE !== '0';
 export function setGpShare(on: boolean): boolean { const old = GP_SHARE; GP_SHARE = on; return old; }
