@@ -2503,7 +2503,7 @@ function gpOpen(T: Translator): void {
 function gpClose(T: Translator): void {
   if (T.gpL < 0) return;
   T.b.op(Op.return);
-  // (openTyped is not counted in TBody.nest, so that straight-line code stays at depth `base`)
+  // (openTyped is not counted in Body.nest, so that straight-line code stays at depth `base`)
   T.b.nest++;
   T.b.close();
   T.gpL = -1;
