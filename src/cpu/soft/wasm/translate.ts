@@ -492,13 +492,15 @@ export function setRetBranch(on: boolean): boolean { const old = RET_BRANCH; RET
  * that never runs (k is always a member). V8 peels (and may unroll) only a loop that holds no other loop
  * (FindSmallInnermostWasmLoop), so TurboFan no longer copies such a small region's whole body for a first pass that
  * gains nothing there: without a cycle each member runs at most once per call. The regions of real loops (md5's
- * rounds, onCycles) keep theirs (RINGZERO_WASM_REGION_NEST=all: every region; =0: off). The capture's first 150
+ * rounds, onCycles) keep theirs (RINGZERO_WASM_REGION_NEST=1; =all: every region). The capture's first 150
  * batches, every function compiled alone (single-threaded, min of 5, A/B alternated in one process): TurboFan CPU
  * 0.961x (every region: 0.952x, zone 1833 -> 1683 MiB: WasmOptimization 358 -> 268, loop peeling 63 -> 35 MiB),
  * machine code +0.8% (the unused empty loops' stack checks). With GP_SHARE, the whole capture (its 2000 largest
  * functions): 0.969x, bench/wasm-tf's zone 4696 -> 4425 MiB.
  */
-export let REGION_NEST: 0 | 1 | 2 = process.env.RINGZERO_WASM_REGION_NEST === '0' ? 0 : process.env.RINGZERO_WASM_REGION_NEST === 'all' ? 2 : 1;
+// Off by default (the lead, session 34): paired against base34 on a loaded host (load 8-11, 3 runs) with GP_SHARE,
+// boot 0.96x wall but md5 1.04x and syscalls 1.14x (0.86-1.15): not resolved as no slower; =1 turns it on.
+export let REGION_NEST: 0 | 1 | 2 = process.env.RINGZERO_WASM_REGION_NEST === '1' ? 1 : process.env.RINGZERO_WASM_REGION_NEST === 'all' ? 2 : 0;
 /** Set REGION_NEST (0 off, 1 regions without a cycle, 2 every region); returns the old value. */
 export function setRegionNest(v: 0 | 1 | 2): 0 | 1 | 2 { const old = REGION_NEST; REGION_NEST = v; return old; }
 /**
@@ -509,9 +511,9 @@ export function setRegionNest(v: 0 | 1 | 2): 0 | 1 | 2 { const old = REGION_NEST
  * leaving the page, the first 80 batches of a boot) wrote nothing back. The check costs the hot path the same
  * compare and branch; the position (n | constant) is computed on the branch's edge. bench/wasm-tf-ab on the
  * capture's first 150 batches: TurboFan CPU 0.967x on the 80 largest functions, 0.987x on all (a bound, the checks
- * without any call: 0.939x on the 80). RINGZERO_WASM_GP_SHARE=0: off.
+ * without any call: 0.939x on the 80). Off by default, as REGION_NEST (the same pairs); RINGZERO_WASM_GP_SHARE=1: on.
  */
-export let GP_SHARE = process.env.RINGZERO_WASM_GP_SHARE !== '0';
+export let GP_SHARE = process.env.RINGZERO_WASM_GP_SHARE === '1';
 export function setGpShare(on: boolean): boolean { const old = GP_SHARE; GP_SHARE = on; return old; }
 /** The last id given to a region function (RET_BRANCH; ids are never reused, so a stale stack entry never matches). */
 let regionIds = 0;
