@@ -305,16 +305,10 @@ export class Body {
   /** Open a block (kind: Op.block, Op.loop or Op.if) with no result; returns its label. */
   open(kind: number): number {
     this.nest++;
-    if (this.len + 2 > this.buf.length) this.room(2);
-    const buf = this.buf, n = this.len;
-    buf[n] = kind; buf[n + 1] = EMPTY; this.len = n + 2;
-    const id = this.nextLabel++;
-    this.labelAt.push(this.labels.length);
-    this.labels.push(id);
-    return id;
+    return this.openTyped(kind, EMPTY);
   }
   /**
-   * open() with a result type (§5.4.1 blocktype), not counted in `nest` (Translator's GP_SHARE block around `out`:
+   * A block with a result type (§5.4.1 blocktype; open() passes EMPTY), not counted in `nest` (Translator's GP_SHARE block around `out`:
    * straight-line code stays at depth `base`; its closer adds one to nest first).
    */
   openTyped(kind: number, type: number): number {

@@ -1089,10 +1089,11 @@ export class WasmEngine {
     if (bodies.length === 0) return;
     // (a function holding a block translated before, pulled in by reform or queued again by reregion, is hot)
     let tb = t0;
+    const bySize = TIER_BUDGETS === null && TIER_SIZE > 0;
     const sizes: number[] = [], hot: boolean[] = [];
-    if (TIER_BUDGETS === null && TIER_SIZE > 0) for (const b of bodies) sizes.push(b.length);
+    if (bySize) for (const b of bodies) sizes.push(b.length);
     else for (const d of done) { let h = false; for (const b of d.blocks) if (b.wasm !== null) { h = true; break; } hot.push(h); }
-    const parts = TIER_BUDGETS === null && TIER_SIZE > 0 ? splitBySize(TIER_SIZE, TIER_SIZE_MAX, START_BUDGET, sizes) : splitByBudget(TIER_BUDGETS, hot);
+    const parts = bySize ? splitBySize(TIER_SIZE, TIER_SIZE_MAX, START_BUDGET, sizes) : splitByBudget(TIER_BUDGETS, hot);
     for (const part of parts) {
       const pb: Body[] = [], pd: Batch['done'] = [];
       for (const i of part.fns) { pb.push(bodies[i]); pd.push(done[i]); }
