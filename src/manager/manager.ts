@@ -35,6 +35,16 @@ import { VmmPool, type TakenSpare } from './pool.ts';
 /** The launcher of the CLI, run by the VMM processes. */
 export const RINGZERO_BIN = fileURLToPath(new URL('../../bin/ringzero', import.meta.url));
 
+/**
+ * Node options a VMM process starts with (V8's worker pool size), as bin/ringzero decided them for this host when it
+ * started this process; none when it did not (a test's process): a VMM then adds them itself (bin/ringzero re-executes
+ * itself once), except a spare, which keeps Node's pool.
+ */
+export function vmmNodeArgs(): string[] {
+  const args = (globalThis as Record<symbol, unknown>)[Symbol.for('ringzero.vmmNodeArgs')];
+  return Array.isArray(args) ? args.filter((a): a is string => typeof a === 'string') : [];
+}
+
 export interface LastExit {
   exitCode: number | null;
   signal: string | null;
@@ -154,7 +164,7 @@ export class VmManager extends EventEmitter {
     this.log = options.log ?? (() => {});
     this.startTimeoutMs = options.startTimeoutMs ?? 30_000;
     this.pollMs = options.pollMs ?? 500;
-    this.vmmCommand = options.vmmCommand ?? testOrphanCommand(RINGZERO_BIN) ?? { file: process.execPath, args: [RINGZERO_BIN] };
+    this.vmmCommand = options.vmmCommand ?? testOrphanCommand(RINGZERO_BIN, vmmNodeArgs()) ?? { file: process.execPath, args: [...vmmNodeArgs(), RINGZERO_BIN] };
     this.resources = new ResourceController(stateDir, this.log);
     this.volumes = new VolumePool(stateDir, this);
     this.templates = new TemplateStore(stateDir, this, this.volumes, this.log);

@@ -145,8 +145,8 @@ function describeStatus(status: number): string {
  * `sleep SECONDS` behind (a background job) and then execs the VMM in its place, so a VMM that is killed leaves an
  * orphan, as a VMM that forked a helper would.
  */
-export function testOrphanCommand(ringzeroBin: string): { file: string; args: string[] } | undefined {
+export function testOrphanCommand(ringzeroBin: string, nodeArgs: string[] = []): { file: string; args: string[] } | undefined {
   const seconds = process.env.RINGZERO_TEST_VMM_ORPHAN;
   if (seconds === undefined || !/^\d{1,3}$/.test(seconds)) return undefined;
-  return { file: '/bin/sh', args: ['-c', `sleep ${seconds} & exec "$0" "$@"`, process.execPath, ringzeroBin] };
+  return { file: '/bin/sh', args: ['-c', `sleep ${seconds} & exec "$0" "$@"`, process.execPath, ...nodeArgs, ringzeroBin] };
 }
