@@ -1,0 +1,57 @@
+// A soft-engine VMM's V8 worker pool (bin/ringzero, "V8's worker pool of a soft-engine VMM"): a plain `ringzero run`
+// replaces itself with the same command plus node's --v8-pool-size (clamp(cores - 1, 1, 4)), keeping its pid and its
+// standard descriptors (Node marks inherited descriptors close-on-exec: the console must still reach the guest and
+// back); RINGZERO_V8_POOL_SIZE sets the size, 0 leaves Node's pool alone; an explicit --v8-pool-size is kept as given.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { bin, guestKernel, tempDir, waitFor } from './support/manager-harness.ts';
+
+interface Outcome { cmdline: string[]; output: string; status: number | null }
+
+/** Run the echo guest under `node [nodeArgs] bin/ringzero run`, read the VMM's command line once the guest is up, quit it. */
+async function runEcho(nodeArgs: string[], env: NodeJS.ProcessEnv): Promise<Outcome> {
+  const dir = tempDir('pool');
+  try {
+    const kernel = guestKernel(dir, 'echo');
+    const child = spawn(process.execPath, [...nodeArgs, bin, 'run', '--engine', 'soft', '--kernel', kernel, '--memory', '64M'], {
+      stdio: ['pipe', 'pipe', 'pipe'], env: { ...process.env, ...env },
+    });
+    let output = '';
+    child.stdout.on('data', (d: Buffer) => { output += d.toString('latin1'); });
+    child.stderr.on('data', (d: Buffer) => { output += d.toString('latin1'); });
+    const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+    try {
+      await waitFor('the guest banner', () => output.includes('ringzero test guest: ready\n'), 30_000);
+      // (the same pid: execv replaced the process image, so /proc/PID is the VMM that answers)
+      const cmdline = fs.readFileSync(`/proc/${child.pid}/cmdline`, 'latin1').split('\0').filter((a) => a !== '');
+      child.stdin.write('hi');
+      await waitFor('the echo', () => output.includes('hi'), 10_000);
+      child.stdin.write('q');
+      return { cmdline, output, status: await exited };
+    } finally {
+      child.kill('SIGKILL');
+    }
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+const poolFlags = (cmdline: string[]) => cmdline.filter((a) => a.startsWith('--v8-pool-size'));
+
+test('a plain soft-engine run re-executes itself with --v8-pool-size; its console still works', async () => {
+  const want = Math.max(1, Math.min(4, os.availableParallelism() - 1));
+  const r = await runEcho([], { RINGZERO_V8_POOL_SIZE: '' });
+  assert.deepEqual(poolFlags(r.cmdline), [`--v8-pool-size=${want}`], r.cmdline.join(' '));
+  assert.equal(path.resolve(r.cmdline[r.cmdline.indexOf(`--v8-pool-size=${want}`) + 1]), path.resolve(bin));
+  assert.equal(r.status, 0, r.output);
+});
+
+test('RINGZERO_V8_POOL_SIZE sets the pool; 0 leaves Node\'s; an explicit --v8-pool-size is kept', async () => {
+  assert.deepEqual(poolFlags((await runEcho([], { RINGZERO_V8_POOL_SIZE: '2' })).cmdline), ['--v8-pool-size=2']);
+  assert.deepEqual(poolFlags((await runEcho([], { RINGZERO_V8_POOL_SIZE: '0' })).cmdline), []);
+  assert.deepEqual(poolFlags((await runEcho(['--v8-pool-size=3'], { RINGZERO_V8_POOL_SIZE: '' })).cmdline), ['--v8-pool-size=3']);
+});
