@@ -164,7 +164,8 @@ export class VmManager extends EventEmitter {
     this.log = options.log ?? (() => {});
     this.startTimeoutMs = options.startTimeoutMs ?? 30_000;
     this.pollMs = options.pollMs ?? 500;
-    this.vmmCommand = options.vmmCommand ?? testOrphanCommand(RINGZERO_BIN, vmmNodeArgs()) ?? { file: process.execPath, args: [...vmmNodeArgs(), RINGZERO_BIN] };
+    const nodeArgs = vmmNodeArgs();
+    this.vmmCommand = options.vmmCommand ?? testOrphanCommand(RINGZERO_BIN, nodeArgs) ?? { file: process.execPath, args: [...nodeArgs, RINGZERO_BIN] };
     this.resources = new ResourceController(stateDir, this.log);
     this.volumes = new VolumePool(stateDir, this);
     this.templates = new TemplateStore(stateDir, this, this.volumes, this.log);
