@@ -9,7 +9,7 @@
 // page-table isolation or other entry-path mitigations on the CPUID the soft engine presents).
 //
 //   node --import tsx bench/syscall-counts.ts [--count 100000] [--bin PATH/bin/ringzero] [--exit-stats] [--ash]
-//                                            [--perf FILE [--perf-g]] [--qemu] [--warm 1000]
+//                                            [--perf FILE [--perf-g | --perf-jit]] [--qemu] [--warm 1000]
 //
 // --perf-g records call chains (frame pointers: V8's JIT code keeps them) and keeps the VMM's perf map as FILE.map
 // (its PID in FILE.pid: copy it to /tmp/perf-PID.map, then `perf report -i FILE -g caller --tid PID`).
@@ -39,6 +39,14 @@
 // 1.25-1.31 µs wall / 1.24 µs process CPU per call, ringzero 2.10 µs wall and 2.07-2.53 µs main-thread CPU warm
 // (--warm 100000). perf (main thread): kernel code 43-49%, dispatcher 20-27%, JavaScript 9-17% (the RDTSC helper
 // ~3%: readTsc, sy, wasm-to-js, clock_gettime), user code 6%, memory library 1-2.5%.
+// --perf-jit (with --perf FILE): the VMM writes V8's jitdump instead (NODE_OPTIONS=--perf-prof, in FILE.jitdir, which
+// the VMM starts in), `perf record -k 1`, and `perf inject --jit` makes FILE.jit, whose translated functions perf
+// annotate can disassemble (`perf annotate -i FILE.jit --stdio -s 'JS:rz.g...-turbofan'`). It also prints where
+// inside translated functions the samples fall: on their first 32 bytes (landing in the function: the call's
+// target fetch) and in their first 160 (the prologue: frame, stack check, parameters, the first register loads).
+// Session 36 (Intel host): the syscall loop (200k) dispatcher 22.8%, kernel code 51.4%, and of the translated
+// functions' samples 9.3% in their first 32 bytes and 24.4% in their first 160; the ash loop (100k, by hand) dispatcher
+// 10.8%, 12.8% of the translated functions' samples in their first 160 bytes.
 import { BenchGuest } from './support/session.ts';
 import { spawn, spawnSync } from 'node:child_process';
 import { controlRequest } from '../src/vmm/control.ts';
@@ -59,15 +67,24 @@ const { values } = benchArgs(import.meta.url, {
     qemu: { type: 'boolean', default: false },
     warm: { type: 'string', default: '1000' },
     'perf-g': { type: 'boolean', default: false },
+    'perf-jit': { type: 'boolean', default: false },
   },
 });
+if (values['perf-jit'] && values.perf === undefined) throw new Error('--perf-jit needs --perf FILE');
 const count = positiveInt('count', values.count);
 const image = requireImage('syscall-counts');
 if (values['exit-stats']) process.env.RINGZERO_WASM_EXIT_STATS = '1'; // (inherited by the VMM)
 if (values.perf !== undefined) {
-  // (inherited by the VMM: its JIT code named in /tmp/perf-PID.map, translated functions after their guest address)
-  process.env.NODE_OPTIONS = `${process.env.NODE_OPTIONS ?? ''} --perf-basic-prof`.trim();
+  // (inherited by the VMM: its JIT code named in /tmp/perf-PID.map, translated functions after their guest address;
+  // --perf-jit: in a jitdump written to the VMM's working directory, FILE.jitdir)
+  values.perf = path.resolve(values.perf);
+  process.env.NODE_OPTIONS = `${process.env.NODE_OPTIONS ?? ''} ${values['perf-jit'] ? '--perf-prof' : '--perf-basic-prof'}`.trim();
   process.env.RINGZERO_WASM_NAMES = '1';
+  if (values['perf-jit']) {
+    fs.rmSync(`${values.perf}.jitdir`, { recursive: true, force: true });
+    fs.mkdirSync(`${values.perf}.jitdir`);
+    process.chdir(`${values.perf}.jitdir`);
+  }
 }
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'rz-syscall-counts-'));
 const sock = path.join(dir, 'control.sock');
@@ -114,6 +131,26 @@ function perfShares(file: string, pid: number): Record<string, number> {
 }
 
 let perfOut: Record<string, number> | undefined;
+let perfEntry: Record<string, number> | undefined;
+
+/**
+ * --perf-jit: of the main thread's samples in translated functions (rz.g / rz.p, either tier), the percentage at an
+ * offset below 32 and below 160 bytes from the function's start.
+ */
+function entryShares(file: string, pid: number): Record<string, number> {
+  const r = spawnSync('perf', ['script', '-i', file, '--tid', String(pid), '-F', 'ip,sym,symoff'], { encoding: 'utf8', maxBuffer: 1 << 30 });
+  let all = 0, first32 = 0, first160 = 0;
+  for (const line of r.stdout.split('\n')) {
+    const m = /JS:rz\.[gp][0-9a-f]+-\d+-(?:turbofan|liftoff)\+0x([0-9a-f]+)/.exec(line);
+    if (m === null) continue;
+    const off = parseInt(m[1], 16);
+    all++;
+    if (off < 32) first32++;
+    if (off < 160) first160++;
+  }
+  const pct = (n: number) => Number((100 * n / (all || 1)).toFixed(1));
+  return { translatedSamples: all, first32Pct: pct(first32), first160Pct: pct(first160) };
+}
 
 /** CPU seconds so far of ringzero's main thread (the guest's vCPU: the process's first thread), or all of QEMU's. */
 function mainCpu(): number {
@@ -132,13 +169,21 @@ async function measure(n: number, perf = false): Promise<{ d: Record<string, num
   const ash = values.ash;
   const cmd = ash ? `i=0; while [ $i -lt ${n} ]; do i=$((i+1)); done; echo $i` : `dd if=/dev/zero of=/dev/null bs=1 count=${n}`;
   const pid = guest.session.child.pid!;
-  const rec = perf ? spawn('perf', ['record', '-q', '-F', '999', ...(values['perf-g'] ? ['--call-graph=fp'] : []), '-p', String(pid), '-o', values.perf!], { stdio: 'ignore' }) : null;
+  const rec = perf ? spawn('perf', ['record', '-q', '-F', values['perf-jit'] ? '4999' : '999', ...(values['perf-jit'] ? ['-k', '1'] : []), ...(values['perf-g'] ? ['--call-graph=fp'] : []), '-p', String(pid), '-o', values.perf!], { stdio: 'ignore' }) : null;
   if (rec !== null) await new Promise((resolve) => setTimeout(resolve, 300));
   const r = await guest.timed(`${ash ? 'ash' : 'dd'}${n}`, cmd, 1_800_000);
   if (rec !== null) {
     rec.kill('SIGINT');
     await new Promise((resolve) => rec.once('exit', resolve));
-    perfOut = perfShares(values.perf!, pid);
+    if (values['perf-jit']) {
+      // (the jitdump is complete once the VMM has exited or flushed it: perf inject reads what is there now)
+      const inj = spawnSync('perf', ['inject', '--jit', '-i', values.perf!, '-o', `${values.perf}.jit`], { encoding: 'utf8', stdio: ['ignore', 'ignore', 'pipe'] });
+      if (inj.status !== 0) throw new Error(`perf inject --jit failed: ${inj.stderr}`);
+      perfOut = perfShares(`${values.perf}.jit`, pid);
+      perfEntry = entryShares(`${values.perf}.jit`, pid);
+    } else {
+      perfOut = perfShares(values.perf!, pid);
+    }
   }
   if (!new RegExp(ash ? `(^|\\n)${n}\\n` : `${n}\\+0 records out`).test(r.output)) throw new Error(`${cmd} failed: ${r.output}`);
   const cpu = mainCpu() - c0;
@@ -170,7 +215,10 @@ try {
     console.log(`main thread's perf samples by kind of code (%; ${values.perf}; top symbols in ${values.perf}.top.txt):`);
     for (const [k, v] of Object.entries(perfOut).sort((x, y) => y[1] - x[1])) console.log(`  ${k.padEnd(40)} ${v}`);
   }
-  console.log(JSON.stringify({ bench: 'syscall-counts', vmm: values.qemu ? 'qemu' : 'ringzero', workload: values.ash ? 'ash' : 'syscall', count, exitStats: values['exit-stats'], usPerCall: Number(((full.ms - empty.ms) * 1e3 / calls).toFixed(3)), cpuUsPerCall: Number(cpuUs.toFixed(3)), perCall: per, ...(perfOut !== undefined ? { perf: perfOut } : {}) }));
+  if (perfEntry !== undefined) {
+    console.log(`translated functions' samples (${perfEntry.translatedSamples}): ${perfEntry.first32Pct}% in their first 32 bytes, ${perfEntry.first160Pct}% in their first 160 (${values.perf}.jit)`);
+  }
+  console.log(JSON.stringify({ bench: 'syscall-counts', vmm: values.qemu ? 'qemu' : 'ringzero', workload: values.ash ? 'ash' : 'syscall', count, exitStats: values['exit-stats'], usPerCall: Number(((full.ms - empty.ms) * 1e3 / calls).toFixed(3)), cpuUsPerCall: Number(cpuUs.toFixed(3)), perCall: per, ...(perfOut !== undefined ? { perf: perfOut } : {}), ...(perfEntry !== undefined ? { perfEntry } : {}) }));
 } finally {
   const pid = guest.session.child.pid;
   guest.session.close();
