@@ -51,13 +51,14 @@ function body(i: number, big: boolean): Body {
   return b;
 }
 
-/** An instance of one module holding functions `fns` (exported as f<i>). */
-function instance(fns: number[], big: boolean): WebAssembly.Instance {
+/** A module holding functions `fns` (exported as f<i>). */
+function module(fns: number[], big: boolean): WebAssembly.Module {
   const m = new ModuleBuilder();
   const t = m.type([I32], [I32]);
   for (const i of fns) m.func(t, body(i, big), 'f' + i);
-  return new WebAssembly.Instance(new WebAssembly.Module(m.encode()));
+  return new WebAssembly.Module(m.encode());
 }
+const instance = (fns: number[], big: boolean) => new WebAssembly.Instance(module(fns, big));
 
 /** run(n, idx): n call_indirects along the cycle from idx, through the imported table. */
 function dispatcher(table: WebAssembly.Table): (n: number, idx: number) => number {
@@ -83,13 +84,8 @@ function layout(kind: string): WebAssembly.Table {
   if (kind === 'one') put(instance(all, false), all);
   else if (kind === 'spread') put(instance(all, true), all);
   else if (kind === 'groups') for (let g = 0; g < N; g += 16) { const fns = all.slice(g, g + 16); put(instance(fns, false), fns); }
-  else if (kind === 'inst') {
-    const m = new ModuleBuilder();
-    const t = m.type([I32], [I32]);
-    for (const i of all) m.func(t, body(i, false), 'f' + i);
-    const mod = new WebAssembly.Module(m.encode());
-    for (const i of all) put(new WebAssembly.Instance(mod), [i]);
-  } else for (const i of all) put(instance([i], false), [i]);
+  else if (kind === 'inst') { const mod = module(all, false); for (const i of all) put(new WebAssembly.Instance(mod), [i]); }
+  else for (const i of all) put(instance([i], false), [i]);
   return table;
 }
 

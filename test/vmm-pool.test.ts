@@ -47,9 +47,10 @@ async function runEcho(nodeArgs: string[] | null, env: NodeJS.ProcessEnv): Promi
 }
 
 const poolFlags = (cmdline: string[]) => cmdline.filter((a) => a.startsWith('--v8-pool-size'));
+/** The pool a VMM on this host gets: clamp(cores - 1, 1, 4). */
+const want = Math.max(1, Math.min(4, os.availableParallelism() - 1));
 
 test('a plain soft-engine run re-executes itself with --v8-pool-size; its console still works', async () => {
-  const want = Math.max(1, Math.min(4, os.availableParallelism() - 1));
   const r = await runEcho([], { RINGZERO_V8_POOL_SIZE: '' });
   assert.deepEqual(poolFlags(r.cmdline), [`--v8-pool-size=${want}`], r.cmdline.join(' '));
   assert.equal(path.resolve(r.cmdline[r.cmdline.indexOf(`--v8-pool-size=${want}`) + 1]), path.resolve(bin));
@@ -63,7 +64,6 @@ test('RINGZERO_V8_POOL_SIZE sets the pool; 0 leaves Node\'s; an explicit --v8-po
 });
 
 test('started through its shebang, a run has one --v8-pool-size, the one this host wants, and no marker left', async () => {
-  const want = Math.max(1, Math.min(4, os.availableParallelism() - 1));
   const r = await runEcho(null, { RINGZERO_V8_POOL_SIZE: '' });
   // (one worker from the shebang itself on a 2-core host; elsewhere the re-exec replaced the shebang's option)
   assert.deepEqual(poolFlags(r.cmdline), [`--v8-pool-size=${want}`], r.cmdline.join(' '));
