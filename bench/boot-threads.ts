@@ -31,7 +31,7 @@ for (let r = 0; r < Number(values.runs); r++) {
     const g = BenchGuest.ringzeroAt(`b${b}`, bins[b], ['--engine', 'soft', '--cpus', '1', '--memory', '256M', '--cmdline', CMDLINE]);
     process.env = saved;
     const pid = g.session.child.pid!;
-    const perf = process.env.RZ_PERF ? spawn('perf', ['record', '-F', '200', '-a', '-o', `${process.env.RZ_PERF}.${r}.${b}`], { stdio: 'ignore' }) : undefined;
+    const perf = process.env.RZ_PERF ? spawn('perf', ['record', '-e', 'cpu-clock', '-F', '999', '-g', '-a', '-o', `${process.env.RZ_PERF}.${r}.${b}`], { stdio: 'ignore' }) : undefined;
     const last = new Map<string, number>();
     const poll = setInterval(() => { for (const [k, v] of threads(pid)) last.set(k, v); }, 100);
     const prompt = await g.waitForShell();

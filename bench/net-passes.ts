@@ -168,7 +168,7 @@ try {
         const a = await stats(vm);
         // RINGZERO_NETPASS_PERF=DIR: `perf record` of the VMM process (every thread) over each pass, to DIR/VM-TEST-PASS.data
         const perfDir = process.env.RINGZERO_NETPASS_PERF;
-        const perf = perfDir ? spawn('perf', ['record', '-q', '-F', '999', '-g', '--per-thread', '-p', String(vm.guest.session.child.pid), '-o', path.join(perfDir, `${'AB'[vi]}-${t}-${p}.data`)], { stdio: 'ignore' }) : undefined;
+        const perf = perfDir ? spawn('perf', ['record', '-q', '-e', 'cpu-clock', '-F', '999', '-g', '--per-thread', '-p', String(vm.guest.session.child.pid), '-o', path.join(perfDir, `${'AB'[vi]}-${t}-${p}.data`)], { stdio: 'ignore' }) : undefined;
         if (perf) await new Promise((r) => setTimeout(r, 300));
         const x = t === 'tcp' ? await tcp(vm) : await tcpout(vm);
         if (perf) { perf.kill('SIGINT'); await new Promise((r) => perf.on('exit', r)); }

@@ -6,7 +6,10 @@
 // (set from node's start: with RINGZERO_V8_FLAGS the flag comes too late for part of the JavaScript), as
 // bench/io-passes's RINGZERO_BENCH_PERF=DIR records it, one file per pass.
 //
-//   node --import tsx bench/perf-shares.ts PERF.DATA [PERF.DATA ...] [--top 20]
+//   node --import tsx bench/perf-shares.ts PERF.DATA [PERF.DATA ...] [--top 20] [--tid TID]
+//
+// --tid: only that thread's samples (a `perf record -a` profile, as bench/boot-threads's RZ_PERF records, holds every
+// thread of the host; `perf report -s pid` names them).
 //
 // V8 names wasm code `wasm-function[I]-I-liftoff` or `...-turbofan` (I: the index in its module) and the named
 // library functions `rz.NAME-I-TIER`. JavaScript frame names can be wrong where V8 reused a freed code range for
@@ -14,14 +17,14 @@
 import { execFileSync } from 'node:child_process';
 import { benchArgs, printTable } from './support/common.ts';
 
-const { values, positionals } = benchArgs(import.meta.url, { options: { top: { type: 'string', default: '20' } }, allowPositionals: true });
+const { values, positionals } = benchArgs(import.meta.url, { options: { top: { type: 'string', default: '20' }, tid: { type: 'string', default: '' } }, allowPositionals: true });
 const top = Number(values.top);
 
 const isWasm = (s: string) => s.includes('wasm-function[') || s.startsWith('JS:rz.');
 const short = (s: string) => s.replace(/ \/\S+:(\d+):\d+$/, '@$1').replace(/^JS:/, '');
 
 for (const file of positionals) {
-  const text = execFileSync('perf', ['script', '-i', file, '-F', 'ip,sym'], { encoding: 'utf8', maxBuffer: 1 << 30, stdio: ['ignore', 'pipe', 'ignore'] });
+  const text = execFileSync('perf', ['script', '-i', file, '-F', 'ip,sym', ...(values.tid !== '' ? ['--tid', values.tid] : [])], { encoding: 'utf8', maxBuffer: 1 << 30, stdio: ['ignore', 'pipe', 'ignore'] });
   const parts = new Map<string, number>(), detail = new Map<string, number>();
   const add = (m: Map<string, number>, k: string) => m.set(k, (m.get(k) ?? 0) + 1);
   let n = 0;

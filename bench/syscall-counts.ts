@@ -169,7 +169,7 @@ async function measure(n: number, perf = false): Promise<{ d: Record<string, num
   const ash = values.ash;
   const cmd = ash ? `i=0; while [ $i -lt ${n} ]; do i=$((i+1)); done; echo $i` : `dd if=/dev/zero of=/dev/null bs=1 count=${n}`;
   const pid = guest.session.child.pid!;
-  const rec = perf ? spawn('perf', ['record', '-q', '-F', values['perf-jit'] ? '4999' : '999', ...(values['perf-jit'] ? ['-k', '1'] : []), ...(values['perf-g'] ? ['--call-graph=fp'] : []), '-p', String(pid), '-o', values.perf!], { stdio: 'ignore' }) : null;
+  const rec = perf ? spawn('perf', ['record', '-q', '-e', 'cpu-clock', '-F', values['perf-jit'] ? '4999' : '999', ...(values['perf-jit'] ? ['-k', '1'] : []), ...(values['perf-g'] ? ['--call-graph=fp'] : []), '-p', String(pid), '-o', values.perf!], { stdio: 'ignore' }) : null;
   if (rec !== null) await new Promise((resolve) => setTimeout(resolve, 300));
   const r = await guest.timed(`${ash ? 'ash' : 'dd'}${n}`, cmd, 1_800_000);
   if (rec !== null) {
