@@ -157,6 +157,10 @@ test('one boot with an ext4 root disk, a data disk with a serial, net, console, 
     // Root on virtio-blk, ext4, read-write.
     assert.match(await guest.ask('ROOT', 'grep " / " /proc/mounts'), /^\/dev\/vda \/ ext4 rw[, ]/);
     assert.equal(await guest.ask('ROOTW', 'echo persisted > /root/mark && sync && cat /root/mark'), 'persisted');
+    // The root's init set the kernel's module helper to the image's modprobe (kept out of /sbin: src/image/build.ts
+    // SESSION), and the host name to the default one.
+    assert.equal(await guest.ask('MODPROBE', 'cat /proc/sys/kernel/modprobe; [ -x "$(cat /proc/sys/kernel/modprobe)" ] && echo runnable'), '/bin/modprobe runnable');
+    assert.equal(await guest.ask('HOST', 'hostname'), 'ringzero');
 
     // The data disk by its serial; a write with fsync is in the host file at once.
     assert.equal(await guest.ask('BYID', 'readlink /dev/disk/by-id/virtio-rzdata7'), '../../vdb');
