@@ -25,7 +25,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { findDefaultImage, GUEST_PROMPT } from '../src/image/build.ts';
-import { benchArgs, CMDLINE, median, qemuPresent, qemuTcgArgs, RINGZERO, QEMU, killGroup, onCleanup } from './support/common.ts';
+import { benchArgs, CMDLINE, median, qemuPresent, qemuTcgArgs, RINGZERO, QEMU, killGroup, onCleanup, requireFreshBundle } from './support/common.ts';
 import { GuestProfile, parseKallsyms } from '../src/vmm/guest-profile.ts';
 import { SLICE } from '../src/vmm/machine.ts';
 
@@ -123,6 +123,7 @@ function phaseCounters(file: string): Record<Counter, number>[] {
 }
 
 const bins = values.bins !== '' ? values.bins!.split(',').map((b) => path.resolve(b)) : [RINGZERO];
+for (const bin of bins) requireFreshBundle(bin);
 
 if (values['guest-profile']) {
   const file = path.join(work, 'profile-phases.jsonl');

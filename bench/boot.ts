@@ -13,7 +13,7 @@ import { fileURLToPath } from 'node:url';
 import { findDefaultImage, GUEST_PROMPT } from '../src/image/build.ts';
 import { DEFAULT_CMDLINE } from '../src/vmm/config.ts';
 import { detectKvm } from '../src/kvm/host.ts';
-import { median, qemuTcgArgs, benchArgs } from './support/common.ts';
+import { median, qemuTcgArgs, benchArgs, requireFreshBundle } from './support/common.ts';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const { values } = benchArgs(import.meta.url, {
@@ -89,6 +89,7 @@ if (!qemu) console.error('bench/boot: qemu-system-x86_64 not found (apt-get inst
 const ours: Sample[] = [];
 const theirs: Sample[] = [];
 for (let i = 0; i < runs; i++) {
+  requireFreshBundle(path.join(root, 'bin', 'ringzero'));
   ours.push(await bootOnce(path.join(root, 'bin', 'ringzero'), ['run', '--engine', values.engine!, '--cpus', values.cpus!, '--memory', values.memory!, '--cmdline', CMDLINE]));
   console.log(`run ${i + 1}: ringzero ${(ours[i].total / 1000).toFixed(2)} s (prompt at ${(ours[i].toPrompt / 1000).toFixed(2)} s)`);
   if (qemu) {

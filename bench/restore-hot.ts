@@ -38,7 +38,7 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { initrdWithPrograms } from './support/initramfs.ts';
-import { RINGZERO, ROOT, median, requireImage, positiveInt, checkBenchOptions } from './support/common.ts';
+import { RINGZERO, ROOT, median, requireImage, positiveInt, checkBenchOptions, requireFreshBundle } from './support/common.ts';
 import { gapSplit } from '../test/support/gap-split.ts';
 import { Spare } from '../src/manager/pool.ts';
 import { spareReady } from './support/vmm-process.ts';
@@ -69,6 +69,7 @@ const loop = !args.includes('--no-loop');
 const hotMode = opt('--hot') ?? 'alt';
 if (!['on', 'off', 'alt'].includes(hotMode)) throw new Error('--hot is on, off or alt');
 const bins = (opt('--bins') ?? RINGZERO).split(',').map((b) => path.resolve(b));
+for (const bin of bins) requireFreshBundle(bin);
 // --hops: --hot-blocks N[,M] (the list's size at each hop, in turn; default the migrate command's)
 const hotSizes = opt('--hot-blocks')?.split(',').map((n) => positiveInt('--hot-blocks', n));
 // --sessions: each VMM in a session of its own, as the daemon starts them (src/manager/manager.ts): with autogroups on

@@ -12,7 +12,7 @@ import fs from 'node:fs';
 import { GuestSession, escapeRegExp } from '../../test/support/guest.ts';
 import { GUEST_PROMPT, INIT_OK_LINE } from '../../src/image/build.ts';
 import { readProcStat, statCpuSeconds } from '../../src/sys/proc-stat.ts';
-import { onCleanup, QEMU, RINGZERO } from './common.ts';
+import { onCleanup, QEMU, RINGZERO, requireFreshBundle } from './common.ts';
 
 export interface TimedResult {
   /** Host milliseconds between the begin and end markers. */
@@ -64,6 +64,7 @@ export class BenchGuest {
   private readonly unregister: () => void;
 
   private constructor(readonly label: string, args: string[], private readonly qemu: boolean, bin?: string, env?: Record<string, string>) {
+    if (!qemu) requireFreshBundle(bin ?? RINGZERO);
     this.session = qemu ? new GuestSession(args, { command: QEMU })
       : bin !== undefined ? new GuestSession(['run', ...args], { command: bin, env }) : new GuestSession(args);
     this.unregister = onCleanup(() => this.session.close());
