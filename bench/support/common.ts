@@ -49,7 +49,10 @@ export function warmHostCache(file: string): number {
  */
 const checkedBundles = new Set<string>();
 export function requireFreshBundle(bin: string = RINGZERO): void {
-  const root = path.dirname(path.dirname(path.resolve(bin)));
+  const file = path.resolve(bin);
+  // Only a checkout's own launcher: a wrapper script (bench/boot-threads --bins) starts whichever it names.
+  if (path.basename(file) !== 'ringzero' || path.basename(path.dirname(file)) !== 'bin') return;
+  const root = path.dirname(path.dirname(file));
   if (process.env.RINGZERO_NO_BUNDLE === '1' || checkedBundles.has(root)) return;
   checkedBundles.add(root);
   let stamp: number;
