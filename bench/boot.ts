@@ -88,8 +88,8 @@ if (!qemu) console.error('bench/boot: qemu-system-x86_64 not found (apt-get inst
 
 const ours: Sample[] = [];
 const theirs: Sample[] = [];
+requireFreshBundle(path.join(root, 'bin', 'ringzero'));
 for (let i = 0; i < runs; i++) {
-  requireFreshBundle(path.join(root, 'bin', 'ringzero'));
   ours.push(await bootOnce(path.join(root, 'bin', 'ringzero'), ['run', '--engine', values.engine!, '--cpus', values.cpus!, '--memory', values.memory!, '--cmdline', CMDLINE]));
   console.log(`run ${i + 1}: ringzero ${(ours[i].total / 1000).toFixed(2)} s (prompt at ${(ours[i].toPrompt / 1000).toFixed(2)} s)`);
   if (qemu) {

@@ -7,6 +7,7 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { findDefaultImage, type DefaultImage } from '../../src/image/build.ts';
 import { DEFAULT_CMDLINE } from '../../src/vmm/config.ts';
+import { bundleStaleReason } from '../../scripts/bundle-fresh.mjs';
 
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 export const RINGZERO = path.join(ROOT, 'bin', 'ringzero');
@@ -40,12 +41,11 @@ export function warmHostCache(file: string): number {
 }
 
 /**
- * Exit 2 when `bin`'s checkout would run its TypeScript sources through tsx instead of its bundle (bin/ringzero runs
- * dist/ only while dist/esm/main.js is newer than everything under src/ and scripts/build.mjs, by mtime and ctime, the
- * same rule as bin/ringzero's bundleIsFresh): a VMM started from the sources spends ~1 s more of its start compiling
- * them (the default guest's first console line 2.7 -> 3.7 s on session 37's host), so every ratio against QEMU would
- * carry it, as a benchmark run after an edit did before this check. RINGZERO_NO_BUNDLE=1 (the sources on purpose)
- * skips it. Checked once per checkout.
+ * Exit 2 when `bin`'s checkout would run its TypeScript sources through tsx instead of its bundle (bin/ringzero's own
+ * rule, scripts/bundle-fresh.mjs): a VMM started from the sources spends ~1 s more of its start compiling them (the
+ * default guest's first console line 2.7 -> 3.7 s on session 37's host), so every ratio against QEMU would carry it,
+ * as a benchmark run after an edit did before this check. RINGZERO_NO_BUNDLE=1 (the sources on purpose) skips it.
+ * Checked once per checkout.
  */
 const checkedBundles = new Set<string>();
 export function requireFreshBundle(bin: string = RINGZERO): void {
@@ -55,28 +55,8 @@ export function requireFreshBundle(bin: string = RINGZERO): void {
   const root = path.dirname(path.dirname(file));
   if (process.env.RINGZERO_NO_BUNDLE === '1' || checkedBundles.has(root)) return;
   checkedBundles.add(root);
-  let stamp: number;
-  try {
-    stamp = fs.statSync(path.join(root, 'dist', 'esm', 'main.js')).mtimeMs;
-  } catch {
-    return bundleMissing(root, 'no dist/esm/main.js');
-  }
-  const newer = (file: string): boolean => { const st = fs.statSync(file); return st.mtimeMs > stamp || st.ctimeMs > stamp; };
-  const build = path.join(root, 'scripts', 'build.mjs');
-  if (fs.existsSync(build) && newer(build)) return bundleMissing(root, 'scripts/build.mjs changed after the build');
-  const pending = [path.join(root, 'src')];
-  while (pending.length > 0) {
-    const dir = pending.pop()!;
-    if (!fs.existsSync(dir)) continue;
-    if (newer(dir)) return bundleMissing(root, `${path.relative(root, dir)} changed after the build`);
-    for (const entry of fs.readdirSync(dir, { withFileTypes: true })) {
-      const file = path.join(dir, entry.name);
-      if (entry.isDirectory()) pending.push(file);
-      else if (newer(file)) return bundleMissing(root, `${path.relative(root, file)} changed after the build`);
-    }
-  }
-}
-function bundleMissing(root: string, why: string): never {
+  const why = bundleStaleReason(`${root}/`);
+  if (why === null) return;
   console.error(`bench: ${root}'s bundle is stale (${why}): its bin/ringzero would run the TypeScript sources through tsx, ` +
     `which starts ~1 s slower; run \`npm run build\` there (or set RINGZERO_NO_BUNDLE=1 to measure the sources)`);
   process.exit(2);
