@@ -8,7 +8,7 @@ import type { PackageSource, ResolvedPackages } from '../src/image/apt.ts';
 import {
   buildDefaultImage, cacheDir, findDefaultImage, GUEST_PROMPT, imageKey, INIT_OK_LINE,
 } from '../src/image/build.ts';
-import { parseCpio, S_IFCHR, S_IFLNK, S_IFMT, S_IFREG, type CpioMember } from '../src/image/cpio.ts';
+import { parseCpio, S_IFCHR, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG, type CpioMember } from '../src/image/cpio.ts';
 import { parseModulesDep } from '../src/image/modules.ts';
 
 const scratch = mkdtempSync(join(tmpdir(), 'ringzero-image-test-'));
@@ -54,7 +54,14 @@ function checkInitramfs(archive: Uint8Array, kernelVersion: string): { members: 
   assert.match(initText, /^#!\/bin\/sh\n/);
   assert.ok(initText.includes(`echo "${INIT_OK_LINE}"`));
   assert.ok(initText.includes(`PS1='${GUEST_PROMPT}'`));
-  assert.match(initText, /mount -t devtmpfs devtmpfs \/dev/);
+  // proc, sysfs and devtmpfs come from the initramfs's fstab in one `mount -a` before anything else mounts or loads.
+  assert.match(initText, /\nmount -a\nmkdir -p \/dev\/pts && mount -t devpts devpts \/dev\/pts\n/);
+  const fstab = new TextDecoder().decode(member(members, 'etc/fstab').data).split('\n').filter((l) => l !== '').map((l) => l.split(/\s+/).slice(0, 3).join(' '));
+  assert.deepEqual(fstab, ['proc /proc proc', 'sysfs /sys sysfs', 'devtmpfs /dev devtmpfs']);
+  // /var/log and /var/run are in the archive (no mkdir at boot); acpid runs in the foreground as a job of /init.
+  for (const dir of ['var/log', 'var/run']) assert.equal(member(members, dir).mode & S_IFMT, S_IFDIR);
+  assert.match(initText, /\[ -d \/var\/log \] && \[ -d \/var\/run \] \|\| mkdir -p \/var\/log \/var\/run\n/);
+  assert.match(initText, /then acpid -f & else/);
   assert.match(initText, /setsid cttyhack sh\npoweroff -f\n$/);
   const consoleNode = member(members, 'dev/console');
   assert.equal(consoleNode.mode, S_IFCHR | 0o600);
