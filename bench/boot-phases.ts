@@ -12,12 +12,17 @@
 // by why (warming, queued, in flight; RINGZERO_TIER_STATS=1), entries into wasm, blocks recorded and translated.
 // Runs alternate between the VMMs; medians per phase.
 //
-//   node --import tsx bench/boot-phases.ts [--runs 3] [--bins A,B] [--no-qemu] [--memory 256M] [--guest-profile [--top 15]]
+//   node --import tsx bench/boot-phases.ts [--runs 3] [--bins A,B] [--no-qemu] [--memory 256M] [--guest-profile [--top 15]] [--slices]
 //
 // --guest-profile: what the guest runs in each phase, instead of the timings: one boot of the (first) ringzero with
 // `nokaslr` and --profile-guest (one RIP per 20000 instructions, src/vmm/guest-profile.ts; a profile per phase from
 // RINGZERO_BOOT_PHASES), whose shell then prints its /proc/kallsyms text symbols on the console to name them; prints
 // the --top functions of each phase with their share of the phase's instructions.
+// --slices: how much of the boot runs at which speed, instead of the timings: one boot of the (first) ringzero with
+// RINGZERO_SLICE_LOG (src/vmm/machine.ts: each run-loop slice's host ms, instructions and final RIP), up to the
+// prompt, as host seconds and instructions per class of guest MIPS, then the guest functions (the guest's kallsyms,
+// nokaslr) where the slow slices (under 50 MIPS: code run for its first times, through the interpreter, the
+// JavaScript tier and the translator) and the fast ones (200 MIPS or more) ended, weighted by their host time.
 // --bins A,B: two builds' bin/ringzero (default: this checkout's alone). The host is noisy: compare counts, or
 // ratios of the same run.
 import { spawn } from 'node:child_process';
@@ -26,7 +31,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { findDefaultImage, GUEST_PROMPT } from '../src/image/build.ts';
 import { benchArgs, CMDLINE, median, qemuPresent, qemuTcgArgs, RINGZERO, QEMU, killGroup, onCleanup, requireFreshBundle } from './support/common.ts';
-import { GuestProfile, parseKallsyms } from '../src/vmm/guest-profile.ts';
+import { GuestProfile, parseKallsyms, symbolFor } from '../src/vmm/guest-profile.ts';
 import { SLICE } from '../src/vmm/machine.ts';
 
 const { values } = benchArgs(import.meta.url, {
@@ -37,6 +42,7 @@ const { values } = benchArgs(import.meta.url, {
     memory: { type: 'string', default: '256M' },
     timeout: { type: 'string', default: '900' },
     'guest-profile': { type: 'boolean', default: false },
+    slices: { type: 'boolean', default: false },
     top: { type: 'string', default: '15' },
   },
 });
@@ -144,6 +150,47 @@ if (values['guest-profile']) {
     result[phase] = { samples: report.samples, top: report.top.map((e) => [e.where, e.percent]) };
   });
   console.log(JSON.stringify({ bench: 'boot-phases', mode: 'guest-profile', phases: result }));
+  process.exit(0);
+}
+if (values.slices) {
+  // One boot with RINGZERO_SLICE_LOG (src/vmm/machine.ts): every run-loop slice's host ms, instructions and final
+  // RIP, up to the prompt (the instruction count of RINGZERO_BOOT_PHASES's prompt row), by the slice's speed.
+  const log = path.join(work, 'slices.txt'), phases = path.join(work, 'slice-phases.jsonl');
+  const env = { ...process.env, RINGZERO_SLICE_LOG: log, RINGZERO_BOOT_PHASES: phases };
+  const kallsyms: string[] = [];
+  await boot(bins[0], ['run', '--engine', 'soft', '--memory', values.memory!, '--cmdline', `${CMDLINE} nokaslr`], env,
+    "grep ' [tT] ' /proc/kallsyms", (line) => { if (/^[0-9a-f]{16} [tT] /.test(line)) kallsyms.push(line); });
+  const symbols = parseKallsyms(kallsyms.join('\n'));
+  const rows = fs.readFileSync(phases, 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { instr: number; text: string });
+  const promptRow = rows.find((r) => ENDS[ENDS.length - 1].test(String(r.text)));
+  const atPrompt = promptRow?.instr ?? Infinity;
+  const CLASSES = [10, 25, 50, 100, 200, Infinity];
+  const label = (c: number) => (c === Infinity ? '>= 200' : `< ${c}`);
+  const ms = CLASSES.map(() => 0), instr = CLASSES.map(() => 0);
+  const slowBy = new Map<string, number>(), fastBy = new Map<string, number>();
+  let done = 0, total = 0;
+  for (const line of fs.readFileSync(log, 'utf8').trim().split('\n')) {
+    const [t, n, hex] = line.split(' ');
+    const w = Number(t), k = Number(n);
+    if (done >= atPrompt) break;
+    done += k;
+    if (!(w > 0)) continue;
+    const c = CLASSES.findIndex((lim) => k / w / 1000 < lim);
+    ms[c] += w; instr[c] += k; total += w;
+    const where = symbolFor(symbols, Number(BigInt.asIntN(64, BigInt(`0x${hex}`))));
+    const by = c <= 2 ? slowBy : c === CLASSES.length - 1 ? fastBy : null;
+    if (by !== null) by.set(where, (by.get(where) ?? 0) + w);
+  }
+  console.log(`${bins[0]}: the boot to the prompt (${(done / 1e6).toFixed(0)}M instructions, ${(total / 1000).toFixed(2)} s in the vCPU's slices of ${SLICE} instructions) by each slice's speed:`);
+  console.log('guest MIPS   host s   share   M instructions');
+  CLASSES.forEach((c, i) => console.log(`${label(c).padEnd(10)} ${(ms[i] / 1000).toFixed(2).padStart(7)} ${(100 * ms[i] / total).toFixed(1).padStart(6)}% ${(instr[i] / 1e6).toFixed(1).padStart(15)}`));
+  const slowMs = ms[0] + ms[1] + ms[2];
+  for (const [what, by, sum] of [['under 50 MIPS', slowBy, slowMs], ['at 200 MIPS or more', fastBy, ms[CLASSES.length - 1]]] as const) {
+    console.log(`\nwhere the slices ${what} ended (share of their host time; nokaslr, ${symbols.length} text symbols):`);
+    for (const [where, w] of [...by].sort((a, b) => b[1] - a[1]).slice(0, Number(values.top))) console.log(`  ${(100 * w / sum).toFixed(1).padStart(5)}%  ${where}`);
+  }
+  console.log(JSON.stringify({ bench: 'boot-phases', mode: 'slices', instructions: done, seconds: Number((total / 1000).toFixed(3)),
+    classes: Object.fromEntries(CLASSES.map((c, i) => [label(c), { s: Number((ms[i] / 1000).toFixed(3)), instructions: instr[i] }])) }));
   process.exit(0);
 }
 const vmms: { label: string; run: (i: number) => Promise<Run> }[] = bins.map((bin, j) => ({
