@@ -54,3 +54,31 @@ test('RINGZERO_BOOT_PHASES: a row per console line with the counters there, a pr
     fs.rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test('RINGZERO_SLICE_LOG: one line per run-loop slice (host ms, instructions, final RIP) written at exit', async () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'rz-slices-'));
+  try {
+    const kernel = writeTinyKernel(path.join(dir, 'guest.bzImage'), GUEST_HEX);
+    const file = path.join(dir, 'slices.txt');
+    await run(process.execPath, [BIN, 'run', '--engine', 'soft', '--kernel', kernel, '--memory', '64M', '--cmdline', 'console=ttyS0'],
+      { timeout: 120_000, env: { ...process.env, RINGZERO_SLICE_LOG: file } });
+    const lines = fs.readFileSync(file, 'utf8').trim().split('\n').map((l) => l.split(' '));
+    let total = 0;
+    for (const [ms, n, rip] of lines) {
+      assert.ok(Number(ms) >= 0, `host ms ${ms}`);
+      assert.ok(Number.isInteger(Number(n)) && Number(n) >= 0 && Number(n) <= SLICE, `${n} instructions in a slice`);
+      assert.match(rip, /^[0-9a-f]+$/);
+      total += Number(n);
+    }
+    // the two loops' 6M instructions and the few around them, in slices of at most SLICE: most of them full
+    assert.ok(total >= 6_000_000 && total <= 6_000_000 + 2000, `${total} instructions in all`);
+    assert.ok(lines.length >= 6_000_000 / SLICE && lines.length <= 6_000_000 / SLICE + 20, `${lines.length} slices`);
+    // a slice that ran its whole budget in loop a or b ended inside the guest's code, a few hundred bytes long
+    const rips = lines.filter(([, n]) => Number(n) === SLICE).map(([, , rip]) => BigInt(`0x${rip}`));
+    assert.ok(rips.length > 250, `${rips.length} full slices`);
+    const lo = rips.reduce((a, b) => (a < b ? a : b)), hi = rips.reduce((a, b) => (a > b ? a : b));
+    assert.ok(hi - lo < 0x100n, `full slices ended between ${lo.toString(16)} and ${hi.toString(16)}`);
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});

@@ -59,10 +59,12 @@ const PROFILE_WALL = process.env.RINGZERO_PROFILE_WALL === '1';
  * RINGZERO_SLICE_LOG=FILE: one record per run-loop slice of a soft-engine vCPU, written to FILE when the process
  * exits: the slice's host milliseconds, the guest instructions it ran and the RIP it ended at, as text lines
  * "ms instructions rip-hex" (bench/boot-phases --slices: how much of a boot runs at which speed, i.e. how much of it
- * is code the engine runs for its first times, and where). Off: one untaken branch per slice.
+ * is code the engine runs for its first times, and where). At most SLICE_LOG_MAX slices are kept (a boot has ~25k;
+ * a long-running VM's log would otherwise grow without end). Off: one untaken branch per slice.
  */
 const SLICE_LOG_FILE = process.env.RINGZERO_SLICE_LOG ?? '';
 const sliceLog: number[] = [];
+const SLICE_LOG_MAX = 1_000_000;
 if (SLICE_LOG_FILE !== '') {
   process.on('exit', () => {
     const lines: string[] = [];
@@ -570,7 +572,7 @@ export class Machine {
         const t0 = (PROFILE_WALL && profile !== undefined) || SLICE_LOG_FILE !== '' ? performance.now() : 0;
         const i0 = cpu.instructions;
         const r = cpu.run(this.budget);
-        if (SLICE_LOG_FILE !== '') sliceLog.push(performance.now() - t0, cpu.instructions - i0, cpu.rip);
+        if (SLICE_LOG_FILE !== '' && sliceLog.length < 3 * SLICE_LOG_MAX) sliceLog.push(performance.now() - t0, cpu.instructions - i0, cpu.rip);
         if (r === RunExit.Budget) {
           // (where the guest spends its time, for a migration's or snapshot's hot-block list: src/cpu/soft/hot-list.ts)
           cpu.codeCache.sampleRip(cpu.rip);
