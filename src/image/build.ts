@@ -211,8 +211,9 @@ mkdir -p /run/log
 ${SESSION}`;
 
 /**
- * The initramfs's /etc/fstab: what its /init mounts with one `mount -a` (fs/proc, sysfs and devtmpfs, as the
- * commands they replace mounted them). fstab(5) fields: device, mount point, type, options, dump, pass.
+ * The initramfs's /etc/fstab: what its /init mounts with one `mount -a` (proc, sysfs and devtmpfs, as the three
+ * commands it replaces mounted them). fstab(5) fields: device, mount point, type, options, dump, pass. A root disk
+ * made from the initramfs (writeRootfsImage) does not take it: its init mounts its own.
  */
 const INIT_FSTAB = `proc /proc proc defaults 0 0
 sysfs /sys sysfs defaults 0 0
@@ -583,8 +584,9 @@ export async function writeRootfsImage(initrd: string, out: string, options: Roo
   try {
     for (const m of members) {
       const name = m.name.replace(/^\.?\/+/, '');
-      // (/var/run and /var/log: links into /run here, below, where the initramfs has directories)
-      if (name === '' || name === '.' || name === 'init' || name === 'sbin/init' || name === 'var/run' || name === 'var/log') continue;
+      // (/var/run and /var/log: links into /run here, below, where the initramfs has directories; etc/fstab: what the
+      // initramfs's /init mounts, not this root's)
+      if (name === '' || name === '.' || name === 'init' || name === 'sbin/init' || name === 'var/run' || name === 'var/log' || name === 'etc/fstab') continue;
       const path = join(tree, treePath(name));
       const type = m.mode & S_IFMT;
       if (type === S_IFDIR) await mkdir(path, { recursive: true, mode: m.mode & 0o7777 });

@@ -40,7 +40,7 @@ import { attachVirtioDevices, type VirtioDevices } from '../devices/virtio/index
 import { VIRTIO_TYPE_NAMES } from '../devices/virtio/device.ts';
 import { KvmIrqRouter, WatchedClock, KvmGuestMemory } from './kvm-platform.ts';
 import type { KvmCpus, KvmSavedState } from './kvm-machine.ts';
-import type { GuestProfile } from './guest-profile.ts';
+import { hexAddress, type GuestProfile } from './guest-profile.ts';
 import { readSnapshot, writeSnapshot, ringzeroVersion, applyDiffLayers, type ReadSnapshotOptions, type SnapshotBody } from './snapshot.ts';
 import { saveSoftCpu, checkVcpuState, restoreSoftCpu, savedTscDeadline } from './snapshot-cpu.ts';
 import { exportHotList, pretranslate, type HotList, type PretranslateReport } from '../cpu/soft/hot-list.ts';
@@ -68,13 +68,9 @@ const SLICE_LOG_MAX = 1_000_000;
 if (SLICE_LOG_FILE !== '') {
   process.on('exit', () => {
     const lines: string[] = [];
-    for (let i = 0; i < sliceLog.length; i += 3) lines.push(`${sliceLog[i].toFixed(3)} ${sliceLog[i + 1]} ${hexRip(sliceLog[i + 2])}`);
+    for (let i = 0; i < sliceLog.length; i += 3) lines.push(`${sliceLog[i].toFixed(3)} ${sliceLog[i + 1]} ${hexAddress(sliceLog[i + 2])}`);
     try { fs.writeFileSync(SLICE_LOG_FILE, lines.join('\n') + '\n'); } catch { /* a measurement aid: never fail the exit */ }
   });
-}
-/** A signed 64-bit linear address (as the CPU keeps RIP) in unsigned hex. */
-function hexRip(rip: number): string {
-  return BigInt.asUintN(64, BigInt(rip)).toString(16);
 }
 /**
  * Whether the soft engine translates hot code to WebAssembly: the default since it measured 0.8x the CPU time of
