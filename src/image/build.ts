@@ -570,6 +570,13 @@ function treePath(path: string): string {
 }
 
 /**
+ * Members of the initramfs that a root disk made from it does not take: the initramfs's inits (the disk gets
+ * ROOTFS_INIT at sbin/init), /var/run and /var/log (links into /run on the disk, made below, where the initramfs has
+ * directories) and etc/fstab (what the initramfs's /init mounts, not the disk's: its init mounts its own).
+ */
+const NOT_ON_ROOTFS = new Set(['init', 'sbin/init', 'var/run', 'var/log', 'etc/fstab']);
+
+/**
  * Write an ext4 image at `out` holding the tree of the initramfs `initrd` (without its /init and device nodes: the
  * kernel's devtmpfs provides /dev) plus ROOTFS_INIT as /sbin/init and `options.files`. `mkfs.ext4 -d` copies a
  * directory into the new file system, so nothing is mounted and no privilege is needed.
@@ -584,9 +591,7 @@ export async function writeRootfsImage(initrd: string, out: string, options: Roo
   try {
     for (const m of members) {
       const name = m.name.replace(/^\.?\/+/, '');
-      // (/var/run and /var/log: links into /run here, below, where the initramfs has directories; etc/fstab: what the
-      // initramfs's /init mounts, not this root's)
-      if (name === '' || name === '.' || name === 'init' || name === 'sbin/init' || name === 'var/run' || name === 'var/log' || name === 'etc/fstab') continue;
+      if (name === '' || name === '.' || NOT_ON_ROOTFS.has(name)) continue;
       const path = join(tree, treePath(name));
       const type = m.mode & S_IFMT;
       if (type === S_IFDIR) await mkdir(path, { recursive: true, mode: m.mode & 0o7777 });
