@@ -6,7 +6,9 @@ import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { decodeVmlinuxCached, MAX_ENTRIES, vmlinuxCacheDir } from '../src/boot/vmlinux-cache.ts';
+import { decodeVmlinuxByIdentity, decodeVmlinuxCached, fileIdentity, MAX_ENTRIES, vmlinuxCacheDir } from '../src/boot/vmlinux-cache.ts';
+import { loadLinux } from '../src/boot/linux.ts';
+import { makeBzImage } from '../src/boot/synthetic.ts';
 import { decompressLz4Legacy, KernelFormatError } from '../src/boot/vmlinux.ts';
 import { GuestMemory, MiB } from '../src/memory/guest-memory.ts';
 
@@ -275,4 +277,107 @@ test('the kernel cache keeps the most recently used entries and removes stale te
 test('the kernel cache lives under the image cache root', () => {
   assert.equal(vmlinuxCacheDir({ RINGZERO_CACHE: '/x/rz' }), '/x/rz/vmlinux');
   assert.equal(vmlinuxCacheDir({ XDG_CACHE_HOME: '/x/c' }), '/x/c/ringzero/vmlinux');
+});
+
+test('the kernel cache: a kernel file seen before is found by its identity alone; a changed file is not', (t) => {
+  const dir = join(tempDir(t), 'vmlinux');
+  const { payload, elf } = kernel(6);
+  assert.equal(decodeVmlinuxByIdentity('file-A', dir), undefined, 'no memo yet');
+  assert.equal(decodeVmlinuxCached(payload, dir, undefined, undefined, 'file-A').source, 'miss');
+  assert.equal(fs.readdirSync(dir).filter((n) => n.endsWith('.key')).length, 1, 'the miss wrote a memo beside its entry');
+  assertKernel(decodeVmlinuxByIdentity('file-A', dir)!, elf);
+  assert.equal(decodeVmlinuxByIdentity('file-B', dir), undefined, 'another identity has no memo');
+  // A hit through the payload also writes the memo of a new identity.
+  assert.equal(decodeVmlinuxCached(payload, dir, undefined, undefined, 'file-B').source, 'hit');
+  assertKernel(decodeVmlinuxByIdentity('file-B', dir)!, elf);
+  // A damaged entry is no hit by identity either (the caller then reads the file and decodes it again).
+  const entry = join(dir, fs.readdirSync(dir).find((n) => n.endsWith('.vmlinux'))!);
+  const good = fs.readFileSync(entry);
+  const flipped = Buffer.from(good);
+  flipped[good.length - 1] ^= 1;
+  fs.writeFileSync(entry, flipped);
+  assert.equal(decodeVmlinuxByIdentity('file-A', dir), undefined);
+  assert.equal(decodeVmlinuxCached(payload, dir, undefined, undefined, 'file-A').source, 'miss');
+  assertKernel(decodeVmlinuxByIdentity('file-A', dir)!, elf);
+  // Its entry gone (evicted): no hit.
+  fs.rmSync(entry);
+  assert.equal(decodeVmlinuxByIdentity('file-A', dir), undefined);
+
+  // fileIdentity: the same file keeps it; rewriting it with other bytes of the same size changes it, even with its
+  // modification time set back (the change time moves).
+  const file = join(tempDir(t), 'bzImage');
+  fs.writeFileSync(file, new Uint8Array(8192).fill(1));
+  const id = (): string => { const fd = fs.openSync(file, 'r'); try { return fileIdentity(fd); } finally { fs.closeSync(fd); } };
+  const before = id();
+  assert.equal(id(), before);
+  const { mtime } = fs.statSync(file);
+  fs.writeFileSync(file, new Uint8Array(8192).fill(2));
+  fs.utimesSync(file, mtime, mtime);
+  assert.notEqual(id(), before);
+});
+
+test('the kernel cache: a hit read into guest RAM is checked against the file\'s bytes; a damaged entry is decoded again', (t) => {
+  const dir = join(tempDir(t), 'vmlinux');
+  const { payload, elf } = kernel(7);
+  decodeVmlinuxCached(payload, dir);
+  const entry = join(dir, fs.readdirSync(dir)[0]);
+  const good = fs.readFileSync(entry);
+  const mem = new GuestMemory(64 * MiB);
+  t.after(() => mem.close());
+  const load = () => decodeVmlinuxCached(payload, dir, (paddr, memsz) => mem.slice(paddr, memsz), (paddr, fd, position, length) => mem.readFile(paddr, fd, position, length));
+  assert.equal(load().source, 'hit');
+  const flipped = Buffer.from(good);
+  flipped[good.length - 3] ^= 0x40; // in the second segment's data
+  fs.writeFileSync(entry, flipped);
+  const again = load();
+  assert.equal(again.source, 'miss', 'the bytes read into RAM did not match the entry\'s digest');
+  assertKernel(again, elf);
+  assert.deepEqual(fs.readFileSync(entry), good, 'rewritten');
+});
+
+test('loadLinux from an open kernel file: the same machine as from its bytes; a second load by the file\'s identity does not read the payload', (t) => {
+  const dir = join(tempDir(t), 'vmlinux');
+  const { payload, elf } = kernel(8);
+  // (padded to syssize's 16-byte paragraphs; payload_length says where the frame ends)
+  const padded = new Uint8Array(Math.ceil(payload.length / 16) * 16);
+  padded.set(payload);
+  const image = makeBzImage({ payload: padded, initSize: 0x400000 });
+  const hv = new DataView(image.buffer);
+  hv.setUint32(0x248, 0, true); // payload_offset: the payload is the whole protected-mode part
+  hv.setUint32(0x24c, payload.length, true); // payload_length
+  const file = join(tempDir(t), 'bzImage');
+  fs.writeFileSync(file, image);
+  const fromBytes = new GuestMemory(64 * MiB);
+  t.after(() => fromBytes.close());
+  const a = loadLinux(fromBytes, image, undefined, 'console=ttyS0', { cpus: 1, kernelCache: dir, rngSeed: false });
+  assert.equal(a.entry64, 0x1000000, 'vmlinux entered at its ELF entry');
+  assert.deepEqual(fromBytes.read(0x1200000, 0x800), elf.subarray(0x2000, 0x2800));
+  const fd = fs.openSync(file, 'r');
+  t.after(() => fs.closeSync(fd));
+  const identity = fileIdentity(fd);
+  const fromFile = new GuestMemory(64 * MiB);
+  t.after(() => fromFile.close());
+  const b = loadLinux(fromFile, { fd, size: image.length, identity }, undefined, 'console=ttyS0', { cpus: 1, kernelCache: dir, rngSeed: false });
+  assert.equal(b.entry64, a.entry64);
+  assert.deepEqual(fromFile.read(0, 2 * MiB), fromBytes.read(0, 2 * MiB), 'zero page, command line, tables and page tables');
+  assert.deepEqual(fromFile.read(0x1000000, 0x204000), fromBytes.read(0x1000000, 0x204000), 'the kernel');
+  // The same setup part before a payload of zeros under that identity: the cached kernel is loaded, so the file's
+  // payload was never read (a read of it would have found no LZ4 frame and loaded the zeros for the guest to run).
+  const blank = new Uint8Array(image);
+  blank.fill(0, image.length - padded.length);
+  const blankFile = join(tempDir(t), 'blank');
+  fs.writeFileSync(blankFile, blank);
+  const bfd = fs.openSync(blankFile, 'r');
+  t.after(() => fs.closeSync(bfd));
+  const byIdentity = new GuestMemory(64 * MiB);
+  t.after(() => byIdentity.close());
+  const c = loadLinux(byIdentity, { fd: bfd, size: blank.length, identity }, undefined, 'console=ttyS0', { cpus: 1, kernelCache: dir, rngSeed: false });
+  assert.equal(c.entry64, 0x1000000);
+  assert.deepEqual(byIdentity.read(0x1200000, 0x800), elf.subarray(0x2000, 0x2800));
+  // Under its own identity the same file is read: not LZ4, so it is loaded as it is, entered at its 0x200.
+  const plain = new GuestMemory(64 * MiB);
+  t.after(() => plain.close());
+  const d = loadLinux(plain, { fd: bfd, size: blank.length, identity: fileIdentity(bfd) }, undefined, 'console=ttyS0', { cpus: 1, kernelCache: dir, rngSeed: false });
+  assert.equal(d.entry64, 0x1000000 + 0x200);
+  assert.throws(() => loadLinux(plain, { fd: bfd, size: blank.length + 4096 }, undefined, '', { cpus: 1, kernelCache: false }), /ended before/);
 });

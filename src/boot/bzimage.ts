@@ -52,7 +52,7 @@ export const XLF_KERNEL_64 = 1 << 0;
 /** xloadflags bit 1: kernel, boot_params, command line and ramdisk may be above 4 GiB. */
 export const XLF_CAN_BE_LOADED_ABOVE_4G = 1 << 1;
 /** Sector size of the setup part. */
-const SECTOR = 512;
+export const SECTOR = 512;
 
 export interface BzImage {
   /** Boot protocol version, e.g. 0x020f for 2.15. */

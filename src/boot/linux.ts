@@ -13,9 +13,10 @@ import { randomBytes } from 'node:crypto';
 import type { GuestMemory } from '../memory/guest-memory.ts';
 import { GiB, HIGH_RAM_START, MiB } from '../memory/guest-memory.ts';
 import { writeAcpiTables, type AcpiTables } from './acpi.ts';
-import { BootError, HDR, parseBzImage, type BzImage } from './bzimage.ts';
+import { BootError, HDR, MAX_SETUP_BYTES, SECTOR, parseBzImage, parseBzImageHead, type BzImage } from './bzimage.ts';
 import { isLz4Legacy, KernelFormatError, type Vmlinux } from './vmlinux.ts';
-import { decodeVmlinuxCached, vmlinuxCacheDir, type SegmentDestination, type SegmentReader } from './vmlinux-cache.ts';
+import { decodeVmlinuxByIdentity, decodeVmlinuxCached, vmlinuxCacheDir, type SegmentDestination, type SegmentReader } from './vmlinux-cache.ts';
+import { preadFully } from '../sys/file-io.ts';
 import {
   BIOS_AREA_END, BOOT_GDT_ADDR, BOOT_STACK_TOP, CMDLINE_ADDR, CMDLINE_AREA_END, EBDA_START, PCI_ECAM_BASE,
   PCI_ECAM_SIZE, PDPT_ADDR, PD_ADDR, PML4_ADDR, SETUP_DATA_ADDR, ZERO_PAGE_ADDR,
@@ -129,7 +130,7 @@ export interface BootState {
   e820: E820Entry[];
   acpi: AcpiTables;
   /** The parsed image header. */
-  image: BzImage;
+  image: Omit<BzImage, 'kernel'>;
 }
 
 export interface LoadLinuxOptions {
@@ -224,17 +225,23 @@ export function bootGdt(): bigint[] {
  * vmlinux from a bzImage whose payload is LZ4 (undefined for other formats: the guest decompresses those), and whether
  * its segments' data already are in place (read by the cache into into(paddr, memsz), the guest's RAM).
  */
-function uncompressedKernel(image: BzImage, cache: string | false | undefined, into: SegmentDestination, read: SegmentReader): { vmlinux: Vmlinux; inPlace: boolean } | undefined {
+function uncompressedKernel(image: KernelImage, cache: string | false | undefined, into: SegmentDestination, read: SegmentReader): { vmlinux: Vmlinux; inPlace: boolean } | undefined {
   if (image.setupHeader.length < 0x250 - HDR.setup_sects) return undefined;
+  const dir = cache === false ? undefined : cache ?? vmlinuxCacheDir();
+  // (a kernel file seen before: its cached decode found by the file's identity, without reading the file)
+  if (dir !== undefined && image.identity !== undefined) {
+    const hit = decodeVmlinuxByIdentity(image.identity, dir, into, read);
+    if (hit) return { vmlinux: hit.vmlinux, inPlace: true };
+  }
   const hv = new DataView(image.setupHeader.buffer, image.setupHeader.byteOffset, image.setupHeader.byteLength);
   // payload_offset/payload_length (boot.rst, protocol 2.08+): relative to the protected-mode code.
   const offset = hv.getUint32(0x248 - HDR.setup_sects, true);
   const length = hv.getUint32(0x24c - HDR.setup_sects, true);
-  if (length === 0 || offset + length > image.kernel.length) return undefined;
-  const payload = image.kernel.subarray(offset, offset + length);
+  if (length === 0 || offset + length > image.kernelLength) return undefined;
+  const payload = image.kernel().subarray(offset, offset + length);
   if (!isLz4Legacy(payload)) return undefined;
   try {
-    const { vmlinux, source } = decodeVmlinuxCached(payload, cache === false ? undefined : cache ?? vmlinuxCacheDir(), into, read);
+    const { vmlinux, source } = decodeVmlinuxCached(payload, dir, into, read, image.identity);
     return { vmlinux, inPlace: source === 'hit' };
   } catch (e) {
     if (e instanceof KernelFormatError) throw new BootError(`the kernel's LZ4 payload is damaged: ${e.message}`);
@@ -279,11 +286,53 @@ export interface InitrdFile {
 }
 
 /**
- * Load `kernel` (a bzImage) with `initrd` and `cmdline` into `mem` and return the CPU state that
- * enters it. Throws BootError when the image is unusable or something does not fit.
+ * A bzImage read from an open file (`size` bytes) as it is needed: its setup part at once, its protected-mode kernel
+ * only when that is loaded or its payload decoded. `identity` (vmlinux-cache.ts fileIdentity) lets a kernel decoded
+ * before be found in the cache without reading the file at all.
  */
-export function loadLinux(mem: GuestMemory, kernel: Uint8Array, initrd: Uint8Array | InitrdFile | undefined, cmdline: string, opts: LoadLinuxOptions): BootState {
-  const image = parseBzImage(kernel);
+export interface KernelFile {
+  fd: number;
+  size: number;
+  identity?: string;
+}
+
+/** A parsed bzImage whose protected-mode kernel (kernelLength bytes) is read on demand. */
+interface KernelImage extends Omit<BzImage, 'kernel'> {
+  kernelLength: number;
+  kernel(): Uint8Array;
+  identity?: string;
+}
+
+function kernelImage(kernel: Uint8Array | KernelFile): KernelImage {
+  if (kernel instanceof Uint8Array) {
+    const image = parseBzImage(kernel);
+    return { ...image, kernelLength: image.kernel.length, kernel: () => image.kernel };
+  }
+  const { fd, size, identity } = kernel;
+  const head = new Uint8Array(Math.min(size, MAX_SETUP_BYTES));
+  if (preadFully(fd, head, 0) !== head.length) throw new BootError('the kernel file ended before its setup header');
+  const parsed = parseBzImageHead(head, size);
+  const start = (parsed.setupSects + 1) * SECTOR;
+  let bytes: Uint8Array | undefined;
+  return {
+    ...parsed, identity, kernelLength: size - start,
+    kernel: () => {
+      if (bytes === undefined) {
+        const b = new Uint8Array(size - start);
+        if (preadFully(fd, b, start) !== b.length) throw new BootError('the kernel file ended before its protected-mode code');
+        bytes = b;
+      }
+      return bytes;
+    },
+  };
+}
+
+/**
+ * Load `kernel` (a bzImage, or an open bzImage file) with `initrd` and `cmdline` into `mem` and return the CPU state
+ * that enters it. Throws BootError when the image is unusable or something does not fit.
+ */
+export function loadLinux(mem: GuestMemory, kernel: Uint8Array | KernelFile, initrd: Uint8Array | InitrdFile | undefined, cmdline: string, opts: LoadLinuxOptions): BootState {
+  const image = kernelImage(kernel);
   const lowEnd = mem.lowSize;
   // APIC IDs are 8 bits and the IOAPIC takes the ID after the last vCPU (see acpi.ts).
   if (!Number.isInteger(opts.cpus) || opts.cpus < 1 || opts.cpus > 254) throw new BootError(`cannot boot with ${opts.cpus} vCPUs (1-254)`);
@@ -346,7 +395,7 @@ export function loadLinux(mem: GuestMemory, kernel: Uint8Array, initrd: Uint8Arr
     }
     entry64 = vmlinux.entry; // startup_64, a physical address: the identity map covers it
   } else {
-    mem.write(load, image.kernel);
+    mem.write(load, image.kernel());
   }
   const cmdlineArea = mem.slice(CMDLINE_ADDR, cmdlineBytes.length + 1);
   cmdlineArea.set(cmdlineBytes);
