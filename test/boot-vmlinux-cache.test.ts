@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { decodeVmlinuxByIdentity, decodeVmlinuxCached, fileIdentity, MAX_ENTRIES, vmlinuxCacheDir } from '../src/boot/vmlinux-cache.ts';
+import { decodeVmlinuxByIdentity, decodeVmlinuxCached, fileIdentity, MAX_ENTRIES, RACY_MS, vmlinuxCacheDir } from '../src/boot/vmlinux-cache.ts';
 import { loadLinux } from '../src/boot/linux.ts';
 import { makeBzImage } from '../src/boot/synthetic.ts';
 import { decompressLz4Legacy, KernelFormatError } from '../src/boot/vmlinux.ts';
@@ -303,17 +303,37 @@ test('the kernel cache: a kernel file seen before is found by its identity alone
   fs.rmSync(entry);
   assert.equal(decodeVmlinuxByIdentity('file-A', dir), undefined);
 
-  // fileIdentity: the same file keeps it; rewriting it with other bytes of the same size changes it, even with its
-  // modification time set back (the change time moves).
+});
+
+test('the kernel cache: identities vouch only for files settled RACY_MS; a settled entry is not hashed again, a changed one is', async (t) => {
+  const dir = join(tempDir(t), 'vmlinux');
+  const { payload, elf } = kernel(9);
   const file = join(tempDir(t), 'bzImage');
   fs.writeFileSync(file, new Uint8Array(8192).fill(1));
-  const id = (): string => { const fd = fs.openSync(file, 'r'); try { return fileIdentity(fd); } finally { fs.closeSync(fd); } };
-  const before = id();
-  assert.equal(id(), before);
+  const id = (path: string): string | undefined => { const fd = fs.openSync(path, 'r'); try { return fileIdentity(fd); } finally { fs.closeSync(fd); } };
+  assert.equal(id(file), undefined, 'just written: its timestamps could not tell a second write in the same tick apart');
+  decodeVmlinuxCached(payload, dir, undefined, undefined, 'kernel-9');
+  const entry = join(dir, fs.readdirSync(dir).find((n) => n.endsWith('.vmlinux'))!);
+  const memo = join(dir, fs.readdirSync(dir).find((n) => n.endsWith('.key'))!);
+  assert.equal(fs.readFileSync(memo).length, 32, 'a new entry: the memo holds the payload key alone');
+  await new Promise((resolve) => setTimeout(resolve, RACY_MS + 200));
+  const before = id(file);
+  assert.ok(before !== undefined && id(file) === before, 'settled: the same identity each time');
+  // A by-identity hit checks the entry's data (its identity was not recorded) and records the entry's identity.
+  assertKernel(decodeVmlinuxByIdentity('kernel-9', dir)!, elf);
+  assert.equal(fs.readFileSync(memo).subarray(32).toString(), id(entry), 'the settled entry\'s identity, next to the key');
+  assertKernel(decodeVmlinuxByIdentity('kernel-9', dir)!, elf);
+  // Any change to the entry changes its identity, so its data is checked again: a flipped bit is found.
+  const good = fs.readFileSync(entry);
+  const flipped = Buffer.from(good);
+  flipped[good.length - 2] ^= 4;
+  fs.writeFileSync(entry, flipped);
+  assert.equal(decodeVmlinuxByIdentity('kernel-9', dir), undefined);
+  // The kernel file rewritten with other bytes of the same size and its modification time set back: no identity yet.
   const { mtime } = fs.statSync(file);
   fs.writeFileSync(file, new Uint8Array(8192).fill(2));
   fs.utimesSync(file, mtime, mtime);
-  assert.notEqual(id(), before);
+  assert.equal(id(file), undefined);
 });
 
 test('the kernel cache: a hit read into guest RAM is checked against the file\'s bytes; a damaged entry is decoded again', (t) => {
@@ -354,7 +374,7 @@ test('loadLinux from an open kernel file: the same machine as from its bytes; a 
   assert.deepEqual(fromBytes.read(0x1200000, 0x800), elf.subarray(0x2000, 0x2800));
   const fd = fs.openSync(file, 'r');
   t.after(() => fs.closeSync(fd));
-  const identity = fileIdentity(fd);
+  const identity = 'kernel-8'; // (as Machine.loadKernel passes fileIdentity's, once the file is settled)
   const fromFile = new GuestMemory(64 * MiB);
   t.after(() => fromFile.close());
   const b = loadLinux(fromFile, { fd, size: image.length, identity }, undefined, 'console=ttyS0', { cpus: 1, kernelCache: dir, rngSeed: false });
@@ -377,7 +397,7 @@ test('loadLinux from an open kernel file: the same machine as from its bytes; a 
   // Under its own identity the same file is read: not LZ4, so it is loaded as it is, entered at its 0x200.
   const plain = new GuestMemory(64 * MiB);
   t.after(() => plain.close());
-  const d = loadLinux(plain, { fd: bfd, size: blank.length, identity: fileIdentity(bfd) }, undefined, 'console=ttyS0', { cpus: 1, kernelCache: dir, rngSeed: false });
+  const d = loadLinux(plain, { fd: bfd, size: blank.length, identity: 'blank-8' }, undefined, 'console=ttyS0', { cpus: 1, kernelCache: dir, rngSeed: false });
   assert.equal(d.entry64, 0x1000000 + 0x200);
   assert.throws(() => loadLinux(plain, { fd: bfd, size: blank.length + 4096 }, undefined, '', { cpus: 1, kernelCache: false }), /ended before/);
 });
