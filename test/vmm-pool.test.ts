@@ -77,3 +77,17 @@ test('started through its shebang, a run has one --v8-pool-size, the one this ho
   assert.ok(three.environ.includes('RINGZERO_V8_POOL_SIZE=3'));
   assert.deepEqual(poolFlags((await runEcho(null, { RINGZERO_V8_POOL_SIZE: '0' })).cmdline), []);
 });
+
+test('NODE_EXTRA_CA_CERTS does not reach a VMM: not through the shebang, not through the re-exec of a plain run', async () => {
+  const ca = '/etc/ssl/certs/ca-certificates.crt';
+  const extra = (environ: string[]) => environ.filter((v) => v.startsWith('NODE_EXTRA_CA_CERTS='));
+  // (through its shebang, `env -u` starts node without it)
+  const viaShebang = await runEcho(null, { RINGZERO_V8_POOL_SIZE: '', NODE_EXTRA_CA_CERTS: ca });
+  assert.deepEqual(extra(viaShebang.environ), []);
+  assert.equal(viaShebang.status, 0, viaShebang.output);
+  // (a plain run re-executes itself with the pool size: the new image gets the environment without it)
+  const reexec = await runEcho([], { RINGZERO_V8_POOL_SIZE: '2', NODE_EXTRA_CA_CERTS: ca });
+  assert.deepEqual(poolFlags(reexec.cmdline), ['--v8-pool-size=2']);
+  assert.deepEqual(extra(reexec.environ), []);
+  assert.equal(reexec.status, 0, reexec.output);
+});
