@@ -98,8 +98,16 @@ export function decodeVmlinuxCached(payload: Uint8Array, dir: string | undefined
  */
 export function fileIdentity(fd: number): string | undefined {
   const st = fs.fstatSync(fd, { bigint: true });
-  if (Date.now() - Number(st.ctimeMs) < RACY_MS) return undefined;
+  return settled(st) ? identityOf(st) : undefined;
+}
+
+function identityOf(st: fs.BigIntStats): string {
   return `${st.dev}:${st.ino}:${st.size}:${st.mtimeNs}:${st.ctimeNs}`;
+}
+
+/** Whether a file's last change is old enough for its identity to vouch for its contents (RACY_MS). */
+function settled(st: fs.BigIntStats): boolean {
+  return Date.now() - Number(st.ctimeMs) >= RACY_MS;
 }
 
 /** How old a file's last change must be before its identity (fileIdentity) vouches for its contents. */
@@ -182,9 +190,11 @@ function readEntry(file: string, key: Buffer, into: SegmentDestination | undefin
     return undefined;
   }
   try {
-    const before = fileIdentity(fd);
-    const vmlinux = readOpenEntry(fd, key, into, read, before === undefined || before !== checked);
-    if (!vmlinux || fileIdentity(fd) !== before) return undefined;
+    const st = fs.fstatSync(fd, { bigint: true });
+    // (`raw`, whether or not it vouches yet: to see a change made while the entry was read)
+    const raw = identityOf(st);
+    const vmlinux = readOpenEntry(fd, key, into, read, !settled(st) || raw !== checked);
+    if (!vmlinux || identityOf(fs.fstatSync(fd, { bigint: true })) !== raw) return undefined;
     // (most recently used: the mtime, of this very inode; see TOUCH_AFTER_MS)
     if (Date.now() - fs.fstatSync(fd).mtimeMs > TOUCH_AFTER_MS) {
       try {
@@ -205,7 +215,7 @@ function readFully(fd: number, into: Uint8Array, position: number): boolean {
   return preadFully(fd, into, position) === into.length;
 }
 
-/** The chunk hashFileRange reads through (allocated once: its pages stay mapped and warm from one VMM start to the next read). */
+/** The chunk hashFileRange reads through (allocated once per process: its pages stay mapped from one read to the next). */
 let hashChunk: Uint8Array | undefined;
 const HASH_CHUNK = 1 << 20;
 
