@@ -185,6 +185,17 @@ const START_BUDGET = startBudget();
  */
 const TIER_BUDGETS: TierBudgets | null = V8_11_3 ? parseBudgets(process.env.RINGZERO_WASM_TIER_BUDGET, START_BUDGET, null) : null;
 /**
+ * RINGZERO_WASM_LATE_BUDGET=N (off unless set): modules flushed once user code runs (sawUser: the boot is over) are
+ * compiled under tier-up budget N instead of the start value, so the kernel paths an I/O test runs for the first
+ * time leave Liftoff's code sooner without changing the boot's budget. Measured (session 39, N = 1800000, V8's
+ * default, against off, same build): bench/net-passes (16 MiB, 2 runs) first passes' guest-thread CPU lower in 4 of 4
+ * (TCP host -> guest 460/545 against 613/647 ms, guest -> host 281/540 against 485/587 ms) and MB/s higher in 4 of 4
+ * (34.9/31.0 against 23.0/25.0, 48.0/25.5 against 24.7/25.2); but bench/io alternating (3 pairs, noisy host) moved
+ * within its noise (O_DIRECT read lower in 3 of 3: 354/270/343 against 594/311/415 MB/s; TCP 30/35/42 against
+ * 42/26/32 MB/s): not on until a quieter host shows it.
+ */
+const LATE_BUDGET = V8_11_3 ? Number(process.env.RINGZERO_WASM_LATE_BUDGET ?? 0) : 0;
+/**
  * A flushed batch's functions (`hot[i]`: function i holds a block translated before) as the modules to build: the
  * cold ones in one under `cold`, the hot ones in another under `hot` (one module when either is empty, or the two
  * budgets are equal, or there are none: the start value).
@@ -1097,7 +1108,7 @@ export class WasmEngine {
     for (const part of parts) {
       const pb: Body[] = [], pd: Batch['done'] = [];
       for (const i of part.fns) { pb.push(bodies[i]); pd.push(done[i]); }
-      this.launch(c, pb, pd, part.budget, tail, tb);
+      this.launch(c, pb, pd, LATE_BUDGET > 0 && this.sawUser ? LATE_BUDGET : part.budget, tail, tb);
       tb = performance.now();
     }
   }
