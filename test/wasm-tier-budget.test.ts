@@ -6,7 +6,7 @@ import test from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
-import { splitByBudget, splitBySize } from '../src/cpu/soft/wasm/runtime.ts';
+import { lateBudget, moduleBudget, splitByBudget, splitBySize } from '../src/cpu/soft/wasm/runtime.ts';
 import { parseBudgets, V8_11_3 } from '../src/cpu/soft/wasm/tier-budget.ts';
 
 test('a batch splits into a cold module of first translations and a hot one of blocks translated again', () => {
@@ -20,6 +20,17 @@ test('a batch splits into a cold module of first translations and a hot one of b
   const off = splitByBudget(null, [true, false]);
   assert.equal(off.length, 1);
   assert.deepEqual(off[0].fns, [0, 1]);
+});
+
+test('RINGZERO_WASM_LATE_BUDGET: modules flushed after the boot take the late budget (V8\'s default unless set; 0 is off)', () => {
+  assert.equal(lateBudget(undefined), 1_800_000);
+  assert.equal(lateBudget(''), 1_800_000);
+  assert.equal(lateBudget('900000'), 900_000);
+  for (const off of ['0', '-5', '1.5', 'no']) assert.equal(lateBudget(off), 0, off);
+  // (the boot's modules keep their batch's budget; after it, the late one, unless it is off)
+  assert.equal(moduleBudget(9_000_000, false, 1_800_000), 9_000_000);
+  assert.equal(moduleBudget(9_000_000, true, 1_800_000), 1_800_000);
+  assert.equal(moduleBudget(36_000_000, true, 0), 36_000_000);
 });
 
 test('a batch splits by function size: 4x the start budget from UNIT bytes, 16x from 4 UNIT..., at most MAX', () => {

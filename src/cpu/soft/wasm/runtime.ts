@@ -185,16 +185,31 @@ const START_BUDGET = startBudget();
  */
 const TIER_BUDGETS: TierBudgets | null = V8_11_3 ? parseBudgets(process.env.RINGZERO_WASM_TIER_BUDGET, START_BUDGET, null) : null;
 /**
- * RINGZERO_WASM_LATE_BUDGET=N (off unless set): modules flushed once user code runs (sawUser: the boot is over) are
- * compiled under tier-up budget N instead of the start value, so the kernel paths an I/O test runs for the first
- * time leave Liftoff's code sooner without changing the boot's budget. Measured (session 39, N = 1800000, V8's
- * default, against off, same build): bench/net-passes (16 MiB, 2 runs) first passes' guest-thread CPU lower in 4 of 4
- * (TCP host -> guest 460/545 against 613/647 ms, guest -> host 281/540 against 485/587 ms) and MB/s higher in 4 of 4
- * (34.9/31.0 against 23.0/25.0, 48.0/25.5 against 24.7/25.2); but bench/io alternating (3 pairs, noisy host) moved
- * within its noise (O_DIRECT read lower in 3 of 3: 354/270/343 against 594/311/415 MB/s; TCP 30/35/42 against
- * 42/26/32 MB/s): not on until a quieter host shows it.
+ * RINGZERO_WASM_LATE_BUDGET=N (default 1800000, V8's own; 0: off): modules flushed once user code runs (sawUser: the
+ * kernel has started /init) are compiled under tier-up budget N instead of the start value (bin/ringzero's 9000000,
+ * five times V8's, which the boot's briefly run code pays off with), so code that turns hot after the boot (a shell
+ * loop, a system call path, the kernel paths an I/O test runs for the first time) leaves Liftoff's code sooner. The
+ * boot's own modules keep the start value. Measured (session 39, same build, on against off):
+ * - bench/engines --runs 1 --only translate,qemu, 6 pairs (3 with each first; a loaded host, whose runs fell into a
+ *   fast and a slow mode), guest-thread CPU medians: ash loop 9.0 -> 6.2 s, syscalls 1.09 -> 0.73 s, md5 1.9 -> 1.55 s;
+ *   wall against TCG in the same runs, medians: ash 1.95x -> 1.49x, syscalls 1.88x -> 1.69x, md5 0.93x -> 0.95x, boot
+ *   2.09x -> 2.02x (the boot's wall 5.4-7.4 s either way).
+ * - bench/net-passes (16 MiB, 2 runs): the first passes' guest-thread CPU lower in 4 of 4 (TCP host -> guest 460/545
+ *   against 613/647 ms, guest -> host 281/540 against 485/587 ms), MB/s higher in 4 of 4.
+ * - bench/io alternating (3 pairs, noisy host): within its noise (O_DIRECT read lower in 3 of 3: 354/270/343 against
+ *   594/311/415 MB/s; TCP host -> guest 30/35/42 against 42/26/32 MB/s).
  */
-const LATE_BUDGET = V8_11_3 ? Number(process.env.RINGZERO_WASM_LATE_BUDGET ?? 0) : 0;
+const LATE_BUDGET = V8_11_3 ? lateBudget(process.env.RINGZERO_WASM_LATE_BUDGET) : 0;
+/** RINGZERO_WASM_LATE_BUDGET's value: unset or empty 1800000, a positive integer as given, anything else (0) off. */
+export function lateBudget(spec: string | undefined): number {
+  if (spec === undefined || spec.trim() === '') return 1_800_000;
+  const n = Number(spec);
+  return Number.isInteger(n) && n > 0 ? n : 0;
+}
+/** The tier-up budget of a module of a flushed batch: `late` once the boot is over (0: off), else the batch's own. */
+export function moduleBudget(batchBudget: number, afterBoot: boolean, late: number): number {
+  return late > 0 && afterBoot ? late : batchBudget;
+}
 /**
  * A flushed batch's functions (`hot[i]`: function i holds a block translated before) as the modules to build: the
  * cold ones in one under `cold`, the hot ones in another under `hot` (one module when either is empty, or the two
@@ -504,6 +519,8 @@ export interface WasmStats {
   callees: number;
   /** Modules compiled under the `hot` tier-up budget (TIER_BUDGETS) while the policy is on, the rest under `cold`. */
   hotModules: number;
+  /** Modules compiled under RINGZERO_WASM_LATE_BUDGET (flushed once the boot was over). */
+  lateModules: number;
   /** Modules compiled under a budget raised for their functions' size (TIER_SIZE). */
   sizedModules: number;
   /**
@@ -560,7 +577,7 @@ export class WasmEngine {
   private imports!: WebAssembly.Imports;
   /** The JavaScript helpers the trampolines call. */
   private readonly helpers: WebAssembly.Imports;
-  readonly stats: WasmStats = { compiled: 0, modules: 0, bytes: 0, compileMs: 0, buildMs: 0, calls: 0, tableCalls: 0, replays: 0, conds: 0, slow: 0, direct: 0, tails: 0, asyncModules: 0, syncFallbacks: 0, stale: 0, reinstalled: 0, freed: 0, regions: 0, regionBlocks: 0, intra: 0, reformed: 0, reregioned: 0, callees: 0, hotModules: 0, sizedModules: 0, installs: 0, installWaitMs: 0, installWaitInstr: 0 };
+  readonly stats: WasmStats = { compiled: 0, modules: 0, bytes: 0, compileMs: 0, buildMs: 0, calls: 0, tableCalls: 0, replays: 0, conds: 0, slow: 0, direct: 0, tails: 0, asyncModules: 0, syncFallbacks: 0, stale: 0, reinstalled: 0, freed: 0, regions: 0, regionBlocks: 0, intra: 0, reformed: 0, reregioned: 0, callees: 0, hotModules: 0, lateModules: 0, sizedModules: 0, installs: 0, installWaitMs: 0, installWaitInstr: 0 };
   private nextState = 0;
   /** Translated functions by index (index 0 unused: an empty dispatch entry), and their blocks (a region's by member number). */
   private table!: WebAssembly.Table;
@@ -689,7 +706,7 @@ export class WasmEngine {
     const s = this.stats;
     return `${s.compiled} blocks translated in ${s.modules} modules (${(s.bytes / 1024).toFixed(0)} KiB of code, ${s.compileMs.toFixed(0)} ms on the main thread to build (${s.buildMs.toFixed(0)}) and compile; ` +
       `${s.asyncModules} compiled in the background, ${s.syncFallbacks} of them finished synchronously, ${s.stale} blocks stale when ready, ${s.freed} dead ones freed, ${s.reinstalled} dispatch entries put back), ` +
-      `${s.calls} calls (${s.tableCalls} from the dispatch table), ${s.direct} direct block-to-block entries, ${COUNT_CHAINS ? s.tails : 'uncounted'} by tail calls (${this.kept.size} dead functions kept for them), ${s.regions} regions of ${s.regionBlocks} blocks with ${COUNT_CHAINS ? s.intra : 'uncounted (RINGZERO_WASM_COUNT_CHAINS=1)'} entries between their blocks (${s.reformed} blocks translated again into one, ${s.reregioned} with their page, ${s.callees} as callees of a new batch; ${s.hotModules} modules under the hot tier-up budget, ${s.sizedModules} under one raised for size), ` +
+      `${s.calls} calls (${s.tableCalls} from the dispatch table), ${s.direct} direct block-to-block entries, ${COUNT_CHAINS ? s.tails : 'uncounted'} by tail calls (${this.kept.size} dead functions kept for them), ${s.regions} regions of ${s.regionBlocks} blocks with ${COUNT_CHAINS ? s.intra : 'uncounted (RINGZERO_WASM_COUNT_CHAINS=1)'} entries between their blocks (${s.reformed} blocks translated again into one, ${s.reregioned} with their page, ${s.callees} as callees of a new batch; ${s.hotModules} modules under the hot tier-up budget, ${s.lateModules} under the late one, ${s.sizedModules} under one raised for size), ` +
       `${s.replays + s.conds + s.slow} helper calls (${s.replays} replays, ${s.conds} conditions, ${s.slow} slow accesses)` +
       (TIER_STATS ? '; JS tier runs/instructions: ' + ['warming', 'queued', 'in flight', 'never', 'too long'].map((n, i) => `${n} ${this.tierRuns[i]}/${this.tierInstr[i]}`).join(', ') +
         `; async install latency ${(s.installWaitMs / Math.max(1, s.installs)).toFixed(1)} ms, ${(s.installWaitInstr / Math.max(1, s.installs) / 1e3).toFixed(0)}k instructions (mean of ${s.installs})` : '') +
@@ -1108,7 +1125,9 @@ export class WasmEngine {
     for (const part of parts) {
       const pb: Body[] = [], pd: Batch['done'] = [];
       for (const i of part.fns) { pb.push(bodies[i]); pd.push(done[i]); }
-      this.launch(c, pb, pd, LATE_BUDGET > 0 && this.sawUser ? LATE_BUDGET : part.budget, tail, tb);
+      const budget = moduleBudget(part.budget, this.sawUser, LATE_BUDGET);
+      if (budget !== part.budget) this.stats.lateModules++;
+      this.launch(c, pb, pd, budget, tail, tb);
       tb = performance.now();
     }
   }
