@@ -185,24 +185,29 @@ const START_BUDGET = startBudget();
  */
 const TIER_BUDGETS: TierBudgets | null = V8_11_3 ? parseBudgets(process.env.RINGZERO_WASM_TIER_BUDGET, START_BUDGET, null) : null;
 /**
- * RINGZERO_WASM_LATE_BUDGET=N (default 1800000, V8's own; 0: off): modules flushed once user code runs (sawUser: the
- * kernel has started /init) are compiled under tier-up budget N instead of the start value (bin/ringzero's 9000000,
- * five times V8's, which the boot's briefly run code pays off with), so code that turns hot after the boot (a shell
- * loop, a system call path, the kernel paths an I/O test runs for the first time) leaves Liftoff's code sooner. The
- * boot's own modules keep the start value. Measured (session 39, same build, on against off):
- * - bench/engines --runs 1 --only translate,qemu, 6 pairs (3 with each first; a loaded host, whose runs fell into a
- *   fast and a slow mode), guest-thread CPU medians: ash loop 9.0 -> 6.2 s, syscalls 1.09 -> 0.73 s, md5 1.9 -> 1.55 s;
- *   wall against TCG in the same runs, medians: ash 1.95x -> 1.49x, syscalls 1.88x -> 1.69x, md5 0.93x -> 0.95x, boot
- *   2.09x -> 2.02x (the boot's wall 5.4-7.4 s either way).
+ * RINGZERO_WASM_LATE_BUDGET=N (off unless set; e.g. 1800000, V8's own): modules flushed once user code runs (sawUser:
+ * the kernel has started /init) are compiled under tier-up budget N instead of the start value (bin/ringzero's
+ * 9000000, five times V8's, which the boot's briefly run code pays off with), so code that turns hot after the boot
+ * (a shell loop, a system call path, the kernel paths an I/O test runs for the first time) could leave Liftoff's code
+ * sooner; the boot's own modules keep the start value. Measured (session 39, N = 1800000, same build, on against off;
+ * the programs' guest-thread CPU fell into a fast and a slow mode from run to run, ash ~6 s or ~9 s, syscalls ~0.7 s or
+ * ~1.1 s, whatever the setting):
+ * - bench/engines --runs 1 --only translate,qemu, 8 pairs (loaded host, each order): guest-thread CPU lower with it
+ *   for the ash loop in 6 of 8, for syscalls in 4 of 8, md5 in 4 of 8; wall against TCG, medians of the first 6
+ *   pairs: ash 1.95x -> 1.49x, syscalls 1.88x -> 1.69x, md5 0.93x -> 0.95x, boot 2.09x -> 2.02x; the last 2 pairs
+ *   (quieter): syscalls 0.75/0.70 s off against 1.07/0.95 s on. On a quiet host, five runs with it against five
+ *   without earlier the same day: guest-thread CPU medians ash 5.96 against 6.00 s, syscalls 0.74 against 0.72 s.
  * - bench/net-passes (16 MiB, 2 runs): the first passes' guest-thread CPU lower in 4 of 4 (TCP host -> guest 460/545
  *   against 613/647 ms, guest -> host 281/540 against 485/587 ms), MB/s higher in 4 of 4.
  * - bench/io alternating (3 pairs, noisy host): within its noise (O_DIRECT read lower in 3 of 3: 354/270/343 against
  *   594/311/415 MB/s; TCP host -> guest 30/35/42 against 42/26/32 MB/s).
+ * No gain beyond the runs' bimodal noise, so off; a quieter host, or a measure that separates the two modes, may show
+ * what it does for the first passes.
  */
 const LATE_BUDGET = V8_11_3 ? lateBudget(process.env.RINGZERO_WASM_LATE_BUDGET) : 0;
-/** RINGZERO_WASM_LATE_BUDGET's value: unset or empty 1800000, a positive integer as given, anything else (0) off. */
+/** RINGZERO_WASM_LATE_BUDGET's value: a positive integer as given, anything else (unset, empty, 0) off. */
 export function lateBudget(spec: string | undefined): number {
-  if (spec === undefined || spec.trim() === '') return 1_800_000;
+  if (spec === undefined || spec.trim() === '') return 0;
   const n = Number(spec);
   return Number.isInteger(n) && n > 0 ? n : 0;
 }
