@@ -6,8 +6,8 @@ import test from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
-import { lateBudget, moduleBudget, splitByBudget, splitBySize } from '../src/cpu/soft/wasm/runtime.ts';
-import { parseBudgets, V8_11_3 } from '../src/cpu/soft/wasm/tier-budget.ts';
+import { moduleBudget, splitByBudget, splitBySize } from '../src/cpu/soft/wasm/runtime.ts';
+import { lateBudget, parseBudgets, V8_11_3 } from '../src/cpu/soft/wasm/tier-budget.ts';
 
 test('a batch splits into a cold module of first translations and a hot one of blocks translated again', () => {
   const b = { cold: 90_000_000, hot: 9_000_000, lib: 1_800_000 };

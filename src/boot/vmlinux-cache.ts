@@ -194,14 +194,15 @@ function readEntry(file: string, key: Buffer, into: SegmentDestination | undefin
     // (`raw`, whether or not it vouches yet: to see a change made while the entry was read)
     const raw = identityOf(st);
     const vmlinux = readOpenEntry(fd, key, into, read, !settled(st) || raw !== checked);
-    if (!vmlinux || identityOf(fs.fstatSync(fd, { bigint: true })) !== raw) return undefined;
-    // (most recently used: the mtime, of this very inode; see TOUCH_AFTER_MS)
-    if (Date.now() - fs.fstatSync(fd).mtimeMs > TOUCH_AFTER_MS) {
-      try {
-        const now = new Date();
-        fs.futimesSync(fd, now, now);
-      } catch { /* a read-only cache still serves */ }
-    }
+    if (!vmlinux) return undefined;
+    const after = fs.fstatSync(fd, { bigint: true });
+    if (identityOf(after) !== raw) return undefined;
+    // (most recently used: the mtime, of this very inode, which the refresh gives a new identity; see TOUCH_AFTER_MS)
+    if (Date.now() - Number(after.mtimeMs) <= TOUCH_AFTER_MS) return { vmlinux, identity: settled(after) ? raw : undefined };
+    try {
+      const now = new Date();
+      fs.futimesSync(fd, now, now);
+    } catch { /* a read-only cache still serves */ }
     return { vmlinux, identity: fileIdentity(fd) };
   } catch {
     return undefined; // an I/O error or a destination that is not RAM: as if absent

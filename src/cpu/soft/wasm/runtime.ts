@@ -19,7 +19,7 @@ import { syscallMsrs, syscallSegments64, sysretSegments64, type SyscallMsrs } fr
 import { EFER_SCE, CR4_TSD } from '../constants.ts';
 import { appendFileSync, writeFileSync } from 'node:fs';
 import { compileOffThread } from './compile-thread.ts';
-import { parseBudgets, startBudget, flagLock, withBudget, endBootFlags, V8_11_3, type TierBudgets } from './tier-budget.ts';
+import { parseBudgets, lateBudget, startBudget, flagLock, withBudget, endBootFlags, V8_11_3, type TierBudgets } from './tier-budget.ts';
 /** The layout constants as a plain object (under tsx a namespace import reads each one through a getter call). */
 const L = { ...layout };
 
@@ -205,12 +205,6 @@ const TIER_BUDGETS: TierBudgets | null = V8_11_3 ? parseBudgets(process.env.RING
  * what it does for the first passes.
  */
 const LATE_BUDGET = V8_11_3 ? lateBudget(process.env.RINGZERO_WASM_LATE_BUDGET) : 0;
-/** RINGZERO_WASM_LATE_BUDGET's value: a positive integer as given, anything else (unset, empty, 0) off. */
-export function lateBudget(spec: string | undefined): number {
-  if (spec === undefined || spec.trim() === '') return 0;
-  const n = Number(spec);
-  return Number.isInteger(n) && n > 0 ? n : 0;
-}
 /** The tier-up budget of a module of a flushed batch: `late` once the boot is over (0: off), else the batch's own. */
 export function moduleBudget(batchBudget: number, afterBoot: boolean, late: number): number {
   return late > 0 && afterBoot ? late : batchBudget;

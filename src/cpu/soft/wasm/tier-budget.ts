@@ -43,6 +43,13 @@ export function parseBudgets(spec: string | undefined, start: number, dflt: Tier
   return { cold, hot: ok(hot) ? hot : start, lib: ok(lib) ? lib : start };
 }
 
+/** RINGZERO_WASM_LATE_BUDGET's value (runtime.ts LATE_BUDGET): a positive integer as given, anything else (unset, empty, 0) off. */
+export function lateBudget(spec: string | undefined): number {
+  if (spec === undefined || spec.trim() === '') return 0;
+  const n = Number(spec);
+  return Number.isInteger(n) && n > 0 ? n : 0;
+}
+
 /**
  * The --wasm-tiering-budget this process started with: the last one among the flags bin/ringzero set
  * (`globalThis[Symbol.for('ringzero.v8Flags')]`) and node's own command line, else V8's default.
